@@ -1,4 +1,8 @@
-"""Registry of `forge` command groups (one line per group, so modules stay independent)."""
+"""Registry of `forge` command groups.
+
+Each group lives in its own module under forge.cli and exposes either `app` (a Typer
+sub-app) or `register(app)` for top-level commands; this file only wires them in.
+"""
 
 from __future__ import annotations
 
@@ -6,4 +10,4 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add every command group to the root app."""
+    """Add every command group to the root app (imports are local to keep startup fast)."""
