@@ -1,0 +1,67 @@
+"""HMAC keyrings: the current secret signs; previous and next are accepted for verification.
+
+Rotation without failed requests needs every verifier to accept both the old and the new
+secret while services roll; a key id (kid) derived from the secret lets a verifier pick the
+right one without trying them all, and without ever revealing the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+_KID_DOMAIN = b"frostgate-forge/kid/v1:"
+
+
+def derive_kid(secret: bytes) -> str:
+    """A short, stable, non-reversible id for a secret (16 hex chars of a domain-separated hash)."""
+    return hashlib.sha256(_KID_DOMAIN + secret).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class HmacKeyring:
+    """The secrets of one name: `current` signs, all of them verify."""
+
+    name: str
+    current: bytes
+    previous: bytes | None = None
+    next: bytes | None = None
+    _by_kid: dict[str, bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_kid: dict[str, bytes] = {}
+        for secret in (self.current, self.previous, self.next):
+            if secret:
+                by_kid[derive_kid(secret)] = secret
+        object.__setattr__(self, "_by_kid", by_kid)
+
+    def __repr__(self) -> str:  # never show secret material
+        return f"HmacKeyring(name={self.name!r}, kids={sorted(self._by_kid)})"
+
+    @property
+    def current_kid(self) -> str:
+        """Key id of the signing secret."""
+        return derive_kid(self.current)
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """Every key id accepted for verification."""
+        return tuple(self._by_kid)
+
+    def key_for(self, kid: str) -> bytes | None:
+        """The secret with this key id, or None when it is not in the ring."""
+        return self._by_kid.get(kid)
+
+    def matches(self, presented: str | bytes) -> bool:
+        """Constant-time comparison of a presented secret (e.g. a bearer token) with every key."""
+        candidate = presented.encode() if isinstance(presented, str) else presented
+        found = False
+        for secret in (self.current, self.previous, self.next):
+            if secret and hmac.compare_digest(candidate, secret):
+                found = True
+        return found
+
+    def secret_values(self) -> tuple[bytes, ...]:
+        """All secret values (for log redaction only)."""
+        return tuple(s for s in (self.current, self.previous, self.next) if s)

@@ -1,0 +1,77 @@
+"""Reading secrets from the environment (or `<NAME>_FILE` mounts) and dev-secret persistence."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+REQUIRED_SECRETS = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET", "RECEIPT_HMAC_SECRET", "OPERATOR_TOKEN")
+ROTATION_SUFFIXES = ("", "_PREVIOUS", "_NEXT")
+MIN_SECRET_BYTES = 32
+DEV_SECRETS_FILE = "secrets/dev-secrets.json"
+
+
+@dataclass(frozen=True)
+class SecretRead:
+    """Outcome of reading one variable: a value, or problems that name it (never its value)."""
+
+    value: bytes | None
+    problems: tuple[str, ...] = ()
+
+
+def read_secret(environ: Mapping[str, str], name: str) -> SecretRead:
+    """Read `name` from the environment or from the file named by `<name>_FILE`."""
+    direct = environ.get(name, "")
+    file_var = f"{name}_FILE"
+    file_path = environ.get(file_var, "")
+    if direct and file_path:
+        return SecretRead(None, (f"{name} and {file_var} are both set; set only one",))
+    if direct:
+        return SecretRead(direct.encode())
+    if not file_path:
+        return SecretRead(None)
+    try:
+        content = Path(file_path).read_bytes().strip()
+    except OSError as exc:
+        return SecretRead(None, (f"{file_var}: cannot read {file_path}: {exc.strerror}",))
+    if not content:
+        return SecretRead(None, (f"{file_var}: {file_path} is empty",))
+    return SecretRead(content)
+
+
+def generate_secret() -> str:
+    """A fresh secret: 48 random bytes, URL-safe base64 (64 characters)."""
+    return _secrets.token_urlsafe(48)
+
+
+def load_dev_secrets(storage_root: Path) -> dict[str, str]:
+    """Return the installation's dev secrets, creating them once (mode 0600) if absent.
+
+    Every service of one installation reads the same file, so tokens minted by one verify in
+    another, and restarts keep working. A file lock makes concurrent first starts agree.
+    """
+    path = storage_root / DEV_SECRETS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with FileLock(str(path) + ".lock", timeout=30):
+        existing: dict[str, str] = {}
+        if path.exists():
+            existing = json.loads(path.read_text(encoding="utf-8"))
+        missing = [n for n in REQUIRED_SECRETS if not existing.get(n)]
+        if missing:
+            for name in missing:
+                existing[name] = generate_secret()
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(existing, fh, indent=2, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        os.chmod(path, 0o600)
+        return existing

@@ -1,0 +1,152 @@
+"""Settings shared by every service, and the runbook's FORGE_ENV rules.
+
+Outside dev a service must not start with missing, short or conflicting secrets, nor with a
+dev-only flag turned on. Every problem is collected so the operator sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
+from forge.config.keyring import HmacKeyring
+from forge.config.secrets import (
+    DEV_SECRETS_FILE,
+    MIN_SECRET_BYTES,
+    REQUIRED_SECRETS,
+    ROTATION_SUFFIXES,
+    load_dev_secrets,
+    read_secret,
+)
+
+DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class ConfigError(Exception):
+    """The environment cannot run a service; `problems` names every variable at fault."""
+
+    def __init__(self, env_label: str, problems: list[str]) -> None:
+        self.env_label = env_label
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"configuration invalid (FORGE_ENV={env_label}):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of one Forge installation."""
+
+    env: ForgeEnv
+    storage_root: Path
+    db_url: str
+    sat: HmacKeyring
+    et: HmacKeyring
+    receipt: HmacKeyring
+    operator: HmacKeyring
+    nats_url: str | None = None
+    opa_url: str | None = None
+    opa_policy_hash: str | None = None
+    dev_allow_xplan: bool = False
+    allow_free_default: bool = False
+    billing_mode: str = "stub"
+    policies_dir: Path = _REPO_ROOT / "policies"
+    templates_dir: Path = _REPO_ROOT / "templates"
+    plans_file: Path = _REPO_ROOT / "plans.yaml"
+    warnings: tuple[str, ...] = field(default=())
+
+    def secret_values(self) -> tuple[bytes, ...]:
+        """Every secret value in force, for log redaction."""
+        rings = (self.sat, self.et, self.receipt, self.operator)
+        return tuple(v for ring in rings for v in ring.secret_values())
+
+
+def _path_setting(environ: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = environ.get(name, "")
+    return Path(raw) if raw else default
+
+
+def _read_keyrings(
+    environ: Mapping[str, str], env: ForgeEnv, storage_root: Path, problems: list[str]
+) -> tuple[dict[str, HmacKeyring], list[str]]:
+    values: dict[str, dict[str, bytes | None]] = {}
+    for name in REQUIRED_SECRETS:
+        values[name] = {}
+        for suffix in ROTATION_SUFFIXES:
+            var = name + suffix
+            read = read_secret(environ, var)
+            problems.extend(read.problems)
+            if read.value is not None and not env.is_dev and len(read.value) < MIN_SECRET_BYTES:
+                problems.append(f"{var} is shorter than {MIN_SECRET_BYTES} bytes")
+            values[name][suffix] = read.value
+    missing = [n for n in REQUIRED_SECRETS if values[n][""] is None]
+    warnings: list[str] = []
+    if missing and not env.is_dev:
+        problems.extend(
+            f"missing required secret {n} (set {n} or {n}_FILE)" for n in missing
+        )
+    elif missing:
+        dev = load_dev_secrets(storage_root)
+        for n in missing:
+            values[n][""] = dev[n].encode()
+        warnings.append(
+            "dev mode: generated secrets for "
+            + ", ".join(missing)
+            + f" are kept in {storage_root / DEV_SECRETS_FILE} (never use dev mode in production)"
+        )
+    rings = {
+        n: HmacKeyring(
+            name=n,
+            current=values[n][""] or b"",
+            previous=values[n]["_PREVIOUS"],
+            next=values[n]["_NEXT"],
+        )
+        for n in REQUIRED_SECRETS
+    }
+    return rings, warnings
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment, or raise ConfigError naming every problem."""
+    environ = os.environ if environ is None else environ
+    raw_env = environ.get("FORGE_ENV")
+    env = parse_forge_env(raw_env)
+    problems: list[str] = []
+    if env is None:
+        problems.append(
+            f"FORGE_ENV has an unknown value; allowed: {', '.join(ALLOWED_ENV_VALUES)}"
+        )
+        raise ConfigError(str(raw_env), problems)
+    if not env.is_dev:
+        problems.extend(
+            f"{flag}=true is forbidden when FORGE_ENV={env.value} (dev only)"
+            for flag in DEV_ONLY_FLAGS
+            if is_truthy(environ.get(flag))
+        )
+    storage_root = _path_setting(environ, "STORAGE_ROOT", Path("storage")).absolute()
+    rings, warnings = _read_keyrings(environ, env, storage_root, problems)
+    if problems:
+        raise ConfigError(env.value, problems)
+    db_url = environ.get("FORGE_DB_URL") or f"sqlite:///{storage_root / 'forge.db'}"
+    return Settings(
+        env=env,
+        storage_root=storage_root,
+        db_url=db_url,
+        sat=rings["SAT_HMAC_SECRET"],
+        et=rings["ET_HMAC_SECRET"],
+        receipt=rings["RECEIPT_HMAC_SECRET"],
+        operator=rings["OPERATOR_TOKEN"],
+        nats_url=environ.get("NATS_URL") or None,
+        opa_url=environ.get("OPA_URL") or None,
+        opa_policy_hash=environ.get("OPA_POLICY_HASH") or None,
+        dev_allow_xplan=env.is_dev and is_truthy(environ.get("DEV_ALLOW_XPLAN")),
+        allow_free_default=env.is_dev and is_truthy(environ.get("ALLOW_FREE_DEFAULT")),
+        billing_mode=(environ.get("BILLING_MODE") or "stub").strip().lower(),
+        policies_dir=_path_setting(environ, "FORGE_POLICIES_DIR", _REPO_ROOT / "policies"),
+        templates_dir=_path_setting(environ, "FORGE_TEMPLATES_DIR", _REPO_ROOT / "templates"),
+        plans_file=_path_setting(environ, "FORGE_PLANS_FILE", _REPO_ROOT / "plans.yaml"),
+        warnings=tuple(warnings),
+    )

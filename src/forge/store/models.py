@@ -1,0 +1,175 @@
+"""SQLAlchemy 2 models of Forge state; portable types so SQLite and PostgreSQL share them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names (Alembic needs them on PostgreSQL)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Scenario(Base):
+    """One lab from spawn request to its terminal state."""
+
+    __tablename__ = "scenarios"
+    scenario_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    subject: Mapped[str] = mapped_column(String(128), index=True)
+    track: Mapped[str] = mapped_column(String(32))
+    template_id: Mapped[str] = mapped_column(String(64))
+    template_sha256: Mapped[str | None] = mapped_column(String(64))
+    plan: Mapped[str] = mapped_column(String(32))
+    retention_days: Mapped[int] = mapped_column(Integer, default=30)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    sat_jti: Mapped[str | None] = mapped_column(String(64))
+    et_jti: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ScenarioTransition(Base):
+    """Every state change of a scenario, with time and reason."""
+
+    __tablename__ = "scenario_transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scenario_id: Mapped[str] = mapped_column(
+        ForeignKey("scenarios.scenario_id", ondelete="CASCADE"), index=True
+    )
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class IdempotencyRecord(Base):
+    """The stored answer to a spawn request id, for 24 h replays."""
+
+    __tablename__ = "idempotency_records"
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ReplayJti(Base):
+    """A consumed token id; kept until the token would have expired anyway."""
+
+    __tablename__ = "replay_jtis"
+    jti: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RateCounter(Base):
+    """Fixed-window request counter per scope (tenant or subject)."""
+
+    __tablename__ = "rate_counters"
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QuotaSlot(Base):
+    """A concurrency slot held by a live scenario; released when the scenario ends."""
+
+    __tablename__ = "quota_slots"
+    scenario_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    subject: Mapped[str] = mapped_column(String(128), index=True)
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    released_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Entitlement(Base):
+    """An operator-granted plan for a tenant (subject NULL) or one subject of it."""
+
+    __tablename__ = "entitlements"
+    __table_args__ = (UniqueConstraint("tenant_id", "subject", name="uq_entitlements_owner"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    subject: Mapped[str] = mapped_column(String(128), default="*")
+    plan: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """An operator-issued learner credential; only its hash is stored."""
+
+    __tablename__ = "api_keys"
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class FailedEvent(Base):
+    """An event a consumer could not process after its retries; never dropped."""
+
+    __tablename__ = "failed_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    msg_id: Mapped[str | None] = mapped_column(String(128))
+    scenario_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="failed", index=True)
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    reprocessed_at: Mapped[datetime | None]
+
+
+class AuditRecord(Base):
+    """One link of a hash-chained audit stream kept in the database (e.g. billing per tenant)."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        UniqueConstraint("stream", "seq", name="uq_audit_records_stream_seq"),
+        Index("ix_audit_records_stream", "stream"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream: Mapped[str] = mapped_column(String(160))
+    seq: Mapped[int] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    event: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]

@@ -1,0 +1,51 @@
+"""Forge tokens: SAT, ET, receipts and access tokens as HS256 compact JWS with key ids."""
+
+from forge.tokens.errors import (
+    TokenBadSignature,
+    TokenError,
+    TokenExpired,
+    TokenMalformed,
+    TokenMissingClaim,
+    TokenNotYetValid,
+    TokenReplayed,
+    TokenUnknownKey,
+    TokenWrongAudience,
+    TokenWrongIssuer,
+    TokenWrongType,
+)
+from forge.tokens.kinds import (
+    ACCESS,
+    ET,
+    RECEIPT,
+    SAT,
+    TokenKind,
+    TokenMismatch,
+    check_sat_et_binding,
+    keyring_for,
+    mint_token,
+    verify_token,
+)
+
+__all__ = [
+    "ACCESS",
+    "ET",
+    "RECEIPT",
+    "SAT",
+    "TokenBadSignature",
+    "TokenError",
+    "TokenExpired",
+    "TokenKind",
+    "TokenMalformed",
+    "TokenMismatch",
+    "TokenMissingClaim",
+    "TokenNotYetValid",
+    "TokenReplayed",
+    "TokenUnknownKey",
+    "TokenWrongAudience",
+    "TokenWrongIssuer",
+    "TokenWrongType",
+    "check_sat_et_binding",
+    "keyring_for",
+    "mint_token",
+    "verify_token",
+]

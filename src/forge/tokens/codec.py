@@ -1,0 +1,123 @@
+"""Compact JWS (HS256) minting and verification through an HMAC keyring, using PyJWT.
+
+Every token carries `typ` and `kid` headers and iss/aud/iat/nbf/exp/jti claims; verification
+checks each of them so a token of one kind or audience is never accepted as another.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+from forge.config.keyring import HmacKeyring
+from forge.tokens.errors import (
+    TokenBadSignature,
+    TokenExpired,
+    TokenMalformed,
+    TokenMissingClaim,
+    TokenNotYetValid,
+    TokenUnknownKey,
+    TokenWrongAudience,
+    TokenWrongIssuer,
+    TokenWrongType,
+)
+
+ALGORITHM = "HS256"
+REGISTERED_CLAIMS = ("iss", "aud", "iat", "nbf", "exp", "jti")
+DEFAULT_LEEWAY_S = 30
+
+
+def mint(
+    keyring: HmacKeyring,
+    *,
+    typ: str,
+    issuer: str,
+    audience: str,
+    ttl_s: int,
+    claims: Mapping[str, Any],
+    now: float | None = None,
+) -> str:
+    """Sign `claims` plus the registered claims with the keyring's current secret."""
+    issued = int(time.time() if now is None else now)
+    payload: dict[str, Any] = dict(claims)
+    payload.update(
+        iss=issuer,
+        aud=audience,
+        iat=issued,
+        nbf=issued,
+        exp=issued + ttl_s,
+        jti=payload.get("jti") or uuid.uuid4().hex,
+    )
+    headers = {"typ": typ, "kid": keyring.current_kid}
+    return jwt.encode(payload, keyring.current, algorithm=ALGORITHM, headers=headers)
+
+
+def verify(
+    keyring: HmacKeyring,
+    token: str,
+    *,
+    typ: str,
+    issuer: str,
+    audience: str,
+    leeway_s: int = DEFAULT_LEEWAY_S,
+    check_expiry: bool = True,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Return the verified claims, or raise the TokenError subclass that names the defect."""
+    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16_384:
+        raise TokenMalformed("token is not a compact JWS")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError as exc:
+        raise TokenMalformed("token header cannot be decoded") from exc
+    if header.get("alg") != ALGORITHM:
+        raise TokenMalformed(f"token algorithm must be {ALGORITHM}")
+    if header.get("typ") != typ:
+        raise TokenWrongType(f"expected a {typ} token")
+    kid = header.get("kid")
+    key = keyring.key_for(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise TokenUnknownKey(f"{typ} token key id is not in the {keyring.name} keyring")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            options={
+                "require": list(REGISTERED_CLAIMS),
+                "verify_exp": False,  # checked below against one clock, with leeway
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.InvalidAudienceError as exc:
+        raise TokenWrongAudience(f"{typ} token is not for audience {audience}") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise TokenWrongIssuer(f"{typ} token issuer is not {issuer}") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenMissingClaim(f"{typ} token lacks claim {exc.claim}") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise TokenBadSignature(f"{typ} token signature does not verify") from exc
+    except jwt.InvalidTokenError as exc:
+        raise TokenMalformed(f"{typ} token is malformed") from exc
+    _check_times(claims, typ, leeway_s, check_expiry, time.time() if now is None else now)
+    return claims
+
+
+def _check_times(
+    claims: Mapping[str, Any], typ: str, leeway_s: int, check_expiry: bool, now: float
+) -> None:
+    """Validate exp/nbf (numbers, within leeway); exp is skipped when the caller says so."""
+    for name in ("exp", "nbf", "iat"):
+        if not isinstance(claims.get(name), int | float) or isinstance(claims.get(name), bool):
+            raise TokenMalformed(f"{typ} token claim {name} is not a number")
+    if check_expiry and claims["exp"] + leeway_s < now:
+        raise TokenExpired(f"{typ} token has expired")
+    if check_expiry and claims["nbf"] - leeway_s > now:
+        raise TokenNotYetValid(f"{typ} token is not valid yet")

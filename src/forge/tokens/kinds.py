@@ -1,0 +1,111 @@
+"""The four token kinds of Forge and what each must carry (DESIGN §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from forge.config.keyring import HmacKeyring
+from forge.config.settings import Settings
+from forge.tokens import codec
+from forge.tokens.errors import TokenError, TokenMissingClaim
+
+ISSUER = "forge_spawn_service"
+
+
+@dataclass(frozen=True)
+class TokenKind:
+    """A token type: header `typ`, audience, default lifetime, claims it must carry."""
+
+    typ: str
+    audience: str
+    ttl_s: int
+    required: tuple[str, ...]
+
+
+SAT = TokenKind(
+    "SAT",
+    "forge_orchestrator",
+    15 * 60,
+    ("scenario_id", "track", "template_id", "sub", "tenant_id", "plan", "et_jti"),
+)
+ET = TokenKind(
+    "ET",
+    "forge_platform",
+    60 * 60,
+    ("sub", "tenant_id", "plan", "tracks", "retention_days", "source"),
+)
+RECEIPT = TokenKind("RCPT", "forge_spawn", 30 * 24 * 3600, ("tenant_id", "plan", "retention_days"))
+ACCESS = TokenKind("ACC", "forge_access", 15 * 60, ("scenario_id", "sub", "tenant_id"))
+
+
+class TokenMismatch(TokenError):
+    """Two tokens that must describe the same caller or scenario disagree."""
+
+    code = "token_mismatch"
+
+
+def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
+    """The keyring that signs and verifies `kind` (access tokens share the SAT keyring)."""
+    rings = {"SAT": settings.sat, "ACC": settings.sat, "ET": settings.et, "RCPT": settings.receipt}
+    return rings[kind.typ]
+
+
+def mint_token(
+    keyring: HmacKeyring,
+    kind: TokenKind,
+    claims: Mapping[str, Any],
+    *,
+    ttl_s: int | None = None,
+    now: float | None = None,
+) -> str:
+    """Mint a token of `kind`; refuses claims that lack what the kind requires."""
+    missing = [c for c in kind.required if claims.get(c) in (None, "")]
+    if missing:
+        raise ValueError(f"{kind.typ} token needs claims: {', '.join(missing)}")
+    return codec.mint(
+        keyring,
+        typ=kind.typ,
+        issuer=ISSUER,
+        audience=kind.audience,
+        ttl_s=kind.ttl_s if ttl_s is None else ttl_s,
+        claims=claims,
+        now=now,
+    )
+
+
+def verify_token(
+    keyring: HmacKeyring,
+    kind: TokenKind,
+    token: str,
+    *,
+    check_expiry: bool = True,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Verify a token of `kind` and that it carries the kind's claims."""
+    claims = codec.verify(
+        keyring,
+        token,
+        typ=kind.typ,
+        issuer=ISSUER,
+        audience=kind.audience,
+        check_expiry=check_expiry,
+        now=now,
+    )
+    for name in kind.required:
+        if claims.get(name) in (None, ""):
+            raise TokenMissingClaim(f"{kind.typ} token lacks claim {name}")
+    return claims
+
+
+def check_sat_et_binding(sat: Mapping[str, Any], et: Mapping[str, Any]) -> None:
+    """A SAT must name the ET it was minted from, and agree on subject, tenant and plan."""
+    if sat.get("et_jti") != et.get("jti"):
+        raise TokenMismatch("SAT was not minted from this ET")
+    for claim in ("sub", "tenant_id", "plan"):
+        if sat.get(claim) != et.get(claim):
+            raise TokenMismatch(f"SAT and ET disagree on {claim}")
+    tracks = et.get("tracks")
+    if not isinstance(tracks, list) or sat.get("track") not in tracks:
+        raise TokenMismatch("SAT track is not among the ET's entitled tracks")

@@ -1,0 +1,111 @@
+"""State store: migrations match the models, SQLite is shared safely, replay is once-only."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from forge.store import Database, upgrade
+from forge.store.models import Base
+from forge.store.replay import SqlReplayStore
+from forge.tokens import TokenReplayed
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    url = f"sqlite:///{tmp_path / 'state' / 'forge.db'}"
+    upgrade(url)
+    database = Database(url)
+    yield database  # type: ignore[misc]
+    database.dispose()
+
+
+def test_migrations_create_every_model_table(db: Database) -> None:
+    tables = set(inspect(db.engine).get_table_names())
+    assert set(Base.metadata.tables) <= tables
+    assert "alembic_version" in tables
+
+
+def test_migrations_match_models_exactly(db: Database) -> None:
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_is_idempotent(db: Database) -> None:
+    upgrade(db.url)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_sqlite_runs_in_wal_with_busy_timeout(db: Database) -> None:
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 15000
+
+
+def test_ping(db: Database) -> None:
+    db.ping()
+
+
+def test_ping_fails_for_unreachable_database(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(Exception):
+        Database(f"sqlite:///{blocker / 'forge.db'}").ping()
+
+
+def test_replay_consumes_once(db: Database) -> None:
+    store = SqlReplayStore(db)
+    exp = datetime.now(UTC) + timedelta(minutes=5)
+    store.consume("jti-1", "SAT", exp)
+    with pytest.raises(TokenReplayed):
+        store.consume("jti-1", "SAT", exp)
+    store.consume("jti-2", "SAT", exp)
+
+
+def test_replay_concurrent_consumers_exactly_one_wins(db: Database) -> None:
+    store = SqlReplayStore(db)
+    exp = datetime.now(UTC) + timedelta(minutes=5)
+
+    def attempt(_: int) -> bool:
+        try:
+            store.consume("contested", "SAT", exp)
+        except TokenReplayed:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, range(32)))
+    assert results.count(True) == 1
+
+
+def test_replay_two_processes_share_one_file(db: Database) -> None:
+    other = Database(db.url)  # a second engine = a second process' view of the same file
+    exp = datetime.now(UTC) + timedelta(minutes=5)
+    SqlReplayStore(db).consume("shared", "SAT", exp)
+    with pytest.raises(TokenReplayed):
+        SqlReplayStore(other).consume("shared", "SAT", exp)
+    other.dispose()
+
+
+def test_replay_purge_expired(db: Database) -> None:
+    store = SqlReplayStore(db)
+    now = datetime.now(UTC)
+    store.consume("old", "SAT", now - timedelta(seconds=1))
+    store.consume("live", "SAT", now + timedelta(minutes=5))
+    assert store.purge_expired(now) == 1
+    store.consume("old", "SAT", now + timedelta(minutes=5))
+    with pytest.raises(TokenReplayed):
+        store.consume("live", "SAT", now + timedelta(minutes=5))
+
+
+def test_replay_refuses_empty_jti(db: Database) -> None:
+    with pytest.raises(TokenReplayed):
+        SqlReplayStore(db).consume("", "SAT", datetime.now(UTC))
