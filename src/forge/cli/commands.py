@@ -11,3 +11,8 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add every command group to the root app (imports are local to keep startup fast)."""
+    from forge.cli import config_check, secrets, serve
+
+    serve.register(app)
+    app.add_typer(secrets.app, name="secrets")
+    config_check.register(app)

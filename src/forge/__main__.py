@@ -1,0 +1,5 @@
+"""`python -m forge` runs the CLI."""
+
+from forge.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""`forge secrets generate`: a ready .env block of fresh secrets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+
+from forge.config.secrets import REQUIRED_SECRETS, generate_secret
+
+app = typer.Typer(help="Secrets for FORGE_ENV=staging/prod.", no_args_is_help=True)
+
+
+@app.command()
+def generate(
+    suffix: str = typer.Option(
+        "",
+        help="Emit the rotation variant instead: NEXT (pre-stage) or PREVIOUS.",
+        metavar="[NEXT|PREVIOUS]",
+    ),
+) -> None:
+    """Print fresh values for the four required secrets as KEY=value lines."""
+    suffix = suffix.strip().upper()
+    if suffix not in ("", "NEXT", "PREVIOUS"):
+        raise typer.BadParameter("must be NEXT or PREVIOUS", param_hint="--suffix")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    typer.echo(f"# FrostGate Forge secrets, generated {stamp}. Keep them in your secret manager.")
+    for name in REQUIRED_SECRETS:
+        var = f"{name}_{suffix}" if suffix else name
+        typer.echo(f"{var}={generate_secret()}")

@@ -1,0 +1,33 @@
+"""`forge serve spawn|orchestrator|scoreboard`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from forge.config.settings import ConfigError
+from forge.services.common.runner import ServiceName
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `serve` command."""
+
+    @app.command()
+    def serve(
+        service: ServiceName = typer.Argument(..., help="Which service to run."),
+        host: str = typer.Option("127.0.0.1", help="Address to bind."),
+        port: int | None = typer.Option(None, help="Port (default 8082/8083/8086)."),
+    ) -> None:
+        """Run one Forge service until SIGINT/SIGTERM (graceful shutdown)."""
+        from forge.services.common.runner import serve as run_service
+
+        try:
+            started = run_service(service, host, port)
+        except ConfigError as exc:
+            print(f"forge serve {service.value}: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        if not started:
+            print(f"forge serve {service.value}: failed to start; see the log above",
+                  file=sys.stderr)
+            raise typer.Exit(3)

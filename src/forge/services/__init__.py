@@ -1,0 +1,1 @@
+"""Forge services: thin FastAPI layers over the concept packages."""

@@ -1,0 +1,1 @@
+"""What every Forge service shares: app factory, errors, logging, readiness, metrics, auth."""

@@ -1,0 +1,108 @@
+"""The app factory every service uses: health, readiness, metrics, errors, request context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from forge import __version__
+from forge.config.settings import Settings
+from forge.services.common.errors import install_error_handlers
+from forge.services.common.logging import Redactor
+from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
+from forge.services.common.middleware import RequestContextMiddleware
+from forge.services.common.readiness import CheckFailed, Readiness
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceContext:
+    """What one service process holds: settings, state store, readiness, metrics, hooks."""
+
+    name: str
+    settings: Settings
+    db: Database
+    readiness: Readiness
+    metrics: ServiceMetrics
+    startup: list[Hook] = field(default_factory=list)
+    shutdown: list[Hook] = field(default_factory=list)
+
+
+def make_context(name: str, settings: Settings) -> ServiceContext:
+    """Create a context with the checks every service has: config, store, storage."""
+    db = Database(settings.db_url)
+    ctx = ServiceContext(
+        name=name,
+        settings=settings,
+        db=db,
+        readiness=Readiness(redactor=Redactor(settings.secret_values())),
+        metrics=ServiceMetrics(name),
+    )
+    ctx.readiness.add("config", lambda: f"FORGE_ENV={settings.env.value}")
+    ctx.readiness.add("store", lambda: _ping(db))
+    return ctx
+
+
+def _ping(db: Database) -> str:
+    db.ping()
+    return "reachable"
+
+
+def storage_writable(root: Path) -> str:
+    """Readiness check: the storage root accepts a file write and removal."""
+    probe = root / f".readyz-probe-{id(root)}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise CheckFailed(f"storage root {root} is not writable: {exc.strerror}") from exc
+    return f"{root} writable"
+
+
+def create_app(ctx: ServiceContext) -> FastAPI:
+    """A FastAPI app with /healthz, /readyz, /metrics and the shared behaviour."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        upgrade(ctx.settings.db_url)
+        for hook in ctx.startup:
+            await hook()
+        try:
+            yield
+        finally:
+            for hook in reversed(ctx.shutdown):
+                await hook()
+            ctx.db.dispose()
+
+    app = FastAPI(title=f"FrostGate Forge {ctx.name}", version=__version__, lifespan=lifespan)
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Says nothing about dependencies."""
+        return {"status": "ok", "service": ctx.name}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        """Readiness: every registered check; 503 naming each failed one."""
+        ok, body = await ctx.readiness.run()
+        body["service"] = ctx.name
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        """Prometheus exposition."""
+        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,82 @@
+"""JSON logs with a correlation id, scrubbed of secrets and tokens."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "forge_request_id", default=None
+)
+
+_JWS_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
+_BEARER_PATTERN = re.compile(r"(?i)(bearer\s+)\S+")
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "color_message",
+}
+
+
+class Redactor:
+    """Removes known secret values, bearer credentials and JWS tokens from text."""
+
+    def __init__(self, secrets: Iterable[bytes] = ()) -> None:
+        values = sorted({s.decode(errors="ignore") for s in secrets if len(s) >= 4}, key=len)
+        self._secrets = [v for v in reversed(values) if v]
+
+    def __call__(self, text: str) -> str:
+        for value in self._secrets:
+            if value in text:
+                text = text.replace(value, "[redacted]")
+        text = _BEARER_PATTERN.sub(r"\1[redacted]", text)
+        return _JWS_PATTERN.sub("[token]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, service, logger, message, request id, extras."""
+
+    def __init__(self, service: str, redactor: Redactor) -> None:
+        super().__init__()
+        self._service = service
+        self._redact = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self._service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid = request_id_var.get()
+        if rid:
+            entry["request_id"] = rid
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error_type"] = record.exc_info[0].__name__
+            entry["traceback"] = self.formatException(record.exc_info)
+        clean = {k: self._redact(v) if isinstance(v, str) else v for k, v in entry.items()}
+        return json.dumps(clean, default=str, ensure_ascii=False)
+
+
+def configure_logging(service: str, secrets: Iterable[bytes] = (), level: str = "INFO") -> None:
+    """Send every log record of the process to stderr as redacted JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service, Redactor(secrets)))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests
+    logging.getLogger("alembic").setLevel(logging.WARNING)

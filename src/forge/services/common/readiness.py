@@ -1,0 +1,72 @@
+"""Readiness checks: each service registers what the runbook's checklist names for it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from forge.services.common.logging import Redactor
+
+CheckFn = Callable[[], Awaitable[str | None] | str | None]
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+class CheckFailed(Exception):
+    """Raised by a check with an operator-facing reason (never a secret)."""
+
+
+@dataclass
+class _Check:
+    name: str
+    fn: CheckFn
+    timeout_s: float
+
+
+@dataclass
+class Readiness:
+    """An ordered set of named checks; `run` executes them concurrently with timeouts."""
+
+    redactor: Redactor = field(default_factory=Redactor)
+    _checks: list[_Check] = field(default_factory=list)
+
+    def add(self, name: str, fn: CheckFn, timeout_s: float = 3.0) -> None:
+        """Register a check; it passes by returning (optionally a detail) and fails by raising."""
+        self._checks.append(_Check(name, fn, timeout_s))
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self._checks]
+
+    async def _one(self, check: _Check) -> dict[str, Any]:
+        try:
+            result = check.fn()
+            if inspect.isawaitable(result):
+                result = await asyncio.wait_for(result, check.timeout_s)
+            return {"ok": True, "detail": result or "ok"}
+        except TimeoutError:
+            return {"ok": False, "detail": f"timed out after {check.timeout_s:g}s"}
+        except CheckFailed as exc:
+            return {"ok": False, "detail": self._clean(str(exc))}
+        except Exception as exc:
+            return {"ok": False, "detail": self._clean(f"{type(exc).__name__}: {exc}")}
+
+    def _clean(self, text: str) -> str:
+        return self.redactor(_URL_CREDENTIALS.sub(r"\1***@", text))[:500]
+
+    async def run(self) -> tuple[bool, dict[str, Any]]:
+        """Run every check; returns (all passed, JSON body naming each failed check)."""
+        results = await asyncio.gather(*(self._one(c) for c in self._checks))
+        checks = {c.name: r for c, r in zip(self._checks, results, strict=True)}
+        failed = [name for name, r in checks.items() if not r["ok"]]
+        body: dict[str, Any] = {"status": "ready" if not failed else "not_ready", "checks": checks}
+        if failed:
+            body.update(
+                error="not_ready",
+                message="failed checks: " + ", ".join(failed),
+                failed=failed,
+            )
+        return not failed, body

@@ -1,0 +1,78 @@
+"""Run one service under uvicorn: validate config first, then bind, then shut down gracefully."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+from dataclasses import dataclass
+from enum import StrEnum
+
+import uvicorn
+from fastapi import FastAPI
+
+from forge.config.settings import Settings, load_settings
+from forge.services.common.logging import configure_logging
+
+log = logging.getLogger("forge.runner")
+
+
+class ServiceName(StrEnum):
+    """The three services, by their `forge serve` names."""
+
+    spawn = "spawn"
+    orchestrator = "orchestrator"
+    scoreboard = "scoreboard"
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    """Where a service's app factory lives and which port it uses by default."""
+
+    module: str
+    label: str
+    port: int
+
+
+SERVICES = {
+    ServiceName.spawn: ServiceEntry("forge.services.spawn.app", "spawn_service", 8082),
+    ServiceName.orchestrator: ServiceEntry("forge.services.orchestrator.app", "orchestrator", 8083),
+    ServiceName.scoreboard: ServiceEntry("forge.services.scoreboard.app", "scoreboard", 8086),
+}
+
+
+def build_service(name: ServiceName, settings: Settings) -> FastAPI:
+    """Build the named service's app."""
+    module = importlib.import_module(SERVICES[name].module)
+    app: FastAPI = module.build_app(settings)
+    return app
+
+
+def serve(name: ServiceName, host: str, port: int | None) -> bool:
+    """Load config (raises ConfigError before any port is bound), then serve until signalled.
+
+    Returns False when the service could not start (e.g. its lifespan startup failed).
+    """
+    settings = load_settings()
+    entry = SERVICES[name]
+    configure_logging(entry.label, settings.secret_values())
+    for warning in settings.warnings:
+        log.warning(warning)
+    app = build_service(name, settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=entry.port if port is None else port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    log.info("starting %s on %s:%s (FORGE_ENV=%s)", entry.label, host, config.port,
+             settings.env.value)
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the stop signal after its graceful shutdown; make that a clean exit.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    return server.started

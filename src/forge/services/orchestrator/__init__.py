@@ -1,0 +1,1 @@
+"""orchestrator: templates, policy gates, scenario lifecycle, sandbox runtime, grading."""

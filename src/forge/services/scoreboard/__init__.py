@@ -1,0 +1,1 @@
+"""scoreboard: scores, evidence bundles, signed verdicts, failed events, audit."""

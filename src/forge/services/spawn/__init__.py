@@ -1,0 +1,1 @@
+"""spawn_service: the public entry (spawn API, entitlements, billing, access, web UI)."""

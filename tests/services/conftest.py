@@ -1,0 +1,37 @@
+"""Fixtures for service-level tests: settings on a temp storage root, in-process clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from forge.config import Settings, load_settings
+from forge.services.common.runner import ServiceName, build_service
+
+SECRETS = {
+    "SAT_HMAC_SECRET": "sat-secret-0123456789-0123456789-abcdef",
+    "ET_HMAC_SECRET": "et-secret-0123456789-0123456789-abcdefgh",
+    "RECEIPT_HMAC_SECRET": "receipt-secret-0123456789-0123456789-ab",
+    "OPERATOR_TOKEN": "operator-token-0123456789-0123456789-abc",
+}
+
+
+def prod_environ(storage: Path, **extra: str) -> dict[str, str]:
+    env = {"FORGE_ENV": "prod", "STORAGE_ROOT": str(storage), **SECRETS}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def prod_settings(tmp_path: Path) -> Settings:
+    return load_settings(prod_environ(tmp_path / "storage"))
+
+
+@pytest.fixture(params=list(ServiceName), ids=lambda s: s.value)
+def service_client(request: pytest.FixtureRequest, prod_settings: Settings) -> Iterator[TestClient]:
+    app = build_service(request.param, prod_settings)
+    with TestClient(app) as client:
+        yield client

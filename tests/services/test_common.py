@@ -1,0 +1,201 @@
+"""Behaviour every service shares: health, readiness, metrics, errors, request ids, logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from forge.config import load_settings
+from forge.services.common.app import create_app, make_context
+from forge.services.common.auth import check_operator
+from forge.services.common.errors import ApiError
+from forge.services.common.logging import JsonFormatter, Redactor
+from forge.services.common.readiness import CheckFailed
+from forge.services.common.runner import ServiceName, build_service
+
+from .conftest import SECRETS, prod_environ
+
+
+def test_healthz_is_liveness_only(service_client: TestClient) -> None:
+    resp = service_client.get("/healthz")
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "ok"
+
+
+def test_readyz_green_with_valid_config(service_client: TestClient) -> None:
+    resp = service_client.get("/readyz")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["status"] == "ready"
+    assert {"config", "store", "storage"} <= set(body["checks"])
+
+
+def test_metrics_exposed(service_client: TestClient) -> None:
+    service_client.get("/healthz")
+    resp = service_client.get("/metrics")
+    assert resp.status_code == 200
+    assert "forge_http_requests_total" in resp.text
+    assert 'route="/healthz"' in resp.text
+
+
+def test_openapi_published(service_client: TestClient) -> None:
+    resp = service_client.get("/openapi.json")
+    assert resp.status_code == 200
+    assert "/readyz" in resp.json()["paths"]
+
+
+def test_request_id_echoed_or_generated(service_client: TestClient) -> None:
+    assert service_client.get("/healthz", headers={"x-request-id": "abc-123"}).headers[
+        "x-request-id"
+    ] == "abc-123"
+    generated = service_client.get("/healthz", headers={"x-request-id": "bad id\n"}).headers[
+        "x-request-id"
+    ]
+    assert generated != "bad id\n" and len(generated) == 32
+
+
+def test_unknown_route_uses_error_shape(service_client: TestClient) -> None:
+    resp = service_client.get("/nope")
+    assert resp.status_code == 404
+    assert resp.json() == {"error": "not_found", "message": "Not Found", "details": []}
+
+
+def test_readyz_names_each_failed_check(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    env = prod_environ(blocker / "storage", FORGE_DB_URL=f"sqlite:///{tmp_path / 'ok.db'}")
+    app = build_service(ServiceName.scoreboard, load_settings(env))
+    with TestClient(app) as client:
+        resp = client.get("/readyz")
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["failed"] == ["storage"]
+    assert body["error"] == "not_ready"
+    assert "not writable" in body["checks"]["storage"]["detail"]
+    assert body["checks"]["store"]["ok"] is True
+
+
+class Body(BaseModel):
+    track: str
+    count: int
+
+
+def _app_with_routes(tmp_path: Path) -> FastAPI:
+    settings = load_settings(prod_environ(tmp_path))
+    ctx = make_context("test", settings)
+
+    def leaky_check() -> str:
+        raise CheckFailed(f"cannot use postgresql://u:{SECRETS['SAT_HMAC_SECRET']}@db/x")
+
+    ctx.readiness.add("leaky", leaky_check)
+    app = create_app(ctx)
+
+    @app.post("/echo")
+    async def echo(body: Body) -> dict[str, str]:
+        return {"track": body.track}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals " + SECRETS["ET_HMAC_SECRET"])
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise ApiError(409, "request_conflict", "request_id reused with a different body",
+                       [{"field": "track"}])
+
+    @app.get("/operator")
+    async def operator(request: Request) -> dict[str, bool]:
+        check_operator(request, settings.operator)
+        return {"ok": True}
+
+    return app
+
+
+def test_validation_error_names_fields(tmp_path: Path) -> None:
+    with TestClient(_app_with_routes(tmp_path)) as client:
+        resp = client.post("/echo", json={"track": 5})
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["error"] == "validation_error"
+    fields = {d["field"] for d in body["details"]}
+    assert fields == {"track", "count"}
+    assert "track" in body["message"] and "count" in body["message"]
+
+
+def test_unhandled_error_hides_internals(tmp_path: Path) -> None:
+    with TestClient(_app_with_routes(tmp_path), raise_server_exceptions=False) as client:
+        resp = client.get("/boom")
+    assert resp.status_code == 500
+    assert resp.json()["error"] == "internal_error"
+    assert "secret internals" not in resp.text and "Traceback" not in resp.text
+
+
+def test_api_error_shape(tmp_path: Path) -> None:
+    with TestClient(_app_with_routes(tmp_path)) as client:
+        resp = client.get("/conflict")
+    assert resp.status_code == 409
+    assert resp.json() == {"error": "request_conflict",
+                           "message": "request_id reused with a different body",
+                           "details": [{"field": "track"}]}
+
+
+def test_readiness_detail_never_shows_secrets(tmp_path: Path) -> None:
+    with TestClient(_app_with_routes(tmp_path)) as client:
+        resp = client.get("/readyz")
+    assert resp.status_code == 503
+    detail = resp.json()["checks"]["leaky"]["detail"]
+    assert SECRETS["SAT_HMAC_SECRET"] not in detail
+    assert "postgresql://***@db/x" in detail
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (None, 401),
+        ("Bearer wrong-token", 401),
+        ("Basic " + SECRETS["OPERATOR_TOKEN"], 401),
+        ("Bearer " + SECRETS["OPERATOR_TOKEN"], 200),
+    ],
+)
+def test_operator_auth(tmp_path: Path, header: str | None, status: int) -> None:
+    headers = {"authorization": header} if header else {}
+    with TestClient(_app_with_routes(tmp_path)) as client:
+        resp = client.get("/operator", headers=headers)
+    assert resp.status_code == status
+    if status == 401:
+        assert resp.headers["www-authenticate"].startswith("Bearer")
+        assert resp.json()["error"] == "unauthorized"
+
+
+def test_log_lines_are_json_and_redacted() -> None:
+    secret = SECRETS["RECEIPT_HMAC_SECRET"].encode()
+    formatter = JsonFormatter("spawn_service", Redactor([secret]))
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz"
+    record = logging.LogRecord("forge.test", logging.WARNING, __file__, 1,
+                               "secret=%s token=%s auth=Bearer abcdef", (secret.decode(), token),
+                               None)
+    line = formatter.format(record)
+    entry = json.loads(line)
+    assert entry["service"] == "spawn_service" and entry["level"] == "warning"
+    assert secret.decode() not in line
+    assert token not in line
+    assert "abcdef" not in line
+    assert "[redacted]" in entry["msg"] and "[token]" in entry["msg"]
+
+
+def test_access_log_has_request_id_and_no_query(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build_service(ServiceName.spawn, load_settings(prod_environ(tmp_path)))
+    with TestClient(app) as client, caplog.at_level(logging.INFO, logger="forge.access"):
+        client.get("/healthz?token=eyJsecret", headers={"x-request-id": "rid-42"})
+        client.get("/readyz?token=eyJsecret", headers={"x-request-id": "rid-43"})
+    lines = [r for r in caplog.records if r.name == "forge.access"]
+    assert lines and all("eyJsecret" not in r.getMessage() for r in lines)
+    assert any(r.getMessage() == "GET /readyz 200" for r in lines)

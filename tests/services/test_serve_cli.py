@@ -1,0 +1,147 @@
+"""`forge serve` as an operator runs it: refuses bad environments before binding, serves good ones."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from forge.services.common.runner import ServiceName
+
+from .conftest import SECRETS
+
+FORGE = [sys.executable, "-m", "forge"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SAT_", "ET_", "RECEIPT_", "OPERATOR_", "FORGE_", "DEV_", "ALLOW_"))}
+    env.update(STORAGE_ROOT=str(tmp_path / "storage"), **extra)
+    return env
+
+
+def port_is_bound(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
+def test_prod_without_secrets_exits_naming_all_four(tmp_path: Path, service: ServiceName) -> None:
+    port = free_port()
+    proc = subprocess.run([*FORGE, "serve", service.value, "--port", str(port)],
+                          env=run_env(tmp_path, FORGE_ENV="prod"), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    for name in SECRETS:
+        assert f"missing required secret {name}" in proc.stderr
+    assert not port_is_bound(port)
+
+
+@pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
+@pytest.mark.parametrize("flag", ["DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT"])
+def test_prod_with_dev_flag_exits_naming_it(
+    tmp_path: Path, service: ServiceName, flag: str
+) -> None:
+    proc = subprocess.run([*FORGE, "serve", service.value, "--port", str(free_port())],
+                          env=run_env(tmp_path, FORGE_ENV="production", **SECRETS, **{flag: "true"}),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"{flag}=true is forbidden when FORGE_ENV=prod" in proc.stderr
+    assert "missing required secret" not in proc.stderr
+    for value in SECRETS.values():
+        assert value not in proc.stderr and value not in proc.stdout
+
+
+def test_unknown_forge_env_refused(tmp_path: Path) -> None:
+    proc = subprocess.run([*FORGE, "serve", "spawn", "--port", str(free_port())],
+                          env=run_env(tmp_path, FORGE_ENV="banana", **SECRETS),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "FORGE_ENV has an unknown value" in proc.stderr
+
+
+def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"service exited early: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            resp = httpx.get(url, timeout=1)
+            if resp.status_code == 200:
+                return resp
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready in {timeout}s")
+
+
+@pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
+@pytest.mark.parametrize("env_name", ["prod", "dev"])
+def test_serves_ready_and_stops_gracefully(
+    tmp_path: Path, service: ServiceName, env_name: str
+) -> None:
+    port = free_port()
+    extra = SECRETS if env_name == "prod" else {}
+    proc = subprocess.Popen([*FORGE, "serve", service.value, "--port", str(port)],
+                            env=run_env(tmp_path, FORGE_ENV=env_name, **extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        resp = wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+        assert resp.json()["status"] == "ready"
+        assert resp.json()["checks"]["config"]["detail"] == f"FORGE_ENV={env_name}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "Application shutdown complete" in stderr
+    for value in SECRETS.values():
+        assert value not in stderr
+    if env_name == "dev":
+        assert "generated secrets" in stderr
+
+
+def test_config_check_reports_problems_and_ok(tmp_path: Path) -> None:
+    bad = subprocess.run([*FORGE, "config", "check"], env=run_env(tmp_path, FORGE_ENV="staging"),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert bad.stderr.count("missing required secret") == 4
+    good = subprocess.run([*FORGE, "config", "check"],
+                          env=run_env(tmp_path, FORGE_ENV="staging", **SECRETS),
+                          capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0, good.stderr
+    assert "configuration OK" in good.stdout
+    for value in SECRETS.values():
+        assert value not in good.stdout
+
+
+def test_secrets_generate_gives_a_valid_env_block(tmp_path: Path) -> None:
+    out = subprocess.run([*FORGE, "secrets", "generate"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    pairs = dict(line.split("=", 1) for line in out.splitlines() if not line.startswith("#"))
+    assert set(pairs) == set(SECRETS)
+    assert len(set(pairs.values())) == 4 and all(len(v) >= 32 for v in pairs.values())
+    check = subprocess.run([*FORGE, "config", "check"],
+                           env=run_env(tmp_path, FORGE_ENV="prod", **pairs),
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    nxt = subprocess.run([*FORGE, "secrets", "generate", "--suffix", "next"], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert "SAT_HMAC_SECRET_NEXT=" in nxt
+
+
+def test_version() -> None:
+    out = subprocess.run([*FORGE, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("forge ")
