@@ -32,7 +32,7 @@ $(STAMPS)/venv: pyproject.toml
 venv: $(STAMPS)/venv
 
 lint: venv
-	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check $(wildcard src tests bench scripts)
 
 typecheck: venv
 	$(BIN)/mypy src
