@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from forge.bus import NatsServer
 from forge.config import Settings, load_settings
 from forge.services.common.runner import ServiceName, build_service
+
+from ..conftest import TEMPLATE_FIXTURES
 
 SECRETS = {
     "SAT_HMAC_SECRET": "sat-secret-0123456789-0123456789-abcdef",
@@ -20,14 +23,15 @@ SECRETS = {
 
 
 def prod_environ(storage: Path, **extra: str) -> dict[str, str]:
-    env = {"FORGE_ENV": "prod", "STORAGE_ROOT": str(storage), **SECRETS}
+    env = {"FORGE_ENV": "prod", "STORAGE_ROOT": str(storage), **SECRETS,
+           "FORGE_TEMPLATE_DIR": str(TEMPLATE_FIXTURES)}
     env.update(extra)
     return env
 
 
 @pytest.fixture
-def prod_settings(tmp_path: Path) -> Settings:
-    return load_settings(prod_environ(tmp_path / "storage"))
+def prod_settings(tmp_path: Path, nats: NatsServer) -> Settings:
+    return load_settings(prod_environ(tmp_path / "storage", NATS_URL=nats.url))
 
 
 @pytest.fixture(params=list(ServiceName), ids=lambda s: s.value)

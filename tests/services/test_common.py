@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from forge.bus import NatsServer
 from forge.config import load_settings
 from forge.services.common.app import create_app, make_context
 from forge.services.common.auth import check_operator
@@ -190,9 +191,9 @@ def test_log_lines_are_json_and_redacted() -> None:
 
 
 def test_access_log_has_request_id_and_no_query(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, nats: NatsServer
 ) -> None:
-    app = build_service(ServiceName.spawn, load_settings(prod_environ(tmp_path)))
+    app = build_service(ServiceName.spawn, load_settings(prod_environ(tmp_path, NATS_URL=nats.url)))
     with TestClient(app) as client, caplog.at_level(logging.INFO, logger="forge.access"):
         client.get("/healthz?token=eyJsecret", headers={"x-request-id": "rid-42"})
         client.get("/readyz?token=eyJsecret", headers={"x-request-id": "rid-43"})

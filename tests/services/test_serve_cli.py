@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from forge.bus import NatsServer
 from forge.services.common.runner import ServiceName
 
-from .conftest import SECRETS
+from .conftest import SECRETS, TEMPLATE_FIXTURES
 
 FORGE = [sys.executable, "-m", "forge"]
 
@@ -91,10 +92,11 @@ def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> ht
 @pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
 @pytest.mark.parametrize("env_name", ["prod", "dev"])
 def test_serves_ready_and_stops_gracefully(
-    tmp_path: Path, service: ServiceName, env_name: str
+    tmp_path: Path, service: ServiceName, env_name: str, nats: NatsServer
 ) -> None:
     port = free_port()
-    extra = SECRETS if env_name == "prod" else {}
+    extra = {**(SECRETS if env_name == "prod" else {}), "NATS_URL": nats.url,
+             "FORGE_TEMPLATE_DIR": str(TEMPLATE_FIXTURES)}
     proc = subprocess.Popen([*FORGE, "serve", service.value, "--port", str(port)],
                             env=run_env(tmp_path, FORGE_ENV=env_name, **extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -56,6 +56,7 @@ class Settings:
     policies_dir: Path = _REPO_ROOT / "policies"
     templates_dir: Path = _REPO_ROOT / "templates"
     plans_file: Path = _REPO_ROOT / "plans.yaml"
+    entitlements_file: Path | None = None
     warnings: tuple[str, ...] = field(default=())
 
     def secret_values(self) -> tuple[bytes, ...]:
@@ -144,9 +145,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         opa_policy_hash=environ.get("OPA_POLICY_HASH") or None,
         dev_allow_xplan=env.is_dev and is_truthy(environ.get("DEV_ALLOW_XPLAN")),
         allow_free_default=env.is_dev and is_truthy(environ.get("ALLOW_FREE_DEFAULT")),
-        billing_mode=(environ.get("BILLING_MODE") or "stub").strip().lower(),
-        policies_dir=_path_setting(environ, "FORGE_POLICIES_DIR", _REPO_ROOT / "policies"),
-        templates_dir=_path_setting(environ, "FORGE_TEMPLATES_DIR", _REPO_ROOT / "templates"),
+        billing_mode=(environ.get("BILLING_MODE") or ("stub" if env.is_dev else "disabled"))
+        .strip()
+        .lower(),
+        policies_dir=_path_setting(environ, "FORGE_POLICY_DIR", _REPO_ROOT / "policies"),
+        templates_dir=_path_setting(environ, "FORGE_TEMPLATE_DIR", _REPO_ROOT / "templates"),
         plans_file=_path_setting(environ, "FORGE_PLANS_FILE", _REPO_ROOT / "plans.yaml"),
+        entitlements_file=Path(environ["ENTITLEMENTS_FILE"])
+        if environ.get("ENTITLEMENTS_FILE")
+        else None,
         warnings=tuple(warnings),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +29,12 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for `url`; for SQLite, create the parent directory and set pragmas."""
+def make_engine(url: str, *, for_writes: bool = True) -> Engine:
+    """Create an engine for `url`; for SQLite, create the parent directory and set pragmas.
+
+    A SQLite write engine starts every transaction with BEGIN IMMEDIATE; a read engine keeps
+    SQLite's deferred BEGIN so reads never wait for the write lock (WAL gives them a snapshot).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, future=True)
@@ -46,8 +51,23 @@ def make_engine(url: str) -> Engine:
     def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
 
-    event.listen(engine, "begin", _begin_immediate)
+    if for_writes:
+        event.listen(engine, "begin", _begin_immediate)
+    else:
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
     return engine
+
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(url: str) -> threading.Lock | None:
+    """One lock per SQLite file per process: writers queue here instead of busy-sleeping."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return None
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(url, threading.Lock())
 
 
 class Database:
@@ -57,12 +77,33 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
+        self._lock = _write_lock(url)
+        if self._lock is None:
+            self._reads = self._sessions
+            self._read_engine: Engine | None = None
+        else:
+            self._read_engine = make_engine(url, for_writes=False)
+            self._reads = sessionmaker(self._read_engine, expire_on_commit=False, future=True)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: committed when the block ends, rolled back on error."""
-        with self._sessions.begin() as sess:
+        """A read-write transaction: committed when the block ends, rolled back on error."""
+        if self._lock is None:
+            with self._sessions.begin() as sess:
+                yield sess
+            return
+        with self._lock, self._sessions.begin() as sess:
             yield sess
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only snapshot that never waits for writers (rolled back at the end)."""
+        sess = self._reads()
+        try:
+            yield sess
+        finally:
+            sess.rollback()
+            sess.close()
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query (used by /readyz)."""
@@ -72,3 +113,5 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()

@@ -38,6 +38,7 @@ ET = TokenKind(
 )
 RECEIPT = TokenKind("RCPT", "forge_spawn", 30 * 24 * 3600, ("tenant_id", "plan", "retention_days"))
 ACCESS = TokenKind("ACC", "forge_access", 15 * 60, ("scenario_id", "sub", "tenant_id"))
+SESSION = TokenKind("SES", "forge_web", 12 * 3600, ("sub", "tenant_id", "scope"))
 
 
 class TokenMismatch(TokenError):
@@ -48,7 +49,13 @@ class TokenMismatch(TokenError):
 
 def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
     """The keyring that signs and verifies `kind` (access tokens share the SAT keyring)."""
-    rings = {"SAT": settings.sat, "ACC": settings.sat, "ET": settings.et, "RCPT": settings.receipt}
+    rings = {
+        "SAT": settings.sat,
+        "ACC": settings.sat,
+        "SES": settings.sat,
+        "ET": settings.et,
+        "RCPT": settings.receipt,
+    }
     return rings[kind.typ]
 
 

@@ -1,4 +1,4 @@
-"""spawn_service app assembly."""
+"""spawn_service app assembly: routes, readiness, and the bus parts it runs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,65 @@ from fastapi import FastAPI
 
 from forge.config.settings import Settings
 from forge.services.common.app import create_app, make_context, storage_writable
+from forge.services.common.readiness import CheckFailed
+from forge.services.spawn import access, routes
+from forge.services.spawn.lifecycle import lifecycle_consumer
+from forge.services.spawn.state import DEFAULT_NATS_URL, SpawnState, build_state
 
 NAME = "spawn_service"
 DEFAULT_PORT = 8082
 
 
+def _nats_check(state: SpawnState) -> str:
+    publisher_ok = state.publisher.connected
+    consumer_ok = state.lifecycle is not None and state.lifecycle.connected
+    if not (publisher_ok and consumer_ok):
+        parts = [] if publisher_ok else ["publisher"]
+        parts += [] if consumer_ok else ["lifecycle subscriber"]
+        raise CheckFailed("NATS not connected: " + ", ".join(parts))
+    return "publisher and lifecycle subscriber connected"
+
+
+def _store_check(state: SpawnState) -> str:
+    state.ctx.db.ping()
+    if state.entitlements_file is not None and not state.entitlements_file.is_file():
+        raise CheckFailed(f"entitlements file {state.entitlements_file} is missing")
+    return "reachable"
+
+
+def _receipt_key(state: SpawnState) -> str:
+    if not state.settings.receipt.current:
+        raise CheckFailed("RECEIPT_HMAC_SECRET not loaded")
+    return f"kid {state.settings.receipt.current_kid}"
+
+
 def build_app(settings: Settings) -> FastAPI:
-    """The spawn_service FastAPI app."""
+    """The spawn_service FastAPI app; plans and templates load now, so errors stop startup."""
     ctx = make_context(NAME, settings)
+    state = build_state(ctx)
+    state.lifecycle = lifecycle_consumer(settings.nats_url or DEFAULT_NATS_URL, ctx.db)
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
-    return create_app(ctx)
+    ctx.readiness.add("entitlement_store", lambda: _store_check(state))
+    ctx.readiness.add("receipt_key", lambda: _receipt_key(state))
+    ctx.readiness.add("plans", lambda: f"{len(state.catalog.names)} plans, tracks "
+                      + ", ".join(state.known_tracks))
+    ctx.readiness.add("nats", lambda: _nats_check(state))
+
+    async def start_bus() -> None:
+        # Wait briefly so a healthy platform is ready at once; an outage only shows in /readyz.
+        await state.publisher.start(wait=3.0)
+        assert state.lifecycle is not None
+        await state.lifecycle.start(wait=3.0)
+
+    async def stop_bus() -> None:
+        if state.lifecycle is not None:
+            await state.lifecycle.stop()
+        await state.publisher.close()
+
+    ctx.startup.append(start_bus)
+    ctx.shutdown.append(stop_bus)
+    app = create_app(ctx)
+    app.state.spawn = state
+    app.include_router(routes.router)
+    app.include_router(access.router)
+    return app

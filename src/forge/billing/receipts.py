@@ -1,0 +1,70 @@
+"""Receipts: minted after a charge (stub here; a payment gateway would call the same code)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from forge.config.settings import Settings
+from forge.identity.names import valid_id
+from forge.plans import PlanCatalog
+from forge.tokens import RECEIPT, mint_token, verify_token
+
+MAX_RECEIPT_DAYS = 366
+
+
+class CheckoutError(ValueError):
+    """A checkout request is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A minted receipt and its verified claims."""
+
+    token: str
+    claims: dict[str, Any]
+
+
+def issue_receipt(
+    settings: Settings,
+    catalog: PlanCatalog,
+    *,
+    tenant_id: str,
+    plan: str,
+    subject: str | None = None,
+    days: int = 30,
+    charge_id: str | None = None,
+) -> Receipt:
+    """Mint a receipt for `plan`; validates every field first."""
+    if not valid_id(tenant_id):
+        raise CheckoutError("tenant_id: 1-128 chars of letters, digits and . _ @ : -")
+    if subject is not None and not valid_id(subject):
+        raise CheckoutError("subject: 1-128 chars of letters, digits and . _ @ : -")
+    known = catalog.get(plan)
+    if known is None:
+        raise CheckoutError(f"plan: unknown plan; allowed: {', '.join(catalog.names)}")
+    if not 1 <= days <= MAX_RECEIPT_DAYS:
+        raise CheckoutError(f"days: must be between 1 and {MAX_RECEIPT_DAYS}")
+    claims: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "plan": known.name,
+        "retention_days": known.retention_days,
+        "charge_id": charge_id or f"ch_{secrets.token_hex(12)}",
+    }
+    if subject:
+        claims["sub"] = subject
+    token = mint_token(settings.receipt, RECEIPT, claims, ttl_s=days * 86400)
+    return Receipt(token, verify_token(settings.receipt, RECEIPT, token))
+
+
+def stub_checkout(
+    settings: Settings, catalog: PlanCatalog, *, tenant_id: str, plan: str,
+    subject: str | None = None, days: int = 30,
+) -> Receipt:
+    """BILLING_MODE=stub: a fake, always-successful charge, then a real receipt."""
+    if settings.billing_mode != "stub":
+        raise CheckoutError(f"billing mode {settings.billing_mode!r} has no checkout here")
+    charge_id = f"ch_stub_{secrets.token_hex(10)}"
+    return issue_receipt(settings, catalog, tenant_id=tenant_id, plan=plan, subject=subject,
+                         days=days, charge_id=charge_id)

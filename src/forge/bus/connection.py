@@ -1,0 +1,257 @@
+"""NATS connections that reconnect by themselves and report their state.
+
+`connect()` opens one client with Forge's reconnect settings (retry forever, short wait)
+and keeps a `ConnectionState` current through nats-py's callbacks. `BusConnection` wraps it
+for long-running services: it keeps trying in the background when NATS is down at start,
+makes sure the Forge streams exist (again after every reconnect) and says when it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.client import JetStreamContext
+
+from forge.bus.errors import BusError, BusUnavailable
+from forge.bus.subjects import FORGE_STREAMS, StreamSpec, ensure_streams
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ConnectionState:
+    """Live view of one client connection, updated by the client's callbacks."""
+
+    connected: bool = False
+    connected_at: float | None = None
+    disconnected_at: float | None = None
+    disconnects: int = 0
+    reconnects: int = 0
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+
+def split_urls(url: str) -> list[str]:
+    """`NATS_URL` may list several servers separated by commas; validate each one."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("url: no NATS server URL given")
+    for server in servers:
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+        if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
+            raise ValueError(f"url: {redact_url(server)!r} is not a nats:// URL")
+    return servers
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials, for logs and error messages."""
+    out = []
+    for server in url.split(","):
+        parts = urlsplit(server.strip() if "://" in server else f"nats://{server.strip()}")
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+        out.append(f"{parts.scheme}://{host}{port}")
+    return ",".join(out)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    state: ConnectionState | None = None,
+    timeout: float = 5.0,
+    reconnect_wait: float = 0.5,
+    ping_interval: float = 10.0,
+    on_reconnected: Callback | None = None,
+) -> Client:
+    """Connect to NATS with endless automatic reconnects; raise `BusUnavailable` on failure.
+
+    The first connection must succeed within `timeout` seconds; after that the client
+    reconnects by itself for ever, waiting `reconnect_wait` seconds between attempts.
+    """
+    servers = split_urls(url)
+    st = state if state is not None else ConnectionState()
+    nc = Client()
+
+    async def on_disconnected() -> None:
+        if st.connected:
+            st.disconnects += 1
+            st.disconnected_at = time.time()
+        st.connected = False
+
+    async def on_reconnect() -> None:
+        st.connected = True
+        st.reconnects += 1
+        st.connected_at = time.time()
+        if on_reconnected is not None:
+            await on_reconnected()
+
+    async def on_error(exc: Exception) -> None:
+        st.last_error = _describe(exc)
+
+    async def on_closed() -> None:
+        st.connected = False
+
+    options: dict[str, Any] = {
+        "servers": servers,
+        "name": name,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": reconnect_wait,
+        "connect_timeout": min(2.0, timeout),
+        "ping_interval": ping_interval,
+        "max_outstanding_pings": 3,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnect,
+        "error_cb": on_error,
+        "closed_cb": on_closed,
+    }
+    try:
+        await asyncio.wait_for(nc.connect(**options), timeout)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2.0)
+        st.last_error = _describe(exc)
+        raise BusUnavailable(
+            f"cannot connect to NATS at {redact_url(url)}: {st.last_error}"
+        ) from exc
+    st.connected = True
+    st.connected_at = time.time()
+    return nc
+
+
+class BusConnection:
+    """One long-lived client that connects in the background and keeps the streams in place."""
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        streams: tuple[StreamSpec, ...] = FORGE_STREAMS,
+        connect_timeout: float = 5.0,
+        reconnect_wait: float = 0.5,
+    ) -> None:
+        split_urls(url)
+        self.url = url
+        self.name = name
+        self.state = ConnectionState()
+        self._streams = streams
+        self._connect_timeout = connect_timeout
+        self._reconnect_wait = reconnect_wait
+        self._nc: Client | None = None
+        self._ready = asyncio.Event()
+        self._reensure = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def ready(self) -> bool:
+        """Connected now, and the streams were ensured since the first connect."""
+        return self._ready.is_set() and self._nc is not None and self._nc.is_connected
+
+    @property
+    def ever_ready(self) -> bool:
+        """True once the first connection was made and the streams ensured."""
+        return self._ready.is_set()
+
+    def client(self) -> Client:
+        """The connected client, or `BusUnavailable`."""
+        if self._nc is None or not self._nc.is_connected:
+            raise BusUnavailable(f"not connected to NATS at {redact_url(self.url)}")
+        return self._nc
+
+    def jetstream(self) -> JetStreamContext:
+        """A JetStream context on the connected client, or `BusUnavailable`."""
+        return self.client().jetstream()
+
+    async def start(self, wait: float | None = None) -> bool:
+        """Begin connecting in the background; optionally wait up to `wait` s for readiness."""
+        if self._closed:
+            raise BusError("connection was closed; create a new one")
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"bus-connect-{self.name}")
+        if wait is not None:
+            return await self.wait_ready(wait)
+        return self.ready
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until connected with the streams in place; False on timeout."""
+        deadline = time.monotonic() + timeout
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        while not self.ready and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.ready
+
+    async def _on_reconnected(self) -> None:
+        self._reensure.set()
+
+    async def _run(self) -> None:
+        while self._nc is None:
+            try:
+                self._nc = await connect(
+                    self.url,
+                    self.name,
+                    state=self.state,
+                    timeout=self._connect_timeout,
+                    reconnect_wait=self._reconnect_wait,
+                    on_reconnected=self._on_reconnected,
+                )
+            except BusUnavailable as exc:
+                log.warning("bus %s: %s; retrying", self.name, exc)
+                await asyncio.sleep(self._reconnect_wait)
+        while True:
+            await self._ensure_until_done()
+            self._ready.set()
+            await self._reensure.wait()
+            self._reensure.clear()
+
+    async def _ensure_until_done(self) -> None:
+        assert self._nc is not None
+        while True:
+            try:
+                actions = await ensure_streams(self._nc.jetstream(), self._streams)
+                for action in actions:
+                    log.info("bus %s: %s", self.name, action)
+                return
+            except (BusError, nats.errors.Error, TimeoutError) as exc:
+                self.state.last_error = _describe(exc)
+                log.warning("bus %s: ensuring streams failed: %s", self.name, self.state.last_error)
+                await asyncio.sleep(self._reconnect_wait)
+
+    async def close(self) -> None:
+        """Stop connecting and close the client (idempotent)."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), 5.0)
+            self._nc = None
+        self._ready.clear()
+        self.state.connected = False

@@ -1,0 +1,422 @@
+"""A durable JetStream pull consumer that runs a handler coroutine over Forge events.
+
+Semantics a service relies on:
+
+* explicit ack: a message is acknowledged only after the handler returned;
+* handler error: redelivered after `backoff[n-1]` seconds (n = failed attempts); at the
+  `max_deliver`-th failed attempt the dead-letter hook gets the event and the last error
+  and the message is terminated (never redelivered, never silently dropped: if the hook
+  itself fails, the message is redelivered later instead);
+* `RetryLater(delay)`: redelivered after `delay`, never dead-lettered and not counted as a
+  failed attempt (dependency outage). Deliveries that ended without any answer (a crash,
+  ack_wait expiry) do count, so a message that kills its worker cannot loop for ever;
+* `Reject(reason)` or a payload that is not a JSON object: dead-lettered at once (poison);
+* long handlers keep their message by sending "in progress" every ack_wait/3;
+* replicas using the same durable name share the messages (each goes to one of them);
+* the client reconnects by itself; the durable consumer lives on the server, so nothing
+  published while a subscriber or the server was away is lost.
+
+Delivery is at-least-once: handlers must be idempotent (e.g. keyed by scenario_id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import api
+from nats.js.client import JetStreamContext
+
+from forge.bus.connection import BusConnection, split_urls
+from forge.bus.errors import BusUnavailable, Reject, RetryLater
+from forge.bus.events import DeadLetterHook, Event, Handler
+from forge.bus.subjects import FORGE_STREAMS, STREAM, StreamSpec, check_name, check_subject
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR_CHARS = 2000
+_MAX_TRACKED_RETRIES = 10_000
+
+
+class ConsumerStatus(TypedDict):
+    """Subscriber state for /readyz and /metrics."""
+
+    durable: str
+    running: bool
+    connected: bool
+    last_message_at: str | None
+    delivered: int
+    acked: int
+    failed: int
+    retried: int
+    dead_lettered: int
+    pending: int | None
+    ack_pending: int | None
+    reconnects: int
+    restarts: int
+    last_error: str | None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:_MAX_ERROR_CHARS]
+
+
+class DurableConsumer:
+    """Runs `handler` over a durable pull consumer; start/stop/restart for service lifespans."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        durable: str,
+        subjects: Sequence[str],
+        handler: Handler,
+        on_dead_letter: DeadLetterHook,
+        stream: str = STREAM,
+        name: str | None = None,
+        max_deliver: int = 5,
+        backoff: Sequence[float] = (1.0, 5.0, 30.0, 120.0),
+        ack_wait: float = 30.0,
+        fetch_timeout: float = 2.0,
+        concurrency: int = 1,
+        handler_timeout: float | None = None,
+        streams: tuple[StreamSpec, ...] = FORGE_STREAMS,
+        connect_timeout: float = 5.0,
+        reconnect_wait: float = 0.5,
+    ) -> None:
+        self.durable = check_name(durable, "durable")
+        self.stream = check_name(stream, "stream")
+        if not subjects:
+            raise ValueError("subjects: at least one subject filter is required")
+        self.subjects = tuple(check_subject(s, wildcards=True) for s in subjects)
+        if max_deliver < 1:
+            raise ValueError("max_deliver: must be >= 1")
+        if not backoff or any(b < 0 for b in backoff):
+            raise ValueError("backoff: must be a non-empty list of delays >= 0 seconds")
+        if ack_wait <= 0 or fetch_timeout <= 0:
+            raise ValueError("ack_wait/fetch_timeout: must be > 0 seconds")
+        if not 1 <= concurrency <= 64:
+            raise ValueError("concurrency: must be between 1 and 64")
+        if handler_timeout is not None and handler_timeout <= 0:
+            raise ValueError("handler_timeout: must be > 0 seconds")
+        split_urls(url)
+        self.url = url
+        self.name = name or f"forge-{durable}"
+        self._handler = handler
+        self._on_dead_letter = on_dead_letter
+        self.max_deliver = max_deliver
+        self.backoff = tuple(float(b) for b in backoff)
+        self.ack_wait = ack_wait
+        self._fetch_timeout = fetch_timeout
+        self._concurrency = concurrency
+        self._handler_timeout = handler_timeout
+        self._streams = streams
+        self._connect_timeout = connect_timeout
+        self._reconnect_wait = reconnect_wait
+        self._conn: BusConnection | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[int] = set()
+        self._stopping = asyncio.Event()
+        self._consumer_ready = False
+        self._ensure_lock = asyncio.Lock()
+        self._info_at = 0.0
+        self._restarts = 0
+        self._reconnects_before = 0
+        self._delivered = self._acked = self._failed = self._retried = self._dead = 0
+        self._last_message_at: float | None = None
+        self._pending: int | None = None
+        self._ack_pending: int | None = None
+        self._last_error: str | None = None
+        # RetryLater deliveries seen here, per stream sequence, so that an outage does not
+        # use up a message's error budget (bounded map; replicas each keep their own).
+        self._retry_later: OrderedDict[int, int] = OrderedDict()
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return bool(self._workers) and not self._stopping.is_set()
+
+    async def start(self, wait: float | None = None) -> bool:
+        """Start connecting and consuming in the background.
+
+        Returns at once (NATS may be down: the consumer keeps trying and reports it); with
+        `wait`, waits up to that many seconds for the subscription and returns whether it
+        is connected.
+        """
+        if not self._workers:
+            self._stopping = asyncio.Event()
+            self._consumer_ready = False
+            self._conn = BusConnection(
+                self.url,
+                self.name,
+                streams=self._streams,
+                connect_timeout=self._connect_timeout,
+                reconnect_wait=self._reconnect_wait,
+            )
+            await self._conn.start()
+            self._workers = [
+                asyncio.create_task(self._worker(i), name=f"{self.name}-worker-{i}")
+                for i in range(self._concurrency)
+            ]
+        if wait is not None:
+            return await self.wait_connected(wait)
+        return self.connected
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait until the subscription is bound (or `timeout`); return `connected`."""
+        deadline = time.monotonic() + timeout
+        while not self.connected and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.connected
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop fetching; let running handlers finish for up to `grace` s; close the client."""
+        self._stopping.set()
+        workers, self._workers = self._workers, []
+        for i, task in enumerate(workers):
+            if i not in self._busy:
+                task.cancel()
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        self._busy.clear()
+        if self._conn is not None:
+            self._reconnects_before += self._conn.state.reconnects
+            await self._conn.close()
+            self._conn = None
+        self._consumer_ready = False
+
+    async def restart(self, grace: float = 10.0) -> bool:
+        """The runbook's "restart NATS subscriber": stop, then start with a fresh client."""
+        await self.stop(grace)
+        self._restarts += 1
+        return await self.start(wait=self._connect_timeout)
+
+    # ---------------------------------------------------------------- status
+    @property
+    def connected(self) -> bool:
+        """Connected to NATS and bound to the durable consumer."""
+        return self.running and self._consumer_ready and self._conn is not None and self._conn.ready
+
+    @property
+    def last_message_ts(self) -> float | None:
+        """Unix time of the last delivered message, if any."""
+        return self._last_message_at
+
+    def status(self) -> ConsumerStatus:
+        """Counters and connection facts; `pending` is the consumer's num_pending."""
+        last = self._last_message_at
+        reconnects = self._reconnects_before + (
+            self._conn.state.reconnects if self._conn is not None else 0
+        )
+        last_error = self._last_error
+        if self._conn is not None and not self._conn.state.connected:
+            last_error = self._conn.state.last_error or last_error
+        return ConsumerStatus(
+            durable=self.durable,
+            running=self.running,
+            connected=self.connected,
+            last_message_at=datetime.fromtimestamp(last, UTC).isoformat() if last else None,
+            delivered=self._delivered,
+            acked=self._acked,
+            failed=self._failed,
+            retried=self._retried,
+            dead_lettered=self._dead,
+            pending=self._pending,
+            ack_pending=self._ack_pending,
+            reconnects=reconnects,
+            restarts=self._restarts,
+            last_error=last_error,
+        )
+
+    async def refresh_pending(self) -> int | None:
+        """Ask the server for the consumer's counts now (for /metrics); None if unreachable."""
+        if self._conn is None:
+            return None
+        try:
+            info = await self._conn.jetstream().consumer_info(
+                self.stream, self.durable, timeout=1.0
+            )
+        except (BusUnavailable, nats.errors.Error, TimeoutError):
+            return None
+        self._pending = info.num_pending
+        self._ack_pending = info.num_ack_pending
+        self._info_at = time.monotonic()
+        return self._pending
+
+    # ---------------------------------------------------------------- internals
+    def consumer_config(self) -> api.ConsumerConfig:
+        """Server-side config: explicit ack, unlimited server redelivery (we dead-letter)."""
+        return api.ConsumerConfig(
+            name=self.durable,
+            durable_name=self.durable,
+            description=f"forge durable consumer {self.durable}",
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=-1,
+            filter_subjects=list(self.subjects),
+            replay_policy=api.ReplayPolicy.INSTANT,
+            max_ack_pending=max(1000, 4 * self._concurrency),
+        )
+
+    async def _ensure_consumer(self, js: JetStreamContext) -> None:
+        async with self._ensure_lock:
+            if not self._consumer_ready:
+                await js.add_consumer(self.stream, self.consumer_config(), timeout=2.0)
+                self._consumer_ready = True
+
+    async def _worker(self, index: int) -> None:
+        sub: JetStreamContext.PullSubscription | None = None
+        while not self._stopping.is_set():
+            conn = self._conn
+            if conn is None or not conn.ready:
+                await asyncio.sleep(min(self._reconnect_wait, 0.1))
+                continue
+            try:
+                if sub is None:
+                    js = conn.jetstream()
+                    await self._ensure_consumer(js)
+                    sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+                msgs = await sub.fetch(1, timeout=self._fetch_timeout)
+            except (TimeoutError, nats.errors.TimeoutError):
+                await self._maybe_refresh(idle=True)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # server restarted, consumer deleted, API errors
+                self._last_error = _describe(exc)
+                log.warning("consumer %s: fetch failed: %s", self.durable, self._last_error)
+                self._consumer_ready = False
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                    sub = None
+                await asyncio.sleep(self._reconnect_wait)
+                continue
+            for msg in msgs:
+                self._busy.add(index)
+                try:
+                    await self._process(msg)
+                finally:
+                    self._busy.discard(index)
+            await self._maybe_refresh(idle=False)
+
+    async def _maybe_refresh(self, *, idle: bool) -> None:
+        if time.monotonic() - self._info_at >= (1.0 if idle else 2.0):
+            self._info_at = time.monotonic()
+            await self.refresh_pending()
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.ack_wait / 3)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.in_progress()
+
+    def _delay_for(self, failures: int) -> float:
+        return self.backoff[min(max(failures, 1) - 1, len(self.backoff) - 1)]
+
+    def _note_retry_later(self, seq: int) -> None:
+        self._retry_later[seq] = self._retry_later.get(seq, 0) + 1
+        self._retry_later.move_to_end(seq)
+        while len(self._retry_later) > _MAX_TRACKED_RETRIES:
+            self._retry_later.popitem(last=False)
+
+    def _failures(self, event: Event) -> int:
+        """Deliveries of this message that were not answered with RetryLater (here)."""
+        return max(1, event.num_delivered - self._retry_later.get(event.stream_seq, 0))
+
+    async def _process(self, msg: Msg) -> None:
+        self._delivered += 1
+        self._last_message_at = time.time()
+        event, decode_error = Event.from_msg(msg)
+        if decode_error is not None:
+            self._failed += 1
+            await self._dead_letter(msg, event, decode_error)
+            return
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            if self._handler_timeout is not None:
+                await asyncio.wait_for(self._handler(event), self._handler_timeout)
+            else:
+                await self._handler(event)
+        except RetryLater as exc:
+            self._retried += 1
+            self._note_retry_later(event.stream_seq)
+            self._last_error = f"retry later: {exc.reason}"[:_MAX_ERROR_CHARS]
+            await self._settle(msg.nak(delay=exc.delay), "nak")
+        except Reject as exc:
+            self._failed += 1
+            await self._dead_letter(msg, event, f"rejected: {exc}"[:_MAX_ERROR_CHARS])
+        except Exception as exc:
+            self._failed += 1
+            error = _describe(exc)
+            self._last_error = error
+            failures = self._failures(event)
+            if failures >= self.max_deliver:
+                await self._dead_letter(msg, event, error)
+            else:
+                delay = self._delay_for(failures)
+                log.warning(
+                    "consumer %s: %s seq %d failed (attempt %d/%d), retry in %.1fs: %s",
+                    self.durable,
+                    event.subject,
+                    event.stream_seq,
+                    failures,
+                    self.max_deliver,
+                    delay,
+                    error,
+                )
+                await self._settle(msg.nak(delay=delay), "nak")
+        else:
+            self._retry_later.pop(event.stream_seq, None)
+            if await self._settle(msg.ack_sync(timeout=2.0), "ack"):
+                self._acked += 1
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _dead_letter(self, msg: Msg, event: Event, error: str) -> None:
+        self._last_error = error
+        try:
+            await self._on_dead_letter(event, error)
+        except Exception as exc:
+            # Never drop it: keep the message and try again later.
+            self._last_error = f"dead-letter hook failed: {_describe(exc)}"
+            log.error("consumer %s: %s", self.durable, self._last_error)
+            await self._settle(msg.nak(delay=self.backoff[-1]), "nak")
+            return
+        self._retry_later.pop(event.stream_seq, None)
+        if await self._settle(msg.term(), "term"):
+            self._dead += 1
+            log.error(
+                "consumer %s: dead-lettered %s seq %d after %d deliveries: %s",
+                self.durable,
+                event.subject,
+                event.stream_seq,
+                event.num_delivered,
+                error,
+            )
+
+    async def _settle(self, action: Awaitable[Any], what: str) -> bool:
+        """Send ack/nak/term; a failure means the server will redeliver after ack_wait."""
+        try:
+            await action
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._last_error = f"{what} failed: {_describe(exc)}"
+            log.warning("consumer %s: %s", self.durable, self._last_error)
+            return False
+        return True

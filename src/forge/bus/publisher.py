@@ -1,0 +1,160 @@
+"""Publishing JSON events to JetStream, confirmed and de-duplicated.
+
+Every event carries a `Nats-Msg-Id` header: JetStream drops a second message with the same
+id inside the stream's duplicate window, so a caller may retry a publish safely. `publish`
+returns only once JetStream has stored the event; otherwise it raises `BusUnavailable`
+within a bounded time, so the spawn API can answer 503 and persist nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+
+from forge.bus.connection import BusConnection, redact_url
+from forge.bus.errors import BusUnavailable
+from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
+from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject
+
+_MSG_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class PublishAck:
+    """JetStream's confirmation: where the event was stored, and whether it was a duplicate."""
+
+    stream: str
+    seq: int
+    duplicate: bool
+
+
+def check_msg_id(msg_id: str) -> str:
+    """Return `msg_id` if usable as a de-duplication id (1-200 safe characters)."""
+    if not isinstance(msg_id, str) or not _MSG_ID_RE.fullmatch(msg_id):
+        raise ValueError("msg_id: must be 1-200 characters of A-Z a-z 0-9 . _ : @ / + = -")
+    return msg_id
+
+
+class Publisher:
+    """Publishes events over its own background-connected NATS client."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "forge-publisher",
+        timeout: float = 2.0,
+        streams: tuple[StreamSpec, ...] = FORGE_STREAMS,
+        connect_timeout: float = 5.0,
+        reconnect_wait: float = 0.5,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout: must be > 0 seconds")
+        self._timeout = timeout
+        self._conn = BusConnection(
+            url,
+            name,
+            streams=streams,
+            connect_timeout=connect_timeout,
+            reconnect_wait=reconnect_wait,
+        )
+
+    @property
+    def connection(self) -> BusConnection:
+        """The underlying connection (state for readiness and metrics)."""
+        return self._conn
+
+    @property
+    def connected(self) -> bool:
+        """True when connected and the streams are in place."""
+        return self._conn.ready
+
+    def status(self) -> dict[str, Any]:
+        """Connection state for /readyz and /metrics."""
+        return {"ready": self._conn.ready, **self._conn.state.as_dict()}
+
+    async def start(self, wait: float | None = None) -> bool:
+        """Start connecting in the background; optionally wait up to `wait` s; True if ready."""
+        return await self._conn.start(wait)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def publish(
+        self,
+        subject: str,
+        data: Mapping[str, Any],
+        *,
+        msg_id: str,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> PublishAck:
+        """Publish one JSON event and wait for JetStream to store it.
+
+        Bad input raises `ValueError`/`TypeError` naming the field. Anything else that keeps
+        the event from being stored raises `BusUnavailable`: NATS unreachable, no stream for
+        the subject, JetStream refusing it, or no acknowledgement within `timeout` (default:
+        the publisher's). A `msg_id` already seen inside the stream's duplicate window
+        returns `duplicate=True` (the event is stored once).
+        """
+        check_subject(subject)
+        check_msg_id(msg_id)
+        payload = encode_event(data)
+        hdrs: dict[str, str] = {}
+        for key, value in (headers or {}).items():
+            if not _HEADER_NAME_RE.fullmatch(key) or key.lower().startswith("nats-"):
+                raise ValueError(f"headers: {key!r} is not an allowed header name")
+            if not isinstance(value, str) or "\r" in value or "\n" in value:
+                raise ValueError(f"headers: value of {key!r} must be a single-line string")
+            hdrs[key] = value
+        hdrs["Content-Type"] = CONTENT_TYPE
+        hdrs[MSG_ID_HEADER] = msg_id
+        wait = self._timeout if timeout is None else timeout
+        if not self._conn.ready:
+            # Just starting: give the first connection a moment. In an outage: fail fast.
+            first = not self._conn.ever_ready and self._conn.state.last_error is None
+            if not (await self._conn.start(wait if first else None)):
+                raise BusUnavailable(f"not connected to NATS at {redact_url(self._conn.url)}")
+        client = self._conn.client()
+        if len(payload) > client.max_payload:
+            raise ValueError(
+                f"data: event is {len(payload)} bytes, above the server's limit of "
+                f"{client.max_payload}; store large content elsewhere and send its hash"
+            )
+        js = client.jetstream()
+        try:
+            ack = await asyncio.wait_for(
+                js.publish(subject, payload, timeout=wait, headers=hdrs), wait + 0.5
+            )
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
+            raise BusUnavailable(f"JetStream did not confirm {subject} within {wait:.1f}s") from exc
+        except nats.js.errors.NoStreamResponseError as exc:
+            raise BusUnavailable(f"no JetStream stream answered for {subject}") from exc
+        except nats.js.errors.ServiceUnavailableError as exc:
+            raise BusUnavailable(f"JetStream unavailable: {exc.description}") from exc
+        except nats.js.errors.APIError as exc:
+            raise BusUnavailable(f"JetStream refused {subject}: {exc.description}") from exc
+        except nats.errors.Error as exc:
+            raise BusUnavailable(f"NATS failed while publishing {subject}: {exc}") from exc
+        return PublishAck(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))

@@ -1,0 +1,179 @@
+"""Subject names, durable consumer names and the JetStream stream that stores them.
+
+One stream, `FORGE`, captures every Forge event on file storage with limits retention, so
+several services may consume overlapping subjects (e.g. spawn_service and scoreboard both
+read `forge.scenario.completed`) through their own durable consumers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nats.js import api
+from nats.js.client import JetStreamContext
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+
+from forge.bus.errors import BusError
+
+STREAM = "FORGE"
+
+SPAWN_REQUESTED = "forge.spawn.requested"
+SCORE_FINALIZED = "forge.score.finalized"
+
+SCENARIO_STATES: tuple[str, ...] = (
+    "pending",
+    "launching",
+    "running",
+    "grading",
+    "completed",
+    "failed",
+    "expired",
+    "deleted",
+)
+TERMINAL_STATES: tuple[str, ...] = ("completed", "failed", "expired", "deleted")
+SCENARIO_SUBMIT = "forge.scenario.submit"
+SCENARIO_ALL = "forge.scenario.*"
+
+
+def scenario_subject(state: str) -> str:
+    """Subject of a lifecycle event, e.g. `forge.scenario.completed`."""
+    if state not in SCENARIO_STATES:
+        raise ValueError(
+            f"state: unknown scenario state {state!r}; expected one of {SCENARIO_STATES}"
+        )
+    return f"forge.scenario.{state}"
+
+
+SCENARIO_COMPLETED = scenario_subject("completed")
+SCENARIO_TERMINAL_SUBJECTS: tuple[str, ...] = tuple(scenario_subject(s) for s in TERMINAL_STATES)
+
+# Durable consumer names, one per (service, purpose); replicas of a service share them.
+DURABLE_ORCHESTRATOR_SPAWN = "orchestrator-spawn"
+DURABLE_ORCHESTRATOR_SUBMIT = "orchestrator-submit"
+DURABLE_SCOREBOARD_COMPLETED = "scoreboard-completed"
+DURABLE_SPAWN_LIFECYCLE = "spawn-lifecycle"
+
+_SUBJECT_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_FILTER_RE = re.compile(r"^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_subject(subject: str, *, wildcards: bool = False) -> str:
+    """Return `subject` if it is a valid NATS subject (optionally with wildcards), else raise."""
+    pattern = _FILTER_RE if wildcards else _SUBJECT_RE
+    if not isinstance(subject, str) or not pattern.fullmatch(subject) or len(subject) > 255:
+        kind = "subject filter" if wildcards else "subject (no wildcards)"
+        raise ValueError(f"subject: {subject!r} is not a valid NATS {kind}")
+    return subject
+
+
+def check_name(value: str, field_name: str) -> str:
+    """Return `value` if it is a valid stream/consumer name (1-64 of A-Z a-z 0-9 _ -)."""
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise ValueError(f"{field_name}: {value!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """The parts of a stream's configuration Forge owns; `ensure_streams` enforces them."""
+
+    name: str
+    subjects: tuple[str, ...]
+    max_age_seconds: float = 7 * 24 * 3600.0
+    duplicate_window_seconds: float = 10 * 60.0
+    max_bytes: int = -1
+    replicas: int = 1
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "name")
+        if not self.subjects:
+            raise ValueError("subjects: at least one subject is required")
+        for subject in self.subjects:
+            check_subject(subject, wildcards=True)
+        if self.duplicate_window_seconds > self.max_age_seconds:
+            raise ValueError("duplicate_window_seconds: must not exceed max_age_seconds")
+        if self.replicas < 1:
+            raise ValueError("replicas: must be >= 1")
+
+    def config(self) -> api.StreamConfig:
+        """The nats-py StreamConfig for this spec (file storage, limits retention)."""
+        return api.StreamConfig(
+            name=self.name,
+            description=self.description or None,
+            subjects=list(self.subjects),
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            max_age=self.max_age_seconds,
+            max_bytes=self.max_bytes,
+            duplicate_window=self.duplicate_window_seconds,
+            num_replicas=self.replicas,
+        )
+
+
+FORGE_STREAM = StreamSpec(
+    name=STREAM,
+    subjects=(SPAWN_REQUESTED, SCENARIO_ALL, SCORE_FINALIZED),
+    description="FrostGate Forge events: spawn requests, scenario lifecycle, final scores",
+)
+FORGE_STREAMS: tuple[StreamSpec, ...] = (FORGE_STREAM,)
+
+_STREAM_NAME_IN_USE = 10058
+
+
+def _differs(spec: StreamSpec, current: api.StreamConfig) -> list[str]:
+    """Names of the owned fields whose live value differs from the spec."""
+    want = spec.config()
+    diffs: list[str] = []
+    if sorted(current.subjects or []) != sorted(want.subjects or []):
+        diffs.append("subjects")
+    for name in ("retention", "storage", "discard", "max_bytes", "num_replicas"):
+        if getattr(current, name) != getattr(want, name):
+            diffs.append(name)
+    for name in ("max_age", "duplicate_window"):
+        if abs(float(getattr(current, name) or 0) - float(getattr(want, name) or 0)) > 1e-3:
+            diffs.append(name)
+    return diffs
+
+
+async def ensure_streams(
+    js: JetStreamContext, specs: tuple[StreamSpec, ...] = FORGE_STREAMS
+) -> list[str]:
+    """Create missing streams and update those whose config differs; idempotent.
+
+    Returns a line per action taken ("created FORGE", "updated FORGE: max_age"), empty when
+    everything already matched. Safe when several processes run it at the same time.
+    """
+    actions: list[str] = []
+    for spec in specs:
+        for _attempt in range(3):
+            try:
+                info = await js.stream_info(spec.name)
+            except NotFoundError:
+                try:
+                    await js.add_stream(spec.config())
+                except ServiceUnavailableError:
+                    raise
+                except APIError as exc:
+                    if exc.err_code == _STREAM_NAME_IN_USE:
+                        continue  # another process created it first: compare and update
+                    raise BusError(f"cannot create stream {spec.name}: {exc.description}") from exc
+                actions.append(f"created {spec.name}")
+                break
+            diffs = _differs(spec, info.config)
+            if diffs:
+                try:
+                    await js.update_stream(spec.config())
+                except ServiceUnavailableError:
+                    raise
+                except APIError as exc:
+                    raise BusError(
+                        f"stream {spec.name} differs in {', '.join(diffs)} and cannot be "
+                        f"updated: {exc.description}"
+                    ) from exc
+                actions.append(f"updated {spec.name}: {', '.join(diffs)}")
+            break
+    return actions

@@ -1,0 +1,48 @@
+"""`forge apikey create|revoke|list`: learner API keys issued by an operator."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from forge.cli.context import open_db, settings_or_exit
+from forge.identity.apikeys import create_api_key, list_api_keys, revoke_api_key
+
+app = typer.Typer(help="Learner API keys.", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
+    subject: str = typer.Option(..., "--subject", help="Learner id within the tenant."),
+) -> None:
+    """Issue a key; it is printed once and only its hash is stored."""
+    db = open_db(settings_or_exit())
+    try:
+        issued = create_api_key(db, tenant, subject)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"key_id  {issued.key_id}")
+    typer.echo(f"api_key {issued.plaintext}")
+
+
+@app.command()
+def revoke(key_id: str = typer.Argument(..., help="The key id to revoke.")) -> None:
+    """Revoke a key."""
+    db = open_db(settings_or_exit())
+    if not revoke_api_key(db, key_id):
+        typer.echo(f"no live key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command("list")
+def list_keys(tenant: str | None = typer.Option(None, "--tenant")) -> None:
+    """List keys (never their secrets)."""
+    db = open_db(settings_or_exit())
+    table = Table("key_id", "tenant", "subject", "created", "revoked")
+    for key in list_api_keys(db, tenant):
+        table.add_row(key.key_id, key.tenant_id, key.subject, key.created_at.isoformat(),
+                      key.revoked_at.isoformat() if key.revoked_at else "")
+    Console().print(table)

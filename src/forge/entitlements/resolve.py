@@ -1,0 +1,112 @@
+"""Entitlement resolution, first match wins (DESIGN §4), and the ET that records it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from forge.config.settings import Settings
+from forge.entitlements.grants import lookup_file_grant, lookup_grant
+from forge.identity.caller import Caller
+from forge.plans import Plan, PlanCatalog
+from forge.store.db import Database
+from forge.tokens import ET, RECEIPT, TokenError, mint_token, verify_token
+
+
+class EntitlementError(Exception):
+    """No entitlement, or a bad one: carries the HTTP status and a stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """The plan a caller holds and where that came from."""
+
+    tenant_id: str
+    subject: str
+    plan: Plan
+    source: str
+    retention_days: int
+    receipt_jti: str | None = None
+
+    def et_claims(self) -> dict[str, Any]:
+        return {
+            "sub": self.subject,
+            "tenant_id": self.tenant_id,
+            "plan": self.plan.name,
+            "tracks": list(self.plan.tracks),
+            "retention_days": self.retention_days,
+            "source": self.source,
+        }
+
+
+def verify_receipt(settings: Settings, token: str) -> dict[str, Any]:
+    """Verified receipt claims, or EntitlementError 401 naming the defect."""
+    try:
+        return verify_token(settings.receipt, RECEIPT, token)
+    except TokenError as exc:
+        raise EntitlementError(401, "invalid_receipt", f"x-receipt-token: {exc}") from exc
+
+
+def _from_receipt(caller: Caller, claims: Mapping[str, Any], catalog: PlanCatalog) -> Entitlement:
+    if claims["tenant_id"] != caller.tenant_id:
+        raise EntitlementError(403, "receipt_tenant_mismatch",
+                               "x-receipt-token: receipt belongs to another tenant")
+    if claims.get("sub") and claims["sub"] != caller.subject:
+        raise EntitlementError(403, "receipt_subject_mismatch",
+                               "x-receipt-token: receipt belongs to another learner")
+    plan = catalog.get(str(claims["plan"]))
+    if plan is None:
+        raise EntitlementError(403, "unknown_plan", "x-receipt-token: receipt names no known plan")
+    return Entitlement(caller.tenant_id, caller.subject, plan, "receipt",
+                       int(claims["retention_days"]), str(claims["jti"]))
+
+
+def resolve_entitlement(
+    caller: Caller,
+    *,
+    settings: Settings,
+    catalog: PlanCatalog,
+    db: Database,
+    receipt_claims: Mapping[str, Any] | None = None,
+    x_plan: str | None = None,
+    entitlements_file: Path | None = None,
+) -> Entitlement:
+    """Receipt → store (DB, then optional file) → x-plan (dev flag) → free default (dev flag)."""
+    if receipt_claims is not None:
+        return _from_receipt(caller, receipt_claims, catalog)
+    plan_name = lookup_grant(db, caller.tenant_id, caller.subject, datetime.now(UTC))
+    if plan_name is None and entitlements_file is not None and entitlements_file.exists():
+        plan_name = lookup_file_grant(entitlements_file, caller.tenant_id, caller.subject)
+    if plan_name is not None:
+        plan = catalog.get(plan_name)
+        if plan is None:
+            raise EntitlementError(403, "unknown_plan", "entitlement names no known plan")
+        return Entitlement(caller.tenant_id, caller.subject, plan, "store", plan.retention_days)
+    if x_plan and settings.dev_allow_xplan:
+        plan = catalog.get(x_plan)
+        if plan is None:
+            raise EntitlementError(400, "unknown_plan",
+                                   f"x-plan: unknown plan; allowed: {', '.join(catalog.names)}")
+        return Entitlement(caller.tenant_id, caller.subject, plan, "x-plan", plan.retention_days)
+    if settings.allow_free_default:
+        plan = catalog.get("FREE")
+        if plan is not None:
+            return Entitlement(caller.tenant_id, caller.subject, plan, "free_default",
+                               plan.retention_days)
+    raise EntitlementError(403, "entitlement_not_found",
+                           "no entitlement: buy a plan (receipt) or ask your operator for a grant")
+
+
+def mint_et(settings: Settings, entitlement: Entitlement) -> tuple[str, dict[str, Any]]:
+    """Mint the ET recording this decision; returns the token and its claims."""
+    token = mint_token(settings.et, ET, entitlement.et_claims())
+    return token, verify_token(settings.et, ET, token)

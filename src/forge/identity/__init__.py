@@ -1,0 +1,1 @@
+"""Who is calling: API keys, learner sessions, receipts, and (dev only) plain headers."""

@@ -1,0 +1,83 @@
+"""Operator-issued learner API keys: `fgk_<key_id>_<secret>`; only a hash is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from forge.identity.names import valid_id
+from forge.store.db import Database
+from forge.store.models import ApiKey
+
+_KEY = re.compile(r"^fgk_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A new key: the plaintext is shown once and never stored."""
+
+    key_id: str
+    tenant_id: str
+    subject: str
+    plaintext: str
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_key(db: Database, tenant_id: str, subject: str) -> IssuedKey:
+    """Issue a key for one learner of one tenant."""
+    if not valid_id(tenant_id):
+        raise ValueError("tenant_id: 1-128 chars of letters, digits and . _ @ : -")
+    if not valid_id(subject):
+        raise ValueError("subject: 1-128 chars of letters, digits and . _ @ : -")
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    with db.session() as sess:
+        sess.add(ApiKey(key_id=key_id, key_sha256=_digest(secret), tenant_id=tenant_id,
+                        subject=subject, created_at=datetime.now(UTC), revoked_at=None))
+    return IssuedKey(key_id, tenant_id, subject, f"fgk_{key_id}_{secret}")
+
+
+def verify_api_key(db: Database, presented: str) -> ApiKey | None:
+    """The live key record matching `presented`, else None (constant-time on the secret)."""
+    match = _KEY.match(presented or "")
+    if not match:
+        return None
+    key_id, secret = match.groups()
+    with db.read() as sess:
+        record = sess.get(ApiKey, key_id)
+        if record is None or record.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(record.key_sha256, _digest(secret)):
+            return None
+        sess.expunge(record)
+        return record
+
+
+def revoke_api_key(db: Database, key_id: str) -> bool:
+    """Revoke a key; False when no live key has that id."""
+    with db.session() as sess:
+        record = sess.get(ApiKey, key_id)
+        if record is None or record.revoked_at is not None:
+            return False
+        record.revoked_at = datetime.now(UTC)
+        return True
+
+
+def list_api_keys(db: Database, tenant_id: str | None = None) -> list[ApiKey]:
+    """Keys (hash included, never the secret), optionally of one tenant."""
+    with db.read() as sess:
+        query = select(ApiKey).order_by(ApiKey.created_at)
+        if tenant_id:
+            query = query.where(ApiKey.tenant_id == tenant_id)
+        rows = list(sess.scalars(query))
+        sess.expunge_all()
+        return rows

@@ -1,0 +1,98 @@
+"""Resolve the calling learner from a verified credential, never from an unverified field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from forge.config.settings import Settings
+from forge.identity.apikeys import verify_api_key
+from forge.identity.names import valid_id
+from forge.store.db import Database
+from forge.tokens import SESSION, TokenError, verify_token
+
+SESSION_COOKIE = "forge_session"
+
+
+class AuthError(Exception):
+    """The caller could not be identified (401); `code` is stable for clients."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A verified learner: tenant, subject, how they proved it, and any scenario scope."""
+
+    tenant_id: str
+    subject: str
+    via: str
+    scenario_scope: str | None = None
+
+    def owns(self, tenant_id: str, subject: str) -> bool:
+        """True when a record of (tenant, subject) belongs to this caller."""
+        return self.tenant_id == tenant_id and self.subject == subject
+
+    def may_see(self, scenario_id: str) -> bool:
+        """A scenario-scoped session may only see its own scenario."""
+        return self.scenario_scope is None or self.scenario_scope == scenario_id
+
+
+def _api_key_from(headers: Mapping[str, str]) -> str | None:
+    explicit = headers.get("x-api-key")
+    if explicit:
+        return explicit.strip()
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip().startswith("fgk_"):
+        return value.strip()
+    return None
+
+
+def caller_from_session(settings: Settings, token: str) -> Caller | None:
+    """The caller of a valid session cookie, else None."""
+    try:
+        claims = verify_token(settings.sat, SESSION, token)
+    except TokenError:
+        return None
+    scope = str(claims["scope"])
+    scenario = scope.removeprefix("scenario:") if scope.startswith("scenario:") else None
+    return Caller(str(claims["tenant_id"]), str(claims["sub"]), "session", scenario)
+
+
+def resolve_caller(
+    headers: Mapping[str, str],
+    cookies: Mapping[str, str],
+    settings: Settings,
+    db: Database,
+    receipt_claims: Mapping[str, Any] | None = None,
+) -> Caller:
+    """First match wins: API key, session cookie, receipt with a subject, dev-only headers."""
+    presented_key = _api_key_from(headers)
+    if presented_key is not None:
+        record = verify_api_key(db, presented_key)
+        if record is None:
+            raise AuthError("invalid_api_key", "API key is unknown or revoked")
+        return Caller(record.tenant_id, record.subject, "api_key")
+    session = cookies.get(SESSION_COOKIE)
+    if session:
+        caller = caller_from_session(settings, session)
+        if caller is not None:
+            return caller
+    if receipt_claims and valid_id(receipt_claims.get("sub")):
+        return Caller(str(receipt_claims["tenant_id"]), str(receipt_claims["sub"]), "receipt")
+    if settings.env.is_dev:
+        subject, tenant = headers.get("x-client-id"), headers.get("x-tenant-id")
+        if subject or tenant:
+            if not valid_id(subject):
+                raise AuthError("invalid_client_id", "x-client-id: 1-128 chars of [A-Za-z0-9._@:-]")
+            if not valid_id(tenant):
+                raise AuthError("invalid_tenant_id", "x-tenant-id: 1-128 chars of [A-Za-z0-9._@:-]")
+            return Caller(str(tenant), str(subject), "dev_headers")
+    raise AuthError(
+        "credentials_required",
+        "sign in: send an API key, a session cookie or a receipt naming the learner",
+    )

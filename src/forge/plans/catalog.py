@@ -1,0 +1,100 @@
+"""Load and validate `plans.yaml`; look plans up by name or alias."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
+_TRACK = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+
+
+class PlanError(Exception):
+    """plans.yaml is missing or invalid; the message names the plan and field."""
+
+
+class Plan(BaseModel):
+    """One plan's entitlements and limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    tracks: tuple[str, ...] = Field(min_length=1)
+    tiers: tuple[str, ...] = Field(min_length=1)
+    spawns_per_minute: int = Field(gt=0, le=100_000)
+    tenant_spawns_per_minute: int = Field(gt=0, le=1_000_000)
+    concurrent: int = Field(gt=0, le=10_000)
+    tenant_concurrent: int = Field(gt=0, le=1_000_000)
+    max_lab_minutes: int = Field(gt=0, le=7 * 24 * 60)
+    retention_days: int = Field(gt=0, le=3650)
+
+    @model_validator(mode="after")
+    def _check(self) -> Plan:
+        if not _NAME.match(self.name):
+            raise ValueError("name must be upper-case letters, digits or _")
+        bad = [t for t in self.tracks if not _TRACK.match(t)]
+        if bad:
+            raise ValueError(f"tracks: invalid track names {bad}")
+        if self.concurrent > self.tenant_concurrent:
+            raise ValueError("concurrent must not exceed tenant_concurrent")
+        if self.spawns_per_minute > self.tenant_spawns_per_minute:
+            raise ValueError("spawns_per_minute must not exceed tenant_spawns_per_minute")
+        return self
+
+
+class PlanCatalog:
+    """All plans, by canonical name and alias (case-insensitive)."""
+
+    def __init__(self, plans: list[Plan]) -> None:
+        self._plans = {p.name: p for p in plans}
+        self._lookup: dict[str, Plan] = {}
+        for plan in plans:
+            for key in {k.lower() for k in (plan.name, *plan.aliases)}:
+                if key in self._lookup:
+                    raise PlanError(f"plan name or alias {key!r} is used by two plans")
+                self._lookup[key] = plan
+
+    def get(self, name: str) -> Plan | None:
+        """The plan called `name` (or one of its aliases), else None."""
+        return self._lookup.get(name.strip().lower()) if isinstance(name, str) else None
+
+    def __iter__(self) -> Iterator[Plan]:
+        return iter(self._plans.values())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._plans)
+
+    @property
+    def tracks(self) -> tuple[str, ...]:
+        """Every track some plan offers, sorted."""
+        return tuple(sorted({t for p in self._plans.values() for t in p.tracks}))
+
+
+def load_plans(path: Path) -> PlanCatalog:
+    """Read and validate a plans file; raises PlanError naming the plan and field at fault."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlanError(f"cannot read plans file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise PlanError(f"plans file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("plans"), dict) or not raw["plans"]:
+        raise PlanError(f"plans file {path} must have a non-empty 'plans' mapping")
+    plans: list[Plan] = []
+    for name, body in raw["plans"].items():
+        if not isinstance(body, dict):
+            raise PlanError(f"plans.{name}: must be a mapping")
+        try:
+            plans.append(Plan(name=str(name), **body))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            where = f"plans.{name}.{field}" if field else f"plans.{name}"
+            raise PlanError(f"{where}: {first['msg']}") from exc
+    return PlanCatalog(plans)

@@ -1,0 +1,71 @@
+"""Access-token exchange: one-time token in the URL → HttpOnly, SameSite=Strict session cookie."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from forge.identity.caller import SESSION_COOKIE, caller_from_session
+from forge.services.common.errors import ApiError
+from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.routes import SCENARIO_ID, owned_scenario
+from forge.tokens import ACCESS, SESSION, TokenError, mint_token, verify_token
+
+router = APIRouter(tags=["access"])
+SESSION_TTL_S = 8 * 3600
+
+
+def _is_https(request: Request) -> bool:
+    forwarded = request.headers.get("x-forwarded-proto", "")
+    return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
+
+
+@router.get("/v1/access/{scenario_id}")
+async def exchange(scenario_id: str, request: Request,
+                   token: str = Query(..., max_length=4096)) -> RedirectResponse:
+    """Verify the access token once, set the session cookie, redirect to the lab page."""
+    state = spawn_state(request)
+    if not SCENARIO_ID.match(scenario_id):
+        raise ApiError(404, "not_found", "scenario not found")
+    try:
+        claims = verify_token(state.settings.sat, ACCESS, token)
+    except TokenError as exc:
+        raise ApiError(401, exc.code, f"token: {exc}") from None
+    if claims["scenario_id"] != scenario_id:
+        raise ApiError(401, "token_mismatch", "token: access token is for another scenario")
+    expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    try:
+        await run_in_threadpool(state.replay.consume, str(claims["jti"]), "ACC", expires)
+    except TokenError:
+        raise ApiError(401, "token_replayed", "token: this access link was already used") from None
+    response = RedirectResponse(f"/lab/{scenario_id}", status_code=303)
+    existing = request.cookies.get(SESSION_COOKIE)
+    current = caller_from_session(state.settings, existing) if existing else None
+    if current is not None and current.scenario_scope is None and current.owns(
+        str(claims["tenant_id"]), str(claims["sub"])
+    ):
+        return response  # a signed-in learner already has a wider session
+    session = mint_token(state.settings.sat, SESSION, {
+        "sub": claims["sub"], "tenant_id": claims["tenant_id"], "scope": f"scenario:{scenario_id}",
+    }, ttl_s=SESSION_TTL_S)
+    response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL_S, httponly=True,
+                        secure=_is_https(request), samesite="strict", path="/")
+    return response
+
+
+@router.get("/lab/{scenario_id}", response_class=HTMLResponse, include_in_schema=False)
+async def lab_page(scenario_id: str, request: Request) -> HTMLResponse:
+    """The learner's lab page (status for now; the terminal arrives with the web UI)."""
+    row = await owned_scenario(request, scenario_id)
+    body = (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<title>Forge lab {html.escape(row.scenario_id)}</title>"
+        f"<h1>Lab {html.escape(row.scenario_id)}</h1>"
+        f"<p>Track: {html.escape(row.track)}. State: <strong>{html.escape(row.state)}"
+        "</strong></p></html>"
+    )
+    return HTMLResponse(body, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,41 @@
+"""Consumes terminal scenario events and gives the scenario's concurrency slot back."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+
+from forge.bus import DurableConsumer, Event, Reject
+from forge.bus.subjects import DURABLE_SPAWN_LIFECYCLE, SCENARIO_TERMINAL_SUBJECTS
+from forge.quotas.limiter import release
+from forge.services.spawn.routes import SCENARIO_ID
+from forge.store.db import Database
+from forge.store.failed_events import record_failed_event
+
+log = logging.getLogger("forge.spawn.lifecycle")
+
+
+def lifecycle_consumer(url: str, db: Database, **options: float) -> DurableConsumer:
+    """A durable consumer of completed/failed/expired/deleted events that releases slots."""
+
+    async def handle(event: Event) -> None:
+        scenario_id = event.data.get("scenario_id")
+        if not isinstance(scenario_id, str) or not SCENARIO_ID.match(scenario_id):
+            raise Reject("scenario_id: missing or malformed")
+        released = await run_in_threadpool(release, db, scenario_id)
+        log.info("scenario %s ended (%s); slot %s", scenario_id, event.subject,
+                 "released" if released else "already free")
+
+    async def dead_letter(event: Event, error: str) -> None:
+        await run_in_threadpool(
+            lambda: record_failed_event(
+                db, consumer=DURABLE_SPAWN_LIFECYCLE, subject=event.subject,
+                msg_id=event.msg_id, payload=event.raw.decode("utf-8", "replace"), error=error,
+                scenario_id=event.data.get("scenario_id"), attempts=event.num_delivered,
+            )
+        )
+
+    return DurableConsumer(url, durable=DURABLE_SPAWN_LIFECYCLE,
+                           subjects=SCENARIO_TERMINAL_SUBJECTS, handler=handle,
+                           on_dead_letter=dead_letter, **options)  # type: ignore[arg-type]

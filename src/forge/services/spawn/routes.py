@@ -1,0 +1,146 @@
+"""spawn_service JSON API: spawn, scenario status, submit, stub checkout."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from forge.billing.receipts import CheckoutError, stub_checkout
+from forge.bus import BusUnavailable
+from forge.bus.subjects import SCENARIO_SUBMIT
+from forge.entitlements.resolve import EntitlementError, resolve_entitlement
+from forge.services.common.errors import ApiError
+from forge.services.spawn.caller_deps import current_caller, receipt_claims, spawn_state
+from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
+from forge.store.models import Scenario
+
+router = APIRouter(tags=["learner"])
+SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
+
+
+class SpawnBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    track: str = Field(min_length=1, max_length=32)
+    request_id: str | None = None
+
+
+class CheckoutBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1, max_length=32)
+    tenant_id: str = Field(min_length=1, max_length=128)
+    subject: str | None = Field(default=None, min_length=1, max_length=128)
+    days: int = Field(default=30, ge=1, le=366)
+
+
+@router.post("/v1/spawn", status_code=201)
+async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
+    """Request a lab on a track; idempotent by request_id for 24 h."""
+    state = spawn_state(request)
+    request_id = check_request_id(body.request_id or request.headers.get("x-request-id"))
+    if body.track not in state.known_tracks:
+        allowed = ", ".join(state.known_tracks)
+        raise ApiError(400, "unknown_track", f"track: unknown track; allowed: {allowed}",
+                       [{"field": "track", "allowed": list(state.known_tracks)}])
+    receipt = receipt_claims(request)
+    caller = await current_caller(request, receipt)
+    try:
+        ent = await run_in_threadpool(
+            lambda: resolve_entitlement(
+                caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
+                receipt_claims=receipt, x_plan=request.headers.get("x-plan"),
+                entitlements_file=state.entitlements_file,
+            )
+        )
+    except EntitlementError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    if body.track not in ent.plan.tracks:
+        await audit_decision(state, caller, ent, "spawn_denied", {"reason": "track_not_in_plan",
+                                                         "track": body.track})
+        raise ApiError(403, "track_not_in_plan",
+                       f"track: plan {ent.plan.name} allows {', '.join(ent.plan.tracks)}",
+                       [{"field": "track", "plan": ent.plan.name}])
+    answer = await spawn(state, caller=caller, ent=ent, track=body.track,
+                         request_id=request_id, base_url=str(request.base_url))
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+def _scenario_view(row: Scenario) -> dict[str, Any]:
+    return {
+        "scenario_id": row.scenario_id,
+        "state": row.state,
+        "reason": row.state_reason,
+        "track": row.track,
+        "template_id": row.template_id,
+        "plan": row.plan,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "hosts": row.details.get("hosts", {}),
+    }
+
+
+async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
+    """The caller's own scenario; 404 for a bad id or anyone else's (no existence oracle)."""
+    caller = await current_caller(request)
+    missing = ApiError(404, "not_found", "scenario not found")
+    if not SCENARIO_ID.match(scenario_id) or not caller.may_see(scenario_id):
+        raise missing
+    db = spawn_state(request).ctx.db
+
+    def load() -> Scenario | None:
+        with db.read() as sess:
+            row = sess.get(Scenario, scenario_id)
+            if row is not None:
+                sess.expunge(row)
+            return row
+
+    row = await run_in_threadpool(load)
+    if row is None or not caller.owns(row.tenant_id, row.subject):
+        raise missing
+    return row
+
+
+@router.get("/v1/scenarios/{scenario_id}")
+async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
+    """Status of one of the caller's scenarios."""
+    return _scenario_view(await owned_scenario(request, scenario_id))
+
+
+@router.post("/v1/scenarios/{scenario_id}/submit", status_code=202)
+async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
+    """Ask the orchestrator to grade the lab and finish it."""
+    row = await owned_scenario(request, scenario_id)
+    if row.state != "running":
+        raise ApiError(409, "not_running", f"scenario is {row.state}; only a running lab "
+                       "can be submitted")
+    event = {"scenario_id": scenario_id, "tenant_id": row.tenant_id, "subject": row.subject,
+             "reason": "submitted"}
+    try:
+        await spawn_state(request).publisher.publish(SCENARIO_SUBMIT, event,
+                                                     msg_id=f"submit-{scenario_id}")
+    except BusUnavailable:
+        raise ApiError(503, "bus_unavailable", "the event bus is unreachable; retry",
+                       headers={"Retry-After": "5"}) from None
+    return {"scenario_id": scenario_id, "status": "grading_requested"}
+
+
+@router.post("/v1/billing/checkout", status_code=201, tags=["billing"])
+async def checkout(body: CheckoutBody, request: Request) -> dict[str, Any]:
+    """BILLING_MODE=stub: fake charge, then a receipt for the plan."""
+    state = spawn_state(request)
+    try:
+        receipt = stub_checkout(state.settings, state.catalog, tenant_id=body.tenant_id,
+                                plan=body.plan, subject=body.subject, days=body.days)
+    except CheckoutError as exc:
+        status = 400 if "billing mode" not in str(exc) else 403
+        field = str(exc).split(":", 1)[0]
+        raise ApiError(status, "checkout_refused", str(exc), [{"field": field}]) from None
+    claims = receipt.claims
+    return {"receipt": receipt.token, "plan": claims["plan"], "tenant_id": claims["tenant_id"],
+            "subject": claims.get("sub"), "charge_id": claims["charge_id"],
+            "retention_days": claims["retention_days"], "expires_at": int(claims["exp"])}

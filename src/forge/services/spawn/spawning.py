@@ -1,0 +1,184 @@
+"""POST /v1/spawn: validate, identify, entitle, limit, mint, persist, publish — or undo."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from forge.billing import ledger
+from forge.bus import BusUnavailable
+from forge.bus.subjects import SPAWN_REQUESTED
+from forge.entitlements.resolve import Entitlement, mint_et
+from forge.identity.caller import Caller
+from forge.quotas.limiter import QuotaExceeded, Taken, give_back, take
+from forge.services.common.errors import ApiError
+from forge.services.spawn.state import SpawnState
+from forge.store import idempotency
+from forge.store.models import Scenario, ScenarioTransition
+from forge.tokens import ACCESS, SAT, mint_token, verify_token
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+@dataclass(frozen=True)
+class SpawnAnswer:
+    """HTTP status and body of a spawn request (201 new, 200 replay)."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def new_scenario_id() -> str:
+    """`scn-` + 16 lowercase hex characters."""
+    return "scn-" + secrets.token_hex(8)
+
+
+def check_request_id(value: str | None) -> str:
+    """A caller-chosen request id, or a fresh one when none was given."""
+    if value is None:
+        return "req-" + secrets.token_hex(12)
+    if not REQUEST_ID.match(value):
+        raise ApiError(400, "invalid_request_id",
+                       "request_id: 8-64 characters of A-Z a-z 0-9 . _ -",
+                       [{"field": "request_id"}])
+    return value
+
+
+def _iso(ts: float | int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _replay(record: Any, digest: str) -> SpawnAnswer:
+    if record.fingerprint != digest:
+        raise ApiError(409, "request_id_conflict",
+                       "request_id was already used for a different request",
+                       [{"field": "request_id"}])
+    if record.status_code == idempotency.PENDING:
+        raise ApiError(409, "request_in_progress",
+                       "a request with this request_id is still being processed; retry",
+                       headers={"Retry-After": "1"})
+    return SpawnAnswer(200, dict(record.response))
+
+
+def _reserve(
+    state: SpawnState, *, request_id: str, digest: str, caller: Caller, ent: Entitlement,
+    track: str, template_id: str, scenario_id: str, sat_jti: str, et_jti: str,
+) -> SpawnAnswer | Taken:
+    """One transaction: replay check, limits, slot, scenario row, idempotency reservation."""
+    now = datetime.now(UTC)
+    try:
+        with state.ctx.db.session() as sess:
+            existing = idempotency.find(sess, request_id, now)
+            if existing is not None:
+                return _replay(existing, digest)
+            taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
+                         subject=caller.subject, plan=ent.plan, now=now)
+            sess.add(Scenario(
+                scenario_id=scenario_id, request_id=request_id, tenant_id=caller.tenant_id,
+                subject=caller.subject, track=track, template_id=template_id,
+                template_sha256=None, plan=ent.plan.name, retention_days=ent.retention_days,
+                state="pending", state_reason="spawn requested", sat_jti=sat_jti, et_jti=et_jti,
+                created_at=now, updated_at=now, expires_at=None,
+                details={"entitlement_source": ent.source},
+            ))
+            sess.add(ScenarioTransition(scenario_id=scenario_id, from_state=None,
+                                        to_state="pending", reason="spawn requested", at=now))
+            idempotency.reserve(sess, request_id, digest, now)
+            return taken
+    except IntegrityError:
+        # A concurrent request with the same id won the race; answer as it will.
+        with state.ctx.db.session() as sess:
+            record = idempotency.find(sess, request_id, now)
+            if record is None:
+                raise
+            return _replay(record, digest)
+
+
+def _undo(state: SpawnState, taken: Taken, request_id: str) -> None:
+    with state.ctx.db.session() as sess:
+        give_back(sess, taken)
+        sess.query(ScenarioTransition).filter_by(scenario_id=taken.scenario_id).delete()
+        row = sess.get(Scenario, taken.scenario_id)
+        if row is not None:
+            sess.delete(row)
+        idempotency.discard(sess, request_id)
+
+
+async def spawn(
+    state: SpawnState, *, caller: Caller, ent: Entitlement, track: str, request_id: str,
+    base_url: str,
+) -> SpawnAnswer:
+    """Run one spawn request end to end; on any failure after reserving, give it all back."""
+    template_id = state.track_templates[track]
+    digest = idempotency.fingerprint(caller.tenant_id, caller.subject, track)
+    settings = state.settings
+    scenario_id = new_scenario_id()
+    et_token, et_claims = mint_et(settings, ent)
+    sat_token = mint_token(settings.sat, SAT, {
+        "scenario_id": scenario_id, "track": track, "template_id": template_id,
+        "sub": caller.subject, "tenant_id": caller.tenant_id, "plan": ent.plan.name,
+        "et_jti": et_claims["jti"],
+    })
+    sat_claims = verify_token(settings.sat, SAT, sat_token)
+    try:
+        reserved = await run_in_threadpool(
+            _reserve, state, request_id=request_id, digest=digest, caller=caller, ent=ent,
+            track=track, template_id=template_id, scenario_id=scenario_id,
+            sat_jti=sat_claims["jti"], et_jti=et_claims["jti"],
+        )
+    except QuotaExceeded as exc:
+        await audit_decision(state, caller, ent, "spawn_denied",
+                             {"reason": str(exc), "track": track})
+        raise ApiError(429, "quota_exceeded", str(exc),
+                       [{"kind": exc.kind, "scope": exc.scope, "limit": exc.limit}],
+                       headers={"Retry-After": str(exc.retry_after)}) from None
+    if isinstance(reserved, SpawnAnswer):
+        return reserved
+    access = mint_token(settings.sat, ACCESS, {
+        "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
+    })
+    access_exp = int(verify_token(settings.sat, ACCESS, access)["exp"])
+    event = {
+        "scenario_id": scenario_id, "request_id": request_id, "track": track,
+        "template_id": template_id, "tenant_id": caller.tenant_id, "subject": caller.subject,
+        "plan": ent.plan.name, "retention_days": ent.retention_days, "sat": sat_token,
+        "et": et_token, "requested_at": _iso(sat_claims["iat"]),
+    }
+    try:
+        await state.publisher.publish(SPAWN_REQUESTED, event, msg_id=f"spawn-{scenario_id}")
+    except BusUnavailable:
+        await run_in_threadpool(_undo, state, reserved, request_id)
+        raise ApiError(503, "bus_unavailable",
+                       "the event bus is unreachable; nothing was charged or recorded; retry",
+                       headers={"Retry-After": "5"}) from None
+    except BaseException:
+        await run_in_threadpool(_undo, state, reserved, request_id)
+        raise
+    body = {
+        "request_id": request_id,
+        "scenario_id": scenario_id,
+        "status": "pending",
+        "access_url": f"{base_url.rstrip('/')}/v1/access/{scenario_id}?token={access}",
+        "expires_at": _iso(access_exp),
+    }
+    await run_in_threadpool(idempotency.complete, state.ctx.db, request_id, 201, body)
+    await audit_decision(state, caller, ent, "spawn_accepted",
+                 {"scenario_id": scenario_id, "track": track})
+    return SpawnAnswer(201, body)
+
+
+async def audit_decision(
+    state: SpawnState, caller: Caller, ent: Entitlement, event: str, data: dict[str, Any]
+) -> None:
+    """Receipt-based decisions go into the tenant's billing ledger."""
+    if ent.source != "receipt":
+        return
+    record = {"subject": caller.subject, "plan": ent.plan.name, "receipt_jti": ent.receipt_jti,
+              **data}
+    await run_in_threadpool(ledger.append, state.ctx.db, caller.tenant_id, event, record)

@@ -1,0 +1,63 @@
+"""Everything spawn_service holds for its lifetime, built once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forge.bus import DurableConsumer, Publisher
+from forge.config.settings import Settings
+from forge.plans import PlanCatalog, load_plans
+from forge.services.common.app import ServiceContext
+from forge.store.replay import SqlReplayStore
+from forge.templates.registry import TemplateRegistry
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+@dataclass
+class SpawnState:
+    """spawn_service's long-lived parts."""
+
+    ctx: ServiceContext
+    catalog: PlanCatalog
+    track_templates: dict[str, str]
+    publisher: Publisher
+    replay: SqlReplayStore
+    entitlements_file: Path | None = None
+    lifecycle: DurableConsumer | None = field(default=None)
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    @property
+    def known_tracks(self) -> tuple[str, ...]:
+        """Tracks that some plan offers and a loaded template serves."""
+        return tuple(t for t in self.catalog.tracks if t in self.track_templates)
+
+
+def track_templates(registry: TemplateRegistry) -> dict[str, str]:
+    """track → template name; with several templates for a track, the first by name."""
+    mapping: dict[str, str] = {}
+    for loaded in registry:
+        track = loaded.template.track
+        if track and track not in mapping:
+            mapping[track] = loaded.name
+    return mapping
+
+
+def build_state(ctx: ServiceContext) -> SpawnState:
+    """Load plans and templates (errors surface at start) and prepare the bus publisher."""
+    settings = ctx.settings
+    catalog = load_plans(settings.plans_file)
+    registry = TemplateRegistry.load(settings.templates_dir)
+    publisher = Publisher(settings.nats_url or DEFAULT_NATS_URL, name="forge-spawn")
+    return SpawnState(
+        ctx=ctx,
+        catalog=catalog,
+        track_templates=track_templates(registry),
+        publisher=publisher,
+        replay=SqlReplayStore(ctx.db),
+        entitlements_file=settings.entitlements_file,
+    )

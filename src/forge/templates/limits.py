@@ -1,0 +1,85 @@
+"""Hard limits and vocabularies of the Scenario DSL, in one place.
+
+These are the platform's absolute ceilings: a template beyond them is invalid whatever the
+plan. The policy gates (policies/*.rego) apply the tighter per-plan and per-tier limits.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+API_VERSION: Final = "frostgate.forge/v1"
+KIND: Final = "ScenarioTemplate"
+
+# Hard caps per lab host (the runtime applies spec.limits to each host's cgroup).
+MAX_CPU: Final = 4.0
+MAX_MEMORY_MB: Final = 8192
+MAX_PIDS: Final = 4096
+MAX_TIMEOUT_MINUTES: Final = 480
+MAX_ATTACKER_EXPLOITS: Final = 100
+MAX_CHECK_TIMEOUT_SECONDS: Final = 300
+MAX_CONTAINERS: Final = 16
+MAX_SUBNETS: Final = 8
+MAX_FILE_BYTES: Final = 256 * 1024
+
+KNOWN_TRACKS: Final = ("netplus", "ccna", "cissp")
+KNOWN_TIERS: Final = ("foundation", "intermediate", "advanced")
+
+# Template names double as registry keys; they can never contain a path separator.
+NAME_PATTERN: Final = r"^[a-z][a-z0-9-]{0,62}$"
+NAME_RE: Final = re.compile(NAME_PATTERN)
+# Containers, subnets, criteria ids and variables are short identifiers too.
+IDENT_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,31}$"
+VAR_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,31}$"
+ENV_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+# Seeded files may only land in these writable trees (the rest of a host is read-only).
+WRITABLE_DIRS: Final = ("/home", "/workspace", "/srv", "/etc/forge", "/opt/forge")
+
+# Linux capabilities (capabilities(7), kernel 6.x), written without the CAP_ prefix.
+LINUX_CAPABILITIES: Final = frozenset(
+    {
+        "AUDIT_CONTROL",
+        "AUDIT_READ",
+        "AUDIT_WRITE",
+        "BLOCK_SUSPEND",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "KILL",
+        "LEASE",
+        "LINUX_IMMUTABLE",
+        "MAC_ADMIN",
+        "MAC_OVERRIDE",
+        "MKNOD",
+        "NET_ADMIN",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_RAW",
+        "PERFMON",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYSLOG",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_CHROOT",
+        "SYS_MODULE",
+        "SYS_NICE",
+        "SYS_PACCT",
+        "SYS_PTRACE",
+        "SYS_RAWIO",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "WAKE_ALARM",
+    }
+)

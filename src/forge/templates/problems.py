@@ -1,0 +1,66 @@
+"""Template problems: one message tied to one path in the document."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a template, at a dotted path such as `spec.assets.containers[1]`."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class TemplateError(ValueError):
+    """A template is invalid; `problems` lists every problem found, each with its path."""
+
+    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        head = f"{source}: " if source else ""
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{head}invalid template ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class UnknownTemplate(LookupError):
+    """A template name that is not in the registry's allowlist of loaded names."""
+
+
+def format_loc(loc: Iterable[int | str]) -> str:
+    """Render a pydantic location tuple as `spec.assets.containers[1].networks[0]`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_FIELD_ALIASES = {"success_criteria": "successCriteria", "api_version": "apiVersion"}
+
+
+def problems_from_validation(err: ValidationError) -> list[Problem]:
+    """Turn pydantic errors into problems that use the DSL's own field names."""
+    found: list[Problem] = []
+    for item in err.errors(include_url=False):
+        loc = [
+            _FIELD_ALIASES.get(p, p) if isinstance(p, str) else p
+            for p in item["loc"]
+            # pydantic adds the type of a tagged/union branch or a "[key]" segment; keep
+            # only the user-visible parts of the path.
+            if not (isinstance(p, str) and (p.startswith("function-") or p in {"tuple[...]"}))
+        ]
+        msg = str(item["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        found.append(Problem(format_loc(loc), msg))
+    return found

@@ -1,0 +1,87 @@
+"""The immutable set of templates a service may launch, loaded once at start.
+
+A template is looked up only by a name from the allowlist of loaded names, never by
+turning a caller's string into a path; the registry never touches the filesystem after load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from forge.templates.limits import NAME_RE
+from forge.templates.problems import Problem, TemplateError, UnknownTemplate
+from forge.templates.validate import LoadedTemplate, load_template_file
+
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def default_template_dir() -> Path:
+    """`FORGE_TEMPLATE_DIR`, else the repository's `templates/`, else `./templates`."""
+    env = os.environ.get("FORGE_TEMPLATE_DIR")
+    if env:
+        return Path(env)
+    repo = _REPO_ROOT / "templates"
+    return repo if repo.is_dir() else Path("templates")
+
+
+class TemplateRegistry:
+    """Validated templates by name; built with `TemplateRegistry.load(directory)`."""
+
+    def __init__(self, templates: Mapping[str, LoadedTemplate]) -> None:
+        self._by_name: Mapping[str, LoadedTemplate] = MappingProxyType(dict(templates))
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> TemplateRegistry:
+        """Load every `*.yaml` in `directory` once; raise TemplateError on any bad file.
+
+        Each file must be named `<metadata.name>.yaml`, so names are unique by construction.
+        """
+        root = directory if directory is not None else default_template_dir()
+        if not root.is_dir():
+            raise TemplateError([Problem("", "template directory not found")], str(root))
+        found: dict[str, LoadedTemplate] = {}
+        problems: list[Problem] = []
+        for path in sorted(root.glob("*.yaml")):
+            if not path.is_file():
+                continue
+            try:
+                loaded = load_template_file(path)
+            except TemplateError as exc:
+                problems += [Problem(f"{path.name}: {p.path}".rstrip(": "), p.message)
+                             for p in exc.problems]
+                continue
+            if path.stem != loaded.name:
+                problems.append(
+                    Problem(f"{path.name}: metadata.name",
+                            f'"{loaded.name}" must equal the file name "{path.stem}"')
+                )
+                continue
+            found[loaded.name] = loaded
+        if problems:
+            raise TemplateError(problems, str(root))
+        return cls(found)
+
+    def names(self) -> tuple[str, ...]:
+        """Loaded template names, sorted."""
+        return tuple(sorted(self._by_name))
+
+    def get(self, name: str) -> LoadedTemplate:
+        """The template called `name`; UnknownTemplate for anything not loaded."""
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise UnknownTemplate("invalid template name")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownTemplate(f'unknown template "{name}"') from None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and bool(NAME_RE.fullmatch(name)) and name in self._by_name
+
+    def __iter__(self) -> Iterator[LoadedTemplate]:
+        return iter(self._by_name[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._by_name)

@@ -1,0 +1,228 @@
+"""Cross-field rules of the Scenario DSL that a JSON Schema cannot express.
+
+Each rule adds `Problem`s with the exact path of the offending value, so an author can fix
+every mistake from one run of `forge template check`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from posixpath import normpath
+
+from forge.templates import limits as L
+from forge.templates.models import Container, ScenarioTemplate
+from forge.templates.problems import Problem
+from forge.templates.variables import misplaced_references, referenced_variables
+
+_C = "spec.assets.containers"
+
+
+def _duplicates(names: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    dup: set[str] = set()
+    for n in names:
+        (dup if n in seen else seen).add(n)
+    return dup
+
+
+def check_semantics(t: ScenarioTemplate) -> list[Problem]:
+    """Every cross-reference problem in a schema-valid template."""
+    out: list[Problem] = []
+    out += _check_labels(t)
+    subnets = _check_subnets(t, out)
+    _check_unique(t, out)
+    used_addresses: dict[ipaddress.IPv4Address, str] = {}
+    for i, c in enumerate(t.spec.assets.containers):
+        attached = _check_attachments(i, c, subnets, used_addresses, out)
+        _check_routes(i, c, attached, out)
+        _check_capabilities(i, c, out)
+        _check_files(i, c, out)
+        if c.router and len(c.networks) < 2:
+            out.append(Problem(f"{_C}[{i}].router", "a router must attach to at least 2 subnets"))
+    _check_criteria(t, out)
+    _check_variables(t, out)
+    return out
+
+
+def _check_labels(t: ScenarioTemplate) -> list[Problem]:
+    out: list[Problem] = []
+    keys = [item.partition(":")[0] for item in t.metadata.labels]
+    for key, known in (("class", L.KNOWN_TRACKS), ("tier", L.KNOWN_TIERS)):
+        count = keys.count(key)
+        if count != 1:
+            out.append(
+                Problem("metadata.labels", f'need exactly one "{key}:" label, found {count}')
+            )
+            continue
+        value = t.metadata.label(key)
+        if value not in known:
+            out.append(
+                Problem(
+                    "metadata.labels",
+                    f'unknown {key} "{value}" (known: {", ".join(known)})',
+                )
+            )
+    return out
+
+
+def _check_subnets(
+    t: ScenarioTemplate, out: list[Problem]
+) -> dict[str, ipaddress.IPv4Network]:
+    nets: dict[str, ipaddress.IPv4Network] = {}
+    for i, s in enumerate(t.spec.network.subnets):
+        path = f"spec.network.subnets[{i}].cidr"
+        try:
+            net = ipaddress.IPv4Network(s.cidr, strict=True)
+        except ValueError as exc:
+            out.append(Problem(path, f'invalid IPv4 CIDR "{s.cidr}": {exc}'))
+            continue
+        if net.prefixlen > 30 or net.prefixlen < 16:
+            out.append(Problem(path, f'prefix length must be between /16 and /30, got "{s.cidr}"'))
+            continue
+        if not net.is_private:
+            out.append(Problem(path, f'lab subnets must be private ranges, got "{s.cidr}"'))
+            continue
+        for other_name, other in nets.items():
+            if net.overlaps(other):
+                out.append(Problem(path, f'"{s.cidr}" overlaps subnet "{other_name}"'))
+        nets.setdefault(s.name, net)
+    return nets
+
+
+def _check_unique(t: ScenarioTemplate, out: list[Problem]) -> None:
+    groups = (
+        ("spec.network.subnets", "subnet", [s.name for s in t.spec.network.subnets]),
+        (_C, "container", [c.name for c in t.spec.assets.containers]),
+        ("spec.successCriteria", "criterion id", [c.id for c in t.spec.success_criteria]),
+    )
+    for base, what, names in groups:
+        dup = _duplicates(names)
+        for i, n in enumerate(names):
+            if n in dup:
+                out.append(Problem(f"{base}[{i}]", f'duplicate {what} name "{n}"'))
+
+
+def _check_attachments(
+    i: int,
+    c: Container,
+    subnets: dict[str, ipaddress.IPv4Network],
+    used: dict[ipaddress.IPv4Address, str],
+    out: list[Problem],
+) -> dict[str, ipaddress.IPv4Network]:
+    attached: dict[str, ipaddress.IPv4Network] = {}
+    for j, a in enumerate(c.networks):
+        path = f"{_C}[{i}].networks[{j}]"
+        net = subnets.get(a.subnet)
+        if net is None:
+            out.append(Problem(path, f'unknown subnet "{a.subnet}"'))
+            continue
+        if a.subnet in attached:
+            out.append(Problem(path, f'attached twice to subnet "{a.subnet}"'))
+        attached[a.subnet] = net
+        if a.address is None:
+            continue
+        try:
+            addr = ipaddress.IPv4Address(a.address)
+        except ValueError:
+            out.append(Problem(f"{path}.address", f'invalid IPv4 address "{a.address}"'))
+            continue
+        if addr not in net:
+            out.append(
+                Problem(f"{path}.address", f'{addr} is outside subnet "{a.subnet}" ({net})')
+            )
+        elif addr in (net.network_address, net.broadcast_address):
+            out.append(
+                Problem(f"{path}.address", f"{addr} is the network or broadcast address of {net}")
+            )
+        elif addr in used:
+            out.append(Problem(f"{path}.address", f'{addr} is already used by "{used[addr]}"'))
+        else:
+            used[addr] = c.name
+    return attached
+
+
+def _check_routes(
+    i: int, c: Container, attached: dict[str, ipaddress.IPv4Network], out: list[Problem]
+) -> None:
+    own = {a.address for a in c.networks if a.address}
+    for j, r in enumerate(c.routes):
+        path = f"{_C}[{i}].routes[{j}]"
+        if r.to != "default":
+            try:
+                ipaddress.IPv4Network(r.to, strict=True)
+            except ValueError:
+                out.append(Problem(f"{path}.to", f'"{r.to}" is neither a CIDR nor "default"'))
+        try:
+            via = ipaddress.IPv4Address(r.via)
+        except ValueError:
+            out.append(Problem(f"{path}.via", f'invalid IPv4 address "{r.via}"'))
+            continue
+        if r.via in own:
+            out.append(Problem(f"{path}.via", f"{via} is this host's own address"))
+        elif not any(via in net for net in attached.values()):
+            out.append(
+                Problem(f"{path}.via", f"gateway {via} is not on any subnet this host attaches to")
+            )
+
+
+def _check_capabilities(i: int, c: Container, out: list[Problem]) -> None:
+    for j, cap in enumerate(c.capabilities):
+        path = f"{_C}[{i}].capabilities[{j}]"
+        if cap.startswith("CAP_"):
+            out.append(Problem(path, f'write "{cap[4:]}" without the CAP_ prefix'))
+        elif cap not in L.LINUX_CAPABILITIES:
+            out.append(Problem(path, f'unknown Linux capability "{cap}"'))
+    for cap in _duplicates(c.capabilities):
+        out.append(Problem(f"{_C}[{i}].capabilities", f'capability "{cap}" listed twice'))
+
+
+def _check_files(i: int, c: Container, out: list[Problem]) -> None:
+    for j, f in enumerate(c.files):
+        path = f"{_C}[{i}].files[{j}].path"
+        p = f.path
+        if not p.startswith("/"):
+            out.append(Problem(path, f'"{p}" must be an absolute path'))
+            continue
+        if ".." in p.split("/") or "\x00" in p or normpath(p) != p or p.endswith("/"):
+            out.append(Problem(path, f'"{p}" must be a normalised path without ".."'))
+            continue
+        if not any(p.startswith(d + "/") for d in L.WRITABLE_DIRS):
+            out.append(
+                Problem(path, f'"{p}" is outside the writable dirs ({", ".join(L.WRITABLE_DIRS)})')
+            )
+    for p in _duplicates(f.path for f in c.files):
+        out.append(Problem(f"{_C}[{i}].files", f'file "{p}" seeded twice'))
+
+
+def _check_criteria(t: ScenarioTemplate, out: list[Problem]) -> None:
+    names = {c.name for c in t.spec.assets.containers}
+    for i, crit in enumerate(t.spec.success_criteria):
+        for j, chk in enumerate(crit.checks):
+            path = f"spec.successCriteria[{i}].checks[{j}]"
+            if chk.container not in names:
+                out.append(Problem(f"{path}.container", f'unknown container "{chk.container}"'))
+            if chk.expect.is_empty():
+                out.append(
+                    Problem(
+                        f"{path}.expect",
+                        "name at least one of exit_code, stdout_contains, stdout_regex, "
+                        "stderr_contains",
+                    )
+                )
+            if chk.expect.stdout_regex is not None:
+                try:
+                    re.compile(chk.expect.stdout_regex)
+                except re.error as exc:
+                    out.append(
+                        Problem(f"{path}.expect.stdout_regex", f"regex does not compile: {exc}")
+                    )
+
+
+def _check_variables(t: ScenarioTemplate, out: list[Problem]) -> None:
+    out += misplaced_references(t)
+    declared = set(t.spec.variables)
+    for path, name in referenced_variables(t):
+        if name not in declared:
+            out.append(Problem(path, f'unknown variable "{name}" in {{{{ vars.{name} }}}}'))

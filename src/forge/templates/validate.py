@@ -1,0 +1,85 @@
+"""Parse and fully validate a template (YAML bytes → model), collecting every problem."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from forge.templates.models import ScenarioTemplate
+from forge.templates.problems import Problem, TemplateError, problems_from_validation
+from forge.templates.semantic import check_semantics
+
+MAX_TEMPLATE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LoadedTemplate:
+    """A validated template with the sha256 of the exact bytes it was loaded from."""
+
+    template: ScenarioTemplate
+    sha256: str
+    source: bytes
+
+    @property
+    def name(self) -> str:
+        """The template's registry name."""
+        return self.template.name
+
+
+def validate_document(doc: Any) -> tuple[ScenarioTemplate | None, list[Problem]]:
+    """Schema then semantic checks; returns the model (if schema-valid) and every problem."""
+    if not isinstance(doc, Mapping):
+        return None, [Problem("", "a template must be a YAML mapping at the top level")]
+    try:
+        model = ScenarioTemplate.model_validate(doc)
+    except ValidationError as exc:
+        return None, problems_from_validation(exc)
+    return model, check_semantics(model)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (a silent override hides mistakes)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_template(data: bytes, source: str = "<bytes>") -> LoadedTemplate:
+    """Validate template bytes (YAML or JSON); raise TemplateError listing every problem."""
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise TemplateError([Problem("", f"file larger than {MAX_TEMPLATE_BYTES} bytes")], source)
+    try:
+        doc = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 (safe loader)
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TemplateError([Problem("", f"not valid UTF-8 YAML: {exc}")], source) from exc
+    model, problems = validate_document(doc)
+    if problems or model is None:
+        raise TemplateError(problems, source)
+    return LoadedTemplate(model, hashlib.sha256(data).hexdigest(), data)
+
+
+def load_template_file(path: Path) -> LoadedTemplate:
+    """Read and validate one template file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TemplateError([Problem("", f"cannot read file: {exc.strerror}")], str(path)) from exc
+    return parse_template(data, str(path))

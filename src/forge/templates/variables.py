@@ -1,0 +1,195 @@
+"""Per-scenario random values (`spec.variables`) and their substitution as `{{ vars.NAME }}`.
+
+Values make one learner's answer wrong in another learner's lab. They are generated with
+`secrets` (or derived deterministically from a secret per-scenario seed with HMAC-SHA256,
+so a lab can be re-rendered from its stored seed), and only ever contain letters and
+digits, so substituting them into commands, regexes or files cannot inject syntax.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from forge.templates.problems import Problem, TemplateError, problems_from_validation
+
+if TYPE_CHECKING:
+    from forge.templates.models import ScenarioTemplate, Variable
+
+REFERENCE_RE = re.compile(r"\{\{\s*vars\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+_HEX_ALPHABET = "0123456789abcdef"
+
+# Where `{{ vars.NAME }}` may appear (paths as produced by `_walk`).
+_RENDERABLE = tuple(
+    re.compile(p)
+    for p in (
+        r"^spec\.description$",
+        r"^spec\.assets\.containers\[\d+\]\.command\[\d+\]$",
+        r"^spec\.assets\.containers\[\d+\]\.environment\.[A-Za-z_][A-Za-z0-9_]*$",
+        r"^spec\.assets\.containers\[\d+\]\.files\[\d+\]\.content$",
+        r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.command\[\d+\]$",
+        r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.expect\."
+        r"(stdout_contains|stdout_regex|stderr_contains)$",
+    )
+)
+
+
+def _walk(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, Mapping):
+        for k, v in node.items():
+            yield from _walk(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list | tuple):
+        for i, v in enumerate(node):
+            yield from _walk(v, f"{path}[{i}]")
+
+
+def _renderable(path: str) -> bool:
+    return any(p.match(path) for p in _RENDERABLE)
+
+
+def referenced_variables(t: ScenarioTemplate) -> Iterator[tuple[str, str]]:
+    """Yield (path, name) for every `{{ vars.NAME }}` reference in the template."""
+    for path, text in _walk(t.to_document(), ""):
+        for m in REFERENCE_RE.finditer(text):
+            yield path, m.group(1)
+
+
+def misplaced_references(t: ScenarioTemplate) -> list[Problem]:
+    """References in fields that are never substituted (names, paths, addresses, …)."""
+    return [
+        Problem(path, "variables may only be used in description, commands, environment "
+                "values, file contents and check expectations")
+        for path, text in _walk(t.to_document(), "")
+        if REFERENCE_RE.search(text) and not _renderable(path)
+    ]
+
+
+def _check_value(name: str, var: Variable, value: str) -> str | None:
+    if var.kind == "int":
+        if not re.fullmatch(r"-?[0-9]{1,19}", value):
+            return f'variable "{name}" must be an integer'
+        assert var.min is not None and var.max is not None
+        if not var.min <= int(value) <= var.max:
+            return f'variable "{name}" must be within [{var.min}, {var.max}]'
+        return None
+    alphabet = _HEX_ALPHABET if var.kind == "hex" else _TOKEN_ALPHABET
+    if len(value) != var.size or any(ch not in alphabet for ch in value):
+        return f'variable "{name}" must be {var.size} {var.kind} characters'
+    return None
+
+
+def generate_values(t: ScenarioTemplate) -> dict[str, str]:
+    """Fresh, unpredictable values for every declared variable (from `secrets`)."""
+    out: dict[str, str] = {}
+    for name, var in t.spec.variables.items():
+        if var.kind == "int":
+            assert var.min is not None and var.max is not None
+            out[name] = str(var.min + secrets.randbelow(var.max - var.min + 1))
+        else:
+            alphabet = _HEX_ALPHABET if var.kind == "hex" else _TOKEN_ALPHABET
+            out[name] = "".join(secrets.choice(alphabet) for _ in range(var.size))
+    return out
+
+
+class _Stream:
+    """A deterministic byte stream keyed by (seed, variable name): HMAC-SHA256 in counter mode."""
+
+    def __init__(self, seed: bytes, name: str) -> None:
+        self._seed = seed
+        self._name = name.encode()
+        self._counter = 0
+        self._buf = b""
+
+    def below(self, n: int) -> int:
+        """A uniform integer in [0, n) by rejection sampling."""
+        nbytes = max(1, (n.bit_length() + 7) // 8)
+        limit = (256**nbytes // n) * n
+        while True:
+            while len(self._buf) < nbytes:
+                block = hmac.new(
+                    self._seed, self._name + b"\x00" + str(self._counter).encode(), hashlib.sha256
+                ).digest()
+                self._counter += 1
+                self._buf += block
+            x = int.from_bytes(self._buf[:nbytes], "big")
+            self._buf = self._buf[nbytes:]
+            if x < limit:
+                return x % n
+
+
+def derive_values(t: ScenarioTemplate, seed: bytes) -> dict[str, str]:
+    """Values derived from a secret seed (≥16 bytes): same seed, same values."""
+    if len(seed) < 16:
+        raise ValueError("variable seed must be at least 16 bytes")
+    out: dict[str, str] = {}
+    for name, var in t.spec.variables.items():
+        s = _Stream(seed, name)
+        if var.kind == "int":
+            assert var.min is not None and var.max is not None
+            out[name] = str(var.min + s.below(var.max - var.min + 1))
+        else:
+            alphabet = _HEX_ALPHABET if var.kind == "hex" else _TOKEN_ALPHABET
+            out[name] = "".join(alphabet[s.below(len(alphabet))] for _ in range(var.size))
+    return out
+
+
+def _substitute(node: Any, path: str, values: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        if not _renderable(path):
+            return node
+        return REFERENCE_RE.sub(lambda m: values[m.group(1)], node)
+    if isinstance(node, Mapping):
+        return {
+            k: _substitute(v, f"{path}.{k}" if path else str(k), values) for k, v in node.items()
+        }
+    if isinstance(node, list | tuple):
+        return [_substitute(v, f"{path}[{i}]", values) for i, v in enumerate(node)]
+    return node
+
+
+def render(t: ScenarioTemplate, seed_or_values: bytes | Mapping[str, str]) -> ScenarioTemplate:
+    """The template with every `{{ vars.NAME }}` replaced.
+
+    `seed_or_values` is either a secret seed (bytes; values come from `derive_values`) or the
+    exact values (a mapping with one valid value per declared variable, e.g. from
+    `generate_values`). Raises TemplateError naming each bad or missing value.
+    """
+    from forge.templates.models import ScenarioTemplate
+
+    if isinstance(seed_or_values, bytes | bytearray):
+        values = derive_values(t, bytes(seed_or_values))
+    else:
+        values = dict(seed_or_values)
+    problems: list[Problem] = []
+    for name in sorted(set(values) - set(t.spec.variables)):
+        problems.append(Problem(f"vars.{name}", "value given for an undeclared variable"))
+    for name, var in t.spec.variables.items():
+        if name not in values:
+            problems.append(Problem(f"vars.{name}", "no value given"))
+            continue
+        if not isinstance(values[name], str):
+            problems.append(Problem(f"vars.{name}", "value must be a string"))
+            continue
+        msg = _check_value(name, var, values[name])
+        if msg:
+            problems.append(Problem(f"vars.{name}", msg))
+    for path, name in referenced_variables(t):
+        if name not in t.spec.variables:
+            problems.append(Problem(path, f'unknown variable "{name}"'))
+    if problems:
+        raise TemplateError(problems, source=t.name)
+    doc = _substitute(t.to_document(), "", values)
+    try:
+        return ScenarioTemplate.model_validate(doc)
+    except ValidationError as exc:
+        raise TemplateError(problems_from_validation(exc), source=t.name) from exc

@@ -1,0 +1,31 @@
+"""Fixtures for the bus tests: a real nats-server per test, and small async helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from forge.bus import NatsServer, Publisher
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A fresh JetStream server on a free loopback port with a temporary store."""
+    server = NatsServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+async def publisher(nats_server: NatsServer) -> AsyncIterator[Publisher]:
+    """A connected publisher (streams ensured)."""
+    pub = Publisher(nats_server.url, name="test-publisher", timeout=1.0)
+    assert await pub.start(wait=5.0)
+    try:
+        yield pub
+    finally:
+        await pub.close()

@@ -1,0 +1,133 @@
+"""Confirmed, de-duplicated publishing and the BusUnavailable contract."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from forge.bus import BusUnavailable, NatsServer, Publisher
+from forge.bus.connection import connect, redact_url
+from forge.bus.server import free_port
+from forge.bus.subjects import SPAWN_REQUESTED, scenario_subject
+
+
+async def _stream_messages(server: NatsServer) -> int:
+    nc = await connect(server.url, "probe")
+    try:
+        info = await nc.jetstream().stream_info("FORGE")
+        return int(info.state.messages)
+    finally:
+        await nc.close()
+
+
+async def test_publish_is_stored_with_id_and_json(
+    nats_server: NatsServer, publisher: Publisher
+) -> None:
+    ack = await publisher.publish(
+        SPAWN_REQUESTED,
+        {"scenario_id": "scn-0123456789abcdef", "track": "netplus"},
+        msg_id="req-1",
+        headers={"Forge-Correlation-Id": "c-1"},
+    )
+    assert (ack.stream, ack.seq, ack.duplicate) == ("FORGE", 1, False)
+    nc = await connect(nats_server.url, "probe")
+    try:
+        raw = await nc.jetstream().get_msg("FORGE", 1)
+    finally:
+        await nc.close()
+    assert raw.subject == SPAWN_REQUESTED
+    assert json.loads(raw.data or b"") == {
+        "scenario_id": "scn-0123456789abcdef",
+        "track": "netplus",
+    }
+    assert raw.headers is not None
+    assert raw.headers["Nats-Msg-Id"] == "req-1"
+    assert raw.headers["Forge-Correlation-Id"] == "c-1"
+    assert raw.headers["Content-Type"] == "application/json"
+
+
+async def test_same_msg_id_is_deduplicated(nats_server: NatsServer, publisher: Publisher) -> None:
+    first = await publisher.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="spawn-abc")
+    again = await publisher.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="spawn-abc")
+    other = await publisher.publish(SPAWN_REQUESTED, {"n": 2}, msg_id="spawn-def")
+    assert not first.duplicate and again.duplicate and not other.duplicate
+    assert again.seq == first.seq
+    assert await _stream_messages(nats_server) == 2
+
+
+async def test_stopped_server_gives_bus_unavailable_fast(
+    nats_server: NatsServer, publisher: Publisher
+) -> None:
+    await publisher.publish(scenario_subject("running"), {"ok": True}, msg_id="a-1")
+    nats_server.stop()
+    started = time.monotonic()
+    with pytest.raises(BusUnavailable):
+        await publisher.publish(scenario_subject("running"), {"ok": True}, msg_id="a-2")
+    assert time.monotonic() - started < 1.5
+    assert not publisher.connected
+    assert publisher.status()["connected"] is False
+
+
+async def test_publisher_recovers_after_server_restart(
+    nats_server: NatsServer, publisher: Publisher
+) -> None:
+    nats_server.stop()
+    with pytest.raises(BusUnavailable):
+        await publisher.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="r-1")
+    nats_server.start()
+    await publisher.connection.wait_ready(5.0)
+    ack = await publisher.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="r-1")
+    assert ack.seq == 1 and not ack.duplicate
+    assert publisher.status()["reconnects"] == 1
+
+
+async def test_unreachable_url_fails_within_bound() -> None:
+    pub = Publisher(f"nats://127.0.0.1:{free_port()}", timeout=0.5, connect_timeout=0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BusUnavailable, match="not connected"):
+            await pub.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="x-1")
+        assert time.monotonic() - started < 1.5
+        started = time.monotonic()  # once a connect attempt failed, callers are not held up
+        with pytest.raises(BusUnavailable, match="not connected"):
+            await pub.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="x-2")
+        assert time.monotonic() - started < 0.5
+        assert pub.status()["last_error"] is not None
+    finally:
+        await pub.close()
+
+
+async def test_no_stream_for_subject_is_unavailable(publisher: Publisher) -> None:
+    with pytest.raises(BusUnavailable, match="no JetStream stream"):
+        await publisher.publish("other.subject", {"n": 1}, msg_id="o-1")
+
+
+async def test_bad_input_names_the_field(publisher: Publisher) -> None:
+    with pytest.raises(ValueError, match="msg_id"):
+        await publisher.publish(SPAWN_REQUESTED, {}, msg_id="has space")
+    with pytest.raises(ValueError, match="msg_id"):
+        await publisher.publish(SPAWN_REQUESTED, {}, msg_id="")
+    with pytest.raises(ValueError, match="subject"):
+        await publisher.publish("forge.>", {}, msg_id="m-1")
+    with pytest.raises(TypeError, match="data: not JSON-serialisable"):
+        await publisher.publish(SPAWN_REQUESTED, {"x": object()}, msg_id="m-1")
+    with pytest.raises(TypeError, match="data: an event must be a JSON object"):
+        await publisher.publish(SPAWN_REQUESTED, [1, 2], msg_id="m-1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="headers"):
+        await publisher.publish(SPAWN_REQUESTED, {}, msg_id="m-1", headers={"Nats-Msg-Id": "x"})
+    with pytest.raises(ValueError, match="headers"):
+        await publisher.publish(SPAWN_REQUESTED, {}, msg_id="m-1", headers={"X-A": "a\r\nb"})
+    with pytest.raises(ValueError, match=r"data: event is \d+ bytes, above the server's limit"):
+        await publisher.publish(SPAWN_REQUESTED, {"blob": "x" * 2_000_000}, msg_id="m-1")
+
+
+async def test_connect_errors_never_show_credentials() -> None:
+    url = f"nats://operator:s3cr3t-value@127.0.0.1:{free_port()}"
+    assert redact_url(url) == url.replace("operator:s3cr3t-value@", "")
+    with pytest.raises(BusUnavailable) as info:
+        await connect(url, "t", timeout=0.3)
+    assert "s3cr3t" not in str(info.value)
+    with pytest.raises(ValueError, match="url"):
+        Publisher("http://127.0.0.1:4222")

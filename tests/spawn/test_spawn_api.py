@@ -1,0 +1,427 @@
+"""POST /v1/spawn and friends against a live spawn_service with real NATS and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import nats as nats_client
+import pytest
+from sqlalchemy import func, select
+
+from forge.billing import ledger
+from forge.billing.receipts import issue_receipt
+from forge.bus import Publisher
+from forge.entitlements.grants import grant
+from forge.identity.apikeys import create_api_key, revoke_api_key
+from forge.quotas.limiter import active_slots
+from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, Scenario
+from forge.tokens import SAT, verify_token
+
+from .conftest import MakeSpawn, SpawnEnv
+
+
+def key_for(env: SpawnEnv, tenant: str = "acme", subject: str = "alice") -> dict[str, str]:
+    issued = create_api_key(env.state.ctx.db, tenant, subject)
+    return {"x-api-key": issued.plaintext}
+
+
+def receipt_for(env: SpawnEnv, plan: str, tenant: str = "acme", subject: str | None = "alice",
+                ttl_days: int = 30) -> str:
+    return issue_receipt(env.settings, env.state.catalog, tenant_id=tenant, plan=plan,
+                         subject=subject, days=ttl_days).token
+
+
+def count(env: SpawnEnv, model: type) -> int:
+    with env.state.ctx.db.session() as sess:
+        return int(sess.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def spawn(client: httpx.Client, headers: dict[str, str], track: str = "netplus",
+          request_id: str | None = None) -> httpx.Response:
+    body: dict[str, Any] = {"track": track}
+    if request_id:
+        body["request_id"] = request_id
+    return client.post("/v1/spawn", json=body, headers=headers)
+
+
+async def fetch_spawn_events(url: str, expected: int) -> list[dict[str, Any]]:
+    nc = await nats_client.connect(url)
+    js = nc.jetstream()
+    sub = await js.pull_subscribe("forge.spawn.requested", durable=None)
+    msgs = await sub.fetch(expected, timeout=5)
+    await nc.close()
+    return [json.loads(m.data) for m in msgs]
+
+
+# ------------------------------------------------------------------ entitlements
+
+
+def test_receipt_spawn_publishes_verified_event(spawn_env: SpawnEnv) -> None:
+    headers = {**key_for(spawn_env), "x-receipt-token": receipt_for(spawn_env, "PRO")}
+    with spawn_env.client() as client:
+        resp = spawn(client, headers, track="ccna", request_id="req-ccna-0001")
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert set(body) == {"request_id", "scenario_id", "status", "access_url", "expires_at"}
+    assert body["status"] == "pending" and body["request_id"] == "req-ccna-0001"
+    assert body["scenario_id"].startswith("scn-") and len(body["scenario_id"]) == 20
+    events = asyncio.run(fetch_spawn_events(spawn_env.nats.url, 1))
+    event = events[0]
+    assert event["scenario_id"] == body["scenario_id"]
+    sat = verify_token(spawn_env.settings.sat, SAT, event["sat"])
+    assert sat["scenario_id"] == body["scenario_id"] and sat["track"] == "ccna"
+    assert sat["template_id"] == "lab-ccna" and sat["plan"] == "PRO"
+    assert sat["sub"] == "alice" and sat["tenant_id"] == "acme"
+    assert ledger.verify(spawn_env.state.ctx.db, "acme") == []
+    assert [r["event"] for r in ledger.records(spawn_env.state.ctx.db, "acme")] == ["spawn_accepted"]
+
+
+def test_receipt_identifies_the_learner_without_other_credentials(spawn_env: SpawnEnv) -> None:
+    with spawn_env.client() as client:
+        resp = spawn(client, {"x-receipt-token": receipt_for(spawn_env, "FREE")})
+    assert resp.status_code == 201, resp.text
+
+
+def test_no_entitlement_is_403(spawn_env: SpawnEnv) -> None:
+    with spawn_env.client() as client:
+        resp = spawn(client, key_for(spawn_env))
+    assert resp.status_code == 403
+    assert resp.json()["error"] == "entitlement_not_found"
+    assert count(spawn_env, Scenario) == 0
+
+
+def test_store_grant_used_and_subject_grant_beats_tenant_grant(spawn_env: SpawnEnv) -> None:
+    db = spawn_env.state.ctx.db
+    grant(db, "acme", "FREE")  # tenant-wide
+    headers = key_for(spawn_env)
+    with spawn_env.client() as client:
+        assert spawn(client, headers, track="ccna").json()["error"] == "track_not_in_plan"
+        grant(db, "acme", "PRO", subject="alice")
+        assert spawn(client, headers, track="ccna").status_code == 201
+
+
+def test_receipt_takes_precedence_over_store(spawn_env: SpawnEnv) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "TEAM", subject="alice")
+    headers = {**key_for(spawn_env), "x-receipt-token": receipt_for(spawn_env, "FREE")}
+    with spawn_env.client() as client:
+        resp = spawn(client, headers, track="cissp")
+    assert resp.status_code == 403
+    assert "plan FREE" in resp.json()["message"]
+
+
+def test_xplan_and_free_default_only_in_dev(make_spawn: MakeSpawn) -> None:
+    dev = make_spawn("dev", DEV_ALLOW_XPLAN="true", ALLOW_FREE_DEFAULT="true")
+    dev_headers = {"x-client-id": "bob", "x-tenant-id": "uni"}
+    with dev.client() as client:
+        assert spawn(client, {**dev_headers, "x-plan": "team"}, track="cissp").status_code == 201
+        carol = {"x-client-id": "carol", "x-tenant-id": "uni"}
+        free = spawn(client, carol, track="ccna")  # falls to FREE: netplus only
+        assert free.json()["error"] == "track_not_in_plan"
+        assert spawn(client, carol, track="netplus").status_code == 201
+        bad = spawn(client, {**dev_headers, "x-plan": "PLATINUM"})
+        assert bad.status_code == 400 and "x-plan" in bad.json()["message"]
+
+
+def test_prod_ignores_dev_headers_and_xplan(spawn_env: SpawnEnv) -> None:
+    with spawn_env.client() as client:
+        resp = spawn(client, {"x-client-id": "bob", "x-tenant-id": "uni", "x-plan": "TEAM"})
+        assert resp.status_code == 401 and resp.json()["error"] == "credentials_required"
+        resp = spawn(client, {**key_for(spawn_env), "x-plan": "TEAM"})
+        assert resp.status_code == 403 and resp.json()["error"] == "entitlement_not_found"
+
+
+def test_entitlement_file_source(make_spawn: MakeSpawn, tmp_path: Any) -> None:
+    path = tmp_path / "grants.json"
+    path.write_text(json.dumps({"grants": [{"tenant_id": "acme", "plan": "PRO"}]}))
+    env = make_spawn(ENTITLEMENTS_FILE=str(path))
+    with env.client() as client:
+        assert spawn(client, key_for(env), track="ccna").status_code == 201
+
+
+# ------------------------------------------------------------------ receipts
+
+
+def test_checkout_then_spawn(make_spawn: MakeSpawn) -> None:
+    env = make_spawn("prod", BILLING_MODE="stub")
+    with env.client() as client:
+        bought = client.post("/v1/billing/checkout",
+                             json={"plan": "pro", "tenant_id": "acme", "subject": "alice"})
+        assert bought.status_code == 201, bought.text
+        assert bought.json()["plan"] == "PRO"
+        assert bought.json()["charge_id"].startswith("ch_stub_")
+        resp = spawn(client, {"x-receipt-token": bought.json()["receipt"]}, track="ccna")
+    assert resp.status_code == 201
+
+
+def test_checkout_validation_and_disabled_outside_dev(make_spawn: MakeSpawn) -> None:
+    env = make_spawn("prod")
+    with env.client() as client:
+        resp = client.post("/v1/billing/checkout", json={"plan": "PRO", "tenant_id": "acme"})
+        assert resp.status_code == 403 and "billing mode" in resp.json()["message"]
+    dev = make_spawn("dev")
+    with dev.client() as client:
+        resp = client.post("/v1/billing/checkout", json={"plan": "GOLD", "tenant_id": "acme"})
+        assert resp.status_code == 400 and resp.json()["details"] == [{"field": "plan"}]
+        resp = client.post("/v1/billing/checkout", json={"plan": "PRO", "tenant_id": "a b"})
+        assert resp.status_code == 400 and resp.json()["details"] == [{"field": "tenant_id"}]
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c"])
+def test_malformed_receipt_401(spawn_env: SpawnEnv, token: str) -> None:
+    with spawn_env.client() as client:
+        resp = spawn(client, {**key_for(spawn_env), "x-receipt-token": token})
+    assert resp.status_code == 401 and resp.json()["error"] == "invalid_receipt"
+
+
+def test_expired_receipt_401(spawn_env: SpawnEnv) -> None:
+    from forge.tokens import RECEIPT, mint_token
+
+    token = mint_token(spawn_env.settings.receipt, RECEIPT,
+                       {"tenant_id": "acme", "sub": "alice", "plan": "PRO", "retention_days": 9},
+                       ttl_s=10, now=time.time() - 3600)
+    with spawn_env.client() as client:
+        resp = spawn(client, {**key_for(spawn_env), "x-receipt-token": token})
+    assert resp.status_code == 401 and "expired" in resp.json()["message"]
+
+
+def test_receipt_for_other_tenant_403(spawn_env: SpawnEnv) -> None:
+    headers = {**key_for(spawn_env, "acme"), "x-receipt-token": receipt_for(spawn_env, "PRO", "evil")}
+    with spawn_env.client() as client:
+        resp = spawn(client, headers)
+    assert resp.status_code == 403 and resp.json()["error"] == "receipt_tenant_mismatch"
+    assert [r["event"] for r in ledger.records(spawn_env.state.ctx.db, "acme")] == []
+
+
+# ------------------------------------------------------------------ validation
+
+
+def test_unknown_track_400_lists_allowed(spawn_env: SpawnEnv) -> None:
+    with spawn_env.client() as client:
+        resp = spawn(client, key_for(spawn_env), track="ctf")
+    assert resp.status_code == 400
+    assert resp.json()["details"][0]["allowed"] == ["ccna", "cissp", "netplus"]
+    assert "track" in resp.json()["message"]
+
+
+@pytest.mark.parametrize("rid", ["short", "x" * 65, "has space!", "../../etc"])
+def test_bad_request_id_400(spawn_env: SpawnEnv, rid: str) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    with spawn_env.client() as client:
+        resp = spawn(client, key_for(spawn_env), request_id=rid)
+    assert resp.status_code == 400 and resp.json()["details"] == [{"field": "request_id"}]
+
+
+def test_invalid_or_revoked_api_key_401(spawn_env: SpawnEnv) -> None:
+    issued = create_api_key(spawn_env.state.ctx.db, "acme", "alice")
+    revoke_api_key(spawn_env.state.ctx.db, issued.key_id)
+    with spawn_env.client() as client:
+        for key in (issued.plaintext, "fgk_0000000000000000_" + "x" * 40, "nonsense"):
+            resp = spawn(client, {"x-api-key": key})
+            assert resp.status_code == 401 and resp.json()["error"] == "invalid_api_key"
+
+
+# ------------------------------------------------------------------ idempotency
+
+
+def test_same_request_id_replays_and_conflicts(spawn_env: SpawnEnv) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "TEAM")
+    alice = key_for(spawn_env, subject="alice")
+    bob = key_for(spawn_env, subject="bob")
+    with spawn_env.client() as client:
+        first = spawn(client, alice, request_id="idem-0000001")
+        again = spawn(client, alice, request_id="idem-0000001")
+        other_track = spawn(client, alice, track="ccna", request_id="idem-0000001")
+        other_caller = spawn(client, bob, request_id="idem-0000001")
+        header_id = client.post("/v1/spawn", json={"track": "netplus"},
+                                headers={**alice, "x-request-id": "idem-0000001"})
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json() == first.json()
+    assert header_id.status_code == 200 and header_id.json() == first.json()
+    for resp in (other_track, other_caller):
+        assert resp.status_code == 409 and resp.json()["error"] == "request_id_conflict"
+    assert count(spawn_env, Scenario) == 1
+    assert active_slots(spawn_env.state.ctx.db, "acme") == 1
+
+
+# ------------------------------------------------------------------ limits
+
+
+def test_concurrency_limit_holds_under_a_burst(spawn_env: SpawnEnv) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "PRO")  # 3 concurrent per subject
+    headers = key_for(spawn_env)
+
+    def one(_: int) -> httpx.Response:
+        with spawn_env.client() as client:
+            return spawn(client, headers)
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(one, range(12)))
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(201) == 3, codes
+    assert codes.count(429) == 9
+    limited = next(r for r in results if r.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.json()["details"][0]["kind"] == "concurrency"
+    assert active_slots(spawn_env.state.ctx.db, "acme", "alice") == 3
+
+
+RATE_PLANS = """
+plans:
+  BURSTY:
+    tracks: [netplus]
+    tiers: [foundation]
+    spawns_per_minute: 7
+    tenant_spawns_per_minute: 7
+    concurrent: 100
+    tenant_concurrent: 100
+    max_lab_minutes: 30
+    retention_days: 7
+"""
+
+
+def test_rate_limit_holds_under_a_burst(make_spawn: MakeSpawn, tmp_path: Any) -> None:
+    plans = tmp_path / "plans.yaml"
+    plans.write_text(RATE_PLANS)
+    env = make_spawn(FORGE_PLANS_FILE=str(plans))
+    grant(env.state.ctx.db, "acme", "BURSTY")
+    headers = key_for(env)
+
+    def one(_: int) -> httpx.Response:
+        with env.client() as client:
+            return spawn(client, headers)
+
+    for _attempt in range(2):  # a burst that straddles a minute boundary is re-run once
+        window = int(time.time()) // 60
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, range(30)))
+        if int(time.time()) // 60 == window:
+            break
+        time.sleep(1)
+    codes = [r.status_code for r in results]
+    assert codes.count(201) == 7, codes
+    limited = [r for r in results if r.status_code == 429]
+    assert len(limited) == 23
+    assert all(r.json()["details"][0]["kind"] == "rate" for r in limited)
+    assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in limited)
+
+
+def test_slot_released_on_terminal_event(spawn_env: SpawnEnv) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "FREE")  # 1 concurrent
+    headers = key_for(spawn_env)
+    with spawn_env.client() as client:
+        first = spawn(client, headers)
+        assert first.status_code == 201
+        assert spawn(client, headers).status_code == 429
+
+        async def complete() -> None:
+            async with Publisher(spawn_env.nats.url) as pub:
+                await pub.connection.wait_ready(5)
+                await pub.publish("forge.scenario.completed",
+                                  {"scenario_id": first.json()["scenario_id"]},
+                                  msg_id="done-" + first.json()["scenario_id"])
+
+        asyncio.run(complete())
+        deadline = time.monotonic() + 10
+        while active_slots(spawn_env.state.ctx.db, "acme") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert active_slots(spawn_env.state.ctx.db, "acme") == 0
+        assert spawn(client, headers).status_code == 201
+
+
+def test_nats_down_503_and_nothing_kept(spawn_env: SpawnEnv) -> None:
+    receipt = receipt_for(spawn_env, "PRO")
+    spawn_env.nats.stop()
+    with spawn_env.client() as client:
+        resp = spawn(client, {"x-receipt-token": receipt}, request_id="outage-000001")
+    assert resp.status_code == 503 and resp.json()["error"] == "bus_unavailable"
+    assert "Retry-After" in resp.headers
+    for model in (Scenario, QuotaSlot, IdempotencyRecord):
+        assert count(spawn_env, model) == 0, model
+    with spawn_env.state.ctx.db.session() as sess:
+        assert all(c.count == 0 for c in sess.scalars(select(RateCounter)))
+    assert ledger.records(spawn_env.state.ctx.db, "acme") == []
+    with spawn_env.client() as client:
+        ready = client.get("/readyz")
+    assert ready.status_code == 503 and "nats" in ready.json()["failed"]
+
+
+# ------------------------------------------------------------------ access and reads
+
+
+def test_access_token_exchanged_once_for_cookie(spawn_env: SpawnEnv) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    with spawn_env.client() as client:
+        created = spawn(client, key_for(spawn_env)).json()
+    url = urlparse(created["access_url"])
+    assert parse_qs(url.query)["token"]
+    with spawn_env.client() as browser:
+        resp = browser.get(f"{url.path}?{url.query}")
+        assert resp.status_code == 303
+        assert resp.headers["location"] == f"/lab/{created['scenario_id']}"
+        cookie = resp.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        assert "Secure" not in cookie  # plain http on loopback
+        status = browser.get(f"/v1/scenarios/{created['scenario_id']}")
+        assert status.status_code == 200 and status.json()["state"] == "pending"
+        page = browser.get(resp.headers["location"])
+        assert page.status_code == 200 and created["scenario_id"] in page.text
+        again = browser.get(f"{url.path}?{url.query}")
+        assert again.status_code == 401 and again.json()["error"] == "token_replayed"
+    with spawn_env.client() as other:
+        wrong = other.get(f"/v1/access/scn-0000000000000000?{url.query}")
+        assert wrong.status_code == 401
+        https = other.get(f"{url.path}?{url.query}", headers={"x-forwarded-proto": "https"})
+        assert https.status_code == 401  # still single-use
+
+
+def test_secure_cookie_behind_https(spawn_env: SpawnEnv) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    with spawn_env.client() as client:
+        created = spawn(client, key_for(spawn_env)).json()
+        url = urlparse(created["access_url"])
+        resp = client.get(f"{url.path}?{url.query}", headers={"x-forwarded-proto": "https"})
+    assert resp.status_code == 303 and "Secure" in resp.headers["set-cookie"]
+
+
+def test_status_reads_are_owner_only(spawn_env: SpawnEnv) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    grant(spawn_env.state.ctx.db, "evil", "PRO")
+    alice = key_for(spawn_env, "acme", "alice")
+    with spawn_env.client() as client:
+        sid = spawn(client, alice).json()["scenario_id"]
+        assert client.get(f"/v1/scenarios/{sid}", headers=alice).status_code == 200
+        for intruder in (key_for(spawn_env, "evil", "alice"), key_for(spawn_env, "acme", "bob")):
+            resp = client.get(f"/v1/scenarios/{sid}", headers=intruder)
+            assert resp.status_code == 404 and resp.json()["error"] == "not_found"
+        assert client.get(f"/v1/scenarios/{sid}").status_code == 401
+        assert client.get("/v1/scenarios/../../etc", headers=alice).status_code == 404
+
+
+def test_submit_requires_running_and_owner(spawn_env: SpawnEnv) -> None:
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    alice = key_for(spawn_env)
+    with spawn_env.client() as client:
+        sid = spawn(client, alice).json()["scenario_id"]
+        assert client.post(f"/v1/scenarios/{sid}/submit", headers=alice).status_code == 409
+        with spawn_env.state.ctx.db.session() as sess:
+            row = sess.get(Scenario, sid)
+            assert row is not None
+            row.state, row.updated_at = "running", datetime.now(UTC)
+        other = key_for(spawn_env, "acme", "bob")
+        assert client.post(f"/v1/scenarios/{sid}/submit", headers=other).status_code == 404
+        resp = client.post(f"/v1/scenarios/{sid}/submit", headers=alice)
+    assert resp.status_code == 202 and resp.json()["status"] == "grading_requested"
+
+
+def test_readyz_names_spawn_checks(spawn_env: SpawnEnv) -> None:
+    with spawn_env.client() as client:
+        body = client.get("/readyz").json()
+    assert body["status"] == "ready"
+    assert {"entitlement_store", "receipt_key", "nats", "plans"} <= set(body["checks"])
