@@ -11,13 +11,30 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add every command group to the root app (imports are local to keep startup fast)."""
-
-    from forge.cli import apikey, config_check, entitlements, receipt, secrets, serve
+    from forge.cli import (
+        apikey,
+        audit,
+        config_check,
+        entitlements,
+        keys,
+        nats,
+        policy,
+        receipt,
+        secrets,
+        serve,
+        template,
+        verify,
+    )
 
     serve.register(app)
-    app.add_typer(secrets.app, name="secrets")
     config_check.register(app)
+    verify.register(app)
+    app.add_typer(secrets.app, name="secrets")
     app.add_typer(apikey.app, name="apikey")
     app.add_typer(entitlements.app, name="entitlements")
     app.add_typer(receipt.app, name="receipt")
-
+    app.add_typer(template.app, name="template")
+    app.add_typer(policy.app, name="policy")
+    app.add_typer(keys.app, name="keys")
+    app.add_typer(audit.app, name="audit")
+    app.add_typer(nats.app, name="nats")

@@ -38,7 +38,9 @@ def format_loc(loc: Iterable[int | str]) -> str:
     """Render a pydantic location tuple as `spec.assets.containers[1].networks[0]`."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if part == "[key]":
+            out += " (key)"
+        elif isinstance(part, int):
             out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
@@ -55,9 +57,8 @@ def problems_from_validation(err: ValidationError) -> list[Problem]:
         loc = [
             _FIELD_ALIASES.get(p, p) if isinstance(p, str) else p
             for p in item["loc"]
-            # pydantic adds the type of a tagged/union branch or a "[key]" segment; keep
-            # only the user-visible parts of the path.
-            if not (isinstance(p, str) and (p.startswith("function-") or p in {"tuple[...]"}))
+            # pydantic adds validator/branch names to the path; keep what the author wrote.
+            if not (isinstance(p, str) and p.startswith("function-"))
         ]
         msg = str(item["msg"])
         if msg.startswith("Value error, "):

@@ -1,18 +1,148 @@
-"""orchestrator app assembly."""
+"""Orchestrator app assembly: policy pin, runtime, consumers, reaper, routes, readiness."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from contextlib import suppress
+
 from fastapi import FastAPI
 
+from forge.bus import DeadLetterHook, DurableConsumer, Event, Publisher
+from forge.bus.metrics import register_consumer_metrics
+from forge.bus.subjects import (
+    DURABLE_ORCHESTRATOR_SPAWN,
+    DURABLE_ORCHESTRATOR_SUBMIT,
+    SCENARIO_SUBMIT,
+    SPAWN_REQUESTED,
+)
 from forge.config.settings import Settings
+from forge.lifecycle.states import IllegalTransition
+from forge.lifecycle.store import ScenarioNotFound
+from forge.plans import load_plans
+from forge.policy import check_pinned_hash, make_engine
+from forge.runtime.base import Runtime
+from forge.runtime.local import LocalRuntime
 from forge.services.common.app import create_app, make_context, storage_writable
+from forge.services.common.ops_routes import add_subscriber_routes
+from forge.services.common.readiness import CheckFailed
+from forge.services.orchestrator import routes
+from forge.services.orchestrator.completion import complete
+from forge.services.orchestrator.launcher import handle_spawn
+from forge.services.orchestrator.reaper import reconcile_and_fail_lost, run_reaper
+from forge.services.orchestrator.state import OrchestratorState
+from forge.services.spawn.state import DEFAULT_NATS_URL
+from forge.store.failed_events import record_failed_event
+from forge.store.replay import SqlReplayStore
+from forge.templates.registry import TemplateRegistry
 
 NAME = "orchestrator"
 DEFAULT_PORT = 8083
+log = logging.getLogger("forge.orchestrator")
 
 
-def build_app(settings: Settings) -> FastAPI:
-    """The orchestrator FastAPI app."""
+def _consumers(state: OrchestratorState, url: str, **options: float) -> list[DurableConsumer]:
+    db = state.ctx.db
+
+    def dead_letter(durable: str) -> DeadLetterHook:
+        async def hook(event: Event, error: str) -> None:
+            await state.blocking(lambda: record_failed_event(
+                db, consumer=durable, subject=event.subject, msg_id=event.msg_id,
+                payload=event.raw.decode("utf-8", "replace"), error=error,
+                scenario_id=event.data.get("scenario_id"), attempts=event.num_delivered))
+        return hook
+
+    async def on_spawn(event: Event) -> None:
+        await handle_spawn(state, event)
+
+    async def on_submit(event: Event) -> None:
+        scenario_id = str(event.data.get("scenario_id", ""))
+        with suppress(ScenarioNotFound, IllegalTransition):
+            await complete(state, scenario_id, str(event.data.get("reason", "submitted")))
+
+    return [
+        DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SPAWN, subjects=[SPAWN_REQUESTED],
+                        handler=on_spawn, on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SPAWN),
+                        concurrency=8, **options),  # type: ignore[arg-type]
+        DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SUBMIT, subjects=[SCENARIO_SUBMIT],
+                        handler=on_submit,
+                        on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SUBMIT),
+                        concurrency=4, ack_wait=300.0, **options),  # type: ignore[arg-type]
+    ]
+
+
+def _nats_check(state: OrchestratorState) -> str:
+    down = [c.durable for c in state.consumers if not c.connected]
+    if not state.publisher.connected:
+        down.append("publisher")
+    if down:
+        raise CheckFailed("NATS not connected: " + ", ".join(down))
+    pending = {c.durable: c.status()["pending"] for c in state.consumers}
+    return f"subscribers connected; pending {pending}"
+
+
+def _policy_check(state: OrchestratorState) -> str:
+    state.engine.probe()
+    return f"reachable; policy hash {state.engine.policy_hash}"
+
+
+def _runtime_check(runtime: Runtime) -> str:
+    problems = runtime.check()
+    if problems:
+        raise CheckFailed("; ".join(problems))
+    return "usable"
+
+
+def build_app(
+    settings: Settings, *, runtime: Runtime | None = None, reaper_interval_s: float = 5.0,
+    consumer_options: dict[str, float] | None = None,
+) -> FastAPI:
+    """The orchestrator app. Refuses to build when OPA_POLICY_HASH pins another policy."""
+    engine = make_engine(settings.opa_url, settings.policies_dir)
+    loaded_hash = check_pinned_hash(settings.opa_policy_hash, engine.policy_hash)
+    log.info("policy bundle hash %s (%s)", loaded_hash,
+             "pinned by OPA_POLICY_HASH" if settings.opa_policy_hash else "not pinned")
     ctx = make_context(NAME, settings)
+    state = OrchestratorState(
+        ctx=ctx,
+        registry=TemplateRegistry.load(settings.templates_dir),
+        catalog=load_plans(settings.plans_file),
+        engine=engine,
+        runtime=runtime or LocalRuntime(str(settings.storage_root / "runtime"), "fg"),
+        publisher=Publisher(settings.nats_url or DEFAULT_NATS_URL, name="forge-orchestrator"),
+        replay=SqlReplayStore(ctx.db),
+    )
+    state.consumers = _consumers(state, settings.nats_url or DEFAULT_NATS_URL,
+                                 **(consumer_options or {}))
+    register_consumer_metrics(ctx.metrics.registry, lambda: state.consumers)
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
-    return create_app(ctx)
+    ctx.readiness.add("policy", lambda: _policy_check(state))
+    ctx.readiness.add("nats", lambda: _nats_check(state))
+    ctx.readiness.add("runtime", lambda: _runtime_check(state.runtime))
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        try:
+            await reconcile_and_fail_lost(state)
+        except Exception:
+            log.exception("reconciliation at start failed; the reaper keeps running")
+        await state.publisher.start(wait=3.0)
+        for consumer in state.consumers:
+            await consumer.start(wait=3.0)
+        tasks.append(asyncio.create_task(run_reaper(state, reaper_interval_s)))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        for consumer in state.consumers:
+            await consumer.stop()
+        await state.publisher.close()
+        state.executor.shutdown(wait=False, cancel_futures=True)
+
+    ctx.startup.append(start)
+    ctx.shutdown.append(stop)
+    app = create_app(ctx)
+    app.state.orchestrator = state
+    app.include_router(routes.router)
+    add_subscriber_routes(app, settings.operator, lambda: state.consumers)
+    return app

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from forge.config.settings import Settings
 from forge.services.common.app import create_app, make_context, storage_writable
+from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
 from forge.services.spawn import access, routes
 from forge.services.spawn.lifecycle import lifecycle_consumer
@@ -67,4 +68,6 @@ def build_app(settings: Settings) -> FastAPI:
     app.state.spawn = state
     app.include_router(routes.router)
     app.include_router(access.router)
+    add_subscriber_routes(app, settings.operator,
+                          lambda: [state.lifecycle] if state.lifecycle else [])
     return app

@@ -1,0 +1,177 @@
+"""Benchmark the local sandbox runtime (needs root).
+
+For a 3-host / 2-subnet lab with a router, prints: sequential create and destroy latency
+(p50/p99), a burst of concurrent creates (p50/p99 and wall time), and how many labs stay
+alive at once with the memory each costs. Everything created is torn down at the end.
+
+    .venv/bin/python bench/runtime.py [--seq 30] [--burst 50] [--capacity 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import secrets
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from forge.runtime import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import LocalRuntime
+
+
+def lab(lab_id: str, service: str | None) -> LabSpec:
+    """client (subnet a) -> router (a, b) -> server (subnet b), routes via the router."""
+    return LabSpec(lab_id, [SubnetSpec("a", "10.50.1.0/24"), SubnetSpec("b", "10.50.2.0/24")], [
+        HostSpec("client", networks=[("a", None)], routes=[("10.50.2.0/24", "10.50.1.254")]),
+        HostSpec("router", networks=[("a", "10.50.1.254"), ("b", "10.50.2.254")], router=True),
+        HostSpec("server", networks=[("b", None)], routes=[("default", "10.50.2.254")],
+                 command=service),
+    ])
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) in milliseconds."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] * 1000
+
+
+def mem_available_mb() -> float:
+    """MemAvailable from /proc/meminfo, in MiB."""
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds() -> float:
+    """CPU used by this process and its reaped children so far."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def cgroup_memory_mb(rt: LocalRuntime, lab_id: str) -> float:
+    """Memory charged to the lab's cgroup (its processes, tmpfs and page cache)."""
+    stem = rt.names.lab(lab_id)
+    if rt.cgroups.version == 2:
+        path = os.path.join(rt.cgroups.root, stem, "memory.current")
+    else:
+        path = os.path.join(rt.cgroups.root, "memory", stem, "memory.usage_in_bytes")
+    with open(path) as fh:
+        return int(fh.read()) / (1 << 20)
+
+
+def timed(fn: object, *args: object) -> float:
+    start = time.perf_counter()
+    fn(*args)  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seq", type=int, default=30, help="sequential create/destroy cycles")
+    parser.add_argument("--burst", type=int, default=50, help="concurrent creates")
+    parser.add_argument("--capacity", type=int, default=200, help="labs to keep alive at once")
+    parser.add_argument("--service", default="sleep infinity",
+                        help="service command of the server host")
+    args = parser.parse_args()
+
+    prefix = "b" + secrets.token_hex(2)
+    state = tempfile.mkdtemp(prefix="forge-bench-")
+    rt = LocalRuntime(state, prefix=prefix, workers=64)
+    problems = rt.check()
+    if problems:
+        print("runtime unavailable:", "; ".join(problems), file=sys.stderr)
+        return 2
+    results: list[tuple[str, str, str]] = []
+    try:
+        # Warm-up (page cache, first bwrap start).
+        rt.create(lab("warm", args.service))
+        rt.destroy("warm")
+
+        creates, destroys = [], []
+        for i in range(args.seq):
+            creates.append(timed(rt.create, lab(f"seq-{i}", args.service)))
+            destroys.append(timed(rt.destroy, f"seq-{i}"))
+        results += [
+            ("sequential create p50", f"{pct(creates, 50):.1f} ms", "target <= 150 ms"),
+            ("sequential create p99", f"{pct(creates, 99):.1f} ms", ""),
+            ("destroy p50", f"{pct(destroys, 50):.1f} ms", ""),
+            ("destroy p99", f"{pct(destroys, 99):.1f} ms", ""),
+        ]
+
+        ids = [f"burst-{i}" for i in range(args.burst)]
+        cpu0 = cpu_seconds()
+        start = time.perf_counter()
+
+        def create_at(lab_id: str) -> float:
+            rt.create(lab(lab_id, args.service))
+            return time.perf_counter() - start
+
+        with ThreadPoolExecutor(max_workers=args.burst) as pool:
+            burst = list(pool.map(create_at, ids))
+        wall = time.perf_counter() - start
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(rt.destroy, ids))
+        cpu_per_lab = (cpu_seconds() - cpu0) / args.burst * 1000
+        results += [
+            (f"burst of {args.burst} creates p50", f"{pct(burst, 50):.0f} ms", ""),
+            (f"burst of {args.burst} creates p99", f"{pct(burst, 99):.0f} ms", "target <= 2000 ms"),
+            (f"burst of {args.burst} wall time", f"{wall * 1000:.0f} ms",
+             f"{args.burst / wall:.1f} labs/s"),
+            ("CPU per lab (create+destroy)", f"{cpu_per_lab:.0f} ms",
+             f"user+sys incl. children, {os.cpu_count()} cores; "
+             f"loadavg at start {os.getloadavg()[0]:.1f}"),
+        ]
+
+        before = mem_available_mb()
+        alive: list[str] = []
+        start = time.perf_counter()
+        for i in range(args.capacity):
+            if mem_available_mb() < 2048:
+                break
+            lab_id = f"cap-{i}"
+            try:
+                rt.create(lab(lab_id, args.service))
+            except Exception as exc:  # report how far we got
+                print(f"create {lab_id} failed: {exc}", file=sys.stderr)
+                break
+            alive.append(lab_id)
+        fill = time.perf_counter() - start
+        time.sleep(1)
+        used = before - mem_available_mb()
+        charged = sum(cgroup_memory_mb(rt, x) for x in alive)
+        listed = [i for i in rt.list() if i.state == "running"]
+        sample = alive[:: max(1, len(alive) // 10)]
+        working = sum(rt.exec(x, "client", ["true"]).exit_code == 0 for x in sample)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(rt.destroy, alive))
+        teardown = time.perf_counter() - start
+        results += [
+            ("labs alive at once", f"{len(listed)} / {args.capacity}",
+             f"{working}/{len(sample)} sampled labs answer exec; target >= 200"),
+            ("memory per lab (cgroups)", f"{charged / max(1, len(alive)):.2f} MiB",
+             "charged to the labs' cgroups (processes, tmpfs)"),
+            ("memory per lab (machine)", f"{used / max(1, len(alive)):.1f} MiB",
+             f"{used:.0f} MiB MemAvailable delta for {len(alive)} labs (includes kernel "
+             "objects; noisy when other work runs)"),
+            ("fill time", f"{fill:.1f} s", f"{len(alive) / fill:.1f} labs/s sequential"),
+            ("teardown of all", f"{teardown:.1f} s", f"{len(alive) / teardown:.1f} labs/s"),
+        ]
+    finally:
+        for info in rt.list():
+            rt.destroy(info.lab_id)
+        rt.close()
+    width = max(len(r[0]) for r in results)
+    for name, value, note in results:
+        print(f"{name:<{width}}  {value:>14}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+# Capabilities gate: which Linux capabilities may each lab host keep, per track and tier?
+#
+# Input: the same document as forge.training; reads template.track, template.tier and
+# template.containers[].{name, capabilities}. A capability not in the table for the
+# template's track/tier is denied. Privileged capabilities are named as such in the reason
+# and are only ever allowed where the table lists them explicitly.
+# Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`.
+package forge.capabilities
+
+import rego.v1
+
+# track -> tier -> capabilities a host may keep. Absent entries allow none.
+table := {
+	"netplus": {
+		"foundation": set(),
+		"intermediate": {"NET_RAW"},
+		"advanced": {"NET_ADMIN", "NET_RAW"},
+	},
+	"ccna": {
+		"foundation": set(),
+		"intermediate": {"NET_ADMIN", "NET_RAW"},
+		"advanced": {"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"},
+	},
+	"cissp": {
+		"foundation": set(),
+		"intermediate": {"NET_RAW"},
+		"advanced": {"NET_RAW", "SYS_PTRACE"},
+	},
+}
+
+privileged := {
+	"SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "DAC_READ_SEARCH", "DAC_OVERRIDE", "SYS_RAWIO",
+	"BPF", "PERFMON", "SYS_BOOT", "SYS_TIME", "MAC_ADMIN", "MAC_OVERRIDE", "SETFCAP",
+	"SETPCAP", "LINUX_IMMUTABLE", "SYS_RESOURCE", "CHECKPOINT_RESTORE", "SYSLOG", "MKNOD",
+	"AUDIT_CONTROL",
+}
+
+default allow := false
+
+allow if allowed(input)
+
+deny_reasons := reasons(input)
+
+show(x) := x if is_string(x)
+
+show(x) := sprintf("%v", [x]) if not is_string(x)
+
+track_of(doc) := object.get(doc, ["template", "track"], null)
+
+tier_of(doc) := object.get(doc, ["template", "tier"], null)
+
+containers_of(doc) := object.get(doc, ["template", "containers"], null)
+
+scope(doc) := concat("", [show(track_of(doc)), "/", show(tier_of(doc))])
+
+# Allowed capabilities for the template's track/tier (undefined when no table entry).
+allowed_caps(doc) := caps if {
+	track := track_of(doc)
+	tier := tier_of(doc)
+	caps := table[track][tier]
+}
+
+allowed_list(doc) := concat(", ", sort(allowed_caps(doc))) if count(allowed_caps(doc)) > 0
+
+allowed_list(doc) := "none" if count(allowed_caps(doc)) == 0
+
+well_formed(doc) if {
+	cs := containers_of(doc)
+	is_array(cs)
+	every c in cs {
+		is_string(c.name)
+		is_array(c.capabilities)
+	}
+}
+
+cap_allowed(doc, cap) if {
+	ok := allowed_caps(doc)
+	ok[cap]
+}
+
+requested(doc) := {[c.name, cap] |
+	some c in containers_of(doc)
+	some cap in c.capabilities
+}
+
+allowed(doc) if {
+	well_formed(doc)
+	ok := allowed_caps(doc)
+	every pair in requested(doc) {
+		ok[pair[1]]
+	}
+	count(reasons(doc)) == 0
+}
+
+reasons(doc) := {"template.containers must be a list of {name, capabilities: [...]}" |
+	not well_formed(doc)
+} | {m |
+	not allowed_caps(doc)
+	count(requested(doc)) > 0
+	m := concat("", ["no capability table entry for ", scope(doc), "; no capabilities are allowed"])
+} | {m |
+	some pair in requested(doc)
+	cap := pair[1]
+	privileged[cap]
+	not cap_allowed(doc, cap)
+	m := concat("", ["container \"", pair[0], "\" requests privileged capability ", show(pair[1]), ", not allowed for ", scope(doc)])
+} | {m |
+	some pair in requested(doc)
+	not privileged[pair[1]]
+	ok := allowed_caps(doc)
+	not ok[pair[1]]
+	m := concat("", ["container \"", pair[0], "\" requests capability ", show(pair[1]), ", not allowed for ", scope(doc), " (allowed: ", allowed_list(doc), ")"])
+}

@@ -1,0 +1,214 @@
+"""Writing audit logs: append under a file lock, checkpoint with a signing key, verify.
+
+Many processes (replicas, CLI commands) may append to the same log; a `filelock` lock
+around "read the tail, write one line, fsync" keeps the chain linear. A half-written last
+line (a crash during write) was never committed and is cut off before the next append.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from filelock import FileLock
+
+from forge.audit.chain import (
+    CHECKPOINT_EVENT,
+    EVENT_RE,
+    GLOBAL_STREAM,
+    ChainReport,
+    checkpoint_data,
+    genesis_hash,
+    make_line,
+    prefix_through,
+    scenario_stream,
+    verify_chain,
+)
+from forge.evidence.canonical import CanonicalJSONError, loads
+from forge.evidence.score import require_scenario_id
+from forge.signing.ids import Signer
+
+_TAIL_CHUNK = 65536
+
+
+class AuditError(Exception):
+    """The log cannot be appended to (corrupt tail, bad event name or data)."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One appended line."""
+
+    seq: int
+    hash: str
+    event: str
+    line: bytes
+
+
+def format_audit_time(at: datetime | None = None) -> str:
+    """UTC timestamp with microseconds, as written into audit lines."""
+    moment = datetime.now(UTC) if at is None else at.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _rfind_newline(fh: BinaryIO, limit: int) -> int:
+    """Offset of the last newline before `limit`, or -1."""
+    pos = limit
+    while pos > 0:
+        step = min(_TAIL_CHUNK, pos)
+        pos -= step
+        fh.seek(pos)
+        found = fh.read(step).rfind(b"\n")
+        if found != -1:
+            return pos + found
+    return -1
+
+
+def _read_tail(fh: BinaryIO, size: int) -> tuple[bytes, int]:
+    """(last complete line, offset just after it); offset < size means a partial tail."""
+    end = _rfind_newline(fh, size)
+    if end == -1:
+        return b"", 0
+    start = _rfind_newline(fh, end)
+    fh.seek(start + 1)
+    return fh.read(end - start - 1), end + 1
+
+
+class AuditLog:
+    """One append-only hash-chained log file and its signed head sidecar."""
+
+    def __init__(
+        self,
+        path: Path,
+        stream: str,
+        *,
+        signer: Signer | None = None,
+        checkpoint_every: int = 0,
+        fsync: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.stream = stream
+        self.head_path = self.path.with_name(self.path.name + ".head")
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self.fsync = fsync
+        self._lock = FileLock(str(self.path.with_name(self.path.name + ".lock")))
+
+    def _last(self) -> tuple[int, str]:
+        """(next seq, prev hash), repairing a partial tail."""
+        if not self.path.exists():
+            return 0, genesis_hash(self.stream)
+        with self.path.open("r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            line, end = _read_tail(fh, size)
+            if end < size:
+                fh.truncate(end)
+        if not line:
+            return 0, genesis_hash(self.stream)
+        try:
+            obj = loads(line)
+            return int(obj["seq"]) + 1, str(obj["hash"])
+        except (CanonicalJSONError, KeyError, TypeError, ValueError):
+            raise AuditError(f"{self.path}: last line is corrupt; run `forge audit verify`") \
+                from None
+
+    def _write(self, line: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, line)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _append_locked(self, event: str, data: Mapping[str, Any], at: datetime | None,
+                       checkpoint_signer: Signer | None) -> AuditEntry:
+        seq, prev = self._last()
+        time = format_audit_time(at)
+        if checkpoint_signer is not None:
+            data = checkpoint_data(checkpoint_signer, self.stream, seq, prev, time)
+        try:
+            line = make_line(seq, prev, time, event, data)
+        except CanonicalJSONError as exc:
+            raise AuditError(f"data: {exc}") from None
+        self._write(line)
+        if checkpoint_signer is not None:
+            tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+            tmp.write_bytes(line)
+            if self.fsync:
+                with tmp.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, self.head_path)
+        return AuditEntry(seq, loads(line)["hash"], event, line)
+
+    def append(self, event: str, data: Mapping[str, Any] | None = None, *,
+               at: datetime | None = None) -> AuditEntry:
+        """Append one event; a checkpoint follows every `checkpoint_every` events."""
+        if EVENT_RE.fullmatch(event) is None or event == CHECKPOINT_EVENT:
+            raise AuditError(f"event: invalid event name {event!r}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            entry = self._append_locked(event, dict(data or {}), at, None)
+            if (self.signer is not None and self.checkpoint_every > 0
+                    and (entry.seq + 2) % (self.checkpoint_every + 1) == 0):
+                self._append_locked(CHECKPOINT_EVENT, {}, at, self.signer)
+        return entry
+
+    def checkpoint(self, signer: Signer | None = None, *, at: datetime | None = None) -> AuditEntry:
+        """Seal the chain head with a signature (and update the head sidecar)."""
+        use = signer or self.signer
+        if use is None:
+            raise AuditError("checkpoint: no signing key given")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            return self._append_locked(CHECKPOINT_EVENT, {}, at, use)
+
+    def read_bytes(self) -> bytes:
+        """The whole log (empty if it does not exist yet)."""
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def read_through(self, event: str) -> bytes | None:
+        """The log up to and including the first `event` line (e.g. `scenario.completed`)."""
+        return prefix_through(self.read_bytes(), event)
+
+    def verify(self, public_keys: Mapping[str, Ed25519PublicKey] | None) -> ChainReport:
+        """Check the log and its head sidecar; a missing sidecar with checkpoints is a reason."""
+        data = self.read_bytes()
+        head = self.head_path.read_bytes() if self.head_path.exists() else None
+        report = verify_chain(data, stream=self.stream, public_keys=public_keys, head=head)
+        if head is None and report.checkpoints:
+            report.reasons.append("signed head checkpoint file is missing (deleted?)")
+        return report
+
+
+def global_log_path(storage_root: Path) -> Path:
+    """Location of the installation-wide audit log."""
+    return storage_root / "audit" / "global.jsonl"
+
+
+def scenario_log_path(storage_root: Path, scenario_id: str) -> Path:
+    """Location of a scenario's audit log (the id is validated first)."""
+    return storage_root / "scenarios" / require_scenario_id(scenario_id) / "audit.jsonl"
+
+
+def global_log(storage_root: Path, signer: Signer | None = None,
+               checkpoint_every: int = 100) -> AuditLog:
+    """The global audit log, checkpointed every `checkpoint_every` entries when signed."""
+    return AuditLog(global_log_path(storage_root), GLOBAL_STREAM, signer=signer,
+                    checkpoint_every=checkpoint_every)
+
+
+def scenario_log(storage_root: Path, scenario_id: str, signer: Signer | None = None,
+                 checkpoint_every: int = 0) -> AuditLog:
+    """A scenario's audit log (stream `scenario:<id>`)."""
+    return AuditLog(scenario_log_path(storage_root, scenario_id), scenario_stream(scenario_id),
+                    signer=signer, checkpoint_every=checkpoint_every)

@@ -1,0 +1,85 @@
+"""`forge keys …`: the Ed25519 keyring that signs verdicts and audit checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from forge.signing.keyring import KEY_DIR_ENV, SigningKeyError, SigningKeyring, keyring_dir
+
+app = typer.Typer(help="Ed25519 signing keys for verdicts.", no_args_is_help=True)
+
+STORAGE_OPTION = typer.Option(None, "--storage", envvar="STORAGE_ROOT",
+                        help="Storage root (default ./storage).")
+KEYS_DIR_OPTION = typer.Option(None, "--keys-dir", envvar=KEY_DIR_ENV,
+                    help="Keyring directory (default <storage>/keys/signing).")
+
+
+def open_keyring(storage: Path | None, keys_dir: Path | None) -> SigningKeyring:
+    """The keyring the scoreboard would use for these options/environment."""
+    if keys_dir is not None:
+        return SigningKeyring(keys_dir)
+    return SigningKeyring(keyring_dir((storage or Path("storage")).absolute(), {}))
+
+
+@app.command()
+def generate(
+    storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION
+) -> None:
+    """Create the first signing key (refuses if one is current; use rotate)."""
+    ring = open_keyring(storage, keys_dir)
+    try:
+        key = ring.generate()
+    except SigningKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"generated signing key {key.key_id} in {ring.directory}")
+
+
+@app.command()
+def rotate(
+    storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION
+) -> None:
+    """A new key signs from now on; old public keys stay for verification."""
+    ring = open_keyring(storage, keys_dir)
+    try:
+        key = ring.rotate()
+    except SigningKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"current signing key is now {key.key_id}; "
+               "previous public keys are kept (forge keys export-public)")
+
+
+@app.command("list")
+def list_keys(
+    storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION
+) -> None:
+    """Key ids, creation and retirement times, which one is current."""
+    ring = open_keyring(storage, keys_dir)
+    infos = ring.list_keys()
+    if not infos:
+        typer.echo(f"no signing keys in {ring.directory} (run `forge keys generate`)")
+        raise typer.Exit(1)
+    typer.echo(f"{'KEY ID':<18}{'CREATED':<22}{'RETIRED':<22}STATE")
+    for i in infos:
+        state = "current" if i.current else ("can sign" if i.can_sign else "verify only")
+        typer.echo(f"{i.key_id:<18}{i.created_at:<22}{i.retired_at or '-':<22}{state}")
+
+
+@app.command("export-public")
+def export_public(
+    out: Path | None = typer.Option(None, "--out", help="Write <kid>.pem files here."),
+    storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION,
+) -> None:
+    """Print every public key as PEM (or write them to --out) for `--trusted-key`."""
+    ring = open_keyring(storage, keys_dir)
+    pems = ring.export_public(out)
+    if not pems:
+        typer.echo(f"no public keys in {ring.directory}", err=True)
+        raise typer.Exit(1)
+    if out is None:
+        typer.echo(pems.decode("ascii"), nl=False)
+    else:
+        typer.echo(f"wrote {len(ring.public_keys())} public keys to {out}")

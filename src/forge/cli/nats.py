@@ -1,0 +1,50 @@
+"""`forge nats restart-subscriber`: ask running services to restart their NATS subscribers."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import typer
+
+from forge.cli.context import settings_or_exit
+
+app = typer.Typer(help="NATS operations.", no_args_is_help=True)
+DEFAULT_URLS = {
+    "spawn": ("SPAWN_URL", "http://127.0.0.1:8082"),
+    "orchestrator": ("ORCHESTRATOR_URL", "http://127.0.0.1:8083"),
+    "scoreboard": ("SCOREBOARD_URL", "http://127.0.0.1:8086"),
+}
+
+
+@app.command("restart-subscriber")
+def restart_subscriber(
+    service: list[str] = typer.Option(
+        ["orchestrator", "scoreboard", "spawn"], "--service",
+        help="spawn, orchestrator or scoreboard (repeatable; default all three).",
+    ),
+) -> None:
+    """POST /v1/admin/nats/restart-subscriber on each service with the operator token."""
+    settings = settings_or_exit()
+    token = settings.operator.current.decode()
+    failed = False
+    for name in service:
+        if name not in DEFAULT_URLS:
+            raise typer.BadParameter(f"unknown service {name!r}", param_hint="--service")
+        env_var, default = DEFAULT_URLS[name]
+        url = os.environ.get(env_var, default).rstrip("/")
+        try:
+            resp = httpx.post(f"{url}/v1/admin/nats/restart-subscriber", timeout=30,
+                              headers={"authorization": f"Bearer {token}"})
+        except httpx.TransportError as exc:
+            typer.echo(f"{name}: unreachable at {url} ({type(exc).__name__})", err=True)
+            failed = True
+            continue
+        if resp.status_code != 200:
+            typer.echo(f"{name}: HTTP {resp.status_code} {resp.text[:200]}", err=True)
+            failed = True
+            continue
+        for durable, ok in resp.json()["restarted"].items():
+            typer.echo(f"{name}: {durable} {'connected' if ok else 'restarted, not yet connected'}")
+    if failed:
+        raise typer.Exit(1)

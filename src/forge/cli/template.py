@@ -1,0 +1,45 @@
+"""`forge template …`: validate template files and print the Scenario DSL's JSON Schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Scenario templates: validate files, print the JSON Schema.",
+                  no_args_is_help=True)
+
+
+@app.command("check")
+def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")) -> None:
+    """Validate each file; print every problem with its path; exit 1 if any is invalid."""
+    from forge.templates import TemplateError, load_template_file
+
+    bad = 0
+    for path in files:
+        try:
+            loaded = load_template_file(path)
+        except TemplateError as exc:
+            bad += 1
+            typer.echo(f"{path}: INVALID ({len(exc.problems)} problem(s))")
+            for p in exc.problems:
+                typer.echo(f"  {p}")
+            continue
+        typer.echo(f"{path}: ok ({loaded.name}, sha256 {loaded.sha256})")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("schema")
+def schema(
+    write: bool = typer.Option(False, "--write", help="Regenerate the shipped schema file."),
+) -> None:
+    """Print the JSON Schema of the Scenario DSL (the file shipped with Forge)."""
+    from forge.templates import schema as s
+
+    if write:
+        target = Path(s.__file__).with_name(s.SCHEMA_FILE)
+        target.write_text(s.render_schema(), encoding="utf-8")
+        typer.echo(f"wrote {target}")
+        return
+    typer.echo(s.shipped_schema_text(), nl=False)

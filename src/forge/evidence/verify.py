@@ -1,0 +1,375 @@
+"""The offline verifier: checks a verdict set and reports every reason it fails.
+
+Used by `forge verify` and scripts/verify_verdict.py. Needs only the standard library,
+`cryptography` and `zstandard`, and no Forge configuration, services or environment.
+Without trusted keys it proves integrity (the four files agree and are signed by the key
+in verdict.pub) but not origin (who holds that key); with trusted keys it proves both.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from forge.audit.chain import scenario_stream, verify_chain
+from forge.evidence.bundle import (
+    MANIFEST,
+    BundleError,
+    ReadLimits,
+    parse_manifest,
+    read_bundle,
+    sha256_hex,
+)
+from forge.evidence.canonical import CanonicalJSONError, is_canonical_file, loads
+from forge.evidence.dsse import Envelope, EnvelopeError, parse_envelope
+from forge.evidence.score import (
+    SCENARIO_ID_RE,
+    SCORE_FORMAT,
+    ScoreInputError,
+    recompute_from_document,
+)
+from forge.evidence.verdict import StatementError, Verdict, parse_statement
+from forge.signing.ids import (
+    PublicKeyError,
+    key_id_for,
+    load_public_pems,
+    public_pem,
+    raw_public_bytes,
+    same_text,
+)
+
+AUDIT_MEMBER = "audit/scenario.jsonl"
+TEMPLATE_MEMBER = "template.yaml"
+MAX_INPUT_BYTES = 512 * 1024 * 1024
+ORIGIN_NOT_PROVEN = ("no trusted key given: only integrity was proven, not origin "
+                     "(anyone can sign with a fresh key; use --trusted-key)")
+
+
+class InputError(Exception):
+    """An input file is missing or unreadable (exit code 2, not a verification failure)."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One failed check: a stable code and a human explanation."""
+
+    code: str
+    message: str
+
+
+@dataclass
+class VerifyResult:
+    """Everything the verifier found; `status` is PASS, FAIL or ERROR (unreadable input)."""
+
+    reasons: list[Reason] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    origin: str = "not_checked"
+    error: bool = False
+    scenario_id: str | None = None
+    key_id: str | None = None
+    score: float | None = None
+    passed: int | None = None
+    total: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True only when nothing failed and every input was readable."""
+        return not self.reasons and not self.error
+
+    @property
+    def status(self) -> str:
+        """PASS, FAIL or ERROR."""
+        return "ERROR" if self.error else ("PASS" if not self.reasons else "FAIL")
+
+    @property
+    def exit_code(self) -> int:
+        """0 PASS, 1 FAIL, 2 unreadable input."""
+        return {"PASS": 0, "FAIL": 1, "ERROR": 2}[self.status]
+
+    def fail(self, code: str, message: str) -> None:
+        """Record a failed check."""
+        self.reasons.append(Reason(code, message))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for --json)."""
+        return {
+            "status": self.status, "ok": self.ok, "origin": self.origin,
+            "scenario_id": self.scenario_id, "key_id": self.key_id, "score": self.score,
+            "passed": self.passed, "total": self.total, "checked": self.checked,
+            "reasons": [{"code": r.code, "message": r.message} for r in self.reasons],
+            "notes": self.notes,
+        }
+
+
+def load_trusted_keys(path: Path) -> list[Ed25519PublicKey]:
+    """Trusted public keys from a PEM file (one or more keys) or a directory of PEM files."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    keys: list[Ed25519PublicKey] = []
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError as exc:
+            raise InputError(f"trusted key {f}: {exc.strerror}") from None
+        if path.is_dir() and b"-----BEGIN PUBLIC KEY-----" not in data:
+            continue
+        try:
+            keys.extend(load_public_pems(data))
+        except PublicKeyError as exc:
+            raise InputError(f"trusted key {f}: {exc}") from None
+    if not keys:
+        raise InputError(f"trusted key {path}: no Ed25519 public key found")
+    return keys
+
+
+def _signature(env: Envelope | None, key: Ed25519PublicKey | None, kid: str | None,
+               res: VerifyResult) -> bool:
+    if env is None or key is None:
+        return False
+    good = env.verify(key)
+    if not good:
+        res.fail("signature_invalid", "verdict.sig: no signature verifies with verdict.pub")
+        return False
+    res.checked.append("DSSE signature verifies with verdict.pub")
+    if kid not in good:
+        res.fail("keyid_mismatch", f"verdict.sig: signature keyid {good[0]!r} is not the id "
+                                   f"of verdict.pub ({kid})")
+    return True
+
+
+def _score_doc(score_json: bytes, verdict: Verdict | None, res: VerifyResult) -> dict[str, Any]:
+    try:
+        doc = loads(score_json)
+    except CanonicalJSONError as exc:
+        res.fail("score_invalid", f"score.json: {exc}")
+        return {}
+    if not isinstance(doc, dict) or doc.get("format") != SCORE_FORMAT:
+        res.fail("score_invalid", f"score.json: not a {SCORE_FORMAT} document")
+        return {}
+    sid = doc.get("scenario_id")
+    if not isinstance(sid, str) or SCENARIO_ID_RE.fullmatch(sid) is None:
+        res.fail("score_invalid", "score.json: scenario_id missing or malformed")
+    if not is_canonical_file(score_json):
+        res.fail("score_not_canonical", "score.json: not in canonical JSON form")
+    try:
+        summary = recompute_from_document(doc)
+    except ScoreInputError as exc:
+        res.fail("score_inconsistent", f"score.json: {exc}")
+        return doc
+    stated = (doc.get("score"), doc.get("passed"), doc.get("total"))
+    if stated != (summary.score, summary.passed, summary.total):
+        res.fail("score_inconsistent", f"score.json: states {stated} but its criteria give "
+                                       f"{(summary.score, summary.passed, summary.total)}")
+    elif verdict is not None and (verdict.score, verdict.passed, verdict.total) != stated:
+        res.fail("score_inconsistent", "verdict predicate score/passed/total differ from "
+                                       "score.json")
+    else:
+        res.checked.append("score recomputed from criteria matches score.json and verdict")
+    return doc
+
+
+def _bundle(bundle: bytes, limits: ReadLimits | None, res: VerifyResult
+            ) -> tuple[dict[str, bytes], dict[str, Any]]:
+    try:
+        members = read_bundle(bundle, limits)
+        manifest = parse_manifest(members)
+    except BundleError as exc:
+        res.fail("bundle_invalid", f"bundle: {exc}")
+        return {}, {}
+    listed: dict[str, dict[str, Any]] = {}
+    for m in manifest["members"]:
+        if m["name"] in listed or m["name"] == MANIFEST:
+            res.fail("manifest_invalid", f"manifest: {m['name']!r} listed twice or self-listed")
+        listed[m["name"]] = m
+    bad = len(res.reasons)
+    for name in sorted(set(listed) - set(members)):
+        res.fail("member_missing", f"bundle: {name} is in the manifest but not in the bundle")
+    for name in sorted(set(members) - set(listed) - {MANIFEST}):
+        res.fail("member_extra", f"bundle: {name} is in the bundle but not in the manifest")
+    for name in sorted(set(listed) & set(members)):
+        data, m = members[name], listed[name]
+        if len(data) != m["size"] or not same_text(sha256_hex(data), m["sha256"]):
+            res.fail("member_digest_mismatch", f"bundle: {name} does not match its manifest "
+                                               "digest/size")
+    if len(res.reasons) == bad:
+        res.checked.append(f"all {len(listed)} bundle members match the manifest")
+    return members, manifest
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _evidence(doc: dict[str, Any], members: dict[str, bytes], res: VerifyResult) -> None:
+    template = members.get(TEMPLATE_MEMBER)
+    tdoc = doc.get("template")
+    want = tdoc.get("sha256") if isinstance(tdoc, dict) else None
+    if template is None:
+        res.fail("member_missing", f"bundle: {TEMPLATE_MEMBER} is missing")
+    elif not isinstance(want, str) or not same_text(sha256_hex(template), want):
+        res.fail("template_mismatch", "bundle template.yaml does not match score.json's "
+                                      "template sha256")
+    for crit in _list(doc.get("criteria")):
+        if not isinstance(crit, dict):
+            continue
+        for ref in _list(crit.get("evidence")):
+            if not isinstance(ref, str) or ref not in members:
+                res.fail("member_missing", f"bundle: evidence {ref!r} of criterion "
+                                           f"{crit.get('id')!r} is missing")
+        for check in _list(crit.get("checks")):
+            for stream in ("stdout", "stderr"):
+                meta = check.get(stream) if isinstance(check, dict) else None
+                if not isinstance(meta, dict) or meta.get("truncated") is not False:
+                    continue
+                kept = members.get(str(meta.get("evidence")))
+                if kept is not None and sha256_hex(kept) != meta.get("sha256"):
+                    res.fail("output_mismatch", f"bundle: {meta.get('evidence')!r} does not "
+                                                "match the output hash in score.json")
+
+
+def _audit(doc: dict[str, Any], members: dict[str, bytes], scenario_id: str,
+           key: Ed25519PublicKey | None, kid: str | None, res: VerifyResult) -> None:
+    log = members.get(AUDIT_MEMBER)
+    if log is None:
+        res.fail("member_missing", f"bundle: {AUDIT_MEMBER} is missing")
+        return
+    keys = {kid: key} if key is not None and kid is not None else None
+    report = verify_chain(log, stream=scenario_stream(scenario_id), public_keys=keys,
+                          unknown_key_is_error=False)
+    for reason in report.reasons:
+        res.fail("audit_chain_broken", f"audit log: {reason}")
+    res.notes.extend(f"audit log: {n}" for n in report.notes)
+    raw_sealed = doc.get("audit")
+    sealed: dict[str, Any] = raw_sealed if isinstance(raw_sealed, dict) else {}
+    entries, head = sealed.get("entries"), sealed.get("head")
+    if not isinstance(entries, int) or not isinstance(head, str):
+        res.fail("score_invalid", "score.json: audit entries/head missing")
+    elif report.entries < entries:
+        res.fail("audit_truncated", f"audit log: truncated, {report.entries} entries where "
+                                    f"score.json seals {entries}")
+    elif report.entries != entries or not same_text(report.head, head):
+        res.fail("audit_mismatch", "audit log: head differs from the one sealed in score.json")
+    elif report.ok:
+        res.checked.append(f"audit chain intact ({entries} entries, head sealed in score.json)")
+
+
+def verify_artifacts(
+    score_json: bytes, bundle: bytes, bundle_name: str, verdict_sig: bytes, verdict_pub: bytes,
+    *, trusted: list[Ed25519PublicKey] | None = None, limits: ReadLimits | None = None,
+) -> VerifyResult:
+    """Run every check over the four files' bytes and collect every failure."""
+    res = VerifyResult()
+    key: Ed25519PublicKey | None = None
+    try:
+        key = load_public_pems(verdict_pub)[0]
+        res.key_id = key_id_for(key)
+        if public_pem(key) != verdict_pub:
+            res.fail("pubkey_not_canonical", "verdict.pub: bytes differ from the canonical PEM "
+                                             "of the key it holds (altered?)")
+    except PublicKeyError as exc:
+        res.fail("pubkey_invalid", f"verdict.pub: {exc}")
+    env: Envelope | None = None
+    try:
+        env = parse_envelope(verdict_sig)
+    except EnvelopeError as exc:
+        res.fail("envelope_invalid", f"verdict.sig: {exc}")
+    _signature(env, key, res.key_id, res)
+    verdict: Verdict | None = None
+    if env is not None:
+        try:
+            verdict = parse_statement(env)
+        except StatementError as exc:
+            res.fail("statement_invalid", f"verdict statement: {exc}")
+    if verdict is not None:
+        res.scenario_id = verdict.scenario_id
+        res.score, res.passed, res.total = verdict.score, verdict.passed, verdict.total
+        if res.key_id is not None and verdict.key_id != res.key_id:
+            res.fail("keyid_mismatch", f"verdict names key {verdict.key_id}, verdict.pub is "
+                                       f"{res.key_id}")
+        if same_text(sha256_hex(score_json), verdict.score_sha256):
+            res.checked.append("score.json sha256 matches the signed statement")
+        else:
+            res.fail("score_digest_mismatch", "score.json: sha256 differs from the signed "
+                                              "statement")
+        if same_text(sha256_hex(bundle), verdict.bundle_sha256):
+            res.checked.append(f"{bundle_name} sha256 matches the signed statement")
+        else:
+            res.fail("bundle_digest_mismatch", f"{bundle_name}: sha256 differs from the "
+                                               "signed statement")
+        if bundle_name != verdict.bundle_name:
+            res.notes.append(f"bundle file is named {bundle_name}; the statement names "
+                             f"{verdict.bundle_name}")
+    doc = _score_doc(score_json, verdict, res)
+    members, manifest = _bundle(bundle, limits, res)
+    ids = {"statement": verdict.scenario_id if verdict else None,
+           "score.json": doc.get("scenario_id"), "manifest": manifest.get("scenario_id")}
+    present = {k: v if isinstance(v, str) else repr(v) for k, v in ids.items() if v is not None}
+    if len(set(present.values())) > 1:
+        res.fail("scenario_mismatch", "scenario_id differs: " + ", ".join(
+            f"{k}={v}" for k, v in present.items()))
+    elif len(present) == 3:
+        res.checked.append("scenario_id agrees in statement, score.json and manifest")
+    sid = doc.get("scenario_id") or (verdict.scenario_id if verdict else None)
+    if doc and members and isinstance(sid, str) and SCENARIO_ID_RE.fullmatch(sid):
+        _evidence(doc, members, res)
+        _audit(doc, members, sid, key, res.key_id, res)
+    if trusted is None:
+        res.notes.append(ORIGIN_NOT_PROVEN)
+    elif key is not None:
+        raw = raw_public_bytes(key)
+        if any(hmac.compare_digest(raw, raw_public_bytes(t)) for t in trusted):
+            res.origin = "proven"
+            res.checked.append(f"verdict.pub ({res.key_id}) is a trusted key: origin proven")
+        else:
+            res.origin = "untrusted"
+            res.fail("untrusted_key", f"verdict.pub ({res.key_id}) is not among the trusted "
+                                      "keys")
+    return res
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            raise InputError(f"{what} {path}: larger than {MAX_INPUT_BYTES} bytes")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path}: is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{what} {path}: {exc.strerror}") from None
+
+
+def verify_paths(
+    score: Path, bundle: Path, sig: Path, pub: Path, *, trusted_key: Path | None = None,
+    limits: ReadLimits | None = None,
+) -> VerifyResult:
+    """Verify four files on disk; unreadable input gives status ERROR (exit code 2)."""
+    try:
+        trusted = load_trusted_keys(trusted_key) if trusted_key is not None else None
+        data = [_read(Path(p), w) for p, w in ((score, "score"), (bundle, "bundle"),
+                                               (sig, "verdict.sig"), (pub, "verdict.pub"))]
+    except InputError as exc:
+        res = VerifyResult(error=True)
+        res.fail("unreadable_input", str(exc))
+        return res
+    return verify_artifacts(data[0], data[1], Path(bundle).name, data[2], data[3],
+                            trusted=trusted, limits=limits)
+
+
+def render_text(res: VerifyResult) -> str:
+    """Human report: verdict line, reasons, what was checked, notes."""
+    head = f"{res.status}"
+    if res.scenario_id:
+        head += f" {res.scenario_id} score={res.score} passed={res.passed}/{res.total}"
+    if res.key_id:
+        head += f" key={res.key_id}"
+    lines = [head]
+    lines += [f"  FAIL [{r.code}] {r.message}" for r in res.reasons]
+    lines += [f"  ok   {c}" for c in res.checked]
+    lines += [f"  note {n}" for n in res.notes]
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""Command-line front end of the verifier (argparse, standard library only).
+
+Shared by scripts/verify_verdict.py (the runbook's command) so both print the same report
+and use the same exit codes: 0 PASS, 1 FAIL (each reason printed), 2 usage or unreadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from forge.evidence.verify import render_text, verify_paths
+
+
+def build_parser(prog: str = "verify_verdict.py") -> argparse.ArgumentParser:
+    """Positional files as in the runbook, plus --trusted-key and --json."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Verify a FrostGate Forge verdict offline: score.json, the evidence "
+                    "bundle, verdict.sig (DSSE) and verdict.pub.")
+    p.add_argument("score", type=Path, help="score.json")
+    p.add_argument("bundle", type=Path, help="evidence bundle (.tar.zst or .tar.gz)")
+    p.add_argument("sig", type=Path, help="verdict.sig (DSSE envelope)")
+    p.add_argument("pub", type=Path, help="verdict.pub (PEM public key)")
+    p.add_argument("--trusted-key", type=Path, default=None, metavar="PATH",
+                   help="PEM file or directory of PEM public keys that may sign verdicts")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "verify_verdict.py") -> int:
+    """Parse arguments, verify, print, and return the exit code."""
+    args = build_parser(prog).parse_args(argv)
+    result = verify_paths(args.score, args.bundle, args.sig, args.pub,
+                          trusted_key=args.trusted_key)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(render_text(result))
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Run every check of a rendered template through the runtime and keep the outputs as evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forge.evidence.score import CheckResult, StreamOutput
+from forge.grading.expect import judge
+from forge.runtime.base import ExecResult, Runtime
+from forge.templates.models import ScenarioTemplate
+
+MAX_OUTPUT = 1 << 20
+
+
+def _stream(data: bytes, sha256: str, size: int) -> StreamOutput:
+    """Kept text plus facts of the full output; truncated also when the text is not exact."""
+    text = data.decode("utf-8", "replace")
+    exact = size == len(data) and text.encode() == data
+    return StreamOutput(text=text, sha256=sha256, size=size, truncated=not exact)
+
+
+def _to_result(criterion_id: str, index: int, container: str, passed: bool,
+               result: ExecResult) -> CheckResult:
+    return CheckResult(
+        criterion_id=criterion_id,
+        check_index=index,
+        passed=passed,
+        exit_code=result.exit_code,
+        stdout=_stream(result.stdout, result.stdout_sha256, result.stdout_size),
+        stderr=_stream(result.stderr, result.stderr_sha256, result.stderr_size),
+        timed_out=result.timed_out,
+        duration_ms=int(result.duration_s * 1000),
+        container=container,
+    )
+
+
+def grade(
+    runtime: Runtime, lab_id: str, template: ScenarioTemplate, evidence_dir: Path,
+    max_output: int = MAX_OUTPUT,
+) -> list[CheckResult]:
+    """Run each check (its own timeout, output cap); write stdout/stderr files per check."""
+    evidence_dir.mkdir(parents=True, exist_ok=True)
+    results: list[CheckResult] = []
+    for criterion in template.spec.success_criteria:
+        for index, check in enumerate(criterion.checks):
+            outcome = runtime.exec(lab_id, check.container, list(check.command),
+                                   timeout=float(check.timeout_seconds), max_output=max_output)
+            passed, _ = judge(check.expect, outcome)
+            stem = f"{criterion.id}.{index}"
+            (evidence_dir / f"{stem}.stdout").write_bytes(outcome.stdout)
+            (evidence_dir / f"{stem}.stderr").write_bytes(outcome.stderr)
+            results.append(_to_result(criterion.id, index, check.container, passed, outcome))
+    return results

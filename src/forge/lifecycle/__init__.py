@@ -1,0 +1,1 @@
+"""Scenario lifecycle: the persisted state machine every lab moves through."""

@@ -1,0 +1,88 @@
+"""Persisted transitions: the state row, its history, and the scenario's audit log together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from forge.audit.log import scenario_log
+from forge.lifecycle import states
+from forge.store.db import Database
+from forge.store.models import Scenario, ScenarioTransition
+
+
+class ScenarioNotFound(LookupError):
+    """No scenario with that id."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One completed state change, ready to publish as `forge.scenario.<to_state>`."""
+
+    scenario_id: str
+    from_state: str
+    to_state: str
+    reason: str
+    at: datetime
+    tenant_id: str
+    subject: str
+    track: str
+
+    def event(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "scenario_id": self.scenario_id, "state": self.to_state, "from": self.from_state,
+            "reason": self.reason, "at": self.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tenant_id": self.tenant_id, "subject": self.subject, "track": self.track, **extra,
+        }
+
+
+def load(db: Database, scenario_id: str) -> Scenario:
+    """A detached copy of the scenario row."""
+    with db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        if row is None:
+            raise ScenarioNotFound(scenario_id)
+        sess.expunge(row)
+        return row
+
+
+def move(
+    db: Database, storage_root: Path, scenario_id: str, target: str, reason: str,
+    *, updates: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
+) -> Transition:
+    """Apply one allowed transition atomically, record it, and append it to the audit log."""
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        row = sess.get(Scenario, scenario_id)
+        if row is None:
+            raise ScenarioNotFound(scenario_id)
+        current = row.state
+        states.check(scenario_id, current, target)
+        row.state, row.state_reason, row.updated_at = target, reason[:2000], now
+        for key, value in (updates or {}).items():
+            setattr(row, key, value)
+        if details:
+            row.details = {**row.details, **details}
+        sess.add(ScenarioTransition(scenario_id=scenario_id, from_state=current,
+                                    to_state=target, reason=reason[:2000], at=now))
+        result = Transition(scenario_id, current, target, reason, now, row.tenant_id,
+                            row.subject, row.track)
+    scenario_log(storage_root, scenario_id).append(
+        "scenario.state", {"from": current, "to": target, "reason": reason[:2000]}, at=now
+    )
+    return result
+
+
+def history(db: Database, scenario_id: str) -> list[dict[str, Any]]:
+    """Every transition of a scenario, oldest first."""
+    with db.read() as sess:
+        rows = sess.scalars(
+            select(ScenarioTransition).where(ScenarioTransition.scenario_id == scenario_id)
+            .order_by(ScenarioTransition.id)
+        ).all()
+        return [{"from": r.from_state, "to": r.to_state, "reason": r.reason,
+                 "at": r.at.isoformat()} for r in rows]

@@ -1,0 +1,73 @@
+"""Rego policy gates: one `PolicyEngine.decide` interface, embedded and remote engines,
+the policy bundle hash and its pin, and the input builders for each package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forge.policy.bundle import (
+    PolicyBundle,
+    check_pinned_hash,
+    default_policy_dir,
+    policy_hash,
+)
+from forge.policy.decision import (
+    Decision,
+    PolicyEngine,
+    PolicyError,
+    PolicyEvaluationError,
+    PolicyHashMismatch,
+    PolicyInputError,
+    PolicyUnavailable,
+)
+from forge.policy.embedded import EmbeddedEngine
+from forge.policy.inputs import TRAINING_PACKAGES, build_spawn_input, build_training_input
+from forge.policy.remote import CircuitBreaker, RemoteEngine
+
+
+def make_engine(opa_url: str | None = None, policy_dir: Path | None = None) -> PolicyEngine:
+    """RemoteEngine when `opa_url` is set (OPA_URL), else EmbeddedEngine; both report the
+    hash of the local bundle in `policy_dir` (what OPA_POLICY_HASH pins)."""
+    bundle = PolicyBundle.load(policy_dir)
+    if opa_url:
+        return RemoteEngine(opa_url, policy_hash=bundle.hash)
+    return EmbeddedEngine(bundle)
+
+
+def decide_all(
+    engine: PolicyEngine, input: dict[str, object], packages: tuple[str, ...] = TRAINING_PACKAGES
+) -> Decision:
+    """Combine several gates: allow only if every package allows; reasons are concatenated
+    in package order (each prefixed with its package). Raises PolicyUnavailable on outage."""
+    allow = True
+    reasons: list[str] = []
+    policy_hash_value = engine.policy_hash
+    for package in packages:
+        d = engine.decide(package, input)
+        allow = allow and d.allow
+        reasons += [f"{package}: {r}" for r in d.reasons]
+    return Decision(allow=allow, reasons=reasons, policy_hash=policy_hash_value,
+                    package=",".join(packages))
+
+
+__all__ = [
+    "TRAINING_PACKAGES",
+    "CircuitBreaker",
+    "Decision",
+    "EmbeddedEngine",
+    "PolicyBundle",
+    "PolicyEngine",
+    "PolicyError",
+    "PolicyEvaluationError",
+    "PolicyHashMismatch",
+    "PolicyInputError",
+    "PolicyUnavailable",
+    "RemoteEngine",
+    "build_spawn_input",
+    "build_training_input",
+    "check_pinned_hash",
+    "decide_all",
+    "default_policy_dir",
+    "make_engine",
+    "policy_hash",
+]

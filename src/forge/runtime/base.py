@@ -1,0 +1,204 @@
+"""Engine-neutral sandbox runtime interface.
+
+The orchestrator turns a template into a :class:`LabSpec` and drives any engine through
+:class:`Runtime`. Nothing here names a Linux namespace, bridge or cgroup, so a Kubernetes
+engine can implement the same contract. Methods are synchronous; callers run them in a
+thread pool.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+from dataclasses import dataclass, field
+from typing import Literal
+
+EgressMode = Literal["deny", "allowlist"]
+LabState = Literal["running", "degraded"]
+
+
+class RuntimeFault(Exception):
+    """Base class of every runtime error."""
+
+
+class SpecError(RuntimeFault, ValueError):
+    """A LabSpec (or an exec/tty argument) is invalid; ``field`` names the offending field."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+        self.message = message
+
+
+class LabNotFound(RuntimeFault, LookupError):
+    """The lab (or a host inside it) does not exist."""
+
+
+class LabExists(RuntimeFault):
+    """A lab with this id already exists."""
+
+
+class RuntimeUnavailable(RuntimeFault):
+    """The engine cannot work on this machine (missing privileges or tools)."""
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    """One L2 network of a lab, e.g. ``SubnetSpec("dmz", "10.0.1.0/24")`` (IPv4 only)."""
+
+    name: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One lab host.
+
+    ``networks``: (subnet name, fixed address or None to allocate). ``routes``:
+    (destination CIDR or ``"default"``, gateway address). ``router`` enables forwarding
+    in this host only. ``capabilities``: Linux capabilities approved by policy
+    (``"NET_ADMIN"`` or ``"CAP_NET_ADMIN"``); all others are dropped. ``command``: a
+    shell command started as the host's service at create. ``files``: absolute paths
+    under /home, /workspace or /srv to seed; content starting with ``#!`` is made
+    executable. ``hostname`` defaults to ``name``.
+    """
+
+    name: str
+    networks: list[tuple[str, str | None]] = field(default_factory=list)
+    routes: list[tuple[str, str]] = field(default_factory=list)
+    router: bool = False
+    capabilities: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    command: str | None = None
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    hostname: str | None = None
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to the whole lab and to each of its hosts."""
+
+    cpu: float = 1.0
+    memory_mb: int = 512
+    pids: int = 256
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """Everything an engine needs to build one lab."""
+
+    lab_id: str
+    subnets: list[SubnetSpec]
+    hosts: list[HostSpec]
+    limits: Limits = field(default_factory=Limits)
+    egress: EgressMode = "deny"
+    allowlist_profile: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """Outcome of one command run inside a lab host.
+
+    ``stdout``/``stderr`` hold at most ``max_output`` bytes each; the hashes and sizes
+    cover the full, untruncated streams. ``exit_code`` is 128+N when killed by signal N
+    (124 convention is not used: check ``timed_out``).
+    """
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    stdout_sha256: str
+    stderr_sha256: str
+    stdout_size: int
+    stderr_size: int
+    truncated: bool
+    duration_s: float
+    timed_out: bool
+
+    @property
+    def stdout_text(self) -> str:
+        """The captured stdout decoded as UTF-8 (invalid bytes replaced)."""
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def stderr_text(self) -> str:
+        """The captured stderr decoded as UTF-8 (invalid bytes replaced)."""
+        return self.stderr.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    """What the engine holds for one lab: host name -> {subnet name: address}."""
+
+    lab_id: str
+    hosts: dict[str, dict[str, str]]
+    state: LabState
+
+
+class TtySession(abc.ABC):
+    """An interactive terminal into a lab host (the learner's browser terminal)."""
+
+    @abc.abstractmethod
+    def fileno(self) -> int:
+        """A descriptor that becomes readable when output is available (for event loops)."""
+
+    @abc.abstractmethod
+    def read(self, size: int = 65536) -> bytes:
+        """Read available output; ``b""`` means the session ended."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> int:
+        """Send keystrokes; returns the number of bytes written."""
+
+    @abc.abstractmethod
+    def resize(self, rows: int, cols: int) -> None:
+        """Change the terminal size."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the session and every process it started. Idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool:
+        """True once the session has ended."""
+
+
+class Runtime(abc.ABC):
+    """A sandbox engine: builds, inspects, enters and destroys labs."""
+
+    @abc.abstractmethod
+    def check(self) -> builtins.list[str]:
+        """Problems preventing this engine from working here (empty list when usable)."""
+
+    @abc.abstractmethod
+    def create(self, spec: LabSpec) -> LabInfo:
+        """Build a lab atomically: on any failure everything created is removed again."""
+
+    @abc.abstractmethod
+    def destroy(self, lab_id: str) -> None:
+        """Remove every process and object of the lab. Idempotent."""
+
+    @abc.abstractmethod
+    def list(self) -> list[LabInfo]:
+        """Labs the engine's backend holds now (used to reconcile after a crash)."""
+
+    @abc.abstractmethod
+    def exec(
+        self,
+        lab_id: str,
+        host: str,
+        argv: builtins.list[str] | None = None,
+        shell: str | None = None,
+        *,
+        timeout: float = 30.0,
+        stdin: bytes | None = None,
+        max_output: int = 1 << 20,
+    ) -> ExecResult:
+        """Run ``argv`` (or ``shell`` through /bin/sh) in a host; kill it and its children
+        after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> TtySession:
+        """Open a login shell on a PTY inside a host; closed when the lab is destroyed."""

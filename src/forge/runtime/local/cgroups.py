@@ -1,0 +1,177 @@
+"""Per-lab and per-host cgroups with memory, cpu and pids limits (cgroup v1 and v2).
+
+Layout (v2 shown; v1 repeats it under each controller hierarchy):
+``<root>/<lab cgroup>/<host>/<leaf>`` where the lab and host levels carry limits and the
+leaves hold processes (``init`` for the host's sandbox, one per exec/tty), which also
+satisfies v2's "no processes in inner nodes" rule. Killing every pid listed in a subtree
+is the teardown: it also catches processes that left their session or pid namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from forge.runtime.base import Limits
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+CPU_PERIOD_US = 100_000
+
+
+def detect_version(root: str = CGROUP_ROOT) -> int:
+    """2 when ``root`` is a cgroup2 mount, else 1 (v1 or hybrid with v1 controllers)."""
+    return 2 if os.path.exists(os.path.join(root, "cgroup.controllers")) else 1
+
+
+@dataclass(frozen=True)
+class Cgroups:
+    """Cgroup operations under a fixed root, for one cgroup version."""
+
+    version: int
+    root: str = CGROUP_ROOT
+
+    @classmethod
+    def detect(cls, root: str = CGROUP_ROOT) -> Cgroups:
+        """Build for whatever version is mounted at ``root``."""
+        return cls(detect_version(root), root)
+
+    def problems(self) -> list[str]:
+        """What is missing for this engine (empty when usable)."""
+        if self.version == 2:
+            ctrl = _read(os.path.join(self.root, "cgroup.controllers")).split()
+            missing = [c for c in ("memory", "pids", "cpu") if c not in ctrl]
+            return [f"cgroup v2 controller {c!r} not available" for c in missing]
+        return [
+            f"cgroup v1 controller {c!r} not mounted at {self.root}/{c}"
+            for c in V1_CONTROLLERS
+            if not os.path.isdir(os.path.join(self.root, c))
+        ]
+
+    def bases(self) -> list[str]:
+        """Hierarchy roots in use (one for v2, one per controller for v1)."""
+        if self.version == 2:
+            return [self.root]
+        return [os.path.join(self.root, c) for c in V1_CONTROLLERS]
+
+    def paths(self, *parts: str) -> list[str]:
+        """The directory of cgroup ``parts`` in every hierarchy in use."""
+        return [os.path.join(base, *parts) for base in self.bases()]
+
+    def list_top(self) -> list[str]:
+        """Names of top-level cgroups (in any hierarchy in use)."""
+        names: set[str] = set()
+        for base in self.bases():
+            with contextlib.suppress(FileNotFoundError):
+                names.update(e.name for e in os.scandir(base) if e.is_dir())
+        return sorted(names)
+
+    def create(self, parts: tuple[str, ...], limits: Limits | None) -> None:
+        """Create cgroup ``parts`` (parents must exist) and apply ``limits`` if given."""
+        if self.version == 2:
+            parent = os.path.join(self.root, *parts[:-1])
+            _enable_controllers(parent)
+        for path in self.paths(*parts):
+            os.mkdir(path, 0o755)
+        if limits is not None:
+            self._limit(parts, limits)
+
+    def _limit(self, parts: tuple[str, ...], limits: Limits) -> None:
+        mem = limits.memory_mb * 1024 * 1024
+        quota = max(1000, int(limits.cpu * CPU_PERIOD_US))
+        if self.version == 2:
+            path = os.path.join(self.root, *parts)
+            _write(os.path.join(path, "memory.max"), str(mem))
+            _write_optional(os.path.join(path, "memory.swap.max"), "0")
+            _write(os.path.join(path, "pids.max"), str(limits.pids))
+            _write(os.path.join(path, "cpu.max"), f"{quota} {CPU_PERIOD_US}")
+            return
+        memory = os.path.join(self.root, "memory", *parts)
+        _write(os.path.join(memory, "memory.limit_in_bytes"), str(mem))
+        _write_optional(os.path.join(memory, "memory.memsw.limit_in_bytes"), str(mem))
+        _write(os.path.join(self.root, "pids", *parts, "pids.max"), str(limits.pids))
+        cpu = os.path.join(self.root, "cpu", *parts)
+        _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+        _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(quota))
+
+    def procs_files(self, *parts: str) -> list[str]:
+        """The ``cgroup.procs`` files a process must write its pid to, to join ``parts``."""
+        return [os.path.join(p, "cgroup.procs") for p in self.paths(*parts)]
+
+    def pids(self, *parts: str) -> set[int]:
+        """Every pid in the subtree ``parts`` (all hierarchies)."""
+        found: set[int] = set()
+        for top in self.paths(*parts):
+            for dirpath, _dirs, _files in os.walk(top):
+                with contextlib.suppress(FileNotFoundError):
+                    found.update(int(x) for x in _read(f"{dirpath}/cgroup.procs").split())
+        return found
+
+    def kill(self, *parts: str, deadline_s: float = 5.0) -> bool:
+        """SIGKILL every process in subtree ``parts`` until it is empty; True if emptied."""
+        if self.version == 2:
+            for top in self.paths(*parts):
+                kill_file = os.path.join(top, "cgroup.kill")
+                if os.path.exists(kill_file):
+                    with contextlib.suppress(OSError):
+                        _write(kill_file, "1")
+        end = time.monotonic() + deadline_s
+        while True:
+            pids = self.pids(*parts)
+            if not pids:
+                return True
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.005)
+
+    def remove(self, *parts: str, deadline_s: float = 5.0) -> None:
+        """Remove subtree ``parts`` bottom-up (killing what is left); missing is fine."""
+        self.kill(*parts, deadline_s=deadline_s)
+        end = time.monotonic() + deadline_s
+        for top in self.paths(*parts):
+            if not os.path.isdir(top):
+                continue
+            dirs = [d for d, _s, _f in os.walk(top)]
+            for path in sorted(dirs, key=len, reverse=True):
+                while True:
+                    try:
+                        os.rmdir(path)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError as exc:
+                        # EBUSY while killed tasks are still exiting.
+                        if exc.errno != errno.EBUSY or time.monotonic() > end:
+                            raise
+                        time.sleep(0.005)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="ascii") as fh:
+        return fh.read()
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write(value)
+
+
+def _write_optional(path: str, value: str) -> None:
+    if os.path.exists(path):
+        with contextlib.suppress(OSError):
+            _write(path, value)
+
+
+def _enable_controllers(path: str) -> None:
+    control = os.path.join(path, "cgroup.subtree_control")
+    enabled = _read(control).split()
+    wanted = [f"+{c}" for c in ("memory", "pids", "cpu") if c not in enabled]
+    if wanted:
+        _write(control, " ".join(wanted))

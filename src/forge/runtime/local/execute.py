@@ -1,0 +1,144 @@
+"""Run a command inside a host: enter its namespaces, drop capabilities, capture output.
+
+The command line is: join the exec's own leaf cgroup (so the whole process tree can be
+found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces (nsenter
+keeps the caller's full capabilities), then ``setpriv`` to drop every capability not
+approved for the host and set no-new-privs, then ``env -i`` with the host environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import selectors
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from forge.runtime.base import ExecResult, SpecError
+from forge.runtime.local.sandbox import BASE_PATH, JOIN_SH
+
+
+def enter_argv(init_pid: int, caps: list[str], env: dict[str, str], argv: list[str]) -> list[str]:
+    """Command line running ``argv`` inside the host whose init is ``init_pid``."""
+    if "=" in argv[0]:  # env(1) would take it for an assignment
+        raise SpecError("argv[0]", "a program name must not contain '='")
+    bounding = "-all" + "".join(f",+{c.lower()}" for c in caps)
+    envs = [f"{k}={v}" for k, v in env.items()]
+    return [
+        "/bin/sh", "-c", JOIN_SH, "fg-join",
+        "nsenter", "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
+        "setpriv", "--no-new-privs", "--inh-caps=-all", f"--bounding-set={bounding}", "--",
+        "env", "-i", "-C", "/workspace", *envs, *argv,
+    ]
+
+
+def wrapper_env(cgroup_procs: list[str]) -> dict[str, str]:
+    """Environment of the wrapper (consumed before the command starts)."""
+    return {"PATH": BASE_PATH, "FG_CG": ":".join(cgroup_procs)}
+
+
+class _Capture:
+    """Keeps the first ``cap`` bytes of a stream and hashes all of it."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept = bytearray()
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        self.digest.update(data)
+        room = self.cap - len(self.kept)
+        if room > 0:
+            self.kept += data[:room]
+
+
+def _feed_stdin(proc: subprocess.Popen[bytes], data: bytes | None) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, OSError):
+        if data:
+            proc.stdin.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        proc.stdin.close()
+
+
+def run_captured(
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    timeout: float,
+    stdin: bytes | None,
+    max_output: int,
+    kill_tree: Callable[[], None],
+) -> ExecResult:
+    """Run ``argv``; on timeout call ``kill_tree`` (kills every process of the command).
+
+    Output is read until the command exits; then every process it left running in the
+    background is killed too (an exec runs to completion; services belong in the host's
+    ``command``) and the remaining buffered output is drained.
+    """
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, start_new_session=True,
+    )
+    writer = threading.Thread(target=_feed_stdin, args=(proc, stdin), daemon=True)
+    writer.start()
+    out, err = _Capture(max_output), _Capture(max_output)
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, out)
+    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    for stream in (proc.stdout, proc.stderr):
+        os.set_blocking(stream.fileno(), False)
+    timed_out = False
+    deadline = start + timeout
+    drain_until: float | None = None
+    while sel.get_map():
+        now = time.monotonic()
+        if drain_until is None:
+            if now >= deadline:
+                timed_out = True
+            if timed_out or proc.poll() is not None:
+                # The command ended (or ran out of time): kill whatever it left behind so
+                # the pipes reach EOF, then drain what is buffered.
+                kill_tree()
+                drain_until = now + 1.0
+        elif now > drain_until:
+            break
+        wait = 0.05 if drain_until is not None else min(0.05, max(0.0, deadline - now))
+        for key, _ev in sel.select(wait):
+            try:
+                chunk = os.read(key.fd, 65536)
+            except BlockingIOError:
+                continue
+            if chunk:
+                key.data.feed(chunk)
+            else:
+                sel.unregister(key.fileobj)
+    sel.close()
+    proc.stdout.close()
+    proc.stderr.close()
+    if proc.poll() is None:
+        timed_out = timed_out or time.monotonic() >= deadline
+        kill_tree()
+    code = proc.wait()
+    writer.join(timeout=1)
+    if code < 0:
+        code = 128 - code
+    return ExecResult(
+        exit_code=code,
+        stdout=bytes(out.kept),
+        stderr=bytes(err.kept),
+        stdout_sha256=out.digest.hexdigest(),
+        stderr_sha256=err.digest.hexdigest(),
+        stdout_size=out.size,
+        stderr_size=err.size,
+        truncated=out.size > max_output or err.size > max_output,
+        duration_s=time.monotonic() - start,
+        timed_out=timed_out,
+    )

@@ -1,0 +1,173 @@
+"""Named network namespaces: create, enter per thread, configure in batches, remove.
+
+``setns(CLONE_NEWNET)`` and ``unshare(CLONE_NEWNET)`` change only the calling thread, so a
+short-lived worker thread can step into a namespace (to create it, write its sysctls or
+open pyroute2 netlink sockets there) without forking. Writes go through one
+``ip -batch`` process per namespace: measured on this machine, that costs ~2 ms of CPU
+against ~0.5-1 ms per call through pyroute2 0.9's asyncio core, which dominated create
+time. Named namespaces live under /run/netns like iproute2's, so ``ip netns`` sees them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+T = TypeVar("T")
+_libc = ctypes.CDLL(None, use_errno=True)
+_init_lock = threading.Lock()
+_initialized = False
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _ensure_rundir() -> None:
+    """Make /run/netns a shared mount point (as iproute2 does) so that removing a
+    namespace also unmounts it from every other mount namespace's copy."""
+    global _initialized
+    with _init_lock:
+        if _initialized:
+            return
+        os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+        rundir = NETNS_DIR.encode()
+        if _libc.mount(b"", rundir, b"none", MS_SHARED | MS_REC, None) != 0:
+            _check(_libc.mount(rundir, rundir, b"none", MS_BIND | MS_REC, None), "bind rundir")
+            _check(_libc.mount(b"", rundir, b"none", MS_SHARED | MS_REC, None), "share rundir")
+        _initialized = True
+
+
+def netns_path(name: str) -> str:
+    """Path of a named namespace (the name must already be validated)."""
+    return os.path.join(NETNS_DIR, name)
+
+
+def list_netns() -> list[str]:
+    """Names of all named network namespaces."""
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name="forge-netns")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def create_netns(name: str, setup: Callable[[], object] | None = None) -> None:
+    """Create the named namespace ``name`` (fails if it exists); ``setup()`` runs inside
+    it right after creation (e.g. to write sysctls before any interface exists)."""
+    _ensure_rundir()
+    path = netns_path(name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+
+    def work() -> None:
+        # The thread is discarded afterwards, so it need not switch back.
+        _check(_libc.unshare(CLONE_NEWNET), "unshare")
+        _check(
+            _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
+            "bind netns",
+        )
+        if setup is not None:
+            setup()
+
+    try:
+        _in_thread(work)
+    except BaseException:
+        _libc.umount2(path.encode(), MNT_DETACH)
+        os.unlink(path)
+        raise
+
+
+def remove_netns(name: str) -> None:
+    """Unmount and unlink a named namespace; missing is fine."""
+    path = netns_path(name)
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount {name}: {os.strerror(err)}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def in_netns(name: str, fn: Callable[[], T]) -> T:
+    """Run ``fn()`` in a worker thread that has entered namespace ``name``."""
+
+    def work() -> T:
+        fd = os.open(netns_path(name), os.O_RDONLY)
+        try:
+            _check(_libc.setns(fd, CLONE_NEWNET), f"setns {name}")
+        finally:
+            os.close(fd)
+        return fn()
+
+    return _in_thread(work)
+
+
+def ip_batch(name: str, commands: list[str]) -> None:
+    """Apply iproute2 commands (``ip -batch`` syntax, already validated) in ``name``.
+
+    ``ip`` is forked from a thread that entered the namespace, so it starts inside it;
+    ``ip -n`` would instead build a new mount namespace and remount /sys each time,
+    which serializes concurrent creates on the kernel's global mount lock.
+    """
+    if not commands:
+        return
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "-batch", "-"], input="\n".join(commands) + "\n",
+            capture_output=True, text=True, check=False, timeout=30,
+        )
+
+    res = in_netns(name, run)
+    if res.returncode != 0:
+        raise OSError(f"ip -batch in {name} failed: {res.stderr.strip()[:500]}")
+
+
+def run_in_netns(name: str | None, fn: Callable[[IPRoute], T]) -> T:
+    """Run ``fn(ipr)`` in a worker thread inside namespace ``name`` (None: the caller's)
+    with a netlink socket opened there."""
+
+    def work() -> T:
+        if name is not None:
+            fd = os.open(netns_path(name), os.O_RDONLY)
+            try:
+                _check(_libc.setns(fd, CLONE_NEWNET), f"setns {name}")
+            finally:
+                os.close(fd)
+        with IPRoute() as ipr:
+            return fn(ipr)
+
+    return _in_thread(work)

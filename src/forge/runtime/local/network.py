@@ -1,0 +1,133 @@
+"""Lab networks: a switch namespace with one bridge per subnet, a namespace per host.
+
+Each host gets one veth per attached subnet (``eth<j>`` inside the host, the other end on
+the subnet's bridge in the switch namespace), its planned address, and only the routes
+the plan gives it. Nothing links the lab to the machine, so egress is denied by
+construction. The subnet name is stored as the interface alias so ``list()`` can report
+addresses per subnet from the kernel alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+from pyroute2 import IPRoute
+
+from forge.runtime.local.names import Names
+from forge.runtime.local.netns import create_netns, ip_batch, run_in_netns
+from forge.runtime.plan import LabPlan, PlannedHost
+
+IPV6 = os.path.isdir("/proc/sys/net/ipv6")
+
+
+def base_sysctls(forward: bool) -> dict[str, str]:
+    """Per-namespace sysctls for a lab namespace, in write order, applied before any
+    interface exists (``default`` values then reach every interface created later).
+
+    ``ping_group_range`` lets unprivileged ICMP echo sockets work (ping without
+    CAP_NET_RAW); IPv6 is off so no link-local path exists besides the planned IPv4
+    one. Forwarding is set explicitly because a new namespace inherits the machine's
+    IPv4 settings. Writes of ``default`` values avoid the global RTNL lock, which the
+    ``all`` values take (with a busy retry), so only routers pay for ``ip_forward``.
+    """
+    settings = {
+        "net.ipv4.ping_group_range": "0 2147483647",
+        "net.ipv4.conf.default.forwarding": "1" if forward else "0",
+        "net.ipv4.ip_forward": "1" if forward else "0",
+    }
+    if IPV6:
+        settings["net.ipv6.conf.default.disable_ipv6"] = "1"
+    return settings
+
+
+def apply_sysctls(settings: dict[str, str]) -> None:
+    """Write sysctls for the namespace of the calling thread (/proc/sys/net follows the
+    opener's namespace); values already in place are not rewritten."""
+    for key, value in settings.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        with open(path, encoding="ascii") as fh:
+            if fh.read().split() == value.split():
+                continue
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(value)
+
+
+def create_switch(names: Names, plan: LabPlan) -> None:
+    """Create the lab's switch namespace (bridges come with ``wire_switch``)."""
+    create_netns(names.switch_ns(plan.lab_id), lambda: apply_sysctls(base_sysctls(False)))
+
+
+def attach_commands(target_ns: str, pairs: list[tuple[str, str, int]]) -> list[str]:
+    """Switch-side commands creating veths (switch end, target end, bridge index) whose
+    target end lives in ``target_ns``; the switch ends join their bridges, up."""
+    return [
+        f"link add {outer} master br{bridge} up type veth peer name {inner} netns {target_ns}"
+        for outer, inner, bridge in pairs
+    ]
+
+
+def wire_switch(names: Names, plan: LabPlan) -> None:
+    """One batch in the switch: a bridge per subnet (``br<i>``) and every host's veths
+    (``h<host>n<j>`` on the switch, ``eth<j>`` in the host, whose namespace must exist)."""
+    cmds = [f"link add br{i} up type bridge" for i in range(len(plan.subnets))]
+    for host in plan.hosts:
+        ns = names.host_ns(plan.lab_id, host.spec.name)
+        pairs = [(f"h{host.index}n{j}", f"eth{j}", nic.subnet_index)
+                 for j, nic in enumerate(host.nics)]
+        cmds += attach_commands(ns, pairs)
+    ip_batch(names.switch_ns(plan.lab_id), cmds)
+
+
+def configure_host(names: Names, plan: LabPlan, host: PlannedHost) -> None:
+    """Bring up a wired host's interfaces with their addresses and routes."""
+    cmds = ["link set lo up"]
+    for j, nic in enumerate(host.nics):
+        cmds.append(f"link set eth{j} alias {nic.subnet} up")
+        cmds.append(f"addr add {nic.address}/{nic.prefixlen} dev eth{j}")
+    for dest, via in host.routes:
+        cmds.append(f"route add {dest} via {via}")
+    ip_batch(names.host_ns(plan.lab_id, host.spec.name), cmds)
+
+
+def wait_ports_up(switch: str, timeout: float = 10.0) -> None:
+    """Wait until every bridge port in the switch namespace is operationally up.
+
+    A veth's carrier (and so its bridge port) comes up asynchronously, in a kernel
+    worker, after its peer is set up; until then frames are dropped. Returning before
+    that would make a lab's first packets vanish on a busy machine.
+    """
+
+    def poll(ipr: IPRoute) -> None:
+        end = time.monotonic() + timeout
+        while True:
+            down = [link.get("ifname") for link in ipr.get_links()
+                    if link.get("master") and link.get("operstate") != "UP"]
+            if not down:
+                return
+            if time.monotonic() > end:
+                raise OSError(f"bridge ports did not come up: {', '.join(down)}")
+            time.sleep(0.005)
+
+    run_in_netns(switch, poll)
+
+
+def read_addresses(ns: str) -> dict[str, str]:
+    """{subnet alias: IPv4 address} of the lab interfaces in namespace ``ns``."""
+
+    def work(ipr: IPRoute) -> dict[str, str]:
+        alias: dict[int, str] = {}
+        for link in ipr.get_links():
+            name = link.get("ifname") or ""
+            if name.startswith("eth"):
+                alias[link["index"]] = link.get("ifalias") or name
+        found: dict[str, str] = {}
+        for addr in ipr.get_addr(family=2):
+            if addr["index"] in alias:
+                found[alias[addr["index"]]] = addr.get("address")
+        return found
+
+    with contextlib.suppress(OSError):
+        return run_in_netns(ns, work)
+    return {}

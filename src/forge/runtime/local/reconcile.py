@@ -1,0 +1,88 @@
+"""Rebuild the picture of labs from what the kernel and the state directory hold.
+
+Used by ``list()`` (so an orchestrator can adopt or destroy labs after a crash) and by
+exec/tty (which need a host's init pid and approved capabilities, whichever runtime
+instance created the lab).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+from forge.runtime.base import LabInfo, LabNotFound
+from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.names import Names
+from forge.runtime.local.netns import list_netns, netns_path
+from forge.runtime.local.network import read_addresses
+
+Meta = dict[str, dict[str, dict[str, object]]]
+
+
+def write_meta(names: Names, lab_id: str, meta: Meta) -> None:
+    """Record the lab's hosts with their capabilities and environment (0600, new file)."""
+    path = os.path.join(names.lab_dir(lab_id), "meta.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(meta, fh)
+
+
+def read_meta(names: Names, lab_id: str) -> Meta:
+    """The lab's recorded metadata, or {} when missing or unreadable."""
+    try:
+        with open(os.path.join(names.lab_dir(lab_id), "meta.json"), encoding="utf-8") as fh:
+            data: Meta = json.load(fh)
+            return data
+    except (OSError, ValueError):
+        return {}
+
+
+def init_pid(names: Names, lab_id: str, host: str, strict: bool = True) -> int:
+    """The host init's pid, verified to still live in the host's network namespace
+    (so a recycled pid is never entered). 0 (or LabNotFound when strict) otherwise."""
+    try:
+        with open(os.path.join(names.host_dir(lab_id, host), "init.pid"),
+                  encoding="ascii") as fh:
+            pid = int(fh.read())
+        ns = os.stat(netns_path(names.host_ns(lab_id, host)))
+        mine = os.stat(f"/proc/{pid}/ns/net")
+        if (ns.st_dev, ns.st_ino) != (mine.st_dev, mine.st_ino):
+            raise OSError("init left the namespace")
+    except (OSError, ValueError):
+        if strict:
+            raise LabNotFound(f"host {host} of lab {lab_id} is not running") from None
+        return 0
+    return pid
+
+
+def discover(names: Names, cgroups: Cgroups) -> list[LabInfo]:
+    """Every lab of this prefix with a namespace, cgroup or state directory.
+
+    A lab is ``running`` when its switch exists and every recorded host has a live init;
+    anything partial (a crash mid-create or mid-destroy) is ``degraded``.
+    """
+    hosts: dict[str, set[str]] = {}
+    found: set[str] = set()
+    namespaces = set(list_netns())
+    candidates = [*namespaces, *cgroups.list_top()]
+    with contextlib.suppress(FileNotFoundError):
+        candidates += os.listdir(names.state_dir)
+    for name in candidates:
+        parsed = names.parse(name)
+        if parsed is None:
+            continue
+        lab_id, host = parsed
+        found.add(lab_id)
+        if host is not None and name in namespaces:
+            hosts.setdefault(lab_id, set()).add(host)
+    infos = []
+    for lab_id in sorted(found):
+        present = hosts.get(lab_id, set())
+        expected = set(read_meta(names, lab_id).get("hosts", {}))
+        addrs = {h: read_addresses(names.host_ns(lab_id, h)) for h in sorted(present)}
+        healthy = (bool(expected) and expected == present
+                   and names.switch_ns(lab_id) in namespaces
+                   and all(init_pid(names, lab_id, h, strict=False) for h in present))
+        infos.append(LabInfo(lab_id, addrs, "running" if healthy else "degraded"))
+    return infos

@@ -1,0 +1,348 @@
+"""LocalRuntime: labs on one Linux machine from namespaces, bubblewrap and cgroups.
+
+Every object a lab owns is named from (prefix, lab_id), so teardown and ``list()`` work
+from what the kernel and the state directory hold, not from this process's memory: a new
+instance after a crash sees, enters and destroys the labs of the previous one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from forge.runtime.base import (
+    ExecResult,
+    LabExists,
+    LabInfo,
+    LabNotFound,
+    LabSpec,
+    Runtime,
+    RuntimeUnavailable,
+    SpecError,
+)
+from forge.runtime.local import egress
+from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.execute import enter_argv, run_captured, wrapper_env
+from forge.runtime.local.names import Names, validate_prefix
+from forge.runtime.local.netns import create_netns, list_netns, netns_path, remove_netns
+from forge.runtime.local.network import (
+    apply_sysctls,
+    base_sysctls,
+    configure_host,
+    create_switch,
+    wait_ports_up,
+    wire_switch,
+)
+from forge.runtime.local.reconcile import discover, init_pid, read_meta, write_meta
+from forge.runtime.local.sandbox import (
+    PendingInit,
+    abort_init,
+    host_env,
+    seed_host_dir,
+    spawn_init,
+    wait_init,
+)
+from forge.runtime.local.tty import SHELL_ARGV, LocalTty
+from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_name, validate_lab_id
+
+REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
+MAX_TIMEOUT_S = 24 * 3600.0
+
+
+class LocalRuntime(Runtime):
+    """The local engine.
+
+    ``state_dir`` holds per-host directories; ``prefix`` (1-5 chars) namespaces every
+    kernel object so independent instances (e.g. test runs) never touch each other's
+    labs; ``rootfs``/``images`` choose the read-only userland; ``profiles`` are the
+    approved egress allowlists; ``egress_netns`` is where gateway uplinks land (None: the
+    machine's namespace); ``fault_hook(stage)`` is a test seam called at each create stage.
+    """
+
+    def __init__(
+        self,
+        state_dir: str,
+        prefix: str = "fg",
+        *,
+        rootfs: str = "/",
+        images: dict[str, str] | None = None,
+        profiles: dict[str, egress.EgressProfile] | None = None,
+        egress_netns: str | None = None,
+        die_with_parent: bool = False,
+        cgroups: Cgroups | None = None,
+        fault_hook: Callable[[str], None] | None = None,
+        workers: int = 16,
+    ) -> None:
+        self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
+        self.rootfs = rootfs
+        self.images = dict(images or {})
+        self.profiles = dict(egress.DEFAULT_PROFILES)
+        self.profiles.update(profiles or {})
+        for profile in self.profiles.values():
+            egress.validate_profile(profile)
+        self.egress_netns = egress_netns
+        self.die_with_parent = die_with_parent
+        self.cgroups = cgroups or Cgroups.detect()
+        self._fault = fault_hook or (lambda _stage: None)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forge-lab")
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self._ttys: dict[str, set[LocalTty]] = {}
+        self._usable = False
+
+    # ----------------------------------------------------------------- checks
+    def check(self) -> list[str]:
+        """Missing privileges, tools or kernel features (empty list when usable)."""
+        problems = []
+        if os.geteuid() != 0:
+            problems.append("the local runtime must run as root (euid 0)")
+        problems += [f"required tool {t!r} not found on PATH"
+                     for t in REQUIRED_TOOLS if shutil.which(t) is None]
+        problems += self.cgroups.problems()
+        if not os.path.exists("/proc/self/ns/net"):
+            problems.append("network namespaces are not supported by this kernel")
+        if not os.path.isdir(self.rootfs):
+            problems.append(f"rootfs {self.rootfs!r} is not a directory")
+        return problems
+
+    def _require(self) -> None:
+        if self._usable:
+            return
+        problems = self.check()
+        if problems:
+            raise RuntimeUnavailable("local runtime unavailable: " + "; ".join(problems))
+        self._usable = True
+
+    # ----------------------------------------------------------------- create
+    def create(self, spec: LabSpec) -> LabInfo:
+        """Build the lab; on any failure remove everything created and re-raise."""
+        plan = plan_lab(spec)
+        if spec.egress == "allowlist" and spec.allowlist_profile not in self.profiles:
+            raise SpecError("allowlist_profile", f"unknown profile {spec.allowlist_profile!r}")
+        lab_id = plan.lab_id
+        with self._lock:
+            if lab_id in self._busy or self._exists(lab_id):
+                raise LabExists(f"lab {lab_id} already exists")
+            self._busy.add(lab_id)
+        try:
+            self._build(plan)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._teardown(lab_id)
+            raise
+        finally:
+            with self._lock:
+                self._busy.discard(lab_id)
+        hosts = {h.spec.name: {n.subnet: n.address for n in h.nics} for h in plan.hosts}
+        return LabInfo(lab_id, hosts, "running")
+
+    def _exists(self, lab_id: str) -> bool:
+        return (os.path.exists(netns_path(self.names.switch_ns(lab_id)))
+                or os.path.exists(self.names.lab_dir(lab_id))
+                or any(os.path.isdir(p) for p in self.cgroups.paths(self.names.lab(lab_id))))
+
+    def _build(self, plan: LabPlan) -> None:
+        self._require()
+        lab_id, spec = plan.lab_id, plan.spec
+        os.makedirs(self.names.lab_dir(lab_id), mode=0o700)
+        write_meta(self.names, lab_id, {
+            "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h)} for h in plan.hosts},
+        })
+        self._fault("lab")
+        self.cgroups.create((self.names.lab(lab_id),), spec.limits)
+        # Hosts get their namespace and start their sandbox while the switch is made;
+        # then one batch wires everything; then hosts configure their interfaces.
+        prepared = [self._pool.submit(self._prepare_host, plan, h) for h in plan.hosts]
+        pending: dict[str, PendingInit] = {}
+        try:
+            try:
+                create_switch(self.names, plan)
+            finally:
+                for host, fut in zip(plan.hosts, prepared, strict=True):
+                    if fut.exception() is None:
+                        pending[host.spec.name] = fut.result()
+            for fut in prepared:
+                if fut.exception() is not None:
+                    raise fut.exception()  # type: ignore[misc]
+            wire_switch(self.names, plan)
+            self._fault("switch")
+            configured = [self._pool.submit(configure_host, self.names, plan, h)
+                          for h in plan.hosts]
+            for done in configured:
+                done.result()
+            for host in plan.hosts:
+                handle = wait_init(pending.pop(host.spec.name), host.spec.name)
+                path = os.path.join(self.names.host_dir(lab_id, host.spec.name), "init.pid")
+                with open(path, "w", encoding="ascii") as fh:
+                    fh.write(str(handle.pid))
+        finally:
+            for left in pending.values():
+                abort_init(left)
+        self._fault("hosts")
+        if spec.egress == "allowlist":
+            profile = self.profiles[spec.allowlist_profile or ""]
+            egress.build_gateway(self.names, plan, profile, self.egress_netns)
+            self._fault("gateway")
+        wait_ports_up(self.names.switch_ns(lab_id))
+        self._fault("ready")
+
+    def _prepare_host(self, plan: LabPlan, host: PlannedHost) -> PendingInit:
+        """Seed dirs, create the namespace and cgroups, and spawn the sandbox init."""
+        lab_id, name = plan.lab_id, host.spec.name
+        host_dir = self.names.host_dir(lab_id, name)
+        seed_host_dir(host_dir, host)
+        ns = self.names.host_ns(lab_id, name)
+        create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
+        stem = self.names.lab(lab_id)
+        self.cgroups.create((stem, name), plan.spec.limits)
+        self.cgroups.create((stem, name, "init"), None)
+        self._fault("host:" + name)
+        rootfs = self.images.get(host.spec.image or "", self.rootfs)
+        pending = spawn_init(host, host_dir, ns, self.cgroups.procs_files(stem, name, "init"),
+                             rootfs, self.die_with_parent)
+        with self._lock:
+            self._procs.setdefault(lab_id, []).append(pending.proc)
+        return pending
+
+    # ---------------------------------------------------------------- destroy
+    def destroy(self, lab_id: str) -> None:
+        """Kill every process, remove namespaces, links, cgroups and host dirs."""
+        validate_lab_id(lab_id)
+        self._teardown(lab_id)
+
+    def _teardown(self, lab_id: str) -> None:
+        stem = self.names.lab(lab_id)
+        with self._lock:
+            ttys = self._ttys.pop(lab_id, set())
+            procs = self._procs.pop(lab_id, [])
+        for tty in ttys:
+            with contextlib.suppress(Exception):
+                tty.close()
+        errors: list[str] = []
+        if not self.cgroups.kill(stem):
+            errors.append("processes survived SIGKILL")
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        had_gateway = False
+        for ns in list_netns():
+            parsed = self.names.parse(ns)
+            if parsed is not None and parsed[0] == lab_id:
+                had_gateway = had_gateway or ns == self.names.gateway_ns(lab_id)
+                try:
+                    remove_netns(ns)
+                except OSError as exc:
+                    errors.append(f"netns {ns}: {exc.strerror}")
+        if had_gateway:  # normally the uplink dies with the gateway namespace
+            try:
+                egress.remove_uplink(self.names, lab_id, self.egress_netns)
+            except OSError as exc:
+                errors.append(f"uplink: {exc}")
+        try:
+            self.cgroups.remove(stem)
+        except OSError as exc:
+            errors.append(f"cgroup: {exc.strerror}")
+        shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
+        if os.path.exists(self.names.lab_dir(lab_id)):
+            errors.append("state directory could not be removed")
+        if errors:
+            raise OSError(f"destroy {lab_id} incomplete: " + "; ".join(errors))
+
+    # ------------------------------------------------------------------- list
+    def list(self) -> builtins.list[LabInfo]:
+        """Every lab of this prefix found in the kernel or the state directory."""
+        return discover(self.names, self.cgroups)
+
+    def _init_pid(self, lab_id: str, host: str, strict: bool = True) -> int:
+        """The host init's pid (see reconcile.init_pid)."""
+        return init_pid(self.names, lab_id, host, strict)
+
+    # ------------------------------------------------------------ exec / tty
+    def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str) -> tuple[
+        builtins.list[str], dict[str, str], tuple[str, str, str]
+    ]:
+        validate_lab_id(lab_id)
+        validate_host_name(host)
+        pid = self._init_pid(lab_id, host)
+        info = read_meta(self.names, lab_id).get("hosts", {}).get(host)
+        if info is None:
+            raise LabNotFound(f"host {host} of lab {lab_id} is not known")
+        caps = [str(c) for c in info.get("caps", [])]  # type: ignore[attr-defined]
+        env = {str(k): str(v) for k, v in info.get("env", {}).items()}  # type: ignore[attr-defined]
+        leaf = (self.names.lab(lab_id), host, f"{kind}{uuid.uuid4().hex[:12]}")
+        self.cgroups.create(leaf, None)
+        return enter_argv(pid, caps, env, argv), wrapper_env(self.cgroups.procs_files(*leaf)), leaf
+
+    def exec(
+        self,
+        lab_id: str,
+        host: str,
+        argv: builtins.list[str] | None = None,
+        shell: str | None = None,
+        *,
+        timeout: float = 30.0,
+        stdin: bytes | None = None,
+        max_output: int = 1 << 20,
+    ) -> ExecResult:
+        """Run a command in a host with its approved capabilities only; see Runtime.exec."""
+        if (argv is None) == (shell is None):
+            raise SpecError("argv/shell", "give exactly one of argv or shell")
+        command = ["/bin/sh", "-c", shell] if shell is not None else list(argv or [])
+        if not command or any(not isinstance(a, str) or "\x00" in a for a in command):
+            raise SpecError("argv", "must be a non-empty list of strings without NUL")
+        if not 0 < timeout <= MAX_TIMEOUT_S:
+            raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
+        if max_output < 0:
+            raise SpecError("max_output", "must be >= 0")
+        full, env, leaf = self._enter(lab_id, host, command, "x")
+        try:
+            return run_captured(
+                full, env, timeout=timeout, stdin=stdin, max_output=max_output,
+                kill_tree=lambda: self._kill_leaf(leaf),
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
+
+    def _kill_leaf(self, leaf: tuple[str, str, str]) -> None:
+        self.cgroups.kill(*leaf)
+
+    def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> LocalTty:
+        """A login shell on a PTY inside the host, closed when the lab is destroyed."""
+        full, env, leaf = self._enter(lab_id, host, SHELL_ARGV, "t")
+
+        def forget(session: LocalTty) -> None:
+            with self._lock:
+                self._ttys.get(lab_id, set()).discard(session)
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
+
+        try:
+            session = LocalTty(full, env, rows, cols, lambda: self._kill_leaf(leaf), forget)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
+            raise
+        with self._lock:
+            self._ttys.setdefault(lab_id, set()).add(session)
+        return session
+
+    # ------------------------------------------------------------ extras
+    def egress_denied(self, lab_id: str) -> int:
+        """Packets dropped so far by the lab's egress gateway (allowlist labs only)."""
+        validate_lab_id(lab_id)
+        if not os.path.exists(netns_path(self.names.gateway_ns(lab_id))):
+            raise LabNotFound(f"lab {lab_id} has no egress gateway")
+        return egress.denied_packets(self.names, lab_id)
+
+    def close(self) -> None:
+        """Release this instance's worker threads (labs keep running)."""
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,231 @@
+"""The per-host sandbox: seeded host directories and a long-lived bubblewrap init.
+
+The init holds the host's mount, pid, ipc and uts namespaces (it is pid 1 of its pid
+namespace) inside the host's network namespace and cgroup, and runs the host's service
+command. The root filesystem is a read-only view of selected system directories of the
+machine (or of a configured image); the operator's data (/root, /home, /work, /var,
+/etc/shadow, ssh keys) is never visible. /home, /workspace and /srv are per-host
+persistent binds of the state directory; /tmp, /run and /var are private tmpfs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import time
+from dataclasses import dataclass
+
+from forge.runtime.base import RuntimeFault
+from forge.runtime.local.netns import in_netns
+from forge.runtime.plan import WRITABLE_DIRS, PlannedHost
+
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
+MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
+MASKED_DIRS = ("etc/ssh", "etc/ssl/private", "etc/sudoers.d")
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Joins the cgroups listed in FG_CG (colon separated) before exec'ing the real command,
+# so that every process of the command, including forks, is born inside them.
+JOIN_SH = (
+    'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; '
+    'unset FG_CG IFS; exec "$@"'
+)
+# Runs as the sandbox's first command: reports readiness on fd 3, closes it, starts the
+# service, then idles holding the namespaces.
+# bash wrapper (on the machine) for the init: join cgroups, then move the info and ready
+# pipes to fds 4 and 3 (dash cannot redirect fds above 9), then exec nsenter/bwrap.
+INIT_JOIN_BASH = (
+    'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; unset FG_CG IFS; '
+    'eval "exec {TR}>&$FG_READY {TI}>&$FG_INFO; exec $FG_READY>&- $FG_INFO>&-" || exit 125; '
+    'eval "exec 3>&$TR 4>&$TI {TR}>&- {TI}>&-" || exit 125; '
+    'unset FG_READY FG_INFO TR TI; exec "$@"'
+)
+READY_FD, INFO_FD = 3, 4
+INIT_SH = (
+    'echo ready >&3; exec 3>&-; '
+    'if [ -n "$1" ]; then /bin/sh -c "$1" & fi; exec sleep infinity'
+)
+
+
+def host_env(host: PlannedHost) -> dict[str, str]:
+    """Environment of every process in a host (services, exec, tty)."""
+    env = {
+        "PATH": BASE_PATH,
+        "HOME": "/home",
+        "LANG": "C.UTF-8",
+        "HOSTNAME": host.hostname,
+        "TERM": "xterm-256color",
+    }
+    env.update(host.spec.environment)
+    return env
+
+
+def seed_host_dir(host_dir: str, host: PlannedHost) -> None:
+    """Create the host's persistent directories and write its seed files."""
+    for d in WRITABLE_DIRS:
+        os.makedirs(os.path.join(host_dir, d.lstrip("/")), mode=0o755, exist_ok=True)
+    for path, content in host.spec.files.items():
+        target = os.path.join(host_dir, path.lstrip("/"))
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        data = content.encode() if isinstance(content, str) else content
+        mode = 0o755 if data.startswith(b"#!") else 0o644
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(target, mode)
+
+
+def rootfs_args(rootfs: str) -> list[str]:
+    """bwrap arguments giving a read-only root built from ``rootfs``'s system dirs."""
+    args: list[str] = []
+    for d in SYSTEM_DIRS:
+        src = os.path.join(rootfs, d)
+        if os.path.islink(src) and rootfs == "/":
+            args += ["--symlink", os.readlink(src), f"/{d}"]
+        elif os.path.isdir(src):
+            args += ["--ro-bind", src, f"/{d}"]
+    for f in MASKED_FILES:
+        if os.path.isfile(os.path.join(rootfs, f)):
+            args += ["--ro-bind", "/dev/null", f"/{f}"]
+    for d in MASKED_DIRS:
+        if os.path.isdir(os.path.join(rootfs, d)):
+            args += ["--tmpfs", f"/{d}"]
+    return args
+
+
+def bwrap_argv(host: PlannedHost, host_dir: str, rootfs: str, die_with_parent: bool) -> list[str]:
+    """Full bubblewrap command line for a host's init."""
+    argv = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--hostname", host.hostname, "--new-session"]
+    if die_with_parent:
+        argv.append("--die-with-parent")
+    argv += rootfs_args(rootfs)
+    # Private tmpfs mounts inside the sandbox (not the machine's /tmp).
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",  # noqa: S108
+             "--tmpfs", "/var", "--dir", "/var/tmp"]  # noqa: S108
+    for d in WRITABLE_DIRS:
+        argv += ["--bind", os.path.join(host_dir, d.lstrip("/")), d]
+    argv += ["--remount-ro", "/", "--chdir", "/workspace", "--cap-drop", "ALL"]
+    for cap in host.caps:
+        argv += ["--cap-add", f"CAP_{cap}"]
+    argv.append("--clearenv")
+    for key, value in host_env(host).items():
+        argv += ["--setenv", key, value]
+    argv += ["--info-fd", str(INFO_FD), "--", "/bin/sh", "-c", INIT_SH, "fg-init",
+             host.spec.command or ""]
+    return argv
+
+
+@dataclass
+class InitHandle:
+    """A running host init: ``pid`` is its pid-namespace init as seen from the machine."""
+
+    pid: int
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass
+class PendingInit:
+    """A host init that was spawned but may still be setting up its sandbox."""
+
+    proc: subprocess.Popen[bytes]
+    info_fd: int
+    ready_fd: int
+    log: str
+
+
+def spawn_init(
+    host: PlannedHost,
+    host_dir: str,
+    netns: str,
+    cgroup_procs: list[str],
+    rootfs: str,
+    die_with_parent: bool,
+) -> PendingInit:
+    """Start the host's sandboxed init without waiting (see ``wait_init``).
+
+    It is forked from a thread inside the host's network namespace, so it is born there.
+    """
+    read_fd, write_fd = os.pipe()
+    ready_r, ready_w = os.pipe()
+    log_path = os.path.join(host_dir, "service.log")
+    log = open(log_path, "ab")  # noqa: SIM115
+    try:
+        argv = ["bash", "-c", INIT_JOIN_BASH, "fg-join",
+                *bwrap_argv(host, host_dir, rootfs, die_with_parent)]
+        proc = in_netns(netns, lambda: subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            pass_fds=(write_fd, ready_w), start_new_session=True,
+            env={"PATH": BASE_PATH, "FG_CG": ":".join(cgroup_procs),
+                 "FG_READY": str(ready_w), "FG_INFO": str(write_fd)},
+        ))
+    except BaseException:
+        os.close(read_fd)
+        os.close(ready_r)
+        raise
+    finally:
+        os.close(write_fd)
+        os.close(ready_w)
+        log.close()
+    return PendingInit(proc, read_fd, ready_r, log_path)
+
+
+def abort_init(pending: PendingInit) -> None:
+    """Stop a spawned init that will not be used (its sandbox dies with it)."""
+    os.close(pending.info_fd)
+    os.close(pending.ready_fd)
+    if pending.proc.poll() is None:
+        pending.proc.kill()
+    pending.proc.wait()
+
+
+def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHandle:
+    """Wait until the sandbox is set up and its first command runs; kill it on failure."""
+    proc = pending.proc
+    end = time.monotonic() + timeout
+    try:
+        try:
+            pid = int(json.loads(_read_until(pending.info_fd, end, b"}"))["child-pid"])
+            ready = _read_until(pending.ready_fd, end, b"\n")
+        except (ValueError, KeyError, OSError) as exc:
+            raise RuntimeFault(f"host {name}: sandbox did not start ({exc}): "
+                               f"{_tail(pending.log)}") from None
+        if ready != b"ready\n":
+            raise RuntimeFault(f"host {name}: sandbox did not start: {_tail(pending.log)}")
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        raise
+    finally:
+        os.close(pending.info_fd)
+        os.close(pending.ready_fd)
+    return InitHandle(pid, proc)
+
+
+def _tail(path: str, size: int = 400) -> str:
+    """The end of a service log, for error messages."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(path) - size))
+            return fh.read().decode("utf-8", "replace").strip() or "(no output)"
+    except OSError:
+        return "(no log)"
+
+
+def _read_until(fd: int, deadline: float, end: bytes) -> bytes:
+    """Read from ``fd`` until ``end`` was seen (returns what was read), EOF or deadline."""
+    buf = b""
+    while end not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise OSError("timed out")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf

@@ -1,0 +1,239 @@
+"""Validate a LabSpec and resolve it into a concrete, engine-neutral plan.
+
+Every name that later becomes part of a kernel object name, a path or a command line is
+checked here against a strict pattern, and every address is resolved (fixed or allocated)
+so engines never see an ambiguous spec. Errors name the offending field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from forge.runtime.base import HostSpec, LabSpec, SpecError
+
+LAB_ID_RE = re.compile(r"^(scn-[0-9a-f]{16}|[a-z0-9][a-z0-9-]{0,39})$")
+HOST_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+SUBNET_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+WRITABLE_DIRS = ("/home", "/workspace", "/srv")
+MAX_HOSTS = 16
+MAX_SUBNETS = 8
+
+# Linux capability names (without the CAP_ prefix) as of kernel 6.x.
+KNOWN_CAPS = frozenset(
+    {
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+        "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+        "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+        "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+        "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+        "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+        "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    }
+)
+
+
+def validate_lab_id(lab_id: object) -> str:
+    """Return ``lab_id`` if it is ``scn-`` + 16 lowercase hex or ``[a-z0-9-]{1,40}``."""
+    if not isinstance(lab_id, str) or not LAB_ID_RE.fullmatch(lab_id):
+        raise SpecError("lab_id", "must be scn-<16 lowercase hex> or 1-40 of [a-z0-9-]")
+    return lab_id
+
+
+def validate_host_name(name: object, field_path: str = "host") -> str:
+    """Return ``name`` if it is a valid lab host name (a lowercase DNS label)."""
+    if not isinstance(name, str) or not HOST_RE.fullmatch(name):
+        raise SpecError(field_path, "must match [a-z][a-z0-9-]{0,30}")
+    return name
+
+
+def normalize_cap(cap: str, field_path: str) -> str:
+    """Map ``net_admin`` / ``CAP_NET_ADMIN`` to ``NET_ADMIN``; reject unknown names."""
+    name = cap.upper().removeprefix("CAP_")
+    if name not in KNOWN_CAPS:
+        raise SpecError(field_path, f"unknown capability {cap!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class PlannedNic:
+    """One interface of a host: its subnet (by index and name) and its address."""
+
+    subnet_index: int
+    subnet: str
+    address: str
+    prefixlen: int
+
+
+@dataclass(frozen=True)
+class PlannedHost:
+    """A validated host with resolved addresses and normalized capabilities."""
+
+    index: int
+    spec: HostSpec
+    hostname: str
+    nics: list[PlannedNic]
+    routes: list[tuple[str, str]]
+    caps: list[str]
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """A validated lab: subnets in order, hosts, and the egress gateway address per subnet."""
+
+    spec: LabSpec
+    subnets: list[ipaddress.IPv4Network]
+    hosts: list[PlannedHost]
+    gateway: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def lab_id(self) -> str:
+        """The validated lab id."""
+        return self.spec.lab_id
+
+
+def _check_files(host: HostSpec, base: str) -> None:
+    for path, content in host.files.items():
+        where = f"{base}.files[{path!r}]"
+        norm = posixpath.normpath(path) if isinstance(path, str) else ""
+        if not norm.startswith("/") or norm != path or "\x00" in path:
+            raise SpecError(where, "must be a normalized absolute path")
+        if not any(norm.startswith(d + "/") for d in WRITABLE_DIRS):
+            raise SpecError(where, f"must be under one of {', '.join(WRITABLE_DIRS)}")
+        if not isinstance(content, str | bytes):
+            raise SpecError(where, "content must be text or bytes")
+
+
+def _subnets(spec: LabSpec) -> tuple[list[ipaddress.IPv4Network], dict[str, int]]:
+    if not spec.subnets or len(spec.subnets) > MAX_SUBNETS:
+        raise SpecError("subnets", f"need 1 to {MAX_SUBNETS} subnets")
+    nets: list[ipaddress.IPv4Network] = []
+    index: dict[str, int] = {}
+    for i, sub in enumerate(spec.subnets):
+        if not SUBNET_RE.fullmatch(sub.name):
+            raise SpecError(f"subnets[{i}].name", "must match [a-z][a-z0-9_-]{0,30}")
+        if sub.name in index:
+            raise SpecError(f"subnets[{i}].name", f"duplicate subnet {sub.name!r}")
+        try:
+            net = ipaddress.IPv4Network(sub.cidr, strict=True)
+        except ValueError as exc:
+            raise SpecError(f"subnets[{i}].cidr", f"not an IPv4 network: {exc}") from None
+        if net.prefixlen > 29 or net.prefixlen < 8:
+            raise SpecError(f"subnets[{i}].cidr", "prefix length must be between 8 and 29")
+        for j, other in enumerate(nets):
+            if net.overlaps(other):
+                raise SpecError(f"subnets[{i}].cidr", f"overlaps subnets[{j}]")
+        index[sub.name] = i
+        nets.append(net)
+    return nets, index
+
+
+def _route(
+    route: tuple[str, str], where: str, own: list[ipaddress.IPv4Network]
+) -> tuple[str, str]:
+    dest, via = route
+    if dest != "default":
+        try:
+            dest = str(ipaddress.IPv4Network(dest, strict=True))
+        except ValueError:
+            raise SpecError(where, f"destination {dest!r} is not 'default' or a CIDR") from None
+    try:
+        gw = ipaddress.IPv4Address(via)
+    except ValueError:
+        raise SpecError(where, f"gateway {via!r} is not an IPv4 address") from None
+    if not any(gw in net for net in own):
+        raise SpecError(where, f"gateway {via} is not on a subnet this host is attached to")
+    return dest, str(gw)
+
+
+def plan_lab(spec: LabSpec) -> LabPlan:
+    """Validate ``spec`` and resolve addresses; raises SpecError naming the bad field."""
+    validate_lab_id(spec.lab_id)
+    if spec.egress not in ("deny", "allowlist"):
+        raise SpecError("egress", "must be 'deny' or 'allowlist'")
+    if spec.egress == "allowlist" and not spec.allowlist_profile:
+        raise SpecError("allowlist_profile", "required when egress is 'allowlist'")
+    lim = spec.limits
+    if not 0 < lim.cpu <= 64:
+        raise SpecError("limits.cpu", "must be > 0 and <= 64")
+    if not 16 <= lim.memory_mb <= 1 << 20:
+        raise SpecError("limits.memory_mb", "must be between 16 and 1048576")
+    if not 8 <= lim.pids <= 1 << 20:
+        raise SpecError("limits.pids", "must be between 8 and 1048576")
+    nets, index = _subnets(spec)
+    if not spec.hosts or len(spec.hosts) > MAX_HOSTS:
+        raise SpecError("hosts", f"need 1 to {MAX_HOSTS} hosts")
+
+    gateway: dict[int, str] = {}
+    if spec.egress == "allowlist":
+        gateway = {i: str(net.broadcast_address - 1) for i, net in enumerate(nets)}
+    used: dict[int, set[ipaddress.IPv4Address]] = {i: set() for i in range(len(nets))}
+    for i, gw in gateway.items():
+        used[i].add(ipaddress.IPv4Address(gw))
+    # Fixed addresses first, so allocation never takes one a later host asked for.
+    names: set[str] = set()
+    for h, host in enumerate(spec.hosts):
+        base = f"hosts[{h}]"
+        validate_host_name(host.name, f"{base}.name")
+        if host.name in names:
+            raise SpecError(f"{base}.name", f"duplicate host {host.name!r}")
+        names.add(host.name)
+        if not host.networks:
+            raise SpecError(f"{base}.networks", "a host needs at least one network")
+        for n, (sub, addr) in enumerate(host.networks):
+            where = f"{base}.networks[{n}]"
+            if sub not in index:
+                raise SpecError(where, f"unknown subnet {sub!r}")
+            if addr is None:
+                continue
+            try:
+                ip = ipaddress.IPv4Address(addr)
+            except ValueError:
+                raise SpecError(where, f"{addr!r} is not an IPv4 address") from None
+            net = nets[index[sub]]
+            if ip not in net or ip in (net.network_address, net.broadcast_address):
+                raise SpecError(where, f"address {addr} is not a host address of {sub}")
+            if ip in used[index[sub]]:
+                raise SpecError(where, f"address {addr} is already taken")
+            used[index[sub]].add(ip)
+
+    hosts: list[PlannedHost] = []
+    for h, host in enumerate(spec.hosts):
+        base = f"hosts[{h}]"
+        seen: set[str] = set()
+        nics: list[PlannedNic] = []
+        for n, (sub, addr) in enumerate(host.networks):
+            if sub in seen:
+                raise SpecError(f"{base}.networks[{n}]", f"host already on subnet {sub!r}")
+            seen.add(sub)
+            i = index[sub]
+            if addr is None:
+                free = next((a for a in nets[i].hosts() if a not in used[i]), None)
+                if free is None:
+                    raise SpecError(f"{base}.networks[{n}]", f"subnet {sub} is full")
+                used[i].add(free)
+                addr = str(free)
+            nics.append(PlannedNic(i, sub, addr, nets[i].prefixlen))
+        own = [nets[nic.subnet_index] for nic in nics]
+        routes = [_route(r, f"{base}.routes[{k}]", own) for k, r in enumerate(host.routes)]
+        if gateway and not any(d == "default" for d, _ in routes):
+            routes.append(("default", gateway[nics[0].subnet_index]))
+        caps = [normalize_cap(c, f"{base}.capabilities[{k}]")
+                for k, c in enumerate(host.capabilities)]
+        for key in host.environment:
+            if not ENV_RE.fullmatch(key):
+                raise SpecError(f"{base}.environment[{key!r}]", "invalid variable name")
+        for key, val in host.environment.items():
+            if "\x00" in val:
+                raise SpecError(f"{base}.environment[{key!r}]", "value contains NUL")
+        hostname = host.hostname or host.name
+        if not HOST_RE.fullmatch(hostname):
+            raise SpecError(f"{base}.hostname", "must match [a-z][a-z0-9-]{0,30}")
+        if host.command is not None and ("\x00" in host.command or not host.command.strip()):
+            raise SpecError(f"{base}.command", "must be a non-empty shell command")
+        _check_files(host, base)
+        hosts.append(PlannedHost(h, host, hostname, nics, routes, sorted(set(caps))))
+    return LabPlan(spec, nets, hosts, gateway)

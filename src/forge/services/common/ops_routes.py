@@ -1,0 +1,24 @@
+"""Operator endpoints every service with NATS subscribers shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from forge.bus import DurableConsumer
+from forge.config.keyring import HmacKeyring
+from forge.services.common.auth import check_operator
+
+
+def add_subscriber_routes(
+    app: FastAPI, ring: HmacKeyring, consumers: Callable[[], Sequence[DurableConsumer]]
+) -> None:
+    """`POST /v1/admin/nats/restart-subscriber`: the runbook's "restart NATS subscriber"."""
+
+    @app.post("/v1/admin/nats/restart-subscriber", tags=["ops"])
+    async def restart_subscriber(request: Request) -> dict[str, Any]:
+        check_operator(request, ring)
+        results = {c.durable: await c.restart() for c in consumers()}
+        return {"restarted": results}

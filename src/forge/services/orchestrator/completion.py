@@ -1,0 +1,171 @@
+"""Grading and completion: run the checks, keep the evidence, publish, tear the lab down.
+
+Completion is idempotent: a second request for a scenario already grading or completed is a
+no-op. The completion payload is written to disk before it is published, so a publish that
+fails (bus outage) is retried from the same results, never from a second grading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from forge.audit.log import scenario_log
+from forge.bus import BusUnavailable
+from forge.bus.subjects import SCENARIO_COMPLETED
+from forge.evidence.score import CheckResult
+from forge.grading.runner import grade
+from forge.lifecycle import states
+from forge.lifecycle.store import load, move
+from forge.runtime.base import LabNotFound, RuntimeFault
+from forge.services.orchestrator.state import OrchestratorState
+from forge.store.models import Scenario
+from forge.templates.variables import render
+
+log = logging.getLogger("forge.orchestrator.complete")
+EVENT_TEXT_CAP = 16 * 1024
+
+
+def scenario_dir(state: OrchestratorState, scenario_id: str) -> Path:
+    return state.settings.storage_root / "scenarios" / scenario_id
+
+
+def _result_dict(result: CheckResult) -> dict[str, Any]:
+    record = asdict(result)
+    for stream in ("stdout", "stderr"):
+        text = record[stream]["text"]
+        if len(text.encode()) > EVENT_TEXT_CAP:
+            record[stream]["text"] = text.encode()[:EVENT_TEXT_CAP].decode("utf-8", "ignore")
+            record[stream]["truncated"] = True
+    return record
+
+
+def _evidence_hashes(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def build_payload(row: Scenario, results: list[CheckResult], reason: str,
+                  evidence: dict[str, str], completed_at: datetime) -> dict[str, Any]:
+    """The forge.scenario.completed event body (what the scoreboard scores from)."""
+    details = row.details
+    return {
+        "scenario_id": row.scenario_id,
+        "run_id": f"{row.scenario_id}.1",
+        "track": row.track,
+        "template": {"name": row.template_id, "sha256": row.template_sha256},
+        "tenant_id": row.tenant_id,
+        "subject": row.subject,
+        "plan": row.plan,
+        "retention_days": row.retention_days,
+        "completion_reason": reason,
+        "started_at": details.get("started_at"),
+        "completed_at": completed_at.isoformat(),
+        "sat": details.get("tokens", {}).get("sat"),
+        "et": details.get("tokens", {}).get("et"),
+        "variables": details.get("variables", {}),
+        "policy": details.get("policy", {}),
+        "results": [_result_dict(r) for r in results],
+        "evidence": evidence,
+    }
+
+
+def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(body, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _grade_and_store(state: OrchestratorState, scenario_id: str, reason: str) -> dict[str, Any]:
+    row = load(state.ctx.db, scenario_id)
+    loaded = state.registry.get(row.template_id)
+    rendered = render(loaded.template, row.details.get("variables", {}))
+    evidence_dir = scenario_dir(state, scenario_id) / "evidence"
+    results = grade(state.runtime, scenario_id, rendered, evidence_dir)
+    payload = build_payload(row, results, reason, _evidence_hashes(evidence_dir),
+                            datetime.now(UTC))
+    scenario_log(state.settings.storage_root, scenario_id).append(
+        "scenario.completed",
+        {"reason": reason, "checks": len(results), "passed": sum(r.passed for r in results),
+         "evidence": payload["evidence"]},
+    )
+    _write_json_atomic(scenario_dir(state, scenario_id) / "completion.json", payload)
+    return payload
+
+
+def _teardown(state: OrchestratorState, scenario_id: str) -> None:
+    try:
+        state.runtime.destroy(scenario_id)
+    except LabNotFound:
+        pass
+    except RuntimeFault:
+        log.exception("teardown of %s failed; reconciliation will retry", scenario_id)
+
+
+async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool:
+    """Publish the stored payload and finish the scenario; False while the bus is down."""
+    path = scenario_dir(state, scenario_id) / "completion.json"
+    payload = json.loads(await state.blocking(path.read_text))
+    try:
+        await state.publisher.publish(SCENARIO_COMPLETED, payload,
+                                      msg_id=f"{scenario_id}-completed")
+    except BusUnavailable:
+        log.warning("completion of %s stored; publish will be retried", scenario_id)
+        return False
+    await state.blocking(
+        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.COMPLETED,
+                     f"graded ({payload['completion_reason']})")
+    )
+    return True
+
+
+async def complete(state: OrchestratorState, scenario_id: str, reason: str) -> str:
+    """Grade a running lab and finish it; returns the scenario's state afterwards."""
+    async with state.lock_for(scenario_id):
+        row = await state.blocking(load, state.ctx.db, scenario_id)
+        if row.state in (states.GRADING, states.COMPLETED):
+            return row.state
+        grading = await state.blocking(
+            lambda: move(state.ctx.db, state.settings.storage_root, scenario_id,
+                         states.GRADING, reason)
+        )
+        await state.announce(grading)
+        try:
+            await state.blocking(_grade_and_store, state, scenario_id, reason)
+        except (RuntimeFault, OSError) as exc:
+            why = f"grading failed: {exc}"
+            await state.blocking(_teardown, state, scenario_id)
+            failed = await state.blocking(
+                lambda: move(state.ctx.db, state.settings.storage_root, scenario_id,
+                             states.FAILED, why)
+            )
+            await state.announce(failed)
+            return states.FAILED
+        await state.blocking(_teardown, state, scenario_id)
+        done = await publish_completion(state, scenario_id)
+        return states.COMPLETED if done else states.GRADING
+
+
+async def end_without_grading(state: OrchestratorState, scenario_id: str, target: str,
+                              reason: str) -> str:
+    """Delete or expire a scenario that is not graded: tear down, record, announce."""
+    async with state.lock_for(scenario_id):
+        row = await state.blocking(load, state.ctx.db, scenario_id)
+        if row.state in states.TERMINAL:
+            return row.state
+        states.check(scenario_id, row.state, target)
+        await state.blocking(_teardown, state, scenario_id)
+        moved = await state.blocking(
+            lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, target, reason)
+        )
+        await state.announce(moved)
+        return target

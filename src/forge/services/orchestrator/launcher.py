@@ -1,0 +1,133 @@
+"""forge.spawn.requested → a running lab (or a failed scenario with its reasons)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from forge.bus import Event, Reject, RetryLater
+from forge.lifecycle import states
+from forge.lifecycle.store import ScenarioNotFound, load, move
+from forge.policy import decide_all
+from forge.policy.decision import PolicyUnavailable
+from forge.policy.inputs import build_training_input
+from forge.runtime.base import RuntimeFault
+from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
+from forge.services.orchestrator.labspec import lab_spec
+from forge.services.orchestrator.state import OrchestratorState
+from forge.store.models import Scenario
+from forge.templates.problems import UnknownTemplate
+from forge.templates.variables import generate_values, render
+from forge.tokens import TokenReplayed
+
+log = logging.getLogger("forge.orchestrator.launch")
+POLICY_RETRY_S = 2.0
+
+
+def _ensure_row(state: OrchestratorState, event: dict[str, Any], admitted: Admitted) -> None:
+    """Create the scenario row from verified claims when spawn_service's row is not here."""
+    now = datetime.now(UTC)
+    sat, et = admitted.sat, admitted.et
+    with state.ctx.db.session() as sess:
+        if sess.get(Scenario, admitted.scenario_id) is not None:
+            return
+        sess.add(Scenario(
+            scenario_id=admitted.scenario_id, request_id=str(event.get("request_id", "")),
+            tenant_id=sat["tenant_id"], subject=sat["sub"], track=sat["track"],
+            template_id=sat["template_id"], template_sha256=None, plan=sat["plan"],
+            retention_days=int(et["retention_days"]), state=states.PENDING,
+            state_reason="spawn requested", sat_jti=sat["jti"], et_jti=et["jti"],
+            created_at=now, updated_at=now, expires_at=None, details={},
+        ))
+
+
+async def _fail(state: OrchestratorState, scenario_id: str, reason: str,
+                details: dict[str, Any]) -> None:
+    transition = await state.blocking(
+        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.FAILED,
+                     reason, details=details)
+    )
+    await state.announce(transition)
+
+
+async def handle_spawn(state: OrchestratorState, event: Event) -> None:
+    """Consumer handler: idempotent; outages retry, defects fail the scenario with reasons."""
+    data = event.data
+    scenario_id = data.get("scenario_id")
+    if not isinstance(scenario_id, str) or not scenario_id.startswith("scn-"):
+        raise Reject("scenario_id: missing or malformed")
+    async with state.lock_for(scenario_id):
+        try:
+            row = await state.blocking(load, state.ctx.db, scenario_id)
+        except ScenarioNotFound:
+            row = None
+        if row is not None and row.state != states.PENDING:
+            log.info("spawn event for %s redelivered; already %s", scenario_id, row.state)
+            return
+        try:
+            admitted = verify_spawn_event(state.settings, data)
+        except AdmissionRefused as exc:
+            if row is None:
+                raise Reject(f"{exc.code}: {exc.message}") from None
+            await _fail(state, scenario_id, exc.message, {"refused": exc.code})
+            return
+        if row is None:
+            await state.blocking(_ensure_row, state, data, admitted)
+        await _launch(state, admitted)
+
+
+async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
+    sat, et = admitted.sat, admitted.et
+    scenario_id = admitted.scenario_id
+    try:
+        loaded = state.registry.get(str(sat["template_id"]))
+    except UnknownTemplate:
+        await _fail(state, scenario_id, "template is not loaded", {"refused": "unknown_template"})
+        return
+    policy_input = build_training_input(
+        loaded.template, plan_name=str(et["plan"]), plan_tracks=list(et["tracks"]),
+        requested_track=str(sat["track"]), template_sha256=loaded.sha256,
+    )
+    try:
+        decision = await state.blocking(decide_all, state.engine, policy_input)
+    except PolicyUnavailable as exc:
+        log.warning("policy engine unavailable for %s; will retry: %s", scenario_id, exc)
+        raise RetryLater(POLICY_RETRY_S, "policy engine unavailable") from None
+    decision_record = {"allow": decision.allow, "reasons": decision.reasons,
+                       "policy_hash": decision.policy_hash, "input": policy_input}
+    if not decision.allow:
+        await _fail(state, scenario_id, "policy denied: " + "; ".join(decision.reasons),
+                    {"policy": decision_record})
+        return
+    expires = datetime.fromtimestamp(int(sat["exp"]), UTC)
+    try:
+        await state.blocking(state.replay.consume, str(sat["jti"]), "SAT", expires)
+    except TokenReplayed:
+        await _fail(state, scenario_id, "SAT was already used", {"refused": "sat_replayed"})
+        return
+    values = generate_values(loaded.template)
+    launching = await state.blocking(
+        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.LAUNCHING,
+                     "policy allowed", updates={"template_sha256": loaded.sha256},
+                     details={"policy": decision_record, "variables": values,
+                              "tokens": {"sat": admitted.sat_token, "et": admitted.et_token}})
+    )
+    await state.announce(launching)
+    rendered = render(loaded.template, values)
+    try:
+        info = await state.blocking(state.runtime.create, lab_spec(scenario_id, rendered))
+    except RuntimeFault as exc:
+        await _fail(state, scenario_id, f"lab could not be created: {exc}", {})
+        return
+    plan = state.catalog.get(str(et["plan"]))
+    minutes = loaded.template.spec.limits.timeout_minutes
+    if plan is not None:
+        minutes = min(minutes, plan.max_lab_minutes)
+    deadline = datetime.now(UTC) + timedelta(minutes=minutes)
+    running = await state.blocking(
+        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.RUNNING,
+                     "lab running", updates={"expires_at": deadline},
+                     details={"hosts": info.hosts, "started_at": datetime.now(UTC).isoformat()})
+    )
+    await state.announce(running, expires_at=deadline.strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -1,0 +1,116 @@
+"""Time: expire labs on their deadline (also after downtime) and reconcile with the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from forge.lifecycle import states
+from forge.services.orchestrator.completion import (
+    complete,
+    end_without_grading,
+    publish_completion,
+    scenario_dir,
+)
+from forge.services.orchestrator.state import OrchestratorState
+from forge.store.models import Scenario
+
+log = logging.getLogger("forge.orchestrator.reaper")
+STUCK_AFTER = timedelta(minutes=10)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
+    """(scenario_id, state) of every scenario the reaper must act on now."""
+    with state.ctx.db.read() as sess:
+        rows = sess.execute(
+            select(Scenario.scenario_id, Scenario.state, Scenario.expires_at,
+                   Scenario.updated_at)
+            .where(Scenario.state.in_([states.PENDING, states.LAUNCHING, states.RUNNING,
+                                       states.GRADING]))
+        ).all()
+    due: list[tuple[str, str]] = []
+    for scenario_id, current, expires_at, updated_at in rows:
+        deadline_passed = expires_at is not None and _aware(expires_at) <= now
+        stuck = _aware(updated_at) + STUCK_AFTER <= now
+        unpublished = (scenario_dir(state, scenario_id) / "completion.json").exists()
+        if (
+            (current == states.RUNNING and deadline_passed)
+            or (current in (states.PENDING, states.LAUNCHING) and stuck)
+            or (current == states.GRADING and unpublished)
+        ):
+            due.append((scenario_id, current))
+    return due
+
+
+async def reap_once(state: OrchestratorState) -> int:
+    """Act on every due scenario; returns how many were handled."""
+    handled = 0
+    for scenario_id, current in await state.blocking(_due, state, datetime.now(UTC)):
+        try:
+            if current == states.RUNNING:
+                await complete(state, scenario_id, "expired")
+            elif current == states.GRADING:
+                if state.lock_for(scenario_id).locked():
+                    continue
+                await publish_completion(state, scenario_id)
+            else:
+                await end_without_grading(state, scenario_id, states.EXPIRED,
+                                          "deadline passed before the lab ran")
+            handled += 1
+        except Exception:
+            log.exception("reaper could not handle %s", scenario_id)
+    return handled
+
+
+def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
+    """Adopt labs whose scenario is live; destroy orphans; fail live scenarios without a lab."""
+    labs = {info.lab_id for info in state.runtime.list()}
+    with state.ctx.db.read() as sess:
+        live = {sid for (sid,) in sess.execute(
+            select(Scenario.scenario_id).where(Scenario.state.in_(list(states.LIVE)))
+        )}
+    report: dict[str, list[str]] = {"adopted": [], "destroyed": [], "lost": []}
+    for lab_id in sorted(labs):
+        if lab_id in live:
+            report["adopted"].append(lab_id)
+        else:
+            state.runtime.destroy(lab_id)
+            report["destroyed"].append(lab_id)
+    report["lost"] = sorted(live - labs)
+    return report
+
+
+async def reconcile_and_fail_lost(state: OrchestratorState) -> dict[str, list[str]]:
+    """Reconcile at start; a running scenario whose lab vanished is failed (and its slot freed)."""
+    report = await state.blocking(reconcile, state)
+    for scenario_id in report["lost"]:
+        row_state = await state.blocking(lambda sid=scenario_id: _state_of(state, sid))
+        if row_state in (states.RUNNING, states.LAUNCHING):
+            await end_without_grading(state, scenario_id, states.FAILED,
+                                      "lab was lost while the orchestrator was down")
+    if any(report.values()):
+        log.info("reconciled labs: %s", report)
+    return report
+
+
+def _state_of(state: OrchestratorState, scenario_id: str) -> str | None:
+    with state.ctx.db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        return row.state if row else None
+
+
+async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
+    """Background task: reap every `interval_s` seconds until cancelled."""
+    while True:
+        try:
+            await reap_once(state)
+        except Exception:
+            log.exception("reaper pass failed")
+        await asyncio.sleep(interval_s)

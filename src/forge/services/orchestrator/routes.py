@@ -1,0 +1,185 @@
+"""Orchestrator HTTP API: owner-, tenant- or operator-scoped; never open."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from forge.audit.log import scenario_log
+from forge.identity.caller import AuthError, Caller, resolve_caller
+from forge.lifecycle import states
+from forge.lifecycle.states import IllegalTransition
+from forge.lifecycle.store import ScenarioNotFound, history, load
+from forge.services.common.auth import bearer_token, check_operator
+from forge.services.common.errors import ApiError
+from forge.services.orchestrator.completion import complete, end_without_grading
+from forge.services.orchestrator.state import OrchestratorState
+from forge.store.models import Scenario
+
+router = APIRouter()
+SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
+EXTEND_WINDOW = timedelta(minutes=10)
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    minutes: int = Field(default=15, ge=1, le=60)
+
+
+def orch(request: Request) -> OrchestratorState:
+    state: OrchestratorState = request.app.state.orchestrator
+    return state
+
+
+def _is_operator(request: Request) -> bool:
+    token = bearer_token(request)
+    return token is not None and orch(request).settings.operator.matches(token)
+
+
+async def _caller(request: Request) -> Caller:
+    state = orch(request)
+    try:
+        return await run_in_threadpool(resolve_caller, request.headers, request.cookies,
+                                       state.settings, state.ctx.db)
+    except AuthError as exc:
+        raise ApiError(401, exc.code, exc.message) from None
+
+
+async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario, bool]:
+    """The scenario if the caller is an operator or its owner (else 404); and is-operator."""
+    missing = ApiError(404, "not_found", "scenario not found")
+    if not SCENARIO_ID.match(scenario_id):
+        raise missing
+    operator = _is_operator(request)
+    caller = None if operator else await _caller(request)
+    try:
+        row = await run_in_threadpool(load, orch(request).ctx.db, scenario_id)
+    except ScenarioNotFound:
+        raise missing from None
+    if caller is not None and not (caller.owns(row.tenant_id, row.subject)
+                                   and caller.may_see(scenario_id)):
+        raise missing
+    return row, operator
+
+
+def view(row: Scenario, with_details: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "scenario_id": row.scenario_id, "state": row.state, "reason": row.state_reason,
+        "track": row.track, "template_id": row.template_id, "plan": row.plan,
+        "tenant_id": row.tenant_id, "subject": row.subject,
+        "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "hosts": row.details.get("hosts", {}),
+    }
+    if with_details:
+        body["policy"] = {k: v for k, v in row.details.get("policy", {}).items() if k != "input"}
+        body["refused"] = row.details.get("refused")
+    return body
+
+
+@router.get("/v1/scenarios/{scenario_id}", tags=["scenarios"])
+async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
+    """One scenario, to its owner or an operator (operators also see history and policy)."""
+    row, operator = await visible_scenario(request, scenario_id)
+    body = view(row, operator)
+    if operator:
+        body["history"] = await run_in_threadpool(history, orch(request).ctx.db, scenario_id)
+    return body
+
+
+@router.get("/v1/scenarios", tags=["scenarios"])
+async def list_scenarios(
+    request: Request,
+    state: str | None = Query(None, pattern=r"^[a-z]{1,16}$"),
+    tenant_id: str | None = Query(None, max_length=128),
+    track: str | None = Query(None, max_length=32),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Operator: every scenario, newest first, with filters."""
+    check_operator(request, orch(request).settings.operator)
+
+    def query() -> list[dict[str, Any]]:
+        stmt = select(Scenario).order_by(Scenario.created_at.desc()).limit(limit)
+        if state:
+            stmt = stmt.where(Scenario.state == state)
+        if tenant_id:
+            stmt = stmt.where(Scenario.tenant_id == tenant_id)
+        if track:
+            stmt = stmt.where(Scenario.track == track)
+        with orch(request).ctx.db.read() as sess:
+            return [view(r, True) for r in sess.scalars(stmt)]
+
+    items = await run_in_threadpool(query)
+    return {"items": items, "count": len(items)}
+
+
+@router.delete("/v1/scenarios/{scenario_id}", tags=["scenarios"])
+async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
+    """Owner or operator: tear the lab down now, without grading."""
+    row, _ = await visible_scenario(request, scenario_id)
+    try:
+        final = await end_without_grading(orch(request), row.scenario_id, states.DELETED,
+                                          "deleted on request")
+    except IllegalTransition as exc:
+        raise ApiError(409, "illegal_transition", str(exc)) from None
+    return {"scenario_id": scenario_id, "state": final}
+
+
+@router.post("/v1/scenarios/{scenario_id}/extend", tags=["scenarios"])
+async def extend(
+    scenario_id: str, request: Request, body: ExtendBody | None = None
+) -> dict[str, Any]:
+    """Owner or operator: more time, only in the last 10 minutes, within the plan's cap."""
+    row, _ = await visible_scenario(request, scenario_id)
+    state = orch(request)
+    if row.state != states.RUNNING or row.expires_at is None:
+        raise ApiError(409, "not_running", f"scenario is {row.state}")
+    now = datetime.now(UTC)
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    if expires - now > EXTEND_WINDOW:
+        raise ApiError(409, "too_early", "a lab can be extended only in its last 10 minutes",
+                       [{"field": "expires_at", "value": expires.isoformat()}])
+    plan = state.catalog.get(row.plan)
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    cap = created + timedelta(minutes=plan.max_lab_minutes if plan else 60)
+    wanted = expires + timedelta(minutes=(body or ExtendBody()).minutes)
+    new_deadline = min(wanted, cap)
+    if new_deadline <= expires:
+        raise ApiError(409, "lifetime_cap", "the lab has reached its plan's maximum lifetime",
+                       [{"field": "minutes", "cap": cap.isoformat()}])
+
+    await run_in_threadpool(_extend_row, state, scenario_id, new_deadline)
+    return {"scenario_id": scenario_id, "expires_at": new_deadline.isoformat(),
+            "capped": new_deadline < wanted}
+
+
+def _extend_row(state: OrchestratorState, scenario_id: str, deadline: datetime) -> None:
+    """Move the deadline (still running) and audit it."""
+    with state.ctx.db.session() as sess:
+        row = sess.get(Scenario, scenario_id)
+        if row is None or row.state != states.RUNNING:
+            raise ApiError(409, "not_running", "scenario is no longer running")
+        row.expires_at, row.updated_at = deadline, datetime.now(UTC)
+    scenario_log(state.settings.storage_root, scenario_id).append(
+        "scenario.extended", {"expires_at": deadline.isoformat()})
+
+
+@router.post("/internal/scenarios/{scenario_id}/complete", tags=["internal"])
+async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
+    """Operator: grade and finish a running lab now (idempotent)."""
+    check_operator(request, orch(request).settings.operator)
+    if not SCENARIO_ID.match(scenario_id):
+        raise ApiError(404, "not_found", "scenario not found")
+    try:
+        final = await complete(orch(request), scenario_id, "operator")
+    except ScenarioNotFound:
+        raise ApiError(404, "not_found", "scenario not found") from None
+    except IllegalTransition as exc:
+        raise ApiError(409, "illegal_transition", str(exc)) from None
+    return {"scenario_id": scenario_id, "state": final}

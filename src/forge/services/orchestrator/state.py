@@ -1,0 +1,56 @@
+"""Everything the orchestrator holds for its lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from forge.bus import DurableConsumer, Publisher
+from forge.config.settings import Settings
+from forge.lifecycle.store import Transition
+from forge.plans import PlanCatalog
+from forge.policy.decision import PolicyEngine
+from forge.runtime.base import Runtime
+from forge.services.common.app import ServiceContext
+from forge.store.replay import SqlReplayStore
+from forge.templates.registry import TemplateRegistry
+
+T = TypeVar("T")
+
+
+@dataclass
+class OrchestratorState:
+    """The orchestrator's long-lived parts."""
+
+    ctx: ServiceContext
+    registry: TemplateRegistry
+    catalog: PlanCatalog
+    engine: PolicyEngine
+    runtime: Runtime
+    publisher: Publisher
+    replay: SqlReplayStore
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16))
+    consumers: list[DurableConsumer] = field(default_factory=list)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call (DB, runtime) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def lock_for(self, scenario_id: str) -> asyncio.Lock:
+        """One in-process lock per scenario so its transitions never interleave."""
+        return self.locks.setdefault(scenario_id, asyncio.Lock())
+
+    async def announce(self, transition: Transition, **extra: Any) -> None:
+        """Publish `forge.scenario.<state>`; de-duplicated by scenario and state."""
+        await self.publisher.publish(
+            f"forge.scenario.{transition.to_state}", transition.event(**extra),
+            msg_id=f"{transition.scenario_id}-{transition.to_state}",
+        )

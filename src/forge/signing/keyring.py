@@ -1,0 +1,268 @@
+"""The Ed25519 signing keyring on disk: one current key signs, retired public keys remain.
+
+Layout of the keyring directory (mode 0700):
+  <kid>.key   PKCS#8 PEM private key, mode 0600 (only for keys that may still sign)
+  <kid>.pub   PEM SubjectPublicKeyInfo
+  <kid>.json  metadata (created_at, retired_at)
+  current     the key id that signs
+Rotation writes the new key, switches `current` atomically, then deletes the old private
+key; its public key stays so verdicts and checkpoints it signed keep verifying.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from filelock import FileLock
+
+from forge.signing.ids import PublicKeyError, key_id_for, load_public_pem, public_pem
+
+KEY_DIR_ENV = "FORGE_SIGNING_KEY_DIR"
+_KID_RE = re.compile(r"[0-9a-f]{16}")
+
+
+class SigningKeyError(Exception):
+    """The keyring cannot do what was asked; the message says why and what to run."""
+
+
+class NoSigningKey(SigningKeyError):
+    """No loadable Ed25519 private key is current in the keyring."""
+
+
+class KeyExists(SigningKeyError):
+    """`generate` was asked for while a current key already exists."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A loaded private key and its id; signs verdicts and audit checkpoints."""
+
+    key_id: str
+    private_key: Ed25519PrivateKey = field(repr=False)
+
+    def sign(self, message: bytes) -> bytes:
+        """Ed25519 signature over `message`."""
+        return self.private_key.sign(message)
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The matching public key."""
+        return self.private_key.public_key()
+
+    def public_pem(self) -> bytes:
+        """The public key as PEM SubjectPublicKeyInfo."""
+        return public_pem(self.public_key)
+
+    @classmethod
+    def from_private_key(cls, key: Ed25519PrivateKey) -> SigningKey:
+        """Wrap a private key, deriving its id."""
+        return cls(key_id_for(key.public_key()), key)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key as `forge keys list` shows it."""
+
+    key_id: str
+    created_at: str
+    retired_at: str | None
+    current: bool
+    can_sign: bool
+
+
+def keyring_dir(storage_root: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """`FORGE_SIGNING_KEY_DIR`, else `<storage_root>/keys/signing`."""
+    env = os.environ if environ is None else environ
+    raw = env.get(KEY_DIR_ENV, "")
+    return Path(raw) if raw else storage_root / "keys" / "signing"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class SigningKeyring:
+    """A directory of Ed25519 keys with one current signer."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def _lock(self) -> FileLock:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return FileLock(str(self.directory / ".lock"))
+
+    def _current_id(self) -> str | None:
+        try:
+            raw = (self.directory / "current").read_text(encoding="ascii").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = f"cannot read 'current' ({exc.__class__.__name__})"
+            raise NoSigningKey(self._no_key(why)) from None
+        if _KID_RE.fullmatch(raw) is None:
+            raise NoSigningKey(self._no_key("'current' does not hold a key id"))
+        return raw
+
+    def _no_key(self, why: str) -> str:
+        return (f"no loadable Ed25519 signing key in {self.directory}: {why}; "
+                "run `forge keys generate` (or restore the key directory)")
+
+    def has_key(self) -> bool:
+        """True when a current key can be loaded."""
+        try:
+            self.current()
+        except NoSigningKey:
+            return False
+        return True
+
+    def current(self) -> SigningKey:
+        """Load the current signing key, or raise NoSigningKey saying why."""
+        kid = self._current_id()
+        if kid is None:
+            raise NoSigningKey(self._no_key("no current key"))
+        path = self.directory / f"{kid}.key"
+        try:
+            st = path.stat()
+            if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise NoSigningKey(self._no_key(
+                    f"{path.name} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+                    "chmod 600 it"))
+            data = path.read_bytes()
+        except OSError as exc:
+            raise NoSigningKey(self._no_key(f"cannot read {path.name} ({exc.strerror})")) from None
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise NoSigningKey(self._no_key(f"{path.name} is not a PEM private key")) from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise NoSigningKey(self._no_key(f"{path.name} is not an Ed25519 key"))
+        loaded = SigningKey.from_private_key(key)
+        if loaded.key_id != kid:
+            raise NoSigningKey(self._no_key(f"{path.name} holds key {loaded.key_id}"))
+        return loaded
+
+    def _write_key(self, key: SigningKey) -> None:
+        pem = key.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        os.chmod(self.directory, 0o700)
+        _write_atomic(self.directory / f"{key.key_id}.key", pem, 0o600)
+        _write_atomic(self.directory / f"{key.key_id}.pub", key.public_pem(), 0o644)
+        meta = {"key_id": key.key_id, "algorithm": "ed25519", "created_at": _now(),
+                "retired_at": None}
+        _write_atomic(self.directory / f"{key.key_id}.json",
+                      json.dumps(meta, sort_keys=True).encode() + b"\n", 0o644)
+
+    def _set_current(self, key_id: str) -> None:
+        _write_atomic(self.directory / "current", key_id.encode() + b"\n", 0o644)
+
+    def generate(self) -> SigningKey:
+        """Create the first key; refuses (KeyExists) when a current key is already set."""
+        with self._lock():
+            if self._current_id() is not None:
+                raise KeyExists(f"a current signing key exists in {self.directory}; "
+                                "use `forge keys rotate` to replace it")
+            key = SigningKey.from_private_key(Ed25519PrivateKey.generate())
+            self._write_key(key)
+            self._set_current(key.key_id)
+            return key
+
+    def ensure(self) -> tuple[SigningKey, bool]:
+        """Dev convenience: the current key, generated once if none exists (key, created)."""
+        with self._lock():
+            if self._current_id() is None:
+                key = SigningKey.from_private_key(Ed25519PrivateKey.generate())
+                self._write_key(key)
+                self._set_current(key.key_id)
+                return key, True
+        return self.current(), False
+
+    def rotate(self) -> SigningKey:
+        """New key becomes current; the old private key is deleted, its public key kept."""
+        with self._lock():
+            old = self._current_id()
+            key = SigningKey.from_private_key(Ed25519PrivateKey.generate())
+            self._write_key(key)
+            self._set_current(key.key_id)
+            if old is not None and old != key.key_id:
+                meta_path = self.directory / f"{old}.json"
+                try:
+                    meta = json.loads(meta_path.read_text())
+                except (OSError, ValueError):
+                    meta = {"key_id": old, "algorithm": "ed25519", "created_at": None}
+                meta["retired_at"] = _now()
+                _write_atomic(meta_path, json.dumps(meta, sort_keys=True).encode() + b"\n",
+                              0o644)
+                (self.directory / f"{old}.key").unlink(missing_ok=True)
+            return key
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """Every public key in the ring (current and retired), by key id."""
+        keys: dict[str, Ed25519PublicKey] = {}
+        if not self.directory.is_dir():
+            return keys
+        for path in sorted(self.directory.glob("*.pub")):
+            if _KID_RE.fullmatch(path.stem) is None:
+                continue
+            try:
+                key = load_public_pem(path.read_bytes())
+            except (OSError, PublicKeyError):
+                continue
+            if key_id_for(key) == path.stem:
+                keys[path.stem] = key
+        return keys
+
+    def list_keys(self) -> list[KeyInfo]:
+        """All keys, oldest first."""
+        try:
+            current = self._current_id()
+        except NoSigningKey:
+            current = None
+        infos: list[KeyInfo] = []
+        for kid in self.public_keys():
+            try:
+                meta = json.loads((self.directory / f"{kid}.json").read_text())
+            except (OSError, ValueError):
+                meta = {}
+            infos.append(KeyInfo(
+                key_id=kid, created_at=str(meta.get("created_at") or "unknown"),
+                retired_at=meta.get("retired_at"), current=kid == current,
+                can_sign=(self.directory / f"{kid}.key").exists()))
+        return sorted(infos, key=lambda i: (i.created_at, i.key_id))
+
+    def export_public(self, out_dir: Path | None = None) -> bytes:
+        """All public keys as concatenated PEM; with `out_dir`, also one `<kid>.pem` each."""
+        keys = self.public_keys()
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for kid, key in keys.items():
+                _write_atomic(out_dir / f"{kid}.pem", public_pem(key), 0o644)
+        return b"".join(public_pem(k) for k in keys.values())

@@ -1,0 +1,82 @@
+"""scripts/verify_verdict.py on a bare machine (only cryptography + zstandard), and
+`forge verify`, with the runbook's command line and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from forge.evidence.artifacts import Artifacts, write_results
+
+from .sample import SCENARIO_ID, fixed_key
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "verify_verdict.py"
+RESULTS = f"storage/scenarios/{SCENARIO_ID}/results"
+RUNBOOK_ARGS = [f"{RESULTS}/score.json", f"{RESULTS}/evidence.tar.zst", f"{RESULTS}/verdict.sig",
+                f"{RESULTS}/verdict.pub"]
+
+
+def _run(python: Path | str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(python), str(SCRIPT), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_runbook_command_in_a_bare_venv(bare_python: Path, artifacts: Artifacts,
+                                        tmp_path: Path) -> None:
+    write_results(tmp_path / "storage", artifacts)
+    good = _run(bare_python, RUNBOOK_ARGS, tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.startswith(f"PASS {SCENARIO_ID}")
+    assert "only integrity was proven, not origin" in good.stdout
+
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_bytes(fixed_key().public_pem())
+    proven = _run(bare_python, [*RUNBOOK_ARGS, "--trusted-key", str(trusted), "--json"],
+                  tmp_path)
+    assert proven.returncode == 0
+    assert json.loads(proven.stdout)["origin"] == "proven"
+
+    untrusted = tmp_path / "other.pem"
+    untrusted.write_bytes(fixed_key(5).public_pem())
+    refused = _run(bare_python, [*RUNBOOK_ARGS, "--trusted-key", str(untrusted)], tmp_path)
+    assert refused.returncode == 1 and "[untrusted_key]" in refused.stdout
+
+    score = tmp_path / RESULTS / "score.json"
+    score.write_bytes(score.read_bytes().replace(b'"score":0.75', b'"score":1.00'))
+    tampered = _run(bare_python, RUNBOOK_ARGS, tmp_path)
+    assert tampered.returncode == 1
+    assert tampered.stdout.startswith("FAIL")
+    assert "[score_digest_mismatch]" in tampered.stdout
+
+    missing = _run(bare_python, [*RUNBOOK_ARGS[:3], f"{RESULTS}/nope.pub"], tmp_path)
+    assert missing.returncode == 2 and "file not found" in missing.stdout
+    usage = _run(bare_python, RUNBOOK_ARGS[:2], tmp_path)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_verifier_imports_nothing_beyond_stdlib_cryptography_zstandard() -> None:
+    code = ("import sys; sys.path.insert(0, 'src'); import forge.evidence.verify_cmd; "
+            "print('\\n'.join(sorted(sys.modules)))")
+    mods = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, check=True, timeout=60).stdout.split()
+    tops = {m.split(".")[0] for m in mods}
+    assert tops.isdisjoint({"pydantic", "filelock", "yaml", "typer", "sqlalchemy", "jwt"})
+    assert not [m for m in mods if m.startswith(("forge.config", "forge.signing.keyring",
+                                                 "forge.audit.log"))]
+
+
+def test_forge_verify_cli_has_the_same_exit_codes(result_files: dict[str, Path]) -> None:
+    args = [sys.executable, "-m", "forge", "verify",
+            *(str(result_files[n]) for n in ("score.json", "evidence.tar.zst", "verdict.sig",
+                                             "verdict.pub"))]
+    ok = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["status"] == "PASS"
+    result_files["verdict.pub"].write_bytes(fixed_key(9).public_pem())
+    bad = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "[signature_invalid]" in bad.stdout
+    result_files["verdict.sig"].unlink()
+    gone = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 2

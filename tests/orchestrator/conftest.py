@@ -1,0 +1,139 @@
+"""A live orchestrator (real uvicorn, nats-server, Rego engine, local runtime, SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats as nats_client
+import pytest
+
+from forge.bus import NatsServer, Publisher
+from forge.config import Settings, load_settings
+from forge.lifecycle.store import load
+from forge.runtime.local import LocalRuntime
+from forge.services.orchestrator.app import build_app
+from forge.services.orchestrator.state import OrchestratorState
+from forge.store.models import Scenario
+from forge.tokens import ET, SAT, mint_token
+
+from ..live_server import live_server
+from ..services.conftest import SECRETS, prod_environ
+
+OPERATOR = {"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
+FAST = {"backoff": (0.2, 0.5, 1.0), "max_deliver": 4}
+
+
+@dataclass
+class Orch:
+    url: str
+    settings: Settings
+    state: OrchestratorState
+    nats: NatsServer
+    runtime: LocalRuntime
+    sent: list[str] = field(default_factory=list)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+    def row(self, scenario_id: str) -> Scenario:
+        return load(self.state.ctx.db, scenario_id)
+
+    def wait_state(self, scenario_id: str, *wanted: str, timeout: float = 30) -> Scenario:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.row(scenario_id)
+                if last.state in wanted:
+                    return last
+            except LookupError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{scenario_id} never reached {wanted}; last {last and last.state}")
+
+    def publish(self, subject: str, body: dict[str, Any], msg_id: str | None = None) -> None:
+        async def go() -> None:
+            async with Publisher(self.nats.url) as pub:
+                await pub.connection.wait_ready(5)
+                await pub.publish(subject, body, msg_id=msg_id or secrets.token_hex(8))
+
+        asyncio.run(go())
+
+
+def spawn_event(settings: Settings, *, template: str = "lab-netplus", track: str = "netplus",
+                plan: str = "PRO", tracks: list[str] | None = None, subject: str = "alice",
+                tenant: str = "acme", scenario_id: str | None = None,
+                sat_over: dict[str, Any] | None = None, et_over: dict[str, Any] | None = None,
+                sat_ttl: int | None = None, sat_now: float | None = None,
+                sat_ring: Any = None) -> dict[str, Any]:
+    """A forge.spawn.requested body exactly as spawn_service would publish it."""
+    scenario_id = scenario_id or "scn-" + secrets.token_hex(8)
+    et_claims = {"sub": subject, "tenant_id": tenant, "plan": plan,
+                 "tracks": tracks or ["netplus", "ccna"], "retention_days": 30,
+                 "source": "store", **(et_over or {})}
+    et = mint_token(settings.et, ET, et_claims)
+    et_jti = json.loads(__import__("base64").urlsafe_b64decode(et.split(".")[1] + "=="))["jti"]
+    sat_claims = {"scenario_id": scenario_id, "track": track, "template_id": template,
+                  "sub": subject, "tenant_id": tenant, "plan": plan, "et_jti": et_jti,
+                  **(sat_over or {})}
+    sat = mint_token(sat_ring or settings.sat, SAT, sat_claims, ttl_s=sat_ttl, now=sat_now)
+    return {"scenario_id": scenario_id, "request_id": "req-" + secrets.token_hex(6),
+            "track": track, "template_id": template, "tenant_id": tenant, "subject": subject,
+            "plan": plan, "retention_days": 30, "sat": sat, "et": et}
+
+
+MakeOrch = Callable[..., Orch]
+
+
+@pytest.fixture
+def make_orch(tmp_path: Path, nats: NatsServer) -> Iterator[MakeOrch]:
+    made: list[tuple[Any, LocalRuntime]] = []
+    prefix = "o" + secrets.token_hex(2)
+
+    def make(**extra: Any) -> Orch:
+        reaper = float(extra.pop("reaper_interval_s", 0.5))
+        environ = prod_environ(tmp_path / "storage", NATS_URL=nats.url, **extra)
+        settings = load_settings(environ)
+        runtime = LocalRuntime(str(tmp_path / "runtime"), prefix)
+        app = build_app(settings, runtime=runtime, reaper_interval_s=reaper,
+                        consumer_options=FAST)
+        server = live_server(app)
+        url = server.__enter__()
+        made.append((server, runtime))
+        return Orch(url, settings, app.state.orchestrator, nats, runtime)
+
+    yield make
+    for server, _ in reversed(made):
+        server.__exit__(None, None, None)
+    for _, runtime in made[-1:]:
+        for info in runtime.list():
+            runtime.destroy(info.lab_id)
+        runtime.close()
+
+
+@pytest.fixture
+def orch(make_orch: MakeOrch) -> Orch:
+    return make_orch()
+
+
+async def collect(url: str, subject: str, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+    """Read `count` events of a subject from the FORGE stream (from the start)."""
+    nc = await nats_client.connect(url)
+    js = nc.jetstream()
+    sub = await js.subscribe(subject, ordered_consumer=True)
+    found: list[dict[str, Any]] = []
+    try:
+        while len(found) < count:
+            msg = await sub.next_msg(timeout=timeout)
+            found.append(json.loads(msg.data))
+    finally:
+        await nc.close()
+    return found

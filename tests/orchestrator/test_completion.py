@@ -1,0 +1,189 @@
+"""Grading, completion, TTL, extend, delete, and what survives an orchestrator restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+
+from forge.identity.apikeys import create_api_key
+from forge.store.models import Scenario
+
+from .conftest import OPERATOR, MakeOrch, Orch, collect, spawn_event
+
+SPAWN = "forge.spawn.requested"
+
+
+def running(orch: Orch, **kw: object) -> str:
+    event = spawn_event(orch.settings, **kw)  # type: ignore[arg-type]
+    orch.publish(SPAWN, event)
+    orch.wait_state(event["scenario_id"], "running")
+    return str(event["scenario_id"])
+
+
+def test_operator_completion_grades_and_tears_down(orch: Orch) -> None:
+    sid = running(orch)
+    row = orch.row(sid)
+    secret = row.details["variables"]["secret"]
+    # Solve one criterion as the learner would: save what the target serves.
+    orch.runtime.exec(sid, "learner", shell=f"echo 'token {secret}' > /workspace/answer.txt")
+    with orch.client() as client:
+        assert client.post(f"/internal/scenarios/{sid}/complete").status_code == 401
+        resp = client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
+        assert resp.status_code == 200 and resp.json()["state"] == "completed"
+        again = client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
+        assert again.json()["state"] == "completed"
+    assert orch.runtime.list() == []
+    done = asyncio.run(collect(orch.nats.url, "forge.scenario.completed", 1))[0]
+    assert done["scenario_id"] == sid and done["completion_reason"] == "operator"
+    by_criterion = {r["criterion_id"]: r["passed"] for r in done["results"]}
+    assert by_criterion["saved-page"] is True
+    assert done["sat"] and done["et"] and done["template"]["sha256"] == row.template_sha256
+    evidence = orch.settings.storage_root / "scenarios" / sid / "evidence"
+    assert set(done["evidence"]) == {p.name for p in evidence.iterdir()}
+    assert f"token {secret}" in (evidence / "saved-page.0.stdout").read_text()
+
+
+def test_untouched_lab_fails_the_work_criterion(orch: Orch) -> None:
+    sid = running(orch)
+    with orch.client() as client:
+        client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
+    done = asyncio.run(collect(orch.nats.url, "forge.scenario.completed", 1))[0]
+    saved = next(r for r in done["results"] if r["criterion_id"] == "saved-page")
+    assert saved["passed"] is False and saved["exit_code"] != 0
+
+
+def test_submit_event_completes(orch: Orch) -> None:
+    sid = running(orch)
+    orch.publish("forge.scenario.submit", {"scenario_id": sid, "reason": "submitted"})
+    row = orch.wait_state(sid, "completed", "failed")
+    assert row.state == "completed"
+
+
+def test_delete_tears_down_without_grading(orch: Orch) -> None:
+    sid = running(orch)
+    owner = {"x-api-key": create_api_key(orch.state.ctx.db, "acme", "alice").plaintext}
+    with orch.client() as client:
+        resp = client.delete(f"/v1/scenarios/{sid}", headers=owner)
+        assert resp.status_code == 200 and resp.json()["state"] == "deleted"
+        assert client.delete(f"/v1/scenarios/{sid}", headers=owner).json()["state"] == "deleted"
+    assert orch.runtime.list() == []
+    deleted = asyncio.run(collect(orch.nats.url, "forge.scenario.deleted", 1))
+    assert deleted[0]["scenario_id"] == sid
+
+
+def _set_deadline(orch: Orch, sid: str, when: datetime) -> None:
+    with orch.state.ctx.db.session() as sess:
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.expires_at = when
+
+
+def test_extend_only_in_last_ten_minutes_and_capped(orch: Orch) -> None:
+    sid = running(orch)
+    with orch.client() as client:
+        early = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 5})
+        assert early.status_code == 409 and early.json()["error"] == "too_early"
+        soon = datetime.now(UTC) + timedelta(minutes=5)
+        _set_deadline(orch, sid, soon)
+        ok = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 15})
+        assert ok.status_code == 200, ok.text
+        new = datetime.fromisoformat(ok.json()["expires_at"])
+        assert abs((new - soon).total_seconds() - 900) < 2
+        # PRO caps a lab at 180 minutes from creation.
+        created = orch.row(sid).created_at.replace(tzinfo=UTC)
+        _set_deadline(orch, sid, created + timedelta(minutes=175))
+        capped = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 30})
+        if (created + timedelta(minutes=175)) - datetime.now(UTC) <= timedelta(minutes=10):
+            assert capped.status_code == 200 and capped.json()["capped"] is True
+        _set_deadline(orch, sid, created + timedelta(minutes=180))
+        at_cap = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 5})
+        assert at_cap.status_code == 409
+        bad = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 0})
+        assert bad.status_code == 422
+
+
+def test_reaper_expires_on_time(orch: Orch) -> None:
+    sid = running(orch)
+    _set_deadline(orch, sid, datetime.now(UTC) - timedelta(seconds=1))
+    row = orch.wait_state(sid, "completed", timeout=30)
+    done = asyncio.run(collect(orch.nats.url, "forge.scenario.completed", 1))[0]
+    assert done["completion_reason"] == "expired" and row.state == "completed"
+
+
+def test_deadline_passed_while_down_is_reaped_after_restart(make_orch: MakeOrch) -> None:
+    first = make_orch(reaper_interval_s=3600)
+    sid = running(first)
+    keep = running(first)
+    _set_deadline(first, sid, datetime.now(UTC) - timedelta(minutes=1))
+    # A restart: a second orchestrator on the same DB and runtime state adopts the labs.
+    second = make_orch()
+    row = second.wait_state(sid, "completed", timeout=30)
+    assert row.state == "completed"
+    assert second.row(keep).state == "running"
+    assert keep in {i.lab_id for i in second.runtime.list()}
+
+
+def test_orphan_lab_destroyed_at_start(make_orch: MakeOrch) -> None:
+    first = make_orch(reaper_interval_s=3600)
+    sid = running(first)
+    with first.state.ctx.db.session() as sess:
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.state = "failed"  # the DB says it ended, but the lab is still there
+    second = make_orch()
+    deadline = time.monotonic() + 10
+    while sid in {i.lab_id for i in second.runtime.list()} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sid not in {i.lab_id for i in second.runtime.list()}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_opa_outage_keeps_pending_then_launches(make_orch: MakeOrch) -> None:
+    from forge.policy import EmbeddedEngine
+    from forge.policy.opa_server import OpaServer
+
+    port = _free_port()
+    orch = make_orch(OPA_URL=f"http://127.0.0.1:{port}")
+    event = spawn_event(orch.settings)
+    orch.publish(SPAWN, event)
+    time.sleep(2.5)
+    row = orch.row(event["scenario_id"]) if _exists(orch, event["scenario_id"]) else None
+    assert row is None or row.state == "pending"
+    with orch.client() as client:
+        ready = client.get("/readyz").json()
+    assert "policy" in ready["failed"]
+    server = OpaServer(EmbeddedEngine(orch.settings.policies_dir), "127.0.0.1", port)
+    server.start_background()
+    try:
+        row = orch.wait_state(event["scenario_id"], "running", "failed", timeout=30)
+        assert row.state == "running", row.state_reason
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _exists(orch: Orch, sid: str) -> bool:
+    try:
+        orch.row(sid)
+    except LookupError:
+        return False
+    return True
+
+
+def test_completed_event_is_json_serialisable_and_bounded(orch: Orch) -> None:
+    sid = running(orch)
+    orch.runtime.exec(sid, "learner", shell="head -c 3000000 /dev/zero | tr '\\0' x > /workspace/answer.txt")
+    with orch.client() as client:
+        client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
+    done = asyncio.run(collect(orch.nats.url, "forge.scenario.completed", 1))[0]
+    assert len(json.dumps(done)) < 512 * 1024
+    saved = next(r for r in done["results"] if r["criterion_id"] == "saved-page")
+    assert saved["stdout"]["size"] == 3000000 and saved["stdout"]["truncated"] is True

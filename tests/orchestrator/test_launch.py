@@ -1,0 +1,177 @@
+"""Spawn events become running labs, or failed scenarios with reasons; never both."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from forge.audit.log import scenario_log
+from forge.config import HmacKeyring
+from forge.policy import PolicyHashMismatch
+from forge.services.orchestrator.app import build_app
+from forge.store.replay import SqlReplayStore
+from forge.tokens import ACCESS, mint_token
+
+from .conftest import OPERATOR, MakeOrch, Orch, collect, spawn_event
+
+SPAWN = "forge.spawn.requested"
+
+
+def audit_events(orch: Orch, scenario_id: str) -> list[str]:
+    data = scenario_log(orch.settings.storage_root, scenario_id).read_bytes().decode()
+    return [line for line in data.splitlines() if line]
+
+
+def test_valid_spawn_runs_lab(orch: Orch) -> None:
+    event = spawn_event(orch.settings)
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(event["scenario_id"], "running", "failed")
+    assert row.state == "running", row.state_reason
+    assert row.template_sha256 and row.expires_at is not None
+    assert set(row.details["hosts"]) == {"learner", "router", "target"}
+    assert row.details["hosts"]["learner"] == {"lan": "10.61.1.10"}
+    assert row.details["policy"]["allow"] is True
+    assert [i.lab_id for i in orch.runtime.list()] == [event["scenario_id"]]
+    running = asyncio.run(collect(orch.nats.url, "forge.scenario.running", 1))
+    assert running[0]["scenario_id"] == event["scenario_id"]
+    lines = audit_events(orch, event["scenario_id"])
+    assert any('"to":"launching"' in line for line in lines)
+    assert any('"to":"running"' in line for line in lines)
+
+
+def test_redelivered_event_is_a_no_op(orch: Orch) -> None:
+    event = spawn_event(orch.settings)
+    orch.publish(SPAWN, event)
+    orch.wait_state(event["scenario_id"], "running")
+    orch.publish(SPAWN, event)  # a new message id: not de-duplicated by JetStream
+    time.sleep(1.0)
+    row = orch.row(event["scenario_id"])
+    assert row.state == "running"
+    assert len(orch.runtime.list()) == 1
+
+
+def _pending_row(orch: Orch, event: dict[str, object]) -> None:
+    """spawn_service's row, as it exists before the orchestrator sees the event."""
+    from forge.store.models import Scenario
+
+    now = datetime.now(UTC)
+    with orch.state.ctx.db.session() as sess:
+        sess.add(Scenario(scenario_id=event["scenario_id"], request_id="req-x", tenant_id="acme",
+                          subject="alice", track="netplus", template_id="lab-netplus",
+                          template_sha256=None, plan="PRO", retention_days=30, state="pending",
+                          state_reason="spawn requested", sat_jti=None, et_jti=None,
+                          created_at=now, updated_at=now, expires_at=None, details={}))
+
+
+DEFECTS = {
+    "expired": (lambda s: spawn_event(s, sat_ttl=30, sat_now=time.time() - 3600), "sat_token_expired"),
+    "wrong_kid": (lambda s: spawn_event(s, sat_ring=HmacKeyring("X", current=b"z" * 40)),
+                  "sat_token_unknown_key"),
+    "et_mismatch": (lambda s: spawn_event(s, et_over={"sub": "mallory"}), "sat_et_mismatch"),
+    "plan_mismatch": (lambda s: spawn_event(s, sat_over={"plan": "ENTERPRISE"}), "sat_et_mismatch"),
+    "wrong_scenario": (lambda s: spawn_event(s, sat_over={"scenario_id": "scn-00000000000000ff"}),
+                       "sat_event_mismatch"),
+}
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_token_defects_fail_the_scenario_and_are_audited(orch: Orch, defect: str) -> None:
+    make, code = DEFECTS[defect]
+    event = make(orch.settings)
+    _pending_row(orch, event)
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(event["scenario_id"], "failed", "running")
+    assert row.state == "failed"
+    assert row.details["refused"] == code
+    assert orch.runtime.list() == []
+    assert any('"to":"failed"' in line for line in audit_events(orch, event["scenario_id"]))
+
+
+def test_wrong_type_token_refused(orch: Orch) -> None:
+    event = spawn_event(orch.settings)
+    event["sat"] = mint_token(orch.settings.sat, ACCESS, {
+        "scenario_id": event["scenario_id"], "sub": "alice", "tenant_id": "acme"})
+    _pending_row(orch, event)
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(event["scenario_id"], "failed")
+    assert row.details["refused"] == "sat_token_wrong_type"
+
+
+def test_replayed_sat_refused(orch: Orch) -> None:
+    event = spawn_event(orch.settings)
+    import base64
+    import json
+
+    jti = json.loads(base64.urlsafe_b64decode(event["sat"].split(".")[1] + "=="))["jti"]
+    SqlReplayStore(orch.state.ctx.db).consume(jti, "SAT", datetime(2100, 1, 1, tzinfo=UTC))
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(event["scenario_id"], "failed")
+    assert row.details["refused"] == "sat_replayed"
+
+
+def test_forged_event_without_a_row_is_dead_lettered(orch: Orch) -> None:
+    from forge.store.failed_events import list_failed_events
+
+    event = spawn_event(orch.settings, sat_ring=HmacKeyring("X", current=b"f" * 40))
+    orch.publish(SPAWN, event)
+    deadline = time.monotonic() + 10
+    while not list_failed_events(orch.state.ctx.db) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    failed = list_failed_events(orch.state.ctx.db)
+    assert failed and "sat_token_unknown_key" in failed[0].error
+    assert failed[0].scenario_id == event["scenario_id"]
+
+
+def test_policy_denies_privileged_capability(orch: Orch) -> None:
+    event = spawn_event(orch.settings, template="lab-privileged")
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(event["scenario_id"], "failed", "running")
+    assert row.state == "failed"
+    reasons = row.details["policy"]["reasons"]
+    assert any("SYS_ADMIN" in r and "learner" in r for r in reasons), reasons
+    assert "policy denied" in (row.state_reason or "")
+    assert orch.runtime.list() == []
+
+
+def test_wrong_policy_hash_stops_startup(orch: Orch) -> None:
+    from forge.config import load_settings
+
+    from ..services.conftest import prod_environ
+
+    settings = load_settings(prod_environ(orch.settings.storage_root,
+                                          OPA_POLICY_HASH="0" * 64, NATS_URL=orch.nats.url))
+    with pytest.raises(PolicyHashMismatch) as err:
+        build_app(settings, runtime=orch.runtime)
+    assert "0" * 64 in str(err.value) and orch.state.engine.policy_hash in str(err.value)
+
+
+def test_readyz_names_orchestrator_checks(orch: Orch) -> None:
+    with orch.client() as client:
+        body = client.get("/readyz").json()
+    assert body["status"] == "ready", body
+    assert {"policy", "nats", "runtime", "store", "storage"} <= set(body["checks"])
+    assert orch.state.engine.policy_hash in body["checks"]["policy"]["detail"]
+
+
+def test_reads_are_scoped(orch: Orch, make_orch: MakeOrch) -> None:
+    event = spawn_event(orch.settings)
+    orch.publish(SPAWN, event)
+    orch.wait_state(event["scenario_id"], "running")
+    sid = event["scenario_id"]
+    with orch.client() as client:
+        assert client.get(f"/v1/scenarios/{sid}").status_code == 401
+        assert client.get("/v1/scenarios").status_code == 401
+        op = client.get(f"/v1/scenarios/{sid}", headers=OPERATOR)
+        assert op.status_code == 200 and op.json()["history"][-1]["to"] == "running"
+        listed = client.get("/v1/scenarios", params={"state": "running"}, headers=OPERATOR)
+        assert [s["scenario_id"] for s in listed.json()["items"]] == [sid]
+        from forge.identity.apikeys import create_api_key
+
+        owner = {"x-api-key": create_api_key(orch.state.ctx.db, "acme", "alice").plaintext}
+        other = {"x-api-key": create_api_key(orch.state.ctx.db, "evil", "alice").plaintext}
+        assert client.get(f"/v1/scenarios/{sid}", headers=owner).status_code == 200
+        assert client.get(f"/v1/scenarios/{sid}", headers=other).status_code == 404
+        assert client.get("/v1/scenarios", headers=owner).status_code == 401

@@ -1,0 +1,99 @@
+"""Helpers for runtime tests: lab shapes, in-lab TCP probes, the leak check."""
+
+from __future__ import annotations
+
+import os
+
+from pyroute2 import IPRoute
+
+from forge.runtime import ExecResult, HostSpec, LabSpec, Limits, SubnetSpec
+from forge.runtime.local import LocalRuntime
+from forge.runtime.local.netns import list_netns
+
+SERVER = """#!/usr/bin/env python3
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.sendall(sys.argv[2].encode())
+    c.close()
+"""
+
+PROBE = """
+import socket, sys
+s = socket.socket()
+s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("ok:" + s.recv(100).decode())
+except OSError as e:
+    import errno
+    print("err:" + (errno.errorcode.get(e.errno, "") if e.errno else "timeout"))
+"""
+
+
+
+def sh(runtime: LocalRuntime, lab: str, host: str, script: str, **kw: object) -> ExecResult:
+    """Run a shell script in a lab host (Runtime.exec with ``shell=``)."""
+    return runtime.exec(lab, host, shell=script, **kw)  # type: ignore[arg-type]
+
+
+def serve(port: int, text: str) -> tuple[str, dict[str, str | bytes]]:
+    """(command, files) making a host answer ``text`` to every TCP connection on ``port``."""
+    return f"python3 /srv/serve.py {port} {text}", {"/srv/serve.py": SERVER}
+
+
+def probe(runtime: LocalRuntime, lab: str, host: str, addr: str, port: int,
+          timeout: float = 1.0) -> str:
+    """Connect from a lab host: ``ok:<what the server said>`` or ``err:<errno name>``."""
+    res = runtime.exec(lab, host, ["python3", "-c", PROBE, addr, str(port), str(timeout)],
+                       timeout=timeout + 10)
+    assert res.exit_code == 0, res.stderr_text
+    return res.stdout_text.strip()
+
+
+def wait_ok(runtime: LocalRuntime, lab: str, host: str, addr: str, port: int) -> str:
+    """Probe until a freshly started service answers (services start asynchronously)."""
+    out = ""
+    for _ in range(50):
+        out = probe(runtime, lab, host, addr, port)
+        if out.startswith("ok:"):
+            return out
+    return out
+
+
+def simple_lab(lab_id: str, limits: Limits | None = None, **host: object) -> LabSpec:
+    """A one-subnet, one-host lab named ``box``."""
+    return LabSpec(
+        lab_id, [SubnetSpec("lan", "10.200.0.0/24")],
+        [HostSpec("box", networks=[("lan", None)], **host)],  # type: ignore[arg-type]
+        limits=limits or Limits(),
+    )
+
+
+def leftovers(prefix: str, state_dir: str) -> list[str]:
+    """Every object of this prefix still present: namespaces, root-namespace links,
+    cgroups, processes referencing the state dir, state dirs."""
+    found = [f"netns {n}" for n in list_netns() if n.startswith(prefix + ".")]
+    with IPRoute() as ipr:
+        found += [f"link {link.get('ifname')}" for link in ipr.get_links()
+                  if (link.get("ifname") or "").startswith(prefix)]
+    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu",
+                 "/sys/fs/cgroup"):
+        if os.path.isdir(base):
+            found += [f"cgroup {base}/{d}" for d in os.listdir(base)
+                      if d.startswith(prefix + ".")]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        if state_dir.encode() in cmd:
+            found.append(f"process {pid}")
+    if os.path.isdir(state_dir):
+        found += [f"dir {d}" for d in os.listdir(state_dir) if d.startswith(prefix + ".")]
+    return found

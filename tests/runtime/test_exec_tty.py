@@ -1,0 +1,135 @@
+"""exec (timeouts, output caps, stdin, exit codes) and tty (PTY round trip) in lab hosts."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import select
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from forge.runtime import LabNotFound, SpecError, TtySession
+from forge.runtime.local import LocalRuntime
+from tests.runtime.helpers import sh, simple_lab
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def lab(rt: LocalRuntime) -> Iterator[str]:
+    lab_id = "ex-" + secrets.token_hex(4)
+    rt.create(simple_lab(lab_id, environment={"GREETING": "hello lab"}))
+    yield lab_id
+    rt.destroy(lab_id)
+
+
+def _alive(rt: LocalRuntime, lab: str, pid_file: str) -> bool:
+    return rt.exec(lab, "box", ["sh", "-c", f"kill -0 $(cat {pid_file})"]).exit_code == 0
+
+
+def test_exit_code_stdin_env_and_argv_without_shell(rt: LocalRuntime, lab: str) -> None:
+    assert sh(rt, lab, "box", "exit 7").exit_code == 7
+    res = rt.exec(lab, "box", ["cat"], stdin=b"from stdin")
+    assert (res.exit_code, res.stdout) == (0, b"from stdin")
+    assert rt.exec(lab, "box", ["printf", "%s|", "a b", "$HOME"]).stdout == b"a b|$HOME|"
+    assert sh(rt, lab, "box", 'echo "$GREETING"').stdout == b"hello lab\n"
+    killed = sh(rt, lab, "box", "kill -9 $$")
+    assert killed.exit_code == 137 and not killed.timed_out
+
+
+def test_timeout_kills_the_command_and_all_children(rt: LocalRuntime, lab: str) -> None:
+    script = (
+        "sleep 300 & echo $! > /workspace/child; "
+        "setsid sh -c 'echo $$ > /workspace/escaped; exec sleep 300' & "
+        "sleep 0.2; echo started; sleep 300"
+    )
+    start = time.monotonic()
+    res = sh(rt, lab, "box", script, timeout=1.0)
+    assert res.timed_out
+    assert res.stdout == b"started\n"
+    assert time.monotonic() - start < 5
+    assert not _alive(rt, lab, "/workspace/child")
+    assert not _alive(rt, lab, "/workspace/escaped")
+
+
+def test_background_processes_do_not_outlive_exec(rt: LocalRuntime, lab: str) -> None:
+    res = sh(rt, lab, "box", "(sleep 300 & echo $! > /workspace/bg) ; echo done")
+    assert res.stdout == b"done\n" and not res.timed_out and res.duration_s < 3
+    assert not _alive(rt, lab, "/workspace/bg")
+
+
+def test_output_is_capped_but_hashed_in_full(rt: LocalRuntime, lab: str) -> None:
+    res = sh(rt, lab, "box", "head -c 300000 /dev/zero | tr '\\0' a; echo oops >&2",
+                  max_output=1000)
+    full = b"a" * 300000
+    assert res.stdout == full[:1000]
+    assert res.stdout_size == 300000
+    assert res.stdout_sha256 == hashlib.sha256(full).hexdigest()
+    assert res.stderr == b"oops\n" and res.stderr_size == 5
+    assert res.stderr_sha256 == hashlib.sha256(b"oops\n").hexdigest()
+    assert res.truncated
+    small = sh(rt, lab, "box", "echo hi", max_output=1000)
+    assert not small.truncated and small.stdout_size == 3
+
+
+def test_bad_exec_arguments(rt: LocalRuntime, lab: str) -> None:
+    with pytest.raises(SpecError, match="argv/shell"):
+        rt.exec(lab, "box", ["true"], shell="true")  # noqa: S604
+    with pytest.raises(SpecError, match="timeout"):
+        rt.exec(lab, "box", ["true"], timeout=0)
+    with pytest.raises(SpecError, match="argv"):
+        rt.exec(lab, "box", [])
+    with pytest.raises(LabNotFound):
+        rt.exec(lab, "nohost", ["true"])
+    with pytest.raises(LabNotFound):
+        rt.exec("no-such-lab", "box", ["true"])
+    with pytest.raises(SpecError, match="lab_id"):
+        rt.exec("../../etc", "box", ["true"])
+
+
+def _read_until(tty: TtySession, needle: bytes, timeout: float = 10.0) -> bytes:
+    buf = b""
+    end = time.monotonic() + timeout
+    while needle not in buf:
+        left = end - time.monotonic()
+        assert left > 0, f"did not see {needle!r} in {buf!r}"
+        ready, _, _ = select.select([tty.fileno()], [], [], left)
+        if ready:
+            chunk = tty.read()
+            assert chunk, f"terminal ended before {needle!r}: {buf!r}"
+            buf += chunk
+    return buf
+
+
+def test_tty_round_trip_and_resize(rt: LocalRuntime, lab: str) -> None:
+    tty = rt.tty(lab, "box", rows=24, cols=80)
+    try:
+        tty.write(b"echo $((6*7))-$(hostname)-$(id -u)\n")
+        banner = _read_until(tty, b"42-box-0")
+        assert b"no job control" not in banner  # the PTY is the shell's controlling tty
+        tty.resize(30, 100)
+        tty.write(b"stty size; test -t 0 && echo is-a-terminal\n")
+        _read_until(tty, b"30 100")
+        _read_until(tty, b"is-a-terminal")
+        tty.write(b"sleep 300 & echo $! > /workspace/ttybg\n")
+        time.sleep(0.3)
+        assert _alive(rt, lab, "/workspace/ttybg")
+    finally:
+        tty.close()
+    assert tty.closed and tty.read() == b""
+    assert not _alive(rt, lab, "/workspace/ttybg")
+
+
+def test_tty_is_closed_when_the_lab_is_destroyed(rt: LocalRuntime) -> None:
+    lab_id = "tt-" + secrets.token_hex(4)
+    rt.create(simple_lab(lab_id))
+    tty = rt.tty(lab_id, "box")
+    tty.write(b"echo ready\n")
+    _read_until(tty, b"ready")
+    rt.destroy(lab_id)
+    assert tty.closed
+    assert tty.read() == b""
+    with pytest.raises(LabNotFound):
+        rt.tty(lab_id, "box")

@@ -1,0 +1,161 @@
+"""Lifecycle: atomic create, duplicate ids, crash reconciliation, no leaks (root)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from forge.runtime import HostSpec, LabExists, LabSpec, RuntimeFault, SpecError, SubnetSpec
+from forge.runtime.local import LocalRuntime
+from forge.runtime.local.netns import create_netns
+from tests.runtime.helpers import leftovers, probe, serve, sh, simple_lab, wait_ok
+
+pytestmark = pytest.mark.root
+
+
+def three_host_lab(lab_id: str) -> LabSpec:
+    """The benchmark shape: two subnets joined by a router."""
+    cmd, files = serve(8080, "srv-" + lab_id)
+    return LabSpec(lab_id, [SubnetSpec("a", "10.60.1.0/24"), SubnetSpec("b", "10.60.2.0/24")], [
+        HostSpec("client", networks=[("a", None)], routes=[("10.60.2.0/24", "10.60.1.254")],
+                 files=files),
+        HostSpec("router", networks=[("a", "10.60.1.254"), ("b", "10.60.2.254")], router=True),
+        HostSpec("server", networks=[("b", None)], routes=[("default", "10.60.2.254")],
+                 command=cmd, files=files),
+    ])
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture()
+def own(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A fresh (prefix, state dir) pair; asserts nothing of it is left at the end."""
+    prefix = "u" + secrets.token_hex(2)
+    state = str(tmp_path / "state")
+    yield prefix, state
+    leaks = leftovers(prefix, state)
+    if leaks:  # clean up for the next tests, then fail
+        rt = LocalRuntime(state, prefix=prefix)
+        for info in rt.list():
+            rt.destroy(info.lab_id)
+    assert leaks == []
+
+
+@pytest.mark.parametrize("stage", ["lab", "switch", "host:server", "hosts", "ready"])
+def test_create_is_atomic_on_injected_failure(own: tuple[str, str], stage: str) -> None:
+    prefix, state = own
+
+    def fault(at: str) -> None:
+        if at == stage:
+            raise Boom(at)
+
+    rt = LocalRuntime(state, prefix=prefix, fault_hook=fault)
+    with pytest.raises(Boom):
+        rt.create(three_host_lab("atomic-1"))
+    assert leftovers(prefix, state) == []
+    assert rt.list() == []
+    # The id is free again and a healthy create works.
+    ok = LocalRuntime(state, prefix=prefix)
+    assert ok.create(three_host_lab("atomic-1")).state == "running"
+    ok.destroy("atomic-1")
+    rt.close()
+    ok.close()
+
+
+def test_create_rolls_back_when_a_sandbox_cannot_start(
+    own: tuple[str, str], tmp_path: Path
+) -> None:
+    prefix, state = own
+    empty_root = tmp_path / "empty-image"
+    (empty_root / "usr").mkdir(parents=True)
+    rt = LocalRuntime(state, prefix=prefix, images={"broken": str(empty_root)})
+    spec = LabSpec("realfail", [SubnetSpec("a", "10.61.0.0/24")], [
+        HostSpec("ok", networks=[("a", None)]),
+        HostSpec("bad", networks=[("a", None)], image="broken"),  # no /bin/sh in it
+    ])
+    with pytest.raises(RuntimeFault, match="bad"):
+        rt.create(spec)
+    assert leftovers(prefix, state) == []
+
+
+def test_invalid_and_duplicate_specs_leave_nothing(own: tuple[str, str]) -> None:
+    prefix, state = own
+    rt = LocalRuntime(state, prefix=prefix)
+    with pytest.raises(SpecError, match=r"hosts\[0\].networks\[0\]"):
+        rt.create(LabSpec("bad-1", [SubnetSpec("a", "10.62.0.0/24")],
+                          [HostSpec("h", networks=[("nope", None)])]))
+    with pytest.raises(SpecError, match="allowlist_profile"):
+        rt.create(LabSpec("bad-2", [SubnetSpec("a", "10.62.0.0/24")],
+                          [HostSpec("h", networks=[("a", None)])],
+                          egress="allowlist", allowlist_profile="unapproved"))
+    assert leftovers(prefix, state) == []
+    rt.create(simple_lab("dup-1"))
+    with pytest.raises(LabExists):
+        rt.create(simple_lab("dup-1"))
+    assert [i.lab_id for i in rt.list()] == ["dup-1"]
+    rt.destroy("dup-1")
+    rt.destroy("dup-1")  # idempotent
+
+
+def test_new_instance_adopts_and_destroys_labs_after_a_crash(own: tuple[str, str]) -> None:
+    prefix, state = own
+    first = LocalRuntime(state, prefix=prefix)
+    info = first.create(three_host_lab("crash-1"))
+    first.create(simple_lab("crash-2"))
+    first.close()
+    del first  # the orchestrator process "crashed": only the kernel and disk remember
+
+    second = LocalRuntime(state, prefix=prefix)
+    labs = {i.lab_id: i for i in second.list()}
+    assert set(labs) == {"crash-1", "crash-2"}
+    assert labs["crash-1"].state == "running"
+    assert labs["crash-1"].hosts == info.hosts
+    server = info.hosts["server"]["b"]
+    assert wait_ok(second, "crash-1", "client", server, 8080) == "ok:srv-crash-1"
+    tty = second.tty("crash-1", "client")
+    tty.close()
+
+    # A lab whose host init died is reported degraded, so it can be destroyed.
+    pid = second._init_pid("crash-2", "box")
+    os.kill(pid, 9)
+    for _ in range(200):
+        if second._init_pid("crash-2", "box", strict=False) == 0:
+            break
+    states = {i.lab_id: i.state for i in second.list()}
+    assert states == {"crash-1": "running", "crash-2": "degraded"}
+
+    # A half-built orphan (only its switch namespace) is listed too.
+    create_netns(f"{prefix}.orphan-1.sw")
+    assert {i.lab_id: i.state for i in second.list()}["orphan-1"] == "degraded"
+    for lab in second.list():
+        second.destroy(lab.lab_id)
+    assert second.list() == []
+
+
+def test_many_labs_leave_no_trace(own: tuple[str, str]) -> None:
+    prefix, state = own
+    rt = LocalRuntime(state, prefix=prefix)
+    ids = [f"leak-{i}" for i in range(24)]
+
+    def cycle(lab_id: str) -> str:
+        info = rt.create(three_host_lab(lab_id))
+        out = probe(rt, lab_id, "client", info.hosts["router"]["a"], 1)
+        sh(rt, lab_id, "server", "sleep 100 & sleep 100 & echo started")
+        tty = rt.tty(lab_id, "client")  # left open on purpose: destroy must close it
+        tty.write(b"sleep 100 &\n")
+        rt.destroy(lab_id)
+        return out
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(cycle, ids))
+    assert results == ["err:ECONNREFUSED"] * len(ids)
+    assert leftovers(prefix, state) == []
+    assert rt.list() == []
+    assert os.listdir(state) == []

@@ -1,0 +1,100 @@
+"""Resource limits: a fork bomb or a memory hog stays inside its lab (root)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from forge.runtime import Limits
+from forge.runtime.local import LocalRuntime
+from tests.runtime.helpers import sh, simple_lab
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture()
+def two_labs(rt: LocalRuntime) -> Iterator[tuple[str, str]]:
+    victim, bystander = "lim-" + secrets.token_hex(4), "by-" + secrets.token_hex(4)
+    rt.create(simple_lab(victim, Limits(cpu=0.5, memory_mb=64, pids=48)))
+    rt.create(simple_lab(bystander))
+    yield victim, bystander
+    rt.destroy(victim)
+    rt.destroy(bystander)
+
+
+def _cg(rt: LocalRuntime, lab: str, controller: str, name: str) -> str:
+    stem = rt.names.lab(lab)
+    if rt.cgroups.version == 2:
+        path = os.path.join(rt.cgroups.root, stem, name)
+    else:
+        path = os.path.join(rt.cgroups.root, controller, stem, name)
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+def test_limits_are_applied_to_lab_and_host_cgroups(
+    rt: LocalRuntime, two_labs: tuple[str, str]
+) -> None:
+    lab = two_labs[0]
+    if rt.cgroups.version == 2:
+        assert _cg(rt, lab, "", "pids.max") == "48"
+        assert _cg(rt, lab, "", "memory.max") == str(64 << 20)
+        assert _cg(rt, lab, "", "cpu.max") == "50000 100000"
+        assert _cg(rt, lab, "", "box/pids.max") == "48"
+    else:
+        assert _cg(rt, lab, "pids", "pids.max") == "48"
+        assert _cg(rt, lab, "memory", "memory.limit_in_bytes") == str(64 << 20)
+        assert _cg(rt, lab, "cpu", "cpu.cfs_quota_us") == "50000"
+        assert _cg(rt, lab, "pids", "box/pids.max") == "48"
+    # Every process of the host, including exec'd ones, is inside the lab's cgroup.
+    res = rt.exec(lab, "box", ["cat", "/proc/self/cgroup"])
+    assert rt.names.lab(lab) + "/box/" in res.stdout_text
+
+
+def test_fork_bomb_is_contained(rt: LocalRuntime, two_labs: tuple[str, str]) -> None:
+    victim, bystander = two_labs
+    bomb = "b() { b | b & }; b"
+    res = sh(rt, victim, "box", bomb + "; sleep 30", timeout=3)
+    assert res.timed_out
+    # The machine and other labs stay responsive, and the victim lab recovers.
+    start = time.monotonic()
+    assert rt.exec(bystander, "box", ["echo", "fine"]).stdout == b"fine\n"
+    assert time.monotonic() - start < 2
+    assert rt.exec(victim, "box", ["echo", "alive"]).stdout == b"alive\n"
+
+
+def test_pids_limit_refuses_forks_beyond_it(
+    rt: LocalRuntime, two_labs: tuple[str, str]
+) -> None:
+    victim = two_labs[0]
+    script = (
+        "import os, time\n"
+        "n = 0\n"
+        "try:\n"
+        "    while n < 200:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(30); os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError as e:\n"
+        "    print(n, e.errno)\n"
+    )
+    res = rt.exec(victim, "box", ["python3", "-c", script], timeout=20)
+    started, err = (int(x) for x in res.stdout_text.split())
+    assert err == errno.EAGAIN
+    assert 10 < started < 48
+    assert rt.exec(victim, "box", ["echo", "alive"]).stdout == b"alive\n"
+
+
+def test_memory_hog_is_killed_inside_the_lab(rt: LocalRuntime, two_labs: tuple[str, str]) -> None:
+    victim, bystander = two_labs
+    hog = "x = b'y' * (512 * 1024 * 1024); print('survived')"
+    res = rt.exec(victim, "box", ["python3", "-c", hog], timeout=30)
+    assert res.exit_code == 137, (res.exit_code, res.stderr_text)
+    assert b"survived" not in res.stdout
+    assert rt.exec(bystander, "box", ["echo", "fine"]).stdout == b"fine\n"
+    assert rt.exec(victim, "box", ["echo", "alive"]).stdout == b"alive\n"

@@ -1,0 +1,223 @@
+"""Every semantic rule of the Scenario DSL reports the offending path and value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Doc = dict[str, Any]
+Check = Callable[[Doc], list[str]]
+
+
+def _containers(doc: Doc) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = doc["spec"]["assets"]["containers"]
+    return result
+
+
+def test_good_fixture_has_no_problems(good_doc: Doc, problems_of: Check) -> None:
+    assert problems_of(good_doc) == []
+
+
+def test_unknown_subnet(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[1]["networks"][0] = {"subnet": "mgmt"}
+    assert problems_of(good_doc) == [
+        'spec.assets.containers[1].networks[0]: unknown subnet "mgmt"'
+    ]
+
+
+def test_duplicate_container_names(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[2]["name"] = "learner"
+    found = problems_of(good_doc)
+    assert 'spec.assets.containers[0]: duplicate container name "learner"' in found
+    assert 'spec.assets.containers[2]: duplicate container name "learner"' in found
+
+
+def test_duplicate_subnet_names(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["network"]["subnets"][1]["name"] = "lan"
+    assert 'spec.network.subnets[1]: duplicate subnet name "lan"' in problems_of(good_doc)
+
+
+def test_duplicate_criterion_ids(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["successCriteria"][1]["id"] = "saved-page"
+    assert 'spec.successCriteria[1]: duplicate criterion id name "saved-page"' in problems_of(
+        good_doc
+    )
+
+
+def test_address_outside_subnet(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[0]["networks"][0]["address"] = "10.61.2.10"
+    found = problems_of(good_doc)
+    assert (
+        'spec.assets.containers[0].networks[0].address: 10.61.2.10 is outside subnet "lan" '
+        "(10.61.1.0/24)" in found
+    )
+
+
+def test_network_and_broadcast_addresses_refused(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[0]["networks"][0]["address"] = "10.61.1.255"
+    _containers(good_doc)[2]["networks"][0]["address"] = "10.61.2.0"
+    found = problems_of(good_doc)
+    assert (
+        "spec.assets.containers[0].networks[0].address: 10.61.1.255 is the network or "
+        "broadcast address of 10.61.1.0/24" in found
+    )
+    assert any(p.startswith("spec.assets.containers[2].networks[0].address: 10.61.2.0 ")
+               for p in found)
+
+
+def test_address_used_twice(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[2]["networks"][0]["address"] = "10.61.2.1"
+    assert (
+        'spec.assets.containers[2].networks[0].address: 10.61.2.1 is already used by "router"'
+        in problems_of(good_doc)
+    )
+
+
+def test_invalid_and_overlapping_cidrs(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["network"]["subnets"].append({"name": "wide", "cidr": "10.61.0.0/16"})
+    good_doc["spec"]["network"]["subnets"].append({"name": "junk", "cidr": "10.61.3.1/24"})
+    found = problems_of(good_doc)
+    assert any(p.startswith('spec.network.subnets[2].cidr: "10.61.0.0/16" overlaps') for p in found)
+    assert any(p.startswith('spec.network.subnets[3].cidr: invalid IPv4 CIDR "10.61.3.1/24"')
+               for p in found)
+
+
+def test_public_subnet_refused(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["network"]["subnets"][1]["cidr"] = "8.8.8.0/24"
+    assert (
+        'spec.network.subnets[1].cidr: lab subnets must be private ranges, got "8.8.8.0/24"'
+        in problems_of(good_doc)
+    )
+
+
+def test_route_via_unreachable(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[0]["routes"][0]["via"] = "10.61.2.1"
+    assert problems_of(good_doc) == [
+        "spec.assets.containers[0].routes[0].via: gateway 10.61.2.1 is not on any subnet "
+        "this host attaches to"
+    ]
+
+
+def test_route_destination_must_be_cidr_or_default(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[0]["routes"][0]["to"] = "elsewhere"
+    assert problems_of(good_doc) == [
+        'spec.assets.containers[0].routes[0].to: "elsewhere" is neither a CIDR nor "default"'
+    ]
+
+
+def test_router_needs_two_subnets(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[0]["router"] = True
+    assert problems_of(good_doc) == [
+        "spec.assets.containers[0].router: a router must attach to at least 2 subnets"
+    ]
+
+
+def test_check_targets_declared_container(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["successCriteria"][0]["checks"][0]["container"] = "attacker"
+    assert problems_of(good_doc) == [
+        'spec.successCriteria[0].checks[0].container: unknown container "attacker"'
+    ]
+
+
+def test_expect_needs_an_expectation(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["successCriteria"][1]["checks"][0]["expect"] = {}
+    assert problems_of(good_doc) == [
+        "spec.successCriteria[1].checks[0].expect: name at least one of exit_code, "
+        "stdout_contains, stdout_regex, stderr_contains"
+    ]
+
+
+def test_expect_regex_must_compile(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["successCriteria"][1]["checks"][0]["expect"] = {"stdout_regex": "via ("}
+    found = problems_of(good_doc)
+    assert len(found) == 1
+    assert found[0].startswith(
+        "spec.successCriteria[1].checks[0].expect.stdout_regex: regex does not compile"
+    )
+
+
+def test_hard_caps(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["limits"].update(cpu=64, memory_mb=65536, pids=100000)
+    found = problems_of(good_doc)
+    assert "spec.limits.cpu: Input should be less than or equal to 4" in found
+    assert "spec.limits.memory_mb: Input should be less than or equal to 8192" in found
+    assert "spec.limits.pids: Input should be less than or equal to 4096" in found
+
+
+def test_file_paths_confined(good_doc: Doc, problems_of: Check) -> None:
+    files = _containers(good_doc)[0]["files"]
+    files[0]["path"] = "/etc/passwd"
+    files.append({"path": "/workspace/../etc/shadow", "content": "x"})
+    files.append({"path": "workspace/rel.txt", "content": "x"})
+    found = problems_of(good_doc)
+    assert any(p.startswith('spec.assets.containers[0].files[0].path: "/etc/passwd" is outside')
+               for p in found)
+    assert ('spec.assets.containers[0].files[1].path: "/workspace/../etc/shadow" must be a '
+            'normalised path without ".."') in found
+    assert ('spec.assets.containers[0].files[2].path: "workspace/rel.txt" must be an absolute '
+            "path") in found
+
+
+def test_capability_names(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[0]["capabilities"] = ["NET_ADMIN", "CAP_NET_RAW", "NET_MAGIC"]
+    assert problems_of(good_doc) == [
+        'spec.assets.containers[0].capabilities[1]: write "NET_RAW" without the CAP_ prefix',
+        'spec.assets.containers[0].capabilities[2]: unknown Linux capability "NET_MAGIC"',
+    ]
+
+
+def test_labels_need_known_track_and_tier(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["metadata"]["labels"] = ["class:cooking", "owner:x"]
+    assert problems_of(good_doc) == [
+        'metadata.labels: unknown class "cooking" (known: netplus, ccna, cissp)',
+        'metadata.labels: need exactly one "tier:" label, found 0',
+    ]
+
+
+def test_unknown_variable_reference(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[2]["command"][3] = "{{ vars.prot }}"
+    assert problems_of(good_doc) == [
+        'spec.assets.containers[2].command[3]: unknown variable "prot" in {{ vars.prot }}'
+    ]
+
+
+def test_variable_in_unrendered_field(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[2]["files"][0]["path"] = "/srv/{{ vars.secret }}.html"
+    assert problems_of(good_doc) == [
+        "spec.assets.containers[2].files[0].path: variables may only be used in description, "
+        "commands, environment values, file contents and check expectations"
+    ]
+
+
+def test_schema_errors_carry_dsl_paths(good_doc: Doc, problems_of: Check) -> None:
+    del good_doc["spec"]["successCriteria"][0]["checks"][0]["command"]
+    good_doc["spec"]["network"]["egress"] = "open"
+    good_doc["apiVersion"] = "frostgate.forge/v2"
+    found = problems_of(good_doc)
+    assert "spec.successCriteria[0].checks[0].command: Field required" in found
+    assert any(p.startswith("spec.network.egress: Input should be 'deny' or 'allowlist'")
+               for p in found)
+    assert any(p.startswith("apiVersion: Input should be 'frostgate.forge/v1'") for p in found)
+
+
+def test_allowlist_needs_profile(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["network"]["egress"] = "allowlist"
+    assert problems_of(good_doc) == [
+        "spec.network: egress 'allowlist' requires allowlist_profile"
+    ]
+
+
+def test_unknown_fields_rejected(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[0]["privileged"] = True
+    assert problems_of(good_doc) == [
+        "spec.assets.containers[0].privileged: Extra inputs are not permitted"
+    ]
+
+
+def test_bad_mapping_keys_named(good_doc: Doc, problems_of: Check) -> None:
+    _containers(good_doc)[2]["environment"]["BAD-KEY"] = "x"
+    good_doc["spec"]["variables"]["y"] = {"kind": "int", "min": 5}
+    found = problems_of(good_doc)
+    assert any(p.startswith("spec.assets.containers[2].environment.BAD-KEY (key): String should "
+                            "match pattern") for p in found)
+    assert "spec.variables.y: int variables need min and max" in found

@@ -1,0 +1,50 @@
+"""`forge template check` and `forge template schema` as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from forge.cli import _register, app
+from forge.templates import generate_schema
+
+FIXTURES = Path(__file__).parent / "fixtures"
+runner = CliRunner()
+_register()
+
+
+def test_check_ok() -> None:
+    result = runner.invoke(app, ["template", "check", str(FIXTURES / "good.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "ok (fixture-good, sha256 " in result.output
+
+
+def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
+    doc = yaml.safe_load((FIXTURES / "good.yaml").read_text())
+    doc["spec"]["assets"]["containers"][1]["networks"][0]["subnet"] = "dmz2"
+    doc["spec"]["successCriteria"][0]["checks"][0]["container"] = "ghost"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["template", "check", str(FIXTURES / "good.yaml"), str(bad)])
+    assert result.exit_code == 1
+    assert 'spec.assets.containers[1].networks[0]: unknown subnet "dmz2"' in result.output
+    assert 'spec.successCriteria[0].checks[0].container: unknown container "ghost"' in result.output
+    assert "good.yaml: ok" in result.output
+
+
+def test_check_unreadable_and_non_yaml(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.yaml"
+    junk.write_text("a: [unclosed")
+    result = runner.invoke(app, ["template", "check", str(junk), str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 1
+    assert "not valid UTF-8 YAML" in result.output
+    assert "cannot read file" in result.output
+
+
+def test_schema_prints_shipped_schema() -> None:
+    result = runner.invoke(app, ["template", "schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == generate_schema()
