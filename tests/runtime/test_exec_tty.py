@@ -76,7 +76,7 @@ def test_output_is_capped_but_hashed_in_full(rt: LocalRuntime, lab: str) -> None
 
 def test_bad_exec_arguments(rt: LocalRuntime, lab: str) -> None:
     with pytest.raises(SpecError, match="argv/shell"):
-        rt.exec(lab, "box", ["true"], shell="true")  # noqa: S604
+        rt.exec(lab, "box", ["true"], shell="true")
     with pytest.raises(SpecError, match="timeout"):
         rt.exec(lab, "box", ["true"], timeout=0)
     with pytest.raises(SpecError, match="argv"):
