@@ -13,6 +13,7 @@ import argparse
 import os
 import resource
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -167,6 +168,7 @@ def main() -> int:
         for info in rt.list():
             rt.destroy(info.lab_id)
         rt.close()
+        shutil.rmtree(state, ignore_errors=True)
     width = max(len(r[0]) for r in results)
     for name, value, note in results:
         print(f"{name:<{width}}  {value:>14}  {note}")

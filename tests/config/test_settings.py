@@ -151,7 +151,7 @@ def test_dev_generates_and_persists_secrets(tmp_path: Path, value: str | None) -
         env["FORGE_ENV"] = value
     first = load_settings(env)
     assert first.env is ForgeEnv.DEV
-    assert first.warnings and "generated secrets" in first.warnings[0]
+    assert first.warnings and "using generated secrets" in first.warnings[0]
     secrets_file = tmp_path / "secrets" / "dev-secrets.json"
     assert stat.S_IMODE(os.stat(secrets_file).st_mode) == 0o600
     second = load_settings(env)

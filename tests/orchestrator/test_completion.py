@@ -126,6 +126,29 @@ def test_deadline_passed_while_down_is_reaped_after_restart(make_orch: MakeOrch)
     assert keep in {i.lab_id for i in second.runtime.list()}
 
 
+def test_crash_between_create_and_running_is_adopted(make_orch: MakeOrch) -> None:
+    from forge.services.orchestrator.labspec import lab_spec
+    from forge.templates.variables import generate_values, render
+
+    first = make_orch(reaper_interval_s=3600)
+    event = spawn_event(first.settings)
+    sid = str(event["scenario_id"])
+    loaded = first.state.registry.get("lab-netplus")
+    now = datetime.now(UTC)
+    with first.state.ctx.db.session() as sess:
+        sess.add(Scenario(scenario_id=sid, request_id="r", tenant_id="acme", subject="alice",
+                          track="netplus", template_id="lab-netplus", template_sha256=loaded.sha256,
+                          plan="PRO", retention_days=30, state="launching", state_reason="x",
+                          sat_jti=None, et_jti=None, created_at=now, updated_at=now,
+                          expires_at=None, details={}))
+    values = generate_values(loaded.template)
+    first.runtime.create(lab_spec(sid, render(loaded.template, values)))
+    second = make_orch()
+    row = second.wait_state(sid, "running", timeout=20)
+    assert row.expires_at is not None and set(row.details["hosts"]) == {"learner", "router",
+                                                                        "target"}
+
+
 def test_orphan_lab_destroyed_at_start(make_orch: MakeOrch) -> None:
     first = make_orch(reaper_interval_s=3600)
     sid = running(first)

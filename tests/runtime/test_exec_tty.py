@@ -34,6 +34,7 @@ def test_exit_code_stdin_env_and_argv_without_shell(rt: LocalRuntime, lab: str) 
     res = rt.exec(lab, "box", ["cat"], stdin=b"from stdin")
     assert (res.exit_code, res.stdout) == (0, b"from stdin")
     assert rt.exec(lab, "box", ["printf", "%s|", "a b", "$HOME"]).stdout == b"a b|$HOME|"
+    assert rt.exec(lab, "box", ["id", "-u"]).stdout == f"{rt.lab_uid}\n".encode()
     assert sh(rt, lab, "box", 'echo "$GREETING"').stdout == b"hello lab\n"
     killed = sh(rt, lab, "box", "kill -9 $$")
     assert killed.exit_code == 137 and not killed.timed_out
@@ -106,8 +107,8 @@ def _read_until(tty: TtySession, needle: bytes, timeout: float = 10.0) -> bytes:
 def test_tty_round_trip_and_resize(rt: LocalRuntime, lab: str) -> None:
     tty = rt.tty(lab, "box", rows=24, cols=80)
     try:
-        tty.write(b"echo $((6*7))-$(hostname)-$(id -u)\n")
-        banner = _read_until(tty, b"42-box-0")
+        tty.write(b"echo $((6*7))-$(hostname)-$(id -un)\n")
+        banner = _read_until(tty, b"42-box-learner")
         assert b"no job control" not in banner  # the PTY is the shell's controlling tty
         tty.resize(30, 100)
         tty.write(b"stty size; test -t 0 && echo is-a-terminal\n")

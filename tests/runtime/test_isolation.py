@@ -13,7 +13,7 @@ from pyroute2 import IPRoute
 
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
-from tests.runtime.helpers import SERVER, probe, serve, wait_ok
+from tests.runtime.helpers import SERVER, probe, serve, sh, wait_ok
 
 pytestmark = pytest.mark.root
 
@@ -204,6 +204,19 @@ def test_filesystem_is_read_only_except_host_dirs(
     assert rt.exec(lab, "h1", ["cat", "/etc/shadow"]).stdout == b""
     for hidden in ("/root", "/work", str(rt.names.state_dir)):
         assert rt.exec(lab, "h1", ["test", "-e", hidden]).exit_code != 0, hidden
+
+
+def test_lab_user_cannot_change_the_machine(rt: LocalRuntime, labs: tuple[str, str]) -> None:
+    # Lab processes are not uid 0: global sysctls and root-owned files are out of reach.
+    with open("/proc/sys/kernel/panic") as fh:
+        before = fh.read()
+    res = sh(rt, labs[0], "adm", "echo 7 > /proc/sys/kernel/panic")
+    assert res.exit_code != 0 and "Permission denied" in res.stderr_text
+    res = sh(rt, labs[0], "h1", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+    assert res.exit_code != 0  # without an approved NET_ADMIN, not even its own namespace
+    with open("/proc/sys/kernel/panic") as fh:
+        assert fh.read() == before
+    assert rt.exec(labs[0], "h1", ["id", "-un"]).stdout == b"learner\n"
 
 
 def test_private_pid_and_uts_namespaces(rt: LocalRuntime, labs: tuple[str, str]) -> None:

@@ -104,6 +104,27 @@ def test_invalid_and_duplicate_specs_leave_nothing(own: tuple[str, str]) -> None
     rt.destroy("dup-1")  # idempotent
 
 
+def test_racing_creates_of_one_id_leave_the_winner_intact(own: tuple[str, str]) -> None:
+    prefix, state = own
+    instances = [LocalRuntime(state, prefix=prefix) for _ in range(4)]
+
+    def attempt(rt: LocalRuntime) -> str:
+        try:
+            rt.create(simple_lab("race-1"))
+            return "created"
+        except LabExists:
+            return "exists"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(attempt, instances))
+    assert sorted(outcomes) == ["created", "exists", "exists", "exists"]
+    assert [(i.lab_id, i.state) for i in instances[0].list()] == [("race-1", "running")]
+    assert instances[1].exec("race-1", "box", ["true"]).exit_code == 0
+    instances[2].destroy("race-1")
+    for rt in instances:
+        rt.close()
+
+
 def test_new_instance_adopts_and_destroys_labs_after_a_crash(own: tuple[str, str]) -> None:
     prefix, state = own
     first = LocalRuntime(state, prefix=prefix)

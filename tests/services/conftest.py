@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from forge.bus import NatsServer
 from forge.config import Settings, load_settings
 from forge.services.common.runner import ServiceName, build_service
+from forge.signing.keyring import SigningKeyring, keyring_dir
 
 from ..conftest import TEMPLATE_FIXTURES
 
@@ -29,9 +30,16 @@ def prod_environ(storage: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def with_signing_key(storage: Path) -> Path:
+    """An operator's `forge keys generate` for this storage root (prod never makes one)."""
+    SigningKeyring(keyring_dir(storage, {})).ensure()
+    return storage
+
+
 @pytest.fixture
 def prod_settings(tmp_path: Path, nats: NatsServer) -> Settings:
-    return load_settings(prod_environ(tmp_path / "storage", NATS_URL=nats.url))
+    storage = with_signing_key(tmp_path / "storage")
+    return load_settings(prod_environ(storage, NATS_URL=nats.url))
 
 
 @pytest.fixture(params=list(ServiceName), ids=lambda s: s.value)

@@ -16,7 +16,7 @@ import pytest
 from forge.bus import NatsServer
 from forge.services.common.runner import ServiceName
 
-from .conftest import SECRETS, TEMPLATE_FIXTURES
+from .conftest import SECRETS, TEMPLATE_FIXTURES, with_signing_key
 
 FORGE = [sys.executable, "-m", "forge"]
 
@@ -95,6 +95,8 @@ def test_serves_ready_and_stops_gracefully(
     tmp_path: Path, service: ServiceName, env_name: str, nats: NatsServer
 ) -> None:
     port = free_port()
+    if env_name == "prod":
+        with_signing_key(tmp_path / "storage")
     extra = {**(SECRETS if env_name == "prod" else {}), "NATS_URL": nats.url,
              "FORGE_TEMPLATE_DIR": str(TEMPLATE_FIXTURES)}
     proc = subprocess.Popen([*FORGE, "serve", service.value, "--port", str(port)],
@@ -112,7 +114,7 @@ def test_serves_ready_and_stops_gracefully(
     for value in SECRETS.values():
         assert value not in stderr
     if env_name == "dev":
-        assert "generated secrets" in stderr
+        assert "using generated secrets" in stderr
 
 
 def test_config_check_reports_problems_and_ok(tmp_path: Path) -> None:

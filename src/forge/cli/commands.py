@@ -14,21 +14,25 @@ def register(app: typer.Typer) -> None:
     from forge.cli import (
         apikey,
         audit,
+        completions,
         config_check,
         entitlements,
         keys,
         nats,
         policy,
         receipt,
+        retention,
         secrets,
         serve,
         template,
+        up,
         verify,
     )
 
     serve.register(app)
     config_check.register(app)
     verify.register(app)
+    up.register(app)
     app.add_typer(secrets.app, name="secrets")
     app.add_typer(apikey.app, name="apikey")
     app.add_typer(entitlements.app, name="entitlements")
@@ -38,3 +42,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys.app, name="keys")
     app.add_typer(audit.app, name="audit")
     app.add_typer(nats.app, name="nats")
+    app.add_typer(completions.app, name="completions")
+    app.add_typer(retention.app, name="retention")
+    from forge.runtime import cli as runtime_cli
+
+    app.add_typer(runtime_cli.app, name="runtime")

@@ -57,6 +57,9 @@ class Settings:
     templates_dir: Path = _REPO_ROOT / "templates"
     plans_file: Path = _REPO_ROOT / "plans.yaml"
     entitlements_file: Path | None = None
+    runtime_prefix: str = "fg"
+    orchestrator_url: str = "http://127.0.0.1:8083"
+    scoreboard_url: str = "http://127.0.0.1:8086"
     warnings: tuple[str, ...] = field(default=())
 
     def secret_values(self) -> tuple[bytes, ...]:
@@ -68,6 +71,10 @@ class Settings:
 def _path_setting(environ: Mapping[str, str], name: str, default: Path) -> Path:
     raw = environ.get(name, "")
     return Path(raw) if raw else default
+
+
+def _url(environ: Mapping[str, str], name: str, default: str) -> str:
+    return (environ.get(name) or default).rstrip("/")
 
 
 def _read_keyrings(
@@ -94,9 +101,9 @@ def _read_keyrings(
         for n in missing:
             values[n][""] = dev[n].encode()
         warnings.append(
-            "dev mode: generated secrets for "
+            "dev mode: using generated secrets for "
             + ", ".join(missing)
-            + f" are kept in {storage_root / DEV_SECRETS_FILE} (never use dev mode in production)"
+            + f" kept in {storage_root / DEV_SECRETS_FILE} (never use dev mode in production)"
         )
     rings = {
         n: HmacKeyring(
@@ -154,5 +161,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         entitlements_file=Path(environ["ENTITLEMENTS_FILE"])
         if environ.get("ENTITLEMENTS_FILE")
         else None,
+        runtime_prefix=environ.get("FORGE_RUNTIME_PREFIX") or "fg",
+        orchestrator_url=_url(environ, "ORCHESTRATOR_URL", "http://127.0.0.1:8083"),
+        scoreboard_url=_url(environ, "SCOREBOARD_URL", "http://127.0.0.1:8086"),
         warnings=tuple(warnings),
     )

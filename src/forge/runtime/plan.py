@@ -19,6 +19,9 @@ HOST_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 SUBNET_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 WRITABLE_DIRS = ("/home", "/workspace", "/srv")
+# Seeded by the platform (e.g. graders a template ships) and mounted read-only in the host.
+READONLY_DIRS = ("/opt/forge",)
+SEED_DIRS = WRITABLE_DIRS + READONLY_DIRS
 MAX_HOSTS = 16
 MAX_SUBNETS = 8
 
@@ -101,8 +104,8 @@ def _check_files(host: HostSpec, base: str) -> None:
         norm = posixpath.normpath(path) if isinstance(path, str) else ""
         if not norm.startswith("/") or norm != path or "\x00" in path:
             raise SpecError(where, "must be a normalized absolute path")
-        if not any(norm.startswith(d + "/") for d in WRITABLE_DIRS):
-            raise SpecError(where, f"must be under one of {', '.join(WRITABLE_DIRS)}")
+        if not any(norm.startswith(d + "/") for d in SEED_DIRS):
+            raise SpecError(where, f"must be under one of {', '.join(SEED_DIRS)}")
         if not isinstance(content, str | bytes):
             raise SpecError(where, "content must be text or bytes")
 

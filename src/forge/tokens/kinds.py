@@ -39,6 +39,9 @@ ET = TokenKind(
 RECEIPT = TokenKind("RCPT", "forge_spawn", 30 * 24 * 3600, ("tenant_id", "plan", "retention_days"))
 ACCESS = TokenKind("ACC", "forge_access", 15 * 60, ("scenario_id", "sub", "tenant_id"))
 SESSION = TokenKind("SES", "forge_web", 12 * 3600, ("sub", "tenant_id", "scope"))
+TERMINAL = TokenKind(
+    "TTY", "forge_orchestrator_tty", 60, ("scenario_id", "sub", "tenant_id", "host")
+)
 
 
 class TokenMismatch(TokenError):
@@ -53,6 +56,7 @@ def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
         "SAT": settings.sat,
         "ACC": settings.sat,
         "SES": settings.sat,
+        "TTY": settings.sat,
         "ET": settings.et,
         "RCPT": settings.receipt,
     }

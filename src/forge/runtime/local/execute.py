@@ -2,8 +2,9 @@
 
 The command line is: join the exec's own leaf cgroup (so the whole process tree can be
 found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces (nsenter
-keeps the caller's full capabilities), then ``setpriv`` to drop every capability not
-approved for the host and set no-new-privs, then ``env -i`` with the host environment.
+keeps the caller's full capabilities), then ``setpriv`` to become the lab user with
+only the approved capabilities and no-new-privs, then ``env -i`` with the host
+environment.
 """
 
 from __future__ import annotations
@@ -18,20 +19,21 @@ import time
 from collections.abc import Callable
 
 from forge.runtime.base import ExecResult, SpecError
-from forge.runtime.local.sandbox import BASE_PATH, JOIN_SH
+from forge.runtime.local.sandbox import BASE_PATH, JOIN_SH, setpriv_argv
 
 
-def enter_argv(init_pid: int, caps: list[str], env: dict[str, str], argv: list[str]) -> list[str]:
-    """Command line running ``argv`` inside the host whose init is ``init_pid``."""
+def enter_argv(
+    init_pid: int, caps: list[str], env: dict[str, str], argv: list[str], uid: int
+) -> list[str]:
+    """Command line running ``argv`` as the lab user inside the host whose init is
+    ``init_pid``."""
     if "=" in argv[0]:  # env(1) would take it for an assignment
         raise SpecError("argv[0]", "a program name must not contain '='")
-    bounding = "-all" + "".join(f",+{c.lower()}" for c in caps)
     envs = [f"{k}={v}" for k, v in env.items()]
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
         "nsenter", "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
-        "setpriv", "--no-new-privs", "--inh-caps=-all", f"--bounding-set={bounding}", "--",
-        "env", "-i", "-C", "/workspace", *envs, *argv,
+        *setpriv_argv(uid, caps), "env", "-i", "-C", "/workspace", *envs, *argv,
     ]
 
 

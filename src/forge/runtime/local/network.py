@@ -27,13 +27,15 @@ def base_sysctls(forward: bool) -> dict[str, str]:
     interface exists (``default`` values then reach every interface created later).
 
     ``ping_group_range`` lets unprivileged ICMP echo sockets work (ping without
-    CAP_NET_RAW); IPv6 is off so no link-local path exists besides the planned IPv4
-    one. Forwarding is set explicitly because a new namespace inherits the machine's
-    IPv4 settings. Writes of ``default`` values avoid the global RTNL lock, which the
+    CAP_NET_RAW) and ``ip_unprivileged_port_start`` lets the (non-root) lab user serve
+    on ports below 1024 inside the lab; IPv6 is off so no link-local path exists besides
+    the planned IPv4 one. Forwarding is set explicitly because a new namespace inherits
+    the machine's IPv4 settings. Writes of ``default`` values avoid the global RTNL lock, which the
     ``all`` values take (with a busy retry), so only routers pay for ``ip_forward``.
     """
     settings = {
         "net.ipv4.ping_group_range": "0 2147483647",
+        "net.ipv4.ip_unprivileged_port_start": "0",
         "net.ipv4.conf.default.forwarding": "1" if forward else "0",
         "net.ipv4.ip_forward": "1" if forward else "0",
     }

@@ -48,6 +48,7 @@ from forge.runtime.local.sandbox import (
     seed_host_dir,
     spawn_init,
     wait_init,
+    write_identity,
 )
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
 from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_name, validate_lab_id
@@ -63,7 +64,9 @@ class LocalRuntime(Runtime):
     kernel object so independent instances (e.g. test runs) never touch each other's
     labs; ``rootfs``/``images`` choose the read-only userland; ``profiles`` are the
     approved egress allowlists; ``egress_netns`` is where gateway uplinks land (None: the
-    machine's namespace); ``fault_hook(stage)`` is a test seam called at each create stage.
+    machine's namespace); ``lab_uid`` is the unprivileged user every lab process runs as
+    (``learner`` inside the lab); ``fault_hook(stage)`` is a test seam called at each
+    create stage.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class LocalRuntime(Runtime):
         cgroups: Cgroups | None = None,
         fault_hook: Callable[[str], None] | None = None,
         workers: int = 16,
+        lab_uid: int = 20000,
     ) -> None:
         self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
         self.rootfs = rootfs
@@ -87,6 +91,9 @@ class LocalRuntime(Runtime):
         self.profiles.update(profiles or {})
         for profile in self.profiles.values():
             egress.validate_profile(profile)
+        if not 1000 <= lab_uid < 65534:
+            raise SpecError("lab_uid", "must be an unprivileged uid between 1000 and 65533")
+        self.lab_uid = lab_uid
         self.egress_netns = egress_netns
         self.die_with_parent = die_with_parent
         self.cgroups = cgroups or Cgroups.detect()
@@ -128,10 +135,20 @@ class LocalRuntime(Runtime):
         if spec.egress == "allowlist" and spec.allowlist_profile not in self.profiles:
             raise SpecError("allowlist_profile", f"unknown profile {spec.allowlist_profile!r}")
         lab_id = plan.lab_id
+        self._require()
         with self._lock:
             if lab_id in self._busy or self._exists(lab_id):
                 raise LabExists(f"lab {lab_id} already exists")
             self._busy.add(lab_id)
+        try:
+            # The state directory is the atomic claim, also against other processes: a
+            # create that loses the race must not tear down the winner's lab.
+            os.makedirs(self.names.state_dir, mode=0o700, exist_ok=True)
+            os.mkdir(self.names.lab_dir(lab_id), mode=0o700)
+        except FileExistsError:
+            with self._lock:
+                self._busy.discard(lab_id)
+            raise LabExists(f"lab {lab_id} already exists") from None
         try:
             self._build(plan)
         except BaseException:
@@ -150,9 +167,8 @@ class LocalRuntime(Runtime):
                 or any(os.path.isdir(p) for p in self.cgroups.paths(self.names.lab(lab_id))))
 
     def _build(self, plan: LabPlan) -> None:
-        self._require()
         lab_id, spec = plan.lab_id, plan.spec
-        os.makedirs(self.names.lab_dir(lab_id), mode=0o700)
+        write_identity(self.names.lab_dir(lab_id), self.lab_uid)
         write_meta(self.names, lab_id, {
             "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h)} for h in plan.hosts},
         })
@@ -198,7 +214,7 @@ class LocalRuntime(Runtime):
         """Seed dirs, create the namespace and cgroups, and spawn the sandbox init."""
         lab_id, name = plan.lab_id, host.spec.name
         host_dir = self.names.host_dir(lab_id, name)
-        seed_host_dir(host_dir, host)
+        seed_host_dir(host_dir, host, self.lab_uid)
         ns = self.names.host_ns(lab_id, name)
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
@@ -207,7 +223,7 @@ class LocalRuntime(Runtime):
         self._fault("host:" + name)
         rootfs = self.images.get(host.spec.image or "", self.rootfs)
         pending = spawn_init(host, host_dir, ns, self.cgroups.procs_files(stem, name, "init"),
-                             rootfs, self.die_with_parent)
+                             rootfs, self.die_with_parent, self.lab_uid)
         with self._lock:
             self._procs.setdefault(lab_id, []).append(pending.proc)
         return pending
@@ -279,7 +295,8 @@ class LocalRuntime(Runtime):
         env = {str(k): str(v) for k, v in info.get("env", {}).items()}  # type: ignore[attr-defined]
         leaf = (self.names.lab(lab_id), host, f"{kind}{uuid.uuid4().hex[:12]}")
         self.cgroups.create(leaf, None)
-        return enter_argv(pid, caps, env, argv), wrapper_env(self.cgroups.procs_files(*leaf)), leaf
+        full = enter_argv(pid, caps, env, argv, self.lab_uid)
+        return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf
 
     def exec(
         self,

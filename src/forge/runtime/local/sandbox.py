@@ -6,6 +6,10 @@ command. The root filesystem is a read-only view of selected system directories 
 machine (or of a configured image); the operator's data (/root, /home, /work, /var,
 /etc/shadow, ssh keys) is never visible. /home, /workspace and /srv are per-host
 persistent binds of the state directory; /tmp, /run and /var are private tmpfs.
+
+Every lab process runs as an unprivileged user (``learner``, uid ``lab_uid``) whose only
+capabilities are the approved ones, as ambient capabilities: uid 0 without capabilities
+would still own the machine's global sysctls and root-owned files.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local.netns import in_netns
-from forge.runtime.plan import WRITABLE_DIRS, PlannedHost
+from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
@@ -62,19 +66,50 @@ def host_env(host: PlannedHost) -> dict[str, str]:
     return env
 
 
-def seed_host_dir(host_dir: str, host: PlannedHost) -> None:
-    """Create the host's persistent directories and write its seed files."""
+def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
+    """``setpriv`` switching to the lab user with only ``caps`` (ambient, so they survive
+    exec as a non-root user), no-new-privs and a bounding set of just ``caps``."""
+    keep = "-all" + "".join(f",+{c.lower()}" for c in caps)
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            f"--inh-caps={keep}", f"--ambient-caps={keep}", f"--bounding-set={keep}",
+            "--no-new-privs", "--"]
+
+
+def write_identity(lab_dir: str, uid: int) -> None:
+    """passwd/group files naming the lab user (bound read-only over /etc's)."""
+    users = (f"root:x:0:0:root:/root:/bin/sh\nlearner:x:{uid}:{uid}:Forge learner:/home:"
+             "/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+    groups = f"root:x:0:\nlearner:x:{uid}:\nnogroup:x:65534:\n"
+    for name, text in (("passwd", users), ("group", groups)):
+        with open(os.path.join(lab_dir, name), "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+def seed_host_dir(host_dir: str, host: PlannedHost, uid: int) -> None:
+    """Create the host's persistent directories and seed files, owned by the lab user."""
+    os.makedirs(host_dir, mode=0o755, exist_ok=True)
     for d in WRITABLE_DIRS:
+        path = os.path.join(host_dir, d.lstrip("/"))
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        os.chown(path, uid, uid)
+    for d in READONLY_DIRS:  # root-owned; bound read-only into the host
         os.makedirs(os.path.join(host_dir, d.lstrip("/")), mode=0o755, exist_ok=True)
     for path, content in host.spec.files.items():
         target = os.path.join(host_dir, path.lstrip("/"))
-        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        top = os.path.join(host_dir, path.lstrip("/").split("/")[0])
+        parent = os.path.dirname(target)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o755)
+            while parent != top:
+                os.chown(parent, uid, uid)
+                parent = os.path.dirname(parent)
         data = content.encode() if isinstance(content, str) else content
         mode = 0o755 if data.startswith(b"#!") else 0o644
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(target, mode)
+        os.chown(target, uid, uid)
 
 
 def rootfs_args(rootfs: str) -> list[str]:
@@ -95,26 +130,36 @@ def rootfs_args(rootfs: str) -> list[str]:
     return args
 
 
-def bwrap_argv(host: PlannedHost, host_dir: str, rootfs: str, die_with_parent: bool) -> list[str]:
-    """Full bubblewrap command line for a host's init."""
+def bwrap_argv(
+    host: PlannedHost, host_dir: str, rootfs: str, die_with_parent: bool, uid: int
+) -> list[str]:
+    """Full bubblewrap command line for a host's init (``host_dir``'s parent's parent
+    is the lab directory holding the identity files)."""
     argv = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
     if die_with_parent:
         argv.append("--die-with-parent")
     argv += rootfs_args(rootfs)
+    lab_dir = os.path.dirname(os.path.dirname(host_dir))
+    argv += ["--ro-bind", os.path.join(lab_dir, "passwd"), "/etc/passwd",
+             "--ro-bind", os.path.join(lab_dir, "group"), "/etc/group"]
     # Private tmpfs mounts inside the sandbox (not the machine's /tmp).
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",  # noqa: S108
-             "--tmpfs", "/var", "--dir", "/var/tmp"]  # noqa: S108
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",  # noqa: S108
+             "--tmpfs", "/run", "--tmpfs", "/var", "--perms", "1777", "--dir", "/var/tmp"]  # noqa: S108
     for d in WRITABLE_DIRS:
         argv += ["--bind", os.path.join(host_dir, d.lstrip("/")), d]
+    for d in READONLY_DIRS:  # the parent (e.g. /opt) would otherwise be created 0700
+        argv += ["--perms", "0755", "--dir", os.path.dirname(d),
+                 "--ro-bind", os.path.join(host_dir, d.lstrip("/")), d]
+    # bwrap keeps just what setpriv needs to become the lab user with the approved caps.
     argv += ["--remount-ro", "/", "--chdir", "/workspace", "--cap-drop", "ALL"]
-    for cap in host.caps:
+    for cap in sorted({*host.caps, "SETUID", "SETGID", "SETPCAP"}):
         argv += ["--cap-add", f"CAP_{cap}"]
     argv.append("--clearenv")
     for key, value in host_env(host).items():
         argv += ["--setenv", key, value]
-    argv += ["--info-fd", str(INFO_FD), "--", "/bin/sh", "-c", INIT_SH, "fg-init",
-             host.spec.command or ""]
+    argv += ["--info-fd", str(INFO_FD), "--", *setpriv_argv(uid, host.caps),
+             "/bin/sh", "-c", INIT_SH, "fg-init", host.spec.command or ""]
     return argv
 
 
@@ -143,6 +188,7 @@ def spawn_init(
     cgroup_procs: list[str],
     rootfs: str,
     die_with_parent: bool,
+    uid: int,
 ) -> PendingInit:
     """Start the host's sandboxed init without waiting (see ``wait_init``).
 
@@ -154,7 +200,7 @@ def spawn_init(
     log = open(log_path, "ab")  # noqa: SIM115
     try:
         argv = ["bash", "-c", INIT_JOIN_BASH, "fg-join",
-                *bwrap_argv(host, host_dir, rootfs, die_with_parent)]
+                *bwrap_argv(host, host_dir, rootfs, die_with_parent, uid)]
         proc = in_netns(netns, lambda: subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             pass_fds=(write_fd, ready_w), start_new_session=True,

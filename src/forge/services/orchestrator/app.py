@@ -26,7 +26,7 @@ from forge.runtime.local import LocalRuntime
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
-from forge.services.orchestrator import routes
+from forge.services.orchestrator import routes, terminal
 from forge.services.orchestrator.completion import complete
 from forge.services.orchestrator.launcher import handle_spawn
 from forge.services.orchestrator.reaper import reconcile_and_fail_lost, run_reaper
@@ -108,7 +108,8 @@ def build_app(
         registry=TemplateRegistry.load(settings.templates_dir),
         catalog=load_plans(settings.plans_file),
         engine=engine,
-        runtime=runtime or LocalRuntime(str(settings.storage_root / "runtime"), "fg"),
+        runtime=runtime or LocalRuntime(str(settings.storage_root / "runtime"),
+                                        settings.runtime_prefix),
         publisher=Publisher(settings.nats_url or DEFAULT_NATS_URL, name="forge-orchestrator"),
         replay=SqlReplayStore(ctx.db),
     )
@@ -144,5 +145,6 @@ def build_app(
     app = create_app(ctx)
     app.state.orchestrator = state
     app.include_router(routes.router)
+    app.include_router(terminal.router)
     add_subscriber_routes(app, settings.operator, lambda: state.consumers)
     return app

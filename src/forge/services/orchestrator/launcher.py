@@ -120,14 +120,21 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
     except RuntimeFault as exc:
         await _fail(state, scenario_id, f"lab could not be created: {exc}", {})
         return
-    plan = state.catalog.get(str(et["plan"]))
-    minutes = loaded.template.spec.limits.timeout_minutes
+    await mark_running(state, scenario_id, str(et["plan"]), info.hosts)
+
+
+async def mark_running(state: OrchestratorState, scenario_id: str, plan_name: str,
+                       hosts: dict[str, dict[str, str]]) -> None:
+    """launching → running with its deadline: the template's timeout capped by the plan."""
+    row = await state.blocking(load, state.ctx.db, scenario_id)
+    minutes = state.registry.get(row.template_id).template.spec.limits.timeout_minutes
+    plan = state.catalog.get(plan_name)
     if plan is not None:
         minutes = min(minutes, plan.max_lab_minutes)
     deadline = datetime.now(UTC) + timedelta(minutes=minutes)
     running = await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.RUNNING,
                      "lab running", updates={"expires_at": deadline},
-                     details={"hosts": info.hosts, "started_at": datetime.now(UTC).isoformat()})
+                     details={"hosts": hosts, "started_at": datetime.now(UTC).isoformat()})
     )
     await state.announce(running, expires_at=deadline.strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from forge.lifecycle import states
+from forge.lifecycle.store import load
 from forge.services.orchestrator.completion import (
     complete,
     end_without_grading,
     publish_completion,
     scenario_dir,
 )
+from forge.services.orchestrator.launcher import mark_running
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
 
@@ -71,7 +73,9 @@ async def reap_once(state: OrchestratorState) -> int:
 
 def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
     """Adopt labs whose scenario is live; destroy orphans; fail live scenarios without a lab."""
-    labs = {info.lab_id for info in state.runtime.list()}
+    found = state.runtime.list()
+    state.adopted_hosts = {info.lab_id: info.hosts for info in found}
+    labs = {info.lab_id for info in found}
     with state.ctx.db.read() as sess:
         live = {sid for (sid,) in sess.execute(
             select(Scenario.scenario_id).where(Scenario.state.in_(list(states.LIVE)))
@@ -90,6 +94,11 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
 async def reconcile_and_fail_lost(state: OrchestratorState) -> dict[str, list[str]]:
     """Reconcile at start; a running scenario whose lab vanished is failed (and its slot freed)."""
     report = await state.blocking(reconcile, state)
+    for scenario_id in report["adopted"]:
+        row = await state.blocking(load, state.ctx.db, scenario_id)
+        if row.state == states.LAUNCHING:  # the crash came between create and running
+            await mark_running(state, scenario_id, row.plan,
+                               state.adopted_hosts.get(scenario_id, {}))
     for scenario_id in report["lost"]:
         row_state = await state.blocking(lambda sid=scenario_id: _state_of(state, sid))
         if row_state in (states.RUNNING, states.LAUNCHING):

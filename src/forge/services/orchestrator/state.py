@@ -35,6 +35,7 @@ class OrchestratorState:
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16))
     consumers: list[DurableConsumer] = field(default_factory=list)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    adopted_hosts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:

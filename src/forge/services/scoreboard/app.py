@@ -1,18 +1,87 @@
-"""scoreboard app assembly."""
+"""scoreboard app assembly: readiness, the completion consumer, the finalized publisher."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
 from fastapi import FastAPI
 
+from forge.bus import Publisher, register_consumer_metrics
 from forge.config.settings import Settings
 from forge.services.common.app import create_app, make_context, storage_writable
+from forge.services.common.readiness import CheckFailed
+from forge.services.scoreboard import routes
+from forge.services.scoreboard.leaderboard import ScoreIndex
+from forge.services.scoreboard.scoring import Scorer
+from forge.services.scoreboard.state import DEFAULT_NATS_URL, PAUSE_RETRY_S, ScoreboardState
+from forge.signing.keyring import NoSigningKey
+from forge.templates.registry import TemplateRegistry
 
 NAME = "scoreboard"
 DEFAULT_PORT = 8086
+READINESS_CHECKS = ("config", "store", "storage", "signing_key", "templates", "nats")
+log = logging.getLogger("forge.scoreboard")
 
 
-def build_app(settings: Settings) -> FastAPI:
-    """The scoreboard FastAPI app."""
+def _signing_key(state: ScoreboardState) -> str:
+    try:
+        key = state.scorer.keyring.current()
+    except NoSigningKey as exc:
+        raise CheckFailed(f"{exc}; scoring is paused, completions stay queued") from None
+    return f"Ed25519 key {key.key_id} loaded"
+
+
+def _nats(state: ScoreboardState) -> str:
+    consumer_ok = state.consumer is not None and state.consumer.connected
+    publisher_ok = state.publisher.connected
+    if not (consumer_ok and publisher_ok):
+        parts = ([] if consumer_ok else ["completion subscriber"]) + (
+            [] if publisher_ok else ["publisher"])
+        raise CheckFailed("NATS not connected: " + ", ".join(parts))
+    return "completion subscriber and publisher connected"
+
+
+def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
+              **consumer_options: Any) -> FastAPI:
+    """The scoreboard FastAPI app; templates load now, so a bad template stops startup.
+
+    `consumer_options` (max_deliver, backoff, ...) tune the durable consumer;
+    `pause_retry_s` is how soon a paused completion (no key, storage) is retried.
+    """
     ctx = make_context(NAME, settings)
+    registry = TemplateRegistry.load(settings.templates_dir)
+    state = ScoreboardState(
+        ctx=ctx, scorer=Scorer(settings, registry),
+        publisher=Publisher(settings.nats_url or DEFAULT_NATS_URL, name="forge-scoreboard-pub"),
+        index=ScoreIndex(settings.storage_root), consumer_options=dict(consumer_options),
+        pause_retry_s=pause_retry_s)
+    consumer = state.make_consumer()
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
-    return create_app(ctx)
+    ctx.readiness.add("signing_key", lambda: _signing_key(state))
+    ctx.readiness.add("templates", lambda: f"{len(registry)} templates loaded")
+    ctx.readiness.add("nats", lambda: _nats(state))
+    register_consumer_metrics(ctx.metrics.registry,
+                              lambda: [state.consumer] if state.consumer else [])
+
+    async def start() -> None:
+        if settings.env.is_dev:
+            key, created = await asyncio.to_thread(state.scorer.keyring.ensure)
+            if created:
+                log.warning("dev mode: generated signing key %s in %s (never in production)",
+                            key.key_id, state.scorer.keyring.directory)
+        await state.publisher.start(wait=3.0)
+        await consumer.start(wait=3.0)
+
+    async def stop() -> None:
+        if state.consumer is not None:
+            await state.consumer.stop()
+        await state.publisher.close()
+
+    ctx.startup.append(start)
+    ctx.shutdown.append(stop)
+    app = create_app(ctx)
+    app.state.scoreboard = state
+    app.include_router(routes.router)
+    return app

@@ -8,7 +8,7 @@ from forge.config.settings import Settings
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
-from forge.services.spawn import access, routes
+from forge.services.spawn import access, routes, terminal
 from forge.services.spawn.lifecycle import lifecycle_consumer
 from forge.services.spawn.state import DEFAULT_NATS_URL, SpawnState, build_state
 
@@ -68,6 +68,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.state.spawn = state
     app.include_router(routes.router)
     app.include_router(access.router)
+    app.include_router(terminal.router)
     add_subscriber_routes(app, settings.operator,
                           lambda: [state.lifecycle] if state.lifecycle else [])
     return app

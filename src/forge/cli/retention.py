@@ -1,0 +1,105 @@
+"""`forge retention …`: per-scenario result retention and investigation holds (operator)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from forge.cli.context import settings_or_exit
+from forge.retention.holds import HoldError, HoldStore
+from forge.signing.ids import Signer
+
+app = typer.Typer(help="Result retention and investigation holds.", no_args_is_help=True)
+
+
+def _root_and_signer() -> tuple[Path, Signer | None]:
+    from forge.signing.keyring import SigningKeyring, keyring_dir
+
+    settings = settings_or_exit()
+    ring = SigningKeyring(keyring_dir(settings.storage_root))
+    return settings.storage_root, ring.current() if ring.has_key() else None
+
+
+@app.command("cleanup")
+def cleanup_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would go; delete nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
+) -> None:
+    """Delete results past each scenario's retention_days, except held scenarios."""
+    from forge.retention.cleanup import RetentionAuditError, cleanup
+
+    root, signer = _root_and_signer()
+    try:
+        report = cleanup(root, dry_run=dry_run, signer=signer)
+    except RetentionAuditError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for item in report.items:
+            if item.action != "kept":
+                typer.echo(f"{item.action:<13} {item.scenario_id:<21} "
+                           f"expired {item.expires_at or '-'}  {item.reason}".rstrip())
+        counts = report.as_dict()["counts"]
+        typer.echo(("dry run: " if dry_run else "") + ", ".join(
+            f"{n} {a}" for a, n in counts.items()))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _store() -> HoldStore:
+    root, signer = _root_and_signer()
+    return HoldStore(root, signer)
+
+
+@app.command("hold")
+def hold_cmd(
+    scenario_id: str = typer.Argument(..., help="scn-… id to keep past its retention."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the audit log)."),
+) -> None:
+    """Place an investigation hold: cleanup skips this scenario until released."""
+    store = _store()
+    try:
+        hold, created = store.hold(scenario_id, reason)
+    except HoldError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{'held' if created else 'already held'}: {hold.scenario_id} "
+               f"since {hold.held_at}")
+
+
+@app.command("release")
+def release_cmd(scenario_id: str = typer.Argument(..., help="scn-… id to release.")) -> None:
+    """Lift an investigation hold."""
+    store = _store()
+    try:
+        released = store.release(scenario_id)
+    except HoldError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not released:
+        typer.echo(f"no hold on {scenario_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"released: {scenario_id}")
+
+
+@app.command("holds")
+def holds_cmd() -> None:
+    """List the investigation holds."""
+    store = _store()
+    try:
+        holds = store.list()
+    except HoldError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"holds": [asdict(h) for h in holds]}, indent=2))

@@ -1,0 +1,59 @@
+"""Who is reading: the operator (bearer OPERATOR_TOKEN) or a verified learner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from forge.evidence.score import SCENARIO_ID_RE
+from forge.identity.caller import AuthError, Caller, resolve_caller
+from forge.services.common.auth import bearer_token
+from forge.services.common.errors import ApiError
+from forge.services.scoreboard.state import ScoreboardState
+
+NOT_FOUND = ApiError(404, "not_found", "score not found")
+
+
+def scoreboard_state(request: Request) -> ScoreboardState:
+    """The app's ScoreboardState."""
+    state: ScoreboardState = request.app.state.scoreboard
+    return state
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A verified reader: the operator, or a learner (tenant + subject)."""
+
+    operator: bool
+    caller: Caller | None = None
+
+    def may_read(self, scenario_id: str, tenant_id: object, subject: object) -> bool:
+        """Operators read everything; a learner only their own scenario's score."""
+        if self.operator:
+            return True
+        caller = self.caller
+        return (caller is not None and isinstance(tenant_id, str) and isinstance(subject, str)
+                and caller.owns(tenant_id, subject) and caller.may_see(scenario_id))
+
+
+async def current_reader(request: Request) -> Reader:
+    """The operator when the bearer token is an operator token; else the learner; else 401."""
+    state = scoreboard_state(request)
+    token = bearer_token(request)
+    if token is not None and state.settings.operator.matches(token):
+        return Reader(operator=True)
+    try:
+        caller = await run_in_threadpool(resolve_caller, request.headers, request.cookies,
+                                         state.settings, state.ctx.db)
+    except AuthError as exc:
+        raise ApiError(401, exc.code, exc.message) from None
+    return Reader(operator=False, caller=caller)
+
+
+def checked_scenario_id(scenario_id: str) -> str:
+    """The id if it is a well-formed scenario id; otherwise 404 (no path is ever built)."""
+    if SCENARIO_ID_RE.fullmatch(scenario_id) is None:
+        raise NOT_FOUND
+    return scenario_id

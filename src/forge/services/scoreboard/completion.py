@@ -1,0 +1,250 @@
+"""Turning a `forge.scenario.completed` event into verified scoring inputs.
+
+Nothing in the event is trusted on its word: the SAT and ET are verified with the shared
+keyrings (signature, typ, aud; not expiry — a lab may outlive its tokens), must name this
+scenario and agree with each other and with the event; the template is looked up by name
+in the registry and must have the sha256 the event names; criteria, weights and the check
+list come from the template. Only pass/fail per check and the outputs come from the event,
+with full outputs taken from the evidence files when their sha256 matches the event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from forge.config.settings import Settings
+from forge.evidence.artifacts import EvidenceInputs
+from forge.evidence.score import (
+    CRITERION_ID_RE,
+    SHA256_RE,
+    CheckResult,
+    CriterionSpec,
+    ScoreInputError,
+    ScoreInputs,
+    StreamOutput,
+    require_scenario_id,
+)
+from forge.templates.problems import UnknownTemplate
+from forge.templates.registry import TemplateRegistry
+from forge.tokens import ET, SAT, TokenError, TokenMismatch, check_sat_et_binding, verify_token
+
+EVIDENCE_DIR = "evidence"
+MAX_EVIDENCE_FILE = 1 << 20
+
+
+class CompletionRefused(Exception):
+    """The event must never be scored as it stands (forged, mismatched, malformed)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class VerifiedCompletion:
+    """Scoring inputs built from a verified event, plus the evidence to bundle."""
+
+    inputs: ScoreInputs
+    template_yaml: bytes
+    policy: Mapping[str, Any]
+
+    def evidence(self, audit_log: bytes) -> EvidenceInputs:
+        """Evidence inputs with the scenario's audit log (read through `scenario.completed`)."""
+        decisions = [dict(self.policy)] if self.policy else []
+        return EvidenceInputs(self.template_yaml, decisions, audit_log)
+
+
+def _str(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise CompletionRefused("invalid_completion", f"{name}: missing or not a string")
+    return value
+
+
+def _time(data: Mapping[str, Any], name: str) -> datetime:
+    raw = _str(data, name)
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise CompletionRefused("invalid_completion", f"{name}: not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise CompletionRefused("invalid_completion", f"{name}: time has no timezone")
+    return value
+
+
+def verify_tokens(settings: Settings, data: Mapping[str, Any]) -> tuple[dict[str, Any],
+                                                                       dict[str, Any]]:
+    """Verified SAT and ET claims, bound to each other and to the event's identity fields."""
+    sat_token, et_token = data.get("sat"), data.get("et")
+    if not isinstance(sat_token, str) or not isinstance(et_token, str):
+        raise CompletionRefused("tokens_missing", "sat and et: both tokens are required")
+    try:
+        sat = verify_token(settings.sat, SAT, sat_token, check_expiry=False)
+    except TokenError as exc:
+        raise CompletionRefused(f"sat_{exc.code}", f"SAT refused: {exc}") from None
+    try:
+        et = verify_token(settings.et, ET, et_token, check_expiry=False)
+    except TokenError as exc:
+        raise CompletionRefused(f"et_{exc.code}", f"ET refused: {exc}") from None
+    try:
+        check_sat_et_binding(sat, et)
+    except TokenMismatch as exc:
+        raise CompletionRefused("sat_et_mismatch", f"SAT and ET disagree: {exc}") from None
+    template = data.get("template")
+    template_name = template.get("name") if isinstance(template, Mapping) else None
+    bindings = (
+        ("scenario_id", data.get("scenario_id"), sat.get("scenario_id")),
+        ("track", data.get("track"), sat.get("track")),
+        ("template.name", template_name, sat.get("template_id")),
+        ("tenant_id", data.get("tenant_id"), sat.get("tenant_id")),
+        ("subject", data.get("subject"), sat.get("sub")),
+        ("plan", data.get("plan"), sat.get("plan")),
+        ("retention_days", data.get("retention_days"), et.get("retention_days")),
+    )
+    for field, event_value, claim in bindings:
+        if event_value is None or event_value != claim:
+            raise CompletionRefused("claims_mismatch",
+                                    f"{field}: event does not match the verified tokens")
+    return sat, et
+
+
+def _stream(raw: object, where: str) -> StreamOutput:
+    if not isinstance(raw, Mapping):
+        raise CompletionRefused("invalid_completion", f"{where}: missing output object")
+    text, sha, size = raw.get("text"), raw.get("sha256"), raw.get("size")
+    if not isinstance(text, str) or not isinstance(sha, str) or SHA256_RE.fullmatch(sha) is None:
+        raise CompletionRefused("invalid_completion", f"{where}: text/sha256 missing or invalid")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise CompletionRefused("invalid_completion", f"{where}.size: not a count of bytes")
+    return StreamOutput(text, sha, size, bool(raw.get("truncated", False)))
+
+
+def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str,
+                 out: StreamOutput) -> StreamOutput:
+    """The evidence file's output when its sha256 is the one the event names, else `out`."""
+    expected = hashes.get(stem)
+    if evidence_dir is None or not isinstance(expected, str):
+        return out
+    try:
+        with (evidence_dir / stem).open("rb") as fh:
+            data = fh.read(MAX_EVIDENCE_FILE + 1)
+    except OSError:
+        return out
+    if len(data) > MAX_EVIDENCE_FILE:
+        return out
+    digest = hashlib.sha256(data).hexdigest()
+    if not hmac.compare_digest(digest, expected):
+        return out
+    exact = len(data) == out.size and hmac.compare_digest(digest, out.sha256)
+    return StreamOutput(data.decode("utf-8", "surrogateescape"), out.sha256, out.size,
+                        not exact)
+
+
+def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
+             containers: Mapping[tuple[str, int], str],
+             evidence_dir: Path | None) -> tuple[CheckResult, ...]:
+    raw_results = data.get("results")
+    if not isinstance(raw_results, list):
+        raise CompletionRefused("invalid_completion", "results: missing or not a list")
+    hashes = data.get("evidence") if isinstance(data.get("evidence"), Mapping) else {}
+    assert isinstance(hashes, Mapping)
+    results: list[CheckResult] = []
+    for i, raw in enumerate(raw_results):
+        where = f"results[{i}]"
+        if not isinstance(raw, Mapping):
+            raise CompletionRefused("invalid_completion", f"{where}: not an object")
+        cid, index = raw.get("criterion_id"), raw.get("check_index")
+        if not isinstance(cid, str) or CRITERION_ID_RE.fullmatch(cid) is None:
+            raise CompletionRefused("invalid_completion", f"{where}.criterion_id: invalid")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise CompletionRefused("invalid_completion", f"{where}.check_index: invalid")
+        passed, exit_code = raw.get("passed"), raw.get("exit_code")
+        if not isinstance(passed, bool):
+            raise CompletionRefused("invalid_completion", f"{where}.passed: not a boolean")
+        if exit_code is not None and (isinstance(exit_code, bool)
+                                      or not isinstance(exit_code, int)):
+            raise CompletionRefused("invalid_completion", f"{where}.exit_code: not an integer")
+        duration = raw.get("duration_ms", 0)
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
+            raise CompletionRefused("invalid_completion", f"{where}.duration_ms: invalid")
+        command = raw.get("command") or ()
+        if not isinstance(command, list | tuple) or not all(isinstance(c, str) for c in command):
+            raise CompletionRefused("invalid_completion", f"{where}.command: not a list of text")
+        container = raw.get("container") or ""
+        if not isinstance(container, str):
+            raise CompletionRefused("invalid_completion", f"{where}.container: not a string")
+        stem = f"{cid}.{index}"
+        stdout = _full_output(evidence_dir, hashes, f"{stem}.stdout",
+                              _stream(raw.get("stdout"), f"{where}.stdout"))
+        stderr = _full_output(evidence_dir, hashes, f"{stem}.stderr",
+                              _stream(raw.get("stderr"), f"{where}.stderr"))
+        results.append(CheckResult(cid, index, passed, exit_code, stdout, stderr,
+                                   bool(raw.get("timed_out", False)), duration, container,
+                                   tuple(command)))
+    expected = sorted((c.id, i) for c in criteria for i in range(c.check_count))
+    got = sorted((r.criterion_id, r.check_index) for r in results)
+    if got != expected:
+        raise CompletionRefused(
+            "check_list_mismatch",
+            f"results: checks {got} do not match the template's criteria {expected}")
+    for r in results:
+        want = containers.get((r.criterion_id, r.check_index))
+        if r.container and r.container != want:
+            raise CompletionRefused(
+                "check_list_mismatch",
+                f"results: {r.criterion_id}[{r.check_index}] ran in {r.container!r}, the "
+                f"template names {want!r}")
+    return tuple(results)
+
+
+def verify_completion(settings: Settings, registry: TemplateRegistry,
+                      data: Mapping[str, Any]) -> VerifiedCompletion:
+    """Verify the event and build scoring inputs, or raise CompletionRefused saying why."""
+    try:
+        scenario_id = require_scenario_id(data.get("scenario_id"))
+    except ScoreInputError as exc:
+        raise CompletionRefused("invalid_completion", str(exc)) from None
+    sat, et = verify_tokens(settings, data)
+    template = data.get("template")
+    assert isinstance(template, Mapping)  # checked by the SAT binding
+    try:
+        loaded = registry.get(str(template.get("name")))
+    except UnknownTemplate as exc:
+        raise CompletionRefused("unknown_template", f"template.name: {exc}") from None
+    claimed = template.get("sha256")
+    if not isinstance(claimed, str) or not hmac.compare_digest(loaded.sha256, claimed):
+        raise CompletionRefused("template_hash_mismatch",
+                                "template.sha256: differs from the loaded template")
+    # Same as evidence.artifacts.criteria_from_template, whose Protocol mypy cannot match
+    # against the frozen pydantic models.
+    criteria = tuple(CriterionSpec(c.id, c.description, float(c.weight), len(c.checks))
+                     for c in loaded.template.spec.success_criteria)
+    evidence_dir = settings.storage_root / "scenarios" / scenario_id / EVIDENCE_DIR
+    containers = {(c.id, i): check.container
+                  for c in loaded.template.spec.success_criteria
+                  for i, check in enumerate(c.checks)}
+    results = _results(data, criteria, containers,
+                       evidence_dir if evidence_dir.is_dir() else None)
+    policy = data.get("policy") if isinstance(data.get("policy"), Mapping) else {}
+    assert isinstance(policy, Mapping)
+    retention = et.get("retention_days")
+    if isinstance(retention, bool) or not isinstance(retention, int):
+        raise CompletionRefused("invalid_completion", "retention_days: not an integer")
+    try:
+        inputs = ScoreInputs(
+            scenario_id=scenario_id, run_id=_str(data, "run_id"), track=str(sat["track"]),
+            template_name=loaded.name, template_sha256=loaded.sha256, subject=str(sat["sub"]),
+            tenant_id=str(sat["tenant_id"]), plan=str(sat["plan"]), retention_days=retention,
+            completion_reason=_str(data, "completion_reason"),
+            started_at=_time(data, "started_at"), completed_at=_time(data, "completed_at"),
+            criteria=criteria, results=results)
+    except ScoreInputError as exc:
+        raise CompletionRefused("invalid_completion", str(exc)) from None
+    return VerifiedCompletion(inputs, loaded.source, policy)

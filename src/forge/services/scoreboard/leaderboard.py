@@ -1,0 +1,110 @@
+"""Per-tenant leaderboard and stats, read from the stored score.json files.
+
+The results on disk are the source of truth (retention deletes them, and the board follows).
+Each score.json is parsed once and cached by its (mtime, size), so a board is a directory
+scan plus stat calls. Only the caller's tenant is ever included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forge.evidence.score import SCENARIO_ID_RE
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """The leaderboard-relevant facts of one verdict."""
+
+    scenario_id: str
+    tenant_id: str
+    subject: str
+    track: str
+    score: float
+    passed: int
+    total: int
+    completed_at: str
+
+
+def _parse(path: Path) -> ScoreRow | None:
+    try:
+        doc = json.loads(path.read_bytes())
+        row = ScoreRow(str(doc["scenario_id"]), str(doc["tenant_id"]), str(doc["subject"]),
+                       str(doc["track"]), float(doc["score"]), int(doc["passed"]),
+                       int(doc["total"]), str(doc["completed_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return row if math.isfinite(row.score) else None
+
+
+class ScoreIndex:
+    """Scans `<storage_root>/scenarios/*/results/score.json`, caching parsed rows."""
+
+    def __init__(self, storage_root: Path) -> None:
+        self.root = Path(storage_root) / "scenarios"
+        self._cache: dict[str, tuple[tuple[int, int], ScoreRow | None]] = {}
+        self._lock = threading.Lock()
+
+    def rows(self) -> list[ScoreRow]:
+        """Every readable verdict currently on disk."""
+        found: list[ScoreRow] = []
+        seen: set[str] = set()
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return []
+        for entry in entries:
+            if SCENARIO_ID_RE.fullmatch(entry.name) is None:
+                continue
+            path = entry / "results" / "score.json"
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stamp = (st.st_mtime_ns, st.st_size)
+            seen.add(entry.name)
+            with self._lock:
+                cached = self._cache.get(entry.name)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, _parse(path))
+                with self._lock:
+                    self._cache[entry.name] = cached
+            if cached[1] is not None and cached[1].scenario_id == entry.name:
+                found.append(cached[1])
+        with self._lock:
+            for gone in set(self._cache) - seen:
+                del self._cache[gone]
+        return found
+
+    def board(self, tenant_id: str, track: str | None = None, limit: int = 100
+              ) -> dict[str, Any]:
+        """Best score per subject in one tenant (ties: earlier completion first), plus stats."""
+        rows = [r for r in self.rows() if r.tenant_id == tenant_id
+                and (track is None or r.track == track)]
+        best: dict[str, ScoreRow] = {}
+        attempts: dict[str, int] = {}
+        for r in rows:
+            attempts[r.subject] = attempts.get(r.subject, 0) + 1
+            cur = best.get(r.subject)
+            if cur is None or (r.score, _neg(r.completed_at)) > (cur.score, _neg(cur.completed_at)):
+                best[r.subject] = r
+        ranked = sorted(best.values(), key=lambda r: (-r.score, r.completed_at, r.subject))
+        entries = [{"rank": i + 1, "subject": r.subject, "best_score": r.score,
+                    "passed": r.passed, "total": r.total, "scenario_id": r.scenario_id,
+                    "track": r.track, "completed_at": r.completed_at,
+                    "attempts": attempts[r.subject]} for i, r in enumerate(ranked[:limit])]
+        scores = [r.score for r in rows]
+        stats = {"scored_scenarios": len(rows), "subjects": len(best),
+                 "mean_score": round(math.fsum(scores) / len(scores), 6) if scores else None,
+                 "perfect_scores": sum(1 for s in scores if s >= 1.0)}
+        return {"tenant_id": tenant_id, "track": track, "entries": entries, "stats": stats}
+
+
+def _neg(text: str) -> tuple[int, ...]:
+    """Sort key that prefers earlier timestamps when compared with `>`."""
+    return tuple(-ord(c) for c in text)

@@ -1,0 +1,169 @@
+"""Scoreboard HTTP API: score reads and leaderboard (tenant-scoped), operator admin."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from forge.evidence.artifacts import PUB_NAME, SIG_NAME, read_results
+from forge.evidence.bundle import BUNDLE_NAMES
+from forge.evidence.verdict import SCORE_NAME
+from forge.evidence.verify import verify_artifacts
+from forge.identity.names import valid_id
+from forge.services.common.auth import check_operator
+from forge.services.common.errors import ApiError
+from forge.services.scoreboard.access import (
+    NOT_FOUND,
+    Reader,
+    checked_scenario_id,
+    current_reader,
+    scoreboard_state,
+)
+from forge.services.scoreboard.reprocess import failed_event_dict, list_events, reprocess
+
+router = APIRouter()
+
+ARTIFACT_TYPES = {
+    SCORE_NAME: "application/json",
+    SIG_NAME: "application/vnd.dsse.envelope.v1+json",
+    PUB_NAME: "application/x-pem-file",
+    BUNDLE_NAMES["zst"]: "application/zstd",
+    BUNDLE_NAMES["gz"]: "application/gzip",
+}
+ReaderDep = Annotated[Reader, Depends(current_reader)]
+
+
+def _owned_results(request: Request, reader: Reader, scenario_id: str) -> dict[str, bytes]:
+    """The scenario's result files if the reader may see them; 404 otherwise."""
+    sid = checked_scenario_id(scenario_id)
+    files = read_results(scoreboard_state(request).settings.storage_root, sid)
+    if not files or SCORE_NAME not in files:
+        raise NOT_FOUND
+    try:
+        doc = json.loads(files[SCORE_NAME])
+    except ValueError:
+        raise NOT_FOUND from None
+    if not isinstance(doc, dict) or not reader.may_read(sid, doc.get("tenant_id"),
+                                                        doc.get("subject")):
+        raise NOT_FOUND
+    return files
+
+
+def _verification(request: Request, files: dict[str, bytes]) -> dict[str, Any]:
+    bundle = next((n for n in BUNDLE_NAMES.values() if n in files), None)
+    if bundle is None or SIG_NAME not in files or PUB_NAME not in files:
+        return {"status": "FAIL", "ok": False, "reasons": [
+            {"code": "missing_file", "message": "result set is incomplete"}]}
+    ring = scoreboard_state(request).scorer.keyring
+    trusted = list(ring.public_keys().values())
+    res = verify_artifacts(files[SCORE_NAME], files[bundle], bundle, files[SIG_NAME],
+                           files[PUB_NAME], trusted=trusted)
+    return {"status": res.status, "ok": res.ok, "origin": res.origin, "key_id": res.key_id,
+            "reasons": [{"code": r.code, "message": r.message} for r in res.reasons]}
+
+
+@router.get("/v1/scores/{scenario_id}", tags=["scores"])
+async def get_score(scenario_id: str, request: Request, reader: ReaderDep) -> dict[str, Any]:
+    """score.json of a scenario plus a verification summary (owner or operator only)."""
+    files = await run_in_threadpool(_owned_results, request, reader, scenario_id)
+    verification = await run_in_threadpool(_verification, request, files)
+    return {"scenario_id": scenario_id, "score": json.loads(files[SCORE_NAME]),
+            "verification": verification,
+            "artifacts": sorted(n for n in files if n in ARTIFACT_TYPES)}
+
+
+@router.get("/v1/scores/{scenario_id}/artifacts/{name}", tags=["scores"])
+async def get_artifact(scenario_id: str, name: str, request: Request,
+                       reader: ReaderDep) -> Response:
+    """One of the four result files, byte for byte (owner or operator only)."""
+    if name not in ARTIFACT_TYPES:
+        raise ApiError(404, "not_found", "artifact not found",
+                       [{"field": "name", "allowed": sorted(ARTIFACT_TYPES)}])
+    files = await run_in_threadpool(_owned_results, request, reader, scenario_id)
+    if name not in files:
+        raise ApiError(404, "not_found", "artifact not found")
+    return Response(files[name], media_type=ARTIFACT_TYPES[name],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Cache-Control": "private, no-store",
+                             "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/v1/leaderboard", tags=["scores"])
+async def leaderboard(
+    request: Request, reader: ReaderDep,
+    track: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z0-9_-]+$")] = None,
+    tenant_id: Annotated[str | None, Query(description="operator only")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Best score per subject and stats of the caller's tenant only."""
+    if reader.operator:
+        if not valid_id(tenant_id):
+            raise ApiError(422, "validation_error", "tenant_id: required for the operator",
+                           [{"field": "tenant_id", "problem": "required"}])
+        tenant = str(tenant_id)
+    else:
+        assert reader.caller is not None
+        tenant = reader.caller.tenant_id
+    index = scoreboard_state(request).index
+    return await run_in_threadpool(index.board, tenant, track, limit)
+
+
+class ReprocessRequest(BaseModel):
+    """Either one stored event by id, or all events still marked failed."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: int | None = Field(default=None, ge=1)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ReprocessRequest:
+        if (self.id is None) == (not self.all):
+            raise ValueError("give exactly one of id or all=true")
+        return self
+
+
+def _operator(request: Request) -> None:
+    check_operator(request, scoreboard_state(request).settings.operator)
+
+
+OperatorDep = Depends(_operator)
+
+
+@router.get("/v1/admin/failed-events", tags=["admin"], dependencies=[OperatorDep])
+async def failed_events(
+    request: Request,
+    status: Annotated[str, Query(pattern="^(failed|reprocessed|all)$")] = "failed",
+) -> dict[str, Any]:
+    """Completion events the scoreboard could not score, with their last error."""
+    db = scoreboard_state(request).ctx.db
+    rows = await run_in_threadpool(list_events, db, None if status == "all" else status)
+    return {"events": [failed_event_dict(r) for r in rows]}
+
+
+@router.post("/v1/admin/failed-events/reprocess", tags=["admin"], dependencies=[OperatorDep])
+async def reprocess_events(body: ReprocessRequest, request: Request) -> dict[str, Any]:
+    """Replay stored events through the scoring step; idempotent."""
+    state = scoreboard_state(request)
+    outcomes = await reprocess(state.scorer, state.ctx.db, state.publish_finalized,
+                               event_id=body.id, all_failed=body.all)
+    if body.id is not None and outcomes[0].status == "not_found":
+        raise ApiError(404, "not_found", f"failed event {body.id} not found")
+    return {"results": [o.as_dict() for o in outcomes],
+            "reprocessed": sum(1 for o in outcomes if o.ok),
+            "failed": sum(1 for o in outcomes if not o.ok)}
+
+
+@router.post("/v1/admin/nats/restart-subscriber", tags=["admin"], dependencies=[OperatorDep])
+async def restart_subscriber(request: Request) -> dict[str, Any]:
+    """The runbook's "restart NATS subscriber" for the completion consumer."""
+    consumer = scoreboard_state(request).consumer
+    if consumer is None:
+        raise ApiError(503, "unavailable", "completion subscriber is not configured")
+    connected = await consumer.restart()
+    return {"restarted": {consumer.durable: connected}, "connected": connected,
+            "status": dict(consumer.status())}

@@ -1,0 +1,187 @@
+"""The scoring step shared by the consumer, the reprocess endpoint and the CLI.
+
+`Scorer.score(data)` verifies a completion event, writes the four result files once
+(atomically; the same completion again is a no-op) and returns the `forge.score.finalized`
+body describing what is on disk. It raises:
+
+* `CompletionRefused` — never score this event (forged, mismatched, conflicting result);
+* `ScoringPaused` — not now: no signing key outside dev, or storage not writable; the event
+  must stay queued and nothing partial is written;
+* anything else — a fault worth retrying (e.g. the scenario's audit log is not there yet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forge.audit.log import AuditError, global_log, scenario_log
+from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED
+from forge.config.settings import Settings
+from forge.evidence.artifacts import (
+    PUB_NAME,
+    SIG_NAME,
+    ResultConflict,
+    read_results,
+    score_and_write,
+)
+from forge.evidence.bundle import BUNDLE_NAMES
+from forge.evidence.canonical import CanonicalJSONError
+from forge.evidence.score import SCENARIO_ID_RE, ScoreInputError
+from forge.evidence.verdict import SCORE_NAME
+from forge.services.common.app import storage_writable
+from forge.services.common.readiness import CheckFailed
+from forge.services.scoreboard.completion import CompletionRefused, verify_completion
+from forge.signing.keyring import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
+from forge.store.db import Database
+from forge.store.failed_events import record_failed_event
+from forge.templates.registry import TemplateRegistry
+
+log = logging.getLogger("forge.scoreboard.scoring")
+
+CONSUMER = DURABLE_SCOREBOARD_COMPLETED
+COMPLETED_EVENT = "scenario.completed"
+
+
+class ScoringPaused(Exception):
+    """Scoring cannot happen now (signing key or storage); retry later, drop nothing."""
+
+
+class AuditLogMissing(Exception):
+    """The scenario's audit log has no `scenario.completed` entry (yet); retry."""
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """A scored completion: the finalized event body and whether this call wrote it."""
+
+    scenario_id: str
+    created: bool
+    payload: dict[str, Any]
+
+    @property
+    def msg_id(self) -> str:
+        """De-duplication id of the finalized event."""
+        return f"{self.scenario_id}-finalized"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def finalized_payload(files: Mapping[str, bytes]) -> dict[str, Any]:
+    """The `forge.score.finalized` body from the stored result files."""
+    doc = json.loads(files[SCORE_NAME])
+    bundle_name = next(n for n in BUNDLE_NAMES.values() if n in files)
+    envelope = json.loads(files[SIG_NAME])
+    key_ids = [s.get("keyid") for s in envelope.get("signatures", []) if isinstance(s, dict)]
+    return {
+        "scenario_id": doc["scenario_id"], "run_id": doc["run_id"], "track": doc["track"],
+        "tenant_id": doc["tenant_id"], "subject": doc["subject"], "plan": doc["plan"],
+        "score": doc["score"], "passed": doc["passed"], "total": doc["total"],
+        "completed_at": doc["completed_at"],
+        "score_sha256": _sha(files[SCORE_NAME]), "bundle": bundle_name,
+        "bundle_sha256": _sha(files[bundle_name]), "verdict_sha256": _sha(files[SIG_NAME]),
+        "verdict_pub_sha256": _sha(files[PUB_NAME]),
+        "key_id": key_ids[0] if key_ids else None,
+    }
+
+
+class Scorer:
+    """Verifies and scores completion events for one installation."""
+
+    def __init__(self, settings: Settings, registry: TemplateRegistry,
+                 keyring: SigningKeyring | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.keyring = keyring or SigningKeyring(keyring_dir(settings.storage_root))
+
+    @property
+    def storage_root(self) -> Path:
+        """Where results and audit logs live."""
+        return self.settings.storage_root
+
+    def signing_key(self) -> SigningKey:
+        """The current key; in dev one is generated once; else ScoringPaused."""
+        try:
+            return self.keyring.current()
+        except NoSigningKey as exc:
+            if self.settings.env.is_dev:
+                key, created = self.keyring.ensure()
+                if created:
+                    log.warning("dev mode: generated signing key %s in %s", key.key_id,
+                                self.keyring.directory)
+                return key
+            raise ScoringPaused(str(exc)) from None
+
+    def score(self, data: Mapping[str, Any]) -> Finalized:
+        """Verify, score and write once; see the module docstring for the errors."""
+        verified = verify_completion(self.settings, self.registry, data)
+        scenario_id = verified.inputs.scenario_id
+        key = self.signing_key()
+        try:
+            storage_writable(self.storage_root)
+        except CheckFailed as exc:
+            raise ScoringPaused(str(exc)) from None
+        audit = scenario_log(self.storage_root, scenario_id).read_through(COMPLETED_EVENT)
+        if audit is None:
+            raise AuditLogMissing(f"audit log of {scenario_id} has no {COMPLETED_EVENT} "
+                                  "entry (storage not in sync?)")
+        try:
+            written = score_and_write(self.storage_root, verified.inputs,
+                                      verified.evidence(audit), key)
+        except ResultConflict as exc:
+            raise CompletionRefused("result_conflict", str(exc)) from None
+        except (ScoreInputError, CanonicalJSONError) as exc:
+            raise CompletionRefused("invalid_completion", str(exc)) from None
+        except OSError as exc:
+            raise ScoringPaused(f"cannot write results of {scenario_id}: "
+                                f"{exc.strerror or exc}") from None
+        files = read_results(self.storage_root, scenario_id)
+        if files is None:
+            raise ScoringPaused(f"results of {scenario_id} vanished after writing")
+        payload = finalized_payload(files)
+        if written.created:
+            self._audit_scored(scenario_id, payload, key)
+        return Finalized(scenario_id, written.created, payload)
+
+    def _audit_scored(self, scenario_id: str, payload: Mapping[str, Any],
+                      key: SigningKey) -> None:
+        entry = {k: payload[k] for k in ("score", "passed", "total", "score_sha256",
+                                         "bundle_sha256", "key_id")}
+        try:
+            slog = scenario_log(self.storage_root, scenario_id, signer=key)
+            slog.append("score.finalized", entry)
+            slog.checkpoint()
+            global_log(self.storage_root, signer=key).append(
+                "score.finalized", {"scenario_id": scenario_id, **entry})
+        except (AuditError, OSError) as exc:
+            # The verdict is final and signed; a missing audit line is logged, not fatal.
+            log.error("audit of %s's verdict failed: %s", scenario_id, exc)
+
+    def record_failure(self, db: Database, *, subject: str, msg_id: str | None, raw: bytes,
+                       error: str, scenario_id: object, attempts: int) -> int:
+        """Keep a failed event (never dropped) and audit it in the global log."""
+        sid = (scenario_id if isinstance(scenario_id, str)
+               and SCENARIO_ID_RE.fullmatch(scenario_id) else None)
+        event_id = record_failed_event(
+            db, consumer=CONSUMER, subject=subject, msg_id=msg_id,
+            payload=raw.decode("utf-8", "replace"), error=error, scenario_id=sid,
+            attempts=attempts)
+        try:
+            signer = self.keyring.current() if self.keyring.has_key() else None
+            global_log(self.storage_root, signer=signer).append(
+                "completion.failed", {"failed_event_id": event_id, "scenario_id": sid,
+                                      "msg_id": msg_id, "error": error[:500]})
+        except (AuditError, OSError) as exc:
+            log.error("audit of failed event %d failed: %s", event_id, exc)
+        return event_id
+
+
+__all__ = ["AuditLogMissing", "CompletionRefused", "Finalized", "Scorer", "ScoringPaused",
+           "finalized_payload"]

@@ -1,0 +1,86 @@
+"""What a running scoreboard holds, and its consumer of `forge.scenario.completed`.
+
+The handler maps scoring outcomes onto the bus's semantics: a refused event is rejected
+(dead-lettered at once and kept as a failed event), a paused one (no signing key, storage
+not writable) is retried later without ever being dead-lettered, and any other fault is
+retried with backoff and kept as a failed event after the last delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from forge.bus import DurableConsumer, Event, Publisher, Reject, RetryLater
+from forge.bus.errors import BusUnavailable
+from forge.bus.subjects import SCENARIO_COMPLETED, SCORE_FINALIZED
+from forge.config.settings import Settings
+from forge.services.common.app import ServiceContext
+from forge.services.scoreboard.completion import CompletionRefused
+from forge.services.scoreboard.leaderboard import ScoreIndex
+from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer, ScoringPaused
+
+log = logging.getLogger("forge.scoreboard")
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+PAUSE_RETRY_S = 5.0
+
+
+@dataclass
+class ScoreboardState:
+    """Settings, store, scorer and bus parts of one scoreboard process."""
+
+    ctx: ServiceContext
+    scorer: Scorer
+    publisher: Publisher
+    index: ScoreIndex
+    consumer: DurableConsumer | None = None
+    consumer_options: dict[str, Any] = field(default_factory=dict)
+    pause_retry_s: float = PAUSE_RETRY_S
+
+    @property
+    def settings(self) -> Settings:
+        """The installation's settings."""
+        return self.ctx.settings
+
+    async def publish_finalized(self, finalized: Finalized) -> None:
+        """Publish `forge.score.finalized` (de-duplicated by `<id>-finalized`)."""
+        await self.publisher.publish(SCORE_FINALIZED, finalized.payload,
+                                     msg_id=finalized.msg_id)
+
+    async def handle(self, event: Event) -> None:
+        """Consumer handler: score once, then announce the verdict."""
+        try:
+            finalized = await asyncio.to_thread(self.scorer.score, event.data)
+        except CompletionRefused as exc:
+            log.warning("completion %s refused: %s", event.msg_id, exc)
+            raise Reject(str(exc)) from None
+        except ScoringPaused as exc:
+            log.warning("scoring paused: %s", exc)
+            raise RetryLater(self.pause_retry_s, f"scoring paused: {exc}") from None
+        try:
+            await self.publish_finalized(finalized)
+        except BusUnavailable as exc:
+            raise RetryLater(self.pause_retry_s,
+                             f"finalized event not published: {exc}") from None
+        log.info("scenario %s scored %s (%s)", finalized.scenario_id,
+                 finalized.payload["score"], "new verdict" if finalized.created else "no-op")
+
+    async def dead_letter(self, event: Event, error: str) -> None:
+        """Keep an event the consumer gave up on, with its last error, and audit it."""
+        await asyncio.to_thread(
+            lambda: self.scorer.record_failure(
+                self.ctx.db, subject=event.subject, msg_id=event.msg_id, raw=event.raw,
+                error=error, scenario_id=event.data.get("scenario_id"),
+                attempts=max(1, event.num_delivered)))
+
+    def make_consumer(self) -> DurableConsumer:
+        """The durable consumer on `forge.scenario.completed`."""
+        self.consumer = DurableConsumer(
+            self.settings.nats_url or DEFAULT_NATS_URL, durable=CONSUMER,
+            subjects=(SCENARIO_COMPLETED,), handler=self.handle,
+            on_dead_letter=self.dead_letter, name="forge-scoreboard",
+            **self.consumer_options)
+        return self.consumer

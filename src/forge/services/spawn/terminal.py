@@ -1,0 +1,109 @@
+"""The learner's browser terminal: a WebSocket proxied to the orchestrator's lab PTY.
+
+The browser only ever talks to spawn_service; the orchestrator is reached with a 60-second
+TTY token bound to this scenario, learner and host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from urllib.parse import urlsplit
+
+import websockets
+from fastapi import APIRouter, WebSocket
+from starlette.concurrency import run_in_threadpool
+from websockets.exceptions import ConnectionClosed
+
+from forge.identity.caller import AuthError, resolve_caller
+from forge.services.spawn.routes import SCENARIO_ID
+from forge.services.spawn.state import SpawnState
+from forge.store.models import Scenario
+from forge.tokens import TERMINAL, mint_token
+
+router = APIRouter()
+LEARNER_HOST = "learner"
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    """Browsers send Origin; it must be this service (blocks cross-site WebSocket hijacking)."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (CLI, demo); credentials are still required
+    return urlsplit(origin).netloc == websocket.headers.get("host", "")
+
+
+def _owned_running(state: SpawnState, scenario_id: str, tenant: str, subject: str) -> bool:
+    with state.ctx.db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        return bool(row and row.tenant_id == tenant and row.subject == subject
+                    and row.state == "running")
+
+
+async def _relay_browser(browser: WebSocket, upstream: websockets.ClientConnection) -> None:
+    while True:
+        message = await browser.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes") is not None:
+            await upstream.send(message["bytes"])
+        elif message.get("text") is not None:
+            await upstream.send(message["text"])
+
+
+async def _relay_lab(browser: WebSocket, upstream: websockets.ClientConnection) -> None:
+    async for data in upstream:
+        if isinstance(data, bytes):
+            await browser.send_bytes(data)
+        else:
+            await browser.send_text(data)
+
+
+@router.websocket("/v1/scenarios/{scenario_id}/terminal")
+async def terminal(websocket: WebSocket, scenario_id: str) -> None:
+    """Relay the learner's terminal to the lab's learner host."""
+    state: SpawnState = websocket.app.state.spawn
+    if not SCENARIO_ID.match(scenario_id) or not _same_origin(websocket):
+        await websocket.close(code=4403)
+        return
+    try:
+        caller = await run_in_threadpool(resolve_caller, websocket.headers, websocket.cookies,
+                                         state.settings, state.ctx.db, None)
+    except AuthError:
+        await websocket.close(code=4401)
+        return
+    if not caller.may_see(scenario_id) or not await run_in_threadpool(
+        _owned_running, state, scenario_id, caller.tenant_id, caller.subject
+    ):
+        await websocket.close(code=4404)
+        return
+    token = mint_token(state.settings.sat, TERMINAL, {
+        "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
+        "host": LEARNER_HOST,
+    })
+    base = state.settings.orchestrator_url.replace("http://", "ws://", 1).replace(
+        "https://", "wss://", 1)
+    query = f"rows={websocket.query_params.get('rows', '24')}&cols=" \
+            f"{websocket.query_params.get('cols', '80')}"
+    try:
+        upstream = await websockets.connect(
+            f"{base}/internal/scenarios/{scenario_id}/tty?{query}",
+            additional_headers={"x-forge-terminal": token}, open_timeout=10,
+            max_size=2**20,
+        )
+    except (OSError, websockets.InvalidStatus, websockets.InvalidHandshake, TimeoutError):
+        await websocket.close(code=1011)
+        return
+    await websocket.accept()
+    tasks = [asyncio.create_task(_relay_browser(websocket, upstream)),
+             asyncio.create_task(_relay_lab(websocket, upstream))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except ConnectionClosed:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        await upstream.close()
+        with contextlib.suppress(RuntimeError):
+            await websocket.close()

@@ -1,0 +1,84 @@
+"""Score reads and leaderboards are scoped to the owning tenant (and subject) or operator."""
+
+from __future__ import annotations
+
+import asyncio
+
+from forge.identity.apikeys import create_api_key
+
+from .conftest import Board, MakeBoard, build_completion
+
+
+async def _score(board: Board, **kwargs: object) -> str:
+    """Score a completion through the same step the consumer runs."""
+    done = build_completion(board.settings, **kwargs)  # type: ignore[arg-type]
+    await asyncio.to_thread(board.state.scorer.score, done.body)
+    return done.scenario_id
+
+
+def _key(board: Board, tenant: str, subject: str) -> dict[str, str]:
+    issued = create_api_key(board.state.ctx.db, tenant, subject)
+    return {"x-api-key": issued.plaintext}
+
+
+async def test_score_reads_are_owner_or_operator_only(make_board: MakeBoard) -> None:
+    board = await make_board()
+    sid = await _score(board, tenant="acme", subject="alice")
+    alice, mallory = _key(board, "acme", "alice"), _key(board, "globex", "alice")
+    colleague = _key(board, "acme", "bob")
+    async with board.client() as client:
+        own = await client.get(f"/v1/scores/{sid}", headers=alice)
+        assert own.status_code == 200, own.text
+        body = own.json()
+        assert body["score"]["scenario_id"] == sid and body["score"]["score"] == 1.0
+        assert body["verification"]["status"] == "PASS"
+        assert body["verification"]["origin"] == "proven"
+        assert body["artifacts"] == ["evidence.tar.zst", "score.json", "verdict.pub",
+                                     "verdict.sig"]
+        for name in body["artifacts"]:
+            got = await client.get(f"/v1/scores/{sid}/artifacts/{name}", headers=alice)
+            assert got.status_code == 200
+            assert got.content == (board.results_dir(sid) / name).read_bytes()
+
+        # Anyone else gets the same 404 as for a scenario that does not exist.
+        for other in (mallory, colleague):
+            assert (await client.get(f"/v1/scores/{sid}", headers=other)).status_code == 404
+            art = await client.get(f"/v1/scores/{sid}/artifacts/score.json", headers=other)
+            assert art.status_code == 404
+        assert (await client.get(f"/v1/scores/{sid}")).status_code == 401
+        assert (await client.get(f"/v1/scores/{sid}", headers=board.operator)).status_code == 200
+
+        # Strict ids and an allowlist of names: nothing else is ever read.
+        for path in ("/v1/scores/scn-XYZ", "/v1/scores/..%2F..%2Fetc",
+                     f"/v1/scores/{sid}/artifacts/audit.jsonl",
+                     f"/v1/scores/{sid}/artifacts/..%2F..%2Fforge.db",
+                     "/v1/scores/scn-0000000000000000"):
+            resp = await client.get(path, headers=board.operator)
+            assert resp.status_code == 404, path
+            assert resp.json()["error"] == "not_found"
+
+
+async def test_leaderboard_is_per_tenant(make_board: MakeBoard) -> None:
+    board = await make_board()
+    await _score(board, tenant="acme", subject="alice", passed=False)
+    await _score(board, tenant="acme", subject="alice", passed=True)
+    await _score(board, tenant="acme", subject="bob", passed=False)
+    await _score(board, tenant="globex", subject="eve", passed=True)
+    async with board.client() as client:
+        acme = await client.get("/v1/leaderboard", headers=_key(board, "acme", "bob"))
+        assert acme.status_code == 200, acme.text
+        board_body = acme.json()
+        assert board_body["tenant_id"] == "acme"
+        assert [(e["subject"], e["best_score"], e["attempts"]) for e in board_body["entries"]] \
+            == [("alice", 1.0, 2), ("bob", 0.666667, 1)]
+        assert board_body["stats"]["scored_scenarios"] == 3
+        assert board_body["stats"]["subjects"] == 2
+        globex = await client.get("/v1/leaderboard", headers=_key(board, "globex", "x"))
+        assert [e["subject"] for e in globex.json()["entries"]] == ["eve"]
+        # A learner cannot ask for another tenant; the operator must name one.
+        sneaky = await client.get("/v1/leaderboard?tenant_id=globex",
+                                  headers=_key(board, "acme", "bob"))
+        assert [e["subject"] for e in sneaky.json()["entries"]] == ["alice", "bob"]
+        op = await client.get("/v1/leaderboard?tenant_id=globex", headers=board.operator)
+        assert [e["subject"] for e in op.json()["entries"]] == ["eve"]
+        assert (await client.get("/v1/leaderboard", headers=board.operator)).status_code == 422

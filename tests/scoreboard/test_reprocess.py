@@ -1,0 +1,82 @@
+"""Failed completions are kept, and reprocessing after the fix gives exactly one verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+from forge.audit.log import global_log
+
+from .conftest import PYTHON, Board, MakeBoard, build_completion, wait_for, write_completed_entry
+
+
+def _cli(board: Board, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(PYTHON), "-m", "forge", "completions", *args],
+                          capture_output=True, text=True, env=board.cli_env(), timeout=60,
+                          check=False)
+
+
+async def test_reprocess_after_fix_via_api_and_cli(make_board: MakeBoard) -> None:
+    board = await make_board()
+    # The cause: the scenario audit logs lack their scenario.completed entry (storage lag).
+    first = build_completion(board.settings, write_audit=False)
+    second = build_completion(board.settings, subject="bob", write_audit=False)
+    await board.publish(first.body)
+    await board.publish(second.body)
+    rows = await wait_for(lambda: len(board.failed_events()) == 2 and board.failed_events(),
+                          what="two dead-lettered completions")
+    ids = {r.scenario_id: r.id for r in rows}
+    assert all("scenario.completed" in r.error for r in rows)
+    assert all(r.attempts >= 2 for r in rows)  # bounded redeliveries happened first
+
+    async with board.client() as client:
+        # Reprocessing before the fix changes nothing and keeps the events.
+        resp = await client.post("/v1/admin/failed-events/reprocess", json={"all": True},
+                                 headers=board.operator)
+        assert resp.status_code == 200
+        assert resp.json()["failed"] == 2 and resp.json()["reprocessed"] == 0
+        assert {r.status for r in board.failed_events()} == {"failed"}
+        assert not board.results_dir(first.scenario_id).exists()
+
+        # Bad requests name the field; no operator token is 401.
+        bad = await client.post("/v1/admin/failed-events/reprocess",
+                                json={"id": 1, "all": True}, headers=board.operator)
+        assert bad.status_code == 422
+        anon = await client.post("/v1/admin/failed-events/reprocess", json={"all": True})
+        assert anon.status_code == 401
+        missing = await client.post("/v1/admin/failed-events/reprocess", json={"id": 999},
+                                    headers=board.operator)
+        assert missing.status_code == 404
+
+        # Fix the cause, reprocess one through the API, twice: one verdict.
+        write_completed_entry(board.settings, first.scenario_id)
+        write_completed_entry(board.settings, second.scenario_id)
+        body = {"id": ids[first.scenario_id]}
+        once = await client.post("/v1/admin/failed-events/reprocess", json=body,
+                                 headers=board.operator)
+        assert once.json()["results"][0]["status"] == "reprocessed", once.text
+        sig = (board.results_dir(first.scenario_id) / "verdict.sig").read_bytes()
+        again = await client.post("/v1/admin/failed-events/reprocess", json=body,
+                                  headers=board.operator)
+        assert again.json()["results"][0]["status"] == "already_reprocessed"
+        assert (board.results_dir(first.scenario_id) / "verdict.sig").read_bytes() == sig
+
+    # The other one through the CLI (same scoring step, no HTTP), then --all has nothing left.
+    proc = await asyncio.to_thread(_cli, board, "reprocess", "--id",
+                                   str(ids[second.scenario_id]), "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["status"] == "reprocessed"
+    assert board.results_dir(second.scenario_id).is_dir()
+    rest = await asyncio.to_thread(_cli, board, "reprocess", "--all")
+    assert rest.returncode == 0 and "no failed completion events" in rest.stdout
+    usage = await asyncio.to_thread(_cli, board, "reprocess")
+    assert usage.returncode == 2
+
+    assert {r.status for r in board.failed_events()} == {"reprocessed"}
+    assert await board.wait_finalized(2) == 2
+    await asyncio.sleep(0.3)
+    assert await board.finalized_count() == 2  # exactly one finalized event per scenario
+    audit = global_log(board.settings.storage_root).read_bytes().decode()
+    assert audit.count('"event":"score.finalized"') == 2
+    assert "completion.reprocess" in audit

@@ -1,0 +1,123 @@
+"""Retention honours each scenario's own retention_days, holds, dry runs and failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from forge.audit.log import global_log
+from forge.config import Settings
+from forge.retention import HoldStore, cleanup
+from forge.services.scoreboard.scoring import Scorer
+from forge.signing.keyring import SigningKeyring, keyring_dir
+from forge.templates.registry import TemplateRegistry
+
+from ..conftest import TEMPLATE_FIXTURES
+from ..services.conftest import prod_environ
+from .conftest import PYTHON, build_completion
+
+NOW = datetime.now(UTC)
+
+
+def _scored(settings: Settings, days_ago: int, retention_days: int) -> str:
+    done = build_completion(settings, completed_at=NOW - timedelta(days=days_ago),
+                            retention_days=retention_days)
+    Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES)).score(done.body)
+    return done.scenario_id
+
+
+@pytest.fixture
+def scored(prod_env: Settings) -> dict[str, str]:
+    SigningKeyring(keyring_dir(prod_env.storage_root, {})).ensure()
+    return {
+        "expired": _scored(prod_env, days_ago=40, retention_days=30),
+        "held": _scored(prod_env, days_ago=40, retention_days=30),
+        "long_retention": _scored(prod_env, days_ago=40, retention_days=90),
+        "fresh": _scored(prod_env, days_ago=1, retention_days=7),
+    }
+
+
+def _has_results(settings: Settings, sid: str) -> bool:
+    return (settings.storage_root / "scenarios" / sid / "results").exists()
+
+
+def test_cleanup_respects_retention_holds_and_dry_run(prod_env: Settings,
+                                                      scored: dict[str, str]) -> None:
+    root = prod_env.storage_root
+    HoldStore(root).hold(scored["held"], "legal investigation")
+    dry = cleanup(root, dry_run=True)
+    actions = {i.scenario_id: i.action for i in dry.items}
+    assert actions == {scored["expired"]: "would_delete", scored["held"]: "held",
+                       scored["long_retention"]: "kept", scored["fresh"]: "kept"}
+    assert all(_has_results(prod_env, sid) for sid in scored.values())
+
+    report = cleanup(root)
+    assert report.ok and report.count("deleted") == 1
+    assert not _has_results(prod_env, scored["expired"])
+    assert not (root / "scenarios" / scored["expired"] / "evidence").exists()
+    assert (root / "scenarios" / scored["expired"] / "audit.jsonl").exists()  # audit stays
+    for key in ("held", "long_retention", "fresh"):
+        assert _has_results(prod_env, scored[key])
+    audit = global_log(root).read_bytes().decode()
+    assert audit.count('"event":"retention.deleted"') == 1 and scored["expired"] in audit
+
+    # Released, the held scenario goes on the next run; its expiry came from its own days.
+    assert HoldStore(root).release(scored["held"]) is True
+    assert HoldStore(root).release(scored["held"]) is False
+    assert cleanup(root).count("deleted") == 1
+    assert not _has_results(prod_env, scored["held"])
+
+
+def test_cleanup_continues_past_a_failing_item(prod_env: Settings,
+                                               scored: dict[str, str]) -> None:
+    root = prod_env.storage_root
+    broken = root / "scenarios" / scored["long_retention"] / "results" / "score.json"
+    broken.write_text("{not json")
+    stuck = root / "scenarios" / scored["held"]
+
+    def deleter(scenario_dir: Path) -> None:
+        if scenario_dir == stuck:
+            raise PermissionError(13, "Permission denied")
+        from forge.retention.cleanup import delete_results
+        delete_results(scenario_dir)
+
+    report = cleanup(root, deleter=deleter)
+    actions = {i.scenario_id: (i.action, i.reason) for i in report.items}
+    assert actions[scored["long_retention"]] == ("failed", "score.json: not valid JSON")
+    assert actions[scored["held"]] == ("failed", "delete failed: Permission denied")
+    assert actions[scored["expired"]][0] == "deleted"
+    assert not report.ok
+    assert '"event":"retention.failed"' in global_log(root).read_bytes().decode()
+
+
+def test_retention_cli(prod_env: Settings, scored: dict[str, str], tmp_path: Path) -> None:
+    env = {**os.environ, **prod_environ(prod_env.storage_root,
+                                        FORGE_DB_URL=f"sqlite:///{tmp_path / 'forge.db'}")}
+
+    def forge(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(PYTHON), "-m", "forge", "retention", *args], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    assert forge("hold", scored["held"], "--reason", "case 7").returncode == 0
+    assert "already held" in forge("hold", scored["held"]).stdout
+    assert forge("hold", "../../etc").returncode == 2
+    dry = forge("cleanup", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    counts = json.loads(dry.stdout)["counts"]
+    assert (counts["would_delete"], counts["held"], counts["deleted"]) == (1, 1, 0)
+    assert _has_results(prod_env, scored["expired"])
+    done = forge("cleanup")
+    assert done.returncode == 0 and "1 deleted" in done.stdout
+    assert not _has_results(prod_env, scored["expired"])
+    assert forge("release", scored["held"]).returncode == 0
+    assert forge("release", scored["held"]).returncode == 1
+    (prod_env.storage_root / "scenarios" / scored["fresh"] / "results" / "score.json"
+     ).write_text("[]")
+    failing = forge("cleanup")
+    assert failing.returncode == 1 and "failed" in failing.stdout
+    assert not _has_results(prod_env, scored["held"])  # released, so deleted past the failure

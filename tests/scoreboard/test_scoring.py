@@ -1,0 +1,51 @@
+"""The scoring step on its own: pauses (never partial results) and dev-mode keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from forge.config import Settings, load_settings
+from forge.config.flags import ForgeEnv
+from forge.services.scoreboard.scoring import Scorer, ScoringPaused
+from forge.signing.keyring import SigningKeyring
+from forge.templates.registry import TemplateRegistry
+
+from ..conftest import TEMPLATE_FIXTURES
+from ..services.conftest import prod_environ
+from .conftest import build_completion
+
+
+def test_unwritable_storage_pauses_without_partial_results(prod_env: Settings,
+                                                           tmp_path: Path) -> None:
+    done = build_completion(prod_env)
+    ring = SigningKeyring(tmp_path / "keys")
+    ring.ensure()
+    # The storage root's place is taken by a file: nothing can be written under it.
+    blocked = dataclasses.replace(prod_env, storage_root=tmp_path / "storage-file")
+    blocked.storage_root.write_text("not a directory")
+    scorer = Scorer(blocked, TemplateRegistry.load(TEMPLATE_FIXTURES), ring)
+    with pytest.raises(ScoringPaused, match="not writable"):
+        scorer.score(done.body)
+    assert blocked.storage_root.read_text() == "not a directory"
+
+
+def test_missing_key_pauses_outside_dev_and_is_generated_once_in_dev(tmp_path: Path) -> None:
+    environ = prod_environ(tmp_path / "storage")
+    prod = load_settings(environ)
+    done = build_completion(prod)
+    registry = TemplateRegistry.load(TEMPLATE_FIXTURES)
+    ring = SigningKeyring(tmp_path / "keys")
+    with pytest.raises(ScoringPaused, match="forge keys generate"):
+        Scorer(prod, registry, ring).score(done.body)
+    assert not ring.has_key()
+
+    dev = dataclasses.replace(prod, env=ForgeEnv.DEV)
+    first = Scorer(dev, registry, ring).score(done.body)
+    assert first.created and ring.has_key()
+    kid = ring.current().key_id
+    again = Scorer(dev, registry, ring).score(done.body)
+    assert not again.created and ring.current().key_id == kid
+    assert first.payload["key_id"] == kid
