@@ -20,9 +20,15 @@ from .conftest import OPERATOR, MakeOrch, Orch, collect, spawn_event
 SPAWN = "forge.spawn.requested"
 
 
-def audit_events(orch: Orch, scenario_id: str) -> list[str]:
-    data = scenario_log(orch.settings.storage_root, scenario_id).read_bytes().decode()
-    return [line for line in data.splitlines() if line]
+def audit_events(orch: Orch, scenario_id: str, until: str = "", timeout: float = 5) -> list[str]:
+    """The scenario's audit lines; waits (briefly) until one contains `until`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = scenario_log(orch.settings.storage_root, scenario_id).read_bytes().decode()
+        lines = [line for line in data.splitlines() if line]
+        if any(until in line for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
 
 
 def test_valid_spawn_runs_lab(orch: Orch) -> None:
@@ -37,7 +43,7 @@ def test_valid_spawn_runs_lab(orch: Orch) -> None:
     assert [i.lab_id for i in orch.runtime.list()] == [event["scenario_id"]]
     running = asyncio.run(collect(orch.nats.url, "forge.scenario.running", 1))
     assert running[0]["scenario_id"] == event["scenario_id"]
-    lines = audit_events(orch, event["scenario_id"])
+    lines = audit_events(orch, event["scenario_id"], until='"to":"running"')
     assert any('"to":"launching"' in line for line in lines)
     assert any('"to":"running"' in line for line in lines)
 
@@ -87,7 +93,8 @@ def test_token_defects_fail_the_scenario_and_are_audited(orch: Orch, defect: str
     assert row.state == "failed"
     assert row.details["refused"] == code
     assert orch.runtime.list() == []
-    assert any('"to":"failed"' in line for line in audit_events(orch, event["scenario_id"]))
+    lines = audit_events(orch, event["scenario_id"], until='"to":"failed"')
+    assert any('"to":"failed"' in line for line in lines)
 
 
 def test_wrong_type_token_refused(orch: Orch) -> None:

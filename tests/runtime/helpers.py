@@ -47,7 +47,7 @@ def serve(port: int, text: str) -> tuple[str, dict[str, str | bytes]]:
 
 
 def probe(runtime: LocalRuntime, lab: str, host: str, addr: str, port: int,
-          timeout: float = 1.0) -> str:
+          timeout: float = 3.0) -> str:
     """Connect from a lab host: ``ok:<what the server said>`` or ``err:<errno name>``."""
     res = runtime.exec(lab, host, ["python3", "-c", PROBE, addr, str(port), str(timeout)],
                        timeout=timeout + 10)

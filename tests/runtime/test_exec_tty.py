@@ -61,6 +61,15 @@ def test_background_processes_do_not_outlive_exec(rt: LocalRuntime, lab: str) ->
     assert not _alive(rt, lab, "/workspace/bg")
 
 
+def test_lab_user_cannot_kill_the_host(rt: LocalRuntime, lab: str) -> None:
+    # kill(-1) hits every process the lab user may signal (not the caller itself).
+    res = sh(rt, lab, "box", "sleep 300 & echo $! > /workspace/victim; kill -9 -1")
+    assert res.exit_code == 0
+    assert not _alive(rt, lab, "/workspace/victim")
+    assert rt.exec(lab, "box", ["echo", "still here"]).stdout == b"still here\n"
+    assert [i.state for i in rt.list() if i.lab_id == lab] == ["running"]
+
+
 def test_output_is_capped_but_hashed_in_full(rt: LocalRuntime, lab: str) -> None:
     res = sh(rt, lab, "box", "head -c 300000 /dev/zero | tr '\\0' a; echo oops >&2",
                   max_output=1000)

@@ -37,7 +37,8 @@ def labs(rt: LocalRuntime) -> Iterator[tuple[str, str]]:
     cmd3, _ = serve(9000, "from-h3")
     rt.create(LabSpec(a, SUBNETS, [
         HostSpec("h1", networks=[("a", "10.77.1.10")], routes=[("10.77.2.0/24", "10.77.1.1")],
-                 files={"/srv/serve.py": SERVER, "/workspace/seed.txt": "seeded\n"}),
+                 files={"/srv/serve.py": SERVER, "/workspace/seed.txt": "seeded\n",
+                        "/opt/forge/grade.sh": "#!/bin/sh\necho graded\n"}),
         HostSpec("r", networks=[("a", "10.77.1.1"), ("b", "10.77.2.1")], router=True),
         HostSpec("h2", networks=[("b", "10.77.2.10")], routes=[("10.77.1.0/24", "10.77.2.1")],
                  command=cmd2, files=files),
@@ -200,6 +201,11 @@ def test_filesystem_is_read_only_except_host_dirs(
         assert fh.read() == marker + "\n"
     assert rt.exec(lab, "h1", ["cat", "/workspace/seed.txt"]).stdout == b"seeded\n"
     assert rt.exec(lab, "h1", ["test", "-x", "/srv/serve.py"]).exit_code == 0
+    # Platform files (e.g. graders) are seeded read-only and stay root's.
+    assert rt.exec(lab, "h1", ["/opt/forge/grade.sh"]).stdout == b"graded\n"
+    assert rt.exec(lab, "h1", ["stat", "-c", "%u", "/opt/forge/grade.sh"]).stdout == b"0\n"
+    for script in ("echo x > /opt/forge/grade.sh", "touch /opt/forge/new", "rm /opt/forge/grade.sh"):
+        assert sh(rt, lab, "h1", script).exit_code != 0, script
     # The operator's data is not visible.
     assert rt.exec(lab, "h1", ["cat", "/etc/shadow"]).stdout == b""
     for hidden in ("/root", "/work", str(rt.names.state_dir)):

@@ -167,7 +167,7 @@ def test_many_labs_leave_no_trace(own: tuple[str, str]) -> None:
 
     def cycle(lab_id: str) -> str:
         info = rt.create(three_host_lab(lab_id))
-        out = probe(rt, lab_id, "client", info.hosts["router"]["a"], 1)
+        out = probe(rt, lab_id, "client", info.hosts["router"]["a"], 1)  # refused at once
         sh(rt, lab_id, "server", "sleep 100 & sleep 100 & echo started")
         tty = rt.tty(lab_id, "client")  # left open on purpose: destroy must close it
         tty.write(b"sleep 100 &\n")

@@ -64,7 +64,7 @@ def test_fork_bomb_is_contained(rt: LocalRuntime, two_labs: tuple[str, str]) -> 
     # The machine and other labs stay responsive, and the victim lab recovers.
     start = time.monotonic()
     assert rt.exec(bystander, "box", ["echo", "fine"]).stdout == b"fine\n"
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 5
     assert rt.exec(victim, "box", ["echo", "alive"]).stdout == b"alive\n"
 
 

@@ -105,7 +105,10 @@ def test_serves_ready_and_stops_gracefully(
     try:
         resp = wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
         assert resp.json()["status"] == "ready"
-        assert resp.json()["checks"]["config"]["detail"] == f"FORGE_ENV={env_name}"
+        config = resp.json()["checks"]["config"]["detail"]
+        assert config["forge_env"] == env_name
+        assert set(config["keyring"]) == set(SECRETS)
+        assert all(len(k["current"]) == 16 for k in config["keyring"].values())
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)

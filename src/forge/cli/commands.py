@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         audit,
         completions,
         config_check,
+        demo,
         entitlements,
         keys,
         nats,
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
     config_check.register(app)
     verify.register(app)
     up.register(app)
+    demo.register(app)
     app.add_typer(secrets.app, name="secrets")
     app.add_typer(apikey.app, name="apikey")
     app.add_typer(entitlements.app, name="entitlements")

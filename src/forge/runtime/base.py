@@ -59,8 +59,9 @@ class HostSpec:
     in this host only. ``capabilities``: Linux capabilities approved by policy
     (``"NET_ADMIN"`` or ``"CAP_NET_ADMIN"``); all others are dropped. ``command``: a
     shell command started as the host's service at create. ``files``: absolute paths
-    under /home, /workspace or /srv to seed; content starting with ``#!`` is made
-    executable. ``hostname`` defaults to ``name``.
+    under /home, /workspace or /srv (writable in the host) or /opt/forge (read-only in
+    the host, e.g. a grader the template ships) to seed; content starting with ``#!``
+    is made executable. ``hostname`` defaults to ``name``.
     """
 
     name: str

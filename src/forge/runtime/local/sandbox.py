@@ -36,10 +36,8 @@ JOIN_SH = (
     'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; '
     'unset FG_CG IFS; exec "$@"'
 )
-# Runs as the sandbox's first command: reports readiness on fd 3, closes it, starts the
-# service, then idles holding the namespaces.
 # bash wrapper (on the machine) for the init: join cgroups, then move the info and ready
-# pipes to fds 4 and 3 (dash cannot redirect fds above 9), then exec nsenter/bwrap.
+# pipes to fds 4 and 3 (dash cannot redirect fds above 9), then exec bwrap.
 INIT_JOIN_BASH = (
     'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; unset FG_CG IFS; '
     'eval "exec {TR}>&$FG_READY {TI}>&$FG_INFO; exec $FG_READY>&- $FG_INFO>&-" || exit 125; '
@@ -47,9 +45,13 @@ INIT_JOIN_BASH = (
     'unset FG_READY FG_INFO TR TI; exec "$@"'
 )
 READY_FD, INFO_FD = 3, 4
+# The sandbox's first command: reports readiness on fd 3 and closes it, starts the service
+# as the lab user ("$@" is the setpriv prefix), then idles holding the namespaces. The
+# idler stays uid 0 (with bwrap's few capabilities) so the lab user cannot kill it, even
+# with ``kill -9 -1``; no-new-privs is already set by bwrap.
 INIT_SH = (
-    'echo ready >&3; exec 3>&-; '
-    'if [ -n "$1" ]; then /bin/sh -c "$1" & fi; exec sleep infinity'
+    'echo ready >&3; exec 3>&-; cmd=$1; shift; '
+    'if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi; exec sleep infinity'
 )
 
 
@@ -100,7 +102,8 @@ def seed_host_dir(host_dir: str, host: PlannedHost, uid: int) -> None:
         parent = os.path.dirname(target)
         if not os.path.isdir(parent):
             os.makedirs(parent, mode=0o755)
-            while parent != top:
+            owned = any(path.startswith(d + "/") for d in WRITABLE_DIRS)
+            while owned and parent != top:
                 os.chown(parent, uid, uid)
                 parent = os.path.dirname(parent)
         data = content.encode() if isinstance(content, str) else content
@@ -109,7 +112,8 @@ def seed_host_dir(host_dir: str, host: PlannedHost, uid: int) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(target, mode)
-        os.chown(target, uid, uid)
+        if any(path.startswith(d + "/") for d in WRITABLE_DIRS):
+            os.chown(target, uid, uid)
 
 
 def rootfs_args(rootfs: str) -> list[str]:
@@ -158,8 +162,8 @@ def bwrap_argv(
     argv.append("--clearenv")
     for key, value in host_env(host).items():
         argv += ["--setenv", key, value]
-    argv += ["--info-fd", str(INFO_FD), "--", *setpriv_argv(uid, host.caps),
-             "/bin/sh", "-c", INIT_SH, "fg-init", host.spec.command or ""]
+    argv += ["--info-fd", str(INFO_FD), "--", "/bin/sh", "-c", INIT_SH, "fg-init",
+             host.spec.command or "", *setpriv_argv(uid, host.caps)]
     return argv
 
 

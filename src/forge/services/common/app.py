@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -46,9 +47,20 @@ def make_context(name: str, settings: Settings) -> ServiceContext:
         readiness=Readiness(redactor=Redactor(settings.secret_values())),
         metrics=ServiceMetrics(name),
     )
-    ctx.readiness.add("config", lambda: f"FORGE_ENV={settings.env.value}")
+    ctx.readiness.add("config", lambda: config_summary(settings))
     ctx.readiness.add("store", lambda: _ping(db))
     return ctx
+
+
+def config_summary(settings: Settings) -> dict[str, Any]:
+    """FORGE_ENV and, per secret, the key ids in force: comparable across services, and
+    never the secrets themselves (a kid is a one-way digest)."""
+    rings = (settings.sat, settings.et, settings.receipt, settings.operator)
+    return {
+        "forge_env": settings.env.value,
+        "keyring": {r.name: {"current": r.current_kid, "accepted": sorted(r.kids)}
+                    for r in rings},
+    }
 
 
 def _ping(db: Database) -> str:

@@ -11,7 +11,8 @@ from typing import Any
 
 from forge.services.common.logging import Redactor
 
-CheckFn = Callable[[], Awaitable[str | None] | str | None]
+Detail = str | dict[str, Any] | None
+CheckFn = Callable[[], Awaitable[Detail] | Detail]
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 

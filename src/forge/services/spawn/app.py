@@ -10,6 +10,7 @@ from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
 from forge.services.spawn import access, routes, terminal
 from forge.services.spawn.lifecycle import lifecycle_consumer
+from forge.services.spawn.peers import peer_keys_check
 from forge.services.spawn.state import DEFAULT_NATS_URL, SpawnState, build_state
 
 NAME = "spawn_service"
@@ -50,6 +51,7 @@ def build_app(settings: Settings) -> FastAPI:
     ctx.readiness.add("plans", lambda: f"{len(state.catalog.names)} plans, tracks "
                       + ", ".join(state.known_tracks))
     ctx.readiness.add("nats", lambda: _nats_check(state))
+    ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings))
 
     async def start_bus() -> None:
         # Wait briefly so a healthy platform is ready at once; an outage only shows in /readyz.

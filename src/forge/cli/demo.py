@@ -1,0 +1,110 @@
+"""`forge demo`: one full learner journey, end to end; exit 0 only if the verdict verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from forge.cli.up import prepare, teardown_labs
+from forge.platform.journey import Journey, JourneyError, JourneyResult
+from forge.platform.supervisor import DEFAULT_PORTS, Supervisor
+
+console = Console()
+STAGES = 8
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _summary(result: JourneyResult, platform: str) -> Table:
+    table = Table(title=f"Forge demo ({platform})", show_lines=False)
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("result")
+    for stage in result.stages:
+        table.add_row(stage.name, f"{stage.seconds:.2f}", stage.detail)
+    table.add_section()
+    table.add_row("scenario", "", result.scenario_id or "-")
+    if result.score is not None:
+        table.add_row("score", "", f"{result.score:.2f} ({result.passed}/{result.total} "
+                                   "criteria)")
+    for name, path in result.artifacts.items():
+        table.add_row(name, "", str(path))
+    verdict = "[green]verified (PASS)[/]" if result.verified else "[red]NOT verified[/]"
+    table.add_row("verdict", "", verdict)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `demo` command."""
+
+    @app.command()
+    def demo(
+        url: str = typer.Option("http://127.0.0.1:8082", "--url",
+                                help="spawn_service of a running platform (else one is started)."),
+        scoreboard_url: str = typer.Option("http://127.0.0.1:8086", "--scoreboard-url"),
+        storage: Path | None = typer.Option(None, "--storage", help="Storage root."),
+        timeout: float = typer.Option(180.0, "--timeout", help="Seconds per waiting stage."),
+        spawn_port: int = typer.Option(DEFAULT_PORTS["spawn"], "--spawn-port",
+                                       help="Ports for a platform the demo starts itself."),
+        orchestrator_port: int = typer.Option(DEFAULT_PORTS["orchestrator"],
+                                              "--orchestrator-port"),
+        scoreboard_port: int = typer.Option(DEFAULT_PORTS["scoreboard"], "--scoreboard-port"),
+    ) -> None:
+        """Buy, spawn, solve through the terminal, submit, and verify the signed verdict."""
+        env, settings = prepare(None, storage)
+        supervisor: Supervisor | None = None
+        platform = "running platform"
+        if not (_ready(url) and _ready(scoreboard_url)):
+            platform = "started for the demo"
+            supervisor = Supervisor(env, settings.storage_root,
+                                    ports={"spawn": spawn_port,
+                                           "orchestrator": orchestrator_port,
+                                           "scoreboard": scoreboard_port},
+                                    report=lambda m: console.print(f"[yellow]{m}[/]"))
+            url, scoreboard_url = supervisor.url("spawn"), supervisor.url("scoreboard")
+        result = JourneyResult()
+        failure: str | None = None
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console) as progress:
+            overall = progress.add_task("bring the platform up", total=STAGES + 1)
+            try:
+                if supervisor is not None:
+                    supervisor.start()
+                    if not supervisor.wait_ready(timeout):
+                        raise JourneyError(f"platform not ready; logs in "
+                                           f"{settings.storage_root / 'logs'}")
+                progress.advance(overall)
+
+                def on_stage(name: str) -> None:
+                    progress.update(overall, description=name)
+                    if progress.tasks[0].completed < STAGES:
+                        progress.advance(overall)
+
+                journey = Journey(url, scoreboard_url, settings.storage_root,
+                                  on_stage=on_stage, timeout_s=timeout, result=result)
+                journey.run()
+                progress.update(overall, completed=STAGES + 1, description="done")
+            except JourneyError as exc:
+                failure = str(exc)
+            finally:
+                if supervisor is not None:
+                    supervisor.stop()
+                    teardown_labs(settings)
+        console.print(_summary(result, platform))
+        if failure or not result.verified:
+            console.print(f"[red]demo failed:[/] {failure or 'verdict not verified'}")
+            raise typer.Exit(1)
+        console.print("[green]The verdict verifies offline. Run it yourself:[/]")
+        a = result.artifacts
+        console.print(f"python scripts/verify_verdict.py {a['score.json']} {a['bundle']} "
+                      f"{a['verdict.sig']} {a['verdict.pub']}", markup=False, soft_wrap=True)

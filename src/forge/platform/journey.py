@@ -1,0 +1,204 @@
+"""A learner's whole journey against a running platform, as `forge demo` shows it.
+
+Buy a plan (stub checkout) → spawn a netplus lab → open the access link (session cookie) →
+wait for the lab → type the reference solution into the browser-terminal WebSocket →
+submit → wait for the verdict → verify the stored artifacts with the runbook's command.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.sync.client import connect
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+VERIFY_SCRIPT = REPO_ROOT / "scripts" / "verify_verdict.py"
+DONE_MARKER = "__FORGE_SOLUTION_DONE__"
+
+
+class JourneyError(Exception):
+    """A stage failed; the message says which and why."""
+
+
+@dataclass
+class Stage:
+    """One step of the journey and how long it took."""
+
+    name: str
+    seconds: float
+    detail: str
+
+
+@dataclass
+class JourneyResult:
+    """What the journey produced."""
+
+    scenario_id: str = ""
+    score: float | None = None
+    passed: int | None = None
+    total: int | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    verified: bool = False
+    verify_output: str = ""
+    stages: list[Stage] = field(default_factory=list)
+
+
+@dataclass
+class Journey:
+    """Drives the public API exactly as a learner's browser would."""
+
+    spawn_url: str
+    scoreboard_url: str
+    storage_root: Path
+    track: str = "netplus"
+    solution: Path = REPO_ROOT / "solutions" / "netplus.sh"
+    on_stage: Callable[[str], None] = lambda _name: None
+    timeout_s: float = 180.0
+    result: JourneyResult = field(default_factory=JourneyResult)
+
+    def _stage(self, name: str, fn: Callable[[], str]) -> None:
+        self.on_stage(name)
+        started = time.perf_counter()
+        try:
+            detail = fn()
+        except JourneyError:
+            raise
+        except Exception as exc:
+            raise JourneyError(f"{name}: {type(exc).__name__}: {exc}") from exc
+        self.result.stages.append(Stage(name, time.perf_counter() - started, detail))
+
+    def run(self) -> JourneyResult:
+        """Every stage in order; raises JourneyError at the first failure."""
+        tenant, learner = "demo-academy", "learner-" + secrets.token_hex(3)
+        state: dict[str, Any] = {}
+        with httpx.Client(base_url=self.spawn_url, timeout=30) as web:
+            self._stage("buy a plan", lambda: self._checkout(web, tenant, learner, state))
+            self._stage("spawn a lab", lambda: self._spawn(web, state))
+            self._stage("open the lab", lambda: self._open(web, state))
+            self._stage("wait for the lab", lambda: self._wait_running(web, state))
+            self._stage("solve in the terminal", lambda: self._solve(web, state))
+            self._stage("submit", lambda: self._submit(web, state))
+            self._stage("wait for the verdict", lambda: self._wait_verdict(web, state))
+        self._stage("verify offline", self._verify)
+        return self.result
+
+    def _checkout(self, web: httpx.Client, tenant: str, learner: str,
+                  state: dict[str, Any]) -> str:
+        resp = web.post("/v1/billing/checkout",
+                        json={"plan": "PRO", "tenant_id": tenant, "subject": learner})
+        _expect(resp, 201, "checkout")
+        state["receipt"] = resp.json()["receipt"]
+        return f"PRO receipt for {tenant}/{learner} (charge {resp.json()['charge_id']})"
+
+    def _spawn(self, web: httpx.Client, state: dict[str, Any]) -> str:
+        resp = web.post("/v1/spawn", json={"track": self.track},
+                        headers={"x-receipt-token": state["receipt"]})
+        _expect(resp, 201, "spawn")
+        body = resp.json()
+        self.result.scenario_id = body["scenario_id"]
+        state["access_url"] = body["access_url"]
+        return f"{body['scenario_id']} ({self.track})"
+
+    def _open(self, web: httpx.Client, state: dict[str, Any]) -> str:
+        resp = web.get(state["access_url"], follow_redirects=False)
+        _expect(resp, 303, "access link")
+        if "forge_session" not in web.cookies:
+            raise JourneyError("open the lab: no session cookie was set")
+        return f"session cookie set; redirected to {resp.headers['location']}"
+
+    def _wait_running(self, web: httpx.Client, state: dict[str, Any]) -> str:
+        sid = self.result.scenario_id
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            body = web.get(f"/v1/scenarios/{sid}").json()
+            if body.get("state") == "running":
+                state["hosts"] = body.get("hosts", {})
+                return ", ".join(f"{h} {list(a.values())}" for h, a in body["hosts"].items())
+            if body.get("state") in ("failed", "expired", "deleted"):
+                raise JourneyError(f"wait for the lab: {body['state']}: {body.get('reason')}")
+            time.sleep(0.25)
+        raise JourneyError("wait for the lab: not running in time")
+
+    def _solve(self, web: httpx.Client, state: dict[str, Any]) -> str:
+        script = self.solution.read_text(encoding="utf-8")
+        url = self.spawn_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        cookie = "; ".join(f"{k}={v}" for k, v in web.cookies.items())
+        typed = f"bash <<'FORGE_EOF'\n{script}\nFORGE_EOF\necho {DONE_MARKER} $?\n"
+        seen = ""
+        with connect(f"{url}/v1/scenarios/{self.result.scenario_id}/terminal?rows=40&cols=120",
+                     additional_headers={"cookie": cookie}, max_size=2**22) as ws:
+            ws.send(typed.encode())
+            deadline = time.monotonic() + self.timeout_s
+            while f"{DONE_MARKER} " not in seen.replace(f"echo {DONE_MARKER}", ""):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise JourneyError("solve: the solution did not finish in time")
+                data = ws.recv(timeout=remaining)
+                seen += data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        tail = seen.replace(f"echo {DONE_MARKER}", "").split(f"{DONE_MARKER} ", 1)[1]
+        code = tail.strip().split()[0] if tail.strip() else "?"
+        if code != "0":
+            raise JourneyError(f"solve: the solution exited with {code}")
+        return f"typed {len(script.splitlines())} lines of {self.solution.name}; exit 0"
+
+    def _submit(self, web: httpx.Client, state: dict[str, Any]) -> str:
+        resp = web.post(f"/v1/scenarios/{self.result.scenario_id}/submit")
+        _expect(resp, 202, "submit")
+        return "grading requested"
+
+    def _wait_verdict(self, web: httpx.Client, state: dict[str, Any]) -> str:
+        sid = self.result.scenario_id
+        deadline = time.monotonic() + self.timeout_s
+        with httpx.Client(base_url=self.scoreboard_url, timeout=30,
+                          cookies=web.cookies) as board:
+            while time.monotonic() < deadline:
+                resp = board.get(f"/v1/scores/{sid}")
+                if resp.status_code == 200:
+                    body = resp.json()
+                    score = body.get("score", body)
+                    self.result.score = float(score["score"])
+                    self.result.passed = int(score["passed"])
+                    self.result.total = int(score["total"])
+                    break
+                time.sleep(0.25)
+            else:
+                raise JourneyError("wait for the verdict: no verdict in time")
+        results = self.storage_root / "scenarios" / sid / "results"
+        bundle = next(results.glob("evidence.tar.*"))
+        self.result.artifacts = {
+            "score.json": results / "score.json", "bundle": bundle,
+            "verdict.sig": results / "verdict.sig", "verdict.pub": results / "verdict.pub",
+        }
+        return f"score {self.result.score:.2f} ({self.result.passed}/{self.result.total})"
+
+    def _verify(self) -> str:
+        a = self.result.artifacts
+        proc = subprocess.run(
+            [sys.executable, str(VERIFY_SCRIPT), str(a["score.json"]), str(a["bundle"]),
+             str(a["verdict.sig"]), str(a["verdict.pub"])],
+            capture_output=True, text=True, timeout=60,
+        )
+        self.result.verify_output = (proc.stdout + proc.stderr).strip()
+        self.result.verified = proc.returncode == 0
+        if not self.result.verified:
+            raise JourneyError(f"verify offline: exit {proc.returncode}: "
+                               f"{self.result.verify_output[-500:]}")
+        return "PASS (scripts/verify_verdict.py exit 0)"
+
+
+def _expect(resp: httpx.Response, status: int, what: str) -> None:
+    if resp.status_code != status:
+        try:
+            detail = json.dumps(resp.json())
+        except ValueError:
+            detail = resp.text[:300]
+        raise JourneyError(f"{what}: HTTP {resp.status_code}: {detail}")

@@ -1,0 +1,34 @@
+"""Readiness: do the services that verify our tokens accept the keys we sign with?
+
+A secret rolled out to spawn_service but not to the orchestrator makes every spawn fail
+there; this check names the secret (never its value) before a learner sees the failure.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from forge.config.settings import Settings
+from forge.services.common.readiness import CheckFailed
+
+SIGNED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
+
+
+async def peer_keys_check(settings: Settings) -> str:
+    """Fail when the orchestrator does not accept spawn_service's current SAT/ET keys."""
+    rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            resp = await client.get(f"{settings.orchestrator_url}/readyz")
+        keyring = resp.json()["checks"]["config"]["detail"]["keyring"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return "orchestrator not reachable; key agreement not checked"
+    mismatched = [name for name in SIGNED_HERE
+                  if rings[name].current_kid not in keyring.get(name, {}).get("accepted", [])]
+    if mismatched:
+        raise CheckFailed(
+            "the orchestrator does not accept this service's current "
+            + ", ".join(mismatched)
+            + " (key ids differ: roll the same secret out to both, see the runbook)"
+        )
+    return "orchestrator accepts the current SAT and ET keys"
