@@ -4,10 +4,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .make-stamps
-SYSTEM_TOOLS := bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps
+SYSTEM_TOOLS := bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint typecheck pytest system-deps venv bench clean
+.PHONY: test demo lint typecheck pytest system-deps venv bench clean web-vendor
 
 test: system-deps venv lint typecheck pytest
 
@@ -45,6 +45,11 @@ demo: system-deps venv
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## Re-fetch the browser terminal (xterm.js, pinned) from npm; fails if it differs from SHA256SUMS.
+web-vendor:
+	@command -v npm >/dev/null 2>&1 || { echo "web-vendor needs npm (apt-get install npm)" >&2; exit 1; }
+	scripts/vendor_web.sh
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .mypy_cache .ruff_cache .pytest_cache

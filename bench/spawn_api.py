@@ -33,8 +33,8 @@ plans:
     max_lab_minutes: 30
     retention_days: 7
 """
-CLIENTS = 32
-PER_RUN = 1500
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
+PER_RUN = int(os.environ.get("BENCH_PER_RUN", "1500"))
 RUNS = 3
 
 

@@ -68,3 +68,13 @@ def test_terminal_refuses_strangers_and_foreign_origins(platform: Platform) -> N
                  origin=platform.spawn_url) as ws:  # type: ignore[arg-type]
         ws.send(b"echo same-origin-ok\n")
         read_until(ws, b"same-origin-ok")
+
+
+def test_learner_sees_only_their_workstation(platform: Platform) -> None:
+    """Finding the other hosts is the exercise: the learner API shows only the learner host."""
+    headers = platform.learner()
+    sid = spawn_running(platform, headers)
+    with platform.client() as client:
+        body = client.get(f"/v1/scenarios/{sid}", headers=headers).json()
+    assert set(body["hosts"]) == {"learner"}
+    assert body["other_hosts"] == 2

@@ -231,3 +231,20 @@ def test_private_pid_and_uts_namespaces(rt: LocalRuntime, labs: tuple[str, str])
     assert name == "h2"
     assert int(count) < 10  # bwrap, init, service, this shell: not the machine's processes
     assert rt.exec(labs[0], "h2", ["test", "-e", f"/proc/{os.getpid()}/status"]).exit_code
+
+
+@pytest.mark.root
+def test_name_lookups_fail_fast_without_lab_dns(
+    rt: LocalRuntime, labs: tuple[str, str]
+) -> None:
+    """A lab has no resolver: a lookup fails at once instead of waiting on the machine's DNS."""
+    lab = labs[0]
+    result = rt.exec(lab, "h1", ["python3", "-c",
+                                  "import socket, time; t=time.time()\n"
+                                  "try: socket.gethostbyname('example.invalid')\n"
+                                  "except OSError: pass\n"
+                                  "print(round(time.time()-t, 2))"], timeout=20)
+    assert result.exit_code == 0, result.stderr_text
+    assert float(result.stdout_text) < 1.0
+    hosts = rt.exec(lab, "h1", ["cat", "/etc/hosts", "/etc/resolv.conf"], timeout=10)
+    assert "localhost" in hosts.stdout_text and "nameserver" not in hosts.stdout_text

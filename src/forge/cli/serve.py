@@ -7,6 +7,7 @@ import sys
 import typer
 
 from forge.config.settings import ConfigError
+from forge.policy.decision import PolicyHashMismatch
 from forge.services.common.runner import ServiceName
 
 
@@ -24,7 +25,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             started = run_service(service, host, port)
-        except ConfigError as exc:
+        except (ConfigError, PolicyHashMismatch) as exc:
+            # An operator error with its own clear message (both hashes for a policy pin).
             print(f"forge serve {service.value}: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
         if not started:

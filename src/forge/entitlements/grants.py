@@ -6,13 +6,20 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import Table, bindparam, or_, select
 
 from forge.identity.names import valid_id
 from forge.store.db import Database
 from forge.store.models import Entitlement as GrantRow
 
 TENANT_WIDE = "*"
+_GRANTS: Table = GrantRow.__table__  # type: ignore[assignment]
+_LOOKUP = select(_GRANTS.c.subject, _GRANTS.c.plan).where(
+    _GRANTS.c.tenant_id == bindparam("tenant"),
+    _GRANTS.c.subject.in_(bindparam("subjects", expanding=True)),
+    _GRANTS.c.revoked_at.is_(None),
+    or_(_GRANTS.c.expires_at.is_(None), _GRANTS.c.expires_at > bindparam("now")),
+)
 
 
 def grant(
@@ -63,13 +70,8 @@ def list_grants(db: Database, tenant_id: str | None = None) -> list[GrantRow]:
 def lookup_grant(db: Database, tenant_id: str, subject: str, now: datetime) -> str | None:
     """The plan granted to this subject, else to the whole tenant, else None."""
     with db.read() as sess:
-        rows = sess.scalars(
-            select(GrantRow).where(
-                GrantRow.tenant_id == tenant_id,
-                GrantRow.subject.in_((subject, TENANT_WIDE)),
-                GrantRow.revoked_at.is_(None),
-                or_(GrantRow.expires_at.is_(None), GrantRow.expires_at > now),
-            )
+        rows = sess.connection().execute(
+            _LOOKUP, {"tenant": tenant_id, "subjects": [subject, TENANT_WIDE], "now": now}
         ).all()
         by_subject = {r.subject: r.plan for r in rows}
     return by_subject.get(subject) or by_subject.get(TENANT_WIDE)

@@ -13,7 +13,7 @@ from forge.entitlements.grants import lookup_file_grant, lookup_grant
 from forge.identity.caller import Caller
 from forge.plans import Plan, PlanCatalog
 from forge.store.db import Database
-from forge.tokens import ET, RECEIPT, TokenError, mint_token, verify_token
+from forge.tokens import ET, RECEIPT, TokenError, mint_token_claims, verify_token
 
 
 class EntitlementError(Exception):
@@ -108,5 +108,4 @@ def resolve_entitlement(
 
 def mint_et(settings: Settings, entitlement: Entitlement) -> tuple[str, dict[str, Any]]:
     """Mint the ET recording this decision; returns the token and its claims."""
-    token = mint_token(settings.et, ET, entitlement.et_claims())
-    return token, verify_token(settings.et, ET, token)
+    return mint_token_claims(settings.et, ET, entitlement.et_claims())

@@ -12,14 +12,44 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from forge.plans import Plan
 from forge.store.db import Database
 from forge.store.models import QuotaSlot, RateCounter
 
+SLOTS: Table = QuotaSlot.__table__  # type: ignore[assignment]
+RATES: Table = RateCounter.__table__  # type: ignore[assignment]
 WINDOW_S = 60
+# Prebuilt statements: compiled once, executed with parameters on every spawn.
+_RATE_COUNTS = select(RATES.c.scope, RATES.c.count).where(
+    RATES.c.scope.in_(bindparam("keys", expanding=True)),
+    RATES.c.window_start == bindparam("window"),
+)
+_LIVE_SLOTS = select(
+    func.count(),
+    func.coalesce(func.sum(case((SLOTS.c.subject == bindparam("subject"), 1), else_=0)), 0),
+).where(SLOTS.c.tenant_id == bindparam("tenant"), SLOTS.c.released_at.is_(None),
+        SLOTS.c.expires_at > bindparam("now"))
+_BUMP_RATE = update(RATES).where(
+    RATES.c.scope == bindparam("key"), RATES.c.window_start == bindparam("window")
+).values(count=RATES.c.count + 1)
+_NEW_RATE = insert(RATES).values(scope=bindparam("key"), window_start=bindparam("window"),
+                                 count=1)
+_INSERT_SLOT = insert(SLOTS)
 SLOT_GRACE = timedelta(minutes=5)
 CONCURRENCY_RETRY_S = 30
 
@@ -45,60 +75,67 @@ class Taken:
     scopes: tuple[str, ...]
 
 
-def _lock_tenant(sess: Session, tenant_id: str) -> None:
-    if sess.get_bind().dialect.name == "postgresql":
-        sess.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": tenant_id})
+def _lock_tenant(conn: Connection, tenant_id: str) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": tenant_id})
 
 
-def _active(sess: Session, now: datetime, *conditions: object) -> int:
-    query = select(func.count()).select_from(QuotaSlot).where(
-        QuotaSlot.released_at.is_(None), QuotaSlot.expires_at > now, *conditions  # type: ignore[arg-type]
-    )
-    return int(sess.scalar(query) or 0)
+def _live(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (SLOTS.c.released_at.is_(None), SLOTS.c.expires_at > now)
+
+
+def _active(sess: Session, now: datetime, *conditions: ColumnElement[bool]) -> int:
+    query = select(func.count()).select_from(SLOTS).where(*_live(now), *conditions)
+    return int(sess.connection().execute(query).scalar() or 0)
 
 
 def take(
     sess: Session, *, scenario_id: str, tenant_id: str, subject: str, plan: Plan, now: datetime
 ) -> Taken:
-    """Check every limit of `plan`, then take one spawn and one slot; raises QuotaExceeded."""
-    _lock_tenant(sess, tenant_id)
+    """Check every limit of `plan`, then take one spawn and one slot; raises QuotaExceeded.
+
+    Plain SQL statements (no ORM unit of work): this runs inside the spawn hot path.
+    """
+    conn = sess.connection()
+    _lock_tenant(conn, tenant_id)
     epoch = now.timestamp()
     window = int(epoch) // WINDOW_S * WINDOW_S
+    tenant_key, subject_key = f"tenant:{tenant_id}", f"subject:{tenant_id}/{subject}"
     rate_scopes = (
-        (f"tenant:{tenant_id}", plan.tenant_spawns_per_minute, "tenant"),
-        (f"subject:{tenant_id}/{subject}", plan.spawns_per_minute, "subject"),
+        (tenant_key, plan.tenant_spawns_per_minute, "tenant"),
+        (subject_key, plan.spawns_per_minute, "subject"),
     )
+    counts = dict(conn.execute(_RATE_COUNTS, {"keys": [tenant_key, subject_key],
+                                              "window": window}).all())
     for key, limit, label in rate_scopes:
-        counter = sess.get(RateCounter, (key, window))
-        if counter is not None and counter.count >= limit:
+        if counts.get(key, 0) >= limit:
             raise QuotaExceeded("rate", label, limit, math.ceil(window + WINDOW_S - epoch))
-    if _active(sess, now, QuotaSlot.tenant_id == tenant_id) >= plan.tenant_concurrent:
+    tenant_live, subject_live = conn.execute(
+        _LIVE_SLOTS, {"tenant": tenant_id, "subject": subject, "now": now}
+    ).one()
+    if tenant_live >= plan.tenant_concurrent:
         raise QuotaExceeded("concurrency", "tenant", plan.tenant_concurrent, CONCURRENCY_RETRY_S)
-    if _active(sess, now, QuotaSlot.tenant_id == tenant_id,
-               QuotaSlot.subject == subject) >= plan.concurrent:
+    if subject_live >= plan.concurrent:
         raise QuotaExceeded("concurrency", "subject", plan.concurrent, CONCURRENCY_RETRY_S)
     for key, _, _ in rate_scopes:
-        counter = sess.get(RateCounter, (key, window))
-        if counter is None:
-            sess.add(RateCounter(scope=key, window_start=window, count=1))
-        else:
-            counter.count += 1
-    sess.add(QuotaSlot(scenario_id=scenario_id, tenant_id=tenant_id, subject=subject,
-                       acquired_at=now, released_at=None,
-                       expires_at=now + timedelta(minutes=plan.max_lab_minutes) + SLOT_GRACE))
-    sess.flush()
-    return Taken(scenario_id, window, tuple(k for k, _, _ in rate_scopes))
+        params = {"key": key, "window": window}
+        conn.execute(_BUMP_RATE if key in counts else _NEW_RATE, params)
+    conn.execute(_INSERT_SLOT, {
+        "scenario_id": scenario_id, "tenant_id": tenant_id, "subject": subject,
+        "acquired_at": now, "released_at": None,
+        "expires_at": now + timedelta(minutes=plan.max_lab_minutes) + SLOT_GRACE,
+    })
+    return Taken(scenario_id, window, (tenant_key, subject_key))
 
 
 def give_back(sess: Session, taken: Taken) -> None:
     """Undo `take` for a request that failed after it: the slot and the spawn counts."""
-    slot = sess.get(QuotaSlot, taken.scenario_id)
-    if slot is not None:
-        sess.delete(slot)
-    for key in taken.scopes:
-        counter = sess.get(RateCounter, (key, taken.window_start))
-        if counter is not None and counter.count > 0:
-            counter.count -= 1
+    conn = sess.connection()
+    conn.execute(delete(SLOTS).where(SLOTS.c.scenario_id == taken.scenario_id))
+    conn.execute(update(RATES).where(RATES.c.scope.in_(taken.scopes),
+                                     RATES.c.window_start == taken.window_start,
+                                     RATES.c.count > 0)
+                 .values(count=RATES.c.count - 1))
 
 
 def release(db: Database, scenario_id: str, at: datetime | None = None) -> bool:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -78,6 +82,9 @@ class Database:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
         self._lock = _write_lock(url)
+        # SQLite takes one writer at a time anyway; queueing writes on one thread avoids a
+        # convoy of request threads contending for the lock (and the GIL) around it.
+        self.writer = ThreadPoolExecutor(1 if self._lock else 8, thread_name_prefix="db-write")
         if self._lock is None:
             self._reads = self._sessions
             self._read_engine: Engine | None = None
@@ -110,8 +117,15 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking write transaction on the writer thread, from async code."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.writer, functools.partial(fn, *args)
+        )
+
     def dispose(self) -> None:
         """Close pooled connections."""
+        self.writer.shutdown(wait=False)
         self.engine.dispose()
         if self._read_engine is not None:
             self._read_engine.dispose()

@@ -1,11 +1,16 @@
-"""Idempotency records for spawn requests: same request id within 24 h → same answer."""
+"""Idempotency records for spawn requests: same request id within 24 h → same answer.
+
+Plain SQL statements (no ORM unit of work): these run inside the spawn hot path.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from forge.store.db import Database
@@ -13,6 +18,19 @@ from forge.store.models import IdempotencyRecord
 
 TTL = timedelta(hours=24)
 PENDING = 0
+RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
+_FIND = select(RECORDS.c.fingerprint, RECORDS.c.status_code, RECORDS.c.response,
+               RECORDS.c.expires_at).where(RECORDS.c.request_id == bindparam("rid"))
+_RESERVE = insert(RECORDS)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What is kept for a request id."""
+
+    fingerprint: str
+    status_code: int
+    response: dict[str, Any]
 
 
 def fingerprint(*parts: str) -> str:
@@ -24,33 +42,35 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def find(sess: Session, request_id: str, now: datetime) -> IdempotencyRecord | None:
+def find(sess: Session, request_id: str, now: datetime) -> Stored | None:
     """The live record for `request_id`; an expired one is deleted and None returned."""
-    record = sess.get(IdempotencyRecord, request_id)
-    if record is not None and _aware(record.expires_at) <= now:
-        sess.delete(record)
-        sess.flush()
+    conn = sess.connection()
+    row = conn.execute(_FIND, {"rid": request_id}).first()
+    if row is None:
         return None
-    return record
+    if _aware(row.expires_at) <= now:
+        conn.execute(delete(RECORDS).where(RECORDS.c.request_id == request_id))
+        return None
+    return Stored(row.fingerprint, row.status_code, dict(row.response or {}))
 
 
 def reserve(sess: Session, request_id: str, digest: str, now: datetime) -> None:
     """Claim `request_id` while the request is in flight (status PENDING)."""
-    sess.add(IdempotencyRecord(request_id=request_id, fingerprint=digest, status_code=PENDING,
-                               response={}, created_at=now, expires_at=now + TTL))
+    sess.connection().execute(_RESERVE, {
+        "request_id": request_id, "fingerprint": digest, "status_code": PENDING,
+        "response": {}, "created_at": now, "expires_at": now + TTL,
+    })
 
 
 def complete(db: Database, request_id: str, status_code: int, response: dict[str, Any]) -> None:
     """Store the final answer."""
     with db.session() as sess:
-        record = sess.get(IdempotencyRecord, request_id)
-        if record is not None:
-            record.status_code = status_code
-            record.response = response
+        sess.connection().execute(
+            update(RECORDS).where(RECORDS.c.request_id == request_id)
+            .values(status_code=status_code, response=response)
+        )
 
 
 def discard(sess: Session, request_id: str) -> None:
     """Forget a reservation of a request that failed (so a retry starts afresh)."""
-    record = sess.get(IdempotencyRecord, request_id)
-    if record is not None:
-        sess.delete(record)
+    sess.connection().execute(delete(RECORDS).where(RECORDS.c.request_id == request_id))

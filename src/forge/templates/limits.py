@@ -35,7 +35,7 @@ VAR_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,31}$"
 ENV_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 # Seeded files may only land in these writable trees (the rest of a host is read-only).
-WRITABLE_DIRS: Final = ("/home", "/workspace", "/srv", "/etc/forge", "/opt/forge")
+WRITABLE_DIRS: Final = ("/home", "/workspace", "/srv", "/opt/forge")
 
 # Linux capabilities (capabilities(7), kernel 6.x), written without the CAP_ prefix.
 LINUX_CAPABILITIES: Final = frozenset(

@@ -78,8 +78,8 @@ def _check_subnets(
         except ValueError as exc:
             out.append(Problem(path, f'invalid IPv4 CIDR "{s.cidr}": {exc}'))
             continue
-        if net.prefixlen > 30 or net.prefixlen < 16:
-            out.append(Problem(path, f'prefix length must be between /16 and /30, got "{s.cidr}"'))
+        if net.prefixlen > 29 or net.prefixlen < 16:
+            out.append(Problem(path, f'prefix length must be between /16 and /29, got "{s.cidr}"'))
             continue
         if not net.is_private:
             out.append(Problem(path, f'lab subnets must be private ranges, got "{s.cidr}"'))

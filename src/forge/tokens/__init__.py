@@ -25,6 +25,7 @@ from forge.tokens.kinds import (
     check_sat_et_binding,
     keyring_for,
     mint_token,
+    mint_token_claims,
     verify_token,
 )
 
@@ -51,5 +52,6 @@ __all__ = [
     "check_sat_et_binding",
     "keyring_for",
     "mint_token",
+    "mint_token_claims",
     "verify_token",
 ]

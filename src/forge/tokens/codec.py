@@ -42,6 +42,21 @@ def mint(
     now: float | None = None,
 ) -> str:
     """Sign `claims` plus the registered claims with the keyring's current secret."""
+    return mint_with_claims(keyring, typ=typ, issuer=issuer, audience=audience, ttl_s=ttl_s,
+                            claims=claims, now=now)[0]
+
+
+def mint_with_claims(
+    keyring: HmacKeyring,
+    *,
+    typ: str,
+    issuer: str,
+    audience: str,
+    ttl_s: int,
+    claims: Mapping[str, Any],
+    now: float | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Like `mint`, also returning the exact payload signed (no need to decode it again)."""
     issued = int(time.time() if now is None else now)
     payload: dict[str, Any] = dict(claims)
     payload.update(
@@ -53,7 +68,7 @@ def mint(
         jti=payload.get("jti") or uuid.uuid4().hex,
     )
     headers = {"typ": typ, "kid": keyring.current_kid}
-    return jwt.encode(payload, keyring.current, algorithm=ALGORITHM, headers=headers)
+    return jwt.encode(payload, keyring.current, algorithm=ALGORITHM, headers=headers), payload
 
 
 def verify(

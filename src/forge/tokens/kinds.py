@@ -72,10 +72,22 @@ def mint_token(
     now: float | None = None,
 ) -> str:
     """Mint a token of `kind`; refuses claims that lack what the kind requires."""
+    return mint_token_claims(keyring, kind, claims, ttl_s=ttl_s, now=now)[0]
+
+
+def mint_token_claims(
+    keyring: HmacKeyring,
+    kind: TokenKind,
+    claims: Mapping[str, Any],
+    *,
+    ttl_s: int | None = None,
+    now: float | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Mint a token of `kind` and return it with the full payload it carries."""
     missing = [c for c in kind.required if claims.get(c) in (None, "")]
     if missing:
         raise ValueError(f"{kind.typ} token needs claims: {', '.join(missing)}")
-    return codec.mint(
+    return codec.mint_with_claims(
         keyring,
         typ=kind.typ,
         issuer=ISSUER,

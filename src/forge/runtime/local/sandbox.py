@@ -77,12 +77,23 @@ def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
             "--no-new-privs", "--"]
 
 
+# A lab has no DNS server: with no nameserver line the resolver asks 127.0.0.1, which
+# refuses at once, instead of waiting seconds on the machine's unreachable resolver.
+RESOLV_CONF = "# Forge lab hosts have no DNS; use addresses.\noptions timeout:1 attempts:1\n"
+HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n"
+# lab-directory file → the /etc file it is bound over
+LAB_ETC_FILES = {"passwd": "passwd", "group": "group", "etc-hosts": "hosts",
+                 "etc-resolv.conf": "resolv.conf"}
+
+
 def write_identity(lab_dir: str, uid: int) -> None:
-    """passwd/group files naming the lab user (bound read-only over /etc's)."""
+    """passwd/group (naming the lab user), hosts and resolv.conf, bound over /etc's."""
     users = (f"root:x:0:0:root:/root:/bin/sh\nlearner:x:{uid}:{uid}:Forge learner:/home:"
              "/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
     groups = f"root:x:0:\nlearner:x:{uid}:\nnogroup:x:65534:\n"
-    for name, text in (("passwd", users), ("group", groups)):
+    files = (("passwd", users), ("group", groups), ("etc-hosts", HOSTS),
+             ("etc-resolv.conf", RESOLV_CONF))
+    for name, text in files:
         with open(os.path.join(lab_dir, name), "w", encoding="utf-8") as fh:
             fh.write(text)
 
@@ -145,8 +156,8 @@ def bwrap_argv(
         argv.append("--die-with-parent")
     argv += rootfs_args(rootfs)
     lab_dir = os.path.dirname(os.path.dirname(host_dir))
-    argv += ["--ro-bind", os.path.join(lab_dir, "passwd"), "/etc/passwd",
-             "--ro-bind", os.path.join(lab_dir, "group"), "/etc/group"]
+    for name, target in LAB_ETC_FILES.items():
+        argv += ["--ro-bind", os.path.join(lab_dir, name), f"/etc/{target}"]
     # Private tmpfs mounts inside the sandbox (not the machine's /tmp).
     argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",  # noqa: S108
              "--tmpfs", "/run", "--tmpfs", "/var", "--perms", "1777", "--dir", "/var/tmp"]  # noqa: S108

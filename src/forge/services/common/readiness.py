@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from forge.services.common.logging import Redactor
 Detail = str | dict[str, Any] | None
 CheckFn = Callable[[], Awaitable[Detail] | Detail]
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+log = logging.getLogger("forge.readiness")
 
 
 class CheckFailed(Exception):
@@ -33,6 +35,7 @@ class Readiness:
 
     redactor: Redactor = field(default_factory=Redactor)
     _checks: list[_Check] = field(default_factory=list)
+    _failing: set[str] = field(default_factory=set)
 
     def add(self, name: str, fn: CheckFn, timeout_s: float = 3.0) -> None:
         """Register a check; it passes by returning (optionally a detail) and fails by raising."""
@@ -63,6 +66,7 @@ class Readiness:
         results = await asyncio.gather(*(self._one(c) for c in self._checks))
         checks = {c.name: r for c, r in zip(self._checks, results, strict=True)}
         failed = [name for name, r in checks.items() if not r["ok"]]
+        self._log_changes(checks, failed)
         body: dict[str, Any] = {"status": "ready" if not failed else "not_ready", "checks": checks}
         if failed:
             body.update(
@@ -71,3 +75,13 @@ class Readiness:
                 failed=failed,
             )
         return not failed, body
+
+    def _log_changes(self, checks: dict[str, Any], failed: list[str]) -> None:
+        """One log line when a check starts failing and one when it recovers (not per poll),
+        so the operator finds in the log what /readyz showed."""
+        for name in failed:
+            if name not in self._failing:
+                log.warning("readiness check %s failed: %s", name, checks[name]["detail"])
+        for name in sorted(self._failing - set(failed)):
+            log.info("readiness check %s recovered", name)
+        self._failing = set(failed)

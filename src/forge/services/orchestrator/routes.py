@@ -16,6 +16,7 @@ from forge.identity.caller import AuthError, Caller, resolve_caller
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, history, load
+from forge.lifecycle.visibility import learner_view
 from forge.services.common.auth import bearer_token, check_operator
 from forge.services.common.errors import ApiError
 from forge.services.orchestrator.completion import complete, end_without_grading
@@ -75,7 +76,8 @@ def view(row: Scenario, with_details: bool) -> dict[str, Any]:
         "tenant_id": row.tenant_id, "subject": row.subject,
         "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
         "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        "hosts": row.details.get("hosts", {}),
+        "hosts": row.details.get("hosts", {}) if with_details
+        else learner_view(row.details.get("hosts", {}))[0],
     }
     if with_details:
         body["policy"] = {k: v for k, v in row.details.get("policy", {}).items() if k != "input"}

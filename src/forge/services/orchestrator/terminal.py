@@ -110,6 +110,8 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     finally:
         for task in tasks:
             task.cancel()
+            if task.done() and not task.cancelled():
+                task.exception()  # a closed socket ends a pump; that is not an error
         await state.blocking(session.close)
         with contextlib.suppress(RuntimeError):
             await websocket.close()

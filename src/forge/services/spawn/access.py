@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from forge.identity.caller import SESSION_COOKIE, caller_from_session
 from forge.services.common.errors import ApiError
 from forge.services.spawn.caller_deps import spawn_state
-from forge.services.spawn.routes import SCENARIO_ID, owned_scenario
+from forge.services.spawn.routes import SCENARIO_ID
 from forge.tokens import ACCESS, SESSION, TokenError, mint_token, verify_token
 
 router = APIRouter(tags=["access"])
@@ -55,17 +54,3 @@ async def exchange(scenario_id: str, request: Request,
     response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL_S, httponly=True,
                         secure=_is_https(request), samesite="strict", path="/")
     return response
-
-
-@router.get("/lab/{scenario_id}", response_class=HTMLResponse, include_in_schema=False)
-async def lab_page(scenario_id: str, request: Request) -> HTMLResponse:
-    """The learner's lab page (status for now; the terminal arrives with the web UI)."""
-    row = await owned_scenario(request, scenario_id)
-    body = (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        f"<title>Forge lab {html.escape(row.scenario_id)}</title>"
-        f"<h1>Lab {html.escape(row.scenario_id)}</h1>"
-        f"<p>Track: {html.escape(row.track)}. State: <strong>{html.escape(row.state)}"
-        "</strong></p></html>"
-    )
-    return HTMLResponse(body, headers={"Cache-Control": "no-store"})

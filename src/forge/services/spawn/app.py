@@ -12,6 +12,7 @@ from forge.services.spawn import access, routes, terminal
 from forge.services.spawn.lifecycle import lifecycle_consumer
 from forge.services.spawn.peers import peer_keys_check
 from forge.services.spawn.state import DEFAULT_NATS_URL, SpawnState, build_state
+from forge.web import install as install_web
 
 NAME = "spawn_service"
 DEFAULT_PORT = 8082
@@ -71,6 +72,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(access.router)
     app.include_router(terminal.router)
+    install_web(app, settings)  # learner and operator pages (forge.web)
     add_subscriber_routes(app, settings.operator,
                           lambda: [state.lifecycle] if state.lifecycle else [])
     return app

@@ -31,13 +31,16 @@ def receipt_claims(request: Request) -> dict[str, Any] | None:
         raise ApiError(exc.status, exc.code, exc.message) from None
 
 
-async def current_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
-    """The verified caller of this request, or 401."""
+def identify_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
+    """The verified caller of this request, or 401 (blocking: call from a worker thread)."""
     state = spawn_state(request)
     try:
-        return await run_in_threadpool(
-            resolve_caller, request.headers, request.cookies, state.settings, state.ctx.db,
-            receipt,
-        )
+        return resolve_caller(request.headers, request.cookies, state.settings, state.ctx.db,
+                              receipt)
     except AuthError as exc:
         raise ApiError(401, exc.code, exc.message) from None
+
+
+async def current_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
+    """The verified caller of this request, or 401."""
+    return await run_in_threadpool(identify_caller, request, receipt)

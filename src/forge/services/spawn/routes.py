@@ -13,9 +13,16 @@ from starlette.concurrency import run_in_threadpool
 from forge.billing.receipts import CheckoutError, stub_checkout
 from forge.bus import BusUnavailable
 from forge.bus.subjects import SCENARIO_SUBMIT
-from forge.entitlements.resolve import EntitlementError, resolve_entitlement
+from forge.entitlements.resolve import Entitlement, EntitlementError, resolve_entitlement
+from forge.identity.caller import Caller
+from forge.lifecycle.visibility import learner_view
 from forge.services.common.errors import ApiError
-from forge.services.spawn.caller_deps import current_caller, receipt_claims, spawn_state
+from forge.services.spawn.caller_deps import (
+    current_caller,
+    identify_caller,
+    receipt_claims,
+    spawn_state,
+)
 from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
 from forge.store.models import Scenario
 
@@ -47,15 +54,17 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
         raise ApiError(400, "unknown_track", f"track: unknown track; allowed: {allowed}",
                        [{"field": "track", "allowed": list(state.known_tracks)}])
     receipt = receipt_claims(request)
-    caller = await current_caller(request, receipt)
-    try:
-        ent = await run_in_threadpool(
-            lambda: resolve_entitlement(
-                caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
-                receipt_claims=receipt, x_plan=request.headers.get("x-plan"),
-                entitlements_file=state.entitlements_file,
-            )
+
+    def identify() -> tuple[Caller, Entitlement]:
+        caller = identify_caller(request, receipt)
+        return caller, resolve_entitlement(
+            caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
+            receipt_claims=receipt, x_plan=request.headers.get("x-plan"),
+            entitlements_file=state.entitlements_file,
         )
+
+    try:
+        caller, ent = await run_in_threadpool(identify)  # one thread hop for both reads
     except EntitlementError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     if body.track not in ent.plan.tracks:
@@ -80,7 +89,8 @@ def _scenario_view(row: Scenario) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
         "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        "hosts": row.details.get("hosts", {}),
+        "hosts": learner_view(row.details.get("hosts", {}))[0],
+        "other_hosts": learner_view(row.details.get("hosts", {}))[1],
     }
 
 

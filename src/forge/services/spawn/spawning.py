@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Table, delete, insert
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from forge.billing import ledger
 from forge.bus import BusUnavailable
@@ -21,8 +21,12 @@ from forge.services.common.errors import ApiError
 from forge.services.spawn.state import SpawnState
 from forge.store import idempotency
 from forge.store.models import Scenario, ScenarioTransition
-from forge.tokens import ACCESS, SAT, mint_token, verify_token
+from forge.tokens import ACCESS, SAT, mint_token_claims
 
+SCENARIOS: Table = Scenario.__table__  # type: ignore[assignment]
+TRANSITIONS: Table = ScenarioTransition.__table__  # type: ignore[assignment]
+INSERT_SCENARIO = insert(SCENARIOS)
+INSERT_TRANSITION = insert(TRANSITIONS)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -54,7 +58,7 @@ def _iso(ts: float | int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _replay(record: Any, digest: str) -> SpawnAnswer:
+def _replay(record: idempotency.Stored, digest: str) -> SpawnAnswer:
     if record.fingerprint != digest:
         raise ApiError(409, "request_id_conflict",
                        "request_id was already used for a different request",
@@ -79,7 +83,8 @@ def _reserve(
                 return _replay(existing, digest)
             taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
                          subject=caller.subject, plan=ent.plan, now=now)
-            sess.add(Scenario(
+            conn = sess.connection()
+            conn.execute(INSERT_SCENARIO, dict(
                 scenario_id=scenario_id, request_id=request_id, tenant_id=caller.tenant_id,
                 subject=caller.subject, track=track, template_id=template_id,
                 template_sha256=None, plan=ent.plan.name, retention_days=ent.retention_days,
@@ -87,8 +92,10 @@ def _reserve(
                 created_at=now, updated_at=now, expires_at=None,
                 details={"entitlement_source": ent.source},
             ))
-            sess.add(ScenarioTransition(scenario_id=scenario_id, from_state=None,
-                                        to_state="pending", reason="spawn requested", at=now))
+            conn.execute(INSERT_TRANSITION, dict(
+                scenario_id=scenario_id, from_state=None, to_state="pending",
+                reason="spawn requested", at=now,
+            ))
             idempotency.reserve(sess, request_id, digest, now)
             return taken
     except IntegrityError:
@@ -103,10 +110,9 @@ def _reserve(
 def _undo(state: SpawnState, taken: Taken, request_id: str) -> None:
     with state.ctx.db.session() as sess:
         give_back(sess, taken)
-        sess.query(ScenarioTransition).filter_by(scenario_id=taken.scenario_id).delete()
-        row = sess.get(Scenario, taken.scenario_id)
-        if row is not None:
-            sess.delete(row)
+        conn = sess.connection()
+        conn.execute(delete(TRANSITIONS).where(TRANSITIONS.c.scenario_id == taken.scenario_id))
+        conn.execute(delete(SCENARIOS).where(SCENARIOS.c.scenario_id == taken.scenario_id))
         idempotency.discard(sess, request_id)
 
 
@@ -120,18 +126,17 @@ async def spawn(
     settings = state.settings
     scenario_id = new_scenario_id()
     et_token, et_claims = mint_et(settings, ent)
-    sat_token = mint_token(settings.sat, SAT, {
+    sat_token, sat_claims = mint_token_claims(settings.sat, SAT, {
         "scenario_id": scenario_id, "track": track, "template_id": template_id,
         "sub": caller.subject, "tenant_id": caller.tenant_id, "plan": ent.plan.name,
         "et_jti": et_claims["jti"],
     })
-    sat_claims = verify_token(settings.sat, SAT, sat_token)
     try:
-        reserved = await run_in_threadpool(
-            _reserve, state, request_id=request_id, digest=digest, caller=caller, ent=ent,
-            track=track, template_id=template_id, scenario_id=scenario_id,
-            sat_jti=sat_claims["jti"], et_jti=et_claims["jti"],
-        )
+        reserved = await state.ctx.db.write(lambda: _reserve(
+            state, request_id=request_id, digest=digest, caller=caller, ent=ent, track=track,
+            template_id=template_id, scenario_id=scenario_id, sat_jti=sat_claims["jti"],
+            et_jti=et_claims["jti"],
+        ))
     except QuotaExceeded as exc:
         await audit_decision(state, caller, ent, "spawn_denied",
                              {"reason": str(exc), "track": track})
@@ -140,10 +145,10 @@ async def spawn(
                        headers={"Retry-After": str(exc.retry_after)}) from None
     if isinstance(reserved, SpawnAnswer):
         return reserved
-    access = mint_token(settings.sat, ACCESS, {
+    access, access_claims = mint_token_claims(settings.sat, ACCESS, {
         "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
     })
-    access_exp = int(verify_token(settings.sat, ACCESS, access)["exp"])
+    access_exp = int(access_claims["exp"])
     event = {
         "scenario_id": scenario_id, "request_id": request_id, "track": track,
         "template_id": template_id, "tenant_id": caller.tenant_id, "subject": caller.subject,
@@ -153,12 +158,12 @@ async def spawn(
     try:
         await state.publisher.publish(SPAWN_REQUESTED, event, msg_id=f"spawn-{scenario_id}")
     except BusUnavailable:
-        await run_in_threadpool(_undo, state, reserved, request_id)
+        await state.ctx.db.write(_undo, state, reserved, request_id)
         raise ApiError(503, "bus_unavailable",
                        "the event bus is unreachable; nothing was charged or recorded; retry",
                        headers={"Retry-After": "5"}) from None
     except BaseException:
-        await run_in_threadpool(_undo, state, reserved, request_id)
+        await state.ctx.db.write(_undo, state, reserved, request_id)
         raise
     body = {
         "request_id": request_id,
@@ -167,7 +172,7 @@ async def spawn(
         "access_url": f"{base_url.rstrip('/')}/v1/access/{scenario_id}?token={access}",
         "expires_at": _iso(access_exp),
     }
-    await run_in_threadpool(idempotency.complete, state.ctx.db, request_id, 201, body)
+    await state.ctx.db.write(idempotency.complete, state.ctx.db, request_id, 201, body)
     await audit_decision(state, caller, ent, "spawn_accepted",
                  {"scenario_id": scenario_id, "track": track})
     return SpawnAnswer(201, body)
@@ -181,4 +186,4 @@ async def audit_decision(
         return
     record = {"subject": caller.subject, "plan": ent.plan.name, "receipt_jti": ent.receipt_jti,
               **data}
-    await run_in_threadpool(ledger.append, state.ctx.db, caller.tenant_id, event, record)
+    await state.ctx.db.write(ledger.append, state.ctx.db, caller.tenant_id, event, record)

@@ -1,0 +1,25 @@
+"""The learner and operator web UI, served by spawn_service (server-rendered, no build step)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from forge.config.settings import Settings
+from forge.templates.registry import TemplateRegistry
+from forge.web import learner, ops
+from forge.web.backend import Backend
+from forge.web.render import STATIC_DIR
+from forge.web.state import WebState
+
+__all__ = ["install"]
+
+
+def install(app: FastAPI, settings: Settings, templates: TemplateRegistry | None = None) -> None:
+    """Add the pages, the static files and the web state to spawn_service's app."""
+    registry = templates if templates is not None else TemplateRegistry.load(
+        settings.templates_dir)
+    app.state.forge_web = WebState(templates=registry, backend=Backend(settings))
+    app.include_router(learner.router)
+    app.include_router(ops.router)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

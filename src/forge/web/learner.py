@@ -1,0 +1,336 @@
+"""Learner pages: sign in, pick a track, the lab (task, hosts, timer, terminal, submit, results).
+
+Server-rendered; every form POST is same-origin and CSRF-checked; the only JavaScript is
+static files (status polling, countdown, terminal). Scenario pages are owner-only (404 else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
+from forge.identity.apikeys import verify_api_key
+from forge.identity.caller import SESSION_COOKIE, Caller
+from forge.identity.names import valid_id
+from forge.lifecycle.visibility import learner_view
+from forge.services.common.errors import ApiError
+from forge.services.spawn import routes as spawn_routes
+from forge.services.spawn.caller_deps import current_caller, spawn_state
+from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
+from forge.store.models import Scenario
+from forge.web.backend import BackendError
+from forge.web.render import error_page, page, render_markdown
+from forge.web.security import (
+    RECEIPT_COOKIE,
+    check_csrf,
+    check_same_origin,
+    clear_cookie,
+    csrf_token,
+    learner_session,
+    read_form,
+    security_headers,
+    session_value,
+    set_cookie,
+)
+from forge.web.state import ARTIFACT_NAMES, web_state
+
+router = APIRouter(include_in_schema=False)
+EXTEND_WINDOW = timedelta(minutes=10)
+FINISHED = ("completed", "failed", "expired", "deleted")
+SUBMIT_SETTLE_STEPS = 30
+
+
+def _as_page(back: str) -> Callable[[Callable[[], Awaitable[Response]]], Awaitable[Response]]:
+    async def run(fn: Callable[[], Awaitable[Response]]) -> Response:
+        try:
+            return await fn()
+        except ApiError as exc:
+            return error_page(exc.status, exc.message, back=back)
+        except BackendError as exc:
+            return error_page(exc.status if exc.status < 500 else 502, str(exc), back=back)
+    return run
+
+
+async def _signed_in(request: Request) -> Caller | None:
+    if not request.cookies.get(SESSION_COOKIE):
+        return None
+    try:
+        return await current_caller(request)
+    except ApiError:
+        return None
+
+
+def _receipt(request: Request) -> dict[str, Any] | None:
+    token = request.cookies.get(RECEIPT_COOKIE)
+    if not token:
+        return None
+    try:
+        return verify_receipt(spawn_state(request).settings, token)
+    except EntitlementError:
+        return None
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    """Signed in: the track list; otherwise the sign-in page."""
+    target = "/tracks" if await _signed_in(request) else "/signin"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/signin")
+async def signin_page(request: Request) -> Response:
+    """The sign-in form: an API key from the operator, or a receipt from checkout."""
+    return page("signin.html", {"title": "Sign in"})
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    """Verify an API key or a receipt, then set an unscoped learner session."""
+    async def run() -> Response:
+        check_same_origin(request)
+        form = await read_form(request)
+        state = spawn_state(request)
+        settings = state.settings
+        api_key, receipt = form.get("api_key", ""), form.get("receipt", "")
+        claims: dict[str, Any] | None = None
+        if api_key:
+            record = await run_in_threadpool(verify_api_key, state.ctx.db, api_key)
+            if record is None:
+                raise ApiError(401, "invalid_api_key", "api_key: unknown or revoked API key")
+            tenant, subject = record.tenant_id, record.subject
+        elif receipt:
+            try:
+                claims = verify_receipt(settings, receipt)
+            except EntitlementError as exc:
+                raise ApiError(401, exc.code, "receipt: " + exc.message.split(": ", 1)[-1]) \
+                    from None
+            if not valid_id(claims.get("sub")):
+                raise ApiError(400, "receipt_without_learner",
+                               "receipt: this receipt names no learner; sign in with an API key")
+            tenant, subject = str(claims["tenant_id"]), str(claims["sub"])
+        else:
+            raise ApiError(400, "credentials_required", "api_key or receipt: enter one of them")
+        response = RedirectResponse("/tracks", status_code=303)
+        set_cookie(response, request, SESSION_COOKIE,
+                   learner_session(settings, tenant, subject), 8 * 3600)
+        if claims is not None:
+            set_cookie(response, request, RECEIPT_COOKIE, receipt, 8 * 3600)
+        else:
+            clear_cookie(response, request, RECEIPT_COOKIE)
+        return response
+    return await _as_page("/signin")(run)
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    """End the learner session (same-origin POST only)."""
+    check_same_origin(request)
+    response = RedirectResponse("/signin", status_code=303)
+    clear_cookie(response, request, SESSION_COOKIE)
+    clear_cookie(response, request, RECEIPT_COOKIE)
+    return response
+
+
+def _recent(request: Request, caller: Caller) -> list[Scenario]:
+    stmt = (select(Scenario).where(Scenario.tenant_id == caller.tenant_id,
+                                   Scenario.subject == caller.subject)
+            .order_by(Scenario.created_at.desc()).limit(20))
+    with spawn_state(request).ctx.db.read() as sess:
+        rows = list(sess.scalars(stmt))
+        for row in rows:
+            sess.expunge(row)
+    return rows
+
+
+@router.get("/tracks")
+async def tracks_page(request: Request) -> Response:
+    """The tracks the learner's plan allows, and their recent labs."""
+    caller = await _signed_in(request)
+    if caller is None or caller.scenario_scope is not None:
+        return RedirectResponse("/signin", status_code=303)
+    state = spawn_state(request)
+    try:
+        ent = await run_in_threadpool(lambda: resolve_entitlement(
+            caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
+            receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
+    except EntitlementError as exc:
+        return error_page(exc.status, exc.message, back="/signin")
+    web = web_state(request)
+    tracks = []
+    for track in ent.plan.tracks:
+        if track in state.track_templates:
+            template = web.templates.get(state.track_templates[track])
+            tracks.append({"name": track, "template": template.name,
+                           "labels": template.template.metadata.labels})
+    return page("tracks.html", {
+        "title": "Choose a lab", "caller": caller, "plan": ent.plan.name, "tracks": tracks,
+        "recent": await run_in_threadpool(_recent, request, caller),
+        "csrf": csrf_token(state.settings, session_value(request) or ""),
+        "request_id": "web-" + secrets.token_hex(12),
+    })
+
+
+@router.post("/spawn")
+async def spawn_lab(request: Request) -> Response:
+    """Start a lab on the chosen track, then show its page (no token in any URL)."""
+    async def run() -> Response:
+        check_same_origin(request)
+        form = await read_form(request)
+        state = spawn_state(request)
+        check_csrf(state.settings, session_value(request), form.get("csrf"))
+        caller = await current_caller(request)
+        track = form.get("track", "")
+        if track not in state.known_tracks:
+            raise ApiError(400, "unknown_track",
+                           f"track: unknown track; allowed: {', '.join(state.known_tracks)}")
+        request_id = check_request_id(form.get("request_id") or None)
+        try:
+            ent = await run_in_threadpool(lambda: resolve_entitlement(
+                caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
+                receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
+        except EntitlementError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        if track not in ent.plan.tracks:
+            await audit_decision(state, caller, ent, "spawn_denied",
+                                 {"reason": "track_not_in_plan", "track": track})
+            raise ApiError(403, "track_not_in_plan",
+                           f"track: plan {ent.plan.name} allows {', '.join(ent.plan.tracks)}")
+        answer = await spawn(state, caller=caller, ent=ent, track=track,
+                             request_id=request_id, base_url=str(request.base_url))
+        return RedirectResponse(f"/lab/{answer.body['scenario_id']}", status_code=303)
+    return await _as_page("/tracks")(run)
+
+
+def _remaining_s(row: Scenario) -> int | None:
+    if row.expires_at is None:
+        return None
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    return max(0, int((expires - datetime.now(UTC)).total_seconds()))
+
+
+async def _result(request: Request, row: Scenario) -> dict[str, Any] | None:
+    """The scoreboard's score and verification, once the verdict exists."""
+    if row.state != "completed":
+        return None
+    try:
+        body: dict[str, Any] = await web_state(request).backend.scoreboard(
+            "GET", f"/v1/scores/{row.scenario_id}")
+    except BackendError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return body
+
+
+def _expires_iso(row: Scenario) -> str:
+    if row.expires_at is None:
+        return ""
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    return expires.isoformat()
+
+
+@router.get("/lab/{scenario_id}")
+async def lab_page(scenario_id: str, request: Request) -> Response:
+    """The lab: task, hosts, time left, terminal, submit; after grading the verdict."""
+    async def run() -> Response:
+        row = await spawn_routes.owned_scenario(request, scenario_id)
+        web = web_state(request)
+        description = ""
+        if row.template_id in web.templates:
+            description = web.templates.get(row.template_id).template.spec.description
+        remaining = _remaining_s(row)
+        result = await _result(request, row)
+        settings = spawn_state(request).settings
+        names = [n for n in (result or {}).get("artifacts", []) if n in ARTIFACT_NAMES]
+        return page("lab.html", {
+            "title": f"Lab {row.scenario_id}", "row": row,
+            "task": render_markdown(description) if description else None,
+            "hosts": learner_view(row.details.get("hosts", {}))[0],
+            "other_hosts": learner_view(row.details.get("hosts", {}))[1], "remaining": remaining,
+            "expires_iso": _expires_iso(row),
+            "extend_open": row.state == "running" and remaining is not None
+            and remaining <= EXTEND_WINDOW.total_seconds(),
+            "result": result, "finished": row.state in FINISHED,
+            "csrf": csrf_token(settings, session_value(request) or ""),
+            "artifact_names": names,
+            "bundle_name": next((n for n in names if n.startswith("evidence")),
+                                "evidence.tar.zst"),
+        }, terminal=row.state == "running")
+    return await _as_page("/tracks")(run)
+
+
+@router.get("/lab/{scenario_id}/status")
+async def lab_status(scenario_id: str, request: Request) -> JSONResponse:
+    """What the lab page polls: state, deadline, and whether the verdict is in."""
+    row = await spawn_routes.owned_scenario(request, scenario_id)
+    try:
+        score_ready = await _result(request, row) is not None
+    except BackendError:
+        score_ready = False
+    return JSONResponse({"state": row.state, "reason": row.state_reason,
+                         "expires_at": _expires_iso(row), "remaining_s": _remaining_s(row),
+                         "score_ready": score_ready},
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.post("/lab/{scenario_id}/submit")
+async def lab_submit(scenario_id: str, request: Request) -> Response:
+    """Hand the lab in for grading."""
+    async def run() -> Response:
+        check_same_origin(request)
+        form = await read_form(request)
+        check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+        await spawn_routes.submit(scenario_id, request)
+        # Grading starts within moments; showing the page after that avoids opening a terminal
+        # on a lab that is already being graded. The page follows the state by itself anyway.
+        for _ in range(SUBMIT_SETTLE_STEPS):
+            row = await spawn_routes.owned_scenario(request, scenario_id)
+            if row.state != "running":
+                break
+            await asyncio.sleep(0.1)
+        return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
+    return await _as_page(f"/lab/{scenario_id}")(run)
+
+
+@router.post("/lab/{scenario_id}/extend")
+async def lab_extend(scenario_id: str, request: Request) -> Response:
+    """More time (the orchestrator allows it only in the last 10 minutes, within the plan)."""
+    async def run() -> Response:
+        check_same_origin(request)
+        form = await read_form(request)
+        check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+        row = await spawn_routes.owned_scenario(request, scenario_id)
+        raw = form.get("minutes", "15")
+        if not raw.isdigit() or not 1 <= int(raw) <= 60:
+            raise ApiError(400, "invalid_minutes", "minutes: a whole number from 1 to 60")
+        await web_state(request).backend.orchestrator(
+            "POST", f"/v1/scenarios/{row.scenario_id}/extend", json={"minutes": int(raw)})
+        return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
+    return await _as_page(f"/lab/{scenario_id}")(run)
+
+
+@router.get("/lab/{scenario_id}/artifacts/{name}")
+async def lab_artifact(scenario_id: str, name: str, request: Request) -> Response:
+    """Download one of the four result files of the learner's own lab."""
+    if name not in ARTIFACT_NAMES:
+        raise ApiError(404, "not_found", "artifact not found",
+                       [{"field": "name", "allowed": sorted(ARTIFACT_NAMES)}])
+    row = await spawn_routes.owned_scenario(request, scenario_id)
+    try:
+        resp = await web_state(request).backend.scoreboard_raw(
+            f"/v1/scores/{row.scenario_id}/artifacts/{name}")
+    except BackendError as exc:
+        raise ApiError(exc.status if exc.status < 500 else 502, "artifact_unavailable",
+                       str(exc)) from None
+    headers = security_headers()
+    headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return Response(resp.content, media_type=ARTIFACT_NAMES[name], headers=headers)

@@ -1,0 +1,193 @@
+"""Operator pages: sign in with OPERATOR_TOKEN; scenarios, readiness, policy hash, failed
+completion events (with reprocess), retention holds and signing key ids on one page."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from forge.identity.names import valid_id
+from forge.policy.bundle import policy_hash
+from forge.retention.holds import HoldError, HoldStore
+from forge.services.common.app import ServiceContext
+from forge.services.common.errors import ApiError
+from forge.services.spawn.caller_deps import spawn_state
+from forge.signing.keyring import SigningKeyError, SigningKeyring, keyring_dir
+from forge.web.backend import BackendError
+from forge.web.render import error_page, page
+from forge.web.security import (
+    OPERATOR_SESSION_TTL_S,
+    OPS_COOKIE,
+    check_csrf,
+    check_same_origin,
+    clear_cookie,
+    csrf_token,
+    is_operator_session,
+    operator_session,
+    read_form,
+    set_cookie,
+)
+from forge.web.state import web_state
+
+router = APIRouter(include_in_schema=False)
+STATE_FILTER = re.compile(r"^[a-z]{1,16}$")
+TRACK_FILTER = re.compile(r"^[a-z0-9_-]{1,32}$")
+POLICY_HASH = re.compile(r"policy hash ([0-9a-f]{64})")
+SCENARIO_STATES = ("pending", "launching", "running", "grading", "completed", "failed",
+                   "expired", "deleted")
+
+
+def _is_operator(request: Request) -> bool:
+    return is_operator_session(spawn_state(request).settings, request.cookies.get(OPS_COOKIE))
+
+
+@router.get("/ops/signin")
+async def ops_signin_page(request: Request) -> Response:
+    """The operator sign-in form."""
+    return page("ops_signin.html", {"title": "Operator sign in"})
+
+
+@router.post("/ops/signin")
+async def ops_signin(request: Request) -> Response:
+    """Check the operator token (constant time, any key of the ring) and open a session."""
+    try:
+        check_same_origin(request)
+        form = await read_form(request)
+    except ApiError as exc:
+        return error_page(exc.status, exc.message, back="/ops/signin")
+    settings = spawn_state(request).settings
+    token = form.get("token", "")
+    if not token or not settings.operator.matches(token):
+        return error_page(401, "token: operator token not accepted", back="/ops/signin")
+    response = RedirectResponse("/ops", status_code=303)
+    set_cookie(response, request, OPS_COOKIE, operator_session(settings),
+               OPERATOR_SESSION_TTL_S)
+    return response
+
+
+@router.post("/ops/signout")
+async def ops_signout(request: Request) -> Response:
+    """End the operator session."""
+    check_same_origin(request)
+    response = RedirectResponse("/ops/signin", status_code=303)
+    clear_cookie(response, request, OPS_COOKIE)
+    return response
+
+
+def _filters(request: Request) -> dict[str, str]:
+    q = request.query_params
+    filters = {k: q.get(k, "").strip() for k in ("state", "tenant_id", "track")}
+    if filters["state"] and not STATE_FILTER.match(filters["state"]):
+        raise ApiError(400, "invalid_filter", "state: lowercase letters only")
+    if filters["tenant_id"] and not valid_id(filters["tenant_id"]):
+        raise ApiError(400, "invalid_filter", "tenant_id: 1-128 chars of [A-Za-z0-9._@:-]")
+    if filters["track"] and not TRACK_FILTER.match(filters["track"]):
+        raise ApiError(400, "invalid_filter", "track: 1-32 chars of [a-z0-9_-]")
+    return filters
+
+
+async def _readiness(request: Request) -> dict[str, dict[str, Any]]:
+    ctx: ServiceContext = request.app.state.ctx
+    _, spawn_body = await ctx.readiness.run()
+    backend = web_state(request).backend
+    return {"spawn_service": spawn_body,
+            "orchestrator": await backend.readiness("orchestrator"),
+            "scoreboard": await backend.readiness("scoreboard")}
+
+
+def _loaded_policy_hash(orchestrator: dict[str, Any]) -> str | None:
+    for check in (orchestrator.get("checks") or {}).values():
+        found = POLICY_HASH.search(str(check.get("detail", "")))
+        if found:
+            return found.group(1)
+    return None
+
+
+def _local_facts(request: Request) -> dict[str, Any]:
+    settings = spawn_state(request).settings
+    try:
+        local_hash: str | None = policy_hash(settings.policies_dir)
+    except Exception:  # a broken bundle is shown, not raised: this page is for diagnosis
+        local_hash = None
+    facts: dict[str, Any] = {"local_hash": local_hash, "keys": [], "keys_error": None,
+                             "holds": [], "holds_error": None}
+    try:
+        facts["keys"] = SigningKeyring(keyring_dir(settings.storage_root)).list_keys()
+    except (SigningKeyError, OSError) as exc:
+        facts["keys_error"] = f"signing keys unreadable: {exc}"
+    try:
+        facts["holds"] = HoldStore(settings.storage_root).list()
+    except (HoldError, OSError) as exc:
+        facts["holds_error"] = f"retention holds unreadable: {exc}"
+    return facts
+
+
+async def _optional(call: Any) -> tuple[Any, str | None]:
+    try:
+        return await call, None
+    except BackendError as exc:
+        return None, str(exc)
+
+
+@router.get("/ops")
+async def ops_page(request: Request) -> Response:
+    """Everything an operator checks first, on one page."""
+    if not _is_operator(request):
+        return RedirectResponse("/ops/signin", status_code=303)
+    try:
+        filters = _filters(request)
+    except ApiError as exc:
+        return error_page(exc.status, exc.message, back="/ops")
+    backend = web_state(request).backend
+    params = {k: v for k, v in filters.items() if v}
+    scenarios, scenarios_error = await _optional(
+        backend.orchestrator("GET", "/v1/scenarios", params={**params, "limit": 200}))
+    events, events_error = await _optional(
+        backend.scoreboard("GET", "/v1/admin/failed-events", params={"status": "all"}))
+    readiness = await _readiness(request)
+    facts = await run_in_threadpool(_local_facts, request)
+    notice = None
+    done, failed = request.query_params.get("reprocessed"), request.query_params.get("failed")
+    if done is not None and done.isdigit() and (failed or "0").isdigit():
+        notice = f"Reprocessed {int(done)} event(s); {int(failed or '0')} still failing."
+    return page("ops.html", {
+        "title": "Forge operator", "filters": filters, "states": SCENARIO_STATES,
+        "scenarios": (scenarios or {}).get("items", []), "scenarios_error": scenarios_error,
+        "events": (events or {}).get("events", []), "events_error": events_error,
+        "readiness": readiness,
+        "loaded_hash": _loaded_policy_hash(readiness["orchestrator"]), **facts,
+        "csrf": csrf_token(spawn_state(request).settings, request.cookies.get(OPS_COOKIE, "")),
+        "notice": notice,
+    })
+
+
+@router.post("/ops/failed-events/reprocess")
+async def ops_reprocess(request: Request) -> Response:
+    """Replay one failed completion event (or all) through the scoreboard."""
+    if not _is_operator(request):
+        return error_page(401, "operator session required", back="/ops/signin")
+    try:
+        check_same_origin(request)
+        form = await read_form(request)
+        check_csrf(spawn_state(request).settings, request.cookies.get(OPS_COOKIE),
+                   form.get("csrf"))
+        raw_id = form.get("id", "")
+        if form.get("all") == "true":
+            body: dict[str, Any] = {"all": True}
+        elif raw_id.isdigit() and int(raw_id) >= 1:
+            body = {"id": int(raw_id)}
+        else:
+            raise ApiError(400, "invalid_form", "id: a failed event number, or all=true")
+        result = await web_state(request).backend.scoreboard(
+            "POST", "/v1/admin/failed-events/reprocess", json=body)
+    except ApiError as exc:
+        return error_page(exc.status, exc.message, back="/ops")
+    except BackendError as exc:
+        return error_page(exc.status if exc.status < 500 else 502, str(exc), back="/ops")
+    return RedirectResponse(
+        f"/ops?reprocessed={int(result.get('reprocessed', 0))}"
+        f"&failed={int(result.get('failed', 0))}#failed-events", status_code=303)

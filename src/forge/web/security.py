@@ -1,0 +1,150 @@
+"""Browser-facing safety: security headers, CSRF tokens, same-origin checks, session cookies.
+
+Every HTML page gets a strict Content-Security-Policy (scripts only from this origin, no inline
+script). Every state-changing form POST must come from this origin (Origin, else Referer) and,
+once signed in, carry a CSRF token bound to the session cookie (HMAC with the SAT keyring).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from forge.config.settings import Settings
+from forge.identity.caller import SESSION_COOKIE
+from forge.services.common.errors import ApiError
+from forge.tokens import SESSION, TokenError, mint_token, verify_token
+
+OPS_COOKIE = "forge_ops"
+RECEIPT_COOKIE = "forge_receipt"
+LEARNER_SCOPE = "learner"
+OPERATOR_SCOPE = "operator"
+OPERATOR_SUBJECT = "operator"
+OPERATOR_TENANT = "forge-operator"
+LEARNER_SESSION_TTL_S = 8 * 3600
+OPERATOR_SESSION_TTL_S = 3600
+MAX_FIELD = 4096
+
+_BASE_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; "
+    "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Pages: stylesheets from this origin only. The terminal page also lets xterm.js add its own
+# <style> elements (it sizes cells that way); style attributes and scripts stay forbidden.
+PAGE_CSP = _BASE_CSP + "; style-src 'self'"
+TERMINAL_CSP = _BASE_CSP + "; style-src 'self'; style-src-elem 'self' 'unsafe-inline'; " \
+    "style-src-attr 'none'"
+
+
+def security_headers(terminal: bool = False) -> dict[str, str]:
+    """Headers for every HTML response (no caching: pages show private state)."""
+    return {
+        "Content-Security-Policy": TERMINAL_CSP if terminal else PAGE_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+
+
+def is_https(request: Request) -> bool:
+    """True when the browser reached us over https (directly or through a proxy)."""
+    forwarded = request.headers.get("x-forwarded-proto", "")
+    return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
+
+
+def set_cookie(response: Response, request: Request, name: str, value: str, ttl_s: int) -> None:
+    """An HttpOnly, SameSite=Strict cookie, Secure when the site is served over https."""
+    response.set_cookie(name, value, max_age=ttl_s, httponly=True, secure=is_https(request),
+                        samesite="strict", path="/")
+
+
+def clear_cookie(response: Response, request: Request, name: str) -> None:
+    """Remove a cookie set by `set_cookie`."""
+    response.delete_cookie(name, path="/", secure=is_https(request), httponly=True,
+                           samesite="strict")
+
+
+def check_same_origin(request: Request) -> None:
+    """Refuse a form POST that does not come from a page of this site (fail closed)."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        raise ApiError(403, "cross_site_request", "form posts must come from this site")
+    parts = urlsplit(source)
+    if parts.netloc != request.headers.get("host", "") or parts.scheme not in ("http", "https"):
+        raise ApiError(403, "cross_site_request", "form posts must come from this site")
+
+
+def _secrets(settings: Settings) -> list[bytes]:
+    ring = settings.sat
+    return [s for s in (ring.current, ring.previous, ring.next) if s]
+
+
+def _mac(secret: bytes, session_value: str) -> str:
+    digest = hmac.new(secret, b"forge-csrf\x00" + session_value.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:24]).decode().rstrip("=")
+
+
+def csrf_token(settings: Settings, session_value: str) -> str:
+    """The CSRF token of a session (stable for the session's lifetime)."""
+    return _mac(settings.sat.current, session_value)
+
+
+def check_csrf(settings: Settings, session_value: str | None, presented: str | None) -> None:
+    """403 unless `presented` is this session's CSRF token (constant-time compare)."""
+    if not session_value or not presented:
+        raise ApiError(403, "csrf_failed", "csrf: the form is missing its token; reload the page")
+    ok = False
+    for secret in _secrets(settings):
+        ok |= hmac.compare_digest(_mac(secret, session_value), presented)
+    if not ok:
+        raise ApiError(403, "csrf_failed", "csrf: the form token is invalid; reload the page")
+
+
+def learner_session(settings: Settings, tenant_id: str, subject: str) -> str:
+    """An unscoped learner session (sees all of this learner's scenarios)."""
+    return mint_token(settings.sat, SESSION, {"sub": subject, "tenant_id": tenant_id,
+                                              "scope": LEARNER_SCOPE},
+                      ttl_s=LEARNER_SESSION_TTL_S)
+
+
+def operator_session(settings: Settings) -> str:
+    """An operator session; only the `forge_ops` cookie accepts it."""
+    return mint_token(settings.sat, SESSION, {"sub": OPERATOR_SUBJECT,
+                                              "tenant_id": OPERATOR_TENANT,
+                                              "scope": OPERATOR_SCOPE},
+                      ttl_s=OPERATOR_SESSION_TTL_S)
+
+
+def is_operator_session(settings: Settings, value: str | None) -> bool:
+    """True for a valid, unexpired operator session token."""
+    if not value:
+        return False
+    try:
+        claims = verify_token(settings.sat, SESSION, value)
+    except TokenError:
+        return False
+    return claims.get("scope") == OPERATOR_SCOPE and claims.get("sub") == OPERATOR_SUBJECT
+
+
+def session_value(request: Request) -> str | None:
+    """The learner session cookie as sent."""
+    return request.cookies.get(SESSION_COOKIE)
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A posted form as text fields (a file upload or an oversized field is refused)."""
+    form = await request.form()
+    out: dict[str, str] = {}
+    for key, value in form.items():
+        if not isinstance(value, str) or len(value) > MAX_FIELD:
+            raise ApiError(400, "invalid_form",
+                           f"{key}: must be text of at most {MAX_FIELD} characters")
+        out[key] = value.strip()
+    return out

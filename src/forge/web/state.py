@@ -1,0 +1,33 @@
+"""What the web UI keeps for the app's lifetime: templates (task texts) and the backend client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from forge.templates.registry import TemplateRegistry
+from forge.web.backend import Backend
+
+# The four result files a learner may download, with their media types.
+ARTIFACT_NAMES = {
+    "score.json": "application/json",
+    "evidence.tar.zst": "application/zstd",
+    "evidence.tar.gz": "application/gzip",
+    "verdict.sig": "application/vnd.dsse.envelope.v1+json",
+    "verdict.pub": "application/x-pem-file",
+}
+
+
+@dataclass(frozen=True)
+class WebState:
+    """Templates by name and the client for the internal services."""
+
+    templates: TemplateRegistry
+    backend: Backend
+
+
+def web_state(request: Request) -> WebState:
+    """The app's WebState (set by `forge.web.install`)."""
+    state: WebState = request.app.state.forge_web
+    return state

@@ -1,0 +1,85 @@
+// Lab page: poll the lab's status, count down, and run the browser terminal.
+// Served as a static file so the page's Content-Security-Policy can forbid inline script.
+"use strict";
+(function () {
+  const lab = document.getElementById("lab");
+  if (!lab) { return; }
+  const id = lab.dataset.scenario;
+  const shownState = lab.dataset.state;
+  const shownScore = lab.dataset.scoreReady === "true";
+  let expires = lab.dataset.expires ? Date.parse(lab.dataset.expires) : NaN;
+  const finished = ["failed", "expired", "deleted"];
+
+  function showRemaining() {
+    const out = document.getElementById("remaining");
+    if (!out || isNaN(expires)) { return; }
+    const left = Math.max(0, Math.floor((expires - Date.now()) / 1000));
+    out.textContent = Math.floor(left / 60) + " min " + (left % 60) + " s";
+    const extend = document.getElementById("extend");
+    if (extend) { extend.hidden = left > 600; }
+  }
+
+  async function poll() {
+    try {
+      const resp = await fetch("/lab/" + encodeURIComponent(id) + "/status",
+                               { credentials: "same-origin", cache: "no-store" });
+      if (resp.ok) {
+        const body = await resp.json();
+        if (body.expires_at) { expires = Date.parse(body.expires_at); }
+        if (body.state !== shownState || body.score_ready !== shownScore) {
+          window.location.reload();
+          return;
+        }
+      }
+    } catch (err) { /* transient: try again on the next tick */ }
+    if (!finished.includes(shownState) && !(shownState === "completed" && shownScore)) {
+      window.setTimeout(poll, 1500);
+    }
+  }
+
+  function startTerminal() {
+    const box = document.getElementById("terminal");
+    const status = document.getElementById("term-status");
+    if (!box || typeof Terminal === "undefined") { return; }
+    const term = new Terminal({ cursorBlink: true, fontSize: 14, lineHeight: 1.15, scrollback: 5000,
+      fontFamily: "ui-monospace, 'DejaVu Sans Mono', monospace",
+      theme: { background: "#0f1720" } });
+    const fit = new FitAddon.FitAddon();
+    term.loadAddon(fit);
+    term.open(box);
+    fit.fit();
+    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    const url = scheme + window.location.host + "/v1/scenarios/" + encodeURIComponent(id) +
+      "/terminal?rows=" + term.rows + "&cols=" + term.cols;
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    const encoder = new TextEncoder();
+    ws.onmessage = function (ev) {
+      term.write(typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data));
+    };
+    let opened = false;
+    ws.onopen = function () {
+      opened = true;
+      status.textContent = "Connected to the learner host.";
+      term.focus();
+    };
+    ws.onclose = function () {
+      status.textContent = opened ? "Terminal disconnected." :
+        "The terminal is not available (the lab may have stopped running).";
+    };
+    term.onData(function (data) {
+      if (ws.readyState === WebSocket.OPEN) { ws.send(encoder.encode(data)); }
+    });
+    term.onResize(function (size) {
+      if (ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ type: "resize", rows: size.rows, cols: size.cols }));
+      }
+    });
+    window.addEventListener("resize", function () { fit.fit(); });
+  }
+
+  showRemaining();
+  window.setInterval(showRemaining, 1000);
+  startTerminal();
+  window.setTimeout(poll, 1500);
+})();

@@ -1,0 +1,109 @@
+"""The shipped templates: valid, gated by policy for exactly the plans that carry their
+track, random per scenario, and solved by scripts that discover rather than know."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from forge.policy import EmbeddedEngine, build_training_input, decide_all
+from forge.templates.registry import TemplateRegistry
+from forge.templates.variables import generate_values, referenced_variables, render
+
+from .conftest import REPO, SOLUTIONS, TEMPLATES
+
+LABS = {"netplus": "foundation", "ccna": "intermediate", "cissp": "advanced"}
+PLANS = {"FREE": ["netplus"], "PRO": ["netplus", "ccna"],
+         "TEAM": ["netplus", "ccna", "cissp"], "ENTERPRISE": ["netplus", "ccna", "cissp"]}
+
+
+@pytest.fixture(scope="module")
+def registry() -> TemplateRegistry:
+    return TemplateRegistry.load(TEMPLATES)
+
+
+@pytest.fixture(scope="module")
+def engine() -> EmbeddedEngine:
+    return EmbeddedEngine()
+
+
+def test_forge_template_check_passes_on_every_lab() -> None:
+    files = sorted(str(p) for p in TEMPLATES.glob("*.yaml"))
+    assert len(files) == 3
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "forge"), "template", "check", *files],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(": ok") == 3
+
+
+def test_labels_and_descriptions(registry: TemplateRegistry) -> None:
+    assert registry.names() == ("ccna", "cissp", "netplus")
+    for name, tier in LABS.items():
+        t = registry.get(name).template
+        assert (t.track, t.tier) == (name, tier)
+        assert t.spec.network.egress == "deny"
+        assert len(t.spec.description) > 800 and "Submit" in t.spec.description
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+@pytest.mark.parametrize("name", sorted(LABS))
+def test_policy_gates_allow_exactly_the_plans_with_the_track(
+    registry: TemplateRegistry, engine: EmbeddedEngine, name: str, plan: str
+) -> None:
+    loaded = registry.get(name)
+    doc = build_training_input(loaded.template, plan_name=plan, plan_tracks=PLANS[plan],
+                               requested_track=name, template_sha256=loaded.sha256)
+    decision = decide_all(engine, doc)
+    if name in PLANS[plan]:
+        assert decision.allow, decision.reasons
+    else:
+        assert not decision.allow
+        assert any(f'does not include track "{name}"' in r for r in decision.reasons)
+
+
+def test_only_the_ccna_router_keeps_a_capability(registry: TemplateRegistry) -> None:
+    caps = {(name, c.name): c.capabilities for name in LABS
+            for c in registry.get(name).template.spec.assets.containers if c.capabilities}
+    assert caps == {("ccna", "learner"): ("NET_ADMIN",)}
+
+
+@pytest.mark.parametrize("name", sorted(LABS))
+def test_every_variable_is_used_and_values_differ_per_scenario(
+    registry: TemplateRegistry, name: str
+) -> None:
+    t = registry.get(name).template
+    used = {var for _, var in referenced_variables(t)}
+    assert used == set(t.spec.variables)
+    first, second = generate_values(t), generate_values(t)
+    assert first != second
+    a, b = render(t, first), render(t, second)
+    assert a.to_document() != b.to_document()
+
+
+def test_cissp_grader_is_seeded_read_only_and_knows_no_answers(registry: TemplateRegistry) -> None:
+    t = registry.get("cissp").template
+    values = generate_values(t)
+    rendered = render(t, values)
+    learner = rendered.spec.assets.containers[0]
+    checker = next(f.content for f in learner.files if f.path == "/opt/forge/check_register.py")
+    compile(checker, "check_register.py", "exec")
+    answers = (f"203.0.113.{values['attacker']}", f"198.51.100.{values['scanner']}",
+               values["key_id"], values["key_secret"])
+    for answer in answers:
+        assert answer not in checker
+    graded = " ".join(" ".join(ch.command) for c in rendered.spec.success_criteria
+                      for ch in c.checks)
+    assert f"203.0.113.{values['attacker']}" in graded and values["key_id"] in graded
+
+
+@pytest.mark.parametrize(("name", "fixed"), [
+    ("netplus", ["10.61.2.23", "SN-"]),
+    ("ccna", ["10.62.0.6"]),
+    ("cissp", ["203.0.113.", "AKEY"]),
+])
+def test_solutions_discover_instead_of_hard_coding(name: str, fixed: list[str]) -> None:
+    script = (SOLUTIONS / f"{name}.sh").read_text()
+    assert script.startswith("#!/bin/bash\n")
+    for value in fixed:
+        assert value not in script

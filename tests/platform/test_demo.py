@@ -1,0 +1,61 @@
+"""`forge demo`: the full learner journey on a platform it starts itself; exit 0 only if verified."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.local import LocalRuntime
+
+from ..live_server import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def demo_env(prefix: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
+    env["FORGE_RUNTIME_PREFIX"] = prefix
+    return env
+
+
+def run_demo(storage: Path, env: dict[str, str],
+             timeout: str = "120") -> subprocess.CompletedProcess[str]:
+    ports = [free_port() for _ in range(3)]
+    return subprocess.run(
+        [sys.executable, "-m", "forge", "demo", "--storage", str(storage), "--url",
+         f"http://127.0.0.1:{ports[0]}", "--scoreboard-url", f"http://127.0.0.1:{ports[2]}",
+         "--spawn-port", str(ports[0]), "--orchestrator-port", str(ports[1]),
+         "--scoreboard-port", str(ports[2]), "--timeout", timeout],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+
+
+@pytest.mark.root
+def test_demo_runs_the_whole_journey_and_verifies(tmp_path: Path) -> None:
+    prefix = "d" + secrets.token_hex(2)
+    storage = tmp_path / "storage"
+    proc = run_demo(storage, demo_env(prefix))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for stage in ("buy a plan", "spawn a lab", "solve in the terminal", "wait for the verdict",
+                  "verify offline"):
+        assert stage in out
+    assert "score 1.00" in out and "verified (PASS)" in out
+    results = list((storage / "scenarios").glob("scn-*/results"))
+    assert len(results) == 1
+    assert {p.name for p in results[0].iterdir()} == {
+        "score.json", "evidence.tar.zst", "verdict.sig", "verdict.pub"}
+    assert LocalRuntime(str(storage / "runtime"), prefix).list() == []
+
+
+@pytest.mark.root
+def test_demo_fails_when_the_verdict_cannot_be_had(tmp_path: Path) -> None:
+    env = demo_env("e" + secrets.token_hex(2))
+    env["FORGE_TEMPLATE_DIR"] = str(tmp_path / "no-templates")
+    proc = run_demo(tmp_path / "storage", env, timeout="15")
+    assert proc.returncode == 1
+    assert "demo failed" in proc.stdout

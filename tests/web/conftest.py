@@ -1,0 +1,146 @@
+"""The whole platform for browser tests: spawn + orchestrator (real runtime) + scoreboard, the
+real templates, one nats-server; plus Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from forge.bus import NatsServer
+from forge.config import Settings, load_settings
+from forge.entitlements.grants import grant
+from forge.identity.apikeys import create_api_key
+from forge.runtime.local import LocalRuntime
+from forge.services.orchestrator.app import build_app as build_orchestrator
+from forge.services.scoreboard.app import build_app as build_scoreboard
+from forge.services.spawn.app import build_app as build_spawn
+from forge.store.db import Database
+
+from ..live_server import live_server
+from ..services.conftest import SECRETS, prod_environ, with_signing_key
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+OPERATOR_TOKEN = SECRETS["OPERATOR_TOKEN"]
+
+
+@dataclass
+class WebPlatform:
+    """URLs and handles of a running platform."""
+
+    url: str
+    orchestrator_url: str
+    scoreboard_url: str
+    settings: Settings
+    db: Database
+    storage: Path
+
+    def learner_key(self, tenant: str = "acme", subject: str = "alice",
+                    plan: str = "PRO") -> str:
+        """An API key for a learner whose plan is granted in the entitlement store."""
+        grant(self.db, tenant, plan, subject)
+        return create_api_key(self.db, tenant, subject).plaintext
+
+    def client(self) -> httpx.Client:
+        """An httpx client that behaves like a same-origin browser form post."""
+        return httpx.Client(base_url=self.url, timeout=30, headers={"origin": self.url})
+
+
+@pytest.fixture(scope="module")
+def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatform]:
+    tmp = tmp_path_factory.mktemp("web")
+    nats = NatsServer()
+    nats.start()
+    storage = with_signing_key(tmp / "storage")
+    base = {"NATS_URL": nats.url, "FORGE_DB_URL": f"sqlite:///{tmp / 'forge.db'}",
+            "FORGE_TEMPLATE_DIR": str(REPO / "templates")}
+    runtime = LocalRuntime(str(tmp / "runtime"), "w" + secrets.token_hex(2))
+    try:
+        settings = load_settings(prod_environ(storage, **base))
+        orchestrator = build_orchestrator(settings, runtime=runtime, reaper_interval_s=3600,
+                                          consumer_options={"max_deliver": 4})
+        scoreboard = build_scoreboard(settings, max_deliver=2, backoff=(0.2,),
+                                      fetch_timeout=0.5)
+        with live_server(orchestrator) as orch_url, live_server(scoreboard) as board_url:
+            spawn_settings = load_settings(prod_environ(
+                storage, ORCHESTRATOR_URL=orch_url, SCOREBOARD_URL=board_url, **base))
+            spawn = build_spawn(spawn_settings)
+            with live_server(spawn) as url:
+                yield WebPlatform(url, orch_url, board_url, spawn_settings,
+                                  spawn.state.spawn.ctx.db, storage)
+    finally:
+        for info in runtime.list():
+            runtime.destroy(info.lab_id)
+        runtime.close()
+        nats.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                      headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def web_artifacts() -> Path:
+    """Where failure screenshots go: $FORGE_WEB_ARTIFACTS, else test-output/web (git-ignored)."""
+    raw = os.environ.get("FORGE_WEB_ARTIFACTS")
+    path = Path(raw) if raw else REPO / "test-output" / "web"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest, web_artifacts: Path) -> Iterator[Page]:
+    """A fresh browser context and page; on failure a full-page screenshot is saved."""
+    context = browser.new_context(viewport={"width": 1440, "height": 960})
+    tab = context.new_page()
+    messages: list[str] = []
+    tab.on("console", lambda msg: messages.append(f"{msg.type}: {msg.text}"))
+    try:
+        yield tab
+    finally:
+        if os.environ.get("FORGE_WEB_CONSOLE"):
+            print("\n".join(messages))
+        if request.node.stash.get(FAILED, False):
+            shot = web_artifacts / f"{request.node.name}.png"
+            try:
+                tab.screenshot(path=str(shot), full_page=True)
+                (web_artifacts / f"{request.node.name}.console.txt").write_text(
+                    "\n".join(messages))
+                print(f"\nfailure screenshot: {shot}")
+            except Exception as exc:  # the page may be gone; the test failure is what matters
+                print(f"\nno failure screenshot ({type(exc).__name__}: {exc})")
+        context.close()
+
+
+def docs_images() -> Path | None:
+    """$FORGE_DOCS_IMAGES: write the README screenshots there (e.g. docs/images)."""
+    raw = os.environ.get("FORGE_DOCS_IMAGES")
+    return Path(raw) if raw else None

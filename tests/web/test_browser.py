@@ -1,0 +1,149 @@
+"""Browser tests (Playwright + Debian's Chromium) of the learner and operator UI, end to end.
+
+A learner signs in with an API key, starts netplus, types the reference solution into the
+browser terminal, submits, and sees score 1.00 and a PASS verification; the operator then sees
+that scenario and reprocesses an injected failed completion event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from forge.retention import HoldStore
+from forge.services.scoreboard.scoring import CONSUMER
+from forge.store.models import FailedEvent, Scenario
+
+from ..labs.conftest import completed_event
+from .conftest import OPERATOR_TOKEN, REPO, WebPlatform, docs_images
+
+DONE = "__WEB_SOLUTION_DONE__"
+LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
+
+
+def type_solution(page: Page) -> None:
+    """Type solutions/netplus.sh into the terminal as a heredoc, line by line."""
+    page.locator("#terminal").click()
+    script = (REPO / "solutions" / "netplus.sh").read_text(encoding="utf-8")
+    lines = ["bash <<'FORGE_EOF'", *script.splitlines(), "FORGE_EOF", f"echo {DONE} $?"]
+    for line in lines:
+        if line:
+            page.keyboard.insert_text(line)
+        page.keyboard.press("Enter")
+
+
+def inject_failed_event(platform: WebPlatform, scenario_id: str) -> int:
+    """Store the scenario's real completion event as a failed one (as after an outage)."""
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's loop
+        event = pool.submit(asyncio.run, completed_event(platform.settings.nats_url or "",
+                                                         scenario_id)).result()
+    now = datetime.now(UTC)
+    with platform.db.session() as sess:
+        row = FailedEvent(consumer=CONSUMER, subject="forge.scenario.completed",
+                          msg_id=f"injected-{scenario_id}", scenario_id=scenario_id,
+                          payload=json.dumps(event), error="injected: storage was not writable",
+                          attempts=2, status="failed", first_failed_at=now, last_failed_at=now)
+        sess.add(row)
+        sess.flush()
+        return int(row.id)
+
+
+@pytest.mark.root
+def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
+    web_platform: WebPlatform, page: Page
+) -> None:
+    key = web_platform.learner_key("academy", "robin")
+    url = web_platform.url
+
+    # Sign in with the API key and start a netplus lab.
+    page.goto(url + "/")
+    expect(page).to_have_url(url + "/signin")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in with API key").click()
+    expect(page).to_have_url(url + "/tracks")
+    expect(page.get_by_text("plan PRO")).to_be_visible()
+    page.get_by_role("button", name="Start netplus lab").click()
+    expect(page).to_have_url(LAB_URL)
+    found = LAB_URL.match(page.url)
+    assert found is not None
+    sid = found.group(1)
+    assert "token" not in page.url
+
+    # The page follows the lab until it runs; then the task, the hosts and the terminal show.
+    expect(page.locator("#state")).to_have_text("running", timeout=60_000)
+    expect(page.get_by_role("heading", name="Find the server")).to_be_visible()
+    expect(page.locator("table").first).to_contain_text("10.61.1.10")
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
+                                                      timeout=20_000)
+    expect(page.locator("#remaining")).to_contain_text("min")
+    expect(page.get_by_role("button", name="Extend by 15 minutes")).to_be_hidden()
+
+    # Near the end of the lab the extend button appears and buys more time.
+    with web_platform.db.session() as sess:
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.expires_at = datetime.now(UTC) + timedelta(minutes=5)
+    page.reload()
+    expect(page.locator("#remaining")).to_contain_text(re.compile(r"^[45] min"))
+    page.get_by_role("button", name="Extend by 15 minutes").click()
+    expect(page.locator("#remaining")).to_contain_text(re.compile(r"^(19|20) min"))
+    expect(page.get_by_role("button", name="Extend by 15 minutes")).to_be_hidden()
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
+                                                      timeout=20_000)
+
+    type_solution(page)
+    expect(page.locator(".xterm-rows")).to_contain_text(f"{DONE} 0", timeout=180_000)
+    expect(page.locator(".xterm-rows")).to_contain_text("SN-")
+    if (images := docs_images()) is not None:
+        page.screenshot(path=str(images / "learner-lab.png"))
+
+    # Submit; the page moves through grading to the signed verdict by itself.
+    page.get_by_role("button", name="Submit for grading").click()
+    expect(page.locator("#score-value")).to_have_text("1.00", timeout=120_000)
+    expect(page.locator("#verification")).to_have_text("PASS")
+    result = page.locator("#result")
+    for criterion in ("find-server", "save-page", "inventory-serial"):
+        expect(result.get_by_role("row").filter(has_text=criterion)).to_contain_text("passed")
+    links = result.get_by_role("link")
+    names = sorted(links.all_inner_texts())
+    assert names == ["evidence.tar.zst", "score.json", "verdict.pub", "verdict.sig"]
+    score = page.request.get(f"{url}/lab/{sid}/artifacts/score.json")
+    assert score.ok and json.loads(score.body())["score"] == 1.0
+    if images is not None:
+        page.screenshot(path=str(images / "learner-result.png"), full_page=True)
+
+    # The operator signs in, finds that scenario, and reprocesses an injected failed event.
+    event_id = inject_failed_event(web_platform, sid)
+    HoldStore(web_platform.storage).hold(sid, "dispute by the learner's employer")
+    page.goto(url + "/ops")
+    expect(page).to_have_url(url + "/ops/signin")
+    page.get_by_label("Operator token").fill(OPERATOR_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(url + "/ops")
+    page.get_by_label("Tenant").fill("academy")
+    page.get_by_role("button", name="Filter").click()
+    scenario_row = page.locator("#scenarios tbody tr").filter(has_text=sid)
+    expect(scenario_row).to_contain_text("completed")
+    expect(scenario_row).to_contain_text("academy / robin")
+    for service in ("spawn_service", "orchestrator", "scoreboard"):
+        expect(page.get_by_role("heading", name=service)).to_contain_text("ready")
+    expect(page.locator("#policy-hash")).to_have_text(re.compile(r"^[0-9a-f]{64}$"))
+    expect(page.locator("#holds tbody tr").filter(has_text=sid)).to_contain_text("dispute")
+    expect(page.locator("#keys tbody tr")).to_contain_text("current")
+    event_row = page.locator("#events tbody tr").filter(has_text="injected: storage")
+    expect(event_row).to_contain_text("failed")
+    if images is not None:
+        page.screenshot(path=str(images / "operator.png"), full_page=True)
+    page.get_by_role("button", name=f"Reprocess event {event_id}").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "Reprocessed 1 event(s); 0 still failing.")
+    expect(page.locator("#events tbody tr").filter(has_text=sid)).to_contain_text("reprocessed")
+    with web_platform.db.read() as sess:
+        stored = sess.get(FailedEvent, event_id)
+        assert stored is not None and stored.status == "reprocessed"
