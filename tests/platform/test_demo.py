@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 def demo_env(prefix: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
     env["FORGE_RUNTIME_PREFIX"] = prefix
+    env["COLUMNS"] = "220"  # keep rich's summary table on one line per row
     return env
 
 
@@ -59,3 +60,49 @@ def test_demo_fails_when_the_verdict_cannot_be_had(tmp_path: Path) -> None:
     proc = run_demo(tmp_path / "storage", env, timeout="15")
     assert proc.returncode == 1
     assert "demo failed" in proc.stdout
+
+
+@pytest.mark.root
+def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
+    tmp_path: Path,
+) -> None:
+    """Runbook rotation step 5: `forge demo` against a running FORGE_ENV=prod platform, where
+    checkout is disabled and the operator's environment mints the learner's receipt."""
+    import signal
+    import time
+
+    import httpx
+
+    from ..services.conftest import SECRETS
+
+    prefix = "r" + secrets.token_hex(2)
+    storage = tmp_path / "storage"
+    env = {**demo_env(prefix), "FORGE_ENV": "prod", **SECRETS}
+    assert subprocess.run([sys.executable, "-m", "forge", "keys", "generate", "--storage",
+                           str(storage)], env=env, capture_output=True, timeout=60).returncode == 0
+    ports = [free_port() for _ in range(3)]
+    up = subprocess.Popen(
+        [sys.executable, "-m", "forge", "up", "--storage", str(storage), "--spawn-port",
+         str(ports[0]), "--orchestrator-port", str(ports[1]), "--scoreboard-port",
+         str(ports[2]), "--teardown-labs"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if all(httpx.get(f"http://127.0.0.1:{p}/readyz", timeout=2).status_code == 200
+                       for p in ports):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        demo = subprocess.run(
+            [sys.executable, "-m", "forge", "demo", "--storage", str(storage), "--url",
+             f"http://127.0.0.1:{ports[0]}", "--scoreboard-url", f"http://127.0.0.1:{ports[2]}"],
+            env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=60)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-2000:]
+    assert "running platform" in demo.stdout and "minted by the operator" in demo.stdout
+    assert "verified (PASS)" in demo.stdout

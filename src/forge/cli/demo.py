@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from forge.billing.receipts import issue_receipt
 from forge.cli.up import prepare, teardown_labs
+from forge.plans import load_plans
 from forge.platform.journey import Journey, JourneyError, JourneyResult
 from forge.platform.supervisor import DEFAULT_PORTS, Supervisor
 
@@ -90,8 +92,14 @@ def register(app: typer.Typer) -> None:
                     if progress.tasks[0].completed < STAGES:
                         progress.advance(overall)
 
+                def mint(tenant: str, learner: str) -> str:
+                    catalog = load_plans(settings.plans_file)
+                    return issue_receipt(settings, catalog, tenant_id=tenant, plan="PRO",
+                                         subject=learner, days=1).token
+
                 journey = Journey(url, scoreboard_url, settings.storage_root,
-                                  on_stage=on_stage, timeout_s=timeout, result=result)
+                                  on_stage=on_stage, timeout_s=timeout, result=result,
+                                  mint_receipt=mint)
                 journey.run()
                 progress.update(overall, completed=STAGES + 1, description="done")
             except JourneyError as exc:

@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
                 while not stopping:
                     state = sup.poll()
                     live.update(status_table(sup, state))
-                    if all(state.values()) and not ready:
+                    if sup.came_up and not ready:
                         ready = True
                         live.console.print(f"[green]Forge is up.[/] Learner UI: "
                                            f"{sup.url('spawn')}/  (Ctrl-C to stop)")

@@ -62,6 +62,8 @@ class Journey:
     track: str = "netplus"
     solution: Path = REPO_ROOT / "solutions" / "netplus.sh"
     on_stage: Callable[[str], None] = lambda _name: None
+    # Used when checkout is refused (BILLING_MODE is not stub): an operator-minted receipt.
+    mint_receipt: Callable[[str, str], str] | None = None
     timeout_s: float = 180.0
     result: JourneyResult = field(default_factory=JourneyResult)
 
@@ -95,6 +97,10 @@ class Journey:
                   state: dict[str, Any]) -> str:
         resp = web.post("/v1/billing/checkout",
                         json={"plan": "PRO", "tenant_id": tenant, "subject": learner})
+        if resp.status_code == 403 and self.mint_receipt is not None:
+            state["receipt"] = self.mint_receipt(tenant, learner)
+            return f"PRO receipt for {tenant}/{learner} (minted by the operator: " \
+                   "checkout is disabled here)"
         _expect(resp, 201, "checkout")
         state["receipt"] = resp.json()["receipt"]
         return f"PRO receipt for {tenant}/{learner} (charge {resp.json()['charge_id']})"

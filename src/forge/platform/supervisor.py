@@ -40,6 +40,7 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     ready: bool = False
+    ever_ready: bool = False
     last_exit: int | None = None
 
 
@@ -99,11 +100,17 @@ class Supervisor:
             if child.proc is None and now >= child.next_start:
                 self._spawn(child)
             child.ready = child.proc is not None and self._ready(child)
+            child.ever_ready = child.ever_ready or child.ready
         return {name: c.ready for name, c in self.children.items()}
+
+    @property
+    def came_up(self) -> bool:
+        """Every service has been ready at least once (a later restart does not undo that)."""
+        return bool(self.children) and all(c.ever_ready for c in self.children.values())
 
     def _ready(self, child: Child) -> bool:
         try:
-            return httpx.get(f"{self.url(child.name)}/readyz", timeout=2).status_code == 200
+            return httpx.get(f"{self.url(child.name)}/readyz", timeout=5).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -58,7 +58,11 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     configure_logging(entry.label, settings.secret_values())
     for warning in settings.warnings:
         log.warning(warning)
-    app = build_service(name, settings)
+    try:
+        app = build_service(name, settings)
+    except Exception as exc:
+        log.error("%s refused to start: %s", entry.label, exc)
+        raise
     config = uvicorn.Config(
         app,
         host=host,

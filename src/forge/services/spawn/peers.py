@@ -18,7 +18,7 @@ async def peer_keys_check(settings: Settings) -> str:
     """Fail when the orchestrator does not accept spawn_service's current SAT/ET keys."""
     rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
     try:
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=1.5) as client:
             resp = await client.get(f"{settings.orchestrator_url}/readyz")
         keyring = resp.json()["checks"]["config"]["detail"]["keyring"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
