@@ -26,7 +26,6 @@ app = typer.Typer(help="Failed scenario completion events (scoreboard).", no_arg
 async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOutcome]:
     from forge.bus import Publisher
     from forge.services.scoreboard.scoring import Finalized, Scorer
-    from forge.services.scoreboard.state import DEFAULT_NATS_URL
     from forge.templates.registry import TemplateRegistry
 
     settings = settings_or_exit()
@@ -36,7 +35,7 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
         typer.echo(f"error: templates: {exc}", err=True)
         raise typer.Exit(1) from None
     db = open_db(settings)
-    publisher = Publisher(settings.nats_url or DEFAULT_NATS_URL, name="forge-cli-reprocess",
+    publisher = Publisher(settings.nats_url, name="forge-cli-reprocess",
                           connect_timeout=3.0)
 
     async def publish(finalized: Finalized) -> None:

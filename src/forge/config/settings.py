@@ -23,6 +23,7 @@ from forge.config.secrets import (
 )
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -47,7 +48,7 @@ class Settings:
     et: HmacKeyring
     receipt: HmacKeyring
     operator: HmacKeyring
-    nats_url: str | None = None
+    nats_url: str = DEFAULT_NATS_URL
     opa_url: str | None = None
     opa_policy_hash: str | None = None
     dev_allow_xplan: bool = False
@@ -147,7 +148,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         et=rings["ET_HMAC_SECRET"],
         receipt=rings["RECEIPT_HMAC_SECRET"],
         operator=rings["OPERATOR_TOKEN"],
-        nats_url=environ.get("NATS_URL") or None,
+        nats_url=environ.get("NATS_URL") or DEFAULT_NATS_URL,
         opa_url=environ.get("OPA_URL") or None,
         opa_policy_hash=environ.get("OPA_POLICY_HASH") or None,
         dev_allow_xplan=env.is_dev and is_truthy(environ.get("DEV_ALLOW_XPLAN")),

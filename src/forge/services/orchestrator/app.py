@@ -31,7 +31,6 @@ from forge.services.orchestrator.completion import complete
 from forge.services.orchestrator.launcher import handle_spawn
 from forge.services.orchestrator.reaper import reconcile_and_fail_lost, run_reaper
 from forge.services.orchestrator.state import OrchestratorState
-from forge.services.spawn.state import DEFAULT_NATS_URL
 from forge.store.failed_events import record_failed_event
 from forge.store.replay import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
@@ -110,10 +109,10 @@ def build_app(
         engine=engine,
         runtime=runtime or LocalRuntime(str(settings.storage_root / "runtime"),
                                         settings.runtime_prefix),
-        publisher=Publisher(settings.nats_url or DEFAULT_NATS_URL, name="forge-orchestrator"),
+        publisher=Publisher(settings.nats_url, name="forge-orchestrator"),
         replay=SqlReplayStore(ctx.db),
     )
-    state.consumers = _consumers(state, settings.nats_url or DEFAULT_NATS_URL,
+    state.consumers = _consumers(state, settings.nats_url,
                                  **(consumer_options or {}))
     register_consumer_metrics(ctx.metrics.registry, lambda: state.consumers)
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))

@@ -15,7 +15,7 @@ from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard import routes
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import Scorer
-from forge.services.scoreboard.state import DEFAULT_NATS_URL, PAUSE_RETRY_S, ScoreboardState
+from forge.services.scoreboard.state import PAUSE_RETRY_S, ScoreboardState
 from forge.signing.keyring import NoSigningKey
 from forge.templates.registry import TemplateRegistry
 
@@ -54,7 +54,7 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
     registry = TemplateRegistry.load(settings.templates_dir)
     state = ScoreboardState(
         ctx=ctx, scorer=Scorer(settings, registry),
-        publisher=Publisher(settings.nats_url or DEFAULT_NATS_URL, name="forge-scoreboard-pub"),
+        publisher=Publisher(settings.nats_url, name="forge-scoreboard-pub"),
         index=ScoreIndex(settings.storage_root), consumer_options=dict(consumer_options),
         pause_retry_s=pause_retry_s)
     consumer = state.make_consumer()

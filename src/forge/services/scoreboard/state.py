@@ -24,7 +24,6 @@ from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer, Scori
 
 log = logging.getLogger("forge.scoreboard")
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 PAUSE_RETRY_S = 5.0
 
 
@@ -79,7 +78,7 @@ class ScoreboardState:
     def make_consumer(self) -> DurableConsumer:
         """The durable consumer on `forge.scenario.completed`."""
         self.consumer = DurableConsumer(
-            self.settings.nats_url or DEFAULT_NATS_URL, durable=CONSUMER,
+            self.settings.nats_url, durable=CONSUMER,
             subjects=(SCENARIO_COMPLETED,), handler=self.handle,
             on_dead_letter=self.dead_letter, name="forge-scoreboard",
             **self.consumer_options)

@@ -11,7 +11,7 @@ from forge.services.common.readiness import CheckFailed
 from forge.services.spawn import access, routes, terminal
 from forge.services.spawn.lifecycle import lifecycle_consumer
 from forge.services.spawn.peers import peer_keys_check
-from forge.services.spawn.state import DEFAULT_NATS_URL, SpawnState, build_state
+from forge.services.spawn.state import SpawnState, build_state
 from forge.web import install as install_web
 
 NAME = "spawn_service"
@@ -45,7 +45,7 @@ def build_app(settings: Settings) -> FastAPI:
     """The spawn_service FastAPI app; plans and templates load now, so errors stop startup."""
     ctx = make_context(NAME, settings)
     state = build_state(ctx)
-    state.lifecycle = lifecycle_consumer(settings.nats_url or DEFAULT_NATS_URL, ctx.db)
+    state.lifecycle = lifecycle_consumer(settings.nats_url, ctx.db)
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
     ctx.readiness.add("entitlement_store", lambda: _store_check(state))
     ctx.readiness.add("receipt_key", lambda: _receipt_key(state))

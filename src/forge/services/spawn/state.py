@@ -12,8 +12,6 @@ from forge.services.common.app import ServiceContext
 from forge.store.replay import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-
 
 @dataclass
 class SpawnState:
@@ -52,7 +50,7 @@ def build_state(ctx: ServiceContext) -> SpawnState:
     settings = ctx.settings
     catalog = load_plans(settings.plans_file)
     registry = TemplateRegistry.load(settings.templates_dir)
-    publisher = Publisher(settings.nats_url or DEFAULT_NATS_URL, name="forge-spawn")
+    publisher = Publisher(settings.nats_url, name="forge-spawn")
     return SpawnState(
         ctx=ctx,
         catalog=catalog,
