@@ -12,11 +12,12 @@ import contextlib
 import json
 import logging
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
 from forge.runtime.base import RuntimeFault, TtySession
+from forge.services.common.relay import until_first_ends
 from forge.services.orchestrator.state import OrchestratorState
 from forge.tokens import TERMINAL, TokenError, verify_token
 
@@ -101,17 +102,9 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
         await websocket.close(code=4404)
         return
     await websocket.accept()
-    tasks = [asyncio.create_task(_pump_out(websocket, session)),
-             asyncio.create_task(_pump_in(websocket, session))]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    except WebSocketDisconnect:
-        pass
+        await until_first_ends(_pump_out(websocket, session), _pump_in(websocket, session))
     finally:
-        for task in tasks:
-            task.cancel()
-            if task.done() and not task.cancelled():
-                task.exception()  # a closed socket ends a pump; that is not an error
         await state.blocking(session.close)
         with contextlib.suppress(RuntimeError):
             await websocket.close()

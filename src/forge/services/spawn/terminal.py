@@ -6,16 +6,15 @@ TTY token bound to this scenario, learner and host.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from urllib.parse import urlsplit
 
 import websockets
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
-from websockets.exceptions import ConnectionClosed
 
 from forge.identity.caller import AuthError, resolve_caller
+from forge.services.common.relay import until_first_ends
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario
@@ -95,17 +94,10 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
         await websocket.close(code=1011)
         return
     await websocket.accept()
-    tasks = [asyncio.create_task(_relay_browser(websocket, upstream)),
-             asyncio.create_task(_relay_lab(websocket, upstream))]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    except ConnectionClosed:
-        pass
+        await until_first_ends(_relay_browser(websocket, upstream),
+                               _relay_lab(websocket, upstream))
     finally:
-        for task in tasks:
-            task.cancel()
-            if task.done() and not task.cancelled():
-                task.exception()  # a closed socket ends a pump; that is not an error
         await upstream.close()
         with contextlib.suppress(RuntimeError):
             await websocket.close()

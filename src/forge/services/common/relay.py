@@ -1,0 +1,24 @@
+"""Run the two directions of a relay (terminal bytes in and out) until either one ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+
+async def until_first_ends(*pumps: Coroutine[Any, Any, None]) -> None:
+    """Run `pumps` concurrently; when one returns or fails, cancel the others.
+
+    A closed socket ends a pump with an exception; that is the normal way a relay stops,
+    so the exceptions are collected here and not reported as unhandled.
+    """
+    tasks = [asyncio.create_task(p) for p in pumps]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()
