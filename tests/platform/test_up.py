@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,8 +61,14 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
          "--teardown-labs"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")),
+                              daemon=True)
+    reader.start()
     try:
-        wait_for(lambda: all(ready(u) for u in urls.values()), 90, "all services ready")
+        wait_for(lambda: any("Forge is up" in line for line in lines), 90, "'Forge is up'")
+        assert all(ready(u) for u in urls.values())
         spawn = httpx.post(f"{urls['spawn']}/v1/spawn", json={"track": "netplus"}, timeout=30,
                            headers={"x-client-id": "amy", "x-tenant-id": "uni",
                                     "x-plan": "PRO"})
@@ -84,7 +91,9 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         assert len(children) == 3
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    err = "".join(lines)
     assert proc.returncode == 0, err[-2000:]
     assert "exited with code" in err and "restarting" in err
     assert "destroyed 1 lab(s)" in err
