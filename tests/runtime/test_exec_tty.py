@@ -121,8 +121,9 @@ def test_tty_round_trip_and_resize(rt: LocalRuntime, lab: str) -> None:
         assert b"no job control" not in banner  # the PTY is the shell's controlling tty
         tty.resize(30, 100)
         tty.write(b"stty size; test -t 0 && echo is-a-terminal\n")
-        _read_until(tty, b"30 100")
-        _read_until(tty, b"is-a-terminal")
+        # The echo of the typed line contains the words too: wait for the output line.
+        out = _read_until(tty, b"\nis-a-terminal")
+        assert b"30 100\r\nis-a-terminal" in out
         tty.write(b"sleep 300 & echo $! > /workspace/ttybg\n")
         time.sleep(0.3)
         assert _alive(rt, lab, "/workspace/ttybg")
