@@ -66,7 +66,10 @@ def _consumers(state: OrchestratorState, url: str, **options: float) -> list[Dur
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SUBMIT, subjects=[SCENARIO_SUBMIT],
                         handler=on_submit,
                         on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SUBMIT),
-                        concurrency=4, ack_wait=300.0, **options),  # type: ignore[arg-type]
+                        # Grading keeps its message with "in progress" heartbeats (every
+                        # ack_wait/3), so a long ack_wait is not needed; a short one bounds how
+                        # long a submit fetched by a stopping orchestrator waits to come back.
+                        concurrency=4, ack_wait=30.0, **options),  # type: ignore[arg-type]
     ]
 
 

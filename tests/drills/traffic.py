@@ -1,0 +1,187 @@
+"""Continuous learner and operator traffic against a running installation, for rotation drills.
+
+Each learner loops spawn → wait running → submit → wait verdict. Every HTTP answer that is
+not the expected one is recorded as a failure. A request refused at connection level (the
+process is restarting and nothing listens for a moment) is retried, as a load balancer in
+front of the service does; spawns carry a request_id, so such a retry is idempotent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+RETRY_WINDOW_S = 60.0
+
+
+@dataclass
+class Scenario:
+    """One spawned scenario: in which rollout phase it was spawned, and its verdict."""
+
+    scenario_id: str
+    learner: str
+    phase: str
+    access_url: str
+    verdict: dict[str, Any] | None = None
+
+
+@dataclass
+class Traffic:
+    """Learner loops plus an operator loop; see the module docstring."""
+
+    urls: dict[str, str]
+    learners: dict[str, dict[str, str]]
+    operator_tokens: list[str]
+    phase: str = "before"
+    failures: list[str] = field(default_factory=list)
+    scenarios: dict[str, Scenario] = field(default_factory=dict)
+    operator_calls: int = 0
+    connection_retries: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        for name, headers in self.learners.items():
+            self._threads.append(threading.Thread(target=self._learner, args=(name, headers),
+                                                  daemon=True))
+        self._threads.append(threading.Thread(target=self._operator, daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 120) -> None:
+        """Let every learner finish the scenario it is on (its verdict included), then stop."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+            assert not thread.is_alive(), "traffic did not finish in time"
+
+    def count(self, phase: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for s in self.scenarios.values() if phase in (None, s.phase))
+
+    def scored(self, phase: str) -> int:
+        """How many scenarios spawned in `phase` have their verdict."""
+        with self._lock:
+            return sum(1 for s in self.scenarios.values() if s.phase == phase and s.verdict)
+
+    def open_scenarios(self, phases: set[str]) -> list[str]:
+        with self._lock:
+            return [s.scenario_id for s in self.scenarios.values()
+                    if s.phase in phases and s.verdict is None]
+
+    # ------------------------------------------------------------------ plumbing
+    def _fail(self, what: str, resp: httpx.Response | None = None, detail: str = "") -> None:
+        text = f"{resp.status_code} {resp.text[:300]}" if resp is not None else detail
+        with self._lock:
+            self.failures.append(f"[{self.phase}] {what}: {text}")
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
+        """One request on a fresh connection; retried only while nothing accepts connections."""
+        deadline = time.monotonic() + RETRY_WINDOW_S
+        while True:
+            try:
+                return httpx.request(method, url, timeout=30, **kwargs)
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                # Refused, or accepted by the kernel into the backlog of a listener that then
+                # closed for a graceful restart and dropped without any response (uvicorn
+                # finishes every request it has started). Nothing reached the application,
+                # so a load balancer retries it on the next instance.
+                with self._lock:
+                    self.connection_retries += 1
+                if time.monotonic() > deadline:
+                    self._fail(f"{method} {url}", detail=f"unreachable for 60s: {exc}")
+                    return None
+                time.sleep(0.1)
+
+    # ------------------------------------------------------------------ loops
+    def _learner(self, name: str, headers: dict[str, str]) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:
+                self._one_scenario(name, headers, f"drill-{name}-{n:04d}")
+            except Exception as exc:  # a timeout or a bad body is a failure, never silent
+                self._fail(f"learner {name}", detail=f"{type(exc).__name__}: {exc}")
+
+    def _one_scenario(self, name: str, headers: dict[str, str], request_id: str) -> None:
+        spawn, board = self.urls["spawn"], self.urls["scoreboard"]
+        phase = self.phase
+        resp = self._call("POST", f"{spawn}/v1/spawn", headers=headers,
+                          json={"track": "netplus", "request_id": request_id})
+        if resp is None or resp.status_code not in (200, 201):
+            # 200 is the idempotent replay of a spawn retried after a refused connection.
+            self._fail("spawn", resp)
+            return
+        body = resp.json()
+        sid = body["scenario_id"]
+        scenario = Scenario(sid, name, phase, body["access_url"])
+        with self._lock:
+            self.scenarios[sid] = scenario
+        if not self._poll_running(sid, headers):
+            return
+        resp = self._call("POST", f"{spawn}/v1/scenarios/{sid}/submit", headers=headers)
+        if resp is None or resp.status_code != 202:
+            self._fail(f"submit {sid}", resp)
+            return
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            resp = self._call("GET", f"{board}/v1/scores/{sid}", headers=headers)
+            if resp is None:
+                return
+            if resp.status_code == 200:
+                with self._lock:
+                    scenario.verdict = resp.json()
+                return
+            # 404 is the scoreboard's documented "no verdict yet" while polling; nothing else.
+            if resp.status_code != 404:
+                self._fail(f"score {sid}", resp)
+                return
+            time.sleep(0.3)
+        self._fail(f"score {sid}", detail="no verdict within 120 s")
+
+    def _poll_running(self, sid: str, headers: dict[str, str]) -> bool:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            resp = self._call("GET", f"{self.urls['spawn']}/v1/scenarios/{sid}",
+                              headers=headers)
+            if resp is None:
+                return False
+            if resp.status_code != 200:
+                self._fail(f"status {sid}", resp)
+                return False
+            state = resp.json()["state"]
+            if state == "running":
+                return True
+            if state not in ("pending", "launching"):
+                self._fail(f"status {sid}", detail=f"{state}: {resp.json().get('reason')}")
+                return False
+            time.sleep(0.25)
+        self._fail(f"status {sid}", detail="not running within 120 s")
+        return False
+
+    def _operator(self) -> None:
+        try:
+            self._operator_loop()
+        except Exception as exc:
+            self._fail("operator", detail=f"{type(exc).__name__}: {exc}")
+
+    def _operator_loop(self) -> None:
+        """The operator's dashboards: every token in `operator_tokens` must be accepted."""
+        i = 0
+        while not self._stop.is_set():
+            token = self.operator_tokens[i % len(self.operator_tokens)]
+            auth = {"authorization": f"Bearer {token}"}
+            for url in (f"{self.urls['orchestrator']}/v1/scenarios",
+                        f"{self.urls['scoreboard']}/v1/admin/failed-events"):
+                resp = self._call("GET", url, headers=auth)
+                if resp is None or resp.status_code != 200:
+                    self._fail(f"operator GET {url}", resp)
+                with self._lock:
+                    self.operator_calls += 1
+            i += 1
+            time.sleep(0.3)
