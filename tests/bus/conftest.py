@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -10,14 +10,9 @@ from forge.bus import NatsServer, Publisher
 
 
 @pytest.fixture
-def nats_server() -> Iterator[NatsServer]:
-    """A fresh JetStream server on a free loopback port with a temporary store."""
-    server = NatsServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+def nats_server(nats: NatsServer) -> NatsServer:
+    """The root `nats` fixture under the name the bus tests use (fresh per test)."""
+    return nats
 
 
 @pytest.fixture
