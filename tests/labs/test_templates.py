@@ -92,9 +92,13 @@ def test_cissp_grader_is_seeded_read_only_and_knows_no_answers(registry: Templat
                values["key_id"], values["key_secret"])
     for answer in answers:
         assert answer not in checker
-    graded = " ".join(" ".join(ch.command) for c in rendered.spec.success_criteria
-                      for ch in c.checks)
-    assert f"203.0.113.{values['attacker']}" in graded and values["key_id"] in graded
+    checks = [ch for c in rendered.spec.success_criteria for ch in c.checks]
+    argv = " ".join(" ".join(ch.command) for ch in checks)
+    stdin = " ".join(ch.stdin or "" for ch in checks)
+    # Expected values reach the checker on stdin, never in a command line.
+    assert f"203.0.113.{values['attacker']}" in stdin and values["key_id"] in stdin
+    for answer in answers:
+        assert answer not in argv
 
 
 @pytest.mark.parametrize(("name", "fixed"), [

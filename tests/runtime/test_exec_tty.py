@@ -34,7 +34,7 @@ def test_exit_code_stdin_env_and_argv_without_shell(rt: LocalRuntime, lab: str) 
     res = rt.exec(lab, "box", ["cat"], stdin=b"from stdin")
     assert (res.exit_code, res.stdout) == (0, b"from stdin")
     assert rt.exec(lab, "box", ["printf", "%s|", "a b", "$HOME"]).stdout == b"a b|$HOME|"
-    assert rt.exec(lab, "box", ["id", "-u"]).stdout == f"{rt.lab_uid}\n".encode()
+    assert rt.exec(lab, "box", ["id", "-u"]).stdout == f"{rt.identity(lab).learner}\n".encode()
     assert sh(rt, lab, "box", 'echo "$GREETING"').stdout == b"hello lab\n"
     killed = sh(rt, lab, "box", "kill -9 $$")
     assert killed.exit_code == 137 and not killed.timed_out

@@ -194,10 +194,10 @@ def test_filesystem_is_read_only_except_host_dirs(
     marker = "fgmark-" + secrets.token_hex(4)
     for d in ("/workspace", "/home", "/srv", "/tmp"):
         assert rt.exec(lab, "h1", ["sh", "-c", f"echo {marker} > {d}/{marker}"]).exit_code == 0
-    # /tmp is private to the lab host; /workspace persists in the host's state dir.
+    # /tmp is private to the lab host; /workspace persists on the lab's own disk.
     assert not os.path.exists(f"/tmp/{marker}")
-    host_dir = rt.names.host_dir(lab, "h1")
-    with open(os.path.join(host_dir, "workspace", marker)) as fh:
+    data_dir = rt.names.data_dir(lab, "h1")
+    with open(os.path.join(data_dir, "workspace", marker)) as fh:
         assert fh.read() == marker + "\n"
     assert rt.exec(lab, "h1", ["cat", "/workspace/seed.txt"]).stdout == b"seeded\n"
     assert rt.exec(lab, "h1", ["test", "-x", "/srv/serve.py"]).exit_code == 0

@@ -185,7 +185,32 @@ def test_variable_in_unrendered_field(good_doc: Doc, problems_of: Check) -> None
     _containers(good_doc)[2]["files"][0]["path"] = "/srv/{{ vars.secret }}.html"
     assert problems_of(good_doc) == [
         "spec.assets.containers[2].files[0].path: variables may only be used in description, "
-        "commands, environment values, file contents and check expectations"
+        "service commands, environment values, file contents, check stdin and check "
+        "expectations"
+    ]
+
+
+def test_variable_in_a_check_command_is_refused(good_doc: Doc, problems_of: Check) -> None:
+    check = good_doc["spec"]["successCriteria"][0]["checks"][0]
+    check["command"] = ["/bin/sh", "-c", 'test "$(cat /workspace/a)" = "{{ vars.secret }}"']
+    assert problems_of(good_doc) == [
+        "spec.successCriteria[0].checks[0].command[2]: a check's command must not contain "
+        "variables (a process's argv is readable); hand expected values to the check on its "
+        "stdin"
+    ]
+    del check["command"]
+    check["command"] = ["/bin/sh", "-c", 'read -r want; test "$(cat /workspace/a)" = "$want"']
+    check["stdin"] = "{{ vars.secret }}\n"
+    assert problems_of(good_doc) == []
+
+
+def test_live_check_on_the_learner_host_is_refused(good_doc: Doc, problems_of: Check) -> None:
+    check = good_doc["spec"]["successCriteria"][0]["checks"][0]
+    check["container"] = "learner"
+    check["live"] = True
+    assert problems_of(good_doc) == [
+        "spec.successCriteria[0].checks[0].live: a live check must reach the learner's host "
+        'over the lab network from another host, not run on "learner"'
     ]
 
 

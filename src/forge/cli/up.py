@@ -56,9 +56,9 @@ def status_table(sup: Supervisor, ready: dict[str, bool]) -> Table:
 
 def teardown_labs(settings: Settings) -> int:
     """Destroy every lab of this installation (for `--teardown-labs`)."""
-    from forge.runtime.local import LocalRuntime
+    from forge.runtime.factory import make_runtime
 
-    runtime = LocalRuntime(str(settings.storage_root / "runtime"), settings.runtime_prefix)
+    runtime = make_runtime(settings)
     labs = runtime.list()
     for info in labs:
         runtime.destroy(info.lab_id)

@@ -59,6 +59,7 @@ class Settings:
     plans_file: Path = _REPO_ROOT / "plans.yaml"
     entitlements_file: Path | None = None
     runtime_prefix: str = "fg"
+    lab_uid_range: str = "300000-399999"
     orchestrator_url: str = "http://127.0.0.1:8083"
     scoreboard_url: str = "http://127.0.0.1:8086"
     warnings: tuple[str, ...] = field(default=())
@@ -163,6 +164,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if environ.get("ENTITLEMENTS_FILE")
         else None,
         runtime_prefix=environ.get("FORGE_RUNTIME_PREFIX") or "fg",
+        lab_uid_range=environ.get("FORGE_LAB_UID_RANGE") or "300000-399999",
         orchestrator_url=_url(environ, "ORCHESTRATOR_URL", "http://127.0.0.1:8083"),
         scoreboard_url=_url(environ, "SCOREBOARD_URL", "http://127.0.0.1:8086"),
         warnings=tuple(warnings),

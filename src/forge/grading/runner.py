@@ -1,4 +1,11 @@
-"""Run every check of a rendered template through the runtime and keep the outputs as evidence."""
+"""Run every check of a rendered template through the runtime and keep the outputs as evidence.
+
+Order: the template's ``live`` checks first (they need the learner's own processes, and
+reach them over the lab network from another host), then the lab is sealed (terminals
+closed, every learner process killed), then every other check. Each check runs through
+``Runtime.run_check``: as the grader, in a sandbox no lab process can see or trace, on a
+snapshot of the host's files, with its expected values on stdin.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from pathlib import Path
 from forge.evidence.score import CheckResult, StreamOutput
 from forge.grading.expect import judge
 from forge.runtime.base import ExecResult, Runtime
-from forge.templates.models import ScenarioTemplate
+from forge.templates.models import Check, Criterion, ScenarioTemplate
 
 MAX_OUTPUT = 1 << 20
 
@@ -38,16 +45,30 @@ def grade(
     runtime: Runtime, lab_id: str, template: ScenarioTemplate, evidence_dir: Path,
     max_output: int = MAX_OUTPUT,
 ) -> list[CheckResult]:
-    """Run each check (its own timeout, output cap); write stdout/stderr files per check."""
+    """Run each check (its own timeout, output cap); write stdout/stderr files per check.
+
+    Results come back in template order whatever order the checks ran in.
+    """
     evidence_dir.mkdir(parents=True, exist_ok=True)
-    results: list[CheckResult] = []
-    for criterion in template.spec.success_criteria:
-        for index, check in enumerate(criterion.checks):
-            outcome = runtime.exec(lab_id, check.container, list(check.command),
-                                   timeout=float(check.timeout_seconds), max_output=max_output)
+    planned = [(criterion, index, check)
+               for criterion in template.spec.success_criteria
+               for index, check in enumerate(criterion.checks)]
+    outcomes: dict[tuple[str, int], CheckResult] = {}
+
+    def run(items: list[tuple[Criterion, int, Check]]) -> None:
+        for criterion, index, check in items:
+            stdin = check.stdin.encode() if check.stdin is not None else None
+            outcome = runtime.run_check(lab_id, check.container, list(check.command),
+                                        stdin=stdin, timeout=float(check.timeout_seconds),
+                                        max_output=max_output)
             passed, _ = judge(check.expect, outcome)
             stem = f"{criterion.id}.{index}"
             (evidence_dir / f"{stem}.stdout").write_bytes(outcome.stdout)
             (evidence_dir / f"{stem}.stderr").write_bytes(outcome.stderr)
-            results.append(_to_result(criterion.id, index, check.container, passed, outcome))
-    return results
+            outcomes[(criterion.id, index)] = _to_result(criterion.id, index, check.container,
+                                                         passed, outcome)
+
+    run([item for item in planned if item[2].live])
+    runtime.seal(lab_id)
+    run([item for item in planned if not item[2].live])
+    return [outcomes[(criterion.id, index)] for criterion, index, _ in planned]

@@ -6,7 +6,9 @@ address), so learners are shown only their own workstation; operators see every 
 
 from __future__ import annotations
 
-LEARNER_HOST = "learner"
+from forge.templates.limits import LEARNER_HOST
+
+__all__ = ["LEARNER_HOST", "learner_view"]
 
 
 def learner_view(hosts: dict[str, dict[str, str]]) -> tuple[dict[str, dict[str, str]], int]:

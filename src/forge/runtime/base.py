@@ -38,6 +38,10 @@ class LabExists(RuntimeFault):
     """A lab with this id already exists."""
 
 
+class LabSealed(RuntimeFault):
+    """The lab is sealed for grading: no new terminal or command may start in it."""
+
+
 class RuntimeUnavailable(RuntimeFault):
     """The engine cannot work on this machine (missing privileges or tools)."""
 
@@ -83,6 +87,8 @@ class Limits:
     cpu: float = 1.0
     memory_mb: int = 512
     pids: int = 256
+    # Every writable path of the lab together (home, workspace, srv, tmp, var, run).
+    disk_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -203,3 +209,29 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> TtySession:
         """Open a login shell on a PTY inside a host; closed when the lab is destroyed."""
+
+    @abc.abstractmethod
+    def seal(self, lab_id: str) -> int:
+        """End every learner terminal and every process started through ``tty``/``exec``
+        (template services keep running), so nothing the learner runs can act while the
+        lab is graded. Idempotent; returns how many processes were ended."""
+
+    @abc.abstractmethod
+    def run_check(
+        self,
+        lab_id: str,
+        host: str,
+        argv: builtins.list[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 30.0,
+        max_output: int = 1 << 20,
+    ) -> ExecResult:
+        """Run a grading check on ``host`` as the lab's grader identity.
+
+        The check shares only the host's network: it runs under a uid no lab process
+        has, in a pid namespace where no lab process is visible (and from which none is
+        visible to the lab), and sees the host's writable trees as a snapshot holding
+        only regular files and directories (no FIFO, socket, device, or link leading out
+        of the trees; files size-capped). Expected values belong in ``stdin``.
+        """

@@ -22,6 +22,11 @@ MAX_CHECK_TIMEOUT_SECONDS: Final = 300
 MAX_CONTAINERS: Final = 16
 MAX_SUBNETS: Final = 8
 MAX_FILE_BYTES: Final = 256 * 1024
+MAX_DISK_MB: Final = 4096
+DEFAULT_DISK_MB: Final = 64
+MAX_CHECK_STDIN: Final = 64 * 1024
+# The host a learner's terminal opens on; a live check must run elsewhere.
+LEARNER_HOST: Final = "learner"
 
 KNOWN_TRACKS: Final = ("netplus", "ccna", "cissp")
 KNOWN_TIERS: Final = ("foundation", "intermediate", "advanced")

@@ -87,6 +87,12 @@ class Limits(_Model):
     pids: Annotated[int, Field(ge=8, le=L.MAX_PIDS)]
     attacker_max_exploits: Annotated[int, Field(ge=0, le=L.MAX_ATTACKER_EXPLOITS)] = 0
     timeout_minutes: Annotated[int, Field(ge=1, le=L.MAX_TIMEOUT_MINUTES)]
+    disk_mb: Annotated[
+        int,
+        Field(ge=1, le=L.MAX_DISK_MB,
+              description="MiB for every writable path of the lab together (home, "
+                          "workspace, srv, tmp); counts against memory too."),
+    ] = L.DEFAULT_DISK_MB
 
 
 class Subnet(_Model):
@@ -186,6 +192,18 @@ class Check(_Model):
 
     container: Ident
     command: Argv
+    stdin: Annotated[
+        str | None,
+        Field(max_length=L.MAX_CHECK_STDIN,
+              description="Text fed to the check on stdin: where expected values go "
+                          "(a command's argv is readable by other processes)."),
+    ] = None
+    live: Annotated[
+        bool,
+        Field(description="Run before the lab is sealed, while the learner's own "
+                          "processes still run (e.g. a service the learner started), "
+                          "from another host over the lab network."),
+    ] = False
     timeout_seconds: Annotated[int, Field(ge=1, le=L.MAX_CHECK_TIMEOUT_SECONDS)] = 10
     expect: Expect
 

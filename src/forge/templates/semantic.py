@@ -43,6 +43,9 @@ def check_semantics(t: ScenarioTemplate) -> list[Problem]:
             out.append(Problem(f"{_C}[{i}].router", "a router must attach to at least 2 subnets"))
     _check_criteria(t, out)
     _check_variables(t, out)
+    if t.spec.limits.disk_mb >= t.spec.limits.memory_mb:
+        out.append(Problem("spec.limits.disk_mb", "must be smaller than memory_mb: the lab's "
+                           "disk is memory-backed and counts against its memory limit"))
     return out
 
 
@@ -203,6 +206,10 @@ def _check_criteria(t: ScenarioTemplate, out: list[Problem]) -> None:
             path = f"spec.successCriteria[{i}].checks[{j}]"
             if chk.container not in names:
                 out.append(Problem(f"{path}.container", f'unknown container "{chk.container}"'))
+            if chk.live and chk.container == L.LEARNER_HOST:
+                out.append(Problem(f"{path}.live", "a live check must reach the learner's "
+                                   "host over the lab network from another host, not run "
+                                   f'on "{L.LEARNER_HOST}"'))
             if chk.expect.is_empty():
                 out.append(
                     Problem(

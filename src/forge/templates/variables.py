@@ -35,7 +35,7 @@ _RENDERABLE = tuple(
         r"^spec\.assets\.containers\[\d+\]\.command\[\d+\]$",
         r"^spec\.assets\.containers\[\d+\]\.environment\.[A-Za-z_][A-Za-z0-9_]*$",
         r"^spec\.assets\.containers\[\d+\]\.files\[\d+\]\.content$",
-        r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.command\[\d+\]$",
+        r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.stdin$",
         r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.expect\."
         r"(stdout_contains|stdout_regex|stderr_contains)$",
     )
@@ -64,14 +64,25 @@ def referenced_variables(t: ScenarioTemplate) -> Iterator[tuple[str, str]]:
             yield path, m.group(1)
 
 
+_CHECK_COMMAND = re.compile(r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.command\[\d+\]$")
+
+
 def misplaced_references(t: ScenarioTemplate) -> list[Problem]:
-    """References in fields that are never substituted (names, paths, addresses, …)."""
-    return [
-        Problem(path, "variables may only be used in description, commands, environment "
-                "values, file contents and check expectations")
-        for path, text in _walk(t.to_document(), "")
-        if REFERENCE_RE.search(text) and not _renderable(path)
-    ]
+    """References in fields that are never substituted (names, paths, addresses, …), and
+    in check commands, whose argv any process may read: expected values go on stdin."""
+    out = []
+    for path, text in _walk(t.to_document(), ""):
+        if not REFERENCE_RE.search(text) or _renderable(path):
+            continue
+        if _CHECK_COMMAND.match(path):
+            out.append(Problem(path, "a check's command must not contain variables (a "
+                               "process's argv is readable); hand expected values to the "
+                               "check on its stdin"))
+        else:
+            out.append(Problem(path, "variables may only be used in description, service "
+                               "commands, environment values, file contents, check stdin "
+                               "and check expectations"))
+    return out
 
 
 def _check_value(name: str, var: Variable, value: str) -> str | None:

@@ -2,9 +2,9 @@
 
 The command line is: join the exec's own leaf cgroup (so the whole process tree can be
 found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces (nsenter
-keeps the caller's full capabilities), then ``setpriv`` to become the lab user with
-only the approved capabilities and no-new-privs, then ``env -i`` with the host
-environment.
+keeps the caller's full capabilities), then ``bwrap`` over the host's own root only to
+load the lab's seccomp filter, then ``setpriv`` to become the lab user with only the
+approved capabilities and no-new-privs, then ``env -i`` with the host environment.
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ from forge.runtime.local.sandbox import BASE_PATH, JOIN_SH, setpriv_argv
 
 
 def enter_argv(
-    init_pid: int, caps: list[str], env: dict[str, str], argv: list[str], uid: int
+    init_pid: int, caps: list[str], env: dict[str, str], argv: list[str], uid: int,
+    seccomp_fd: int,
 ) -> list[str]:
     """Command line running ``argv`` as the lab user inside the host whose init is
-    ``init_pid``."""
+    ``init_pid``, under the seccomp filter read from ``seccomp_fd``."""
     if "=" in argv[0]:  # env(1) would take it for an assignment
         raise SpecError("argv[0]", "a program name must not contain '='")
     envs = [f"{k}={v}" for k, v in env.items()]
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
         "nsenter", "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
+        "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--",
         *setpriv_argv(uid, caps), "env", "-i", "-C", "/workspace", *envs, *argv,
     ]
 
@@ -76,6 +78,7 @@ def run_captured(
     stdin: bytes | None,
     max_output: int,
     kill_tree: Callable[[], None],
+    pass_fds: tuple[int, ...] = (),
 ) -> ExecResult:
     """Run ``argv``; on timeout call ``kill_tree`` (kills every process of the command).
 
@@ -86,7 +89,7 @@ def run_captured(
     start = time.monotonic()
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=env, start_new_session=True,
+        env=env, start_new_session=True, pass_fds=pass_fds,
     )
     writer = threading.Thread(target=_feed_stdin, args=(proc, stdin), daemon=True)
     writer.start()

@@ -62,9 +62,18 @@ class Names:
         return os.path.join(self.state_dir, self.lab(lab_id))
 
     def host_dir(self, lab_id: str, host: str) -> str:
-        """Per-host state directory (its /home, /workspace, /srv and service log)."""
+        """Per-host state directory (its read-only /opt/forge, init pid and service log)."""
         self.host_ns(lab_id, host)
         return os.path.join(self.lab_dir(lab_id), "hosts", host)
+
+    def data_root(self, lab_id: str) -> str:
+        """Mount point of the lab's disk (a size-capped tmpfs, see ``disk``)."""
+        return os.path.join(self.lab_dir(lab_id), "data")
+
+    def data_dir(self, lab_id: str, host: str) -> str:
+        """A host's writable trees on the lab's disk (home, workspace, srv, tmp, var-tmp)."""
+        self.host_ns(lab_id, host)
+        return os.path.join(self.data_root(lab_id), host)
 
     def parse(self, name: str) -> tuple[str, str | None] | None:
         """(lab_id, host or None) for a namespace/cgroup/dir name of this prefix, else None.

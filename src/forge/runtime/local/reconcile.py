@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from typing import Any
 
 from forge.runtime.base import LabInfo, LabNotFound
 from forge.runtime.local.cgroups import Cgroups
@@ -17,11 +18,12 @@ from forge.runtime.local.names import Names
 from forge.runtime.local.netns import list_netns, netns_path
 from forge.runtime.local.network import read_addresses
 
-Meta = dict[str, dict[str, dict[str, object]]]
+Meta = dict[str, Any]  # {"hosts": {name: {caps, env, rootfs}}, "identity": {...}}
 
 
 def write_meta(names: Names, lab_id: str, meta: Meta) -> None:
-    """Record the lab's hosts with their capabilities and environment (0600, new file)."""
+    """Record the lab's hosts (capabilities, environment, rootfs) and identity (0600,
+    new file)."""
     path = os.path.join(names.lab_dir(lab_id), "meta.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

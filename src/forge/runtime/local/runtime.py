@@ -22,14 +22,18 @@ from forge.runtime.base import (
     LabExists,
     LabInfo,
     LabNotFound,
+    LabSealed,
     LabSpec,
     Runtime,
+    RuntimeFault,
     RuntimeUnavailable,
     SpecError,
 )
-from forge.runtime.local import egress
+from forge.runtime.local import egress, seccomp
 from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.disk import mount_lab_disk, unmount_lab_disk
 from forge.runtime.local.execute import enter_argv, run_captured, wrapper_env
+from forge.runtime.local.grader import grader_argv, remove_snapshot, take_snapshot
 from forge.runtime.local.names import Names, validate_prefix
 from forge.runtime.local.netns import create_netns, list_netns, netns_path, remove_netns
 from forge.runtime.local.network import (
@@ -42,6 +46,7 @@ from forge.runtime.local.network import (
 )
 from forge.runtime.local.reconcile import discover, init_pid, read_meta, write_meta
 from forge.runtime.local.sandbox import (
+    HostPaths,
     PendingInit,
     abort_init,
     host_env,
@@ -51,6 +56,7 @@ from forge.runtime.local.sandbox import (
     write_identity,
 )
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
+from forge.runtime.local.uids import DEFAULT_CLAIMS_DIR, LabIdentity, UidPool
 from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_name, validate_lab_id
 
 REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
@@ -64,9 +70,9 @@ class LocalRuntime(Runtime):
     kernel object so independent instances (e.g. test runs) never touch each other's
     labs; ``rootfs``/``images`` choose the read-only userland; ``profiles`` are the
     approved egress allowlists; ``egress_netns`` is where gateway uplinks land (None: the
-    machine's namespace); ``lab_uid`` is the unprivileged user every lab process runs as
-    (``learner`` inside the lab); ``fault_hook(stage)`` is a test seam called at each
-    create stage.
+    machine's namespace); ``uid_range`` (first uid, count) is where each lab's own pair
+    of uids (its ``learner`` and its grader) is claimed, machine-wide through
+    ``uid_claims_dir``; ``fault_hook(stage)`` is a test seam called at each create stage.
     """
 
     def __init__(
@@ -82,7 +88,8 @@ class LocalRuntime(Runtime):
         cgroups: Cgroups | None = None,
         fault_hook: Callable[[str], None] | None = None,
         workers: int = 16,
-        lab_uid: int = 20000,
+        uid_range: tuple[int, int] = (300000, 100000),
+        uid_claims_dir: str = DEFAULT_CLAIMS_DIR,
     ) -> None:
         self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
         self.rootfs = rootfs
@@ -91,9 +98,7 @@ class LocalRuntime(Runtime):
         self.profiles.update(profiles or {})
         for profile in self.profiles.values():
             egress.validate_profile(profile)
-        if not 1000 <= lab_uid < 65534:
-            raise SpecError("lab_uid", "must be an unprivileged uid between 1000 and 65533")
-        self.lab_uid = lab_uid
+        self.uids = UidPool(uid_range[0], uid_range[1], uid_claims_dir)
         self.egress_netns = egress_netns
         self.die_with_parent = die_with_parent
         self.cgroups = cgroups or Cgroups.detect()
@@ -168,15 +173,21 @@ class LocalRuntime(Runtime):
 
     def _build(self, plan: LabPlan) -> None:
         lab_id, spec = plan.lab_id, plan.spec
-        write_identity(self.names.lab_dir(lab_id), self.lab_uid)
+        ident = self.uids.claim(self.names.lab_dir(lab_id))
+        write_identity(self.names.lab_dir(lab_id), ident.learner, ident.grader)
         write_meta(self.names, lab_id, {
-            "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h)} for h in plan.hosts},
+            "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h),
+                                    "rootfs": self.images.get(h.spec.image or "", self.rootfs)}
+                      for h in plan.hosts},
+            "identity": {"learner": ident.learner, "grader": ident.grader},
         })
+        mount_lab_disk(self.names.data_root(lab_id), spec.limits.disk_mb)
         self._fault("lab")
         self.cgroups.create((self.names.lab(lab_id),), spec.limits)
         # Hosts get their namespace and start their sandbox while the switch is made;
         # then one batch wires everything; then hosts configure their interfaces.
-        prepared = [self._pool.submit(self._prepare_host, plan, h) for h in plan.hosts]
+        prepared = [self._pool.submit(self._prepare_host, plan, h, ident.learner)
+                    for h in plan.hosts]
         pending: dict[str, PendingInit] = {}
         try:
             try:
@@ -210,11 +221,15 @@ class LocalRuntime(Runtime):
         wait_ports_up(self.names.switch_ns(lab_id))
         self._fault("ready")
 
-    def _prepare_host(self, plan: LabPlan, host: PlannedHost) -> PendingInit:
+    def _paths(self, lab_id: str, host: str) -> HostPaths:
+        return HostPaths(self.names.lab_dir(lab_id), self.names.host_dir(lab_id, host),
+                         self.names.data_dir(lab_id, host))
+
+    def _prepare_host(self, plan: LabPlan, host: PlannedHost, uid: int) -> PendingInit:
         """Seed dirs, create the namespace and cgroups, and spawn the sandbox init."""
         lab_id, name = plan.lab_id, host.spec.name
-        host_dir = self.names.host_dir(lab_id, name)
-        seed_host_dir(host_dir, host, self.lab_uid)
+        paths = self._paths(lab_id, name)
+        seed_host_dir(paths, host, uid)
         ns = self.names.host_ns(lab_id, name)
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
@@ -222,8 +237,8 @@ class LocalRuntime(Runtime):
         self.cgroups.create((stem, name, "init"), None)
         self._fault("host:" + name)
         rootfs = self.images.get(host.spec.image or "", self.rootfs)
-        pending = spawn_init(host, host_dir, ns, self.cgroups.procs_files(stem, name, "init"),
-                             rootfs, self.die_with_parent, self.lab_uid)
+        pending = spawn_init(host, paths, ns, self.cgroups.procs_files(stem, name, "init"),
+                             rootfs, self.die_with_parent, uid)
         with self._lock:
             self._procs.setdefault(lab_id, []).append(pending.proc)
         return pending
@@ -266,6 +281,11 @@ class LocalRuntime(Runtime):
             self.cgroups.remove(stem)
         except OSError as exc:
             errors.append(f"cgroup: {exc.strerror}")
+        try:
+            unmount_lab_disk(self.names.data_root(lab_id))
+        except OSError as exc:
+            errors.append(str(exc))
+        self.uids.release(self.names.lab_dir(lab_id))
         shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
         if os.path.exists(self.names.lab_dir(lab_id)):
             errors.append("state directory could not be removed")
@@ -282,20 +302,41 @@ class LocalRuntime(Runtime):
         return init_pid(self.names, lab_id, host, strict)
 
     # ------------------------------------------------------------ exec / tty
-    def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str) -> tuple[
-        builtins.list[str], dict[str, str], tuple[str, str, str]
-    ]:
+    def identity(self, lab_id: str) -> LabIdentity:
+        """The uids the lab's processes (``learner``) and its checks (``grader``) run as."""
+        validate_lab_id(lab_id)
+        ident = read_meta(self.names, lab_id).get("identity", {})
+        try:
+            return LabIdentity(int(ident["learner"]), int(ident["grader"]))
+        except (KeyError, TypeError, ValueError):
+            raise LabNotFound(f"lab {lab_id} has no recorded identity") from None
+
+    def _host_info(self, lab_id: str, host: str) -> tuple[builtins.list[str], dict[str, str], str]:
+        """(approved caps, environment, root filesystem) recorded for a host."""
         validate_lab_id(lab_id)
         validate_host_name(host)
-        pid = self._init_pid(lab_id, host)
         info = read_meta(self.names, lab_id).get("hosts", {}).get(host)
         if info is None:
             raise LabNotFound(f"host {host} of lab {lab_id} is not known")
-        caps = [str(c) for c in info.get("caps", [])]  # type: ignore[attr-defined]
-        env = {str(k): str(v) for k, v in info.get("env", {}).items()}  # type: ignore[attr-defined]
+        caps = [str(c) for c in info.get("caps", [])]
+        env = {str(k): str(v) for k, v in info.get("env", {}).items()}
+        return caps, env, str(info.get("rootfs", self.rootfs))
+
+    def _leaf(self, lab_id: str, host: str, kind: str) -> tuple[str, str, str]:
         leaf = (self.names.lab(lab_id), host, f"{kind}{uuid.uuid4().hex[:12]}")
         self.cgroups.create(leaf, None)
-        full = enter_argv(pid, caps, env, argv, self.lab_uid)
+        return leaf
+
+    def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str,
+               seccomp_fd: int) -> tuple[builtins.list[str], dict[str, str], tuple[str, str, str]]:
+        caps, env, _rootfs = self._host_info(lab_id, host)
+        pid = self._init_pid(lab_id, host)
+        uid = self.identity(lab_id).learner
+        full = enter_argv(pid, caps, env, argv, uid, seccomp_fd)
+        with self._lock:  # seal() kills every leaf made before its marker, none after
+            if os.path.exists(self._sealed_marker(lab_id)):
+                raise LabSealed(f"lab {lab_id} is being graded; no new terminal or command")
+            leaf = self._leaf(lab_id, host, kind)
         return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf
 
     def exec(
@@ -319,22 +360,114 @@ class LocalRuntime(Runtime):
             raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
         if max_output < 0:
             raise SpecError("max_output", "must be >= 0")
-        full, env, leaf = self._enter(lab_id, host, command, "x")
+        caps, _env, _rootfs = self._host_info(lab_id, host)
+        filter_fd = seccomp.filter_fd(caps)
         try:
-            return run_captured(
-                full, env, timeout=timeout, stdin=stdin, max_output=max_output,
-                kill_tree=lambda: self._kill_leaf(leaf),
-            )
+            full, env, leaf = self._enter(lab_id, host, command, "x", filter_fd)
+            try:
+                return run_captured(
+                    full, env, timeout=timeout, stdin=stdin, max_output=max_output,
+                    kill_tree=lambda: self._kill_leaf(leaf), pass_fds=(filter_fd,),
+                )
+            finally:
+                with contextlib.suppress(OSError):
+                    self.cgroups.remove(*leaf)
         finally:
-            with contextlib.suppress(OSError):
-                self.cgroups.remove(*leaf)
+            os.close(filter_fd)
 
     def _kill_leaf(self, leaf: tuple[str, str, str]) -> None:
         self.cgroups.kill(*leaf)
 
+    # ---------------------------------------------------------------- grading
+    def _sealed_marker(self, lab_id: str) -> str:
+        return os.path.join(self.names.lab_dir(lab_id), "sealed")
+
+    def seal(self, lab_id: str) -> int:
+        """Close the lab's terminals and kill every tty/exec process tree (services, in
+        each host's ``init`` cgroup, keep running); from now on tty/exec are refused."""
+        validate_lab_id(lab_id)
+        if not os.path.isdir(self.names.lab_dir(lab_id)):
+            raise LabNotFound(f"lab {lab_id} does not exist")
+        with self._lock:
+            with open(self._sealed_marker(lab_id), "w", encoding="ascii") as fh:
+                fh.write("sealed\n")
+            ttys = self._ttys.pop(lab_id, set())
+        for tty in ttys:
+            with contextlib.suppress(Exception):
+                tty.close()
+        ended = 0
+        stem = self.names.lab(lab_id)
+        for host in read_meta(self.names, lab_id).get("hosts", {}):
+            for leaf in self._learner_leaves(stem, host):
+                ended += len(self.cgroups.pids(stem, host, leaf))
+                if not self.cgroups.kill(stem, host, leaf):
+                    raise RuntimeFault(f"lab {lab_id}: learner processes on {host} survived "
+                                       "SIGKILL; not grading")
+                with contextlib.suppress(OSError):
+                    self.cgroups.remove(stem, host, leaf)
+        return ended
+
+    def _learner_leaves(self, stem: str, host: str) -> set[str]:
+        """tty (``t…``) and exec (``x…``) leaf cgroups of a host, in any hierarchy."""
+        leaves: set[str] = set()
+        for path in self.cgroups.paths(stem, host):
+            with contextlib.suppress(FileNotFoundError):
+                leaves.update(e.name for e in os.scandir(path)
+                              if e.is_dir() and e.name[:1] in ("t", "x"))
+        return leaves
+
+    def run_check(
+        self,
+        lab_id: str,
+        host: str,
+        argv: builtins.list[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 30.0,
+        max_output: int = 1 << 20,
+    ) -> ExecResult:
+        """Run one grading check in a fresh grader sandbox; see Runtime.run_check."""
+        if not argv or any(not isinstance(a, str) or "\x00" in a for a in argv):
+            raise SpecError("argv", "must be a non-empty list of strings without NUL")
+        if "=" in argv[0]:
+            raise SpecError("argv[0]", "a program name must not contain '='")
+        if not 0 < timeout <= MAX_TIMEOUT_S:
+            raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
+        _caps, env, rootfs = self._host_info(lab_id, host)
+        self._init_pid(lab_id, host)  # the host must be up
+        ident = self.identity(lab_id)
+        paths = self._paths(lab_id, host)
+        snap = os.path.join(self.names.lab_dir(lab_id), "grader", uuid.uuid4().hex)
+        leaf = self._leaf(lab_id, host, "g")
+        filter_fd = seccomp.filter_fd([])
+        try:
+            take_snapshot(paths.data_dir, snap)
+            full = grader_argv(
+                netns_path=netns_path(self.names.host_ns(lab_id, host)),
+                hostname=str(env.get("HOSTNAME", host)), paths=paths, snapshot=snap,
+                rootfs=rootfs, uid=ident.grader, env=env, argv=list(argv),
+                seccomp_fd=filter_fd,
+            )
+            return run_captured(
+                full, wrapper_env(self.cgroups.procs_files(*leaf)), timeout=timeout,
+                stdin=stdin, max_output=max_output, kill_tree=lambda: self._kill_leaf(leaf),
+                pass_fds=(filter_fd,),
+            )
+        finally:
+            os.close(filter_fd)
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
+            remove_snapshot(snap)
+
     def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> LocalTty:
         """A login shell on a PTY inside the host, closed when the lab is destroyed."""
-        full, env, leaf = self._enter(lab_id, host, SHELL_ARGV, "t")
+        caps, _env, _rootfs = self._host_info(lab_id, host)
+        filter_fd = seccomp.filter_fd(caps)
+        try:
+            full, env, leaf = self._enter(lab_id, host, SHELL_ARGV, "t", filter_fd)
+        except BaseException:
+            os.close(filter_fd)
+            raise
 
         def forget(session: LocalTty) -> None:
             with self._lock:
@@ -343,11 +476,14 @@ class LocalRuntime(Runtime):
                 self.cgroups.remove(*leaf)
 
         try:
-            session = LocalTty(full, env, rows, cols, lambda: self._kill_leaf(leaf), forget)
+            session = LocalTty(full, env, rows, cols, lambda: self._kill_leaf(leaf), forget,
+                               pass_fds=(filter_fd,))
         except BaseException:
             with contextlib.suppress(OSError):
                 self.cgroups.remove(*leaf)
             raise
+        finally:
+            os.close(filter_fd)
         with self._lock:
             self._ttys.setdefault(lab_id, set()).add(session)
         return session

@@ -4,12 +4,14 @@ The init holds the host's mount, pid, ipc and uts namespaces (it is pid 1 of its
 namespace) inside the host's network namespace and cgroup, and runs the host's service
 command. The root filesystem is a read-only view of selected system directories of the
 machine (or of a configured image); the operator's data (/root, /home, /work, /var,
-/etc/shadow, ssh keys) is never visible. /home, /workspace and /srv are per-host
-persistent binds of the state directory; /tmp, /run and /var are private tmpfs.
+/etc/shadow, ssh keys) is never visible. /home, /workspace, /srv, /tmp and /var/tmp
+are per-host binds of the lab's disk (one size-capped tmpfs, see ``disk``); /run and /var
+are tiny root-owned tmpfs.
 
-Every lab process runs as an unprivileged user (``learner``, uid ``lab_uid``) whose only
-capabilities are the approved ones, as ambient capabilities: uid 0 without capabilities
-would still own the machine's global sysctls and root-owned files.
+Every lab process runs as the lab's own unprivileged user (``learner``, a uid no other
+lab has, see ``uids``) whose only capabilities are the approved ones, as ambient
+capabilities (uid 0 without capabilities would still own the machine's global sysctls
+and root-owned files), under the default seccomp filter (see ``seccomp``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
+from forge.runtime.local import seccomp
 from forge.runtime.local.netns import in_netns
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost
 
@@ -86,11 +89,13 @@ LAB_ETC_FILES = {"passwd": "passwd", "group": "group", "etc-hosts": "hosts",
                  "etc-resolv.conf": "resolv.conf"}
 
 
-def write_identity(lab_dir: str, uid: int) -> None:
-    """passwd/group (naming the lab user), hosts and resolv.conf, bound over /etc's."""
+def write_identity(lab_dir: str, uid: int, grader: int) -> None:
+    """passwd/group (naming the lab user and the grader), hosts and resolv.conf, bound
+    over /etc's."""
     users = (f"root:x:0:0:root:/root:/bin/sh\nlearner:x:{uid}:{uid}:Forge learner:/home:"
-             "/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
-    groups = f"root:x:0:\nlearner:x:{uid}:\nnogroup:x:65534:\n"
+             f"/bin/bash\ngrader:x:{grader}:{grader}:Forge grader:/nonexistent:"
+             "/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+    groups = f"root:x:0:\nlearner:x:{uid}:\ngrader:x:{grader}:\nnogroup:x:65534:\n"
     files = (("passwd", users), ("group", groups), ("etc-hosts", HOSTS),
              ("etc-resolv.conf", RESOLV_CONF))
     for name, text in files:
@@ -98,22 +103,44 @@ def write_identity(lab_dir: str, uid: int) -> None:
             fh.write(text)
 
 
-def seed_host_dir(host_dir: str, host: PlannedHost, uid: int) -> None:
-    """Create the host's persistent directories and seed files, owned by the lab user."""
-    os.makedirs(host_dir, mode=0o755, exist_ok=True)
-    for d in WRITABLE_DIRS:
-        path = os.path.join(host_dir, d.lstrip("/"))
+@dataclass(frozen=True)
+class HostPaths:
+    """Where one host lives on the machine: ``host_dir`` (read-only seeds, init pid, log),
+    ``data_dir`` (its writable trees, on the lab's size-capped disk) and ``lab_dir``
+    (the identity files bound over /etc)."""
+
+    lab_dir: str
+    host_dir: str
+    data_dir: str
+
+
+# In-host path -> directory under the host's data_dir (all on the lab's disk).
+DATA_BINDS = {**{d: d.lstrip("/") for d in WRITABLE_DIRS}, "/tmp": "tmp",  # noqa: S108
+              "/var/tmp": "var-tmp"}  # noqa: S108
+STICKY = ("tmp", "var-tmp")
+
+
+def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
+    """Create the host's directories and seed files (writable ones owned by the lab user)."""
+    os.makedirs(paths.host_dir, mode=0o755, exist_ok=True)
+    os.makedirs(paths.data_dir, mode=0o755, exist_ok=True)
+    for sub in DATA_BINDS.values():
+        path = os.path.join(paths.data_dir, sub)
         os.makedirs(path, mode=0o755, exist_ok=True)
-        os.chown(path, uid, uid)
+        if sub in STICKY:
+            os.chmod(path, 0o1777)  # noqa: S103 - sticky scratch dirs, like /tmp
+        else:
+            os.chown(path, uid, uid)
     for d in READONLY_DIRS:  # root-owned; bound read-only into the host
-        os.makedirs(os.path.join(host_dir, d.lstrip("/")), mode=0o755, exist_ok=True)
+        os.makedirs(os.path.join(paths.host_dir, d.lstrip("/")), mode=0o755, exist_ok=True)
     for path, content in host.spec.files.items():
-        target = os.path.join(host_dir, path.lstrip("/"))
-        top = os.path.join(host_dir, path.lstrip("/").split("/")[0])
+        owned = any(path.startswith(d + "/") for d in WRITABLE_DIRS)
+        base = paths.data_dir if owned else paths.host_dir
+        target = os.path.join(base, path.lstrip("/"))
+        top = os.path.join(base, path.lstrip("/").split("/")[0])
         parent = os.path.dirname(target)
         if not os.path.isdir(parent):
             os.makedirs(parent, mode=0o755)
-            owned = any(path.startswith(d + "/") for d in WRITABLE_DIRS)
             while owned and parent != top:
                 os.chown(parent, uid, uid)
                 parent = os.path.dirname(parent)
@@ -123,7 +150,7 @@ def seed_host_dir(host_dir: str, host: PlannedHost, uid: int) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(target, mode)
-        if any(path.startswith(d + "/") for d in WRITABLE_DIRS):
+        if owned:
             os.chown(target, uid, uid)
 
 
@@ -145,32 +172,48 @@ def rootfs_args(rootfs: str) -> list[str]:
     return args
 
 
+def system_args(rootfs: str, lab_dir: str) -> list[str]:
+    """bwrap arguments shared by a host's sandbox and its grader's: the read-only root,
+    the lab's identity files over /etc, private /proc, /dev and a tiny root-owned /run
+    and /var."""
+    argv = rootfs_args(rootfs)
+    for name, target in LAB_ETC_FILES.items():
+        argv += ["--ro-bind", os.path.join(lab_dir, name), f"/etc/{target}"]
+    return [*argv, "--proc", "/proc", "--dev", "/dev",
+            "--size", str(SMALL_TMPFS), "--tmpfs", "/run",
+            "--size", str(SMALL_TMPFS), "--tmpfs", "/var"]
+
+
+SMALL_TMPFS = 1 << 20
+
+
+def readonly_seed_args(host_dir: str) -> list[str]:
+    """Bind the host's read-only seeds (e.g. /opt/forge graders)."""
+    argv: list[str] = []
+    for d in READONLY_DIRS:  # the parent (e.g. /opt) would otherwise be created 0700
+        argv += ["--perms", "0755", "--dir", os.path.dirname(d),
+                 "--ro-bind", os.path.join(host_dir, d.lstrip("/")), d]
+    return argv
+
+
 def bwrap_argv(
-    host: PlannedHost, host_dir: str, rootfs: str, die_with_parent: bool, uid: int
+    host: PlannedHost, paths: HostPaths, rootfs: str, die_with_parent: bool, uid: int,
+    seccomp_fd: int,
 ) -> list[str]:
-    """Full bubblewrap command line for a host's init (``host_dir``'s parent's parent
-    is the lab directory holding the identity files)."""
+    """Full bubblewrap command line for a host's init."""
     argv = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
     if die_with_parent:
         argv.append("--die-with-parent")
-    argv += rootfs_args(rootfs)
-    lab_dir = os.path.dirname(os.path.dirname(host_dir))
-    for name, target in LAB_ETC_FILES.items():
-        argv += ["--ro-bind", os.path.join(lab_dir, name), f"/etc/{target}"]
-    # Private tmpfs mounts inside the sandbox (not the machine's /tmp).
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",  # noqa: S108
-             "--tmpfs", "/run", "--tmpfs", "/var", "--perms", "1777", "--dir", "/var/tmp"]  # noqa: S108
-    for d in WRITABLE_DIRS:
-        argv += ["--bind", os.path.join(host_dir, d.lstrip("/")), d]
-    for d in READONLY_DIRS:  # the parent (e.g. /opt) would otherwise be created 0700
-        argv += ["--perms", "0755", "--dir", os.path.dirname(d),
-                 "--ro-bind", os.path.join(host_dir, d.lstrip("/")), d]
+    argv += system_args(rootfs, paths.lab_dir)
+    for target, sub in DATA_BINDS.items():
+        argv += ["--bind", os.path.join(paths.data_dir, sub), target]
+    argv += readonly_seed_args(paths.host_dir)
     # bwrap keeps just what setpriv needs to become the lab user with the approved caps.
     argv += ["--remount-ro", "/", "--chdir", "/workspace", "--cap-drop", "ALL"]
     for cap in sorted({*host.caps, "SETUID", "SETGID", "SETPCAP"}):
         argv += ["--cap-add", f"CAP_{cap}"]
-    argv.append("--clearenv")
+    argv += ["--seccomp", str(seccomp_fd), "--clearenv"]
     for key, value in host_env(host).items():
         argv += ["--setenv", key, value]
     argv += ["--info-fd", str(INFO_FD), "--", "/bin/sh", "-c", INIT_SH, "fg-init",
@@ -198,7 +241,7 @@ class PendingInit:
 
 def spawn_init(
     host: PlannedHost,
-    host_dir: str,
+    paths: HostPaths,
     netns: str,
     cgroup_procs: list[str],
     rootfs: str,
@@ -211,14 +254,15 @@ def spawn_init(
     """
     read_fd, write_fd = os.pipe()
     ready_r, ready_w = os.pipe()
-    log_path = os.path.join(host_dir, "service.log")
+    log_path = os.path.join(paths.host_dir, "service.log")
     log = open(log_path, "ab")  # noqa: SIM115
+    filter_fd = seccomp.filter_fd(host.caps)
     try:
         argv = ["bash", "-c", INIT_JOIN_BASH, "fg-join",
-                *bwrap_argv(host, host_dir, rootfs, die_with_parent, uid)]
+                *bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd)]
         proc = in_netns(netns, lambda: subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            pass_fds=(write_fd, ready_w), start_new_session=True,
+            pass_fds=(write_fd, ready_w, filter_fd), start_new_session=True,
             env={"PATH": BASE_PATH, "FG_CG": ":".join(cgroup_procs),
                  "FG_READY": str(ready_w), "FG_INFO": str(write_fd)},
         ))
@@ -229,6 +273,7 @@ def spawn_init(
     finally:
         os.close(write_fd)
         os.close(ready_w)
+        os.close(filter_fd)
         log.close()
     return PendingInit(proc, read_fd, ready_r, log_path)
 

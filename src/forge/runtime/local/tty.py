@@ -31,6 +31,7 @@ class LocalTty(TtySession):
         cols: int,
         kill_tree: Callable[[], None],
         on_close: Callable[[LocalTty], None],
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self._kill_tree = kill_tree
         self._on_close = on_close
@@ -41,7 +42,7 @@ class LocalTty(TtySession):
             _set_size(slave, rows, cols)
             self._proc = subprocess.Popen(
                 argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                start_new_session=True,
+                start_new_session=True, pass_fds=pass_fds,
             )
         except BaseException:
             os.close(master)

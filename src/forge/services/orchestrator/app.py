@@ -22,7 +22,7 @@ from forge.lifecycle.store import ScenarioNotFound
 from forge.plans import load_plans
 from forge.policy import check_pinned_hash, make_engine
 from forge.runtime.base import Runtime
-from forge.runtime.local import LocalRuntime
+from forge.runtime.factory import make_runtime
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
@@ -110,8 +110,7 @@ def build_app(
         registry=TemplateRegistry.load(settings.templates_dir),
         catalog=load_plans(settings.plans_file),
         engine=engine,
-        runtime=runtime or LocalRuntime(str(settings.storage_root / "runtime"),
-                                        settings.runtime_prefix),
+        runtime=runtime or make_runtime(settings),
         publisher=Publisher(settings.nats_url, name="forge-orchestrator"),
         replay=SqlReplayStore(ctx.db),
     )

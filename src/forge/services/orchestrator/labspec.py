@@ -30,7 +30,7 @@ def lab_spec(scenario_id: str, template: ScenarioTemplate) -> LabSpec:
         subnets=[SubnetSpec(s.name, s.cidr) for s in spec.network.subnets],
         hosts=hosts,
         limits=Limits(cpu=spec.limits.cpu, memory_mb=spec.limits.memory_mb,
-                      pids=spec.limits.pids),
+                      pids=spec.limits.pids, disk_mb=spec.limits.disk_mb),
         egress=spec.network.egress,
         allowlist_profile=spec.network.allowlist_profile,
     )

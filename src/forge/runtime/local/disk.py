@@ -1,0 +1,42 @@
+"""The lab's disk: one size-capped tmpfs holding every writable path of every host.
+
+Each host's /home, /workspace, /srv, /tmp, /var and /run are directories of this one
+filesystem, so ``spec.limits.disk_mb`` caps all of them together: filling it gives ENOSPC
+inside the lab and never touches the machine's own filesystems. Inodes are capped too
+(an empty file costs memory, not size). tmpfs pages are charged to the memory cgroup of
+the process that writes them, so a lab's disk use also counts against its memory limit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+MS_NOSUID = 2
+MS_NODEV = 4
+MNT_DETACH = 2
+INODES_PER_MB = 256
+MIN_INODES = 4096
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount_lab_disk(path: str, size_mb: int) -> None:
+    """Mount a fresh tmpfs of ``size_mb`` MiB at ``path`` (created 0755, root-owned)."""
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    inodes = max(MIN_INODES, size_mb * INODES_PER_MB)
+    data = f"size={size_mb}m,nr_inodes={inodes},mode=0755".encode()
+    if _libc.mount(b"forge-lab", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount lab disk at {path}: {os.strerror(err)}")
+
+
+def unmount_lab_disk(path: str) -> None:
+    """Detach the lab's tmpfs (its pages are freed once no sandbox holds it); idempotent."""
+    while os.path.ismount(path):
+        if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+            err = ctypes.get_errno()
+            if err in (errno.EINVAL, errno.ENOENT):
+                return
+            raise OSError(err, f"unmount lab disk at {path}: {os.strerror(err)}")

@@ -1,0 +1,235 @@
+"""The sealed grader: what a check sees and who it runs as.
+
+A check runs in a sandbox of its own that shares only the host's network namespace:
+
+- its uid is the lab's grader uid, which no lab process has, with one capability
+  (DAC_READ_SEARCH, to read the learner's files whatever their mode) and the lab's
+  seccomp filter;
+- its pid namespace is a child of the machine's, not of the host's, so no lab process
+  can see it (nor its argv, environment or stdin) and it sees no lab process;
+- its /home, /workspace and /srv are a read-only *snapshot* of the host's trees, taken
+  by the platform: regular files and directories only, every file opened without
+  following links and without blocking, size-capped. A FIFO, socket or device is left
+  out (a check reading it finds no file); a symbolic link is kept only when it resolves,
+  link by link inside the three trees, to a regular file, whose bytes are then copied;
+- expected values reach it on stdin (``Check.stdin``), never in argv or environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import shutil
+import stat
+from dataclasses import dataclass, field
+
+from forge.runtime.local.sandbox import (
+    JOIN_SH,
+    HostPaths,
+    readonly_seed_args,
+    setpriv_argv,
+    system_args,
+)
+from forge.runtime.plan import WRITABLE_DIRS
+
+MAX_FILE_BYTES = 8 << 20
+MAX_TOTAL_BYTES = 64 << 20
+MAX_ENTRIES = 20_000
+MAX_DEPTH = 32
+MAX_LINK_HOPS = 40
+MAX_REPORTED = 50
+GRADER_TMP_BYTES = 16 << 20
+GRADER_CAPS = ["DAC_READ_SEARCH"]
+
+
+@dataclass
+class Snapshot:
+    """What a snapshot holds, and what it left out (in-lab path, reason)."""
+
+    files: int = 0
+    size: int = 0
+    entries: int = 0
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+
+    def leave_out(self, path: str, why: str) -> None:
+        if len(self.left_out) < MAX_REPORTED:
+            self.left_out.append((path, why))
+
+
+def take_snapshot(data_dir: str, dest: str) -> Snapshot:
+    """Copy the host's answer trees (``data_dir``/home, workspace, srv) into ``dest``.
+
+    Call it only while no lab process can write there (after the lab is sealed, or for
+    hosts the learner has no terminal on); templates' services may still write, which is
+    why every file is opened with O_NOFOLLOW|O_NONBLOCK and checked with fstat.
+    """
+    snap = Snapshot()
+    os.makedirs(dest, mode=0o700)
+    for tree in WRITABLE_DIRS:
+        src = os.path.join(data_dir, tree.lstrip("/"))
+        out = os.path.join(dest, tree.lstrip("/"))
+        try:
+            fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            os.mkdir(out, 0o755)
+            continue
+        try:
+            _copy_dir(fd, out, tree, data_dir, snap, 0)
+        finally:
+            os.close(fd)
+    return snap
+
+
+def _copy_meta(st: os.stat_result, path: str) -> None:
+    os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+    os.chmod(path, stat.S_IMODE(st.st_mode) & 0o1777)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _copy_dir(fd: int, out: str, lab_path: str, data_dir: str, snap: Snapshot,
+              depth: int) -> None:
+    os.mkdir(out, 0o700)
+    for entry in sorted(os.scandir(fd), key=lambda e: e.name):
+        child = posixpath.join(lab_path, entry.name)
+        snap.entries += 1
+        if snap.entries > MAX_ENTRIES:
+            snap.leave_out(child, f"more than {MAX_ENTRIES} entries")
+            break
+        try:
+            st = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            continue
+        target = os.path.join(out, entry.name)
+        if stat.S_ISDIR(st.st_mode):
+            if depth >= MAX_DEPTH:
+                snap.leave_out(child, f"deeper than {MAX_DEPTH} levels")
+                continue
+            try:
+                sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                              dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                _copy_dir(sub, target, child, data_dir, snap, depth + 1)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(st.st_mode):
+            _copy_file(fd, entry.name, target, child, snap)
+        elif stat.S_ISLNK(st.st_mode):
+            resolved = resolve_in_trees(data_dir, child)
+            if resolved is None:
+                snap.leave_out(child, "symbolic link that does not lead to a regular file "
+                                      "inside /home, /workspace or /srv")
+                continue
+            parent, name = os.path.split(resolved)
+            pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                _copy_file(pfd, name, target, child, snap)
+            finally:
+                os.close(pfd)
+        else:
+            snap.leave_out(child, "not a regular file (FIFO, socket or device)")
+    _copy_meta(os.fstat(fd), out)
+
+
+def _copy_file(dir_fd: int, name: str, target: str, lab_path: str, snap: Snapshot) -> None:
+    try:
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY,
+                      dir_fd=dir_fd)
+    except OSError as exc:
+        snap.leave_out(lab_path, f"cannot be opened ({exc.strerror})")
+        return
+    with os.fdopen(src, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            snap.leave_out(lab_path, "not a regular file (FIFO, socket or device)")
+            return
+        if st.st_size > MAX_FILE_BYTES:
+            snap.leave_out(lab_path, f"larger than {MAX_FILE_BYTES} bytes")
+            return
+        if snap.size + st.st_size > MAX_TOTAL_BYTES:
+            snap.leave_out(lab_path, f"the snapshot would exceed {MAX_TOTAL_BYTES} bytes")
+            return
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        snap.leave_out(lab_path, f"larger than {MAX_FILE_BYTES} bytes")
+        return
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    _copy_meta(st, target)
+    snap.files += 1
+    snap.size += len(data)
+
+
+def resolve_in_trees(data_dir: str, lab_path: str) -> str | None:
+    """The machine path of the regular file ``lab_path`` leads to, following links one
+    component at a time and never leaving /home, /workspace or /srv; else None."""
+    roots = {d.lstrip("/") for d in WRITABLE_DIRS}
+    pending = [p for p in lab_path.split("/") if p]
+    done: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        done.append(part)
+        if done[0] not in roots:
+            return None
+        machine = os.path.join(data_dir, *done)
+        try:
+            st = os.lstat(machine)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                return None
+            try:
+                link = os.readlink(machine)
+            except OSError:
+                return None
+            done.pop()
+            if link.startswith("/"):
+                done = []
+            pending = [p for p in link.split("/") if p] + pending
+        elif stat.S_ISDIR(st.st_mode):
+            continue
+        elif stat.S_ISREG(st.st_mode) and not pending:
+            return machine
+        else:
+            return None
+    return None
+
+
+def remove_snapshot(dest: str) -> None:
+    """Delete a snapshot (never following links out of it)."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(dest)
+
+
+def grader_argv(
+    *, netns_path: str, hostname: str, paths: HostPaths, snapshot: str, rootfs: str,
+    uid: int, env: dict[str, str], argv: list[str], seccomp_fd: int,
+) -> list[str]:
+    """The command line of one check: join its cgroup (JOIN_SH), enter the host's
+    network namespace only, and start a fresh bubblewrap sandbox as the grader."""
+    envs = [f"{k}={v}" for k, v in env.items()]
+    cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", "nsenter", f"--net={netns_path}", "--",
+           "bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
+           "--new-session", "--die-with-parent", *system_args(rootfs, paths.lab_dir),
+           "--size", str(GRADER_TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
+    for tree in WRITABLE_DIRS:
+        cmd += ["--ro-bind", os.path.join(snapshot, tree.lstrip("/")), tree]
+    cmd += readonly_seed_args(paths.host_dir)
+    cmd += ["--remount-ro", "/", "--chdir", "/workspace", "--cap-drop", "ALL"]
+    for cap in ("SETUID", "SETGID", "SETPCAP", *GRADER_CAPS):
+        cmd += ["--cap-add", f"CAP_{cap}"]
+    cmd += ["--seccomp", str(seccomp_fd), "--clearenv", "--",
+            *setpriv_argv(uid, GRADER_CAPS), "env", "-i", "-C", "/workspace", *envs, *argv]
+    return cmd

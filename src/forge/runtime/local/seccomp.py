@@ -1,0 +1,114 @@
+"""The default syscall filter of every lab process, compiled with libseccomp.
+
+Everything is allowed except what lets a lab process leave or widen its sandbox, or reach
+state the kernel shares between labs: new user namespaces (and namespaces at all),
+mounts, keyrings, bpf, perf events, kexec, kernel modules, io_uring, handle-based opens,
+userfaultfd, and attaching to other processes with ptrace or reading/writing their
+memory. A denied call fails with EPERM (``clone3`` with ENOSYS, so libc falls back to
+``clone``, whose flags the filter can inspect). Syscalls of a foreign architecture (32-bit
+or x32 entry points) kill the caller: libseccomp's default bad-arch action.
+
+Capabilities approved by the capabilities policy gate re-allow the syscalls they exist for
+(e.g. ``SYS_PTRACE`` re-allows ptrace attach), never more.
+
+The compiled program is handed to bubblewrap (``--seccomp FD``) in a fresh memfd per
+sandbox, because bubblewrap reads it from the descriptor's current offset.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import io
+import os
+
+import pyseccomp as sc
+
+CLONE_NEWUSER = 0x10000000
+PTRACE_ATTACH = 16
+PTRACE_SEIZE = 0x4206
+
+# Syscalls denied by default; the capability that (alone) re-allows them, if any.
+DENIED: dict[str, str | None] = {
+    "unshare": "SYS_ADMIN",
+    "setns": "SYS_ADMIN",
+    "mount": "SYS_ADMIN",
+    "umount2": "SYS_ADMIN",
+    "pivot_root": "SYS_ADMIN",
+    "fsopen": "SYS_ADMIN",
+    "fsconfig": "SYS_ADMIN",
+    "fsmount": "SYS_ADMIN",
+    "fspick": "SYS_ADMIN",
+    "move_mount": "SYS_ADMIN",
+    "open_tree": "SYS_ADMIN",
+    "mount_setattr": "SYS_ADMIN",
+    "keyctl": None,
+    "add_key": None,
+    "request_key": None,
+    "bpf": "BPF",
+    "perf_event_open": "PERFMON",
+    "kexec_load": None,
+    "kexec_file_load": None,
+    "init_module": None,
+    "finit_module": None,
+    "delete_module": None,
+    "open_by_handle_at": None,
+    "name_to_handle_at": None,
+    "userfaultfd": None,
+    "io_uring_setup": None,
+    "io_uring_enter": None,
+    "io_uring_register": None,
+    "process_vm_readv": "SYS_PTRACE",
+    "process_vm_writev": "SYS_PTRACE",
+    "swapon": None,
+    "swapoff": None,
+    "reboot": None,
+    "acct": None,
+    "quotactl": None,
+    "syslog": None,
+}
+
+
+@functools.lru_cache(maxsize=64)
+def compiled(caps: tuple[str, ...] = ()) -> bytes:
+    """The BPF program for a host whose approved capabilities are ``caps`` (sorted)."""
+    approved = set(caps)
+    flt = sc.SyscallFilter(defaction=sc.ALLOW)
+    deny = sc.ERRNO(errno.EPERM)
+    for name, cap in DENIED.items():
+        if cap is None or cap not in approved:
+            flt.add_rule(deny, name)
+    if "SYS_ADMIN" not in approved:
+        flt.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
+    # clone3 passes its flags in memory the filter cannot read: make libc use clone.
+    flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    if "SYS_PTRACE" not in approved:
+        flt.add_rule(deny, "ptrace", sc.Arg(0, sc.EQ, PTRACE_ATTACH))
+        flt.add_rule(deny, "ptrace", sc.Arg(0, sc.EQ, PTRACE_SEIZE))
+    buf = io.BytesIO()
+    fd = os.memfd_create("forge-seccomp-build", os.MFD_CLOEXEC)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as fh:
+            flt.export_bpf(fh)
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 65536):
+            buf.write(chunk)
+    finally:
+        os.close(fd)
+    return buf.getvalue()
+
+
+def filter_fd(caps: list[str]) -> int:
+    """A new (inheritable) memfd holding the filter for ``caps``, positioned at 0.
+
+    The caller passes it to bubblewrap and closes it once the sandbox has started.
+    """
+    program = compiled(tuple(sorted(set(caps))))
+    fd = os.memfd_create("forge-seccomp", 0)
+    try:
+        os.write(fd, program)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
