@@ -392,19 +392,19 @@ class LocalRuntime(Runtime):
             with open(self._sealed_marker(lab_id), "w", encoding="ascii") as fh:
                 fh.write("sealed\n")
             ttys = self._ttys.pop(lab_id, set())
+        stem = self.names.lab(lab_id)
+        leaves = [(host, leaf) for host in read_meta(self.names, lab_id).get("hosts", {})
+                  for leaf in self._learner_leaves(stem, host)]
+        ended = sum(len(self.cgroups.pids(stem, host, leaf)) for host, leaf in leaves)
         for tty in ttys:
             with contextlib.suppress(Exception):
                 tty.close()
-        ended = 0
-        stem = self.names.lab(lab_id)
-        for host in read_meta(self.names, lab_id).get("hosts", {}):
-            for leaf in self._learner_leaves(stem, host):
-                ended += len(self.cgroups.pids(stem, host, leaf))
-                if not self.cgroups.kill(stem, host, leaf):
-                    raise RuntimeFault(f"lab {lab_id}: learner processes on {host} survived "
-                                       "SIGKILL; not grading")
-                with contextlib.suppress(OSError):
-                    self.cgroups.remove(stem, host, leaf)
+        for host, leaf in leaves:
+            if not self.cgroups.kill(stem, host, leaf):
+                raise RuntimeFault(f"lab {lab_id}: learner processes on {host} survived "
+                                   "SIGKILL; not grading")
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(stem, host, leaf)
         return ended
 
     def _learner_leaves(self, stem: str, host: str) -> set[str]:
