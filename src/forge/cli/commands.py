@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         policy,
         receipt,
         retention,
+        scenarios,
         secrets,
         serve,
         template,
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(nats.app, name="nats")
     app.add_typer(completions.app, name="completions")
     app.add_typer(retention.app, name="retention")
+    app.add_typer(scenarios.app, name="scenarios")
     from forge.runtime import cli as runtime_cli
 
     app.add_typer(runtime_cli.app, name="runtime")

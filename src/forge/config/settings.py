@@ -60,6 +60,7 @@ class Settings:
     entitlements_file: Path | None = None
     runtime_prefix: str = "fg"
     lab_uid_range: str = "300000-399999"
+    housekeeping_interval_s: float = 300.0
     orchestrator_url: str = "http://127.0.0.1:8083"
     scoreboard_url: str = "http://127.0.0.1:8086"
     warnings: tuple[str, ...] = field(default=())
@@ -119,6 +120,21 @@ def _read_keyrings(
     return rings, warnings
 
 
+def _seconds(environ: Mapping[str, str], name: str, default: float,
+             problems: list[str]) -> float:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1.0 <= value <= 86400.0:
+        problems.append(f"{name} must be a number of seconds between 1 and 86400")
+        return default
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment, or raise ConfigError naming every problem."""
     environ = os.environ if environ is None else environ
@@ -138,6 +154,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     storage_root = _path_setting(environ, "STORAGE_ROOT", Path("storage")).absolute()
     rings, warnings = _read_keyrings(environ, env, storage_root, problems)
+    housekeeping_s = _seconds(environ, "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0, problems)
     if problems:
         raise ConfigError(env.value, problems)
     db_url = environ.get("FORGE_DB_URL") or f"sqlite:///{storage_root / 'forge.db'}"
@@ -165,6 +182,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         else None,
         runtime_prefix=environ.get("FORGE_RUNTIME_PREFIX") or "fg",
         lab_uid_range=environ.get("FORGE_LAB_UID_RANGE") or "300000-399999",
+        housekeeping_interval_s=housekeeping_s,
         orchestrator_url=_url(environ, "ORCHESTRATOR_URL", "http://127.0.0.1:8083"),
         scoreboard_url=_url(environ, "SCOREBOARD_URL", "http://127.0.0.1:8086"),
         warnings=tuple(warnings),

@@ -77,6 +77,20 @@ def move(
     return result
 
 
+def set_details(db: Database, storage_root: Path, scenario_id: str, details: dict[str, Any],
+                note: str) -> None:
+    """Merge ``details`` into the row without a transition, and audit ``note``."""
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        row = sess.get(Scenario, scenario_id)
+        if row is None:
+            raise ScenarioNotFound(scenario_id)
+        row.details = {**row.details, **details}
+        row.updated_at = now
+    scenario_log(storage_root, scenario_id).append("scenario.note", {"note": note[:2000]},
+                                                   at=now)
+
+
 def history(db: Database, scenario_id: str) -> list[dict[str, Any]]:
     """Every transition of a scenario, oldest first."""
     with db.read() as sess:

@@ -162,7 +162,15 @@ def purge_windows(db: Database, before: datetime) -> int:
     """Drop rate windows older than `before` (housekeeping)."""
     cutoff = int(before.timestamp()) // WINDOW_S * WINDOW_S
     with db.session() as sess:
-        rows = sess.scalars(select(RateCounter).where(RateCounter.window_start < cutoff)).all()
-        for row in rows:
-            sess.delete(row)
-        return len(rows)
+        result = sess.execute(delete(RateCounter).where(RateCounter.window_start < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_slots(db: Database, before: datetime) -> int:
+    """Drop slots released, or expired unreleased, before `before` (housekeeping): neither
+    counts against any quota any more."""
+    with db.session() as sess:
+        result = sess.execute(delete(QuotaSlot).where(
+            (QuotaSlot.released_at < before)
+            | (QuotaSlot.released_at.is_(None) & (QuotaSlot.expires_at < before))))
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -12,8 +12,10 @@ if TYPE_CHECKING:
 def make_runtime(settings: Settings) -> LocalRuntime:
     """The local engine under ``<STORAGE_ROOT>/runtime`` with the configured prefix and
     lab uid range (``FORGE_LAB_UID_RANGE``)."""
+    from forge.faults import crash_point
     from forge.runtime.local import LocalRuntime  # imported lazily: keeps `forge` fast
     from forge.runtime.local.uids import parse_range
 
     return LocalRuntime(str(settings.storage_root / "runtime"), settings.runtime_prefix,
-                        uid_range=parse_range(settings.lab_uid_range))
+                        uid_range=parse_range(settings.lab_uid_range),
+                        fault_hook=lambda stage: crash_point(f"orchestrator.create.{stage}"))

@@ -17,10 +17,13 @@ from forge.store.db import Database
 from forge.store.models import IdempotencyRecord
 
 TTL = timedelta(hours=24)
+# A request still pending after this long was cut off (its process died): a retry resolves it.
+PENDING_TIMEOUT = timedelta(seconds=30)
 PENDING = 0
 RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
 _FIND = select(RECORDS.c.fingerprint, RECORDS.c.status_code, RECORDS.c.response,
-               RECORDS.c.expires_at).where(RECORDS.c.request_id == bindparam("rid"))
+               RECORDS.c.expires_at, RECORDS.c.created_at).where(
+                   RECORDS.c.request_id == bindparam("rid"))
 _RESERVE = insert(RECORDS)
 
 
@@ -31,6 +34,12 @@ class Stored:
     fingerprint: str
     status_code: int
     response: dict[str, Any]
+    created_at: datetime | None = None
+
+    def stale(self, now: datetime) -> bool:
+        """Still pending long after any request could have finished."""
+        return (self.status_code == PENDING and self.created_at is not None
+                and _aware(self.created_at) + PENDING_TIMEOUT <= now)
 
 
 def fingerprint(*parts: str) -> str:
@@ -51,7 +60,7 @@ def find(sess: Session, request_id: str, now: datetime) -> Stored | None:
     if _aware(row.expires_at) <= now:
         conn.execute(delete(RECORDS).where(RECORDS.c.request_id == request_id))
         return None
-    return Stored(row.fingerprint, row.status_code, dict(row.response or {}))
+    return Stored(row.fingerprint, row.status_code, dict(row.response or {}), row.created_at)
 
 
 def reserve(sess: Session, request_id: str, digest: str, now: datetime) -> None:
@@ -69,6 +78,15 @@ def complete(db: Database, request_id: str, status_code: int, response: dict[str
             update(RECORDS).where(RECORDS.c.request_id == request_id)
             .values(status_code=status_code, response=response)
         )
+
+
+def purge(db: Database, now: datetime) -> int:
+    """Delete expired records (housekeeping); pending ones are resolved by their retry."""
+    with db.session() as sess:
+        result = sess.connection().execute(
+            delete(RECORDS).where(RECORDS.c.expires_at <= now,
+                                  RECORDS.c.status_code != PENDING))
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def discard(sess: Session, request_id: str) -> None:

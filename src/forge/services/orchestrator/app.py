@@ -24,12 +24,13 @@ from forge.policy import check_pinned_hash, make_engine
 from forge.runtime.base import Runtime
 from forge.runtime.factory import make_runtime
 from forge.services.common.app import create_app, make_context, storage_writable
+from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
-from forge.services.orchestrator import routes, terminal
+from forge.services.orchestrator import operator_routes, routes, terminal
 from forge.services.orchestrator.completion import complete
 from forge.services.orchestrator.launcher import handle_spawn
-from forge.services.orchestrator.reaper import reconcile_and_fail_lost, run_reaper
+from forge.services.orchestrator.reaper import reconcile, resume_after_restart, run_reaper
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.failed_events import record_failed_event
 from forge.store.replay import SqlReplayStore
@@ -123,15 +124,20 @@ def build_app(
     ctx.readiness.add("runtime", lambda: _runtime_check(state.runtime))
     tasks: list[asyncio.Task[None]] = []
 
+    housekeeping = Housekeeping(ctx, {"replay_jtis": state.replay.purge_expired})
+
     async def start() -> None:
+        await state.publisher.start(wait=3.0)
         try:
-            await reconcile_and_fail_lost(state)
+            report = await state.blocking(reconcile, state)
         except Exception:
             log.exception("reconciliation at start failed; the reaper keeps running")
-        await state.publisher.start(wait=3.0)
+        else:  # finishing launches and gradings may take a while: not before readiness
+            tasks.append(asyncio.create_task(resume_after_restart(state, report)))
         for consumer in state.consumers:
             await consumer.start(wait=3.0)
         tasks.append(asyncio.create_task(run_reaper(state, reaper_interval_s)))
+        tasks.append(asyncio.create_task(housekeeping.run(settings.housekeeping_interval_s)))
 
     async def stop() -> None:
         for task in tasks:
@@ -147,5 +153,6 @@ def build_app(
     app.state.orchestrator = state
     app.include_router(routes.router)
     app.include_router(terminal.router)
+    app.include_router(operator_routes.router)
     add_subscriber_routes(app, settings.operator, lambda: state.consumers)
     return app

@@ -20,6 +20,7 @@ from forge.audit.log import scenario_log
 from forge.bus import BusUnavailable
 from forge.bus.subjects import SCENARIO_COMPLETED
 from forge.evidence.score import CheckResult
+from forge.faults import crash_point
 from forge.grading.runner import grade
 from forge.lifecycle import states
 from forge.lifecycle.store import load, move
@@ -102,7 +103,7 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str, reason: str) ->
     return payload
 
 
-def _teardown(state: OrchestratorState, scenario_id: str) -> None:
+def teardown_lab(state: OrchestratorState, scenario_id: str) -> None:
     try:
         state.runtime.destroy(scenario_id)
     except LabNotFound:
@@ -121,6 +122,7 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
     except BusUnavailable:
         log.warning("completion of %s stored; publish will be retried", scenario_id)
         return False
+    crash_point("orchestrator.published")
     await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.COMPLETED,
                      f"graded ({payload['completion_reason']})")
@@ -128,31 +130,69 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
     return True
 
 
+def _lab_exists(state: OrchestratorState, scenario_id: str) -> bool:
+    return any(info.lab_id == scenario_id for info in state.runtime.list())
+
+
+async def _fail_grading(state: OrchestratorState, scenario_id: str, why: str) -> str:
+    await state.blocking(teardown_lab, state, scenario_id)
+    failed = await state.blocking(
+        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.FAILED, why)
+    )
+    await state.announce(failed)
+    return states.FAILED
+
+
+async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason: str) -> str:
+    """Grade a scenario already in ``grading``, store, tear down, publish."""
+    try:
+        await state.blocking(_grade_and_store, state, scenario_id, reason)
+    except (RuntimeFault, OSError) as exc:
+        return await _fail_grading(state, scenario_id, f"grading failed: {exc}")
+    crash_point("orchestrator.grading.stored")
+    await state.blocking(teardown_lab, state, scenario_id)
+    done = await publish_completion(state, scenario_id)
+    return states.COMPLETED if done else states.GRADING
+
+
+async def resume_grading(state: OrchestratorState, row: Scenario) -> str:
+    """A scenario left in ``grading`` (a crash, a restart): publish its stored result, grade
+    its lab again, or, with neither, fail it with the reason (which frees its slot)."""
+    scenario_id = row.scenario_id
+    if (scenario_dir(state, scenario_id) / "completion.json").exists():
+        await state.blocking(teardown_lab, state, scenario_id)
+        done = await publish_completion(state, scenario_id)
+        return states.COMPLETED if done else states.GRADING
+    if not await state.blocking(_lab_exists, state, scenario_id):
+        return await _fail_grading(state, scenario_id,
+                                   "the lab was lost during grading; no result was recorded")
+    reason = row.state_reason or "regrade"
+    log.warning("scenario %s was left in grading without a result; grading again", scenario_id)
+    await state.blocking(
+        lambda: scenario_log(state.settings.storage_root, scenario_id).append(
+            "scenario.regrade", {"reason": "grading was interrupted; graded again"}))
+    return await _grade_and_publish(state, scenario_id, reason)
+
+
 async def complete(state: OrchestratorState, scenario_id: str, reason: str) -> str:
-    """Grade a running lab and finish it; returns the scenario's state afterwards."""
+    """Grade a running lab and finish it; returns the scenario's state afterwards.
+
+    Idempotent: a finished scenario is left as it is; one left in ``grading`` by a crash is
+    resumed (published, graded again, or failed with the reason), never left there.
+    """
     async with state.lock_for(scenario_id):
         row = await state.blocking(load, state.ctx.db, scenario_id)
-        if row.state in (states.GRADING, states.COMPLETED):
+        if row.state in states.TERMINAL:
             return row.state
+        if row.state == states.GRADING:
+            return await resume_grading(state, row)
         grading = await state.blocking(
             lambda: move(state.ctx.db, state.settings.storage_root, scenario_id,
                          states.GRADING, reason)
         )
         await state.announce(grading)
-        try:
-            await state.blocking(_grade_and_store, state, scenario_id, reason)
-        except (RuntimeFault, OSError) as exc:
-            why = f"grading failed: {exc}"
-            await state.blocking(_teardown, state, scenario_id)
-            failed = await state.blocking(
-                lambda: move(state.ctx.db, state.settings.storage_root, scenario_id,
-                             states.FAILED, why)
-            )
-            await state.announce(failed)
-            return states.FAILED
-        await state.blocking(_teardown, state, scenario_id)
-        done = await publish_completion(state, scenario_id)
-        return states.COMPLETED if done else states.GRADING
+        crash_point("orchestrator.grading")
+        return await _grade_and_publish(state, scenario_id, reason)
 
 
 async def end_without_grading(state: OrchestratorState, scenario_id: str, target: str,
@@ -163,7 +203,7 @@ async def end_without_grading(state: OrchestratorState, scenario_id: str, target
         if row.state in states.TERMINAL:
             return row.state
         states.check(scenario_id, row.state, target)
-        await state.blocking(_teardown, state, scenario_id)
+        await state.blocking(teardown_lab, state, scenario_id)
         moved = await state.blocking(
             lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, target, reason)
         )

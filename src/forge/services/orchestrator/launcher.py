@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from forge.bus import Event, Reject, RetryLater
+from forge.faults import crash_point
 from forge.lifecycle import states
-from forge.lifecycle.store import ScenarioNotFound, load, move
+from forge.lifecycle.store import ScenarioNotFound, load, move, set_details
 from forge.policy import decide_all
 from forge.policy.decision import PolicyUnavailable
 from forge.policy.inputs import build_training_input
@@ -17,12 +18,14 @@ from forge.services.orchestrator.admission import AdmissionRefused, Admitted, ve
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
+from forge.templates.models import ScenarioTemplate
 from forge.templates.problems import UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed
 
 log = logging.getLogger("forge.orchestrator.launch")
 POLICY_RETRY_S = 2.0
+MAX_LAUNCH_ATTEMPTS = 3
 
 
 def _ensure_row(state: OrchestratorState, event: dict[str, Any], admitted: Admitted) -> None:
@@ -101,11 +104,21 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
                     {"policy": decision_record})
         return
     expires = datetime.fromtimestamp(int(sat["exp"]), UTC)
+    # Mark the row before consuming: a crash between the two leaves a marked row whose
+    # redelivered event then finds its own jti consumed, which is not a replay.
+    row = await state.blocking(load, state.ctx.db, scenario_id)
+    ours = row.details.get("sat_consuming") == sat["jti"]
+    if not ours:
+        await state.blocking(lambda: set_details(
+            state.ctx.db, state.settings.storage_root, scenario_id,
+            {"sat_consuming": str(sat["jti"])}, "consuming the spawn's SAT"))
     try:
         await state.blocking(state.replay.consume, str(sat["jti"]), "SAT", expires)
     except TokenReplayed:
-        await _fail(state, scenario_id, "SAT was already used", {"refused": "sat_replayed"})
-        return
+        if not ours:
+            await _fail(state, scenario_id, "SAT was already used",
+                        {"refused": "sat_replayed"})
+            return
     values = generate_values(loaded.template)
     launching = await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.LAUNCHING,
@@ -114,13 +127,58 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
                               "tokens": {"sat": admitted.sat_token, "et": admitted.et_token}})
     )
     await state.announce(launching)
-    rendered = render(loaded.template, values)
+    crash_point("orchestrator.launching")
+    await _build(state, scenario_id, render(loaded.template, values), str(et["plan"]))
+
+
+async def _build(state: OrchestratorState, scenario_id: str, rendered: ScenarioTemplate,
+                 plan_name: str) -> None:
+    """Create the lab of a ``launching`` scenario and mark it running, or fail it."""
     try:
         info = await state.blocking(state.runtime.create, lab_spec(scenario_id, rendered))
     except RuntimeFault as exc:
         await _fail(state, scenario_id, f"lab could not be created: {exc}", {})
         return
-    await mark_running(state, scenario_id, str(et["plan"]), info.hosts)
+    await mark_running(state, scenario_id, plan_name, info.hosts)
+
+
+async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
+    """Finish a scenario left in ``launching`` by a crash: a complete lab is marked running;
+    a half-built one is torn down and built again from the accepted spawn (same values);
+    after MAX_LAUNCH_ATTEMPTS the scenario fails with the reason. Returns the state."""
+    async with state.lock_for(scenario_id):
+        row = await state.blocking(load, state.ctx.db, scenario_id)
+        if row.state != states.LAUNCHING:
+            return row.state
+        found = {i.lab_id: i for i in await state.blocking(state.runtime.list)}
+        info = found.get(scenario_id)
+        if info is not None and info.state == "running":
+            await mark_running(state, scenario_id, row.plan, info.hosts)
+            return states.RUNNING
+        if info is not None:
+            try:
+                await state.blocking(state.runtime.destroy, scenario_id)
+            except RuntimeFault as exc:
+                await _fail(state, scenario_id, f"half-built lab could not be removed: {exc}",
+                            {})
+                return states.FAILED
+        attempts = int(row.details.get("launch_attempts", 1)) + 1
+        if attempts > MAX_LAUNCH_ATTEMPTS:
+            await _fail(state, scenario_id, f"lab could not be built in {MAX_LAUNCH_ATTEMPTS} "
+                        "attempts (interrupted)", {"launch_attempts": attempts - 1})
+            return states.FAILED
+        try:
+            loaded = state.registry.get(row.template_id)
+        except UnknownTemplate:
+            await _fail(state, scenario_id, "template is not loaded", {})
+            return states.FAILED
+        await state.blocking(
+            lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
+                                {"launch_attempts": attempts},
+                                f"launch interrupted; building the lab again (attempt {attempts})"))
+        rendered = render(loaded.template, row.details.get("variables", {}))
+        await _build(state, scenario_id, rendered, row.plan)
+        return (await state.blocking(load, state.ctx.db, scenario_id)).state
 
 
 async def mark_running(state: OrchestratorState, scenario_id: str, plan_name: str,
@@ -138,3 +196,4 @@ async def mark_running(state: OrchestratorState, scenario_id: str, plan_name: st
                      details={"hosts": hosts, "started_at": datetime.now(UTC).isoformat()})
     )
     await state.announce(running, expires_at=deadline.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    crash_point("orchestrator.running")

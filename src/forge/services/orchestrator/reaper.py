@@ -9,19 +9,20 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from forge.lifecycle import states
-from forge.lifecycle.store import load
 from forge.services.orchestrator.completion import (
     complete,
     end_without_grading,
-    publish_completion,
     scenario_dir,
 )
-from forge.services.orchestrator.launcher import mark_running
+from forge.services.orchestrator.launcher import resume_launch
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
 
 log = logging.getLogger("forge.orchestrator.reaper")
 STUCK_AFTER = timedelta(minutes=10)
+# Nothing in this process works on it (its lock is free) and it has not moved for this long.
+STUCK_LAUNCHING = timedelta(minutes=2)
+STUCK_GRADING = timedelta(minutes=1)
 
 
 def _aware(value: datetime) -> datetime:
@@ -40,28 +41,33 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
     due: list[tuple[str, str]] = []
     for scenario_id, current, expires_at, updated_at in rows:
         deadline_passed = expires_at is not None and _aware(expires_at) <= now
-        stuck = _aware(updated_at) + STUCK_AFTER <= now
+        idle = now - _aware(updated_at)
         unpublished = (scenario_dir(state, scenario_id) / "completion.json").exists()
         if (
             (current == states.RUNNING and deadline_passed)
-            or (current in (states.PENDING, states.LAUNCHING) and stuck)
-            or (current == states.GRADING and unpublished)
+            or (current == states.PENDING and idle >= STUCK_AFTER)
+            or (current == states.LAUNCHING and idle >= STUCK_LAUNCHING)
+            or (current == states.GRADING and (unpublished or idle >= STUCK_GRADING))
         ):
             due.append((scenario_id, current))
     return due
 
 
 async def reap_once(state: OrchestratorState) -> int:
-    """Act on every due scenario; returns how many were handled."""
+    """Act on every due scenario; returns how many were handled.
+
+    A scenario this process is working on (its lock is held) is left alone: what is due is
+    what a crash or an outage left behind.
+    """
     handled = 0
     for scenario_id, current in await state.blocking(_due, state, datetime.now(UTC)):
+        if current != states.RUNNING and state.lock_for(scenario_id).locked():
+            continue
         try:
-            if current == states.RUNNING:
+            if current in (states.RUNNING, states.GRADING):
                 await complete(state, scenario_id, "expired")
-            elif current == states.GRADING:
-                if state.lock_for(scenario_id).locked():
-                    continue
-                await publish_completion(state, scenario_id)
+            elif current == states.LAUNCHING:
+                await resume_launch(state, scenario_id)
             else:
                 await end_without_grading(state, scenario_id, states.EXPIRED,
                                           "deadline passed before the lab ran")
@@ -91,22 +97,30 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
     return report
 
 
-async def reconcile_and_fail_lost(state: OrchestratorState) -> dict[str, list[str]]:
-    """Reconcile at start; a running scenario whose lab vanished is failed (and its slot freed)."""
-    report = await state.blocking(reconcile, state)
-    for scenario_id in report["adopted"]:
-        row = await state.blocking(load, state.ctx.db, scenario_id)
-        if row.state == states.LAUNCHING:  # the crash came between create and running
-            await mark_running(state, scenario_id, row.plan,
-                               state.adopted_hosts.get(scenario_id, {}))
-    for scenario_id in report["lost"]:
-        row_state = await state.blocking(lambda sid=scenario_id: _state_of(state, sid))
-        if row_state in (states.RUNNING, states.LAUNCHING):
-            await end_without_grading(state, scenario_id, states.FAILED,
-                                      "lab was lost while the orchestrator was down")
+async def resume_after_restart(state: OrchestratorState,
+                               report: dict[str, list[str]]) -> None:
+    """Give every live scenario found by ``reconcile`` its way out.
+
+    ``launching``: a complete lab is marked running, anything else is built again from
+    the accepted spawn (or failed after its attempts). ``grading``: the stored result is
+    published, or the lab is graded again, or (no lab) the scenario fails with the reason.
+    ``running`` without its lab: failed, and its slot freed.
+    """
+    for scenario_id in sorted({*report["adopted"], *report["lost"]}):
+        try:
+            row_state = await state.blocking(lambda sid=scenario_id: _state_of(state, sid))
+            if row_state == states.LAUNCHING:
+                await resume_launch(state, scenario_id)
+            elif row_state == states.GRADING:
+                await complete(state, scenario_id, "resumed")
+            elif row_state == states.RUNNING and scenario_id in report["lost"]:
+                await end_without_grading(state, scenario_id, states.FAILED,
+                                          "lab was lost while the orchestrator was down")
+        except Exception:
+            log.exception("could not resume %s after a restart; the reaper will retry",
+                          scenario_id)
     if any(report.values()):
         log.info("reconciled labs: %s", report)
-    return report
 
 
 def _state_of(state: OrchestratorState, scenario_id: str) -> str | None:

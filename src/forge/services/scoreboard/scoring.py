@@ -34,6 +34,7 @@ from forge.evidence.bundle import BUNDLE_NAMES
 from forge.evidence.canonical import CanonicalJSONError
 from forge.evidence.score import SCENARIO_ID_RE, ScoreInputError
 from forge.evidence.verdict import SCORE_NAME
+from forge.faults import crash_point
 from forge.services.common.app import storage_writable
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard.completion import CompletionRefused, verify_completion
@@ -142,6 +143,7 @@ class Scorer:
         except OSError as exc:
             raise ScoringPaused(f"cannot write results of {scenario_id}: "
                                 f"{exc.strerror or exc}") from None
+        crash_point("scoreboard.written")
         files = read_results(self.storage_root, scenario_id)
         if files is None:
             raise ScoringPaused(f"results of {scenario_id} vanished after writing")

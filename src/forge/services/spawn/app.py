@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from forge.config.settings import Settings
+from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import create_app, make_context, storage_writable
+from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
 from forge.services.spawn import access, routes, terminal
 from forge.services.spawn.lifecycle import lifecycle_consumer
 from forge.services.spawn.peers import peer_keys_check
 from forge.services.spawn.state import SpawnState, build_state
+from forge.store import idempotency
 from forge.web import install as install_web
 
 NAME = "spawn_service"
 DEFAULT_PORT = 8082
 
+
+RATE_WINDOW_KEEP = timedelta(minutes=10)
+SLOT_KEEP = timedelta(hours=1)
 
 def _nats_check(state: SpawnState) -> str:
     publisher_ok = state.publisher.connected
@@ -54,13 +63,24 @@ def build_app(settings: Settings) -> FastAPI:
     ctx.readiness.add("nats", lambda: _nats_check(state))
     ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings))
 
+    housekeeping = Housekeeping(ctx, {
+        "idempotency_records": lambda now: idempotency.purge(ctx.db, now),
+        "rate_windows": lambda now: purge_windows(ctx.db, now - RATE_WINDOW_KEEP),
+        "quota_slots": lambda now: purge_slots(ctx.db, now - SLOT_KEEP),
+        "replay_jtis": state.replay.purge_expired,
+    })
+    app_tasks: list[asyncio.Task[None]] = []
+
     async def start_bus() -> None:
         # Wait briefly so a healthy platform is ready at once; an outage only shows in /readyz.
         await state.publisher.start(wait=3.0)
         assert state.lifecycle is not None
         await state.lifecycle.start(wait=3.0)
+        app_tasks.append(asyncio.create_task(housekeeping.run(settings.housekeeping_interval_s)))
 
     async def stop_bus() -> None:
+        for task in app_tasks:
+            task.cancel()
         if state.lifecycle is not None:
             await state.lifecycle.stop()
         await state.publisher.close()
@@ -69,6 +89,7 @@ def build_app(settings: Settings) -> FastAPI:
     ctx.shutdown.append(stop_bus)
     app = create_app(ctx)
     app.state.spawn = state
+    app.state.housekeeping = housekeeping
     app.include_router(routes.router)
     app.include_router(access.router)
     app.include_router(terminal.router)

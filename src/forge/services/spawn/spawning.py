@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from forge.billing import ledger
 from forge.bus import BusUnavailable
 from forge.bus.subjects import SPAWN_REQUESTED
 from forge.entitlements.resolve import Entitlement, mint_et
+from forge.faults import crash_point
 from forge.identity.caller import Caller
-from forge.quotas.limiter import QuotaExceeded, Taken, give_back, take
+from forge.lifecycle import states
+from forge.lifecycle.states import IllegalTransition
+from forge.lifecycle.store import move
+from forge.quotas.limiter import QuotaExceeded, Taken, give_back, release, take
 from forge.services.common.errors import ApiError
 from forge.services.spawn.state import SpawnState
 from forge.store import idempotency
@@ -58,11 +62,17 @@ def _iso(ts: float | int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _replay(record: idempotency.Stored, digest: str) -> SpawnAnswer:
+class StalePending(Exception):
+    """The request id's earlier attempt died before answering (see ``_resolve_stale``)."""
+
+
+def _replay(record: idempotency.Stored, digest: str, now: datetime) -> SpawnAnswer:
     if record.fingerprint != digest:
         raise ApiError(409, "request_id_conflict",
                        "request_id was already used for a different request",
                        [{"field": "request_id"}])
+    if record.stale(now):
+        raise StalePending()
     if record.status_code == idempotency.PENDING:
         raise ApiError(409, "request_in_progress",
                        "a request with this request_id is still being processed; retry",
@@ -80,7 +90,7 @@ def _reserve(
         with state.ctx.db.session() as sess:
             existing = idempotency.find(sess, request_id, now)
             if existing is not None:
-                return _replay(existing, digest)
+                return _replay(existing, digest, now)
             taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
                          subject=caller.subject, plan=ent.plan, now=now)
             conn = sess.connection()
@@ -104,7 +114,35 @@ def _reserve(
             record = idempotency.find(sess, request_id, now)
             if record is None:
                 raise
-            return _replay(record, digest)
+            return _replay(record, digest, now)
+
+
+def _resolve_stale(state: SpawnState, request_id: str) -> tuple[str, str] | None:
+    """Settle a request whose process died between recording it and answering.
+
+    If the orchestrator never took its scenario (still ``pending``), that scenario is failed
+    with the reason, its slot released and the record dropped: the retry proceeds as a new
+    request (None). Otherwise the orchestrator has it: (scenario_id, subject) to answer the
+    retry with that scenario.
+    """
+    with state.ctx.db.read() as sess:
+        row = sess.execute(
+            select(SCENARIOS.c.scenario_id, SCENARIOS.c.state, SCENARIOS.c.subject)
+            .where(SCENARIOS.c.request_id == request_id)
+            .order_by(SCENARIOS.c.created_at.desc()).limit(1)
+        ).first()
+    if row is not None and row.state != states.PENDING:
+        return str(row.scenario_id), str(row.subject)
+    if row is not None:
+        try:
+            move(state.ctx.db, state.settings.storage_root, row.scenario_id, states.FAILED,
+                 "the spawn request was interrupted before it was answered; it was retried")
+        except IllegalTransition:  # the orchestrator took it meanwhile: answer with it
+            return str(row.scenario_id), str(row.subject)
+        release(state.ctx.db, row.scenario_id)
+    with state.ctx.db.session() as sess:
+        idempotency.discard(sess, request_id)
+    return None
 
 
 def _undo(state: SpawnState, taken: Taken, request_id: str) -> None:
@@ -131,12 +169,25 @@ async def spawn(
         "sub": caller.subject, "tenant_id": caller.tenant_id, "plan": ent.plan.name,
         "et_jti": et_claims["jti"],
     })
-    try:
-        reserved = await state.ctx.db.write(lambda: _reserve(
+    def reserve() -> SpawnAnswer | Taken:
+        return _reserve(
             state, request_id=request_id, digest=digest, caller=caller, ent=ent, track=track,
             template_id=template_id, scenario_id=scenario_id, sat_jti=sat_claims["jti"],
             et_jti=et_claims["jti"],
-        ))
+        )
+
+    try:
+        try:
+            reserved = await state.ctx.db.write(reserve)
+        except StalePending:
+            resumed = await state.ctx.db.write(_resolve_stale, state, request_id)
+            if resumed is not None:
+                return await _answer(state, caller, request_id, resumed[0], base_url, 200)
+            reserved = await state.ctx.db.write(reserve)
+    except StalePending:
+        raise ApiError(409, "request_in_progress",
+                       "a request with this request_id is still being processed; retry",
+                       headers={"Retry-After": "1"}) from None
     except QuotaExceeded as exc:
         await audit_decision(state, caller, ent, "spawn_denied",
                              {"reason": str(exc), "track": track})
@@ -145,10 +196,7 @@ async def spawn(
                        headers={"Retry-After": str(exc.retry_after)}) from None
     if isinstance(reserved, SpawnAnswer):
         return reserved
-    access, access_claims = mint_token_claims(settings.sat, ACCESS, {
-        "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
-    })
-    access_exp = int(access_claims["exp"])
+    crash_point("spawn.recorded")
     event = {
         "scenario_id": scenario_id, "request_id": request_id, "track": track,
         "template_id": template_id, "tenant_id": caller.tenant_id, "subject": caller.subject,
@@ -165,17 +213,28 @@ async def spawn(
     except BaseException:
         await state.ctx.db.write(_undo, state, reserved, request_id)
         raise
+    crash_point("spawn.published")
+    answer = await _answer(state, caller, request_id, scenario_id, base_url, 201)
+    await audit_decision(state, caller, ent, "spawn_accepted",
+                         {"scenario_id": scenario_id, "track": track})
+    return answer
+
+
+async def _answer(state: SpawnState, caller: Caller, request_id: str, scenario_id: str,
+                  base_url: str, status: int) -> SpawnAnswer:
+    """Mint the learner's access link, store the answer under the request id, return it."""
+    access, access_claims = mint_token_claims(state.settings.sat, ACCESS, {
+        "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
+    })
     body = {
         "request_id": request_id,
         "scenario_id": scenario_id,
         "status": "pending",
         "access_url": f"{base_url.rstrip('/')}/v1/access/{scenario_id}?token={access}",
-        "expires_at": _iso(access_exp),
+        "expires_at": _iso(int(access_claims["exp"])),
     }
     await state.ctx.db.write(idempotency.complete, state.ctx.db, request_id, 201, body)
-    await audit_decision(state, caller, ent, "spawn_accepted",
-                 {"scenario_id": scenario_id, "track": track})
-    return SpawnAnswer(201, body)
+    return SpawnAnswer(status, body)
 
 
 async def audit_decision(

@@ -1,0 +1,60 @@
+"""Operator endpoints that end or resume any scenario: fail, regrade, destroy."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from forge.lifecycle.store import ScenarioNotFound
+from forge.services.common.auth import check_operator
+from forge.services.common.errors import ApiError
+from forge.services.orchestrator import operations
+from forge.services.orchestrator.routes import SCENARIO_ID, orch
+from forge.services.orchestrator.state import OrchestratorState
+
+router = APIRouter()
+Action = Callable[[OrchestratorState, str, str], Awaitable[str]]
+
+
+class ActionBody(BaseModel):
+    """Why the operator acts (kept in the scenario's audit log)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("operator action", min_length=1, max_length=500)
+
+
+async def _act(request: Request, scenario_id: str, body: ActionBody | None,
+               action: Action, name: str) -> dict[str, Any]:
+    state = orch(request)
+    check_operator(request, state.settings.operator)
+    if not SCENARIO_ID.match(scenario_id):
+        raise ApiError(404, "not_found", "scenario not found")
+    try:
+        final = await action(state, scenario_id, (body or ActionBody()).reason)
+    except ScenarioNotFound:
+        raise ApiError(404, "not_found", "scenario not found") from None
+    return {"scenario_id": scenario_id, "action": name, "state": final}
+
+
+@router.post("/v1/admin/scenarios/{scenario_id}/fail", tags=["operator"])
+async def fail(scenario_id: str, request: Request,
+               body: ActionBody | None = None) -> dict[str, Any]:
+    """Operator: end an unfinished scenario as failed (lab torn down, slot freed)."""
+    return await _act(request, scenario_id, body, operations.fail, "fail")
+
+
+@router.post("/v1/admin/scenarios/{scenario_id}/regrade", tags=["operator"])
+async def regrade(scenario_id: str, request: Request,
+                  body: ActionBody | None = None) -> dict[str, Any]:
+    """Operator: grade a running lab now, or resume one stuck in grading."""
+    return await _act(request, scenario_id, body, operations.regrade, "regrade")
+
+
+@router.post("/v1/admin/scenarios/{scenario_id}/destroy", tags=["operator"])
+async def destroy(scenario_id: str, request: Request,
+                  body: ActionBody | None = None) -> dict[str, Any]:
+    """Operator: tear the lab down now, whatever the scenario's state."""
+    return await _act(request, scenario_id, body, operations.destroy, "destroy")

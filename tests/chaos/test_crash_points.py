@@ -1,0 +1,48 @@
+"""Every named crash point (forge.faults.POINTS), once: kill -9 there, restart, and the
+learner still gets exactly one verdict, with nothing leaked, held or half-written.
+
+The armed service dies at its point during an ordinary journey (spawn, wait, submit,
+verdict) driven by a patient client that retries across the outage, as a learner's browser
+would; the platform is healed by starting the dead service again without the crash point.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from forge.faults import POINTS
+from tests.drills.conftest import Drill
+
+from .conftest import TERMINAL, assert_clean, call, new_request_id, verdicts_for, wait_until
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_crash_point_loses_nothing(drill: Drill, point: str) -> None:
+    d = drill
+    env = d.env()
+    d.forge_ok("keys", "generate")
+    d.start()
+    learner = d.learner("chaos", "ann")
+    armed = d.services[point.split(".")[0]]
+    armed.restart(d.env(FORGE_CRASH_POINT=point))
+    spawn_url = f"{d.url('spawn')}/v1/spawn"
+    resp = call(d, env, "POST", spawn_url, ok=(200, 201), headers=learner, timeout=150,
+                json={"track": "netplus", "request_id": new_request_id()})
+    sid = resp.json()["scenario_id"]
+    body = wait_until(d, env, learner, sid, {"running", *TERMINAL})
+    assert body["state"] == "running", body
+    call(d, env, "POST", f"{d.url('spawn')}/v1/scenarios/{sid}/submit", ok=(202, 409),
+         headers=learner)
+    body = wait_until(d, env, learner, sid, TERMINAL)
+    assert body["state"] == "completed", body
+    score = call(d, env, "GET", f"{d.url('scoreboard')}/v1/scores/{sid}", ok=(200,),
+                 headers=learner).json()
+    assert score["scenario_id"] == sid
+    assert getattr(armed, "restarts", 0) >= 1, f"{point} was never reached"
+    assert verdicts_for(d, sid) == 1
+    scenarios = httpx.get(f"{d.url('orchestrator')}/v1/scenarios", headers=d.operator(),
+                          timeout=10).json()["items"]
+    assert_clean(d, [s["scenario_id"] for s in scenarios])
