@@ -32,6 +32,10 @@ class Plan(BaseModel):
     tenant_concurrent: int = Field(gt=0, le=1_000_000)
     max_lab_minutes: int = Field(gt=0, le=7 * 24 * 60)
     retention_days: int = Field(gt=0, le=3650)
+    # Browser terminals: open at once per lab (all tabs and devices together), and how long
+    # one may go without the learner's input before it is closed.
+    max_terminals: int = Field(default=4, gt=0, le=64)
+    terminal_idle_seconds: int = Field(default=900, ge=1, le=24 * 60 * 60)
 
     @model_validator(mode="after")
     def _check(self) -> Plan:
