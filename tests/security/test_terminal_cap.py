@@ -41,10 +41,11 @@ from forge.services.orchestrator.app import build_app as build_orchestrator
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
 from forge.services.spawn.app import build_app as build_spawn
+from forge.tokens import TERMINAL, mint_token
 
 from ..live_server import live_server
 from ..orchestrator.conftest import FAST
-from ..services.conftest import prod_environ
+from ..services.conftest import SECRETS, prod_environ
 
 REPO = Path(__file__).resolve().parents[2]
 CAP = 3  # PRO in this test's plans file
@@ -59,6 +60,7 @@ class Lab:
     """The live platform: URLs, the orchestrator's state and event loop, the lab runtime."""
 
     spawn_url: str
+    orch_url: str
     orch: OrchestratorState
     loop: asyncio.AbstractEventLoop
     runtime: LocalRuntime
@@ -133,7 +135,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             spawn_app = build_spawn(load_settings(prod_environ(
                 tmp / "storage", ORCHESTRATOR_URL=orch_url, **base)))
             with live_server(spawn_app) as spawn_url:
-                yield Lab(spawn_url, state, loops[0], runtime)
+                yield Lab(spawn_url, orch_url, state, loops[0], runtime)
     finally:
         for info in runtime.list():
             runtime.destroy(info.lab_id)
@@ -288,3 +290,21 @@ def test_close_terminals_closes_all_kills_their_processes_and_refuses_new_ones(l
         assert control["error"] == "lab_sealed" and code == 4410
         assert lab.held(sid) == 0
         round_trip(bystander, "still-here")  # another lab's terminal is untouched
+
+
+def test_a_lab_that_is_not_running_gets_no_terminal_even_with_a_tty_token(lab: Lab) -> None:
+    """The orchestrator checks the lab's state itself (spawn_service's check may be stale):
+    a valid TTY token for a deleted lab gets `lab_not_running` / 4409, not a shell."""
+    headers = lab.learner("kim")
+    sid = lab.spawn_running(headers)
+    token = mint_token(lab.orch.settings.sat, TERMINAL, {
+        "scenario_id": sid, "sub": "kim", "tenant_id": "acme", "host": "learner"})
+    resp = httpx.delete(f"{lab.orch_url}/v1/scenarios/{sid}", timeout=60,
+                        headers={"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"})
+    assert resp.status_code == 200, resp.text
+    url = lab.orch_url.replace("http://", "ws://") + f"/internal/scenarios/{sid}/tty"
+    with connect(url, additional_headers={"x-forge-terminal": token}) as ws:
+        control, code, _ = closed_with(ws)
+    assert control["error"] == "lab_not_running" and code == 4409
+    assert "The lab is deleted" in control["message"]
+    assert lab.held(sid) == 0
