@@ -19,9 +19,16 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
-from forge.runtime.base import RuntimeFault, TtySession
+from forge.runtime.base import RuntimeFault
 from forge.services.common.relay import until_first_ends
 from forge.services.orchestrator.state import OrchestratorState
+from forge.services.orchestrator.terminal_io import (
+    Activity,
+    Keystrokes,
+    make_nonblocking,
+    pump_in,
+    pump_out,
+)
 from forge.services.orchestrator.terminal_slots import (
     Closing,
     SlotRefused,
@@ -39,61 +46,7 @@ DEFAULT_MAX_TERMINALS = 4  # for a lab whose plan is no longer in plans.yaml
 DEFAULT_IDLE_SECONDS = 900
 
 
-async def _pump_out(ws: WebSocket, session: TtySession) -> None:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def readable() -> None:
-        try:
-            data = session.read()
-        except OSError:
-            data = b""
-        queue.put_nowait(data)
-        if not data:
-            loop.remove_reader(session.fileno())
-
-    loop.add_reader(session.fileno(), readable)
-    try:
-        while True:
-            data = await queue.get()
-            if not data:
-                return
-            await ws.send_bytes(data)
-    finally:
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(session.fileno())
-
-
-class _Activity:
-    """When the learner last typed (loop time); resizes and output do not count."""
-
-    def __init__(self) -> None:
-        self.last = asyncio.get_running_loop().time()
-
-    def touch(self) -> None:
-        self.last = asyncio.get_running_loop().time()
-
-
-async def _pump_in(ws: WebSocket, session: TtySession, activity: _Activity) -> None:
-    while True:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message.get("bytes"):
-            activity.touch()
-            session.write(message["bytes"])
-        elif message.get("text"):
-            try:
-                control = json.loads(message["text"])
-                if control.get("type") == "resize":
-                    rows, cols = int(control["rows"]), int(control["cols"])
-                    if 1 <= rows <= 500 and 1 <= cols <= 1000:
-                        session.resize(rows, cols)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
-
-
-async def _watch(slot: TerminalSlot, activity: _Activity, idle_s: int) -> None:
+async def _watch(slot: TerminalSlot, activity: Activity, idle_s: int) -> None:
     """Return when the slot is asked to close, or after `idle_s` without input (asking it)."""
     loop = asyncio.get_running_loop()
     while not slot.stop.is_set():
@@ -200,12 +153,13 @@ async def _serve(state: OrchestratorState, websocket: WebSocket, slot: TerminalS
         await websocket.close(code=4404)
         return
     try:
+        make_nonblocking(session)
         await websocket.accept()
         if not slot.stop.is_set():
-            activity = _Activity()
-            await until_first_ends(_pump_out(websocket, session),
-                                   _pump_in(websocket, session, activity),
-                                   _watch(slot, activity, idle_s))
+            activity, keys = Activity(), Keystrokes()
+            await until_first_ends(pump_out(websocket, session),
+                                   pump_in(websocket, session, activity, keys),
+                                   keys.drain(session), _watch(slot, activity, idle_s))
     finally:
         await state.blocking(session.close)
     if slot.closing is not None:
