@@ -160,6 +160,9 @@ async def _serve(state: OrchestratorState, websocket: WebSocket, slot: TerminalS
             await until_first_ends(pump_out(websocket, session),
                                    pump_in(websocket, session, activity, keys),
                                    keys.drain(session), _watch(slot, activity, idle_s))
+            if keys.dropped:
+                log.info("terminal of %s: %d bytes of input dropped (not read by the lab)",
+                         slot.scenario_id, keys.dropped)
     finally:
         await state.blocking(session.close)
     if slot.closing is not None:
