@@ -19,6 +19,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
+from forge.plans import DEFAULT_MAX_TERMINALS, DEFAULT_TERMINAL_IDLE_SECONDS
 from forge.runtime.base import RuntimeFault
 from forge.services.common.relay import until_first_ends
 from forge.services.orchestrator.state import OrchestratorState
@@ -42,8 +43,6 @@ from forge.tokens import TERMINAL, TokenError, verify_token
 router = APIRouter()
 log = logging.getLogger("forge.orchestrator.terminal")
 TOKEN_HEADER = "x-forge-terminal"  # noqa: S105 - a header name, not a secret
-DEFAULT_MAX_TERMINALS = 4  # for a lab whose plan is no longer in plans.yaml
-DEFAULT_IDLE_SECONDS = 900
 
 
 async def _watch(slot: TerminalSlot, activity: Activity, idle_s: int) -> None:
@@ -67,8 +66,9 @@ async def _send_closing(ws: WebSocket, closing: Closing) -> None:
 
 async def _refuse(ws: WebSocket, closing: Closing) -> None:
     """Accept only to say why not: a refusal the page can show, not a bare failed handshake."""
-    await ws.accept()
-    await _send_closing(ws, closing)
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await ws.accept()
+        await _send_closing(ws, closing)
 
 
 def _size(ws: WebSocket, name: str, default: int, most: int) -> int:
@@ -127,8 +127,9 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
         await _refuse(websocket, not_running(row.state))
         return
     plan = state.catalog.get(row.plan)
+    # A lab whose plan was since removed from plans.yaml gets the defaults.
     limit = plan.max_terminals if plan else DEFAULT_MAX_TERMINALS
-    idle_s = plan.terminal_idle_seconds if plan else DEFAULT_IDLE_SECONDS
+    idle_s = plan.terminal_idle_seconds if plan else DEFAULT_TERMINAL_IDLE_SECONDS
     try:
         slot = state.terminals.acquire(scenario_id, limit)
     except SlotRefused as refused:
@@ -154,7 +155,10 @@ async def _serve(state: OrchestratorState, websocket: WebSocket, slot: TerminalS
         return
     try:
         make_nonblocking(session)
-        await websocket.accept()
+        try:
+            await websocket.accept()
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            return  # the client left while its PTY was being made
         if not slot.stop.is_set():
             activity, keys = Activity(), Keystrokes()
             await until_first_ends(pump_out(websocket, session),
