@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,14 +57,14 @@ class WebPlatform:
         return httpx.Client(base_url=self.url, timeout=30, headers={"origin": self.url})
 
 
-@pytest.fixture(scope="module")
-def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatform]:
-    tmp = tmp_path_factory.mktemp("web")
+@contextmanager
+def running_web_platform(tmp: Path, **env: str) -> Iterator[WebPlatform]:
+    """Start the platform in `tmp`; `env` adds or overrides settings (e.g. FORGE_PLANS_FILE)."""
     nats = NatsServer()
     nats.start()
     storage = with_signing_key(tmp / "storage")
     base = {"NATS_URL": nats.url, "FORGE_DB_URL": f"sqlite:///{tmp / 'forge.db'}",
-            "FORGE_TEMPLATE_DIR": str(REPO / "templates")}
+            "FORGE_TEMPLATE_DIR": str(REPO / "templates"), **env}
     runtime = LocalRuntime(str(tmp / "runtime"), "w" + secrets.token_hex(2))
     try:
         settings = load_settings(prod_environ(storage, **base))
@@ -83,6 +84,12 @@ def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatfo
             runtime.destroy(info.lab_id)
         runtime.close()
         nats.close()
+
+
+@pytest.fixture(scope="module")
+def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatform]:
+    with running_web_platform(tmp_path_factory.mktemp("web")) as platform:
+        yield platform
 
 
 @pytest.fixture(scope="module")

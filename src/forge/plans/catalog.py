@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
 _TRACK = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+DEFAULT_MAX_TERMINALS = 4
+DEFAULT_TERMINAL_IDLE_SECONDS = 15 * 60
 
 
 class PlanError(Exception):
@@ -32,6 +34,11 @@ class Plan(BaseModel):
     tenant_concurrent: int = Field(gt=0, le=1_000_000)
     max_lab_minutes: int = Field(gt=0, le=7 * 24 * 60)
     retention_days: int = Field(gt=0, le=3650)
+    # Browser terminals: open at once per lab (all tabs and devices together), and how long
+    # one may go without the learner's input before it is closed.
+    max_terminals: int = Field(default=DEFAULT_MAX_TERMINALS, gt=0, le=64)
+    terminal_idle_seconds: int = Field(default=DEFAULT_TERMINAL_IDLE_SECONDS, ge=1,
+                                       le=24 * 60 * 60)
 
     @model_validator(mode="after")
     def _check(self) -> Plan:

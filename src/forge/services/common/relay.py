@@ -11,7 +11,9 @@ async def until_first_ends(*pumps: Coroutine[Any, Any, None]) -> None:
     """Run `pumps` concurrently; when one returns or fails, cancel the others.
 
     A closed socket ends a pump with an exception; that is the normal way a relay stops,
-    so the exceptions are collected here and not reported as unhandled.
+    so the exceptions are collected here and not reported as unhandled. The cancelled pumps
+    are awaited, so their cleanup (e.g. unregistering a descriptor from the loop) is done
+    before the caller closes what they were pumping.
     """
     tasks = [asyncio.create_task(p) for p in pumps]
     try:
@@ -19,6 +21,7 @@ async def until_first_ends(*pumps: Coroutine[Any, Any, None]) -> None:
     finally:
         for task in tasks:
             task.cancel()
+        await asyncio.wait(tasks)
         for task in tasks:
-            if task.done() and not task.cancelled():
+            if not task.cancelled():
                 task.exception()

@@ -15,6 +15,7 @@ from forge.plans import PlanCatalog
 from forge.policy.decision import PolicyEngine
 from forge.runtime.base import Runtime
 from forge.services.common.app import ServiceContext
+from forge.services.orchestrator.terminal_slots import TerminalSlots
 from forge.store.replay import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
@@ -36,6 +37,7 @@ class OrchestratorState:
     consumers: list[DurableConsumer] = field(default_factory=list)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     adopted_hosts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    terminals: TerminalSlots = field(default_factory=TerminalSlots)
 
     @property
     def settings(self) -> Settings:

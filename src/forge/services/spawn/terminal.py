@@ -1,16 +1,17 @@
 """The learner's browser terminal: a WebSocket proxied to the orchestrator's lab PTY.
 
 The browser only ever talks to spawn_service; the orchestrator is reached with a 60-second
-TTY token bound to this scenario, learner and host.
+TTY token bound to this scenario, learner and host. The orchestrator's reasons for refusing or
+closing a terminal (a JSON text frame, then a 44xx close code) reach the browser unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import websockets
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from forge.identity.caller import AuthError, resolve_caller
@@ -82,8 +83,8 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     })
     base = state.settings.orchestrator_url.replace("http://", "ws://", 1).replace(
         "https://", "wss://", 1)
-    query = f"rows={websocket.query_params.get('rows', '24')}&cols=" \
-            f"{websocket.query_params.get('cols', '80')}"
+    query = urlencode({"rows": websocket.query_params.get("rows", "24"),
+                       "cols": websocket.query_params.get("cols", "80")})
     try:
         upstream = await websockets.connect(
             f"{base}/internal/scenarios/{scenario_id}/tty?{query}",
@@ -99,5 +100,17 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
                                _relay_lab(websocket, upstream))
     finally:
         await upstream.close()
-        with contextlib.suppress(RuntimeError):
-            await websocket.close()
+        code, reason = _passed_on(upstream)
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await websocket.close(code=code, reason=reason)
+
+
+def _passed_on(upstream: websockets.ClientConnection) -> tuple[int, str]:
+    """The orchestrator's own close code and reason (terminal cap, idle, grading), else 1000.
+
+    Only the application range 4000-4999 is passed on, so the page can tell the learner why.
+    """
+    code = upstream.close_code
+    if code is not None and 4000 <= code <= 4999:
+        return code, upstream.close_reason or ""
+    return 1000, ""

@@ -54,18 +54,45 @@
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     const encoder = new TextEncoder();
-    ws.onmessage = function (ev) {
-      term.write(typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data));
-    };
     let opened = false;
+    let closedWith = null;  // {error, message} from the server's "closed" control frame
+    function closedMessage(text) {
+      try {
+        const body = JSON.parse(text);
+        if (body && body.type === "closed" && typeof body.message === "string") { return body; }
+      } catch (err) { /* not a control frame */ }
+      return null;
+    }
+    ws.onmessage = function (ev) {
+      if (typeof ev.data === "string") {
+        const control = closedMessage(ev.data);
+        if (control) { closedWith = control; return; }
+        term.write(ev.data);
+      } else {
+        term.write(new Uint8Array(ev.data));
+      }
+    };
     ws.onopen = function () {
       opened = true;
       status.textContent = "Connected to the learner host.";
       term.focus();
     };
-    ws.onclose = function () {
-      status.textContent = opened ? "Terminal disconnected." :
-        "The terminal is not available (the lab may have stopped running).";
+    ws.onclose = function (ev) {
+      // The server says why (terminal limit, idle, grading) in a control frame and in the
+      // close reason of a 4xxx code; show it in the page, not only in the terminal.
+      let message = closedWith ? closedWith.message : "";
+      if (!message && ev.code >= 4000 && ev.code < 5000) { message = ev.reason; }
+      if (message) {
+        status.textContent = message;
+        status.classList.remove("muted");
+        status.classList.add("error");
+        status.setAttribute("role", "alert");
+        status.dataset.error = closedWith ? closedWith.error : String(ev.code);
+        term.write("\r\n\x1b[1;33m" + message + "\x1b[0m\r\n");
+      } else {
+        status.textContent = opened ? "Terminal disconnected." :
+          "The terminal is not available (the lab may have stopped running).";
+      }
     };
     term.onData(function (data) {
       if (ws.readyState === WebSocket.OPEN) { ws.send(encoder.encode(data)); }
