@@ -26,6 +26,7 @@ from forge.lifecycle import states
 from forge.lifecycle.store import load, move
 from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.services.orchestrator.state import OrchestratorState
+from forge.services.orchestrator.terminal import close_terminals
 from forge.store.models import Scenario
 from forge.templates.variables import render
 
@@ -192,6 +193,9 @@ async def complete(state: OrchestratorState, scenario_id: str, reason: str) -> s
         )
         await state.announce(grading)
         crash_point("orchestrator.grading")
+        # The learner's terminals end with a message now; grading's seal then kills
+        # whatever else the learner left running, through the runtime.
+        await close_terminals(state, scenario_id, "grading started")
         return await _grade_and_publish(state, scenario_id, reason)
 
 

@@ -148,7 +148,8 @@ class Scorer:
         if files is None:
             raise ScoringPaused(f"results of {scenario_id} vanished after writing")
         payload = finalized_payload(files)
-        if written.created:
+        if written.created or scenario_log(self.storage_root, scenario_id).read_through(
+                "score.finalized") is None:  # also after a crash between write and audit
             self._audit_scored(scenario_id, payload, key)
         return Finalized(scenario_id, written.created, payload)
 
