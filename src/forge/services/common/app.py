@@ -15,6 +15,7 @@ from forge import __version__
 from forge.config.settings import Settings
 from forge.services.common.auth import check_operator
 from forge.services.common.errors import install_error_handlers
+from forge.services.common.limits import InputLimitMiddleware
 from forge.services.common.logging import Redactor
 from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
 from forge.services.common.middleware import RequestContextMiddleware
@@ -107,6 +108,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app = FastAPI(title=f"FrostGate Forge {ctx.name}", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
     install_error_handlers(app)
+    # Added first, so it runs inside the request context (the 413 is logged and counted).
+    app.add_middleware(InputLimitMiddleware, max_body=ctx.settings.max_body_bytes,
+                       ws_max=ctx.settings.ws_max_message_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
 
     @app.get("/healthz", tags=["ops"])
