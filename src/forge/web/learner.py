@@ -115,9 +115,9 @@ async def signin(request: Request) -> Response:
             learner = receipt_subject(claims)
             if learner is None:
                 # No learner, or one named by whoever bought it (not proven): never a sign-in.
+                why = "does not prove its learner" if claims.get("sub") else "names no learner"
                 raise ApiError(400, "receipt_without_learner",
-                               "receipt: this receipt does not identify a learner; sign in "
-                               "with an API key")
+                               f"receipt: this receipt {why}; sign in with an API key")
             tenant, subject = str(claims["tenant_id"]), learner
         else:
             raise ApiError(400, "credentials_required", "api_key or receipt: enter one of them")
