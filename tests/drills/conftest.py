@@ -64,10 +64,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)
 
 
-def readyz(url: str) -> tuple[int, dict[str, Any]]:
-    """(status, body) of GET /readyz; (0, {}) when nothing answers."""
+def readyz(url: str, operator_token: str | None = None) -> tuple[int, dict[str, Any]]:
+    """(status, body) of GET /readyz; (0, {}) when nothing answers. With the operator token
+    the body carries each check's detail (as the runbook's readiness command shows it)."""
+    headers = {"Authorization": f"Bearer {operator_token}"} if operator_token else {}
     try:
-        resp = httpx.get(f"{url}/readyz", timeout=5)
+        resp = httpx.get(f"{url}/readyz", timeout=5, headers=headers)
     except httpx.HTTPError:
         return 0, {}
     try:
@@ -132,7 +134,7 @@ class Service:
         self.wait_ready(timeout)
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
-        return readyz(self.url)
+        return readyz(self.url, self.env.get("OPERATOR_TOKEN"))
 
     def wait_ready(self, timeout: float = 60) -> None:
         def ok() -> bool:

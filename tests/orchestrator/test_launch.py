@@ -157,7 +157,7 @@ def test_wrong_policy_hash_stops_startup(orch: Orch) -> None:
 
 def test_readyz_names_orchestrator_checks(orch: Orch) -> None:
     with orch.client() as client:
-        body = client.get("/readyz").json()
+        body = client.get("/readyz", headers=OPERATOR).json()
     assert body["status"] == "ready", body
     assert {"policy", "nats", "runtime", "store", "storage"} <= set(body["checks"])
     assert orch.state.engine.policy_hash in body["checks"]["policy"]["detail"]

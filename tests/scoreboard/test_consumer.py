@@ -139,7 +139,7 @@ async def test_forged_and_mismatched_events_are_refused(make_board: MakeBoard) -
 async def test_missing_signing_key_pauses_scoring(make_board: MakeBoard) -> None:
     board = await make_board(with_key=False)
     async with board.client() as client:
-        ready = await client.get("/readyz")
+        ready = await client.get("/readyz", headers=board.operator)
         assert ready.status_code == 503
         assert ready.json()["failed"] == ["signing_key"]
         assert set(ready.json()["checks"]) == {"config", "store", "storage", "signing_key",

@@ -22,6 +22,8 @@ from forge.services.common.runner import ServiceName, build_service
 
 from .conftest import SECRETS, prod_environ
 
+OPERATOR = {"Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
+
 
 def test_healthz_is_liveness_only(service_client: TestClient) -> None:
     resp = service_client.get("/healthz")
@@ -30,7 +32,7 @@ def test_healthz_is_liveness_only(service_client: TestClient) -> None:
 
 
 def test_readyz_green_with_valid_config(service_client: TestClient) -> None:
-    resp = service_client.get("/readyz")
+    resp = service_client.get("/readyz", headers=OPERATOR)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["status"] == "ready"
@@ -73,7 +75,7 @@ def test_readyz_names_each_failed_check(tmp_path: Path) -> None:
     env = prod_environ(blocker / "storage", FORGE_DB_URL=f"sqlite:///{tmp_path / 'ok.db'}")
     app = build_service(ServiceName.scoreboard, load_settings(env))
     with TestClient(app) as client:
-        resp = client.get("/readyz")
+        resp = client.get("/readyz", headers=OPERATOR)
     assert resp.status_code == 503
     body = resp.json()
     assert "storage" in body["failed"]
@@ -148,7 +150,7 @@ def test_api_error_shape(tmp_path: Path) -> None:
 
 def test_readiness_detail_never_shows_secrets(tmp_path: Path) -> None:
     with TestClient(_app_with_routes(tmp_path)) as client:
-        resp = client.get("/readyz")
+        resp = client.get("/readyz", headers=OPERATOR)
     assert resp.status_code == 503
     detail = resp.json()["checks"]["leaky"]["detail"]
     assert SECRETS["SAT_HMAC_SECRET"] not in detail

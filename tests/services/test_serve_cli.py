@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from forge.bus import NatsServer
+from forge.config.secrets import DEV_SECRETS_FILE
 from forge.services.common.runner import ServiceName
 
 from .conftest import SECRETS, TEMPLATE_FIXTURES, with_signing_key
@@ -105,6 +107,11 @@ def test_serves_ready_and_stops_gracefully(
     try:
         resp = wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
         assert resp.json()["status"] == "ready"
+        # The detail is the operator's: with the token (dev: the generated one).
+        token = SECRETS["OPERATOR_TOKEN"] if env_name == "prod" else json.loads(
+            (tmp_path / "storage" / DEV_SECRETS_FILE).read_text())["OPERATOR_TOKEN"]
+        resp = httpx.get(f"http://127.0.0.1:{port}/readyz",
+                         headers={"Authorization": f"Bearer {token}"}, timeout=5)
         config = resp.json()["checks"]["config"]["detail"]
         assert config["forge_env"] == env_name
         assert set(config["keyring"]) == set(SECRETS)

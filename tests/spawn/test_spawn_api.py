@@ -24,7 +24,10 @@ from forge.quotas.limiter import active_slots
 from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, Scenario
 from forge.tokens import SAT, verify_token
 
+from ..services.conftest import SECRETS
 from .conftest import MakeSpawn, SpawnEnv
+
+OPERATOR = {"Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
 
 
 def key_for(env: SpawnEnv, tenant: str = "acme", subject: str = "alice") -> dict[str, str]:
@@ -149,12 +152,13 @@ def test_entitlement_file_source(make_spawn: MakeSpawn, tmp_path: Any) -> None:
 
 
 def test_checkout_then_spawn(make_spawn: MakeSpawn) -> None:
-    env = make_spawn("prod", BILLING_MODE="stub")
+    env = make_spawn("dev")  # stub billing is a configuration error outside dev
     with env.client() as client:
-        bought = client.post("/v1/billing/checkout",
-                             json={"plan": "pro", "tenant_id": "acme", "subject": "alice"})
+        bought = client.post("/v1/billing/checkout", json={"plan": "pro", "tenant_id": "acme"})
         assert bought.status_code == 201, bought.text
         assert bought.json()["plan"] == "PRO"
+        assert bought.json()["new_subject"] is True
+        assert bought.json()["subject"].startswith("learner-")
         assert bought.json()["charge_id"].startswith("ch_stub_")
         resp = spawn(client, {"x-receipt-token": bought.json()["receipt"]}, track="ccna")
     assert resp.status_code == 201
@@ -422,6 +426,6 @@ def test_submit_requires_running_and_owner(spawn_env: SpawnEnv) -> None:
 
 def test_readyz_names_spawn_checks(spawn_env: SpawnEnv) -> None:
     with spawn_env.client() as client:
-        body = client.get("/readyz").json()
+        body = client.get("/readyz", headers=OPERATOR).json()
     assert body["status"] == "ready"
     assert {"entitlement_store", "receipt_key", "nats", "plans"} <= set(body["checks"])

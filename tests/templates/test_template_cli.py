@@ -39,7 +39,7 @@ def test_check_unreadable_and_non_yaml(tmp_path: Path) -> None:
     junk = tmp_path / "junk.yaml"
     junk.write_text("a: [unclosed")
     result = runner.invoke(app, ["template", "check", str(junk), str(tmp_path / "missing.yaml")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an unreadable file is a usage error (exit 2), above invalid
     assert "not valid UTF-8 YAML" in result.output
     assert "cannot read file" in result.output
 

@@ -125,7 +125,7 @@ def test_receipt_sign_in_uses_the_receipts_plan(
     client, settings = app_client
     receipt = mint_token(settings.receipt, RECEIPT, {
         "tenant_id": "globex", "sub": "carol", "plan": "ENTERPRISE", "retention_days": 30,
-        "charge_id": "ch_test"})
+        "charge_id": "ch_test", "sub_proof": "operator"})  # as `forge receipt mint` makes it
     resp = client.post("/signin", data={"receipt": receipt}, headers={"origin": ORIGIN})
     assert resp.status_code == 303
     page = client.get("/tracks").text

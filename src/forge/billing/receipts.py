@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forge.config.settings import Settings
+from forge.identity.caller import SUBJECT_PROOFS
 from forge.identity.names import valid_id
 from forge.plans import PlanCatalog
 from forge.tokens import RECEIPT, mint_token, verify_token
@@ -35,8 +36,12 @@ def issue_receipt(
     subject: str | None = None,
     days: int = 30,
     charge_id: str | None = None,
+    subject_proof: str = "operator",
 ) -> Receipt:
-    """Mint a receipt for `plan`; validates every field first."""
+    """Mint a receipt for `plan`; validates every field first. `subject_proof` records how
+    the subject was established (see forge.identity.caller.SUBJECT_PROOFS)."""
+    if subject_proof not in SUBJECT_PROOFS:
+        raise CheckoutError(f"subject_proof: one of {', '.join(SUBJECT_PROOFS)}")
     if not valid_id(tenant_id):
         raise CheckoutError("tenant_id: 1-128 chars of letters, digits and . _ @ : -")
     if subject is not None and not valid_id(subject):
@@ -54,17 +59,31 @@ def issue_receipt(
     }
     if subject:
         claims["sub"] = subject
+        claims["sub_proof"] = subject_proof
     token = mint_token(settings.receipt, RECEIPT, claims, ttl_s=days * 86400)
     return Receipt(token, verify_token(settings.receipt, RECEIPT, token))
 
 
-def stub_checkout(
-    settings: Settings, catalog: PlanCatalog, *, tenant_id: str, plan: str,
-    subject: str | None = None, days: int = 30,
-) -> Receipt:
-    """BILLING_MODE=stub: a fake, always-successful charge, then a real receipt."""
+def new_subject() -> str:
+    """A fresh learner id for a buyer who is not signed in (never an existing learner)."""
+    return f"learner-{secrets.token_hex(8)}"
+
+
+def ensure_stub_billing(settings: Settings) -> None:
+    """Refuse checkout unless BILLING_MODE=stub (which configuration allows only in dev)."""
     if settings.billing_mode != "stub":
         raise CheckoutError(f"billing mode {settings.billing_mode!r} has no checkout here")
+
+
+def stub_checkout(
+    settings: Settings, catalog: PlanCatalog, *, tenant_id: str, plan: str,
+    subject: str, subject_proof: str, days: int = 30,
+) -> Receipt:
+    """BILLING_MODE=stub: a fake, always-successful charge, then a real receipt for `subject`
+    (the signed-in buyer, proof "caller", or a learner just created for them, proof "new")."""
+    ensure_stub_billing(settings)
+    if subject_proof not in ("caller", "new"):
+        raise CheckoutError("subject: checkout names only the buyer or a new learner")
     charge_id = f"ch_stub_{secrets.token_hex(10)}"
     return issue_receipt(settings, catalog, tenant_id=tenant_id, plan=plan, subject=subject,
-                         days=days, charge_id=charge_id)
+                         days=days, charge_id=charge_id, subject_proof=subject_proof)

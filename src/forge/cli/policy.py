@@ -8,6 +8,10 @@ from pathlib import Path
 
 import typer
 
+from forge.files import InputRefused, read_bounded_text
+
+MAX_INPUT_BYTES = 1024 * 1024  # a policy input document is a few KiB
+
 app = typer.Typer(help="Rego policy gates: hash, evaluate, test.", no_args_is_help=True)
 
 _POLICIES = typer.Option(None, "--policies", help="Policy directory (default: FORGE_POLICY_DIR "
@@ -38,10 +42,14 @@ def eval_(
     from forge.policy import PolicyError, PolicyUnavailable, make_engine
 
     try:
-        doc = json.loads(input_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        typer.echo(f"error: cannot read input JSON {input_file}: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        doc = json.loads(read_bounded_text(input_file, MAX_INPUT_BYTES, what="input JSON"))
+    except InputRefused as exc:
+        typer.echo(f"error: cannot read input JSON {input_file}: {exc.reason}", err=True)
+        raise typer.Exit(2) from None
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        typer.echo(f"error: cannot read input JSON {input_file}: {reason}", err=True)
+        raise typer.Exit(2) from None
     if not isinstance(doc, dict):
         typer.echo("error: the input document must be a JSON object", err=True)
         raise typer.Exit(2)

@@ -12,13 +12,18 @@ app = typer.Typer(help="Scenario templates: validate files, print the JSON Schem
 
 @app.command("check")
 def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")) -> None:
-    """Validate each file; print every problem with its path; exit 1 if any is invalid."""
-    from forge.templates import TemplateError, load_template_file
+    """Validate each file; print every problem with its path. Exit 1 if any is invalid, 2 if
+    any cannot be read or parsed at all (a device, FIFO, oversized or too deeply nested)."""
+    from forge.templates import TemplateError, UnreadableTemplate, load_template_file
 
-    bad = 0
+    bad = unreadable = 0
     for path in files:
         try:
             loaded = load_template_file(path)
+        except UnreadableTemplate as exc:
+            unreadable += 1
+            typer.echo(f"error: {exc.reason}", err=True)
+            continue
         except TemplateError as exc:
             bad += 1
             typer.echo(f"{path}: INVALID ({len(exc.problems)} problem(s))")
@@ -26,6 +31,8 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
                 typer.echo(f"  {p}")
             continue
         typer.echo(f"{path}: ok ({loaded.name}, sha256 {loaded.sha256})")
+    if unreadable:
+        raise typer.Exit(2)
     if bad:
         raise typer.Exit(1)
 

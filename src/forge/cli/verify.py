@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from forge.evidence.verify import render_text, verify_paths
+from forge.evidence.verify import verify_paths
+from forge.evidence.verify_cmd import render
 
 
 def register(app: typer.Typer) -> None:
@@ -29,5 +30,5 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         else:
-            typer.echo(render_text(result))
+            typer.echo(render(result))
         raise typer.Exit(result.exit_code)

@@ -11,10 +11,13 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from forge.files import InputRefused, read_bounded
+
 REQUIRED_SECRETS = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET", "RECEIPT_HMAC_SECRET", "OPERATOR_TOKEN")
 ROTATION_SUFFIXES = ("", "_PREVIOUS", "_NEXT")
 MIN_SECRET_BYTES = 32
 DEV_SECRETS_FILE = "secrets/dev-secrets.json"
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,11 @@ def read_secret(environ: Mapping[str, str], name: str) -> SecretRead:
     if not file_path:
         return SecretRead(None)
     try:
-        content = Path(file_path).read_bytes().strip()
-    except OSError as exc:
-        return SecretRead(None, (f"{file_var}: cannot read {file_path}: {exc.strerror}",))
+        # Bounded: a FIFO or device named here must not hang or exhaust a starting service.
+        # Links are followed (orchestrators mount secrets through symlinks).
+        content = read_bounded(file_path, MAX_SECRET_FILE_BYTES, what=file_var).strip()
+    except InputRefused as exc:
+        return SecretRead(None, (f"{file_var}: cannot read {file_path}: {exc.reason}",))
     if not content:
         return SecretRead(None, (f"{file_var}: {file_path} is empty",))
     return SecretRead(content)

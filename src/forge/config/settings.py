@@ -24,6 +24,10 @@ from forge.config.secrets import (
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
+_SIZE_BOUNDS = {"FORGE_MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
+                "FORGE_WS_MAX_MESSAGE_BYTES": (1024, 16 * 1024 * 1024)}
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -63,6 +67,8 @@ class Settings:
     housekeeping_interval_s: float = 300.0
     orchestrator_url: str = "http://127.0.0.1:8083"
     scoreboard_url: str = "http://127.0.0.1:8086"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ws_max_message_bytes: int = DEFAULT_WS_MAX_MESSAGE_BYTES
     warnings: tuple[str, ...] = field(default=())
 
     def secret_values(self) -> tuple[bytes, ...]:
@@ -74,6 +80,27 @@ class Settings:
 def _path_setting(environ: Mapping[str, str], name: str, default: Path) -> Path:
     raw = environ.get(name, "")
     return Path(raw) if raw else default
+
+
+def _size(environ: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    """A byte count from the environment, within the bounds a service can work with."""
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    low, high = _SIZE_BOUNDS[name]
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        problems.append(f"{name} must be a whole number of bytes from {low} to {high}")
+        return default
+    return int(raw)
+
+
+def _billing_mode(environ: Mapping[str, str], env: ForgeEnv, problems: list[str]) -> str:
+    """BILLING_MODE; `stub` (a fake, always-successful charge) exists only in dev."""
+    mode = (environ.get("BILLING_MODE") or ("stub" if env.is_dev else "disabled")).strip().lower()
+    if mode == "stub" and not env.is_dev:
+        problems.append(f"BILLING_MODE=stub is forbidden when FORGE_ENV={env.value} (a fake "
+                        "charge; dev only): set BILLING_MODE=disabled or a real gateway")
+    return mode
 
 
 def _url(environ: Mapping[str, str], name: str, default: str) -> str:
@@ -152,6 +179,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             for flag in DEV_ONLY_FLAGS
             if is_truthy(environ.get(flag))
         )
+    billing_mode = _billing_mode(environ, env, problems)
+    max_body = _size(environ, "FORGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, problems)
+    ws_max = _size(environ, "FORGE_WS_MAX_MESSAGE_BYTES", DEFAULT_WS_MAX_MESSAGE_BYTES,
+                   problems)
     storage_root = _path_setting(environ, "STORAGE_ROOT", Path("storage")).absolute()
     rings, warnings = _read_keyrings(environ, env, storage_root, problems)
     housekeeping_s = _seconds(environ, "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0, problems)
@@ -171,9 +202,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         opa_policy_hash=environ.get("OPA_POLICY_HASH") or None,
         dev_allow_xplan=env.is_dev and is_truthy(environ.get("DEV_ALLOW_XPLAN")),
         allow_free_default=env.is_dev and is_truthy(environ.get("ALLOW_FREE_DEFAULT")),
-        billing_mode=(environ.get("BILLING_MODE") or ("stub" if env.is_dev else "disabled"))
-        .strip()
-        .lower(),
+        billing_mode=billing_mode,
         policies_dir=_path_setting(environ, "FORGE_POLICY_DIR", _REPO_ROOT / "policies"),
         templates_dir=_path_setting(environ, "FORGE_TEMPLATE_DIR", _REPO_ROOT / "templates"),
         plans_file=_path_setting(environ, "FORGE_PLANS_FILE", _REPO_ROOT / "plans.yaml"),
@@ -185,5 +214,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         housekeeping_interval_s=housekeeping_s,
         orchestrator_url=_url(environ, "ORCHESTRATOR_URL", "http://127.0.0.1:8083"),
         scoreboard_url=_url(environ, "SCOREBOARD_URL", "http://127.0.0.1:8086"),
+        max_body_bytes=max_body,
+        ws_max_message_bytes=ws_max,
         warnings=tuple(warnings),
     )

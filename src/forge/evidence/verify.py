@@ -33,6 +33,7 @@ from forge.evidence.score import (
     recompute_from_document,
 )
 from forge.evidence.verdict import StatementError, Verdict, parse_statement
+from forge.files import InputRefused, read_bounded
 from forge.signing.ids import (
     PublicKeyError,
     key_id_for,
@@ -44,7 +45,9 @@ from forge.signing.ids import (
 
 AUDIT_MEMBER = "audit/scenario.jsonl"
 TEMPLATE_MEMBER = "template.yaml"
-MAX_INPUT_BYTES = 512 * 1024 * 1024
+MAX_INPUT_BYTES = 256 * 1024 * 1024  # the bundle; the other files are far smaller
+INPUT_CAPS = {"score": 16 * 1024 * 1024, "bundle": MAX_INPUT_BYTES,
+              "verdict.sig": 1024 * 1024, "verdict.pub": 64 * 1024, "trusted key": 64 * 1024}
 ORIGIN_NOT_PROVEN = ("no trusted key given: only integrity was proven, not origin "
                      "(anyone can sign with a fresh key; use --trusted-key)")
 
@@ -111,10 +114,7 @@ def load_trusted_keys(path: Path) -> list[Ed25519PublicKey]:
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     keys: list[Ed25519PublicKey] = []
     for f in files:
-        try:
-            data = f.read_bytes()
-        except OSError as exc:
-            raise InputError(f"trusted key {f}: {exc.strerror}") from None
+        data = _read(f, "trusted key")
         if path.is_dir() and b"-----BEGIN PUBLIC KEY-----" not in data:
             continue
         try:
@@ -332,16 +332,11 @@ def verify_artifacts(
 
 
 def _read(path: Path, what: str) -> bytes:
+    """A regular file within its cap (no device, FIFO or endless input), else InputError."""
     try:
-        if path.stat().st_size > MAX_INPUT_BYTES:
-            raise InputError(f"{what} {path}: larger than {MAX_INPUT_BYTES} bytes")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{what} {path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {path}: is a directory") from None
-    except OSError as exc:
-        raise InputError(f"{what} {path}: {exc.strerror}") from None
+        return read_bounded(path, INPUT_CAPS[what], what=what)
+    except InputRefused as exc:
+        raise InputError(str(exc)) from None
 
 
 def verify_paths(

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from forge.evidence.verify import render_text, verify_paths
+from forge.evidence.verify import VerifyResult, render_text, verify_paths
 
 
 def build_parser(prog: str = "verify_verdict.py") -> argparse.ArgumentParser:
@@ -31,6 +31,13 @@ def build_parser(prog: str = "verify_verdict.py") -> argparse.ArgumentParser:
     return p
 
 
+def render(result: VerifyResult) -> str:
+    """The text report; unreadable input (exit 2) is one line: `ERROR <file>: <why>`."""
+    if result.error:
+        return "ERROR " + "; ".join(r.message for r in result.reasons)
+    return render_text(result)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "verify_verdict.py") -> int:
     """Parse arguments, verify, print, and return the exit code."""
     args = build_parser(prog).parse_args(argv)
@@ -39,7 +46,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "verify_verdict.py") -> 
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
-        print(render_text(result))
+        print(render(result))
     return result.exit_code
 
 

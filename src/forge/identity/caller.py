@@ -13,6 +13,11 @@ from forge.store.db import Database
 from forge.tokens import SESSION, TokenError, verify_token
 
 SESSION_COOKIE = "forge_session"
+# How a receipt's learner was established when it was minted: the signed-in buyer ("caller"),
+# a learner the checkout created ("new"), or the operator ("operator"). A receipt whose
+# subject carries none of these (minted when checkout let anyone name anyone) is never
+# taken as that learner's identity.
+SUBJECT_PROOFS = ("caller", "new", "operator")
 
 
 class AuthError(Exception):
@@ -52,6 +57,15 @@ def _api_key_from(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def receipt_subject(claims: Mapping[str, Any] | None) -> str | None:
+    """The learner a verified receipt identifies, or None (no subject, or an unproven one)."""
+    if not claims or not valid_id(claims.get("sub")):
+        return None
+    if claims.get("sub_proof") not in SUBJECT_PROOFS:
+        return None
+    return str(claims["sub"])
+
+
 def caller_from_session(settings: Settings, token: str) -> Caller | None:
     """The caller of a valid session cookie, else None."""
     try:
@@ -82,8 +96,9 @@ def resolve_caller(
         caller = caller_from_session(settings, session)
         if caller is not None:
             return caller
-    if receipt_claims and valid_id(receipt_claims.get("sub")):
-        return Caller(str(receipt_claims["tenant_id"]), str(receipt_claims["sub"]), "receipt")
+    receipt_learner = receipt_subject(receipt_claims)
+    if receipt_claims and receipt_learner is not None:
+        return Caller(str(receipt_claims["tenant_id"]), receipt_learner, "receipt")
     if settings.env.is_dev:
         subject, tenant = headers.get("x-client-id"), headers.get("x-tenant-id")
         if subject or tenant:

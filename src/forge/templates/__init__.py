@@ -1,7 +1,12 @@
 """Scenario templates: the DSL models, its JSON Schema, validation, variables, registry."""
 
 from forge.templates.models import ScenarioTemplate
-from forge.templates.problems import Problem, TemplateError, UnknownTemplate
+from forge.templates.problems import (
+    Problem,
+    TemplateError,
+    UnknownTemplate,
+    UnreadableTemplate,
+)
 from forge.templates.registry import TemplateRegistry, default_template_dir
 from forge.templates.schema import generate_schema, shipped_schema
 from forge.templates.validate import (
@@ -19,6 +24,7 @@ __all__ = [
     "TemplateError",
     "TemplateRegistry",
     "UnknownTemplate",
+    "UnreadableTemplate",
     "default_template_dir",
     "derive_values",
     "generate_schema",

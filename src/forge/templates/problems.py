@@ -30,6 +30,17 @@ class TemplateError(ValueError):
         super().__init__(f"{head}invalid template ({len(self.problems)} problem(s)):\n{lines}")
 
 
+class UnreadableTemplate(TemplateError):
+    """The input could not be read or parsed safely at all (not a regular file, too large,
+    nested too deep): a usage error, not a template with problems."""
+
+    @property
+    def reason(self) -> str:
+        """One line: the file and why it was refused."""
+        text = "; ".join(str(p) for p in self.problems)
+        return f"{self.source}: {text}" if self.source and self.source not in text else text
+
+
 class UnknownTemplate(LookupError):
     """A template name that is not in the registry's allowlist of loaded names."""
 

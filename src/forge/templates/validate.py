@@ -11,11 +11,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from forge.files import InputRefused, read_bounded
 from forge.templates.models import ScenarioTemplate
-from forge.templates.problems import Problem, TemplateError, problems_from_validation
+from forge.templates.problems import (
+    Problem,
+    TemplateError,
+    UnreadableTemplate,
+    problems_from_validation,
+)
 from forge.templates.semantic import check_semantics
 
 MAX_TEMPLATE_BYTES = 1024 * 1024
+MAX_NESTING = 64  # far deeper than any template; bounds the YAML composer's recursion
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,24 @@ def validate_document(doc: Any) -> tuple[ScenarioTemplate | None, list[Problem]]
     return model, check_semantics(model)
 
 
+class _TooDeep(yaml.YAMLError):
+    """Collections nested deeper than MAX_NESTING."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (a silent override hides mistakes)."""
+    """SafeLoader that refuses duplicate keys (a silent override hides mistakes) and
+    collections nested deeper than MAX_NESTING (100,000 `[` must not exhaust the stack)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _TooDeep(f"collections nested deeper than {MAX_NESTING} levels")
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -65,9 +88,13 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 def parse_template(data: bytes, source: str = "<bytes>") -> LoadedTemplate:
     """Validate template bytes (YAML or JSON); raise TemplateError listing every problem."""
     if len(data) > MAX_TEMPLATE_BYTES:
-        raise TemplateError([Problem("", f"file larger than {MAX_TEMPLATE_BYTES} bytes")], source)
+        raise UnreadableTemplate([Problem("", f"larger than {MAX_TEMPLATE_BYTES} bytes")],
+                                 source)
     try:
         doc = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 (safe loader)
+    except (_TooDeep, RecursionError) as exc:
+        detail = str(exc) if isinstance(exc, _TooDeep) else "nested too deeply"
+        raise UnreadableTemplate([Problem("", f"not parsed: {detail}")], source) from None
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise TemplateError([Problem("", f"not valid UTF-8 YAML: {exc}")], source) from exc
     model, problems = validate_document(doc)
@@ -77,9 +104,11 @@ def parse_template(data: bytes, source: str = "<bytes>") -> LoadedTemplate:
 
 
 def load_template_file(path: Path) -> LoadedTemplate:
-    """Read and validate one template file."""
+    """Read (bounded: a regular file of at most MAX_TEMPLATE_BYTES) and validate a template;
+    UnreadableTemplate when the file cannot be read or parsed safely at all."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TemplateError([Problem("", f"cannot read file: {exc.strerror}")], str(path)) from exc
+        data = read_bounded(path, MAX_TEMPLATE_BYTES, what="template")
+    except InputRefused as exc:
+        raise UnreadableTemplate([Problem("", f"cannot read file: {exc.reason}")],
+                                 str(path)) from None
     return parse_template(data, str(path))

@@ -68,7 +68,8 @@ class Backend:
                 "scoreboard": self.settings.scoreboard_url}[service]
         try:
             async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S) as client:
-                resp = await client.get("/readyz")
+                # The operator token: without it /readyz names failed checks but no detail.
+                resp = await client.get("/readyz", headers=self._headers())
             body = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             return {"status": "unreachable", "checks": {

@@ -19,8 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
 from forge.identity.apikeys import verify_api_key
-from forge.identity.caller import SESSION_COOKIE, Caller
-from forge.identity.names import valid_id
+from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
 from forge.lifecycle.visibility import learner_view
 from forge.services.common.errors import ApiError
 from forge.services.spawn import routes as spawn_routes
@@ -113,10 +112,13 @@ async def signin(request: Request) -> Response:
             except EntitlementError as exc:
                 raise ApiError(401, exc.code, "receipt: " + exc.message.split(": ", 1)[-1]) \
                     from None
-            if not valid_id(claims.get("sub")):
+            learner = receipt_subject(claims)
+            if learner is None:
+                # No learner, or one named by whoever bought it (not proven): never a sign-in.
+                why = "does not prove its learner" if claims.get("sub") else "names no learner"
                 raise ApiError(400, "receipt_without_learner",
-                               "receipt: this receipt names no learner; sign in with an API key")
-            tenant, subject = str(claims["tenant_id"]), str(claims["sub"])
+                               f"receipt: this receipt {why}; sign in with an API key")
+            tenant, subject = str(claims["tenant_id"]), learner
         else:
             raise ApiError(400, "credentials_required", "api_key or receipt: enter one of them")
         response = RedirectResponse("/tracks", status_code=303)

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from forge import __version__
 from forge.config.settings import Settings
+from forge.services.common.auth import check_operator
 from forge.services.common.errors import install_error_handlers
+from forge.services.common.limits import InputLimitMiddleware
 from forge.services.common.logging import Redactor
 from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
 from forge.services.common.middleware import RequestContextMiddleware
@@ -80,6 +82,14 @@ def storage_writable(root: Path) -> str:
     return f"{root} writable"
 
 
+def public_readiness(body: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see of a readiness result: status and the names of failed checks."""
+    keep = ("status", "failed", "error", "message")
+    public = {k: body[k] for k in keep if k in body}
+    public.setdefault("failed", [])
+    return public
+
+
 def create_app(ctx: ServiceContext) -> FastAPI:
     """A FastAPI app with /healthz, /readyz, /metrics and the shared behaviour."""
 
@@ -98,6 +108,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app = FastAPI(title=f"FrostGate Forge {ctx.name}", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
     install_error_handlers(app)
+    # Added first, so it runs inside the request context (the 413 is logged and counted).
+    app.add_middleware(InputLimitMiddleware, max_body=ctx.settings.max_body_bytes,
+                       ws_max=ctx.settings.ws_max_message_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
 
     @app.get("/healthz", tags=["ops"])
@@ -106,9 +119,15 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         return {"status": "ok", "service": ctx.name}
 
     @app.get("/readyz", tags=["ops"])
-    async def readyz() -> JSONResponse:
-        """Readiness: every registered check; 503 naming each failed one."""
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: 200 or 503 with the names of failed checks. Each check's detail (paths,
+        key ids, environment) only with the operator token; a wrong token is 401."""
+        detailed = request.headers.get("authorization") is not None
+        if detailed:
+            check_operator(request, ctx.settings.operator)
         ok, body = await ctx.readiness.run()
+        if not detailed:
+            body = public_readiness(body)
         body["service"] = ctx.name
         return JSONResponse(body, status_code=200 if ok else 503)
 

@@ -48,6 +48,21 @@ def build_service(name: ServiceName, settings: Settings) -> FastAPI:
     return app
 
 
+def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """The server settings of a Forge service; WebSocket frames are capped by the server
+    itself (FORGE_WS_MAX_MESSAGE_BYTES) before a message is assembled for the app."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+        ws_max_size=settings.ws_max_message_bytes,
+    )
+
+
 def serve(name: ServiceName, host: str, port: int | None) -> bool:
     """Load config (raises ConfigError before any port is bound), then serve until signalled.
 
@@ -63,15 +78,7 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     except Exception as exc:
         log.error("%s refused to start: %s", entry.label, exc)
         raise
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=entry.port if port is None else port,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
+    config = uvicorn_config(app, settings, host, entry.port if port is None else port)
     log.info("starting %s on %s:%s (FORGE_ENV=%s)", entry.label, host, config.port,
              settings.env.value)
     server = uvicorn.Server(config)

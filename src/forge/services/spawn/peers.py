@@ -17,9 +17,14 @@ SIGNED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
 async def peer_keys_check(settings: Settings) -> str:
     """Fail when the orchestrator does not accept spawn_service's current SAT/ET keys."""
     rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
+    # The key ids are readiness detail, shown only to the operator token.
+    auth = {"Authorization": "Bearer " + settings.operator.current.decode()}
     try:
         async with httpx.AsyncClient(timeout=1.5) as client:
-            resp = await client.get(f"{settings.orchestrator_url}/readyz")
+            resp = await client.get(f"{settings.orchestrator_url}/readyz", headers=auth)
+        if resp.status_code == 401:
+            return ("the orchestrator does not accept this service's OPERATOR_TOKEN; "
+                    "key agreement not checked")
         keyring = resp.json()["checks"]["config"]["detail"]["keyring"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return "orchestrator not reachable; key agreement not checked"

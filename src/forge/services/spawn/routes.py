@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from forge.billing.receipts import CheckoutError, stub_checkout
+from forge.billing.receipts import CheckoutError, ensure_stub_billing, new_subject, stub_checkout
 from forge.bus import BusUnavailable
 from forge.bus.subjects import SCENARIO_SUBMIT
 from forge.entitlements.resolve import Entitlement, EntitlementError, resolve_entitlement
@@ -39,7 +39,7 @@ class SpawnBody(BaseModel):
 class CheckoutBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plan: str = Field(min_length=1, max_length=32)
-    tenant_id: str = Field(min_length=1, max_length=128)
+    tenant_id: str | None = Field(default=None, min_length=1, max_length=128)
     subject: str | None = Field(default=None, min_length=1, max_length=128)
     days: int = Field(default=30, ge=1, le=366)
 
@@ -139,18 +139,64 @@ async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     return {"scenario_id": scenario_id, "status": "grading_requested"}
 
 
+def _checkout_refused(exc: CheckoutError) -> ApiError:
+    status = 400 if "billing mode" not in str(exc) else 403
+    field = str(exc).split(":", 1)[0]
+    return ApiError(status, "checkout_refused", str(exc), [{"field": field}])
+
+
+async def _buyer(request: Request) -> Caller | None:
+    """The signed-in buyer (API key, session, or a receipt that proves its learner), or None.
+    Dev-only headers prove nothing and do not count: a receipt outlives the request."""
+    try:
+        caller = await current_caller(request, receipt_claims(request))
+    except ApiError as exc:
+        if exc.code == "credentials_required":
+            return None
+        raise
+    return None if caller.via == "dev_headers" else caller
+
+
+def _receipt_owner(body: CheckoutBody, buyer: Caller | None) -> tuple[str, str, str]:
+    """(tenant, subject, proof): the signed-in buyer, or a new learner for an anonymous one.
+    Never a learner named by an unauthenticated body (that would mint their identity)."""
+    if buyer is None:
+        if body.subject is not None:
+            raise ApiError(401, "credentials_required",
+                           "subject: sign in as this learner to buy for them; without signing "
+                           "in, leave subject out and checkout creates a new learner",
+                           [{"field": "subject"}])
+        if body.tenant_id is None:
+            raise ApiError(400, "checkout_refused", "tenant_id: required when not signed in",
+                           [{"field": "tenant_id"}])
+        return body.tenant_id, new_subject(), "new"
+    for name, mine in (("tenant_id", buyer.tenant_id), ("subject", buyer.subject)):
+        given = getattr(body, name)
+        if given is not None and given != mine:
+            raise ApiError(403, "not_the_buyer",
+                           f"{name}: a receipt can only name the signed-in learner",
+                           [{"field": name}])
+    return buyer.tenant_id, buyer.subject, "caller"
+
+
 @router.post("/v1/billing/checkout", status_code=201, tags=["billing"])
 async def checkout(body: CheckoutBody, request: Request) -> dict[str, Any]:
-    """BILLING_MODE=stub: fake charge, then a receipt for the plan."""
+    """BILLING_MODE=stub: fake charge, then a receipt for the signed-in learner, or for a new
+    learner created here when the buyer is not signed in (`new_subject` says which)."""
     state = spawn_state(request)
     try:
-        receipt = stub_checkout(state.settings, state.catalog, tenant_id=body.tenant_id,
-                                plan=body.plan, subject=body.subject, days=body.days)
+        ensure_stub_billing(state.settings)
     except CheckoutError as exc:
-        status = 400 if "billing mode" not in str(exc) else 403
-        field = str(exc).split(":", 1)[0]
-        raise ApiError(status, "checkout_refused", str(exc), [{"field": field}]) from None
+        raise _checkout_refused(exc) from None
+    tenant, subject, proof = _receipt_owner(body, await _buyer(request))
+    try:
+        receipt = stub_checkout(state.settings, state.catalog, tenant_id=tenant,
+                                plan=body.plan, subject=subject, subject_proof=proof,
+                                days=body.days)
+    except CheckoutError as exc:
+        raise _checkout_refused(exc) from None
     claims = receipt.claims
     return {"receipt": receipt.token, "plan": claims["plan"], "tenant_id": claims["tenant_id"],
-            "subject": claims.get("sub"), "charge_id": claims["charge_id"],
-            "retention_days": claims["retention_days"], "expires_at": int(claims["exp"])}
+            "subject": claims.get("sub"), "new_subject": proof == "new",
+            "charge_id": claims["charge_id"], "retention_days": claims["retention_days"],
+            "expires_at": int(claims["exp"])}
