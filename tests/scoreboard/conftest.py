@@ -34,6 +34,7 @@ from ..live_server import live_server
 from ..services.conftest import SECRETS, prod_environ
 
 TEMPLATE = "lab-netplus"
+SECRET = "QmFzZTY0c2VjcmV0dG9r"  # this lab's `secret` variable (20 token characters)
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"
 VERIFY_SCRIPT = REPO / "scripts" / "verify_verdict.py"
@@ -85,7 +86,7 @@ def build_completion(
     }, now=minted)
     evidence_dir = root / "scenarios" / sid / "evidence"
     evidence_dir.mkdir(parents=True)
-    page = "token QmFzZTY0c2VjcmV0dG9rZW4\n"
+    page = f"token {SECRET}\n"
     full = (page + "x" * big_output).encode()
     saved_out = output(full.decode())
     if big_output:  # the event carries only a prefix, like the orchestrator's 16 KiB cap
@@ -105,7 +106,7 @@ def build_completion(
         "subject": subject, "plan": "PRO", "retention_days": retention_days,
         "completion_reason": "submitted", "started_at": started.isoformat(),
         "completed_at": completed.isoformat(), "sat": sat, "et": et,
-        "variables": {"secret": "QmFzZTY0c2VjcmV0dG9rZW4", "port": 24000},
+        "variables": {"secret": SECRET, "port": "24000"},
         "policy": {"allow": True, "reasons": [], "policy_hash": "ab" * 32,
                    "input": {"track": "netplus", "cpu": 0.5}},
         "results": [

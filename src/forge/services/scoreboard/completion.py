@@ -4,8 +4,9 @@ Nothing in the event is trusted on its word: the SAT and ET are verified with th
 keyrings (signature, typ, aud; not expiry — a lab may outlive its tokens), must name this
 scenario and agree with each other and with the event; the template is looked up by name
 in the registry and must have the sha256 the event names; criteria, weights and the check
-list come from the template. Only pass/fail per check and the outputs come from the event,
-with full outputs taken from the evidence files when their sha256 matches the event.
+list come from the template. Only the outputs come from the event (full outputs from the
+evidence files when their sha256 matches the event); each check's pass/fail is judged again
+from them against the template rendered with the scenario's variables (see `judged`).
 """
 
 from __future__ import annotations
@@ -30,21 +31,15 @@ from forge.evidence.score import (
     StreamOutput,
     require_scenario_id,
 )
+from forge.grading.rules import criteria_document
+from forge.services.scoreboard.judged import rejudge_results, rendered_rules
+from forge.services.scoreboard.refused import CompletionRefused
 from forge.templates.problems import UnknownTemplate
 from forge.templates.registry import TemplateRegistry
 from forge.tokens import ET, SAT, TokenError, TokenMismatch, check_sat_et_binding, verify_token
 
 EVIDENCE_DIR = "evidence"
 MAX_EVIDENCE_FILE = 1 << 20
-
-
-class CompletionRefused(Exception):
-    """The event must never be scored as it stands (forged, mismatched, malformed)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -54,11 +49,13 @@ class VerifiedCompletion:
     inputs: ScoreInputs
     template_yaml: bytes
     policy: Mapping[str, Any]
+    criteria: Mapping[str, Any]
 
     def evidence(self, audit_log: bytes) -> EvidenceInputs:
-        """Evidence inputs with the scenario's audit log (read through `scenario.completed`)."""
+        """Evidence inputs with the scenario's audit log (read through `scenario.completed`)
+        and the rendered criteria the checks were judged against."""
         decisions = [dict(self.policy)] if self.policy else []
-        return EvidenceInputs(self.template_yaml, decisions, audit_log)
+        return EvidenceInputs(self.template_yaml, decisions, audit_log, self.criteria)
 
 
 def _str(data: Mapping[str, Any], name: str) -> str:
@@ -148,7 +145,6 @@ def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str
 
 
 def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
-             containers: Mapping[tuple[str, int], str],
              evidence_dir: Path | None) -> tuple[CheckResult, ...]:
     raw_results = data.get("results")
     if not isinstance(raw_results, list):
@@ -194,13 +190,6 @@ def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
         raise CompletionRefused(
             "check_list_mismatch",
             f"results: checks {got} do not match the template's criteria {expected}")
-    for r in results:
-        want = containers.get((r.criterion_id, r.check_index))
-        if r.container and r.container != want:
-            raise CompletionRefused(
-                "check_list_mismatch",
-                f"results: {r.criterion_id}[{r.check_index}] ran in {r.container!r}, the "
-                f"template names {want!r}")
     return tuple(results)
 
 
@@ -226,12 +215,10 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
     # against the frozen pydantic models.
     criteria = tuple(CriterionSpec(c.id, c.description, float(c.weight), len(c.checks))
                      for c in loaded.template.spec.success_criteria)
+    rules = rendered_rules(loaded.template, data.get("variables", {}))
     evidence_dir = settings.storage_root / "scenarios" / scenario_id / EVIDENCE_DIR
-    containers = {(c.id, i): check.container
-                  for c in loaded.template.spec.success_criteria
-                  for i, check in enumerate(c.checks)}
-    results = _results(data, criteria, containers,
-                       evidence_dir if evidence_dir.is_dir() else None)
+    results = rejudge_results(rules, _results(data, criteria,
+                                              evidence_dir if evidence_dir.is_dir() else None))
     policy = data.get("policy") if isinstance(data.get("policy"), Mapping) else {}
     assert isinstance(policy, Mapping)
     retention = et.get("retention_days")
@@ -247,4 +234,7 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
             criteria=criteria, results=results)
     except ScoreInputError as exc:
         raise CompletionRefused("invalid_completion", str(exc)) from None
-    return VerifiedCompletion(inputs, loaded.source, policy)
+    return VerifiedCompletion(inputs, loaded.source, policy, criteria_document(rules))
+
+
+__all__ = ["CompletionRefused", "VerifiedCompletion", "verify_completion", "verify_tokens"]
