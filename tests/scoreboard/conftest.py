@@ -125,14 +125,18 @@ def build_completion(
     for state in ("pending", "launching", "running", "grading"):
         log.append(f"scenario.{state}", {"reason": "test"})
     if write_audit:
-        log.append("scenario.completed", {"reason": "submitted", "checks": 2})
+        write_completed_entry(settings, sid, body["evidence"])
     return Completion(sid, body, full)
 
 
-def write_completed_entry(settings: Settings, scenario_id: str) -> None:
-    """What the orchestrator writes before publishing (the 'fix' for a missing entry)."""
-    scenario_log(settings.storage_root, scenario_id).append(
-        "scenario.completed", {"reason": "submitted", "checks": 2})
+def write_completed_entry(settings: Settings, scenario_id: str,
+                          evidence: dict[str, str] | None = None) -> None:
+    """What the orchestrator writes before publishing (the 'fix' for a missing entry),
+    with the evidence hashes it recorded when given."""
+    entry: dict[str, Any] = {"reason": "submitted", "checks": 2}
+    if evidence is not None:
+        entry["evidence"] = evidence
+    scenario_log(settings.storage_root, scenario_id).append("scenario.completed", entry)
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,

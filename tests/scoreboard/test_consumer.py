@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from datetime import UTC, datetime
 from typing import Any
 
 from forge.audit.log import global_log
@@ -18,7 +19,6 @@ from .conftest import (
     Board,
     MakeBoard,
     build_completion,
-    output,
     wait_for,
 )
 
@@ -76,11 +76,10 @@ async def test_redelivery_is_a_noop_and_conflict_is_refused(make_board: MakeBoar
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
     assert await board.wait_finalized(1) == 1
 
-    # A different (honestly judged) result for the finalized scenario is refused, audited
-    # and kept: the route check now failed, with the output that makes it fail.
-    other = done.variant()
-    other["results"][1].update(passed=False, stdout=output(""))
-    other["evidence"]["route-present.0.stdout"] = output("")["sha256"]
+    # A different result for the finalized scenario (another completion time and reason) is
+    # refused, audited and kept.
+    other = done.variant(completion_reason="expired",
+                         completed_at=datetime.now(UTC).isoformat())
     await board.publish(other, msg_id=f"{done.scenario_id}-completed-conflict")
     rows = await wait_for(board.failed_events, what="failed event")
     assert "result_conflict" in rows[0].error and rows[0].scenario_id == done.scenario_id

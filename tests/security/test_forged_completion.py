@@ -3,11 +3,14 @@
 Whoever can put a `forge.scenario.completed` event in front of the scoreboard (a bus
 publisher, or an operator replaying a stored event) sets each check's `passed` flag. Before,
 the scoreboard took those flags on their word and signed a 1.0 verdict. Now every check is
-judged again from the template (rendered with the scenario's variables) and the recorded
-outputs; any disagreement - flags, check list, commands, containers - refuses the whole
+judged again from the template (rendered with the scenario's variables) and the outputs the
+grader recorded (evidence files whose hashes the orchestrator wrote in the scenario's audit
+log); any disagreement - flags, check list, commands, containers, outputs - refuses the whole
 completion as a failed event with the reason, and the score comes from the re-judged results.
 Real nats-server, real scoreboard app and consumer, real SQLite and files.
 """
+
+# ruff: noqa: F811 - `make_board` is a fixture imported from tests/scoreboard/conftest.py
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from ..scoreboard.conftest import (
     MakeBoard,
     build_completion,
     make_board,  # noqa: F401 - the live-scoreboard fixture
+    output,
     wait_for,
     write_completed_entry,
 )
@@ -37,7 +41,7 @@ async def _refused(board: Board, body: dict[str, Any]) -> str:
 
 
 async def test_forged_pass_on_nats_is_refused_and_the_honest_event_scores(
-        make_board: MakeBoard) -> None:  # noqa: F811 - the fixture imported above
+        make_board: MakeBoard) -> None:
     board = await make_board()
     done = build_completion(board.settings, passed=False)  # route check: empty output
     forged = done.variant()
@@ -56,7 +60,7 @@ async def test_forged_pass_on_nats_is_refused_and_the_honest_event_scores(
 
 
 async def test_forged_pass_replayed_by_an_operator_is_refused(
-        make_board: MakeBoard) -> None:  # noqa: F811 - the fixture imported above
+        make_board: MakeBoard) -> None:
     board = await make_board()
     # Stored first for another reason (the audit entry is not there yet), then replayed.
     done = build_completion(board.settings, passed=False, write_audit=False)
@@ -103,6 +107,32 @@ def _truncated_beyond_judging(body: dict[str, Any]) -> None:
     body["evidence"] = {}
 
 
+PASSING_ROUTE = "10.61.2.0/24 via 10.61.1.1 dev eth0\n"
+
+
+def _outputs_replaced(body: dict[str, Any]) -> None:
+    """Passing output in the event, its hash named as the evidence: not the file's bytes."""
+    body["results"][1].update(passed=True, stdout=output(PASSING_ROUTE))
+    body["evidence"]["route-present.0.stdout"] = output(PASSING_ROUTE)["sha256"]
+
+
+def _evidence_unnamed(body: dict[str, Any]) -> None:
+    """Passing output in the event and no evidence named, so no file is looked at."""
+    body["results"][1].update(passed=True, stdout=output(PASSING_ROUTE))
+    body["evidence"] = {}
+
+
+@pytest.mark.parametrize("tamper", [_outputs_replaced, _evidence_unnamed])
+async def test_outputs_other_than_the_graders_are_refused(
+        make_board: MakeBoard, tamper: Any) -> None:
+    board = await make_board()
+    done = build_completion(board.settings, passed=False)  # the grader saw no route
+    body = done.variant()
+    tamper(body)
+    error = await _refused(board, body)
+    assert "evidence_mismatch" in error, error
+
+
 @pytest.mark.parametrize(("tamper", "code"), [
     (_drop_check, "check_list_mismatch"),
     (_extra_check, "check_list_mismatch"),
@@ -112,7 +142,7 @@ def _truncated_beyond_judging(body: dict[str, Any]) -> None:
     (_truncated_beyond_judging, "criterion_inconsistent"),
 ])
 async def test_completion_disagreeing_with_the_template_is_refused(
-        make_board: MakeBoard, tamper: Any, code: str) -> None:  # noqa: F811
+        make_board: MakeBoard, tamper: Any, code: str) -> None:
     board = await make_board()
     done = build_completion(board.settings, passed=True, big_output=200_000)
     body = done.variant()

@@ -21,6 +21,7 @@ from typing import Any
 
 from forge.config.settings import Settings
 from forge.evidence.artifacts import EvidenceInputs
+from forge.evidence.canonical import CanonicalJSONError, loads
 from forge.evidence.score import (
     CRITERION_ID_RE,
     SHA256_RE,
@@ -123,25 +124,56 @@ def _stream(raw: object, where: str) -> StreamOutput:
     return StreamOutput(text, sha, size, bool(raw.get("truncated", False)))
 
 
-def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str,
-                 out: StreamOutput) -> StreamOutput:
-    """The evidence file's output when its sha256 is the one the event names, else `out`."""
-    expected = hashes.get(stem)
-    if evidence_dir is None or not isinstance(expected, str):
-        return out
+def _read_evidence(evidence_dir: Path | None, stem: str) -> bytes | None:
+    """An evidence file's bytes (None: not on this machine); a file too large to be a
+    capture is refused, other I/O errors propagate (retried)."""
+    if evidence_dir is None:
+        return None
     try:
         with (evidence_dir / stem).open("rb") as fh:
             data = fh.read(MAX_EVIDENCE_FILE + 1)
-    except OSError:
-        return out
+    except FileNotFoundError:
+        return None
     if len(data) > MAX_EVIDENCE_FILE:
-        return out
+        raise CompletionRefused("evidence_mismatch", f"evidence: {stem} is larger than a "
+                                                     "grader capture")
+    return data
+
+
+def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str,
+                 out: StreamOutput) -> StreamOutput:
+    """The output the grader captured: the evidence file whose sha256 the event names, or the
+    event's own text when it is exactly that capture. Any other output is refused, so a
+    check is never judged on text the grader did not record."""
+    expected = hashes.get(stem)
+    if not isinstance(expected, str):
+        return out  # no capture named: judged as it stands (truncated text proves little)
+    data = _read_evidence(evidence_dir, stem)
+    if data is None:
+        data = out.text.encode("utf-8", "surrogateescape")
     digest = hashlib.sha256(data).hexdigest()
     if not hmac.compare_digest(digest, expected):
-        return out
+        raise CompletionRefused("evidence_mismatch", f"evidence: {stem} is not the output "
+                                                     "the grader recorded (sha256 differs)")
     exact = len(data) == out.size and hmac.compare_digest(digest, out.sha256)
     return StreamOutput(data.decode("utf-8", "surrogateescape"), out.sha256, out.size,
                         not exact)
+
+
+def check_recorded_evidence(data: Mapping[str, Any], audit_log: bytes) -> None:
+    """The event's evidence hashes must be the ones the orchestrator wrote in the scenario's
+    audit log with `scenario.completed` (its last line here), when it wrote any."""
+    try:
+        entry = loads(audit_log.splitlines()[-1])
+    except (CanonicalJSONError, IndexError):
+        raise CompletionRefused("evidence_mismatch", "audit log: the scenario.completed "
+                                                     "entry cannot be read") from None
+    body = entry.get("data") if isinstance(entry, dict) else None
+    recorded = body.get("evidence") if isinstance(body, dict) else None
+    if recorded is not None and recorded != data.get("evidence"):
+        raise CompletionRefused("evidence_mismatch",
+                                "evidence: the event's output hashes differ from the ones the "
+                                "orchestrator recorded in the scenario's audit log")
 
 
 def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
@@ -237,4 +269,5 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
     return VerifiedCompletion(inputs, loaded.source, policy, criteria_document(rules))
 
 
-__all__ = ["CompletionRefused", "VerifiedCompletion", "verify_completion", "verify_tokens"]
+__all__ = ["CompletionRefused", "VerifiedCompletion", "check_recorded_evidence",
+           "verify_completion", "verify_tokens"]
