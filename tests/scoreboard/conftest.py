@@ -27,6 +27,7 @@ from forge.services.scoreboard.app import build_app
 from forge.services.scoreboard.state import ScoreboardState
 from forge.signing.keyring import SigningKeyring, keyring_dir
 from forge.templates.registry import TemplateRegistry
+from forge.templates.variables import values_digest
 from forge.tokens import ET, SAT, mint_token
 
 from ..conftest import TEMPLATE_FIXTURES
@@ -125,17 +126,20 @@ def build_completion(
     for state in ("pending", "launching", "running", "grading"):
         log.append(f"scenario.{state}", {"reason": "test"})
     if write_audit:
-        write_completed_entry(settings, sid, body["evidence"])
+        write_completed_entry(settings, sid, body["evidence"], body["variables"])
     return Completion(sid, body, full)
 
 
 def write_completed_entry(settings: Settings, scenario_id: str,
-                          evidence: dict[str, str] | None = None) -> None:
+                          evidence: dict[str, str] | None = None,
+                          variables: dict[str, str] | None = None) -> None:
     """What the orchestrator writes before publishing (the 'fix' for a missing entry),
-    with the evidence hashes it recorded when given."""
+    with the evidence hashes and the digest of the values it recorded, when given."""
     entry: dict[str, Any] = {"reason": "submitted", "checks": 2}
     if evidence is not None:
         entry["evidence"] = evidence
+    if variables is not None:
+        entry["variables_sha256"] = values_digest(variables)
     scenario_log(settings.storage_root, scenario_id).append("scenario.completed", entry)
 
 

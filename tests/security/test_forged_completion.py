@@ -3,10 +3,11 @@
 Whoever can put a `forge.scenario.completed` event in front of the scoreboard (a bus
 publisher, or an operator replaying a stored event) sets each check's `passed` flag. Before,
 the scoreboard took those flags on their word and signed a 1.0 verdict. Now every check is
-judged again from the template (rendered with the scenario's variables) and the outputs the
-grader recorded (evidence files whose hashes the orchestrator wrote in the scenario's audit
-log); any disagreement - flags, check list, commands, containers, outputs - refuses the whole
-completion as a failed event with the reason, and the score comes from the re-judged results.
+judged again from the template (rendered with the lab's values) and the outputs the grader
+recorded (evidence files; their hashes and the values' digest are in the scenario's audit log,
+written by the orchestrator); any disagreement - flags, check list, commands, containers,
+outputs, values - refuses the whole completion as a failed event with the reason, and the
+score comes from the re-judged results.
 Real nats-server, real scoreboard app and consumer, real SQLite and files.
 """
 
@@ -131,6 +132,24 @@ async def test_outputs_other_than_the_graders_are_refused(
     tamper(body)
     error = await _refused(board, body)
     assert "evidence_mismatch" in error, error
+
+
+async def test_values_other_than_the_labs_are_refused(make_board: MakeBoard) -> None:
+    """A wrong answer, the grader's honest record of it, and an event naming values chosen
+    so that the wrong answer judges right."""
+    board = await make_board()
+    done = build_completion(board.settings, write_audit=False)
+    wrong = "token " + "W" * 20 + "\n"
+    evidence = board.settings.storage_root / "scenarios" / done.scenario_id / "evidence"
+    (evidence / "saved-page.0.stdout").write_text(wrong)
+    body = done.variant()
+    body["results"][0]["stdout"] = output(wrong)
+    body["evidence"]["saved-page.0.stdout"] = output(wrong)["sha256"]
+    write_completed_entry(board.settings, done.scenario_id, body["evidence"],
+                          done.body["variables"])
+    body["variables"] = {**done.body["variables"], "secret": "W" * 20}
+    error = await _refused(board, body)
+    assert "variables_mismatch" in error, error
 
 
 @pytest.mark.parametrize(("tamper", "code"), [

@@ -37,6 +37,7 @@ from forge.services.scoreboard.judged import rejudge_results, rendered_rules
 from forge.services.scoreboard.refused import CompletionRefused
 from forge.templates.problems import UnknownTemplate
 from forge.templates.registry import TemplateRegistry
+from forge.templates.variables import values_digest
 from forge.tokens import ET, SAT, TokenError, TokenMismatch, check_sat_et_binding, verify_token
 
 EVIDENCE_DIR = "evidence"
@@ -160,20 +161,27 @@ def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str
                         not exact)
 
 
-def check_recorded_evidence(data: Mapping[str, Any], audit_log: bytes) -> None:
-    """The event's evidence hashes must be the ones the orchestrator wrote in the scenario's
-    audit log with `scenario.completed` (its last line here), when it wrote any."""
+def check_recorded_completion(data: Mapping[str, Any], audit_log: bytes) -> None:
+    """The event's evidence hashes and variables must be the ones the orchestrator wrote in
+    the scenario's audit log with `scenario.completed` (its last line here), when it did."""
     try:
         entry = loads(audit_log.splitlines()[-1])
     except (CanonicalJSONError, IndexError):
         raise CompletionRefused("evidence_mismatch", "audit log: the scenario.completed "
                                                      "entry cannot be read") from None
     body = entry.get("data") if isinstance(entry, dict) else None
-    recorded = body.get("evidence") if isinstance(body, dict) else None
-    if recorded is not None and recorded != data.get("evidence"):
+    recorded = body if isinstance(body, dict) else {}
+    if "evidence" in recorded and recorded["evidence"] != data.get("evidence"):
         raise CompletionRefused("evidence_mismatch",
                                 "evidence: the event's output hashes differ from the ones the "
                                 "orchestrator recorded in the scenario's audit log")
+    variables = data.get("variables")
+    if "variables_sha256" in recorded and not (
+            isinstance(variables, Mapping) and isinstance(recorded["variables_sha256"], str)
+            and hmac.compare_digest(values_digest(variables), recorded["variables_sha256"])):
+        raise CompletionRefused("variables_mismatch",
+                                "variables: differ from the ones the orchestrator recorded in "
+                                "the scenario's audit log")
 
 
 def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
@@ -269,5 +277,5 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
     return VerifiedCompletion(inputs, loaded.source, policy, criteria_document(rules))
 
 
-__all__ = ["CompletionRefused", "VerifiedCompletion", "check_recorded_evidence",
+__all__ = ["CompletionRefused", "VerifiedCompletion", "check_recorded_completion",
            "verify_completion", "verify_tokens"]

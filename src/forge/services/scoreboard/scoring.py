@@ -38,7 +38,7 @@ from forge.services.common.app import storage_writable
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard.completion import (
     CompletionRefused,
-    check_recorded_evidence,
+    check_recorded_completion,
     verify_completion,
 )
 from forge.signing.keyring import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
@@ -136,7 +136,7 @@ class Scorer:
         if audit is None:
             raise AuditLogMissing(f"audit log of {scenario_id} has no {COMPLETED_EVENT} "
                                   "entry (storage not in sync?)")
-        check_recorded_evidence(data, audit)
+        check_recorded_completion(data, audit)
         try:
             written = score_and_write(self.storage_root, verified.inputs,
                                       verified.evidence(audit), key)
