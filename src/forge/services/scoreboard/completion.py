@@ -4,9 +4,12 @@ Nothing in the event is trusted on its word: the SAT and ET are verified with th
 keyrings (signature, typ, aud; not expiry — a lab may outlive its tokens), must name this
 scenario and agree with each other and with the event; the template is looked up by name
 in the registry and must have the sha256 the event names; criteria, weights and the check
-list come from the template. Only the outputs come from the event (full outputs from the
-evidence files when their sha256 matches the event); each check's pass/fail is judged again
-from them against the template rendered with the scenario's variables (see `judged`).
+list come from the template. Only the outputs and the lab's values come from the event, and
+both must be what the orchestrator recorded: outputs are the evidence files (or the event's
+text when it is exactly such a file) whose hashes, with the values' digest, the orchestrator
+wrote in the scenario's audit log. Each check's pass/fail is then judged again from those
+outputs against the template rendered with those values (see `judged`); the event's flags
+are only compared, never used.
 """
 
 from __future__ import annotations
