@@ -19,6 +19,8 @@ from forge.audit.chain import scenario_stream
 from forge.audit.log import AuditLog
 from forge.evidence.artifacts import Artifacts, EvidenceInputs, build_artifacts
 from forge.evidence.score import CheckResult, CriterionSpec, ScoreInputs, StreamOutput
+from forge.grading.judging import Expectation
+from forge.grading.rules import CheckRule, CriterionRule, criteria_document
 from forge.signing.keyring import SigningKey
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
@@ -29,6 +31,27 @@ TEMPLATE = (b"apiVersion: frostgate.forge/v1\nkind: ScenarioTemplate\n"
             b"metadata:\n  name: netplus\n  labels: [\"class:netplus\", \"tier:foundation\"]\n")
 POLICY = [{"package": "forge.training", "allow": True, "deny_reasons": [],
            "policy_hash": "ab" * 32}]
+
+
+# The rendered criteria the sample's checks were judged against (bundled as criteria.json).
+RULES = (
+    CriterionRule("find-target", "Find the target's address and port", 2.0, (
+        CheckRule("learner", ("cat", "/workspace/target.txt"),
+                  Expectation(exit_code=0, stdout_contains="10.10.2.5")),
+        CheckRule("learner", ("cat", "/workspace/port.txt"),
+                  Expectation(stdout_regex=r"^8080$|^8080\n")),
+    )),
+    CriterionRule("save-page", "Save what the target serves", 1.0, (
+        CheckRule("learner", ("cat", "/workspace/page.html"),
+                  Expectation(exit_code=0, stdout_contains="token-3f9a")),
+    )),
+    CriterionRule("report", "Write the report", 1.0, (
+        CheckRule("learner", ("test", "-s", "/workspace/report.md"), Expectation(exit_code=0)),
+        CheckRule("learner", ("grep", "-q", "risk", "/workspace/report.md"),
+                  Expectation(exit_code=0)),
+    )),
+)
+CRITERIA = criteria_document(RULES)
 
 
 def fixed_key(seed: int = 7) -> SigningKey:
@@ -91,7 +114,8 @@ def build(directory: Path, *, scenario_id: str = SCENARIO_ID, key: SigningKey | 
     """The artifacts for the fixed inputs."""
     signer = key or fixed_key()
     inputs = score_inputs(scenario_id)
-    evidence = EvidenceInputs(TEMPLATE, POLICY, audit_log(directory, scenario_id, signer))
+    evidence = EvidenceInputs(TEMPLATE, POLICY, audit_log(directory, scenario_id, signer),
+                              CRITERIA)
     return build_artifacts(inputs, evidence, signer, signed_at=signed_at,
                            bundle_format=bundle_format)
 

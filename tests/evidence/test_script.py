@@ -31,6 +31,7 @@ def test_runbook_command_in_a_bare_venv(bare_python: Path, artifacts: Artifacts,
     assert good.returncode == 0, good.stdout + good.stderr
     assert good.stdout.startswith(f"PASS {SCENARIO_ID}")
     assert "only integrity was proven, not origin" in good.stdout
+    assert "every check judged again from criteria.json" in good.stdout  # judging is stdlib
 
     trusted = tmp_path / "trusted.pem"
     trusted.write_bytes(fixed_key().public_pem())

@@ -27,6 +27,7 @@ from forge.services.scoreboard.app import build_app
 from forge.services.scoreboard.state import ScoreboardState
 from forge.signing.keyring import SigningKeyring, keyring_dir
 from forge.templates.registry import TemplateRegistry
+from forge.templates.variables import values_digest
 from forge.tokens import ET, SAT, mint_token
 
 from ..conftest import TEMPLATE_FIXTURES
@@ -34,6 +35,7 @@ from ..live_server import live_server
 from ..services.conftest import SECRETS, prod_environ
 
 TEMPLATE = "lab-netplus"
+SECRET = "QmFzZTY0c2VjcmV0dG9r"  # this lab's `secret` variable (20 token characters)
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"
 VERIFY_SCRIPT = REPO / "scripts" / "verify_verdict.py"
@@ -85,7 +87,7 @@ def build_completion(
     }, now=minted)
     evidence_dir = root / "scenarios" / sid / "evidence"
     evidence_dir.mkdir(parents=True)
-    page = "token QmFzZTY0c2VjcmV0dG9rZW4\n"
+    page = f"token {SECRET}\n"
     full = (page + "x" * big_output).encode()
     saved_out = output(full.decode())
     if big_output:  # the event carries only a prefix, like the orchestrator's 16 KiB cap
@@ -105,7 +107,7 @@ def build_completion(
         "subject": subject, "plan": "PRO", "retention_days": retention_days,
         "completion_reason": "submitted", "started_at": started.isoformat(),
         "completed_at": completed.isoformat(), "sat": sat, "et": et,
-        "variables": {"secret": "QmFzZTY0c2VjcmV0dG9rZW4", "port": 24000},
+        "variables": {"secret": SECRET, "port": "24000"},
         "policy": {"allow": True, "reasons": [], "policy_hash": "ab" * 32,
                    "input": {"track": "netplus", "cpu": 0.5}},
         "results": [
@@ -124,14 +126,21 @@ def build_completion(
     for state in ("pending", "launching", "running", "grading"):
         log.append(f"scenario.{state}", {"reason": "test"})
     if write_audit:
-        log.append("scenario.completed", {"reason": "submitted", "checks": 2})
+        write_completed_entry(settings, sid, body["evidence"], body["variables"])
     return Completion(sid, body, full)
 
 
-def write_completed_entry(settings: Settings, scenario_id: str) -> None:
-    """What the orchestrator writes before publishing (the 'fix' for a missing entry)."""
-    scenario_log(settings.storage_root, scenario_id).append(
-        "scenario.completed", {"reason": "submitted", "checks": 2})
+def write_completed_entry(settings: Settings, scenario_id: str,
+                          evidence: dict[str, str] | None = None,
+                          variables: dict[str, str] | None = None) -> None:
+    """What the orchestrator writes before publishing (the 'fix' for a missing entry),
+    with the evidence hashes and the digest of the values it recorded, when given."""
+    entry: dict[str, Any] = {"reason": "submitted", "checks": 2}
+    if evidence is not None:
+        entry["evidence"] = evidence
+    if variables is not None:
+        entry["variables_sha256"] = values_digest(variables)
+    scenario_log(settings.storage_root, scenario_id).append("scenario.completed", entry)
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,

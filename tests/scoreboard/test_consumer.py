@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from datetime import UTC, datetime
 from typing import Any
 
 from forge.audit.log import global_log
@@ -75,9 +76,10 @@ async def test_redelivery_is_a_noop_and_conflict_is_refused(make_board: MakeBoar
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
     assert await board.wait_finalized(1) == 1
 
-    # A different result for the finalized scenario is refused, audited and kept.
-    other = done.variant()
-    other["results"][1]["passed"] = False
+    # A different result for the finalized scenario (another completion time and reason) is
+    # refused, audited and kept.
+    other = done.variant(completion_reason="expired",
+                         completed_at=datetime.now(UTC).isoformat())
     await board.publish(other, msg_id=f"{done.scenario_id}-completed-conflict")
     rows = await wait_for(board.failed_events, what="failed event")
     assert "result_conflict" in rows[0].error and rows[0].scenario_id == done.scenario_id

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from forge.audit.chain import scenario_stream, verify_chain
 from forge.evidence.bundle import BUNDLE_NAMES, build_bundle, sha256_hex
 from forge.evidence.canonical import dumps_file
+from forge.evidence.rejudge import rejudge_bundle
 from forge.evidence.score import (
     CheckResult,
     CriterionSpec,
@@ -36,6 +37,7 @@ from forge.evidence.score import (
     require_scenario_id,
 )
 from forge.evidence.verdict import SCORE_NAME, build_statement, sign_statement
+from forge.grading.rules import CRITERIA_MEMBER
 from forge.signing.keyring import SigningKey
 
 OUTPUT_CAP_BYTES = 1024 * 1024
@@ -60,11 +62,13 @@ class ResultConflict(Exception):
 
 @dataclass(frozen=True)
 class EvidenceInputs:
-    """Evidence beyond the check outputs: the exact template, policy decisions, audit log."""
+    """Evidence beyond the check outputs: the exact template, policy decisions, audit log,
+    and the rendered criteria (`criteria.json`) that every check is judged against again."""
 
     template_yaml: bytes
     policy_decisions: Sequence[Mapping[str, Any]] = ()
     audit_log: bytes = b""
+    criteria: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,11 @@ def build_artifacts(
     members[TEMPLATE_MEMBER] = evidence.template_yaml
     members[POLICY_MEMBER] = dumps_file([dict(d) for d in evidence.policy_decisions])
     members[AUDIT_MEMBER] = evidence.audit_log
+    if evidence.criteria is not None:
+        members[CRITERIA_MEMBER] = dumps_file(dict(evidence.criteria))
+        problems = rejudge_bundle(doc, members)
+        if problems:  # never sign what the offline verifier would find inconsistent
+            raise ScoreInputError("criteria: " + "; ".join(problems))
     bundle = build_bundle(inputs.scenario_id, members, bundle_format)
     bundle_name = BUNDLE_NAMES[bundle_format]
     statement = build_statement(

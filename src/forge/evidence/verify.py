@@ -26,6 +26,7 @@ from forge.evidence.bundle import (
 )
 from forge.evidence.canonical import CanonicalJSONError, is_canonical_file, loads
 from forge.evidence.dsse import Envelope, EnvelopeError, parse_envelope
+from forge.evidence.rejudge import NOT_REJUDGED, rejudge_bundle
 from forge.evidence.score import (
     SCENARIO_ID_RE,
     SCORE_FORMAT,
@@ -231,6 +232,18 @@ def _evidence(doc: dict[str, Any], members: dict[str, bytes], res: VerifyResult)
                                                 "match the output hash in score.json")
 
 
+def _rejudge(doc: dict[str, Any], members: dict[str, bytes], res: VerifyResult) -> None:
+    """Judge every check again from criteria.json and its bundled outputs."""
+    problems = rejudge_bundle(doc, members)
+    if problems is None:
+        res.notes.append(NOT_REJUDGED)
+        return
+    for problem in problems:
+        res.fail("criterion_inconsistent", problem)
+    if not problems:
+        res.checked.append("every check judged again from criteria.json agrees with score.json")
+
+
 def _audit(doc: dict[str, Any], members: dict[str, bytes], scenario_id: str,
            key: Ed25519PublicKey | None, kid: str | None, res: VerifyResult) -> None:
     log = members.get(AUDIT_MEMBER)
@@ -316,6 +329,7 @@ def verify_artifacts(
     sid = doc.get("scenario_id") or (verdict.scenario_id if verdict else None)
     if doc and members and isinstance(sid, str) and SCENARIO_ID_RE.fullmatch(sid):
         _evidence(doc, members, res)
+        _rejudge(doc, members, res)
         _audit(doc, members, sid, key, res.key_id, res)
     if trusted is None:
         res.notes.append(ORIGIN_NOT_PROVEN)

@@ -1,25 +1,43 @@
-"""Judge one check's outcome against its `expect` block; every expectation named must hold."""
+"""Judge one check's run against its template `expect` with the shared rule (grading.judging).
+
+The grader, the scoreboard and the offline verifier all judge through `judge_recorded`, so a
+result the grader recorded can be judged again from the stored outputs with the same answer.
+"""
 
 from __future__ import annotations
 
-import re
-
+from forge.grading.judging import Capture, Expectation, Recorded, judge_recorded
+from forge.grading.rules import CheckRule, CriterionRule
 from forge.runtime.base import ExecResult
-from forge.templates.models import Expect
+from forge.templates.models import Expect, ScenarioTemplate
+
+
+def expectation_of(expect: Expect) -> Expectation:
+    """The template model's `expect` as the judging rule's plain value."""
+    return Expectation(expect.exit_code, expect.stdout_contains, expect.stdout_regex,
+                       expect.stderr_contains)
+
+
+def recorded_of(result: ExecResult) -> Recorded:
+    """What the grader captured, as the judging rule sees it."""
+    return Recorded(
+        exit_code=result.exit_code,
+        stdout=Capture.of(result.stdout, result.stdout_size, result.stdout_sha256),
+        stderr=Capture.of(result.stderr, result.stderr_size, result.stderr_sha256),
+        timed_out=result.timed_out,
+    )
 
 
 def judge(expect: Expect, result: ExecResult) -> tuple[bool, list[str]]:
     """(passed, reasons for failure). A timed-out check never passes."""
-    reasons: list[str] = []
-    if result.timed_out:
-        reasons.append("timed out")
-    if expect.exit_code is not None and result.exit_code != expect.exit_code:
-        reasons.append(f"exit code {result.exit_code}, expected {expect.exit_code}")
-    stdout, stderr = result.stdout_text, result.stderr_text
-    if expect.stdout_contains is not None and expect.stdout_contains not in stdout:
-        reasons.append("stdout lacks the expected text")
-    if expect.stdout_regex is not None and re.search(expect.stdout_regex, stdout) is None:
-        reasons.append("stdout does not match the expected pattern")
-    if expect.stderr_contains is not None and expect.stderr_contains not in stderr:
-        reasons.append("stderr lacks the expected text")
-    return not reasons, reasons
+    outcome = judge_recorded(expectation_of(expect), recorded_of(result))
+    return outcome.passed, list(outcome.reasons)
+
+
+def rules_of(template: ScenarioTemplate) -> tuple[CriterionRule, ...]:
+    """The success criteria of a rendered template as plain judging rules."""
+    return tuple(
+        CriterionRule(c.id, c.description, float(c.weight), tuple(
+            CheckRule(k.container, tuple(k.command), expectation_of(k.expect))
+            for k in c.checks))
+        for c in template.spec.success_criteria)

@@ -26,8 +26,8 @@ def _stream(data: bytes, sha256: str, size: int) -> StreamOutput:
     return StreamOutput(text=text, sha256=sha256, size=size, truncated=not exact)
 
 
-def _to_result(criterion_id: str, index: int, container: str, passed: bool,
-               result: ExecResult) -> CheckResult:
+def _to_result(criterion_id: str, index: int, container: str, command: tuple[str, ...],
+               passed: bool, result: ExecResult) -> CheckResult:
     return CheckResult(
         criterion_id=criterion_id,
         check_index=index,
@@ -38,6 +38,7 @@ def _to_result(criterion_id: str, index: int, container: str, passed: bool,
         timed_out=result.timed_out,
         duration_ms=int(result.duration_s * 1000),
         container=container,
+        command=command,
     )
 
 
@@ -65,8 +66,8 @@ def grade(
             stem = f"{criterion.id}.{index}"
             (evidence_dir / f"{stem}.stdout").write_bytes(outcome.stdout)
             (evidence_dir / f"{stem}.stderr").write_bytes(outcome.stderr)
-            outcomes[(criterion.id, index)] = _to_result(criterion.id, index, check.container,
-                                                         passed, outcome)
+            outcomes[(criterion.id, index)] = _to_result(
+                criterion.id, index, check.container, tuple(check.command), passed, outcome)
 
     run([item for item in planned if item[2].live])
     runtime.seal(lab_id)

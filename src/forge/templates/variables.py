@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import string
@@ -152,6 +153,14 @@ def derive_values(t: ScenarioTemplate, seed: bytes) -> dict[str, str]:
             alphabet = _HEX_ALPHABET if var.kind == "hex" else _TOKEN_ALPHABET
             out[name] = "".join(alphabet[s.below(len(alphabet))] for _ in range(var.size))
     return out
+
+
+def values_digest(values: Mapping[str, Any]) -> str:
+    """sha256 of a scenario's values as sorted, compact JSON. The orchestrator records it in
+    the scenario's audit log when grading, so the scoreboard judges checks again with exactly
+    the values the lab was built from, not ones a completion event names."""
+    text = json.dumps(dict(values), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _substitute(node: Any, path: str, values: Mapping[str, str]) -> Any:

@@ -28,7 +28,7 @@ from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
 from forge.store.models import Scenario
-from forge.templates.variables import render
+from forge.templates.variables import render, values_digest
 
 log = logging.getLogger("forge.orchestrator.complete")
 EVENT_TEXT_CAP = 16 * 1024
@@ -98,7 +98,8 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str, reason: str) ->
     scenario_log(state.settings.storage_root, scenario_id).append(
         "scenario.completed",
         {"reason": reason, "checks": len(results), "passed": sum(r.passed for r in results),
-         "evidence": payload["evidence"]},
+         "evidence": payload["evidence"],
+         "variables_sha256": values_digest(payload["variables"])},
     )
     _write_json_atomic(scenario_dir(state, scenario_id) / "completion.json", payload)
     return payload

@@ -4,8 +4,12 @@ Nothing in the event is trusted on its word: the SAT and ET are verified with th
 keyrings (signature, typ, aud; not expiry — a lab may outlive its tokens), must name this
 scenario and agree with each other and with the event; the template is looked up by name
 in the registry and must have the sha256 the event names; criteria, weights and the check
-list come from the template. Only pass/fail per check and the outputs come from the event,
-with full outputs taken from the evidence files when their sha256 matches the event.
+list come from the template. Only the outputs and the lab's values come from the event, and
+both must be what the orchestrator recorded: outputs are the evidence files (or the event's
+text when it is exactly such a file) whose hashes, with the values' digest, the orchestrator
+wrote in the scenario's audit log. Each check's pass/fail is then judged again from those
+outputs against the template rendered with those values (see `judged`); the event's flags
+are only compared, never used.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from forge.config.settings import Settings
 from forge.evidence.artifacts import EvidenceInputs
+from forge.evidence.canonical import CanonicalJSONError, loads
 from forge.evidence.score import (
     CRITERION_ID_RE,
     SHA256_RE,
@@ -30,21 +35,16 @@ from forge.evidence.score import (
     StreamOutput,
     require_scenario_id,
 )
+from forge.grading.rules import criteria_document
+from forge.services.scoreboard.judged import rejudge_results, rendered_rules
+from forge.services.scoreboard.refused import CompletionRefused
 from forge.templates.problems import UnknownTemplate
 from forge.templates.registry import TemplateRegistry
+from forge.templates.variables import values_digest
 from forge.tokens import ET, SAT, TokenError, TokenMismatch, check_sat_et_binding, verify_token
 
 EVIDENCE_DIR = "evidence"
 MAX_EVIDENCE_FILE = 1 << 20
-
-
-class CompletionRefused(Exception):
-    """The event must never be scored as it stands (forged, mismatched, malformed)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,13 @@ class VerifiedCompletion:
     inputs: ScoreInputs
     template_yaml: bytes
     policy: Mapping[str, Any]
+    criteria: Mapping[str, Any]
 
     def evidence(self, audit_log: bytes) -> EvidenceInputs:
-        """Evidence inputs with the scenario's audit log (read through `scenario.completed`)."""
+        """Evidence inputs with the scenario's audit log (read through `scenario.completed`)
+        and the rendered criteria the checks were judged against."""
         decisions = [dict(self.policy)] if self.policy else []
-        return EvidenceInputs(self.template_yaml, decisions, audit_log)
+        return EvidenceInputs(self.template_yaml, decisions, audit_log, self.criteria)
 
 
 def _str(data: Mapping[str, Any], name: str) -> str:
@@ -126,29 +128,66 @@ def _stream(raw: object, where: str) -> StreamOutput:
     return StreamOutput(text, sha, size, bool(raw.get("truncated", False)))
 
 
-def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str,
-                 out: StreamOutput) -> StreamOutput:
-    """The evidence file's output when its sha256 is the one the event names, else `out`."""
-    expected = hashes.get(stem)
-    if evidence_dir is None or not isinstance(expected, str):
-        return out
+def _read_evidence(evidence_dir: Path | None, stem: str) -> bytes | None:
+    """An evidence file's bytes (None: not on this machine); a file too large to be a
+    capture is refused, other I/O errors propagate (retried)."""
+    if evidence_dir is None:
+        return None
     try:
         with (evidence_dir / stem).open("rb") as fh:
             data = fh.read(MAX_EVIDENCE_FILE + 1)
-    except OSError:
-        return out
+    except FileNotFoundError:
+        return None
     if len(data) > MAX_EVIDENCE_FILE:
-        return out
+        raise CompletionRefused("evidence_mismatch", f"evidence: {stem} is larger than a "
+                                                     "grader capture")
+    return data
+
+
+def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str,
+                 out: StreamOutput) -> StreamOutput:
+    """The output the grader captured: the evidence file whose sha256 the event names, or the
+    event's own text when it is exactly that capture. Any other output is refused, so a
+    check is never judged on text the grader did not record."""
+    expected = hashes.get(stem)
+    if not isinstance(expected, str):
+        return out  # no capture named: judged as it stands (truncated text proves little)
+    data = _read_evidence(evidence_dir, stem)
+    if data is None:
+        data = out.text.encode("utf-8", "surrogateescape")
     digest = hashlib.sha256(data).hexdigest()
     if not hmac.compare_digest(digest, expected):
-        return out
+        raise CompletionRefused("evidence_mismatch", f"evidence: {stem} is not the output "
+                                                     "the grader recorded (sha256 differs)")
     exact = len(data) == out.size and hmac.compare_digest(digest, out.sha256)
     return StreamOutput(data.decode("utf-8", "surrogateescape"), out.sha256, out.size,
                         not exact)
 
 
+def check_recorded_completion(data: Mapping[str, Any], audit_log: bytes) -> None:
+    """The event's evidence hashes and variables must be the ones the orchestrator wrote in
+    the scenario's audit log with `scenario.completed` (its last line here), when it did."""
+    try:
+        entry = loads(audit_log.splitlines()[-1])
+    except (CanonicalJSONError, IndexError):
+        raise CompletionRefused("evidence_mismatch", "audit log: the scenario.completed "
+                                                     "entry cannot be read") from None
+    body = entry.get("data") if isinstance(entry, dict) else None
+    recorded = body if isinstance(body, dict) else {}
+    if "evidence" in recorded and recorded["evidence"] != data.get("evidence"):
+        raise CompletionRefused("evidence_mismatch",
+                                "evidence: the event's output hashes differ from the ones the "
+                                "orchestrator recorded in the scenario's audit log")
+    variables = data.get("variables")
+    if "variables_sha256" in recorded and not (
+            isinstance(variables, Mapping) and isinstance(recorded["variables_sha256"], str)
+            and hmac.compare_digest(values_digest(variables), recorded["variables_sha256"])):
+        raise CompletionRefused("variables_mismatch",
+                                "variables: differ from the ones the orchestrator recorded in "
+                                "the scenario's audit log")
+
+
 def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
-             containers: Mapping[tuple[str, int], str],
              evidence_dir: Path | None) -> tuple[CheckResult, ...]:
     raw_results = data.get("results")
     if not isinstance(raw_results, list):
@@ -194,13 +233,6 @@ def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
         raise CompletionRefused(
             "check_list_mismatch",
             f"results: checks {got} do not match the template's criteria {expected}")
-    for r in results:
-        want = containers.get((r.criterion_id, r.check_index))
-        if r.container and r.container != want:
-            raise CompletionRefused(
-                "check_list_mismatch",
-                f"results: {r.criterion_id}[{r.check_index}] ran in {r.container!r}, the "
-                f"template names {want!r}")
     return tuple(results)
 
 
@@ -226,12 +258,10 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
     # against the frozen pydantic models.
     criteria = tuple(CriterionSpec(c.id, c.description, float(c.weight), len(c.checks))
                      for c in loaded.template.spec.success_criteria)
+    rules = rendered_rules(loaded.template, data.get("variables", {}))
     evidence_dir = settings.storage_root / "scenarios" / scenario_id / EVIDENCE_DIR
-    containers = {(c.id, i): check.container
-                  for c in loaded.template.spec.success_criteria
-                  for i, check in enumerate(c.checks)}
-    results = _results(data, criteria, containers,
-                       evidence_dir if evidence_dir.is_dir() else None)
+    results = rejudge_results(rules, _results(data, criteria,
+                                              evidence_dir if evidence_dir.is_dir() else None))
     policy = data.get("policy") if isinstance(data.get("policy"), Mapping) else {}
     assert isinstance(policy, Mapping)
     retention = et.get("retention_days")
@@ -247,4 +277,8 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
             criteria=criteria, results=results)
     except ScoreInputError as exc:
         raise CompletionRefused("invalid_completion", str(exc)) from None
-    return VerifiedCompletion(inputs, loaded.source, policy)
+    return VerifiedCompletion(inputs, loaded.source, policy, criteria_document(rules))
+
+
+__all__ = ["CompletionRefused", "VerifiedCompletion", "check_recorded_completion",
+           "verify_completion", "verify_tokens"]

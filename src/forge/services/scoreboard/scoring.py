@@ -37,7 +37,11 @@ from forge.evidence.verdict import SCORE_NAME
 from forge.faults import crash_point
 from forge.services.common.app import storage_writable
 from forge.services.common.readiness import CheckFailed
-from forge.services.scoreboard.completion import CompletionRefused, verify_completion
+from forge.services.scoreboard.completion import (
+    CompletionRefused,
+    check_recorded_completion,
+    verify_completion,
+)
 from forge.signing.keyring import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
@@ -133,6 +137,7 @@ class Scorer:
         if audit is None:
             raise AuditLogMissing(f"audit log of {scenario_id} has no {COMPLETED_EVENT} "
                                   "entry (storage not in sync?)")
+        check_recorded_completion(data, audit)
         try:
             written = score_and_write(self.storage_root, verified.inputs,
                                       verified.evidence(audit), key)
