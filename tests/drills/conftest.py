@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,9 +28,9 @@ import pytest
 
 from forge.bus import NatsServer
 from forge.runtime.local import LocalRuntime
+from forge.services.common.listener import ENV_FD, bind_listener
 
 from ..conftest import TEMPLATE_FIXTURES
-from ..live_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -95,6 +96,9 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     wrapper: list[str] = field(default_factory=list)  # e.g. an `unshare` prefix
+    # Held across restarts (as `forge up` does): connections wait in its backlog while one
+    # incarnation stops and the next starts, instead of being refused.
+    listener: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -106,10 +110,14 @@ class Service:
             self.env = env
         argv = [*self.wrapper, PYTHON, "-m", "forge", "serve", self.name, "--host", "127.0.0.1",
                 "--port", str(self.port)]
+        env, fds = dict(self.env), ()
+        if self.listener is not None:
+            env[ENV_FD] = str(self.listener.fileno())
+            fds = (self.listener.fileno(),)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log,
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=REPO)
+                                         cwd=REPO, pass_fds=fds)
 
     def stop(self, grace: float = 20.0) -> int | None:
         """SIGTERM (graceful shutdown: in-flight requests finish), SIGKILL after `grace`."""
@@ -235,6 +243,8 @@ class Drill:
     def close(self) -> None:
         for svc in self.services.values():
             svc.stop()
+            if svc.listener is not None:
+                svc.listener.close()
         runtime = LocalRuntime(str(self.storage / "runtime"), self.prefix)
         try:
             for info in runtime.list():
@@ -253,7 +263,9 @@ def drill(tmp_path: Path) -> Iterator[Drill]:
     made = Drill(tmp_path, fresh_secrets(), nats, "r" + secrets.token_hex(2))
     (tmp_path / "logs").mkdir()
     for name in SERVICES:
-        made.services[name] = Service(name, free_port(), tmp_path / "logs" / f"{name}.log")
+        sock = bind_listener("127.0.0.1", 0)
+        made.services[name] = Service(name, sock.getsockname()[1],
+                                      tmp_path / "logs" / f"{name}.log", listener=sock)
     try:
         yield made
     finally:

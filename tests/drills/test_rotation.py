@@ -120,7 +120,8 @@ def test_rotation_in_runbook_order_under_traffic(drill: Drill) -> None:
         traffic.stop()
 
     print(f"rotation drill: {len(traffic.scenarios)} scenarios, {traffic.operator_calls} "
-          f"operator calls, {traffic.connection_retries} connection-level retries")
+          f"operator calls, {traffic.refused} refused or dropped requests")
+    assert traffic.refused == 0, "\n".join(traffic.failures)
     assert traffic.failures == [], "\n".join(traffic.failures)
     phases = {s.phase for s in traffic.scenarios.values()}
     assert {"before", "step2-spawn", "step3-orchestrator", "step4-scoreboard",

@@ -1,9 +1,10 @@
 """Continuous learner and operator traffic against a running installation, for rotation drills.
 
 Each learner loops spawn → wait running → submit → wait verdict. Every HTTP answer that is
-not the expected one is recorded as a failure. A request refused at connection level (the
-process is restarting and nothing listens for a moment) is retried, as a load balancer in
-front of the service does; spawns carry a request_id, so such a retry is idempotent.
+not the expected one is recorded as a failure, and so is every request refused or dropped at
+connection level: nothing is retried. A rollout restarts services on their held listening
+sockets, so a request made while one incarnation stops and the next starts waits in the
+kernel's backlog and is answered by the next; none may be refused.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
-RETRY_WINDOW_S = 60.0
 
 
 @dataclass
@@ -40,7 +39,7 @@ class Traffic:
     failures: list[str] = field(default_factory=list)
     scenarios: dict[str, Scenario] = field(default_factory=dict)
     operator_calls: int = 0
-    connection_retries: int = 0
+    refused: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -81,22 +80,14 @@ class Traffic:
             self.failures.append(f"[{self.phase}] {what}: {text}")
 
     def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
-        """One request on a fresh connection; retried only while nothing accepts connections."""
-        deadline = time.monotonic() + RETRY_WINDOW_S
-        while True:
-            try:
-                return httpx.request(method, url, timeout=30, **kwargs)
-            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-                # Refused, or accepted by the kernel into the backlog of a listener that then
-                # closed for a graceful restart and dropped without any response (uvicorn
-                # finishes every request it has started). Nothing reached the application,
-                # so a load balancer retries it on the next instance.
-                with self._lock:
-                    self.connection_retries += 1
-                if time.monotonic() > deadline:
-                    self._fail(f"{method} {url}", detail=f"unreachable for 60s: {exc}")
-                    return None
-                time.sleep(0.1)
+        """One request on a fresh connection; refused or dropped is a failure, not retried."""
+        try:
+            return httpx.request(method, url, timeout=60, **kwargs)
+        except httpx.HTTPError as exc:
+            with self._lock:
+                self.refused += 1
+            self._fail(f"{method} {url}", detail=f"{type(exc).__name__}: {exc}")
+            return None
 
     # ------------------------------------------------------------------ loops
     def _learner(self, name: str, headers: dict[str, str]) -> None:

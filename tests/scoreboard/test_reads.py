@@ -81,4 +81,5 @@ async def test_leaderboard_is_per_tenant(make_board: MakeBoard) -> None:
         assert [e["subject"] for e in sneaky.json()["entries"]] == ["alice", "bob"]
         op = await client.get("/v1/leaderboard?tenant_id=globex", headers=board.operator)
         assert [e["subject"] for e in op.json()["entries"]] == ["eve"]
-        assert (await client.get("/v1/leaderboard", headers=board.operator)).status_code == 422
+        missing = await client.get("/v1/leaderboard", headers=board.operator)
+        assert (missing.status_code, missing.json()["error"]) == (400, "tenant_required")

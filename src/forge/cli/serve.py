@@ -8,6 +8,7 @@ import typer
 
 from forge.config.settings import ConfigError
 from forge.policy.decision import PolicyHashMismatch
+from forge.services.common.listener import PortUnavailable
 from forge.services.common.runner import ServiceName
 
 
@@ -25,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             started = run_service(service, host, port)
-        except (ConfigError, PolicyHashMismatch) as exc:
+        except (ConfigError, PolicyHashMismatch, PortUnavailable) as exc:
             # An operator error with its own clear message (both hashes for a policy pin).
             print(f"forge serve {service.value}: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None

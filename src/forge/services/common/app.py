@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from forge import __version__
 from forge.config.settings import Settings
@@ -19,6 +19,7 @@ from forge.services.common.limits import InputLimitMiddleware
 from forge.services.common.logging import Redactor
 from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
 from forge.services.common.middleware import RequestContextMiddleware
+from forge.services.common.openapi import errors, install_openapi
 from forge.services.common.readiness import CheckFailed, Readiness
 from forge.store.db import Database
 from forge.store.migrate import upgrade
@@ -108,6 +109,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app = FastAPI(title=f"FrostGate Forge {ctx.name}", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
     install_error_handlers(app)
+    install_openapi(app)
     # Added first, so it runs inside the request context (the 413 is logged and counted).
     app.add_middleware(InputLimitMiddleware, max_body=ctx.settings.max_body_bytes,
                        ws_max=ctx.settings.ws_max_message_bytes)
@@ -118,7 +120,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         """Liveness: the process answers. Says nothing about dependencies."""
         return {"status": "ok", "service": ctx.name}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], responses=errors(401, 503))
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: 200 or 503 with the names of failed checks. Each check's detail (paths,
         key ids, environment) only with the operator token; a wrong token is 401."""
@@ -131,7 +133,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         body["service"] = ctx.name
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
+             responses={200: {"description": "Prometheus text exposition",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         """Prometheus exposition."""
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from forge.bus import DurableConsumer
 from forge.config.keyring import HmacKeyring
 from forge.services.common.auth import check_operator
+from forge.services.common.openapi import errors
 
 
 def add_subscriber_routes(
@@ -17,7 +18,7 @@ def add_subscriber_routes(
 ) -> None:
     """`POST /v1/admin/nats/restart-subscriber`: the runbook's "restart NATS subscriber"."""
 
-    @app.post("/v1/admin/nats/restart-subscriber", tags=["ops"])
+    @app.post("/v1/admin/nats/restart-subscriber", tags=["ops"], responses=errors(401, 503))
     async def restart_subscriber(request: Request) -> dict[str, Any]:
         check_operator(request, ring)
         results = {c.durable: await c.restart() for c in consumers()}

@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from forge.config.settings import Settings, load_settings
+from forge.services.common.listener import bind_listener, inherited_listener
 from forge.services.common.logging import configure_logging
 
 log = logging.getLogger("forge.runner")
@@ -73,17 +74,21 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     configure_logging(entry.label, settings.secret_values())
     for warning in settings.warnings:
         log.warning(warning)
+    # The port before anything else: a taken port is one clear error, nothing half-started.
+    sock = inherited_listener() or bind_listener(host, entry.port if port is None else port)
+    bound_host, bound_port = sock.getsockname()[:2]
     try:
         app = build_service(name, settings)
     except Exception as exc:
         log.error("%s refused to start: %s", entry.label, exc)
+        sock.close()
         raise
-    config = uvicorn_config(app, settings, host, entry.port if port is None else port)
-    log.info("starting %s on %s:%s (FORGE_ENV=%s)", entry.label, host, config.port,
+    config = uvicorn_config(app, settings, bound_host, bound_port)
+    log.info("starting %s on %s:%s (FORGE_ENV=%s)", entry.label, bound_host, bound_port,
              settings.env.value)
     server = uvicorn.Server(config)
     # uvicorn re-raises the stop signal after its graceful shutdown; make that a clean exit.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    server.run()
+    server.run(sockets=[sock])
     return server.started

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from forge.lifecycle.store import ScenarioNotFound
 from forge.services.common.auth import check_operator
 from forge.services.common.errors import ApiError
+from forge.services.common.openapi import errors
 from forge.services.orchestrator import operations
 from forge.services.orchestrator.routes import SCENARIO_ID, orch
 from forge.services.orchestrator.state import OrchestratorState
@@ -39,21 +40,24 @@ async def _act(request: Request, scenario_id: str, body: ActionBody | None,
     return {"scenario_id": scenario_id, "action": name, "state": final}
 
 
-@router.post("/v1/admin/scenarios/{scenario_id}/fail", tags=["operator"])
+@router.post("/v1/admin/scenarios/{scenario_id}/fail", tags=["operator"],
+             responses=errors(401, 404))
 async def fail(scenario_id: str, request: Request,
                body: ActionBody | None = None) -> dict[str, Any]:
     """Operator: end an unfinished scenario as failed (lab torn down, slot freed)."""
     return await _act(request, scenario_id, body, operations.fail, "fail")
 
 
-@router.post("/v1/admin/scenarios/{scenario_id}/regrade", tags=["operator"])
+@router.post("/v1/admin/scenarios/{scenario_id}/regrade", tags=["operator"],
+             responses=errors(401, 404))
 async def regrade(scenario_id: str, request: Request,
                   body: ActionBody | None = None) -> dict[str, Any]:
     """Operator: grade a running lab now, or resume one stuck in grading."""
     return await _act(request, scenario_id, body, operations.regrade, "regrade")
 
 
-@router.post("/v1/admin/scenarios/{scenario_id}/destroy", tags=["operator"])
+@router.post("/v1/admin/scenarios/{scenario_id}/destroy", tags=["operator"],
+             responses=errors(401, 404))
 async def destroy(scenario_id: str, request: Request,
                   body: ActionBody | None = None) -> dict[str, Any]:
     """Operator: tear the lab down now, whatever the scenario's state."""

@@ -19,6 +19,7 @@ from forge.lifecycle.store import ScenarioNotFound, history, load
 from forge.lifecycle.visibility import learner_view
 from forge.services.common.auth import bearer_token, check_operator
 from forge.services.common.errors import ApiError
+from forge.services.common.openapi import errors
 from forge.services.orchestrator.completion import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
@@ -85,7 +86,7 @@ def view(row: Scenario, with_details: bool) -> dict[str, Any]:
     return body
 
 
-@router.get("/v1/scenarios/{scenario_id}", tags=["scenarios"])
+@router.get("/v1/scenarios/{scenario_id}", tags=["scenarios"], responses=errors(401, 404))
 async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """One scenario, to its owner or an operator (operators also see history and policy)."""
     row, operator = await visible_scenario(request, scenario_id)
@@ -95,7 +96,7 @@ async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     return body
 
 
-@router.get("/v1/scenarios", tags=["scenarios"])
+@router.get("/v1/scenarios", tags=["scenarios"], responses=errors(401))
 async def list_scenarios(
     request: Request,
     state: str | None = Query(None, pattern=r"^[a-z]{1,16}$"),
@@ -121,7 +122,8 @@ async def list_scenarios(
     return {"items": items, "count": len(items)}
 
 
-@router.delete("/v1/scenarios/{scenario_id}", tags=["scenarios"])
+@router.delete("/v1/scenarios/{scenario_id}", tags=["scenarios"],
+               responses=errors(401, 404, 409))
 async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """Owner or operator: tear the lab down now, without grading."""
     row, _ = await visible_scenario(request, scenario_id)
@@ -133,7 +135,8 @@ async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     return {"scenario_id": scenario_id, "state": final}
 
 
-@router.post("/v1/scenarios/{scenario_id}/extend", tags=["scenarios"])
+@router.post("/v1/scenarios/{scenario_id}/extend", tags=["scenarios"],
+             responses=errors(401, 404, 409))
 async def extend(
     scenario_id: str, request: Request, body: ExtendBody | None = None
 ) -> dict[str, Any]:
@@ -172,7 +175,8 @@ def _extend_row(state: OrchestratorState, scenario_id: str, deadline: datetime) 
         "scenario.extended", {"expires_at": deadline.isoformat()})
 
 
-@router.post("/internal/scenarios/{scenario_id}/complete", tags=["internal"])
+@router.post("/internal/scenarios/{scenario_id}/complete", tags=["internal"],
+             responses=errors(401, 404, 409))
 async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     """Operator: grade and finish a running lab now (idempotent)."""
     check_operator(request, orch(request).settings.operator)

@@ -17,6 +17,7 @@ from forge.evidence.verify import verify_artifacts
 from forge.identity.names import valid_id
 from forge.services.common.auth import check_operator
 from forge.services.common.errors import ApiError
+from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import (
     NOT_FOUND,
     Reader,
@@ -67,7 +68,7 @@ def _verification(request: Request, files: dict[str, bytes]) -> dict[str, Any]:
             "reasons": [{"code": r.code, "message": r.message} for r in res.reasons]}
 
 
-@router.get("/v1/scores/{scenario_id}", tags=["scores"])
+@router.get("/v1/scores/{scenario_id}", tags=["scores"], responses=errors(401, 404))
 async def get_score(scenario_id: str, request: Request, reader: ReaderDep) -> dict[str, Any]:
     """score.json of a scenario plus a verification summary (owner or operator only)."""
     files = await run_in_threadpool(_owned_results, request, reader, scenario_id)
@@ -77,7 +78,8 @@ async def get_score(scenario_id: str, request: Request, reader: ReaderDep) -> di
             "artifacts": sorted(n for n in files if n in ARTIFACT_TYPES)}
 
 
-@router.get("/v1/scores/{scenario_id}/artifacts/{name}", tags=["scores"])
+@router.get("/v1/scores/{scenario_id}/artifacts/{name}", tags=["scores"],
+            responses=errors(401, 404))
 async def get_artifact(scenario_id: str, name: str, request: Request,
                        reader: ReaderDep) -> Response:
     """One of the four result files, byte for byte (owner or operator only)."""
@@ -93,17 +95,20 @@ async def get_artifact(scenario_id: str, name: str, request: Request,
                              "X-Content-Type-Options": "nosniff"})
 
 
-@router.get("/v1/leaderboard", tags=["scores"])
+@router.get("/v1/leaderboard", tags=["scores"], responses=errors(400, 401))
 async def leaderboard(
     request: Request, reader: ReaderDep,
     track: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z0-9_-]+$")] = None,
-    tenant_id: Annotated[str | None, Query(description="operator only")] = None,
+    tenant_id: Annotated[str | None, Query(
+        max_length=128, description="The tenant to rank; required with the operator token "
+        "(answered 400 without it), ignored for learners (their own tenant).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Best score per subject and stats of the caller's tenant only."""
     if reader.operator:
         if not valid_id(tenant_id):
-            raise ApiError(422, "validation_error", "tenant_id: required for the operator",
+            raise ApiError(400, "tenant_required",
+                           "tenant_id: required (a valid tenant id) with the operator token",
                            [{"field": "tenant_id", "problem": "required"}])
         tenant = str(tenant_id)
     else:
@@ -117,7 +122,7 @@ class ReprocessRequest(BaseModel):
     """Either one stored event by id, or all events still marked failed."""
 
     model_config = ConfigDict(extra="forbid")
-    id: int | None = Field(default=None, ge=1)
+    id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     all: bool = False
 
     @model_validator(mode="after")
@@ -134,7 +139,8 @@ def _operator(request: Request) -> None:
 OperatorDep = Depends(_operator)
 
 
-@router.get("/v1/admin/failed-events", tags=["admin"], dependencies=[OperatorDep])
+@router.get("/v1/admin/failed-events", tags=["admin"], dependencies=[OperatorDep],
+            responses=errors(401))
 async def failed_events(
     request: Request,
     status: Annotated[str, Query(pattern="^(failed|reprocessed|all)$")] = "failed",
@@ -145,7 +151,8 @@ async def failed_events(
     return {"events": [failed_event_dict(r) for r in rows]}
 
 
-@router.post("/v1/admin/failed-events/reprocess", tags=["admin"], dependencies=[OperatorDep])
+@router.post("/v1/admin/failed-events/reprocess", tags=["admin"], dependencies=[OperatorDep],
+             responses=errors(401, 404))
 async def reprocess_events(body: ReprocessRequest, request: Request) -> dict[str, Any]:
     """Replay stored events through the scoring step; idempotent."""
     state = scoreboard_state(request)
@@ -158,7 +165,8 @@ async def reprocess_events(body: ReprocessRequest, request: Request) -> dict[str
             "failed": sum(1 for o in outcomes if not o.ok)}
 
 
-@router.post("/v1/admin/nats/restart-subscriber", tags=["admin"], dependencies=[OperatorDep])
+@router.post("/v1/admin/nats/restart-subscriber", tags=["admin"], dependencies=[OperatorDep],
+             responses=errors(401, 503))
 async def restart_subscriber(request: Request) -> dict[str, Any]:
     """The runbook's "restart NATS subscriber" for the completion consumer."""
     consumer = scoreboard_state(request).consumer

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.identity.caller import SESSION_COOKIE, caller_from_session
 from forge.services.common.errors import ApiError
+from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.tokens import ACCESS, SESSION, TokenError, mint_token, verify_token
@@ -23,7 +24,9 @@ def _is_https(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
 
 
-@router.get("/v1/access/{scenario_id}")
+@router.get("/v1/access/{scenario_id}", status_code=303, response_class=RedirectResponse,
+            responses={303: {"description": "Session cookie set; on to the lab page"},
+                       **errors(401, 404)})
 async def exchange(scenario_id: str, request: Request,
                    token: str = Query(..., max_length=4096)) -> RedirectResponse:
     """Verify the access token once, set the session cookie, redirect to the lab page."""

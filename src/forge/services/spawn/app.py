@@ -11,6 +11,7 @@ from forge.config.settings import Settings
 from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.housekeeping import Housekeeping
+from forge.services.common.openapi import document_enums
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
 from forge.services.spawn import access, routes, terminal
@@ -91,6 +92,8 @@ def build_app(settings: Settings) -> FastAPI:
     app.state.spawn = state
     app.state.housekeeping = housekeeping
     app.include_router(routes.router)
+    document_enums(app, {("SpawnBody", "track"): list(state.known_tracks),
+                         ("CheckoutBody", "plan"): list(state.catalog.names)})
     app.include_router(access.router)
     app.include_router(terminal.router)
     install_web(app, settings)  # learner and operator pages (forge.web)

@@ -17,6 +17,7 @@ from forge.entitlements.resolve import Entitlement, EntitlementError, resolve_en
 from forge.identity.caller import Caller
 from forge.lifecycle.visibility import learner_view
 from forge.services.common.errors import ApiError
+from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import (
     current_caller,
     identify_caller,
@@ -44,7 +45,8 @@ class CheckoutBody(BaseModel):
     days: int = Field(default=30, ge=1, le=366)
 
 
-@router.post("/v1/spawn", status_code=201)
+@router.post("/v1/spawn", status_code=201,
+             responses=errors(400, 401, 403, 409, 429, 503))
 async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
     """Request a lab on a track; idempotent by request_id for 24 h."""
     state = spawn_state(request)
@@ -115,13 +117,14 @@ async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
     return row
 
 
-@router.get("/v1/scenarios/{scenario_id}")
+@router.get("/v1/scenarios/{scenario_id}", responses=errors(401, 404))
 async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """Status of one of the caller's scenarios."""
     return _scenario_view(await owned_scenario(request, scenario_id))
 
 
-@router.post("/v1/scenarios/{scenario_id}/submit", status_code=202)
+@router.post("/v1/scenarios/{scenario_id}/submit", status_code=202,
+             responses=errors(401, 404, 409, 503))
 async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     """Ask the orchestrator to grade the lab and finish it."""
     row = await owned_scenario(request, scenario_id)
@@ -179,7 +182,8 @@ def _receipt_owner(body: CheckoutBody, buyer: Caller | None) -> tuple[str, str, 
     return buyer.tenant_id, buyer.subject, "caller"
 
 
-@router.post("/v1/billing/checkout", status_code=201, tags=["billing"])
+@router.post("/v1/billing/checkout", status_code=201, tags=["billing"],
+             responses=errors(400, 401, 403))
 async def checkout(body: CheckoutBody, request: Request) -> dict[str, Any]:
     """BILLING_MODE=stub: fake charge, then a receipt for the signed-in learner, or for a new
     learner created here when the buyer is not signed in (`new_subject` says which)."""

@@ -1,0 +1,1 @@
+"""The published OpenAPI documents, checked against the running services."""
