@@ -44,7 +44,7 @@ def test_stream_spec_validation() -> None:
 
 
 async def test_ensure_creates_then_is_idempotent_then_updates(nats_server: NatsServer) -> None:
-    nc = await connect(nats_server.url, "t")
+    nc = await connect(nats_server.admin_url, "t")
     js = nc.jetstream()
     try:
         assert await ensure_streams(js) == ["created FORGE"]
@@ -69,7 +69,7 @@ async def test_ensure_creates_then_is_idempotent_then_updates(nats_server: NatsS
 
 
 async def test_concurrent_ensure_from_several_processes(nats_server: NatsServer) -> None:
-    clients = [await connect(nats_server.url, f"t{i}") for i in range(4)]
+    clients = [await connect(nats_server.admin_url, f"t{i}") for i in range(4)]
     try:
         # JetStream treats an identical create as success, so several may report "created";
         # what matters is that none fails and exactly one stream exists.
@@ -83,7 +83,7 @@ async def test_concurrent_ensure_from_several_processes(nats_server: NatsServer)
 
 
 async def test_unfixable_difference_is_a_clear_error(nats_server: NatsServer) -> None:
-    nc = await connect(nats_server.url, "t")
+    nc = await connect(nats_server.admin_url, "t")
     js = nc.jetstream()
     try:
         await js.add_stream(

@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from forge.bus.auth import SERVICE_IDENTITIES
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.platform.envfile import EnvFileError, read_env_file
 from forge.platform.supervisor import DEFAULT_PORTS, Supervisor
+from forge.services.common.bus import bus_auth
 from forge.signing.keyring import SigningKeyring, keyring_dir
 
 console = Console(stderr=True)
@@ -35,6 +37,8 @@ def prepare(env_file: Path | None, storage: Path | None) -> tuple[dict[str, str]
         env["STORAGE_ROOT"] = str(storage.absolute())
     try:
         settings = load_settings(env)
+        for identity in SERVICE_IDENTITIES:
+            settings.nats_password(identity)  # every service must be able to join the bus
     except ConfigError as exc:
         console.print(str(exc), markup=False)
         raise typer.Exit(1) from None
@@ -88,6 +92,7 @@ def register(app: typer.Typer) -> None:
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,
                           "scoreboard": scoreboard_port},
+                         bus_auth=bus_auth(settings),
                          report=lambda msg: console.print(f"[yellow]{msg}[/]"))
         stopping = False
 
