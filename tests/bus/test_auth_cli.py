@@ -75,3 +75,12 @@ def test_service_refuses_to_start_without_its_nats_password(tmp_path: Path, serv
         assert value not in proc.stderr + proc.stdout
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_up_outside_dev_names_every_missing_nats_password(tmp_path: Path) -> None:
+    proc = run(tmp_path, "up", "--storage", str(tmp_path / "storage"), **SECRETS,
+               NATS_SCOREBOARD_PASSWORD=NATS["NATS_SCOREBOARD_PASSWORD"])
+    assert proc.returncode == 1
+    assert "NATS_SPAWN_PASSWORD" in proc.stderr and "NATS_ORCHESTRATOR_PASSWORD" in proc.stderr
+    assert NATS["NATS_SCOREBOARD_PASSWORD"] not in proc.stderr + proc.stdout
+    assert not (tmp_path / "storage" / "nats").exists()  # no server was started

@@ -37,8 +37,6 @@ def prepare(env_file: Path | None, storage: Path | None) -> tuple[dict[str, str]
         env["STORAGE_ROOT"] = str(storage.absolute())
     try:
         settings = load_settings(env)
-        for identity in SERVICE_IDENTITIES:
-            settings.nats_password(identity)  # every service must be able to join the bus
     except ConfigError as exc:
         console.print(str(exc), markup=False)
         raise typer.Exit(1) from None
@@ -89,6 +87,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start NATS and the three services; print URLs; stop everything on Ctrl-C."""
         env, settings = prepare(env_file, storage)
+        problems: list[str] = []
+        for identity in SERVICE_IDENTITIES:  # every service must be able to join the bus
+            try:
+                settings.nats_password(identity)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            console.print(str(ConfigError(settings.env.value, problems)), markup=False)
+            raise typer.Exit(1)
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,
                           "scoreboard": scoreboard_port},
