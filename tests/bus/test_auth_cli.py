@@ -84,3 +84,11 @@ def test_up_outside_dev_names_every_missing_nats_password(tmp_path: Path) -> Non
     assert "NATS_SPAWN_PASSWORD" in proc.stderr and "NATS_ORCHESTRATOR_PASSWORD" in proc.stderr
     assert NATS["NATS_SCOREBOARD_PASSWORD"] not in proc.stderr + proc.stdout
     assert not (tmp_path / "storage" / "nats").exists()  # no server was started
+
+
+def test_reprocess_speaks_as_the_scoreboard_and_needs_its_password(tmp_path: Path) -> None:
+    others = {k: v for k, v in NATS.items() if k != "NATS_SCOREBOARD_PASSWORD"}
+    proc = run(tmp_path, "completions", "reprocess", "--all", **SECRETS, **others)
+    assert proc.returncode == 1
+    assert "NATS_SCOREBOARD_PASSWORD" in proc.stderr
+    assert not any(value in proc.stderr + proc.stdout for value in others.values())

@@ -36,13 +36,13 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
     except TemplateError as exc:
         typer.echo(f"error: templates: {exc}", err=True)
         raise typer.Exit(1) from None
-    db = open_db(settings)
     try:
         # Reprocessing is the scoreboard's own step, so it speaks as the scoreboard.
         credentials = bus_credentials(settings, "scoreboard")
     except ConfigError as exc:
         typer.echo(f"error: {'; '.join(exc.problems)}", err=True)
         raise typer.Exit(1) from None
+    db = open_db(settings)
     publisher = Publisher(settings.nats_url, name="forge-cli-reprocess",
                           connect_timeout=3.0, credentials=credentials)
 
