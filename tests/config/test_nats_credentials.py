@@ -71,3 +71,10 @@ def test_dev_generates_distinct_passwords_once(tmp_path: Path) -> None:
     assert any("NATS_SPAWN_PASSWORD" in w for w in first.warnings)
     explicit = load_settings({"STORAGE_ROOT": str(tmp_path), "NATS_SPAWN_PASSWORD": "dev-pw"})
     assert explicit.nats_password("spawn") == "dev-pw"
+
+
+def test_only_dev_accepts_a_bus_without_authentication(tmp_path: Path) -> None:
+    prod_settings = load_settings(prod(tmp_path, NATS_SPAWN_PASSWORD=SPAWN_PW))
+    assert bus_credentials(prod_settings, "spawn").require_auth is True
+    dev_settings = load_settings({"STORAGE_ROOT": str(tmp_path)})
+    assert bus_credentials(dev_settings, "spawn").require_auth is False

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import nats as nats_client
@@ -23,6 +24,7 @@ from nats.js.errors import NotFoundError
 from forge.bus import BusUnavailable, DurableConsumer, Event, NatsServer, Publisher
 from forge.bus.auth import BusCredentials
 from forge.bus.connection import connect
+from forge.bus.server import find_nats_server, free_port
 from forge.bus.subjects import (
     DURABLE_SCOREBOARD_COMPLETED,
     DURABLE_SPAWN_LIFECYCLE,
@@ -230,3 +232,35 @@ async def test_spawn_cannot_read_grading_results(nats: NatsServer, probes: list[
     assert [e.data for e in got] == [{"scenario_id": FORGED_COMPLETION["scenario_id"],
                                       "state": "completed"}]
     assert "variables" not in got[0].data and "criteria" not in got[0].data
+
+
+@pytest.fixture
+def open_nats() -> Iterator[str]:
+    """A nats-server someone started without any users (what Forge must not trust)."""
+    port = free_port()
+    proc = subprocess.Popen([str(find_nats_server()), "-a", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_services_refuse_an_open_bus_outside_dev(open_nats: str) -> None:
+    """Pointing NATS_URL at a server without users would let anyone forge completions."""
+    strict = BusCredentials("orchestrator", "orchestrator-password-0123456789-abcdef")
+    last: Exception | None = None
+    for _ in range(50):  # the server may still be starting
+        try:
+            await connect(open_nats, "orchestrator", timeout=2, credentials=strict)
+        except BusUnavailable as exc:
+            last = exc
+            if "does not require authentication" in str(exc):
+                break
+            await asyncio.sleep(0.1)
+    assert last is not None and "does not require authentication" in str(last)
+    assert strict.password not in str(last)
+    lenient = BusCredentials("orchestrator", strict.password, require_auth=False)  # dev only
+    nc = await connect(open_nats, "dev", timeout=2, credentials=lenient)
+    await nc.close()

@@ -90,10 +90,15 @@ def inbox_prefix(identity: str) -> str:
 
 @dataclass(frozen=True)
 class BusCredentials:
-    """How one client authenticates: identity and password (never shown in repr)."""
+    """How one client authenticates: identity and password (never shown in repr).
+
+    `require_auth` refuses a server that does not ask for credentials at all: on an open
+    bus anyone could publish a completion, so outside dev that is a connection failure.
+    """
 
     identity: str
     password: str = field(repr=False)
+    require_auth: bool = True
 
     def __post_init__(self) -> None:
         check_identity(self.identity, allow_admin=True)

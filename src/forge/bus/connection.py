@@ -144,6 +144,18 @@ async def connect(
         raise BusUnavailable(
             f"cannot connect to NATS at {redact_url(url)}: {st.last_error}"
         ) from exc
+    # nats-py keeps the server's INFO private; `auth_required` is part of the protocol.
+    server_info: dict[str, Any] = getattr(nc, "_server_info", {}) or {}
+    if credentials is not None and credentials.require_auth and not server_info.get(
+        "auth_required"
+    ):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2.0)
+        st.last_error = "server does not require authentication"
+        raise BusUnavailable(
+            f"NATS at {redact_url(url)} does not require authentication: anyone could "
+            "speak on this bus; configure its users (`forge nats auth-config`)"
+        )
     st.connected = True
     st.connected_at = time.time()
     return nc

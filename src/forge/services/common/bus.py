@@ -7,8 +7,13 @@ from forge.config.settings import Settings
 
 
 def bus_credentials(settings: Settings, identity: str) -> BusCredentials:
-    """The credentials `identity` connects with; ConfigError naming the variable if unset."""
-    return BusCredentials(identity, settings.nats_password(identity))
+    """The credentials `identity` connects with; ConfigError naming the variable if unset.
+
+    Outside dev a server that does not ask for them is refused (an open bus); in dev a
+    local unauthenticated NATS may still be used.
+    """
+    return BusCredentials(identity, settings.nats_password(identity),
+                          require_auth=not settings.env.is_dev)
 
 
 def bus_auth(settings: Settings) -> BusAuth:
