@@ -18,7 +18,7 @@ def nats_server(nats: NatsServer) -> NatsServer:
 @pytest.fixture
 async def publisher(nats_server: NatsServer) -> AsyncIterator[Publisher]:
     """A connected publisher (streams ensured)."""
-    pub = Publisher(nats_server.url, name="test-publisher", timeout=1.0)
+    pub = Publisher(nats_server.admin_url, name="test-publisher", timeout=1.0)
     assert await pub.start(wait=5.0)
     try:
         yield pub

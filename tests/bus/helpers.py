@@ -50,7 +50,7 @@ def make_consumer(
     options: dict[str, object] = {"fetch_timeout": 0.5, "backoff": (0.2, 0.4), "max_deliver": 3}
     options.update(kwargs)
     return DurableConsumer(
-        server.url,
+        server.admin_url,
         durable=durable,
         subjects=subjects,
         handler=handler or recorder.handle,  # type: ignore[arg-type]

@@ -193,7 +193,7 @@ async def test_poison_messages_are_dead_lettered_at_once(
 
     consumer = make_consumer(nats_server, rec, handler=strict, max_deliver=5)
     await consumer.start(wait=5.0)
-    nc = await connect(nats_server.url, "raw")
+    nc = await connect(nats_server.admin_url, "raw")
     try:
         await _publish_ids(publisher, ["bad"])
         await nc.jetstream().publish(SPAWN_REQUESTED, b"\xff not json")
@@ -229,7 +229,7 @@ async def test_failing_dead_letter_hook_keeps_the_message(
         await rec.dead_letter(event, error)
 
     consumer = DurableConsumer(
-        nats_server.url,
+        nats_server.admin_url,
         durable="hooktest",
         subjects=[SPAWN_REQUESTED],
         handler=reject_all,
@@ -356,7 +356,7 @@ async def test_server_restart_mid_stream_loses_nothing(
 
 async def test_starts_while_nats_is_down_and_catches_up(nats_server: NatsServer) -> None:
     rec = Recorder()
-    async with Publisher(nats_server.url) as pub:
+    async with Publisher(nats_server.admin_url) as pub:
         assert await pub.connection.wait_ready(5.0)
         await _publish_ids(pub, ["p1", "p2"])  # pending before the subscriber exists
     await asyncio.to_thread(nats_server.stop)

@@ -14,7 +14,7 @@ from forge.bus.subjects import SPAWN_REQUESTED, scenario_subject
 
 
 async def _stream_messages(server: NatsServer) -> int:
-    nc = await connect(server.url, "probe")
+    nc = await connect(server.admin_url, "probe")
     try:
         info = await nc.jetstream().stream_info("FORGE")
         return int(info.state.messages)
@@ -32,7 +32,7 @@ async def test_publish_is_stored_with_id_and_json(
         headers={"Forge-Correlation-Id": "c-1"},
     )
     assert (ack.stream, ack.seq, ack.duplicate) == ("FORGE", 1, False)
-    nc = await connect(nats_server.url, "probe")
+    nc = await connect(nats_server.admin_url, "probe")
     try:
         raw = await nc.jetstream().get_msg("FORGE", 1)
     finally:

@@ -37,7 +37,7 @@ def test_starts_on_loopback_with_jetstream(nats_server: NatsServer) -> None:
 
 
 async def test_restart_keeps_port_and_stored_messages(nats_server: NatsServer) -> None:
-    nc = await connect(nats_server.url, "t")
+    nc = await connect(nats_server.admin_url, "t")
     js = nc.jetstream()
     await js.add_stream(name="KEEP", subjects=["keep.>"])
     await js.publish("keep.one", b"1")
@@ -45,7 +45,7 @@ async def test_restart_keeps_port_and_stored_messages(nats_server: NatsServer) -
     port, pid = nats_server.port, nats_server.pid
     nats_server.restart()
     assert nats_server.port == port and nats_server.pid != pid
-    nc = await connect(nats_server.url, "t")
+    nc = await connect(nats_server.admin_url, "t")
     info = await nc.jetstream().stream_info("KEEP")
     assert info.state.messages == 1
     await nc.close()
@@ -55,7 +55,7 @@ async def test_stopped_server_refuses_connections(nats_server: NatsServer) -> No
     nats_server.stop()
     assert not nats_server.running and nats_server.pid is None
     with pytest.raises(BusUnavailable, match="cannot connect"):
-        await connect(nats_server.url, "t", timeout=0.5)
+        await connect(nats_server.admin_url, "t", timeout=0.5)
 
 
 def test_kill_then_start_again(nats_server: NatsServer) -> None:

@@ -44,9 +44,11 @@ def test_stream_spec_validation() -> None:
 
 
 async def test_ensure_creates_then_is_idempotent_then_updates(nats_server: NatsServer) -> None:
-    nc = await connect(nats_server.url, "t")
+    nc = await connect(nats_server.admin_url, "t")
     js = nc.jetstream()
     try:
+        assert await ensure_streams(js) == []  # the embedded server created it at start
+        await js.delete_stream("FORGE")
         assert await ensure_streams(js) == ["created FORGE"]
         info = await js.stream_info("FORGE")
         assert info.config.storage == api.StorageType.FILE
@@ -69,7 +71,8 @@ async def test_ensure_creates_then_is_idempotent_then_updates(nats_server: NatsS
 
 
 async def test_concurrent_ensure_from_several_processes(nats_server: NatsServer) -> None:
-    clients = [await connect(nats_server.url, f"t{i}") for i in range(4)]
+    clients = [await connect(nats_server.admin_url, f"t{i}") for i in range(4)]
+    await clients[0].jetstream().delete_stream("FORGE")
     try:
         # JetStream treats an identical create as success, so several may report "created";
         # what matters is that none fails and exactly one stream exists.
@@ -83,9 +86,10 @@ async def test_concurrent_ensure_from_several_processes(nats_server: NatsServer)
 
 
 async def test_unfixable_difference_is_a_clear_error(nats_server: NatsServer) -> None:
-    nc = await connect(nats_server.url, "t")
+    nc = await connect(nats_server.admin_url, "t")
     js = nc.jetstream()
     try:
+        await js.delete_stream("FORGE")
         await js.add_stream(
             name="FORGE", subjects=["forge.spawn.requested"], storage=api.StorageType.MEMORY
         )
@@ -93,3 +97,17 @@ async def test_unfixable_difference_is_a_clear_error(nats_server: NatsServer) ->
             await ensure_streams(js)
     finally:
         await nc.close()
+
+
+async def test_a_service_without_the_right_waits_for_the_stream(nats_server: NatsServer) -> None:
+    admin = await connect(nats_server.admin_url, "admin")
+    spawn = await connect(nats_server.url, "spawn", credentials=nats_server.credentials("spawn"))
+    try:
+        await admin.jetstream().delete_stream("FORGE")
+        with pytest.raises(BusError, match="does not exist yet"):
+            await ensure_streams(spawn.jetstream(), manage=False)
+        assert await ensure_streams(admin.jetstream()) == ["created FORGE"]
+        assert await ensure_streams(spawn.jetstream(), manage=False) == []
+    finally:
+        await admin.close()
+        await spawn.close()

@@ -158,8 +158,12 @@ def test_dev_generates_and_persists_secrets(tmp_path: Path, value: str | None) -
     assert second.sat.current == first.sat.current
     assert second.operator.current == first.operator.current
     stored = json.loads(secrets_file.read_text())
-    assert set(stored) == set(REQUIRED)
-    assert len({stored[n] for n in REQUIRED}) == 4
+    # The four HMAC secrets plus each service's NATS password, all distinct.
+    nats_vars = {f"NATS_{i.upper()}_PASSWORD" for i in ("spawn", "orchestrator", "scoreboard")}
+    assert set(stored) == set(REQUIRED) | nats_vars
+    assert len(set(stored.values())) == 7
+    assert second.nats_password("spawn") == first.nats_password("spawn") == stored[
+        "NATS_SPAWN_PASSWORD"]
 
 
 def test_dev_keeps_explicit_secret_and_allows_flags(tmp_path: Path) -> None:

@@ -194,7 +194,7 @@ class Drill:
         env = clean_environ()
         env.update({"FORGE_ENV": "prod", "STORAGE_ROOT": str(self.storage),
                     "FORGE_DB_URL": self.db_url, "FORGE_TEMPLATE_DIR": str(TEMPLATE_FIXTURES),
-                    "FORGE_RUNTIME_PREFIX": self.prefix, "NATS_URL": self.nats.url,
+                    "FORGE_RUNTIME_PREFIX": self.prefix, **self.nats.client_env(),
                     "PYTHONUNBUFFERED": "1"})
         env.update(secret_values if secret_values is not None else self.secrets)
         for name, svc in self.services.items():

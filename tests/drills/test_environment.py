@@ -155,7 +155,7 @@ def dev_nats() -> Iterator[NatsServer]:
 @pytest.mark.root  # the orchestrator's readiness checks the real sandbox runtime
 @pytest.mark.parametrize("service", SERVICES)
 def test_dev_starts_without_secrets(tmp_path: Path, service: str, dev_nats: NatsServer) -> None:
-    env = {**base_env(tmp_path, "dev"), "NATS_URL": dev_nats.url, "DEV_ALLOW_XPLAN": "true",
+    env = {**base_env(tmp_path, "dev"), **dev_nats.client_env(), "DEV_ALLOW_XPLAN": "true",
            "ALLOW_FREE_DEFAULT": "true", "FORGE_RUNTIME_PREFIX": "v" + str(free_port())[-3:]}
     svc = Service(service, free_port(), tmp_path / f"{service}.log")
     svc.start(env)

@@ -154,7 +154,7 @@ def test_rotation_in_runbook_order_under_traffic(drill: Drill) -> None:
     # A spawn event whose SAT and ET carry the old secrets' key ids is refused by the
     # orchestrator and kept as a failed event; no scenario is created for it.
     forged = spawn_event(old_settings, template="lab-netplus", tenant="rotco", subject="l0")
-    publish(drill.nats.url, forged)
+    publish(drill.nats.admin_url, forged)
     rows = wait_for(lambda: [r for r in failed_events(drill)
                              if r.scenario_id == forged["scenario_id"]], 30,
                     "the old-secret spawn event to be refused")

@@ -122,7 +122,7 @@ class Platform:
                             tracks=tracks, subject="learner-" + secrets.token_hex(3))
 
         async def go() -> None:
-            async with Publisher(self.nats.url) as pub:
+            async with Publisher(self.nats.admin_url) as pub:
                 await pub.connection.wait_ready(5)
                 await pub.publish("forge.spawn.requested", event, msg_id=secrets.token_hex(8))
 
@@ -141,7 +141,7 @@ class Platform:
         with httpx.Client(base_url=self.orchestrator_url, timeout=120) as client:
             resp = client.post(f"/internal/scenarios/{lab.id}/complete", headers=OPERATOR)
             assert resp.status_code == 200 and resp.json()["state"] == "completed", resp.text
-        completed = asyncio.run(completed_event(self.nats.url, lab.id))
+        completed = asyncio.run(completed_event(self.nats.admin_url, lab.id))
         results = self.settings.storage_root / "scenarios" / lab.id / "results"
         deadline = time.monotonic() + 30
         while not (results / "verdict.sig").is_file() and time.monotonic() < deadline:
@@ -185,7 +185,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tmp = tmp_path_factory.mktemp("labs")
     nats = NatsServer()
     nats.start()
-    environ = prod_environ(tmp / "storage", NATS_URL=nats.url,
+    environ = prod_environ(tmp / "storage", **nats.client_env(),
                            FORGE_DB_URL=f"sqlite:///{tmp / 'forge.db'}",
                            FORGE_TEMPLATE_DIR=str(TEMPLATES))
     settings = load_settings(environ)

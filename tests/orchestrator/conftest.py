@@ -61,7 +61,7 @@ class Orch:
 
     def publish(self, subject: str, body: dict[str, Any], msg_id: str | None = None) -> None:
         async def go() -> None:
-            async with Publisher(self.nats.url) as pub:
+            async with Publisher(self.nats.admin_url) as pub:
                 await pub.connection.wait_ready(5)
                 await pub.publish(subject, body, msg_id=msg_id or secrets.token_hex(8))
 
@@ -100,7 +100,7 @@ def make_orch(tmp_path: Path, nats: NatsServer) -> Iterator[MakeOrch]:
 
     def make(**extra: Any) -> Orch:
         reaper = float(extra.pop("reaper_interval_s", 0.5))
-        environ = prod_environ(tmp_path / "storage", NATS_URL=nats.url, **extra)
+        environ = prod_environ(tmp_path / "storage", **nats.client_env(), **extra)
         settings = load_settings(environ)
         runtime = LocalRuntime(str(tmp_path / "runtime"), prefix)
         app = build_app(settings, runtime=runtime, reaper_interval_s=reaper,

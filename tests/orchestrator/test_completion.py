@@ -36,7 +36,7 @@ def test_operator_completion_grades_and_tears_down(orch: Orch) -> None:
         again = client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
         assert again.json()["state"] == "completed"
     assert orch.runtime.list() == []
-    done = asyncio.run(collect(orch.nats.url, "forge.scenario.completed", 1))[0]
+    done = asyncio.run(collect(orch.nats.admin_url, "forge.scenario.completed", 1))[0]
     assert done["scenario_id"] == sid and done["completion_reason"] == "operator"
     by_criterion = {r["criterion_id"]: r["passed"] for r in done["results"]}
     assert by_criterion["saved-page"] is True
@@ -50,7 +50,7 @@ def test_untouched_lab_fails_the_work_criterion(orch: Orch) -> None:
     sid = running(orch)
     with orch.client() as client:
         client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
-    done = asyncio.run(collect(orch.nats.url, "forge.scenario.completed", 1))[0]
+    done = asyncio.run(collect(orch.nats.admin_url, "forge.scenario.completed", 1))[0]
     saved = next(r for r in done["results"] if r["criterion_id"] == "saved-page")
     assert saved["passed"] is False and saved["exit_code"] != 0
 
@@ -70,7 +70,7 @@ def test_delete_tears_down_without_grading(orch: Orch) -> None:
         assert resp.status_code == 200 and resp.json()["state"] == "deleted"
         assert client.delete(f"/v1/scenarios/{sid}", headers=owner).json()["state"] == "deleted"
     assert orch.runtime.list() == []
-    deleted = asyncio.run(collect(orch.nats.url, "forge.scenario.deleted", 1))
+    deleted = asyncio.run(collect(orch.nats.admin_url, "forge.scenario.deleted", 1))
     assert deleted[0]["scenario_id"] == sid
 
 
@@ -109,7 +109,7 @@ def test_reaper_expires_on_time(orch: Orch) -> None:
     sid = running(orch)
     _set_deadline(orch, sid, datetime.now(UTC) - timedelta(seconds=1))
     row = orch.wait_state(sid, "completed", timeout=30)
-    done = asyncio.run(collect(orch.nats.url, "forge.scenario.completed", 1))[0]
+    done = asyncio.run(collect(orch.nats.admin_url, "forge.scenario.completed", 1))[0]
     assert done["completion_reason"] == "expired" and row.state == "completed"
 
 
@@ -206,7 +206,7 @@ def test_completed_event_is_json_serialisable_and_bounded(orch: Orch) -> None:
     orch.runtime.exec(sid, "learner", shell="head -c 3000000 /dev/zero | tr '\\0' x > /workspace/answer.txt")
     with orch.client() as client:
         client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
-    done = asyncio.run(collect(orch.nats.url, "forge.scenario.completed", 1))[0]
+    done = asyncio.run(collect(orch.nats.admin_url, "forge.scenario.completed", 1))[0]
     assert len(json.dumps(done)) < 512 * 1024
     saved = next(r for r in done["results"] if r["criterion_id"] == "saved-page")
     assert saved["stdout"]["size"] == 3000000 and saved["stdout"]["truncated"] is True

@@ -41,7 +41,7 @@ def test_valid_spawn_runs_lab(orch: Orch) -> None:
     assert row.details["hosts"]["learner"] == {"lan": "10.61.1.10"}
     assert row.details["policy"]["allow"] is True
     assert [i.lab_id for i in orch.runtime.list()] == [event["scenario_id"]]
-    running = asyncio.run(collect(orch.nats.url, "forge.scenario.running", 1))
+    running = asyncio.run(collect(orch.nats.admin_url, "forge.scenario.running", 1))
     assert running[0]["scenario_id"] == event["scenario_id"]
     lines = audit_events(orch, event["scenario_id"], until='"to":"running"')
     assert any('"to":"launching"' in line for line in lines)
@@ -149,7 +149,7 @@ def test_wrong_policy_hash_stops_startup(orch: Orch) -> None:
     from ..services.conftest import prod_environ
 
     settings = load_settings(prod_environ(orch.settings.storage_root,
-                                          OPA_POLICY_HASH="0" * 64, NATS_URL=orch.nats.url))
+                                          OPA_POLICY_HASH="0" * 64, **orch.nats.client_env()))
     with pytest.raises(PolicyHashMismatch) as err:
         build_app(settings, runtime=orch.runtime)
     assert "0" * 64 in str(err.value) and orch.state.engine.policy_hash in str(err.value)

@@ -45,11 +45,11 @@ class Platform:
 def platform(tmp_path: Path, nats: NatsServer) -> Iterator[Platform]:
     storage = tmp_path / "storage"
     runtime = LocalRuntime(str(tmp_path / "runtime"), "p" + secrets.token_hex(2))
-    orch_settings = load_settings(prod_environ(storage, NATS_URL=nats.url))
+    orch_settings = load_settings(prod_environ(storage, **nats.client_env()))
     orch_app = build_orchestrator(orch_settings, runtime=runtime, reaper_interval_s=1.0,
                                   consumer_options=FAST)
     with live_server(orch_app) as orch_url:
-        settings = load_settings(prod_environ(storage, NATS_URL=nats.url,
+        settings = load_settings(prod_environ(storage, **nats.client_env(),
                                               ORCHESTRATOR_URL=orch_url))
         spawn_app = build_spawn(settings)
         with live_server(spawn_app) as spawn_url:

@@ -73,11 +73,11 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
 
     import httpx
 
-    from ..services.conftest import SECRETS
+    from ..services.conftest import NATS_PASSWORDS, SECRETS
 
     prefix = "r" + secrets.token_hex(2)
     storage = tmp_path / "storage"
-    env = {**demo_env(prefix), "FORGE_ENV": "prod", **SECRETS}
+    env = {**demo_env(prefix), "FORGE_ENV": "prod", **SECRETS, **NATS_PASSWORDS}
     assert subprocess.run([sys.executable, "-m", "forge", "keys", "generate", "--storage",
                            str(storage)], env=env, capture_output=True, timeout=60).returncode == 0
     ports = [free_port() for _ in range(3)]

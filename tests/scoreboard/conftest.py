@@ -213,7 +213,7 @@ async def make_board(tmp_path: Path, nats: NatsServer) -> AsyncIterator[MakeBoar
     publishers: list[Publisher] = []
 
     async def make(*, with_key: bool = True, **options: Any) -> Board:
-        environ = prod_environ(tmp_path / "storage", NATS_URL=nats.url,
+        environ = prod_environ(tmp_path / "storage", **nats.client_env(),
                                FORGE_DB_URL=f"sqlite:///{tmp_path / 'forge.db'}")
         settings = load_settings(environ)
         if with_key:
@@ -225,7 +225,8 @@ async def make_board(tmp_path: Path, nats: NatsServer) -> AsyncIterator[MakeBoar
         ctx = live_server(app)
         url = await asyncio.to_thread(ctx.__enter__)
         contexts.append(ctx)
-        publisher = Publisher(nats.url, name="test-orchestrator")
+        publisher = Publisher(nats.url, name="test-orchestrator",
+                              credentials=nats.credentials("orchestrator"))
         assert await publisher.start(wait=5.0)
         publishers.append(publisher)
         board = Board(url, settings, app.state.scoreboard, nats, environ, publisher,

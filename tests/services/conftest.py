@@ -21,10 +21,16 @@ SECRETS = {
     "RECEIPT_HMAC_SECRET": "receipt-secret-0123456789-0123456789-ab",
     "OPERATOR_TOKEN": "operator-token-0123456789-0123456789-abc",
 }
+# Placeholder bus passwords so a service can be built without a bus; a test with a real
+# nats-server passes `**nats.client_env()`, which replaces them with the server's own.
+NATS_PASSWORDS = {
+    f"NATS_{identity.upper()}_PASSWORD": f"unused-{identity}-password-0123456789-abcdef"
+    for identity in ("spawn", "orchestrator", "scoreboard")
+}
 
 
 def prod_environ(storage: Path, **extra: str) -> dict[str, str]:
-    env = {"FORGE_ENV": "prod", "STORAGE_ROOT": str(storage), **SECRETS,
+    env = {"FORGE_ENV": "prod", "STORAGE_ROOT": str(storage), **SECRETS, **NATS_PASSWORDS,
            "FORGE_TEMPLATE_DIR": str(TEMPLATE_FIXTURES)}
     env.update(extra)
     return env
@@ -39,7 +45,7 @@ def with_signing_key(storage: Path) -> Path:
 @pytest.fixture
 def prod_settings(tmp_path: Path, nats: NatsServer) -> Settings:
     storage = with_signing_key(tmp_path / "storage")
-    return load_settings(prod_environ(storage, NATS_URL=nats.url))
+    return load_settings(prod_environ(storage, **nats.client_env()))
 
 
 @pytest.fixture(params=list(ServiceName), ids=lambda s: s.value)

@@ -195,7 +195,7 @@ def test_log_lines_are_json_and_redacted() -> None:
 def test_access_log_has_request_id_and_no_query(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, nats: NatsServer
 ) -> None:
-    app = build_service(ServiceName.spawn, load_settings(prod_environ(tmp_path, NATS_URL=nats.url)))
+    app = build_service(ServiceName.spawn, load_settings(prod_environ(tmp_path, **nats.client_env())))
     with TestClient(app) as client, caplog.at_level(logging.INFO, logger="forge.access"):
         client.get("/healthz?token=eyJsecret", headers={"x-request-id": "rid-42"})
         client.get("/readyz?token=eyJsecret", headers={"x-request-id": "rid-43"})

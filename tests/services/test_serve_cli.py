@@ -99,7 +99,7 @@ def test_serves_ready_and_stops_gracefully(
     port = free_port()
     if env_name == "prod":
         with_signing_key(tmp_path / "storage")
-    extra = {**(SECRETS if env_name == "prod" else {}), "NATS_URL": nats.url,
+    extra = {**(SECRETS if env_name == "prod" else {}), **nats.client_env(),
              "FORGE_TEMPLATE_DIR": str(TEMPLATE_FIXTURES)}
     proc = subprocess.Popen([*FORGE, "serve", service.value, "--port", str(port)],
                             env=run_env(tmp_path, FORGE_ENV=env_name, **extra),

@@ -37,7 +37,7 @@ def make_spawn(tmp_path: Path, nats: NatsServer) -> Iterator[MakeSpawn]:
     stack: list[object] = []
 
     def make(env_name: str = "prod", **extra: str) -> SpawnEnv:
-        environ = prod_environ(tmp_path / "storage", NATS_URL=nats.url, **extra)
+        environ = prod_environ(tmp_path / "storage", **nats.client_env(), **extra)
         environ["FORGE_ENV"] = env_name
         if env_name == "dev":
             for name in SECRETS:

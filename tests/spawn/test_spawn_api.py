@@ -75,7 +75,7 @@ def test_receipt_spawn_publishes_verified_event(spawn_env: SpawnEnv) -> None:
     assert set(body) == {"request_id", "scenario_id", "status", "access_url", "expires_at"}
     assert body["status"] == "pending" and body["request_id"] == "req-ccna-0001"
     assert body["scenario_id"].startswith("scn-") and len(body["scenario_id"]) == 20
-    events = asyncio.run(fetch_spawn_events(spawn_env.nats.url, 1))
+    events = asyncio.run(fetch_spawn_events(spawn_env.nats.admin_url, 1))
     event = events[0]
     assert event["scenario_id"] == body["scenario_id"]
     sat = verify_token(spawn_env.settings.sat, SAT, event["sat"])
@@ -325,10 +325,11 @@ def test_slot_released_on_terminal_event(spawn_env: SpawnEnv) -> None:
         assert spawn(client, headers).status_code == 429
 
         async def complete() -> None:
-            async with Publisher(spawn_env.nats.url) as pub:
+            async with Publisher(spawn_env.nats.admin_url) as pub:
                 await pub.connection.wait_ready(5)
-                await pub.publish("forge.scenario.completed",
-                                  {"scenario_id": first.json()["scenario_id"]},
+                await pub.publish("forge.scenario.ended",
+                                  {"scenario_id": first.json()["scenario_id"],
+                                   "state": "completed"},
                                   msg_id="done-" + first.json()["scenario_id"])
 
         asyncio.run(complete())

@@ -45,6 +45,7 @@ class WebPlatform:
     settings: Settings
     db: Database
     storage: Path
+    nats_admin_url: str = ""  # the test harness reads the stream as the bus admin
 
     def learner_key(self, tenant: str = "acme", subject: str = "alice",
                     plan: str = "PRO") -> str:
@@ -63,7 +64,7 @@ def running_web_platform(tmp: Path, **env: str) -> Iterator[WebPlatform]:
     nats = NatsServer()
     nats.start()
     storage = with_signing_key(tmp / "storage")
-    base = {"NATS_URL": nats.url, "FORGE_DB_URL": f"sqlite:///{tmp / 'forge.db'}",
+    base = {**nats.client_env(), "FORGE_DB_URL": f"sqlite:///{tmp / 'forge.db'}",
             "FORGE_TEMPLATE_DIR": str(REPO / "templates"), **env}
     runtime = LocalRuntime(str(tmp / "runtime"), "w" + secrets.token_hex(2))
     try:
@@ -78,7 +79,7 @@ def running_web_platform(tmp: Path, **env: str) -> Iterator[WebPlatform]:
             spawn = build_spawn(spawn_settings)
             with live_server(spawn) as url:
                 yield WebPlatform(url, orch_url, board_url, spawn_settings,
-                                  spawn.state.spawn.ctx.db, storage)
+                                  spawn.state.spawn.ctx.db, storage, nats.admin_url)
     finally:
         for info in runtime.list():
             runtime.destroy(info.lab_id)

@@ -41,7 +41,7 @@ def type_solution(page: Page) -> None:
 def inject_failed_event(platform: WebPlatform, scenario_id: str) -> int:
     """Store the scenario's real completion event as a failed one (as after an outage)."""
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's loop
-        event = pool.submit(asyncio.run, completed_event(platform.settings.nats_url or "",
+        event = pool.submit(asyncio.run, completed_event(platform.nats_admin_url,
                                                          scenario_id)).result()
     now = datetime.now(UTC)
     with platform.db.session() as sess:

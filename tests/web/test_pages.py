@@ -28,7 +28,7 @@ SCN = re.compile(r"^/lab/(scn-[0-9a-f]{16})$")
 
 @pytest.fixture
 def app_client(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[TestClient, Settings]]:
-    settings = load_settings(prod_environ(tmp_path / "storage", NATS_URL=nats.url,
+    settings = load_settings(prod_environ(tmp_path / "storage", **nats.client_env(),
                                           FORGE_TEMPLATE_DIR=str(REPO / "templates"),
                                           ORCHESTRATOR_URL="http://127.0.0.1:9",
                                           SCOREBOARD_URL="http://127.0.0.1:9"))

@@ -21,6 +21,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
+from forge.bus.auth import ADMIN, GRANTS, BusCredentials
 from forge.bus.errors import BusError, BusUnavailable
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, ensure_streams
 
@@ -82,14 +83,17 @@ async def connect(
     reconnect_wait: float = 0.5,
     ping_interval: float = 10.0,
     on_reconnected: Callback | None = None,
+    credentials: BusCredentials | None = None,
 ) -> Client:
     """Connect to NATS with endless automatic reconnects; raise `BusUnavailable` on failure.
 
     The first connection must succeed within `timeout` seconds; after that the client
     reconnects by itself for ever, waiting `reconnect_wait` seconds between attempts.
+    `credentials` authenticate as one bus identity (and use its inbox prefix).
     """
     servers = split_urls(url)
     st = state if state is not None else ConnectionState()
+    refusals: list[str] = []  # the server's own reasons, e.g. "Authorization Violation"
     nc = Client()
 
     async def on_disconnected() -> None:
@@ -107,6 +111,8 @@ async def connect(
 
     async def on_error(exc: Exception) -> None:
         st.last_error = _describe(exc)
+        if "violation" in st.last_error.lower():
+            refusals.append(st.last_error)
 
     async def on_closed() -> None:
         st.connected = False
@@ -125,18 +131,41 @@ async def connect(
         "error_cb": on_error,
         "closed_cb": on_closed,
     }
+    if credentials is not None:
+        options.update(user=credentials.user, password=credentials.password,
+                       inbox_prefix=credentials.inbox_prefix)
     try:
         await asyncio.wait_for(nc.connect(**options), timeout)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 2.0)
-        st.last_error = _describe(exc)
+        # The server's own reason beats a bare timeout.
+        st.last_error = refusals[-1] if refusals else _describe(exc)
         raise BusUnavailable(
             f"cannot connect to NATS at {redact_url(url)}: {st.last_error}"
         ) from exc
+    # nats-py keeps the server's INFO private; `auth_required` is part of the protocol.
+    server_info: dict[str, Any] = getattr(nc, "_server_info", {}) or {}
+    if credentials is not None and credentials.require_auth and not server_info.get(
+        "auth_required"
+    ):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2.0)
+        st.last_error = "server does not require authentication"
+        raise BusUnavailable(
+            f"NATS at {redact_url(url)} does not require authentication: anyone could "
+            "speak on this bus; configure its users (`forge nats auth-config`)"
+        )
     st.connected = True
     st.connected_at = time.time()
     return nc
+
+
+def may_manage_streams(credentials: BusCredentials | None) -> bool:
+    """Whether this identity creates/updates streams (others only wait for them)."""
+    if credentials is None or credentials.identity == ADMIN:
+        return True
+    return GRANTS[credentials.identity].manage_streams
 
 
 class BusConnection:
@@ -150,10 +179,12 @@ class BusConnection:
         streams: tuple[StreamSpec, ...] = FORGE_STREAMS,
         connect_timeout: float = 5.0,
         reconnect_wait: float = 0.5,
+        credentials: BusCredentials | None = None,
     ) -> None:
         split_urls(url)
         self.url = url
         self.name = name
+        self.credentials = credentials
         self.state = ConnectionState()
         self._streams = streams
         self._connect_timeout = connect_timeout
@@ -218,6 +249,7 @@ class BusConnection:
                     timeout=self._connect_timeout,
                     reconnect_wait=self._reconnect_wait,
                     on_reconnected=self._on_reconnected,
+                    credentials=self.credentials,
                 )
             except BusUnavailable as exc:
                 log.warning("bus %s: %s; retrying", self.name, exc)
@@ -232,7 +264,8 @@ class BusConnection:
         assert self._nc is not None
         while True:
             try:
-                actions = await ensure_streams(self._nc.jetstream(), self._streams)
+                actions = await ensure_streams(self._nc.jetstream(), self._streams,
+                                               manage=may_manage_streams(self.credentials))
                 for action in actions:
                     log.info("bus %s: %s", self.name, action)
                 return

@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
 
+from forge.bus.auth import BusCredentials
 from forge.bus.connection import BusConnection, split_urls
 from forge.bus.errors import BusUnavailable, Reject, RetryLater
 from forge.bus.events import DeadLetterHook, Event, Handler
@@ -92,6 +93,7 @@ class DurableConsumer:
         streams: tuple[StreamSpec, ...] = FORGE_STREAMS,
         connect_timeout: float = 5.0,
         reconnect_wait: float = 0.5,
+        credentials: BusCredentials | None = None,
     ) -> None:
         self.durable = check_name(durable, "durable")
         self.stream = check_name(stream, "stream")
@@ -122,6 +124,7 @@ class DurableConsumer:
         self._streams = streams
         self._connect_timeout = connect_timeout
         self._reconnect_wait = reconnect_wait
+        self._credentials = credentials
         self._conn: BusConnection | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[int] = set()
@@ -162,6 +165,7 @@ class DurableConsumer:
                 streams=self._streams,
                 connect_timeout=self._connect_timeout,
                 reconnect_wait=self._reconnect_wait,
+                credentials=self._credentials,
             )
             await self._conn.start()
             self._workers = [
@@ -258,7 +262,12 @@ class DurableConsumer:
 
     # ---------------------------------------------------------------- internals
     def consumer_config(self) -> api.ConsumerConfig:
-        """Server-side config: explicit ack, unlimited server redelivery (we dead-letter)."""
+        """Server-side config: explicit ack, unlimited server redelivery (we dead-letter).
+
+        One subject goes in `filter_subject`, so the create request names it in its subject
+        and the bus can grant a durable only with its own filter.
+        """
+        single = len(self.subjects) == 1
         return api.ConsumerConfig(
             name=self.durable,
             durable_name=self.durable,
@@ -267,7 +276,8 @@ class DurableConsumer:
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_deliver=-1,
-            filter_subjects=list(self.subjects),
+            filter_subject=self.subjects[0] if single else None,
+            filter_subjects=None if single else list(self.subjects),
             replay_policy=api.ReplayPolicy.INSTANT,
             max_ack_pending=max(1000, 4 * self._concurrency),
         )

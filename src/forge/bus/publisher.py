@@ -18,6 +18,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 
+from forge.bus.auth import BusCredentials
 from forge.bus.connection import BusConnection, redact_url
 from forge.bus.errors import BusUnavailable
 from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
@@ -43,6 +44,12 @@ def check_msg_id(msg_id: str) -> str:
     return msg_id
 
 
+def _refused(last_error: str | None, subject: str) -> bool:
+    """Whether the server's last error was a permissions violation for `subject`."""
+    text = (last_error or "").lower()
+    return f'permissions violation for publish to "{subject.lower()}"' in text
+
+
 class Publisher:
     """Publishes events over its own background-connected NATS client."""
 
@@ -55,6 +62,7 @@ class Publisher:
         streams: tuple[StreamSpec, ...] = FORGE_STREAMS,
         connect_timeout: float = 5.0,
         reconnect_wait: float = 0.5,
+        credentials: BusCredentials | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout: must be > 0 seconds")
@@ -65,6 +73,7 @@ class Publisher:
             streams=streams,
             connect_timeout=connect_timeout,
             reconnect_wait=reconnect_wait,
+            credentials=credentials,
         )
 
     @property
@@ -148,6 +157,11 @@ class Publisher:
                 js.publish(subject, payload, timeout=wait, headers=hdrs), wait + 0.5
             )
         except (TimeoutError, nats.errors.TimeoutError) as exc:
+            if _refused(self._conn.state.last_error, subject):
+                who = self._conn.credentials.identity if self._conn.credentials else "anonymous"
+                raise BusUnavailable(
+                    f"NATS refused {subject}: the {who} identity may not publish it"
+                ) from exc
             raise BusUnavailable(f"JetStream did not confirm {subject} within {wait:.1f}s") from exc
         except nats.js.errors.NoStreamResponseError as exc:
             raise BusUnavailable(f"no JetStream stream answered for {subject}") from exc

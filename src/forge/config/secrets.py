@@ -15,6 +15,9 @@ from forge.files import InputRefused, read_bounded
 
 REQUIRED_SECRETS = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET", "RECEIPT_HMAC_SECRET", "OPERATOR_TOKEN")
 ROTATION_SUFFIXES = ("", "_PREVIOUS", "_NEXT")
+# One NATS identity per service (forge.bus.auth.SERVICE_IDENTITIES), each with its password.
+NATS_IDENTITIES = ("spawn", "orchestrator", "scoreboard")
+NATS_PASSWORD_VARS = {identity: f"NATS_{identity.upper()}_PASSWORD" for identity in NATS_IDENTITIES}
 MIN_SECRET_BYTES = 32
 DEV_SECRETS_FILE = "secrets/dev-secrets.json"
 MAX_SECRET_FILE_BYTES = 64 * 1024
@@ -55,7 +58,9 @@ def generate_secret() -> str:
     return _secrets.token_urlsafe(48)
 
 
-def load_dev_secrets(storage_root: Path) -> dict[str, str]:
+def load_dev_secrets(
+    storage_root: Path, names: tuple[str, ...] = REQUIRED_SECRETS
+) -> dict[str, str]:
     """Return the installation's dev secrets, creating them once (mode 0600) if absent.
 
     Every service of one installation reads the same file, so tokens minted by one verify in
@@ -67,7 +72,7 @@ def load_dev_secrets(storage_root: Path) -> dict[str, str]:
         existing: dict[str, str] = {}
         if path.exists():
             existing = json.loads(path.read_text(encoding="utf-8"))
-        missing = [n for n in REQUIRED_SECRETS if not existing.get(n)]
+        missing = [n for n in names if not existing.get(n)]
         if missing:
             for name in missing:
                 existing[name] = generate_secret()

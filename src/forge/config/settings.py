@@ -16,6 +16,7 @@ from forge.config.keyring import HmacKeyring
 from forge.config.secrets import (
     DEV_SECRETS_FILE,
     MIN_SECRET_BYTES,
+    NATS_PASSWORD_VARS,
     REQUIRED_SECRETS,
     ROTATION_SUFFIXES,
     load_dev_secrets,
@@ -69,12 +70,28 @@ class Settings:
     scoreboard_url: str = "http://127.0.0.1:8086"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     ws_max_message_bytes: int = DEFAULT_WS_MAX_MESSAGE_BYTES
+    nats_passwords: Mapping[str, HmacKeyring] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default=())
 
     def secret_values(self) -> tuple[bytes, ...]:
         """Every secret value in force, for log redaction."""
-        rings = (self.sat, self.et, self.receipt, self.operator)
+        rings = (self.sat, self.et, self.receipt, self.operator, *self.nats_passwords.values())
         return tuple(v for ring in rings for v in ring.secret_values())
+
+    def nats_password(self, identity: str) -> str:
+        """The current NATS password of a service identity, or ConfigError naming its variable.
+
+        Every service needs its own to start; outside dev nothing generates one.
+        """
+        var = NATS_PASSWORD_VARS.get(identity)
+        if var is None:
+            raise ValueError(f"identity: {identity!r} is not one of {sorted(NATS_PASSWORD_VARS)}")
+        ring = self.nats_passwords.get(identity)
+        if ring is None or not ring.current:
+            raise ConfigError(self.env.value, [
+                f"missing NATS credentials of {identity}: set {var} or {var}_FILE"
+            ])
+        return ring.current.decode()
 
 
 def _path_setting(environ: Mapping[str, str], name: str, default: Path) -> Path:
@@ -160,6 +177,38 @@ def _seconds(environ: Mapping[str, str], name: str, default: float,
         problems.append(f"{name} must be a number of seconds between 1 and 86400")
         return default
     return value
+def _read_nats_passwords(
+    environ: Mapping[str, str], env: ForgeEnv, storage_root: Path, problems: list[str]
+) -> tuple[dict[str, HmacKeyring], list[str]]:
+    """Each service's NATS password (+ _PREVIOUS/_NEXT for the server's rotation window).
+
+    Missing ones are generated in dev (kept with the dev secrets); outside dev they stay
+    empty here and the service that needs one refuses to start (`Settings.nats_password`).
+    """
+    values: dict[str, dict[str, bytes | None]] = {}
+    for identity, name in NATS_PASSWORD_VARS.items():
+        values[identity] = {}
+        for suffix in ROTATION_SUFFIXES:
+            read = read_secret(environ, name + suffix)
+            problems.extend(read.problems)
+            if read.value is not None and not env.is_dev and len(read.value) < MIN_SECRET_BYTES:
+                problems.append(f"{name + suffix} is shorter than {MIN_SECRET_BYTES} bytes")
+            values[identity][suffix] = read.value
+    warnings: list[str] = []
+    missing = [i for i in NATS_PASSWORD_VARS if values[i][""] is None]
+    if missing and env.is_dev:
+        names = tuple(NATS_PASSWORD_VARS[i] for i in missing)
+        dev = load_dev_secrets(storage_root, names)
+        for identity in missing:
+            values[identity][""] = dev[NATS_PASSWORD_VARS[identity]].encode()
+        warnings.append("dev mode: using generated NATS passwords for " + ", ".join(names)
+                        + f" kept in {storage_root / DEV_SECRETS_FILE}")
+    rings = {
+        identity: HmacKeyring(name=NATS_PASSWORD_VARS[identity], current=v[""] or b"",
+                              previous=v["_PREVIOUS"], next=v["_NEXT"])
+        for identity, v in values.items()
+    }
+    return rings, warnings
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -186,6 +235,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     storage_root = _path_setting(environ, "STORAGE_ROOT", Path("storage")).absolute()
     rings, warnings = _read_keyrings(environ, env, storage_root, problems)
     housekeeping_s = _seconds(environ, "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0, problems)
+    nats_rings, nats_warnings = _read_nats_passwords(environ, env, storage_root, problems)
     if problems:
         raise ConfigError(env.value, problems)
     db_url = environ.get("FORGE_DB_URL") or f"sqlite:///{storage_root / 'forge.db'}"
@@ -216,5 +266,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         scoreboard_url=_url(environ, "SCOREBOARD_URL", "http://127.0.0.1:8086"),
         max_body_bytes=max_body,
         ws_max_message_bytes=ws_max,
-        warnings=tuple(warnings),
+        nats_passwords=nats_rings,
+        warnings=tuple(warnings + nats_warnings),
     )

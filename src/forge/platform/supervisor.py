@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from forge.bus import NatsServer
+from forge.bus.auth import BusAuth
 
 SERVICES = ("orchestrator", "scoreboard", "spawn")
 DEFAULT_PORTS = {"spawn": 8082, "orchestrator": 8083, "scoreboard": 8086}
@@ -54,16 +55,21 @@ class Supervisor:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     report: Callable[[str], None] = print
     nats: NatsServer | None = None
+    bus_auth: BusAuth | None = None
     children: dict[str, Child] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"http://{self.host}:{self.ports[name]}"
 
     def start(self) -> None:
-        """Start NATS (unless NATS_URL is given) and every service."""
+        """Start NATS (unless NATS_URL is given) and every service.
+
+        The embedded NATS accepts exactly the services' passwords in `bus_auth` (each with
+        its own subject permissions); nothing connects anonymously.
+        """
         self.storage_root.mkdir(parents=True, exist_ok=True)
         if not self.env.get("NATS_URL"):
-            self.nats = NatsServer(store_dir=self.storage_root / "nats")
+            self.nats = NatsServer(store_dir=self.storage_root / "nats", auth=self.bus_auth)
             self.nats.start()
             self.env["NATS_URL"] = self.nats.url
         for name in SERVICES:

@@ -9,6 +9,7 @@ from contextlib import suppress
 from fastapi import FastAPI
 
 from forge.bus import DeadLetterHook, DurableConsumer, Event, Publisher
+from forge.bus.auth import BusCredentials
 from forge.bus.metrics import register_consumer_metrics
 from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SPAWN,
@@ -24,6 +25,7 @@ from forge.policy import check_pinned_hash, make_engine
 from forge.runtime.base import Runtime
 from forge.runtime.factory import make_runtime
 from forge.services.common.app import create_app, make_context, storage_writable
+from forge.services.common.bus import bus_credentials
 from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
@@ -41,7 +43,8 @@ DEFAULT_PORT = 8083
 log = logging.getLogger("forge.orchestrator")
 
 
-def _consumers(state: OrchestratorState, url: str, **options: float) -> list[DurableConsumer]:
+def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
+               **options: float) -> list[DurableConsumer]:
     db = state.ctx.db
 
     def dead_letter(durable: str) -> DeadLetterHook:
@@ -63,10 +66,12 @@ def _consumers(state: OrchestratorState, url: str, **options: float) -> list[Dur
     return [
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SPAWN, subjects=[SPAWN_REQUESTED],
                         handler=on_spawn, on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SPAWN),
+                        credentials=credentials,
                         concurrency=8, **options),  # type: ignore[arg-type]
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SUBMIT, subjects=[SCENARIO_SUBMIT],
                         handler=on_submit,
                         on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SUBMIT),
+                        credentials=credentials,
                         # Grading keeps its message with "in progress" heartbeats (every
                         # ack_wait/3), so a long ack_wait is not needed; a short one bounds how
                         # long a submit fetched by a stopping orchestrator waits to come back.
@@ -106,16 +111,18 @@ def build_app(
     log.info("policy bundle hash %s (%s)", loaded_hash,
              "pinned by OPA_POLICY_HASH" if settings.opa_policy_hash else "not pinned")
     ctx = make_context(NAME, settings)
+    credentials = bus_credentials(settings, "orchestrator")
     state = OrchestratorState(
         ctx=ctx,
         registry=TemplateRegistry.load(settings.templates_dir),
         catalog=load_plans(settings.plans_file),
         engine=engine,
         runtime=runtime or make_runtime(settings),
-        publisher=Publisher(settings.nats_url, name="forge-orchestrator"),
+        publisher=Publisher(settings.nats_url, name="forge-orchestrator",
+                            credentials=credentials),
         replay=SqlReplayStore(ctx.db),
     )
-    state.consumers = _consumers(state, settings.nats_url,
+    state.consumers = _consumers(state, settings.nats_url, credentials,
                                  **(consumer_options or {}))
     register_consumer_metrics(ctx.metrics.registry, lambda: state.consumers)
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))

@@ -121,6 +121,7 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
     try:
         await state.publisher.publish(SCENARIO_COMPLETED, payload,
                                       msg_id=f"{scenario_id}-completed")
+        await state.announce_ended(scenario_id, states.COMPLETED)
     except BusUnavailable:
         log.warning("completion of %s stored; publish will be retried", scenario_id)
         return False

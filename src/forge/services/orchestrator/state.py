@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from forge.bus import DurableConsumer, Publisher
+from forge.bus.subjects import SCENARIO_ENDED, TERMINAL_STATES
 from forge.config.settings import Settings
 from forge.lifecycle.store import Transition
 from forge.plans import PlanCatalog
@@ -56,4 +57,13 @@ class OrchestratorState:
         await self.publisher.publish(
             f"forge.scenario.{transition.to_state}", transition.event(**extra),
             msg_id=f"{transition.scenario_id}-{transition.to_state}",
+        )
+        if transition.to_state in TERMINAL_STATES:
+            await self.announce_ended(transition.scenario_id, transition.to_state)
+
+    async def announce_ended(self, scenario_id: str, to_state: str) -> None:
+        """`forge.scenario.ended`: the slim notice learner-side services hear (no results)."""
+        await self.publisher.publish(
+            SCENARIO_ENDED, {"scenario_id": scenario_id, "state": to_state},
+            msg_id=f"{scenario_id}-ended-{to_state}",
         )

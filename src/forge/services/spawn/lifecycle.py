@@ -7,7 +7,8 @@ import logging
 from starlette.concurrency import run_in_threadpool
 
 from forge.bus import DurableConsumer, Event, Reject
-from forge.bus.subjects import DURABLE_SPAWN_LIFECYCLE, SCENARIO_TERMINAL_SUBJECTS
+from forge.bus.auth import BusCredentials
+from forge.bus.subjects import DURABLE_SPAWN_LIFECYCLE, SCENARIO_ENDED
 from forge.quotas.limiter import release
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.store.db import Database
@@ -16,8 +17,13 @@ from forge.store.failed_events import record_failed_event
 log = logging.getLogger("forge.spawn.lifecycle")
 
 
-def lifecycle_consumer(url: str, db: Database, **options: float) -> DurableConsumer:
-    """A durable consumer of completed/failed/expired/deleted events that releases slots."""
+def lifecycle_consumer(url: str, db: Database, *, credentials: BusCredentials | None = None,
+                       **options: float) -> DurableConsumer:
+    """A durable consumer of `forge.scenario.ended` notices that releases slots.
+
+    It reads the slim notice, never `forge.scenario.completed`: the bus does not let the
+    learner-facing service see grading results (they carry the lab's expected answers).
+    """
 
     async def handle(event: Event) -> None:
         scenario_id = event.data.get("scenario_id")
@@ -37,5 +43,6 @@ def lifecycle_consumer(url: str, db: Database, **options: float) -> DurableConsu
         )
 
     return DurableConsumer(url, durable=DURABLE_SPAWN_LIFECYCLE,
-                           subjects=SCENARIO_TERMINAL_SUBJECTS, handler=handle,
-                           on_dead_letter=dead_letter, **options)  # type: ignore[arg-type]
+                           subjects=(SCENARIO_ENDED,), handler=handle,
+                           on_dead_letter=dead_letter, credentials=credentials,
+                           **options)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from forge.bus import DurableConsumer, Publisher
 from forge.config.settings import Settings
 from forge.plans import PlanCatalog, load_plans
 from forge.services.common.app import ServiceContext
+from forge.services.common.bus import bus_credentials
 from forge.store.replay import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
@@ -50,7 +51,8 @@ def build_state(ctx: ServiceContext) -> SpawnState:
     settings = ctx.settings
     catalog = load_plans(settings.plans_file)
     registry = TemplateRegistry.load(settings.templates_dir)
-    publisher = Publisher(settings.nats_url, name="forge-spawn")
+    publisher = Publisher(settings.nats_url, name="forge-spawn",
+                          credentials=bus_credentials(settings, "spawn"))
     return SpawnState(
         ctx=ctx,
         catalog=catalog,

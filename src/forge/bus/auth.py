@@ -1,0 +1,186 @@
+"""Who may say what on the bus: per-service NATS identities and their subject permissions.
+
+Each Forge service connects as its own NATS user and may publish only the events it owns
+and read only its own durable consumers (JetStream API subjects are granted per durable and
+per filter subject, so a service cannot open a consumer on someone else's events). Replies
+go to a per-identity inbox prefix, so no identity can listen to another's deliveries.
+
+A user name is derived from the identity and a one-way digest of its password, so the server
+can accept a current and a next password side by side during a rotation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from forge.bus.subjects import (
+    DURABLE_ORCHESTRATOR_SPAWN,
+    DURABLE_ORCHESTRATOR_SUBMIT,
+    DURABLE_SCOREBOARD_COMPLETED,
+    DURABLE_SPAWN_LIFECYCLE,
+    SCENARIO_COMPLETED,
+    SCENARIO_ENDED,
+    SCENARIO_STATES,
+    SCENARIO_SUBMIT,
+    SCORE_FINALIZED,
+    SPAWN_REQUESTED,
+    STREAM,
+    scenario_subject,
+)
+
+SERVICE_IDENTITIES: tuple[str, ...] = ("spawn", "orchestrator", "scoreboard")
+ADMIN = "admin"
+_USER_DOMAIN = b"frostgate-forge/nats-user/v1:"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one identity may do: events it publishes, durables (and their filter) it reads."""
+
+    publish: tuple[str, ...]
+    consumers: tuple[tuple[str, str], ...] = ()
+    manage_streams: bool = False
+
+
+GRANTS: Mapping[str, Grant] = {
+    # spawn_service is learner-facing: it asks for labs and submits them, and hears only that
+    # a scenario ended (never the grading results, which carry the lab's answers).
+    "spawn": Grant(
+        publish=(SPAWN_REQUESTED, SCENARIO_SUBMIT),
+        consumers=((DURABLE_SPAWN_LIFECYCLE, SCENARIO_ENDED),),
+    ),
+    "orchestrator": Grant(
+        publish=(*(scenario_subject(s) for s in SCENARIO_STATES), SCENARIO_ENDED),
+        consumers=(
+            (DURABLE_ORCHESTRATOR_SPAWN, SPAWN_REQUESTED),
+            (DURABLE_ORCHESTRATOR_SUBMIT, SCENARIO_SUBMIT),
+        ),
+        manage_streams=True,
+    ),
+    "scoreboard": Grant(
+        publish=(SCORE_FINALIZED,),
+        consumers=((DURABLE_SCOREBOARD_COMPLETED, SCENARIO_COMPLETED),),
+    ),
+}
+
+
+def check_identity(identity: str, *, allow_admin: bool = False) -> str:
+    """Return `identity` if it is a known bus identity, else raise naming the choices."""
+    known = (*SERVICE_IDENTITIES, ADMIN) if allow_admin else SERVICE_IDENTITIES
+    if identity not in known:
+        raise ValueError(f"identity: {identity!r} is not one of {', '.join(known)}")
+    return identity
+
+
+def user_name(identity: str, password: str) -> str:
+    """The NATS user for this identity and password (`forge-<identity>-<12 hex>`)."""
+    digest = hashlib.sha256(_USER_DOMAIN + identity.encode() + b":" + password.encode())
+    return f"forge-{identity}-{digest.hexdigest()[:12]}"
+
+
+def inbox_prefix(identity: str) -> str:
+    """The reply-subject prefix of an identity; only it may subscribe below it."""
+    return "_INBOX" if identity == ADMIN else f"_INBOX_{identity}"
+
+
+@dataclass(frozen=True)
+class BusCredentials:
+    """How one client authenticates: identity and password (never shown in repr).
+
+    `require_auth` refuses a server that does not ask for credentials at all: on an open
+    bus anyone could publish a completion, so outside dev that is a connection failure.
+    """
+
+    identity: str
+    password: str = field(repr=False)
+    require_auth: bool = True
+
+    def __post_init__(self) -> None:
+        check_identity(self.identity, allow_admin=True)
+        if not self.password:
+            raise ValueError(f"password: empty NATS password for {self.identity}")
+
+    @property
+    def user(self) -> str:
+        """NATS user name sent on connect."""
+        return user_name(self.identity, self.password)
+
+    @property
+    def inbox_prefix(self) -> str:
+        """Inbox prefix the client must use (its subscribe permission covers only this)."""
+        return inbox_prefix(self.identity)
+
+
+def permissions(identity: str) -> dict[str, Any]:
+    """nats-server `permissions` of one identity (allow lists; everything else is denied)."""
+    check_identity(identity, allow_admin=True)
+    if identity == ADMIN:
+        return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
+    grant = GRANTS[identity]
+    api = "$JS.API"
+    publish = [*grant.publish, f"{api}.STREAM.INFO.{STREAM}"]
+    if grant.manage_streams:
+        publish += [f"{api}.STREAM.CREATE.{STREAM}", f"{api}.STREAM.UPDATE.{STREAM}"]
+    for durable, filter_subject in grant.consumers:
+        publish += [
+            # Only the filtered form: the server rejects a config whose filter differs.
+            f"{api}.CONSUMER.CREATE.{STREAM}.{durable}.{filter_subject}",
+            f"{api}.CONSUMER.INFO.{STREAM}.{durable}",
+            f"{api}.CONSUMER.MSG.NEXT.{STREAM}.{durable}",
+            f"$JS.ACK.{STREAM}.{durable}.>",
+            f"$JS.ACK.*.*.{STREAM}.{durable}.>",
+        ]
+    return {"publish": {"allow": publish}, "subscribe": {"allow": [f"{inbox_prefix(identity)}.>"]}}
+
+
+@dataclass(frozen=True)
+class BusAuth:
+    """Every accepted password per identity (current first), for the server's user list."""
+
+    passwords: Mapping[str, tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        for identity, values in self.passwords.items():
+            check_identity(identity, allow_admin=True)
+            if not values or not all(values):
+                raise ValueError(f"passwords: {identity} needs at least one non-empty password")
+
+    def __repr__(self) -> str:  # never show passwords
+        return f"BusAuth(identities={sorted(self.passwords)})"
+
+    @classmethod
+    def generate(cls) -> BusAuth:
+        """Fresh random passwords for every service identity and the admin."""
+        return cls({i: (secrets.token_urlsafe(32),) for i in (*SERVICE_IDENTITIES, ADMIN)})
+
+    def credentials(self, identity: str) -> BusCredentials:
+        """The current credentials of `identity`."""
+        check_identity(identity, allow_admin=True)
+        if identity not in self.passwords:
+            raise KeyError(f"identity: no NATS password configured for {identity}")
+        return BusCredentials(identity, self.passwords[identity][0])
+
+    def with_admin(self) -> BusAuth:
+        """A copy that also has an admin identity (random if absent), for provisioning."""
+        if ADMIN in self.passwords:
+            return self
+        return BusAuth({**self.passwords, ADMIN: (secrets.token_urlsafe(32),)})
+
+    def users(self) -> list[dict[str, Any]]:
+        """The `authorization.users` entries: one per accepted password."""
+        out: list[dict[str, Any]] = []
+        for identity in sorted(self.passwords):
+            perms = permissions(identity)
+            for password in dict.fromkeys(self.passwords[identity]):
+                out.append({"user": user_name(identity, password), "password": password,
+                            "permissions": perms})
+        return out
+
+    def server_config(self) -> str:
+        """An `authorization { users = [...] }` block for nats-server (JSON is valid NATS conf)."""
+        return "authorization " + json.dumps({"users": self.users()}, indent=2) + "\n"

@@ -1,0 +1,32 @@
+"""A service's NATS identity from its settings, and the user list for an embedded server."""
+
+from __future__ import annotations
+
+from forge.bus.auth import SERVICE_IDENTITIES, BusAuth, BusCredentials
+from forge.config.settings import Settings
+
+
+def bus_credentials(settings: Settings, identity: str) -> BusCredentials:
+    """The credentials `identity` connects with; ConfigError naming the variable if unset.
+
+    Outside dev a server that does not ask for them is refused (an open bus); in dev a
+    local unauthenticated NATS may still be used.
+    """
+    return BusCredentials(identity, settings.nats_password(identity),
+                          require_auth=not settings.env.is_dev)
+
+
+def bus_auth(settings: Settings) -> BusAuth:
+    """Every accepted password (current, next, previous) of every service that has one.
+
+    During a rotation the server accepts both the old and the new password of a service, so
+    its replicas can roll one by one.
+    """
+    passwords: dict[str, tuple[str, ...]] = {}
+    for identity in SERVICE_IDENTITIES:
+        ring = settings.nats_passwords.get(identity)
+        if ring is None or not ring.current:
+            continue
+        values = (ring.current, ring.next, ring.previous)
+        passwords[identity] = tuple(v.decode() for v in values if v)
+    return BusAuth(passwords)
