@@ -1,0 +1,86 @@
+"""Operators get any scenario out of any state: fail, regrade, destroy (endpoint and CLI),
+each audited; and a scenario left in `grading` or `launching` is resumed, never stuck."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from forge.audit.log import scenario_log
+from forge.lifecycle import states
+from forge.lifecycle.store import move
+
+from ..services.conftest import prod_environ
+from .conftest import OPERATOR, Orch, spawn_event
+
+SPAWN = "forge.spawn.requested"
+
+
+def _running(orch: Orch) -> str:
+    event = spawn_event(orch.settings)
+    orch.publish(SPAWN, event)
+    orch.wait_state(event["scenario_id"], states.RUNNING, timeout=60)
+    return str(event["scenario_id"])
+
+
+def _labs(orch: Orch) -> set[str]:
+    return {info.lab_id for info in orch.runtime.list()}
+
+
+def _audited(orch: Orch, sid: str, action: str) -> bool:
+    text = scenario_log(orch.settings.storage_root, sid).read_bytes().decode()
+    return '"operator.action"' in text and f'"action":"{action}"' in text
+
+
+def test_fail_ends_a_running_lab_with_the_reason_and_audits_it(orch: Orch) -> None:
+    sid = _running(orch)
+    with orch.client() as client:
+        assert client.post(f"/v1/admin/scenarios/{sid}/fail").status_code == 401
+        resp = client.post(f"/v1/admin/scenarios/{sid}/fail", headers=OPERATOR,
+                           json={"reason": "learner reported a broken lab"})
+        again = client.post(f"/v1/admin/scenarios/{sid}/fail", headers=OPERATOR)
+        missing = client.post("/v1/admin/scenarios/scn-0000000000000000/fail",
+                              headers=OPERATOR)
+    assert resp.status_code == 200 and resp.json()["state"] == states.FAILED
+    assert again.json()["state"] == states.FAILED  # idempotent on a finished scenario
+    assert missing.status_code == 404
+    row = orch.row(sid)
+    assert row.state == states.FAILED and "broken lab" in row.state_reason
+    assert sid not in _labs(orch)
+    assert _audited(orch, sid, "fail")
+
+
+def test_a_scenario_stuck_in_grading_is_regraded_or_failed(orch: Orch) -> None:
+    sid = _running(orch)
+    # What a crash right after `grading` leaves: the state, no result, the lab still up.
+    move(orch.state.ctx.db, orch.settings.storage_root, sid, states.GRADING, "submitted")
+    with orch.client() as client:
+        resp = client.post(f"/v1/admin/scenarios/{sid}/regrade", headers=OPERATOR)
+    assert resp.status_code == 200 and resp.json()["state"] == states.COMPLETED
+    assert (orch.settings.storage_root / "scenarios" / sid / "completion.json").exists()
+    assert sid not in _labs(orch)
+    assert _audited(orch, sid, "regrade")
+
+    lost = _running(orch)
+    move(orch.state.ctx.db, orch.settings.storage_root, lost, states.GRADING, "submitted")
+    orch.runtime.destroy(lost)  # the lab died with the crash
+    with orch.client() as client:
+        resp = client.post(f"/internal/scenarios/{lost}/complete", headers=OPERATOR)
+    assert resp.json()["state"] == states.FAILED
+    assert "lost during grading" in orch.row(lost).state_reason
+
+
+def test_destroy_from_the_cli_removes_the_lab_whatever_the_state(orch: Orch) -> None:
+    sid = _running(orch)
+    move(orch.state.ctx.db, orch.settings.storage_root, sid, states.GRADING, "submitted")
+    env = {**os.environ, **prod_environ(orch.settings.storage_root), "ORCHESTRATOR_URL": orch.url}
+    out = subprocess.run([sys.executable, "-m", "forge", "scenarios", "destroy", sid,
+                          "--reason", "stuck"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"{sid}: destroy -> failed" in out.stdout  # grading has no way to `deleted`
+    assert sid not in _labs(orch)
+    bad = subprocess.run([sys.executable, "-m", "forge", "scenarios", "fail", "nope"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "404" in bad.stderr
