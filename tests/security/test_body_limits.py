@@ -59,7 +59,7 @@ def spawn_process(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[str, psuti
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FORGE_", "SAT_", "ET_", "RECEIPT_", "OPERATOR_", "BILLING_"))}
-    env.update(FORGE_ENV="dev", STORAGE_ROOT=str(tmp_path / "storage"), NATS_URL=nats.url)
+    env.update(FORGE_ENV="dev", STORAGE_ROOT=str(tmp_path / "storage"), **nats.client_env())
     with open(tmp_path / "spawn.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "forge", "serve", "spawn", "--host",
                                  "127.0.0.1", "--port", str(port)], env=env, cwd=REPO,
@@ -133,7 +133,7 @@ def _http_routes(routes: list[Any]) -> list[tuple[str, str]]:
 def test_every_route_refuses_an_oversized_body_before_parsing(
         tmp_path: Path, nats: NatsServer, service: ServiceName) -> None:
     storage = with_signing_key(tmp_path / "storage")
-    settings = load_settings(prod_environ(storage, NATS_URL=nats.url))
+    settings = load_settings(prod_environ(storage, **nats.client_env()))
     app = build_service(service, settings)
     routes = _http_routes(list(app.routes))
     assert len(routes) > 5

@@ -27,7 +27,7 @@ OPERATOR = {"Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
 @pytest.fixture
 def settings(tmp_path: Path, nats: NatsServer) -> Settings:
     storage = with_signing_key(tmp_path / "storage")
-    return load_settings(prod_environ(storage, NATS_URL=nats.url))
+    return load_settings(prod_environ(storage, **nats.client_env()))
 
 
 @pytest.fixture(params=list(ServiceName), ids=lambda s: s.value)

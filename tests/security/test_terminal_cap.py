@@ -119,7 +119,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     nats = NatsServer()
     nats.start()
     runtime = LocalRuntime(str(tmp / "runtime"), "t" + secrets.token_hex(2))
-    base = {"NATS_URL": nats.url, "FORGE_PLANS_FILE": str(_plans_file(tmp / "plans.yaml"))}
+    base = {**nats.client_env(), "FORGE_PLANS_FILE": str(_plans_file(tmp / "plans.yaml"))}
     loops: list[asyncio.AbstractEventLoop] = []
     try:
         orch_app = build_orchestrator(load_settings(prod_environ(tmp / "storage", **base)),
