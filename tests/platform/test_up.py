@@ -86,6 +86,10 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         victim = pids_of(f"forge serve orchestrator .*--port {ports['orchestrator']}")
         assert len(victim) == 1
         os.kill(victim[0], signal.SIGKILL)
+        # forge up holds the listening socket: a request made while no orchestrator runs
+        # waits in the backlog and is answered by the next one instead of being refused.
+        health = httpx.get(f"{urls['orchestrator']}/healthz", timeout=60)
+        assert health.status_code == 200 and health.json()["pid"] not in victim
         wait_for(lambda: pids_of(f"forge serve orchestrator .*--port {ports['orchestrator']}")
                  not in ([], victim), 30, "orchestrator restarted")
         wait_for(lambda: ready(urls["orchestrator"]), 60, "orchestrator ready again")
@@ -260,3 +264,19 @@ def test_a_taken_port_is_refused_by_name_and_nothing_starts(tmp_path: Path,
         assert "Forge is up" not in up.err
         assert up.service_pids() == [] and up.nats_pids() == []
         assert not any(bound(p) for name, p in ports.items() if name != taken)
+
+
+def test_serve_refuses_a_taken_port_by_name_before_anything_starts(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
+    env.update(STORAGE_ROOT=str(storage), FORGE_TEMPLATE_DIR=str(TEMPLATE_FIXTURES))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "forge", "serve", "scoreboard", "--port",
+                               str(port)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert f"forge serve scoreboard: cannot listen on 127.0.0.1:{port}: already in use" \
+        in proc.stderr
+    assert not (storage / "forge.db").exists()  # no database opened, no subscriber started
