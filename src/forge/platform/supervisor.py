@@ -125,6 +125,8 @@ class Supervisor:
             self.lock = StorageLock.acquire(self.storage_root)
         except StorageLocked as exc:
             raise StartRefused(str(exc)) from None
+        except OSError as exc:
+            raise StartRefused(f"cannot lock {self.storage_root}: {exc.strerror}") from None
         try:
             self._start_locked()
         except BaseException:
