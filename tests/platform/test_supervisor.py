@@ -16,6 +16,7 @@ from forge.platform.lock import StorageLock, StorageLocked
 from forge.platform.supervisor import STABLE_S, Child, Supervisor
 
 from ..live_server import live_server
+from .test_up import alive, wait_for
 
 
 class Clock:
@@ -141,6 +142,4 @@ def test_deathsig_child_dies_with_its_parent_even_on_kill_9() -> None:
     child = int(parent.stdout.readline())
     parent.kill()
     parent.wait()
-    from .test_up import alive, wait_for
-
     wait_for(lambda: not alive(child), 5, "the child killed with its parent")
