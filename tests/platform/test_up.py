@@ -10,9 +10,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from forge.runtime.local import LocalRuntime
 
@@ -84,6 +86,10 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
         victim = pids_of(f"forge serve orchestrator .*--port {ports['orchestrator']}")
         assert len(victim) == 1
         os.kill(victim[0], signal.SIGKILL)
+        # forge up holds the listening socket: a request made while no orchestrator runs
+        # waits in the backlog and is answered by the next one instead of being refused.
+        health = httpx.get(f"{urls['orchestrator']}/healthz", timeout=60)
+        assert health.status_code == 200 and health.json()["pid"] not in victim
         wait_for(lambda: pids_of(f"forge serve orchestrator .*--port {ports['orchestrator']}")
                  not in ([], victim), 30, "orchestrator restarted")
         wait_for(lambda: ready(urls["orchestrator"]), 60, "orchestrator ready again")
@@ -101,3 +107,176 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     assert not any(bound(p) for p in ports.values())
     assert pids_of(f"nats-server.*{storage}") == []
     assert LocalRuntime(str(storage / "runtime"), prefix).list() == []
+
+
+# ------------------------------------------------------------------ the supervisor itself
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan reaped late still counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Up:
+    """One `forge up` subprocess with its stderr collected line by line."""
+
+    def __init__(self, storage: Path, env_file: Path, ports: dict[str, int],
+                 nats_port: int | None = None) -> None:
+        self.storage, self.ports = storage, ports
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        argv = [sys.executable, "-m", "forge", "up", "--storage", str(storage), "--env-file",
+                str(env_file), "--spawn-port", str(ports["spawn"]), "--orchestrator-port",
+                str(ports["orchestrator"]), "--scoreboard-port", str(ports["scoreboard"])]
+        if nats_port is not None:
+            argv += ["--nats-port", str(nats_port)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
+        env["COLUMNS"] = "400"  # one report per line
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        stream = self.proc.stderr
+        assert stream is not None
+        self.reader = threading.Thread(target=lambda: self.lines.extend(
+            iter(stream.readline, "")), daemon=True)
+        self.reader.start()
+
+    @property
+    def err(self) -> str:
+        return "".join(self.lines)
+
+    def wait_up(self) -> None:
+        wait_for(lambda: "Forge is up" in self.err or self.proc.poll() is not None, 90,
+                 "'Forge is up'")
+        assert "Forge is up" in self.err, self.err[-2000:]
+
+    def service_pids(self) -> list[int]:
+        return pids_of(f"forge serve .*--port ({'|'.join(map(str, self.ports.values()))})$")
+
+    def nats_pids(self) -> list[int]:
+        return pids_of(f"nats-server -c {self.storage}/")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=60)
+        self.reader.join(timeout=10)
+
+
+def make_env_file(tmp_path: Path) -> Path:
+    env_file = tmp_path / "forge.env"
+    env_file.write_text(f"FORGE_TEMPLATE_DIR={TEMPLATE_FIXTURES}\n"
+                        f"FORGE_RUNTIME_PREFIX=s{secrets.token_hex(2)}\n")
+    return env_file
+
+
+def some_ports() -> dict[str, int]:
+    return {"spawn": free_port(), "orchestrator": free_port(), "scoreboard": free_port()}
+
+
+@pytest.fixture(scope="module")
+def running_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, int]]:
+    """One `forge up` on fixed ports (NATS included), shared by the tests that keep it up."""
+    tmp = tmp_path_factory.mktemp("up")
+    nats_port = free_port()
+    up = Up(tmp / "storage", make_env_file(tmp), some_ports(), nats_port)
+    try:
+        up.wait_up()
+        yield up, nats_port
+    finally:
+        up.stop()
+    assert up.proc.returncode == 0, up.err[-2000:]
+    assert up.service_pids() == [] and up.nats_pids() == []
+
+
+def test_second_up_on_the_same_storage_is_refused_naming_the_first(
+        running_up: tuple[Up, int], tmp_path: Path) -> None:
+    first, _ = running_up
+    nats_before = first.nats_pids()
+    assert len(nats_before) == 1
+    second_ports = some_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
+    second = subprocess.run(
+        [sys.executable, "-m", "forge", "up", "--storage", str(first.storage), "--env-file",
+         str(make_env_file(tmp_path)), "--spawn-port", str(second_ports["spawn"]),
+         "--orchestrator-port", str(second_ports["orchestrator"]), "--scoreboard-port",
+         str(second_ports["scoreboard"])],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1, second.stderr[-2000:]
+    assert f"another forge up (pid {first.proc.pid}) holds {first.storage}" in second.stderr
+    assert "Forge is up" not in second.stderr
+    # The second started nothing: no service on its ports, no second nats-server on the store.
+    assert pids_of(f"forge serve .*--port ({'|'.join(map(str, second_ports.values()))})$") \
+        == []
+    assert not any(bound(p) for p in second_ports.values())
+    assert first.nats_pids() == nats_before
+    # …and the first keeps working.
+    assert first.proc.poll() is None
+    assert all(ready(u) for u in first.urls.values())
+
+
+def test_killed_nats_is_restarted_on_its_port_and_reported(running_up: tuple[Up, int]) -> None:
+    up, nats_port = running_up
+    [victim] = up.nats_pids()
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "nats-server exited with code -9; restarting" in up.err, 30,
+             "the death reported")
+    wait_for(lambda: f"nats-server restarted on port {nats_port}" in up.err, 60,
+             "the restart reported")
+    [again] = up.nats_pids()
+    assert again != victim and alive(again)
+    assert bound(nats_port)
+    # Every service reconnects to the restarted bus and is ready again.
+    wait_for(lambda: all(ready(u) for u in up.urls.values()), 90, "platform ready again")
+    assert up.proc.poll() is None
+
+
+def test_kill_9_of_up_leaves_no_child(tmp_path: Path) -> None:
+    up = Up(tmp_path / "storage", make_env_file(tmp_path), some_ports())
+    try:
+        up.wait_up()
+        children = up.service_pids() + up.nats_pids()
+        assert len(children) == 4
+        os.kill(up.proc.pid, signal.SIGKILL)
+        up.proc.wait(timeout=10)
+        wait_for(lambda: not any(alive(pid) for pid in children), 5, "children gone")
+        wait_for(lambda: not any(bound(p) for p in up.ports.values()), 5, "ports released")
+    finally:
+        up.stop()
+
+
+@pytest.mark.parametrize("taken", ["orchestrator", "nats"])
+def test_a_taken_port_is_refused_by_name_and_nothing_starts(tmp_path: Path,
+                                                            taken: str) -> None:
+    ports = some_ports()
+    nats_port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", nats_port if taken == "nats" else ports[taken]))
+        squatter.listen()
+        up = Up(tmp_path / "storage", make_env_file(tmp_path), ports, nats_port)
+        up.proc.wait(timeout=120)
+        up.stop()
+        port = nats_port if taken == "nats" else ports[taken]
+        assert up.proc.returncode == 1, up.err[-2000:]
+        label = "NATS" if taken == "nats" else taken
+        assert f"forge up: {label}: cannot listen on 127.0.0.1:{port}: already in use" in up.err
+        assert "Forge is up" not in up.err
+        assert up.service_pids() == [] and up.nats_pids() == []
+        assert not any(bound(p) for name, p in ports.items() if name != taken)
+
+
+def test_serve_refuses_a_taken_port_by_name_before_anything_starts(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
+    env.update(STORAGE_ROOT=str(storage), FORGE_TEMPLATE_DIR=str(TEMPLATE_FIXTURES))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "forge", "serve", "scoreboard", "--port",
+                               str(port)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert f"forge serve scoreboard: cannot listen on 127.0.0.1:{port}: already in use" \
+        in proc.stderr
+    assert not (storage / "forge.db").exists()  # no database opened, no subscriber started

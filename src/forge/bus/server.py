@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -76,7 +77,8 @@ class NatsServer:
 
     `port`/`monitor_port` default to free ports chosen at the first start and kept for
     restarts; `store_dir` defaults to a temporary directory removed by `close()`; `auth`
-    (the accepted passwords per identity) defaults to fresh random ones.
+    (the accepted passwords per identity) defaults to fresh random ones. `exec_prefix` is
+    put before the binary's argv (a supervisor's parent-death guard, which must exec it).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class NatsServer:
         server_name: str = "forge-nats",
         startup_timeout: float = 15.0,
         auth: BusAuth | None = None,
+        exec_prefix: Sequence[str] = (),
     ) -> None:
         for field, value in (("port", port), ("monitor_port", monitor_port)):
             if value is not None and not 0 < value < 65536:
@@ -104,6 +107,7 @@ class NatsServer:
         self._server_name = server_name
         self._startup_timeout = startup_timeout
         self._auth = (auth or BusAuth.generate()).with_admin()
+        self._exec_prefix = list(exec_prefix)
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -168,6 +172,11 @@ class NatsServer:
     def pid(self) -> int | None:
         """Process id while running."""
         return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code of the last process once it has exited (negative: killed by a signal)."""
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def running(self) -> bool:
@@ -235,7 +244,7 @@ class NatsServer:
         stderr_path = self.store_dir / "nats-server.stderr"
         with stderr_path.open("wb") as stderr:
             proc = subprocess.Popen(
-                [str(binary), "-c", str(config)],
+                [*self._exec_prefix, str(binary), "-c", str(config)],
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,

@@ -14,7 +14,7 @@ from forge.billing.receipts import issue_receipt
 from forge.cli.up import prepare, teardown_labs
 from forge.plans import load_plans
 from forge.platform.journey import Journey, JourneyError, JourneyResult
-from forge.platform.supervisor import DEFAULT_PORTS, Supervisor
+from forge.platform.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.services.common.bus import bus_auth
 
 console = Console()
@@ -83,7 +83,10 @@ def register(app: typer.Typer) -> None:
             overall = progress.add_task("bring the platform up", total=STAGES + 1)
             try:
                 if supervisor is not None:
-                    supervisor.start()
+                    try:
+                        supervisor.start()
+                    except StartRefused as exc:
+                        raise JourneyError(f"platform not started: {exc}") from None
                     if not supervisor.wait_ready(timeout):
                         raise JourneyError(f"platform not ready; logs in "
                                            f"{settings.storage_root / 'logs'}")

@@ -17,7 +17,7 @@ from rich.table import Table
 from forge.bus.auth import SERVICE_IDENTITIES
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.platform.envfile import EnvFileError, read_env_file
-from forge.platform.supervisor import DEFAULT_PORTS, Supervisor
+from forge.platform.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.services.common.bus import bus_auth
 from forge.signing.keyring import SigningKeyring, keyring_dir
 
@@ -53,6 +53,10 @@ def status_table(sup: Supervisor, ready: dict[str, bool]) -> Table:
     for name, child in sup.children.items():
         table.add_row(name, sup.url(name), "[green]yes[/]" if ready.get(name) else "[yellow]no[/]",
                       str(child.restarts))
+    nats = sup.nats_child
+    if nats is not None and sup.nats is not None:
+        table.add_row("nats", sup.nats.url, "[green]yes[/]" if nats.ready else "[yellow]no[/]",
+                      str(nats.restarts))
     return table
 
 
@@ -80,6 +84,9 @@ def register(app: typer.Typer) -> None:
         orchestrator_port: int = typer.Option(DEFAULT_PORTS["orchestrator"],
                                               "--orchestrator-port"),
         scoreboard_port: int = typer.Option(DEFAULT_PORTS["scoreboard"], "--scoreboard-port"),
+        nats_port: int = typer.Option(0, "--nats-port", min=0, max=65535,
+                                      help="Port of the embedded NATS (127.0.0.1); 0 picks a "
+                                           "free one, kept across NATS restarts."),
         teardown: bool = typer.Option(False, "--teardown-labs/--keep-labs",
                                       help="Destroy running labs on exit (default: keep them "
                                            "for reconciliation at the next start)."),
@@ -99,7 +106,7 @@ def register(app: typer.Typer) -> None:
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,
                           "scoreboard": scoreboard_port},
-                         bus_auth=bus_auth(settings),
+                         bus_auth=bus_auth(settings), nats_port=nats_port,
                          report=lambda msg: console.print(f"[yellow]{msg}[/]"))
         stopping = False
 
@@ -109,7 +116,11 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        sup.start()
+        try:
+            sup.start()
+        except StartRefused as exc:  # nothing was started (or it was all stopped again)
+            console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         console.print(f"storage {settings.storage_root} · NATS {env['NATS_URL']} · "
                       f"logs {settings.storage_root / 'logs'}")
         ready = False

@@ -1,9 +1,14 @@
 """Run NATS and the three services as supervised child processes on one machine.
 
-Each service is its own process (`python -m forge serve NAME`), started with the same
-environment so they share secrets, the database and the storage root. A child that dies is
-restarted with backoff and reported; stopping sends SIGTERM, then SIGKILL after a grace
-period, so nothing is left behind.
+`start()` refuses before anything runs when another `forge up` holds the storage root or
+any port (the services' and NATS's) is taken. The supervisor binds every service port
+itself and hands each incarnation of a service that socket (FORGE_LISTEN_FD), so a restart
+refuses no connection and no other process can answer on our ports. Each child (services
+and nats-server) is exec'd through a parent-death guard, so it dies with the supervisor even
+on `kill -9`. A child that dies is restarted with back-off and reported; the back-off resets
+once it has been ready for STABLE_S. A service counts as ready only when the process that
+answers `/healthz` is the one we started. Start and poll from one long-lived thread (the
+parent-death signal follows the thread that spawned the child).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,27 +28,69 @@ import httpx
 
 from forge.bus import NatsServer
 from forge.bus.auth import BusAuth
+from forge.bus.errors import NatsServerError
+from forge.bus.server import LOOPBACK, free_port
+from forge.platform.deathsig import exec_prefix
+from forge.platform.lock import StorageLock, StorageLocked
+from forge.services.common.listener import ENV_FD, PortUnavailable, bind_listener
 
 SERVICES = ("orchestrator", "scoreboard", "spawn")
+NATS = "nats"
 DEFAULT_PORTS = {"spawn": 8082, "orchestrator": 8083, "scoreboard": 8086}
 URL_VARS = {"spawn": "SPAWN_URL", "orchestrator": "ORCHESTRATOR_URL",
             "scoreboard": "SCOREBOARD_URL"}
 MAX_BACKOFF_S = 30.0
+STABLE_S = 60.0
+
+
+class StartRefused(Exception):
+    """The platform was not started; the message says why (storage held, port taken…)."""
+
+
+def backoff_delay(failures: int) -> float:
+    """Seconds before the next start after `failures` consecutive failures: 1, 2, 4 … 30."""
+    return min(MAX_BACKOFF_S, 2.0 ** min(max(failures, 1), 6) / 2)
 
 
 @dataclass
 class Child:
-    """One supervised service process."""
+    """One supervised process: its restart bookkeeping and readiness."""
 
     name: str
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    sock: socket.socket | None = None
     restarts: int = 0
+    failures: int = 0
     next_start: float = 0.0
     ready: bool = False
     ever_ready: bool = False
+    ready_since: float | None = None
     last_exit: int | None = None
+
+    def exited(self, code: int | None, now: float) -> float:
+        """Record a death (or failed start); return the back-off before the next start."""
+        self.last_exit = code
+        self.restarts += 1
+        self.failures += 1
+        self.ready = False
+        self.ready_since = None
+        delay = backoff_delay(self.failures)
+        self.next_start = now + delay
+        return delay
+
+    def observe(self, ready: bool, now: float) -> None:
+        """Record readiness; a run ready for STABLE_S forgets earlier failures."""
+        self.ready = ready
+        self.ever_ready = self.ever_ready or ready
+        if not ready:
+            self.ready_since = None
+            return
+        if self.ready_since is None:
+            self.ready_since = now
+        if now - self.ready_since >= STABLE_S:
+            self.failures = 0
 
 
 @dataclass
@@ -56,58 +104,126 @@ class Supervisor:
     report: Callable[[str], None] = print
     nats: NatsServer | None = None
     bus_auth: BusAuth | None = None
+    nats_port: int = 0
+    clock: Callable[[], float] = time.monotonic
     children: dict[str, Child] = field(default_factory=dict)
+    nats_child: Child | None = None
+    lock: StorageLock | None = None
+    _nats_started: bool = field(default=False, init=False, repr=False)
 
     def url(self, name: str) -> str:
         return f"http://{self.host}:{self.ports[name]}"
 
     def start(self) -> None:
-        """Start NATS (unless NATS_URL is given) and every service.
+        """Lock the storage root, bind every port, start NATS (unless NATS_URL is given) and
+        every service; raise StartRefused, with nothing left running, when any step fails.
 
         The embedded NATS accepts exactly the services' passwords in `bus_auth` (each with
         its own subject permissions); nothing connects anonymously.
         """
-        self.storage_root.mkdir(parents=True, exist_ok=True)
-        if not self.env.get("NATS_URL"):
-            self.nats = NatsServer(store_dir=self.storage_root / "nats", auth=self.bus_auth)
-            self.nats.start()
-            self.env["NATS_URL"] = self.nats.url
-        for name in SERVICES:
-            self.env[URL_VARS[name]] = self.url(name)
-        self.env["STORAGE_ROOT"] = str(self.storage_root)
+        try:
+            self.lock = StorageLock.acquire(self.storage_root)
+        except StorageLocked as exc:
+            raise StartRefused(str(exc)) from None
+        except OSError as exc:
+            raise StartRefused(f"cannot lock {self.storage_root}: {exc.strerror}") from None
+        try:
+            self._start_locked()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_locked(self) -> None:
         logs = self.storage_root / "logs"
         logs.mkdir(exist_ok=True)
         for name in SERVICES:
             child = Child(name, self.ports[name], logs / f"{name}.log")
             self.children[name] = child
+            try:
+                child.sock = bind_listener(self.host, self.ports[name])
+            except PortUnavailable as exc:
+                raise StartRefused(f"{name}: {exc}") from None
+        embedded = not self.env.get("NATS_URL")
+        if embedded:
+            port = self.nats_port or free_port()
+            try:  # nats-server binds by itself: check the port is free before anything runs
+                bind_listener(LOOPBACK, port).close()
+            except PortUnavailable as exc:
+                raise StartRefused(f"NATS: {exc}") from None
+            self.nats = NatsServer(store_dir=self.storage_root / "nats", port=port,
+                                   auth=self.bus_auth, exec_prefix=exec_prefix())
+            try:
+                self.nats.start()
+            except NatsServerError as exc:
+                raise StartRefused(f"NATS: {exc}") from None
+            self.nats_port = port
+            self._nats_started = True
+            self.nats_child = Child(NATS, port, self.nats.log_path, ready=True, ever_ready=True)
+            self.env["NATS_URL"] = self.nats.url
+        for name in SERVICES:
+            self.env[URL_VARS[name]] = self.url(name)
+        self.env["STORAGE_ROOT"] = str(self.storage_root)
+        for child in self.children.values():
             self._spawn(child)
 
     def _spawn(self, child: Child) -> None:
-        argv = [sys.executable, "-m", "forge", "serve", child.name, "--host", self.host,
-                "--port", str(child.port)]
+        assert child.sock is not None
+        fd = child.sock.fileno()
+        env = dict(self.env)
+        env[ENV_FD] = str(fd)
+        argv = [*exec_prefix(), sys.executable, "-m", "forge", "serve", child.name,
+                "--host", self.host, "--port", str(child.port)]
         with open(child.log_path, "ab") as log:
-            child.proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            child.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log,
+                                          stdin=subprocess.DEVNULL, start_new_session=True,
+                                          pass_fds=(fd,))
         child.ready = False
 
     def poll(self) -> dict[str, bool]:
-        """Restart dead children (with backoff) and refresh readiness; name → ready."""
-        now = time.monotonic()
+        """Restart dead children (with back-off) and refresh readiness; name → ready."""
+        now = self.clock()
+        if self.nats is not None and self.nats_child is not None:
+            self._poll_nats(self.nats, self.nats_child, now)
         for child in self.children.values():
             if child.proc is not None and child.proc.poll() is not None:
-                child.last_exit = child.proc.returncode
+                code = child.proc.returncode
                 child.proc = None
-                child.restarts += 1
-                delay = min(MAX_BACKOFF_S, 2.0 ** min(child.restarts, 5) / 2)
-                child.next_start = now + delay
-                self.report(f"{child.name} exited with code {child.last_exit}; "
-                            f"restarting in {delay:.0f}s (restart #{child.restarts}); "
-                            f"log: {child.log_path}")
+                delay = child.exited(code, now)
+                self.report(f"{child.name} exited with code {code}; restarting in "
+                            f"{delay:.0f}s (restart #{child.restarts}); log: {child.log_path}")
             if child.proc is None and now >= child.next_start:
                 self._spawn(child)
-            child.ready = child.proc is not None and self._ready(child)
-            child.ever_ready = child.ever_ready or child.ready
+            child.observe(child.proc is not None and self._ready(child), now)
         return {name: c.ready for name, c in self.children.items()}
+
+    def _poll_nats(self, nats: NatsServer, child: Child, now: float) -> None:
+        """Detect a dead nats-server, report it and start it again on its port and store."""
+        if self._nats_started and not nats.running:
+            code = nats.returncode
+            nats.kill()  # forget the dead process
+            self._nats_started = False
+            delay = child.exited(code, now)
+            self.report(f"nats-server exited with code {code}; restarting in {delay:.0f}s "
+                        f"(restart #{child.restarts}); log: {child.log_path}")
+        if not self._nats_started and now >= child.next_start:
+            try:
+                nats.start()
+            except NatsServerError as exc:
+                delay = child.exited(None, now)
+                self.report(f"nats-server failed to start: {exc}; retrying in {delay:.0f}s")
+                return
+            self._nats_started = True
+            self.report(f"nats-server restarted on port {child.port} "
+                        f"(restart #{child.restarts})")
+        child.observe(nats.running and self._nats_healthy(nats), now)
+
+    def _nats_healthy(self, nats: NatsServer) -> bool:
+        try:
+            resp = httpx.get(f"{nats.monitor_url}/healthz?js-enabled-only=true", timeout=2,
+                             trust_env=False)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200
 
     @property
     def came_up(self) -> bool:
@@ -115,9 +231,17 @@ class Supervisor:
         return bool(self.children) and all(c.ever_ready for c in self.children.values())
 
     def _ready(self, child: Child) -> bool:
+        """/readyz is 200 and /healthz is answered by the very process we started."""
+        if child.proc is None:
+            return False
+        base = self.url(child.name)
         try:
-            return httpx.get(f"{self.url(child.name)}/readyz", timeout=5).status_code == 200
-        except httpx.HTTPError:
+            health = httpx.get(f"{base}/healthz", timeout=2, trust_env=False)
+            if health.status_code != 200 or health.json().get("pid") != child.proc.pid:
+                return False
+            return httpx.get(f"{base}/readyz", timeout=5,
+                             trust_env=False).status_code == 200
+        except (httpx.HTTPError, ValueError, AttributeError):
             return False
 
     def wait_ready(self, timeout_s: float = 90.0) -> bool:
@@ -130,7 +254,8 @@ class Supervisor:
         return False
 
     def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM every child, SIGKILL what is left after `grace_s`, then stop NATS."""
+        """SIGTERM every child, SIGKILL what is left after `grace_s`, stop NATS, then close
+        the listening sockets and release the storage lock."""
         procs = [c.proc for c in self.children.values() if c.proc is not None]
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
@@ -143,12 +268,17 @@ class Supervisor:
                 proc.wait(timeout=5)
         for child in self.children.values():
             child.proc = None
+            if child.sock is not None:
+                child.sock.close()
+                child.sock = None
         if self.nats is not None:
             self.nats.stop()
             self.nats = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -116,9 +117,10 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
 
     @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers. Says nothing about dependencies."""
-        return {"status": "ok", "service": ctx.name}
+    async def healthz() -> dict[str, str | int]:
+        """Liveness: the process answers. Says nothing about dependencies. The pid lets a
+        supervisor check that the answer comes from the process it started."""
+        return {"status": "ok", "service": ctx.name, "pid": os.getpid()}
 
     @app.get("/readyz", tags=["ops"], responses=errors(401, 503))
     async def readyz(request: Request) -> JSONResponse:

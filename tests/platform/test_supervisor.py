@@ -1,0 +1,145 @@
+"""The supervisor's own logic: back-off that resets after a stable run, readiness that checks
+the pid it started, the storage lock, the parent-death guard (real processes, fake clock)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from forge.platform.deathsig import exec_prefix
+from forge.platform.lock import StorageLock, StorageLocked
+from forge.platform.supervisor import STABLE_S, Child, Supervisor
+
+from ..live_server import live_server
+from .test_up import alive, wait_for
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SleepSupervisor(Supervisor):
+    """The real poll loop over real `sleep` processes; ready while alive (no HTTP)."""
+
+    def _spawn(self, child: Child) -> None:
+        child.proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+
+    def _ready(self, child: Child) -> bool:
+        return child.proc is not None and child.proc.poll() is None
+
+
+def crash(child: Child) -> None:
+    assert child.proc is not None
+    child.proc.kill()
+    child.proc.wait()
+
+
+def test_backoff_grows_and_resets_after_a_stable_run(tmp_path: Path) -> None:
+    clock = Clock()
+    reports: list[str] = []
+    sup = SleepSupervisor({}, tmp_path, report=reports.append, clock=clock)
+    child = sup.children["svc"] = Child("svc", 0, tmp_path / "svc.log")
+    try:
+        assert sup.poll() == {"svc": True}
+
+        def crash_and_restart() -> str:
+            crash(child)
+            sup.poll()
+            assert child.proc is None  # waiting out the back-off
+            delay = child.next_start - clock.now
+            clock.now = child.next_start
+            assert sup.poll() == {"svc": True}
+            return f"{delay:.0f}"
+
+        assert [crash_and_restart() for _ in range(3)] == ["1", "2", "4"]
+        clock.now += STABLE_S - 1  # not yet stable: the back-off keeps growing
+        assert crash_and_restart() == "8"
+        clock.now += STABLE_S  # ready for a full stable period: earlier failures forgotten
+        sup.poll()
+        assert crash_and_restart() == "1"
+        assert child.restarts == 5  # the count shown to the operator is kept
+        assert "restarting in 8s (restart #4)" in reports[3]
+        assert "restarting in 1s (restart #5)" in reports[4]
+    finally:
+        sup.stop()
+
+
+def test_readiness_is_not_taken_from_another_process(tmp_path: Path) -> None:
+    """Something else answering 200 on the service's port is not our service being ready."""
+    impostor = FastAPI()
+
+    @impostor.get("/healthz")
+    def healthz() -> dict[str, object]:
+        return {"status": "ok", "service": "spawn", "pid": os.getpid()}
+
+    @impostor.get("/readyz")
+    def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    with live_server(impostor) as url:
+        port = int(url.rsplit(":", 1)[1])
+        sup = Supervisor({}, tmp_path, ports={"spawn": port})
+        child = Child("spawn", port, tmp_path / "spawn.log",
+                      proc=subprocess.Popen(["sleep", "600"]))
+        try:
+            assert not sup._ready(child)
+        finally:
+            crash(child)
+
+
+def test_storage_lock_names_its_holder_and_frees_on_release(tmp_path: Path) -> None:
+    held = StorageLock.acquire(tmp_path)
+    with pytest.raises(StorageLocked) as refused:
+        StorageLock.acquire(tmp_path)
+    assert refused.value.pid == os.getpid()
+    assert str(refused.value) == f"another forge up (pid {os.getpid()}) holds {tmp_path}"
+    held.release()
+    StorageLock.acquire(tmp_path).release()
+
+
+def test_lock_of_a_killed_holder_does_not_block(tmp_path: Path) -> None:
+    code = ("import sys; from pathlib import Path; from forge.platform.lock import StorageLock;"
+            " StorageLock.acquire(Path(sys.argv[1])); print('held', flush=True);"
+            " sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with pytest.raises(StorageLocked, match=f"pid {holder.pid}"):
+        StorageLock.acquire(tmp_path)
+    holder.kill()
+    holder.wait()
+    StorageLock.acquire(tmp_path).release()  # the file stays; the kernel dropped the flock
+
+
+def test_deathsig_guard_starts_nothing_when_the_parent_is_already_gone(
+        tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    gone = exec_prefix(parent_pid=1)  # not our parent: as if the supervisor had died
+    proc = subprocess.run([*gone, "touch", str(marker)], capture_output=True)
+    assert proc.returncode == 1 and not marker.exists()
+    proc = subprocess.run([*exec_prefix(), "touch", str(marker)], capture_output=True)
+    assert proc.returncode == 0 and marker.exists()
+
+
+def test_deathsig_child_dies_with_its_parent_even_on_kill_9() -> None:
+    code = ("import subprocess, sys; from forge.platform.deathsig import exec_prefix;"
+            " p = subprocess.Popen([*exec_prefix(), 'sleep', '600']);"
+            " print(p.pid, flush=True); sys.stdin.read()")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    wait_for(lambda: not alive(child), 5, "the child killed with its parent")
