@@ -32,7 +32,8 @@ def _run(d: Drill, service: str, headers: dict[str, str], report: Path) -> tuple
             "--exclude-path", "/readyz"]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                          cwd=report.parent)  # its cache stays out of the checkout
     return proc.returncode, proc.stdout[-12000:] + proc.stderr[-2000:]
 
 
