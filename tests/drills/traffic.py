@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+MIN_CYCLE_S = 3.5
+
 
 @dataclass
 class Scenario:
@@ -94,10 +96,13 @@ class Traffic:
         n = 0
         while not self._stop.is_set():
             n += 1
+            started = time.monotonic()
             try:
                 self._one_scenario(name, headers, f"drill-{name}-{n:04d}")
             except Exception as exc:  # a timeout or a bad body is a failure, never silent
                 self._fail(f"learner {name}", detail=f"{type(exc).__name__}: {exc}")
+            # A learner within the plan: the drill's TEAM plan allows 20 spawns a minute.
+            self._stop.wait(max(0.0, MIN_CYCLE_S - (time.monotonic() - started)))
 
     def _one_scenario(self, name: str, headers: dict[str, str], request_id: str) -> None:
         spawn, board = self.urls["spawn"], self.urls["scoreboard"]
