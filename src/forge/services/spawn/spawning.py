@@ -117,7 +117,7 @@ def _reserve(
             return _replay(record, digest, now)
 
 
-def _resolve_stale(state: SpawnState, request_id: str) -> tuple[str, str] | None:
+def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[str, str] | None:
     """Settle a request whose process died between recording it and answering.
 
     If the orchestrator never took its scenario (still ``pending``), that scenario is failed
@@ -128,7 +128,9 @@ def _resolve_stale(state: SpawnState, request_id: str) -> tuple[str, str] | None
     with state.ctx.db.read() as sess:
         row = sess.execute(
             select(SCENARIOS.c.scenario_id, SCENARIOS.c.state, SCENARIOS.c.subject)
-            .where(SCENARIOS.c.request_id == request_id)
+            .where(SCENARIOS.c.request_id == request_id,
+                   SCENARIOS.c.tenant_id == caller.tenant_id,
+                   SCENARIOS.c.subject == caller.subject)
             .order_by(SCENARIOS.c.created_at.desc()).limit(1)
         ).first()
     if row is not None and row.state != states.PENDING:
@@ -180,7 +182,7 @@ async def spawn(
         try:
             reserved = await state.ctx.db.write(reserve)
         except StalePending:
-            resumed = await state.ctx.db.write(_resolve_stale, state, request_id)
+            resumed = await state.ctx.db.write(_resolve_stale, state, request_id, caller)
             if resumed is not None:
                 return await _answer(state, caller, request_id, resumed[0], base_url, 200)
             reserved = await state.ctx.db.write(reserve)
