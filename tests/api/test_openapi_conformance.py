@@ -21,11 +21,12 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
 
 
-def _run(d: Drill, service: str, headers: dict[str, str], report: Path) -> tuple[int, str]:
+def _run(d: Drill, service: str, headers: dict[str, str], report: Path,
+         seed: int = 1) -> tuple[int, str]:
     argv = [str(SCHEMATHESIS), "run", f"{d.url(service)}/openapi.json", "--checks", CHECKS,
             "--max-examples", "12", "--max-time", "60", "--workers", "2",
             "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
-            "--request-timeout", "30", "--no-color", "--seed", "1",
+            "--request-timeout", "30", "--no-color", "--seed", str(seed),
             "--report", "ndjson", "--report-ndjson-path", str(report),
             # /readyz answers 503 by design while a dependency is down (the fuzzer itself
             # restarts the NATS subscribers); it is checked on its own below.
@@ -45,6 +46,10 @@ def test_service_conforms_to_its_openapi(drill: Drill, service: str, tmp_path: P
     learner = d.learner("fuzz", "fay")
     headers = d.operator() if service != "spawn" else learner
     code, out = _run(d, service, headers, tmp_path / "report.ndjson")
+    if code != 0 and "Failures:" not in out:
+        # The tool itself failed (seen: CPython 3.11's "AST constructor recursion depth
+        # mismatch" inside hypothesis) without any check failing: run it once more.
+        code, out = _run(d, service, headers, tmp_path / "report-2.ndjson", seed=2)
     assert code == 0, out
     assert "No issues found" in out or " passed" in out, out
     d.services[service].wait_ready(30)  # and the service is still whole afterwards
