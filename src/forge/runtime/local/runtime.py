@@ -16,6 +16,8 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 from forge.runtime.base import (
     ExecResult,
@@ -61,6 +63,25 @@ from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_nam
 
 REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
 MAX_TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """A host as recorded at create: approved caps, environment, root filesystem, and the
+    lab's identity."""
+
+    caps: list[str]
+    env: dict[str, str]
+    rootfs: str
+    identity: LabIdentity
+
+
+def _identity(lab_id: str, meta: dict[str, Any]) -> LabIdentity:
+    ident = meta.get("identity", {})
+    try:
+        return LabIdentity(int(ident["learner"]), int(ident["grader"]))
+    except (KeyError, TypeError, ValueError):
+        raise LabNotFound(f"lab {lab_id} has no recorded identity") from None
 
 
 class LocalRuntime(Runtime):
@@ -305,39 +326,45 @@ class LocalRuntime(Runtime):
     def identity(self, lab_id: str) -> LabIdentity:
         """The uids the lab's processes (``learner``) and its checks (``grader``) run as."""
         validate_lab_id(lab_id)
-        ident = read_meta(self.names, lab_id).get("identity", {})
-        try:
-            return LabIdentity(int(ident["learner"]), int(ident["grader"]))
-        except (KeyError, TypeError, ValueError):
-            raise LabNotFound(f"lab {lab_id} has no recorded identity") from None
+        return _identity(lab_id, read_meta(self.names, lab_id))
 
-    def _host_info(self, lab_id: str, host: str) -> tuple[builtins.list[str], dict[str, str], str]:
-        """(approved caps, environment, root filesystem) recorded for a host."""
+    def _host_info(self, lab_id: str, host: str) -> HostInfo:
+        """What the lab recorded for a host at create (one read of its metadata)."""
         validate_lab_id(lab_id)
         validate_host_name(host)
-        info = read_meta(self.names, lab_id).get("hosts", {}).get(host)
+        meta = read_meta(self.names, lab_id)
+        info = meta.get("hosts", {}).get(host)
         if info is None:
             raise LabNotFound(f"host {host} of lab {lab_id} is not known")
-        caps = [str(c) for c in info.get("caps", [])]
-        env = {str(k): str(v) for k, v in info.get("env", {}).items()}
-        return caps, env, str(info.get("rootfs", self.rootfs))
+        return HostInfo(caps=[str(c) for c in info.get("caps", [])],
+                        env={str(k): str(v) for k, v in info.get("env", {}).items()},
+                        rootfs=str(info.get("rootfs", self.rootfs)),
+                        identity=_identity(lab_id, meta))
 
     def _leaf(self, lab_id: str, host: str, kind: str) -> tuple[str, str, str]:
         leaf = (self.names.lab(lab_id), host, f"{kind}{uuid.uuid4().hex[:12]}")
         self.cgroups.create(leaf, None)
         return leaf
 
-    def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str,
-               seccomp_fd: int) -> tuple[builtins.list[str], dict[str, str], tuple[str, str, str]]:
-        caps, env, _rootfs = self._host_info(lab_id, host)
+    def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str) -> tuple[
+        builtins.list[str], dict[str, str], tuple[str, str, str], int
+    ]:
+        """(command line, wrapper env, leaf cgroup, seccomp fd) for a learner process; the
+        caller passes the fd to the process and closes it once the process started."""
+        info = self._host_info(lab_id, host)
         pid = self._init_pid(lab_id, host)
-        uid = self.identity(lab_id).learner
-        full = enter_argv(pid, caps, env, argv, uid, seccomp_fd)
-        with self._lock:  # seal() kills every leaf made before its marker, none after
-            if os.path.exists(self._sealed_marker(lab_id)):
-                raise LabSealed(f"lab {lab_id} is being graded; no new terminal or command")
-            leaf = self._leaf(lab_id, host, kind)
-        return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf
+        filter_fd = seccomp.filter_fd(info.caps)
+        try:
+            full = enter_argv(pid, info.caps, info.env, argv, info.identity.learner, filter_fd)
+            with self._lock:  # seal() kills every leaf made before its marker, none after
+                if os.path.exists(self._sealed_marker(lab_id)):
+                    raise LabSealed(f"lab {lab_id} is being graded; no new terminal or "
+                                    "command")
+                leaf = self._leaf(lab_id, host, kind)
+        except BaseException:
+            os.close(filter_fd)
+            raise
+        return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf, filter_fd
 
     def exec(
         self,
@@ -360,20 +387,16 @@ class LocalRuntime(Runtime):
             raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
         if max_output < 0:
             raise SpecError("max_output", "must be >= 0")
-        caps, _env, _rootfs = self._host_info(lab_id, host)
-        filter_fd = seccomp.filter_fd(caps)
+        full, env, leaf, filter_fd = self._enter(lab_id, host, command, "x")
         try:
-            full, env, leaf = self._enter(lab_id, host, command, "x", filter_fd)
-            try:
-                return run_captured(
-                    full, env, timeout=timeout, stdin=stdin, max_output=max_output,
-                    kill_tree=lambda: self._kill_leaf(leaf), pass_fds=(filter_fd,),
-                )
-            finally:
-                with contextlib.suppress(OSError):
-                    self.cgroups.remove(*leaf)
+            return run_captured(
+                full, env, timeout=timeout, stdin=stdin, max_output=max_output,
+                kill_tree=lambda: self._kill_leaf(leaf), pass_fds=(filter_fd,),
+            )
         finally:
             os.close(filter_fd)
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
 
     def _kill_leaf(self, leaf: tuple[str, str, str]) -> None:
         self.cgroups.kill(*leaf)
@@ -433,9 +456,8 @@ class LocalRuntime(Runtime):
             raise SpecError("argv[0]", "a program name must not contain '='")
         if not 0 < timeout <= MAX_TIMEOUT_S:
             raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
-        _caps, env, rootfs = self._host_info(lab_id, host)
+        info = self._host_info(lab_id, host)
         self._init_pid(lab_id, host)  # the host must be up
-        ident = self.identity(lab_id)
         paths = self._paths(lab_id, host)
         snap = os.path.join(self.names.lab_dir(lab_id), "grader", uuid.uuid4().hex)
         leaf = self._leaf(lab_id, host, "g")
@@ -444,8 +466,8 @@ class LocalRuntime(Runtime):
             take_snapshot(paths.data_dir, snap)
             full = grader_argv(
                 netns_path=netns_path(self.names.host_ns(lab_id, host)),
-                hostname=str(env.get("HOSTNAME", host)), paths=paths, snapshot=snap,
-                rootfs=rootfs, uid=ident.grader, env=env, argv=list(argv),
+                hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
+                rootfs=info.rootfs, uid=info.identity.grader, env=info.env, argv=list(argv),
                 seccomp_fd=filter_fd,
             )
             return run_captured(
@@ -461,13 +483,7 @@ class LocalRuntime(Runtime):
 
     def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> LocalTty:
         """A login shell on a PTY inside the host, closed when the lab is destroyed."""
-        caps, _env, _rootfs = self._host_info(lab_id, host)
-        filter_fd = seccomp.filter_fd(caps)
-        try:
-            full, env, leaf = self._enter(lab_id, host, SHELL_ARGV, "t", filter_fd)
-        except BaseException:
-            os.close(filter_fd)
-            raise
+        full, env, leaf, filter_fd = self._enter(lab_id, host, SHELL_ARGV, "t")
 
         def forget(session: LocalTty) -> None:
             with self._lock:
