@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 STAMPS := .make-stamps
 SYSTEM_TOOLS := bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium
 PYTEST_ARGS ?=
+## Wheels of every dependency, so tests build fresh venvs without reaching a package index.
+WHEELHOUSE := build/wheelhouse
 
-.PHONY: test demo lint typecheck pytest system-deps venv bench clean web-vendor
+.PHONY: test demo lint typecheck pytest system-deps venv wheelhouse bench clean web-vendor
 
 test: system-deps venv lint typecheck pytest
 
@@ -31,13 +33,21 @@ $(STAMPS)/venv: pyproject.toml
 
 venv: $(STAMPS)/venv
 
+$(STAMPS)/wheelhouse: pyproject.toml $(STAMPS)/venv
+	@mkdir -p $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel -q --disable-pip-version-check -w $(WHEELHOUSE) '.'
+	@rm -f $(WHEELHOUSE)/frostgate_forge-*.whl
+	@touch $@
+
+wheelhouse: $(STAMPS)/wheelhouse
+
 lint: venv
 	$(BIN)/ruff check $(wildcard src tests bench scripts)
 
 typecheck: venv
 	$(BIN)/mypy src
 
-pytest: venv
+pytest: venv wheelhouse
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: system-deps venv
