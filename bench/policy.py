@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from forge.content import content_path
 from forge.policy import EmbeddedEngine, PolicyBundle, RemoteEngine, build_training_input
 from forge.policy.opa_server import OpaServer
 from forge.templates import load_template_file
@@ -79,7 +80,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     doc = _input()
-    bundle = PolicyBundle.load(ROOT / "policies")
+    bundle = PolicyBundle.load(content_path("policies"))
 
     configs: list[tuple[str, int, Factory, float]] = []
     for mode in ("pool", "lock", "per_call"):

@@ -27,7 +27,7 @@ from forge.audit.log import scenario_log
 from forge.evidence.artifacts import EvidenceInputs, build_artifacts, write_results
 from forge.evidence.score import CheckResult, CriterionSpec, ScoreInputs, StreamOutput
 from forge.evidence.verify import verify_paths
-from forge.signing.keyring import SigningKeyring
+from forge.signing.keystore import SigningKeyring
 
 CHECKS = 10
 EVIDENCE_BYTES = 1024 * 1024
@@ -208,7 +208,7 @@ async def completion_to_verdict(runs: int) -> list[float]:
     from forge.services.scoreboard.leaderboard import ScoreIndex
     from forge.services.scoreboard.scoring import Scorer
     from forge.services.scoreboard.state import ScoreboardState
-    from forge.signing.keyring import SigningKeyring as Ring
+    from forge.signing.keystore import SigningKeyring as Ring
     from forge.store.migrate import upgrade
     from forge.templates.registry import TemplateRegistry
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Vendor the browser terminal (xterm.js + fit addon) into src/forge/web/static/vendor/.
+# Vendor the browser terminal (xterm.js + fit addon) into src/forge/services/spawn/web/static/vendor/.
 #
 # Reproducible: exact versions, fetched with `npm pack` (npm checks the registry's sha512
 # integrity), and the copied files are compared with the committed SHA256SUMS.
@@ -10,7 +10,7 @@ set -euo pipefail
 XTERM_VERSION="6.0.0"
 FIT_VERSION="0.11.0"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEST="$ROOT/src/forge/web/static/vendor"
+DEST="$ROOT/src/forge/services/spawn/web/static/vendor"
 UPDATE=0
 [ "${1:-}" = "--update" ] && UPDATE=1
 

@@ -17,7 +17,7 @@ from forge.audit.chain import genesis_hash, make_line, scenario_stream, verify_c
 from forge.audit.log import AuditError, AuditLog, global_log, scenario_log, scenario_log_path
 from forge.evidence.canonical import loads
 from forge.evidence.score import ScoreInputError
-from forge.signing.keyring import SigningKey, SigningKeyring
+from forge.signing.keystore import SigningKey, SigningKeyring
 
 SID = "scn-0a1b2c3d4e5f6071"
 

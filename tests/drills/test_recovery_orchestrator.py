@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from forge.bus import NatsServer
+from forge.content import content_path
 
 from ..live_server import free_port
 from .conftest import (
     PYTHON,
-    REPO,
     SERVICES,
     Drill,
     spawn_lab,
@@ -29,7 +29,7 @@ from .conftest import (
     wait_verdict,
 )
 
-POLICIES = REPO / "policies"
+POLICIES = content_path("policies")
 
 
 class Opa:

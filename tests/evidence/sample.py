@@ -21,7 +21,7 @@ from forge.evidence.artifacts import Artifacts, EvidenceInputs, build_artifacts
 from forge.evidence.score import CheckResult, CriterionSpec, ScoreInputs, StreamOutput
 from forge.grading.judging import Expectation
 from forge.grading.rules import CheckRule, CriterionRule, criteria_document
-from forge.signing.keyring import SigningKey
+from forge.signing.keystore import SigningKey
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 SCENARIO_ID = "scn-00112233aabbccdd"

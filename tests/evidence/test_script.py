@@ -65,7 +65,7 @@ def test_verifier_imports_nothing_beyond_stdlib_cryptography_zstandard() -> None
                           text=True, check=True, timeout=60).stdout.split()
     tops = {m.split(".")[0] for m in mods}
     assert tops.isdisjoint({"pydantic", "filelock", "yaml", "typer", "sqlalchemy", "jwt"})
-    assert not [m for m in mods if m.startswith(("forge.config", "forge.signing.keyring",
+    assert not [m for m in mods if m.startswith(("forge.config", "forge.signing.keystore",
                                                  "forge.audit.log"))]
 
 

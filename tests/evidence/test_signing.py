@@ -13,7 +13,7 @@ import pytest
 
 from forge.evidence.verify import verify_paths
 from forge.signing.ids import raw_public_bytes
-from forge.signing.keyring import KeyExists, NoSigningKey, SigningKeyring, keyring_dir
+from forge.signing.keystore import KeyExists, NoSigningKey, SigningKeyring, keyring_dir
 
 from .sample import build, write_files
 

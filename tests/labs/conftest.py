@@ -10,6 +10,7 @@ import asyncio
 import json
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,12 +23,13 @@ import pytest
 
 from forge.bus import NatsServer, Publisher
 from forge.config import Settings, load_settings
+from forge.content import content_path
 from forge.lifecycle.store import load
 from forge.runtime.base import ExecResult
 from forge.runtime.local import LocalRuntime
 from forge.services.orchestrator.app import build_app as build_orchestrator
 from forge.services.scoreboard.app import build_app as build_scoreboard
-from forge.signing.keyring import SigningKeyring, keyring_dir
+from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.store.models import Scenario
 
 from ..live_server import live_server
@@ -35,9 +37,9 @@ from ..orchestrator.conftest import spawn_event
 from ..services.conftest import SECRETS, prod_environ
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATES = REPO / "templates"
-SOLUTIONS = REPO / "solutions"
-PYTHON = REPO / ".venv" / "bin" / "python"
+TEMPLATES = content_path("templates")
+SOLUTIONS = content_path("solutions")
+PYTHON = Path(sys.executable)
 VERIFY = REPO / "scripts" / "verify_verdict.py"
 OPERATOR = {"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
 # The smallest plan whose tracks include each lab's track (plans.yaml).

@@ -4,6 +4,7 @@ track, random per scenario, and solved by scripts that discover rather than know
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +12,7 @@ from forge.policy import EmbeddedEngine, build_training_input, decide_all
 from forge.templates.registry import TemplateRegistry
 from forge.templates.variables import generate_values, referenced_variables, render
 
-from .conftest import REPO, SOLUTIONS, TEMPLATES
+from .conftest import SOLUTIONS, TEMPLATES
 
 LABS = {"netplus": "foundation", "ccna": "intermediate", "cissp": "advanced"}
 PLANS = {"FREE": ["netplus"], "PRO": ["netplus", "ccna"],
@@ -31,7 +32,7 @@ def engine() -> EmbeddedEngine:
 def test_forge_template_check_passes_on_every_lab() -> None:
     files = sorted(str(p) for p in TEMPLATES.glob("*.yaml"))
     assert len(files) == 3
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "forge"), "template", "check", *files],
+    result = subprocess.run([sys.executable, "-m", "forge", "template", "check", *files],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(": ok") == 3

@@ -12,7 +12,7 @@ from forge.audit.log import scenario_log
 from forge.config import HmacKeyring
 from forge.policy import PolicyHashMismatch
 from forge.services.orchestrator.app import build_app
-from forge.store.replay import SqlReplayStore
+from forge.store.consumed_tokens import SqlReplayStore
 from forge.tokens import ACCESS, mint_token
 
 from .conftest import OPERATOR, MakeOrch, Orch, collect, spawn_event

@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
+from forge.content import content_path
 from forge.plans import PlanError, load_plans
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _write(tmp_path: Path, **pro: Any) -> Path:
-    raw = yaml.safe_load((REPO / "plans.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((content_path("plans.yaml")).read_text(encoding="utf-8"))
     for key, value in pro.items():
         if value is None:
             raw["plans"]["PRO"].pop(key, None)
@@ -26,7 +27,7 @@ def _write(tmp_path: Path, **pro: Any) -> Path:
 
 
 def test_shipped_plans_allow_four_terminals_idle_for_fifteen_minutes() -> None:
-    for plan in load_plans(REPO / "plans.yaml"):
+    for plan in load_plans(content_path("plans.yaml")):
         assert (plan.max_terminals, plan.terminal_idle_seconds) == (4, 900), plan.name
 
 

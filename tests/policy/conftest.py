@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
+from forge.content import content_path
 from forge.policy import EmbeddedEngine, PolicyBundle, build_training_input
 from forge.policy.opa_server import OpaServer
 from forge.templates import ScenarioTemplate, validate_document
 
 REPO = Path(__file__).resolve().parents[2]
-POLICIES = REPO / "policies"
+POLICIES = content_path("policies")
 FIXTURE = REPO / "tests" / "templates" / "fixtures" / "good.yaml"
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from forge.runtime.cli import app
 from forge.runtime.local import LocalRuntime
+from forge.runtime.local.cli import app
 from tests.runtime.helpers import leftovers, simple_lab
 
 pytestmark = pytest.mark.root

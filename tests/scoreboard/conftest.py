@@ -9,6 +9,7 @@ import copy
 import hashlib
 import os
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from forge.bus.subjects import SCENARIO_COMPLETED, SCORE_FINALIZED, STREAM
 from forge.config import Settings, load_settings
 from forge.services.scoreboard.app import build_app
 from forge.services.scoreboard.state import ScoreboardState
-from forge.signing.keyring import SigningKeyring, keyring_dir
+from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.templates.registry import TemplateRegistry
 from forge.templates.variables import values_digest
 from forge.tokens import ET, SAT, mint_token
@@ -37,7 +38,7 @@ from ..services.conftest import SECRETS, prod_environ
 TEMPLATE = "lab-netplus"
 SECRET = "QmFzZTY0c2VjcmV0dG9r"  # this lab's `secret` variable (20 token characters)
 REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
+PYTHON = Path(sys.executable)
 VERIFY_SCRIPT = REPO / "scripts" / "verify_verdict.py"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from forge.audit.log import global_log
 from forge.evidence.bundle import read_bundle
-from forge.signing.keyring import SigningKeyring
+from forge.signing.keystore import SigningKeyring
 from forge.tokens import SAT, mint_token
 
 from .conftest import (

@@ -14,7 +14,7 @@ from forge.audit.log import global_log
 from forge.config import Settings
 from forge.retention import HoldStore, cleanup
 from forge.services.scoreboard.scoring import Scorer
-from forge.signing.keyring import SigningKeyring, keyring_dir
+from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES

@@ -10,7 +10,7 @@ import pytest
 from forge.config import Settings, load_settings
 from forge.config.flags import ForgeEnv
 from forge.services.scoreboard.scoring import Scorer, ScoringPaused
-from forge.signing.keyring import SigningKeyring
+from forge.signing.keystore import SigningKeyring
 from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES

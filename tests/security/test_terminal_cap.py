@@ -34,6 +34,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from forge.bus import NatsServer
 from forge.config import load_settings
+from forge.content import content_path
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key
 from forge.runtime.local import LocalRuntime
@@ -105,7 +106,7 @@ class Lab:
 
 
 def _plans_file(path: Path) -> Path:
-    raw = yaml.safe_load((REPO / "plans.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((content_path("plans.yaml")).read_text(encoding="utf-8"))
     raw["plans"]["PRO"]["max_terminals"] = CAP
     raw["plans"]["TEAM"]["terminal_idle_seconds"] = IDLE_S
     raw["plans"]["ENTERPRISE"]["terminal_idle_seconds"] = BUSY_IDLE_S

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ..live_server import live_server
-from ..platform.test_up import Up, make_env_file, some_ports, wait_for
+from ..stack.test_up import Up, make_env_file, some_ports, wait_for
 
 
 def test_up_refuses_a_squatted_port_instead_of_trusting_its_readyz(tmp_path: Path) -> None:

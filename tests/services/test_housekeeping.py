@@ -12,9 +12,9 @@ from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import make_context
 from forge.services.common.housekeeping import Housekeeping
 from forge.store import idempotency
+from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.migrate import upgrade
 from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, ReplayJti
-from forge.store.replay import SqlReplayStore
 
 from .conftest import prod_environ
 

@@ -12,8 +12,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from forge.store import Database, upgrade
+from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.models import Base
-from forge.store.replay import SqlReplayStore
 from forge.tokens import TokenReplayed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from forge.bus import NatsServer
 from forge.config import Settings, load_settings
+from forge.content import content_path
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key
 from forge.runtime.local import LocalRuntime
@@ -28,7 +30,17 @@ from ..live_server import live_server
 from ..services.conftest import SECRETS, prod_environ, with_signing_key
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
+
+
+def _chromium() -> str:
+    """The system Chromium, found by name (the Makefile installs it when missing)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError("no chromium on PATH: `make test` installs it (apt package chromium)")
+
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -65,7 +77,7 @@ def running_web_platform(tmp: Path, **env: str) -> Iterator[WebPlatform]:
     nats.start()
     storage = with_signing_key(tmp / "storage")
     base = {**nats.client_env(), "FORGE_DB_URL": f"sqlite:///{tmp / 'forge.db'}",
-            "FORGE_TEMPLATE_DIR": str(REPO / "templates"), **env}
+            "FORGE_TEMPLATE_DIR": str(content_path("templates")), **env}
     runtime = LocalRuntime(str(tmp / "runtime"), "w" + secrets.token_hex(2))
     try:
         settings = load_settings(prod_environ(storage, **base))
@@ -96,7 +108,7 @@ def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatfo
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+        chromium = pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS,
                                       headless=True)
         try:
             yield chromium

@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
+from forge.content import content_path
 from forge.retention import HoldStore
 from forge.services.scoreboard.scoring import CONSUMER
 from forge.store.models import FailedEvent, Scenario
 
 from ..labs.conftest import completed_event
-from .conftest import OPERATOR_TOKEN, REPO, WebPlatform, docs_images
+from .conftest import OPERATOR_TOKEN, WebPlatform, docs_images
 
 DONE = "__WEB_SOLUTION_DONE__"
 LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
@@ -30,7 +31,7 @@ LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
 def type_solution(page: Page) -> None:
     """Type solutions/netplus.sh into the terminal as a heredoc, line by line."""
     page.locator("#terminal").click()
-    script = (REPO / "solutions" / "netplus.sh").read_text(encoding="utf-8")
+    script = (content_path("solutions") / "netplus.sh").read_text(encoding="utf-8")
     lines = ["bash <<'FORGE_EOF'", *script.splitlines(), "FORGE_EOF", f"echo {DONE} $?"]
     for line in lines:
         if line:

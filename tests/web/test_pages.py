@@ -4,6 +4,7 @@ sign-in, CSRF and same-origin checks, CSP, escaping, ownership, operator session
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +14,14 @@ from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer
 from forge.config import Settings, load_settings
+from forge.content import content_path
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key
 from forge.services.spawn.app import build_app
+from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE, error_page, render_markdown
 from forge.tokens import RECEIPT, SESSION, mint_token
-from forge.web.render import STATIC_DIR, error_page, render_markdown
 
 from ..services.conftest import SECRETS, prod_environ
-from .conftest import REPO
 
 ORIGIN = "http://testserver"
 SCN = re.compile(r"^/lab/(scn-[0-9a-f]{16})$")
@@ -29,7 +30,7 @@ SCN = re.compile(r"^/lab/(scn-[0-9a-f]{16})$")
 @pytest.fixture
 def app_client(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[TestClient, Settings]]:
     settings = load_settings(prod_environ(tmp_path / "storage", **nats.client_env(),
-                                          FORGE_TEMPLATE_DIR=str(REPO / "templates"),
+                                          FORGE_TEMPLATE_DIR=str(content_path("templates")),
                                           ORCHESTRATOR_URL="http://127.0.0.1:9",
                                           SCOREBOARD_URL="http://127.0.0.1:9"))
     with TestClient(build_app(settings), follow_redirects=False) as client:
@@ -194,7 +195,7 @@ def test_operator_sign_in_and_session_boundaries(
 
 
 def test_vendored_terminal_files_match_their_checksums() -> None:
-    vendor = STATIC_DIR / "vendor"
+    vendor = importlib.resources.files(WEB_PACKAGE) / STATIC_DIR / "vendor"
     lines = (vendor / "SHA256SUMS").read_text().splitlines()
     names = {line.split()[1] for line in lines}
     assert {"xterm.js", "xterm.css", "addon-fit.js"} <= names

@@ -17,7 +17,9 @@ import yaml
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
-from .conftest import REPO, WebPlatform, running_web_platform
+from forge.content import content_path
+
+from .conftest import WebPlatform, running_web_platform
 
 LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
 CONNECTED = "Connected to the learner host."
@@ -28,7 +30,7 @@ IDLE_S = 3  # TEAM's terminal_idle_seconds in this module's plans file
 def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatform]:
     """The platform with the shipped plans, except TEAM terminals idle out after IDLE_S."""
     tmp = tmp_path_factory.mktemp("web-terminals")
-    raw = yaml.safe_load((REPO / "plans.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((content_path("plans.yaml")).read_text(encoding="utf-8"))
     raw["plans"]["TEAM"]["terminal_idle_seconds"] = IDLE_S
     (tmp / "plans.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     with running_web_platform(tmp, FORGE_PLANS_FILE=str(tmp / "plans.yaml")) as platform:

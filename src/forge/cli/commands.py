@@ -48,6 +48,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(completions.app, name="completions")
     app.add_typer(retention.app, name="retention")
     app.add_typer(scenarios.app, name="scenarios")
-    from forge.runtime import cli as runtime_cli
+    from forge.runtime.local import cli as runtime_cli
 
     app.add_typer(runtime_cli.app, name="runtime")

@@ -13,9 +13,9 @@ from rich.table import Table
 from forge.billing.receipts import issue_receipt
 from forge.cli.up import prepare, teardown_labs
 from forge.plans import load_plans
-from forge.platform.journey import Journey, JourneyError, JourneyResult
-from forge.platform.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.services.common.bus import bus_auth
+from forge.stack.journey import Journey, JourneyError, JourneyResult
+from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 
 console = Console()
 STAGES = 8

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from forge.signing.keyring import KEY_DIR_ENV, SigningKeyError, SigningKeyring, keyring_dir
+from forge.signing.keystore import KEY_DIR_ENV, SigningKeyError, SigningKeyring, keyring_dir
 
 app = typer.Typer(help="Ed25519 signing keys for verdicts.", no_args_is_help=True)
 

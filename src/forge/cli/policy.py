@@ -39,7 +39,7 @@ def eval_(
                                        "embedded engine when unset)."),
 ) -> None:
     """Evaluate one gate and print the decision as JSON; exit 0 allow, 1 deny, 2 error."""
-    from forge.policy import PolicyError, PolicyUnavailable, make_engine
+    from forge.policy import PolicyError, PolicyUnavailable, make_policy_engine
 
     try:
         doc = json.loads(read_bounded_text(input_file, MAX_INPUT_BYTES, what="input JSON"))
@@ -54,7 +54,7 @@ def eval_(
         typer.echo("error: the input document must be a JSON object", err=True)
         raise typer.Exit(2)
     try:
-        engine = make_engine(opa_url or os.environ.get("OPA_URL") or None, policies)
+        engine = make_policy_engine(opa_url or os.environ.get("OPA_URL") or None, policies)
         decision = engine.decide(package, doc)
     except PolicyUnavailable as exc:
         typer.echo(f"error: policy engine unavailable (not a deny): {exc}", err=True)

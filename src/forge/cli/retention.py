@@ -16,7 +16,7 @@ app = typer.Typer(help="Result retention and investigation holds.", no_args_is_h
 
 
 def _root_and_signer() -> tuple[Path, Signer | None]:
-    from forge.signing.keyring import SigningKeyring, keyring_dir
+    from forge.signing.keystore import SigningKeyring, keyring_dir
 
     settings = settings_or_exit()
     ring = SigningKeyring(keyring_dir(settings.storage_root))

@@ -16,10 +16,10 @@ from rich.table import Table
 
 from forge.bus.auth import SERVICE_IDENTITIES
 from forge.config.settings import ConfigError, Settings, load_settings
-from forge.platform.envfile import EnvFileError, read_env_file
-from forge.platform.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.services.common.bus import bus_auth
-from forge.signing.keyring import SigningKeyring, keyring_dir
+from forge.signing.keystore import SigningKeyring, keyring_dir
+from forge.stack.envfile import EnvFileError, read_env_file
+from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 
 console = Console(stderr=True)
 

@@ -22,6 +22,7 @@ from forge.config.secrets import (
     load_dev_secrets,
     read_secret,
 )
+from forge.content import PLANS, POLICIES, TEMPLATES, content_path
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -29,7 +30,6 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
 _SIZE_BOUNDS = {"FORGE_MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
                 "FORGE_WS_MAX_MESSAGE_BYTES": (1024, 16 * 1024 * 1024)}
-_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 class ConfigError(Exception):
@@ -59,9 +59,9 @@ class Settings:
     dev_allow_xplan: bool = False
     allow_free_default: bool = False
     billing_mode: str = "stub"
-    policies_dir: Path = _REPO_ROOT / "policies"
-    templates_dir: Path = _REPO_ROOT / "templates"
-    plans_file: Path = _REPO_ROOT / "plans.yaml"
+    policies_dir: Path = field(default_factory=lambda: content_path(POLICIES))
+    templates_dir: Path = field(default_factory=lambda: content_path(TEMPLATES))
+    plans_file: Path = field(default_factory=lambda: content_path(PLANS))
     entitlements_file: Path | None = None
     runtime_prefix: str = "fg"
     lab_uid_range: str = "300000-399999"
@@ -253,9 +253,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         dev_allow_xplan=env.is_dev and is_truthy(environ.get("DEV_ALLOW_XPLAN")),
         allow_free_default=env.is_dev and is_truthy(environ.get("ALLOW_FREE_DEFAULT")),
         billing_mode=billing_mode,
-        policies_dir=_path_setting(environ, "FORGE_POLICY_DIR", _REPO_ROOT / "policies"),
-        templates_dir=_path_setting(environ, "FORGE_TEMPLATE_DIR", _REPO_ROOT / "templates"),
-        plans_file=_path_setting(environ, "FORGE_PLANS_FILE", _REPO_ROOT / "plans.yaml"),
+        policies_dir=_path_setting(environ, "FORGE_POLICY_DIR", content_path(POLICIES)),
+        templates_dir=_path_setting(environ, "FORGE_TEMPLATE_DIR", content_path(TEMPLATES)),
+        plans_file=_path_setting(environ, "FORGE_PLANS_FILE", content_path(PLANS)),
         entitlements_file=Path(environ["ENTITLEMENTS_FILE"])
         if environ.get("ENTITLEMENTS_FILE")
         else None,

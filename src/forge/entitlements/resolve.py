@@ -1,4 +1,4 @@
-"""Entitlement resolution, first match wins (DESIGN §4), and the ET that records it."""
+"""Entitlement resolution, first match wins, and the ET that records it."""
 
 from __future__ import annotations
 

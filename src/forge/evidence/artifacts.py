@@ -38,7 +38,7 @@ from forge.evidence.score import (
 )
 from forge.evidence.verdict import SCORE_NAME, build_statement, sign_statement
 from forge.grading.rules import CRITERIA_MEMBER
-from forge.signing.keyring import SigningKey
+from forge.signing.keystore import SigningKey
 
 OUTPUT_CAP_BYTES = 1024 * 1024
 SIG_NAME = "verdict.sig"

@@ -25,7 +25,7 @@ from forge.policy.inputs import TRAINING_PACKAGES, build_spawn_input, build_trai
 from forge.policy.remote import CircuitBreaker, RemoteEngine
 
 
-def make_engine(opa_url: str | None = None, policy_dir: Path | None = None) -> PolicyEngine:
+def make_policy_engine(opa_url: str | None = None, policy_dir: Path | None = None) -> PolicyEngine:
     """RemoteEngine when `opa_url` is set (OPA_URL), else EmbeddedEngine; both report the
     hash of the local bundle in `policy_dir` (what OPA_POLICY_HASH pins)."""
     bundle = PolicyBundle.load(policy_dir)
@@ -68,6 +68,6 @@ __all__ = [
     "check_pinned_hash",
     "decide_all",
     "default_policy_dir",
-    "make_engine",
+    "make_policy_engine",
     "policy_hash",
 ]

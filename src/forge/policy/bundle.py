@@ -14,19 +14,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from forge.content import POLICIES, content_path
 from forge.policy.decision import PolicyError, PolicyHashMismatch
 
-_REPO_ROOT = Path(__file__).resolve().parents[3]
 TEST_SUFFIX = "_test.rego"
 
 
 def default_policy_dir() -> Path:
-    """`FORGE_POLICY_DIR`, else the repository's `policies/`, else `./policies`."""
+    """`FORGE_POLICY_DIR`, else the policies shipped in the package."""
     env = os.environ.get("FORGE_POLICY_DIR")
-    if env:
-        return Path(env)
-    repo = _REPO_ROOT / "policies"
-    return repo if repo.is_dir() else Path("policies")
+    return Path(env) if env else content_path(POLICIES)
 
 
 @dataclass(frozen=True)

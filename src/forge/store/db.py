@@ -33,7 +33,7 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, for_writes: bool = True) -> Engine:
+def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
     """Create an engine for `url`; for SQLite, create the parent directory and set pragmas.
 
     A SQLite write engine starts every transaction with BEGIN IMMEDIATE; a read engine keeps
@@ -79,7 +79,7 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_db_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
         self._lock = _write_lock(url)
         # SQLite takes one writer at a time anyway; queueing writes on one thread avoids a
@@ -89,7 +89,7 @@ class Database:
             self._reads = self._sessions
             self._read_engine: Engine | None = None
         else:
-            self._read_engine = make_engine(url, for_writes=False)
+            self._read_engine = make_db_engine(url, for_writes=False)
             self._reads = sessionmaker(self._read_engine, expire_on_commit=False, future=True)
 
     @contextmanager

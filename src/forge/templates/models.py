@@ -1,4 +1,4 @@
-"""Pydantic models of the Scenario DSL (`apiVersion: frostgate.forge/v1`, DESIGN §5).
+"""Pydantic models of the Scenario DSL (`apiVersion: frostgate.forge/v1`; see docs/labs.md).
 
 The models are the single source of the JSON Schema shipped with the package. They check
 shape, types and per-field bounds; cross-field rules (references between containers,

@@ -11,20 +11,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from forge.content import TEMPLATES, content_path
 from forge.templates.limits import NAME_RE
 from forge.templates.problems import Problem, TemplateError, UnknownTemplate
 from forge.templates.validate import LoadedTemplate, load_template_file
 
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-
 
 def default_template_dir() -> Path:
-    """`FORGE_TEMPLATE_DIR`, else the repository's `templates/`, else `./templates`."""
+    """`FORGE_TEMPLATE_DIR`, else the lab templates shipped in the package."""
     env = os.environ.get("FORGE_TEMPLATE_DIR")
-    if env:
-        return Path(env)
-    repo = _REPO_ROOT / "templates"
-    return repo if repo.is_dir() else Path("templates")
+    return Path(env) if env else content_path(TEMPLATES)
 
 
 class TemplateRegistry:

@@ -1,4 +1,4 @@
-"""The four token kinds of Forge and what each must carry (DESIGN §3)."""
+"""The four token kinds of Forge and what each must carry."""
 
 from __future__ import annotations
 

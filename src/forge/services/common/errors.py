@@ -1,4 +1,4 @@
-"""The one error body shape of every Forge API: {"error", "message", "details"} (DESIGN §10)."""
+"""The one error body shape of every Forge API: {"error", "message", "details"}."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from forge.config.settings import Settings
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound
 from forge.plans import load_plans
-from forge.policy import check_pinned_hash, make_engine
+from forge.policy import check_pinned_hash, make_policy_engine
 from forge.runtime.base import Runtime
 from forge.runtime.factory import make_runtime
 from forge.services.common.app import create_app, make_context, storage_writable
@@ -30,12 +30,12 @@ from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
 from forge.services.orchestrator import operator_routes, routes, terminal
-from forge.services.orchestrator.completion import complete
+from forge.services.orchestrator.grade_lab import complete
 from forge.services.orchestrator.launcher import handle_spawn
 from forge.services.orchestrator.reaper import reconcile, resume_after_restart, run_reaper
 from forge.services.orchestrator.state import OrchestratorState
+from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.failed_events import record_failed_event
-from forge.store.replay import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
 NAME = "orchestrator"
@@ -106,7 +106,7 @@ def build_app(
     consumer_options: dict[str, float] | None = None,
 ) -> FastAPI:
     """The orchestrator app. Refuses to build when OPA_POLICY_HASH pins another policy."""
-    engine = make_engine(settings.opa_url, settings.policies_dir)
+    engine = make_policy_engine(settings.opa_url, settings.policies_dir)
     loaded_hash = check_pinned_hash(settings.opa_policy_hash, engine.policy_hash)
     log.info("policy bundle hash %s (%s)", loaded_hash,
              "pinned by OPA_POLICY_HASH" if settings.opa_policy_hash else "not pinned")

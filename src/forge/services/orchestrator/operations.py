@@ -10,7 +10,7 @@ from __future__ import annotations
 from forge.audit.log import scenario_log
 from forge.lifecycle import states
 from forge.lifecycle.store import load, move
-from forge.services.orchestrator.completion import complete, resume_grading, teardown_lab
+from forge.services.orchestrator.grade_lab import complete, resume_grading, teardown_lab
 from forge.services.orchestrator.state import OrchestratorState
 
 

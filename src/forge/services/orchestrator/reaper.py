@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from forge.lifecycle import states
-from forge.services.orchestrator.completion import (
+from forge.services.orchestrator.grade_lab import (
     complete,
     end_without_grading,
     scenario_dir,

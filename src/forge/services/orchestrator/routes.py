@@ -20,7 +20,7 @@ from forge.lifecycle.visibility import learner_view
 from forge.services.common.auth import bearer_token, check_operator
 from forge.services.common.errors import ApiError
 from forge.services.common.openapi import errors
-from forge.services.orchestrator.completion import complete, end_without_grading
+from forge.services.orchestrator.grade_lab import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
 

@@ -17,7 +17,7 @@ from forge.policy.decision import PolicyEngine
 from forge.runtime.base import Runtime
 from forge.services.common.app import ServiceContext
 from forge.services.orchestrator.terminal_slots import TerminalSlots
-from forge.store.replay import SqlReplayStore
+from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from forge.services.scoreboard import routes
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.state import PAUSE_RETRY_S, ScoreboardState
-from forge.signing.keyring import NoSigningKey
+from forge.signing.keystore import NoSigningKey
 from forge.templates.registry import TemplateRegistry
 
 NAME = "scoreboard"

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from forge.audit.log import AuditError, global_log
 from forge.bus import BusUnavailable, Event
-from forge.services.scoreboard.completion import CompletionRefused
+from forge.services.scoreboard.event_intake import CompletionRefused
 from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer, ScoringPaused
 from forge.store.db import Database
 from forge.store.failed_events import mark_reprocessed

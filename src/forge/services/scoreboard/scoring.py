@@ -37,12 +37,12 @@ from forge.evidence.verdict import SCORE_NAME
 from forge.faults import crash_point
 from forge.services.common.app import storage_writable
 from forge.services.common.readiness import CheckFailed
-from forge.services.scoreboard.completion import (
+from forge.services.scoreboard.event_intake import (
     CompletionRefused,
     check_recorded_completion,
     verify_completion,
 )
-from forge.signing.keyring import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
+from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
 from forge.templates.registry import TemplateRegistry

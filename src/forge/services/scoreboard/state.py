@@ -19,7 +19,7 @@ from forge.bus.subjects import SCENARIO_COMPLETED, SCORE_FINALIZED
 from forge.config.settings import Settings
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials
-from forge.services.scoreboard.completion import CompletionRefused
+from forge.services.scoreboard.event_intake import CompletionRefused
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer, ScoringPaused
 

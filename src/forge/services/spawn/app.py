@@ -19,8 +19,8 @@ from forge.services.spawn import access, routes, terminal
 from forge.services.spawn.lifecycle import lifecycle_consumer
 from forge.services.spawn.peers import peer_keys_check
 from forge.services.spawn.state import SpawnState, build_state
+from forge.services.spawn.web import install as install_web
 from forge.store import idempotency
-from forge.web import install as install_web
 
 NAME = "spawn_service"
 DEFAULT_PORT = 8082
@@ -98,7 +98,7 @@ def build_app(settings: Settings) -> FastAPI:
                          ("CheckoutBody", "plan"): list(state.catalog.names)})
     app.include_router(access.router)
     app.include_router(terminal.router)
-    install_web(app, settings)  # learner and operator pages (forge.web)
+    install_web(app, settings)  # learner and operator pages (forge.services.spawn.web)
     add_subscriber_routes(app, settings.operator,
                           lambda: [state.lifecycle] if state.lifecycle else [])
     return app

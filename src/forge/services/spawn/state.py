@@ -10,7 +10,7 @@ from forge.config.settings import Settings
 from forge.plans import PlanCatalog, load_plans
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials
-from forge.store.replay import SqlReplayStore
+from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
 

@@ -6,11 +6,11 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from forge.config.settings import Settings
+from forge.services.spawn.web import learner, ops
+from forge.services.spawn.web.backend import Backend
+from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE
+from forge.services.spawn.web.state import WebState
 from forge.templates.registry import TemplateRegistry
-from forge.web import learner, ops
-from forge.web.backend import Backend
-from forge.web.render import STATIC_DIR
-from forge.web.state import WebState
 
 __all__ = ["install"]
 
@@ -22,4 +22,4 @@ def install(app: FastAPI, settings: Settings, templates: TemplateRegistry | None
     app.state.forge_web = WebState(templates=registry, backend=Backend(settings))
     app.include_router(learner.router)
     app.include_router(ops.router)
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/static", StaticFiles(packages=[(WEB_PACKAGE, STATIC_DIR)]), name="static")

@@ -30,9 +30,9 @@ from forge.bus import NatsServer
 from forge.bus.auth import BusAuth
 from forge.bus.errors import NatsServerError
 from forge.bus.server import LOOPBACK, free_port
-from forge.platform.deathsig import exec_prefix
-from forge.platform.lock import StorageLock, StorageLocked
 from forge.services.common.listener import ENV_FD, PortUnavailable, bind_listener
+from forge.stack.deathsig import exec_prefix
+from forge.stack.lock import StorageLock, StorageLocked
 
 SERVICES = ("orchestrator", "scoreboard", "spawn")
 NATS = "nats"

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from forge.web.security import security_headers
+from forge.services.spawn.web.security import security_headers
 
-WEB_ROOT = Path(__file__).resolve().parent
-TEMPLATE_DIR = WEB_ROOT / "templates"
-STATIC_DIR = WEB_ROOT / "static"
+# Pages and static assets are package data, found through importlib.resources: they ship in
+# the wheel and are read the same way from a checkout or an installed copy.
+WEB_PACKAGE = __package__ or "forge.services.spawn.web"
+PAGES_DIR = "pages"
+STATIC_DIR = "static"
 
 # CommonMark with raw HTML disabled: any tag in a task text is shown as text, and
 # markdown-it refuses javascript:/data: links itself.
@@ -51,7 +52,7 @@ def _detail(value: object) -> str:
 
 def _build_env() -> Environment:
     env = Environment(
-        loader=FileSystemLoader(str(TEMPLATE_DIR)),
+        loader=PackageLoader(WEB_PACKAGE, PAGES_DIR),
         autoescape=select_autoescape(["html"], default=True),
         trim_blocks=True,
         lstrip_blocks=True,

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
+from forge.content import SOLUTIONS, content_path
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 VERIFY_SCRIPT = REPO_ROOT / "scripts" / "verify_verdict.py"
 DONE_MARKER = "__FORGE_SOLUTION_DONE__"
@@ -60,7 +62,7 @@ class Journey:
     scoreboard_url: str
     storage_root: Path
     track: str = "netplus"
-    solution: Path = REPO_ROOT / "solutions" / "netplus.sh"
+    solution: Path = field(default_factory=lambda: content_path(SOLUTIONS) / "netplus.sh")
     on_stage: Callable[[str], None] = lambda _name: None
     # Used when checkout is refused (BILLING_MODE is not stub): an operator-minted receipt.
     mint_receipt: Callable[[str, str], str] | None = None

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from forge.platform.deathsig import exec_prefix
-from forge.platform.lock import StorageLock, StorageLocked
-from forge.platform.supervisor import STABLE_S, Child, Supervisor
+from forge.stack.deathsig import exec_prefix
+from forge.stack.lock import StorageLock, StorageLocked
+from forge.stack.supervisor import STABLE_S, Child, Supervisor
 
 from ..live_server import live_server
 from .test_up import alive, wait_for
@@ -109,7 +109,7 @@ def test_storage_lock_names_its_holder_and_frees_on_release(tmp_path: Path) -> N
 
 
 def test_lock_of_a_killed_holder_does_not_block(tmp_path: Path) -> None:
-    code = ("import sys; from pathlib import Path; from forge.platform.lock import StorageLock;"
+    code = ("import sys; from pathlib import Path; from forge.stack.lock import StorageLock;"
             " StorageLock.acquire(Path(sys.argv[1])); print('held', flush=True);"
             " sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
@@ -133,7 +133,7 @@ def test_deathsig_guard_starts_nothing_when_the_parent_is_already_gone(
 
 
 def test_deathsig_child_dies_with_its_parent_even_on_kill_9() -> None:
-    code = ("import subprocess, sys; from forge.platform.deathsig import exec_prefix;"
+    code = ("import subprocess, sys; from forge.stack.deathsig import exec_prefix;"
             " p = subprocess.Popen([*exec_prefix(), 'sleep', '600']);"
             " print(p.pid, flush=True); sys.stdin.read()")
     parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,

@@ -25,10 +25,9 @@ from forge.services.common.errors import ApiError
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
-from forge.store.models import Scenario
-from forge.web.backend import BackendError
-from forge.web.render import error_page, page, render_markdown
-from forge.web.security import (
+from forge.services.spawn.web.backend import BackendError
+from forge.services.spawn.web.render import error_page, page, render_markdown
+from forge.services.spawn.web.security import (
     RECEIPT_COOKIE,
     check_csrf,
     check_same_origin,
@@ -40,7 +39,8 @@ from forge.web.security import (
     session_value,
     set_cookie,
 )
-from forge.web.state import ARTIFACT_NAMES, web_state
+from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
+from forge.store.models import Scenario
 
 router = APIRouter(include_in_schema=False)
 EXTEND_WINDOW = timedelta(minutes=10)

@@ -1,6 +1,6 @@
 """Exec prefix that makes a child die with its supervisor, even on `kill -9` of it.
 
-`python -m forge.platform.deathsig PARENT_PID -- PROGRAM ARGS…` asks the kernel for SIGKILL
+`python -m forge.stack.deathsig PARENT_PID -- PROGRAM ARGS…` asks the kernel for SIGKILL
 when its parent exits (PR_SET_PDEATHSIG), checks that the parent is still PARENT_PID (it may
 have died between fork and prctl), then execs PROGRAM in the same process, so the pid the
 supervisor holds is the program's pid. A prefix program rather than a `preexec_fn`, because
@@ -15,7 +15,7 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
-MODULE = "forge.platform.deathsig"
+MODULE = "forge.stack.deathsig"
 
 
 def exec_prefix(parent_pid: int | None = None) -> list[str]:

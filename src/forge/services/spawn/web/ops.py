@@ -16,10 +16,9 @@ from forge.retention.holds import HoldError, HoldStore
 from forge.services.common.app import ServiceContext
 from forge.services.common.errors import ApiError
 from forge.services.spawn.caller_deps import spawn_state
-from forge.signing.keyring import SigningKeyError, SigningKeyring, keyring_dir
-from forge.web.backend import BackendError
-from forge.web.render import error_page, page
-from forge.web.security import (
+from forge.services.spawn.web.backend import BackendError
+from forge.services.spawn.web.render import error_page, page
+from forge.services.spawn.web.security import (
     OPERATOR_SESSION_TTL_S,
     OPS_COOKIE,
     check_csrf,
@@ -31,7 +30,8 @@ from forge.web.security import (
     read_form,
     set_cookie,
 )
-from forge.web.state import web_state
+from forge.services.spawn.web.state import web_state
+from forge.signing.keystore import SigningKeyError, SigningKeyring, keyring_dir
 
 router = APIRouter(include_in_schema=False)
 STATE_FILTER = re.compile(r"^[a-z]{1,16}$")

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from forge.services.spawn.web.backend import Backend
 from forge.templates.registry import TemplateRegistry
-from forge.web.backend import Backend
 
 # The four result files a learner may download, with their media types.
 ARTIFACT_NAMES = {
@@ -28,6 +28,6 @@ class WebState:
 
 
 def web_state(request: Request) -> WebState:
-    """The app's WebState (set by `forge.web.install`)."""
+    """The app's WebState (set by `forge.services.spawn.web.install`)."""
     state: WebState = request.app.state.forge_web
     return state
