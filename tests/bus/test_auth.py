@@ -9,7 +9,8 @@ import stat
 import pytest
 
 from forge.bus import BusUnavailable, NatsServer, Publisher
-from forge.bus.auth import (
+from forge.bus.connection import connect
+from forge.bus.permissions import (
     ADMIN,
     GRANTS,
     SERVICE_IDENTITIES,
@@ -18,7 +19,6 @@ from forge.bus.auth import (
     permissions,
     user_name,
 )
-from forge.bus.connection import connect
 from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SPAWN,
     DURABLE_ORCHESTRATOR_SUBMIT,

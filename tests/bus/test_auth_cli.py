@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.bus.auth import permissions, user_name
+from forge.bus.permissions import permissions, user_name
 
 FORGE = [sys.executable, "-m", "forge"]
 SECRETS = {name: name.lower().replace("_", "-") + "-0123456789-0123456789-abcdef"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from forge.runtime import HostSpec, LabSpec, Limits, SpecError, SubnetSpec, validate_lab_id
-from forge.runtime.local.names import Names, validate_prefix
+from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.plan import plan_lab
 
 SUBNETS = [SubnetSpec("a", "10.1.0.0/24"), SubnetSpec("b", "10.2.0.0/24")]

@@ -31,7 +31,7 @@ from forge.bus import NatsServer
 from forge.config import load_settings
 from forge.config.settings import ConfigError
 from forge.services.common.app import create_app, make_context
-from forge.services.common.runner import ServiceName, build_service, uvicorn_config
+from forge.services.common.serving import ServiceName, build_service, uvicorn_config
 
 from ..live_server import free_port, live_server
 from ..services.conftest import prod_environ, with_signing_key

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer
 from forge.config import Settings, load_settings
-from forge.services.common.runner import ServiceName, build_service
+from forge.services.common.serving import ServiceName, build_service
 from forge.signing.keystore import SigningKeyring, keyring_dir
 
 from ..conftest import TEMPLATE_FIXTURES

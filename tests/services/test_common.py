@@ -18,7 +18,7 @@ from forge.services.common.auth import check_operator
 from forge.services.common.errors import ApiError
 from forge.services.common.logging import JsonFormatter, Redactor
 from forge.services.common.readiness import CheckFailed
-from forge.services.common.runner import ServiceName, build_service
+from forge.services.common.serving import ServiceName, build_service
 
 from .conftest import SECRETS, prod_environ
 

@@ -16,7 +16,7 @@ import pytest
 
 from forge.bus import NatsServer
 from forge.config.secrets import DEV_SECRETS_FILE
-from forge.services.common.runner import ServiceName
+from forge.services.common.serving import ServiceName
 
 from .conftest import SECRETS, TEMPLATE_FIXTURES, with_signing_key
 

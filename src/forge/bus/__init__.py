@@ -8,6 +8,7 @@ subject constants in `forge.bus.subjects`. `NatsServer` runs an embedded server 
 
 from forge.bus.connection import BusConnection, ConnectionState, connect, redact_url
 from forge.bus.consumer import ConsumerStatus, DurableConsumer
+from forge.bus.consumer_metrics import register_consumer_metrics
 from forge.bus.errors import (
     BusError,
     BusUnavailable,
@@ -17,7 +18,6 @@ from forge.bus.errors import (
     RetryLater,
 )
 from forge.bus.events import DeadLetterHook, Event, Handler, encode_event
-from forge.bus.metrics import register_consumer_metrics
 from forge.bus.publisher import PublishAck, Publisher
 from forge.bus.server import NatsServer, find_nats_server
 from forge.bus.subjects import ensure_streams

@@ -21,8 +21,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from forge.bus.auth import ADMIN, GRANTS, BusCredentials
 from forge.bus.errors import BusError, BusUnavailable
+from forge.bus.permissions import ADMIN, GRANTS, BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, ensure_streams
 
 log = logging.getLogger(__name__)

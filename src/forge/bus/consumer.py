@@ -35,10 +35,10 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
 
-from forge.bus.auth import BusCredentials
 from forge.bus.connection import BusConnection, split_urls
 from forge.bus.errors import BusUnavailable, Reject, RetryLater
 from forge.bus.events import DeadLetterHook, Event, Handler
+from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, STREAM, StreamSpec, check_name, check_subject
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from forge.bus.auth import BusCredentials
 from forge.bus.connection import connect
+from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, ensure_streams
 
 

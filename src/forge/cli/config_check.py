@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.engine import make_url
 
-from forge.bus.auth import user_name
+from forge.bus.permissions import user_name
 from forge.config.settings import ConfigError, load_settings
 
 

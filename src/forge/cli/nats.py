@@ -7,7 +7,7 @@ import os
 import httpx
 import typer
 
-from forge.bus.auth import SERVICE_IDENTITIES
+from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.cli.context import settings_or_exit
 from forge.config.settings import ConfigError
 from forge.services.common.bus import bus_auth

@@ -9,7 +9,7 @@ import typer
 from forge.config.settings import ConfigError
 from forge.policy.decision import PolicyHashMismatch
 from forge.services.common.listener import PortUnavailable
-from forge.services.common.runner import ServiceName
+from forge.services.common.serving import ServiceName
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         port: int | None = typer.Option(None, help="Port (default 8082/8083/8086)."),
     ) -> None:
         """Run one Forge service until SIGINT/SIGTERM (graceful shutdown)."""
-        from forge.services.common.runner import serve as run_service
+        from forge.services.common.serving import serve as run_service
 
         try:
             started = run_service(service, host, port)

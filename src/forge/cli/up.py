@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from forge.bus.auth import SERVICE_IDENTITIES
+from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.services.common.bus import bus_auth
 from forge.signing.keystore import SigningKeyring, keyring_dir

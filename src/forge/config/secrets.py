@@ -15,7 +15,7 @@ from forge.files import InputRefused, read_bounded
 
 REQUIRED_SECRETS = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET", "RECEIPT_HMAC_SECRET", "OPERATOR_TOKEN")
 ROTATION_SUFFIXES = ("", "_PREVIOUS", "_NEXT")
-# One NATS identity per service (forge.bus.auth.SERVICE_IDENTITIES), each with its password.
+# One NATS identity per service (forge.bus.permissions.SERVICE_IDENTITIES), each with its password.
 NATS_IDENTITIES = ("spawn", "orchestrator", "scoreboard")
 NATS_PASSWORD_VARS = {identity: f"NATS_{identity.upper()}_PASSWORD" for identity in NATS_IDENTITIES}
 MIN_SECRET_BYTES = 32

@@ -9,7 +9,7 @@ from __future__ import annotations
 from forge.grading.judging import Capture, Expectation, Recorded, judge_recorded
 from forge.grading.rules import CheckRule, CriterionRule
 from forge.runtime.base import ExecResult
-from forge.templates.models import Expect, ScenarioTemplate
+from forge.templates.dsl_models import Expect, ScenarioTemplate
 
 
 def expectation_of(expect: Expect) -> Expectation:

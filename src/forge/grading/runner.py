@@ -14,7 +14,7 @@ from pathlib import Path
 from forge.evidence.score import CheckResult, StreamOutput
 from forge.grading.expect import judge
 from forge.runtime.base import ExecResult, Runtime
-from forge.templates.models import Check, Criterion, ScenarioTemplate
+from forge.templates.dsl_models import Check, Criterion, ScenarioTemplate
 
 MAX_OUTPUT = 1 << 20
 

@@ -6,7 +6,7 @@ address), so learners are shown only their own workstation; operators see every 
 
 from __future__ import annotations
 
-from forge.templates.limits import LEARNER_HOST
+from forge.templates.dsl_limits import LEARNER_HOST
 
 __all__ = ["LEARNER_HOST", "learner_view"]
 

@@ -5,12 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.policy.bundle import (
-    PolicyBundle,
-    check_pinned_hash,
-    default_policy_dir,
-    policy_hash,
-)
 from forge.policy.decision import (
     Decision,
     PolicyEngine,
@@ -22,6 +16,12 @@ from forge.policy.decision import (
 )
 from forge.policy.embedded import EmbeddedEngine
 from forge.policy.inputs import TRAINING_PACKAGES, build_spawn_input, build_training_input
+from forge.policy.rego_bundle import (
+    PolicyBundle,
+    check_pinned_hash,
+    default_policy_dir,
+    policy_hash,
+)
 from forge.policy.remote import CircuitBreaker, RemoteEngine
 
 

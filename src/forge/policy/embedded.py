@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 import regopy
 
-from forge.policy.bundle import PolicyBundle
 from forge.policy.decision import (
     Decision,
     PolicyError,
@@ -34,6 +33,7 @@ from forge.policy.decision import (
     check_package,
     decision_from_result,
 )
+from forge.policy.rego_bundle import PolicyBundle
 
 Mode = Literal["pool", "lock", "per_call"]
 

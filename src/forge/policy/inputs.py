@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from forge.templates.models import ScenarioTemplate
+from forge.templates.dsl_models import ScenarioTemplate
 
 TRAINING_PACKAGES = ("forge.training", "forge.capabilities")
 

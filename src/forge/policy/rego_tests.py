@@ -25,9 +25,9 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from forge.policy.bundle import PolicyBundle
 from forge.policy.decision import PolicyError
 from forge.policy.embedded import EmbeddedEngine
+from forge.policy.rego_bundle import PolicyBundle
 
 _PACKAGE_RE = re.compile(r"^package\s+([a-z][a-z0-9_.]*)\s*$", re.MULTILINE)
 _TEST_RE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.MULTILINE)

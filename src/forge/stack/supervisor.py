@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 
 from forge.bus import NatsServer
-from forge.bus.auth import BusAuth
 from forge.bus.errors import NatsServerError
+from forge.bus.permissions import BusAuth
 from forge.bus.server import LOOPBACK, free_port
 from forge.services.common.listener import ENV_FD, PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix

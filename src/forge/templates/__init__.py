@@ -1,6 +1,6 @@
 """Scenario templates: the DSL models, its JSON Schema, validation, variables, registry."""
 
-from forge.templates.models import ScenarioTemplate
+from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import (
     Problem,
     TemplateError,

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from forge.content import TEMPLATES, content_path
-from forge.templates.limits import NAME_RE
+from forge.templates.dsl_limits import NAME_RE
 from forge.templates.problems import Problem, TemplateError, UnknownTemplate
 from forge.templates.validate import LoadedTemplate, load_template_file
 

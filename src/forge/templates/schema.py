@@ -10,7 +10,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from forge.templates.models import ScenarioTemplate
+from forge.templates.dsl_models import ScenarioTemplate
 
 SCHEMA_FILE = "scenario_template.schema.json"
 SCHEMA_ID = "https://frostgate.forge/schemas/scenario-template-v1.json"

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable
 from posixpath import normpath
 
-from forge.templates import limits as L
-from forge.templates.models import Container, ScenarioTemplate
+from forge.templates import dsl_limits as L
+from forge.templates.dsl_models import Container, ScenarioTemplate
 from forge.templates.problems import Problem
 from forge.templates.variables import misplaced_references, referenced_variables
 

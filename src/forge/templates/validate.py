@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from forge.files import InputRefused, read_bounded
-from forge.templates.models import ScenarioTemplate
+from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import (
     Problem,
     TemplateError,

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from forge.templates.problems import Problem, TemplateError, problems_from_validation
 
 if TYPE_CHECKING:
-    from forge.templates.models import ScenarioTemplate, Variable
+    from forge.templates.dsl_models import ScenarioTemplate, Variable
 
 REFERENCE_RE = re.compile(r"\{\{\s*vars\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -184,7 +184,7 @@ def render(t: ScenarioTemplate, seed_or_values: bytes | Mapping[str, str]) -> Sc
     exact values (a mapping with one valid value per declared variable, e.g. from
     `generate_values`). Raises TemplateError naming each bad or missing value.
     """
-    from forge.templates.models import ScenarioTemplate
+    from forge.templates.dsl_models import ScenarioTemplate
 
     if isinstance(seed_or_values, bytes | bytearray):
         values = derive_values(t, bytes(seed_or_values))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pyroute2 import IPRoute
 
 from forge.runtime.base import SpecError
-from forge.runtime.local.names import Names
+from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import create_netns, ip_batch, netns_path, run_in_netns
 from forge.runtime.local.network import apply_sysctls, attach_commands, base_sysctls
 from forge.runtime.plan import LabPlan

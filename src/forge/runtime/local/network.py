@@ -15,7 +15,7 @@ import time
 
 from pyroute2 import IPRoute
 
-from forge.runtime.local.names import Names
+from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import create_netns, ip_batch, run_in_netns
 from forge.runtime.plan import LabPlan, PlannedHost
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from forge.runtime.base import LabInfo, LabNotFound
 from forge.runtime.local.cgroups import Cgroups
-from forge.runtime.local.names import Names
+from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import list_netns, netns_path
 from forge.runtime.local.network import read_addresses
 

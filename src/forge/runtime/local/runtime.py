@@ -36,7 +36,7 @@ from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.disk import mount_lab_disk, unmount_lab_disk
 from forge.runtime.local.execute import enter_argv, run_captured, wrapper_env
 from forge.runtime.local.grader import grader_argv, remove_snapshot, take_snapshot
-from forge.runtime.local.names import Names, validate_prefix
+from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.local.netns import create_netns, list_netns, netns_path, remove_netns
 from forge.runtime.local.network import (
     apply_sysctls,

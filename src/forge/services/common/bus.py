@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forge.bus.auth import SERVICE_IDENTITIES, BusAuth, BusCredentials
+from forge.bus.permissions import SERVICE_IDENTITIES, BusAuth, BusCredentials
 from forge.config.settings import Settings
 
 

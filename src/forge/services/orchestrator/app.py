@@ -9,8 +9,8 @@ from contextlib import suppress
 from fastapi import FastAPI
 
 from forge.bus import DeadLetterHook, DurableConsumer, Event, Publisher
-from forge.bus.auth import BusCredentials
-from forge.bus.metrics import register_consumer_metrics
+from forge.bus.consumer_metrics import register_consumer_metrics
+from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SPAWN,
     DURABLE_ORCHESTRATOR_SUBMIT,

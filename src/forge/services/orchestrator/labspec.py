@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from forge.runtime.base import HostSpec, LabSpec, Limits, SubnetSpec
-from forge.templates.models import ScenarioTemplate
+from forge.templates.dsl_models import ScenarioTemplate
 
 
 def lab_spec(scenario_id: str, template: ScenarioTemplate) -> LabSpec:

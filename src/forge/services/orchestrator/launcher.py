@@ -18,7 +18,7 @@ from forge.services.orchestrator.admission import AdmissionRefused, Admitted, ve
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
-from forge.templates.models import ScenarioTemplate
+from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed

@@ -20,7 +20,7 @@ from forge.grading.expect import rules_of
 from forge.grading.judging import Capture, Recorded, judge_recorded
 from forge.grading.rules import CheckRule, CriterionRule
 from forge.services.scoreboard.refused import CompletionRefused
-from forge.templates.models import ScenarioTemplate
+from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import TemplateError
 from forge.templates.variables import render
 

@@ -7,7 +7,7 @@ import logging
 from starlette.concurrency import run_in_threadpool
 
 from forge.bus import DurableConsumer, Event, Reject
-from forge.bus.auth import BusCredentials
+from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import DURABLE_SPAWN_LIFECYCLE, SCENARIO_ENDED
 from forge.quotas.limiter import release
 from forge.services.spawn.routes import SCENARIO_ID

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from forge.identity.names import valid_id
-from forge.policy.bundle import policy_hash
+from forge.policy.rego_bundle import policy_hash
 from forge.retention.holds import HoldError, HoldStore
 from forge.services.common.app import ServiceContext
 from forge.services.common.errors import ApiError

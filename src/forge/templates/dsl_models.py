@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from forge.templates import limits as L
+from forge.templates import dsl_limits as L
 
 
 def _freeze_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
