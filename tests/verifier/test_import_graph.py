@@ -14,7 +14,7 @@ DOMAIN = ("forge.audit", "forge.evidence", "forge.grading")
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
     """The import graph of both packages (static analysis, nothing is imported)."""
-    return grimp.build_graph("forge", "forge_verify")
+    return grimp.build_graph("forge", "forge_verify", cache_dir=None)
 
 
 def test_forge_verify_imports_nothing_of_forge(graph: grimp.ImportGraph) -> None:
