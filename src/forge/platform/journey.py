@@ -21,7 +21,6 @@ import httpx
 from websockets.sync.client import connect
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-VERIFY_SCRIPT = REPO_ROOT / "scripts" / "verify_verdict.py"
 DONE_MARKER = "__FORGE_SOLUTION_DONE__"
 
 
@@ -188,9 +187,11 @@ class Journey:
         return f"score {self.result.score:.2f} ({self.result.passed}/{self.result.total})"
 
     def _verify(self) -> str:
+        """Run the offline verifier as a separate process, as a learner would: forge_verify's
+        main, the code behind scripts/verify_verdict.py, installed with Forge (no checkout)."""
         a = self.result.artifacts
         proc = subprocess.run(
-            [sys.executable, str(VERIFY_SCRIPT), str(a["score.json"]), str(a["bundle"]),
+            [sys.executable, "-m", "forge_verify", str(a["score.json"]), str(a["bundle"]),
              str(a["verdict.sig"]), str(a["verdict.pub"])],
             capture_output=True, text=True, timeout=60,
         )
@@ -199,7 +200,7 @@ class Journey:
         if not self.result.verified:
             raise JourneyError(f"verify offline: exit {proc.returncode}: "
                                f"{self.result.verify_output[-500:]}")
-        return "PASS (scripts/verify_verdict.py exit 0)"
+        return "PASS (forge-verify exit 0)"
 
 
 def _expect(resp: httpx.Response, status: int, what: str) -> None:
