@@ -24,28 +24,31 @@ system-deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(STAMPS)/venv: pyproject.toml
+## One pip call for both distributions: the platform's pinned frostgate-forge-verify is the
+## local ./verifier, so pip never looks for it on a package index.
+$(STAMPS)/venv: pyproject.toml verifier/pyproject.toml
 	@mkdir -p $(STAMPS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e ./verifier -e '.[test]'
 	@touch $@
 
 venv: $(STAMPS)/venv
 
-$(STAMPS)/wheelhouse: pyproject.toml $(STAMPS)/venv
+## The dependencies of both distributions; their own wheels are dropped (tests build them).
+$(STAMPS)/wheelhouse: pyproject.toml verifier/pyproject.toml $(STAMPS)/venv
 	@mkdir -p $(WHEELHOUSE)
-	$(BIN)/python -m pip wheel -q --disable-pip-version-check -w $(WHEELHOUSE) '.'
-	@rm -f $(WHEELHOUSE)/frostgate_forge-*.whl
+	$(BIN)/python -m pip wheel -q --disable-pip-version-check -w $(WHEELHOUSE) ./verifier '.'
+	@rm -f $(WHEELHOUSE)/frostgate_*.whl
 	@touch $@
 
 wheelhouse: $(STAMPS)/wheelhouse
 
 lint: venv
-	$(BIN)/ruff check $(wildcard src tests bench scripts)
+	$(BIN)/ruff check $(wildcard src tests bench scripts verifier)
 
 typecheck: venv
-	$(BIN)/mypy src
+	$(BIN)/mypy src verifier/src
 
 pytest: venv wheelhouse
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -25,9 +25,9 @@ from typing import Any
 
 from forge.audit.log import scenario_log
 from forge.evidence.artifacts import EvidenceInputs, build_artifacts, write_results
-from forge.evidence.score import CheckResult, CriterionSpec, ScoreInputs, StreamOutput
-from forge.evidence.verify import verify_paths
 from forge.signing.keystore import SigningKeyring
+from forge_verify import verify_paths
+from forge_verify.score import CheckResult, CriterionSpec, ScoreInputs, StreamOutput
 
 CHECKS = 10
 EVIDENCE_BYTES = 1024 * 1024

@@ -4,8 +4,10 @@
     python scripts/verify_verdict.py score.json <evidence_bundle> verdict.sig verdict.pub \
         [--trusted-key PATH] [--json]
 
-Needs only Python 3.11+, `cryptography` and `zstandard`: no Forge services, configuration
-or environment. Exit code 0 PASS, 1 FAIL (every reason printed), 2 usage or unreadable input.
+Runs `forge_verify.main`, the same code as `forge-verify` and `forge verify`: the installed
+`forge_verify` when there is one, else the copy in this checkout (verifier/src). Needs only
+Python 3.11+, `cryptography` and `zstandard`: no Forge services, configuration or
+environment. Exit code 0 PASS, 1 FAIL (every reason printed), 2 usage or unreadable input.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from forge.evidence.verify_cmd import main
+try:
+    from forge_verify import main
+except ModuleNotFoundError as exc:
+    if exc.name != "forge_verify":
+        raise
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verifier" / "src"))
+    from forge_verify import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from forge.audit.chain import genesis_hash, make_line, scenario_stream, verify_chain
 from forge.audit.log import AuditError, AuditLog, global_log, scenario_log, scenario_log_path
-from forge.evidence.canonical import loads
-from forge.evidence.score import ScoreInputError
 from forge.signing.keystore import SigningKey, SigningKeyring
+from forge_verify.audit_chain import genesis_hash, make_line, scenario_stream, verify_chain
+from forge_verify.canonical import loads
+from forge_verify.score import ScoreInputError
 
 SID = "scn-0a1b2c3d4e5f6071"
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-import venv
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.support.venvs import create_venv
 
 from .conftest import REPO, Drill, spawn_lab, submit, wait_verdict
 
@@ -31,15 +32,10 @@ def runbook_command() -> list[str]:
 
 
 def bare_venv(root: Path) -> Path:
-    """A fresh venv with only cryptography and zstandard (from the package index)."""
-    # symlinks: the interpreter is linked, not copied; a copy still open for writing while
-    # the other thread forks would make its exec fail with "Text file busy".
-    venv.EnvBuilder(with_pip=True, clear=True, symlinks=True).create(root)
-    python = root / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                    "--disable-pip-version-check", "cryptography", "zstandard"],
-                   check=True, timeout=300, capture_output=True)
-    return python
+    """A fresh venv with only cryptography and zstandard (from the local wheelhouse)."""
+    # create_venv links the interpreter (symlinks), never copies it: a copy still open for
+    # writing while the other thread forks would make its exec fail with "Text file busy".
+    return create_venv(root, "cryptography", "zstandard")
 
 
 @pytest.mark.slow
@@ -60,7 +56,8 @@ def test_runbook_verify_command_in_clean_venv(drill: Drill, tmp_path: Path) -> N
                                capture_output=True, text=True, check=True).stdout
     names = {line.split("==")[0].lower() for line in installed.split()}
     assert {"cryptography", "zstandard"} <= names
-    assert not names & {"forge", "frostgate-forge", "pydantic", "pyjwt", "sqlalchemy"}
+    assert not names & {"forge", "frostgate-forge", "frostgate-forge-verify", "pydantic",
+                        "pyjwt", "sqlalchemy"}
 
     # The operator's working directory: the checkout's scripts/ beside the storage/ root.
     (drill.root / "scripts").symlink_to(REPO / "scripts")

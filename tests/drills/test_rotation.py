@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from forge.bus import Publisher
 from forge.bus.subjects import DURABLE_ORCHESTRATOR_SPAWN, SPAWN_REQUESTED
 from forge.config import load_settings
-from forge.evidence.verify import verify_paths
+from forge_verify import verify_paths
 
 from ..orchestrator.conftest import spawn_event
 from .conftest import (

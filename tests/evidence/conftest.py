@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from forge.evidence.artifacts import Artifacts
+from tests.support.venvs import create_venv
 
 from .sample import build, write_files
 
@@ -30,15 +28,7 @@ def result_files(artifacts: Artifacts, tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh venv holding only cryptography and zstandard (installed from PyPI)."""
+    """A fresh venv holding only cryptography and zstandard (from the local wheelhouse)."""
     root = tmp_path_factory.mktemp("bare-venv")
-    venv.EnvBuilder(with_pip=True, clear=True).create(root)
-    python = root / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "cryptography", "zstandard"],
-        check=True, timeout=240,
-    )
-    assert python.exists() and sys.executable != str(python)
-    yield python
+    yield create_venv(root, "cryptography", "zstandard")
     shutil.rmtree(root, ignore_errors=True)

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from forge.audit.chain import scenario_stream
 from forge.audit.log import AuditLog
 from forge.evidence.artifacts import Artifacts, EvidenceInputs, build_artifacts
-from forge.evidence.score import CheckResult, CriterionSpec, ScoreInputs, StreamOutput
-from forge.grading.judging import Expectation
-from forge.grading.rules import CheckRule, CriterionRule, criteria_document
 from forge.signing.keystore import SigningKey
+from forge_verify.audit_chain import scenario_stream
+from forge_verify.judging import Expectation
+from forge_verify.rules import CheckRule, CriterionRule, criteria_document
+from forge_verify.score import CheckResult, CriterionSpec, ScoreInputs, StreamOutput
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 SCENARIO_ID = "scn-00112233aabbccdd"

@@ -24,8 +24,8 @@ from forge.evidence.artifacts import (
     score_and_write,
     write_results,
 )
-from forge.evidence.score import ScoreInputError, StreamOutput
-from forge.evidence.verify import verify_paths
+from forge_verify import verify_paths
+from forge_verify.score import ScoreInputError, StreamOutput
 
 from .sample import (
     POLICY,
@@ -187,8 +187,8 @@ def test_text_that_is_not_the_hashed_output_is_marked_truncated(tmp_path: Path) 
 
 def test_criteria_come_from_a_real_loaded_template(tmp_path: Path) -> None:
     from forge.evidence.artifacts import criteria_from_template
-    from forge.evidence.score import CheckResult
     from forge.templates.registry import TemplateRegistry
+    from forge_verify.score import CheckResult
 
     from ..conftest import TEMPLATE_FIXTURES
     from .sample import stream

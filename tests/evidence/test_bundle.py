@@ -9,7 +9,7 @@ import tarfile
 import pytest
 import zstandard
 
-from forge.evidence.bundle import (
+from forge_verify.bundle import (
     MANIFEST,
     BundleError,
     ReadLimits,
@@ -18,7 +18,7 @@ from forge.evidence.bundle import (
     read_bundle,
     sha256_hex,
 )
-from forge.evidence.canonical import loads
+from forge_verify.canonical import loads
 
 MEMBERS = {"checks/a/0/stdout.txt": b"hello\n", "template.yaml": b"kind: x\n",
            "audit/scenario.jsonl": b""}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from forge.evidence.canonical import CanonicalJSONError, dumps, dumps_file, is_canonical_file, loads
+from forge_verify.canonical import CanonicalJSONError, dumps, dumps_file, is_canonical_file, loads
 
 
 def test_keys_sorted_no_whitespace_utf8_and_one_newline_for_files() -> None:

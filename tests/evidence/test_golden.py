@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.evidence.verify import verify_paths
+from forge_verify import verify_paths
 
 from .sample import GOLDEN_DIR, build
 

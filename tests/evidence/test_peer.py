@@ -13,7 +13,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from forge.evidence.dsse import INTOTO_PAYLOAD_TYPE, pae, parse_envelope
+from forge_verify.dsse import INTOTO_PAYLOAD_TYPE, pae, parse_envelope
 
 from .sample import SCENARIO_ID, fixed_key
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from forge.evidence.score import (
+from forge_verify.score import (
     CheckResult,
     CriterionSpec,
     ScoreInputError,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from forge.evidence.verify import verify_paths
-from forge.signing.ids import raw_public_bytes
 from forge.signing.keystore import KeyExists, NoSigningKey, SigningKeyring, keyring_dir
+from forge_verify import verify_paths
+from forge_verify.keys import raw_public_bytes
 
 from .sample import build, write_files
 

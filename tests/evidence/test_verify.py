@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from forge.evidence.artifacts import AUDIT_MEMBER, Artifacts
-from forge.evidence.bundle import MANIFEST, build_bundle, read_bundle
-from forge.evidence.verify import ORIGIN_NOT_PROVEN, VerifyResult, verify_paths
+from forge_verify import ORIGIN_NOT_PROVEN, VerifyResult, verify_paths
+from forge_verify.bundle import MANIFEST, build_bundle, read_bundle
 
 from .sample import OTHER_SCENARIO_ID, SCENARIO_ID, build, fixed_key, write_files
 
@@ -129,7 +129,7 @@ def test_a_member_altered_together_with_its_manifest_breaks_the_bundle_digest(
 def test_a_member_altered_without_its_manifest_is_named(result_files: dict[str, Path]) -> None:
     members = read_bundle(result_files["evidence.tar.zst"].read_bytes())
     members["template.yaml"] = b"kind: Other\n"
-    from forge.evidence.bundle import _tar_bytes, compress
+    from forge_verify.bundle import _tar_bytes, compress
 
     result_files["evidence.tar.zst"].write_bytes(compress(_tar_bytes(members), "zst"))
     res = _verify(result_files)
@@ -211,8 +211,8 @@ def _hostile_docs(good: dict) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_hostile_documents_fail_cleanly_without_crashing(artifacts: Artifacts) -> None:
-    from forge.evidence.canonical import dumps_file
-    from forge.evidence.verify import verify_artifacts
+    from forge_verify import verify_artifacts
+    from forge_verify.canonical import dumps_file
 
     good = json.loads(artifacts.score_json)
     files = artifacts.files()
@@ -225,7 +225,7 @@ def test_hostile_documents_fail_cleanly_without_crashing(artifacts: Artifacts) -
     manifest = json.loads(members[MANIFEST])
     manifest["members"][0]["sha256"] = "ß" * 64
     members[MANIFEST] = dumps_file(manifest)
-    from forge.evidence.bundle import _tar_bytes, compress
+    from forge_verify.bundle import _tar_bytes, compress
 
     res = verify_artifacts(files["score.json"], compress(_tar_bytes(members), "zst"),
                            "evidence.tar.zst", files["verdict.sig"], files["verdict.pub"])

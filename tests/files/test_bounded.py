@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.files import InputRefused, read_bounded, read_bounded_text
+from forge_verify.files import InputRefused, read_bounded, read_bounded_text
 
 
 def test_reads_a_regular_file_up_to_the_cap_exactly(tmp_path: Path) -> None:

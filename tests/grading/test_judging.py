@@ -8,20 +8,20 @@ import hashlib
 import pytest
 
 from forge.grading.expect import judge
-from forge.grading.judging import (
+from forge.runtime.base import ExecResult
+from forge_verify.judging import (
     Capture,
     Expectation,
     ExpectationError,
     Recorded,
     judge_recorded,
 )
-from forge.grading.rules import (
+from forge_verify.rules import (
     CheckRule,
     CriterionRule,
     criteria_document,
     parse_criteria_document,
 )
-from forge.runtime.base import ExecResult
 
 
 def full(data: bytes) -> Capture:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forge.audit.log import global_log
-from forge.evidence.bundle import read_bundle
 from forge.signing.keystore import SigningKeyring
 from forge.tokens import SAT, mint_token
+from forge_verify.bundle import read_bundle
 
 from .conftest import (
     PYTHON,

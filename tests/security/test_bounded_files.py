@@ -21,8 +21,8 @@ import pytest
 
 from forge.config import load_settings
 from forge.config.settings import ConfigError
-from forge.evidence.verify import INPUT_CAPS
 from forge.templates.validate import MAX_TEMPLATE_BYTES
+from forge_verify import INPUT_CAPS
 
 from ..services.conftest import prod_environ
 

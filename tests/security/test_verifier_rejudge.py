@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from forge.evidence.artifacts import EvidenceInputs, build_artifacts
-from forge.evidence.bundle import MANIFEST, build_bundle, read_bundle, sha256_hex
-from forge.evidence.canonical import dumps_file, loads
-from forge.evidence.verdict import build_statement, sign_statement
-from forge.grading.rules import CRITERIA_MEMBER
+from forge_verify.bundle import MANIFEST, build_bundle, read_bundle, sha256_hex
+from forge_verify.canonical import dumps_file, loads
+from forge_verify.rules import CRITERIA_MEMBER
+from forge_verify.verdict import build_statement, sign_statement
 
 from ..evidence.sample import (
     CRITERIA,

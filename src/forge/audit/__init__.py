@@ -1,5 +1,5 @@
-"""Append-only, hash-chained audit logs with signed checkpoints.
+"""The platform's append-only audit logs (writing, locking, checkpoints).
 
-Import-free on purpose: `forge.audit.chain` is reused by the offline verifier, which must not
-pull in filelock or anything beyond the standard library and `cryptography`.
+The chain format and its verification live in `forge_verify.audit_chain`, shared with the
+offline verifier; this package adds what only the running platform needs (files, locks).
 """

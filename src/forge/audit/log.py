@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from filelock import FileLock
 
-from forge.audit.chain import (
+from forge_verify.audit_chain import (
     CHECKPOINT_EVENT,
     EVENT_RE,
     GLOBAL_STREAM,
@@ -29,9 +29,9 @@ from forge.audit.chain import (
     scenario_stream,
     verify_chain,
 )
-from forge.evidence.canonical import CanonicalJSONError, loads
-from forge.evidence.score import require_scenario_id
-from forge.signing.ids import Signer
+from forge_verify.canonical import CanonicalJSONError, loads
+from forge_verify.keys import Signer
+from forge_verify.score import require_scenario_id
 
 _TAIL_CHUNK = 65536
 

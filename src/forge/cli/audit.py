@@ -8,7 +8,7 @@ import typer
 
 from forge.audit.log import global_log, scenario_log
 from forge.cli.keys import KEYS_DIR_OPTION, STORAGE_OPTION, open_keyring
-from forge.evidence.score import ScoreInputError
+from forge_verify.score import ScoreInputError
 
 app = typer.Typer(help="Hash-chained audit logs.", no_args_is_help=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from forge.files import InputRefused, read_bounded_text
+from forge_verify.files import InputRefused, read_bounded_text
 
 MAX_INPUT_BYTES = 1024 * 1024  # a policy input document is a few KiB
 

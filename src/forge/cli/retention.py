@@ -10,7 +10,7 @@ import typer
 
 from forge.cli.context import settings_or_exit
 from forge.retention.holds import HoldError, HoldStore
-from forge.signing.ids import Signer
+from forge_verify.keys import Signer
 
 app = typer.Typer(help="Result retention and investigation holds.", no_args_is_help=True)
 

@@ -1,14 +1,13 @@
-"""`forge verify`: the offline verifier (same checks and exit codes as verify_verdict.py)."""
+"""`forge verify`: the offline verifier, run by `forge_verify.main` (the same code as
+`forge-verify` and scripts/verify_verdict.py, so the report and exit codes are identical)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from forge.evidence.verify import verify_paths
-from forge.evidence.verify_cmd import render
+from forge_verify import main as verify_main
 
 
 def register(app: typer.Typer) -> None:
@@ -26,9 +25,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Verify a verdict: exit 0 PASS, 1 FAIL (every reason printed), 2 unreadable input."""
-        result = verify_paths(score, bundle, sig, pub, trusted_key=trusted_key)
+        argv = ["--trusted-key", str(trusted_key)] if trusted_key is not None else []
         if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
-        else:
-            typer.echo(render(result))
-        raise typer.Exit(result.exit_code)
+            argv.append("--json")
+        argv += ["--", str(score), str(bundle), str(sig), str(pub)]  # a path may start with -
+        raise typer.Exit(verify_main(argv, prog="forge verify"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from forge.files import InputRefused, read_bounded
+from forge_verify.files import InputRefused, read_bounded
 
 REQUIRED_SECRETS = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET", "RECEIPT_HMAC_SECRET", "OPERATOR_TOKEN")
 ROTATION_SUFFIXES = ("", "_PREVIOUS", "_NEXT")

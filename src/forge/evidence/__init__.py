@@ -1,5 +1,6 @@
-"""Scores, evidence bundles, DSSE verdicts and their offline verifier.
+"""Building a scenario's evidence artifacts: score.json, the bundle and the signed verdict.
 
-Deliberately import-free: `forge.evidence.verify` must load with only the standard library,
-`cryptography` and `zstandard` installed (scripts/verify_verdict.py runs on bare machines).
+The formats and their checks live in the `forge_verify` distribution (canonical JSON, bundle,
+score, statement, DSSE), which the offline verifier runs on bare machines; this package only
+assembles and signs them on the platform.
 """

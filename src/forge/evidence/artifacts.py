@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from forge.audit.chain import scenario_stream, verify_chain
-from forge.evidence.bundle import BUNDLE_NAMES, build_bundle, sha256_hex
-from forge.evidence.canonical import dumps_file
-from forge.evidence.rejudge import rejudge_bundle
-from forge.evidence.score import (
+from forge.signing.keystore import SigningKey
+from forge_verify.audit_chain import scenario_stream, verify_chain
+from forge_verify.bundle import BUNDLE_NAMES, build_bundle, sha256_hex
+from forge_verify.canonical import dumps_file
+from forge_verify.rejudge import rejudge_bundle
+from forge_verify.rules import CRITERIA_MEMBER
+from forge_verify.score import (
     CheckResult,
     CriterionSpec,
     ScoreInputError,
@@ -36,9 +38,7 @@ from forge.evidence.score import (
     check_member_prefix,
     require_scenario_id,
 )
-from forge.evidence.verdict import SCORE_NAME, build_statement, sign_statement
-from forge.grading.rules import CRITERIA_MEMBER
-from forge.signing.keystore import SigningKey
+from forge_verify.verdict import SCORE_NAME, build_statement, sign_statement
 
 OUTPUT_CAP_BYTES = 1024 * 1024
 SIG_NAME = "verdict.sig"

@@ -6,10 +6,10 @@ result the grader recorded can be judged again from the stored outputs with the 
 
 from __future__ import annotations
 
-from forge.grading.judging import Capture, Expectation, Recorded, judge_recorded
-from forge.grading.rules import CheckRule, CriterionRule
 from forge.runtime.base import ExecResult
 from forge.templates.dsl_models import Expect, ScenarioTemplate
+from forge_verify.judging import Capture, Expectation, Recorded, judge_recorded
+from forge_verify.rules import CheckRule, CriterionRule
 
 
 def expectation_of(expect: Expect) -> Expectation:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.evidence.score import CheckResult, StreamOutput
 from forge.grading.expect import judge
 from forge.runtime.base import ExecResult, Runtime
 from forge.templates.dsl_models import Check, Criterion, ScenarioTemplate
+from forge_verify.score import CheckResult, StreamOutput
 
 MAX_OUTPUT = 1 << 20
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from forge.audit.log import AuditError, AuditLog, global_log
-from forge.evidence.score import SCENARIO_ID_RE
 from forge.retention.holds import HoldError, HoldStore
-from forge.signing.ids import Signer
+from forge_verify.keys import Signer
+from forge_verify.score import SCENARIO_ID_RE
 
 TOMBSTONE_PREFIX = ".deleting-"
 RAW_EVIDENCE = ("evidence", "completion.json")

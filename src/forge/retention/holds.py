@@ -18,8 +18,8 @@ from typing import Any
 from filelock import FileLock
 
 from forge.audit.log import global_log
-from forge.evidence.score import require_scenario_id
-from forge.signing.ids import Signer
+from forge_verify.keys import Signer
+from forge_verify.score import require_scenario_id
 
 HOLDS_FILE = Path("retention") / "holds.json"
 MAX_REASON = 500

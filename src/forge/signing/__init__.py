@@ -1,5 +1,4 @@
-"""Ed25519 signing keys for verdicts and audit checkpoints.
+"""Ed25519 signing keys for verdicts and audit checkpoints (the platform's keyring).
 
-Import-free on purpose: `forge.signing.ids` is used by the offline verifier, which must not
-pull in anything beyond the standard library and `cryptography`.
+Key ids and public-PEM handling are in `forge_verify.keys`, shared with the offline verifier.
 """

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from filelock import FileLock
 
-from forge.signing.ids import PublicKeyError, key_id_for, load_public_pem, public_pem
+from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, public_pem
 
 KEY_DIR_ENV = "FORGE_SIGNING_KEY_DIR"
 _KID_RE = re.compile(r"[0-9a-f]{16}")

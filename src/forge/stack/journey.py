@@ -23,7 +23,6 @@ from websockets.sync.client import connect
 from forge.content import SOLUTIONS, content_path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-VERIFY_SCRIPT = REPO_ROOT / "scripts" / "verify_verdict.py"
 DONE_MARKER = "__FORGE_SOLUTION_DONE__"
 
 
@@ -190,9 +189,11 @@ class Journey:
         return f"score {self.result.score:.2f} ({self.result.passed}/{self.result.total})"
 
     def _verify(self) -> str:
+        """Run the offline verifier as a separate process, as a learner would: forge_verify's
+        main, the code behind scripts/verify_verdict.py, installed with Forge (no checkout)."""
         a = self.result.artifacts
         proc = subprocess.run(
-            [sys.executable, str(VERIFY_SCRIPT), str(a["score.json"]), str(a["bundle"]),
+            [sys.executable, "-m", "forge_verify", str(a["score.json"]), str(a["bundle"]),
              str(a["verdict.sig"]), str(a["verdict.pub"])],
             capture_output=True, text=True, timeout=60,
         )
@@ -201,7 +202,7 @@ class Journey:
         if not self.result.verified:
             raise JourneyError(f"verify offline: exit {proc.returncode}: "
                                f"{self.result.verify_output[-500:]}")
-        return "PASS (scripts/verify_verdict.py exit 0)"
+        return "PASS (forge-verify exit 0)"
 
 
 def _expect(resp: httpx.Response, status: int, what: str) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from forge.files import InputRefused, read_bounded
 from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import (
     Problem,
@@ -20,6 +19,7 @@ from forge.templates.problems import (
     problems_from_validation,
 )
 from forge.templates.semantic import check_semantics
+from forge_verify.files import InputRefused, read_bounded
 
 MAX_TEMPLATE_BYTES = 1024 * 1024
 MAX_NESTING = 64  # far deeper than any template; bounds the YAML composer's recursion

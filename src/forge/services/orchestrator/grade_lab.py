@@ -19,7 +19,6 @@ from typing import Any
 from forge.audit.log import scenario_log
 from forge.bus import BusUnavailable
 from forge.bus.subjects import SCENARIO_COMPLETED
-from forge.evidence.score import CheckResult
 from forge.faults import crash_point
 from forge.grading.runner import grade
 from forge.lifecycle import states
@@ -29,6 +28,7 @@ from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
 from forge.store.models import Scenario
 from forge.templates.variables import render, values_digest
+from forge_verify.score import CheckResult
 
 log = logging.getLogger("forge.orchestrator.complete")
 EVENT_TEXT_CAP = 16 * 1024

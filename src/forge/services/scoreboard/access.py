@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from forge.evidence.score import SCENARIO_ID_RE
 from forge.identity.caller import AuthError, Caller, resolve_caller
 from forge.services.common.auth import bearer_token
 from forge.services.common.errors import ApiError
 from forge.services.scoreboard.state import ScoreboardState
+from forge_verify.score import SCENARIO_ID_RE
 
 NOT_FOUND = ApiError(404, "not_found", "score not found")
 

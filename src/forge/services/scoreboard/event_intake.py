@@ -24,8 +24,15 @@ from typing import Any
 
 from forge.config.settings import Settings
 from forge.evidence.artifacts import EvidenceInputs
-from forge.evidence.canonical import CanonicalJSONError, loads
-from forge.evidence.score import (
+from forge.services.scoreboard.judged import rejudge_results, rendered_rules
+from forge.services.scoreboard.refused import CompletionRefused
+from forge.templates.problems import UnknownTemplate
+from forge.templates.registry import TemplateRegistry
+from forge.templates.variables import values_digest
+from forge.tokens import ET, SAT, TokenError, TokenMismatch, check_sat_et_binding, verify_token
+from forge_verify.canonical import CanonicalJSONError, loads
+from forge_verify.rules import criteria_document
+from forge_verify.score import (
     CRITERION_ID_RE,
     SHA256_RE,
     CheckResult,
@@ -35,13 +42,6 @@ from forge.evidence.score import (
     StreamOutput,
     require_scenario_id,
 )
-from forge.grading.rules import criteria_document
-from forge.services.scoreboard.judged import rejudge_results, rendered_rules
-from forge.services.scoreboard.refused import CompletionRefused
-from forge.templates.problems import UnknownTemplate
-from forge.templates.registry import TemplateRegistry
-from forge.templates.variables import values_digest
-from forge.tokens import ET, SAT, TokenError, TokenMismatch, check_sat_et_binding, verify_token
 
 EVIDENCE_DIR = "evidence"
 MAX_EVIDENCE_FILE = 1 << 20

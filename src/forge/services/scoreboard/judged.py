@@ -2,7 +2,7 @@
 "judged twice").
 
 The event's `passed` flags are claims. Each check is judged again with the shared rule
-(forge.grading.judging) from the template rendered with the scenario's variables and from the
+(forge_verify.judging) from the template rendered with the scenario's variables and from the
 outputs the grader captured (the evidence files when their hashes match, otherwise the event's
 text, which counts as truncated when it is not the whole output). A check whose flag, container
 or command disagrees with the template refuses the whole completion, saying which check and why;
@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from forge.evidence.artifacts import OUTPUT_CAP_BYTES, cap_output
-from forge.evidence.score import CheckResult, StreamOutput
 from forge.grading.expect import rules_of
-from forge.grading.judging import Capture, Recorded, judge_recorded
-from forge.grading.rules import CheckRule, CriterionRule
 from forge.services.scoreboard.refused import CompletionRefused
 from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import TemplateError
 from forge.templates.variables import render
+from forge_verify.judging import Capture, Recorded, judge_recorded
+from forge_verify.rules import CheckRule, CriterionRule
+from forge_verify.score import CheckResult, StreamOutput
 
 
 def rendered_rules(template: ScenarioTemplate, variables: object) -> tuple[CriterionRule, ...]:

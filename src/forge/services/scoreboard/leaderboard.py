@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forge.evidence.score import SCENARIO_ID_RE
+from forge_verify.score import SCENARIO_ID_RE
 
 
 @dataclass(frozen=True)

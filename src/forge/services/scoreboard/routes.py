@@ -11,9 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from forge.evidence.artifacts import PUB_NAME, SIG_NAME, read_results
-from forge.evidence.bundle import BUNDLE_NAMES
-from forge.evidence.verdict import SCORE_NAME
-from forge.evidence.verify import verify_artifacts
 from forge.identity.names import valid_id
 from forge.services.common.auth import check_operator
 from forge.services.common.errors import ApiError
@@ -26,6 +23,9 @@ from forge.services.scoreboard.access import (
     scoreboard_state,
 )
 from forge.services.scoreboard.reprocess import failed_event_dict, list_events, reprocess
+from forge_verify import verify_artifacts
+from forge_verify.bundle import BUNDLE_NAMES
+from forge_verify.verdict import SCORE_NAME
 
 router = APIRouter()
 

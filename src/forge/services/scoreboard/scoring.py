@@ -30,10 +30,6 @@ from forge.evidence.artifacts import (
     read_results,
     score_and_write,
 )
-from forge.evidence.bundle import BUNDLE_NAMES
-from forge.evidence.canonical import CanonicalJSONError
-from forge.evidence.score import SCENARIO_ID_RE, ScoreInputError
-from forge.evidence.verdict import SCORE_NAME
 from forge.faults import crash_point
 from forge.services.common.app import storage_writable
 from forge.services.common.readiness import CheckFailed
@@ -46,6 +42,10 @@ from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, key
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
 from forge.templates.registry import TemplateRegistry
+from forge_verify.bundle import BUNDLE_NAMES
+from forge_verify.canonical import CanonicalJSONError
+from forge_verify.score import SCENARIO_ID_RE, ScoreInputError
+from forge_verify.verdict import SCORE_NAME
 
 log = logging.getLogger("forge.scoreboard.scoring")
 

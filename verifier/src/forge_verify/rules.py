@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from forge.grading.judging import Expectation, ExpectationError
+from forge_verify.judging import Expectation, ExpectationError
 
 CRITERIA_FORMAT = "forge.criteria/v1"
 CRITERIA_MEMBER = "criteria.json"

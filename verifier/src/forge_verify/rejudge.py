@@ -2,11 +2,11 @@
 
 score.json states, per check, where it ran, what it ran and whether it passed; the bundle holds
 the rendered criteria (`criteria.json`) and each check's captured stdout/stderr. Every check is
-judged again with the shared rule (forge.grading.judging) and must agree with score.json, as
+judged again with the shared rule (forge_verify.judging) and must agree with score.json, as
 must the criteria's ids, descriptions, weights, containers and commands. The scoreboard runs
 this before it signs; the offline verifier runs it on what it is given.
 
-Standard library only (plus forge's own stdlib-only modules): the offline verifier imports it.
+Standard library only (plus this package's stdlib-only modules): the offline verifier imports it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from forge.evidence.canonical import CanonicalJSONError, loads
-from forge.grading.judging import Capture, ExpectationError, Recorded, judge_recorded
-from forge.grading.rules import CRITERIA_MEMBER, CheckRule, CriterionRule, parse_criteria_document
+from forge_verify.canonical import CanonicalJSONError, loads
+from forge_verify.judging import Capture, ExpectationError, Recorded, judge_recorded
+from forge_verify.rules import CRITERIA_MEMBER, CheckRule, CriterionRule, parse_criteria_document
 
 NOT_REJUDGED = (f"bundle has no {CRITERIA_MEMBER} (made before checks were judged twice): "
                 "the checks' pass/fail were not judged again")

@@ -23,8 +23,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forge.evidence.canonical import CanonicalJSONError, dumps, dumps_file, loads
-from forge.signing.ids import Signer, same_text
+from forge_verify.canonical import CanonicalJSONError, dumps, dumps_file, loads
+from forge_verify.keys import Signer, same_text
 
 CHECKPOINT_EVENT = "audit.checkpoint"
 GLOBAL_STREAM = "global"

@@ -22,7 +22,7 @@ from typing import Any
 
 import zstandard
 
-from forge.evidence.canonical import CanonicalJSONError, dumps_file, loads
+from forge_verify.canonical import CanonicalJSONError, dumps_file, loads
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "forge.evidence/v1"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forge.evidence.canonical import CanonicalJSONError, dumps_file, loads
-from forge.signing.ids import Signer
+from forge_verify.canonical import CanonicalJSONError, dumps_file, loads
+from forge_verify.keys import Signer
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from forge.evidence.canonical import CanonicalJSONError, dumps, loads
-from forge.evidence.dsse import INTOTO_PAYLOAD_TYPE, Envelope, sign_envelope
-from forge.evidence.score import format_time
-from forge.signing.ids import Signer
+from forge_verify.canonical import CanonicalJSONError, dumps, loads
+from forge_verify.dsse import INTOTO_PAYLOAD_TYPE, Envelope, sign_envelope
+from forge_verify.keys import Signer
+from forge_verify.score import format_time
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://frostgate.dev/forge/verdict/v1"

@@ -1,7 +1,8 @@
 """Command-line front end of the verifier (argparse, standard library only).
 
-Shared by scripts/verify_verdict.py (the runbook's command) so both print the same report
-and use the same exit codes: 0 PASS, 1 FAIL (each reason printed), 2 usage or unreadable.
+The one `main` behind `forge-verify`, `python -m forge_verify`, `forge verify` and the
+runbook's scripts/verify_verdict.py, so all print the same report and use the same exit
+codes: 0 PASS, 1 FAIL (each reason printed), 2 usage or unreadable input.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from forge.evidence.verify import VerifyResult, render_text, verify_paths
+from forge_verify._internal.checks import VerifyResult, render_text, verify_paths
 
 
-def build_parser(prog: str = "verify_verdict.py") -> argparse.ArgumentParser:
-    """Positional files as in the runbook, plus --trusted-key and --json."""
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """Positional files as in the runbook, plus --trusted-key and --json.
+
+    `prog` names the command in usage messages; by default the program that was run.
+    """
     p = argparse.ArgumentParser(
         prog=prog,
         description="Verify a FrostGate Forge verdict offline: score.json, the evidence "
@@ -38,7 +42,7 @@ def render(result: VerifyResult) -> str:
     return render_text(result)
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "verify_verdict.py") -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Parse arguments, verify, print, and return the exit code."""
     args = build_parser(prog).parse_args(argv)
     result = verify_paths(args.score, args.bundle, args.sig, args.pub,

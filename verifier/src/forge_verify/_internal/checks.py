@@ -15,8 +15,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forge.audit.chain import scenario_stream, verify_chain
-from forge.evidence.bundle import (
+from forge_verify.audit_chain import scenario_stream, verify_chain
+from forge_verify.bundle import (
     MANIFEST,
     BundleError,
     ReadLimits,
@@ -24,18 +24,10 @@ from forge.evidence.bundle import (
     read_bundle,
     sha256_hex,
 )
-from forge.evidence.canonical import CanonicalJSONError, is_canonical_file, loads
-from forge.evidence.dsse import Envelope, EnvelopeError, parse_envelope
-from forge.evidence.rejudge import NOT_REJUDGED, rejudge_bundle
-from forge.evidence.score import (
-    SCENARIO_ID_RE,
-    SCORE_FORMAT,
-    ScoreInputError,
-    recompute_from_document,
-)
-from forge.evidence.verdict import StatementError, Verdict, parse_statement
-from forge.files import InputRefused, read_bounded
-from forge.signing.ids import (
+from forge_verify.canonical import CanonicalJSONError, is_canonical_file, loads
+from forge_verify.dsse import Envelope, EnvelopeError, parse_envelope
+from forge_verify.files import InputRefused, read_bounded
+from forge_verify.keys import (
     PublicKeyError,
     key_id_for,
     load_public_pems,
@@ -43,6 +35,14 @@ from forge.signing.ids import (
     raw_public_bytes,
     same_text,
 )
+from forge_verify.rejudge import NOT_REJUDGED, rejudge_bundle
+from forge_verify.score import (
+    SCENARIO_ID_RE,
+    SCORE_FORMAT,
+    ScoreInputError,
+    recompute_from_document,
+)
+from forge_verify.verdict import StatementError, Verdict, parse_statement
 
 AUDIT_MEMBER = "audit/scenario.jsonl"
 TEMPLATE_MEMBER = "template.yaml"

@@ -1,0 +1,52 @@
+"""Offline verification of FrostGate Forge verdicts: score.json, evidence bundle, DSSE verdict.
+
+Needs only the standard library, `cryptography` and `zstandard`: no Forge installation,
+configuration, services or network. The public entry points are here:
+
+    from forge_verify import verify_paths
+    result = verify_paths(score, bundle, sig, pub, trusted_key=None)
+    result.ok, result.status, result.exit_code, result.reasons   # every failed check
+
+The command line (`forge-verify`, `python -m forge_verify`, `forge verify` and the runbook's
+`scripts/verify_verdict.py`) is `main`: exit 0 PASS, 1 FAIL (every reason printed), 2 usage
+or unreadable input.
+
+Public submodules, shared with the Forge platform that produces what this package checks
+(so producer and verifier run one implementation): `canonical` (canonical JSON), `keys`
+(key ids, public PEMs), `files` (bounded reads of outside files), `dsse` (envelopes),
+`bundle` (the evidence bundle), `score` (score.json), `verdict` (the signed statement),
+`judging` and `rules` (the judging rule and rendered criteria), `rejudge` (judging a bundle
+again), `audit_chain` (the hash-chained audit log). Anything under `_internal` is private.
+"""
+
+from __future__ import annotations
+
+from forge_verify._internal.checks import (
+    INPUT_CAPS,
+    ORIGIN_NOT_PROVEN,
+    InputError,
+    Reason,
+    VerifyResult,
+    load_trusted_keys,
+    render_text,
+    verify_artifacts,
+    verify_paths,
+)
+from forge_verify._internal.cli import main, render
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INPUT_CAPS",
+    "ORIGIN_NOT_PROVEN",
+    "InputError",
+    "Reason",
+    "VerifyResult",
+    "__version__",
+    "load_trusted_keys",
+    "main",
+    "render",
+    "render_text",
+    "verify_artifacts",
+    "verify_paths",
+]
