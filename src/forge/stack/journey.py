@@ -22,7 +22,6 @@ from websockets.sync.client import connect
 
 from forge.content import SOLUTIONS, content_path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 DONE_MARKER = "__FORGE_SOLUTION_DONE__"
 
 
