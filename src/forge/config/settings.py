@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         env = _env_of(info)
         on = is_truthy(str(raw))
         if on and env is not None and not env.is_dev:
-            flag = str(info.field_name).upper()
+            flag = cls.model_fields[str(info.field_name)].validation_alias
             raise _problem(f"{flag}=true is forbidden when FORGE_ENV={env.value} (dev only)")
         return on
 
