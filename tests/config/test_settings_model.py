@@ -71,14 +71,14 @@ def test_urls_lose_their_trailing_slash(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("value", ["lots", "300000", "399999-300000", "10-20",
-                                   "300000-9999999999", "a-b"])
+                                   "300000-9999999999", "a-b", "3000\u00b2-5000"])
 def test_malformed_lab_uid_range_names_the_variable(tmp_path: Path, value: str) -> None:
     assert only_problem(prod_env(tmp_path, FORGE_LAB_UID_RANGE=value)).startswith(
         "FORGE_LAB_UID_RANGE must look like FIRST-LAST")
 
 
 @pytest.mark.parametrize("var", ["FORGE_MAX_BODY_BYTES", "FORGE_WS_MAX_MESSAGE_BYTES"])
-@pytest.mark.parametrize("value", ["1k", "1023", "99999999999", "-2048", "2048.0"])
+@pytest.mark.parametrize("value", ["1k", "1023", "99999999999", "-2048", "2048.0", "2048\u00b2"])
 def test_sizes_out_of_bounds_name_the_variable(tmp_path: Path, var: str, value: str) -> None:
     assert only_problem(prod_env(tmp_path, **{var: value})).startswith(
         f"{var} must be a whole number of bytes from 1024 to ")

@@ -83,7 +83,7 @@ def _byte_count(var: str) -> Callable[[object], int]:
 
     def check(raw: object) -> int:
         text = str(raw).strip()
-        if not text.isdigit() or not low <= int(text) <= high:
+        if not text.isdecimal() or not low <= int(text) <= high:
             raise _problem(f"{var} must be a whole number of bytes from {low} to {high}")
         return int(text)
     return check
@@ -126,8 +126,8 @@ def _nats_url(raw: object) -> str:
 def _uid_range(raw: object) -> str:
     """FORGE_LAB_UID_RANGE: FIRST-LAST, both ends inclusive, two uids at least."""
     text = str(raw).strip()
-    low_text, _, high_text = text.partition("-")
-    if not (low_text.isdigit() and high_text.isdigit()
+    low_text, _, high_text = (part.strip() for part in text.partition("-"))
+    if not (low_text.isdecimal() and high_text.isdecimal()
             and 1000 <= int(low_text) < int(high_text) <= 2**31 - 2):
         raise _problem("FORGE_LAB_UID_RANGE must look like FIRST-LAST with "
                        "1000 <= FIRST < LAST < 2147483647, e.g. 300000-399999")
@@ -283,7 +283,12 @@ def _problems(error: ValidationError) -> tuple[list[str], str | None]:
         key = str(item["loc"][0]) if item["loc"] else "?"
         alias = fields[key].validation_alias if key in fields else None
         var = alias if isinstance(alias, str) else key
-        found = list(ctx["problems"]) if item["type"] == _PROBLEM else [f"{var}: {item['msg']}"]
+        if item["type"] == _PROBLEM:
+            found = list(ctx["problems"])
+        elif item["type"] in ("value_error", "assertion_error"):
+            found = [f"{var} is not valid"]  # an exception's text may quote the value
+        else:
+            found = [f"{var}: {item['msg']}"]  # pydantic's own messages never quote it
         if var == "FORGE_ENV":
             env_problem = found[0]
         problems.extend(found)
