@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ def test_unwritable_storage_pauses_without_partial_results(prod_env: Settings,
     ring = SigningKeyring(tmp_path / "keys")
     ring.ensure()
     # The storage root's place is taken by a file: nothing can be written under it.
-    blocked = dataclasses.replace(prod_env, storage_root=tmp_path / "storage-file")
+    blocked = prod_env.model_copy(update={"storage_root": tmp_path / "storage-file"})
     blocked.storage_root.write_text("not a directory")
     scorer = Scorer(blocked, TemplateRegistry.load(TEMPLATE_FIXTURES), ring)
     with pytest.raises(ScoringPaused, match="not writable"):
@@ -42,7 +41,7 @@ def test_missing_key_pauses_outside_dev_and_is_generated_once_in_dev(tmp_path: P
         Scorer(prod, registry, ring).score(done.body)
     assert not ring.has_key()
 
-    dev = dataclasses.replace(prod, env=ForgeEnv.DEV)
+    dev = prod.model_copy(update={"env": ForgeEnv.DEV})
     first = Scorer(dev, registry, ring).score(done.body)
     assert first.created and ring.has_key()
     kid = ring.current().key_id

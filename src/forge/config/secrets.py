@@ -6,7 +6,7 @@ import json
 import os
 import secrets as _secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
@@ -27,7 +27,7 @@ MAX_SECRET_FILE_BYTES = 64 * 1024
 class SecretRead:
     """Outcome of reading one variable: a value, or problems that name it (never its value)."""
 
-    value: bytes | None
+    value: bytes | None = field(repr=False)
     problems: tuple[str, ...] = ()
 
 

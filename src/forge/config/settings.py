@@ -1,28 +1,31 @@
 """Settings shared by every service, and the runbook's FORGE_ENV rules.
 
-Outside dev a service must not start with missing, short or conflicting secrets, nor with a
-dev-only flag turned on. Every problem is collected so the operator sees all of them at once.
+One pydantic-settings model: each field names its environment variable (its alias) and
+type; the secrets come from `environ_source`. Outside dev a service must not start with
+missing, short or conflicting secrets, nor with a dev-only flag turned on. Every problem is
+collected so the operator sees all of them at once, as a `ConfigError` naming variables
+(never values); a pydantic ValidationError never reaches the operator.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from forge.config.environ_source import EnvironSource, Refused, storage_root_path
 from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
 from forge.config.keyring import HmacKeyring
-from forge.config.secrets import (
-    DEV_SECRETS_FILE,
-    MIN_SECRET_BYTES,
-    NATS_PASSWORD_VARS,
-    REQUIRED_SECRETS,
-    ROTATION_SUFFIXES,
-    load_dev_secrets,
-    read_secret,
-)
-from forge.content import PLANS, POLICIES, TEMPLATES, content_path
+from forge.config.secrets import NATS_PASSWORD_VARS
+from forge.content import content_path
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -30,6 +33,17 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
 _SIZE_BOUNDS = {"FORGE_MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
                 "FORGE_WS_MAX_MESSAGE_BYTES": (1024, 16 * 1024 * 1024)}
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+_PROBLEM = "forge_config"  # pydantic error type whose ctx["problems"] are operator text
+# The environment `Settings()` reads: load_settings' mapping while it runs, else os.environ.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("forge_settings_environ",
+                                                            default=None)
+
+
+def _default_content_path(name: str) -> Path:
+    """Default location of shipped content (`templates`, `policies`, `plans.yaml`): the
+    package data of `forge.content`, so an installed Forge finds it from any directory."""
+    return content_path(name)
 
 
 class ConfigError(Exception):
@@ -42,36 +56,201 @@ class ConfigError(Exception):
         super().__init__(f"configuration invalid (FORGE_ENV={env_label}):\n{lines}")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Validated configuration of one Forge installation."""
+def _problem(*problems: str) -> PydanticCustomError:
+    """A validation error carrying operator-facing problem lines verbatim."""
+    return PydanticCustomError(_PROBLEM, "{text}",
+                               {"text": "; ".join(problems), "problems": list(problems)})
 
-    env: ForgeEnv
-    storage_root: Path
-    db_url: str
-    sat: HmacKeyring
-    et: HmacKeyring
-    receipt: HmacKeyring
-    operator: HmacKeyring
-    nats_url: str = DEFAULT_NATS_URL
-    opa_url: str | None = None
-    opa_policy_hash: str | None = None
-    dev_allow_xplan: bool = False
-    allow_free_default: bool = False
-    billing_mode: str = "stub"
-    policies_dir: Path = field(default_factory=lambda: content_path(POLICIES))
-    templates_dir: Path = field(default_factory=lambda: content_path(TEMPLATES))
-    plans_file: Path = field(default_factory=lambda: content_path(PLANS))
-    entitlements_file: Path | None = None
-    runtime_prefix: str = "fg"
-    lab_uid_range: str = "300000-399999"
-    housekeeping_interval_s: float = 300.0
-    orchestrator_url: str = "http://127.0.0.1:8083"
-    scoreboard_url: str = "http://127.0.0.1:8086"
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    ws_max_message_bytes: int = DEFAULT_WS_MAX_MESSAGE_BYTES
-    nats_passwords: Mapping[str, HmacKeyring] = field(default_factory=dict)
-    warnings: tuple[str, ...] = field(default=())
+
+def _ring(value: object) -> object:
+    """Raise a ring's problems (collected by environ_source) as one validation error."""
+    if isinstance(value, Refused):
+        raise _problem(*value.problems)
+    return value
+
+
+Ring = Annotated[HmacKeyring, BeforeValidator(_ring)]
+NatsRings = Annotated[Mapping[str, HmacKeyring], BeforeValidator(_ring)]
+
+
+def _env_of(info: ValidationInfo) -> ForgeEnv | None:
+    env = info.data.get("env")
+    return env if isinstance(env, ForgeEnv) else None
+
+
+def _byte_count(var: str) -> Callable[[object], int]:
+    """A validator for a byte count within the bounds a service can work with."""
+    low, high = _SIZE_BOUNDS[var]
+
+    def check(raw: object) -> int:
+        text = str(raw).strip()
+        if not text.isdecimal() or not low <= int(text) <= high:
+            raise _problem(f"{var} must be a whole number of bytes from {low} to {high}")
+        return int(text)
+    return check
+
+
+def _http_url(var: str) -> Callable[[object], str | None]:
+    """A validator for an http(s) URL with a host, without a trailing `/`."""
+    def check(raw: object) -> str | None:
+        if raw is None:
+            return None
+        text = str(raw).strip().rstrip("/")
+        try:
+            parts = urlsplit(text)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            _ = parts.port  # a non-numeric port raises here
+        except ValueError:
+            valid = False
+        if not valid:
+            raise _problem(f"{var} must be an http:// or https:// URL with a host")
+        return text
+    return check
+
+
+def _nats_url(raw: object) -> str:
+    """NATS_URL: one or more comma-separated nats/tls/ws/wss server URLs."""
+    text = str(raw)
+    servers = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        valid = bool(servers) and all(
+            (parts := urlsplit(s if "://" in s else f"nats://{s}")).scheme in _NATS_SCHEMES
+            and bool(parts.hostname) and (parts.port or 0) >= 0 for s in servers)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise _problem("NATS_URL must list nats://, tls://, ws:// or wss:// server URLs "
+                       "(separated by commas)")
+    return text
+
+
+def _uid_range(raw: object) -> str:
+    """FORGE_LAB_UID_RANGE: FIRST-LAST, both ends inclusive, two uids at least."""
+    text = str(raw).strip()
+    low_text, _, high_text = (part.strip() for part in text.partition("-"))
+    if not (low_text.isdecimal() and high_text.isdecimal()
+            and 1000 <= int(low_text) < int(high_text) <= 2**31 - 2):
+        raise _problem("FORGE_LAB_UID_RANGE must look like FIRST-LAST with "
+                       "1000 <= FIRST < LAST < 2147483647, e.g. 300000-399999")
+    return text
+
+
+def _seconds(raw: object) -> float:
+    """FORGE_HOUSEKEEPING_INTERVAL_S: seconds between 1 and 86400."""
+    try:
+        value = float(str(raw))
+    except ValueError:
+        value = math.nan
+    if not 1.0 <= value <= 86400.0:
+        raise _problem("FORGE_HOUSEKEEPING_INTERVAL_S must be a number of seconds "
+                       "between 1 and 86400")
+    return value
+
+
+def _optional_path(raw: object) -> Path | None:
+    return Path(str(raw)) if raw else None
+
+
+def _var(name: str, default: Any = None, **kwargs: Any) -> Any:
+    """A field read from the environment variable `name`."""
+    return Field(default, validation_alias=name, **kwargs)
+
+
+class Settings(BaseSettings):
+    """Validated configuration of one Forge installation (build it with `load_settings`)."""
+
+    model_config = SettingsConfigDict(frozen=True, arbitrary_types_allowed=True,
+                                      validate_default=True, extra="forbid")
+
+    # Declared first: later validators apply the FORGE_ENV rules through `info.data`.
+    env: ForgeEnv = _var("FORGE_ENV", ForgeEnv.DEV.value)
+    storage_root: Annotated[Path, BeforeValidator(storage_root_path)] = _var(
+        "STORAGE_ROOT", "")
+    db_url: str = _var("FORGE_DB_URL", "", repr=False)
+    sat: Ring
+    et: Ring
+    receipt: Ring
+    operator: Ring
+    # URLs may carry credentials: kept out of repr, like db_url.
+    nats_url: Annotated[str, BeforeValidator(_nats_url)] = _var("NATS_URL", DEFAULT_NATS_URL,
+                                                                repr=False)
+    opa_url: Annotated[str | None, BeforeValidator(_http_url("OPA_URL"))] = _var(
+        "OPA_URL", repr=False)
+    opa_policy_hash: str | None = _var("OPA_POLICY_HASH")
+    dev_allow_xplan: bool = _var("DEV_ALLOW_XPLAN", "")
+    allow_free_default: bool = _var("ALLOW_FREE_DEFAULT", "")
+    billing_mode: str = _var("BILLING_MODE", "")
+    policies_dir: Path = _var("FORGE_POLICY_DIR", _default_content_path("policies"))
+    templates_dir: Path = _var("FORGE_TEMPLATE_DIR", _default_content_path("templates"))
+    plans_file: Path = _var("FORGE_PLANS_FILE", _default_content_path("plans.yaml"))
+    entitlements_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var(
+        "ENTITLEMENTS_FILE")
+    runtime_prefix: str = _var("FORGE_RUNTIME_PREFIX", "fg")
+    lab_uid_range: Annotated[str, BeforeValidator(_uid_range)] = _var(
+        "FORGE_LAB_UID_RANGE", "300000-399999")
+    housekeeping_interval_s: Annotated[float, BeforeValidator(_seconds)] = _var(
+        "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0)
+    orchestrator_url: Annotated[str, BeforeValidator(_http_url("ORCHESTRATOR_URL"))] = _var(
+        "ORCHESTRATOR_URL", "http://127.0.0.1:8083")
+    scoreboard_url: Annotated[str, BeforeValidator(_http_url("SCOREBOARD_URL"))] = _var(
+        "SCOREBOARD_URL", "http://127.0.0.1:8086")
+    max_body_bytes: Annotated[int, BeforeValidator(_byte_count("FORGE_MAX_BODY_BYTES"))] = _var(
+        "FORGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    ws_max_message_bytes: Annotated[
+        int, BeforeValidator(_byte_count("FORGE_WS_MAX_MESSAGE_BYTES"))] = _var(
+        "FORGE_WS_MAX_MESSAGE_BYTES", DEFAULT_WS_MAX_MESSAGE_BYTES)
+    nats_passwords: NatsRings = Field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments (by variable name) first, then the environment being loaded."""
+        environ = _ENVIRON.get()
+        return (init_settings,
+                EnvironSource(settings_cls, os.environ if environ is None else environ))
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _forge_env(cls, raw: object) -> ForgeEnv:
+        env = parse_forge_env(str(raw))
+        if env is None:
+            raise _problem(
+                f"FORGE_ENV has an unknown value; allowed: {', '.join(ALLOWED_ENV_VALUES)}")
+        return env
+
+    @field_validator("db_url", mode="before")
+    @classmethod
+    def _db_url(cls, raw: object, info: ValidationInfo) -> str:
+        root = info.data.get("storage_root")
+        return str(raw) if raw or root is None else f"sqlite:///{root / 'forge.db'}"
+
+    @field_validator("dev_allow_xplan", "allow_free_default", mode="before")
+    @classmethod
+    def _dev_only_flag(cls, raw: object, info: ValidationInfo) -> bool:
+        """Dev-only flags: allowed (when truthy) in dev, refused when truthy anywhere else."""
+        env = _env_of(info)
+        on = is_truthy(str(raw))
+        if on and env is not None and not env.is_dev:
+            flag = cls.model_fields[str(info.field_name)].validation_alias
+            raise _problem(f"{flag}=true is forbidden when FORGE_ENV={env.value} (dev only)")
+        return on
+
+    @field_validator("billing_mode", mode="before")
+    @classmethod
+    def _billing_mode(cls, raw: object, info: ValidationInfo) -> str:
+        """BILLING_MODE; `stub` (a fake, always-successful charge) exists only in dev."""
+        env = _env_of(info)
+        if env is None:
+            return str(raw).strip().lower()
+        mode = (str(raw) or ("stub" if env.is_dev else "disabled")).strip().lower()
+        if mode == "stub" and not env.is_dev:
+            raise _problem(f"BILLING_MODE=stub is forbidden when FORGE_ENV={env.value} (a fake "
+                           "charge; dev only): set BILLING_MODE=disabled or a real gateway")
+        return mode
 
     def secret_values(self) -> tuple[bytes, ...]:
         """Every secret value in force, for log redaction."""
@@ -94,178 +273,41 @@ class Settings:
         return ring.current.decode()
 
 
-def _path_setting(environ: Mapping[str, str], name: str, default: Path) -> Path:
-    raw = environ.get(name, "")
-    return Path(raw) if raw else default
-
-
-def _size(environ: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
-    """A byte count from the environment, within the bounds a service can work with."""
-    raw = (environ.get(name) or "").strip()
-    if not raw:
-        return default
-    low, high = _SIZE_BOUNDS[name]
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        problems.append(f"{name} must be a whole number of bytes from {low} to {high}")
-        return default
-    return int(raw)
-
-
-def _billing_mode(environ: Mapping[str, str], env: ForgeEnv, problems: list[str]) -> str:
-    """BILLING_MODE; `stub` (a fake, always-successful charge) exists only in dev."""
-    mode = (environ.get("BILLING_MODE") or ("stub" if env.is_dev else "disabled")).strip().lower()
-    if mode == "stub" and not env.is_dev:
-        problems.append(f"BILLING_MODE=stub is forbidden when FORGE_ENV={env.value} (a fake "
-                        "charge; dev only): set BILLING_MODE=disabled or a real gateway")
-    return mode
-
-
-def _url(environ: Mapping[str, str], name: str, default: str) -> str:
-    return (environ.get(name) or default).rstrip("/")
-
-
-def _read_keyrings(
-    environ: Mapping[str, str], env: ForgeEnv, storage_root: Path, problems: list[str]
-) -> tuple[dict[str, HmacKeyring], list[str]]:
-    values: dict[str, dict[str, bytes | None]] = {}
-    for name in REQUIRED_SECRETS:
-        values[name] = {}
-        for suffix in ROTATION_SUFFIXES:
-            var = name + suffix
-            read = read_secret(environ, var)
-            problems.extend(read.problems)
-            if read.value is not None and not env.is_dev and len(read.value) < MIN_SECRET_BYTES:
-                problems.append(f"{var} is shorter than {MIN_SECRET_BYTES} bytes")
-            values[name][suffix] = read.value
-    missing = [n for n in REQUIRED_SECRETS if values[n][""] is None]
-    warnings: list[str] = []
-    if missing and not env.is_dev:
-        problems.extend(
-            f"missing required secret {n} (set {n} or {n}_FILE)" for n in missing
-        )
-    elif missing:
-        dev = load_dev_secrets(storage_root)
-        for n in missing:
-            values[n][""] = dev[n].encode()
-        warnings.append(
-            "dev mode: using generated secrets for "
-            + ", ".join(missing)
-            + f" kept in {storage_root / DEV_SECRETS_FILE} (never use dev mode in production)"
-        )
-    rings = {
-        n: HmacKeyring(
-            name=n,
-            current=values[n][""] or b"",
-            previous=values[n]["_PREVIOUS"],
-            next=values[n]["_NEXT"],
-        )
-        for n in REQUIRED_SECRETS
-    }
-    return rings, warnings
-
-
-def _seconds(environ: Mapping[str, str], name: str, default: float,
-             problems: list[str]) -> float:
-    raw = environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 1.0 <= value <= 86400.0:
-        problems.append(f"{name} must be a number of seconds between 1 and 86400")
-        return default
-    return value
-def _read_nats_passwords(
-    environ: Mapping[str, str], env: ForgeEnv, storage_root: Path, problems: list[str]
-) -> tuple[dict[str, HmacKeyring], list[str]]:
-    """Each service's NATS password (+ _PREVIOUS/_NEXT for the server's rotation window).
-
-    Missing ones are generated in dev (kept with the dev secrets); outside dev they stay
-    empty here and the service that needs one refuses to start (`Settings.nats_password`).
-    """
-    values: dict[str, dict[str, bytes | None]] = {}
-    for identity, name in NATS_PASSWORD_VARS.items():
-        values[identity] = {}
-        for suffix in ROTATION_SUFFIXES:
-            read = read_secret(environ, name + suffix)
-            problems.extend(read.problems)
-            if read.value is not None and not env.is_dev and len(read.value) < MIN_SECRET_BYTES:
-                problems.append(f"{name + suffix} is shorter than {MIN_SECRET_BYTES} bytes")
-            values[identity][suffix] = read.value
-    warnings: list[str] = []
-    missing = [i for i in NATS_PASSWORD_VARS if values[i][""] is None]
-    if missing and env.is_dev:
-        names = tuple(NATS_PASSWORD_VARS[i] for i in missing)
-        dev = load_dev_secrets(storage_root, names)
-        for identity in missing:
-            values[identity][""] = dev[NATS_PASSWORD_VARS[identity]].encode()
-        warnings.append("dev mode: using generated NATS passwords for " + ", ".join(names)
-                        + f" kept in {storage_root / DEV_SECRETS_FILE}")
-    rings = {
-        identity: HmacKeyring(name=NATS_PASSWORD_VARS[identity], current=v[""] or b"",
-                              previous=v["_PREVIOUS"], next=v["_NEXT"])
-        for identity, v in values.items()
-    }
-    return rings, warnings
+def _problems(error: ValidationError) -> tuple[list[str], str | None]:
+    """Operator text of every error (naming the variable, never its value), and the
+    FORGE_ENV problem when there is one (it makes every other check meaningless)."""
+    fields = Settings.model_fields
+    problems: list[str] = []
+    env_problem: str | None = None
+    for item in error.errors(include_input=False):
+        ctx = item.get("ctx") or {}
+        key = str(item["loc"][0]) if item["loc"] else "?"
+        alias = fields[key].validation_alias if key in fields else None
+        var = alias if isinstance(alias, str) else key
+        if item["type"] == _PROBLEM:
+            found = list(ctx["problems"])
+        elif item["type"] in ("value_error", "assertion_error"):
+            found = [f"{var} is not valid"]  # an exception's text may quote the value
+        else:
+            found = [f"{var}: {item['msg']}"]  # pydantic's own messages never quote it
+        if var == "FORGE_ENV":
+            env_problem = found[0]
+        problems.extend(found)
+    return problems, env_problem
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment, or raise ConfigError naming every problem."""
     environ = os.environ if environ is None else environ
-    raw_env = environ.get("FORGE_ENV")
-    env = parse_forge_env(raw_env)
-    problems: list[str] = []
-    if env is None:
-        problems.append(
-            f"FORGE_ENV has an unknown value; allowed: {', '.join(ALLOWED_ENV_VALUES)}"
-        )
-        raise ConfigError(str(raw_env), problems)
-    if not env.is_dev:
-        problems.extend(
-            f"{flag}=true is forbidden when FORGE_ENV={env.value} (dev only)"
-            for flag in DEV_ONLY_FLAGS
-            if is_truthy(environ.get(flag))
-        )
-    billing_mode = _billing_mode(environ, env, problems)
-    max_body = _size(environ, "FORGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, problems)
-    ws_max = _size(environ, "FORGE_WS_MAX_MESSAGE_BYTES", DEFAULT_WS_MAX_MESSAGE_BYTES,
-                   problems)
-    storage_root = _path_setting(environ, "STORAGE_ROOT", Path("storage")).absolute()
-    rings, warnings = _read_keyrings(environ, env, storage_root, problems)
-    housekeeping_s = _seconds(environ, "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0, problems)
-    nats_rings, nats_warnings = _read_nats_passwords(environ, env, storage_root, problems)
-    if problems:
-        raise ConfigError(env.value, problems)
-    db_url = environ.get("FORGE_DB_URL") or f"sqlite:///{storage_root / 'forge.db'}"
-    return Settings(
-        env=env,
-        storage_root=storage_root,
-        db_url=db_url,
-        sat=rings["SAT_HMAC_SECRET"],
-        et=rings["ET_HMAC_SECRET"],
-        receipt=rings["RECEIPT_HMAC_SECRET"],
-        operator=rings["OPERATOR_TOKEN"],
-        nats_url=environ.get("NATS_URL") or DEFAULT_NATS_URL,
-        opa_url=environ.get("OPA_URL") or None,
-        opa_policy_hash=environ.get("OPA_POLICY_HASH") or None,
-        dev_allow_xplan=env.is_dev and is_truthy(environ.get("DEV_ALLOW_XPLAN")),
-        allow_free_default=env.is_dev and is_truthy(environ.get("ALLOW_FREE_DEFAULT")),
-        billing_mode=billing_mode,
-        policies_dir=_path_setting(environ, "FORGE_POLICY_DIR", content_path(POLICIES)),
-        templates_dir=_path_setting(environ, "FORGE_TEMPLATE_DIR", content_path(TEMPLATES)),
-        plans_file=_path_setting(environ, "FORGE_PLANS_FILE", content_path(PLANS)),
-        entitlements_file=Path(environ["ENTITLEMENTS_FILE"])
-        if environ.get("ENTITLEMENTS_FILE")
-        else None,
-        runtime_prefix=environ.get("FORGE_RUNTIME_PREFIX") or "fg",
-        lab_uid_range=environ.get("FORGE_LAB_UID_RANGE") or "300000-399999",
-        housekeeping_interval_s=housekeeping_s,
-        orchestrator_url=_url(environ, "ORCHESTRATOR_URL", "http://127.0.0.1:8083"),
-        scoreboard_url=_url(environ, "SCOREBOARD_URL", "http://127.0.0.1:8086"),
-        max_body_bytes=max_body,
-        ws_max_message_bytes=ws_max,
-        nats_passwords=nats_rings,
-        warnings=tuple(warnings + nats_warnings),
-    )
+    token = _ENVIRON.set(environ)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems, env_problem = _problems(exc)
+        raw_env = environ.get("FORGE_ENV")
+        if env_problem is not None:
+            raise ConfigError(str(raw_env), [env_problem]) from None
+        env = parse_forge_env(raw_env) or ForgeEnv.DEV
+        raise ConfigError(env.value, problems) from None
+    finally:
+        _ENVIRON.reset(token)

@@ -1,0 +1,204 @@
+"""What the typed settings model validates beyond the secrets: every bad value is a
+ConfigError line naming its variable (never its value), reported with all the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from forge.cli import config_check
+from forge.config import ConfigError, ForgeEnv, Settings, load_settings
+from forge.config.keyring import derive_kid
+
+REQUIRED = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET", "RECEIPT_HMAC_SECRET", "OPERATOR_TOKEN")
+
+
+def strong(name: str) -> str:
+    return f"{name.lower()}-value-that-is-long-enough-0123456789"
+
+
+def prod_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {"FORGE_ENV": "prod", "STORAGE_ROOT": str(tmp_path)}
+    env.update({n: strong(n) for n in REQUIRED})
+    env.update(extra)
+    return env
+
+
+def only_problem(environ: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ)
+    assert len(err.value.problems) == 1, err.value.problems
+    return err.value.problems[0]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "86401", "nan", "inf"])
+def test_housekeeping_interval_out_of_range_names_the_variable(tmp_path: Path,
+                                                               value: str) -> None:
+    assert only_problem(prod_env(tmp_path, FORGE_HOUSEKEEPING_INTERVAL_S=value)) == (
+        "FORGE_HOUSEKEEPING_INTERVAL_S must be a number of seconds between 1 and 86400")
+
+
+@pytest.mark.parametrize("value", ["http://127.0.0.1:4222", "nats://", "nats://h:port",
+                                   ",", "nats://secret-user:secret-pw@:4222"])
+def test_malformed_nats_url_names_the_variable_not_the_value(tmp_path: Path,
+                                                             value: str) -> None:
+    problem = only_problem(prod_env(tmp_path, NATS_URL=value))
+    assert problem.startswith("NATS_URL must list nats://")
+    assert "secret" not in problem
+
+
+def test_nats_url_accepts_a_server_list_and_bare_hosts(tmp_path: Path) -> None:
+    url = "nats://a.example:4222, tls://b.example:4222,c.example"
+    assert load_settings(prod_env(tmp_path, NATS_URL=url)).nats_url == url
+
+
+@pytest.mark.parametrize("var", ["ORCHESTRATOR_URL", "SCOREBOARD_URL", "OPA_URL"])
+@pytest.mark.parametrize("value", ["127.0.0.1:8083", "ftp://h", "http://", "http://h:port"])
+def test_malformed_http_urls_name_the_variable(tmp_path: Path, var: str, value: str) -> None:
+    assert only_problem(prod_env(tmp_path, **{var: value})) == (
+        f"{var} must be an http:// or https:// URL with a host")
+
+
+def test_urls_lose_their_trailing_slash(tmp_path: Path) -> None:
+    settings = load_settings(prod_env(tmp_path, ORCHESTRATOR_URL="http://orch:8083/",
+                                      SCOREBOARD_URL="https://board/", OPA_URL="http://opa/"))
+    assert settings.orchestrator_url == "http://orch:8083"
+    assert settings.scoreboard_url == "https://board"
+    assert settings.opa_url == "http://opa"
+
+
+@pytest.mark.parametrize("value", ["lots", "300000", "399999-300000", "10-20",
+                                   "300000-9999999999", "a-b", "3000\u00b2-5000"])
+def test_malformed_lab_uid_range_names_the_variable(tmp_path: Path, value: str) -> None:
+    assert only_problem(prod_env(tmp_path, FORGE_LAB_UID_RANGE=value)).startswith(
+        "FORGE_LAB_UID_RANGE must look like FIRST-LAST")
+
+
+@pytest.mark.parametrize("var", ["FORGE_MAX_BODY_BYTES", "FORGE_WS_MAX_MESSAGE_BYTES"])
+@pytest.mark.parametrize("value", ["1k", "1023", "99999999999", "-2048", "2048.0", "2048\u00b2"])
+def test_sizes_out_of_bounds_name_the_variable(tmp_path: Path, var: str, value: str) -> None:
+    assert only_problem(prod_env(tmp_path, **{var: value})).startswith(
+        f"{var} must be a whole number of bytes from 1024 to ")
+
+
+def test_defaults_and_empty_values(tmp_path: Path) -> None:
+    blank = {v: "" for v in ("NATS_URL", "OPA_URL", "FORGE_LAB_UID_RANGE", "BILLING_MODE",
+                             "FORGE_HOUSEKEEPING_INTERVAL_S", "FORGE_MAX_BODY_BYTES",
+                             "ENTITLEMENTS_FILE", "FORGE_DB_URL", "ORCHESTRATOR_URL")}
+    settings = load_settings(prod_env(tmp_path, **blank))
+    assert settings.nats_url == "nats://127.0.0.1:4222"
+    assert settings.opa_url is None and settings.entitlements_file is None
+    assert settings.lab_uid_range == "300000-399999"
+    assert settings.billing_mode == "disabled"  # stub (a fake charge) is dev's default only
+    assert settings.housekeeping_interval_s == 300.0
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.orchestrator_url == "http://127.0.0.1:8083"
+    assert settings.db_url == f"sqlite:///{tmp_path / 'forge.db'}"
+    assert load_settings({"STORAGE_ROOT": str(tmp_path)}).billing_mode == "stub"
+
+
+def test_values_are_typed(tmp_path: Path) -> None:
+    settings = load_settings(prod_env(
+        tmp_path, FORGE_HOUSEKEEPING_INTERVAL_S="2.5", FORGE_WS_MAX_MESSAGE_BYTES="4096",
+        ENTITLEMENTS_FILE="/etc/forge/entitlements.yaml", FORGE_TEMPLATE_DIR="/srv/t",
+        FORGE_POLICY_DIR="/srv/p", FORGE_PLANS_FILE="/srv/plans.yaml",
+        BILLING_MODE=" Disabled ", FORGE_DB_URL="sqlite:////srv/x.db"))
+    assert settings.housekeeping_interval_s == 2.5
+    assert settings.ws_max_message_bytes == 4096
+    assert settings.entitlements_file == Path("/etc/forge/entitlements.yaml")
+    assert (settings.templates_dir, settings.policies_dir, settings.plans_file) == (
+        Path("/srv/t"), Path("/srv/p"), Path("/srv/plans.yaml"))
+    assert settings.billing_mode == "disabled"
+    assert settings.db_url == "sqlite:////srv/x.db"
+
+
+def test_every_kind_of_problem_is_reported_together(tmp_path: Path) -> None:
+    env = {"FORGE_ENV": "staging", "STORAGE_ROOT": str(tmp_path), "NATS_URL": "http://x",
+           "FORGE_HOUSEKEEPING_INTERVAL_S": "soon", "FORGE_MAX_BODY_BYTES": "big",
+           "BILLING_MODE": "stub", "DEV_ALLOW_XPLAN": "1", "OPERATOR_TOKEN": "short"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    text = str(err.value)
+    assert text.startswith("configuration invalid (FORGE_ENV=staging):\n  - ")
+    for var in ("NATS_URL", "FORGE_HOUSEKEEPING_INTERVAL_S", "FORGE_MAX_BODY_BYTES",
+                "BILLING_MODE=stub", "DEV_ALLOW_XPLAN=true", "OPERATOR_TOKEN is shorter"):
+        assert sum(p.startswith(var) for p in err.value.problems) == 1, var
+    assert sum("missing required secret" in p for p in err.value.problems) == 3
+    assert "short" not in text.replace("is shorter than", "")
+    # pydantic's own wording and field names never reach the operator.
+    assert "validation error" not in text and "housekeeping_interval_s" not in text
+
+
+def test_unknown_forge_env_hides_the_other_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({"FORGE_ENV": "qa", "STORAGE_ROOT": str(tmp_path), "NATS_URL": "x://"})
+    assert err.value.env_label == "qa"
+    assert err.value.problems == [
+        "FORGE_ENV has an unknown value; allowed: dev, development, staging, prod, production"]
+
+
+def test_previous_and_next_from_files(tmp_path: Path) -> None:
+    old, new = strong("old-from-file"), strong("new-from-file")
+    (tmp_path / "prev").write_text(old + "\n")
+    (tmp_path / "next").write_text(new)
+    settings = load_settings(prod_env(tmp_path, RECEIPT_HMAC_SECRET_PREVIOUS_FILE=str(
+        tmp_path / "prev"), RECEIPT_HMAC_SECRET_NEXT_FILE=str(tmp_path / "next")))
+    assert settings.receipt.key_for(derive_kid(old.encode())) == old.encode()
+    assert settings.receipt.key_for(derive_kid(new.encode())) == new.encode()
+    assert settings.receipt.current == strong("RECEIPT_HMAC_SECRET").encode()
+
+
+def test_rotation_value_and_its_file_both_set(tmp_path: Path) -> None:
+    (tmp_path / "prev").write_text(strong("old"))
+    problems = []
+    with pytest.raises(ConfigError) as err:
+        load_settings(prod_env(tmp_path, SAT_HMAC_SECRET_PREVIOUS=strong("other"),
+                               SAT_HMAC_SECRET_PREVIOUS_FILE=str(tmp_path / "prev"),
+                               OPERATOR_TOKEN_NEXT_FILE=str(tmp_path)))
+    problems = err.value.problems
+    assert ("SAT_HMAC_SECRET_PREVIOUS and SAT_HMAC_SECRET_PREVIOUS_FILE are both set; "
+            "set only one") in problems
+    assert any(p.startswith("OPERATOR_TOKEN_NEXT_FILE: cannot read") for p in problems)
+    assert strong("other") not in str(err.value) and strong("old") not in str(err.value)
+
+
+def test_empty_secret_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\n")
+    env = prod_env(tmp_path, OPERATOR_TOKEN_FILE=str(tmp_path / "empty"))
+    del env["OPERATOR_TOKEN"]
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert f"OPERATOR_TOKEN_FILE: {tmp_path / 'empty'} is empty" in err.value.problems
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = load_settings(prod_env(tmp_path))
+    with pytest.raises(ValueError, match="frozen"):
+        settings.billing_mode = "stub"  # type: ignore[misc]
+
+
+def test_plain_construction_reads_the_process_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in prod_env(tmp_path, FORGE_LAB_UID_RANGE="5000-5999").items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.env is ForgeEnv.PROD and settings.lab_uid_range == "5000-5999"
+    assert load_settings().sat.current == strong("SAT_HMAC_SECRET").encode()
+
+
+def test_config_check_prints_the_model_problems(tmp_path: Path) -> None:
+    env = prod_env(tmp_path, NATS_URL="http://user:hunter2-password@h:1",
+                   FORGE_HOUSEKEEPING_INTERVAL_S="soon")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    config_check.register(app)
+    result = CliRunner().invoke(app, ["config", "check"], env=env)
+    assert result.exit_code == 1
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert "configuration invalid (FORGE_ENV=prod):" in output
+    assert "  - NATS_URL must list nats://" in output
+    assert "  - FORGE_HOUSEKEEPING_INTERVAL_S must be a number of seconds" in output
+    assert "hunter2" not in output and "Traceback" not in output
