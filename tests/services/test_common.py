@@ -13,9 +13,9 @@ from pydantic import BaseModel
 
 from forge.bus import NatsServer
 from forge.config import load_settings
+from forge.errors import ForgeError
 from forge.services.common.app import create_app, make_context
 from forge.services.common.auth import check_operator
-from forge.services.common.errors import ApiError
 from forge.services.common.logging import JsonFormatter, Redactor
 from forge.services.common.readiness import CheckFailed
 from forge.services.common.serving import ServiceName, build_service
@@ -109,8 +109,8 @@ def _app_with_routes(tmp_path: Path) -> FastAPI:
 
     @app.get("/conflict")
     async def conflict() -> None:
-        raise ApiError(409, "request_conflict", "request_id reused with a different body",
-                       [{"field": "track"}])
+        raise ForgeError("request_conflict", 409, "request_id reused with a different body",
+                         [{"field": "track"}])
 
     @app.get("/operator")
     async def operator(request: Request) -> dict[str, bool]:

@@ -15,6 +15,7 @@ from forge.store import Database, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.models import Base
 from forge.tokens import TokenReplayed
+from forge.tokens.replay import consume_once
 
 
 @pytest.fixture
@@ -64,10 +65,9 @@ def test_ping_fails_for_unreachable_database(tmp_path: Path) -> None:
 def test_replay_consumes_once(db: Database) -> None:
     store = SqlReplayStore(db)
     exp = datetime.now(UTC) + timedelta(minutes=5)
-    store.consume("jti-1", "SAT", exp)
-    with pytest.raises(TokenReplayed):
-        store.consume("jti-1", "SAT", exp)
-    store.consume("jti-2", "SAT", exp)
+    assert store.consume("jti-1", "SAT", exp) is True
+    assert store.consume("jti-1", "SAT", exp) is False
+    assert store.consume("jti-2", "SAT", exp) is True
 
 
 def test_replay_concurrent_consumers_exactly_one_wins(db: Database) -> None:
@@ -75,11 +75,7 @@ def test_replay_concurrent_consumers_exactly_one_wins(db: Database) -> None:
     exp = datetime.now(UTC) + timedelta(minutes=5)
 
     def attempt(_: int) -> bool:
-        try:
-            store.consume("contested", "SAT", exp)
-        except TokenReplayed:
-            return False
-        return True
+        return store.consume("contested", "SAT", exp)
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(attempt, range(32)))
@@ -89,9 +85,8 @@ def test_replay_concurrent_consumers_exactly_one_wins(db: Database) -> None:
 def test_replay_two_processes_share_one_file(db: Database) -> None:
     other = Database(db.url)  # a second engine = a second process' view of the same file
     exp = datetime.now(UTC) + timedelta(minutes=5)
-    SqlReplayStore(db).consume("shared", "SAT", exp)
-    with pytest.raises(TokenReplayed):
-        SqlReplayStore(other).consume("shared", "SAT", exp)
+    assert SqlReplayStore(db).consume("shared", "SAT", exp) is True
+    assert SqlReplayStore(other).consume("shared", "SAT", exp) is False
     other.dispose()
 
 
@@ -101,11 +96,30 @@ def test_replay_purge_expired(db: Database) -> None:
     store.consume("old", "SAT", now - timedelta(seconds=1))
     store.consume("live", "SAT", now + timedelta(minutes=5))
     assert store.purge_expired(now) == 1
-    store.consume("old", "SAT", now + timedelta(minutes=5))
-    with pytest.raises(TokenReplayed):
-        store.consume("live", "SAT", now + timedelta(minutes=5))
+    assert store.consume("old", "SAT", now + timedelta(minutes=5)) is True
+    assert store.consume("live", "SAT", now + timedelta(minutes=5)) is False
 
 
 def test_replay_refuses_empty_jti(db: Database) -> None:
-    with pytest.raises(TokenReplayed):
+    with pytest.raises(ValueError, match="jti"):
         SqlReplayStore(db).consume("", "SAT", datetime.now(UTC))
+    with pytest.raises(ValueError, match="jti"):
+        SqlReplayStore(db).consume("j" * 129, "SAT", datetime.now(UTC))
+
+
+def test_tokens_layer_turns_a_second_use_into_token_replayed(db: Database) -> None:
+    store = SqlReplayStore(db)
+    exp = datetime.now(UTC) + timedelta(minutes=5)
+    consume_once(store, "once", "ACC", exp)
+    with pytest.raises(TokenReplayed, match="ACC token was already used"):
+        consume_once(store, "once", "ACC", exp)
+    with pytest.raises(TokenReplayed, match="no usable jti"):
+        consume_once(store, "", "ACC", exp)
+
+
+def test_store_imports_nothing_of_tokens() -> None:
+    import grimp
+
+    graph = grimp.build_graph("forge")
+    assert not graph.chain_exists(importer="forge.store", imported="forge.tokens",
+                                  as_packages=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forge.config.settings import Settings
+from forge.errors import ForgeError
 from forge.identity.caller import SUBJECT_PROOFS
 from forge.identity.names import valid_id
 from forge.plans import PlanCatalog
@@ -15,8 +16,12 @@ from forge.tokens import RECEIPT, mint_token, verify_token
 MAX_RECEIPT_DAYS = 366
 
 
-class CheckoutError(ValueError):
-    """A checkout request is invalid; the message names the field."""
+class CheckoutError(ForgeError):
+    """A checkout or receipt request is refused; the message and `details` name the field."""
+
+
+def _invalid(field: str, message: str) -> CheckoutError:
+    return CheckoutError("checkout_refused", 400, f"{field}: {message}", [{"field": field}])
 
 
 @dataclass(frozen=True)
@@ -41,16 +46,16 @@ def issue_receipt(
     """Mint a receipt for `plan`; validates every field first. `subject_proof` records how
     the subject was established (see forge.identity.caller.SUBJECT_PROOFS)."""
     if subject_proof not in SUBJECT_PROOFS:
-        raise CheckoutError(f"subject_proof: one of {', '.join(SUBJECT_PROOFS)}")
+        raise _invalid("subject_proof", f"one of {', '.join(SUBJECT_PROOFS)}")
     if not valid_id(tenant_id):
-        raise CheckoutError("tenant_id: 1-128 chars of letters, digits and . _ @ : -")
+        raise _invalid("tenant_id", "1-128 chars of letters, digits and . _ @ : -")
     if subject is not None and not valid_id(subject):
-        raise CheckoutError("subject: 1-128 chars of letters, digits and . _ @ : -")
+        raise _invalid("subject", "1-128 chars of letters, digits and . _ @ : -")
     known = catalog.get(plan)
     if known is None:
-        raise CheckoutError(f"plan: unknown plan; allowed: {', '.join(catalog.names)}")
+        raise _invalid("plan", f"unknown plan; allowed: {', '.join(catalog.names)}")
     if not 1 <= days <= MAX_RECEIPT_DAYS:
-        raise CheckoutError(f"days: must be between 1 and {MAX_RECEIPT_DAYS}")
+        raise _invalid("days", f"must be between 1 and {MAX_RECEIPT_DAYS}")
     claims: dict[str, Any] = {
         "tenant_id": tenant_id,
         "plan": known.name,
@@ -72,7 +77,8 @@ def new_subject() -> str:
 def ensure_stub_billing(settings: Settings) -> None:
     """Refuse checkout unless BILLING_MODE=stub (which configuration allows only in dev)."""
     if settings.billing_mode != "stub":
-        raise CheckoutError(f"billing mode {settings.billing_mode!r} has no checkout here")
+        raise CheckoutError("checkout_unavailable", 403,
+                            f"billing mode {settings.billing_mode!r} has no checkout here")
 
 
 def stub_checkout(
@@ -83,7 +89,7 @@ def stub_checkout(
     (the signed-in buyer, proof "caller", or a learner just created for them, proof "new")."""
     ensure_stub_billing(settings)
     if subject_proof not in ("caller", "new"):
-        raise CheckoutError("subject: checkout names only the buyer or a new learner")
+        raise _invalid("subject", "checkout names only the buyer or a new learner")
     charge_id = f"ch_stub_{secrets.token_hex(10)}"
     return issue_receipt(settings, catalog, tenant_id=tenant_id, plan=plan, subject=subject,
                          days=days, charge_id=charge_id, subject_proof=subject_proof)

@@ -10,20 +10,15 @@ from typing import Any
 
 from forge.config.settings import Settings
 from forge.entitlements.grants import lookup_file_grant, lookup_grant
+from forge.errors import ForgeError
 from forge.identity.caller import Caller
 from forge.plans import Plan, PlanCatalog
 from forge.store.db import Database
 from forge.tokens import ET, RECEIPT, TokenError, mint_token_claims, verify_token
 
 
-class EntitlementError(Exception):
-    """No entitlement, or a bad one: carries the HTTP status and a stable code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class EntitlementError(ForgeError):
+    """No entitlement, or a bad one (a bad receipt, a plan that does not exist)."""
 
 
 @dataclass(frozen=True)
@@ -53,19 +48,19 @@ def verify_receipt(settings: Settings, token: str) -> dict[str, Any]:
     try:
         return verify_token(settings.receipt, RECEIPT, token)
     except TokenError as exc:
-        raise EntitlementError(401, "invalid_receipt", f"x-receipt-token: {exc}") from exc
+        raise EntitlementError("invalid_receipt", 401, f"x-receipt-token: {exc}") from exc
 
 
 def _from_receipt(caller: Caller, claims: Mapping[str, Any], catalog: PlanCatalog) -> Entitlement:
     if claims["tenant_id"] != caller.tenant_id:
-        raise EntitlementError(403, "receipt_tenant_mismatch",
+        raise EntitlementError("receipt_tenant_mismatch", 403,
                                "x-receipt-token: receipt belongs to another tenant")
     if claims.get("sub") and claims["sub"] != caller.subject:
-        raise EntitlementError(403, "receipt_subject_mismatch",
+        raise EntitlementError("receipt_subject_mismatch", 403,
                                "x-receipt-token: receipt belongs to another learner")
     plan = catalog.get(str(claims["plan"]))
     if plan is None:
-        raise EntitlementError(403, "unknown_plan", "x-receipt-token: receipt names no known plan")
+        raise EntitlementError("unknown_plan", 403, "x-receipt-token: receipt names no known plan")
     return Entitlement(caller.tenant_id, caller.subject, plan, "receipt",
                        int(claims["retention_days"]), str(claims["jti"]))
 
@@ -89,12 +84,12 @@ def resolve_entitlement(
     if plan_name is not None:
         plan = catalog.get(plan_name)
         if plan is None:
-            raise EntitlementError(403, "unknown_plan", "entitlement names no known plan")
+            raise EntitlementError("unknown_plan", 403, "entitlement names no known plan")
         return Entitlement(caller.tenant_id, caller.subject, plan, "store", plan.retention_days)
     if x_plan and settings.dev_allow_xplan:
         plan = catalog.get(x_plan)
         if plan is None:
-            raise EntitlementError(400, "unknown_plan",
+            raise EntitlementError("unknown_plan", 400,
                                    f"x-plan: unknown plan; allowed: {', '.join(catalog.names)}")
         return Entitlement(caller.tenant_id, caller.subject, plan, "x-plan", plan.retention_days)
     if settings.allow_free_default:
@@ -102,7 +97,7 @@ def resolve_entitlement(
         if plan is not None:
             return Entitlement(caller.tenant_id, caller.subject, plan, "free_default",
                                plan.retention_days)
-    raise EntitlementError(403, "entitlement_not_found",
+    raise EntitlementError("entitlement_not_found", 403,
                            "no entitlement: buy a plan (receipt) or ask your operator for a grant")
 
 

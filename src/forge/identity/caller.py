@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forge.config.settings import Settings
+from forge.errors import ForgeError
 from forge.identity.apikeys import verify_api_key
 from forge.identity.names import valid_id
 from forge.store.db import Database
@@ -20,13 +21,9 @@ SESSION_COOKIE = "forge_session"
 SUBJECT_PROOFS = ("caller", "new", "operator")
 
 
-class AuthError(Exception):
-    """The caller could not be identified (401); `code` is stable for clients."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AuthError(ForgeError):
+    """The caller could not be identified; callers that must not answer (a websocket) catch
+    this category, the services map it to HTTP like any ForgeError."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,7 @@ def resolve_caller(
     if presented_key is not None:
         record = verify_api_key(db, presented_key)
         if record is None:
-            raise AuthError("invalid_api_key", "API key is unknown or revoked")
+            raise AuthError("invalid_api_key", 401, "API key is unknown or revoked")
         return Caller(record.tenant_id, record.subject, "api_key")
     session = cookies.get(SESSION_COOKIE)
     if session:
@@ -103,11 +100,13 @@ def resolve_caller(
         subject, tenant = headers.get("x-client-id"), headers.get("x-tenant-id")
         if subject or tenant:
             if not valid_id(subject):
-                raise AuthError("invalid_client_id", "x-client-id: 1-128 chars of [A-Za-z0-9._@:-]")
+                raise AuthError("invalid_client_id", 401,
+                                "x-client-id: 1-128 chars of [A-Za-z0-9._@:-]")
             if not valid_id(tenant):
-                raise AuthError("invalid_tenant_id", "x-tenant-id: 1-128 chars of [A-Za-z0-9._@:-]")
+                raise AuthError("invalid_tenant_id", 401,
+                                "x-tenant-id: 1-128 chars of [A-Za-z0-9._@:-]")
             return Caller(str(tenant), str(subject), "dev_headers")
     raise AuthError(
-        "credentials_required",
+        "credentials_required", 401,
         "sign in: send an API key, a session cookie or a receipt naming the learner",
     )

@@ -1,4 +1,8 @@
-"""SQL replay store: the primary key on jti makes `consume` atomic across replicas."""
+"""SQL replay store: the primary key on jti makes `consume` atomic across replicas.
+
+The store reports what happened (first use or not); deciding that a second use is a replayed
+token, and saying so, is the tokens layer's job (`forge.tokens.replay.consume_once`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from forge.store.db import Database
 from forge.store.models import ReplayJti
-from forge.tokens.errors import TokenReplayed
+
+MAX_JTI_CHARS = 128
 
 
 class SqlReplayStore:
@@ -18,15 +23,17 @@ class SqlReplayStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def consume(self, jti: str, kind: str, expires_at: datetime) -> None:
-        """Insert the jti; a duplicate key means the token was already used."""
-        if not jti or len(jti) > 128:
-            raise TokenReplayed(f"{kind} token has no usable jti")
+    def consume(self, jti: str, kind: str, expires_at: datetime) -> bool:
+        """Insert the jti: True on its first use, False when it was already consumed (the
+        duplicate key). ValueError for a jti no token carries (empty or too long)."""
+        if not jti or len(jti) > MAX_JTI_CHARS:
+            raise ValueError(f"jti: 1-{MAX_JTI_CHARS} characters")
         try:
             with self._db.session() as sess:
                 sess.add(ReplayJti(jti=jti, kind=kind, expires_at=expires_at))
-        except IntegrityError as exc:
-            raise TokenReplayed(f"{kind} token was already used") from exc
+        except IntegrityError:
+            return False
+        return True
 
     def purge_expired(self, now: datetime) -> int:
         """Delete jtis past their expiry."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from forge.config.keyring import HmacKeyring
-from forge.services.common.errors import ApiError
+from forge.errors import ForgeError
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="forge-operator"'}
 
@@ -23,6 +23,6 @@ def check_operator(request: Request, ring: HmacKeyring) -> None:
     """Raise 401 unless the request carries a current, previous or next operator token."""
     token = bearer_token(request)
     if token is None:
-        raise ApiError(401, "unauthorized", "operator token required", headers=_CHALLENGE)
+        raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
     if not ring.matches(token):
-        raise ApiError(401, "unauthorized", "operator token not accepted", headers=_CHALLENGE)
+        raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)

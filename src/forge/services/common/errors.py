@@ -1,4 +1,8 @@
-"""The one error body shape of every Forge API: {"error", "message", "details"}."""
+"""The one error body shape of every Forge API: {"error", "message", "details"}.
+
+Every `forge.errors.ForgeError` raised in a route becomes that body with its own status
+(and headers) here, once; routes do not translate errors themselves.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from forge.errors import ForgeError
 
 log = logging.getLogger("forge.errors")
 
@@ -26,25 +32,6 @@ _STATUS_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An error meant for the caller: status, stable code, message naming the field or cause."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: list[Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or []
-        self.headers = headers
-
-
 def error_response(
     status: int,
     code: str,
@@ -57,8 +44,8 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+async def _forge_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ForgeError)
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
@@ -90,7 +77,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through the shared error shape; no stack trace reaches a caller."""
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ForgeError, _forge_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -22,6 +22,7 @@ from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed
+from forge.tokens.replay import consume_once
 
 log = logging.getLogger("forge.orchestrator.launch")
 POLICY_RETRY_S = 2.0
@@ -113,7 +114,7 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
             state.ctx.db, state.settings.storage_root, scenario_id,
             {"sat_consuming": str(sat["jti"])}, "consuming the spawn's SAT"))
     try:
-        await state.blocking(state.replay.consume, str(sat["jti"]), "SAT", expires)
+        await state.blocking(consume_once, state.replay, str(sat["jti"]), "SAT", expires)
     except TokenReplayed:
         if not ours:
             await _fail(state, scenario_id, "SAT was already used",

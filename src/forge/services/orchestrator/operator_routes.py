@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from forge.errors import ForgeError
 from forge.lifecycle.store import ScenarioNotFound
 from forge.services.common.auth import check_operator
-from forge.services.common.errors import ApiError
 from forge.services.common.openapi import errors
 from forge.services.orchestrator import operations
 from forge.services.orchestrator.routes import SCENARIO_ID, orch
@@ -32,11 +32,11 @@ async def _act(request: Request, scenario_id: str, body: ActionBody | None,
     state = orch(request)
     check_operator(request, state.settings.operator)
     if not SCENARIO_ID.match(scenario_id):
-        raise ApiError(404, "not_found", "scenario not found")
+        raise ForgeError("not_found", 404, "scenario not found")
     try:
         final = await action(state, scenario_id, (body or ActionBody()).reason)
     except ScenarioNotFound:
-        raise ApiError(404, "not_found", "scenario not found") from None
+        raise ForgeError("not_found", 404, "scenario not found") from None
     return {"scenario_id": scenario_id, "action": name, "state": final}
 
 

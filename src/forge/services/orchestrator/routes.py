@@ -12,13 +12,13 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from forge.audit.log import scenario_log
-from forge.identity.caller import AuthError, Caller, resolve_caller
+from forge.errors import ForgeError
+from forge.identity.caller import Caller, resolve_caller
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, history, load
 from forge.lifecycle.visibility import learner_view
 from forge.services.common.auth import bearer_token, check_operator
-from forge.services.common.errors import ApiError
 from forge.services.common.openapi import errors
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
@@ -46,16 +46,13 @@ def _is_operator(request: Request) -> bool:
 
 async def _caller(request: Request) -> Caller:
     state = orch(request)
-    try:
-        return await run_in_threadpool(resolve_caller, request.headers, request.cookies,
-                                       state.settings, state.ctx.db)
-    except AuthError as exc:
-        raise ApiError(401, exc.code, exc.message) from None
+    return await run_in_threadpool(resolve_caller, request.headers, request.cookies,
+                                   state.settings, state.ctx.db)
 
 
 async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario, bool]:
     """The scenario if the caller is an operator or its owner (else 404); and is-operator."""
-    missing = ApiError(404, "not_found", "scenario not found")
+    missing = ForgeError("not_found", 404, "scenario not found")
     if not SCENARIO_ID.match(scenario_id):
         raise missing
     operator = _is_operator(request)
@@ -131,7 +128,7 @@ async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
         final = await end_without_grading(orch(request), row.scenario_id, states.DELETED,
                                           "deleted on request")
     except IllegalTransition as exc:
-        raise ApiError(409, "illegal_transition", str(exc)) from None
+        raise ForgeError("illegal_transition", 409, str(exc)) from None
     return {"scenario_id": scenario_id, "state": final}
 
 
@@ -144,20 +141,20 @@ async def extend(
     row, _ = await visible_scenario(request, scenario_id)
     state = orch(request)
     if row.state != states.RUNNING or row.expires_at is None:
-        raise ApiError(409, "not_running", f"scenario is {row.state}")
+        raise ForgeError("not_running", 409, f"scenario is {row.state}")
     now = datetime.now(UTC)
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if expires - now > EXTEND_WINDOW:
-        raise ApiError(409, "too_early", "a lab can be extended only in its last 10 minutes",
-                       [{"field": "expires_at", "value": expires.isoformat()}])
+        raise ForgeError("too_early", 409, "a lab can be extended only in its last 10 minutes",
+                         [{"field": "expires_at", "value": expires.isoformat()}])
     plan = state.catalog.get(row.plan)
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     cap = created + timedelta(minutes=plan.max_lab_minutes if plan else 60)
     wanted = expires + timedelta(minutes=(body or ExtendBody()).minutes)
     new_deadline = min(wanted, cap)
     if new_deadline <= expires:
-        raise ApiError(409, "lifetime_cap", "the lab has reached its plan's maximum lifetime",
-                       [{"field": "minutes", "cap": cap.isoformat()}])
+        raise ForgeError("lifetime_cap", 409, "the lab has reached its plan's maximum lifetime",
+                         [{"field": "minutes", "cap": cap.isoformat()}])
 
     await run_in_threadpool(_extend_row, state, scenario_id, new_deadline)
     return {"scenario_id": scenario_id, "expires_at": new_deadline.isoformat(),
@@ -169,7 +166,7 @@ def _extend_row(state: OrchestratorState, scenario_id: str, deadline: datetime) 
     with state.ctx.db.session() as sess:
         row = sess.get(Scenario, scenario_id)
         if row is None or row.state != states.RUNNING:
-            raise ApiError(409, "not_running", "scenario is no longer running")
+            raise ForgeError("not_running", 409, "scenario is no longer running")
         row.expires_at, row.updated_at = deadline, datetime.now(UTC)
     scenario_log(state.settings.storage_root, scenario_id).append(
         "scenario.extended", {"expires_at": deadline.isoformat()})
@@ -181,11 +178,11 @@ async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     """Operator: grade and finish a running lab now (idempotent)."""
     check_operator(request, orch(request).settings.operator)
     if not SCENARIO_ID.match(scenario_id):
-        raise ApiError(404, "not_found", "scenario not found")
+        raise ForgeError("not_found", 404, "scenario not found")
     try:
         final = await complete(orch(request), scenario_id, "operator")
     except ScenarioNotFound:
-        raise ApiError(404, "not_found", "scenario not found") from None
+        raise ForgeError("not_found", 404, "scenario not found") from None
     except IllegalTransition as exc:
-        raise ApiError(409, "illegal_transition", str(exc)) from None
+        raise ForgeError("illegal_transition", 409, str(exc)) from None
     return {"scenario_id": scenario_id, "state": final}

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from forge.identity.caller import AuthError, Caller, resolve_caller
+from forge.errors import ForgeError
+from forge.identity.caller import Caller, resolve_caller
 from forge.services.common.auth import bearer_token
-from forge.services.common.errors import ApiError
 from forge.services.scoreboard.state import ScoreboardState
 from forge_verify.score import SCENARIO_ID_RE
 
-NOT_FOUND = ApiError(404, "not_found", "score not found")
+NOT_FOUND = ForgeError("not_found", 404, "score not found")
 
 
 def scoreboard_state(request: Request) -> ScoreboardState:
@@ -44,11 +44,8 @@ async def current_reader(request: Request) -> Reader:
     token = bearer_token(request)
     if token is not None and state.settings.operator.matches(token):
         return Reader(operator=True)
-    try:
-        caller = await run_in_threadpool(resolve_caller, request.headers, request.cookies,
-                                         state.settings, state.ctx.db)
-    except AuthError as exc:
-        raise ApiError(401, exc.code, exc.message) from None
+    caller = await run_in_threadpool(resolve_caller, request.headers, request.cookies,
+                                     state.settings, state.ctx.db)
     return Reader(operator=False, caller=caller)
 
 

@@ -10,10 +10,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from forge.errors import ForgeError
 from forge.evidence.artifacts import PUB_NAME, SIG_NAME, read_results
 from forge.identity.names import valid_id
 from forge.services.common.auth import check_operator
-from forge.services.common.errors import ApiError
 from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import (
     NOT_FOUND,
@@ -84,11 +84,11 @@ async def get_artifact(scenario_id: str, name: str, request: Request,
                        reader: ReaderDep) -> Response:
     """One of the four result files, byte for byte (owner or operator only)."""
     if name not in ARTIFACT_TYPES:
-        raise ApiError(404, "not_found", "artifact not found",
-                       [{"field": "name", "allowed": sorted(ARTIFACT_TYPES)}])
+        raise ForgeError("not_found", 404, "artifact not found",
+                         [{"field": "name", "allowed": sorted(ARTIFACT_TYPES)}])
     files = await run_in_threadpool(_owned_results, request, reader, scenario_id)
     if name not in files:
-        raise ApiError(404, "not_found", "artifact not found")
+        raise ForgeError("not_found", 404, "artifact not found")
     return Response(files[name], media_type=ARTIFACT_TYPES[name],
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "Cache-Control": "private, no-store",
@@ -107,9 +107,9 @@ async def leaderboard(
     """Best score per subject and stats of the caller's tenant only."""
     if reader.operator:
         if not valid_id(tenant_id):
-            raise ApiError(400, "tenant_required",
-                           "tenant_id: required (a valid tenant id) with the operator token",
-                           [{"field": "tenant_id", "problem": "required"}])
+            raise ForgeError("tenant_required", 400,
+                             "tenant_id: required (a valid tenant id) with the operator token",
+                             [{"field": "tenant_id", "problem": "required"}])
         tenant = str(tenant_id)
     else:
         assert reader.caller is not None
@@ -159,7 +159,7 @@ async def reprocess_events(body: ReprocessRequest, request: Request) -> dict[str
     outcomes = await reprocess(state.scorer, state.ctx.db, state.publish_finalized,
                                event_id=body.id, all_failed=body.all)
     if body.id is not None and outcomes[0].status == "not_found":
-        raise ApiError(404, "not_found", f"failed event {body.id} not found")
+        raise ForgeError("not_found", 404, f"failed event {body.id} not found")
     return {"results": [o.as_dict() for o in outcomes],
             "reprocessed": sum(1 for o in outcomes if o.ok),
             "failed": sum(1 for o in outcomes if not o.ok)}
@@ -171,7 +171,7 @@ async def restart_subscriber(request: Request) -> dict[str, Any]:
     """The runbook's "restart NATS subscriber" for the completion consumer."""
     consumer = scoreboard_state(request).consumer
     if consumer is None:
-        raise ApiError(503, "unavailable", "completion subscriber is not configured")
+        raise ForgeError("unavailable", 503, "completion subscriber is not configured")
     connected = await consumer.restart()
     return {"restarted": {consumer.durable: connected}, "connected": connected,
             "status": dict(consumer.status())}

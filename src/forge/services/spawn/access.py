@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from forge.errors import ForgeError
 from forge.identity.caller import SESSION_COOKIE, caller_from_session
-from forge.services.common.errors import ApiError
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.routes import SCENARIO_ID
-from forge.tokens import ACCESS, SESSION, TokenError, mint_token, verify_token
+from forge.tokens import ACCESS, SESSION, TokenError, TokenReplayed, mint_token, verify_token
+from forge.tokens.replay import consume_once
 
 router = APIRouter(tags=["access"])
 SESSION_TTL_S = 8 * 3600
@@ -32,18 +33,19 @@ async def exchange(scenario_id: str, request: Request,
     """Verify the access token once, set the session cookie, redirect to the lab page."""
     state = spawn_state(request)
     if not SCENARIO_ID.match(scenario_id):
-        raise ApiError(404, "not_found", "scenario not found")
+        raise ForgeError("not_found", 404, "scenario not found")
     try:
         claims = verify_token(state.settings.sat, ACCESS, token)
     except TokenError as exc:
-        raise ApiError(401, exc.code, f"token: {exc}") from None
+        raise ForgeError(exc.code, 401, f"token: {exc}") from None
     if claims["scenario_id"] != scenario_id:
-        raise ApiError(401, "token_mismatch", "token: access token is for another scenario")
+        raise ForgeError("token_mismatch", 401, "token: access token is for another scenario")
     expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
     try:
-        await run_in_threadpool(state.replay.consume, str(claims["jti"]), "ACC", expires)
-    except TokenError:
-        raise ApiError(401, "token_replayed", "token: this access link was already used") from None
+        await run_in_threadpool(consume_once, state.replay, str(claims["jti"]), "ACC", expires)
+    except TokenReplayed:
+        raise ForgeError("token_replayed", 401,
+                         "token: this access link was already used") from None
     response = RedirectResponse(f"/lab/{scenario_id}", status_code=303)
     existing = request.cookies.get(SESSION_COOKIE)
     current = caller_from_session(state.settings, existing) if existing else None

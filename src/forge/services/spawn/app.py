@@ -12,6 +12,7 @@ from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.bus import bus_credentials
 from forge.services.common.housekeeping import Housekeeping
+from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.openapi import document_enums
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
@@ -64,7 +65,8 @@ def build_app(settings: Settings) -> FastAPI:
     ctx.readiness.add("plans", lambda: f"{len(state.catalog.names)} plans, tracks "
                       + ", ".join(state.known_tracks))
     ctx.readiness.add("nats", lambda: _nats_check(state))
-    ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings))
+    http = SharedHttpClient()  # the app's one outgoing client: web backend and peer checks
+    ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings, http.client))
 
     housekeeping = Housekeeping(ctx, {
         "idempotency_records": lambda now: idempotency.purge(ctx.db, now),
@@ -90,6 +92,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     ctx.startup.append(start_bus)
     ctx.shutdown.append(stop_bus)
+    ctx.shutdown.append(http.close)
     app = create_app(ctx)
     app.state.spawn = state
     app.state.housekeeping = housekeeping
@@ -98,7 +101,8 @@ def build_app(settings: Settings) -> FastAPI:
                          ("CheckoutBody", "plan"): list(state.catalog.names)})
     app.include_router(access.router)
     app.include_router(terminal.router)
-    install_web(app, settings)  # learner and operator pages (forge.services.spawn.web)
+    install_web(app, settings, http)  # learner and operator pages (forge.services.spawn.web)
     add_subscriber_routes(app, settings.operator,
                           lambda: [state.lifecycle] if state.lifecycle else [])
+    app.state.http = http
     return app

@@ -12,16 +12,18 @@ from forge.config.settings import Settings
 from forge.services.common.readiness import CheckFailed
 
 SIGNED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
+PEER_TIMEOUT_S = 1.5
 
 
-async def peer_keys_check(settings: Settings) -> str:
-    """Fail when the orchestrator does not accept spawn_service's current SAT/ET keys."""
+async def peer_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
+    """Fail when the orchestrator does not accept spawn_service's current SAT/ET keys
+    (asked over the app's shared `client`)."""
     rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
     # The key ids are readiness detail, shown only to the operator token.
     auth = {"Authorization": "Bearer " + settings.operator.current.decode()}
     try:
-        async with httpx.AsyncClient(timeout=1.5) as client:
-            resp = await client.get(f"{settings.orchestrator_url}/readyz", headers=auth)
+        resp = await client.get(f"{settings.orchestrator_url}/readyz", headers=auth,
+                                timeout=PEER_TIMEOUT_S)
         if resp.status_code == 401:
             return ("the orchestrator does not accept this service's OPERATOR_TOKEN; "
                     "key agreement not checked")

@@ -10,13 +10,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from forge.billing.receipts import CheckoutError, ensure_stub_billing, new_subject, stub_checkout
+from forge.billing.receipts import ensure_stub_billing, new_subject, stub_checkout
 from forge.bus import BusUnavailable
 from forge.bus.subjects import SCENARIO_SUBMIT
-from forge.entitlements.resolve import Entitlement, EntitlementError, resolve_entitlement
-from forge.identity.caller import Caller
+from forge.entitlements.resolve import Entitlement, resolve_entitlement
+from forge.errors import ForgeError
+from forge.identity.caller import AuthError, Caller
 from forge.lifecycle.visibility import learner_view
-from forge.services.common.errors import ApiError
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import (
     current_caller,
@@ -53,8 +53,8 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
     request_id = check_request_id(body.request_id or request.headers.get("x-request-id"))
     if body.track not in state.known_tracks:
         allowed = ", ".join(state.known_tracks)
-        raise ApiError(400, "unknown_track", f"track: unknown track; allowed: {allowed}",
-                       [{"field": "track", "allowed": list(state.known_tracks)}])
+        raise ForgeError("unknown_track", 400, f"track: unknown track; allowed: {allowed}",
+                         [{"field": "track", "allowed": list(state.known_tracks)}])
     receipt = receipt_claims(request)
 
     def identify() -> tuple[Caller, Entitlement]:
@@ -65,16 +65,13 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
             entitlements_file=state.entitlements_file,
         )
 
-    try:
-        caller, ent = await run_in_threadpool(identify)  # one thread hop for both reads
-    except EntitlementError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    caller, ent = await run_in_threadpool(identify)  # one thread hop for both reads
     if body.track not in ent.plan.tracks:
         await audit_decision(state, caller, ent, "spawn_denied", {"reason": "track_not_in_plan",
                                                          "track": body.track})
-        raise ApiError(403, "track_not_in_plan",
-                       f"track: plan {ent.plan.name} allows {', '.join(ent.plan.tracks)}",
-                       [{"field": "track", "plan": ent.plan.name}])
+        raise ForgeError("track_not_in_plan", 403,
+                         f"track: plan {ent.plan.name} allows {', '.join(ent.plan.tracks)}",
+                         [{"field": "track", "plan": ent.plan.name}])
     answer = await spawn(state, caller=caller, ent=ent, track=body.track,
                          request_id=request_id, base_url=str(request.base_url))
     return JSONResponse(answer.body, status_code=answer.status)
@@ -99,7 +96,7 @@ def _scenario_view(row: Scenario) -> dict[str, Any]:
 async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
     """The caller's own scenario; 404 for a bad id or anyone else's (no existence oracle)."""
     caller = await current_caller(request)
-    missing = ApiError(404, "not_found", "scenario not found")
+    missing = ForgeError("not_found", 404, "scenario not found")
     if not SCENARIO_ID.match(scenario_id) or not caller.may_see(scenario_id):
         raise missing
     db = spawn_state(request).ctx.db
@@ -129,23 +126,17 @@ async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     """Ask the orchestrator to grade the lab and finish it."""
     row = await owned_scenario(request, scenario_id)
     if row.state != "running":
-        raise ApiError(409, "not_running", f"scenario is {row.state}; only a running lab "
-                       "can be submitted")
+        raise ForgeError("not_running", 409, f"scenario is {row.state}; only a running lab "
+                         "can be submitted")
     event = {"scenario_id": scenario_id, "tenant_id": row.tenant_id, "subject": row.subject,
              "reason": "submitted"}
     try:
         await spawn_state(request).publisher.publish(SCENARIO_SUBMIT, event,
                                                      msg_id=f"submit-{scenario_id}")
     except BusUnavailable:
-        raise ApiError(503, "bus_unavailable", "the event bus is unreachable; retry",
-                       headers={"Retry-After": "5"}) from None
+        raise ForgeError("bus_unavailable", 503, "the event bus is unreachable; retry",
+                         headers={"Retry-After": "5"}) from None
     return {"scenario_id": scenario_id, "status": "grading_requested"}
-
-
-def _checkout_refused(exc: CheckoutError) -> ApiError:
-    status = 400 if "billing mode" not in str(exc) else 403
-    field = str(exc).split(":", 1)[0]
-    return ApiError(status, "checkout_refused", str(exc), [{"field": field}])
 
 
 async def _buyer(request: Request) -> Caller | None:
@@ -153,7 +144,7 @@ async def _buyer(request: Request) -> Caller | None:
     Dev-only headers prove nothing and do not count: a receipt outlives the request."""
     try:
         caller = await current_caller(request, receipt_claims(request))
-    except ApiError as exc:
+    except AuthError as exc:
         if exc.code == "credentials_required":
             return None
         raise
@@ -165,20 +156,20 @@ def _receipt_owner(body: CheckoutBody, buyer: Caller | None) -> tuple[str, str, 
     Never a learner named by an unauthenticated body (that would mint their identity)."""
     if buyer is None:
         if body.subject is not None:
-            raise ApiError(401, "credentials_required",
-                           "subject: sign in as this learner to buy for them; without signing "
-                           "in, leave subject out and checkout creates a new learner",
-                           [{"field": "subject"}])
+            raise ForgeError("credentials_required", 401,
+                             "subject: sign in as this learner to buy for them; without signing "
+                             "in, leave subject out and checkout creates a new learner",
+                             [{"field": "subject"}])
         if body.tenant_id is None:
-            raise ApiError(400, "checkout_refused", "tenant_id: required when not signed in",
-                           [{"field": "tenant_id"}])
+            raise ForgeError("checkout_refused", 400, "tenant_id: required when not signed in",
+                             [{"field": "tenant_id"}])
         return body.tenant_id, new_subject(), "new"
     for name, mine in (("tenant_id", buyer.tenant_id), ("subject", buyer.subject)):
         given = getattr(body, name)
         if given is not None and given != mine:
-            raise ApiError(403, "not_the_buyer",
-                           f"{name}: a receipt can only name the signed-in learner",
-                           [{"field": name}])
+            raise ForgeError("not_the_buyer", 403,
+                             f"{name}: a receipt can only name the signed-in learner",
+                             [{"field": name}])
     return buyer.tenant_id, buyer.subject, "caller"
 
 
@@ -188,17 +179,10 @@ async def checkout(body: CheckoutBody, request: Request) -> dict[str, Any]:
     """BILLING_MODE=stub: fake charge, then a receipt for the signed-in learner, or for a new
     learner created here when the buyer is not signed in (`new_subject` says which)."""
     state = spawn_state(request)
-    try:
-        ensure_stub_billing(state.settings)
-    except CheckoutError as exc:
-        raise _checkout_refused(exc) from None
+    ensure_stub_billing(state.settings)
     tenant, subject, proof = _receipt_owner(body, await _buyer(request))
-    try:
-        receipt = stub_checkout(state.settings, state.catalog, tenant_id=tenant,
-                                plan=body.plan, subject=subject, subject_proof=proof,
-                                days=body.days)
-    except CheckoutError as exc:
-        raise _checkout_refused(exc) from None
+    receipt = stub_checkout(state.settings, state.catalog, tenant_id=tenant, plan=body.plan,
+                            subject=subject, subject_proof=proof, days=body.days)
     claims = receipt.claims
     return {"receipt": receipt.token, "plan": claims["plan"], "tenant_id": claims["tenant_id"],
             "subject": claims.get("sub"), "new_subject": proof == "new",

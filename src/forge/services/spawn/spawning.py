@@ -15,13 +15,13 @@ from forge.billing import ledger
 from forge.bus import BusUnavailable
 from forge.bus.subjects import SPAWN_REQUESTED
 from forge.entitlements.resolve import Entitlement, mint_et
+from forge.errors import ForgeError
 from forge.faults import crash_point
 from forge.identity.caller import Caller
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import move
 from forge.quotas.limiter import QuotaExceeded, Taken, give_back, release, take
-from forge.services.common.errors import ApiError
 from forge.services.spawn.state import SpawnState
 from forge.store import idempotency
 from forge.store.models import Scenario, ScenarioTransition
@@ -52,9 +52,9 @@ def check_request_id(value: str | None) -> str:
     if value is None:
         return "req-" + secrets.token_hex(12)
     if not REQUEST_ID.match(value):
-        raise ApiError(400, "invalid_request_id",
-                       "request_id: 8-64 characters of A-Z a-z 0-9 . _ -",
-                       [{"field": "request_id"}])
+        raise ForgeError("invalid_request_id", 400,
+                         "request_id: 8-64 characters of A-Z a-z 0-9 . _ -",
+                         [{"field": "request_id"}])
     return value
 
 
@@ -68,15 +68,15 @@ class StalePending(Exception):
 
 def _replay(record: idempotency.Stored, digest: str, now: datetime) -> SpawnAnswer:
     if record.fingerprint != digest:
-        raise ApiError(409, "request_id_conflict",
-                       "request_id was already used for a different request",
-                       [{"field": "request_id"}])
+        raise ForgeError("request_id_conflict", 409,
+                         "request_id was already used for a different request",
+                         [{"field": "request_id"}])
     if record.stale(now):
         raise StalePending()
     if record.status_code == idempotency.PENDING:
-        raise ApiError(409, "request_in_progress",
-                       "a request with this request_id is still being processed; retry",
-                       headers={"Retry-After": "1"})
+        raise ForgeError("request_in_progress", 409,
+                         "a request with this request_id is still being processed; retry",
+                         headers={"Retry-After": "1"})
     return SpawnAnswer(200, dict(record.response))
 
 
@@ -187,15 +187,15 @@ async def spawn(
                 return await _answer(state, caller, request_id, resumed[0], base_url, 200)
             reserved = await state.ctx.db.write(reserve)
     except StalePending:
-        raise ApiError(409, "request_in_progress",
-                       "a request with this request_id is still being processed; retry",
-                       headers={"Retry-After": "1"}) from None
+        raise ForgeError("request_in_progress", 409,
+                         "a request with this request_id is still being processed; retry",
+                         headers={"Retry-After": "1"}) from None
     except QuotaExceeded as exc:
         await audit_decision(state, caller, ent, "spawn_denied",
                              {"reason": str(exc), "track": track})
-        raise ApiError(429, "quota_exceeded", str(exc),
-                       [{"kind": exc.kind, "scope": exc.scope, "limit": exc.limit}],
-                       headers={"Retry-After": str(exc.retry_after)}) from None
+        raise ForgeError("quota_exceeded", 429, str(exc),
+                         [{"kind": exc.kind, "scope": exc.scope, "limit": exc.limit}],
+                         headers={"Retry-After": str(exc.retry_after)}) from None
     if isinstance(reserved, SpawnAnswer):
         return reserved
     crash_point("spawn.recorded")
@@ -209,9 +209,9 @@ async def spawn(
         await state.publisher.publish(SPAWN_REQUESTED, event, msg_id=f"spawn-{scenario_id}")
     except BusUnavailable:
         await state.ctx.db.write(_undo, state, reserved, request_id)
-        raise ApiError(503, "bus_unavailable",
-                       "the event bus is unreachable; nothing was charged or recorded; retry",
-                       headers={"Retry-After": "5"}) from None
+        raise ForgeError("bus_unavailable", 503,
+                         "the event bus is unreachable; nothing was charged or recorded; retry",
+                         headers={"Retry-After": "5"}) from None
     except BaseException:
         await state.ctx.db.write(_undo, state, reserved, request_id)
         raise

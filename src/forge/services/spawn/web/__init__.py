@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from forge.config.settings import Settings
+from forge.services.common.http_client import SharedHttpClient
 from forge.services.spawn.web import learner, ops
 from forge.services.spawn.web.backend import Backend
 from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE
@@ -15,11 +16,13 @@ from forge.templates.registry import TemplateRegistry
 __all__ = ["install"]
 
 
-def install(app: FastAPI, settings: Settings, templates: TemplateRegistry | None = None) -> None:
-    """Add the pages, the static files and the web state to spawn_service's app."""
+def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
+            templates: TemplateRegistry | None = None) -> None:
+    """Add the pages, the static files and the web state to spawn_service's app; calls to
+    the other services go through the app's shared client `http` (the app closes it)."""
     registry = templates if templates is not None else TemplateRegistry.load(
         settings.templates_dir)
-    app.state.forge_web = WebState(templates=registry, backend=Backend(settings))
+    app.state.forge_web = WebState(templates=registry, backend=Backend(settings, http))
     app.include_router(learner.router)
     app.include_router(ops.router)
     app.mount("/static", StaticFiles(packages=[(WEB_PACKAGE, STATIC_DIR)]), name="static")

@@ -2,35 +2,41 @@
 
 The browser only talks to spawn_service; the pages it needs from the other services are
 fetched here with the operator token, after the web layer has checked who may see what.
+Every call goes through the app's one shared HTTP client (pooled connections, closed at
+shutdown), never a client of its own.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from forge.config.settings import Settings
+from forge.errors import ForgeError
+from forge.services.common.http_client import SharedHttpClient
 
 TIMEOUT_S = 10.0
+_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-class BackendError(Exception):
-    """A service could not be reached or answered with an error; `status` is its HTTP code."""
+class BackendError(ForgeError):
+    """A service could not be reached (502) or refused the call (its 4xx, or 502 for its
+    5xx); the message starts with the service's name."""
 
-    def __init__(self, service: str, status: int, message: str) -> None:
-        super().__init__(f"{service}: {message}")
+    def __init__(self, service: str, code: str, status: int, message: str) -> None:
+        super().__init__(code, status, f"{service}: {message}")
         self.service = service
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
 class Backend:
-    """HTTP client settings for the internal services."""
+    """Calls to the internal services over the app's shared HTTP client."""
 
     settings: Settings
+    http: SharedHttpClient
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self.settings.operator.current.decode()}
@@ -38,12 +44,16 @@ class Backend:
     async def _call(self, service: str, base: str, method: str, path: str,
                     **kwargs: Any) -> httpx.Response:
         try:
-            async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S) as client:
-                resp = await client.request(method, path, headers=self._headers(), **kwargs)
+            resp = await self.http.client.request(method, _url(base, path),
+                                                  headers=self._headers(), timeout=TIMEOUT_S,
+                                                  **kwargs)
         except httpx.HTTPError as exc:
-            raise BackendError(service, 503, f"unreachable ({type(exc).__name__})") from None
+            raise BackendError(service, "backend_unreachable", 502,
+                               f"unreachable ({type(exc).__name__})") from None
         if resp.status_code >= 400:
-            raise BackendError(service, resp.status_code, _message(resp))
+            status = resp.status_code if resp.status_code < 500 else 502
+            code, message = _refusal(resp)
+            raise BackendError(service, code, status, message)
         return resp
 
     async def orchestrator(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -67,9 +77,9 @@ class Backend:
         base = {"orchestrator": self.settings.orchestrator_url,
                 "scoreboard": self.settings.scoreboard_url}[service]
         try:
-            async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S) as client:
-                # The operator token: without it /readyz names failed checks but no detail.
-                resp = await client.get("/readyz", headers=self._headers())
+            # The operator token: without it /readyz names failed checks but no detail.
+            resp = await self.http.client.get(_url(base, "/readyz"), headers=self._headers(),
+                                              timeout=TIMEOUT_S)
             body = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             return {"status": "unreachable", "checks": {
@@ -77,11 +87,20 @@ class Backend:
         return body if isinstance(body, dict) else {"status": "unknown", "checks": {}}
 
 
-def _message(resp: httpx.Response) -> str:
+def _url(base: str, path: str) -> str:
+    return base.rstrip("/") + path
+
+
+def _refusal(resp: httpx.Response) -> tuple[str, str]:
+    """The service's error code and message from its error body, else generic ones."""
     try:
         body = resp.json()
     except ValueError:
-        return f"HTTP {resp.status_code}"
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])[:300]
-    return f"HTTP {resp.status_code}"
+        body = None
+    code, message = "backend_error", f"HTTP {resp.status_code}"
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), str) and _CODE.match(body["error"]):
+            code = str(body["error"])
+        if isinstance(body.get("message"), str):
+            message = str(body["message"])[:300]
+    return code, message

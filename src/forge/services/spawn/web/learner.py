@@ -18,10 +18,10 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
+from forge.errors import ForgeError
 from forge.identity.apikeys import verify_api_key
-from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
+from forge.identity.caller import SESSION_COOKIE, AuthError, Caller, receipt_subject
 from forge.lifecycle.visibility import learner_view
-from forge.services.common.errors import ApiError
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
@@ -52,10 +52,8 @@ def _as_page(back: str) -> Callable[[Callable[[], Awaitable[Response]]], Awaitab
     async def run(fn: Callable[[], Awaitable[Response]]) -> Response:
         try:
             return await fn()
-        except ApiError as exc:
+        except ForgeError as exc:  # ours, or a service's refusal (BackendError)
             return error_page(exc.status, exc.message, back=back)
-        except BackendError as exc:
-            return error_page(exc.status if exc.status < 500 else 502, str(exc), back=back)
     return run
 
 
@@ -64,7 +62,7 @@ async def _signed_in(request: Request) -> Caller | None:
         return None
     try:
         return await current_caller(request)
-    except ApiError:
+    except AuthError:
         return None
 
 
@@ -104,23 +102,23 @@ async def signin(request: Request) -> Response:
         if api_key:
             record = await run_in_threadpool(verify_api_key, state.ctx.db, api_key)
             if record is None:
-                raise ApiError(401, "invalid_api_key", "api_key: unknown or revoked API key")
+                raise ForgeError("invalid_api_key", 401, "api_key: unknown or revoked API key")
             tenant, subject = record.tenant_id, record.subject
         elif receipt:
             try:
                 claims = verify_receipt(settings, receipt)
             except EntitlementError as exc:
-                raise ApiError(401, exc.code, "receipt: " + exc.message.split(": ", 1)[-1]) \
+                raise ForgeError(exc.code, 401, "receipt: " + exc.message.split(": ", 1)[-1]) \
                     from None
             learner = receipt_subject(claims)
             if learner is None:
                 # No learner, or one named by whoever bought it (not proven): never a sign-in.
                 why = "does not prove its learner" if claims.get("sub") else "names no learner"
-                raise ApiError(400, "receipt_without_learner",
-                               f"receipt: this receipt {why}; sign in with an API key")
+                raise ForgeError("receipt_without_learner", 400,
+                                 f"receipt: this receipt {why}; sign in with an API key")
             tenant, subject = str(claims["tenant_id"]), learner
         else:
-            raise ApiError(400, "credentials_required", "api_key or receipt: enter one of them")
+            raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
         response = RedirectResponse("/tracks", status_code=303)
         set_cookie(response, request, SESSION_COOKIE,
                    learner_session(settings, tenant, subject), 8 * 3600)
@@ -192,20 +190,17 @@ async def spawn_lab(request: Request) -> Response:
         caller = await current_caller(request)
         track = form.get("track", "")
         if track not in state.known_tracks:
-            raise ApiError(400, "unknown_track",
-                           f"track: unknown track; allowed: {', '.join(state.known_tracks)}")
+            raise ForgeError("unknown_track", 400,
+                             f"track: unknown track; allowed: {', '.join(state.known_tracks)}")
         request_id = check_request_id(form.get("request_id") or None)
-        try:
-            ent = await run_in_threadpool(lambda: resolve_entitlement(
-                caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
-                receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
-        except EntitlementError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
+        ent = await run_in_threadpool(lambda: resolve_entitlement(
+            caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
+            receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
         if track not in ent.plan.tracks:
             await audit_decision(state, caller, ent, "spawn_denied",
                                  {"reason": "track_not_in_plan", "track": track})
-            raise ApiError(403, "track_not_in_plan",
-                           f"track: plan {ent.plan.name} allows {', '.join(ent.plan.tracks)}")
+            raise ForgeError("track_not_in_plan", 403,
+                             f"track: plan {ent.plan.name} allows {', '.join(ent.plan.tracks)}")
         answer = await spawn(state, caller=caller, ent=ent, track=track,
                              request_id=request_id, base_url=str(request.base_url))
         return RedirectResponse(f"/lab/{answer.body['scenario_id']}", status_code=303)
@@ -313,7 +308,7 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
         row = await spawn_routes.owned_scenario(request, scenario_id)
         raw = form.get("minutes", "15")
         if not raw.isdigit() or not 1 <= int(raw) <= 60:
-            raise ApiError(400, "invalid_minutes", "minutes: a whole number from 1 to 60")
+            raise ForgeError("invalid_minutes", 400, "minutes: a whole number from 1 to 60")
         await web_state(request).backend.orchestrator(
             "POST", f"/v1/scenarios/{row.scenario_id}/extend", json={"minutes": int(raw)})
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
@@ -324,15 +319,14 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
 async def lab_artifact(scenario_id: str, name: str, request: Request) -> Response:
     """Download one of the four result files of the learner's own lab."""
     if name not in ARTIFACT_NAMES:
-        raise ApiError(404, "not_found", "artifact not found",
-                       [{"field": "name", "allowed": sorted(ARTIFACT_NAMES)}])
+        raise ForgeError("not_found", 404, "artifact not found",
+                         [{"field": "name", "allowed": sorted(ARTIFACT_NAMES)}])
     row = await spawn_routes.owned_scenario(request, scenario_id)
     try:
         resp = await web_state(request).backend.scoreboard_raw(
             f"/v1/scores/{row.scenario_id}/artifacts/{name}")
     except BackendError as exc:
-        raise ApiError(exc.status if exc.status < 500 else 502, "artifact_unavailable",
-                       str(exc)) from None
+        raise ForgeError("artifact_unavailable", exc.status, exc.message) from None
     headers = security_headers()
     headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return Response(resp.content, media_type=ARTIFACT_NAMES[name], headers=headers)

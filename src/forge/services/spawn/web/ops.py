@@ -10,11 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from forge.errors import ForgeError
 from forge.identity.names import valid_id
 from forge.policy.rego_bundle import policy_hash
 from forge.retention.holds import HoldError, HoldStore
 from forge.services.common.app import ServiceContext
-from forge.services.common.errors import ApiError
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page
@@ -57,7 +57,7 @@ async def ops_signin(request: Request) -> Response:
     try:
         check_same_origin(request)
         form = await read_form(request)
-    except ApiError as exc:
+    except ForgeError as exc:
         return error_page(exc.status, exc.message, back="/ops/signin")
     settings = spawn_state(request).settings
     token = form.get("token", "")
@@ -82,11 +82,11 @@ def _filters(request: Request) -> dict[str, str]:
     q = request.query_params
     filters = {k: q.get(k, "").strip() for k in ("state", "tenant_id", "track")}
     if filters["state"] and not STATE_FILTER.match(filters["state"]):
-        raise ApiError(400, "invalid_filter", "state: lowercase letters only")
+        raise ForgeError("invalid_filter", 400, "state: lowercase letters only")
     if filters["tenant_id"] and not valid_id(filters["tenant_id"]):
-        raise ApiError(400, "invalid_filter", "tenant_id: 1-128 chars of [A-Za-z0-9._@:-]")
+        raise ForgeError("invalid_filter", 400, "tenant_id: 1-128 chars of [A-Za-z0-9._@:-]")
     if filters["track"] and not TRACK_FILTER.match(filters["track"]):
-        raise ApiError(400, "invalid_filter", "track: 1-32 chars of [a-z0-9_-]")
+        raise ForgeError("invalid_filter", 400, "track: 1-32 chars of [a-z0-9_-]")
     return filters
 
 
@@ -140,7 +140,7 @@ async def ops_page(request: Request) -> Response:
         return RedirectResponse("/ops/signin", status_code=303)
     try:
         filters = _filters(request)
-    except ApiError as exc:
+    except ForgeError as exc:
         return error_page(exc.status, exc.message, back="/ops")
     backend = web_state(request).backend
     params = {k: v for k, v in filters.items() if v}
@@ -181,13 +181,11 @@ async def ops_reprocess(request: Request) -> Response:
         elif raw_id.isdigit() and int(raw_id) >= 1:
             body = {"id": int(raw_id)}
         else:
-            raise ApiError(400, "invalid_form", "id: a failed event number, or all=true")
+            raise ForgeError("invalid_form", 400, "id: a failed event number, or all=true")
         result = await web_state(request).backend.scoreboard(
             "POST", "/v1/admin/failed-events/reprocess", json=body)
-    except ApiError as exc:
+    except ForgeError as exc:  # ours, or a service's refusal (BackendError)
         return error_page(exc.status, exc.message, back="/ops")
-    except BackendError as exc:
-        return error_page(exc.status if exc.status < 500 else 502, str(exc), back="/ops")
     return RedirectResponse(
         f"/ops?reprocessed={int(result.get('reprocessed', 0))}"
         f"&failed={int(result.get('failed', 0))}#failed-events", status_code=303)

@@ -16,8 +16,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from forge.config.settings import Settings
+from forge.errors import ForgeError
 from forge.identity.caller import SESSION_COOKIE
-from forge.services.common.errors import ApiError
 from forge.tokens import SESSION, TokenError, mint_token, verify_token
 
 OPS_COOKIE = "forge_ops"
@@ -75,10 +75,10 @@ def check_same_origin(request: Request) -> None:
     """Refuse a form POST that does not come from a page of this site (fail closed)."""
     source = request.headers.get("origin") or request.headers.get("referer")
     if not source or source == "null":
-        raise ApiError(403, "cross_site_request", "form posts must come from this site")
+        raise ForgeError("cross_site_request", 403, "form posts must come from this site")
     parts = urlsplit(source)
     if parts.netloc != request.headers.get("host", "") or parts.scheme not in ("http", "https"):
-        raise ApiError(403, "cross_site_request", "form posts must come from this site")
+        raise ForgeError("cross_site_request", 403, "form posts must come from this site")
 
 
 def _secrets(settings: Settings) -> list[bytes]:
@@ -99,12 +99,12 @@ def csrf_token(settings: Settings, session_value: str) -> str:
 def check_csrf(settings: Settings, session_value: str | None, presented: str | None) -> None:
     """403 unless `presented` is this session's CSRF token (constant-time compare)."""
     if not session_value or not presented:
-        raise ApiError(403, "csrf_failed", "csrf: the form is missing its token; reload the page")
+        raise ForgeError("csrf_failed", 403, "csrf: the form is missing its token; reload the page")
     ok = False
     for secret in _secrets(settings):
         ok |= hmac.compare_digest(_mac(secret, session_value), presented)
     if not ok:
-        raise ApiError(403, "csrf_failed", "csrf: the form token is invalid; reload the page")
+        raise ForgeError("csrf_failed", 403, "csrf: the form token is invalid; reload the page")
 
 
 def learner_session(settings: Settings, tenant_id: str, subject: str) -> str:
@@ -144,7 +144,7 @@ async def read_form(request: Request) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in form.items():
         if not isinstance(value, str) or len(value) > MAX_FIELD:
-            raise ApiError(400, "invalid_form",
-                           f"{key}: must be text of at most {MAX_FIELD} characters")
+            raise ForgeError("invalid_form", 400,
+                             f"{key}: must be text of at most {MAX_FIELD} characters")
         out[key] = value.strip()
     return out

@@ -1,0 +1,84 @@
+"""spawn_service calls the other services over one shared HTTP client per app: its calls
+reuse one pooled connection instead of opening one each, and shutdown closes the client.
+
+A real spawn_service app (real nats-server, real SQLite) talks to a real uvicorn server on
+loopback standing in for the orchestrator and the scoreboard; that server records the
+client port of every request, so each distinct port is one TCP connection opened."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from forge.bus import NatsServer
+from forge.config import load_settings
+from forge.content import content_path
+from forge.services.common.http_client import SharedHttpClient
+from forge.services.spawn.app import build_app
+
+from ..live_server import live_server
+from ..services.conftest import SECRETS, prod_environ
+
+ORIGIN = "http://testserver"
+
+
+def _peer_app(ports: list[int]) -> FastAPI:
+    """Orchestrator and scoreboard stand-in: answers what the operator page asks."""
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def record(request: Request, call_next):  # type: ignore[no-untyped-def]
+        assert request.client is not None
+        ports.append(request.client.port)
+        return await call_next(request)
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, object]:
+        return {"status": "ready", "checks": {}}
+
+    @app.get("/v1/scenarios")
+    async def scenarios() -> dict[str, object]:
+        return {"items": []}
+
+    @app.get("/v1/admin/failed-events")
+    async def failed_events() -> dict[str, object]:
+        return {"events": []}
+
+    return app
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[str, list[int]]]:
+    ports: list[int] = []
+    with live_server(_peer_app(ports)) as url:
+        yield url, ports
+
+
+def test_calls_share_one_connection_and_shutdown_closes_the_client(
+        tmp_path: Path, nats: NatsServer, peer: tuple[str, list[int]]) -> None:
+    url, ports = peer
+    settings = load_settings(prod_environ(tmp_path / "storage", **nats.client_env(),
+                                          FORGE_TEMPLATE_DIR=str(content_path("templates")),
+                                          ORCHESTRATOR_URL=url, SCOREBOARD_URL=url))
+    app = build_app(settings)
+    http: SharedHttpClient = app.state.http
+    with TestClient(app, follow_redirects=False) as client:
+        signed = client.post("/ops/signin", data={"token": SECRETS["OPERATOR_TOKEN"]},
+                             headers={"origin": ORIGIN})
+        assert signed.status_code == 303
+        for _ in range(3):
+            page = client.get("/ops")
+            assert page.status_code == 200, page.text
+        # The readiness detail also asks the orchestrator (peer key agreement).
+        ready = client.get("/readyz", headers={"authorization": "Bearer "
+                                               + SECRETS["OPERATOR_TOKEN"]})
+        assert "peer_keys" in ready.json()["checks"]
+        assert http.is_open
+    # Each /ops page makes four calls (scenarios, failed events, two readiness pages).
+    assert len(ports) >= 13
+    assert len(set(ports)) == 1, f"{len(set(ports))} connections for {len(ports)} calls"
+    assert not http.is_open
