@@ -109,18 +109,6 @@ def test_client_env_lists_every_node_and_the_replica_count(cluster: NatsCluster)
             "NATS_SCOREBOARD_PASSWORD"} <= set(env)
 
 
-async def test_route_port_refuses_a_process_without_the_route_password(
-    cluster: NatsCluster,
-) -> None:
-    # A local process dialling a route port as a client of the bus gets no access.
-    routes = [line for line in (cluster.nodes[0].store_dir / "nats-server.conf").read_text()
-              .splitlines() if '"listen"' in line]
-    port = int(routes[0].rsplit(":", 1)[1].strip('",'))
-    with pytest.raises(BusUnavailable):
-        await connect(f"nats://127.0.0.1:{port}", "intruder", timeout=2.0,
-                      max_reconnect_attempts=0)
-
-
 async def _move_leader(cluster: NatsCluster, stream: str, to: int) -> None:
     """Make node `to` lead `stream` (a stepdown naming the preferred server), bounded."""
     nc = await connect(cluster.admin_url, "stepdown", max_reconnect_attempts=2)

@@ -82,6 +82,7 @@ class NatsCluster:
         self._startup_timeout = startup_timeout
         self._binary = binary
         self.nodes: list[NatsServer] = []
+        self._route_ports: list[int] = []
 
     # ----------------------------------------------------------------- addresses
     def node_name(self, index: int) -> str:
@@ -114,6 +115,17 @@ class NatsCluster:
         user, password = quote(creds.user, safe=""), quote(creds.password, safe="")
         return ",".join(f"nats://{user}:{password}@{LOOPBACK}:{node.port}"
                         for node in self._started())
+
+    def route_port(self, index: int) -> int:
+        """The cluster (route) port of node `index`; only nodes with the route password join."""
+        self._started()
+        return self._route_ports[index]
+
+    def routes(self, index: int) -> list[str]:
+        """Server names node `index` has a route to now (from its `/routez`)."""
+        _, routez = self._monitor(index, "/routez")
+        return sorted({str(r.get("remote_name", r.get("remote_id", "?")))
+                       for r in routez.get("routes") or []})
 
     def client_env(self) -> dict[str, str]:
         """`NATS_URL` (all nodes), `FORGE_NATS_REPLICAS` and each service's NATS password."""
@@ -151,6 +163,7 @@ class NatsCluster:
                 self._root = Path(tempfile.mkdtemp(prefix="forge-nats-cluster-"))
             ports = _free_ports(3 * self.size)
             clients, monitors, routes = (ports[i::3] for i in range(3))
+            self._route_ports = routes
             for i in range(self.size):
                 self.nodes.append(NatsServer(
                     self._root / f"n{i}", port=clients[i], monitor_port=monitors[i],
