@@ -109,6 +109,31 @@ def test_client_env_lists_every_node_and_the_replica_count(cluster: NatsCluster)
             "NATS_SCOREBOARD_PASSWORD"} <= set(env)
 
 
+async def test_publish_retried_on_another_server_is_stored_once(cluster: NatsCluster) -> None:
+    """A publisher whose server dies moves to a survivor; the same msg id sent again there
+    (a caller retrying an unconfirmed publish) is recognised as a duplicate."""
+    publisher = Publisher(cluster.admin_url, name="dedupe-pub", timeout=5.0,
+                          streams=forge_streams(3), max_reconnect_attempts=60)
+    assert await publisher.start(wait=10.0)
+    try:
+        first = await publisher.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="once-1")
+        on = publisher.connection.connected_url
+        index = [node.url for node in cluster.nodes].index(on)
+        cluster.kill(index)
+        deadline = asyncio.get_running_loop().time() + 30
+        while publisher.connection.connected_url in (None, on):
+            assert asyncio.get_running_loop().time() < deadline, "no failover"
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(cluster.wait_stream_leader, not_on=index)
+        again = await publisher.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="once-1")
+        other = await publisher.publish(SPAWN_REQUESTED, {"n": 2}, msg_id="once-2")
+    finally:
+        await publisher.close()
+    assert (first.duplicate, again.duplicate, again.seq) == (False, True, first.seq)
+    assert other.seq == first.seq + 1
+    assert publisher.connection.state.reconnects >= 1
+
+
 async def _move_leader(cluster: NatsCluster, stream: str, to: int) -> None:
     """Make node `to` lead `stream` (a stepdown naming the preferred server), bounded."""
     nc = await connect(cluster.admin_url, "stepdown", max_reconnect_attempts=2)
