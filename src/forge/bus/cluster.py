@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,7 +51,9 @@ class NatsCluster:
 
     `root` holds one directory per node (a temporary directory removed by `close()` when
     not given); `replicas` (default: 3 for 3+ nodes, else 1) is the copies each Forge
-    stream gets; `auth` defaults to fresh random passwords for every service identity.
+    stream gets; `auth` defaults to fresh random passwords for every service identity
+    (`forge up` passes `bus_auth(settings)`); `exec_prefix` goes before each node's argv
+    as for `NatsServer` (a supervisor's parent-death guard).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class NatsCluster:
         name: str = "forge",
         startup_timeout: float = 30.0,
         binary: str | Path | None = None,
+        exec_prefix: Sequence[str] = (),
     ) -> None:
         if size not in VALID_REPLICAS:
             raise ValueError(f"size: a cluster has 1, 3 or 5 nodes, got {size}")
@@ -81,6 +85,7 @@ class NatsCluster:
         self._route_password = secrets.token_urlsafe(24)
         self._startup_timeout = startup_timeout
         self._binary = binary
+        self._exec_prefix = tuple(exec_prefix)
         self.nodes: list[NatsServer] = []
         self._route_ports: list[int] = []
 
@@ -169,6 +174,7 @@ class NatsCluster:
                     self._root / f"n{i}", port=clients[i], monitor_port=monitors[i],
                     binary=self._binary, server_name=self.node_name(i), auth=self._auth,
                     startup_timeout=self._startup_timeout, provision=False,
+                    exec_prefix=self._exec_prefix,
                     extra_config=self._cluster_block(i, routes)))
         try:
             for node in self.nodes:
