@@ -6,6 +6,7 @@ subject constants in `forge.bus.subjects`. `NatsServer` runs an embedded server 
 `forge up`, dev and tests.
 """
 
+from forge.bus.cluster import NatsCluster
 from forge.bus.connection import BusConnection, ConnectionState, connect, redact_url
 from forge.bus.consumer import ConsumerStatus, DurableConsumer
 from forge.bus.consumer_metrics import register_consumer_metrics
@@ -32,6 +33,7 @@ __all__ = [
     "DurableConsumer",
     "Event",
     "Handler",
+    "NatsCluster",
     "NatsServer",
     "NatsServerError",
     "NatsServerNotFound",

@@ -1,8 +1,9 @@
 """NATS connections that reconnect by themselves and report their state.
 
-`connect()` opens one client with Forge's reconnect settings (retry forever, short wait)
-and keeps a `ConnectionState` current through nats-py's callbacks. `BusConnection` wraps it
-for long-running services: it keeps trying in the background when NATS is down at start,
+`connect()` opens one client with Forge's reconnect settings (a service retries forever
+with a short wait; tests and one-shot tools bound the attempts) and keeps a
+`ConnectionState` current through nats-py's callbacks. `BusConnection` wraps it for
+long-running services: it keeps trying in the background when NATS is down at start,
 makes sure the Forge streams exist (again after every reconnect) and says when it is ready.
 """
 
@@ -84,12 +85,15 @@ async def connect(
     ping_interval: float = 10.0,
     on_reconnected: Callback | None = None,
     credentials: BusCredentials | None = None,
+    max_reconnect_attempts: int = -1,
 ) -> Client:
-    """Connect to NATS with endless automatic reconnects; raise `BusUnavailable` on failure.
+    """Connect to NATS with automatic reconnects; raise `BusUnavailable` on failure.
 
-    The first connection must succeed within `timeout` seconds; after that the client
-    reconnects by itself for ever, waiting `reconnect_wait` seconds between attempts.
-    `credentials` authenticate as one bus identity (and use its inbox prefix).
+    `url` may list several servers (a cluster): the client gets all of them and, when its
+    server goes away, moves to a surviving one. The first connection must succeed within
+    `timeout` seconds; after that the client reconnects by itself, waiting `reconnect_wait`
+    seconds between rounds, `max_reconnect_attempts` times per server (-1: for ever, what a
+    service wants). `credentials` authenticate as one bus identity (and use its inbox prefix).
     """
     servers = split_urls(url)
     st = state if state is not None else ConnectionState()
@@ -121,7 +125,7 @@ async def connect(
         "servers": servers,
         "name": name,
         "allow_reconnect": True,
-        "max_reconnect_attempts": -1,
+        "max_reconnect_attempts": max_reconnect_attempts,
         "reconnect_time_wait": reconnect_wait,
         "connect_timeout": min(2.0, timeout),
         "ping_interval": ping_interval,
@@ -180,8 +184,12 @@ class BusConnection:
         connect_timeout: float = 5.0,
         reconnect_wait: float = 0.5,
         credentials: BusCredentials | None = None,
+        max_reconnect_attempts: int = -1,
     ) -> None:
         split_urls(url)
+        if max_reconnect_attempts < -1:
+            raise ValueError("max_reconnect_attempts: must be -1 (for ever) or >= 0")
+        self._max_reconnect_attempts = max_reconnect_attempts
         self.url = url
         self.name = name
         self.credentials = credentials
@@ -204,6 +212,13 @@ class BusConnection:
     def ever_ready(self) -> bool:
         """True once the first connection was made and the streams ensured."""
         return self._ready.is_set()
+
+    @property
+    def connected_url(self) -> str | None:
+        """The server this client is on now (`nats://host:port`, no credentials), if any."""
+        if self._nc is None or not self._nc.is_connected or self._nc.connected_url is None:
+            return None
+        return redact_url(self._nc.connected_url.geturl())
 
     def client(self) -> Client:
         """The connected client, or `BusUnavailable`."""
@@ -250,6 +265,7 @@ class BusConnection:
                     reconnect_wait=self._reconnect_wait,
                     on_reconnected=self._on_reconnected,
                     credentials=self.credentials,
+                    max_reconnect_attempts=self._max_reconnect_attempts,
                 )
             except BusUnavailable as exc:
                 log.warning("bus %s: %s; retrying", self.name, exc)

@@ -94,6 +94,7 @@ class DurableConsumer:
         connect_timeout: float = 5.0,
         reconnect_wait: float = 0.5,
         credentials: BusCredentials | None = None,
+        max_reconnect_attempts: int = -1,
     ) -> None:
         self.durable = check_name(durable, "durable")
         self.stream = check_name(stream, "stream")
@@ -125,6 +126,7 @@ class DurableConsumer:
         self._connect_timeout = connect_timeout
         self._reconnect_wait = reconnect_wait
         self._credentials = credentials
+        self._max_reconnect_attempts = max_reconnect_attempts
         self._conn: BusConnection | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[int] = set()
@@ -166,6 +168,7 @@ class DurableConsumer:
                 connect_timeout=self._connect_timeout,
                 reconnect_wait=self._reconnect_wait,
                 credentials=self._credentials,
+                max_reconnect_attempts=self._max_reconnect_attempts,
             )
             await self._conn.start()
             self._workers = [
@@ -213,6 +216,11 @@ class DurableConsumer:
     def connected(self) -> bool:
         """Connected to NATS and bound to the durable consumer."""
         return self.running and self._consumer_ready and self._conn is not None and self._conn.ready
+
+    @property
+    def connection(self) -> BusConnection | None:
+        """The underlying connection while running (its state and server)."""
+        return self._conn
 
     @property
     def last_message_ts(self) -> float | None:

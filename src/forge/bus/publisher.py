@@ -63,6 +63,7 @@ class Publisher:
         connect_timeout: float = 5.0,
         reconnect_wait: float = 0.5,
         credentials: BusCredentials | None = None,
+        max_reconnect_attempts: int = -1,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout: must be > 0 seconds")
@@ -74,6 +75,7 @@ class Publisher:
             connect_timeout=connect_timeout,
             reconnect_wait=reconnect_wait,
             credentials=credentials,
+            max_reconnect_attempts=max_reconnect_attempts,
         )
 
     @property

@@ -79,6 +79,9 @@ class NatsServer:
     restarts; `store_dir` defaults to a temporary directory removed by `close()`; `auth`
     (the accepted passwords per identity) defaults to fresh random ones. `exec_prefix` is
     put before the binary's argv (a supervisor's parent-death guard, which must exec it).
+    `extra_config` is appended to the generated config (a `cluster { ... }` block: see
+    `forge.bus.cluster`); with `provision=False` the Forge streams are not created at start
+    (a cluster node: streams are created once the whole cluster is up).
     """
 
     def __init__(
@@ -92,6 +95,8 @@ class NatsServer:
         startup_timeout: float = 15.0,
         auth: BusAuth | None = None,
         exec_prefix: Sequence[str] = (),
+        extra_config: str = "",
+        provision: bool = True,
     ) -> None:
         for field, value in (("port", port), ("monitor_port", monitor_port)):
             if value is not None and not 0 < value < 65536:
@@ -108,6 +113,8 @@ class NatsServer:
         self._startup_timeout = startup_timeout
         self._auth = (auth or BusAuth.generate()).with_admin()
         self._exec_prefix = list(exec_prefix)
+        self._extra_config = extra_config
+        self._provision_at_start = provision
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -226,6 +233,7 @@ class NatsServer:
                 f"  store_dir: {json.dumps(str(store / 'js'))}",
                 "  max_memory_store: 64MB",
                 "}",
+                self._extra_config,
                 self._auth.server_config(),
             ]
         )
@@ -266,7 +274,8 @@ class NatsServer:
             try:
                 with opener.open(health, timeout=1.0) as resp:
                     if resp.status == 200:
-                        self._provision()
+                        if self._provision_at_start:
+                            self._provision()
                         return
             except (urllib.error.URLError, OSError):
                 pass

@@ -142,6 +142,14 @@ def _differs(spec: StreamSpec, current: api.StreamConfig) -> list[str]:
     return diffs
 
 
+def _replicas_hint(spec: StreamSpec) -> str:
+    """What to check when a replicated stream is refused (too few servers, no cluster)."""
+    if spec.replicas == 1:
+        return ""
+    return (f" ({spec.replicas} replicas asked by FORGE_NATS_REPLICAS: the cluster needs at "
+            "least that many JetStream servers)")
+
+
 async def ensure_streams(
     js: JetStreamContext, specs: tuple[StreamSpec, ...] = FORGE_STREAMS, *, manage: bool = True
 ) -> list[str]:
@@ -169,7 +177,8 @@ async def ensure_streams(
                 except APIError as exc:
                     if exc.err_code == _STREAM_NAME_IN_USE:
                         continue  # another process created it first: compare and update
-                    raise BusError(f"cannot create stream {spec.name}: {exc.description}") from exc
+                    raise BusError(f"cannot create stream {spec.name}: {exc.description}"
+                                   f"{_replicas_hint(spec)}") from exc
                 actions.append(f"created {spec.name}")
                 break
             diffs = _differs(spec, info.config) if manage else []
@@ -181,7 +190,7 @@ async def ensure_streams(
                 except APIError as exc:
                     raise BusError(
                         f"stream {spec.name} differs in {', '.join(diffs)} and cannot be "
-                        f"updated: {exc.description}"
+                        f"updated: {exc.description}{_replicas_hint(spec)}"
                     ) from exc
                 actions.append(f"updated {spec.name}: {', '.join(diffs)}")
             break

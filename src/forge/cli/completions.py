@@ -26,7 +26,7 @@ app = typer.Typer(help="Failed scenario completion events (scoreboard).", no_arg
 async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOutcome]:
     from forge.bus import Publisher
     from forge.config.settings import ConfigError
-    from forge.services.common.bus import bus_credentials
+    from forge.services.common.bus import bus_credentials, bus_streams
     from forge.services.scoreboard.scoring import Finalized, Scorer
     from forge.templates.registry import TemplateRegistry
 
@@ -44,7 +44,8 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
         raise typer.Exit(1) from None
     db = open_db(settings)
     publisher = Publisher(settings.nats_url, name="forge-cli-reprocess",
-                          connect_timeout=3.0, credentials=credentials)
+                          connect_timeout=3.0, credentials=credentials,
+                          streams=bus_streams(settings))
 
     async def publish(finalized: Finalized) -> None:
         from forge.bus.subjects import SCORE_FINALIZED

@@ -124,6 +124,15 @@ def _nats_url(raw: object) -> str:
     return text
 
 
+def _nats_replicas(raw: object) -> int:
+    """FORGE_NATS_REPLICAS: copies JetStream keeps of each stream and bucket (1, 3 or 5)."""
+    text = str(raw).strip()
+    if text not in ("1", "3", "5"):
+        raise _problem("FORGE_NATS_REPLICAS must be 1, 3 or 5 (an odd JetStream replica "
+                       "count, at most the number of NATS servers in the cluster)")
+    return int(text)
+
+
 def _uid_range(raw: object) -> str:
     """FORGE_LAB_UID_RANGE: FIRST-LAST, both ends inclusive, two uids at least."""
     text = str(raw).strip()
@@ -174,6 +183,8 @@ class Settings(BaseSettings):
     # URLs may carry credentials: kept out of repr, like db_url.
     nats_url: Annotated[str, BeforeValidator(_nats_url)] = _var("NATS_URL", DEFAULT_NATS_URL,
                                                                 repr=False)
+    nats_replicas: Annotated[int, BeforeValidator(_nats_replicas)] = _var(
+        "FORGE_NATS_REPLICAS", 1)
     opa_url: Annotated[str | None, BeforeValidator(_http_url("OPA_URL"))] = _var(
         "OPA_URL", repr=False)
     opa_policy_hash: str | None = _var("OPA_POLICY_HASH")

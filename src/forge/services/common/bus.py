@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from forge.bus.permissions import SERVICE_IDENTITIES, BusAuth, BusCredentials
+from forge.bus.replication import forge_streams
+from forge.bus.subjects import StreamSpec
 from forge.config.settings import Settings
 
 
@@ -14,6 +16,11 @@ def bus_credentials(settings: Settings, identity: str) -> BusCredentials:
     """
     return BusCredentials(identity, settings.nats_password(identity),
                           require_auth=not settings.env.is_dev)
+
+
+def bus_streams(settings: Settings) -> tuple[StreamSpec, ...]:
+    """The Forge streams with FORGE_NATS_REPLICAS copies each (what a service ensures)."""
+    return forge_streams(settings.nats_replicas)
 
 
 def bus_auth(settings: Settings) -> BusAuth:

@@ -25,7 +25,7 @@ from forge.policy import check_pinned_hash, make_policy_engine
 from forge.runtime.base import Runtime
 from forge.runtime.factory import make_runtime
 from forge.services.common.app import create_app, make_context, storage_writable
-from forge.services.common.bus import bus_credentials
+from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
@@ -46,6 +46,7 @@ log = logging.getLogger("forge.orchestrator")
 def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
                **options: float) -> list[DurableConsumer]:
     db = state.ctx.db
+    streams = bus_streams(state.settings)
 
     def dead_letter(durable: str) -> DeadLetterHook:
         async def hook(event: Event, error: str) -> None:
@@ -66,12 +67,12 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
     return [
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SPAWN, subjects=[SPAWN_REQUESTED],
                         handler=on_spawn, on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SPAWN),
-                        credentials=credentials,
+                        credentials=credentials, streams=streams,
                         concurrency=8, **options),  # type: ignore[arg-type]
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SUBMIT, subjects=[SCENARIO_SUBMIT],
                         handler=on_submit,
                         on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SUBMIT),
-                        credentials=credentials,
+                        credentials=credentials, streams=streams,
                         # Grading keeps its message with "in progress" heartbeats (every
                         # ack_wait/3), so a long ack_wait is not needed; a short one bounds how
                         # long a submit fetched by a stopping orchestrator waits to come back.
@@ -119,7 +120,7 @@ def build_app(
         engine=engine,
         runtime=runtime or make_runtime(settings),
         publisher=Publisher(settings.nats_url, name="forge-orchestrator",
-                            credentials=credentials),
+                            credentials=credentials, streams=bus_streams(settings)),
         replay=SqlReplayStore(ctx.db),
     )
     state.consumers = _consumers(state, settings.nats_url, credentials,

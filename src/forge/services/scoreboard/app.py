@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from forge.bus import Publisher, register_consumer_metrics
 from forge.config.settings import Settings
 from forge.services.common.app import create_app, make_context, storage_writable
-from forge.services.common.bus import bus_credentials
+from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard import routes
 from forge.services.scoreboard.leaderboard import ScoreIndex
@@ -56,7 +56,8 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
     state = ScoreboardState(
         ctx=ctx, scorer=Scorer(settings, registry),
         publisher=Publisher(settings.nats_url, name="forge-scoreboard-pub",
-                            credentials=bus_credentials(settings, "scoreboard")),
+                            credentials=bus_credentials(settings, "scoreboard"),
+                            streams=bus_streams(settings)),
         index=ScoreIndex(settings.storage_root), consumer_options=dict(consumer_options),
         pause_retry_s=pause_retry_s)
     consumer = state.make_consumer()

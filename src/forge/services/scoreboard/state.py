@@ -18,7 +18,7 @@ from forge.bus.errors import BusUnavailable
 from forge.bus.subjects import SCENARIO_COMPLETED, SCORE_FINALIZED
 from forge.config.settings import Settings
 from forge.services.common.app import ServiceContext
-from forge.services.common.bus import bus_credentials
+from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.scoreboard.event_intake import CompletionRefused
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer, ScoringPaused
@@ -83,5 +83,6 @@ class ScoreboardState:
             subjects=(SCENARIO_COMPLETED,), handler=self.handle,
             on_dead_letter=self.dead_letter, name="forge-scoreboard",
             credentials=bus_credentials(self.settings, "scoreboard"),
+            streams=bus_streams(self.settings),
             **self.consumer_options)
         return self.consumer

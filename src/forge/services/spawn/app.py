@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from forge.config.settings import Settings
 from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import create_app, make_context, storage_writable
-from forge.services.common.bus import bus_credentials
+from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.openapi import document_enums
@@ -58,7 +58,8 @@ def build_app(settings: Settings) -> FastAPI:
     ctx = make_context(NAME, settings)
     state = build_state(ctx)
     state.lifecycle = lifecycle_consumer(settings.nats_url, ctx.db,
-                                         credentials=bus_credentials(settings, "spawn"))
+                                         credentials=bus_credentials(settings, "spawn"),
+                                         streams=bus_streams(settings))
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
     ctx.readiness.add("entitlement_store", lambda: _store_check(state))
     ctx.readiness.add("receipt_key", lambda: _receipt_key(state))

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.bus import DurableConsumer, Event, Reject
 from forge.bus.permissions import BusCredentials
-from forge.bus.subjects import DURABLE_SPAWN_LIFECYCLE, SCENARIO_ENDED
+from forge.bus.subjects import DURABLE_SPAWN_LIFECYCLE, FORGE_STREAMS, SCENARIO_ENDED, StreamSpec
 from forge.quotas.limiter import release
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.store.db import Database
@@ -18,6 +18,7 @@ log = logging.getLogger("forge.spawn.lifecycle")
 
 
 def lifecycle_consumer(url: str, db: Database, *, credentials: BusCredentials | None = None,
+                       streams: tuple[StreamSpec, ...] = FORGE_STREAMS,
                        **options: float) -> DurableConsumer:
     """A durable consumer of `forge.scenario.ended` notices that releases slots.
 
@@ -44,5 +45,5 @@ def lifecycle_consumer(url: str, db: Database, *, credentials: BusCredentials | 
 
     return DurableConsumer(url, durable=DURABLE_SPAWN_LIFECYCLE,
                            subjects=(SCENARIO_ENDED,), handler=handle,
-                           on_dead_letter=dead_letter, credentials=credentials,
+                           on_dead_letter=dead_letter, credentials=credentials, streams=streams,
                            **options)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from forge.bus import DurableConsumer, Publisher
 from forge.config.settings import Settings
 from forge.plans import PlanCatalog, load_plans
 from forge.services.common.app import ServiceContext
-from forge.services.common.bus import bus_credentials
+from forge.services.common.bus import bus_credentials, bus_streams
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
@@ -52,7 +52,8 @@ def build_state(ctx: ServiceContext) -> SpawnState:
     catalog = load_plans(settings.plans_file)
     registry = TemplateRegistry.load(settings.templates_dir)
     publisher = Publisher(settings.nats_url, name="forge-spawn",
-                          credentials=bus_credentials(settings, "spawn"))
+                          credentials=bus_credentials(settings, "spawn"),
+                          streams=bus_streams(settings))
     return SpawnState(
         ctx=ctx,
         catalog=catalog,
