@@ -53,14 +53,24 @@ def load(db: Database, scenario_id: str) -> Scenario:
 def move(
     db: Database, storage_root: Path, scenario_id: str, target: str, reason: str,
     *, updates: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
+    expected: str | None = None,
 ) -> Transition:
-    """Apply one allowed transition atomically, record it, and append it to the audit log."""
+    """Apply one allowed transition atomically, record it, and append it to the audit log.
+
+    With ``expected``, the move happens only from that state (IllegalTransition otherwise):
+    for a service that must not overtake another, e.g. failing a spawn only while pending.
+    """
     now = datetime.now(UTC)
     with db.session() as sess:
-        row = sess.get(Scenario, scenario_id)
+        # Locked for the check and the write, so two services racing to move one scenario
+        # (spawn_service failing a pending spawn, the orchestrator launching it) cannot both
+        # succeed on a database with row locks; SQLite serialises writers anyway.
+        row = sess.get(Scenario, scenario_id, with_for_update=True)
         if row is None:
             raise ScenarioNotFound(scenario_id)
         current = row.state
+        if expected is not None and current != expected:
+            raise states.IllegalTransition(scenario_id, current, target)
         states.check(scenario_id, current, target)
         row.state, row.state_reason, row.updated_at = target, reason[:2000], now
         for key, value in (updates or {}).items():

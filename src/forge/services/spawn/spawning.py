@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from forge.billing import ledger
@@ -138,7 +138,8 @@ def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[
     if row is not None:
         try:
             move(state.ctx.db, state.settings.storage_root, row.scenario_id, states.FAILED,
-                 "the spawn request was interrupted before it was answered; it was retried")
+                 "the spawn request was interrupted before it was answered; it was retried",
+                 expected=states.PENDING)
         except IllegalTransition:  # the orchestrator took it meanwhile: answer with it
             return str(row.scenario_id), str(row.subject)
         release(state.ctx.db, row.scenario_id)
@@ -147,13 +148,25 @@ def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[
     return None
 
 
-def _undo(state: SpawnState, taken: Taken, request_id: str) -> None:
+def _undo(state: SpawnState, taken: Taken, request_id: str) -> bool:
+    """Take back a spawn whose publish failed, unless the orchestrator already took it up.
+
+    A publish whose acknowledgement was lost may still have been stored, and the orchestrator
+    recreates a missing scenario row from a valid event. So the row is kept as a tombstone:
+    failed with the reason while still ``pending`` (the orchestrator skips the event of a
+    failed scenario), its slot and spawn counts given back, the request id forgotten: True.
+    If the orchestrator got there first the spawn went through: False, nothing is undone.
+    """
+    try:
+        move(state.ctx.db, state.settings.storage_root, taken.scenario_id, states.FAILED,
+             "the event bus did not confirm the spawn request; it was not carried out",
+             expected=states.PENDING)
+    except IllegalTransition:
+        return False
     with state.ctx.db.session() as sess:
         give_back(sess, taken)
-        conn = sess.connection()
-        conn.execute(delete(TRANSITIONS).where(TRANSITIONS.c.scenario_id == taken.scenario_id))
-        conn.execute(delete(SCENARIOS).where(SCENARIOS.c.scenario_id == taken.scenario_id))
         idempotency.discard(sess, request_id)
+    return True
 
 
 async def spawn(
@@ -208,10 +221,12 @@ async def spawn(
     try:
         await state.publisher.publish(SPAWN_REQUESTED, event, msg_id=f"spawn-{scenario_id}")
     except BusUnavailable:
-        await state.ctx.db.write(_undo, state, reserved, request_id)
-        raise ForgeError("bus_unavailable", 503,
-                         "the event bus is unreachable; nothing was charged or recorded; retry",
-                         headers={"Retry-After": "5"}) from None
+        if await state.ctx.db.write(_undo, state, reserved, request_id):
+            raise ForgeError("bus_unavailable", 503,
+                             "the event bus is unreachable; the lab was not started and "
+                             "nothing was charged; retry",
+                             headers={"Retry-After": "5"}) from None
+        # The event was stored after all and the orchestrator has the scenario: answer it.
     except BaseException:
         await state.ctx.db.write(_undo, state, reserved, request_id)
         raise
