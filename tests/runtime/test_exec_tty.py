@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from forge.runtime import LabNotFound, SpecError, TtySession
+from forge.runtime import LabNotFound, SpecError, TerminalClosed, TtySession
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import sh, simple_lab, tty_read, tty_read_until, tty_send
 
@@ -154,3 +154,29 @@ async def _drain(tty: TtySession) -> bytes:
     while chunk := await tty.read():
         out += chunk
     return out
+
+
+def test_input_the_program_does_not_read_waits_and_a_close_ends_the_wait(rt: LocalRuntime,
+                                                                         lab: str) -> None:
+    """`write` holds what the PTY cannot take (the loop keeps running meanwhile), and a
+    close from another thread ends it with TerminalClosed instead of leaving it waiting."""
+    tty = rt.tty(lab, "box")
+    tty_send(tty, b"stty raw -echo; echo RAW-$((1+1)); sleep 600\n")
+    tty_read_until(tty, b"RAW-2")
+
+    async def flood_then_close() -> tuple[bool, type[BaseException] | None]:
+        loop = asyncio.get_running_loop()
+        writer = asyncio.ensure_future(tty.write(b"x" * (1 << 20)))  # far above the PTY's queue
+        for _ in range(50):
+            await asyncio.sleep(0)  # other coroutines run while the write waits
+        pending = not writer.done()
+        await loop.run_in_executor(None, tty.close)
+        try:
+            await asyncio.wait_for(writer, 10)
+        except TerminalClosed as exc:
+            return pending, type(exc)
+        return pending, None
+
+    assert asyncio.run(flood_then_close()) == (True, TerminalClosed)
+    with pytest.raises(TerminalClosed):
+        tty_send(tty, b"more\n")
