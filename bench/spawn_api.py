@@ -38,15 +38,30 @@ PER_RUN = int(os.environ.get("BENCH_PER_RUN", "1500"))
 RUNS = 3
 
 
-async def drive(url: str, run: int) -> tuple[float, list[float], int]:
+def learner_keys(storage: str) -> list[dict[str, str]]:
+    """One API key per client (learner-N of tenant-N%4), entitled to the BENCH plan."""
+    from forge.entitlements.grants import grant
+    from forge.identity.apikeys import create_api_key
+    from forge.store.db import Database
+
+    db = Database(f"sqlite:///{storage}/forge.db")
+    keys = []
+    for wid in range(CLIENTS):
+        tenant, subject = f"tenant-{wid % 4}", f"learner-{wid}"
+        grant(db, tenant, "BENCH", subject)
+        keys.append({"x-api-key": create_api_key(db, tenant, subject).plaintext})
+    db.engine.dispose()
+    return keys
+
+
+async def drive(url: str, run: int, keys: list[dict[str, str]]) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     accepted = 0
     counter = iter(range(PER_RUN))
 
     async def worker(wid: int) -> None:
         nonlocal accepted
-        headers = {"x-client-id": f"learner-{wid}", "x-tenant-id": f"tenant-{wid % 4}",
-                   "x-plan": "BENCH"}
+        headers = keys[wid]
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             for i in counter:
                 started = time.perf_counter()
@@ -65,7 +80,7 @@ def main() -> None:
         plans = Path(tmp) / "plans.yaml"
         plans.write_text(PLANS)
         port = free_port()
-        env = {**os.environ, "FORGE_ENV": "dev", "STORAGE_ROOT": tmp, "NATS_URL": nats.url,
+        env = {**os.environ, "FORGE_ENV": "dev", "STORAGE_ROOT": tmp, **nats.client_env(),
                "DEV_ALLOW_XPLAN": "true", "FORGE_PLANS_FILE": str(plans),
                "FORGE_TEMPLATE_DIR": str(ROOT / "tests" / "fixtures" / "templates")}
         proc = subprocess.Popen([sys.executable, "-m", "forge", "serve", "spawn", "--port",
@@ -80,9 +95,10 @@ def main() -> None:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
+            keys = learner_keys(tmp)
             rates, p50s, p99s = [], [], []
             for run in range(RUNS):
-                elapsed, lat, accepted = asyncio.run(drive(url, run))
+                elapsed, lat, accepted = asyncio.run(drive(url, run, keys))
                 lat.sort()
                 rates.append(accepted / elapsed)
                 p50s.append(lat[len(lat) // 2] * 1000)

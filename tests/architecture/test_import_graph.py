@@ -74,7 +74,8 @@ def test_the_contract_catches_a_cycle_a_service_import_and_a_layer_inversion(
     root = "plantedforge"
     _package(tmp_path, {
         root: "",
-        f"{root}.cli": "",
+        # the CLI reaching past the runtime factory into an engine
+        f"{root}.cli": f"import {root}.runtime.local\n",
         f"{root}.stack": "",
         f"{root}.services": "",
         f"{root}.services.orchestrator": "",
@@ -106,4 +107,5 @@ def test_the_contract_catches_a_cycle_a_service_import_and_a_layer_inversion(
     assert ".evidence -> .audit" in out or ".audit -> .evidence" in out
     assert f"{root}.store -> {root}.services.orchestrator" in out
     assert f"{root}.services.common -> {root}.runtime.local" in out
+    assert f"{root}.cli -> {root}.runtime.local" in out
     assert f"{root}_verify is not allowed to import {root}" in out

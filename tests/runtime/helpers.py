@@ -1,12 +1,14 @@
-"""Helpers for runtime tests: lab shapes, in-lab TCP probes, the leak check."""
+"""Helpers for runtime tests: lab shapes, in-lab TCP probes, terminal I/O, the leak check."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 
 from pyroute2 import IPRoute
 
-from forge.runtime import ExecResult, HostSpec, LabSpec, Limits, SubnetSpec
+from forge.runtime import ExecResult, HostSpec, LabSpec, Limits, SubnetSpec, TtySession
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.netns import list_netns
 
@@ -63,6 +65,29 @@ def wait_ok(runtime: LocalRuntime, lab: str, host: str, addr: str, port: int) ->
         if out.startswith("ok:"):
             return out
     return out
+
+
+def tty_send(tty: TtySession, data: bytes) -> None:
+    """Type `data` into a terminal through its async stream (from synchronous test code)."""
+    asyncio.run(tty.write(data))
+
+
+def tty_read_until(tty: TtySession, pattern: bytes, timeout: float = 10.0) -> bytes:
+    """Read the terminal's stream until its output matches the regex `pattern`; fails if the
+    terminal ends first (or nothing matches within `timeout` seconds)."""
+    async def until() -> bytes:
+        buf = b""
+        while re.search(pattern, buf) is None:
+            chunk = await tty.read()
+            assert chunk, f"terminal ended before {pattern!r}: {buf!r}"
+            buf += chunk
+        return buf
+    return asyncio.run(asyncio.wait_for(until(), timeout))
+
+
+def tty_read(tty: TtySession) -> bytes:
+    """One read of the terminal's stream (``b""`` once it ended)."""
+    return asyncio.run(tty.read())
 
 
 def simple_lab(lab_id: str, limits: Limits | None = None, **host: object) -> LabSpec:

@@ -1,40 +1,77 @@
-"""`forge runtime check|list|destroy` against real labs (root)."""
+"""`forge runtime check|list|destroy|cleanup` against real labs of the configured engine
+(root)."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from forge.cli.runtime import app
 from forge.runtime.local import LocalRuntime
-from forge.runtime.local.cli import app
 from tests.runtime.helpers import leftovers, simple_lab
 
 pytestmark = pytest.mark.root
 
 
+def _env(root: Path, prefix: str) -> dict[str, str]:
+    return {"FORGE_ENV": "dev", "STORAGE_ROOT": str(root), "FORGE_RUNTIME_PREFIX": prefix,
+            "FORGE_RUNTIME_ENGINE": "local"}
+
+
 def test_operator_lists_and_destroys_orphaned_labs(tmp_path: Path) -> None:
-    prefix, state = "c" + secrets.token_hex(2), str(tmp_path / "state")
+    prefix, state = "c" + secrets.token_hex(2), str(tmp_path / "runtime")
     rt = LocalRuntime(state, prefix=prefix)
     rt.create(simple_lab("orphan-a"))
     rt.create(simple_lab("orphan-b"))
     rt.close()
-    runner = CliRunner()
-    opts = ["--state-dir", state, "--prefix", prefix]
+    runner, env = CliRunner(), _env(tmp_path, prefix)
 
-    assert runner.invoke(app, ["check", *opts]).exit_code == 0
-    listed = runner.invoke(app, ["list", *opts])
+    checked = runner.invoke(app, ["check"], env=env)
+    assert checked.exit_code == 0 and "local runtime OK" in checked.output
+    listed = runner.invoke(app, ["list"], env=env)
     assert listed.exit_code == 0
     assert "orphan-a  running  box=10.200.0.1" in listed.output
     assert "orphan-b  running" in listed.output
 
-    assert runner.invoke(app, ["destroy", *opts]).exit_code == 2
-    one = runner.invoke(app, ["destroy", "orphan-a", *opts])
+    assert runner.invoke(app, ["destroy"], env=env).exit_code == 2
+    one = runner.invoke(app, ["destroy", "orphan-a"], env=env)
     assert one.exit_code == 0 and "destroyed orphan-a" in one.output
-    bad = runner.invoke(app, ["destroy", "../etc", *opts])
+    bad = runner.invoke(app, ["destroy", "../etc"], env=env)
     assert bad.exit_code == 1 and "lab_id" in bad.output
-    rest = runner.invoke(app, ["destroy", "--all", *opts])
+    rest = runner.invoke(app, ["destroy", "--all"], env=env)
     assert rest.exit_code == 0 and "destroyed orphan-b" in rest.output
     assert leftovers(prefix, state) == []
+
+
+def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(tmp_path: Path) -> None:
+    prefix, state = "o" + secrets.token_hex(2), str(tmp_path / "runtime")
+    rt = LocalRuntime(state, prefix=prefix)
+    rt.create(simple_lab("healthy"))
+    rt.create(simple_lab("halfdead"))
+    init_pid = Path(rt.names.host_dir("halfdead", "box"), "init.pid").read_text()
+    os.kill(int(init_pid), signal.SIGKILL)  # what a crash mid-teardown leaves: no live init
+    runner, env = CliRunner(), _env(tmp_path, prefix)
+    try:
+        assert "halfdead  degraded" in runner.invoke(app, ["list"], env=env).output
+        cleaned = runner.invoke(app, ["cleanup"], env=env)
+        assert cleaned.exit_code == 0, cleaned.output
+        assert "destroyed halfdead" in cleaned.output and "healthy" not in cleaned.output
+        assert [i.lab_id for i in rt.list()] == ["healthy"]
+    finally:
+        rt.destroy("healthy")
+        rt.destroy("halfdead")
+        rt.close()
+    assert leftovers(prefix, state) == []
+
+
+def test_an_unknown_engine_is_a_config_error_naming_the_variable_and_choices(
+        tmp_path: Path) -> None:
+    env = {**_env(tmp_path, "fg"), "FORGE_RUNTIME_ENGINE": "kubernetes"}
+    result = CliRunner().invoke(app, ["list"], env=env)
+    assert result.exit_code == 1
+    assert "FORGE_RUNTIME_ENGINE must be one of: local" in result.output

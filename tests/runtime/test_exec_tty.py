@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
-import select
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from forge.runtime import LabNotFound, SpecError, TtySession
+from forge.runtime import LabNotFound, SpecError, TerminalClosed, TtySession
 from forge.runtime.local import LocalRuntime
-from tests.runtime.helpers import sh, simple_lab
+from tests.runtime.helpers import sh, simple_lab, tty_read, tty_read_until, tty_send
 
 pytestmark = pytest.mark.root
 
@@ -99,37 +99,23 @@ def test_bad_exec_arguments(rt: LocalRuntime, lab: str) -> None:
         rt.exec("../../etc", "box", ["true"])
 
 
-def _read_until(tty: TtySession, needle: bytes, timeout: float = 10.0) -> bytes:
-    buf = b""
-    end = time.monotonic() + timeout
-    while needle not in buf:
-        left = end - time.monotonic()
-        assert left > 0, f"did not see {needle!r} in {buf!r}"
-        ready, _, _ = select.select([tty.fileno()], [], [], left)
-        if ready:
-            chunk = tty.read()
-            assert chunk, f"terminal ended before {needle!r}: {buf!r}"
-            buf += chunk
-    return buf
-
-
 def test_tty_round_trip_and_resize(rt: LocalRuntime, lab: str) -> None:
     tty = rt.tty(lab, "box", rows=24, cols=80)
     try:
-        tty.write(b"echo $((6*7))-$(hostname)-$(id -un)\n")
-        banner = _read_until(tty, b"42-box-learner")
+        tty_send(tty, b"echo $((6*7))-$(hostname)-$(id -un)\n")
+        banner = tty_read_until(tty, b"42-box-learner")
         assert b"no job control" not in banner  # the PTY is the shell's controlling tty
         tty.resize(30, 100)
-        tty.write(b"stty size; test -t 0 && echo is-a-terminal\n")
+        tty_send(tty, b"stty size; test -t 0 && echo is-a-terminal\n")
         # The echo of the typed line contains the words too: wait for the output line.
-        out = _read_until(tty, b"\nis-a-terminal")
+        out = tty_read_until(tty, b"\nis-a-terminal")
         assert b"30 100\r\nis-a-terminal" in out
-        tty.write(b"sleep 300 & echo $! > /workspace/ttybg\n")
+        tty_send(tty, b"sleep 300 & echo $! > /workspace/ttybg\n")
         time.sleep(0.3)
         assert _alive(rt, lab, "/workspace/ttybg")
     finally:
         tty.close()
-    assert tty.closed and tty.read() == b""
+    assert tty.closed and tty_read(tty) == b""
     assert not _alive(rt, lab, "/workspace/ttybg")
 
 
@@ -137,10 +123,60 @@ def test_tty_is_closed_when_the_lab_is_destroyed(rt: LocalRuntime) -> None:
     lab_id = "tt-" + secrets.token_hex(4)
     rt.create(simple_lab(lab_id))
     tty = rt.tty(lab_id, "box")
-    tty.write(b"echo ready\n")
-    _read_until(tty, b"ready")
+    tty_send(tty, b"echo ready\n")
+    tty_read_until(tty, b"ready")
     rt.destroy(lab_id)
     assert tty.closed
-    assert tty.read() == b""
+    assert tty_read(tty) == b""
     with pytest.raises(LabNotFound):
         rt.tty(lab_id, "box")
+
+
+def test_a_read_waiting_on_the_terminal_ends_when_the_lab_is_destroyed(rt: LocalRuntime) -> None:
+    """The orchestrator's pump awaits `read()`; destroying the lab from another thread (the
+    reaper, an operator) must end that read with b"" rather than leave it waiting."""
+    lab_id = "tw-" + secrets.token_hex(4)
+    rt.create(simple_lab(lab_id))
+    tty = rt.tty(lab_id, "box")
+
+    async def read_to_end_while_destroyed() -> bytes:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.ensure_future(_drain(tty))
+        await loop.run_in_executor(None, rt.destroy, lab_id)
+        return await asyncio.wait_for(reader, 10)
+
+    asyncio.run(read_to_end_while_destroyed())
+    assert tty.closed and tty_read(tty) == b""
+
+
+async def _drain(tty: TtySession) -> bytes:
+    out = b""
+    while chunk := await tty.read():
+        out += chunk
+    return out
+
+
+def test_input_the_program_does_not_read_waits_and_a_close_ends_the_wait(rt: LocalRuntime,
+                                                                         lab: str) -> None:
+    """`write` holds what the PTY cannot take (the loop keeps running meanwhile), and a
+    close from another thread ends it with TerminalClosed instead of leaving it waiting."""
+    tty = rt.tty(lab, "box")
+    tty_send(tty, b"stty raw -echo; echo RAW-$((1+1)); sleep 600\n")
+    tty_read_until(tty, b"RAW-2")
+
+    async def flood_then_close() -> tuple[bool, type[BaseException] | None]:
+        loop = asyncio.get_running_loop()
+        writer = asyncio.ensure_future(tty.write(b"x" * (1 << 20)))  # far above the PTY's queue
+        for _ in range(50):
+            await asyncio.sleep(0)  # other coroutines run while the write waits
+        pending = not writer.done()
+        await loop.run_in_executor(None, tty.close)
+        try:
+            await asyncio.wait_for(writer, 10)
+        except TerminalClosed as exc:
+            return pending, type(exc)
+        return pending, None
+
+    assert asyncio.run(flood_then_close()) == (True, TerminalClosed)
+    with pytest.raises(TerminalClosed):
+        tty_send(tty, b"more\n")

@@ -13,7 +13,7 @@ import pytest
 from forge.runtime import HostSpec, LabExists, LabSpec, RuntimeFault, SpecError, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.netns import create_netns
-from tests.runtime.helpers import leftovers, probe, serve, sh, simple_lab, wait_ok
+from tests.runtime.helpers import leftovers, probe, serve, sh, simple_lab, tty_send, wait_ok
 
 pytestmark = pytest.mark.root
 
@@ -170,7 +170,7 @@ def test_many_labs_leave_no_trace(own: tuple[str, str]) -> None:
         out = probe(rt, lab_id, "client", info.hosts["router"]["a"], 1)  # refused at once
         sh(rt, lab_id, "server", "sleep 100 & sleep 100 & echo started")
         tty = rt.tty(lab_id, "client")  # left open on purpose: destroy must close it
-        tty.write(b"sleep 100 &\n")
+        tty_send(tty, b"sleep 100 &\n")
         rt.destroy(lab_id)
         return out
 

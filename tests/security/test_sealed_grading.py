@@ -11,7 +11,6 @@ one): it runs as the lab user in the host's namespaces while the checks run.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import time
@@ -23,6 +22,7 @@ import pytest
 from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
 from forge.runtime.base import LabSealed
 from forge.runtime.local import LocalRuntime
+from tests.runtime.helpers import tty_read_until, tty_send
 
 pytestmark = pytest.mark.root
 
@@ -168,7 +168,7 @@ def test_symlink_out_of_the_tree_is_not_followed(rt: LocalRuntime, lab: str) -> 
 def test_a_learner_process_racing_the_grader_is_ended_by_the_seal(rt: LocalRuntime,
                                                                   lab: str) -> None:
     tty = rt.tty(lab, "learner")
-    tty.write(b"(while :; do echo right > /workspace/answer.txt; sleep 0.01; done) &\n")
+    tty_send(tty, b"(while :; do echo right > /workspace/answer.txt; sleep 0.01; done) &\n")
     deadline = time.monotonic() + 10
     answer = Path(rt.names.data_dir(lab, "learner")) / "workspace" / "answer.txt"
     while not answer.exists() and time.monotonic() < deadline:
@@ -222,11 +222,8 @@ def test_no_new_user_namespace_mount_or_bpf_in_a_lab(rt: LocalRuntime, lab: str)
                             "tail -1")
     assert "user=1" in out and "root=1" in out and "Operation not permitted" in out
     tty = rt.tty(lab, "learner")
-    tty.write(b"unshare -U true; echo tty-user=$?\n")
-    text = b""
-    deadline = time.monotonic() + 10
-    while re.search(rb"tty-user=\d", text) is None and time.monotonic() < deadline:
-        text += tty.read()
+    tty_send(tty, b"unshare -U true; echo tty-user=$?\n")
+    text = tty_read_until(tty, rb"tty-user=\d")
     tty.close()
     assert b"tty-user=1" in text
 

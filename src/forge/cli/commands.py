@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         policy,
         receipt,
         retention,
+        runtime,
         scenarios,
         secrets,
         serve,
@@ -48,6 +49,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(completions.app, name="completions")
     app.add_typer(retention.app, name="retention")
     app.add_typer(scenarios.app, name="scenarios")
-    from forge.runtime.local import cli as runtime_cli
-
-    app.add_typer(runtime_cli.app, name="runtime")
+    app.add_typer(runtime.app, name="runtime")

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from forge.config.environ_source import EnvironSource, Refused, storage_root_path
 from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
 from forge.config.keyring import HmacKeyring
+from forge.config.runtime_engines import DEFAULT_ENGINE, ENGINES, engine_problem
 from forge.config.secrets import NATS_PASSWORD_VARS
 from forge.content import content_path
 
@@ -144,6 +145,14 @@ def _uid_range(raw: object) -> str:
     return text
 
 
+def _runtime_engine(raw: object) -> str:
+    """FORGE_RUNTIME_ENGINE: the name of a registered runtime engine (`runtime_engines`)."""
+    text = str(raw).strip().lower()
+    if text not in ENGINES:
+        raise _problem(engine_problem())
+    return text
+
+
 def _seconds(raw: object) -> float:
     """FORGE_HOUSEKEEPING_INTERVAL_S: seconds between 1 and 86400."""
     try:
@@ -196,6 +205,8 @@ class Settings(BaseSettings):
     plans_file: Path = _var("FORGE_PLANS_FILE", _default_content_path("plans.yaml"))
     entitlements_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var(
         "ENTITLEMENTS_FILE")
+    runtime_engine: Annotated[str, BeforeValidator(_runtime_engine)] = _var(
+        "FORGE_RUNTIME_ENGINE", DEFAULT_ENGINE)
     runtime_prefix: str = _var("FORGE_RUNTIME_PREFIX", "fg")
     lab_uid_range: Annotated[str, BeforeValidator(_uid_range)] = _var(
         "FORGE_LAB_UID_RANGE", "300000-399999")

@@ -9,11 +9,13 @@ from forge.runtime.base import (
     LabSealed,
     LabSpec,
     Limits,
+    NotSupported,
     Runtime,
     RuntimeFault,
     RuntimeUnavailable,
     SpecError,
     SubnetSpec,
+    TerminalClosed,
     TtySession,
 )
 from forge.runtime.plan import validate_lab_id
@@ -27,11 +29,13 @@ __all__ = [
     "LabSealed",
     "LabSpec",
     "Limits",
+    "NotSupported",
     "Runtime",
     "RuntimeFault",
     "RuntimeUnavailable",
     "SpecError",
     "SubnetSpec",
+    "TerminalClosed",
     "TtySession",
     "validate_lab_id",
 ]

@@ -2,8 +2,9 @@
 
 The orchestrator turns a template into a :class:`LabSpec` and drives any engine through
 :class:`Runtime`. Nothing here names a Linux namespace, bridge or cgroup, so a Kubernetes
-engine can implement the same contract. Methods are synchronous; callers run them in a
-thread pool.
+engine can implement the same contract. Methods are synchronous (callers run them in a thread
+pool), except the terminal's byte stream, which is async. An engine is built by
+:func:`forge.runtime.factory.make_runtime` from configuration; callers never name one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class LabSealed(RuntimeFault):
 
 class RuntimeUnavailable(RuntimeFault):
     """The engine cannot work on this machine (missing privileges or tools)."""
+
+
+class TerminalClosed(RuntimeFault, OSError):
+    """The terminal session has ended: no more input is accepted."""
+
+
+class NotSupported(RuntimeFault):
+    """The configured engine does not offer this optional operation."""
 
 
 @dataclass(frozen=True)
@@ -144,19 +153,23 @@ class LabInfo:
 
 
 class TtySession(abc.ABC):
-    """An interactive terminal into a lab host (the learner's browser terminal)."""
+    """An interactive terminal into a lab host (the learner's browser terminal), as an async
+    byte stream: callers never see a file descriptor, so an engine may back it with a PTY,
+    a socket or an API's exec stream.
+
+    ``read``/``write`` are coroutines used from one event loop; ``resize`` and ``close``
+    are synchronous (``close`` may block while it ends processes: run it in a thread).
+    """
 
     @abc.abstractmethod
-    def fileno(self) -> int:
-        """A descriptor that becomes readable when output is available (for event loops)."""
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Wait for output and return at most ``max_bytes`` of it; ``b""`` once the session
+        ended (also when it is closed while this waits)."""
 
     @abc.abstractmethod
-    def read(self, size: int = 65536) -> bytes:
-        """Read available output; ``b""`` means the session ended."""
-
-    @abc.abstractmethod
-    def write(self, data: bytes) -> int:
-        """Send keystrokes; returns the number of bytes written."""
+    async def write(self, data: bytes) -> None:
+        """Send all of ``data`` as keystrokes, waiting while the terminal accepts no more
+        input; raises :class:`TerminalClosed` once the session ended."""
 
     @abc.abstractmethod
     def resize(self, rows: int, cols: int) -> None:
@@ -235,3 +248,19 @@ class Runtime(abc.ABC):
         only regular files and directories (no FIFO, socket, device, or link leading out
         of the trees; files size-capped). Expected values belong in ``stdin``.
         """
+
+    def cleanup_orphans(self) -> builtins.list[str]:
+        """Remove what a crash left half-built or half-destroyed (labs the backend holds in
+        the ``degraded`` state) and return their ids. Optional: engines whose backend
+        cleans up by itself keep this default, which raises :class:`NotSupported`."""
+        raise NotSupported(f"orphan cleanup is not supported by the {self.engine_name} engine")
+
+    def close(self) -> None:
+        """Release what this instance holds in-process (thread pools, handles); labs keep
+        running. Default: nothing to release."""
+        return None
+
+    @property
+    def engine_name(self) -> str:
+        """The engine's name as configured in ``FORGE_RUNTIME_ENGINE`` (for messages)."""
+        return type(self).__name__

@@ -1,6 +1,24 @@
 """The local engine: labs from network namespaces, bubblewrap and cgroups (needs root)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from forge.runtime.local.egress import AllowRule, EgressProfile
 from forge.runtime.local.runtime import LocalRuntime
 
-__all__ = ["AllowRule", "EgressProfile", "LocalRuntime"]
+if TYPE_CHECKING:
+    from forge.config.settings import Settings
+
+__all__ = ["AllowRule", "EgressProfile", "LocalRuntime", "build"]
+
+
+def build(settings: Settings) -> LocalRuntime:
+    """The local engine under ``<STORAGE_ROOT>/runtime`` with the configured prefix and lab
+    uid range (``FORGE_LAB_UID_RANGE``); the factory's entry for ``local``."""
+    from forge.faults import crash_point
+    from forge.runtime.local.uids import parse_range
+
+    return LocalRuntime(str(settings.storage_root / "runtime"), settings.runtime_prefix,
+                        uid_range=parse_range(settings.lab_uid_range),
+                        fault_hook=lambda stage: crash_point(f"orchestrator.create.{stage}"))

@@ -512,6 +512,22 @@ class LocalRuntime(Runtime):
             raise LabNotFound(f"lab {lab_id} has no egress gateway")
         return egress.denied_packets(self.names, lab_id)
 
+    def cleanup_orphans(self) -> builtins.list[str]:
+        """Destroy every lab of this prefix the kernel holds half-built or half-destroyed
+        (``degraded``: a crash mid-create or mid-destroy); returns their ids. A lab being
+        built by a running orchestrator looks degraded too: run it while that is stopped."""
+        cleaned = []
+        for info in self.list():
+            if info.state == "degraded":
+                self.destroy(info.lab_id)
+                cleaned.append(info.lab_id)
+        return cleaned
+
+    @property
+    def engine_name(self) -> str:
+        """``local``."""
+        return "local"
+
     def close(self) -> None:
         """Release this instance's worker threads (labs keep running)."""
         self._pool.shutdown(wait=True)

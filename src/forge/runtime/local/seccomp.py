@@ -18,6 +18,7 @@ sandbox, because bubblewrap reads it from the descriptor's current offset.
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import io
 import os
@@ -27,6 +28,8 @@ import pyseccomp as sc
 CLONE_NEWUSER = 0x10000000
 PTRACE_ATTACH = 16
 PTRACE_SEIZE = 0x4206
+# Descriptors below this are the init's own (stdio, then 3 and 4: see sandbox.INIT_JOIN_BASH).
+FIRST_FREE_FD = 10
 
 # Syscalls denied by default; the capability that (alone) re-allows them, if any.
 DENIED: dict[str, str | None] = {
@@ -99,13 +102,20 @@ def compiled(caps: tuple[str, ...] = ()) -> bytes:
 
 
 def filter_fd(caps: list[str]) -> int:
-    """A new (inheritable) memfd holding the filter for ``caps``, positioned at 0.
+    """A new (inheritable) memfd holding the filter for ``caps``, positioned at 0, numbered
+    above ``FIRST_FREE_FD`` - 1.
 
-    The caller passes it to bubblewrap and closes it once the sandbox has started.
+    The caller passes it to bubblewrap and closes it once the sandbox has started. The
+    number matters: the init's join script moves its own pipes onto descriptors 3 and 4,
+    which would silently replace a filter that happened to get one of those numbers (a
+    create then fails with "Can't read seccomp data").
     """
     program = compiled(tuple(sorted(set(caps))))
     fd = os.memfd_create("forge-seccomp", 0)
     try:
+        if fd < FIRST_FREE_FD:
+            low, fd = fd, fcntl.fcntl(fd, fcntl.F_DUPFD, FIRST_FREE_FD)
+            os.close(low)
         os.write(fd, program)
         os.lseek(fd, 0, os.SEEK_SET)
     except BaseException:

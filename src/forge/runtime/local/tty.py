@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -11,16 +12,20 @@ import termios
 import threading
 from collections.abc import Callable
 
-from forge.runtime.base import SpecError, TtySession
+from forge.runtime.base import SpecError, TerminalClosed, TtySession
 
 SHELL_ARGV = ["setsid", "-c", "/bin/bash", "-l"]
 
 
 class LocalTty(TtySession):
-    """A PTY whose slave side runs ``bash -l`` in the host (as the session's ctty).
+    """A PTY whose slave side runs ``bash -l`` in the host (as the session's ctty), read and
+    written as an async byte stream over the non-blocking master.
 
-    ``close()`` hangs up the terminal and kills every process the session started
-    (through ``kill_tree``), then reaps the wrapper.
+    Nothing is buffered here: ``read`` returns what one ``read(2)`` gives (at most
+    ``max_bytes``) and ``write`` waits for the PTY to take the data, so memory is bounded
+    by the caller's chunks. ``close()`` (from any thread) wakes pending reads (they return
+    ``b""``), hangs up the terminal and kills every process the session started (through
+    ``kill_tree``), then reaps the wrapper.
     """
 
     def __init__(
@@ -49,32 +54,76 @@ class LocalTty(TtySession):
             raise
         finally:
             os.close(slave)
+        os.set_blocking(master, False)
         self._master = master
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = set()
 
-    def fileno(self) -> int:
-        """The PTY master (readable when the shell printed something)."""
-        return self._master
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Wait for output; ``b""`` once the shell ended or the session was closed."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return b""
+                try:
+                    return os.read(self._master, max_bytes)
+                except BlockingIOError:
+                    pass
+                except OSError:  # EIO: the slave side is gone
+                    return b""
+            await self._ready(write=False)
 
-    def read(self, size: int = 65536) -> bytes:
-        """Read output (blocks until some is available); ``b""`` once the shell ended."""
-        if self._closed:
-            return b""
+    async def write(self, data: bytes) -> None:
+        """Send all of ``data`` to the shell, waiting while its input queue is full."""
+        view = memoryview(data)
+        while view:
+            with self._lock:
+                if self._closed:
+                    raise TerminalClosed("terminal is closed")
+                try:
+                    view = view[os.write(self._master, view):]
+                except BlockingIOError:
+                    pass
+                except OSError as exc:  # EIO: the slave side is gone
+                    raise TerminalClosed("terminal is closed") from exc
+            if view:
+                await self._ready(write=True)
+
+    async def _ready(self, *, write: bool) -> None:
+        """Wait until the PTY is readable (or writable), or the session is closed.
+
+        The descriptor is registered with the loop only while waiting, and closed only
+        once no waiter holds it, so a descriptor number the kernel reuses after close is
+        never watched in its place.
+        """
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        waiter = (loop, wake)
+        with self._lock:
+            if self._closed:
+                return
+            fd = self._master
+            (loop.add_writer if write else loop.add_reader)(fd, wake)
+            self._waiters.add(waiter)
         try:
-            return os.read(self._master, size)
-        except OSError:  # EIO: the slave side is gone
-            return b""
-
-    def write(self, data: bytes) -> int:
-        """Send input to the shell."""
-        if self._closed:
-            raise OSError("terminal is closed")
-        return os.write(self._master, data)
+            await woken
+        finally:
+            with self._lock:
+                (loop.remove_writer if write else loop.remove_reader)(fd)
+                self._waiters.discard(waiter)
+                if self._closed and not self._waiters:
+                    self._close_master()
 
     def resize(self, rows: int, cols: int) -> None:
         """Change the terminal size (the shell gets SIGWINCH)."""
-        if self._closed:
-            return
-        _set_size(self._master, rows, cols)
+        with self._lock:
+            if self._closed or self._master < 0:
+                return
+            _set_size(self._master, rows, cols)
 
     def close(self) -> None:
         """Hang up, kill the session's processes, reap them. Idempotent."""
@@ -82,12 +131,24 @@ class LocalTty(TtySession):
             if self._closed:
                 return
             self._closed = True
-        with contextlib.suppress(OSError):
-            os.close(self._master)
+            for loop, wake in list(self._waiters):
+                try:
+                    loop.call_soon_threadsafe(wake)
+                except RuntimeError:  # that loop is closed: nobody waits any more
+                    self._waiters.discard((loop, wake))
+            if not self._waiters:
+                self._close_master()
         self._kill_tree()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout=5)
         self._on_close(self)
+
+    def _close_master(self) -> None:
+        """Close the PTY master once (caller holds the lock)."""
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = -1
 
     @property
     def closed(self) -> bool:

@@ -1,4 +1,5 @@
-"""The lab terminal: a WebSocket onto a PTY in a lab host, for spawn_service's proxy only.
+"""The lab terminal: a WebSocket onto a lab host's terminal (the runtime engine's async byte
+stream), for spawn_service's proxy only.
 
 Authorization is a 60-second TTY token minted by spawn_service for one scenario, subject and
 host. Binary frames carry terminal bytes both ways; a text frame
@@ -26,7 +27,6 @@ from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal_io import (
     Activity,
     Keystrokes,
-    make_nonblocking,
     pump_in,
     pump_out,
 )
@@ -144,7 +144,7 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
 
 async def _serve(state: OrchestratorState, websocket: WebSocket, slot: TerminalSlot,
                  host: str, idle_s: int) -> None:
-    """Create the PTY for a held slot, relay it, then close it and say why."""
+    """Create the terminal for a held slot, relay it, then close it and say why."""
     try:
         session = await state.blocking(state.runtime.tty, slot.scenario_id, host,
                                        _size(websocket, "rows", 24, 500),
@@ -154,7 +154,6 @@ async def _serve(state: OrchestratorState, websocket: WebSocket, slot: TerminalS
         await websocket.close(code=4404)
         return
     try:
-        make_nonblocking(session)
         try:
             await websocket.accept()
         except (RuntimeError, OSError, WebSocketDisconnect):

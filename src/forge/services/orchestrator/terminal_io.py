@@ -1,8 +1,11 @@
-"""Moving terminal bytes between a lab's PTY and a WebSocket without ever blocking the loop.
+"""Moving terminal bytes between a lab's terminal stream and a WebSocket without ever
+blocking the loop.
 
-Neither direction buffers without bound or blocks: output is read from the PTY only after
-the previous chunk was sent (a client that stops reading stalls the lab's program, not the
-orchestrator's memory), and input is written without blocking from a bounded queue (a
+Only the engine-neutral stream API of `TtySession` is used (async `read`/`write`,
+`resize`), never a file descriptor, so any runtime engine's terminal works here. Neither
+direction buffers without bound or blocks: output is read from the terminal only after the
+previous chunk was sent (a client that stops reading stalls the lab's program, not the
+orchestrator's memory), and input waits in a bounded queue while the terminal takes it (a
 program that stops reading its terminal, e.g. after ``stty raw; sleep``, loses the excess
 input as on a real terminal, instead of freezing the event loop every lab and request
 shares).
@@ -11,20 +14,13 @@ shares).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
-import os
 
 from fastapi import WebSocket
 
-from forge.runtime.base import TtySession
+from forge.runtime.base import TerminalClosed, TtySession
 
-
-def make_nonblocking(session: TtySession) -> None:
-    """Put the PTY's descriptor in non-blocking mode (writes then return short or EAGAIN)."""
-    fd = session.fileno()
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+CHUNK_BYTES = 65536  # most terminal output read (and sent as one frame) at a time
 
 
 class Activity:
@@ -38,32 +34,9 @@ class Activity:
         self.last = asyncio.get_running_loop().time()
 
 
-async def _ready(fd: int, *, write: bool) -> None:
-    """Wait until `fd` is readable (or writable)."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    (loop.add_writer if write else loop.add_reader)(fd, wake)
-    try:
-        await ready
-    finally:
-        (loop.remove_writer if write else loop.remove_reader)(fd)
-
-
 async def pump_out(ws: WebSocket, session: TtySession) -> None:
-    """PTY → client, one chunk at a time; returns when the session ends."""
-    while True:
-        await _ready(session.fileno(), write=False)
-        try:
-            data = session.read()
-        except BlockingIOError:  # woken without data after all; wait again
-            continue
-        if not data:
-            return
+    """Terminal → client, one chunk at a time; returns when the session ends."""
+    while data := await session.read(CHUNK_BYTES):
         await ws.send_bytes(data)
 
 
@@ -77,26 +50,32 @@ class Keystrokes:
     def __init__(self, limit: int = 64 * 1024) -> None:
         self.limit = limit
         self.pending = bytearray()
+        self.in_flight = 0  # bytes handed to the terminal that it has not taken yet
         self.dropped = 0
         self._wake = asyncio.Event()
 
     def add(self, data: bytes) -> None:
-        """Queue `data` (as much as fits under the limit)."""
-        room = max(0, self.limit - len(self.pending))
+        """Queue `data` (as much as fits under the limit, counting input in flight)."""
+        room = max(0, self.limit - len(self.pending) - self.in_flight)
         self.pending += data[:room]
         self.dropped += max(0, len(data) - room)
         self._wake.set()
 
     async def drain(self, session: TtySession) -> None:
-        """Write queued input to the PTY as it accepts it; ends if the PTY is gone."""
+        """Write queued input to the terminal as it accepts it; ends if it is gone."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self.pending:
-                with contextlib.suppress(BlockingIOError):  # the PTY's input queue is full
-                    del self.pending[:session.write(bytes(self.pending))]
-                if self.pending:
-                    await _ready(session.fileno(), write=True)
+                chunk = bytes(self.pending)
+                self.pending.clear()
+                self.in_flight = len(chunk)
+                try:
+                    await session.write(chunk)
+                except TerminalClosed:
+                    return
+                finally:
+                    self.in_flight = 0
 
 
 async def pump_in(ws: WebSocket, session: TtySession, activity: Activity,

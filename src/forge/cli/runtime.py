@@ -1,0 +1,115 @@
+"""`forge runtime …`: inspect and clean up the labs of the configured runtime engine.
+
+Engine-neutral: the runtime comes from `make_runtime(settings)` (`FORGE_RUNTIME_ENGINE`)
+and only the abstract `Runtime` API is used; what an engine does not offer (e.g. orphan
+cleanup) is reported as such, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from forge.cli.context import settings_or_exit
+from forge.config.settings import ConfigError, load_settings
+from forge.runtime.base import NotSupported, Runtime, RuntimeFault
+
+app = typer.Typer(help="Sandbox runtime: the labs the configured engine holds.",
+                  no_args_is_help=True)
+
+PREFIX = typer.Option(None, "--prefix",
+                      help="Name prefix of the labs to manage [FORGE_RUNTIME_PREFIX].")
+
+
+@contextmanager
+def _runtime(prefix: str | None) -> Iterator[Runtime]:
+    """The configured engine (with `--prefix` overriding FORGE_RUNTIME_PREFIX), closed after."""
+    from forge.runtime.factory import make_runtime  # imported lazily: keeps `forge` fast
+
+    if prefix is None:
+        settings = settings_or_exit()
+    else:
+        try:
+            settings = load_settings({**os.environ, "FORGE_RUNTIME_PREFIX": prefix})
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+    try:
+        runtime = make_runtime(settings)
+    except (ConfigError, RuntimeFault, ValueError) as exc:
+        typer.echo(f"runtime unavailable: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+@app.command("check")
+def check(prefix: str | None = PREFIX) -> None:
+    """Say whether the engine can work here (e.g. root, tools, cgroups); exit 1 if not."""
+    with _runtime(prefix) as rt:
+        problems = rt.check()
+        name = rt.engine_name
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{name} runtime OK")
+
+
+@app.command("list")
+def list_labs(prefix: str | None = PREFIX) -> None:
+    """List the labs the engine's backend holds (state and host addresses)."""
+    with _runtime(prefix) as rt:
+        labs = rt.list()
+    for info in labs:
+        hosts = " ".join(
+            f"{host}={','.join(addrs.values()) or '-'}" for host, addrs in info.hosts.items()
+        )
+        typer.echo(f"{info.lab_id}  {info.state}  {hosts}")
+
+
+@app.command("destroy")
+def destroy(
+    lab_ids: list[str] = typer.Argument(None, help="Lab ids to destroy."),
+    all_labs: bool = typer.Option(False, "--all", help="Destroy every lab of the prefix."),
+    prefix: str | None = PREFIX,
+) -> None:
+    """Destroy labs (every process and object the engine made for them); exit 1 on error."""
+    with _runtime(prefix) as rt:
+        targets = [i.lab_id for i in rt.list()] if all_labs else list(lab_ids or [])
+        if not targets:
+            typer.echo("nothing to destroy (give lab ids or --all)", err=True)
+            raise typer.Exit(2)
+        failed = 0
+        for lab_id in targets:
+            try:
+                rt.destroy(lab_id)
+                typer.echo(f"destroyed {lab_id}")
+            except (RuntimeFault, OSError) as exc:
+                failed += 1
+                typer.echo(f"failed {lab_id}: {exc}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("cleanup")
+def cleanup(prefix: str | None = PREFIX) -> None:
+    """Remove labs a crash left half-built or half-destroyed (run it while the orchestrator
+    is stopped); exit 2 when the engine has no such cleanup, 1 on error."""
+    with _runtime(prefix) as rt:
+        try:
+            cleaned = rt.cleanup_orphans()
+        except NotSupported as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        except (RuntimeFault, OSError) as exc:
+            typer.echo(f"cleanup failed: {exc}", err=True)
+            raise typer.Exit(1) from None
+    for lab_id in cleaned:
+        typer.echo(f"destroyed {lab_id}")
+    typer.echo(f"{len(cleaned)} orphaned lab(s) removed")
