@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import nats as nats_client
 import pytest
 
 from forge.bus import NatsServer, Publisher
+from forge.bus.contracts import SpawnRequestedV1, parse, payload
 from forge.config import Settings, load_settings
 from forge.lifecycle.store import load
 from forge.runtime.local import LocalRuntime
@@ -85,9 +87,14 @@ def spawn_event(settings: Settings, *, template: str = "lab-netplus", track: str
                   "sub": subject, "tenant_id": tenant, "plan": plan, "et_jti": et_jti,
                   **(sat_over or {})}
     sat = mint_token(sat_ring or settings.sat, SAT, sat_claims, ttl_s=sat_ttl, now=sat_now)
-    return {"scenario_id": scenario_id, "request_id": "req-" + secrets.token_hex(6),
-            "track": track, "template_id": template, "tenant_id": tenant, "subject": subject,
-            "plan": plan, "retention_days": 30, "sat": sat, "et": et}
+    requested = datetime.fromtimestamp(sat_now or time.time(), UTC)
+    # Through the contract, as spawn_service publishes it; tests that forge claims still do
+    # so with well-typed values (the tokens are what is refused).
+    return payload(parse(SpawnRequestedV1, {
+        "scenario_id": scenario_id, "request_id": "req-" + secrets.token_hex(6),
+        "track": track, "template_id": template, "tenant_id": tenant, "subject": subject,
+        "plan": plan, "retention_days": 30, "sat": sat, "et": et,
+        "requested_at": requested.strftime("%Y-%m-%dT%H:%M:%SZ")}))
 
 
 MakeOrch = Callable[..., Orch]

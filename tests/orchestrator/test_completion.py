@@ -8,6 +8,7 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 
+from forge.bus.contracts import ScenarioSubmitV1, payload
 from forge.identity.apikeys import create_api_key
 from forge.store.models import Scenario
 
@@ -57,7 +58,9 @@ def test_untouched_lab_fails_the_work_criterion(orch: Orch) -> None:
 
 def test_submit_event_completes(orch: Orch) -> None:
     sid = running(orch)
-    orch.publish("forge.scenario.submit", {"scenario_id": sid, "reason": "submitted"})
+    row = orch.row(sid)
+    submit = ScenarioSubmitV1(scenario_id=sid, tenant_id=row.tenant_id, subject=row.subject)
+    orch.publish(submit.bus_subject(), payload(submit))
     row = orch.wait_state(sid, "completed", "failed")
     assert row.state == "completed"
 

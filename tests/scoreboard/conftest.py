@@ -22,6 +22,7 @@ import pytest
 
 from forge.audit.log import scenario_log
 from forge.bus import NatsServer, Publisher
+from forge.bus.contracts import ScenarioCompletedV1, parse, publish_event
 from forge.bus.subjects import SCENARIO_COMPLETED, SCORE_FINALIZED, STREAM
 from forge.config import Settings, load_settings
 from forge.services.scoreboard.app import build_app
@@ -59,6 +60,11 @@ class Completion:
     scenario_id: str
     body: dict[str, Any]
     full_stdout: bytes = b""
+
+    @property
+    def event(self) -> ScenarioCompletedV1:
+        """The body as its contract (what the orchestrator publishes)."""
+        return parse(ScenarioCompletedV1, self.body)
 
     def variant(self, **changes: Any) -> dict[str, Any]:
         body = copy.deepcopy(self.body)
@@ -173,7 +179,13 @@ class Board:
     def results_dir(self, scenario_id: str) -> Path:
         return self.settings.storage_root / "scenarios" / scenario_id / "results"
 
+    async def publish_event(self, event: ScenarioCompletedV1, msg_id: str | None = None) -> None:
+        """Publish a well-formed completion through its contract."""
+        await publish_event(self.publisher, event,
+                            msg_id=msg_id or f"{event.scenario_id}-completed")
+
     async def publish(self, body: dict[str, Any], msg_id: str | None = None) -> None:
+        """Publish a raw body as it stands (forged and malformed ones included)."""
         await self.publisher.publish(SCENARIO_COMPLETED, body,
                                      msg_id=msg_id or f"{body['scenario_id']}-completed")
 

@@ -34,7 +34,7 @@ def _verify(board: Board, scenario_id: str, *extra: str) -> subprocess.Completed
 async def test_completion_becomes_verified_verdict(make_board: MakeBoard) -> None:
     board = await make_board()
     done = build_completion(board.settings, passed=False, big_output=200_000)
-    await board.publish(done.body)
+    await board.publish_event(done.event)
     results = board.results_dir(done.scenario_id)
     await wait_for(results.is_dir, what="results directory")
     assert sorted(p.name for p in results.iterdir()) == sorted(FILES)
@@ -62,7 +62,7 @@ async def test_completion_becomes_verified_verdict(make_board: MakeBoard) -> Non
 async def test_redelivery_is_a_noop_and_conflict_is_refused(make_board: MakeBoard) -> None:
     board = await make_board()
     done = build_completion(board.settings)
-    await board.publish(done.body)
+    await board.publish_event(done.event)
     results = board.results_dir(done.scenario_id)
     await wait_for(results.is_dir, what="results")
     before = {p.name: p.read_bytes() for p in results.iterdir()}
@@ -71,7 +71,7 @@ async def test_redelivery_is_a_noop_and_conflict_is_refused(make_board: MakeBoar
     acked = consumer.status()["acked"]
 
     # The same completion again (a redelivery that escaped de-duplication): nothing changes.
-    await board.publish(done.body, msg_id=f"{done.scenario_id}-completed-again")
+    await board.publish_event(done.event, msg_id=f"{done.scenario_id}-completed-again")
     await wait_for(lambda: consumer.status()["acked"] > acked, what="second ack")
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
     assert await board.wait_finalized(1) == 1
@@ -147,7 +147,7 @@ async def test_missing_signing_key_pauses_scoring(make_board: MakeBoard) -> None
         assert set(ready.json()["checks"]) == {"config", "store", "storage", "signing_key",
                                                "templates", "nats"}
         done = build_completion(board.settings)
-        await board.publish(done.body)
+        await board.publish_event(done.event)
         consumer = board.state.consumer
         assert consumer is not None
         await wait_for(lambda: consumer.status()["retried"] >= 2, what="paused retries")

@@ -12,7 +12,7 @@ from .conftest import Board, MakeBoard, build_completion
 async def _score(board: Board, **kwargs: object) -> str:
     """Score a completion through the same step the consumer runs."""
     done = build_completion(board.settings, **kwargs)  # type: ignore[arg-type]
-    await asyncio.to_thread(board.state.scorer.score, done.body)
+    await asyncio.to_thread(board.state.scorer.score, done.event)
     return done.scenario_id
 
 

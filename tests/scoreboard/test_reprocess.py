@@ -22,8 +22,8 @@ async def test_reprocess_after_fix_via_api_and_cli(make_board: MakeBoard) -> Non
     # The cause: the scenario audit logs lack their scenario.completed entry (storage lag).
     first = build_completion(board.settings, write_audit=False)
     second = build_completion(board.settings, subject="bob", write_audit=False)
-    await board.publish(first.body)
-    await board.publish(second.body)
+    await board.publish_event(first.event)
+    await board.publish_event(second.event)
     rows = await wait_for(lambda: len(board.failed_events()) == 2 and board.failed_events(),
                           what="two dead-lettered completions")
     ids = {r.scenario_id: r.id for r in rows}

@@ -27,7 +27,7 @@ NOW = datetime.now(UTC)
 def _scored(settings: Settings, days_ago: int, retention_days: int) -> str:
     done = build_completion(settings, completed_at=NOW - timedelta(days=days_ago),
                             retention_days=retention_days)
-    Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES)).score(done.body)
+    Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES)).score(done.event)
     return done.scenario_id
 
 

@@ -27,7 +27,7 @@ def test_unwritable_storage_pauses_without_partial_results(prod_env: Settings,
     blocked.storage_root.write_text("not a directory")
     scorer = Scorer(blocked, TemplateRegistry.load(TEMPLATE_FIXTURES), ring)
     with pytest.raises(ScoringPaused, match="not writable"):
-        scorer.score(done.body)
+        scorer.score(done.event)
     assert blocked.storage_root.read_text() == "not a directory"
 
 
@@ -38,13 +38,13 @@ def test_missing_key_pauses_outside_dev_and_is_generated_once_in_dev(tmp_path: P
     registry = TemplateRegistry.load(TEMPLATE_FIXTURES)
     ring = SigningKeyring(tmp_path / "keys")
     with pytest.raises(ScoringPaused, match="forge keys generate"):
-        Scorer(prod, registry, ring).score(done.body)
+        Scorer(prod, registry, ring).score(done.event)
     assert not ring.has_key()
 
     dev = prod.model_copy(update={"env": ForgeEnv.DEV})
-    first = Scorer(dev, registry, ring).score(done.body)
+    first = Scorer(dev, registry, ring).score(done.event)
     assert first.created and ring.has_key()
     kid = ring.current().key_id
-    again = Scorer(dev, registry, ring).score(done.body)
+    again = Scorer(dev, registry, ring).score(done.event)
     assert not again.created and ring.current().key_id == kid
     assert first.payload["key_id"] == kid

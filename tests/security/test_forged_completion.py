@@ -52,7 +52,7 @@ async def test_forged_pass_on_nats_is_refused_and_the_honest_event_scores(
     assert "does not match the expected pattern" in error
 
     # The honest completion of the same lab is scored from the re-judged results.
-    await board.publish(done.body, msg_id=f"{done.scenario_id}-honest")
+    await board.publish_event(done.event, msg_id=f"{done.scenario_id}-honest")
     results = board.results_dir(done.scenario_id)
     await wait_for(results.is_dir, what="honest verdict")
     doc = json.loads((results / "score.json").read_bytes())

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from forge.billing import ledger
 from forge.billing.receipts import issue_receipt
 from forge.bus import Publisher
+from forge.bus.contracts import ScenarioEndedV1, publish_event
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key, revoke_api_key
 from forge.quotas.limiter import active_slots
@@ -327,10 +328,9 @@ def test_slot_released_on_terminal_event(spawn_env: SpawnEnv) -> None:
         async def complete() -> None:
             async with Publisher(spawn_env.nats.admin_url) as pub:
                 await pub.connection.wait_ready(5)
-                await pub.publish("forge.scenario.ended",
-                                  {"scenario_id": first.json()["scenario_id"],
-                                   "state": "completed"},
-                                  msg_id="done-" + first.json()["scenario_id"])
+                ended = ScenarioEndedV1(scenario_id=first.json()["scenario_id"],
+                                        state="completed")
+                await publish_event(pub, ended, msg_id="done-" + ended.scenario_id)
 
         asyncio.run(complete())
         deadline = time.monotonic() + 10

@@ -48,10 +48,8 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
                           streams=bus_streams(settings))
 
     async def publish(finalized: Finalized) -> None:
-        from forge.bus.subjects import SCORE_FINALIZED
-
-        await publisher.publish(SCORE_FINALIZED, finalized.payload, msg_id=finalized.msg_id,
-                                timeout=3.0)
+        await publisher.publish(finalized.event.bus_subject(), finalized.payload,
+                                msg_id=finalized.msg_id, timeout=3.0)
 
     try:
         return await reprocess(Scorer(settings, registry), db, publish, event_id=event_id,

@@ -8,8 +8,9 @@ from contextlib import suppress
 
 from fastapi import FastAPI
 
-from forge.bus import DeadLetterHook, DurableConsumer, Event, Publisher
+from forge.bus import DeadLetterHook, DurableConsumer, Event, Publisher, Reject
 from forge.bus.consumer_metrics import register_consumer_metrics
+from forge.bus.contracts import ContractError, ScenarioSubmitV1, decode_as
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SPAWN,
@@ -60,9 +61,12 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
         await handle_spawn(state, event)
 
     async def on_submit(event: Event) -> None:
-        scenario_id = str(event.data.get("scenario_id", ""))
+        try:
+            submit = decode_as(ScenarioSubmitV1, event.subject, event.raw)
+        except ContractError as exc:
+            raise Reject(str(exc)) from None
         with suppress(ScenarioNotFound, IllegalTransition):
-            await complete(state, scenario_id, str(event.data.get("reason", "submitted")))
+            await complete(state, submit.scenario_id, submit.reason)
 
     return [
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SPAWN, subjects=[SPAWN_REQUESTED],

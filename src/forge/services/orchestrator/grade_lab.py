@@ -18,6 +18,14 @@ from typing import Any
 
 from forge.audit.log import scenario_log
 from forge.bus import BusUnavailable
+from forge.bus.contracts import (
+    ContractError,
+    ScenarioCompletedV1,
+    decode_as,
+    parse,
+    payload,
+    publish_event,
+)
 from forge.bus.subjects import SCENARIO_COMPLETED
 from forge.faults import crash_point
 from forge.grading.runner import grade
@@ -54,10 +62,11 @@ def _evidence_hashes(directory: Path) -> dict[str, str]:
 
 
 def build_payload(row: Scenario, results: list[CheckResult], reason: str,
-                  evidence: dict[str, str], completed_at: datetime) -> dict[str, Any]:
-    """The forge.scenario.completed event body (what the scoreboard scores from)."""
+                  evidence: dict[str, str], completed_at: datetime) -> ScenarioCompletedV1:
+    """The forge.scenario.completed event (what the scoreboard scores from); `ContractError`
+    when the row cannot make one (e.g. no tokens recorded)."""
     details = row.details
-    return {
+    return parse(ScenarioCompletedV1, {
         "scenario_id": row.scenario_id,
         "run_id": f"{row.scenario_id}.1",
         "track": row.track,
@@ -75,7 +84,7 @@ def build_payload(row: Scenario, results: list[CheckResult], reason: str,
         "policy": details.get("policy", {}),
         "results": [_result_dict(r) for r in results],
         "evidence": evidence,
-    }
+    })
 
 
 def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
@@ -87,22 +96,23 @@ def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _grade_and_store(state: OrchestratorState, scenario_id: str, reason: str) -> dict[str, Any]:
+def _grade_and_store(state: OrchestratorState, scenario_id: str,
+                     reason: str) -> ScenarioCompletedV1:
     row = load(state.ctx.db, scenario_id)
     loaded = state.registry.get(row.template_id)
     rendered = render(loaded.template, row.details.get("variables", {}))
     evidence_dir = scenario_dir(state, scenario_id) / "evidence"
     results = grade(state.runtime, scenario_id, rendered, evidence_dir)
-    payload = build_payload(row, results, reason, _evidence_hashes(evidence_dir),
-                            datetime.now(UTC))
+    event = build_payload(row, results, reason, _evidence_hashes(evidence_dir),
+                          datetime.now(UTC))
     scenario_log(state.settings.storage_root, scenario_id).append(
         "scenario.completed",
         {"reason": reason, "checks": len(results), "passed": sum(r.passed for r in results),
-         "evidence": payload["evidence"],
-         "variables_sha256": values_digest(payload["variables"])},
+         "evidence": event.evidence,
+         "variables_sha256": values_digest(event.variables)},
     )
-    _write_json_atomic(scenario_dir(state, scenario_id) / "completion.json", payload)
-    return payload
+    _write_json_atomic(scenario_dir(state, scenario_id) / "completion.json", payload(event))
+    return event
 
 
 def teardown_lab(state: OrchestratorState, scenario_id: str) -> None:
@@ -117,10 +127,10 @@ def teardown_lab(state: OrchestratorState, scenario_id: str) -> None:
 async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool:
     """Publish the stored payload and finish the scenario; False while the bus is down."""
     path = scenario_dir(state, scenario_id) / "completion.json"
-    payload = json.loads(await state.blocking(path.read_text))
+    event = decode_as(ScenarioCompletedV1, SCENARIO_COMPLETED,
+                      await state.blocking(path.read_bytes))
     try:
-        await state.publisher.publish(SCENARIO_COMPLETED, payload,
-                                      msg_id=f"{scenario_id}-completed")
+        await publish_event(state.publisher, event, msg_id=f"{scenario_id}-completed")
         await state.announce_ended(scenario_id, states.COMPLETED)
     except BusUnavailable:
         log.warning("completion of %s stored; publish will be retried", scenario_id)
@@ -128,7 +138,7 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
     crash_point("orchestrator.published")
     await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.COMPLETED,
-                     f"graded ({payload['completion_reason']})")
+                     f"graded ({event.completion_reason})")
     )
     return True
 
@@ -150,7 +160,7 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
     """Grade a scenario already in ``grading``, store, tear down, publish."""
     try:
         await state.blocking(_grade_and_store, state, scenario_id, reason)
-    except (RuntimeFault, OSError) as exc:
+    except (RuntimeFault, OSError, ContractError) as exc:
         return await _fail_grading(state, scenario_id, f"grading failed: {exc}")
     crash_point("orchestrator.grading.stored")
     await state.blocking(teardown_lab, state, scenario_id)

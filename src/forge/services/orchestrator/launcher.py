@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from forge.bus import Event, Reject, RetryLater
+from forge.bus.contracts import ContractError, SpawnRequestedV1, decode_as
 from forge.faults import crash_point
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load, move, set_details
@@ -23,13 +24,14 @@ from forge.templates.problems import UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
+from forge_verify.score import SCENARIO_ID_RE
 
 log = logging.getLogger("forge.orchestrator.launch")
 POLICY_RETRY_S = 2.0
 MAX_LAUNCH_ATTEMPTS = 3
 
 
-def _ensure_row(state: OrchestratorState, event: dict[str, Any], admitted: Admitted) -> None:
+def _ensure_row(state: OrchestratorState, event: SpawnRequestedV1, admitted: Admitted) -> None:
     """Create the scenario row from verified claims when spawn_service's row is not here."""
     now = datetime.now(UTC)
     sat, et = admitted.sat, admitted.et
@@ -37,7 +39,7 @@ def _ensure_row(state: OrchestratorState, event: dict[str, Any], admitted: Admit
         if sess.get(Scenario, admitted.scenario_id) is not None:
             return
         sess.add(Scenario(
-            scenario_id=admitted.scenario_id, request_id=str(event.get("request_id", "")),
+            scenario_id=admitted.scenario_id, request_id=event.request_id,
             tenant_id=sat["tenant_id"], subject=sat["sub"], track=sat["track"],
             template_id=sat["template_id"], template_sha256=None, plan=sat["plan"],
             retention_days=int(et["retention_days"]), state=states.PENDING,
@@ -55,12 +57,33 @@ async def _fail(state: OrchestratorState, scenario_id: str, reason: str,
     await state.announce(transition)
 
 
+async def _refuse_broken(state: OrchestratorState, event: Event, exc: ContractError) -> None:
+    """Fail the pending scenario a contract-breaking spawn event names, if it is ours."""
+    scenario_id = event.data.get("scenario_id")
+    if not isinstance(scenario_id, str) or SCENARIO_ID_RE.fullmatch(scenario_id) is None:
+        return
+    async with state.lock_for(scenario_id):
+        try:
+            row = await state.blocking(load, state.ctx.db, scenario_id)
+        except ScenarioNotFound:
+            return
+        if row.state == states.PENDING:
+            await _fail(state, scenario_id, f"spawn event refused: {exc.code}",
+                        {"refused": exc.code})
+
+
 async def handle_spawn(state: OrchestratorState, event: Event) -> None:
-    """Consumer handler: idempotent; outages retry, defects fail the scenario with reasons."""
-    data = event.data
-    scenario_id = data.get("scenario_id")
-    if not isinstance(scenario_id, str) or not scenario_id.startswith("scn-"):
-        raise Reject("scenario_id: missing or malformed")
+    """Consumer handler: idempotent; outages retry, defects fail the scenario with reasons.
+
+    The body is decoded through its contract first; one that breaks it (invalid, unknown
+    version) is rejected with the reason, and its scenario, when still pending here, fails
+    with that reason so its slot is freed."""
+    try:
+        spawn = decode_as(SpawnRequestedV1, event.subject, event.raw)
+    except ContractError as exc:
+        await _refuse_broken(state, event, exc)
+        raise Reject(str(exc)) from None
+    scenario_id = spawn.scenario_id
     async with state.lock_for(scenario_id):
         try:
             row = await state.blocking(load, state.ctx.db, scenario_id)
@@ -70,14 +93,14 @@ async def handle_spawn(state: OrchestratorState, event: Event) -> None:
             log.info("spawn event for %s redelivered; already %s", scenario_id, row.state)
             return
         try:
-            admitted = verify_spawn_event(state.settings, data)
+            admitted = verify_spawn_event(state.settings, spawn)
         except AdmissionRefused as exc:
             if row is None:
                 raise Reject(f"{exc.code}: {exc.message}") from None
             await _fail(state, scenario_id, exc.message, {"refused": exc.code})
             return
         if row is None:
-            await state.blocking(_ensure_row, state, data, admitted)
+            await state.blocking(_ensure_row, state, spawn, admitted)
         await _launch(state, admitted)
 
 

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from forge.bus import DurableConsumer, Publisher
-from forge.bus.subjects import SCENARIO_ENDED, TERMINAL_STATES
+from forge.bus.contracts import (
+    MAX_REASON,
+    ScenarioEndedV1,
+    ScenarioTransitionV1,
+    publish_event,
+)
+from forge.bus.subjects import TERMINAL_STATES
 from forge.config.settings import Settings
 from forge.lifecycle.store import Transition
 from forge.plans import PlanCatalog
@@ -52,18 +58,22 @@ class OrchestratorState:
         """One in-process lock per scenario so its transitions never interleave."""
         return self.locks.setdefault(scenario_id, asyncio.Lock())
 
-    async def announce(self, transition: Transition, **extra: Any) -> None:
+    async def announce(self, transition: Transition, *, expires_at: str | None = None) -> None:
         """Publish `forge.scenario.<state>`; de-duplicated by scenario and state."""
-        await self.publisher.publish(
-            f"forge.scenario.{transition.to_state}", transition.event(**extra),
-            msg_id=f"{transition.scenario_id}-{transition.to_state}",
-        )
+        event = ScenarioTransitionV1.model_validate({
+            "scenario_id": transition.scenario_id, "state": transition.to_state,
+            "from_state": transition.from_state, "reason": transition.reason[:MAX_REASON],
+            "at": transition.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tenant_id": transition.tenant_id, "subject": transition.subject,
+            "track": transition.track, "expires_at": expires_at})
+        await publish_event(self.publisher, event,
+                            msg_id=f"{transition.scenario_id}-{transition.to_state}")
         if transition.to_state in TERMINAL_STATES:
             await self.announce_ended(transition.scenario_id, transition.to_state)
 
     async def announce_ended(self, scenario_id: str, to_state: str) -> None:
         """`forge.scenario.ended`: the slim notice learner-side services hear (no results)."""
-        await self.publisher.publish(
-            SCENARIO_ENDED, {"scenario_id": scenario_id, "state": to_state},
-            msg_id=f"{scenario_id}-ended-{to_state}",
-        )
+        await publish_event(self.publisher,
+                            ScenarioEndedV1.model_validate(
+                                {"scenario_id": scenario_id, "state": to_state}),
+                            msg_id=f"{scenario_id}-ended-{to_state}")

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from forge.bus.contracts import OutputV1, ScenarioCompletedV1
 from forge.config.settings import Settings
 from forge.evidence.artifacts import EvidenceInputs
 from forge.services.scoreboard.judged import rejudge_results, rendered_rules
@@ -33,14 +34,11 @@ from forge.tokens import ET, SAT, TokenError, TokenMismatch, check_sat_et_bindin
 from forge_verify.canonical import CanonicalJSONError, loads
 from forge_verify.rules import criteria_document
 from forge_verify.score import (
-    CRITERION_ID_RE,
-    SHA256_RE,
     CheckResult,
     CriterionSpec,
     ScoreInputError,
     ScoreInputs,
     StreamOutput,
-    require_scenario_id,
 )
 
 EVIDENCE_DIR = "evidence"
@@ -63,69 +61,46 @@ class VerifiedCompletion:
         return EvidenceInputs(self.template_yaml, decisions, audit_log, self.criteria)
 
 
-def _str(data: Mapping[str, Any], name: str) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value:
-        raise CompletionRefused("invalid_completion", f"{name}: missing or not a string")
-    return value
+def _time(value: str) -> datetime:
+    """A time the contract already checked is zoned ISO 8601."""
+    return datetime.fromisoformat(value)
 
 
-def _time(data: Mapping[str, Any], name: str) -> datetime:
-    raw = _str(data, name)
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise CompletionRefused("invalid_completion", f"{name}: not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        raise CompletionRefused("invalid_completion", f"{name}: time has no timezone")
-    return value
-
-
-def verify_tokens(settings: Settings, data: Mapping[str, Any]) -> tuple[dict[str, Any],
-                                                                       dict[str, Any]]:
+def verify_tokens(settings: Settings, event: ScenarioCompletedV1) -> tuple[dict[str, Any],
+                                                                           dict[str, Any]]:
     """Verified SAT and ET claims, bound to each other and to the event's identity fields."""
-    sat_token, et_token = data.get("sat"), data.get("et")
-    if not isinstance(sat_token, str) or not isinstance(et_token, str):
+    if event.sat is None or event.et is None:
         raise CompletionRefused("tokens_missing", "sat and et: both tokens are required")
     try:
-        sat = verify_token(settings.sat, SAT, sat_token, check_expiry=False)
+        sat = verify_token(settings.sat, SAT, event.sat, check_expiry=False)
     except TokenError as exc:
         raise CompletionRefused(f"sat_{exc.code}", f"SAT refused: {exc}") from None
     try:
-        et = verify_token(settings.et, ET, et_token, check_expiry=False)
+        et = verify_token(settings.et, ET, event.et, check_expiry=False)
     except TokenError as exc:
         raise CompletionRefused(f"et_{exc.code}", f"ET refused: {exc}") from None
     try:
         check_sat_et_binding(sat, et)
     except TokenMismatch as exc:
         raise CompletionRefused("sat_et_mismatch", f"SAT and ET disagree: {exc}") from None
-    template = data.get("template")
-    template_name = template.get("name") if isinstance(template, Mapping) else None
     bindings = (
-        ("scenario_id", data.get("scenario_id"), sat.get("scenario_id")),
-        ("track", data.get("track"), sat.get("track")),
-        ("template.name", template_name, sat.get("template_id")),
-        ("tenant_id", data.get("tenant_id"), sat.get("tenant_id")),
-        ("subject", data.get("subject"), sat.get("sub")),
-        ("plan", data.get("plan"), sat.get("plan")),
-        ("retention_days", data.get("retention_days"), et.get("retention_days")),
+        ("scenario_id", event.scenario_id, sat.get("scenario_id")),
+        ("track", event.track, sat.get("track")),
+        ("template.name", event.template.name, sat.get("template_id")),
+        ("tenant_id", event.tenant_id, sat.get("tenant_id")),
+        ("subject", event.subject, sat.get("sub")),
+        ("plan", event.plan, sat.get("plan")),
+        ("retention_days", event.retention_days, et.get("retention_days")),
     )
     for field, event_value, claim in bindings:
-        if event_value is None or event_value != claim:
+        if event_value != claim or type(event_value) is not type(claim):
             raise CompletionRefused("claims_mismatch",
                                     f"{field}: event does not match the verified tokens")
     return sat, et
 
 
-def _stream(raw: object, where: str) -> StreamOutput:
-    if not isinstance(raw, Mapping):
-        raise CompletionRefused("invalid_completion", f"{where}: missing output object")
-    text, sha, size = raw.get("text"), raw.get("sha256"), raw.get("size")
-    if not isinstance(text, str) or not isinstance(sha, str) or SHA256_RE.fullmatch(sha) is None:
-        raise CompletionRefused("invalid_completion", f"{where}: text/sha256 missing or invalid")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise CompletionRefused("invalid_completion", f"{where}.size: not a count of bytes")
-    return StreamOutput(text, sha, size, bool(raw.get("truncated", False)))
+def _stream(raw: OutputV1) -> StreamOutput:
+    return StreamOutput(raw.text, raw.sha256, raw.size, raw.truncated)
 
 
 def _read_evidence(evidence_dir: Path | None, stem: str) -> bytes | None:
@@ -164,7 +139,7 @@ def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str
                         not exact)
 
 
-def check_recorded_completion(data: Mapping[str, Any], audit_log: bytes) -> None:
+def check_recorded_completion(event: ScenarioCompletedV1, audit_log: bytes) -> None:
     """The event's evidence hashes and variables must be the ones the orchestrator wrote in
     the scenario's audit log with `scenario.completed` (its last line here), when it did."""
     try:
@@ -174,59 +149,30 @@ def check_recorded_completion(data: Mapping[str, Any], audit_log: bytes) -> None
                                                      "entry cannot be read") from None
     body = entry.get("data") if isinstance(entry, dict) else None
     recorded = body if isinstance(body, dict) else {}
-    if "evidence" in recorded and recorded["evidence"] != data.get("evidence"):
+    if "evidence" in recorded and recorded["evidence"] != event.evidence:
         raise CompletionRefused("evidence_mismatch",
                                 "evidence: the event's output hashes differ from the ones the "
                                 "orchestrator recorded in the scenario's audit log")
-    variables = data.get("variables")
     if "variables_sha256" in recorded and not (
-            isinstance(variables, Mapping) and isinstance(recorded["variables_sha256"], str)
-            and hmac.compare_digest(values_digest(variables), recorded["variables_sha256"])):
+            isinstance(recorded["variables_sha256"], str)
+            and hmac.compare_digest(values_digest(event.variables),
+                                    recorded["variables_sha256"])):
         raise CompletionRefused("variables_mismatch",
                                 "variables: differ from the ones the orchestrator recorded in "
                                 "the scenario's audit log")
 
 
-def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
+def _results(event: ScenarioCompletedV1, criteria: tuple[CriterionSpec, ...],
              evidence_dir: Path | None) -> tuple[CheckResult, ...]:
-    raw_results = data.get("results")
-    if not isinstance(raw_results, list):
-        raise CompletionRefused("invalid_completion", "results: missing or not a list")
-    hashes = data.get("evidence") if isinstance(data.get("evidence"), Mapping) else {}
-    assert isinstance(hashes, Mapping)
+    hashes = event.evidence
     results: list[CheckResult] = []
-    for i, raw in enumerate(raw_results):
-        where = f"results[{i}]"
-        if not isinstance(raw, Mapping):
-            raise CompletionRefused("invalid_completion", f"{where}: not an object")
-        cid, index = raw.get("criterion_id"), raw.get("check_index")
-        if not isinstance(cid, str) or CRITERION_ID_RE.fullmatch(cid) is None:
-            raise CompletionRefused("invalid_completion", f"{where}.criterion_id: invalid")
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise CompletionRefused("invalid_completion", f"{where}.check_index: invalid")
-        passed, exit_code = raw.get("passed"), raw.get("exit_code")
-        if not isinstance(passed, bool):
-            raise CompletionRefused("invalid_completion", f"{where}.passed: not a boolean")
-        if exit_code is not None and (isinstance(exit_code, bool)
-                                      or not isinstance(exit_code, int)):
-            raise CompletionRefused("invalid_completion", f"{where}.exit_code: not an integer")
-        duration = raw.get("duration_ms", 0)
-        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
-            raise CompletionRefused("invalid_completion", f"{where}.duration_ms: invalid")
-        command = raw.get("command") or ()
-        if not isinstance(command, list | tuple) or not all(isinstance(c, str) for c in command):
-            raise CompletionRefused("invalid_completion", f"{where}.command: not a list of text")
-        container = raw.get("container") or ""
-        if not isinstance(container, str):
-            raise CompletionRefused("invalid_completion", f"{where}.container: not a string")
-        stem = f"{cid}.{index}"
-        stdout = _full_output(evidence_dir, hashes, f"{stem}.stdout",
-                              _stream(raw.get("stdout"), f"{where}.stdout"))
-        stderr = _full_output(evidence_dir, hashes, f"{stem}.stderr",
-                              _stream(raw.get("stderr"), f"{where}.stderr"))
-        results.append(CheckResult(cid, index, passed, exit_code, stdout, stderr,
-                                   bool(raw.get("timed_out", False)), duration, container,
-                                   tuple(command)))
+    for raw in event.results:
+        stem = f"{raw.criterion_id}.{raw.check_index}"
+        stdout = _full_output(evidence_dir, hashes, f"{stem}.stdout", _stream(raw.stdout))
+        stderr = _full_output(evidence_dir, hashes, f"{stem}.stderr", _stream(raw.stderr))
+        results.append(CheckResult(raw.criterion_id, raw.check_index, raw.passed,
+                                   raw.exit_code, stdout, stderr, raw.timed_out,
+                                   raw.duration_ms, raw.container, raw.command))
     expected = sorted((c.id, i) for c in criteria for i in range(c.check_count))
     got = sorted((r.criterion_id, r.check_index) for r in results)
     if got != expected:
@@ -237,47 +183,42 @@ def _results(data: Mapping[str, Any], criteria: tuple[CriterionSpec, ...],
 
 
 def verify_completion(settings: Settings, registry: TemplateRegistry,
-                      data: Mapping[str, Any]) -> VerifiedCompletion:
-    """Verify the event and build scoring inputs, or raise CompletionRefused saying why."""
+                      event: ScenarioCompletedV1) -> VerifiedCompletion:
+    """Verify the event and build scoring inputs, or raise CompletionRefused saying why.
+
+    Types, formats and sizes were checked by the contract (`forge.bus.contracts`); what is
+    checked here is what a well-typed forgery could still get wrong."""
+    scenario_id = event.scenario_id
+    sat, et = verify_tokens(settings, event)
     try:
-        scenario_id = require_scenario_id(data.get("scenario_id"))
-    except ScoreInputError as exc:
-        raise CompletionRefused("invalid_completion", str(exc)) from None
-    sat, et = verify_tokens(settings, data)
-    template = data.get("template")
-    assert isinstance(template, Mapping)  # checked by the SAT binding
-    try:
-        loaded = registry.get(str(template.get("name")))
+        loaded = registry.get(event.template.name)
     except UnknownTemplate as exc:
         raise CompletionRefused("unknown_template", f"template.name: {exc}") from None
-    claimed = template.get("sha256")
-    if not isinstance(claimed, str) or not hmac.compare_digest(loaded.sha256, claimed):
+    if not hmac.compare_digest(loaded.sha256, event.template.sha256):
         raise CompletionRefused("template_hash_mismatch",
                                 "template.sha256: differs from the loaded template")
     # Same as evidence.artifacts.criteria_from_template, whose Protocol mypy cannot match
     # against the frozen pydantic models.
     criteria = tuple(CriterionSpec(c.id, c.description, float(c.weight), len(c.checks))
                      for c in loaded.template.spec.success_criteria)
-    rules = rendered_rules(loaded.template, data.get("variables", {}))
+    rules = rendered_rules(loaded.template, event.variables)
     evidence_dir = settings.storage_root / "scenarios" / scenario_id / EVIDENCE_DIR
-    results = rejudge_results(rules, _results(data, criteria,
+    results = rejudge_results(rules, _results(event, criteria,
                                               evidence_dir if evidence_dir.is_dir() else None))
-    policy = data.get("policy") if isinstance(data.get("policy"), Mapping) else {}
-    assert isinstance(policy, Mapping)
     retention = et.get("retention_days")
     if isinstance(retention, bool) or not isinstance(retention, int):
         raise CompletionRefused("invalid_completion", "retention_days: not an integer")
     try:
         inputs = ScoreInputs(
-            scenario_id=scenario_id, run_id=_str(data, "run_id"), track=str(sat["track"]),
+            scenario_id=scenario_id, run_id=event.run_id, track=str(sat["track"]),
             template_name=loaded.name, template_sha256=loaded.sha256, subject=str(sat["sub"]),
             tenant_id=str(sat["tenant_id"]), plan=str(sat["plan"]), retention_days=retention,
-            completion_reason=_str(data, "completion_reason"),
-            started_at=_time(data, "started_at"), completed_at=_time(data, "completed_at"),
+            completion_reason=event.completion_reason,
+            started_at=_time(event.started_at), completed_at=_time(event.completed_at),
             criteria=criteria, results=results)
     except ScoreInputError as exc:
         raise CompletionRefused("invalid_completion", str(exc)) from None
-    return VerifiedCompletion(inputs, loaded.source, policy, criteria_document(rules))
+    return VerifiedCompletion(inputs, loaded.source, event.policy, criteria_document(rules))
 
 
 __all__ = ["CompletionRefused", "VerifiedCompletion", "check_recorded_completion",

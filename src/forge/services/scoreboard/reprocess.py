@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import select
 
 from forge.audit.log import AuditError, global_log
-from forge.bus import BusUnavailable, Event
+from forge.bus import BusUnavailable
+from forge.bus.contracts import ContractError, ScenarioCompletedV1, decode_as
 from forge.services.scoreboard.event_intake import CompletionRefused
 from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer, ScoringPaused
 from forge.store.db import Database
@@ -110,9 +111,9 @@ async def _one(scorer: Scorer, db: Database, publish: Publish, row: FailedEvent
         return ReprocessOutcome(row.id, sid, "already_reprocessed",
                                 "already reprocessed; its verdict exists")
     try:
-        event = Event.replay(row.subject, row.payload.encode("utf-8"), msg_id=row.msg_id)
-        finalized = await asyncio.to_thread(scorer.score, event.data)
-    except CompletionRefused as exc:
+        completed = decode_as(ScenarioCompletedV1, row.subject, row.payload.encode("utf-8"))
+        finalized = await asyncio.to_thread(scorer.score, completed)
+    except (CompletionRefused, ContractError) as exc:
         status, message = "refused", str(exc)
     except ScoringPaused as exc:
         return ReprocessOutcome(row.id, sid, "paused", f"scoring paused: {exc}")

@@ -1,8 +1,8 @@
 """The scoring step shared by the consumer, the reprocess endpoint and the CLI.
 
-`Scorer.score(data)` verifies a completion event, writes the four result files once
-(atomically; the same completion again is a no-op) and returns the `forge.score.finalized`
-body describing what is on disk. It raises:
+`Scorer.score(event)` verifies a completion event (a decoded `ScenarioCompletedV1`), writes
+the four result files once (atomically; the same completion again is a no-op) and returns
+the `forge.score.finalized` event describing what is on disk. It raises:
 
 * `CompletionRefused` — never score this event (forged, mismatched, conflicting result);
 * `ScoringPaused` — not now: no signing key outside dev, or storage not writable; the event
@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from forge.audit.log import AuditError, global_log, scenario_log
+from forge.bus.contracts import (
+    ContractError,
+    ScenarioCompletedV1,
+    ScoreFinalizedV1,
+    parse,
+)
+from forge.bus.contracts import payload as event_payload
 from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED
 from forge.config.settings import Settings
 from forge.evidence.artifacts import (
@@ -63,11 +70,16 @@ class AuditLogMissing(Exception):
 
 @dataclass(frozen=True)
 class Finalized:
-    """A scored completion: the finalized event body and whether this call wrote it."""
+    """A scored completion: the finalized event and whether this call wrote it."""
 
     scenario_id: str
     created: bool
-    payload: dict[str, Any]
+    event: ScoreFinalizedV1
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The finalized event's body as JSON-ready data."""
+        return event_payload(self.event)
 
     @property
     def msg_id(self) -> str:
@@ -124,9 +136,9 @@ class Scorer:
                 return key
             raise ScoringPaused(str(exc)) from None
 
-    def score(self, data: Mapping[str, Any]) -> Finalized:
+    def score(self, event: ScenarioCompletedV1) -> Finalized:
         """Verify, score and write once; see the module docstring for the errors."""
-        verified = verify_completion(self.settings, self.registry, data)
+        verified = verify_completion(self.settings, self.registry, event)
         scenario_id = verified.inputs.scenario_id
         key = self.signing_key()
         try:
@@ -137,7 +149,7 @@ class Scorer:
         if audit is None:
             raise AuditLogMissing(f"audit log of {scenario_id} has no {COMPLETED_EVENT} "
                                   "entry (storage not in sync?)")
-        check_recorded_completion(data, audit)
+        check_recorded_completion(event, audit)
         try:
             written = score_and_write(self.storage_root, verified.inputs,
                                       verified.evidence(audit), key)
@@ -156,7 +168,12 @@ class Scorer:
         if written.created or scenario_log(self.storage_root, scenario_id).read_through(
                 "score.finalized") is None:  # also after a crash between write and audit
             self._audit_scored(scenario_id, payload, key)
-        return Finalized(scenario_id, written.created, payload)
+        try:
+            finalized = parse(ScoreFinalizedV1, payload)
+        except ContractError as exc:
+            raise ScoringPaused(f"results of {scenario_id} do not make a finalized event: "
+                                f"{exc}") from None
+        return Finalized(scenario_id, written.created, finalized)
 
     def _audit_scored(self, scenario_id: str, payload: Mapping[str, Any],
                       key: SigningKey) -> None:

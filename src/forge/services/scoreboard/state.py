@@ -1,9 +1,11 @@
 """What a running scoreboard holds, and its consumer of `forge.scenario.completed`.
 
-The handler maps scoring outcomes onto the bus's semantics: a refused event is rejected
-(dead-lettered at once and kept as a failed event), a paused one (no signing key, storage
-not writable) is retried later without ever being dead-lettered, and any other fault is
-retried with backoff and kept as a failed event after the last delivery.
+The handler decodes the event through its contract (`forge.bus.contracts`): an invalid or
+unknown-version body is rejected with the contract's reason code. It then maps scoring
+outcomes onto the bus's semantics: a refused event is rejected (dead-lettered at once and
+kept as a failed event), a paused one (no signing key, storage not writable) is retried
+later without ever being dead-lettered, and any other fault is retried with backoff and
+kept as a failed event after the last delivery.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forge.bus import DurableConsumer, Event, Publisher, Reject, RetryLater
+from forge.bus.contracts import ContractError, ScenarioCompletedV1, decode_as, publish_event
 from forge.bus.errors import BusUnavailable
-from forge.bus.subjects import SCENARIO_COMPLETED, SCORE_FINALIZED
+from forge.bus.subjects import SCENARIO_COMPLETED
 from forge.config.settings import Settings
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
@@ -47,13 +50,17 @@ class ScoreboardState:
 
     async def publish_finalized(self, finalized: Finalized) -> None:
         """Publish `forge.score.finalized` (de-duplicated by `<id>-finalized`)."""
-        await self.publisher.publish(SCORE_FINALIZED, finalized.payload,
-                                     msg_id=finalized.msg_id)
+        await publish_event(self.publisher, finalized.event, msg_id=finalized.msg_id)
 
     async def handle(self, event: Event) -> None:
         """Consumer handler: score once, then announce the verdict."""
         try:
-            finalized = await asyncio.to_thread(self.scorer.score, event.data)
+            completed = decode_as(ScenarioCompletedV1, event.subject, event.raw)
+        except ContractError as exc:
+            log.warning("completion %s refused: %s", event.msg_id, exc)
+            raise Reject(str(exc)) from None
+        try:
+            finalized = await asyncio.to_thread(self.scorer.score, completed)
         except CompletionRefused as exc:
             log.warning("completion %s refused: %s", event.msg_id, exc)
             raise Reject(str(exc)) from None

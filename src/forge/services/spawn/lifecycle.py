@@ -7,10 +7,10 @@ import logging
 from starlette.concurrency import run_in_threadpool
 
 from forge.bus import DurableConsumer, Event, Reject
+from forge.bus.contracts import ContractError, ScenarioEndedV1, decode_as
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import DURABLE_SPAWN_LIFECYCLE, FORGE_STREAMS, SCENARIO_ENDED, StreamSpec
 from forge.quotas.limiter import release
-from forge.services.spawn.routes import SCENARIO_ID
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
 
@@ -22,14 +22,18 @@ def lifecycle_consumer(url: str, db: Database, *, credentials: BusCredentials | 
                        **options: float) -> DurableConsumer:
     """A durable consumer of `forge.scenario.ended` notices that releases slots.
 
-    It reads the slim notice, never `forge.scenario.completed`: the bus does not let the
-    learner-facing service see grading results (they carry the lab's expected answers).
+    Each notice is decoded through its contract; an invalid or unknown-version one is
+    rejected with the reason and kept as a failed event. It reads the slim notice, never
+    `forge.scenario.completed`: the bus does not let the learner-facing service see grading
+    results (they carry the lab's expected answers).
     """
 
     async def handle(event: Event) -> None:
-        scenario_id = event.data.get("scenario_id")
-        if not isinstance(scenario_id, str) or not SCENARIO_ID.match(scenario_id):
-            raise Reject("scenario_id: missing or malformed")
+        try:
+            ended = decode_as(ScenarioEndedV1, event.subject, event.raw)
+        except ContractError as exc:
+            raise Reject(str(exc)) from None
+        scenario_id = ended.scenario_id
         released = await run_in_threadpool(release, db, scenario_id)
         log.info("scenario %s ended (%s); slot %s", scenario_id, event.subject,
                  "released" if released else "already free")

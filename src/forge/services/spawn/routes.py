@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.billing.receipts import ensure_stub_billing, new_subject, stub_checkout
 from forge.bus import BusUnavailable
-from forge.bus.subjects import SCENARIO_SUBMIT
+from forge.bus.contracts import ScenarioSubmitV1, publish_event
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
@@ -128,11 +128,11 @@ async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     if row.state != "running":
         raise ForgeError("not_running", 409, f"scenario is {row.state}; only a running lab "
                          "can be submitted")
-    event = {"scenario_id": scenario_id, "tenant_id": row.tenant_id, "subject": row.subject,
-             "reason": "submitted"}
+    event = ScenarioSubmitV1(scenario_id=scenario_id, tenant_id=row.tenant_id,
+                             subject=row.subject, reason="submitted")
     try:
-        await spawn_state(request).publisher.publish(SCENARIO_SUBMIT, event,
-                                                     msg_id=f"submit-{scenario_id}")
+        await publish_event(spawn_state(request).publisher, event,
+                            msg_id=f"submit-{scenario_id}")
     except BusUnavailable:
         raise ForgeError("bus_unavailable", 503, "the event bus is unreachable; retry",
                          headers={"Retry-After": "5"}) from None

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from forge.billing import ledger
 from forge.bus import BusUnavailable
-from forge.bus.subjects import SPAWN_REQUESTED
+from forge.bus.contracts import SpawnRequestedV1, publish_event
 from forge.entitlements.resolve import Entitlement, mint_et
 from forge.errors import ForgeError
 from forge.faults import crash_point
@@ -212,14 +212,15 @@ async def spawn(
     if isinstance(reserved, SpawnAnswer):
         return reserved
     crash_point("spawn.recorded")
-    event = {
-        "scenario_id": scenario_id, "request_id": request_id, "track": track,
-        "template_id": template_id, "tenant_id": caller.tenant_id, "subject": caller.subject,
-        "plan": ent.plan.name, "retention_days": ent.retention_days, "sat": sat_token,
-        "et": et_token, "requested_at": _iso(sat_claims["iat"]),
-    }
     try:
-        await state.publisher.publish(SPAWN_REQUESTED, event, msg_id=f"spawn-{scenario_id}")
+        # Inside the try: an event its contract refuses undoes the reservation too.
+        event = SpawnRequestedV1(
+            scenario_id=scenario_id, request_id=request_id, track=track,
+            template_id=template_id, tenant_id=caller.tenant_id, subject=caller.subject,
+            plan=ent.plan.name, retention_days=ent.retention_days, sat=sat_token,
+            et=et_token, requested_at=_iso(sat_claims["iat"]),
+        )
+        await publish_event(state.publisher, event, msg_id=f"spawn-{scenario_id}")
     except BusUnavailable:
         if await state.ctx.db.write(_undo, state, reserved, request_id):
             raise ForgeError("bus_unavailable", 503,
