@@ -32,13 +32,6 @@ class Transition:
     subject: str
     track: str
 
-    def event(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "scenario_id": self.scenario_id, "state": self.to_state, "from": self.from_state,
-            "reason": self.reason, "at": self.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "tenant_id": self.tenant_id, "subject": self.subject, "track": self.track, **extra,
-        }
-
 
 def load(db: Database, scenario_id: str) -> Scenario:
     """A detached copy of the scenario row."""
