@@ -40,7 +40,8 @@ _POSTGRES_ALIASES = frozenset({"postgresql", "postgres"})
 def normalize_url(url: str) -> str:
     """`url` with a driver-less PostgreSQL scheme pointed at psycopg 3 (the `postgres` extra).
 
-    SQLAlchemy would otherwise pick psycopg2 for `postgresql://`, which Forge does not install.
+    SQLAlchemy has no dialect for `postgres://` (the libpq scheme providers hand out), and
+    SQLAlchemy 2.0 picks psycopg2, which Forge does not install, for `postgresql://`.
     """
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in _POSTGRES_ALIASES:
