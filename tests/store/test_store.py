@@ -82,7 +82,7 @@ def test_ping(db: Database) -> None:
     db.ping()
 
 
-def test_ping_fails_for_unreachable_database(tmp_path: Path) -> None:
+def test_ping_fails_for_unreachable_sqlite(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(Exception):

@@ -41,6 +41,11 @@ def find_bindir() -> Path:
     return max(found)[1]
 
 
+def database_name(url: str) -> str:
+    """The database a URL of `PostgresCluster.url` names."""
+    return url.split("?", 1)[0].rsplit("/", 1)[1]
+
+
 class PostgresCluster:
     """One initdb'd cluster listening on a unix socket in its own temp directory."""
 
@@ -119,7 +124,7 @@ class PostgresCluster:
 
     def drop_database(self, url: str) -> None:
         """Drop a test's database, disconnecting whatever the test left connected."""
-        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        name = database_name(url)
         with self.admin() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
