@@ -16,10 +16,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from forge.entitlements.resolve import Entitlement
+from forge.errors import ForgeError
 from forge.identity.caller import Caller
 from forge.plans.catalog import Plan
 from forge.quotas.limiter import QuotaExceeded, Taken, take
-from forge.services.common.errors import ApiError
 from forge.services.spawn.spawning import SpawnAnswer, _reserve
 from forge.store import Database, idempotency
 from forge.store.consumed_tokens import SqlReplayStore
@@ -74,7 +74,7 @@ def _spawn_once(state: Any, request_id: str, plan: Plan, index: int) -> tuple[st
                        caller=Caller(TENANT, SUBJECT, "api_key"), ent=ent, track="netplus",
                        template_id="lab-netplus", scenario_id=f"scn-{index:02d}{request_id[-14:]}",
                        sat_jti=f"sat-{index}-{request_id}", et_jti=f"et-{index}-{request_id}")
-    except ApiError as exc:
+    except ForgeError as exc:
         return "error", (exc.status, exc.code)
     if isinstance(got, SpawnAnswer):
         return "answer", (got.status, got.body)
