@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .make-stamps
 SYSTEM_TOOLS := bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium
+## Packages probed by a file glob (tools not on PATH): the tests start a throwaway PostgreSQL.
+SYSTEM_FILES := /usr/lib/postgresql/*/bin/initdb:postgresql
 PYTEST_ARGS ?=
 ## Wheels of every dependency, so tests build fresh venvs without reaching a package index.
 WHEELHOUSE := build/wheelhouse
@@ -17,6 +19,8 @@ test: system-deps venv lint typecheck pytest
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	for pair in $(SYSTEM_FILES); do glob=$${pair%%:*}; pkg=$${pair##*:}; \
+	  compgen -G "$$glob" >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "error: need root to install:$$missing" >&2; exit 1; fi; \

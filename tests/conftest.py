@@ -9,8 +9,12 @@ import pytest
 
 from forge.bus import NatsServer
 
+from .support.postgres import PostgresCluster
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATE_FIXTURES = FIXTURES / "templates"
+# The state-store engines every store-touching suite runs against.
+ENGINES = ("sqlite", "postgres")
 
 
 @pytest.fixture
@@ -22,3 +26,32 @@ def nats() -> Iterator[NatsServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL for the session (started only if a test asks for it)."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test; dropped afterwards."""
+    url = postgres_cluster.create_database()
+    try:
+        yield url
+    finally:
+        postgres_cluster.drop_database(url)
+
+
+@pytest.fixture(params=ENGINES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """FORGE_DB_URL of a fresh state store, once per engine: SQLite file, PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'forge.db'}"
+    return str(request.getfixturevalue("postgres_url"))

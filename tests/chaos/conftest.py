@@ -5,18 +5,19 @@ no idempotency record left pending."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.netns import list_netns
 from forge.runtime.local.uids import UidPool
+from forge.store import normalize_url
 from tests.drills.conftest import Drill, drill  # noqa: F401 - the fixture, shared
 
 RESULT_FILES = {"score.json", "verdict.sig", "verdict.pub", "evidence.tar.zst"}
@@ -84,15 +85,17 @@ def new_request_id() -> str:
 def assert_clean(d: Drill, scenario_ids: list[str]) -> None:
     """The invariants after a crash: every listed scenario ended (verdict or stated
     failure), one verdict each at most, complete result dirs, nothing leaked or held."""
-    db = sqlite3.connect(d.db_url.removeprefix("sqlite:///"))
+    engine = create_engine(normalize_url(d.db_url))  # SQLite file or PostgreSQL database
     try:
-        states = dict(db.execute("SELECT scenario_id, state FROM scenarios").fetchall())
-        slots = db.execute("SELECT scenario_id FROM quota_slots WHERE released_at IS NULL"
-                           ).fetchall()
-        pending = db.execute("SELECT request_id FROM idempotency_records "
-                             "WHERE status_code = 0").fetchall()
+        with engine.connect() as db:
+            states = {r[0]: r[1] for r in db.execute(
+                text("SELECT scenario_id, state FROM scenarios"))}
+            slots = [tuple(r) for r in db.execute(
+                text("SELECT scenario_id FROM quota_slots WHERE released_at IS NULL"))]
+            pending = [tuple(r) for r in db.execute(
+                text("SELECT request_id FROM idempotency_records WHERE status_code = 0"))]
     finally:
-        db.close()
+        engine.dispose()
     for sid in scenario_ids:
         assert states.get(sid) in TERMINAL, (sid, states.get(sid))
     assert all(state in TERMINAL for state in states.values()), states

@@ -179,6 +179,8 @@ class Drill:
     prefix: str
     services: dict[str, Service] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    # A PostgreSQL database's URL; None keeps the SQLite file beside the storage root.
+    postgres_url: str | None = None
 
     @property
     def storage(self) -> Path:
@@ -187,7 +189,7 @@ class Drill:
     @property
     def db_url(self) -> str:
         # The store lives beside the storage root, as a managed database would.
-        return f"sqlite:///{self.root / 'db' / 'forge.db'}"
+        return self.postgres_url or f"sqlite:///{self.root / 'db' / 'forge.db'}"
 
     def env(self, secret_values: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
         """The environment every child gets (what `forge up` passes), with these secrets."""
@@ -254,13 +256,23 @@ class Drill:
         self.nats.close()
 
 
-@pytest.fixture
-def drill(tmp_path: Path) -> Iterator[Drill]:
-    """A prod installation with a signing key (`forge keys generate`); services not started."""
+# Whole-system drills run on SQLite (their ids say `sqlite_only`); a representative few also
+# run on PostgreSQL with `@pytest.mark.parametrize("drill", ENGINES, indirect=True)`.
+SQLITE_ONLY = pytest.param("sqlite", id="sqlite_only", marks=pytest.mark.sqlite_only)
+
+
+@pytest.fixture(params=[SQLITE_ONLY])
+def drill(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Drill]:
+    """A prod installation with a signing key (`forge keys generate`); services not started.
+
+    Its store is a SQLite file, or a fresh PostgreSQL database when parametrized `postgres`.
+    """
     (tmp_path / "db").mkdir()
+    pg_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
     nats = NatsServer(store_dir=tmp_path / "nats")
     nats.start()
-    made = Drill(tmp_path, fresh_secrets(), nats, "r" + secrets.token_hex(2))
+    made = Drill(tmp_path, fresh_secrets(), nats, "r" + secrets.token_hex(2),
+                 postgres_url=pg_url)
     (tmp_path / "logs").mkdir()
     for name in SERVICES:
         sock = bind_listener("127.0.0.1", 0)

@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from ..conftest import ENGINES
 from .conftest import (
     Drill,
     fresh_secrets,
@@ -101,6 +102,7 @@ def test_storage_not_writable_then_recovers(drill: Drill) -> None:
 
 @pytest.mark.slow
 @pytest.mark.root
+@pytest.mark.parametrize("drill", ENGINES, indirect=True)
 def test_failed_completion_reprocessed_once(drill: Drill) -> None:
     drill.forge_ok("keys", "generate")
     # A bad deploy: the scoreboard got another SAT_HMAC_SECRET than spawn_service.

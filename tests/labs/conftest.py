@@ -181,7 +181,10 @@ async def completed_event(url: str, scenario_id: str, timeout: float = 30) -> di
     raise AssertionError(f"no completed event for {scenario_id}")
 
 
-@pytest.fixture(scope="module")
+# The labs check content (templates, checks, scoring), not the store: they run on SQLite only,
+# and their ids say so; whole journeys on PostgreSQL are in tests/chaos and tests/drills.
+@pytest.fixture(scope="module", params=[
+    pytest.param("sqlite", id="sqlite_only", marks=pytest.mark.sqlite_only)])
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Orchestrator + scoreboard + nats-server + LocalRuntime, shared by one module."""
     tmp = tmp_path_factory.mktemp("labs")

@@ -1,4 +1,5 @@
-"""A live orchestrator (real uvicorn, nats-server, Rego engine, local runtime, SQLite)."""
+"""A live orchestrator (real uvicorn, nats-server, Rego engine, local runtime, SQLite or
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -101,13 +102,14 @@ MakeOrch = Callable[..., Orch]
 
 
 @pytest.fixture
-def make_orch(tmp_path: Path, nats: NatsServer) -> Iterator[MakeOrch]:
+def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrch]:
     made: list[tuple[Any, LocalRuntime]] = []
     prefix = "o" + secrets.token_hex(2)
 
     def make(**extra: Any) -> Orch:
         reaper = float(extra.pop("reaper_interval_s", 0.5))
-        environ = prod_environ(tmp_path / "storage", **nats.client_env(), **extra)
+        environ = prod_environ(tmp_path / "storage", **nats.client_env(),
+                               **{"FORGE_DB_URL": db_url, **extra})
         settings = load_settings(environ)
         runtime = LocalRuntime(str(tmp_path / "runtime"), prefix)
         app = build_app(settings, runtime=runtime, reaper_interval_s=reaper,

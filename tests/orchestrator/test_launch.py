@@ -149,7 +149,8 @@ def test_wrong_policy_hash_stops_startup(orch: Orch) -> None:
     from ..services.conftest import prod_environ
 
     settings = load_settings(prod_environ(orch.settings.storage_root,
-                                          OPA_POLICY_HASH="0" * 64, **orch.nats.client_env()))
+                                          OPA_POLICY_HASH="0" * 64, **orch.nats.client_env(),
+                                          FORGE_DB_URL=orch.settings.db_url))
     with pytest.raises(PolicyHashMismatch) as err:
         build_app(settings, runtime=orch.runtime)
     assert "0" * 64 in str(err.value) and orch.state.engine.policy_hash in str(err.value)

@@ -74,7 +74,8 @@ def test_a_scenario_stuck_in_grading_is_regraded_or_failed(orch: Orch) -> None:
 def test_destroy_from_the_cli_removes_the_lab_whatever_the_state(orch: Orch) -> None:
     sid = _running(orch)
     move(orch.state.ctx.db, orch.settings.storage_root, sid, states.GRADING, "submitted")
-    env = {**os.environ, **prod_environ(orch.settings.storage_root), "ORCHESTRATOR_URL": orch.url}
+    env = {**os.environ, **prod_environ(orch.settings.storage_root, FORGE_DB_URL=orch.settings.db_url),
+           "ORCHESTRATOR_URL": orch.url}
     out = subprocess.run([sys.executable, "-m", "forge", "scenarios", "destroy", sid,
                           "--reason", "stuck"], env=env, capture_output=True, text=True,
                          timeout=120)

@@ -20,7 +20,8 @@ def test_restart_subscriber_endpoint(orch: Orch) -> None:
 
 
 def test_restart_subscriber_cli(orch: Orch) -> None:
-    env = {**os.environ, **prod_environ(orch.settings.storage_root), "ORCHESTRATOR_URL": orch.url}
+    env = {**os.environ, **prod_environ(orch.settings.storage_root, FORGE_DB_URL=orch.settings.db_url),
+           "ORCHESTRATOR_URL": orch.url}
     ok = subprocess.run([sys.executable, "-m", "forge", "nats", "restart-subscriber",
                          "--service", "orchestrator"], env=env, capture_output=True, text=True,
                         timeout=60)

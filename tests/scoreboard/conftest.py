@@ -1,4 +1,4 @@
-"""A live scoreboard (real uvicorn, nats-server, SQLite, files) and completion events built
+"""A live scoreboard (real uvicorn, nats-server, SQLite or PostgreSQL, files) and completion events built
 the way the orchestrator builds them: tokens minted with the shared keyrings, evidence files
 and the scenario audit log written under the storage root."""
 
@@ -220,14 +220,13 @@ MakeBoard = Callable[..., Awaitable[Board]]
 
 
 @pytest.fixture
-async def make_board(tmp_path: Path, nats: NatsServer) -> AsyncIterator[MakeBoard]:
+async def make_board(tmp_path: Path, nats: NatsServer, db_url: str) -> AsyncIterator[MakeBoard]:
     """Start scoreboards on one storage root; `with_key=False` leaves the keyring empty."""
     contexts: list[Any] = []
     publishers: list[Publisher] = []
 
     async def make(*, with_key: bool = True, **options: Any) -> Board:
-        environ = prod_environ(tmp_path / "storage", **nats.client_env(),
-                               FORGE_DB_URL=f"sqlite:///{tmp_path / 'forge.db'}")
+        environ = prod_environ(tmp_path / "storage", **nats.client_env(), FORGE_DB_URL=db_url)
         settings = load_settings(environ)
         if with_key:
             SigningKeyring(keyring_dir(settings.storage_root, {})).ensure()
@@ -266,7 +265,6 @@ def _wait_connected(board: Board, timeout: float = 10.0) -> bool:
 
 
 @pytest.fixture
-def prod_env(tmp_path: Path) -> Iterator[Settings]:
+def prod_env(tmp_path: Path, db_url: str) -> Iterator[Settings]:
     """Prod settings on a temp storage root, without any service running."""
-    yield load_settings(prod_environ(tmp_path / "storage",
-                                     FORGE_DB_URL=f"sqlite:///{tmp_path / 'forge.db'}"))
+    yield load_settings(prod_environ(tmp_path / "storage", FORGE_DB_URL=db_url))

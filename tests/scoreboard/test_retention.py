@@ -96,8 +96,7 @@ def test_cleanup_continues_past_a_failing_item(prod_env: Settings,
 
 
 def test_retention_cli(prod_env: Settings, scored: dict[str, str], tmp_path: Path) -> None:
-    env = {**os.environ, **prod_environ(prod_env.storage_root,
-                                        FORGE_DB_URL=f"sqlite:///{tmp_path / 'forge.db'}")}
+    env = {**os.environ, **prod_environ(prod_env.storage_root, FORGE_DB_URL=prod_env.db_url)}
 
     def forge(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(PYTHON), "-m", "forge", "retention", *args], env=env,

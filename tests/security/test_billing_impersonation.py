@@ -26,6 +26,13 @@ from forge.tokens import RECEIPT, mint_token
 from ..services.conftest import prod_environ
 from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn  # noqa: F401 (fixture)
 
+
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite_only", marks=pytest.mark.sqlite_only)])
+def db_url(tmp_path: Path) -> str:
+    """Who may be named in a checkout is decided before the store is reached: SQLite only
+    (the spawn suite runs the same service on both engines)."""
+    return f"sqlite:///{tmp_path / 'forge.db'}"
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -43,9 +43,9 @@ def with_signing_key(storage: Path) -> Path:
 
 
 @pytest.fixture
-def prod_settings(tmp_path: Path, nats: NatsServer) -> Settings:
+def prod_settings(tmp_path: Path, nats: NatsServer, db_url: str) -> Settings:
     storage = with_signing_key(tmp_path / "storage")
-    return load_settings(prod_environ(storage, **nats.client_env()))
+    return load_settings(prod_environ(storage, **nats.client_env(), FORGE_DB_URL=db_url))
 
 
 @pytest.fixture(params=list(ServiceName), ids=lambda s: s.value)

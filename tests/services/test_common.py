@@ -69,10 +69,10 @@ def test_unknown_route_uses_error_shape(service_client: TestClient) -> None:
     assert resp.json() == {"error": "not_found", "message": "Not Found", "details": []}
 
 
-def test_readyz_names_each_failed_check(tmp_path: Path) -> None:
+def test_readyz_names_each_failed_check(tmp_path: Path, db_url: str) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a directory should be")
-    env = prod_environ(blocker / "storage", FORGE_DB_URL=f"sqlite:///{tmp_path / 'ok.db'}")
+    env = prod_environ(blocker / "storage", FORGE_DB_URL=db_url)
     app = build_service(ServiceName.scoreboard, load_settings(env))
     with TestClient(app) as client:
         resp = client.get("/readyz", headers=OPERATOR)

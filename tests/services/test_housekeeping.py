@@ -19,8 +19,10 @@ from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, Replay
 from .conftest import prod_environ
 
 
-async def test_purges_expired_and_resolved_rows_and_counts_them(tmp_path: Path) -> None:
-    settings = load_settings(prod_environ(tmp_path))
+async def test_purges_expired_and_resolved_rows_and_counts_them(
+    tmp_path: Path, db_url: str
+) -> None:
+    settings = load_settings(prod_environ(tmp_path, FORGE_DB_URL=db_url))
     upgrade(settings.db_url)
     ctx = make_context("spawn", settings)
     now = datetime.now(UTC)

@@ -159,3 +159,34 @@ def test_secrets_generate_gives_a_valid_env_block(tmp_path: Path) -> None:
 def test_version() -> None:
     out = subprocess.run([*FORGE, "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("forge ")
+
+
+def test_all_three_serve_from_one_libpq_style_postgres_url(
+    tmp_path: Path, nats: NatsServer, postgres_url: str
+) -> None:
+    # What a managed-database provider hands out: FORGE_DB_URL=postgres://… (no driver, the
+    # libpq scheme SQLAlchemy has no dialect for). The three services start on that one
+    # database, each reporting its store check healthy.
+    with_signing_key(tmp_path / "storage")
+    plain = postgres_url.replace("postgresql+psycopg://", "postgres://", 1)
+    env = run_env(tmp_path, FORGE_ENV="prod", FORGE_DB_URL=plain, **SECRETS,
+                  **nats.client_env(), FORGE_TEMPLATE_DIR=str(TEMPLATE_FIXTURES))
+    procs = {}
+    try:
+        for service in ServiceName:
+            port = free_port()
+            procs[service] = (port, subprocess.Popen(
+                [*FORGE, "serve", service.value, "--port", str(port)], env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for _service, (port, proc) in procs.items():
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+            resp = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5, headers={
+                "Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"})
+            assert resp.json()["checks"]["store"]["ok"] is True
+    finally:
+        for _, proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for service, (_, proc) in procs.items():
+            _, stderr = proc.communicate(timeout=30)
+            assert proc.returncode == 0, (service, stderr[-2000:])
+            assert "NoSuchModuleError" not in stderr and "psycopg2" not in stderr

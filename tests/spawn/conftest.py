@@ -1,4 +1,4 @@
-"""A live spawn_service (real uvicorn, real nats-server, real SQLite) per test."""
+"""A live spawn_service (real uvicorn, real nats-server, SQLite or PostgreSQL) per test."""
 
 from __future__ import annotations
 
@@ -33,11 +33,12 @@ MakeSpawn = Callable[..., SpawnEnv]
 
 
 @pytest.fixture
-def make_spawn(tmp_path: Path, nats: NatsServer) -> Iterator[MakeSpawn]:
+def make_spawn(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeSpawn]:
     stack: list[object] = []
 
     def make(env_name: str = "prod", **extra: str) -> SpawnEnv:
-        environ = prod_environ(tmp_path / "storage", **nats.client_env(), **extra)
+        environ = prod_environ(tmp_path / "storage", **nats.client_env(),
+                               **{"FORGE_DB_URL": db_url, **extra})
         environ["FORGE_ENV"] = env_name
         if env_name == "dev":
             for name in SECRETS:

@@ -23,8 +23,8 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FORGE, *args], env=full, capture_output=True, text=True, timeout=60)
 
 
-def test_apikey_lifecycle(tmp_path: Path) -> None:
-    env = prod_environ(tmp_path)
+def test_apikey_lifecycle(tmp_path: Path, db_url: str) -> None:
+    env = prod_environ(tmp_path, FORGE_DB_URL=db_url)
     created = run(env, "apikey", "create", "--tenant", "acme", "--subject", "alice")
     assert created.returncode == 0, created.stderr
     lines = dict(line.split(maxsplit=1) for line in created.stdout.splitlines())
@@ -41,8 +41,8 @@ def test_apikey_lifecycle(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "tenant_id" in bad.stderr
 
 
-def test_entitlements_grant_list_revoke(tmp_path: Path) -> None:
-    env = prod_environ(tmp_path)
+def test_entitlements_grant_list_revoke(tmp_path: Path, db_url: str) -> None:
+    env = prod_environ(tmp_path, FORGE_DB_URL=db_url)
     assert run(env, "entitlements", "grant", "--tenant", "acme", "--plan", "pro").returncode == 0
     listed = run(env, "entitlements", "list")
     assert "acme" in listed.stdout and "PRO" in listed.stdout

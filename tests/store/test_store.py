@@ -1,7 +1,8 @@
-"""State store: migrations match the models, SQLite is shared safely, replay is once-only."""
+"""State store on SQLite and PostgreSQL: migrations match the models, replay is once-only."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,20 +11,46 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
 
-from forge.store import Database, upgrade
+from forge.store import Database, normalize_url, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.models import Base
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
 
+from ..conftest import ENGINES
+from ..support.postgres import PostgresCluster
+
+
+@pytest.fixture(params=ENGINES)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema yet) on each engine, so the migrations themselves run."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'forge.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.create_database(migrated=False)
+    try:
+        yield url
+    finally:
+        cluster.drop_database(url)
+
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
+def db(empty_url: str) -> Iterator[Database]:
+    upgrade(empty_url)
+    database = Database(empty_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     url = f"sqlite:///{tmp_path / 'state' / 'forge.db'}"
     upgrade(url)
     database = Database(url)
-    yield database  # type: ignore[misc]
+    yield database
     database.dispose()
 
 
@@ -45,8 +72,8 @@ def test_upgrade_is_idempotent(db: Database) -> None:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
 
 
-def test_sqlite_runs_in_wal_with_busy_timeout(db: Database) -> None:
-    with db.engine.connect() as conn:
+def test_sqlite_runs_in_wal_with_busy_timeout(sqlite_db: Database) -> None:
+    with sqlite_db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 15000
 
@@ -55,7 +82,7 @@ def test_ping(db: Database) -> None:
     db.ping()
 
 
-def test_ping_fails_for_unreachable_database(tmp_path: Path) -> None:
+def test_ping_fails_for_unreachable_sqlite(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(Exception):
@@ -123,3 +150,34 @@ def test_store_imports_nothing_of_tokens() -> None:
     graph = grimp.build_graph("forge")
     assert not graph.chain_exists(importer="forge.store", imported="forge.tokens",
                                   as_packages=True)
+
+
+def test_ping_fails_for_unreachable_postgres(tmp_path: Path) -> None:
+    # No server listens on this socket directory: ping names the failure instead of hanging.
+    url = f"postgresql+psycopg://postgres@/forge?host={tmp_path}&connect_timeout=2"
+    with pytest.raises(OperationalError):
+        Database(url).ping()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_driverless_postgres_url_uses_psycopg(
+    scheme: str, postgres_url: str, tmp_path: Path
+) -> None:
+    # An operator writes FORGE_DB_URL=postgresql://...; without the normalisation SQLAlchemy
+    # would import psycopg2 (not installed) and the services would not start.
+    plain = postgres_url.replace("postgresql+psycopg://", f"{scheme}://", 1)
+    assert normalize_url(plain) == postgres_url
+    upgrade(plain)
+    db = Database(plain)
+    try:
+        assert db.engine.dialect.driver == "psycopg"
+        SqlReplayStore(db).consume("plain-url", "SAT", datetime.now(UTC) + timedelta(minutes=5))
+        db.ping()
+    finally:
+        db.dispose()
+    sqlite = f"sqlite:///{tmp_path / 'x.db'}"
+    assert normalize_url(sqlite) == sqlite
+    keeps = "postgresql+psycopg://u:p%40ss@db.example:5433/forge?sslmode=require"
+    assert normalize_url(keeps) == keeps
+    assert normalize_url("postgresql://u:p%40ss@db:5433/forge?sslmode=require") == (
+        "postgresql+psycopg://u:p%40ss@db:5433/forge?sslmode=require")

@@ -33,12 +33,29 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Driver-less PostgreSQL URLs an operator may write; Forge ships the psycopg 3 driver only.
+_POSTGRES_ALIASES = frozenset({"postgresql", "postgres"})
+
+
+def normalize_url(url: str) -> str:
+    """`url` with a driver-less PostgreSQL scheme pointed at psycopg 3 (the `postgres` extra).
+
+    SQLAlchemy has no dialect for `postgres://` (the libpq scheme providers hand out), and
+    SQLAlchemy 2.0 picks psycopg2, which Forge does not install, for `postgresql://`.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _POSTGRES_ALIASES:
+        return url
+    return f"postgresql+psycopg://{rest}"  # only the scheme changes: the rest stays verbatim
+
+
 def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
     """Create an engine for `url`; for SQLite, create the parent directory and set pragmas.
 
     A SQLite write engine starts every transaction with BEGIN IMMEDIATE; a read engine keeps
     SQLite's deferred BEGIN so reads never wait for the write lock (WAL gives them a snapshot).
     """
+    url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, future=True)
@@ -78,7 +95,7 @@ class Database:
     """One engine and its session factory, shared by a service's request handlers."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = url = normalize_url(url)
         self.engine = make_db_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
         self._lock = _write_lock(url)

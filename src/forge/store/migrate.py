@@ -7,7 +7,13 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from filelock import FileLock
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+
+from forge.store.db import make_db_engine, normalize_url
+
+# pg_advisory_xact_lock key serialising migrations of replicas starting at once ("forgemig").
+_PG_MIGRATION_LOCK = 0x666F7267656D6967
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -21,7 +27,13 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision`; concurrent starts on one SQLite file queue."""
+    """Bring the database at `url` to `revision`; concurrent starts queue on a lock.
+
+    SQLite: a file lock next to the database. PostgreSQL: a transaction-scoped advisory lock,
+    taken in the transaction that runs the DDL and the version stamp (PostgreSQL DDL is
+    transactional), so a replica that waited finds the schema at head.
+    """
+    url = normalize_url(url)
     parsed = make_url(url)
     cfg = alembic_config(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -29,5 +41,15 @@ def upgrade(url: str, revision: str = "head") -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(db_path) + ".migrate.lock", timeout=60):
             command.upgrade(cfg, revision)
+        return
+    if parsed.get_backend_name() == "postgresql":
+        engine = make_db_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        finally:
+            engine.dispose()
         return
     command.upgrade(cfg, revision)

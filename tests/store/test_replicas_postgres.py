@@ -1,0 +1,127 @@
+"""Replicas are processes: four OS processes race on one PostgreSQL database.
+
+Threads of one process share an engine (and, on SQLite, a process-wide write lock), so they
+cannot show that token replay, idempotency and quotas are atomic across replicas. These tests
+start separate interpreters (multiprocessing, spawn context), line them up on a barrier and
+check the database's answer: exactly one winner, one record, never over the limit.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select
+
+from forge.quotas.limiter import active_slots
+from forge.store import Database
+from forge.store.models import Base, IdempotencyRecord, QuotaSlot, ReplayJti, Scenario
+
+from ..support import store_race
+from ..support.postgres import PostgresCluster
+
+REPLICAS = 4
+JOIN_TIMEOUT_S = 180
+
+
+def run_replicas(target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]]
+                 ) -> list[Any]:
+    """Run `target` in REPLICAS processes sharing a barrier; their reports, in any order."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(REPLICAS)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=store_race.entry, args=(target, *args_for(i), barrier, out),
+                         daemon=True) for i in range(REPLICAS)]
+    for proc in procs:
+        proc.start()
+    try:
+        reports = [out.get(timeout=JOIN_TIMEOUT_S) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=JOIN_TIMEOUT_S)
+            if proc.is_alive():
+                proc.kill()
+    crashed = [r for r in reports if isinstance(r, store_race.WorkerCrashed)]
+    assert not crashed, "\n".join(str(c) for c in crashed)
+    assert [p.exitcode for p in procs] == [0] * REPLICAS
+    return reports
+
+
+def test_each_token_jti_is_consumed_by_exactly_one_replica(postgres_url: str) -> None:
+    jtis = [f"jti-{n:03d}" for n in range(40)]
+    reports = run_replicas(store_race.consume_jtis, lambda i: (postgres_url, jtis))
+    wins = [jti for won in reports for jti in won]
+    assert sorted(wins) == jtis  # every jti used once: no double use, none lost
+    db = Database(postgres_url)
+    with db.read() as sess:
+        assert sess.scalar(select(func.count()).select_from(ReplayJti)) == len(jtis)
+    db.dispose()
+
+
+def test_one_request_id_makes_one_scenario_and_one_answer_across_replicas(
+    postgres_url: str,
+) -> None:
+    request_ids = [f"req-race-{n:04d}-0123456789" for n in range(8)]
+    reports = run_replicas(store_race.same_request_id,
+                           lambda i: (postgres_url, request_ids, i))
+    db = Database(postgres_url)
+    for request_id in request_ids:
+        rounds = [(first, again) for report in reports
+                  for rid, first, again in report if rid == request_id]
+        assert len(rounds) == REPLICAS
+        created = [first for first, _ in rounds if first[0] == "created"]
+        assert len(created) == 1, rounds  # exactly one replica created it
+        answer = created[0][1][1]
+        # The rest saw it in flight (409) or already answered (200 with the same body).
+        others = [first for first, _ in rounds if first[0] != "created"]
+        assert all(o in (("error", (409, "request_in_progress")), ("answer", (200, answer)))
+                   for o in others), others
+        # Asked again once everyone had answered: every replica gives the winner's answer.
+        for first, again in rounds:
+            if first[0] != "created":
+                assert again == ("answer", (200, answer))
+        with db.read() as sess:
+            records = sess.execute(select(IdempotencyRecord.status_code,
+                                          IdempotencyRecord.response)
+                                   .where(IdempotencyRecord.request_id == request_id)).all()
+            scenarios = sess.scalars(select(Scenario.scenario_id)
+                                     .where(Scenario.request_id == request_id)).all()
+        assert [tuple(r) for r in records] == [(201, answer)]
+        assert scenarios == [answer["scenario_id"]]
+    # One live slot per scenario: the losers' slots were rolled back with their transaction.
+    assert active_slots(db, store_race.TENANT) == len(request_ids)
+    db.dispose()
+
+
+def test_replicas_never_take_more_slots_than_the_limit(postgres_url: str) -> None:
+    limit, attempts = 5, 12
+    reports = run_replicas(store_race.take_slots,
+                           lambda i: (postgres_url, attempts, limit, i))
+    won = [sid for sids, _ in reports for sid in sids]
+    refused = sum(n for _, n in reports)
+    assert len(won) == limit and refused == REPLICAS * attempts - limit
+    db = Database(postgres_url)
+    with db.read() as sess:
+        held = sess.scalars(select(QuotaSlot.scenario_id)
+                            .where(QuotaSlot.released_at.is_(None))).all()
+    assert sorted(held) == sorted(won)
+    db.dispose()
+
+
+def test_replicas_starting_together_migrate_an_empty_database_once(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    # Every service runs the migrations at start; replicas of a fresh install start together.
+    url = postgres_cluster.create_database(migrated=False)
+    try:
+        versions = run_replicas(store_race.migrate, lambda i: (url,))
+        assert versions == ["0001"] * REPLICAS
+        db = Database(url)
+        with db.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        db.dispose()
+    finally:
+        postgres_cluster.drop_database(url)
