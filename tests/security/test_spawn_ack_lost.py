@@ -18,7 +18,7 @@ from typing import Any
 import nats as nats_client
 from sqlalchemy import select
 
-from forge.bus import BusUnavailable
+from forge.bus import BusOutcomeUnknown
 from forge.bus.subjects import DURABLE_ORCHESTRATOR_SPAWN, STREAM
 from forge.lifecycle import states
 from forge.quotas.limiter import active_slots
@@ -38,7 +38,7 @@ def _lose_the_ack(env: SpawnEnv, before_raising: Any = None) -> None:
         await real(*args, **kwargs)
         if before_raising is not None:
             await before_raising()
-        raise BusUnavailable("publish: no acknowledgement (simulated lost ack)")
+        raise BusOutcomeUnknown("publish: no acknowledgement (simulated lost ack)")
 
     publisher.publish = publish  # type: ignore[method-assign]
 

@@ -12,6 +12,7 @@ from forge.bus.consumer import ConsumerStatus, DurableConsumer
 from forge.bus.consumer_metrics import register_consumer_metrics
 from forge.bus.errors import (
     BusError,
+    BusOutcomeUnknown,
     BusUnavailable,
     NatsServerError,
     NatsServerNotFound,
@@ -26,6 +27,7 @@ from forge.bus.subjects import ensure_streams
 __all__ = [
     "BusConnection",
     "BusError",
+    "BusOutcomeUnknown",
     "BusUnavailable",
     "ConnectionState",
     "ConsumerStatus",

@@ -15,6 +15,14 @@ class BusUnavailable(BusError):
     """
 
 
+class BusOutcomeUnknown(BusUnavailable):
+    """The event was sent but JetStream's confirmation never came: it may have been stored.
+
+    Unlike a refusal or a missing connection, the caller cannot assume nothing happened; a
+    consumer may still receive the event (the spawn API keeps a tombstone for this case).
+    """
+
+
 class NatsServerError(BusError):
     """The embedded `nats-server` process could not be found, started or stopped."""
 

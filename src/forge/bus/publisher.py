@@ -19,7 +19,7 @@ import nats.errors
 import nats.js.errors
 
 from forge.bus.connection import BusConnection, redact_url
-from forge.bus.errors import BusUnavailable
+from forge.bus.errors import BusOutcomeUnknown, BusUnavailable
 from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject
@@ -164,7 +164,8 @@ class Publisher:
                 raise BusUnavailable(
                     f"NATS refused {subject}: the {who} identity may not publish it"
                 ) from exc
-            raise BusUnavailable(f"JetStream did not confirm {subject} within {wait:.1f}s") from exc
+            raise BusOutcomeUnknown(
+                f"JetStream did not confirm {subject} within {wait:.1f}s") from exc
         except nats.js.errors.NoStreamResponseError as exc:
             raise BusUnavailable(f"no JetStream stream answered for {subject}") from exc
         except nats.js.errors.ServiceUnavailableError as exc:
@@ -172,5 +173,5 @@ class Publisher:
         except nats.js.errors.APIError as exc:
             raise BusUnavailable(f"JetStream refused {subject}: {exc.description}") from exc
         except nats.errors.Error as exc:
-            raise BusUnavailable(f"NATS failed while publishing {subject}: {exc}") from exc
+            raise BusOutcomeUnknown(f"NATS failed while publishing {subject}: {exc}") from exc
         return PublishAck(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from forge.billing import ledger
-from forge.bus import BusUnavailable
+from forge.bus import BusOutcomeUnknown, BusUnavailable
 from forge.bus.contracts import SpawnRequestedV1, publish_event
 from forge.entitlements.resolve import Entitlement, mint_et
 from forge.errors import ForgeError
@@ -148,11 +148,21 @@ def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[
     return None
 
 
-def _undo(state: SpawnState, taken: Taken, request_id: str) -> bool:
-    """Take back a spawn whose publish failed, unless the orchestrator already took it up.
+def _withdraw(state: SpawnState, taken: Taken, request_id: str) -> None:
+    """Give back everything of a spawn whose event certainly was not stored."""
+    with state.ctx.db.session() as sess:
+        give_back(sess, taken)
+        conn = sess.connection()
+        conn.execute(delete(TRANSITIONS).where(TRANSITIONS.c.scenario_id == taken.scenario_id))
+        conn.execute(delete(SCENARIOS).where(SCENARIOS.c.scenario_id == taken.scenario_id))
+        idempotency.discard(sess, request_id)
 
-    A publish whose acknowledgement was lost may still have been stored, and the orchestrator
-    recreates a missing scenario row from a valid event. So the row is kept as a tombstone:
+
+def _tombstone(state: SpawnState, taken: Taken, request_id: str) -> bool:
+    """Take back a spawn whose event may have been stored, unless the orchestrator has it.
+
+    When JetStream's confirmation is lost the event may still be delivered, and the
+    orchestrator recreates a missing scenario row from a valid event. So the row is kept:
     failed with the reason while still ``pending`` (the orchestrator skips the event of a
     failed scenario), its slot and spawn counts given back, the request id forgotten: True.
     If the orchestrator got there first the spawn went through: False, nothing is undone.
@@ -221,21 +231,27 @@ async def spawn(
             et=et_token, requested_at=_iso(sat_claims["iat"]),
         )
         await publish_event(state.publisher, event, msg_id=f"spawn-{scenario_id}")
-    except BusUnavailable:
-        if await state.ctx.db.write(_undo, state, reserved, request_id):
-            raise ForgeError("bus_unavailable", 503,
-                             "the event bus is unreachable; the lab was not started and "
-                             "nothing was charged; retry",
-                             headers={"Retry-After": "5"}) from None
+    except BusOutcomeUnknown:
+        if await state.ctx.db.write(_tombstone, state, reserved, request_id):
+            raise _bus_unavailable() from None
         # The event was stored after all and the orchestrator has the scenario: answer it.
+    except BusUnavailable:
+        await state.ctx.db.write(_withdraw, state, reserved, request_id)
+        raise _bus_unavailable() from None
     except BaseException:
-        await state.ctx.db.write(_undo, state, reserved, request_id)
+        await state.ctx.db.write(_tombstone, state, reserved, request_id)
         raise
     crash_point("spawn.published")
     answer = await _answer(state, caller, request_id, scenario_id, base_url, 201)
     await audit_decision(state, caller, ent, "spawn_accepted",
                          {"scenario_id": scenario_id, "track": track})
     return answer
+
+
+def _bus_unavailable() -> ForgeError:
+    return ForgeError("bus_unavailable", 503,
+                      "the event bus is unreachable; the lab was not started and nothing was "
+                      "charged; retry", headers={"Retry-After": "5"})
 
 
 async def _answer(state: SpawnState, caller: Caller, request_id: str, scenario_id: str,
