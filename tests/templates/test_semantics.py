@@ -246,3 +246,15 @@ def test_bad_mapping_keys_named(good_doc: Doc, problems_of: Check) -> None:
     assert any(p.startswith("spec.assets.containers[2].environment.BAD-KEY (key): String should "
                             "match pattern") for p in found)
     assert "spec.variables.y: int variables need min and max" in found
+
+
+def test_more_checks_than_one_completion_event_carries(good_doc: Doc,
+                                                       problems_of: Check) -> None:
+    check = good_doc["spec"]["successCriteria"][0]["checks"][0]
+    good_doc["spec"]["successCriteria"] = [
+        {"id": f"c{i}", "description": "many checks", "checks": [check] * 32}
+        for i in range(9)
+    ]
+    found = problems_of(good_doc)
+    assert any(p.startswith("spec.successCriteria: 288 checks in all; at most 256")
+               for p in found), found

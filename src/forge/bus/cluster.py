@@ -52,7 +52,7 @@ class NatsCluster:
     `root` holds one directory per node (a temporary directory removed by `close()` when
     not given); `replicas` (default: 3 for 3+ nodes, else 1) is the copies each Forge
     stream gets; `auth` defaults to fresh random passwords for every service identity
-    (`forge up` passes `bus_auth(settings)`); `exec_prefix` goes before each node's argv
+    (a supervisor would pass `bus_auth(settings)`); `exec_prefix` goes before each node's argv
     as for `NatsServer` (a supervisor's parent-death guard).
     """
 

@@ -32,6 +32,7 @@ from forge.bus.subjects import (
     SPAWN_REQUESTED,
     scenario_subject,
 )
+from forge.templates import dsl_limits as L
 from forge.templates.dsl_limits import NAME_PATTERN
 from forge_verify.score import CRITERION_ID_RE, SCENARIO_ID_RE, SHA256_RE
 
@@ -184,8 +185,8 @@ class CheckResultV1(Part):
     timed_out: bool = False
     duration_ms: Count = 0
     container: Annotated[str, Field(max_length=MAX_TEXT)] = ""
-    command: Annotated[tuple[Annotated[str, Field(max_length=4096)], ...],
-                       Field(max_length=64)] = ()
+    command: Annotated[tuple[Annotated[str, Field(max_length=L.MAX_ARG_CHARS)], ...],
+                       Field(max_length=L.MAX_ARGV)] = ()
 
 
 class ScenarioCompletedV1(Contract):
@@ -209,7 +210,7 @@ class ScenarioCompletedV1(Contract):
                          Field(max_length=MAX_ITEMS)] = Field(default_factory=dict)
     policy: Annotated[dict[Annotated[str, Field(max_length=64)], JsonValue],
                       Field(max_length=64)] = Field(default_factory=dict)
-    results: Annotated[tuple[CheckResultV1, ...], Field(max_length=MAX_ITEMS)]
+    results: Annotated[tuple[CheckResultV1, ...], Field(max_length=L.MAX_CHECKS_TOTAL)]
     evidence: Annotated[dict[EvidenceName, Sha256], Field(max_length=2 * MAX_ITEMS)] = Field(
         default_factory=dict)
 
@@ -306,7 +307,8 @@ def parse(model: type[M], data: Mapping[str, Any]) -> M:
     """A body held as a mapping (a stored file, a test's fixture) read as exactly `model`,
     through the same JSON path and checks as `decode`."""
     try:
-        raw = json.dumps(dict(data), allow_nan=False).encode("utf-8")
+        raw = json.dumps(dict(data), sort_keys=True, separators=(",", ":"),
+                         ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise ContractError(INVALID_EVENT, f"body: not JSON-serialisable ({exc})") from None
     event = _validate({1: model}, model.SUBJECT or model.__name__, raw)

@@ -172,6 +172,8 @@ class Publisher:
             raise BusUnavailable(f"JetStream unavailable: {exc.description}") from exc
         except nats.js.errors.APIError as exc:
             raise BusUnavailable(f"JetStream refused {subject}: {exc.description}") from exc
+        except (nats.errors.NoRespondersError, nats.errors.NoServersError) as exc:
+            raise BusUnavailable(f"NATS could not take {subject}: {exc}") from exc
         except nats.errors.Error as exc:
             raise BusOutcomeUnknown(f"NATS failed while publishing {subject}: {exc}") from exc
         return PublishAck(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))

@@ -25,6 +25,11 @@ MAX_FILE_BYTES: Final = 256 * 1024
 MAX_DISK_MB: Final = 4096
 DEFAULT_DISK_MB: Final = 64
 MAX_CHECK_STDIN: Final = 64 * 1024
+# A check's argv, and the checks of a whole template: every result travels in one
+# completion event (forge.bus.contracts), so the template is held to what that event carries.
+MAX_ARG_CHARS: Final = 8192
+MAX_ARGV: Final = 64
+MAX_CHECKS_TOTAL: Final = 256
 # The host a learner's terminal opens on; a live check must run elsewhere.
 LEARNER_HOST: Final = "learner"
 

@@ -35,10 +35,10 @@ FrozenStrMap = Annotated[
 ]
 Ident = Annotated[str, Field(pattern=L.IDENT_PATTERN)]
 Argv = Annotated[
-    tuple[Annotated[str, Field(min_length=1, max_length=8192)], ...],
+    tuple[Annotated[str, Field(min_length=1, max_length=L.MAX_ARG_CHARS)], ...],
     Field(
         min_length=1,
-        max_length=64,
+        max_length=L.MAX_ARGV,
         description="argv list, executed without a shell; use [\"/bin/sh\", \"-c\", …] for one.",
     ),
 ]

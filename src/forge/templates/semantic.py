@@ -43,6 +43,10 @@ def check_semantics(t: ScenarioTemplate) -> list[Problem]:
             out.append(Problem(f"{_C}[{i}].router", "a router must attach to at least 2 subnets"))
     _check_criteria(t, out)
     _check_variables(t, out)
+    checks = sum(len(c.checks) for c in t.spec.success_criteria)
+    if checks > L.MAX_CHECKS_TOTAL:
+        out.append(Problem("spec.successCriteria", f"{checks} checks in all; at most "
+                           f"{L.MAX_CHECKS_TOTAL} (every result travels in one completion event)"))
     if t.spec.limits.disk_mb >= t.spec.limits.memory_mb:
         out.append(Problem("spec.limits.disk_mb", "must be smaller than memory_mb: the lab's "
                            "disk is memory-backed and counts against its memory limit"))

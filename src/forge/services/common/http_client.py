@@ -8,6 +8,7 @@ reuses its connections, and the app's shutdown hook closes it.
 from __future__ import annotations
 
 import asyncio
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -28,7 +29,11 @@ class SharedHttpClient:
         another event loop (pooled connections belong to the loop that opened them)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client.is_closed or self._loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self._timeout_s)
+            # No cookie jar: one client serves every learner's calls, so a cookie a peer
+            # set must never ride along on someone else's request. No redirects either.
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout_s, follow_redirects=False,
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
             self._loop = loop
         return self._client
 

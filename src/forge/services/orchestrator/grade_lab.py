@@ -46,12 +46,31 @@ def scenario_dir(state: OrchestratorState, scenario_id: str) -> Path:
     return state.settings.storage_root / "scenarios" / scenario_id
 
 
+def _encoded_size(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+
+
+def _capped(text: str) -> str | None:
+    """The longest prefix of `text` whose JSON encoding fits EVENT_TEXT_CAP, or None if all
+    of it does. Measured encoded: a learner's control bytes grow sixfold as `\\u0000`."""
+    if _encoded_size(text) <= EVENT_TEXT_CAP:
+        return None
+    low, high = 0, min(len(text), EVENT_TEXT_CAP)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _encoded_size(text[:mid]) <= EVENT_TEXT_CAP:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low]
+
+
 def _result_dict(result: CheckResult) -> dict[str, Any]:
     record = asdict(result)
     for stream in ("stdout", "stderr"):
-        text = record[stream]["text"]
-        if len(text.encode()) > EVENT_TEXT_CAP:
-            record[stream]["text"] = text.encode()[:EVENT_TEXT_CAP].decode("utf-8", "ignore")
+        capped = _capped(record[stream]["text"])
+        if capped is not None:
+            record[stream]["text"] = capped
             record[stream]["truncated"] = True
     return record
 
@@ -127,8 +146,14 @@ def teardown_lab(state: OrchestratorState, scenario_id: str) -> None:
 async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool:
     """Publish the stored payload and finish the scenario; False while the bus is down."""
     path = scenario_dir(state, scenario_id) / "completion.json"
-    event = decode_as(ScenarioCompletedV1, SCENARIO_COMPLETED,
-                      await state.blocking(path.read_bytes))
+    try:
+        event = decode_as(ScenarioCompletedV1, SCENARIO_COMPLETED,
+                          await state.blocking(path.read_bytes))
+    except ContractError as exc:
+        # A stored result this version cannot read (e.g. written by an older one) must not
+        # keep the scenario in grading, retried at every start: it fails with the reason.
+        await _fail_grading(state, scenario_id, f"stored grading result unreadable: {exc}")
+        return True
     try:
         await publish_event(state.publisher, event, msg_id=f"{scenario_id}-completed")
         await state.announce_ended(scenario_id, states.COMPLETED)

@@ -58,7 +58,10 @@ async def _fail(state: OrchestratorState, scenario_id: str, reason: str,
 
 
 async def _refuse_broken(state: OrchestratorState, event: Event, exc: ContractError) -> None:
-    """Fail the pending scenario a contract-breaking spawn event names, if it is ours."""
+    """Fail the pending scenario a contract-breaking spawn event names, freeing its slot —
+    only when the event also names that scenario's tenant and subject, since its token could
+    not be checked. (Consumers learn a new version before publishers send it; an unknown
+    version here is a rollout out of order, and the learner gets the reason, not a hang.)"""
     scenario_id = event.data.get("scenario_id")
     if not isinstance(scenario_id, str) or SCENARIO_ID_RE.fullmatch(scenario_id) is None:
         return
@@ -67,7 +70,9 @@ async def _refuse_broken(state: OrchestratorState, event: Event, exc: ContractEr
             row = await state.blocking(load, state.ctx.db, scenario_id)
         except ScenarioNotFound:
             return
-        if row.state == states.PENDING:
+        own = (event.data.get("tenant_id") == row.tenant_id
+               and event.data.get("subject") == row.subject)
+        if own and row.state == states.PENDING:
             await _fail(state, scenario_id, f"spawn event refused: {exc.code}",
                         {"refused": exc.code})
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from forge.audit.log import scenario_log
 from forge.billing import ledger
 from forge.bus import BusOutcomeUnknown, BusUnavailable
 from forge.bus.contracts import SpawnRequestedV1, publish_event
@@ -167,15 +168,24 @@ def _tombstone(state: SpawnState, taken: Taken, request_id: str) -> bool:
     failed scenario), its slot and spawn counts given back, the request id forgotten: True.
     If the orchestrator got there first the spawn went through: False, nothing is undone.
     """
-    try:
-        move(state.ctx.db, state.settings.storage_root, taken.scenario_id, states.FAILED,
-             "the event bus did not confirm the spawn request; it was not carried out",
-             expected=states.PENDING)
-    except IllegalTransition:
-        return False
+    reason = "the event bus did not confirm the spawn request; it was not carried out"
+    now = datetime.now(UTC)
+    # One transaction: a crash cannot leave a failed scenario holding its slot, or a
+    # forgotten request whose scenario still waits for the orchestrator.
     with state.ctx.db.session() as sess:
+        row = sess.get(Scenario, taken.scenario_id, with_for_update=True)
+        if row is not None and row.state != states.PENDING:
+            return False
+        if row is not None:
+            row.state, row.state_reason, row.updated_at = states.FAILED, reason, now
+            sess.add(ScenarioTransition(scenario_id=taken.scenario_id, from_state=states.PENDING,
+                                        to_state=states.FAILED, reason=reason, at=now))
         give_back(sess, taken)
         idempotency.discard(sess, request_id)
+    if row is not None:
+        scenario_log(state.settings.storage_root, taken.scenario_id).append(
+            "scenario.state", {"from": states.PENDING, "to": states.FAILED, "reason": reason},
+            at=now)
     return True
 
 
