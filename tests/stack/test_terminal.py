@@ -27,8 +27,9 @@ def ws_url(platform: Platform, sid: str) -> str:
     return platform.spawn_url.replace("http://", "ws://") + f"/v1/scenarios/{sid}/terminal"
 
 
-def read_until(ws: object, marker: bytes, timeout: float = 15) -> bytes:
-    seen = b""
+def read_until(ws: object, marker: bytes, timeout: float = 15, seen: bytes = b"") -> bytes:
+    """Everything received until `marker` appears in `seen` plus what arrives (output may
+    come in one chunk or several, so a second marker may already be in hand)."""
     deadline = time.monotonic() + timeout
     while marker not in seen:
         remaining = deadline - time.monotonic()
@@ -45,7 +46,8 @@ def test_terminal_round_trip_in_learner_host(platform: Platform) -> None:
     with connect(ws_url(platform, sid), additional_headers=headers) as ws:
         ws.send(b"echo forge-$((6*7)); hostname\n")
         out = read_until(ws, b"forge-42")
-        out += read_until(ws, b"learner")
+        head, _, tail = out.partition(b"forge-42")
+        out = head + b"forge-42" + read_until(ws, b"learner", seen=tail)
         assert b"forge-42" in out
         ws.send('{"type":"resize","rows":40,"cols":120}')
         ws.send(b"stty size\n")
