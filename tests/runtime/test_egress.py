@@ -137,3 +137,23 @@ def test_deny_lab_next_to_allowlist_lab_has_no_route(
     rt.create(LabSpec("deny-1", [SubnetSpec("a", "10.64.0.0/24")],
                       [HostSpec("box", networks=[("a", None)])]))
     assert probe(rt, "deny-1", "box", ALLOWED, 8080) == "err:ENETUNREACH"
+
+
+def test_uplink_that_vanishes_during_teardown_is_not_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel deletes the uplink pair on its own once the gateway namespace goes, so
+    the end found by the lookup may be gone by the delete; teardown must not fail then."""
+    from forge.runtime.local import egress
+    from forge.runtime.local.kernel_names import Names, validate_prefix
+
+    ns = f"fgtest-up-{secrets.token_hex(3)}"
+    create_netns(ns)
+    try:
+        class StaleLookup(IPRoute):  # type: ignore[misc]
+            def link_lookup(self, **spec: object) -> list[int]:
+                return [987654]  # an index that no longer exists
+
+        monkeypatch.setattr("forge.runtime.local.netns.IPRoute", StaleLookup)
+        egress.remove_uplink(Names(validate_prefix("eabcd"), "/state"), "lab1", ns)
+    finally:
+        remove_netns(ns)

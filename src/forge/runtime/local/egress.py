@@ -9,6 +9,7 @@ else is dropped and counted; nothing from the uplink may open connections into t
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import subprocess
@@ -16,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from forge.runtime.base import SpecError
 from forge.runtime.local.kernel_names import Names
@@ -158,7 +160,13 @@ def remove_uplink(names: Names, lab_id: str, egress_ns: str | None) -> None:
 
     def work(ipr: IPRoute) -> None:
         for index in ipr.link_lookup(ifname=uplink):
-            ipr.link("del", index=index)
+            try:
+                ipr.link("del", index=index)
+            except NetlinkError as exc:
+                # The kernel removes the pair asynchronously once the gateway namespace
+                # is gone, so the end can vanish between the lookup and the delete.
+                if exc.code != errno.ENODEV:
+                    raise
 
     run_in_netns(egress_ns, work)
 

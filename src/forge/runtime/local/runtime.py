@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from forge.runtime.base import (
     ExecResult,
     LabExists,
@@ -296,7 +298,7 @@ class LocalRuntime(Runtime):
         if had_gateway:  # normally the uplink dies with the gateway namespace
             try:
                 egress.remove_uplink(self.names, lab_id, self.egress_netns)
-            except OSError as exc:
+            except (OSError, NetlinkError) as exc:
                 errors.append(f"uplink: {exc}")
         try:
             self.cgroups.remove(stem)
