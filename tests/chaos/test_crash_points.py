@@ -34,6 +34,9 @@ CASES = [pytest.param(point, engine, id=f"{point}-{engine if point in ON_POSTGRE
 @pytest.mark.parametrize(("point", "drill"), CASES, indirect=["drill"])
 def test_crash_point_loses_nothing(drill: Drill, point: str) -> None:
     d = drill
+    # A spawn cut off by the crash is settled by its retry once it has been pending this
+    # long (30 s by default); spawns here answer within a second.
+    d.extra["FORGE_SPAWN_PENDING_TIMEOUT_S"] = "6"
     env = d.env()
     d.forge_ok("keys", "generate")
     d.start()

@@ -41,6 +41,19 @@ def test_housekeeping_interval_out_of_range_names_the_variable(tmp_path: Path,
         "FORGE_HOUSEKEEPING_INTERVAL_S must be a number of seconds between 1 and 86400")
 
 
+@pytest.mark.parametrize("value", ["soon", "4.9", "3601", "nan", "-30"])
+def test_spawn_pending_timeout_out_of_range_names_the_variable(tmp_path: Path,
+                                                               value: str) -> None:
+    assert only_problem(prod_env(tmp_path, FORGE_SPAWN_PENDING_TIMEOUT_S=value)) == (
+        "FORGE_SPAWN_PENDING_TIMEOUT_S must be a number of seconds between 5 and 3600")
+
+
+def test_spawn_pending_timeout_defaults_to_thirty_seconds(tmp_path: Path) -> None:
+    assert load_settings(prod_env(tmp_path)).spawn_pending_timeout_s == 30.0
+    assert load_settings(prod_env(
+        tmp_path, FORGE_SPAWN_PENDING_TIMEOUT_S="8")).spawn_pending_timeout_s == 8.0
+
+
 @pytest.mark.parametrize("value", ["http://127.0.0.1:4222", "nats://", "nats://h:port",
                                    ",", "nats://secret-user:secret-pw@:4222"])
 def test_malformed_nats_url_names_the_variable_not_the_value(tmp_path: Path,

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -253,6 +253,45 @@ def test_same_request_id_replays_and_conflicts(spawn_env: SpawnEnv) -> None:
         assert resp.status_code == 409 and resp.json()["error"] == "request_id_conflict"
     assert count(spawn_env, Scenario) == 1
     assert active_slots(spawn_env.state.ctx.db, "acme") == 1
+
+
+def _cut_off(env: SpawnEnv, request_id: str, seconds_ago: float) -> None:
+    """Make a recorded spawn look like one whose replica died before answering."""
+    with env.state.ctx.db.session() as sess:
+        record = sess.get(IdempotencyRecord, request_id)
+        assert record is not None
+        record.status_code = 0
+        record.response = {}
+        record.created_at = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+
+
+@pytest.mark.parametrize(("timeout", "settled"), [("8", True), ("30", False)])
+def test_cut_off_spawn_is_settled_after_the_configured_pending_timeout(
+        make_spawn: MakeSpawn, timeout: str, settled: bool) -> None:
+    """FORGE_SPAWN_PENDING_TIMEOUT_S decides when a retry may take an unanswered request
+    for cut off: after it, the never-launched scenario fails and its slot is freed; before
+    it, the retry is told to wait (the first attempt may still be running)."""
+    env = make_spawn(FORGE_SPAWN_PENDING_TIMEOUT_S=timeout)
+    grant(env.state.ctx.db, "acme", "TEAM")
+    alice = key_for(env)
+    with env.client() as client:
+        first = spawn(client, alice, request_id="cutoff-00001")
+        assert first.status_code == 201, first.text
+        _cut_off(env, "cutoff-00001", seconds_ago=10)
+        retry = spawn(client, alice, request_id="cutoff-00001")
+    with env.state.ctx.db.session() as sess:
+        old = sess.get(Scenario, first.json()["scenario_id"])
+        assert old is not None
+        old_state = old.state
+    if settled:
+        assert retry.status_code == 201, retry.text
+        assert retry.json()["scenario_id"] != first.json()["scenario_id"]
+        assert old_state == "failed"
+        assert active_slots(env.state.ctx.db, "acme") == 1  # the new one only
+    else:
+        assert retry.status_code == 409 and retry.json()["error"] == "request_in_progress"
+        assert old_state == "pending"
+        assert active_slots(env.state.ctx.db, "acme") == 1
 
 
 # ------------------------------------------------------------------ limits

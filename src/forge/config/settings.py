@@ -165,6 +165,18 @@ def _seconds(raw: object) -> float:
     return value
 
 
+def _pending_timeout(raw: object) -> float:
+    """FORGE_SPAWN_PENDING_TIMEOUT_S: seconds between 5 and 3600."""
+    try:
+        value = float(str(raw))
+    except ValueError:
+        value = math.nan
+    if not 5.0 <= value <= 3600.0:
+        raise _problem("FORGE_SPAWN_PENDING_TIMEOUT_S must be a number of seconds "
+                       "between 5 and 3600")
+    return value
+
+
 def _optional_path(raw: object) -> Path | None:
     return Path(str(raw)) if raw else None
 
@@ -212,6 +224,10 @@ class Settings(BaseSettings):
         "FORGE_LAB_UID_RANGE", "300000-399999")
     housekeeping_interval_s: Annotated[float, BeforeValidator(_seconds)] = _var(
         "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0)
+    # How long a spawn request may stay unanswered before a retry with its request_id takes
+    # it for cut off (its replica died) and settles it; longer than any live request takes.
+    spawn_pending_timeout_s: Annotated[float, BeforeValidator(_pending_timeout)] = _var(
+        "FORGE_SPAWN_PENDING_TIMEOUT_S", 30.0)
     orchestrator_url: Annotated[str, BeforeValidator(_http_url("ORCHESTRATOR_URL"))] = _var(
         "ORCHESTRATOR_URL", "http://127.0.0.1:8083")
     scoreboard_url: Annotated[str, BeforeValidator(_http_url("SCOREBOARD_URL"))] = _var(

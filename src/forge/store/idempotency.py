@@ -17,7 +17,8 @@ from forge.store.db import Database
 from forge.store.models import IdempotencyRecord
 
 TTL = timedelta(hours=24)
-# A request still pending after this long was cut off (its process died): a retry resolves it.
+# A request still pending after this long was cut off (its process died): a retry resolves
+# it. The default; operators set it with FORGE_SPAWN_PENDING_TIMEOUT_S.
 PENDING_TIMEOUT = timedelta(seconds=30)
 PENDING = 0
 RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
@@ -36,10 +37,10 @@ class Stored:
     response: dict[str, Any]
     created_at: datetime | None = None
 
-    def stale(self, now: datetime) -> bool:
-        """Still pending long after any request could have finished."""
+    def stale(self, now: datetime, timeout: timedelta = PENDING_TIMEOUT) -> bool:
+        """Still pending `timeout` after it began: longer than any live request takes."""
         return (self.status_code == PENDING and self.created_at is not None
-                and _aware(self.created_at) + PENDING_TIMEOUT <= now)
+                and _aware(self.created_at) + timeout <= now)
 
 
 def fingerprint(*parts: str) -> str:

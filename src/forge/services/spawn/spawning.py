@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, insert, select
@@ -67,12 +67,13 @@ class StalePending(Exception):
     """The request id's earlier attempt died before answering (see ``_resolve_stale``)."""
 
 
-def _replay(record: idempotency.Stored, digest: str, now: datetime) -> SpawnAnswer:
+def _replay(record: idempotency.Stored, digest: str, now: datetime,
+            pending_timeout: timedelta) -> SpawnAnswer:
     if record.fingerprint != digest:
         raise ForgeError("request_id_conflict", 409,
                          "request_id was already used for a different request",
                          [{"field": "request_id"}])
-    if record.stale(now):
+    if record.stale(now, pending_timeout):
         raise StalePending()
     if record.status_code == idempotency.PENDING:
         raise ForgeError("request_in_progress", 409,
@@ -87,11 +88,12 @@ def _reserve(
 ) -> SpawnAnswer | Taken:
     """One transaction: replay check, limits, slot, scenario row, idempotency reservation."""
     now = datetime.now(UTC)
+    pending_timeout = timedelta(seconds=state.settings.spawn_pending_timeout_s)
     try:
         with state.ctx.db.session() as sess:
             existing = idempotency.find(sess, request_id, now)
             if existing is not None:
-                return _replay(existing, digest, now)
+                return _replay(existing, digest, now, pending_timeout)
             taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
                          subject=caller.subject, plan=ent.plan, now=now)
             conn = sess.connection()
@@ -115,7 +117,7 @@ def _reserve(
             record = idempotency.find(sess, request_id, now)
             if record is None:
                 raise
-            return _replay(record, digest, now)
+            return _replay(record, digest, now, pending_timeout)
 
 
 def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[str, str] | None:
