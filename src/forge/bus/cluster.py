@@ -25,12 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 from forge.bus.errors import NatsServerError
-from forge.bus.permissions import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
+from forge.bus.permissions import ADMIN, BusAuth, BusCredentials
 from forge.bus.replication import VALID_REPLICAS, forge_streams
-from forge.bus.server import LOOPBACK, NatsServer, free_port
+from forge.bus.server import LOOPBACK, NatsServer, admin_urls, free_port, service_env
 
 _ROUTE_USER = "forge-route"
 _POLL_S = 0.05
@@ -116,10 +115,7 @@ class NatsCluster:
     @property
     def admin_url(self) -> str:
         """Every node's URL carrying the admin user (tests and provisioning only)."""
-        creds = self.credentials(ADMIN)
-        user, password = quote(creds.user, safe=""), quote(creds.password, safe="")
-        return ",".join(f"nats://{user}:{password}@{LOOPBACK}:{node.port}"
-                        for node in self._started())
+        return admin_urls(self._auth, [node.port for node in self._started()])
 
     def route_port(self, index: int) -> int:
         """The cluster (route) port of node `index`; only nodes with the route password join."""
@@ -134,11 +130,7 @@ class NatsCluster:
 
     def client_env(self) -> dict[str, str]:
         """`NATS_URL` (all nodes), `FORGE_NATS_REPLICAS` and each service's NATS password."""
-        env = {"NATS_URL": self.url, "FORGE_NATS_REPLICAS": str(self.replicas)}
-        for identity in SERVICE_IDENTITIES:
-            if identity in self._auth.passwords:
-                env[f"NATS_{identity.upper()}_PASSWORD"] = self.credentials(identity).password
-        return env
+        return {**service_env(self._auth, self.url), "FORGE_NATS_REPLICAS": str(self.replicas)}
 
     def _started(self) -> list[NatsServer]:
         if not self.nodes:

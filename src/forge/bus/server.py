@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 from forge.bus.errors import NatsServerError, NatsServerNotFound
 from forge.bus.permissions import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
@@ -62,6 +63,23 @@ def free_port(host: str = LOOPBACK) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def admin_urls(auth: BusAuth, ports: Sequence[int]) -> str:
+    """`NATS_URL` listing loopback `ports` with the admin user in each (quoted, so any
+    generated password survives URL parsing); for tests and provisioning only."""
+    creds = auth.credentials(ADMIN)
+    user, password = quote(creds.user, safe=""), quote(creds.password, safe="")
+    return ",".join(f"nats://{user}:{password}@{LOOPBACK}:{port}" for port in ports)
+
+
+def service_env(auth: BusAuth, url: str) -> dict[str, str]:
+    """`NATS_URL` and every service's `NATS_<SERVICE>_PASSWORD`, as a service reads them."""
+    env = {"NATS_URL": url}
+    for identity in SERVICE_IDENTITIES:
+        if identity in auth.passwords:
+            env[f"NATS_{identity.upper()}_PASSWORD"] = auth.credentials(identity).password
+    return env
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
@@ -145,16 +163,11 @@ class NatsServer:
     @property
     def admin_url(self) -> str:
         """Client URL carrying the admin user (full access: tests and provisioning only)."""
-        creds = self.credentials(ADMIN)
-        return f"nats://{creds.user}:{creds.password}@{LOOPBACK}:{self.port}"
+        return admin_urls(self._auth, [self.port])
 
     def client_env(self) -> dict[str, str]:
         """`NATS_URL` and every service's `NATS_<SERVICE>_PASSWORD`, as a service reads them."""
-        env = {"NATS_URL": self.url}
-        for identity in SERVICE_IDENTITIES:
-            if identity in self._auth.passwords:
-                env[f"NATS_{identity.upper()}_PASSWORD"] = self.credentials(identity).password
-        return env
+        return service_env(self._auth, self.url)
 
     @property
     def monitor_url(self) -> str:
