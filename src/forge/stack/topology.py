@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forge.config.secrets import DEV_SECRETS_FILE
+
 MAX_NODES = 8
 NATS_CLUSTER_SIZES = (1, 3, 5)
 SERVICES = ("orchestrator", "scoreboard", "spawn")
@@ -117,12 +119,23 @@ class Topology:
 
     def prepare_roots(self) -> None:
         """Create every process's own storage root (and the directories above it, up to
-        the stack's root) owner-only (0700); the stack's root is left as it is."""
+        the stack's root) owner-only (0700); the stack's root is left as it is.
+
+        In dev the secrets are generated per storage root: each own root gets a copy
+        (0600) of the stack's, as machines of one installation share their configuration.
+        """
+        dev_secrets = self.stack_root / DEV_SECRETS_FILE
         for root in self.storage_roots()[1:]:
             for part in reversed([root, *root.relative_to(self.stack_root).parents][:-1]):
                 path = part if part.is_absolute() else self.stack_root / part
                 path.mkdir(exist_ok=True, mode=0o700)
                 os.chmod(path, 0o700)
+            target = root / DEV_SECRETS_FILE
+            if dev_secrets.is_file() and not target.exists():
+                target.parent.mkdir(exist_ok=True, mode=0o700)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(dev_secrets.read_bytes())
 
 
 def plan(stack_root: Path, ports: Mapping[str, int], *, base_prefix: str = "fg",
