@@ -122,6 +122,15 @@ def wait_running(url: str, scenarios: Scenarios) -> int:
     return running
 
 
+def labs_per_node(topology: Topology) -> str:
+    """How many labs each node holds now (its prefix's switch namespaces)."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    names = [line.split()[0] for line in netns.splitlines() if line.strip()]
+    return ", ".join(
+        f"{node.node} {sum(n.startswith(f'{node.prefix}.') and n.endswith('.sw') for n in names)}"
+        for node in topology.nodes)
+
+
 def nodes_cli_available() -> bool:
     """Lab nodes exist (issue 15 item 3) when `forge nodes list` is a command."""
     proc = subprocess.run([sys.executable, "-m", "forge", "nodes", "list", "--help"],
@@ -190,6 +199,7 @@ def measure(nodes: int, measure_loss: bool) -> tuple[list[Run], float | None]:
                 print(f"  {nodes} node(s) run {run + 1}: {r.accepted}/{K} accepted in "
                       f"{r.accept_s:.2f}s, {r.running} running after {r.running_s:.2f}s, "
                       f"{r.cpu_s / max(r.accepted, 1) * 1000:.0f} ms CPU per lab")
+            print(f"  labs per node: {labs_per_node(topology)}")
             if measure_loss and nodes > 1:
                 loss = node_loss_s(sup, url, all_scenarios)
         finally:
