@@ -170,9 +170,13 @@ def test_journey_on_a_nats_cluster_and_postgresql_ends_in_a_verifying_verdict(
     try:
         up.wait_up()
         assert "store: PostgreSQL" in up.err and "3 NATS server(s)" in up.err
+        services = [pid for pid in descendants(up.proc.pid) if "forge serve" in cmdline_of(pid)]
+        assert len(services) == 3
+        assert all(environ_of(pid)["FORGE_DB_URL"] == postgres_url for pid in services)
         result = Journey(up.urls["spawn"], up.urls["scoreboard"], storage,
                          timeout_s=90).run()
         assert result.verified and result.score == 1.0
+        assert not (storage / "forge.db").exists()  # no process fell back to SQLite
     finally:
         up.stop()
     assert up.proc.returncode == 0, up.err[-2000:]
