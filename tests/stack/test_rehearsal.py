@@ -1,7 +1,8 @@
 """The one-machine rehearsal (issue 15 item 7): `forge up --nodes N --nats-cluster 3`.
 
-Real processes throughout: `forge up` as a subprocess, real nats-servers clustered on
-loopback, real orchestrators with the local runtime (netns), PostgreSQL for the journey.
+Real processes: `forge up` as a subprocess, real nats-servers clustered on loopback, real
+orchestrators with the local runtime (netns), PostgreSQL for the journey. The refusals run
+the `up` command in-process (they must start nothing, so there is nothing to wait for).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from forge.cli import up as up_command
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.stack.journey import Journey
@@ -67,6 +70,14 @@ def env_file(tmp_path: Path, prefix: str) -> Path:
     path.write_text(f"FORGE_TEMPLATE_DIR={TEMPLATE_FIXTURES}\nFORGE_RUNTIME_PREFIX={prefix}\n"
                     "DEV_ALLOW_XPLAN=true\n")
     return path
+
+
+def forge_cli() -> typer.Typer:
+    """A `forge` app with only the `up` command, run in-process."""
+    cli = typer.Typer()
+    cli.callback()(lambda: None)
+    up_command.register(cli)
+    return cli
 
 
 def one_host_lab(lab_id: str, cidr: str) -> LabSpec:
@@ -136,24 +147,25 @@ def test_two_lab_nodes_on_a_three_server_nats_cluster_start_report_and_leave_not
     assert sorted(p.name for p in (storage / "nats-cluster").iterdir()) == ["n0", "n1", "n2"]
 
 
-@pytest.mark.parametrize(("args", "flag"), [
-    (("--nodes", "0"), "--nodes"), (("--nodes", "99"), "--nodes"),
-    (("--nats-cluster", "2"), "--nats-cluster"),
-    (("--nodes", "2", "--keep-labs"), "--keep-labs"),
+@pytest.mark.parametrize(("args", "flag", "nats_url"), [
+    (("--nodes", "0"), "--nodes", None), (("--nodes", "99"), "--nodes", None),
+    (("--nats-cluster", "2"), "--nats-cluster", None),
+    (("--nodes", "2", "--keep-labs"), "--keep-labs", None),
+    (("--nats-cluster", "3"), "--nats-cluster", "nats://127.0.0.1:4222"),  # external NATS
 ])
 def test_an_impossible_topology_is_refused_by_flag_and_nothing_starts(
-        tmp_path: Path, args: tuple[str, ...], flag: str) -> None:
+        tmp_path: Path, args: tuple[str, ...], flag: str, nats_url: str | None) -> None:
     storage = tmp_path / "storage"
     ports = some_ports()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
-    proc = subprocess.run(
-        [sys.executable, "-m", "forge", "up", "--storage", str(storage), "--spawn-port",
-         str(ports["spawn"]), "--orchestrator-port", str(ports["orchestrator"]),
-         "--scoreboard-port", str(ports["scoreboard"]), *args],
-        env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    assert f"forge up: {flag}" in proc.stderr
-    assert "Forge is up" not in proc.stderr
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("FORGE_", "NATS_"))}
+    env["NATS_URL"] = nats_url
+    result = CliRunner().invoke(forge_cli(), [
+        "up", "--storage", str(storage), "--spawn-port", str(ports["spawn"]),
+        "--orchestrator-port", str(ports["orchestrator"]), "--scoreboard-port",
+        str(ports["scoreboard"]), *args], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"forge up: {flag}" in result.output
+    assert "Forge is up" not in result.output
     assert not storage.exists()  # no lock, no key, no log, no NATS store
     assert not any(bound(p) for p in ports.values())
 

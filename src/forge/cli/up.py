@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -31,8 +32,11 @@ from forge.stack.topology import (
 console = Console(stderr=True)
 
 
-def prepare(env_file: Path | None, storage: Path | None) -> tuple[dict[str, str], Settings]:
-    """The environment every child gets, validated as a service would validate it."""
+def prepare(env_file: Path | None, storage: Path | None,
+            refuse: Callable[[dict[str, str]], str | None] | None = None,
+            ) -> tuple[dict[str, str], Settings]:
+    """The environment every child gets, validated as a service would validate it;
+    `refuse` may name a reason to stop (exit 2) before anything is created."""
     env = dict(os.environ)
     if env_file is not None:
         try:
@@ -42,6 +46,10 @@ def prepare(env_file: Path | None, storage: Path | None) -> tuple[dict[str, str]
             raise typer.Exit(1) from None
     if storage is not None:
         env["STORAGE_ROOT"] = str(storage.absolute())
+    reason = refuse(env) if refuse is not None else None
+    if reason is not None:
+        console.print(f"forge up: {reason}", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
     try:
         settings = load_settings(env)
     except ConfigError as exc:
@@ -158,7 +166,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start NATS and the services (N lab nodes); print URLs; stop everything on Ctrl-C."""
         teardown = check_flags(nodes, nats_cluster, nats_port, teardown)
-        env, settings = prepare(env_file, storage)
+
+        def external_nats(env: dict[str, str]) -> str | None:
+            if nats_cluster > 1 and env.get("NATS_URL"):
+                return ("--nats-cluster starts an embedded NATS cluster, but NATS_URL names "
+                        "an external NATS; unset one of them")
+            return None
+
+        env, settings = prepare(env_file, storage, external_nats)
         try:
             topology = plan(settings.storage_root,
                             {"spawn": spawn_port, "orchestrator": orchestrator_port,
