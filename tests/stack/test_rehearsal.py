@@ -26,7 +26,7 @@ from forge.stack.journey import Journey
 from forge.stack.topology import node_prefix
 
 from ..conftest import TEMPLATE_FIXTURES
-from .test_up import Up, alive, bound, some_ports, wait_for
+from .test_up import Up, alive, bound, pids_of, some_ports, wait_for
 
 NODE_ROW = re.compile(r"^\s*(\S+)\s+(node-\d)\s+(http://\S+)\s+yes\s", re.M)
 NATS_ROW = re.compile(r"^\s*(nats-\d)\s+(nats://\S+)\s+yes\s", re.M)
@@ -120,6 +120,16 @@ def test_two_lab_nodes_on_a_three_server_nats_cluster_start_report_and_leave_not
         for pid in services:
             env = environ_of(pid)
             assert env["NATS_URL"] == cluster_url and env["FORGE_NATS_REPLICAS"] == "3"
+        # A cluster member that dies is reported and started again on its port and store.
+        [victim] = pids_of(f"nats-server -c {storage}/nats-cluster/n1/")
+        os.kill(victim, signal.SIGKILL)
+        port2 = nats_rows["nats-2"].rsplit(":", 1)[1]
+        wait_for(lambda: f"nats-server nats-2 restarted on port {port2}" in up.err, 60,
+                 "nats-2 restarted")
+        assert "nats-server nats-2 exited with code -9; restarting" in up.err
+        [again] = pids_of(f"nats-server -c {storage}/nats-cluster/n1/")
+        assert again != victim and bound(int(port2))
+        children = descendants(up.proc.pid)
         # Spawn work reaches a node and becomes a running lab under one of the prefixes.
         learner = {"x-client-id": "amy", "x-tenant-id": "uni"}
         spawn = httpx.post(f"{up.urls['spawn']}/v1/spawn", json={"track": "netplus"},
