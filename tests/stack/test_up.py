@@ -123,7 +123,8 @@ class Up:
     """One `forge up` subprocess with its stderr collected line by line."""
 
     def __init__(self, storage: Path, env_file: Path, ports: dict[str, int],
-                 nats_port: int | None = None) -> None:
+                 nats_port: int | None = None, extra: tuple[str, ...] = (),
+                 env_extra: dict[str, str] | None = None) -> None:
         self.storage, self.ports = storage, ports
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         argv = [sys.executable, "-m", "forge", "up", "--storage", str(storage), "--env-file",
@@ -131,8 +132,10 @@ class Up:
                 str(ports["orchestrator"]), "--scoreboard-port", str(ports["scoreboard"])]
         if nats_port is not None:
             argv += ["--nats-port", str(nats_port)]
+        argv += extra
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
         env["COLUMNS"] = "400"  # one report per line
+        env.update(env_extra or {})
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []

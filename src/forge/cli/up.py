@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -20,12 +21,22 @@ from forge.services.common.bus import bus_auth
 from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.stack.envfile import EnvFileError, read_env_file
 from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
+from forge.stack.topology import (
+    Topology,
+    TopologyError,
+    check_nats_cluster,
+    check_nodes,
+    plan,
+)
 
 console = Console(stderr=True)
 
 
-def prepare(env_file: Path | None, storage: Path | None) -> tuple[dict[str, str], Settings]:
-    """The environment every child gets, validated as a service would validate it."""
+def prepare(env_file: Path | None, storage: Path | None,
+            refuse: Callable[[dict[str, str]], str | None] | None = None,
+            ) -> tuple[dict[str, str], Settings]:
+    """The environment every child gets, validated as a service would validate it;
+    `refuse` may name a reason to stop (exit 2) before anything is created."""
     env = dict(os.environ)
     if env_file is not None:
         try:
@@ -35,6 +46,10 @@ def prepare(env_file: Path | None, storage: Path | None) -> tuple[dict[str, str]
             raise typer.Exit(1) from None
     if storage is not None:
         env["STORAGE_ROOT"] = str(storage.absolute())
+    reason = refuse(env) if refuse is not None else None
+    if reason is not None:
+        console.print(f"forge up: {reason}", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
     try:
         settings = load_settings(env)
     except ConfigError as exc:
@@ -49,27 +64,75 @@ def prepare(env_file: Path | None, storage: Path | None) -> tuple[dict[str, str]
 
 
 def status_table(sup: Supervisor, ready: dict[str, bool]) -> Table:
-    table = Table("service", "url", "ready", "restarts", box=None)
+    """One row per service, lab node and nats-server: where it answers and how it fares."""
+    table = Table("service", "node", "url", "ready", "restarts", box=None)
     for name, child in sup.children.items():
-        table.add_row(name, sup.url(name), "[green]yes[/]" if ready.get(name) else "[yellow]no[/]",
+        table.add_row(name, child.node or "", sup.url(name),
+                      "[green]yes[/]" if ready.get(name) else "[yellow]no[/]",
                       str(child.restarts))
-    nats = sup.nats_child
-    if nats is not None and sup.nats is not None:
-        table.add_row("nats", sup.nats.url, "[green]yes[/]" if nats.ready else "[yellow]no[/]",
-                      str(nats.restarts))
+    for member in sup.nats_members:
+        table.add_row(member.name, "", member.server.url,
+                      "[green]yes[/]" if member.ready else "[yellow]no[/]", str(member.restarts))
     return table
 
 
-def teardown_labs(settings: Settings) -> int:
-    """Destroy every lab of this installation (for `--teardown-labs`)."""
+def store_label(db_url: str) -> str:
+    """Which database every process uses, without its credentials."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(db_url)
+    except Exception:  # settings validated it; never echo a URL that may hold a password
+        return "database (unparsed URL)"
+    if url.get_backend_name() == "postgresql":
+        where = f"{url.host or 'unix socket'}/{url.database or ''}"
+        return f"PostgreSQL ({where})"
+    name = "SQLite" if url.get_backend_name() == "sqlite" else url.get_backend_name()
+    return f"{name} ({url.database})"
+
+
+def teardown_labs(settings: Settings, topology: Topology | None = None,
+                  env: dict[str, str] | None = None) -> int:
+    """Destroy every lab of this installation (for `--teardown-labs`): of every lab node's
+    runtime prefix when `topology` is given, else of `settings`' prefix."""
     from forge.runtime.factory import make_runtime
 
-    runtime = make_runtime(settings)
-    labs = runtime.list()
-    for info in labs:
-        runtime.destroy(info.lab_id)
-    runtime.close()
-    return len(labs)
+    node_settings = [settings]
+    if topology is not None:
+        base = dict(os.environ if env is None else env)
+        node_settings = [load_settings({**base, **node.environ("127.0.0.1", 0)})
+                         for node in topology.nodes]
+    destroyed = 0
+    for one in node_settings:
+        runtime = make_runtime(one)
+        labs = runtime.list()
+        for info in labs:
+            runtime.destroy(info.lab_id)
+        runtime.close()
+        destroyed += len(labs)
+    return destroyed
+
+
+def check_flags(nodes: int, nats_cluster: int, nats_port: int,
+                teardown: bool | None) -> bool:
+    """Refuse impossible flag combinations before anything starts; whether to tear down."""
+    try:
+        check_nodes(nodes)
+        check_nats_cluster(nats_cluster)
+    except TopologyError as exc:
+        console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if nats_cluster > 1 and nats_port:
+        console.print("forge up: --nats-port applies to the single embedded nats-server; "
+                      "with --nats-cluster the servers' ports are picked free",
+                      markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if nodes > 1 and teardown is False:
+        console.print("forge up: --keep-labs needs --nodes 1: until lab nodes own their labs "
+                      "(issue 15 item 3), a node starting again would fail the other nodes' "
+                      "kept labs as lost", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    return nodes > 1 if teardown is None else teardown
 
 
 def register(app: typer.Typer) -> None:
@@ -87,13 +150,40 @@ def register(app: typer.Typer) -> None:
         nats_port: int = typer.Option(0, "--nats-port", min=0, max=65535,
                                       help="Port of the embedded NATS (127.0.0.1); 0 picks a "
                                            "free one, kept across NATS restarts."),
-        teardown: bool = typer.Option(False, "--teardown-labs/--keep-labs",
-                                      help="Destroy running labs on exit (default: keep them "
-                                           "for reconciliation at the next start)."),
+        teardown: bool | None = typer.Option(
+            None, "--teardown-labs/--keep-labs",
+            help="Destroy running labs on exit (default: keep them for reconciliation at "
+                 "the next start; with --nodes > 1: destroy)."),
         ready_timeout: float = typer.Option(120.0, "--ready-timeout"),
+        nodes: int = typer.Option(1, "--nodes", help="Lab nodes (orchestrators) to run, "
+                                  "1-8, each with its own port and runtime prefix."),
+        nats_cluster: int = typer.Option(1, "--nats-cluster", help="Embedded NATS servers: "
+                                         "1, or a JetStream cluster of 3 or 5."),
+        separate_storage: bool = typer.Option(
+            False, "--separate-storage", help="Give each service and node its own "
+            "STORAGE_ROOT under the storage root (for services that share no disk; verdicts "
+            "verify only once evidence travels over JetStream, issue 15 item 4)."),
     ) -> None:
-        """Start NATS and the three services; print URLs; stop everything on Ctrl-C."""
-        env, settings = prepare(env_file, storage)
+        """Start NATS and the services (N lab nodes); print URLs; stop everything on Ctrl-C."""
+        teardown = check_flags(nodes, nats_cluster, nats_port, teardown)
+
+        def external_nats(env: dict[str, str]) -> str | None:
+            if nats_cluster > 1 and env.get("NATS_URL"):
+                return ("--nats-cluster starts an embedded NATS cluster, but NATS_URL names "
+                        "an external NATS; unset one of them")
+            return None
+
+        env, settings = prepare(env_file, storage, external_nats)
+        try:
+            topology = plan(settings.storage_root,
+                            {"spawn": spawn_port, "orchestrator": orchestrator_port,
+                             "scoreboard": scoreboard_port},
+                            base_prefix=settings.runtime_prefix, nodes=nodes,
+                            nats_servers=nats_cluster, separate_storage=separate_storage,
+                            db_url=env.get("FORGE_DB_URL"))
+        except TopologyError as exc:
+            console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         problems: list[str] = []
         for identity in SERVICE_IDENTITIES:  # every service must be able to join the bus
             try:
@@ -106,7 +196,7 @@ def register(app: typer.Typer) -> None:
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,
                           "scoreboard": scoreboard_port},
-                         bus_auth=bus_auth(settings), nats_port=nats_port,
+                         bus_auth=bus_auth(settings), nats_port=nats_port, topology=topology,
                          report=lambda msg: console.print(f"[yellow]{msg}[/]"))
         stopping = False
 
@@ -122,7 +212,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
         console.print(f"storage {settings.storage_root} · NATS {env['NATS_URL']} · "
-                      f"logs {settings.storage_root / 'logs'}")
+                      f"logs {settings.storage_root / 'logs'}", markup=False, soft_wrap=True)
+        console.print(f"store: {store_label(settings.db_url)} · {nodes} lab node(s) · "
+                      f"{nats_cluster} NATS server(s)"
+                      + (" · separate storage roots" if separate_storage else ""),
+                      markup=False, soft_wrap=True)
         ready = False
         try:
             deadline = time.monotonic() + ready_timeout
@@ -132,6 +226,8 @@ def register(app: typer.Typer) -> None:
                     live.update(status_table(sup, state))
                     if sup.came_up and not ready:
                         ready = True
+                        if not live.console.is_terminal:  # no live table: print it once
+                            live.console.print(status_table(sup, state))
                         live.console.print(f"[green]Forge is up.[/] Learner UI: "
                                            f"{sup.url('spawn')}/  (Ctrl-C to stop)")
                     if not ready and time.monotonic() > deadline:
@@ -142,7 +238,7 @@ def register(app: typer.Typer) -> None:
             console.print("stopping…")
             sup.stop()
             if teardown:
-                console.print(f"destroyed {teardown_labs(settings)} lab(s)")
+                console.print(f"destroyed {teardown_labs(settings, topology, env)} lab(s)")
             console.print("stopped.")
         if not ready:
             sys.exit(1)

@@ -26,17 +26,16 @@ from pathlib import Path
 
 import httpx
 
-from forge.bus import NatsServer
-from forge.bus.errors import NatsServerError
 from forge.bus.permissions import BusAuth
-from forge.bus.server import LOOPBACK, free_port
 from forge.services.common.listener import ENV_FD, PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix
+from forge.stack.embedded_nats import EmbeddedNats, Member, NatsStartError
 from forge.stack.lock import StorageLock, StorageLocked
+from forge.stack.topology import DEFAULT_PORTS, SERVICES, ProcessSpec, Topology, plan
 
-SERVICES = ("orchestrator", "scoreboard", "spawn")
+__all__ = ["DEFAULT_PORTS", "SERVICES", "Child", "StartRefused", "Supervisor"]
+
 NATS = "nats"
-DEFAULT_PORTS = {"spawn": 8082, "orchestrator": 8083, "scoreboard": 8086}
 URL_VARS = {"spawn": "SPAWN_URL", "orchestrator": "ORCHESTRATOR_URL",
             "scoreboard": "SCOREBOARD_URL"}
 MAX_BACKOFF_S = 30.0
@@ -59,6 +58,9 @@ class Child:
     name: str
     port: int
     log_path: Path
+    service: str = ""  # the `forge serve` service; the name when empty
+    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
+    node: str | None = None  # lab node id of an orchestrator
     proc: subprocess.Popen[bytes] | None = None
     sock: socket.socket | None = None
     restarts: int = 0
@@ -102,24 +104,29 @@ class Supervisor:
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     report: Callable[[str], None] = print
-    nats: NatsServer | None = None
     bus_auth: BusAuth | None = None
     nats_port: int = 0
     clock: Callable[[], float] = time.monotonic
     children: dict[str, Child] = field(default_factory=dict)
-    nats_child: Child | None = None
     lock: StorageLock | None = None
-    _nats_started: bool = field(default=False, init=False, repr=False)
+    topology: Topology | None = None  # default: today's three services, one node
+    nats: EmbeddedNats | None = None
 
     def url(self, name: str) -> str:
-        return f"http://{self.host}:{self.ports[name]}"
+        child = self.children.get(name)
+        return f"http://{self.host}:{child.port if child else self.ports[name]}"
+
+    @property
+    def nats_members(self) -> list[Member]:
+        """The embedded nats-servers (none when NATS_URL names an external NATS)."""
+        return self.nats.members if self.nats is not None else []
 
     def start(self) -> None:
         """Lock the storage root, bind every port, start NATS (unless NATS_URL is given) and
         every service; raise StartRefused, with nothing left running, when any step fails.
 
-        The embedded NATS accepts exactly the services' passwords in `bus_auth` (each with
-        its own subject permissions); nothing connects anonymously.
+        The embedded NATS (one server or a cluster) accepts exactly the services' passwords
+        in `bus_auth` (each with its own subject permissions); nothing connects anonymously.
         """
         try:
             self.lock = StorageLock.acquire(self.storage_root)
@@ -133,33 +140,48 @@ class Supervisor:
             self.stop()
             raise
 
+    def _bind(self, spec: ProcessSpec, taken: set[int], after: int) -> socket.socket:
+        """Bind the spec's port, or (port None) the first free port after `after` that no
+        other process of the stack uses."""
+        if spec.port is not None:
+            return bind_listener(self.host, spec.port)
+        for candidate in range(after + 1, min(after + 65, 65536)):
+            if candidate in taken:
+                continue
+            with contextlib.suppress(PortUnavailable):
+                return bind_listener(self.host, candidate)
+        return bind_listener(self.host, 0)
+
     def _start_locked(self) -> None:
+        topology = self.topology or plan(
+            self.storage_root, self.ports,
+            base_prefix=self.env.get("FORGE_RUNTIME_PREFIX") or "fg")
+        topology.prepare_roots()
         logs = self.storage_root / "logs"
         logs.mkdir(exist_ok=True)
-        for name in SERVICES:
-            child = Child(name, self.ports[name], logs / f"{name}.log")
-            self.children[name] = child
+        taken = {p.port for p in topology.processes if p.port is not None}
+        last = self.ports.get("orchestrator", DEFAULT_PORTS["orchestrator"])
+        for spec in topology.processes:
             try:
-                child.sock = bind_listener(self.host, self.ports[name])
+                sock = self._bind(spec, taken, last)
             except PortUnavailable as exc:
-                raise StartRefused(f"{name}: {exc}") from None
-        embedded = not self.env.get("NATS_URL")
-        if embedded:
-            port = self.nats_port or free_port()
-            try:  # nats-server binds by itself: check the port is free before anything runs
-                bind_listener(LOOPBACK, port).close()
-            except PortUnavailable as exc:
-                raise StartRefused(f"NATS: {exc}") from None
-            self.nats = NatsServer(store_dir=self.storage_root / "nats", port=port,
-                                   auth=self.bus_auth, exec_prefix=exec_prefix())
+                raise StartRefused(f"{spec.name}: {exc}") from None
+            port = int(sock.getsockname()[1])
+            taken.add(port)
+            if spec.port is None:
+                last = port
+            self.children[spec.name] = Child(
+                spec.name, port, logs / f"{spec.name}.log", service=spec.service,
+                env=spec.environ(self.host, port), node=spec.node, sock=sock)
+        if not self.env.get("NATS_URL"):
+            self.nats = EmbeddedNats(self.storage_root, self.bus_auth,
+                                     size=topology.nats_servers, port=self.nats_port)
             try:
                 self.nats.start()
-            except NatsServerError as exc:
+            except NatsStartError as exc:
                 raise StartRefused(f"NATS: {exc}") from None
-            self.nats_port = port
-            self._nats_started = True
-            self.nats_child = Child(NATS, port, self.nats.log_path, ready=True, ever_ready=True)
-            self.env["NATS_URL"] = self.nats.url
+            self.nats_port = self.nats.members[0].server.port
+            self.env.update(self.nats.client_env())
         for name in SERVICES:
             self.env[URL_VARS[name]] = self.url(name)
         self.env["STORAGE_ROOT"] = str(self.storage_root)
@@ -170,8 +192,9 @@ class Supervisor:
         assert child.sock is not None
         fd = child.sock.fileno()
         env = dict(self.env)
+        env.update(child.env)
         env[ENV_FD] = str(fd)
-        argv = [*exec_prefix(), sys.executable, "-m", "forge", "serve", child.name,
+        argv = [*exec_prefix(), sys.executable, "-m", "forge", "serve", child.service or child.name,
                 "--host", self.host, "--port", str(child.port)]
         with open(child.log_path, "ab") as log:
             child.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log,
@@ -182,8 +205,8 @@ class Supervisor:
     def poll(self) -> dict[str, bool]:
         """Restart dead children (with back-off) and refresh readiness; name → ready."""
         now = self.clock()
-        if self.nats is not None and self.nats_child is not None:
-            self._poll_nats(self.nats, self.nats_child, now)
+        if self.nats is not None:
+            self.nats.poll(now, backoff_delay, self.report)
         for child in self.children.values():
             if child.proc is not None and child.proc.poll() is not None:
                 code = child.proc.returncode
@@ -195,35 +218,6 @@ class Supervisor:
                 self._spawn(child)
             child.observe(child.proc is not None and self._ready(child), now)
         return {name: c.ready for name, c in self.children.items()}
-
-    def _poll_nats(self, nats: NatsServer, child: Child, now: float) -> None:
-        """Detect a dead nats-server, report it and start it again on its port and store."""
-        if self._nats_started and not nats.running:
-            code = nats.returncode
-            nats.kill()  # forget the dead process
-            self._nats_started = False
-            delay = child.exited(code, now)
-            self.report(f"nats-server exited with code {code}; restarting in {delay:.0f}s "
-                        f"(restart #{child.restarts}); log: {child.log_path}")
-        if not self._nats_started and now >= child.next_start:
-            try:
-                nats.start()
-            except NatsServerError as exc:
-                delay = child.exited(None, now)
-                self.report(f"nats-server failed to start: {exc}; retrying in {delay:.0f}s")
-                return
-            self._nats_started = True
-            self.report(f"nats-server restarted on port {child.port} "
-                        f"(restart #{child.restarts})")
-        child.observe(nats.running and self._nats_healthy(nats), now)
-
-    def _nats_healthy(self, nats: NatsServer) -> bool:
-        try:
-            resp = httpx.get(f"{nats.monitor_url}/healthz?js-enabled-only=true", timeout=2,
-                             trust_env=False)
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200
 
     @property
     def came_up(self) -> bool:
@@ -273,7 +267,6 @@ class Supervisor:
                 child.sock = None
         if self.nats is not None:
             self.nats.stop()
-            self.nats = None
         if self.lock is not None:
             self.lock.release()
             self.lock = None
