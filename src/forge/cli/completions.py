@@ -52,7 +52,9 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
                                 msg_id=finalized.msg_id, timeout=3.0)
 
     try:
-        return await reprocess(Scorer(settings, registry), db, publish, event_id=event_id,
+        await publisher.start(wait=3.0)  # also reads evidence packs from the Object Store
+        return await reprocess(Scorer(settings, registry, bus=publisher.connection), db,
+                               publish, event_id=event_id,
                                all_failed=all_failed)
     finally:
         await publisher.close()

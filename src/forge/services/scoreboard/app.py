@@ -53,11 +53,12 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
     """
     ctx = make_context(NAME, settings)
     registry = TemplateRegistry.load(settings.templates_dir)
+    publisher = Publisher(settings.nats_url, name="forge-scoreboard-pub",
+                          credentials=bus_credentials(settings, "scoreboard"),
+                          streams=bus_streams(settings))
     state = ScoreboardState(
-        ctx=ctx, scorer=Scorer(settings, registry),
-        publisher=Publisher(settings.nats_url, name="forge-scoreboard-pub",
-                            credentials=bus_credentials(settings, "scoreboard"),
-                            streams=bus_streams(settings)),
+        ctx=ctx, scorer=Scorer(settings, registry, bus=publisher.connection),
+        publisher=publisher,
         index=ScoreIndex(settings.storage_root), consumer_options=dict(consumer_options),
         pause_retry_s=pause_retry_s)
     consumer = state.make_consumer()
