@@ -13,7 +13,7 @@ from forge.config.settings import Settings
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.common.readiness import CheckFailed
-from forge.services.scoreboard import routes
+from forge.services.scoreboard import operator_facts, routes
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.state import PAUSE_RETRY_S, ScoreboardState
@@ -88,4 +88,5 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
     app = create_app(ctx)
     app.state.scoreboard = state
     app.include_router(routes.router)
+    app.include_router(operator_facts.router)
     return app
