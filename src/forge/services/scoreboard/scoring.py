@@ -32,12 +32,12 @@ from forge.bus.contracts import payload as event_payload
 from forge.bus.evidence_pack import EvidencePack
 from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED
 from forge.config.settings import Settings
+from forge.evidence.artifact_store import ArtifactStore, FilesystemArtifactStore
 from forge.evidence.artifacts import (
     PUB_NAME,
     SIG_NAME,
     ResultConflict,
-    read_results,
-    score_and_write,
+    build_artifacts,
 )
 from forge.faults import crash_point
 from forge.services.common.app import storage_writable
@@ -116,11 +116,14 @@ class Scorer:
 
     def __init__(self, settings: Settings, registry: TemplateRegistry,
                  keyring: SigningKeyring | None = None,
-                 bus: BusConnection | None = None) -> None:
+                 bus: BusConnection | None = None,
+                 artifacts: ArtifactStore | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.keyring = keyring or SigningKeyring(keyring_dir(settings.storage_root))
         self.bus = bus
+        self.artifacts: ArtifactStore = artifacts or FilesystemArtifactStore(
+            settings.storage_root)
 
     async def fetch_pack(self, event: ScenarioCompletedV1) -> EvidencePack | None:
         """The evidence the node shipped with `event` (inline or Object Store), verified
@@ -185,8 +188,8 @@ class Scorer:
                 raise ScoringPaused(f"cannot store the audit log of {scenario_id}: "
                                     f"{exc.strerror or exc}") from None
         try:
-            written = score_and_write(self.storage_root, verified.inputs,
-                                      verified.evidence(audit), key)
+            written = self.artifacts.write(build_artifacts(
+                verified.inputs, verified.evidence(audit), key))
         except ResultConflict as exc:
             raise CompletionRefused("result_conflict", str(exc)) from None
         except (ScoreInputError, CanonicalJSONError) as exc:
@@ -195,7 +198,7 @@ class Scorer:
             raise ScoringPaused(f"cannot write results of {scenario_id}: "
                                 f"{exc.strerror or exc}") from None
         crash_point("scoreboard.written")
-        files = read_results(self.storage_root, scenario_id)
+        files = self.artifacts.read(scenario_id)
         if files is None:
             raise ScoringPaused(f"results of {scenario_id} vanished after writing")
         payload = finalized_payload(files)
