@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import socket
 import time
 from datetime import UTC, datetime, timedelta
 
+import nats as nats_client
+
 from forge.bus.contracts import ScenarioSubmitV1, payload
+from forge.bus.evidence_pack import INLINE_PACK_LIMIT, MAX_PACK_BYTES, decode_pack
+from forge.bus.object_buckets import get_object
+from forge.bus.permissions import EVIDENCE_BUCKET
 from forge.identity.apikeys import create_api_key
 from forge.store.models import Scenario
 
@@ -45,6 +52,12 @@ def test_operator_completion_grades_and_tears_down(orch: Orch) -> None:
     evidence = orch.settings.storage_root / "scenarios" / sid / "evidence"
     assert set(done["evidence"]) == {p.name for p in evidence.iterdir()}
     assert f"token {secret}" in (evidence / "saved-page.0.stdout").read_text()
+    # The evidence rides inline (a small pack): outputs and the log through completion.
+    pack = decode_pack(base64.b64decode(done["evidence_pack"]), sid)
+    assert done["evidence_object"] is None
+    assert pack.outputs == {p.name: p.read_bytes() for p in evidence.iterdir()}
+    assert pack.audit_log.endswith(b"\n") and b'"event":"scenario.completed"' in \
+        pack.audit_log.splitlines()[-1]
 
 
 def test_untouched_lab_fails_the_work_criterion(orch: Orch) -> None:
@@ -213,3 +226,18 @@ def test_completed_event_is_json_serialisable_and_bounded(orch: Orch) -> None:
     assert len(json.dumps(done)) < 512 * 1024
     saved = next(r for r in done["results"] if r["criterion_id"] == "saved-page")
     assert saved["stdout"]["size"] == 3000000 and saved["stdout"]["truncated"] is True
+    # Too large to ride inline: the pack is in the Object Store under its content hash.
+    ref = done["evidence_object"]
+    assert done["evidence_pack"] is None and ref["size"] > INLINE_PACK_LIMIT
+    data = asyncio.run(_object(orch.nats.admin_url, ref["name"]))
+    assert hashlib.sha256(data).hexdigest() == ref["sha256"] and len(data) == ref["size"]
+    pack = decode_pack(data, sid)
+    assert len(pack.outputs["saved-page.0.stdout"]) == 1 << 20  # the grader's cap
+
+
+async def _object(admin_url: str, name: str) -> bytes:
+    nc = await nats_client.connect(admin_url)
+    try:
+        return await get_object(nc.jetstream(), EVIDENCE_BUCKET, name, max_bytes=MAX_PACK_BYTES)
+    finally:
+        await nc.close()

@@ -176,6 +176,31 @@ class AuditLog:
         except FileNotFoundError:
             return b""
 
+    def adopt(self, prefix: bytes, through: str) -> bool:
+        """Make this log start with `prefix`, a verified chain another machine wrote (a lab
+        node ships a scenario's log through `through`); True if the copy was written now.
+
+        A log already here must begin with exactly that prefix (the same file on a
+        one-machine install, or a copy adopted before); anything else is an AuditError,
+        never overwritten.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            existing = self.read_bytes()
+            if existing:
+                if prefix_through(existing, through) != prefix:
+                    raise AuditError(f"{self.path}: the local log differs from the shipped "
+                                     "one up to its " + through + " entry")
+                return False
+            tmp = self.path.with_name(self.path.name + ".adopt")
+            with tmp.open("wb") as fh:
+                fh.write(prefix)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            return True
+
     def read_through(self, event: str) -> bytes | None:
         """The log up to and including the first `event` line (e.g. `scenario.completed`)."""
         return prefix_through(self.read_bytes(), event)

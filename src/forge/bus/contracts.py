@@ -22,6 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from forge.bus.evidence_pack import INLINE_PACK_LIMIT
 from forge.bus.publisher import PublishAck, Publisher
 from forge.bus.subjects import (
     SCENARIO_COMPLETED,
@@ -189,8 +190,21 @@ class CheckResultV1(Part):
                        Field(max_length=L.MAX_ARGV)] = ()
 
 
+class EvidenceObjectV1(Part):
+    """A pack of evidence in the Object Store (`forge.bus.evidence_pack`): name, digest, size."""
+
+    name: Annotated[str, Field(pattern=f"^{SCENARIO_ID_RE.pattern}\\.{SHA256_RE.pattern}$")]
+    sha256: Sha256
+    size: Count
+
+
 class ScenarioCompletedV1(Contract):
-    """`forge.scenario.completed`: grading results the scoreboard verifies and scores."""
+    """`forge.scenario.completed`: grading results the scoreboard verifies and scores.
+
+    `evidence_pack` (inline, base64) or `evidence_object` (an Object Store reference) carry
+    the full outputs and the audit log through `scenario.completed`, so the scoreboard needs
+    no disk shared with the node. Both are optional: an event from before they existed
+    still decodes (added compatibly; consumers were upgraded first)."""
 
     SUBJECT: ClassVar[str] = SCENARIO_COMPLETED
     scenario_id: ScenarioId
@@ -213,6 +227,9 @@ class ScenarioCompletedV1(Contract):
     results: Annotated[tuple[CheckResultV1, ...], Field(max_length=L.MAX_CHECKS_TOTAL)]
     evidence: Annotated[dict[EvidenceName, Sha256], Field(max_length=2 * MAX_ITEMS)] = Field(
         default_factory=dict)
+    evidence_pack: Annotated[str, Field(max_length=(INLINE_PACK_LIMIT + 2) // 3 * 4,
+                                        pattern=r"^[A-Za-z0-9+/]*={0,2}$")] | None = None
+    evidence_object: EvidenceObjectV1 | None = None
 
 
 class ScoreFinalizedV1(Contract):
@@ -339,6 +356,7 @@ __all__ = [
     "Contract",
     "ContractError",
     "EventModel",
+    "EvidenceObjectV1",
     "OutputV1",
     "Part",
     "ScenarioCompletedV1",

@@ -11,6 +11,7 @@ can accept a current and a next password side by side during a rotation.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -45,6 +46,8 @@ class Grant:
     publish: tuple[str, ...]
     consumers: tuple[tuple[str, str], ...] = ()
     manage_streams: bool = False
+    # Object Store buckets (no disk shared between services): (bucket, "write" | "read").
+    buckets: tuple[tuple[str, str], ...] = ()
 
 
 GRANTS: Mapping[str, Grant] = {
@@ -67,6 +70,40 @@ GRANTS: Mapping[str, Grant] = {
         consumers=((DURABLE_SCOREBOARD_COMPLETED, SCENARIO_COMPLETED),),
     ),
 }
+# Evidence and artifacts travel through Object Store buckets, each usable only by the
+# services that need it: a lab node writes evidence packs the scoreboard reads; the
+# scoreboard writes result artifacts (FORGE_ARTIFACT_STORE=jetstream). spawn_service, which
+# faces learners, can neither read nor write either bucket.
+EVIDENCE_BUCKET = "forge-evidence"
+ARTIFACT_BUCKET = "forge-artifacts"
+GRANTS = {
+    **GRANTS,
+    "orchestrator": dataclasses.replace(GRANTS["orchestrator"],
+                                        buckets=((EVIDENCE_BUCKET, "write"),)),
+    "scoreboard": dataclasses.replace(GRANTS["scoreboard"],
+                                      buckets=((EVIDENCE_BUCKET, "read"),
+                                               (ARTIFACT_BUCKET, "write"))),
+}
+
+
+def bucket_subjects(bucket: str, mode: str) -> list[str]:
+    """The JetStream API and data subjects one Object Store bucket needs: read = look up the
+    object's meta and stream its chunks through an ordered consumer; write = also create
+    the bucket, publish chunks and meta, and purge replaced chunks."""
+    if mode not in ("read", "write"):
+        raise ValueError(f"mode: {mode!r} is not read or write")
+    api, stream = "$JS.API", f"OBJ_{bucket}"
+    subjects = [f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
+                f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
+                f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
+                f"{api}.CONSUMER.DELETE.{stream}.>", f"{api}.CONSUMER.INFO.{stream}.>",
+                f"$JS.FC.{stream}.>",
+                # nats-py finds an ordered consumer's stream by subject (names only).
+                f"{api}.STREAM.NAMES"]
+    if mode == "write":
+        subjects += [f"{api}.STREAM.CREATE.{stream}", f"{api}.STREAM.UPDATE.{stream}",
+                     f"{api}.STREAM.PURGE.{stream}", f"$O.{bucket}.>"]
+    return subjects
 
 
 def check_identity(identity: str, *, allow_admin: bool = False) -> str:
@@ -135,6 +172,8 @@ def permissions(identity: str) -> dict[str, Any]:
             f"$JS.ACK.{STREAM}.{durable}.>",
             f"$JS.ACK.*.*.{STREAM}.{durable}.>",
         ]
+    for bucket, mode in grant.buckets:
+        publish += bucket_subjects(bucket, mode)
     return {"publish": {"allow": publish}, "subscribe": {"allow": [f"{inbox_prefix(identity)}.>"]}}
 
 

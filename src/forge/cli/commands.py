@@ -13,6 +13,7 @@ def register(app: typer.Typer) -> None:
     """Add every command group to the root app (imports are local to keep startup fast)."""
     from forge.cli import (
         apikey,
+        artifacts,
         audit,
         completions,
         config_check,
@@ -50,3 +51,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(retention.app, name="retention")
     app.add_typer(scenarios.app, name="scenarios")
     app.add_typer(runtime.app, name="runtime")
+    app.add_typer(artifacts.app, name="artifacts")

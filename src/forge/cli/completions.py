@@ -26,6 +26,10 @@ app = typer.Typer(help="Failed scenario completion events (scoreboard).", no_arg
 async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOutcome]:
     from forge.bus import Publisher
     from forge.config.settings import ConfigError
+    from forge.services.common.artifact_stores import (
+        ObjectStoreArtifactStore,
+        make_artifact_store,
+    )
     from forge.services.common.bus import bus_credentials, bus_streams
     from forge.services.scoreboard.scoring import Finalized, Scorer
     from forge.templates.registry import TemplateRegistry
@@ -52,7 +56,12 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
                                 msg_id=finalized.msg_id, timeout=3.0)
 
     try:
-        return await reprocess(Scorer(settings, registry), db, publish, event_id=event_id,
+        await publisher.start(wait=3.0)  # also reads evidence packs from the Object Store
+        artifacts = make_artifact_store(settings, publisher.connection)
+        if isinstance(artifacts, ObjectStoreArtifactStore):
+            artifacts.bind(asyncio.get_running_loop())
+        scorer = Scorer(settings, registry, bus=publisher.connection, artifacts=artifacts)
+        return await reprocess(scorer, db, publish, event_id=event_id,
                                all_failed=all_failed)
     finally:
         await publisher.close()

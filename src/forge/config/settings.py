@@ -181,6 +181,15 @@ def _optional_path(raw: object) -> Path | None:
     return Path(str(raw)) if raw else None
 
 
+def _artifact_store(raw: object) -> str:
+    """FORGE_ARTIFACT_STORE: where results live, `filesystem` (default) or `jetstream`."""
+    text = str(raw).strip().lower()
+    if text not in ("filesystem", "jetstream"):
+        raise _problem("FORGE_ARTIFACT_STORE must be filesystem (results under STORAGE_ROOT) "
+                       "or jetstream (the NATS Object Store, for multi-machine installs)")
+    return text
+
+
 def _var(name: str, default: Any = None, **kwargs: Any) -> Any:
     """A field read from the environment variable `name`."""
     return Field(default, validation_alias=name, **kwargs)
@@ -237,6 +246,9 @@ class Settings(BaseSettings):
     ws_max_message_bytes: Annotated[
         int, BeforeValidator(_byte_count("FORGE_WS_MAX_MESSAGE_BYTES"))] = _var(
         "FORGE_WS_MAX_MESSAGE_BYTES", DEFAULT_WS_MAX_MESSAGE_BYTES)
+    # Issue 15 item 4: where the scoreboard keeps result artifacts (no shared disk).
+    artifact_store: Annotated[str, BeforeValidator(_artifact_store)] = _var(
+        "FORGE_ARTIFACT_STORE", "filesystem")
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

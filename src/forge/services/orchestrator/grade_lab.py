@@ -32,6 +32,13 @@ from forge.grading.runner import grade
 from forge.lifecycle import states
 from forge.lifecycle.store import load, move
 from forge.runtime.base import LabNotFound, RuntimeFault
+from forge.services.orchestrator.evidence_ship import (
+    PACK_FILE,
+    build_pack,
+    encoded_size,
+    transport_fields,
+    upload_pack,
+)
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
 from forge.store.models import Scenario
@@ -81,9 +88,11 @@ def _evidence_hashes(directory: Path) -> dict[str, str]:
 
 
 def build_payload(row: Scenario, results: list[CheckResult], reason: str,
-                  evidence: dict[str, str], completed_at: datetime) -> ScenarioCompletedV1:
+                  evidence: dict[str, str], completed_at: datetime,
+                  transport: dict[str, Any] | None = None) -> ScenarioCompletedV1:
     """The forge.scenario.completed event (what the scoreboard scores from); `ContractError`
-    when the row cannot make one (e.g. no tokens recorded)."""
+    when the row cannot make one (e.g. no tokens recorded). `transport` adds the fields that
+    carry the evidence pack (`evidence_ship.transport_fields`)."""
     details = row.details
     return parse(ScenarioCompletedV1, {
         "scenario_id": row.scenario_id,
@@ -103,6 +112,7 @@ def build_payload(row: Scenario, results: list[CheckResult], reason: str,
         "policy": details.get("policy", {}),
         "results": [_result_dict(r) for r in results],
         "evidence": evidence,
+        **(transport or {}),
     })
 
 
@@ -115,6 +125,15 @@ def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def _grade_and_store(state: OrchestratorState, scenario_id: str,
                      reason: str) -> ScenarioCompletedV1:
     row = load(state.ctx.db, scenario_id)
@@ -122,14 +141,23 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
     rendered = render(loaded.template, row.details.get("variables", {}))
     evidence_dir = scenario_dir(state, scenario_id) / "evidence"
     results = grade(state.runtime, scenario_id, rendered, evidence_dir)
-    event = build_payload(row, results, reason, _evidence_hashes(evidence_dir),
-                          datetime.now(UTC))
-    scenario_log(state.settings.storage_root, scenario_id).append(
+    completed_at = datetime.now(UTC)
+    event = build_payload(row, results, reason, _evidence_hashes(evidence_dir), completed_at)
+    slog = scenario_log(state.settings.storage_root, scenario_id)
+    slog.append(
         "scenario.completed",
         {"reason": reason, "checks": len(results), "passed": sum(r.passed for r in results),
          "evidence": event.evidence,
          "variables_sha256": values_digest(event.variables)},
     )
+    # The node owns the scenario's audit log until now; its prefix through this entry and
+    # the full outputs travel to the scoreboard with the event (inline or Object Store).
+    audit = slog.read_through("scenario.completed") or b""
+    pack = build_pack(scenario_id, audit, evidence_dir)
+    transport = transport_fields(encoded_size(event), scenario_id, pack)
+    if "evidence_object" in transport:
+        _write_bytes_atomic(scenario_dir(state, scenario_id) / PACK_FILE, pack)
+    event = build_payload(row, results, reason, event.evidence, completed_at, transport)
     _write_json_atomic(scenario_dir(state, scenario_id) / "completion.json", payload(event))
     return event
 
@@ -155,6 +183,8 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
         await _fail_grading(state, scenario_id, f"stored grading result unreadable: {exc}")
         return True
     try:
+        if event.evidence_object is not None:
+            await upload_pack(state, scenario_dir(state, scenario_id), event.evidence_object.name)
         await publish_event(state.publisher, event, msg_id=f"{scenario_id}-completed")
         await state.announce_ended(scenario_id, states.COMPLETED)
     except BusUnavailable:

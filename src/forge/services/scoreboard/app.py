@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from forge.bus import Publisher, register_consumer_metrics
 from forge.config.settings import Settings
 from forge.services.common.app import create_app, make_context, storage_writable
+from forge.services.common.artifact_stores import ObjectStoreArtifactStore, make_artifact_store
 from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.common.readiness import CheckFailed
-from forge.services.scoreboard import routes
+from forge.services.scoreboard import operator_facts, routes
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.state import PAUSE_RETRY_S, ScoreboardState
@@ -53,12 +54,15 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
     """
     ctx = make_context(NAME, settings)
     registry = TemplateRegistry.load(settings.templates_dir)
+    publisher = Publisher(settings.nats_url, name="forge-scoreboard-pub",
+                          credentials=bus_credentials(settings, "scoreboard"),
+                          streams=bus_streams(settings))
+    artifacts = make_artifact_store(settings, publisher.connection)
     state = ScoreboardState(
-        ctx=ctx, scorer=Scorer(settings, registry),
-        publisher=Publisher(settings.nats_url, name="forge-scoreboard-pub",
-                            credentials=bus_credentials(settings, "scoreboard"),
-                            streams=bus_streams(settings)),
-        index=ScoreIndex(settings.storage_root), consumer_options=dict(consumer_options),
+        ctx=ctx, scorer=Scorer(settings, registry, bus=publisher.connection,
+                               artifacts=artifacts),
+        publisher=publisher,
+        index=ScoreIndex(artifacts), consumer_options=dict(consumer_options),
         pause_retry_s=pause_retry_s)
     consumer = state.make_consumer()
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
@@ -69,6 +73,8 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
                               lambda: [state.consumer] if state.consumer else [])
 
     async def start() -> None:
+        if isinstance(artifacts, ObjectStoreArtifactStore):
+            artifacts.bind(asyncio.get_running_loop())
         if settings.env.is_dev:
             key, created = await asyncio.to_thread(state.scorer.keyring.ensure)
             if created:
@@ -87,4 +93,5 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
     app = create_app(ctx)
     app.state.scoreboard = state
     app.include_router(routes.router)
+    app.include_router(operator_facts.router)
     return app

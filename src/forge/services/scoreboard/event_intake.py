@@ -5,11 +5,13 @@ keyrings (signature, typ, aud; not expiry — a lab may outlive its tokens), mus
 scenario and agree with each other and with the event; the template is looked up by name
 in the registry and must have the sha256 the event names; criteria, weights and the check
 list come from the template. Only the outputs and the lab's values come from the event, and
-both must be what the orchestrator recorded: outputs are the evidence files (or the event's
-text when it is exactly such a file) whose hashes, with the values' digest, the orchestrator
-wrote in the scenario's audit log. Each check's pass/fail is then judged again from those
-outputs against the template rendered with those values (see `judged`); the event's flags
-are only compared, never used.
+both must be what the orchestrator recorded: outputs are the full captures the node shipped
+in the event's evidence pack (`shipped`; or the event's text when it is exactly such a
+capture) whose hashes, with the values' digest, the orchestrator wrote in the scenario's
+audit log. An event from before packs existed falls back to the evidence files under this
+scoreboard's own STORAGE_ROOT (only ever there on a one-machine install). Each check's
+pass/fail is then judged again from those outputs against the template rendered with
+those values (see `judged`); the event's flags are only compared, never used.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.bus.contracts import OutputV1, ScenarioCompletedV1
+from forge.bus.evidence_pack import EvidencePack
 from forge.config.settings import Settings
 from forge.evidence.artifacts import EvidenceInputs
 from forge.services.scoreboard.judged import rejudge_results, rendered_rules
@@ -103,11 +106,18 @@ def _stream(raw: OutputV1) -> StreamOutput:
     return StreamOutput(raw.text, raw.sha256, raw.size, raw.truncated)
 
 
-def _read_evidence(evidence_dir: Path | None, stem: str) -> bytes | None:
-    """An evidence file's bytes (None: not on this machine); a file too large to be a
-    capture is refused, other I/O errors propagate (retried)."""
+Captures = Mapping[str, bytes] | Path | None
+"""Where full outputs come from: a shipped pack's outputs, a legacy local evidence directory
+(events without a pack), or nowhere (judge the event's text)."""
+
+
+def _read_evidence(evidence_dir: Captures, stem: str) -> bytes | None:
+    """A capture's bytes (None: not shipped / not on this machine); a capture too large to be
+    a grader's is refused, other I/O errors propagate (retried)."""
     if evidence_dir is None:
         return None
+    if not isinstance(evidence_dir, Path):
+        return evidence_dir.get(stem)
     try:
         with (evidence_dir / stem).open("rb") as fh:
             data = fh.read(MAX_EVIDENCE_FILE + 1)
@@ -119,7 +129,7 @@ def _read_evidence(evidence_dir: Path | None, stem: str) -> bytes | None:
     return data
 
 
-def _full_output(evidence_dir: Path | None, hashes: Mapping[str, Any], stem: str,
+def _full_output(evidence_dir: Captures, hashes: Mapping[str, Any], stem: str,
                  out: StreamOutput) -> StreamOutput:
     """The output the grader captured: the evidence file whose sha256 the event names, or the
     event's own text when it is exactly that capture. Any other output is refused, so a
@@ -163,7 +173,7 @@ def check_recorded_completion(event: ScenarioCompletedV1, audit_log: bytes) -> N
 
 
 def _results(event: ScenarioCompletedV1, criteria: tuple[CriterionSpec, ...],
-             evidence_dir: Path | None) -> tuple[CheckResult, ...]:
+             evidence_dir: Captures) -> tuple[CheckResult, ...]:
     hashes = event.evidence
     results: list[CheckResult] = []
     for raw in event.results:
@@ -183,7 +193,8 @@ def _results(event: ScenarioCompletedV1, criteria: tuple[CriterionSpec, ...],
 
 
 def verify_completion(settings: Settings, registry: TemplateRegistry,
-                      event: ScenarioCompletedV1) -> VerifiedCompletion:
+                      event: ScenarioCompletedV1,
+                      pack: EvidencePack | None = None) -> VerifiedCompletion:
     """Verify the event and build scoring inputs, or raise CompletionRefused saying why.
 
     Types, formats and sizes were checked by the contract (`forge.bus.contracts`); what is
@@ -202,9 +213,13 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
     criteria = tuple(CriterionSpec(c.id, c.description, float(c.weight), len(c.checks))
                      for c in loaded.template.spec.success_criteria)
     rules = rendered_rules(loaded.template, event.variables)
-    evidence_dir = settings.storage_root / "scenarios" / scenario_id / EVIDENCE_DIR
-    results = rejudge_results(rules, _results(event, criteria,
-                                              evidence_dir if evidence_dir.is_dir() else None))
+    captures: Captures = None
+    if pack is not None:
+        captures = pack.outputs
+    else:  # an event from before packs: this scoreboard's own root (one-machine installs)
+        evidence_dir = settings.storage_root / "scenarios" / scenario_id / EVIDENCE_DIR
+        captures = evidence_dir if evidence_dir.is_dir() else None
+    results = rejudge_results(rules, _results(event, criteria, captures))
     retention = et.get("retention_days")
     if isinstance(retention, bool) or not isinstance(retention, int):
         raise CompletionRefused("invalid_completion", "retention_days: not an integer")

@@ -1,8 +1,10 @@
 """Per-tenant leaderboard and stats, read from the stored score.json files.
 
-The results on disk are the source of truth (retention deletes them, and the board follows).
-Each score.json is parsed once and cached by its (mtime, size), so a board is a directory
-scan plus stat calls. Only the caller's tenant is ever included.
+The stored results are the source of truth (retention deletes them, and the board follows);
+they are read through the artifact store (`forge.evidence.artifact_store`). Each score.json
+is parsed once and cached by the store's stamp of it (mtime and size on disk, the digest in
+the Object Store), so a board is a listing plus cheap lookups. Only the caller's tenant is
+ever included.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forge.evidence.artifact_store import ArtifactStore, FilesystemArtifactStore
 from forge_verify.score import SCENARIO_ID_RE
 
 
@@ -31,53 +34,45 @@ class ScoreRow:
     completed_at: str
 
 
-def _parse(path: Path) -> ScoreRow | None:
+def _parse(data: bytes | None) -> ScoreRow | None:
+    if data is None:
+        return None
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(data)
         row = ScoreRow(str(doc["scenario_id"]), str(doc["tenant_id"]), str(doc["subject"]),
                        str(doc["track"]), float(doc["score"]), int(doc["passed"]),
                        int(doc["total"]), str(doc["completed_at"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
     return row if math.isfinite(row.score) else None
 
 
 class ScoreIndex:
-    """Scans `<storage_root>/scenarios/*/results/score.json`, caching parsed rows."""
+    """Lists the stored score.json files through the artifact store, caching parsed rows."""
 
-    def __init__(self, storage_root: Path) -> None:
-        self.root = Path(storage_root) / "scenarios"
-        self._cache: dict[str, tuple[tuple[int, int], ScoreRow | None]] = {}
+    def __init__(self, store: ArtifactStore | Path) -> None:
+        self.store: ArtifactStore = (FilesystemArtifactStore(store)
+                                     if isinstance(store, Path) else store)
+        self._cache: dict[str, tuple[object, ScoreRow | None]] = {}
         self._lock = threading.Lock()
 
     def rows(self) -> list[ScoreRow]:
-        """Every readable verdict currently on disk."""
+        """Every readable verdict currently stored."""
         found: list[ScoreRow] = []
-        seen: set[str] = set()
-        try:
-            entries = list(self.root.iterdir())
-        except OSError:
-            return []
-        for entry in entries:
-            if SCENARIO_ID_RE.fullmatch(entry.name) is None:
+        stamps = self.store.score_stamps()
+        for sid, stamp in stamps.items():
+            if SCENARIO_ID_RE.fullmatch(sid) is None:
                 continue
-            path = entry / "results" / "score.json"
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            stamp = (st.st_mtime_ns, st.st_size)
-            seen.add(entry.name)
             with self._lock:
-                cached = self._cache.get(entry.name)
+                cached = self._cache.get(sid)
             if cached is None or cached[0] != stamp:
-                cached = (stamp, _parse(path))
+                cached = (stamp, _parse(self.store.read_score(sid)))
                 with self._lock:
-                    self._cache[entry.name] = cached
-            if cached[1] is not None and cached[1].scenario_id == entry.name:
+                    self._cache[sid] = cached
+            if cached[1] is not None and cached[1].scenario_id == sid:
                 found.append(cached[1])
         with self._lock:
-            for gone in set(self._cache) - seen:
+            for gone in set(self._cache) - set(stamps):
                 del self._cache[gone]
         return found
 

@@ -112,7 +112,8 @@ async def _one(scorer: Scorer, db: Database, publish: Publish, row: FailedEvent
                                 "already reprocessed; its verdict exists")
     try:
         completed = decode_as(ScenarioCompletedV1, row.subject, row.payload.encode("utf-8"))
-        finalized = await asyncio.to_thread(scorer.score, completed)
+        pack = await scorer.fetch_pack(completed)
+        finalized = await asyncio.to_thread(scorer.score, completed, pack)
     except (CompletionRefused, ContractError) as exc:
         status, message = "refused", str(exc)
     except ScoringPaused as exc:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from forge.errors import ForgeError
-from forge.evidence.artifacts import PUB_NAME, SIG_NAME, read_results
+from forge.evidence.artifacts import PUB_NAME, SIG_NAME
 from forge.identity.names import valid_id
 from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
@@ -42,7 +42,7 @@ ReaderDep = Annotated[Reader, Depends(current_reader)]
 def _owned_results(request: Request, reader: Reader, scenario_id: str) -> dict[str, bytes]:
     """The scenario's result files if the reader may see them; 404 otherwise."""
     sid = checked_scenario_id(scenario_id)
-    files = read_results(scoreboard_state(request).settings.storage_root, sid)
+    files = scoreboard_state(request).scorer.artifacts.read(sid)
     if not files or SCORE_NAME not in files:
         raise NOT_FOUND
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.audit.log import AuditError, global_log, scenario_log
+from forge.bus.connection import BusConnection
 from forge.bus.contracts import (
     ContractError,
     ScenarioCompletedV1,
@@ -28,14 +29,15 @@ from forge.bus.contracts import (
     parse,
 )
 from forge.bus.contracts import payload as event_payload
+from forge.bus.evidence_pack import EvidencePack
 from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED
 from forge.config.settings import Settings
+from forge.evidence.artifact_store import ArtifactStore, FilesystemArtifactStore
 from forge.evidence.artifacts import (
     PUB_NAME,
     SIG_NAME,
     ResultConflict,
-    read_results,
-    score_and_write,
+    build_artifacts,
 )
 from forge.faults import crash_point
 from forge.services.common.app import storage_writable
@@ -45,6 +47,7 @@ from forge.services.scoreboard.event_intake import (
     check_recorded_completion,
     verify_completion,
 )
+from forge.services.scoreboard.shipped import COMPLETED_EVENT, fetch_pack, shipped_audit_log
 from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
@@ -57,7 +60,6 @@ from forge_verify.verdict import SCORE_NAME
 log = logging.getLogger("forge.scoreboard.scoring")
 
 CONSUMER = DURABLE_SCOREBOARD_COMPLETED
-COMPLETED_EVENT = "scenario.completed"
 
 
 class ScoringPaused(Exception):
@@ -113,10 +115,21 @@ class Scorer:
     """Verifies and scores completion events for one installation."""
 
     def __init__(self, settings: Settings, registry: TemplateRegistry,
-                 keyring: SigningKeyring | None = None) -> None:
+                 keyring: SigningKeyring | None = None,
+                 bus: BusConnection | None = None,
+                 artifacts: ArtifactStore | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.keyring = keyring or SigningKeyring(keyring_dir(settings.storage_root))
+        self.bus = bus
+        self.artifacts: ArtifactStore = artifacts or FilesystemArtifactStore(
+            settings.storage_root)
+
+    async def fetch_pack(self, event: ScenarioCompletedV1) -> EvidencePack | None:
+        """The evidence the node shipped with `event` (inline or Object Store), verified
+        against the event's reference; None for an event from before packs existed."""
+        needs_bus = event.evidence_object is not None and self.bus is not None
+        return await fetch_pack(self.bus.jetstream() if needs_bus and self.bus else None, event)
 
     @property
     def storage_root(self) -> Path:
@@ -136,23 +149,47 @@ class Scorer:
                 return key
             raise ScoringPaused(str(exc)) from None
 
-    def score(self, event: ScenarioCompletedV1) -> Finalized:
-        """Verify, score and write once; see the module docstring for the errors."""
-        verified = verify_completion(self.settings, self.registry, event)
+    def _audit_prefix(self, scenario_id: str, pack: EvidencePack | None) -> bytes:
+        """The scenario's audit log through `scenario.completed`: the chain the node shipped
+        (verified), or for an event without a pack this scoreboard's own copy."""
+        if pack is not None:
+            return shipped_audit_log(pack)
+        audit = scenario_log(self.storage_root, scenario_id).read_through(COMPLETED_EVENT)
+        if audit is None:
+            raise AuditLogMissing(f"audit log of {scenario_id} has no {COMPLETED_EVENT} "
+                                  "entry (storage not in sync?)")
+        return audit
+
+    def score(self, event: ScenarioCompletedV1, pack: EvidencePack | None = None) -> Finalized:
+        """Verify, score and write once; see the module docstring for the errors. `pack` is
+        the evidence the node shipped (`fetch_pack`); without it (an event from before
+        packs) outputs and audit log are read from this scoreboard's own STORAGE_ROOT."""
+        if pack is None and (event.evidence_pack is not None
+                             or event.evidence_object is not None):
+            raise CompletionRefused("evidence_missing",
+                                    "the event names evidence that was not fetched")
+        verified = verify_completion(self.settings, self.registry, event, pack)
         scenario_id = verified.inputs.scenario_id
         key = self.signing_key()
         try:
             storage_writable(self.storage_root)
         except CheckFailed as exc:
             raise ScoringPaused(str(exc)) from None
-        audit = scenario_log(self.storage_root, scenario_id).read_through(COMPLETED_EVENT)
-        if audit is None:
-            raise AuditLogMissing(f"audit log of {scenario_id} has no {COMPLETED_EVENT} "
-                                  "entry (storage not in sync?)")
+        audit = self._audit_prefix(scenario_id, pack)
         check_recorded_completion(event, audit)
+        if pack is not None:
+            # The scoreboard keeps its own copy of the chain (verified above) and appends its
+            # scoring entries to it; on a one-machine install it is the node's own file.
+            try:
+                scenario_log(self.storage_root, scenario_id).adopt(audit, COMPLETED_EVENT)
+            except AuditError as exc:
+                raise CompletionRefused("audit_log_mismatch", str(exc)) from None
+            except OSError as exc:
+                raise ScoringPaused(f"cannot store the audit log of {scenario_id}: "
+                                    f"{exc.strerror or exc}") from None
         try:
-            written = score_and_write(self.storage_root, verified.inputs,
-                                      verified.evidence(audit), key)
+            written = self.artifacts.write(build_artifacts(
+                verified.inputs, verified.evidence(audit), key))
         except ResultConflict as exc:
             raise CompletionRefused("result_conflict", str(exc)) from None
         except (ScoreInputError, CanonicalJSONError) as exc:
@@ -161,7 +198,7 @@ class Scorer:
             raise ScoringPaused(f"cannot write results of {scenario_id}: "
                                 f"{exc.strerror or exc}") from None
         crash_point("scoreboard.written")
-        files = read_results(self.storage_root, scenario_id)
+        files = self.artifacts.read(scenario_id)
         if files is None:
             raise ScoringPaused(f"results of {scenario_id} vanished after writing")
         payload = finalized_payload(files)

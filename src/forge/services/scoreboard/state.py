@@ -60,13 +60,16 @@ class ScoreboardState:
             log.warning("completion %s refused: %s", event.msg_id, exc)
             raise Reject(str(exc)) from None
         try:
-            finalized = await asyncio.to_thread(self.scorer.score, completed)
+            pack = await self.scorer.fetch_pack(completed)
+            finalized = await asyncio.to_thread(self.scorer.score, completed, pack)
         except CompletionRefused as exc:
             log.warning("completion %s refused: %s", event.msg_id, exc)
             raise Reject(str(exc)) from None
         except ScoringPaused as exc:
             log.warning("scoring paused: %s", exc)
             raise RetryLater(self.pause_retry_s, f"scoring paused: {exc}") from None
+        except BusUnavailable as exc:  # the evidence bucket cannot be read right now
+            raise RetryLater(self.pause_retry_s, f"evidence not readable: {exc}") from None
         try:
             await self.publish_finalized(finalized)
         except BusUnavailable as exc:

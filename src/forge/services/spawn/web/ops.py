@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 from forge.errors import ForgeError
 from forge.identity.names import valid_id
 from forge.policy.rego_bundle import policy_hash
-from forge.retention.holds import HoldError, HoldStore
 from forge.services.common.app import ServiceContext
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.backend import BackendError
@@ -31,7 +30,6 @@ from forge.services.spawn.web.security import (
     set_cookie,
 )
 from forge.services.spawn.web.state import web_state
-from forge.signing.keystore import SigningKeyError, SigningKeyring, keyring_dir
 
 router = APIRouter(include_in_schema=False)
 STATE_FILTER = re.compile(r"^[a-z]{1,16}$")
@@ -107,23 +105,26 @@ def _loaded_policy_hash(orchestrator: dict[str, Any]) -> str | None:
     return None
 
 
-def _local_facts(request: Request) -> dict[str, Any]:
-    settings = spawn_state(request).settings
+def _local_hash(request: Request) -> str | None:
     try:
-        local_hash: str | None = policy_hash(settings.policies_dir)
+        return policy_hash(spawn_state(request).settings.policies_dir)
     except Exception:  # a broken bundle is shown, not raised: this page is for diagnosis
-        local_hash = None
-    facts: dict[str, Any] = {"local_hash": local_hash, "keys": [], "keys_error": None,
-                             "holds": [], "holds_error": None}
-    try:
-        facts["keys"] = SigningKeyring(keyring_dir(settings.storage_root)).list_keys()
-    except (SigningKeyError, OSError) as exc:
-        facts["keys_error"] = f"signing keys unreadable: {exc}"
-    try:
-        facts["holds"] = HoldStore(settings.storage_root).list()
-    except (HoldError, OSError) as exc:
-        facts["holds_error"] = f"retention holds unreadable: {exc}"
-    return facts
+        return None
+
+
+async def _scoreboard_facts(request: Request) -> dict[str, Any]:
+    """Signing key ids and retention holds, from the scoreboard's operator API (services
+    share no disk); an unreachable scoreboard is said on the page, not raised."""
+    backend = web_state(request).backend
+    keys, keys_error = await _optional(backend.scoreboard("GET", "/v1/admin/signing-keys"))
+    holds, holds_error = await _optional(
+        backend.scoreboard("GET", "/v1/admin/retention/holds"))
+    return {
+        "keys": (keys or {}).get("keys", []),
+        "keys_error": f"signing keys unavailable: {keys_error}" if keys_error else None,
+        "holds": (holds or {}).get("holds", []),
+        "holds_error": f"retention holds unavailable: {holds_error}" if holds_error else None,
+    }
 
 
 async def _optional(call: Any) -> tuple[Any, str | None]:
@@ -149,7 +150,8 @@ async def ops_page(request: Request) -> Response:
     events, events_error = await _optional(
         backend.scoreboard("GET", "/v1/admin/failed-events", params={"status": "all"}))
     readiness = await _readiness(request)
-    facts = await run_in_threadpool(_local_facts, request)
+    facts = {"local_hash": await run_in_threadpool(_local_hash, request),
+             **await _scoreboard_facts(request)}
     notice = None
     done, failed = request.query_params.get("reprocessed"), request.query_params.get("failed")
     if done is not None and done.isdigit() and (failed or "0").isdigit():

@@ -1,0 +1,99 @@
+"""Bounded reads and idempotent writes of JetStream Object Store objects.
+
+Evidence packs and result artifacts cross machines through Object Store buckets (created
+through `forge.bus.replication.ensure_object_store`, so `FORGE_NATS_REPLICAS` applies). A
+write of an object that is already there with the same digest is a no-op (a retried
+upload); a read checks the object's recorded size against a bound *before* downloading it,
+so a huge object cannot exhaust the reader's memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from nats.errors import Error as NatsError
+from nats.js.client import JetStreamContext
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
+
+from forge.bus.errors import BusError, BusUnavailable
+from forge.bus.replication import ensure_object_store
+
+
+class ObjectMissing(BusError):
+    """The bucket or the object does not exist."""
+
+
+class ObjectTooLarge(BusError):
+    """The object is larger than the reader accepts."""
+
+
+def _digest(data: bytes) -> str:
+    return "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+
+
+async def _bucket(js: JetStreamContext, bucket: str) -> ObjectStore:
+    try:
+        return await js.object_store(bucket)
+    except (BucketNotFoundError, NotFoundError):
+        raise ObjectMissing(f"Object Store bucket {bucket} does not exist") from None
+
+
+async def put_object(js: JetStreamContext, bucket: str, name: str, data: bytes, *,
+                     replicas: int, description: str = "") -> None:
+    """Store `data` as `name` (bucket created with `replicas` copies when missing); an object
+    already stored with the same digest is left alone. Bus faults raise BusUnavailable."""
+    try:
+        store = await ensure_object_store(js, bucket, replicas=replicas,
+                                          description=description)
+        try:
+            info = await store.get_info(name)
+            if info.size == len(data) and (info.digest or "").upper() == _digest(data).upper():
+                return
+        except (ObjectNotFoundError, NotFoundError):
+            pass
+        await store.put(name, data)
+    except BusError:
+        raise
+    except (NatsError, OSError, TimeoutError) as exc:
+        raise BusUnavailable(f"cannot store {name} in {bucket}: {exc}") from exc
+
+
+async def get_object(js: JetStreamContext, bucket: str, name: str, *, max_bytes: int) -> bytes:
+    """The bytes of `name` (at most `max_bytes`, checked before downloading).
+
+    ObjectMissing / ObjectTooLarge say what is wrong with the object; bus faults raise
+    BusUnavailable (retry)."""
+    try:
+        store = await _bucket(js, bucket)
+        try:
+            info = await store.get_info(name)
+        except (ObjectNotFoundError, NotFoundError):
+            raise ObjectMissing(f"object {name} is not in {bucket}") from None
+        if info.size is None or info.size > max_bytes:
+            raise ObjectTooLarge(f"object {name} is {info.size} bytes, above {max_bytes}")
+        result = await store.get(name)
+    except BusError:
+        raise
+    except (NatsError, OSError, TimeoutError) as exc:
+        raise BusUnavailable(f"cannot read {name} from {bucket}: {exc}") from exc
+    data = bytes(result.data or b"")
+    if len(data) > max_bytes:
+        raise ObjectTooLarge(f"object {name} grew above {max_bytes} bytes while reading")
+    return data
+
+
+async def object_exists(js: JetStreamContext, bucket: str, name: str) -> bool:
+    """True when `name` is stored in `bucket`."""
+    try:
+        store = await _bucket(js, bucket)
+        await store.get_info(name)
+    except (ObjectMissing, ObjectNotFoundError, NotFoundError):
+        return False
+    except (NatsError, OSError, TimeoutError) as exc:
+        raise BusUnavailable(f"cannot look up {name} in {bucket}: {exc}") from exc
+    return True
+
+
+__all__ = ["ObjectMissing", "ObjectTooLarge", "get_object", "object_exists", "put_object"]

@@ -1,0 +1,53 @@
+"""The JetStream artifact store keeps results as the filesystem store does: written once
+(the same results again are a no-op, different ones a conflict), read back byte for byte,
+listed for the leaderboard; nothing is readable until score.json, written last, is there.
+Real nats-server with Forge's bus permissions (the store speaks as the scoreboard)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from forge.bus import NatsServer
+from forge.bus.connection import BusConnection
+from forge.bus.object_buckets import put_object
+from forge.bus.permissions import ARTIFACT_BUCKET
+from forge.evidence.artifacts import Artifacts, ResultConflict
+from forge.services.common.artifact_stores import ObjectStoreArtifactStore
+from forge.services.scoreboard.leaderboard import ScoreIndex
+
+from .sample import SCENARIO_ID, SIGNED_AT, build
+
+PARTIAL = "scn-00000000000000ee"
+
+
+async def test_results_in_the_object_store_are_written_once_and_read_back(
+        nats: NatsServer, artifacts: Artifacts, tmp_path: Path) -> None:
+    conn = BusConnection(nats.url, "test-artifacts", credentials=nats.credentials("scoreboard"))
+    assert await conn.start(wait=5.0)
+    store = ObjectStoreArtifactStore(conn)
+    store.bind(asyncio.get_running_loop())
+    try:
+        assert await asyncio.to_thread(store.read, SCENARIO_ID) is None
+        # A writer that died after the bundle, before score.json: no result yet.
+        await put_object(conn.jetstream(), ARTIFACT_BUCKET, f"{PARTIAL}/evidence.tar.zst",
+                         artifacts.bundle, replicas=1)
+        assert await asyncio.to_thread(store.read, PARTIAL) is None
+        written = await asyncio.to_thread(store.write, artifacts)
+        assert written.created
+        assert await asyncio.to_thread(store.read, SCENARIO_ID) == artifacts.files()
+        again = await asyncio.to_thread(store.write, artifacts)
+        assert not again.created and again.score_sha256 == written.score_sha256
+        other = build(tmp_path / "other", signed_at=SIGNED_AT + timedelta(seconds=1))
+        changed = replace(other, score_json=other.score_json.replace(b'"total"', b'"totaI"'))
+        with pytest.raises(ResultConflict, match=r"score\.json"):
+            await asyncio.to_thread(store.write, changed)
+        assert await asyncio.to_thread(store.read, SCENARIO_ID) == artifacts.files()
+        rows = await asyncio.to_thread(ScoreIndex(store).rows)
+        assert [r.scenario_id for r in rows] == [SCENARIO_ID]  # not the partial one
+    finally:
+        await conn.close()
