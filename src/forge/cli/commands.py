@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         config_check,
         demo,
         entitlements,
+        image,
         keys,
         nats,
         policy,
@@ -50,3 +51,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(retention.app, name="retention")
     app.add_typer(scenarios.app, name="scenarios")
     app.add_typer(runtime.app, name="runtime")
+    app.add_typer(image.app, name="image")

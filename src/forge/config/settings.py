@@ -237,6 +237,10 @@ class Settings(BaseSettings):
     ws_max_message_bytes: Annotated[
         int, BeforeValidator(_byte_count("FORGE_WS_MAX_MESSAGE_BYTES"))] = _var(
         "FORGE_WS_MAX_MESSAGE_BYTES", DEFAULT_WS_MAX_MESSAGE_BYTES)
+    # Lab images (issue 16): where image definitions live, and the machine-wide cache of
+    # built root filesystems (outside any checkout, so clones and CI reuse it).
+    images_dir: Path = _var("FORGE_IMAGE_DIR", _default_content_path("images"))
+    image_cache: Path = _var("FORGE_IMAGE_CACHE", "/var/cache/forge/images")
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
