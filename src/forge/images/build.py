@@ -27,6 +27,7 @@ from forge.images.definitions import ImageDefinition
 from forge.images.resolve import image_key
 
 APT_DIR = Path("/etc/apt")
+APT_LISTS = Path("/var/lib/apt/lists")
 # Documentation, manual pages and translations are not needed in a lab and take a third
 # of a minbase tree.
 DPKG_EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*",
@@ -109,6 +110,19 @@ def apt_mirrors(suite: str, apt_dir: Path = APT_DIR) -> list[str]:
         raise ImageBuildError(suite, f"no apt source of this machine serves suite {suite!r} "
                               f"(looked in {apt_dir}/sources.list and sources.list.d)")
     return lines
+
+
+def unknown_packages(suite: str, packages: tuple[str, ...],
+                     lists: Path = APT_LISTS) -> list[str]:
+    """Packages this machine's apt lists for ``suite`` do not know, checked in a moment
+    before mmdebstrap spends a minute downloading indices to say the same. Empty when the
+    machine has no lists of that suite (mmdebstrap then decides)."""
+    if not list(lists.glob(f"*_dists_{suite}_*Packages*")) or shutil.which("apt-cache") is None:
+        return []
+    out = subprocess.run(["apt-cache", "policy", "--", *packages], capture_output=True,
+                         text=True, check=False, env={"LANG": "C", "PATH": "/usr/bin:/bin"})
+    known = {m.group(1) for m in re.finditer(r"^(\S+):$", out.stdout, re.MULTILINE)}
+    return [p for p in packages if p not in known]
 
 
 def _stage_inputs(definition: ImageDefinition, scratch: Path) -> list[str]:
@@ -198,6 +212,12 @@ def build_image(
             raise ImageBuildError(definition.name, "mmdebstrap is not installed "
                                   "(run make system-deps, or apt-get install mmdebstrap)")
         mirrors = apt_mirrors(definition.suite, apt_dir)
+        if apt_dir == APT_DIR:  # the machine's lists describe the machine's sources
+            unknown = unknown_packages(definition.suite, definition.all_packages())
+            if unknown:
+                raise ImageBuildError(definition.name, "no such package in the suite "
+                                      f"{definition.suite} of this machine's apt sources: "
+                                      f"{', '.join(unknown)}")
         staging = cache.new_staging(key)
         try:
             hooks = _stage_inputs(definition, staging)
