@@ -58,6 +58,7 @@ pytest: venv wheelhouse
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: system-deps venv
+	$(BIN)/forge image build --templates
 	$(BIN)/forge demo
 
 bench: venv

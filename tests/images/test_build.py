@@ -162,3 +162,17 @@ def test_a_second_build_waits_for_the_first_and_reuses_it(tmp_path: Path) -> Non
     assert result and result[0].returncode == 0, result
     assert "base: already built" in result[0].stdout
     assert [e.key for e in cache.entries()] == [key]
+
+
+def test_build_templates_builds_what_the_templates_name(tmp_path: Path,
+                                                        base_rootfs: Path,
+                                                        image_cache_root: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    text = (content_path("templates") / "netplus.yaml").read_text()
+    (templates / "netplus.yaml").write_text(
+        text.replace("      - name: learner\n", "      - name: learner\n        image: base\n", 1))
+    result = CliRunner().invoke(image_app, ["build", "--templates", "-q"], env={
+        "FORGE_TEMPLATE_DIR": str(templates), "FORGE_IMAGE_CACHE": str(image_cache_root)})
+    assert result.exit_code == 0, result.output
+    assert "base: already built" in result.stdout

@@ -83,6 +83,9 @@ def test_a_host_on_an_image_sees_the_image_not_the_machine(
     code, out, _ = sh(rt, "img-a", "box", "echo t > /tmp/t && echo v > /var/tmp/v && "
                       "echo h > /home/h && cat /tmp/t /var/tmp/v /home/h")
     assert (code, out) == (0, "t\nv\nh\n")
+    # The image's /var is an overlay whose writable layer is the lab's disk (its limit).
+    code, out, _ = sh(rt, "img-a", "box", "df -k --output=size /var /tmp | tail -n +2")
+    assert out.split() == [str(64 * 1024)] * 2
     # Both labs share the one cached tree: the same inode as the cache's file.
     ino = os.stat(base_rootfs / "usr" / "bin" / "bash").st_ino
     for lab in ("img-a", "img-b"):
