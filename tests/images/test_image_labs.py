@@ -121,4 +121,6 @@ def test_an_image_not_built_or_not_defined_is_refused_before_anything_is_made(
             assert str(err.value).startswith(message)
             assert leftovers(prefix, state) == []
     finally:
+        for info in rt.list():  # only if the refusal failed
+            rt.destroy(info.lab_id)
         rt.close()
