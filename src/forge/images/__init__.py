@@ -2,7 +2,7 @@
 
 An image is defined by a small YAML file (``definitions``), built with mmdebstrap
 (``build``) into a content-addressed, machine-wide cache (``cache``), and resolved by name
-for the runtime (``resolve``): a lab host with ``image: NAME`` runs on that tree,
+for the runtime (``lookup``): a lab host with ``image: NAME`` runs on that tree,
 read-only and shared by every lab that uses it.
 """
 
@@ -15,7 +15,7 @@ from forge.images.definitions import (
     load_definition_file,
     load_definitions,
 )
-from forge.images.resolve import ImageNotBuilt, image_key, resolve_image
+from forge.images.lookup import ImageNotBuilt, image_key, resolve_image
 
 __all__ = [
     "CacheEntry",

@@ -24,7 +24,7 @@ from pathlib import Path
 from forge.errors import ForgeError
 from forge.images.cache import ROOTFS, CacheEntry, ImageCache, remove_tree
 from forge.images.definitions import ImageDefinition
-from forge.images.resolve import image_key
+from forge.images.lookup import image_key
 
 APT_DIR = Path("/etc/apt")
 APT_LISTS = Path("/var/lib/apt/lists")

@@ -30,8 +30,8 @@ def image_root_args(rootfs: str) -> list[str]:
     return ["--ro-bind", rootfs, "/"]
 
 
-def mount_image_var(rootfs: str, data_dir: str) -> str:
-    """Mount the overlay of the image's /var for one host; returns its mount point.
+def mount_image_var(host: str, rootfs: str, data_dir: str) -> str:
+    """Mount the overlay of the image's /var for ``host``; returns its mount point.
 
     The upper layer is a directory of the lab's disk (size-capped tmpfs), created
     root-owned 0755 like the image's own /var.
@@ -39,9 +39,10 @@ def mount_image_var(rootfs: str, data_dir: str) -> str:
     lower = os.path.join(rootfs, "var")
     paths = [os.path.join(data_dir, d) for d in (VAR_UPPER, VAR_WORK, VAR_MERGED)]
     if any(c in p for p in (lower, *paths) for c in _UNSAFE):
-        raise RuntimeFault(f"image path {rootfs!r} has characters an overlay cannot name")
+        raise RuntimeFault(f"host {host}: image path {rootfs!r} has characters an overlay "
+                           "cannot name")
     if not os.path.isdir(lower) or os.path.islink(lower):
-        raise RuntimeFault(f"image {rootfs} has no /var directory")
+        raise RuntimeFault(f"host {host}: image {rootfs} has no /var directory")
     for path in paths:
         os.makedirs(path, mode=0o755, exist_ok=True)
     upper, work, merged = paths
@@ -49,5 +50,5 @@ def mount_image_var(rootfs: str, data_dir: str) -> str:
     if _libc.mount(b"forge-var", merged.encode(), b"overlay", MS_NOSUID | MS_NODEV,
                    opts) != 0:
         err = ctypes.get_errno()
-        raise RuntimeFault(f"mount the image's /var overlay: {os.strerror(err)}")
+        raise RuntimeFault(f"host {host}: mount the image's /var overlay: {os.strerror(err)}")
     return merged

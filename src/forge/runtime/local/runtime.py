@@ -289,7 +289,7 @@ class LocalRuntime(Runtime):
         rootfs, image = root
         seed_host_dir(paths, host, uid)
         if image:
-            mount_image_var(rootfs, paths.data_dir)
+            mount_image_var(name, rootfs, paths.data_dir)
         ns = self.names.host_ns(lab_id, name)
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
