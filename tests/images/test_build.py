@@ -7,7 +7,6 @@ their own, so they never disturb it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -44,6 +43,13 @@ def forge(*args: str, cache: Path, defs: Path | None = None) -> Ran:
            "FORGE_IMAGE_DIR": str(defs or content_path("images"))}
     result = CliRunner().invoke(image_app, list(args), env=env)
     return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
 
 
 def base_key() -> str:
@@ -112,7 +118,8 @@ def test_an_interrupted_build_never_counts_as_built(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "forge", "image", "build", "base", "-q"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    # Wait until mmdebstrap is filling the staging tree, then pull the plug on all of it.
+    # Wait until mmdebstrap is filling the staging tree, then kill -9 the build command:
+    # every process of the build dies with it (nothing keeps writing into staging).
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         trees = list((cache.root / STAGING).glob(f"*/{ROOTFS}/var"))
@@ -120,12 +127,12 @@ def test_an_interrupted_build_never_counts_as_built(tmp_path: Path) -> None:
             break
         time.sleep(0.2)
     assert trees, "the build never started"
-    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    for p in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.send_signal(signal.SIGKILL)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert any("mmdebstrap" in " ".join(cmdline(p)) for p in family)
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    psutil.wait_procs(family, timeout=30)
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert alive == []
     assert cache.get(base_key()) is None and cache.entries() == []
     assert " no " in forge("list", cache=cache.root).stdout.splitlines()[1]
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:

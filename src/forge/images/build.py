@@ -3,17 +3,21 @@
 The packages come from the Debian mirror this machine's apt sources already name
 (``/etc/apt/sources.list`` and ``sources.list.d``), for the definition's suite and its
 ``-updates``/``-security`` companions: no other download. mmdebstrap runs in a private
-mount namespace (``unshare --mount``), so the /dev, /proc and /sys it mounts into the
-chroot vanish with it even if it is killed. The tree is built in a staging directory and
-becomes the cached image in one rename (see ``cache``).
+mount and pid namespace (``unshare --mount --pid --kill-child``) tied to the building
+process (parent-death signal): if ``forge image build`` dies, every process of the build
+is killed and the /dev, /proc and /sys it mounted into the chroot vanish with it. The
+tree is built in a staging directory and becomes the cached image in one rename (see
+``cache``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections import deque
@@ -38,6 +42,7 @@ MOUNT_DIRS = ("proc", "dev", "run", "tmp", "var/tmp", "home", "srv", "root", "wo
               "opt/forge")
 MOUNT_FILES = ("etc/passwd", "etc/group", "etc/hosts", "etc/resolv.conf")
 SCRIPT_NAME = "forge-image-build.sh"
+PR_SET_PDEATHSIG = 1
 
 
 class ImageBuildError(ForgeError):
@@ -155,7 +160,8 @@ def _stage_inputs(definition: ImageDefinition, scratch: Path) -> list[str]:
 def mmdebstrap_argv(definition: ImageDefinition, target: Path, mirrors: list[str],
                     hooks: list[str]) -> list[str]:
     """The command line building ``definition`` into ``target``."""
-    argv = ["unshare", "--mount", "--propagation", "private", "--",
+    argv = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+            "--kill-child", "--mount-proc", "--",
             "mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
             "--verbose"]
     argv.append("--include=" + ",".join(definition.all_packages()))
@@ -179,6 +185,13 @@ def _finalize(rootfs: Path) -> None:
                 path.unlink()
             path.write_text("", encoding="utf-8")
             os.chmod(path, 0o644)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the building process dies, so a killed
+    ``forge image build`` never leaves mmdebstrap writing into a staging directory."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _tail_reason(lines: deque[str]) -> str:
@@ -225,7 +238,7 @@ def build_image(
             tail: deque[str] = deque(maxlen=40)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, errors="replace",
-                                    start_new_session=True, env={
+                                    start_new_session=True, preexec_fn=_die_with_parent, env={
                                         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                                         "LANG": "C.UTF-8"})
             assert proc.stdout is not None
