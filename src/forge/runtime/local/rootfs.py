@@ -14,15 +14,47 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable, Mapping
 
-from forge.runtime.base import RuntimeFault
+from forge.runtime.base import RuntimeFault, SpecError
+from forge.runtime.plan import LabPlan
 
 # Under the host's data dir: the overlay's upper and work dirs and its mount point.
 VAR_UPPER, VAR_WORK, VAR_MERGED = ".var-upper", ".var-work", ".var"
 MS_NOSUID, MS_NODEV = 2, 4
 _UNSAFE = (",", ":", "\\", "\n")
 
+# The image name of a host on the machine's own userland (read-only system dirs).
+HOST_USERLAND = "host"
+
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def host_roots(
+    plan: LabPlan, rootfs: str, images: Mapping[str, str],
+    resolve: Callable[[str], str] | None,
+) -> dict[str, tuple[str, bool]]:
+    """Each host's (root filesystem, is an image), decided before anything is created.
+
+    No image or ``host``: the machine's userland (``rootfs``); a name in ``images``: that
+    tree; else ``resolve(name)`` (the image cache). An image that is unknown or not built
+    is a SpecError naming the host's field, never a silent fall back to the machine.
+    """
+    roots: dict[str, tuple[str, bool]] = {}
+    for i, host in enumerate(plan.hosts):
+        name = host.spec.image
+        if name is None or name == HOST_USERLAND:
+            roots[host.spec.name] = (rootfs, False)
+        elif name in images:
+            roots[host.spec.name] = (images[name], True)
+        elif resolve is not None:
+            try:
+                roots[host.spec.name] = (resolve(name), True)
+            except Exception as exc:  # the resolver's message says what to do
+                raise SpecError(f"hosts[{i}].image", str(exc)) from None
+        else:
+            raise SpecError(f"hosts[{i}].image", f"image {name} is not known to this runtime")
+    return roots
 
 
 def image_root_args(rootfs: str) -> list[str]:

@@ -49,7 +49,7 @@ from forge.runtime.local.network import (
     wire_switch,
 )
 from forge.runtime.local.reconcile import discover, init_pid, read_meta, write_meta
-from forge.runtime.local.rootfs import mount_image_var
+from forge.runtime.local.rootfs import host_roots, mount_image_var
 from forge.runtime.local.sandbox import (
     HostPaths,
     PendingInit,
@@ -66,8 +66,6 @@ from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_nam
 
 REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
 MAX_TIMEOUT_S = 24 * 3600.0
-# The image name of a host on the machine's own userland (read-only system dirs).
-HOST_USERLAND = "host"
 
 
 @dataclass(frozen=True)
@@ -171,7 +169,7 @@ class LocalRuntime(Runtime):
         plan = plan_lab(spec)
         if spec.egress == "allowlist" and spec.allowlist_profile not in self.profiles:
             raise SpecError("allowlist_profile", f"unknown profile {spec.allowlist_profile!r}")
-        roots = self._roots(plan)
+        roots = host_roots(plan, self.rootfs, self.images, self._resolve_image)
         lab_id = plan.lab_id
         self._require()
         with self._lock:
@@ -203,26 +201,6 @@ class LocalRuntime(Runtime):
         return (os.path.exists(netns_path(self.names.switch_ns(lab_id)))
                 or os.path.exists(self.names.lab_dir(lab_id))
                 or any(os.path.isdir(p) for p in self.cgroups.paths(self.names.lab(lab_id))))
-
-    def _roots(self, plan: LabPlan) -> dict[str, tuple[str, bool]]:
-        """Each host's (root filesystem, is an image), before anything is created: an
-        image that is unknown or not built is a SpecError naming the host's field."""
-        roots: dict[str, tuple[str, bool]] = {}
-        for i, host in enumerate(plan.hosts):
-            name = host.spec.image
-            if name is None or name == HOST_USERLAND:
-                roots[host.spec.name] = (self.rootfs, False)
-            elif name in self.images:
-                roots[host.spec.name] = (self.images[name], True)
-            elif self._resolve_image is not None:
-                try:
-                    roots[host.spec.name] = (self._resolve_image(name), True)
-                except Exception as exc:  # the resolver's message says what to do
-                    raise SpecError(f"hosts[{i}].image", str(exc)) from None
-            else:
-                raise SpecError(f"hosts[{i}].image", f"image {name} is not known to this "
-                                "runtime")
-        return roots
 
     def _build(self, plan: LabPlan, roots: dict[str, tuple[str, bool]]) -> None:
         lab_id, spec = plan.lab_id, plan.spec
