@@ -1,13 +1,12 @@
 """`forge image build|list|prune` against real mmdebstrap and the Debian mirror.
 
-The shipped ``base`` image comes from the machine-wide cache (built once); a failing
-build, an interrupted one and a build waiting on another process's lock use a cache of
-their own, so they never disturb it.
+The shipped ``base`` image comes from the machine-wide cache (built once); pruning, a
+failing build, an interrupted one and a build waiting on another process's lock use a
+cache of their own, so they never disturb it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -56,8 +55,8 @@ def base_key() -> str:
     return image_key(load_definitions(content_path("images"))["base"])
 
 
-def test_build_list_prune_on_the_machine_cache(base_rootfs: Path,
-                                               image_cache_root: Path) -> None:
+def test_build_and_list_on_the_machine_cache(base_rootfs: Path,
+                                            image_cache_root: Path) -> None:
     built = forge("build", "base", cache=image_cache_root)
     assert built.returncode == 0, built.stderr
     assert "base: already built" in built.stdout and base_key()[:12] in built.stdout
@@ -67,26 +66,34 @@ def test_build_list_prune_on_the_machine_cache(base_rootfs: Path,
     listed = forge("list", cache=image_cache_root)
     row = next(line for line in listed.stdout.splitlines() if line.startswith("base "))
     assert base_key()[:12] in row and " yes " in row and "MiB" in row
-    # An entry no definition names any more (an older edit of an image) is pruned;
-    # every image a current definition names stays.
-    cache = ImageCache(image_cache_root)
+
+
+def fake_entry(cache: ImageCache, key: str) -> None:
+    """A built-looking entry of ``key`` (a tiny tree), as a finished build leaves one."""
+    staging = cache.new_staging(key)
+    (staging / ROOTFS / "etc").mkdir(parents=True)
+    cache.install(key, staging, "base", 1.0)
+
+
+def test_prune_removes_what_no_definition_names(tmp_path: Path) -> None:
+    # An entry of an older edit of base goes; the entry of the current definition stays.
+    # (A cache of its own: other checkouts' images in the machine cache are not ours.)
+    cache = ImageCache(tmp_path / "cache")
     stale = "0" * 63 + "1"
-    (image_cache_root / stale / ROOTFS / "etc").mkdir(parents=True, exist_ok=True)
-    (image_cache_root / stale / "image.json").write_text(json.dumps(
-        {"name": "base", "key": stale, "size_bytes": 4096, "built_at": 1.0}))
-    assert cache.get(stale) is not None
-    pruned = forge("prune", cache=image_cache_root)
+    fake_entry(cache, base_key())
+    fake_entry(cache, stale)
+    (cache.root / STAGING / f"{stale}-dead").mkdir()  # a build that died
+    pruned = forge("prune", cache=cache.root)
     assert pruned.returncode == 0, pruned.stderr
     assert f"removed base ({stale[:12]}" in pruned.stdout
-    assert not (image_cache_root / stale).exists()
-    assert cache.get(base_key()) is not None and (base_rootfs / "usr" / "bin").is_dir()
+    assert "1 build leftover(s)" in pruned.stdout
+    assert [e.key for e in cache.entries()] == [base_key()]
+    assert list((cache.root / STAGING).iterdir()) == []
 
 
 def test_prune_all_empties_a_cache(tmp_path: Path) -> None:
     cache = ImageCache(tmp_path / "cache")
-    staging = cache.new_staging(base_key())
-    (staging / ROOTFS).mkdir()
-    cache.install(base_key(), staging, "base", 1.0)
+    fake_entry(cache, base_key())
     assert forge("prune", "--all", cache=cache.root).returncode == 0
     assert cache.entries() == [] and forge("list", cache=cache.root).stdout.count(" no ") == 2
 
