@@ -27,9 +27,11 @@ pytestmark = pytest.mark.root
 
 
 def settings_for(tmp: Path, prefix: str, **extra: str) -> Settings:
+    """Settings of a runtime of our own, on the image cache the fixtures use."""
+    cache = {"FORGE_IMAGE_CACHE": str(load_settings().image_cache)}
     return load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp),
                           "FORGE_RUNTIME_PREFIX": prefix, "FORGE_RUNTIME_ENGINE": "local",
-                          **extra})
+                          **cache, **extra})
 
 
 @pytest.fixture()

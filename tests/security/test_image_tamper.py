@@ -61,7 +61,8 @@ def digest(path: Path) -> str:
 def image_lab(tmp_path: Path) -> Iterator[tuple[Runtime, Path]]:
     settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
                               "FORGE_RUNTIME_PREFIX": "s" + secrets.token_hex(2),
-                              "FORGE_RUNTIME_ENGINE": "local"})
+                              "FORGE_RUNTIME_ENGINE": "local",
+                              "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
     definition = load_definitions(settings.images_dir)["base"]
     rootfs = build_image(definition, ImageCache(settings.image_cache)).entry.rootfs
     rt = make_runtime(settings)
