@@ -7,6 +7,8 @@ cache of their own, so they never disturb it.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import signal
 import subprocess
@@ -108,14 +110,25 @@ def test_a_failed_build_says_why_and_leaves_nothing(tmp_path: Path) -> None:
     assert "image broken failed to build: no such package" in out.stderr
     assert "forge-no-such-package" in out.stderr and "bash," not in out.stderr
     assert ImageCache(cache).entries() == []
-    # The mirror unreachable: mmdebstrap itself fails and its reason is the message.
+    # A mirror without the suite (a loopback server with nothing in it): mmdebstrap
+    # itself fails, and its reason is the message.
+    empty = tmp_path / "mirror"
+    empty.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(empty))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     apt = tmp_path / "apt"
     (apt / "sources.list.d").mkdir(parents=True)
-    (apt / "sources.list").write_text("deb http://127.0.0.1:9/debian bookworm main\n")
+    (apt / "sources.list").write_text(
+        f"deb http://127.0.0.1:{server.server_address[1]}/debian bookworm main\n")
     base = load_definitions(content_path("images"))["base"]
-    with pytest.raises(ImageBuildError) as err:
-        build_image(base, ImageCache(cache), apt_dir=apt)
-    assert "127.0.0.1" in err.value.message and "E:" in err.value.message
+    try:
+        with pytest.raises(ImageBuildError) as err:
+            build_image(base, ImageCache(cache), apt_dir=apt)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "E:" in err.value.message and "127.0.0.1" in err.value.message
     assert ImageCache(cache).entries() == [] and list((cache / STAGING).iterdir()) == []
 
 
