@@ -46,6 +46,8 @@ def labs(tmp_path: Path, base_rootfs: Path) -> Iterator[tuple[Runtime, str, str]
             rt.destroy(info.lab_id)
         rt.close()
         assert leftovers(prefix, state) == []
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            assert state not in fh.read()  # the /var overlays went with the labs' disks
         shutil.rmtree(tmp_path / "runtime", ignore_errors=True)
 
 

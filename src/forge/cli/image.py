@@ -24,16 +24,6 @@ def _size(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
-def template_images() -> list[str]:
-    """Images the templates of FORGE_TEMPLATE_DIR name (``host`` is the machine's own)."""
-    from forge.templates import TemplateRegistry
-
-    settings = settings_or_exit()
-    names = {c.image for t in TemplateRegistry.load(settings.templates_dir)
-             for c in t.template.spec.assets.containers}
-    return sorted(names - {"host"})
-
-
 @app.command("build")
 def build(names: list[str] = typer.Argument(None, help="Image names (files in FORGE_IMAGE_DIR)."),
           templates: bool = typer.Option(False, "--templates",
@@ -41,9 +31,12 @@ def build(names: list[str] = typer.Argument(None, help="Image names (files in FO
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display.")) -> None:
     """Build each image with mmdebstrap (cached: a built image is reused). Exit 1 on a
     failure, with mmdebstrap's reason; nothing of a failed build stays in the cache."""
+    from forge.images.needed import template_images
+
     names = list(names or [])
     if templates:
-        names += [n for n in template_images() if n not in names]
+        needed = template_images(settings_or_exit().templates_dir)
+        names += [n for n in needed if n not in names]
         if not names:
             typer.echo("no image to build: the templates name none")
             return

@@ -16,6 +16,7 @@ import ctypes
 import os
 from collections.abc import Callable, Mapping
 
+from forge.images.definitions import HOST_USERLAND
 from forge.runtime.base import RuntimeFault, SpecError
 from forge.runtime.plan import LabPlan
 
@@ -23,9 +24,6 @@ from forge.runtime.plan import LabPlan
 VAR_UPPER, VAR_WORK, VAR_MERGED = ".var-upper", ".var-work", ".var"
 MS_NOSUID, MS_NODEV = 2, 4
 _UNSAFE = (",", ":", "\\", "\n")
-
-# The image name of a host on the machine's own userland (read-only system dirs).
-HOST_USERLAND = "host"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
