@@ -108,5 +108,9 @@ def test_the_machines_etc_is_not_visible_from_an_image_host(
             assert res.exit_code != 0 and "machine secret" not in res.stdout_text, script
         res = rt.exec("tamper", "box", shell="ls -A /etc")
         assert set(res.stdout_text.split()) == set(os.listdir(rootfs / "etc"))
+        # Nor did the build carry the machine's own name or resolver into the image.
+        for name in ("hostname", "resolv.conf"):
+            mine = Path("/etc", name).read_text(encoding="utf-8")
+            assert not mine.strip() or (rootfs / "etc" / name).read_text() != mine
     finally:
         marker.unlink()

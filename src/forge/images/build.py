@@ -170,8 +170,20 @@ def mmdebstrap_argv(definition: ImageDefinition, target: Path, mirrors: list[str
     return [*argv, definition.suite, str(target), *mirrors]
 
 
+# mmdebstrap copies these from the building machine for the build's own use; an image
+# must not carry the machine's name or resolver into every lab.
+NEUTRAL_FILES = {"etc/hostname": "forge-lab\n", "etc/resolv.conf": ""}
+
+
 def _finalize(rootfs: Path) -> None:
-    """Create the mount points the sandbox binds (the tree is read-only in a lab)."""
+    """Replace what came from the building machine and create the mount points the
+    sandbox binds (the tree is read-only in a lab)."""
+    for sub, text in NEUTRAL_FILES.items():
+        path = rootfs / sub
+        if path.is_symlink():
+            path.unlink()
+        path.write_text(text, encoding="utf-8")
+        os.chmod(path, 0o644)
     for sub in MOUNT_DIRS:
         path = rootfs / sub
         if not path.is_dir() or path.is_symlink():

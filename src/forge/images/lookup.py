@@ -17,7 +17,9 @@ from forge.errors import ForgeError
 from forge.images.cache import ImageCache
 from forge.images.definitions import PLATFORM_PACKAGES, ImageDefinition, load_definitions
 
-KEY_FORMAT = b"forge-image/1"
+# The version of the build procedure (build.py): bumped whenever it changes what a
+# definition turns into, so every image is rebuilt rather than reused.
+KEY_FORMAT = b"forge-image/2"
 
 
 class ImageNotBuilt(ForgeError):
