@@ -15,12 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from forge.cli.image import app as image_app
 from forge.config.settings import Settings, load_settings
 from forge.content import content_path
+from forge.images import ImageCache
 from forge.runtime import HostSpec, LabSpec, Runtime, SubnetSpec
 from forge.runtime.base import SpecError
 from forge.runtime.factory import make_runtime
+from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import leftovers
 
 pytestmark = pytest.mark.root
@@ -128,3 +132,31 @@ def test_an_image_not_built_or_not_defined_is_refused_before_anything_is_made(
         for info in rt.list():  # only if the refusal failed
             rt.destroy(info.lab_id)
         rt.close()
+
+
+def test_prune_leaves_an_image_a_running_lab_uses(tmp_path: Path, base_rootfs: Path) -> None:
+    # An older image (a hard-linked copy of base under a key no definition names) that a
+    # lab still runs on: pruning it would pull its files from under the lab.
+    cache = ImageCache(tmp_path / "cache")
+    old = "0" * 63 + "2"
+    staging = cache.new_staging(old)
+    subprocess.run(["cp", "-al", str(base_rootfs), str(staging / "rootfs")], check=True)
+    entry = cache.install(old, staging, "base", 1.0)
+    prefix, state = "p" + secrets.token_hex(2), str(tmp_path / "runtime")
+    rt = LocalRuntime(state, prefix=prefix, images={"old": str(entry.rootfs)})
+    prune = ["prune", "--all"]
+    env = {"FORGE_IMAGE_CACHE": str(cache.root)}
+    try:
+        rt.create(LabSpec("img-old", [SubnetSpec("a", "10.78.0.0/24")],
+                          [HostSpec("box", networks=[("a", None)], image="old")]))
+        assert cache.in_use(old)
+        kept = CliRunner().invoke(image_app, prune, env=env)
+        assert kept.exit_code == 0 and f"kept base ({old[:12]})" in kept.stdout
+        assert cache.get(old) is not None
+        assert rt.exec("img-old", "box", ["true"]).exit_code == 0
+    finally:
+        rt.destroy("img-old")
+        rt.close()
+    assert not cache.in_use(old)
+    removed = CliRunner().invoke(image_app, prune, env=env)
+    assert f"removed base ({old[:12]}" in removed.stdout and cache.entries() == []

@@ -113,7 +113,8 @@ def list_images() -> None:
 @app.command("prune")
 def prune(all_: bool = typer.Option(False, "--all", help="Remove every cached image.")) -> None:
     """Remove cached images no current definition names (or all with --all), and the
-    leftovers of builds that died. An image being built is left alone."""
+    leftovers of builds that died. An image being built or used by a running lab (on this
+    machine) is left alone."""
     from forge.images import ImageCache, image_key, load_definitions
 
     settings = settings_or_exit()
@@ -134,6 +135,7 @@ def prune(all_: bool = typer.Option(False, "--all", help="Remove every cached im
             freed += entry.size_bytes
             typer.echo(f"removed {entry.name} ({entry.key[:12]}, {_size(entry.size_bytes)})")
         else:
-            typer.echo(f"kept {entry.name} ({entry.key[:12]}): it is being built")
+            typer.echo(f"kept {entry.name} ({entry.key[:12]}): it is being built or a "
+                       "running lab uses it")
     leftovers = cache.clean_staging()
     typer.echo(f"pruned {removed} image(s), {_size(freed)}; {leftovers} build leftover(s)")

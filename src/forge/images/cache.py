@@ -69,6 +69,20 @@ def _mounts_under(path: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def _overlay_lowers() -> list[str]:
+    """The lower directories of every overlay mounted in this mount namespace."""
+    lowers = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            _, _, tail = line.partition(" - ")
+            fields = tail.split()
+            if len(fields) >= 3 and fields[0] == "overlay":
+                for opt in fields[2].split(","):
+                    if opt.startswith("lowerdir="):
+                        lowers += opt[len("lowerdir="):].split(":")
+    return lowers
+
+
 def remove_tree(path: Path) -> None:
     """Delete a build tree, refusing to descend into anything still mounted in it (a
     killed chroot could leave /dev or /proc there; removing through it would harm the
@@ -167,13 +181,20 @@ class ImageCache:
             raise OSError(f"image {name} was installed but its record cannot be read")
         return entry
 
+    def in_use(self, key: str) -> bool:
+        """Whether a running lab host is on this entry: the local runtime mounts an overlay
+        over each image host's /var with the entry's ``rootfs/var`` as its lower layer."""
+        prefix = os.path.realpath(self.entry_dir(key)) + "/"
+        return any(lower.startswith(prefix) for lower in _overlay_lowers())
+
     def remove(self, key: str) -> bool:
-        """Delete a built entry if no build of its key holds the lock (False if one does).
+        """Delete a built entry unless a build of its key holds the lock or a running lab
+        uses it (False then: deleting it would pull files from under the lab).
 
         It is first renamed into staging, so a removal cut short is never a built entry.
         """
         with self.lock(key, wait=False) as held:
-            if not held:
+            if not held or self.in_use(key):
                 return False
             path = self.entry_dir(key)
             if not path.exists():
