@@ -8,6 +8,7 @@ with a host on the machine's userland as before.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from forge.runtime import HostSpec, LabSpec, Runtime, SubnetSpec
 from forge.runtime.base import SpecError
 from forge.runtime.factory import make_runtime
 from forge.runtime.local import LocalRuntime
-from tests.runtime.helpers import leftovers
+from tests.runtime.helpers import leftovers, tty_read_until, tty_send
 
 pytestmark = pytest.mark.root
 
@@ -104,6 +105,13 @@ def test_a_host_on_an_image_sees_the_image_not_the_machine(
     assert check.stdout_text == (base_rootfs / "etc" / "os-release").read_text()
     code, out, _ = sh(rt, "img-a", "old", "cat /etc/os-release")
     assert out == Path("/etc/os-release").read_text()
+    # The learner's terminal opens on the image too (its bash, its tools).
+    tty = rt.tty("img-a", "box")
+    try:
+        tty_send(tty, b"dpkg-query -W -f '${Version}-' netcat-openbsd; echo $((6*7))-$(id -un)\n")
+        assert re.search(rb"\d[^\s]*-42-learner", tty_read_until(tty, rb"-42-learner"))
+    finally:
+        tty.close()
 
 
 def test_an_image_not_built_or_not_defined_is_refused_before_anything_is_made(
