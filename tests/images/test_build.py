@@ -203,3 +203,17 @@ def test_build_templates_builds_what_the_templates_name(tmp_path: Path,
         "FORGE_TEMPLATE_DIR": str(templates), "FORGE_IMAGE_CACHE": str(image_cache_root)})
     assert result.exit_code == 0, result.output
     assert "base: already built" in result.stdout
+
+
+def test_the_ssh_image_carries_its_files_and_its_script_ran(image_cache_root: Path) -> None:
+    # Files and the build script, end to end, on the shipped ssh image (cached after the
+    # first build, like base).
+    definition = load_definitions(content_path("images"))["ssh"]
+    rootfs = build_image(definition, ImageCache(image_cache_root)).entry.rootfs
+    conf = rootfs / "etc/ssh/sshd_config.d/forge.conf"
+    assert conf.read_text() == definition.files["/etc/ssh/sshd_config.d/forge.conf"].content
+    assert oct(conf.stat().st_mode & 0o7777) == "0o644"
+    assert (rootfs / "usr/sbin/sshd").is_file()
+    assert not list((rootfs / "etc/ssh").glob("ssh_host_*"))  # the script removed them
+    assert not (rootfs / "tmp" / "forge-image-build.sh").exists()
+    assert oct(rootfs.stat().st_mode & 0o777) == "0o755"  # "/" keeps its usual mode
