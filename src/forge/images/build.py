@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -207,9 +206,15 @@ def _die_with_parent() -> None:
 
 
 def _tail_reason(lines: deque[str]) -> str:
-    """mmdebstrap's error lines (``E: …``), else its last lines."""
-    errors = [ln for ln in lines if ln.startswith("E:")]
-    return " | ".join(errors or list(lines)[-5:]) or "(no output)"
+    """mmdebstrap's error lines (``E: …``) with the few lines before the first one (a
+    failing script's or apt's own words), else its last lines."""
+    kept = list(lines)
+    first = next((i for i, ln in enumerate(kept) if ln.startswith("E:")), None)
+    if first is None:
+        return " | ".join(kept[-5:]) or "(no output)"
+    context = [ln for ln in kept[max(0, first - 3):first] if ln.strip()]
+    reason = " | ".join([*context, *(ln for ln in kept[first:] if ln.startswith("E:"))])
+    return reason[-2000:]
 
 
 def build_image(
@@ -262,7 +267,7 @@ def build_image(
                         on_line(line)
                 code = proc.wait()
             except BaseException:
-                os.killpg(proc.pid, 9)
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 raise
             if code != 0:
@@ -281,7 +286,3 @@ def build_image(
             raise
     return BuildResult(entry, True, seconds)
 
-
-def describe_command(definition: ImageDefinition, mirrors: list[str]) -> str:
-    """The mmdebstrap command line, for logs and docs."""
-    return shlex.join(mmdebstrap_argv(definition, Path("<staging>/rootfs"), mirrors, []))
