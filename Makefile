@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .make-stamps
-SYSTEM_TOOLS := bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium
+SYSTEM_TOOLS := bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium mmdebstrap:mmdebstrap
 ## Packages probed by a file glob (tools not on PATH): the tests start a throwaway PostgreSQL.
 SYSTEM_FILES := /usr/lib/postgresql/*/bin/initdb:postgresql
 PYTEST_ARGS ?=
@@ -58,6 +58,7 @@ pytest: venv wheelhouse
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: system-deps venv
+	$(BIN)/forge image build --templates
 	$(BIN)/forge demo
 
 bench: venv

@@ -26,6 +26,7 @@ SHIPPED = (
     "forge/content/templates/netplus.yaml",
     "forge/content/policies/spawn.rego",
     "forge/content/plans.yaml",
+    "forge/content/images/base.yaml",
     "forge/content/solutions/netplus.sh",
     "forge/services/spawn/web/pages/lab.html",
     "forge/services/spawn/web/static/vendor/xterm.js",

@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         config_check,
         demo,
         entitlements,
+        image,
         keys,
         nats,
         policy,
@@ -52,3 +53,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(scenarios.app, name="scenarios")
     app.add_typer(runtime.app, name="runtime")
     app.add_typer(artifacts.app, name="artifacts")
+    app.add_typer(image.app, name="image")

@@ -249,6 +249,10 @@ class Settings(BaseSettings):
     # Issue 15 item 4: where the scoreboard keeps result artifacts (no shared disk).
     artifact_store: Annotated[str, BeforeValidator(_artifact_store)] = _var(
         "FORGE_ARTIFACT_STORE", "filesystem")
+    # Lab images (issue 16): where image definitions live, and the machine-wide cache of
+    # built root filesystems (outside any checkout, so clones and CI reuse it).
+    images_dir: Path = _var("FORGE_IMAGE_DIR", _default_content_path("images"))
+    image_cache: Path = _var("FORGE_IMAGE_CACHE", "/var/cache/forge/images")
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

@@ -1,8 +1,9 @@
-"""The content Forge ships: lab templates, Rego policies, plans and reference solutions.
+"""The content Forge ships: lab templates, Rego policies, plans, reference solutions and
+lab image definitions.
 
 They are package data: they travel inside the wheel and are found with importlib.resources,
 so an installed Forge works from any directory. Operators replace them with the existing
-variables (`FORGE_TEMPLATE_DIR`, `FORGE_POLICY_DIR`, `FORGE_PLANS_FILE`).
+variables (`FORGE_TEMPLATE_DIR`, `FORGE_POLICY_DIR`, `FORGE_PLANS_FILE`, `FORGE_IMAGE_DIR`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ TEMPLATES = "templates"
 POLICIES = "policies"
 PLANS = "plans.yaml"
 SOLUTIONS = "solutions"
+IMAGES = "images"
 
 
 def content_path(name: str) -> Path:

@@ -14,11 +14,18 @@ __all__ = ["AllowRule", "EgressProfile", "LocalRuntime", "build"]
 
 
 def build(settings: Settings) -> LocalRuntime:
-    """The local engine under ``<STORAGE_ROOT>/runtime`` with the configured prefix and lab
-    uid range (``FORGE_LAB_UID_RANGE``); the factory's entry for ``local``."""
+    """The local engine under ``<STORAGE_ROOT>/runtime`` with the configured prefix, lab
+    uid range (``FORGE_LAB_UID_RANGE``) and images (``FORGE_IMAGE_DIR`` definitions,
+    built in ``FORGE_IMAGE_CACHE``); the factory's entry for ``local``."""
     from forge.faults import crash_point
+    from forge.images import resolve_image
     from forge.runtime.local.uids import parse_range
+
+    def image_root(name: str) -> str:
+        """A template's image, looked up at each create (an image built since counts)."""
+        return str(resolve_image(name, settings.images_dir, settings.image_cache))
 
     return LocalRuntime(str(settings.storage_root / "runtime"), settings.runtime_prefix,
                         uid_range=parse_range(settings.lab_uid_range),
-                        fault_hook=lambda stage: crash_point(f"orchestrator.create.{stage}"))
+                        fault_hook=lambda stage: crash_point(f"orchestrator.create.{stage}"),
+                        resolve_image=image_root)

@@ -215,14 +215,14 @@ def remove_snapshot(dest: str) -> None:
 
 def grader_argv(
     *, netns_path: str, hostname: str, paths: HostPaths, snapshot: str, rootfs: str,
-    uid: int, env: dict[str, str], argv: list[str], seccomp_fd: int,
+    uid: int, env: dict[str, str], argv: list[str], seccomp_fd: int, image: bool = False,
 ) -> list[str]:
     """The command line of one check: join its cgroup (JOIN_SH), enter the host's
     network namespace only, and start a fresh bubblewrap sandbox as the grader."""
     envs = [f"{k}={v}" for k, v in env.items()]
     cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", "nsenter", f"--net={netns_path}", "--",
            "bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
-           "--new-session", "--die-with-parent", *system_args(rootfs, paths.lab_dir),
+           "--new-session", "--die-with-parent", *system_args(rootfs, paths.lab_dir, image),
            "--size", str(GRADER_TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
     for tree in WRITABLE_DIRS:
         cmd += ["--ro-bind", os.path.join(snapshot, tree.lstrip("/")), tree]

@@ -49,6 +49,7 @@ from forge.runtime.local.network import (
     wire_switch,
 )
 from forge.runtime.local.reconcile import discover, init_pid, read_meta, write_meta
+from forge.runtime.local.rootfs import host_roots, mount_image_var
 from forge.runtime.local.sandbox import (
     HostPaths,
     PendingInit,
@@ -76,6 +77,7 @@ class HostInfo:
     env: dict[str, str]
     rootfs: str
     identity: LabIdentity
+    image: bool = False
 
 
 def _identity(lab_id: str, meta: dict[str, Any]) -> LabIdentity:
@@ -91,7 +93,10 @@ class LocalRuntime(Runtime):
 
     ``state_dir`` holds per-host directories; ``prefix`` (1-5 chars) namespaces every
     kernel object so independent instances (e.g. test runs) never touch each other's
-    labs; ``rootfs``/``images`` choose the read-only userland; ``profiles`` are the
+    labs; ``rootfs``/``images`` choose the read-only userland (a host with no image or
+    image ``host`` gets ``rootfs``'s system dirs; ``images`` maps a name to an image tree,
+    else ``resolve_image(name)`` returns its built tree or raises naming what to do);
+    ``profiles`` are the
     approved egress allowlists; ``egress_netns`` is where gateway uplinks land (None: the
     machine's namespace); ``uid_range`` (first uid, count) is where each lab's own pair
     of uids (its ``learner`` and its grader) is claimed, machine-wide through
@@ -113,10 +118,12 @@ class LocalRuntime(Runtime):
         workers: int = 16,
         uid_range: tuple[int, int] = (300000, 100000),
         uid_claims_dir: str = DEFAULT_CLAIMS_DIR,
+        resolve_image: Callable[[str], str] | None = None,
     ) -> None:
         self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
         self.rootfs = rootfs
         self.images = dict(images or {})
+        self._resolve_image = resolve_image
         self.profiles = dict(egress.DEFAULT_PROFILES)
         self.profiles.update(profiles or {})
         for profile in self.profiles.values():
@@ -162,6 +169,7 @@ class LocalRuntime(Runtime):
         plan = plan_lab(spec)
         if spec.egress == "allowlist" and spec.allowlist_profile not in self.profiles:
             raise SpecError("allowlist_profile", f"unknown profile {spec.allowlist_profile!r}")
+        roots = host_roots(plan, self.rootfs, self.images, self._resolve_image)
         lab_id = plan.lab_id
         self._require()
         with self._lock:
@@ -178,7 +186,7 @@ class LocalRuntime(Runtime):
                 self._busy.discard(lab_id)
             raise LabExists(f"lab {lab_id} already exists") from None
         try:
-            self._build(plan)
+            self._build(plan, roots)
         except BaseException:
             with contextlib.suppress(Exception):
                 self._teardown(lab_id)
@@ -194,13 +202,14 @@ class LocalRuntime(Runtime):
                 or os.path.exists(self.names.lab_dir(lab_id))
                 or any(os.path.isdir(p) for p in self.cgroups.paths(self.names.lab(lab_id))))
 
-    def _build(self, plan: LabPlan) -> None:
+    def _build(self, plan: LabPlan, roots: dict[str, tuple[str, bool]]) -> None:
         lab_id, spec = plan.lab_id, plan.spec
         ident = self.uids.claim(self.names.lab_dir(lab_id))
         write_identity(self.names.lab_dir(lab_id), ident.learner, ident.grader)
         write_meta(self.names, lab_id, {
             "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h),
-                                    "rootfs": self.images.get(h.spec.image or "", self.rootfs)}
+                                    "rootfs": roots[h.spec.name][0],
+                                    "image": roots[h.spec.name][1]}
                       for h in plan.hosts},
             "identity": {"learner": ident.learner, "grader": ident.grader},
         })
@@ -209,7 +218,8 @@ class LocalRuntime(Runtime):
         self.cgroups.create((self.names.lab(lab_id),), spec.limits)
         # Hosts get their namespace and start their sandbox while the switch is made;
         # then one batch wires everything; then hosts configure their interfaces.
-        prepared = [self._pool.submit(self._prepare_host, plan, h, ident.learner)
+        prepared = [self._pool.submit(self._prepare_host, plan, h, ident.learner,
+                                      roots[h.spec.name])
                     for h in plan.hosts]
         pending: dict[str, PendingInit] = {}
         try:
@@ -248,20 +258,24 @@ class LocalRuntime(Runtime):
         return HostPaths(self.names.lab_dir(lab_id), self.names.host_dir(lab_id, host),
                          self.names.data_dir(lab_id, host))
 
-    def _prepare_host(self, plan: LabPlan, host: PlannedHost, uid: int) -> PendingInit:
-        """Seed dirs, create the namespace and cgroups, and spawn the sandbox init."""
+    def _prepare_host(self, plan: LabPlan, host: PlannedHost, uid: int,
+                      root: tuple[str, bool]) -> PendingInit:
+        """Seed dirs (and an image's /var overlay), create the namespace and cgroups, and
+        spawn the sandbox init."""
         lab_id, name = plan.lab_id, host.spec.name
         paths = self._paths(lab_id, name)
+        rootfs, image = root
         seed_host_dir(paths, host, uid)
+        if image:
+            mount_image_var(name, rootfs, paths.data_dir)
         ns = self.names.host_ns(lab_id, name)
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
         self.cgroups.create((stem, name), plan.spec.limits)
         self.cgroups.create((stem, name, "init"), None)
         self._fault("host:" + name)
-        rootfs = self.images.get(host.spec.image or "", self.rootfs)
         pending = spawn_init(host, paths, ns, self.cgroups.procs_files(stem, name, "init"),
-                             rootfs, self.die_with_parent, uid)
+                             rootfs, self.die_with_parent, uid, image)
         with self._lock:
             self._procs.setdefault(lab_id, []).append(pending.proc)
         return pending
@@ -341,7 +355,7 @@ class LocalRuntime(Runtime):
         return HostInfo(caps=[str(c) for c in info.get("caps", [])],
                         env={str(k): str(v) for k, v in info.get("env", {}).items()},
                         rootfs=str(info.get("rootfs", self.rootfs)),
-                        identity=_identity(lab_id, meta))
+                        identity=_identity(lab_id, meta), image=info.get("image") is True)
 
     def _leaf(self, lab_id: str, host: str, kind: str) -> tuple[str, str, str]:
         leaf = (self.names.lab(lab_id), host, f"{kind}{uuid.uuid4().hex[:12]}")
@@ -470,7 +484,7 @@ class LocalRuntime(Runtime):
                 netns_path=netns_path(self.names.host_ns(lab_id, host)),
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
                 rootfs=info.rootfs, uid=info.identity.grader, env=info.env, argv=list(argv),
-                seccomp_fd=filter_fd,
+                seccomp_fd=filter_fd, image=info.image,
             )
             return run_captured(
                 full, wrapper_env(self.cgroups.procs_files(*leaf)), timeout=timeout,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
 from forge.runtime.local.netns import in_netns
+from forge.runtime.local.rootfs import VAR_MERGED, image_root_args
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
@@ -154,8 +155,11 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
             os.chown(target, uid, uid)
 
 
-def rootfs_args(rootfs: str) -> list[str]:
-    """bwrap arguments giving a read-only root built from ``rootfs``'s system dirs."""
+def rootfs_args(rootfs: str, image: bool = False) -> list[str]:
+    """bwrap arguments giving a read-only root built from ``rootfs``'s system dirs, or,
+    for an ``image``, the image's whole tree (see ``rootfs``)."""
+    if image:
+        return image_root_args(rootfs)
     args: list[str] = []
     for d in SYSTEM_DIRS:
         src = os.path.join(rootfs, d)
@@ -172,16 +176,15 @@ def rootfs_args(rootfs: str) -> list[str]:
     return args
 
 
-def system_args(rootfs: str, lab_dir: str) -> list[str]:
+def system_args(rootfs: str, lab_dir: str, image: bool = False) -> list[str]:
     """bwrap arguments shared by a host's sandbox and its grader's: the read-only root,
     the lab's identity files over /etc, private /proc, /dev and a tiny root-owned /run
-    and /var."""
-    argv = rootfs_args(rootfs)
+    and /var (an image keeps its own /var: read-only here, overlaid in the host)."""
+    argv = rootfs_args(rootfs, image)
     for name, target in LAB_ETC_FILES.items():
         argv += ["--ro-bind", os.path.join(lab_dir, name), f"/etc/{target}"]
-    return [*argv, "--proc", "/proc", "--dev", "/dev",
-            "--size", str(SMALL_TMPFS), "--tmpfs", "/run",
-            "--size", str(SMALL_TMPFS), "--tmpfs", "/var"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SMALL_TMPFS), "--tmpfs", "/run"]
+    return argv if image else [*argv, "--size", str(SMALL_TMPFS), "--tmpfs", "/var"]
 
 
 SMALL_TMPFS = 1 << 20
@@ -198,14 +201,17 @@ def readonly_seed_args(host_dir: str) -> list[str]:
 
 def bwrap_argv(
     host: PlannedHost, paths: HostPaths, rootfs: str, die_with_parent: bool, uid: int,
-    seccomp_fd: int,
+    seccomp_fd: int, image: bool = False,
 ) -> list[str]:
-    """Full bubblewrap command line for a host's init."""
+    """Full bubblewrap command line for a host's init (on an ``image``, its /var is the
+    overlay ``rootfs.mount_image_var`` mounted in the host's data dir)."""
     argv = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
     if die_with_parent:
         argv.append("--die-with-parent")
-    argv += system_args(rootfs, paths.lab_dir)
+    argv += system_args(rootfs, paths.lab_dir, image)
+    if image:
+        argv += ["--bind", os.path.join(paths.data_dir, VAR_MERGED), "/var"]
     for target, sub in DATA_BINDS.items():
         argv += ["--bind", os.path.join(paths.data_dir, sub), target]
     argv += readonly_seed_args(paths.host_dir)
@@ -247,6 +253,7 @@ def spawn_init(
     rootfs: str,
     die_with_parent: bool,
     uid: int,
+    image: bool = False,
 ) -> PendingInit:
     """Start the host's sandboxed init without waiting (see ``wait_init``).
 
@@ -259,7 +266,7 @@ def spawn_init(
     filter_fd = seccomp.filter_fd(host.caps)
     try:
         argv = ["bash", "-c", INIT_JOIN_BASH, "fg-join",
-                *bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd)]
+                *bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image)]
         proc = in_netns(netns, lambda: subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             pass_fds=(write_fd, ready_w, filter_fd), start_new_session=True,
