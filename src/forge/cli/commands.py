@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         entitlements,
         image,
         keys,
+        lab,
         nats,
         policy,
         receipt,
@@ -54,3 +55,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runtime.app, name="runtime")
     app.add_typer(artifacts.app, name="artifacts")
     app.add_typer(image.app, name="image")
+    app.add_typer(lab.app, name="lab")

@@ -16,6 +16,9 @@ from forge.templates.dsl_limits import NAME_RE
 from forge.templates.problems import Problem, TemplateError, UnknownTemplate
 from forge.templates.validate import LoadedTemplate, load_template_file
 
+# A lab's test plan (`forge lab test`) lives next to its template; it is not a template.
+LAB_TEST_SUFFIX = ".lab-test.yaml"
+
 
 def default_template_dir() -> Path:
     """`FORGE_TEMPLATE_DIR`, else the lab templates shipped in the package."""
@@ -41,7 +44,7 @@ class TemplateRegistry:
         found: dict[str, LoadedTemplate] = {}
         problems: list[Problem] = []
         for path in sorted(root.glob("*.yaml")):
-            if not path.is_file():
+            if not path.is_file() or path.name.endswith(LAB_TEST_SUFFIX):
                 continue
             try:
                 loaded = load_template_file(path)

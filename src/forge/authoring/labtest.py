@@ -1,0 +1,126 @@
+"""A lab's test plan: `NAME.lab-test.yaml`, next to the template `NAME.yaml`.
+
+It says how `forge lab test` proves the lab: the reference solution (a script run in the
+learner's terminal host), partial solutions with the score each must earn, the answer
+files the graders read (the generic gaming attempts replace them with FIFOs and symlinks
+and copy them between instances), the services to wait for, and the lab's own gaming
+attempts, each naming the criterion it must fail. The model is strict: an unknown field
+or a bad value is an error naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from forge.errors import ForgeError
+from forge.templates.registry import LAB_TEST_SUFFIX
+
+Ident = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+MAX_SCRIPT = 64 * 1024
+
+
+class LabTestError(ForgeError):
+    """A lab-test file that is missing or invalid (each problem names its field)."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__("invalid_lab_test", 422,
+                         f"{source}: " + "; ".join(problems))
+        self.problems = problems
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Script(_Model):
+    """A script given inline (`script`) or as a file next to the lab-test file (`file`)."""
+
+    script: Annotated[str | None, Field(min_length=1, max_length=MAX_SCRIPT)] = None
+    file: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Script:
+        if (self.script is None) == (self.file is None):
+            raise ValueError("give exactly one of script or file")
+        if self.file is not None and self.file.startswith("/"):
+            raise ValueError("file must be a path relative to the lab-test file")
+        return self
+
+    def text(self, base: Path) -> str:
+        """The script's text (read from `base / file` for a file)."""
+        if self.script is not None:
+            return self.script
+        assert self.file is not None
+        return (base / self.file).read_text(encoding="utf-8")
+
+
+class Partial(Script):
+    """A partial solution and the score (0 < score < 1) it must earn exactly."""
+
+    name: Ident
+    expected_score: Annotated[float, Field(gt=0, lt=1)]
+
+
+class Gaming(Script):
+    """A lab-specific gaming attempt: after it, `criterion` must not pass."""
+
+    name: Ident
+    criterion: Ident
+
+
+class Answer(_Model):
+    """A file the learner writes and graders read; `criteria` read it (default: all)."""
+
+    path: Annotated[str, Field(pattern=r"^/(workspace|home|srv)/[A-Za-z0-9._/-]{1,200}$")]
+    criteria: tuple[Ident, ...] = ()
+
+
+class Ready(_Model):
+    """A TCP port a host's service listens on once the lab is usable (a variable or number)."""
+
+    host: Ident
+    port: Annotated[str, Field(pattern=r"^([0-9]{1,5}|[a-z][a-z0-9_]{0,62})$")]
+
+
+class LabTest(_Model):
+    """The whole plan of one lab."""
+
+    host: Ident = "learner"
+    solution: Script
+    ready: tuple[Ready, ...] = ()
+    answers: tuple[Answer, ...] = ()
+    partials: tuple[Partial, ...] = ()
+    gaming: tuple[Gaming, ...] = ()
+
+
+def lab_test_path(templates_dir: Path, name: str) -> Path:
+    """Where the lab-test file of template `name` lives."""
+    return templates_dir / f"{name}{LAB_TEST_SUFFIX}"
+
+
+def parse_lab_test(data: Any, source: str) -> LabTest:
+    """Validate a decoded lab-test document; LabTestError lists `field: message` problems."""
+    try:
+        return LabTest.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for item in err.errors(include_input=False, include_url=False):
+            where = ".".join(str(p) for p in item["loc"]) or "(document)"
+            problems.append(f"{where}: {item['msg']}")
+        raise LabTestError(source, problems) from None
+
+
+def load_lab_test(path: Path) -> LabTest:
+    """Read and validate `path` (a missing file is an error saying what to create)."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LabTestError(str(path), ["no lab-test file: `forge lab new` scaffolds one, "
+                                       "docs/authoring.md describes it"]) from None
+    except yaml.YAMLError as exc:
+        raise LabTestError(str(path), [f"not valid YAML ({type(exc).__name__})"]) from None
+    return parse_lab_test(doc, str(path))

@@ -1,0 +1,50 @@
+"""Find the labs to test in a template directory, prove one by name, and render its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from forge.authoring.labtest import lab_test_path, load_lab_test
+from forge.authoring.prove import StepResult, prove_lab
+from forge.runtime.base import Runtime
+from forge.templates import TemplateRegistry
+
+
+class LabTestInputError(ValueError):
+    """No lab named, or a name the directory does not hold (the message says which)."""
+
+
+def select_labs(templates_dir: Path, names: list[str], all_labs: bool) -> list[str]:
+    """The lab names to test: `names`, or every template of the directory with `--all`."""
+    registry = TemplateRegistry.load(templates_dir)
+    if all_labs:
+        return list(registry.names())
+    if not names:
+        raise LabTestInputError("name a lab, or use --all")
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise LabTestInputError(f"no template named {', '.join(unknown)} in {templates_dir} "
+                                f"(known: {', '.join(registry.names()) or 'none'})")
+    return names
+
+
+def prove_named(runtime: Runtime, templates_dir: Path, name: str,
+                jobs: int = 2) -> list[StepResult]:
+    """Load template `name` and its test plan from `templates_dir` and prove it."""
+    template = TemplateRegistry.load(templates_dir).get(name).template
+    path = lab_test_path(templates_dir, name)
+    return prove_lab(runtime, template, load_lab_test(path), path.parent, jobs)
+
+
+def table(name: str, results: list[StepResult], seconds: float) -> Table:
+    """A rich table: one row per step, expected vs got, PASS/FAIL, time."""
+    ok = all(r.ok for r in results)
+    out = Table(title=f"forge lab test {name}: {'PASS' if ok else 'FAIL'} in {seconds:.1f} s")
+    for column in ("step", "expected", "got", "result", "s"):
+        out.add_column(column, overflow="fold")
+    for r in results:
+        out.add_row(r.name, r.expected, r.got,
+                    "[green]PASS[/]" if r.ok else "[bold red]FAIL[/]", f"{r.seconds:.1f}")
+    return out

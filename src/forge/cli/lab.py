@@ -1,0 +1,109 @@
+"""`forge lab …`: scaffold a new lab and prove a lab with the real runtime (needs root).
+
+`forge lab new NAME` writes a template, its test plan, a reference solution, a partial
+solution and an image stub (docs/authoring.md); `forge lab test NAME…|--all` launches
+each lab many times with the configured runtime, grades it as the orchestrator does and
+prints a table per lab; exit 1 if any step fails. No service, bus or database is needed.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from forge.cli.context import settings_or_exit
+from forge.errors import ForgeError
+
+app = typer.Typer(help="Lab authoring: scaffold a lab, prove a lab.", no_args_is_help=True)
+
+DIR = typer.Option(None, "--dir", help="Template directory [FORGE_TEMPLATE_DIR].")
+
+
+@app.command("new")
+def new(name: str = typer.Argument(..., help="The lab's name (a-z, 0-9, inner dashes)."),
+        directory: Path | None = DIR,
+        image_dir: Path | None = typer.Option(None, "--image-dir",
+                                              help="Image definition directory "
+                                                   "[FORGE_IMAGE_DIR].")) -> None:
+    """Scaffold a lab that passes `forge lab test` as written; never overwrites a file."""
+    from forge.authoring.scaffold import scaffold
+
+    settings = settings_or_exit()
+    try:
+        written = scaffold(name, directory or settings.templates_dir,
+                           image_dir or settings.images_dir)
+    except ForgeError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2 if exc.status == 422 else 1) from None
+    for path in written:
+        typer.echo(f"created {path}")
+    typer.echo(f"next: edit them, then `forge lab test {name}` (docs/authoring.md)")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends a lab test like Ctrl-C: its labs are destroyed on the way out."""
+    raise KeyboardInterrupt
+
+
+@app.command("test")
+def test(names: list[str] = typer.Argument(None, help="Lab names (templates in --dir)."),
+         all_labs: bool = typer.Option(False, "--all", help="Every template in --dir."),
+         directory: Path | None = DIR,
+         jobs: int = typer.Option(2, "--jobs", "-j", min=1, max=8,
+                                  help="Labs launched at the same time.")) -> None:
+    """Prove each lab: untouched 0, reference 1.0, partials, gaming attempts, distinct
+    values; exit 1 if any step fails (each step's labs are destroyed, also on Ctrl-C)."""
+    from rich.console import Console
+
+    from forge.authoring.suite import LabTestInputError, prove_named, select_labs, table
+    from forge.config.settings import ConfigError
+    from forge.runtime.base import RuntimeFault
+    from forge.runtime.factory import make_runtime
+
+    settings = settings_or_exit()
+    root = directory or settings.templates_dir
+    console = Console()
+    try:
+        labs = select_labs(root, list(names or []), all_labs)
+    except LabTestInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        runtime = make_runtime(settings)
+    except (ConfigError, RuntimeFault, ValueError) as exc:
+        typer.echo(f"runtime unavailable: {exc}", err=True)
+        raise typer.Exit(1) from None
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    failed: list[str] = []
+    total = time.monotonic()
+    try:
+        for name in labs:
+            start = time.monotonic()
+            try:
+                results = prove_named(runtime, root, name, jobs)
+            except ForgeError as exc:
+                typer.echo(f"error: {exc.message}", err=True)
+                failed.append(name)
+                continue
+            took = time.monotonic() - start
+            console.print(table(name, results, took))
+            if not all(r.ok for r in results):
+                failed.append(name)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the labs started were destroyed", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        runtime.close()
+    summary = f"{len(labs) - len(failed)}/{len(labs)} labs passed in " \
+              f"{time.monotonic() - total:.1f} s"
+    if failed:
+        typer.echo(f"{summary}; failed: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(summary)
+    sys.stdout.flush()
