@@ -2,24 +2,19 @@
 
 Criteria (weights): r1-static-route 1, lan-a-reaches-lan-b 2, lan-b-reaches-lan-a 2
 (total 5).
+
+Untouched, partial and gaming runs are proven by `forge lab test`
+(tests/authoring/test_shipped_labs.py, plan in templates/ccna.lab-test.yaml); this file
+keeps what goes through the whole platform (bus, scoreboard, signed verdict).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from .conftest import Lab, Platform
+from .conftest import Platform
 
 pytestmark = pytest.mark.root
-
-NONE = {"r1-static-route": False, "lan-a-reaches-lan-b": False, "lan-b-reaches-lan-a": False}
-
-
-def test_untouched_lab_scores_zero(platform: Platform) -> None:
-    out = platform.play("ccna")
-    assert out.score["score"] == 0.0
-    assert out.passed() == NONE
-
 
 def test_reference_solution_scores_one(platform: Platform) -> None:
     solved: list[str] = []
@@ -29,32 +24,6 @@ def test_reference_solution_scores_one(platform: Platform) -> None:
     # Found R2 on the transit link, and pc-b answered with this lab's identity.
     assert "R2 on the transit link: 10.62.0.6" in solved[0]
     assert f"pc-b {out.variables['b_id']}" in solved[0]
-
-
-def test_default_route_moves_packets_but_misses_the_static_route(platform: Platform) -> None:
-    def act(lab: Lab) -> None:
-        result = lab.sh("ip route add default via 10.62.0.6")
-        assert result.exit_code == 0, result.stderr_text
-
-    out = platform.play("ccna", act)
-    assert out.passed() == {"r1-static-route": False, "lan-a-reaches-lan-b": True,
-                            "lan-b-reaches-lan-a": True}
-    assert out.score["score"] == 0.8
-
-
-def test_wrong_next_hop_and_impersonation_fail(platform: Platform) -> None:
-    def act(lab: Lab) -> None:
-        # A route for the right prefix through the wrong device, and R1 claiming pc-b's
-        # address itself: neither makes pc-b answer.
-        result = lab.sh("ip route add 10.62.2.0/24 via 10.62.1.10\n"
-                        "ip addr add 10.62.2.10/32 dev lo\n"
-                        "ip -4 route show 10.62.2.0/24")
-        assert result.exit_code == 0, result.stderr_text
-        assert "10.62.2.0/24 via 10.62.1.10" in result.stdout_text
-
-    out = platform.play("ccna", act)
-    assert out.passed() == NONE
-    assert out.score["score"] == 0.0
 
 
 def test_learner_capabilities_are_only_on_the_router(platform: Platform) -> None:

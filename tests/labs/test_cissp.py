@@ -3,6 +3,10 @@ checker script the template ships under /opt/forge (read-only in the host).
 
 Criteria (weights): register-structure 1, intrusion-identified 2,
 exposed-key-identified 2, weak-config-identified 1 (total 6).
+
+Untouched, partial and gaming runs are proven by `forge lab test`
+(tests/authoring/test_shipped_labs.py, plan in templates/cissp.lab-test.yaml); this file
+keeps what goes through the whole platform (bus, scoreboard, signed verdict).
 """
 
 from __future__ import annotations
@@ -23,12 +27,6 @@ def jq_edit(lab: Lab, program: str) -> None:
     assert result.exit_code == 0, result.stderr_text
 
 
-def test_untouched_lab_scores_zero(platform: Platform) -> None:
-    out = platform.play("cissp")
-    assert out.score["score"] == 0.0
-    assert not any(out.passed().values())
-
-
 def test_reference_solution_scores_one(platform: Platform) -> None:
     solved: list[str] = []
     out = platform.play("cissp", lambda lab: solved.append(lab.solve("cissp").stdout_text))
@@ -36,20 +34,6 @@ def test_reference_solution_scores_one(platform: Platform) -> None:
     assert f"intrusion: backup from 203.0.113.{out.variables['attacker']}" in solved[0]
     assert f"AKEY{out.variables['key_id']}" in solved[0]
     assert out.variables["key_secret"] not in solved[0]
-
-
-def test_blaming_the_scanner_scores_two_thirds(platform: Platform) -> None:
-    def act(lab: Lab) -> None:
-        lab.solve("cissp")
-        scanner = f"198.51.100.{lab.variables['scanner']}"
-        attacker = f"203.0.113.{lab.variables['attacker']}"
-        jq_edit(lab, f'.risks[0].evidence |= gsub("{attacker}"; "{scanner}") | '
-                     f'.risks[0].action |= gsub("{attacker}"; "{scanner}")')
-
-    out = platform.play("cissp", act)
-    assert out.passed() == {"register-structure": True, "intrusion-identified": False,
-                            "exposed-key-identified": True, "weak-config-identified": True}
-    assert out.score["score"] == round(4 / 6, 6)
 
 
 def test_gaming_attempts_fail_their_criteria(platform: Platform) -> None:

@@ -30,7 +30,8 @@ def engine() -> EmbeddedEngine:
 
 
 def test_forge_template_check_passes_on_every_lab() -> None:
-    files = sorted(str(p) for p in TEMPLATES.glob("*.yaml"))
+    files = sorted(str(p) for p in TEMPLATES.glob("*.yaml")
+                   if not p.name.endswith(".lab-test.yaml"))
     assert len(files) == 3
     result = subprocess.run([sys.executable, "-m", "forge", "template", "check", *files],
                             capture_output=True, text=True, timeout=60, check=False)

@@ -1,0 +1,92 @@
+"""docs/authoring.md works as written: its `$ forge …` commands, run in order in a scratch
+directory, scaffold a lab and prove it; `forge lab new` never overwrites and refuses a bad
+name; a bad test plan is an error naming the field."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from forge.authoring.scaffold import ScaffoldError, scaffold
+
+from .conftest import Forge
+
+pytestmark = pytest.mark.root
+DOC = Path(__file__).resolve().parents[2] / "docs" / "authoring.md"
+
+
+def tutorial_commands() -> list[list[str]]:
+    """The `$ forge …` lines of the tutorial's code blocks, in order."""
+    commands, fenced = [], False
+    for line in DOC.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif fenced and line.startswith("$ "):
+            argv = shlex.split(line[2:])
+            assert argv[0] == "forge", line
+            commands.append(argv[1:])
+    return commands
+
+
+def test_the_tutorial_runs_as_written(forge: Forge, tmp_path: Path) -> None:
+    commands = tutorial_commands()
+    assert commands[0] == ["lab", "new", "vault-code", "--dir", "labs", "--image-dir", "images"]
+    assert commands[-1][:2] == ["lab", "test"]
+    for argv in commands:
+        result = forge(*argv)
+        assert result.returncode == 0, f"forge {' '.join(argv)}\n{result.stdout}{result.stderr}"
+    out = result.stdout
+    assert "forge lab test vault-code: PASS" in out and "FAIL" not in out
+    for step in ("untouched", "reference solution", "partial empty-answer",
+                 "gaming guessed-code", "answers copied from another instance",
+                 "generic: answers as FIFOs", "generic: answers as symlinks to /tmp",
+                 "generic: background process into grading"):
+        assert step in out, step
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in
+                     [*(tmp_path / "labs").iterdir(), *(tmp_path / "images").iterdir()])
+    assert written == ["images/vault-code.yaml", "labs/vault-code.lab-test.yaml",
+                       "labs/vault-code.partial.sh", "labs/vault-code.solution.sh",
+                       "labs/vault-code.yaml"]
+
+    # Again: refused, and nothing changed.
+    before = {p: p.read_bytes() for p in (tmp_path / "labs").iterdir()}
+    again = forge(*commands[0])
+    assert again.returncode == 1 and "not overwriting" in again.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "labs").iterdir()} == before
+
+    # A gaming attempt that scores is a failing lab test: exit 1, the row says so.
+    plan = tmp_path / "labs" / "vault-code.lab-test.yaml"
+    plan.write_text(plan.read_text().replace("criterion: code-recovered\n    script: |\n"
+                                             "      cp ", "criterion: answer-written\n"
+                                             "    script: |\n      cp "))
+    broken = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert broken.returncode == 1, broken.stdout
+    assert "gaming whole-brief" in broken.stdout and "PASSES" in broken.stdout
+    assert "0/1 labs passed" in broken.stderr
+
+
+BAD_NAMES = ["Vault", "ab", "x" * 33, "vault--code", "vault-", "base", "../vault", "vault code"]
+
+
+def test_lab_new_refuses_a_bad_name(forge: Forge, tmp_path: Path) -> None:
+    result = forge("lab", "new", "../vault", "--dir", "labs", "--image-dir", "images")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "name: '../vault' must be" in result.stderr
+    for name in BAD_NAMES:
+        with pytest.raises(ScaffoldError) as err:
+            scaffold(name, tmp_path / "labs", tmp_path / "images")
+        assert err.value.code == "invalid_lab_name" and "name:" in err.value.message
+    assert not (tmp_path / "labs").exists() and not (tmp_path / "images").exists()
+
+
+def test_a_bad_test_plan_is_an_error_naming_the_field(forge: Forge, tmp_path: Path) -> None:
+    assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir", "images").returncode == 0
+    plan = tmp_path / "labs" / "vault-code.lab-test.yaml"
+    plan.write_text(plan.read_text().replace("expected_score: 0.25", "expected_score: 1.5")
+                    + "colour: blue\n")
+    result = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert result.returncode == 1
+    assert "partials.0.expected_score" in result.stderr and "colour" in result.stderr
+    assert "forge lab test" not in result.stdout  # nothing was launched
