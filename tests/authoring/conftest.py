@@ -17,13 +17,21 @@ Forge = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture()
-def forge(tmp_path: Path) -> Forge:
-    """`forge(*args, cwd=...)`: the CLI in a subprocess, COLUMNS wide enough for tables."""
+def forge_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of the CLI: this test's storage root and runtime prefix."""
     env = {**os.environ, "FORGE_STORAGE_ROOT": str(tmp_path / "storage"),
            "FORGE_RUNTIME_PREFIX": "a" + secrets.token_hex(2), "COLUMNS": "200"}
     env.pop("FORGE_TEMPLATE_DIR", None)
+    return env
 
-    def run(*args: str, cwd: Path = tmp_path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+
+@pytest.fixture()
+def forge(tmp_path: Path, forge_env: dict[str, str]) -> Forge:
+    """`forge(*args, cwd=...)`: the CLI in a subprocess, COLUMNS wide enough for tables."""
+    env = forge_env
+
+    def run(*args: str, cwd: Path = tmp_path,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*FORGE, *args], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=timeout, check=False)
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from forge.authoring.scaffold import ScaffoldError, scaffold
+from forge.content import content_path
 
 from .conftest import Forge
 
 pytestmark = pytest.mark.root
+TEMPLATES = content_path("templates")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "authoring.md"
 
 
@@ -84,9 +86,25 @@ def test_lab_new_refuses_a_bad_name(forge: Forge, tmp_path: Path) -> None:
 def test_a_bad_test_plan_is_an_error_naming_the_field(forge: Forge, tmp_path: Path) -> None:
     assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir", "images").returncode == 0
     plan = tmp_path / "labs" / "vault-code.lab-test.yaml"
-    plan.write_text(plan.read_text().replace("expected_score: 0.25", "expected_score: 1.5")
+    text = plan.read_text()
+    plan.write_text(text.replace("expected_score: 0.25", "expected_score: 1.5")
                     + "colour: blue\n")
     result = forge("lab", "test", "vault-code", "--dir", "labs")
     assert result.returncode == 1
     assert "partials.0.expected_score" in result.stderr and "colour" in result.stderr
     assert "forge lab test" not in result.stdout  # nothing was launched
+    # Names that the template does not have, and a script file that is missing.
+    plan.write_text(text.replace("criterion: code-recovered", "criterion: code-recoverd", 1)
+                    .replace("file: vault-code.partial.sh", "file: missing.sh"))
+    result = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert result.returncode == 1
+    assert "gaming.0.criterion: no criterion 'code-recoverd'" in result.stderr
+    assert "partials.0.file: missing.sh not found" in result.stderr
+
+
+def test_template_check_validates_the_shipped_templates_and_plans(forge: Forge) -> None:
+    # The runbook's command: the lab-test plans next to the templates are checked as plans.
+    files = sorted(str(p) for p in TEMPLATES.glob("*.yaml"))
+    result = forge("template", "check", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(": ok (lab-test plan)") == len(files) // 2

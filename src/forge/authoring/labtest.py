@@ -97,6 +97,27 @@ class LabTest(_Model):
     gaming: tuple[Gaming, ...] = ()
 
 
+def check_against(plan: LabTest, criteria: list[str], hosts: list[str], base: Path,
+                  source: str) -> None:
+    """LabTestError unless every criterion, host and script file the plan names exists."""
+    problems = []
+    if plan.host not in hosts:
+        problems.append(f"host: no host {plan.host!r} in the template")
+    problems += [f"ready.{i}.host: no host {r.host!r} in the template"
+                 for i, r in enumerate(plan.ready) if r.host not in hosts]
+    problems += [f"answers.{i}.criteria: no criterion {c!r} in the template"
+                 for i, a in enumerate(plan.answers) for c in a.criteria if c not in criteria]
+    problems += [f"gaming.{i}.criterion: no criterion {g.criterion!r} in the template"
+                 for i, g in enumerate(plan.gaming) if g.criterion not in criteria]
+    scripts = [("solution", plan.solution),
+               *((f"partials.{i}", p) for i, p in enumerate(plan.partials)),
+               *((f"gaming.{i}", g) for i, g in enumerate(plan.gaming))]
+    problems += [f"{where}.file: {s.file} not found next to the plan" for where, s in scripts
+                 if s.file is not None and not (base / s.file).is_file()]
+    if problems:
+        raise LabTestError(source, problems)
+
+
 def lab_test_path(templates_dir: Path, name: str) -> Path:
     """Where the lab-test file of template `name` lives."""
     return templates_dir / f"{name}{LAB_TEST_SUFFIX}"

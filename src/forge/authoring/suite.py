@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from forge.authoring.labtest import lab_test_path, load_lab_test
+from forge.authoring.labtest import check_against, lab_test_path, load_lab_test
 from forge.authoring.prove import StepResult, prove_lab
 from forge.runtime.base import Runtime
 from forge.templates import TemplateRegistry
@@ -35,7 +35,10 @@ def prove_named(runtime: Runtime, templates_dir: Path, name: str,
     """Load template `name` and its test plan from `templates_dir` and prove it."""
     template = TemplateRegistry.load(templates_dir).get(name).template
     path = lab_test_path(templates_dir, name)
-    return prove_lab(runtime, template, load_lab_test(path), path.parent, jobs)
+    plan = load_lab_test(path)
+    check_against(plan, [c.id for c in template.spec.success_criteria],
+                  [c.name for c in template.spec.assets.containers], path.parent, str(path))
+    return prove_lab(runtime, template, plan, path.parent, jobs)
 
 
 def table(name: str, results: list[StepResult], seconds: float) -> Table:

@@ -13,11 +13,25 @@ app = typer.Typer(help="Scenario templates: validate files, print the JSON Schem
 @app.command("check")
 def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")) -> None:
     """Validate each file; print every problem with its path. Exit 1 if any is invalid, 2 if
-    any cannot be read or parsed at all (a device, FIFO, oversized or too deeply nested)."""
+    any cannot be read or parsed at all (a device, FIFO, oversized or too deeply nested).
+    A `NAME.lab-test.yaml` is checked as the lab's test plan (docs/authoring.md)."""
+    from forge.authoring.labtest import LabTestError, load_lab_test
     from forge.templates import TemplateError, UnreadableTemplate, load_template_file
+    from forge.templates.registry import LAB_TEST_SUFFIX
 
     bad = unreadable = 0
     for path in files:
+        if path.name.endswith(LAB_TEST_SUFFIX):
+            try:
+                load_lab_test(path)
+            except LabTestError as exc:
+                bad += 1
+                typer.echo(f"{path}: INVALID ({len(exc.problems)} problem(s))")
+                for problem in exc.problems:
+                    typer.echo(f"  {problem}")
+                continue
+            typer.echo(f"{path}: ok (lab-test plan)")
+            continue
         try:
             loaded = load_template_file(path)
         except UnreadableTemplate as exc:

@@ -1,0 +1,48 @@
+"""Ctrl-C in the middle of `forge lab test` leaves no lab behind: the labs already started
+are destroyed (network namespaces, processes, cgroups), and the exit code says so."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from forge.config.settings import load_settings
+from forge.runtime.factory import make_runtime
+
+from .conftest import FORGE
+
+pytestmark = pytest.mark.root
+
+
+def netns_names() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
+                                                tmp_path: Path) -> None:
+    runtime = make_runtime(load_settings(forge_env))
+    prefix = forge_env["FORGE_RUNTIME_PREFIX"] + "."
+    proc = subprocess.Popen([*FORGE, "lab", "test", "netplus"], env=forge_env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not runtime.list() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert runtime.list(), "no lab was started"
+        assert any(n.startswith(prefix) for n in netns_names())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert "interrupted: the labs started were destroyed" in err
+    assert runtime.list() == []
+    assert not [n for n in netns_names() if n.startswith(prefix)]
+    runtime.close()
