@@ -16,6 +16,7 @@ criteria that read the answers must then fail.
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from forge.templates.dsl_models import ScenarioTemplate
@@ -67,11 +68,23 @@ def in_place(answers: list[str], test: str) -> str:
     return "".join(f"test {test} {shlex.quote(p)}\n" for p in answers)
 
 
+PATH_RE = re.compile(r"(?<![A-Za-z0-9._-])/[A-Za-z0-9._-][A-Za-z0-9._/-]{0,200}")
+
+
 def grader_paths(template: ScenarioTemplate, host: str) -> list[str]:
-    """Absolute paths a check on `host` runs or names in its argv (sorted, unique)."""
-    found = {arg for c in template.spec.success_criteria for check in c.checks
-             if check.container == host for arg in check.command
-             if arg.startswith("/") and " " not in arg and len(arg) < 256}
+    """Files a check on `host` runs or reads: its absolute argv entries, and every file the
+    template seeds on that host that a check names anywhere (e.g. inside `sh -c`)."""
+    seeded = {f.path for c in template.spec.assets.containers if c.name == host
+              for f in c.files}
+    found: set[str] = set()
+    for criterion in template.spec.success_criteria:
+        for check in criterion.checks:
+            if check.container != host:
+                continue
+            for arg in check.command:
+                if arg.startswith("/") and " " not in arg and len(arg) < 256:
+                    found.add(arg)
+                found.update(p for p in PATH_RE.findall(arg) if p in seeded)
     return sorted(found)
 
 
