@@ -96,6 +96,7 @@ class LabRun:
             for session in self._ttys:
                 with contextlib.suppress(Exception):
                     session.close()
+            self.harness.release(self.id)
         passed = {c.id: all(r.passed for r in results if r.criterion_id == c.id)
                   for c in self.rendered.spec.success_criteria}
         summary = compute_score([(c.weight, passed[c.id])
@@ -165,19 +166,34 @@ class Harness:
                 raise LabTestFailure(f"{host}:{number} never listened")
         return run
 
+    def release(self, lab_id: str) -> None:
+        """Destroy one lab now (a graded lab is sealed: nothing more can run in it)."""
+        with self._lock:
+            if lab_id not in self._labs:
+                return
+            self._labs.remove(lab_id)
+        self._destroy([lab_id])
+
     def close(self) -> None:
-        """Destroy every lab this harness created (those already gone are fine)."""
+        """Destroy every lab this harness created (those already gone are fine);
+        LabTestFailure naming the labs that could not be destroyed."""
         self._stopped.set()
         with self._lock:
             labs, self._labs = self._labs, []
+        self._destroy(labs)
+
+    def _destroy(self, labs: list[str]) -> None:
+        failed = []
         for lab_id in labs:
             try:
                 self.runtime.destroy(lab_id)
             except LabNotFound:
                 pass
-            except RuntimeFault:
-                # Left for `forge runtime cleanup`; the caller reports the failure.
-                continue
+            except RuntimeFault as exc:
+                failed.append(f"{lab_id} ({exc})")
+        if failed:
+            raise LabTestFailure("could not destroy " + ", ".join(failed)
+                                 + "; `forge runtime cleanup` retries")
 
     def __enter__(self) -> Harness:
         return self

@@ -97,10 +97,13 @@ class LabTest(_Model):
     gaming: tuple[Gaming, ...] = ()
 
 
-def check_against(plan: LabTest, criteria: list[str], hosts: list[str], base: Path,
-                  source: str) -> None:
-    """LabTestError unless every criterion, host and script file the plan names exists."""
-    problems = []
+def check_against(plan: LabTest, criteria: list[str], hosts: list[str],
+                  int_variables: list[str], base: Path, source: str) -> None:
+    """LabTestError unless every criterion, host, port variable and script file the plan
+    names exists."""
+    problems = [f"ready.{i}.port: {r.port!r} is neither a number nor an int variable"
+                for i, r in enumerate(plan.ready)
+                if not r.port.isdigit() and r.port not in int_variables]
     if plan.host not in hosts:
         problems.append(f"host: no host {plan.host!r} in the template")
     problems += [f"ready.{i}.host: no host {r.host!r} in the template"

@@ -36,8 +36,11 @@ def prove_named(runtime: Runtime, templates_dir: Path, name: str,
     template = TemplateRegistry.load(templates_dir).get(name).template
     path = lab_test_path(templates_dir, name)
     plan = load_lab_test(path)
-    check_against(plan, [c.id for c in template.spec.success_criteria],
-                  [c.name for c in template.spec.assets.containers], path.parent, str(path))
+    spec = template.spec
+    check_against(plan, [c.id for c in spec.success_criteria],
+                  [c.name for c in spec.assets.containers],
+                  [n for n, v in spec.variables.items() if v.kind == "int"],
+                  path.parent, str(path))
     return prove_lab(runtime, template, plan, path.parent, jobs)
 
 

@@ -60,6 +60,7 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
     values; exit 1 if any step fails (each step's labs are destroyed, also on Ctrl-C)."""
     from rich.console import Console
 
+    from forge.authoring.harness import LabTestFailure
     from forge.authoring.suite import LabTestInputError, prove_named, select_labs, table
     from forge.config.settings import ConfigError
     from forge.runtime.base import RuntimeFault
@@ -88,6 +89,10 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
                 results = prove_named(runtime, root, name, jobs)
             except ForgeError as exc:
                 typer.echo(f"error: {exc.message}", err=True)
+                failed.append(name)
+                continue
+            except LabTestFailure as exc:
+                typer.echo(f"error: {name}: {exc}", err=True)
                 failed.append(name)
                 continue
             took = time.monotonic() - start
