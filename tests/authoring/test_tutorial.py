@@ -35,12 +35,13 @@ def tutorial_commands() -> list[list[str]]:
 def test_the_tutorial_runs_as_written(forge: Forge, tmp_path: Path) -> None:
     commands = tutorial_commands()
     assert commands[0] == ["lab", "new", "vault-code", "--dir", "labs", "--image-dir", "images"]
-    assert commands[-1][:2] == ["lab", "test"]
+    assert commands[-1] == ["lab", "test", "vault-code", "--dir", "labs"]
     for argv in commands:
         result = forge(*argv)
         assert result.returncode == 0, f"forge {' '.join(argv)}\n{result.stdout}{result.stderr}"
     out = result.stdout
     assert "forge lab test vault-code: PASS" in out and "FAIL" not in out
+    assert "1/1 labs passed" in out
     for step in ("untouched", "reference solution", "partial empty-answer",
                  "gaming guessed-code", "answers copied from another instance",
                  "generic: answers as FIFOs", "generic: answers as symlinks to /tmp",
@@ -58,12 +59,13 @@ def test_the_tutorial_runs_as_written(forge: Forge, tmp_path: Path) -> None:
     assert again.returncode == 1 and "not overwriting" in again.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "labs").iterdir()} == before
 
-    # A gaming attempt that scores is a failing lab test: exit 1, the row says so.
+    # A gaming attempt that scores is a failing lab test: exit 1, the row says so (and
+    # --all found the directory's one lab).
     plan = tmp_path / "labs" / "vault-code.lab-test.yaml"
     plan.write_text(plan.read_text().replace("criterion: code-recovered\n    script: |\n"
                                              "      cp ", "criterion: answer-written\n"
                                              "    script: |\n      cp "))
-    broken = forge("lab", "test", "vault-code", "--dir", "labs")
+    broken = forge("lab", "test", "--all", "--dir", "labs")
     assert broken.returncode == 1, broken.stdout
     assert "gaming whole-brief" in broken.stdout and "PASSES" in broken.stdout
     assert "0/1 labs passed" in broken.stderr
