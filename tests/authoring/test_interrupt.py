@@ -27,7 +27,7 @@ def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
                                                 tmp_path: Path) -> None:
     runtime = make_runtime(load_settings(forge_env))
     prefix = forge_env["FORGE_RUNTIME_PREFIX"] + "."
-    proc = subprocess.Popen([*FORGE, "lab", "test", "netplus"], env=forge_env, cwd=tmp_path,
+    proc = subprocess.Popen([*FORGE, "lab", "test", "cissp"], env=forge_env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
