@@ -84,14 +84,24 @@ GRANTS = {
                                       buckets=((EVIDENCE_BUCKET, "read"),
                                                (ARTIFACT_BUCKET, "write"))),
 }
+# Retention (`forge retention run` speaks as the scoreboard) deletes a scenario's evidence
+# packs with its expired results: the scoreboard may delete from `forge-evidence` (replace
+# an object's meta by a deleted marker, purge its chunks) but still never write chunks.
+GRANTS = {
+    **GRANTS,
+    "scoreboard": dataclasses.replace(GRANTS["scoreboard"],
+                                      buckets=((EVIDENCE_BUCKET, "delete"),
+                                               (ARTIFACT_BUCKET, "write"))),
+}
 
 
 def bucket_subjects(bucket: str, mode: str) -> list[str]:
     """The JetStream API and data subjects one Object Store bucket needs: read = look up the
     object's meta and stream its chunks through an ordered consumer; write = also create
-    the bucket, publish chunks and meta, and purge replaced chunks."""
-    if mode not in ("read", "write"):
-        raise ValueError(f"mode: {mode!r} is not read or write")
+    the bucket, publish chunks and meta, and purge replaced chunks; delete = read, plus
+    publish meta (the deleted marker) and purge chunks, without publishing chunks."""
+    if mode not in ("read", "write", "delete"):
+        raise ValueError(f"mode: {mode!r} is not read, write or delete")
     api, stream = "$JS.API", f"OBJ_{bucket}"
     subjects = [f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
                 f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
@@ -103,6 +113,8 @@ def bucket_subjects(bucket: str, mode: str) -> list[str]:
     if mode == "write":
         subjects += [f"{api}.STREAM.CREATE.{stream}", f"{api}.STREAM.UPDATE.{stream}",
                      f"{api}.STREAM.PURGE.{stream}", f"$O.{bucket}.>"]
+    if mode == "delete":  # read, plus a deleted marker as the meta and the chunk purge
+        subjects += [f"{api}.STREAM.PURGE.{stream}", f"$O.{bucket}.M.>"]
     return subjects
 
 
