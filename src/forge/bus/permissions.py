@@ -27,6 +27,7 @@ from forge.bus.subjects import (
     SCENARIO_ENDED,
     SCENARIO_STATES,
     SCENARIO_SUBMIT,
+    SCENARIO_SUBMIT_NODES,
     SCORE_FINALIZED,
     SPAWN_REQUESTED,
     STREAM,
@@ -34,6 +35,10 @@ from forge.bus.subjects import (
 )
 
 SERVICE_IDENTITIES: tuple[str, ...] = ("spawn", "orchestrator", "scoreboard")
+# JetStream KV buckets of the lab nodes (heartbeats and the sweeper lease; drain flags).
+NODES_BUCKET = "forge_nodes"
+DRAIN_BUCKET = "forge_node_drain"
+LEASE_BUCKET = "forge_node_lease"
 ADMIN = "admin"
 _USER_DOMAIN = b"frostgate-forge/nats-user/v1:"
 
@@ -45,22 +50,29 @@ class Grant:
     publish: tuple[str, ...]
     consumers: tuple[tuple[str, str], ...] = ()
     manage_streams: bool = False
+    # Lab nodes: durables of any name whose filter is exactly this subject (one per node,
+    # named after it), and the KV buckets the identity reads and writes.
+    node_consumers: tuple[str, ...] = ()
+    kv_buckets: tuple[str, ...] = ()
 
 
 GRANTS: Mapping[str, Grant] = {
     # spawn_service is learner-facing: it asks for labs and submits them, and hears only that
     # a scenario ended (never the grading results, which carry the lab's answers).
     "spawn": Grant(
-        publish=(SPAWN_REQUESTED, SCENARIO_SUBMIT),
+        publish=(SPAWN_REQUESTED, SCENARIO_SUBMIT, SCENARIO_SUBMIT_NODES),
         consumers=((DURABLE_SPAWN_LIFECYCLE, SCENARIO_ENDED),),
     ),
     "orchestrator": Grant(
-        publish=(*(scenario_subject(s) for s in SCENARIO_STATES), SCENARIO_ENDED),
+        publish=(*(scenario_subject(s) for s in SCENARIO_STATES), SCENARIO_ENDED,
+                 SCENARIO_SUBMIT_NODES),
         consumers=(
             (DURABLE_ORCHESTRATOR_SPAWN, SPAWN_REQUESTED),
             (DURABLE_ORCHESTRATOR_SUBMIT, SCENARIO_SUBMIT),
         ),
         manage_streams=True,
+        node_consumers=(SCENARIO_SUBMIT_NODES,),
+        kv_buckets=(NODES_BUCKET, DRAIN_BUCKET, LEASE_BUCKET),
     ),
     "scoreboard": Grant(
         publish=(SCORE_FINALIZED,),
@@ -135,7 +147,28 @@ def permissions(identity: str) -> dict[str, Any]:
             f"$JS.ACK.{STREAM}.{durable}.>",
             f"$JS.ACK.*.*.{STREAM}.{durable}.>",
         ]
-    return {"publish": {"allow": publish}, "subscribe": {"allow": [f"{inbox_prefix(identity)}.>"]}}
+    deny: list[str] = []
+    if grant.node_consumers:
+        # A node's durable is named after the node, so the name is granted by wildcard; the
+        # other identities' durables stay out of reach (deny wins over allow).
+        publish += [f"{api}.CONSUMER.CREATE.{STREAM}.*.{f}" for f in grant.node_consumers]
+        publish += [f"{api}.CONSUMER.INFO.{STREAM}.*", f"{api}.CONSUMER.MSG.NEXT.{STREAM}.*",
+                    f"$JS.ACK.{STREAM}.*.>", f"$JS.ACK.*.*.{STREAM}.*.>"]
+        for other, other_grant in GRANTS.items():
+            for durable, _ in other_grant.consumers if other != identity else ():
+                deny += [f"{api}.CONSUMER.INFO.{STREAM}.{durable}",
+                         f"{api}.CONSUMER.MSG.NEXT.{STREAM}.{durable}",
+                         f"$JS.ACK.{STREAM}.{durable}.>", f"$JS.ACK.*.*.{STREAM}.{durable}.>"]
+    for bucket in grant.kv_buckets:
+        kv_stream = f"KV_{bucket}"
+        publish += [f"$KV.{bucket}.>", f"{api}.STREAM.INFO.{kv_stream}",
+                    f"{api}.STREAM.CREATE.{kv_stream}", f"{api}.STREAM.UPDATE.{kv_stream}",
+                    f"{api}.STREAM.MSG.GET.{kv_stream}", f"{api}.DIRECT.GET.{kv_stream}",
+                    f"{api}.DIRECT.GET.{kv_stream}.>"]
+    rules: dict[str, Any] = {"allow": publish}
+    if deny:
+        rules["deny"] = deny
+    return {"publish": rules, "subscribe": {"allow": [f"{inbox_prefix(identity)}.>"]}}
 
 
 @dataclass(frozen=True)

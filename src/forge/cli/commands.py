@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         entitlements,
         keys,
         nats,
+        nodes,
         policy,
         receipt,
         retention,
@@ -49,4 +50,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(completions.app, name="completions")
     app.add_typer(retention.app, name="retention")
     app.add_typer(scenarios.app, name="scenarios")
+    app.add_typer(nodes.app, name="nodes")
     app.add_typer(runtime.app, name="runtime")
