@@ -155,6 +155,11 @@ def test_nodes_place_route_drain_and_fail_over(
         tenant = f"t-{row(env, lost).subject}"
         assert active_slots(env.state.ctx.db, tenant) == 1
         nodes["n1"].stop()
+        # A call for a lab on a node that is gone: a clear error naming it, not a hang.
+        resp = client.post(f"/v1/scenarios/{lost}/extend", headers=labs[lost][1],
+                           json={"minutes": 5})
+        assert resp.status_code == 503 and resp.json()["error"] == "lab_node_unreachable"
+        assert "lab node n1 is unreachable" in resp.json()["message"], resp.text
         wait_for("n1's lab failed", lambda: row(env, lost).state == states.FAILED, timeout=60)
         assert row(env, lost).state_reason == "lab node n1 lost"
         leaders = [name for name in ("n2", "n3")
@@ -166,7 +171,6 @@ def test_nodes_place_route_drain_and_fail_over(
                                               ScenarioTransition.to_state == states.FAILED))
         assert failed_moves == 1
         wait_for("n1's slot released", lambda: active_slots(env.state.ctx.db, tenant) == 0)
-        # The learner's terminal on the lost lab is refused, not hung.
         resp = client.get(f"/v1/scenarios/{lost}", headers=labs[lost][1])
         assert resp.json()["state"] == states.FAILED
         code, out = cli(cli_env, "list")

@@ -32,6 +32,7 @@ from forge.bus.replication import ensure_kv
 
 LEASE_KEY = "sweeper"
 LOST_KEPT = 10
+TAKEOVER_BEATS = 3
 _NODE_PREFIX = "node."
 
 
@@ -139,11 +140,13 @@ class NodeRegistry:
         """Register this node; NodeIdInUse while another process heartbeats under its id.
 
         A record left by a crashed process (no longer rewritten) is taken over after it has
-        stood still for 1.5 heartbeats; a live one keeps changing and is never taken over.
+        stood still for TAKEOVER_BEATS heartbeats (a live node that late is too busy to be
+        trusted anyway); a live one keeps changing and is never taken over.
         """
         nodes, _, _ = await self.buckets()
         key = _NODE_PREFIX + record.node_id
-        deadline = time.monotonic() + 1.5 * heartbeat_s + 1.0
+        stale = TAKEOVER_BEATS * heartbeat_s
+        deadline = time.monotonic() + stale + 1.0
         while True:
             found = await self.get(record.node_id)
             if found is None:
@@ -155,7 +158,7 @@ class NodeRegistry:
             other, revision = found
             if other.instance == record.instance:
                 return await nodes.update(key, _encode(record), last=revision)
-            if other.age() > 1.5 * heartbeat_s:
+            if other.age() > stale:
                 try:
                     return await nodes.update(key, _encode(record), last=revision)
                 except KeyWrongLastSequenceError:

@@ -171,7 +171,7 @@ def build_app(
         # node's FORGE_NODE_ID stops here (NodeIdInUse), before touching that node's labs.
         await node_bus.start(wait=3.0)
         assert state.node is not None
-        await start_node(state.node, timeout=10.0 + 2 * settings.node_heartbeat_s)
+        await start_node(state.node, timeout=10.0 + 4 * settings.node_heartbeat_s)
         try:
             report = await state.blocking(reconcile, state)
         except Exception:
