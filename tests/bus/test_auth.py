@@ -65,8 +65,14 @@ def test_permissions_are_allow_lists_without_wildcard_reads() -> None:
         assert perms["subscribe"]["allow"] == [f"_INBOX_{identity}.>"]
         published = perms["publish"]["allow"]
         assert ">" not in published and "forge.>" not in published
-        assert not any(p.startswith("$JS.API.STREAM.MSG.GET") for p in published)
-        assert not any(p.startswith("$JS.API.DIRECT") for p in published)
+        # No direct reads of event streams (KV buckets are read by key: lab nodes' registry).
+        assert not any(p.startswith("$JS.API.STREAM.MSG.GET")
+                       and not p.startswith("$JS.API.STREAM.MSG.GET.KV_") for p in published)
+        assert not any(p.startswith("$JS.API.DIRECT")
+                       and not p.startswith("$JS.API.DIRECT.GET.KV_") for p in published)
+        # Wildcard consumer names only in the stream of node work, never in FORGE.
+        assert not any(p.startswith(("$JS.API.CONSUMER.MSG.NEXT.FORGE.*",
+                                     "$JS.API.CONSUMER.INFO.FORGE.*")) for p in published)
     assert "$JS.API.STREAM.CREATE.FORGE" in permissions("orchestrator")["publish"]["allow"]
     assert "$JS.API.STREAM.CREATE.FORGE" not in permissions("spawn")["publish"]["allow"]
     assert permissions(ADMIN)["subscribe"]["allow"] == [">"]

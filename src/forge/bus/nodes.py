@@ -52,6 +52,7 @@ class NodeRecord(BaseModel):
     started_at: float
     heartbeat_at: float
     instance: str
+    stopped: bool = False  # written by a clean stop: a successor may take the id at once
 
     def age(self, now: float | None = None) -> float:
         """Seconds since this record was written (by the node's clock)."""
@@ -158,7 +159,7 @@ class NodeRegistry:
             other, revision = found
             if other.instance == record.instance:
                 return await nodes.update(key, _encode(record), last=revision)
-            if other.age() > stale:
+            if other.stopped or other.age() > stale:
                 try:
                     return await nodes.update(key, _encode(record), last=revision)
                 except KeyWrongLastSequenceError:

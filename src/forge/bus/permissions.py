@@ -23,6 +23,8 @@ from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SUBMIT,
     DURABLE_SCOREBOARD_COMPLETED,
     DURABLE_SPAWN_LIFECYCLE,
+    FORGE_STREAMS,
+    NODE_STREAM,
     SCENARIO_COMPLETED,
     SCENARIO_ENDED,
     SCENARIO_STATES,
@@ -64,8 +66,7 @@ GRANTS: Mapping[str, Grant] = {
         consumers=((DURABLE_SPAWN_LIFECYCLE, SCENARIO_ENDED),),
     ),
     "orchestrator": Grant(
-        publish=(*(scenario_subject(s) for s in SCENARIO_STATES), SCENARIO_ENDED,
-                 SCENARIO_SUBMIT_NODES),
+        publish=(*(scenario_subject(s) for s in SCENARIO_STATES), SCENARIO_ENDED),
         consumers=(
             (DURABLE_ORCHESTRATOR_SPAWN, SPAWN_REQUESTED),
             (DURABLE_ORCHESTRATOR_SUBMIT, SCENARIO_SUBMIT),
@@ -135,9 +136,11 @@ def permissions(identity: str) -> dict[str, Any]:
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     grant = GRANTS[identity]
     api = "$JS.API"
-    publish = [*grant.publish, f"{api}.STREAM.INFO.{STREAM}"]
+    streams = [spec.name for spec in FORGE_STREAMS]
+    publish = [*grant.publish, *(f"{api}.STREAM.INFO.{name}" for name in streams)]
     if grant.manage_streams:
-        publish += [f"{api}.STREAM.CREATE.{STREAM}", f"{api}.STREAM.UPDATE.{STREAM}"]
+        for name in streams:
+            publish += [f"{api}.STREAM.CREATE.{name}", f"{api}.STREAM.UPDATE.{name}"]
     for durable, filter_subject in grant.consumers:
         publish += [
             # Only the filtered form: the server rejects a config whose filter differs.
@@ -147,28 +150,20 @@ def permissions(identity: str) -> dict[str, Any]:
             f"$JS.ACK.{STREAM}.{durable}.>",
             f"$JS.ACK.*.*.{STREAM}.{durable}.>",
         ]
-    deny: list[str] = []
-    if grant.node_consumers:
-        # A node's durable is named after the node, so the name is granted by wildcard; the
-        # other identities' durables stay out of reach (deny wins over allow).
-        publish += [f"{api}.CONSUMER.CREATE.{STREAM}.*.{f}" for f in grant.node_consumers]
-        publish += [f"{api}.CONSUMER.INFO.{STREAM}.*", f"{api}.CONSUMER.MSG.NEXT.{STREAM}.*",
-                    f"$JS.ACK.{STREAM}.*.>", f"$JS.ACK.*.*.{STREAM}.*.>"]
-        for other, other_grant in GRANTS.items():
-            for durable, _ in other_grant.consumers if other != identity else ():
-                deny += [f"{api}.CONSUMER.INFO.{STREAM}.{durable}",
-                         f"{api}.CONSUMER.MSG.NEXT.{STREAM}.{durable}",
-                         f"$JS.ACK.{STREAM}.{durable}.>", f"$JS.ACK.*.*.{STREAM}.{durable}.>"]
+    for filter_subject in grant.node_consumers:
+        # One durable per node, named after it: granted by name wildcard, but only in the
+        # FORGE_NODES stream, which holds nothing but node work (no other service's durable).
+        publish += [f"{api}.CONSUMER.CREATE.{NODE_STREAM}.*.{filter_subject}",
+                    f"{api}.CONSUMER.INFO.{NODE_STREAM}.*",
+                    f"{api}.CONSUMER.MSG.NEXT.{NODE_STREAM}.*",
+                    f"$JS.ACK.{NODE_STREAM}.*.>", f"$JS.ACK.*.*.{NODE_STREAM}.*.>"]
     for bucket in grant.kv_buckets:
         kv_stream = f"KV_{bucket}"
         publish += [f"$KV.{bucket}.>", f"{api}.STREAM.INFO.{kv_stream}",
                     f"{api}.STREAM.CREATE.{kv_stream}", f"{api}.STREAM.UPDATE.{kv_stream}",
                     f"{api}.STREAM.MSG.GET.{kv_stream}", f"{api}.DIRECT.GET.{kv_stream}",
                     f"{api}.DIRECT.GET.{kv_stream}.>"]
-    rules: dict[str, Any] = {"allow": publish}
-    if deny:
-        rules["deny"] = deny
-    return {"publish": rules, "subscribe": {"allow": [f"{inbox_prefix(identity)}.>"]}}
+    return {"publish": {"allow": publish}, "subscribe": {"allow": [f"{inbox_prefix(identity)}.>"]}}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import httpx
 import typer
 
 from forge.cli.context import settings_or_exit
-from forge.config.nodes import NODE_ID_RE
+from forge.config.node_settings import NODE_ID_RE
 
 app = typer.Typer(help="Lab nodes: list them, drain one for maintenance, undrain it.",
                   no_args_is_help=True)

@@ -21,7 +21,7 @@ from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, fi
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from forge.config import nodes as node_cfg
+from forge.config import node_settings as node_cfg
 from forge.config.environ_source import EnvironSource, Refused, storage_root_path
 from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
 from forge.config.keyring import HmacKeyring

@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from forge.bus import DeadLetterHook, DurableConsumer, Event, Publisher, Reject
 from forge.bus.connection import BusConnection
 from forge.bus.consumer_metrics import register_consumer_metrics
-from forge.bus.contracts import ContractError, ScenarioSubmitV1, decode_as, payload
+from forge.bus.contracts import ContractError, ScenarioSubmitV1, decode_as
 from forge.bus.nodes import NodeRegistry
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SPAWN,
     DURABLE_ORCHESTRATOR_SUBMIT,
+    NODE_STREAM,
     SCENARIO_SUBMIT,
     SPAWN_REQUESTED,
     node_submit_durable,
@@ -75,13 +76,11 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
             raise Reject(str(exc)) from None
         with suppress(ScenarioNotFound, IllegalTransition):
             row = await state.blocking(load, db, submit.scenario_id)
-            if not state.holds(row.node_id) and row.node_id is not None:
-                # Another node holds this lab (a submit published before it was placed, or
-                # on the shared subject): hand it to that node instead of grading here.
-                await state.publisher.publish(node_submit_subject(row.node_id),
-                                              payload(submit),
-                                              msg_id=f"submit-{submit.scenario_id}-node")
-                return
+            if not state.holds(row.node_id):
+                # Another node holds this lab (spawn_service sends its submits to that node's
+                # own subject): never grade it here, against a runtime that lacks it.
+                raise Reject(f"lab runs on node {row.node_id}; its submits go to "
+                             f"{node_submit_subject(str(row.node_id))}")
             await complete(state, submit.scenario_id, submit.reason)
 
     node_durable = node_submit_durable(state.settings.node_id)
@@ -90,7 +89,7 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
                         handler=on_spawn, on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SPAWN),
                         credentials=credentials, streams=streams, gate=state.node,
                         concurrency=8, **options),  # type: ignore[arg-type]
-        DurableConsumer(url, durable=node_durable,
+        DurableConsumer(url, durable=node_durable, stream=NODE_STREAM,
                         subjects=[node_submit_subject(state.settings.node_id)],
                         handler=on_submit, on_dead_letter=dead_letter(node_durable),
                         credentials=credentials, streams=streams,
@@ -189,8 +188,11 @@ def build_app(
             task.cancel()
         for consumer in state.consumers:
             await consumer.stop()
-        # The node's record stays: its labs live on, and a restart under the same id within
-        # the grace period takes them back; a node that does not return is lost.
+        # The node's record stays (marked stopped): its labs live on, and a restart under
+        # the same id within the grace period takes them back; one that does not is lost.
+        if state.node is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(state.node.stop(), 3.0)
         await node_bus.close()
         await state.publisher.close()
         state.executor.shutdown(wait=False, cancel_futures=True)

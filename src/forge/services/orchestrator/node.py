@@ -113,9 +113,9 @@ class LabNode:
         """The lab ended (or was never built here): its capacity is free again."""
         self.held.pop(scenario_id, None)
 
-    def record(self) -> NodeRecord:
+    def record(self, *, stopped: bool = False) -> NodeRecord:
         """What this node publishes about itself."""
-        return NodeRecord(
+        return NodeRecord(stopped=stopped,
             node_id=self.node_id, url=self.url,
             capacity_labs=self.settings.node_capacity_labs,
             capacity_memory_mb=self.settings.node_capacity_memory_mb,
@@ -163,6 +163,14 @@ class LabNode:
                 log.error("%s: this node takes no more work", exc)
                 return
         self.lease_revision = await self.kv.lease(self.node_id, self.lease_revision)
+
+
+    async def stop(self) -> None:
+        """Clean stop: say so in the record (a restart under this id need not wait for it to
+        go stale); the record stays, so a node that does not come back is still lost."""
+        if self.kv is not None and self.revision is not None and not self.fenced:
+            self.revision = await self.kv.beat(self.record(stopped=True), self.revision)
+            self.revision = None
 
 
 async def start_node(node: LabNode, timeout: float) -> None:

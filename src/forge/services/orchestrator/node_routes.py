@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from forge.bus.errors import BusError
 from forge.bus.nodes import NodeRegistry
-from forge.config.nodes import NODE_ID_RE
+from forge.config.node_settings import NODE_ID_RE
 from forge.errors import ForgeError
 from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
@@ -51,7 +51,8 @@ async def list_nodes(request: Request) -> dict[str, Any]:
             "node_id": rec.node_id, "url": rec.url, "labs_in_use": rec.labs_in_use,
             "capacity_labs": rec.capacity_labs, "memory_in_use_mb": rec.memory_in_use_mb,
             "capacity_memory_mb": rec.capacity_memory_mb, "draining": rec.draining,
-            "heartbeat_age_s": round(rec.age(now), 1), "state": "alive" if alive else "lost",
+            "heartbeat_age_s": round(rec.age(now), 1),
+            "state": "lost" if not alive else "stopped" if rec.stopped else "alive",
             "version": rec.version, "lease": rec.node_id == holder})
     seen = {rec.node_id for rec in records}
     own = state.settings.node_id

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.identity.caller import AuthError, resolve_caller
 from forge.services.common.relay import until_first_ends
-from forge.services.spawn.nodes import node_base, node_unreachable
+from forge.services.spawn.node_routing import node_base, node_unreachable
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario

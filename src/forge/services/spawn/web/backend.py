@@ -17,7 +17,7 @@ import httpx
 from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.spawn.nodes import node_base, node_unreachable
+from forge.services.spawn.node_routing import node_base, node_unreachable
 
 TIMEOUT_S = 10.0
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
