@@ -235,6 +235,8 @@ class Settings(BaseSettings):
     # Lab nodes (issue 15 item 3): optional; the defaults are one node at ORCHESTRATOR_URL.
     node_id: Annotated[str, BeforeValidator(_node(node_cfg.node_id))] = _var(
         "FORGE_NODE_ID", node_cfg.DEFAULT_NODE_ID)
+    # Unset: scenario rows name no URL and spawn_service uses its own ORCHESTRATOR_URL (one
+    # node, exactly as before); with several nodes each sets the URL it is reached at.
     node_url: Annotated[str | None, BeforeValidator(_http_url("FORGE_NODE_URL"))] = _var(
         "FORGE_NODE_URL")
     node_capacity_labs: Annotated[int, BeforeValidator(_node(node_cfg.whole(
@@ -302,12 +304,6 @@ class Settings(BaseSettings):
             raise _problem(f"BILLING_MODE=stub is forbidden when FORGE_ENV={env.value} (a fake "
                            "charge; dev only): set BILLING_MODE=disabled or a real gateway")
         return mode
-
-    @field_validator("node_url", mode="after")
-    @classmethod
-    def _node_url_default(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """FORGE_NODE_URL defaults to ORCHESTRATOR_URL (one node: the orchestrator itself)."""
-        return value or info.data.get("orchestrator_url")
 
     @field_validator("node_grace_s", mode="after")
     @classmethod

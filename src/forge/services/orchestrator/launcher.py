@@ -58,10 +58,13 @@ async def _fail(state: OrchestratorState, scenario_id: str, reason: str,
     await state.announce(transition)
 
 
-def _holder(state: OrchestratorState) -> dict[str, str]:
+def _holder(state: OrchestratorState) -> dict[str, str | None]:
     """The node columns written with the move to launching (same transaction, row lock)."""
     node = state.node
-    return {} if node is None else {"node_id": node.node_id, "node_url": node.url}
+    # node_url only when FORGE_NODE_URL is set: otherwise spawn_service's own ORCHESTRATOR_URL
+    # is the way to this (one) node, as before nodes existed.
+    return {} if node is None else {"node_id": node.node_id,
+                                    "node_url": state.settings.node_url}
 
 
 async def _refuse_broken(state: OrchestratorState, event: Event, exc: ContractError) -> None:

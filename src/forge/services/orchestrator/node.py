@@ -64,6 +64,7 @@ class LabNode:
 
     @property
     def url(self) -> str:
+        """Where this node says it is reached (its record; ORCHESTRATOR_URL when unset)."""
         return self.settings.node_url or self.settings.orchestrator_url
 
     @property

@@ -113,7 +113,8 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
             report["destroyed"].append(lab_id)
     report["lost"] = sorted(live - labs)
     if state.node is not None:
-        claim_adopted(state.ctx.db, report["adopted"], state.node.node_id, state.node.url)
+        claim_adopted(state.ctx.db, report["adopted"], state.node.node_id,
+                      state.settings.node_url)
     return report
 
 

@@ -33,7 +33,8 @@ def live_elsewhere(db: Database, own: str) -> dict[str, list[tuple[str, str]]]:
     return dict(out)
 
 
-def claim_adopted(db: Database, scenario_ids: list[str], node_id: str, url: str) -> None:
+def claim_adopted(db: Database, scenario_ids: list[str], node_id: str,
+                  url: str | None) -> None:
     """Labs found in this node's runtime whose row names no node (written before nodes
     existed) are this node's."""
     if not scenario_ids:
