@@ -120,6 +120,20 @@ def _policy_check(state: OrchestratorState) -> str:
     return f"reachable; policy hash {state.engine.policy_hash}"
 
 
+def _node_check(state: OrchestratorState) -> str:
+    node = state.node
+    if node is None:
+        return "no lab node"
+    if node.fenced:
+        raise CheckFailed(f"lab node {node.node_id} fenced: another process claimed this "
+                          "FORGE_NODE_ID; it takes no more work")
+    if node.revision is None:
+        raise CheckFailed(f"lab node {node.node_id} not registered yet (node registry "
+                          "unreachable)")
+    return (f"{node.node_id}: {len(node.held)}/{state.settings.node_capacity_labs} labs"
+            f"{', draining' if node.draining else ''}{', lease holder' if node.leader else ''}")
+
+
 def _runtime_check(runtime: Runtime) -> str:
     problems = runtime.check()
     if problems:
@@ -160,6 +174,7 @@ def build_app(
     ctx.readiness.add("policy", lambda: _policy_check(state))
     ctx.readiness.add("nats", lambda: _nats_check(state))
     ctx.readiness.add("runtime", lambda: _runtime_check(state.runtime))
+    ctx.readiness.add("node", lambda: _node_check(state))
     tasks: list[asyncio.Task[None]] = []
 
     housekeeping = Housekeeping(ctx, {"replay_jtis": state.replay.purge_expired})
@@ -171,6 +186,7 @@ def build_app(
         await node_bus.start(wait=3.0)
         assert state.node is not None
         await start_node(state.node, timeout=10.0 + 4 * settings.node_heartbeat_s)
+        tasks.append(asyncio.create_task(run_heartbeats(state)))  # before a long reconcile
         try:
             report = await state.blocking(reconcile, state)
         except Exception:
@@ -179,7 +195,6 @@ def build_app(
             tasks.append(asyncio.create_task(resume_after_restart(state, report)))
         for consumer in state.consumers:
             await consumer.start(wait=3.0)
-        tasks.append(asyncio.create_task(run_heartbeats(state)))
         tasks.append(asyncio.create_task(run_reaper(state, reaper_interval_s)))
         tasks.append(asyncio.create_task(housekeeping.run(settings.housekeeping_interval_s)))
 
