@@ -67,6 +67,15 @@ async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario
     return row, operator
 
 
+def check_holder(request: Request, row: Scenario) -> None:
+    """Changes to a lab happen on the node holding it; another node refuses (409 with the
+    holder's id) rather than touching a lab it does not have."""
+    if not orch(request).holds(row.node_id):
+        raise ForgeError("lab_on_other_node", 409,
+                         f"lab runs on node {row.node_id}; ask that node (spawn_service routes "
+                         "there by itself)", [{"field": "node_id", "value": row.node_id}])
+
+
 def view(row: Scenario, with_details: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "scenario_id": row.scenario_id, "state": row.state, "reason": row.state_reason,
@@ -78,6 +87,7 @@ def view(row: Scenario, with_details: bool) -> dict[str, Any]:
         else learner_view(row.details.get("hosts", {}))[0],
     }
     if with_details:
+        body["node_id"] = row.node_id
         body["policy"] = {k: v for k, v in row.details.get("policy", {}).items() if k != "input"}
         body["refused"] = row.details.get("refused")
     return body
@@ -124,6 +134,7 @@ async def list_scenarios(
 async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """Owner or operator: tear the lab down now, without grading."""
     row, _ = await visible_scenario(request, scenario_id)
+    check_holder(request, row)
     try:
         final = await end_without_grading(orch(request), row.scenario_id, states.DELETED,
                                           "deleted on request")
@@ -139,6 +150,7 @@ async def extend(
 ) -> dict[str, Any]:
     """Owner or operator: more time, only in the last 10 minutes, within the plan's cap."""
     row, _ = await visible_scenario(request, scenario_id)
+    check_holder(request, row)
     state = orch(request)
     if row.state != states.RUNNING or row.expires_at is None:
         raise ForgeError("not_running", 409, f"scenario is {row.state}")
@@ -180,6 +192,7 @@ async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     try:
+        check_holder(request, await run_in_threadpool(load, orch(request).ctx.db, scenario_id))
         final = await complete(orch(request), scenario_id, "operator")
     except ScenarioNotFound:
         raise ForgeError("not_found", 404, "scenario not found") from None

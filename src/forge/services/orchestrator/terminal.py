@@ -126,6 +126,9 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     if row.state != states.RUNNING:
         await _refuse(websocket, not_running(row.state))
         return
+    if not state.holds(row.node_id):  # spawn_service routes to the holder; never run here
+        await websocket.close(code=4421, reason=f"lab runs on node {row.node_id}")
+        return
     plan = state.catalog.get(row.plan)
     # A lab whose plan was since removed from plans.yaml gets the defaults.
     limit = plan.max_terminals if plan else DEFAULT_MAX_TERMINALS

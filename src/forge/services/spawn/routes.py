@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.billing.receipts import ensure_stub_billing, new_subject, stub_checkout
 from forge.bus import BusUnavailable
-from forge.bus.contracts import ScenarioSubmitV1, publish_event
+from forge.bus.contracts import ScenarioSubmitV1, payload, publish_event
+from forge.bus.subjects import node_submit_subject
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
@@ -131,8 +132,12 @@ async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     event = ScenarioSubmitV1(scenario_id=scenario_id, tenant_id=row.tenant_id,
                              subject=row.subject, reason="submitted")
     try:
-        await publish_event(spawn_state(request).publisher, event,
-                            msg_id=f"submit-{scenario_id}")
+        if row.node_id is None:
+            await publish_event(spawn_state(request).publisher, event,
+                                msg_id=f"submit-{scenario_id}")
+        else:  # straight to the node holding the lab, on its own subject
+            await spawn_state(request).publisher.publish(
+                node_submit_subject(row.node_id), payload(event), msg_id=f"submit-{scenario_id}")
     except BusUnavailable:
         raise ForgeError("bus_unavailable", 503, "the event bus is unreachable; retry",
                          headers={"Retry-After": "5"}) from None

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.identity.caller import AuthError, resolve_caller
 from forge.services.common.relay import until_first_ends
+from forge.services.spawn.node_routing import node_base, node_unreachable
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario
@@ -33,11 +34,15 @@ def _same_origin(websocket: WebSocket) -> bool:
     return urlsplit(origin).netloc == websocket.headers.get("host", "")
 
 
-def _owned_running(state: SpawnState, scenario_id: str, tenant: str, subject: str) -> bool:
+def _owned_running(state: SpawnState, scenario_id: str, tenant: str,
+                   subject: str) -> tuple[str | None, str | None] | None:
+    """(node_id, node_url) of the caller's running lab, or None when it is not one."""
     with state.ctx.db.read() as sess:
         row = sess.get(Scenario, scenario_id)
-        return bool(row and row.tenant_id == tenant and row.subject == subject
-                    and row.state == "running")
+        if row and row.tenant_id == tenant and row.subject == subject \
+                and row.state == "running":
+            return row.node_id, row.node_url
+        return None
 
 
 async def _relay_browser(browser: WebSocket, upstream: websockets.ClientConnection) -> None:
@@ -72,16 +77,18 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     except AuthError:
         await websocket.close(code=4401)
         return
-    if not caller.may_see(scenario_id) or not await run_in_threadpool(
-        _owned_running, state, scenario_id, caller.tenant_id, caller.subject
-    ):
+    holder = await run_in_threadpool(_owned_running, state, scenario_id, caller.tenant_id,
+                                     caller.subject) if caller.may_see(scenario_id) else None
+    if holder is None:
         await websocket.close(code=4404)
         return
+    node_id, node_url = holder
     token = mint_token(state.settings.sat, TERMINAL, {
         "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
         "host": LEARNER_HOST,
     })
-    base = state.settings.orchestrator_url.replace("http://", "ws://", 1).replace(
+    # The node holding the lab, by the URL it registered on the row (never request input).
+    base = node_base(state.settings, node_url).replace("http://", "ws://", 1).replace(
         "https://", "wss://", 1)
     query = urlencode({"rows": websocket.query_params.get("rows", "24"),
                        "cols": websocket.query_params.get("cols", "80")})
@@ -91,7 +98,15 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
             additional_headers={"x-forge-terminal": token}, open_timeout=10,
             max_size=2**20,
         )
-    except (OSError, websockets.InvalidStatus, websockets.InvalidHandshake, TimeoutError):
+    except (OSError, TimeoutError):
+        if node_id is None:
+            await websocket.close(code=1011)
+            return
+        # A lab node that is gone: say so (the page shows the reason), do not hang.
+        await websocket.accept()
+        await websocket.close(code=4503, reason=node_unreachable(node_id).message[:120])
+        return
+    except (websockets.InvalidStatus, websockets.InvalidHandshake):
         await websocket.close(code=1011)
         return
     await websocket.accept()

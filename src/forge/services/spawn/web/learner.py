@@ -309,8 +309,9 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
         raw = form.get("minutes", "15")
         if not raw.isdigit() or not 1 <= int(raw) <= 60:
             raise ForgeError("invalid_minutes", 400, "minutes: a whole number from 1 to 60")
-        await web_state(request).backend.orchestrator(
-            "POST", f"/v1/scenarios/{row.scenario_id}/extend", json={"minutes": int(raw)})
+        await web_state(request).backend.lab_node(
+            row.node_id, row.node_url, "POST", f"/v1/scenarios/{row.scenario_id}/extend",
+            json={"minutes": int(raw)})
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
     return await _as_page(f"/lab/{scenario_id}")(run)
 
