@@ -26,7 +26,7 @@ class SpawnState:
     replay: SqlReplayStore
     entitlements_file: Path | None = None
     lifecycle: DurableConsumer | None = field(default=None)
-    # template name -> its catalog entry and learner hosts (forge.services.spawn.catalog)
+    # template name -> its catalog entry and learner hosts (forge.services.spawn.catalog_entry)
     templates: dict[str, TemplateFacts] = field(default_factory=dict)
 
     @property

@@ -24,8 +24,8 @@ from forge.identity.caller import SESSION_COOKIE, AuthError, Caller, receipt_sub
 from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import current_caller, spawn_state
-from forge.services.spawn.catalog import offered
 from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
+from forge.services.spawn.tracks import offered
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.security import (
