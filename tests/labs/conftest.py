@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -56,6 +57,16 @@ def solution(name: str) -> str:
     return (SOLUTIONS / f"{name}.sh").read_text()
 
 
+def solution_sections(script: str) -> list[tuple[str, str]]:
+    """(host, script) per "# host: NAME" section, each with the common lines before the first
+    section; a script without sections is typed in the learner host."""
+    parts = re.split(r"(?m)^# host: ([a-z][a-z0-9_-]{0,31})\n", script)
+    if len(parts) == 1:
+        return [("learner", script)]
+    common = parts[0]
+    return [(parts[i], common + parts[i + 1]) for i in range(1, len(parts), 2)]
+
+
 @dataclass
 class Outcome:
     """What one graded lab produced."""
@@ -85,9 +96,12 @@ class Lab:
                                           stdin=script.encode(), timeout=timeout)
 
     def solve(self, name: str) -> ExecResult:
-        """Apply the reference solution; it must succeed."""
-        result = self.sh(solution(name), timeout=120)
-        assert result.exit_code == 0, result.stdout_text + result.stderr_text
+        """Apply the reference solution, each section typed in its host's terminal in order;
+        every section must succeed. The last section's result."""
+        sections = solution_sections(solution(name))
+        for host, script in sections:
+            result = self.sh(script, host=host, timeout=120)
+            assert result.exit_code == 0, f"{host}: {result.stdout_text}{result.stderr_text}"
         return result
 
 

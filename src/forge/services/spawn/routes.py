@@ -17,7 +17,7 @@ from forge.bus.subjects import node_submit_subject
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
-from forge.lifecycle.visibility import learner_view
+from forge.lifecycle.visibility import LEARNER_HOST, learner_view
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import (
     current_caller,
@@ -26,6 +26,7 @@ from forge.services.spawn.caller_deps import (
     spawn_state,
 )
 from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
+from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario
 
 router = APIRouter(tags=["learner"])
@@ -78,7 +79,14 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status)
 
 
-def _scenario_view(row: Scenario) -> dict[str, Any]:
+def learner_hosts(state: SpawnState, row: Scenario) -> tuple[str, ...]:
+    """The hosts of the lab's template its learner may open terminals on."""
+    facts = state.templates.get(row.template_id)
+    return facts.learner_hosts if facts is not None else (LEARNER_HOST,)
+
+
+def _scenario_view(row: Scenario, terminal_hosts: tuple[str, ...]) -> dict[str, Any]:
+    hosts, others = learner_view(row.details.get("hosts", {}), terminal_hosts)
     return {
         "scenario_id": row.scenario_id,
         "state": row.state,
@@ -89,8 +97,9 @@ def _scenario_view(row: Scenario) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
         "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        "hosts": learner_view(row.details.get("hosts", {}))[0],
-        "other_hosts": learner_view(row.details.get("hosts", {}))[1],
+        "hosts": hosts,
+        "other_hosts": others,
+        "terminal_hosts": list(terminal_hosts),
     }
 
 
@@ -118,7 +127,8 @@ async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
 @router.get("/v1/scenarios/{scenario_id}", responses=errors(401, 404))
 async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """Status of one of the caller's scenarios."""
-    return _scenario_view(await owned_scenario(request, scenario_id))
+    row = await owned_scenario(request, scenario_id)
+    return _scenario_view(row, learner_hosts(spawn_state(request), row))
 
 
 @router.post("/v1/scenarios/{scenario_id}/submit", status_code=202,

@@ -8,6 +8,7 @@ closing a terminal (a JSON text frame, then a 44xx close code) reach the browser
 from __future__ import annotations
 
 import contextlib
+import re
 from urllib.parse import urlencode, urlsplit
 
 import websockets
@@ -23,7 +24,8 @@ from forge.store.models import Scenario
 from forge.tokens import TERMINAL, mint_token
 
 router = APIRouter()
-LEARNER_HOST = "learner"
+LEARNER_HOST = "learner"  # the host when the request names none (CLI, older pages)
+HOST_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a template host name (DSL identifier)
 
 
 def _same_origin(websocket: WebSocket) -> bool:
@@ -66,10 +68,15 @@ async def _relay_lab(browser: WebSocket, upstream: websockets.ClientConnection) 
 
 @router.websocket("/v1/scenarios/{scenario_id}/terminal")
 async def terminal(websocket: WebSocket, scenario_id: str) -> None:
-    """Relay the learner's terminal to the lab's learner host."""
+    """Relay the learner's terminal to a lab host (`?host=`, default "learner"); the
+    orchestrator refuses hosts the template does not mark `access: learner`."""
     state: SpawnState = websocket.app.state.spawn
+    host = websocket.query_params.get("host", LEARNER_HOST)
     if not SCENARIO_ID.match(scenario_id) or not _same_origin(websocket):
         await websocket.close(code=4403)
+        return
+    if not HOST_NAME.match(host):
+        await websocket.close(code=4400)  # not a lab host name; nothing is minted
         return
     try:
         caller = await run_in_threadpool(resolve_caller, websocket.headers, websocket.cookies,
@@ -85,13 +92,13 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     node_id, node_url = holder
     token = mint_token(state.settings.sat, TERMINAL, {
         "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
-        "host": LEARNER_HOST,
+        "host": host,
     })
     # The node holding the lab, by the URL it registered on the row (never request input).
     base = node_base(state.settings, node_url).replace("http://", "ws://", 1).replace(
         "https://", "wss://", 1)
     query = urlencode({"rows": websocket.query_params.get("rows", "24"),
-                       "cols": websocket.query_params.get("cols", "80")})
+                       "cols": websocket.query_params.get("cols", "80"), "host": host})
     try:
         upstream = await websockets.connect(
             f"{base}/internal/scenarios/{scenario_id}/tty?{query}",
