@@ -17,12 +17,14 @@ from forge.identity.caller import Caller, resolve_caller
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, history, load
-from forge.lifecycle.visibility import learner_view
+from forge.lifecycle.visibility import LEARNER_HOST, learner_view
 from forge.services.common.auth import bearer_token, check_operator
 from forge.services.common.openapi import errors
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
+from forge.templates.problems import UnknownTemplate
+from forge.templates.registry import TemplateRegistry
 
 router = APIRouter()
 SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
@@ -76,7 +78,16 @@ def check_holder(request: Request, row: Scenario) -> None:
                          "there by itself)", [{"field": "node_id", "value": row.node_id}])
 
 
-def view(row: Scenario, with_details: bool) -> dict[str, Any]:
+def _learner_hosts(registry: TemplateRegistry, template_id: str) -> tuple[str, ...]:
+    """The hosts the lab's template opens to its learner (the default one if it is gone)."""
+    try:
+        return registry.get(template_id).template.learner_hosts
+    except UnknownTemplate:
+        return (LEARNER_HOST,)
+
+
+def view(row: Scenario, with_details: bool,
+         learner_hosts: tuple[str, ...] = (LEARNER_HOST,)) -> dict[str, Any]:
     body: dict[str, Any] = {
         "scenario_id": row.scenario_id, "state": row.state, "reason": row.state_reason,
         "track": row.track, "template_id": row.template_id, "plan": row.plan,
@@ -84,7 +95,7 @@ def view(row: Scenario, with_details: bool) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
         "expires_at": row.expires_at.isoformat() if row.expires_at else None,
         "hosts": row.details.get("hosts", {}) if with_details
-        else learner_view(row.details.get("hosts", {}))[0],
+        else learner_view(row.details.get("hosts", {}), learner_hosts)[0],
     }
     if with_details:
         body["node_id"] = row.node_id
@@ -97,7 +108,7 @@ def view(row: Scenario, with_details: bool) -> dict[str, Any]:
 async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """One scenario, to its owner or an operator (operators also see history and policy)."""
     row, operator = await visible_scenario(request, scenario_id)
-    body = view(row, operator)
+    body = view(row, operator, _learner_hosts(orch(request).registry, row.template_id))
     if operator:
         body["history"] = await run_in_threadpool(history, orch(request).ctx.db, scenario_id)
     return body
