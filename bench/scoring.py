@@ -128,6 +128,11 @@ kind: ScenarioTemplate
 metadata:
   name: bench-lab
   labels: ["class:netplus", "tier:foundation"]
+  title: Benchmark lab
+  summary: A lab that exists only to measure the scoring path.
+  difficulty: beginner
+  estimated_minutes: 5
+  objectives: ["Measure the scoring path"]
 spec:
   description: Benchmark lab.
   limits: {cpu: 0.5, memory_mb: 256, pids: 128, attacker_max_exploits: 0, timeout_minutes: 30}
@@ -137,6 +142,7 @@ spec:
   assets:
     containers:
       - name: learner
+        access: learner
         networks: [{subnet: lan, address: 10.61.1.10}]
   successCriteria:
 """

@@ -65,11 +65,14 @@ def test_permissions_are_allow_lists_without_wildcard_reads() -> None:
         assert perms["subscribe"]["allow"] == [f"_INBOX_{identity}.>"]
         published = perms["publish"]["allow"]
         assert ">" not in published and "forge.>" not in published
-        # Direct reads only of the Object Store buckets an identity is granted, never of
-        # the event stream.
+        # Direct reads only of the Object Store buckets an identity is granted and of the
+        # lab nodes' KV registry (read by key), never of the event streams.
         reads = [p for p in published if p.startswith(("$JS.API.STREAM.MSG.GET",
                                                         "$JS.API.DIRECT"))]
-        assert all(".OBJ_forge-" in p for p in reads), reads
+        assert all(".OBJ_forge-" in p or ".KV_" in p for p in reads), reads
+        # Wildcard consumer names only in the stream of node work, never in FORGE.
+        assert not any(p.startswith(("$JS.API.CONSUMER.MSG.NEXT.FORGE.*",
+                                     "$JS.API.CONSUMER.INFO.FORGE.*")) for p in published)
     assert "$JS.API.STREAM.CREATE.FORGE" in permissions("orchestrator")["publish"]["allow"]
     assert "$JS.API.STREAM.CREATE.FORGE" not in permissions("spawn")["publish"]["allow"]
     assert permissions(ADMIN)["subscribe"]["allow"] == [">"]

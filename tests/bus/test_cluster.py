@@ -65,7 +65,7 @@ async def test_existing_single_replica_stream_and_bucket_are_scaled_to_three() -
         try:
             js = nc.jetstream()
             assert await ensure_streams(js, forge_streams(3)) == [
-                "updated FORGE: num_replicas"]
+                "updated FORGE: num_replicas", "updated FORGE_NODES: num_replicas"]
             await ensure_kv(js, "forge-test-scale", replicas=1)
             await ensure_kv(js, "forge-test-scale", replicas=3)
         finally:

@@ -21,10 +21,12 @@ import httpx
 import nats as nats_client
 import pytest
 
+from forge.authoring.labtest import script_sections
 from forge.bus import NatsServer, Publisher
 from forge.config import Settings, load_settings
 from forge.content import content_path
 from forge.lifecycle.store import load
+from forge.lifecycle.visibility import LEARNER_HOST
 from forge.runtime.base import ExecResult
 from forge.runtime.local import LocalRuntime
 from forge.services.orchestrator.app import build_app as build_orchestrator
@@ -85,9 +87,12 @@ class Lab:
                                           stdin=script.encode(), timeout=timeout)
 
     def solve(self, name: str) -> ExecResult:
-        """Apply the reference solution; it must succeed."""
-        result = self.sh(solution(name), timeout=120)
-        assert result.exit_code == 0, result.stdout_text + result.stderr_text
+        """Apply the reference solution, each section typed in its host's terminal in order;
+        every section must succeed. The last section's result."""
+        sections = script_sections(solution(name), LEARNER_HOST)
+        for host, script in sections:
+            result = self.sh(script, host=host, timeout=120)
+            assert result.exit_code == 0, f"{host}: {result.stdout_text}{result.stderr_text}"
         return result
 
 

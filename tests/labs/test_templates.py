@@ -64,10 +64,10 @@ def test_policy_gates_allow_exactly_the_plans_with_the_track(
         assert any(f'does not include track "{name}"' in r for r in decision.reasons)
 
 
-def test_only_the_ccna_router_keeps_a_capability(registry: TemplateRegistry) -> None:
+def test_only_the_ccna_routers_keep_a_capability(registry: TemplateRegistry) -> None:
     caps = {(name, c.name): c.capabilities for name in LABS
             for c in registry.get(name).template.spec.assets.containers if c.capabilities}
-    assert caps == {("ccna", "learner"): ("NET_ADMIN",)}
+    assert caps == {("ccna", "learner"): ("NET_ADMIN",), ("ccna", "r2"): ("NET_ADMIN",)}
 
 
 @pytest.mark.parametrize("name", sorted(LABS))
@@ -105,7 +105,7 @@ def test_cissp_grader_is_seeded_read_only_and_knows_no_answers(registry: Templat
 
 @pytest.mark.parametrize(("name", "fixed"), [
     ("netplus", ["10.61.2.23", "SN-"]),
-    ("ccna", ["10.62.0.6"]),
+    ("ccna", ["10.62.0.6", "10.62.0.1"]),
     ("cissp", ["203.0.113.", "AKEY"]),
 ])
 def test_solutions_discover_instead_of_hard_coding(name: str, fixed: list[str]) -> None:

@@ -27,7 +27,7 @@ from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
 from forge.tokens import ET, SAT, mint_token
 
-from ..live_server import live_server
+from ..live_server import free_port, live_server
 from ..services.conftest import SECRETS, prod_environ
 
 OPERATOR = {"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
@@ -42,6 +42,13 @@ class Orch:
     nats: NatsServer
     runtime: LocalRuntime
     sent: list[str] = field(default_factory=list)
+    server: Any = None
+
+    def stop(self) -> None:
+        """Stop this orchestrator process (its labs stay, as after a crash or a restart)."""
+        if self.server is not None:
+            self.server.__exit__(None, None, None)
+            self.server = None
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60)
@@ -103,26 +110,34 @@ MakeOrch = Callable[..., Orch]
 
 @pytest.fixture
 def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrch]:
-    made: list[tuple[Any, LocalRuntime]] = []
-    prefix = "o" + secrets.token_hex(2)
+    made: list[Orch] = []
+    prefix = "o" + secrets.token_hex(2)[:3]  # + one digit per node: 5 characters at most
+    node_prefixes: dict[str, str] = {}
+    runtimes: dict[str, LocalRuntime] = {}
 
     def make(**extra: Any) -> Orch:
         reaper = float(extra.pop("reaper_interval_s", 0.5))
+        # Each lab node has its own runtime prefix; the same node id (a restart) the same.
+        node_id = str(extra.get("FORGE_NODE_ID", "node-1"))
+        node_prefix = node_prefixes.setdefault(node_id, f"{prefix}{len(node_prefixes)}")
+        port = free_port()
         environ = prod_environ(tmp_path / "storage", **nats.client_env(),
-                               **{"FORGE_DB_URL": db_url, **extra})
+                               **{"FORGE_DB_URL": db_url, "FORGE_NODE_HEARTBEAT_S": "0.5",
+                                  "FORGE_NODE_URL": f"http://127.0.0.1:{port}", **extra})
         settings = load_settings(environ)
-        runtime = LocalRuntime(str(tmp_path / "runtime"), prefix)
+        runtime = LocalRuntime(str(tmp_path / f"runtime-{node_prefix}"), node_prefix)
+        runtimes[node_prefix] = runtime
         app = build_app(settings, runtime=runtime, reaper_interval_s=reaper,
                         consumer_options=FAST)
-        server = live_server(app)
+        server = live_server(app, port)
         url = server.__enter__()
-        made.append((server, runtime))
-        return Orch(url, settings, app.state.orchestrator, nats, runtime)
+        made.append(Orch(url, settings, app.state.orchestrator, nats, runtime, server=server))
+        return made[-1]
 
     yield make
-    for server, _ in reversed(made):
-        server.__exit__(None, None, None)
-    for _, runtime in made[-1:]:
+    for orch in reversed(made):
+        orch.stop()
+    for runtime in runtimes.values():
         for info in runtime.list():
             runtime.destroy(info.lab_id)
         runtime.close()

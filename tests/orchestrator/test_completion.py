@@ -134,7 +134,9 @@ def test_deadline_passed_while_down_is_reaped_after_restart(make_orch: MakeOrch)
     sid = running(first)
     keep = running(first)
     _set_deadline(first, sid, datetime.now(UTC) - timedelta(minutes=1))
-    # A restart: a second orchestrator on the same DB and runtime state adopts the labs.
+    # A restart: a second orchestrator on the same DB and runtime state adopts the labs
+    # (the first stops first: two live processes never share a node id).
+    first.stop()
     second = make_orch()
     row = second.wait_state(sid, "completed", timeout=30)
     assert row.state == "completed"
@@ -159,6 +161,7 @@ def test_crash_between_create_and_running_is_adopted(make_orch: MakeOrch) -> Non
                           expires_at=None, details={}))
     values = generate_values(loaded.template)
     first.runtime.create(lab_spec(sid, render(loaded.template, values)))
+    first.stop()  # a restart (two live processes never share a node id)
     second = make_orch()
     row = second.wait_state(sid, "running", timeout=20)
     assert row.expires_at is not None and set(row.details["hosts"]) == {"learner", "router",
@@ -172,6 +175,7 @@ def test_orphan_lab_destroyed_at_start(make_orch: MakeOrch) -> None:
         row = sess.get(Scenario, sid)
         assert row is not None
         row.state = "failed"  # the DB says it ended, but the lab is still there
+    first.stop()  # a restart (two live processes never share a node id)
     second = make_orch()
     deadline = time.monotonic() + 10
     while sid in {i.lab_id for i in second.runtime.list()} and time.monotonic() < deadline:

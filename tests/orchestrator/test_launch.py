@@ -183,3 +183,21 @@ def test_reads_are_scoped(orch: Orch, make_orch: MakeOrch) -> None:
         assert client.get(f"/v1/scenarios/{sid}", headers=owner).status_code == 200
         assert client.get(f"/v1/scenarios/{sid}", headers=other).status_code == 404
         assert client.get("/v1/scenarios", headers=owner).status_code == 401
+
+
+def test_owner_sees_every_host_the_template_opens_to_the_learner(orch: Orch) -> None:
+    """The owner's view lists the hosts marked `access: learner` (both the workstation and
+    the router in the two-router fixture), never the others."""
+    from forge.identity.apikeys import create_api_key
+
+    event = spawn_event(orch.settings, template="lab-ccna", track="ccna")
+    orch.publish(SPAWN, event)
+    sid = event["scenario_id"]
+    orch.wait_state(sid, "running")
+    owner = {"x-api-key": create_api_key(orch.state.ctx.db, "acme", "alice").plaintext}
+    with orch.client() as client:
+        hosts = client.get(f"/v1/scenarios/{sid}", headers=owner).json()["hosts"]
+        everything = client.get(f"/v1/scenarios/{sid}", headers=OPERATOR).json()["hosts"]
+    learner_hosts = set(orch.state.registry.get("lab-ccna").template.learner_hosts)
+    assert set(hosts) == learner_hosts and len(learner_hosts) == 2
+    assert set(everything) > learner_hosts

@@ -15,7 +15,8 @@ def test_restart_subscriber_endpoint(orch: Orch) -> None:
         assert client.post("/v1/admin/nats/restart-subscriber").status_code == 401
         resp = client.post("/v1/admin/nats/restart-subscriber", headers=OPERATOR)
     assert resp.status_code == 200
-    assert resp.json()["restarted"] == {"orchestrator-spawn": True, "orchestrator-submit": True}
+    assert resp.json()["restarted"] == {"orchestrator-spawn": True, "orchestrator-submit": True,
+                                        "orchestrator-submit-node-1": True}
     assert all(c.status()["restarts"] == 1 for c in orch.state.consumers)
 
 

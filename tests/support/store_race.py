@@ -89,7 +89,9 @@ def same_request_id(url: str, request_ids: list[str], index: int, barrier: Barri
     """For each request id: all replicas reserve at once, then (after everyone has answered,
     so the winner has stored its answer) each asks again; both rounds are reported."""
     db = _connect(url)
-    state = SimpleNamespace(ctx=SimpleNamespace(db=db))
+    # What `_reserve` reads of the spawn state: the store and the pending timeout (default).
+    state = SimpleNamespace(ctx=SimpleNamespace(db=db),
+                            settings=SimpleNamespace(spawn_pending_timeout_s=30.0))
     plan = race_plan(concurrent=1000)
     results = []
     for request_id in request_ids:

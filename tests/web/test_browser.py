@@ -148,3 +148,48 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     with web_platform.db.read() as sess:
         stored = sess.get(FailedEvent, event_id)
         assert stored is not None and stored.status == "reprocessed"
+
+
+@pytest.mark.root
+def test_a_terminal_tab_per_learner_host_reachable_by_keyboard(
+    web_platform: WebPlatform, page: Page
+) -> None:
+    """ccna opens both routers to the learner: two tabs (arrow keys move between them), and
+    each tab's terminal is a shell on its own host."""
+    key = web_platform.learner_key("academy", "sasha")
+    page.goto(web_platform.url + "/signin")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in with API key").click()
+    expect(page.get_by_role("heading", name="Static routing between two LANs")).to_be_visible()
+    page.get_by_role("button", name="Start ccna lab").click()
+    expect(page.locator("#state")).to_have_text("running", timeout=60_000)
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
+                                                      timeout=20_000)
+    first, second = page.get_by_role("tab", name="learner"), page.get_by_role("tab", name="r2")
+    expect(first).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#term-panel-r2")).to_be_hidden()
+
+    first.focus()
+    page.keyboard.press("ArrowRight")
+    expect(second).to_be_focused()
+    expect(second).to_have_attribute("aria-selected", "true")
+    expect(first).to_have_attribute("aria-selected", "false")
+    expect(page.locator("#term-panel-learner")).to_be_hidden()
+    expect(page.locator("#term-status-r2")).to_have_text("Connected to the r2 host.",
+                                                         timeout=20_000)
+    page.locator("#terminal-r2").click()
+    page.keyboard.insert_text('echo "on-$(hostname)-$((6*7))"')
+    page.keyboard.press("Enter")
+    expect(page.locator("#terminal-r2 .xterm-rows")).to_contain_text("on-r2-42",
+                                                                    timeout=20_000)
+
+    second.focus()
+    page.keyboard.press("Home")
+    expect(first).to_have_attribute("aria-selected", "true")
+    page.locator("#terminal").click()
+    page.keyboard.insert_text('echo "on-$(hostname)-$((6*7))"')
+    page.keyboard.press("Enter")
+    expect(page.locator("#terminal .xterm-rows")).to_contain_text("on-learner-42",
+                                                                 timeout=20_000)
+    # Both terminals stay open (two of the lab's terminals), one per host.
+    expect(page.locator("#term-status-r2")).to_have_text("Connected to the r2 host.")

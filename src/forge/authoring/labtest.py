@@ -10,6 +10,7 @@ or a bad value is an error naming the file and the field.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,18 @@ from forge.templates.registry import LAB_TEST_SUFFIX
 
 Ident = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 MAX_SCRIPT = 64 * 1024
+_SECTION_RE = re.compile(r"(?m)^# host: ([a-z][a-z0-9_-]{0,31})\n")
+
+
+def script_sections(script: str, default_host: str) -> list[tuple[str, str]]:
+    """(host, script) per `# host: NAME` section, in file order, each with the common lines
+    before the first section: a lab with several learner hosts is solved by typing in each
+    one's terminal. A script without sections is typed in `default_host`."""
+    parts = _SECTION_RE.split(script)
+    if len(parts) == 1:
+        return [(default_host, script)]
+    common = parts[0]
+    return [(parts[i], common + parts[i + 1]) for i in range(1, len(parts), 2)]
 
 
 class LabTestError(ForgeError):
@@ -117,6 +130,11 @@ def check_against(plan: LabTest, criteria: list[str], hosts: list[str],
                *((f"gaming.{i}", g) for i, g in enumerate(plan.gaming))]
     problems += [f"{where}.file: {s.file} not found next to the plan" for where, s in scripts
                  if s.file is not None and not (base / s.file).is_file()]
+    readable = [(where, s.text(base)) for where, s in scripts
+                if s.file is None or (base / s.file).is_file()]
+    problems += [f"{where}: section '# host: {host}' names no host of the template"
+                 for where, text in readable
+                 for host, _ in script_sections(text, plan.host) if host not in hosts]
     if problems:
         raise LabTestError(source, problems)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from forge.authoring import attacks
 from forge.authoring.harness import Graded, Harness, LabRun, LabTestFailure
-from forge.authoring.labtest import LabTest
+from forge.authoring.labtest import LabTest, script_sections
 from forge.runtime.base import Runtime, RuntimeFault
 from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.variables import generate_values, render
@@ -91,8 +91,16 @@ class LabProof:
             act(run)
         return run.grade()
 
+    def _type(self, run: LabRun, script: str, what: str, *, must: bool = True) -> None:
+        """Type a script in the terminals it names (`# host:` sections), else the plan's."""
+        for host, section in script_sections(script, self.plan.host):
+            if must:
+                run.must(section, what, host)
+            else:
+                run.sh(section, host)
+
     def _solve(self, run: LabRun) -> None:
-        run.must(self.solution, "the reference solution")
+        self._type(run, self.solution, "the reference solution")
 
     # Each step returns (expected, got, ok).
     def untouched(self) -> tuple[str, str, bool]:
@@ -101,12 +109,13 @@ class LabProof:
 
     def partial(self, index: int) -> tuple[str, str, bool]:
         p = self.plan.partials[index]
-        g = self._graded(lambda run: run.must(p.text(self.base), f"partial {p.name}"))
+        g = self._graded(lambda run: self._type(run, p.text(self.base), f"partial {p.name}"))
         return f"{p.expected_score:g}", _fmt(g), abs(g.score - p.expected_score) < 1e-6
 
     def gaming(self, index: int) -> tuple[str, str, bool]:
         attempt = self.plan.gaming[index]
-        g = self._graded(lambda run: run.sh(attempt.text(self.base)))
+        g = self._graded(lambda run: self._type(run, attempt.text(self.base), attempt.name,
+                                                must=False))
         if attempt.criterion not in g.passed:
             raise LabTestFailure(f"no criterion {attempt.criterion!r} in the template")
         ok = not g.passed[attempt.criterion]

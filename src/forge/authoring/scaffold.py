@@ -25,6 +25,16 @@ kind: ScenarioTemplate
 metadata:
   name: {name}
   labels: ["class:netplus", "tier:foundation", "owner:forge", "lab:{name}"]
+  # What the track card shows: say what the lab is, how hard and how long.
+  title: Recover the mission code
+  summary: >-
+    A colleague left a mission brief on your workstation before going on leave; find the
+    mission code in it and hand it in, exactly as written.
+  difficulty: beginner
+  estimated_minutes: 10
+  objectives:
+    - Find and read a file on a Linux host
+    - Write an answer file exactly as asked
 spec:
   description: |
     # Recover the mission code
@@ -51,6 +61,7 @@ spec:
       - name: learner
         # A shipped image; after `forge image build {name}`, `image: {name}` uses yours.
         image: base
+        access: learner            # the learner gets a terminal on this host
         networks: [{{subnet: lan, address: 10.70.1.10}}]
         files:
           - path: /srv/mission/brief.txt

@@ -4,6 +4,11 @@ Objects are named `<scenario_id>/<file name>`. `score.json` is written last and 
 its presence means the set is complete, so a reader never sees half a result. Results are
 immutable: a second write of the same score and bundle is a no-op, anything different is
 reported to the caller (who refuses it as a conflict).
+
+Retention deletes a set in the opposite order: it first leaves a marker `<scenario_id>/.deleting`,
+then removes score.json (from then on the set reads as absent), the scenario's evidence
+packs in `forge-evidence`, the other files, and the marker last. A delete cut short leaves
+the marker behind, so the next retention run finds it and finishes the job.
 """
 
 from __future__ import annotations
@@ -15,14 +20,23 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from forge.bus.errors import BusUnavailable
-from forge.bus.object_buckets import ObjectMissing, get_object, put_object
-from forge.bus.permissions import ARTIFACT_BUCKET
+from forge.bus.object_buckets import (
+    ObjectMissing,
+    delete_object,
+    get_object,
+    list_objects,
+    put_object,
+)
+from forge.bus.permissions import ARTIFACT_BUCKET, EVIDENCE_BUCKET
+from forge_verify.score import SCENARIO_ID_RE
 
 MAX_ARTIFACT_BYTES = 256 << 20
 """The largest result file read back (a bundle of 256 checks' full outputs fits)."""
 RESULT_NAMES = ("score.json", "evidence.tar.zst", "evidence.tar.gz", "verdict.sig",
                 "verdict.pub")
 SCORE = "score.json"
+DELETING = ".deleting"
+"""The marker of a delete in progress (or cut short) for one scenario."""
 
 
 def object_key(scenario_id: str, name: str) -> str:
@@ -75,5 +89,47 @@ async def scored_ids(js: JetStreamContext) -> dict[str, str]:
     return found
 
 
-__all__ = ["MAX_ARTIFACT_BYTES", "object_key", "read_result_files", "scored_ids",
+async def read_score_file(js: JetStreamContext, scenario_id: str) -> bytes | None:
+    """score.json alone (retention needs only its dates), or None."""
+    try:
+        return await get_object(js, ARTIFACT_BUCKET, object_key(scenario_id, SCORE),
+                                max_bytes=MAX_ARTIFACT_BYTES)
+    except ObjectMissing:
+        return None
+
+
+async def retention_listing(js: JetStreamContext) -> tuple[list[str], list[str]]:
+    """(ids whose score.json is stored, ids whose delete was cut short after score.json)."""
+    scored: set[str] = set()
+    marked: set[str] = set()
+    for key in await list_objects(js, ARTIFACT_BUCKET):
+        sid, _, name = key.partition("/")
+        if SCENARIO_ID_RE.fullmatch(sid) is None:
+            continue
+        if name == SCORE:
+            scored.add(sid)
+        elif name == DELETING:
+            marked.add(sid)
+    return sorted(scored), sorted(marked - scored)
+
+
+async def delete_result_files(js: JetStreamContext, scenario_id: str, *,
+                              replicas: int) -> None:
+    """Delete a scenario's results and evidence packs (marker first, score.json next, marker
+    last); idempotent, so a run that was cut short is finished by calling it again."""
+    marker = object_key(scenario_id, DELETING)
+    await put_object(js, ARTIFACT_BUCKET, marker, b"retention delete in progress\n",
+                     replicas=replicas, description="Forge result artifacts")
+    await delete_object(js, ARTIFACT_BUCKET, object_key(scenario_id, SCORE))
+    # Evidence packs are named `<scenario_id>.<sha256>` (forge.bus.evidence_pack).
+    for name in await list_objects(js, EVIDENCE_BUCKET):
+        if name.startswith(scenario_id + "."):
+            await delete_object(js, EVIDENCE_BUCKET, name)
+    for name in RESULT_NAMES[1:]:
+        await delete_object(js, ARTIFACT_BUCKET, object_key(scenario_id, name))
+    await delete_object(js, ARTIFACT_BUCKET, marker)
+
+
+__all__ = ["DELETING", "MAX_ARTIFACT_BYTES", "delete_result_files", "object_key",
+           "read_result_files", "read_score_file", "retention_listing", "scored_ids",
            "write_result_files"]

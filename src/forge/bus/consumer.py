@@ -13,6 +13,9 @@ Semantics a service relies on:
 * `Reject(reason)` or a payload that is not a JSON object: dead-lettered at once (poison);
 * long handlers keep their message by sending "in progress" every ack_wait/3;
 * replicas using the same durable name share the messages (each goes to one of them);
+* with a `gate`, a worker fetches only after `gate.try_enter()` said there is room, and
+  calls `gate.leave()` once that fetch and its handler are done (lab nodes pull only the
+  spawns they can take, instead of fetching and hoping);
 * the client reconnects by itself; the durable consumer lives on the server, so nothing
   published while a subscriber or the server was away is lost.
 
@@ -28,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -66,6 +69,17 @@ class ConsumerStatus(TypedDict):
     last_error: str | None
 
 
+class FetchGate(Protocol):
+    """Consulted before every fetch: `try_enter` reserves room (False: do not fetch now)."""
+
+    def try_enter(self) -> bool: ...
+
+    def leave(self) -> None: ...
+
+
+_GATE_POLL_S = 0.1
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:_MAX_ERROR_CHARS]
@@ -95,8 +109,10 @@ class DurableConsumer:
         reconnect_wait: float = 0.5,
         credentials: BusCredentials | None = None,
         max_reconnect_attempts: int = -1,
+        gate: FetchGate | None = None,
     ) -> None:
         self.durable = check_name(durable, "durable")
+        self._gate = gate
         self.stream = check_name(stream, "stream")
         if not subjects:
             raise ValueError("subjects: at least one subject filter is required")
@@ -129,6 +145,7 @@ class DurableConsumer:
         self._max_reconnect_attempts = max_reconnect_attempts
         self._conn: BusConnection | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._subs: dict[int, JetStreamContext.PullSubscription] = {}
         self._busy: set[int] = set()
         self._stopping = asyncio.Event()
         self._consumer_ready = False
@@ -171,6 +188,7 @@ class DurableConsumer:
                 max_reconnect_attempts=self._max_reconnect_attempts,
             )
             await self._conn.start()
+            self._subs = {}
             self._workers = [
                 asyncio.create_task(self._worker(i), name=f"{self.name}-worker-{i}")
                 for i in range(self._concurrency)
@@ -297,40 +315,52 @@ class DurableConsumer:
                 self._consumer_ready = True
 
     async def _worker(self, index: int) -> None:
-        sub: JetStreamContext.PullSubscription | None = None
         while not self._stopping.is_set():
             conn = self._conn
             if conn is None or not conn.ready:
                 await asyncio.sleep(min(self._reconnect_wait, 0.1))
                 continue
+            if self._gate is not None and not self._gate.try_enter():
+                await asyncio.sleep(_GATE_POLL_S)
+                continue
             try:
-                if sub is None:
-                    js = conn.jetstream()
-                    await self._ensure_consumer(js)
-                    sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
-                msgs = await sub.fetch(1, timeout=self._fetch_timeout)
-            except (TimeoutError, nats.errors.TimeoutError):
-                await self._maybe_refresh(idle=True)
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # server restarted, consumer deleted, API errors
-                self._last_error = _describe(exc)
-                log.warning("consumer %s: fetch failed: %s", self.durable, self._last_error)
-                self._consumer_ready = False
-                if sub is not None:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-                    sub = None
-                await asyncio.sleep(self._reconnect_wait)
-                continue
-            for msg in msgs:
-                self._busy.add(index)
-                try:
-                    await self._process(msg)
-                finally:
-                    self._busy.discard(index)
-            await self._maybe_refresh(idle=False)
+                await self._fetch_and_process(index, conn)
+            finally:
+                if self._gate is not None:
+                    self._gate.leave()
+
+    async def _fetch_and_process(self, index: int, conn: BusConnection) -> None:
+        """One fetch of at most one message on this worker's subscription, and its handler."""
+        sub = self._subs.get(index)
+        try:
+            if sub is None:
+                js = conn.jetstream()
+                await self._ensure_consumer(js)
+                sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+                self._subs[index] = sub
+            msgs = await sub.fetch(1, timeout=self._fetch_timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            await self._maybe_refresh(idle=True)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # server restarted, consumer deleted, API errors
+            self._last_error = _describe(exc)
+            log.warning("consumer %s: fetch failed: %s", self.durable, self._last_error)
+            self._consumer_ready = False
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                self._subs.pop(index, None)
+            await asyncio.sleep(self._reconnect_wait)
+            return
+        for msg in msgs:
+            self._busy.add(index)
+            try:
+                await self._process(msg)
+            finally:
+                self._busy.discard(index)
+        await self._maybe_refresh(idle=False)
 
     async def _maybe_refresh(self, *, idle: bool) -> None:
         if time.monotonic() - self._info_at >= (1.0 if idle else 2.0):

@@ -96,4 +96,30 @@ async def object_exists(js: JetStreamContext, bucket: str, name: str) -> bool:
     return True
 
 
-__all__ = ["ObjectMissing", "ObjectTooLarge", "get_object", "object_exists", "put_object"]
+async def list_objects(js: JetStreamContext, bucket: str) -> list[str]:
+    """The names of the live (not deleted) objects of `bucket`; [] when it does not exist."""
+    try:
+        store = await js.object_store(bucket)
+        infos = await store.list()
+    except (BucketNotFoundError, NotFoundError):
+        return []
+    except (NatsError, OSError, TimeoutError) as exc:
+        raise BusUnavailable(f"cannot list {bucket}: {exc}") from exc
+    return sorted({info.name for info in infos if info.name and not info.deleted})
+
+
+async def delete_object(js: JetStreamContext, bucket: str, name: str) -> bool:
+    """Delete `name` (its chunks purged, a deleted marker left as its meta); False when it
+    was not there, so a retried delete is a no-op. Bus faults raise BusUnavailable."""
+    try:
+        store = await _bucket(js, bucket)
+        await store.delete(name)
+    except (ObjectMissing, ObjectNotFoundError, NotFoundError):
+        return False
+    except (NatsError, OSError, TimeoutError) as exc:
+        raise BusUnavailable(f"cannot delete {name} from {bucket}: {exc}") from exc
+    return True
+
+
+__all__ = ["ObjectMissing", "ObjectTooLarge", "delete_object", "get_object", "list_objects",
+           "object_exists", "put_object"]

@@ -11,7 +11,6 @@ can accept a current and a next password side by side during a rotation.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import secrets
@@ -24,10 +23,13 @@ from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SUBMIT,
     DURABLE_SCOREBOARD_COMPLETED,
     DURABLE_SPAWN_LIFECYCLE,
+    FORGE_STREAMS,
+    NODE_STREAM,
     SCENARIO_COMPLETED,
     SCENARIO_ENDED,
     SCENARIO_STATES,
     SCENARIO_SUBMIT,
+    SCENARIO_SUBMIT_NODES,
     SCORE_FINALIZED,
     SPAWN_REQUESTED,
     STREAM,
@@ -35,6 +37,10 @@ from forge.bus.subjects import (
 )
 
 SERVICE_IDENTITIES: tuple[str, ...] = ("spawn", "orchestrator", "scoreboard")
+# JetStream KV buckets of the lab nodes (heartbeats and the sweeper lease; drain flags).
+NODES_BUCKET = "forge_nodes"
+DRAIN_BUCKET = "forge_node_drain"
+LEASE_BUCKET = "forge_node_lease"
 ADMIN = "admin"
 _USER_DOMAIN = b"frostgate-forge/nats-user/v1:"
 
@@ -48,13 +54,24 @@ class Grant:
     manage_streams: bool = False
     # Object Store buckets (no disk shared between services): (bucket, "write" | "read").
     buckets: tuple[tuple[str, str], ...] = ()
+    # Lab nodes: durables of any name whose filter is exactly this subject (one per node,
+    # named after it), and the KV buckets the identity reads and writes.
+    node_consumers: tuple[str, ...] = ()
+    kv_buckets: tuple[str, ...] = ()
 
+
+# Evidence and artifacts travel through Object Store buckets, each usable only by the
+# services that need it: a lab node writes evidence packs the scoreboard reads; the
+# scoreboard writes result artifacts (FORGE_ARTIFACT_STORE=jetstream). spawn_service, which
+# faces learners, can neither read nor write either bucket.
+EVIDENCE_BUCKET = "forge-evidence"
+ARTIFACT_BUCKET = "forge-artifacts"
 
 GRANTS: Mapping[str, Grant] = {
     # spawn_service is learner-facing: it asks for labs and submits them, and hears only that
     # a scenario ended (never the grading results, which carry the lab's answers).
     "spawn": Grant(
-        publish=(SPAWN_REQUESTED, SCENARIO_SUBMIT),
+        publish=(SPAWN_REQUESTED, SCENARIO_SUBMIT, SCENARIO_SUBMIT_NODES),
         consumers=((DURABLE_SPAWN_LIFECYCLE, SCENARIO_ENDED),),
     ),
     "orchestrator": Grant(
@@ -64,34 +81,28 @@ GRANTS: Mapping[str, Grant] = {
             (DURABLE_ORCHESTRATOR_SUBMIT, SCENARIO_SUBMIT),
         ),
         manage_streams=True,
+        buckets=((EVIDENCE_BUCKET, "write"),),
+        node_consumers=(SCENARIO_SUBMIT_NODES,),
+        kv_buckets=(NODES_BUCKET, DRAIN_BUCKET, LEASE_BUCKET),
     ),
     "scoreboard": Grant(
         publish=(SCORE_FINALIZED,),
         consumers=((DURABLE_SCOREBOARD_COMPLETED, SCENARIO_COMPLETED),),
+        # Retention (`forge retention run` speaks as the scoreboard) deletes a scenario's
+        # evidence packs with its expired results: "delete" = read, plus the deleted marker
+        # and the chunk purge, but never writing chunks.
+        buckets=((EVIDENCE_BUCKET, "delete"), (ARTIFACT_BUCKET, "write")),
     ),
-}
-# Evidence and artifacts travel through Object Store buckets, each usable only by the
-# services that need it: a lab node writes evidence packs the scoreboard reads; the
-# scoreboard writes result artifacts (FORGE_ARTIFACT_STORE=jetstream). spawn_service, which
-# faces learners, can neither read nor write either bucket.
-EVIDENCE_BUCKET = "forge-evidence"
-ARTIFACT_BUCKET = "forge-artifacts"
-GRANTS = {
-    **GRANTS,
-    "orchestrator": dataclasses.replace(GRANTS["orchestrator"],
-                                        buckets=((EVIDENCE_BUCKET, "write"),)),
-    "scoreboard": dataclasses.replace(GRANTS["scoreboard"],
-                                      buckets=((EVIDENCE_BUCKET, "read"),
-                                               (ARTIFACT_BUCKET, "write"))),
 }
 
 
 def bucket_subjects(bucket: str, mode: str) -> list[str]:
     """The JetStream API and data subjects one Object Store bucket needs: read = look up the
     object's meta and stream its chunks through an ordered consumer; write = also create
-    the bucket, publish chunks and meta, and purge replaced chunks."""
-    if mode not in ("read", "write"):
-        raise ValueError(f"mode: {mode!r} is not read or write")
+    the bucket, publish chunks and meta, and purge replaced chunks; delete = read, plus
+    publish meta (the deleted marker) and purge chunks, without publishing chunks."""
+    if mode not in ("read", "write", "delete"):
+        raise ValueError(f"mode: {mode!r} is not read, write or delete")
     api, stream = "$JS.API", f"OBJ_{bucket}"
     subjects = [f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
                 f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
@@ -103,6 +114,8 @@ def bucket_subjects(bucket: str, mode: str) -> list[str]:
     if mode == "write":
         subjects += [f"{api}.STREAM.CREATE.{stream}", f"{api}.STREAM.UPDATE.{stream}",
                      f"{api}.STREAM.PURGE.{stream}", f"$O.{bucket}.>"]
+    if mode == "delete":  # read, plus a deleted marker as the meta and the chunk purge
+        subjects += [f"{api}.STREAM.PURGE.{stream}", f"$O.{bucket}.M.>"]
     return subjects
 
 
@@ -160,9 +173,11 @@ def permissions(identity: str) -> dict[str, Any]:
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     grant = GRANTS[identity]
     api = "$JS.API"
-    publish = [*grant.publish, f"{api}.STREAM.INFO.{STREAM}"]
+    streams = [spec.name for spec in FORGE_STREAMS]
+    publish = [*grant.publish, *(f"{api}.STREAM.INFO.{name}" for name in streams)]
     if grant.manage_streams:
-        publish += [f"{api}.STREAM.CREATE.{STREAM}", f"{api}.STREAM.UPDATE.{STREAM}"]
+        for name in streams:
+            publish += [f"{api}.STREAM.CREATE.{name}", f"{api}.STREAM.UPDATE.{name}"]
     for durable, filter_subject in grant.consumers:
         publish += [
             # Only the filtered form: the server rejects a config whose filter differs.
@@ -174,6 +189,19 @@ def permissions(identity: str) -> dict[str, Any]:
         ]
     for bucket, mode in grant.buckets:
         publish += bucket_subjects(bucket, mode)
+    for filter_subject in grant.node_consumers:
+        # One durable per node, named after it: granted by name wildcard, but only in the
+        # FORGE_NODES stream, which holds nothing but node work (no other service's durable).
+        publish += [f"{api}.CONSUMER.CREATE.{NODE_STREAM}.*.{filter_subject}",
+                    f"{api}.CONSUMER.INFO.{NODE_STREAM}.*",
+                    f"{api}.CONSUMER.MSG.NEXT.{NODE_STREAM}.*",
+                    f"$JS.ACK.{NODE_STREAM}.*.>", f"$JS.ACK.*.*.{NODE_STREAM}.*.>"]
+    for bucket in grant.kv_buckets:
+        kv_stream = f"KV_{bucket}"
+        publish += [f"$KV.{bucket}.>", f"{api}.STREAM.INFO.{kv_stream}",
+                    f"{api}.STREAM.CREATE.{kv_stream}", f"{api}.STREAM.UPDATE.{kv_stream}",
+                    f"{api}.STREAM.MSG.GET.{kv_stream}", f"{api}.DIRECT.GET.{kv_stream}",
+                    f"{api}.DIRECT.GET.{kv_stream}.>"]
     return {"publish": {"allow": publish}, "subscribe": {"allow": [f"{inbox_prefix(identity)}.>"]}}
 
 

@@ -117,12 +117,41 @@ class StreamSpec:
         )
 
 
+# Lab nodes (issue 15 item 3): a submit goes to the node holding the lab on its own subject
+# (`forge.scenario.submit.<node_id>`, four tokens, so `forge.scenario.*` does not match it),
+# read by that node's own durable; `forge.scenario.submit` stays for rows without a node.
+# These live in their own stream, FORGE_NODES, so that the per-node durables (granted by
+# name wildcard, one per node) can never reach a durable of the FORGE stream.
+NODE_STREAM = "FORGE_NODES"
+SCENARIO_SUBMIT_NODES = "forge.scenario.submit.*"
+DURABLE_NODE_SUBMIT_PREFIX = "orchestrator-submit-"
+_NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+def node_submit_subject(node_id: str) -> str:
+    """`forge.scenario.submit.<node_id>`: submits for the labs one node holds."""
+    if not _NODE_ID_RE.fullmatch(node_id):
+        raise ValueError(f"node_id: {node_id[:40]!r} is not a node id")
+    return f"{SCENARIO_SUBMIT}.{node_id}"
+
+
+def node_submit_durable(node_id: str) -> str:
+    """The durable consumer name of one node's submit subject."""
+    node_submit_subject(node_id)
+    return f"{DURABLE_NODE_SUBMIT_PREFIX}{node_id}"
+
+
 FORGE_STREAM = StreamSpec(
     name=STREAM,
     subjects=(SPAWN_REQUESTED, SCENARIO_ALL, SCORE_FINALIZED),
     description="FrostGate Forge events: spawn requests, scenario lifecycle, final scores",
 )
-FORGE_STREAMS: tuple[StreamSpec, ...] = (FORGE_STREAM,)
+NODES_STREAM = StreamSpec(
+    name=NODE_STREAM,
+    subjects=(SCENARIO_SUBMIT_NODES,),
+    description="FrostGate Forge work for one lab node: submits of the labs it holds",
+)
+FORGE_STREAMS: tuple[StreamSpec, ...] = (FORGE_STREAM, NODES_STREAM)
 
 _STREAM_NAME_IN_USE = 10058
 

@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         keys,
         lab,
         nats,
+        nodes,
         policy,
         receipt,
         retention,
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(completions.app, name="completions")
     app.add_typer(retention.app, name="retention")
     app.add_typer(scenarios.app, name="scenarios")
+    app.add_typer(nodes.app, name="nodes")
     app.add_typer(runtime.app, name="runtime")
     app.add_typer(artifacts.app, name="artifacts")
     app.add_typer(image.app, name="image")

@@ -1,16 +1,27 @@
-"""`forge retention …`: per-scenario result retention and investigation holds (operator)."""
+"""`forge retention …`: per-scenario result retention and investigation holds (operator).
+
+`cleanup` (alias `run`) works on the artifact store the install uses: with
+`FORGE_ARTIFACT_STORE=jetstream` it connects to NATS as the scoreboard and deletes expired
+results (and their evidence packs) from the Object Store; holds and the audit log stay under
+STORAGE_ROOT (run it where the scoreboard's STORAGE_ROOT is).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from forge.cli.context import settings_or_exit
 from forge.retention.holds import HoldError, HoldStore
 from forge_verify.keys import Signer
+
+if TYPE_CHECKING:
+    from forge.retention.cleanup import CleanupReport
 
 app = typer.Typer(help="Result retention and investigation holds.", no_args_is_help=True)
 
@@ -23,19 +34,53 @@ def _root_and_signer() -> tuple[Path, Signer | None]:
     return settings.storage_root, ring.current() if ring.has_key() else None
 
 
+async def _cleanup_jetstream(root: Path, signer: Signer | None,
+                             dry_run: bool) -> CleanupReport:
+    from forge.bus.connection import BusConnection
+    from forge.retention.cleanup import cleanup
+    from forge.services.common.artifact_stores import ObjectStoreArtifactStore
+    from forge.services.common.bus import bus_credentials, bus_streams
+
+    settings = settings_or_exit()
+    # Results and evidence packs are the scoreboard's to delete, so it speaks as the scoreboard.
+    conn = BusConnection(settings.nats_url, "forge-cli-retention",
+                         credentials=bus_credentials(settings, "scoreboard"),
+                         streams=bus_streams(settings), connect_timeout=3.0)
+    try:
+        if not await conn.start(wait=5.0):
+            raise OSError("NATS is not reachable")
+        store = ObjectStoreArtifactStore(conn, settings.nats_replicas)
+        store.bind(asyncio.get_running_loop())
+        return await asyncio.to_thread(cleanup, root, dry_run=dry_run, signer=signer,
+                                       store=store)
+    finally:
+        await conn.close()
+
+
 @app.command("cleanup")
 def cleanup_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would go; delete nothing."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
 ) -> None:
     """Delete results past each scenario's retention_days, except held scenarios."""
+    from forge.config.settings import ConfigError
     from forge.retention.cleanup import RetentionAuditError, cleanup
 
     root, signer = _root_and_signer()
+    store_name = settings_or_exit().artifact_store
     try:
-        report = cleanup(root, dry_run=dry_run, signer=signer)
+        if store_name == "jetstream":
+            report = asyncio.run(_cleanup_jetstream(root, signer, dry_run))
+        else:
+            report = cleanup(root, dry_run=dry_run, signer=signer)
     except RetentionAuditError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except ConfigError as exc:
+        typer.echo(f"error: {'; '.join(exc.problems)}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:  # the store cannot be reached: nothing was deleted
+        typer.echo(f"error: {store_name} artifact store: {exc}", err=True)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -49,6 +94,9 @@ def cleanup_cmd(
             f"{n} {a}" for a, n in counts.items()))
     if not report.ok:
         raise typer.Exit(1)
+
+
+app.command("run", help="Same as `cleanup`.")(cleanup_cmd)
 
 
 def _store() -> HoldStore:

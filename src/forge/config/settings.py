@@ -21,6 +21,7 @@ from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, fi
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from forge.config import node_settings as node_cfg
 from forge.config.environ_source import EnvironSource, Refused, storage_root_path
 from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
 from forge.config.keyring import HmacKeyring
@@ -190,6 +191,16 @@ def _artifact_store(raw: object) -> str:
     return text
 
 
+def _node(check: Callable[[object], Any]) -> Callable[[object], Any]:
+    """A FORGE_NODE_* validator whose NodeSettingError becomes the operator's problem line."""
+    def run(raw: object) -> Any:
+        try:
+            return check(raw)
+        except node_cfg.NodeSettingError as exc:
+            raise _problem(str(exc)) from None
+    return run
+
+
 def _var(name: str, default: Any = None, **kwargs: Any) -> Any:
     """A field read from the environment variable `name`."""
     return Field(default, validation_alias=name, **kwargs)
@@ -253,6 +264,26 @@ class Settings(BaseSettings):
     # built root filesystems (outside any checkout, so clones and CI reuse it).
     images_dir: Path = _var("FORGE_IMAGE_DIR", _default_content_path("images"))
     image_cache: Path = _var("FORGE_IMAGE_CACHE", "/var/cache/forge/images")
+    # Lab nodes (issue 15 item 3): optional; the defaults are one node at ORCHESTRATOR_URL.
+    node_id: Annotated[str, BeforeValidator(_node(node_cfg.node_id))] = _var(
+        "FORGE_NODE_ID", node_cfg.DEFAULT_NODE_ID)
+    # Unset: scenario rows name no URL and spawn_service uses its own ORCHESTRATOR_URL (one
+    # node, exactly as before); with several nodes each sets the URL it is reached at.
+    node_url: Annotated[str | None, BeforeValidator(_http_url("FORGE_NODE_URL"))] = _var(
+        "FORGE_NODE_URL")
+    node_capacity_labs: Annotated[int, BeforeValidator(_node(node_cfg.whole(
+        "FORGE_NODE_CAPACITY_LABS", 1, 100_000)))] = _var(
+        "FORGE_NODE_CAPACITY_LABS", node_cfg.DEFAULT_CAPACITY_LABS)
+    node_capacity_memory_mb: Annotated[int, BeforeValidator(_node(node_cfg.whole(
+        "FORGE_NODE_CAPACITY_MEMORY_MB", 16, 1 << 30)))] = Field(
+        default_factory=node_cfg.default_memory_mb,
+        validation_alias="FORGE_NODE_CAPACITY_MEMORY_MB")
+    node_heartbeat_s: Annotated[float, BeforeValidator(_node(node_cfg.seconds(
+        "FORGE_NODE_HEARTBEAT_S", 0.2, 60.0)))] = _var(
+        "FORGE_NODE_HEARTBEAT_S", node_cfg.DEFAULT_HEARTBEAT_S)
+    node_grace_s: Annotated[float, BeforeValidator(_node(node_cfg.seconds(
+        "FORGE_NODE_GRACE_S", 1.0, 3600.0)))] = _var("FORGE_NODE_GRACE_S",
+                                                     node_cfg.DEFAULT_GRACE_S)
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -305,6 +336,16 @@ class Settings(BaseSettings):
             raise _problem(f"BILLING_MODE=stub is forbidden when FORGE_ENV={env.value} (a fake "
                            "charge; dev only): set BILLING_MODE=disabled or a real gateway")
         return mode
+
+    @field_validator("node_grace_s", mode="after")
+    @classmethod
+    def _grace_covers_heartbeats(cls, value: float, info: ValidationInfo) -> float:
+        """A node is lost only after several missed heartbeats, never after one late one."""
+        beat = info.data.get("node_heartbeat_s")
+        if isinstance(beat, float) and value < 3 * beat:
+            raise _problem("FORGE_NODE_GRACE_S must be at least 3 x FORGE_NODE_HEARTBEAT_S "
+                           "(a node counts as lost only after several missed heartbeats)")
+        return value
 
     def secret_values(self) -> tuple[bytes, ...]:
         """Every secret value in force, for log redaction."""

@@ -10,11 +10,16 @@ read them, only through an `ArtifactStore`, chosen by `FORGE_ARTIFACT_STORE`:
   connection, `forge.services.common.artifact_stores`).
 
 Both keep results immutable: writing the same score and bundle again is a no-op, anything
-different is a `ResultConflict`.
+different is a `ResultConflict`. Retention (`forge.retention.cleanup`) lists and deletes
+results through the same interface, so it works on whichever store the install uses.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -25,10 +30,25 @@ from forge.evidence.artifacts import (
     results_dir,
     write_results,
 )
-from forge_verify.score import SCENARIO_ID_RE
+from forge_verify.score import SCENARIO_ID_RE, require_scenario_id
 from forge_verify.verdict import SCORE_NAME
 
 ARTIFACT_STORES = ("filesystem", "jetstream")
+TOMBSTONE_PREFIX = ".deleting-"
+RAW_EVIDENCE = ("evidence", "completion.json")
+
+
+def delete_results(scenario_dir: Path) -> None:
+    """Remove a scenario's results and raw evidence; the results vanish in one rename."""
+    tomb = scenario_dir / f"{TOMBSTONE_PREFIX}{uuid.uuid4().hex}"
+    os.rename(scenario_dir / "results", tomb)
+    for name in RAW_EVIDENCE:
+        path = scenario_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    shutil.rmtree(tomb)
 
 
 class ArtifactStore(Protocol):
@@ -46,12 +66,24 @@ class ArtifactStore(Protocol):
     def read_score(self, scenario_id: str) -> bytes | None:
         """The scenario's score.json, or None."""
 
+    def retention_ids(self) -> list[str]:
+        """Ids of the scenarios with stored results, for retention to judge."""
+
+    def interrupted_deletes(self) -> list[str]:
+        """Ids whose delete was cut short after their results became unreadable."""
+
+    def delete(self, scenario_id: str) -> None:
+        """Remove the scenario's results and raw evidence; raises OSError or BusError when
+        that fails (what is left is finished by the next call)."""
+
 
 class FilesystemArtifactStore:
     """Results under `<storage_root>/scenarios/<scenario_id>/results/` (the default)."""
 
-    def __init__(self, storage_root: Path) -> None:
+    def __init__(self, storage_root: Path,
+                 remover: Callable[[Path], None] = delete_results) -> None:
         self.storage_root = Path(storage_root)
+        self.remover = remover
 
     def write(self, artifacts: Artifacts) -> ResultsWritten:
         """Write atomically (a temp directory renamed into place)."""
@@ -86,4 +118,26 @@ class FilesystemArtifactStore:
             return None
 
 
-__all__ = ["ARTIFACT_STORES", "ArtifactStore", "FilesystemArtifactStore"]
+    def retention_ids(self) -> list[str]:
+        """Every `scenarios/<id>/` holding a `results/` directory."""
+        try:
+            entries = sorted((self.storage_root / "scenarios").iterdir())
+        except FileNotFoundError:
+            return []
+        return [e.name for e in entries
+                if SCENARIO_ID_RE.fullmatch(e.name) and (e / "results").is_dir()]
+
+    def interrupted_deletes(self) -> list[str]:
+        """None: a tombstone left by a cut-short delete is swept before the next delete."""
+        return []
+
+    def delete(self, scenario_id: str) -> None:
+        """Sweep old tombstones, then rename `results/` away and remove the raw evidence."""
+        scenario_dir = self.storage_root / "scenarios" / require_scenario_id(scenario_id)
+        for tomb in scenario_dir.glob(TOMBSTONE_PREFIX + "*"):
+            shutil.rmtree(tomb, ignore_errors=True)
+        self.remover(scenario_dir)
+
+
+__all__ = ["ARTIFACT_STORES", "RAW_EVIDENCE", "TOMBSTONE_PREFIX", "ArtifactStore",
+           "FilesystemArtifactStore", "delete_results"]

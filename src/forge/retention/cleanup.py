@@ -2,18 +2,23 @@
 
 A scenario's results expire at `completed_at + retention_days` (both from its score.json,
 i.e. from the verified ET). Expired results are deleted unless the scenario is under an
-investigation hold: the results directory is first renamed to a tombstone (so it never
-looks complete while half deleted), then the raw evidence files, the stored completion
-payload and the tombstone are removed. The scenario's audit log stays. Every deletion and
-every failure goes to the global audit log; a failing item does not stop the run.
+investigation hold, through the artifact store the install uses (`FORGE_ARTIFACT_STORE`):
+
+* filesystem: the results directory is first renamed to a tombstone (so it never looks
+  complete while half deleted), then the raw evidence files, the stored completion payload
+  and the tombstone are removed. The scenario's audit log stays.
+* jetstream: the four objects in `forge-artifacts` and the scenario's evidence packs in
+  `forge-evidence` (score.json goes first, so the set never reads as complete while half
+  deleted; a delete cut short is finished by the next run).
+
+Every deletion and every failure goes to the global audit log; a failing item does not stop
+the run. Evidence is deleted only with expired results, so a completion that is not yet
+expired (or never scored) can still be reprocessed.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,12 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from forge.audit.log import AuditError, AuditLog, global_log
+from forge.bus.errors import BusError
+from forge.evidence.artifact_store import (
+    RAW_EVIDENCE,
+    TOMBSTONE_PREFIX,
+    ArtifactStore,
+    FilesystemArtifactStore,
+    delete_results,
+)
 from forge.retention.holds import HoldError, HoldStore
 from forge_verify.keys import Signer
-from forge_verify.score import SCENARIO_ID_RE
 
-TOMBSTONE_PREFIX = ".deleting-"
-RAW_EVIDENCE = ("evidence", "completion.json")
+INTERRUPTED = "finished an interrupted delete"
 
 
 class RetentionAuditError(Exception):
@@ -75,9 +86,16 @@ def _iso(moment: datetime) -> str:
 def expiry_of(score_json: Path) -> datetime:
     """`completed_at + retention_days` of a stored score.json; ValueError naming the field."""
     try:
-        doc = json.loads(score_json.read_bytes())
+        raw = score_json.read_bytes()
     except OSError as exc:
         raise ValueError(f"score.json: unreadable ({exc.strerror})") from None
+    return expiry_from(raw)
+
+
+def expiry_from(score_json: bytes) -> datetime:
+    """`completed_at + retention_days` of score.json's bytes; ValueError naming the field."""
+    try:
+        doc = json.loads(score_json)
     except ValueError:
         raise ValueError("score.json: not valid JSON") from None
     if not isinstance(doc, dict):
@@ -95,33 +113,6 @@ def expiry_of(score_json: Path) -> datetime:
     return completed + timedelta(days=days)
 
 
-def _sweep_tombstones(scenario_dir: Path) -> None:
-    for tomb in scenario_dir.glob(TOMBSTONE_PREFIX + "*"):
-        shutil.rmtree(tomb, ignore_errors=True)
-
-
-def delete_results(scenario_dir: Path) -> None:
-    """Remove a scenario's results and raw evidence; the results vanish in one rename."""
-    tomb = scenario_dir / f"{TOMBSTONE_PREFIX}{uuid.uuid4().hex}"
-    os.rename(scenario_dir / "results", tomb)
-    for name in RAW_EVIDENCE:
-        path = scenario_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    shutil.rmtree(tomb)
-
-
-def _candidates(storage_root: Path) -> list[Path]:
-    root = storage_root / "scenarios"
-    try:
-        entries = sorted(root.iterdir())
-    except FileNotFoundError:
-        return []
-    return [e for e in entries if SCENARIO_ID_RE.fullmatch(e.name) and (e / "results").is_dir()]
-
-
 def cleanup(
     storage_root: Path,
     *,
@@ -129,51 +120,72 @@ def cleanup(
     dry_run: bool = False,
     signer: Signer | None = None,
     deleter: Callable[[Path], None] = delete_results,
+    store: ArtifactStore | None = None,
 ) -> CleanupReport:
-    """Apply retention to every scenario with results; a single item never stops the run.
+    """Apply retention to every scenario with results in `store` (default: the filesystem
+    store under `storage_root`, removing with `deleter`); a single item never stops the run.
 
-    Raises RetentionAuditError (after the deletion it could not record) when the global
-    audit log cannot be written, so nothing more is deleted unaudited.
+    Holds and the global audit log always live under `storage_root`. Raises
+    RetentionAuditError (after the deletion it could not record) when the audit log cannot
+    be written, so nothing more is deleted unaudited.
     """
     moment = now or datetime.now(UTC)
     report = CleanupReport(dry_run=dry_run, now=_iso(moment))
     audit = global_log(storage_root, signer=signer)
+    results = store if store is not None else FilesystemArtifactStore(storage_root, deleter)
     try:
         held = HoldStore(storage_root).held_ids()
-    except HoldError as exc:
-        # Without the holds we cannot know what must be kept: delete nothing.
+        candidates = results.retention_ids()
+        interrupted = results.interrupted_deletes()
+    except (HoldError, OSError, BusError) as exc:
+        # Without the holds (or the list of results) we cannot decide: delete nothing.
         report.items.append(CleanupItem("-", "failed", None, str(exc)))
         return report
-    for scenario_dir in _candidates(storage_root):
-        sid = scenario_dir.name
+    for sid in interrupted:  # its expiry was judged when the delete began
+        if sid in held:
+            report.items.append(CleanupItem(sid, "held", None, "investigation hold"))
+        elif dry_run:
+            report.items.append(CleanupItem(sid, "would_delete", None, INTERRUPTED))
+        else:
+            _delete(results, audit, report, sid, None, INTERRUPTED)
+    for sid in candidates:
         try:
-            expires = expiry_of(scenario_dir / "results" / "score.json")
+            score = results.read_score(sid)
+            if score is None:
+                raise ValueError("score.json: missing or unreadable")
+            expires = expiry_from(score)
+        except (OSError, BusError) as exc:
+            report.items.append(CleanupItem(sid, "failed", None,
+                                            f"score.json: unreadable ({exc})"))
+            continue
         except ValueError as exc:
             report.items.append(CleanupItem(sid, "failed", None, str(exc)))
             continue
         expires_at = _iso(expires)
         if moment < expires:
             report.items.append(CleanupItem(sid, "kept", expires_at))
-            continue
-        if sid in held:
+        elif sid in held:
             report.items.append(CleanupItem(sid, "held", expires_at, "investigation hold"))
-            continue
-        if dry_run:
+        elif dry_run:
             report.items.append(CleanupItem(sid, "would_delete", expires_at))
-            continue
-        try:
-            _sweep_tombstones(scenario_dir)
-            deleter(scenario_dir)
-        except OSError as exc:
-            item = CleanupItem(sid, "failed", expires_at,
-                               f"delete failed: {exc.strerror or exc}")
-            report.items.append(item)
-            _audit(audit, "retention.failed", item)
-            continue
-        item = CleanupItem(sid, "deleted", expires_at)
-        report.items.append(item)
-        _audit(audit, "retention.deleted", item)
+        else:
+            _delete(results, audit, report, sid, expires_at, "")
     return report
+
+
+def _delete(results: ArtifactStore, audit: AuditLog, report: CleanupReport, sid: str,
+            expires_at: str | None, reason: str) -> None:
+    try:
+        results.delete(sid)
+    except (OSError, BusError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        item = CleanupItem(sid, "failed", expires_at, f"delete failed: {detail}")
+        report.items.append(item)
+        _audit(audit, "retention.failed", item)
+        return
+    item = CleanupItem(sid, "deleted", expires_at, reason)
+    report.items.append(item)
+    _audit(audit, "retention.deleted", item)
 
 
 def _audit(audit: AuditLog, event: str, item: CleanupItem) -> None:
@@ -182,3 +194,7 @@ def _audit(audit: AuditLog, event: str, item: CleanupItem) -> None:
                              "reason": item.reason})
     except (AuditError, OSError) as exc:
         raise RetentionAuditError(f"audit log unwritable; retention stopped: {exc}") from exc
+
+
+__all__ = ["INTERRUPTED", "RAW_EVIDENCE", "TOMBSTONE_PREFIX", "CleanupItem", "CleanupReport",
+           "RetentionAuditError", "cleanup", "delete_results", "expiry_from", "expiry_of"]

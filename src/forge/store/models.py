@@ -55,6 +55,10 @@ class Scenario(Base):
     updated_at: Mapped[datetime]
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The lab node holding the lab (set with the move to launching, under the row lock) and
+    # the URL it registered itself at; None until a node takes the spawn.
+    node_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    node_url: Mapped[str | None] = mapped_column(String(255))
 
 
 class ScenarioTransition(Base):

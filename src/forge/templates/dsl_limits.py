@@ -33,6 +33,16 @@ MAX_CHECKS_TOTAL: Final = 256
 # The host a learner's terminal opens on; a live check must run elsewhere.
 LEARNER_HOST: Final = "learner"
 
+# Catalog entry of a template (metadata): what the track cards show learners.
+MAX_TITLE_CHARS: Final = 80
+MAX_SUMMARY_CHARS: Final = 600
+MIN_ESTIMATED_MINUTES: Final = 5
+MAX_ESTIMATED_MINUTES: Final = 480
+MAX_OBJECTIVES: Final = 8
+MAX_OBJECTIVE_CHARS: Final = 140
+# Who may open a terminal on a host: "learner" (the lab page offers it) or nobody ("none").
+ACCESS_VALUES: Final = ("none", "learner")
+
 KNOWN_TRACKS: Final = ("netplus", "ccna", "cissp")
 KNOWN_TIERS: Final = ("foundation", "intermediate", "advanced")
 

@@ -48,8 +48,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+def _one_paragraph(value: str) -> str:
+    """A summary is one paragraph: no blank line, no leading or trailing space."""
+    if value != value.strip():
+        raise ValueError("must not start or end with white space")
+    if "\n\n" in value.replace("\r", ""):
+        raise ValueError("must be one paragraph (no blank line)")
+    return value
+
+
 class Metadata(_Model):
-    """Template identity: a registry name and its labels."""
+    """Template identity (registry name, labels) and its catalog entry for learners."""
 
     name: Annotated[
         str,
@@ -68,6 +77,33 @@ class Metadata(_Model):
                 'intermediate or advanced) are required; other keys are free-form.'
             ),
         ),
+    ]
+
+    title: Annotated[
+        str,
+        Field(min_length=3, max_length=L.MAX_TITLE_CHARS, pattern=r"^[^\r\n]+$",
+              description="Catalog title shown to learners, one line."),
+    ]
+    summary: Annotated[
+        str,
+        Field(min_length=20, max_length=L.MAX_SUMMARY_CHARS,
+              description="Catalog summary: one paragraph of plain text (no blank line)."),
+        AfterValidator(_one_paragraph),
+    ]
+    difficulty: Annotated[
+        Literal["beginner", "intermediate", "advanced"],
+        Field(description="How hard the lab is for its audience."),
+    ]
+    estimated_minutes: Annotated[
+        int,
+        Field(ge=L.MIN_ESTIMATED_MINUTES, le=L.MAX_ESTIMATED_MINUTES,
+              description="How long a typical learner takes, in minutes."),
+    ]
+    objectives: Annotated[
+        tuple[Annotated[str, Field(min_length=3, max_length=L.MAX_OBJECTIVE_CHARS,
+                                   pattern=r"^[^\r\n]+$")], ...],
+        Field(min_length=1, max_length=L.MAX_OBJECTIVES,
+              description="What the learner will be able to do: 1-8 short one-line items."),
     ]
 
     def label(self, key: str) -> str | None:
@@ -169,6 +205,11 @@ class Container(_Model):
     ] = ()
     command: Argv | None = None
     files: tuple[SeedFile, ...] = ()
+    access: Annotated[
+        Literal["none", "learner"],
+        Field(description='"learner": the learner may open a terminal on this host (one tab '
+                          'per such host); "none" (default): only the grader reaches it.'),
+    ] = "none"
 
 
 class Expect(_Model):
@@ -317,6 +358,11 @@ class ScenarioTemplate(_Model):
     def tier(self) -> str | None:
         """The `tier:` label."""
         return self.metadata.label("tier")
+
+    @property
+    def learner_hosts(self) -> tuple[str, ...]:
+        """Hosts marked `access: learner`, in template order: where terminals may open."""
+        return tuple(c.name for c in self.spec.assets.containers if c.access == "learner")
 
     def to_document(self) -> dict[str, Any]:
         """The template as a plain JSON-compatible document with DSL field names."""

@@ -42,6 +42,9 @@ def check_semantics(t: ScenarioTemplate) -> list[Problem]:
         if c.router and len(c.networks) < 2:
             out.append(Problem(f"{_C}[{i}].router", "a router must attach to at least 2 subnets"))
     _check_criteria(t, out)
+    if not t.learner_hosts:
+        out.append(Problem(_C, 'no host has "access: learner": the learner could open no '
+                           "terminal (mark the learner's host(s))"))
     _check_variables(t, out)
     checks = sum(len(c.checks) for c in t.spec.success_criteria)
     if checks > L.MAX_CHECKS_TOTAL:
@@ -210,10 +213,11 @@ def _check_criteria(t: ScenarioTemplate, out: list[Problem]) -> None:
             path = f"spec.successCriteria[{i}].checks[{j}]"
             if chk.container not in names:
                 out.append(Problem(f"{path}.container", f'unknown container "{chk.container}"'))
-            if chk.live and chk.container == L.LEARNER_HOST:
+            if chk.live and (chk.container == L.LEARNER_HOST
+                             or chk.container in t.learner_hosts):
                 out.append(Problem(f"{path}.live", "a live check must reach the learner's "
                                    "host over the lab network from another host, not run "
-                                   f'on "{L.LEARNER_HOST}"'))
+                                   f'on "{chk.container}"'))
             if chk.expect.is_empty():
                 out.append(
                     Problem(

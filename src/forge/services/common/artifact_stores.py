@@ -14,7 +14,14 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from forge.bus.artifact_objects import read_result_files, scored_ids, write_result_files
+from forge.bus.artifact_objects import (
+    delete_result_files,
+    read_result_files,
+    read_score_file,
+    retention_listing,
+    scored_ids,
+    write_result_files,
+)
 from forge.bus.connection import BusConnection
 from forge.bus.errors import BusUnavailable
 from forge.bus.permissions import ARTIFACT_BUCKET
@@ -90,9 +97,37 @@ class ObjectStoreArtifactStore:
         return dict(self._run(go()))
 
     def read_score(self, scenario_id: str) -> bytes | None:
-        """score.json's bytes, or None."""
-        files = self.read(scenario_id)
-        return None if files is None else files.get(SCORE_NAME)
+        """score.json's bytes (only that object is downloaded), or None."""
+        sid = require_scenario_id(scenario_id)
+
+        async def go() -> bytes | None:
+            return await read_score_file(self.connection.jetstream(), sid)
+
+        return self._run(go())
+
+    def _listing(self) -> tuple[list[str], list[str]]:
+        async def go() -> tuple[list[str], list[str]]:
+            return await retention_listing(self.connection.jetstream())
+
+        return self._run(go())
+
+    def retention_ids(self) -> list[str]:
+        """Ids whose score.json is in the bucket."""
+        return self._listing()[0]
+
+    def interrupted_deletes(self) -> list[str]:
+        """Ids whose `.deleting` marker outlived their score.json (a delete cut short)."""
+        return self._listing()[1]
+
+    def delete(self, scenario_id: str) -> None:
+        """Delete the four objects and the scenario's evidence packs (idempotent)."""
+        sid = require_scenario_id(scenario_id)
+
+        async def go() -> None:
+            await delete_result_files(self.connection.jetstream(), sid,
+                                      replicas=self.replicas)
+
+        self._run(go())
 
 
 def make_artifact_store(settings: Settings, connection: BusConnection | None) -> ArtifactStore:

@@ -9,18 +9,23 @@ from contextlib import suppress
 from fastapi import FastAPI
 
 from forge.bus import DeadLetterHook, DurableConsumer, Event, Publisher, Reject
+from forge.bus.connection import BusConnection
 from forge.bus.consumer_metrics import register_consumer_metrics
 from forge.bus.contracts import ContractError, ScenarioSubmitV1, decode_as
+from forge.bus.nodes import NodeRegistry
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SPAWN,
     DURABLE_ORCHESTRATOR_SUBMIT,
+    NODE_STREAM,
     SCENARIO_SUBMIT,
     SPAWN_REQUESTED,
+    node_submit_durable,
+    node_submit_subject,
 )
 from forge.config.settings import Settings
 from forge.lifecycle.states import IllegalTransition
-from forge.lifecycle.store import ScenarioNotFound
+from forge.lifecycle.store import ScenarioNotFound, load
 from forge.plans import load_plans
 from forge.policy import check_pinned_hash, make_policy_engine
 from forge.runtime.base import Runtime
@@ -30,11 +35,13 @@ from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
-from forge.services.orchestrator import operator_routes, routes, terminal
+from forge.services.orchestrator import node_routes, operator_routes, routes, terminal
 from forge.services.orchestrator.grade_lab import complete
 from forge.services.orchestrator.launcher import handle_spawn
+from forge.services.orchestrator.node import LabNode, start_node
 from forge.services.orchestrator.reaper import reconcile, resume_after_restart, run_reaper
 from forge.services.orchestrator.state import OrchestratorState
+from forge.services.orchestrator.sweeper import run_heartbeats
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.failed_events import record_failed_event
 from forge.templates.registry import TemplateRegistry
@@ -61,18 +68,32 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
         await handle_spawn(state, event)
 
     async def on_submit(event: Event) -> None:
+        # A node's own subject carries the same contract as `forge.scenario.submit`.
+        subject = SCENARIO_SUBMIT if event.subject.startswith(SCENARIO_SUBMIT) else event.subject
         try:
-            submit = decode_as(ScenarioSubmitV1, event.subject, event.raw)
+            submit = decode_as(ScenarioSubmitV1, subject, event.raw)
         except ContractError as exc:
             raise Reject(str(exc)) from None
         with suppress(ScenarioNotFound, IllegalTransition):
+            row = await state.blocking(load, db, submit.scenario_id)
+            if not state.holds(row.node_id):
+                # Another node holds this lab (spawn_service sends its submits to that node's
+                # own subject): never grade it here, against a runtime that lacks it.
+                raise Reject(f"lab runs on node {row.node_id}; its submits go to "
+                             f"{node_submit_subject(str(row.node_id))}")
             await complete(state, submit.scenario_id, submit.reason)
 
+    node_durable = node_submit_durable(state.settings.node_id)
     return [
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SPAWN, subjects=[SPAWN_REQUESTED],
                         handler=on_spawn, on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SPAWN),
-                        credentials=credentials, streams=streams,
+                        credentials=credentials, streams=streams, gate=state.node,
                         concurrency=8, **options),  # type: ignore[arg-type]
+        DurableConsumer(url, durable=node_durable, stream=NODE_STREAM,
+                        subjects=[node_submit_subject(state.settings.node_id)],
+                        handler=on_submit, on_dead_letter=dead_letter(node_durable),
+                        credentials=credentials, streams=streams,
+                        concurrency=4, ack_wait=30.0, **options),  # type: ignore[arg-type]
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SUBMIT, subjects=[SCENARIO_SUBMIT],
                         handler=on_submit,
                         on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SUBMIT),
@@ -97,6 +118,20 @@ def _nats_check(state: OrchestratorState) -> str:
 def _policy_check(state: OrchestratorState) -> str:
     state.engine.probe()
     return f"reachable; policy hash {state.engine.policy_hash}"
+
+
+def _node_check(state: OrchestratorState) -> str:
+    node = state.node
+    if node is None:
+        return "no lab node"
+    if node.fenced:
+        raise CheckFailed(f"lab node {node.node_id} fenced: another process claimed this "
+                          "FORGE_NODE_ID; it takes no more work")
+    if node.revision is None:
+        raise CheckFailed(f"lab node {node.node_id} not registered yet (node registry "
+                          "unreachable)")
+    return (f"{node.node_id}: {len(node.held)}/{state.settings.node_capacity_labs} labs"
+            f"{', draining' if node.draining else ''}{', lease holder' if node.leader else ''}")
 
 
 def _runtime_check(runtime: Runtime) -> str:
@@ -127,6 +162,11 @@ def build_app(
                             credentials=credentials, streams=bus_streams(settings)),
         replay=SqlReplayStore(ctx.db),
     )
+    node_bus = BusConnection(settings.nats_url, "forge-orchestrator-node",
+                             streams=bus_streams(settings), credentials=credentials)
+    state.node = LabNode(settings=settings, registry=state.registry,
+                         kv=NodeRegistry(node_bus.jetstream, replicas=settings.nats_replicas,
+                                         grace_s=settings.node_grace_s))
     state.consumers = _consumers(state, settings.nats_url, credentials,
                                  **(consumer_options or {}))
     register_consumer_metrics(ctx.metrics.registry, lambda: state.consumers)
@@ -134,12 +174,19 @@ def build_app(
     ctx.readiness.add("policy", lambda: _policy_check(state))
     ctx.readiness.add("nats", lambda: _nats_check(state))
     ctx.readiness.add("runtime", lambda: _runtime_check(state.runtime))
+    ctx.readiness.add("node", lambda: _node_check(state))
     tasks: list[asyncio.Task[None]] = []
 
     housekeeping = Housekeeping(ctx, {"replay_jtis": state.replay.purge_expired})
 
     async def start() -> None:
         await state.publisher.start(wait=3.0)
+        # The node registers before any consumer pulls: a second process under a live
+        # node's FORGE_NODE_ID stops here (NodeIdInUse), before touching that node's labs.
+        await node_bus.start(wait=3.0)
+        assert state.node is not None
+        await start_node(state.node, timeout=10.0 + 4 * settings.node_heartbeat_s)
+        tasks.append(asyncio.create_task(run_heartbeats(state)))  # before a long reconcile
         try:
             report = await state.blocking(reconcile, state)
         except Exception:
@@ -156,6 +203,12 @@ def build_app(
             task.cancel()
         for consumer in state.consumers:
             await consumer.stop()
+        # The node's record stays (marked stopped): its labs live on, and a restart under
+        # the same id within the grace period takes them back; one that does not is lost.
+        if state.node is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(state.node.stop(), 3.0)
+        await node_bus.close()
         await state.publisher.close()
         state.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -166,5 +219,6 @@ def build_app(
     app.include_router(routes.router)
     app.include_router(terminal.router)
     app.include_router(operator_routes.router)
+    app.include_router(node_routes.router)
     add_subscriber_routes(app, settings.operator, lambda: state.consumers)
     return app

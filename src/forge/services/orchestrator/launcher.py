@@ -17,6 +17,7 @@ from forge.policy.inputs import build_training_input
 from forge.runtime.base import RuntimeFault
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
 from forge.services.orchestrator.labspec import lab_spec
+from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
 from forge.templates.dsl_models import ScenarioTemplate
@@ -55,6 +56,15 @@ async def _fail(state: OrchestratorState, scenario_id: str, reason: str,
                      reason, details=details)
     )
     await state.announce(transition)
+
+
+def _holder(state: OrchestratorState) -> dict[str, str | None]:
+    """The node columns written with the move to launching (same transaction, row lock)."""
+    node = state.node
+    # node_url only when FORGE_NODE_URL is set: otherwise spawn_service's own ORCHESTRATOR_URL
+    # is the way to this (one) node, as before nodes existed.
+    return {} if node is None else {"node_id": node.node_id,
+                                    "node_url": state.settings.node_url}
 
 
 async def _refuse_broken(state: OrchestratorState, event: Event, exc: ContractError) -> None:
@@ -106,7 +116,18 @@ async def handle_spawn(state: OrchestratorState, event: Event) -> None:
             return
         if row is None:
             await state.blocking(_ensure_row, state, spawn, admitted)
-        await _launch(state, admitted)
+        node = state.node
+        if node is not None and not node.reserve(
+                scenario_id, lab_memory_mb(state.registry, spawn.template_id)):
+            # Taken when it fitted, no longer fits (or the node is drained): back to the
+            # queue for another node, not a failure.
+            raise RetryLater(NOT_HERE_DELAY_S, f"lab node {node.node_id} is full or drained")
+        try:
+            await _launch(state, admitted)
+        except BaseException:
+            if node is not None:
+                node.release(scenario_id)
+            raise
 
 
 async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
@@ -151,7 +172,8 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
     values = generate_values(loaded.template)
     launching = await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.LAUNCHING,
-                     "policy allowed", updates={"template_sha256": loaded.sha256},
+                     "policy allowed", updates={"template_sha256": loaded.sha256,
+                                                **_holder(state)},
                      details={"policy": decision_record, "variables": values,
                               "tokens": {"sat": admitted.sat_token, "et": admitted.et_token}})
     )

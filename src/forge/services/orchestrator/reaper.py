@@ -16,6 +16,7 @@ from forge.services.orchestrator.grade_lab import (
 )
 from forge.services.orchestrator.launcher import resume_launch
 from forge.services.orchestrator.state import OrchestratorState
+from forge.services.orchestrator.sweeper import claim_adopted
 from forge.store.models import Scenario
 
 log = logging.getLogger("forge.orchestrator.reaper")
@@ -29,17 +30,28 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _mine(state: OrchestratorState, node_id: str | None) -> bool:
+    """This node's own labs; rows without a node (queued spawns, rows from before nodes)
+    are a cluster-wide duty, done only by the lease holder (one node: always itself)."""
+    node = state.node
+    if node is None:
+        return True
+    return node.leader if node_id is None else node_id == node.node_id
+
+
 def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
     """(scenario_id, state) of every scenario the reaper must act on now."""
     with state.ctx.db.read() as sess:
         rows = sess.execute(
             select(Scenario.scenario_id, Scenario.state, Scenario.expires_at,
-                   Scenario.updated_at)
+                   Scenario.updated_at, Scenario.node_id)
             .where(Scenario.state.in_([states.PENDING, states.LAUNCHING, states.RUNNING,
                                        states.GRADING]))
         ).all()
     due: list[tuple[str, str]] = []
-    for scenario_id, current, expires_at, updated_at in rows:
+    for scenario_id, current, expires_at, updated_at, node_id in rows:
+        if not _mine(state, node_id):
+            continue
         deadline_passed = expires_at is not None and _aware(expires_at) <= now
         idle = now - _aware(updated_at)
         unpublished = (scenario_dir(state, scenario_id) / "completion.json").exists()
@@ -83,17 +95,26 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
     state.adopted_hosts = {info.lab_id: info.hosts for info in found}
     labs = {info.lab_id for info in found}
     with state.ctx.db.read() as sess:
-        live = {sid for (sid,) in sess.execute(
-            select(Scenario.scenario_id).where(Scenario.state.in_(list(states.LIVE)))
-        )}
+        rows = sess.execute(select(Scenario.scenario_id, Scenario.node_id)
+                            .where(Scenario.state.in_(list(states.LIVE)))).all()
+    # Only this node's labs (and rows from before nodes, which name none): another node's
+    # live lab is not lost because it is not in this node's runtime.
+    live = {sid for sid, node_id in rows if state.holds(node_id)}
+    elsewhere = {sid for sid, node_id in rows if not state.holds(node_id)}
     report: dict[str, list[str]] = {"adopted": [], "destroyed": [], "lost": []}
     for lab_id in sorted(labs):
         if lab_id in live:
             report["adopted"].append(lab_id)
+        elif lab_id in elsewhere:
+            log.warning("lab %s is in this runtime but its row names another node; left "
+                        "alone (do two nodes share FORGE_RUNTIME_PREFIX?)", lab_id)
         else:
             state.runtime.destroy(lab_id)
             report["destroyed"].append(lab_id)
     report["lost"] = sorted(live - labs)
+    if state.node is not None:
+        claim_adopted(state.ctx.db, report["adopted"], state.node.node_id,
+                      state.settings.node_url)
     return report
 
 

@@ -17,12 +17,14 @@ from forge.identity.caller import Caller, resolve_caller
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, history, load
-from forge.lifecycle.visibility import learner_view
+from forge.lifecycle.visibility import LEARNER_HOST, learner_view
 from forge.services.common.auth import bearer_token, check_operator
 from forge.services.common.openapi import errors
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
+from forge.templates.problems import UnknownTemplate
+from forge.templates.registry import TemplateRegistry
 
 router = APIRouter()
 SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
@@ -67,7 +69,25 @@ async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario
     return row, operator
 
 
-def view(row: Scenario, with_details: bool) -> dict[str, Any]:
+def check_holder(request: Request, row: Scenario) -> None:
+    """Changes to a lab happen on the node holding it; another node refuses (409 with the
+    holder's id) rather than touching a lab it does not have."""
+    if not orch(request).holds(row.node_id):
+        raise ForgeError("lab_on_other_node", 409,
+                         f"lab runs on node {row.node_id}; ask that node (spawn_service routes "
+                         "there by itself)", [{"field": "node_id", "value": row.node_id}])
+
+
+def _learner_hosts(registry: TemplateRegistry, template_id: str) -> tuple[str, ...]:
+    """The hosts the lab's template opens to its learner (the default one if it is gone)."""
+    try:
+        return registry.get(template_id).template.learner_hosts
+    except UnknownTemplate:
+        return (LEARNER_HOST,)
+
+
+def view(row: Scenario, with_details: bool,
+         learner_hosts: tuple[str, ...] = (LEARNER_HOST,)) -> dict[str, Any]:
     body: dict[str, Any] = {
         "scenario_id": row.scenario_id, "state": row.state, "reason": row.state_reason,
         "track": row.track, "template_id": row.template_id, "plan": row.plan,
@@ -75,9 +95,10 @@ def view(row: Scenario, with_details: bool) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
         "expires_at": row.expires_at.isoformat() if row.expires_at else None,
         "hosts": row.details.get("hosts", {}) if with_details
-        else learner_view(row.details.get("hosts", {}))[0],
+        else learner_view(row.details.get("hosts", {}), learner_hosts)[0],
     }
     if with_details:
+        body["node_id"] = row.node_id
         body["policy"] = {k: v for k, v in row.details.get("policy", {}).items() if k != "input"}
         body["refused"] = row.details.get("refused")
     return body
@@ -87,7 +108,7 @@ def view(row: Scenario, with_details: bool) -> dict[str, Any]:
 async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """One scenario, to its owner or an operator (operators also see history and policy)."""
     row, operator = await visible_scenario(request, scenario_id)
-    body = view(row, operator)
+    body = view(row, operator, _learner_hosts(orch(request).registry, row.template_id))
     if operator:
         body["history"] = await run_in_threadpool(history, orch(request).ctx.db, scenario_id)
     return body
@@ -124,6 +145,7 @@ async def list_scenarios(
 async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """Owner or operator: tear the lab down now, without grading."""
     row, _ = await visible_scenario(request, scenario_id)
+    check_holder(request, row)
     try:
         final = await end_without_grading(orch(request), row.scenario_id, states.DELETED,
                                           "deleted on request")
@@ -139,6 +161,7 @@ async def extend(
 ) -> dict[str, Any]:
     """Owner or operator: more time, only in the last 10 minutes, within the plan's cap."""
     row, _ = await visible_scenario(request, scenario_id)
+    check_holder(request, row)
     state = orch(request)
     if row.state != states.RUNNING or row.expires_at is None:
         raise ForgeError("not_running", 409, f"scenario is {row.state}")
@@ -180,6 +203,7 @@ async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     try:
+        check_holder(request, await run_in_threadpool(load, orch(request).ctx.db, scenario_id))
         final = await complete(orch(request), scenario_id, "operator")
     except ScenarioNotFound:
         raise ForgeError("not_found", 404, "scenario not found") from None

@@ -22,6 +22,7 @@ from forge.plans import PlanCatalog
 from forge.policy.decision import PolicyEngine
 from forge.runtime.base import Runtime
 from forge.services.common.app import ServiceContext
+from forge.services.orchestrator.node import LabNode
 from forge.services.orchestrator.terminal_slots import TerminalSlots
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
@@ -45,6 +46,7 @@ class OrchestratorState:
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     adopted_hosts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     terminals: TerminalSlots = field(default_factory=TerminalSlots)
+    node: LabNode | None = None
 
     @property
     def settings(self) -> Settings:
@@ -53,6 +55,10 @@ class OrchestratorState:
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call (DB, runtime) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def holds(self, node_id: str | None) -> bool:
+        """Is a lab with this row's node id this node's (None: a row from before nodes)?"""
+        return node_id is None or self.node is None or node_id == self.node.node_id
 
     def lock_for(self, scenario_id: str) -> asyncio.Lock:
         """One in-process lock per scenario so its transitions never interleave."""
@@ -69,6 +75,8 @@ class OrchestratorState:
         await publish_event(self.publisher, event,
                             msg_id=f"{transition.scenario_id}-{transition.to_state}")
         if transition.to_state in TERMINAL_STATES:
+            if self.node is not None:
+                self.node.release(transition.scenario_id)
             await self.announce_ended(transition.scenario_id, transition.to_state)
 
     async def announce_ended(self, scenario_id: str, to_state: str) -> None:

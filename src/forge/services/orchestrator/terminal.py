@@ -2,7 +2,8 @@
 stream), for spawn_service's proxy only.
 
 Authorization is a 60-second TTY token minted by spawn_service for one scenario, subject and
-host. Binary frames carry terminal bytes both ways; a text frame
+host; the host must be one the lab's template marks `access: learner` (terminal_access).
+Binary frames carry terminal bytes both ways; a text frame
 `{"type": "resize", "rows": R, "cols": C}` resizes the PTY. A lab has at most its plan's
 `max_terminals` open at once (all tabs and devices together); a terminal without input for
 the plan's `terminal_idle_seconds` is closed; `close_terminals` closes every terminal of a lab
@@ -24,6 +25,7 @@ from forge.plans import DEFAULT_MAX_TERMINALS, DEFAULT_TERMINAL_IDLE_SECONDS
 from forge.runtime.base import RuntimeFault
 from forge.services.common.relay import until_first_ends
 from forge.services.orchestrator.state import OrchestratorState
+from forge.services.orchestrator.terminal_access import host_refusal
 from forge.services.orchestrator.terminal_io import (
     Activity,
     Keystrokes,
@@ -125,6 +127,15 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
         return
     if row.state != states.RUNNING:
         await _refuse(websocket, not_running(row.state))
+        return
+    if not state.holds(row.node_id):  # spawn_service routes to the holder; never run here
+        await websocket.close(code=4421, reason=f"lab runs on node {row.node_id}")
+        return
+    refusal = host_refusal(state.registry, row.template_id, str(claims["host"]),
+                           websocket.query_params.get("host"))
+    if refusal is not None:
+        log.info("terminal for %s refused: %s", scenario_id, refusal.error)
+        await _refuse(websocket, refusal)
         return
     plan = state.catalog.get(row.plan)
     # A lab whose plan was since removed from plans.yaml gets the defaults.

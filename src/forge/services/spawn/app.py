@@ -16,7 +16,7 @@ from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.openapi import document_enums
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
-from forge.services.spawn import access, routes, terminal
+from forge.services.spawn import access, lab_routes, routes, terminal, tracks
 from forge.services.spawn.lifecycle import lifecycle_consumer
 from forge.services.spawn.peers import peer_keys_check
 from forge.services.spawn.state import SpawnState, build_state
@@ -101,7 +101,9 @@ def build_app(settings: Settings) -> FastAPI:
     document_enums(app, {("SpawnBody", "track"): list(state.known_tracks),
                          ("CheckoutBody", "plan"): list(state.catalog.names)})
     app.include_router(access.router)
+    app.include_router(tracks.router)
     app.include_router(terminal.router)
+    app.include_router(lab_routes.router)
     install_web(app, settings, http)  # learner and operator pages (forge.services.spawn.web)
     add_subscriber_routes(app, settings.operator,
                           lambda: [state.lifecycle] if state.lifecycle else [])

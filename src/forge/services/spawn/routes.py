@@ -12,11 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.billing.receipts import ensure_stub_billing, new_subject, stub_checkout
 from forge.bus import BusUnavailable
-from forge.bus.contracts import ScenarioSubmitV1, publish_event
+from forge.bus.contracts import ScenarioSubmitV1, payload, publish_event
+from forge.bus.subjects import node_submit_subject
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
-from forge.lifecycle.visibility import learner_view
+from forge.lifecycle.visibility import LEARNER_HOST, learner_view
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import (
     current_caller,
@@ -25,6 +26,7 @@ from forge.services.spawn.caller_deps import (
     spawn_state,
 )
 from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
+from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario
 
 router = APIRouter(tags=["learner"])
@@ -77,7 +79,14 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status)
 
 
-def _scenario_view(row: Scenario) -> dict[str, Any]:
+def learner_hosts(state: SpawnState, row: Scenario) -> tuple[str, ...]:
+    """The hosts of the lab's template its learner may open terminals on."""
+    facts = state.templates.get(row.template_id)
+    return facts.learner_hosts if facts is not None else (LEARNER_HOST,)
+
+
+def _scenario_view(row: Scenario, terminal_hosts: tuple[str, ...]) -> dict[str, Any]:
+    hosts, others = learner_view(row.details.get("hosts", {}), terminal_hosts)
     return {
         "scenario_id": row.scenario_id,
         "state": row.state,
@@ -88,8 +97,9 @@ def _scenario_view(row: Scenario) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
         "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        "hosts": learner_view(row.details.get("hosts", {}))[0],
-        "other_hosts": learner_view(row.details.get("hosts", {}))[1],
+        "hosts": hosts,
+        "other_hosts": others,
+        "terminal_hosts": list(terminal_hosts),
     }
 
 
@@ -117,7 +127,8 @@ async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
 @router.get("/v1/scenarios/{scenario_id}", responses=errors(401, 404))
 async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """Status of one of the caller's scenarios."""
-    return _scenario_view(await owned_scenario(request, scenario_id))
+    row = await owned_scenario(request, scenario_id)
+    return _scenario_view(row, learner_hosts(spawn_state(request), row))
 
 
 @router.post("/v1/scenarios/{scenario_id}/submit", status_code=202,
@@ -131,8 +142,12 @@ async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     event = ScenarioSubmitV1(scenario_id=scenario_id, tenant_id=row.tenant_id,
                              subject=row.subject, reason="submitted")
     try:
-        await publish_event(spawn_state(request).publisher, event,
-                            msg_id=f"submit-{scenario_id}")
+        if row.node_id is None:
+            await publish_event(spawn_state(request).publisher, event,
+                                msg_id=f"submit-{scenario_id}")
+        else:  # straight to the node holding the lab, on its own subject
+            await spawn_state(request).publisher.publish(
+                node_submit_subject(row.node_id), payload(event), msg_id=f"submit-{scenario_id}")
     except BusUnavailable:
         raise ForgeError("bus_unavailable", 503, "the event bus is unreachable; retry",
                          headers={"Retry-After": "5"}) from None

@@ -10,6 +10,7 @@ from forge.config.settings import Settings
 from forge.plans import PlanCatalog, load_plans
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.spawn.catalog_entry import TemplateFacts, template_facts
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
@@ -25,6 +26,8 @@ class SpawnState:
     replay: SqlReplayStore
     entitlements_file: Path | None = None
     lifecycle: DurableConsumer | None = field(default=None)
+    # template name -> its catalog entry and learner hosts (forge.services.spawn.catalog_entry)
+    templates: dict[str, TemplateFacts] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -61,4 +64,5 @@ def build_state(ctx: ServiceContext) -> SpawnState:
         publisher=publisher,
         replay=SqlReplayStore(ctx.db),
         entitlements_file=settings.entitlements_file,
+        templates=template_facts(registry),
     )

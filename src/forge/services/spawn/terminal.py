@@ -8,6 +8,7 @@ closing a terminal (a JSON text frame, then a 44xx close code) reach the browser
 from __future__ import annotations
 
 import contextlib
+import re
 from urllib.parse import urlencode, urlsplit
 
 import websockets
@@ -16,13 +17,15 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.identity.caller import AuthError, resolve_caller
 from forge.services.common.relay import until_first_ends
+from forge.services.spawn.node_routing import node_base, node_unreachable
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario
 from forge.tokens import TERMINAL, mint_token
 
 router = APIRouter()
-LEARNER_HOST = "learner"
+LEARNER_HOST = "learner"  # the host when the request names none (CLI, older pages)
+HOST_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a template host name (DSL identifier)
 
 
 def _same_origin(websocket: WebSocket) -> bool:
@@ -33,11 +36,15 @@ def _same_origin(websocket: WebSocket) -> bool:
     return urlsplit(origin).netloc == websocket.headers.get("host", "")
 
 
-def _owned_running(state: SpawnState, scenario_id: str, tenant: str, subject: str) -> bool:
+def _owned_running(state: SpawnState, scenario_id: str, tenant: str,
+                   subject: str) -> tuple[str | None, str | None] | None:
+    """(node_id, node_url) of the caller's running lab, or None when it is not one."""
     with state.ctx.db.read() as sess:
         row = sess.get(Scenario, scenario_id)
-        return bool(row and row.tenant_id == tenant and row.subject == subject
-                    and row.state == "running")
+        if row and row.tenant_id == tenant and row.subject == subject \
+                and row.state == "running":
+            return row.node_id, row.node_url
+        return None
 
 
 async def _relay_browser(browser: WebSocket, upstream: websockets.ClientConnection) -> None:
@@ -61,10 +68,15 @@ async def _relay_lab(browser: WebSocket, upstream: websockets.ClientConnection) 
 
 @router.websocket("/v1/scenarios/{scenario_id}/terminal")
 async def terminal(websocket: WebSocket, scenario_id: str) -> None:
-    """Relay the learner's terminal to the lab's learner host."""
+    """Relay the learner's terminal to a lab host (`?host=`, default "learner"); the
+    orchestrator refuses hosts the template does not mark `access: learner`."""
     state: SpawnState = websocket.app.state.spawn
+    host = websocket.query_params.get("host", LEARNER_HOST)
     if not SCENARIO_ID.match(scenario_id) or not _same_origin(websocket):
         await websocket.close(code=4403)
+        return
+    if not HOST_NAME.match(host):
+        await websocket.close(code=4400)  # not a lab host name; nothing is minted
         return
     try:
         caller = await run_in_threadpool(resolve_caller, websocket.headers, websocket.cookies,
@@ -72,26 +84,36 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     except AuthError:
         await websocket.close(code=4401)
         return
-    if not caller.may_see(scenario_id) or not await run_in_threadpool(
-        _owned_running, state, scenario_id, caller.tenant_id, caller.subject
-    ):
+    holder = await run_in_threadpool(_owned_running, state, scenario_id, caller.tenant_id,
+                                     caller.subject) if caller.may_see(scenario_id) else None
+    if holder is None:
         await websocket.close(code=4404)
         return
+    node_id, node_url = holder
     token = mint_token(state.settings.sat, TERMINAL, {
         "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
-        "host": LEARNER_HOST,
+        "host": host,
     })
-    base = state.settings.orchestrator_url.replace("http://", "ws://", 1).replace(
+    # The node holding the lab, by the URL it registered on the row (never request input).
+    base = node_base(state.settings, node_url).replace("http://", "ws://", 1).replace(
         "https://", "wss://", 1)
     query = urlencode({"rows": websocket.query_params.get("rows", "24"),
-                       "cols": websocket.query_params.get("cols", "80")})
+                       "cols": websocket.query_params.get("cols", "80"), "host": host})
     try:
         upstream = await websockets.connect(
             f"{base}/internal/scenarios/{scenario_id}/tty?{query}",
             additional_headers={"x-forge-terminal": token}, open_timeout=10,
             max_size=2**20,
         )
-    except (OSError, websockets.InvalidStatus, websockets.InvalidHandshake, TimeoutError):
+    except (OSError, TimeoutError):
+        if node_id is None:
+            await websocket.close(code=1011)
+            return
+        # A lab node that is gone: say so (the page shows the reason), do not hang.
+        await websocket.accept()
+        await websocket.close(code=4503, reason=node_unreachable(node_id).message[:120])
+        return
+    except (websockets.InvalidStatus, websockets.InvalidHandshake):
         await websocket.close(code=1011)
         return
     await websocket.accept()

@@ -17,6 +17,7 @@ import httpx
 from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.services.common.http_client import SharedHttpClient
+from forge.services.spawn.node_routing import node_base, node_unreachable
 
 TIMEOUT_S = 10.0
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -60,6 +61,23 @@ class Backend:
         """JSON answer of an orchestrator call."""
         resp = await self._call("orchestrator", self.settings.orchestrator_url, method, path,
                                 **kwargs)
+        return resp.json()
+
+    async def lab_node(self, node_id: str | None, node_url: str | None, method: str,
+                       path: str, **kwargs: Any) -> Any:
+        """JSON answer of the node holding a lab (the row's node_url, written by that node;
+        ORCHESTRATOR_URL for rows without one). A node that does not answer is a 503
+        `lab_node_unreachable` naming it, not a hang."""
+        if node_id is None:
+            return await self.orchestrator(method, path, **kwargs)
+        try:
+            resp = await self._call("orchestrator", node_base(self.settings, node_url), method,
+                                    path, **kwargs)
+        except BackendError as exc:
+            if exc.code != "backend_unreachable":
+                raise
+            gone = node_unreachable(node_id)
+            raise BackendError("orchestrator", gone.code, gone.status, gone.message) from None
         return resp.json()
 
     async def scoreboard(self, method: str, path: str, **kwargs: Any) -> Any:

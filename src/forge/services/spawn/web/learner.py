@@ -25,6 +25,7 @@ from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
+from forge.services.spawn.tracks import offered
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.security import (
@@ -164,13 +165,7 @@ async def tracks_page(request: Request) -> Response:
             receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
     except EntitlementError as exc:
         return error_page(exc.status, exc.message, back="/signin")
-    web = web_state(request)
-    tracks = []
-    for track in ent.plan.tracks:
-        if track in state.track_templates:
-            template = web.templates.get(state.track_templates[track])
-            tracks.append({"name": track, "template": template.name,
-                           "labels": template.template.metadata.labels})
+    tracks = offered(state, tuple(ent.plan.tracks))
     return page("tracks.html", {
         "title": "Choose a lab", "caller": caller, "plan": ent.plan.name, "tracks": tracks,
         "recent": await run_in_threadpool(_recent, request, caller),
@@ -248,11 +243,13 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         result = await _result(request, row)
         settings = spawn_state(request).settings
         names = [n for n in (result or {}).get("artifacts", []) if n in ARTIFACT_NAMES]
+        terminal_hosts = spawn_routes.learner_hosts(spawn_state(request), row)
+        hosts, other_hosts = learner_view(row.details.get("hosts", {}), terminal_hosts)
         return page("lab.html", {
             "title": f"Lab {row.scenario_id}", "row": row,
             "task": render_markdown(description) if description else None,
-            "hosts": learner_view(row.details.get("hosts", {}))[0],
-            "other_hosts": learner_view(row.details.get("hosts", {}))[1], "remaining": remaining,
+            "hosts": hosts, "other_hosts": other_hosts, "terminal_hosts": terminal_hosts,
+            "remaining": remaining,
             "expires_iso": _expires_iso(row),
             "extend_open": row.state == "running" and remaining is not None
             and remaining <= EXTEND_WINDOW.total_seconds(),
@@ -309,8 +306,9 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
         raw = form.get("minutes", "15")
         if not raw.isdigit() or not 1 <= int(raw) <= 60:
             raise ForgeError("invalid_minutes", 400, "minutes: a whole number from 1 to 60")
-        await web_state(request).backend.orchestrator(
-            "POST", f"/v1/scenarios/{row.scenario_id}/extend", json={"minutes": int(raw)})
+        await web_state(request).backend.lab_node(
+            row.node_id, row.node_url, "POST", f"/v1/scenarios/{row.scenario_id}/extend",
+            json={"minutes": int(raw)})
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
     return await _as_page(f"/lab/{scenario_id}")(run)
 

@@ -37,10 +37,14 @@
     }
   }
 
-  function startTerminal() {
-    const box = document.getElementById("terminal");
-    const status = document.getElementById("term-status");
+  // One terminal per host the template opens to the learner (a tab each). A tab's terminal
+  // connects when the tab is first shown, so unseen tabs hold none of the lab's terminals.
+  function startTerminal(panel, focus) {
+    const host = panel.dataset.host;
+    const box = panel.querySelector(".terminal");
+    const status = panel.querySelector(".term-status");
     if (!box || typeof Terminal === "undefined") { return; }
+    status.textContent = "Connecting…";
     const term = new Terminal({ cursorBlink: true, fontSize: 14, lineHeight: 1.15, scrollback: 5000,
       fontFamily: "ui-monospace, 'DejaVu Sans Mono', monospace",
       theme: { background: "#0f1720" } });
@@ -50,7 +54,7 @@
     fit.fit();
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     const url = scheme + window.location.host + "/v1/scenarios/" + encodeURIComponent(id) +
-      "/terminal?rows=" + term.rows + "&cols=" + term.cols;
+      "/terminal?rows=" + term.rows + "&cols=" + term.cols + "&host=" + encodeURIComponent(host);
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     const encoder = new TextEncoder();
@@ -74,8 +78,8 @@
     };
     ws.onopen = function () {
       opened = true;
-      status.textContent = "Connected to the learner host.";
-      term.focus();
+      status.textContent = "Connected to the " + host + " host.";
+      if (focus) { term.focus(); }
     };
     ws.onclose = function (ev) {
       // The server says why (terminal limit, idle, grading) in a control frame and in the
@@ -102,11 +106,45 @@
         ws.send(JSON.stringify({ type: "resize", rows: size.rows, cols: size.cols }));
       }
     });
-    window.addEventListener("resize", function () { fit.fit(); });
+    window.addEventListener("resize", function () { if (!panel.hidden) { fit.fit(); } });
+    panel.forgeFit = fit;
+    panel.forgeTerm = term;
+  }
+
+  function showPanel(panel, focus) {
+    if (!panel.forgeTerm) { startTerminal(panel, focus); }
+    else { panel.forgeFit.fit(); }
+  }
+
+  function setUpTabs() {
+    const panels = Array.from(document.querySelectorAll(".term-panel"));
+    if (panels.length === 0) { return; }
+    showPanel(panels[0], true);
+    const tabs = Array.from(document.querySelectorAll('[role="tab"][data-host]'));
+    function select(tab) {
+      tabs.forEach(function (t) {
+        const on = t === tab;
+        t.setAttribute("aria-selected", on ? "true" : "false");
+        t.tabIndex = on ? 0 : -1;
+        const panel = document.getElementById(t.getAttribute("aria-controls"));
+        panel.hidden = !on;
+        if (on) { showPanel(panel, false); }
+      });
+      tab.focus();
+    }
+    tabs.forEach(function (tab, i) {
+      tab.addEventListener("click", function () { select(tab); });
+      tab.addEventListener("keydown", function (ev) {
+        const moves = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 };
+        if (!(ev.key in moves)) { return; }
+        ev.preventDefault();
+        select(tabs[(moves[ev.key] + tabs.length) % tabs.length]);
+      });
+    });
   }
 
   showRemaining();
   window.setInterval(showRemaining, 1000);
-  startTerminal();
+  setUpTabs();
   window.setTimeout(poll, 1500);
 })();

@@ -1,0 +1,79 @@
+"""`forge nodes list|drain|undrain`: the lab nodes, through any orchestrator (operator token)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+import typer
+
+from forge.cli.context import settings_or_exit
+from forge.config.node_settings import NODE_ID_RE
+
+app = typer.Typer(help="Lab nodes: list them, drain one for maintenance, undrain it.",
+                  no_args_is_help=True)
+
+
+def _call(method: str, path: str) -> dict[str, Any]:
+    settings = settings_or_exit()
+    url = os.environ.get("ORCHESTRATOR_URL", str(settings.orchestrator_url)).rstrip("/")
+    try:
+        resp = httpx.request(method, f"{url}{path}", timeout=30, headers={
+            "authorization": f"Bearer {settings.operator.current.decode()}"})
+    except httpx.TransportError as exc:
+        typer.echo(f"error: orchestrator unreachable at {url} ({type(exc).__name__})", err=True)
+        raise typer.Exit(1) from None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"error": "backend_error", "message": resp.text[:200]}
+    if resp.status_code != 200 or not isinstance(body, dict):
+        detail = f"{body.get('error')}: {body.get('message')}" if isinstance(body, dict) else ""
+        typer.echo(f"error: HTTP {resp.status_code} {detail}", err=True)
+        raise typer.Exit(1)
+    return body
+
+
+def _checked(node_id: str) -> str:
+    if not NODE_ID_RE.fullmatch(node_id):
+        typer.echo("error: NODE_ID must be 1-32 of a-z, 0-9 and - (a FORGE_NODE_ID)", err=True)
+        raise typer.Exit(2)
+    return node_id
+
+
+def _cell(value: object, suffix: str = "") -> str:
+    return "-" if value is None else f"{value}{suffix}"
+
+
+@app.command("list")
+def list_nodes() -> None:
+    """Every node: id, url, labs used/capacity, memory, draining, heartbeat age, state."""
+    body = _call("GET", "/v1/admin/nodes")
+    rows = [("NODE", "URL", "LABS", "MEMORY_MB", "DRAINING", "HEARTBEAT", "STATE")]
+    for item in body["items"]:
+        rows.append((
+            item["node_id"] + (" *" if item.get("lease") else ""), _cell(item["url"]),
+            f"{item['labs_in_use']}/{_cell(item['capacity_labs'])}",
+            f"{_cell(item['memory_in_use_mb'])}/{_cell(item['capacity_memory_mb'])}",
+            _cell(item["draining"]).lower(), _cell(item["heartbeat_age_s"], " s ago"),
+            item["state"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    typer.echo(f"(* holds the sweeper lease; a node is lost after {body['grace_s']:g} s "
+               "without a heartbeat)")
+
+
+@app.command("drain")
+def drain(node_id: str = typer.Argument(..., help="The node's FORGE_NODE_ID.")) -> None:
+    """Stop placing new labs on the node; its running labs finish as usual."""
+    _call("POST", f"/v1/admin/nodes/{_checked(node_id)}/drain")
+    typer.echo(f"{node_id}: draining (no new labs from its next heartbeat on)")
+
+
+@app.command("undrain")
+def undrain(node_id: str = typer.Argument(..., help="The node's FORGE_NODE_ID.")) -> None:
+    """Let the node take new labs again."""
+    _call("POST", f"/v1/admin/nodes/{_checked(node_id)}/undrain")
+    typer.echo(f"{node_id}: taking new labs")

@@ -1,0 +1,198 @@
+"""This orchestrator as a lab node: capacity, the pull gate, heartbeats, drain, the lease.
+
+A node pulls spawn work only while it has room (`try_enter` is consulted by the spawn
+consumer before every fetch); a spawn that no longer fits when it arrives goes back to the
+queue for another node (`RetryLater`, never a failure). Each heartbeat rewrites the node's
+KV record, reads its drain flag, resynchronises the labs it holds from the store, and takes
+or renews the sweeper lease; the lease holder alone fails the labs of lost nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import nats.errors
+from sqlalchemy import select
+
+from forge import __version__
+from forge.bus.errors import BusError
+from forge.bus.nodes import NodeFenced, NodeIdInUse, NodeRecord, NodeRegistry
+from forge.config.settings import Settings
+from forge.lifecycle import states
+from forge.store.db import Database
+from forge.store.models import Scenario
+from forge.templates.problems import UnknownTemplate
+from forge.templates.registry import TemplateRegistry
+
+log = logging.getLogger("forge.orchestrator.node")
+NOT_HERE_DELAY_S = 2.0  # a spawn this node cannot fit goes back for this long (bounded)
+_BUS_ERRORS = (BusError, nats.errors.Error, TimeoutError, OSError)
+
+
+def lab_memory_mb(registry: TemplateRegistry, template_id: str) -> int:
+    """Memory a lab of this template may use: its per-host limit times its hosts."""
+    try:
+        spec = registry.get(template_id).template.spec
+    except UnknownTemplate:
+        return 0
+    return int(spec.limits.memory_mb) * max(1, len(spec.assets.containers))
+
+
+@dataclass
+class LabNode:
+    """Capacity and liveness of this node; all counters live on the event loop."""
+
+    settings: Settings
+    registry: TemplateRegistry
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: float = field(default_factory=time.time)
+    held: dict[str, int] = field(default_factory=dict)
+    inflight: int = 0
+    draining: bool = False
+    fenced: bool = False
+    revision: int | None = None
+    lease_revision: int | None = None
+    kv: NodeRegistry | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.settings.node_id
+
+    @property
+    def url(self) -> str:
+        """Where this node says it is reached (its record; ORCHESTRATOR_URL when unset)."""
+        return self.settings.node_url or self.settings.orchestrator_url
+
+    @property
+    def leader(self) -> bool:
+        """True while this node holds the sweeper lease (cluster-wide duties)."""
+        return self.lease_revision is not None
+
+    @property
+    def memory_in_use(self) -> int:
+        return sum(self.held.values())
+
+    def _smallest_lab(self) -> int:
+        sizes = [lab_memory_mb(self.registry, t) for t in self.registry.names()]
+        return min((s for s in sizes if s > 0), default=16)
+
+    def open(self) -> bool:
+        """May this node take new labs at all (registered, not fenced, not drained)?"""
+        return self.revision is not None and not self.fenced and not self.draining
+
+    def try_enter(self) -> bool:
+        """Before a fetch: room for one more lab (counting fetches under way)? Reserves it."""
+        if not self.open():
+            return False
+        if len(self.held) + self.inflight >= self.settings.node_capacity_labs:
+            return False
+        if self.memory_in_use + (self.inflight + 1) * self._smallest_lab() \
+                > self.settings.node_capacity_memory_mb:
+            return False
+        self.inflight += 1
+        return True
+
+    def leave(self) -> None:
+        """After a fetch and its handler: the reservation ends (the lab is `held` by now)."""
+        self.inflight = max(0, self.inflight - 1)
+
+    def reserve(self, scenario_id: str, memory_mb: int) -> bool:
+        """Hold a slot for this lab if it fits now (atomic on the loop); False if not."""
+        if scenario_id in self.held:
+            return True
+        if not self.open() or len(self.held) >= self.settings.node_capacity_labs \
+                or self.memory_in_use + memory_mb > self.settings.node_capacity_memory_mb:
+            return False
+        self.held[scenario_id] = memory_mb
+        return True
+
+    def release(self, scenario_id: str) -> None:
+        """The lab ended (or was never built here): its capacity is free again."""
+        self.held.pop(scenario_id, None)
+
+    def record(self, *, stopped: bool = False) -> NodeRecord:
+        """What this node publishes about itself."""
+        return NodeRecord(stopped=stopped,
+            node_id=self.node_id, url=self.url,
+            capacity_labs=self.settings.node_capacity_labs,
+            capacity_memory_mb=self.settings.node_capacity_memory_mb,
+            labs_in_use=len(self.held), memory_in_use_mb=self.memory_in_use,
+            draining=self.draining, version=__version__, started_at=self.started_at,
+            heartbeat_at=time.time(), instance=self.instance)
+
+    def resync(self, db: Database) -> None:
+        """Blocking: add labs the store says are ours; drop those that ended meanwhile."""
+        with db.read() as sess:
+            rows = sess.execute(select(Scenario.scenario_id, Scenario.template_id).where(
+                Scenario.node_id == self.node_id,
+                Scenario.state.in_([*states.LIVE]))).all()
+            ended = set(sess.scalars(select(Scenario.scenario_id).where(
+                Scenario.scenario_id.in_(list(self.held)),
+                Scenario.state.in_(list(states.TERMINAL))))) if self.held else set()
+        for scenario_id, template_id in rows:
+            self.held.setdefault(scenario_id, lab_memory_mb(self.registry, template_id))
+        for scenario_id in ended:
+            self.held.pop(scenario_id, None)
+
+    async def register(self) -> None:
+        """First heartbeat: claim the node id (NodeIdInUse when a live node has it)."""
+        assert self.kv is not None
+        self.draining = await self.kv.draining(self.node_id)
+        self.revision = await self.kv.claim(self.record(), self.settings.node_heartbeat_s)
+        log.info("lab node %s registered at %s (capacity %d labs, %d MiB)", self.node_id,
+                 self.url, self.settings.node_capacity_labs,
+                 self.settings.node_capacity_memory_mb)
+
+    async def beat(self) -> None:
+        """One heartbeat: drain flag, record, lease. Fencing is final (fail closed)."""
+        assert self.kv is not None
+        if self.fenced:
+            return
+        self.draining = await self.kv.draining(self.node_id)
+        if self.revision is None:
+            await self.register()
+        else:
+            try:
+                self.revision = await self.kv.beat(self.record(), self.revision)
+            except NodeFenced as exc:
+                self.fenced = True
+                self.lease_revision = None
+                log.error("%s: this node takes no more work", exc)
+                return
+        self.lease_revision = await self.kv.lease(self.node_id, self.lease_revision)
+
+
+    async def stop(self) -> None:
+        """Clean stop: say so in the record (a restart under this id need not wait for it to
+        go stale); the record stays, so a node that does not come back is still lost."""
+        if self.kv is not None and self.revision is not None and not self.fenced:
+            self.revision = await self.kv.beat(self.record(stopped=True), self.revision)
+            self.revision = None
+
+
+async def start_node(node: LabNode, timeout: float) -> None:
+    """Register before any consumer pulls; NodeIdInUse propagates (the process must not
+    start). With the bus unreachable the heartbeat loop registers later (the gate stays
+    shut until then)."""
+    try:
+        await asyncio.wait_for(node.register(), timeout)
+    except NodeIdInUse:
+        raise
+    except (TimeoutError, *_BUS_ERRORS) as exc:
+        log.warning("lab node %s not registered yet (%s); retrying with the heartbeat",
+                    node.node_id, type(exc).__name__)
+        node.revision = None
+
+
+def is_id_conflict(exc: BaseException) -> bool:
+    """True for the error that must stop the process (another live node has our id)."""
+    return isinstance(exc, NodeIdInUse)
+
+
+def bus_failure(exc: BaseException) -> bool:
+    """True for errors a heartbeat survives (the bus is away for a while)."""
+    return isinstance(exc, _BUS_ERRORS)

@@ -1,0 +1,104 @@
+"""The node heartbeat loop, and the cluster-wide duty it carries under the lease: failing
+the labs of lost nodes (a node whose KV record lapsed for longer than the grace period)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from sqlalchemy import select, update
+
+from forge.bus.nodes import NodeIdInUse
+from forge.lifecycle import states
+from forge.lifecycle.states import IllegalTransition
+from forge.lifecycle.store import ScenarioNotFound, move
+from forge.services.orchestrator.node import bus_failure
+from forge.services.orchestrator.state import OrchestratorState
+from forge.store.db import Database
+from forge.store.models import Scenario
+
+log = logging.getLogger("forge.orchestrator.sweeper")
+
+
+def live_elsewhere(db: Database, own: str) -> dict[str, list[tuple[str, str]]]:
+    """Live scenarios held by other nodes: node_id -> [(scenario_id, state)]."""
+    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    with db.read() as sess:
+        rows = sess.execute(select(Scenario.node_id, Scenario.scenario_id, Scenario.state).where(
+            Scenario.node_id.is_not(None), Scenario.node_id != own,
+            Scenario.state.in_(list(states.LIVE)))).all()
+    for node_id, scenario_id, current in rows:
+        out[str(node_id)].append((scenario_id, current))
+    return dict(out)
+
+
+def claim_adopted(db: Database, scenario_ids: list[str], node_id: str,
+                  url: str | None) -> None:
+    """Labs found in this node's runtime whose row names no node (written before nodes
+    existed) are this node's."""
+    if not scenario_ids:
+        return
+    with db.session() as sess:
+        sess.execute(update(Scenario).where(Scenario.scenario_id.in_(scenario_ids),
+                                            Scenario.node_id.is_(None))
+                     .values(node_id=node_id, node_url=url))
+
+
+async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
+    """Under the lease only: fail every live lab of each lost node, with the reason.
+
+    The move is conditional on the state read (row lock), so even a lease handed over
+    mid-sweep cannot fail a scenario twice; the `ended` notice frees its slot.
+    """
+    node = state.node
+    if node is None or node.kv is None or not node.leader:
+        return []
+    failed: list[str] = []
+    groups = await state.blocking(live_elsewhere, state.ctx.db, node.node_id)
+    for lost_id, items in sorted(groups.items()):
+        if await node.kv.alive(lost_id):
+            continue
+        reason = f"lab node {lost_id} lost"
+        log.warning("%s: failing its %d live lab(s)", reason, len(items))
+        for scenario_id, current in items:
+            try:
+                moved = await state.blocking(
+                    lambda sid=scenario_id, cur=current, why=reason, gone=lost_id: move(
+                        state.ctx.db, state.settings.storage_root, sid, states.FAILED, why,
+                        expected=cur, details={"lost_node": gone}))
+            except (IllegalTransition, ScenarioNotFound):
+                continue  # it moved meanwhile (the node came back, or another sweep)
+            await state.announce(moved)
+            failed.append(scenario_id)
+    return failed
+
+
+async def heartbeat_once(state: OrchestratorState) -> None:
+    """Resync held labs, heartbeat (drain flag, record, lease), then sweep if leader."""
+    node = state.node
+    assert node is not None
+    await state.blocking(node.resync, state.ctx.db)
+    await node.beat()
+    if node.leader:
+        await fail_lost_nodes(state)
+
+
+async def run_heartbeats(state: OrchestratorState) -> None:
+    """Background task: one heartbeat every FORGE_NODE_HEARTBEAT_S until cancelled."""
+    node = state.node
+    assert node is not None
+    while True:
+        try:
+            await heartbeat_once(state)
+        except NodeIdInUse as exc:
+            node.fenced = True  # fail closed: another live process has this node's id
+            log.error("%s", exc)
+        except Exception as exc:
+            node.lease_revision = None  # out of touch: no cluster-wide duty meanwhile
+            if bus_failure(exc):
+                node.kv.forget() if node.kv is not None else None
+                log.warning("node heartbeat failed: %s: %s", type(exc).__name__, exc)
+            else:
+                log.exception("node heartbeat failed")
+        await asyncio.sleep(state.settings.node_heartbeat_s)

@@ -1,0 +1,20 @@
+"""Routing to the lab node holding a scenario: its URL and submit subject come from the
+scenario row, which only the node itself writes (never from request input)."""
+
+from __future__ import annotations
+
+from forge.config.settings import Settings
+from forge.errors import ForgeError
+
+
+def node_base(settings: Settings, node_url: str | None) -> str:
+    """The base URL of the node holding the lab; ORCHESTRATOR_URL for rows without one."""
+    return (node_url or settings.orchestrator_url).rstrip("/")
+
+
+def node_unreachable(node_id: str | None) -> ForgeError:
+    """503 `lab_node_unreachable`: the node holding the lab does not answer."""
+    return ForgeError("lab_node_unreachable", 503,
+                      f"lab node {node_id} is unreachable; the lab fails by itself if the "
+                      "node does not come back", [{"field": "node_id", "value": node_id}],
+                      headers={"Retry-After": "10"})

@@ -1,0 +1,101 @@
+"""The catalog learners choose from: GET /v1/tracks and the track cards show each lab's title,
+summary, difficulty, minutes and objectives (not internal labels), and a lab with several
+learner hosts gets one keyboard-reachable terminal tab per host. Real spawn_service app,
+real nats-server and SQLite, the shipped templates."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from forge.config import Settings
+from forge.entitlements.grants import grant
+from forge.identity.apikeys import create_api_key
+from forge.store.models import Scenario
+
+from .test_pages import ORIGIN, app_client, csrf_of, sign_in  # noqa: F401 - the app fixture
+
+
+def test_tracks_api_exposes_the_catalog_of_the_callers_plan(
+        app_client: tuple[TestClient, Settings]) -> None:  # noqa: F811
+    client, _ = app_client
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    grant(db, "acme", "PRO", "alice")
+    key = create_api_key(db, "acme", "alice").plaintext
+    assert client.get("/v1/tracks").status_code == 401
+    resp = client.get("/v1/tracks", headers={"x-api-key": key})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["plan"] == "PRO"
+    by_track = {t["track"]: t for t in body["tracks"]}
+    assert list(by_track) == ["netplus", "ccna"]  # PRO's tracks, in its order; no cissp
+    ccna = by_track["ccna"]
+    assert ccna["template"] == "ccna" and ccna["title"] == "Static routing between two LANs"
+    assert ccna["difficulty"] == "intermediate" and ccna["estimated_minutes"] == 45
+    assert "R1 and R2" in ccna["summary"] and len(ccna["objectives"]) == 5
+    assert ccna["terminal_hosts"] == ["learner", "r2"]
+    assert by_track["netplus"]["difficulty"] == "beginner"
+    assert by_track["netplus"]["terminal_hosts"] == ["learner"]
+    # The OpenAPI document describes it (clients are generated from it).
+    schema = client.get("/openapi.json").json()
+    op = schema["paths"]["/v1/tracks"]["get"]
+    assert set(op["responses"]) >= {"200", "401", "403"}
+    entry = schema["components"]["schemas"]["CatalogEntry"]
+    assert set(entry["required"]) >= {"title", "summary", "difficulty", "estimated_minutes",
+                                      "objectives", "terminal_hosts"}
+
+
+def test_track_cards_show_catalog_data_not_internal_labels(
+        app_client: tuple[TestClient, Settings]) -> None:  # noqa: F811
+    client, settings = app_client
+    sign_in(client, settings)
+    page = client.get("/tracks").text
+    cards = re.findall(r'<li class="card".*?</li>\s*(?=<li class="card"|</ul>)', page, re.S)
+    assert len(cards) == 2
+    netplus, ccna = cards
+    assert "<h2" in netplus and "Find the server</h2>" in netplus
+    assert "beginner" in netplus and "about 30 min" in netplus
+    assert "nobody wrote down where the intranet" in netplus
+    assert "<li>Download a web page and save it byte for byte</li>" in netplus
+    assert "Static routing between two LANs</h2>" in ccna and "intermediate" in ccna
+    assert "about 45 min" in ccna and ccna.count("<li>") == 5
+    for internal in ("class:", "tier:", "owner:", "Template "):
+        assert internal not in page
+
+
+def test_a_lab_with_two_learner_hosts_has_a_terminal_tab_each(
+        app_client: tuple[TestClient, Settings]) -> None:  # noqa: F811
+    client, settings = app_client
+    sign_in(client, settings)
+    token = csrf_of(client.get("/tracks").text)
+    created = client.post("/spawn", data={"track": "ccna", "csrf": token},
+                          headers={"origin": ORIGIN})
+    path = created.headers["location"]
+    sid = path.rsplit("/", 1)[1]
+    # The orchestrator is not part of this test: record the lab as running, as it would.
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    with db.session() as sess:
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.state = "running"
+        row.expires_at = datetime.now(UTC) + timedelta(minutes=30)
+        row.details = {**row.details, "hosts": {
+            "learner": {"lan-a": "10.62.1.1", "transit": "10.62.0.1"},
+            "r2": {"transit": "10.62.0.6", "lan-b": "10.62.2.1"},
+            "pc-a": {"lan-a": "10.62.1.10"}, "pc-b": {"lan-b": "10.62.2.10"}}}
+    page = client.get(path).text
+    tabs = re.findall(r'<button type="button" role="tab"[^>]*>[^<]*</button>', page)
+    assert len(tabs) == 2
+    assert 'aria-selected="true"' in tabs[0] and 'tabindex="0"' in tabs[0] and \
+        '>learner</button>' in tabs[0]
+    assert 'aria-selected="false"' in tabs[1] and 'tabindex="-1"' in tabs[1] and \
+        'aria-controls="term-panel-r2"' in tabs[1] and '>r2</button>' in tabs[1]
+    assert 'role="tablist"' in page and page.count('role="tabpanel"') == 2
+    assert 'aria-label="Terminal on host r2"' in page
+    # The learner sees both routers' addresses, not the PCs' (finding them is the task).
+    assert "<code>10.62.0.6</code>" in page and "<code>10.62.2.10</code>" not in page
+    api = client.get(f"/v1/scenarios/{sid}").json()
+    assert api["terminal_hosts"] == ["learner", "r2"] and set(api["hosts"]) == {"learner", "r2"}
+    assert api["other_hosts"] == 2
