@@ -102,6 +102,12 @@ def test_a_bad_test_plan_is_an_error_naming_the_field(forge: Forge, tmp_path: Pa
     assert result.returncode == 1
     assert "gaming.0.criterion: no criterion 'code-recoverd'" in result.stderr
     assert "partials.0.file: missing.sh not found" in result.stderr
+    # A "# host:" section for a host the template does not have.
+    (tmp_path / "labs" / "vault-code.partial.sh").write_text("# host: r9\ntrue\n")
+    plan.write_text(text)
+    result = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert result.returncode == 1
+    assert "partials.0: section '# host: r9' names no host of the template" in result.stderr
 
 
 def test_template_check_validates_the_shipped_templates_and_plans(forge: Forge) -> None:
