@@ -30,8 +30,11 @@ def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
     proc = subprocess.Popen([*FORGE, "lab", "test", "cissp"], env=forge_env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # A lab is in the state directory a moment before its namespaces exist: wait for
+        # both, so the interrupt lands on labs that really hold kernel objects.
         deadline = time.monotonic() + 60
-        while not runtime.list() and time.monotonic() < deadline and proc.poll() is None:
+        while (time.monotonic() < deadline and proc.poll() is None
+               and not (runtime.list() and any(n.startswith(prefix) for n in netns_names()))):
             time.sleep(0.05)
         assert runtime.list(), "no lab was started"
         assert any(n.startswith(prefix) for n in netns_names())
