@@ -20,6 +20,8 @@ from forge.services.common.serving import ServiceName, build_service
 
 from ..services.conftest import SECRETS, prod_environ, with_signing_key
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 PUBLIC_KEYS = {"status", "service", "failed", "error", "message"}
 OPERATOR = {"Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
 
