@@ -10,11 +10,15 @@ import pytest
 from forge.bus import NatsServer
 
 from .support.postgres import PostgresCluster
+from .support.store_engines import violation
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATE_FIXTURES = FIXTURES / "templates"
 # The state-store engines every store-touching suite runs against.
 ENGINES = ("sqlite", "postgres")
+# A store-touching test that runs on SQLite only says so in its id: `[sqlite_only]`
+# (tests/support/store_engines.py states the rule; the hook below enforces it).
+SQLITE_ONLY = pytest.param("sqlite", id="sqlite_only", marks=pytest.mark.sqlite_only)
 
 
 @pytest.fixture
@@ -55,3 +59,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'forge.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=[SQLITE_ONLY])
+def sqlite_only_store(request: pytest.FixtureRequest) -> str:
+    """Names a test `[sqlite_only]`: its services keep their default SQLite store.
+
+    Used as `pytestmark = pytest.mark.usefixtures("sqlite_only_store")` (or on one test) where
+    the test is slow or not about store semantics; store semantics run through `db_url`.
+    """
+    return str(request.param)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a store-touching test whose id says neither both engines nor `sqlite_only`."""
+    reason = violation(item)
+    if reason is not None:
+        pytest.fail(reason, pytrace=False)

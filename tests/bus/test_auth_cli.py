@@ -63,6 +63,7 @@ def test_auth_config_without_a_password_names_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("service", ["spawn", "orchestrator", "scoreboard"])
+@pytest.mark.no_store
 def test_service_refuses_to_start_without_its_nats_password(tmp_path: Path, service: str) -> None:
     others = {k: v for k, v in NATS.items() if k != f"NATS_{service.upper()}_PASSWORD"}
     with socket.socket() as sock:
@@ -77,6 +78,7 @@ def test_service_refuses_to_start_without_its_nats_password(tmp_path: Path, serv
         assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.no_store
 def test_up_outside_dev_names_every_missing_nats_password(tmp_path: Path) -> None:
     proc = run(tmp_path, "up", "--storage", str(tmp_path / "storage"), **SECRETS,
                NATS_SCOREBOARD_PASSWORD=NATS["NATS_SCOREBOARD_PASSWORD"])

@@ -99,6 +99,7 @@ def test_unknown_forge_env_is_an_error(tmp_path: Path, value: str) -> None:
     assert "allowed: dev, development, staging, prod, production" in str(err.value)
 
 
+@pytest.mark.no_store
 def test_prod_with_all_secrets_loads(tmp_path: Path) -> None:
     settings = load_settings(prod_env(tmp_path))
     assert settings.sat.current == strong("SAT_HMAC_SECRET").encode()

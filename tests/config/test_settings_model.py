@@ -97,6 +97,7 @@ def test_sizes_out_of_bounds_name_the_variable(tmp_path: Path, var: str, value: 
         f"{var} must be a whole number of bytes from 1024 to ")
 
 
+@pytest.mark.no_store
 def test_defaults_and_empty_values(tmp_path: Path) -> None:
     blank = {v: "" for v in ("NATS_URL", "OPA_URL", "FORGE_LAB_UID_RANGE", "BILLING_MODE",
                              "FORGE_HOUSEKEEPING_INTERVAL_S", "FORGE_MAX_BODY_BYTES",
@@ -113,6 +114,7 @@ def test_defaults_and_empty_values(tmp_path: Path) -> None:
     assert load_settings({"STORAGE_ROOT": str(tmp_path)}).billing_mode == "stub"
 
 
+@pytest.mark.no_store
 def test_values_are_typed(tmp_path: Path) -> None:
     settings = load_settings(prod_env(
         tmp_path, FORGE_HOUSEKEEPING_INTERVAL_S="2.5", FORGE_WS_MAX_MESSAGE_BYTES="4096",

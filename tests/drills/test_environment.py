@@ -33,7 +33,7 @@ from .conftest import (
     fresh_secrets,
 )
 
-pytestmark = pytest.mark.slow  # about 40 s of `forge serve` processes, run 4 at a time
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sqlite_only_store")]  # about 40 s of `forge serve` processes, run 4 at a time
 
 NON_DEV = ("staging", "prod")
 FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")

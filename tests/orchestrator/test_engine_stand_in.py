@@ -130,6 +130,7 @@ def test_an_engine_missing_from_the_registry_is_refused_naming_the_choices(
     assert "FORGE_RUNTIME_ENGINE must be one of: local" in refused.value.problems
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_the_orchestrator_runs_labs_and_terminals_on_the_engine_the_factory_returns(
         tmp_path: Path, nats: NatsServer, stand_in_registered: None) -> None:
     settings = load_settings(prod_environ(tmp_path / "storage", **nats.client_env(),

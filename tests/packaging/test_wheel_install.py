@@ -75,6 +75,7 @@ def test_the_wheel_and_sdist_carry_the_package_data(built: dict[str, Path]) -> N
 
 
 @pytest.mark.root
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_forge_demo_from_an_installed_wheel_in_an_empty_directory(
         built: dict[str, Path], tmp_path: Path) -> None:
     forge_python = create_venv(tmp_path / "forge-venv", str(built["verify"]),

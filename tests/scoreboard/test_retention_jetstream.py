@@ -35,6 +35,8 @@ from ..conftest import TEMPLATE_FIXTURES
 from ..services.conftest import prod_environ
 from .conftest import PYTHON, build_completion
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 NOW = datetime.now(UTC)
 # name -> (completed days ago, retention_days)
 PLAN = {"expired": (40, 30), "interrupted": (40, 30), "held": (40, 30), "long": (40, 90)}

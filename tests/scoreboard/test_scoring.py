@@ -31,6 +31,7 @@ def test_unwritable_storage_pauses_without_partial_results(prod_env: Settings,
     assert blocked.storage_root.read_text() == "not a directory"
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_missing_key_pauses_outside_dev_and_is_generated_once_in_dev(tmp_path: Path) -> None:
     environ = prod_environ(tmp_path / "storage")
     prod = load_settings(environ)

@@ -141,6 +141,7 @@ def _forge(args: list[str], environ: dict[str, str]) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
 
 
+@pytest.mark.no_store
 def test_config_check_and_serve_refuse_stub_billing_in_prod(tmp_path: Path) -> None:
     environ = prod_environ(tmp_path / "storage", BILLING_MODE="stub")
     check = _forge(["config", "check"], environ)

@@ -80,6 +80,7 @@ def spawn_process(tmp_path: Path, nats: NatsServer) -> Iterator[tuple[str, psuti
         proc.wait(timeout=30)
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_50mb_body_is_413_and_spawn_service_memory_stays_bounded(
         spawn_process: tuple[str, psutil.Process]) -> None:
     url, process = spawn_process
@@ -130,6 +131,7 @@ def _http_routes(routes: list[Any]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_every_route_refuses_an_oversized_body_before_parsing(
         tmp_path: Path, nats: NatsServer, service: ServiceName) -> None:
     storage = with_signing_key(tmp_path / "storage")
@@ -153,6 +155,7 @@ def test_every_route_refuses_an_oversized_body_before_parsing(
                 _assert_413(streamed, MIB)
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_limit_is_configurable_and_small_bodies_still_parse(tmp_path: Path) -> None:
     settings = load_settings(prod_environ(tmp_path / "s", FORGE_MAX_BODY_BYTES="2048"))
     assert settings.max_body_bytes == 2048
@@ -178,6 +181,7 @@ def test_bad_limit_setting_is_a_config_error(tmp_path: Path, value: str) -> None
     assert any(p.startswith("FORGE_MAX_BODY_BYTES must be") for p in err.value.problems)
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_websocket_message_over_the_limit_closes_1009(tmp_path: Path) -> None:
     settings = load_settings(prod_environ(tmp_path / "s"))
     app = create_app(make_context("test", settings))
@@ -202,6 +206,7 @@ def test_websocket_message_over_the_limit_closes_1009(tmp_path: Path) -> None:
     assert seen == [16]  # the oversized message never reached the route
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_served_process_caps_websocket_frames_in_the_server(tmp_path: Path) -> None:
     # `forge serve` also tells uvicorn, so an oversized frame is refused before it is
     # assembled for the app at all.

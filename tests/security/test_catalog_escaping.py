@@ -26,6 +26,8 @@ from forge.services.spawn.app import build_app
 
 from ..services.conftest import prod_environ
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 ORIGIN = "http://testserver"
 TITLE = "<script>alert('title')</script> Find the server"
 SUMMARY = "A summary with <img src=x onerror=alert('summary')> in it, long enough to pass."

@@ -25,9 +25,10 @@ OPERATOR = {"Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
 
 
 @pytest.fixture
-def settings(tmp_path: Path, nats: NatsServer) -> Settings:
+def settings(tmp_path: Path, nats: NatsServer, db_url: str) -> Settings:
+    """A prod installation on each store engine (the database is one of the internals)."""
     storage = with_signing_key(tmp_path / "storage")
-    return load_settings(prod_environ(storage, **nats.client_env()))
+    return load_settings(prod_environ(storage, **nats.client_env(), FORGE_DB_URL=db_url))
 
 
 @pytest.fixture(params=list(ServiceName), ids=lambda s: s.value)
@@ -38,7 +39,7 @@ def client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[TestC
 
 def _secrets_of_the_installation(settings: Settings) -> list[str]:
     rings = (settings.sat, settings.et, settings.receipt, settings.operator)
-    return [str(settings.storage_root), *(r.current_kid for r in rings)]
+    return [str(settings.storage_root), settings.db_url, *(r.current_kid for r in rings)]
 
 
 def test_public_readyz_names_status_only(client: TestClient, settings: Settings) -> None:
@@ -68,6 +69,7 @@ def test_wrong_token_is_refused_without_detail(client: TestClient, settings: Set
             assert internal not in resp.text
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_rotated_operator_token_still_sees_detail(tmp_path: Path) -> None:
     # During a rotation the previous (or next) token is accepted as for every operator route.
     env = prod_environ(tmp_path / "s", OPERATOR_TOKEN="new-operator-token-0123456789-abcdef",
@@ -76,6 +78,7 @@ def test_rotated_operator_token_still_sees_detail(tmp_path: Path) -> None:
         assert "checks" in c.get("/readyz", headers=OPERATOR).json()
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_failed_check_named_without_its_detail(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a directory should be")

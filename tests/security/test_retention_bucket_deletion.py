@@ -86,6 +86,7 @@ async def expired_results(settings: Settings, store: ObjectStoreArtifactStore,
     return ids
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 async def test_a_hold_keeps_results_in_the_bucket_through_retention(
         nats: NatsServer, board_store: ObjectStoreArtifactStore, tmp_path: Path) -> None:
     # Retention does not touch the SQL store, so one engine is enough here.

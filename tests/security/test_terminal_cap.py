@@ -53,7 +53,7 @@ CAP = 3  # PRO in this test's plans file
 IDLE_S = 2  # TEAM in this test's plans file
 BUSY_IDLE_S = 4  # ENTERPRISE in this test's plans file
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
 
 
 @dataclass

@@ -24,7 +24,7 @@ import pytest
 from .test_terminal_cap import Lab, lab, round_trip
 
 __all__ = ["lab"]  # the module-scoped platform fixture, shared with test_terminal_cap
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
 MB = 1_000_000
 
 

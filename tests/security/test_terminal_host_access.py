@@ -27,7 +27,7 @@ from forge.tokens import TERMINAL, mint_token
 
 from .test_terminal_cap import CAP, Lab, closed_with, lab  # noqa: F401 - the live platform
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
 
 
 def _open(lab: Lab, sid: str, headers: dict[str, str], host: str | None) -> ClientConnection:  # noqa: F811

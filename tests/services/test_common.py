@@ -120,6 +120,7 @@ def _app_with_routes(tmp_path: Path) -> FastAPI:
     return app
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_validation_error_names_fields(tmp_path: Path) -> None:
     with TestClient(_app_with_routes(tmp_path)) as client:
         resp = client.post("/echo", json={"track": 5})
@@ -131,6 +132,7 @@ def test_validation_error_names_fields(tmp_path: Path) -> None:
     assert "track" in body["message"] and "count" in body["message"]
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_unhandled_error_hides_internals(tmp_path: Path) -> None:
     with TestClient(_app_with_routes(tmp_path), raise_server_exceptions=False) as client:
         resp = client.get("/boom")
@@ -139,6 +141,7 @@ def test_unhandled_error_hides_internals(tmp_path: Path) -> None:
     assert "secret internals" not in resp.text and "Traceback" not in resp.text
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_api_error_shape(tmp_path: Path) -> None:
     with TestClient(_app_with_routes(tmp_path)) as client:
         resp = client.get("/conflict")
@@ -148,6 +151,7 @@ def test_api_error_shape(tmp_path: Path) -> None:
                            "details": [{"field": "track"}]}
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_readiness_detail_never_shows_secrets(tmp_path: Path) -> None:
     with TestClient(_app_with_routes(tmp_path)) as client:
         resp = client.get("/readyz", headers=OPERATOR)
@@ -166,6 +170,7 @@ def test_readiness_detail_never_shows_secrets(tmp_path: Path) -> None:
         ("Bearer " + SECRETS["OPERATOR_TOKEN"], 200),
     ],
 )
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_operator_auth(tmp_path: Path, header: str | None, status: int) -> None:
     headers = {"authorization": header} if header else {}
     with TestClient(_app_with_routes(tmp_path)) as client:
@@ -192,6 +197,7 @@ def test_log_lines_are_json_and_redacted() -> None:
     assert "[redacted]" in entry["msg"] and "[token]" in entry["msg"]
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_access_log_has_request_id_and_no_query(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, nats: NatsServer
 ) -> None:

@@ -42,6 +42,7 @@ def port_is_bound(port: int) -> bool:
 
 
 @pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
+@pytest.mark.no_store
 def test_prod_without_secrets_exits_naming_all_four(tmp_path: Path, service: ServiceName) -> None:
     port = free_port()
     proc = subprocess.run([*FORGE, "serve", service.value, "--port", str(port)],
@@ -55,6 +56,7 @@ def test_prod_without_secrets_exits_naming_all_four(tmp_path: Path, service: Ser
 
 @pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
 @pytest.mark.parametrize("flag", ["DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT"])
+@pytest.mark.no_store
 def test_prod_with_dev_flag_exits_naming_it(
     tmp_path: Path, service: ServiceName, flag: str
 ) -> None:
@@ -68,6 +70,7 @@ def test_prod_with_dev_flag_exits_naming_it(
         assert value not in proc.stderr and value not in proc.stdout
 
 
+@pytest.mark.no_store
 def test_unknown_forge_env_refused(tmp_path: Path) -> None:
     proc = subprocess.run([*FORGE, "serve", "spawn", "--port", str(free_port())],
                           env=run_env(tmp_path, FORGE_ENV="banana", **SECRETS),
@@ -93,6 +96,7 @@ def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> ht
 
 @pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
 @pytest.mark.parametrize("env_name", ["prod", "dev"])
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_serves_ready_and_stops_gracefully(
     tmp_path: Path, service: ServiceName, env_name: str, nats: NatsServer
 ) -> None:

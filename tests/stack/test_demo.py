@@ -14,6 +14,8 @@ from forge.runtime.local import LocalRuntime
 
 from ..live_server import free_port
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 REPO = Path(__file__).resolve().parents[2]
 
 

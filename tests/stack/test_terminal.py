@@ -10,6 +10,8 @@ from websockets.sync.client import connect
 
 from .conftest import Platform
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 
 def spawn_running(platform: Platform, headers: dict[str, str]) -> str:
     with platform.client() as client:

@@ -41,6 +41,7 @@ def test_a_prefix_that_collides_with_a_derived_one_is_refused_by_name(tmp_path: 
         plan(tmp_path, PORTS, base_prefix="abcn2", nodes=2)
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_separate_storage_gives_each_process_its_own_owner_only_root(tmp_path: Path) -> None:
     stack = tmp_path / "stack"
     (stack / "secrets").mkdir(parents=True)

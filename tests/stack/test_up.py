@@ -21,6 +21,8 @@ from forge.runtime.local import LocalRuntime
 from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import free_port
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 
 def pids_of(pattern: str) -> list[int]:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)

@@ -23,6 +23,8 @@ from forge.services.spawn.app import build_app
 from ..live_server import live_server
 from ..services.conftest import SECRETS, prod_environ
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 ORIGIN = "http://testserver"
 
 

@@ -24,6 +24,8 @@ from forge.store.models import FailedEvent, Scenario
 from ..labs.conftest import completed_event
 from .conftest import OPERATOR_TOKEN, WebPlatform, docs_images
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 DONE = "__WEB_SOLUTION_DONE__"
 LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
 

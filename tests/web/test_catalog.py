@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
 from forge.config import Settings
@@ -16,6 +17,8 @@ from forge.identity.apikeys import create_api_key
 from forge.store.models import Scenario
 
 from .test_pages import ORIGIN, app_client, csrf_of, sign_in  # noqa: F401 - the app fixture
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
 
 def test_tracks_api_exposes_the_catalog_of_the_callers_plan(

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer
@@ -24,6 +25,8 @@ from forge.signing.keystore import SigningKeyring, keyring_dir
 
 from ..live_server import live_server
 from ..services.conftest import SECRETS, prod_environ
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
 ORIGIN = "http://testserver"
 SID = "scn-00000000000000f1"

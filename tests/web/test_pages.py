@@ -53,6 +53,7 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_pages_carry_a_strict_csp_and_no_inline_script(
         app_client: tuple[TestClient, Settings]) -> None:
     client, settings = app_client
@@ -68,6 +69,7 @@ def test_pages_carry_a_strict_csp_and_no_inline_script(
     assert tracks.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_sign_in_sets_strict_http_only_cookie_and_refuses_bad_keys(
         app_client: tuple[TestClient, Settings]) -> None:
     client, _settings = app_client
@@ -82,6 +84,7 @@ def test_sign_in_sets_strict_http_only_cookie_and_refuses_bad_keys(
     assert "forge_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_form_posts_from_another_site_or_without_token_are_refused(
         app_client: tuple[TestClient, Settings]) -> None:
     client, settings = app_client
@@ -105,6 +108,7 @@ def test_form_posts_from_another_site_or_without_token_are_refused(
     assert "token" not in ok.headers["location"]
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_track_list_follows_the_plan_and_spawn_refuses_other_tracks(
         app_client: tuple[TestClient, Settings]) -> None:
     client, settings = app_client
@@ -121,6 +125,7 @@ def test_track_list_follows_the_plan_and_spawn_refuses_other_tracks(
     assert unknown.status_code == 400 and "track: unknown track" in unknown.text
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_receipt_sign_in_uses_the_receipts_plan(
         app_client: tuple[TestClient, Settings]) -> None:
     client, settings = app_client
@@ -139,6 +144,7 @@ def test_receipt_sign_in_uses_the_receipts_plan(
     assert garbage.status_code == 401 and garbage.text.count("receipt:") == 1
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings]) -> None:
     client, settings = app_client
     sign_in(client, settings)
@@ -169,6 +175,7 @@ def test_task_markdown_and_page_text_are_escaped() -> None:
     assert "&lt;script&gt;" in html and "<h1>Hi</h1>" in html
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_operator_sign_in_and_session_boundaries(
         app_client: tuple[TestClient, Settings]) -> None:
     client, settings = app_client

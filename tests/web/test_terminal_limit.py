@@ -21,6 +21,8 @@ from forge.content import content_path
 
 from .conftest import WebPlatform, running_web_platform
 
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
 LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
 CONNECTED = "Connected to the learner host."
 IDLE_S = 3  # TEAM's terminal_idle_seconds in this module's plans file
