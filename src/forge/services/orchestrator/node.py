@@ -57,6 +57,12 @@ class LabNode:
     revision: int | None = None
     lease_revision: int | None = None
     kv: NodeRegistry | None = None
+    # Monotonic time since which this node's heartbeats succeed without a break (None while
+    # out of touch; a gap of more than half the grace period between two is a break). A
+    # record is judged stale only once we could watch it for a grace period, else a bus
+    # failover would make every live node look lost to the first one back.
+    in_touch_since: float | None = None
+    last_beat_at: float | None = None  # monotonic end of the last successful heartbeat
 
     @property
     def node_id(self) -> str:
@@ -71,6 +77,11 @@ class LabNode:
     def leader(self) -> bool:
         """True while this node holds the sweeper lease (cluster-wide duties)."""
         return self.lease_revision is not None
+
+    def may_judge_loss(self) -> bool:
+        """True once this node has been in touch with the bus for a whole grace period."""
+        return (self.in_touch_since is not None
+                and time.monotonic() - self.in_touch_since >= self.settings.node_grace_s)
 
     @property
     def memory_in_use(self) -> int:
@@ -164,6 +175,13 @@ class LabNode:
                 log.error("%s: this node takes no more work", exc)
                 return
         self.lease_revision = await self.kv.lease(self.node_id, self.lease_revision)
+        # A heartbeat that failed, or one that took long (a request held through a
+        # reconnect), means others may have been cut off as long: watch them afresh.
+        now = time.monotonic()
+        if self.in_touch_since is None or self.last_beat_at is None \
+                or now - self.last_beat_at > self.settings.node_grace_s / 2:
+            self.in_touch_since = now
+        self.last_beat_at = now
 
 
     async def stop(self) -> None:

@@ -48,11 +48,15 @@ def claim_adopted(db: Database, scenario_ids: list[str], node_id: str,
 async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
     """Under the lease only: fail every live lab of each lost node, with the reason.
 
+    Only once this node has been in touch with the bus for a grace period: right after an
+    outage or failover every other node's record is stale too, and they get a grace period
+    to heartbeat again before they count as lost.
+
     The move is conditional on the state read (row lock), so even a lease handed over
     mid-sweep cannot fail a scenario twice; the `ended` notice frees its slot.
     """
     node = state.node
-    if node is None or node.kv is None or not node.leader:
+    if node is None or node.kv is None or not node.leader or not node.may_judge_loss():
         return []
     failed: list[str] = []
     groups = await state.blocking(live_elsewhere, state.ctx.db, node.node_id)
@@ -96,6 +100,7 @@ async def run_heartbeats(state: OrchestratorState) -> None:
             log.error("%s", exc)
         except Exception as exc:
             node.lease_revision = None  # out of touch: no cluster-wide duty meanwhile
+            node.in_touch_since = None  # and no judging others until watched a grace period
             if bus_failure(exc):
                 node.kv.forget() if node.kv is not None else None
                 log.warning("node heartbeat failed: %s: %s", type(exc).__name__, exc)
