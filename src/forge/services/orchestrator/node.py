@@ -23,6 +23,7 @@ from forge.bus.errors import BusError
 from forge.bus.nodes import NodeFenced, NodeIdInUse, NodeRecord, NodeRegistry
 from forge.config.settings import Settings
 from forge.lifecycle import states
+from forge.lifecycle.store import Transition
 from forge.store.db import Database
 from forge.store.models import Scenario
 from forge.templates.problems import UnknownTemplate
@@ -63,6 +64,9 @@ class LabNode:
     # failover would make every live node look lost to the first one back.
     in_touch_since: float | None = None
     last_beat_at: float | None = None  # monotonic end of the last successful heartbeat
+    # Lost nodes' labs this node failed whose notices the bus did not take (a failover):
+    # published again every heartbeat until it does, so their quota slots are freed.
+    unannounced: dict[str, Transition] = field(default_factory=dict)
 
     @property
     def node_id(self) -> str:

@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from sqlalchemy import select, update
 
+from forge.bus.errors import BusUnavailable
 from forge.bus.nodes import NodeIdInUse
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
@@ -73,9 +74,27 @@ async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
                         expected=cur, details={"lost_node": gone}))
             except (IllegalTransition, ScenarioNotFound):
                 continue  # it moved meanwhile (the node came back, or another sweep)
-            await state.announce(moved)
             failed.append(scenario_id)
+            node.unannounced[scenario_id] = moved
+    await announce_failed(state)
     return failed
+
+
+async def announce_failed(state: OrchestratorState) -> None:
+    """Publish the notices of the lost nodes' labs this node failed (`failed`, then `ended`,
+    which frees the quota slot). The row moved already, so no later sweep sees the lab
+    again: a notice the bus refused (failover) is kept and published again next heartbeat
+    (the msg ids de-duplicate a notice that did get through)."""
+    node = state.node
+    assert node is not None
+    for scenario_id, moved in list(node.unannounced.items()):
+        try:
+            await state.announce(moved)
+        except BusUnavailable as exc:
+            log.warning("notice of failed %s not published yet (%s); retrying next heartbeat",
+                        scenario_id, exc)
+            return
+        node.unannounced.pop(scenario_id, None)
 
 
 async def heartbeat_once(state: OrchestratorState) -> None:
@@ -84,6 +103,8 @@ async def heartbeat_once(state: OrchestratorState) -> None:
     assert node is not None
     await state.blocking(node.resync, state.ctx.db)
     await node.beat()
+    if node.unannounced:
+        await announce_failed(state)
     if node.leader:
         await fail_lost_nodes(state)
 
