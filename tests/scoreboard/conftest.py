@@ -225,8 +225,10 @@ async def make_board(tmp_path: Path, nats: NatsServer, db_url: str) -> AsyncIter
     contexts: list[Any] = []
     publishers: list[Publisher] = []
 
-    async def make(*, with_key: bool = True, **options: Any) -> Board:
-        environ = prod_environ(tmp_path / "storage", **nats.client_env(), FORGE_DB_URL=db_url)
+    async def make(*, with_key: bool = True, env: dict[str, str] | None = None,
+                   **options: Any) -> Board:
+        environ = prod_environ(tmp_path / "storage", **nats.client_env(), FORGE_DB_URL=db_url,
+                               **(env or {}))
         settings = load_settings(environ)
         if with_key:
             SigningKeyring(keyring_dir(settings.storage_root, {})).ensure()

@@ -181,25 +181,31 @@ def test_an_impossible_topology_is_refused_by_flag_and_nothing_starts(
 
 
 @pytest.mark.root
-def test_journey_on_a_nats_cluster_and_postgresql_ends_in_a_verifying_verdict(
+def test_journey_on_two_nodes_a_nats_cluster_separate_roots_and_postgresql_verifies(
         tmp_path: Path, postgres_url: str) -> None:
+    """The whole rehearsal shape: 2 lab nodes, 3 NATS servers, a STORAGE_ROOT per service
+    and node, PostgreSQL; a journey ends in a verdict that verifies offline from the
+    scoreboard's own root (evidence crossed the bus, not a shared directory)."""
     storage = tmp_path / "storage"
     base = "j" + secrets.token_hex(2)
     path = tmp_path / "forge.env"
     path.write_text(f"FORGE_RUNTIME_PREFIX={base}\n")
-    up = Up(storage, path, some_ports(), extra=("--nats-cluster", "3", "--teardown-labs"),
+    up = Up(storage, path, some_ports(),
+            extra=("--nodes", "2", "--nats-cluster", "3", "--separate-storage",
+                   "--teardown-labs"),
             env_extra={"FORGE_DB_URL": postgres_url})
     try:
         up.wait_up()
         assert "store: PostgreSQL" in up.err and "3 NATS server(s)" in up.err
         services = [pid for pid in descendants(up.proc.pid) if "forge serve" in cmdline_of(pid)]
-        assert len(services) == 3
+        assert len(services) == 4
         assert all(environ_of(pid)["FORGE_DB_URL"] == postgres_url for pid in services)
-        result = Journey(up.urls["spawn"], up.urls["scoreboard"], storage,
-                         timeout_s=90).run()
+        assert len({environ_of(pid)["STORAGE_ROOT"] for pid in services}) == 4
+        result = Journey(up.urls["spawn"], up.urls["scoreboard"],
+                         storage / "roots" / "scoreboard", timeout_s=90).run()
         assert result.verified and result.score == 1.0
         assert not (storage / "forge.db").exists()  # no process fell back to SQLite
     finally:
         up.stop()
     assert up.proc.returncode == 0, up.err[-2000:]
-    assert up.nats_pids() == [] and netns_with([base]) == []
+    assert up.nats_pids() == [] and netns_with([base, base[:3] + "n2"]) == []

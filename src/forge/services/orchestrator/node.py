@@ -23,6 +23,7 @@ from forge.bus.errors import BusError
 from forge.bus.nodes import NodeFenced, NodeIdInUse, NodeRecord, NodeRegistry
 from forge.config.settings import Settings
 from forge.lifecycle import states
+from forge.lifecycle.store import Transition
 from forge.store.db import Database
 from forge.store.models import Scenario
 from forge.templates.problems import UnknownTemplate
@@ -57,6 +58,15 @@ class LabNode:
     revision: int | None = None
     lease_revision: int | None = None
     kv: NodeRegistry | None = None
+    # Monotonic time since which this node's heartbeats succeed without a break (None while
+    # out of touch; a gap of more than half the grace period between two is a break). A
+    # record is judged stale only once we could watch it for a grace period, else a bus
+    # failover would make every live node look lost to the first one back.
+    in_touch_since: float | None = None
+    last_beat_at: float | None = None  # monotonic end of the last successful heartbeat
+    # Lost nodes' labs this node failed whose notices the bus did not take (a failover):
+    # published again every heartbeat until it does, so their quota slots are freed.
+    unannounced: dict[str, Transition] = field(default_factory=dict)
 
     @property
     def node_id(self) -> str:
@@ -71,6 +81,11 @@ class LabNode:
     def leader(self) -> bool:
         """True while this node holds the sweeper lease (cluster-wide duties)."""
         return self.lease_revision is not None
+
+    def may_judge_loss(self) -> bool:
+        """True once this node has been in touch with the bus for a whole grace period."""
+        return (self.in_touch_since is not None
+                and time.monotonic() - self.in_touch_since >= self.settings.node_grace_s)
 
     @property
     def memory_in_use(self) -> int:
@@ -164,6 +179,13 @@ class LabNode:
                 log.error("%s: this node takes no more work", exc)
                 return
         self.lease_revision = await self.kv.lease(self.node_id, self.lease_revision)
+        # A heartbeat that failed, or one that took long (a request held through a
+        # reconnect), means others may have been cut off as long: watch them afresh.
+        now = time.monotonic()
+        if self.in_touch_since is None or self.last_beat_at is None \
+                or now - self.last_beat_at > self.settings.node_grace_s / 2:
+            self.in_touch_since = now
+        self.last_beat_at = now
 
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from sqlalchemy import select, update
 
+from forge.bus.errors import BusUnavailable
 from forge.bus.nodes import NodeIdInUse
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
@@ -48,11 +49,15 @@ def claim_adopted(db: Database, scenario_ids: list[str], node_id: str,
 async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
     """Under the lease only: fail every live lab of each lost node, with the reason.
 
+    Only once this node has been in touch with the bus for a grace period: right after an
+    outage or failover every other node's record is stale too, and they get a grace period
+    to heartbeat again before they count as lost.
+
     The move is conditional on the state read (row lock), so even a lease handed over
     mid-sweep cannot fail a scenario twice; the `ended` notice frees its slot.
     """
     node = state.node
-    if node is None or node.kv is None or not node.leader:
+    if node is None or node.kv is None or not node.leader or not node.may_judge_loss():
         return []
     failed: list[str] = []
     groups = await state.blocking(live_elsewhere, state.ctx.db, node.node_id)
@@ -69,9 +74,27 @@ async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
                         expected=cur, details={"lost_node": gone}))
             except (IllegalTransition, ScenarioNotFound):
                 continue  # it moved meanwhile (the node came back, or another sweep)
-            await state.announce(moved)
             failed.append(scenario_id)
+            node.unannounced[scenario_id] = moved
+    await announce_failed(state)
     return failed
+
+
+async def announce_failed(state: OrchestratorState) -> None:
+    """Publish the notices of the lost nodes' labs this node failed (`failed`, then `ended`,
+    which frees the quota slot). The row moved already, so no later sweep sees the lab
+    again: a notice the bus refused (failover) is kept and published again next heartbeat
+    (the msg ids de-duplicate a notice that did get through)."""
+    node = state.node
+    assert node is not None
+    for scenario_id, moved in list(node.unannounced.items()):
+        try:
+            await state.announce(moved)
+        except BusUnavailable as exc:
+            log.warning("notice of failed %s not published yet (%s); retrying next heartbeat",
+                        scenario_id, exc)
+            return
+        node.unannounced.pop(scenario_id, None)
 
 
 async def heartbeat_once(state: OrchestratorState) -> None:
@@ -80,6 +103,8 @@ async def heartbeat_once(state: OrchestratorState) -> None:
     assert node is not None
     await state.blocking(node.resync, state.ctx.db)
     await node.beat()
+    if node.unannounced:
+        await announce_failed(state)
     if node.leader:
         await fail_lost_nodes(state)
 
@@ -96,6 +121,7 @@ async def run_heartbeats(state: OrchestratorState) -> None:
             log.error("%s", exc)
         except Exception as exc:
             node.lease_revision = None  # out of touch: no cluster-wide duty meanwhile
+            node.in_touch_since = None  # and no judging others until watched a grace period
             if bus_failure(exc):
                 node.kv.forget() if node.kv is not None else None
                 log.warning("node heartbeat failed: %s: %s", type(exc).__name__, exc)

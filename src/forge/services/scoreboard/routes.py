@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from forge.bus.errors import BusUnavailable
 from forge.errors import ForgeError
 from forge.evidence.artifacts import PUB_NAME, SIG_NAME
 from forge.identity.names import valid_id
@@ -42,7 +43,13 @@ ReaderDep = Annotated[Reader, Depends(current_reader)]
 def _owned_results(request: Request, reader: Reader, scenario_id: str) -> dict[str, bytes]:
     """The scenario's result files if the reader may see them; 404 otherwise."""
     sid = checked_scenario_id(scenario_id)
-    files = scoreboard_state(request).scorer.artifacts.read(sid)
+    try:
+        files = scoreboard_state(request).scorer.artifacts.read(sid)
+    except BusUnavailable:
+        # The results live in the JetStream Object Store and the bus is failing over (or
+        # down): a retryable 503, like every other bus outage, never a 500.
+        raise ForgeError("bus_unavailable", 503, "the result store (NATS JetStream) is "
+                         "unreachable; retry", headers={"Retry-After": "2"}) from None
     if not files or SCORE_NAME not in files:
         raise NOT_FOUND
     try:
@@ -68,7 +75,7 @@ def _verification(request: Request, files: dict[str, bytes]) -> dict[str, Any]:
             "reasons": [{"code": r.code, "message": r.message} for r in res.reasons]}
 
 
-@router.get("/v1/scores/{scenario_id}", tags=["scores"], responses=errors(401, 404))
+@router.get("/v1/scores/{scenario_id}", tags=["scores"], responses=errors(401, 404, 503))
 async def get_score(scenario_id: str, request: Request, reader: ReaderDep) -> dict[str, Any]:
     """score.json of a scenario plus a verification summary (owner or operator only)."""
     files = await run_in_threadpool(_owned_results, request, reader, scenario_id)
@@ -79,7 +86,7 @@ async def get_score(scenario_id: str, request: Request, reader: ReaderDep) -> di
 
 
 @router.get("/v1/scores/{scenario_id}/artifacts/{name}", tags=["scores"],
-            responses=errors(401, 404))
+            responses=errors(401, 404, 503))
 async def get_artifact(scenario_id: str, name: str, request: Request,
                        reader: ReaderDep) -> Response:
     """One of the four result files, byte for byte (owner or operator only)."""

@@ -1,0 +1,79 @@
+"""A bus outage (or a JetStream failover) longer than the grace period fails no live node.
+
+While NATS is away no node can heartbeat, so when it is back every record is stale. The
+first node to regain the sweeper lease must not judge the others lost at once: it first
+watches the records for a grace period, in which live nodes heartbeat again. Found by the
+scale-out end-to-end drill (a killed stream leader made a healthy node's labs fail "lost").
+
+A real orchestrator node n1 and a real nats-server (stopped, then started on its port and
+store); node n2 is the test itself heartbeating through the same KV registry, so it can
+stand for a node that gets its first heartbeat through a second after n1 is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from forge.bus import NatsServer
+from forge.bus.connection import BusConnection
+from forge.bus.nodes import NodeRecord, NodeRegistry
+from forge.lifecycle import states
+from forge.store.models import Scenario
+
+from .conftest import MakeOrch
+from .test_nodes import GRACE, wait_for
+
+GRACE_S = float(GRACE["FORGE_NODE_GRACE_S"])
+
+
+def heartbeat_n2(nats: NatsServer) -> None:
+    """One heartbeat of node n2 (registers it, or re-registers after its record lapsed)."""
+    async def beat() -> None:
+        conn = BusConnection(nats.url, "test-n2", credentials=nats.credentials("orchestrator"))
+        assert await conn.start(wait=5.0)
+        try:
+            registry = NodeRegistry(conn.jetstream, replicas=1, grace_s=GRACE_S)
+            now = time.time()
+            record = NodeRecord(node_id="n2", url="http://127.0.0.1:9", capacity_labs=1,
+                                capacity_memory_mb=512, started_at=now, heartbeat_at=now,
+                                instance="test-n2")
+            await registry.claim(record, heartbeat_s=0.5)
+        finally:
+            await conn.close()
+    asyncio.run(beat())
+
+
+# The behaviour is the bus's and the lease's, not the SQL engine's: SQLite only.
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
+def test_a_bus_outage_longer_than_the_grace_fails_no_live_node(
+        make_orch: MakeOrch, nats: NatsServer) -> None:
+    n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
+    node = n1.state.node
+    assert node is not None
+    wait_for("n1 holds the lease", lambda: node.leader)
+    heartbeat_n2(nats)
+    sid = "scn-" + secrets.token_hex(8)
+    now = datetime.now(UTC)
+    with n1.state.ctx.db.session() as sess:  # a live lab held by n2
+        sess.add(Scenario(scenario_id=sid, request_id="r", tenant_id="acme", subject="alice",
+                          track="netplus", template_id="lab-netplus", template_sha256="0" * 64,
+                          plan="PRO", retention_days=30, state=states.RUNNING,
+                          state_reason="x", sat_jti=None, et_jti=None, created_at=now,
+                          updated_at=now, expires_at=None, details={}, node_id="n2"))
+
+    nats.stop()
+    time.sleep(GRACE_S + 1)  # the outage outlasts the grace period: every record goes stale
+    nats.start()
+    wait_for("n1 back with the lease", lambda: node.leader, timeout=30)
+    # n1 swept as it took the lease back (the old code failed n2's lab right here).
+    time.sleep(1.0)
+    heartbeat_n2(nats)  # n2 is back, well within a grace period of the bus
+    wait_for("n1 watched the records for a grace period", node.may_judge_loss, timeout=30)
+    time.sleep(1.0)  # two more sweeps
+    assert n1.row(sid).state == states.RUNNING, n1.row(sid).state_reason
