@@ -30,7 +30,7 @@ from forge.bus import NatsServer
 from forge.runtime.local import LocalRuntime
 from forge.services.common.listener import ENV_FD, bind_listener
 
-from ..conftest import TEMPLATE_FIXTURES
+from ..conftest import SQLITE_ONLY, TEMPLATE_FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -258,7 +258,6 @@ class Drill:
 
 # Whole-system drills run on SQLite (their ids say `sqlite_only`); a representative few also
 # run on PostgreSQL with `@pytest.mark.parametrize("drill", ENGINES, indirect=True)`.
-SQLITE_ONLY = pytest.param("sqlite", id="sqlite_only", marks=pytest.mark.sqlite_only)
 
 
 @pytest.fixture(params=[SQLITE_ONLY])

@@ -157,6 +157,7 @@ def test_two_lab_nodes_on_a_three_server_nats_cluster_start_report_and_leave_not
     assert sorted(p.name for p in (storage / "nats-cluster").iterdir()) == ["n0", "n1", "n2"]
 
 
+@pytest.mark.no_store  # refused before any store is opened (the test asserts nothing started)
 @pytest.mark.parametrize(("args", "flag", "nats_url"), [
     (("--nodes", "0"), "--nodes", None), (("--nodes", "99"), "--nodes", None),
     (("--nats-cluster", "2"), "--nats-cluster", None),
