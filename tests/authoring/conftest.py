@@ -19,7 +19,7 @@ Forge = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture()
 def forge_env(tmp_path: Path) -> dict[str, str]:
     """The environment of the CLI: this test's storage root and runtime prefix."""
-    env = {**os.environ, "FORGE_STORAGE_ROOT": str(tmp_path / "storage"),
+    env = {**os.environ, "STORAGE_ROOT": str(tmp_path / "storage"),
            "FORGE_RUNTIME_PREFIX": "a" + secrets.token_hex(2), "COLUMNS": "200"}
     env.pop("FORGE_TEMPLATE_DIR", None)
     return env

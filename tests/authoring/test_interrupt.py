@@ -50,5 +50,5 @@ def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
     assert not [n for n in netns_names() if n.startswith(prefix)]
     mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True,
                             text=True, check=True).stdout
-    assert forge_env["FORGE_STORAGE_ROOT"] not in mounts
+    assert forge_env["STORAGE_ROOT"] not in mounts
     runtime.close()

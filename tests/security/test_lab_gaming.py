@@ -38,7 +38,7 @@ CRITERIA = ("register-structure", "intrusion-identified", "exposed-key-identifie
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """Labs of the shipped cissp template on a runtime of this module's own."""
-    settings = load_settings({"FORGE_STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming")),
+    settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming")),
                               "FORGE_RUNTIME_PREFIX": "g" + secrets.token_hex(2)})
     runtime = make_runtime(settings)
     template = TemplateRegistry.load(TEMPLATES).get("cissp").template
