@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from forge.config.settings import load_settings
+from forge.content import content_path
 from forge.runtime.factory import make_runtime
 
 from .conftest import FORGE
@@ -23,11 +24,32 @@ def netns_names() -> list[str]:
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
+def slow_cissp(root: Path) -> Path:
+    """The shipped cissp lab whose test plan has one more partial that takes two minutes,
+    so the run is certainly still going when the interrupt comes (a whole `forge lab test
+    cissp` takes about 2 s)."""
+    templates, solutions = root / "templates", root / "solutions"
+    templates.mkdir()
+    solutions.mkdir()
+    shipped = content_path("templates")
+    (templates / "cissp.yaml").write_bytes((shipped / "cissp.yaml").read_bytes())
+    (solutions / "cissp.sh").write_bytes(
+        (content_path("solutions") / "cissp.sh").read_bytes())
+    plan = (shipped / "cissp.lab-test.yaml").read_text()
+    plan = plan.replace("partials:\n", "partials:\n  - name: slow\n    expected_score: 0.5\n"
+                        "    script: sleep 120\n", 1)
+    assert "name: slow" in plan
+    (templates / "cissp.lab-test.yaml").write_text(plan)
+    return templates
+
+
 def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
                                                 tmp_path: Path) -> None:
     runtime = make_runtime(load_settings(forge_env))
     prefix = forge_env["FORGE_RUNTIME_PREFIX"] + "."
-    proc = subprocess.Popen([*FORGE, "lab", "test", "cissp"], env=forge_env, cwd=tmp_path,
+    templates = slow_cissp(tmp_path)
+    proc = subprocess.Popen([*FORGE, "lab", "test", "cissp", "--dir", str(templates)],
+                            env=forge_env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # A lab is in the state directory a moment before its namespaces exist: wait for

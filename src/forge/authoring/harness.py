@@ -189,8 +189,8 @@ class Harness:
                 self.runtime.destroy(lab_id)
             except LabNotFound:
                 pass
-            except RuntimeFault as exc:
-                failed.append(f"{lab_id} ({exc})")
+            except (RuntimeFault, OSError) as exc:  # the local engine reports an
+                failed.append(f"{lab_id} ({exc})")  # incomplete teardown as OSError
         if failed:
             raise LabTestFailure("could not destroy " + ", ".join(failed)
                                  + "; `forge runtime cleanup` retries")

@@ -213,9 +213,11 @@ class NodeRegistry:
         except (KeyNotFoundError, NotFoundError):
             return None
         try:
-            data: dict[str, Any] = json.loads(entry.value or b"{}")
+            data: Any = json.loads(entry.value or b"{}")
         except ValueError:
             return None
+        if not isinstance(data, dict):  # a lease value is always an object; anything else
+            return None                 # counts as no holder
         holder = data.get("holder")
         return holder if isinstance(holder, str) else None
 
