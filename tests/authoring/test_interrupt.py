@@ -48,9 +48,12 @@ def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
     runtime = make_runtime(load_settings(forge_env))
     prefix = forge_env["FORGE_RUNTIME_PREFIX"] + "."
     templates = slow_cissp(tmp_path)
+    # Started as from a background job, which inherits SIGINT ignored: `forge lab test`
+    # must still take Ctrl-C (Python installs no handler of its own then).
     proc = subprocess.Popen([*FORGE, "lab", "test", "cissp", "--dir", str(templates)],
                             env=forge_env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         # A lab is in the state directory a moment before its namespaces exist: wait for
         # both, so the interrupt lands on labs that really hold kernel objects.

@@ -46,7 +46,9 @@ def new(name: str = typer.Argument(..., help="The lab's name (a-z, 0-9, inner da
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM ends a lab test like Ctrl-C: its labs are destroyed on the way out."""
+    """SIGINT and SIGTERM end a lab test: its labs are destroyed on the way out. Both are
+    set explicitly: a process started in the background inherits SIGINT ignored, and then
+    Python installs no Ctrl-C handler of its own."""
     raise KeyboardInterrupt
 
 
@@ -79,7 +81,7 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
     except (ConfigError, RuntimeFault, ValueError) as exc:
         typer.echo(f"runtime unavailable: {exc}", err=True)
         raise typer.Exit(1) from None
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     failed: list[str] = []
     total = time.monotonic()
     try:
@@ -103,7 +105,8 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
         typer.echo("interrupted: the labs started were destroyed", err=True)
         raise typer.Exit(130) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         runtime.close()
     summary = f"{len(labs) - len(failed)}/{len(labs)} labs passed in " \
               f"{time.monotonic() - total:.1f} s"
