@@ -154,28 +154,17 @@ def _runtime_engine(raw: object) -> str:
     return text
 
 
-def _seconds(raw: object) -> float:
-    """FORGE_HOUSEKEEPING_INTERVAL_S: seconds between 1 and 86400."""
-    try:
-        value = float(str(raw))
-    except ValueError:
-        value = math.nan
-    if not 1.0 <= value <= 86400.0:
-        raise _problem("FORGE_HOUSEKEEPING_INTERVAL_S must be a number of seconds "
-                       "between 1 and 86400")
-    return value
-
-
-def _pending_timeout(raw: object) -> float:
-    """FORGE_SPAWN_PENDING_TIMEOUT_S: seconds between 5 and 3600."""
-    try:
-        value = float(str(raw))
-    except ValueError:
-        value = math.nan
-    if not 5.0 <= value <= 3600.0:
-        raise _problem("FORGE_SPAWN_PENDING_TIMEOUT_S must be a number of seconds "
-                       "between 5 and 3600")
-    return value
+def _seconds(var: str, low: int, high: int) -> Callable[[object], float]:
+    """A validator of `var`: a number of seconds between `low` and `high`."""
+    def check(raw: object) -> float:
+        try:
+            value = float(str(raw))
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # NaN (not a number, "nan") fails both bounds
+            raise _problem(f"{var} must be a number of seconds between {low} and {high}")
+        return value
+    return check
 
 
 def _optional_path(raw: object) -> Path | None:
@@ -242,11 +231,13 @@ class Settings(BaseSettings):
     runtime_prefix: str = _var("FORGE_RUNTIME_PREFIX", "fg")
     lab_uid_range: Annotated[str, BeforeValidator(_uid_range)] = _var(
         "FORGE_LAB_UID_RANGE", "300000-399999")
-    housekeeping_interval_s: Annotated[float, BeforeValidator(_seconds)] = _var(
+    housekeeping_interval_s: Annotated[float, BeforeValidator(
+        _seconds("FORGE_HOUSEKEEPING_INTERVAL_S", 1, 86400))] = _var(
         "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0)
     # How long a spawn request may stay unanswered before a retry with its request_id takes
     # it for cut off (its replica died) and settles it; longer than any live request takes.
-    spawn_pending_timeout_s: Annotated[float, BeforeValidator(_pending_timeout)] = _var(
+    spawn_pending_timeout_s: Annotated[float, BeforeValidator(
+        _seconds("FORGE_SPAWN_PENDING_TIMEOUT_S", 5, 3600))] = _var(
         "FORGE_SPAWN_PENDING_TIMEOUT_S", 30.0)
     orchestrator_url: Annotated[str, BeforeValidator(_http_url("ORCHESTRATOR_URL"))] = _var(
         "ORCHESTRATOR_URL", "http://127.0.0.1:8083")
