@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from forge.cli.context import settings_or_exit
+from forge.cli.context import scoreboard_bus, settings_or_exit
 from forge_verify.score import SCENARIO_ID_RE
 
 app = typer.Typer(help="Result artifacts of scored scenarios.", no_args_is_help=True)
@@ -26,20 +26,10 @@ ALLOWED_NAMES = frozenset({"score.json", "evidence.tar.zst", "evidence.tar.gz", 
 
 async def _from_jetstream(scenario_id: str) -> dict[str, bytes] | None:
     from forge.bus.artifact_objects import read_result_files
-    from forge.bus.connection import BusConnection
-    from forge.services.common.bus import bus_credentials, bus_streams
 
-    settings = settings_or_exit()
     # Reading results is the scoreboard's own right on the bus, so it speaks as the scoreboard.
-    conn = BusConnection(settings.nats_url, "forge-cli-artifacts",
-                         credentials=bus_credentials(settings, "scoreboard"),
-                         streams=bus_streams(settings), connect_timeout=3.0)
-    try:
-        if not await conn.start(wait=5.0):
-            raise OSError("NATS is not reachable")
+    async with scoreboard_bus(settings_or_exit(), "forge-cli-artifacts") as conn:
         return await read_result_files(conn.jetstream(), scenario_id)
-    finally:
-        await conn.close()
 
 
 def _write_into(out: Path, files: dict[str, bytes]) -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.store.db import Database
 from forge.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from forge.bus.connection import BusConnection
 
 
 def settings_or_exit() -> Settings:
@@ -24,3 +30,21 @@ def open_db(settings: Settings) -> Database:
     """The state DB, migrated to the current schema."""
     upgrade(settings.db_url)
     return Database(settings.db_url)
+
+
+@asynccontextmanager
+async def scoreboard_bus(settings: Settings, name: str) -> AsyncIterator[BusConnection]:
+    """A bus connection speaking as the scoreboard (result artifacts and evidence packs are
+    the scoreboard's own on the bus); OSError when NATS cannot be reached, closed after."""
+    from forge.bus.connection import BusConnection
+    from forge.services.common.bus import bus_credentials, bus_streams
+
+    conn = BusConnection(settings.nats_url, name,
+                         credentials=bus_credentials(settings, "scoreboard"),
+                         streams=bus_streams(settings), connect_timeout=3.0)
+    try:
+        if not await conn.start(wait=5.0):
+            raise OSError("NATS is not reachable")
+        yield conn
+    finally:
+        await conn.close()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from forge.cli.context import settings_or_exit
+from forge.cli.context import scoreboard_bus, settings_or_exit
 from forge.retention.holds import HoldError, HoldStore
 from forge_verify.keys import Signer
 
@@ -36,25 +36,16 @@ def _root_and_signer() -> tuple[Path, Signer | None]:
 
 async def _cleanup_jetstream(root: Path, signer: Signer | None,
                              dry_run: bool) -> CleanupReport:
-    from forge.bus.connection import BusConnection
     from forge.retention.cleanup import cleanup
     from forge.services.common.artifact_stores import ObjectStoreArtifactStore
-    from forge.services.common.bus import bus_credentials, bus_streams
 
     settings = settings_or_exit()
     # Results and evidence packs are the scoreboard's to delete, so it speaks as the scoreboard.
-    conn = BusConnection(settings.nats_url, "forge-cli-retention",
-                         credentials=bus_credentials(settings, "scoreboard"),
-                         streams=bus_streams(settings), connect_timeout=3.0)
-    try:
-        if not await conn.start(wait=5.0):
-            raise OSError("NATS is not reachable")
+    async with scoreboard_bus(settings, "forge-cli-retention") as conn:
         store = ObjectStoreArtifactStore(conn, settings.nats_replicas)
         store.bind(asyncio.get_running_loop())
         return await asyncio.to_thread(cleanup, root, dry_run=dry_run, signer=signer,
                                        store=store)
-    finally:
-        await conn.close()
 
 
 @app.command("cleanup")
