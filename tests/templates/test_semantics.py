@@ -258,3 +258,17 @@ def test_more_checks_than_one_completion_event_carries(good_doc: Doc,
     found = problems_of(good_doc)
     assert any(p.startswith("spec.successCriteria: 288 checks in all; at most 256")
                for p in found), found
+
+
+def test_hint_for_an_unknown_criterion(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["hints"] = [{"criterion": "no-such-task", "text": "look closer"},
+                                 {"text": "a hint for the whole lab"}]
+    assert problems_of(good_doc) == [
+        'spec.hints[0].criterion: unknown success criterion "no-such-task"'
+    ]
+
+
+def test_hints_take_no_variables(good_doc: Doc, problems_of: Check) -> None:
+    good_doc["spec"]["hints"] = [{"text": "the answer is {{ vars.code }}"}]
+    found = problems_of(good_doc)
+    assert any(p.startswith("spec.hints[0].text: variables may only be used") for p in found)

@@ -258,6 +258,17 @@ class Criterion(_Model):
     checks: Annotated[tuple[Check, ...], Field(min_length=1, max_length=32)]
 
 
+class Hint(_Model):
+    """A hint the learner may reveal, in order; ``criterion`` names the task it helps with."""
+
+    text: Annotated[str, Field(min_length=3, max_length=L.MAX_HINT_CHARS,
+                               description="Markdown shown when the learner reveals it.")]
+    criterion: Annotated[
+        Ident | None,
+        Field(description="The success criterion this hint is for (none: the whole lab)."),
+    ] = None
+
+
 class Variable(_Model):
     """A per-scenario random value, substituted as `{{ vars.NAME }}`."""
 
@@ -318,6 +329,11 @@ class Spec(_Model):
     success_criteria: Annotated[
         tuple[Criterion, ...], Field(alias="successCriteria", min_length=1, max_length=64)
     ]
+    hints: Annotated[
+        tuple[Hint, ...],
+        Field(max_length=L.MAX_HINTS,
+              description="Hints in the order the learner may reveal them; never answers."),
+    ] = ()
 
 
 class ScenarioTemplate(_Model):

@@ -42,6 +42,7 @@ def check_semantics(t: ScenarioTemplate) -> list[Problem]:
         if c.router and len(c.networks) < 2:
             out.append(Problem(f"{_C}[{i}].router", "a router must attach to at least 2 subnets"))
     _check_criteria(t, out)
+    _check_hints(t, out)
     if not t.learner_hosts:
         out.append(Problem(_C, 'no host has "access: learner": the learner could open no '
                            "terminal (mark the learner's host(s))"))
@@ -233,6 +234,14 @@ def _check_criteria(t: ScenarioTemplate, out: list[Problem]) -> None:
                     out.append(
                         Problem(f"{path}.expect.stdout_regex", f"regex does not compile: {exc}")
                     )
+
+
+def _check_hints(t: ScenarioTemplate, out: list[Problem]) -> None:
+    ids = {c.id for c in t.spec.success_criteria}
+    for i, hint in enumerate(t.spec.hints):
+        if hint.criterion is not None and hint.criterion not in ids:
+            out.append(Problem(f"spec.hints[{i}].criterion",
+                               f'unknown success criterion "{hint.criterion}"'))
 
 
 def _check_variables(t: ScenarioTemplate, out: list[Problem]) -> None:

@@ -236,9 +236,12 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
     async def run() -> Response:
         row = await spawn_routes.owned_scenario(request, scenario_id)
         web = web_state(request)
-        description = ""
+        description, hints = "", []
         if row.template_id in web.templates:
-            description = web.templates.get(row.template_id).template.spec.description
+            spec = web.templates.get(row.template_id).template.spec
+            description = spec.description
+            hints = [{"text": render_markdown(h.text), "criterion": h.criterion}
+                     for h in spec.hints]
         remaining = _remaining_s(row)
         result = await _result(request, row)
         settings = spawn_state(request).settings
@@ -248,6 +251,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         return page("lab.html", {
             "title": f"Lab {row.scenario_id}", "row": row,
             "task": render_markdown(description) if description else None,
+            "hints": [] if row.state in FINISHED else hints,
             "hosts": hosts, "other_hosts": other_hosts, "terminal_hosts": terminal_hosts,
             "remaining": remaining,
             "expires_iso": _expires_iso(row),
