@@ -120,7 +120,9 @@ def test_journey_with_a_storage_root_per_service(drill: Drill, tmp_path: Path) -
     assert b'"event":"score.finalized"' not in node_log
     assert {p.name for p in board.iterdir()} <= {"audit.jsonl", "audit.jsonl.head",
                                                  "audit.jsonl.lock"}
-    assert (node / "evidence").is_dir() and not (node / "results").exists()
+    # The node's raw evidence left with the published completion (it travelled in the pack).
+    assert not (node / "evidence").exists() and not (node / "results").exists()
+    assert not (node / "evidence.pack").exists() and not (node / "completion.json").exists()
     assert not (roots["spawn"] / "scenarios" / sid).exists()
     assert not any(roots["orchestrator"].rglob("verdict.sig"))
     assert not any(roots["scoreboard"].rglob("verdict.sig"))

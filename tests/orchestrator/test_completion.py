@@ -49,13 +49,13 @@ def test_operator_completion_grades_and_tears_down(orch: Orch) -> None:
     by_criterion = {r["criterion_id"]: r["passed"] for r in done["results"]}
     assert by_criterion["saved-page"] is True
     assert done["sat"] and done["et"] and done["template"]["sha256"] == row.template_sha256
-    evidence = orch.settings.storage_root / "scenarios" / sid / "evidence"
-    assert set(done["evidence"]) == {p.name for p in evidence.iterdir()}
-    assert f"token {secret}" in (evidence / "saved-page.0.stdout").read_text()
-    # The evidence rides inline (a small pack): outputs and the log through completion.
+    # The evidence rides inline (a small pack): outputs and the log through completion;
+    # the node's own copy is gone once the event is on the bus.
     pack = decode_pack(base64.b64decode(done["evidence_pack"]), sid)
     assert done["evidence_object"] is None
-    assert pack.outputs == {p.name: p.read_bytes() for p in evidence.iterdir()}
+    assert set(done["evidence"]) == set(pack.outputs)
+    assert f"token {secret}".encode() in pack.outputs["saved-page.0.stdout"]
+    assert not (orch.settings.storage_root / "scenarios" / sid / "evidence").exists()
     assert pack.audit_log.endswith(b"\n") and b'"event":"scenario.completed"' in \
         pack.audit_log.splitlines()[-1]
 

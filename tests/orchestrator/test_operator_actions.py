@@ -58,7 +58,8 @@ def test_a_scenario_stuck_in_grading_is_regraded_or_failed(orch: Orch) -> None:
     with orch.client() as client:
         resp = client.post(f"/v1/admin/scenarios/{sid}/regrade", headers=OPERATOR)
     assert resp.status_code == 200 and resp.json()["state"] == states.COMPLETED
-    assert (orch.settings.storage_root / "scenarios" / sid / "completion.json").exists()
+    # Published: the stored completion has done its job and is discarded with the evidence.
+    assert not (orch.settings.storage_root / "scenarios" / sid / "completion.json").exists()
     assert sid not in _labs(orch)
     assert _audited(orch, sid, "regrade")
 

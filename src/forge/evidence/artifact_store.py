@@ -35,19 +35,28 @@ from forge_verify.verdict import SCORE_NAME
 
 ARTIFACT_STORES = ("filesystem", "jetstream")
 TOMBSTONE_PREFIX = ".deleting-"
-RAW_EVIDENCE = ("evidence", "completion.json")
+# A lab node's raw evidence of one scenario: the evidence pack it ships through the Object
+# Store (when too big to ride inline), the captured outputs and the stored completion event.
+PACK_FILE = "evidence.pack"
+RAW_EVIDENCE = (PACK_FILE, "evidence", "completion.json")
 
 
-def delete_results(scenario_dir: Path) -> None:
-    """Remove a scenario's results and raw evidence; the results vanish in one rename."""
-    tomb = scenario_dir / f"{TOMBSTONE_PREFIX}{uuid.uuid4().hex}"
-    os.rename(scenario_dir / "results", tomb)
+def discard_raw_evidence(scenario_dir: Path) -> None:
+    """Remove a scenario's raw evidence (RAW_EVIDENCE), whatever of it exists; the node
+    calls it once its completion is on the bus, retention with the expired results."""
     for name in RAW_EVIDENCE:
         path = scenario_dir / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+def delete_results(scenario_dir: Path) -> None:
+    """Remove a scenario's results and raw evidence; the results vanish in one rename."""
+    tomb = scenario_dir / f"{TOMBSTONE_PREFIX}{uuid.uuid4().hex}"
+    os.rename(scenario_dir / "results", tomb)
+    discard_raw_evidence(scenario_dir)
     shutil.rmtree(tomb)
 
 
@@ -139,5 +148,5 @@ class FilesystemArtifactStore:
         self.remover(scenario_dir)
 
 
-__all__ = ["ARTIFACT_STORES", "RAW_EVIDENCE", "TOMBSTONE_PREFIX", "ArtifactStore",
-           "FilesystemArtifactStore", "delete_results"]
+__all__ = ["ARTIFACT_STORES", "PACK_FILE", "RAW_EVIDENCE", "TOMBSTONE_PREFIX", "ArtifactStore",
+           "FilesystemArtifactStore", "delete_results", "discard_raw_evidence"]

@@ -22,9 +22,9 @@ from forge.bus.evidence_pack import (
     object_name,
 )
 from forge.bus.object_buckets import put_object
+from forge.evidence.artifact_store import PACK_FILE
 from forge.services.orchestrator.state import OrchestratorState
 
-PACK_FILE = "evidence.pack"
 _INLINE_SLACK = 64  # the field name and quotes around the inline pack
 
 

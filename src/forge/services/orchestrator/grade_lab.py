@@ -27,6 +27,7 @@ from forge.bus.contracts import (
     publish_event,
 )
 from forge.bus.subjects import SCENARIO_COMPLETED
+from forge.evidence.artifact_store import discard_raw_evidence
 from forge.faults import crash_point
 from forge.grading.runner import grade
 from forge.lifecycle import states
@@ -195,6 +196,10 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.COMPLETED,
                      f"graded ({event.completion_reason})")
     )
+    # The event (and its pack, inline or in the Object Store) is now JetStream's: scoring,
+    # a reprocess and retention read it there, never this node's copy, which would
+    # otherwise outlive the scenario's retention on a node with its own STORAGE_ROOT.
+    await state.blocking(discard_raw_evidence, scenario_dir(state, scenario_id))
     return True
 
 
@@ -207,6 +212,8 @@ async def _fail_grading(state: OrchestratorState, scenario_id: str, why: str) ->
     failed = await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.FAILED, why)
     )
+    # Never scored, so never reached by retention: the partial evidence goes now.
+    await state.blocking(discard_raw_evidence, scenario_dir(state, scenario_id))
     await state.announce(failed)
     return states.FAILED
 
