@@ -89,6 +89,14 @@ async def reap_once(state: OrchestratorState) -> int:
     return handled
 
 
+def _reconciled_here(state: OrchestratorState, scenario_id: str, node_id: str | None,
+                     labs: set[str]) -> bool:
+    """Is this live row reconciled by this node (adopted, or failed as lost)?"""
+    if node_id is not None:
+        return state.holds(node_id)
+    return scenario_id in labs or state.node is None or state.settings.node_url is None
+
+
 def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
     """Adopt labs whose scenario is live; destroy orphans; fail live scenarios without a lab."""
     found = state.runtime.list()
@@ -97,10 +105,13 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
     with state.ctx.db.read() as sess:
         rows = sess.execute(select(Scenario.scenario_id, Scenario.node_id)
                             .where(Scenario.state.in_(list(states.LIVE)))).all()
-    # Only this node's labs (and rows from before nodes, which name none): another node's
-    # live lab is not lost because it is not in this node's runtime.
-    live = {sid for sid, node_id in rows if state.holds(node_id)}
-    elsewhere = {sid for sid, node_id in rows if not state.holds(node_id)}
+    # Only this node's labs: another node's live lab is not lost because it is not in this
+    # node's runtime. A row from before nodes names none: it is this node's when its lab is
+    # here (or this is the one node); else it may run on another node (adopted at that
+    # node's start) and the rest is the lease holder's (`_mine`).
+    live = {sid for sid, node_id in rows if _reconciled_here(state, sid, node_id, labs)}
+    elsewhere = {sid for sid, node_id in rows if node_id is not None
+                 and not state.holds(node_id)}
     report: dict[str, list[str]] = {"adopted": [], "destroyed": [], "lost": []}
     for lab_id in sorted(labs):
         if lab_id in live:

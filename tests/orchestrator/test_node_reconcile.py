@@ -1,0 +1,55 @@
+"""Reconciliation on a node's start with rows written before lab nodes (no node named).
+
+Before: every node counted such a row as its own, so a newly added node-2 judged node-1's
+running lab "lost" (not in node-2's runtime) and failed it while it ran on node-1, and
+graded node-1's grading row against a runtime without its lab.
+After: a row naming no node is this node's only when its lab is in this node's runtime (or
+it is the one node); the others are left to the node that has the lab and the lease holder.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from forge.lifecycle import states
+from forge.lifecycle.store import move
+from forge.services.orchestrator.reaper import reconcile
+from forge.store.models import Scenario
+
+from .conftest import MakeOrch, Orch, spawn_event
+from .test_nodes import GRACE
+
+
+def _running(orch: Orch) -> str:
+    event = spawn_event(orch.settings)
+    orch.publish("forge.spawn.requested", event)
+    orch.wait_state(event["scenario_id"], states.RUNNING)
+    return str(event["scenario_id"])
+
+
+def _as_before_nodes(orch: Orch, *scenario_ids: str) -> None:
+    """What migration 0002 leaves on rows written before nodes: no node id, no URL."""
+    with orch.state.ctx.db.session() as sess:
+        sess.execute(update(Scenario).where(Scenario.scenario_id.in_(scenario_ids))
+                     .values(node_id=None, node_url=None))
+
+
+def test_a_new_node_leaves_another_nodes_pre_upgrade_labs_alone(make_orch: MakeOrch) -> None:
+    n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
+    running, grading = _running(n1), _running(n1)
+    move(n1.state.ctx.db, n1.settings.storage_root, grading, states.GRADING, "submitted")
+    _as_before_nodes(n1, running, grading)
+
+    n2 = make_orch(FORGE_NODE_ID="n2", reaper_interval_s=3600, **GRACE)
+    report = reconcile(n2.state)
+    assert running not in report["lost"] and grading not in report["lost"]
+    assert report["adopted"] == [] and report["destroyed"] == []
+    # Both labs still run on n1, untouched by n2's start.
+    assert n1.row(running).state == states.RUNNING
+    assert n1.row(grading).state == states.GRADING
+    assert {running, grading} <= {info.lab_id for info in n1.runtime.list()}
+
+    # n1 has them in its runtime: they are its own, and it claims them.
+    mine = reconcile(n1.state)
+    assert sorted(mine["adopted"]) == sorted([running, grading]) and mine["lost"] == []
+    assert n1.row(running).node_id == "n1" and n1.row(grading).node_id == "n1"
