@@ -1,7 +1,8 @@
 """Reading a verdict while the bus is away: on a multi-machine install
 (`FORGE_ARTIFACT_STORE=jetstream`) results live in the JetStream Object Store, so a NATS
-outage or failover makes GET /v1/scores/{id} a retryable 503 `bus_unavailable` (what every
-other bus outage answers, and what a polling client retries), never a 500 internal error."""
+outage or failover makes GET /v1/scores/{id} (and the leaderboard, which lists the stored
+scores) a retryable 503 `bus_unavailable` (what every other bus outage answers, and what a
+polling client retries), never a 500 internal error."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ async def test_score_read_during_a_bus_outage_is_a_retryable_503(
         resp = await client.get(f"/v1/scores/{sid}", headers=board.operator)
         assert resp.status_code == 404, resp.text  # the bus answers: no verdict yet
         nats.kill()
-        for path in (f"/v1/scores/{sid}", f"/v1/scores/{sid}/artifacts/score.json"):
+        for path in (f"/v1/scores/{sid}", f"/v1/scores/{sid}/artifacts/score.json",
+                     "/v1/leaderboard?tenant_id=acme"):
             resp = await client.get(path, headers=board.operator)
             assert resp.status_code == 503, resp.text
             assert resp.json()["error"] == "bus_unavailable", resp.text

@@ -40,16 +40,20 @@ ARTIFACT_TYPES = {
 ReaderDep = Annotated[Reader, Depends(current_reader)]
 
 
+def _result_store_down() -> ForgeError:
+    """The results live in the JetStream Object Store and the bus is failing over (or
+    down): a retryable 503, like every other bus outage, never a 500."""
+    return ForgeError("bus_unavailable", 503, "the result store (NATS JetStream) is "
+                      "unreachable; retry", headers={"Retry-After": "2"})
+
+
 def _owned_results(request: Request, reader: Reader, scenario_id: str) -> dict[str, bytes]:
     """The scenario's result files if the reader may see them; 404 otherwise."""
     sid = checked_scenario_id(scenario_id)
     try:
         files = scoreboard_state(request).scorer.artifacts.read(sid)
     except BusUnavailable:
-        # The results live in the JetStream Object Store and the bus is failing over (or
-        # down): a retryable 503, like every other bus outage, never a 500.
-        raise ForgeError("bus_unavailable", 503, "the result store (NATS JetStream) is "
-                         "unreachable; retry", headers={"Retry-After": "2"}) from None
+        raise _result_store_down() from None
     if not files or SCORE_NAME not in files:
         raise NOT_FOUND
     try:
@@ -102,7 +106,7 @@ async def get_artifact(scenario_id: str, name: str, request: Request,
                              "X-Content-Type-Options": "nosniff"})
 
 
-@router.get("/v1/leaderboard", tags=["scores"], responses=errors(400, 401))
+@router.get("/v1/leaderboard", tags=["scores"], responses=errors(400, 401, 503))
 async def leaderboard(
     request: Request, reader: ReaderDep,
     track: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z0-9_-]+$")] = None,
@@ -122,7 +126,10 @@ async def leaderboard(
         assert reader.caller is not None
         tenant = reader.caller.tenant_id
     index = scoreboard_state(request).index
-    return await run_in_threadpool(index.board, tenant, track, limit)
+    try:
+        return await run_in_threadpool(index.board, tenant, track, limit)
+    except BusUnavailable:
+        raise _result_store_down() from None
 
 
 class ReprocessRequest(BaseModel):
