@@ -3,7 +3,8 @@
 * `forge_nodes`: `node.<id>` holds each node's record, rewritten every heartbeat with a
   compare-and-set on its last revision, so a second process claiming a live node's id is
   refused (and a node whose key was overwritten by another instance fences itself). A node
-  whose record is older than the grace period is lost; the bucket forgets records after
+  whose record has not changed for the grace period (watched on the reader's monotonic
+  clock, never by comparing two machines' wall clocks) is lost; the bucket forgets records after
   LOST_KEPT x grace, so `forge nodes list` shows a lost node for a while.
 * `forge_node_lease` (TTL = the grace period): `sweeper` is the one cluster-wide lease,
   created with `create` (fails while another node holds it) and renewed by compare-and-set;
@@ -55,7 +56,8 @@ class NodeRecord(BaseModel):
     stopped: bool = False  # written by a clean stop: a successor may take the id at once
 
     def age(self, now: float | None = None) -> float:
-        """Seconds since this record was written (by the node's clock)."""
+        """Seconds since this record was written, by the writer's clock against the reader's:
+        for display only (`forge nodes list`); loss is judged by `NodeRegistry.alive`."""
         return max(0.0, (time.time() if now is None else now) - self.heartbeat_at)
 
 
@@ -89,6 +91,9 @@ class NodeRegistry:
         self._manage = manage
         self._kv: tuple[KeyValue, KeyValue, KeyValue] | None = None
         self._lock = asyncio.Lock()
+        # node id -> (record revision, local monotonic time it was first seen): a node is
+        # judged by whether its record keeps changing, never by comparing two machines' clocks.
+        self._seen: dict[str, tuple[int, float]] = {}
 
     async def buckets(self) -> tuple[KeyValue, KeyValue, KeyValue]:
         """(nodes, drain, lease) buckets, created or scaled once per registry."""
@@ -120,10 +125,20 @@ class NodeRegistry:
         record = _decode(entry.value)
         return None if record is None or entry.revision is None else (record, entry.revision)
 
+    def still_for(self, node_id: str, revision: int) -> float:
+        """Seconds (this process's monotonic clock) the node's record has stood at
+        `revision`, counted from when this registry first saw it there."""
+        now = time.monotonic()
+        seen = self._seen.get(node_id)
+        if seen is None or seen[0] != revision:
+            self._seen[node_id] = seen = (revision, now)
+        return now - seen[1]
+
     async def alive(self, node_id: str) -> bool:
-        """True while the node's record exists and is younger than the grace period."""
+        """True while the node's record exists and has changed within the grace period (as
+        watched from here: a record first seen now counts as fresh)."""
         found = await self.get(node_id)
-        return found is not None and found[0].age() <= self.grace_s
+        return found is not None and self.still_for(node_id, found[1]) <= self.grace_s
 
     async def records(self) -> list[NodeRecord]:
         """Every node record still in the bucket (alive, or lost within one TTL)."""
@@ -140,14 +155,15 @@ class NodeRegistry:
     async def claim(self, record: NodeRecord, heartbeat_s: float) -> int:
         """Register this node; NodeIdInUse while another process heartbeats under its id.
 
-        A record left by a crashed process (no longer rewritten) is taken over after it has
-        stood still for TAKEOVER_BEATS heartbeats (a live node that late is too busy to be
-        trusted anyway); a live one keeps changing and is never taken over.
+        A record left by a crashed process is taken over once this process has watched it
+        stand still for TAKEOVER_BEATS heartbeats (a live node that late is too busy to be
+        trusted anyway); a live one keeps changing and is never taken over. The record's
+        own timestamp is never trusted: the other machine's clock may be skewed.
         """
         nodes, _, _ = await self.buckets()
         key = _NODE_PREFIX + record.node_id
         stale = TAKEOVER_BEATS * heartbeat_s
-        deadline = time.monotonic() + stale + 1.0
+        watched: int | None = None
         while True:
             found = await self.get(record.node_id)
             if found is None:
@@ -159,22 +175,17 @@ class NodeRegistry:
             other, revision = found
             if other.instance == record.instance:
                 return await nodes.update(key, _encode(record), last=revision)
-            if other.stopped or other.age() > stale:
+            if watched is not None and revision != watched:
+                raise NodeIdInUse(f"FORGE_NODE_ID {record.node_id} is in use by a live node "
+                                  f"(it is heartbeating, started {time.ctime(other.started_at)}"
+                                  "); stop it or give this process another FORGE_NODE_ID")
+            watched = revision
+            if other.stopped or self.still_for(record.node_id, revision) > stale:
                 try:
                     return await nodes.update(key, _encode(record), last=revision)
                 except KeyWrongLastSequenceError:
-                    continue  # it moved: look again
-            if time.monotonic() > deadline:
-                raise NodeIdInUse(
-                    f"FORGE_NODE_ID {record.node_id} is in use by a live node (heartbeat "
-                    f"{other.age():.1f} s ago, started {time.ctime(other.started_at)}); stop "
-                    "it or give this process another FORGE_NODE_ID")
+                    continue  # it moved: look again (a live writer is refused above)
             await asyncio.sleep(min(0.25, heartbeat_s / 4))
-            again = await self.get(record.node_id)
-            if again is not None and again[1] != revision \
-                    and again[0].instance != record.instance:
-                raise NodeIdInUse(f"FORGE_NODE_ID {record.node_id} is in use by a live node "
-                                  "(it is heartbeating); give this process another id")
 
     async def beat(self, record: NodeRecord, revision: int) -> int:
         """Rewrite the record if it is still ours; re-register if it lapsed; else NodeFenced."""
