@@ -88,6 +88,18 @@ def encode_pack(pack: EvidencePack) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
+def _b64_len(size: int) -> int:
+    return (size + 2) // 3 * 4
+
+
+def pack_size(scenario_id: str, audit_bytes: int, output_bytes: dict[str, int]) -> int:
+    """Exactly `len(encode_pack(...))` for a pack of these sizes, known before anything is
+    read or encoded (so a node can refuse a pack above MAX_PACK_BYTES up front)."""
+    outputs = sum(len(name) + _b64_len(size) + 5 for name, size in output_bytes.items())
+    return (len('{"audit_log":"","outputs":{},"scenario_id":"","v":1}') + _b64_len(audit_bytes)
+            + outputs + max(0, len(output_bytes) - 1) + len(scenario_id))
+
+
 def decode_pack(raw: bytes, scenario_id: str) -> EvidencePack:
     """The pack in `raw`, which must be this scenario's; PackError saying why not."""
     if len(raw) > MAX_PACK_BYTES:
@@ -143,4 +155,4 @@ def check_bytes(data: bytes, sha256: str, size: int) -> None:
 
 __all__ = ["EVIDENCE_BUCKET", "INLINE_PACK_LIMIT", "MAX_PACK_BYTES", "EvidencePack",
            "PackError", "check_bytes", "check_reference", "decode_pack", "encode_pack",
-           "object_name"]
+           "object_name", "pack_size"]

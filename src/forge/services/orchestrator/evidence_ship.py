@@ -17,9 +17,11 @@ from forge.bus.contracts import MAX_EVENT_BYTES, Contract, encode
 from forge.bus.evidence_pack import (
     EVIDENCE_BUCKET,
     INLINE_PACK_LIMIT,
+    MAX_PACK_BYTES,
     EvidencePack,
     encode_pack,
     object_name,
+    pack_size,
 )
 from forge.bus.object_buckets import put_object
 from forge.evidence.artifact_store import PACK_FILE
@@ -28,19 +30,32 @@ from forge.services.orchestrator.state import OrchestratorState
 _INLINE_SLACK = 64  # the field name and quotes around the inline pack
 
 
+class PackTooLarge(Exception):
+    """The scenario's evidence would make a pack above MAX_PACK_BYTES, which the scoreboard
+    refuses: grading fails with this reason rather than a completion being dead-lettered."""
+
+
 def build_pack(scenario_id: str, audit_log: bytes, evidence_dir: Path) -> bytes:
-    """The canonical pack of a graded scenario (its audit log prefix, every output file)."""
-    outputs = {p.name: p.read_bytes() for p in sorted(evidence_dir.iterdir()) if p.is_file()}
+    """The canonical pack of a graded scenario (its audit log prefix, every output file);
+    PackTooLarge, judged from the file sizes before anything is read, above the cap."""
+    files = [p for p in sorted(evidence_dir.iterdir()) if p.is_file()]
+    sizes = {p.name: p.stat().st_size for p in files}
+    size = pack_size(scenario_id, len(audit_log), sizes)
+    if size > MAX_PACK_BYTES:
+        raise PackTooLarge(
+            f"evidence pack of {size} bytes ({len(files)} captured streams, "
+            f"{sum(sizes.values())} bytes of output) is above the {MAX_PACK_BYTES}-byte "
+            "limit; the template's checks capture too much output to be scored")
+    outputs = {p.name: p.read_bytes() for p in files}
     return encode_pack(EvidencePack(scenario_id, audit_log, outputs))
 
 
 def transport_fields(event_size: int, scenario_id: str, pack: bytes) -> dict[str, object]:
     """The completion event's fields carrying `pack`: inline when it is small and the event
-    stays within one message, else an Object Store reference."""
-    inline = base64.b64encode(pack).decode("ascii")
+    stays within one message (encoded only then), else an Object Store reference."""
     if len(pack) <= INLINE_PACK_LIMIT and \
-            event_size + len(inline) + _INLINE_SLACK <= MAX_EVENT_BYTES:
-        return {"evidence_pack": inline}
+            event_size + (len(pack) + 2) // 3 * 4 + _INLINE_SLACK <= MAX_EVENT_BYTES:
+        return {"evidence_pack": base64.b64encode(pack).decode("ascii")}
     name = object_name(scenario_id, pack)
     return {"evidence_object": {"name": name, "sha256": name.rsplit(".", 1)[1],
                                 "size": len(pack)}}
@@ -59,4 +74,5 @@ async def upload_pack(state: OrchestratorState, scenario_dir: Path, name: str) -
                      description="Forge evidence packs too large for a completion event")
 
 
-__all__ = ["PACK_FILE", "build_pack", "encoded_size", "transport_fields", "upload_pack"]
+__all__ = ["PACK_FILE", "PackTooLarge", "build_pack", "encoded_size", "transport_fields",
+           "upload_pack"]

@@ -35,6 +35,7 @@ from forge.lifecycle.store import load, move
 from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.services.orchestrator.evidence_ship import (
     PACK_FILE,
+    PackTooLarge,
     build_pack,
     encoded_size,
     transport_fields,
@@ -222,7 +223,7 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
     """Grade a scenario already in ``grading``, store, tear down, publish."""
     try:
         await state.blocking(_grade_and_store, state, scenario_id, reason)
-    except (RuntimeFault, OSError, ContractError) as exc:
+    except (RuntimeFault, OSError, ContractError, PackTooLarge) as exc:
         return await _fail_grading(state, scenario_id, f"grading failed: {exc}")
     crash_point("orchestrator.grading.stored")
     await state.blocking(teardown_lab, state, scenario_id)
