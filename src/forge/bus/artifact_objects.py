@@ -14,6 +14,7 @@ the marker behind, so the next retention run finds it and finishes the job.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
@@ -98,8 +99,30 @@ async def read_score_file(js: JetStreamContext, scenario_id: str) -> bytes | Non
         return None
 
 
-async def retention_listing(js: JetStreamContext) -> tuple[list[str], list[str]]:
-    """(ids whose score.json is stored, ids whose delete was cut short after score.json)."""
+@dataclass(frozen=True)
+class RetentionListing:
+    """One retention run's view of both buckets, each listed once."""
+
+    scored: list[str]
+    """Ids whose score.json is stored."""
+    interrupted: list[str]
+    """Ids whose delete was cut short after score.json."""
+    packs: dict[str, list[str]]
+    """Evidence pack names by scenario id."""
+
+
+def _packs_by_scenario(names: list[str]) -> dict[str, list[str]]:
+    # Evidence packs are named `<scenario_id>.<sha256>` (forge.bus.evidence_pack).
+    packs: dict[str, list[str]] = {}
+    for name in names:
+        sid = name.partition(".")[0]
+        if SCENARIO_ID_RE.fullmatch(sid) is not None:
+            packs.setdefault(sid, []).append(name)
+    return packs
+
+
+async def retention_listing(js: JetStreamContext) -> RetentionListing:
+    """List `forge-artifacts` and `forge-evidence` once each, for a whole retention run."""
     scored: set[str] = set()
     marked: set[str] = set()
     for key in await list_objects(js, ARTIFACT_BUCKET):
@@ -110,26 +133,29 @@ async def retention_listing(js: JetStreamContext) -> tuple[list[str], list[str]]
             scored.add(sid)
         elif name == DELETING:
             marked.add(sid)
-    return sorted(scored), sorted(marked - scored)
+    packs = _packs_by_scenario(await list_objects(js, EVIDENCE_BUCKET))
+    return RetentionListing(sorted(scored), sorted(marked - scored), packs)
 
 
-async def delete_result_files(js: JetStreamContext, scenario_id: str, *,
-                              replicas: int) -> None:
+async def delete_result_files(js: JetStreamContext, scenario_id: str, *, replicas: int,
+                              packs: list[str] | None = None) -> None:
     """Delete a scenario's results and evidence packs (marker first, score.json next, marker
-    last); idempotent, so a run that was cut short is finished by calling it again."""
+    last); idempotent, so a run that was cut short is finished by calling it again. `packs`:
+    the scenario's pack names from the run's `retention_listing` (None: list the bucket)."""
     marker = object_key(scenario_id, DELETING)
     await put_object(js, ARTIFACT_BUCKET, marker, b"retention delete in progress\n",
                      replicas=replicas, description="Forge result artifacts")
     await delete_object(js, ARTIFACT_BUCKET, object_key(scenario_id, SCORE))
-    # Evidence packs are named `<scenario_id>.<sha256>` (forge.bus.evidence_pack).
-    for name in await list_objects(js, EVIDENCE_BUCKET):
-        if name.startswith(scenario_id + "."):
-            await delete_object(js, EVIDENCE_BUCKET, name)
+    if packs is None:
+        packs = _packs_by_scenario(await list_objects(js, EVIDENCE_BUCKET)).get(scenario_id, [])
+    for name in packs:
+        await delete_object(js, EVIDENCE_BUCKET, name)
     for name in RESULT_NAMES[1:]:
         await delete_object(js, ARTIFACT_BUCKET, object_key(scenario_id, name))
     await delete_object(js, ARTIFACT_BUCKET, marker)
 
 
-__all__ = ["DELETING", "MAX_ARTIFACT_BYTES", "delete_result_files", "object_key",
+__all__ = ["DELETING", "MAX_ARTIFACT_BYTES", "RetentionListing", "delete_result_files",
+           "object_key",
            "read_result_files", "read_score_file", "retention_listing", "scored_ids",
            "write_result_files"]

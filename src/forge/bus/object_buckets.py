@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import weakref
+from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
@@ -40,13 +42,36 @@ async def _bucket(js: JetStreamContext, bucket: str) -> ObjectStore:
         raise ObjectMissing(f"Object Store bucket {bucket} does not exist") from None
 
 
+# Buckets this process has created or scaled, per NATS connection: `ensure_object_store`
+# costs three API round trips, so it runs once per connection and bucket, not per write.
+_ensured: weakref.WeakKeyDictionary[Any, dict[str, ObjectStore]] = weakref.WeakKeyDictionary()
+
+
+async def _writable(js: JetStreamContext, bucket: str, replicas: int,
+                    description: str) -> ObjectStore:
+    nc = getattr(js, "_nc", None)
+    known = _ensured.get(nc) if nc is not None else None
+    if known is not None and bucket in known:
+        return known[bucket]
+    store = await ensure_object_store(js, bucket, replicas=replicas, description=description)
+    if nc is not None:
+        _ensured.setdefault(nc, {})[bucket] = store
+    return store
+
+
+def _forget(js: JetStreamContext, bucket: str) -> None:
+    nc = getattr(js, "_nc", None)
+    if nc is not None and nc in _ensured:
+        _ensured[nc].pop(bucket, None)
+
+
 async def put_object(js: JetStreamContext, bucket: str, name: str, data: bytes, *,
                      replicas: int, description: str = "") -> None:
-    """Store `data` as `name` (bucket created with `replicas` copies when missing); an object
-    already stored with the same digest is left alone. Bus faults raise BusUnavailable."""
+    """Store `data` as `name` (bucket created with `replicas` copies when missing, checked
+    once per connection); an object already stored with the same digest is left alone. Bus
+    faults raise BusUnavailable (and the next write checks the bucket again)."""
     try:
-        store = await ensure_object_store(js, bucket, replicas=replicas,
-                                          description=description)
+        store = await _writable(js, bucket, replicas, description)
         try:
             info = await store.get_info(name)
             if info.size == len(data) and (info.digest or "").upper() == _digest(data).upper():
@@ -55,8 +80,10 @@ async def put_object(js: JetStreamContext, bucket: str, name: str, data: bytes, 
             pass
         await store.put(name, data)
     except BusError:
+        _forget(js, bucket)
         raise
     except (NatsError, OSError, TimeoutError) as exc:
+        _forget(js, bucket)
         raise BusUnavailable(f"cannot store {name} in {bucket}: {exc}") from exc
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from forge.bus.artifact_objects import (
+    RetentionListing,
     delete_result_files,
     read_result_files,
     read_score_file,
@@ -43,6 +44,7 @@ class ObjectStoreArtifactStore:
         self.connection = connection
         self.replicas = replicas
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._run_listing: RetentionListing | None = None  # the current retention run's
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop that owns the connection (call at start, from that loop)."""
@@ -105,27 +107,32 @@ class ObjectStoreArtifactStore:
 
         return self._run(go())
 
-    def _listing(self) -> tuple[list[str], list[str]]:
-        async def go() -> tuple[list[str], list[str]]:
+    def _listing(self) -> RetentionListing:
+        async def go() -> RetentionListing:
             return await retention_listing(self.connection.jetstream())
 
         return self._run(go())
 
     def retention_ids(self) -> list[str]:
-        """Ids whose score.json is in the bucket."""
-        return self._listing()[0]
+        """Ids whose score.json is in the bucket. Starts a retention run: both buckets are
+        listed once here, and the run's other calls use that listing."""
+        self._run_listing = self._listing()
+        return self._run_listing.scored
 
     def interrupted_deletes(self) -> list[str]:
         """Ids whose `.deleting` marker outlived their score.json (a delete cut short)."""
-        return self._listing()[1]
+        listing = self._run_listing or self._listing()
+        return listing.interrupted
 
     def delete(self, scenario_id: str) -> None:
         """Delete the four objects and the scenario's evidence packs (idempotent)."""
         sid = require_scenario_id(scenario_id)
+        listing = self._run_listing
+        packs = None if listing is None else listing.packs.get(sid, [])
 
         async def go() -> None:
             await delete_result_files(self.connection.jetstream(), sid,
-                                      replicas=self.replicas)
+                                      replicas=self.replicas, packs=packs)
 
         self._run(go())
 
