@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from forge.bus.evidence_pack import INLINE_PACK_LIMIT
+from forge.bus.evidence_pack import EVIDENCE_NAME_PATTERN, INLINE_PACK_LIMIT
 from forge.bus.publisher import PublishAck, Publisher
 from forge.bus.subjects import (
     SCENARIO_COMPLETED,
@@ -84,7 +84,7 @@ Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN)]
 IsoTime = Annotated[str, Field(max_length=40), AfterValidator(_iso_time)]
 Count = Annotated[int, Field(ge=0, le=1 << 53)]
-EvidenceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}\.\d{1,4}\.std(out|err)$")]
+EvidenceName = Annotated[str, Field(pattern=EVIDENCE_NAME_PATTERN)]
 
 
 class Part(BaseModel):

@@ -37,6 +37,9 @@ MAX_AUDIT_BYTES = 4 << 20
 """A scenario's audit log through `scenario.completed`, at most."""
 MAX_PACK_BYTES = 64 << 20
 """The largest pack accepted from the Object Store (checked before it is downloaded)."""
+EVIDENCE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}\.\d{1,4}\.std(out|err)$"
+"""A captured stream's file name, `<criterion>.<check index>.stdout|stderr` (also the keys
+of a completion event's `evidence`, `forge.bus.contracts.EvidenceName`)."""
 _NAME_RE = re.compile(rf"^({SCENARIO_ID_RE.pattern})\.([0-9a-f]{{64}})$")
 _B64 = r"^[A-Za-z0-9+/]*={0,2}$"
 
@@ -56,7 +59,7 @@ class _Pack(BaseModel):
     scenario_id: Annotated[str, Field(pattern=f"^{SCENARIO_ID_RE.pattern}$")]
     audit_log: Annotated[str, Field(max_length=MAX_AUDIT_BYTES * 4 // 3 + 4, pattern=_B64)]
     outputs: Annotated[
-        dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}\.\d{1,4}\.std(out|err)$")],
+        dict[Annotated[str, Field(pattern=EVIDENCE_NAME_PATTERN)],
              Annotated[str, Field(max_length=MAX_OUTPUT_BYTES * 4 // 3 + 4, pattern=_B64)]],
         Field(max_length=2 * L.MAX_CHECKS_TOTAL)]
 
@@ -153,6 +156,6 @@ def check_bytes(data: bytes, sha256: str, size: int) -> None:
                         "evidence_object: sha256 differs from the event's")
 
 
-__all__ = ["EVIDENCE_BUCKET", "INLINE_PACK_LIMIT", "MAX_PACK_BYTES", "EvidencePack",
-           "PackError", "check_bytes", "check_reference", "decode_pack", "encode_pack",
-           "object_name", "pack_size"]
+__all__ = ["EVIDENCE_BUCKET", "EVIDENCE_NAME_PATTERN", "INLINE_PACK_LIMIT", "MAX_PACK_BYTES",
+           "EvidencePack", "PackError", "check_bytes", "check_reference", "decode_pack",
+           "encode_pack", "object_name", "pack_size"]

@@ -15,6 +15,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from forge.bus.errors import BusError
+from forge.config.node_settings import NODE_ID_RE
 
 STREAM = "FORGE"
 
@@ -125,12 +126,11 @@ class StreamSpec:
 NODE_STREAM = "FORGE_NODES"
 SCENARIO_SUBMIT_NODES = "forge.scenario.submit.*"
 DURABLE_NODE_SUBMIT_PREFIX = "orchestrator-submit-"
-_NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 
 def node_submit_subject(node_id: str) -> str:
     """`forge.scenario.submit.<node_id>`: submits for the labs one node holds."""
-    if not _NODE_ID_RE.fullmatch(node_id):
+    if not NODE_ID_RE.fullmatch(node_id):
         raise ValueError(f"node_id: {node_id[:40]!r} is not a node id")
     return f"{SCENARIO_SUBMIT}.{node_id}"
 

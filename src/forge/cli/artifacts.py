@@ -16,12 +16,12 @@ from pathlib import Path
 
 import typer
 
+from forge.bus.artifact_objects import RESULT_NAMES
 from forge.cli.context import scoreboard_bus, settings_or_exit
 from forge_verify.score import SCENARIO_ID_RE
 
 app = typer.Typer(help="Result artifacts of scored scenarios.", no_args_is_help=True)
-ALLOWED_NAMES = frozenset({"score.json", "evidence.tar.zst", "evidence.tar.gz", "verdict.sig",
-                           "verdict.pub"})
+ALLOWED_NAMES = frozenset(RESULT_NAMES)  # the store's own names; nothing else is written
 
 
 async def _from_jetstream(scenario_id: str) -> dict[str, bytes] | None:

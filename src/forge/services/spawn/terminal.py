@@ -76,7 +76,7 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     if not SCENARIO_ID.match(scenario_id) or not _same_origin(websocket):
         await websocket.close(code=4403)
         return
-    if not HOST_NAME.match(host):
+    if not HOST_NAME.fullmatch(host):
         await websocket.close(code=4400)  # not a lab host name; nothing is minted
         return
     try:
