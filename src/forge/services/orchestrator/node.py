@@ -67,6 +67,13 @@ class LabNode:
     # Lost nodes' labs this node failed whose notices the bus did not take (a failover):
     # published again every heartbeat until it does, so their quota slots are freed.
     unannounced: dict[str, Transition] = field(default_factory=dict)
+    # Memory of the smallest lab any loaded template makes (the registry never changes
+    # while the process runs): computed once, not on every `try_enter` poll.
+    smallest_lab_mb: int = field(init=False, default=16)
+
+    def __post_init__(self) -> None:
+        sizes = [lab_memory_mb(self.registry, t) for t in self.registry.names()]
+        self.smallest_lab_mb = min((s for s in sizes if s > 0), default=16)
 
     @property
     def node_id(self) -> str:
@@ -91,10 +98,6 @@ class LabNode:
     def memory_in_use(self) -> int:
         return sum(self.held.values())
 
-    def _smallest_lab(self) -> int:
-        sizes = [lab_memory_mb(self.registry, t) for t in self.registry.names()]
-        return min((s for s in sizes if s > 0), default=16)
-
     def open(self) -> bool:
         """May this node take new labs at all (registered, not fenced, not drained)?"""
         return self.revision is not None and not self.fenced and not self.draining
@@ -105,7 +108,7 @@ class LabNode:
             return False
         if len(self.held) + self.inflight >= self.settings.node_capacity_labs:
             return False
-        if self.memory_in_use + (self.inflight + 1) * self._smallest_lab() \
+        if self.memory_in_use + (self.inflight + 1) * self.smallest_lab_mb \
                 > self.settings.node_capacity_memory_mb:
             return False
         self.inflight += 1
