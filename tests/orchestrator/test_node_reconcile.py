@@ -17,7 +17,7 @@ from forge.services.orchestrator.reaper import reconcile
 from forge.store.models import Scenario
 
 from .conftest import MakeOrch, Orch, spawn_event
-from .test_nodes import GRACE
+from .test_nodes import GRACE, wait_for
 
 
 def _running(orch: Orch) -> str:
@@ -53,3 +53,22 @@ def test_a_new_node_leaves_another_nodes_pre_upgrade_labs_alone(make_orch: MakeO
     mine = reconcile(n1.state)
     assert sorted(mine["adopted"]) == sorted([running, grading]) and mine["lost"] == []
     assert n1.row(running).node_id == "n1" and n1.row(grading).node_id == "n1"
+
+
+def test_a_node_back_from_loss_destroys_the_labs_failed_meanwhile(make_orch: MakeOrch) -> None:
+    """Before: a node cut off from the bus for longer than the grace period came back to
+    find its labs failed by the lease holder; it dropped them from its capacity but left
+    them running (until its next restart). After: its next heartbeat destroys them."""
+    n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
+    lost, kept = _running(n1), _running(n1)
+    node = n1.state.node
+    assert node is not None
+    wait_for("n1 holds both labs", lambda: {lost, kept} <= set(node.held))
+    # What the lease holder's sweep writes while n1 is judged lost (fail_lost_nodes).
+    move(n1.state.ctx.db, n1.settings.storage_root, lost, states.FAILED, "lab node n1 lost",
+         expected=states.RUNNING, details={"lost_node": "n1"})
+    wait_for("the failed lab destroyed on n1",
+             lambda: lost not in {info.lab_id for info in n1.runtime.list()}, timeout=20)
+    assert lost not in node.held and kept in node.held
+    assert kept in {info.lab_id for info in n1.runtime.list()}
+    assert n1.row(kept).state == states.RUNNING

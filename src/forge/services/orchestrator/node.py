@@ -34,6 +34,11 @@ NOT_HERE_DELAY_S = 2.0  # a spawn this node cannot fit goes back for this long (
 _BUS_ERRORS = (BusError, nats.errors.Error, TimeoutError, OSError)
 
 
+def lost_reason(node_id: str) -> str:
+    """The reason the lease holder gives the labs it fails for a lost node."""
+    return f"lab node {node_id} lost"
+
+
 def lab_memory_mb(registry: TemplateRegistry, template_id: str) -> int:
     """Memory a lab of this template may use: its per-host limit times its hosts."""
     try:
@@ -142,19 +147,25 @@ class LabNode:
             draining=self.draining, version=__version__, started_at=self.started_at,
             heartbeat_at=time.time(), instance=self.instance)
 
-    def resync(self, db: Database) -> None:
-        """Blocking: add labs the store says are ours; drop those that ended meanwhile."""
+    def resync(self, db: Database) -> list[str]:
+        """Blocking: add labs the store says are ours; drop those that ended meanwhile.
+        Returns the dropped labs another node failed as this node's while it was judged lost
+        (its lab is still in this runtime: the caller destroys it)."""
         with db.read() as sess:
             rows = sess.execute(select(Scenario.scenario_id, Scenario.template_id).where(
                 Scenario.node_id == self.node_id,
                 Scenario.state.in_([*states.LIVE]))).all()
-            ended = set(sess.scalars(select(Scenario.scenario_id).where(
+            ended = sess.execute(select(Scenario.scenario_id, Scenario.state_reason).where(
                 Scenario.scenario_id.in_(list(self.held)),
-                Scenario.state.in_(list(states.TERMINAL))))) if self.held else set()
+                Scenario.state.in_(list(states.TERMINAL)))).all() if self.held else []
         for scenario_id, template_id in rows:
             self.held.setdefault(scenario_id, lab_memory_mb(self.registry, template_id))
-        for scenario_id in ended:
+        failed_as_lost: list[str] = []
+        for scenario_id, reason in ended:
             self.held.pop(scenario_id, None)
+            if reason == lost_reason(self.node_id):
+                failed_as_lost.append(scenario_id)
+        return sorted(failed_as_lost)
 
     async def register(self) -> None:
         """First heartbeat: claim the node id (NodeIdInUse when a live node has it)."""

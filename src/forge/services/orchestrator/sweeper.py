@@ -14,7 +14,8 @@ from forge.bus.nodes import NodeIdInUse
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, move
-from forge.services.orchestrator.node import bus_failure
+from forge.runtime.base import LabNotFound, RuntimeFault
+from forge.services.orchestrator.node import bus_failure, lost_reason
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.db import Database
 from forge.store.models import Scenario
@@ -64,7 +65,7 @@ async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
     for lost_id, items in sorted(groups.items()):
         if await node.kv.alive(lost_id):
             continue
-        reason = f"lab node {lost_id} lost"
+        reason = lost_reason(lost_id)
         log.warning("%s: failing its %d live lab(s)", reason, len(items))
         for scenario_id, current in items:
             try:
@@ -97,11 +98,29 @@ async def announce_failed(state: OrchestratorState) -> None:
         node.unannounced.pop(scenario_id, None)
 
 
+async def destroy_failed_as_lost(state: OrchestratorState, scenario_ids: list[str]) -> None:
+    """This node was judged lost (cut off from the bus for longer than the grace period) and
+    the lease holder failed these labs of its meanwhile: they must not keep running, unseen
+    and outside the node's capacity, now that it is back."""
+    for scenario_id in scenario_ids:
+        async with state.lock_for(scenario_id):
+            try:
+                await state.blocking(state.runtime.destroy, scenario_id)
+            except LabNotFound:
+                continue
+            except RuntimeFault:
+                log.exception("lab %s, failed while this node was lost, could not be "
+                              "destroyed; reconciliation at the next start will", scenario_id)
+                continue
+        log.warning("destroyed lab %s: it was failed while this node was lost", scenario_id)
+
+
 async def heartbeat_once(state: OrchestratorState) -> None:
-    """Resync held labs, heartbeat (drain flag, record, lease), then sweep if leader."""
+    """Resync held labs (destroying those failed while this node was lost), heartbeat (drain
+    flag, record, lease), then sweep if leader."""
     node = state.node
     assert node is not None
-    await state.blocking(node.resync, state.ctx.db)
+    await destroy_failed_as_lost(state, await state.blocking(node.resync, state.ctx.db))
     await node.beat()
     if node.unannounced:
         await announce_failed(state)
