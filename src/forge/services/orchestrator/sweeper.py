@@ -56,15 +56,21 @@ async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
 
     The move is conditional on the state read (row lock), so even a lease handed over
     mid-sweep cannot fail a scenario twice; the `ended` notice frees its slot.
+
+    Every node watches the records of the nodes holding labs (`NodeRegistry.alive` times
+    each record's revision on this process's clock), leader or not: a node that takes the
+    lease over from a lost holder already knows how long each record has stood still.
     """
     node = state.node
-    if node is None or node.kv is None or not node.leader or not node.may_judge_loss():
+    if node is None or node.kv is None:
+        return []
+    groups = await state.blocking(live_elsewhere, state.ctx.db, node.node_id)
+    lost = [lost_id for lost_id in sorted(groups) if not await node.kv.alive(lost_id)]
+    if not node.leader or not node.may_judge_loss():
         return []
     failed: list[str] = []
-    groups = await state.blocking(live_elsewhere, state.ctx.db, node.node_id)
-    for lost_id, items in sorted(groups.items()):
-        if await node.kv.alive(lost_id):
-            continue
+    for lost_id in lost:
+        items = groups[lost_id]
         reason = lost_reason(lost_id)
         log.warning("%s: failing its %d live lab(s)", reason, len(items))
         for scenario_id, current in items:
@@ -117,15 +123,14 @@ async def destroy_failed_as_lost(state: OrchestratorState, scenario_ids: list[st
 
 async def heartbeat_once(state: OrchestratorState) -> None:
     """Resync held labs (destroying those failed while this node was lost), heartbeat (drain
-    flag, record, lease), then sweep if leader."""
+    flag, record, lease), watch the other nodes' records and sweep if leader."""
     node = state.node
     assert node is not None
     await destroy_failed_as_lost(state, await state.blocking(node.resync, state.ctx.db))
     await node.beat()
     if node.unannounced:
         await announce_failed(state)
-    if node.leader:
-        await fail_lost_nodes(state)
+    await fail_lost_nodes(state)  # every node watches; only the lease holder fails labs
 
 
 async def run_heartbeats(state: OrchestratorState) -> None:
