@@ -6,7 +6,8 @@ behind by more than FORGE_NODE_GRACE_S had its running labs failed by the lease 
 by more than three heartbeats a second process could take over its id; a dead node whose
 clock ran ahead was never judged lost (its labs stayed "running" forever).
 After: a node is judged by whether its record keeps changing (revision), timed on the
-reader's monotonic clock; the record's timestamp is only displayed.
+reader's monotonic clock; the record's timestamp is trusted only for a takeover on the
+machine that wrote it, under the same kernel boot (the same clock).
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ import pytest
 
 from forge.bus import NatsServer
 from forge.bus.connection import connect
-from forge.bus.nodes import NodeIdInUse, NodeRecord, NodeRegistry
+from forge.bus.nodes import BOOT_ID, NodeIdInUse, NodeRecord, NodeRegistry
 
 GRACE_S = 1.0
 BEAT_S = 0.2
 
 
-def _record(node_id: str, instance: str, skew_s: float) -> NodeRecord:
+def _record(node_id: str, instance: str, skew_s: float, boot_id: str = "") -> NodeRecord:
     now = time.time() + skew_s
     return NodeRecord(node_id=node_id, url="http://127.0.0.1:9", capacity_labs=1,
                       capacity_memory_mb=512, started_at=now, heartbeat_at=now,
-                      instance=instance)
+                      instance=instance, boot_id=boot_id)
 
 
 async def _scenario(nats: NatsServer) -> None:
@@ -71,6 +72,19 @@ async def _scenario(nats: NatsServer) -> None:
             await asyncio.sleep(BEAT_S)
         successor = NodeRegistry(nc.jetstream, replicas=1, grace_s=GRACE_S)
         assert await successor.claim(_record("n3", "n3-new", 0), heartbeat_s=BEAT_S) > 0
+
+        # A record written on this very machine since its boot (same clock) that is already
+        # older than three heartbeats: a restart after a crash takes the id at once. The
+        # same age from another machine's clock is not trusted: the restart must watch it.
+        await live.claim(_record("n4", "n4-crashed", -600, BOOT_ID), heartbeat_s=BEAT_S)
+        await live.claim(_record("n5", "n5-far", -600, "another-boot"), heartbeat_s=BEAT_S)
+        restart = NodeRegistry(nc.jetstream, replicas=1, grace_s=GRACE_S)
+        slow_beats = 30.0  # watching would take 3 x 30 s
+        assert await asyncio.wait_for(restart.claim(
+            _record("n4", "n4-new", 0, BOOT_ID), heartbeat_s=slow_beats), timeout=10) > 0
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(restart.claim(
+                _record("n5", "n5-new", 0, BOOT_ID), heartbeat_s=slow_beats), timeout=1)
     finally:
         await nc.close()
 

@@ -20,6 +20,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nats.js.client import JetStreamContext
@@ -54,11 +55,25 @@ class NodeRecord(BaseModel):
     heartbeat_at: float
     instance: str
     stopped: bool = False  # written by a clean stop: a successor may take the id at once
+    # The writer's kernel boot id: a record written under this machine's boot id was timed
+    # by this machine's own clock, so its age may be trusted (a restart after a crash).
+    boot_id: str = ""
 
     def age(self, now: float | None = None) -> float:
         """Seconds since this record was written, by the writer's clock against the reader's:
         for display only (`forge nodes list`); loss is judged by `NodeRegistry.alive`."""
         return max(0.0, (time.time() if now is None else now) - self.heartbeat_at)
+
+
+def _read_boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeError):
+        return ""
+
+
+BOOT_ID = _read_boot_id()
+"""This machine's kernel boot id ("" where the kernel does not say): same boot, same clock."""
 
 
 class NodeIdInUse(BusError):
@@ -158,7 +173,9 @@ class NodeRegistry:
         A record left by a crashed process is taken over once this process has watched it
         stand still for TAKEOVER_BEATS heartbeats (a live node that late is too busy to be
         trusted anyway); a live one keeps changing and is never taken over. The record's
-        own timestamp is never trusted: the other machine's clock may be skewed.
+        own timestamp is trusted only when it was written on this machine since its boot
+        (a restart after a crash: taken over at once if already that old); another
+        machine's clock may be skewed.
         """
         nodes, _, _ = await self.buckets()
         key = _NODE_PREFIX + record.node_id
@@ -180,7 +197,9 @@ class NodeRegistry:
                                   f"(it is heartbeating, started {time.ctime(other.started_at)}"
                                   "); stop it or give this process another FORGE_NODE_ID")
             watched = revision
-            if other.stopped or self.still_for(record.node_id, revision) > stale:
+            same_clock = bool(other.boot_id) and other.boot_id == record.boot_id
+            if other.stopped or (same_clock and other.age() > stale) \
+                    or self.still_for(record.node_id, revision) > stale:
                 try:
                     return await nodes.update(key, _encode(record), last=revision)
                 except KeyWrongLastSequenceError:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from forge import __version__
 from forge.bus.errors import BusError
-from forge.bus.nodes import NodeFenced, NodeIdInUse, NodeRecord, NodeRegistry
+from forge.bus.nodes import BOOT_ID, NodeFenced, NodeIdInUse, NodeRecord, NodeRegistry
 from forge.config.settings import Settings
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
@@ -145,7 +145,7 @@ class LabNode:
             capacity_memory_mb=self.settings.node_capacity_memory_mb,
             labs_in_use=len(self.held), memory_in_use_mb=self.memory_in_use,
             draining=self.draining, version=__version__, started_at=self.started_at,
-            heartbeat_at=time.time(), instance=self.instance)
+            heartbeat_at=time.time(), instance=self.instance, boot_id=BOOT_ID)
 
     def resync(self, db: Database) -> list[str]:
         """Blocking: add labs the store says are ours; drop those that ended meanwhile.
