@@ -27,6 +27,7 @@ from forge.templates.variables import generate_values, render
 from forge_verify.score import compute_score
 
 READY_TIMEOUT = 20.0
+STOP_POLL = 0.25  # seconds between looks at the stop flag while a terminal script runs
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class LabRun:
         self._ttys.append(session)
         marker = secrets.token_hex(6)
         asyncio.run(_type_and_wait(session, f"bash {path}; echo {marker}-$?\n", marker,
-                                   timeout, check=check))
+                                   timeout, check=check, stopped=self.harness.stopping))
 
     def grade(self) -> Graded:
         """Grade the lab as the orchestrator does (seals it: no more exec afterwards)."""
@@ -108,16 +109,21 @@ class LabRun:
 
 
 async def _type_and_wait(session: TtySession, line: str, marker: str, timeout: float,
-                         *, check: bool = True) -> None:
+                         *, check: bool = True, stopped: threading.Event | None = None) -> None:
     """Send `line`; wait for `MARKER-<status>` in the output; with `check`, fail unless
-    the status is 0."""
+    the status is 0. Gives up at once (LabTestFailure) when `stopped` is set (Ctrl-C)."""
     await session.write(line.encode())
     seen = b""
     done = re.compile(re.escape(marker.encode()) + rb"-([0-9]+)")
     try:
         async with asyncio.timeout(timeout):
             while (found := done.search(seen)) is None:
-                chunk = await session.read()
+                if stopped is not None and stopped.is_set():
+                    raise LabTestFailure("stopped")
+                try:
+                    chunk = await asyncio.wait_for(session.read(), STOP_POLL)
+                except TimeoutError:
+                    continue
                 if not chunk:
                     raise LabTestFailure("the terminal ended before the script finished: "
                                          f"{seen[-400:].decode(errors='replace')}")
@@ -146,6 +152,11 @@ class Harness:
         self._labs: list[str] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once the harness stops: steps still running give up at their next wait."""
+        return self._stopped
 
     def stop(self) -> None:
         """Refuse new launches (a step still running fails at its next launch)."""
