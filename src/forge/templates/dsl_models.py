@@ -179,6 +179,13 @@ class SeedFile(_Model):
     mode: Annotated[
         int, Field(ge=0, le=0o777, description="Permission bits (no setuid/setgid/sticky).")
     ] = 0o644
+    owner: Annotated[
+        Literal["root", "learner"] | None,
+        Field(description='"learner": owned by the lab\'s unprivileged user, who may then '
+                          'edit it (e.g. an /etc config on an image host); "root": read-only '
+                          "for the learner. Default: learner under /home, /workspace and "
+                          "/srv, root elsewhere."),
+    ] = None
 
 
 class Container(_Model):

@@ -21,6 +21,7 @@ def lab_spec(scenario_id: str, template: ScenarioTemplate) -> LabSpec:
             environment=dict(c.environment),
             command=shlex.join(c.command) if c.command else None,
             files={f.path: f.content for f in c.files},
+            owners={f.path: f.owner for f in c.files if f.owner is not None},
             image=c.image,
         )
         for c in spec.assets.containers
