@@ -83,11 +83,12 @@ def labs(tmp_path_factory: pytest.TempPathFactory, ssh_rootfs: Path) -> Iterator
             HostSpec("srv", networks=[("a", SERVER)], image="ssh", command=SSHD,
                      files={"/home/.ssh/authorized_keys": public + "\n",
                             LAB_CONF: "# the learner hardens sshd here\n",
-                            NOTE: "read me\n",
+                            NOTE: "read me\n", "/usr/local/bin/hello": "echo hi\n",
                             "/etc/localtime": "not a zone\n"},
-                     owners={LAB_CONF: "learner"}),
+                     owners={LAB_CONF: "learner"}, modes={"/usr/local/bin/hello": 0o755}),
             HostSpec("cli", networks=[("a", None)], image="ssh",
-                     files={"/home/.ssh/id_ed25519": private}),
+                     files={"/home/.ssh/id_ed25519": private},
+                     modes={"/home/.ssh/id_ed25519": 0o600}),
         ]))
         rt.create(LabSpec("root-b", [SubnetSpec("a", "10.82.0.0/24")], [
             HostSpec("box", networks=[("a", None)], image="ssh",
@@ -119,15 +120,15 @@ def test_the_images_sshd_serves_a_login_with_the_scenarios_key(
     # seeded for this scenario; sshd runs as the lab user, not root.
     known = f"[{SERVER}]:2222 {' '.join(host_key.split()[:2])}"
     code, out, err = labs.sh("root-a", "cli", f"""
-        chmod 600 /home/.ssh/id_ed25519
+        stat -c %a /home/.ssh/id_ed25519
         echo '{known}' > /home/.ssh/known_hosts
         for i in $(seq 100); do nc -z {SERVER} 2222 && break; sleep 0.1; done
         ssh -i /home/.ssh/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=yes \\
             -p 2222 learner@{SERVER} 'echo "on $(hostname) as $(id -un)"; cat /etc/os-release'
     """)
     assert code == 0, err
-    assert out.startswith("on srv as learner\n")
-    assert out.split("\n", 1)[1] == (ssh_rootfs / "etc" / "os-release").read_text()
+    assert out.startswith("600\non srv as learner\n")  # the seed's mode, as ssh needs
+    assert out.split("\n", 2)[2] == (ssh_rootfs / "etc" / "os-release").read_text()
     code, out, _ = labs.sh("root-a", "srv", "ps -o user=,args= -C sshd")
     assert code == 0 and out.split()[0] == "learner" and "root" not in out
     # A key that was not seeded is refused.
@@ -146,10 +147,11 @@ def test_the_root_is_writable_only_where_the_lab_user_may_write(
     code, out, err = labs.sh("root-a", "srv", f"""
         echo 'PermitRootLogin no' >> {LAB_CONF} && cat {LAB_CONF}
         stat -c '%U %a' {LAB_CONF} {NOTE} /etc/forge-lab /etc/forge-lab/notes
+        hello
     """)
     assert code == 0, err
     assert out.split("\n")[:2] == ["# the learner hardens sshd here", "PermitRootLogin no"]
-    assert out.split("\n")[2:6] == ["learner 644", "root 644", "root 755", "root 755"]
+    assert out.split("\n")[2:7] == ["learner 644", "root 644", "root 755", "root 755", "hi"]
     for attempt in (f"echo x >> {NOTE}", "echo x >> /etc/ssh/sshd_config",
                     "touch /etc/forge-new", f"rm -f {LAB_CONF}", "mkdir /usr/forge",
                     f"ln -sf /etc/shadow {LAB_CONF}.d"):

@@ -77,7 +77,8 @@ class HostSpec:
     ``image``, anywhere in its root but /proc, /sys, /dev, /run, /tmp, /var/tmp and the
     identity files; content starting with ``#!`` is made executable. ``owners``: path ->
     ``learner`` or ``root`` for a seed whose owner is not the default (learner under
-    /home, /workspace, /srv; root elsewhere). ``hostname`` defaults to ``name``.
+    /home, /workspace, /srv; root elsewhere). ``modes``: path -> permission bits for a
+    seed whose mode is not the default. ``hostname`` defaults to ``name``.
     """
 
     name: str
@@ -91,6 +92,7 @@ class HostSpec:
     hostname: str | None = None
     image: str | None = None
     owners: dict[str, str] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

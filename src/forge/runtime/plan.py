@@ -122,6 +122,18 @@ def _check_files(host: HostSpec, base: str) -> None:
             raise SpecError(f"{base}.owners[{path!r}]", "names no seeded file")
         if owner not in ("root", "learner"):
             raise SpecError(f"{base}.owners[{path!r}]", "must be 'root' or 'learner'")
+    for path, mode in host.modes.items():
+        if path not in host.files:
+            raise SpecError(f"{base}.modes[{path!r}]", "names no seeded file")
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+            raise SpecError(f"{base}.modes[{path!r}]",
+                            "must be permission bits 0 to 0777 (no setuid/setgid/sticky)")
+
+
+def seed_mode(host: HostSpec, path: str, data: bytes) -> int:
+    """A seed's permission bits: its ``modes`` entry, else 0755 for a ``#!`` script and
+    0644 for anything else."""
+    return host.modes.get(path, 0o755 if data.startswith(b"#!") else 0o644)
 
 
 def _subnets(spec: LabSpec) -> tuple[list[ipaddress.IPv4Network], dict[str, int]]:

@@ -28,7 +28,7 @@ from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
 from forge.runtime.local.netns import in_netns
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
-from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost
+from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, under
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
@@ -153,7 +153,7 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
                 os.chown(parent, uid, uid)
                 parent = os.path.dirname(parent)
         data = content.encode() if isinstance(content, str) else content
-        mode = 0o755 if data.startswith(b"#!") else 0o644
+        mode = seed_mode(host.spec, path, data)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from forge.runtime.base import SpecError
 from forge.runtime.local.rootfs import SSHD
-from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost
+from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, seed_path_problem, under
 
 MAX_LINK_HOPS = 40
@@ -120,7 +120,7 @@ def write_root_seeds(root: str, host: PlannedHost, uid: int) -> None:
             raise SpecError(where, f"resolves in the image to {real}, which {problem}")
         data = content.encode() if isinstance(content, str) else content
         try:
-            write_in_root(root, real, data, 0o755 if data.startswith(b"#!") else 0o644,
+            write_in_root(root, real, data, seed_mode(host.spec, path, data),
                           uid if owner == "learner" else None)
         except (OSError, ValueError) as exc:
             raise SpecError(where, f"cannot be written in the image: {exc}") from None
