@@ -5,7 +5,7 @@ set -euo pipefail
 cat /workspace/TICKET.txt
 port=$(sed -n 's/^ *4\. SSH port: *\([0-9]*\).*/\1/p' /workspace/TICKET.txt)
 ops=$(grep -o 'ops ([0-9.]*)' /workspace/TICKET.txt | tr -d '()' | awk '{print $2}')
-conf=/srv/ssh/sshd_config
+conf=/etc/ssh/sshd_config
 
 # 1. The ops team's key in this account's authorized_keys, with the permissions sshd wants.
 mkdir -p ~/.ssh && chmod 700 ~/.ssh
@@ -14,12 +14,14 @@ ssh-keygen -l -f /tmp/ops.pub
 cat /tmp/ops.pub >> ~/.ssh/authorized_keys
 chmod 600 ~/.ssh/authorized_keys
 
-# 2-4. Keys only, no root, the ticket's port: change the settings in place.
+# 2-4. Keys only, no root, the ticket's port. The file is this account's but /etc/ssh is
+#      root's (no `sed -i`, which writes a new file there): rewrite the file in place.
 cp "$conf" /tmp/sshd_config.before
-sed -i -E -e "s/^#?Port .*/Port $port/" \
+sed -E -e "s/^#?Port .*/Port $port/" \
   -e 's/^#?PasswordAuthentication .*/PasswordAuthentication no/' \
   -e 's/^#?KbdInteractiveAuthentication .*/KbdInteractiveAuthentication no/' \
-  -e 's/^#?PermitRootLogin .*/PermitRootLogin no/' "$conf"
+  -e 's/^#?PermitRootLogin .*/PermitRootLogin no/' /tmp/sshd_config.before > /tmp/sshd_config.new
+cat /tmp/sshd_config.new > "$conf"
 diff /tmp/sshd_config.before "$conf" || true
 
 # Check before reloading; then reload the running daemon (SIGHUP: it rereads the file).
