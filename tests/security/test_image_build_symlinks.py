@@ -1,0 +1,111 @@
+"""Attack: an image definition's packages or build script (root inside the image) plant
+symlinks so that the builder, writing the definition's ``files:`` and the platform's own
+files (``/etc/hostname``, ``/etc/resolv.conf``, the mount points) from the building
+machine, writes *onto the machine* through them.
+
+Before: ``_finalize`` wrote ``<rootfs>/opt/forge``, ``<rootfs>/etc/hostname``… with plain
+path operations, so a script ending in ``ln -s /some/machine/dir /opt`` had the builder
+create ``/some/machine/dir/forge`` as root (and ``/etc -> /x`` overwrote ``/x/hostname``,
+``/x/resolv.conf``). After: every parent is resolved inside the image (chroot semantics),
+so the writes land in the image and the machine's directory stays empty.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from forge.images import ImageCache, load_definition_file
+from forge.images.build import _finalize, build_image
+from forge.images.cache import remove_tree
+from forge.images.tree import TreeEscape, write_in_tree, write_manifest
+
+
+@pytest.fixture()
+def machine_dir(tmp_path: Path) -> Path:
+    """A directory of the building machine that no image build may write into."""
+    path = tmp_path / "machine"
+    path.mkdir()
+    return path
+
+
+def _tree(tmp_path: Path) -> Path:
+    rootfs = tmp_path / "rootfs"
+    for sub in ("etc", "usr/bin", "var", "tmp"):
+        (rootfs / sub).mkdir(parents=True)
+    return rootfs
+
+
+def test_finalize_never_follows_a_planted_parent_out_of_the_image(
+    tmp_path: Path, machine_dir: Path,
+) -> None:
+    rootfs = _tree(tmp_path)
+    # What a build script left: /opt and /etc point at the machine (absolute), /home
+    # climbs out with a relative link, /run is a link loop.
+    os.symlink(machine_dir, rootfs / "opt")
+    os.rename(rootfs / "etc", rootfs / "etc.real")
+    os.symlink(machine_dir, rootfs / "etc")
+    os.symlink("../../../../../../../.." + str(machine_dir), rootfs / "home")
+    _finalize(rootfs)
+    assert list(machine_dir.iterdir()) == []
+    # The writes went where the image itself sees those paths.
+    inside = rootfs / str(machine_dir).lstrip("/")
+    assert (inside / "hostname").read_text() == "forge-lab\n"
+    assert (inside / "resolv.conf").read_text() == ""
+    assert (inside / "forge").is_dir() and not (inside / "forge").is_symlink()
+    assert (rootfs / "workspace").is_dir()
+
+
+def test_definition_files_under_a_planted_symlink_stay_in_the_image(
+    tmp_path: Path, machine_dir: Path,
+) -> None:
+    rootfs = _tree(tmp_path)
+    os.symlink(machine_dir, rootfs / "etc" / "evil")  # as a package could ship it
+    (machine_dir / "victim").write_text("machine file\n")
+    os.symlink(machine_dir / "victim", rootfs / "etc" / "last")  # the file itself a link
+    manifest = tmp_path / "files.json"
+    manifest.write_text('[{"path": "/etc/evil/sub/x.conf", "content": "hi\\n", "mode": 416},'
+                        ' {"path": "/etc/last", "content": "replaced\\n", "mode": 420}]')
+    write_manifest(rootfs, manifest)
+    assert sorted(p.name for p in machine_dir.iterdir()) == ["victim"]
+    assert (machine_dir / "victim").read_text() == "machine file\n"
+    landed = rootfs / str(machine_dir).lstrip("/") / "sub" / "x.conf"
+    assert landed.read_text() == "hi\n" and landed.stat().st_mode & 0o777 == 0o640
+    last = rootfs / "etc" / "last"
+    assert not last.is_symlink() and last.read_text() == "replaced\n"
+    # A loop or a file where a directory must be is an error, not a write elsewhere.
+    os.symlink("loop", rootfs / "etc" / "loop")
+    with pytest.raises(TreeEscape):
+        write_in_tree(rootfs, "/etc/loop/x", b"", 0o644)
+    with pytest.raises(TreeEscape, match="is not a directory"):
+        write_in_tree(rootfs, "/etc/last/x", b"", 0o644)
+
+
+@pytest.mark.root
+def test_a_real_build_whose_script_plants_symlinks_writes_nothing_outside(
+    tmp_path: Path, machine_dir: Path, request: pytest.FixtureRequest,
+) -> None:
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "evil.yaml").write_text(
+        "name: evil\n"
+        "packages: [bash]\n"
+        "files:\n"
+        "  /etc/forge-evil/inner/x.conf: {content: \"hello\\n\", mode: 0640}\n"
+        "script: |\n"
+        f"  ln -s {machine_dir} /etc/evil\n"
+        f"  rm -rf /opt && ln -s {machine_dir} /opt\n"
+        f"  rm -f /etc/hostname && ln -s {machine_dir}/hostname /etc/hostname\n")
+    cache = ImageCache(tmp_path / "c")
+    result = build_image(load_definition_file(defs / "evil.yaml"), cache)
+    request.addfinalizer(lambda: remove_tree(cache.root))
+    assert result.built
+    assert list(machine_dir.iterdir()) == []
+    rootfs = result.entry.rootfs
+    assert (rootfs / "etc/forge-evil/inner/x.conf").read_text() == "hello\n"
+    assert (rootfs / "etc/forge-evil/inner/x.conf").stat().st_mode & 0o777 == 0o640
+    hostname = rootfs / "etc" / "hostname"
+    assert not hostname.is_symlink() and hostname.read_text() == "forge-lab\n"
+    assert (rootfs / str(machine_dir).lstrip("/") / "forge").is_dir()
