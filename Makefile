@@ -58,7 +58,9 @@ pytest: venv wheelhouse
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: system-deps venv
-	$(BIN)/forge image build --templates
+	@echo "lab images the templates need: built on first use (about a minute each here), cached after"
+	@start=$$(date +%s); $(BIN)/forge image build --templates && \
+	  echo "images ready in $$(( $$(date +%s) - start )) s (cached: the next make demo skips this)"
 	$(BIN)/forge demo
 
 bench: venv
