@@ -144,7 +144,8 @@ def build(names: list[str] = typer.Argument(None, help="Image names (files in FO
 
 @app.command("list")
 def list_images() -> None:
-    """Every defined image: key prefix, built or not, size and build time."""
+    """Every defined image: key prefix, built or not, size on disk and build time; then the
+    cache's total (every built entry, also those no definition names any more)."""
     from forge.images import ImageCache, image_key, load_definitions
 
     settings = settings_or_exit()
@@ -163,7 +164,14 @@ def list_images() -> None:
             continue
         when = datetime.fromtimestamp(entry.built_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         typer.echo(f"{name:<16} {key[:12]:<12} {'yes':<5} {_size(entry.size_bytes):>11}  {when}")
-    typer.echo(f"cache: {settings.image_cache}")
+    entries = cache.entries()
+    current = {image_key(d) for d in definitions.values()}
+    stale = [e for e in entries if e.key not in current]
+    total = sum(e.size_bytes for e in entries)
+    note = (f" ({len(stale)} of them, {_size(sum(e.size_bytes for e in stale))}, named by no "
+            "current definition: forge image prune removes them)" if stale else "")
+    typer.echo(f"cache: {settings.image_cache}: {len(entries)} image(s), {_size(total)} on "
+               f"disk{note}")
 
 
 @app.command("prune")
