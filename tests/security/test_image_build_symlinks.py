@@ -22,6 +22,8 @@ from forge.images.build import _finalize, build_image
 from forge.images.cache import remove_tree
 from forge.images.tree import TreeEscape, write_in_tree, write_manifest
 
+pytestmark = pytest.mark.root  # the builder writes root-owned files, as in a real build
+
 
 @pytest.fixture()
 def machine_dir(tmp_path: Path) -> Path:
@@ -83,7 +85,6 @@ def test_definition_files_under_a_planted_symlink_stay_in_the_image(
         write_in_tree(rootfs, "/etc/last/x", b"", 0o644)
 
 
-@pytest.mark.root
 def test_a_real_build_whose_script_plants_symlinks_writes_nothing_outside(
     tmp_path: Path, machine_dir: Path, request: pytest.FixtureRequest,
 ) -> None:

@@ -116,7 +116,8 @@ def teardown_labs(settings: Settings, topology: Topology | None = None,
 def build_needed_images(settings: Settings) -> None:
     """Build the images the templates need before anything starts (first use; cached
     after), a line per image and its time; a failure exits 1 with nothing started, since
-    every lab on a missing image would fail at spawn."""
+    every lab on a missing image would fail at spawn. Templates that cannot be loaded are
+    left to the services to report, as before."""
     from forge.cli.image import build_images, images_summary
     from forge.errors import ForgeError
     from forge.images.needed import template_images
@@ -125,10 +126,11 @@ def build_needed_images(settings: Settings) -> None:
     try:
         names = template_images(settings.templates_dir)
         summary = images_summary(*build_images(names, settings, first_use=True))
-    except TemplateError as exc:
-        console.print(f"forge up: the templates cannot be loaded ({exc}); nothing was "
-                      "started", markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+    except TemplateError:
+        # The services refuse such templates themselves, each with its own report.
+        console.print("images: not checked (the templates cannot be loaded)",
+                      markup=False, highlight=False)
+        return
     except ForgeError as exc:
         console.print(f"forge up: {exc.message}; nothing was started (fix it, or build "
                       "by hand with forge image build NAME)", markup=False, soft_wrap=True)
