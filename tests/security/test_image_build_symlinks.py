@@ -6,8 +6,12 @@ machine, writes *onto the machine* through them.
 Before: ``_finalize`` wrote ``<rootfs>/opt/forge``, ``<rootfs>/etc/hostname``… with plain
 path operations, so a script ending in ``ln -s /some/machine/dir /opt`` had the builder
 create ``/some/machine/dir/forge`` as root (and ``/etc -> /x`` overwrote ``/x/hostname``,
-``/x/resolv.conf``). After: every parent is resolved inside the image (chroot semantics),
-so the writes land in the image and the machine's directory stays empty.
+``/x/resolv.conf``); and mmdebstrap's own cleanup, run from the machine after the
+script, empties ``<rootfs>/tmp`` and ``<rootfs>/run`` with ``rm -r``, so a script leaving
+``/tmp -> /var/tmp`` had the machine's own ``/var/tmp`` emptied. After: every parent is resolved inside the image (chroot semantics),
+so the writes land in the image and the machine's directory stays empty; and a last
+build hook refuses (exit 3, the build fails) a tree whose /tmp, /run, /etc… is a symlink,
+before mmdebstrap's cleanup could follow it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from forge.images import ImageCache, load_definition_file
-from forge.images.build import _finalize, build_image
+from forge.images.build import _finalize, _stage_inputs, build_image
 from forge.images.cache import remove_tree
-from forge.images.tree import TreeEscape, write_in_tree, write_manifest
+from forge.images.tree import TreeEscape, main, write_in_tree, write_manifest
 
 pytestmark = pytest.mark.root  # the builder writes root-owned files, as in a real build
 
@@ -38,6 +42,23 @@ def _tree(tmp_path: Path) -> Path:
     for sub in ("etc", "usr/bin", "var", "tmp"):
         (rootfs / sub).mkdir(parents=True)
     return rootfs
+
+
+def _evil_defs(tmp_path: Path, machine_dir: Path) -> Path:
+    """A definition whose script plants links to ``machine_dir`` on paths the builder
+    writes after it (and a ``files:`` entry written before it)."""
+    defs = tmp_path / "defs"
+    defs.mkdir(exist_ok=True)
+    (defs / "evil.yaml").write_text(
+        "name: evil\n"
+        "packages: [bash]\n"
+        "files:\n"
+        "  /etc/forge-evil/inner/x.conf: {content: \"hello\\n\", mode: 0640}\n"
+        "script: |\n"
+        f"  ln -s {machine_dir} /etc/evil\n"
+        f"  rm -rf /opt && ln -s {machine_dir} /opt\n"
+        f"  rm -f /etc/hostname && ln -s {machine_dir}/hostname /etc/hostname\n")
+    return defs
 
 
 def test_finalize_never_follows_a_planted_parent_out_of_the_image(
@@ -85,20 +106,30 @@ def test_definition_files_under_a_planted_symlink_stay_in_the_image(
         write_in_tree(rootfs, "/etc/last/x", b"", 0o644)
 
 
+def test_a_tree_whose_cleaned_paths_are_links_fails_the_build_before_cleanup(
+    tmp_path: Path, machine_dir: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    rootfs = _tree(tmp_path)
+    for sub in ("etc/apt/apt.conf.d", "run", "usr/bin", "var/lib/apt/lists"):
+        (rootfs / sub).mkdir(parents=True, exist_ok=True)
+    assert main(["--guard", str(rootfs)]) == 0
+    (machine_dir / "keep").write_text("machine file\n")
+    os.rename(rootfs / "tmp", rootfs / "tmp.real")
+    os.symlink(machine_dir, rootfs / "tmp")  # mmdebstrap would rm -r machine/keep
+    assert main(["--guard", str(rootfs)]) == 3
+    assert f"refused: /tmp is a symlink (to {machine_dir})" in capsys.readouterr().err
+    # It is the last customize hook, after the definition's script.
+    definition = load_definition_file(_evil_defs(tmp_path, machine_dir) / "evil.yaml")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    hooks = _stage_inputs(definition, scratch)
+    assert "/bin/sh -eu /tmp/" in hooks[-2] and hooks[-1].endswith('tree --guard "$1"')
+
+
 def test_a_real_build_whose_script_plants_symlinks_writes_nothing_outside(
     tmp_path: Path, machine_dir: Path, request: pytest.FixtureRequest,
 ) -> None:
-    defs = tmp_path / "defs"
-    defs.mkdir()
-    (defs / "evil.yaml").write_text(
-        "name: evil\n"
-        "packages: [bash]\n"
-        "files:\n"
-        "  /etc/forge-evil/inner/x.conf: {content: \"hello\\n\", mode: 0640}\n"
-        "script: |\n"
-        f"  ln -s {machine_dir} /etc/evil\n"
-        f"  rm -rf /opt && ln -s {machine_dir} /opt\n"
-        f"  rm -f /etc/hostname && ln -s {machine_dir}/hostname /etc/hostname\n")
+    defs = _evil_defs(tmp_path, machine_dir)
     cache = ImageCache(tmp_path / "c")
     result = build_image(load_definition_file(defs / "evil.yaml"), cache)
     request.addfinalizer(lambda: remove_tree(cache.root))

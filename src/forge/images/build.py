@@ -153,8 +153,9 @@ def _stage_inputs(definition: ImageDefinition, scratch: Path) -> list[str]:
         script = scratch / SCRIPT_NAME
         script.write_text(definition.script, encoding="utf-8")
         hooks += [f"copy-in {script} /tmp",
-                  f'chroot "$1" /bin/sh -eu /tmp/{SCRIPT_NAME}',
-                  f'rm -f "$1/tmp/{SCRIPT_NAME}"']
+                  f'chroot "$1" /bin/sh -eu /tmp/{SCRIPT_NAME}']  # removed by _finalize
+    # Last: mmdebstrap's own cleanup (rm -r of /tmp and /run…) runs from the machine.
+    hooks.append(f'{shlex.quote(sys.executable)} -I -m forge.images.tree --guard "$1"')
     return hooks
 
 
@@ -187,6 +188,9 @@ def _finalize(rootfs: Path) -> None:
         write_in_tree(rootfs, sub, text.encode(), 0o644)
     for sub in MOUNT_DIRS:
         dir_in_tree(rootfs, sub)
+    # The script's copy, once /tmp is surely a directory of the image (the script may
+    # have made it a link elsewhere).
+    (rootfs / "tmp" / SCRIPT_NAME).unlink(missing_ok=True)
     for sub in MOUNT_FILES:
         parent, name = resolve_parent(rootfs, sub)
         path = parent / name

@@ -105,11 +105,45 @@ def dir_in_tree(root: Path, path: str) -> Path:
     return target
 
 
+# Paths mmdebstrap itself works on from the building machine once the customize hooks are
+# done (it empties /tmp and /run with ``rm -r``, rewrites /etc/machine-id, unlinks its apt
+# configuration): a symlink on one of them would point that work at the machine.
+GUARDED = ("etc", "etc/apt", "etc/apt/apt.conf.d", "run", "tmp", "usr", "usr/bin", "var",
+           "var/lib", "var/lib/apt", "var/lib/apt/lists")
+
+
+def guard_problems(root: Path) -> list[str]:
+    """Each GUARDED path of the image that is a symlink (or not a directory)."""
+    problems = []
+    for sub in GUARDED:
+        path = root / sub
+        if os.path.islink(path):
+            problems.append(f"/{sub} is a symlink (to {os.readlink(path)}); make it a "
+                            "directory")
+        elif not path.is_dir():
+            problems.append(f"/{sub} is not a directory")
+    return problems
+
+
 def write_manifest(root: Path, manifest: Path) -> None:
     """Write each ``{"path", "content", "mode"}`` of the JSON list ``manifest``."""
     for item in json.loads(manifest.read_text(encoding="utf-8")):
         write_in_tree(root, str(item["path"]), str(item["content"]).encode(), int(item["mode"]))
 
 
+def main(argv: list[str]) -> int:
+    """``ROOTFS MANIFEST``: write the files; ``--guard ROOTFS``: exit 3 naming each
+    GUARDED path that is not a plain directory (the last customize hook, so mmdebstrap
+    fails before its own cleanup follows such a link onto the machine)."""
+    if argv[:1] == ["--guard"]:
+        problems = guard_problems(Path(argv[1]))
+        for problem in problems:
+            print(f"forge image build: refused: {problem} (mmdebstrap cleans it from the "
+                  "building machine)", file=sys.stderr)
+        return 3 if problems else 0
+    write_manifest(Path(argv[0]), Path(argv[1]))
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover - exercised through real image builds
-    write_manifest(Path(sys.argv[1]), Path(sys.argv[2]))
+    sys.exit(main(sys.argv[1:]))
