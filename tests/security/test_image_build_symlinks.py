@@ -8,7 +8,9 @@ path operations, so a script ending in ``ln -s /some/machine/dir /opt`` had the 
 create ``/some/machine/dir/forge`` as root (and ``/etc -> /x`` overwrote ``/x/hostname``,
 ``/x/resolv.conf``); and mmdebstrap's own cleanup, run from the machine after the
 script, empties ``<rootfs>/tmp`` and ``<rootfs>/run`` with ``rm -r``, so a script leaving
-``/tmp -> /var/tmp`` had the machine's own ``/var/tmp`` emptied. After: every parent is resolved inside the image (chroot semantics),
+``/tmp -> /var/tmp`` had the machine's own ``/var/tmp`` emptied, and one emptying /tmp
+removed mmdebstrap's apt configuration there, so its cleanup ran ``apt-get update`` with
+no sources on the machine's own apt lists (they were emptied). After: every parent is resolved inside the image (chroot semantics),
 so the writes land in the image and the machine's directory stays empty; and a last
 build hook refuses (exit 3, the build fails) a tree whose /tmp, /run, /etc… is a symlink,
 before mmdebstrap's cleanup could follow it.
@@ -108,7 +110,9 @@ def test_definition_files_under_a_planted_symlink_stay_in_the_image(
 
 def test_a_tree_whose_cleaned_paths_are_links_fails_the_build_before_cleanup(
     tmp_path: Path, machine_dir: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("MMDEBSTRAP_APT_CONFIG", raising=False)
     rootfs = _tree(tmp_path)
     for sub in ("etc/apt/apt.conf.d", "run", "usr/bin", "var/lib/apt/lists"):
         (rootfs / sub).mkdir(parents=True, exist_ok=True)
@@ -118,6 +122,15 @@ def test_a_tree_whose_cleaned_paths_are_links_fails_the_build_before_cleanup(
     os.symlink(machine_dir, rootfs / "tmp")  # mmdebstrap would rm -r machine/keep
     assert main(["--guard", str(rootfs)]) == 3
     assert f"refused: /tmp is a symlink (to {machine_dir})" in capsys.readouterr().err
+    # A script that emptied /tmp removed mmdebstrap's apt configuration there: its cleanup
+    # would run apt-get update against the machine's own lists (seen: they were emptied).
+    os.unlink(rootfs / "tmp")
+    os.rename(rootfs / "tmp.real", rootfs / "tmp")
+    monkeypatch.setenv("MMDEBSTRAP_APT_CONFIG", str(rootfs / "tmp" / "mmdebstrap.apt.conf.x"))
+    assert main(["--guard", str(rootfs)]) == 3
+    assert "apt configuration" in capsys.readouterr().err
+    (rootfs / "tmp" / "mmdebstrap.apt.conf.x").write_text("Dir \"/\";\n")
+    assert main(["--guard", str(rootfs)]) == 0
     # It is the last customize hook, after the definition's script.
     definition = load_definition_file(_evil_defs(tmp_path, machine_dir) / "evil.yaml")
     scratch = tmp_path / "scratch"

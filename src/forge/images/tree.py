@@ -112,9 +112,14 @@ GUARDED = ("etc", "etc/apt", "etc/apt/apt.conf.d", "run", "tmp", "usr", "usr/bin
            "var/lib", "var/lib/apt", "var/lib/apt/lists")
 
 
-def guard_problems(root: Path) -> list[str]:
-    """Each GUARDED path of the image that is a symlink (or not a directory)."""
+def guard_problems(root: Path, apt_config: str | None = None) -> list[str]:
+    """Each GUARDED path of the image that is a symlink (or not a directory); and
+    mmdebstrap's apt configuration (``apt_config``, a file in the image's /tmp) gone: its
+    cleanup would then run ``apt-get update``/``clean`` on the machine's own apt state."""
     problems = []
+    if apt_config and not os.path.isfile(apt_config):
+        problems.append(f"mmdebstrap's apt configuration {apt_config} was removed from the "
+                        "image's /tmp; do not empty /tmp in a build script")
     for sub in GUARDED:
         path = root / sub
         if os.path.islink(path):
@@ -136,10 +141,10 @@ def main(argv: list[str]) -> int:
     GUARDED path that is not a plain directory (the last customize hook, so mmdebstrap
     fails before its own cleanup follows such a link onto the machine)."""
     if argv[:1] == ["--guard"]:
-        problems = guard_problems(Path(argv[1]))
+        problems = guard_problems(Path(argv[1]), os.environ.get("MMDEBSTRAP_APT_CONFIG"))
         for problem in problems:
-            print(f"forge image build: refused: {problem} (mmdebstrap cleans it from the "
-                  "building machine)", file=sys.stderr)
+            print(f"forge image build: refused: {problem} (mmdebstrap's cleanup works "
+                  "from the building machine)", file=sys.stderr)
         return 3 if problems else 0
     write_manifest(Path(argv[0]), Path(argv[1]))
     return 0
