@@ -42,8 +42,6 @@ MAX_OBJECTIVES: Final = 8
 MAX_OBJECTIVE_CHARS: Final = 140
 MAX_HINTS: Final = 16
 MAX_HINT_CHARS: Final = 1000
-# Who may open a terminal on a host: "learner" (the lab page offers it) or nobody ("none").
-ACCESS_VALUES: Final = ("none", "learner")
 
 KNOWN_TRACKS: Final = ("netplus", "ccna", "cissp")
 KNOWN_TIERS: Final = ("foundation", "intermediate", "advanced")
