@@ -5,8 +5,13 @@ set -euo pipefail
 cd /workspace
 ps -eo pid,ppid,args
 
-# Scripts under /home that bash is running: the implant's pieces.
-scripts=$(ps -eo args= | awk '$1 ~ /bash$/ && $2 ~ /^\/home\// {print $2}' | sort -u)
+# Scripts under /home that bash is running: the implant's pieces (look again for a few
+# seconds if fewer than two show: the lab may have just started).
+for _ in $(seq 50); do
+  scripts=$(ps -eo args= | awk '$1 ~ /bash$/ && $2 ~ /^\/home\// {print $2}' | sort -u)
+  [ "$(echo $scripts | wc -w)" -ge 2 ] && break
+  sleep 0.2
+done
 watchdog="" beacon=""
 for s in $scripts; do
   if grep -q pgrep "$s"; then watchdog=$s; elif grep -q /dev/tcp/ "$s"; then beacon=$s; fi
