@@ -52,7 +52,7 @@ async def check_plan(state: SpawnState, caller: Caller, ent: Entitlement, track:
                              {"reason": "tier_not_in_plan", "track": track, "lab": template,
                               "tier": tier})
         raise ForgeError("tier_not_in_plan", 403,
-                         f"lab: {template} is a {tier} lab; plan {plan.name} allows tiers "
+                         f"lab: {template} is of tier {tier}; plan {plan.name} allows tiers "
                          f"{', '.join(plan.tiers)}",
                          [{"field": "lab", "plan": plan.name, "tier": tier,
                            "unlocked_by": unlocking_plans(state, track, tier)}])
