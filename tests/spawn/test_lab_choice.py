@@ -49,6 +49,15 @@ def test_learner_chooses_among_a_tracks_labs(make_spawn: MakeSpawn, tmp_path: Pa
         assert groups["cissp"]["locked"] and groups["cissp"]["labs"][0]["unlocked_by"] == [
             "TEAM", "ENTERPRISE"]
         assert [lab["lab"] for lab in groups["ccna"]["labs"]] == ["ccna", "ccna-b"]
+        # Clients are generated from the OpenAPI document: it describes `lab` and the groups.
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        lab_field = schemas["SpawnBody"]["properties"]["lab"]
+        assert "default lab" in lab_field["description"]
+        assert {"type": "string", "maxLength": 63, "pattern": "^[a-z][a-z0-9-]{0,62}$"}.items() \
+            <= lab_field["anyOf"][0].items()
+        assert set(schemas["TrackGroup"]["required"]) == {"track", "default_lab", "locked",
+                                                          "labs"}
+        assert {"lab", "tier", "locked", "unlocked_by"} <= set(schemas["LabOffer"]["required"])
 
         # Without `lab`: the track's default, the template named like the track (though
         # basic-netplus sorts first). With `lab`: that lab.
@@ -89,7 +98,8 @@ def test_learner_chooses_among_a_tracks_labs(make_spawn: MakeSpawn, tmp_path: Pa
             assert body["details"][0]["allowed"] == [x["lab"] for x in groups[track]["labs"]]
         bad = client.post("/v1/spawn", headers=headers,
                           json={"track": "netplus", "lab": "../netplus"})
-        assert bad.status_code in (400, 422) and "lab" in bad.text
+        assert bad.status_code == 422 and bad.json()["error"] == "validation_error"
+        assert [d["field"] for d in bad.json()["details"]] == ["lab"]
         # A lab of a tier the plan lacks: 403, as the training gate would refuse it.
         tier = client.post("/v1/spawn", headers=headers,
                            json={"track": "netplus", "lab": "netplus-advanced",
