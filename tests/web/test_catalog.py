@@ -18,6 +18,7 @@ from forge.config import Settings, load_settings
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key
 from forge.services.spawn.app import build_app
+from forge.services.spawn.spawning import REQUEST_ID
 from forge.store.models import Scenario
 
 from ..services.conftest import prod_environ
@@ -152,6 +153,7 @@ def test_track_page_has_a_card_and_start_button_per_lab(
         assert fields["lab"] == name and fields["csrf"] == token
         assert fields["track"] == ("ccna" if name.startswith("ccna") else "netplus")
         assert f'<button type="submit">Start {name} lab</button>' in body
+        assert REQUEST_ID.match(fields["request_id"])  # what POST /spawn accepts
         request_ids.add(fields["request_id"])
     assert len(request_ids) == 4  # one idempotency key per button
     assert "Static routing, second edition</h3>" in labs["ccna-b"][1]
