@@ -22,6 +22,8 @@ class CatalogEntry(BaseModel):
 
     track: str
     template: str
+    lab: str  # what POST /v1/spawn takes as `lab` (the template name)
+    tier: str  # the plan must include it (plans.yaml `tiers`, the training gate)
     title: str
     summary: str
     difficulty: Literal["beginner", "intermediate", "advanced"]
@@ -45,7 +47,8 @@ def template_facts(registry: TemplateRegistry) -> dict[str, TemplateFacts]:
         t = loaded.template
         meta = t.metadata
         entry = CatalogEntry(
-            track=t.track or "", template=loaded.name, title=meta.title, summary=meta.summary,
+            track=t.track or "", template=loaded.name, lab=loaded.name, tier=t.tier or "",
+            title=meta.title, summary=meta.summary,
             difficulty=meta.difficulty, estimated_minutes=meta.estimated_minutes,
             objectives=list(meta.objectives), terminal_hosts=list(t.learner_hosts))
         facts[loaded.name] = TemplateFacts(entry, t.learner_hosts)
