@@ -44,6 +44,9 @@ Argv = Annotated[
 ]
 
 
+Difficulty = Literal["beginner", "intermediate", "advanced"]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -91,7 +94,7 @@ class Metadata(_Model):
         AfterValidator(_one_paragraph),
     ]
     difficulty: Annotated[
-        Literal["beginner", "intermediate", "advanced"],
+        Difficulty,
         Field(description="How hard the lab is for its audience."),
     ]
     estimated_minutes: Annotated[

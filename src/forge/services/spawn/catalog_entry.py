@@ -8,10 +8,10 @@ internal labels, and one terminal tab per host the template marks `access: learn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from forge.templates.dsl_models import Difficulty
 from forge.templates.registry import TemplateRegistry
 
 
@@ -26,7 +26,7 @@ class CatalogEntry(BaseModel):
     tier: str  # the plan must include it (plans.yaml `tiers`, the training gate)
     title: str
     summary: str
-    difficulty: Literal["beginner", "intermediate", "advanced"]
+    difficulty: Difficulty
     estimated_minutes: int
     objectives: list[str]
     terminal_hosts: list[str]

@@ -17,7 +17,7 @@ from forge.bus.subjects import node_submit_subject
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
-from forge.lifecycle.visibility import LEARNER_HOST, learner_view
+from forge.lifecycle.visibility import learner_view
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import (
     current_caller,
@@ -82,9 +82,10 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
 
 
 def learner_hosts(state: SpawnState, row: Scenario) -> tuple[str, ...]:
-    """The hosts of the lab's template its learner may open terminals on."""
+    """The hosts of the lab's template its learner may open terminals on (none for a
+    template no longer loaded, as the orchestrator decides)."""
     facts = state.templates.get(row.template_id)
-    return facts.learner_hosts if facts is not None else (LEARNER_HOST,)
+    return facts.learner_hosts if facts is not None else ()
 
 
 def _scenario_view(row: Scenario, terminal_hosts: tuple[str, ...]) -> dict[str, Any]:
