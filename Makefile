@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 ## Wheels of every dependency, so tests build fresh venvs without reaching a package index.
 WHEELHOUSE := build/wheelhouse
 
-.PHONY: test demo lint typecheck pytest system-deps venv wheelhouse bench clean web-vendor
+.PHONY: test demo lint typecheck pytest images system-deps venv wheelhouse bench clean web-vendor
 
 test: system-deps venv lint typecheck pytest
 
@@ -54,11 +54,14 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy src verifier/src
 
-pytest: venv wheelhouse
+## The images the shipped labs run on (cached machine-wide after the first build).
+images: venv
+	$(BIN)/forge image build --templates
+
+pytest: venv wheelhouse images
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: system-deps venv
-	$(BIN)/forge image build --templates
+demo: system-deps venv images
 	$(BIN)/forge demo
 
 bench: venv

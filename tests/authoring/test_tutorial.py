@@ -108,6 +108,16 @@ def test_a_bad_test_plan_is_an_error_naming_the_field(forge: Forge, tmp_path: Pa
     result = forge("lab", "test", "vault-code", "--dir", "labs")
     assert result.returncode == 1
     assert "partials.0: section '# host: r9' names no host of the template" in result.stderr
+    # A script file that is not text, and one that is too large.
+    partial = tmp_path / "labs" / "vault-code.partial.sh"
+    partial.write_bytes(b"echo \xff\xfe\n")
+    result = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert result.returncode == 1
+    assert "partials.0.file: vault-code.partial.sh is not UTF-8 text" in result.stderr
+    partial.write_text("#" * (64 * 1024 + 1))
+    result = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert result.returncode == 1
+    assert "partials.0.file: vault-code.partial.sh is larger than 64 KiB" in result.stderr
 
 
 def test_template_check_validates_the_shipped_templates_and_plans(forge: Forge) -> None:

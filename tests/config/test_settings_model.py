@@ -54,6 +54,15 @@ def test_spawn_pending_timeout_defaults_to_thirty_seconds(tmp_path: Path) -> Non
         tmp_path, FORGE_SPAWN_PENDING_TIMEOUT_S="8")).spawn_pending_timeout_s == 8.0
 
 
+@pytest.mark.parametrize("value", ["later", "1.5", "601", "nan", ""])
+def test_bus_ack_wait_out_of_range_names_the_variable(tmp_path: Path, value: str) -> None:
+    if value == "":  # an empty variable counts as unset: the default
+        assert load_settings(prod_env(tmp_path, FORGE_BUS_ACK_WAIT_S=value)).bus_ack_wait_s == 30
+        return
+    assert only_problem(prod_env(tmp_path, FORGE_BUS_ACK_WAIT_S=value)) == (
+        "FORGE_BUS_ACK_WAIT_S must be a number of seconds between 2 and 600")
+
+
 @pytest.mark.parametrize("value", ["http://127.0.0.1:4222", "nats://", "nats://h:port",
                                    ",", "nats://secret-user:secret-pw@:4222"])
 def test_malformed_nats_url_names_the_variable_not_the_value(tmp_path: Path,

@@ -197,7 +197,10 @@ class Drill:
         env.update({"FORGE_ENV": "prod", "STORAGE_ROOT": str(self.storage),
                     "FORGE_DB_URL": self.db_url, "FORGE_TEMPLATE_DIR": str(TEMPLATE_FIXTURES),
                     "FORGE_RUNTIME_PREFIX": self.prefix, **self.nats.client_env(),
-                    "PYTHONUNBUFFERED": "1"})
+                    "PYTHONUNBUFFERED": "1",
+                    # A message held by a killed service comes back after 8 s, not the
+                    # default 30 s: the drills kill services on purpose and wait for it.
+                    "FORGE_BUS_ACK_WAIT_S": "8"})
         env.update(secret_values if secret_values is not None else self.secrets)
         for name, svc in self.services.items():
             env[URL_VARS[name]] = svc.url

@@ -52,7 +52,7 @@ def labs(tmp_path: Path, base_rootfs: Path) -> Iterator[tuple[Runtime, str, str]
         rt.close()
         assert leftovers(prefix, state) == []
         with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            assert state not in fh.read()  # the /var overlays went with the labs' disks
+            assert state not in fh.read()  # the root overlays went with the labs' disks
         shutil.rmtree(tmp_path / "runtime", ignore_errors=True)
 
 
@@ -85,16 +85,17 @@ def test_a_host_on_an_image_sees_the_image_not_the_machine(
     code, out, err = sh(rt, "img-a", "box", f"cat {etc_marker}; ls /etc")
     assert "machine secret" not in out and etc_marker.name not in out
     assert "No such file" in err
-    # The shared tree is read-only; the host's scratch places are writable.
+    # The shared tree is never written: the image's files are root's, the learner's not;
+    # the host's scratch places are writable.
     code, _, err = sh(rt, "img-a", "box", "echo x > /usr/bin/forge-x")
-    assert code != 0 and "Read-only file system" in err
+    assert code != 0 and "Permission denied" in err
     assert not (base_rootfs / "usr" / "bin" / "forge-x").exists()
     code, out, _ = sh(rt, "img-a", "box", "echo t > /tmp/t && echo v > /var/tmp/v && "
                       "echo h > /home/h && cat /tmp/t /var/tmp/v /home/h")
     assert (code, out) == (0, "t\nv\nh\n")
-    # The image's /var is an overlay whose writable layer is the lab's disk (its limit).
-    code, out, _ = sh(rt, "img-a", "box", "df -k --output=size /var /tmp | tail -n +2")
-    assert out.split() == [str(64 * 1024)] * 2
+    # The image's root is an overlay whose writable layer is the lab's disk (its limit).
+    code, out, _ = sh(rt, "img-a", "box", "df -k --output=size / /var /tmp | tail -n +2")
+    assert out.split() == [str(64 * 1024)] * 3
     # Both labs share the one cached tree: the same inode as the cache's file.
     ino = os.stat(base_rootfs / "usr" / "bin" / "bash").st_ino
     for lab in ("img-a", "img-b"):

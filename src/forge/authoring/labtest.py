@@ -18,11 +18,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from forge.errors import ForgeError
+from forge.templates import dsl_limits as L
+from forge.templates.dsl_models import Ident
 from forge.templates.registry import LAB_TEST_SUFFIX
 
-Ident = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 MAX_SCRIPT = 64 * 1024
-_SECTION_RE = re.compile(r"(?m)^# host: ([a-z][a-z0-9_-]{0,31})\n")
+# `# host: NAME` starts a section; NAME is a template identifier (dsl_limits.IDENT_PATTERN).
+_SECTION_RE = re.compile(r"(?m)^# host: (" + L.IDENT_PATTERN.strip("^$") + r")\n")
 
 
 def script_sections(script: str, default_host: str) -> list[tuple[str, str]]:
@@ -64,11 +66,19 @@ class Script(_Model):
         return self
 
     def text(self, base: Path) -> str:
-        """The script's text (read from `base / file` for a file)."""
+        """The script's text (read from `base / file` for a file: at most MAX_SCRIPT bytes
+        of UTF-8, else ValueError saying which)."""
         if self.script is not None:
             return self.script
         assert self.file is not None
-        return (base / self.file).read_text(encoding="utf-8")
+        with open(base / self.file, "rb") as fh:
+            data = fh.read(MAX_SCRIPT + 1)
+        if len(data) > MAX_SCRIPT:
+            raise ValueError(f"{self.file} is larger than {MAX_SCRIPT // 1024} KiB")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.file} is not UTF-8 text") from None
 
 
 class Partial(Script):
@@ -130,8 +140,13 @@ def check_against(plan: LabTest, criteria: list[str], hosts: list[str],
                *((f"gaming.{i}", g) for i, g in enumerate(plan.gaming))]
     problems += [f"{where}.file: {s.file} not found next to the plan" for where, s in scripts
                  if s.file is not None and not (base / s.file).is_file()]
-    readable = [(where, s.text(base)) for where, s in scripts
-                if s.file is None or (base / s.file).is_file()]
+    readable = []
+    for where, s in scripts:
+        if s.file is None or (base / s.file).is_file():
+            try:
+                readable.append((where, s.text(base)))
+            except (OSError, ValueError) as exc:
+                problems.append(f"{where}.file: {exc}")
     problems += [f"{where}: section '# host: {host}' names no host of the template"
                  for where, text in readable
                  for host, _ in script_sections(text, plan.host) if host not in hosts]

@@ -1,13 +1,15 @@
-"""The `forge` command line: one Typer app, sub-apps registered from their own modules."""
+"""The `forge` command line: one Typer app whose commands load from their own modules on use."""
 
 from __future__ import annotations
 
 import typer
 
 from forge import __version__
+from forge.cli.commands import LazyGroup
 
 app = typer.Typer(
     name="forge",
+    cls=LazyGroup,
     help="FrostGate Forge: governed, sandboxed cyber-training labs with signed verdicts.",
     no_args_is_help=True,
     add_completion=False,
@@ -29,14 +31,20 @@ def _root(
     """FrostGate Forge."""
 
 
-def _register() -> None:
-    """Attach every command group; each lives in its own module under forge.cli."""
-    from forge.cli import commands
+_registered = False
 
-    commands.register(app)
+
+def _register() -> None:
+    """Attach every command group at once (in-process callers such as CliRunner tests); the
+    console script loads only the command it runs (`forge.cli.commands.LazyGroup`)."""
+    global _registered
+    if not _registered:
+        from forge.cli import commands
+
+        commands.register(app)
+        _registered = True
 
 
 def main() -> None:
     """Console-script entry point."""
-    _register()
     app()

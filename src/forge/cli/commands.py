@@ -1,60 +1,71 @@
-"""Registry of `forge` command groups.
+"""Registry of `forge` command groups, imported only when one is run.
 
 Each group lives in its own module under forge.cli and exposes either `app` (a Typer
-sub-app) or `register(app)` for top-level commands; this file only wires them in.
+sub-app) or `register(app)` for top-level commands. The root group resolves a command's
+module when that command is invoked, so `forge serve` does not import the scoreboard's
+scoring code, and every short-lived `forge …` process starts faster; `forge --help`
+still lists them all.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import typer
+from typer import _click as click  # Typer vendors click: its commands are of these types
+from typer.core import TyperGroup
+
+# command name -> its module under forge.cli, in the order `forge --help` lists them.
+COMMANDS: dict[str, str] = {
+    "serve": "serve", "config": "config_check", "verify": "verify", "up": "up",
+    "demo": "demo", "secrets": "secrets", "apikey": "apikey",
+    "entitlements": "entitlements", "receipt": "receipt", "template": "template",
+    "policy": "policy", "keys": "keys", "audit": "audit", "nats": "nats",
+    "completions": "completions", "retention": "retention", "scenarios": "scenarios",
+    "nodes": "nodes", "runtime": "runtime", "artifacts": "artifacts", "image": "image",
+    "lab": "lab",
+}
+
+
+def load_command(name: str) -> click.Command:
+    """The click command `name`, built from its module (KeyError when there is none)."""
+    module = importlib.import_module(f"forge.cli.{COMMANDS[name]}")
+    holder = typer.Typer()
+    holder.callback()(lambda: None)  # a callback makes `holder` a group even with one command
+    register = getattr(module, "register", None)
+    if register is not None:
+        register(holder)
+    else:
+        holder.add_typer(module.app, name=name)
+    group = typer.main.get_command(holder)
+    assert isinstance(group, TyperGroup)
+    command = group.commands.get(name)
+    if command is None:
+        raise KeyError(name)
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """The root `forge` group: commands come from `COMMANDS`, loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(dict.fromkeys([*super().list_commands(ctx), *COMMANDS]))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in COMMANDS:
+            return found
+        command = load_command(cmd_name)
+        self.add_command(command, cmd_name)
+        return command
 
 
 def register(app: typer.Typer) -> None:
-    """Add every command group to the root app (imports are local to keep startup fast)."""
-    from forge.cli import (
-        apikey,
-        artifacts,
-        audit,
-        completions,
-        config_check,
-        demo,
-        entitlements,
-        image,
-        keys,
-        lab,
-        nats,
-        nodes,
-        policy,
-        receipt,
-        retention,
-        runtime,
-        scenarios,
-        secrets,
-        serve,
-        template,
-        up,
-        verify,
-    )
-
-    serve.register(app)
-    config_check.register(app)
-    verify.register(app)
-    up.register(app)
-    demo.register(app)
-    app.add_typer(secrets.app, name="secrets")
-    app.add_typer(apikey.app, name="apikey")
-    app.add_typer(entitlements.app, name="entitlements")
-    app.add_typer(receipt.app, name="receipt")
-    app.add_typer(template.app, name="template")
-    app.add_typer(policy.app, name="policy")
-    app.add_typer(keys.app, name="keys")
-    app.add_typer(audit.app, name="audit")
-    app.add_typer(nats.app, name="nats")
-    app.add_typer(completions.app, name="completions")
-    app.add_typer(retention.app, name="retention")
-    app.add_typer(scenarios.app, name="scenarios")
-    app.add_typer(nodes.app, name="nodes")
-    app.add_typer(runtime.app, name="runtime")
-    app.add_typer(artifacts.app, name="artifacts")
-    app.add_typer(image.app, name="image")
-    app.add_typer(lab.app, name="lab")
+    """Attach every command group now (for in-process callers such as CliRunner tests)."""
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"forge.cli.{module_name}")
+        register_module = getattr(module, "register", None)
+        if register_module is not None:
+            register_module(app)
+        else:
+            app.add_typer(module.app, name=name)

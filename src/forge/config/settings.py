@@ -239,6 +239,10 @@ class Settings(BaseSettings):
     spawn_pending_timeout_s: Annotated[float, BeforeValidator(
         _seconds("FORGE_SPAWN_PENDING_TIMEOUT_S", 5, 3600))] = _var(
         "FORGE_SPAWN_PENDING_TIMEOUT_S", 30.0)
+    # How long the bus holds a message fetched by a consumer that died before a survivor gets
+    # it; handlers send "in progress" every third of it, so long work keeps its message.
+    bus_ack_wait_s: Annotated[float, BeforeValidator(
+        _seconds("FORGE_BUS_ACK_WAIT_S", 2, 600))] = _var("FORGE_BUS_ACK_WAIT_S", 30.0)
     orchestrator_url: Annotated[str, BeforeValidator(_http_url("ORCHESTRATOR_URL"))] = _var(
         "ORCHESTRATOR_URL", "http://127.0.0.1:8083")
     scoreboard_url: Annotated[str, BeforeValidator(_http_url("SCOREBOARD_URL"))] = _var(

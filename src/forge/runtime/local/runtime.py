@@ -49,7 +49,7 @@ from forge.runtime.local.network import (
     wire_switch,
 )
 from forge.runtime.local.reconcile import discover, init_pid, read_meta, write_meta
-from forge.runtime.local.rootfs import host_roots, mount_image_var
+from forge.runtime.local.rootfs import host_roots, merged_root, mount_image_root
 from forge.runtime.local.sandbox import (
     HostPaths,
     PendingInit,
@@ -60,6 +60,7 @@ from forge.runtime.local.sandbox import (
     wait_init,
     write_identity,
 )
+from forge.runtime.local.seeds import make_ssh_host_keys, write_root_seeds
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
 from forge.runtime.local.uids import DEFAULT_CLAIMS_DIR, LabIdentity, UidPool
 from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_name, validate_lab_id
@@ -260,14 +261,16 @@ class LocalRuntime(Runtime):
 
     def _prepare_host(self, plan: LabPlan, host: PlannedHost, uid: int,
                       root: tuple[str, bool]) -> PendingInit:
-        """Seed dirs (and an image's /var overlay), create the namespace and cgroups, and
-        spawn the sandbox init."""
+        """Seed dirs (and an image's root overlay, its SSH host keys and root seeds), create
+        the namespace and cgroups, and spawn the sandbox init."""
         lab_id, name = plan.lab_id, host.spec.name
         paths = self._paths(lab_id, name)
         rootfs, image = root
         seed_host_dir(paths, host, uid)
         if image:
-            mount_image_var(name, rootfs, paths.data_dir)
+            merged = mount_image_root(name, rootfs, paths.data_dir)
+            make_ssh_host_keys(merged, uid)
+            write_root_seeds(merged, host, uid)
         ns = self.names.host_ns(lab_id, name)
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
@@ -483,7 +486,8 @@ class LocalRuntime(Runtime):
             full = grader_argv(
                 netns_path=netns_path(self.names.host_ns(lab_id, host)),
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
-                rootfs=info.rootfs, uid=info.identity.grader, env=info.env, argv=list(argv),
+                rootfs=merged_root(paths.data_dir) if info.image else info.rootfs,
+                uid=info.identity.grader, env=info.env, argv=list(argv),
                 seccomp_fd=filter_fd, image=info.image,
             )
             return run_captured(

@@ -55,6 +55,7 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
                **options: float) -> list[DurableConsumer]:
     db = state.ctx.db
     streams = bus_streams(state.settings)
+    options = {"ack_wait": state.settings.bus_ack_wait_s, **options}
 
     def dead_letter(durable: str) -> DeadLetterHook:
         async def hook(event: Event, error: str) -> None:
@@ -93,15 +94,14 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
                         subjects=[node_submit_subject(state.settings.node_id)],
                         handler=on_submit, on_dead_letter=dead_letter(node_durable),
                         credentials=credentials, streams=streams,
-                        concurrency=4, ack_wait=30.0, **options),  # type: ignore[arg-type]
+                        concurrency=4, **options),  # type: ignore[arg-type]
         DurableConsumer(url, durable=DURABLE_ORCHESTRATOR_SUBMIT, subjects=[SCENARIO_SUBMIT],
                         handler=on_submit,
                         on_dead_letter=dead_letter(DURABLE_ORCHESTRATOR_SUBMIT),
                         credentials=credentials, streams=streams,
                         # Grading keeps its message with "in progress" heartbeats (every
-                        # ack_wait/3), so a long ack_wait is not needed; a short one bounds how
-                        # long a submit fetched by a stopping orchestrator waits to come back.
-                        concurrency=4, ack_wait=30.0, **options),  # type: ignore[arg-type]
+                        # ack_wait/3), so FORGE_BUS_ACK_WAIT_S need not cover a long grading.
+                        concurrency=4, **options),  # type: ignore[arg-type]
     ]
 
 

@@ -94,5 +94,5 @@ class ScoreboardState:
             on_dead_letter=self.dead_letter, name="forge-scoreboard",
             credentials=bus_credentials(self.settings, "scoreboard"),
             streams=bus_streams(self.settings),
-            **self.consumer_options)
+            **{"ack_wait": self.settings.bus_ack_wait_s, **self.consumer_options})
         return self.consumer

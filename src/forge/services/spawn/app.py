@@ -59,7 +59,8 @@ def build_app(settings: Settings) -> FastAPI:
     state = build_state(ctx)
     state.lifecycle = lifecycle_consumer(settings.nats_url, ctx.db,
                                          credentials=bus_credentials(settings, "spawn"),
-                                         streams=bus_streams(settings))
+                                         streams=bus_streams(settings),
+                                         ack_wait=settings.bus_ack_wait_s)
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
     ctx.readiness.add("entitlement_store", lambda: _store_check(state))
     ctx.readiness.add("receipt_key", lambda: _receipt_key(state))

@@ -21,11 +21,12 @@ from forge.services.spawn.node_routing import node_base, node_unreachable
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario
+from forge.templates import dsl_limits as L
 from forge.tokens import TERMINAL, mint_token
 
 router = APIRouter()
-LEARNER_HOST = "learner"  # the host when the request names none (CLI, older pages)
-HOST_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # a template host name (DSL identifier)
+LEARNER_HOST = L.LEARNER_HOST  # the host when the request names none (CLI, older pages)
+HOST_NAME = re.compile(L.IDENT_PATTERN)  # a template host name (DSL identifier)
 
 
 def _same_origin(websocket: WebSocket) -> bool:
