@@ -11,7 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from forge.billing.receipts import issue_receipt
-from forge.cli.up import prepare, teardown_labs
+from forge.cli.up import build_needed_images, prepare, teardown_labs
 from forge.plans import load_plans
 from forge.services.common.bus import bus_auth
 from forge.stack.journey import Journey, JourneyError, JourneyResult
@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
         platform = "running platform"
         if not (_ready(url) and _ready(scoreboard_url)):
             platform = "started for the demo"
+            build_needed_images(settings)  # first use builds them; cached after
             supervisor = Supervisor(env, settings.storage_root,
                                     ports={"spawn": spawn_port,
                                            "orchestrator": orchestrator_port,
