@@ -7,7 +7,7 @@ cat /workspace/vlan-plan.txt
 vlan_of() { awk -v d="$1" '$1 == d {print $2}' /workspace/vlan-plan.txt; }
 
 # 1. Who is behind each port? Ask the PC on each cable's management subnet (sw1 is .1,
-#    the PC .2) before bridging: once a port is in the bridge, sw1's address on it is gone.
+#    the PC .2), before bridging changes the paths.
 ip -4 -br addr
 declare -A vid
 ports=$(ip -o link show | awk -F': ' '$2 ~ /^eth[0-9]+/ {sub(/@.*/, "", $2); print $2}')
