@@ -69,6 +69,9 @@ def test_no_shipped_lab_sees_the_servers_etc(runtime: Runtime, marker: Path) -> 
     image_hostname = (base / "etc" / "hostname").read_text()
     assert Path("/etc/hostname").read_text() != image_hostname  # else this proves nothing
     registry = TemplateRegistry.load(content_path("templates"))
+    on_host = [f"{t.template.metadata.name}/{c.name}" for t in registry
+               for c in t.template.spec.assets.containers if c.image == "host"]
+    assert on_host == []  # no shipped template, old or new, runs on the server's userland
     for number, name in enumerate(SHIPPED):
         template = registry.get(name).template
         assert {c.image for c in template.spec.assets.containers} == {"base"}, name
