@@ -67,7 +67,8 @@ def test_a_host_on_an_image_sees_the_image_not_the_machine(
     rt, _, _ = labs
     rt.create(LabSpec("img-a", [SubnetSpec("a", "10.73.0.0/24")], [
         HostSpec("box", networks=[("a", None)], image="base"),
-        HostSpec("old", networks=[("a", None)]),
+        HostSpec("old", networks=[("a", None)], image="host"),
+        HostSpec("plain", networks=[("a", None)]),
     ]))
     rt.create(LabSpec("img-b", [SubnetSpec("a", "10.74.0.0/24")], [
         HostSpec("box", networks=[("a", None)], image="base"),
@@ -101,11 +102,14 @@ def test_a_host_on_an_image_sees_the_image_not_the_machine(
     for lab in ("img-a", "img-b"):
         code, out, _ = sh(rt, lab, "box", "stat -c %i /usr/bin/bash")
         assert (code, out.strip()) == (0, str(ino))
-    # Checks run on the image too; a host with no image keeps the machine's userland.
+    # Checks run on the image too; a host naming no image runs on the default image
+    # (base), only ``image: host`` on the machine's userland.
     check = rt.run_check("img-a", "box", ["cat", "/etc/os-release"])
     assert check.stdout_text == (base_rootfs / "etc" / "os-release").read_text()
     code, out, _ = sh(rt, "img-a", "old", "cat /etc/os-release")
     assert out == Path("/etc/os-release").read_text()
+    code, out, _ = sh(rt, "img-a", "plain", f"cat /etc/os-release {etc_marker}")
+    assert out == (base_rootfs / "etc" / "os-release").read_text()
     # The learner's terminal opens on the image too (its bash, its tools).
     tty = rt.tty("img-a", "box")
     try:

@@ -62,8 +62,11 @@ WRITABLE_DIRS: Final = ("/home", "/workspace", "/srv", "/opt/forge")
 IMAGE_SEED_FORBIDDEN: Final = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp")  # noqa: S108
 IDENTITY_FILES: Final = ("/etc/passwd", "/etc/group", "/etc/hosts", "/etc/resolv.conf")
 READONLY_SEED_DIR: Final = "/opt/forge"
-# ``image: host``: the machine's read-only userland (images.definitions.HOST_USERLAND).
+# ``image: host``: the machine's read-only userland (images.definitions.HOST_USERLAND),
+# for test fixtures and development only; a container naming no image runs on
+# DEFAULT_IMAGE (images.definitions.DEFAULT_IMAGE), never on the server's userland.
 HOST_IMAGE: Final = "host"
+DEFAULT_IMAGE: Final = "base"
 
 # Linux capabilities (capabilities(7), kernel 6.x), written without the CAP_ prefix.
 LINUX_CAPABILITIES: Final = frozenset(

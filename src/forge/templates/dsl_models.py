@@ -205,9 +205,10 @@ class Container(_Model):
             min_length=1,
             max_length=128,
             pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$",
-            description='Root filesystem name; "host" uses the machine\'s userland read-only.',
+            description='Image the host runs on (default "base", the minimal lab userland); '
+                        '"host" is the machine\'s userland read-only, for test fixtures only.',
         ),
-    ] = "host"
+    ] = L.DEFAULT_IMAGE
     read_only: bool = True
     networks: Annotated[tuple[Attachment, ...], Field(min_length=1)]
     routes: tuple[Route, ...] = ()

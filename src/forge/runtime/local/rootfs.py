@@ -33,19 +33,31 @@ _UNSAFE = (",", ":", "\\", "\n")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def configured_image(name: str) -> str:
+    """The built tree of image ``name`` in the cache the settings name (FORGE_IMAGE_DIR,
+    FORGE_IMAGE_CACHE), read at each create; raises naming what to do when not built."""
+    from forge.config.settings import load_settings
+    from forge.images import resolve_image
+
+    settings = load_settings()
+    return str(resolve_image(name, settings.images_dir, settings.image_cache))
+
+
 def host_roots(
     plan: LabPlan, rootfs: str, images: Mapping[str, str],
-    resolve: Callable[[str], str] | None,
+    resolve: Callable[[str], str] | None, default: str | None = None,
 ) -> dict[str, tuple[str, bool]]:
     """Each host's (root filesystem, is an image), decided before anything is created.
 
-    No image or ``host``: the machine's userland (``rootfs``); a name in ``images``: that
-    tree; else ``resolve(name)`` (the image cache). An image that is unknown or not built
-    is a SpecError naming the host's field, never a silent fall back to the machine.
+    No image: the ``default`` image (the configured engine's is ``base``), or without one
+    (a runtime built directly, e.g. by tests) the machine's userland; ``host``: the
+    machine's userland (``rootfs``); a name in ``images``: that tree; else
+    ``resolve(name)`` (the image cache). An image that is unknown or not built is a
+    SpecError naming the host's field, never a silent fall back to the machine.
     """
     roots: dict[str, tuple[str, bool]] = {}
     for i, host in enumerate(plan.hosts):
-        name = host.spec.image
+        name = host.spec.image if host.spec.image is not None else default
         if name is None or name == HOST_USERLAND:
             roots[host.spec.name] = (rootfs, False)
         elif name in images:
