@@ -205,10 +205,17 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _tail_reason(lines: deque[str]) -> str:
+_UNLOCATED = re.compile(r"^E: Unable to locate package (\S+)$")
+
+
+def _tail_reason(lines: deque[str], suite: str) -> str:
     """mmdebstrap's error lines (``E: …``) with the few lines before the first one (a
-    failing script's or apt's own words), else its last lines."""
+    failing script's or apt's own words), else its last lines; packages apt could not
+    find are named as such (a machine without apt lists cannot tell before the build)."""
     kept = list(lines)
+    missing = [m.group(1) for m in map(_UNLOCATED.match, kept) if m is not None]
+    if missing:
+        return f"no such package in the suite {suite}: {', '.join(missing)}"
     first = next((i for i, ln in enumerate(kept) if ln.startswith("E:")), None)
     if first is None:
         return " | ".join(kept[-5:]) or "(no output)"
@@ -271,7 +278,7 @@ def build_image(
                 proc.wait()
                 raise
             if code != 0:
-                raise ImageBuildError(definition.name, _tail_reason(tail))
+                raise ImageBuildError(definition.name, _tail_reason(tail, definition.suite))
             _finalize(staging / ROOTFS)
             for leftover in (MANIFEST_NAME, SCRIPT_NAME):
                 path = staging / leftover
