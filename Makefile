@@ -56,7 +56,9 @@ typecheck: venv
 
 ## The images the shipped labs run on (cached machine-wide after the first build).
 images: venv
-	$(BIN)/forge image build --templates
+	@echo "lab images the templates need: built on first use (about a minute each here), cached after"
+	@start=$$(date +%s); $(BIN)/forge image build --templates && \
+	  echo "images ready in $$(( $$(date +%s) - start )) s (cached: the next run skips this)"
 
 pytest: venv wheelhouse images
 	$(BIN)/pytest $(PYTEST_ARGS)

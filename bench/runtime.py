@@ -2,9 +2,13 @@
 
 For a 3-host / 2-subnet lab with a router, prints: sequential create and destroy latency
 (p50/p99), a burst of concurrent creates (p50/p99 and wall time), and how many labs stay
-alive at once with the memory each costs. Everything created is torn down at the end.
+alive at once with the memory each costs. Then the same (netplus-shaped) lab with every
+host on the ``base`` image next to every host on the machine's userland (``image: host``):
+create+destroy wall time, CPU and memory per lab as medians with their ratio, and the disk
+the image cache takes. Everything created is torn down at the end.
 
     .venv/bin/python bench/runtime.py [--seq 30] [--burst 50] [--capacity 200]
+                                      [--image-cycles 15] [--image-alive 10] [--images-only]
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 
 
-def lab(lab_id: str, service: str | None) -> LabSpec:
-    """client (subnet a) -> router (a, b) -> server (subnet b), routes via the router."""
+def lab(lab_id: str, service: str | None, image: str | None = None) -> LabSpec:
+    """client (subnet a) -> router (a, b) -> server (subnet b), routes via the router;
+    every host on ``image`` (None: the runtime's default)."""
     return LabSpec(lab_id, [SubnetSpec("a", "10.50.1.0/24"), SubnetSpec("b", "10.50.2.0/24")], [
-        HostSpec("client", networks=[("a", None)], routes=[("10.50.2.0/24", "10.50.1.254")]),
-        HostSpec("router", networks=[("a", "10.50.1.254"), ("b", "10.50.2.254")], router=True),
+        HostSpec("client", networks=[("a", None)], routes=[("10.50.2.0/24", "10.50.1.254")],
+                 image=image),
+        HostSpec("router", networks=[("a", "10.50.1.254"), ("b", "10.50.2.254")], router=True,
+                 image=image),
         HostSpec("server", networks=[("b", None)], routes=[("default", "10.50.2.254")],
-                 command=service),
+                 command=service, image=image),
     ])
 
 
@@ -66,6 +73,73 @@ def cgroup_memory_mb(rt: LocalRuntime, lab_id: str) -> float:
         return int(fh.read()) / (1 << 20)
 
 
+def median(values: list[float]) -> float:
+    """The middle value (mean of the two middle ones for an even count)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def base_image() -> tuple[str, tuple[str, str, str]]:
+    """The shipped ``base`` image's tree (built now if the cache lacks it) and the result
+    row of the disk the cache takes."""
+    from forge.config.settings import load_settings
+    from forge.images import ImageCache, load_definitions
+    from forge.images.build import build_image
+
+    settings = load_settings()
+    cache = ImageCache(settings.image_cache)
+    built = build_image(load_definitions(settings.images_dir)["base"], cache)
+    entries = cache.entries()
+    total = sum(e.size_bytes for e in entries) / (1 << 20)
+    how = f"built now in {built.seconds:.1f} s" if built.built else "already built"
+    row = ("image cache disk (base)", f"{built.entry.size_bytes / (1 << 20):.1f} MiB",
+           f"once however many labs use it ({how}); whole cache {total:.0f} MiB in "
+           f"{len(entries)} image(s) at {cache.root}")
+    return str(built.entry.rootfs), row
+
+
+def image_comparison(rt: LocalRuntime, service: str, cycles: int,
+                     alive: int) -> list[tuple[str, str, str]]:
+    """The lab on the ``base`` image vs on the machine's userland: medians and ratios of
+    create+destroy wall time and CPU, and memory per lab with ``alive`` labs up."""
+    figures: dict[str, dict[str, float]] = {}
+    for image in ("host", "base"):
+        rt.create(lab(f"warm-{image}", service, image))  # page cache, first start
+        rt.destroy(f"warm-{image}")
+        walls, cpus = [], []
+        for i in range(cycles):
+            cpu0, start = cpu_seconds(), time.perf_counter()
+            rt.create(lab(f"img-{image}-{i}", service, image))
+            rt.destroy(f"img-{image}-{i}")
+            walls.append(time.perf_counter() - start)
+            cpus.append(cpu_seconds() - cpu0)
+        before = mem_available_mb()
+        ids = [f"mem-{image}-{i}" for i in range(alive)]
+        for lab_id in ids:
+            rt.create(lab(lab_id, service, image))
+        time.sleep(1)
+        charged = [cgroup_memory_mb(rt, x) for x in ids]
+        used = (before - mem_available_mb()) / alive
+        for lab_id in ids:
+            rt.destroy(lab_id)
+        figures[image] = {"wall": median(walls) * 1000, "cpu": median(cpus) * 1000,
+                          "mem": median(charged), "machine": used}
+
+    def row(label: str, key: str, unit: str, fmt: str) -> tuple[str, str, str]:
+        host, img = figures["host"][key], figures["base"][key]
+        ratio = f"{img / host:.2f}x" if host > 0 else "n/a"
+        return (label, f"{img:{fmt}} {unit}",
+                f"machine userland {host:{fmt}} {unit}; ratio image/host {ratio}")
+
+    return [
+        row("image lab create+destroy (median)", "wall", "ms", ".0f"),
+        row("image lab CPU per create+destroy", "cpu", "ms", ".0f"),
+        row("image lab memory (cgroup, median)", "mem", "MiB", ".2f"),
+        row("image lab memory (machine)", "machine", "MiB", ".1f"),
+    ]
+
+
 def timed(fn: object, *args: object) -> float:
     start = time.perf_counter()
     fn(*args)  # type: ignore[operator]
@@ -79,17 +153,28 @@ def main() -> int:
     parser.add_argument("--capacity", type=int, default=200, help="labs to keep alive at once")
     parser.add_argument("--service", default="sleep infinity",
                         help="service command of the server host")
+    parser.add_argument("--image-cycles", type=int, default=15,
+                        help="create+destroy cycles per userland in the image comparison")
+    parser.add_argument("--image-alive", type=int, default=10,
+                        help="labs alive at once per userland for the memory figure")
+    parser.add_argument("--images-only", action="store_true",
+                        help="only the image comparison")
     args = parser.parse_args()
 
+    rootfs, disk = base_image()
     prefix = "b" + secrets.token_hex(2)
     state = tempfile.mkdtemp(prefix="forge-bench-")
-    rt = LocalRuntime(state, prefix=prefix, workers=64)
+    rt = LocalRuntime(state, prefix=prefix, workers=64, images={"base": rootfs})
     problems = rt.check()
     if problems:
         print("runtime unavailable:", "; ".join(problems), file=sys.stderr)
         return 2
     results: list[tuple[str, str, str]] = []
     try:
+        results += image_comparison(rt, args.service, args.image_cycles, args.image_alive)
+        results.append(disk)
+        if args.images_only:
+            return 0
         # Warm-up (page cache, first bwrap start).
         rt.create(lab("warm", args.service))
         rt.destroy("warm")
@@ -169,9 +254,9 @@ def main() -> int:
             rt.destroy(info.lab_id)
         rt.close()
         shutil.rmtree(state, ignore_errors=True)
-    width = max(len(r[0]) for r in results)
-    for name, value, note in results:
-        print(f"{name:<{width}}  {value:>14}  {note}")
+        width = max((len(r[0]) for r in results), default=0)
+        for name, value, note in results:
+            print(f"{name:<{width}}  {value:>14}  {note}")
     return 0
 
 

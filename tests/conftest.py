@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from forge.bus import NatsServer
 
+from .support.images import ensure_default_image
 from .support.postgres import PostgresCluster
 from .support.store_engines import violation
 
@@ -72,7 +74,11 @@ def sqlite_only_store(request: pytest.FixtureRequest) -> str:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Fail a store-touching test whose id says neither both engines nor `sqlite_only`."""
+    """Fail a store-touching test whose id says neither both engines nor `sqlite_only`;
+    before the first test that may launch a lab (marked `root`), build the default lab
+    image (cached machine-wide; tests/support/images.py)."""
     reason = violation(item)
     if reason is not None:
         pytest.fail(reason, pytrace=False)
+    if item.get_closest_marker("root") is not None and os.geteuid() == 0:
+        ensure_default_image()

@@ -12,6 +12,7 @@ import pytest
 
 from forge.config.settings import load_settings
 from forge.content import content_path
+from forge.runtime.base import LabNotFound, Runtime, RuntimeFault
 from forge.runtime.factory import make_runtime
 
 from .conftest import FORGE
@@ -24,10 +25,13 @@ def netns_names() -> list[str]:
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
+SLOW_MARK = "/workspace/.slow-partial-running"
+
+
 def slow_cissp(root: Path) -> Path:
-    """The shipped cissp lab whose test plan has one more partial that takes two minutes,
-    so the run is certainly still going when the interrupt comes (a whole `forge lab test
-    cissp` takes about 2 s)."""
+    """The shipped cissp lab whose test plan has one more partial that takes ten minutes
+    (typed in a terminal, it leaves a mark first), so the run is certainly still going when
+    the interrupt comes (a whole `forge lab test cissp` takes about 2 s)."""
     templates, solutions = root / "templates", root / "solutions"
     templates.mkdir()
     solutions.mkdir()
@@ -37,10 +41,23 @@ def slow_cissp(root: Path) -> Path:
         (content_path("solutions") / "cissp.sh").read_bytes())
     plan = (shipped / "cissp.lab-test.yaml").read_text()
     plan = plan.replace("partials:\n", "partials:\n  - name: slow\n    expected_score: 0.5\n"
-                        "    script: sleep 120\n", 1)
+                        f"    script: touch {SLOW_MARK}; sleep 600\n", 1)
     assert "name: slow" in plan
     (templates / "cissp.lab-test.yaml").write_text(plan)
     return templates
+
+
+def slow_running(runtime: Runtime) -> bool:
+    """True once a lab of the run shows the slow partial's mark."""
+    for lab in runtime.list():
+        try:
+            done = runtime.exec(lab.lab_id, "learner", ["/usr/bin/test", "-e", SLOW_MARK],
+                                timeout=10)
+        except (LabNotFound, RuntimeFault, OSError):  # a lab being created or destroyed just now
+            continue
+        if done.exit_code == 0:
+            return True
+    return False
 
 
 def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
@@ -63,8 +80,13 @@ def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
             time.sleep(0.05)
         assert runtime.list(), "no lab was started"
         assert any(n.startswith(prefix) for n in netns_names())
+        # Interrupt while the slow partial's script runs in its terminal: the run must
+        # stop waiting for it at once (not after the script or its 120 s typing timeout).
+        while time.monotonic() < deadline and proc.poll() is None and not slow_running(runtime):
+            time.sleep(0.1)
+        assert slow_running(runtime), "the slow partial never started"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -71,7 +71,8 @@ def test_the_tutorial_runs_as_written(forge: Forge, tmp_path: Path) -> None:
     assert "0/1 labs passed" in broken.stderr
 
 
-BAD_NAMES = ["Vault", "ab", "x" * 33, "vault--code", "vault-", "base", "../vault", "vault code"]
+BAD_NAMES = ["Vault", "ab", "x" * 33, "vault--code", "vault-", "base", "forensics", "../vault",
+             "vault code"]
 
 
 def test_lab_new_refuses_a_bad_name(forge: Forge, tmp_path: Path) -> None:
@@ -126,3 +127,13 @@ def test_template_check_validates_the_shipped_templates_and_plans(forge: Forge) 
     result = forge("template", "check", *files)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(": ok (lab-test plan)") == len(files) // 2
+
+
+def test_the_scaffolded_image_starts_from_the_shipped_base(tmp_path: Path) -> None:
+    from forge.content import content_path
+    from forge.images.definitions import load_definition_file
+
+    scaffold("vault-code", tmp_path / "labs", tmp_path / "images")
+    stub = load_definition_file(tmp_path / "images" / "vault-code.yaml")
+    base = load_definition_file(content_path("images") / "base.yaml")
+    assert stub.packages == base.packages and stub.name == "vault-code"

@@ -31,6 +31,13 @@ def base_rootfs(image_cache_root: Path) -> Path:
     return build_image(definition, ImageCache(image_cache_root)).entry.rootfs
 
 
+@pytest.fixture(scope="session")
+def ssh_rootfs(image_cache_root: Path) -> Path:
+    """The built ``ssh`` image's root filesystem (built now if the cache lacks it)."""
+    definition = load_definitions(load_settings().images_dir)["ssh"]
+    return build_image(definition, ImageCache(image_cache_root)).entry.rootfs
+
+
 @pytest.fixture()
 def etc_marker() -> Iterator[Path]:
     """A file created in the machine's own /etc for one test (removed after)."""

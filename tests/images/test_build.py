@@ -217,3 +217,22 @@ def test_the_ssh_image_carries_its_files_and_its_script_ran(image_cache_root: Pa
     assert not list((rootfs / "etc/ssh").glob("ssh_host_*"))  # the script removed them
     assert not (rootfs / "tmp" / "forge-image-build.sh").exists()
     assert oct(rootfs.stat().st_mode & 0o777) == "0o755"  # "/" keeps its usual mode
+
+
+def test_a_package_apt_cannot_find_is_named_also_without_the_machines_apt_lists() -> None:
+    # mmdebstrap's last lines when apt in the new root cannot find a package (recorded from
+    # a real build on a machine whose own apt lists were empty, so the check before the
+    # build could not tell).
+    from collections import deque
+
+    from forge.images.build import _tail_reason
+
+    lines = deque(["I: installing remaining packages inside the chroot...",
+                   "Reading package lists...", "Building dependency tree...",
+                   "E: Unable to locate package forge-no-such-package",
+                   "E: setup failed: E: apt-get --yes install bash forge-no-such-package failed",
+                   "E: mmdebstrap failed to run"])
+    assert _tail_reason(lines, "bookworm") == (
+        "no such package in the suite bookworm: forge-no-such-package")
+    lines.remove("E: Unable to locate package forge-no-such-package")
+    assert _tail_reason(lines, "bookworm").startswith("I: installing remaining packages")

@@ -41,7 +41,7 @@ def test_shipped_images_are_valid_and_small() -> None:
     assert {"base", "ssh"} <= set(shipped)
     base = shipped["base"]
     assert {"bash", "coreutils", "iproute2", "procps", "iputils-ping",
-            "netcat-openbsd"} == set(base.packages)
+            "netcat-openbsd", "python3", "curl", "wget", "jq"} == set(base.packages)
     assert "openssh-server" in shipped["ssh"].packages
     assert "bubblewrap" in base.all_packages()  # exec enters the host and runs bwrap there
 

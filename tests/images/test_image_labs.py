@@ -52,7 +52,7 @@ def labs(tmp_path: Path, base_rootfs: Path) -> Iterator[tuple[Runtime, str, str]
         rt.close()
         assert leftovers(prefix, state) == []
         with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            assert state not in fh.read()  # the /var overlays went with the labs' disks
+            assert state not in fh.read()  # the root overlays went with the labs' disks
         shutil.rmtree(tmp_path / "runtime", ignore_errors=True)
 
 
@@ -67,7 +67,8 @@ def test_a_host_on_an_image_sees_the_image_not_the_machine(
     rt, _, _ = labs
     rt.create(LabSpec("img-a", [SubnetSpec("a", "10.73.0.0/24")], [
         HostSpec("box", networks=[("a", None)], image="base"),
-        HostSpec("old", networks=[("a", None)]),
+        HostSpec("old", networks=[("a", None)], image="host"),
+        HostSpec("plain", networks=[("a", None)]),
     ]))
     rt.create(LabSpec("img-b", [SubnetSpec("a", "10.74.0.0/24")], [
         HostSpec("box", networks=[("a", None)], image="base"),
@@ -85,26 +86,30 @@ def test_a_host_on_an_image_sees_the_image_not_the_machine(
     code, out, err = sh(rt, "img-a", "box", f"cat {etc_marker}; ls /etc")
     assert "machine secret" not in out and etc_marker.name not in out
     assert "No such file" in err
-    # The shared tree is read-only; the host's scratch places are writable.
+    # The shared tree is never written: the image's files are root's, the learner's not;
+    # the host's scratch places are writable.
     code, _, err = sh(rt, "img-a", "box", "echo x > /usr/bin/forge-x")
-    assert code != 0 and "Read-only file system" in err
+    assert code != 0 and "Permission denied" in err
     assert not (base_rootfs / "usr" / "bin" / "forge-x").exists()
     code, out, _ = sh(rt, "img-a", "box", "echo t > /tmp/t && echo v > /var/tmp/v && "
                       "echo h > /home/h && cat /tmp/t /var/tmp/v /home/h")
     assert (code, out) == (0, "t\nv\nh\n")
-    # The image's /var is an overlay whose writable layer is the lab's disk (its limit).
-    code, out, _ = sh(rt, "img-a", "box", "df -k --output=size /var /tmp | tail -n +2")
-    assert out.split() == [str(64 * 1024)] * 2
+    # The image's root is an overlay whose writable layer is the lab's disk (its limit).
+    code, out, _ = sh(rt, "img-a", "box", "df -k --output=size / /var /tmp | tail -n +2")
+    assert out.split() == [str(64 * 1024)] * 3
     # Both labs share the one cached tree: the same inode as the cache's file.
     ino = os.stat(base_rootfs / "usr" / "bin" / "bash").st_ino
     for lab in ("img-a", "img-b"):
         code, out, _ = sh(rt, lab, "box", "stat -c %i /usr/bin/bash")
         assert (code, out.strip()) == (0, str(ino))
-    # Checks run on the image too; a host with no image keeps the machine's userland.
+    # Checks run on the image too; a host naming no image runs on the default image
+    # (base), only ``image: host`` on the machine's userland.
     check = rt.run_check("img-a", "box", ["cat", "/etc/os-release"])
     assert check.stdout_text == (base_rootfs / "etc" / "os-release").read_text()
     code, out, _ = sh(rt, "img-a", "old", "cat /etc/os-release")
     assert out == Path("/etc/os-release").read_text()
+    code, out, _ = sh(rt, "img-a", "plain", f"cat /etc/os-release {etc_marker}")
+    assert out == (base_rootfs / "etc" / "os-release").read_text()
     # The learner's terminal opens on the image too (its bash, its tools).
     tty = rt.tty("img-a", "box")
     try:

@@ -32,15 +32,15 @@ def engine() -> EmbeddedEngine:
 def test_forge_template_check_passes_on_every_lab() -> None:
     files = sorted(str(p) for p in TEMPLATES.glob("*.yaml")
                    if not p.name.endswith(".lab-test.yaml"))
-    assert len(files) == 3
+    assert len(files) >= 3  # the three original labs and the catalog's others
     result = subprocess.run([sys.executable, "-m", "forge", "template", "check", *files],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(": ok") == 3
+    assert result.stdout.count(": ok") == len(files)
 
 
 def test_labels_and_descriptions(registry: TemplateRegistry) -> None:
-    assert registry.names() == ("ccna", "cissp", "netplus")
+    assert {"ccna", "cissp", "netplus"} <= set(registry.names())
     for name, tier in LABS.items():
         t = registry.get(name).template
         assert (t.track, t.tier) == (name, tier)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,10 @@ def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(tmp_path: Pat
     rt.create(simple_lab("halfdead"))
     init_pid = Path(rt.names.host_dir("halfdead", "box"), "init.pid").read_text()
     os.kill(int(init_pid), signal.SIGKILL)  # what a crash mid-teardown leaves: no live init
+    for _ in range(100):  # the kill is sent; wait until the init has really left (loaded box)
+        if not os.path.exists(f"/proc/{int(init_pid)}/ns/net"):
+            break
+        time.sleep(0.05)
     runner, env = CliRunner(), _env(tmp_path, prefix)
     try:
         assert "halfdead  degraded" in runner.invoke(app, ["list"], env=env).output

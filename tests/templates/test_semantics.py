@@ -150,8 +150,11 @@ def test_file_paths_confined(good_doc: Doc, problems_of: Check) -> None:
     files.append({"path": "/workspace/../etc/shadow", "content": "x"})
     files.append({"path": "workspace/rel.txt", "content": "x"})
     found = problems_of(good_doc)
+    assert ('spec.assets.containers[0].files[0].path: "/etc/passwd" is a lab identity file, '
+            "which the platform binds over the image") in found
+    _containers(good_doc)[0]["image"] = "host"  # the machine's read-only userland
     assert any(p.startswith('spec.assets.containers[0].files[0].path: "/etc/passwd" is outside')
-               for p in found)
+               for p in problems_of(good_doc))
     assert ('spec.assets.containers[0].files[1].path: "/workspace/../etc/shadow" must be a '
             'normalised path without ".."') in found
     assert ('spec.assets.containers[0].files[2].path: "workspace/rel.txt" must be an absolute '
@@ -272,3 +275,24 @@ def test_hints_take_no_variables(good_doc: Doc, problems_of: Check) -> None:
     good_doc["spec"]["hints"] = [{"text": "the answer is {{ vars.code }}"}]
     found = problems_of(good_doc)
     assert any(p.startswith("spec.hints[0].text: variables may only be used") for p in found)
+
+
+def test_file_paths_on_an_image_host(good_doc: Doc, problems_of: Check) -> None:
+    container = _containers(good_doc)[0]
+    container["image"] = "ssh"
+    container["files"] = [
+        {"path": "/etc/ssh/sshd_config.d/lab.conf", "content": "x", "owner": "learner"},
+        {"path": "/usr/local/bin/tool", "content": "x"},
+        {"path": "/run/sshd.pid", "content": "x"},
+        {"path": "/etc/hosts", "content": "x"},
+        {"path": "/opt/forge/grade.sh", "content": "x", "owner": "learner"},
+    ]
+    found = [p for p in problems_of(good_doc) if ".files[" in p]
+    assert found == [
+        'spec.assets.containers[0].files[2].path: "/run/sshd.pid" is under one of /proc, '
+        "/sys, /dev, /run, /tmp, /var/tmp, which are mounted over the image",
+        'spec.assets.containers[0].files[3].path: "/etc/hosts" is a lab identity file, which '
+        "the platform binds over the image",
+        'spec.assets.containers[0].files[4].path: "/opt/forge/grade.sh" is in /opt/forge, the '
+        "read-only seeds' tree: owner learner is not possible",
+    ]

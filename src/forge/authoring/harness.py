@@ -27,6 +27,7 @@ from forge.templates.variables import generate_values, render
 from forge_verify.score import compute_score
 
 READY_TIMEOUT = 20.0
+STOP_POLL = 0.25  # seconds between looks at the stop flag while a terminal script runs
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,20 @@ class LabRun:
         if result.exit_code != 0:
             raise LabTestFailure(f"writing {path} failed: {result.stderr_text[-300:]}")
 
-    def in_terminal(self, script: str, timeout: float = 60) -> None:
-        """Type `bash SCRIPT` in a terminal of the learner's host, as a learner would, and
-        leave the terminal open (what it started keeps running until grading's seal).
-        LabTestFailure if the script does not exit 0."""
+    def in_terminal(self, script: str, timeout: float = 60, host: str | None = None,
+                    *, check: bool = True) -> None:
+        """Type `bash SCRIPT` in a terminal of a host (the learner's by default), as a
+        learner would, and leave the terminal open: what it started (a server in the
+        background) keeps running until grading's seal, as in a learner's own terminal.
+        LabTestFailure if the script does not finish, or (with `check`) does not exit 0."""
+        host = host or self.harness.learner
         path = f"/tmp/.forge-term-{secrets.token_hex(4)}.sh"  # noqa: S108 - in the lab host
-        self.write(path, script.encode())
-        session = self.harness.runtime.tty(self.id, self.harness.learner)
+        self.write(path, script.encode(), host)
+        session = self.harness.runtime.tty(self.id, host)
         self._ttys.append(session)
         marker = secrets.token_hex(6)
         asyncio.run(_type_and_wait(session, f"bash {path}; echo {marker}-$?\n", marker,
-                                   timeout))
+                                   timeout, check=check, stopped=self.harness.stopping))
 
     def grade(self) -> Graded:
         """Grade the lab as the orchestrator does (seals it: no more exec afterwards)."""
@@ -104,15 +108,22 @@ class LabRun:
         return Graded(summary.score, passed)
 
 
-async def _type_and_wait(session: TtySession, line: str, marker: str, timeout: float) -> None:
-    """Send `line`; wait for `MARKER-<status>` in the output; fail unless the status is 0."""
+async def _type_and_wait(session: TtySession, line: str, marker: str, timeout: float,
+                         *, check: bool = True, stopped: threading.Event | None = None) -> None:
+    """Send `line`; wait for `MARKER-<status>` in the output; with `check`, fail unless
+    the status is 0. Gives up at once (LabTestFailure) when `stopped` is set (Ctrl-C)."""
     await session.write(line.encode())
     seen = b""
     done = re.compile(re.escape(marker.encode()) + rb"-([0-9]+)")
     try:
         async with asyncio.timeout(timeout):
             while (found := done.search(seen)) is None:
-                chunk = await session.read()
+                if stopped is not None and stopped.is_set():
+                    raise LabTestFailure("stopped")
+                try:
+                    chunk = await asyncio.wait_for(session.read(), STOP_POLL)
+                except TimeoutError:
+                    continue
                 if not chunk:
                     raise LabTestFailure("the terminal ended before the script finished: "
                                          f"{seen[-400:].decode(errors='replace')}")
@@ -120,7 +131,7 @@ async def _type_and_wait(session: TtySession, line: str, marker: str, timeout: f
     except TimeoutError:
         raise LabTestFailure("the script typed in the terminal did not finish in "
                              f"{timeout:g} s") from None
-    if found.group(1) != b"0":
+    if check and found.group(1) != b"0":
         raise LabTestFailure(f"the script typed in the terminal exited {found.group(1).decode()}"
                              f": {seen[-400:].decode(errors='replace')}")
 
@@ -141,6 +152,11 @@ class Harness:
         self._labs: list[str] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once the harness stops: steps still running give up at their next wait."""
+        return self._stopped
 
     def stop(self) -> None:
         """Refuse new launches (a step still running fails at its next launch)."""

@@ -92,12 +92,14 @@ class LabProof:
         return run.grade()
 
     def _type(self, run: LabRun, script: str, what: str, *, must: bool = True) -> None:
-        """Type a script in the terminals it names (`# host:` sections), else the plan's."""
+        """Type a script in the terminals it names (`# host:` sections), else the plan's.
+        Each section goes to a real terminal left open until grading, so a service the
+        script starts in the background keeps running, as it does for a learner."""
         for host, section in script_sections(script, self.plan.host):
-            if must:
-                run.must(section, what, host)
-            else:
-                run.sh(section, host)
+            try:
+                run.in_terminal(section, timeout=120, host=host, check=must)
+            except LabTestFailure as exc:
+                raise LabTestFailure(f"{what}: {exc}") from None
 
     def _solve(self, run: LabRun) -> None:
         self._type(run, self.solution, "the reference solution")

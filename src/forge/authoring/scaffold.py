@@ -12,11 +12,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from forge.content import content_path
 from forge.errors import ForgeError
+from forge.images.definitions import DEFAULT_IMAGE, load_definition_file
 from forge.templates.registry import LAB_TEST_SUFFIX
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
-RESERVED = {"host", "base", "ssh"}
+
+def reserved_names() -> set[str]:
+    """Names a new lab may not take: the shipped images' (its image shares the lab's
+    name) and ``host``, the machine userland's."""
+    return {"host", *(p.stem for p in content_path("images").glob("*.yaml"))}
 
 TEMPLATE = """\
 # {name}: scaffolded by `forge lab new`; docs/authoring.md walks through every field.
@@ -133,12 +139,7 @@ name: {name}
 description: The base userland for the {name} lab.
 suite: bookworm
 packages:
-  - bash
-  - coreutils
-  - iproute2
-  - procps
-  - iputils-ping
-  - netcat-openbsd
+{packages}
 """
 
 
@@ -152,7 +153,7 @@ def check_name(name: str) -> str:
         raise ScaffoldError("invalid_lab_name", 422,
                             f"name: {name!r} must be 3-32 characters of a-z, 0-9 and single "
                             "inner dashes, starting with a letter")
-    if name in RESERVED:
+    if name in reserved_names():
         raise ScaffoldError("invalid_lab_name", 422,
                             f"name: {name!r} is reserved (a shipped image)")
     return name
@@ -172,10 +173,12 @@ def scaffold(name: str, templates_dir: Path, images_dir: Path) -> list[Path]:
     if existing:
         raise ScaffoldError("lab_exists", 409,
                             f"not overwriting: {', '.join(existing)} already exist(s)")
+    base = load_definition_file(content_path("images") / f"{DEFAULT_IMAGE}.yaml")
+    base_packages = "\n".join(f"  - {p}" for p in base.packages)
     written: list[Path] = []
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "x", encoding="utf-8") as fh:
-            fh.write(text.format(name=name))
+            fh.write(text.format(name=name, packages=base_packages))
         written.append(path)
     return written

@@ -11,7 +11,6 @@ written, each straight into DIR (a symlink planted there is refused, never follo
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import typer
@@ -33,18 +32,13 @@ async def _from_jetstream(scenario_id: str) -> dict[str, bytes] | None:
 
 
 def _write_into(out: Path, files: dict[str, bytes]) -> None:
+    from forge.evidence.artifacts import write_synced
+
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         if name not in ALLOWED_NAMES:  # the store names only these; anything else is skipped
             continue
-        fd = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_synced(out / name, data, replace=True)
 
 
 @app.command("fetch")

@@ -15,6 +15,7 @@ from forge.store.migrate import upgrade
 
 if TYPE_CHECKING:
     from forge.bus.connection import BusConnection
+    from forge.runtime.base import Runtime
 
 
 def settings_or_exit() -> Settings:
@@ -48,3 +49,16 @@ async def scoreboard_bus(settings: Settings, name: str) -> AsyncIterator[BusConn
         yield conn
     finally:
         await conn.close()
+
+
+def runtime_or_exit(settings: Settings) -> Runtime:
+    """The configured runtime engine (``make_runtime``); one that cannot be made here (a
+    bad engine setting, missing tools) exits 1 with ``runtime unavailable: …``."""
+    from forge.runtime.base import RuntimeFault
+    from forge.runtime.factory import make_runtime  # imported lazily: keeps `forge` fast
+
+    try:
+        return make_runtime(settings)
+    except (ConfigError, RuntimeFault, ValueError) as exc:
+        typer.echo(f"runtime unavailable: {exc}", err=True)
+        raise typer.Exit(1) from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import typer
@@ -11,14 +13,19 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from forge.billing.receipts import issue_receipt
-from forge.cli.up import prepare, teardown_labs
+from forge.cli.up import build_needed_images, prepare, teardown_labs
+from forge.config import Settings
+from forge.content import SOLUTIONS, content_path
 from forge.plans import load_plans
 from forge.services.common.bus import bus_auth
 from forge.stack.journey import Journey, JourneyError, JourneyResult
 from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
+from forge.templates.registry import TemplateRegistry
 
 console = Console()
 STAGES = 8
+DEMO_PLAN = "PRO"  # what the journey buys (stage "buy a plan")
+HOST_SECTION = re.compile(r"(?m)^# host: ")  # a solution typed in several terminals
 
 
 def _ready(url: str) -> bool:
@@ -47,6 +54,34 @@ def _summary(result: JourneyResult, platform: str) -> Table:
     return table
 
 
+def demo_lab(settings: Settings, lab: str | None) -> tuple[str, Path] | None:
+    """(track, reference solution) of the lab `--lab` names, or None for the default lab.
+    Refused (exit 2, naming the option) unless the demo can run it: a loaded lab that the
+    PRO plan it buys includes, whose solution is typed in one terminal."""
+    if lab is None:
+        return None
+    registry = TemplateRegistry.load(settings.templates_dir)
+    if lab not in registry.names():
+        _refuse(f"--lab: unknown lab {lab!r}; labs: {', '.join(registry.names())}")
+    template = registry.get(lab).template
+    track, tier = template.track or "", template.tier or ""
+    plan = load_plans(settings.plans_file).get(DEMO_PLAN)
+    if plan is None or track not in plan.tracks or tier not in plan.tiers:
+        _refuse(f"--lab: {lab} ({track}, {tier}) is not in the {DEMO_PLAN} plan the demo buys")
+    solution = content_path(SOLUTIONS) / f"{lab}.sh"
+    if not solution.is_file():
+        _refuse(f"--lab: {lab} has no reference solution ({solution.name})")
+    if HOST_SECTION.search(solution.read_text(encoding="utf-8")):
+        _refuse(f"--lab: {lab}'s solution is typed on several hosts; the demo types in one "
+                "terminal (use `forge lab test` for it)")
+    return track, solution
+
+
+def _refuse(message: str) -> NoReturn:
+    console.print(f"[red]{message}[/]", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `demo` command."""
 
@@ -62,13 +97,18 @@ def register(app: typer.Typer) -> None:
         orchestrator_port: int = typer.Option(DEFAULT_PORTS["orchestrator"],
                                               "--orchestrator-port"),
         scoreboard_port: int = typer.Option(DEFAULT_PORTS["scoreboard"], "--scoreboard-port"),
+        lab: str | None = typer.Option(
+            None, "--lab", help="Which lab to run (a template name); default: the netplus "
+            "track's default lab. It must be in the PRO plan and solved in one terminal."),
     ) -> None:
         """Buy, spawn, solve through the terminal, submit, and verify the signed verdict."""
         env, settings = prepare(None, storage)
+        chosen = demo_lab(settings, lab)
         supervisor: Supervisor | None = None
         platform = "running platform"
         if not (_ready(url) and _ready(scoreboard_url)):
             platform = "started for the demo"
+            build_needed_images(settings)  # first use builds them; cached after
             supervisor = Supervisor(env, settings.storage_root,
                                     ports={"spawn": spawn_port,
                                            "orchestrator": orchestrator_port,
@@ -99,12 +139,15 @@ def register(app: typer.Typer) -> None:
 
                 def mint(tenant: str, learner: str) -> str:
                     catalog = load_plans(settings.plans_file)
-                    return issue_receipt(settings, catalog, tenant_id=tenant, plan="PRO",
+                    return issue_receipt(settings, catalog, tenant_id=tenant, plan=DEMO_PLAN,
                                          subject=learner, days=1).token
 
                 journey = Journey(url, scoreboard_url, settings.storage_root,
                                   on_stage=on_stage, timeout_s=timeout, result=result,
                                   mint_receipt=mint)
+                if chosen is not None:
+                    journey.track, journey.solution = chosen
+                    journey.lab = lab
                 journey.run()
                 progress.update(overall, completed=STAGES + 1, description="done")
             except JourneyError as exc:

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from forge.cli.context import settings_or_exit
 from forge.errors import ForgeError
+from forge.templates.problems import TemplateError
+
+if TYPE_CHECKING:
+    from forge.config.settings import Settings
+    from forge.images import ImageDefinition
 
 app = typer.Typer(help="Lab images: root filesystems built from Debian packages.",
                   no_args_is_help=True)
@@ -24,71 +31,121 @@ def _size(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
+def _definitions(names: list[str], images_dir: Path) -> dict[str, ImageDefinition]:
+    """The definitions of ``names`` (only their files are read); ForgeError naming every
+    name without one."""
+    from forge.images.lookup import load_named
+
+    found = {name: load_named(name, images_dir) for name in names}
+    missing = [name for name, definition in found.items() if definition is None]
+    if missing:
+        raise ForgeError("unknown_image", 404, f"no image definition named "
+                         f"{', '.join(missing)} in {images_dir}")
+    return {name: d for name, d in found.items() if d is not None}
+
+
+def build_images(names: list[str], settings: Settings, *, quiet: bool = False,
+                 first_use: bool = False) -> tuple[int, int, float]:
+    """Build each image of ``names`` that is not cached, with a progress display and a
+    line per image; (cached, built, seconds spent building). ForgeError on the first
+    failure (nothing of it stays in the cache). ``first_use``: the wording of ``forge up``,
+    which builds what the templates need before anything starts."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+    from forge.images import ImageCache, image_key
+    from forge.images.build import build_image
+
+    console = Console(stderr=True)
+    definitions = _definitions(names, settings.images_dir)
+    cache = ImageCache(settings.image_cache)
+    cached = built = 0
+    spent = 0.0
+    for name in names:
+        was_cached = cache.get(image_key(definitions[name])) is not None
+        if first_use and not was_cached:
+            console.print(f"image {name}: not built yet, building (first use)…",
+                          markup=False, highlight=False)
+        start = time.monotonic()
+        with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[image]}"),
+                      TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True, disable=quiet) as progress:
+            task = progress.add_task("waiting for the build lock", image=name)
+
+            def show(line: str, task: TaskID = task, progress: Progress = progress) -> None:
+                if line.startswith(("I: ", "E: ", "W: ")):
+                    progress.update(task, description=line[3:][:70])
+
+            result = build_image(definitions[name], cache, on_line=show)
+        took = time.monotonic() - start
+        entry = result.entry
+        if result.built:
+            built += 1
+            spent += took
+        else:
+            cached += 1
+        if first_use:
+            if result.built:
+                console.print(f"image {name}: built in {took:.1f} s ({_size(entry.size_bytes)})",
+                              markup=False, highlight=False)
+            continue
+        state = "built" if result.built else "already built"
+        typer.echo(f"{name}: {state} in {took:.1f} s ({entry.key[:12]}, "
+                   f"{_size(entry.size_bytes)}) at {entry.rootfs}")
+    return cached, built, spent
+
+
+def images_summary(cached: int, built: int, spent: float) -> str:
+    """One line: how many images were cached, how many built and how long that took."""
+    if not cached and not built:
+        return "images: none needed"
+    parts = [f"{built} built in {spent:.1f} s (cached now: the next time takes no time)"
+             if built else "", f"{cached} cached" if cached else ""]
+    return "images: " + ", ".join(p for p in parts if p)
+
+
 @app.command("build")
 def build(names: list[str] = typer.Argument(None, help="Image names (files in FORGE_IMAGE_DIR)."),
           templates: bool = typer.Option(False, "--templates",
                                          help="Also build every image the templates name."),
+          all_: bool = typer.Option(False, "--all",
+                                    help="Build every definition of FORGE_IMAGE_DIR."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display.")) -> None:
     """Build each image with mmdebstrap (cached: a built image is reused). Exit 1 on a
     failure, with mmdebstrap's reason; nothing of a failed build stays in the cache."""
+    from forge.images import load_definitions
     from forge.images.needed import template_images
 
-    names = list(names or [])
-    if templates:
-        needed = template_images(settings_or_exit().templates_dir)
-        names += [n for n in needed if n not in names]
-        if not names:
-            typer.echo("no image to build: the templates name none")
-            return
-    if not names:
-        typer.echo("error: name an image, or use --templates", err=True)
-        raise typer.Exit(2)
-    from rich.console import Console
-    from rich.progress import (
-        Progress,
-        SpinnerColumn,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from forge.images import ImageCache, load_definitions
-    from forge.images.build import build_image
-
     settings = settings_or_exit()
-    console = Console(stderr=True)
+    names = list(names or [])
     try:
-        definitions = load_definitions(settings.images_dir)
-        unknown = [n for n in names if n not in definitions]
-        if unknown:
-            raise ForgeError("unknown_image", 404, f"no image definition named "
-                             f"{', '.join(unknown)} in {settings.images_dir} (known: "
-                             f"{', '.join(sorted(definitions)) or 'none'})")
-        cache = ImageCache(settings.image_cache)
-        for name in names:
-            start = time.monotonic()
-            with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[image]}"),
-                          TextColumn("{task.description}"), TimeElapsedColumn(),
-                          console=console, transient=True, disable=quiet) as progress:
-                task = progress.add_task("waiting for the build lock", image=name)
-
-                def show(line: str, task: TaskID = task, progress: Progress = progress) -> None:
-                    if line.startswith(("I: ", "E: ", "W: ")):
-                        progress.update(task, description=line[3:][:70])
-
-                result = build_image(definitions[name], cache, on_line=show)
-            took = time.monotonic() - start
-            state = "built" if result.built else "already built"
-            typer.echo(f"{name}: {state} in {took:.1f} s ({result.entry.key[:12]}, "
-                       f"{_size(result.entry.size_bytes)}) at {result.entry.rootfs}")
+        extra: list[str] = []
+        if templates:
+            extra += template_images(settings.templates_dir)
+        if all_:
+            extra += sorted(load_definitions(settings.images_dir))
+        names += [n for n in dict.fromkeys(extra) if n not in names]
+        if (templates or all_) and not names:
+            typer.echo("no image to build: " + ("the templates name none" if templates
+                                                and not all_ else "no definition"))
+            return
+        if not names:
+            typer.echo("error: name an image, or use --templates or --all", err=True)
+            raise typer.Exit(2)
+        summary = images_summary(*build_images(names, settings, quiet=quiet))
+        typer.echo(summary)
     except ForgeError as exc:
         typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    except TemplateError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
 
 @app.command("list")
 def list_images() -> None:
-    """Every defined image: key prefix, built or not, size and build time."""
+    """Every defined image: key prefix, built or not, size on disk and build time; then the
+    cache's total (every built entry, also those no definition names any more)."""
     from forge.images import ImageCache, image_key, load_definitions
 
     settings = settings_or_exit()
@@ -107,7 +164,14 @@ def list_images() -> None:
             continue
         when = datetime.fromtimestamp(entry.built_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         typer.echo(f"{name:<16} {key[:12]:<12} {'yes':<5} {_size(entry.size_bytes):>11}  {when}")
-    typer.echo(f"cache: {settings.image_cache}")
+    entries = cache.entries()
+    current = {image_key(d) for d in definitions.values()}
+    stale = [e for e in entries if e.key not in current]
+    total = sum(e.size_bytes for e in entries)
+    note = (f" ({len(stale)} of them, {_size(sum(e.size_bytes for e in stale))}, named by no "
+            "current definition: forge image prune removes them)" if stale else "")
+    typer.echo(f"cache: {settings.image_cache}: {len(entries)} image(s), {_size(total)} on "
+               f"disk{note}")
 
 
 @app.command("prune")

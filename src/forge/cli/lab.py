@@ -16,7 +16,7 @@ from types import FrameType
 
 import typer
 
-from forge.cli.context import settings_or_exit
+from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.errors import ForgeError
 
 app = typer.Typer(help="Lab authoring: scaffold a lab, prove a lab.", no_args_is_help=True)
@@ -64,10 +64,6 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
 
     from forge.authoring.harness import LabTestFailure
     from forge.authoring.suite import LabTestInputError, prove_named, select_labs, table
-    from forge.config.settings import ConfigError
-    from forge.runtime.base import RuntimeFault
-    from forge.runtime.factory import make_runtime
-
     settings = settings_or_exit()
     root = directory or settings.templates_dir
     console = Console()
@@ -76,11 +72,7 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
     except LabTestInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    try:
-        runtime = make_runtime(settings)
-    except (ConfigError, RuntimeFault, ValueError) as exc:
-        typer.echo(f"runtime unavailable: {exc}", err=True)
-        raise typer.Exit(1) from None
+    runtime = runtime_or_exit(settings)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     failed: list[str] = []
     total = time.monotonic()

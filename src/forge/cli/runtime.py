@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import typer
 
-from forge.cli.context import settings_or_exit
+from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.config.settings import ConfigError, load_settings
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
 
@@ -27,8 +27,6 @@ PREFIX = typer.Option(None, "--prefix",
 @contextmanager
 def _runtime(prefix: str | None) -> Iterator[Runtime]:
     """The configured engine (with `--prefix` overriding FORGE_RUNTIME_PREFIX), closed after."""
-    from forge.runtime.factory import make_runtime  # imported lazily: keeps `forge` fast
-
     if prefix is None:
         settings = settings_or_exit()
     else:
@@ -37,11 +35,7 @@ def _runtime(prefix: str | None) -> Iterator[Runtime]:
         except ConfigError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
-    try:
-        runtime = make_runtime(settings)
-    except (ConfigError, RuntimeFault, ValueError) as exc:
-        typer.echo(f"runtime unavailable: {exc}", err=True)
-        raise typer.Exit(1) from None
+    runtime = runtime_or_exit(settings)
     try:
         yield runtime
     finally:

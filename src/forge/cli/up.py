@@ -113,6 +113,31 @@ def teardown_labs(settings: Settings, topology: Topology | None = None,
     return destroyed
 
 
+def build_needed_images(settings: Settings) -> None:
+    """Build the images the templates need before anything starts (first use; cached
+    after), a line per image and its time; a failure exits 1 with nothing started, since
+    every lab on a missing image would fail at spawn. Templates that cannot be loaded are
+    left to the services to report, as before."""
+    from forge.cli.image import build_images, images_summary
+    from forge.errors import ForgeError
+    from forge.images.needed import template_images
+    from forge.templates.problems import TemplateError
+
+    try:
+        names = template_images(settings.templates_dir)
+        summary = images_summary(*build_images(names, settings, first_use=True))
+    except TemplateError:
+        # The services refuse such templates themselves, each with its own report.
+        console.print("images: not checked (the templates cannot be loaded)",
+                      markup=False, highlight=False)
+        return
+    except ForgeError as exc:
+        console.print(f"forge up: {exc.message}; nothing was started (fix it, or build "
+                      "by hand with forge image build NAME)", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(summary, markup=False, highlight=False)
+
+
 def check_flags(nodes: int, nats_cluster: int, nats_port: int,
                 teardown: bool | None) -> bool:
     """Refuse impossible flag combinations before anything starts; whether to tear down."""
@@ -193,6 +218,7 @@ def register(app: typer.Typer) -> None:
         if problems:
             console.print(str(ConfigError(settings.env.value, problems)), markup=False)
             raise typer.Exit(1)
+        build_needed_images(settings)
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,
                           "scoreboard": scoreboard_port},

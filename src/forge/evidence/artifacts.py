@@ -211,8 +211,12 @@ def read_results(storage_root: Path, scenario_id: str) -> dict[str, bytes] | Non
     return {n: (final / n).read_bytes() for n in names if (final / n).is_file()}
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+def write_synced(path: Path, data: bytes, *, replace: bool = False) -> None:
+    """Write ``data`` to ``path`` (mode 0640) and fsync it, so a result file is on disk
+    before it is announced. A new file only (``O_EXCL``), or with ``replace`` over an
+    existing regular file; never through a symlink at ``path``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
+    fd = os.open(path, flags, 0o640)
     try:
         view = memoryview(data)
         while view:
@@ -220,6 +224,11 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """One new result file (the seam the crash tests cut between files)."""
+    write_synced(path, data)
 
 
 def _fsync_dir(path: Path) -> None:

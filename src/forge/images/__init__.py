@@ -15,7 +15,7 @@ from forge.images.definitions import (
     load_definition_file,
     load_definitions,
 )
-from forge.images.lookup import ImageNotBuilt, image_key, resolve_image
+from forge.images.lookup import ImageNotBuilt, InvalidImageName, image_key, resolve_image
 
 __all__ = [
     "CacheEntry",
@@ -23,6 +23,7 @@ __all__ = [
     "ImageDefinition",
     "ImageDefinitionError",
     "ImageNotBuilt",
+    "InvalidImageName",
     "image_key",
     "load_definition_file",
     "load_definitions",

@@ -13,11 +13,14 @@ tree is built in a staging directory and becomes the cached image in one rename 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +31,7 @@ from forge.errors import ForgeError
 from forge.images.cache import ROOTFS, CacheEntry, ImageCache, remove_tree
 from forge.images.definitions import ImageDefinition
 from forge.images.lookup import image_key
+from forge.images.tree import dir_in_tree, resolve_parent, write_in_tree
 
 APT_DIR = Path("/etc/apt")
 APT_LISTS = Path("/var/lib/apt/lists")
@@ -41,6 +45,7 @@ MOUNT_DIRS = ("proc", "dev", "run", "tmp", "var/tmp", "home", "srv", "root", "wo
               "opt/forge")
 MOUNT_FILES = ("etc/passwd", "etc/group", "etc/hosts", "etc/resolv.conf")
 SCRIPT_NAME = "forge-image-build.sh"
+MANIFEST_NAME = "files.json"
 PR_SET_PDEATHSIG = 1
 
 
@@ -130,29 +135,27 @@ def unknown_packages(suite: str, packages: tuple[str, ...],
 
 
 def _stage_inputs(definition: ImageDefinition, scratch: Path) -> list[str]:
-    """Write the definition's files and script under ``scratch``; the customize hooks
-    that copy them into the chroot and run the script."""
-    tree = scratch / "files"
-    tree.mkdir(mode=0o700)
-    for path, item in definition.files.items():
-        target = tree / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(item.content, encoding="utf-8")
-        os.chmod(target, item.mode)
+    """Stage the definition's files (a manifest) and script under ``scratch``; the
+    customize hooks that write them into the chroot and run the script.
+
+    The files are written by ``forge.images.tree`` (this interpreter), which resolves every
+    parent inside the image: a symlink a package planted (``/etc/x -> /tmp/y``) is followed
+    as the image sees it, never onto the building machine."""
     hooks = []
-    # sync-in copies directory modes too (the top one lands on the image's "/"): give
-    # every staged directory the usual 0755.
-    for parent in [tree, *tree.rglob("*")]:
-        if parent.is_dir():
-            os.chmod(parent, 0o755)  # noqa: S103 - image dirs are world-readable
     if definition.files:
-        hooks.append(f"sync-in {tree} /")
+        manifest = scratch / MANIFEST_NAME
+        manifest.write_text(json.dumps([
+            {"path": path, "content": item.content, "mode": item.mode}
+            for path, item in definition.files.items()]), encoding="utf-8")
+        hooks.append(f"{shlex.quote(sys.executable)} -I -m forge.images.tree "
+                     f'"$1" {shlex.quote(str(manifest))}')
     if definition.script is not None:
         script = scratch / SCRIPT_NAME
         script.write_text(definition.script, encoding="utf-8")
         hooks += [f"copy-in {script} /tmp",
-                  f'chroot "$1" /bin/sh -eu /tmp/{SCRIPT_NAME}',
-                  f'rm -f "$1/tmp/{SCRIPT_NAME}"']
+                  f'chroot "$1" /bin/sh -eu /tmp/{SCRIPT_NAME}']  # removed by _finalize
+    # Last: mmdebstrap's own cleanup (rm -r of /tmp and /run…) runs from the machine.
+    hooks.append(f'{shlex.quote(sys.executable)} -I -m forge.images.tree --guard "$1"')
     return hooks
 
 
@@ -176,26 +179,23 @@ NEUTRAL_FILES = {"etc/hostname": "forge-lab\n", "etc/resolv.conf": ""}
 
 def _finalize(rootfs: Path) -> None:
     """Replace what came from the building machine and create the mount points the
-    sandbox binds (the tree is read-only in a lab)."""
+    sandbox binds (the tree is read-only in a lab).
+
+    The build script ran as root in the tree and may have left symlinks on these paths or
+    their parents: each is resolved inside the image (``forge.images.tree``), so nothing
+    is written on the building machine through them."""
     for sub, text in NEUTRAL_FILES.items():
-        path = rootfs / sub
-        if path.is_symlink():
-            path.unlink()
-        path.write_text(text, encoding="utf-8")
-        os.chmod(path, 0o644)
+        write_in_tree(rootfs, sub, text.encode(), 0o644)
     for sub in MOUNT_DIRS:
-        path = rootfs / sub
-        if not path.is_dir() or path.is_symlink():
-            if path.is_symlink():
-                path.unlink()
-            path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        dir_in_tree(rootfs, sub)
+    # The script's copy, once /tmp is surely a directory of the image (the script may
+    # have made it a link elsewhere).
+    (rootfs / "tmp" / SCRIPT_NAME).unlink(missing_ok=True)
     for sub in MOUNT_FILES:
-        path = rootfs / sub
+        parent, name = resolve_parent(rootfs, sub)
+        path = parent / name
         if path.is_symlink() or not path.is_file():
-            if path.is_symlink():
-                path.unlink()
-            path.write_text("", encoding="utf-8")
-            os.chmod(path, 0o644)
+            write_in_tree(rootfs, sub, b"", 0o644)
 
 
 def _die_with_parent() -> None:
@@ -205,10 +205,17 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _tail_reason(lines: deque[str]) -> str:
+_UNLOCATED = re.compile(r"^E: Unable to locate package (\S+)$")
+
+
+def _tail_reason(lines: deque[str], suite: str) -> str:
     """mmdebstrap's error lines (``E: …``) with the few lines before the first one (a
-    failing script's or apt's own words), else its last lines."""
+    failing script's or apt's own words), else its last lines; packages apt could not
+    find are named as such (a machine without apt lists cannot tell before the build)."""
     kept = list(lines)
+    missing = [m.group(1) for m in map(_UNLOCATED.match, kept) if m is not None]
+    if missing:
+        return f"no such package in the suite {suite}: {', '.join(missing)}"
     first = next((i for i, ln in enumerate(kept) if ln.startswith("E:")), None)
     if first is None:
         return " | ".join(kept[-5:]) or "(no output)"
@@ -271,9 +278,9 @@ def build_image(
                 proc.wait()
                 raise
             if code != 0:
-                raise ImageBuildError(definition.name, _tail_reason(tail))
+                raise ImageBuildError(definition.name, _tail_reason(tail, definition.suite))
             _finalize(staging / ROOTFS)
-            for leftover in ("files", SCRIPT_NAME):
+            for leftover in (MANIFEST_NAME, SCRIPT_NAME):
                 path = staging / leftover
                 if path.is_dir():
                     shutil.rmtree(path)

@@ -182,10 +182,12 @@ class ImageCache:
         return entry
 
     def in_use(self, key: str) -> bool:
-        """Whether a running lab host is on this entry: the local runtime mounts an overlay
-        over each image host's /var with the entry's ``rootfs/var`` as its lower layer."""
+        """Whether a running lab host is on this entry: the local runtime mounts each image
+        host's root as an overlay whose lower layer is the entry's ``rootfs``. Both sides
+        are compared as real paths (a cache reached through a symbolic link still
+        matches)."""
         prefix = os.path.realpath(self.entry_dir(key)) + "/"
-        return any(lower.startswith(prefix) for lower in _overlay_lowers())
+        return any(os.path.realpath(lower).startswith(prefix) for lower in _overlay_lowers())
 
     def remove(self, key: str) -> bool:
         """Delete a built entry unless a build of its key holds the lock or a running lab

@@ -38,8 +38,11 @@ MAX_SCRIPT = 16 * 1024
 # Where a definition may write files: configuration and service data, never the system's
 # own binaries or libraries (a package provides those).
 SAFE_PREFIXES = ("/etc/", "/opt/", "/srv/", "/usr/local/", "/var/lib/", "/var/www/", "/home/")
-# The image name of a host on the machine's own userland (no image; never built).
+# The image name of a host on the machine's own userland (never built): an explicit,
+# non-default choice for test fixtures and development, never a shipped template's.
 HOST_USERLAND = "host"
+# The image of a host that names none (templates.dsl_limits.DEFAULT_IMAGE says the same).
+DEFAULT_IMAGE = "base"
 # Installed in every image: exec and the terminal enter a host and start bwrap there to
 # load the lab's seccomp filter, so the image must carry it (``runtime.local.execute``).
 PLATFORM_PACKAGES = ("bubblewrap",)

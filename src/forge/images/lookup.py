@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from forge.errors import ForgeError
 from forge.images.cache import ImageCache
-from forge.images.definitions import PLATFORM_PACKAGES, ImageDefinition, load_definitions
+from forge.images.definitions import (
+    PLATFORM_PACKAGES,
+    ImageDefinition,
+    ImageDefinitionError,
+    load_definition_file,
+)
 
 # The version of the build procedure (build.py): bumped whenever it changes what a
 # definition turns into, so every image is rebuilt rather than reused.
@@ -62,10 +70,52 @@ def image_key(definition: ImageDefinition, tool: tuple[str, str] | None = None) 
     return h.hexdigest()
 
 
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")  # definitions.ImageName
+# (definitions file) -> (its (mtime_ns, size, inode), the parsed definition)
+_LOADED: dict[Path, tuple[tuple[int, int, int], ImageDefinition]] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+class InvalidImageName(ForgeError):
+    """A template names an image with a name no definition can have (``/``, ``..``…)."""
+
+    def __init__(self, name: str) -> None:
+        shown = name if len(name) <= 64 else name[:64] + "…"
+        super().__init__("invalid_image_name", 422,
+                         f"image {shown!r} is not a valid image name: it must match "
+                         "[a-z][a-z0-9-]{0,31} (no '/', no '..')",
+                         [{"field": "image"}])
+
+
+def load_named(name: str, definitions_dir: Path) -> ImageDefinition | None:
+    """The definition ``NAME.yaml`` of ``definitions_dir`` (None if there is none), read
+    again only when the file changed; only that file is read, so another broken
+    definition never stops this one. A name that is not an image name is refused before
+    any path is built from it."""
+    if not _NAME.fullmatch(name):
+        raise InvalidImageName(name)
+    path = definitions_dir / f"{name}.yaml"
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ImageDefinitionError(str(path), [f"cannot be read: {exc.strerror}"]) from None
+    stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+    with _LOADED_LOCK:
+        cached = _LOADED.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    definition = load_definition_file(path)
+    with _LOADED_LOCK:
+        _LOADED[path] = (stamp, definition)
+    return definition
+
+
 def resolve_image(name: str, definitions_dir: Path, cache_root: Path) -> Path:
-    """The built root filesystem of image ``name``, or ImageNotBuilt saying what to do."""
-    definitions = load_definitions(definitions_dir)
-    definition = definitions.get(name)
+    """The built root filesystem of image ``name``, or ImageNotBuilt saying what to do
+    (InvalidImageName for a name with ``/``, ``..`` or other characters)."""
+    definition = load_named(name, definitions_dir)
     if definition is None:
         raise ImageNotBuilt(name, defined=False)
     entry = ImageCache(cache_root).get(image_key(definition))

@@ -73,8 +73,12 @@ class HostSpec:
     (``"NET_ADMIN"`` or ``"CAP_NET_ADMIN"``); all others are dropped. ``command``: a
     shell command started as the host's service at create. ``files``: absolute paths
     under /home, /workspace or /srv (writable in the host) or /opt/forge (read-only in
-    the host, e.g. a grader the template ships) to seed; content starting with ``#!``
-    is made executable. ``hostname`` defaults to ``name``.
+    the host, e.g. a grader the template ships) to seed, or, on a host with an
+    ``image``, anywhere in its root but /proc, /sys, /dev, /run, /tmp, /var/tmp and the
+    identity files; content starting with ``#!`` is made executable. ``owners``: path ->
+    ``learner`` or ``root`` for a seed whose owner is not the default (learner under
+    /home, /workspace, /srv; root elsewhere). ``modes``: path -> permission bits for a
+    seed whose mode is not the default. ``hostname`` defaults to ``name``.
     """
 
     name: str
@@ -87,6 +91,8 @@ class HostSpec:
     files: dict[str, str | bytes] = field(default_factory=dict)
     hostname: str | None = None
     image: str | None = None
+    owners: dict[str, str] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

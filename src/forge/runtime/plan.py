@@ -12,7 +12,9 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+from forge.images.definitions import HOST_USERLAND
 from forge.runtime.base import HostSpec, LabSpec, SpecError
+from forge.templates.seedpaths import seed_path_problem
 
 LAB_ID_RE = re.compile(r"^(scn-[0-9a-f]{16}|[a-z0-9][a-z0-9-]{0,39})$")
 HOST_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -98,16 +100,40 @@ class LabPlan:
         return self.spec.lab_id
 
 
+def on_image(host: HostSpec) -> bool:
+    """Whether the host runs on an image (its own writable root), not the machine's
+    userland (no image, or ``host``)."""
+    return host.image is not None and host.image != HOST_USERLAND
+
+
 def _check_files(host: HostSpec, base: str) -> None:
     for path, content in host.files.items():
         where = f"{base}.files[{path!r}]"
         norm = posixpath.normpath(path) if isinstance(path, str) else ""
-        if not norm.startswith("/") or norm != path or "\x00" in path:
+        if not norm.startswith("/") or norm != path or "\x00" in path or norm == "/":
             raise SpecError(where, "must be a normalized absolute path")
-        if not any(norm.startswith(d + "/") for d in SEED_DIRS):
-            raise SpecError(where, f"must be under one of {', '.join(SEED_DIRS)}")
+        problem = seed_path_problem(norm, on_image(host), host.owners.get(path))
+        if problem is not None:
+            raise SpecError(where, problem)
         if not isinstance(content, str | bytes):
             raise SpecError(where, "content must be text or bytes")
+    for path, owner in host.owners.items():
+        if path not in host.files:
+            raise SpecError(f"{base}.owners[{path!r}]", "names no seeded file")
+        if owner not in ("root", "learner"):
+            raise SpecError(f"{base}.owners[{path!r}]", "must be 'root' or 'learner'")
+    for path, mode in host.modes.items():
+        if path not in host.files:
+            raise SpecError(f"{base}.modes[{path!r}]", "names no seeded file")
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+            raise SpecError(f"{base}.modes[{path!r}]",
+                            "must be permission bits 0 to 0777 (no setuid/setgid/sticky)")
+
+
+def seed_mode(host: HostSpec, path: str, data: bytes) -> int:
+    """A seed's permission bits: its ``modes`` entry, else 0755 for a ``#!`` script and
+    0644 for anything else."""
+    return host.modes.get(path, 0o755 if data.startswith(b"#!") else 0o644)
 
 
 def _subnets(spec: LabSpec) -> tuple[list[ipaddress.IPv4Network], dict[str, int]]:

@@ -60,6 +60,7 @@ class Journey:
     scoreboard_url: str
     storage_root: Path
     track: str = "netplus"
+    lab: str | None = None  # which of the track's labs; None: the track's default lab
     solution: Path = field(default_factory=lambda: content_path(SOLUTIONS) / "netplus.sh")
     on_stage: Callable[[str], None] = lambda _name: None
     # Used when checkout is refused (BILLING_MODE is not stub): an operator-minted receipt.
@@ -107,13 +108,15 @@ class Journey:
         return f"PRO receipt for {tenant}/{learner} (charge {resp.json()['charge_id']})"
 
     def _spawn(self, web: httpx.Client, state: dict[str, Any]) -> str:
-        resp = web.post("/v1/spawn", json={"track": self.track},
+        request = {"track": self.track} if self.lab is None else {"track": self.track,
+                                                                    "lab": self.lab}
+        resp = web.post("/v1/spawn", json=request,
                         headers={"x-receipt-token": state["receipt"]})
         _expect(resp, 201, "spawn")
         body = resp.json()
         self.result.scenario_id = body["scenario_id"]
         state["access_url"] = body["access_url"]
-        return f"{body['scenario_id']} ({self.track})"
+        return f"{body['scenario_id']} ({self.lab or self.track})"
 
     def _open(self, web: httpx.Client, state: dict[str, Any]) -> str:
         resp = web.get(state["access_url"], follow_redirects=False)

@@ -56,6 +56,17 @@ ENV_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 # Seeded files may only land in these writable trees (the rest of a host is read-only).
 WRITABLE_DIRS: Final = ("/home", "/workspace", "/srv", "/opt/forge")
+# On a host with an image (its own writable root) a seed may go anywhere except into
+# these: kernel and scratch filesystems mounted over the image, and the identity files the
+# platform binds over /etc. /opt/forge stays the read-only seeds' tree.
+IMAGE_SEED_FORBIDDEN: Final = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp")  # noqa: S108
+IDENTITY_FILES: Final = ("/etc/passwd", "/etc/group", "/etc/hosts", "/etc/resolv.conf")
+READONLY_SEED_DIR: Final = "/opt/forge"
+# ``image: host``: the machine's read-only userland (images.definitions.HOST_USERLAND),
+# for test fixtures and development only; a container naming no image runs on
+# DEFAULT_IMAGE (images.definitions.DEFAULT_IMAGE), never on the server's userland.
+HOST_IMAGE: Final = "host"
+DEFAULT_IMAGE: Final = "base"
 
 # Linux capabilities (capabilities(7), kernel 6.x), written without the CAP_ prefix.
 LINUX_CAPABILITIES: Final = frozenset(

@@ -44,6 +44,9 @@ Argv = Annotated[
 ]
 
 
+Difficulty = Literal["beginner", "intermediate", "advanced"]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -91,7 +94,7 @@ class Metadata(_Model):
         AfterValidator(_one_paragraph),
     ]
     difficulty: Annotated[
-        Literal["beginner", "intermediate", "advanced"],
+        Difficulty,
         Field(description="How hard the lab is for its audience."),
     ]
     estimated_minutes: Annotated[
@@ -171,14 +174,25 @@ class Route(_Model):
     via: Annotated[str, Field(description="Gateway IPv4 address on an attached subnet.")]
 
 
+DEFAULT_SEED_MODE = 0o644
+
+
 class SeedFile(_Model):
     """A file written into a host before its command starts."""
 
     path: Annotated[str, Field(min_length=2, max_length=255)]
     content: Annotated[str, Field(max_length=L.MAX_FILE_BYTES)]
     mode: Annotated[
-        int, Field(ge=0, le=0o777, description="Permission bits (no setuid/setgid/sticky).")
-    ] = 0o644
+        int, Field(ge=0, le=0o777, description="Permission bits (no setuid/setgid/sticky); "
+                                                "with the default, a #! script gets 0755.")
+    ] = DEFAULT_SEED_MODE
+    owner: Annotated[
+        Literal["root", "learner"] | None,
+        Field(description='"learner": owned by the lab\'s unprivileged user, who may then '
+                          'edit it (e.g. an /etc config on an image host); "root": read-only '
+                          "for the learner. Default: learner under /home, /workspace and "
+                          "/srv, root elsewhere."),
+    ] = None
 
 
 class Container(_Model):
@@ -191,9 +205,10 @@ class Container(_Model):
             min_length=1,
             max_length=128,
             pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$",
-            description='Root filesystem name; "host" uses the machine\'s userland read-only.',
+            description='Image the host runs on (default "base", the minimal lab userland); '
+                        '"host" is the machine\'s userland read-only, for test fixtures only.',
         ),
-    ] = "host"
+    ] = L.DEFAULT_IMAGE
     read_only: bool = True
     networks: Annotated[tuple[Attachment, ...], Field(min_length=1)]
     routes: tuple[Route, ...] = ()

@@ -76,6 +76,11 @@ class TemplateRegistry:
         except KeyError:
             raise UnknownTemplate(f'unknown template "{name}"') from None
 
+    def learner_hosts(self, name: str) -> tuple[str, ...]:
+        """The hosts template `name` opens to its learner; none for a template no longer
+        loaded (fail closed: no terminal, no addresses)."""
+        return self._by_name[name].template.learner_hosts if name in self else ()
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and bool(NAME_RE.fullmatch(name)) and name in self._by_name
 

@@ -14,6 +14,7 @@ from posixpath import normpath
 from forge.templates import dsl_limits as L
 from forge.templates.dsl_models import Container, ScenarioTemplate
 from forge.templates.problems import Problem
+from forge.templates.seedpaths import seed_path_problem
 from forge.templates.variables import misplaced_references, referenced_variables
 
 _C = "spec.assets.containers"
@@ -199,10 +200,9 @@ def _check_files(i: int, c: Container, out: list[Problem]) -> None:
         if ".." in p.split("/") or "\x00" in p or normpath(p) != p or p.endswith("/"):
             out.append(Problem(path, f'"{p}" must be a normalised path without ".."'))
             continue
-        if not any(p.startswith(d + "/") for d in L.WRITABLE_DIRS):
-            out.append(
-                Problem(path, f'"{p}" is outside the writable dirs ({", ".join(L.WRITABLE_DIRS)})')
-            )
+        problem = seed_path_problem(p, c.image != L.HOST_IMAGE, f.owner)
+        if problem is not None:
+            out.append(Problem(path, f'"{p}" {problem}'))
     for p in _duplicates(f.path for f in c.files):
         out.append(Problem(f"{_C}[{i}].files", f'file "{p}" seeded twice'))
 

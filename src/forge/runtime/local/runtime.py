@@ -49,7 +49,12 @@ from forge.runtime.local.network import (
     wire_switch,
 )
 from forge.runtime.local.reconcile import discover, init_pid, read_meta, write_meta
-from forge.runtime.local.rootfs import host_roots, mount_image_var
+from forge.runtime.local.rootfs import (
+    configured_image,
+    host_roots,
+    merged_root,
+    mount_image_root,
+)
 from forge.runtime.local.sandbox import (
     HostPaths,
     PendingInit,
@@ -60,6 +65,7 @@ from forge.runtime.local.sandbox import (
     wait_init,
     write_identity,
 )
+from forge.runtime.local.seeds import make_ssh_host_keys, write_root_seeds
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
 from forge.runtime.local.uids import DEFAULT_CLAIMS_DIR, LabIdentity, UidPool
 from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_name, validate_lab_id
@@ -94,8 +100,10 @@ class LocalRuntime(Runtime):
     ``state_dir`` holds per-host directories; ``prefix`` (1-5 chars) namespaces every
     kernel object so independent instances (e.g. test runs) never touch each other's
     labs; ``rootfs``/``images`` choose the read-only userland (a host with no image or
-    image ``host`` gets ``rootfs``'s system dirs; ``images`` maps a name to an image tree,
-    else ``resolve_image(name)`` returns its built tree or raises naming what to do);
+    image ``host`` gets ``rootfs``'s system dirs, as does one with no image unless
+    ``default_image`` names the image it gets instead; ``images`` maps a name to an image
+    tree, else ``resolve_image(name)`` (default: the machine's configured image cache,
+    ``configured_image``) returns its built tree or raises naming what to do);
     ``profiles`` are the
     approved egress allowlists; ``egress_netns`` is where gateway uplinks land (None: the
     machine's namespace); ``uid_range`` (first uid, count) is where each lab's own pair
@@ -119,11 +127,13 @@ class LocalRuntime(Runtime):
         uid_range: tuple[int, int] = (300000, 100000),
         uid_claims_dir: str = DEFAULT_CLAIMS_DIR,
         resolve_image: Callable[[str], str] | None = None,
+        default_image: str | None = None,
     ) -> None:
         self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
         self.rootfs = rootfs
         self.images = dict(images or {})
-        self._resolve_image = resolve_image
+        self._resolve_image = resolve_image or configured_image
+        self.default_image = default_image
         self.profiles = dict(egress.DEFAULT_PROFILES)
         self.profiles.update(profiles or {})
         for profile in self.profiles.values():
@@ -169,7 +179,8 @@ class LocalRuntime(Runtime):
         plan = plan_lab(spec)
         if spec.egress == "allowlist" and spec.allowlist_profile not in self.profiles:
             raise SpecError("allowlist_profile", f"unknown profile {spec.allowlist_profile!r}")
-        roots = host_roots(plan, self.rootfs, self.images, self._resolve_image)
+        roots = host_roots(plan, self.rootfs, self.images, self._resolve_image,
+                           self.default_image)
         lab_id = plan.lab_id
         self._require()
         with self._lock:
@@ -260,14 +271,16 @@ class LocalRuntime(Runtime):
 
     def _prepare_host(self, plan: LabPlan, host: PlannedHost, uid: int,
                       root: tuple[str, bool]) -> PendingInit:
-        """Seed dirs (and an image's /var overlay), create the namespace and cgroups, and
-        spawn the sandbox init."""
+        """Seed dirs (and an image's root overlay, its SSH host keys and root seeds), create
+        the namespace and cgroups, and spawn the sandbox init."""
         lab_id, name = plan.lab_id, host.spec.name
         paths = self._paths(lab_id, name)
         rootfs, image = root
         seed_host_dir(paths, host, uid)
         if image:
-            mount_image_var(name, rootfs, paths.data_dir)
+            merged = mount_image_root(name, rootfs, paths.data_dir)
+            make_ssh_host_keys(merged, uid)
+            write_root_seeds(merged, host, uid)
         ns = self.names.host_ns(lab_id, name)
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
@@ -483,7 +496,8 @@ class LocalRuntime(Runtime):
             full = grader_argv(
                 netns_path=netns_path(self.names.host_ns(lab_id, host)),
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
-                rootfs=info.rootfs, uid=info.identity.grader, env=info.env, argv=list(argv),
+                rootfs=merged_root(paths.data_dir) if info.image else info.rootfs,
+                uid=info.identity.grader, env=info.env, argv=list(argv),
                 seccomp_fd=filter_fd, image=info.image,
             )
             return run_captured(

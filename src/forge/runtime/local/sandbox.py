@@ -3,10 +3,11 @@
 The init holds the host's mount, pid, ipc and uts namespaces (it is pid 1 of its pid
 namespace) inside the host's network namespace and cgroup, and runs the host's service
 command. The root filesystem is a read-only view of selected system directories of the
-machine (or of a configured image); the operator's data (/root, /home, /work, /var,
-/etc/shadow, ssh keys) is never visible. /home, /workspace, /srv, /tmp and /var/tmp
-are per-host binds of the lab's disk (one size-capped tmpfs, see ``disk``); /run and /var
-are tiny root-owned tmpfs.
+machine, or, on an image, the host's own overlay of it (see ``rootfs``); the operator's
+data (/root, /home, /work, /var, /etc/shadow, ssh keys) is never visible. /home,
+/workspace, /srv, /tmp and /var/tmp are per-host binds of the lab's disk (one
+size-capped tmpfs, see ``disk``); /run (and /var without an image) are tiny root-owned
+tmpfs.
 
 Every lab process runs as the lab's own unprivileged user (``learner``, a uid no other
 lab has, see ``uids``) whose only capabilities are the approved ones, as ambient
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
 from forge.runtime.local.netns import in_netns
-from forge.runtime.local.rootfs import VAR_MERGED, image_root_args
-from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost
+from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
+from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
+from forge.templates.seedpaths import effective_owner, under
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
@@ -122,7 +124,9 @@ STICKY = ("tmp", "var-tmp")
 
 
 def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
-    """Create the host's directories and seed files (writable ones owned by the lab user)."""
+    """Create the host's directories and its seeds under /home, /workspace, /srv (owned by
+    the lab user unless the seed says ``root``) and /opt/forge (root's, bound read-only);
+    an image host's other seeds go into its root overlay (``seeds.write_root_seeds``)."""
     os.makedirs(paths.host_dir, mode=0o755, exist_ok=True)
     os.makedirs(paths.data_dir, mode=0o755, exist_ok=True)
     for sub in DATA_BINDS.values():
@@ -135,18 +139,21 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
     for d in READONLY_DIRS:  # root-owned; bound read-only into the host
         os.makedirs(os.path.join(paths.host_dir, d.lstrip("/")), mode=0o755, exist_ok=True)
     for path, content in host.spec.files.items():
-        owned = any(path.startswith(d + "/") for d in WRITABLE_DIRS)
-        base = paths.data_dir if owned else paths.host_dir
+        writable = under(path, WRITABLE_DIRS)
+        if not writable and not under(path, READONLY_DIRS):
+            continue  # a root seed of an image host
+        owned = writable and effective_owner(path, host.spec.owners.get(path)) == "learner"
+        base = paths.data_dir if writable else paths.host_dir
         target = os.path.join(base, path.lstrip("/"))
         top = os.path.join(base, path.lstrip("/").split("/")[0])
         parent = os.path.dirname(target)
         if not os.path.isdir(parent):
             os.makedirs(parent, mode=0o755)
-            while owned and parent != top:
+            while writable and parent != top:
                 os.chown(parent, uid, uid)
                 parent = os.path.dirname(parent)
         data = content.encode() if isinstance(content, str) else content
-        mode = 0o755 if data.startswith(b"#!") else 0o644
+        mode = seed_mode(host.spec, path, data)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -155,11 +162,11 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
             os.chown(target, uid, uid)
 
 
-def rootfs_args(rootfs: str, image: bool = False) -> list[str]:
+def rootfs_args(rootfs: str, image: bool = False, writable: bool = False) -> list[str]:
     """bwrap arguments giving a read-only root built from ``rootfs``'s system dirs, or,
-    for an ``image``, the image's whole tree (see ``rootfs``)."""
+    for an ``image``, the host's root overlay ``rootfs`` (see ``rootfs``)."""
     if image:
-        return image_root_args(rootfs)
+        return image_root_args(rootfs, writable)
     args: list[str] = []
     for d in SYSTEM_DIRS:
         src = os.path.join(rootfs, d)
@@ -176,15 +183,20 @@ def rootfs_args(rootfs: str, image: bool = False) -> list[str]:
     return args
 
 
-def system_args(rootfs: str, lab_dir: str, image: bool = False) -> list[str]:
-    """bwrap arguments shared by a host's sandbox and its grader's: the read-only root,
-    the lab's identity files over /etc, private /proc, /dev and a tiny root-owned /run
-    and /var (an image keeps its own /var: read-only here, overlaid in the host)."""
-    argv = rootfs_args(rootfs, image)
+def system_args(rootfs: str, lab_dir: str, image: bool = False,
+                writable: bool = False) -> list[str]:
+    """bwrap arguments shared by a host's sandbox and its grader's: the root (the
+    machine's system dirs read-only, or an image host's root overlay ``rootfs``: writable
+    for the host, read-only for the grader), the lab's identity files over /etc, private
+    /proc, /dev and a tiny root-owned /run (with an image's /run dirs) and, without an
+    image, /var."""
+    argv = rootfs_args(rootfs, image, writable)
     for name, target in LAB_ETC_FILES.items():
         argv += ["--ro-bind", os.path.join(lab_dir, name), f"/etc/{target}"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SMALL_TMPFS), "--tmpfs", "/run"]
-    return argv if image else [*argv, "--size", str(SMALL_TMPFS), "--tmpfs", "/var"]
+    if image:
+        return [*argv, *run_dir_args(rootfs)]
+    return [*argv, "--size", str(SMALL_TMPFS), "--tmpfs", "/var"]
 
 
 SMALL_TMPFS = 1 << 20
@@ -203,20 +215,21 @@ def bwrap_argv(
     host: PlannedHost, paths: HostPaths, rootfs: str, die_with_parent: bool, uid: int,
     seccomp_fd: int, image: bool = False,
 ) -> list[str]:
-    """Full bubblewrap command line for a host's init (on an ``image``, its /var is the
-    overlay ``rootfs.mount_image_var`` mounted in the host's data dir)."""
+    """Full bubblewrap command line for a host's init (on an ``image``, its root is the
+    overlay ``rootfs.mount_image_root`` mounted in the host's data dir)."""
     argv = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
     if die_with_parent:
         argv.append("--die-with-parent")
-    argv += system_args(rootfs, paths.lab_dir, image)
-    if image:
-        argv += ["--bind", os.path.join(paths.data_dir, VAR_MERGED), "/var"]
+    root = merged_root(paths.data_dir) if image else rootfs
+    argv += system_args(root, paths.lab_dir, image, writable=True)
     for target, sub in DATA_BINDS.items():
         argv += ["--bind", os.path.join(paths.data_dir, sub), target]
     argv += readonly_seed_args(paths.host_dir)
     # bwrap keeps just what setpriv needs to become the lab user with the approved caps.
-    argv += ["--remount-ro", "/", "--chdir", "/workspace", "--cap-drop", "ALL"]
+    if not image:  # an image host's root is its own overlay; file permissions guard it
+        argv += ["--remount-ro", "/"]
+    argv += ["--chdir", "/workspace", "--cap-drop", "ALL"]
     for cap in sorted({*host.caps, "SETUID", "SETGID", "SETPCAP"}):
         argv += ["--cap-add", f"CAP_{cap}"]
     argv += ["--seccomp", str(seccomp_fd), "--clearenv"]

@@ -23,8 +23,6 @@ from forge.services.common.openapi import errors
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
-from forge.templates.problems import UnknownTemplate
-from forge.templates.registry import TemplateRegistry
 
 router = APIRouter()
 SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
@@ -78,14 +76,6 @@ def check_holder(request: Request, row: Scenario) -> None:
                          "there by itself)", [{"field": "node_id", "value": row.node_id}])
 
 
-def _learner_hosts(registry: TemplateRegistry, template_id: str) -> tuple[str, ...]:
-    """The hosts the lab's template opens to its learner (the default one if it is gone)."""
-    try:
-        return registry.get(template_id).template.learner_hosts
-    except UnknownTemplate:
-        return (LEARNER_HOST,)
-
-
 def view(row: Scenario, with_details: bool,
          learner_hosts: tuple[str, ...] = (LEARNER_HOST,)) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -108,7 +98,7 @@ def view(row: Scenario, with_details: bool,
 async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """One scenario, to its owner or an operator (operators also see history and policy)."""
     row, operator = await visible_scenario(request, scenario_id)
-    body = view(row, operator, _learner_hosts(orch(request).registry, row.template_id))
+    body = view(row, operator, orch(request).registry.learner_hosts(row.template_id))
     if operator:
         body["history"] = await run_in_threadpool(history, orch(request).ctx.db, scenario_id)
     return body

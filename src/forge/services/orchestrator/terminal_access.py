@@ -24,8 +24,7 @@ def host_refusal(registry: TemplateRegistry, template_id: str, host: str,
     if asked is not None and asked != host:
         return Closing(HOST_REFUSED_CODE, "terminal_host_mismatch",
                        "host: the terminal ticket was issued for another host of this lab.")
-    allowed = registry.get(template_id).template.learner_hosts \
-        if template_id in registry else ()
+    allowed = registry.learner_hosts(template_id)
     if host in allowed:
         return None
     offered = ", ".join(allowed) or "none"

@@ -8,10 +8,10 @@ internal labels, and one terminal tab per host the template marks `access: learn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from forge.templates.dsl_models import Difficulty
 from forge.templates.registry import TemplateRegistry
 
 
@@ -22,9 +22,11 @@ class CatalogEntry(BaseModel):
 
     track: str
     template: str
+    lab: str  # what POST /v1/spawn takes as `lab` (the template name)
+    tier: str  # the plan must include it (plans.yaml `tiers`, the training gate)
     title: str
     summary: str
-    difficulty: Literal["beginner", "intermediate", "advanced"]
+    difficulty: Difficulty
     estimated_minutes: int
     objectives: list[str]
     terminal_hosts: list[str]
@@ -45,7 +47,8 @@ def template_facts(registry: TemplateRegistry) -> dict[str, TemplateFacts]:
         t = loaded.template
         meta = t.metadata
         entry = CatalogEntry(
-            track=t.track or "", template=loaded.name, title=meta.title, summary=meta.summary,
+            track=t.track or "", template=loaded.name, lab=loaded.name, tier=t.tier or "",
+            title=meta.title, summary=meta.summary,
             difficulty=meta.difficulty, estimated_minutes=meta.estimated_minutes,
             objectives=list(meta.objectives), terminal_hosts=list(t.learner_hosts))
         facts[loaded.name] = TemplateFacts(entry, t.learner_hosts)

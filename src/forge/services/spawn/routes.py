@@ -17,7 +17,7 @@ from forge.bus.subjects import node_submit_subject
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
-from forge.lifecycle.visibility import LEARNER_HOST, learner_view
+from forge.lifecycle.visibility import learner_view
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import (
     current_caller,
@@ -25,7 +25,8 @@ from forge.services.spawn.caller_deps import (
     receipt_claims,
     spawn_state,
 )
-from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
+from forge.services.spawn.labs import LAB_PATTERN, check_plan, choose_lab
+from forge.services.spawn.spawning import check_request_id, spawn
 from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario
 
@@ -35,8 +36,14 @@ SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
 
 class SpawnBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    track: str = Field(min_length=1, max_length=32)
-    request_id: str | None = None
+    track: str = Field(min_length=1, max_length=32, description="The training track.")
+    lab: str | None = Field(
+        default=None, pattern=LAB_PATTERN, max_length=63,
+        description="Which of the track's labs to start (a `lab` name from GET /v1/tracks); "
+                    "without it, the track's default lab (the one named like the track).")
+    request_id: str | None = Field(
+        default=None, description="Idempotency key: the same id with the same track and lab "
+        "within 24 h answers with the first result; with anything else, 409.")
 
 
 class CheckoutBody(BaseModel):
@@ -50,13 +57,12 @@ class CheckoutBody(BaseModel):
 @router.post("/v1/spawn", status_code=201,
              responses=errors(400, 401, 403, 409, 429, 503))
 async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
-    """Request a lab on a track; idempotent by request_id for 24 h."""
+    """Start a lab: `track`, and optionally which of its labs (`lab`, else the track's
+    default). 400 unknown_track/unknown_lab, 403 when the plan lacks the track or the lab's
+    tier; nothing is counted or reserved on a refusal. Idempotent by request_id for 24 h."""
     state = spawn_state(request)
     request_id = check_request_id(body.request_id or request.headers.get("x-request-id"))
-    if body.track not in state.known_tracks:
-        allowed = ", ".join(state.known_tracks)
-        raise ForgeError("unknown_track", 400, f"track: unknown track; allowed: {allowed}",
-                         [{"field": "track", "allowed": list(state.known_tracks)}])
+    template_id = choose_lab(state, body.track, body.lab)
     receipt = receipt_claims(request)
 
     def identify() -> tuple[Caller, Entitlement]:
@@ -68,21 +74,18 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
         )
 
     caller, ent = await run_in_threadpool(identify)  # one thread hop for both reads
-    if body.track not in ent.plan.tracks:
-        await audit_decision(state, caller, ent, "spawn_denied", {"reason": "track_not_in_plan",
-                                                         "track": body.track})
-        raise ForgeError("track_not_in_plan", 403,
-                         f"track: plan {ent.plan.name} allows {', '.join(ent.plan.tracks)}",
-                         [{"field": "track", "plan": ent.plan.name}])
+    await check_plan(state, caller, ent, body.track, template_id)
     answer = await spawn(state, caller=caller, ent=ent, track=body.track,
-                         request_id=request_id, base_url=str(request.base_url))
+                         request_id=request_id, base_url=str(request.base_url),
+                         template_id=template_id)
     return JSONResponse(answer.body, status_code=answer.status)
 
 
 def learner_hosts(state: SpawnState, row: Scenario) -> tuple[str, ...]:
-    """The hosts of the lab's template its learner may open terminals on."""
+    """The hosts of the lab's template its learner may open terminals on (none for a
+    template no longer loaded, as the orchestrator decides)."""
     facts = state.templates.get(row.template_id)
-    return facts.learner_hosts if facts is not None else (LEARNER_HOST,)
+    return facts.learner_hosts if facts is not None else ()
 
 
 def _scenario_view(row: Scenario, terminal_hosts: tuple[str, ...]) -> dict[str, Any]:

@@ -193,11 +193,19 @@ def _tombstone(state: SpawnState, taken: Taken, request_id: str) -> bool:
 
 async def spawn(
     state: SpawnState, *, caller: Caller, ent: Entitlement, track: str, request_id: str,
-    base_url: str,
+    base_url: str, template_id: str | None = None,
 ) -> SpawnAnswer:
-    """Run one spawn request end to end; on any failure after reserving, give it all back."""
-    template_id = state.track_templates[track]
-    digest = idempotency.fingerprint(caller.tenant_id, caller.subject, track)
+    """Run one spawn request end to end; on any failure after reserving, give it all back.
+
+    `template_id` is the chosen lab (already checked against the track and the plan); None
+    starts the track's default lab.
+    """
+    default = state.track_templates[track]
+    template_id = template_id or default
+    # The lab is part of "the same request"; the default keeps the fingerprint it always
+    # had, so a retry of a request recorded before labs could be chosen still replays.
+    parts = (track,) if template_id == default else (track, template_id)
+    digest = idempotency.fingerprint(caller.tenant_id, caller.subject, *parts)
     settings = state.settings
     scenario_id = new_scenario_id()
     et_token, et_claims = mint_et(settings, ent)

@@ -21,6 +21,7 @@ class SpawnState:
 
     ctx: ServiceContext
     catalog: PlanCatalog
+    # track -> its default lab (template name); see `track_templates`
     track_templates: dict[str, str]
     publisher: Publisher
     replay: SqlReplayStore
@@ -28,6 +29,8 @@ class SpawnState:
     lifecycle: DurableConsumer | None = field(default=None)
     # template name -> its catalog entry and learner hosts (forge.services.spawn.catalog_entry)
     templates: dict[str, TemplateFacts] = field(default_factory=dict)
+    # track -> every lab (template name) of that track, by name
+    track_labs: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -39,14 +42,21 @@ class SpawnState:
         return tuple(t for t in self.catalog.tracks if t in self.track_templates)
 
 
-def track_templates(registry: TemplateRegistry) -> dict[str, str]:
-    """track → template name; with several templates for a track, the first by name."""
-    mapping: dict[str, str] = {}
+def track_labs(registry: TemplateRegistry) -> dict[str, tuple[str, ...]]:
+    """track → the names of its templates (labs), sorted by name."""
+    labs: dict[str, list[str]] = {}
     for loaded in registry:
         track = loaded.template.track
-        if track and track not in mapping:
-            mapping[track] = loaded.name
-    return mapping
+        if track:
+            labs.setdefault(track, []).append(loaded.name)
+    return {track: tuple(sorted(names)) for track, names in labs.items()}
+
+
+def track_templates(registry: TemplateRegistry) -> dict[str, str]:
+    """track → its default lab: the template named like the track (netplus, ccna, cissp:
+    what a spawn without `lab` has always started), else the track's first by name."""
+    return {track: track if track in names else names[0]
+            for track, names in track_labs(registry).items()}
 
 
 def build_state(ctx: ServiceContext) -> SpawnState:
@@ -65,4 +75,5 @@ def build_state(ctx: ServiceContext) -> SpawnState:
         replay=SqlReplayStore(ctx.db),
         entitlements_file=settings.entitlements_file,
         templates=template_facts(registry),
+        track_labs=track_labs(registry),
     )

@@ -24,8 +24,9 @@ from forge.identity.caller import SESSION_COOKIE, AuthError, Caller, receipt_sub
 from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import current_caller, spawn_state
-from forge.services.spawn.spawning import audit_decision, check_request_id, spawn
-from forge.services.spawn.tracks import offered
+from forge.services.spawn.labs import check_plan, choose_lab
+from forge.services.spawn.spawning import check_request_id, spawn
+from forge.services.spawn.tracks import grouped
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.security import (
@@ -154,7 +155,7 @@ def _recent(request: Request, caller: Caller) -> list[Scenario]:
 
 @router.get("/tracks")
 async def tracks_page(request: Request) -> Response:
-    """The tracks the learner's plan allows, and their recent labs."""
+    """A card per lab, grouped by track (locked where the plan lacks it), and recent labs."""
     caller = await _signed_in(request)
     if caller is None or caller.scenario_scope is not None:
         return RedirectResponse("/signin", status_code=303)
@@ -165,9 +166,9 @@ async def tracks_page(request: Request) -> Response:
             receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
     except EntitlementError as exc:
         return error_page(exc.status, exc.message, back="/signin")
-    tracks = offered(state, tuple(ent.plan.tracks))
     return page("tracks.html", {
-        "title": "Choose a lab", "caller": caller, "plan": ent.plan.name, "tracks": tracks,
+        "title": "Choose a lab", "caller": caller, "plan": ent.plan.name,
+        "groups": grouped(state, ent.plan),
         "recent": await run_in_threadpool(_recent, request, caller),
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "request_id": "web-" + secrets.token_hex(12),
@@ -176,7 +177,8 @@ async def tracks_page(request: Request) -> Response:
 
 @router.post("/spawn")
 async def spawn_lab(request: Request) -> Response:
-    """Start a lab on the chosen track, then show its page (no token in any URL)."""
+    """Start the chosen lab (track + lab; no lab: the track's default), then show its page
+    (no token in any URL)."""
     async def run() -> Response:
         check_same_origin(request)
         form = await read_form(request)
@@ -184,20 +186,16 @@ async def spawn_lab(request: Request) -> Response:
         check_csrf(state.settings, session_value(request), form.get("csrf"))
         caller = await current_caller(request)
         track = form.get("track", "")
-        if track not in state.known_tracks:
-            raise ForgeError("unknown_track", 400,
-                             f"track: unknown track; allowed: {', '.join(state.known_tracks)}")
+        lab = form.get("lab") or None
+        template_id = choose_lab(state, track, lab)
         request_id = check_request_id(form.get("request_id") or None)
         ent = await run_in_threadpool(lambda: resolve_entitlement(
             caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
             receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
-        if track not in ent.plan.tracks:
-            await audit_decision(state, caller, ent, "spawn_denied",
-                                 {"reason": "track_not_in_plan", "track": track})
-            raise ForgeError("track_not_in_plan", 403,
-                             f"track: plan {ent.plan.name} allows {', '.join(ent.plan.tracks)}")
+        await check_plan(state, caller, ent, track, template_id)
         answer = await spawn(state, caller=caller, ent=ent, track=track,
-                             request_id=request_id, base_url=str(request.base_url))
+                             request_id=request_id, base_url=str(request.base_url),
+                             template_id=template_id)
         return RedirectResponse(f"/lab/{answer.body['scenario_id']}", status_code=303)
     return await _as_page("/tracks")(run)
 

@@ -1,0 +1,50 @@
+"""`forge image build --all` builds every definition of FORGE_IMAGE_DIR and says how long;
+`forge image list` shows each image's size on disk and the cache's total."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from forge.cli.image import app as image_app
+from forge.content import content_path
+from forge.images import ImageCache, image_key, load_definition_file
+from tests.images.test_build import fake_entry
+
+
+def test_build_all_builds_every_definition_and_sums_up(tmp_path: Path, base_rootfs: Path,
+                                                       image_cache_root: Path) -> None:
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "base.yaml").write_text((content_path("images") / "base.yaml").read_text())
+    env = {"FORGE_IMAGE_DIR": str(defs), "FORGE_IMAGE_CACHE": str(image_cache_root)}
+    done = CliRunner().invoke(image_app, ["build", "--all", "-q"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "base: already built" in done.stdout
+    assert done.stdout.splitlines()[-1] == "images: 1 cached"
+    # A definition that cannot be built fails the run with its reason, after base.
+    (defs / "broken.yaml").write_text("name: broken\npackages: [bash, forge-no-such-pkg]\n")
+    failed = CliRunner().invoke(image_app, ["build", "--all", "-q"], env=env)
+    assert failed.exit_code == 1
+    assert "image broken failed to build: no such package" in failed.stderr
+
+
+def test_list_shows_each_size_and_the_cache_total(tmp_path: Path) -> None:
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "base.yaml").write_text((content_path("images") / "base.yaml").read_text())
+    cache = ImageCache(tmp_path / "cache")
+    current = image_key(load_definition_file(defs / "base.yaml"))
+    fake_entry(cache, current)
+    fake_entry(cache, "0" * 63 + "3")  # an older edit's entry, named by no definition
+    sizes = [e.size_bytes for e in cache.entries()]
+    listed = CliRunner().invoke(image_app, ["list"], env={
+        "FORGE_IMAGE_DIR": str(defs), "FORGE_IMAGE_CACHE": str(cache.root)})
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("base "))
+    assert f"{sizes[0] / (1 << 20):.1f} MiB" in row
+    total = f"{sum(sizes) / (1 << 20):.1f} MiB"
+    assert listed.stdout.splitlines()[-1].startswith(
+        f"cache: {cache.root}: 2 image(s), {total} on disk (1 of them, ")
+    assert "forge image prune removes them" in listed.stdout

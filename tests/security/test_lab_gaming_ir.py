@@ -1,0 +1,137 @@
+"""Gaming the forensics and response labs from the learner's terminal (real LocalRuntime,
+graded as the orchestrator grades), beyond what `forge lab test`'s gaming lists show:
+
+- log-forensics: reading the answers off the generator's command line or environment
+  (`ps`, /proc/*/cmdline, /proc/*/environ) finds nothing: the generator runs on the log
+  server, where the learner has no terminal; the log itself does hold them (control);
+- password-cracking: guessing online locks the account after 5 failures, and then even
+  the right password is refused and no login is recorded (while another account, not
+  locked, still logs in with its password: the control);
+- incident-response: the watchdog really restarts a killed beacon and re-creates its
+  deleted script; with both scripts gone and the processes dead, the login-profile hook
+  reinstalls everything at the next terminal; after the reference solution a new
+  terminal starts nothing and the lab scores 1.0.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.authoring.harness import Harness, LabRun
+from forge.authoring.labtest import lab_test_path, load_lab_test
+from forge.config.settings import load_settings
+from forge.content import content_path
+from forge.runtime.base import Runtime
+from forge.runtime.factory import make_runtime
+from forge.templates import TemplateRegistry
+
+pytestmark = pytest.mark.root
+TEMPLATES = content_path("templates")
+# Wait (polling, bounded) until a condition holds in the lab; exit 1 if it never does.
+UNTIL = "for _ in $(seq 100); do {cond} && exit 0; sleep 0.1; done; exit 1\n"
+BEACON = "pgrep -f '^bash /home/.cache/'"
+WATCHDOG = "pgrep -f '^bash /home/.config/'"
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming-ir")),
+                              "FORGE_RUNTIME_PREFIX": "i" + secrets.token_hex(2)})
+    rt = make_runtime(settings)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def harness(runtime: Runtime, name: str, ready: tuple[tuple[str, str], ...]) -> Harness:
+    return Harness(runtime, TemplateRegistry.load(TEMPLATES).get(name).template, ready)
+
+
+def solution(name: str) -> str:
+    path = lab_test_path(TEMPLATES, name)
+    return load_lab_test(path).solution.text(Path(path).parent)
+
+
+def test_log_forensics_answers_are_not_on_any_command_line_the_learner_sees(
+        runtime: Runtime) -> None:
+    with harness(runtime, "log-forensics", (("logsrv", "5140"),)) as h:
+        run = h.launch()
+        v = run.values
+        intruder = f"{v['a1']}.{v['a2']}.{v['a3']}.{v['a4']}"
+        seen = run.sh("ps -eo args; for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do "
+                      "tr '\\0' ' ' < $f 2>/dev/null; echo; done").stdout_text
+        assert "authlog.py" not in seen and intruder not in seen and v["seed"] not in seen
+        log = run.sh("nc -d 10.64.1.5 5140").stdout_text
+        assert "Accepted password for " in log and f" from {intruder} port " in log
+        run.grade()
+
+
+def portal(run: LabRun, user: str, password: str) -> str:
+    return run.sh(f"printf '%s %s\\n' {user} '{password}' | nc -N 10.65.1.20 2323"
+                  ).stdout_text.splitlines()[-1]
+
+
+def test_online_guessing_locks_the_account_even_for_the_right_password(
+        runtime: Runtime) -> None:
+    users = ["a.novak", "j.osei", "m.keller", "r.silva"]
+    with harness(runtime, "password-cracking", (("portal", "2323"),)) as h:
+        run = h.launch()
+        v = run.values
+        target = int(v["target"])
+        words = (run.read("/srv/wordlists/common-passwords.txt") or b"").decode().split()
+        right = words[int(v["word"])].capitalize() + v["digits"]
+        other = (target + 1) % 4
+        assert portal(run, users[other], v[f"decoy{other}"]).startswith("OK")  # control
+        for left in (4, 3, 2, 1, 0):
+            reply = portal(run, users[target], f"Wrong{left}")
+            assert reply.startswith("DENIED") and f"({left} attempts left" in reply
+        assert portal(run, users[target], right).startswith("LOCKED")
+        run.sh(f"echo '{users[target]}:{right}' > /workspace/cracked.txt")
+        graded = run.grade()
+        assert graded.passed == {"password-recovered": True, "portal-login": False}
+
+
+def test_killed_beacon_comes_back_and_a_deleted_script_is_recreated(runtime: Runtime) -> None:
+    with harness(runtime, "incident-response", (("c2", "port"),)) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        first = run.sh(BEACON).stdout_text.split()
+        script = run.sh("ps -eo args= | awk '$2 ~ /^\\/home\\/.cache\\// {print $2; exit}'"
+                        ).stdout_text.strip()
+        assert script.startswith("/home/.cache/.fontconfig-")
+        run.must(f"rm -f {script}; pkill -9 -f '^bash {script}'", "kill and delete the beacon")
+        run.must(UNTIL.format(cond=f"test -f {script} && {BEACON} >/dev/null"),
+                 "the watchdog restores the beacon")
+        assert set(run.sh(BEACON).stdout_text.split()).isdisjoint(first)
+        graded = run.grade()
+        assert not graded.passed["beacon-stopped"] and not graded.passed["persistence-removed"]
+
+
+def test_profile_hook_reinstalls_the_implant_at_the_next_login(runtime: Runtime) -> None:
+    with harness(runtime, "incident-response", (("c2", "port"),)) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        run.must(f"kill -STOP $({WATCHDOG}); kill -9 $({WATCHDOG}) $({BEACON}); "
+                 "rm -rf /home/.config/dbus-1 /home/.cache/.fontconfig-*; sleep 0.5; "
+                 f"! {WATCHDOG} && ! {BEACON} && grep -q base64 /home/.profile",
+                 "stop the processes and delete both scripts, leaving the hook")
+        run.in_terminal("true\n")  # a terminal is a login shell: it runs ~/.profile
+        run.must(UNTIL.format(cond=f"{WATCHDOG} >/dev/null && {BEACON} >/dev/null"),
+                 "the hook brings the implant back")
+        graded = run.grade()
+        assert not graded.passed["beacon-stopped"] and not graded.passed["persistence-removed"]
+
+
+def test_after_the_reference_solution_a_new_login_starts_nothing(runtime: Runtime) -> None:
+    with harness(runtime, "incident-response", (("c2", "port"),)) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        run.must(solution("incident-response"), "the reference solution")
+        run.in_terminal("true\n")
+        run.must("sleep 1; ! pgrep -f '^bash /home/'", "nothing restarted")
+        assert run.grade().score == 1.0

@@ -1,0 +1,68 @@
+"""A seed written through an image's symbolic links must land in the host, never the machine.
+
+Seeds of an image host are written by the platform, as root, into the host's root
+overlay before the host starts. An image's links are absolute or climb with ``..``
+(``/etc/localtime -> /usr/share/zoneinfo/Etc/UTC``): joined naively onto the overlay's
+path on the machine and opened following links, a seed ``/etc/localtime`` would rewrite
+the machine's own zone file, and a crafted image or template could write any file of the
+machine as root. Links are resolved inside the host's tree, as if it were ``/``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.config.settings import load_settings
+from forge.images import ImageCache, load_definitions
+from forge.images.build import build_image
+from forge.runtime import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import LocalRuntime
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture()
+def machine_dir() -> Iterator[Path]:
+    """A directory of the machine the crafted image's links point at (outside /tmp)."""
+    path = Path("/var/lib") / f"forge-escape-{secrets.token_hex(6)}"
+    path.mkdir(mode=0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_seeds_follow_image_links_only_inside_the_host(tmp_path: Path, machine_dir: Path) -> None:
+    settings = load_settings()
+    base = build_image(load_definitions(settings.images_dir)["base"],
+                       ImageCache(settings.image_cache)).entry.rootfs
+    image = tmp_path / "crafted"  # a hard-linked copy of base plus three hostile links
+    subprocess.run(["cp", "-al", str(base), str(image)], check=True)
+    (image / "etc" / "abs").symlink_to(machine_dir)
+    (image / "etc" / "rel").symlink_to("../" * 12 + str(machine_dir).lstrip("/"))
+    (image / "etc" / "final.conf").symlink_to(machine_dir / "final.conf")
+    prefix, state = "e" + secrets.token_hex(2), str(tmp_path / "runtime")
+    rt = LocalRuntime(state, prefix=prefix, images={"crafted": str(image)})
+    try:
+        rt.create(LabSpec("escape", [SubnetSpec("a", "10.85.0.0/24")], [
+            HostSpec("box", networks=[("a", None)], image="crafted",
+                     files={"/etc/abs/a.txt": "A\n", "/etc/rel/b.txt": "B\n",
+                            "/etc/final.conf": "C\n"})]))
+        # Nothing was written on the machine ...
+        assert list(machine_dir.iterdir()) == []
+        # ... the seeds are in the host, where its own links lead.
+        res = rt.exec("escape", "box", shell=f"cat {machine_dir}/a.txt {machine_dir}/b.txt "
+                                               "/etc/final.conf")
+        assert (res.exit_code, res.stdout_text) == (0, "A\nB\nC\n")
+    finally:
+        for info in rt.list():
+            rt.destroy(info.lab_id)
+        rt.close()
+    assert list(machine_dir.iterdir()) == []
+    assert not (image / str(machine_dir).lstrip("/")).exists()  # nor in the image
