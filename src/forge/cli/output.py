@@ -2,7 +2,9 @@
 
 Tables have no box lines and start at column 0, so a row can be found with `startswith` and
 read with `grep`; piped output is never wrapped (a script gets whole ids and URLs). Cells are
-plain text (never rich markup), so a subject such as ``[red]`` prints as typed.
+plain text (never rich markup), so a subject such as ``[red]`` prints as typed, and control
+characters in them (terminal escapes, newlines: an error text may quote what a client sent)
+are shown escaped, so a cell can neither drive the operator's terminal nor forge a row.
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ def print_json(payload: object) -> None:
     typer.echo(json.dumps(payload, indent=2))
 
 
+def printable(text: str) -> str:
+    """`text` with every non-printable character shown as a Python escape (``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """A table of `columns` and `rows`: styled on a terminal, plain aligned text when piped."""
     table = Table(*columns, box=None, pad_edge=False, show_edge=False,
                   header_style="bold" if sys.stdout.isatty() else "")
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
+        table.add_row(*(Text(printable(value)) for value in row))
     if sys.stdout.isatty():
         Console(highlight=False, emoji=False).print(table)
         return
