@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,6 +162,9 @@ def test_the_orchestrator_runs_labs_and_terminals_on_the_engine_the_factory_retu
            "FORGE_RUNTIME_ENGINE": NAME}
     listed = runner.invoke(runtime_cli, ["list"], env=env)
     assert listed.exit_code == 0 and f"{sid}  running" in listed.output
+    as_json = runner.invoke(runtime_cli, ["list", "--json"], env=env)
+    assert [(lab["lab_id"], lab["state"]) for lab in json.loads(as_json.stdout)["labs"]] == [
+        (sid, "running")]
     cleanup = runner.invoke(runtime_cli, ["cleanup"], env=env)
     assert cleanup.exit_code == 2
     assert "orphan cleanup is not supported by the StandInRuntime engine" in cleanup.output

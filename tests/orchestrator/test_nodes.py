@@ -8,6 +8,7 @@ the store on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,6 +129,10 @@ def test_nodes_place_route_drain_and_fail_over(
         assert code == 0, out
         line = next(x for x in out.splitlines() if x.startswith("n2"))
         assert "1/2" in line and " true " in line and line.endswith("alive"), out
+        code, out = cli(cli_env, "list", "--json")  # the orchestrator's answer, for scripts
+        assert code == 0, out
+        listed = {item["node_id"]: item for item in json.loads(out)["items"]}
+        assert listed["n2"]["draining"] is True and listed["n2"]["state"] == "alive", out
         queued, _ = start_lab(env, client, "learner-q")
         # Destroy reaches the holding node (n3), which frees a slot there: the queued spawn
         # goes to n3, although drained n2 had room all along.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from forge import __version__
 from forge.cli.commands import LazyGroup
+from forge.cli.storage import use_storage_root
 
 app = typer.Typer(
     name="forge",
@@ -27,8 +30,14 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    storage: Path | None = typer.Option(
+        None, "--storage", metavar="PATH", show_default=False,
+        help="Storage root for this command (keys, grants, DB, results); overrides "
+        "STORAGE_ROOT, which defaults to ./storage."),
 ) -> None:
     """FrostGate Forge."""
+    if storage is not None:
+        use_storage_root(storage)
 
 
 _registered = False

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from forge.cli.context import open_db, settings_or_exit
+from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.identity.apikeys import create_api_key, list_api_keys, revoke_api_key
 
 app = typer.Typer(help="Learner API keys.", no_args_is_help=True)
@@ -38,11 +37,17 @@ def revoke(key_id: str = typer.Argument(..., help="The key id to revoke.")) -> N
 
 
 @app.command("list")
-def list_keys(tenant: str | None = typer.Option(None, "--tenant")) -> None:
+def list_keys(tenant: str | None = typer.Option(None, "--tenant"),
+              as_json: bool = JSON_OPTION) -> None:
     """List keys (never their secrets)."""
     db = open_db(settings_or_exit())
-    table = Table("key_id", "tenant", "subject", "created", "revoked")
-    for key in list_api_keys(db, tenant):
-        table.add_row(key.key_id, key.tenant_id, key.subject, key.created_at.isoformat(),
-                      key.revoked_at.isoformat() if key.revoked_at else "")
-    Console().print(table)
+    keys = [{"key_id": k.key_id, "tenant": k.tenant_id, "subject": k.subject,
+             "created": k.created_at.isoformat(),
+             "revoked": k.revoked_at.isoformat() if k.revoked_at else None}
+            for k in list_api_keys(db, tenant)]
+    if as_json:
+        print_json({"keys": keys})
+        return
+    print_table(("KEY_ID", "TENANT", "SUBJECT", "CREATED", "REVOKED"),
+                ([str(k["key_id"]), str(k["tenant"]), str(k["subject"]), str(k["created"]),
+                  cell(k["revoked"])] for k in keys))

@@ -12,6 +12,7 @@ import json
 import typer
 
 from forge.cli.context import open_db, settings_or_exit
+from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.services.scoreboard.reprocess import (
     ReprocessOutcome,
     failed_event_dict,
@@ -92,6 +93,7 @@ def reprocess_cmd(
 @app.command("list")
 def list_cmd(
     status: str = typer.Option("failed", "--status", help="failed, reprocessed or all."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Stored completion events with their last error."""
     if status not in ("failed", "reprocessed", "all"):
@@ -102,4 +104,10 @@ def list_cmd(
         rows = list_events(db, None if status == "all" else status)
     finally:
         db.dispose()
-    typer.echo(json.dumps({"events": [failed_event_dict(r) for r in rows]}, indent=2))
+    events = [failed_event_dict(r) for r in rows]
+    if as_json:
+        print_json({"events": events})
+        return
+    print_table(("ID", "SCENARIO", "STATUS", "ATTEMPTS", "LAST_FAILED", "ERROR"), ((
+        str(e["id"]), cell(e["scenario_id"]), str(e["status"]), str(e["attempts"]),
+        cell(e["last_failed_at"]), str(e["error"])) for e in events))

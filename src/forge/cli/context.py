@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from forge.cli.storage import watch_new_root
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.store.db import Database
 from forge.store.migrate import upgrade
@@ -19,18 +20,21 @@ if TYPE_CHECKING:
 
 
 def settings_or_exit() -> Settings:
-    """Settings as a service would load them; a bad environment exits 1 with every problem."""
+    """Settings as a service would load them; a bad environment exits 1 with every problem.
+    Loading may create the storage root (dev secrets live there): that is announced."""
     try:
-        return load_settings()
+        with watch_new_root():
+            return load_settings()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         raise typer.Exit(1) from None
 
 
 def open_db(settings: Settings) -> Database:
-    """The state DB, migrated to the current schema."""
-    upgrade(settings.db_url)
-    return Database(settings.db_url)
+    """The state DB, migrated to the current schema (a new storage root it makes is announced)."""
+    with watch_new_root(settings.storage_root):
+        upgrade(settings.db_url)
+        return Database(settings.db_url)
 
 
 @asynccontextmanager

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from forge.cli.context import open_db, settings_or_exit
+from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.entitlements.grants import TENANT_WIDE, grant, list_grants, revoke
 from forge.plans import load_plans
 
@@ -48,11 +47,16 @@ def revoke_cmd(
 
 
 @app.command("list")
-def list_cmd(tenant: str | None = typer.Option(None, "--tenant")) -> None:
+def list_cmd(tenant: str | None = typer.Option(None, "--tenant"),
+             as_json: bool = JSON_OPTION) -> None:
     """List grants."""
-    table = Table("tenant", "subject", "plan", "expires", "revoked")
-    for row in list_grants(open_db(settings_or_exit()), tenant):
-        table.add_row(row.tenant_id, row.subject, row.plan,
-                      row.expires_at.isoformat() if row.expires_at else "",
-                      row.revoked_at.isoformat() if row.revoked_at else "")
-    Console().print(table)
+    grants = [{"tenant": g.tenant_id, "subject": g.subject, "plan": g.plan,
+               "expires": g.expires_at.isoformat() if g.expires_at else None,
+               "revoked": g.revoked_at.isoformat() if g.revoked_at else None}
+              for g in list_grants(open_db(settings_or_exit()), tenant)]
+    if as_json:
+        print_json({"grants": grants})
+        return
+    print_table(("TENANT", "SUBJECT", "PLAN", "EXPIRES", "REVOKED"),
+                ([str(g["tenant"]), str(g["subject"]), str(g["plan"]), cell(g["expires"]),
+                  cell(g["revoked"])] for g in grants))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from forge.cli.context import settings_or_exit
+from forge.cli.output import JSON_OPTION, print_json, print_table
 from forge.errors import ForgeError
 from forge.templates.problems import TemplateError
 
@@ -143,7 +144,7 @@ def build(names: list[str] = typer.Argument(None, help="Image names (files in FO
 
 
 @app.command("list")
-def list_images() -> None:
+def list_images(as_json: bool = JSON_OPTION) -> None:
     """Every defined image: key prefix, built or not, size on disk and build time; then the
     cache's total (every built entry, also those no definition names any more)."""
     from forge.images import ImageCache, image_key, load_definitions
@@ -155,19 +156,30 @@ def list_images() -> None:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
     cache = ImageCache(settings.image_cache)
-    typer.echo(f"{'NAME':<16} {'KEY':<12} {'BUILT':<5} {'SIZE':>11}  BUILT AT")
-    for name, definition in sorted(definitions.items()):
-        key = image_key(definition)
-        entry = cache.get(key)
-        if entry is None:
-            typer.echo(f"{name:<16} {key[:12]:<12} {'no':<5} {'-':>11}  -")
-            continue
-        when = datetime.fromtimestamp(entry.built_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        typer.echo(f"{name:<16} {key[:12]:<12} {'yes':<5} {_size(entry.size_bytes):>11}  {when}")
+    listed = [(name, image_key(d)) for name, d in sorted(definitions.items())]
+    built = {key: cache.get(key) for _, key in listed}
     entries = cache.entries()
-    current = {image_key(d) for d in definitions.values()}
+    current = {key for _, key in listed}
     stale = [e for e in entries if e.key not in current]
     total = sum(e.size_bytes for e in entries)
+
+    def when(key: str) -> str | None:
+        entry = built[key]
+        return None if entry is None else datetime.fromtimestamp(
+            entry.built_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+    if as_json:
+        print_json({"images": [
+            {"name": name, "key": key, "built": built[key] is not None,
+             "size_bytes": getattr(built[key], "size_bytes", None), "built_at": when(key)}
+            for name, key in listed], "cache": {
+            "path": str(settings.image_cache), "entries": len(entries), "size_bytes": total,
+            "stale_entries": len(stale), "stale_bytes": sum(e.size_bytes for e in stale)}})
+        return
+    print_table(("NAME", "KEY", "BUILT", "SIZE", "BUILT AT"), ((
+        name, key[:12], "no" if built[key] is None else "yes",
+        "-" if (entry := built[key]) is None else _size(entry.size_bytes), when(key) or "-")
+        for name, key in listed))
     note = (f" ({len(stale)} of them, {_size(sum(e.size_bytes for e in stale))}, named by no "
             "current definition: forge image prune removes them)" if stale else "")
     typer.echo(f"cache: {settings.image_cache}: {len(entries)} image(s), {_size(total)} on "

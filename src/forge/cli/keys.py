@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from forge.cli.output import JSON_OPTION, print_json, print_table
+from forge.cli.storage import watch_new_root
 from forge.signing.keystore import KEY_DIR_ENV, SigningKeyError, SigningKeyring, keyring_dir
 
 app = typer.Typer(help="Ed25519 signing keys for verdicts.", no_args_is_help=True)
@@ -23,14 +25,23 @@ def open_keyring(storage: Path | None, keys_dir: Path | None) -> SigningKeyring:
     return SigningKeyring(keyring_dir((storage or Path("storage")).absolute(), {}))
 
 
+def _watched_root(storage: Path | None, keys_dir: Path | None) -> Path | None:
+    """The storage root a key written with these options may create (None with --keys-dir)."""
+    return None if keys_dir is not None else (storage or Path("storage")).absolute()
+
+
 @app.command()
 def generate(
     storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION
 ) -> None:
     """Create the first signing key (refuses if one is current; use rotate)."""
-    ring = open_keyring(storage, keys_dir)
+    ring, root = open_keyring(storage, keys_dir), _watched_root(storage, keys_dir)
     try:
-        key = ring.generate()
+        if root is None:
+            key = ring.generate()
+        else:
+            with watch_new_root(root):
+                key = ring.generate()
     except SigningKeyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -42,9 +53,13 @@ def rotate(
     storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION
 ) -> None:
     """A new key signs from now on; old public keys stay for verification."""
-    ring = open_keyring(storage, keys_dir)
+    ring, root = open_keyring(storage, keys_dir), _watched_root(storage, keys_dir)
     try:
-        key = ring.rotate()
+        if root is None:
+            key = ring.rotate()
+        else:
+            with watch_new_root(root):
+                key = ring.rotate()
     except SigningKeyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -54,18 +69,24 @@ def rotate(
 
 @app.command("list")
 def list_keys(
-    storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION
+    storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Key ids, creation and retirement times, which one is current."""
+    """Key ids, creation and retirement times, which one is current (exit 1 when none)."""
     ring = open_keyring(storage, keys_dir)
-    infos = ring.list_keys()
-    if not infos:
+    keys = [{"key_id": i.key_id, "created_at": i.created_at, "retired_at": i.retired_at,
+             "state": "current" if i.current else ("can sign" if i.can_sign else "verify only")}
+            for i in ring.list_keys()]
+    if as_json:
+        print_json({"keys": keys})
+    elif not keys:
         typer.echo(f"no signing keys in {ring.directory} (run `forge keys generate`)")
+    else:
+        print_table(("KEY_ID", "CREATED", "RETIRED", "STATE"),
+                    ([str(k["key_id"]), str(k["created_at"]), str(k["retired_at"] or "-"),
+                      str(k["state"])] for k in keys))
+    if not keys:
         raise typer.Exit(1)
-    typer.echo(f"{'KEY ID':<18}{'CREATED':<22}{'RETIRED':<22}STATE")
-    for i in infos:
-        state = "current" if i.current else ("can sign" if i.can_sign else "verify only")
-        typer.echo(f"{i.key_id:<18}{i.created_at:<22}{i.retired_at or '-':<22}{state}")
 
 
 @app.command("export-public")

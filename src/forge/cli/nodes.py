@@ -9,6 +9,7 @@ import httpx
 import typer
 
 from forge.cli.context import settings_or_exit
+from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.config.node_settings import NODE_ID_RE
 
 app = typer.Typer(help="Lab nodes: list them, drain one for maintenance, undrain it.",
@@ -42,25 +43,19 @@ def _checked(node_id: str) -> str:
     return node_id
 
 
-def _cell(value: object, suffix: str = "") -> str:
-    return "-" if value is None else f"{value}{suffix}"
-
-
 @app.command("list")
-def list_nodes() -> None:
+def list_nodes(as_json: bool = JSON_OPTION) -> None:
     """Every node: id, url, labs used/capacity, memory, draining, heartbeat age, state."""
     body = _call("GET", "/v1/admin/nodes")
-    rows = [("NODE", "URL", "LABS", "MEMORY_MB", "DRAINING", "HEARTBEAT", "STATE")]
-    for item in body["items"]:
-        rows.append((
-            item["node_id"] + (" *" if item.get("lease") else ""), _cell(item["url"]),
-            f"{item['labs_in_use']}/{_cell(item['capacity_labs'])}",
-            f"{_cell(item['memory_in_use_mb'])}/{_cell(item['capacity_memory_mb'])}",
-            _cell(item["draining"]).lower(), _cell(item["heartbeat_age_s"], " s ago"),
-            item["state"]))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if as_json:  # the orchestrator's own answer, unchanged
+        print_json(body)
+        return
+    print_table(("NODE", "URL", "LABS", "MEMORY_MB", "DRAINING", "HEARTBEAT", "STATE"), ((
+        item["node_id"] + (" *" if item.get("lease") else ""), cell(item["url"]),
+        f"{item['labs_in_use']}/{cell(item['capacity_labs'])}",
+        f"{cell(item['memory_in_use_mb'])}/{cell(item['capacity_memory_mb'])}",
+        cell(item["draining"]).lower(), cell(item["heartbeat_age_s"], " s ago"),
+        str(item["state"])) for item in body["items"]))
     typer.echo(f"(* holds the sweeper lease; a node is lost after {body['grace_s']:g} s "
                "without a heartbeat)")
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from forge.cli.context import scoreboard_bus, settings_or_exit
+from forge.cli.output import JSON_OPTION, print_json, print_table
+from forge.cli.storage import watch_new_root
 from forge.retention.holds import HoldError, HoldStore
 from forge_verify.keys import Signer
 
@@ -103,7 +105,8 @@ def hold_cmd(
     """Place an investigation hold: cleanup skips this scenario until released."""
     store = _store()
     try:
-        hold, created = store.hold(scenario_id, reason)
+        with watch_new_root():
+            hold, created = store.hold(scenario_id, reason)
     except HoldError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -133,7 +136,7 @@ def release_cmd(scenario_id: str = typer.Argument(..., help="scn-… id to relea
 
 
 @app.command("holds")
-def holds_cmd() -> None:
+def holds_cmd(as_json: bool = JSON_OPTION) -> None:
     """List the investigation holds."""
     store = _store()
     try:
@@ -141,4 +144,8 @@ def holds_cmd() -> None:
     except HoldError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(json.dumps({"holds": [asdict(h) for h in holds]}, indent=2))
+    if as_json:
+        print_json({"holds": [asdict(h) for h in holds]})
+        return
+    print_table(("SCENARIO", "HELD_AT", "REASON"),
+                ((h.scenario_id, h.held_at, h.reason) for h in holds))

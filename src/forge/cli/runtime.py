@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import typer
 
 from forge.cli.context import runtime_or_exit, settings_or_exit
+from forge.cli.output import JSON_OPTION, print_json, print_table
 from forge.config.settings import ConfigError, load_settings
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
 
@@ -56,15 +57,17 @@ def check(prefix: str | None = PREFIX) -> None:
 
 
 @app.command("list")
-def list_labs(prefix: str | None = PREFIX) -> None:
+def list_labs(prefix: str | None = PREFIX, as_json: bool = JSON_OPTION) -> None:
     """List the labs the engine's backend holds (state and host addresses)."""
     with _runtime(prefix) as rt:
         labs = rt.list()
-    for info in labs:
-        hosts = " ".join(
-            f"{host}={','.join(addrs.values()) or '-'}" for host, addrs in info.hosts.items()
-        )
-        typer.echo(f"{info.lab_id}  {info.state}  {hosts}")
+    if as_json:
+        print_json({"labs": [{"lab_id": i.lab_id, "state": i.state, "hosts": i.hosts}
+                             for i in labs]})
+        return
+    print_table(("LAB_ID", "STATE", "HOSTS"), ((info.lab_id, info.state, " ".join(
+        f"{host}={','.join(addrs.values()) or '-'}" for host, addrs in info.hosts.items()))
+        for info in labs))
 
 
 @app.command("destroy")

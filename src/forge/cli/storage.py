@@ -1,0 +1,59 @@
+"""Which storage root a `forge` command uses, and a warning when a command creates a new one.
+
+`forge --storage PATH CMD …` sets STORAGE_ROOT for that one command (the option beats the
+variable; without either it is ./storage under the current directory, as before). A key or
+grant made under the wrong root "does not work" for services using another, so a command
+that brings a storage root into being says so on stderr, once per root and process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+STORAGE_ENV = "STORAGE_ROOT"
+_announced: set[Path] = set()
+
+
+def use_storage_root(path: Path) -> Path:
+    """Make `path` (absolute) this process's STORAGE_ROOT; a path naming a file is refused."""
+    root = path.expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise typer.BadParameter(f"{root} exists and is not a directory", param_hint="--storage")
+    os.environ[STORAGE_ENV] = str(root)
+    return root
+
+
+def current_storage_root() -> Path:
+    """The storage root commands of this process use (STORAGE_ROOT, else ./storage)."""
+    from forge.config.environ_source import storage_root_path  # lazily: keeps `forge` fast
+
+    return storage_root_path(os.environ.get(STORAGE_ENV))
+
+
+def announce_new_root(root: Path) -> None:
+    """Warn on stderr (once per root) that `root` is a storage root made by this command."""
+    root = root.absolute()
+    if root in _announced:
+        return
+    _announced.add(root)
+    typer.echo(f"warning: creating a new storage root at {root} (STORAGE_ROOT/--storage); "
+               "keys and grants made here are seen only by services using this root",
+               err=True)
+
+
+@contextmanager
+def watch_new_root(root: Path | None = None) -> Iterator[None]:
+    """Announce `root` (default: the current one) if it does not exist before the block
+    and does after it, i.e. the block created it; an existing root is never announced."""
+    root = (root or current_storage_root()).absolute()
+    existed = root.exists()
+    try:
+        yield
+    finally:
+        if not existed and root.exists():
+            announce_new_root(root)
