@@ -24,6 +24,7 @@ from forge.services.spawn.app import build_app
 from forge.services.spawn.web.result import check_reason
 from forge.store.models import Scenario
 from forge.templates.registry import TemplateRegistry
+from forge_verify import main as verify_main
 
 from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import live_server
@@ -95,7 +96,7 @@ def _text(html: str) -> str:
 
 
 def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
-        graded: Graded) -> None:
+        graded: Graded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     client, sid = graded.client, graded.done.scenario_id
     lab = client.get(f"/lab/{sid}")
     assert lab.status_code == 200
@@ -117,6 +118,16 @@ def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
     assert "forge verify score.json evidence.tar.zst verdict.sig verdict.pub" in words
     assert "forge-verify score.json evidence.tar.zst verdict.sig verdict.pub" in words
     assert "frostgate-forge-verify" in words and "scripts/verify_verdict.py" not in words
+    # ... and it verifies the four files as downloaded from this page, run where they are
+    names = re.findall(rf'href="/lab/{sid}/artifacts/([^"]+)" download', lab.text)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for name in names:
+        (downloads / name).write_bytes(client.get(f"/lab/{sid}/artifacts/{name}").content)
+    stated = re.search(r"<code>forge-verify ([^<]+)</code>", lab.text)
+    assert stated is not None and sorted(stated.group(1).split()) == sorted(names)
+    monkeypatch.chdir(downloads)
+    assert verify_main(stated.group(1).split(), prog="forge-verify") == 0
     # the shareable link: its own page, the same result, only for its owner
     assert f'href="/lab/{sid}/result"' in lab.text
     shared = client.get(f"/lab/{sid}/result")
