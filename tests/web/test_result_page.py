@@ -132,7 +132,7 @@ def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
     assert f'href="/lab/{sid}/result"' in lab.text
     shared = client.get(f"/lab/{sid}/result")
     assert shared.status_code == 200
-    assert "2 of 3 weight earned" in _text(shared.text)
+    assert "2 of 3 weight earned" in _text(shared.text) and "Graded 20" in shared.text
     assert "exit code 1" in shared.text and shared.headers["content-security-policy"]
     client.cookies.clear()
     sign_in(client, graded.settings, "evil", "alice")
@@ -162,6 +162,8 @@ def test_a_lab_without_a_result_has_no_result_page(graded: Graded) -> None:
      "a service did not answer"),
     ({"timed_out": False, "exit_code": 7, "command": ["/bin/grep", "-q", "x", "f"]},
      "what the check looks for is not there yet (it ended with exit code 7)"),
+    ({"timed_out": False, "exit_code": 6, "command": ["/bin/sh", "-c", "rsync -a a b"]},
+     "what the check looks for is not there yet (it ended with exit code 6)"),
     ({"timed_out": False, "exit_code": 0, "stdout": {"truncated": True}},
      "the output was too long to be judged"),
     ({"timed_out": False, "exit_code": 0}, "the result differs from what the task asks for"),

@@ -284,7 +284,6 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
                              "This lab has no result yet: it appears here once it is graded.")
         return page("result.html", {
             "title": f"Result of lab {row.scenario_id}", "track": row.track,
-            "completed_at": result.get("score", {}).get("completed_at"),
             **_result_context(row, result),
         })
     return await _as_page(f"/lab/{scenario_id}")(run)

@@ -10,12 +10,13 @@ status is worded on its own ("Authentic" / "Not authentic"), apart from pass/fai
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 # curl's exit codes for "no answer": cannot resolve, refused, timed out, empty reply, recv error.
 _NO_ANSWER_CODES = frozenset({6, 7, 28, 52, 56})
-_NO_ANSWER_TOOLS = ("curl", "wget", "/dev/tcp", "nc ", "ncat")
+_NETWORK_TOOL = re.compile(r"\b(?:curl|wget|nc|ncat|socat)\b|/dev/tcp/")
 VERIFY_STANDALONE = "frostgate-forge-verify"
 MAX_REASON_CHARS = 200
 
@@ -43,6 +44,7 @@ class ResultView:
     authenticity: str
     problems: tuple[str, ...]
     key_id: str
+    completed_at: str | None
 
 
 def _number(value: float) -> str:
@@ -60,8 +62,7 @@ def _weight(crit: dict[str, Any]) -> float:
 def _mentions_network_tool(command: object) -> bool:
     if not isinstance(command, list):
         return False
-    text = " ".join(str(part) for part in command)
-    return any(tool in text for tool in _NO_ANSWER_TOOLS)
+    return _NETWORK_TOOL.search(" ".join(str(part) for part in command)) is not None
 
 
 def check_reason(check: dict[str, Any]) -> str:
@@ -119,8 +120,8 @@ def _authenticity(verification: dict[str, Any]) -> tuple[bool, str, tuple[str, .
 
 def result_view(body: dict[str, Any]) -> ResultView:
     """The scoreboard's `GET /v1/scores/{id}` answer as the result section shows it."""
-    score = body.get("score") if isinstance(body.get("score"), dict) else {}
-    assert isinstance(score, dict)
+    found = body.get("score")
+    score: dict[str, Any] = found if isinstance(found, dict) else {}
     raw = [c for c in score.get("criteria") or [] if isinstance(c, dict)]
     criteria = tuple(_criterion(c) for c in raw)
     earned = math.fsum(_weight(c) for c in raw if c.get("passed") is True)
@@ -134,4 +135,6 @@ def result_view(body: dict[str, Any]) -> ResultView:
     key_id = verification.get("key_id") if isinstance(verification, dict) else None
     return ResultView(earned=_number(earned), total=_number(total), score=shown,
                       criteria=criteria, authentic=authentic, authenticity=words,
-                      problems=problems, key_id=str(key_id or ""))
+                      problems=problems, key_id=str(key_id or ""),
+                      completed_at=str(score["completed_at"]) if score.get("completed_at")
+                      else None)
