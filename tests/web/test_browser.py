@@ -114,9 +114,11 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     result = page.locator("#result")
     for criterion in ("find-server", "save-page", "inventory-serial"):
         expect(result.get_by_role("row").filter(has_text=criterion)).to_contain_text("passed")
-    links = result.get_by_role("link")
+    links = result.locator(".downloads").get_by_role("link")
     names = sorted(links.all_inner_texts())
     assert names == ["evidence.tar.zst", "score.json", "verdict.pub", "verdict.sig"]
+    expect(result.get_by_role("link", name="Link to this result")).to_have_attribute(
+        "href", f"/lab/{sid}/result")
     score = page.request.get(f"{url}/lab/{sid}/artifacts/score.json")
     assert score.ok and json.loads(score.body())["score"] == 1.0
     if images is not None:
