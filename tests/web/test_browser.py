@@ -1,7 +1,7 @@
 """Browser tests (Playwright + Debian's Chromium) of the learner and operator UI, end to end.
 
 A learner signs in with an API key, starts netplus, types the reference solution into the
-browser terminal, submits, and sees score 1.00 and a PASS verification; the operator then sees
+browser terminal, submits, and sees score 1.00 and an authentic verdict; the operator then sees
 that scenario and reprocesses an injected failed completion event.
 """
 
@@ -109,13 +109,16 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     # Submit; the page moves through grading to the signed verdict by itself.
     page.get_by_role("button", name="Submit for grading").click()
     expect(page.locator("#score-value")).to_have_text("1.00", timeout=120_000)
-    expect(page.locator("#verification")).to_have_text("PASS")
+    expect(page.locator("#score-weight")).to_have_text("4 of 4 weight earned")
+    expect(page.locator("#verification")).to_contain_text("Authentic: signed by key")
     result = page.locator("#result")
     for criterion in ("find-server", "save-page", "inventory-serial"):
         expect(result.get_by_role("row").filter(has_text=criterion)).to_contain_text("passed")
-    links = result.get_by_role("link")
+    links = result.locator(".downloads").get_by_role("link")
     names = sorted(links.all_inner_texts())
     assert names == ["evidence.tar.zst", "score.json", "verdict.pub", "verdict.sig"]
+    expect(result.get_by_role("link", name="Link to this result")).to_have_attribute(
+        "href", f"/lab/{sid}/result")
     score = page.request.get(f"{url}/lab/{sid}/artifacts/score.json")
     assert score.ok and json.loads(score.body())["score"] == 1.0
     if images is not None:

@@ -29,6 +29,7 @@ from forge.services.spawn.spawning import check_request_id, spawn
 from forge.services.spawn.tracks import grouped
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page, render_markdown
+from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
 from forge.services.spawn.web.security import (
     RECEIPT_COOKIE,
     check_csrf,
@@ -243,7 +244,6 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         remaining = _remaining_s(row)
         result = await _result(request, row)
         settings = spawn_state(request).settings
-        names = [n for n in (result or {}).get("artifacts", []) if n in ARTIFACT_NAMES]
         terminal_hosts = spawn_routes.learner_hosts(spawn_state(request), row)
         hosts, other_hosts = learner_view(row.details.get("hosts", {}), terminal_hosts)
         return page("lab.html", {
@@ -255,13 +255,38 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "expires_iso": _expires_iso(row),
             "extend_open": row.state == "running" and remaining is not None
             and remaining <= EXTEND_WINDOW.total_seconds(),
-            "result": result, "finished": row.state in FINISHED,
+            "finished": row.state in FINISHED,
             "csrf": csrf_token(settings, session_value(request) or ""),
-            "artifact_names": names,
-            "bundle_name": next((n for n in names if n.startswith("evidence")),
-                                "evidence.tar.zst"),
+            **_result_context(row, result),
         }, terminal=row.state == "running")
     return await _as_page("/tracks")(run)
+
+
+def _result_context(row: Scenario, result: dict[str, Any] | None) -> dict[str, Any]:
+    """What result_section.html needs: the worded result, downloads, verify command."""
+    names = [n for n in (result or {}).get("artifacts", []) if n in ARTIFACT_NAMES]
+    return {
+        "view": result_view(result) if result is not None else None,
+        "scenario_id": row.scenario_id, "artifact_names": names,
+        "bundle_name": next((n for n in names if n.startswith("evidence")), "evidence.tar.zst"),
+        "verifier_dist": VERIFY_STANDALONE,
+    }
+
+
+@router.get("/lab/{scenario_id}/result")
+async def lab_result(scenario_id: str, request: Request) -> Response:
+    """The graded result on its own page: a stable link for its owner, also after the lab."""
+    async def run() -> Response:
+        row = await spawn_routes.owned_scenario(request, scenario_id)
+        result = await _result(request, row)
+        if result is None:
+            raise ForgeError("result_not_ready", 404,
+                             "This lab has no result yet: it appears here once it is graded.")
+        return page("result.html", {
+            "title": f"Result of lab {row.scenario_id}", "track": row.track,
+            **_result_context(row, result),
+        })
+    return await _as_page(f"/lab/{scenario_id}")(run)
 
 
 @router.get("/lab/{scenario_id}/status")

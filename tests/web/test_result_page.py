@@ -1,0 +1,174 @@
+"""The graded result on the lab page and its shareable result page, on the real spawn_service
+app reading a real scoreboard (uvicorn on loopback) that scored real completion events:
+weight earned of weight total, a reason per failed criterion, authenticity apart from
+pass/fail, a verify instruction for the holder of the four downloads."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from forge.bus import NatsServer
+from forge.config import Settings, load_settings
+from forge.content import content_path
+from forge.services.scoreboard.app import build_app as build_scoreboard
+from forge.services.scoreboard.scoring import Scorer
+from forge.services.spawn.app import build_app
+from forge.services.spawn.web.result import check_reason
+from forge.store.models import Scenario
+from forge.templates.registry import TemplateRegistry
+from forge_verify import main as verify_main
+
+from ..conftest import TEMPLATE_FIXTURES
+from ..live_server import live_server
+from ..scoreboard.conftest import Completion, build_completion
+from ..services.conftest import prod_environ, with_signing_key
+from .test_pages import sign_in
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")
+
+
+@dataclass
+class Graded:
+    """A spawn app signed in as alice, and her graded labs (lab-netplus: saved-page weight 2
+    passed, route-present weight 1 failed with exit code 1)."""
+
+    client: TestClient
+    settings: Settings
+    done: Completion
+    tampered: Completion
+
+
+def _owned_row(client: TestClient, done: Completion) -> None:
+    now = datetime.now(UTC)
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    with db.session() as sess:
+        sess.add(Scenario(scenario_id=done.scenario_id, request_id="r-" + done.scenario_id,
+                          tenant_id="acme", subject="alice", track="netplus",
+                          template_id="lab-netplus", template_sha256=None, plan="PRO",
+                          retention_days=30, state="completed", state_reason="submitted",
+                          sat_jti=None, et_jti=None, created_at=now, updated_at=now,
+                          expires_at=None, details={}))
+
+
+def _score(settings: Settings, scorer: Scorer) -> Completion:
+    done = build_completion(settings, passed=False)
+    route = done.body["results"][1]
+    route["exit_code"] = 1  # `ip route show` found nothing and said so
+    scorer.score(done.event)
+    return done
+
+
+@pytest.fixture
+def graded(tmp_path: Path, nats: NatsServer) -> Iterator[Graded]:
+    storage = with_signing_key(tmp_path / "storage")
+    db = f"sqlite:///{tmp_path / 'forge.db'}"
+    board_settings = load_settings(prod_environ(storage, **nats.client_env(), FORGE_DB_URL=db))
+    scorer = Scorer(board_settings, TemplateRegistry.load(TEMPLATE_FIXTURES))
+    done, tampered = _score(board_settings, scorer), _score(board_settings, scorer)
+    # Changed after signing: a description with markup, which the signature no longer covers.
+    path = storage / "scenarios" / tampered.scenario_id / "results" / "score.json"
+    doc = json.loads(path.read_bytes())
+    doc["criteria"][0]["description"] = '<script>alert("x")</script> rewritten'
+    path.write_text(json.dumps(doc))
+    with live_server(build_scoreboard(board_settings)) as board_url:
+        settings = load_settings(prod_environ(
+            storage, **nats.client_env(), FORGE_DB_URL=db,
+            FORGE_TEMPLATE_DIR=str(content_path("templates")),
+            ORCHESTRATOR_URL="http://127.0.0.1:9", SCOREBOARD_URL=board_url))
+        with TestClient(build_app(settings), follow_redirects=False) as client:
+            sign_in(client, settings)
+            _owned_row(client, done)
+            _owned_row(client, tampered)
+            yield Graded(client, settings, done, tampered)
+
+
+def _text(html: str) -> str:
+    """The page's visible words, tags removed and whitespace folded."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
+        graded: Graded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, sid = graded.client, graded.done.scenario_id
+    lab = client.get(f"/lab/{sid}")
+    assert lab.status_code == 200
+    words = _text(lab.text)
+    # 2 of 3 weight (weights 2 + 1), not "1 of 2" (criteria counted) as before
+    assert "Score 0.67 2 of 3 weight earned" in words
+    route = re.search(r'<tr id="criterion-route-present">.*?</tr>', lab.text, re.S)
+    assert route is not None and "failed" in route.group(0)
+    assert "it ended with exit code 1" in route.group(0)
+    saved = re.search(r'<tr id="criterion-saved-page">.*?</tr>', lab.text, re.S)
+    assert saved is not None and "passed" in saved.group(0) and "<ul" not in saved.group(0)
+    # authenticity in words, in its own neutral style, apart from pass/fail
+    verification = re.search(r'<strong id="verification" class="([^"]+)">([^<]+)</strong>',
+                             lab.text)
+    assert verification is not None
+    assert verification.group(1) == "authenticity"
+    assert re.fullmatch(r"Authentic: signed by key [0-9a-f]{8,}", verification.group(2))
+    # the verify command names the downloads as saved and a verifier the learner can have
+    assert "forge verify score.json evidence.tar.zst verdict.sig verdict.pub" in words
+    assert "forge-verify score.json evidence.tar.zst verdict.sig verdict.pub" in words
+    assert "frostgate-forge-verify" in words and "scripts/verify_verdict.py" not in words
+    # ... and it verifies the four files as downloaded from this page, run where they are
+    names = re.findall(rf'href="/lab/{sid}/artifacts/([^"]+)" download', lab.text)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for name in names:
+        (downloads / name).write_bytes(client.get(f"/lab/{sid}/artifacts/{name}").content)
+    stated = re.search(r"<code>forge-verify ([^<]+)</code>", lab.text)
+    assert stated is not None and sorted(stated.group(1).split()) == sorted(names)
+    monkeypatch.chdir(downloads)
+    assert verify_main(stated.group(1).split(), prog="forge-verify") == 0
+    # the shareable link: its own page, the same result, only for its owner
+    assert f'href="/lab/{sid}/result"' in lab.text
+    shared = client.get(f"/lab/{sid}/result")
+    assert shared.status_code == 200
+    assert "2 of 3 weight earned" in _text(shared.text) and "Graded 20" in shared.text
+    assert "exit code 1" in shared.text and shared.headers["content-security-policy"]
+    client.cookies.clear()
+    sign_in(client, graded.settings, "evil", "alice")
+    assert client.get(f"/lab/{sid}/result").status_code == 404
+
+
+def test_an_altered_result_reads_not_authentic_and_its_text_stays_text(graded: Graded) -> None:
+    shown = graded.client.get(f"/lab/{graded.tampered.scenario_id}/result")
+    assert shown.status_code == 200
+    words = _text(shown.text)
+    assert re.search(r"Not authentic: \S", words) and "Authentic: signed" not in words
+    assert "<script>alert" not in shown.text and "&lt;script&gt;alert" in shown.text
+
+
+def test_a_lab_without_a_result_has_no_result_page(graded: Graded) -> None:
+    client = graded.client
+    assert client.get("/lab/scn-0000000000000000/result").status_code == 404
+    fresh = Completion("scn-" + "1" * 16, {})
+    _owned_row(client, fresh)  # completed, but the scoreboard holds nothing for it
+    missing = client.get(f"/lab/{fresh.scenario_id}/result")
+    assert missing.status_code == 404 and "no result yet" in missing.text
+
+
+@pytest.mark.parametrize(("check", "reason"), [
+    ({"timed_out": True, "exit_code": None}, "the check timed out: nothing answered in time"),
+    ({"timed_out": False, "exit_code": 7, "command": ["/bin/sh", "-c", "curl -sf http://h/"]},
+     "a service did not answer"),
+    ({"timed_out": False, "exit_code": 7, "command": ["/bin/grep", "-q", "x", "f"]},
+     "what the check looks for is not there yet (it ended with exit code 7)"),
+    ({"timed_out": False, "exit_code": 6, "command": ["/bin/sh", "-c", "rsync -a a b"]},
+     "what the check looks for is not there yet (it ended with exit code 6)"),
+    ({"timed_out": False, "exit_code": 0, "stdout": {"truncated": True}},
+     "the output was too long to be judged"),
+    ({"timed_out": False, "exit_code": 0}, "the result differs from what the task asks for"),
+    ({"timed_out": False, "exit_code": None}, "the check could not run"),
+])
+def test_a_failed_check_is_explained_in_words(check: dict[str, object], reason: str) -> None:
+    assert check_reason(check) == reason
+
