@@ -66,3 +66,30 @@ def test_seeds_follow_image_links_only_inside_the_host(tmp_path: Path, machine_d
         rt.close()
     assert list(machine_dir.iterdir()) == []
     assert not (image / str(machine_dir).lstrip("/")).exists()  # nor in the image
+
+
+def test_no_host_may_keep_a_capability_that_overrides_file_ownership() -> None:
+    """The writable root holds the programs the platform runs there as root (bwrap,
+    setpriv): a lab user with CHOWN, DAC_OVERRIDE, FOWNER, SETUID… could replace them. The
+    capabilities gate denies these; the runtime refuses them too, whatever the gate says."""
+    from forge.runtime.base import SpecError
+    from forge.runtime.plan import plan_lab
+
+    for cap in ("DAC_OVERRIDE", "CAP_FOWNER", "setuid", "CHOWN", "SYS_ADMIN"):
+        spec = LabSpec(lab_id="caps-test", subnets=[SubnetSpec("a", "10.90.1.0/24")], hosts=[
+            HostSpec("box", networks=[("a", None)], image="base", capabilities=[cap])])
+        with pytest.raises(SpecError) as err:
+            plan_lab(spec)
+        assert "hosts[0].capabilities[0]" in str(err.value)
+        assert "rewrite root's files" in str(err.value)
+
+
+def test_a_learner_owned_seed_among_the_platforms_programs_is_refused() -> None:
+    from forge.templates.seedpaths import seed_path_problem
+
+    for path in ("/usr/local/sbin/bwrap", "/usr/bin/setpriv", "/bin/sh", "/lib64/x.so",
+                 "/etc/ld.so.preload", "/etc/ld.so.conf.d/evil.conf"):
+        problem = seed_path_problem(path, True, "learner")
+        assert problem is not None and "owner learner is not possible" in problem, path
+        assert seed_path_problem(path, True, "root") is None, path
+    assert seed_path_problem("/etc/ssh/sshd_config", True, "learner") is None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from forge.images.definitions import HOST_USERLAND
 from forge.runtime.base import HostSpec, LabSpec, SpecError
+from forge.templates.dsl_limits import FILE_OWNERSHIP_CAPS
 from forge.templates.seedpaths import seed_path_problem
 
 LAB_ID_RE = re.compile(r"^(scn-[0-9a-f]{16}|[a-z0-9][a-z0-9-]{0,39})$")
@@ -252,6 +253,11 @@ def plan_lab(spec: LabSpec) -> LabPlan:
             routes.append(("default", gateway[nics[0].subnet_index]))
         caps = [normalize_cap(c, f"{base}.capabilities[{k}]")
                 for k, c in enumerate(host.capabilities)]
+        for k, cap in enumerate(caps):
+            if cap in FILE_OWNERSHIP_CAPS:
+                raise SpecError(f"{base}.capabilities[{k}]",
+                                f"{cap} would let the lab user rewrite root's files in its "
+                                "host; no host may keep it")
         for key in host.environment:
             if not ENV_RE.fullmatch(key):
                 raise SpecError(f"{base}.environment[{key!r}]", "invalid variable name")

@@ -61,6 +61,21 @@ WRITABLE_DIRS: Final = ("/home", "/workspace", "/srv", "/opt/forge")
 # platform binds over /etc. /opt/forge stays the read-only seeds' tree.
 IMAGE_SEED_FORBIDDEN: Final = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp")  # noqa: S108
 IDENTITY_FILES: Final = ("/etc/passwd", "/etc/group", "/etc/hosts", "/etc/resolv.conf")
+# Where the platform's own programs (bwrap, setpriv, nsenter's targets) and the dynamic
+# loader's configuration live in a host's root: a learner-owned file there could replace
+# what the platform runs as root when it enters the host. Root seeds only.
+PLATFORM_PROGRAM_PATHS: Final = (
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/ld.so.cache",
+)
+# Capabilities that override file ownership or permissions, or the uid: with any of them
+# the lab user could rewrite root's files in its host's writable root (including programs
+# the platform runs there as root). The runtime refuses them on every host, whatever the
+# capabilities gate (which already denies them) is configured to allow.
+FILE_OWNERSHIP_CAPS: Final = frozenset({
+    "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "SETFCAP",
+    "LINUX_IMMUTABLE", "MKNOD", "SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO",
+})
 READONLY_SEED_DIR: Final = "/opt/forge"
 # ``image: host``: the machine's read-only userland (images.definitions.HOST_USERLAND),
 # for test fixtures and development only; a container naming no image runs on

@@ -12,6 +12,7 @@ from __future__ import annotations
 from forge.templates.dsl_limits import (
     IDENTITY_FILES,
     IMAGE_SEED_FORBIDDEN,
+    PLATFORM_PROGRAM_PATHS,
     READONLY_SEED_DIR,
     WRITABLE_DIRS,
 )
@@ -45,6 +46,9 @@ def seed_path_problem(path: str, on_image: bool, owner: str | None) -> str | Non
     if under(path, IMAGE_SEED_FORBIDDEN):
         return (f"is under one of {', '.join(IMAGE_SEED_FORBIDDEN)}, which are mounted over "
                 "the image")
+    if owner == "learner" and under(path, PLATFORM_PROGRAM_PATHS):
+        return ("owner learner is not possible among programs, libraries and the loader's "
+                "configuration (the platform runs programs from there as root)")
     return None
 
 
