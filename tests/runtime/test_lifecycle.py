@@ -180,3 +180,28 @@ def test_many_labs_leave_no_trace(own: tuple[str, str]) -> None:
     assert leftovers(prefix, state) == []
     assert rt.list() == []
     assert os.listdir(state) == []
+
+
+def test_services_start_after_the_network_is_configured(rt: LocalRuntime) -> None:
+    """A host's command runs only once its interfaces, addresses and routes exist (it used
+    to race them: a service adding an address or binding one failed now and then, most
+    often while other labs were being created)."""
+    snapshot = "ip -o -4 addr show dev eth0 > /workspace/at-start; ip route >> /workspace/at-start"
+    ids = [f"netfirst-{i}" for i in range(3)]
+    specs = [LabSpec(lab_id, [SubnetSpec("a", "10.60.1.0/24")], [
+        HostSpec("svc", networks=[("a", "10.60.1.7")], routes=[("default", "10.60.1.254")],
+                 command=snapshot),
+        HostSpec("gw", networks=[("a", "10.60.1.254")], router=True),
+    ]) for lab_id in ids]
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            list(pool.map(rt.create, specs))
+        for lab_id in ids:
+            seen = sh(rt, lab_id, "svc", "for i in $(seq 100); do [ -s /workspace/at-start ] "
+                      "&& grep -q default /workspace/at-start && break; sleep 0.05; done; "
+                      "cat /workspace/at-start").stdout_text
+            assert "inet 10.60.1.7/24" in seen, seen
+            assert "default via 10.60.1.254 dev eth0" in seen, seen
+    finally:
+        for lab_id in ids:
+            rt.destroy(lab_id)

@@ -57,11 +57,14 @@ from forge.runtime.local.rootfs import (
 )
 from forge.runtime.local.sandbox import (
     HostPaths,
+    InitHandle,
     PendingInit,
     abort_init,
+    close_go,
     host_env,
     seed_host_dir,
     spawn_init,
+    start_service,
     wait_init,
     write_identity,
 )
@@ -233,6 +236,7 @@ class LocalRuntime(Runtime):
                                       roots[h.spec.name])
                     for h in plan.hosts]
         pending: dict[str, PendingInit] = {}
+        started: list[InitHandle] = []
         try:
             try:
                 create_switch(self.names, plan)
@@ -251,19 +255,26 @@ class LocalRuntime(Runtime):
                 done.result()
             for host in plan.hosts:
                 handle = wait_init(pending.pop(host.spec.name), host.spec.name)
+                started.append(handle)
                 path = os.path.join(self.names.host_dir(lab_id, host.spec.name), "init.pid")
                 with open(path, "w", encoding="ascii") as fh:
                     fh.write(str(handle.pid))
+            self._fault("hosts")
+            if spec.egress == "allowlist":
+                profile = self.profiles[spec.allowlist_profile or ""]
+                egress.build_gateway(self.names, plan, profile, self.egress_netns)
+                self._fault("gateway")
+            wait_ports_up(self.names.switch_ns(lab_id))
+            self._fault("ready")
+            # Services start only now: their interfaces, addresses, routes and switch
+            # ports exist (a command adding an address or binding one used to race them).
+            for handle in started:
+                start_service(handle)
         finally:
             for left in pending.values():
                 abort_init(left)
-        self._fault("hosts")
-        if spec.egress == "allowlist":
-            profile = self.profiles[spec.allowlist_profile or ""]
-            egress.build_gateway(self.names, plan, profile, self.egress_netns)
-            self._fault("gateway")
-        wait_ports_up(self.names.switch_ns(lab_id))
-        self._fault("ready")
+            for handle in started:
+                close_go(handle)
 
     def _paths(self, lab_id: str, host: str) -> HostPaths:
         return HostPaths(self.names.lab_dir(lab_id), self.names.host_dir(lab_id, host),

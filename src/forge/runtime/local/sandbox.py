@@ -42,21 +42,25 @@ JOIN_SH = (
     'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; '
     'unset FG_CG IFS; exec "$@"'
 )
-# bash wrapper (on the machine) for the init: join cgroups, then move the info and ready
-# pipes to fds 4 and 3 (dash cannot redirect fds above 9), then exec bwrap.
+# bash wrapper (on the machine) for the init: join cgroups, then move the ready, info and
+# go pipes to fds 3, 4 and 5 (dash cannot redirect fds above 9), then exec bwrap.
 INIT_JOIN_BASH = (
     'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; unset FG_CG IFS; '
-    'eval "exec {TR}>&$FG_READY {TI}>&$FG_INFO; exec $FG_READY>&- $FG_INFO>&-" || exit 125; '
-    'eval "exec 3>&$TR 4>&$TI {TR}>&- {TI}>&-" || exit 125; '
-    'unset FG_READY FG_INFO TR TI; exec "$@"'
+    'eval "exec {TR}>&$FG_READY {TI}>&$FG_INFO {TG}<&$FG_GO; '
+    'exec $FG_READY>&- $FG_INFO>&- $FG_GO<&-" || exit 125; '
+    'eval "exec 3>&$TR 4>&$TI 5<&$TG {TR}>&- {TI}>&- {TG}<&-" || exit 125; '
+    'unset FG_READY FG_INFO FG_GO TR TI TG; exec "$@"'
 )
 READY_FD, INFO_FD = 3, 4
-# The sandbox's first command: reports readiness on fd 3 and closes it, starts the service
-# as the lab user ("$@" is the setpriv prefix), then idles holding the namespaces. The
-# idler stays uid 0 (with bwrap's few capabilities) so the lab user cannot kill it, even
-# with ``kill -9 -1``; no-new-privs is already set by bwrap.
+# The sandbox's first command: reports readiness on fd 3, then waits for "go" on fd 5 (sent
+# once the lab's network is wired and configured, so a service never starts before its
+# interfaces and addresses exist; a closed pipe without "go" ends the sandbox), starts the
+# service as the lab user ("$@" is the setpriv prefix), then idles holding the namespaces.
+# The idler stays uid 0 (with bwrap's few capabilities) so the lab user cannot kill it,
+# even with ``kill -9 -1``; no-new-privs is already set by bwrap.
 INIT_SH = (
-    'echo ready >&3; exec 3>&-; cmd=$1; shift; '
+    'echo ready >&3; exec 3>&-; read -r go <&5 && [ "$go" = go ] || exit 1; exec 5<&-; '
+    'cmd=$1; shift; '
     'if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi; exec sleep infinity'
 )
 
@@ -242,10 +246,12 @@ def bwrap_argv(
 
 @dataclass
 class InitHandle:
-    """A running host init: ``pid`` is its pid-namespace init as seen from the machine."""
+    """A running host init: ``pid`` is its pid-namespace init as seen from the machine;
+    ``go_fd`` lets its service start (``start_service``)."""
 
     pid: int
     proc: subprocess.Popen[bytes]
+    go_fd: int
 
 
 @dataclass
@@ -255,6 +261,7 @@ class PendingInit:
     proc: subprocess.Popen[bytes]
     info_fd: int
     ready_fd: int
+    go_fd: int
     log: str
 
 
@@ -274,6 +281,7 @@ def spawn_init(
     """
     read_fd, write_fd = os.pipe()
     ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()  # before the filter fd, so that one is above fds 3-5
     log_path = os.path.join(paths.host_dir, "service.log")
     log = open(log_path, "ab")  # noqa: SIM115
     filter_fd = seccomp.filter_fd(host.caps)
@@ -282,33 +290,37 @@ def spawn_init(
                 *bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image)]
         proc = in_netns(netns, lambda: subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            pass_fds=(write_fd, ready_w, filter_fd), start_new_session=True,
+            pass_fds=(write_fd, ready_w, go_r, filter_fd), start_new_session=True,
             env={"PATH": BASE_PATH, "FG_CG": ":".join(cgroup_procs),
-                 "FG_READY": str(ready_w), "FG_INFO": str(write_fd)},
+                 "FG_READY": str(ready_w), "FG_INFO": str(write_fd), "FG_GO": str(go_r)},
         ))
     except BaseException:
         os.close(read_fd)
         os.close(ready_r)
+        os.close(go_w)
         raise
     finally:
         os.close(write_fd)
         os.close(ready_w)
+        os.close(go_r)
         os.close(filter_fd)
         log.close()
-    return PendingInit(proc, read_fd, ready_r, log_path)
+    return PendingInit(proc, read_fd, ready_r, go_w, log_path)
 
 
 def abort_init(pending: PendingInit) -> None:
     """Stop a spawned init that will not be used (its sandbox dies with it)."""
     os.close(pending.info_fd)
     os.close(pending.ready_fd)
+    os.close(pending.go_fd)
     if pending.proc.poll() is None:
         pending.proc.kill()
     pending.proc.wait()
 
 
 def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHandle:
-    """Wait until the sandbox is set up and its first command runs; kill it on failure."""
+    """Wait until the sandbox is set up and its init waits for "go"; kill it on failure
+    (the returned handle owns the go pipe: ``start_service`` or ``close_go``)."""
     proc = pending.proc
     end = time.monotonic() + timeout
     try:
@@ -321,6 +333,7 @@ def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHan
         if ready != b"ready\n":
             raise RuntimeFault(f"host {name}: sandbox did not start: {_tail(pending.log)}")
     except BaseException:
+        os.close(pending.go_fd)
         if proc.poll() is None:
             proc.kill()
         proc.wait()
@@ -328,7 +341,22 @@ def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHan
     finally:
         os.close(pending.info_fd)
         os.close(pending.ready_fd)
-    return InitHandle(pid, proc)
+    return InitHandle(pid, proc, pending.go_fd)
+
+
+def start_service(handle: InitHandle) -> None:
+    """Let the host's init start its service (once the lab's network is ready)."""
+    try:
+        os.write(handle.go_fd, b"go\n")
+    finally:
+        close_go(handle)
+
+
+def close_go(handle: InitHandle) -> None:
+    """Drop the go pipe (an init still waiting on it then ends); idempotent."""
+    if handle.go_fd >= 0:
+        os.close(handle.go_fd)
+        handle.go_fd = -1
 
 
 def _tail(path: str, size: int = 400) -> str:
