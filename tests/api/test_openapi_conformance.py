@@ -24,7 +24,7 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
 def _run(d: Drill, service: str, headers: dict[str, str], report: Path,
          seed: int = 1) -> tuple[int, str]:
     argv = [str(SCHEMATHESIS), "run", f"{d.url(service)}/openapi.json", "--checks", CHECKS,
-            "--max-examples", "12", "--max-time", "25", "--workers", "1",
+            "--max-examples", "12", "--max-time", "15", "--workers", "1",
             "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
             "--request-timeout", "30", "--no-color", "--seed", str(seed),
             "--report", "ndjson", "--report-ndjson-path", str(report),
