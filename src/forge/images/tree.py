@@ -21,54 +21,28 @@ import stat
 import sys
 from pathlib import Path
 
-MAX_LINKS = 40  # as the kernel's own limit on symlinks in one lookup
+from forge import treepath
 
 
 class TreeEscape(OSError):
     """A path that cannot be resolved inside the tree (a link loop, a file as a parent)."""
 
 
-def _split(path: str) -> list[str]:
-    return [p for p in path.split("/") if p not in ("", ".")]
-
-
 def resolve_parent(root: Path, path: str) -> tuple[Path, str]:
     """(real directory inside ``root``, last component) for ``path`` read as inside the
     image: symlinked parents are followed within ``root`` and missing ones created
     (0755, root-owned); the last component is not looked at."""
-    parts = _split(path)
+    parts = treepath.split(path)
     if not parts or parts[-1] == "..":
         raise TreeEscape(f"{path!r} does not name a file")
-    todo, name = parts[:-1], parts[-1]
-    done: list[str] = []  # real directories under root, no symlinks
-    links = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = root.joinpath(*done, part)
-        try:
-            info = os.lstat(here)
-        except FileNotFoundError:
-            os.mkdir(here, 0o755)
-            os.chmod(here, 0o755)  # noqa: S103 - image dirs are world-readable like /usr
-            done.append(part)
-            continue
-        if stat.S_ISLNK(info.st_mode):
-            links += 1
-            if links > MAX_LINKS:
-                raise TreeEscape(f"{path!r}: too many symlinks inside the image")
-            target = os.readlink(here)
-            if target.startswith("/"):
-                done = []
-            todo = _split(target) + todo
-            continue
-        if not stat.S_ISDIR(info.st_mode):
-            raise TreeEscape(f"{path!r}: /{'/'.join([*done, part])} is not a directory")
-        done.append(part)
-    return root.joinpath(*done), name
+    try:
+        done, _ = treepath.walk(root, parts[:-1], create=True)
+    except treepath.TreePathError as exc:
+        raise TreeEscape(f"{path!r}: {exc} inside the image") from None
+    parent = root.joinpath(*done)
+    if not stat.S_ISDIR(os.lstat(parent).st_mode):  # ``done`` holds no link
+        raise TreeEscape(f"{path!r}: /{'/'.join(done)} is not a directory")
+    return parent, parts[-1]
 
 
 def write_in_tree(root: Path, path: str, data: bytes, mode: int) -> Path:

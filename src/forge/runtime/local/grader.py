@@ -24,6 +24,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 
+from forge import treepath
 from forge.runtime.local.sandbox import (
     JOIN_SH,
     HostPaths,
@@ -37,7 +38,7 @@ MAX_FILE_BYTES = 8 << 20
 MAX_TOTAL_BYTES = 64 << 20
 MAX_ENTRIES = 20_000
 MAX_DEPTH = 32
-MAX_LINK_HOPS = 40
+_TOPS = frozenset(d.lstrip("/") for d in WRITABLE_DIRS)
 MAX_REPORTED = 50
 GRADER_TMP_BYTES = 16 << 20
 GRADER_CAPS = ["DAC_READ_SEARCH"]
@@ -166,45 +167,14 @@ def _copy_file(dir_fd: int, name: str, target: str, lab_path: str, snap: Snapsho
 def resolve_in_trees(data_dir: str, lab_path: str) -> str | None:
     """The machine path of the regular file ``lab_path`` leads to, following links one
     component at a time and never leaving /home, /workspace or /srv; else None."""
-    roots = {d.lstrip("/") for d in WRITABLE_DIRS}
-    pending = [p for p in lab_path.split("/") if p]
-    done: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        done.append(part)
-        if done[0] not in roots:
+    try:
+        done, rest = treepath.walk(data_dir, treepath.split(lab_path), tops=_TOPS)
+        if rest or not done:
             return None
         machine = os.path.join(data_dir, *done)
-        try:
-            st = os.lstat(machine)
-        except OSError:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > MAX_LINK_HOPS:
-                return None
-            try:
-                link = os.readlink(machine)
-            except OSError:
-                return None
-            done.pop()
-            if link.startswith("/"):
-                done = []
-            pending = [p for p in link.split("/") if p] + pending
-        elif stat.S_ISDIR(st.st_mode):
-            continue
-        elif stat.S_ISREG(st.st_mode) and not pending:
-            return machine
-        else:
-            return None
-    return None
+        return machine if stat.S_ISREG(os.lstat(machine).st_mode) else None
+    except (OSError, treepath.TreePathError):
+        return None
 
 
 def remove_snapshot(dest: str) -> None:

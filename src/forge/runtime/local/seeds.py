@@ -22,12 +22,12 @@ import stat
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from forge import treepath
 from forge.runtime.base import SpecError
 from forge.runtime.local.rootfs import SSHD
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, seed_path_problem, under
 
-MAX_LINK_HOPS = 40
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 
 
@@ -41,37 +41,10 @@ def resolve_in_root(root: str, path: str) -> str:
     """``path`` with every symbolic link of the tree ``root`` followed inside it (as if
     ``root`` were ``/``); the rest of the path may not exist yet. Raises ValueError on a
     link loop or a non-directory in the middle."""
-    pending = [p for p in path.split("/") if p]
-    done: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        try:
-            st = os.lstat(os.path.join(root, *done, part))
-        except FileNotFoundError:
-            done += [part, *(p for p in pending if p not in ("", "."))]
-            if ".." in done:
-                raise ValueError("'..' after a missing directory") from None
-            break
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > MAX_LINK_HOPS:
-                raise ValueError("too many symbolic links")
-            link = os.readlink(os.path.join(root, *done, part))
-            if link.startswith("/"):
-                done = []
-            pending = [p for p in link.split("/") if p] + pending
-            continue
-        if pending and not stat.S_ISDIR(st.st_mode):
-            raise ValueError(f"/{'/'.join([*done, part])} is not a directory")
-        done.append(part)
-    return "/" + "/".join(done)
+    done, rest = treepath.walk(root, treepath.split(path))
+    if ".." in rest:
+        raise ValueError("'..' after a missing directory")
+    return "/" + "/".join(done + rest)
 
 
 def write_in_root(root: str, path: str, data: bytes, mode: int, uid: int | None) -> None:

@@ -1,0 +1,75 @@
+"""Paths inside a directory tree read as the tree's own processes read them.
+
+A lab host's root, an image being built and a lab's writable directories are trees on the
+machine that hold links written by someone else (a package, a build script, the learner).
+Read from the machine, ``etc -> /`` in such a tree points at the machine's own ``/``; every
+path the platform writes or reads there is therefore resolved here with chroot semantics:
+an absolute link target starts again at the tree's root, ``..`` stops there, and at most
+``MAX_LINKS`` links are followed (the kernel's own limit for one lookup).
+
+`walk` is the one implementation; its callers choose what a missing component means
+(`create`: make it a directory) and which top-level directories a path may use (`tops`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+MAX_LINKS = 40
+
+
+class TreePathError(ValueError):
+    """A path that cannot be resolved inside the tree: a link loop, a file used as a
+    directory, or a top-level directory outside the allowed ones."""
+
+
+def split(path: str) -> list[str]:
+    """The components of ``path`` without empty ones and ``.``."""
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def walk(root: str | os.PathLike[str], parts: list[str], *, create: bool = False,
+         tops: frozenset[str] | None = None) -> tuple[list[str], list[str]]:
+    """Follow ``parts`` inside ``root``, every link included (the last component's too).
+
+    Returns (resolved, rest): ``resolved`` are real components under ``root`` (no links),
+    ``rest`` the components from the first missing one on (empty with ``create``, which
+    makes missing directories 0755). Raises TreePathError on a link loop, a non-directory
+    in the middle, or (with ``tops``) a path whose first component is not in ``tops``;
+    OSError when the tree cannot be read.
+    """
+    pending = split("/".join(parts))
+    done: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        if tops is not None and not done and part not in tops:
+            raise TreePathError(f"/{part} is outside {', '.join(sorted(tops))}")
+        here = os.path.join(root, *done, part)
+        try:
+            info = os.lstat(here)
+        except FileNotFoundError:
+            if not create:
+                return done, [part, *pending]
+            os.mkdir(here, 0o755)
+            os.chmod(here, 0o755)  # noqa: S103 - like /usr: the umask must not narrow it
+            done.append(part)
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            hops += 1
+            if hops > MAX_LINKS:
+                raise TreePathError("too many symbolic links")
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            pending = split(target) + pending
+            continue
+        if pending and not stat.S_ISDIR(info.st_mode):
+            raise TreePathError(f"/{'/'.join([*done, part])} is not a directory")
+        done.append(part)
+    return done, []
