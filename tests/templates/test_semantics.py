@@ -296,3 +296,24 @@ def test_file_paths_on_an_image_host(good_doc: Doc, problems_of: Check) -> None:
         'spec.assets.containers[0].files[4].path: "/opt/forge/grade.sh" is in /opt/forge, the '
         "read-only seeds' tree: owner learner is not possible",
     ]
+
+
+def test_a_seed_mode_given_is_kept_even_the_default(good_doc: dict[str, Any]) -> None:
+    """`mode: 0644` on a #! script stays 0644 (it used to equal the default and become
+    0755); without a mode a #! script gets 0755 and other files 0644."""
+    from forge.runtime.plan import seed_mode
+    from forge.services.orchestrator.labspec import lab_spec
+    from forge.templates import validate_document
+    from forge.templates.variables import generate_values, render
+
+    files = _containers(good_doc)[0]["files"]
+    files[:] = [{"path": "/workspace/given.sh", "content": "#!/bin/sh\n", "mode": 0o644},
+                {"path": "/workspace/script.sh", "content": "#!/bin/sh\n"},
+                {"path": "/workspace/notes.txt", "content": "x\n"}]
+    template, problems = validate_document(good_doc)
+    assert template is not None, problems
+    host = lab_spec("mode-1", render(template, generate_values(template))).hosts[0]
+    got = {path: oct(seed_mode(host, path, data if isinstance(data, bytes) else data.encode()))
+           for path, data in host.files.items()}
+    assert got == {"/workspace/given.sh": "0o644", "/workspace/script.sh": "0o755",
+                   "/workspace/notes.txt": "0o644"}

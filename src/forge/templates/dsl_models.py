@@ -174,18 +174,17 @@ class Route(_Model):
     via: Annotated[str, Field(description="Gateway IPv4 address on an attached subnet.")]
 
 
-DEFAULT_SEED_MODE = 0o644
-
-
 class SeedFile(_Model):
     """A file written into a host before its command starts."""
 
     path: Annotated[str, Field(min_length=2, max_length=255)]
     content: Annotated[str, Field(max_length=L.MAX_FILE_BYTES)]
     mode: Annotated[
-        int, Field(ge=0, le=0o777, description="Permission bits (no setuid/setgid/sticky); "
-                                                "with the default, a #! script gets 0755.")
-    ] = DEFAULT_SEED_MODE
+        int | None,
+        Field(ge=0, le=0o777, description="Permission bits (no setuid/setgid/sticky). "
+                                          "Default: 0755 for a #! script, else 0644; a "
+                                          "mode given is kept as given."),
+    ] = None
     owner: Annotated[
         Literal["root", "learner"] | None,
         Field(description='"learner": owned by the lab\'s unprivileged user, who may then '

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from forge.runtime.base import HostSpec, LabSpec, Limits, SubnetSpec
-from forge.templates.dsl_models import DEFAULT_SEED_MODE, ScenarioTemplate
+from forge.templates.dsl_models import ScenarioTemplate
 
 
 def lab_spec(scenario_id: str, template: ScenarioTemplate) -> LabSpec:
@@ -22,7 +22,7 @@ def lab_spec(scenario_id: str, template: ScenarioTemplate) -> LabSpec:
             command=shlex.join(c.command) if c.command else None,
             files={f.path: f.content for f in c.files},
             owners={f.path: f.owner for f in c.files if f.owner is not None},
-            modes={f.path: f.mode for f in c.files if f.mode != DEFAULT_SEED_MODE},
+            modes={f.path: f.mode for f in c.files if f.mode is not None},
             image=c.image,
         )
         for c in spec.assets.containers
