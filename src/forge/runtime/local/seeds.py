@@ -110,6 +110,10 @@ def make_ssh_host_keys(root: str, uid: int) -> bool:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH)
-    write_in_root(root, HOST_KEY, private, 0o600, uid)
-    write_in_root(root, HOST_KEY + ".pub", public + b" forge-lab\n", 0o644, None)
+    try:  # an image may link /etc/ssh elsewhere inside itself; follow it as sshd would
+        key_path = resolve_in_root(root, HOST_KEY)
+    except ValueError as exc:
+        raise SpecError("image", f"{HOST_KEY}: {exc}") from None
+    write_in_root(root, key_path, private, 0o600, uid)
+    write_in_root(root, key_path + ".pub", public + b" forge-lab\n", 0o644, None)
     return True
