@@ -133,10 +133,17 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
     an image host's other seeds go into its root overlay (``seeds.write_root_seeds``)."""
     os.makedirs(paths.host_dir, mode=0o755, exist_ok=True)
     os.makedirs(paths.data_dir, mode=0o755, exist_ok=True)
+    # A directory holding a root-owned seed stays root's (the learner owning it could
+    # rename the seed away and put their own file in its place); a top-level directory
+    # holding one becomes root's and sticky, like /tmp: the learner still creates files
+    # there but moves or deletes only their own.
+    kept = {os.path.dirname(p) for p in host.spec.files
+            if under(p, WRITABLE_DIRS) and effective_owner(p, host.spec.owners.get(p)) != "learner"}
+    kept = {a for d in kept for a in _ancestors(d)}
     for sub in DATA_BINDS.values():
         path = os.path.join(paths.data_dir, sub)
         os.makedirs(path, mode=0o755, exist_ok=True)
-        if sub in STICKY:
+        if sub in STICKY or "/" + sub in kept:
             os.chmod(path, 0o1777)  # noqa: S103 - sticky scratch dirs, like /tmp
         else:
             os.chown(path, uid, uid)
@@ -153,8 +160,9 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
         parent = os.path.dirname(target)
         if not os.path.isdir(parent):
             os.makedirs(parent, mode=0o755)
-            while writable and parent != top:
-                os.chown(parent, uid, uid)
+            while owned and parent != top:
+                if "/" + os.path.relpath(parent, base) not in kept:
+                    os.chown(parent, uid, uid)
                 parent = os.path.dirname(parent)
         data = content.encode() if isinstance(content, str) else content
         mode = seed_mode(host.spec, path, data)
@@ -164,6 +172,15 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
         os.chmod(target, mode)
         if owned:
             os.chown(target, uid, uid)
+
+
+def _ancestors(path: str) -> list[str]:
+    """``path`` and every directory above it, up to (not including) ``/``."""
+    out = []
+    while path not in ("/", ""):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out
 
 
 def rootfs_args(rootfs: str, image: bool = False, writable: bool = False) -> list[str]:
