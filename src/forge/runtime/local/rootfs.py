@@ -115,12 +115,15 @@ def run_dir_args(root: str) -> list[str]:
     run = os.path.join(root, "run")
     found: list[tuple[str, int]] = []
     for base, dirs, _files in os.walk(run):
+        depth = base.count("/") - run.count("/")  # 0 for /run itself; kept: 3 levels
         for name in sorted(dirs):
             full = os.path.join(base, name)
             st = os.lstat(full)
-            if stat.S_ISDIR(st.st_mode) and full.count("/") - run.count("/") <= 3:
+            if stat.S_ISDIR(st.st_mode):
                 found.append(("/run/" + os.path.relpath(full, run), stat.S_IMODE(st.st_mode)))
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(base, d))]
+        # Never below the third level (nothing there is kept), never through a link.
+        dirs[:] = [d for d in dirs
+                   if depth < 2 and not os.path.islink(os.path.join(base, d))]
     if os.path.exists(os.path.join(root, SSHD)) and "/run/sshd" not in dict(found):
         found.append(("/run/sshd", 0o755))
     for path, mode in sorted(found):

@@ -1,5 +1,6 @@
-"""Per-lab SSH host keys land inside the image's own /etc/ssh, even when the image links
-it elsewhere (root: keys are chowned to the lab user)."""
+"""Image roots as the runtime prepares them: per-lab SSH host keys land inside the image's
+own /etc/ssh even when the image links it elsewhere, and its /run dirs are recreated.
+(root: keys are chowned to the lab user)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,18 @@ def test_host_keys_follow_a_linked_etc_ssh_inside_the_image(tmp_path: Path) -> N
     assert list(machine.iterdir()) == []
     # An image without sshd gets no key.
     assert not make_ssh_host_keys(str(tmp_path / "machine-etc-ssh"), 4242)
+
+
+def test_image_run_dirs_are_recreated_three_levels_deep_never_through_links(
+        tmp_path: Path) -> None:
+    from forge.runtime.local.rootfs import run_dir_args
+
+    for d in ("run/a/b/c/d/e", "run/lock", "usr/sbin"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "run" / "lock").chmod(0o1777)
+    (tmp_path / "usr" / "sbin" / "sshd").write_bytes(b"")
+    (tmp_path / "run" / "machine").symlink_to("/")
+    args = run_dir_args(str(tmp_path))
+    dirs = [args[i + 3] for i in range(0, len(args), 4)]
+    assert dirs == ["/run/a", "/run/a/b", "/run/a/b/c", "/run/lock", "/run/sshd"]
+    assert args[args.index("/run/lock") - 2] == "1777"
