@@ -135,7 +135,7 @@ class RecordingTty(TtySession):
     def __init__(self, inner: TtySession, fd: int, budget: _LabBudget, *, host: str,
                  rows: int, cols: int, cap: int = RECORDING_CAP_BYTES) -> None:
         self._inner, self._fd, self._budget, self._cap = inner, fd, budget, cap
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._start = time.monotonic()
         self._written = 0
         self._recording = True
@@ -183,9 +183,10 @@ class RecordingTty(TtySession):
 
     def _event(self, kind: str, decoder: codecs.IncrementalDecoder, data: bytes,
                final: bool = False) -> None:
-        text = decoder.decode(data, final)
-        if text:
-            self._append(self._line(kind, text))
+        with self._lock:  # `close` flushes the decoders from another thread
+            text = decoder.decode(data, final)
+            if text:
+                self._append(self._line(kind, text))
 
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Output of the terminal, recorded as an "o" event."""
