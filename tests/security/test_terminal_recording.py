@@ -13,6 +13,9 @@ Attacks, before → after:
   to the scenario's owner (tenant + subject), from the scoreboard's signed bundle, by strict
   name; anyone else gets the same 404 as for a lab that does not exist.
 
+- A learner floods the terminal to blow up the evidence: a recording stops at its 2 MiB cap
+  with one marker event saying so, and the terminal keeps working.
+
 One real platform (spawn + orchestrator + scoreboard over uvicorn, nats-server, SQLite, the
 local lab runtime), one netplus lab, one grading. The replay in Chromium is part of the
 browser journey, tests/web/test_browser.py.
@@ -32,7 +35,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from forge.runtime.recording import recordings_dir
+from forge.runtime.recording import RECORDING_CAP_BYTES, recordings_dir
 from forge_verify import verify_artifacts
 from forge_verify.bundle import compress, read_bundle
 
@@ -99,6 +102,14 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graded]:
                 _until(ws, "ünïcode-2")
                 node_files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
                 node_files["<dir>"] = stat.S_IMODE(folder.stat().st_mode)
+            # A second session prints more than a recording may hold (2 MiB): the recording
+            # ends with its marker, and the terminal goes on working.
+            with connect(url, additional_headers=alice, open_timeout=30,
+                         max_size=None) as ws:
+                ws.send(b"head -c 1800000 /dev/urandom | base64 -w 1000; echo flood-$((4*4))\n")
+                _until(ws, "flood-16")
+                ws.send(b"echo after-cap-$((3*3))\n")
+                _until(ws, "after-cap-9")
             resp = client.post(f"/v1/scenarios/{sid}/submit", headers=alice)
             assert resp.status_code == 202, resp.text
         with httpx.Client(base_url=platform.scoreboard_url, timeout=60) as board:
@@ -148,6 +159,18 @@ def test_what_was_typed_is_in_the_signed_bundle_and_a_changed_byte_fails(graded:
                for r in reasons), reasons
 
 
+def test_a_session_past_the_cap_ends_with_a_marker_and_still_verifies(graded: Graded) -> None:
+    """The second session printed about 2.4 MB: its recording stops at the 2 MiB cap with one
+    "m" marker saying so (the terminal answered after that), and the verdict still verifies."""
+    cast = read_bundle(graded.files["evidence.tar.zst"])["recordings/learner.2.cast"]
+    assert len(cast) <= RECORDING_CAP_BYTES
+    events = [json.loads(line) for line in cast.decode().splitlines()[1:]]
+    assert [e[1] for e in events].count("m") == 1 and events[-1][1] == "m"
+    assert "truncated" in events[-1][2]
+    assert "after-cap-9" not in "".join(e[2] for e in events)
+    assert _verify(graded.files) == (True, [])
+
+
 def test_the_learner_inside_the_lab_cannot_reach_the_recordings(graded: Graded) -> None:
     """Before: nothing to protect. After: the lab shell cannot see the node's recordings
     directory nor its scenario directory (not mounted in the lab), and lab end removed the
@@ -167,13 +190,14 @@ def test_only_the_owner_can_fetch_a_recording(graded: Graded) -> None:
         assert mine.status_code == 200 and mine.content == cast
         assert mine.headers["content-type"].startswith("application/x-asciicast")
         listed = board.get(f"/v1/scores/{sid}/recordings", headers=graded.alice).json()
-        assert listed["recordings"] == [{"name": name, "size": len(cast)}]
+        assert listed["recordings"][0] == {"name": name, "size": len(cast)}
+        assert [r["name"] for r in listed["recordings"]] == [name, "learner.2.cast"]
         for client, path in ((web, f"/lab/{sid}/recordings/{name}"),
                              (board, f"/v1/scores/{sid}/recordings/{name}"),
                              (board, f"/v1/scores/{sid}/recordings")):
             theirs = client.get(path, headers=graded.bob)
             assert theirs.status_code == 404, (path, theirs.text)
             assert cast not in theirs.content
-        for bad in ("learner.2.cast", "..%2Fscore.json", "learner.1.cast.json"):
+        for bad in ("learner.3.cast", "..%2Fscore.json", "learner.1.cast.json"):
             assert web.get(f"/lab/{sid}/recordings/{bad}",
                            headers=graded.alice).status_code == 404
