@@ -34,6 +34,13 @@ def test_pack_size_is_exact_before_encoding() -> None:
             pack = EvidencePack(SID, audit, outputs)
             sizes = {k: len(v) for k, v in outputs.items()}
             assert pack_size(SID, len(audit), sizes) == len(encode_pack(pack))
+    # With terminal recordings, exact too; and a pack without any keeps its old bytes.
+    for casts in ({"learner.1.cast": b"{}\n"}, {"learner.1.cast": b"a" * 5, "r1.12.cast": b""}):
+        pack = EvidencePack(SID, b"log\n", {"a.0.stdout": b"ok"}, casts)
+        sizes = {k: len(v) for k, v in casts.items()}
+        assert pack_size(SID, 4, {"a.0.stdout": 2}, sizes) == len(encode_pack(pack))
+        assert decode_pack(encode_pack(pack), SID).recordings == casts
+    assert b"recordings" not in encode_pack(EvidencePack(SID, b"", {}))
 
 
 def test_a_pack_above_the_cap_is_refused_by_the_node(tmp_path: Path) -> None:

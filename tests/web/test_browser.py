@@ -123,6 +123,17 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     assert score.ok and json.loads(score.body())["score"] == 1.0
     if images is not None:
         page.screenshot(path=str(images / "learner-result.png"), full_page=True)
+    # The result page replays the terminal session recorded into the signed evidence
+    # (asciinema-player under the page's CSP), with a download link (issue 17, item 5).
+    page.goto(f"{url}/lab/{sid}/result")
+    # Play the session the solution was typed in and jump half-way ("5"): its output shows.
+    page.locator("#recordings .ap-player").last.click()
+    page.keyboard.press("5")
+    expect(page.locator("#recordings .ap-term").last).to_contain_text(re.compile(r"\S"),
+                                                                       timeout=30_000)
+    cast = re.compile(rf"^/lab/{re.escape(sid)}/recordings/learner\.\d+\.cast$")
+    expect(page.locator("#recordings").get_by_role("link", name="download").first
+           ).to_have_attribute("href", cast)
 
     # The operator signs in, finds that scenario, and reprocesses an injected failed event.
     event_id = inject_failed_event(web_platform, sid)

@@ -209,7 +209,11 @@ def test_vendored_terminal_files_match_their_checksums() -> None:
     lines = (vendor / "SHA256SUMS").read_text().splitlines()
     names = {line.split()[1] for line in lines}
     assert {"xterm.js", "xterm.css", "addon-fit.js"} <= names
+    # The recording player of the result page, pinned with its licence.
+    assert {"asciinema-player.min.js", "asciinema-player.css",
+            "LICENSE.asciinema-player"} <= names
     for line in lines:
         digest, name = line.split()
         assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
     assert "@xterm/xterm 6.0.0" in (vendor / "VERSIONS").read_text()
+    assert "asciinema-player 3.18.0" in (vendor / "VERSIONS").read_text()

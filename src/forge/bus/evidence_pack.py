@@ -20,13 +20,16 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forge.bus.permissions import EVIDENCE_BUCKET
+from forge.runtime.recording import LAB_CAP_BYTES, MAX_RECORDINGS
+from forge.runtime.recording import RECORDING_CAP_BYTES as MAX_RECORDING_BYTES
 from forge.templates import dsl_limits as L
+from forge_verify.recordings import RECORDING_NAME_PATTERN
 from forge_verify.score import SCENARIO_ID_RE
 
 INLINE_PACK_LIMIT = 64 * 1024
@@ -40,6 +43,9 @@ MAX_PACK_BYTES = 64 << 20
 EVIDENCE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}\.\d{1,4}\.std(out|err)$"
 """A captured stream's file name, `<criterion>.<check index>.stdout|stderr` (also the keys
 of a completion event's `evidence`, `forge.bus.contracts.EvidenceName`)."""
+MAX_RECORDINGS_BYTES = LAB_CAP_BYTES + MAX_RECORDINGS * 512
+"""A lab's recordings together at most: the node's lab cap, plus each one's header and
+truncation marker."""
 _NAME_RE = re.compile(rf"^({SCENARIO_ID_RE.pattern})\.([0-9a-f]{{64}})$")
 _B64 = r"^[A-Za-z0-9+/]*={0,2}$"
 
@@ -62,15 +68,22 @@ class _Pack(BaseModel):
         dict[Annotated[str, Field(pattern=EVIDENCE_NAME_PATTERN)],
              Annotated[str, Field(max_length=MAX_OUTPUT_BYTES * 4 // 3 + 4, pattern=_B64)]],
         Field(max_length=2 * L.MAX_CHECKS_TOTAL)]
+    # Terminal recordings (asciicast v2) by file name; absent in packs without any.
+    recordings: Annotated[
+        dict[Annotated[str, Field(pattern=RECORDING_NAME_PATTERN)],
+             Annotated[str, Field(max_length=MAX_RECORDING_BYTES * 4 // 3 + 4, pattern=_B64)]],
+        Field(max_length=MAX_RECORDINGS)] = {}
 
 
 @dataclass(frozen=True)
 class EvidencePack:
-    """Decoded evidence of one scenario: its audit log prefix and full outputs by name."""
+    """Decoded evidence of one scenario: its audit log prefix, full outputs and terminal
+    recordings by name."""
 
     scenario_id: str
     audit_log: bytes
     outputs: dict[str, bytes]
+    recordings: dict[str, bytes] = field(default_factory=dict)
 
 
 def _b64(data: bytes) -> str:
@@ -88,6 +101,8 @@ def encode_pack(pack: EvidencePack) -> bytes:
     """Canonical bytes of a pack (the same evidence always gives the same sha256)."""
     body = {"v": 1, "scenario_id": pack.scenario_id, "audit_log": _b64(pack.audit_log),
             "outputs": {k: _b64(v) for k, v in sorted(pack.outputs.items())}}
+    if pack.recordings:  # a pack without recordings keeps the bytes it always had
+        body["recordings"] = {k: _b64(v) for k, v in sorted(pack.recordings.items())}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
@@ -95,12 +110,21 @@ def _b64_len(size: int) -> int:
     return (size + 2) // 3 * 4
 
 
-def pack_size(scenario_id: str, audit_bytes: int, output_bytes: dict[str, int]) -> int:
+def _map_size(sizes: dict[str, int]) -> int:
+    """Encoded bytes of a name -> base64 map's entries (without its braces)."""
+    return (sum(len(name) + _b64_len(size) + 5 for name, size in sizes.items())
+            + max(0, len(sizes) - 1))
+
+
+def pack_size(scenario_id: str, audit_bytes: int, output_bytes: dict[str, int],
+              recording_bytes: dict[str, int] | None = None) -> int:
     """Exactly `len(encode_pack(...))` for a pack of these sizes, known before anything is
     read or encoded (so a node can refuse a pack above MAX_PACK_BYTES up front)."""
-    outputs = sum(len(name) + _b64_len(size) + 5 for name, size in output_bytes.items())
-    return (len('{"audit_log":"","outputs":{},"scenario_id":"","v":1}') + _b64_len(audit_bytes)
-            + outputs + max(0, len(output_bytes) - 1) + len(scenario_id))
+    size = (len('{"audit_log":"","outputs":{},"scenario_id":"","v":1}') + _b64_len(audit_bytes)
+            + _map_size(output_bytes) + len(scenario_id))
+    if recording_bytes:
+        size += len(',"recordings":{}') + _map_size(recording_bytes)
+    return size
 
 
 def decode_pack(raw: bytes, scenario_id: str) -> EvidencePack:
@@ -120,10 +144,14 @@ def decode_pack(raw: bytes, scenario_id: str) -> EvidencePack:
     if any(len(v) > MAX_OUTPUT_BYTES for v in outputs.values()):
         raise PackError("evidence_too_large", "outputs: a stream is larger than a grader "
                                               "capture")
+    recordings = {k: _unb64(v, f"recordings.{k}") for k, v in model.recordings.items()}
+    if any(len(v) > MAX_RECORDING_BYTES for v in recordings.values()) or \
+            sum(len(v) for v in recordings.values()) > MAX_RECORDINGS_BYTES:
+        raise PackError("evidence_too_large", "recordings: larger than a lab's recordings")
     audit = _unb64(model.audit_log, "audit_log")
     if len(audit) > MAX_AUDIT_BYTES:
         raise PackError("evidence_too_large", "audit_log: larger than a scenario's log")
-    return EvidencePack(model.scenario_id, audit, outputs)
+    return EvidencePack(model.scenario_id, audit, outputs, recordings)
 
 
 def object_name(scenario_id: str, data: bytes) -> str:

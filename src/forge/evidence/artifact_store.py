@@ -38,7 +38,8 @@ TOMBSTONE_PREFIX = ".deleting-"
 # A lab node's raw evidence of one scenario: the evidence pack it ships through the Object
 # Store (when too big to ride inline), the captured outputs and the stored completion event.
 PACK_FILE = "evidence.pack"
-RAW_EVIDENCE = (PACK_FILE, "evidence", "completion.json")
+# The node's terminal recordings (`forge.runtime.recording`) go with the raw evidence too.
+RAW_EVIDENCE = (PACK_FILE, "evidence", "completion.json", "recordings")
 
 
 def discard_raw_evidence(scenario_dir: Path) -> None:

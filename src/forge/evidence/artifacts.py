@@ -25,6 +25,7 @@ from forge.signing.keystore import SigningKey
 from forge_verify.audit_chain import scenario_stream, verify_chain
 from forge_verify.bundle import BUNDLE_NAMES, build_bundle, sha256_hex
 from forge_verify.canonical import dumps_file
+from forge_verify.recordings import MEMBER_PREFIX as RECORDINGS_PREFIX
 from forge_verify.rejudge import rejudge_bundle
 from forge_verify.rules import CRITERIA_MEMBER
 from forge_verify.score import (
@@ -69,6 +70,8 @@ class EvidenceInputs:
     policy_decisions: Sequence[Mapping[str, Any]] = ()
     audit_log: bytes = b""
     criteria: Mapping[str, Any] | None = None
+    recordings: Mapping[str, bytes] = field(default_factory=dict)
+    """Terminal recordings by file name, bundled as `recordings/<name>` (covered, not graded)."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,8 @@ def build_artifacts(
     members[TEMPLATE_MEMBER] = evidence.template_yaml
     members[POLICY_MEMBER] = dumps_file([dict(d) for d in evidence.policy_decisions])
     members[AUDIT_MEMBER] = evidence.audit_log
+    for name, cast in sorted(evidence.recordings.items()):
+        members[RECORDINGS_PREFIX + name] = cast
     if evidence.criteria is not None:
         members[CRITERIA_MEMBER] = dumps_file(dict(evidence.criteria))
         problems = rejudge_bundle(doc, members)

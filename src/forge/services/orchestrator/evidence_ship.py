@@ -35,19 +35,22 @@ class PackTooLarge(Exception):
     refuses: grading fails with this reason rather than a completion being dead-lettered."""
 
 
-def build_pack(scenario_id: str, audit_log: bytes, evidence_dir: Path) -> bytes:
-    """The canonical pack of a graded scenario (its audit log prefix, every output file);
-    PackTooLarge, judged from the file sizes before anything is read, above the cap."""
+def build_pack(scenario_id: str, audit_log: bytes, evidence_dir: Path,
+               recordings: dict[str, bytes] | None = None) -> bytes:
+    """The canonical pack of a graded scenario (its audit log prefix, every output file, its
+    terminal recordings); PackTooLarge, judged from the output file sizes before they are
+    read, above the cap."""
     files = [p for p in sorted(evidence_dir.iterdir()) if p.is_file()]
     sizes = {p.name: p.stat().st_size for p in files}
-    size = pack_size(scenario_id, len(audit_log), sizes)
+    casts = recordings or {}
+    size = pack_size(scenario_id, len(audit_log), sizes, {k: len(v) for k, v in casts.items()})
     if size > MAX_PACK_BYTES:
         raise PackTooLarge(
             f"evidence pack of {size} bytes ({len(files)} captured streams, "
             f"{sum(sizes.values())} bytes of output) is above the {MAX_PACK_BYTES}-byte "
             "limit; the template's checks capture too much output to be scored")
     outputs = {p.name: p.read_bytes() for p in files}
-    return encode_pack(EvidencePack(scenario_id, audit_log, outputs))
+    return encode_pack(EvidencePack(scenario_id, audit_log, outputs, dict(casts)))
 
 
 def transport_fields(event_size: int, scenario_id: str, pack: bytes) -> dict[str, object]:

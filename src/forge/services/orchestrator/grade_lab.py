@@ -33,6 +33,7 @@ from forge.grading.runner import grade
 from forge.lifecycle import states
 from forge.lifecycle.store import load, move
 from forge.runtime.base import LabNotFound, RuntimeFault
+from forge.runtime.recording import discard_recordings, read_recordings
 from forge.services.orchestrator.evidence_ship import (
     PACK_FILE,
     PackTooLarge,
@@ -82,6 +83,11 @@ def _result_dict(result: CheckResult) -> dict[str, Any]:
             record[stream]["text"] = capped
             record[stream]["truncated"] = True
     return record
+
+
+def _digests(files: dict[str, bytes]) -> dict[str, str]:
+    """sha256 of each terminal recording, written into the audit log's completion entry."""
+    return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
 
 
 def _evidence_hashes(directory: Path) -> dict[str, str]:
@@ -145,17 +151,19 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
     results = grade(state.runtime, scenario_id, rendered, evidence_dir)
     completed_at = datetime.now(UTC)
     event = build_payload(row, results, reason, _evidence_hashes(evidence_dir), completed_at)
+    casts = read_recordings(state.settings.storage_root, scenario_id)
     slog = scenario_log(state.settings.storage_root, scenario_id)
     slog.append(
         "scenario.completed",
         {"reason": reason, "checks": len(results), "passed": sum(r.passed for r in results),
          "evidence": event.evidence,
-         "variables_sha256": values_digest(event.variables)},
+         "variables_sha256": values_digest(event.variables),
+         **({"recordings": _digests(casts)} if casts else {})},
     )
     # The node owns the scenario's audit log until now; its prefix through this entry and
     # the full outputs travel to the scoreboard with the event (inline or Object Store).
     audit = slog.read_through("scenario.completed") or b""
-    pack = build_pack(scenario_id, audit, evidence_dir)
+    pack = build_pack(scenario_id, audit, evidence_dir, casts)
     transport = transport_fields(encoded_size(event), scenario_id, pack)
     if "evidence_object" in transport:
         _write_bytes_atomic(scenario_dir(state, scenario_id) / PACK_FILE, pack)
@@ -165,6 +173,8 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
 
 
 def teardown_lab(state: OrchestratorState, scenario_id: str) -> None:
+    # The recordings are in the stored completion by now (or the lab ends ungraded).
+    discard_recordings(state.settings.storage_root, scenario_id)
     try:
         state.runtime.destroy(scenario_id)
     except LabNotFound:

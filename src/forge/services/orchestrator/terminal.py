@@ -23,6 +23,7 @@ from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
 from forge.plans import DEFAULT_MAX_TERMINALS, DEFAULT_TERMINAL_IDLE_SECONDS
 from forge.runtime.base import RuntimeFault
+from forge.runtime.recording import recorded_tty
 from forge.services.common.relay import until_first_ends
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal_access import host_refusal
@@ -157,7 +158,8 @@ async def _serve(state: OrchestratorState, websocket: WebSocket, slot: TerminalS
                  host: str, idle_s: int) -> None:
     """Create the terminal for a held slot, relay it, then close it and say why."""
     try:
-        session = await state.blocking(state.runtime.tty, slot.scenario_id, host,
+        session = await state.blocking(recorded_tty(state.runtime, state.settings.storage_root),
+                                       slot.scenario_id, host,
                                        _size(websocket, "rows", 24, 500),
                                        _size(websocket, "cols", 80, 1000))
     except RuntimeFault as exc:

@@ -16,6 +16,7 @@ those values (see `judged`); the event's flags are only compared, never used.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -56,12 +57,14 @@ class VerifiedCompletion:
     template_yaml: bytes
     policy: Mapping[str, Any]
     criteria: Mapping[str, Any]
+    recordings: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
     def evidence(self, audit_log: bytes) -> EvidenceInputs:
-        """Evidence inputs with the scenario's audit log (read through `scenario.completed`)
-        and the rendered criteria the checks were judged against."""
+        """Evidence inputs with the scenario's audit log (read through `scenario.completed`),
+        the rendered criteria the checks were judged against and the terminal recordings."""
         decisions = [dict(self.policy)] if self.policy else []
-        return EvidenceInputs(self.template_yaml, decisions, audit_log, self.criteria)
+        return EvidenceInputs(self.template_yaml, decisions, audit_log, self.criteria,
+                              self.recordings)
 
 
 def _time(value: str) -> datetime:
@@ -149,9 +152,13 @@ def _full_output(evidence_dir: Captures, hashes: Mapping[str, Any], stem: str,
                         not exact)
 
 
-def check_recorded_completion(event: ScenarioCompletedV1, audit_log: bytes) -> None:
-    """The event's evidence hashes and variables must be the ones the orchestrator wrote in
-    the scenario's audit log with `scenario.completed` (its last line here), when it did."""
+def check_recorded_completion(event: ScenarioCompletedV1, audit_log: bytes,
+                              pack: EvidencePack | None = None) -> None:
+    """The event's evidence hashes and variables, and the pack's terminal recordings, must be
+    the ones the orchestrator wrote in the scenario's audit log with `scenario.completed`
+    (its last line here), when it did."""
+    recordings = {name: hashlib.sha256(data).hexdigest() for name, data in
+                  sorted((pack.recordings if pack is not None else {}).items())}
     try:
         entry = loads(audit_log.splitlines()[-1])
     except (CanonicalJSONError, IndexError):
@@ -163,6 +170,10 @@ def check_recorded_completion(event: ScenarioCompletedV1, audit_log: bytes) -> N
         raise CompletionRefused("evidence_mismatch",
                                 "evidence: the event's output hashes differ from the ones the "
                                 "orchestrator recorded in the scenario's audit log")
+    if recorded.get("recordings", {}) != recordings:
+        raise CompletionRefused("evidence_mismatch",
+                                "recordings: the shipped terminal recordings differ from the "
+                                "ones the orchestrator recorded in the scenario's audit log")
     if "variables_sha256" in recorded and not (
             isinstance(recorded["variables_sha256"], str)
             and hmac.compare_digest(values_digest(event.variables),
@@ -233,7 +244,8 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
             criteria=criteria, results=results)
     except ScoreInputError as exc:
         raise CompletionRefused("invalid_completion", str(exc)) from None
-    return VerifiedCompletion(inputs, loaded.source, event.policy, criteria_document(rules))
+    return VerifiedCompletion(inputs, loaded.source, event.policy, criteria_document(rules),
+                              dict(pack.recordings) if pack is not None else {})
 
 
 __all__ = ["CompletionRefused", "VerifiedCompletion", "check_recorded_completion",

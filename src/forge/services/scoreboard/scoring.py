@@ -176,7 +176,7 @@ class Scorer:
         except CheckFailed as exc:
             raise ScoringPaused(str(exc)) from None
         audit = self._audit_prefix(scenario_id, pack)
-        check_recorded_completion(event, audit)
+        check_recorded_completion(event, audit, pack)
         if pack is not None:
             # The scoreboard keeps its own copy of the chain (verified above) and appends its
             # scoring entries to it; on a one-machine install it is the node's own file.

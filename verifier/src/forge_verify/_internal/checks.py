@@ -35,6 +35,7 @@ from forge_verify.keys import (
     raw_public_bytes,
     same_text,
 )
+from forge_verify.recordings import MEMBER_PREFIX, recording_problem
 from forge_verify.rejudge import NOT_REJUDGED, rejudge_bundle
 from forge_verify.score import (
     SCENARIO_ID_RE,
@@ -201,6 +202,16 @@ def _bundle(bundle: bytes, limits: ReadLimits | None, res: VerifyResult
     return members, manifest
 
 
+def _recordings(members: dict[str, bytes], res: VerifyResult) -> None:
+    """Terminal recordings must be asciicast v2 (the manifest already covered their bytes)."""
+    names = sorted(n for n in members if n.startswith(MEMBER_PREFIX))
+    problems = [p for n in names if (p := recording_problem(n, members[n])) is not None]
+    for problem in problems:
+        res.fail("recording_invalid", f"bundle: {problem}")
+    if names and not problems:
+        res.checked.append(f"{len(names)} terminal recording(s) are well-formed asciicast v2")
+
+
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -318,6 +329,7 @@ def verify_artifacts(
                              f"{verdict.bundle_name}")
     doc = _score_doc(score_json, verdict, res)
     members, manifest = _bundle(bundle, limits, res)
+    _recordings(members, res)
     ids = {"statement": verdict.scenario_id if verdict else None,
            "score.json": doc.get("scenario_id"), "manifest": manifest.get("scenario_id")}
     present = {k: v if isinstance(v, str) else repr(v) for k, v in ids.items() if v is not None}

@@ -28,6 +28,7 @@ from forge.services.spawn.labs import check_plan, choose_lab
 from forge.services.spawn.spawning import check_request_id, spawn
 from forge.services.spawn.tracks import grouped
 from forge.services.spawn.web.backend import BackendError
+from forge.services.spawn.web.recordings import recording_names, with_player
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
 from forge.services.spawn.web.security import (
@@ -282,10 +283,11 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
         if result is None:
             raise ForgeError("result_not_ready", 404,
                              "This lab has no result yet: it appears here once it is graded.")
-        return page("result.html", {
+        return with_player(page("result.html", {
             "title": f"Result of lab {row.scenario_id}", "track": row.track,
             **_result_context(row, result),
-        })
+            "recordings": await recording_names(request, row),
+        }))
     return await _as_page(f"/lab/{scenario_id}")(run)
 
 

@@ -39,6 +39,11 @@ _BASE_CSP = (
 PAGE_CSP = _BASE_CSP + "; style-src 'self'"
 TERMINAL_CSP = _BASE_CSP + "; style-src 'self'; style-src-elem 'self' 'unsafe-inline'; " \
     "style-src-attr 'none'"
+# The result page replays terminal recordings with asciinema-player, whose terminal emulator
+# is WebAssembly compiled from the vendored script: 'wasm-unsafe-eval' allows compiling it,
+# never eval of JavaScript; scripts still come only from this origin.
+PLAYER_CSP = _BASE_CSP.replace("script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'") \
+    + "; style-src 'self'"
 
 
 def security_headers(terminal: bool = False) -> dict[str, str]:

@@ -1,0 +1,128 @@
+"""The terminal recorder on its own: asciicast v2 lines, UTF-8 split across reads, resizes,
+the size cap's marker, private files. The wrapped session is a scripted byte stream (the
+recorder only sees `TtySession`'s API); the real lab terminal is in
+tests/security/test_terminal_recording.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.base import RuntimeFault, TtySession
+from forge.runtime.recording import (
+    RecordingTty,
+    discard_recordings,
+    read_recordings,
+    recorded_tty,
+    recordings_dir,
+)
+from forge_verify.recordings import recording_problem
+
+
+class Scripted(TtySession):
+    """Output handed out in the given chunks; input and sizes kept."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks, self.typed, self.sizes, self._closed = list(chunks), b"", [], False
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    async def write(self, data: bytes) -> None:
+        self.typed += data
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.sizes.append((rows, cols))
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class Engine:
+    """A runtime whose `tty` hands out the next scripted session."""
+
+    def __init__(self, *sessions: Scripted) -> None:
+        self.sessions = list(sessions)
+
+    def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> TtySession:
+        return self.sessions.pop(0)
+
+
+def _lines(data: bytes) -> list[object]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def test_events_keep_a_character_split_across_reads_and_record_resizes(tmp_path: Path) -> None:
+    """'é' (0xC3 0xA9) arrives in two reads; it is recorded once, whole; input and a resize
+    are events too, and the file is a valid asciicast v2 recording only its service reads."""
+    inner = Scripted([b"caf\xc3", b"\xa9\r\n$ "])
+    session = recorded_tty(Engine(inner), tmp_path)("lab-1", "learner", 24, 80)
+
+    async def use() -> None:
+        assert await session.read() == b"caf\xc3"
+        assert await session.read() == b"\xa9\r\n$ "
+        await session.write("ls ü\r".encode())
+        session.resize(40, 120)
+
+    asyncio.run(use())
+    session.close()
+    assert inner.typed == "ls ü\r".encode() and inner.sizes == [(40, 120)] and inner.closed
+    casts = read_recordings(tmp_path, "lab-1")
+    assert list(casts) == ["learner.1.cast"]
+    header, *events = _lines(casts["learner.1.cast"])
+    assert isinstance(header, dict)
+    assert (header["version"], header["width"], header["height"]) == (2, 80, 24)
+    assert [e[1:] for e in events] == [  # type: ignore[index]
+        ["o", "caf"], ["o", "é\r\n$ "], ["i", "ls ü\r"], ["r", "120x40"]]
+    assert recording_problem("recordings/learner.1.cast", casts["learner.1.cast"]) is None
+    folder = recordings_dir(tmp_path, "lab-1")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "learner.1.cast").stat().st_mode) == 0o600
+
+
+def test_the_cap_writes_one_marker_and_the_terminal_keeps_working(tmp_path: Path) -> None:
+    """Past the cap the recording ends with a truncation marker; reads still return output."""
+    big = [b"x" * 600] * 5
+    engine = Engine(Scripted(big))
+    raw = recorded_tty(engine, tmp_path)("lab-2", "pc", 24, 80)
+    assert isinstance(raw, RecordingTty)
+    raw._cap = 1500  # a small cap for the test; the default is RECORDING_CAP_BYTES
+
+    async def use() -> list[bytes]:
+        return [await raw.read() for _ in range(5)]
+
+    assert asyncio.run(use()) == big
+    raw.close()
+    events = _lines(read_recordings(tmp_path, "lab-2")["pc.1.cast"])[1:]
+    kinds = [e[1] for e in events]  # type: ignore[index]
+    assert kinds == ["o", "m"]
+    assert "truncated" in events[-1][2]  # type: ignore[index]
+
+
+def test_sessions_get_their_own_files_and_a_symlinked_folder_is_refused(tmp_path: Path
+                                                                        ) -> None:
+    """Two sessions on one host are two files; lab end removes them; a recordings directory
+    swapped for a symlink gets no terminal (fail closed) and nothing is written through it."""
+    engine = Engine(Scripted([]), Scripted([]))
+    for _ in range(2):
+        recorded_tty(engine, tmp_path)("lab-3", "learner", 24, 80).close()
+    assert sorted(read_recordings(tmp_path, "lab-3")) == ["learner.1.cast", "learner.2.cast"]
+    discard_recordings(tmp_path, "lab-3")
+    assert read_recordings(tmp_path, "lab-3") == {}
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    recordings_dir(tmp_path, "lab-4").parent.mkdir(parents=True)
+    os.symlink(elsewhere, recordings_dir(tmp_path, "lab-4"))
+    with pytest.raises(RuntimeFault, match="recording"):
+        recorded_tty(Engine(Scripted([])), tmp_path)("lab-4", "learner", 24, 80)
+    assert list(elsewhere.iterdir()) == []

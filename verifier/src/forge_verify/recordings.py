@@ -1,0 +1,46 @@
+"""Terminal recordings in an evidence bundle: their names and their asciicast v2 shape.
+
+A recording is a member `recordings/<host>.<sequence>.cast`: an asciicast v2 file (a JSON
+header line with `version` 2, `width`, `height`; then `[seconds, kind, text]` event lines,
+kind "o" output, "i" input, "r" resize, "m" marker). The manifest's sha256 covers each one
+like every other member, so the signed verdict covers what was typed and shown. Recordings
+are evidence only: no criterion is judged from them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+MEMBER_PREFIX = "recordings/"
+RECORDING_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}\.\d{1,4}\.cast$"
+"""`<host>.<sequence>.cast`: a recording's file name (the member's name after the prefix)."""
+RECORDING_NAME_RE = re.compile(RECORDING_NAME_PATTERN)
+EVENT_KINDS = frozenset({"o", "i", "r", "m"})
+
+
+def recording_problem(name: str, data: bytes) -> str | None:
+    """Why a bundle member under `recordings/` is not a well-formed recording, or None."""
+    base = name[len(MEMBER_PREFIX):] if name.startswith(MEMBER_PREFIX) else ""
+    if not RECORDING_NAME_RE.fullmatch(base):
+        return f"{name}: not a recording name (<host>.<n>.cast)"
+    try:
+        lines = data.decode("utf-8").splitlines()
+        header = json.loads(lines[0]) if lines else None
+        if not isinstance(header, dict) or header.get("version") != 2 or not all(
+                isinstance(header.get(k), int) and not isinstance(header.get(k), bool)
+                for k in ("width", "height")):
+            return f"{name}: the first line is not an asciicast v2 header"
+        for number, line in enumerate(lines[1:], start=2):
+            event = json.loads(line)
+            if (not isinstance(event, list) or len(event) != 3
+                    or not isinstance(event[0], int | float) or isinstance(event[0], bool)
+                    or event[1] not in EVENT_KINDS or not isinstance(event[2], str)):
+                return f"{name}: line {number} is not an asciicast v2 event"
+    except (UnicodeDecodeError, ValueError):
+        return f"{name}: not asciicast v2 JSON lines"
+    return None
+
+
+__all__ = ["EVENT_KINDS", "MEMBER_PREFIX", "RECORDING_NAME_PATTERN", "RECORDING_NAME_RE",
+           "recording_problem"]
