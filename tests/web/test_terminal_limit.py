@@ -3,7 +3,8 @@
 A lab has at most its plan's `max_terminals` (PRO: 4) terminals open across every tab and
 device; the page that asks for one more shows the refusal in the page, not a bare
 "disconnected", and a terminal opens again once one of the others is closed. A terminal
-left without input for the plan's `terminal_idle_seconds` closes with a message in the page.
+left without input for the plan's `terminal_idle_seconds` closes with a message in the page,
+and is not reopened by itself; the page's "Reconnect now" button opens a new one.
 """
 
 from __future__ import annotations
@@ -100,3 +101,10 @@ def test_the_page_says_an_idle_terminal_was_closed(web_platform: WebPlatform,
         "new one.", timeout=30_000)
     expect(status).to_have_attribute("data-error", "terminal_idle")
     expect(page.locator(".xterm-rows")).to_contain_text("without input")
+
+    # A deliberate close is not retried by itself; the banner's button opens a new terminal.
+    panel = page.locator("#term-panel-learner")
+    expect(panel).to_have_attribute("data-connects", "1")
+    page.locator("#term-panel-learner .term-banner").get_by_role(
+        "button", name="Reconnect now").click()
+    expect(panel).to_have_attribute("data-connects", "2", timeout=20_000)
