@@ -106,3 +106,15 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
     font = page.evaluate("parseFloat(getComputedStyle("
                          "document.querySelector('#terminal .xterm-rows')).fontSize)")
     assert font >= 12
+
+    # Signed out (in another tab) and then dropped: the page says so instead of retrying.
+    page.set_viewport_size({"width": 1440, "height": 960})
+    assert page.request.post(relay.url + "/signout", headers={"origin": relay.url},
+                             max_redirects=0).status == 303
+    relay.cut()
+    expect(banner).to_be_visible(timeout=20_000)
+    relay.restore()
+    expect(status).to_have_text("You are signed out. Sign in again to use the terminal.",
+                                timeout=30_000)
+    expect(status).to_have_attribute("data-error", "signed_out")
+    expect(banner).to_be_hidden()

@@ -207,9 +207,9 @@
     let resp = null;
     try {
       resp = await fetch("/lab/" + encodeURIComponent(id) + "/status",
-                         { credentials: "same-origin", cache: "no-store" });
+                         { credentials: "same-origin", cache: "no-store", redirect: "manual" });
     } catch (err) { resp = null; /* offline: the connection attempt below fails too */ }
-    if (resp && resp.status === 401) {
+    if (resp && (resp.status === 401 || resp.type === "opaqueredirect")) {  // to sign-in
       stop(t, "You are signed out. Sign in again to use the terminal.", "signed_out", false);
       return;
     }
