@@ -107,8 +107,20 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
                          "document.querySelector('#terminal .xterm-rows')).fontSize)")
     assert font >= 12
 
-    # Signed out (in another tab) and then dropped: the page says so instead of retrying.
+    # Offline (the laptop left the Wi-Fi): no retries until the browser is online again,
+    # then it reconnects at once.
     page.set_viewport_size({"width": 1440, "height": 960})
+    page.context.set_offline(True)
+    relay.cut()
+    expect(banner).to_contain_text("Connection lost — waiting for the network…",
+                                   timeout=20_000)
+    relay.restore()
+    page.context.set_offline(False)
+    expect(page.locator("#term-panel-learner")).to_have_attribute("data-connects", "3",
+                                                                  timeout=20_000)
+    expect(banner).to_be_hidden()
+
+    # Signed out (in another tab) and then dropped: the page says so instead of retrying.
     assert page.request.post(relay.url + "/signout", headers={"origin": relay.url},
                              max_redirects=0).status == 303
     relay.cut()
