@@ -11,6 +11,7 @@
   const FIRST_DELAY_MS = 500;
   const MAX_DELAY_MS = 8000;
   const MAX_ATTEMPTS = 10;  // then stop; "Reconnect now", the network or the tab restarts it
+  const STABLE_MS = 10000;  // a connection open this long starts the attempt count afresh
   const FINAL_ERRORS = ["lab_sealed", "lab_not_running"];  // no button: the lab is over
   const SR_KEY = "forge.terminal.screenReader";
   const encoder = new TextEncoder();
@@ -132,6 +133,7 @@
     ws.binaryType = "arraybuffer";
     t.ws = ws;
     let closedWith = null;  // {error, message} from the server's "closed" control frame
+    let openedAt = 0;
     ws.onmessage = function (ev) {
       if (typeof ev.data !== "string") { t.term.write(new Uint8Array(ev.data)); return; }
       let body = null;
@@ -145,7 +147,7 @@
       // other control frames are for newer pages: ignored
     };
     ws.onopen = function () {
-      t.attempts = 0;
+      openedAt = Date.now();
       t.connects += 1;
       t.panel.dataset.connects = String(t.connects);
       t.banner.hidden = true;
@@ -167,6 +169,9 @@
         t.term.write("\r\n\x1b[1;33m" + (message || "The terminal was closed.") + "\x1b[0m\r\n");
         return;
       }
+      // Attempts count on until a connection has lasted: a shell that dies at once is not
+      // reopened forever.
+      if (openedAt && Date.now() - openedAt > STABLE_MS) { t.attempts = 0; }
       retryLater(t, message);
     };
   }
