@@ -3,8 +3,7 @@
 A lab has at most its plan's `max_terminals` (PRO: 4) terminals open across every tab and
 device; the page that asks for one more shows the refusal in the page, not a bare
 "disconnected", and a terminal opens again once one of the others is closed. A terminal
-left without input for the plan's `terminal_idle_seconds` closes with a message in the page,
-and is not reopened by itself; the page's "Reconnect now" button opens a new one.
+left without input for the plan's `terminal_idle_seconds` closes with a message in the page.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@
   const MAX_DELAY_MS = 8000;
   const MAX_ATTEMPTS = 10;  // then stop; "Reconnect now", the network or the tab restarts it
   const STABLE_MS = 10000;  // a connection open this long starts the attempt count afresh
-  const FINAL_ERRORS = ["lab_sealed", "lab_not_running"];  // no button: the lab is over
+  const FINAL_ERRORS = ["lab_sealed", "lab_not_running", "signed_out"];  // no button
+  const RETRY_ERRORS = ["terminal_ended"];  // the shell exited as we attached: open a new one
   const SR_KEY = "forge.terminal.screenReader";
   const encoder = new TextEncoder();
   const note = document.getElementById("term-note");
@@ -163,7 +164,8 @@
       // grading, lab not running). Anything else is a drop: reconnect by ourselves.
       const message = closedWith ? closedWith.message :
         (ev.code >= 4000 && ev.code < 5000 ? ev.reason : "");
-      if (closedWith || (ev.code >= 4400 && ev.code < 4500)) {
+      const retry = closedWith && RETRY_ERRORS.includes(closedWith.error);
+      if (!retry && (closedWith || (ev.code >= 4400 && ev.code < 4500))) {
         const error = closedWith ? closedWith.error : String(ev.code);
         stop(t, message || "The terminal was closed.", error, !FINAL_ERRORS.includes(error));
         t.term.write("\r\n\x1b[1;33m" + (message || "The terminal was closed.") + "\x1b[0m\r\n");
