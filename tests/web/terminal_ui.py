@@ -47,6 +47,7 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
     word = rows.locator("div").filter(has_text=re.compile(r"^copy-1234\s*$"))
     expect(word).to_have_count(1, timeout=20_000)
     page.keyboard.insert_text("echo keep")
+    expect(rows).to_contain_text("$ echo keep", timeout=20_000)  # the shell has the line
     spot = word.bounding_box()  # the screen layer above the rows takes the mouse
     assert spot is not None
     page.mouse.dblclick(spot["x"] + 12, spot["y"] + spot["height"] / 2)
@@ -64,6 +65,7 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
     page.keyboard.press("Enter")
     expect(rows).to_contain_text("pasted-copy-1234", timeout=20_000)
     page.keyboard.insert_text("echo never")
+    expect(rows).to_contain_text("$ echo never", timeout=20_000)  # read before the interrupt
     page.keyboard.press("Control+C")  # no selection: an interrupt, as in any terminal
     expect(rows).to_contain_text("echo never^C", timeout=20_000)
 
