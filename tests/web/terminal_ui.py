@@ -112,10 +112,11 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
     # Offline (the laptop left the Wi-Fi): no retries until the browser is online again,
     # then it reconnects at once.
     page.set_viewport_size({"width": 1440, "height": 960})
-    page.context.set_offline(True)
     relay.cut()
+    expect(banner).to_be_visible(timeout=20_000)
+    page.context.set_offline(True)  # the next attempt finds the browser offline
     expect(banner).to_contain_text("Connection lost — waiting for the network…",
-                                   timeout=20_000)
+                                   timeout=30_000)
     relay.restore()
     page.context.set_offline(False)
     expect(page.locator("#term-panel-learner")).to_have_attribute("data-connects", "3",
