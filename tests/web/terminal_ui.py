@@ -88,6 +88,8 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
     terminal.click()
     run(page, "echo back-$((6*7))")
     expect(rows).to_contain_text("back-42", timeout=20_000)
+    # A server that reattaches replays the shell's screen: the page shows it once, not twice.
+    expect(rows.locator("div").filter(has_text=re.compile(r"^tab-42\s*$"))).to_have_count(1)
 
     # Full screen and back.
     full = page.get_by_role("button", name="Full screen")
