@@ -1,6 +1,7 @@
 // Lab page terminals: one xterm.js per host the learner may open (a tab each), which
-// reconnects by itself after a drop, copies and pastes the way people expect, fits its box,
-// goes full screen, and lets a keyboard user leave it (Ctrl+Shift+X).
+// reconnects by itself after a drop, copies and pastes the way people expect, fits its box
+// (also in full screen, terminal_fullscreen.js), and lets a keyboard user leave it
+// (Ctrl+Shift+X).
 // A static file, so the page's Content-Security-Policy can forbid inline script.
 "use strict";
 (function () {
@@ -68,7 +69,11 @@
       if (ev.type !== "keydown") { return true; }
       const key = letter(ev);
       const ctrl = ev.ctrlKey && !ev.altKey && !ev.metaKey;
-      if (ctrl && ev.shiftKey && key === "x") { ev.preventDefault(); leaveTerminal(); return false; }
+      if (ctrl && ev.shiftKey && key === "x") {  // the focus escape
+        ev.preventDefault();
+        leaveTerminal();
+        return false;
+      }
       if (ctrl && ev.shiftKey && key === "c") { ev.preventDefault(); copy(t.term); return false; }
       if (ctrl && ev.shiftKey && key === "v") { return false; }  // the browser pastes (paste event)
       if (ctrl && !ev.shiftKey && key === "c" && t.term.hasSelection()) {
@@ -108,13 +113,8 @@
     t.status.textContent = text;
     t.status.classList.toggle("error", Boolean(error));
     t.status.classList.toggle("muted", !error);
-    if (error) {
-      t.status.setAttribute("role", "alert");
-      t.status.dataset.error = error;
-    } else {
-      t.status.removeAttribute("role");
-      delete t.status.dataset.error;
-    }
+    if (error) { t.status.setAttribute("role", "alert"); t.status.dataset.error = error; }
+    else { t.status.removeAttribute("role"); delete t.status.dataset.error; }
   }
 
   function showBanner(t, text, button) {
@@ -143,7 +143,9 @@
       if (body.type === "closed" && typeof body.message === "string") { closedWith = body; }
       if (body.type === "attached") {
         t.term.reset();  // the server replays the shell's screen next: do not show it twice
-        if (body.new === true && t.connects > 1) { say("Your previous shell had ended: a new shell was started."); }
+        if (body.new === true && t.connects > 1) {
+          say("Your previous shell had ended: a new shell was started.");
+        }
       }
       // other control frames are for newer pages: ignored
     };
@@ -332,51 +334,12 @@
     });
   }
 
-  // Full screen: the Fullscreen API on the terminal card, else a "maximised" card filling the
-  // window. Esc (outside the terminal in the fallback) or the button leaves it.
-  function setFull(on) {
-    section.classList.toggle("is-fullscreen", on);
-    document.documentElement.classList.toggle("term-maximised",
-                                              on && section.classList.contains("maximised"));
-    fullButton.textContent = on ? "Exit full screen" : "Full screen";
-    fullButton.setAttribute("aria-pressed", on ? "true" : "false");
-    started.forEach(fitLater);
-  }
-
-  function toggleFull() {
-    if (document.fullscreenElement === section) { document.exitFullscreen(); return; }
-    if (section.classList.contains("maximised")) {
-      section.classList.remove("maximised");
-      setFull(false);
-      return;
-    }
-    const fallback = function () { section.classList.add("maximised"); setFull(true); };
-    if (document.fullscreenEnabled && section.requestFullscreen) {
-      section.requestFullscreen().catch(fallback);
-    } else {
-      fallback();
-    }
-  }
-
-  if (fullButton) {
-    fullButton.addEventListener("click", toggleFull);
-    document.addEventListener("fullscreenchange", function () {
-      setFull(document.fullscreenElement === section);
-    });
-    document.addEventListener("keydown", function (ev) {
-      if (ev.key === "Escape" && section.classList.contains("maximised") &&
-          !(ev.target instanceof Element && ev.target.closest(".xterm"))) {
-        section.classList.remove("maximised");
-        setFull(false);
-        fullButton.focus();
-      }
-    });
-  }
-
   if (srToggle) {
     srToggle.checked = screenReaderWanted();
     srToggle.addEventListener("change", function () {
-      try { window.localStorage.setItem(SR_KEY, srToggle.checked ? "on" : "off"); } catch (err) { /* not kept */ }
+      try {
+        window.localStorage.setItem(SR_KEY, srToggle.checked ? "on" : "off");
+      } catch (err) { /* storage disabled: the choice lasts for this page only */ }
       started.forEach(function (t) { t.term.options.screenReaderMode = srToggle.checked; });
     });
   }
@@ -394,7 +357,9 @@
     lastTick = now;
   }, 5000);
   window.addEventListener("pagehide", function () { leaving = true; });
-  window.addEventListener("pageshow", function (ev) { if (ev.persisted) { leaving = false; wake(); } });
+  window.addEventListener("pageshow", function (ev) {
+    if (ev.persisted) { leaving = false; wake(); }  // back from the page cache
+  });
 
   setUpTabs();
 })();
