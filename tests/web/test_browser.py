@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,8 @@ from forge.store.models import FailedEvent, Scenario
 
 from ..labs.conftest import completed_event
 from .conftest import OPERATOR_TOKEN, WebPlatform, docs_images
+from .relay import CuttableRelay
+from .terminal_ui import exercise_learner_terminal
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
@@ -55,6 +58,17 @@ def inject_failed_event(platform: WebPlatform, scenario_id: str) -> int:
         sess.add(row)
         sess.flush()
         return int(row.id)
+
+
+@pytest.fixture
+def relay(web_platform: WebPlatform) -> Iterator[CuttableRelay]:
+    """The platform behind a relay whose connections the test can cut (a network drop)."""
+    host, port = web_platform.url.removeprefix("http://").rsplit(":", 1)
+    proxy = CuttableRelay((host, int(port)))
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 @pytest.mark.root
@@ -168,12 +182,15 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
 
 @pytest.mark.root
 def test_a_terminal_tab_per_learner_host_reachable_by_keyboard(
-    web_platform: WebPlatform, page: Page
+    web_platform: WebPlatform, relay: CuttableRelay, page: Page
 ) -> None:
     """ccna opens both routers to the learner: two tabs (arrow keys move between them), and
-    each tab's terminal is a shell on its own host."""
+    each tab's terminal is a shell on its own host. The page is reached through a relay the
+    test cuts: the terminal then survives a network drop (terminal_ui.py has those steps,
+    with copy/paste, the focus-escape key, full screen and the phone width)."""
     key = web_platform.learner_key("academy", "sasha")
-    page.goto(web_platform.url + "/signin")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=relay.url)
+    page.goto(relay.url + "/signin")
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in with API key").click()
     expect(page.get_by_role("heading", name="Static routing between two LANs")).to_be_visible()
@@ -209,3 +226,4 @@ def test_a_terminal_tab_per_learner_host_reachable_by_keyboard(
                                                                  timeout=20_000)
     # Both terminals stay open (two of the lab's terminals), one per host.
     expect(page.locator("#term-status-r2")).to_have_text("Connected to the r2 host.")
+    exercise_learner_terminal(page, relay)

@@ -100,3 +100,10 @@ def test_the_page_says_an_idle_terminal_was_closed(web_platform: WebPlatform,
         "new one.", timeout=30_000)
     expect(status).to_have_attribute("data-error", "terminal_idle")
     expect(page.locator(".xterm-rows")).to_contain_text("without input")
+
+    # A deliberate close is not retried by itself; the banner's button opens a new terminal.
+    panel = page.locator("#term-panel-learner")
+    expect(panel).to_have_attribute("data-connects", "1")
+    page.locator("#term-panel-learner .term-banner").get_by_role(
+        "button", name="Reconnect now").click()
+    expect(panel).to_have_attribute("data-connects", "2", timeout=20_000)
