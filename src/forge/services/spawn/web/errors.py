@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -61,16 +61,19 @@ class PageError:
 
 
 def safe_next(value: str | None, default: str = "/tracks") -> str:
-    """`value` if it is a path on this site (`/...`, no scheme, host, `//` or backslash),
-    else `default`: a sign-in never sends the browser to another site."""
-    if not value or len(value) > MAX_NEXT or not value.startswith("/"):
+    """`value` if it is a path on this site (`/...`, no scheme, host, `//`, backslash or
+    control character, also once percent-decoded), else `default`: a sign-in never sends
+    the browser to another site."""
+    if not value or len(value) > MAX_NEXT:
         return default
-    if value.startswith("//") or "\\" in value or any(ord(c) < 0x21 or ord(c) == 0x7f
-                                                      for c in value):
-        return default
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return default
+    for form in (value, unquote(value)):
+        if not form.startswith("/") or form.startswith("//") or "\\" in form:
+            return default
+        if any(ord(c) < 0x21 or ord(c) == 0x7f for c in form):
+            return default
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return default
     return value
 
 
