@@ -50,12 +50,12 @@ def test_a_signed_out_page_goes_to_sign_in_and_back(client: TestClient) -> None:
     assert back.status_code == 303 and back.headers["location"] == "/lab/scn-0123456789abcdef"
 
 
-@pytest.mark.parametrize("target", HOSTILE)
-def test_sign_in_never_redirects_off_site(client: TestClient, target: str) -> None:
-    form = client.get("/signin", params={"next": target}).text
-    assert 'name="next" value="/tracks"' in form
+def test_sign_in_never_redirects_off_site(client: TestClient) -> None:
     db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
     key = create_api_key(db, "acme", "alice").plaintext
-    resp = client.post("/signin", data={"api_key": key, "next": target},
-                       headers={"origin": ORIGIN})
-    assert resp.status_code == 303 and resp.headers["location"] == "/tracks"
+    for target in HOSTILE:
+        form = client.get("/signin", params={"next": target}).text
+        assert 'name="next" value="/tracks"' in form, target
+        resp = client.post("/signin", data={"api_key": key, "next": target},
+                           headers={"origin": ORIGIN})
+        assert resp.status_code == 303 and resp.headers["location"] == "/tracks", target
