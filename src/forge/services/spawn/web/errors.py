@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forge.errors import ForgeError
 from forge.services.spawn.web.render import page
+from forge.services.spawn.web.viewer import Viewer, viewer
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 MAX_NEXT = 512
@@ -140,10 +141,12 @@ def wants_page(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def error_response(request: Request, err: PageError, headers: dict[str, str] | None = None
-                   ) -> Response:
-    """The HTML error page for `err` (Retry-After and similar headers kept)."""
+def error_response(request: Request, err: PageError, headers: dict[str, str] | None = None,
+                   who: Viewer | None = None) -> Response:
+    """The HTML error page for `err` (Retry-After and similar headers kept); `who` is the
+    signed-in learner the header shows."""
     response = page("error.html", {"title": err.heading, "status": err.status,
+                                   "viewer": who,
                                    "message": err.message, "back": err.back,
                                    "signin": err.signin, "running_lab": err.running_lab},
                     status=err.status)
@@ -152,7 +155,7 @@ def error_response(request: Request, err: PageError, headers: dict[str, str] | N
     return response
 
 
-def page_for(request: Request, exc: ForgeError, back: str = "/") -> Response:
+async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Response:
     """A ForgeError as a browser sees it: sign-in redirect for a GET page, else a page."""
     if exc.status == 401 and request.method == "GET" and exc.code in SIGNIN_CODES:
         return RedirectResponse(signin_url(_here(request)), status_code=303)
@@ -168,7 +171,8 @@ def page_for(request: Request, exc: ForgeError, back: str = "/") -> Response:
     signin = signin_url(_here(request)) if exc.status == 401 and \
         request.url.path != "/signin" else None
     return error_response(request, PageError(exc.status, heading, human_message(exc), back,
-                                             signin, _running_lab(exc)), exc.headers)
+                                             signin, _running_lab(exc)), exc.headers,
+                          await viewer(request))
 
 
 def _here(request: Request) -> str:
@@ -187,7 +191,7 @@ def install_error_pages(app: FastAPI) -> None:
 
     async def forge_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ForgeError) and wants_page(request):
-            return page_for(request, exc)
+            return await page_for(request, exc)
         return await _answer(json_forge(request, exc))
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -63,7 +63,7 @@ def _as_page(request: Request, back: str
         try:
             return await fn()
         except ForgeError as exc:  # ours, or a service's refusal (BackendError)
-            return page_for(request, exc, back)
+            return await page_for(request, exc, back)
     return run
 
 
