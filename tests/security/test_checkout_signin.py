@@ -31,11 +31,22 @@ JARGON = ("jws", "jwt", "signature", "token", "orchestrator", "hmac", "jti")
 
 
 @pytest.fixture
-def app(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[TestClient]:
+def store(request: pytest.FixtureRequest) -> str:
+    """The replay test runs on both engines (single use is a store property); the others on
+    SQLite."""
+    if "db_url" in request.fixturenames:
+        return str(request.getfixturevalue("db_url"))
+    request.getfixturevalue("sqlite_only_store")
+    return ""
+
+
+@pytest.fixture
+def app(tmp_path: Path, nats: NatsServer, store: str) -> Iterator[TestClient]:
+    extra = {"FORGE_DB_URL": store} if store else {}
     settings = load_settings(prod_environ(
         tmp_path / "storage", **nats.client_env(), FORGE_ENV="dev", BILLING_MODE="stub",
-        FORGE_DB_URL=db_url, FORGE_TEMPLATE_DIR=str(content_path("templates")),
-        ORCHESTRATOR_URL="http://127.0.0.1:9", SCOREBOARD_URL="http://127.0.0.1:9"))
+        FORGE_TEMPLATE_DIR=str(content_path("templates")),
+        ORCHESTRATOR_URL="http://127.0.0.1:9", SCOREBOARD_URL="http://127.0.0.1:9", **extra))
     with TestClient(build_app(settings), follow_redirects=False) as client:
         yield client
 
@@ -65,7 +76,7 @@ def plain(text: str) -> bool:
     return not any(word in lower for word in JARGON)
 
 
-def test_a_checkout_signs_in_once_in_its_own_browser_only(app: TestClient) -> None:
+def test_a_checkout_signs_in_once_in_its_own_browser_only(app: TestClient, db_url: str) -> None:
     checkout = start(app)
     nonce = app.cookies.get("forge_checkout")
     assert nonce and checkout not in app.cookies.values()
@@ -92,6 +103,7 @@ def test_a_checkout_signs_in_once_in_its_own_browser_only(app: TestClient) -> No
     assert "forge_session" not in moved.headers.get("set-cookie", "")  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_a_signed_in_buyers_checkout_cannot_sign_in_someone_else(app: TestClient) -> None:
     db = app.app.state.spawn.ctx.db  # type: ignore[attr-defined]
     for who in ("alice", "bob"):
@@ -113,6 +125,7 @@ def test_a_signed_in_buyers_checkout_cannot_sign_in_someone_else(app: TestClient
     assert "plan TEAM" in alice.get("/tracks").text
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_forged_or_expired_receipts_and_checkouts_are_refused_in_plain_words(
         app: TestClient) -> None:
     settings = app.app.state.spawn.settings  # type: ignore[attr-defined]

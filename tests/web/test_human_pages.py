@@ -45,10 +45,23 @@ def build(tmp_path: Path, nats: NatsServer, db_url: str | None = None) -> TestCl
     return TestClient(build_app(settings), follow_redirects=False)
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One app (real nats-server, SQLite) for the page checks of this module."""
+    server = NatsServer()
+    server.start()
+    try:
+        with build(tmp_path_factory.mktemp("pages"), server) as test_client:
+            yield test_client
+    finally:
+        server.close()
+
+
 @pytest.fixture
-def client(tmp_path: Path, nats: NatsServer, sqlite_only_store: str) -> Iterator[TestClient]:
-    with build(tmp_path, nats) as test_client:
-        yield test_client
+def client(shared: TestClient, sqlite_only_store: str) -> TestClient:
+    """The shared app as a fresh browser (no cookies)."""
+    shared.cookies.clear()
+    return shared
 
 
 def settings_of(client: TestClient) -> Settings:
@@ -147,7 +160,7 @@ BAD_SPAWNS = [
 
 
 def test_the_api_and_the_start_button_refuse_alike(client: TestClient) -> None:
-    key = key_for(client, "alice")
+    key = key_for(client, "alex")
     csrf = sign_in(client, key)
     db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
     for body in BAD_SPAWNS:
