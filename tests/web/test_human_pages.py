@@ -172,6 +172,8 @@ def test_the_api_and_the_start_button_refuse_alike(client: TestClient) -> None:
         words = human_message(ForgeError(err["error"], api.status_code, err["message"],
                                          err["details"]))
         assert html.escape(words, quote=False) in web.text, (body, words)
+        if err["error"] == "track_not_in_plan":
+            assert 'href="/plans"' in web.text  # a plan that includes it is one click away
     with db.read() as sess:
         assert sess.scalar(select(func.count()).select_from(Scenario)) == 0
 

@@ -32,6 +32,8 @@ _LAB_LINK = re.compile(r"^/lab/scn-[0-9a-f]{16}$")
 JARGON = ("jws", "jwt", "acc token", "orchestrator", "scoreboard", "signature does not verify",
           "x-receipt-token", "hmac", "jti", "compact", "spawn_service", "backend")
 GENERIC = "Something went wrong with this request. Try again, or go back and start over."
+# Refusals a different plan would lift: their page links to /plans.
+PLAN_CODES = frozenset({"track_not_in_plan", "tier_not_in_plan", "entitlement_not_found"})
 SIGNIN_CODES = frozenset({"credentials_required", "invalid_session", "session_expired"})
 _RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign in with your "
             "API key, or choose a plan.")
@@ -59,6 +61,7 @@ class PageError:
     back: str
     signin: str | None = None
     running_lab: str | None = None
+    plans: bool = False
 
 
 def safe_next(value: str | None, default: str = "/tracks") -> str:
@@ -148,7 +151,8 @@ def error_response(request: Request, err: PageError, headers: dict[str, str] | N
     response = page("error.html", {"title": err.heading, "status": err.status,
                                    "viewer": who,
                                    "message": err.message, "back": err.back,
-                                   "signin": err.signin, "running_lab": err.running_lab},
+                                   "signin": err.signin, "running_lab": err.running_lab,
+                                   "plans": err.plans},
                     status=err.status)
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -171,7 +175,8 @@ async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Respon
     signin = signin_url(_here(request)) if exc.status == 401 and \
         request.url.path != "/signin" else None
     return error_response(request, PageError(exc.status, heading, human_message(exc), back,
-                                             signin, _running_lab(exc)), exc.headers,
+                                             signin, _running_lab(exc),
+                                             exc.code in PLAN_CODES), exc.headers,
                           await viewer(request))
 
 
