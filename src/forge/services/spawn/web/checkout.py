@@ -56,15 +56,18 @@ def _hash(nonce: str) -> str:
     return hashlib.sha256(nonce.encode()).hexdigest()
 
 
-def _refused(status: int, message: str, *, signin: bool = False) -> NoReturn:
-    raise _Refusal(PageError(status, "Checkout not completed", message, "/plans",
-                             "/signin" if signin else None))
-
-
 class _Refusal(Exception):
+    """A checkout step refused, with the page that says why."""
+
     def __init__(self, err: PageError) -> None:
         super().__init__(err.message)
         self.err = err
+
+
+def _refused(status: int, message: str, *, signin: bool = False) -> NoReturn:
+    """Stop the checkout with a plain page (and a sign-in link where that helps)."""
+    raise _Refusal(PageError(status, "Checkout not completed", message, "/plans",
+                             "/signin" if signin else None))
 
 
 @router.get("/plans")

@@ -33,7 +33,7 @@ from forge.services.spawn.web.errors import (
     safe_next,
     signin_url,
 )
-from forge.services.spawn.web.render import page, render_markdown
+from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
 from forge.services.spawn.web.security import (
     RECEIPT_COOKIE,
@@ -57,12 +57,16 @@ FINISHED = ("completed", "failed", "expired", "deleted")
 SUBMIT_SETTLE_STEPS = 30
 
 
-def _as_page(request: Request, back: str
+def _as_page(back: str, request: Request | None = None
              ) -> Callable[[Callable[[], Awaitable[Response]]], Awaitable[Response]]:
+    """Run a page handler; a ForgeError becomes a page for people (with `request`: in plain
+    words, a sign-in redirect for a signed-out GET; without: the message as it is)."""
     async def run(fn: Callable[[], Awaitable[Response]]) -> Response:
         try:
             return await fn()
         except ForgeError as exc:  # ours, or a service's refusal (BackendError)
+            if request is None:
+                return error_page(exc.status, exc.message, back=back)
             return await page_for(request, exc, back)
     return run
 
@@ -119,7 +123,7 @@ async def signin(request: Request) -> Response:
         else:
             clear_cookie(response, request, RECEIPT_COOKIE)
         return response
-    return await _as_page(request, "/signin")(run)
+    return await _as_page("/signin", request)(run)
 
 
 @router.post("/signout")
@@ -184,7 +188,7 @@ async def spawn_lab(request: Request) -> Response:
                                  request_id=form.get("request_id"),
                                  receipt=receipt_cookie(request))
         return RedirectResponse(f"/lab/{answer.body['scenario_id']}", status_code=303)
-    return await _as_page(request, "/tracks")(run)
+    return await _as_page("/tracks", request)(run)
 
 
 def _remaining_s(row: Scenario) -> int | None:
@@ -247,7 +251,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "csrf": csrf_token(settings, session_value(request) or ""),
             **_result_context(row, result),
         }, terminal=row.state == "running")
-    return await _as_page(request, "/tracks")(run)
+    return await _as_page("/tracks", request)(run)
 
 
 EXTEND_STEP_MIN = 15
@@ -296,7 +300,7 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
             "viewer": await viewer(request),
             **_result_context(row, result),
         })
-    return await _as_page(request, f"/lab/{scenario_id}")(run)
+    return await _as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.get("/lab/{scenario_id}/status")
@@ -329,7 +333,7 @@ async def lab_submit(scenario_id: str, request: Request) -> Response:
                 break
             await asyncio.sleep(0.1)
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
-    return await _as_page(request, f"/lab/{scenario_id}")(run)
+    return await _as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.post("/lab/{scenario_id}/extend")
@@ -347,7 +351,7 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
             row.node_id, row.node_url, "POST", f"/v1/scenarios/{row.scenario_id}/extend",
             json={"minutes": int(raw)})
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
-    return await _as_page(request, f"/lab/{scenario_id}")(run)
+    return await _as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.get("/lab/{scenario_id}/artifacts/{name}")
