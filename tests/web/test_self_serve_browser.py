@@ -1,8 +1,8 @@
 """A new learner in Chromium, from nothing: /plans → choose → the stand-in gateway's test
 payment → signed in on /tracks with a Start button (no token pasted, none in any URL) →
 a running lab. Then every learner page and the operator pages, at 360x740: no sideways
-scroll (`document.documentElement.scrollWidth <= 360`) and an axe-core scan with no serious
-or critical violation. With $FORGE_DOCS_IMAGES set (scripts/screenshots.py) each page is
+scroll (`document.documentElement.scrollWidth <= 360`), an axe-core scan with no serious
+or critical violation, and (learner pages) no jargon word of tests/web/test_human_pages.py. With $FORGE_DOCS_IMAGES set (scripts/screenshots.py) each page is
 also saved at 1280 and 390 px wide for the README."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from .conftest import OPERATOR_TOKEN, WebPlatform, docs_images, running_web_platform
+from .test_human_pages import JARGON
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
@@ -51,6 +52,9 @@ def check_pages(browser: Browser, state: object, urls: dict[str, str],
             width = page.evaluate("document.documentElement.scrollWidth")
             if width > NARROW["width"]:
                 problems.append(f"{name}: {width} px wide at 360")
+            if not name.startswith("ops"):  # operators may read service names
+                words = page.inner_text("body").lower()
+                problems.extend(f"{name}: says {w!r}" for w in JARGON if w in words)
             page.add_script_tag(path=str(AXE))
             problems.extend(f"{name}: {v}" for v in page.evaluate(SERIOUS))
             if (images := docs_images()) is not None:
