@@ -99,18 +99,21 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                       timeout=20_000)
     expect(page.locator("#remaining")).to_contain_text("min")
-    expect(page.get_by_role("button", name="Extend by 15 minutes")).to_be_hidden()
+    extend = page.get_by_role("button", name="Extend by 15 min")
+    expect(extend).to_be_disabled()  # shown, with the plan's maximum, until the last 10 min
+    expect(page.locator("#extend-note")).to_contain_text("Up to 180 min in all on your plan")
+    expect(page.locator("#extend-note")).to_contain_text("Available in")
 
-    # Near the end of the lab the extend button appears and buys more time.
+    # Near the end of the lab the extend button is enabled and buys more time.
     with web_platform.db.session() as sess:
         row = sess.get(Scenario, sid)
         assert row is not None
         row.expires_at = datetime.now(UTC) + timedelta(minutes=5)
     page.reload()
     expect(page.locator("#remaining")).to_contain_text(re.compile(r"^[45] min"))
-    page.get_by_role("button", name="Extend by 15 minutes").click()
+    page.get_by_role("button", name="Extend by 15 min").click()
     expect(page.locator("#remaining")).to_contain_text(re.compile(r"^(19|20) min"))
-    expect(page.get_by_role("button", name="Extend by 15 minutes")).to_be_hidden()
+    expect(page.get_by_role("button", name="Extend by 15 min")).to_be_disabled()
     expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                       timeout=20_000)
 

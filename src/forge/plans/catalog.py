@@ -39,6 +39,8 @@ class Plan(BaseModel):
     max_terminals: int = Field(default=DEFAULT_MAX_TERMINALS, gt=0, le=64)
     terminal_idle_seconds: int = Field(default=DEFAULT_TERMINAL_IDLE_SECONDS, ge=1,
                                        le=24 * 60 * 60)
+    # What the plans page shows as the price ("EUR 19 / month"); unset: no price is shown.
+    price: str | None = Field(default=None, min_length=1, max_length=40)
 
     @model_validator(mode="after")
     def _check(self) -> Plan:

@@ -29,9 +29,10 @@ from sqlalchemy.orm import Session
 
 from forge.plans import Plan
 from forge.store.db import Database
-from forge.store.models import QuotaSlot, RateCounter
+from forge.store.models import QuotaSlot, RateCounter, Scenario
 
 SLOTS: Table = QuotaSlot.__table__  # type: ignore[assignment]
+SCENARIOS: Table = Scenario.__table__  # type: ignore[assignment]
 RATES: Table = RateCounter.__table__  # type: ignore[assignment]
 WINDOW_S = 60
 # Prebuilt statements: compiled once, executed with parameters on every spawn.
@@ -52,18 +53,23 @@ _NEW_RATE = insert(RATES).values(scope=bindparam("key"), window_start=bindparam(
 _INSERT_SLOT = insert(SLOTS)
 SLOT_GRACE = timedelta(minutes=5)
 CONCURRENCY_RETRY_S = 30
+# Retry-After of a concurrency refusal: when the first live lab of the scope ends, at most this.
+CONCURRENCY_RETRY_MAX_S = 24 * 3600
 
 
 class QuotaExceeded(Exception):
     """A limit is reached; `retry_after` is the seconds to wait before trying again."""
 
-    def __init__(self, kind: str, scope: str, limit: int, retry_after: int) -> None:
+    def __init__(self, kind: str, scope: str, limit: int, retry_after: int,
+                 running: str | None = None) -> None:
         what = "spawns per minute" if kind == "rate" else "concurrent labs"
         super().__init__(f"{scope} limit of {limit} {what} reached")
         self.kind = kind
         self.scope = scope
         self.limit = limit
         self.retry_after = max(1, retry_after)
+        # The caller's own live lab that ends first (a concurrency refusal only), if any.
+        self.running = running
 
 
 @dataclass(frozen=True)
@@ -114,9 +120,12 @@ def take(
         _LIVE_SLOTS, {"tenant": tenant_id, "subject": subject, "now": now}
     ).one()
     if tenant_live >= plan.tenant_concurrent:
-        raise QuotaExceeded("concurrency", "tenant", plan.tenant_concurrent, CONCURRENCY_RETRY_S)
+        retry, _ = _first_to_end(conn, now, tenant_id, None)
+        raise QuotaExceeded("concurrency", "tenant", plan.tenant_concurrent, retry,
+                            _first_to_end(conn, now, tenant_id, subject)[1])
     if subject_live >= plan.concurrent:
-        raise QuotaExceeded("concurrency", "subject", plan.concurrent, CONCURRENCY_RETRY_S)
+        retry, running = _first_to_end(conn, now, tenant_id, subject)
+        raise QuotaExceeded("concurrency", "subject", plan.concurrent, retry, running)
     for key, _, _ in rate_scopes:
         params = {"key": key, "window": window}
         conn.execute(_BUMP_RATE if key in counts else _NEW_RATE, params)
@@ -126,6 +135,31 @@ def take(
         "expires_at": now + timedelta(minutes=plan.max_lab_minutes) + SLOT_GRACE,
     })
     return Taken(scenario_id, window, (tenant_key, subject_key))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _first_to_end(conn: Connection, now: datetime, tenant_id: str,
+                  subject: str | None) -> tuple[int, str | None]:
+    """(seconds until the first live lab of the scope ends, that lab's id) among the tenant's
+    (or one subject's) live slots: a running lab ends at its deadline, one not yet running
+    at the latest when its slot lapses. (CONCURRENCY_RETRY_S, None) when none is found."""
+    ends = func.coalesce(SCENARIOS.c.expires_at, SLOTS.c.expires_at)
+    query = (select(SLOTS.c.scenario_id, SCENARIOS.c.expires_at, SLOTS.c.expires_at)
+             .select_from(SLOTS.outerjoin(SCENARIOS,
+                                          SCENARIOS.c.scenario_id == SLOTS.c.scenario_id))
+             .where(SLOTS.c.tenant_id == tenant_id, *_live(now))
+             .order_by(ends).limit(1))
+    if subject is not None:
+        query = query.where(SLOTS.c.subject == subject)
+    row = conn.execute(query).first()
+    if row is None:
+        return CONCURRENCY_RETRY_S, None
+    deadline = min(_aware(row[1]), _aware(row[2])) if row[1] is not None else _aware(row[2])
+    wait = math.ceil((deadline - now).total_seconds())
+    return max(1, min(CONCURRENCY_RETRY_MAX_S, wait)), str(row[0])
 
 
 def give_back(sess: Session, taken: Taken) -> None:

@@ -15,6 +15,7 @@ from forge.tokens.errors import (
 )
 from forge.tokens.kinds import (
     ACCESS,
+    CHECKOUT,
     ET,
     RECEIPT,
     SAT,
@@ -31,6 +32,7 @@ from forge.tokens.kinds import (
 
 __all__ = [
     "ACCESS",
+    "CHECKOUT",
     "ET",
     "RECEIPT",
     "SAT",

@@ -42,6 +42,9 @@ SESSION = TokenKind("SES", "forge_web", 12 * 3600, ("sub", "tenant_id", "scope")
 TERMINAL = TokenKind(
     "TTY", "forge_orchestrator_tty", 60, ("scenario_id", "sub", "tenant_id", "host")
 )
+# A checkout started on the plans page: which plan, bound to the browser that started it
+# (the hash of a cookie nonce); completed once (its jti is consumed) to sign the buyer in.
+CHECKOUT = TokenKind("CHK", "forge_checkout", 15 * 60, ("plan", "nonce_sha256"))
 
 
 class TokenMismatch(TokenError):
@@ -59,6 +62,7 @@ def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
         "TTY": settings.sat,
         "ET": settings.et,
         "RCPT": settings.receipt,
+        "CHK": settings.receipt,
     }
     return rings[kind.typ]
 

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from forge.billing.receipts import ensure_stub_billing, new_subject, stub_checkout
 from forge.bus import BusUnavailable
 from forge.bus.contracts import ScenarioSubmitV1, payload, publish_event
 from forge.bus.subjects import node_submit_subject
-from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
 from forge.lifecycle.visibility import learner_view
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import (
     current_caller,
-    identify_caller,
     receipt_claims,
     spawn_state,
 )
-from forge.services.spawn.labs import LAB_PATTERN, check_plan, choose_lab
-from forge.services.spawn.spawning import check_request_id, spawn
+from forge.services.spawn.labs import LAB_PATTERN
+from forge.services.spawn.start import start_lab
 from forge.services.spawn.state import SpawnState
 from forge.store.models import Scenario
 
@@ -35,10 +33,14 @@ SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
 
 
 class SpawnBody(BaseModel):
+    """Shapes only: the values are checked by `start_lab`, as for the learner page's form."""
+
     model_config = ConfigDict(extra="forbid")
-    track: str = Field(min_length=1, max_length=32, description="The training track.")
-    lab: str | None = Field(
-        default=None, pattern=LAB_PATTERN, max_length=63,
+    track: Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 32})
+                     ] = Field(description="The training track.")
+    lab: Annotated[str, WithJsonSchema({"type": "string", "maxLength": 63,
+                                        "pattern": LAB_PATTERN})] | None = Field(
+        default=None,
         description="Which of the track's labs to start (a `lab` name from GET /v1/tracks); "
                     "without it, the track's default lab (the one named like the track).")
     request_id: str | None = Field(
@@ -60,24 +62,8 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
     """Start a lab: `track`, and optionally which of its labs (`lab`, else the track's
     default). 400 unknown_track/unknown_lab, 403 when the plan lacks the track or the lab's
     tier; nothing is counted or reserved on a refusal. Idempotent by request_id for 24 h."""
-    state = spawn_state(request)
-    request_id = check_request_id(body.request_id or request.headers.get("x-request-id"))
-    template_id = choose_lab(state, body.track, body.lab)
-    receipt = receipt_claims(request)
-
-    def identify() -> tuple[Caller, Entitlement]:
-        caller = identify_caller(request, receipt)
-        return caller, resolve_entitlement(
-            caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
-            receipt_claims=receipt, x_plan=request.headers.get("x-plan"),
-            entitlements_file=state.entitlements_file,
-        )
-
-    caller, ent = await run_in_threadpool(identify)  # one thread hop for both reads
-    await check_plan(state, caller, ent, body.track, template_id)
-    answer = await spawn(state, caller=caller, ent=ent, track=body.track,
-                         request_id=request_id, base_url=str(request.base_url),
-                         template_id=template_id)
+    answer = await start_lab(request, track=body.track, lab=body.lab,
+                             request_id=body.request_id, receipt=receipt_claims(request))
     return JSONResponse(answer.body, status_code=answer.status)
 
 

@@ -236,9 +236,7 @@ async def spawn(
     except QuotaExceeded as exc:
         await audit_decision(state, caller, ent, "spawn_denied",
                              {"reason": str(exc), "track": track})
-        raise ForgeError("quota_exceeded", 429, str(exc),
-                         [{"kind": exc.kind, "scope": exc.scope, "limit": exc.limit}],
-                         headers={"Retry-After": str(exc.retry_after)}) from None
+        raise _quota_error(exc) from None
     if isinstance(reserved, SpawnAnswer):
         return reserved
     crash_point("spawn.recorded")
@@ -266,6 +264,21 @@ async def spawn(
     await audit_decision(state, caller, ent, "spawn_accepted",
                          {"scenario_id": scenario_id, "track": track})
     return answer
+
+
+def _quota_error(exc: QuotaExceeded) -> ForgeError:
+    """429 naming the limit; for too many running labs, the caller's lab that ends first
+    (`running_lab`, its page) and a Retry-After of when that slot frees."""
+    detail: dict[str, Any] = {"kind": exc.kind, "scope": exc.scope, "limit": exc.limit}
+    message = str(exc)
+    if exc.kind == "concurrency":
+        if exc.running is not None:
+            detail.update(scenario_id=exc.running, running_lab=f"/lab/{exc.running}")
+            message += (f"; your lab {exc.running} is still running (/lab/{exc.running}): "
+                        "finish or submit it to start another")
+        message += f"; a slot frees in about {max(1, round(exc.retry_after / 60))} min"
+    return ForgeError("quota_exceeded", 429, message, [detail],
+                      headers={"Retry-After": str(exc.retry_after)})
 
 
 def _bus_unavailable() -> ForgeError:

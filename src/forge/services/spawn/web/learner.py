@@ -20,14 +20,19 @@ from starlette.concurrency import run_in_threadpool
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
 from forge.errors import ForgeError
 from forge.identity.apikeys import verify_api_key
-from forge.identity.caller import SESSION_COOKIE, AuthError, Caller, receipt_subject
+from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
 from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
-from forge.services.spawn.caller_deps import current_caller, spawn_state
-from forge.services.spawn.labs import check_plan, choose_lab
-from forge.services.spawn.spawning import check_request_id, spawn
+from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.start import start_lab
 from forge.services.spawn.tracks import grouped
 from forge.services.spawn.web.backend import BackendError
+from forge.services.spawn.web.errors import (
+    human_message,
+    page_for,
+    safe_next,
+    signin_url,
+)
 from forge.services.spawn.web.recordings import recording_names, with_player
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
@@ -44,6 +49,7 @@ from forge.services.spawn.web.security import (
     set_cookie,
 )
 from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
+from forge.services.spawn.web.viewer import receipt_cookie, signed_in, viewer
 from forge.store.models import Scenario
 
 router = APIRouter(include_in_schema=False)
@@ -52,45 +58,32 @@ FINISHED = ("completed", "failed", "expired", "deleted")
 SUBMIT_SETTLE_STEPS = 30
 
 
-def _as_page(back: str) -> Callable[[Callable[[], Awaitable[Response]]], Awaitable[Response]]:
+def _as_page(back: str, request: Request | None = None
+             ) -> Callable[[Callable[[], Awaitable[Response]]], Awaitable[Response]]:
+    """Run a page handler; a ForgeError becomes a page for people (with `request`: in plain
+    words, a sign-in redirect for a signed-out GET; without: the message as it is)."""
     async def run(fn: Callable[[], Awaitable[Response]]) -> Response:
         try:
             return await fn()
         except ForgeError as exc:  # ours, or a service's refusal (BackendError)
-            return error_page(exc.status, exc.message, back=back)
+            if request is None:
+                return error_page(exc.status, exc.message, back=back)
+            return await page_for(request, exc, back)
     return run
-
-
-async def _signed_in(request: Request) -> Caller | None:
-    if not request.cookies.get(SESSION_COOKIE):
-        return None
-    try:
-        return await current_caller(request)
-    except AuthError:
-        return None
-
-
-def _receipt(request: Request) -> dict[str, Any] | None:
-    token = request.cookies.get(RECEIPT_COOKIE)
-    if not token:
-        return None
-    try:
-        return verify_receipt(spawn_state(request).settings, token)
-    except EntitlementError:
-        return None
 
 
 @router.get("/")
 async def home(request: Request) -> Response:
     """Signed in: the track list; otherwise the sign-in page."""
-    target = "/tracks" if await _signed_in(request) else "/signin"
+    target = "/tracks" if await signed_in(request) else "/signin"
     return RedirectResponse(target, status_code=303)
 
 
 @router.get("/signin")
 async def signin_page(request: Request) -> Response:
-    """The sign-in form: an API key from the operator, or a receipt from checkout."""
-    return page("signin.html", {"title": "Sign in"})
+    """The sign-in form (API key or receipt); `next` is where a successful sign-in goes."""
+    return page("signin.html", {"title": "Sign in", "viewer": await viewer(request),
+                                "next": safe_next(request.query_params.get("next"))})
 
 
 @router.post("/signin")
@@ -111,9 +104,9 @@ async def signin(request: Request) -> Response:
         elif receipt:
             try:
                 claims = verify_receipt(settings, receipt)
-            except EntitlementError as exc:
-                raise ForgeError(exc.code, 401, "receipt: " + exc.message.split(": ", 1)[-1]) \
-                    from None
+            except EntitlementError:
+                raise ForgeError("receipt_refused", 401, "receipt: this receipt cannot be "
+                                 "used: it has expired or it was changed") from None
             learner = receipt_subject(claims)
             if learner is None:
                 # No learner, or one named by whoever bought it (not proven): never a sign-in.
@@ -123,7 +116,7 @@ async def signin(request: Request) -> Response:
             tenant, subject = str(claims["tenant_id"]), learner
         else:
             raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
-        response = RedirectResponse("/tracks", status_code=303)
+        response = RedirectResponse(safe_next(form.get("next")), status_code=303)
         set_cookie(response, request, SESSION_COOKIE,
                    learner_session(settings, tenant, subject), 8 * 3600)
         if claims is not None:
@@ -131,13 +124,16 @@ async def signin(request: Request) -> Response:
         else:
             clear_cookie(response, request, RECEIPT_COOKIE)
         return response
-    return await _as_page("/signin")(run)
+    return await _as_page("/signin", request)(run)
 
 
 @router.post("/signout")
 async def signout(request: Request) -> Response:
-    """End the learner session (same-origin POST only)."""
+    """End the learner session (same-origin POST carrying the session's CSRF token)."""
     check_same_origin(request)
+    form = await read_form(request)
+    if session_value(request):
+        check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
     response = RedirectResponse("/signin", status_code=303)
     clear_cookie(response, request, SESSION_COOKIE)
     clear_cookie(response, request, RECEIPT_COOKIE)
@@ -158,18 +154,21 @@ def _recent(request: Request, caller: Caller) -> list[Scenario]:
 @router.get("/tracks")
 async def tracks_page(request: Request) -> Response:
     """A card per lab, grouped by track (locked where the plan lacks it), and recent labs."""
-    caller = await _signed_in(request)
+    caller = await signed_in(request)
     if caller is None or caller.scenario_scope is not None:
-        return RedirectResponse("/signin", status_code=303)
+        return RedirectResponse(signin_url("/tracks"), status_code=303)
     state = spawn_state(request)
     try:
         ent = await run_in_threadpool(lambda: resolve_entitlement(
             caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
-            receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
+            receipt_claims=receipt_cookie(request), entitlements_file=state.entitlements_file))
     except EntitlementError as exc:
-        return error_page(exc.status, exc.message, back="/signin")
+        return page("no_plan.html", {"title": "Choose a plan to start",
+                                     "viewer": await viewer(request),
+                                     "why": human_message(exc)}, status=exc.status)
     return page("tracks.html", {
         "title": "Choose a lab", "caller": caller, "plan": ent.plan.name,
+        "viewer": await viewer(request),
         "groups": grouped(state, ent.plan),
         "recent": await run_in_threadpool(_recent, request, caller),
         "csrf": csrf_token(state.settings, session_value(request) or ""),
@@ -186,20 +185,11 @@ async def spawn_lab(request: Request) -> Response:
         form = await read_form(request)
         state = spawn_state(request)
         check_csrf(state.settings, session_value(request), form.get("csrf"))
-        caller = await current_caller(request)
-        track = form.get("track", "")
-        lab = form.get("lab") or None
-        template_id = choose_lab(state, track, lab)
-        request_id = check_request_id(form.get("request_id") or None)
-        ent = await run_in_threadpool(lambda: resolve_entitlement(
-            caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
-            receipt_claims=_receipt(request), entitlements_file=state.entitlements_file))
-        await check_plan(state, caller, ent, track, template_id)
-        answer = await spawn(state, caller=caller, ent=ent, track=track,
-                             request_id=request_id, base_url=str(request.base_url),
-                             template_id=template_id)
+        answer = await start_lab(request, track=form.get("track"), lab=form.get("lab"),
+                                 request_id=form.get("request_id"),
+                                 receipt=receipt_cookie(request))
         return RedirectResponse(f"/lab/{answer.body['scenario_id']}", status_code=303)
-    return await _as_page("/tracks")(run)
+    return await _as_page("/tracks", request)(run)
 
 
 def _remaining_s(row: Scenario) -> int | None:
@@ -256,11 +246,34 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "expires_iso": _expires_iso(row),
             "extend_open": row.state == "running" and remaining is not None
             and remaining <= EXTEND_WINDOW.total_seconds(),
+            "extend": _extend_facts(request, row),
+            "viewer": await viewer(request),
             "finished": row.state in FINISHED,
             "csrf": csrf_token(settings, session_value(request) or ""),
             **_result_context(row, result),
         }, terminal=row.state == "running")
-    return await _as_page("/tracks")(run)
+    return await _as_page("/tracks", request)(run)
+
+
+EXTEND_STEP_MIN = 15
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _extend_facts(request: Request, row: Scenario) -> dict[str, Any]:
+    """What the Extend block says: the step, the plan's maximum, when it opens, and whether
+    the maximum is reached (the orchestrator enforces the same rules)."""
+    plan = spawn_state(request).catalog.get(row.plan)
+    max_min = plan.max_lab_minutes if plan is not None else 60
+    facts: dict[str, Any] = {"step": EXTEND_STEP_MIN, "max_minutes": max_min,
+                             "opens_iso": "", "at_cap": False}
+    if row.expires_at is not None:
+        expires = _aware(row.expires_at)
+        facts["opens_iso"] = (expires - EXTEND_WINDOW).isoformat()
+        facts["at_cap"] = expires >= _aware(row.created_at) + timedelta(minutes=max_min)
+    return facts
 
 
 def _result_context(row: Scenario, result: dict[str, Any] | None) -> dict[str, Any]:
@@ -285,10 +298,11 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
                              "This lab has no result yet: it appears here once it is graded.")
         return with_player(page("result.html", {
             "title": f"Result of lab {row.scenario_id}", "track": row.track,
+            "viewer": await viewer(request),
             **_result_context(row, result),
             "recordings": await recording_names(request, row),
         }))
-    return await _as_page(f"/lab/{scenario_id}")(run)
+    return await _as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.get("/lab/{scenario_id}/status")
@@ -321,7 +335,7 @@ async def lab_submit(scenario_id: str, request: Request) -> Response:
                 break
             await asyncio.sleep(0.1)
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
-    return await _as_page(f"/lab/{scenario_id}")(run)
+    return await _as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.post("/lab/{scenario_id}/extend")
@@ -339,7 +353,7 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
             row.node_id, row.node_url, "POST", f"/v1/scenarios/{row.scenario_id}/extend",
             json={"minutes": int(raw)})
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
-    return await _as_page(f"/lab/{scenario_id}")(run)
+    return await _as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.get("/lab/{scenario_id}/artifacts/{name}")

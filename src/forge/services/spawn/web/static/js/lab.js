@@ -15,8 +15,23 @@
     if (!out || isNaN(expires)) { return; }
     const left = Math.max(0, Math.floor((expires - Date.now()) / 1000));
     out.textContent = Math.floor(left / 60) + " min " + (left % 60) + " s";
-    const extend = document.getElementById("extend");
-    if (extend) { extend.hidden = left > 600; }
+    showExtend(left);
+  }
+
+  // Extend stays visible; its button is enabled only in the last 10 minutes (the rule the
+  // server applies) and never once the plan's maximum is reached.
+  function showExtend(left) {
+    const block = document.getElementById("extend-block");
+    const button = document.getElementById("extend-button");
+    if (!block || !button) { return; }
+    const off = block.dataset.atCap === "true" || left > 600;
+    button.disabled = off;
+    button.setAttribute("aria-disabled", off ? "true" : "false");
+    const when = document.getElementById("extend-when");
+    if (when && block.dataset.atCap !== "true") {
+      when.textContent = left > 600 ? "Available in " + Math.ceil((left - 600) / 60) +
+        " min (the last 10 minutes)." : "";
+    }
   }
 
   async function poll() {

@@ -1,0 +1,72 @@
+"""The one spawn use case: `POST /v1/spawn` and the learner page's Start button both call
+`start_lab`, so they validate, identify, entitle, limit and refuse exactly alike."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from forge.entitlements.resolve import Entitlement, resolve_entitlement
+from forge.errors import ForgeError
+from forge.identity.caller import Caller
+from forge.services.spawn.caller_deps import identify_caller, spawn_state
+from forge.services.spawn.labs import check_plan, choose_lab
+from forge.services.spawn.spawning import SpawnAnswer, check_request_id, spawn
+from forge.templates.dsl_limits import NAME_RE
+
+MAX_TRACK = 32
+MAX_LAB = 63
+
+
+def _invalid(field: str, problem: str) -> ForgeError:
+    """The API's validation error shape (422), for both routes alike."""
+    return ForgeError("validation_error", 422, f"invalid request: {field}",
+                      [{"field": field, "problem": problem}])
+
+
+def _text(field: str, value: object, limit: int, *, required: bool,
+          pattern: re.Pattern[str] | None = None) -> str | None:
+    """A request field as text within `limit` characters (None when absent and optional)."""
+    if value is None or (value == "" and not required):
+        return None
+    if not isinstance(value, str) or not value:
+        raise _invalid(field, "required: a non-empty text")
+    if len(value) > limit:
+        raise _invalid(field, f"at most {limit} characters")
+    if pattern is not None and not pattern.match(value):
+        raise _invalid(field, f"must match {pattern.pattern}")
+    return value
+
+
+async def start_lab(request: Request, *, track: object, lab: object, request_id: object,
+                    receipt: dict[str, Any] | None) -> SpawnAnswer:
+    """Start a lab of `track` (its `lab`, else the track's default) for the request's caller.
+
+    `receipt` is the verified receipt the caller presented (API header or the browser's
+    receipt cookie). Refusals come before anything is reserved, in one order for both
+    routes: field shapes, request id, track and lab, caller, entitlement, plan, quotas.
+    """
+    state = spawn_state(request)
+    track_name = _text("track", track, MAX_TRACK, required=True)
+    lab_name = _text("lab", lab, MAX_LAB, required=False, pattern=NAME_RE)
+    assert track_name is not None
+    rid = _text("request_id", request_id, 4096, required=False)  # its rules: below
+    checked_id = check_request_id(rid or request.headers.get("x-request-id"))
+    template_id = choose_lab(state, track_name, lab_name)
+
+    def identify() -> tuple[Caller, Entitlement]:
+        caller = identify_caller(request, receipt)
+        return caller, resolve_entitlement(
+            caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
+            receipt_claims=receipt, x_plan=request.headers.get("x-plan"),
+            entitlements_file=state.entitlements_file,
+        )
+
+    caller, ent = await run_in_threadpool(identify)  # one thread hop for both reads
+    await check_plan(state, caller, ent, track_name, template_id)
+    return await spawn(state, caller=caller, ent=ent, track=track_name,
+                       request_id=checked_id, base_url=str(request.base_url),
+                       template_id=template_id)

@@ -1,0 +1,212 @@
+"""Errors as people read them: HTML pages for browsers, JSON for the API.
+
+A browser asking for a page (Accept: text/html, any path outside `/v1/` except the access
+link) gets an HTML page: a 401 on a page it tried to open redirects to `/signin?next=<path>`,
+an unknown page is a 404 page, an access-link problem says so plainly with a "sign in
+instead" link. Messages shown to learners never carry internal names or token jargon: known
+codes have their own wording, a service's refusal loses its service prefix, and anything
+still holding a jargon word is replaced by a plain sentence. API callers keep the JSON body.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from forge.errors import ForgeError
+from forge.services.spawn.web.render import page
+from forge.services.spawn.web.viewer import Viewer, viewer
+
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]
+MAX_NEXT = 512
+_LAB_LINK = re.compile(r"^/lab/scn-[0-9a-f]{16}$")
+# Words that mean nothing to a learner (or name our internals); never shown on a page.
+JARGON = ("jws", "jwt", "acc token", "orchestrator", "scoreboard", "signature does not verify",
+          "x-receipt-token", "hmac", "jti", "compact", "spawn_service", "backend")
+GENERIC = "Something went wrong with this request. Try again, or go back and start over."
+# Refusals a different plan would lift: their page links to /plans.
+PLAN_CODES = frozenset({"track_not_in_plan", "tier_not_in_plan", "entitlement_not_found"})
+SIGNIN_CODES = frozenset({"credentials_required", "invalid_session", "session_expired"})
+_RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign in with your "
+            "API key, or choose a plan.")
+_ACCESS = ("This lab link cannot be used: it has expired, it was already used, or it was "
+           "changed. Sign in instead to reach your labs.")
+_WORDS = {
+    "invalid_receipt": _RECEIPT,
+    "receipt_tenant_mismatch": "This receipt belongs to another account.",
+    "receipt_subject_mismatch": "This receipt belongs to another account.",
+    "backend_unreachable": "Part of the platform did not answer. Try again in a minute.",
+    "lab_node_unreachable": "The machine running your lab did not answer. Try again in a "
+                            "minute.",
+    "bus_unavailable": "The platform is busy and could not take this request; nothing was "
+                       "started or charged. Try again in a minute.",
+}
+
+
+@dataclass(frozen=True)
+class PageError:
+    """What an error page shows: heading, plain message, and links onwards."""
+
+    status: int
+    heading: str
+    message: str
+    back: str
+    signin: str | None = None
+    running_lab: str | None = None
+    plans: bool = False
+
+
+def safe_next(value: str | None, default: str = "/tracks") -> str:
+    """`value` if it is a path on this site (`/...`, no scheme, host, `//`, backslash or
+    control character, also once percent-decoded), else `default`: a sign-in never sends
+    the browser to another site."""
+    if not value or len(value) > MAX_NEXT:
+        return default
+    for form in (value, unquote(value)):
+        if not form.startswith("/") or form.startswith("//") or "\\" in form:
+            return default
+        if any(ord(c) < 0x21 or ord(c) == 0x7f for c in form):
+            return default
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return default
+    return value
+
+
+def signin_url(next_path: str) -> str:
+    """The sign-in page that returns to `next_path` afterwards."""
+    return "/signin?next=" + quote(safe_next(next_path), safe="/")
+
+
+def has_jargon(text: str) -> bool:
+    """True when `text` holds a word a learner should never see."""
+    lower = text.lower()
+    return any(word in lower for word in JARGON)
+
+
+def _running_lab(exc: ForgeError) -> str | None:
+    """The page of the caller's running lab a quota refusal names, if any."""
+    for item in exc.details:
+        link = item.get("running_lab") if isinstance(item, dict) else None
+        if isinstance(link, str) and _LAB_LINK.match(link):
+            return link
+    return None
+
+
+def _quota_words(exc: ForgeError) -> str:
+    detail = exc.details[0] if exc.details and isinstance(exc.details[0], dict) else {}
+    wait = (exc.headers or {}).get("Retry-After", "")
+    minutes = f" A place frees in about {max(1, round(int(wait) / 60))} min." \
+        if wait.isdigit() else ""
+    if detail.get("kind") == "rate":
+        return "You started labs too quickly. Wait a minute, then try again."
+    if detail.get("scope") == "tenant":
+        return "All the labs your organisation may run at once are in use." + minutes
+    limit = detail.get("limit")
+    count = f"{limit} lab{'s' if limit != 1 else ''}" if isinstance(limit, int) else "labs"
+    return (f"Your plan lets you run {count} at once, and you already do. Finish or submit "
+            f"a running lab to start another.{minutes}")
+
+
+def human_message(exc: ForgeError) -> str:
+    """A learner-facing sentence for `exc`, free of internal names and token jargon."""
+    if exc.code == "quota_exceeded":
+        return _quota_words(exc)
+    if exc.code in _WORDS:
+        return _WORDS[exc.code]
+    if exc.code.startswith("token_"):
+        return _RECEIPT
+    message = exc.message
+    service = getattr(exc, "service", None)
+    if isinstance(service, str):
+        if exc.status >= 500:
+            return _WORDS["backend_unreachable"]
+        message = message.removeprefix(service + ": ")
+    if has_jargon(message):
+        return GENERIC
+    return message
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page (or following an access link), not an API call."""
+    path = request.url.path
+    if path.startswith("/static/") or (path.startswith("/v1/")
+                                       and not path.startswith("/v1/access/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def error_response(request: Request, err: PageError, headers: dict[str, str] | None = None,
+                   who: Viewer | None = None) -> Response:
+    """The HTML error page for `err` (Retry-After and similar headers kept); `who` is the
+    signed-in learner the header shows."""
+    response = page("error.html", {"title": err.heading, "status": err.status,
+                                   "viewer": who,
+                                   "message": err.message, "back": err.back,
+                                   "signin": err.signin, "running_lab": err.running_lab,
+                                   "plans": err.plans},
+                    status=err.status)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Response:
+    """A ForgeError as a browser sees it: sign-in redirect for a GET page, else a page."""
+    if exc.status == 401 and request.method == "GET" and exc.code in SIGNIN_CODES:
+        return RedirectResponse(signin_url(_here(request)), status_code=303)
+    if request.url.path.startswith("/v1/access/"):
+        scenario = request.url.path.rsplit("/", 1)[-1]
+        return error_response(request, PageError(
+            exc.status, "This link cannot be used", _ACCESS if exc.status != 404 else
+            "This lab link does not lead to any of your labs. Sign in instead to reach them.",
+            "/", signin_url(f"/lab/{scenario}")))
+    heading = {401: "Please sign in", 403: "Not allowed", 404: "Not found",
+               409: "Not possible right now", 429: "Too many labs"}.get(
+        exc.status, "Something went wrong")
+    signin = signin_url(_here(request)) if exc.status == 401 and \
+        request.url.path != "/signin" else None
+    return error_response(request, PageError(exc.status, heading, human_message(exc), back,
+                                             signin, _running_lab(exc),
+                                             exc.code in PLAN_CODES), exc.headers,
+                          await viewer(request))
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + ("?" + query if query else "")
+
+
+async def _answer(result: Response | Awaitable[Response]) -> Response:
+    return await result if inspect.isawaitable(result) else result
+
+
+def install_error_pages(app: FastAPI) -> None:
+    """Answer browsers with pages; everyone else keeps the app's JSON error handlers."""
+    json_forge: Handler = app.exception_handlers[ForgeError]
+    json_http: Handler = app.exception_handlers[StarletteHTTPException]
+
+    async def forge_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ForgeError) and wants_page(request):
+            return await page_for(request, exc)
+        return await _answer(json_forge(request, exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StarletteHTTPException) and wants_page(request):
+            if exc.status_code == 404:
+                return error_response(request, PageError(
+                    404, "Page not found", "There is no page at this address.", "/"))
+            return error_response(request, PageError(
+                exc.status_code, "Something went wrong", GENERIC, "/"))
+        return await _answer(json_http(request, exc))
+
+    app.add_exception_handler(ForgeError, forge_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

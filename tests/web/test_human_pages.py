@@ -1,0 +1,206 @@
+"""Pages people read: HTML errors for browsers (JSON stays for the API), no internal names or
+token jargon anywhere a learner looks, one spawn path for the API and the Start button, and
+a "too many labs" refusal that links the running lab and says when a place frees."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from forge.bus import NatsServer
+from forge.config import Settings, load_settings
+from forge.config.keyring import HmacKeyring
+from forge.content import content_path
+from forge.entitlements.grants import grant
+from forge.errors import ForgeError
+from forge.identity.apikeys import create_api_key
+from forge.services.spawn.app import build_app
+from forge.services.spawn.web.errors import human_message
+from forge.store.models import Scenario
+from forge.tokens import ACCESS, RECEIPT, mint_token
+
+from ..services.conftest import prod_environ
+
+ORIGIN = "http://testserver"
+HTML = {"accept": "text/html,application/xhtml+xml"}
+# What a learner must never read: token formats, internal services, crypto wording.
+JARGON = ("jws", "jwt", "acc token", "compact", "orchestrator", "scoreboard", "spawn_service",
+          "signature does not verify", "x-receipt-token", "hmac", "jti", "backend")
+SCN = "scn-0123456789abcdef"
+
+
+def build(tmp_path: Path, nats: NatsServer, db_url: str | None = None) -> TestClient:
+    extra = {"FORGE_DB_URL": db_url} if db_url else {}
+    settings = load_settings(prod_environ(tmp_path / "storage", **nats.client_env(),
+                                          FORGE_TEMPLATE_DIR=str(content_path("templates")),
+                                          ORCHESTRATOR_URL="http://127.0.0.1:9",
+                                          SCOREBOARD_URL="http://127.0.0.1:9", **extra))
+    return TestClient(build_app(settings), follow_redirects=False)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One app (real nats-server, SQLite) for the page checks of this module."""
+    server = NatsServer()
+    server.start()
+    try:
+        with build(tmp_path_factory.mktemp("pages"), server) as test_client:
+            yield test_client
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def client(shared: TestClient, sqlite_only_store: str) -> TestClient:
+    """The shared app as a fresh browser (no cookies)."""
+    shared.cookies.clear()
+    return shared
+
+
+def settings_of(client: TestClient) -> Settings:
+    return client.app.state.spawn.settings  # type: ignore[attr-defined,no-any-return]
+
+
+def key_for(client: TestClient, subject: str, plan: str | None = "PRO") -> str:
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    if plan is not None:
+        grant(db, "acme", plan, subject)
+    return create_api_key(db, "acme", subject).plaintext
+
+
+def sign_in(client: TestClient, key: str) -> str:
+    assert client.post("/signin", data={"api_key": key},
+                       headers={"origin": ORIGIN}).status_code == 303
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/plans").text)
+    assert found is not None
+    return found.group(1)
+
+
+def text_of(page: str) -> str:
+    """What a person reads: the page without tags, unescaped, lower-case."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", page)).lower()
+
+
+def jargon_in(page: str) -> list[str]:
+    return [word for word in JARGON if word in text_of(page)]
+
+
+def test_browsers_get_pages_and_the_api_keeps_json(client: TestClient) -> None:
+    missing = client.get("/no/such/page", headers=HTML)
+    assert missing.status_code == 404 and "Page not found" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
+    assert client.get("/no/such/page").json()["error"] == "not_found"
+    api = client.get(f"/v1/scenarios/{SCN}", headers=HTML)
+    assert api.status_code == 401 and api.json()["error"] == "credentials_required"
+
+    settings = settings_of(client)
+    bad_links = {
+        "garbage": "abc",
+        "forged": mint_token(HmacKeyring("SAT_HMAC_SECRET", current=b"f" * 40), ACCESS,
+                             {"scenario_id": SCN, "sub": "alice", "tenant_id": "acme"}),
+        "expired": mint_token(settings.sat, ACCESS, {"scenario_id": SCN, "sub": "alice",
+                                                     "tenant_id": "acme"}, ttl_s=-3600),
+    }
+    for name, token in bad_links.items():
+        page = client.get(f"/v1/access/{SCN}", params={"token": token}, headers=HTML)
+        assert page.status_code == 401, name
+        assert "This lab link cannot be used" in page.text, name
+        assert f'href="/signin?next=/lab/{SCN}"' in page.text and "Sign in instead" in page.text
+        assert jargon_in(page.text) == [], (name, jargon_in(page.text))
+        assert client.get(f"/v1/access/{SCN}", params={"token": token}).json()["error"]
+
+
+def test_no_learner_page_or_error_speaks_jargon(client: TestClient) -> None:
+    seen: dict[str, str] = {}
+    seen["signin"] = client.get("/signin").text
+    seen["plans"] = client.get("/plans").text
+    seen["404"] = client.get("/nope", headers=HTML).text
+    forged = mint_token(HmacKeyring("RECEIPT_HMAC_SECRET", current=b"r" * 40), RECEIPT, {
+        "tenant_id": "acme", "sub": "alice", "sub_proof": "new", "plan": "PRO",
+        "retention_days": 30, "charge_id": "ch_x"})
+    seen["bad receipt"] = client.post("/signin", data={"receipt": forged},
+                                      headers={"origin": ORIGIN}).text
+    seen["bad key"] = client.post("/signin", data={"api_key": "fgk_nope"},
+                                  headers={"origin": ORIGIN}).text
+    csrf = sign_in(client, key_for(client, "nobody", plan=None))
+    no_plan = client.get("/tracks")
+    assert no_plan.status_code == 403 and 'href="/plans"' in no_plan.text
+    seen["no plan"] = no_plan.text
+    seen["other's lab"] = client.get(f"/lab/{SCN}", headers=HTML).text
+    seen["unknown track"] = client.post("/spawn", data={"csrf": csrf, "track": "nope"},
+                                        headers={"origin": ORIGIN}).text
+    seen["checkout off"] = client.post("/checkout", data={"csrf": csrf, "plan": "PRO"},
+                                       headers={"origin": ORIGIN}).text
+    assert "not set up" in seen["checkout off"]
+    for unreachable in ("backend_unreachable", "lab_node_unreachable"):
+        words = human_message(ForgeError(unreachable, 502, "orchestrator: unreachable (X)"))
+        assert not any(word in words.lower() for word in JARGON)
+    refused = human_message(ForgeError("too_early", 409, "orchestrator: token jti compact"))
+    assert not any(word in refused.lower() for word in JARGON)
+    found = {name: jargon_in(page) for name, page in seen.items() if jargon_in(page)}
+    assert found == {}
+
+
+BAD_SPAWNS = [
+    {"track": "nope"},
+    {"track": ""},
+    {"track": "x" * 40},
+    {"track": "netplus", "lab": "../netplus"},
+    {"track": "netplus", "lab": "no-such-lab"},
+    {"track": "netplus", "request_id": "short"},
+    {"track": "cissp"},  # not in PRO
+]
+
+
+def test_the_api_and_the_start_button_refuse_alike(client: TestClient) -> None:
+    key = key_for(client, "alex")
+    csrf = sign_in(client, key)
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    for body in BAD_SPAWNS:
+        api = client.post("/v1/spawn", json={k: v for k, v in body.items() if v is not None},
+                          headers={"x-api-key": key})
+        web = client.post("/spawn", data={"csrf": csrf, **body}, headers={"origin": ORIGIN})
+        err = api.json()
+        assert web.status_code == api.status_code, (body, web.status_code, err)
+        words = human_message(ForgeError(err["error"], api.status_code, err["message"],
+                                         err["details"]))
+        assert html.escape(words, quote=False) in web.text, (body, words)
+        if err["error"] == "track_not_in_plan":
+            assert 'href="/plans"' in web.text  # a plan that includes it is one click away
+    with db.read() as sess:
+        assert sess.scalar(select(func.count()).select_from(Scenario)) == 0
+
+
+def test_too_many_labs_links_the_running_lab_and_says_when_a_place_frees(
+        tmp_path: Path, nats: NatsServer, db_url: str) -> None:
+    with build(tmp_path, nats, db_url) as client:
+        key = key_for(client, "alice", "FREE")  # one lab at a time
+        first = client.post("/v1/spawn", json={"track": "netplus"}, headers={"x-api-key": key})
+        assert first.status_code == 201
+        running = first.json()["scenario_id"]
+        db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+        with db.session() as sess:  # the lab runs and ends in five minutes
+            row = sess.get(Scenario, running)
+            assert row is not None
+            row.state, row.expires_at = "running", datetime.now(UTC) + timedelta(minutes=5)
+        second = client.post("/v1/spawn", json={"track": "netplus"}, headers={"x-api-key": key})
+        assert second.status_code == 429
+        retry = int(second.headers["retry-after"])
+        assert 1 <= retry <= 300 and retry != 30
+        detail = second.json()["details"][0]
+        assert detail["running_lab"] == f"/lab/{running}" and detail["scenario_id"] == running
+        assert f"/lab/{running}" in second.json()["message"]
+
+        csrf = sign_in(client, key)
+        page = client.post("/spawn", data={"csrf": csrf, "track": "netplus"},
+                           headers={"origin": ORIGIN})
+        assert page.status_code == 429 and 1 <= int(page.headers["retry-after"]) <= 300
+        assert f'href="/lab/{running}"' in page.text and "Go to your running lab" in page.text
+        assert "1 lab at once" in page.text and jargon_in(page.text) == []
