@@ -127,8 +127,9 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
 
     # Signed out (in another tab), then a drop: the page says so and does not retry (a server
     # that closes a signed-out learner's terminals itself is told apart the same way).
+    csrf = page.locator("form[action='/signout'] input[name=csrf]").first.get_attribute("value")
     assert page.request.post(relay.url + "/signout", headers={"origin": relay.url},
-                             max_redirects=0).status == 303
+                             form={"csrf": csrf or ""}, max_redirects=0).status == 303
     relay.cut()
     relay.restore()
     expect(status).to_have_attribute("data-error", "signed_out", timeout=30_000)
