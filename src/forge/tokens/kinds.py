@@ -42,6 +42,10 @@ SESSION = TokenKind("SES", "forge_web", 12 * 3600, ("sub", "tenant_id", "scope")
 TERMINAL = TokenKind(
     "TTY", "forge_orchestrator_tty", 60, ("scenario_id", "sub", "tenant_id", "host")
 )
+# spawn_service → the lab's node at sign-out: close this learner's terminals of one lab
+TERMINAL_CLOSE = TokenKind(
+    "TTYEND", "forge_orchestrator_tty_close", 60, ("scenario_id", "sub", "tenant_id")
+)
 
 
 class TokenMismatch(TokenError):
@@ -57,6 +61,7 @@ def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
         "ACC": settings.sat,
         "SES": settings.sat,
         "TTY": settings.sat,
+        "TTYEND": settings.sat,
         "ET": settings.et,
         "RCPT": settings.receipt,
     }

@@ -42,6 +42,7 @@ from forge.services.spawn.web.security import (
     session_value,
     set_cookie,
 )
+from forge.services.spawn.web.signout import end_terminals
 from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
 from forge.store.models import Scenario
 
@@ -135,8 +136,10 @@ async def signin(request: Request) -> Response:
 
 @router.post("/signout")
 async def signout(request: Request) -> Response:
-    """End the learner session (same-origin POST only)."""
+    """End the learner session (same-origin POST only): the session is refused from now on
+    and every terminal it opened, here and on the lab nodes, is closed."""
     check_same_origin(request)
+    await end_terminals(request)
     response = RedirectResponse("/signin", status_code=303)
     clear_cookie(response, request, SESSION_COOKIE)
     clear_cookie(response, request, RECEIPT_COOKIE)

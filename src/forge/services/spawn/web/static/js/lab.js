@@ -71,6 +71,7 @@
       if (typeof ev.data === "string") {
         const control = closedMessage(ev.data);
         if (control) { closedWith = control; return; }
+        if (ev.data.startsWith('{"type": "attached"')) { return; }  // which shell: not output
         term.write(ev.data);
       } else {
         term.write(new Uint8Array(ev.data));
