@@ -89,10 +89,13 @@ class Lab:
         raise AssertionError("lab never ran")
 
     def open(self, sid: str, headers: dict[str, str], host: str | None = None,
-             ) -> ClientConnection:
+             max_queue: int | None = None) -> ClientConnection:
+        """A terminal socket. Sockets of one shell all get its output and a test socket
+        need not read all of it, so by default its client buffers without a bound (a
+        bounded queue that fills stalls its close); `max_queue` bounds it (backpressure)."""
         url = self.spawn_url.replace("http://", "ws://") + f"/v1/scenarios/{sid}/terminal"
         url += f"?host={host}" if host else ""
-        return connect(url, additional_headers=headers, open_timeout=30)
+        return connect(url, additional_headers=headers, open_timeout=30, max_queue=max_queue)
 
     def attached(self, sid: str) -> int:
         """Sockets attached to the lab's sessions now."""
@@ -283,18 +286,24 @@ def test_a_socket_that_drops_abnormally_gives_its_place_back(lab: Lab) -> None:
 
 
 def test_an_idle_terminal_is_closed_with_a_message(lab: Lab) -> None:
-    """A terminal nobody types in is closed after the plan's idle time, saying so."""
+    """A shell nobody types in is closed after the plan's idle time, saying so to the socket
+    attached to it; a shell no socket shows (detached) closes the same way, and the next
+    attach starts a new shell."""
     headers = lab.learner("idris", plan="TEAM")
-    sid = lab.spawn_running(headers)
+    sid = lab.spawn_running(headers, track="ccna")
+    with lab.open(sid, headers, "router") as detached:
+        round_trip(detached, "then-left")
     with lab.open(sid, headers) as ws:
         round_trip(ws, "then-nothing")
+        assert lab.held(sid) == 2
         control, code, reason = closed_with(ws)
     assert control["error"] == "terminal_idle" and code == 4408
     assert f"after {IDLE_S} seconds without input" in control["message"]
     assert reason == control["message"]
-    lab.wait_held(sid, 0)
-    with lab.open(sid, headers) as again:  # the next attach starts a new shell
-        assert attached_frame(again)["new"] is True
+    lab.wait_held(sid, 0)  # the detached shell too
+    for host in ("learner", "router"):
+        with lab.open(sid, headers, host) as again:
+            assert attached_frame(again)["new"] is True
 
 
 def test_a_terminal_in_use_is_not_idle(lab: Lab) -> None:

@@ -65,7 +65,7 @@ def test_output_a_client_does_not_read_is_not_buffered_without_bound(lab: Lab) -
     headers = lab.learner("stella")
     sid = lab.spawn_running(headers)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    with lab.open(sid, headers) as ws:
+    with lab.open(sid, headers, max_queue=16) as ws:  # a client that reads nothing
         ws.send(b"for i in $(seq 300); do head -c 1000000 /dev/urandom; echo $i > "
                 b"/workspace/progress; done\n")
         last, steady = -1, 0

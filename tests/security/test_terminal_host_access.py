@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
 def _open(lab: Lab, sid: str, headers: dict[str, str], host: str | None) -> ClientConnection:  # noqa: F811
     query = "?" + urlencode({"host": host}) if host is not None else ""
     url = lab.spawn_url.replace("http://", "ws://") + f"/v1/scenarios/{sid}/terminal{query}"
-    return connect(url, additional_headers=headers, open_timeout=30)
+    return connect(url, additional_headers=headers, open_timeout=30, max_queue=None)
 
 
 def _spawn_ccna(lab: Lab, headers: dict[str, str]) -> str:  # noqa: F811

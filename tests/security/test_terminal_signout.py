@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
 def _cookie_terminal(lab: Lab, sid: str, cookie: str) -> ClientConnection:
     url = lab.spawn_url.replace("http://", "ws://") + f"/v1/scenarios/{sid}/terminal"
     return connect(url, additional_headers={"Cookie": f"forge_session={cookie}"},
-                   open_timeout=30)
+                   open_timeout=30, max_queue=None)
 
 
 def test_sign_out_closes_every_terminal_and_the_cookie_opens_no_more(lab: Lab) -> None:

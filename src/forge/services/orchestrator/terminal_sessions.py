@@ -103,7 +103,6 @@ class Attachment:
     """One socket's view of a session: output queued for it (bounded), and why it ends."""
 
     def __init__(self) -> None:
-        self.token = secrets.token_hex(4)
         self._queue: deque[bytes] = deque()
         self.pending = 0
         self._ready = asyncio.Event()
