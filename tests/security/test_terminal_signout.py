@@ -6,7 +6,8 @@ and the session cookie itself (copied before sign-out, or left in a second brows
 still opened terminals and pages until it expired hours later. Now sign-out revokes the
 session (refused by every replica), closes at once every terminal socket that session opened
 (`signed_out` / 4401), and ends the learner's shells on the lab node; the old cookie gets no
-terminal and no page.
+terminal and no page. The node's internal sign-out call takes only spawn_service's
+terminal-close ticket for that lab's own learner (anything else closes nothing).
 
 Real spawn_service + orchestrator (uvicorn), nats-server, SQLite and the local lab runtime
 (the `lab` fixture of test_terminal_cap).
@@ -20,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from forge.identity.apikeys import create_api_key
+from forge.tokens import TERMINAL, TERMINAL_CLOSE, mint_token
 
 from .test_terminal_cap import Lab, closed_with, lab, round_trip
 
@@ -66,3 +68,34 @@ def test_sign_out_closes_every_terminal_and_the_cookie_opens_no_more(lab: Lab) -
     # The learner's other credentials still work: a new terminal is a new shell.
     with lab.open(sid, headers) as again:
         round_trip(again, "after-sign-in")
+
+
+def test_only_spawn_services_ticket_for_the_labs_learner_closes_its_terminals(lab: Lab) -> None:
+    """The node's sign-out call is internal and fails closed: no ticket, a ticket of another
+    kind, or one for another learner closes nothing."""
+    headers = lab.learner("tomas")
+    sid = lab.spawn_running(headers)
+    url = f"{lab.orch_url}/internal/scenarios/{sid}/terminals/close"
+    sat = lab.orch.settings.sat
+    with lab.open(sid, headers) as ws:
+        round_trip(ws, "kept")
+        attempts = {
+            "": 401,
+            mint_token(sat, TERMINAL, {"scenario_id": sid, "sub": "tomas",
+                                       "tenant_id": "acme", "host": "learner"}): 401,
+            mint_token(sat, TERMINAL_CLOSE, {"scenario_id": sid, "sub": "mallory",
+                                             "tenant_id": "acme"}): 404,
+            mint_token(sat, TERMINAL_CLOSE, {"scenario_id": sid, "sub": "tomas",
+                                             "tenant_id": "evil"}): 404,
+        }
+        for ticket, status in attempts.items():
+            resp = httpx.post(url, headers={"x-forge-terminal": ticket}, timeout=60)
+            assert resp.status_code == status, resp.text
+        assert lab.held(sid) == 1
+        round_trip(ws, "still-kept")
+        own = mint_token(sat, TERMINAL_CLOSE, {"scenario_id": sid, "sub": "tomas",
+                                               "tenant_id": "acme"})
+        resp = httpx.post(url, headers={"x-forge-terminal": own}, timeout=60)
+        assert (resp.status_code, resp.json()) == (200, {"closed": 1})
+        control, code, _ = closed_with(ws)
+        assert (control["error"], code) == ("signed_out", 4401)
