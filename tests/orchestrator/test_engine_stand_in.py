@@ -154,6 +154,8 @@ def test_the_orchestrator_runs_labs_and_terminals_on_the_engine_the_factory_retu
         ws_url = url.replace("http://", "ws://") + f"/internal/scenarios/{sid}/tty"
         with connect(ws_url, additional_headers={"x-forge-terminal": token},
                      open_timeout=30) as ws:
+            attached = json.loads(ws.recv(timeout=30))  # a fresh terminal session
+            assert (attached["type"], attached["new"]) == ("attached", True)
             ws.send(b"hello engine\n")
             assert ws.recv(timeout=30) == b"STAND-IN:HELLO ENGINE\n"
 

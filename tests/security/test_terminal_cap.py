@@ -2,10 +2,12 @@
 
 Attack: one learner opened 40 PTYs in one lab (each a login shell and its processes), kept
 them forever, and kept typing in them while the lab was being graded. Now a lab has at most
-its plan's `max_terminals` open across every tab and device, a terminal without input for the
-plan's `terminal_idle_seconds` is closed, and `close_terminals` (called when grading starts)
-closes every terminal of the lab, kills what they started, and refuses new ones. Refusals and
-closes say why: a JSON `{"type": "closed", "error", "message"}` frame, then a 44xx close code.
+its plan's `max_terminals` live shells (terminal sessions, one per host, across every tab and
+device; sockets reattach to them and never count twice), a session takes at most 4 sockets,
+a session without input for the plan's `terminal_idle_seconds` is closed, and
+`close_terminals` (called when grading starts) closes every session of the lab, kills what
+they started, and refuses new ones. Refusals and closes say why: a JSON
+`{"type": "closed", "error", "message"}` frame, then a 44xx close code.
 
 Real spawn_service + orchestrator (uvicorn), nats-server, SQLite and the local lab runtime.
 """
@@ -49,7 +51,8 @@ from ..orchestrator.conftest import FAST
 from ..services.conftest import SECRETS, prod_environ
 
 REPO = Path(__file__).resolve().parents[2]
-CAP = 3  # PRO in this test's plans file
+CAP = 1  # PRO in this test's plans file: live shells per lab
+ATTACH_CAP = 4  # sockets per shell (terminal_sessions.MAX_ATTACHMENTS)
 IDLE_S = 2  # TEAM in this test's plans file
 BUSY_IDLE_S = 4  # ENTERPRISE in this test's plans file
 
@@ -72,9 +75,9 @@ class Lab:
         grant(db, "acme", plan, subject)
         return {"x-api-key": create_api_key(db, "acme", subject).plaintext}
 
-    def spawn_running(self, headers: dict[str, str]) -> str:
+    def spawn_running(self, headers: dict[str, str], track: str = "netplus") -> str:
         with httpx.Client(base_url=self.spawn_url, timeout=60) as client:
-            resp = client.post("/v1/spawn", json={"track": "netplus"}, headers=headers)
+            resp = client.post("/v1/spawn", json={"track": track}, headers=headers)
             assert resp.status_code == 201, resp.text
             sid = str(resp.json()["scenario_id"])
             deadline = time.monotonic() + 60
@@ -85,9 +88,26 @@ class Lab:
                 time.sleep(0.1)
         raise AssertionError("lab never ran")
 
-    def open(self, sid: str, headers: dict[str, str]) -> ClientConnection:
+    def open(self, sid: str, headers: dict[str, str], host: str | None = None,
+             max_queue: int | None = None) -> ClientConnection:
+        """A terminal socket. Sockets of one shell all get its output and a test socket
+        need not read all of it, so by default its client buffers without a bound (a
+        bounded queue that fills stalls its close); `max_queue` bounds it (backpressure)."""
         url = self.spawn_url.replace("http://", "ws://") + f"/v1/scenarios/{sid}/terminal"
-        return connect(url, additional_headers=headers, open_timeout=30)
+        url += f"?host={host}" if host else ""
+        return connect(url, additional_headers=headers, open_timeout=30, max_queue=max_queue)
+
+    def attached(self, sid: str) -> int:
+        """Sockets attached to the lab's sessions now."""
+        return sum(len(s.attached) for s in self.orch.terminal_sessions.of_lab(sid))
+
+    def wait_attached(self, sid: str, count: int) -> None:
+        """Wait (polling, no time assertion) until `count` sockets are attached."""
+        deadline = time.monotonic() + 30
+        while self.attached(sid) != count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.attached(sid)} attached, expected {count}")
+            time.sleep(0.05)
 
     def held(self, sid: str) -> int:
         return self.orch.terminals.held(sid)
@@ -167,82 +187,123 @@ def closed_with(ws: ClientConnection) -> tuple[dict[str, Any], int, str]:
     return control, closed.value.rcvd.code, closed.value.rcvd.reason
 
 
-def test_the_terminal_past_the_cap_is_refused_with_a_message(lab: Lab) -> None:
-    """Before: every open got a PTY (40 from one learner). After: the cap's next one is
-    refused with `terminal_limit` / 4429, across tabs and devices of the same learner."""
+def attached_frame(ws: ClientConnection) -> dict[str, Any]:
+    """The session's first frame: which shell this is (a refusal's control frame instead)."""
+    first = ws.recv(timeout=30)
+    assert isinstance(first, str), first
+    body: dict[str, Any] = json.loads(first)
+    return body
+
+
+def test_a_shell_past_the_cap_is_refused_but_sockets_reattach(lab: Lab) -> None:
+    """Before: every open got a PTY (40 from one learner). After: the cap counts shells: a
+    second host's shell past the cap is refused with `terminal_limit` / 4429, while any
+    number of reopens (reloads, devices) reattach to the one live shell, never refused."""
     phone, laptop = lab.learner("alice"), lab.learner("alice")
-    sid = lab.spawn_running(laptop)
-    with ExitStack() as stack:
-        opened = [stack.enter_context(lab.open(sid, h)) for h in (laptop, phone, laptop)]
-        for n, ws in enumerate(opened):
-            round_trip(ws, f"tab{n}")
+    sid = lab.spawn_running(laptop, track="ccna")
+    with lab.open(sid, laptop, "learner") as first:
+        assert attached_frame(first)["new"] is True
+        round_trip(first, "tab0")
+        for n in range(6):  # reloads from two devices: the same shell each time
+            with lab.open(sid, phone if n % 2 else laptop, "learner") as again:
+                assert attached_frame(again)["new"] is False
+                round_trip(again, f"reload{n}")
         assert lab.held(sid) == CAP
 
-        with lab.open(sid, phone) as extra:
+        with lab.open(sid, phone, "router") as extra:
             control, code, reason = closed_with(extra)
         assert control["error"] == "terminal_limit" and code == 4429
         assert f"already has {CAP} open terminals" in control["message"]
         assert reason == control["message"]
         assert lab.held(sid) == CAP
 
-        opened[0].close()  # closing one frees its slot for the next open
-        lab.wait_held(sid, CAP - 1)
-        with lab.open(sid, phone) as again:
-            round_trip(again, "again")
-    lab.wait_held(sid, 0)
+
+def test_a_shell_takes_at_most_four_sockets(lab: Lab) -> None:
+    """The fifth socket on one shell is refused with `terminal_attach_limit` / 4429; once
+    one goes, another attaches."""
+    headers = lab.learner("ava")
+    sid = lab.spawn_running(headers)
+    with ExitStack() as stack:
+        opened = [stack.enter_context(lab.open(sid, headers)) for _ in range(ATTACH_CAP)]
+        for n, ws in enumerate(opened):
+            attached_frame(ws)
+            round_trip(ws, f"sock{n}")
+        with lab.open(sid, headers) as extra:
+            control, code, _ = closed_with(extra)
+        assert (control["error"], code) == ("terminal_attach_limit", 4429)
+        assert f"already open in {ATTACH_CAP} tabs or devices" in control["message"]
+        opened[0].close()
+        lab.wait_attached(sid, ATTACH_CAP - 1)
+        with lab.open(sid, headers) as again:
+            assert attached_frame(again)["new"] is False
+            round_trip(again, "fifth")
+    assert lab.held(sid) == 1
 
 
-def test_concurrent_opens_never_race_past_the_cap(lab: Lab) -> None:
-    """Slots are counted atomically: of CAP+3 opens at the same moment exactly CAP get a shell."""
+def test_concurrent_opens_never_race_past_the_caps(lab: Lab) -> None:
+    """Of ATTACH_CAP+2 opens at the same moment, all on one host: one shell is made, exactly
+    ATTACH_CAP sockets get it, the others are refused."""
     headers = lab.learner("casey")
     sid = lab.spawn_running(headers)
-    start = threading.Barrier(CAP + 3)
+    start = threading.Barrier(ATTACH_CAP + 2)
+    all_done = threading.Barrier(ATTACH_CAP)
 
     def attempt(n: int) -> str:
         start.wait(timeout=60)
         with lab.open(sid, headers) as ws:
-            first = ws.recv(timeout=30)
-            if isinstance(first, str):
-                return str(json.loads(first)["error"])
+            first = attached_frame(ws)
+            if first["type"] == "closed":
+                return str(first["error"])
             round_trip(ws, f"race{n}")
-            start_all_done.wait(timeout=60)  # hold the slot until every attempt has its answer
-            return "shell"
+            all_done.wait(timeout=60)  # hold the socket until every attempt has its answer
+            return str(first["session"])
 
-    start_all_done = threading.Barrier(CAP)
-    with ThreadPoolExecutor(CAP + 3) as pool:
-        outcomes = list(pool.map(attempt, range(CAP + 3)))
-    assert sorted(outcomes) == ["shell"] * CAP + ["terminal_limit"] * 3, outcomes
-    lab.wait_held(sid, 0)
+    with ThreadPoolExecutor(ATTACH_CAP + 2) as pool:
+        outcomes = list(pool.map(attempt, range(ATTACH_CAP + 2)))
+    shells = {o for o in outcomes if o.startswith("tty-")}
+    assert len(shells) == 1, outcomes
+    assert sorted(o for o in outcomes if not o.startswith("tty-")) == \
+        ["terminal_attach_limit"] * 2, outcomes
+    assert lab.held(sid) == 1
 
 
-def test_a_terminal_that_drops_abnormally_gives_its_slot_back(lab: Lab) -> None:
-    """A client that vanishes (TCP reset, no close frame) must not keep a slot forever."""
+def test_a_socket_that_drops_abnormally_gives_its_place_back(lab: Lab) -> None:
+    """A client that vanishes (TCP reset, no close frame) must not keep its place forever."""
     headers = lab.learner("dana")
     sid = lab.spawn_running(headers)
     with ExitStack() as stack:
-        opened = [stack.enter_context(lab.open(sid, headers)) for _ in range(CAP)]
+        opened = [stack.enter_context(lab.open(sid, headers)) for _ in range(ATTACH_CAP)]
         for n, ws in enumerate(opened):
             round_trip(ws, f"d{n}")
         dropped = opened[0].socket
         dropped.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         dropped.close()  # RST, no close handshake
-        lab.wait_held(sid, CAP - 1)
+        lab.wait_attached(sid, ATTACH_CAP - 1)
         with lab.open(sid, headers) as again:
             round_trip(again, "after-drop")
-    lab.wait_held(sid, 0)
+    lab.wait_attached(sid, 0)
+    assert lab.held(sid) == 1  # the shell itself lives on, detached
 
 
 def test_an_idle_terminal_is_closed_with_a_message(lab: Lab) -> None:
-    """A terminal nobody types in is closed after the plan's idle time, saying so."""
+    """A shell nobody types in is closed after the plan's idle time, saying so to the socket
+    attached to it; a shell no socket shows (detached) closes the same way, and the next
+    attach starts a new shell."""
     headers = lab.learner("idris", plan="TEAM")
-    sid = lab.spawn_running(headers)
+    sid = lab.spawn_running(headers, track="ccna")
+    with lab.open(sid, headers, "router") as detached:
+        round_trip(detached, "then-left")
     with lab.open(sid, headers) as ws:
         round_trip(ws, "then-nothing")
+        assert lab.held(sid) == 2
         control, code, reason = closed_with(ws)
     assert control["error"] == "terminal_idle" and code == 4408
     assert f"after {IDLE_S} seconds without input" in control["message"]
     assert reason == control["message"]
-    lab.wait_held(sid, 0)
+    lab.wait_held(sid, 0)  # the detached shell too
+    for host in ("learner", "router"):
+        with lab.open(sid, headers, host) as again:
+            assert attached_frame(again)["new"] is True
 
 
 def test_a_terminal_in_use_is_not_idle(lab: Lab) -> None:
@@ -257,24 +318,27 @@ def test_a_terminal_in_use_is_not_idle(lab: Lab) -> None:
             n += 1
             time.sleep(0.2)
         assert lab.held(sid) == 1
-    lab.wait_held(sid, 0)
 
 
 def test_close_terminals_closes_all_kills_their_processes_and_refuses_new_ones(lab: Lab) -> None:
-    """Grading starts: every terminal of the lab closes with `lab_sealed` / 4410, what the
-    learner started in them is dead when close_terminals returns, and no new one opens."""
-    headers = lab.learner("gale")
-    sid = lab.spawn_running(headers)
+    """Grading starts: every terminal of the lab (attached or not) closes with `lab_sealed` /
+    4410, what the learner started in them is dead when close_terminals returns, and no new
+    one opens."""
+    headers = lab.learner("gale", plan="ENTERPRISE")
+    sid = lab.spawn_running(headers, track="ccna")
     hugo = lab.learner("hugo")
     other = lab.spawn_running(hugo)
     with ExitStack() as stack:
         bystander = stack.enter_context(lab.open(other, hugo))
         round_trip(bystander, "bystander")
+        with lab.open(sid, headers, "router") as detached:  # a shell nobody is attached to
+            round_trip(detached, "router")
         first = stack.enter_context(lab.open(sid, headers))
         second = stack.enter_context(lab.open(sid, headers))
         first.send(b"sleep 600 & echo $! > /workspace/racer\n")
         round_trip(first, "started")
         round_trip(second, "second")
+        assert lab.held(sid) == 2
 
         closed = lab.in_loop(lambda: close_terminals(lab.orch, sid, "submitted"))
         assert closed == 2

@@ -21,6 +21,8 @@ import time
 import httpx
 import pytest
 
+from forge.services.orchestrator.terminal import close_terminals
+
 from .test_terminal_cap import Lab, lab, round_trip
 
 __all__ = ["lab"]  # the module-scoped platform fixture, shared with test_terminal_cap
@@ -44,11 +46,11 @@ def test_keystrokes_nobody_reads_do_not_freeze_the_orchestrator(lab: Lab) -> Non
         read_until(ws, b"RAW-2")
         for _ in range(64):
             ws.send(b"x" * 4096)  # 256 KB of keystrokes that `sleep` never reads
-        with lab.open(sid, headers) as other:  # the same lab's other terminal still works,
+        busy = lab.learner("rory-busy")  # another lab's terminal still works,
+        with lab.open(lab.spawn_running(busy), busy) as other:
             round_trip(other, "unfrozen")
         health = httpx.get(f"{lab.orch_url}/healthz", timeout=60)  # and so does the API
         assert health.status_code == 200
-    lab.wait_held(sid, 0)
 
 
 def _progress(lab: Lab, sid: str) -> int:
@@ -63,7 +65,7 @@ def test_output_a_client_does_not_read_is_not_buffered_without_bound(lab: Lab) -
     headers = lab.learner("stella")
     sid = lab.spawn_running(headers)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    with lab.open(sid, headers) as ws:
+    with lab.open(sid, headers, max_queue=16) as ws:  # a client that reads nothing
         ws.send(b"for i in $(seq 300); do head -c 1000000 /dev/urandom; echo $i > "
                 b"/workspace/progress; done\n")
         last, steady = -1, 0
@@ -78,4 +80,4 @@ def test_output_a_client_does_not_read_is_not_buffered_without_bound(lab: Lab) -
     print(f"accepted {last} MB of output; peak RSS grew {grown / MB:.1f} MB")
     assert last < 100, f"{last} MB of output accepted for a client that read nothing"
     assert grown < 64 * MB, f"the orchestrator's peak memory grew {grown / MB:.0f} MB"
-    lab.wait_held(sid, 0)
+    lab.in_loop(lambda: close_terminals(lab.orch, sid, "test over"))  # the shell lives on

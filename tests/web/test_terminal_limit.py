@@ -1,9 +1,10 @@
 """The lab page tells the learner why a terminal is refused or closed (Playwright + Chromium).
 
-A lab has at most its plan's `max_terminals` (PRO: 4) terminals open across every tab and
-device; the page that asks for one more shows the refusal in the page, not a bare
-"disconnected", and a terminal opens again once one of the others is closed. A terminal
-left without input for the plan's `terminal_idle_seconds` closes with a message in the page.
+A lab's shell on a host (its terminal session) takes at most 4 tabs and devices at once;
+the page that asks for one more shows the refusal in the page, not a bare "disconnected",
+and the terminal opens again once one of the others is closed (the plan's `max_terminals`
+counts shells, so tabs of one host never reach it). A terminal left without input for the
+plan's `terminal_idle_seconds` closes with a message in the page.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def test_the_page_shows_why_a_terminal_past_the_cap_is_refused(
     lab_url, status = page.url, page.locator("#term-status")
 
     ws_url = web_platform.url.replace("http://", "ws://") + f"/v1/scenarios/{sid}/terminal"
-    with ExitStack() as others:  # terminals 2-4: the same learner's other device
+    with ExitStack() as others:  # sockets 2-4 on the same shell: the learner's other device
         devices = [others.enter_context(connect(ws_url, additional_headers={"x-api-key": key}))
                    for _ in range(3)]
         for ws in devices:
@@ -72,14 +73,14 @@ def test_the_page_shows_why_a_terminal_past_the_cap_is_refused(
         second_tab.goto(lab_url)
         refused = second_tab.locator("#term-status")
         expect(refused).to_have_text(re.compile(
-            r"This lab already has 4 open terminals, the most your plan allows\. "
-            r"Close one and try again\."), timeout=20_000)
+            r"This terminal is already open in 4 tabs or devices\. "
+            r"Close one of them and try again\."), timeout=20_000)
         expect(refused).to_have_class(re.compile(r"\berror\b"))
-        expect(refused).to_have_attribute("data-error", "terminal_limit")
-        expect(second_tab.locator(".xterm-rows")).to_contain_text("already has 4 open terminals")
+        expect(refused).to_have_attribute("data-error", "terminal_attach_limit")
+        expect(second_tab.locator(".xterm-rows")).to_contain_text("open in 4 tabs or devices")
         expect(status).to_have_text(CONNECTED)  # the first tab keeps its terminal
 
-        devices[0].close()  # frees a slot; reload until the orchestrator has released it
+        devices[0].close()  # frees a place; reload until the orchestrator has released it
         again = second_tab.locator("#term-status")
         for _ in range(20):
             second_tab.reload()

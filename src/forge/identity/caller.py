@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.identity.apikeys import verify_api_key
 from forge.identity.names import valid_id
+from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.db import Database
+from forge.store.models import ReplayJti
 from forge.tokens import SESSION, TokenError, verify_token
 
 SESSION_COOKIE = "forge_session"
@@ -19,6 +22,9 @@ SESSION_COOKIE = "forge_session"
 # subject carries none of these (minted when checkout let anyone name anyone) is never
 # taken as that learner's identity.
 SUBJECT_PROOFS = ("caller", "new", "operator")
+# A signed-out session's token id is kept (until the token would expire anyway) under this
+# kind among the consumed token ids: every replica then refuses the cookie.
+SIGNED_OUT = "SESOUT"
 
 
 class AuthError(ForgeError):
@@ -74,6 +80,29 @@ def caller_from_session(settings: Settings, token: str) -> Caller | None:
     return Caller(str(claims["tenant_id"]), str(claims["sub"]), "session", scenario)
 
 
+def session_claims(settings: Settings, token: str) -> dict[str, Any] | None:
+    """The claims of a valid session token (signature, expiry), revoked or not; else None."""
+    try:
+        return verify_token(settings.sat, SESSION, token)
+    except TokenError:
+        return None
+
+
+def revoke_session(db: Database, claims: Mapping[str, Any]) -> None:
+    """Sign the session out everywhere: its token id is refused from now on. Idempotent."""
+    expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    SqlReplayStore(db).consume(str(claims["jti"]), SIGNED_OUT, expires)
+
+
+def session_revoked(db: Database, claims: Mapping[str, Any]) -> bool:
+    """True once the session was signed out (a token without an id counts as signed out)."""
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        return True
+    with db.read() as sess:
+        return sess.get(ReplayJti, jti) is not None
+
+
 def resolve_caller(
     headers: Mapping[str, str],
     cookies: Mapping[str, str],
@@ -91,7 +120,8 @@ def resolve_caller(
     session = cookies.get(SESSION_COOKIE)
     if session:
         caller = caller_from_session(settings, session)
-        if caller is not None:
+        claims = session_claims(settings, session) if caller is not None else None
+        if caller is not None and claims is not None and not session_revoked(db, claims):
             return caller
     receipt_learner = receipt_subject(receipt_claims)
     if receipt_claims and receipt_learner is not None:

@@ -34,8 +34,8 @@ class Plan(BaseModel):
     tenant_concurrent: int = Field(gt=0, le=1_000_000)
     max_lab_minutes: int = Field(gt=0, le=7 * 24 * 60)
     retention_days: int = Field(gt=0, le=3650)
-    # Browser terminals: open at once per lab (all tabs and devices together), and how long
-    # one may go without the learner's input before it is closed.
+    # Browser terminals: live shells at once per lab (terminal sessions, one per host; all
+    # tabs and devices together), and how long one may go without input before it closes.
     max_terminals: int = Field(default=DEFAULT_MAX_TERMINALS, gt=0, le=64)
     terminal_idle_seconds: int = Field(default=DEFAULT_TERMINAL_IDLE_SECONDS, ge=1,
                                        le=24 * 60 * 60)

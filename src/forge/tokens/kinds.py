@@ -45,6 +45,10 @@ TERMINAL = TokenKind(
 # A checkout started on the plans page: which plan, bound to the browser that started it
 # (the hash of a cookie nonce); completed once (its jti is consumed) to sign the buyer in.
 CHECKOUT = TokenKind("CHK", "forge_checkout", 15 * 60, ("plan", "nonce_sha256"))
+# spawn_service → the lab's node at sign-out: close this learner's terminals of one lab
+TERMINAL_CLOSE = TokenKind(
+    "TTYEND", "forge_orchestrator_tty_close", 60, ("scenario_id", "sub", "tenant_id")
+)
 
 
 class TokenMismatch(TokenError):
@@ -60,6 +64,7 @@ def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
         "ACC": settings.sat,
         "SES": settings.sat,
         "TTY": settings.sat,
+        "TTYEND": settings.sat,
         "ET": settings.et,
         "RCPT": settings.receipt,
         "CHK": settings.receipt,

@@ -210,6 +210,7 @@ def build_app(
                 await asyncio.wait_for(state.node.stop(), 3.0)
         await node_bus.close()
         await state.publisher.close()
+        await state.terminal_sessions.close_all()  # their shells end with the service
         state.executor.shutdown(wait=False, cancel_futures=True)
 
     ctx.startup.append(start)

@@ -23,6 +23,7 @@ from forge.policy.decision import PolicyEngine
 from forge.runtime.base import Runtime
 from forge.services.common.app import ServiceContext
 from forge.services.orchestrator.node import LabNode
+from forge.services.orchestrator.terminal_sessions import TerminalSessions
 from forge.services.orchestrator.terminal_slots import TerminalSlots
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
@@ -47,6 +48,11 @@ class OrchestratorState:
     adopted_hosts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     terminals: TerminalSlots = field(default_factory=TerminalSlots)
     node: LabNode | None = None
+    # live terminal sessions (one shell per lab and host); their slots are `terminals`
+    terminal_sessions: TerminalSessions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.terminal_sessions = TerminalSessions(self.terminals)
 
     @property
     def settings(self) -> Settings:

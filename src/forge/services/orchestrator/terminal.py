@@ -1,13 +1,29 @@
-"""The lab terminal: a WebSocket onto a lab host's terminal (the runtime engine's async byte
-stream), for spawn_service's proxy only.
+"""The lab terminal: a WebSocket onto a lab host's terminal session, for spawn_service's
+proxy only.
 
 Authorization is a 60-second TTY token minted by spawn_service for one scenario, subject and
 host; the host must be one the lab's template marks `access: learner` (terminal_access).
-Binary frames carry terminal bytes both ways; a text frame
-`{"type": "resize", "rows": R, "cols": C}` resizes the PTY. A lab has at most its plan's
-`max_terminals` open at once (all tabs and devices together); a terminal without input for
-the plan's `terminal_idle_seconds` is closed; `close_terminals` closes every terminal of a lab
-when its grading starts and refuses new ones from then on.
+Every attach, a first one or a reattach, passes the same checks.
+
+Sessions (terminal_sessions): one shell per (lab, host) outlives its sockets. A socket
+attaches to the host's live session, or starts one; a reload, a dropped connection or a
+second tab gets the SAME shell. Frames:
+
+* first, a text frame ``{"type": "attached", "session": ID, "replayed": N, "new": BOOL}``:
+  ``new`` is true for a fresh shell, false for a reattach; ``N`` bytes of the session's
+  recent output follow (one binary frame beginning with a terminal reset, ``ESC c``, when
+  N > 0), so a page that reconnects redraws instead of repeating what it shows;
+* binary frames: terminal bytes both ways; a text frame
+  ``{"type": "resize", "rows": R, "cols": C}`` resizes the shell (the latest one wins);
+* a refusal or a close for a reason: ``{"type": "closed", "error", "message"}``, then a
+  44xx close code whose reason is the message. A shell that exits ends with code 1000.
+
+A lab has at most its plan's `max_terminals` live shells (sessions, all tabs and devices
+together; reattaching never counts twice); a session takes at most 4 sockets. A session
+without input for the plan's `terminal_idle_seconds` is closed, attached or not;
+`close_terminals` closes every session of a lab when its grading starts and refuses new ones
+from then on; `POST /internal/scenarios/{id}/terminals/close` (spawn_service, at sign-out)
+closes them without sealing.
 """
 
 from __future__ import annotations
@@ -17,8 +33,9 @@ import contextlib
 import json
 import logging
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 
+from forge.errors import ForgeError
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
 from forge.plans import DEFAULT_MAX_TERMINALS, DEFAULT_TERMINAL_IDLE_SECONDS
@@ -27,42 +44,33 @@ from forge.runtime.recording import recorded_tty
 from forge.services.common.relay import until_first_ends
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal_access import host_refusal
-from forge.services.orchestrator.terminal_io import (
-    Activity,
-    Keystrokes,
-    pump_in,
-    pump_out,
+from forge.services.orchestrator.terminal_sessions import (
+    RESET,
+    Attachment,
+    TerminalSession,
 )
 from forge.services.orchestrator.terminal_slots import (
     Closing,
     SlotRefused,
     TerminalSlot,
-    idle_timeout,
     not_running,
     sealed,
+    signed_out,
 )
-from forge.tokens import TERMINAL, TokenError, verify_token
+from forge.tokens import TERMINAL, TERMINAL_CLOSE, TokenError, verify_token
 
 router = APIRouter()
 log = logging.getLogger("forge.orchestrator.terminal")
 TOKEN_HEADER = "x-forge-terminal"  # noqa: S105 - a header name, not a secret
 
 
-async def _watch(slot: TerminalSlot, activity: Activity, idle_s: int) -> None:
-    """Return when the slot is asked to close, or after `idle_s` without input (asking it)."""
-    loop = asyncio.get_running_loop()
-    while not slot.stop.is_set():
-        remaining = activity.last + idle_s - loop.time()
-        if remaining <= 0:
-            slot.ask_to_close(idle_timeout(idle_s))
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(slot.stop.wait(), remaining)
-
-
-async def _send_closing(ws: WebSocket, closing: Closing) -> None:
-    """Tell the client why (a JSON text frame, then the close code and reason); it may be gone."""
+async def _send_closing(ws: WebSocket, closing: Closing | None) -> None:
+    """Tell the client why (a JSON text frame, then the close code and reason; a plain close
+    when there is no reason); it may be gone."""
     with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        if closing is None:
+            await ws.close()
+            return
         await ws.send_text(json.dumps(closing.body()))
         await ws.close(code=closing.code, reason=closing.reason())
 
@@ -74,39 +82,73 @@ async def _refuse(ws: WebSocket, closing: Closing) -> None:
         await _send_closing(ws, closing)
 
 
-def _size(ws: WebSocket, name: str, default: int, most: int) -> int:
+def _size(ws: WebSocket, name: str, most: int) -> int | None:
     raw = ws.query_params.get(name, "")
     ok = raw.isascii() and raw.isdigit() and len(raw) <= 6
-    return max(1, min(int(raw), most)) if ok else default
+    return max(1, min(int(raw), most)) if ok else None
+
+
+async def _wait_closed(slots: list[TerminalSlot], scenario_id: str, wait_s: float) -> None:
+    """Wait (at most `wait_s`) until the given sessions' terminals are closed."""
+    if not slots:
+        return
+    waits = [asyncio.ensure_future(slot.done.wait()) for slot in slots]
+    _, pending = await asyncio.wait(waits, timeout=wait_s)
+    for task in pending:
+        task.cancel()
+    if pending:
+        log.warning("%d terminal(s) of %s still closing after %.0f s", len(pending),
+                    scenario_id, wait_s)
 
 
 async def close_terminals(state: OrchestratorState, scenario_id: str, reason: str,
                           wait_s: float = 10.0) -> int:
-    """Close every terminal of the lab and refuse new ones from now on (grading starts).
+    """Close every terminal session of the lab and refuse new ones from now on (grading).
 
-    Each open terminal gets a ``lab_sealed`` message and close code 4410; this waits (at most
-    `wait_s`) until their PTYs are closed and returns how many there were. Call it from the
-    orchestrator's event loop.
+    Each attached socket gets a ``lab_sealed`` message and close code 4410; this waits (at
+    most `wait_s`) until the sessions' terminals are closed and returns how many sessions
+    there were. Call it from the orchestrator's event loop.
     """
     holders = state.terminals.seal(scenario_id, sealed(reason))
-    if holders:
-        waits = [asyncio.ensure_future(slot.done.wait()) for slot in holders]
-        _, pending = await asyncio.wait(waits, timeout=wait_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.warning("%d terminal(s) of %s still closing after %.0f s", len(pending),
-                        scenario_id, wait_s)
+    await _wait_closed(holders, scenario_id, wait_s)
     return len(holders)
+
+
+@router.post("/internal/scenarios/{scenario_id}/terminals/close", include_in_schema=False)
+async def close_for_signout(scenario_id: str, request: Request) -> dict[str, int]:
+    """End every terminal session of the lab because its learner signed out (spawn_service,
+    with a terminal-close token for this scenario and learner). The lab stays open to a new
+    terminal after the next sign-in; attached sockets get ``signed_out`` / 4401."""
+    state: OrchestratorState = request.app.state.orchestrator
+    try:
+        claims = verify_token(state.settings.sat, TERMINAL_CLOSE,
+                              request.headers.get(TOKEN_HEADER, ""))
+    except TokenError:
+        raise ForgeError("invalid_terminal_token", 401,
+                         f"{TOKEN_HEADER}: missing or invalid terminal token") from None
+    try:
+        row = await state.blocking(load, state.ctx.db, scenario_id)
+    except ScenarioNotFound:
+        raise ForgeError("not_found", 404, "scenario not found") from None
+    if claims["scenario_id"] != scenario_id or \
+            (row.tenant_id, row.subject) != (claims["tenant_id"], claims["sub"]):
+        raise ForgeError("not_found", 404, "scenario not found")
+    if not state.holds(row.node_id):
+        raise ForgeError("lab_on_other_node", 409, f"lab runs on node {row.node_id}")
+    slots = state.terminal_sessions.close_lab(scenario_id, signed_out())
+    await _wait_closed(slots, scenario_id, 10.0)
+    return {"closed": len(slots)}
 
 
 @router.websocket("/internal/scenarios/{scenario_id}/tty")
 async def terminal(websocket: WebSocket, scenario_id: str) -> None:
-    """Open a PTY in the token's host and relay it until either side ends.
+    """Attach to the token's host's terminal session (starting one if none is live) and
+    relay it until the socket or the session ends.
 
-    Refusals after authentication (lab not running or sealed, the plan's terminal cap) and
-    closes for a reason (idle, grading) are a JSON ``{"type": "closed", "error", "message"}``
-    text frame followed by a 44xx close code whose reason is the message.
+    Refusals after authentication (lab not running or sealed, the plan's terminal cap, the
+    session's socket cap) and closes for a reason (idle, grading, sign-out) are a JSON
+    ``{"type": "closed", "error", "message"}`` text frame followed by a 44xx close code whose
+    reason is the message.
     """
     state: OrchestratorState = websocket.app.state.orchestrator
     try:
@@ -132,7 +174,8 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     if not state.holds(row.node_id):  # spawn_service routes to the holder; never run here
         await websocket.close(code=4421, reason=f"lab runs on node {row.node_id}")
         return
-    refusal = host_refusal(state.registry, row.template_id, str(claims["host"]),
+    host = str(claims["host"])
+    refusal = host_refusal(state.registry, row.template_id, host,
                            websocket.query_params.get("host"))
     if refusal is not None:
         log.info("terminal for %s refused: %s", scenario_id, refusal.error)
@@ -142,47 +185,64 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     # A lab whose plan was since removed from plans.yaml gets the defaults.
     limit = plan.max_terminals if plan else DEFAULT_MAX_TERMINALS
     idle_s = plan.terminal_idle_seconds if plan else DEFAULT_TERMINAL_IDLE_SECONDS
+    rows, cols = _size(websocket, "rows", 500), _size(websocket, "cols", 1000)
     try:
-        slot = state.terminals.acquire(scenario_id, limit)
+        session, new = await state.terminal_sessions.get_or_open(
+            recorded_tty(state.runtime, state.settings.storage_root), state.blocking,
+            scenario_id, host, limit, idle_s, (rows or 24, cols or 80))
+        attachment, replay = session.attach()
     except SlotRefused as refused:
         log.info("terminal for %s refused: %s", scenario_id, refused.closing.error)
         await _refuse(websocket, refused.closing)
         return
-    try:
-        await _serve(state, websocket, slot, str(claims["host"]), idle_s)
-    finally:
-        state.terminals.release(slot)
-
-
-async def _serve(state: OrchestratorState, websocket: WebSocket, slot: TerminalSlot,
-                 host: str, idle_s: int) -> None:
-    """Create the terminal for a held slot, relay it, then close it and say why."""
-    try:
-        session = await state.blocking(recorded_tty(state.runtime, state.settings.storage_root),
-                                       slot.scenario_id, host,
-                                       _size(websocket, "rows", 24, 500),
-                                       _size(websocket, "cols", 80, 1000))
     except RuntimeFault as exc:
-        log.warning("terminal for %s refused: %s", slot.scenario_id, exc)
+        log.warning("terminal for %s refused: %s", scenario_id, exc)
         await websocket.close(code=4404)
         return
     try:
-        try:
-            await websocket.accept()
-        except (RuntimeError, OSError, WebSocketDisconnect):
-            return  # the client left while its PTY was being made
-        if not slot.stop.is_set():
-            activity, keys = Activity(), Keystrokes()
-            await until_first_ends(pump_out(websocket, session),
-                                   pump_in(websocket, session, activity, keys),
-                                   keys.drain(session), _watch(slot, activity, idle_s))
-            if keys.dropped:
-                log.info("terminal of %s: %d bytes of input dropped (not read by the lab)",
-                         slot.scenario_id, keys.dropped)
+        if rows is not None and cols is not None and not new:
+            session.resize(rows, cols)
+        await _serve(websocket, session, attachment, replay, new)
     finally:
-        await state.blocking(session.close)
-    if slot.closing is not None:
-        await _send_closing(websocket, slot.closing)
-    else:
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await websocket.close()
+        session.detach(attachment)
+    await _send_closing(websocket, attachment.closing)
+
+
+async def _serve(ws: WebSocket, session: TerminalSession, att: Attachment, replay: bytes,
+                 new: bool) -> None:
+    """Say which session this is, replay its recent output, then relay until either ends."""
+    try:
+        await ws.accept()
+        await ws.send_text(json.dumps({"type": "attached", "session": session.session_id,
+                                       "replayed": len(replay), "new": new}))
+        if replay:
+            await ws.send_bytes(RESET + replay)
+    except (RuntimeError, OSError, WebSocketDisconnect):
+        return  # the client left while attaching
+    await until_first_ends(_pump_out(ws, att), _pump_in(ws, session))
+
+
+async def _pump_out(ws: WebSocket, att: Attachment) -> None:
+    """Session output queued for this socket → the client, one chunk at a time; returns
+    once the socket is asked to go (after sending what was queued)."""
+    while data := await att.take():
+        await ws.send_bytes(data)
+
+
+async def _pump_in(ws: WebSocket, session: TerminalSession) -> None:
+    """Client → session: binary frames are keystrokes; a text frame may resize the shell."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes"):
+            session.type(message["bytes"])
+        elif message.get("text"):
+            try:
+                control = json.loads(message["text"])
+                if control.get("type") == "resize":
+                    rows, cols = int(control["rows"]), int(control["cols"])
+                    if 1 <= rows <= 500 and 1 <= cols <= 1000:
+                        session.resize(rows, cols)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue

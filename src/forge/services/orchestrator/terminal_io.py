@@ -1,22 +1,16 @@
-"""Moving terminal bytes between a lab's terminal stream and a WebSocket without ever
-blocking the loop.
+"""Keystrokes into a lab's terminal stream without ever blocking the loop, and the clock of
+the learner's last input.
 
-Only the engine-neutral stream API of `TtySession` is used (async `read`/`write`,
-`resize`), never a file descriptor, so any runtime engine's terminal works here. Neither
-direction buffers without bound or blocks: output is read from the terminal only after the
-previous chunk was sent (a client that stops reading stalls the lab's program, not the
-orchestrator's memory), and input waits in a bounded queue while the terminal takes it (a
-program that stops reading its terminal, e.g. after ``stty raw; sleep``, loses the excess
-input as on a real terminal, instead of freezing the event loop every lab and request
-shares).
+Only the engine-neutral stream API of `TtySession` is used (async `write`), never a file
+descriptor, so any runtime engine's terminal works here. Input waits in a bounded queue
+while the terminal takes it (a program that stops reading its terminal, e.g. after
+``stty raw; sleep``, loses the excess input as on a real terminal, instead of freezing the
+event loop every lab and request shares). Output is bounded by terminal_sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-
-from fastapi import WebSocket
 
 from forge.runtime.base import TerminalClosed, TtySession
 
@@ -32,12 +26,6 @@ class Activity:
     def touch(self) -> None:
         """Record input now."""
         self.last = asyncio.get_running_loop().time()
-
-
-async def pump_out(ws: WebSocket, session: TtySession) -> None:
-    """Terminal → client, one chunk at a time; returns when the session ends."""
-    while data := await session.read(CHUNK_BYTES):
-        await ws.send_bytes(data)
 
 
 class Keystrokes:
@@ -76,25 +64,3 @@ class Keystrokes:
                     return
                 finally:
                     self.in_flight = 0
-
-
-async def pump_in(ws: WebSocket, session: TtySession, activity: Activity,
-                  keys: Keystrokes) -> None:
-    """Client → PTY: binary frames are keystrokes (queued for `keys.drain`); a text frame may
-    resize the terminal."""
-    while True:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message.get("bytes"):
-            activity.touch()
-            keys.add(message["bytes"])
-        elif message.get("text"):
-            try:
-                control = json.loads(message["text"])
-                if control.get("type") == "resize":
-                    rows, cols = int(control["rows"]), int(control["cols"])
-                    if 1 <= rows <= 500 and 1 <= cols <= 1000:
-                        session.resize(rows, cols)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue

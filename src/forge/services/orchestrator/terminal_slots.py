@@ -1,9 +1,10 @@
 """Who holds a terminal in which lab: the per-lab cap, sealing at grading, the reasons to close.
 
-Every open (or opening) terminal of a lab holds a slot here. A slot is taken synchronously,
+Every live (or opening) terminal session of a lab (terminal_sessions: one shell per host,
+whatever number of sockets are attached to it) holds a slot here. A slot is taken synchronously,
 before the PTY is created and without an ``await`` between the count and the take, so
-concurrent opens cannot race past the cap; it is released in the handler's ``finally``, so a
-terminal that ends abnormally frees its slot too. Sealing a lab (grading started) refuses
+concurrent opens cannot race past the cap; it is released when the session's terminal is
+closed, however the session ends. Sealing a lab (grading started) refuses
 every later slot and tells every holder to close. The registry lives in one orchestrator
 process, which is the one that owns the lab's runtime and therefore all of its PTYs.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 # Close codes in the private range (4000-4999), one per reason, paired with an error name.
 LIMIT_CODE, IDLE_CODE, SEALED_CODE, NOT_RUNNING_CODE = 4429, 4408, 4410, 4409
+SIGNED_OUT_CODE = 4401
 _REASON_BYTES = 123  # the WebSocket protocol's cap on a close reason
 
 
@@ -65,6 +67,12 @@ def not_running(state: str) -> Closing:
     return Closing(NOT_RUNNING_CODE, "lab_not_running",
                    f"The lab is {state}, not running; terminals are available only while "
                    "it runs.")
+
+
+def signed_out() -> Closing:
+    """Closing every terminal of a learner who signed out."""
+    return Closing(SIGNED_OUT_CODE, "signed_out",
+                   "You signed out, so this terminal was closed. Sign in again to open it.")
 
 
 class SlotRefused(Exception):

@@ -11,6 +11,7 @@ from forge.plans import PlanCatalog, load_plans
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.spawn.catalog_entry import TemplateFacts, template_facts
+from forge.services.spawn.terminal_signout import OpenTerminals
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
@@ -31,6 +32,8 @@ class SpawnState:
     templates: dict[str, TemplateFacts] = field(default_factory=dict)
     # track -> every lab (template name) of that track, by name
     track_labs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # terminal relays of this process by browser session, closed at sign-out
+    terminal_relays: OpenTerminals = field(default_factory=OpenTerminals)
 
     @property
     def settings(self) -> Settings:

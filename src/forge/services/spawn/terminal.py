@@ -1,13 +1,18 @@
 """The learner's browser terminal: a WebSocket proxied to the orchestrator's lab PTY.
 
 The browser only ever talks to spawn_service; the orchestrator is reached with a 60-second
-TTY token bound to this scenario, learner and host. The orchestrator's reasons for refusing or
-closing a terminal (a JSON text frame, then a 44xx close code) reach the browser unchanged.
+TTY token bound to this scenario, learner and host. Frames pass through unchanged both ways,
+so the orchestrator's protocol (its `attached` frame, terminal bytes, resizes) and its
+reasons for refusing or closing a terminal (a JSON text frame, then a 44xx close code) reach
+the browser as they are. A relay opened with a session cookie ends the moment that session
+signs out (`signed_out` / 4401, terminal_signout); its cookie cannot open another.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import re
 from urllib.parse import urlencode, urlsplit
 
@@ -15,11 +20,12 @@ import websockets
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from forge.identity.caller import AuthError, resolve_caller
+from forge.identity.caller import SESSION_COOKIE, AuthError, resolve_caller, session_claims
 from forge.services.common.relay import until_first_ends
 from forge.services.spawn.node_routing import node_base, node_unreachable
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.services.spawn.state import SpawnState
+from forge.services.spawn.terminal_signout import SIGNED_OUT_CODE, SIGNED_OUT_MESSAGE
 from forge.store.models import Scenario
 from forge.templates import dsl_limits as L
 from forge.tokens import TERMINAL, mint_token
@@ -79,12 +85,30 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     if not HOST_NAME.fullmatch(host):
         await websocket.close(code=4400)  # not a lab host name; nothing is minted
         return
+    # Registered before the cookie is checked, so a sign-out racing this open is seen.
+    cookie = websocket.cookies.get(SESSION_COOKIE)
+    claims = session_claims(state.settings, cookie) if cookie else None
+    session_id = str(claims["jti"]) if claims and claims.get("jti") else None
+    revoked = state.terminal_relays.register(session_id) if session_id else asyncio.Event()
+    try:
+        await _relay(websocket, state, scenario_id, host, revoked)
+    finally:
+        if session_id:
+            state.terminal_relays.unregister(session_id, revoked)
+
+
+async def _relay(websocket: WebSocket, state: SpawnState, scenario_id: str, host: str,
+                 revoked: asyncio.Event) -> None:
+    """Authenticate, find the lab's node, and relay until either side ends or the browser
+    session signs out."""
     try:
         caller = await run_in_threadpool(resolve_caller, websocket.headers, websocket.cookies,
                                          state.settings, state.ctx.db, None)
     except AuthError:
         await websocket.close(code=4401)
         return
+    if caller.via != "session":
+        revoked = asyncio.Event()  # an API key is not signed out by a browser session
     holder = await run_in_threadpool(_owned_running, state, scenario_id, caller.tenant_id,
                                      caller.subject) if caller.may_see(scenario_id) else None
     if holder is None:
@@ -117,15 +141,29 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     except (websockets.InvalidStatus, websockets.InvalidHandshake):
         await websocket.close(code=1011)
         return
-    await websocket.accept()
     try:
+        if revoked.is_set():
+            await websocket.close(code=SIGNED_OUT_CODE, reason=SIGNED_OUT_MESSAGE)
+            return
+        await websocket.accept()
         await until_first_ends(_relay_browser(websocket, upstream),
-                               _relay_lab(websocket, upstream))
+                               _relay_lab(websocket, upstream), _signed_out(revoked))
     finally:
         await upstream.close()
-        code, reason = _passed_on(upstream)
+    if revoked.is_set():
+        code, reason = SIGNED_OUT_CODE, SIGNED_OUT_MESSAGE
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await websocket.close(code=code, reason=reason)
+            await websocket.send_text(json.dumps({"type": "closed", "error": "signed_out",
+                                                  "message": SIGNED_OUT_MESSAGE}))
+    else:
+        code, reason = _passed_on(upstream)
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await websocket.close(code=code, reason=reason)
+
+
+async def _signed_out(revoked: asyncio.Event) -> None:
+    """Return when the relay's browser session signs out."""
+    await revoked.wait()
 
 
 def _passed_on(upstream: websockets.ClientConnection) -> tuple[int, str]:

@@ -48,6 +48,7 @@ from forge.services.spawn.web.security import (
     session_value,
     set_cookie,
 )
+from forge.services.spawn.web.signout import end_terminals
 from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
 from forge.services.spawn.web.viewer import receipt_cookie, signed_in, viewer
 from forge.store.models import Scenario
@@ -129,11 +130,14 @@ async def signin(request: Request) -> Response:
 
 @router.post("/signout")
 async def signout(request: Request) -> Response:
-    """End the learner session (same-origin POST carrying the session's CSRF token)."""
+    """End the learner session (same-origin POST carrying the session's CSRF token): the
+    session is refused from now on and every terminal it opened, here and on the lab nodes,
+    is closed."""
     check_same_origin(request)
     form = await read_form(request)
     if session_value(request):
         check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+    await end_terminals(request)
     response = RedirectResponse("/signin", status_code=303)
     clear_cookie(response, request, SESSION_COOKIE)
     clear_cookie(response, request, RECEIPT_COOKIE)

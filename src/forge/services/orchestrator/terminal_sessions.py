@@ -1,0 +1,307 @@
+"""Terminal sessions on the lab node: one shell per (lab, host) that outlives its WebSockets.
+
+A session owns the host's `TtySession` (made by the `Opener` given to `get_or_open`) and
+keeps running when its sockets go: a reconnect after a drop, a reload or a second tab
+attaches to the SAME shell and first gets a replay of its recent output. Every attachment
+sees the output, input from any of them reaches the shell, the latest resize wins.
+
+Bounds. Scrollback is the last `SCROLLBACK_BYTES` of output per session, so memory is that
+times the sessions of the node (at most the plan's `max_terminals` per lab, the node's lab
+capacity in labs). Output waiting for one attachment is at most `OUTBOX_BYTES`: while an
+attached client is that far behind, the session stops reading its shell (the printing program
+waits, as before); a detached session keeps reading into its scrollback only. A session holds
+a `TerminalSlot` of its lab for its lifetime, so the plan's cap counts shells (hosts with a
+live session), never sockets; a session takes at most `MAX_ATTACHMENTS` sockets at once.
+
+A session ends when its shell exits (the next attach starts a new one), when nobody typed
+for the plan's `terminal_idle_seconds` (attached or not), when its lab is sealed for grading,
+or when its learner signs out; attached sockets are told why. Everything here runs on the
+orchestrator's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from forge.runtime.base import TtySession
+from forge.services.common.relay import until_first_ends
+from forge.services.orchestrator.terminal_io import CHUNK_BYTES, Activity, Keystrokes
+from forge.services.orchestrator.terminal_slots import (
+    LIMIT_CODE,
+    Closing,
+    SlotRefused,
+    TerminalSlot,
+    TerminalSlots,
+    idle_timeout,
+)
+
+log = logging.getLogger("forge.orchestrator.terminal")
+SCROLLBACK_BYTES = 256 * 1024
+OUTBOX_BYTES = 256 * 1024
+MAX_ATTACHMENTS = 4
+SHELL_ENDED_CODE = 4412
+RESET = b"\x1bc"  # full terminal reset (RIS), sent before a replay so it draws on a clean slate
+Blocking = Callable[..., Awaitable[Any]]
+
+
+# Makes a session's terminal stream (blocking): `runtime.tty`, or a wrapper of it such as
+# `forge.runtime.recording.recorded_tty` (the orchestrator records every session).
+Opener = Callable[[str, str, int, int], TtySession]
+
+
+def attach_limit() -> Closing:
+    """Refusal when a session already has `MAX_ATTACHMENTS` sockets."""
+    return Closing(LIMIT_CODE, "terminal_attach_limit",
+                   f"This terminal is already open in {MAX_ATTACHMENTS} tabs or devices. "
+                   "Close one of them and try again.")
+
+
+def shell_ended() -> Closing:
+    """The session ended as this socket arrived (its shell exited): open a new one."""
+    return Closing(SHELL_ENDED_CODE, "terminal_ended",
+                   "The terminal's shell has just ended. Reconnect to open a new one.")
+
+
+class Scrollback:
+    """The last `limit` bytes of a session's output, replayed from a clean start."""
+
+    def __init__(self, limit: int = SCROLLBACK_BYTES) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+        self._cut = False  # older output was dropped: the buffer may start mid-sequence
+
+    def add(self, data: bytes) -> None:
+        """Append output, dropping the oldest bytes past the limit."""
+        self._buf += data
+        excess = len(self._buf) - self.limit
+        if excess > 0:
+            del self._buf[:excess]
+            self._cut = True
+
+    def replay(self) -> bytes:
+        """The kept output; once trimmed, from just after its first newline (never inside a
+        UTF-8 character or, in practice, an escape sequence), else from a character start."""
+        data = bytes(self._buf)
+        if not self._cut:
+            return data
+        newline = data.find(b"\n")
+        if newline >= 0:
+            return data[newline + 1:]
+        start = 0
+        while start < len(data) and 0x80 <= data[start] <= 0xBF:
+            start += 1
+        return data[start:]
+
+
+class Attachment:
+    """One socket's view of a session: output queued for it (bounded), and why it ends."""
+
+    def __init__(self) -> None:
+        self._queue: deque[bytes] = deque()
+        self.pending = 0
+        self._ready = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
+        self.stop = asyncio.Event()
+        self.closing: Closing | None = None
+
+    def push(self, data: bytes) -> None:
+        """Queue output for this socket; marks it full at `OUTBOX_BYTES`."""
+        if self.stop.is_set():
+            return
+        self._queue.append(data)
+        self.pending += len(data)
+        self._ready.set()
+        if self.pending >= OUTBOX_BYTES:
+            self.room.clear()
+
+    async def take(self) -> bytes:
+        """Wait for queued output and return it (at most about one chunk, joined); ``b""``
+        once this socket is asked to go and everything queued was taken."""
+        while not self._queue:
+            if self.stop.is_set():
+                return b""
+            self._ready.clear()
+            await self._ready.wait()
+        parts: list[bytes] = []
+        size = 0
+        while self._queue and size < CHUNK_BYTES:
+            part = self._queue.popleft()
+            parts.append(part)
+            size += len(part)
+        self.pending -= size
+        if self.pending < OUTBOX_BYTES:
+            self.room.set()
+        return b"".join(parts)
+
+    def end(self, closing: Closing | None) -> None:
+        """Ask this socket to go (`closing`: why; None when the shell simply ended)."""
+        if self.closing is None:
+            self.closing = closing
+        self.stop.set()
+        self._ready.set()
+        self.room.set()  # never hold the session's output back for a socket that is going
+
+
+class TerminalSession:
+    """A live shell on one host of one lab, with its scrollback and attached sockets."""
+
+    def __init__(self, scenario_id: str, host: str, slot: TerminalSlot) -> None:
+        self.scenario_id, self.host, self.slot = scenario_id, host, slot
+        self.session_id = "tty-" + secrets.token_hex(8)
+        self.tty: TtySession | None = None
+        self.opened = asyncio.Event()
+        self.ended = False
+        self.scrollback = Scrollback()
+        self.attached: list[Attachment] = []
+        self.keys = Keystrokes()
+        self.activity: Activity | None = None
+
+    def attach(self) -> tuple[Attachment, bytes]:
+        """Add a socket (or raise SlotRefused) and return it with the replay: both taken in
+        one step, so no output is lost or repeated between the replay and what follows."""
+        if self.ended or self.slot.stop.is_set():
+            raise SlotRefused(self.slot.closing or shell_ended())
+        if len(self.attached) >= MAX_ATTACHMENTS:
+            raise SlotRefused(attach_limit())
+        att = Attachment()
+        self.attached.append(att)
+        return att, self.scrollback.replay()
+
+    def detach(self, att: Attachment) -> None:
+        """Remove a socket; the shell keeps running."""
+        att.end(att.closing)
+        if att in self.attached:
+            self.attached.remove(att)
+
+    def type(self, data: bytes) -> None:
+        """Input from any attachment: counts as activity and goes to the shell."""
+        if self.activity is not None:
+            self.activity.touch()
+        self.keys.add(data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        """The latest resize from any attachment wins."""
+        if self.tty is not None and not self.ended:
+            self.tty.resize(rows, cols)
+
+    async def pump(self) -> None:
+        """Shell output → scrollback and every attachment; waits for a full attachment."""
+        assert self.tty is not None
+        while data := await self.tty.read(CHUNK_BYTES):
+            self.scrollback.add(data)
+            for att in list(self.attached):
+                att.push(data)
+            for att in list(self.attached):
+                await att.room.wait()
+
+
+async def _watch(slot: TerminalSlot, activity: Activity, idle_s: int) -> None:
+    """Return when the slot is asked to close, or after `idle_s` without input (asking it)."""
+    loop = asyncio.get_running_loop()
+    while not slot.stop.is_set():
+        remaining = activity.last + idle_s - loop.time()
+        if remaining <= 0:
+            slot.ask_to_close(idle_timeout(idle_s))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(slot.stop.wait(), remaining)
+
+
+class TerminalSessions:
+    """The node's live sessions by (lab, host); their slots are taken from `slots`."""
+
+    def __init__(self, slots: TerminalSlots) -> None:
+        self.slots = slots
+        self._live: dict[tuple[str, str], TerminalSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def of_lab(self, scenario_id: str) -> list[TerminalSession]:
+        """The lab's live (or opening) sessions."""
+        return [s for (sid, _), s in self._live.items() if sid == scenario_id]
+
+    async def get_or_open(self, opener: Opener, blocking: Blocking, scenario_id: str,
+                          host: str, limit: int, idle_s: int, size: tuple[int, int],
+                          ) -> tuple[TerminalSession, bool]:
+        """The host's live session, or a new one (True) holding a slot of the lab.
+
+        Raises SlotRefused (lab sealed, or `limit` shells already live) and the engine's
+        RuntimeFault when the terminal cannot be made.
+        """
+        key = (scenario_id, host)
+        current = self._live.get(key)
+        if current is not None:
+            await current.opened.wait()
+            if current.tty is not None and not current.ended:
+                return current, False
+            current = self._live.get(key)
+            if current is not None:  # another attach is opening a new one meanwhile
+                return await self.get_or_open(opener, blocking, scenario_id, host, limit,
+                                              idle_s, size)
+        slot = self.slots.acquire(scenario_id, limit)  # sync: no await between check and take
+        session = TerminalSession(scenario_id, host, slot)
+        self._live[key] = session
+        try:
+            session.tty = await blocking(opener, scenario_id, host, *size)
+        except BaseException:
+            self._forget(session)
+            self.slots.release(slot)
+            session.opened.set()
+            raise
+        session.activity = Activity()
+        task = asyncio.create_task(self._run(session, blocking, idle_s))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        session.opened.set()
+        return session, True
+
+    def _forget(self, session: TerminalSession) -> None:
+        key = (session.scenario_id, session.host)
+        if self._live.get(key) is session:
+            del self._live[key]
+
+    async def _run(self, session: TerminalSession, blocking: Blocking, idle_s: int) -> None:
+        """Keep the session until its shell ends or its slot is asked to close, then close
+        it: every attachment is told why, the terminal's processes end, the slot is freed."""
+        assert session.tty is not None and session.activity is not None
+        tty = session.tty
+        try:
+            await until_first_ends(session.pump(), session.keys.drain(tty),
+                                   _watch(session.slot, session.activity, idle_s))
+        finally:
+            session.ended = True
+            self._forget(session)
+            for att in list(session.attached):
+                att.end(session.slot.closing)
+            try:
+                await blocking(tty.close)
+            except RuntimeError:  # the executor is gone (shutting down): close right here
+                tty.close()
+            finally:
+                if session.keys.dropped:
+                    log.info("terminal of %s: %d bytes of input dropped (not read by the lab)",
+                             session.scenario_id, session.keys.dropped)
+                self.slots.release(session.slot)
+
+    def close_lab(self, scenario_id: str, closing: Closing) -> list[TerminalSlot]:
+        """Ask every session of the lab to end with `closing`; return their slots (their
+        ``done`` is set once each terminal is closed)."""
+        slots = [s.slot for s in self.of_lab(scenario_id)]
+        for slot in slots:
+            slot.ask_to_close(closing)
+        return slots
+
+    async def close_all(self, wait_s: float = 5.0) -> None:
+        """Close every session (the service stops): sockets get a plain close."""
+        slots = [s.slot for s in self._live.values()]
+        for slot in slots:
+            slot.stop.set()
+        if slots:
+            await asyncio.wait([asyncio.ensure_future(s.done.wait()) for s in slots],
+                               timeout=wait_s)
