@@ -23,6 +23,7 @@ browser journey, tests/web/test_browser.py.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import stat
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from forge.runtime.recording import RECORDING_CAP_BYTES, recordings_dir
@@ -102,6 +104,12 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graded]:
                 _until(ws, "ünïcode-2")
                 node_files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
                 node_files["<dir>"] = stat.S_IMODE(folder.stat().st_mode)
+                # The shell outlives its socket (a reconnect reattaches to it and goes on in
+                # the same recording); `exit` ends it, so the next terminal is a new session.
+                ws.send(b"exit\n")
+                with contextlib.suppress(ConnectionClosed):
+                    while True:
+                        ws.recv(timeout=30)
             # A second session prints more than a recording may hold (2 MiB): the recording
             # ends with its marker, and the terminal goes on working.
             with connect(url, additional_headers=alice, open_timeout=30,

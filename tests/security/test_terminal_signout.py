@@ -21,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from forge.identity.apikeys import create_api_key
+from forge.services.spawn.web.security import csrf_token
 from forge.tokens import TERMINAL, TERMINAL_CLOSE, mint_token
 
 from .test_terminal_cap import Lab, closed_with, lab, round_trip
@@ -50,7 +51,9 @@ def test_sign_out_closes_every_terminal_and_the_cookie_opens_no_more(lab: Lab) -
             round_trip(tab2, "tab2")
             assert lab.held(sid) == 1
 
-            assert browser.post("/signout", headers=origin).status_code == 303
+            csrf = csrf_token(lab.orch.settings, cookie)  # the sign-out form holds it (one SAT)
+            assert browser.post("/signout", data={"csrf": csrf},
+                                headers=origin).status_code == 303
             assert lab.held(sid) == 0  # the node's shell is gone when sign-out answers
             for tab in (tab1, tab2):
                 control, code, _ = closed_with(tab)
