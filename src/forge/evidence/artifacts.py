@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forge.signing.keystore import SigningKey
+from forge_verify.aids import AIDS_MEMBER
 from forge_verify.audit_chain import scenario_stream, verify_chain
 from forge_verify.bundle import BUNDLE_NAMES, build_bundle, sha256_hex
 from forge_verify.canonical import dumps_file
@@ -69,6 +70,7 @@ class EvidenceInputs:
     policy_decisions: Sequence[Mapping[str, Any]] = ()
     audit_log: bytes = b""
     criteria: Mapping[str, Any] | None = None
+    aids: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -177,11 +179,13 @@ def build_artifacts(
     members[TEMPLATE_MEMBER] = evidence.template_yaml
     members[POLICY_MEMBER] = dumps_file([dict(d) for d in evidence.policy_decisions])
     members[AUDIT_MEMBER] = evidence.audit_log
+    if evidence.aids is not None:
+        members[AIDS_MEMBER] = dumps_file(dict(evidence.aids))
     if evidence.criteria is not None:
         members[CRITERIA_MEMBER] = dumps_file(dict(evidence.criteria))
-        problems = rejudge_bundle(doc, members)
-        if problems:  # never sign what the offline verifier would find inconsistent
-            raise ScoreInputError("criteria: " + "; ".join(problems))
+    problems = rejudge_bundle(doc, members)
+    if problems:  # never sign what the offline verifier would find inconsistent
+        raise ScoreInputError("criteria: " + "; ".join(problems))
     bundle = build_bundle(inputs.scenario_id, members, bundle_format)
     bundle_name = BUNDLE_NAMES[bundle_format]
     statement = build_statement(
