@@ -26,8 +26,16 @@ from forge_verify.canonical import dumps_file, loads
 from forge_verify.score import HintUse, ScoreInputError
 from forge_verify.verdict import build_statement, sign_statement
 
-from ..evidence.sample import CRITERIA, POLICY, SCENARIO_ID, SIGNED_AT, TEMPLATE, audit_log
-from ..evidence.sample import fixed_key, score_inputs
+from ..evidence.sample import (
+    CRITERIA,
+    POLICY,
+    SCENARIO_ID,
+    SIGNED_AT,
+    TEMPLATE,
+    audit_log,
+    fixed_key,
+    score_inputs,
+)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "verify_verdict.py"
 KEY = fixed_key(13)  # trusted below: origin is proven, only the score check can fail
@@ -107,7 +115,7 @@ def test_revealed_hints_are_charged_and_every_way_of_ignoring_one_fails(tmp_path
 def test_the_platform_never_signs_a_score_that_ignores_a_recorded_hint(tmp_path: Path) -> None:
     evidence = EvidenceInputs(TEMPLATE, POLICY, audit_log(tmp_path, signer=KEY), CRITERIA,
                               aids_document([HINT], []))
-    with pytest.raises(ScoreInputError, match="revealed hints recorded in aids.json"):
+    with pytest.raises(ScoreInputError, match=r"revealed hints recorded in aids\.json"):
         build_artifacts(score_inputs(), evidence, KEY, signed_at=SIGNED_AT)
 
 

@@ -56,12 +56,14 @@ class VerifiedCompletion:
     template_yaml: bytes
     policy: Mapping[str, Any]
     criteria: Mapping[str, Any]
+    aids: Mapping[str, Any] | None = None
 
     def evidence(self, audit_log: bytes) -> EvidenceInputs:
-        """Evidence inputs with the scenario's audit log (read through `scenario.completed`)
-        and the rendered criteria the checks were judged against."""
+        """Evidence inputs with the scenario's audit log (read through `scenario.completed`),
+        the rendered criteria the checks were judged against and the learner's aids."""
         decisions = [dict(self.policy)] if self.policy else []
-        return EvidenceInputs(self.template_yaml, decisions, audit_log, self.criteria)
+        return EvidenceInputs(self.template_yaml, decisions, audit_log, self.criteria,
+                              self.aids)
 
 
 def _time(value: str) -> datetime:

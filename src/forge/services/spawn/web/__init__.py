@@ -7,7 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from forge.config.settings import Settings
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.spawn.web import learner, ops
+from forge.services.spawn.web import learner, ops, tasks
 from forge.services.spawn.web.backend import Backend
 from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE
 from forge.services.spawn.web.state import WebState
@@ -25,4 +25,5 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.state.forge_web = WebState(templates=registry, backend=Backend(settings, http))
     app.include_router(learner.router)
     app.include_router(ops.router)
+    app.include_router(tasks.router)
     app.mount("/static", StaticFiles(packages=[(WEB_PACKAGE, STATIC_DIR)]), name="static")
