@@ -9,6 +9,7 @@ the learner saw (`forge_verify.score`), and the evidence lists them (`forge_veri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,3 +122,61 @@ def task_checks(db: Database, scenario_id: str) -> list[dict[str, Any]]:
                             .order_by(TaskCheckRun.id))
         return [{"criterion": r.criterion, "at": format_time(_aware(r.at), "at"),
                  "passed": r.passed} for r in rows]
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    """How often a learner may check a task: per criterion at most once every `every_s`
+    seconds, and at most `per_lab` checks in one lab."""
+
+    every_s: int = 20
+    per_lab: int = 30
+
+
+def begin_task_check(db: Database, scenario_id: str, tenant_id: str, criterion: str,
+                     limits: CheckLimits) -> int:
+    """Record a "check this task" run about to start and return its id; 429 with a
+    Retry-After when the limits refuse it (nothing recorded), 409 when the lab is not
+    running. Blocking: call from a worker thread."""
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        row = sess.get(Scenario, scenario_id, with_for_update=True)  # serialises the counting
+        if row is None or row.tenant_id != tenant_id:
+            raise ForgeError("not_found", 404, "scenario not found")
+        if row.state != "running":
+            raise ForgeError("not_running", 409, f"scenario is {row.state}; a task can be "
+                             "checked only while the lab runs")
+        runs = list(sess.scalars(select(TaskCheckRun)
+                                 .where(TaskCheckRun.scenario_id == scenario_id)))
+        if len(runs) >= limits.per_lab:
+            raise ForgeError("check_limit", 429, f"checks: this lab allows {limits.per_lab} "
+                             "task checks; submit when you are ready",
+                             [{"field": "criterion", "limit": limits.per_lab}],
+                             headers={"Retry-After": str(_remaining_s(row.expires_at, now))})
+        last = max((_aware(r.at) for r in runs if r.criterion == criterion), default=None)
+        if last is not None and (now - last).total_seconds() < limits.every_s:
+            wait = max(1, math.ceil(limits.every_s - (now - last).total_seconds()))
+            raise ForgeError("check_too_soon", 429,
+                             f"criterion: this task was checked moments ago; check it again "
+                             f"in {wait} s", [{"field": "criterion", "retry_after_s": wait}],
+                             headers={"Retry-After": str(wait)})
+        run = TaskCheckRun(scenario_id=scenario_id, tenant_id=tenant_id, criterion=criterion,
+                           passed=None, at=now)
+        sess.add(run)
+        sess.flush()
+        return int(run.id)
+
+
+def _remaining_s(expires_at: datetime | None, now: datetime) -> int:
+    """Seconds until the lab's deadline (when no further check can come), at least 1."""
+    if expires_at is None:
+        return 60
+    return max(1, math.ceil((_aware(expires_at) - now).total_seconds()))
+
+
+def finish_task_check(db: Database, run_id: int, passed: bool | None) -> None:
+    """Record a run's outcome (None: the node did not answer)."""
+    with db.session() as sess:
+        run = sess.get(TaskCheckRun, run_id)
+        if run is not None:
+            run.passed = passed

@@ -236,9 +236,11 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
     async def run() -> Response:
         row = await spawn_routes.owned_scenario(request, scenario_id)
         web = web_state(request)
-        description = ""
+        description, tasks = "", []
         if row.template_id in web.templates:
-            description = web.templates.get(row.template_id).template.spec.description
+            spec = web.templates.get(row.template_id).template.spec
+            description = spec.description
+            tasks = [{"id": c.id, "description": c.description} for c in spec.success_criteria]
         hints = await hints_view(request, row)  # texts of revealed hints only
         for h in hints:
             if "text" in h:
@@ -252,7 +254,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "title": f"Lab {row.scenario_id}", "row": row,
             "task": render_markdown(description) if description else None,
             "hints": hints if row.state == "running" else [h for h in hints if h["revealed"]],
-            "hint_charge": hint_charge(hints),
+            "hint_charge": hint_charge(hints), "tasks": tasks,
             "hosts": hosts, "other_hosts": other_hosts, "terminal_hosts": terminal_hosts,
             "remaining": remaining,
             "expires_iso": _expires_iso(row),

@@ -1,6 +1,6 @@
-// The lab page's tasks region: reveal hints on demand, confirm Submit in a dialog.
-// Without this script both still work: Reveal posts the form and reloads the page, and
-// Submit shows a confirmation page first.
+// The lab page's tasks region: check a task, reveal hints on demand, confirm Submit in a
+// dialog. Without this script all three still work: Check and Reveal post their forms (a
+// result page, the lab page again), and Submit shows a confirmation page first.
 (function () {
   "use strict";
 
@@ -54,6 +54,44 @@
       if (!form.classList || !form.classList.contains("hint-reveal")) { return; }
       event.preventDefault();
       reveal(form);
+    });
+  }
+
+  function checkTask(form) {
+    var result = form.parentNode.querySelector(".task-result");
+    var button = form.querySelector("button");
+    button.disabled = true;
+    result.textContent = "Checking…";
+    fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
+                        headers: {"Accept": "application/json"}})
+      .then(function (resp) {
+        return resp.json().then(function (body) { return {ok: resp.ok, body: body}; });
+      })
+      .then(function (answer) {
+        var body = answer.body;
+        if (!answer.ok) {
+          result.textContent = body.message || "The task could not be checked.";
+        } else if (body.passed) {
+          result.textContent = "Passes now. " + body.note;
+        } else {
+          result.textContent = "Not passing yet: " + body.reasons.join("; ") + ". " + body.note;
+        }
+        result.className = "task-result " + (answer.ok && body.passed ? "ok" : "bad");
+        button.disabled = false;
+      })
+      .catch(function () {
+        result.textContent = "The task could not be checked (connection problem). Try again.";
+        button.disabled = false;
+      });
+  }
+
+  var tasks = document.getElementById("tasks");
+  if (tasks) {
+    tasks.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form.classList || !form.classList.contains("task-check")) { return; }
+      event.preventDefault();
+      checkTask(form);
     });
   }
 
