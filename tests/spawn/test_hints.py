@@ -3,6 +3,7 @@ recorded in the store, in order per task, only while the lab runs, owner only.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy import select
@@ -45,6 +46,20 @@ def test_hints_are_revealed_in_order_recorded_first_and_only_by_their_owner(
         unknown = client.post(f"/v1/scenarios/{sid}/hints/h9", headers=headers)
         assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_hint"
         assert unknown.json()["details"][0]["field"] == "hint"
+
+        # Submit from the page without script: a confirmation page says what ends and
+        # what the hints cost; the lab is not handed in until it is confirmed.
+        browser = env.client(headers={"origin": env.url})
+        assert browser.post("/signin", data=dict(api_key=headers["x-api-key"])).status_code == 303
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get(f"/lab/{sid}").text)
+        assert csrf is not None
+        asked = browser.post(f"/lab/{sid}/submit", data={"csrf": csrf.group(1)})
+        assert asked.status_code == 200
+        assert ("Submitting ends the lab: your terminals close, the lab is deleted, and it is "
+                "graded once. You have used 2 hints (\N{MINUS SIGN}10 %).") in asked.text
+        assert 'name="confirm" value="yes"' in asked.text
+        assert client.get(f"/v1/scenarios/{sid}", headers=headers).json()["state"] == "running"
+        browser.close()
 
         # Once the lab is no longer running, nothing more can be revealed.
         set_state(env, sid, "grading")

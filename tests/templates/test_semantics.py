@@ -296,3 +296,14 @@ def test_file_paths_on_an_image_host(good_doc: Doc, problems_of: Check) -> None:
         'spec.assets.containers[0].files[4].path: "/opt/forge/grade.sh" is in /opt/forge, the '
         "read-only seeds' tree: owner learner is not possible",
     ]
+
+
+def test_hint_costs_are_fractions_of_the_score_up_to_one_half(good_doc: Doc,
+                                                              problems_of: Check) -> None:
+    good_doc["spec"]["hints"] = [{"text": "free"}, {"text": "ten percent", "cost": 0.1},
+                                 {"text": "half", "cost": 0.5}]
+    assert problems_of(good_doc) == []
+    for bad in (0.6, -0.1, "0.1", float("inf"), True):
+        good_doc["spec"]["hints"] = [{"text": "a hint", "cost": bad}]
+        found = problems_of(good_doc)
+        assert found and all(p.startswith("spec.hints[0].cost") for p in found), (bad, found)
