@@ -96,7 +96,6 @@ async def reveal_view(request: Request, scenario_id: str, hint: str) -> dict[str
             "revealed_at": at.isoformat(), "text": texts[chosen.index]}
 
 
-
 NOT_FINAL = ("A check, not a verdict: it grades nothing and changes no score; only Submit "
              "grades the lab.")
 
