@@ -317,3 +317,14 @@ def test_a_seed_mode_given_is_kept_even_the_default(good_doc: dict[str, Any]) ->
            for path, data in host.files.items()}
     assert got == {"/workspace/given.sh": "0o644", "/workspace/script.sh": "0o755",
                    "/workspace/notes.txt": "0o644"}
+
+
+def test_hint_costs_are_fractions_of_the_score_up_to_one_half(good_doc: Doc,
+                                                              problems_of: Check) -> None:
+    good_doc["spec"]["hints"] = [{"text": "free"}, {"text": "ten percent", "cost": 0.1},
+                                 {"text": "half", "cost": 0.5}]
+    assert problems_of(good_doc) == []
+    for bad in (0.6, -0.1, "0.1", float("inf"), True):
+        good_doc["spec"]["hints"] = [{"text": "a hint", "cost": bad}]
+        found = problems_of(good_doc)
+        assert found and all(p.startswith("spec.hints[0].cost") for p in found), (bad, found)

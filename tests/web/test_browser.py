@@ -1,7 +1,9 @@
 """Browser tests (Playwright + Debian's Chromium) of the learner and operator UI, end to end.
 
 A learner signs in with an API key, starts netplus, types the reference solution into the
-browser terminal, submits, and sees score 1.00 and an authentic verdict; the operator then sees
+browser terminal, checks tasks before and after (not a verdict; a second check at once is
+refused), reveals two hints (one costs 10 %), cancels then confirms Submit, and sees
+score 0.90 and an authentic verdict; the operator then sees
 that scenario and reprocesses an injected failed completion event.
 """
 
@@ -21,6 +23,7 @@ from forge.content import content_path
 from forge.retention import HoldStore
 from forge.services.scoreboard.scoring import CONSUMER
 from forge.store.models import FailedEvent, Scenario
+from forge_verify.bundle import read_bundle
 
 from ..labs.conftest import completed_event
 from .conftest import OPERATOR_TOKEN, WebPlatform, docs_images
@@ -117,16 +120,51 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                       timeout=20_000)
 
+    # "Check this task" before any work: not passing yet, with a reason, and not a verdict.
+    task = page.locator("#task-find-server")
+    task.get_by_role("button", name="Check this task (find-server)").click()
+    expect(task.locator(".task-result")).to_contain_text("Not passing yet: ", timeout=30_000)
+    expect(task.locator(".task-result")).to_contain_text("changes no score")
+    again = page.request.post(f"{url}/v1/scenarios/{sid}/checks/find-server")
+    assert again.status == 429 and int(again.headers["retry-after"]) <= 20
+
     type_solution(page)
     expect(page.locator(".xterm-rows")).to_contain_text(f"{DONE} 0", timeout=180_000)
     expect(page.locator(".xterm-rows")).to_contain_text("SN-")
+    # Checked again after the work: it passes; the answer says no more than that.
+    checked = page.request.post(f"{url}/v1/scenarios/{sid}/checks/inventory-serial")
+    assert checked.ok and checked.json()["passed"] is True
+    assert set(checked.json()) == {"criterion", "passed", "reasons", "final", "note"}
+    assert "SN-" not in checked.text()
     if (images := docs_images()) is not None:
         page.screenshot(path=str(images / "learner-lab.png"))
 
-    # Submit; the page moves through grading to the signed verdict by itself.
-    page.get_by_role("button", name="Submit for grading").click()
-    expect(page.locator("#score-value")).to_have_text("1.00", timeout=120_000)
+    # Hints open one at a time, cost shown first; the second one is charged (10 %).
+    hints = page.locator("#hints")
+    expect(hints.locator(".hint-text").first).to_be_hidden()
+    expect(hints).not_to_contain_text("/dev/tcp")
+    hints.get_by_role("button", name="Reveal hint 1").click()
+    expect(hints.locator("#hint-h1 .hint-text")).to_contain_text("ip -4 route")
+    hints.get_by_role("button", name="Reveal hint 2 (costs 10 % of the score)").click()
+    expect(hints.locator("#hint-h2 .hint-text")).to_contain_text("/dev/tcp")
+
+    # Submit asks first and says what ends; Cancel keeps the lab and returns focus.
+    submit = page.get_by_role("button", name="Submit for grading")
+    submit.click()
+    dialog = page.get_by_role("dialog", name="Submit this lab?")
+    expect(dialog).to_contain_text("Submitting ends the lab: your terminals close, the lab "
+                                   "is deleted, and it is graded once. You have used 2 hints "
+                                   "(\N{MINUS SIGN}10 %).")
+    dialog.get_by_role("button", name="Cancel, keep working").click()
+    expect(dialog).to_be_hidden()
+    expect(submit).to_be_focused()
+    expect(page.locator("#state")).to_have_text("running")
+    # Confirmed, the page moves through grading to the signed verdict by itself.
+    submit.press("Enter")
+    dialog.get_by_role("button", name="Submit and end the lab").click()
+    expect(page.locator("#score-value")).to_have_text("0.90", timeout=120_000)
     expect(page.locator("#score-weight")).to_have_text("4 of 4 weight earned")
+    expect(page.locator("#hints-used")).to_have_text("2 hints revealed: \N{MINUS SIGN}10 % of the score")
     expect(page.locator("#verification")).to_contain_text("Authentic: signed by key")
     result = page.locator("#result")
     for criterion in ("find-server", "save-page", "inventory-serial"):
@@ -137,7 +175,12 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     expect(result.get_by_role("link", name="Link to this result")).to_have_attribute(
         "href", f"/lab/{sid}/result")
     score = page.request.get(f"{url}/lab/{sid}/artifacts/score.json")
-    assert score.ok and json.loads(score.body())["score"] == 1.0
+    assert score.ok and json.loads(score.body())["score"] == 0.9  # 1.0 - the hint's 10 %
+    assert [h["id"] for h in json.loads(score.body())["hints"]] == ["h1", "h2"]
+    bundle = page.request.get(f"{url}/lab/{sid}/artifacts/evidence.tar.zst")
+    aids = json.loads(read_bundle(bundle.body())["aids.json"])
+    assert [(c["criterion"], c["passed"]) for c in aids["task_checks"]] == [
+        ("find-server", False), ("inventory-serial", True)]
     if images is not None:
         page.screenshot(path=str(images / "learner-result.png"), full_page=True)
     # The result page replays the terminal session recorded into the signed evidence

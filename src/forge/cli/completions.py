@@ -61,7 +61,8 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
         artifacts = make_artifact_store(settings, publisher.connection)
         if isinstance(artifacts, ObjectStoreArtifactStore):
             artifacts.bind(asyncio.get_running_loop())
-        scorer = Scorer(settings, registry, bus=publisher.connection, artifacts=artifacts)
+        scorer = Scorer(settings, registry, bus=publisher.connection, artifacts=artifacts,
+                        db=db)
         return await reprocess(scorer, db, publish, event_id=event_id,
                                all_failed=all_failed)
     finally:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forge.signing.keystore import SigningKey
+from forge_verify.aids import AIDS_MEMBER
 from forge_verify.audit_chain import scenario_stream, verify_chain
 from forge_verify.bundle import BUNDLE_NAMES, build_bundle, sha256_hex
 from forge_verify.canonical import dumps_file
@@ -72,6 +73,7 @@ class EvidenceInputs:
     criteria: Mapping[str, Any] | None = None
     recordings: Mapping[str, bytes] = field(default_factory=dict)
     """Terminal recordings by file name, bundled as `recordings/<name>` (covered, not graded)."""
+    aids: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,11 +184,13 @@ def build_artifacts(
     members[AUDIT_MEMBER] = evidence.audit_log
     for name, cast in sorted(evidence.recordings.items()):
         members[RECORDINGS_PREFIX + name] = cast
+    if evidence.aids is not None:
+        members[AIDS_MEMBER] = dumps_file(dict(evidence.aids))
     if evidence.criteria is not None:
         members[CRITERIA_MEMBER] = dumps_file(dict(evidence.criteria))
-        problems = rejudge_bundle(doc, members)
-        if problems:  # never sign what the offline verifier would find inconsistent
-            raise ScoreInputError("criteria: " + "; ".join(problems))
+    problems = rejudge_bundle(doc, members)
+    if problems:  # never sign what the offline verifier would find inconsistent
+        raise ScoreInputError("criteria: " + "; ".join(problems))
     bundle = build_bundle(inputs.scenario_id, members, bundle_format)
     bundle_name = BUNDLE_NAMES[bundle_format]
     statement = build_statement(

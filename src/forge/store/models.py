@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -177,3 +178,33 @@ class AuditRecord(Base):
     at: Mapped[datetime]
     event: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]]
+
+
+class HintReveal(Base):
+    """A hint a learner revealed in a lab: recorded before its text is shown, never undone;
+    the scoreboard reads these to charge each hint's cost (issue 17 item 3)."""
+
+    __tablename__ = "hint_reveals"
+    scenario_id: Mapped[str] = mapped_column(
+        ForeignKey("scenarios.scenario_id", ondelete="CASCADE"), primary_key=True
+    )
+    hint_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    criterion: Mapped[str | None] = mapped_column(String(32))
+    cost: Mapped[float] = mapped_column(Float)
+    revealed_at: Mapped[datetime]
+
+
+class TaskCheckRun(Base):
+    """One "check this task" run on a live lab: which criterion, when, and its outcome
+    (never a final verdict; counted for rate limits and recorded in the evidence)."""
+
+    __tablename__ = "task_check_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scenario_id: Mapped[str] = mapped_column(
+        ForeignKey("scenarios.scenario_id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    criterion: Mapped[str] = mapped_column(String(32))
+    passed: Mapped[bool | None]
+    at: Mapped[datetime]

@@ -42,6 +42,7 @@ MAX_OBJECTIVES: Final = 8
 MAX_OBJECTIVE_CHARS: Final = 140
 MAX_HINTS: Final = 16
 MAX_HINT_CHARS: Final = 1000
+MAX_HINT_COST: Final = 0.5
 
 KNOWN_TRACKS: Final = ("netplus", "ccna", "cissp")
 KNOWN_TIERS: Final = ("foundation", "intermediate", "advanced")

@@ -281,6 +281,13 @@ class Hint(_Model):
         Ident | None,
         Field(description="The success criterion this hint is for (none: the whole lab)."),
     ] = None
+    cost: Annotated[
+        float,
+        Field(ge=0, le=L.MAX_HINT_COST, allow_inf_nan=False, strict=True,
+              description="What revealing it costs: a fraction of the lab's total score "
+                          "(0.1 = 10 percentage points), subtracted from the final score "
+                          "(never below 0). 0 (default) to 0.5."),
+    ] = 0.0
 
 
 class Variable(_Model):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from forge_verify.aids import aids_problems
 from forge_verify.canonical import CanonicalJSONError, loads
 from forge_verify.judging import Capture, ExpectationError, Recorded, judge_recorded
 from forge_verify.rules import CRITERIA_MEMBER, CheckRule, CriterionRule, parse_criteria_document
@@ -73,11 +74,11 @@ def _criterion(rule: CriterionRule, crit: object, i: int, members: Mapping[str, 
 
 
 def rejudge_bundle(doc: Mapping[str, Any], members: Mapping[str, bytes]) -> list[str] | None:
-    """Every disagreement between score.json and the re-judged checks (empty: consistent);
-    None when the bundle has no criteria.json to judge from."""
+    """Every disagreement between score.json and the re-judged checks or the recorded hints
+    (empty: consistent); None when the bundle has no criteria.json to judge from."""
     raw = members.get(CRITERIA_MEMBER)
     if raw is None:
-        return None
+        return aids_problems(doc, members) or None
     try:
         rules = parse_criteria_document(loads(raw))
     except (CanonicalJSONError, ExpectationError) as exc:
@@ -85,7 +86,7 @@ def rejudge_bundle(doc: Mapping[str, Any], members: Mapping[str, bytes]) -> list
     criteria = doc.get("criteria")
     if not isinstance(criteria, list) or len(criteria) != len(rules):
         return [f"score.json lists other criteria than {CRITERIA_MEMBER}"]
-    problems: list[str] = []
+    problems = aids_problems(doc, members)
     for i, (rule, crit) in enumerate(zip(rules, criteria, strict=True)):
         problems.extend(_criterion(rule, crit, i, members))
     return problems

@@ -1,8 +1,10 @@
 """The weighted score and the score.json document, computed only from graded check results.
 
 score = sum(weight * passed) / sum(weight) over criteria; a criterion passes when every one
-of its checks passed. Criteria (id, description, weight, number of checks) come from the
-template, never from the completion event, and a number asserted by a caller is never used.
+of its checks passed. Hints the learner revealed each cost a fraction of the total score:
+final = max(0, raw - sum(cost)), the raw score kept beside it as `raw_score`. Criteria
+(id, description, weight, number of checks) come from the template, never from the
+completion event, and a number asserted by a caller is never used.
 Standard library only: the offline verifier recomputes the score with `compute_score`.
 """
 
@@ -20,6 +22,9 @@ SCENARIO_ID_RE = re.compile(r"scn-[0-9a-f]{16}")
 CRITERION_ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 SCORE_DECIMALS = 6
+HINT_ID_RE = re.compile(r"h[1-9][0-9]?")
+MAX_HINT_COST = 0.5
+TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 class ScoreInputError(ValueError):
@@ -107,6 +112,40 @@ class CriterionSpec:
             raise ScoreInputError(f"criteria[{self.id}].check_count: must be >= 1")
 
 
+def require_hint_cost(value: object, field_name: str) -> float:
+    """A hint's cost: a finite number from 0 to MAX_HINT_COST (booleans refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+            value) or not 0 <= value <= MAX_HINT_COST:
+        raise ScoreInputError(f"{field_name}: must be a number from 0 to {MAX_HINT_COST}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class HintUse:
+    """A hint the learner revealed: its id (`h1`, `h2`, … in template order), the criterion
+    it helps with (None: the whole lab), its cost (fraction of the total score) and when."""
+
+    id: str
+    criterion: str | None
+    cost: float
+    revealed_at: str
+
+    def __post_init__(self) -> None:
+        if HINT_ID_RE.fullmatch(self.id) is None:
+            raise ScoreInputError(f"hints.id: invalid hint id {self.id!r}")
+        if self.criterion is not None and CRITERION_ID_RE.fullmatch(self.criterion) is None:
+            raise ScoreInputError(f"hints[{self.id}].criterion: invalid id")
+        require_hint_cost(self.cost, f"hints[{self.id}].cost")
+        if TIME_RE.fullmatch(self.revealed_at) is None:
+            raise ScoreInputError(f"hints[{self.id}].revealed_at: must be RFC 3339 UTC "
+                                  "(YYYY-MM-DDTHH:MM:SSZ)")
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON form in score.json and the bundle's aids member."""
+        return {"id": self.id, "criterion": self.criterion, "cost": self.cost,
+                "revealed_at": self.revealed_at}
+
+
 @dataclass(frozen=True)
 class ScoreInputs:
     """Everything score.json states; identity fields come from verified tokens."""
@@ -126,6 +165,7 @@ class ScoreInputs:
     criteria: tuple[CriterionSpec, ...]
     results: tuple[CheckResult, ...]
     extra: dict[str, Any] = field(default_factory=dict)
+    hints: tuple[HintUse, ...] = ()
 
     def __post_init__(self) -> None:
         require_scenario_id(self.scenario_id)
@@ -139,6 +179,8 @@ class ScoreInputs:
             raise ScoreInputError("completed_at: must not be before started_at")
         if not self.criteria:
             raise ScoreInputError("criteria: at least one criterion is required")
+        if len({h.id for h in self.hints}) != len(self.hints):
+            raise ScoreInputError("hints: hint ids must be unique")
 
 
 @dataclass(frozen=True)
@@ -150,14 +192,25 @@ class ScoreSummary:
     total: int
 
 
-def compute_score(criteria: Sequence[tuple[float, bool]]) -> ScoreSummary:
-    """Weighted score over (weight, passed) pairs, rounded to SCORE_DECIMALS."""
+def raw_score(criteria: Sequence[tuple[float, bool]]) -> float:
+    """Weight earned over weight total, rounded to SCORE_DECIMALS (before any hint cost)."""
     total_weight = math.fsum(w for w, _ in criteria)
     if total_weight <= 0:
         raise ScoreInputError("criteria: total weight must be positive")
     earned = math.fsum(w for w, ok in criteria if ok)
+    return round(earned / total_weight, SCORE_DECIMALS)
+
+
+def compute_score(criteria: Sequence[tuple[float, bool]],
+                  hint_costs: Sequence[float] = ()) -> ScoreSummary:
+    """Weighted score over (weight, passed) pairs minus the revealed hints' costs (never
+    below 0), rounded to SCORE_DECIMALS."""
+    for i, cost in enumerate(hint_costs):
+        require_hint_cost(cost, f"hints[{i}].cost")
+    raw = raw_score(criteria)
+    final = max(0.0, raw - math.fsum(hint_costs)) if hint_costs else raw
     passed = sum(1 for _, ok in criteria if ok)
-    return ScoreSummary(round(earned / total_weight, SCORE_DECIMALS), passed, len(criteria))
+    return ScoreSummary(round(final, SCORE_DECIMALS), passed, len(criteria))
 
 
 def grouped_results(inputs: ScoreInputs) -> dict[str, list[CheckResult]]:
@@ -222,7 +275,7 @@ def build_score_document(
             "id": spec.id, "description": spec.description, "weight": spec.weight,
             "passed": ok, "checks": check_docs, "evidence": refs,
         })
-    summary = compute_score(pairs)
+    summary = compute_score(pairs, [h.cost for h in inputs.hints])
     doc: dict[str, Any] = {
         "format": SCORE_FORMAT,
         "scenario_id": inputs.scenario_id,
@@ -244,7 +297,32 @@ def build_score_document(
     }
     if inputs.extra:
         doc["extra"] = inputs.extra
+    if inputs.hints:  # absent without hints: evidence from before hints reads the same
+        doc["hints"] = [h.to_document() for h in inputs.hints]
+        doc["raw_score"] = raw_score(pairs)
     return doc
+
+
+def hints_from_document(doc: dict[str, Any]) -> tuple[HintUse, ...]:
+    """The revealed hints a score.json lists (none when it has no `hints`)."""
+    hints = doc.get("hints", [])
+    if not isinstance(hints, list):
+        raise ScoreInputError("hints: not a list")
+    uses: list[HintUse] = []
+    for i, h in enumerate(hints):
+        if not isinstance(h, dict) or set(h) != {"id", "criterion", "cost", "revealed_at"}:
+            raise ScoreInputError(f"hints[{i}]: must have exactly id, criterion, cost, "
+                                  "revealed_at")
+        for key in ("id", "revealed_at"):
+            if not isinstance(h[key], str):
+                raise ScoreInputError(f"hints[{i}].{key}: not a string")
+        if h["criterion"] is not None and not isinstance(h["criterion"], str):
+            raise ScoreInputError(f"hints[{i}].criterion: not a string or null")
+        uses.append(HintUse(h["id"], h["criterion"],
+                            require_hint_cost(h["cost"], f"hints[{i}].cost"), h["revealed_at"]))
+    if len({u.id for u in uses}) != len(uses):
+        raise ScoreInputError("hints: hint ids must be unique")
+    return tuple(uses)
 
 
 def recompute_from_document(doc: dict[str, Any]) -> ScoreSummary:
@@ -265,4 +343,7 @@ def recompute_from_document(doc: dict[str, Any]) -> ScoreSummary:
         if crit.get("passed") is not ok:
             raise ScoreInputError(f"criteria[{i}].passed: disagrees with its checks")
         pairs.append((float(weight), ok))
-    return compute_score(pairs)
+    hints = hints_from_document(doc)
+    if hints and doc.get("raw_score") != raw_score(pairs):
+        raise ScoreInputError("raw_score: disagrees with the criteria")
+    return compute_score(pairs, [h.cost for h in hints])

@@ -35,7 +35,13 @@ from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
-from forge.services.orchestrator import node_routes, operator_routes, routes, terminal
+from forge.services.orchestrator import (
+    node_routes,
+    operator_routes,
+    routes,
+    task_checks,
+    terminal,
+)
 from forge.services.orchestrator.grade_lab import complete
 from forge.services.orchestrator.launcher import handle_spawn
 from forge.services.orchestrator.node import LabNode, start_node
@@ -221,5 +227,6 @@ def build_app(
     app.include_router(terminal.router)
     app.include_router(operator_routes.router)
     app.include_router(node_routes.router)
+    app.include_router(task_checks.router)
     add_subscriber_routes(app, settings.operator, lambda: state.consumers)
     return app

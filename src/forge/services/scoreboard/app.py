@@ -60,7 +60,7 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
     artifacts = make_artifact_store(settings, publisher.connection)
     state = ScoreboardState(
         ctx=ctx, scorer=Scorer(settings, registry, bus=publisher.connection,
-                               artifacts=artifacts),
+                               artifacts=artifacts, db=ctx.db),
         publisher=publisher,
         index=ScoreIndex(artifacts), consumer_options=dict(consumer_options),
         pause_retry_s=pause_retry_s)

@@ -58,13 +58,15 @@ class VerifiedCompletion:
     policy: Mapping[str, Any]
     criteria: Mapping[str, Any]
     recordings: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+    aids: Mapping[str, Any] | None = None
 
     def evidence(self, audit_log: bytes) -> EvidenceInputs:
         """Evidence inputs with the scenario's audit log (read through `scenario.completed`),
-        the rendered criteria the checks were judged against and the terminal recordings."""
+        the rendered criteria the checks were judged against, the terminal recordings and
+        the learner's aids."""
         decisions = [dict(self.policy)] if self.policy else []
         return EvidenceInputs(self.template_yaml, decisions, audit_log, self.criteria,
-                              self.recordings)
+                              recordings=self.recordings, aids=self.aids)
 
 
 def _time(value: str) -> datetime:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,12 @@ from forge.evidence.artifacts import (
     build_artifacts,
 )
 from forge.faults import crash_point
+from forge.grading.learner_aids import hint_facts, hint_uses, task_checks
 from forge.services.common.app import storage_writable
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard.event_intake import (
     CompletionRefused,
+    VerifiedCompletion,
     check_recorded_completion,
     verify_completion,
 )
@@ -52,6 +54,7 @@ from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, key
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
 from forge.templates.registry import TemplateRegistry
+from forge_verify.aids import aids_document
 from forge_verify.bundle import BUNDLE_NAMES
 from forge_verify.canonical import CanonicalJSONError
 from forge_verify.score import SCENARIO_ID_RE, ScoreInputError
@@ -117,8 +120,10 @@ class Scorer:
     def __init__(self, settings: Settings, registry: TemplateRegistry,
                  keyring: SigningKeyring | None = None,
                  bus: BusConnection | None = None,
-                 artifacts: ArtifactStore | None = None) -> None:
+                 artifacts: ArtifactStore | None = None,
+                 db: Database | None = None) -> None:
         self.settings = settings
+        self.db = db  # where hint reveals and task checks are recorded (None: not charged)
         self.registry = registry
         self.keyring = keyring or SigningKeyring(keyring_dir(settings.storage_root))
         self.bus = bus
@@ -168,7 +173,7 @@ class Scorer:
                              or event.evidence_object is not None):
             raise CompletionRefused("evidence_missing",
                                     "the event names evidence that was not fetched")
-        verified = verify_completion(self.settings, self.registry, event, pack)
+        verified = self._with_aids(verify_completion(self.settings, self.registry, event, pack))
         scenario_id = verified.inputs.scenario_id
         key = self.signing_key()
         try:
@@ -211,6 +216,24 @@ class Scorer:
             raise ScoringPaused(f"results of {scenario_id} do not make a finalized event: "
                                 f"{exc}") from None
         return Finalized(scenario_id, written.created, finalized)
+
+    def _with_aids(self, verified: VerifiedCompletion) -> VerifiedCompletion:
+        """Add the hints the learner revealed (charged in the score, costs from the template)
+        and the task checks they ran, as recorded in the store; unchanged when there are
+        none, so a scenario without aids scores exactly as before."""
+        if self.db is None:
+            return verified
+        sid = verified.inputs.scenario_id
+        template = self.registry.get(verified.inputs.template_name).template
+        try:
+            uses = hint_uses(self.db, sid, hint_facts(template.spec.hints))
+        except (ValueError, ScoreInputError) as exc:
+            raise CompletionRefused("invalid_completion", str(exc)) from None
+        checks = task_checks(self.db, sid)
+        if not uses and not checks:
+            return verified
+        return replace(verified, inputs=replace(verified.inputs, hints=uses),
+                       aids=aids_document(uses, checks))
 
     def _audit_scored(self, scenario_id: str, payload: Mapping[str, Any],
                       key: SigningKey) -> None:

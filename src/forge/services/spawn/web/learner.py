@@ -50,6 +50,7 @@ from forge.services.spawn.web.security import (
 )
 from forge.services.spawn.web.signout import end_terminals
 from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
+from forge.services.spawn.web.tasks import hint_charge, hints_view
 from forge.services.spawn.web.viewer import receipt_cookie, signed_in, viewer
 from forge.store.models import Scenario
 
@@ -230,12 +231,15 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
     async def run() -> Response:
         row = await spawn_routes.owned_scenario(request, scenario_id)
         web = web_state(request)
-        description, hints = "", []
+        description, tasks = "", []
         if row.template_id in web.templates:
             spec = web.templates.get(row.template_id).template.spec
             description = spec.description
-            hints = [{"text": render_markdown(h.text), "criterion": h.criterion}
-                     for h in spec.hints]
+            tasks = [{"id": c.id, "description": c.description} for c in spec.success_criteria]
+        hints = await hints_view(request, row)  # texts of revealed hints only
+        for h in hints:
+            if "text" in h:
+                h["html"] = render_markdown(h["text"])
         remaining = _remaining_s(row)
         result = await _result(request, row)
         settings = spawn_state(request).settings
@@ -244,7 +248,8 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         return page("lab.html", {
             "title": f"Lab {row.scenario_id}", "row": row,
             "task": render_markdown(description) if description else None,
-            "hints": [] if row.state in FINISHED else hints,
+            "hints": hints if row.state == "running" else [h for h in hints if h["revealed"]],
+            "hint_charge": hint_charge(hints), "tasks": tasks,
             "hosts": hosts, "other_hosts": other_hosts, "terminal_hosts": terminal_hosts,
             "remaining": remaining,
             "expires_iso": _expires_iso(row),
@@ -325,11 +330,17 @@ async def lab_status(scenario_id: str, request: Request) -> JSONResponse:
 
 @router.post("/lab/{scenario_id}/submit")
 async def lab_submit(scenario_id: str, request: Request) -> Response:
-    """Hand the lab in for grading."""
+    """Hand the lab in for grading, once confirmed (the page's dialog, or without script a
+    confirmation page saying what ends)."""
     async def run() -> Response:
         check_same_origin(request)
         form = await read_form(request)
         check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+        if form.get("confirm") != "yes":
+            row = await spawn_routes.owned_scenario(request, scenario_id)
+            return page("submit_confirm.html", {
+                "title": "Submit this lab?", "row": row, "csrf": form.get("csrf", ""),
+                "hint_charge": hint_charge(await hints_view(request, row))})
         await spawn_routes.submit(scenario_id, request)
         # Grading starts within moments; showing the page after that avoids opening a terminal
         # on a lab that is already being graded. The page follows the state by itself anyway.

@@ -45,6 +45,7 @@ class ResultView:
     problems: tuple[str, ...]
     key_id: str
     completed_at: str | None
+    hints_used: str | None = None  # e.g. "2 hints revealed: minus 10 %"
 
 
 def _number(value: float) -> str:
@@ -118,6 +119,16 @@ def _authenticity(verification: dict[str, Any]) -> tuple[bool, str, tuple[str, .
     return False, f"Not authentic: {first}", problems
 
 
+def _hints_used(score: dict[str, Any]) -> str | None:
+    """How many hints the score charged and their total cost, or None without hints."""
+    hints = [h for h in score.get("hints") or [] if isinstance(h, dict)]
+    if not hints:
+        return None
+    cost = math.fsum(h["cost"] for h in hints if isinstance(h.get("cost"), int | float))
+    plural = "hint" if len(hints) == 1 else "hints"
+    return f"{len(hints)} {plural} revealed: \N{MINUS SIGN}{round(cost * 100, 1):g} % of the score"
+
+
 def result_view(body: dict[str, Any]) -> ResultView:
     """The scoreboard's `GET /v1/scores/{id}` answer as the result section shows it."""
     found = body.get("score")
@@ -137,4 +148,4 @@ def result_view(body: dict[str, Any]) -> ResultView:
                       criteria=criteria, authentic=authentic, authenticity=words,
                       problems=problems, key_id=str(key_id or ""),
                       completed_at=str(score["completed_at"]) if score.get("completed_at")
-                      else None)
+                      else None, hints_used=_hints_used(score))

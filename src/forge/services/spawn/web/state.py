@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from forge.grading.learner_aids import CheckLimits
 from forge.services.spawn.web.backend import Backend
 from forge.templates.registry import TemplateRegistry
 
@@ -25,6 +26,7 @@ class WebState:
 
     templates: TemplateRegistry
     backend: Backend
+    check_limits: CheckLimits = field(default_factory=CheckLimits)  # "Check this task"
 
 
 def web_state(request: Request) -> WebState:

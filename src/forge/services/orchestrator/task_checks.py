@@ -1,0 +1,83 @@
+""""Check this task" on a running lab: run one criterion's checks now, grade nothing.
+
+spawn_service asks the node holding the lab (operator token, as for extend) after it has
+checked the owner and the rate limits. The checks run exactly as in grading
+(`Runtime.run_check`: the grader's identity, a sandbox no lab process can see, expected values
+on stdin) but nothing is sealed, stored as evidence or scored. The answer carries per check
+only what a reason needs (passed, exit code, timed out, truncated, whether the command talks
+to the network): never output, stdin or expected values, so a check cannot be used to read
+the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from forge.errors import ForgeError
+from forge.grading.expect import judge
+from forge.lifecycle import states
+from forge.lifecycle.store import ScenarioNotFound, load
+from forge.services.common.auth import check_operator
+from forge.services.common.openapi import errors
+from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, orch
+from forge.services.orchestrator.state import OrchestratorState
+from forge.templates.dsl_models import Criterion
+from forge.templates.variables import render
+
+router = APIRouter(tags=["internal"])
+MAX_OUTPUT = 1 << 20
+_NETWORK_TOOL = re.compile(r"\b(?:curl|wget|nc|ncat|socat)\b|/dev/tcp/")
+
+
+def _criterion(state: OrchestratorState, template_id: str, variables: Any,
+               criterion_id: str) -> Criterion:
+    loaded = state.registry.get(template_id)
+    for criterion in render(loaded.template, variables).spec.success_criteria:
+        if criterion.id == criterion_id:
+            return criterion
+    raise ForgeError("unknown_criterion", 404, "criterion: this lab has no such task",
+                     [{"field": "criterion"}])
+
+
+def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion
+         ) -> list[dict[str, Any]]:
+    """Each check of `criterion` on the live lab, reduced to what a reason needs."""
+    facts: list[dict[str, Any]] = []
+    for check in criterion.checks:
+        stdin = check.stdin.encode() if check.stdin is not None else None
+        outcome = state.runtime.run_check(scenario_id, check.container, list(check.command),
+                                          stdin=stdin, timeout=float(check.timeout_seconds),
+                                          max_output=MAX_OUTPUT)
+        passed, _ = judge(check.expect, outcome)
+        facts.append({
+            "passed": passed, "exit_code": outcome.exit_code, "timed_out": outcome.timed_out,
+            "truncated": outcome.stdout_size != len(outcome.stdout),
+            "network": _NETWORK_TOOL.search(" ".join(check.command)) is not None})
+    return facts
+
+
+@router.post("/internal/scenarios/{scenario_id}/checks/{criterion_id}",
+             responses=errors(401, 404, 409))
+async def check_task(scenario_id: str, criterion_id: str, request: Request) -> dict[str, Any]:
+    """Operator (spawn_service): run one criterion's checks on the running lab, not a verdict."""
+    state = orch(request)
+    check_operator(request, state.settings.operator)
+    if not SCENARIO_ID.match(scenario_id):
+        raise ForgeError("not_found", 404, "scenario not found")
+    async with state.lock_for(scenario_id):  # never beside grading or teardown
+        try:
+            row = await state.blocking(load, state.ctx.db, scenario_id)
+        except ScenarioNotFound:
+            raise ForgeError("not_found", 404, "scenario not found") from None
+        check_holder(request, row)
+        if row.state != states.RUNNING:
+            raise ForgeError("not_running", 409, f"scenario is {row.state}; a task can be "
+                             "checked only while the lab runs")
+        criterion = _criterion(state, row.template_id, row.details.get("variables", {}),
+                               criterion_id)
+        checks = await state.blocking(_run, state, scenario_id, criterion)
+    return {"scenario_id": scenario_id, "criterion": criterion.id,
+            "passed": all(c["passed"] for c in checks), "checks": checks}

@@ -1,0 +1,126 @@
+// The lab page's tasks region: check a task, reveal hints on demand, confirm Submit in a
+// dialog. Without this script all three still work: Check and Reveal post their forms (a
+// result page, the lab page again), and Submit shows a confirmation page first.
+(function () {
+  "use strict";
+
+  var hints = document.getElementById("hints");
+  var charge = {count: document.getElementById("hint-count"),
+                percent: document.getElementById("hint-percent")};
+
+  function addCharge(cost) {
+    if (!charge.count || !charge.percent) { return; }
+    charge.count.textContent = String(Number(charge.count.textContent) + 1);
+    var percent = Number(charge.percent.textContent) + cost * 100;
+    charge.percent.textContent = String(Math.round(percent * 10) / 10);
+  }
+
+  function reveal(form) {
+    var item = form.closest(".hint");
+    var error = item.querySelector(".hint-error");
+    var button = form.querySelector("button");
+    button.disabled = true;
+    error.hidden = true;
+    fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
+                        headers: {"Accept": "application/json"}})
+      .then(function (resp) {
+        return resp.json().then(function (body) { return {ok: resp.ok, body: body}; });
+      })
+      .then(function (answer) {
+        if (!answer.ok) {
+          error.textContent = answer.body.message || "This hint could not be revealed.";
+          error.hidden = false;
+          button.disabled = false;
+          return;
+        }
+        var text = item.querySelector(".hint-text");
+        text.innerHTML = answer.body.html;  // rendered by the server, raw HTML disabled
+        text.hidden = false;
+        text.setAttribute("tabindex", "-1");
+        form.remove();
+        text.focus();
+        addCharge(answer.body.cost);
+      })
+      .catch(function () {
+        error.textContent = "The hint could not be revealed (connection problem). Try again.";
+        error.hidden = false;
+        button.disabled = false;
+      });
+  }
+
+  if (hints) {
+    hints.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form.classList || !form.classList.contains("hint-reveal")) { return; }
+      event.preventDefault();
+      reveal(form);
+    });
+  }
+
+  function checkTask(form) {
+    var result = form.parentNode.querySelector(".task-result");
+    var button = form.querySelector("button");
+    button.disabled = true;
+    result.textContent = "Checking…";
+    fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
+                        headers: {"Accept": "application/json"}})
+      .then(function (resp) {
+        return resp.json().then(function (body) { return {ok: resp.ok, body: body}; });
+      })
+      .then(function (answer) {
+        var body = answer.body;
+        if (!answer.ok) {
+          result.textContent = body.message || "The task could not be checked.";
+        } else if (body.passed) {
+          result.textContent = "Passes now. " + body.note;
+        } else {
+          result.textContent = "Not passing yet: " + body.reasons.join("; ") + ". " + body.note;
+        }
+        result.className = "task-result " + (answer.ok && body.passed ? "ok" : "bad");
+        button.disabled = false;
+      })
+      .catch(function () {
+        result.textContent = "The task could not be checked (connection problem). Try again.";
+        button.disabled = false;
+      });
+  }
+
+  var tasks = document.getElementById("tasks");
+  if (tasks) {
+    tasks.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form.classList || !form.classList.contains("task-check")) { return; }
+      event.preventDefault();
+      checkTask(form);
+    });
+  }
+
+  var submit = document.getElementById("submit");
+  var dialog = document.getElementById("submit-dialog");
+  if (submit && dialog && typeof dialog.showModal === "function") {
+    var opener = document.getElementById("submit-button");
+    var confirmed = false;
+    submit.addEventListener("submit", function (event) {
+      if (confirmed) { return; }
+      event.preventDefault();
+      dialog.showModal();
+      document.getElementById("submit-cancel").focus();
+    });
+    document.getElementById("submit-cancel").addEventListener("click", function () {
+      dialog.close();
+    });
+    dialog.addEventListener("close", function () {
+      if (!confirmed && opener) { opener.focus(); }
+    });
+    document.getElementById("submit-confirm").addEventListener("click", function () {
+      confirmed = true;
+      var flag = document.createElement("input");
+      flag.type = "hidden";
+      flag.name = "confirm";
+      flag.value = "yes";
+      submit.appendChild(flag);
+      dialog.close();
+      submit.submit();
+    });
+  }
+}());

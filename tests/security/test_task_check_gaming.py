@@ -1,0 +1,122 @@
+"""Attack: use "Check this task" to game the grade or to hammer the lab.
+
+Checking a task runs its checks on the live lab and records the run; a learner could hope
+that a passing check counts towards the score (check at a lucky moment, then break things),
+or spam checks (every second, many tasks, many requests at once) to probe the grader. Before,
+there was no such feature; now: a recorded check run never changes the signed score (the
+scoreboard scores only the final grading; the runs are listed in the evidence as not final),
+and the limits (one check per task per 20 s, N per lab) hold under concurrent requests, with a
+429 and a Retry-After, recording nothing refused.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from forge.config import Settings
+from forge.errors import ForgeError
+from forge.evidence.artifacts import read_results
+from forge.grading.learner_aids import CheckLimits, begin_task_check, finish_task_check
+from forge.services.scoreboard.scoring import Scorer
+from forge.signing.keystore import SigningKeyring
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import Scenario, TaskCheckRun
+from forge.templates.registry import TemplateRegistry
+from forge_verify.bundle import read_bundle
+
+from ..conftest import TEMPLATE_FIXTURES
+from ..scoreboard.conftest import TEMPLATE, build_completion, prod_env  # noqa: F401  (fixture)
+
+
+def _row(db: Database, sid: str, state: str = "running") -> None:
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        sess.add(Scenario(scenario_id=sid, request_id="r-" + sid, tenant_id="acme",
+                          subject="alice", track="netplus", template_id=TEMPLATE, plan="PRO",
+                          state=state, created_at=now, updated_at=now, details={}))
+
+
+def _runs(db: Database, sid: str) -> int:
+    with db.read() as sess:
+        return len(list(sess.scalars(
+            TaskCheckRun.__table__.select().where(TaskCheckRun.scenario_id == sid))))
+
+
+def test_check_spam_is_refused_with_retry_after_and_records_nothing(db_url: str) -> None:
+    upgrade(db_url)
+    db = Database(db_url)
+    limits = CheckLimits(every_s=20, per_lab=3)
+    try:
+        _row(db, "scn-00000000000000a1")
+        sid = "scn-00000000000000a1"
+        begin_task_check(db, sid, "acme", "saved-page", limits)
+        with pytest.raises(ForgeError) as soon:
+            begin_task_check(db, sid, "acme", "saved-page", limits)
+        assert soon.value.status == 429 and soon.value.code == "check_too_soon"
+        assert soon.value.headers is not None and 1 <= int(soon.value.headers["Retry-After"]) <= 20
+        begin_task_check(db, sid, "acme", "route-present", limits)
+        begin_task_check(db, sid, "acme", "third-task", limits)
+        with pytest.raises(ForgeError) as spent:
+            begin_task_check(db, sid, "acme", "fourth-task", limits)
+        assert spent.value.status == 429 and spent.value.code == "check_limit"
+        assert _runs(db, sid) == 3  # the refused ones left no trace
+
+        # Many requests at once for one task: exactly one runs.
+        racing = "scn-00000000000000a2"
+        _row(db, racing)
+
+        def attempt(_: int) -> bool:
+            try:
+                begin_task_check(db, racing, "acme", "saved-page", limits)
+            except ForgeError as exc:
+                assert exc.status == 429
+                return False
+            return True
+
+        with ThreadPoolExecutor(8) as pool:
+            assert sum(pool.map(attempt, range(8))) == 1
+        assert _runs(db, racing) == 1
+
+        # Another tenant's lab, or a lab no longer running: no check at all.
+        with pytest.raises(ForgeError) as stranger:
+            begin_task_check(db, racing, "evil", "route-present", limits)
+        assert stranger.value.status == 404
+        _row(db, "scn-00000000000000a3", state="grading")
+        with pytest.raises(ForgeError) as late:
+            begin_task_check(db, "scn-00000000000000a3", "acme", "saved-page", limits)
+        assert late.value.status == 409
+    finally:
+        db.dispose()
+
+
+def test_a_passing_check_run_never_changes_the_signed_score(
+    prod_env: Settings, tmp_path: Path  # noqa: F811
+) -> None:
+    upgrade(prod_env.db_url)
+    db = Database(prod_env.db_url)
+    ring = SigningKeyring(tmp_path / "keys")
+    ring.ensure()
+    try:
+        done = build_completion(prod_env, passed=False)  # route-present fails at grading
+        _row(db, done.scenario_id)
+        run = begin_task_check(db, done.scenario_id, "acme", "route-present", CheckLimits())
+        finish_task_check(db, run, True)  # it passed when the learner checked it
+        registry = TemplateRegistry.load(TEMPLATE_FIXTURES)
+        finalized = Scorer(prod_env, registry, ring, db=db).score(done.event)
+        assert finalized.event.score == round(2 / 3, 6)  # only the final grading counts
+        files = read_results(prod_env.storage_root, done.scenario_id)
+        assert files is not None
+        doc = json.loads(files["score.json"])
+        route = next(c for c in doc["criteria"] if c["id"] == "route-present")
+        assert route["passed"] is False and "hints" not in doc
+        aids = json.loads(read_bundle(files["evidence.tar.zst"])["aids.json"])
+        assert [(c["criterion"], c["passed"]) for c in aids["task_checks"]] == [
+            ("route-present", True)]
+    finally:
+        db.dispose()

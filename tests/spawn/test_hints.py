@@ -1,0 +1,75 @@
+"""Hints on demand through spawn_service's API: cost shown first, text only after a reveal
+recorded in the store, in order per task, only while the lab runs, owner only."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import select
+
+from forge.store.models import HintReveal
+
+from .conftest import MakeSpawn
+from .hinted import HINT_TEXTS, hinted_spawn, running_lab, set_state
+
+
+def test_hints_are_revealed_in_order_recorded_first_and_only_by_their_owner(
+    make_spawn: MakeSpawn, tmp_path: Path
+) -> None:
+    env = hinted_spawn(make_spawn, tmp_path)
+    sid, headers = running_lab(env)
+    _, stranger = running_lab(env, subject="mallory")
+    with env.client() as client:
+        listed = client.get(f"/v1/scenarios/{sid}/hints", headers=headers).json()["hints"]
+        assert [(h["id"], h["cost"], h["cost_label"], h["revealed"]) for h in listed] == [
+            ("h1", 0.0, "free", False), ("h2", 0.25, "costs 25 % of the score", False),
+            ("h3", 0.1, "costs 10 % of the score", False)]
+        assert all("text" not in h for h in listed)
+
+        # In order per task: h2 needs h1 first; h3 (the whole lab) is its own sequence.
+        early = client.post(f"/v1/scenarios/{sid}/hints/h2", headers=headers)
+        assert early.status_code == 409 and early.json()["error"] == "hint_out_of_order"
+        assert "reveal hint 1 first" in early.json()["message"]
+        assert HINT_TEXTS[1] not in early.text
+        third = client.post(f"/v1/scenarios/{sid}/hints/h3", headers=headers)
+        assert third.status_code == 200 and third.json()["text"] == HINT_TEXTS[2]
+        first = client.post(f"/v1/scenarios/{sid}/hints/h1", headers=headers).json()
+        assert first["text"] == HINT_TEXTS[0] and first["cost"] == 0.0
+        again = client.post(f"/v1/scenarios/{sid}/hints/h1", headers=headers).json()
+        assert again["revealed_at"] == first["revealed_at"]  # once, never re-dated
+
+        # Someone else's lab does not exist for them; an unknown hint names the field.
+        assert client.post(f"/v1/scenarios/{sid}/hints/h2",
+                           headers=stranger).status_code == 404
+        assert client.get(f"/v1/scenarios/{sid}/hints", headers=stranger).status_code == 404
+        unknown = client.post(f"/v1/scenarios/{sid}/hints/h9", headers=headers)
+        assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_hint"
+        assert unknown.json()["details"][0]["field"] == "hint"
+
+        # Submit from the page without script: a confirmation page says what ends and
+        # what the hints cost; the lab is not handed in until it is confirmed.
+        browser = env.client(headers={"origin": env.url})
+        assert browser.post("/signin", data=dict(api_key=headers["x-api-key"])).status_code == 303
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get(f"/lab/{sid}").text)
+        assert csrf is not None
+        asked = browser.post(f"/lab/{sid}/submit", data={"csrf": csrf.group(1)})
+        assert asked.status_code == 200
+        assert ("Submitting ends the lab: your terminals close, the lab is deleted, and it is "
+                "graded once. You have used 2 hints (\N{MINUS SIGN}10 %).") in asked.text
+        assert 'name="confirm" value="yes"' in asked.text
+        assert client.get(f"/v1/scenarios/{sid}", headers=headers).json()["state"] == "running"
+        browser.close()
+
+        # Once the lab is no longer running, nothing more can be revealed.
+        set_state(env, sid, "grading")
+        late = client.post(f"/v1/scenarios/{sid}/hints/h2", headers=headers)
+        assert late.status_code == 409 and late.json()["error"] == "not_running"
+        listed = client.get(f"/v1/scenarios/{sid}/hints", headers=headers).json()["hints"]
+        assert [h.get("text") for h in listed] == [HINT_TEXTS[0], None, HINT_TEXTS[2]]
+
+    with env.state.ctx.db.read() as sess:
+        rows = [(r.hint_index, r.cost, r.tenant_id) for r in sess.scalars(
+            select(HintReveal).where(HintReveal.scenario_id == sid)
+            .order_by(HintReveal.hint_index))]
+    assert rows == [(0, 0.0, "acme"), (2, 0.1, "acme")]
