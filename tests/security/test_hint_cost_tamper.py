@@ -47,7 +47,7 @@ def _honest(tmp_path: Path) -> dict[str, bytes]:
     inputs = replace(score_inputs(), hints=(HINT,))
     art = build_artifacts(inputs, EvidenceInputs(
         TEMPLATE, POLICY, audit_log(tmp_path, signer=KEY), CRITERIA,
-        aids_document([HINT], [{"criterion": "report", "at": "2026-03-01T11:10:00Z",
+        aids=aids_document([HINT], [{"criterion": "report", "at": "2026-03-01T11:10:00Z",
                                 "passed": False}])), KEY, signed_at=SIGNED_AT)
     return art.files()
 
@@ -114,7 +114,7 @@ def test_revealed_hints_are_charged_and_every_way_of_ignoring_one_fails(tmp_path
 
 def test_the_platform_never_signs_a_score_that_ignores_a_recorded_hint(tmp_path: Path) -> None:
     evidence = EvidenceInputs(TEMPLATE, POLICY, audit_log(tmp_path, signer=KEY), CRITERIA,
-                              aids_document([HINT], []))
+                              aids=aids_document([HINT], []))
     with pytest.raises(ScoreInputError, match=r"revealed hints recorded in aids\.json"):
         build_artifacts(score_inputs(), evidence, KEY, signed_at=SIGNED_AT)
 
