@@ -131,6 +131,19 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     type_solution(page)
     expect(page.locator(".xterm-rows")).to_contain_text(f"{DONE} 0", timeout=180_000)
     expect(page.locator(".xterm-rows")).to_contain_text("SN-")
+    # A reload reattaches to the same shell: its scrollback comes back and a variable set
+    # before the reload is still there (the lab node keeps the shell, issue 17 item 2).
+    page.keyboard.insert_text("export JOURNEY=same-shell-$((40+2))")
+    page.keyboard.press("Enter")
+    page.reload()
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
+                                                      timeout=20_000)
+    expect(page.locator(".xterm-rows")).to_contain_text(f"{DONE} 0", timeout=20_000)
+    page.locator("#terminal").click()
+    page.keyboard.insert_text("echo reloaded-$JOURNEY")
+    page.keyboard.press("Enter")
+    expect(page.locator(".xterm-rows")).to_contain_text("reloaded-same-shell-42",
+                                                        timeout=20_000)
     # Checked again after the work: it passes; the answer says no more than that.
     checked = page.request.post(f"{url}/v1/scenarios/{sid}/checks/inventory-serial")
     assert checked.ok and checked.json()["passed"] is True
