@@ -19,7 +19,7 @@ from forge.services.spawn.web.state import web_state
 from forge.store.models import Scenario
 from forge_verify.recordings import RECORDING_NAME_RE
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # a page route, like the other web routes
 CAST_TYPE = "application/x-asciicast"
 
 
