@@ -17,6 +17,7 @@ RECORDING_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}\.\d{1,4}\.cast$"
 """`<host>.<sequence>.cast`: a recording's file name (the member's name after the prefix)."""
 RECORDING_NAME_RE = re.compile(RECORDING_NAME_PATTERN)
 EVENT_KINDS = frozenset({"o", "i", "r", "m"})
+CAST_MEDIA_TYPE = "application/x-asciicast"  # how a recording is served for download
 
 
 def recording_problem(name: str, data: bytes) -> str | None:

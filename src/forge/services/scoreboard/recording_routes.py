@@ -27,11 +27,10 @@ from forge.services.scoreboard.access import (
     scoreboard_state,
 )
 from forge_verify.bundle import BUNDLE_NAMES, BundleError, parse_manifest, read_bundle, sha256_hex
-from forge_verify.recordings import MEMBER_PREFIX, RECORDING_NAME_RE
+from forge_verify.recordings import CAST_MEDIA_TYPE, MEMBER_PREFIX, RECORDING_NAME_RE
 from forge_verify.verdict import SCORE_NAME
 
 router = APIRouter()
-CAST_TYPE = "application/x-asciicast"
 ReaderDep = Annotated[Reader, Depends(current_reader)]
 
 
@@ -93,10 +92,10 @@ async def get_recording(scenario_id: str, name: str, request: Request,
     found = await run_in_threadpool(owned_recordings, request, reader, scenario_id)
     if name not in found:
         raise ForgeError("not_found", 404, "recording not found")
-    return Response(found[name], media_type=CAST_TYPE,
+    return Response(found[name], media_type=CAST_MEDIA_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "Cache-Control": "private, no-store",
                              "X-Content-Type-Options": "nosniff"})
 
 
-__all__ = ["CAST_TYPE", "owned_recordings", "router"]
+__all__ = ["owned_recordings", "router"]

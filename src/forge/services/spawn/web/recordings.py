@@ -17,10 +17,9 @@ from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.security import PLAYER_CSP, security_headers
 from forge.services.spawn.web.state import web_state
 from forge.store.models import Scenario
-from forge_verify.recordings import RECORDING_NAME_RE
+from forge_verify.recordings import CAST_MEDIA_TYPE, RECORDING_NAME_RE
 
 router = APIRouter(include_in_schema=False)  # a page route, like the other web routes
-CAST_TYPE = "application/x-asciicast"
 
 
 async def recording_names(request: Request, row: Scenario) -> list[str]:
@@ -55,7 +54,7 @@ async def lab_recording(scenario_id: str, name: str, request: Request) -> Respon
         raise ForgeError("recording_unavailable", exc.status, exc.message) from None
     headers = security_headers()
     headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return Response(resp.content, media_type=CAST_TYPE, headers=headers)
+    return Response(resp.content, media_type=CAST_MEDIA_TYPE, headers=headers)
 
 
-__all__ = ["CAST_TYPE", "lab_recording", "recording_names", "router", "with_player"]
+__all__ = ["lab_recording", "recording_names", "router", "with_player"]
