@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "policy": "policy", "keys": "keys", "audit": "audit", "nats": "nats",
     "completions": "completions", "retention": "retention", "scenarios": "scenarios",
     "nodes": "nodes", "runtime": "runtime", "artifacts": "artifacts", "image": "image",
-    "lab": "lab",
+    "lab": "lab", "credential": "credential", "verify-credential": "verify_credential",
 }
 
 

@@ -279,6 +279,11 @@ class Settings(BaseSettings):
     node_grace_s: Annotated[float, BeforeValidator(_node(node_cfg.seconds(
         "FORGE_NODE_GRACE_S", 1.0, 3600.0)))] = _var("FORGE_NODE_GRACE_S",
                                                      node_cfg.DEFAULT_GRACE_S)
+    # Issue 18 item 5: the public URL at which the scoreboard's /v1/credentials/* (issuer
+    # profile, signed status list, public keys) is published; credentials name URLs under
+    # it. Unset: SCOREBOARD_URL.
+    credential_base_url: Annotated[str | None, BeforeValidator(
+        _http_url("FORGE_CREDENTIAL_BASE_URL"))] = _var("FORGE_CREDENTIAL_BASE_URL")
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

@@ -208,3 +208,21 @@ class TaskCheckRun(Base):
     criterion: Mapped[str] = mapped_column(String(32))
     passed: Mapped[bool | None]
     at: Mapped[datetime]
+
+
+class IssuedCredential(Base):
+    """An Open Badges credential issued from a passing verdict (issue 18 item 5): one per
+    scenario, its place in the revocation status list, the signed JWT as issued (the same
+    bytes on every download) and, once revoked, when and why."""
+
+    __tablename__ = "credentials"
+    credential_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scenario_id: Mapped[str] = mapped_column(String(32), unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    status_index: Mapped[int] = mapped_column(Integer, unique=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(String(200))

@@ -7,6 +7,14 @@ configuration, services or network. The public entry points are here:
     result = verify_paths(score, bundle, sig, pub, trusted_key=None)
     result.ok, result.status, result.exit_code, result.reasons   # every failed check
 
+Credentials (Open Badges 3.0, issued from passing verdicts) are checked the same way:
+
+    from forge_verify import verify_credential_paths
+    result = verify_credential_paths(cred, trusted_key=keys, verdict=sig, status_list=lst)
+
+or `forge-verify credential credential.jwt --trusted-key KEYS [--verdict verdict.sig]
+[--status-list status.jwt]`; the formats are in the public module `credential`.
+
 The command line (`forge-verify`, `python -m forge_verify`, `forge verify` and the runbook's
 `scripts/verify_verdict.py`) is `main`: exit 0 PASS, 1 FAIL (every reason printed), 2 usage
 or unreadable input.
@@ -33,6 +41,7 @@ from forge_verify._internal.checks import (
     verify_paths,
 )
 from forge_verify._internal.cli import main, render
+from forge_verify._internal.credential_checks import verify_credential, verify_credential_paths
 
 __version__ = "0.1.0"
 
@@ -48,5 +57,7 @@ __all__ = [
     "render",
     "render_text",
     "verify_artifacts",
+    "verify_credential",
+    "verify_credential_paths",
     "verify_paths",
 ]

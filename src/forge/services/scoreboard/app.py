@@ -14,7 +14,12 @@ from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.artifact_stores import ObjectStoreArtifactStore, make_artifact_store
 from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.common.readiness import CheckFailed
-from forge.services.scoreboard import operator_facts, recording_routes, routes
+from forge.services.scoreboard import (
+    credential_routes,
+    operator_facts,
+    recording_routes,
+    routes,
+)
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.state import PAUSE_RETRY_S, ScoreboardState
@@ -95,4 +100,5 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
     app.include_router(routes.router)
     app.include_router(operator_facts.router)
     app.include_router(recording_routes.router)
+    app.include_router(credential_routes.router)
     return app

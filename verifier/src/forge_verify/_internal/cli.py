@@ -42,9 +42,48 @@ def render(result: VerifyResult) -> str:
     return render_text(result)
 
 
+def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """`forge-verify credential FILE --trusted-key KEYS [--verdict] [--status-list]`."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Verify an Open Badges 3.0 credential (credential.jwt) issued by "
+                    "FrostGate Forge, offline.")
+    p.add_argument("credential", type=Path, help="credential.jwt")
+    p.add_argument("--trusted-key", type=Path, required=True, metavar="PATH",
+                   help="PEM file or directory of the issuer's public keys (the verdict "
+                        "keys: `forge keys export-public`, or the learner's verdict.pub)")
+    p.add_argument("--verdict", type=Path, default=None, metavar="verdict.sig",
+                   help="the verdict the credential was issued from: its digest is compared")
+    p.add_argument("--status-list", type=Path, default=None, metavar="FILE",
+                   help="the issuer's published status list: revocation is checked")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def credential_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """The `credential` subcommand: verify, print, return 0 PASS / 1 FAIL / 2 unreadable."""
+    from forge_verify._internal.credential_checks import (
+        render_credential,
+        verify_credential_paths,
+    )
+
+    args = credential_parser(prog).parse_args(argv)
+    result = verify_credential_paths(args.credential, trusted_key=args.trusted_key,
+                                     verdict=args.verdict, status_list=args.status_list)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(render_credential(result))
+    return result.exit_code
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Parse arguments, verify, print, and return the exit code."""
-    args = build_parser(prog).parse_args(argv)
+    """Parse arguments, verify, print, and return the exit code (`credential …` first
+    argument: verify a credential instead of a verdict)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["credential"]:
+        return credential_main(args_in[1:], prog=f"{prog or 'forge-verify'} credential")
+    args = build_parser(prog).parse_args(args_in)
     result = verify_paths(args.score, args.bundle, args.sig, args.pub,
                           trusted_key=args.trusted_key)
     if args.json:

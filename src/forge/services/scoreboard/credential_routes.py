@@ -1,0 +1,99 @@
+"""Open Badges credentials from passing verdicts, and what a verifier needs to check them.
+
+`POST /v1/scores/{id}/credential` issues (once) or returns the scenario's credential to its
+owner (tenant and subject) or the operator, only when the verdict passes and verifies with
+this scoreboard's keys. The issuer profile, the signed revocation status list and the
+public keys are public: an employer fetches them once and verifies offline.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from forge.errors import ForgeError
+from forge.evidence.credentials import (
+    CredentialUrls,
+    issue_credential,
+    issuer_profile,
+    refuse_unless_passing,
+    status_list_token,
+)
+from forge.services.common.openapi import errors
+from forge.services.scoreboard.access import Reader, current_reader, scoreboard_state
+from forge.services.scoreboard.routes import _owned_results, _verification
+from forge.signing.keystore import NoSigningKey, SigningKey
+from forge_verify.credential import MEDIA_TYPE
+from forge_verify.verdict import SCORE_NAME
+
+router = APIRouter()
+ReaderDep = Annotated[Reader, Depends(current_reader)]
+KEYS_MEDIA_TYPE = "application/x-pem-file"
+
+
+def credential_urls(request: Request) -> CredentialUrls:
+    """Where this installation publishes issuer, status list and keys."""
+    settings = scoreboard_state(request).settings
+    return CredentialUrls((settings.credential_base_url or settings.scoreboard_url).rstrip("/"))
+
+
+def _key(request: Request) -> SigningKey:
+    try:
+        return scoreboard_state(request).scorer.keyring.current()
+    except NoSigningKey:
+        raise ForgeError("signing_key_unavailable", 503, "credentials cannot be signed now: "
+                         "the signing key is not loaded; retry later",
+                         headers={"Retry-After": "30"}) from None
+
+
+def _issue(request: Request, reader: Reader, scenario_id: str) -> dict[str, Any]:
+    files = _owned_results(request, reader, scenario_id)
+    refuse_unless_passing(json.loads(files[SCORE_NAME]))
+    check = _verification(request, files)
+    if check.get("ok") is not True or check.get("origin") != "proven":
+        raise ForgeError("verdict_not_verified", 409, "No credential: this lab's verdict does "
+                         "not verify with the platform's keys, so nothing can be vouched for.")
+    state = scoreboard_state(request)
+    row = issue_credential(state.ctx.db, files, _key(request), credential_urls(request))
+    return {"credential_id": row.credential_id, "scenario_id": row.scenario_id,
+            "key_id": row.key_id, "issued_at": row.issued_at.isoformat(),
+            "revoked": row.revoked_at is not None, "credential": row.token}
+
+
+@router.post("/v1/scores/{scenario_id}/credential", tags=["credentials"],
+             responses=errors(401, 404, 409, 503))
+async def issue(scenario_id: str, request: Request, reader: ReaderDep) -> dict[str, Any]:
+    """The Open Badges 3.0 credential (JWT-VC) of a passing verdict, issued once (owner or
+    operator only; 409 `credential_not_earned` when the verdict does not pass)."""
+    return await run_in_threadpool(_issue, request, reader, scenario_id)
+
+
+@router.get("/v1/credentials/status/1", tags=["credentials"], responses=errors(503))
+async def status_list(request: Request) -> Response:
+    """The revocation Bitstring Status List as a signed JWT (public)."""
+    state = scoreboard_state(request)
+    token = await run_in_threadpool(status_list_token, state.ctx.db, _key(request),
+                                    credential_urls(request))
+    return Response(token, media_type=MEDIA_TYPE, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/v1/credentials/keys", tags=["credentials"])
+async def public_keys(request: Request) -> Response:
+    """Every public key that signs verdicts and credentials, as PEM (public)."""
+    ring = scoreboard_state(request).scorer.keyring
+    pems = await run_in_threadpool(ring.export_public)
+    return Response(pems, media_type=KEYS_MEDIA_TYPE,
+                    headers={"Content-Disposition": 'attachment; filename="forge-keys.pem"'})
+
+
+@router.get("/v1/credentials/issuer", tags=["credentials"])
+async def issuer(request: Request) -> dict[str, Any]:
+    """The issuer's Open Badges Profile (public)."""
+    return issuer_profile(credential_urls(request))
+
+
+__all__ = ["credential_urls", "router"]
