@@ -27,6 +27,7 @@ from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.tracks import grouped
 from forge.services.spawn.web.backend import BackendError
+from forge.services.spawn.web.credential import credential_offer
 from forge.services.spawn.web.errors import (
     human_message,
     page_for,
@@ -292,7 +293,7 @@ def _result_context(row: Scenario, result: dict[str, Any] | None) -> dict[str, A
         "view": result_view(result) if result is not None else None,
         "scenario_id": row.scenario_id, "artifact_names": names,
         "bundle_name": next((n for n in names if n.startswith("evidence")), "evidence.tar.zst"),
-        "verifier_dist": VERIFY_STANDALONE,
+        "verifier_dist": VERIFY_STANDALONE, "credential": credential_offer(result),
     }
 
 

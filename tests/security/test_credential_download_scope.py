@@ -1,0 +1,127 @@
+"""A learner downloads the credential of their own passing lab from its result page, and
+nobody else can: another learner of the same tenant or of another tenant gets the same 404
+as for a lab that does not exist, a failing lab gets no credential (409 with the reason,
+in words), and the file verifies offline with the command the page states.
+
+Real spawn_service pages (TestClient) over a real scoreboard on loopback that scored real
+completion events. Before this change the result page offered no credential and
+`/lab/{id}/credential` was a 404 page for everyone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from forge.bus import NatsServer
+from forge.cli import app as forge_cli
+from forge.config import Settings, load_settings
+from forge.content import content_path
+from forge.services.scoreboard.app import build_app as build_scoreboard
+from forge.services.scoreboard.scoring import Scorer
+from forge.services.spawn.app import build_app
+from forge.templates.registry import TemplateRegistry
+
+from ..conftest import TEMPLATE_FIXTURES
+from ..live_server import live_server
+from ..scoreboard.conftest import Completion, build_completion
+from ..services.conftest import prod_environ, with_signing_key
+from ..web.test_pages import sign_in
+from ..web.test_result_page import _owned_row
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")
+
+
+@dataclass
+class Labs:
+    """A spawn app signed in as acme/alice with one passing and one failing graded lab."""
+
+    client: TestClient
+    settings: Settings
+    passed: Completion
+    failed: Completion
+
+
+@pytest.fixture
+def labs(tmp_path: Path, nats: NatsServer) -> Iterator[Labs]:
+    storage = with_signing_key(tmp_path / "storage")
+    db = f"sqlite:///{tmp_path / 'forge.db'}"
+    board_settings = load_settings(prod_environ(storage, **nats.client_env(), FORGE_DB_URL=db))
+    scorer = Scorer(board_settings, TemplateRegistry.load(TEMPLATE_FIXTURES))
+    passed = build_completion(board_settings)
+    failed = build_completion(board_settings, passed=False)
+    for done in (passed, failed):
+        scorer.score(done.event)
+    with live_server(build_scoreboard(board_settings)) as board_url:
+        settings = load_settings(prod_environ(
+            storage, **nats.client_env(), FORGE_DB_URL=db,
+            FORGE_TEMPLATE_DIR=str(content_path("templates")),
+            ORCHESTRATOR_URL="http://127.0.0.1:9", SCOREBOARD_URL=board_url))
+        with TestClient(build_app(settings), follow_redirects=False) as client:
+            sign_in(client, settings)
+            _owned_row(client, passed)
+            _owned_row(client, failed)
+            yield Labs(client, settings, passed, failed)
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_only_the_owner_of_a_passing_lab_gets_a_credential_that_verifies(
+        labs: Labs, tmp_path: Path) -> None:
+    client, sid = labs.client, labs.passed.scenario_id
+    page = client.get(f"/lab/{sid}/result")
+    assert page.status_code == 200
+    words = _text(page.text)
+    assert "You passed this lab, so you can download a digital credential" in words
+    assert "they can check it without contacting us" in words
+    link = re.search(r'<a id="credential-link" href="([^"]+)" download>', page.text)
+    assert link is not None and link.group(1) == f"/lab/{sid}/credential"
+    got = client.get(link.group(1))
+    assert got.status_code == 200 and got.headers["content-type"] == "application/vc+jwt"
+    assert got.headers["content-disposition"] == 'attachment; filename="credential.jwt"'
+    assert client.get(link.group(1)).content == got.content  # the same file every time
+
+    # The page's command, with the learner's own downloads, says PASS (the key that signed
+    # the verdict is the one that signed the credential).
+    stated = re.search(r"<code>(forge-verify credential [^<]+)</code>", page.text)
+    assert stated is not None
+    (tmp_path / "credential.jwt").write_bytes(got.content)
+    pub = client.get(f"/lab/{sid}/artifacts/verdict.pub").content
+    sig = client.get(f"/lab/{sid}/artifacts/verdict.sig").content
+    (tmp_path / "KEYS.pem").write_bytes(pub)
+    (tmp_path / "verdict.sig").write_bytes(sig)
+    args = stated.group(1).split()[2:]  # after `forge-verify credential`
+    args = [str(tmp_path / a) if a.endswith((".jwt", ".pem")) else a for a in args]
+    run = CliRunner().invoke(forge_cli, ["verify-credential", *args,
+                                         "--verdict", str(tmp_path / "verdict.sig")])
+    assert run.exit_code == 0, run.output
+
+    # A failing lab: no link, a plain reason, and the download is refused in words.
+    failed = labs.failed.scenario_id
+    shown = client.get(f"/lab/{failed}/result")
+    assert "credential-link" not in shown.text
+    assert "No credential for this attempt: one is issued only when every objective of the " \
+           "lab is met" in _text(shown.text)
+    refused = client.get(f"/lab/{failed}/credential", headers={"accept": "text/html"})
+    assert refused.status_code == 409
+    assert "1 of 2 criteria passed" in refused.text and "scoreboard" not in refused.text
+
+    # Anyone else: the same 404 as a lab that does not exist, and no token in the answer.
+    for tenant, subject in (("acme", "bob"), ("evil", "alice")):
+        client.cookies.clear()
+        sign_in(client, labs.settings, tenant, subject)
+        other = client.get(f"/lab/{sid}/credential", headers={"accept": "text/html"})
+        assert other.status_code == 404
+        assert got.content not in other.content and "credential-link" not in other.text
+    client.cookies.clear()
+    anonymous = client.get(f"/lab/{sid}/credential", headers={"accept": "text/html"})
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith(
+        "/signin")
