@@ -22,7 +22,7 @@ from forge.cli import app as forge_cli
 from forge.evidence.credentials import sign_jwt
 from forge.identity.apikeys import create_api_key
 from forge.signing.keystore import SigningKey
-from forge.store.credentials import list_credentials
+from forge.store.issued_credentials import list_credentials
 from forge_verify import main as verify_main
 from forge_verify import verify_credential
 from forge_verify.credential import b64url_encode, decode_compact

@@ -11,7 +11,7 @@ import typer
 
 from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
-from forge.store.credentials import get_credential, list_credentials, revoke_credential
+from forge.store.issued_credentials import get_credential, list_credentials, revoke_credential
 from forge.store.models import IssuedCredential
 
 app = typer.Typer(help="Credentials (Open Badges 3.0) issued from passing verdicts.",

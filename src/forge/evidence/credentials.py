@@ -23,8 +23,8 @@ import yaml
 
 from forge.errors import ForgeError
 from forge.signing.keystore import SigningKey
-from forge.store.credentials import find_for_scenario, record_issued, revoked_indexes
 from forge.store.db import Database
+from forge.store.issued_credentials import find_for_scenario, record_issued, revoked_indexes
 from forge.store.models import IssuedCredential
 from forge_verify.bundle import BUNDLE_NAMES, BundleError, read_bundle
 from forge_verify.credential import (
