@@ -72,7 +72,13 @@ async def issue(scenario_id: str, request: Request, reader: ReaderDep) -> dict[s
     return await run_in_threadpool(_issue, request, reader, scenario_id)
 
 
-@router.get("/v1/credentials/status/1", tags=["credentials"], responses=errors(503))
+def _body(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
+    """An OpenAPI 200 answer that is a text body of `media_type`, not JSON."""
+    return {200: {"description": what, "content": {media_type: {"schema": {"type": "string"}}}}}
+
+
+@router.get("/v1/credentials/status/1", tags=["credentials"], response_class=Response,
+            responses={**_body(MEDIA_TYPE, "The status list, a compact JWS"), **errors(503)})
 async def status_list(request: Request) -> Response:
     """The revocation Bitstring Status List as a signed JWT (public)."""
     state = scoreboard_state(request)
@@ -81,7 +87,8 @@ async def status_list(request: Request) -> Response:
     return Response(token, media_type=MEDIA_TYPE, headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/v1/credentials/keys", tags=["credentials"])
+@router.get("/v1/credentials/keys", tags=["credentials"], response_class=Response,
+            responses=_body(KEYS_MEDIA_TYPE, "PEM public keys"))
 async def public_keys(request: Request) -> Response:
     """Every public key that signs verdicts and credentials, as PEM (public)."""
     ring = scoreboard_state(request).scorer.keyring
