@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -23,9 +24,11 @@ from forge.bus import NatsServer
 from forge.cli import app as forge_cli
 from forge.config import Settings, load_settings
 from forge.content import content_path
+from forge.identity.apikeys import create_api_key
 from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.spawn.app import build_app
+from forge.store.issued_credentials import list_credentials
 from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
@@ -46,6 +49,7 @@ class Labs:
     settings: Settings
     passed: Completion
     failed: Completion
+    board_url: str
 
 
 @pytest.fixture
@@ -67,7 +71,7 @@ def labs(tmp_path: Path, nats: NatsServer) -> Iterator[Labs]:
             sign_in(client, settings)
             _owned_row(client, passed)
             _owned_row(client, failed)
-            yield Labs(client, settings, passed, failed)
+            yield Labs(client, settings, passed, failed, board_url)
 
 
 def _text(html: str) -> str:
@@ -125,3 +129,23 @@ def test_only_the_owner_of_a_passing_lab_gets_a_credential_that_verifies(
     anonymous = client.get(f"/lab/{sid}/credential", headers={"accept": "text/html"})
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith(
         "/signin")
+
+
+def test_the_scoreboard_issues_only_to_the_owner_and_only_for_a_pass(labs: Labs) -> None:
+    """The same rules one layer down, where the credential is signed: anyone else gets the
+    404 of a missing score, no one gets one for a failing verdict, and nothing is stored."""
+    db = labs.client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+
+    def key(tenant: str, subject: str) -> dict[str, str]:
+        return {"x-api-key": create_api_key(db, tenant, subject).plaintext}
+
+    passed, failed = labs.passed.scenario_id, labs.failed.scenario_id
+    with httpx.Client(base_url=labs.board_url, timeout=20) as board:
+        refused = board.post(f"/v1/scores/{failed}/credential", headers=key("acme", "alice"))
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "credential_not_earned"
+        for other in (key("acme", "bob"), key("globex", "alice")):
+            stolen = board.post(f"/v1/scores/{passed}/credential", headers=other)
+            assert stolen.status_code == 404 and "credential" not in stolen.json()
+        assert board.post(f"/v1/scores/{passed}/credential").status_code == 401
+    assert list_credentials(db) == []  # nothing was issued by any of these

@@ -38,4 +38,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             argv.append("--json")
         argv += ["--", str(credential)]  # a path may start with -
-        raise typer.Exit(verify_main(argv, prog="forge"))
+        raise typer.Exit(verify_main(argv, prog="forge verify-credential"))

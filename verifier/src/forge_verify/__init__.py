@@ -24,7 +24,8 @@ Public submodules, shared with the Forge platform that produces what this packag
 (key ids, public PEMs), `files` (bounded reads of outside files), `dsse` (envelopes),
 `bundle` (the evidence bundle), `score` (score.json), `verdict` (the signed statement),
 `judging` and `rules` (the judging rule and rendered criteria), `rejudge` (judging a bundle
-again), `audit_chain` (the hash-chained audit log). Anything under `_internal` is private.
+again), `audit_chain` (the hash-chained audit log), `credential` (Open Badges credentials
+and their status list). Anything under `_internal` is private.
 """
 
 from __future__ import annotations

@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     argument: verify a credential instead of a verdict)."""
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] == ["credential"]:
-        return credential_main(args_in[1:], prog=f"{prog or 'forge-verify'} credential")
+        return credential_main(args_in[1:], prog=prog if prog and " " in prog
+                               else f"{prog or 'forge-verify'} credential")
     args = build_parser(prog).parse_args(args_in)
     result = verify_paths(args.score, args.bundle, args.sig, args.pub,
                           trusted_key=args.trusted_key)
