@@ -125,3 +125,13 @@ async def test_a_credential_verifies_offline_and_every_forgery_fails(
     assert _codes(hmac, board)[0] == "algorithm_refused"
     # Moved onto another verdict (or the verdict altered): the digest does not match.
     assert "verdict_digest_mismatch" in _codes(token, board, verdict=verdict + b" ")
+    # Results edited after signing so that a failing lab reads as passed: the verdict no
+    # longer verifies, and nothing is vouched for.
+    failing = await _scored(board, tenant="acme", subject="alice", passed=False)
+    path = board.results_dir(failing) / "score.json"
+    doc = json.loads(path.read_bytes())
+    doc["passed"] = doc["total"]
+    path.write_text(json.dumps(doc))
+    async with board.client() as client:
+        edited = await client.post(f"/v1/scores/{failing}/credential", headers=alice)
+    assert edited.status_code == 409 and edited.json()["error"] == "verdict_not_verified"

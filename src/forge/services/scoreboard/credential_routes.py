@@ -27,6 +27,7 @@ from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import Reader, current_reader, scoreboard_state
 from forge.services.scoreboard.routes import _owned_results, _verification
 from forge.signing.keystore import NoSigningKey, SigningKey
+from forge.store.issued_credentials import find_for_scenario
 from forge_verify.credential import MEDIA_TYPE
 from forge_verify.verdict import SCORE_NAME
 
@@ -53,12 +54,15 @@ def _key(request: Request) -> SigningKey:
 def _issue(request: Request, reader: Reader, scenario_id: str) -> dict[str, Any]:
     files = _owned_results(request, reader, scenario_id)
     refuse_unless_passing(json.loads(files[SCORE_NAME]))
-    check = _verification(request, files)
-    if check.get("ok") is not True or check.get("origin") != "proven":
-        raise ForgeError("verdict_not_verified", 409, "No credential: this lab's verdict does "
-                         "not verify with the platform's keys, so nothing can be vouched for.")
-    state = scoreboard_state(request)
-    row = issue_credential(state.ctx.db, files, _key(request), credential_urls(request))
+    db = scoreboard_state(request).ctx.db
+    row = find_for_scenario(db, scenario_id)
+    if row is None:  # first time: the verdict must verify before anything is vouched for
+        check = _verification(request, files)
+        if check.get("ok") is not True or check.get("origin") != "proven":
+            raise ForgeError("verdict_not_verified", 409, "No credential: this lab's verdict "
+                             "does not verify with the platform's keys, so nothing can be "
+                             "vouched for.")
+        row = issue_credential(db, files, _key(request), credential_urls(request))
     return {"credential_id": row.credential_id, "scenario_id": row.scenario_id,
             "key_id": row.key_id, "issued_at": row.issued_at.isoformat(),
             "revoked": row.revoked_at is not None, "credential": row.token}

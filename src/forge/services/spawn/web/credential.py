@@ -27,10 +27,11 @@ def credential_offer(result: dict[str, Any] | None) -> dict[str, Any] | None:
     """What the result section says about a credential (None before a verdict exists)."""
     if result is None:
         return None
-    score = result.get("score")
+    score, check = result.get("score"), result.get("verification")
     doc: dict[str, Any] = score if isinstance(score, dict) else {}
-    return {"earned": is_passing(doc), "rule": EARNED_WHEN, "file": CREDENTIAL_FILE,
-            "employer_check": EMPLOYER_CHECK}
+    authentic = isinstance(check, dict) and check.get("ok") is True
+    return {"earned": is_passing(doc) and authentic, "passed": is_passing(doc),
+            "rule": EARNED_WHEN, "file": CREDENTIAL_FILE, "employer_check": EMPLOYER_CHECK}
 
 
 @router.get("/lab/{scenario_id}/credential")
