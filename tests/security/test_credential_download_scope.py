@@ -35,6 +35,7 @@ from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import live_server
 from ..scoreboard.conftest import Completion, build_completion
 from ..services.conftest import prod_environ, with_signing_key
+from ..web.test_human_pages import JARGON
 from ..web.test_pages import sign_in
 from ..web.test_result_page import _owned_row
 
@@ -86,24 +87,25 @@ def test_only_the_owner_of_a_passing_lab_gets_a_credential_that_verifies(
     words = _text(page.text)
     assert "You passed this lab, so you can download a digital credential" in words
     assert "they can check it without contacting us" in words
+    assert [w for w in JARGON if w in words.lower()] == []  # no token jargon for people
     link = re.search(r'<a id="credential-link" href="([^"]+)" download>', page.text)
     assert link is not None and link.group(1) == f"/lab/{sid}/credential"
     got = client.get(link.group(1))
     assert got.status_code == 200 and got.headers["content-type"] == "application/vc+jwt"
-    assert got.headers["content-disposition"] == 'attachment; filename="credential.jwt"'
+    assert got.headers["content-disposition"] == 'attachment; filename="credential.vc"'
     assert client.get(link.group(1)).content == got.content  # the same file every time
 
     # The page's command, with the learner's own downloads, says PASS (the key that signed
     # the verdict is the one that signed the credential).
     stated = re.search(r"<code>(forge-verify credential [^<]+)</code>", page.text)
     assert stated is not None
-    (tmp_path / "credential.jwt").write_bytes(got.content)
+    (tmp_path / "credential.vc").write_bytes(got.content)
     pub = client.get(f"/lab/{sid}/artifacts/verdict.pub").content
     sig = client.get(f"/lab/{sid}/artifacts/verdict.sig").content
     (tmp_path / "KEYS.pem").write_bytes(pub)
     (tmp_path / "verdict.sig").write_bytes(sig)
     args = stated.group(1).split()[2:]  # after `forge-verify credential`
-    args = [str(tmp_path / a) if a.endswith((".jwt", ".pem")) else a for a in args]
+    args = [str(tmp_path / a) if a.endswith((".vc", ".pem")) else a for a in args]
     run = CliRunner().invoke(forge_cli, ["verify-credential", *args,
                                          "--verdict", str(tmp_path / "verdict.sig")])
     assert run.exit_code == 0, run.output

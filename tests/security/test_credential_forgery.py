@@ -90,11 +90,11 @@ async def test_a_credential_verifies_offline_and_every_forgery_fails(
     assert vc["credentialStatus"]["type"] == "BitstringStatusListEntry"
 
     # Offline: PASS with the published keys, the verdict and the status list, from files.
-    files = {"credential.jwt": token.encode(), "verdict.sig": verdict,
+    files = {"credential.vc": token.encode(), "verdict.sig": verdict,
              "status.jwt": status.content, "keys.pem": keys.content}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    argv = ["credential", str(tmp_path / "credential.jwt"), "--trusted-key",
+    argv = ["credential", str(tmp_path / "credential.vc"), "--trusted-key",
             str(tmp_path / "keys.pem"), "--verdict", str(tmp_path / "verdict.sig"),
             "--status-list", str(tmp_path / "status.jwt")]
     assert verify_main(argv) == 0
@@ -115,7 +115,7 @@ async def test_a_credential_verifies_offline_and_every_forgery_fails(
     assert "signature_invalid" in _codes(sign_jwt(claims, impostor), board)
     assert "unknown_key" in _codes(sign_jwt(claims, other), board)
     (tmp_path / "other.pem").write_bytes(public_pem(other.public_key))
-    assert verify_main(["credential", str(tmp_path / "credential.jwt"), "--trusted-key",
+    assert verify_main(["credential", str(tmp_path / "credential.vc"), "--trusted-key",
                         str(tmp_path / "other.pem")]) == 1
     unsigned = jwt.encode(claims, key=None, algorithm="none",
                           headers={"kid": current.key_id, "typ": "vc+jwt"})

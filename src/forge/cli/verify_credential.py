@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("verify-credential")
     def verify_credential(
-        credential: Path = typer.Argument(..., help="credential.jwt"),
+        credential: Path = typer.Argument(..., help="credential.vc"),
         trusted_key: Path = typer.Option(
             ..., "--trusted-key", metavar="PATH",
             help="PEM file or directory of the issuer's public keys (forge keys "

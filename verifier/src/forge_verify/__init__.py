@@ -12,7 +12,7 @@ Credentials (Open Badges 3.0, issued from passing verdicts) are checked the same
     from forge_verify import verify_credential_paths
     result = verify_credential_paths(cred, trusted_key=keys, verdict=sig, status_list=lst)
 
-or `forge-verify credential credential.jwt --trusted-key KEYS [--verdict verdict.sig]
+or `forge-verify credential credential.vc --trusted-key KEYS [--verdict verdict.sig]
 [--status-list status.jwt]`; the formats are in the public module `credential`.
 
 The command line (`forge-verify`, `python -m forge_verify`, `forge verify` and the runbook's

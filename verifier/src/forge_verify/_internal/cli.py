@@ -46,9 +46,9 @@ def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """`forge-verify credential FILE --trusted-key KEYS [--verdict] [--status-list]`."""
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Verify an Open Badges 3.0 credential (credential.jwt) issued by "
+        description="Verify an Open Badges 3.0 credential (credential.vc) issued by "
                     "FrostGate Forge, offline.")
-    p.add_argument("credential", type=Path, help="credential.jwt")
+    p.add_argument("credential", type=Path, help="credential.vc")
     p.add_argument("--trusted-key", type=Path, required=True, metavar="PATH",
                    help="PEM file or directory of the issuer's public keys (the verdict "
                         "keys: `forge keys export-public`, or the learner's verdict.pub)")
