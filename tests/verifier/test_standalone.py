@@ -151,3 +151,30 @@ def test_python_dash_m_and_the_runbook_script_run_the_same_main(
     platform = subprocess.run([sys.executable, "-m", "forge", "verify", *map(str, _args(verdict))],
                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert platform.returncode == 0 and platform.stdout == console.stdout
+
+
+def test_forge_verify_checks_a_credential_without_pyjwt(
+        standalone: Standalone, verdict: dict[str, Path], tmp_path: Path) -> None:
+    """A credential Forge signs with PyJWT verifies in the venv that has no PyJWT (issue 18
+    item 5); one signed by another key does not."""
+    from forge.evidence.credentials import CredentialUrls, sign_jwt
+    from forge_verify.credential import Achievement, credential_claims
+
+    urls = CredentialUrls("https://forge.example")
+    claims = credential_claims(
+        credential_id="urn:uuid:00000000-0000-4000-8000-000000000000", issuer_id=urls.issuer,
+        issuer_name="FrostGate Forge", issued_at="2026-12-01T00:00:00Z",
+        achievement=Achievement(urls.achievement("lab"), "A lab", "What it is.", ("one",)),
+        score_doc=json.loads(verdict["score.json"].read_bytes()),
+        verdict_sig=verdict["verdict.sig"].read_bytes(), verdict_url=urls.verdict(SCENARIO_ID),
+        status_list_url=urls.status_list, status_index=7, identity_salt="00")
+    (tmp_path / "credential.vc").write_text(sign_jwt(claims, fixed_key()))
+    (tmp_path / "other.vc").write_text(sign_jwt(claims, fixed_key(seed=8)))
+    (tmp_path / "keys.pem").write_bytes(fixed_key().public_pem())
+    ok = _run([standalone.command, "credential", "credential.vc", "--trusted-key", "keys.pem"],
+              tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith(f"PASS credential for lab {SCENARIO_ID}")
+    other = _run([standalone.command, "credential", "other.vc", "--trusted-key", "keys.pem"],
+                 tmp_path)
+    assert other.returncode == 1 and "[unknown_key]" in other.stdout
