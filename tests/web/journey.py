@@ -37,12 +37,29 @@ DIRECTION = """target => {
 }"""
 
 
+# Keyboard-only proof: any real pointer press on any page of the tab is remembered for the tab
+# (a click or tap fires pointerdown; Enter or Space on a control does not).
+POINTER_GUARD = """addEventListener('pointerdown', e => { if (e.isTrusted) {
+  sessionStorage.setItem('forge.test.pointer', String(e.target && e.target.outerHTML).slice(0, 80)); } },
+  true);"""
+POINTER_USED = "sessionStorage.getItem('forge.test.pointer')"
+
+
 @dataclass
 class Driver:
     """Operates the pages with the mouse, or with the keyboard only."""
 
     page: Page
     keyboard_only: bool
+
+    def __post_init__(self) -> None:
+        if self.keyboard_only:
+            self.page.add_init_script(POINTER_GUARD)
+
+    def pointer_used(self) -> str | None:
+        """What a mouse or touch pressed in this tab so far, if anything."""
+        used = self.page.evaluate(POINTER_USED)
+        return str(used) if used is not None else None
 
     def press(self, target: Locator) -> None:
         """Activate a button or link: a click, or Tab to it (focus ring shown) and Enter."""

@@ -207,6 +207,7 @@ def test_the_learners_journey_with_the_keyboard_only(
     survive_drop_and_reload(drive, web_platform, "keys")
     check_hints_and_submit(drive, "find-server")
     read_result(drive, sid, 0, "find-server", "keys")
+    assert drive.pointer_used() is None
 
 
 @pytest.mark.root
