@@ -102,8 +102,9 @@ class Driver:
         self.page.keyboard.press("Enter")
 
 
-def buy_and_start(drive: Driver, url: str) -> str:
-    """A fresh browser buys Pro with the stand-in gateway and starts netplus; the lab's id."""
+def buy_and_start(drive: Driver, url: str, problems: list[str] | None = None) -> str:
+    """A fresh browser buys Pro with the stand-in gateway and starts netplus; the lab's id.
+    With `problems`, the payment page (a POST answer, so not in check_pages) is checked too."""
     page = drive.page
     page.goto(url + "/")
     expect(page).to_have_url(url + "/signin")
@@ -112,6 +113,8 @@ def buy_and_start(drive: Driver, url: str) -> str:
     expect(page.locator("#stub-note")).to_contain_text("No card is charged")
     drive.press(page.get_by_role("button", name="Choose Pro"))
     expect(page.get_by_role("heading", name="Pay for the Pro plan")).to_be_visible()
+    if problems is not None:
+        check_in_place(page, "checkout", problems)
     drive.press(page.get_by_role("button", name="Complete test payment"))
     expect(page).to_have_url(url + "/tracks")
     expect(page.get_by_text("plan PRO")).to_be_visible()
@@ -236,6 +239,24 @@ SERIOUS = """async () => {
   return result.violations.filter(v => v.impact === "serious" || v.impact === "critical")
     .map(v => v.id + ": " + v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(", "));
 }"""
+
+
+def check_in_place(page: Page, name: str, problems: list[str]) -> None:
+    """check_pages for the page shown now: at 360x740, then back to its size."""
+    size = page.viewport_size
+    page.set_viewport_size(NARROW)
+    try:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > NARROW["width"]:
+            problems.append(f"{name}: {width} px wide at 360")
+        words = page.inner_text("body").lower()
+        problems.extend(f"{name}: says {w!r}" for w in JARGON if w in words)
+        # Evaluated by the test's debugger channel, which the page's CSP does not govern.
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;0")
+        problems.extend(f"{name}: {v}" for v in page.evaluate(SERIOUS))
+    finally:
+        if size is not None:
+            page.set_viewport_size(size)
 
 
 def check_pages(browser: Browser, state: object, urls: dict[str, str],

@@ -97,7 +97,8 @@ def test_the_learners_journey_with_the_mouse(
     url = web_platform.url
     anonymous = page.context.storage_state()
     drive = Driver(page, keyboard_only=False)
-    sid = buy_and_start(drive, url)
+    problems: list[str] = []
+    sid = buy_and_start(drive, url, problems)
 
     # Extend is shown with the plan's maximum; near the end of the lab it buys more time.
     extend = page.get_by_role("button", name="Extend by 15 min")
@@ -133,7 +134,6 @@ def test_the_learners_journey_with_the_mouse(
     assert "SN-" not in checked.text()
     if (images := docs_images()) is not None:
         page.screenshot(path=str(images / "learner-lab.png"))
-    problems: list[str] = []
     learner = page.context.storage_state()
     check_pages(browser, anonymous, {
         "signin": url + "/signin", "plans": url + "/plans", "error-404": url + "/no/such/page",
@@ -205,6 +205,16 @@ def test_the_learners_journey_with_the_keyboard_only(
     drive.into_terminal()
     drive.run("echo 10.61.2.23:1 > /workspace/target.txt")  # a wrong port: a failed criterion
     survive_drop_and_reload(drive, web_platform, "keys")
+    # Full screen and back by keyboard: there Ctrl+Shift+X leads to the exit button.
+    section = page.locator("#term-section")
+    drive.press(page.get_by_role("button", name="Full screen"))
+    expect(section).to_have_class(re.compile(r"\bis-fullscreen\b"))
+    drive.into_terminal()
+    page.keyboard.press("Control+Shift+X")
+    leave = page.get_by_role("button", name="Exit full screen")
+    expect(leave).to_be_focused()
+    drive.press(leave)
+    expect(section).not_to_have_class(re.compile(r"\bis-fullscreen\b"))
     check_hints_and_submit(drive, "find-server")
     read_result(drive, sid, 0, "find-server", "keys")
     assert drive.pointer_used() is None
