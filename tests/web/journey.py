@@ -149,11 +149,14 @@ def survive_drop_and_reload(drive: Driver, platform: WebPlatform, tag: str) -> N
         expect(banner).to_be_visible(timeout=20_000)
         expect(banner).to_contain_text("Connection lost — reconnecting…")
         expect(banner.get_by_role("button", name="Reconnect now")).to_be_visible()
+        # Forget the page's own copy of the screen: what shows next comes from the server.
+        page.evaluate("document.getElementById('term-panel-learner').forgeTerminal.term.reset()")
+        expect(line(rows, f"before-drop-{tag}-42")).to_have_count(0)
     expect(page.locator("#term-status")).to_have_text(CONNECTED, timeout=30_000)
     expect(banner).to_be_hidden()
     expect(page.locator("#term-panel-learner")).to_have_attribute("data-connects", "2")
-    # The same shell: its scrollback replayed once (the page cleared its copy), the variable set.
-    expect(line(rows, f"before-drop-{tag}-42")).to_have_count(1)
+    # The same shell: its scrollback replayed, once; the variable is still set.
+    expect(line(rows, f"before-drop-{tag}-42")).to_have_count(1, timeout=20_000)
     drive.into_terminal()
     drive.run("echo after-drop-$JOURNEY")
     expect(line(rows, f"after-drop-{tag}-42")).to_have_count(1, timeout=20_000)
