@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Save the README screenshots: each page (signin, plans, tracks, lab, result, an error page,
-/ops) at 1280 and 390 px wide into docs/images/, by running the self-serve browser test with
-FORGE_DOCS_IMAGES set (that test drives a real platform in Chromium; needs root, like
-`make test`). Not part of `make test`. Usage: .venv/bin/python scripts/screenshots.py"""
+/ops) at 1280 and 390 px wide, and the lab, result and operator pages, into docs/images/, by
+running the mouse-driven learner journey with FORGE_DOCS_IMAGES set (that test drives a real
+platform in Chromium; needs root, like `make test`). Not part of `make test`. Usage: .venv/bin/python scripts/screenshots.py"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST = "tests/web/test_self_serve_browser.py"
+TEST = "tests/web/test_browser.py::test_the_learners_journey_with_the_mouse"
 
 
 def main() -> int:

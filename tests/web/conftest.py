@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,7 +26,7 @@ from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.services.spawn.app import build_app as build_spawn
 from forge.store.db import Database
 
-from ..live_server import live_server
+from ..live_server import free_port, live_server
 from ..services.conftest import SECRETS, prod_environ, with_signing_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,6 +58,9 @@ class WebPlatform:
     db: Database
     storage: Path
     nats_admin_url: str = ""  # the test harness reads the stream as the bus admin
+    # While this context is open spawn_service's server is stopped (it closed every browser
+    # connection, terminal WebSockets included); on leaving, a new one serves the same port.
+    spawn_stopped: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)
 
     def learner_key(self, tenant: str = "acme", subject: str = "alice",
                     plan: str = "PRO") -> str:
@@ -88,15 +91,57 @@ def running_web_platform(tmp: Path, **env: str) -> Iterator[WebPlatform]:
         with live_server(orchestrator) as orch_url, live_server(scoreboard) as board_url:
             spawn_settings = load_settings(prod_environ(
                 storage, ORCHESTRATOR_URL=orch_url, SCOREBOARD_URL=board_url, **base))
-            spawn = build_spawn(spawn_settings)
-            with live_server(spawn) as url:
-                yield WebPlatform(url, orch_url, board_url, spawn_settings,
-                                  spawn.state.spawn.ctx.db, storage, nats.admin_url)
+            with _SpawnServer(spawn_settings) as spawn:
+                platform = WebPlatform(spawn.url, orch_url, board_url, spawn_settings,
+                                       spawn.db, storage, nats.admin_url)
+
+                @contextmanager
+                def stopped() -> Iterator[None]:
+                    spawn.stop()
+                    try:
+                        yield
+                    finally:
+                        spawn.start()
+                        platform.db = spawn.db
+
+                platform.spawn_stopped = stopped
+                yield platform
     finally:
         for info in runtime.list():
             runtime.destroy(info.lab_id)
         runtime.close()
         nats.close()
+
+
+class _SpawnServer:
+    """spawn_service under uvicorn on a fixed loopback port, which a test can stop (the server
+    closes its open terminal WebSockets, as when the process serving them goes down) and start
+    again: a freshly built spawn_service app on the same port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: AbstractContextManager[str] | None = None
+        self.db: Database
+
+    def start(self) -> None:
+        app = build_spawn(self.settings)
+        self.db = app.state.spawn.ctx.db
+        self._server = live_server(app, port=self.port)
+        self._server.__enter__()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.__exit__(None, None, None)
+
+    def __enter__(self) -> _SpawnServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @pytest.fixture(scope="module")

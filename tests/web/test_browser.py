@@ -1,10 +1,11 @@
-"""Browser tests (Playwright + Debian's Chromium) of the learner and operator UI, end to end.
+"""Browser tests (Playwright + Debian's Chromium) of the learner and operator UI, end to end,
+on one platform in dev with BILLING_MODE=stub (the stand-in payment gateway).
 
-A learner signs in with an API key, starts netplus, types the reference solution into the
-browser terminal, checks tasks before and after (not a verdict; a second check at once is
-refused), reveals two hints (one costs 10 %), cancels then confirms Submit, and sees
-score 0.90 and an authentic verdict; the operator then sees
-that scenario and reprocesses an injected failed completion event.
+The learner's journey (journey.py) twice: with the mouse, and with the keyboard only. The mouse
+journey also types the reference solution (then spoils one answer), extends the lab, checks
+what a check answer and the evidence hold, opens every page at 360 px with an axe-core scan,
+and the operator reprocesses an injected failed completion event for that scenario. The ccna
+test opens a terminal tab per learner host and exercises the terminal (terminal_ui.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from forge.content import content_path
 from forge.retention import HoldStore
@@ -26,24 +27,31 @@ from forge.store.models import FailedEvent, Scenario
 from forge_verify.bundle import read_bundle
 
 from ..labs.conftest import completed_event
-from .conftest import OPERATOR_TOKEN, WebPlatform, docs_images
+from .conftest import OPERATOR_TOKEN, WebPlatform, docs_images, running_web_platform
+from .journey import (
+    Driver,
+    buy_and_start,
+    check_hints_and_submit,
+    check_pages,
+    line,
+    read_result,
+    survive_drop_and_reload,
+)
 from .relay import CuttableRelay
 from .terminal_ui import exercise_learner_terminal
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
 DONE = "__WEB_SOLUTION_DONE__"
-LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
 
 
 def type_solution(page: Page) -> None:
-    """Type solutions/netplus.sh into the terminal as a heredoc, line by line."""
-    page.locator("#terminal").click()
+    """Type solutions/netplus.sh into the focused terminal as a heredoc, line by line."""
     script = (content_path("solutions") / "netplus.sh").read_text(encoding="utf-8")
     lines = ["bash <<'FORGE_EOF'", *script.splitlines(), "FORGE_EOF", f"echo {DONE} $?"]
-    for line in lines:
-        if line:
-            page.keyboard.insert_text(line)
+    for text in lines:
+        if text:
+            page.keyboard.insert_text(text)
         page.keyboard.press("Enter")
 
 
@@ -63,6 +71,14 @@ def inject_failed_event(platform: WebPlatform, scenario_id: str) -> int:
         return int(row.id)
 
 
+@pytest.fixture(scope="module")
+def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatform]:
+    """The whole platform in dev with BILLING_MODE=stub, shared by this module's tests."""
+    with running_web_platform(tmp_path_factory.mktemp("journey"), FORGE_ENV="dev",
+                              BILLING_MODE="stub") as platform:
+        yield platform
+
+
 @pytest.fixture
 def relay(web_platform: WebPlatform) -> Iterator[CuttableRelay]:
     """The platform behind a relay whose connections the test can cut (a network drop)."""
@@ -75,138 +91,75 @@ def relay(web_platform: WebPlatform) -> Iterator[CuttableRelay]:
 
 
 @pytest.mark.root
-def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
-    web_platform: WebPlatform, page: Page
+def test_the_learners_journey_with_the_mouse(
+    web_platform: WebPlatform, page: Page, browser: Browser
 ) -> None:
-    key = web_platform.learner_key("academy", "robin")
     url = web_platform.url
+    anonymous = page.context.storage_state()
+    drive = Driver(page, keyboard_only=False)
+    problems: list[str] = []
+    sid = buy_and_start(drive, url, problems)
 
-    # Sign in with the API key and start a netplus lab.
-    page.goto(url + "/")
-    expect(page).to_have_url(url + "/signin")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in with API key").click()
-    expect(page).to_have_url(url + "/tracks")
-    expect(page.get_by_text("plan PRO")).to_be_visible()
-    page.get_by_role("button", name="Start netplus lab").click()
-    expect(page).to_have_url(LAB_URL)
-    found = LAB_URL.match(page.url)
-    assert found is not None
-    sid = found.group(1)
-    assert "token" not in page.url
-
-    # The page follows the lab until it runs; then the task, the hosts and the terminal show.
-    expect(page.locator("#state")).to_have_text("running", timeout=60_000)
-    expect(page.get_by_role("heading", name="Find the server")).to_be_visible()
-    expect(page.locator("table").first).to_contain_text("10.61.1.10")
-    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
-                                                      timeout=20_000)
-    expect(page.locator("#remaining")).to_contain_text("min")
+    # Extend is shown with the plan's maximum; near the end of the lab it buys more time.
     extend = page.get_by_role("button", name="Extend by 15 min")
-    expect(extend).to_be_disabled()  # shown, with the plan's maximum, until the last 10 min
+    expect(extend).to_be_disabled()
     expect(page.locator("#extend-note")).to_contain_text("Up to 180 min in all on your plan")
     expect(page.locator("#extend-note")).to_contain_text("Available in")
-
-    # Near the end of the lab the extend button is enabled and buys more time.
     with web_platform.db.session() as sess:
         row = sess.get(Scenario, sid)
         assert row is not None
         row.expires_at = datetime.now(UTC) + timedelta(minutes=5)
+        owner = f"{row.tenant_id} / {row.subject}"  # the buyer's new account
+        tenant = row.tenant_id
     page.reload()
     expect(page.locator("#remaining")).to_contain_text(re.compile(r"^[45] min"))
-    page.get_by_role("button", name="Extend by 15 min").click()
+    extend.click()
     expect(page.locator("#remaining")).to_contain_text(re.compile(r"^(19|20) min"))
-    expect(page.get_by_role("button", name="Extend by 15 min")).to_be_disabled()
+    expect(extend).to_be_disabled()
     expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                       timeout=20_000)
 
-    # "Check this task" before any work: not passing yet, with a reason, and not a verdict.
-    task = page.locator("#task-find-server")
-    task.get_by_role("button", name="Check this task (find-server)").click()
-    expect(task.locator(".task-result")).to_contain_text("Not passing yet: ", timeout=30_000)
-    expect(task.locator(".task-result")).to_contain_text("changes no score")
-    again = page.request.post(f"{url}/v1/scenarios/{sid}/checks/find-server")
-    assert again.status == 429 and int(again.headers["retry-after"]) <= 20
-
+    # The work: the reference solution, then one answer spoilt (a failed criterion).
+    drive.into_terminal()
     type_solution(page)
-    expect(page.locator(".xterm-rows")).to_contain_text(f"{DONE} 0", timeout=180_000)
-    expect(page.locator(".xterm-rows")).to_contain_text("SN-")
-    # A reload reattaches to the same shell: its scrollback comes back and a variable set
-    # before the reload is still there (the lab node keeps the shell, issue 17 item 2).
-    page.keyboard.insert_text("export JOURNEY=same-shell-$((40+2))")
-    page.keyboard.press("Enter")
-    page.reload()
-    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
-                                                      timeout=20_000)
-    expect(page.locator(".xterm-rows")).to_contain_text(f"{DONE} 0", timeout=20_000)
-    page.locator("#terminal").click()
-    page.keyboard.insert_text("echo reloaded-$JOURNEY")
-    page.keyboard.press("Enter")
-    expect(page.locator(".xterm-rows")).to_contain_text("reloaded-same-shell-42",
-                                                        timeout=20_000)
-    # Checked again after the work: it passes; the answer says no more than that.
-    checked = page.request.post(f"{url}/v1/scenarios/{sid}/checks/inventory-serial")
+    rows = page.locator("#terminal .xterm-rows")
+    expect(rows).to_contain_text(f"{DONE} 0", timeout=180_000)
+    drive.run("echo SN-000000000000 > /workspace/serial.txt; echo spoilt-$((6*7))")
+    expect(line(rows, "spoilt-42")).to_have_count(1, timeout=20_000)
+    survive_drop_and_reload(drive, web_platform, "mouse")
+    # A check answer says passed or not and why, never the answer itself.
+    checked = page.request.post(f"{url}/v1/scenarios/{sid}/checks/find-server")
     assert checked.ok and checked.json()["passed"] is True
     assert set(checked.json()) == {"criterion", "passed", "reasons", "final", "note"}
     assert "SN-" not in checked.text()
     if (images := docs_images()) is not None:
         page.screenshot(path=str(images / "learner-lab.png"))
+    learner = page.context.storage_state()
+    check_pages(browser, anonymous, {
+        "signin": url + "/signin", "plans": url + "/plans", "error-404": url + "/no/such/page",
+        "access-link-error": url + "/v1/access/scn-0123456789abcdef?token=x"}, problems)
+    check_pages(browser, learner, {"lab": page.url}, problems)  # running: terminal shown
 
-    # Hints open one at a time, cost shown first; the second one is charged (10 %).
-    hints = page.locator("#hints")
-    expect(hints.locator(".hint-text").first).to_be_hidden()
-    expect(hints).not_to_contain_text("/dev/tcp")
-    hints.get_by_role("button", name="Reveal hint 1").click()
-    expect(hints.locator("#hint-h1 .hint-text")).to_contain_text("ip -4 route")
-    hints.get_by_role("button", name="Reveal hint 2 (costs 10 % of the score)").click()
-    expect(hints.locator("#hint-h2 .hint-text")).to_contain_text("/dev/tcp")
-
-    # Submit asks first and says what ends; Cancel keeps the lab and returns focus.
-    submit = page.get_by_role("button", name="Submit for grading")
-    submit.click()
-    dialog = page.get_by_role("dialog", name="Submit this lab?")
-    expect(dialog).to_contain_text("Submitting ends the lab: your terminals close, the lab "
-                                   "is deleted, and it is graded once. You have used 2 hints "
-                                   "(\N{MINUS SIGN}10 %).")
-    dialog.get_by_role("button", name="Cancel, keep working").click()
-    expect(dialog).to_be_hidden()
-    expect(submit).to_be_focused()
-    expect(page.locator("#state")).to_have_text("running")
-    # Confirmed, the page moves through grading to the signed verdict by itself.
-    submit.press("Enter")
-    dialog.get_by_role("button", name="Submit and end the lab").click()
-    expect(page.locator("#score-value")).to_have_text("0.90", timeout=120_000)
-    expect(page.locator("#score-weight")).to_have_text("4 of 4 weight earned")
-    expect(page.locator("#hints-used")).to_have_text("2 hints revealed: \N{MINUS SIGN}10 % of the score")
-    expect(page.locator("#verification")).to_contain_text("Authentic: signed by key")
-    result = page.locator("#result")
-    for criterion in ("find-server", "save-page", "inventory-serial"):
-        expect(result.get_by_role("row").filter(has_text=criterion)).to_contain_text("passed")
-    links = result.locator(".downloads").get_by_role("link")
-    names = sorted(links.all_inner_texts())
-    assert names == ["evidence.tar.zst", "score.json", "verdict.pub", "verdict.sig"]
-    expect(result.get_by_role("link", name="Link to this result")).to_have_attribute(
-        "href", f"/lab/{sid}/result")
-    score = page.request.get(f"{url}/lab/{sid}/artifacts/score.json")
-    assert score.ok and json.loads(score.body())["score"] == 0.9  # 1.0 - the hint's 10 %
-    assert [h["id"] for h in json.loads(score.body())["hints"]] == ["h1", "h2"]
+    check_hints_and_submit(drive, "inventory-serial")
+    again = page.request.post(f"{url}/v1/scenarios/{sid}/checks/inventory-serial")
+    assert again.status in (409, 429)  # checked just now, or the lab is already sealed
+    read_result(drive, sid, 3, "inventory-serial", "mouse")
+    if images is not None:
+        page.screenshot(path=str(images / "learner-result.png"), full_page=True)
+    downloads = page.locator("#result .downloads").get_by_role("link")
+    assert sorted(downloads.all_inner_texts()) == [
+        "evidence.tar.zst", "score.json", "verdict.pub", "verdict.sig"]
+    score = json.loads(page.request.get(f"{url}/lab/{sid}/artifacts/score.json").body())
+    expect(page.locator("#score-value")).to_have_text(f"{score['score']:.2f}")
+    assert [h["id"] for h in score["hints"]] == ["h1", "h2"]
     bundle = page.request.get(f"{url}/lab/{sid}/artifacts/evidence.tar.zst")
     aids = json.loads(read_bundle(bundle.body())["aids.json"])
     assert [(c["criterion"], c["passed"]) for c in aids["task_checks"]] == [
-        ("find-server", False), ("inventory-serial", True)]
-    if images is not None:
-        page.screenshot(path=str(images / "learner-result.png"), full_page=True)
-    # The result page replays the terminal session recorded into the signed evidence
-    # (asciinema-player under the page's CSP), with a download link (issue 17, item 5).
-    page.goto(f"{url}/lab/{sid}/result")
-    # Play the session the solution was typed in and jump half-way ("5"): its output shows.
-    page.locator("#recordings .ap-player").last.click()
-    page.keyboard.press("5")
-    expect(page.locator("#recordings .ap-term").last).to_contain_text(re.compile(r"\S"),
-                                                                       timeout=30_000)
+        ("find-server", True), ("inventory-serial", False)]
     cast = re.compile(rf"^/lab/{re.escape(sid)}/recordings/learner\.\d+\.cast$")
     expect(page.locator("#recordings").get_by_role("link", name="download").first
            ).to_have_attribute("href", cast)
+    check_pages(browser, learner, {"tracks": url + "/tracks", "result": page.url}, problems)
 
     # The operator signs in, finds that scenario, and reprocesses an injected failed event.
     event_id = inject_failed_event(web_platform, sid)
@@ -216,11 +169,11 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     page.get_by_label("Operator token").fill(OPERATOR_TOKEN)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(url + "/ops")
-    page.get_by_label("Tenant").fill("academy")
+    page.get_by_label("Tenant").fill(tenant)
     page.get_by_role("button", name="Filter").click()
     scenario_row = page.locator("#scenarios tbody tr").filter(has_text=sid)
     expect(scenario_row).to_contain_text("completed")
-    expect(scenario_row).to_contain_text("academy / robin")
+    expect(scenario_row).to_contain_text(owner)
     for service in ("spawn_service", "orchestrator", "scoreboard"):
         expect(page.get_by_role("heading", name=service)).to_contain_text("ready")
     expect(page.locator("#policy-hash")).to_have_text(re.compile(r"^[0-9a-f]{64}$"))
@@ -230,6 +183,8 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     expect(event_row).to_contain_text("failed")
     if images is not None:
         page.screenshot(path=str(images / "operator.png"), full_page=True)
+    check_pages(browser, anonymous, {"ops-signin": url + "/ops/signin"}, problems)
+    check_pages(browser, page.context.storage_state(), {"ops": url + "/ops"}, problems)
     page.get_by_role("button", name=f"Reprocess event {event_id}").click()
     expect(page.get_by_role("status")).to_have_text(
         "Reprocessed 1 event(s); 0 still failing.")
@@ -237,6 +192,32 @@ def test_learner_solves_netplus_in_the_browser_and_operator_reprocesses(
     with web_platform.db.read() as sess:
         stored = sess.get(FailedEvent, event_id)
         assert stored is not None and stored.status == "reprocessed"
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.root
+def test_the_learners_journey_with_the_keyboard_only(
+    web_platform: WebPlatform, page: Page
+) -> None:
+    """The same journey; no click, no fill: Tab / Shift+Tab, Enter, typing, Ctrl+Shift+X."""
+    drive = Driver(page, keyboard_only=True)
+    sid = buy_and_start(drive, web_platform.url)
+    drive.into_terminal()
+    drive.run("echo 10.61.2.23:1 > /workspace/target.txt")  # a wrong port: a failed criterion
+    survive_drop_and_reload(drive, web_platform, "keys")
+    # Full screen and back by keyboard: there Ctrl+Shift+X leads to the exit button.
+    section = page.locator("#term-section")
+    drive.press(page.get_by_role("button", name="Full screen"))
+    expect(section).to_have_class(re.compile(r"\bis-fullscreen\b"))
+    drive.into_terminal()
+    page.keyboard.press("Control+Shift+X")
+    leave = page.get_by_role("button", name="Exit full screen")
+    expect(leave).to_be_focused()
+    drive.press(leave)
+    expect(section).not_to_have_class(re.compile(r"\bis-fullscreen\b"))
+    check_hints_and_submit(drive, "find-server")
+    read_result(drive, sid, 0, "find-server", "keys")
+    assert drive.pointer_used() is None
 
 
 @pytest.mark.root

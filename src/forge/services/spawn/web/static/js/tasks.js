@@ -15,11 +15,19 @@
     charge.percent.textContent = String(Math.round(percent * 10) / 10);
   }
 
+  // A button marked busy while its request runs, not disabled: disabling the focused button
+  // would drop the keyboard focus to the top of the page. False when it is already busy.
+  function busy(button, on) {
+    if (on && button.getAttribute("aria-disabled") === "true") { return false; }
+    button.setAttribute("aria-disabled", on ? "true" : "false");
+    return true;
+  }
+
   function reveal(form) {
     var item = form.closest(".hint");
     var error = item.querySelector(".hint-error");
     var button = form.querySelector("button");
-    button.disabled = true;
+    if (!busy(button, true)) { return; }
     error.hidden = true;
     fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
                         headers: {"Accept": "application/json"}})
@@ -30,7 +38,7 @@
         if (!answer.ok) {
           error.textContent = answer.body.message || "This hint could not be revealed.";
           error.hidden = false;
-          button.disabled = false;
+          busy(button, false);
           return;
         }
         var text = item.querySelector(".hint-text");
@@ -44,7 +52,7 @@
       .catch(function () {
         error.textContent = "The hint could not be revealed (connection problem). Try again.";
         error.hidden = false;
-        button.disabled = false;
+        busy(button, false);
       });
   }
 
@@ -60,7 +68,7 @@
   function checkTask(form) {
     var result = form.parentNode.querySelector(".task-result");
     var button = form.querySelector("button");
-    button.disabled = true;
+    if (!busy(button, true)) { return; }
     result.textContent = "Checking…";
     fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
                         headers: {"Accept": "application/json"}})
@@ -77,11 +85,11 @@
           result.textContent = "Not passing yet: " + body.reasons.join("; ") + ". " + body.note;
         }
         result.className = "task-result " + (answer.ok && body.passed ? "ok" : "bad");
-        button.disabled = false;
+        busy(button, false);
       })
       .catch(function () {
         result.textContent = "The task could not be checked (connection problem). Try again.";
-        button.disabled = false;
+        busy(button, false);
       });
   }
 
