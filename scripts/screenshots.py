@@ -2,7 +2,8 @@
 """Save the README screenshots: each page (signin, plans, tracks, lab, result, an error page,
 /ops) at 1280 and 390 px wide, and the lab, result and operator pages, into docs/images/, by
 running the mouse-driven learner journey with FORGE_DOCS_IMAGES set (that test drives a real
-platform in Chromium; needs root, like `make test`). Not part of `make test`. Usage: .venv/bin/python scripts/screenshots.py"""
+platform in Chromium; needs root, like `make test`). Not part of `make test`.
+Usage: .venv/bin/python scripts/screenshots.py"""
 
 from __future__ import annotations
 
