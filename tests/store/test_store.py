@@ -69,7 +69,7 @@ def test_migrations_match_models_exactly(db: Database) -> None:
 def test_upgrade_is_idempotent(db: Database) -> None:
     upgrade(db.url)
     with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
 
 
 def test_sqlite_runs_in_wal_with_busy_timeout(sqlite_db: Database) -> None:

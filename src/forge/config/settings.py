@@ -279,6 +279,10 @@ class Settings(BaseSettings):
     node_grace_s: Annotated[float, BeforeValidator(_node(node_cfg.seconds(
         "FORGE_NODE_GRACE_S", 1.0, 3600.0)))] = _var("FORGE_NODE_GRACE_S",
                                                      node_cfg.DEFAULT_GRACE_S)
+    # Sign-in with an identity provider (issue 18 item 1): the per-tenant OIDC file; unset,
+    # <STORAGE_ROOT>/oidc.yaml is used when it exists (forge.identity.oidc_config).
+    oidc_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var(
+        "FORGE_OIDC_FILE")
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
