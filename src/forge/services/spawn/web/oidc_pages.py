@@ -19,17 +19,24 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from forge.config.settings import Settings
+from forge.config.settings import ConfigError, Settings
 from forge.errors import ForgeError
 from forge.identity.caller import SESSION_COOKIE
 from forge.identity.names import valid_id
 from forge.identity.oidc import Identity, OidcRefused, Pending, ProviderCache, begin, finish
-from forge.identity.oidc_config import OidcRegistry, OidcTenant, load_oidc, oidc_file
+from forge.identity.oidc_config import (
+    OidcConfigError,
+    OidcRegistry,
+    OidcTenant,
+    load_oidc,
+    oidc_file,
+)
 from forge.identity.roles import OPERATOR, record_role
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.errors import PageError, error_response, safe_next
@@ -73,7 +80,10 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Load the OIDC file (an invalid one stops the service at start; client secrets named by
     `client_secret_env` come from this process's environment) and add the routes."""
     path = oidc_file(settings.oidc_file, settings.storage_root)
-    registry = load_oidc(path, os.environ) if path is not None else OidcRegistry()
+    try:
+        registry = load_oidc(path, os.environ) if path is not None else OidcRegistry()
+    except OidcConfigError as exc:  # `forge serve` prints it as one problem line, exit 1
+        raise ConfigError(settings.env.value, [str(exc)]) from None
     app.state.forge_oidc = OidcWeb(registry)
     app.include_router(router)
 
@@ -105,7 +115,8 @@ async def choose_tenant(request: Request) -> Response:
     tenant_id = request.query_params.get("tenant", "").strip()
     if not valid_id(tenant_id) or _tenant(request, tenant_id) is None:
         return _unknown(request)
-    target = f"/signin/oidc/{tenant_id}?next=" + safe_next(request.query_params.get("next"))
+    target = f"/signin/oidc/{tenant_id}?next=" + quote(
+        safe_next(request.query_params.get("next")), safe="/")
     return RedirectResponse(target, status_code=303)
 
 
