@@ -118,7 +118,7 @@ def test_replicas_starting_together_migrate_an_empty_database_once(
     url = postgres_cluster.create_database(migrated=False)
     try:
         versions = run_replicas(store_race.migrate, lambda i: (url,))
-        assert versions == ["0003"] * REPLICAS
+        assert versions == ["0004"] * REPLICAS
         db = Database(url)
         with db.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
