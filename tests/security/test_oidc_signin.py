@@ -6,7 +6,7 @@ and PKCE; spawn_service is the real app. Before: no OIDC sign-in existed (`/sign
 was a 404 page). After: a good sign-in lands signed in with the role the provider's claims
 map to, and each attack below gets a plain page, no session and no recorded role:
 wrong issuer (in the discovery document, or in the ID token after discovery was cached),
-wrong audience, expired ID token, a replayed callback (same code, or a second code carrying
+an ID token signed by a key the provider does not publish, wrong audience, expired ID token, a replayed callback (same code, or a second code carrying
 the same nonce), unknown tenant, a callback opened in another browser, and a stolen code
 redeemed without the PKCE verifier.
 """
@@ -184,6 +184,24 @@ def test_an_id_token_for_another_client_is_refused(app: TestClient, op: LocalPro
     finally:
         op.audience = None
     assert roles(app) == 0
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_an_id_token_signed_by_an_unpublished_key_is_refused(app: TestClient,
+                                                             op: LocalProvider) -> None:
+    original = op.provider.signing_key
+    op.published = original
+    op.provider.signing_key = op.new_key("op-key-1")  # same key id, a key nobody published
+    try:
+        refused(app.get(login(op, begin(app), "ada")), 401, "could not be trusted")
+        assert roles(app) == 0
+        rotated = op.new_key("op-key-2", like=op.provider.signing_key)  # a real rotation: a
+        # new key id, published
+        op.provider.signing_key = op.published = rotated
+        assert app.get(login(op, begin(app), "ada")).status_code == 200  # key set fetched again
+        assert roles(app) == 1
+    finally:
+        op.provider.signing_key, op.published = original, None
 
 
 @pytest.mark.usefixtures("sqlite_only_store")

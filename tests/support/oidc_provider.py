@@ -6,7 +6,8 @@ key; this module only puts HTTP around it (discovery, JWKS, a login form, token)
 form is the provider's, so tests drive it like a person would: open the authorization URL,
 post the form with a user name, follow the redirect back to Forge.
 
-Knobs for refusal cases, all of them the provider's own behaviour: `id_token_lifetime`
+Knobs for refusal cases, all of them the provider's own behaviour: its signing key and the
+key it publishes (`published`: a key rotation, or a key nobody publishes), `id_token_lifetime`
 (pyop's parameter; negative issues an already expired ID token), the issuer it signs with
 (changed after Forge cached its discovery document), and `audience`: an ID token signed by
 pyop for another registered client (pyop's own signing code, `_create_signed_id_token`; a
@@ -48,10 +49,18 @@ class LocalProvider:
     users: dict[str, dict[str, Any]]
     audience: str | None = None
     issued: list[str] = field(default_factory=list)
+    published: RSAKey | None = None  # the key set's key; None: the key pyop signs with
+
+    def new_key(self, kid: str, like: RSAKey | None = None) -> RSAKey:
+        """An RSA key in pyop's format (to sign with, to publish, or both): fresh, or the key
+        material of `like` under another key id."""
+        if like is not None:
+            return RSAKey(key=like.key, alg="RS256", kid=kid, use="sig")
+        return _key(kid)
 
 
-def _key() -> RSAKey:
-    return RSAKey(key=RSA.generate(2048), alg="RS256", kid="op-key-1", use="sig")
+def _key(kid: str = "op-key-1") -> RSAKey:
+    return RSAKey(key=RSA.generate(2048), alg="RS256", kid=kid, use="sig")
 
 
 def _app(op: LocalProvider) -> FastAPI:
@@ -64,7 +73,9 @@ def _app(op: LocalProvider) -> FastAPI:
 
     @app.get("/jwks")
     async def jwks() -> Response:
-        return JSONResponse(provider.jwks)
+        if op.published is None:
+            return JSONResponse(provider.jwks)
+        return JSONResponse({"keys": [op.published.serialize()]})
 
     @app.get("/authorize")
     async def authorize(request: Request) -> Response:
