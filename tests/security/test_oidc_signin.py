@@ -5,6 +5,7 @@ serving discovery, keys, a login form and a token endpoint that checks client cr
 and PKCE; spawn_service is the real app. Before: no OIDC sign-in existed (`/signin/oidc/...`
 was a 404 page). After: a good sign-in lands signed in with the role the provider's claims
 map to, and each attack below gets a plain page, no session and no recorded role:
+another site sending the browser to the provider,
 wrong issuer (in the discovery document, or in the ID token after discovery was cached),
 an ID token signed by a key the provider does not publish, wrong audience, expired ID token, a replayed callback (same code, or a second code carrying
 the same nonce), unknown tenant, a callback opened in another browser, and a stolen code
@@ -92,8 +93,8 @@ def browser(app: TestClient) -> TestClient:
 
 def begin(client: TestClient, tenant: str = "acme") -> str:
     """Press "Sign in with Acme Login": the provider's authorization URL."""
-    resp = client.post(f"/signin/oidc/{tenant}", data={"next": "/tracks"},
-                       headers={"origin": ORIGIN})
+    resp = client.get(f"/signin/oidc/{tenant}/start?next=/tracks",
+                      headers={"sec-fetch-site": "same-origin"})
     assert resp.status_code == 303, resp.text
     return str(resp.headers["location"])
 
@@ -163,8 +164,7 @@ def test_signin_maps_the_role_and_a_replayed_callback_is_refused(
 @pytest.mark.usefixtures("sqlite_only_store")
 def test_an_id_token_from_another_issuer_is_refused(app: TestClient, op: LocalProvider
                                                     ) -> None:
-    refused(app.post("/signin/oidc/mixup", data={"next": "/tracks"},
-                     headers={"origin": ORIGIN}), 502, "did not answer as expected")
+    refused(app.get("/signin/oidc/mixup/start"), 502, "did not answer as expected")
     url = begin(app)  # discovery (issuer 127.0.0.1) cached; the provider then signs as another
     config = op.provider.configuration_information
     config["issuer"] = "http://127.0.0.1:1/impostor"
@@ -216,16 +216,19 @@ def test_an_expired_id_token_is_refused(app: TestClient, op: LocalProvider) -> N
 
 
 @pytest.mark.usefixtures("sqlite_only_store")
-def test_an_unknown_tenant_gets_a_plain_page(app: TestClient) -> None:
+def test_an_unknown_tenant_or_another_site_gets_a_plain_page(app: TestClient) -> None:
     html = {"accept": "text/html"}
     for resp in (app.get("/signin/oidc/nobody", headers=html),
-                 app.post("/signin/oidc/nobody", headers={"origin": ORIGIN, **html}),
+                 app.get("/signin/oidc/nobody/start", headers=html),
                  app.get("/signin/oidc/nobody/callback?code=x&state=y", headers=html),
                  app.get("/signin/oidc?tenant=nobody", headers=html)):
         refused(resp, 404, "No organisation with this name")
     page = app.get("/signin/oidc?tenant=acme&next=/tracks")
     assert page.headers["location"] == "/signin/oidc/acme?next=/tracks"
     assert "Sign in with Acme Login" in app.get("/signin/oidc/acme").text
+    for other_site in ({"sec-fetch-site": "cross-site"}, {"referer": "https://evil.example/"}):
+        refused(app.get("/signin/oidc/acme/start", headers=other_site), 403,
+                "must be started from this site")  # no drive-by trip to the provider
 
 
 @pytest.mark.usefixtures("sqlite_only_store")

@@ -1,7 +1,7 @@
 """Sign-in with a tenant's identity provider (OpenID Connect), as pages.
 
-`/signin/oidc/{tenant}` shows "Sign in with <provider>"; its button posts (same origin) to
-start: state, nonce and PKCE verifier go into a signed, HttpOnly, SameSite=Lax cookie of this
+`/signin/oidc/{tenant}` shows "Sign in with <provider>"; its button (a link from this site)
+starts: state, nonce and PKCE verifier go into a signed, HttpOnly, SameSite=Lax cookie of this
 browser (Lax: the provider's redirect back is a cross-site navigation), and the browser goes
 to the provider. The callback is accepted only in that browser (state compared in constant
 time), the code is exchanged and the ID token verified (`forge.identity.oidc`), its nonce is
@@ -51,7 +51,6 @@ from forge.services.spawn.web.security import (
     is_https,
     learner_session,
     operator_session,
-    read_form,
     set_cookie,
 )
 from forge.services.spawn.web.state import web_state
@@ -126,35 +125,49 @@ async def tenant_signin_page(request: Request, tenant_id: str) -> Response:
     tenant = _tenant(request, tenant_id)
     if tenant is None:
         return _unknown(request)
+    start = f"/signin/oidc/{tenant.tenant_id}/start?next=" + quote(
+        safe_next(request.query_params.get("next")), safe="/")
     return page("oidc_signin.html", {"title": f"Sign in with {tenant.config.display_name}",
-                                     "viewer": None, "tenant": tenant.tenant_id,
-                                     "provider": tenant.config.display_name,
-                                     "next": safe_next(request.query_params.get("next"))})
+                                     "viewer": None, "start": start,
+                                     "provider": tenant.config.display_name})
 
 
-@router.post("/signin/oidc/{tenant_id}")
+def _cross_site(request: Request) -> bool:
+    """True when a browser says this navigation came from another site (Sec-Fetch-Site, else
+    Origin/Referer): only this site's own button, or an address typed or bookmarked, may
+    send a browser to the identity provider. Other clients cannot be made to follow."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    try:
+        check_same_origin(request)
+    except ForgeError:
+        return bool(request.headers.get("origin") or request.headers.get("referer"))
+    return False
+
+
+@router.get("/signin/oidc/{tenant_id}/start")
 async def start_signin(request: Request, tenant_id: str) -> Response:
-    """Begin the sign-in in this browser and send it to the identity provider."""
+    """Begin the sign-in in this browser and send it to the identity provider (a link, not a
+    form: the site's Content-Security-Policy lets forms go only to this site)."""
     tenant = _tenant(request, tenant_id)
     if tenant is None:
         return _unknown(request)
     back = f"/signin/oidc/{tenant_id}"
+    if _cross_site(request):
+        return _refusal(request, 403, "This sign-in must be started from this site. " + _AGAIN,
+                        back)
+    web = _web(request)
     try:
-        check_same_origin(request)
-        form = await read_form(request)
-        web = _web(request)
         discovery = await web.cache.discovery(web_state(request).backend.http.client,
                                               tenant.config.issuer)
     except OidcRefused as exc:
         log.warning("oidc sign-in not started: tenant=%s reason=%s", tenant_id, exc.reason)
         return _refusal(request, exc.status, exc.message, back)
-    except ForgeError as exc:
-        return _refusal(request, exc.status, "This form must be sent from this site. " + _AGAIN,
-                        back)
     pending, url = begin(tenant, discovery)
     token = mint_token(spawn_state(request).settings.sat, OIDC_PENDING, {
         "tenant_id": tenant.tenant_id, "state": pending.state, "nonce": pending.nonce,
-        "verifier": pending.verifier, "next": safe_next(form.get("next"))})
+        "verifier": pending.verifier, "next": safe_next(request.query_params.get("next"))})
     response = RedirectResponse(url, status_code=303)
     response.set_cookie(PENDING_COOKIE, token, max_age=PENDING_TTL_S, path=COOKIE_PATH,
                         httponly=True, secure=is_https(request), samesite="lax")
