@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ CLIENT_ID = "forge-acme"
 CLIENT_SECRET = "acme-client-secret-for-tests-0123456789"
 USERS = {"ada": {"sub": "ada", "groups": ["teachers", "netplus-2026"]},
          "otto": {"sub": "otto", "groups": ["forge-admins"]},
-         "lea": {"sub": "lea", "groups": ["netplus-2026"]}}
+         **{name: {"sub": name, "groups": ["netplus-2026"]}
+            for name in ("ivy", "lea", "max", "sam", "tom", "uma")}}
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +53,12 @@ def op() -> Iterator[LocalProvider]:
         yield provider
 
 
-@pytest.fixture
-def store(request: pytest.FixtureRequest) -> str:
-    """The sign-in and replay test runs on both engines (single use is a store property);
-    the other attacks on SQLite."""
-    if "db_url" in request.fixturenames:
-        return str(request.getfixturevalue("db_url"))
-    request.getfixturevalue("sqlite_only_store")
-    return ""
-
-
-@pytest.fixture
-def app(tmp_path: Path, nats: NatsServer, op: LocalProvider, store: str) -> Iterator[TestClient]:
-    secret = tmp_path / "acme-oidc-secret"
+@contextmanager
+def platform(tmp: Path, nats: NatsServer, op: LocalProvider, store: str = ""
+             ) -> Iterator[TestClient]:
+    """spawn_service with tenants `acme` (the provider) and `mixup` (the same provider under
+    a name it does not publish), on the store `store` (default: SQLite under `tmp`)."""
+    secret = tmp / "acme-oidc-secret"
     secret.write_text(CLIENT_SECRET + "\n")
     common = {"client_id": CLIENT_ID, "client_secret_file": str(secret),
               "role_claim": "groups", "group_claim": "groups",
@@ -71,19 +66,47 @@ def app(tmp_path: Path, nats: NatsServer, op: LocalProvider, store: str) -> Iter
     oidc = {"tenants": {
         "acme": {"display_name": "Acme Login", "issuer": op.issuer,
                  "redirect_uri": f"{ORIGIN}/signin/oidc/acme/callback", **common},
-        # the same provider under a name it does not publish (http://localhost:PORT)
         "mixup": {"display_name": "Mixup Login", "issuer": op.issuer.replace("127.0.0.1",
                                                                               "localhost"),
                   "redirect_uri": f"{ORIGIN}/signin/oidc/mixup/callback", **common},
     }}
-    path = tmp_path / "oidc.yaml"
+    path = tmp / "oidc.yaml"
     path.write_text(yaml.safe_dump(oidc))
     extra = {"FORGE_DB_URL": store} if store else {}
     settings = load_settings(prod_environ(
-        tmp_path / "storage", **nats.client_env(), FORGE_ENV="dev", FORGE_OIDC_FILE=str(path),
+        tmp / "storage", **nats.client_env(), FORGE_ENV="dev", FORGE_OIDC_FILE=str(path),
         ORCHESTRATOR_URL="http://127.0.0.1:9", SCOREBOARD_URL="http://127.0.0.1:9", **extra))
     with TestClient(build_app(settings), base_url=ORIGIN, follow_redirects=False) as client:
         yield client
+
+
+@pytest.fixture
+def app(tmp_path: Path, nats: NatsServer, op: LocalProvider, db_url: str
+        ) -> Iterator[TestClient]:
+    """A platform of its own, on each engine (single use of a nonce is a store property)."""
+    with platform(tmp_path, nats, op, db_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory, op: LocalProvider
+                    ) -> Iterator[TestClient]:
+    """One SQLite platform for the attacks (each uses its own browser and its own person)."""
+    server = NatsServer()
+    server.start()
+    try:
+        with platform(tmp_path_factory.mktemp("oidc"), server, op) as client:
+            yield client
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def shared(shared_platform: TestClient, sqlite_only_store: str) -> TestClient:
+    """The shared SQLite platform's own client (its event loop holds the app's pooled
+    connections to the provider), as a fresh browser: no cookies from an earlier test."""
+    shared_platform.cookies.clear()
+    return shared_platform
 
 
 def browser(app: TestClient) -> TestClient:
@@ -113,6 +136,12 @@ def login(op: LocalProvider, authorize_url: str, user: str) -> str:
 def roles(app: TestClient) -> int:
     with app.app.state.spawn.ctx.db.read() as sess:  # type: ignore[attr-defined]
         return int(sess.scalar(select(func.count()).select_from(TenantRole)) or 0)
+
+
+def recorded(app: TestClient, subject: str) -> bool:
+    """True once a sign-in of `subject` (tenant acme) recorded a role."""
+    with app.app.state.spawn.ctx.db.read() as sess:  # type: ignore[attr-defined]
+        return sess.get(TenantRole, ("acme", subject)) is not None
 
 
 def refused(resp: Any, status: int, words: str) -> None:
@@ -161,92 +190,86 @@ def test_signin_maps_the_role_and_a_replayed_callback_is_refused(
     assert operator.get("/ops").status_code == 200
 
 
-@pytest.mark.usefixtures("sqlite_only_store")
-def test_an_id_token_from_another_issuer_is_refused(app: TestClient, op: LocalProvider
+def test_an_id_token_from_another_issuer_is_refused(shared: TestClient, op: LocalProvider
                                                     ) -> None:
-    refused(app.get("/signin/oidc/mixup/start"), 502, "did not answer as expected")
-    url = begin(app)  # discovery (issuer 127.0.0.1) cached; the provider then signs as another
-    config = op.provider.configuration_information
+    refused(shared.get("/signin/oidc/mixup/start"), 502, "did not answer as expected")
+    url = begin(shared)  # discovery (issuer 127.0.0.1) is cached; the provider then signs as
+    config = op.provider.configuration_information  # another issuer
     config["issuer"] = "http://127.0.0.1:1/impostor"
     try:
-        refused(app.get(login(op, url, "ada")), 401, "could not be trusted")
+        refused(shared.get(login(op, url, "ivy")), 401, "could not be trusted")
     finally:
         config["issuer"] = op.issuer
-    assert roles(app) == 0
+    assert not recorded(shared, "ivy")
 
 
-@pytest.mark.usefixtures("sqlite_only_store")
-def test_an_id_token_for_another_client_is_refused(app: TestClient, op: LocalProvider) -> None:
-    url = begin(app)
+def test_an_id_token_for_another_client_is_refused(shared: TestClient, op: LocalProvider
+                                                   ) -> None:
+    url = begin(shared)
     op.audience = OTHER_CLIENT
     try:
-        refused(app.get(login(op, url, "ada")), 401, "could not be trusted")
+        refused(shared.get(login(op, url, "max")), 401, "could not be trusted")
     finally:
         op.audience = None
-    assert roles(app) == 0
+    assert not recorded(shared, "max")
 
 
-@pytest.mark.usefixtures("sqlite_only_store")
-def test_an_id_token_signed_by_an_unpublished_key_is_refused(app: TestClient,
+def test_an_id_token_signed_by_an_unpublished_key_is_refused(shared: TestClient,
                                                              op: LocalProvider) -> None:
     original = op.provider.signing_key
     op.published = original
     op.provider.signing_key = op.new_key("op-key-1")  # same key id, a key nobody published
     try:
-        refused(app.get(login(op, begin(app), "ada")), 401, "could not be trusted")
-        assert roles(app) == 0
+        refused(shared.get(login(op, begin(shared), "sam")), 401, "could not be trusted")
+        assert not recorded(shared, "sam")
         rotated = op.new_key("op-key-2", like=op.provider.signing_key)  # a real rotation: a
-        # new key id, published
-        op.provider.signing_key = op.published = rotated
-        assert app.get(login(op, begin(app), "ada")).status_code == 200  # key set fetched again
-        assert roles(app) == 1
+        op.provider.signing_key = op.published = rotated  # new key id, published
+        assert shared.get(login(op, begin(shared), "sam")).status_code == 200  # keys fetched
+        assert recorded(shared, "sam")                                          # again
     finally:
         op.provider.signing_key, op.published = original, None
 
 
-@pytest.mark.usefixtures("sqlite_only_store")
-def test_an_expired_id_token_is_refused(app: TestClient, op: LocalProvider) -> None:
-    url = begin(app)
+def test_an_expired_id_token_is_refused(shared: TestClient, op: LocalProvider) -> None:
+    url = begin(shared)
     op.provider.id_token_lifetime = -600  # pyop signs an ID token that ended 10 minutes ago
     try:
-        refused(app.get(login(op, url, "lea")), 401, "could not be trusted")
+        refused(shared.get(login(op, url, "lea")), 401, "could not be trusted")
     finally:
         op.provider.id_token_lifetime = 3600
-    assert roles(app) == 0
+    assert not recorded(shared, "lea")
 
 
-@pytest.mark.usefixtures("sqlite_only_store")
-def test_an_unknown_tenant_or_another_site_gets_a_plain_page(app: TestClient) -> None:
+def test_an_unknown_tenant_or_another_site_gets_a_plain_page(shared: TestClient) -> None:
     html = {"accept": "text/html"}
-    for resp in (app.get("/signin/oidc/nobody", headers=html),
-                 app.get("/signin/oidc/nobody/start", headers=html),
-                 app.get("/signin/oidc/nobody/callback?code=x&state=y", headers=html),
-                 app.get("/signin/oidc?tenant=nobody", headers=html)):
+    for resp in (shared.get("/signin/oidc/nobody", headers=html),
+                 shared.get("/signin/oidc/nobody/start", headers=html),
+                 shared.get("/signin/oidc/nobody/callback?code=x&state=y", headers=html),
+                 shared.get("/signin/oidc?tenant=nobody", headers=html)):
         refused(resp, 404, "No organisation with this name")
-    page = app.get("/signin/oidc?tenant=acme&next=/tracks")
+    page = shared.get("/signin/oidc?tenant=acme&next=/tracks")
     assert page.headers["location"] == "/signin/oidc/acme?next=/tracks"
-    assert "Sign in with Acme Login" in app.get("/signin/oidc/acme").text
+    assert "Sign in with Acme Login" in shared.get("/signin/oidc/acme").text
     for other_site in ({"sec-fetch-site": "cross-site"}, {"referer": "https://evil.example/"}):
-        refused(app.get("/signin/oidc/acme/start", headers=other_site), 403,
+        refused(shared.get("/signin/oidc/acme/start", headers=other_site), 403,
                 "must be started from this site")  # no drive-by trip to the provider
 
 
-@pytest.mark.usefixtures("sqlite_only_store")
-def test_a_callback_opened_in_another_browser_is_refused(app: TestClient, op: LocalProvider
+def test_a_callback_opened_in_another_browser_is_refused(shared: TestClient, op: LocalProvider
                                                         ) -> None:
-    callback = login(op, begin(app), "ada")
-    other = browser(app)
+    callback = login(op, begin(shared), "tom")
+    other = browser(shared)
     refused(other.get(callback), 403, "started in another browser")
     begin(other)  # the other browser's own sign-in: its state is not this callback's
     refused(other.get(callback), 403, "started in another browser")
-    assert roles(app) == 0
-    assert app.get(callback).status_code == 200  # the browser that began it still can
+    assert not recorded(shared, "tom")
+    assert shared.get(callback).status_code == 200  # the browser that began it still can
+    assert recorded(shared, "tom")
 
 
-@pytest.mark.usefixtures("sqlite_only_store")
-def test_a_stolen_code_is_useless_without_the_pkce_verifier(app: TestClient,
+def test_a_stolen_code_is_useless_without_the_pkce_verifier(shared: TestClient,
                                                             op: LocalProvider) -> None:
-    callback = login(op, begin(app), "ada")
+    callback = login(op, begin(shared), "uma")
     code = authorize_query(callback)["code"]
     redirect = f"{ORIGIN}/signin/oidc/acme/callback"
     with httpx.Client(timeout=30) as thief:  # even holding the client's own credentials
@@ -255,6 +278,6 @@ def test_a_stolen_code_is_useless_without_the_pkce_verifier(app: TestClient,
                 "grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
                 **extra})
             assert stolen.status_code == 400 and "id_token" not in stolen.text
-    assert roles(app) == 0
-    assert app.get(callback).status_code == 200  # the verifier lives in this browser only
-    assert roles(app) == 1
+    assert not recorded(shared, "uma")
+    assert shared.get(callback).status_code == 200  # the verifier lives in this browser only
+    assert recorded(shared, "uma")
