@@ -11,7 +11,7 @@ import yaml
 
 from forge.config import load_settings
 from forge.config.settings import ConfigError
-from forge.identity.oidc_config import OidcConfigError, load_oidc, oidc_file
+from forge.identity.oidc_config import OidcConfigError, load_oidc, oidc_file, secure_url
 from forge.services.spawn.app import build_app
 
 from ..services.conftest import prod_environ
@@ -77,3 +77,13 @@ def test_spawn_service_refuses_to_start_on_a_bad_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         build_app(settings)
     assert "tenants.acme.issuer" in str(caught.value)
+
+
+def test_codes_and_secrets_go_only_to_https_endpoints() -> None:
+    """A discovery document naming a plain-http token endpoint (off loopback) is refused, so
+    the client secret and the code never travel in clear."""
+    assert secure_url("https://idp.acme.example/token")
+    assert secure_url("http://127.0.0.1:8443/token")  # a provider on this machine
+    for bad in ("http://idp.acme.example/token", "ftp://idp/token", "https://", None,
+                "https://user:pw@idp.example/token"):
+        assert not secure_url(bad)

@@ -31,7 +31,7 @@ from joserfc.jwk import KeySet
 
 from forge.errors import ForgeError
 from forge.identity.names import valid_id
-from forge.identity.oidc_config import OidcTenant
+from forge.identity.oidc_config import OidcTenant, secure_url
 from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR
 
 TIMEOUT_S = 5.0
@@ -99,9 +99,8 @@ class ProviderCache:
         if doc.get("issuer") != issuer:
             raise _provider_fault("discovery document names another issuer")
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-            value = doc.get(name)
-            if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-                raise _provider_fault(f"discovery document lacks {name}")
+            if not secure_url(doc.get(name)):  # never a secret or a code over plain http
+                raise _provider_fault(f"discovery document lacks an https {name}")
         self._docs[issuer] = _Cached(doc, time.monotonic())
         return doc
 

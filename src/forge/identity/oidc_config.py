@@ -58,6 +58,16 @@ def _url(value: str, what: str) -> str:
     return value
 
 
+def secure_url(value: object) -> bool:
+    """True for an https URL with a host (http only on loopback): where a client secret or
+    a code may be sent."""
+    try:
+        _url(str(value), "endpoint")
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
 class TenantOidc(BaseModel):
     """How one tenant's people sign in through its identity provider."""
 
