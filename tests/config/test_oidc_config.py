@@ -11,6 +11,7 @@ import yaml
 
 from forge.config import load_settings
 from forge.config.settings import ConfigError
+from forge.identity.oidc import OidcRefused, map_identity
 from forge.identity.oidc_config import OidcConfigError, load_oidc, oidc_file, secure_url
 from forge.services.spawn.app import build_app
 
@@ -87,3 +88,29 @@ def test_codes_and_secrets_go_only_to_https_endpoints() -> None:
     for bad in ("http://idp.acme.example/token", "ftp://idp/token", "https://", None,
                 "https://user:pw@idp.example/token"):
         assert not secure_url(bad)
+
+
+def test_claims_map_to_the_most_privileged_role_and_a_learner_list_closes_the_door(
+        tmp_path: Path) -> None:
+    """Which claim values give which role; with `learner` listed, nobody else signs in."""
+    tenant = load_oidc(write(tmp_path, roles={"instructor": ["teachers"],
+                                              "operator": ["admins"]}), ENV).get("acme")
+    assert tenant is not None
+    base = {"sub": "ada", "exp": 2_000_000_000}
+    assert map_identity(tenant, base).role == "learner"
+    assert map_identity(tenant, {**base, "groups": "teachers"}).role == "instructor"
+    who = map_identity(tenant, {**base, "groups": ["teachers", "admins", "x" * 200]})
+    assert who.role == "operator" and who.subject == "ada"
+    closed = load_oidc(write(tmp_path, roles={"learner": ["students"],
+                                              "instructor": ["teachers"]}), ENV).get("acme")
+    assert closed is not None
+    assert map_identity(closed, {**base, "groups": ["students"]}).role == "learner"
+    assert map_identity(closed, {**base, "groups": ["teachers"]}).role == "instructor"
+    with pytest.raises(OidcRefused) as refused:
+        map_identity(closed, {**base, "groups": ["visitors"]})
+    assert refused.value.status == 403 and "not given your account access" in refused.value.message
+    with pytest.raises(OidcRefused):
+        map_identity(closed, {**base, "sub": "not a valid id!"})
+    with pytest.raises(OidcConfigError) as caught:
+        load_oidc(write(tmp_path, role_claim=None), ENV)
+    assert "tenants.acme: " in str(caught.value) and "roles needs role_claim" in str(caught.value)

@@ -277,10 +277,12 @@ def map_identity(tenant: OidcTenant, claims: dict[str, Any]) -> Identity:
                           "organisation's administrator.",
                           f"claim {cfg.subject_claim} missing or not a usable subject id")
     said = set(_strings(claims.get(cfg.role_claim))) if cfg.role_claim else set()
-    role = LEARNER
-    for candidate in (INSTRUCTOR, OPERATOR):  # the most privileged match wins
-        if said & set(cfg.roles.get(candidate, ())):
-            role = candidate
+    matched = [r for r in (LEARNER, INSTRUCTOR, OPERATOR) if said & set(cfg.roles.get(r, ()))]
+    if LEARNER in cfg.roles and not matched:  # learners listed: nobody else may come in
+        raise OidcRefused("oidc_not_allowed", 403, "Your organisation has not given your "
+                          "account access to this site. Ask its administrator.",
+                          f"no value of claim {cfg.role_claim} is listed under roles")
+    role = matched[-1] if matched else LEARNER  # the most privileged match wins
     groups = tuple(_strings(claims.get(cfg.group_claim))) if cfg.group_claim else ()
     return Identity(tenant.tenant_id, str(subject), role, groups, int(claims["exp"]))
 

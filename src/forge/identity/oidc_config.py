@@ -17,10 +17,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from forge.identity.names import valid_id
-from forge.identity.roles import INSTRUCTOR, OPERATOR
+from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR
 
 DEFAULT_FILE_NAME = "oidc.yaml"
 MAX_FILE_BYTES = 256 * 1024
@@ -127,14 +134,20 @@ class TenantOidc(BaseModel):
     @field_validator("roles")
     @classmethod
     def _roles(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        unknown = sorted(set(value) - {INSTRUCTOR, OPERATOR})
+        unknown = sorted(set(value) - {LEARNER, INSTRUCTOR, OPERATOR})
         if unknown:
-            raise ValueError("keys must be instructor or operator (everyone else is a "
-                             "learner)")
+            raise ValueError("keys must be learner, instructor or operator")
         for values in value.values():
             if not values or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in values):
                 raise ValueError("each role lists 1 or more claim values")
         return value
+
+
+    @model_validator(mode="after")
+    def _roles_need_a_claim(self) -> TenantOidc:
+        if self.roles and self.role_claim is None:
+            raise ValueError("roles needs role_claim (the claim whose values it lists)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -196,7 +209,8 @@ def _tenant(name: object, body: object, environ: Mapping[str, str]) -> OidcTenan
     except ValidationError as exc:
         first = exc.errors(include_input=False)[0]
         path = ".".join(str(p) for p in first["loc"])
-        raise OidcConfigError(f"{where}.{path}: {first['msg']}") from None
+        raise OidcConfigError(f"{where}.{path}: {first['msg']}" if path
+                              else f"{where}: {first['msg']}") from None
     suffix = f"/signin/oidc/{name}/callback"
     if not urlsplit(cfg.redirect_uri).path.endswith(suffix):
         raise OidcConfigError(f"{where}.redirect_uri: must end with {suffix}")
