@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -10,11 +11,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
 from forge.store import Database, normalize_url, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
+from forge.store.migrate import MIGRATIONS_DIR, alembic_config, head_revision
 from forge.store.models import Base
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
@@ -69,7 +72,7 @@ def test_migrations_match_models_exactly(db: Database) -> None:
 def test_upgrade_is_idempotent(db: Database) -> None:
     upgrade(db.url)
     with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
 
 
 def test_sqlite_runs_in_wal_with_busy_timeout(sqlite_db: Database) -> None:
@@ -181,3 +184,16 @@ def test_driverless_postgres_url_uses_psycopg(
     assert normalize_url(keeps) == keeps
     assert normalize_url("postgresql://u:p%40ss@db:5433/forge?sslmode=require") == (
         "postgresql+psycopg://u:p%40ss@db:5433/forge?sslmode=require")
+
+
+@pytest.mark.no_store  # reads the migration scripts; "sqlite://" only names a dialect
+def test_migrations_form_one_numbered_chain() -> None:
+    # Branches that each add a migration must be re-chained when merged: a fork would
+    # leave two heads and every service's start-up upgrade would fail.
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    files = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("0*.py"))
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert chain == [name.split("_", 1)[0] for name in files]
+    assert script.get_heads() == [head_revision()] == [chain[-1]]
+    for older, newer in itertools.pairwise(chain):
+        assert script.get_revision(newer).down_revision == older

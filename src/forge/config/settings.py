@@ -284,6 +284,10 @@ class Settings(BaseSettings):
     # it. Unset: SCOREBOARD_URL.
     credential_base_url: Annotated[str | None, BeforeValidator(
         _http_url("FORGE_CREDENTIAL_BASE_URL"))] = _var("FORGE_CREDENTIAL_BASE_URL")
+    # Sign-in with an identity provider (issue 18 item 1): the per-tenant OIDC file; unset,
+    # <STORAGE_ROOT>/oidc.yaml is used when it exists (forge.identity.oidc_config).
+    oidc_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var(
+        "FORGE_OIDC_FILE")
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from filelock import FileLock
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -24,6 +25,14 @@ def alembic_config(url: str) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+def head_revision() -> str:
+    """The one head of the packaged migrations (Alembic raises if the chain forked)."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if head is None:
+        raise RuntimeError("the packaged migrations have no head")
+    return head
 
 
 def upgrade(url: str, revision: str = "head") -> None:

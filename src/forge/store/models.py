@@ -226,3 +226,16 @@ class IssuedCredential(Base):
     issued_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     revoke_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class TenantRole(Base):
+    """A person's role in a tenant (learner, instructor or operator) as their identity
+    provider last said at sign-in, with the groups it named (for cohort enrolment later)."""
+
+    __tablename__ = "tenant_roles"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime]

@@ -50,6 +50,12 @@ TERMINAL_CLOSE = TokenKind(
     "TTYEND", "forge_orchestrator_tty_close", 60, ("scenario_id", "sub", "tenant_id")
 )
 
+# An OIDC sign-in under way (issue 18): kept in an HttpOnly cookie of the browser that began
+# it, so the provider's callback is accepted only there (state, nonce, PKCE verifier).
+OIDC_PENDING = TokenKind(
+    "OIDCP", "forge_oidc_callback", 10 * 60, ("tenant_id", "state", "nonce", "verifier")
+)
+
 
 class TokenMismatch(TokenError):
     """Two tokens that must describe the same caller or scenario disagree."""
@@ -68,6 +74,7 @@ def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
         "ET": settings.et,
         "RCPT": settings.receipt,
         "CHK": settings.receipt,
+        "OIDCP": settings.sat,
     }
     return rings[kind.typ]
 

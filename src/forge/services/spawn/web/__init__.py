@@ -7,7 +7,15 @@ from fastapi.staticfiles import StaticFiles
 
 from forge.config.settings import Settings
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.spawn.web import checkout, credential, learner, ops, recordings, tasks
+from forge.services.spawn.web import (
+    checkout,
+    credential,
+    learner,
+    oidc_pages,
+    ops,
+    recordings,
+    tasks,
+)
 from forge.services.spawn.web.backend import Backend
 from forge.services.spawn.web.errors import install_error_pages
 from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE
@@ -30,5 +38,6 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.include_router(credential.router)
     app.include_router(checkout.router)
     app.include_router(tasks.router)
+    oidc_pages.install(app, settings)  # sign-in with a tenant's identity provider (issue 18)
     install_error_pages(app)  # browsers get pages, the JSON API keeps its error bodies
     app.mount("/static", StaticFiles(packages=[(WEB_PACKAGE, STATIC_DIR)]), name="static")

@@ -1,0 +1,59 @@
+"""Roles per tenant: learner, instructor or operator, as the identity provider last said.
+
+Recorded at each OIDC sign-in (the provider stays the source of truth: a role it withdraws
+is withdrawn at the next sign-in), read by pages that need more than a learner (instructor
+pages, `/ops`). A person with no row is a learner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from forge.store.db import Database
+from forge.store.models import TenantRole
+
+LEARNER, INSTRUCTOR, OPERATOR = "learner", "instructor", "operator"
+ROLES = (LEARNER, INSTRUCTOR, OPERATOR)  # least to most privileged
+MAX_GROUPS = 64
+MAX_GROUP_CHARS = 128
+
+
+def record_role(db: Database, tenant_id: str, subject: str, role: str,
+                groups: Sequence[str] = (), source: str = "oidc") -> None:
+    """Set the role (and groups) of (tenant, subject); a concurrent first sign-in of the same
+    person is settled by the primary key, then updated."""
+    if role not in ROLES:
+        raise ValueError(f"role: one of {', '.join(ROLES)}")
+    kept = [g for g in groups if isinstance(g, str) and 0 < len(g) <= MAX_GROUP_CHARS]
+    kept = sorted(set(kept))[:MAX_GROUPS]
+    for _ in range(2):
+        try:
+            with db.session() as sess:
+                row = sess.get(TenantRole, (tenant_id, subject))
+                now = datetime.now(UTC)
+                if row is None:
+                    sess.add(TenantRole(tenant_id=tenant_id, subject=subject, role=role,
+                                        groups=kept, source=source, updated_at=now))
+                else:
+                    row.role, row.groups, row.source, row.updated_at = role, kept, source, now
+            return
+        except IntegrityError:
+            continue  # inserted meanwhile by a concurrent sign-in: update it
+    raise RuntimeError("tenant role could not be recorded")
+
+
+def role_of(db: Database, tenant_id: str, subject: str) -> str:
+    """The recorded role of (tenant, subject); learner when none was recorded."""
+    with db.read() as sess:
+        row = sess.get(TenantRole, (tenant_id, subject))
+        return row.role if row is not None else LEARNER
+
+
+def groups_of(db: Database, tenant_id: str, subject: str) -> list[str]:
+    """The groups the identity provider named at the last sign-in (empty when none)."""
+    with db.read() as sess:
+        row = sess.get(TenantRole, (tenant_id, subject))
+        return list(row.groups) if row is not None else []
