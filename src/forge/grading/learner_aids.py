@@ -4,7 +4,8 @@ A hint is revealed on demand, one at a time and in order per criterion (hints fo
 lab form their own sequence); the reveal is stored (tenant-scoped, with its time and the
 template's cost) before its text is returned, and only while the lab runs. The scoreboard
 reads the reveals back when it scores the scenario, so the signed score charges every hint
-the learner saw (`forge_verify.score`), and the evidence lists them (`forge_verify.aids`).
+the learner saw at the cost stored with the reveal (`forge_verify.score`), and the evidence
+lists them (`forge_verify.aids`); a scenario the store has no record of is not scored.
 """
 
 from __future__ import annotations
@@ -103,16 +104,32 @@ def revealed(db: Database, scenario_id: str) -> dict[int, datetime]:
         return {r.hint_index: _aware(r.revealed_at) for r in rows}
 
 
-def hint_uses(db: Database, scenario_id: str, hints: Sequence[HintFacts]) -> tuple[HintUse, ...]:
-    """The revealed hints as scoring inputs, costs from the template (`hints`), in template
-    order. A recorded reveal the template does not have is a ValueError (never ignored)."""
-    done = revealed(db, scenario_id)
+class ScenarioNotRecorded(LookupError):
+    """The store has no record of the scenario: its reveals cannot be known, so it cannot
+    be scored yet (never scored as if no hint had been revealed)."""
+
+
+def hint_uses(db: Database, scenario_id: str, tenant_id: str, hints: Sequence[HintFacts]
+              ) -> tuple[HintUse, ...]:
+    """The revealed hints as scoring inputs, each with the cost and criterion stored when it
+    was revealed, in template order. ScenarioNotRecorded without the scenario's row;
+    ValueError when the row is another tenant's or a recorded reveal is not in the template
+    (`hints`): never ignored, never charged at a price other than the one shown."""
+    with db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        if row is None:
+            raise ScenarioNotRecorded(scenario_id)
+        if row.tenant_id != tenant_id:
+            raise ValueError("hints: the scenario's record belongs to another tenant")
+        done = {r.hint_index: (r.criterion, float(r.cost), _aware(r.revealed_at))
+                for r in sess.scalars(select(HintReveal)
+                                      .where(HintReveal.scenario_id == scenario_id))}
     by_index = {h.index: h for h in hints}
     unknown = sorted(set(done) - set(by_index))
     if unknown:
         raise ValueError(f"hints: recorded reveals {unknown} are not in the template")
-    return tuple(HintUse(by_index[i].id, by_index[i].criterion, by_index[i].cost,
-                         format_time(done[i], "revealed_at")) for i in sorted(done))
+    return tuple(HintUse(by_index[i].id, done[i][0], done[i][1],
+                         format_time(done[i][2], "revealed_at")) for i in sorted(done))
 
 
 def task_checks(db: Database, scenario_id: str) -> list[dict[str, Any]]:
