@@ -25,6 +25,7 @@ from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
 from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, orch
 from forge.services.orchestrator.state import OrchestratorState
+from forge.store.timestamps import aware
 from forge.templates.dsl_models import Criterion
 from forge.templates.variables import render
 
@@ -84,9 +85,7 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
         if row.state != states.RUNNING:
             raise ForgeError("not_running", 409, f"scenario is {row.state}; a task can be "
                              "checked only while the lab runs")
-        ends = row.expires_at
-        if ends is not None and (ends if ends.tzinfo else ends.replace(tzinfo=UTC)
-                                 ) <= datetime.now(UTC):
+        if row.expires_at is not None and aware(row.expires_at) <= datetime.now(UTC):
             raise ForgeError("not_running", 409, "scenario has reached its end time; a task "
                              "can be checked only while the lab runs")
         criterion = _criterion(state, row.template_id, row.details.get("variables", {}),
