@@ -7,12 +7,15 @@ path the platform writes or reads there is therefore resolved here with chroot s
 an absolute link target starts again at the tree's root, ``..`` stops there, and at most
 ``MAX_LINKS`` links are followed (the kernel's own limit for one lookup).
 
-`walk` is the one implementation; its callers choose what a missing component means
-(`create`: make it a directory) and which top-level directories a path may use (`tops`).
+`walk` resolves a path to its components; its callers choose what a missing component
+means (`create`: make it a directory) and which top-level directories a path may use
+(`tops`). `walk` hands back names, so it suits trees nobody else writes at the time; a tree
+a running lab may change is read with `open_file`, which walks directory fds instead.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -73,3 +76,57 @@ def walk(root: str | os.PathLike[str], parts: list[str], *, create: bool = False
             raise TreePathError(f"/{'/'.join([*done, part])} is not a directory")
         done.append(part)
     return done, []
+
+
+def open_file(root_fd: int, parts: list[str], *, tops: frozenset[str] | None = None) -> int:
+    """Open what ``parts`` leads to inside the directory ``root_fd``, never outside it.
+
+    The same chroot semantics as `walk`, but for a tree someone may change while it is
+    read: every component is opened with ``openat`` from the directory fd of the one
+    before, with O_NOFOLLOW, so a directory swapped for a link mid-walk is met as a link
+    (read and followed here, from ``root_fd`` when absolute) and never by the kernel; no
+    string path is handed to ``open`` after the walk. Returns a new fd opened O_RDONLY |
+    O_NONBLOCK | O_NOCTTY (the caller checks its type with fstat and closes it). Raises
+    TreePathError like `walk`, also when the path ends on a directory; OSError when a
+    component is missing or cannot be opened.
+    """
+    pending = split("/".join(parts))
+    stack: list[int] = []  # directory fds below root_fd, owned here
+    hops = 0
+    try:
+        while pending:
+            part = pending.pop(0)
+            if part == "..":
+                if stack:
+                    os.close(stack.pop())
+                continue
+            if tops is not None and not stack and part not in tops:
+                raise TreePathError(f"/{part} is outside {', '.join(sorted(tops))}")
+            here = stack[-1] if stack else root_fd
+            last = os.O_NONBLOCK | os.O_NOCTTY
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (
+                os.O_DIRECTORY if pending else last)
+            try:
+                fd = os.open(part, flags, dir_fd=here)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                try:
+                    target = os.readlink(part, dir_fd=here)
+                except OSError:
+                    raise TreePathError(f"{part} is not a directory") from None
+                hops += 1
+                if hops > MAX_LINKS:
+                    raise TreePathError("too many symbolic links") from None
+                if target.startswith("/"):
+                    while stack:
+                        os.close(stack.pop())
+                pending = split(target) + pending
+                continue
+            if not pending:
+                return fd
+            stack.append(fd)
+        raise TreePathError("the path names a directory")
+    finally:
+        for fd in stack:
+            os.close(fd)

@@ -28,6 +28,9 @@ from forge.config import Settings, load_settings
 from forge.services.scoreboard.app import build_app
 from forge.services.scoreboard.state import ScoreboardState
 from forge.signing.keystore import SigningKeyring, keyring_dir
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import Scenario
 from forge.templates.registry import TemplateRegistry
 from forge.templates.variables import values_digest
 from forge.tokens import ET, SAT, mint_token
@@ -75,10 +78,14 @@ class Completion:
 def build_completion(
     settings: Settings, *, tenant: str = "acme", subject: str = "alice", passed: bool = True,
     retention_days: int = 30, completed_at: datetime | None = None,
-    write_audit: bool = True, big_output: int = 0,
+    write_audit: bool = True, big_output: int = 0, record_state: str | None = "grading",
+    record_in: Settings | None = None,
 ) -> Completion:
     """An event for lab-netplus (criteria saved-page x1 weight 2, route-present x1 weight 1),
-    tokens minted two hours ago (long expired, as after a long lab)."""
+    tokens minted two hours ago (long expired, as after a long lab). The scenario's row is
+    in the store (`record_state`, None: left out; of `record_in`, default `settings`), as
+    spawn_service and the orchestrator leave it: the scoreboard scores nothing it has no
+    record of."""
     root = settings.storage_root
     sid = new_scenario_id()
     loaded = TemplateRegistry.load(TEMPLATE_FIXTURES).get(TEMPLATE)
@@ -134,7 +141,32 @@ def build_completion(
         log.append(f"scenario.{state}", {"reason": "test"})
     if write_audit:
         write_completed_entry(settings, sid, body["evidence"], body["variables"])
+    if record_state is not None:
+        record_scenario(record_in or settings, sid, tenant=tenant, subject=subject,
+                        state=record_state)
     return Completion(sid, body, full)
+
+
+def store_of(settings: Settings) -> Database:
+    """The (migrated) store of `settings`, as the scoreboard opens it."""
+    upgrade(settings.db_url)
+    return Database(settings.db_url)
+
+
+def record_scenario(settings: Settings, scenario_id: str, *, tenant: str = "acme",
+                    subject: str = "alice", state: str = "grading") -> None:
+    """The scenario's row in the store of `settings` (migrated here if new)."""
+    upgrade(settings.db_url)
+    db = Database(settings.db_url)
+    now = datetime.now(UTC)
+    try:
+        with db.session() as sess:
+            sess.merge(Scenario(scenario_id=scenario_id, request_id="r-" + scenario_id,
+                                tenant_id=tenant, subject=subject, track="netplus",
+                                template_id=TEMPLATE, plan="PRO", state=state,
+                                created_at=now, updated_at=now, details={}))
+    finally:
+        db.dispose()
 
 
 def write_completed_entry(settings: Settings, scenario_id: str,

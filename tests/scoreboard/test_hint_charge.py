@@ -71,7 +71,7 @@ def test_revealed_hints_are_charged_in_the_signed_score(prod_env: Settings,
     ring.ensure()
     scorer = Scorer(prod_env, registry, ring, db=db)
     try:
-        done = build_completion(prod_env)
+        done = build_completion(prod_env, record_state=None)
         done.body["template"]["sha256"] = loaded.sha256
         _row(db, done.scenario_id, "running")
         with pytest.raises(ForgeError, match="reveal hint 1 first"):
@@ -105,7 +105,7 @@ def test_revealed_hints_are_charged_in_the_signed_score(prod_env: Settings,
         assert json.loads(proc.stdout)["score"] == 0.75
 
         # No reveal: the result has no hints and the same bytes as without aids.
-        plain = build_completion(prod_env)
+        plain = build_completion(prod_env, record_state=None)
         plain.body["template"]["sha256"] = loaded.sha256
         _row(db, plain.scenario_id, "running")
         assert scorer.score(plain.event).event.score == 1.0

@@ -19,7 +19,7 @@ from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
 from ..services.conftest import prod_environ
-from .conftest import PYTHON, build_completion
+from .conftest import PYTHON, build_completion, store_of
 
 NOW = datetime.now(UTC)
 
@@ -27,7 +27,8 @@ NOW = datetime.now(UTC)
 def _scored(settings: Settings, days_ago: int, retention_days: int) -> str:
     done = build_completion(settings, completed_at=NOW - timedelta(days=days_ago),
                             retention_days=retention_days)
-    Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES)).score(done.event)
+    Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES),
+           db=store_of(settings)).score(done.event)
     return done.scenario_id
 
 

@@ -33,7 +33,7 @@ from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
 from ..services.conftest import prod_environ
-from .conftest import PYTHON, build_completion
+from .conftest import PYTHON, build_completion, store_of
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
@@ -62,7 +62,8 @@ async def score_into_bucket(settings: Settings, store: ObjectStoreArtifactStore,
                             nats: NatsServer, names: list[str]) -> dict[str, str]:
     """Score one scenario per name into the bucket; a lab node stores an evidence pack each."""
     SigningKeyring(keyring_dir(settings.storage_root, {})).ensure()
-    scorer = Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES), artifacts=store)
+    scorer = Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES), artifacts=store,
+                    db=store_of(settings))
     node = BusConnection(nats.url, "test-node", credentials=nats.credentials("orchestrator"))
     assert await node.start(wait=5.0)
     ids: dict[str, str] = {}

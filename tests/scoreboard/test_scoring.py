@@ -14,7 +14,7 @@ from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
 from ..services.conftest import prod_environ
-from .conftest import build_completion
+from .conftest import build_completion, store_of
 
 
 def test_unwritable_storage_pauses_without_partial_results(prod_env: Settings,
@@ -25,7 +25,8 @@ def test_unwritable_storage_pauses_without_partial_results(prod_env: Settings,
     # The storage root's place is taken by a file: nothing can be written under it.
     blocked = prod_env.model_copy(update={"storage_root": tmp_path / "storage-file"})
     blocked.storage_root.write_text("not a directory")
-    scorer = Scorer(blocked, TemplateRegistry.load(TEMPLATE_FIXTURES), ring)
+    scorer = Scorer(blocked, TemplateRegistry.load(TEMPLATE_FIXTURES), ring,
+                    db=store_of(prod_env))
     with pytest.raises(ScoringPaused, match="not writable"):
         scorer.score(done.event)
     assert blocked.storage_root.read_text() == "not a directory"
@@ -38,14 +39,15 @@ def test_missing_key_pauses_outside_dev_and_is_generated_once_in_dev(tmp_path: P
     done = build_completion(prod)
     registry = TemplateRegistry.load(TEMPLATE_FIXTURES)
     ring = SigningKeyring(tmp_path / "keys")
+    db = store_of(prod)
     with pytest.raises(ScoringPaused, match="forge keys generate"):
-        Scorer(prod, registry, ring).score(done.event)
+        Scorer(prod, registry, ring, db=db).score(done.event)
     assert not ring.has_key()
 
     dev = prod.model_copy(update={"env": ForgeEnv.DEV})
-    first = Scorer(dev, registry, ring).score(done.event)
+    first = Scorer(dev, registry, ring, db=db).score(done.event)
     assert first.created and ring.has_key()
     kid = ring.current().key_id
-    again = Scorer(dev, registry, ring).score(done.event)
+    again = Scorer(dev, registry, ring, db=db).score(done.event)
     assert not again.created and ring.current().key_id == kid
     assert first.payload["key_id"] == kid

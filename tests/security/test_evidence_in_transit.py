@@ -91,7 +91,7 @@ async def test_tampered_evidence_is_refused_and_honest_evidence_scores(
         make_board: MakeBoard, tmp_path: Path) -> None:
     board = await make_board()
     node = node_settings(tmp_path)
-    done = build_completion(node)
+    done = build_completion(node, record_in=board.settings)
     sid = done.scenario_id
     honest = pack_of(node, done)
     assert not (board.settings.storage_root / "scenarios" / sid).exists()
@@ -111,7 +111,7 @@ async def test_tampered_evidence_is_refused_and_honest_evidence_scores(
     assert "audit_log_invalid" in error
 
     # Another scenario's pack carried inline.
-    other = build_completion(node)
+    other = build_completion(node, record_in=board.settings)
     error = await refused(board, inline(done, pack_of(node, other)), "t-other-inline")
     assert "evidence_wrong_scenario" in error
 

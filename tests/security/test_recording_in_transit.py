@@ -30,7 +30,7 @@ async def test_a_recording_the_node_did_not_record_is_refused(make_board: MakeBo
                                                               tmp_path: Path) -> None:
     board = await make_board()
     node = node_settings(tmp_path)
-    done = build_completion(node)
+    done = build_completion(node, record_in=board.settings)
     honest = pack_of(node, done)
     slipped = EvidencePack(done.scenario_id, honest.audit_log, honest.outputs,
                            {"learner.1.cast": CAST})

@@ -41,7 +41,7 @@ from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
-from ..scoreboard.conftest import build_completion
+from ..scoreboard.conftest import build_completion, store_of
 from ..services.conftest import prod_environ
 
 NOW = datetime.now(UTC)
@@ -67,7 +67,8 @@ def settings_for(tmp_path: Path, nats: NatsServer, db_url: str) -> Settings:
 async def expired_results(settings: Settings, store: ObjectStoreArtifactStore,
                           nats: NatsServer, count: int) -> list[str]:
     """`count` scenarios of tenant A, expired ten days ago, each with an evidence pack."""
-    scorer = Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES), artifacts=store)
+    scorer = Scorer(settings, TemplateRegistry.load(TEMPLATE_FIXTURES), artifacts=store,
+                    db=store_of(settings))
     node = await nats_client.connect(nats.url, user=nats.credentials("orchestrator").user,
                                      password=nats.credentials("orchestrator").password,
                                      inbox_prefix=nats.credentials("orchestrator").inbox_prefix)

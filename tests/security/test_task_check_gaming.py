@@ -103,7 +103,7 @@ def test_a_passing_check_run_never_changes_the_signed_score(
     ring = SigningKeyring(tmp_path / "keys")
     ring.ensure()
     try:
-        done = build_completion(prod_env, passed=False)  # route-present fails at grading
+        done = build_completion(prod_env, passed=False, record_state=None)  # route-present fails at grading
         _row(db, done.scenario_id)
         run = begin_task_check(db, done.scenario_id, "acme", "route-present", CheckLimits())
         finish_task_check(db, run, True)  # it passed when the learner checked it

@@ -28,7 +28,7 @@ from forge_verify import main as verify_main
 
 from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import live_server
-from ..scoreboard.conftest import Completion, build_completion
+from ..scoreboard.conftest import Completion, build_completion, store_of
 from ..services.conftest import prod_environ, with_signing_key
 from .test_pages import sign_in
 
@@ -49,8 +49,8 @@ class Graded:
 def _owned_row(client: TestClient, done: Completion) -> None:
     now = datetime.now(UTC)
     db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
-    with db.session() as sess:
-        sess.add(Scenario(scenario_id=done.scenario_id, request_id="r-" + done.scenario_id,
+    with db.session() as sess:  # the row build_completion recorded, now completed
+        sess.merge(Scenario(scenario_id=done.scenario_id, request_id="r-" + done.scenario_id,
                           tenant_id="acme", subject="alice", track="netplus",
                           template_id="lab-netplus", template_sha256=None, plan="PRO",
                           retention_days=30, state="completed", state_reason="submitted",
@@ -71,7 +71,8 @@ def graded(tmp_path: Path, nats: NatsServer) -> Iterator[Graded]:
     storage = with_signing_key(tmp_path / "storage")
     db = f"sqlite:///{tmp_path / 'forge.db'}"
     board_settings = load_settings(prod_environ(storage, **nats.client_env(), FORGE_DB_URL=db))
-    scorer = Scorer(board_settings, TemplateRegistry.load(TEMPLATE_FIXTURES))
+    scorer = Scorer(board_settings, TemplateRegistry.load(TEMPLATE_FIXTURES),
+                    db=store_of(board_settings))
     done, tampered = _score(board_settings, scorer), _score(board_settings, scorer)
     # Changed after signing: a description with markup, which the signature no longer covers.
     path = storage / "scenarios" / tampered.scenario_id / "results" / "score.json"

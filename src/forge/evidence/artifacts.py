@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from forge.evidence.bundled_template import bundled_template
 from forge.signing.keystore import SigningKey
 from forge_verify.aids import AIDS_MEMBER
 from forge_verify.audit_chain import scenario_stream, verify_chain
@@ -170,6 +171,12 @@ def build_artifacts(
     """Compute the score from the check results and produce the four signed files."""
     if sha256_hex(evidence.template_yaml) != inputs.template_sha256:
         raise ScoreInputError("template_sha256: does not match the template bytes given")
+    try:
+        template = bundled_template(evidence.template_yaml)
+    except ValueError as exc:
+        raise ScoreInputError(str(exc)) from None
+    inputs = replace(inputs, template_bundled_sha256=(
+        sha256_hex(template) if template != evidence.template_yaml else None))
     chain = verify_chain(evidence.audit_log, stream=scenario_stream(inputs.scenario_id))
     if not chain.ok:
         raise ScoreInputError(f"audit_log: {'; '.join(chain.reasons)}")
@@ -179,7 +186,7 @@ def build_artifacts(
     doc = build_score_document(inputs, chain.entries, chain.head)
     score_json = dumps_file(doc)
     members = _check_members(capped)
-    members[TEMPLATE_MEMBER] = evidence.template_yaml
+    members[TEMPLATE_MEMBER] = template  # hints' text withheld (bundled_template)
     members[POLICY_MEMBER] = dumps_file([dict(d) for d in evidence.policy_decisions])
     members[AUDIT_MEMBER] = evidence.audit_log
     for name, cast in sorted(evidence.recordings.items()):

@@ -4,7 +4,8 @@ A hint is revealed on demand, one at a time and in order per criterion (hints fo
 lab form their own sequence); the reveal is stored (tenant-scoped, with its time and the
 template's cost) before its text is returned, and only while the lab runs. The scoreboard
 reads the reveals back when it scores the scenario, so the signed score charges every hint
-the learner saw (`forge_verify.score`), and the evidence lists them (`forge_verify.aids`).
+the learner saw at the cost stored with the reveal (`forge_verify.score`), and the evidence
+lists them (`forge_verify.aids`); a scenario the store has no record of is not scored.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import HintReveal, Scenario, TaskCheckRun
+from forge.store.timestamps import aware
 from forge_verify.score import HintUse, format_time
 
 
@@ -64,10 +66,6 @@ def parse_hint_id(value: str, hints: Sequence[HintFacts]) -> HintFacts:
                      [{"field": "hint", "allowed": [h.id for h in hints]}])
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def reveal_hint(db: Database, scenario_id: str, tenant_id: str, hint: HintFacts,
                 hints: Sequence[HintFacts]) -> datetime:
     """Record that the learner reveals `hint` and return when (the first time, for a hint
@@ -80,7 +78,7 @@ def reveal_hint(db: Database, scenario_id: str, tenant_id: str, hint: HintFacts,
         done = {r.hint_index: r for r in sess.scalars(
             select(HintReveal).where(HintReveal.scenario_id == scenario_id))}
         if hint.index in done:
-            return _aware(done[hint.index].revealed_at)
+            return aware(done[hint.index].revealed_at)
         if row.state != "running":
             raise ForgeError("not_running", 409, f"scenario is {row.state}; hints can be "
                              "revealed only while the lab runs")
@@ -100,19 +98,35 @@ def revealed(db: Database, scenario_id: str) -> dict[int, datetime]:
     """Hint index -> when it was revealed, for one scenario."""
     with db.read() as sess:
         rows = sess.scalars(select(HintReveal).where(HintReveal.scenario_id == scenario_id))
-        return {r.hint_index: _aware(r.revealed_at) for r in rows}
+        return {r.hint_index: aware(r.revealed_at) for r in rows}
 
 
-def hint_uses(db: Database, scenario_id: str, hints: Sequence[HintFacts]) -> tuple[HintUse, ...]:
-    """The revealed hints as scoring inputs, costs from the template (`hints`), in template
-    order. A recorded reveal the template does not have is a ValueError (never ignored)."""
-    done = revealed(db, scenario_id)
+class ScenarioNotRecorded(LookupError):
+    """The store has no record of the scenario: its reveals cannot be known, so it cannot
+    be scored yet (never scored as if no hint had been revealed)."""
+
+
+def hint_uses(db: Database, scenario_id: str, tenant_id: str, hints: Sequence[HintFacts]
+              ) -> tuple[HintUse, ...]:
+    """The revealed hints as scoring inputs, each with the cost and criterion stored when it
+    was revealed, in template order. ScenarioNotRecorded without the scenario's row;
+    ValueError when the row is another tenant's or a recorded reveal is not in the template
+    (`hints`): never ignored, never charged at a price other than the one shown."""
+    with db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        if row is None:
+            raise ScenarioNotRecorded(scenario_id)
+        if row.tenant_id != tenant_id:
+            raise ValueError("hints: the scenario's record belongs to another tenant")
+        done = {r.hint_index: (r.criterion, float(r.cost), aware(r.revealed_at))
+                for r in sess.scalars(select(HintReveal)
+                                      .where(HintReveal.scenario_id == scenario_id))}
     by_index = {h.index: h for h in hints}
     unknown = sorted(set(done) - set(by_index))
     if unknown:
         raise ValueError(f"hints: recorded reveals {unknown} are not in the template")
-    return tuple(HintUse(by_index[i].id, by_index[i].criterion, by_index[i].cost,
-                         format_time(done[i], "revealed_at")) for i in sorted(done))
+    return tuple(HintUse(by_index[i].id, done[i][0], done[i][1],
+                         format_time(done[i][2], "revealed_at")) for i in sorted(done))
 
 
 def task_checks(db: Database, scenario_id: str) -> list[dict[str, Any]]:
@@ -120,7 +134,7 @@ def task_checks(db: Database, scenario_id: str) -> list[dict[str, Any]]:
     with db.read() as sess:
         rows = sess.scalars(select(TaskCheckRun).where(TaskCheckRun.scenario_id == scenario_id)
                             .order_by(TaskCheckRun.id))
-        return [{"criterion": r.criterion, "at": format_time(_aware(r.at), "at"),
+        return [{"criterion": r.criterion, "at": format_time(aware(r.at), "at"),
                  "passed": r.passed} for r in rows]
 
 
@@ -153,7 +167,7 @@ def begin_task_check(db: Database, scenario_id: str, tenant_id: str, criterion: 
                              "task checks; submit when you are ready",
                              [{"field": "criterion", "limit": limits.per_lab}],
                              headers={"Retry-After": str(_remaining_s(row.expires_at, now))})
-        last = max((_aware(r.at) for r in runs if r.criterion == criterion), default=None)
+        last = max((aware(r.at) for r in runs if r.criterion == criterion), default=None)
         if last is not None and (now - last).total_seconds() < limits.every_s:
             wait = max(1, math.ceil(limits.every_s - (now - last).total_seconds()))
             raise ForgeError("check_too_soon", 429,
@@ -171,7 +185,7 @@ def _remaining_s(expires_at: datetime | None, now: datetime) -> int:
     """Seconds until the lab's deadline (when no further check can come), at least 1."""
     if expires_at is None:
         return 60
-    return max(1, math.ceil((_aware(expires_at) - now).total_seconds()))
+    return max(1, math.ceil((aware(expires_at) - now).total_seconds()))
 
 
 def finish_task_check(db: Database, run_id: int, passed: bool | None) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from forge.plans import Plan
 from forge.store.db import Database
 from forge.store.models import QuotaSlot, RateCounter, Scenario
+from forge.store.timestamps import aware
 
 SLOTS: Table = QuotaSlot.__table__  # type: ignore[assignment]
 SCENARIOS: Table = Scenario.__table__  # type: ignore[assignment]
@@ -137,10 +138,6 @@ def take(
     return Taken(scenario_id, window, (tenant_key, subject_key))
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _first_to_end(conn: Connection, now: datetime, tenant_id: str,
                   subject: str | None) -> tuple[int, str | None]:
     """(seconds until the first live lab of the scope ends, that lab's id) among the tenant's
@@ -157,7 +154,7 @@ def _first_to_end(conn: Connection, now: datetime, tenant_id: str,
     row = conn.execute(query).first()
     if row is None:
         return CONCURRENCY_RETRY_S, None
-    deadline = min(_aware(row[1]), _aware(row[2])) if row[1] is not None else _aware(row[2])
+    deadline = min(aware(row[1]), aware(row[2])) if row[1] is not None else aware(row[2])
     wait = math.ceil((deadline - now).total_seconds())
     return max(1, min(CONCURRENCY_RETRY_MAX_S, wait)), str(row[0])
 

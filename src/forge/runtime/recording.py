@@ -14,7 +14,8 @@ relative to a directory opened without following symlinks.
 
 Caps: a recording stops at `RECORDING_CAP_BYTES`, a lab's recordings together at
 `LAB_CAP_BYTES`; at the cap one marker event (`"m"`) says the recording was truncated and
-recording stops, while the terminal itself keeps working.
+recording stops, while the terminal itself keeps working. A lab has at most
+`MAX_RECORDINGS` recordings, all hosts together; past that no terminal opens (fail closed).
 """
 
 from __future__ import annotations
@@ -117,15 +118,20 @@ def discard_recordings(storage_root: Path, scenario_id: str) -> None:
 
 
 def _create(dir_fd: int, host: str) -> tuple[int, str]:
-    """A new recording file `<host>.<n>.cast` (O_EXCL, 0600, never through a symlink)."""
-    for seq in range(1, MAX_RECORDINGS + 1):
-        name = f"{host}.{seq}.cast"
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-        except FileExistsError:
-            continue
-        return fd, name
+    """A new recording file `<host>.<n>.cast` (O_EXCL, 0600, never through a symlink); at
+    most MAX_RECORDINGS in the lab, all hosts together (an evidence pack holds no more)."""
+    with _budgets_lock:  # count and create as one step: two sessions never both squeeze in
+        held = sum(1 for n in os.listdir(dir_fd) if RECORDING_NAME_RE.fullmatch(n))
+        if held >= MAX_RECORDINGS:
+            raise FileExistsError(f"this lab already has {MAX_RECORDINGS} recordings")
+        for seq in range(1, MAX_RECORDINGS + 1):
+            name = f"{host}.{seq}.cast"
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+            except FileExistsError:
+                continue
+            return fd, name
     raise FileExistsError(f"{MAX_RECORDINGS} recordings already exist")
 
 

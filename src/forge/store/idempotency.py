@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from forge.store.db import Database
 from forge.store.models import IdempotencyRecord
+from forge.store.timestamps import aware
 
 TTL = timedelta(hours=24)
 # A request still pending after this long was cut off (its process died): a retry resolves
@@ -40,16 +41,12 @@ class Stored:
     def stale(self, now: datetime, timeout: timedelta = PENDING_TIMEOUT) -> bool:
         """Still pending `timeout` after it began: longer than any live request takes."""
         return (self.status_code == PENDING and self.created_at is not None
-                and _aware(self.created_at) + timeout <= now)
+                and aware(self.created_at) + timeout <= now)
 
 
 def fingerprint(*parts: str) -> str:
     """A digest of what makes two requests "the same" (caller and body)."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def find(sess: Session, request_id: str, now: datetime) -> Stored | None:
@@ -58,7 +55,7 @@ def find(sess: Session, request_id: str, now: datetime) -> Stored | None:
     row = conn.execute(_FIND, {"rid": request_id}).first()
     if row is None:
         return None
-    if _aware(row.expires_at) <= now:
+    if aware(row.expires_at) <= now:
         conn.execute(delete(RECORDS).where(RECORDS.c.request_id == request_id))
         return None
     return Stored(row.fingerprint, row.status_code, dict(row.response or {}), row.created_at)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
+# One bound for a hint's cost, which the offline verifier checks too.
+from forge_verify.score import MAX_HINT_COST as MAX_HINT_COST
+
 API_VERSION: Final = "frostgate.forge/v1"
 KIND: Final = "ScenarioTemplate"
 
@@ -42,7 +45,6 @@ MAX_OBJECTIVES: Final = 8
 MAX_OBJECTIVE_CHARS: Final = 140
 MAX_HINTS: Final = 16
 MAX_HINT_CHARS: Final = 1000
-MAX_HINT_COST: Final = 0.5
 
 KNOWN_TRACKS: Final = ("netplus", "ccna", "cissp")
 KNOWN_TIERS: Final = ("foundation", "intermediate", "advanced")

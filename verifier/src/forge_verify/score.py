@@ -166,6 +166,7 @@ class ScoreInputs:
     results: tuple[CheckResult, ...]
     extra: dict[str, Any] = field(default_factory=dict)
     hints: tuple[HintUse, ...] = ()
+    template_bundled_sha256: str | None = None  # the bundled template, when it differs
 
     def __post_init__(self) -> None:
         require_scenario_id(self.scenario_id)
@@ -173,6 +174,8 @@ class ScoreInputs:
                      "completion_reason"):
             _require_text(getattr(self, name), name)
         _require_sha256(self.template_sha256, "template_sha256")
+        if self.template_bundled_sha256 is not None:
+            _require_sha256(self.template_bundled_sha256, "template_bundled_sha256")
         if self.retention_days < 1:
             raise ScoreInputError("retention_days: must be >= 1")
         if self.completed_at < self.started_at:
@@ -281,7 +284,7 @@ def build_score_document(
         "scenario_id": inputs.scenario_id,
         "run_id": inputs.run_id,
         "track": inputs.track,
-        "template": {"name": inputs.template_name, "sha256": inputs.template_sha256},
+        "template": _template_doc(inputs),
         "subject": inputs.subject,
         "tenant_id": inputs.tenant_id,
         "plan": inputs.plan,
@@ -300,6 +303,15 @@ def build_score_document(
     if inputs.hints:  # absent without hints: evidence from before hints reads the same
         doc["hints"] = [h.to_document() for h in inputs.hints]
         doc["raw_score"] = raw_score(pairs)
+    return doc
+
+
+def _template_doc(inputs: ScoreInputs) -> dict[str, str]:
+    """score.json's `template`: the authored template's hash and, when the bundle holds it
+    with hints' text withheld, the bundled bytes' hash (absent otherwise, as before)."""
+    doc = {"name": inputs.template_name, "sha256": inputs.template_sha256}
+    if inputs.template_bundled_sha256 is not None:
+        doc["bundled_sha256"] = inputs.template_bundled_sha256
     return doc
 
 

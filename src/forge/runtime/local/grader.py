@@ -61,24 +61,31 @@ class Snapshot:
 def take_snapshot(data_dir: str, dest: str) -> Snapshot:
     """Copy the host's answer trees (``data_dir``/home, workspace, srv) into ``dest``.
 
-    Call it only while no lab process can write there (after the lab is sealed, or for
-    hosts the learner has no terminal on); templates' services may still write, which is
-    why every file is opened with O_NOFOLLOW|O_NONBLOCK and checked with fstat.
+    Safe while lab processes still write there ("Check this task" on a live lab): every
+    directory and file is opened with ``openat`` from a directory fd under ``data_dir``
+    with O_NOFOLLOW (files also O_NONBLOCK) and checked with fstat, and a link is followed
+    only by `treepath.open_file`, from the fd of ``data_dir`` itself; so a component the
+    learner swaps for a link mid-snapshot is never followed out of the lab's tree.
     """
     snap = Snapshot()
     os.makedirs(dest, mode=0o700)
-    for tree in WRITABLE_DIRS:
-        src = os.path.join(data_dir, tree.lstrip("/"))
-        out = os.path.join(dest, tree.lstrip("/"))
-        try:
-            fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            os.mkdir(out, 0o755)
-            continue
-        try:
-            _copy_dir(fd, out, tree, data_dir, snap, 0)
-        finally:
-            os.close(fd)
+    root = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for tree in WRITABLE_DIRS:
+            name = tree.lstrip("/")
+            out = os.path.join(dest, name)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=root)
+            except OSError:
+                os.mkdir(out, 0o755)
+                continue
+            try:
+                _copy_dir(fd, out, tree, root, snap, 0)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root)
     return snap
 
 
@@ -88,7 +95,7 @@ def _copy_meta(st: os.stat_result, path: str) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_dir(fd: int, out: str, lab_path: str, data_dir: str, snap: Snapshot,
+def _copy_dir(fd: int, out: str, lab_path: str, root: int, snap: Snapshot,
               depth: int) -> None:
     os.mkdir(out, 0o700)
     for entry in sorted(os.scandir(fd), key=lambda e: e.name):
@@ -112,23 +119,18 @@ def _copy_dir(fd: int, out: str, lab_path: str, data_dir: str, snap: Snapshot,
             except OSError:
                 continue
             try:
-                _copy_dir(sub, target, child, data_dir, snap, depth + 1)
+                _copy_dir(sub, target, child, root, snap, depth + 1)
             finally:
                 os.close(sub)
         elif stat.S_ISREG(st.st_mode):
             _copy_file(fd, entry.name, target, child, snap)
         elif stat.S_ISLNK(st.st_mode):
-            resolved = resolve_in_trees(data_dir, child)
-            if resolved is None:
+            linked = open_in_trees(root, child)
+            if linked is None:
                 snap.leave_out(child, "symbolic link that does not lead to a regular file "
                                       "inside /home, /workspace or /srv")
                 continue
-            parent, name = os.path.split(resolved)
-            pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-            try:
-                _copy_file(pfd, name, target, child, snap)
-            finally:
-                os.close(pfd)
+            _copy_open(linked, target, child, snap)
         else:
             snap.leave_out(child, "not a regular file (FIFO, socket or device)")
     _copy_meta(os.fstat(fd), out)
@@ -136,16 +138,23 @@ def _copy_dir(fd: int, out: str, lab_path: str, data_dir: str, snap: Snapshot,
 
 def _copy_file(dir_fd: int, name: str, target: str, lab_path: str, snap: Snapshot) -> None:
     try:
-        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY,
-                      dir_fd=dir_fd)
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                      | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
         snap.leave_out(lab_path, f"cannot be opened ({exc.strerror})")
         return
+    _copy_open(src, target, lab_path, snap)
+
+
+def _copy_open(src: int, target: str, lab_path: str, snap: Snapshot) -> None:
+    """Copy the open file ``src`` (closed here) to ``target`` if it is a regular file
+    within the caps."""
+    st = os.fstat(src)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(src)
+        snap.leave_out(lab_path, "not a regular file (a directory, FIFO, socket or device)")
+        return
     with os.fdopen(src, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            snap.leave_out(lab_path, "not a regular file (FIFO, socket or device)")
-            return
         if st.st_size > MAX_FILE_BYTES:
             snap.leave_out(lab_path, f"larger than {MAX_FILE_BYTES} bytes")
             return
@@ -164,15 +173,13 @@ def _copy_file(dir_fd: int, name: str, target: str, lab_path: str, snap: Snapsho
     snap.size += len(data)
 
 
-def resolve_in_trees(data_dir: str, lab_path: str) -> str | None:
-    """The machine path of the regular file ``lab_path`` leads to, following links one
-    component at a time and never leaving /home, /workspace or /srv; else None."""
+def open_in_trees(root: int, lab_path: str) -> int | None:
+    """An fd of whatever ``lab_path`` leads to inside the lab tree whose directory fd is
+    ``root``, following links one component at a time by ``openat`` and never leaving
+    /home, /workspace or /srv; None when it leads nowhere there (the caller checks that
+    the fd is a regular file)."""
     try:
-        done, rest = treepath.walk(data_dir, treepath.split(lab_path), tops=_TOPS)
-        if rest or not done:
-            return None
-        machine = os.path.join(data_dir, *done)
-        return machine if stat.S_ISREG(os.lstat(machine).st_mode) else None
+        return treepath.open_file(root, treepath.split(lab_path), tops=_TOPS)
     except (OSError, treepath.TreePathError):
         return None
 

@@ -16,7 +16,9 @@ two labs never share a host key.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import posixpath
 import stat
 
 from cryptography.hazmat.primitives import serialization
@@ -47,9 +49,12 @@ def resolve_in_root(root: str, path: str) -> str:
     return "/" + "/".join(done + rest)
 
 
-def write_in_root(root: str, path: str, data: bytes, mode: int, uid: int | None) -> None:
+def write_in_root(root: str, path: str, data: bytes, mode: int, uid: int | None, *,
+                  fresh: bool = False) -> None:
     """Create or replace the file ``path`` (already resolved) inside ``root`` without
-    following any link; ``uid``: its owner (None: root)."""
+    following any link; ``uid``: its owner (None: root). ``fresh``: whatever is at ``path``
+    (a file or a link) is removed first and the file is created anew (O_EXCL), so the new
+    file is never an old inode someone else may hold or link to."""
     parts = [p for p in path.split("/") if p]
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -63,8 +68,11 @@ def write_in_root(root: str, path: str, data: bytes, mode: int, uid: int | None)
                 os.fchmod(nfd, 0o755)
             os.close(fd)
             fd = nfd
-        out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                      | os.O_NOCTTY | os.O_NONBLOCK, mode, dir_fd=fd)
+        if fresh:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(parts[-1], dir_fd=fd)
+        out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY
+                      | os.O_NONBLOCK | (os.O_EXCL if fresh else os.O_TRUNC), mode, dir_fd=fd)
     finally:
         os.close(fd)
     with os.fdopen(out, "wb") as fh:
@@ -110,10 +118,18 @@ def make_ssh_host_keys(root: str, uid: int) -> bool:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH)
+    directory, name = os.path.split(HOST_KEY)
     try:  # an image may link /etc/ssh elsewhere inside itself; follow it as sshd would
-        key_path = resolve_in_root(root, HOST_KEY)
+        key_dir = resolve_in_root(root, directory)
     except ValueError as exc:
-        raise SpecError("image", f"{HOST_KEY}: {exc}") from None
-    write_in_root(root, key_path, private, 0o600, uid)
-    write_in_root(root, key_path + ".pub", public + b" forge-lab\n", 0o644, None)
+        raise SpecError("image", f"{directory}: {exc}") from None
+    # The key files themselves are never followed: a link there (to /etc/shadow, say) is
+    # replaced by a new file, not written through.
+    key_path = posixpath.join(key_dir, name)
+    try:
+        write_in_root(root, key_path, private, 0o600, uid, fresh=True)
+        write_in_root(root, key_path + ".pub", public + b" forge-lab\n", 0o644, None,
+                      fresh=True)
+    except (IsADirectoryError, PermissionError) as exc:
+        raise SpecError("image", f"{HOST_KEY}: cannot be written ({exc.strerror})") from None
     return True

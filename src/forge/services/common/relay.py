@@ -6,6 +6,10 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+SIGNED_OUT_CODE = 4401
+"""WebSocket close code of a terminal whose browser session signed out: spawn_service's
+relay and the node's terminal both send it, so the page tells the learner the same."""
+
 
 async def until_first_ends(*pumps: Coroutine[Any, Any, None]) -> None:
     """Run `pumps` concurrently; when one returns or fails, cancel the others.

@@ -18,16 +18,13 @@ from forge.services.orchestrator.launcher import resume_launch
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import claim_adopted
 from forge.store.models import Scenario
+from forge.store.timestamps import aware
 
 log = logging.getLogger("forge.orchestrator.reaper")
 STUCK_AFTER = timedelta(minutes=10)
 # Nothing in this process works on it (its lock is free) and it has not moved for this long.
 STUCK_LAUNCHING = timedelta(minutes=2)
 STUCK_GRADING = timedelta(minutes=1)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _mine(state: OrchestratorState, node_id: str | None) -> bool:
@@ -52,8 +49,8 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
     for scenario_id, current, expires_at, updated_at, node_id in rows:
         if not _mine(state, node_id):
             continue
-        deadline_passed = expires_at is not None and _aware(expires_at) <= now
-        idle = now - _aware(updated_at)
+        deadline_passed = expires_at is not None and aware(expires_at) <= now
+        idle = now - aware(updated_at)
         unpublished = (scenario_dir(state, scenario_id) / "completion.json").exists()
         if (
             (current == states.RUNNING and deadline_passed)

@@ -12,6 +12,7 @@ the answer.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +25,7 @@ from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
 from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, orch
 from forge.services.orchestrator.state import OrchestratorState
+from forge.store.timestamps import aware
 from forge.templates.dsl_models import Criterion
 from forge.templates.variables import render
 
@@ -62,12 +64,19 @@ def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion
 @router.post("/internal/scenarios/{scenario_id}/checks/{criterion_id}",
              responses=errors(401, 404, 409))
 async def check_task(scenario_id: str, criterion_id: str, request: Request) -> dict[str, Any]:
-    """Operator (spawn_service): run one criterion's checks on the running lab, not a verdict."""
+    """Operator (spawn_service): run one criterion's checks on the running lab, not a verdict.
+    409 `lab_busy` at once while anything else holds the lab (never waits in line), 409
+    `not_running` once the lab is not running or its end time has passed."""
     state = orch(request)
     check_operator(request, state.settings.operator)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
-    async with state.lock_for(scenario_id):  # never beside grading or teardown
+    lock = state.lock_for(scenario_id)
+    if lock.locked():  # never queue: a flood of checks must not hold off expiry or teardown
+        raise ForgeError("lab_busy", 409, "criterion: the lab is busy (another check, an "
+                         "extension, grading or its end); check this task again in a moment",
+                         [{"field": "criterion"}])
+    async with lock:  # free (checked above, no await since): taken at once
         try:
             row = await state.blocking(load, state.ctx.db, scenario_id)
         except ScenarioNotFound:
@@ -76,6 +85,9 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
         if row.state != states.RUNNING:
             raise ForgeError("not_running", 409, f"scenario is {row.state}; a task can be "
                              "checked only while the lab runs")
+        if row.expires_at is not None and aware(row.expires_at) <= datetime.now(UTC):
+            raise ForgeError("not_running", 409, "scenario has reached its end time; a task "
+                             "can be checked only while the lab runs")
         criterion = _criterion(state, row.template_id, row.details.get("variables", {}),
                                criterion_id)
         checks = await state.blocking(_run, state, scenario_id, criterion)

@@ -16,9 +16,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from forge.services.common.relay import SIGNED_OUT_CODE
+
 # Close codes in the private range (4000-4999), one per reason, paired with an error name.
 LIMIT_CODE, IDLE_CODE, SEALED_CODE, NOT_RUNNING_CODE = 4429, 4408, 4410, 4409
-SIGNED_OUT_CODE = 4401
 _REASON_BYTES = 123  # the WebSocket protocol's cap on a close reason
 
 

@@ -5,8 +5,9 @@ the four result files once (atomically; the same completion again is a no-op) an
 the `forge.score.finalized` event describing what is on disk. It raises:
 
 * `CompletionRefused` — never score this event (forged, mismatched, conflicting result);
-* `ScoringPaused` — not now: no signing key outside dev, or storage not writable; the event
-  must stay queued and nothing partial is written;
+* `ScoringPaused` — not now: no signing key outside dev, storage not writable, or no record
+  of the scenario in the store (its hint charges unknown); the event must stay queued and
+  nothing partial is written;
 * anything else — a fault worth retrying (e.g. the scenario's audit log is not there yet).
 """
 
@@ -40,7 +41,7 @@ from forge.evidence.artifacts import (
     build_artifacts,
 )
 from forge.faults import crash_point
-from forge.grading.learner_aids import hint_facts, hint_uses, task_checks
+from forge.grading.learner_aids import ScenarioNotRecorded, hint_facts, hint_uses, task_checks
 from forge.services.common.app import storage_writable
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard.event_intake import (
@@ -66,7 +67,8 @@ CONSUMER = DURABLE_SCOREBOARD_COMPLETED
 
 
 class ScoringPaused(Exception):
-    """Scoring cannot happen now (signing key or storage); retry later, drop nothing."""
+    """Scoring cannot happen now (signing key, storage, the scenario's record); retry later,
+    drop nothing."""
 
 
 class AuditLogMissing(Exception):
@@ -120,10 +122,10 @@ class Scorer:
     def __init__(self, settings: Settings, registry: TemplateRegistry,
                  keyring: SigningKeyring | None = None,
                  bus: BusConnection | None = None,
-                 artifacts: ArtifactStore | None = None,
-                 db: Database | None = None) -> None:
+                 artifacts: ArtifactStore | None = None, *,
+                 db: Database) -> None:
         self.settings = settings
-        self.db = db  # where hint reveals and task checks are recorded (None: not charged)
+        self.db = db  # the scenarios' records: hint reveals and task checks (required)
         self.registry = registry
         self.keyring = keyring or SigningKeyring(keyring_dir(settings.storage_root))
         self.bus = bus
@@ -218,15 +220,19 @@ class Scorer:
         return Finalized(scenario_id, written.created, finalized)
 
     def _with_aids(self, verified: VerifiedCompletion) -> VerifiedCompletion:
-        """Add the hints the learner revealed (charged in the score, costs from the template)
-        and the task checks they ran, as recorded in the store; unchanged when there are
-        none, so a scenario without aids scores exactly as before."""
-        if self.db is None:
-            return verified
+        """Add the hints the learner revealed (charged in the score at the cost stored with
+        each reveal) and the task checks they ran, as recorded in the store; unchanged when
+        there are none, so a scenario without aids scores exactly as before. Fails closed:
+        without the scenario's record scoring pauses (ScoringPaused), it never goes on as if
+        no hint had been revealed."""
         sid = verified.inputs.scenario_id
         template = self.registry.get(verified.inputs.template_name).template
         try:
-            uses = hint_uses(self.db, sid, hint_facts(template.spec.hints))
+            uses = hint_uses(self.db, sid, verified.inputs.tenant_id,
+                             hint_facts(template.spec.hints))
+        except ScenarioNotRecorded:
+            raise ScoringPaused(f"the store has no record of {sid}: its revealed hints "
+                                "cannot be charged, so it is not scored yet") from None
         except (ValueError, ScoreInputError) as exc:
             raise CompletionRefused("invalid_completion", str(exc)) from None
         checks = task_checks(self.db, sid)

@@ -21,11 +21,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from forge.identity.caller import SESSION_COOKIE, AuthError, resolve_caller, session_claims
-from forge.services.common.relay import until_first_ends
+from forge.services.common.relay import SIGNED_OUT_CODE, until_first_ends
 from forge.services.spawn.node_routing import node_base, node_unreachable
 from forge.services.spawn.routes import SCENARIO_ID
 from forge.services.spawn.state import SpawnState
-from forge.services.spawn.terminal_signout import SIGNED_OUT_CODE, SIGNED_OUT_MESSAGE
+from forge.services.spawn.terminal_signout import SIGNED_OUT_MESSAGE
 from forge.store.models import Scenario
 from forge.templates import dsl_limits as L
 from forge.tokens import TERMINAL, mint_token

@@ -28,7 +28,6 @@ from forge.tokens import TERMINAL_CLOSE, mint_token
 
 log = logging.getLogger("forge.spawn.terminal")
 CLOSE_HEADER = "x-forge-terminal"
-SIGNED_OUT_CODE = 4401
 SIGNED_OUT_MESSAGE = "You signed out, so this terminal was closed. Sign in again to open it."
 
 
@@ -58,10 +57,6 @@ class OpenTerminals:
         for revoked in held:
             revoked.set()
         return len(held)
-
-    def count(self, session_id: str) -> int:
-        """How many relays of the session run here."""
-        return len(self._by_session.get(session_id, ()))
 
 
 def _running_labs(db: Database, tenant_id: str,

@@ -54,6 +54,7 @@ from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
 from forge.services.spawn.web.tasks import hint_charge, hints_view
 from forge.services.spawn.web.viewer import receipt_cookie, signed_in, viewer
 from forge.store.models import Scenario
+from forge.store.timestamps import aware
 
 router = APIRouter(include_in_schema=False)
 EXTEND_WINDOW = timedelta(minutes=10)
@@ -268,10 +269,6 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
 EXTEND_STEP_MIN = 15
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _extend_facts(request: Request, row: Scenario) -> dict[str, Any]:
     """What the Extend block says: the step, the plan's maximum, when it opens, and whether
     the maximum is reached (the orchestrator enforces the same rules)."""
@@ -280,9 +277,9 @@ def _extend_facts(request: Request, row: Scenario) -> dict[str, Any]:
     facts: dict[str, Any] = {"step": EXTEND_STEP_MIN, "max_minutes": max_min,
                              "opens_iso": "", "at_cap": False}
     if row.expires_at is not None:
-        expires = _aware(row.expires_at)
+        expires = aware(row.expires_at)
         facts["opens_iso"] = (expires - EXTEND_WINDOW).isoformat()
-        facts["at_cap"] = expires >= _aware(row.created_at) + timedelta(minutes=max_min)
+        facts["at_cap"] = expires >= aware(row.created_at) + timedelta(minutes=max_min)
     return facts
 
 
