@@ -33,7 +33,7 @@ from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import live_server
-from ..scoreboard.conftest import Completion, build_completion
+from ..scoreboard.conftest import Completion, build_completion, store_of
 from ..services.conftest import prod_environ, with_signing_key
 from ..web.test_human_pages import JARGON
 from ..web.test_pages import sign_in
@@ -58,7 +58,8 @@ def labs(tmp_path: Path, nats: NatsServer) -> Iterator[Labs]:
     storage = with_signing_key(tmp_path / "storage")
     db = f"sqlite:///{tmp_path / 'forge.db'}"
     board_settings = load_settings(prod_environ(storage, **nats.client_env(), FORGE_DB_URL=db))
-    scorer = Scorer(board_settings, TemplateRegistry.load(TEMPLATE_FIXTURES))
+    scorer = Scorer(board_settings, TemplateRegistry.load(TEMPLATE_FIXTURES),
+                    db=store_of(board_settings))
     passed = build_completion(board_settings)
     failed = build_completion(board_settings, passed=False)
     for done in (passed, failed):
