@@ -44,7 +44,7 @@ from forge_verify._internal.checks import (
 from forge_verify._internal.cli import main, render
 from forge_verify._internal.credential_checks import verify_credential, verify_credential_paths
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "INPUT_CAPS",
