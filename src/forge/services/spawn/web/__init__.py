@@ -7,7 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from forge.config.settings import Settings
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.spawn.web import checkout, learner, ops, recordings, tasks
+from forge.services.spawn.web import account, checkout, learner, ops, recordings, tasks
 from forge.services.spawn.web.backend import Backend
 from forge.services.spawn.web.errors import install_error_pages
 from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE
@@ -28,6 +28,7 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.include_router(ops.router)
     app.include_router(recordings.router)
     app.include_router(checkout.router)
+    app.include_router(account.router)
     app.include_router(tasks.router)
     install_error_pages(app)  # browsers get pages, the JSON API keeps its error bodies
     app.mount("/static", StaticFiles(packages=[(WEB_PACKAGE, STATIC_DIR)]), name="static")
