@@ -1,6 +1,7 @@
 """A new learner in Chromium, from nothing: /plans → choose → the stand-in gateway's test
 payment → signed in on /tracks with a Start button (no token pasted, none in any URL) →
-a running lab. Then every learner page and the operator pages, at 360x740: no sideways
+the personal sign-in key saved from the account page → sign out → "Continue with your
+purchase" → the labs again, and the saved key signs in from a fresh browser → a running lab. Then every learner page and the operator pages, at 360x740: no sideways
 scroll (`document.documentElement.scrollWidth <= 360`), an axe-core scan with no serious
 or critical violation, and (learner pages) no jargon word of tests/web/test_human_pages.py. With $FORGE_DOCS_IMAGES set (scripts/screenshots.py) each page is
 also saved at 1280 and 390 px wide for the README."""
@@ -65,6 +66,23 @@ def check_pages(browser: Browser, state: object, urls: dict[str, str],
         context.close()
 
 
+def save_the_sign_in_key(page: Page, url: str) -> str:
+    """After checkout: the notice leads to the account page, which shows the personal
+    sign-in key once and saves it as a text file; a reload no longer shows it."""
+    page.get_by_role("link", name="Show it and save it").click()
+    expect(page).to_have_url(url + "/account")
+    expect(page.get_by_text("shown only this once")).to_be_visible()
+    key = page.get_by_role("textbox", name="Sign-in key").input_value()
+    assert re.fullmatch(r"fgk_[0-9a-f]{16}_[A-Za-z0-9_-]{32,64}", key)
+    with page.expect_download() as saved:
+        page.get_by_role("button", name="Download as a text file").click()
+    assert key in Path(saved.value.path()).read_text(encoding="utf-8")
+    page.reload()
+    expect(page.get_by_role("button", name="Make a new sign-in key")).to_be_visible()
+    assert key not in page.content()
+    return key
+
+
 @pytest.mark.root
 def test_buy_start_and_every_page_fits_a_phone_and_passes_axe(
         dev_platform: WebPlatform, page: Page, browser: Browser) -> None:
@@ -91,6 +109,25 @@ def test_buy_start_and_every_page_fits_a_phone_and_passes_axe(
     history = page.evaluate("performance.getEntriesByType('navigation').map(e => e.name)")
     assert not any("token" in entry or "checkout=" in entry for entry in [page.url, *history])
     pages["tracks"] = url + "/tracks"
+    key = save_the_sign_in_key(page, url)
+
+    # Back in later, same browser: sign out, "Continue with your purchase", on to the labs.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(url + "/signin")
+    page.get_by_role("button", name="Continue with your purchase").click()
+    expect(page).to_have_url(url + "/tracks")
+    expect(page.get_by_text("plan PRO")).to_be_visible()
+    # Another device (a fresh browser context): the saved key signs in, the plan is there.
+    other = browser.new_context()
+    try:
+        fresh = other.new_page()
+        fresh.goto(url + "/signin")
+        fresh.get_by_label("Your sign-in key or API key").fill(key)
+        fresh.get_by_role("button", name="Sign in with API key").click()
+        expect(fresh).to_have_url(url + "/tracks")
+        expect(fresh.get_by_text("plan PRO")).to_be_visible()
+    finally:
+        other.close()
 
     start.click()
     expect(page).to_have_url(LAB_URL)
@@ -105,7 +142,8 @@ def test_buy_start_and_every_page_fits_a_phone_and_passes_axe(
     problems: list[str] = []
     check_pages(browser, anonymous, {name: pages[name] for name in (
         "signin", "plans", "error-404", "access-link-error")}, problems)
-    check_pages(browser, learner, {"lab": pages["lab"]}, problems)  # running: terminal shown
+    check_pages(browser, learner, {"lab": pages["lab"], "account": url + "/account"},
+                problems)  # lab running: terminal shown
 
     # Hand the lab in; its result page gets the same checks.
     # (a form post, as the Submit button makes it; the button's own dialog is not tested here)
