@@ -147,7 +147,7 @@ async def new_key(request: Request) -> Response:
         state = spawn_state(request)
         check_csrf(state.settings, session_value(request), form.get("csrf"))
     except ForgeError as exc:
-        return _refusal(request, exc.status, _FORM_STALE)
+        return _refusal(request, exc.status, _FORM_STALE, back="/account")
     issued = await run_in_threadpool(replace_api_key, state.ctx.db, caller.tenant_id,
                                      caller.subject)
     response = RedirectResponse("/account", status_code=303)
@@ -159,9 +159,11 @@ async def new_key(request: Request) -> Response:
 _FORM_STALE = "This form could not be used. Reload the page and try again."
 
 
-def _refusal(request: Request, status: int, message: str, signin: bool = False) -> Response:
-    return error_response(request, PageError(status, "Not possible", message, "/signin",
-                                             "/signin" if signin else None))
+def _refusal(request: Request, status: int, message: str, signin: bool = False,
+             back: str = "/signin") -> Response:
+    """A plain page saying why (never the internal reason: it may name form tokens)."""
+    return error_response(request, PageError(status, "Not possible", message, back,
+                                             signin_url("/account") if signin else None))
 
 
 def purchase_in_browser(request: Request) -> dict[str, Any] | None:
