@@ -55,7 +55,7 @@ def test_a_detached_shell_printing_forever_waits_in_the_lab_and_still_answers(
         time.sleep(0.05)
     _, read, kept = session_facts(lab, sid)
     assert kept == SCROLLBACK_BYTES
-    time.sleep(0.5)  # the printer goes on trying; nothing more is read
+    time.sleep(0.3)  # the printer goes on trying; nothing more is read
     assert session_facts(lab, sid) == (True, read, kept)
 
     again, frame, replay = attach(lab, sid, headers)

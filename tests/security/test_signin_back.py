@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,15 +46,35 @@ def store(request: pytest.FixtureRequest) -> str:
     return ""
 
 
-@pytest.fixture
-def app(tmp_path: Path, nats: NatsServer, store: str) -> Iterator[TestClient]:
+@contextmanager
+def spawn_site(storage: Path, nats: NatsServer, store: str) -> Iterator[TestClient]:
+    """spawn_service in dev with the stand-in payment gateway (lab calls go nowhere)."""
     extra = {"FORGE_DB_URL": store} if store else {}
     settings = load_settings(prod_environ(
-        tmp_path / "storage", **nats.client_env(), FORGE_ENV="dev", BILLING_MODE="stub",
+        storage, **nats.client_env(), FORGE_ENV="dev", BILLING_MODE="stub",
         FORGE_TEMPLATE_DIR=str(content_path("templates")),
         ORCHESTRATOR_URL="http://127.0.0.1:9", SCOREBOARD_URL="http://127.0.0.1:9", **extra))
     with TestClient(build_app(settings), follow_redirects=False) as client:
         yield client
+
+
+@pytest.fixture
+def app(tmp_path: Path, nats: NatsServer, store: str) -> Iterator[TestClient]:
+    with spawn_site(tmp_path / "storage", nats, store) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One site on SQLite for the tests that need no engine of their own (each of them
+    uses its own browsers, `device(shared)`)."""
+    server = NatsServer()
+    server.start()
+    try:
+        with spawn_site(tmp_path_factory.mktemp("signin-back") / "storage", server, "") as site:
+            yield site
+    finally:
+        server.close()
 
 
 def device(app: TestClient) -> TestClient:
@@ -139,7 +160,8 @@ def test_the_sign_in_key_is_shown_once_never_logged_and_the_old_one_dies_on_rene
 
 
 @pytest.mark.usefixtures("sqlite_only_store")
-def test_continue_with_the_purchase_signs_in_only_its_own_learner(app: TestClient) -> None:
+def test_continue_with_the_purchase_signs_in_only_its_own_learner(shared: TestClient) -> None:
+    app = device(shared)
     buy(app)
     me = app.get("/account").text
     sign_out(app)
@@ -180,7 +202,8 @@ def test_continue_with_the_purchase_signs_in_only_its_own_learner(app: TestClien
 
 @pytest.mark.usefixtures("sqlite_only_store")
 def test_forged_expired_or_unproven_purchases_in_the_cookie_do_not_sign_in(
-        app: TestClient) -> None:
+        shared: TestClient) -> None:
+    app = shared
     settings = app.app.state.spawn.settings  # type: ignore[attr-defined]
     forger = HmacKeyring("RECEIPT_HMAC_SECRET", current=b"not-the-platforms-secret-0123456789")
     claims = {"tenant_id": "acme", "sub": "victim", "sub_proof": "new", "plan": "ENTERPRISE",
