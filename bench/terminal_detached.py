@@ -5,7 +5,7 @@ reattaches), and this measures the CPU its process spends on that session afterw
 real `TerminalSessions`, the real recording wrapper (asciicast file under a temporary
 storage root) and a real PTY running `yes`; the only difference from a lab is that the PTY's
 program runs on this machine, not in a lab host (no root needed). One socket attaches and
-goes, then the process CPU time (user + system, /proc/self/stat via `os.times`) is sampled
+goes, then the process CPU time (user + system, `os.times`, as in /proc/self/stat) is sampled
 over `--seconds`, `--runs` times. Prints the median CPU seconds per second, the bytes read
 from the shell while detached and the recording's size, for the node as it is and with
 the detached flow control turned off (the scrollback ring and batched recording only).

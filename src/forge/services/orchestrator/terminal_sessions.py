@@ -12,7 +12,7 @@ attached client is that far behind, the session stops reading its shell (the pri
 waits, as before). A detached session reads at most `DETACHED_READ_BYTES` more into its
 scrollback, then stops reading until a socket attaches: the kernel's PTY buffer fills and the
 program printing inside the lab blocks there, under the lab's own CPU quota, instead of the
-node spending a core copying output nobody sees (`yes` in a closed tab). A session holds
+node spending CPU copying output nobody sees (`yes` in a closed tab). A session holds
 a `TerminalSlot` of its lab for its lifetime, so the plan's cap counts shells (hosts with a
 live session), never sockets; a session takes at most `MAX_ATTACHMENTS` sockets at once.
 
