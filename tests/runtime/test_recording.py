@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from forge.runtime import recording
 from forge.runtime.base import RuntimeFault, TtySession
 from forge.runtime.recording import (
     RecordingTty,
@@ -126,3 +127,33 @@ def test_sessions_get_their_own_files_and_a_symlinked_folder_is_refused(tmp_path
     with pytest.raises(RuntimeFault, match="recording"):
         recorded_tty(Engine(Scripted([])), tmp_path)("lab-4", "learner", 24, 80)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_output_is_written_in_batches_and_close_writes_the_rest_under_the_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shell printing in many small reads costs a write per batch, not per read: a few KB
+    of events wait in memory (the file still holds only its header); at close every event is
+    there, and past the cap the marker still ends the file within the cap."""
+    monkeypatch.setattr(recording, "FLUSH_INTERVAL_S", 3600.0)  # batches by size only here
+    chunks = [f"line {n:04d}\n".encode() for n in range(2000)]
+    raw = recorded_tty(Engine(Scripted(chunks)), tmp_path)("lab-4", "pc", 24, 80)
+    assert isinstance(raw, RecordingTty)
+    raw._cap = 60_000  # a small cap for the test; the default is RECORDING_CAP_BYTES
+
+    async def use(count: int) -> None:
+        for _ in range(count):
+            await raw.read()
+
+    path = recordings_dir(tmp_path, "lab-4") / "pc.1.cast"
+    header_only = path.stat().st_size
+    asyncio.run(use(300))  # about 10 KB of events: under one batch, still buffered
+    assert path.stat().st_size == header_only
+    asyncio.run(use(len(chunks) - 300))
+    raw.close()
+    data = read_recordings(tmp_path, "lab-4")["pc.1.cast"]
+    assert header_only < len(data) <= 60_000
+    events = _lines(data)[1:]
+    outputs = [e[2] for e in events if e[1] == "o"]  # type: ignore[index]
+    assert outputs == [c.decode() for c in chunks[:len(outputs)]] and len(outputs) > 1000
+    assert events[-1][1] == "m"  # type: ignore[index]
+    assert recording_problem("recordings/pc.1.cast", data) is None

@@ -130,6 +130,22 @@ def test_an_exited_shell_ends_and_the_next_attach_starts_a_new_one(lab: Lab) -> 
         assert b"Y=unset-3" in read_until(ws, b"-3\r")
 
 
+def test_the_scrollback_ring_keeps_exactly_its_last_bytes() -> None:
+    """Chunk after chunk, the ring holds exactly the last `limit` bytes of the output (whole
+    chunks dropped, at most one sliced), as the old copy-on-every-chunk buffer did."""
+    ring = Scrollback(limit=100)
+    everything = b""
+    for n in range(300):
+        chunk = (f"{n:03d}:" + "x" * (n % 37) + "\n").encode()
+        ring.add(chunk)
+        everything += chunk
+        assert ring.size == min(len(everything), 100)
+    assert ring.replay() == everything[-100:][everything[-100:].find(b"\n") + 1:]
+    big = Scrollback(limit=10)
+    big.add(b"0123456789abcdef\n")  # one chunk larger than the ring
+    assert big.size == 10 and big.replay() == b""
+
+
 def test_the_replay_starts_cleanly_after_trimming() -> None:
     """Once older output is dropped, the replay starts after a newline (never inside a UTF-8
     character or an escape sequence); untrimmed output is replayed whole."""

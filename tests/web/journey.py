@@ -287,3 +287,42 @@ def check_pages(browser: Browser, state: object, urls: dict[str, str],
                     page.screenshot(path=str(images / f"{name}-{wide}.png"))
     finally:
         context.close()
+
+
+def save_key_and_sign_back_in(drive: Driver, browser: Browser, url: str) -> None:
+    """After checkout the buyer comes back later: the notice leads to the account page, which
+    shows the personal sign-in key once and saves it as a text file (a reload no longer shows
+    it); after signing out, "Continue with your purchase" signs in again on this browser, and
+    on another device (a fresh context) the saved key does, with the plan there."""
+    page = drive.page
+    drive.press(page.get_by_role("link", name="Show it and save it"))
+    expect(page).to_have_url(url + "/account")
+    expect(page.get_by_text("shown only this once")).to_be_visible()
+    key = page.get_by_role("textbox", name="Sign-in key").input_value()
+    assert re.fullmatch(r"fgk_[0-9a-f]{16}_[A-Za-z0-9_-]{32,64}", key)
+    with page.expect_download() as saved:
+        drive.press(page.get_by_role("button", name="Download as a text file"))
+    assert key in Path(saved.value.path()).read_text(encoding="utf-8")
+    page.reload()
+    expect(page.get_by_role("button", name="Make a new sign-in key")).to_be_visible()
+    assert key not in page.content()
+
+    drive.press(page.get_by_role("button", name="Sign out"))
+    expect(page).to_have_url(url + "/signin")
+    drive.press(page.get_by_role("button", name="Continue with your purchase"))
+    expect(page).to_have_url(url + "/tracks")
+    expect(page.get_by_text("plan PRO")).to_be_visible()
+
+    other = browser.new_context()
+    try:
+        fresh = Driver(other.new_page(), keyboard_only=drive.keyboard_only)
+        fresh.page.goto(url + "/signin")
+        field = fresh.page.get_by_label("Your sign-in key or API key")
+        fresh.focus(field)
+        fresh.page.keyboard.type(key)
+        fresh.press(fresh.page.get_by_role("button", name="Sign in with API key"))
+        expect(fresh.page).to_have_url(url + "/tracks")
+        expect(fresh.page.get_by_text("plan PRO")).to_be_visible()
+        assert fresh.pointer_used() is None
+    finally:
+        other.close()

@@ -35,6 +35,7 @@ from .journey import (
     check_pages,
     line,
     read_result,
+    save_key_and_sign_back_in,
     survive_drop_and_reload,
 )
 from .relay import CuttableRelay
@@ -128,7 +129,8 @@ def test_the_learners_journey_with_the_mouse(
     expect(line(rows, "spoilt-42")).to_have_count(1, timeout=20_000)
     survive_drop_and_reload(drive, web_platform, "mouse")
     # A check answer says passed or not and why, never the answer itself.
-    checked = page.request.post(f"{url}/v1/scenarios/{sid}/checks/find-server")
+    checked = page.request.post(f"{url}/v1/scenarios/{sid}/checks/find-server",
+                                 headers={"origin": url})
     assert checked.ok and checked.json()["passed"] is True
     assert set(checked.json()) == {"criterion", "passed", "reasons", "final", "note"}
     assert "SN-" not in checked.text()
@@ -141,7 +143,8 @@ def test_the_learners_journey_with_the_mouse(
     check_pages(browser, learner, {"lab": page.url}, problems)  # running: terminal shown
 
     check_hints_and_submit(drive, "inventory-serial")
-    again = page.request.post(f"{url}/v1/scenarios/{sid}/checks/inventory-serial")
+    again = page.request.post(f"{url}/v1/scenarios/{sid}/checks/inventory-serial",
+                               headers={"origin": url})
     assert again.status in (409, 429)  # checked just now, or the lab is already sealed
     read_result(drive, sid, 3, "inventory-serial", "mouse")
     if images is not None:
@@ -159,7 +162,8 @@ def test_the_learners_journey_with_the_mouse(
     cast = re.compile(rf"^/lab/{re.escape(sid)}/recordings/learner\.\d+\.cast$")
     expect(page.locator("#recordings").get_by_role("link", name="download").first
            ).to_have_attribute("href", cast)
-    check_pages(browser, learner, {"tracks": url + "/tracks", "result": page.url}, problems)
+    check_pages(browser, learner, {"tracks": url + "/tracks", "result": page.url,
+                                   "account": url + "/account"}, problems)
 
     # The operator signs in, finds that scenario, and reprocesses an injected failed event.
     event_id = inject_failed_event(web_platform, sid)
@@ -197,7 +201,7 @@ def test_the_learners_journey_with_the_mouse(
 
 @pytest.mark.root
 def test_the_learners_journey_with_the_keyboard_only(
-    web_platform: WebPlatform, page: Page
+    web_platform: WebPlatform, page: Page, browser: Browser
 ) -> None:
     """The same journey; no click, no fill: Tab / Shift+Tab, Enter, typing, Ctrl+Shift+X."""
     drive = Driver(page, keyboard_only=True)
@@ -217,6 +221,7 @@ def test_the_learners_journey_with_the_keyboard_only(
     expect(section).not_to_have_class(re.compile(r"\bis-fullscreen\b"))
     check_hints_and_submit(drive, "find-server")
     read_result(drive, sid, 0, "find-server", "keys")
+    save_key_and_sign_back_in(drive, browser, web_platform.url)
     assert drive.pointer_used() is None
 
 

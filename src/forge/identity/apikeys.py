@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -25,25 +25,54 @@ class IssuedKey:
     key_id: str
     tenant_id: str
     subject: str
-    plaintext: str
+    plaintext: str = field(repr=False)  # never in a log line or an error's repr
 
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(db: Database, tenant_id: str, subject: str) -> IssuedKey:
-    """Issue a key for one learner of one tenant."""
+@dataclass(frozen=True)
+class _Fresh:
+    key_id: str
+    secret: str = field(repr=False)
+
+    @property
+    def plaintext(self) -> str:
+        return f"fgk_{self.key_id}_{self.secret}"
+
+
+def _new_key(tenant_id: str, subject: str) -> _Fresh:
     if not valid_id(tenant_id):
         raise ValueError("tenant_id: 1-128 chars of letters, digits and . _ @ : -")
     if not valid_id(subject):
         raise ValueError("subject: 1-128 chars of letters, digits and . _ @ : -")
-    key_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
+    return _Fresh(secrets.token_hex(8), secrets.token_urlsafe(32))
+
+
+def create_api_key(db: Database, tenant_id: str, subject: str) -> IssuedKey:
+    """Issue a key for one learner of one tenant."""
+    fresh = _new_key(tenant_id, subject)
     with db.session() as sess:
-        sess.add(ApiKey(key_id=key_id, key_sha256=_digest(secret), tenant_id=tenant_id,
-                        subject=subject, created_at=datetime.now(UTC), revoked_at=None))
-    return IssuedKey(key_id, tenant_id, subject, f"fgk_{key_id}_{secret}")
+        sess.add(ApiKey(key_id=fresh.key_id, key_sha256=_digest(fresh.secret),
+                        tenant_id=tenant_id, subject=subject, created_at=datetime.now(UTC),
+                        revoked_at=None))
+    return IssuedKey(fresh.key_id, tenant_id, subject, fresh.plaintext)
+
+
+def replace_api_key(db: Database, tenant_id: str, subject: str) -> IssuedKey:
+    """Issue a new key for one learner and revoke every other live key of theirs, in one
+    transaction: the learner's own "new sign-in key" (the old one stops working at once)."""
+    issued = _new_key(tenant_id, subject)
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        live = select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.subject == subject,
+                                    ApiKey.revoked_at.is_(None))
+        for record in sess.scalars(live):
+            record.revoked_at = now
+        sess.add(ApiKey(key_id=issued.key_id, key_sha256=_digest(issued.secret),
+                        tenant_id=tenant_id, subject=subject, created_at=now, revoked_at=None))
+    return IssuedKey(issued.key_id, tenant_id, subject, issued.plaintext)
 
 
 def verify_api_key(db: Database, presented: str) -> ApiKey | None:

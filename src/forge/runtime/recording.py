@@ -16,6 +16,11 @@ Caps: a recording stops at `RECORDING_CAP_BYTES`, a lab's recordings together at
 `LAB_CAP_BYTES`; at the cap one marker event (`"m"`) says the recording was truncated and
 recording stops, while the terminal itself keeps working. A lab has at most
 `MAX_RECORDINGS` recordings, all hosts together; past that no terminal opens (fail closed).
+
+Writes are batched: events are encoded into a buffer that goes to the file once it holds
+`FLUSH_BYTES` or `FLUSH_INTERVAL_S` after the last write (checked at each event), and at
+close, so a shell printing without pause costs one write(2) per batch, not one per read.
+The caps count buffered bytes as written, so they hold exactly as before.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ LAB_CAP_BYTES = 8 << 20
 """All recordings of one lab together at most."""
 MAX_RECORDINGS = 512
 """Sessions recorded per lab at most (sequence numbers 1..MAX_RECORDINGS)."""
+FLUSH_BYTES = 64 << 10
+"""Buffered recording bytes that trigger a write to the file."""
+FLUSH_INTERVAL_S = 1.0
+"""Longest time (between events) buffered bytes wait for their write."""
 _MARKER_RESERVE = 160  # bytes kept free under a cap for the truncation marker
 log = logging.getLogger("forge.runtime.recording")
 
@@ -144,6 +153,8 @@ class RecordingTty(TtySession):
         self._lock = threading.RLock()
         self._start = time.monotonic()
         self._written = 0
+        self._pending = bytearray()
+        self._flushed_at = self._start
         self._recording = True
         self._out = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._in = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -154,6 +165,7 @@ class RecordingTty(TtySession):
         head = (json.dumps(header, sort_keys=True) + "\n").encode("utf-8")
         budget.charge(len(head))
         self._write_locked(head)
+        self._flush_locked()
 
     def _line(self, kind: str, text: str) -> str:
         elapsed = round(time.monotonic() - self._start, 6)
@@ -173,11 +185,24 @@ class RecordingTty(TtySession):
             self._write_locked(data)
 
     def _write_locked(self, data: bytes) -> None:
+        """Buffer `data` (counted against the caps now); write the batch when it is due."""
+        self._pending += data
+        self._written += len(data)
+        if (len(self._pending) >= FLUSH_BYTES
+                or time.monotonic() - self._flushed_at >= FLUSH_INTERVAL_S):
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        """Write every buffered byte to the file."""
+        self._flushed_at = time.monotonic()
+        if not self._pending or self._fd < 0:
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
-            self._written += len(data)
         except OSError as exc:  # a full disk ends the recording, never the terminal
             log.warning("terminal recording stopped: %s", exc.strerror or exc)
             self._recording = False
@@ -185,6 +210,7 @@ class RecordingTty(TtySession):
     def _stop_locked(self, why: str) -> None:
         marker = self._line("m", why).encode("utf-8")
         self._write_locked(marker)
+        self._flush_locked()
         self._recording = False
 
     def _event(self, kind: str, decoder: codecs.IncrementalDecoder, data: bytes,
@@ -217,6 +243,7 @@ class RecordingTty(TtySession):
         self._event("o", self._out, b"", final=True)
         self._event("i", self._in, b"", final=True)
         with self._lock:
+            self._flush_locked()
             self._recording = False
             if self._fd >= 0:
                 with contextlib.suppress(OSError):

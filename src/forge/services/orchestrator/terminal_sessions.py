@@ -9,7 +9,10 @@ Bounds. Scrollback is the last `SCROLLBACK_BYTES` of output per session, so memo
 times the sessions of the node (at most the plan's `max_terminals` per lab, the node's lab
 capacity in labs). Output waiting for one attachment is at most `OUTBOX_BYTES`: while an
 attached client is that far behind, the session stops reading its shell (the printing program
-waits, as before); a detached session keeps reading into its scrollback only. A session holds
+waits, as before). A detached session reads at most `DETACHED_READ_BYTES` more into its
+scrollback, then stops reading until a socket attaches: the kernel's PTY buffer fills and the
+program printing inside the lab blocks there, under the lab's own CPU quota, instead of the
+node spending CPU copying output nobody sees (`yes` in a closed tab). A session holds
 a `TerminalSlot` of its lab for its lifetime, so the plan's cap counts shells (hosts with a
 live session), never sockets; a session takes at most `MAX_ATTACHMENTS` sockets at once.
 
@@ -44,6 +47,7 @@ from forge.services.orchestrator.terminal_slots import (
 log = logging.getLogger("forge.orchestrator.terminal")
 SCROLLBACK_BYTES = 256 * 1024
 OUTBOX_BYTES = 256 * 1024
+DETACHED_READ_BYTES = SCROLLBACK_BYTES
 MAX_ATTACHMENTS = 4
 SHELL_ENDED_CODE = 4412
 RESET = b"\x1bc"  # full terminal reset (RIS), sent before a replay so it draws on a clean slate
@@ -69,25 +73,42 @@ def shell_ended() -> Closing:
 
 
 class Scrollback:
-    """The last `limit` bytes of a session's output, replayed from a clean start."""
+    """The last `limit` bytes of a session's output, replayed from a clean start.
+
+    A ring of the chunks as read (each at most one read, `CHUNK_BYTES`): appending costs the
+    chunk, and dropping old output pops whole chunks and slices at most one, so a shell that
+    prints without pause never makes the node copy the whole buffer per chunk."""
 
     def __init__(self, limit: int = SCROLLBACK_BYTES) -> None:
         self.limit = limit
-        self._buf = bytearray()
+        self._chunks: deque[bytes] = deque()
+        self.size = 0
         self._cut = False  # older output was dropped: the buffer may start mid-sequence
 
     def add(self, data: bytes) -> None:
         """Append output, dropping the oldest bytes past the limit."""
-        self._buf += data
-        excess = len(self._buf) - self.limit
+        if len(data) >= self.limit:
+            self._cut = self._cut or self.size > 0 or len(data) > self.limit
+            self._chunks.clear()
+            data = data[len(data) - self.limit:]
+            self.size = 0
+        if not data:
+            return
+        self._chunks.append(data)
+        self.size += len(data)
+        while self.size - len(self._chunks[0]) >= self.limit:
+            self.size -= len(self._chunks.popleft())
+            self._cut = True
+        excess = self.size - self.limit
         if excess > 0:
-            del self._buf[:excess]
+            self._chunks[0] = self._chunks[0][excess:]
+            self.size -= excess
             self._cut = True
 
     def replay(self) -> bytes:
         """The kept output; once trimmed, from just after its first newline (never inside a
         UTF-8 character or, in practice, an escape sequence), else from a character start."""
-        data = bytes(self._buf)
+        data = b"".join(self._chunks)
         if not self._cut:
             return data
         newline = data.find(b"\n")
@@ -162,6 +183,15 @@ class TerminalSession:
         self.attached: list[Attachment] = []
         self.keys = Keystrokes()
         self.activity: Activity | None = None
+        self.output_bytes = 0  # read from the shell so far
+        self.unseen_bytes = 0  # read since the last socket went (reset when one attaches)
+        self._watched = asyncio.Event()  # set while at least one socket is attached
+
+    @property
+    def paused(self) -> bool:
+        """True while the shell's output waits in the lab for a socket (nobody attached and
+        `DETACHED_READ_BYTES` already read since the last one went)."""
+        return not self._watched.is_set() and self.unseen_bytes >= DETACHED_READ_BYTES
 
     def attach(self) -> tuple[Attachment, bytes]:
         """Add a socket (or raise SlotRefused) and return it with the replay: both taken in
@@ -172,6 +202,8 @@ class TerminalSession:
             raise SlotRefused(attach_limit())
         att = Attachment()
         self.attached.append(att)
+        self.unseen_bytes = 0
+        self._watched.set()
         return att, self.scrollback.replay()
 
     def detach(self, att: Attachment) -> None:
@@ -179,6 +211,8 @@ class TerminalSession:
         att.end(att.closing)
         if att in self.attached:
             self.attached.remove(att)
+        if not self.attached:
+            self._watched.clear()
 
     def type(self, data: bytes) -> None:
         """Input from any attachment: counts as activity and goes to the shell."""
@@ -192,9 +226,18 @@ class TerminalSession:
             self.tty.resize(rows, cols)
 
     async def pump(self) -> None:
-        """Shell output → scrollback and every attachment; waits for a full attachment."""
+        """Shell output → scrollback and every attachment; waits for a full attachment, and
+        while nobody is attached stops reading after `DETACHED_READ_BYTES` (flow control)."""
         assert self.tty is not None
-        while data := await self.tty.read(CHUNK_BYTES):
+        while True:
+            if self.paused:
+                await self._watched.wait()
+            data = await self.tty.read(CHUNK_BYTES)
+            if not data:
+                return
+            self.output_bytes += len(data)
+            if not self.attached:
+                self.unseen_bytes += len(data)
             self.scrollback.add(data)
             for att in list(self.attached):
                 att.push(data)

@@ -8,6 +8,7 @@ from fastapi.staticfiles import StaticFiles
 from forge.config.settings import Settings
 from forge.services.common.http_client import SharedHttpClient
 from forge.services.spawn.web import (
+    account,
     checkout,
     credential,
     learner,
@@ -37,6 +38,7 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.include_router(recordings.router)
     app.include_router(credential.router)
     app.include_router(checkout.router)
+    app.include_router(account.router)
     app.include_router(tasks.router)
     oidc_pages.install(app, settings)  # sign-in with a tenant's identity provider (issue 18)
     install_error_pages(app)  # browsers get pages, the JSON API keeps its error bodies

@@ -9,6 +9,11 @@ nonce cookie and the buyer, consumes its jti once, mints the receipt and sets th
 and receipt cookies server-side before redirecting to `/tracks`. No token ever appears in a
 URL, and a completion cannot be replayed or finished in another browser or as another
 learner. Without a payment gateway configured the page says checkout is not set up here.
+
+So the buyer can sign back in later (see `account`): the plan is also granted in the
+entitlement store until the receipt expires (a session on another device sees it), the
+receipt cookie lives as long as the receipt, and a buyer new here gets a personal sign-in
+key, shown once on the account page.
 """
 
 from __future__ import annotations
@@ -24,12 +29,16 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from forge.billing.receipts import new_subject, stub_checkout
+from forge.entitlements.grants import grant
 from forge.errors import ForgeError
-from forge.identity.caller import SESSION_COOKIE
+from forge.identity.apikeys import replace_api_key
+from forge.identity.caller import SESSION_COOKIE, Caller
 from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.web.account import seal_key
 from forge.services.spawn.web.errors import PageError, error_response, human_message
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
+    KEY_COOKIE,
     LEARNER_SESSION_TTL_S,
     RECEIPT_COOKIE,
     check_csrf,
@@ -165,10 +174,17 @@ async def _complete(request: Request) -> Response:
     receipt = stub_checkout(state.settings, state.catalog, tenant_id=tenant,
                             plan=str(claims["plan"]), subject=subject, subject_proof=proof,
                             days=RECEIPT_DAYS)
+    until = datetime.fromtimestamp(int(receipt.claims["exp"]), UTC)
+    await run_in_threadpool(grant, state.ctx.db, tenant, str(claims["plan"]), subject, until)
     response = RedirectResponse("/tracks", status_code=303)
     if named is None or request.cookies.get(SESSION_COOKIE) is None:
         set_cookie(response, request, SESSION_COOKIE,
                    learner_session(state.settings, tenant, subject), LEARNER_SESSION_TTL_S)
-    set_cookie(response, request, RECEIPT_COOKIE, receipt.token, LEARNER_SESSION_TTL_S)
+    if named is None:  # new here: their way back in from another device
+        issued = await run_in_threadpool(replace_api_key, state.ctx.db, tenant, subject)
+        set_cookie(response, request, KEY_COOKIE,
+                   seal_key(state.settings, Caller(tenant, subject, "new"), issued.plaintext),
+                   LEARNER_SESSION_TTL_S)
+    set_cookie(response, request, RECEIPT_COOKIE, receipt.token, RECEIPT_DAYS * 86400)
     clear_cookie(response, request, CHECKOUT_COOKIE)
     return response

@@ -26,6 +26,7 @@ from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.tracks import grouped
+from forge.services.spawn.web.account import purchase_offer
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.credential import credential_offer
 from forge.services.spawn.web.errors import (
@@ -38,6 +39,7 @@ from forge.services.spawn.web.recordings import recording_names, with_player
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
 from forge.services.spawn.web.security import (
+    KEY_COOKIE,
     RECEIPT_COOKIE,
     check_csrf,
     check_same_origin,
@@ -87,7 +89,8 @@ async def home(request: Request) -> Response:
 async def signin_page(request: Request) -> Response:
     """The sign-in form (API key or receipt); `next` is where a successful sign-in goes."""
     return page("signin.html", {"title": "Sign in", "viewer": await viewer(request),
-                                "next": safe_next(request.query_params.get("next"))})
+                                "next": safe_next(request.query_params.get("next")),
+                                "purchase": purchase_offer(request)})
 
 
 @router.post("/signin")
@@ -135,7 +138,8 @@ async def signin(request: Request) -> Response:
 async def signout(request: Request) -> Response:
     """End the learner session (same-origin POST carrying the session's CSRF token): the
     session is refused from now on and every terminal it opened, here and on the lab nodes,
-    is closed."""
+    is closed. The purchase kept in this browser stays (the sign-in page offers to continue
+    with it, or to forget it); a new sign-in key not yet shown is dropped."""
     check_same_origin(request)
     form = await read_form(request)
     if session_value(request):
@@ -143,7 +147,7 @@ async def signout(request: Request) -> Response:
     await end_terminals(request)
     response = RedirectResponse("/signin", status_code=303)
     clear_cookie(response, request, SESSION_COOKIE)
-    clear_cookie(response, request, RECEIPT_COOKIE)
+    clear_cookie(response, request, KEY_COOKIE)
     return response
 
 

@@ -22,6 +22,7 @@ from forge.tokens import SESSION, TokenError, mint_token, verify_token
 
 OPS_COOKIE = "forge_ops"
 RECEIPT_COOKIE = "forge_receipt"
+KEY_COOKIE = "forge_new_key"  # a just-made sign-in key, sealed, until the account page shows it
 LEARNER_SCOPE = "learner"
 OPERATOR_SCOPE = "operator"
 OPERATOR_SUBJECT = "operator"

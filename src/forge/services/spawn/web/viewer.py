@@ -12,7 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
 from forge.identity.caller import SESSION_COOKIE, AuthError, Caller
 from forge.services.spawn.caller_deps import current_caller, spawn_state
-from forge.services.spawn.web.security import RECEIPT_COOKIE, csrf_token, session_value
+from forge.services.spawn.web.security import (
+    KEY_COOKIE,
+    RECEIPT_COOKIE,
+    csrf_token,
+    session_value,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class Viewer:
     caller: Caller
     plan: str | None
     csrf: str
+    key_waiting: bool = False  # a new sign-in key waits to be shown on the account page
 
 
 def receipt_cookie(request: Request) -> dict[str, Any] | None:
@@ -58,4 +64,5 @@ async def viewer(request: Request) -> Viewer | None:
         plan: str | None = ent.plan.name
     except EntitlementError:
         plan = None
-    return Viewer(caller, plan, csrf_token(state.settings, session_value(request) or ""))
+    return Viewer(caller, plan, csrf_token(state.settings, session_value(request) or ""),
+                  bool(request.cookies.get(KEY_COOKIE)) and request.url.path != "/account")

@@ -1,0 +1,227 @@
+"""Signing back in without email or pasted codes: the learner's account page and "Continue
+with your purchase".
+
+Two ways back in for a self-serve buyer:
+
+- Same browser: the purchase stays in this browser (the HttpOnly receipt cookie, set at
+  checkout for the receipt's lifetime and kept at sign-out). The sign-in page then offers
+  "Continue with your purchase": a same-origin POST carrying a CSRF token bound to that
+  cookie, verified server-side, which signs in as the learner the purchase proves.
+  "Forget this purchase" removes it from a shared computer.
+- Another device: a personal sign-in key (an API key of the learner's tenant and subject,
+  stored hashed like every API key) made at checkout, or on the account page, where making a
+  new one revokes the old. The key is shown exactly once: it travels to the account page
+  sealed (AES-GCM, key derived from the SAT secret, bound to the learner) in an HttpOnly
+  cookie, never in a URL or a log; showing it consumes its one showing in the replay store,
+  so a reload or a replayed cookie shows it no more.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from forge.config.settings import Settings
+from forge.entitlements.resolve import EntitlementError, verify_receipt
+from forge.errors import ForgeError
+from forge.identity.apikeys import replace_api_key, verify_api_key
+from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
+from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.web.errors import PageError, error_response, safe_next, signin_url
+from forge.services.spawn.web.render import page
+from forge.services.spawn.web.security import (
+    KEY_COOKIE,
+    LEARNER_SESSION_TTL_S,
+    RECEIPT_COOKIE,
+    check_csrf,
+    check_same_origin,
+    clear_cookie,
+    csrf_token,
+    learner_session,
+    read_form,
+    session_value,
+    set_cookie,
+)
+from forge.services.spawn.web.viewer import signed_in, viewer
+from forge.tokens import TokenReplayed
+from forge.tokens.replay import consume_once
+
+router = APIRouter(include_in_schema=False)
+KEY_SHOWN = "KEYSHOW"  # replay-store kind: a sign-in key's one showing was used
+_SEAL_INFO = b"forge-signin-key-reveal\x00"
+_NONCE = 12
+
+
+def _seal_keys(settings: Settings) -> list[bytes]:
+    ring = settings.sat
+    return [hmac.new(s, _SEAL_INFO, hashlib.sha256).digest()
+            for s in (ring.current, ring.previous) if s]
+
+
+def _aad(caller: Caller) -> bytes:
+    return f"{caller.tenant_id}\x00{caller.subject}".encode()
+
+
+def seal_key(settings: Settings, caller: Caller, plaintext: str) -> str:
+    """A new sign-in key sealed for its learner's next account page (cookie value)."""
+    nonce = os.urandom(_NONCE)
+    sealed = AESGCM(_seal_keys(settings)[0]).encrypt(nonce, plaintext.encode(), _aad(caller))
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def _open_key(settings: Settings, caller: Caller, value: str) -> str | None:
+    """The sealed key if `value` was sealed here for `caller`, else None."""
+    try:
+        raw = base64.urlsafe_b64decode(value.encode())
+    except (ValueError, UnicodeEncodeError):
+        return None
+    for key in _seal_keys(settings):
+        try:
+            return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], _aad(caller)).decode()
+        except (InvalidTag, ValueError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _show_once(request: Request, caller: Caller) -> str | None:
+    """The new sign-in key waiting for this learner, on its first showing only (blocking)."""
+    state = spawn_state(request)
+    plaintext = _open_key(state.settings, caller, request.cookies.get(KEY_COOKIE, ""))
+    if plaintext is None:
+        return None
+    record = verify_api_key(state.ctx.db, plaintext)
+    if record is None or not caller.owns(record.tenant_id, record.subject):
+        return None
+    until = datetime.now(UTC) + timedelta(seconds=LEARNER_SESSION_TTL_S)
+    try:
+        consume_once(state.replay, f"keyshow-{record.key_id}", KEY_SHOWN, until)
+    except TokenReplayed:
+        return None
+    return plaintext
+
+
+async def _learner(request: Request) -> Caller | None:
+    caller = await signed_in(request)
+    return caller if caller is not None and caller.scenario_scope is None else None
+
+
+@router.get("/account")
+async def account_page(request: Request) -> Response:
+    """Who is signed in, their plan, and their sign-in key: shown once when just made."""
+    caller = await _learner(request)
+    if caller is None:
+        return RedirectResponse(signin_url("/account"), status_code=303)
+    fresh = None
+    if request.cookies.get(KEY_COOKIE):
+        fresh = await run_in_threadpool(_show_once, request, caller)
+    state = spawn_state(request)
+    response = page("account.html", {
+        "title": "Your account", "viewer": await viewer(request), "fresh_key": fresh,
+        "signin_at": f"{request.base_url}signin",
+        "csrf": csrf_token(state.settings, session_value(request) or "")})
+    if request.cookies.get(KEY_COOKIE):
+        clear_cookie(response, request, KEY_COOKIE)
+    return response
+
+
+@router.post("/account/key")
+async def new_key(request: Request) -> Response:
+    """Make a new sign-in key for the signed-in learner (the old one stops working); the
+    account page then shows it once."""
+    try:
+        check_same_origin(request)
+        form = await read_form(request)
+        caller = await _learner(request)
+        if caller is None:
+            return _refusal(request, 401, "Sign in first to make a new sign-in key.", True)
+        state = spawn_state(request)
+        check_csrf(state.settings, session_value(request), form.get("csrf"))
+    except ForgeError as exc:
+        return _refusal(request, exc.status, _FORM_STALE, back="/account")
+    issued = await run_in_threadpool(replace_api_key, state.ctx.db, caller.tenant_id,
+                                     caller.subject)
+    response = RedirectResponse("/account", status_code=303)
+    set_cookie(response, request, KEY_COOKIE, seal_key(state.settings, caller, issued.plaintext),
+               LEARNER_SESSION_TTL_S)
+    return response
+
+
+_FORM_STALE = "This form could not be used. Reload the page and try again."
+
+
+def _refusal(request: Request, status: int, message: str, signin: bool = False,
+             back: str = "/signin") -> Response:
+    """A plain page saying why (never the internal reason: it may name form tokens)."""
+    return error_response(request, PageError(status, "Not possible", message, back,
+                                             signin_url("/account") if signin else None))
+
+
+def purchase_in_browser(request: Request) -> dict[str, Any] | None:
+    """The purchase kept in this browser when it can sign its learner in, else None."""
+    token = request.cookies.get(RECEIPT_COOKIE)
+    if not token:
+        return None
+    try:
+        claims = verify_receipt(spawn_state(request).settings, token)
+    except EntitlementError:
+        return None
+    return claims if receipt_subject(claims) is not None else None
+
+
+def purchase_offer(request: Request) -> dict[str, str] | None:
+    """What the sign-in page shows for "Continue with your purchase" (plan, form token)."""
+    claims = purchase_in_browser(request)
+    if claims is None:
+        return None
+    token = request.cookies.get(RECEIPT_COOKIE, "")
+    return {"plan": str(claims["plan"]),
+            "csrf": csrf_token(spawn_state(request).settings, token)}
+
+
+@router.post("/signin/continue")
+async def continue_purchase(request: Request) -> Response:
+    """Sign in as the learner of the purchase kept in this browser (same-origin POST with
+    the CSRF token bound to that purchase)."""
+    settings = spawn_state(request).settings
+    try:
+        check_same_origin(request)
+        form = await read_form(request)
+        check_csrf(settings, request.cookies.get(RECEIPT_COOKIE), form.get("csrf"))
+    except ForgeError as exc:
+        return _refusal(request, exc.status, _FORM_STALE)
+    claims = purchase_in_browser(request)
+    learner = receipt_subject(claims)
+    if claims is None or learner is None:
+        return _refusal(request, 401, "The purchase in this browser can no longer be used to "
+                        "sign in. Sign in with your sign-in key instead.")
+    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    set_cookie(response, request, SESSION_COOKIE,
+               learner_session(settings, str(claims["tenant_id"]), learner),
+               LEARNER_SESSION_TTL_S)
+    return response
+
+
+@router.post("/signin/forget")
+async def forget_purchase(request: Request) -> Response:
+    """Remove the purchase kept in this browser (a shared computer); it stays valid on the
+    learner's account and their sign-in key still works."""
+    settings = spawn_state(request).settings
+    try:
+        check_same_origin(request)
+        form = await read_form(request)
+        check_csrf(settings, request.cookies.get(RECEIPT_COOKIE), form.get("csrf"))
+    except ForgeError as exc:
+        return _refusal(request, exc.status, _FORM_STALE)
+    response = RedirectResponse("/signin", status_code=303)
+    clear_cookie(response, request, RECEIPT_COOKIE)
+    return response
