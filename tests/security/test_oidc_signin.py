@@ -10,6 +10,12 @@ wrong issuer (in the discovery document, or in the ID token after discovery was 
 an ID token signed by a key the provider does not publish, wrong audience, expired ID token, a replayed callback (same code, or a second code carrying
 the same nonce), unknown tenant, a callback opened in another browser, and a stolen code
 redeemed without the PKCE verifier.
+
+What a single sign-on session must not outlive: a person signed in through the provider
+cannot make a personal sign-in key (before: one that never expires, outliving their removal
+at the provider, and replacing keys the operator issued them); an operator role from single
+sign-on ends at sign-out and at a later sign-in without it (before: the /ops cookie stayed
+valid for up to an hour on that browser).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from forge.config import load_settings
 from forge.identity.roles import groups_of, role_of
 from forge.services.spawn.app import build_app
 from forge.services.spawn.web.errors import has_jargon
-from forge.store.models import TenantRole
+from forge.services.spawn.web.security import csrf_token
+from forge.store.models import ApiKey, TenantRole
 
 from ..services.conftest import prod_environ
 from ..support.oidc_provider import OTHER_CLIENT, LocalProvider, authorize_query, local_provider
@@ -281,3 +288,51 @@ def test_a_stolen_code_is_useless_without_the_pkce_verifier(shared: TestClient,
     assert not recorded(shared, "uma")
     assert shared.get(callback).status_code == 200  # the verifier lives in this browser only
     assert recorded(shared, "uma")
+
+
+def _keys(app: TestClient) -> int:
+    with app.app.state.spawn.ctx.db.read() as sess:  # type: ignore[attr-defined]
+        return int(sess.scalar(select(func.count()).select_from(ApiKey)) or 0)
+
+
+def _signed_in(person: TestClient, op: LocalProvider, user: str) -> TestClient:
+    """`person` (the shared platform's own client: its loop holds the provider connections)
+    signs in as `user` at the provider."""
+    assert person.get(login(op, begin(person), user)).status_code == 200
+    return person
+
+
+def test_a_single_sign_on_learner_cannot_make_a_sign_in_key(shared: TestClient,
+                                                            op: LocalProvider) -> None:
+    person = _signed_in(shared, op, "ivy")
+    account = person.get("/account")
+    assert account.status_code == 200
+    assert "Make a new sign-in key" not in account.text
+    assert "own sign-in service" in re.sub(r"\s+", " ", account.text)
+    settings = shared.app.state.spawn.settings  # type: ignore[attr-defined]
+    session = person.cookies.get("forge_session")
+    assert session
+    before = _keys(shared)
+    made = person.post("/account/key", data={"csrf": csrf_token(settings, session)},
+                       headers={"origin": "http://localhost"})
+    assert made.status_code == 403 and "own sign-in service" in made.text
+    assert _keys(shared) == before
+    assert "forge_signin_key" not in made.headers.get("set-cookie", "")
+
+
+def test_an_operator_role_from_single_sign_on_ends_with_sign_out_and_with_the_role(
+        shared: TestClient, op: LocalProvider) -> None:
+    settings = shared.app.state.spawn.settings  # type: ignore[attr-defined]
+    person = _signed_in(shared, op, "otto")  # the provider names otto an operator
+    assert person.get("/ops").status_code == 200
+    csrf = csrf_token(settings, person.cookies.get("forge_session") or "")
+    out = person.post("/signout", data={"csrf": csrf}, headers={"origin": "http://localhost"})
+    assert out.status_code == 303
+    assert person.get("/ops", headers={"accept": "text/html"}).status_code == 303
+
+    again = _signed_in(shared, op, "otto")
+    ops_cookie = again.cookies.get("forge_ops")
+    assert ops_cookie and again.get("/ops").status_code == 200
+    # On the same browser, someone the provider does not name an operator signs in next.
+    assert again.get(login(op, begin(again), "ivy")).status_code == 200
+    assert again.get("/ops", headers={"accept": "text/html"}).status_code == 303

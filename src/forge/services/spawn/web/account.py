@@ -38,6 +38,7 @@ from forge.identity.apikeys import replace_api_key, verify_api_key
 from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.errors import PageError, error_response, safe_next, signin_url
+from forge.services.spawn.web.oidc_pages import signs_in_with_provider
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
     KEY_COOKIE,
@@ -127,6 +128,7 @@ async def account_page(request: Request) -> Response:
     state = spawn_state(request)
     response = page("account.html", {
         "title": "Your account", "viewer": await viewer(request), "fresh_key": fresh,
+        "keys_allowed": not signs_in_with_provider(request, caller.tenant_id),
         "signin_at": f"{request.base_url}signin",
         "csrf": csrf_token(state.settings, session_value(request) or "")})
     if request.cookies.get(KEY_COOKIE):
@@ -148,6 +150,10 @@ async def new_key(request: Request) -> Response:
         check_csrf(state.settings, session_value(request), form.get("csrf"))
     except ForgeError as exc:
         return _refusal(request, exc.status, _FORM_STALE, back="/account")
+    if signs_in_with_provider(request, caller.tenant_id):
+        # The organisation's sign-in service decides who may sign in; a key made here would
+        # outlive its decision (and replace keys the operator issued for this person).
+        return _refusal(request, 403, _PROVIDER_ONLY, back="/account")
     issued = await run_in_threadpool(replace_api_key, state.ctx.db, caller.tenant_id,
                                      caller.subject)
     response = RedirectResponse("/account", status_code=303)
@@ -157,6 +163,8 @@ async def new_key(request: Request) -> Response:
 
 
 _FORM_STALE = "This form could not be used. Reload the page and try again."
+_PROVIDER_ONLY = ("Your organisation signs you in with its own sign-in service, so there is no "
+                  "separate sign-in key to make here.")
 
 
 def _refusal(request: Request, status: int, message: str, signin: bool = False,

@@ -40,6 +40,7 @@ from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
 from forge.services.spawn.web.security import (
     KEY_COOKIE,
+    OPS_COOKIE,
     RECEIPT_COOKIE,
     check_csrf,
     check_same_origin,
@@ -148,6 +149,7 @@ async def signout(request: Request) -> Response:
     response = RedirectResponse("/signin", status_code=303)
     clear_cookie(response, request, SESSION_COOKIE)
     clear_cookie(response, request, KEY_COOKIE)
+    clear_cookie(response, request, OPS_COOKIE)  # an operator role from single sign-on too
     return response
 
 

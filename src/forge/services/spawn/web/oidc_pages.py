@@ -101,6 +101,12 @@ def _tenant(request: Request, tenant_id: str) -> OidcTenant | None:
     return _web(request).registry.get(tenant_id)
 
 
+def signs_in_with_provider(request: Request, tenant_id: str) -> bool:
+    """True when the tenant's people sign in through its identity provider, which then stays
+    the one source of who may sign in (no self-made keys that would outlive it)."""
+    return _tenant(request, tenant_id) is not None
+
+
 def _unknown(request: Request) -> Response:
     return error_response(request, PageError(
         404, "No single sign-on here", "No organisation with this name signs in here with "
@@ -206,6 +212,8 @@ def _signed_in(request: Request, who: Identity, next_path: str) -> Response:
     if who.role == OPERATOR:
         set_cookie(response, request, OPS_COOKIE, operator_session(settings),
                    OPERATOR_SESSION_TTL_S)
+    else:  # an earlier operator sign-in in this browser ends with the role
+        clear_cookie(response, request, OPS_COOKIE)
     response.delete_cookie(PENDING_COOKIE, path=COOKIE_PATH, secure=is_https(request),
                            httponly=True, samesite="lax")
     return response
