@@ -18,8 +18,9 @@ def register(app: typer.Typer) -> None:
         credential: Path = typer.Argument(..., help="credential.vc"),
         trusted_key: Path = typer.Option(
             ..., "--trusted-key", metavar="PATH",
-            help="PEM file or directory of the issuer's public keys (forge keys "
-            "export-public, /v1/credentials/keys, or the learner's verdict.pub)."),
+            help="PEM file or directory of the issuer's public keys, from the platform "
+            "(forge keys export-public, /v1/credentials/keys), never from the person "
+            "presenting the credential."),
         verdict: Path | None = typer.Option(
             None, "--verdict", metavar="verdict.sig",
             help="The verdict the credential was issued from: its digest is compared."),

@@ -50,8 +50,9 @@ def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
                     "FrostGate Forge, offline.")
     p.add_argument("credential", type=Path, help="credential.vc")
     p.add_argument("--trusted-key", type=Path, required=True, metavar="PATH",
-                   help="PEM file or directory of the issuer's public keys (the verdict "
-                        "keys: `forge keys export-public`, or the learner's verdict.pub)")
+                   help="PEM file or directory of the issuer's public keys, obtained from "
+                        "the platform (its /v1/credentials/keys or `forge keys "
+                        "export-public`), never from the person presenting the credential")
     p.add_argument("--verdict", type=Path, default=None, metavar="verdict.sig",
                    help="the verdict the credential was issued from: its digest is compared")
     p.add_argument("--status-list", type=Path, default=None, metavar="FILE",
