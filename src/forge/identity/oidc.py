@@ -31,7 +31,7 @@ from joserfc.jwk import KeySet
 
 from forge.errors import ForgeError
 from forge.identity.names import valid_id
-from forge.identity.oidc_config import OidcTenant, secure_url
+from forge.identity.oidc_config import OidcTenant, endpoint_allowed
 from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR
 
 TIMEOUT_S = 5.0
@@ -99,8 +99,8 @@ class ProviderCache:
         if doc.get("issuer") != issuer:
             raise _provider_fault("discovery document names another issuer")
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-            if not secure_url(doc.get(name)):  # never a secret or a code over plain http
-                raise _provider_fault(f"discovery document lacks an https {name}")
+            if not endpoint_allowed(doc.get(name), issuer):  # https, and not internal
+                raise _provider_fault(f"discovery document's {name} is not allowed")
         self._docs[issuer] = _Cached(doc, time.monotonic())
         return doc
 

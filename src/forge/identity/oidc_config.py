@@ -75,6 +75,29 @@ def secure_url(value: object) -> bool:
     return isinstance(value, str)
 
 
+def _internal_host(host: str) -> bool:
+    """localhost, or an IP literal that is not a public address (loopback, private,
+    link-local such as a cloud metadata service, reserved...)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
+def endpoint_allowed(endpoint: object, issuer: str) -> bool:
+    """May an endpoint named by `issuer`'s discovery document be called (with a client
+    secret, a code)? It must be a `secure_url`, and the document may point at this machine
+    or an internal address only where the configured issuer itself is (a provider running
+    there): otherwise whoever runs the provider could make the platform call its own
+    services or the internal network."""
+    if not secure_url(endpoint):
+        return False
+    host = urlsplit(str(endpoint)).hostname or ""
+    return not _internal_host(host) or host == (urlsplit(issuer).hostname or "")
+
+
 class TenantOidc(BaseModel):
     """How one tenant's people sign in through its identity provider."""
 
