@@ -21,7 +21,12 @@ import pytest
 from forge.config import Settings
 from forge.errors import ForgeError
 from forge.evidence.artifacts import read_results
-from forge.grading.learner_aids import CheckLimits, begin_task_check, finish_task_check
+from forge.grading.learner_aids import (
+    CheckLimits,
+    begin_task_check,
+    cancel_task_check,
+    finish_task_check,
+)
 from forge.services.scoreboard.scoring import Scorer
 from forge.signing.keystore import SigningKeyring
 from forge.store.db import Database
@@ -118,5 +123,26 @@ def test_a_passing_check_run_never_changes_the_signed_score(
         aids = json.loads(read_bundle(files["evidence.tar.zst"])["aids.json"])
         assert [(c["criterion"], c["passed"]) for c in aids["task_checks"]] == [
             ("route-present", True)]
+    finally:
+        db.dispose()
+
+
+def test_a_check_the_node_refused_uses_up_nothing(db_url: str) -> None:
+    # Before: a check refused by a busy node (409 lab_busy) was recorded as run, so it
+    # counted toward the lab's limit, started the task's 20 s wait and showed in the
+    # evidence, although nothing was checked. Now it is forgotten (cancel_task_check).
+    upgrade(db_url)
+    db = Database(db_url)
+    limits = CheckLimits(every_s=20, per_lab=3)
+    sid = "scn-00000000000000b1"
+    try:
+        _row(db, sid)
+        refused = begin_task_check(db, sid, "acme", "saved-page", limits)
+        cancel_task_check(db, refused)
+        assert _runs(db, sid) == 0
+        performed = begin_task_check(db, sid, "acme", "saved-page", limits)  # no wait
+        finish_task_check(db, performed, True)
+        cancel_task_check(db, performed)  # an answered run is never forgotten
+        assert _runs(db, sid) == 1
     finally:
         db.dispose()

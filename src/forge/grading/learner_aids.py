@@ -188,6 +188,15 @@ def _remaining_s(expires_at: datetime | None, now: datetime) -> int:
     return max(1, math.ceil((aware(expires_at) - now).total_seconds()))
 
 
+def cancel_task_check(db: Database, run_id: int) -> None:
+    """Forget a run the lab never performed (the node refused it: busy, or no longer
+    running), so it neither counts toward the limits nor appears in the evidence."""
+    with db.session() as sess:
+        run = sess.get(TaskCheckRun, run_id)
+        if run is not None and run.passed is None:
+            sess.delete(run)
+
+
 def finish_task_check(db: Database, run_id: int, passed: bool | None) -> None:
     """Record a run's outcome (None: the node did not answer)."""
     with db.session() as sess:

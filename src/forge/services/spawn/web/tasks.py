@@ -20,6 +20,7 @@ from forge.errors import ForgeError
 from forge.grading.learner_aids import (
     HintFacts,
     begin_task_check,
+    cancel_task_check,
     finish_task_check,
     hint_facts,
     parse_hint_id,
@@ -40,6 +41,8 @@ from forge.services.spawn.web.state import web_state
 from forge.store.models import Scenario
 
 router = APIRouter(include_in_schema=False)
+# The node refused these before running anything: such a run is forgotten, not counted.
+NOT_PERFORMED = frozenset({"lab_busy", "not_running"})
 
 
 def _texts(request: Request, row: Scenario) -> tuple[tuple[HintFacts, ...], tuple[str, ...]]:
@@ -126,8 +129,11 @@ async def check_view(request: Request, scenario_id: str, criterion: str) -> dict
         body = await web_state(request).backend.lab_node(
             row.node_id, row.node_url, "POST",
             f"/internal/scenarios/{row.scenario_id}/checks/{criterion}")
-    except ForgeError:
-        await run_in_threadpool(finish_task_check, db, run_id, None)
+    except ForgeError as exc:
+        if exc.code in NOT_PERFORMED:
+            await run_in_threadpool(cancel_task_check, db, run_id)
+        else:  # unknown whether it ran: it counts
+            await run_in_threadpool(finish_task_check, db, run_id, None)
         raise
     checks = [c for c in body.get("checks") or [] if isinstance(c, dict)]
     passed = bool(checks) and all(c.get("passed") is True for c in checks)
