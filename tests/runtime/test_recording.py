@@ -157,3 +157,36 @@ def test_output_is_written_in_batches_and_close_writes_the_rest_under_the_cap(
     assert outputs == [c.decode() for c in chunks[:len(outputs)]] and len(outputs) > 1000
     assert events[-1][1] == "m"  # type: ignore[index]
     assert recording_problem("recordings/pc.1.cast", data) is None
+
+
+def test_what_was_typed_is_on_disk_at_once_and_before_the_session_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batching must not keep the learner's last commands only in memory: a keystroke (with
+    the output before it) and a resize are written at once, and close writes the rest before
+    ending the session, since grading reads the file as soon as the session is seen ended."""
+    monkeypatch.setattr(recording, "FLUSH_INTERVAL_S", 3600.0)
+    path = recordings_dir(tmp_path, "lab-5") / "pc.1.cast"
+
+    class Ending(Scripted):
+        def close(self) -> None:  # what grading would read the moment the session ends
+            self.seen_at_close = path.read_bytes()
+            super().close()
+
+    inner = Ending([b"$ "])
+    raw = recorded_tty(Engine(inner), tmp_path)("lab-5", "pc", 24, 80)
+
+    async def use() -> None:
+        await raw.read()
+        await raw.write(b"cat /etc/flag\r")
+    asyncio.run(use())
+    on_disk = [e[1:] for e in _lines(path.read_bytes())[1:]]  # type: ignore[index]
+    assert on_disk == [["o", "$ "], ["i", "cat /etc/flag\r"]]
+    raw.resize(40, 100)
+    assert _lines(path.read_bytes())[-1][1:] == ["r", "100x40"]  # type: ignore[index]
+
+    async def more() -> None:
+        inner.chunks.append(b"FLAG\r\n")
+        await raw.read()
+    asyncio.run(more())
+    raw.close()
+    assert _lines(inner.seen_at_close)[-1][1:] == ["o", "FLAG\r\n"]  # type: ignore[index]

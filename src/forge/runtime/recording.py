@@ -17,9 +17,11 @@ Caps: a recording stops at `RECORDING_CAP_BYTES`, a lab's recordings together at
 recording stops, while the terminal itself keeps working. A lab has at most
 `MAX_RECORDINGS` recordings, all hosts together; past that no terminal opens (fail closed).
 
-Writes are batched: events are encoded into a buffer that goes to the file once it holds
-`FLUSH_BYTES` or `FLUSH_INTERVAL_S` after the last write (checked at each event), and at
-close, so a shell printing without pause costs one write(2) per batch, not one per read.
+Writes are batched: output events are encoded into a buffer that goes to the file once it
+holds `FLUSH_BYTES` or `FLUSH_INTERVAL_S` after the last write (checked at each event), at
+each keystroke or resize event (written at once, with the output before them), and before
+the session is closed, so a shell printing without pause costs one write(2) per batch, not
+one per read, and what was typed is never only in memory.
 The caps count buffered bytes as written, so they hold exactly as before.
 """
 
@@ -52,6 +54,8 @@ FLUSH_BYTES = 64 << 10
 """Buffered recording bytes that trigger a write to the file."""
 FLUSH_INTERVAL_S = 1.0
 """Longest time (between events) buffered bytes wait for their write."""
+_WRITTEN_AT_ONCE = frozenset({"i"})  # what was typed (and the output before it) is on disk
+# at once, like a resize: a crash or a grading that reads the file early keeps it
 _MARKER_RESERVE = 160  # bytes kept free under a cap for the truncation marker
 log = logging.getLogger("forge.runtime.recording")
 
@@ -219,6 +223,8 @@ class RecordingTty(TtySession):
             text = decoder.decode(data, final)
             if text:
                 self._append(self._line(kind, text))
+            if kind in _WRITTEN_AT_ONCE:
+                self._flush_locked()
 
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Output of the terminal, recorded as an "o" event."""
@@ -235,10 +241,15 @@ class RecordingTty(TtySession):
     def resize(self, rows: int, cols: int) -> None:
         """Resize the terminal, recorded as an "r" event."""
         self._inner.resize(rows, cols)
-        self._append(self._line("r", f"{cols}x{rows}"))
+        with self._lock:
+            self._append(self._line("r", f"{cols}x{rows}"))
+            self._flush_locked()
 
     def close(self) -> None:
-        """End the session, then finish the file (undecoded tails flushed, fsynced). Idempotent."""
+        """Write what is buffered, end the session, then finish the file (undecoded tails
+        flushed, fsynced). Idempotent."""
+        with self._lock:  # on disk before the session's end is seen (grading reads it then)
+            self._flush_locked()
         self._inner.close()
         self._event("o", self._out, b"", final=True)
         self._event("i", self._in, b"", final=True)
