@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from forge.store.db import Database
 from forge.store.models import AuditRecord
+from forge.store.timestamps import aware
 
 GENESIS = "0" * 64
 MAX_RETRIES = 20
@@ -75,7 +76,7 @@ def verify(db: Database, tenant_id: str) -> list[str]:
                 break
             if row.prev_hash != prev:
                 problems.append(f"seq {row.seq}: previous hash does not match")
-            at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+            at = aware(row.at)
             if _hash(stream, row.seq, row.prev_hash, _stamp(at), row.event, row.data) != row.hash:
                 problems.append(f"seq {row.seq}: record was altered")
             prev = row.hash

@@ -23,6 +23,7 @@ from forge.services.common.openapi import errors
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
+from forge.store.timestamps import aware
 
 router = APIRouter()
 SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
@@ -156,12 +157,12 @@ async def extend(
     if row.state != states.RUNNING or row.expires_at is None:
         raise ForgeError("not_running", 409, f"scenario is {row.state}")
     now = datetime.now(UTC)
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    expires = aware(row.expires_at)
     if expires - now > EXTEND_WINDOW:
         raise ForgeError("too_early", 409, "a lab can be extended only in its last 10 minutes",
                          [{"field": "expires_at", "value": expires.isoformat()}])
     plan = state.catalog.get(row.plan)
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    created = aware(row.created_at)
     cap = created + timedelta(minutes=plan.max_lab_minutes if plan else 60)
     wanted = expires + timedelta(minutes=(body or ExtendBody()).minutes)
     new_deadline = min(wanted, cap)

@@ -208,7 +208,7 @@ async def spawn_lab(request: Request) -> Response:
 def _remaining_s(row: Scenario) -> int | None:
     if row.expires_at is None:
         return None
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    expires = aware(row.expires_at)
     return max(0, int((expires - datetime.now(UTC)).total_seconds()))
 
 
@@ -229,7 +229,7 @@ async def _result(request: Request, row: Scenario) -> dict[str, Any] | None:
 def _expires_iso(row: Scenario) -> str:
     if row.expires_at is None:
         return ""
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    expires = aware(row.expires_at)
     return expires.isoformat()
 
 
