@@ -107,8 +107,8 @@ def test_rotation_in_runbook_order_under_traffic(drill: Drill) -> None:
         # (spawned before spawn_service rolled) must have its verdict: the scoreboard checks
         # that SAT again when the completion arrives.
         old_signed = {"before", "pre-stage"}
-        wait_for(lambda: not traffic.open_scenarios(old_signed), 120,
-                 "scenarios started under the old secrets to be scored")
+        # Woken by each verdict; a scenario its learner gave up on fails the drill at once.
+        traffic.wait_scored(old_signed, 120)
         # 6. Retire _PREVIOUS, in the same order.
         traffic.phase = "retire"
         traffic.operator_tokens = [new["OPERATOR_TOKEN"]]
