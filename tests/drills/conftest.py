@@ -204,7 +204,10 @@ class Drill:
                     "FORGE_BUS_ACK_WAIT_S": "8",
                     # An orchestrator restarted after kill -9 takes over its node record
                     # once it stood still 3 heartbeats: 1.5 s here, not 6 s (the default 2 s).
-                    "FORGE_NODE_HEARTBEAT_S": "0.5"})
+                    "FORGE_NODE_HEARTBEAT_S": "0.5",
+                    # A completion paused (no key, storage read-only) is retried each second
+                    # once the operator fixed it, not every 5 s.
+                    "FORGE_SCOREBOARD_PAUSE_RETRY_S": "1"})
         env.update(secret_values if secret_values is not None else self.secrets)
         for name, svc in self.services.items():
             env[URL_VARS[name]] = svc.url
