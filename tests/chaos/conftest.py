@@ -5,8 +5,11 @@ no idempotency record left pending."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +27,51 @@ RESULT_FILES = {"score.json", "verdict.sig", "verdict.pub", "evidence.tar.zst"}
 TERMINAL = {"completed", "failed", "expired", "deleted"}
 
 
+_HEALING = threading.Lock()  # one healer at a time: a dead service is started once
+
+
 def heal(d: Drill, env: dict[str, str]) -> list[str]:
     """Start again, with ``env``, every service whose process died; their names."""
     restarted = []
-    for name, svc in d.services.items():
-        if svc.proc is not None and svc.proc.poll() is not None:
-            svc.proc = None
-            svc.restarts = getattr(svc, "restarts", 0) + 1  # type: ignore[attr-defined]
-            svc.start(env)
-            svc.wait_ready(90)
-            restarted.append(name)
+    with _HEALING:
+        for name, svc in d.services.items():
+            if svc.proc is not None and svc.proc.poll() is not None:
+                svc.proc = None
+                svc.restarts = getattr(svc, "restarts", 0) + 1  # type: ignore[attr-defined]
+                svc.start(env)
+                svc.wait_ready(90)
+                restarted.append(name)
     return restarted
+
+
+@contextlib.contextmanager
+def supervised(d: Drill, env: dict[str, str]) -> Iterator[None]:
+    """Restart a service as soon as its process dies, as a supervisor would.
+
+    A request sent to a service that just died waits in its held listening socket's
+    backlog; the next incarnation answers it. Without a supervisor nothing would start
+    that incarnation until the client's 30 s read timeout ran out.
+    """
+    stop = threading.Event()
+    errors: list[AssertionError] = []
+
+    def watch() -> None:
+        while not stop.wait(0.1):
+            try:
+                heal(d, env)
+            except AssertionError as exc:  # a restart that never got ready fails the test
+                errors.append(exc)
+                return
+
+    watcher = threading.Thread(target=watch, name="chaos-supervisor", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(120)
+    if errors:
+        raise errors[0]
 
 
 def call(d: Drill, env: dict[str, str], method: str, url: str, *, ok: tuple[int, ...],

@@ -14,9 +14,17 @@ import httpx
 import pytest
 
 from forge.faults import POINTS
-from tests.drills.conftest import Drill
+from tests.drills.conftest import Drill, Service
 
-from .conftest import TERMINAL, assert_clean, call, new_request_id, verdicts_for, wait_until
+from .conftest import (
+    TERMINAL,
+    assert_clean,
+    call,
+    new_request_id,
+    supervised,
+    verdicts_for,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -43,6 +51,16 @@ def test_crash_point_loses_nothing(drill: Drill, point: str) -> None:
     learner = d.learner("chaos", "ann")
     armed = d.services[point.split(".")[0]]
     armed.restart(d.env(FORGE_CRASH_POINT=point))
+    with supervised(d, env):
+        _journey(d, env, learner, armed, point)
+    scenarios = httpx.get(f"{d.url('orchestrator')}/v1/scenarios", headers=d.operator(),
+                          timeout=10).json()["items"]
+    assert_clean(d, [s["scenario_id"] for s in scenarios])
+
+
+def _journey(d: Drill, env: dict[str, str], learner: dict[str, str], armed: Service,
+             point: str) -> None:
+    """Spawn, wait running, submit, verdict: exactly one, though `armed` died on the way."""
     spawn_url = f"{d.url('spawn')}/v1/spawn"
     resp = call(d, env, "POST", spawn_url, ok=(200, 201), headers=learner, timeout=150,
                 json={"track": "netplus", "request_id": new_request_id()})
@@ -63,6 +81,3 @@ def test_crash_point_loses_nothing(drill: Drill, point: str) -> None:
     while verdicts_for(d, sid) == 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert verdicts_for(d, sid) == 1
-    scenarios = httpx.get(f"{d.url('orchestrator')}/v1/scenarios", headers=d.operator(),
-                          timeout=10).json()["items"]
-    assert_clean(d, [s["scenario_id"] for s in scenarios])

@@ -63,6 +63,16 @@ def test_bus_ack_wait_out_of_range_names_the_variable(tmp_path: Path, value: str
         "FORGE_BUS_ACK_WAIT_S must be a number of seconds between 2 and 600")
 
 
+@pytest.mark.parametrize("value", ["later", "0.5", "601", "nan"])
+def test_scoreboard_pause_retry_out_of_range_names_the_variable(tmp_path: Path,
+                                                                value: str) -> None:
+    assert only_problem(prod_env(tmp_path, FORGE_SCOREBOARD_PAUSE_RETRY_S=value)) == (
+        "FORGE_SCOREBOARD_PAUSE_RETRY_S must be a number of seconds between 1 and 600")
+    assert load_settings(prod_env(tmp_path)).scoreboard_pause_retry_s == 5.0
+    assert load_settings(prod_env(tmp_path, FORGE_SCOREBOARD_PAUSE_RETRY_S="1")
+                         ).scoreboard_pause_retry_s == 1.0
+
+
 @pytest.mark.parametrize("value", ["http://127.0.0.1:4222", "nats://", "nats://h:port",
                                    ",", "nats://secret-user:secret-pw@:4222"])
 def test_malformed_nats_url_names_the_variable_not_the_value(tmp_path: Path,

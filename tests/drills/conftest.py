@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,13 @@ class Drill:
                     "PYTHONUNBUFFERED": "1",
                     # A message held by a killed service comes back after 8 s, not the
                     # default 30 s: the drills kill services on purpose and wait for it.
-                    "FORGE_BUS_ACK_WAIT_S": "8"})
+                    "FORGE_BUS_ACK_WAIT_S": "8",
+                    # An orchestrator restarted after kill -9 takes over its node record
+                    # once it stood still 3 heartbeats: 1.5 s here, not 6 s (the default 2 s).
+                    "FORGE_NODE_HEARTBEAT_S": "0.5",
+                    # A completion paused (no key, storage read-only) is retried each second
+                    # once the operator fixed it, not every 5 s.
+                    "FORGE_SCOREBOARD_PAUSE_RETRY_S": "1"})
         env.update(secret_values if secret_values is not None else self.secrets)
         for name, svc in self.services.items():
             env[URL_VARS[name]] = svc.url
@@ -246,8 +253,10 @@ class Drill:
         return self.storage / "scenarios" / scenario_id / "results"
 
     def close(self) -> None:
+        # All three stop at once: each takes about a second to exit after its shutdown.
+        with ThreadPoolExecutor(len(self.services) or 1) as pool:
+            list(pool.map(Service.stop, self.services.values()))
         for svc in self.services.values():
-            svc.stop()
             if svc.listener is not None:
                 svc.listener.close()
         runtime = LocalRuntime(str(self.storage / "runtime"), self.prefix)
@@ -263,27 +272,34 @@ class Drill:
 # run on PostgreSQL with `@pytest.mark.parametrize("drill", ENGINES, indirect=True)`.
 
 
+@contextlib.contextmanager
+def open_drill(root: Path, postgres_url: str | None = None) -> Iterator[Drill]:
+    """A prod installation under `root` (nats-server started, services not), closed after."""
+    (root / "db").mkdir()
+    nats = NatsServer(store_dir=root / "nats")
+    nats.start()
+    made = Drill(root, fresh_secrets(), nats, "r" + secrets.token_hex(2),
+                 postgres_url=postgres_url)
+    (root / "logs").mkdir()
+    for name in SERVICES:
+        sock = bind_listener("127.0.0.1", 0)
+        made.services[name] = Service(name, sock.getsockname()[1],
+                                      root / "logs" / f"{name}.log", listener=sock)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 @pytest.fixture(params=[SQLITE_ONLY])
 def drill(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Drill]:
     """A prod installation with a signing key (`forge keys generate`); services not started.
 
     Its store is a SQLite file, or a fresh PostgreSQL database when parametrized `postgres`.
     """
-    (tmp_path / "db").mkdir()
     pg_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    nats = NatsServer(store_dir=tmp_path / "nats")
-    nats.start()
-    made = Drill(tmp_path, fresh_secrets(), nats, "r" + secrets.token_hex(2),
-                 postgres_url=pg_url)
-    (tmp_path / "logs").mkdir()
-    for name in SERVICES:
-        sock = bind_listener("127.0.0.1", 0)
-        made.services[name] = Service(name, sock.getsockname()[1],
-                                      tmp_path / "logs" / f"{name}.log", listener=sock)
-    try:
+    with open_drill(tmp_path, pg_url) as made:
         yield made
-    finally:
-        made.close()
 
 
 def spawn_lab(drill: Drill, learner: dict[str, str], track: str = "netplus",

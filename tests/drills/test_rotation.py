@@ -8,6 +8,7 @@ import asyncio
 import json
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -83,10 +84,12 @@ def test_rotation_in_runbook_order_under_traffic(drill: Drill) -> None:
     try:
         wait_for(lambda: traffic.count() >= 2, 60, "traffic under way")
 
-        # 1. Pre-stage: the new secrets go out as NAME_NEXT everywhere (verify only).
+        # 1. Pre-stage: the new secrets go out as NAME_NEXT everywhere (verify only, so in no
+        # particular order: the three restart at once, all down together under traffic).
         traffic.phase = "pre-stage"
-        for name in SERVICES:
-            drill.services[name].restart(drill.env(staged(old, "_NEXT", new)))
+        pre_staged = drill.env(staged(old, "_NEXT", new))
+        with ThreadPoolExecutor(len(SERVICES)) as pool:
+            list(pool.map(lambda name: drill.services[name].restart(pre_staged), SERVICES))
         traffic.operator_tokens = [old["OPERATOR_TOKEN"], new["OPERATOR_TOKEN"]]
         # 2-4. spawn_service, then orchestrator, then scoreboard: new current, old _PREVIOUS.
         rolled = staged(new, "_PREVIOUS", old)
@@ -107,8 +110,8 @@ def test_rotation_in_runbook_order_under_traffic(drill: Drill) -> None:
         # (spawned before spawn_service rolled) must have its verdict: the scoreboard checks
         # that SAT again when the completion arrives.
         old_signed = {"before", "pre-stage"}
-        wait_for(lambda: not traffic.open_scenarios(old_signed), 120,
-                 "scenarios started under the old secrets to be scored")
+        # Woken by each verdict; a scenario its learner gave up on fails the drill at once.
+        traffic.wait_scored(old_signed, 120)
         # 6. Retire _PREVIOUS, in the same order.
         traffic.phase = "retire"
         traffic.operator_tokens = [new["OPERATOR_TOKEN"]]

@@ -28,6 +28,8 @@ class Scenario:
     phase: str
     access_url: str
     verdict: dict[str, Any] | None = None
+    # Why its learner gave up on it (a failure is recorded too); None while it is followed.
+    abandoned: str | None = None
 
 
 @dataclass
@@ -45,6 +47,11 @@ class Traffic:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Notified whenever a scenario is added, scored or abandoned (waits need no polling).
+    _changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._changed = threading.Condition(self._lock)
 
     def start(self) -> None:
         for name, headers in self.learners.items():
@@ -70,10 +77,30 @@ class Traffic:
         with self._lock:
             return sum(1 for s in self.scenarios.values() if s.phase == phase and s.verdict)
 
-    def open_scenarios(self, phases: set[str]) -> list[str]:
-        with self._lock:
-            return [s.scenario_id for s in self.scenarios.values()
-                    if s.phase in phases and s.verdict is None]
+    def wait_scored(self, phases: set[str], timeout: float) -> None:
+        """Block until every scenario spawned in `phases` has its verdict.
+
+        Woken by each verdict as its learner receives it; raises at once (with the
+        learner's failures) when a learner gave up on one of them, since that verdict
+        will never be fetched, instead of waiting out `timeout` for it.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                mine = [s for s in self.scenarios.values() if s.phase in phases]
+                gave_up = [f"{s.scenario_id}: {s.abandoned}" for s in mine if s.abandoned]
+                if gave_up:
+                    raise AssertionError("learners gave up on scenarios of "
+                                         f"{sorted(phases)}: {gave_up}\n"
+                                         + "\n".join(self.failures))
+                waiting = [s.scenario_id for s in mine if s.verdict is None]
+                if not waiting:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out after {timeout:.0f}s waiting for the "
+                                         f"verdicts of {waiting}")
+                self._changed.wait(left)
 
     # ------------------------------------------------------------------ plumbing
     def _fail(self, what: str, resp: httpx.Response | None = None, detail: str = "") -> None:
@@ -105,9 +132,8 @@ class Traffic:
             self._stop.wait(max(0.0, MIN_CYCLE_S - (time.monotonic() - started)))
 
     def _one_scenario(self, name: str, headers: dict[str, str], request_id: str) -> None:
-        spawn, board = self.urls["spawn"], self.urls["scoreboard"]
         phase = self.phase
-        resp = self._call("POST", f"{spawn}/v1/spawn", headers=headers,
+        resp = self._call("POST", f"{self.urls['spawn']}/v1/spawn", headers=headers,
                           json={"track": "netplus", "request_id": request_id})
         if resp is None or resp.status_code not in (200, 201):
             # 200 is the idempotent replay of a spawn retried after a refused connection.
@@ -116,8 +142,22 @@ class Traffic:
         body = resp.json()
         sid = body["scenario_id"]
         scenario = Scenario(sid, name, phase, body["access_url"])
-        with self._lock:
+        with self._changed:
             self.scenarios[sid] = scenario
+            self._changed.notify_all()
+        try:
+            self._follow(scenario, headers)
+        except Exception as exc:  # a timeout or a bad body is a failure, never silent
+            self._fail(f"learner {name}", detail=f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._changed:
+                if scenario.verdict is None:
+                    scenario.abandoned = "its learner gave up on it (see the failures)"
+                self._changed.notify_all()
+
+    def _follow(self, scenario: Scenario, headers: dict[str, str]) -> None:
+        """Wait until it runs, submit, poll the verdict (stored on `scenario`)."""
+        spawn, board, sid = self.urls["spawn"], self.urls["scoreboard"], scenario.scenario_id
         if not self._poll_running(sid, headers):
             return
         resp = self._call("POST", f"{spawn}/v1/scenarios/{sid}/submit", headers=headers)
@@ -130,8 +170,10 @@ class Traffic:
             if resp is None:
                 return
             if resp.status_code == 200:
-                with self._lock:
-                    scenario.verdict = resp.json()
+                verdict = resp.json()
+                with self._changed:
+                    scenario.verdict = verdict
+                    self._changed.notify_all()
                 return
             # 404 is the scoreboard's documented "no verdict yet" while polling; nothing else.
             if resp.status_code != 404:

@@ -243,6 +243,11 @@ class Settings(BaseSettings):
     # it; handlers send "in progress" every third of it, so long work keeps its message.
     bus_ack_wait_s: Annotated[float, BeforeValidator(
         _seconds("FORGE_BUS_ACK_WAIT_S", 2, 600))] = _var("FORGE_BUS_ACK_WAIT_S", 30.0)
+    # How soon the scoreboard retries a completion it paused (no signing key, storage not
+    # writable): the lag between the operator's fix and the verdict.
+    scoreboard_pause_retry_s: Annotated[float, BeforeValidator(
+        _seconds("FORGE_SCOREBOARD_PAUSE_RETRY_S", 1, 600))] = _var(
+        "FORGE_SCOREBOARD_PAUSE_RETRY_S", 5.0)
     orchestrator_url: Annotated[str, BeforeValidator(_http_url("ORCHESTRATOR_URL"))] = _var(
         "ORCHESTRATOR_URL", "http://127.0.0.1:8083")
     scoreboard_url: Annotated[str, BeforeValidator(_http_url("SCOREBOARD_URL"))] = _var(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -109,5 +110,10 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     # uvicorn re-raises the stop signal after its graceful shutdown; make that a clean exit.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
+    # What startup built lives as long as the process: collect its garbage once, then
+    # keep it out of every later collection, including the full one at interpreter exit
+    # (measured: a stop took ~0.45 s longer after "Finished server process" without it).
+    gc.collect()
+    gc.freeze()
     server.run(sockets=[sock])
     return server.started

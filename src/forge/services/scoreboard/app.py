@@ -22,7 +22,7 @@ from forge.services.scoreboard import (
 )
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import Scorer
-from forge.services.scoreboard.state import PAUSE_RETRY_S, ScoreboardState
+from forge.services.scoreboard.state import ScoreboardState
 from forge.signing.keystore import NoSigningKey
 from forge.templates.registry import TemplateRegistry
 
@@ -50,12 +50,13 @@ def _nats(state: ScoreboardState) -> str:
     return "completion subscriber and publisher connected"
 
 
-def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
+def build_app(settings: Settings, *, pause_retry_s: float | None = None,
               **consumer_options: Any) -> FastAPI:
     """The scoreboard FastAPI app; templates load now, so a bad template stops startup.
 
     `consumer_options` (max_deliver, backoff, ...) tune the durable consumer;
-    `pause_retry_s` is how soon a paused completion (no key, storage) is retried.
+    `pause_retry_s` is how soon a paused completion (no key, storage) is retried
+    (default: FORGE_SCOREBOARD_PAUSE_RETRY_S).
     """
     ctx = make_context(NAME, settings)
     registry = TemplateRegistry.load(settings.templates_dir)
@@ -68,7 +69,8 @@ def build_app(settings: Settings, *, pause_retry_s: float = PAUSE_RETRY_S,
                                artifacts=artifacts, db=ctx.db),
         publisher=publisher,
         index=ScoreIndex(artifacts), consumer_options=dict(consumer_options),
-        pause_retry_s=pause_retry_s)
+        pause_retry_s=settings.scoreboard_pause_retry_s if pause_retry_s is None
+        else pause_retry_s)
     consumer = state.make_consumer()
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
     ctx.readiness.add("signing_key", lambda: _signing_key(state))
