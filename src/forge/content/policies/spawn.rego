@@ -10,11 +10,14 @@
 #            {id, now_s, opens_at, opens_at_s, closes_at, closes_at_s,
 #             attempts: {allowed, used}, hints_allowed}
 #            times as Unix seconds (*_s) and as RFC 3339 text for the reasons. Absent: the
-#            plan alone decides, as before cohorts existed.
+#            plan alone decides, as before cohorts existed. Judged by forge.assignment
+#            (assignment.rego), which spawn_service also asks on its own before reserving.
 # Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`.
 package forge.spawn
 
 import rego.v1
+
+import data.forge.assignment
 
 known_tracks := {"netplus", "ccna", "cissp"}
 
@@ -87,61 +90,6 @@ allowed(doc) if {
 	count(reasons(doc)) == 0
 }
 
-# The assignment part of the gate; spawn_service evaluates it before reserving anything
-# (`assignment_deny`), and it is part of `reasons`, so `allow` needs it too.
-assignment_deny := assignment_reasons(input)
-
-# Hint reveals in a lab started for an assignment: refused when the assignment says so.
-hint_deny := hint_reasons(input)
-
-assignment_of(doc) := object.get(doc, "assignment", null)
-
-assignment_number_fields := [["now_s"], ["opens_at_s"], ["closes_at_s"], ["attempts", "allowed"], ["attempts", "used"]]
-
-assignment_numbers_ok(a) if {
-	every field in assignment_number_fields {
-		number_ok(object.get(a, field, null))
-	}
-}
-
-assignment_reasons(doc) := {m |
-	a := assignment_of(doc)
-	a != null
-	not is_object(a)
-	m := "assignment must be an object"
-} | {m |
-	a := assignment_of(doc)
-	is_object(a)
-	some field in assignment_number_fields
-	not number_ok(object.get(a, field, null))
-	m := concat("", ["assignment.", concat(".", field), " must be a non-negative number"])
-} | {m |
-	a := assignment_of(doc)
-	is_object(a)
-	assignment_numbers_ok(a)
-	a.now_s < a.opens_at_s
-	m := concat("", ["assignment ", show(a.id), " opens at ", show(a.opens_at)])
-} | {m |
-	a := assignment_of(doc)
-	is_object(a)
-	assignment_numbers_ok(a)
-	a.now_s >= a.closes_at_s
-	m := concat("", ["assignment ", show(a.id), " closed at ", show(a.closes_at)])
-} | {m |
-	a := assignment_of(doc)
-	is_object(a)
-	assignment_numbers_ok(a)
-	a.attempts.used >= a.attempts.allowed
-	m := concat("", ["all ", show(a.attempts.allowed), " attempts of assignment ", show(a.id), " are used"])
-}
-
-hint_reasons(doc) := {m |
-	a := assignment_of(doc)
-	is_object(a)
-	object.get(a, "hints_allowed", false) != true
-	m := concat("", ["hints are not allowed in assignment ", show(a.id)])
-}
-
 reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" |
 	not valid_request_id(doc)
 } | {m |
@@ -163,7 +111,7 @@ reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" 
 	quota_numbers_ok(doc)
 	not under(doc, "concurrent", "limit")
 	m := concat("", ["concurrent scenario quota reached (", show(quota(doc, ["concurrent", "used"])), " of ", show(quota(doc, ["concurrent", "limit"])), " in use)"])
-} | assignment_reasons(doc) | {m |
+} | assignment.window_reasons(doc) | {m |
 	quota_numbers_ok(doc)
 	not under(doc, "rate", "limit_per_minute")
 	m := concat("", ["spawn rate limit reached (", show(quota(doc, ["rate", "used"])), " of ", show(quota(doc, ["rate", "limit_per_minute"])), " per minute)"])

@@ -198,7 +198,8 @@ async def spawn_lab(request: Request) -> Response:
         check_csrf(state.settings, session_value(request), form.get("csrf"))
         answer = await start_lab(request, track=form.get("track"), lab=form.get("lab"),
                                  request_id=form.get("request_id"),
-                                 receipt=receipt_cookie(request))
+                                 receipt=receipt_cookie(request),
+                                 assignment=form.get("assignment_id"))
         return RedirectResponse(f"/lab/{answer.body['scenario_id']}", status_code=303)
     return await _as_page("/tracks", request)(run)
 
