@@ -40,17 +40,18 @@ def _invalid(field: str, problem: str) -> ForgeError:
 def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id: str,
                       opens_at: datetime, closes_at: datetime, attempts_allowed: int,
                       hints_allowed: bool, known_templates: Collection[str]) -> Assignment:
-    """Assign a lab to a cohort `who` manages, open from `opens_at` until `closes_at`."""
-    if template_id not in known_templates:
-        raise _invalid("template_id", "not a lab of this platform (see GET /v1/tracks)")
-    if opens_at.tzinfo is None or closes_at.tzinfo is None:
-        raise _invalid("opens_at", "times need a time zone, e.g. 2026-12-01T09:00:00Z")
-    if closes_at <= opens_at:
-        raise _invalid("closes_at", "must be after opens_at")
-    if not 1 <= attempts_allowed <= MAX_ATTEMPTS:
-        raise _invalid("attempts_allowed", f"1-{MAX_ATTEMPTS}")
+    """Assign a lab to a cohort `who` manages, open from `opens_at` until `closes_at`.
+    Scope first (404 for a cohort not theirs), then the fields."""
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
+        if template_id not in known_templates:
+            raise _invalid("template_id", "not a lab of this platform (see GET /v1/tracks)")
+        if opens_at.tzinfo is None or closes_at.tzinfo is None:
+            raise _invalid("opens_at", "times need a time zone, e.g. 2026-12-01T09:00:00Z")
+        if closes_at <= opens_at:
+            raise _invalid("closes_at", "must be after opens_at")
+        if not 1 <= attempts_allowed <= MAX_ATTEMPTS:
+            raise _invalid("attempts_allowed", f"1-{MAX_ATTEMPTS}")
         row = Assignment(assignment_id=new_id("asg"), cohort_id=cohort_id,
                          tenant_id=who.tenant_id, template_id=template_id,
                          opens_at=opens_at, closes_at=closes_at,
