@@ -96,7 +96,9 @@ def test_assignment_window_attempts_and_hints_are_enforced(make_spawn: MakeSpawn
         signin = c.post("/signin", data={"api_key": lea["x-api-key"]},
                         headers={"origin": env.url})
         assert signin.status_code == 303, signin.text
-        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/tracks").text)
+        tracks = c.get("/tracks").text
+        assert "Your assignments" in tracks and f"opens {opens}" in tracks
+        csrf = re.search(r'name="csrf" value="([^"]+)"', tracks)
         assert csrf is not None
         web = c.post("/spawn", headers={"origin": env.url},
                      data={"csrf": csrf.group(1), "track": "netplus", "lab": "netplus",

@@ -12,6 +12,8 @@ real nats-server, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import re
+
 from forge.identity.apikeys import create_api_key
 from forge.identity.roles import record_role
 
@@ -25,7 +27,7 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
     db = env.state.ctx.db
     people = {"ann": ("acme", "instructor"), "bob": ("acme", "instructor"),
               "olga": ("acme", "operator"), "lea": ("acme", "learner"),
-              "leo": ("acme", "learner"), "gina": ("globex", "instructor"),
+              "leo": ("acme", "learner"), "leon": ("acme", "learner"), "gina": ("globex", "instructor"),
               "gus": ("globex", "learner")}
     keys = {}
     for who, (tenant, role) in people.items():
@@ -81,11 +83,27 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
         assert (other.status_code, other.json()["error"]) == (404, "invite_invalid")
         joined = c.post("/v1/cohorts/join", json={"invite": code}, headers=lea)
         assert joined.json() == {"cohort_id": a, "name": "Net A"}, joined.text
+        # The link's page: signed out, sign in first; signed in, a Join button (a GET alone
+        # enrols nobody), and the POST needs the session's CSRF token.
+        assert c.get(f"/join/{code}").headers["location"] == f"/signin?next=/join/{code}"
+        assert c.post("/signin", data={"api_key": keys["leo"]["x-api-key"]},
+                      headers={"origin": env.url}).status_code == 303
+        shown = c.get(f"/join/{code}")
+        assert shown.status_code == 200 and "Join Net A" in shown.text
+        assert [m["subject"] for m in c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()[
+            "learners"]] == ["lea"]
+        assert c.post(f"/join/{code}", data={"csrf": "forged"},
+                      headers={"origin": env.url}).status_code == 403
+        csrf = re.search(r'name="csrf" value="([^"]+)"', shown.text)
+        assert csrf is not None
+        web = c.post(f"/join/{code}", data={"csrf": csrf.group(1)}, headers={"origin": env.url})
+        assert web.headers["location"] == "/tracks#assignments"
+        c.cookies.clear()
         # A learner in the cohort still manages nothing of it.
         assert c.get(f"/v1/cohorts/{a}", headers=lea).status_code == 403
         revoked = c.delete(f"/v1/cohorts/{a}/invites/{invite_id}", headers=keys["ann"])
         assert revoked.status_code == 200
-        late = c.post("/v1/cohorts/join", json={"invite": code}, headers=keys["leo"])
+        late = c.post("/v1/cohorts/join", json={"invite": code}, headers=keys["leon"])
         assert late.status_code == 404
         assert c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()["learners"] == [
-            {"subject": "lea", "via": "invite"}]
+            {"subject": "lea", "via": "invite"}, {"subject": "leo", "via": "invite"}]

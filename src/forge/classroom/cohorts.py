@@ -143,24 +143,39 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
-def join_by_invite(db: Database, tenant_id: str, subject: str, token: str) -> Cohort:
-    """Enrol (tenant, subject) with an invite token of their own tenant. One answer (404
-    `invite_invalid`) for unknown, revoked, expired or another tenant's links."""
+def _valid_invite(sess: Session, tenant_id: str, token: object) -> CohortInvite:
+    """The usable invite of this token in this tenant. One answer (404 `invite_invalid`) for
+    unknown, revoked, expired or another tenant's links."""
     invalid = ForgeError("invite_invalid", 404,
                          "invite: this invite link is not valid (unknown, expired or revoked)",
                          [{"field": "invite"}])
     if not isinstance(token, str) or not token.startswith(INVITE_PREFIX) or len(token) > 100:
         raise invalid
     digest = _digest(token)
-    now = datetime.now(UTC)
+    invite = sess.scalars(select(CohortInvite).where(
+        CohortInvite.token_sha256 == digest)).first()
+    if (invite is None or not hmac.compare_digest(invite.token_sha256, digest)
+            or invite.tenant_id != tenant_id or invite.revoked_at is not None
+            or _aware(invite.expires_at) <= datetime.now(UTC)):
+        raise invalid
+    return invite
+
+
+def invited_cohort(db: Database, tenant_id: str, token: object) -> Cohort:
+    """The cohort an invite link of this tenant leads to (to show before joining)."""
+    with db.read() as sess:
+        cohort = sess.get(Cohort, _valid_invite(sess, tenant_id, token).cohort_id)
+        assert cohort is not None
+        sess.expunge(cohort)
+        return cohort
+
+
+def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) -> Cohort:
+    """Enrol (tenant, subject) with an invite token of their own tenant (404
+    `invite_invalid` otherwise); joining again changes nothing."""
     with db.session() as sess:
-        invite = sess.scalars(select(CohortInvite).where(
-            CohortInvite.token_sha256 == digest)).first()
-        if (invite is None or not hmac.compare_digest(invite.token_sha256, digest)
-                or invite.tenant_id != tenant_id or invite.revoked_at is not None
-                or _aware(invite.expires_at) <= now):
-            raise invalid
-        _enrol(sess, invite.cohort_id, tenant_id, subject, "invite", now)
+        invite = _valid_invite(sess, tenant_id, token)
+        _enrol(sess, invite.cohort_id, tenant_id, subject, "invite", datetime.now(UTC))
         cohort = sess.get(Cohort, invite.cohort_id)
         assert cohort is not None
         return cohort

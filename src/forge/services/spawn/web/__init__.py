@@ -10,6 +10,7 @@ from forge.services.common.http_client import SharedHttpClient
 from forge.services.spawn.web import (
     account,
     checkout,
+    classroom_pages,
     credential,
     learner,
     oidc_pages,
@@ -38,6 +39,7 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.include_router(recordings.router)
     app.include_router(credential.router)
     app.include_router(checkout.router)
+    app.include_router(classroom_pages.router)
     app.include_router(account.router)
     app.include_router(tasks.router)
     oidc_pages.install(app, settings)  # sign-in with a tenant's identity provider (issue 18)

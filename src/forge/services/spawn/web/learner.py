@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from forge.classroom.assignments import my_assignments
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
 from forge.errors import ForgeError
 from forge.identity.apikeys import verify_api_key
@@ -182,6 +183,8 @@ async def tracks_page(request: Request) -> Response:
         "viewer": await viewer(request),
         "groups": grouped(state, ent.plan),
         "recent": await run_in_threadpool(_recent, request, caller),
+        "assignments": await run_in_threadpool(
+            my_assignments, state.ctx.db, caller.tenant_id, caller.subject),
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "request_id": "web-" + secrets.token_hex(12),
     })
