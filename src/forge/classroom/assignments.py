@@ -33,7 +33,7 @@ def iso(ts: datetime) -> str:
 
 
 def _invalid(field: str, problem: str) -> ForgeError:
-    return ForgeError("validation_error", 422, f"invalid request: {field}",
+    return ForgeError("validation_error", 422, f"{field}: {problem}",
                       [{"field": field, "problem": problem}])
 
 

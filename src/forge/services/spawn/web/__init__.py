@@ -17,6 +17,7 @@ from forge.services.spawn.web import (
     ops,
     recordings,
     tasks,
+    teach,
 )
 from forge.services.spawn.web.backend import Backend
 from forge.services.spawn.web.errors import install_error_pages
@@ -40,6 +41,7 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.include_router(credential.router)
     app.include_router(checkout.router)
     app.include_router(classroom_pages.router)
+    app.include_router(teach.router)
     app.include_router(account.router)
     app.include_router(tasks.router)
     oidc_pages.install(app, settings)  # sign-in with a tenant's identity provider (issue 18)
