@@ -109,12 +109,13 @@ def test_attempts_taken_once_per_request_and_bounded(db: Database) -> None:
                               opens_at=now - timedelta(minutes=1),
                               closes_at=now + timedelta(minutes=5), attempts_allowed=2,
                               hints_allowed=False, known_templates={"netplus"})
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == 1
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == 1  # a retry
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-2", 2) == 2
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == (1, True)
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == (1, False)  # a retry
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-2", 2) == (2, True)
     assert asg.take_attempt(db, a.assignment_id, "lea", "req-3", 2) is None
+    assert asg.attempt_of_request(db, a.assignment_id, "lea", "req-2") == 2
     asg.settle_attempt(db, a.assignment_id, "lea", 2, None)  # that spawn failed: given back
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-3", 2) == 2
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-3", 2) == (2, True)
     with pytest.raises(ForgeError) as exc:
         asg.applicable(db, T1, "lea", "netplus", a.assignment_id, now)  # lea not enrolled
     assert code(exc) == (404, "assignment_not_found")

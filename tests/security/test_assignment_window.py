@@ -142,6 +142,11 @@ def test_assignment_window_attempts_and_hints_are_enforced(make_spawn: MakeSpawn
             (a1, "lea", started)]
 
     with env.client() as c:
+        # The winner's retry still answers with its lab (idempotent), its attempt unchanged.
+        winner = next(i for i, r in enumerate(results) if r.status_code == 201)
+        again = c.post("/v1/spawn", headers=lea,
+                       json={"track": "netplus", "request_id": f"req-race-{winner:04d}"})
+        assert again.status_code == 200 and again.json()["scenario_id"] == started, again.text
         mine = c.get("/v1/assignments", headers=lea).json()["assignments"]
         assert [(a["assignment_id"], a["attempts_used"], a["attempts_allowed"]) for a in mine
                 ] == [(a1, 1, 1)]

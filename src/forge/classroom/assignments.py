@@ -159,28 +159,37 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
     return min(found, key=lambda a: _rank(a, now)) if found else None
 
 
+def attempt_of_request(db: Database, assignment_id: str, subject: str, request_id: str
+                       ) -> int | None:
+    """The attempt this request id already took (a retried request), if any."""
+    with db.read() as sess:
+        return sess.scalar(select(AssignmentAttempt.attempt).where(
+            AssignmentAttempt.assignment_id == assignment_id,
+            AssignmentAttempt.subject == subject, AssignmentAttempt.request_id == request_id))
+
+
 def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str,
-                 attempts_allowed: int) -> int | None:
-    """Take the learner's next attempt (its number), or the one this request id already
-    took (a retried request); None when every attempt is used. One transaction, and the
-    attempt number is part of the primary key: a concurrent request that counted the same
-    attempts loses on the key and counts again."""
+                 attempts_allowed: int) -> tuple[int, bool] | None:
+    """Take the learner's next attempt: (its number, True), or (the number, False) when this
+    request id already took one (a retried request); None when every attempt is used. One
+    transaction, and the attempt number is part of the primary key: a concurrent request
+    that counted the same attempts loses on the key and counts again."""
     for _ in range(3):
         try:
             with db.session() as sess:
-                mine = sess.scalars(select(AssignmentAttempt).where(
+                mine = sess.scalar(select(AssignmentAttempt.attempt).where(
                     AssignmentAttempt.assignment_id == assignment_id,
                     AssignmentAttempt.subject == subject,
-                    AssignmentAttempt.request_id == request_id)).first()
+                    AssignmentAttempt.request_id == request_id))
                 if mine is not None:
-                    return mine.attempt
+                    return mine, False
                 used = _used(sess, assignment_id, subject)
                 if used >= attempts_allowed:
                     return None
                 sess.add(AssignmentAttempt(assignment_id=assignment_id, subject=subject,
                                            attempt=used + 1, request_id=request_id,
                                            scenario_id=None, at=datetime.now(UTC)))
-                return used + 1
+                return used + 1, True
         except IntegrityError:
             continue
     return None

@@ -29,11 +29,13 @@ from forge.services.spawn.state import SpawnState
 
 @dataclass(frozen=True)
 class Held:
-    """An attempt taken for a spawn, to bind to its lab or give back."""
+    """An attempt held by a spawn request, to bind to its lab or (only by the request that
+    took it) give back."""
 
     assignment_id: str
     subject: str
     attempt: int
+    taken_here: bool
 
 
 def _engine(state: SpawnState) -> PolicyEngine:
@@ -80,22 +82,29 @@ async def admit(state: SpawnState, caller: Caller, template_id: str,
     found = await run_in_threadpool(find, assignment_id)
     if found is None:
         return None
+    # A retried request that was admitted before answers as the first time (idempotent),
+    # even when that attempt was the last.
+    prior = await run_in_threadpool(assignments.attempt_of_request, db, found.assignment_id,
+                                    caller.subject, request_id)
+    if prior is not None:
+        return Held(found.assignment_id, caller.subject, prior, False)
     decision = await _decide(state, "spawn", found)
     if not decision.allow:
         raise _refused(decision, found)
-    attempt = await db.write(assignments.take_attempt, db, found.assignment_id,
-                             caller.subject, request_id, found.attempts_allowed)
-    if attempt is None:  # a concurrent spawn took the last attempt: judge again, counted
+    taken = await db.write(assignments.take_attempt, db, found.assignment_id,
+                           caller.subject, request_id, found.attempts_allowed)
+    if taken is None:  # a concurrent spawn took the last attempt: judge again, counted
         again = await run_in_threadpool(find, found.assignment_id)
         assert again is not None
         decision = await _decide(state, "spawn", again)
         raise _refused(decision, again)
-    return Held(found.assignment_id, caller.subject, attempt)
+    return Held(found.assignment_id, caller.subject, taken[0], taken[1])
 
 
 async def settle(state: SpawnState, held: Held | None, scenario_id: str | None) -> None:
-    """Bind the attempt to the lab it started, or give it back (None: the spawn failed)."""
-    if held is not None:
+    """Bind the attempt to the lab it started, or give it back (None: the spawn failed) when
+    this request took it (a failed retry must not free the first request's attempt)."""
+    if held is not None and (scenario_id is not None or held.taken_here):
         await state.ctx.db.write(assignments.settle_attempt, state.ctx.db, held.assignment_id,
                                  held.subject, held.attempt, scenario_id)
 

@@ -183,7 +183,7 @@ async def list_assignments(cohort_id: CohortId, request: Request) -> dict[str, A
     return {"assignments": [assignments.view(a) for a in rows]}
 
 
-@router.post("/v1/cohorts/join", responses=errors(401, 404))
+@router.post("/v1/cohorts/join", responses=errors(401, 403, 404))
 async def join(body: JoinBody, request: Request) -> JSONResponse:
     """Join a cohort of your tenant with an invite link's code (404 `invite_invalid` for an
     unknown, expired or revoked link, or another tenant's)."""
