@@ -107,3 +107,26 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
         assert late.status_code == 404
         assert c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()["learners"] == [
             {"subject": "lea", "via": "invite"}, {"subject": "leo", "via": "invite"}]
+
+        # The /teach page keeps the same rules: another instructor's form post is 404, a
+        # bad pasted roster names its line and adds nobody, a forged CSRF token is 403, and
+        # learners are refused the page.
+        origin = {"origin": env.url}
+        for who, expected in (("bob", 404), ("ann", 422)):
+            c.cookies.clear()
+            assert c.post("/signin", data={"api_key": keys[who]["x-api-key"]},
+                          headers=origin).status_code == 303
+            csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/teach").text)
+            assert csrf is not None
+            bad = c.post(f"/teach/cohorts/{a}/roster", headers=origin,
+                         data={"csrf": csrf.group(1), "roster": "leon\nnot an id\n"})
+            assert bad.status_code == expected, (who, bad.text)
+        assert "line 2" in bad.text
+        forged = c.post(f"/teach/cohorts/{a}/roster", data={"csrf": "x", "roster": "leon"},
+                        headers=origin)
+        assert forged.status_code == 403
+        assert len(c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()["learners"]) == 2
+        c.cookies.clear()
+        assert c.post("/signin", data={"api_key": lea["x-api-key"]},
+                      headers=origin).status_code == 303
+        assert c.get("/teach").status_code == 403
