@@ -130,3 +130,15 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
         assert c.post("/signin", data={"api_key": lea["x-api-key"]},
                       headers=origin).status_code == 303
         assert c.get("/teach").status_code == 403
+
+        # Added by a manager of the cohort, bob manages it too; a learner added is still a
+        # learner (the role comes from the tenant, not the cohort).
+        for added in ("bob", "lea"):
+            ok = c.post(f"/v1/cohorts/{a}/instructors", json={"subject": added},
+                        headers=keys["ann"])
+            assert ok.status_code == 200, ok.text
+        assert c.get(f"/v1/cohorts/{a}", headers=keys["bob"]).status_code == 200
+        assert c.get(f"/v1/cohorts/{a}", headers=lea).status_code == 403
+        gina = c.post(f"/v1/cohorts/{a}/instructors", json={"subject": "gina"},
+                      headers=keys["gina"])
+        assert gina.status_code == 404

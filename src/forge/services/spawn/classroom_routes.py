@@ -50,6 +50,12 @@ class JoinBody(BaseModel):
     invite: str = Field(min_length=1, max_length=100, description="The invite link's code.")
 
 
+class InstructorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$",
+                         description="The account id of a person of your tenant.")
+
+
 class AssignmentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     template_id: str = Field(min_length=1, max_length=64, description="The lab (GET /v1/tracks).")
@@ -137,6 +143,17 @@ async def revoke_invite(cohort_id: CohortId, invite_id: Annotated[str, Field(max
     db = spawn_state(request).ctx.db
     await run_in_threadpool(cohorts.revoke_invite, db, who, cohort_id, invite_id)
     return {"invite_id": invite_id, "revoked": True}
+
+
+@router.post("/v1/cohorts/{cohort_id}/instructors", responses=errors(401, 403, 404))
+async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Request
+                         ) -> dict[str, Any]:
+    """Let another person of your tenant manage this cohort too (they need the instructor
+    or operator role to use it)."""
+    who = await _manager(request, post=True)
+    await run_in_threadpool(cohorts.add_instructor, spawn_state(request).ctx.db, who,
+                            cohort_id, body.subject)
+    return {"cohort_id": cohort_id, "instructor": body.subject}
 
 
 @router.post("/v1/cohorts/{cohort_id}/enrolments", responses=errors(401, 403, 404),
