@@ -93,7 +93,7 @@ def test_the_contract_catches_a_cycle_a_service_import_and_a_layer_inversion(
         # the standalone verifier reaching into the platform
         f"{root}_verify": f"import {root}.store\n",
         **{f"{root}.{name}": "" for name in (
-            "lifecycle", "billing", "entitlements", "identity", "quotas", "retention",
+            "lifecycle", "billing", "entitlements", "identity", "classroom", "quotas", "retention",
             "grading", "policy", "runtime", "bus", "templates", "plans", "signing", "tokens",
             "images", "config", "content", "faults", "errors", "treepath", "authoring")},
     })

@@ -109,7 +109,8 @@ def test_repository_rego_tests_pass() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads(proc.stdout)
     files = {r["file"] for r in results}
-    assert files == {"training_test.rego", "capabilities_test.rego", "spawn_test.rego"}
+    assert files == {"training_test.rego", "capabilities_test.rego", "spawn_test.rego",
+                     "assignment_test.rego"}
     assert len(results) >= 20
     assert all(r["outcome"] == "pass" for r in results)
 

@@ -33,6 +33,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from forge.bus import NatsServer
+from forge.classroom.cohorts import Manager, create_cohort, enrolled_cohorts
 from forge.config import load_settings
 from forge.identity.roles import groups_of, role_of
 from forge.services.spawn.app import build_app
@@ -163,6 +164,10 @@ def refused(resp: Any, status: int, words: str) -> None:
 
 def test_signin_maps_the_role_and_a_replayed_callback_is_refused(
         app: TestClient, op: LocalProvider, db_url: str) -> None:
+    db = app.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    # A cohort naming one of ada's IdP groups enrols her at sign-in (issue 18 item 2).
+    cohort = create_cohort(db, Manager("acme", "olga", "operator"), "Net 2026",
+                           idp_group="netplus-2026")
     url = begin(app)
     params = authorize_query(url)
     assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
@@ -176,9 +181,9 @@ def test_signin_maps_the_role_and_a_replayed_callback_is_refused(
     assert "forge_session" in done.headers["set-cookie"]
     tracks = app.get("/tracks")
     assert "Signed in as <strong>ada</strong>" in tracks.text
-    db = app.app.state.spawn.ctx.db  # type: ignore[attr-defined]
     assert role_of(db, "acme", "ada") == "instructor"
     assert groups_of(db, "acme", "ada") == ["netplus-2026", "teachers"]
+    assert enrolled_cohorts(db, "acme", "ada") == [cohort.cohort_id]
     assert app.get("/ops", headers={"accept": "text/html"}).headers.get(
         "location") == "/ops/signin"  # an instructor is not an operator
 

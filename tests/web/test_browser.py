@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from forge.content import content_path
+from forge.identity.roles import record_role
 from forge.retention import HoldStore
 from forge.services.scoreboard.scoring import CONSUMER
 from forge.store.models import FailedEvent, Scenario
@@ -272,3 +273,45 @@ def test_a_terminal_tab_per_learner_host_reachable_by_keyboard(
     # Both terminals stay open (two of the lab's terminals), one per host.
     expect(page.locator("#term-status-r2")).to_have_text("Connected to the r2 host.")
     exercise_learner_terminal(page, relay)
+
+
+@pytest.mark.root
+def test_an_instructor_runs_a_class_and_a_learner_joins(
+    web_platform: WebPlatform, page: Page, browser: Browser
+) -> None:
+    """/teach: create a class and an invite link with the mouse; the learner's /join page
+    asks before joining, and the class's assignment shows on their labs page. Both pages at
+    360 px with an axe scan."""
+    url = web_platform.url
+    record_role(web_platform.db, "acme", "ivy", "instructor", source="test")
+    key = web_platform.learner_key("acme", "ivy")
+    page.goto(url + "/signin?next=/teach")
+    page.get_by_label("Your sign-in key or API key").fill(key)
+    page.get_by_role("button", name="Sign in with API key or sign-in key").click()
+    expect(page).to_have_url(url + "/teach")
+    page.get_by_label("Name").fill("Networking 101")
+    page.get_by_role("button", name="Create class").click()
+    expect(page.get_by_role("heading", name="Networking 101")).to_be_visible()
+    page.get_by_label("Due (UTC)").fill("2099-01-01T09:00")
+    page.get_by_role("button", name="Assign lab").click()
+    expect(page.get_by_text("due 2099-01-01T09:00:00Z")).to_be_visible()
+    page.get_by_role("button", name="Make an invite link").click()
+    invite = page.locator("#invite-url").input_value()
+    assert invite.startswith(url + "/join/fgi_")
+    problems: list[str] = []
+    check_pages(browser, page.context.storage_state(), {"teach": url + "/teach"}, problems)
+
+    learner = browser.new_context()
+    try:
+        joiner = learner.new_page()
+        joiner.goto(invite)  # signed out: sign in first, then back to the link
+        joiner.get_by_label("Your sign-in key or API key").fill(
+            web_platform.learner_key("acme", "jo"))
+        joiner.get_by_role("button", name="Sign in with API key or sign-in key").click()
+        expect(joiner).to_have_url(invite)
+        check_pages(browser, learner.storage_state(), {"join": invite}, problems)
+        joiner.get_by_role("button", name="Join Networking 101").click()
+        expect(joiner.locator("#assignments")).to_contain_text("due 2099-01-01T09:00:00Z")
+    finally:
+        learner.close()
+    assert problems == [], "\n".join(problems)

@@ -15,7 +15,13 @@ from forge.policy.decision import (
     PolicyUnavailable,
 )
 from forge.policy.embedded import EmbeddedEngine
-from forge.policy.inputs import TRAINING_PACKAGES, build_spawn_input, build_training_input
+from forge.policy.inputs import (
+    ASSIGNMENT_PACKAGE,
+    TRAINING_PACKAGES,
+    build_assignment_input,
+    build_spawn_input,
+    build_training_input,
+)
 from forge.policy.rego_bundle import (
     PolicyBundle,
     check_pinned_hash,
@@ -51,6 +57,7 @@ def decide_all(
 
 
 __all__ = [
+    "ASSIGNMENT_PACKAGE",
     "TRAINING_PACKAGES",
     "CircuitBreaker",
     "Decision",
@@ -63,6 +70,7 @@ __all__ = [
     "PolicyInputError",
     "PolicyUnavailable",
     "RemoteEngine",
+    "build_assignment_input",
     "build_spawn_input",
     "build_training_input",
     "check_pinned_hash",

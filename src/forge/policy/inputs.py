@@ -85,3 +85,17 @@ def build_spawn_input(
             "rate": {"limit_per_minute": rate_limit_per_minute, "used": rate_used},
         },
     }
+
+
+ASSIGNMENT_PACKAGE = "forge.assignment"
+
+
+def build_assignment_input(action: str, assignment: dict[str, Any] | None) -> dict[str, Any]:
+    """Input for the assignment gate (`forge.assignment`, part of the spawn gate): `action`
+    is "spawn" or "reveal_hint"; `assignment` the governing assignment's window, attempts and
+    hints (forge.classroom), or None when the lab is assigned to none of the learner's
+    cohorts."""
+    doc: dict[str, Any] = {"action": action}
+    if assignment is not None:
+        doc["assignment"] = assignment
+    return doc

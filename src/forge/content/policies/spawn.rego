@@ -6,10 +6,18 @@
 #   plan:    {name, tracks: [string]}
 #   quota:   {concurrent: {limit, used}, rate: {limit_per_minute, used}}
 #            "used" counts what is already active / spent, not this request.
+#   assignment (optional; only when the lab is assigned to one of the learner's cohorts):
+#            {id, now_s, opens_at, opens_at_s, closes_at, closes_at_s,
+#             attempts: {allowed, used}, hints_allowed}
+#            times as Unix seconds (*_s) and as RFC 3339 text for the reasons. Absent: the
+#            plan alone decides, as before cohorts existed. Judged by forge.assignment
+#            (assignment.rego), which spawn_service also asks on its own before reserving.
 # Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`.
 package forge.spawn
 
 import rego.v1
+
+import data.forge.assignment
 
 known_tracks := {"netplus", "ccna", "cissp"}
 
@@ -103,7 +111,7 @@ reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" 
 	quota_numbers_ok(doc)
 	not under(doc, "concurrent", "limit")
 	m := concat("", ["concurrent scenario quota reached (", show(quota(doc, ["concurrent", "used"])), " of ", show(quota(doc, ["concurrent", "limit"])), " in use)"])
-} | {m |
+} | assignment.window_reasons(doc) | {m |
 	quota_numbers_ok(doc)
 	not under(doc, "rate", "limit_per_minute")
 	m := concat("", ["spawn rate limit reached (", show(quota(doc, ["rate", "used"])), " of ", show(quota(doc, ["rate", "limit_per_minute"])), " per minute)"])

@@ -60,3 +60,21 @@ test_anonymous_denied if {
 	not spawn.allowed(doc)
 	spawn.reasons(doc)["subject must be a non-empty string"]
 }
+
+# Assignments (issue 18 item 2): forge.spawn refuses what forge.assignment refuses.
+assigned(now, used) := object.union(good, {"assignment": {
+	"id": "asg-1", "now_s": now, "opens_at": "2026-12-01T09:00:00Z", "opens_at_s": 1000,
+	"closes_at": "2026-12-01T10:00:00Z", "closes_at_s": 2000,
+	"attempts": {"allowed": 2, "used": used}, "hints_allowed": true,
+}})
+
+test_assignment_inside_window_allowed if {
+	spawn.allowed(assigned(1500, 0))
+}
+
+test_assignment_outside_window_or_attempts_denied if {
+	not spawn.allowed(assigned(999, 0))
+	spawn.reasons(assigned(999, 0))["assignment asg-1 opens at 2026-12-01T09:00:00Z"]
+	not spawn.allowed(assigned(2000, 0))
+	not spawn.allowed(assigned(1500, 2))
+}

@@ -16,7 +16,15 @@ from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.openapi import document_enums
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
-from forge.services.spawn import access, hint_routes, lab_routes, routes, terminal, tracks
+from forge.services.spawn import (
+    access,
+    classroom_routes,
+    hint_routes,
+    lab_routes,
+    routes,
+    terminal,
+    tracks,
+)
 from forge.services.spawn.lifecycle import lifecycle_consumer
 from forge.services.spawn.peers import peer_keys_check
 from forge.services.spawn.state import SpawnState, build_state
@@ -106,6 +114,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(terminal.router)
     app.include_router(lab_routes.router)
     app.include_router(hint_routes.router)
+    app.include_router(classroom_routes.router)
     install_web(app, settings, http)  # learner and operator pages (forge.services.spawn.web)
     add_subscriber_routes(app, settings.operator,
                           lambda: [state.lifecycle] if state.lifecycle else [])

@@ -46,6 +46,10 @@ class SpawnBody(BaseModel):
     request_id: str | None = Field(
         default=None, description="Idempotency key: the same id with the same track and lab "
         "within 24 h answers with the first result; with anything else, 409.")
+    assignment_id: str | None = Field(
+        default=None, min_length=1, max_length=32,
+        description="The cohort assignment this lab is started for (GET /v1/assignments); "
+                    "without it, the learner's assignment of this lab, if any, applies.")
 
 
 class CheckoutBody(BaseModel):
@@ -57,13 +61,17 @@ class CheckoutBody(BaseModel):
 
 
 @router.post("/v1/spawn", status_code=201,
-             responses=errors(400, 401, 403, 409, 429, 503))
+             responses=errors(400, 401, 403, 404, 409, 429, 503))
 async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
     """Start a lab: `track`, and optionally which of its labs (`lab`, else the track's
     default). 400 unknown_track/unknown_lab, 403 when the plan lacks the track or the lab's
-    tier; nothing is counted or reserved on a refusal. Idempotent by request_id for 24 h."""
+    tier; 403 assignment_refused outside the window of the learner's cohort assignment of
+    this lab or with its attempts used (the policy's reasons say when it opens); 404 for an
+    assignment_id that is not theirs; nothing is counted or reserved on a refusal.
+    Idempotent by request_id for 24 h."""
     answer = await start_lab(request, track=body.track, lab=body.lab,
-                             request_id=body.request_id, receipt=receipt_claims(request))
+                             request_id=body.request_id, receipt=receipt_claims(request),
+                             assignment=body.assignment_id)
     return JSONResponse(answer.body, status_code=answer.status)
 
 

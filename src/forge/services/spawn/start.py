@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import Caller
+from forge.services.spawn.assignment_gate import admit, settle
 from forge.services.spawn.caller_deps import identify_caller, spawn_state
 from forge.services.spawn.labs import check_plan, choose_lab
 from forge.services.spawn.spawning import SpawnAnswer, check_request_id, spawn
@@ -42,17 +43,20 @@ def _text(field: str, value: object, limit: int, *, required: bool,
 
 
 async def start_lab(request: Request, *, track: object, lab: object, request_id: object,
-                    receipt: dict[str, Any] | None) -> SpawnAnswer:
+                    receipt: dict[str, Any] | None, assignment: object = None) -> SpawnAnswer:
     """Start a lab of `track` (its `lab`, else the track's default) for the request's caller.
 
     `receipt` is the verified receipt the caller presented (API header or the browser's
     receipt cookie). Refusals come before anything is reserved, in one order for both
-    routes: field shapes, request id, track and lab, caller, entitlement, plan, quotas.
+    routes: field shapes, request id, track and lab, caller, entitlement, plan, the
+    assignment gate (window and attempts of the learner's cohort assignment of this lab, or
+    of `assignment` when named), quotas.
     """
     state = spawn_state(request)
     track_name = _text("track", track, MAX_TRACK, required=True)
     lab_name = _text("lab", lab, MAX_LAB, required=False, pattern=NAME_RE)
     assert track_name is not None
+    assignment_id = _text("assignment_id", assignment, 32, required=False)
     rid = _text("request_id", request_id, 4096, required=False)  # its rules: below
     checked_id = check_request_id(rid or request.headers.get("x-request-id"))
     template_id = choose_lab(state, track_name, lab_name)
@@ -67,6 +71,13 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
 
     caller, ent = await run_in_threadpool(identify)  # one thread hop for both reads
     await check_plan(state, caller, ent, track_name, template_id)
-    return await spawn(state, caller=caller, ent=ent, track=track_name,
-                       request_id=checked_id, base_url=str(request.base_url),
-                       template_id=template_id)
+    held = await admit(state, caller, template_id, assignment_id, checked_id)
+    try:
+        answer = await spawn(state, caller=caller, ent=ent, track=track_name,
+                             request_id=checked_id, base_url=str(request.base_url),
+                             template_id=template_id)
+    except BaseException:
+        await settle(state, held, None)
+        raise
+    await settle(state, held, str(answer.body["scenario_id"]))
+    return answer

@@ -8,6 +8,7 @@ from pathlib import Path
 from forge.bus import DurableConsumer, Publisher
 from forge.config.settings import Settings
 from forge.plans import PlanCatalog, load_plans
+from forge.policy.decision import PolicyEngine
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.spawn.catalog_entry import TemplateFacts, template_facts
@@ -34,6 +35,8 @@ class SpawnState:
     track_labs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # terminal relays of this process by browser session, closed at sign-out
     terminal_relays: OpenTerminals = field(default_factory=OpenTerminals)
+    # the policy engine of the assignment gate, made at its first use (assignment_gate.py)
+    policy: PolicyEngine | None = None
 
     @property
     def settings(self) -> Settings:

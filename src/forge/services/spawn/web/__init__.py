@@ -10,12 +10,14 @@ from forge.services.common.http_client import SharedHttpClient
 from forge.services.spawn.web import (
     account,
     checkout,
+    classroom_pages,
     credential,
     learner,
     oidc_pages,
     ops,
     recordings,
     tasks,
+    teach,
 )
 from forge.services.spawn.web.backend import Backend
 from forge.services.spawn.web.errors import install_error_pages
@@ -38,6 +40,8 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.include_router(recordings.router)
     app.include_router(credential.router)
     app.include_router(checkout.router)
+    app.include_router(classroom_pages.router)
+    app.include_router(teach.router)
     app.include_router(account.router)
     app.include_router(tasks.router)
     oidc_pages.install(app, settings)  # sign-in with a tenant's identity provider (issue 18)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from forge.classroom.assignments import my_assignments
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
 from forge.errors import ForgeError
 from forge.identity.apikeys import verify_api_key
@@ -184,6 +185,8 @@ async def tracks_page(request: Request) -> Response:
         "viewer": await viewer(request),
         "groups": grouped(state, ent.plan),
         "recent": await run_in_threadpool(_recent, request, caller),
+        "assignments": await run_in_threadpool(
+            my_assignments, state.ctx.db, caller.tenant_id, caller.subject),
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "request_id": "web-" + secrets.token_hex(12),
     })
@@ -200,7 +203,8 @@ async def spawn_lab(request: Request) -> Response:
         check_csrf(state.settings, session_value(request), form.get("csrf"))
         answer = await start_lab(request, track=form.get("track"), lab=form.get("lab"),
                                  request_id=form.get("request_id"),
-                                 receipt=receipt_cookie(request))
+                                 receipt=receipt_cookie(request),
+                                 assignment=form.get("assignment_id"))
         return RedirectResponse(f"/lab/{answer.body['scenario_id']}", status_code=303)
     return await _as_page("/tracks", request)(run)
 

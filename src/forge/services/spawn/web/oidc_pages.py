@@ -25,6 +25,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from forge.classroom.cohorts import enrol_by_groups
 from forge.config.settings import ConfigError, Settings
 from forge.errors import ForgeError
 from forge.identity.caller import SESSION_COOKIE
@@ -255,6 +256,9 @@ async def callback(request: Request, tenant_id: str) -> Response:
         log.warning("oidc callback refused: tenant=%s reason=nonce already used", tenant_id)
         return _refusal(request, 409, "This sign-in was already used. " + _AGAIN, back)
     await run_in_threadpool(record_role, state.ctx.db, who.tenant_id, who.subject, who.role,
+                            who.groups)
+    # Cohorts naming one of the person's IdP groups enrol them (issue 18 item 2).
+    await run_in_threadpool(enrol_by_groups, state.ctx.db, who.tenant_id, who.subject,
                             who.groups)
     log.info("oidc sign-in: tenant=%s role=%s", tenant_id, who.role)
     return _signed_in(request, who, safe_next(str(claims.get("next") or "")))

@@ -27,6 +27,7 @@ from forge.grading.learner_aids import (
     reveal_hint,
     revealed,
 )
+from forge.services.spawn.assignment_gate import check_hints
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.routes import owned_scenario
 from forge.services.spawn.web.render import error_page, page, render_markdown
@@ -92,6 +93,7 @@ async def reveal_view(request: Request, scenario_id: str, hint: str) -> dict[str
     row = await owned_scenario(request, scenario_id)
     facts, texts = _texts(request, row)
     chosen = parse_hint_id(hint, facts)
+    await check_hints(spawn_state(request), row.scenario_id)  # the assignment may forbid hints
     at = await run_in_threadpool(reveal_hint, spawn_state(request).ctx.db, row.scenario_id,
                                  row.tenant_id, chosen, facts)
     return {"id": chosen.id, "number": chosen.index + 1, "criterion": chosen.criterion,

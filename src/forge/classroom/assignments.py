@@ -1,0 +1,221 @@
+"""Labs assigned to a cohort: window, attempts and hints; the attempts a learner took.
+
+What the spawn gate needs is gathered here (`applicable`) and judged by the policy
+(`spawn.rego`, `assignment_reasons`); `take_attempt` then takes the attempt in one store
+transaction, so two concurrent spawns never share or exceed one attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from forge.classroom.cohorts import Manager, managed_cohort, new_id
+from forge.errors import ForgeError
+from forge.store.db import Database
+from forge.store.models import Assignment, AssignmentAttempt, Cohort, Enrolment
+
+MAX_ATTEMPTS = 100
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def iso(ts: datetime) -> str:
+    """A UTC timestamp as people and the policy read it, e.g. 2026-12-01T09:00:00Z."""
+    return _aware(ts).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _invalid(field: str, problem: str) -> ForgeError:
+    return ForgeError("validation_error", 422, f"{field}: {problem}",
+                      [{"field": field, "problem": problem}])
+
+
+def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id: str,
+                      opens_at: datetime, closes_at: datetime, attempts_allowed: int,
+                      hints_allowed: bool, known_templates: Collection[str]) -> Assignment:
+    """Assign a lab to a cohort `who` manages, open from `opens_at` until `closes_at`.
+    Scope first (404 for a cohort not theirs), then the fields."""
+    with db.session() as sess:
+        managed_cohort(sess, who, cohort_id)
+        if template_id not in known_templates:
+            raise _invalid("template_id", "not a lab of this platform (see GET /v1/tracks)")
+        if opens_at.tzinfo is None or closes_at.tzinfo is None:
+            raise _invalid("opens_at", "times need a time zone, e.g. 2026-12-01T09:00:00Z")
+        if closes_at <= opens_at:
+            raise _invalid("closes_at", "must be after opens_at")
+        if not 1 <= attempts_allowed <= MAX_ATTEMPTS:
+            raise _invalid("attempts_allowed", f"1-{MAX_ATTEMPTS}")
+        row = Assignment(assignment_id=new_id("asg"), cohort_id=cohort_id,
+                         tenant_id=who.tenant_id, template_id=template_id,
+                         opens_at=opens_at, closes_at=closes_at,
+                         attempts_allowed=attempts_allowed, hints_allowed=hints_allowed,
+                         created_by=who.subject, created_at=datetime.now(UTC))
+        sess.add(row)
+    return row
+
+
+def view(row: Assignment, used: int | None = None) -> dict[str, Any]:
+    """An assignment as the API shows it (attempts used only for a learner's own view)."""
+    out: dict[str, Any] = {
+        "assignment_id": row.assignment_id, "cohort_id": row.cohort_id,
+        "template_id": row.template_id, "opens_at": iso(row.opens_at),
+        "closes_at": iso(row.closes_at), "attempts_allowed": row.attempts_allowed,
+        "hints_allowed": row.hints_allowed,
+    }
+    if used is not None:
+        out["attempts_used"] = used
+    return out
+
+
+def cohort_assignments(db: Database, who: Manager, cohort_id: str) -> list[Assignment]:
+    """The assignments of a cohort `who` manages, by opening time."""
+    with db.read() as sess:
+        managed_cohort(sess, who, cohort_id)
+        rows = list(sess.scalars(select(Assignment).where(Assignment.cohort_id == cohort_id)
+                                 .order_by(Assignment.opens_at)))
+        sess.expunge_all()
+        return rows
+
+
+def _used(sess: Any, assignment_id: str, subject: str) -> int:
+    return int(sess.scalar(select(func.count()).select_from(AssignmentAttempt).where(
+        AssignmentAttempt.assignment_id == assignment_id,
+        AssignmentAttempt.subject == subject)) or 0)
+
+
+def my_assignments(db: Database, tenant_id: str, subject: str) -> list[dict[str, Any]]:
+    """A learner's assignments in every cohort they are in, with due times and attempts."""
+    with db.read() as sess:
+        rows = sess.execute(
+            select(Assignment, Cohort.name).join(Cohort, Cohort.cohort_id == Assignment.cohort_id)
+            .join(Enrolment, Enrolment.cohort_id == Assignment.cohort_id)
+            .where(Enrolment.tenant_id == tenant_id, Enrolment.subject == subject,
+                   Assignment.tenant_id == tenant_id)
+            .order_by(Assignment.closes_at)).all()
+        return [{**view(a, _used(sess, a.assignment_id, subject)), "cohort": name}
+                for a, name in rows]
+
+
+@dataclass(frozen=True)
+class Applicable:
+    """The assignment that governs a learner's spawn of a lab, as the policy reads it."""
+
+    assignment_id: str
+    opens_at: datetime
+    closes_at: datetime
+    attempts_allowed: int
+    attempts_used: int
+    hints_allowed: bool
+
+    def policy_input(self, now: datetime) -> dict[str, Any]:
+        """The `assignment` part of the spawn gate's input (see spawn.rego)."""
+        return {
+            "id": self.assignment_id, "now_s": int(now.timestamp()),
+            "opens_at": iso(self.opens_at), "opens_at_s": int(_aware(self.opens_at).timestamp()),
+            "closes_at": iso(self.closes_at),
+            "closes_at_s": int(_aware(self.closes_at).timestamp()),
+            "attempts": {"allowed": self.attempts_allowed, "used": self.attempts_used},
+            "hints_allowed": self.hints_allowed,
+        }
+
+
+def _rank(a: Applicable, now: datetime) -> tuple[int, float]:
+    # Open with attempts left, then open, then the next to open, then the last closed.
+    opens, closes = _aware(a.opens_at), _aware(a.closes_at)
+    if opens <= now < closes:
+        return (0 if a.attempts_used < a.attempts_allowed else 1, closes.timestamp())
+    if now < opens:
+        return (2, opens.timestamp())
+    return (3, -closes.timestamp())
+
+
+def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
+               assignment_id: str | None, now: datetime) -> Applicable | None:
+    """The assignment governing this spawn: `assignment_id` when given (404 unless it is an
+    assignment of this lab in one of the learner's cohorts), else the learner's most
+    favourable assignment of the lab; None when the lab is assigned to none of their
+    cohorts (the plan alone decides then)."""
+    with db.read() as sess:
+        query = (select(Assignment).join(Enrolment, Enrolment.cohort_id == Assignment.cohort_id)
+                 .where(Enrolment.tenant_id == tenant_id, Enrolment.subject == subject,
+                        Assignment.tenant_id == tenant_id,
+                        Assignment.template_id == template_id))
+        if assignment_id is not None:
+            query = query.where(Assignment.assignment_id == assignment_id)
+        found = [Applicable(a.assignment_id, a.opens_at, a.closes_at, a.attempts_allowed,
+                            _used(sess, a.assignment_id, subject), a.hints_allowed)
+                 for a in sess.scalars(query)]
+    if assignment_id is not None and not found:
+        raise ForgeError("assignment_not_found", 404,
+                         "assignment_id: no such assignment of this lab in your cohorts",
+                         [{"field": "assignment_id"}])
+    return min(found, key=lambda a: _rank(a, now)) if found else None
+
+
+def attempt_of_request(db: Database, assignment_id: str, subject: str, request_id: str
+                       ) -> int | None:
+    """The attempt this request id already took (a retried request), if any."""
+    with db.read() as sess:
+        return sess.scalar(select(AssignmentAttempt.attempt).where(
+            AssignmentAttempt.assignment_id == assignment_id,
+            AssignmentAttempt.subject == subject, AssignmentAttempt.request_id == request_id))
+
+
+def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str,
+                 attempts_allowed: int) -> tuple[int, bool] | None:
+    """Take the learner's next attempt: (its number, True), or (the number, False) when this
+    request id already took one (a retried request); None when every attempt is used. One
+    transaction, and the attempt number is part of the primary key: a concurrent request
+    that counted the same attempts loses on the key and counts again."""
+    for _ in range(3):
+        try:
+            with db.session() as sess:
+                mine = sess.scalar(select(AssignmentAttempt.attempt).where(
+                    AssignmentAttempt.assignment_id == assignment_id,
+                    AssignmentAttempt.subject == subject,
+                    AssignmentAttempt.request_id == request_id))
+                if mine is not None:
+                    return mine, False
+                used = _used(sess, assignment_id, subject)
+                if used >= attempts_allowed:
+                    return None
+                sess.add(AssignmentAttempt(assignment_id=assignment_id, subject=subject,
+                                           attempt=used + 1, request_id=request_id,
+                                           scenario_id=None, at=datetime.now(UTC)))
+                return used + 1, True
+        except IntegrityError:
+            continue
+    return None
+
+
+def settle_attempt(db: Database, assignment_id: str, subject: str, attempt: int,
+                   scenario_id: str | None) -> None:
+    """Bind the attempt to the lab it started, or (None) give it back: the spawn failed."""
+    with db.session() as sess:
+        row = sess.get(AssignmentAttempt, (assignment_id, subject, attempt))
+        if row is None:
+            return
+        if scenario_id is None:
+            sess.delete(row)
+        else:
+            row.scenario_id = scenario_id
+
+
+def scenario_assignment(db: Database, scenario_id: str) -> Applicable | None:
+    """The assignment a lab was started for (None for a lab outside any assignment)."""
+    with db.read() as sess:
+        row = sess.execute(select(Assignment, AssignmentAttempt.subject).join(
+            AssignmentAttempt, AssignmentAttempt.assignment_id == Assignment.assignment_id)
+            .where(AssignmentAttempt.scenario_id == scenario_id)).first()
+        if row is None:
+            return None
+        a, subject = row
+        return Applicable(a.assignment_id, a.opens_at, a.closes_at, a.attempts_allowed,
+                          _used(sess, a.assignment_id, subject), a.hints_allowed)

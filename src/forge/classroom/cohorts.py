@@ -1,0 +1,236 @@
+"""Cohorts, who manages them, and how learners join: invite link, CSV, or IdP group."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from forge.errors import ForgeError
+from forge.store.db import Database
+from forge.store.models import Cohort, CohortInvite, CohortStaff, Enrolment
+
+LEARNER, INSTRUCTOR, OPERATOR = "learner", "instructor", "operator"
+VIA = ("invite", "csv", "group")
+MAX_NAME = 120
+MAX_GROUP = 128
+INVITE_PREFIX = "fgi_"
+MAX_INVITE_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Manager:
+    """Who asks to manage a cohort: tenant, subject and their role in that tenant."""
+
+    tenant_id: str
+    subject: str
+    role: str
+
+
+def _not_found() -> ForgeError:
+    # Same answer for "no such cohort" and "not yours": nothing about other cohorts leaks.
+    return ForgeError("cohort_not_found", 404, "cohort_id: no such cohort",
+                      [{"field": "cohort_id"}])
+
+
+def new_id(prefix: str) -> str:
+    """A random public id such as `coh-…` (not a secret)."""
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+def _need_staff_role(who: Manager) -> None:
+    if who.role not in (INSTRUCTOR, OPERATOR):
+        raise ForgeError("instructor_required", 403,
+                         "only an instructor or operator of this tenant may manage cohorts")
+
+
+def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None = None
+                  ) -> Cohort:
+    """A new cohort of `who`'s tenant, managed by `who` (403 for a learner)."""
+    _need_staff_role(who)
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > MAX_NAME:
+        raise ForgeError("validation_error", 422, "invalid request: name",
+                         [{"field": "name", "problem": f"1-{MAX_NAME} characters"}])
+    if idp_group is not None and not (0 < len(idp_group) <= MAX_GROUP):
+        raise ForgeError("validation_error", 422, "invalid request: idp_group",
+                         [{"field": "idp_group", "problem": f"1-{MAX_GROUP} characters"}])
+    cohort = Cohort(cohort_id=new_id("coh"), tenant_id=who.tenant_id, name=name,
+                    created_by=who.subject, idp_group=idp_group, created_at=datetime.now(UTC))
+    with db.session() as sess:
+        sess.add(cohort)
+        sess.flush()
+        sess.add(CohortStaff(cohort_id=cohort.cohort_id, subject=who.subject))
+    return cohort
+
+
+def managed_cohort(sess: Session, who: Manager, cohort_id: str) -> Cohort:
+    """The cohort if `who` may manage it: 404 when it is another tenant's or (for an
+    instructor) not theirs; 403 for a learner asking about a cohort of their tenant."""
+    row = sess.get(Cohort, cohort_id) if isinstance(cohort_id, str) else None
+    if row is None or row.tenant_id != who.tenant_id:
+        raise _not_found()
+    _need_staff_role(who)
+    if who.role == OPERATOR:
+        return row
+    if sess.get(CohortStaff, (cohort_id, who.subject)) is None:
+        raise _not_found()
+    return row
+
+
+def cohorts_of(db: Database, who: Manager) -> list[Cohort]:
+    """The cohorts `who` manages (all of the tenant's for an operator)."""
+    _need_staff_role(who)
+    with db.read() as sess:
+        query = select(Cohort).where(Cohort.tenant_id == who.tenant_id)
+        if who.role != OPERATOR:
+            query = query.join(CohortStaff, CohortStaff.cohort_id == Cohort.cohort_id).where(
+                CohortStaff.subject == who.subject)
+        rows = list(sess.scalars(query.order_by(Cohort.created_at)))
+        sess.expunge_all()  # kept loaded after the read's rollback
+        return rows
+
+
+def add_instructor(db: Database, who: Manager, cohort_id: str, subject: str) -> None:
+    """Let another person of the tenant manage this cohort too."""
+    with db.session() as sess:
+        managed_cohort(sess, who, cohort_id)
+        if sess.get(CohortStaff, (cohort_id, subject)) is None:
+            sess.add(CohortStaff(cohort_id=cohort_id, subject=subject))
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_invite(db: Database, who: Manager, cohort_id: str, days: int = 14
+                ) -> tuple[CohortInvite, str]:
+    """A new invite link token for the cohort (returned once; only its hash is stored)."""
+    if not isinstance(days, int) or not 1 <= days <= MAX_INVITE_DAYS:
+        raise ForgeError("validation_error", 422, "invalid request: days",
+                         [{"field": "days", "problem": f"1-{MAX_INVITE_DAYS}"}])
+    token = INVITE_PREFIX + secrets.token_urlsafe(24)
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        managed_cohort(sess, who, cohort_id)
+        invite = CohortInvite(invite_id=new_id("inv"), cohort_id=cohort_id,
+                              tenant_id=who.tenant_id, token_sha256=_digest(token),
+                              created_by=who.subject, created_at=now,
+                              expires_at=now + timedelta(days=days), revoked_at=None)
+        sess.add(invite)
+    return invite, token
+
+
+def revoke_invite(db: Database, who: Manager, cohort_id: str, invite_id: str) -> None:
+    """Revoke an invite link: nobody joins with it any more (those who joined stay)."""
+    with db.session() as sess:
+        managed_cohort(sess, who, cohort_id)
+        invite = sess.get(CohortInvite, invite_id) if isinstance(invite_id, str) else None
+        if invite is None or invite.cohort_id != cohort_id:
+            raise ForgeError("invite_not_found", 404, "invite_id: no such invite link",
+                             [{"field": "invite_id"}])
+        if invite.revoked_at is None:
+            invite.revoked_at = datetime.now(UTC)
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def _valid_invite(sess: Session, tenant_id: str, token: object) -> CohortInvite:
+    """The usable invite of this token in this tenant. One answer (404 `invite_invalid`) for
+    unknown, revoked, expired or another tenant's links."""
+    invalid = ForgeError("invite_invalid", 404,
+                         "invite: this invite link is not valid (unknown, expired or revoked)",
+                         [{"field": "invite"}])
+    if not isinstance(token, str) or not token.startswith(INVITE_PREFIX) or len(token) > 100:
+        raise invalid
+    digest = _digest(token)
+    invite = sess.scalars(select(CohortInvite).where(
+        CohortInvite.token_sha256 == digest)).first()
+    if (invite is None or not hmac.compare_digest(invite.token_sha256, digest)
+            or invite.tenant_id != tenant_id or invite.revoked_at is not None
+            or _aware(invite.expires_at) <= datetime.now(UTC)):
+        raise invalid
+    return invite
+
+
+def invited_cohort(db: Database, tenant_id: str, token: object) -> Cohort:
+    """The cohort an invite link of this tenant leads to (to show before joining)."""
+    with db.read() as sess:
+        cohort = sess.get(Cohort, _valid_invite(sess, tenant_id, token).cohort_id)
+        assert cohort is not None
+        sess.expunge(cohort)
+        return cohort
+
+
+def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) -> Cohort:
+    """Enrol (tenant, subject) with an invite token of their own tenant (404
+    `invite_invalid` otherwise); joining again changes nothing."""
+    with db.session() as sess:
+        invite = _valid_invite(sess, tenant_id, token)
+        _enrol(sess, invite.cohort_id, tenant_id, subject, "invite", datetime.now(UTC))
+        cohort = sess.get(Cohort, invite.cohort_id)
+        assert cohort is not None
+        return cohort
+
+
+def _enrol(sess: Session, cohort_id: str, tenant_id: str, subject: str, via: str,
+           now: datetime) -> None:
+    if sess.get(Enrolment, (cohort_id, subject)) is None:
+        sess.add(Enrolment(cohort_id=cohort_id, subject=subject, tenant_id=tenant_id,
+                           via=via, enrolled_at=now))
+
+
+def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequence[str],
+                   via: str = "csv") -> int:
+    """Enrol every subject in one transaction (all or none); the number newly enrolled."""
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        managed_cohort(sess, who, cohort_id)
+        before = len(list(sess.scalars(select(Enrolment.subject).where(
+            Enrolment.cohort_id == cohort_id))))
+        for subject in dict.fromkeys(subjects):
+            _enrol(sess, cohort_id, who.tenant_id, subject, via, now)
+        sess.flush()
+        after = len(list(sess.scalars(select(Enrolment.subject).where(
+            Enrolment.cohort_id == cohort_id))))
+    return after - before
+
+
+def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence[str]) -> int:
+    """Enrol a person in every cohort of the tenant naming one of their IdP groups (called
+    at sign-in); the number of cohorts newly joined."""
+    if not groups:
+        return 0
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        ids = list(sess.scalars(select(Cohort.cohort_id).where(
+            Cohort.tenant_id == tenant_id, Cohort.idp_group.in_(list(groups)))))
+        new = [c for c in ids if sess.get(Enrolment, (c, subject)) is None]
+        for cohort_id in new:
+            _enrol(sess, cohort_id, tenant_id, subject, "group", now)
+    return len(new)
+
+
+def enrolled_cohorts(db: Database, tenant_id: str, subject: str) -> list[str]:
+    """The ids of the cohorts (tenant, subject) is enrolled in."""
+    with db.read() as sess:
+        return list(sess.scalars(select(Enrolment.cohort_id).where(
+            Enrolment.tenant_id == tenant_id, Enrolment.subject == subject)))
+
+
+def members(db: Database, who: Manager, cohort_id: str) -> list[Enrolment]:
+    """The cohort's learners (for its managers)."""
+    with db.read() as sess:
+        managed_cohort(sess, who, cohort_id)
+        rows = list(sess.scalars(select(Enrolment).where(Enrolment.cohort_id == cohort_id)
+                                 .order_by(Enrolment.subject)))
+        sess.expunge_all()
+        return rows

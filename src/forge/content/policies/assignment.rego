@@ -1,0 +1,89 @@
+# Assignment gate (issue 18 item 2): a lab assigned to one of the learner's cohorts may be
+# started only inside its window and while attempts remain, and its hints revealed only
+# when the assignment allows them. Part of the spawn gate: forge.spawn adds
+# `window_reasons` to its own reasons; spawn_service asks this package before reserving
+# anything (action "spawn") and before a hint is revealed (action "reveal_hint").
+#
+# Input (built by forge.policy.build_assignment_input):
+#   action:     "spawn" (default) or "reveal_hint"
+#   assignment: absent when the lab is assigned to none of the learner's cohorts (then
+#               the plan alone decides), else
+#               {id, now_s, opens_at, opens_at_s, closes_at, closes_at_s,
+#                attempts: {allowed, used}, hints_allowed}
+#               times as Unix seconds (*_s) and as RFC 3339 text for the reasons.
+package forge.assignment
+
+import rego.v1
+
+default allow := false
+
+allow if count(refusals(input)) == 0
+
+deny_reasons := refusals(input)
+
+actions := {"spawn", "reveal_hint"}
+
+action_of(doc) := object.get(doc, "action", "spawn")
+
+refusals(doc) := window_reasons(doc) if action_of(doc) == "spawn"
+
+refusals(doc) := hint_reasons(doc) if action_of(doc) == "reveal_hint"
+
+refusals(doc) := {"action must be spawn or reveal_hint"} if not actions[action_of(doc)]
+
+text(x) := x if is_string(x)
+
+text(x) := sprintf("%v", [x]) if not is_string(x)
+
+count_ok(n) if {
+	is_number(n)
+	n >= 0
+}
+
+assignment_of(doc) := object.get(doc, "assignment", null)
+
+number_fields := [["now_s"], ["opens_at_s"], ["closes_at_s"], ["attempts", "allowed"], ["attempts", "used"]]
+
+numbers_ok(a) if {
+	every field in number_fields {
+		count_ok(object.get(a, field, null))
+	}
+}
+
+window_reasons(doc) := {m |
+	a := assignment_of(doc)
+	a != null
+	not is_object(a)
+	m := "assignment must be an object"
+} | {m |
+	a := assignment_of(doc)
+	is_object(a)
+	some field in number_fields
+	not count_ok(object.get(a, field, null))
+	m := concat("", ["assignment.", concat(".", field), " must be a non-negative number"])
+} | {m |
+	a := assignment_of(doc)
+	is_object(a)
+	numbers_ok(a)
+	a.now_s < a.opens_at_s
+	m := concat("", ["assignment ", text(a.id), " opens at ", text(a.opens_at)])
+} | {m |
+	a := assignment_of(doc)
+	is_object(a)
+	numbers_ok(a)
+	a.now_s >= a.closes_at_s
+	m := concat("", ["assignment ", text(a.id), " closed at ", text(a.closes_at)])
+} | {m |
+	a := assignment_of(doc)
+	is_object(a)
+	numbers_ok(a)
+	a.attempts.used >= a.attempts.allowed
+	m := concat("", ["all ", text(a.attempts.allowed), " attempts of assignment ", text(a.id), " are used"])
+}
+
+hint_reasons(doc) := {m |
+	a := assignment_of(doc)
+	a != null
+	object.get(a, "hints_allowed", false) != true
+	m := concat("", ["hints are not allowed in assignment ", text(object.get(a, "id", "?"))])
+}

@@ -1,0 +1,121 @@
+"""The assignment gate at spawn and hint reveal: the learner's assignment of the lab (if
+any) is judged by the policy (`forge.assignment`, part of the spawn gate), then the
+attempt is taken in one store transaction. Fails closed: no policy answer, no spawn.
+
+Labs assigned to none of the learner's cohorts are not judged here: the plan decides, as
+before cohorts existed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+
+from forge.classroom import assignments
+from forge.classroom.assignments import Applicable
+from forge.errors import ForgeError
+from forge.identity.caller import Caller
+from forge.policy import (
+    ASSIGNMENT_PACKAGE,
+    PolicyError,
+    build_assignment_input,
+    make_policy_engine,
+)
+from forge.policy.decision import Decision, PolicyEngine
+from forge.services.spawn.state import SpawnState
+
+
+@dataclass(frozen=True)
+class Held:
+    """An attempt held by a spawn request, to bind to its lab or (only by the request that
+    took it) give back."""
+
+    assignment_id: str
+    subject: str
+    attempt: int
+    taken_here: bool
+
+
+def _engine(state: SpawnState) -> PolicyEngine:
+    if state.policy is None:
+        state.policy = make_policy_engine(state.settings.opa_url, state.settings.policies_dir)
+    return state.policy
+
+
+async def _decide(state: SpawnState, action: str, found: Applicable) -> Decision:
+    doc = build_assignment_input(action, found.policy_input(datetime.now(UTC)))
+
+    def decide() -> Decision:
+        return _engine(state).decide(ASSIGNMENT_PACKAGE, doc)
+
+    try:
+        return await run_in_threadpool(decide)
+    except PolicyError:
+        raise ForgeError("policy_unavailable", 503,
+                         "the assignment rules could not be checked; retry shortly",
+                         headers={"Retry-After": "5"}) from None
+
+
+def _refused(decision: Decision, found: Applicable) -> ForgeError:
+    return ForgeError(
+        "assignment_refused", 403, "lab: " + "; ".join(sorted(decision.reasons)),
+        [{"field": "lab", "assignment_id": found.assignment_id,
+          "opens_at": assignments.iso(found.opens_at),
+          "closes_at": assignments.iso(found.closes_at),
+          "attempts_allowed": found.attempts_allowed, "attempts_used": found.attempts_used}])
+
+
+async def admit(state: SpawnState, caller: Caller, template_id: str,
+                assignment_id: str | None, request_id: str) -> Held | None:
+    """Judge the spawn against the learner's assignment of this lab and take an attempt;
+    None when the lab is assigned to none of their cohorts. 403 `assignment_refused` with
+    the policy's reasons (when it opens, that it closed, attempts used), 404 for an
+    assignment id that is not theirs."""
+    db = state.ctx.db
+
+    def find(only: str | None) -> Applicable | None:
+        return assignments.applicable(db, caller.tenant_id, caller.subject, template_id,
+                                      only, datetime.now(UTC))
+
+    found = await run_in_threadpool(find, assignment_id)
+    if found is None:
+        return None
+    # A retried request that was admitted before answers as the first time (idempotent),
+    # even when that attempt was the last.
+    prior = await run_in_threadpool(assignments.attempt_of_request, db, found.assignment_id,
+                                    caller.subject, request_id)
+    if prior is not None:
+        return Held(found.assignment_id, caller.subject, prior, False)
+    decision = await _decide(state, "spawn", found)
+    if not decision.allow:
+        raise _refused(decision, found)
+    taken = await db.write(assignments.take_attempt, db, found.assignment_id,
+                           caller.subject, request_id, found.attempts_allowed)
+    if taken is None:  # a concurrent spawn took the last attempt: judge again, counted
+        again = await run_in_threadpool(find, found.assignment_id)
+        assert again is not None
+        decision = await _decide(state, "spawn", again)
+        raise _refused(decision, again)
+    return Held(found.assignment_id, caller.subject, taken[0], taken[1])
+
+
+async def settle(state: SpawnState, held: Held | None, scenario_id: str | None) -> None:
+    """Bind the attempt to the lab it started, or give it back (None: the spawn failed) when
+    this request took it (a failed retry must not free the first request's attempt)."""
+    if held is not None and (scenario_id is not None or held.taken_here):
+        await state.ctx.db.write(assignments.settle_attempt, state.ctx.db, held.assignment_id,
+                                 held.subject, held.attempt, scenario_id)
+
+
+async def check_hints(state: SpawnState, scenario_id: str) -> None:
+    """403 `hints_not_allowed` when the lab was started for an assignment whose hints are
+    off (judged by the policy, action reveal_hint)."""
+    found = await run_in_threadpool(assignments.scenario_assignment, state.ctx.db, scenario_id)
+    if found is None:
+        return
+    decision = await _decide(state, "reveal_hint", found)
+    if not decision.allow:
+        raise ForgeError("hints_not_allowed", 403, "hint: " + "; ".join(sorted(decision.reasons)),
+                         [{"field": "hint", "assignment_id": found.assignment_id}])

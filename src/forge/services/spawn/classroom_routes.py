@@ -1,0 +1,220 @@
+"""JSON API for cohorts and assignments (issue 18 item 2): instructors create cohorts,
+invite links, CSV enrolment and assignments; learners join by invite and list their
+assignments. The rules live in `forge.classroom`; these routes identify the caller, read
+their role in the tenant and map the answers.
+
+Scope: an instructor sees only cohorts they manage (404 for any other, of their tenant or
+another); a learner gets 403 on management routes of their tenant and 404 elsewhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from forge.classroom import assignments, cohorts
+from forge.classroom.cohorts import Manager
+from forge.classroom.roster_csv import MAX_BYTES, parse_roster
+from forge.identity.caller import Caller
+from forge.identity.roles import LEARNER, role_of
+from forge.services.common.openapi import errors
+from forge.services.spawn.caller_deps import current_caller, spawn_state
+from forge.services.spawn.web.security import check_same_origin
+from forge.store.models import Cohort
+
+router = APIRouter(tags=["classroom"])
+CohortId = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class CohortBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=cohorts.MAX_NAME, description="Shown to learners.")
+    idp_group: str | None = Field(
+        default=None, min_length=1, max_length=cohorts.MAX_GROUP,
+        description="A group of the identity provider: who signs in with it is enrolled.")
+
+
+class InviteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: int = Field(default=14, ge=1, le=cohorts.MAX_INVITE_DAYS,
+                      description="How long the link stays usable.")
+
+
+class JoinBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    invite: str = Field(min_length=1, max_length=100, description="The invite link's code.")
+
+
+class InstructorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$",
+                         description="The account id of a person of your tenant.")
+
+
+class AssignmentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    template_id: str = Field(min_length=1, max_length=64, description="The lab (GET /v1/tracks).")
+    opens_at: datetime = Field(description="RFC 3339 with a time zone, e.g. 2026-12-01T09:00:00Z")
+    closes_at: datetime = Field(description="After opens_at; no spawn from then on.")
+    attempts_allowed: int = Field(default=1, ge=1, le=assignments.MAX_ATTEMPTS)
+    hints_allowed: bool = True
+
+
+async def _manager(request: Request, post: bool = False) -> Manager:
+    """The caller with their role in their tenant (a scenario-scoped access link is a
+    learner). A POST authenticated by a session cookie must come from a page of this site."""
+    caller: Caller = await current_caller(request)
+    if post and caller.via == "session":
+        check_same_origin(request)
+    role = LEARNER
+    if caller.scenario_scope is None:
+        role = await run_in_threadpool(role_of, spawn_state(request).ctx.db,
+                                       caller.tenant_id, caller.subject)
+    return Manager(caller.tenant_id, caller.subject, role)
+
+
+def _cohort_view(row: Cohort) -> dict[str, Any]:
+    return {"cohort_id": row.cohort_id, "name": row.name, "idp_group": row.idp_group,
+            "created_by": row.created_by}
+
+
+@router.post("/v1/cohorts", status_code=201, responses=errors(401, 403))
+async def create_cohort(body: CohortBody, request: Request) -> dict[str, Any]:
+    """Create a cohort you manage (instructors and operators; 403 for learners)."""
+    who = await _manager(request, post=True)
+    db = spawn_state(request).ctx.db
+    row = await run_in_threadpool(cohorts.create_cohort, db, who, body.name, body.idp_group)
+    return _cohort_view(row)
+
+
+@router.get("/v1/cohorts", responses=errors(401, 403))
+async def list_cohorts(request: Request) -> dict[str, Any]:
+    """The cohorts you manage (an operator: every cohort of the tenant)."""
+    who = await _manager(request)
+    rows = await run_in_threadpool(cohorts.cohorts_of, spawn_state(request).ctx.db, who)
+    return {"cohorts": [_cohort_view(r) for r in rows]}
+
+
+@router.get("/v1/cohorts/{cohort_id}", responses=errors(401, 403, 404))
+async def get_cohort(cohort_id: CohortId, request: Request) -> dict[str, Any]:
+    """A cohort you manage, with its learners and assignments; 404 for any other."""
+    who = await _manager(request)
+    db = spawn_state(request).ctx.db
+
+    def read() -> dict[str, Any]:
+        people = cohorts.members(db, who, cohort_id)
+        with db.read() as sess:
+            row = cohorts.managed_cohort(sess, who, cohort_id)
+            out = _cohort_view(row)
+        out["learners"] = [{"subject": m.subject, "via": m.via} for m in people]
+        out["assignments"] = [assignments.view(a)
+                              for a in assignments.cohort_assignments(db, who, cohort_id)]
+        return out
+
+    return await run_in_threadpool(read)
+
+
+@router.post("/v1/cohorts/{cohort_id}/invites", status_code=201,
+             responses=errors(401, 403, 404))
+async def make_invite(cohort_id: CohortId, body: InviteBody, request: Request
+                      ) -> dict[str, Any]:
+    """A new invite link: share `url`; every learner of your tenant who opens it while
+    signed in joins the cohort, until `expires_at` or until you revoke it. The code is
+    shown only now (only its hash is kept)."""
+    who = await _manager(request, post=True)
+    db = spawn_state(request).ctx.db
+    invite, token = await run_in_threadpool(cohorts.make_invite, db, who, cohort_id, body.days)
+    return {"invite_id": invite.invite_id, "invite": token,
+            "url": f"{str(request.base_url).rstrip('/')}/join/{token}",
+            "expires_at": assignments.iso(invite.expires_at)}
+
+
+@router.delete("/v1/cohorts/{cohort_id}/invites/{invite_id}",
+               responses=errors(401, 403, 404))
+async def revoke_invite(cohort_id: CohortId, invite_id: Annotated[str, Field(max_length=32)],
+                        request: Request) -> dict[str, Any]:
+    """Revoke an invite link; learners who joined with it stay enrolled."""
+    who = await _manager(request, post=True)
+    db = spawn_state(request).ctx.db
+    await run_in_threadpool(cohorts.revoke_invite, db, who, cohort_id, invite_id)
+    return {"invite_id": invite_id, "revoked": True}
+
+
+@router.post("/v1/cohorts/{cohort_id}/instructors", responses=errors(401, 403, 404))
+async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Request
+                         ) -> dict[str, Any]:
+    """Let another person of your tenant manage this cohort too (they need the instructor
+    or operator role to use it)."""
+    who = await _manager(request, post=True)
+    await run_in_threadpool(cohorts.add_instructor, spawn_state(request).ctx.db, who,
+                            cohort_id, body.subject)
+    return {"cohort_id": cohort_id, "instructor": body.subject}
+
+
+@router.post("/v1/cohorts/{cohort_id}/enrolments", responses=errors(401, 403, 404),
+             openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {
+                 "schema": {"type": "string", "maxLength": MAX_BYTES}}}}})
+async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
+    """Enrol the learners of a CSV body (`text/csv`, one account id per line, an optional
+    `subject` header; at most 2000 lines and 256 KiB). A bad line is named (422
+    `csv_invalid`) and nobody is enrolled."""
+    who = await _manager(request, post=True)
+    db = spawn_state(request).ctx.db
+    data = await request.body()
+
+    def enrol() -> int:
+        with db.read() as sess:
+            cohorts.managed_cohort(sess, who, cohort_id)  # scope first: no parsing oracle
+        return cohorts.enrol_subjects(db, who, cohort_id, parse_roster(data), via="csv")
+
+    added = await run_in_threadpool(enrol)
+    return {"cohort_id": cohort_id, "enrolled": added}
+
+
+@router.post("/v1/cohorts/{cohort_id}/assignments", status_code=201,
+             responses=errors(401, 403, 404))
+async def create_assignment(cohort_id: CohortId, body: AssignmentBody, request: Request
+                            ) -> dict[str, Any]:
+    """Assign a lab to the cohort, open from `opens_at` until `closes_at`, with the
+    attempts allowed and whether hints may be revealed. The spawn gate enforces all three."""
+    who = await _manager(request, post=True)
+    state = spawn_state(request)
+    row = await run_in_threadpool(lambda: assignments.create_assignment(
+        state.ctx.db, who, cohort_id, template_id=body.template_id, opens_at=body.opens_at,
+        closes_at=body.closes_at, attempts_allowed=body.attempts_allowed,
+        hints_allowed=body.hints_allowed, known_templates=state.templates.keys()))
+    return assignments.view(row)
+
+
+@router.get("/v1/cohorts/{cohort_id}/assignments", responses=errors(401, 403, 404))
+async def list_assignments(cohort_id: CohortId, request: Request) -> dict[str, Any]:
+    """The cohort's assignments, by opening time."""
+    who = await _manager(request)
+    rows = await run_in_threadpool(assignments.cohort_assignments,
+                                   spawn_state(request).ctx.db, who, cohort_id)
+    return {"assignments": [assignments.view(a) for a in rows]}
+
+
+@router.post("/v1/cohorts/join", responses=errors(401, 403, 404))
+async def join(body: JoinBody, request: Request) -> JSONResponse:
+    """Join a cohort of your tenant with an invite link's code (404 `invite_invalid` for an
+    unknown, expired or revoked link, or another tenant's)."""
+    who = await _manager(request, post=True)
+    row = await run_in_threadpool(cohorts.join_by_invite, spawn_state(request).ctx.db,
+                                  who.tenant_id, who.subject, body.invite)
+    return JSONResponse({"cohort_id": row.cohort_id, "name": row.name})
+
+
+@router.get("/v1/assignments", responses=errors(401))
+async def my_assignments(request: Request) -> dict[str, Any]:
+    """Your assignments in every cohort you are in: lab, opening and due time, attempts
+    used and allowed, whether hints are allowed."""
+    caller = await current_caller(request)
+    rows = await run_in_threadpool(assignments.my_assignments, spawn_state(request).ctx.db,
+                                   caller.tenant_id, caller.subject)
+    return {"assignments": rows}

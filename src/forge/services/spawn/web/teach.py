@@ -1,0 +1,155 @@
+"""The instructor's page, `/teach`: their cohorts, and forms to create one, make an invite
+link, enrol a roster (pasted, one account id per line) and assign a lab with its window.
+The rules are `forge.classroom`'s, as for the API; learners are refused (403)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from forge.classroom import assignments, cohorts
+from forge.classroom.cohorts import Manager
+from forge.classroom.roster_csv import parse_roster
+from forge.errors import ForgeError
+from forge.identity.roles import LEARNER, role_of
+from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.web.errors import page_for, signin_url
+from forge.services.spawn.web.render import page
+from forge.services.spawn.web.security import (
+    check_csrf,
+    check_same_origin,
+    csrf_token,
+    read_form,
+    session_value,
+)
+from forge.services.spawn.web.viewer import signed_in, viewer
+
+router = APIRouter(include_in_schema=False)
+
+
+async def _manager(request: Request) -> Manager | None:
+    caller = await signed_in(request)
+    if caller is None or caller.scenario_scope is not None:
+        return None
+    role = await run_in_threadpool(role_of, spawn_state(request).ctx.db, caller.tenant_id,
+                                   caller.subject)
+    return Manager(caller.tenant_id, caller.subject, role)
+
+
+def _overview(request: Request, who: Manager) -> list[dict[str, Any]]:
+    db = spawn_state(request).ctx.db
+    return [{"cohort": c, "learners": cohorts.members(db, who, c.cohort_id),
+             "assignments": [assignments.view(a) for a in
+                             assignments.cohort_assignments(db, who, c.cohort_id)]}
+            for c in cohorts.cohorts_of(db, who)]
+
+
+async def _render(request: Request, who: Manager, invite: dict[str, str] | None = None
+                  ) -> Response:
+    if who.role == LEARNER:
+        raise ForgeError("instructor_required", 403,
+                         "This page is for instructors; ask your organisation for access.")
+    state = spawn_state(request)
+    return page("teach.html", {
+        "title": "Your classes", "viewer": await viewer(request),
+        "classes": await run_in_threadpool(_overview, request, who), "invite": invite,
+        "labs": sorted(state.templates), "now": assignments.iso(datetime.now(UTC))[:16],
+        "csrf": csrf_token(state.settings, session_value(request) or ""),
+    })
+
+
+@router.get("/teach")
+async def teach_page(request: Request) -> Response:
+    """The instructor's classes and their forms."""
+    who = await _manager(request)
+    if who is None:
+        return RedirectResponse(signin_url("/teach"), status_code=303)
+    try:
+        return await _render(request, who)
+    except ForgeError as exc:
+        return await page_for(request, exc, "/tracks")
+
+
+def _utc(field: str, value: str) -> datetime:
+    """A form's date and time (`2026-12-01T09:00`, read as UTC)."""
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        raise ForgeError("validation_error", 422, f"{field}: a date and time such as "
+                         "2026-12-01T09:00 (UTC)", [{"field": field}]) from None
+
+
+async def _post(request: Request,
+                act: Callable[[Manager, dict[str, str]], Awaitable[Response | None]]
+                ) -> Response:
+    """Run a form's action for a signed-in manager, then back to /teach (errors as pages)."""
+    who = await _manager(request)
+    if who is None:
+        return RedirectResponse(signin_url("/teach"), status_code=303)
+    try:
+        check_same_origin(request)
+        form = await read_form(request)
+        check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+        shown = await act(who, form)
+    except ForgeError as exc:
+        return await page_for(request, exc, "/teach")
+    return shown or RedirectResponse("/teach", status_code=303)
+
+
+@router.post("/teach/cohorts")
+async def new_cohort(request: Request) -> Response:
+    """Create a class."""
+    async def act(who: Manager, form: dict[str, str]) -> None:
+        await run_in_threadpool(cohorts.create_cohort, spawn_state(request).ctx.db, who,
+                                form.get("name", ""), form.get("idp_group") or None)
+    return await _post(request, act)
+
+
+@router.post("/teach/cohorts/{cohort_id}/invite")
+async def new_invite(cohort_id: str, request: Request) -> Response:
+    """Make an invite link and show it once."""
+    async def act(who: Manager, form: dict[str, str]) -> Response:
+        _, token = await run_in_threadpool(cohorts.make_invite, spawn_state(request).ctx.db,
+                                           who, cohort_id, 14)
+        url = f"{str(request.base_url).rstrip('/')}/join/{token}"
+        return await _render(request, who, {"cohort_id": cohort_id, "url": url})
+    return await _post(request, act)
+
+
+@router.post("/teach/cohorts/{cohort_id}/roster")
+async def roster(cohort_id: str, request: Request) -> Response:
+    """Enrol a pasted roster: all of it, or nobody when a line is wrong."""
+    async def act(who: Manager, form: dict[str, str]) -> None:
+        db = spawn_state(request).ctx.db
+
+        def enrol() -> None:
+            with db.read() as sess:
+                cohorts.managed_cohort(sess, who, cohort_id)
+            cohorts.enrol_subjects(db, who, cohort_id,
+                                   parse_roster(form.get("roster", "").encode()), via="csv")
+        await run_in_threadpool(enrol)
+    return await _post(request, act)
+
+
+@router.post("/teach/cohorts/{cohort_id}/assignments")
+async def assign(cohort_id: str, request: Request) -> Response:
+    """Assign a lab with its window, attempts and hints."""
+    async def act(who: Manager, form: dict[str, str]) -> None:
+        state = spawn_state(request)
+        attempts = form.get("attempts_allowed", "1")
+        if not attempts.isdigit():
+            raise ForgeError("validation_error", 422, "attempts_allowed: a whole number",
+                             [{"field": "attempts_allowed"}])
+        opens, closes = _utc("opens_at", form.get("opens_at", "")), _utc(
+            "closes_at", form.get("closes_at", ""))
+        await run_in_threadpool(lambda: assignments.create_assignment(
+            state.ctx.db, who, cohort_id, template_id=form.get("template_id", ""),
+            opens_at=opens, closes_at=closes, attempts_allowed=int(attempts),
+            hints_allowed=form.get("hints_allowed") == "yes",
+            known_templates=state.templates.keys()))
+    return await _post(request, act)

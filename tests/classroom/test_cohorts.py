@@ -1,0 +1,118 @@
+"""Cohorts, invite links, CSV and group enrolment, assignments and attempts on a real store
+(SQLite and PostgreSQL): who may manage what, and what a learner can join."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from forge.classroom import assignments as asg
+from forge.classroom import cohorts
+from forge.classroom.cohorts import Manager
+from forge.classroom.roster_csv import parse_roster
+from forge.errors import ForgeError
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import CohortInvite
+
+T1, T2 = "acme", "globex"
+ANN = Manager(T1, "ann", "instructor")
+BOB = Manager(T1, "bob", "instructor")
+OPS = Manager(T1, "olga", "operator")
+LEA = Manager(T1, "lea", "learner")
+OTHER = Manager(T2, "ann", "instructor")
+
+
+@pytest.fixture
+def db(db_url: str) -> Database:
+    upgrade(db_url)
+    return Database(db_url)
+
+
+def code(exc: pytest.ExceptionInfo[ForgeError]) -> tuple[int, str]:
+    return exc.value.status, exc.value.code
+
+
+def test_who_manages_a_cohort(db: Database) -> None:
+    with pytest.raises(ForgeError) as learner:
+        cohorts.create_cohort(db, LEA, "Networking 101")
+    assert code(learner) == (403, "instructor_required")
+    c = cohorts.create_cohort(db, ANN, "Networking 101", idp_group="net-101")
+    assert [x.cohort_id for x in cohorts.cohorts_of(db, ANN)] == [c.cohort_id]
+    assert cohorts.cohorts_of(db, BOB) == []
+    assert [x.cohort_id for x in cohorts.cohorts_of(db, OPS)] == [c.cohort_id]
+    for outsider in (BOB, OTHER):  # another instructor of the tenant, another tenant
+        with pytest.raises(ForgeError) as exc:
+            cohorts.members(db, outsider, c.cohort_id)
+        assert code(exc) == (404, "cohort_not_found")
+    cohorts.add_instructor(db, ANN, c.cohort_id, "bob")
+    assert cohorts.members(db, BOB, c.cohort_id) == []
+
+
+def test_invite_link_is_hashed_shared_and_revocable(db: Database) -> None:
+    c = cohorts.create_cohort(db, ANN, "Networking 101")
+    invite, token = cohorts.make_invite(db, ANN, c.cohort_id, days=7)
+    with db.read() as sess:
+        stored = sess.scalars(select(CohortInvite)).one()
+        assert token not in (stored.token_sha256, stored.invite_id)  # only its hash is kept
+    for learner in ("lea", "leo"):  # many learners, one link
+        assert cohorts.join_by_invite(db, T1, learner, token).cohort_id == c.cohort_id
+    assert cohorts.join_by_invite(db, T1, "lea", token).cohort_id == c.cohort_id  # again: same
+    with pytest.raises(ForgeError) as other_tenant:
+        cohorts.join_by_invite(db, T2, "eve", token)
+    assert code(other_tenant) == (404, "invite_invalid")
+    cohorts.revoke_invite(db, ANN, c.cohort_id, invite.invite_id)
+    with pytest.raises(ForgeError) as revoked:
+        cohorts.join_by_invite(db, T1, "lia", token)
+    assert code(revoked) == (404, "invite_invalid")
+    assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["lea", "leo"]
+    # An expired link: refused the same way.
+    invite, token = cohorts.make_invite(db, ANN, c.cohort_id, days=1)
+    with db.session() as sess:
+        row = sess.get(CohortInvite, invite.invite_id)
+        assert row is not None
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    with pytest.raises(ForgeError) as exc:
+        cohorts.join_by_invite(db, T1, "lea", token)
+    assert code(exc) == (404, "invite_invalid")
+
+
+def test_group_claim_enrols(db: Database) -> None:
+    c = cohorts.create_cohort(db, ANN, "Networking 101", idp_group="net-101")
+    cohorts.create_cohort(db, OTHER, "Elsewhere", idp_group="net-101")  # other tenant
+    assert cohorts.enrol_by_groups(db, T1, "lea", ["staff", "net-101"]) == 1
+    assert cohorts.enrol_by_groups(db, T1, "lea", ["net-101"]) == 0  # already in
+    assert cohorts.enrolled_cohorts(db, T1, "lea") == [c.cohort_id]
+    assert [m.via for m in cohorts.members(db, ANN, c.cohort_id)] == ["group"]
+
+
+def test_roster_csv_all_or_nothing() -> None:
+    assert parse_roster(b"subject\nlea\nleo@example.org\nlea\n") == ["lea", "leo@example.org"]
+    with pytest.raises(ForgeError) as exc:
+        parse_roster(b"lea\nleo\n../etc/passwd\n")
+    assert (exc.value.status, exc.value.code) == (422, "csv_invalid")
+    assert exc.value.message.startswith("csv: line 3: not an account id")
+    with pytest.raises(ForgeError) as big:
+        parse_roster(b"a" * (300 * 1024))
+    assert big.value.status == 413
+
+
+def test_attempts_taken_once_per_request_and_bounded(db: Database) -> None:
+    c = cohorts.create_cohort(db, ANN, "Networking 101")
+    now = datetime.now(UTC)
+    a = asg.create_assignment(db, ANN, c.cohort_id, template_id="netplus",
+                              opens_at=now - timedelta(minutes=1),
+                              closes_at=now + timedelta(minutes=5), attempts_allowed=2,
+                              hints_allowed=False, known_templates={"netplus"})
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == (1, True)
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == (1, False)  # a retry
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-2", 2) == (2, True)
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-3", 2) is None
+    assert asg.attempt_of_request(db, a.assignment_id, "lea", "req-2") == 2
+    asg.settle_attempt(db, a.assignment_id, "lea", 2, None)  # that spawn failed: given back
+    assert asg.take_attempt(db, a.assignment_id, "lea", "req-3", 2) == (2, True)
+    with pytest.raises(ForgeError) as exc:
+        asg.applicable(db, T1, "lea", "netplus", a.assignment_id, now)  # lea not enrolled
+    assert code(exc) == (404, "assignment_not_found")

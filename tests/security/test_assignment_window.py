@@ -1,0 +1,156 @@
+"""Attack: a learner starts an assigned lab outside its window, with more attempts than
+allowed (concurrent requests), with another cohort's assignment id, or reveals a hint in an
+assignment that forbids hints — through the API and through the tracks page's Start button.
+
+Before: spawn knew plans only; any learner whose plan has the track could start the lab at
+any time, as often as the quotas allowed, and reveal every hint. After: the assignment gate
+of the spawn policy (`forge.assignment`, Rego) refuses with when the assignment opens or
+that it closed, or that its attempts are used (taken in one store transaction, so
+concurrent requests cannot share or exceed them), nothing is reserved on a refusal; another
+cohort's assignment id is 404; a hint reveal is refused. A lab assigned to none of the
+learner's cohorts is still decided by the plan alone. Real spawn_service (uvicorn), real
+nats-server, SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from forge.classroom.assignments import iso
+from forge.entitlements.grants import grant
+from forge.identity.apikeys import create_api_key
+from forge.identity.roles import record_role
+from forge.store.db import Database
+from forge.store.models import Assignment, AssignmentAttempt, Scenario
+
+from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn  # noqa: F401
+from ..support.lab_catalog import lab_catalog_dir
+
+
+def _count(db: Database, model: type) -> int:
+    with db.read() as sess:
+        return int(sess.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _move_window(db: Database, assignment_id: str, opens: datetime, closes: datetime) -> None:
+    """What the passing of time does to an assignment (the instructor's times stay)."""
+    with db.session() as sess:
+        row = sess.get(Assignment, assignment_id)
+        assert row is not None
+        row.opens_at, row.closes_at = opens, closes
+
+
+def _setup(env: SpawnEnv) -> tuple[dict[str, str], dict[str, str], dict[str, str], str, str]:
+    db = env.state.ctx.db
+    record_role(db, "acme", "ann", "instructor", source="test")
+    record_role(db, "acme", "bob", "instructor", source="test")
+    keys = {who: {"x-api-key": create_api_key(db, "acme", who).plaintext}
+            for who in ("ann", "bob", "lea", "leo")}
+    for learner in ("lea", "leo"):
+        grant(db, "acme", "FREE", learner)
+    now = datetime.now(UTC)
+    with env.client() as c:
+        ids = []
+        for who, learner in (("ann", "lea"), ("bob", "leo")):
+            cohort = c.post("/v1/cohorts", json={"name": f"{who}'s class"}, headers=keys[who])
+            assert cohort.status_code == 201, cohort.text
+            cid = cohort.json()["cohort_id"]
+            enrol = c.post(f"/v1/cohorts/{cid}/enrolments", content=f"subject\n{learner}\n",
+                           headers={**keys[who], "content-type": "text/csv"})
+            assert enrol.json() == {"cohort_id": cid, "enrolled": 1}, enrol.text
+            made = c.post(f"/v1/cohorts/{cid}/assignments", headers=keys[who], json={
+                "template_id": "netplus" if who == "ann" else "basic-netplus",
+                "opens_at": iso(now + timedelta(hours=1)),
+                "closes_at": iso(now + timedelta(hours=2)),
+                "attempts_allowed": 1, "hints_allowed": False})
+            assert made.status_code == 201, made.text
+            ids.append(made.json()["assignment_id"])
+    return keys["lea"], keys["leo"], keys["ann"], ids[0], ids[1]
+
+
+def test_assignment_window_attempts_and_hints_are_enforced(make_spawn: MakeSpawn,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
+    db = env.state.ctx.db
+    lea, leo, _ann, a1, _b1 = _setup(env)
+    with db.read() as sess:
+        row = sess.get(Assignment, a1)
+        assert row is not None
+        opens = iso(row.opens_at)
+
+    with env.client() as c:
+        # Before opens_at: refused by the policy, saying when it opens; nothing reserved.
+        early = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
+        assert early.status_code == 403, early.text
+        assert early.json()["error"] == "assignment_refused"
+        assert early.json()["message"] == f"lab: assignment {a1} opens at {opens}"
+        assert _count(db, Scenario) == 0 and _count(db, AssignmentAttempt) == 0
+
+        # The tracks page's Start button goes through the same gate.
+        signin = c.post("/signin", data={"api_key": lea["x-api-key"]},
+                        headers={"origin": env.url})
+        assert signin.status_code == 303, signin.text
+        tracks = c.get("/tracks").text
+        assert "Your assignments" in tracks and f"opens {opens}" in tracks
+        csrf = re.search(r'name="csrf" value="([^"]+)"', tracks)
+        assert csrf is not None
+        web = c.post("/spawn", headers={"origin": env.url},
+                     data={"csrf": csrf.group(1), "track": "netplus", "lab": "netplus",
+                           "request_id": "web-early-start-1"})
+        assert web.status_code == 403 and f"opens at {opens}" in web.text
+        assert _count(db, Scenario) == 0
+        c.cookies.clear()
+
+        # After closes_at: refused, saying it closed.
+        now = datetime.now(UTC)
+        _move_window(db, a1, now - timedelta(hours=2), now - timedelta(hours=1))
+        late = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
+        assert late.status_code == 403 and " closed at " in late.json()["message"], late.text
+
+        # Another cohort's learner naming this assignment: not theirs, 404.
+        _move_window(db, a1, now - timedelta(minutes=1), now + timedelta(hours=1))
+        stolen = c.post("/v1/spawn", json={"track": "netplus", "assignment_id": a1},
+                        headers=leo)
+        assert stolen.status_code == 404 and stolen.json()["error"] == "assignment_not_found"
+        # A lab assigned to none of leo's cohorts: the plan alone decides, as before.
+        free = c.post("/v1/spawn", json={"track": "netplus"}, headers=leo)
+        assert free.status_code == 201, free.text
+
+    # Inside the window, one attempt allowed, four concurrent requests: exactly one starts.
+    def one(i: int) -> httpx.Response:
+        with env.client() as client:
+            return client.post("/v1/spawn", headers=lea,
+                               json={"track": "netplus", "request_id": f"req-race-{i:04d}"})
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(4)))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201, 403, 403, 403], [r.text for r in results]
+    started = next(r for r in results if r.status_code == 201).json()["scenario_id"]
+    refused = [r.json() for r in results if r.status_code == 403]
+    assert all(r["message"] == f"lab: all 1 attempts of assignment {a1} are used"
+               for r in refused), refused
+    with db.read() as sess:
+        attempts = list(sess.scalars(select(AssignmentAttempt)))
+        assert [(a.assignment_id, a.subject, a.scenario_id) for a in attempts] == [
+            (a1, "lea", started)]
+
+    with env.client() as c:
+        # The winner's retry still answers with its lab (idempotent), its attempt unchanged.
+        winner = next(i for i, r in enumerate(results) if r.status_code == 201)
+        again = c.post("/v1/spawn", headers=lea,
+                       json={"track": "netplus", "request_id": f"req-race-{winner:04d}"})
+        assert again.status_code == 200 and again.json()["scenario_id"] == started, again.text
+        mine = c.get("/v1/assignments", headers=lea).json()["assignments"]
+        assert [(a["assignment_id"], a["attempts_used"], a["attempts_allowed"]) for a in mine
+                ] == [(a1, 1, 1)]
+        # The assignment forbids hints: the reveal is refused by the policy.
+        hint = c.post(f"/v1/scenarios/{started}/hints/h1", headers=lea)
+        assert hint.status_code == 403, hint.text
+        assert hint.json()["error"] == "hints_not_allowed"
