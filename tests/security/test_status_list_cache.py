@@ -10,7 +10,9 @@ the very next fetch.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
@@ -23,6 +25,13 @@ from forge_verify.credential import decode_compact
 
 from ..scoreboard.conftest import MakeBoard, make_board  # noqa: F401 (fixture)
 from .test_credential_forgery import _codes, _scored
+
+
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite_only", marks=pytest.mark.sqlite_only)])
+def db_url(tmp_path: Path) -> str:
+    """SQLite only: the status list itself runs on both engines in
+    test_credential_revocation; here it is about when it is signed."""
+    return f"sqlite:///{tmp_path / 'forge.db'}"
 
 
 async def test_the_status_list_is_signed_once_and_still_shows_a_revocation_next(
