@@ -66,3 +66,37 @@ def test_a_detached_shell_printing_forever_waits_in_the_lab_and_still_answers(
         again.send(b"\x03")
         again.send(b"echo after-flood-$((6*7))\n")
         read_until(again, b"after-flood-42")
+
+
+def test_a_paused_shell_that_ends_frees_its_terminal_at_once(lab: Lab) -> None:
+    """The shell of a paused session (detached flood) is killed inside the lab: the session
+    used to wait only for a socket, so it kept its slot (counted against the plan's
+    terminals) until the idle timeout and a reattach got "shell ended". Now it notices the
+    shell ended, closes, frees the slot, and the next attach opens a new shell."""
+    headers = lab.learner("zora")
+    sid = lab.spawn_running(headers)
+    ws, _frame, _ = attach(lab, sid, headers)
+    ws.send(b"echo $$ > /workspace/flood-shell; yes flood-line\n")
+    read_until(ws, b"flood-line\r\nflood-line")
+    ws.close()
+    lab.wait_attached(sid, 0)
+    deadline = time.monotonic() + 30
+    while not session_facts(lab, sid)[0]:  # polling, no time assertion
+        assert time.monotonic() < deadline, "the detached session never stopped reading"
+        time.sleep(0.05)
+    assert lab.held(sid) == 1
+    killed = lab.runtime.exec(sid, "learner",
+                              ["sh", "-c", "kill -9 $(cat /workspace/flood-shell)"])
+    assert killed.exit_code == 0, killed
+    lab.wait_held(sid, 0)  # freed long before the plan's idle timeout
+    assert lab.in_loop(lambda: _live(lab, sid)) == 0
+
+    again, frame, _ = attach(lab, sid, headers)
+    with again:
+        assert frame["new"] is True
+        again.send(b"echo fresh-$((6*7))\n")
+        read_until(again, b"fresh-42")
+
+
+async def _live(lab: Lab, sid: str) -> int:
+    return len(lab.orch.terminal_sessions.of_lab(sid))

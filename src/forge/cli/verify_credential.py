@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
             None, "--status-list", metavar="FILE",
             help="The published status list (/v1/credentials/status/1): revocation is "
             "checked."),
+        at: str | None = typer.Option(
+            None, "--at", metavar="ISO-TIME",
+            help="Check the status list's validity at this time (default now)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Verify a credential offline: exit 0 PASS, 1 FAIL (every reason), 2 unreadable."""
@@ -36,6 +39,8 @@ def register(app: typer.Typer) -> None:
             argv += ["--verdict", str(verdict)]
         if status_list is not None:
             argv += ["--status-list", str(status_list)]
+        if at is not None:
+            argv += ["--at", at]
         if as_json:
             argv.append("--json")
         argv += ["--", str(credential)]  # a path may start with -

@@ -11,6 +11,7 @@ from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.identity.apikeys import verify_api_key
 from forge.identity.names import valid_id
+from forge.identity.origin import UNSAFE_METHODS, same_origin
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.db import Database
 from forge.store.models import ReplayJti
@@ -109,8 +110,12 @@ def resolve_caller(
     settings: Settings,
     db: Database,
     receipt_claims: Mapping[str, Any] | None = None,
+    *,
+    method: str,
 ) -> Caller:
-    """First match wins: API key, session cookie, receipt with a subject, dev-only headers."""
+    """First match wins: API key, session cookie, receipt with a subject, dev-only headers.
+    A state-changing `method` authenticated by the session cookie must come from this site
+    (403 `cross_site_request`): the browser sends the cookie whoever made the page."""
     presented_key = _api_key_from(headers)
     if presented_key is not None:
         record = verify_api_key(db, presented_key)
@@ -122,6 +127,10 @@ def resolve_caller(
         caller = caller_from_session(settings, session)
         claims = session_claims(settings, session) if caller is not None else None
         if caller is not None and claims is not None and not session_revoked(db, claims):
+            if method.upper() in UNSAFE_METHODS and not same_origin(headers):
+                raise AuthError("cross_site_request", 403,
+                                "Origin: a request signed in by the session cookie must come "
+                                "from a page of this site; API clients send an API key")
             return caller
     receipt_learner = receipt_subject(receipt_claims)
     if receipt_claims and receipt_learner is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from forge.store.db import Database
@@ -67,6 +67,18 @@ def revoked_indexes(db: Database) -> list[int]:
     with db.read() as sess:
         return list(sess.scalars(select(IssuedCredential.status_index).where(
             IssuedCredential.revoked_at.is_not(None))))
+
+
+def status_list_version(db: Database) -> tuple[object, ...]:
+    """A cheap fingerprint of what the status list depends on (one aggregate query): it
+    changes when a credential is revoked or a new one is issued (a cached list older than a
+    credential could not vouch for it)."""
+    with db.read() as sess:
+        row = sess.execute(select(
+            func.count(), func.count(IssuedCredential.revoked_at),
+            func.max(IssuedCredential.revoked_at), func.max(IssuedCredential.issued_at),
+        ).select_from(IssuedCredential)).one()
+        return tuple(row)
 
 
 def list_credentials(db: Database, tenant_id: str | None = None) -> list[IssuedCredential]:

@@ -22,10 +22,13 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from forge_verify.score import TIME_RE
 
 VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 OB_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
@@ -33,6 +36,10 @@ CREDENTIAL_TYPES = ("VerifiableCredential", "OpenBadgeCredential")
 STATUS_LIST_TYPES = ("VerifiableCredential", "BitstringStatusListCredential")
 STATUS_ENTRY_TYPE = "BitstringStatusListEntry"
 STATUS_PURPOSE = "revocation"
+# How long a signed status list is believed after it was issued: a revoked learner can show
+# a list saved before the revocation for at most this long. The scoreboard re-signs well
+# within it; an employer fetches a fresh list.
+STATUS_LIST_VALIDITY_S = 24 * 3600
 JWT_TYPE = "vc+jwt"
 ALGORITHM = "EdDSA"
 MEDIA_TYPE = "application/vc+jwt"
@@ -225,13 +232,29 @@ def credential_claims(
     return {**vc, "iss": issuer_id, "jti": credential_id}
 
 
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 UTC time of second precision (`2026-01-02T03:04:05Z`), else None."""
+    if not isinstance(value, str) or TIME_RE.fullmatch(value) is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def status_list_claims(*, list_url: str, issuer_id: str, issuer_name: str, issued_at: str,
                        revoked: Iterable[int]) -> dict[str, Any]:
-    """The claims of a BitstringStatusListCredential (revocation) naming `revoked` indexes."""
+    """The claims of a BitstringStatusListCredential (revocation) naming `revoked` indexes,
+    valid for STATUS_LIST_VALIDITY_S from `issued_at` (a saved list cannot hide a later
+    revocation for longer)."""
+    start = parse_time(issued_at)
+    if start is None:
+        raise CredentialFormatError("issued_at must be an RFC 3339 UTC time")
+    until = (start + timedelta(seconds=STATUS_LIST_VALIDITY_S)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "@context": [VC_CONTEXT], "id": list_url, "type": list(STATUS_LIST_TYPES),
         "issuer": {"id": issuer_id, "type": ["Profile"], "name": issuer_name},
-        "validFrom": issued_at,
+        "validFrom": issued_at, "validUntil": until,
         "credentialSubject": {"id": f"{list_url}#list", "type": "BitstringStatusList",
                               "statusPurpose": STATUS_PURPOSE,
                               "encodedList": encode_status_list(revoked)},
@@ -251,6 +274,7 @@ __all__ = [
     "STATUS_ENTRY_TYPE",
     "STATUS_LIST_BITS",
     "STATUS_LIST_TYPES",
+    "STATUS_LIST_VALIDITY_S",
     "STATUS_PURPOSE",
     "VC_CONTEXT",
     "VERDICT_MEDIA_TYPE",
@@ -264,6 +288,7 @@ __all__ = [
     "digest_sri",
     "encode_status_list",
     "is_passing",
+    "parse_time",
     "sri_hex",
     "status_bit",
     "status_list_claims",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import select
 import struct
 import subprocess
 import termios
@@ -152,8 +153,19 @@ class LocalTty(TtySession):
 
     @property
     def closed(self) -> bool:
-        """True once closed (by the caller or because the lab was destroyed)."""
-        return self._closed
+        """True once closed (by the caller or because the lab was destroyed), or once the
+        terminal hung up: nothing in the lab holds it any more (its shell ended), which a
+        caller that stopped reading can only learn this way. Call `close` still."""
+        with self._lock:
+            return self._closed or self._hung_up_locked()
+
+    def _hung_up_locked(self) -> bool:
+        """The PTY master reports a hang-up (caller holds the lock); never blocks."""
+        if self._master < 0:
+            return False
+        poller = select.poll()
+        poller.register(self._master, select.POLLIN)
+        return any(events & select.POLLHUP for _, events in poller.poll(0))
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:

@@ -48,7 +48,7 @@ def _is_operator(request: Request) -> bool:
 async def _caller(request: Request) -> Caller:
     state = orch(request)
     return await run_in_threadpool(resolve_caller, request.headers, request.cookies,
-                                   state.settings, state.ctx.db)
+                                   state.settings, state.ctx.db, method=request.method)
 
 
 async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario, bool]:
@@ -132,7 +132,7 @@ async def list_scenarios(
 
 
 @router.delete("/v1/scenarios/{scenario_id}", tags=["scenarios"],
-               responses=errors(401, 404, 409))
+               responses=errors(401, 403, 404, 409))
 async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     """Owner or operator: tear the lab down now, without grading."""
     row, _ = await visible_scenario(request, scenario_id)
@@ -146,7 +146,7 @@ async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/scenarios/{scenario_id}/extend", tags=["scenarios"],
-             responses=errors(401, 404, 409))
+             responses=errors(401, 403, 404, 409))
 async def extend(
     scenario_id: str, request: Request, body: ExtendBody | None = None
 ) -> dict[str, Any]:

@@ -10,8 +10,9 @@ times the sessions of the node (at most the plan's `max_terminals` per lab, the 
 capacity in labs). Output waiting for one attachment is at most `OUTBOX_BYTES`: while an
 attached client is that far behind, the session stops reading its shell (the printing program
 waits, as before). A detached session reads at most `DETACHED_READ_BYTES` more into its
-scrollback, then stops reading until a socket attaches: the kernel's PTY buffer fills and the
-program printing inside the lab blocks there, under the lab's own CPU quota, instead of the
+scrollback, then stops reading until a socket attaches (checking every `SHELL_POLL_S` that
+its shell still runs): the kernel's PTY buffer fills and the program printing inside the lab
+blocks there, under the lab's own CPU quota, instead of the
 node spending CPU copying output nobody sees (`yes` in a closed tab). A session holds
 a `TerminalSlot` of its lab for its lifetime, so the plan's cap counts shells (hosts with a
 live session), never sockets; a session takes at most `MAX_ATTACHMENTS` sockets at once.
@@ -49,6 +50,7 @@ SCROLLBACK_BYTES = 256 * 1024
 OUTBOX_BYTES = 256 * 1024
 DETACHED_READ_BYTES = SCROLLBACK_BYTES
 MAX_ATTACHMENTS = 4
+SHELL_POLL_S = 1.0  # how often a paused session checks that its shell still runs
 SHELL_ENDED_CODE = 4412
 RESET = b"\x1bc"  # full terminal reset (RIS), sent before a replay so it draws on a clean slate
 Blocking = Callable[..., Awaitable[Any]]
@@ -225,13 +227,24 @@ class TerminalSession:
         if self.tty is not None and not self.ended:
             self.tty.resize(rows, cols)
 
+    async def _until_watched(self, tty: TtySession) -> bool:
+        """While paused: wait for a socket to attach (True), checking every
+        `SHELL_POLL_S` whether the shell ended meanwhile (False), since a session that does
+        not read would otherwise keep its slot until the idle timeout."""
+        while not self._watched.is_set():
+            if tty.closed:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._watched.wait(), SHELL_POLL_S)
+        return True
+
     async def pump(self) -> None:
         """Shell output → scrollback and every attachment; waits for a full attachment, and
         while nobody is attached stops reading after `DETACHED_READ_BYTES` (flow control)."""
         assert self.tty is not None
         while True:
-            if self.paused:
-                await self._watched.wait()
+            if self.paused and not await self._until_watched(self.tty):
+                return  # the shell ended while nobody watched: free its slot now
             data = await self.tty.read(CHUNK_BYTES)
             if not data:
                 return

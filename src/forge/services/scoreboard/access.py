@@ -45,7 +45,7 @@ async def current_reader(request: Request) -> Reader:
     if token is not None and state.settings.operator.matches(token):
         return Reader(operator=True)
     caller = await run_in_threadpool(resolve_caller, request.headers, request.cookies,
-                                     state.settings, state.ctx.db)
+                                     state.settings, state.ctx.db, method=request.method)
     return Reader(operator=False, caller=caller)
 
 

@@ -21,8 +21,8 @@ from forge.evidence.credentials import (
     issue_credential,
     issuer_profile,
     refuse_unless_passing,
-    status_list_token,
 )
+from forge.evidence.status_cache import StatusListCache
 from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import Reader, current_reader, scoreboard_state
 from forge.services.scoreboard.routes import _owned_results, _verification
@@ -49,6 +49,14 @@ def _key(request: Request) -> SigningKey:
         raise ForgeError("signing_key_unavailable", 503, "credentials cannot be signed now: "
                          "the signing key is not loaded; retry later",
                          headers={"Retry-After": "30"}) from None
+
+
+def _status_lists(request: Request) -> StatusListCache:
+    """This process's status-list cache (one per app)."""
+    cache: StatusListCache | None = getattr(request.app.state, "status_lists", None)
+    if cache is None:
+        cache = request.app.state.status_lists = StatusListCache()
+    return cache
 
 
 def _issue(request: Request, reader: Reader, scenario_id: str) -> dict[str, Any]:
@@ -84,9 +92,11 @@ def _body(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
 @router.get("/v1/credentials/status/1", tags=["credentials"], response_class=Response,
             responses={**_body(MEDIA_TYPE, "The status list, a compact JWS"), **errors(503)})
 async def status_list(request: Request) -> Response:
-    """The revocation Bitstring Status List as a signed JWT (public)."""
+    """The revocation Bitstring Status List as a signed JWT (public), valid for 24 h from
+    its `validFrom`; signed once and reused until a revocation, a new credential or a key
+    rotation changes it (or half its validity has passed)."""
     state = scoreboard_state(request)
-    token = await run_in_threadpool(status_list_token, state.ctx.db, _key(request),
+    token = await run_in_threadpool(_status_lists(request).token, state.ctx.db, _key(request),
                                     credential_urls(request))
     return Response(token, media_type=MEDIA_TYPE, headers={"Cache-Control": "no-cache"})
 

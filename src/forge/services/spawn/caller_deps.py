@@ -30,7 +30,8 @@ def receipt_claims(request: Request) -> dict[str, Any] | None:
 def identify_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
     """The verified caller of this request, or 401 (blocking: call from a worker thread)."""
     state = spawn_state(request)
-    return resolve_caller(request.headers, request.cookies, state.settings, state.ctx.db, receipt)
+    return resolve_caller(request.headers, request.cookies, state.settings, state.ctx.db, receipt,
+                          method=request.method)
 
 
 async def current_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:

@@ -12,20 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from forge.services.common.openapi import errors
-from forge.services.spawn.caller_deps import current_caller
 from forge.services.spawn.routes import owned_scenario
-from forge.services.spawn.web.security import check_same_origin
 from forge.services.spawn.web.tasks import check_view, hints_view, reveal_view
 
 router = APIRouter(tags=["learner"])
-
-
-async def _same_origin_for_cookies(request: Request) -> None:
-    """A browser's session cookie rides along on any request to this site, so a POST that
-    authenticates with it must come from a page of this site (403 `cross_site_request`);
-    API-key and receipt callers send their credential themselves and are not asked."""
-    if (await current_caller(request)).via == "session":
-        check_same_origin(request)
 
 
 @router.get("/v1/scenarios/{scenario_id}/hints", responses=errors(401, 404))
@@ -41,9 +31,7 @@ async def post_reveal(scenario_id: str, hint: str, request: Request) -> dict[str
     """Reveal a hint (`h1`, `h2`, …; in order per task, only while the lab runs). Its cost
     is subtracted from the final score; revealing it again changes nothing. With a session
     cookie only from a page of this site (403 otherwise)."""
-    await _same_origin_for_cookies(request)
     return await reveal_view(request, scenario_id, hint)
-
 
 
 @router.post("/v1/scenarios/{scenario_id}/checks/{criterion}",
@@ -53,5 +41,4 @@ async def post_check(scenario_id: str, criterion: str, request: Request) -> dict
     reasons (never output or expected values). Not a verdict: nothing is graded. At most one
     check per task every 20 s and 30 per lab (429 with Retry-After); each run is recorded
     and listed in the evidence. With a session cookie only from a page of this site."""
-    await _same_origin_for_cookies(request)
     return await check_view(request, scenario_id, criterion)

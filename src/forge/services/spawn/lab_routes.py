@@ -23,7 +23,7 @@ class ExtendBody(BaseModel):
     minutes: int = Field(default=15, ge=1, le=60)
 
 
-@router.post("/v1/scenarios/{scenario_id}/extend", responses=errors(401, 404, 409, 503))
+@router.post("/v1/scenarios/{scenario_id}/extend", responses=errors(401, 403, 404, 409, 503))
 async def extend(scenario_id: str, request: Request,
                  body: ExtendBody | None = None) -> dict[str, Any]:
     """More time for one of the caller's labs (only in its last 10 minutes)."""
@@ -34,7 +34,7 @@ async def extend(scenario_id: str, request: Request,
     return answer
 
 
-@router.delete("/v1/scenarios/{scenario_id}", responses=errors(401, 404, 409, 503))
+@router.delete("/v1/scenarios/{scenario_id}", responses=errors(401, 403, 404, 409, 503))
 async def destroy(scenario_id: str, request: Request) -> dict[str, Any]:
     """Tear one of the caller's labs down now, without grading."""
     row = await owned_scenario(request, scenario_id)

@@ -129,7 +129,7 @@ async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/scenarios/{scenario_id}/submit", status_code=202,
-             responses=errors(401, 404, 409, 503))
+             responses=errors(401, 403, 404, 409, 503))
 async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     """Ask the orchestrator to grade the lab and finish it."""
     row = await owned_scenario(request, scenario_id)

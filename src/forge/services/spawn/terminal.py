@@ -103,7 +103,7 @@ async def _relay(websocket: WebSocket, state: SpawnState, scenario_id: str, host
     session signs out."""
     try:
         caller = await run_in_threadpool(resolve_caller, websocket.headers, websocket.cookies,
-                                         state.settings, state.ctx.db, None)
+                                         state.settings, state.ctx.db, None, method="GET")
     except AuthError:
         await websocket.close(code=4401)
         return

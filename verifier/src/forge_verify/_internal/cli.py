@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from forge_verify._internal.checks import VerifyResult, render_text, verify_paths
@@ -42,8 +43,20 @@ def render(result: VerifyResult) -> str:
     return render_text(result)
 
 
+def _utc_time(value: str) -> datetime:
+    """An ISO 8601 time with a zone (`Z` or an offset), for --at."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--at: {value!r} is not an ISO time such as 2026-01-02T03:04:05Z") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("--at: give a time zone (Z or +HH:MM)")
+    return moment.astimezone(UTC)
+
+
 def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """`forge-verify credential FILE --trusted-key KEYS [--verdict] [--status-list]`."""
+    """`forge-verify credential FILE --trusted-key KEYS [--verdict] [--status-list] [--at]`."""
     p = argparse.ArgumentParser(
         prog=prog,
         description="Verify an Open Badges 3.0 credential (credential.vc) issued by "
@@ -57,6 +70,9 @@ def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="the verdict the credential was issued from: its digest is compared")
     p.add_argument("--status-list", type=Path, default=None, metavar="FILE",
                    help="the issuer's published status list: revocation is checked")
+    p.add_argument("--at", type=_utc_time, default=None, metavar="ISO-TIME",
+                   help="check the status list's validity at this time (e.g. "
+                        "2026-01-02T03:04:05Z; default now)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -70,7 +86,8 @@ def credential_main(argv: Sequence[str] | None = None, prog: str | None = None) 
 
     args = credential_parser(prog).parse_args(argv)
     result = verify_credential_paths(args.credential, trusted_key=args.trusted_key,
-                                     verdict=args.verdict, status_list=args.status_list)
+                                     verdict=args.verdict, status_list=args.status_list,
+                                     at=args.at)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:

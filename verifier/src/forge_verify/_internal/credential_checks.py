@@ -11,6 +11,7 @@ reason with a stable code; nothing here reaches the network or a Forge installat
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from forge_verify.credential import (
     CompactJws,
     CredentialFormatError,
     decode_compact,
+    parse_time,
     sri_hex,
     status_bit,
 )
@@ -167,7 +169,7 @@ def _verdict(vc: dict[str, Any], verdict: bytes, trusted: dict[str, Ed25519Publi
 
 
 def _status(vc: dict[str, Any], status_list: bytes, trusted: dict[str, Ed25519PublicKey],
-            res: VerifyResult) -> None:
+            res: VerifyResult, at: datetime) -> None:
     """The credential's entry in the signed status list is not set (not revoked)."""
     entry = _dict(vc.get("credentialStatus"))
     index, url = entry.get("statusListIndex"), entry.get("statusListCredential")
@@ -200,15 +202,38 @@ def _status(vc: dict[str, Any], status_list: bytes, trusted: dict[str, Ed25519Pu
         res.fail("status_list_invalid", f"status list: {exc}")
         return
     when = doc.get("validFrom")
+    if not _fresh(vc, doc, at, res):
+        return
     if revoked:
         res.fail("revoked", f"credential: revoked by its issuer (status list of {when})")
     else:
         res.checked.append(f"not revoked (status list of {when})")
 
 
+def _fresh(vc: dict[str, Any], doc: dict[str, Any], at: datetime, res: VerifyResult) -> bool:
+    """The status list is current at `at` and newer than the credential: a list saved
+    before a revocation is refused once its validUntil has passed, and one older than the
+    credential cannot speak for it."""
+    start, until = parse_time(doc.get("validFrom")), parse_time(doc.get("validUntil"))
+    if start is None or until is None:
+        res.fail("status_list_expired", "status list: it has no validFrom/validUntil; "
+                                        "fetch a fresh list from the issuer")
+        return False
+    if at > until:
+        res.fail("status_list_expired", f"status list: valid until {doc['validUntil']}, "
+                 f"checked at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}; fetch a fresh list")
+        return False
+    issued = parse_time(vc.get("validFrom"))
+    if issued is not None and start < issued:
+        res.fail("status_list_stale", f"status list: issued {doc['validFrom']}, before the "
+                 f"credential ({vc['validFrom']}); fetch a fresh list")
+        return False
+    return True
+
+
 def verify_credential(
     token: bytes, trusted: list[Ed25519PublicKey], *, verdict: bytes | None = None,
-    status_list: bytes | None = None,
+    status_list: bytes | None = None, at: datetime | None = None,
 ) -> VerifyResult:
     """Every check of a credential JWT; see the module docstring."""
     res = VerifyResult(origin="not_checked")
@@ -237,7 +262,7 @@ def verify_credential(
     else:
         res.notes.append("verdict not given: its digest was not compared (use --verdict)")
     if status_list is not None:
-        _status(vc, status_list, keys, res)
+        _status(vc, status_list, keys, res, at or datetime.now(UTC))
     else:
         res.notes.append("status list not given: revocation was not checked "
                          "(use --status-list)")
@@ -246,7 +271,7 @@ def verify_credential(
 
 def verify_credential_paths(
     credential: Path, *, trusted_key: Path, verdict: Path | None = None,
-    status_list: Path | None = None,
+    status_list: Path | None = None, at: datetime | None = None,
 ) -> VerifyResult:
     """Verify files on disk; unreadable input gives status ERROR (exit code 2)."""
     try:
@@ -258,7 +283,7 @@ def verify_credential_paths(
         res = VerifyResult(error=True)
         res.fail("unreadable_input", str(exc))
         return res
-    return verify_credential(token, trusted, verdict=sig, status_list=lst)
+    return verify_credential(token, trusted, verdict=sig, status_list=lst, at=at)
 
 
 def _read_capped(path: Path, what: str) -> bytes:

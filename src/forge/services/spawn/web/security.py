@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -18,6 +17,7 @@ from fastapi.responses import Response
 from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.identity.caller import SESSION_COOKIE
+from forge.identity.origin import same_origin
 from forge.tokens import SESSION, TokenError, mint_token, verify_token
 
 OPS_COOKIE = "forge_ops"
@@ -79,11 +79,7 @@ def clear_cookie(response: Response, request: Request, name: str) -> None:
 
 def check_same_origin(request: Request) -> None:
     """Refuse a form POST that does not come from a page of this site (fail closed)."""
-    source = request.headers.get("origin") or request.headers.get("referer")
-    if not source or source == "null":
-        raise ForgeError("cross_site_request", 403, "form posts must come from this site")
-    parts = urlsplit(source)
-    if parts.netloc != request.headers.get("host", "") or parts.scheme not in ("http", "https"):
+    if not same_origin(request.headers):
         raise ForgeError("cross_site_request", 403, "form posts must come from this site")
 
 
