@@ -12,19 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from forge.classroom.cohorts import Manager, managed_cohort, new_id
 from forge.errors import ForgeError
 from forge.store.db import Database
+from forge.store.idempotency import TTL as REPLAY_TTL
 from forge.store.models import Assignment, AssignmentAttempt, Cohort, Enrolment
+from forge.store.timestamps import aware as _aware
 
 MAX_ATTEMPTS = 100
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def iso(ts: datetime) -> str:
@@ -52,9 +50,10 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
             raise _invalid("closes_at", "must be after opens_at")
         if not 1 <= attempts_allowed <= MAX_ATTEMPTS:
             raise _invalid("attempts_allowed", f"1-{MAX_ATTEMPTS}")
+        # Stored in UTC: SQLite keeps no zone, and a time read back without one is UTC.
         row = Assignment(assignment_id=new_id("asg"), cohort_id=cohort_id,
                          tenant_id=who.tenant_id, template_id=template_id,
-                         opens_at=opens_at, closes_at=closes_at,
+                         opens_at=opens_at.astimezone(UTC), closes_at=closes_at.astimezone(UTC),
                          attempts_allowed=attempts_allowed, hints_allowed=hints_allowed,
                          created_by=who.subject, created_at=datetime.now(UTC))
         sess.add(row)
@@ -159,13 +158,22 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
     return min(found, key=lambda a: _rank(a, now)) if found else None
 
 
+def _taken_by(assignment_id: str, subject: str, request_id: str) -> Select[int]:
+    """The attempt a request id took, while spawn still answers that request id as a retry
+    (its replay record lives `REPLAY_TTL`): an older id is a new request, judged and
+    counted, or reusing an id would start a new lab after the window on an old attempt."""
+    return select(AssignmentAttempt.attempt).where(
+        AssignmentAttempt.assignment_id == assignment_id, AssignmentAttempt.subject == subject,
+        AssignmentAttempt.request_id == request_id,
+        AssignmentAttempt.at > datetime.now(UTC) - REPLAY_TTL)
+
+
 def attempt_of_request(db: Database, assignment_id: str, subject: str, request_id: str
                        ) -> int | None:
     """The attempt this request id already took (a retried request), if any."""
     with db.read() as sess:
-        return sess.scalar(select(AssignmentAttempt.attempt).where(
-            AssignmentAttempt.assignment_id == assignment_id,
-            AssignmentAttempt.subject == subject, AssignmentAttempt.request_id == request_id))
+        taken: int | None = sess.scalar(_taken_by(assignment_id, subject, request_id))
+        return taken
 
 
 def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str,
@@ -173,26 +181,28 @@ def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str
     """Take the learner's next attempt: (its number, True), or (the number, False) when this
     request id already took one (a retried request); None when every attempt is used. One
     transaction, and the attempt number is part of the primary key: a concurrent request
-    that counted the same attempts loses on the key and counts again."""
-    for _ in range(3):
+    that counted the same attempts loses on the key and counts again. Numbers go on from
+    the highest taken (an attempt given back leaves a gap, never a number taken twice)."""
+    for _ in range(8):
         try:
             with db.session() as sess:
-                mine = sess.scalar(select(AssignmentAttempt.attempt).where(
-                    AssignmentAttempt.assignment_id == assignment_id,
-                    AssignmentAttempt.subject == subject,
-                    AssignmentAttempt.request_id == request_id))
+                mine = sess.scalar(_taken_by(assignment_id, subject, request_id))
                 if mine is not None:
                     return mine, False
                 used = _used(sess, assignment_id, subject)
                 if used >= attempts_allowed:
                     return None
+                number = 1 + int(sess.scalar(select(func.max(AssignmentAttempt.attempt)).where(
+                    AssignmentAttempt.assignment_id == assignment_id,
+                    AssignmentAttempt.subject == subject)) or 0)
                 sess.add(AssignmentAttempt(assignment_id=assignment_id, subject=subject,
-                                           attempt=used + 1, request_id=request_id,
+                                           attempt=number, request_id=request_id,
                                            scenario_id=None, at=datetime.now(UTC)))
-                return used + 1, True
+                return number, True
         except IntegrityError:
             continue
-    return None
+    raise ForgeError("assignment_busy", 409, "lab: other starts of this assignment were "
+                     "being taken at the same moment; try again", headers={"Retry-After": "1"})
 
 
 def settle_attempt(db: Database, assignment_id: str, subject: str, attempt: int,

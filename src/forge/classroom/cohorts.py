@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import Cohort, CohortInvite, CohortStaff, Enrolment
+from forge.store.timestamps import aware
 
 LEARNER, INSTRUCTOR, OPERATOR = "learner", "instructor", "operator"
 VIA = ("invite", "csv", "group")
@@ -139,10 +139,6 @@ def revoke_invite(db: Database, who: Manager, cohort_id: str, invite_id: str) ->
             invite.revoked_at = datetime.now(UTC)
 
 
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-
 def _valid_invite(sess: Session, tenant_id: str, token: object) -> CohortInvite:
     """The usable invite of this token in this tenant. One answer (404 `invite_invalid`) for
     unknown, revoked, expired or another tenant's links."""
@@ -154,9 +150,9 @@ def _valid_invite(sess: Session, tenant_id: str, token: object) -> CohortInvite:
     digest = _digest(token)
     invite = sess.scalars(select(CohortInvite).where(
         CohortInvite.token_sha256 == digest)).first()
-    if (invite is None or not hmac.compare_digest(invite.token_sha256, digest)
+    if (invite is None  # found by its digest: the secret itself is never compared
             or invite.tenant_id != tenant_id or invite.revoked_at is not None
-            or _aware(invite.expires_at) <= datetime.now(UTC)):
+            or aware(invite.expires_at) <= datetime.now(UTC)):
         raise invalid
     return invite
 

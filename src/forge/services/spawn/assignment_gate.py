@@ -97,6 +97,10 @@ async def admit(state: SpawnState, caller: Caller, template_id: str,
         again = await run_in_threadpool(find, found.assignment_id)
         assert again is not None
         decision = await _decide(state, "spawn", again)
+        if decision.allow:  # an attempt was given back meanwhile: no reason to refuse
+            raise ForgeError("assignment_busy", 409, "lab: other starts of this assignment "
+                             "were being taken at the same moment; try again",
+                             headers={"Retry-After": "1"})
         raise _refused(decision, again)
     return Held(found.assignment_id, caller.subject, taken[0], taken[1])
 

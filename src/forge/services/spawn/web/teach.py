@@ -76,9 +76,10 @@ async def teach_page(request: Request) -> Response:
 
 
 def _utc(field: str, value: str) -> datetime:
-    """A form's date and time (`2026-12-01T09:00`, read as UTC)."""
+    """A form's date and time (`2026-12-01T09:00`, read as UTC unless it names a zone)."""
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(value)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except ValueError:
         raise ForgeError("validation_error", 422, f"{field}: a date and time such as "
                          "2026-12-01T09:00 (UTC)", [{"field": field}]) from None
