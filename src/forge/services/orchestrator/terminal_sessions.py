@@ -50,6 +50,7 @@ SCROLLBACK_BYTES = 256 * 1024
 OUTBOX_BYTES = 256 * 1024
 DETACHED_READ_BYTES = SCROLLBACK_BYTES
 MAX_ATTACHMENTS = 4
+DRAIN_READS = 64  # reads of an ended shell's leftover output at most (a pty holds far less)
 SHELL_POLL_S = 1.0  # how often a paused session checks that its shell still runs
 SHELL_ENDED_CODE = 4412
 RESET = b"\x1bc"  # full terminal reset (RIS), sent before a replay so it draws on a clean slate
@@ -238,12 +239,24 @@ class TerminalSession:
                 await asyncio.wait_for(self._watched.wait(), SHELL_POLL_S)
         return True
 
+    async def _drain(self, tty: TtySession) -> None:
+        """Read what an ended shell left in the terminal's buffer (a hang-up is reported
+        before the buffered output is read); bounded like that buffer."""
+        for _ in range(DRAIN_READS):
+            data = await tty.read(CHUNK_BYTES)
+            if not data:
+                return
+            self.output_bytes += len(data)
+            self.unseen_bytes += len(data)
+            self.scrollback.add(data)
+
     async def pump(self) -> None:
         """Shell output → scrollback and every attachment; waits for a full attachment, and
         while nobody is attached stops reading after `DETACHED_READ_BYTES` (flow control)."""
         assert self.tty is not None
         while True:
             if self.paused and not await self._until_watched(self.tty):
+                await self._drain(self.tty)  # its last words: scrollback and recording
                 return  # the shell ended while nobody watched: free its slot now
             data = await self.tty.read(CHUNK_BYTES)
             if not data:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 from fastapi import FastAPI
 
 from forge.config.settings import Settings
+from forge.policy import check_pinned_hash, make_policy_engine
 from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.bus import bus_credentials, bus_streams
@@ -31,6 +33,7 @@ from forge.services.spawn.state import SpawnState, build_state
 from forge.services.spawn.web import install as install_web
 from forge.store import idempotency
 
+log = logging.getLogger("forge.spawn")
 NAME = "spawn_service"
 DEFAULT_PORT = 8082
 
@@ -63,8 +66,15 @@ def _receipt_key(state: SpawnState) -> str:
 
 def build_app(settings: Settings) -> FastAPI:
     """The spawn_service FastAPI app; plans and templates load now, so errors stop startup."""
+    # The assignment gate's engine (forge.assignment): the same bundle and pin rule as the
+    # orchestrator's, so a bundle other than the reviewed one never decides windows here.
+    engine = make_policy_engine(settings.opa_url, settings.policies_dir)
+    loaded_hash = check_pinned_hash(settings.opa_policy_hash, engine.policy_hash)
+    log.info("policy bundle hash %s (%s)", loaded_hash,
+             "pinned by OPA_POLICY_HASH" if settings.opa_policy_hash else "not pinned")
     ctx = make_context(NAME, settings)
     state = build_state(ctx)
+    state.policy = engine
     state.lifecycle = lifecycle_consumer(settings.nats_url, ctx.db,
                                          credentials=bus_credentials(settings, "spawn"),
                                          streams=bus_streams(settings),

@@ -35,7 +35,8 @@ class SpawnState:
     track_labs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # terminal relays of this process by browser session, closed at sign-out
     terminal_relays: OpenTerminals = field(default_factory=OpenTerminals)
-    # the policy engine of the assignment gate, made at its first use (assignment_gate.py)
+    # the assignment gate's policy engine: made (and its pin checked) by build_app; made at
+    # first use where a state is built without the app (assignment_gate.py)
     policy: PolicyEngine | None = None
 
     @property
