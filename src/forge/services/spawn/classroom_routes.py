@@ -24,7 +24,6 @@ from forge.identity.caller import Caller
 from forge.identity.roles import LEARNER, role_of
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
-from forge.services.spawn.web.security import check_same_origin
 from forge.store.models import Cohort
 
 router = APIRouter(tags=["classroom"])
@@ -65,12 +64,11 @@ class AssignmentBody(BaseModel):
     hints_allowed: bool = True
 
 
-async def _manager(request: Request, post: bool = False) -> Manager:
+async def _manager(request: Request) -> Manager:
     """The caller with their role in their tenant (a scenario-scoped access link is a
-    learner). A POST authenticated by a session cookie must come from a page of this site."""
+    learner). Resolving the caller already refuses a cross-site POST made with the session
+    cookie (forge.identity.caller)."""
     caller: Caller = await current_caller(request)
-    if post and caller.via == "session":
-        check_same_origin(request)
     role = LEARNER
     if caller.scenario_scope is None:
         role = await run_in_threadpool(role_of, spawn_state(request).ctx.db,
@@ -86,7 +84,7 @@ def _cohort_view(row: Cohort) -> dict[str, Any]:
 @router.post("/v1/cohorts", status_code=201, responses=errors(401, 403))
 async def create_cohort(body: CohortBody, request: Request) -> dict[str, Any]:
     """Create a cohort you manage (instructors and operators; 403 for learners)."""
-    who = await _manager(request, post=True)
+    who = await _manager(request)
     db = spawn_state(request).ctx.db
     row = await run_in_threadpool(cohorts.create_cohort, db, who, body.name, body.idp_group)
     return _cohort_view(row)
@@ -126,7 +124,7 @@ async def make_invite(cohort_id: CohortId, body: InviteBody, request: Request
     """A new invite link: share `url`; every learner of your tenant who opens it while
     signed in joins the cohort, until `expires_at` or until you revoke it. The code is
     shown only now (only its hash is kept)."""
-    who = await _manager(request, post=True)
+    who = await _manager(request)
     db = spawn_state(request).ctx.db
     invite, token = await run_in_threadpool(cohorts.make_invite, db, who, cohort_id, body.days)
     return {"invite_id": invite.invite_id, "invite": token,
@@ -139,7 +137,7 @@ async def make_invite(cohort_id: CohortId, body: InviteBody, request: Request
 async def revoke_invite(cohort_id: CohortId, invite_id: Annotated[str, Field(max_length=32)],
                         request: Request) -> dict[str, Any]:
     """Revoke an invite link; learners who joined with it stay enrolled."""
-    who = await _manager(request, post=True)
+    who = await _manager(request)
     db = spawn_state(request).ctx.db
     await run_in_threadpool(cohorts.revoke_invite, db, who, cohort_id, invite_id)
     return {"invite_id": invite_id, "revoked": True}
@@ -150,7 +148,7 @@ async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Req
                          ) -> dict[str, Any]:
     """Let another person of your tenant manage this cohort too (they need the instructor
     or operator role to use it)."""
-    who = await _manager(request, post=True)
+    who = await _manager(request)
     await run_in_threadpool(cohorts.add_instructor, spawn_state(request).ctx.db, who,
                             cohort_id, body.subject)
     return {"cohort_id": cohort_id, "instructor": body.subject}
@@ -163,7 +161,7 @@ async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """Enrol the learners of a CSV body (`text/csv`, one account id per line, an optional
     `subject` header; at most 2000 lines and 256 KiB). A bad line is named (422
     `csv_invalid`) and nobody is enrolled."""
-    who = await _manager(request, post=True)
+    who = await _manager(request)
     db = spawn_state(request).ctx.db
     data = await request.body()
 
@@ -182,7 +180,7 @@ async def create_assignment(cohort_id: CohortId, body: AssignmentBody, request: 
                             ) -> dict[str, Any]:
     """Assign a lab to the cohort, open from `opens_at` until `closes_at`, with the
     attempts allowed and whether hints may be revealed. The spawn gate enforces all three."""
-    who = await _manager(request, post=True)
+    who = await _manager(request)
     state = spawn_state(request)
     row = await run_in_threadpool(lambda: assignments.create_assignment(
         state.ctx.db, who, cohort_id, template_id=body.template_id, opens_at=body.opens_at,
@@ -204,7 +202,7 @@ async def list_assignments(cohort_id: CohortId, request: Request) -> dict[str, A
 async def join(body: JoinBody, request: Request) -> JSONResponse:
     """Join a cohort of your tenant with an invite link's code (404 `invite_invalid` for an
     unknown, expired or revoked link, or another tenant's)."""
-    who = await _manager(request, post=True)
+    who = await _manager(request)
     row = await run_in_threadpool(cohorts.join_by_invite, spawn_state(request).ctx.db,
                                   who.tenant_id, who.subject, body.invite)
     return JSONResponse({"cohort_id": row.cohort_id, "name": row.name})
