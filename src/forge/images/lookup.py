@@ -42,20 +42,37 @@ class ImageNotBuilt(ForgeError):
         self.name = name
 
 
+def _ask(exe: str, *args: str) -> str:
+    """What `exe args` prints. In a session of its own, so a signal to the service's process
+    group (a stop by `forge up` or systemd) cannot cut it short; a tool that does not answer
+    raises rather than give a wrong key, and nothing is cached then."""
+    out = subprocess.run([exe, *args], capture_output=True, text=True, check=False,
+                         start_new_session=True, timeout=60)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise ImageToolFailed(f"{exe} {' '.join(args)} gave no answer "
+                              f"(exit {out.returncode}); retry")
+    return out.stdout.strip()
+
+
+class ImageToolFailed(ForgeError):
+    """mmdebstrap or dpkg could not say their version or architecture just now."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("image_tool_failed", 503, message)
+
+
 @functools.lru_cache(maxsize=1)
 def tool_identity() -> tuple[str, str]:
-    """(mmdebstrap version, dpkg architecture) of this machine (cached per process)."""
+    """(mmdebstrap version, dpkg architecture) of this machine (cached per process once
+    read; a failed read is not cached). A key made of a wrong answer would name no built
+    image, and a lab would fail as "not built" although it is."""
     version, arch = "none", "unknown"
     exe = shutil.which("mmdebstrap")
     if exe is not None:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
-        words = out.stdout.split()
-        version = words[-1] if words else "unknown"
+        version = _ask(exe, "--version").split()[-1]
     dpkg = shutil.which("dpkg")
     if dpkg is not None:
-        out = subprocess.run([dpkg, "--print-architecture"], capture_output=True, text=True,
-                             check=False)
-        arch = out.stdout.strip() or "unknown"
+        arch = _ask(dpkg, "--print-architecture")
     return version, arch
 
 
