@@ -161,7 +161,10 @@ class Journey:
         return f"typed {len(script.splitlines())} lines of {self.solution.name}; exit 0"
 
     def _submit(self, web: httpx.Client, state: dict[str, Any]) -> str:
-        resp = web.post(f"/v1/scenarios/{self.result.scenario_id}/submit")
+        # Signed in by the session cookie, like the lab page: it says where it comes from,
+        # or the request is refused as cross-site.
+        resp = web.post(f"/v1/scenarios/{self.result.scenario_id}/submit",
+                        headers={"origin": self.spawn_url.rstrip("/")})
         _expect(resp, 202, "submit")
         return "grading requested"
 
