@@ -47,13 +47,24 @@ def attach(lab: Lab, sid: str, headers: dict[str, str], **size: int) -> tuple[
     return ws, frame, replay
 
 
-def read_until(ws: ClientConnection, marker: bytes) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + 30
-    while marker not in seen:
-        data = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+READ_KEEP = 1 << 20  # bytes of output kept while looking for a marker (a flood never ends)
+
+
+def read_until(ws: ClientConnection, marker: bytes, timeout: float = 30) -> bytes:
+    """Output until `marker` (at most the last READ_KEEP bytes of it); fails after `timeout`
+    even while output keeps coming (a shell printing forever must not hang the test)."""
+    seen = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{marker!r} not seen in {timeout} s; last: {bytes(seen[-200:])!r}"
+        data = ws.recv(timeout=remaining)
+        start = max(0, len(seen) - len(marker))
         seen += data if isinstance(data, bytes) else data.encode()
-    return seen
+        if marker in seen[start:]:
+            return bytes(seen)
+        if len(seen) > READ_KEEP:
+            del seen[:len(seen) - READ_KEEP]
 
 
 def end_sockets_on_the_node(lab: Lab, sid: str) -> None:
