@@ -12,6 +12,7 @@ import re
 import secrets
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -132,8 +133,17 @@ def test_two_lab_nodes_on_a_three_server_nats_cluster_start_report_and_leave_not
         children = descendants(up.proc.pid)
         # Spawn work reaches a node and becomes a running lab under one of the prefixes.
         learner = {"x-client-id": "amy", "x-tenant-id": "uni"}
-        spawn = httpx.post(f"{up.urls['spawn']}/v1/spawn", json={"track": "netplus"},
-                           headers={**learner, "x-plan": "PRO"}, timeout=30)
+        # A server of the cluster was just killed and restarted: while JetStream settles
+        # its leaders the API answers 503 bus_unavailable "retry" (nothing charged), and a
+        # client retries as told (bounded).
+        deadline = time.monotonic() + 30
+        while True:
+            spawn = httpx.post(f"{up.urls['spawn']}/v1/spawn", json={"track": "netplus"},
+                               headers={**learner, "x-plan": "PRO"}, timeout=30)
+            if spawn.status_code != 503 or time.monotonic() > deadline:
+                break
+            assert spawn.json()["error"] == "bus_unavailable", spawn.text
+            time.sleep(0.5)
         assert spawn.status_code == 201, spawn.text
         state_url = f"{up.urls['spawn']}/v1/scenarios/{spawn.json()['scenario_id']}"
         wait_for(lambda: httpx.get(state_url, headers=learner, timeout=5).json()["state"]
