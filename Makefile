@@ -66,8 +66,11 @@ pytest: venv wheelhouse images
 demo: system-deps venv images
 	$(BIN)/forge demo
 
+## Every bench script, then one table of issue 19's figures (bench/_table.py).
 bench: venv
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@rm -f build/bench/results.jsonl
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@echo "== figures (before: issue 19; now: this run)"; $(BIN)/python bench/_table.py
 
 ## Re-fetch the browser terminal (xterm.js, pinned) from npm; fails if it differs from SHA256SUMS.
 web-vendor:
