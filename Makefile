@@ -60,8 +60,10 @@ images: venv
 	@start=$$(date +%s); $(BIN)/forge image build --templates && \
 	  echo "images ready in $$(( $$(date +%s) - start )) s (cached: the next run skips this)"
 
+## Two workers: the suite spends most of its time waiting on services, not on the CPU.
+PYTEST_WORKERS ?= 2
 pytest: venv wheelhouse images
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 demo: system-deps venv images
 	$(BIN)/forge demo

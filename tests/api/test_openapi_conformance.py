@@ -26,10 +26,11 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
 
 
 def _run(d: Drill, service: str, headers: dict[str, str], report: Path,
-         seed: int = 1) -> tuple[int, str]:
+         seed: int = 1, phases: str = "examples,coverage,fuzzing") -> tuple[int, str]:
+    budget = ["--max-time", "10"] if "fuzzing" in phases else []  # fuzzing alone is unbounded
     argv = [str(SCHEMATHESIS), "run", f"{d.url(service)}/openapi.json", "--checks", CHECKS,
-            "--max-examples", "12", "--max-time", "10", "--workers", "1",
-            "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
+            "--max-examples", "12", *budget, "--workers", "1",
+            "--phases", phases, "--generation-database", "none",
             "--request-timeout", "30", "--no-color", "--seed", str(seed),
             "--report", "ndjson", "--report-ndjson-path", str(report),
             # One worker: CPython 3.11 keeps the AST builder's recursion counter per
@@ -43,6 +44,13 @@ def _run(d: Drill, service: str, headers: dict[str, str], report: Path,
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600,
                           cwd=report.parent)  # its cache stays out of the checkout
     return proc.returncode, proc.stdout[-12000:] + proc.stderr[-2000:]
+
+
+def _every_operation_covered(out: str) -> bool:
+    """Whether the coverage phase passed for every selected operation."""
+    selected = re.search(r"Operations:\s+(\d+) selected", out)
+    covered = re.search(r"Coverage \(in [^)]*\)\s*\n\s*\S+ (\d+) passed", out)
+    return bool(selected and covered and covered[1] == selected[1])
 
 
 @pytest.fixture(scope="module", params=[SQLITE_ONLY])
@@ -68,9 +76,11 @@ def test_service_conforms_to_its_openapi(installation: tuple[Drill, dict[str, st
         code, out = _run(d, service, headers, tmp_path / "report-2.ndjson", seed=2)
     assert code == 0, out
     assert "No issues found" in out or " passed" in out, out
-    # The time budget cuts fuzzing short, never the coverage phase: every operation had its
-    # schema-edge cases (about 3 s of the 10 s here, under load).
-    selected = re.search(r"Operations:\s+(\d+) selected", out)
-    covered = re.search(r"Coverage \(in [^)]*\)\s*\n\s*\S+ (\d+) passed", out)
-    assert selected and covered and covered[1] == selected[1], out
+    if not _every_operation_covered(out):
+        # The 10 s budget is for fuzzing; on a loaded machine (the suite runs on two
+        # workers) it can cut the coverage phase short too. Every operation must still get
+        # its schema-edge cases: run that phase alone, without a time budget.
+        code, out = _run(d, service, headers, tmp_path / "report-3.ndjson", phases="coverage")
+        assert code == 0, out
+        assert _every_operation_covered(out), out
     d.services[service].wait_ready(30)  # and the service is still whole afterwards
