@@ -9,6 +9,7 @@ asked only about those labs, with the operator token, in one request per 1,000 l
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +46,8 @@ async def api_manager(request: Request) -> Manager:
     return await manager_of(request, await current_caller(request))
 
 
-def _describer(request: Request) -> Any:
+def _describer(request: Request) -> Callable[[str, str], str]:
+    """A criterion's description (first line) from the lab's template, for "most failed"."""
     registry = web_state(request).templates
 
     def describe(template_id: str, criterion: str) -> str:
