@@ -1,9 +1,10 @@
 """The instructor dashboard on a seeded cohort (issue 18 item 3): real spawn_service and
 scoreboard (uvicorn on loopback), real nats-server, verdicts scored and signed by the real
-scorer, SQLite and PostgreSQL. Figures per assignment and learner (started, finished,
+scorer. Figures per assignment and learner (started, finished,
 scores, time spent, hints, criteria most often failed), the same figures as CSV with
-formula cells neutralised, a learner's timeline, and reads that stay a fixed number of
-queries for 200 learners."""
+formula cells neutralised, a learner's timeline (SQLite: a real scorer and two services;
+the same queries run on PostgreSQL in `tests/security/test_dashboard_scope.py`); and reads
+that stay a fixed number of queries for 200 learners (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from forge.identity.apikeys import create_api_key
 from forge.identity.roles import record_role
 from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.services.scoreboard.scoring import Scorer
+from forge.services.spawn.app import build_app as build_spawn
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import (
@@ -41,7 +43,6 @@ from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import live_server
 from ..scoreboard.conftest import build_completion, store_of
 from ..services.conftest import prod_environ, with_signing_key
-from ..spawn.conftest import MakeSpawn, make_spawn  # noqa: F401
 
 LAB = "lab-netplus"
 ANN = Manager("acme", "ann", "instructor")
@@ -106,8 +107,7 @@ class Seeded:
 
 
 @pytest.fixture
-def seeded(tmp_path: Path, nats: NatsServer, db_url: str,
-           make_spawn: MakeSpawn) -> Iterator[Seeded]:  # noqa: F811
+def seeded(tmp_path: Path, nats: NatsServer) -> Iterator[Seeded]:
     """Cohort A (ann's; its name would be a spreadsheet formula) with learners lea, leo,
     lia, lou and two assignments of lab-netplus; cohort B (bob's) where lea also has a lab.
 
@@ -115,6 +115,7 @@ def seeded(tmp_path: Path, nats: NatsServer, db_url: str,
     checks) and passed on her second (5 min); leo failed route-present (20 min, two
     hints); lia's lab expired after 7 min ungraded; lou never started. A2: nobody started.
     """
+    db_url = f"sqlite:///{tmp_path / 'forge.db'}"
     board_settings = load_settings(prod_environ(
         with_signing_key(tmp_path / "board"), **nats.client_env(), FORGE_DB_URL=db_url))
     db = store_of(board_settings)
@@ -125,8 +126,10 @@ def seeded(tmp_path: Path, nats: NatsServer, db_url: str,
         scorer.score(done.event)
         return done.scenario_id
 
-    with live_server(build_scoreboard(board_settings)) as board_url:
-        env = make_spawn(SCOREBOARD_URL=board_url)
+    with live_server(build_scoreboard(board_settings)) as board_url, live_server(build_spawn(
+            load_settings(prod_environ(tmp_path / "spawn", **nats.client_env(),
+                                       FORGE_DB_URL=db_url, SCOREBOARD_URL=board_url)))
+            ) as spawn_url:
         for who, role in (("ann", "instructor"), ("bob", "instructor")):
             record_role(db, "acme", who, role, source="test")
         keys = {who: {"x-api-key": create_api_key(db, "acme", who).plaintext}
@@ -157,10 +160,11 @@ def seeded(tmp_path: Path, nats: NatsServer, db_url: str,
                 end="expired")
         lab_row(db, labs["leaB"], b1, "lea", 1, start=T0, ran=timedelta(minutes=50),
                 end="completed", hints=3)
-        yield Seeded(env.url, db, keys, a, b, a1, a2, labs)
+        yield Seeded(spawn_url, db, keys, a, b, a1, a2, labs)
 
 
-def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:
+@pytest.mark.usefixtures("sqlite_only_store")  # its queries run on PostgreSQL below and in
+def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scope test
     with seeded.client() as c:
         got = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard", headers=seeded.keys["ann"])
         assert got.status_code == 200, got.text
