@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
-from forge.classroom.cohorts import OPERATOR, Manager, managed_cohort
+from forge.classroom.cohorts import INSTRUCTOR, OPERATOR, Manager, managed_cohort
 from forge.classroom.roster_csv import SUBJECT_RE
 from forge.errors import ForgeError
 from forge.store.models import (
@@ -108,7 +108,7 @@ def lab_in_scope(sess: Session, who: Manager, scenario_id: str) -> tuple[str, st
     """(cohort id, learner) of a lab `who` may look at: one started for an assignment of a
     cohort they manage, by a learner enrolled there; 404 `lab_not_found` otherwise."""
     check_scenario_id(scenario_id)
-    if who.role not in ("instructor", OPERATOR):
+    if who.role not in (INSTRUCTOR, OPERATOR):
         raise ForgeError("instructor_required", 403,
                          "only an instructor or operator of this tenant may see this")
     row = sess.execute(
