@@ -280,8 +280,8 @@ def test_an_instructor_runs_a_class_and_a_learner_joins(
     web_platform: WebPlatform, page: Page, browser: Browser
 ) -> None:
     """/teach: create a class and an invite link with the mouse; the learner's /join page
-    asks before joining, and the class's assignment shows on their labs page. Both pages at
-    360 px with an axe scan."""
+    asks before joining, and the class's assignment shows on their labs page. The pages and
+    the class's dashboard at 360 px with an axe scan."""
     url = web_platform.url
     record_role(web_platform.db, "acme", "ivy", "instructor", source="test")
     key = web_platform.learner_key("acme", "ivy")
@@ -298,8 +298,12 @@ def test_an_instructor_runs_a_class_and_a_learner_joins(
     page.get_by_role("button", name="Make an invite link").click()
     invite = page.locator("#invite-url").input_value()
     assert invite.startswith(url + "/join/fgi_")
+    page.get_by_role("link", name="Dashboard").click()  # the class's dashboard (issue 18)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Networking 101")
+    expect(page.locator(".fig-started")).to_have_text("0 of 0")
     problems: list[str] = []
-    check_pages(browser, page.context.storage_state(), {"teach": url + "/teach"}, problems)
+    check_pages(browser, page.context.storage_state(),
+                {"teach": url + "/teach", "dashboard": page.url}, problems)
 
     learner = browser.new_context()
     try:

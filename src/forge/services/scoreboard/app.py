@@ -19,6 +19,7 @@ from forge.services.scoreboard import (
     operator_facts,
     recording_routes,
     routes,
+    summary_routes,
 )
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.scoring import Scorer
@@ -103,4 +104,5 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     app.include_router(operator_facts.router)
     app.include_router(recording_routes.router)
     app.include_router(credential_routes.router)
+    app.include_router(summary_routes.router)
     return app

@@ -12,6 +12,8 @@ from forge.services.spawn.web import (
     checkout,
     classroom_pages,
     credential,
+    dashboard_api,
+    dashboard_pages,
     learner,
     oidc_pages,
     ops,
@@ -42,6 +44,8 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.include_router(checkout.router)
     app.include_router(classroom_pages.router)
     app.include_router(teach.router)
+    app.include_router(dashboard_pages.router)  # instructor dashboard (issue 18 item 3)
+    app.include_router(dashboard_api.router)
     app.include_router(account.router)
     app.include_router(tasks.router)
     oidc_pages.install(app, settings)  # sign-in with a tenant's identity provider (issue 18)

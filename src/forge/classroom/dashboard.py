@@ -1,0 +1,172 @@
+"""The instructor dashboard's figures (issue 18 item 3): per assignment of a cohort, who
+started, who finished, scores, time spent, hints used and the criteria most often failed;
+per learner the same for each assignment.
+
+Read in a fixed number of queries whatever the cohort's size (learners, assignments, labs,
+state changes, hints), each scoped to the cohorts the instructor manages in the query
+itself (`forge.classroom.scope`). Scores are not in the store: they are the scoreboard's
+signed results, so the caller fetches them for the labs listed here in one request and
+passes them to `figures`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from forge.classroom.assignments import iso, view
+from forge.classroom.cohorts import Manager
+from forge.classroom.scope import managed_ids, open_cohort, scoped_lab_ids, scoped_labs
+from forge.lifecycle import states
+from forge.store.db import Database
+from forge.store.models import Assignment, Enrolment, HintReveal, ScenarioTransition
+from forge.store.timestamps import aware
+
+NOT_STARTED, STARTED, FINISHED = "not started", "started", "finished"
+
+
+@dataclass
+class Lab:
+    """One lab a learner started for an assignment, with what the store knows of it."""
+
+    scenario_id: str
+    assignment_id: str
+    subject: str
+    attempt: int
+    state: str
+    created_at: datetime
+    running_s: float = 0.0
+    hints: int = 0
+
+
+@dataclass
+class CohortLabs:
+    """What the store holds of a cohort: its learners, assignments and their labs."""
+
+    cohort_id: str
+    name: str
+    learners: list[str]
+    assignments: list[Assignment]
+    labs: list[Lab] = field(default_factory=list)
+
+    def graded_candidates(self) -> list[str]:
+        """Ids of the labs that may have a result (completed), to ask the scoreboard for."""
+        return [lab.scenario_id for lab in self.labs if lab.state == states.COMPLETED]
+
+
+def running_seconds(moves: list[tuple[str | None, str, datetime]], now: datetime) -> float:
+    """Seconds a lab spent running (from each move into `running` to the next move out of
+    it; a lab still running counts until `now`)."""
+    total, since = 0.0, None
+    for _, to_state, at in moves:
+        if to_state == states.RUNNING and since is None:
+            since = aware(at)
+        elif since is not None and to_state != states.RUNNING:
+            total += max(0.0, (aware(at) - since).total_seconds())
+            since = None
+    if since is not None:
+        total += max(0.0, (now - since).total_seconds())
+    return total
+
+
+def cohort_labs(db: Database, who: Manager, cohort_id: str,
+                now: datetime | None = None) -> CohortLabs:
+    """Learners, assignments and labs of a cohort `who` manages (404 for any other)."""
+    now = now or datetime.now(UTC)
+    scope = managed_ids(who, cohort_id)
+    with db.read() as sess:
+        cohort = open_cohort(sess, who, cohort_id)
+        learners = list(sess.scalars(
+            select(Enrolment.subject).where(Enrolment.cohort_id.in_(scope),
+                                            Enrolment.tenant_id == who.tenant_id)
+            .order_by(Enrolment.subject)))
+        assigned = list(sess.scalars(
+            select(Assignment).where(Assignment.cohort_id.in_(scope),
+                                     Assignment.tenant_id == who.tenant_id)
+            .order_by(Assignment.opens_at, Assignment.assignment_id)))
+        labs_q = scoped_labs(who, cohort_id)
+        labs = [Lab(s.scenario_id, aid, subject, attempt, s.state, s.created_at)
+                for aid, subject, attempt, s in sess.execute(labs_q)]
+        ids = scoped_lab_ids(who, cohort_id)
+        moves: dict[str, list[tuple[str | None, str, datetime]]] = defaultdict(list)
+        for sid, src, dst, at in sess.execute(
+                select(ScenarioTransition.scenario_id, ScenarioTransition.from_state,
+                       ScenarioTransition.to_state, ScenarioTransition.at)
+                .where(ScenarioTransition.scenario_id.in_(ids))
+                .order_by(ScenarioTransition.scenario_id, ScenarioTransition.at,
+                          ScenarioTransition.id)):
+            moves[sid].append((src, dst, at))
+        hints = {sid: int(n) for sid, n in sess.execute(
+            select(HintReveal.scenario_id, func.count()).where(
+                HintReveal.scenario_id.in_(ids), HintReveal.tenant_id == who.tenant_id)
+            .group_by(HintReveal.scenario_id))}
+        sess.expunge_all()
+    for lab in labs:
+        lab.running_s = running_seconds(moves.get(lab.scenario_id, []), now)
+        lab.hints = int(hints.get(lab.scenario_id, 0))
+    return CohortLabs(cohort.cohort_id, cohort.name, learners, assigned, labs)
+
+
+def _usable(summary: Mapping[str, Any], lab: Lab, tenant_id: str) -> bool:
+    # The scoreboard's answer must be about this learner's lab of this tenant.
+    return summary.get("tenant_id") == tenant_id and summary.get("subject") == lab.subject
+
+
+def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: str
+          ) -> dict[str, Any]:
+    """One learner's figures for one assignment."""
+    graded = [(scores[lab.scenario_id], lab) for lab in labs
+              if lab.scenario_id in scores and _usable(scores[lab.scenario_id], lab, tenant_id)]
+    best = max(graded, key=lambda g: (float(g[0]["score"]), -g[1].attempt), default=None)
+    out: dict[str, Any] = {
+        "status": FINISHED if best else STARTED if labs else NOT_STARTED,
+        "attempts_used": len(labs),
+        "started_at": iso(min(lab.created_at for lab in labs)) if labs else None,
+        "time_spent_s": round(sum(lab.running_s for lab in labs)),
+        "hints_used": sum(lab.hints for lab in labs),
+        "score": None, "passed": None, "total": None, "finished_at": None,
+        "failed_criteria": [], "labs": [lab.scenario_id for lab in labs],
+    }
+    if best is not None:
+        summary, lab = best
+        out.update(score=round(float(summary["score"]), 4), passed=int(summary["passed"]),
+                   total=int(summary["total"]), finished_at=str(summary["completed_at"]),
+                   failed_criteria=[str(c) for c in summary.get("failed") or []],
+                   graded_lab=lab.scenario_id)
+    return out
+
+
+def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
+            describe: Callable[[str, str], str]) -> dict[str, Any]:
+    """The dashboard: per assignment its totals and one row per enrolled learner.
+    `scores` is the scoreboard's summary by lab id; `describe(lab, criterion)` its text."""
+    by_cell: dict[tuple[str, str], list[Lab]] = defaultdict(list)
+    for lab in sorted(data.labs, key=lambda x: (x.attempt, x.scenario_id)):
+        by_cell[(lab.assignment_id, lab.subject)].append(lab)
+    out = []
+    for a in data.assignments:
+        rows = [{"subject": s, **_cell(by_cell.get((a.assignment_id, s), []), scores,
+                                       tenant_id)} for s in data.learners]
+        done = [r for r in rows if r["status"] == FINISHED]
+        begun = [r for r in rows if r["status"] != NOT_STARTED]
+        failed = Counter(c for r in done for c in r["failed_criteria"])
+        out.append({
+            **view(a), "learners": len(rows), "started": len(begun), "finished": len(done),
+            "mean_score": round(statistics.fmean(r["score"] for r in done), 4) if done
+            else None,
+            "median_time_spent_s": round(statistics.median(r["time_spent_s"] for r in begun))
+            if begun else None,
+            "hints_used": sum(r["hints_used"] for r in rows),
+            "most_failed": [{"criterion": c, "description": describe(a.template_id, c),
+                             "learners": n}
+                            for c, n in sorted(failed.items(), key=lambda x: (-x[1], x[0]))],
+            "rows": rows,
+        })
+    return {"cohort_id": data.cohort_id, "name": data.name, "learners": data.learners,
+            "assignments": out}

@@ -1,0 +1,287 @@
+"""The instructor dashboard on a seeded cohort (issue 18 item 3): real spawn_service and
+scoreboard (uvicorn on loopback), real nats-server, verdicts scored and signed by the real
+scorer. Figures per assignment and learner (started, finished,
+scores, time spent, hints, criteria most often failed), the same figures as CSV with
+formula cells neutralised, a learner's timeline (SQLite: a real scorer and two services;
+the same queries run on PostgreSQL in `tests/security/test_dashboard_scope.py`); and reads
+that stay a fixed number of queries for 200 learners (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from forge.bus import NatsServer
+from forge.classroom import assignments, cohorts, dashboard
+from forge.classroom.cohorts import Manager
+from forge.config import load_settings
+from forge.identity.apikeys import create_api_key
+from forge.identity.roles import record_role
+from forge.services.scoreboard.app import build_app as build_scoreboard
+from forge.services.scoreboard.scoring import Scorer
+from forge.services.spawn.app import build_app as build_spawn
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import (
+    AssignmentAttempt,
+    HintReveal,
+    Scenario,
+    ScenarioTransition,
+    TaskCheckRun,
+)
+from forge.templates.registry import TemplateRegistry
+
+from ..conftest import TEMPLATE_FIXTURES
+from ..live_server import live_server
+from ..scoreboard.conftest import build_completion, store_of
+from ..services.conftest import prod_environ, with_signing_key
+
+LAB = "lab-netplus"
+ANN = Manager("acme", "ann", "instructor")
+BOB = Manager("acme", "bob", "instructor")
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+
+
+def lab_row(db: Database, sid: str, assignment_id: str, subject: str, attempt: int, *,
+            start: datetime, ran: timedelta, end: str, hints: int = 0,
+            checks: tuple[tuple[str, bool], ...] = (), tenant: str = "acme") -> None:
+    """A lab as spawn and the orchestrator leave it: its row, its state changes (running for
+    `ran`, then submitted and graded, or expired), the attempt it was started for, the
+    hints revealed and task checks run while it ran."""
+    running = start + timedelta(seconds=10)
+    moves = [(None, "pending", start), ("pending", "launching", start + timedelta(seconds=2)),
+             ("launching", "running", running)]
+    if end == "completed":
+        moves += [("running", "grading", running + ran),
+                  ("grading", "completed", running + ran + timedelta(seconds=20))]
+    elif end != "running":
+        moves += [("running", end, running + ran)]
+    with db.session() as sess:
+        row = sess.get(Scenario, sid)
+        if row is None:
+            row = Scenario(scenario_id=sid, request_id="r-" + sid, tenant_id=tenant,
+                           subject=subject, track="netplus", template_id=LAB, plan="PRO",
+                           state=end, created_at=start, updated_at=start, details={})
+            sess.add(row)
+        row.state, row.created_at, row.template_id = end, start, LAB
+        sess.flush()
+        for src, dst, at in moves:
+            sess.add(ScenarioTransition(scenario_id=sid, from_state=src, to_state=dst,
+                                        reason="submitted" if dst == "grading" else None,
+                                        at=at))
+        sess.add(AssignmentAttempt(assignment_id=assignment_id, subject=subject,
+                                   attempt=attempt, request_id="r-" + sid, scenario_id=sid,
+                                   at=start))
+        for i in range(hints):
+            sess.add(HintReveal(scenario_id=sid, hint_index=i, tenant_id=tenant,
+                                criterion="route-present", cost=0.05,
+                                revealed_at=running + timedelta(minutes=1 + i)))
+        for n, (criterion, passed) in enumerate(checks):
+            sess.add(TaskCheckRun(scenario_id=sid, tenant_id=tenant, criterion=criterion,
+                                  passed=passed, at=running + timedelta(minutes=2, seconds=n)))
+
+
+@dataclass
+class Seeded:
+    """A live spawn_service reading a live scoreboard, and the seeded cohorts."""
+
+    url: str
+    db: Database
+    keys: dict[str, dict[str, str]]
+    cohort_a: str
+    cohort_b: str
+    a1: str
+    a2: str
+    labs: dict[str, str]
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=20)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, nats: NatsServer) -> Iterator[Seeded]:
+    """Cohort A (ann's; its name would be a spreadsheet formula) with learners lea, leo,
+    lia, lou and two assignments of lab-netplus; cohort B (bob's) where lea also has a lab.
+
+    A1, two attempts: lea failed route-present on her first lab (10 min, one hint, two task
+    checks) and passed on her second (5 min); leo failed route-present (20 min, two
+    hints); lia's lab expired after 7 min ungraded; lou never started. A2: nobody started.
+    """
+    db_url = f"sqlite:///{tmp_path / 'forge.db'}"
+    board_settings = load_settings(prod_environ(
+        with_signing_key(tmp_path / "board"), **nats.client_env(), FORGE_DB_URL=db_url))
+    db = store_of(board_settings)
+    scorer = Scorer(board_settings, TemplateRegistry.load(TEMPLATE_FIXTURES), db=db)
+
+    def scored(subject: str, passed: bool) -> str:
+        done = build_completion(board_settings, subject=subject, passed=passed)
+        scorer.score(done.event)
+        return done.scenario_id
+
+    with live_server(build_scoreboard(board_settings)) as board_url, live_server(build_spawn(
+            load_settings(prod_environ(tmp_path / "spawn", **nats.client_env(),
+                                       FORGE_DB_URL=db_url, SCOREBOARD_URL=board_url)))
+            ) as spawn_url:
+        for who, role in (("ann", "instructor"), ("bob", "instructor")):
+            record_role(db, "acme", who, role, source="test")
+        keys = {who: {"x-api-key": create_api_key(db, "acme", who).plaintext}
+                for who in ("ann", "bob", "lea")}
+        a = cohorts.create_cohort(db, ANN, "=HYPERLINK(\"http://evil\")").cohort_id
+        b = cohorts.create_cohort(db, BOB, "Net B").cohort_id
+        cohorts.enrol_subjects(db, ANN, a, ["lea", "leo", "lia", "lou"])
+        cohorts.enrol_subjects(db, BOB, b, ["lea"])
+
+        def assign(who: Manager, cohort: str, hours: int) -> str:
+            return assignments.create_assignment(  # the dashboard lists by opening time
+                db, who, cohort, template_id=LAB, opens_at=T0 - timedelta(hours=7 - hours),
+                closes_at=T0 + timedelta(hours=hours), attempts_allowed=2, hints_allowed=True,
+                known_templates={LAB}).assignment_id
+
+        a1, a2, b1 = assign(ANN, a, 5), assign(ANN, a, 6), assign(BOB, b, 5)
+        labs = {"lea1": scored("lea", False), "lea2": scored("lea", True),
+                "leo1": scored("leo", False), "leaB": scored("lea", True),
+                "lia1": "scn-" + "1" * 16}
+        lab_row(db, labs["lea1"], a1, "lea", 1, start=T0, ran=timedelta(minutes=10),
+                end="completed", hints=1, checks=(("route-present", False),
+                                                  ("saved-page", True)))
+        lab_row(db, labs["lea2"], a1, "lea", 2, start=T0 + timedelta(minutes=30),
+                ran=timedelta(minutes=5), end="completed")
+        lab_row(db, labs["leo1"], a1, "leo", 1, start=T0, ran=timedelta(minutes=20),
+                end="completed", hints=2)
+        lab_row(db, labs["lia1"], a1, "lia", 1, start=T0, ran=timedelta(minutes=7),
+                end="expired")
+        lab_row(db, labs["leaB"], b1, "lea", 1, start=T0, ran=timedelta(minutes=50),
+                end="completed", hints=3)
+        yield Seeded(spawn_url, db, keys, a, b, a1, a2, labs)
+
+
+@pytest.mark.usefixtures("sqlite_only_store")  # its queries run on PostgreSQL below and in
+def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scope test
+    with seeded.client() as c:
+        got = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard", headers=seeded.keys["ann"])
+        assert got.status_code == 200, got.text
+        d = got.json()
+    assert d["learners"] == ["lea", "leo", "lia", "lou"]
+    first, second = d["assignments"]
+    assert first["assignment_id"] == seeded.a1 and second["assignment_id"] == seeded.a2
+    rows = {r["subject"]: r for r in first["rows"]}
+    assert {s: r["status"] for s, r in rows.items()} == {
+        "lea": "finished", "leo": "finished", "lia": "started", "lou": "not started"}
+    # lea: her best lab counts (passed everything on attempt 2); cohort B's lab is not here
+    assert rows["lea"]["score"] == 1.0 and (rows["lea"]["passed"], rows["lea"]["total"]) == (2, 2)
+    assert rows["lea"]["failed_criteria"] == [] and rows["lea"]["graded_lab"] == seeded.labs["lea2"]
+    assert rows["lea"]["attempts_used"] == 2 and rows["lea"]["hints_used"] == 1
+    assert rows["lea"]["time_spent_s"] == 15 * 60  # running time of both labs, not wall time
+    assert rows["leo"]["score"] == pytest.approx(2 / 3, abs=1e-4)
+    assert rows["leo"]["failed_criteria"] == ["route-present"]
+    assert (rows["leo"]["time_spent_s"], rows["leo"]["hints_used"]) == (20 * 60, 2)
+    assert (rows["lia"]["score"], rows["lia"]["time_spent_s"]) == (None, 7 * 60)
+    assert (rows["lou"]["attempts_used"], rows["lou"]["started_at"]) == (0, None)
+    assert (first["learners"], first["started"], first["finished"]) == (4, 3, 2)
+    assert first["mean_score"] == pytest.approx((1.0 + 2 / 3) / 2, abs=1e-3)
+    assert first["median_time_spent_s"] == 15 * 60  # of 7, 15 and 20 minutes
+    assert first["hints_used"] == 3
+    assert first["most_failed"] == [{"criterion": "route-present", "learners": 1,
+                                     "description": "The learner host still routes to the dmz."}]
+    assert (second["started"], second["finished"], second["mean_score"]) == (0, 0, None)
+
+    # The CSV: the same figures, one line per learner and assignment, no formula cell.
+    with seeded.client() as c:
+        got = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard.csv", headers=seeded.keys["ann"])
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    csv_text = got.text
+    assert f'filename="{seeded.cohort_a}.csv"' in got.headers["content-disposition"]
+    table = list(csv.DictReader(io.StringIO(got.text)))
+    assert len(table) == 8
+    by = {(r["assignment_id"], r["learner"]): r for r in table}
+    leo = by[(seeded.a1, "leo")]
+    assert (leo["status"], leo["failed_criteria"], leo["time_spent_min"],
+            leo["hints_used"], leo["criteria_passed"], leo["criteria_total"]) == (
+        "finished", "route-present", "20.0", "2", "1", "2")
+    assert float(leo["score"]) == pytest.approx(2 / 3, abs=1e-4)
+    assert by[(seeded.a2, "lou")]["status"] == "not started"
+    assert {r["cohort"] for r in table} == {"'=HYPERLINK(\"http://evil\")"}
+    assert not any(cell.startswith(("=", "+", "-", "@")) for r in table for cell in r.values())
+
+    # lea's timeline: her two labs of this cohort (not cohort B's), events in time order.
+    with seeded.client() as c:
+        got = c.get(f"/v1/cohorts/{seeded.cohort_a}/learners/lea/timeline",
+                    headers=seeded.keys["ann"])
+    assert got.status_code == 200, got.text
+    labs = got.json()["labs"]
+    assert [lab["scenario_id"] for lab in labs] == [seeded.labs["lea1"], seeded.labs["lea2"]]
+    kinds = [e["kind"] for e in labs[0]["events"]]
+    assert kinds == ["state", "state", "state", "hint", "check", "check", "submitted", "state"]
+    assert labs[0]["events"][4] == {"at": labs[0]["events"][4]["at"], "kind": "check",
+                                    "criterion": "route-present", "passed": False}
+    assert labs[0]["events"][-1]["to"] == "completed"
+
+    # The pages: the dashboard (linked from /teach) and the learner's timeline.
+    with seeded.client() as c:
+        assert c.post("/signin", data={"api_key": seeded.keys["ann"]["x-api-key"]},
+                      headers={"origin": seeded.url}).status_code == 303
+        assert f'href="/teach/cohorts/{seeded.cohort_a}"' in c.get("/teach").text
+        shown = c.get(f"/teach/cohorts/{seeded.cohort_a}")
+        assert shown.status_code == 200 and shown.headers["content-security-policy"]
+        assert '<dd class="fig-finished">2 of 4</dd>' in shown.text
+        assert "=HYPERLINK(&#34;http://evil&#34;)" in shown.text  # text, escaped
+        assert c.get(f"/teach/cohorts/{seeded.cohort_a}/dashboard.csv").text == csv_text
+        page = c.get(f"/teach/cohorts/{seeded.cohort_a}/learners/lea")
+        assert page.status_code == 200 and "submitted for grading" in page.text
+        assert "checked task <code>route-present</code>: not yet" in page.text
+
+
+def test_reads_stay_a_fixed_number_of_queries(db_url: str) -> None:
+    """200 learners x 3 assignments, a lab each: the same few queries as for none."""
+    upgrade(db_url)
+    db = Database(db_url)
+    c = cohorts.create_cohort(db, ANN, "Big class").cohort_id
+    people = [f"l{i:03d}" for i in range(200)]
+    cohorts.enrol_subjects(db, ANN, c, people)
+    now = datetime.now(UTC)
+    ids = [assignments.create_assignment(
+        db, ANN, c, template_id=LAB, opens_at=now - timedelta(hours=1),
+        closes_at=now + timedelta(hours=1), attempts_allowed=1, hints_allowed=True,
+        known_templates={LAB}).assignment_id for _ in range(3)]
+
+    def count_queries(cohort: str) -> tuple[int, dashboard.CohortLabs]:
+        seen: list[str] = []
+
+        def note(*args: object) -> None:
+            seen.append(str(args[2]))
+        engines = {db.engine, getattr(db, "_read_engine", None) or db.engine}
+        for e in engines:
+            event.listen(e, "before_cursor_execute", note)
+        try:
+            data = dashboard.cohort_labs(db, ANN, cohort)
+        finally:
+            for e in engines:
+                event.remove(e, "before_cursor_execute", note)
+        return len(seen), data
+
+    small, _ = count_queries(c)
+    with db.session() as sess:
+        made = [(f"scn-{n:08x}{k:08x}", person, a) for n, person in enumerate(people)
+                for k, a in enumerate(ids)]
+        sess.add_all(Scenario(scenario_id=sid, request_id="r-" + sid, tenant_id="acme",
+                              subject=person, track="netplus", template_id=LAB, plan="PRO",
+                              state="running", created_at=now, updated_at=now, details={})
+                     for sid, person, _ in made)
+        sess.flush()
+        for sid, person, a in made:
+            sess.add(ScenarioTransition(scenario_id=sid, from_state="launching",
+                                        to_state="running", at=now, reason=None))
+            sess.add(AssignmentAttempt(assignment_id=a, subject=person, attempt=1,
+                                       request_id="r-" + sid, scenario_id=sid, at=now))
+    big, data = count_queries(c)
+    assert len(data.labs) == 600 and len(data.learners) == 200
+    assert big == small <= 8
+    db.dispose()
