@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forge.classroom.cohorts import MAX_NAME, new_id
+from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import (
     Assignment,
@@ -83,6 +84,27 @@ def _seat(sess: Session, cohort_id: str, tenant_id: str, subject: str, teaches: 
     elif sess.get(Enrolment, (cohort_id, subject)) is None:
         sess.add(Enrolment(cohort_id=cohort_id, subject=subject, tenant_id=tenant_id,
                            via="lti", enrolled_at=now))
+
+
+def link_course(db: Database, platform: str, context_id: str, tenant_id: str,
+                cohort_id: str) -> None:
+    """Bind an LMS course to an existing cohort (before or after its first launch, as long
+    as no other cohort has it): its launches then enrol into this cohort. 409 otherwise."""
+    now = datetime.now(UTC)
+    try:
+        with db.session() as sess:
+            row = sess.get(LtiContext, (platform, context_id))
+            if row is not None and row.cohort_id != cohort_id:
+                raise ForgeError("lti_course_taken", 409, "context_id: this LMS course "
+                                 "already belongs to another cohort",
+                                 [{"field": "context_id"}])
+            if row is None:
+                sess.add(LtiContext(platform=platform, context_id=context_id,
+                                    tenant_id=tenant_id, cohort_id=cohort_id,
+                                    memberships_url=None, created_at=now))
+    except IntegrityError:
+        raise ForgeError("lti_course_taken", 409, "context_id: this LMS course already "
+                         "belongs to another cohort", [{"field": "context_id"}]) from None
 
 
 def course_of(db: Database, platform: str, context_id: str) -> LtiContext | None:

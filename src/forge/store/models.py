@@ -361,8 +361,8 @@ class LtiGradePost(Base):
     lineitem: Mapped[str] = mapped_column(String(1024))
     lti_user: Mapped[str] = mapped_column(String(255))
     assignment_id: Mapped[str] = mapped_column(String(32))
-    score_given: Mapped[float]
-    score_maximum: Mapped[float]
+    score_given: Mapped[float] = mapped_column(Float)
+    score_maximum: Mapped[float] = mapped_column(Float)
     timestamp: Mapped[str] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(String(16), index=True)
     attempts: Mapped[int] = mapped_column(Integer)

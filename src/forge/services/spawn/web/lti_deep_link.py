@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, lti_links
@@ -121,6 +122,45 @@ async def pick(request: Request) -> Response:
     return response
 
 
+class CourseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    platform: str = Field(min_length=1, max_length=64,
+                          description="The platform's name in the LTI file.")
+    context_id: str = Field(min_length=1, max_length=255,
+                            description="The LMS course id (the launch's context id).")
+
+
+async def _managed(request: Request, cohort_id: str) -> Manager:
+    caller = await current_caller(request)
+    db = spawn_state(request).ctx.db
+    role = await run_in_threadpool(role_of, db, caller.tenant_id, caller.subject)
+    who = Manager(caller.tenant_id, caller.subject,
+                  role if caller.scenario_scope is None else LEARNER)
+
+    def scope() -> None:
+        with db.read() as sess:
+            managed_cohort(sess, who, cohort_id)
+
+    await run_in_threadpool(scope)
+    return who
+
+
+@router.post("/v1/cohorts/{cohort_id}/lti-course", tags=["classroom"])
+async def link_course(cohort_id: str, body: CourseBody, request: Request) -> dict[str, Any]:
+    """Link an LMS course to this cohort (you manage it): launches from that course then
+    enrol into this cohort and open its assignments. The platform must be registered for
+    your tenant; a course already linked to another cohort is 409."""
+    who = await _managed(request, cohort_id)
+    web = lti_web(request)
+    platform = web.registry.platforms.get(body.platform) if web else None
+    if platform is None or platform.tenant_id != who.tenant_id:
+        raise ForgeError("lti_platform_unknown", 404, "platform: no such LMS registered for "
+                         "your organisation", [{"field": "platform"}])
+    await run_in_threadpool(lti_links.link_course, spawn_state(request).ctx.db, platform.name,
+                            body.context_id, who.tenant_id, cohort_id)
+    return {"cohort_id": cohort_id, "platform": platform.name, "context_id": body.context_id}
+
+
 def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str, bool]]:
     out: list[tuple[str, bool]] = []
     for m in members[:MAX_MEMBERS]:
@@ -139,19 +179,9 @@ def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str
 async def sync_roster(cohort_id: str, request: Request) -> dict[str, Any]:
     """Read the roster of the LMS course this cohort came from (Names and Role
     Provisioning) into the cohort: learners enrolled, teachers added as instructors."""
-    caller = await current_caller(request)
-    state = spawn_state(request)
-    db = state.ctx.db
-    role = await run_in_threadpool(role_of, db, caller.tenant_id, caller.subject)
-    who = Manager(caller.tenant_id, caller.subject,
-                  role if caller.scenario_scope is None else LEARNER)
-
-    def scope() -> Any:
-        with db.read() as sess:
-            managed_cohort(sess, who, cohort_id)
-        return lti_links.course_by_cohort(db, cohort_id)
-
-    course = await run_in_threadpool(scope)
+    await _managed(request, cohort_id)
+    db = spawn_state(request).ctx.db
+    course = await run_in_threadpool(lti_links.course_by_cohort, db, cohort_id)
     web = lti_web(request)
     platform = web.registry.platforms.get(course.platform) if course and web else None
     if course is None or platform is None or not course.memberships_url:
