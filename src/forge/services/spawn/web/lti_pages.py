@@ -226,12 +226,12 @@ async def launch(request: Request) -> Response:
         log.warning("lti launch refused: nonce already used")
         return refusal(request, 409, "This launch was already used. Open the activity again "
                        "from your course.")
+    if verified.message_type == DEEP_LINKING and not verified.teaches:
+        return refusal(request, 403, "Only the course's instructors can add Forge labs.")
     cohort_id, found = await run_in_threadpool(_record, request, verified)
     log.info("lti launch: platform=%s type=%s teaches=%s", verified.platform.name,
              verified.message_type, verified.teaches)
     if verified.message_type == DEEP_LINKING:
-        if not verified.teaches:
-            return refusal(request, 403, "Only the course's instructors can add Forge labs.")
         response = _signed_in(request, verified, "/lti/deep-link")
         dl = mint_token(state.settings.sat, LTI_DEEP_LINK, {
             "platform": verified.platform.name, "sub": verified.subject,
