@@ -236,3 +236,25 @@ def grade_of(db: Database, scenario_id: str) -> LtiGradePost | None:
         if row is not None:
             sess.expunge(row)
         return row
+
+
+def list_grades(db: Database, state: str | None = None) -> list[LtiGradePost]:
+    """Owed grades (all, or in one state), newest first, for the operator."""
+    with db.read() as sess:
+        query = select(LtiGradePost).order_by(LtiGradePost.created_at.desc())
+        if state is not None:
+            query = query.where(LtiGradePost.state == state)
+        rows = list(sess.scalars(query.limit(1000)))
+        sess.expunge_all()
+        return rows
+
+
+def requeue_grade(db: Database, scenario_id: str) -> bool:
+    """Post a failed grade again (after the course's line item was fixed); False when the
+    scenario owes no grade or it was already posted."""
+    with db.session() as sess:
+        row = sess.get(LtiGradePost, scenario_id)
+        if row is None or row.state == POSTED:
+            return False
+        row.state, row.next_at = PENDING, datetime.now(UTC)
+        return True

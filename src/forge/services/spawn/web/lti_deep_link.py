@@ -27,7 +27,9 @@ from forge.identity.lti import TEACHING_ROLES, deep_link_response, map_subject
 from forge.identity.lti_config import Platform
 from forge.identity.lti_services import LtiCallFailed, PlatformClient
 from forge.identity.roles import INSTRUCTOR, LEARNER, record_role, role_of
+from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
+from forge.services.spawn.classroom_routes import CohortId
 from forge.services.spawn.web.errors import page_for
 from forge.services.spawn.web.lti_pages import DL_COOKIE, lti_web, refusal
 from forge.services.spawn.web.render import page
@@ -145,8 +147,9 @@ async def _managed(request: Request, cohort_id: str) -> Manager:
     return who
 
 
-@router.post("/v1/cohorts/{cohort_id}/lti-course", tags=["classroom"])
-async def link_course(cohort_id: str, body: CourseBody, request: Request) -> dict[str, Any]:
+@router.post("/v1/cohorts/{cohort_id}/lti-course", tags=["classroom"],
+             responses=errors(401, 403, 404, 409))
+async def link_course(cohort_id: CohortId, body: CourseBody, request: Request) -> dict[str, Any]:
     """Link an LMS course to this cohort (you manage it): launches from that course then
     enrol into this cohort and open its assignments. The platform must be registered for
     your tenant; a course already linked to another cohort is 409."""
@@ -175,8 +178,9 @@ def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str
     return out
 
 
-@router.post("/v1/cohorts/{cohort_id}/lti-roster", tags=["classroom"])
-async def sync_roster(cohort_id: str, request: Request) -> dict[str, Any]:
+@router.post("/v1/cohorts/{cohort_id}/lti-roster", tags=["classroom"],
+             responses=errors(401, 403, 404, 409, 502))
+async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """Read the roster of the LMS course this cohort came from (Names and Role
     Provisioning) into the cohort: learners enrolled, teachers added as instructors."""
     await _managed(request, cohort_id)
