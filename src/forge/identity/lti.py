@@ -43,6 +43,7 @@ from forge.identity.names import valid_id
 TIMEOUT_S = 5.0
 MAX_JWKS_BYTES = 256 * 1024
 CACHE_S = 3600.0
+REFETCH_S = 30.0  # a token naming an unknown key fetches the key set again at most this often
 MAX_ID_TOKEN = 64 * 1024
 CLAIM = "https://purl.imsglobal.org/spec/lti/claim/"
 AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
@@ -149,8 +150,10 @@ class KeyCache:
         url = platform.config.key_set_url
         with self._lock:
             cached = self._sets.get(url)
-        if not fresh and cached is not None and time.monotonic() - cached[1] < CACHE_S:
-            return cached[0]
+        age = time.monotonic() - cached[1] if cached is not None else None
+        if cached is not None and age is not None and (
+                age < REFETCH_S or (not fresh and age < CACHE_S)):
+            return cached[0]  # forged tokens naming new key ids cannot make us fetch
         if not platform.allowed(url):
             raise _untrusted("key set URL not allowed")
         doc = fetch_json_sync(url, MAX_JWKS_BYTES, "key set")
@@ -315,6 +318,8 @@ def verify_launch(registry: LtiRegistry, keys: KeyCache, pending: Pending,
         raise
     except LtiException as exc:
         raise _untrusted(f"pylti1p3 refused the launch: {str(exc)[:120]}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # claims of odd types
+        raise _untrusted(f"launch message is malformed ({type(exc).__name__})") from None
     body: dict[str, Any] = dict(launch.get_launch_data())
     if platform.config.client_id not in audiences:
         raise _untrusted("id_token audience is not this tool")
