@@ -8,7 +8,7 @@ assignment with a 100-point line item); a learner's resource-link launch lands s
 on that assignment with its Start button; the course roster is read into the cohort
 (Names and Role Provisioning); the learner starts the lab through the assignment gate, and
 when the verdict is announced (`forge.score.finalized` on the bus, as the scoreboard does
-once it has signed) the scoreboard's grade poster owes the grade, keeps it while the
+once it has signed) the scoreboard (real app, same LTI file) owes the grade, keeps it while the
 platform is down, and posts it (scoreGiven/scoreMaximum, Completed, FullyGraded) with a
 client-credentials token once the platform is back.
 """
@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer, Publisher
 from forge.bus.contracts import ScoreFinalizedV1, publish_event
 from forge.classroom import lti_links
 from forge.classroom.cohorts import enrolled_cohorts
-from forge.config import load_settings
+from forge.config import Settings, load_settings
 from forge.entitlements.grants import grant
-from forge.identity.lti_config import load_lti
 from forge.identity.roles import role_of
 from forge.services.common.bus import bus_credentials, bus_streams
-from forge.services.scoreboard.lti_grades import GradePoster
+from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.store.models import LtiGradePost
 
 from ..services.conftest import prod_environ
@@ -62,15 +65,28 @@ def _finalized(scenario_id: str, subject: str) -> ScoreFinalizedV1:
         bundle_sha256=SHA, verdict_sha256=SHA, verdict_pub_sha256=SHA, key_id="k1")
 
 
-async def _until(check: object, what: str) -> None:
-    for _ in range(300):
-        if await asyncio.to_thread(check):  # type: ignore[arg-type]
+def _until(check: Callable[[], bool], what: str) -> None:
+    for _ in range(600):
+        if check():
             return
-        await asyncio.sleep(0.1)
+        time.sleep(0.1)
     raise AssertionError(f"never happened: {what}")
 
 
-async def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsServer,
+async def _announce(settings: Settings, scenario_id: str, subject: str) -> None:
+    """Publish `forge.score.finalized` as the scoreboard's bus identity."""
+    publisher = Publisher(settings.nats_url, name="test-scoreboard",
+                          credentials=bus_credentials(settings, "scoreboard"),
+                          streams=bus_streams(settings))
+    try:
+        await publisher.start(wait=3.0)
+        await publish_event(publisher, _finalized(scenario_id, subject),
+                            msg_id=f"{scenario_id}-finalized")
+    finally:
+        await publisher.close()
+
+
+def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsServer,
                                                           db_url: str) -> None:
     environ = prod_environ(tmp_path / "storage", **nats.client_env(), FORGE_DB_URL=db_url,
                            FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
@@ -140,24 +156,19 @@ async def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: 
             assert start.status_code == 303, start.text
             scenario_id = start.headers["location"].rsplit("/", 1)[-1]
 
-            # The verdict is announced; the platform is down at first: the grade is kept.
-            settings = load_settings(forge.environ)
-            poster = GradePoster(settings, db, load_lti(Path(forge.lti_file)), poll_s=0.2)
+            # The verdict is announced (as the scoreboard does once it signed) to a scoreboard
+            # with the same LTI file; the platform is down at first: the grade is kept.
             emu.down = True
-            await poster.start()
-            publisher = Publisher(settings.nats_url, name="test-scoreboard",
-                                  credentials=bus_credentials(settings, "scoreboard"),
-                                  streams=bus_streams(settings))
-            try:
-                await publisher.start(wait=3.0)
-                await publish_event(publisher, _finalized(scenario_id, "lti.lena"),
-                                    msg_id=f"{scenario_id}-finalized")
+            sb_env = {**forge.environ, "STORAGE_ROOT": str(tmp_path / "scoreboard")}
+            settings = load_settings(sb_env)
+            with TestClient(build_scoreboard(settings, lti_poll_s=0.2)):
+                asyncio.run(_announce(settings, scenario_id, "lti.lena"))
 
                 def failed_once() -> bool:
                     row = lti_links.grade_of(db, scenario_id)
                     return row is not None and row.attempts >= 1
 
-                await _until(failed_once, "a first post refused by the platform")
+                _until(failed_once, "a first post refused by the platform")
                 row = lti_links.grade_of(db, scenario_id)
                 assert row is not None and row.state == "pending"
                 assert row.last_error == "score post answered HTTP 503" and not emu.scores
@@ -167,10 +178,7 @@ async def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: 
                     kept = sess.get(LtiGradePost, scenario_id)
                     assert kept is not None
                     kept.next_at = datetime.now(UTC)
-                grade = await asyncio.to_thread(emu.wait_for_grade, "lena", 60)
-            finally:
-                await publisher.close()
-                await poster.stop()
+                grade = emu.wait_for_grade("lena", 60)
             assert grade == {"scoreGiven": 50.0, "scoreMaximum": 100.0,
                              "activityProgress": "Completed",
                              "gradingProgress": "FullyGraded",

@@ -31,6 +31,14 @@ Helpers for other tests (the classroom end-to-end test):
 
     emulator.registration(tenant: str, forge_base_url: str) -> dict
         The `platforms:` entry of Forge's LTI file for this emulator.
+
+    write_lti_file(tmp: Path, forge_base_url: str, platforms: dict) -> Path
+        Forge's LTI file with a fresh tool key: set FORGE_LTI_FILE to it for spawn_service
+        AND the scoreboard (the scoreboard posts the grades), e.g.
+        `write_lti_file(tmp, spawn_url, {emu.name: emu.registration("acme", spawn_url)})`.
+
+    Start the emulator with `with lti_platform() as emu:` and set `emu.forge_jwks_url` to
+    `<spawn_url>/lti/jwks` (its token endpoint checks Forge's client assertions there).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -91,7 +100,8 @@ class LtiPlatformEmulator:
 
     def registration(self, tenant: str, forge_base_url: str) -> dict[str, Any]:
         """This emulator's entry under `platforms:` of Forge's LTI file."""
-        self.forge_jwks_url = forge_base_url.rstrip("/") + "/lti/jwks"
+        if forge_base_url:
+            self.forge_jwks_url = forge_base_url.rstrip("/") + "/lti/jwks"
         return {"tenant": tenant, "issuer": self.issuer, "client_id": self.client_id,
                 "deployment_ids": [self.deployment_id],
                 "auth_login_url": f"{self.issuer}/auth", "auth_token_url": f"{self.issuer}/token",
@@ -321,26 +331,34 @@ class LtiForge:
         return httpx.Client(base_url=self.url, timeout=30)
 
 
-@contextmanager
-def forge_with_lti(tmp: Any, environ: dict[str, str],
-                   platforms: dict[str, dict[str, Any]]) -> Iterator[LtiForge]:
-    """Start spawn_service (settings from `environ`) whose LTI file names a fresh tool key
-    and `platforms` (name -> registration; a registration may refer to "{forge}", the
-    base URL, which is only known once the port is chosen)."""
+def write_lti_file(tmp: Path, forge_base_url: str, platforms: dict[str, dict[str, Any]]
+                   ) -> Path:
+    """Forge's LTI file (`FORGE_LTI_FILE`, for spawn_service and the scoreboard alike) in
+    `tmp`: a tool key made once, this site's URL and `platforms` (name -> registration)."""
     import yaml
 
-    from forge.config import load_settings
     from forge.identity.lti_config import generate_key
-    from forge.services.spawn.app import build_app
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     key = tmp / "lti-tool.pem"
     if not key.exists():
         generate_key(key)
     path = tmp / "lti.yaml"
-    path.write_text(yaml.safe_dump({"tool": {"base_url": base, "private_key_file": str(key)},
+    path.write_text(yaml.safe_dump({"tool": {"base_url": forge_base_url,
+                                             "private_key_file": str(key)},
                                     "platforms": platforms}))
+    return path
+
+
+@contextmanager
+def forge_with_lti(tmp: Path, environ: dict[str, str],
+                   platforms: dict[str, dict[str, Any]]) -> Iterator[LtiForge]:
+    """Start spawn_service (settings from `environ`) whose LTI file registers `platforms`."""
+    from forge.config import load_settings
+    from forge.services.spawn.app import build_app
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    path = write_lti_file(tmp, base, platforms)
     env = {**environ, "FORGE_LTI_FILE": str(path)}
     app = build_app(load_settings(env))
     with live_server(app, port=port):

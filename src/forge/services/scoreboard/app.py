@@ -53,12 +53,13 @@ def _nats(state: ScoreboardState) -> str:
 
 
 def build_app(settings: Settings, *, pause_retry_s: float | None = None,
-              **consumer_options: Any) -> FastAPI:
+              lti_poll_s: float | None = None, **consumer_options: Any) -> FastAPI:
     """The scoreboard FastAPI app; templates load now, so a bad template stops startup.
 
     `consumer_options` (max_deliver, backoff, ...) tune the durable consumer;
     `pause_retry_s` is how soon a paused completion (no key, storage) is retried
-    (default: FORGE_SCOREBOARD_PAUSE_RETRY_S).
+    (default: FORGE_SCOREBOARD_PAUSE_RETRY_S); `lti_poll_s` how often owed LTI grades are
+    looked at besides when a verdict owes one (default 5 s).
     """
     ctx = make_context(NAME, settings)
     registry = TemplateRegistry.load(settings.templates_dir)
@@ -77,7 +78,8 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     grades: GradePoster | None = None
     if settings.lti_file is not None:  # LTI grade passback (issue 18 item 4)
         try:
-            grades = GradePoster(settings, ctx.db, load_lti(settings.lti_file))
+            grades = GradePoster(settings, ctx.db, load_lti(settings.lti_file),
+                                 **({} if lti_poll_s is None else {"poll_s": lti_poll_s}))
         except LtiConfigError as exc:
             raise ConfigError(settings.env.value, [str(exc)]) from None
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
