@@ -66,6 +66,7 @@ COOKIE_PATH = "/lti/"
 DL_COOKIE = "forge_lti_dl"
 NONCE_KIND = "LTIN"
 MAX_FIELD = 64 * 1024
+MAX_DL_COOKIE = 3800  # browsers keep cookies of up to about 4 KiB
 
 
 @dataclass
@@ -237,6 +238,9 @@ async def launch(request: Request) -> Response:
             "platform": verified.platform.name, "sub": verified.subject,
             "deployment_id": verified.deployment_id, "cohort_id": cohort_id,
             "settings": dict(verified.deep_link or {})})
+        if len(dl) > MAX_DL_COOKIE:  # a browser drops a larger cookie: say so now
+            return refusal(request, 400, "Your course sent more than Forge can keep while "
+                           "you choose a lab. Tell your administrator.")
         set_cookie(response, request, DL_COOKIE, dl, LTI_DEEP_LINK.ttl_s)
         return response
     if verified.teaches:
