@@ -10,8 +10,6 @@ import yaml
 
 from forge.identity.lti_config import LtiConfigError, generate_key, load_lti
 
-pytestmark = pytest.mark.no_store
-
 
 def _write(tmp: Path, data: object) -> Path:
     path = tmp / "lti.yaml"
@@ -74,3 +72,20 @@ def test_two_registrations_of_one_client_are_refused(tmp_path: Path) -> None:
     platforms["copy"] = dict(platforms["canvas"])
     with pytest.raises(LtiConfigError, match="same issuer and client_id"):
         load_lti(_write(tmp_path, data))
+
+
+def test_an_invalid_file_stops_both_services_at_start(tmp_path: Path,
+                                                      sqlite_only_store: str) -> None:
+    from forge.config import load_settings
+    from forge.config.settings import ConfigError
+    from forge.services.scoreboard.app import build_app as build_scoreboard
+    from forge.services.spawn.app import build_app as build_spawn
+
+    data = _good(tmp_path)
+    data["platforms"]["canvas"]["key_set_url"] = "http://10.0.0.1/jwks"  # type: ignore[index]
+    env = {"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path / "s"),
+           "FORGE_DB_URL": f"sqlite:///{tmp_path / 'forge.db'}",
+           "FORGE_LTI_FILE": str(_write(tmp_path, data))}
+    for build in (build_spawn, build_scoreboard):
+        with pytest.raises(ConfigError, match=r"platforms\.canvas\.key_set_url"):
+            build(load_settings(env))

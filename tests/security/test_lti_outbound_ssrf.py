@@ -27,8 +27,6 @@ from forge.identity.lti_services import LtiCallFailed, PlatformClient
 
 from ..live_server import live_server
 
-pytestmark = pytest.mark.no_store
-
 
 def _file(tmp: Path, **platform: object) -> Path:
     key = tmp / "tool.pem"
