@@ -144,15 +144,18 @@ def test_a_replayed_launch_is_refused(shared: World) -> None:
     browser = w.forge.browser()
     login = w.acme.login_url(w.forge.url, "rex", custom={"forge_assignment": w.assignment_id})
     started = browser.get(login, follow_redirects=False)
+    captured = {c.name: c.value or "" for c in browser.cookies.jar
+                if c.name.startswith("forge_lti_")}  # the login cookie, stolen
+    assert len(captured) == 1
     form = httpx.get(started.headers["location"], timeout=30).json()
     first = browser.post(form["action"], data=form["fields"], follow_redirects=False)
     assert first.status_code == 200 and landing_of(first).startswith("/lti/assignment/")
-    again = browser.post(form["action"], data=form["fields"], follow_redirects=False)
-    refused(again, 409, "already used")
-    thief = w.forge.browser()  # the launch and the login cookie, stolen
-    for cookie in browser.cookies.jar:
-        if cookie.name.startswith("forge_lti_"):
-            thief.cookies.set(cookie.name, cookie.value or "", path="/lti/")
+    # The login cookie ends with its launch: the same browser cannot post it again.
+    refused(browser.post(form["action"], data=form["fields"], follow_redirects=False), 403,
+            "another browser")
+    thief = w.forge.browser()  # with the captured launch and login cookie: nonce used
+    for name, value in captured.items():
+        thief.cookies.set(name, value, path="/lti/")
     refused(thief.post(form["action"], data=form["fields"], follow_redirects=False), 409,
             "already used")
 

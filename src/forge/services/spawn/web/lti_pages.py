@@ -232,6 +232,17 @@ async def launch(request: Request) -> Response:
     cohort_id, found = await run_in_threadpool(_record, request, verified)
     log.info("lti launch: platform=%s type=%s teaches=%s", verified.platform.name,
              verified.message_type, verified.teaches)
+    response = await _landing(request, verified, cohort_id, found)
+    response.delete_cookie(_cookie_name(pending.state), path=COOKIE_PATH,
+                           secure=is_https(request), httponly=True,
+                           samesite=_samesite(request))  # type: ignore[arg-type]
+    return response
+
+
+async def _landing(request: Request, verified: Launch, cohort_id: str, found: Any
+                   ) -> Response:
+    """Where a verified launch goes: deep linking's pick page, /teach, or the assignment."""
+    state = spawn_state(request)
     if verified.message_type == DEEP_LINKING:
         response = _signed_in(request, verified, "/lti/deep-link")
         dl = mint_token(state.settings.sat, LTI_DEEP_LINK, {
