@@ -23,6 +23,7 @@ from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SPAWN,
     DURABLE_ORCHESTRATOR_SUBMIT,
     DURABLE_SCOREBOARD_COMPLETED,
+    DURABLE_SCOREBOARD_LTI_GRADES,
     DURABLE_SPAWN_LIFECYCLE,
     SCENARIO_COMPLETED,
     SCENARIO_SUBMIT,
@@ -55,6 +56,7 @@ def test_every_service_durable_is_granted_to_its_service_only() -> None:
         DURABLE_ORCHESTRATOR_SPAWN: "orchestrator",
         DURABLE_ORCHESTRATOR_SUBMIT: "orchestrator",
         DURABLE_SCOREBOARD_COMPLETED: "scoreboard",
+        DURABLE_SCOREBOARD_LTI_GRADES: "scoreboard",
     }
 
 

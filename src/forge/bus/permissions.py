@@ -22,6 +22,7 @@ from forge.bus.subjects import (
     DURABLE_ORCHESTRATOR_SPAWN,
     DURABLE_ORCHESTRATOR_SUBMIT,
     DURABLE_SCOREBOARD_COMPLETED,
+    DURABLE_SCOREBOARD_LTI_GRADES,
     DURABLE_SPAWN_LIFECYCLE,
     FORGE_STREAMS,
     NODE_STREAM,
@@ -87,7 +88,10 @@ GRANTS: Mapping[str, Grant] = {
     ),
     "scoreboard": Grant(
         publish=(SCORE_FINALIZED,),
-        consumers=((DURABLE_SCOREBOARD_COMPLETED, SCENARIO_COMPLETED),),
+        consumers=((DURABLE_SCOREBOARD_COMPLETED, SCENARIO_COMPLETED),
+                   # LTI grade passback: a signed verdict of a launched assignment is owed
+                   # to its platform (issue 18 item 4).
+                   (DURABLE_SCOREBOARD_LTI_GRADES, SCORE_FINALIZED)),
         # Retention (`forge retention run` speaks as the scoreboard) deletes a scenario's
         # evidence packs with its expired results: "delete" = read, plus the deleted marker
         # and the chunk purge, but never writing chunks.

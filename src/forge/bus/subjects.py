@@ -57,6 +57,8 @@ DURABLE_ORCHESTRATOR_SPAWN = "orchestrator-spawn"
 DURABLE_ORCHESTRATOR_SUBMIT = "orchestrator-submit"
 DURABLE_SCOREBOARD_COMPLETED = "scoreboard-completed"
 DURABLE_SPAWN_LIFECYCLE = "spawn-lifecycle"
+# LTI grade passback (issue 18 item 4): the scoreboard hears its own verdicts to owe grades.
+DURABLE_SCOREBOARD_LTI_GRADES = "scoreboard-lti-grades"
 
 _SUBJECT_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _FILTER_RE = re.compile(r"^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$")

@@ -293,6 +293,9 @@ class Settings(BaseSettings):
     # <STORAGE_ROOT>/oidc.yaml is used when it exists (forge.identity.oidc_config).
     oidc_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var(
         "FORGE_OIDC_FILE")
+    # LTI 1.3 (issue 18 item 4): the tool key and the LMS platforms registered by the
+    # operator (forge.identity.lti_config); unset: no LMS launches into Forge.
+    lti_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var("FORGE_LTI_FILE")
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

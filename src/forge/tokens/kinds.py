@@ -56,6 +56,13 @@ OIDC_PENDING = TokenKind(
     "OIDCP", "forge_oidc_callback", 10 * 60, ("tenant_id", "state", "nonce", "verifier")
 )
 
+# An LTI 1.3 login under way (issue 18 item 4): the platform, state and nonce, kept in a
+# cookie of the browser the platform sent to the login initiation; the launch must match it.
+LTI_PENDING = TokenKind("LTIP", "forge_lti_launch", 10 * 60, ("platform", "state", "nonce"))
+# A verified LTI deep linking request, carried by the instructor's pick form to its POST.
+LTI_DEEP_LINK = TokenKind("LTIDL", "forge_lti_deep_link", 30 * 60, ("platform", "sub",
+                                                                     "deployment_id"))
+
 
 class TokenMismatch(TokenError):
     """Two tokens that must describe the same caller or scenario disagree."""
@@ -75,6 +82,8 @@ def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
         "RCPT": settings.receipt,
         "CHK": settings.receipt,
         "OIDCP": settings.sat,
+        "LTIP": settings.sat,
+        "LTIDL": settings.sat,
     }
     return rings[kind.typ]
 

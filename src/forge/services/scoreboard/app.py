@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from forge.bus import Publisher, register_consumer_metrics
-from forge.config.settings import Settings
+from forge.config.settings import ConfigError, Settings
+from forge.identity.lti_config import LtiConfigError, load_lti
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.artifact_stores import ObjectStoreArtifactStore, make_artifact_store
 from forge.services.common.bus import bus_credentials, bus_streams
@@ -22,6 +23,7 @@ from forge.services.scoreboard import (
     summary_routes,
 )
 from forge.services.scoreboard.leaderboard import ScoreIndex
+from forge.services.scoreboard.lti_grades import GradePoster
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.state import ScoreboardState
 from forge.signing.keystore import NoSigningKey
@@ -52,12 +54,13 @@ def _nats(state: ScoreboardState) -> str:
 
 
 def build_app(settings: Settings, *, pause_retry_s: float | None = None,
-              **consumer_options: Any) -> FastAPI:
+              lti_poll_s: float | None = None, **consumer_options: Any) -> FastAPI:
     """The scoreboard FastAPI app; templates load now, so a bad template stops startup.
 
     `consumer_options` (max_deliver, backoff, ...) tune the durable consumer;
     `pause_retry_s` is how soon a paused completion (no key, storage) is retried
-    (default: FORGE_SCOREBOARD_PAUSE_RETRY_S).
+    (default: FORGE_SCOREBOARD_PAUSE_RETRY_S); `lti_poll_s` how often owed LTI grades are
+    looked at besides when a verdict owes one (default 5 s).
     """
     ctx = make_context(NAME, settings)
     registry = TemplateRegistry.load(settings.templates_dir)
@@ -73,6 +76,13 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
         pause_retry_s=settings.scoreboard_pause_retry_s if pause_retry_s is None
         else pause_retry_s)
     consumer = state.make_consumer()
+    grades: GradePoster | None = None
+    if settings.lti_file is not None:  # LTI grade passback (issue 18 item 4)
+        try:
+            grades = GradePoster(settings, ctx.db, load_lti(settings.lti_file),
+                                 **({} if lti_poll_s is None else {"poll_s": lti_poll_s}))
+        except LtiConfigError as exc:
+            raise ConfigError(settings.env.value, [str(exc)]) from None
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
     ctx.readiness.add("signing_key", lambda: _signing_key(state))
     ctx.readiness.add("templates", lambda: f"{len(registry)} templates loaded")
@@ -90,8 +100,12 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
                             key.key_id, state.scorer.keyring.directory)
         await state.publisher.start(wait=3.0)
         await consumer.start(wait=3.0)
+        if grades is not None:
+            await grades.start()
 
     async def stop() -> None:
+        if grades is not None:
+            await grades.stop()
         if state.consumer is not None:
             await state.consumer.stop()
         await state.publisher.close()
@@ -100,6 +114,7 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     ctx.shutdown.append(stop)
     app = create_app(ctx)
     app.state.scoreboard = state
+    app.state.lti_grades = grades
     app.include_router(routes.router)
     app.include_router(operator_facts.router)
     app.include_router(recording_routes.router)

@@ -15,6 +15,8 @@ from forge.services.spawn.web import (
     dashboard_api,
     dashboard_pages,
     learner,
+    lti_deep_link,
+    lti_pages,
     oidc_pages,
     ops,
     recordings,
@@ -49,5 +51,7 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     app.include_router(account.router)
     app.include_router(tasks.router)
     oidc_pages.install(app, settings)  # sign-in with a tenant's identity provider (issue 18)
+    lti_pages.install(app, settings)  # launches from an LMS, LTI 1.3 (issue 18 item 4)
+    app.include_router(lti_deep_link.router)
     install_error_pages(app)  # browsers get pages, the JSON API keeps its error bodies
     app.mount("/static", StaticFiles(packages=[(WEB_PACKAGE, STATIC_DIR)]), name="static")

@@ -1,0 +1,260 @@
+"""What LTI launches leave in the store: an LMS course (context) is a cohort, a launched
+learner is enrolled in it, their line item is remembered per assignment, and a signed
+verdict of such an assignment becomes a grade owed to the platform (the outbox) that is
+posted and retried until the platform takes it (issue 18 item 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from forge.classroom.cohorts import MAX_NAME, new_id
+from forge.errors import ForgeError
+from forge.store.db import Database
+from forge.store.models import (
+    Assignment,
+    AssignmentAttempt,
+    Cohort,
+    CohortStaff,
+    Enrolment,
+    LtiContext,
+    LtiGradeLink,
+    LtiGradePost,
+)
+
+PENDING, POSTED, FAILED = "pending", "posted", "failed"
+MAX_BACKOFF = timedelta(hours=1)
+FIRST_BACKOFF_S = 2.0
+
+
+@dataclass(frozen=True)
+class CourseSeat:
+    """Who launched from which course: the platform's name, the tenant, the course and
+    the person (their Forge subject and whether they teach it)."""
+
+    platform: str
+    tenant_id: str
+    context_id: str
+    title: str
+    subject: str
+    teaches: bool
+    memberships_url: str | None = None
+
+
+def course_cohort(db: Database, seat: CourseSeat) -> str:
+    """The cohort of this course (made at its first launch, named after the course), with
+    the person enrolled as a learner or added as its instructor; idempotent."""
+    now = datetime.now(UTC)
+    for _ in range(3):
+        try:
+            with db.session() as sess:
+                row = sess.get(LtiContext, (seat.platform, seat.context_id))
+                if row is None:
+                    name = (seat.title.strip() or f"LMS course {seat.context_id}")[:MAX_NAME]
+                    cohort = Cohort(cohort_id=new_id("coh"), tenant_id=seat.tenant_id,
+                                    name=name, created_by=seat.subject, idp_group=None,
+                                    created_at=now)
+                    sess.add(cohort)
+                    sess.flush()
+                    row = LtiContext(platform=seat.platform, context_id=seat.context_id,
+                                     tenant_id=seat.tenant_id, cohort_id=cohort.cohort_id,
+                                     memberships_url=seat.memberships_url, created_at=now)
+                    sess.add(row)
+                elif seat.memberships_url:
+                    row.memberships_url = seat.memberships_url
+                cohort_id = row.cohort_id
+                _seat(sess, cohort_id, seat.tenant_id, seat.subject, seat.teaches, now)
+                return cohort_id
+        except IntegrityError:
+            continue  # the same course's first launch by two people at once: read it again
+    raise RuntimeError("LTI course could not be recorded")
+
+
+def _seat(sess: Session, cohort_id: str, tenant_id: str, subject: str, teaches: bool,
+          now: datetime) -> None:
+    if teaches:
+        if sess.get(CohortStaff, (cohort_id, subject)) is None:
+            sess.add(CohortStaff(cohort_id=cohort_id, subject=subject))
+    elif sess.get(Enrolment, (cohort_id, subject)) is None:
+        sess.add(Enrolment(cohort_id=cohort_id, subject=subject, tenant_id=tenant_id,
+                           via="lti", enrolled_at=now))
+
+
+def link_course(db: Database, platform: str, context_id: str, tenant_id: str,
+                cohort_id: str) -> None:
+    """Bind an LMS course to an existing cohort (before or after its first launch, as long
+    as no other cohort has it): its launches then enrol into this cohort. 409 otherwise."""
+    now = datetime.now(UTC)
+    try:
+        with db.session() as sess:
+            row = sess.get(LtiContext, (platform, context_id))
+            if row is not None and row.cohort_id != cohort_id:
+                raise ForgeError("lti_course_taken", 409, "context_id: this LMS course "
+                                 "already belongs to another cohort",
+                                 [{"field": "context_id"}])
+            if row is None:
+                sess.add(LtiContext(platform=platform, context_id=context_id,
+                                    tenant_id=tenant_id, cohort_id=cohort_id,
+                                    memberships_url=None, created_at=now))
+    except IntegrityError:
+        raise ForgeError("lti_course_taken", 409, "context_id: this LMS course already "
+                         "belongs to another cohort", [{"field": "context_id"}]) from None
+
+
+def course_of(db: Database, platform: str, context_id: str) -> LtiContext | None:
+    """The recorded course (None before its first launch)."""
+    with db.read() as sess:
+        row = sess.get(LtiContext, (platform, context_id))
+        if row is not None:
+            sess.expunge(row)
+        return row
+
+
+def course_by_cohort(db: Database, cohort_id: str) -> LtiContext | None:
+    """The LMS course a cohort came from, if any."""
+    with db.read() as sess:
+        row = sess.scalars(select(LtiContext).where(LtiContext.cohort_id == cohort_id)).first()
+        if row is not None:
+            sess.expunge(row)
+        return row
+
+
+def enrol_roster(db: Database, cohort_id: str, tenant_id: str,
+                 people: Sequence[tuple[str, bool]]) -> int:
+    """Put a course roster (subject, teaches) into the cohort; the number newly added."""
+    now = datetime.now(UTC)
+    added = 0
+    with db.session() as sess:
+        for subject, teaches in dict.fromkeys(people):
+            table = CohortStaff if teaches else Enrolment
+            if sess.get(table, (cohort_id, subject)) is None:
+                added += 1
+            _seat(sess, cohort_id, tenant_id, subject, teaches, now)
+    return added
+
+
+def course_assignment(db: Database, cohort_id: str, assignment_id: object) -> Assignment | None:
+    """The assignment if it belongs to this course's cohort (else None: never another's)."""
+    if not isinstance(assignment_id, str) or len(assignment_id) > 32:
+        return None
+    with db.read() as sess:
+        row = sess.get(Assignment, assignment_id)
+        if row is None or row.cohort_id != cohort_id:
+            return None
+        sess.expunge(row)
+        return row
+
+
+def link_grade(db: Database, assignment_id: str, subject: str, platform: str, lti_user: str,
+               lineitem: str) -> None:
+    """Remember where this learner's score of the assignment goes (their last launch)."""
+    now = datetime.now(UTC)
+    for _ in range(2):
+        try:
+            with db.session() as sess:
+                row = sess.get(LtiGradeLink, (assignment_id, subject))
+                if row is None:
+                    sess.add(LtiGradeLink(assignment_id=assignment_id, subject=subject,
+                                          platform=platform, lti_user=lti_user,
+                                          lineitem=lineitem, updated_at=now))
+                else:
+                    row.platform, row.lti_user, row.lineitem = platform, lti_user, lineitem
+                    row.updated_at = now
+            return
+        except IntegrityError:
+            continue
+
+
+def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -> bool:
+    """Record the grade a signed verdict owes a platform (once per scenario): True when the
+    lab was started for an assignment launched from an LMS, False otherwise."""
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        if sess.get(LtiGradePost, scenario_id) is not None:
+            return True
+        attempt = sess.scalars(select(AssignmentAttempt).where(
+            AssignmentAttempt.scenario_id == scenario_id)).first()
+        if attempt is None:
+            return False
+        link = sess.get(LtiGradeLink, (attempt.assignment_id, attempt.subject))
+        if link is None:
+            return False
+        sess.add(LtiGradePost(
+            scenario_id=scenario_id, platform=link.platform, lineitem=link.lineitem,
+            lti_user=link.lti_user, assignment_id=attempt.assignment_id,
+            score_given=round(float(score) * 100, 2), score_maximum=100.0,
+            timestamp=completed_at, state=PENDING, attempts=0, next_at=now,
+            last_error=None, posted_at=None, created_at=now))
+    return True
+
+
+def due_grades(db: Database, now: datetime, limit: int = 20) -> list[LtiGradePost]:
+    """Grades to post now (pending, their retry time reached), oldest first."""
+    with db.read() as sess:
+        rows = list(sess.scalars(select(LtiGradePost).where(
+            LtiGradePost.state == PENDING, LtiGradePost.next_at <= now)
+            .order_by(LtiGradePost.next_at).limit(limit)))
+        sess.expunge_all()
+        return rows
+
+
+def grade_posted(db: Database, scenario_id: str) -> None:
+    """The platform took the grade."""
+    with db.session() as sess:
+        row = sess.get(LtiGradePost, scenario_id)
+        if row is not None:
+            row.state, row.posted_at, row.last_error = POSTED, datetime.now(UTC), None
+            row.attempts += 1
+
+
+def grade_retry(db: Database, scenario_id: str, error: str, *, final: bool = False) -> None:
+    """The post failed: try again later (backoff doubling up to an hour), or give up
+    (`final`: the platform refused the grade itself); the reason is kept for operators."""
+    with db.session() as sess:
+        row = sess.get(LtiGradePost, scenario_id)
+        if row is None:
+            return
+        row.attempts += 1
+        row.last_error = error[:300]
+        if final:
+            row.state = FAILED
+            return
+        delay = min(MAX_BACKOFF, timedelta(seconds=FIRST_BACKOFF_S * 2 ** min(row.attempts, 12)))
+        row.next_at = datetime.now(UTC) + delay
+
+
+def grade_of(db: Database, scenario_id: str) -> LtiGradePost | None:
+    """The grade owed for a scenario (state, attempts, last error), if any."""
+    with db.read() as sess:
+        row = sess.get(LtiGradePost, scenario_id)
+        if row is not None:
+            sess.expunge(row)
+        return row
+
+
+def list_grades(db: Database, state: str | None = None) -> list[LtiGradePost]:
+    """Owed grades (all, or in one state), newest first, for the operator."""
+    with db.read() as sess:
+        query = select(LtiGradePost).order_by(LtiGradePost.created_at.desc())
+        if state is not None:
+            query = query.where(LtiGradePost.state == state)
+        rows = list(sess.scalars(query.limit(1000)))
+        sess.expunge_all()
+        return rows
+
+
+def requeue_grade(db: Database, scenario_id: str) -> bool:
+    """Post a failed grade again (after the course's line item was fixed); False when the
+    scenario owes no grade or it was already posted."""
+    with db.session() as sess:
+        row = sess.get(LtiGradePost, scenario_id)
+        if row is None or row.state == POSTED:
+            return False
+        row.state, row.next_at = PENDING, datetime.now(UTC)
+        return True

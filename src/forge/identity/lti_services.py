@@ -1,0 +1,142 @@
+"""Calls Forge makes to an LTI platform as its tool: an OAuth2 token by client credentials
+(a client assertion JWT signed by our tool key), a score posted to a line item (Assignment
+and Grade Services) and a course roster read (Names and Role Provisioning).
+
+Every URL must pass the platform's endpoint check (`Platform.allowed`: https, internal
+hosts only where the issuer is), answers are read with a size bound and a timeout and no
+redirects are followed. Failures are `LtiCallFailed`, `final` when retrying cannot help
+(the platform refused the request itself), never carrying a token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import jwt
+from pylti1p3.grade import Grade
+
+from forge.identity.lti_config import LtiRegistry, Platform
+
+TIMEOUT_S = 10.0
+MAX_ANSWER = 1024 * 1024
+SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
+NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
+MEMBERS_TYPE = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
+FINAL_STATUSES = (400, 403, 404, 405, 410, 422)
+
+
+class LtiCallFailed(Exception):
+    """A call to the platform failed; `final` when it refused the request itself."""
+
+    def __init__(self, reason: str, final: bool = False) -> None:
+        super().__init__(reason)
+        self.final = final
+
+
+@dataclass
+class _Token:
+    value: str
+    until: float
+
+
+class PlatformClient:
+    """Tokens (cached until shortly before they end) and the calls made with them."""
+
+    def __init__(self, registry: LtiRegistry, http: httpx.AsyncClient) -> None:
+        self.registry, self.http = registry, http
+        self._tokens: dict[tuple[str, str], _Token] = {}
+
+    def _check(self, platform: Platform, url: str) -> None:
+        if not platform.allowed(url):
+            raise LtiCallFailed(f"URL of platform {platform.name} not allowed", final=True)
+
+    def client_assertion(self, platform: Platform) -> str:
+        """The JWT that proves to the platform's token endpoint that we are its tool."""
+        cfg = platform.config
+        now = int(time.time())
+        return jwt.encode({"iss": cfg.client_id, "sub": cfg.client_id,
+                           "aud": cfg.auth_audience or cfg.auth_token_url, "iat": now,
+                           "exp": now + 300, "jti": uuid.uuid4().hex},
+                          self.registry.key.private_pem, algorithm="RS256",
+                          headers={"kid": self.registry.key.kid})
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        try:
+            async with self.http.stream(method, url, timeout=TIMEOUT_S, follow_redirects=False,
+                                        **kwargs) as resp:
+                body = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > MAX_ANSWER:
+                        raise LtiCallFailed(f"answer larger than {MAX_ANSWER} bytes")
+                return resp.status_code, bytes(body)
+        except httpx.HTTPError as exc:
+            raise LtiCallFailed(f"platform unreachable ({type(exc).__name__})") from None
+
+    async def token(self, platform: Platform, scope: str) -> str:
+        """An access token of the platform for `scope` (client credentials grant)."""
+        key = (platform.name, scope)
+        cached = self._tokens.get(key)
+        if cached is not None and cached.until > time.monotonic():
+            return cached.value
+        url = platform.config.auth_token_url
+        self._check(platform, url)
+        status, raw = await self._send("POST", url, data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": self.client_assertion(platform), "scope": scope},
+            headers={"Accept": "application/json"})
+        if status != 200:
+            raise LtiCallFailed(f"token endpoint answered HTTP {status}",
+                                final=status in (400, 401))
+        try:
+            body = json.loads(raw)
+            value, lifetime = body["access_token"], int(body.get("expires_in", 3600))
+        except (ValueError, KeyError, TypeError):
+            raise LtiCallFailed("token answer is not a token") from None
+        if not isinstance(value, str) or not value:
+            raise LtiCallFailed("token answer is not a token")
+        self._tokens[key] = _Token(value, time.monotonic() + max(0, lifetime - 30))
+        return value
+
+    async def post_score(self, platform: Platform, lineitem: str, lti_user: str,
+                         score_given: float, score_maximum: float, timestamp: str) -> None:
+        """Post a finished, fully graded score for `lti_user` to the line item."""
+        self._check(platform, lineitem)
+        parts = urlsplit(lineitem)
+        url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/scores"))
+        grade = (Grade().set_score_given(score_given).set_score_maximum(score_maximum)
+                 .set_activity_progress("Completed").set_grading_progress("FullyGraded")
+                 .set_timestamp(timestamp).set_user_id(lti_user))
+        token = await self.token(platform, SCORE_SCOPE)
+        status, _ = await self._send("POST", url, content=grade.get_value().encode(), headers={
+            "Authorization": f"Bearer {token}", "Content-Type": SCORE_TYPE})
+        if status == 401:
+            self._tokens.pop((platform.name, SCORE_SCOPE), None)
+        if not 200 <= status < 300:
+            raise LtiCallFailed(f"score post answered HTTP {status}",
+                                final=status in FINAL_STATUSES)
+
+    async def members(self, platform: Platform, url: str) -> list[dict[str, Any]]:
+        """The course roster (one page of up to the platform's page size)."""
+        self._check(platform, url)
+        token = await self.token(platform, NRPS_SCOPE)
+        status, raw = await self._send("GET", url, headers={
+            "Authorization": f"Bearer {token}", "Accept": MEMBERS_TYPE})
+        if status != 200:
+            raise LtiCallFailed(f"roster answered HTTP {status}", final=status in FINAL_STATUSES)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise LtiCallFailed("roster is not JSON", final=True) from None
+        found = body.get("members") if isinstance(body, dict) else None
+        if not isinstance(found, list):
+            raise LtiCallFailed("roster has no members list", final=True)
+        return [m for m in found if isinstance(m, dict)]

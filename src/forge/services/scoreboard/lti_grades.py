@@ -1,0 +1,122 @@
+"""LTI grade passback from the scoreboard (issue 18 item 4).
+
+A durable consumer of `forge.score.finalized` (the scoreboard's own verdicts, also those
+signed by `forge completions reprocess`) writes the grade a verdict owes an LMS into the
+store's outbox (`lti_grade_posts`) when the lab was started for an assignment launched from
+that LMS; the event is acknowledged only once that row exists. A poster then posts owed
+grades to their line items (Assignment and Grade Services, with a client-credentials
+token) and retries with a doubling backoff while the platform is down or failing, so a
+platform that is away loses no grade; one that refuses the grade itself (400, 404...) is
+marked failed with its reason for the operator. Runs only when an LTI file is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+import httpx
+
+from forge.bus import DurableConsumer, Event, Reject
+from forge.bus.contracts import ContractError, ScoreFinalizedV1, decode_as
+from forge.bus.subjects import DURABLE_SCOREBOARD_LTI_GRADES, SCORE_FINALIZED
+from forge.classroom import lti_links
+from forge.config.settings import Settings
+from forge.identity.lti_config import LtiRegistry
+from forge.identity.lti_services import LtiCallFailed, PlatformClient
+from forge.services.common.bus import bus_credentials, bus_streams
+from forge.store.db import Database
+from forge.store.failed_events import record_failed_event
+
+log = logging.getLogger("forge.scoreboard.lti")
+POLL_S = 5.0
+
+
+class GradePoster:
+    """The outbox consumer and the poster loop of one scoreboard process."""
+
+    def __init__(self, settings: Settings, db: Database, registry: LtiRegistry,
+                 poll_s: float = POLL_S) -> None:
+        self.settings, self.db, self.registry, self.poll_s = settings, db, registry, poll_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+        self.consumer = DurableConsumer(
+            settings.nats_url, durable=DURABLE_SCOREBOARD_LTI_GRADES,
+            subjects=(SCORE_FINALIZED,), handler=self.handle,
+            on_dead_letter=self.dead_letter, name="forge-scoreboard-lti",
+            credentials=bus_credentials(settings, "scoreboard"),
+            streams=bus_streams(settings), ack_wait=settings.bus_ack_wait_s)
+
+    async def handle(self, event: Event) -> None:
+        """Owe the verdict's grade to its platform (when launched from one); idempotent."""
+        try:
+            done = decode_as(ScoreFinalizedV1, event.subject, event.raw)
+        except ContractError as exc:
+            raise Reject(str(exc)) from None
+        owed = await asyncio.to_thread(lti_links.owe_grade, self.db, done.scenario_id,
+                                       float(done.score), done.completed_at)
+        if owed:
+            self._wake.set()
+
+    async def dead_letter(self, event: Event, error: str) -> None:
+        """Keep an event given up on (never dropped)."""
+        await asyncio.to_thread(
+            record_failed_event, self.db, consumer=DURABLE_SCOREBOARD_LTI_GRADES,
+            subject=event.subject, msg_id=event.msg_id,
+            payload=event.raw.decode("utf-8", "replace"), error=error,
+            attempts=max(1, event.num_delivered))
+
+    async def post_due(self, client: PlatformClient) -> int:
+        """Post every grade whose time has come; the number posted."""
+        posted = 0
+        for row in await asyncio.to_thread(lti_links.due_grades, self.db, datetime.now(UTC)):
+            platform = self.registry.platforms.get(row.platform)
+            if platform is None:
+                await asyncio.to_thread(lti_links.grade_retry, self.db, row.scenario_id,
+                                        f"platform {row.platform} is no longer registered",
+                                        final=True)
+                continue
+            try:
+                await client.post_score(platform, row.lineitem, row.lti_user, row.score_given,
+                                        row.score_maximum, row.timestamp)
+            except LtiCallFailed as exc:
+                log.warning("lti grade of %s not posted (%s): %s", row.scenario_id,
+                            "given up" if exc.final else "will retry", exc)
+                await asyncio.to_thread(lti_links.grade_retry, self.db, row.scenario_id,
+                                        str(exc), final=exc.final)
+                continue
+            await asyncio.to_thread(lti_links.grade_posted, self.db, row.scenario_id)
+            log.info("lti grade of %s posted to %s", row.scenario_id, platform.name)
+            posted += 1
+        return posted
+
+    async def _run(self) -> None:
+        assert self._http is not None
+        client = PlatformClient(self.registry, self._http)
+        while True:
+            try:
+                await self.post_due(client)
+            except Exception:  # a store fault: log and try again on the next round
+                log.exception("lti grade posting round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            self._wake.clear()
+
+    async def start(self) -> None:
+        """Start the consumer and the poster."""
+        self._http = httpx.AsyncClient()
+        await self.consumer.start(wait=3.0)
+        self._task = asyncio.create_task(self._run(), name="forge-lti-grades")
+
+    async def stop(self) -> None:
+        """Stop both; owed grades stay in the outbox for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.consumer.stop()
+        if self._http is not None:
+            await self._http.aclose()

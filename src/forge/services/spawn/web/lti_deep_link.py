@@ -1,0 +1,212 @@
+"""LTI deep linking and roster sync (issue 18 item 4).
+
+After a deep linking launch the instructor picks a lab and its window on `/lti/deep-link`;
+the POST (same-origin, CSRF, the verified request in a signed cookie of this browser, made
+for this very person) creates the assignment in the course's cohort and answers with a page
+that posts our signed LtiDeepLinkingResponse back to the platform's return URL (the only
+form of this site allowed to leave it). `POST /v1/cohorts/{id}/lti-roster` reads the
+course's roster from the platform (Names and Role Provisioning) into the cohort.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from forge.classroom import assignments, lti_links
+from forge.classroom.cohorts import Manager, managed_cohort
+from forge.errors import ForgeError
+from forge.identity.lti import TEACHING_ROLES, deep_link_response, map_subject
+from forge.identity.lti_config import Platform
+from forge.identity.lti_services import LtiCallFailed, PlatformClient
+from forge.identity.roles import INSTRUCTOR, LEARNER, record_role, role_of
+from forge.services.common.openapi import errors
+from forge.services.spawn.caller_deps import current_caller, spawn_state
+from forge.services.spawn.classroom_routes import CohortId
+from forge.services.spawn.web.errors import page_for
+from forge.services.spawn.web.lti_pages import DL_COOKIE, lti_web, refusal
+from forge.services.spawn.web.render import page
+from forge.services.spawn.web.security import (
+    check_csrf,
+    check_same_origin,
+    clear_cookie,
+    csrf_token,
+    read_form,
+    session_value,
+)
+from forge.services.spawn.web.state import web_state
+from forge.services.spawn.web.teach import _utc
+from forge.services.spawn.web.viewer import signed_in, viewer
+from forge.tokens import LTI_DEEP_LINK, TokenError, verify_token
+
+log = logging.getLogger("forge.spawn.web.lti")
+router = APIRouter()
+MAX_MEMBERS = 5000
+
+
+async def _request(request: Request) -> tuple[Manager, dict[str, Any]] | None:
+    """The signed-in instructor and the deep linking request made for them, else None."""
+    caller = await signed_in(request)
+    raw = request.cookies.get(DL_COOKIE, "")
+    if caller is None or caller.scenario_scope is not None or not raw:
+        return None
+    try:
+        claims = verify_token(spawn_state(request).settings.sat, LTI_DEEP_LINK, raw)
+    except TokenError:
+        return None
+    if claims["sub"] != caller.subject:
+        return None
+    return Manager(caller.tenant_id, caller.subject, INSTRUCTOR), claims
+
+
+@router.get("/lti/deep-link", include_in_schema=False)
+async def pick_page(request: Request) -> Response:
+    """The instructor picks the lab their course's new activity opens."""
+    found = await _request(request)
+    if found is None:
+        return refusal(request, 403, "Add Forge labs from your course's activity chooser.")
+    state = spawn_state(request)
+    return page("lti_pick.html", {
+        "title": "Add a Forge lab", "viewer": await viewer(request),
+        "labs": sorted(state.templates), "now": assignments.iso(datetime.now(UTC))[:16],
+        "csrf": csrf_token(state.settings, session_value(request) or "")})
+
+
+@router.post("/lti/deep-link", include_in_schema=False)
+async def pick(request: Request) -> Response:
+    """Create the assignment and return it to the platform as a signed deep link."""
+    found = await _request(request)
+    web = lti_web(request)
+    if found is None or web is None:
+        return refusal(request, 403, "Add Forge labs from your course's activity chooser.")
+    who, claims = found
+    state = spawn_state(request)
+    platform = web.registry.platforms.get(str(claims["platform"]))
+    raw_settings = claims.get("settings")
+    settings: dict[str, Any] = raw_settings if isinstance(raw_settings, dict) else {}
+    return_url = str(settings.get("deep_link_return_url", ""))
+    if platform is None or not platform.allowed(return_url):
+        return refusal(request, 403, "Your course gave no usable address to return to.")
+    try:
+        check_same_origin(request)
+        form = await read_form(request)
+        check_csrf(state.settings, session_value(request), form.get("csrf"))
+        attempts = form.get("attempts_allowed", "1")
+        if not attempts.isdigit():
+            raise ForgeError("validation_error", 422, "attempts_allowed: a whole number",
+                             [{"field": "attempts_allowed"}])
+        opens = _utc("opens_at", form.get("opens_at", ""))
+        closes = _utc("closes_at", form.get("closes_at", ""))
+        row = await run_in_threadpool(lambda: assignments.create_assignment(
+            state.ctx.db, who, str(claims["cohort_id"]), template_id=form.get("template_id", ""),
+            opens_at=opens, closes_at=closes, attempts_allowed=int(attempts),
+            hints_allowed=form.get("hints_allowed") == "yes",
+            known_templates=state.templates.keys()))
+    except ForgeError as exc:
+        return await page_for(request, exc, "/lti/deep-link")
+    jwt = deep_link_response(web.registry, platform, str(claims["deployment_id"]), settings,
+                             row.assignment_id, f"Forge lab: {row.template_id}")
+    target = urlsplit(return_url)
+    response = page("lti_return.html", {"title": "Returning to your course", "viewer": None,
+                                        "action": return_url, "jwt": jwt})
+    response.headers["Content-Security-Policy"] = response.headers[
+        "Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {target.scheme}://{target.netloc}")
+    clear_cookie(response, request, DL_COOKIE)
+    log.info("lti deep link: platform=%s assignment=%s", platform.name, row.assignment_id)
+    return response
+
+
+class CourseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    platform: str = Field(min_length=1, max_length=64,
+                          description="The platform's name in the LTI file.")
+    context_id: str = Field(min_length=1, max_length=255,
+                            description="The LMS course id (the launch's context id).")
+
+
+async def _managed(request: Request, cohort_id: str) -> Manager:
+    caller = await current_caller(request)
+    db = spawn_state(request).ctx.db
+    role = await run_in_threadpool(role_of, db, caller.tenant_id, caller.subject)
+    who = Manager(caller.tenant_id, caller.subject,
+                  role if caller.scenario_scope is None else LEARNER)
+
+    def scope() -> None:
+        with db.read() as sess:
+            managed_cohort(sess, who, cohort_id)
+
+    await run_in_threadpool(scope)
+    return who
+
+
+@router.post("/v1/cohorts/{cohort_id}/lti-course", tags=["classroom"],
+             responses=errors(401, 403, 404, 409))
+async def link_course(cohort_id: CohortId, body: CourseBody, request: Request) -> dict[str, Any]:
+    """Link an LMS course to this cohort (you manage it): launches from that course then
+    enrol into this cohort and open its assignments. The platform must be registered for
+    your tenant; a course already linked to another cohort is 409."""
+    who = await _managed(request, cohort_id)
+    web = lti_web(request)
+    platform = web.registry.platforms.get(body.platform) if web else None
+    if platform is None or platform.tenant_id != who.tenant_id:
+        raise ForgeError("lti_platform_unknown", 404, "platform: no such LMS registered for "
+                         "your organisation", [{"field": "platform"}])
+    await run_in_threadpool(lti_links.link_course, spawn_state(request).ctx.db, platform.name,
+                            body.context_id, who.tenant_id, cohort_id)
+    return {"cohort_id": cohort_id, "platform": platform.name, "context_id": body.context_id}
+
+
+def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str, bool]]:
+    out: list[tuple[str, bool]] = []
+    for m in members[:MAX_MEMBERS]:
+        user, roles = m.get("user_id"), m.get("roles")
+        if not isinstance(user, str) or not 0 < len(user) <= 255:
+            continue
+        if m.get("status", "Active") != "Active":
+            continue
+        teaches = isinstance(roles, list) and any(
+            isinstance(r, str) and r.endswith(TEACHING_ROLES) for r in roles)
+        out.append((map_subject(platform, user), teaches))
+    return out
+
+
+@router.post("/v1/cohorts/{cohort_id}/lti-roster", tags=["classroom"],
+             responses=errors(401, 403, 404, 409, 502))
+async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
+    """Read the roster of the LMS course this cohort came from (Names and Role
+    Provisioning) into the cohort: learners enrolled, teachers added as instructors."""
+    await _managed(request, cohort_id)
+    db = spawn_state(request).ctx.db
+    course = await run_in_threadpool(lti_links.course_by_cohort, db, cohort_id)
+    web = lti_web(request)
+    platform = web.registry.platforms.get(course.platform) if course and web else None
+    if course is None or platform is None or not course.memberships_url:
+        raise ForgeError("lti_roster_unavailable", 409, "cohort_id: this cohort has no LMS "
+                         "roster to read (not from an LMS course, or the course offers none)",
+                         [{"field": "cohort_id"}])
+    assert web is not None
+    client = PlatformClient(web.registry, web_state(request).backend.http.client)
+    try:
+        members = await client.members(platform, course.memberships_url)
+    except LtiCallFailed as exc:
+        log.warning("lti roster of %s failed: %s", cohort_id, exc)
+        raise ForgeError("lti_platform_failed", 502, "the LMS did not give the roster; try "
+                         "again later") from None
+    people = _people(platform, members)
+
+    def store() -> int:
+        for subject, teaches in people:
+            record_role(db, platform.tenant_id, subject, INSTRUCTOR if teaches else LEARNER,
+                        source="lti")
+        return lti_links.enrol_roster(db, cohort_id, platform.tenant_id, people)
+
+    added = await run_in_threadpool(store)
+    return {"cohort_id": cohort_id, "members": len(people), "added": added}

@@ -1,0 +1,290 @@
+"""Forge as an LTI 1.3 tool, as pages (issue 18 item 4).
+
+`/lti/login` is the platform's OIDC login initiation: state and nonce go into a signed,
+HttpOnly cookie of this browser (one per login, SameSite=None on https: the launch is a
+cross-site form post), and the browser goes to the platform. `/lti/launch` takes the posted
+id_token only in that browser, verifies it (`forge.identity.lti`), consumes its nonce once
+(refused on every replica afterwards), maps the course to a cohort and the person to a
+subject of the platform's tenant, and signs them in: a learner lands on the assignment the
+activity names, ready to start it; an instructor lands on /teach, or for deep linking on
+the page where they pick a lab (`lti_deep_link`). `/lti/jwks` publishes our public key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from forge.classroom import lti_links
+from forge.classroom.assignments import iso, my_assignments
+from forge.classroom.lti_links import CourseSeat
+from forge.config.settings import ConfigError, Settings
+from forge.identity.caller import SESSION_COOKIE
+from forge.identity.lti import (
+    ASSIGNMENT_PARAM,
+    DEEP_LINKING,
+    KeyCache,
+    Launch,
+    LtiRefused,
+    Pending,
+    begin_login,
+    verify_launch,
+)
+from forge.identity.lti_config import LtiConfigError, LtiRegistry, load_lti
+from forge.identity.roles import INSTRUCTOR, LEARNER, record_role
+from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.web.errors import PageError, error_response
+from forge.services.spawn.web.render import page
+from forge.services.spawn.web.security import (
+    LEARNER_SESSION_TTL_S,
+    OPS_COOKIE,
+    RECEIPT_COOKIE,
+    clear_cookie,
+    csrf_token,
+    is_https,
+    learner_session,
+    session_value,
+    set_cookie,
+)
+from forge.services.spawn.web.viewer import signed_in, viewer
+from forge.tokens import LTI_DEEP_LINK, LTI_PENDING, TokenError, TokenReplayed, mint_token
+from forge.tokens import verify_token as verify_forge_token
+from forge.tokens.replay import consume_once
+
+log = logging.getLogger("forge.spawn.web.lti")
+router = APIRouter(include_in_schema=False)
+COOKIE_PREFIX = "forge_lti_"
+COOKIE_PATH = "/lti/"
+DL_COOKIE = "forge_lti_dl"
+NONCE_KIND = "LTIN"
+MAX_FIELD = 64 * 1024
+MAX_DL_COOKIE = 3800  # browsers keep cookies of up to about 4 KiB
+
+
+@dataclass
+class LtiWeb:
+    """The registered platforms, our key, and the platforms' cached key sets."""
+
+    registry: LtiRegistry
+    keys: KeyCache = field(default_factory=KeyCache)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Load the LTI file when one is configured (an invalid one stops the service at start)
+    and add the routes; without one every /lti/ page says no platform is registered."""
+    registry = None
+    if settings.lti_file is not None:
+        try:
+            registry = load_lti(settings.lti_file)
+        except LtiConfigError as exc:
+            raise ConfigError(settings.env.value, [str(exc)]) from None
+    app.state.forge_lti = LtiWeb(registry) if registry is not None else None
+    app.include_router(router)
+
+
+def lti_web(request: Request) -> LtiWeb | None:
+    """The app's LTI state (None: no LTI file)."""
+    found: LtiWeb | None = request.app.state.forge_lti
+    return found
+
+
+def refusal(request: Request, status: int, message: str) -> Response:
+    """A plain page for a refused launch: no session is set."""
+    return error_response(request, PageError(status, "Not opened", message, "/signin",
+                                             "/signin"))
+
+
+def _cookie_name(state: str) -> str:
+    return COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def _samesite(request: Request) -> str:
+    # The launch is a cross-site POST: only SameSite=None (which needs Secure) rides along.
+    # On plain http (a loopback test) browsers refuse None without Secure, so Lax there.
+    return "none" if is_https(request) else "lax"
+
+
+async def _params(request: Request) -> dict[str, str]:
+    params = dict(request.query_params)
+    if request.method == "POST":
+        form = await request.form()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return {k: v for k, v in params.items() if len(v) <= MAX_FIELD}
+
+
+@router.get("/lti/jwks")
+async def jwks(request: Request) -> Response:
+    """Our public key set: platforms verify deep linking responses and client assertions."""
+    web = lti_web(request)
+    if web is None:
+        return JSONResponse({"keys": []})
+    return JSONResponse(web.registry.jwks(), headers={"Cache-Control": "max-age=300"})
+
+
+@router.api_route("/lti/login", methods=["GET", "POST"])
+async def login(request: Request) -> Response:
+    """OIDC login initiation from a platform: on to its authorization endpoint."""
+    web = lti_web(request)
+    if web is None:
+        return refusal(request, 404, "No learning platform is registered with this site.")
+    try:
+        pending, url = begin_login(web.registry, await _params(request))
+    except LtiRefused as exc:
+        log.warning("lti login refused: %s", exc.reason)
+        return refusal(request, exc.status, exc.message)
+    token = mint_token(spawn_state(request).settings.sat, LTI_PENDING, {
+        "platform": pending.platform, "state": pending.state, "nonce": pending.nonce})
+    response = RedirectResponse(url, status_code=302)
+    response.set_cookie(_cookie_name(pending.state), token, max_age=LTI_PENDING.ttl_s,
+                        path=COOKIE_PATH, httponly=True, secure=is_https(request),
+                        samesite=_samesite(request))  # type: ignore[arg-type]
+    return response
+
+
+def _pending(request: Request, state: str) -> Pending | None:
+    """The login this browser began whose state the launch carries."""
+    if not state or len(state) > 128:
+        return None
+    cookie = request.cookies.get(_cookie_name(state), "")
+    if not cookie:
+        return None
+    try:
+        claims = verify_forge_token(spawn_state(request).settings.sat, LTI_PENDING, cookie)
+    except TokenError:
+        return None
+    if not hmac.compare_digest(str(claims["state"]).encode(), state.encode()):
+        return None
+    return Pending(str(claims["platform"]), str(claims["state"]), str(claims["nonce"]))
+
+
+def _nonce_id(platform: str, nonce: str) -> str:
+    return hashlib.sha256(f"lti-nonce\x00{platform}\x00{nonce}".encode()).hexdigest()
+
+
+def _signed_in(request: Request, launch: Launch, next_path: str) -> Response:
+    """The learner session of the launched person and a page moving on to `next_path` from
+    this site (a same-site step, so the SameSite=Strict session cookie rides along)."""
+    settings = spawn_state(request).settings
+    response = page("oidc_done.html", {"title": "Signed in", "viewer": None,
+                                       "next": next_path})
+    set_cookie(response, request, SESSION_COOKIE,
+               learner_session(settings, launch.platform.tenant_id, launch.subject),
+               LEARNER_SESSION_TTL_S)
+    clear_cookie(response, request, RECEIPT_COOKIE)
+    clear_cookie(response, request, OPS_COOKIE)
+    return response
+
+
+def _record(request: Request, launch: Launch) -> tuple[str, Any]:
+    """Course → cohort, person → role and seat; the assignment a resource link names."""
+    db = spawn_state(request).ctx.db
+    record_role(db, launch.platform.tenant_id, launch.subject,
+                INSTRUCTOR if launch.teaches else LEARNER, source="lti")
+    cohort_id = lti_links.course_cohort(db, CourseSeat(
+        launch.platform.name, launch.platform.tenant_id, launch.context_id,
+        launch.context_title, launch.subject, launch.teaches, launch.memberships_url))
+    found = lti_links.course_assignment(db, cohort_id, launch.custom.get(ASSIGNMENT_PARAM))
+    if found is not None and launch.lineitem and not launch.teaches:
+        lti_links.link_grade(db, found.assignment_id, launch.subject, launch.platform.name,
+                             launch.lti_user, launch.lineitem)
+    return cohort_id, found
+
+
+@router.post("/lti/launch")
+async def launch(request: Request) -> Response:
+    """A platform's launch (form post of id_token and state): verify, then sign in."""
+    web = lti_web(request)
+    if web is None:
+        return refusal(request, 404, "No learning platform is registered with this site.")
+    form = await _params(request)
+    pending = _pending(request, form.get("state", ""))
+    if pending is None:
+        log.warning("lti launch refused: no login with this state in this browser")
+        return refusal(request, 403, "This launch was started in another browser or took too "
+                       "long. Open the activity again from your course.")
+    state = spawn_state(request)
+    try:
+        verified = await run_in_threadpool(verify_launch, web.registry, web.keys, pending,
+                                           form, is_https(request))
+        if not verified.context_id:
+            raise LtiRefused("lti_no_course", 400, "Forge opens only from inside a course.",
+                             "launch without a context")
+        await run_in_threadpool(consume_once, state.replay,
+                                _nonce_id(verified.platform.name, verified.nonce), NONCE_KIND,
+                                datetime.fromtimestamp(verified.expires_at + 600, UTC))
+    except LtiRefused as exc:
+        log.warning("lti launch refused: %s", exc.reason)
+        return refusal(request, exc.status, exc.message)
+    except TokenReplayed:
+        log.warning("lti launch refused: nonce already used")
+        return refusal(request, 409, "This launch was already used. Open the activity again "
+                       "from your course.")
+    if verified.message_type == DEEP_LINKING and not verified.teaches:
+        return refusal(request, 403, "Only the course's instructors can add Forge labs.")
+    cohort_id, found = await run_in_threadpool(_record, request, verified)
+    log.info("lti launch: platform=%s type=%s teaches=%s", verified.platform.name,
+             verified.message_type, verified.teaches)
+    response = await _landing(request, verified, cohort_id, found)
+    response.delete_cookie(_cookie_name(pending.state), path=COOKIE_PATH,
+                           secure=is_https(request), httponly=True,
+                           samesite=_samesite(request))  # type: ignore[arg-type]
+    return response
+
+
+async def _landing(request: Request, verified: Launch, cohort_id: str, found: Any
+                   ) -> Response:
+    """Where a verified launch goes: deep linking's pick page, /teach, or the assignment."""
+    state = spawn_state(request)
+    if verified.message_type == DEEP_LINKING:
+        response = _signed_in(request, verified, "/lti/deep-link")
+        dl = mint_token(state.settings.sat, LTI_DEEP_LINK, {
+            "platform": verified.platform.name, "sub": verified.subject,
+            "deployment_id": verified.deployment_id, "cohort_id": cohort_id,
+            "settings": dict(verified.deep_link or {})})
+        if len(dl) > MAX_DL_COOKIE:  # a browser drops a larger cookie: say so now
+            return refusal(request, 400, "Your course sent more than Forge can keep while "
+                           "you choose a lab. Tell your administrator.")
+        set_cookie(response, request, DL_COOKIE, dl, LTI_DEEP_LINK.ttl_s)
+        return response
+    if verified.teaches:
+        return _signed_in(request, verified, "/teach")
+    if found is None:
+        return refusal(request, 404, "This activity is not set up in Forge yet. Tell your "
+                       "instructor.")
+    return _signed_in(request, verified, f"/lti/assignment/{found.assignment_id}")
+
+
+def _track_of(request: Request, template_id: str) -> str | None:
+    labs = spawn_state(request).track_labs
+    return next((t for t, names in labs.items() if template_id in names), None)
+
+
+@router.get("/lti/assignment/{assignment_id}")
+async def assignment_page(assignment_id: str, request: Request) -> Response:
+    """Where a launched learner lands: the assignment, its window and a Start button."""
+    caller = await signed_in(request)
+    if caller is None or caller.scenario_scope is not None:
+        return refusal(request, 401, "Open the activity again from your course.")
+    state = spawn_state(request)
+    mine = await run_in_threadpool(my_assignments, state.ctx.db, caller.tenant_id,
+                                   caller.subject)
+    found = next((a for a in mine if a["assignment_id"] == assignment_id), None)
+    if found is None:
+        return refusal(request, 404, "This assignment is not one of yours.")
+    return page("lti_assignment.html", {
+        "title": f"Assignment: {found['template_id']}", "viewer": await viewer(request),
+        "a": found, "track": _track_of(request, found["template_id"]),
+        "now": iso(datetime.now(UTC)),
+        "csrf": csrf_token(state.settings, session_value(request) or ""),
+        "request_id": "lti-" + hashlib.sha256(
+            f"{assignment_id}{caller.subject}{datetime.now(UTC).timestamp()}".encode()
+        ).hexdigest()[:24]})
+

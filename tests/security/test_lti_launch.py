@@ -1,0 +1,225 @@
+"""Attacks on LTI 1.3 launches into Forge (issue 18 item 4).
+
+The platforms are the local LTI platform emulator (tests/support/lti_platform.py: its own
+RSA keys, signs launches; no LMS runs here); spawn_service is the real app on uvicorn.
+Before: `/lti/login` and `/lti/launch` did not exist (404), nothing could launch. After: a
+good launch signs the person in; each attack below gets a plain page, no session, no
+recorded role and no enrolment: a launch signed by a key the platform does not publish
+(forged), a replayed launch (same id_token and nonce, from the same browser or with its
+cookie stolen), a wrong issuer, a wrong audience (and several audiences naming another
+authorized party), an unregistered deployment, an expired id_token, an unknown platform at
+login, a launch without the login's browser, and a platform of another tenant launching
+with the same course id and another tenant's assignment id (it gets a cohort of its own
+tenant and never touches the other's), or a learner deep linking.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from forge.bus import NatsServer
+from forge.classroom import lti_links
+from forge.classroom.assignments import create_assignment
+from forge.classroom.cohorts import Manager, create_cohort, enrolled_cohorts
+from forge.services.spawn.web.errors import has_jargon
+from forge.store.models import Enrolment, TenantRole
+
+from ..services.conftest import prod_environ
+from ..support.lab_catalog import lab_catalog_dir
+from ..support.lti_platform import (
+    CLAIM,
+    INSTRUCTOR_ROLE,
+    LtiForge,
+    LtiPlatformEmulator,
+    forge_with_lti,
+    landing_of,
+    launch_learner,
+    lti_platform,
+    new_key,
+    run_launch,
+)
+
+
+@dataclass
+class World:
+    forge: LtiForge
+    acme: LtiPlatformEmulator  # registered for tenant acme
+    globex: LtiPlatformEmulator  # registered for tenant globex
+    assignment_id: str  # an assignment of acme's course cohort
+
+
+def _world(tmp: Path, nats: NatsServer) -> Iterator[World]:
+    environ = prod_environ(tmp / "storage", **nats.client_env(),
+                           FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp / "templates")))
+    with lti_platform() as acme, lti_platform() as globex:
+        globex.name = "globex-lms"
+        regs = {"emulator": acme.registration("acme", ""),
+                "globex-lms": globex.registration("globex", "")}
+        with forge_with_lti(tmp, environ, regs) as forge:
+            acme.forge_jwks_url = globex.forge_jwks_url = forge.url + "/lti/jwks"
+            db = forge.db
+            ann = Manager("acme", "ann", "instructor")
+            cohort = create_cohort(db, ann, "Acme course")
+            lti_links.link_course(db, "emulator", acme.course_id, "acme", cohort.cohort_id)
+            now = datetime.now(UTC)
+            row = create_assignment(db, ann, cohort.cohort_id, template_id="netplus",
+                                    opens_at=now - timedelta(minutes=1),
+                                    closes_at=now + timedelta(hours=1), attempts_allowed=1,
+                                    hints_allowed=True, known_templates={"netplus"})
+            yield World(forge, acme, globex, row.assignment_id)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One SQLite platform for the attacks (each uses its own browser and person)."""
+    server = NatsServer()
+    server.start()
+    try:
+        yield from _world(tmp_path_factory.mktemp("lti"), server)
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def shared(world: World, sqlite_only_store: str) -> Iterator[World]:
+    """The shared platform; the emulators' knobs are restored after each test."""
+    yield world
+    for emu in (world.acme, world.globex):
+        emu.claims.clear()
+        emu.signing_key = None
+
+
+def refused(resp: httpx.Response, status: int, words: str) -> None:
+    """A plain page for people, with no session cookie set."""
+    assert resp.status_code == status, resp.text
+    assert "text/html" in resp.headers["content-type"]
+    text = html.unescape(re.sub(r"<[^>]+>", " ", resp.text))
+    assert words in text, text
+    assert not has_jargon(text) and "token" not in text.lower()
+    assert "forge_session" not in resp.headers.get("set-cookie", "")
+
+
+def _roles(forge: LtiForge, subject: str) -> int:
+    with forge.db.read() as sess:
+        return int(sess.scalar(select(func.count()).select_from(TenantRole).where(
+            TenantRole.subject == subject)) or 0)
+
+
+def _launch(w: World, user: str, emu: LtiPlatformEmulator | None = None,
+            **kw: Any) -> httpx.Response:
+    emu = emu or w.acme
+    kw.setdefault("custom", {"forge_assignment": w.assignment_id})
+    _, answer = run_launch(w.forge.url, emu.login_url(w.forge.url, user, **kw))
+    return answer
+
+
+UNTRUSTED = "could not be trusted"
+
+
+def test_a_good_launch_signs_in_and_lands_on_the_assignment(shared: World) -> None:
+    landing = launch_learner(shared.forge.url, shared.acme, shared.assignment_id, "ok-ada")
+    assert landing.url == f"/lti/assignment/{shared.assignment_id}"
+    assert "Start netplus lab" in landing.page
+
+
+def test_a_forged_launch_signature_is_refused(shared: World) -> None:
+    shared.acme.signing_key = new_key()  # same key id, a key the platform never published
+    refused(_launch(shared, "eve"), 401, UNTRUSTED)
+    assert _roles(shared.forge, "lti.eve") == 0
+
+
+def test_a_replayed_launch_is_refused(shared: World) -> None:
+    w = shared
+    browser = w.forge.browser()
+    login = w.acme.login_url(w.forge.url, "rex", custom={"forge_assignment": w.assignment_id})
+    started = browser.get(login, follow_redirects=False)
+    captured = {c.name: c.value or "" for c in browser.cookies.jar
+                if c.name.startswith("forge_lti_")}  # the login cookie, stolen
+    assert len(captured) == 1
+    form = httpx.get(started.headers["location"], timeout=30).json()
+    first = browser.post(form["action"], data=form["fields"], follow_redirects=False)
+    assert first.status_code == 200 and landing_of(first).startswith("/lti/assignment/")
+    # The login cookie ends with its launch: the same browser cannot post it again.
+    refused(browser.post(form["action"], data=form["fields"], follow_redirects=False), 403,
+            "another browser")
+    thief = w.forge.browser()  # with the captured launch and login cookie: nonce used
+    for name, value in captured.items():
+        thief.cookies.set(name, value, path="/lti/")
+    refused(thief.post(form["action"], data=form["fields"], follow_redirects=False), 409,
+            "already used")
+
+
+@pytest.mark.parametrize("claims,status,words", [
+    ({"iss": "http://127.0.0.1:1/impostor"}, 404, "not registered"),
+    ({"aud": "another-tool"}, 404, "not registered"),
+    ({"aud": ["forge-tool-1", "another-tool"], "azp": "another-tool"}, 401, UNTRUSTED),
+    ({CLAIM + "deployment_id": "dep-unknown"}, 401, UNTRUSTED),
+    ({"exp": int(time.time()) - 600, "iat": int(time.time()) - 900}, 401, UNTRUSTED),
+    ({"exp": None}, 401, UNTRUSTED),
+], ids=["issuer", "audience", "azp", "deployment", "expired", "no-exp"])
+def test_a_launch_with_wrong_claims_is_refused(shared: World, claims: dict[str, Any],
+                                               status: int, words: str) -> None:
+    shared.acme.claims.update(claims)
+    refused(_launch(shared, "mal"), status, words)
+    assert _roles(shared.forge, "lti.mal") == 0
+
+
+def test_unknown_platform_and_foreign_browser_are_refused(shared: World) -> None:
+    forge = shared.forge
+    accept = {"accept": "text/html"}
+    unknown = forge.browser().get("/lti/login?iss=http://127.0.0.1:1/lms&login_hint=x&"
+                                  f"target_link_uri={forge.url}/lti/launch", headers=accept)
+    refused(unknown, 404, "not registered")
+    elsewhere = forge.browser().get(
+        f"/lti/login?iss={shared.acme.issuer}&client_id={shared.acme.client_id}&login_hint=x"
+        "&target_link_uri=https://evil.example/lti/launch", headers=accept)
+    refused(elsewhere, 401, UNTRUSTED)
+    # The launch posted into a browser that did not begin the login.
+    browser = forge.browser()
+    started = browser.get(shared.acme.login_url(forge.url, "ivo"), follow_redirects=False)
+    form = httpx.get(started.headers["location"], timeout=30).json()
+    refused(forge.browser().post(form["action"], data=form["fields"]), 403,
+            "another browser")
+    assert _roles(forge, "lti.ivo") == 0
+
+
+def test_another_tenants_platform_cannot_touch_its_course(shared: World) -> None:
+    db = shared.forge.db
+    acme_course = lti_links.course_of(db, "emulator", shared.acme.course_id)
+    assert acme_course is not None
+    # Globex's LMS launches with the same course id and acme's assignment id.
+    answer = _launch(shared, "gus", shared.globex)
+    refused(answer, 404, "not set up")
+    theirs = lti_links.course_of(db, "globex-lms", shared.globex.course_id)
+    assert theirs is not None and theirs.cohort_id != acme_course.cohort_id
+    assert theirs.tenant_id == "globex"
+    assert enrolled_cohorts(db, "acme", "lti.gus") == []
+    with db.read() as sess:
+        assert sess.get(Enrolment, (acme_course.cohort_id, "lti.gus")) is None
+    # Nor may acme's instructor link a course of globex's platform to acme's cohort.
+    teacher, ok = run_launch(shared.forge.url, shared.acme.login_url(
+        shared.forge.url, "tia", roles=(INSTRUCTOR_ROLE,)))
+    assert ok.status_code == 200
+    link = teacher.post(f"/v1/cohorts/{acme_course.cohort_id}/lti-course",
+                        json={"platform": "globex-lms", "context_id": "course-x"},
+                        headers={"origin": shared.forge.url})
+    assert link.status_code == 404, link.text  # a platform of another tenant
+
+
+def test_a_learner_cannot_deep_link(shared: World) -> None:
+    refused(_launch(shared, "lou", message="LtiDeepLinkingRequest", custom={}), 403,
+            "Only the course's instructors")
+    assert _roles(shared.forge, "lti.lou") == 0  # refused before anything is recorded
+    refused(shared.forge.browser().post("/lti/deep-link", data={"template_id": "netplus"}),
+            403, "activity chooser")
