@@ -10,11 +10,14 @@ solves it with the lab's reference solution in the terminal, submits, and downlo
 credential that `forge verify-credential` accepts offline. The instructor's dashboard shows
 both (one finished with her score, one not started); the second learner, once the window
 closed, is refused with when it closed, and the dashboard still counts no start for him.
+Last, the LTI platform emulator launches a third learner into a second assignment of the
+class; once her verdict is signed the emulator receives the grade post.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -43,6 +46,7 @@ from forge.store.db import Database
 
 from ..live_server import free_port, live_server
 from ..services.conftest import prod_environ, with_signing_key
+from ..support.lti_platform import LtiPlatformEmulator, launch_learner, lti_platform, write_lti_file
 from ..support.oidc_provider import LocalProvider, local_provider
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")
@@ -67,6 +71,7 @@ class Classroom:
     storage: Path
     op: LocalProvider
     db: Database
+    lms: LtiPlatformEmulator
 
 
 @pytest.fixture
@@ -74,7 +79,10 @@ def classroom(tmp_path: Path, nats: NatsServer) -> Iterator[Classroom]:
     port = free_port()
     site = f"http://127.0.0.1:{port}"
     callback = f"{site}/signin/oidc/acme/callback"
-    with local_provider([callback], CLIENT_ID, CLIENT_SECRET, USERS) as op:
+    with local_provider([callback], CLIENT_ID, CLIENT_SECRET, USERS) as op, \
+            lti_platform() as lms:
+        lms.forge_jwks_url = f"{site}/lti/jwks"
+        lti_file = write_lti_file(tmp_path, site, {lms.name: lms.registration("acme", site)})
         (tmp_path / "secret").write_text(CLIENT_SECRET)
         (tmp_path / "oidc.yaml").write_text(yaml.safe_dump({"tenants": {"acme": {
             "display_name": "Acme Login", "issuer": op.issuer, "client_id": CLIENT_ID,
@@ -83,18 +91,20 @@ def classroom(tmp_path: Path, nats: NatsServer) -> Iterator[Classroom]:
         storage = with_signing_key(tmp_path / "storage")
         base = {**nats.client_env(), "FORGE_DB_URL": f"sqlite:///{tmp_path / 'forge.db'}",
                 "FORGE_TEMPLATE_DIR": str(content_path("templates")),
-                "FORGE_OIDC_FILE": str(tmp_path / "oidc.yaml")}
+                "FORGE_OIDC_FILE": str(tmp_path / "oidc.yaml"),
+                "FORGE_LTI_FILE": str(lti_file)}
         runtime = LocalRuntime(str(tmp_path / "runtime"), "c" + secrets.token_hex(2))
         try:
             settings = load_settings(prod_environ(storage, **base))
             orchestrator = build_orchestrator(settings, runtime=runtime,
                                               reaper_interval_s=3600)
             with live_server(orchestrator) as orch_url, \
-                    live_server(build_scoreboard(settings)) as board_url:
+                    live_server(build_scoreboard(settings, lti_poll_s=0.2)) as board_url:
                 spawn = build_spawn(load_settings(prod_environ(
                     storage, ORCHESTRATOR_URL=orch_url, SCOREBOARD_URL=board_url, **base)))
                 with live_server(spawn, port=port):
-                    yield Classroom(site, board_url, storage, op, spawn.state.spawn.ctx.db)
+                    yield Classroom(site, board_url, storage, op, spawn.state.spawn.ctx.db,
+                                    lms)
         finally:
             for info in runtime.list():
                 runtime.destroy(info.lab_id)
@@ -215,12 +225,39 @@ def test_a_class_from_sign_in_to_credential_and_dashboard(classroom: Classroom,
     again = ada.get(f"/v1/cohorts/{cid}/dashboard").json()["assignments"][0]
     assert [r["status"] for r in again["rows"]] == ["finished", "not started"]
 
-    _lti_third_learner(room, cid, aid)
+    _lti_third_learner(room, cid)
 
 
-def _lti_third_learner(room: Classroom, cohort_id: str, assignment_id: str) -> None:
-    """The LTI emulator launches a third learner into the assignment and receives the grade
-    post after the verdict (tests/support/lti_platform.py: `launch_learner(...)`,
-    `emulator.wait_for_grade(...)`). Merged with lti18: a no-op until the merger wires it.
-    Note for the merger: `assignment_id`'s window has closed by now (that is the second
-    learner's refusal); launch into an assignment that is open (a second one made here)."""
+def _lti_third_learner(room: Classroom, cohort_id: str) -> None:
+    """The LTI emulator (named as such: no LMS runs here) launches a third learner into an
+    assignment of the cohort, who starts the lab and submits; the emulator receives the
+    grade post once the verdict is signed. The first assignment's window has closed by now
+    (that was leo's refusal), so the instructor adds one open for the LMS's learners."""
+    ada = sign_in(room, "ada")
+    linked = post(ada, room, f"/v1/cohorts/{cohort_id}/lti-course",
+                  {"platform": room.lms.name, "context_id": room.lms.course_id})
+    assert linked.status_code in (200, 201), linked.text
+    now = datetime.now(UTC).replace(microsecond=0)
+    made = post(ada, room, f"/v1/cohorts/{cohort_id}/assignments", {
+        "template_id": "netplus", "opens_at": iso(now - timedelta(minutes=1)),
+        "closes_at": iso(now + WINDOW), "attempts_allowed": 1, "hints_allowed": False})
+    assert made.status_code == 201, made.text
+    aid = made.json()["assignment_id"]
+    grant(room.db, "acme", "PRO", "lti.lia")
+    landing = launch_learner(room.site, room.lms, aid, "lia")
+    assert landing.status == 200 and landing.url == f"/lti/assignment/{aid}", landing.page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', landing.page)
+    assert csrf is not None, landing.page
+    start = landing.client.post("/spawn", headers={"origin": room.site}, data={
+        "csrf": csrf.group(1), "track": "netplus", "lab": "netplus", "assignment_id": aid,
+        "request_id": "e2e-lti-lia-0001"}, follow_redirects=False)
+    assert start.status_code == 303, start.text
+    journey = Journey(room.site, room.board, room.storage)
+    journey.result.scenario_id = start.headers["location"].rsplit("/", 1)[-1]
+    state: dict[str, Any] = {}
+    journey._wait_running(landing.client, state)
+    journey._submit(landing.client, state)  # unsolved: the grade is what the verdict says
+    grade = room.lms.wait_for_grade("lia", 120)
+    assert (grade["userId"], grade["scoreMaximum"], grade["gradingProgress"]) == (
+        "lia", 100.0, "FullyGraded")
+    assert grade["scoreGiven"] < 100.0
