@@ -11,6 +11,7 @@ from forge.plans import PlanCatalog, load_plans
 from forge.policy.decision import PolicyEngine
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.spawn.answers import AnswerBook
 from forge.services.spawn.catalog_entry import TemplateFacts, template_facts
 from forge.services.spawn.terminal_signout import OpenTerminals
 from forge.store.consumed_tokens import SqlReplayStore
@@ -38,6 +39,8 @@ class SpawnState:
     # the assignment gate's policy engine: made (and its pin checked) by build_app; made at
     # first use where a state is built without the app (assignment_gate.py)
     policy: PolicyEngine | None = None
+    # spawn answers waiting to be stored under their request ids (group commit)
+    answers: AnswerBook | None = None
 
     @property
     def settings(self) -> Settings:
@@ -83,4 +86,5 @@ def build_state(ctx: ServiceContext) -> SpawnState:
         entitlements_file=settings.entitlements_file,
         templates=template_facts(registry),
         track_labs=track_labs(registry),
+        answers=AnswerBook(ctx.db),
     )
