@@ -86,7 +86,8 @@ def serve_workers(service: str, sock: socket.socket, count: int) -> bool:
         if index is None:
             continue
         proc, started = workers.pop(index)
-        code = proc.returncode = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code
         if stopping:
             continue
         if time.monotonic() - started < START_GRACE_S:
