@@ -82,9 +82,10 @@ def serve_workers(service: str, sock: socket.socket, count: int) -> bool:
             pid, status = os.wait()
         except ChildProcessError:
             break
-        index = next((i for i, (p, _) in workers.items() if p.pid == pid), None)
-        if index is None:
+        found = [i for i, (p, _) in workers.items() if p.pid == pid]
+        if not found:
             continue
+        index = found[0]
         proc, started = workers.pop(index)
         code = os.waitstatus_to_exitcode(status)
         proc.returncode = code
