@@ -17,6 +17,8 @@ from forge.services.spawn.terminal_signout import OpenTerminals
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
+SPAWN_RECONNECT_WAIT_S = 0.1
+
 
 @dataclass
 class SpawnState:
@@ -74,9 +76,11 @@ def build_state(ctx: ServiceContext) -> SpawnState:
     settings = ctx.settings
     catalog = load_plans(settings.plans_file)
     registry = TemplateRegistry.load(settings.templates_dir)
+    # Reconnect attempts every 0.1 s (0.5 s by default): a spawn arriving just after a NATS
+    # restart waits for the reconnection within the publish's grace instead of failing.
     publisher = Publisher(settings.nats_url, name="forge-spawn",
                           credentials=bus_credentials(settings, "spawn"),
-                          streams=bus_streams(settings))
+                          streams=bus_streams(settings), reconnect_wait=SPAWN_RECONNECT_WAIT_S)
     return SpawnState(
         ctx=ctx,
         catalog=catalog,
