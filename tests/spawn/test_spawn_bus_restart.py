@@ -9,12 +9,21 @@ event is stored exactly once. Before: 503 bus_unavailable, "retry".
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from forge.bus.connection import connect
 from forge.entitlements.grants import grant
 
 from .conftest import SpawnEnv
 from .test_spawn_api import key_for, spawn
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only: the publish is under test, not the store."""
+    return f"sqlite:///{tmp_path}/forge.db"
 
 
 async def _spawn_events(url: str) -> int:
@@ -26,6 +35,7 @@ async def _spawn_events(url: str) -> int:
         await nc.close()
 
 
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_spawn_right_after_nats_restart_is_accepted(spawn_env: SpawnEnv) -> None:
     grant(spawn_env.state.ctx.db, "acme", "TEAM")
     headers = key_for(spawn_env)
