@@ -37,8 +37,10 @@ class AnswerBook:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
         self._items: list[Answer] = []
         self._queued = False
+        self._in_flight = 0  # answers taken by a transaction that has not ended yet
 
     def add(self, request_id: str, status: int, body: dict[str, Any]) -> None:
         """Queue an answer; make sure one flush job is waiting on the writer."""
@@ -53,16 +55,33 @@ class AnswerBook:
             self._flush_job()
 
     def take(self) -> list[Answer]:
-        """Everything queued, for a transaction that writes it (`put_back` if it fails)."""
+        """Everything queued, for a transaction that writes it: then `written` once it
+        committed, or `put_back` if it rolled back."""
         with self._lock:
             items, self._items = self._items, []
+            self._in_flight += len(items)
             return items
+
+    def written(self, items: Sequence[Answer]) -> None:
+        """The transaction that took `items` committed."""
+        with self._lock:
+            self._in_flight -= len(items)
+            self._settled.notify_all()
 
     def put_back(self, items: Sequence[Answer]) -> None:
         """Queue again answers whose transaction rolled back."""
-        if items:
-            with self._lock:
-                self._items[:0] = items
+        with self._lock:
+            self._items[:0] = items
+            self._in_flight -= len(items)
+            self._settled.notify_all()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Store everything queued and wait for answers other transactions took (blocking;
+        shutdown and tests); True when nothing is left unstored."""
+        self.flush()
+        with self._lock:
+            return self._settled.wait_for(lambda: not self._items and not self._in_flight,
+                                          timeout)
 
     def write(self, sess: Session, items: Sequence[Answer]) -> None:
         """Store `items` in the caller's transaction."""
@@ -85,6 +104,7 @@ class AnswerBook:
             self.put_back(items)
             log.exception("storing %d spawn answers failed; kept for the next write", len(items))
             return 0
+        self.written(items)
         return len(items)
 
     @property

@@ -110,7 +110,7 @@ def build_app(settings: Settings) -> FastAPI:
             await state.lifecycle.stop()
         await state.publisher.close()
         if state.answers is not None:  # answers given but not yet stored
-            await ctx.db.write(state.answers.flush)
+            await asyncio.to_thread(state.answers.drain)
 
     ctx.startup.append(start_bus)
     ctx.shutdown.append(stop_bus)

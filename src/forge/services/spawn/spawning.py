@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from forge.audit.log import scenario_log
 from forge.billing import ledger
@@ -99,36 +100,53 @@ def _reserve(
                 answers.write(sess, queued)
             existing = idempotency.find(sess, request_id, now)
             if existing is not None:
-                return _replay(existing, digest, now, pending_timeout)
-            taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
-                         subject=caller.subject, plan=ent.plan, now=now)
-            conn = sess.connection()
-            conn.execute(INSERT_SCENARIO, dict(
-                scenario_id=scenario_id, request_id=request_id, tenant_id=caller.tenant_id,
-                subject=caller.subject, track=track, template_id=template_id,
-                template_sha256=None, plan=ent.plan.name, retention_days=ent.retention_days,
-                state="pending", state_reason="spawn requested", sat_jti=sat_jti, et_jti=et_jti,
-                created_at=now, updated_at=now, expires_at=None,
-                details={"entitlement_source": ent.source},
-            ))
-            conn.execute(INSERT_TRANSITION, dict(
-                scenario_id=scenario_id, from_state=None, to_state="pending",
-                reason="spawn requested", at=now,
-            ))
-            idempotency.reserve(sess, request_id, digest, now)
-            return taken
+                result: SpawnAnswer | Taken = _replay(existing, digest, now, pending_timeout)
+            else:
+                result = _record(sess, request_id=request_id, digest=digest, caller=caller,
+                                 ent=ent, track=track, template_id=template_id,
+                                 scenario_id=scenario_id, sat_jti=sat_jti, et_jti=et_jti,
+                                 now=now)
     except BaseException as exc:
         if answers is not None:  # rolled back with this transaction: queue them again
             answers.put_back(queued)
         if not isinstance(exc, IntegrityError):
             raise
         lost_race = exc
+    else:
+        if answers is not None:
+            answers.written(queued)
+        return result
     # A concurrent request with the same id won the race; answer as it will.
     with state.ctx.db.session() as sess:
         record = idempotency.find(sess, request_id, now)
         if record is None:
             raise lost_race
         return _replay(record, digest, now, pending_timeout)
+
+
+def _record(
+    sess: Session, *, request_id: str, digest: str, caller: Caller, ent: Entitlement,
+    track: str, template_id: str, scenario_id: str, sat_jti: str, et_jti: str, now: datetime,
+) -> Taken:
+    """Inside the reservation: limits and slot, scenario row and its first transition, and
+    the request id claimed (pending)."""
+    taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
+                 subject=caller.subject, plan=ent.plan, now=now)
+    conn = sess.connection()
+    conn.execute(INSERT_SCENARIO, dict(
+        scenario_id=scenario_id, request_id=request_id, tenant_id=caller.tenant_id,
+        subject=caller.subject, track=track, template_id=template_id,
+        template_sha256=None, plan=ent.plan.name, retention_days=ent.retention_days,
+        state="pending", state_reason="spawn requested", sat_jti=sat_jti, et_jti=et_jti,
+        created_at=now, updated_at=now, expires_at=None,
+        details={"entitlement_source": ent.source},
+    ))
+    conn.execute(INSERT_TRANSITION, dict(
+        scenario_id=scenario_id, from_state=None, to_state="pending",
+        reason="spawn requested", at=now,
+    ))
+    idempotency.reserve(sess, request_id, digest, now)
+    return taken
 
 
 def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[str, str] | None:
