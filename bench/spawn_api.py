@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -55,7 +56,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def learner_keys(storage: str, count: int = CLIENTS) -> list[dict[str, str]]:
-    """One API key per learner (learner-N of tenant-N%4), entitled to the BENCH plan."""
+    """One API key per learner (learner-N of tenant-N), entitled to the BENCH plan."""
     from forge.entitlements.grants import grant
     from forge.identity.apikeys import create_api_key
     from forge.store.db import Database
@@ -63,11 +64,29 @@ def learner_keys(storage: str, count: int = CLIENTS) -> list[dict[str, str]]:
     db = Database(f"sqlite:///{storage}/forge.db")
     keys = []
     for wid in range(count):
-        tenant, subject = f"tenant-{wid % 4}", f"learner-{wid}"
+        tenant, subject = f"tenant-{wid}", f"learner-{wid}"
         grant(db, tenant, "BENCH", subject)
         keys.append({"x-api-key": create_api_key(db, tenant, subject).plaintext})
     db.dispose()
     return keys
+
+
+def labs_end(storage: str) -> None:
+    """Every bench lab ends (its quota slot is released), as a class's labs do between
+    runs: a limit check counts the live slots of the tenant, and thousands of never-ending
+    bench labs would measure that count instead of the API."""
+    from sqlalchemy import update
+
+    from forge.store.db import Database
+    from forge.store.models import QuotaSlot
+
+    db = Database(f"sqlite:///{storage}/forge.db")
+    try:
+        with db.session() as sess:
+            sess.execute(update(QuotaSlot).where(QuotaSlot.released_at.is_(None))
+                         .values(released_at=datetime.now(UTC)))
+    finally:
+        db.dispose()
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -160,7 +179,9 @@ def main() -> None:
                 cpu = tree_cpu_s(proc.pid)
                 sent, accepted, elapsed = asyncio.run(saturate(port, keys))
                 cpu_ms = (tree_cpu_s(proc.pid) - cpu) / max(sent, 1) * 1000
+                labs_end(tmp)
                 lat, failed = asyncio.run(paced(port, keys))
+                labs_end(tmp)
                 lat.sort()
                 p99 = lat[int(len(lat) * 0.99)] * 1000
                 rates.append(accepted / elapsed)
