@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,8 +25,16 @@ from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject
 
+# How long a publish waits for a connection that was up to come back (and JetStream to
+# answer again) before it reports the bus unavailable; a few hundred milliseconds.
+RECONNECT_GRACE_S = 0.75
+RETRY_PAUSE_S = 0.05
 _MSG_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+class _Retryable(BusUnavailable):
+    """Nothing was stored and the bus may be back in a moment: worth another attempt."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +73,12 @@ class Publisher:
         reconnect_wait: float = 0.5,
         credentials: BusCredentials | None = None,
         max_reconnect_attempts: int = -1,
+        reconnect_grace: float = RECONNECT_GRACE_S,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout: must be > 0 seconds")
         self._timeout = timeout
+        self._reconnect_grace = reconnect_grace
         self._conn = BusConnection(
             url,
             name,
@@ -142,11 +153,29 @@ class Publisher:
         hdrs["Content-Type"] = CONTENT_TYPE
         hdrs[MSG_ID_HEADER] = msg_id
         wait = self._timeout if timeout is None else timeout
+        # A connection that was up and is reconnecting (a NATS restart, a failover) gets a
+        # short bounded grace: the learner should not see a momentary reconnect. Retrying is
+        # safe: the message id makes JetStream store the event once.
+        deadline = time.monotonic() + self._reconnect_grace
+        while True:
+            try:
+                return await self._publish_once(subject, payload, hdrs, wait)
+            except _Retryable as exc:
+                left = deadline - time.monotonic()
+                if not self._conn.ever_ready or left <= 0:
+                    raise BusUnavailable(str(exc)) from exc.__cause__
+                if not await self._conn.wait_ready(left):
+                    raise BusUnavailable(str(exc)) from exc.__cause__
+                await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+
+    async def _publish_once(self, subject: str, payload: bytes, hdrs: dict[str, str],
+                            wait: float) -> PublishAck:
+        """One attempt; `_Retryable` when the bus is (re)connecting or JetStream recovering."""
         if not self._conn.ready:
             # Just starting: give the first connection a moment. In an outage: fail fast.
             first = not self._conn.ever_ready and self._conn.state.last_error is None
             if not (await self._conn.start(wait if first else None)):
-                raise BusUnavailable(f"not connected to NATS at {redact_url(self._conn.url)}")
+                raise _Retryable(f"not connected to NATS at {redact_url(self._conn.url)}")
         client = self._conn.client()
         if len(payload) > client.max_payload:
             raise ValueError(
@@ -169,11 +198,13 @@ class Publisher:
         except nats.js.errors.NoStreamResponseError as exc:
             raise BusUnavailable(f"no JetStream stream answered for {subject}") from exc
         except nats.js.errors.ServiceUnavailableError as exc:
-            raise BusUnavailable(f"JetStream unavailable: {exc.description}") from exc
+            raise _Retryable(f"JetStream unavailable: {exc.description}") from exc
         except nats.js.errors.APIError as exc:
             raise BusUnavailable(f"JetStream refused {subject}: {exc.description}") from exc
-        except (nats.errors.NoRespondersError, nats.errors.NoServersError) as exc:
-            raise BusUnavailable(f"NATS could not take {subject}: {exc}") from exc
+        except (nats.errors.NoRespondersError, nats.errors.NoServersError,
+                nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError
+                ) as exc:
+            raise _Retryable(f"NATS could not take {subject}: {exc}") from exc
         except nats.errors.Error as exc:
             raise BusOutcomeUnknown(f"NATS failed while publishing {subject}: {exc}") from exc
         return PublishAck(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))

@@ -76,6 +76,14 @@ def status_table(sup: Supervisor, ready: dict[str, bool]) -> Table:
     return table
 
 
+def status_key(sup: Supervisor, ready: dict[str, bool]) -> tuple[tuple[object, ...], ...]:
+    """What the status table shows, to redraw it only when that changes."""
+    rows: list[tuple[object, ...]] = [(name, sup.url(name), bool(ready.get(name)), c.restarts)
+                                      for name, c in sup.children.items()]
+    rows += [(m.name, m.server.url, m.ready, m.restarts) for m in sup.nats_members]
+    return tuple(rows)
+
+
 def store_label(db_url: str) -> str:
     """Which database every process uses, without its credentials."""
     from sqlalchemy.engine import make_url
@@ -246,10 +254,15 @@ def register(app: typer.Typer) -> None:
         ready = False
         try:
             deadline = time.monotonic() + ready_timeout
-            with Live(status_table(sup, {}), console=console, refresh_per_second=2) as live:
+            # Redrawn when something changed, not twice a second (idle CPU, issue 19).
+            with Live(status_table(sup, {}), console=console, auto_refresh=False) as live:
+                shown: object = None
                 while not stopping:
                     state = sup.poll()
-                    live.update(status_table(sup, state))
+                    seen = status_key(sup, state)
+                    if seen != shown:
+                        live.update(status_table(sup, state), refresh=True)
+                        shown = seen
                     if sup.came_up and not ready:
                         ready = True
                         if not live.console.is_terminal:  # no live table: print it once

@@ -296,6 +296,10 @@ class Settings(BaseSettings):
     # LTI 1.3 (issue 18 item 4): the tool key and the LMS platforms registered by the
     # operator (forge.identity.lti_config); unset: no LMS launches into Forge.
     lti_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var("FORGE_LTI_FILE")
+    # Issue 19 item 5 (spawn API at class scale): worker processes of spawn_service behind
+    # its one port (forge.services.common.workers); 1 is the single process of before.
+    spawn_workers: Annotated[int, BeforeValidator(_node(node_cfg.whole(
+        "FORGE_SPAWN_WORKERS", 1, 32)))] = _var("FORGE_SPAWN_WORKERS", 1)
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

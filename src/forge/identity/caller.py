@@ -72,10 +72,11 @@ def receipt_subject(claims: Mapping[str, Any] | None) -> str | None:
 
 def caller_from_session(settings: Settings, token: str) -> Caller | None:
     """The caller of a valid session cookie, else None."""
-    try:
-        claims = verify_token(settings.sat, SESSION, token)
-    except TokenError:
-        return None
+    claims = session_claims(settings, token)
+    return None if claims is None else _session_caller(claims)
+
+
+def _session_caller(claims: Mapping[str, Any]) -> Caller:
     scope = str(claims["scope"])
     scenario = scope.removeprefix("scenario:") if scope.startswith("scenario:") else None
     return Caller(str(claims["tenant_id"]), str(claims["sub"]), "session", scenario)
@@ -124,8 +125,8 @@ def resolve_caller(
         return Caller(record.tenant_id, record.subject, "api_key")
     session = cookies.get(SESSION_COOKIE)
     if session:
-        caller = caller_from_session(settings, session)
-        claims = session_claims(settings, session) if caller is not None else None
+        claims = session_claims(settings, session)  # verified once
+        caller = _session_caller(claims) if claims is not None else None
         if caller is not None and claims is not None and not session_revoked(db, claims):
             if method.upper() in UNSAFE_METHODS and not same_origin(headers):
                 raise AuthError("cross_site_request", 403,

@@ -22,6 +22,10 @@ from forge.bus.server import LOOPBACK, free_port
 from forge.services.common.listener import PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix
 
+# A healthy server's monitor endpoint is asked only this often (its process is watched on
+# every poll), over one pooled client: idle CPU of `forge up` and of nats-server.
+HEALTH_RECHECK_S = 5.0
+
 
 class NatsStartError(Exception):
     """The embedded NATS did not start; the message says why."""
@@ -38,6 +42,7 @@ class Member:
     next_start: float = 0.0
     ready: bool = True
     started: bool = True
+    checked_at: float | None = None  # when its health endpoint was last asked
 
 
 @dataclass
@@ -50,6 +55,7 @@ class EmbeddedNats:
     port: int = 0
     members: list[Member] = field(default_factory=list)
     cluster: NatsCluster | None = None
+    _http: httpx.Client | None = field(default=None, repr=False)
 
     def start(self) -> None:
         """Start the server(s); for a cluster, wait for a JetStream quorum and the streams."""
@@ -121,13 +127,23 @@ class EmbeddedNats:
                 member.started = True
                 report(f"{self._label(member)} restarted on port {server.port} "
                        f"(restart #{member.restarts})")
-            member.ready = server.running and _healthy(server)
+            if not server.running:
+                member.ready = False
+            elif not (member.ready and member.checked_at is not None
+                      and now - member.checked_at < HEALTH_RECHECK_S):
+                if self._http is None:
+                    self._http = httpx.Client(trust_env=False, timeout=2)
+                member.checked_at = now
+                member.ready = _healthy(self._http, server)
 
     def _label(self, member: Member) -> str:
         return "nats-server" if self.cluster is None else f"nats-server {member.name}"
 
     def stop(self) -> None:
         """Stop every server; stores are kept."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self.cluster is not None:
             self.cluster.stop()
         else:
@@ -135,10 +151,9 @@ class EmbeddedNats:
                 member.server.stop()
 
 
-def _healthy(server: NatsServer) -> bool:
+def _healthy(client: httpx.Client, server: NatsServer) -> bool:
     try:
-        resp = httpx.get(f"{server.monitor_url}/healthz?js-enabled-only=true", timeout=2,
-                         trust_env=False)
+        resp = client.get(f"{server.monitor_url}/healthz?js-enabled-only=true")
     except httpx.HTTPError:
         return False
     return resp.status_code == 200

@@ -6,6 +6,7 @@ Plain SQL statements (no ORM unit of work): these run inside the spawn hot path.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,9 @@ _FIND = select(RECORDS.c.fingerprint, RECORDS.c.status_code, RECORDS.c.response,
                RECORDS.c.expires_at, RECORDS.c.created_at).where(
                    RECORDS.c.request_id == bindparam("rid"))
 _RESERVE = insert(RECORDS)
+_COMPLETE = update(RECORDS).where(RECORDS.c.request_id == bindparam("rid")).values(
+    status_code=bindparam("code"), response=bindparam("body"))
+Answer = tuple[str, int, dict[str, Any]]  # request id, status code, response body
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,13 @@ def complete(db: Database, request_id: str, status_code: int, response: dict[str
             update(RECORDS).where(RECORDS.c.request_id == request_id)
             .values(status_code=status_code, response=response)
         )
+
+
+def complete_many(sess: Session, answers: Sequence[Answer]) -> None:
+    """Store several final answers in the caller's transaction (one statement)."""
+    if answers:
+        sess.connection().execute(_COMPLETE, [{"rid": rid, "code": code, "body": body}
+                                              for rid, code, body in answers])
 
 
 def purge(db: Database, now: datetime) -> int:

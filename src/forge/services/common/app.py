@@ -22,6 +22,7 @@ from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
 from forge.services.common.middleware import RequestContextMiddleware
 from forge.services.common.openapi import errors, install_openapi
 from forge.services.common.readiness import CheckFailed, Readiness
+from forge.services.common.workers import service_pid
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 
@@ -120,7 +121,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     async def healthz() -> dict[str, str | int]:
         """Liveness: the process answers. Says nothing about dependencies. The pid lets a
         supervisor check that the answer comes from the process it started."""
-        return {"status": "ok", "service": ctx.name, "pid": os.getpid()}
+        return {"status": "ok", "service": ctx.name, "pid": service_pid(),
+                "worker_pid": os.getpid()}
 
     @app.get("/readyz", tags=["ops"], responses=errors(401, 503))
     async def readyz(request: Request) -> JSONResponse:

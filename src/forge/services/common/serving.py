@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from forge.config.settings import Settings, load_settings
 from forge.services.common.listener import bind_listener, inherited_listener
 from forge.services.common.logging import configure_logging
+from forge.services.common.workers import is_worker, serve_workers
 
 log = logging.getLogger("forge.runner")
 
@@ -97,6 +98,8 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     # The port before anything else: a taken port is one clear error, nothing half-started.
     sock = inherited_listener() or bind_listener(host, entry.port if port is None else port)
     bound_host, bound_port = sock.getsockname()[:2]
+    if name is ServiceName.spawn and settings.spawn_workers > 1 and not is_worker():
+        return serve_workers(name.value, sock, settings.spawn_workers)
     try:
         app = build_service(name, settings)
     except Exception as exc:

@@ -38,6 +38,31 @@ class Held:
     taken_here: bool
 
 
+@dataclass(frozen=True)
+class Preloaded:
+    """The learner's assignment of the lab, read within the request's one store read; a
+    refusal (404 for an assignment id that is not theirs) is kept for `admit` to raise, so
+    refusals keep their order (the plan is checked before the assignment)."""
+
+    found: Applicable | None
+    error: ForgeError | None = None
+
+    def get(self) -> Applicable | None:
+        if self.error is not None:
+            raise self.error
+        return self.found
+
+
+def preload(state: SpawnState, caller: Caller, template_id: str,
+            assignment_id: str | None) -> Preloaded:
+    """Read the assignment `admit` judges (blocking: call from the request's read hop)."""
+    try:
+        return Preloaded(assignments.applicable(state.ctx.db, caller.tenant_id, caller.subject,
+                                                template_id, assignment_id, datetime.now(UTC)))
+    except ForgeError as exc:
+        return Preloaded(None, exc)
+
+
 def _engine(state: SpawnState) -> PolicyEngine:
     if state.policy is None:
         state.policy = make_policy_engine(state.settings.opa_url, state.settings.policies_dir)
@@ -68,18 +93,20 @@ def _refused(decision: Decision, found: Applicable) -> ForgeError:
 
 
 async def admit(state: SpawnState, caller: Caller, template_id: str,
-                assignment_id: str | None, request_id: str) -> Held | None:
+                assignment_id: str | None, request_id: str,
+                preloaded: Preloaded | None = None) -> Held | None:
     """Judge the spawn against the learner's assignment of this lab and take an attempt;
     None when the lab is assigned to none of their cohorts. 403 `assignment_refused` with
     the policy's reasons (when it opens, that it closed, attempts used), 404 for an
-    assignment id that is not theirs."""
+    assignment id that is not theirs. `preloaded`: that assignment, already read."""
     db = state.ctx.db
 
     def find(only: str | None) -> Applicable | None:
         return assignments.applicable(db, caller.tenant_id, caller.subject, template_id,
                                       only, datetime.now(UTC))
 
-    found = await run_in_threadpool(find, assignment_id)
+    found = (preloaded.get() if preloaded is not None
+             else await run_in_threadpool(find, assignment_id))
     if found is None:
         return None
     # A retried request that was admitted before answers as the first time (idempotent),

@@ -20,6 +20,7 @@ from forge.lifecycle.visibility import learner_view
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import (
     current_caller,
+    identify_caller,
     receipt_claims,
     spawn_state,
 )
@@ -101,21 +102,24 @@ def _scenario_view(row: Scenario, terminal_hosts: tuple[str, ...]) -> dict[str, 
 
 
 async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
-    """The caller's own scenario; 404 for a bad id or anyone else's (no existence oracle)."""
-    caller = await current_caller(request)
+    """The caller's own scenario; 404 for a bad id or anyone else's (no existence oracle).
+
+    One thread hop and one read session for the caller and the row: the lab page polls this
+    every few hundred milliseconds per learner."""
     missing = ForgeError("not_found", 404, "scenario not found")
-    if not SCENARIO_ID.match(scenario_id) or not caller.may_see(scenario_id):
-        raise missing
     db = spawn_state(request).ctx.db
 
-    def load() -> Scenario | None:
-        with db.read() as sess:
+    def load() -> tuple[Caller, Scenario | None]:
+        with db.reading() as sess:
+            caller = identify_caller(request)
+            if not SCENARIO_ID.match(scenario_id) or not caller.may_see(scenario_id):
+                return caller, None
             row = sess.get(Scenario, scenario_id)
             if row is not None:
                 sess.expunge(row)
-            return row
+            return caller, row
 
-    row = await run_in_threadpool(load)
+    caller, row = await run_in_threadpool(load)
     if row is None or not caller.owns(row.tenant_id, row.subject):
         raise missing
     return row

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from forge.audit.log import scenario_log
 from forge.billing import ledger
@@ -23,6 +24,7 @@ from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import move
 from forge.quotas.limiter import QuotaExceeded, Taken, give_back, release, take
+from forge.services.spawn.answers import AnswerBook
 from forge.services.spawn.state import SpawnState
 from forge.store import idempotency
 from forge.store.models import Scenario, ScenarioTransition
@@ -86,38 +88,65 @@ def _reserve(
     state: SpawnState, *, request_id: str, digest: str, caller: Caller, ent: Entitlement,
     track: str, template_id: str, scenario_id: str, sat_jti: str, et_jti: str,
 ) -> SpawnAnswer | Taken:
-    """One transaction: replay check, limits, slot, scenario row, idempotency reservation."""
+    """One transaction: replay check, limits, slot, scenario row, idempotency reservation;
+    the answers of earlier spawns still waiting to be stored (`AnswerBook`) ride along."""
     now = datetime.now(UTC)
     pending_timeout = timedelta(seconds=state.settings.spawn_pending_timeout_s)
+    answers: AnswerBook | None = getattr(state, "answers", None)
+    queued = answers.take() if answers is not None else []
     try:
         with state.ctx.db.session() as sess:
+            if answers is not None:
+                answers.write(sess, queued)
             existing = idempotency.find(sess, request_id, now)
             if existing is not None:
-                return _replay(existing, digest, now, pending_timeout)
-            taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
-                         subject=caller.subject, plan=ent.plan, now=now)
-            conn = sess.connection()
-            conn.execute(INSERT_SCENARIO, dict(
-                scenario_id=scenario_id, request_id=request_id, tenant_id=caller.tenant_id,
-                subject=caller.subject, track=track, template_id=template_id,
-                template_sha256=None, plan=ent.plan.name, retention_days=ent.retention_days,
-                state="pending", state_reason="spawn requested", sat_jti=sat_jti, et_jti=et_jti,
-                created_at=now, updated_at=now, expires_at=None,
-                details={"entitlement_source": ent.source},
-            ))
-            conn.execute(INSERT_TRANSITION, dict(
-                scenario_id=scenario_id, from_state=None, to_state="pending",
-                reason="spawn requested", at=now,
-            ))
-            idempotency.reserve(sess, request_id, digest, now)
-            return taken
-    except IntegrityError:
-        # A concurrent request with the same id won the race; answer as it will.
-        with state.ctx.db.session() as sess:
-            record = idempotency.find(sess, request_id, now)
-            if record is None:
-                raise
-            return _replay(record, digest, now, pending_timeout)
+                result: SpawnAnswer | Taken = _replay(existing, digest, now, pending_timeout)
+            else:
+                result = _record(sess, request_id=request_id, digest=digest, caller=caller,
+                                 ent=ent, track=track, template_id=template_id,
+                                 scenario_id=scenario_id, sat_jti=sat_jti, et_jti=et_jti,
+                                 now=now)
+    except BaseException as exc:
+        if answers is not None:  # rolled back with this transaction: queue them again
+            answers.put_back(queued)
+        if not isinstance(exc, IntegrityError):
+            raise
+        lost_race = exc
+    else:
+        if answers is not None:
+            answers.written(queued)
+        return result
+    # A concurrent request with the same id won the race; answer as it will.
+    with state.ctx.db.session() as sess:
+        record = idempotency.find(sess, request_id, now)
+        if record is None:
+            raise lost_race
+        return _replay(record, digest, now, pending_timeout)
+
+
+def _record(
+    sess: Session, *, request_id: str, digest: str, caller: Caller, ent: Entitlement,
+    track: str, template_id: str, scenario_id: str, sat_jti: str, et_jti: str, now: datetime,
+) -> Taken:
+    """Inside the reservation: limits and slot, scenario row and its first transition, and
+    the request id claimed (pending)."""
+    taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
+                 subject=caller.subject, plan=ent.plan, now=now)
+    conn = sess.connection()
+    conn.execute(INSERT_SCENARIO, dict(
+        scenario_id=scenario_id, request_id=request_id, tenant_id=caller.tenant_id,
+        subject=caller.subject, track=track, template_id=template_id,
+        template_sha256=None, plan=ent.plan.name, retention_days=ent.retention_days,
+        state="pending", state_reason="spawn requested", sat_jti=sat_jti, et_jti=et_jti,
+        created_at=now, updated_at=now, expires_at=None,
+        details={"entitlement_source": ent.source},
+    ))
+    conn.execute(INSERT_TRANSITION, dict(
+        scenario_id=scenario_id, from_state=None, to_state="pending",
+        reason="spawn requested", at=now,
+    ))
+    idempotency.reserve(sess, request_id, digest, now)
+    return taken
 
 
 def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[str, str] | None:
@@ -300,7 +329,10 @@ async def _answer(state: SpawnState, caller: Caller, request_id: str, scenario_i
         "access_url": f"{base_url.rstrip('/')}/v1/access/{scenario_id}?token={access}",
         "expires_at": _iso(int(access_claims["exp"])),
     }
-    await state.ctx.db.write(idempotency.complete, state.ctx.db, request_id, 201, body)
+    if state.answers is not None:
+        state.answers.add(request_id, 201, body)  # stored by the next write (group commit)
+    else:
+        await state.ctx.db.write(idempotency.complete, state.ctx.db, request_id, 201, body)
     return SpawnAnswer(status, body)
 
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import Caller
-from forge.services.spawn.assignment_gate import admit, settle
+from forge.services.spawn.assignment_gate import Preloaded, admit, preload, settle
 from forge.services.spawn.caller_deps import identify_caller, spawn_state
 from forge.services.spawn.labs import check_plan, choose_lab
 from forge.services.spawn.spawning import SpawnAnswer, check_request_id, spawn
@@ -61,17 +61,19 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
     checked_id = check_request_id(rid or request.headers.get("x-request-id"))
     template_id = choose_lab(state, track_name, lab_name)
 
-    def identify() -> tuple[Caller, Entitlement]:
-        caller = identify_caller(request, receipt)
-        return caller, resolve_entitlement(
-            caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
-            receipt_claims=receipt, x_plan=request.headers.get("x-plan"),
-            entitlements_file=state.entitlements_file,
-        )
+    def identify() -> tuple[Caller, Entitlement, Preloaded]:
+        with state.ctx.db.reading():  # one session and snapshot for every read below
+            caller = identify_caller(request, receipt)
+            ent = resolve_entitlement(
+                caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
+                receipt_claims=receipt, x_plan=request.headers.get("x-plan"),
+                entitlements_file=state.entitlements_file,
+            )
+            return caller, ent, preload(state, caller, template_id, assignment_id)
 
-    caller, ent = await run_in_threadpool(identify)  # one thread hop for both reads
+    caller, ent, found = await run_in_threadpool(identify)  # one thread hop for every read
     await check_plan(state, caller, ent, track_name, template_id)
-    held = await admit(state, caller, template_id, assignment_id, checked_id)
+    held = await admit(state, caller, template_id, assignment_id, checked_id, found)
     try:
         answer = await spawn(state, caller=caller, ent=ent, track=track_name,
                              request_id=checked_id, base_url=str(request.base_url),

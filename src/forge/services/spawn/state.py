@@ -11,10 +11,13 @@ from forge.plans import PlanCatalog, load_plans
 from forge.policy.decision import PolicyEngine
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.spawn.answers import AnswerBook
 from forge.services.spawn.catalog_entry import TemplateFacts, template_facts
 from forge.services.spawn.terminal_signout import OpenTerminals
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
+
+SPAWN_RECONNECT_WAIT_S = 0.1
 
 
 @dataclass
@@ -38,6 +41,8 @@ class SpawnState:
     # the assignment gate's policy engine: made (and its pin checked) by build_app; made at
     # first use where a state is built without the app (assignment_gate.py)
     policy: PolicyEngine | None = None
+    # spawn answers waiting to be stored under their request ids (group commit)
+    answers: AnswerBook | None = None
 
     @property
     def settings(self) -> Settings:
@@ -71,9 +76,11 @@ def build_state(ctx: ServiceContext) -> SpawnState:
     settings = ctx.settings
     catalog = load_plans(settings.plans_file)
     registry = TemplateRegistry.load(settings.templates_dir)
+    # Reconnect attempts every 0.1 s (0.5 s by default): a spawn arriving just after a NATS
+    # restart waits for the reconnection within the publish's grace instead of failing.
     publisher = Publisher(settings.nats_url, name="forge-spawn",
                           credentials=bus_credentials(settings, "spawn"),
-                          streams=bus_streams(settings))
+                          streams=bus_streams(settings), reconnect_wait=SPAWN_RECONNECT_WAIT_S)
     return SpawnState(
         ctx=ctx,
         catalog=catalog,
@@ -83,4 +90,5 @@ def build_state(ctx: ServiceContext) -> SpawnState:
         entitlements_file=settings.entitlements_file,
         templates=template_facts(registry),
         track_labs=track_labs(registry),
+        answers=AnswerBook(ctx.db),
     )
