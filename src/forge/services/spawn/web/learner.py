@@ -317,7 +317,7 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
             "title": f"Result of lab {row.scenario_id}", "track": row.track,
             "viewer": await viewer(request),
             **_result_context(row, result),
-            "recordings": await recording_names(request, row),
+            "recordings": await recording_names(request, row.scenario_id),
         }))
     return await _as_page(f"/lab/{scenario_id}", request)(run)
 
