@@ -46,7 +46,7 @@ async def cohort_dashboard_csv(cohort_id: str, request: Request) -> Response:
 
 
 @router.get("/v1/cohorts/{cohort_id}/learners/{subject}/timeline",
-            responses=errors(401, 403, 404, 422))
+            responses=errors(401, 403, 404, 422, 502))
 async def cohort_learner_timeline(cohort_id: str, subject: str, request: Request
                                   ) -> dict[str, Any]:
     """A learner's labs for the cohort's assignments: state changes, submissions, task
@@ -56,7 +56,7 @@ async def cohort_learner_timeline(cohort_id: str, subject: str, request: Request
 
 
 @router.get("/v1/cohorts/labs/{scenario_id}/recordings/{name}",
-            responses=errors(401, 403, 404, 422))
+            responses=errors(401, 403, 404, 422, 502))
 async def cohort_lab_recording(scenario_id: str, name: str, request: Request) -> Response:
     """One terminal recording of a learner's lab in a cohort you manage."""
     who = await current_manager(request)
