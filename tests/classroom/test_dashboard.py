@@ -31,6 +31,7 @@ from forge.services.spawn.app import build_app as build_spawn
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import (
+    Assignment,
     AssignmentAttempt,
     HintReveal,
     Scenario,
@@ -285,3 +286,20 @@ def test_reads_stay_a_fixed_number_of_queries(db_url: str) -> None:
     assert len(data.labs) == 600 and len(data.learners) == 200
     assert big == small <= 8
     db.dispose()
+
+
+def test_graded_time_reads_like_every_other_time() -> None:
+    """A summary's completed_at written with an offset and microseconds is shown as the
+    dashboard's other times are (UTC, seconds, Z); one that is not a time shows none."""
+    a = Assignment(assignment_id="asg-1", cohort_id="coh-1", tenant_id="acme", template_id=LAB,
+                   opens_at=T0, closes_at=T0 + timedelta(hours=1), attempts_allowed=1,
+                   hints_allowed=True)
+    labs = [dashboard.Lab(sid, "asg-1", who, 1, "completed", T0)
+            for sid, who in (("scn-1", "lea"), ("scn-2", "leo"))]
+    data = dashboard.CohortLabs("coh-1", "Net", ["lea", "leo"], [a], labs)
+    summary = {"tenant_id": "acme", "score": 1.0, "passed": 2, "total": 2, "failed": []}
+    scores = {"scn-1": {**summary, "subject": "lea",
+                        "completed_at": "2026-12-01T10:00:00.123456+01:00"},
+              "scn-2": {**summary, "subject": "leo", "completed_at": "soon"}}
+    rows = dashboard.figures(data, scores, "acme", lambda _t, _c: "")["assignments"][0]["rows"]
+    assert [r["finished_at"] for r in rows] == ["2026-12-01T09:00:00Z", None]

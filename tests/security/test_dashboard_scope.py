@@ -143,13 +143,26 @@ def test_dashboard_reads_are_scoped_to_managed_cohorts(make_spawn: MakeSpawn  # 
         c.cookies.clear()
         assert c.get(reads[0]).status_code == 401
         assert c.get(reads[3]).headers["location"].startswith("/signin?next=")
+        away = c.get(f"/teach/cohorts/{a}/learners/lea@acme")  # quoted once, not twice
+        assert away.headers["location"] == f"/signin?next=/teach/cohorts/{a}/learners/lea%40acme"
         # Malformed ids: 422 naming the field, never a lookup.
         for path, field in ((f"/v1/cohorts/coh-{'x' * 16}/dashboard", "cohort_id"),
                             (f"/v1/cohorts/{a}/learners/bad%20id/timeline", "subject"),
-                            (f"/v1/cohorts/labs/scn-123/recordings/{cast}", "scenario_id")):
+                            (f"/v1/cohorts/labs/scn-123/recordings/{cast}", "scenario_id"),
+                            (f"/v1/cohorts/coh-{'x' * 16}", "cohort_id"),  # the same answer
+                            (f"/v1/cohorts/coh-{'x' * 16}/assignments", "cohort_id")):
             r = c.get(path, headers=keys["ann"])
             assert (r.status_code, r.json()["details"][0]["field"]) == (422, field), path
         assert g  # globex's own cohort exists: the 404s above are scope, not absence
+
+        # A graded lab's recordings while the scoreboard is unreachable: the timeline says
+        # so (502), it does not show "no recordings".
+        with db.session() as sess:
+            graded = sess.get(Scenario, lea_lab)
+            assert graded is not None
+            graded.state = "completed"
+        r = c.get(f"/v1/cohorts/{a}/learners/lea/timeline", headers=keys["ann"])
+        assert (r.status_code, r.json()["error"]) == (502, "backend_unreachable"), r.text
 
     # The scoreboard's summaries: the operator token only.
     board = TestClient(build_scoreboard(env.settings))

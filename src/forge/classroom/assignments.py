@@ -135,22 +135,45 @@ def _rank(a: Applicable, now: datetime) -> tuple[int, float]:
     return (3, -closes.timestamp())
 
 
+def _ambiguous(classes: list[str]) -> ForgeError:
+    """More than one class has this lab open for the learner: which one counts is theirs to
+    say, never ours to guess (a guess would show one class's lab to the other's teacher)."""
+    named = ", ".join(f'"{c}"' for c in classes)
+    return ForgeError(
+        "assignment_ambiguous", 409,
+        f"lab: this lab is assigned to you by more than one class ({named}); start it from "
+        '"Your assignments", next to the class it is for',
+        [{"field": "assignment_id", "classes": classes}])
+
+
+def _is_open(a: Assignment, now: datetime) -> bool:
+    return _aware(a.opens_at) <= now < _aware(a.closes_at)
+
+
 def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
                assignment_id: str | None, now: datetime) -> Applicable | None:
     """The assignment governing this spawn: `assignment_id` when given (404 unless it is an
     assignment of this lab in one of the learner's cohorts), else the learner's most
-    favourable assignment of the lab; None when the lab is assigned to none of their
-    cohorts (the plan alone decides then)."""
+    favourable assignment of the lab — 409 `assignment_ambiguous` naming the classes when
+    assignments of more than one of their cohorts are open; None when the lab is assigned
+    to none of their cohorts (the plan alone decides then)."""
     with db.read() as sess:
-        query = (select(Assignment).join(Enrolment, Enrolment.cohort_id == Assignment.cohort_id)
+        query = (select(Assignment, Cohort.name)
+                 .join(Enrolment, Enrolment.cohort_id == Assignment.cohort_id)
+                 .join(Cohort, Cohort.cohort_id == Assignment.cohort_id)
                  .where(Enrolment.tenant_id == tenant_id, Enrolment.subject == subject,
-                        Assignment.tenant_id == tenant_id,
+                        Assignment.tenant_id == tenant_id, Cohort.tenant_id == tenant_id,
                         Assignment.template_id == template_id))
         if assignment_id is not None:
             query = query.where(Assignment.assignment_id == assignment_id)
+        rows = sess.execute(query).all()
+        if assignment_id is None:
+            classes = {a.cohort_id: name for a, name in rows if _is_open(a, now)}
+            if len(classes) > 1:
+                raise _ambiguous(sorted(classes.values()))
         found = [Applicable(a.assignment_id, a.opens_at, a.closes_at, a.attempts_allowed,
                             _used(sess, a.assignment_id, subject), a.hints_allowed)
-                 for a in sess.scalars(query)]
+                 for a, _ in rows]
     if assignment_id is not None and not found:
         raise ForgeError("assignment_not_found", 404,
                          "assignment_id: no such assignment of this lab in your cohorts",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from forge.errors import ForgeError
@@ -22,6 +24,7 @@ MAX_NAME = 120
 MAX_GROUP = 128
 INVITE_PREFIX = "fgi_"
 MAX_INVITE_DAYS = 90
+COHORT_ID_RE = re.compile(r"coh-[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,38 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
 
-def _need_staff_role(who: Manager) -> None:
+def need_staff_role(who: Manager) -> None:
+    """403 unless `who` is an instructor or operator of their tenant."""
     if who.role not in (INSTRUCTOR, OPERATOR):
-        raise ForgeError("instructor_required", 403,
-                         "only an instructor or operator of this tenant may manage cohorts")
+        raise ForgeError("instructor_required", 403, "only an instructor or operator of this "
+                         "tenant may manage cohorts or see their dashboards")
+
+
+def check_cohort_id(cohort_id: object) -> str:
+    """A well-formed cohort id (422 naming the field otherwise), checked before any lookup
+    by every read and write of a cohort, so a malformed id gets the same answer on all."""
+    if not isinstance(cohort_id, str) or COHORT_ID_RE.fullmatch(cohort_id) is None:
+        raise ForgeError("validation_error", 422, "cohort_id: expected coh-<16 hex digits>",
+                         [{"field": "cohort_id", "expected": "coh-<16 hex digits>"}])
+    return cohort_id
+
+
+def managed_ids(who: Manager, cohort_id: str | None = None) -> Select[Any]:
+    """The ids of the cohorts `who` manages (one of them when `cohort_id` is given), as a
+    subquery: every cohort of the tenant for an operator, those they are staff of else."""
+    query = select(Cohort.cohort_id).where(Cohort.tenant_id == who.tenant_id)
+    if cohort_id is not None:
+        query = query.where(Cohort.cohort_id == cohort_id)
+    if who.role != OPERATOR:
+        query = query.join(CohortStaff, CohortStaff.cohort_id == Cohort.cohort_id).where(
+            CohortStaff.subject == who.subject)
+    return query
 
 
 def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None = None
                   ) -> Cohort:
     """A new cohort of `who`'s tenant, managed by `who` (403 for a learner)."""
-    _need_staff_role(who)
+    need_staff_role(who)
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > MAX_NAME:
         raise ForgeError("validation_error", 422, "invalid request: name",
@@ -71,12 +96,13 @@ def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None =
 
 
 def managed_cohort(sess: Session, who: Manager, cohort_id: str) -> Cohort:
-    """The cohort if `who` may manage it: 404 when it is another tenant's or (for an
-    instructor) not theirs; 403 for a learner asking about a cohort of their tenant."""
-    row = sess.get(Cohort, cohort_id) if isinstance(cohort_id, str) else None
+    """The cohort if `who` may manage it: 422 for a malformed id, 404 when it is another
+    tenant's or (for an instructor) not theirs; 403 for a learner asking about a cohort of
+    their tenant."""
+    row = sess.get(Cohort, check_cohort_id(cohort_id))
     if row is None or row.tenant_id != who.tenant_id:
         raise _not_found()
-    _need_staff_role(who)
+    need_staff_role(who)
     if who.role == OPERATOR:
         return row
     if sess.get(CohortStaff, (cohort_id, who.subject)) is None:
@@ -86,13 +112,10 @@ def managed_cohort(sess: Session, who: Manager, cohort_id: str) -> Cohort:
 
 def cohorts_of(db: Database, who: Manager) -> list[Cohort]:
     """The cohorts `who` manages (all of the tenant's for an operator)."""
-    _need_staff_role(who)
+    need_staff_role(who)
     with db.read() as sess:
-        query = select(Cohort).where(Cohort.tenant_id == who.tenant_id)
-        if who.role != OPERATOR:
-            query = query.join(CohortStaff, CohortStaff.cohort_id == Cohort.cohort_id).where(
-                CohortStaff.subject == who.subject)
-        rows = list(sess.scalars(query.order_by(Cohort.created_at)))
+        rows = list(sess.scalars(select(Cohort).where(Cohort.cohort_id.in_(managed_ids(who)))
+                                 .order_by(Cohort.created_at)))
         sess.expunge_all()  # kept loaded after the read's rollback
         return rows
 

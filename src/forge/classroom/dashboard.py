@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from forge.classroom.assignments import iso, view
-from forge.classroom.cohorts import Manager
-from forge.classroom.scope import managed_ids, open_cohort, scoped_lab_ids, scoped_labs
+from forge.classroom.cohorts import Manager, managed_cohort, managed_ids
+from forge.classroom.scope import scoped_lab_ids, scoped_labs
 from forge.lifecycle import states
 from forge.store.db import Database
 from forge.store.models import Assignment, Enrolment, HintReveal, ScenarioTransition
@@ -81,7 +81,7 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
     now = now or datetime.now(UTC)
     scope = managed_ids(who, cohort_id)
     with db.read() as sess:
-        cohort = open_cohort(sess, who, cohort_id)
+        cohort = managed_cohort(sess, who, cohort_id)
         learners = list(sess.scalars(
             select(Enrolment.subject).where(Enrolment.cohort_id.in_(scope),
                                             Enrolment.tenant_id == who.tenant_id)
@@ -113,6 +113,14 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
     return CohortLabs(cohort.cohort_id, cohort.name, learners, assigned, labs)
 
 
+def _when(completed_at: object) -> str | None:
+    """The graded time as every other time of the dashboard (UTC, seconds, Z)."""
+    try:
+        return iso(datetime.fromisoformat(str(completed_at)))
+    except ValueError:
+        return None
+
+
 def _usable(summary: Mapping[str, Any], lab: Lab, tenant_id: str) -> bool:
     # The scoreboard's answer must be about this learner's lab of this tenant.
     return summary.get("tenant_id") == tenant_id and summary.get("subject") == lab.subject
@@ -136,7 +144,7 @@ def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: s
     if best is not None:
         summary, lab = best
         out.update(score=round(float(summary["score"]), 4), passed=int(summary["passed"]),
-                   total=int(summary["total"]), finished_at=str(summary["completed_at"]),
+                   total=int(summary["total"]), finished_at=_when(summary.get("completed_at")),
                    failed_criteria=[str(c) for c in summary.get("failed") or []],
                    graded_lab=lab.scenario_id)
     return out

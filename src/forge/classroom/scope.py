@@ -1,5 +1,5 @@
-"""What an instructor may read, as SQL: the cohorts they manage, the labs of those cohorts'
-assignments, each lab of a learner enrolled there (issue 18 item 3).
+"""What an instructor may read, as SQL: the labs of the assignments of the cohorts they
+manage (`cohorts.managed_ids`), each lab of a learner enrolled there (issue 18 item 3).
 
 Every dashboard read puts these conditions in its own query (never a filter after
 loading), so a row of another tenant or cohort is never read at all. Answers for anything
@@ -8,38 +8,26 @@ out of scope are 404, the same as for an id that does not exist.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
-from forge.classroom.cohorts import INSTRUCTOR, OPERATOR, Manager, managed_cohort
+from forge.classroom.cohorts import Manager, managed_ids, need_staff_role
 from forge.classroom.roster_csv import SUBJECT_RE
 from forge.errors import ForgeError
 from forge.store.models import (
     Assignment,
     AssignmentAttempt,
-    Cohort,
-    CohortStaff,
     Enrolment,
     Scenario,
 )
 from forge_verify.score import SCENARIO_ID_RE
 
-COHORT_ID_RE = re.compile(r"coh-[0-9a-f]{16}")
-
 
 def _malformed(field: str, expected: str) -> ForgeError:
     return ForgeError("validation_error", 422, f"{field}: expected {expected}",
                       [{"field": field, "expected": expected}])
-
-
-def check_cohort_id(cohort_id: object) -> str:
-    """A well-formed cohort id (422 naming the field otherwise)."""
-    if not isinstance(cohort_id, str) or COHORT_ID_RE.fullmatch(cohort_id) is None:
-        raise _malformed("cohort_id", "coh-<16 hex digits>")
-    return cohort_id
 
 
 def check_subject(subject: object) -> str:
@@ -54,17 +42,6 @@ def check_scenario_id(scenario_id: object) -> str:
     if not isinstance(scenario_id, str) or SCENARIO_ID_RE.fullmatch(scenario_id) is None:
         raise _malformed("scenario_id", "scn-<16 hex digits>")
     return scenario_id
-
-
-def managed_ids(who: Manager, cohort_id: str | None = None) -> Select[Any]:
-    """The ids of the cohorts `who` manages (one of them when `cohort_id` is given)."""
-    query = select(Cohort.cohort_id).where(Cohort.tenant_id == who.tenant_id)
-    if cohort_id is not None:
-        query = query.where(Cohort.cohort_id == cohort_id)
-    if who.role != OPERATOR:
-        query = query.join(CohortStaff, CohortStaff.cohort_id == Cohort.cohort_id).where(
-            CohortStaff.subject == who.subject)
-    return query
 
 
 def _in_scope(query: Select[Any], who: Manager, cohort_id: str | None,
@@ -98,23 +75,14 @@ def scoped_lab_ids(who: Manager, cohort_id: str | None = None, subject: str | No
     return _in_scope(query, who, cohort_id, subject)
 
 
-def open_cohort(sess: Session, who: Manager, cohort_id: str) -> Cohort:
-    """The cohort if `who` manages it: 422 for a malformed id, 403 for a learner, 404 for
-    any cohort not theirs (another instructor's, another tenant's)."""
-    return managed_cohort(sess, who, check_cohort_id(cohort_id))
-
-
-def lab_in_scope(sess: Session, who: Manager, scenario_id: str) -> tuple[str, str]:
-    """(cohort id, learner) of a lab `who` may look at: one started for an assignment of a
-    cohort they manage, by a learner enrolled there; 404 `lab_not_found` otherwise."""
+def lab_in_scope(sess: Session, who: Manager, scenario_id: str) -> None:
+    """Pass for a lab `who` may look at: one started for an assignment of a cohort they
+    manage, by a learner enrolled there; 422 for a malformed id, 403 for a learner, 404
+    `lab_not_found` otherwise."""
     check_scenario_id(scenario_id)
-    if who.role not in (INSTRUCTOR, OPERATOR):
-        raise ForgeError("instructor_required", 403,
-                         "only an instructor or operator of this tenant may see this")
-    row = sess.execute(
-        scoped_labs(who).add_columns(Assignment.cohort_id)
-        .where(Scenario.scenario_id == scenario_id).limit(1)).first()
+    need_staff_role(who)
+    row = sess.execute(scoped_lab_ids(who).where(Scenario.scenario_id == scenario_id)
+                       .limit(1)).first()
     if row is None:
         raise ForgeError("lab_not_found", 404, "scenario_id: no such lab in your cohorts",
                          [{"field": "scenario_id"}])
-    return str(row.cohort_id), str(row.subject)

@@ -15,11 +15,9 @@ from typing import Any
 from sqlalchemy import select
 
 from forge.classroom.assignments import iso
-from forge.classroom.cohorts import Manager
+from forge.classroom.cohorts import Manager, managed_cohort, managed_ids
 from forge.classroom.scope import (
     check_subject,
-    managed_ids,
-    open_cohort,
     scoped_lab_ids,
     scoped_labs,
 )
@@ -51,7 +49,7 @@ def learner_timeline(db: Database, who: Manager, cohort_id: str, subject: str
     scope = managed_ids(who, cohort_id)
     events: dict[str, list[tuple[Any, int, dict[str, Any]]]] = defaultdict(list)
     with db.read() as sess:
-        cohort = open_cohort(sess, who, cohort_id)
+        cohort = managed_cohort(sess, who, cohort_id)
         head = {"cohort_id": cohort.cohort_id, "cohort": cohort.name, "subject": subject}
         enrolled = sess.scalar(select(Enrolment.subject).where(
             Enrolment.cohort_id.in_(scope), Enrolment.tenant_id == who.tenant_id,

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from forge.evidence.artifact_store import ArtifactStore, FilesystemArtifactStore
-from forge_verify.score import SCENARIO_ID_RE
+from forge_verify.score import CRITERION_ID_RE, SCENARIO_ID_RE
 
 
 @dataclass(frozen=True)
 class ScoreRow:
-    """The leaderboard-relevant facts of one verdict."""
+    """The leaderboard-relevant facts of one verdict (and, for the instructor dashboard,
+    the ids of the criteria it failed)."""
 
     scenario_id: str
     tenant_id: str
@@ -32,17 +33,28 @@ class ScoreRow:
     passed: int
     total: int
     completed_at: str
+    failed: tuple[str, ...] = ()
 
 
-def _parse(data: bytes | None) -> ScoreRow | None:
+def _failed(criteria: object) -> tuple[str, ...]:
+    if not isinstance(criteria, list):
+        return ()
+    return tuple(str(c["id"]) for c in criteria if isinstance(c, dict)
+                 and c.get("passed") is not True
+                 and CRITERION_ID_RE.fullmatch(str(c.get("id", ""))))
+
+
+def parse_score(data: bytes | None) -> ScoreRow | None:
+    """One score.json's facts, or None when absent, unreadable or its score is not a finite
+    number (NaN or infinity would break every JSON answer and every ranking)."""
     if data is None:
         return None
     try:
         doc = json.loads(data)
         row = ScoreRow(str(doc["scenario_id"]), str(doc["tenant_id"]), str(doc["subject"]),
                        str(doc["track"]), float(doc["score"]), int(doc["passed"]),
-                       int(doc["total"]), str(doc["completed_at"]))
-    except (ValueError, KeyError, TypeError):
+                       int(doc["total"]), str(doc["completed_at"]), _failed(doc.get("criteria")))
+    except (ValueError, KeyError, TypeError, OverflowError):
         return None
     return row if math.isfinite(row.score) else None
 
@@ -66,7 +78,7 @@ class ScoreIndex:
             with self._lock:
                 cached = self._cache.get(sid)
             if cached is None or cached[0] != stamp:
-                cached = (stamp, _parse(self.store.read_score(sid)))
+                cached = (stamp, parse_score(self.store.read_score(sid)))
                 with self._lock:
                     self._cache[sid] = cached
             if cached[1] is not None and cached[1].scenario_id == sid:

@@ -7,8 +7,10 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from forge.classroom.cohorts import Manager
 from forge.entitlements.resolve import verify_receipt
 from forge.identity.caller import Caller, resolve_caller
+from forge.identity.roles import LEARNER, role_of
 from forge.services.spawn.state import SpawnState
 
 RECEIPT_HEADER = "x-receipt-token"
@@ -37,3 +39,20 @@ def identify_caller(request: Request, receipt: dict[str, Any] | None = None) -> 
 async def current_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
     """The verified caller of this request, or 401."""
     return await run_in_threadpool(identify_caller, request, receipt)
+
+
+async def manager_of(request: Request, caller: Caller) -> Manager:
+    """The caller with their role in their tenant, as the classroom functions take it (a
+    lab's access link is a learner). One place for the cohort API, /teach and the
+    dashboard, so they cannot disagree on who manages."""
+    role = LEARNER
+    if caller.scenario_scope is None:
+        role = await run_in_threadpool(role_of, spawn_state(request).ctx.db,
+                                       caller.tenant_id, caller.subject)
+    return Manager(caller.tenant_id, caller.subject, role)
+
+
+async def current_manager(request: Request) -> Manager:
+    """The API caller (key, session or receipt; 401 otherwise) as a Manager. Resolving the
+    caller already refuses a cross-site POST made with the session cookie."""
+    return await manager_of(request, await current_caller(request))

@@ -18,12 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, cohorts
-from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
-from forge.identity.caller import Caller
-from forge.identity.roles import LEARNER, role_of
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
+from forge.services.spawn.caller_deps import current_manager as _manager
 from forge.store.models import Cohort
 
 router = APIRouter(tags=["classroom"])
@@ -62,18 +60,6 @@ class AssignmentBody(BaseModel):
     closes_at: datetime = Field(description="After opens_at; no spawn from then on.")
     attempts_allowed: int = Field(default=1, ge=1, le=assignments.MAX_ATTEMPTS)
     hints_allowed: bool = True
-
-
-async def _manager(request: Request) -> Manager:
-    """The caller with their role in their tenant (a scenario-scoped access link is a
-    learner). Resolving the caller already refuses a cross-site POST made with the session
-    cookie (forge.identity.caller)."""
-    caller: Caller = await current_caller(request)
-    role = LEARNER
-    if caller.scenario_scope is None:
-        role = await run_in_threadpool(role_of, spawn_state(request).ctx.db,
-                                       caller.tenant_id, caller.subject)
-    return Manager(caller.tenant_id, caller.subject, role)
 
 
 def _cohort_view(row: Cohort) -> dict[str, Any]:

@@ -50,7 +50,9 @@ class SpawnBody(BaseModel):
     assignment_id: str | None = Field(
         default=None, min_length=1, max_length=32,
         description="The cohort assignment this lab is started for (GET /v1/assignments); "
-                    "without it, the learner's assignment of this lab, if any, applies.")
+                    "without it, the learner's assignment of this lab, if any, applies "
+                    "(409 assignment_ambiguous when more than one of their classes has it "
+                    "open).")
 
 
 class CheckoutBody(BaseModel):

@@ -3,6 +3,8 @@ track; labs the plan lacks are listed as locked with the plans that unlock them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -75,6 +77,16 @@ def grouped(state: SpawnState, plan: Plan) -> list[TrackGroup]:
         groups.append(TrackGroup(track=track, default_lab=state.track_templates[track],
                                  locked=track not in plan.tracks, labs=labs))
     return groups
+
+
+def startable(state: SpawnState, mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A learner's assignments, each with the track and lab its own Start button sends
+    along with its id: the spawn counts for that class, never one guessed among theirs."""
+    for a in mine:
+        facts = state.templates.get(a["template_id"])
+        if facts is not None:
+            a["track"], a["lab"] = facts.entry.track, facts.entry.lab
+    return mine
 
 
 @router.get("/v1/tracks", response_model=TracksView, responses=errors(400, 401, 403))

@@ -13,14 +13,9 @@ from fastapi.responses import Response
 
 from forge.classroom.dashboard_csv import dashboard_csv
 from forge.services.common.openapi import errors
-from forge.services.spawn.web.dashboard_data import (
-    api_manager,
-    cohort_figures,
-    lab_cast,
-    learner_timeline,
-)
+from forge.services.spawn.caller_deps import current_manager
+from forge.services.spawn.web.dashboard_data import cohort_figures, lab_cast, learner_timeline
 from forge.services.spawn.web.security import security_headers
-from forge_verify.recordings import CAST_MEDIA_TYPE
 
 router = APIRouter(tags=["classroom"])
 
@@ -33,19 +28,12 @@ def csv_response(figures: dict[str, Any]) -> Response:
                     headers=headers)
 
 
-def cast_response(data: bytes, name: str) -> Response:
-    """A terminal recording as a download (asciicast v2)."""
-    headers = security_headers()
-    headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return Response(data, media_type=CAST_MEDIA_TYPE, headers=headers)
-
-
 @router.get("/v1/cohorts/{cohort_id}/dashboard", responses=errors(401, 403, 404, 422, 502))
 async def cohort_dashboard(cohort_id: str, request: Request) -> dict[str, Any]:
     """Per assignment of the cohort: learners, who started and finished, mean score, median
     time spent, hints used, the criteria most often failed; and one row per learner
     (status, attempts, best score, time spent, hints, failed criteria)."""
-    who = await api_manager(request)
+    who = await current_manager(request)
     return await cohort_figures(request, who, cohort_id)
 
 
@@ -53,23 +41,23 @@ async def cohort_dashboard(cohort_id: str, request: Request) -> dict[str, Any]:
 async def cohort_dashboard_csv(cohort_id: str, request: Request) -> Response:
     """The dashboard's rows as CSV (one line per learner and assignment; cells that a
     spreadsheet would read as a formula are prefixed with an apostrophe)."""
-    who = await api_manager(request)
+    who = await current_manager(request)
     return csv_response(await cohort_figures(request, who, cohort_id))
 
 
 @router.get("/v1/cohorts/{cohort_id}/learners/{subject}/timeline",
-            responses=errors(401, 403, 404, 422))
+            responses=errors(401, 403, 404, 422, 502))
 async def cohort_learner_timeline(cohort_id: str, subject: str, request: Request
                                   ) -> dict[str, Any]:
     """A learner's labs for the cohort's assignments: state changes, submissions, task
     checks and hints in time order, and the links of their terminal recordings."""
-    who = await api_manager(request)
+    who = await current_manager(request)
     return await learner_timeline(request, who, cohort_id, subject)
 
 
 @router.get("/v1/cohorts/labs/{scenario_id}/recordings/{name}",
-            responses=errors(401, 403, 404, 422))
+            responses=errors(401, 403, 404, 422, 502))
 async def cohort_lab_recording(scenario_id: str, name: str, request: Request) -> Response:
     """One terminal recording of a learner's lab in a cohort you manage."""
-    who = await api_manager(request)
-    return cast_response(await lab_cast(request, who, scenario_id, name), name)
+    who = await current_manager(request)
+    return await lab_cast(request, who, scenario_id, name)

@@ -17,13 +17,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from forge.classroom.cohorts import Manager
 from forge.errors import ForgeError
-from forge.services.spawn.web.dashboard_api import cast_response, csv_response
-from forge.services.spawn.web.dashboard_data import (
-    cohort_figures,
-    lab_cast,
-    learner_timeline,
-    manager_of,
-)
+from forge.services.spawn.caller_deps import manager_of
+from forge.services.spawn.web.dashboard_api import csv_response
+from forge.services.spawn.web.dashboard_data import cohort_figures, lab_cast, learner_timeline
 from forge.services.spawn.web.errors import page_for, signin_url
 from forge.services.spawn.web.recordings import with_player
 from forge.services.spawn.web.render import page
@@ -37,7 +33,7 @@ async def _as_manager(request: Request, back: str,
     """Run `run` for the signed-in person (else sign in first); errors become pages."""
     caller = await signed_in(request)
     if caller is None:
-        return RedirectResponse(signin_url(quote(request.url.path)), status_code=303)
+        return RedirectResponse(signin_url(request.url.path), status_code=303)
     try:
         return await run(await manager_of(request, caller))
     except ForgeError as exc:
@@ -86,5 +82,5 @@ async def learner_page(cohort_id: str, subject: str, request: Request) -> Respon
 async def recording(scenario_id: str, name: str, request: Request) -> Response:
     """One terminal recording of a learner's lab in a cohort the instructor manages."""
     async def run(who: Manager) -> Response:
-        return cast_response(await lab_cast(request, who, scenario_id, name), name)
+        return await lab_cast(request, who, scenario_id, name)
     return await _as_manager(request, "/teach", run)

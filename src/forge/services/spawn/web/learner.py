@@ -26,7 +26,7 @@ from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.start import start_lab
-from forge.services.spawn.tracks import grouped
+from forge.services.spawn.tracks import grouped, startable
 from forge.services.spawn.web.account import purchase_offer
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.credential import credential_offer
@@ -185,8 +185,8 @@ async def tracks_page(request: Request) -> Response:
         "viewer": await viewer(request),
         "groups": grouped(state, ent.plan),
         "recent": await run_in_threadpool(_recent, request, caller),
-        "assignments": await run_in_threadpool(
-            my_assignments, state.ctx.db, caller.tenant_id, caller.subject),
+        "assignments": startable(state, await run_in_threadpool(
+            my_assignments, state.ctx.db, caller.tenant_id, caller.subject)),
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "request_id": "web-" + secrets.token_hex(12),
     })
@@ -317,7 +317,7 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
             "title": f"Result of lab {row.scenario_id}", "track": row.track,
             "viewer": await viewer(request),
             **_result_context(row, result),
-            "recordings": await recording_names(request, row),
+            "recordings": await recording_names(request, row.scenario_id),
         }))
     return await _as_page(f"/lab/{scenario_id}", request)(run)
 

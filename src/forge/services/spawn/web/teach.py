@@ -16,8 +16,8 @@ from forge.classroom import assignments, cohorts
 from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import parse_roster
 from forge.errors import ForgeError
-from forge.identity.roles import LEARNER, role_of
-from forge.services.spawn.caller_deps import spawn_state
+from forge.identity.roles import LEARNER
+from forge.services.spawn.caller_deps import manager_of, spawn_state
 from forge.services.spawn.web.errors import page_for, signin_url
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
@@ -33,12 +33,11 @@ router = APIRouter(include_in_schema=False)
 
 
 async def _manager(request: Request) -> Manager | None:
+    """The signed-in person (not a lab's access link) with their role; None: sign in."""
     caller = await signed_in(request)
     if caller is None or caller.scenario_scope is not None:
         return None
-    role = await run_in_threadpool(role_of, spawn_state(request).ctx.db, caller.tenant_id,
-                                   caller.subject)
-    return Manager(caller.tenant_id, caller.subject, role)
+    return await manager_of(request, caller)
 
 
 def _overview(request: Request, who: Manager) -> list[dict[str, Any]]:
