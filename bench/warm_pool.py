@@ -54,7 +54,7 @@ def pct(values: list[float], q: float) -> float:
 
 def in_process() -> tuple[list[float], list[float], float]:
     """(fresh create ms, pooled create ms, calling-thread CPU ms per pooled create)."""
-    from forge.runtime.local import LocalRuntime
+    from forge.runtime.local import build
     from forge.services.orchestrator.labspec import lab_spec
     from forge.templates.registry import TemplateRegistry
     from forge.templates.variables import generate_values, render
@@ -66,7 +66,10 @@ def in_process() -> tuple[list[float], list[float], float]:
         return lab_spec(f"scn-{i:016x}", render(template, generate_values(template)))
 
     state = tempfile.mkdtemp(prefix="forge-pool-bench-")
-    rt = LocalRuntime(state, prefix="bp" + secrets.token_hex(1))
+    # The engine exactly as the orchestrator builds it (images resolved from settings).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
+    rt = build(load_settings({**env, "FORGE_ENV": "dev", "STORAGE_ROOT": state,
+                              "FORGE_RUNTIME_PREFIX": "bp" + secrets.token_hex(1)}))
     fresh: list[float] = []
     pooled: list[float] = []
     cpu: list[float] = []

@@ -83,9 +83,10 @@ def test_claimed_lab_is_the_scenarios_own_and_the_pool_refills(pooled: LocalRunt
     assert rt.warm_pool.stats.claimed == 1
     assert info.lab_id == "scn-00000000000000b1" and info.state == "running"
     assert info.hosts == {"box": {"lan": "10.203.0.1"}, "peer": {"lan": "10.203.0.2"}}
-    # The pool lab is gone under its own id: it *is* the scenario's lab now.
-    ids = {i.lab_id: i.state for i in rt.list()}
-    assert pool_id not in ids and ids["scn-00000000000000b1"] == "running"
+    # The pool lab is gone under its own id (its old namespace names are dropped in the
+    # background): it *is* the scenario's lab now.
+    until(lambda: pool_id not in {i.lab_id for i in rt.list()}, "the pool id stayed")
+    assert {i.lab_id: i.state for i in rt.list()}["scn-00000000000000b1"] == "running"
     out = rt.exec(info.lab_id, "box", shell='cat /home/notes.txt; echo "env $FLAG"; id -un')
     assert out.stdout_text == f"note {secret}\nenv {secret}\nlearner\n"
     until(lambda: rt.exec(info.lab_id, "box", ["cat", "/srv/service.txt"]).stdout_text

@@ -28,16 +28,20 @@ import secrets
 import subprocess
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-from forge.runtime.base import LabSpec, SpecError
+from forge.runtime.base import LabInfo, LabSpec, SpecError
 from forge.runtime.local import seccomp
+from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.execute import enter_argv, wrapper_env
-from forge.runtime.local.netns import list_netns, netns_path
+from forge.runtime.local.kernel_names import Names
+from forge.runtime.local.netns import netns_path, remove_netns
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import host_roots, merged_root
 from forge.runtime.local.sandbox import HostPaths, host_env, seed_host_dir
 from forge.runtime.local.seeds import write_root_seeds
+from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost, plan_lab
 from forge.runtime.warm import (
     POOL_LAB_PREFIX,
@@ -49,12 +53,29 @@ from forge.runtime.warm import (
     shape_key,
 )
 
-if TYPE_CHECKING:
-    from forge.runtime.local.runtime import LocalRuntime
+
+class LocalRuntime(Protocol):
+    """What a pool needs of ``runtime.LocalRuntime`` (named here, not imported: the runtime
+    imports this module)."""
+
+    names: Names
+    uids: UidPool
+    cgroups: Cgroups
+    rootfs: str
+    images: dict[str, str]
+    default_image: str | None
+    _lock: threading.Lock
+    _procs: dict[str, list[subprocess.Popen[bytes]]]
+    _resolve_image: Callable[[str], str]
+
+    def create(self, spec: LabSpec) -> LabInfo:
+        """Build a lab."""
+
+    def destroy(self, lab_id: str) -> None:
+        """Remove a lab."""
 
 log = logging.getLogger("forge.runtime.warm_pool")
 MS_BIND = 4096
-MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -95,6 +116,7 @@ class WarmPool:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_miss = 0.0
+        self._old_names: list[str] = []  # namespace names claimed labs no longer use
 
     # ------------------------------------------------------------- configuration
     def configure(self, pools: dict[str, tuple[LabSpec, int]]) -> None:
@@ -140,6 +162,20 @@ class WarmPool:
             self._targets = {}
         for lab in labs:
             self._destroy(lab)
+        self._drop_old_names()
+
+    def _drop_old_names(self) -> None:
+        """Unmount the pool ids' namespace names left by claims (an unmount propagates to
+        every mount namespace sharing /run/netns, ~3 ms each here: not on the claim path).
+        A crash before this leaves a ``degraded`` pool lab of names only, which the
+        orchestrator's reconcile at start destroys like any orphan."""
+        with self._lock:
+            names, self._old_names = self._old_names, []
+        for name in names:
+            try:
+                remove_netns(name)
+            except OSError:
+                log.exception("old namespace name %s could not be removed", name)
 
     def status(self) -> dict[str, dict[str, int]]:
         """Per pool: ``ready`` labs and ``size`` wanted."""
@@ -178,7 +214,9 @@ class WarmPool:
         if taken is None:
             return False
         try:
-            rename_lab(self._rt, taken, lab_id)
+            old_names = rename_lab(self._rt, taken, lab_id)
+            with self._lock:
+                self._old_names += old_names
             personalise(self._rt, plan)
         except Exception:
             log.exception("pool lab %s could not become %s; building it fresh", taken, lab_id)
@@ -201,6 +239,7 @@ class WarmPool:
             self._wake.clear()
             if self._stopping.is_set():
                 return
+            self._drop_old_names()
             if self._pressed():
                 self._shrink_one()
                 continue
@@ -271,42 +310,42 @@ class WarmPool:
 
 
 # ---------------------------------------------------------------- rename and personalise
-def rename_lab(rt: LocalRuntime, old: str, new: str) -> None:
+def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
     """Give lab ``old`` the id ``new``: its uid claim, state directory (replacing the empty
-    one ``create`` made), cgroups, named namespaces and in-process handles."""
+    one ``create`` made), cgroups, named namespaces and in-process handles. Returns the
+    namespaces' old names, still mounted, for the caller to remove (``remove_netns``)."""
     names = rt.names
     old_dir, new_dir = names.lab_dir(old), names.lab_dir(new)
     old_stem, new_stem = names.lab(old), names.lab(new)
-    for uid, owner in rt.uids.claimed().items():  # first: new_dir exists, so not stale
-        if owner == old_dir:
-            path = os.path.join(rt.uids.claims_dir, str(uid))
-            tmp = f"{path}.{new}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(new_dir)
-            os.replace(tmp, path)
+    meta = read_meta(names, old)
+    # The lab's own claim file (by its recorded uid; not a scan of every lab's claim),
+    # first: new_dir exists already, so the claim never looks stale.
+    path = os.path.join(rt.uids.claims_dir, str(int(meta["identity"]["learner"])))
+    tmp = f"{path}.{new}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(new_dir)
+    os.replace(tmp, path)
     os.rename(old_dir, new_dir)
     for base in rt.cgroups.bases():
         with contextlib.suppress(FileNotFoundError):
             os.rename(os.path.join(base, old_stem), os.path.join(base, new_stem))
-    for ns in list_netns():
-        parsed = names.parse(ns)
-        if parsed is not None and parsed[0] == old:
-            _move_netns(ns, new_stem + ns[len(old_stem):])
+    moved = [names.switch_ns(old), *(names.host_ns(old, h) for h in meta["hosts"])]
+    for ns in moved:
+        _bind_netns(ns, new_stem + ns[len(old_stem):])
     with rt._lock:
         rt._procs[new] = rt._procs.pop(old, []) + rt._procs.get(new, [])
+    return moved
 
 
-def _move_netns(old: str, new: str) -> None:
-    """Bind the named namespace ``old`` under the name ``new`` and drop the old name."""
+def _bind_netns(old: str, new: str) -> None:
+    """Bind the named namespace ``old`` under the name ``new`` too."""
     src, dst = netns_path(old).encode(), netns_path(new).encode()
     os.close(os.open(dst, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     if _libc.mount(src, dst, b"none", MS_BIND, None) != 0:
         err = ctypes.get_errno()
         os.unlink(dst)
         raise OSError(err, f"bind netns {old} as {new}: {os.strerror(err)}")
-    if _libc.umount2(src, MNT_DETACH) == 0:
-        os.unlink(src)
 
 
 def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
