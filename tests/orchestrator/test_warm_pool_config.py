@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from forge.config.settings import ConfigError, load_settings
-from forge.config.warm_pool import parse_warm_pool
+from forge.config.warm_pool_setting import parse_warm_pool
 from forge.runtime.warm import shape_key
 from forge.services.orchestrator.warm_pools import pool_specs
 from forge.templates.registry import TemplateRegistry

@@ -27,7 +27,7 @@ from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_fo
 from forge.config.keyring import HmacKeyring
 from forge.config.runtime_engines import DEFAULT_ENGINE, ENGINES, engine_problem
 from forge.config.secrets import NATS_PASSWORD_VARS
-from forge.config.warm_pool import parse_warm_pool
+from forge.config.warm_pool_setting import parse_warm_pool
 from forge.content import content_path
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
@@ -192,7 +192,7 @@ def _node(check: Callable[[object], Any]) -> Callable[[object], Any]:
 
 
 def _warm_pool(raw: object) -> str:
-    """FORGE_WARM_POOL: template=N,... (see forge.config.warm_pool); kept as text."""
+    """FORGE_WARM_POOL: template=N,... (see forge.config.warm_pool_setting); kept as text."""
     text = str(raw or "").strip()
     try:
         parse_warm_pool(text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from forge.config.warm_pool import parse_warm_pool
+from forge.config.warm_pool_setting import parse_warm_pool
 from forge.runtime.base import LabSpec, NotSupported, RuntimeFault
 from forge.runtime.warm import poolable, shape_key
 from forge.services.orchestrator.labspec import lab_spec
