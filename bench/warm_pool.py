@@ -197,6 +197,11 @@ def platform() -> tuple[list[float], list[float], list[float], int]:
             times = transitions(storage, [sid for sid, _h in scenarios])
             spans = [(t["running"] - t["created"]).total_seconds()
                      for t in times.values() if "running" in t]
+            quick = sorted((t["running"] - t["launching"]).total_seconds() * 1000
+                           for t in times.values() if "running" in t)[:POOL]
+            print(f"  burst: {sum(s <= 1.0 for s in spans)} running within 1 s of their "
+                  f"request; the {len(quick)} quickest launching → running p50 "
+                  f"{pct(quick, 0.5):.0f} ms, max {max(quick, default=0):.0f} ms")
             return launch, whole, spans, running
         finally:
             sup.stop()

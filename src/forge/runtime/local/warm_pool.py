@@ -101,7 +101,7 @@ class WarmPool:
 
     def __init__(self, runtime: LocalRuntime, *, min_available_mb: int = 512,
                  max_stall_avg10: float = 10.0, probe: MemoryProbe = read_memory,
-                 quiet_s: float = 0.3, poll_s: float = 1.0) -> None:
+                 quiet_s: float = 2.0, poll_s: float = 1.0) -> None:
         self._rt = runtime
         self.min_available_mb = min_available_mb
         self.max_stall_avg10 = max_stall_avg10
