@@ -27,6 +27,7 @@ from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_fo
 from forge.config.keyring import HmacKeyring
 from forge.config.runtime_engines import DEFAULT_ENGINE, ENGINES, engine_problem
 from forge.config.secrets import NATS_PASSWORD_VARS
+from forge.config.warm_pool_setting import parse_warm_pool
 from forge.content import content_path
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
@@ -190,6 +191,16 @@ def _node(check: Callable[[object], Any]) -> Callable[[object], Any]:
     return run
 
 
+def _warm_pool(raw: object) -> str:
+    """FORGE_WARM_POOL: template=N,... (see forge.config.warm_pool_setting); kept as text."""
+    text = str(raw or "").strip()
+    try:
+        parse_warm_pool(text)
+    except ValueError as exc:
+        raise _problem(str(exc)) from None
+    return text
+
+
 def _var(name: str, default: Any = None, **kwargs: Any) -> Any:
     """A field read from the environment variable `name`."""
     return Field(default, validation_alias=name, **kwargs)
@@ -300,6 +311,12 @@ class Settings(BaseSettings):
     # its one port (forge.services.common.workers); 1 is the single process of before.
     spawn_workers: Annotated[int, BeforeValidator(_node(node_cfg.whole(
         "FORGE_SPAWN_WORKERS", 1, 32)))] = _var("FORGE_SPAWN_WORKERS", 1)
+    # Issue 19 item 1: warm lab pools per template on each lab node (empty: none), and the
+    # MemAvailable floor (MiB) under which pools shrink instead of filling.
+    warm_pool: Annotated[str, BeforeValidator(_warm_pool)] = _var("FORGE_WARM_POOL", "")
+    warm_pool_min_available_mb: Annotated[int, BeforeValidator(_node(node_cfg.whole(
+        "FORGE_WARM_POOL_MIN_AVAILABLE_MB", 0, 1 << 30)))] = _var(
+        "FORGE_WARM_POOL_MIN_AVAILABLE_MB", 512)
     nats_passwords: NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

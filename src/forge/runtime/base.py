@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import builtins
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 EgressMode = Literal["deny", "allowlist"]
 LabState = Literal["running", "degraded"]
@@ -260,6 +260,14 @@ class Runtime(abc.ABC):
         the ``degraded`` state) and return their ids. Optional: engines whose backend
         cleans up by itself keep this default, which raises :class:`NotSupported`."""
         raise NotSupported(f"orphan cleanup is not supported by the {self.engine_name} engine")
+
+    def warm(self, pools: dict[str, tuple[LabSpec, int]],
+             **options: Any) -> dict[str, dict[str, int]]:
+        """Keep ``size`` pre-built labs of each named spec's shape ready, so ``create`` of a
+        spec with that shape claims one and personalises it (``forge.runtime.warm``);
+        ``{}`` destroys every ready lab. Returns per pool ``ready`` and ``size``. Optional:
+        the default raises :class:`NotSupported`."""
+        raise NotSupported(f"warm pools are not supported by the {self.engine_name} engine")
 
     def close(self) -> None:
         """Release what this instance holds in-process (thread pools, handles); labs keep

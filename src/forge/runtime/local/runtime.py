@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -72,6 +72,9 @@ from forge.runtime.local.seeds import make_ssh_host_keys, write_root_seeds
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
 from forge.runtime.local.uids import DEFAULT_CLAIMS_DIR, LabIdentity, UidPool
 from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_name, validate_lab_id
+
+if TYPE_CHECKING:
+    from forge.runtime.local.warm_pool import WarmPool
 
 REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
 MAX_TIMEOUT_S = 24 * 3600.0
@@ -152,6 +155,7 @@ class LocalRuntime(Runtime):
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._ttys: dict[str, set[LocalTty]] = {}
         self._usable = False
+        self.warm_pool: WarmPool | None = None  # see warm()
 
     # ----------------------------------------------------------------- checks
     def check(self) -> list[str]:
@@ -200,7 +204,8 @@ class LocalRuntime(Runtime):
                 self._busy.discard(lab_id)
             raise LabExists(f"lab {lab_id} already exists") from None
         try:
-            self._build(plan, roots)
+            if self.warm_pool is None or not self.warm_pool.claim(plan, roots):
+                self._build(plan, roots)
         except BaseException:
             with contextlib.suppress(Exception):
                 self._teardown(lab_id)
@@ -569,6 +574,25 @@ class LocalRuntime(Runtime):
         """``local``."""
         return "local"
 
+    # ------------------------------------------------------------ warm pools
+    def warm(self, pools: dict[str, tuple[LabSpec, int]],
+             **options: Any) -> dict[str, dict[str, int]]:
+        """Keep ``size`` pre-built labs of each named shape ready for ``create`` to claim
+        (see ``warm_pool``); ``options`` go to ``WarmPool`` on first use. ``{}`` destroys
+        every ready lab. Returns each pool's ready count and size."""
+        from forge.runtime.local.warm_pool import WarmPool
+
+        if self.warm_pool is None:
+            if not pools:
+                return {}
+            self._require()
+            self.warm_pool = WarmPool(self, **options)
+        self.warm_pool.configure(pools)
+        return self.warm_pool.status()
+
     def close(self) -> None:
-        """Release this instance's worker threads (labs keep running)."""
+        """Destroy the ready labs of warm pools (nobody can claim them once this instance
+        is gone) and release this instance's worker threads (claimed labs keep running)."""
+        if self.warm_pool is not None:
+            self.warm_pool.stop()
         self._pool.shutdown(wait=True)

@@ -48,6 +48,7 @@ from forge.services.orchestrator.node import LabNode, start_node
 from forge.services.orchestrator.reaper import reconcile, resume_after_restart, run_reaper
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import run_heartbeats
+from forge.services.orchestrator.warm_pools import start_warm_pools, stop_warm_pools
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.failed_events import record_failed_event
 from forge.templates.registry import TemplateRegistry
@@ -199,6 +200,7 @@ def build_app(
             log.exception("reconciliation at start failed; the reaper keeps running")
         else:  # finishing launches and gradings may take a while: not before readiness
             tasks.append(asyncio.create_task(resume_after_restart(state, report)))
+        await start_warm_pools(state)  # after reconcile removed a previous run's pool labs
         for consumer in state.consumers:
             await consumer.start(wait=3.0)
         tasks.append(asyncio.create_task(run_reaper(state, reaper_interval_s)))
@@ -217,6 +219,7 @@ def build_app(
         await node_bus.close()
         await state.publisher.close()
         await state.terminal_sessions.close_all()  # their shells end with the service
+        await stop_warm_pools(state)
         state.executor.shutdown(wait=False, cancel_futures=True)
 
     ctx.startup.append(start)

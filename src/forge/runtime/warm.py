@@ -1,0 +1,94 @@
+"""Warm lab pools, the engine-neutral part: what a pre-built lab may hold, and when a
+machine is short of memory.
+
+A pooled lab is built before anyone asks for it, so it may hold only what needs no
+per-scenario value: its networks, addresses, hosts, capabilities, images and limits (the
+lab's *shape*). Environment, service commands and seeded files (where a template's
+variables land) are left out and added when a spawn claims the lab, so a lab that nobody
+claimed holds no scenario value at all. Two specs with the same shape key can share a
+pool; an engine that keeps pools implements ``Runtime.warm``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from forge.runtime.base import HostSpec, LabSpec
+
+POOL_LAB_PREFIX = "wp-"
+PSI_FILE = "/proc/pressure/memory"
+MEMINFO_FILE = "/proc/meminfo"
+
+
+def pool_shape(spec: LabSpec) -> LabSpec:
+    """``spec`` without its lab id and without anything a scenario personalises
+    (environment, service command, seeded files with their owners and modes)."""
+    hosts = [dataclasses.replace(h, environment={}, command=None, files={}, owners={},
+                                 modes={}) for h in spec.hosts]
+    return dataclasses.replace(spec, lab_id="", hosts=hosts)
+
+
+def shape_key(spec: LabSpec, extra: object = None) -> str:
+    """A digest of ``spec``'s shape (and of ``extra``, e.g. the resolved image trees): equal
+    keys mean a lab built for one can be personalised for the other."""
+    shape = dataclasses.asdict(pool_shape(spec))
+    blob = json.dumps([shape, extra], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def poolable(spec: LabSpec) -> str | None:
+    """Why ``spec`` cannot be pooled, or None. An allowlist lab's uplink is named from its
+    lab id in the machine's namespace, so it is always built fresh."""
+    if spec.egress != "deny":
+        return "egress allowlist labs name machine-wide objects after their lab id"
+    return None
+
+
+def personal_hosts(spec: LabSpec) -> list[HostSpec]:
+    """The hosts of ``spec`` that carry per-scenario values (for messages and tests)."""
+    return [h for h in spec.hosts if h.environment or h.command or h.files]
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    """The machine's memory state: available MiB, and the PSI ``some avg10`` share of time
+    tasks stalled on memory (None where the kernel has no PSI, e.g. cgroup v1 machines)."""
+
+    available_mb: int
+    stall_avg10: float | None
+
+
+def read_memory(psi_file: str = PSI_FILE, meminfo_file: str = MEMINFO_FILE) -> MemoryReading:
+    """Read MemAvailable and, when the kernel offers it, memory PSI (cgroup v2 kernels)."""
+    available_kb = 0
+    with open(meminfo_file, encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                available_kb = int(line.split()[1])
+                break
+    stall: float | None = None
+    if os.path.exists(psi_file):
+        try:
+            with open(psi_file, encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("some "):
+                        fields = dict(f.split("=", 1) for f in line.split()[1:])
+                        stall = float(fields["avg10"])
+        except (OSError, ValueError, KeyError):
+            stall = None
+    return MemoryReading(available_kb // 1024, stall)
+
+
+def pressed(reading: MemoryReading, min_available_mb: int, max_stall_avg10: float) -> bool:
+    """True when pools should shrink: too little memory available, or tasks stalling."""
+    if reading.available_mb < min_available_mb:
+        return True
+    return reading.stall_avg10 is not None and reading.stall_avg10 > max_stall_avg10
+
+
+MemoryProbe = Callable[[], MemoryReading]

@@ -1,0 +1,166 @@
+"""Warm lab pools of the local engine: a claimed lab is the scenario's own lab, pools refill,
+fall back to a fresh create when empty, shrink under memory pressure, and leave nothing
+behind at shutdown. Pools of one lab, so the whole module costs a few lab creates."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import LocalRuntime
+from forge.runtime.warm import MemoryReading, pool_shape, pressed, read_memory, shape_key
+from tests.runtime.helpers import leftovers
+
+CALM = MemoryReading(available_mb=1 << 20, stall_avg10=0.0)
+STARVED = MemoryReading(available_mb=10, stall_avg10=None)
+
+
+def lab(lab_id: str, secret: str = "", subnet: str = "10.203.0.0/24") -> LabSpec:
+    """Two hosts on one subnet; ``secret`` lands in an environment variable, a seeded file
+    and what the service writes (the per-scenario values)."""
+    personal: dict[str, object] = {}
+    if secret:
+        personal = {"environment": {"FLAG": secret},
+                    "files": {"/home/notes.txt": f"note {secret}\n"},
+                    "command": 'echo "svc $FLAG" > /srv/service.txt; exec sleep 1000'}
+    return LabSpec(lab_id, [SubnetSpec("lan", subnet)],
+                   [HostSpec("box", networks=[("lan", None)], **personal),  # type: ignore[arg-type]
+                    HostSpec("peer", networks=[("lan", None)])])
+
+
+def until(what: Callable[[], bool], message: str, deadline_s: float = 60.0) -> None:
+    """Wait for a condition (a generous bound, not a timing assertion)."""
+    end = time.monotonic() + deadline_s
+    while not what():
+        assert time.monotonic() < end, message
+        time.sleep(0.05)
+
+
+class Memory:
+    """The pressure seam: what the pool reads instead of /proc."""
+
+    def __init__(self) -> None:
+        self.reading = CALM
+
+    def __call__(self) -> MemoryReading:
+        return self.reading
+
+
+@pytest.fixture(scope="module")
+def memory() -> Memory:
+    return Memory()
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory: pytest.TempPathFactory, memory: Memory) -> Iterator[LocalRuntime]:
+    """A runtime of its own (other tests' labs never meet this pool) with one pool of 1."""
+    rt = LocalRuntime(str(tmp_path_factory.mktemp("warm")), prefix="w" + secrets.token_hex(2))
+    rt.warm({"two": (lab("x"), 1)}, probe=memory, quiet_s=0.05, poll_s=0.1)
+    yield rt
+    rt.warm({})
+    for info in rt.list():
+        rt.destroy(info.lab_id)
+    rt.close()
+
+
+def ready(rt: LocalRuntime) -> int:
+    assert rt.warm_pool is not None
+    return rt.warm_pool.status()["two"]["ready"]
+
+
+def test_claimed_lab_is_the_scenarios_own_and_the_pool_refills(pooled: LocalRuntime) -> None:
+    rt = pooled
+    assert rt.warm_pool is not None
+    until(lambda: ready(rt) == 1, "the pool never filled")
+    pool_id = rt.warm_pool.ready_ids()[0]
+    secret = secrets.token_hex(8)
+    info = rt.create(lab("scn-00000000000000b1", secret))
+    assert rt.warm_pool.stats.claimed == 1
+    assert info.lab_id == "scn-00000000000000b1" and info.state == "running"
+    assert info.hosts == {"box": {"lan": "10.203.0.1"}, "peer": {"lan": "10.203.0.2"}}
+    # The pool lab is gone under its own id (its old namespace names are dropped in the
+    # background): it *is* the scenario's lab now.
+    until(lambda: pool_id not in {i.lab_id for i in rt.list()}, "the pool id stayed")
+    assert {i.lab_id: i.state for i in rt.list()}["scn-00000000000000b1"] == "running"
+    out = rt.exec(info.lab_id, "box", shell='cat /home/notes.txt; echo "env $FLAG"; id -un')
+    assert out.stdout_text == f"note {secret}\nenv {secret}\nlearner\n"
+    until(lambda: rt.exec(info.lab_id, "box", ["cat", "/srv/service.txt"]).stdout_text
+          == f"svc {secret}\n", "the personalised service never ran")
+    addrs = rt.exec(info.lab_id, "peer", shell="ip -o -4 addr show").stdout_text
+    assert "10.203.0.2/24" in addrs
+    # Sealing for grading ends learner processes, not the personalised service.
+    rt.seal(info.lab_id)
+    checked = rt.run_check(info.lab_id, "box", ["/bin/cat", "/srv/service.txt"])
+    assert checked.stdout_text == f"svc {secret}\n"
+    until(lambda: ready(rt) == 1, "the pool was not refilled after a claim")
+    assert rt.warm_pool.ready_ids() != [pool_id]  # a new lab, never the claimed one
+    rt.destroy(info.lab_id)
+    assert all(i.lab_id != info.lab_id for i in rt.list())
+
+
+def test_other_shape_or_empty_pool_builds_fresh(pooled: LocalRuntime) -> None:
+    rt = pooled
+    assert rt.warm_pool is not None
+    before = rt.warm_pool.stats.claimed
+    other = rt.create(lab("scn-00000000000000b2", "s", subnet="10.204.0.0/24"))
+    assert rt.warm_pool.stats.claimed == before  # another shape: not from the pool
+    assert rt.exec(other.lab_id, "box", ["cat", "/home/notes.txt"]).stdout_text == "note s\n"
+    rt.destroy(other.lab_id)
+    until(lambda: ready(rt) == 1, "the pool never filled")
+    first = rt.create(lab("scn-00000000000000b3", "a"))
+    second = rt.create(lab("scn-00000000000000b4", "b"))  # the pool (of 1) is empty now
+    assert rt.warm_pool.stats.missed >= 1
+    for info, secret in ((first, "a"), (second, "b")):
+        out = rt.exec(info.lab_id, "box", shell='cat /home/notes.txt; echo "$FLAG"')
+        assert out.stdout_text == f"note {secret}\n{secret}\n"
+        rt.destroy(info.lab_id)
+
+
+def test_pool_shrinks_under_memory_pressure_and_refills_after(
+        pooled: LocalRuntime, memory: Memory) -> None:
+    rt = pooled
+    assert rt.warm_pool is not None
+    until(lambda: ready(rt) == 1, "the pool never filled")
+    memory.reading = STARVED
+    try:
+        until(lambda: ready(rt) == 0, "the pool kept its lab under memory pressure")
+        until(lambda: not [i for i in rt.list() if i.lab_id.startswith("wp-")],
+              "the shrunk lab was not destroyed")
+        assert rt.warm_pool.stats.shrunk >= 1
+        time.sleep(0.3)  # several refill rounds: none builds while memory is short
+        assert ready(rt) == 0
+    finally:
+        memory.reading = CALM
+    until(lambda: ready(rt) == 1, "the pool did not refill once memory was back")
+
+
+def test_pool_labs_are_torn_down_at_shutdown(tmp_path: Path) -> None:
+    prefix = "w" + secrets.token_hex(2)
+    rt = LocalRuntime(str(tmp_path), prefix=prefix)
+    rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
+    until(lambda: ready(rt) == 1, "the pool never filled")
+    assert leftovers(prefix, str(tmp_path))  # the pool lab exists...
+    assert rt.warm({}) == {}
+    assert leftovers(prefix, str(tmp_path)) == []  # ...and is gone: netns, cgroups, procs
+    rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
+    until(lambda: ready(rt) == 1, "the pool never filled again")
+    rt.close()  # the orchestrator's shutdown path
+    assert leftovers(prefix, str(tmp_path)) == []
+
+
+def test_shape_and_pressure_rules() -> None:
+    base = lab("scn-00000000000000b5", "one")
+    assert shape_key(base) == shape_key(lab("scn-00000000000000b6", "two"))
+    assert shape_key(base) != shape_key(lab("scn-00000000000000b6", "two", "10.9.0.0/24"))
+    shape = pool_shape(base)
+    assert shape.lab_id == "" and all(not (h.environment or h.files or h.command)
+                                      for h in shape.hosts)
+    assert pressed(MemoryReading(100, None), 512, 10.0)
+    assert pressed(MemoryReading(4096, 25.0), 512, 10.0)
+    assert not pressed(MemoryReading(4096, 0.5), 512, 10.0)
+    assert read_memory().available_mb > 0
