@@ -17,9 +17,10 @@ import rego.v1
 
 default allow := false
 
-allow if count(refusals(input)) == 0
-
+# Computed once per query: the refusals, and allow from them.
 deny_reasons := refusals(input)
+
+allow if count(deny_reasons) == 0
 
 actions := {"spawn", "reveal_hint"}
 

@@ -4,7 +4,8 @@
 # template.containers[].{name, capabilities}. A capability not in the table for the
 # template's track/tier is denied. Privileged capabilities are named as such in the reason
 # and are only ever allowed where the table lists them explicitly.
-# Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`.
+# Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`;
+# the decision computes the deny set once and derives `allow` from it.
 package forge.capabilities
 
 import rego.v1
@@ -37,9 +38,13 @@ privileged := {
 
 default allow := false
 
-allow if allowed(input)
-
+# Computed once per query: the deny set, and allow from it plus the positive checks.
 deny_reasons := reasons(input)
+
+allow if {
+	passes(input)
+	count(deny_reasons) == 0
+}
 
 show(x) := x if is_string(x)
 
@@ -83,12 +88,18 @@ requested(doc) := {[c.name, cap] |
 	some cap in c.capabilities
 }
 
-allowed(doc) if {
+# Every positive check (a reason that fails to render can never turn a deny into an allow).
+passes(doc) if {
 	well_formed(doc)
 	ok := allowed_caps(doc)
 	every pair in requested(doc) {
 		ok[pair[1]]
 	}
+}
+
+# For the unit tests: the same answer as `allow` for a document.
+allowed(doc) if {
+	passes(doc)
 	count(reasons(doc)) == 0
 }
 

@@ -27,9 +27,25 @@ quota_fields := [["concurrent", "limit"], ["concurrent", "used"], ["rate", "limi
 
 default allow := false
 
-allow if allowed(input)
-
+# Computed once per query: the deny set, and allow from it plus the positive checks.
 deny_reasons := reasons(input)
+
+allow if {
+	admissible(input)
+	quotas_ok(input)
+	count(deny_reasons) == 0
+}
+
+# The spawn gate without its quotas, for spawn_service's one admission query
+# (forge.gates.admit): the store's limiter enforces quotas atomically when it reserves the
+# slot, which a decision made before the reservation cannot. The assignment window and
+# attempts are judged here, in the same evaluation.
+admission_reasons := request_reasons(input) | assignment.window_reasons(input)
+
+admission_allow if {
+	admissible(input)
+	count(admission_reasons) == 0
+}
 
 show(x) := x if is_string(x)
 
@@ -38,8 +54,6 @@ show(x) := sprintf("%v", [x]) if not is_string(x)
 quoted(x) := concat("", ["\"", show(x), "\""])
 
 track_of(doc) := object.get(doc, ["request", "track"], null)
-
-quota(doc, field) := object.get(doc, array.concat(["quota"], field), null)
 
 non_empty_string(s) if {
 	is_string(s)
@@ -69,28 +83,31 @@ number_ok(n) if {
 	n >= 0
 }
 
-quota_numbers_ok(doc) if {
-	every field in quota_fields {
-		number_ok(quota(doc, field))
-	}
-}
-
-under(doc, group, limit_key) if {
-	quota_numbers_ok(doc)
-	quota(doc, [group, "used"]) < quota(doc, [group, limit_key])
-}
-
-allowed(doc) if {
+# Every positive check (a reason that fails to render can never turn a deny into an allow).
+admissible(doc) if {
 	valid_request_id(doc)
 	track_in_plan(doc)
 	non_empty_string(object.get(doc, "subject", null))
 	non_empty_string(object.get(doc, "tenant", null))
-	under(doc, "concurrent", "limit")
-	under(doc, "rate", "limit_per_minute")
+}
+
+quotas_ok(doc) if {
+	q := quota_doc(doc)
+	quota_numbers_ok_of(q)
+	q.concurrent.used < q.concurrent.limit
+	q.rate.used < q.rate.limit_per_minute
+}
+
+# For the unit tests: the same answers as `allow` and `deny_reasons` for a document.
+allowed(doc) if {
+	admissible(doc)
+	quotas_ok(doc)
 	count(reasons(doc)) == 0
 }
 
-reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" |
+reasons(doc) := (request_reasons(doc) | quota_reasons(doc)) | assignment.window_reasons(doc)
+
+request_reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" |
 	not valid_request_id(doc)
 } | {m |
 	not known_track(doc)
@@ -103,16 +120,34 @@ reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" 
 	some field in ["subject", "tenant"]
 	not non_empty_string(object.get(doc, field, null))
 	m := concat("", [field, " must be a non-empty string"])
-} | {m |
+}
+
+quota_reasons(doc) := quota_reasons_of(quota_doc(doc))
+
+# The quota object (or {} when absent or not an object), read once per decision.
+quota_doc(doc) := q if {
+	q := object.get(doc, "quota", {})
+	is_object(q)
+}
+
+quota_doc(doc) := {} if not is_object(object.get(doc, "quota", {}))
+
+quota_reasons_of(q) := {m |
 	some field in quota_fields
-	not number_ok(quota(doc, field))
+	not number_ok(object.get(q, field, null))
 	m := concat("", ["quota.", field[0], ".", field[1], " must be a non-negative number"])
 } | {m |
-	quota_numbers_ok(doc)
-	not under(doc, "concurrent", "limit")
-	m := concat("", ["concurrent scenario quota reached (", show(quota(doc, ["concurrent", "used"])), " of ", show(quota(doc, ["concurrent", "limit"])), " in use)"])
-} | assignment.window_reasons(doc) | {m |
-	quota_numbers_ok(doc)
-	not under(doc, "rate", "limit_per_minute")
-	m := concat("", ["spawn rate limit reached (", show(quota(doc, ["rate", "used"])), " of ", show(quota(doc, ["rate", "limit_per_minute"])), " per minute)"])
+	quota_numbers_ok_of(q)
+	q.concurrent.used >= q.concurrent.limit
+	m := concat("", ["concurrent scenario quota reached (", show(q.concurrent.used), " of ", show(q.concurrent.limit), " in use)"])
+} | {m |
+	quota_numbers_ok_of(q)
+	q.rate.used >= q.rate.limit_per_minute
+	m := concat("", ["spawn rate limit reached (", show(q.rate.used), " of ", show(q.rate.limit_per_minute), " per minute)"])
+}
+
+quota_numbers_ok_of(q) if {
+	every field in quota_fields {
+		number_ok(object.get(q, field, null))
+	}
 }
