@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forge.policy.cache import DEFAULT_SIZE, CachedEngine, DecisionCache, input_digest
 from forge.policy.decision import (
     Decision,
     PolicyEngine,
@@ -15,6 +16,7 @@ from forge.policy.decision import (
     PolicyUnavailable,
 )
 from forge.policy.embedded import EmbeddedEngine
+from forge.policy.gates import ENTRIES, GateDecisions
 from forge.policy.inputs import (
     ASSIGNMENT_PACKAGE,
     TRAINING_PACKAGES,
@@ -31,13 +33,15 @@ from forge.policy.rego_bundle import (
 from forge.policy.remote import CircuitBreaker, RemoteEngine
 
 
-def make_policy_engine(opa_url: str | None = None, policy_dir: Path | None = None) -> PolicyEngine:
+def make_policy_engine(opa_url: str | None = None, policy_dir: Path | None = None,
+                       cache_size: int = DEFAULT_SIZE) -> PolicyEngine:
     """RemoteEngine when `opa_url` is set (OPA_URL), else EmbeddedEngine; both report the
-    hash of the local bundle in `policy_dir` (what OPA_POLICY_HASH pins)."""
+    hash of the local bundle in `policy_dir` (what OPA_POLICY_HASH pins). Behind a decision
+    cache of `cache_size` entries (0: none), keyed by that hash and the whole input."""
     bundle = PolicyBundle.load(policy_dir)
-    if opa_url:
-        return RemoteEngine(opa_url, policy_hash=bundle.hash)
-    return EmbeddedEngine(bundle)
+    engine: PolicyEngine = (RemoteEngine(opa_url, policy_hash=bundle.hash) if opa_url
+                            else EmbeddedEngine(bundle))
+    return CachedEngine(engine, DecisionCache(cache_size)) if cache_size > 0 else engine
 
 
 def decide_all(
@@ -58,10 +62,14 @@ def decide_all(
 
 __all__ = [
     "ASSIGNMENT_PACKAGE",
+    "ENTRIES",
     "TRAINING_PACKAGES",
+    "CachedEngine",
     "CircuitBreaker",
     "Decision",
+    "DecisionCache",
     "EmbeddedEngine",
+    "GateDecisions",
     "PolicyBundle",
     "PolicyEngine",
     "PolicyError",
@@ -76,6 +84,7 @@ __all__ = [
     "check_pinned_hash",
     "decide_all",
     "default_policy_dir",
+    "input_digest",
     "make_policy_engine",
     "policy_hash",
 ]

@@ -11,7 +11,10 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from forge.policy.gates import GateDecisions
 
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){0,7}$")
 MAX_INPUT_DEPTH = 16
@@ -57,6 +60,8 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     policy_hash: str = ""
     package: str = ""
+    # True when answered from the decision cache (forge.policy.cache), for the audit record.
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for the audit log and evidence bundle)."""
@@ -65,6 +70,7 @@ class Decision:
             "allow": self.allow,
             "reasons": list(self.reasons),
             "policy_hash": self.policy_hash,
+            "cached": self.cached,
         }
 
 
@@ -79,6 +85,10 @@ class PolicyEngine(Protocol):
 
     def decide(self, package: str, input: Mapping[str, Any]) -> Decision:
         """Evaluate `data.<package>.allow` and `deny_reasons` for `input`."""
+        ...
+
+    def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
+        """Evaluate every gate of `forge.gates.<entry>` in one query (forge.policy.gates)."""
         ...
 
     def probe(self) -> None:

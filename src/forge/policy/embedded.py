@@ -33,6 +33,7 @@ from forge.policy.decision import (
     check_package,
     decision_from_result,
 )
+from forge.policy.gates import GateDecisions, entry_path, gate_decisions
 from forge.policy.rego_bundle import PolicyBundle
 
 Mode = Literal["pool", "lock", "per_call"]
@@ -176,6 +177,10 @@ class EmbeddedEngine:
         allow = allow_vals[0] if allow_vals else None
         reasons = reason_vals[0] if reason_vals else None
         return decision_from_result(package, allow, reasons, self.policy_hash)
+
+    def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
+        """Every gate of `forge.gates.<entry>` for `input`, in one query."""
+        return gate_decisions(entry, self.evaluate(entry_path(entry), input), self.policy_hash)
 
     def probe(self) -> None:
         """The embedded engine is always reachable once constructed."""

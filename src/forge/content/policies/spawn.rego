@@ -40,6 +40,8 @@ allow if {
 # (forge.gates.admit): the store's limiter enforces quotas atomically when it reserves the
 # slot, which a decision made before the reservation cannot. The assignment window and
 # attempts are judged here, in the same evaluation.
+default admission_allow := false
+
 admission_reasons := request_reasons(input) | assignment.window_reasons(input)
 
 admission_allow if {
