@@ -27,12 +27,30 @@ quota_fields := [["concurrent", "limit"], ["concurrent", "used"], ["rate", "limi
 
 default allow := false
 
-# Computed once per query: the deny set, and allow from it plus the positive checks.
-deny_reasons := reasons(input)
+# Computed once per query: the fields the gate reads (`current`, in the input's own shape,
+# so the functions below read it as they read the input, without the rest of a larger
+# document such as forge.gates' template), the deny set, and allow from it plus the
+# positive checks.
+current := {
+	"request": {
+		"request_id": object.get(input, ["request", "request_id"], null),
+		"track": object.get(input, ["request", "track"], null),
+	},
+	"subject": object.get(input, "subject", null),
+	"tenant": object.get(input, "tenant", null),
+	"plan": {
+		"name": object.get(input, ["plan", "name"], null),
+		"tracks": object.get(input, ["plan", "tracks"], []),
+	},
+	"quota": object.get(input, "quota", {}),
+	"assignment": object.get(input, "assignment", null),
+}
+
+deny_reasons := reasons(current)
 
 allow if {
-	admissible(input)
-	quotas_ok(input)
+	admissible(current)
+	quotas_ok(current)
 	count(deny_reasons) == 0
 }
 
@@ -40,12 +58,12 @@ allow if {
 # (forge.gates.admit): the store's limiter enforces quotas atomically when it reserves the
 # slot, which a decision made before the reservation cannot. The assignment window and
 # attempts are judged here, in the same evaluation.
+admission_reasons := request_reasons(current) | assignment.window_reasons(current)
+
 default admission_allow := false
 
-admission_reasons := request_reasons(input) | assignment.window_reasons(input)
-
 admission_allow if {
-	admissible(input)
+	admissible(current)
 	count(admission_reasons) == 0
 }
 
