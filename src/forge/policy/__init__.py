@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.policy.cache import DEFAULT_SIZE, CachedEngine, DecisionCache, input_digest
 from forge.policy.decision import (
     Decision,
+    GateDecisions,
     PolicyEngine,
     PolicyError,
     PolicyEvaluationError,
@@ -15,8 +15,9 @@ from forge.policy.decision import (
     PolicyInputError,
     PolicyUnavailable,
 )
+from forge.policy.decision_cache import DEFAULT_SIZE, CachedEngine, DecisionCache, input_digest
 from forge.policy.embedded import EmbeddedEngine
-from forge.policy.gates import ENTRIES, GateDecisions
+from forge.policy.gates import ENTRIES
 from forge.policy.inputs import (
     ASSIGNMENT_PACKAGE,
     TRAINING_PACKAGES,

@@ -10,11 +10,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from forge.policy.gates import GateDecisions
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
 
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){0,7}$")
 MAX_INPUT_DEPTH = 16
@@ -60,7 +57,7 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     policy_hash: str = ""
     package: str = ""
-    # True when answered from the decision cache (forge.policy.cache), for the audit record.
+    # True when answered from the decision cache (forge.policy.decision_cache), for the audit.
     cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +69,34 @@ class Decision:
             "policy_hash": self.policy_hash,
             "cached": self.cached,
         }
+
+
+@dataclass(frozen=True)
+class GateDecisions:
+    """Each gate's decision of one query, and their combination (`combined`): allow only if
+    every gate allows; reasons prefixed with their package, in the entry's package order."""
+
+    entry: str
+    decisions: dict[str, Decision]
+    combined: Decision
+
+    @property
+    def allow(self) -> bool:
+        """True only when every gate of the entry allows."""
+        return self.combined.allow
+
+    @property
+    def cached(self) -> bool:
+        """True when the answer came from the decision cache (forge.policy.decision_cache)."""
+        return self.combined.cached
+
+    def as_cached(self) -> GateDecisions:
+        """The same decisions marked as answered from the cache."""
+        return GateDecisions(self.entry,
+                             {k: replace(v, cached=True, reasons=list(v.reasons))
+                              for k, v in self.decisions.items()},
+                             replace(self.combined, cached=True,
+                                     reasons=list(self.combined.reasons)))
 
 
 @runtime_checkable

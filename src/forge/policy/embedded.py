@@ -27,13 +27,14 @@ import regopy
 
 from forge.policy.decision import (
     Decision,
+    GateDecisions,
     PolicyError,
     PolicyEvaluationError,
     check_input,
     check_package,
     decision_from_result,
 )
-from forge.policy.gates import GateDecisions, entry_path, gate_decisions
+from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.rego_bundle import PolicyBundle
 
 Mode = Literal["pool", "lock", "per_call"]

@@ -13,10 +13,14 @@ An answer missing a package, or carrying another, is an evaluation error: fail c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any
 
-from forge.policy.decision import Decision, PolicyEvaluationError, decision_from_result
+from forge.policy.decision import (
+    Decision,
+    GateDecisions,
+    PolicyEvaluationError,
+    decision_from_result,
+)
 
 GATES_PACKAGE = "forge.gates"
 ENTRIES: dict[str, tuple[str, ...]] = {
@@ -24,34 +28,6 @@ ENTRIES: dict[str, tuple[str, ...]] = {
     "admit": ("forge.spawn",),
     "all": ("forge.training", "forge.capabilities", "forge.spawn"),
 }
-
-
-@dataclass(frozen=True)
-class GateDecisions:
-    """Each gate's decision of one query, and their combination (`combined`): allow only if
-    every gate allows; reasons prefixed with their package, in the entry's package order."""
-
-    entry: str
-    decisions: dict[str, Decision]
-    combined: Decision
-
-    @property
-    def allow(self) -> bool:
-        """True only when every gate of the entry allows."""
-        return self.combined.allow
-
-    @property
-    def cached(self) -> bool:
-        """True when the answer came from the decision cache (forge.policy.cache)."""
-        return self.combined.cached
-
-    def as_cached(self) -> GateDecisions:
-        """The same decisions marked as answered from the cache."""
-        return GateDecisions(self.entry,
-                             {k: replace(v, cached=True, reasons=list(v.reasons))
-                              for k, v in self.decisions.items()},
-                             replace(self.combined, cached=True,
-                                     reasons=list(self.combined.reasons)))
 
 
 def entry_path(entry: str) -> str:

@@ -18,13 +18,14 @@ import httpx
 
 from forge.policy.decision import (
     Decision,
+    GateDecisions,
     PolicyEvaluationError,
     PolicyUnavailable,
     check_input,
     check_package,
     decision_from_result,
 )
-from forge.policy.gates import GateDecisions, entry_path, gate_decisions
+from forge.policy.gates import entry_path, gate_decisions
 
 
 class CircuitBreaker:

@@ -22,8 +22,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from forge.policy.decision import Decision, PolicyEngine, check_input, check_package
-from forge.policy.gates import GateDecisions, entry_path
+from forge.policy.decision import (
+    Decision,
+    GateDecisions,
+    PolicyEngine,
+    check_input,
+    check_package,
+)
+from forge.policy.gates import entry_path
 
 DEFAULT_SIZE = 4096
 Key = tuple[str, str, str, str]
