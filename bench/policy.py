@@ -4,8 +4,9 @@
 
 First, CPU per decision (time.process_time over many decisions, median of the runs): every
 gate in one query (`forge.gates.all`: training + capabilities + spawn with an assignment)
-uncached and from the decision cache, the same gates as three separate package queries,
-and the engine's fixed cost (a trivial policy, with the same input and with an empty one).
+uncached and from the decision cache, training + capabilities alone (`forge.gates.launch`,
+the orchestrator's query), the same gates as three separate package queries, and the
+engine's fixed cost (a trivial policy, with the same input and with an empty one).
 Records figure `policy_cpu_ms` (uncached, one query). Then, for the training gate with a
 realistic template input: decisions/s and p50/p99 latency for the embedded engine in each
 thread-safety mode (pool, lock, per-call), with 1 and 4 threads, and for RemoteEngine over
@@ -90,6 +91,7 @@ def cpu_per_decision(bundle: PolicyBundle, runs: int, decisions: int) -> dict[st
     ways: dict[str, Callable[[dict[str, Any]], Any]] = {
         "one_query_uncached": lambda d: engine.decide_gates("all", d),
         "one_query_cached": lambda d: cached.decide_gates("all", docs[0]),
+        "launch_uncached": lambda d: engine.decide_gates("launch", d),
         "three_queries": lambda d: [engine.decide(p, d) for p in
                                     ("forge.training", "forge.capabilities", "forge.spawn")],
         "trivial_same_input": lambda d: trivial.decide("forge.trivial", d),
@@ -165,7 +167,9 @@ def main() -> None:
     record("policy_cpu_ms", round(cpu["one_query_uncached"], 3),
            cpu_ms_per_op=round(cpu["one_query_uncached"], 3),
            detail=(f"training+capabilities+spawn+assignment in one query (forge.gates.all); "
-                   f"cached {cpu['one_query_cached']:.3f} ms; three separate queries "
+                   f"cached {cpu['one_query_cached']:.3f} ms; training+capabilities only "
+                   f"(forge.gates.launch, the issue's two packages) "
+                   f"{cpu['launch_uncached']:.3f} ms; three separate queries "
                    f"{cpu['three_queries']:.3f} ms; engine fixed cost {fixed:.3f} ms "
                    f"(trivial policy, same input), {cpu['trivial_empty_input']:.3f} ms "
                    "(empty input)"))
