@@ -33,6 +33,7 @@ from forge.policy import (
     PolicyUnavailable,
     RemoteEngine,
     input_digest,
+    make_policy_engine,
 )
 
 POLICIES = content_path("policies")
@@ -146,3 +147,13 @@ def test_the_cache_is_bounded(real: EmbeddedEngine) -> None:
     for used in range(10):
         engine.decide("forge.spawn", _changed(_spawn_doc(), ("quota", "rate", "used"), used))
     assert len(cache) == 4
+
+
+
+def test_a_remote_opa_is_never_cached() -> None:
+    """With OPA_URL the server may load another bundle while the local hash stays the same:
+    every decision goes to the server (nothing listens here; only the wiring is checked)."""
+    assert isinstance(make_policy_engine(None, None), CachedEngine)
+    remote = make_policy_engine("http://127.0.0.1:9", None)
+    assert isinstance(remote, RemoteEngine) and not isinstance(remote, CachedEngine)
+    remote.close()

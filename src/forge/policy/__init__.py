@@ -37,11 +37,14 @@ from forge.policy.remote import CircuitBreaker, RemoteEngine
 def make_policy_engine(opa_url: str | None = None, policy_dir: Path | None = None,
                        cache_size: int = DEFAULT_SIZE) -> PolicyEngine:
     """RemoteEngine when `opa_url` is set (OPA_URL), else EmbeddedEngine; both report the
-    hash of the local bundle in `policy_dir` (what OPA_POLICY_HASH pins). Behind a decision
-    cache of `cache_size` entries (0: none), keyed by that hash and the whole input."""
+    hash of the local bundle in `policy_dir` (what OPA_POLICY_HASH pins). The embedded
+    engine sits behind a decision cache of `cache_size` entries (0: none), keyed by that
+    hash and the whole input. A remote OPA is never cached: it may load another bundle
+    without the local hash changing, and a decision must come from the bundle in force."""
     bundle = PolicyBundle.load(policy_dir)
-    engine: PolicyEngine = (RemoteEngine(opa_url, policy_hash=bundle.hash) if opa_url
-                            else EmbeddedEngine(bundle))
+    if opa_url:
+        return RemoteEngine(opa_url, policy_hash=bundle.hash)
+    engine = EmbeddedEngine(bundle)
     return CachedEngine(engine, DecisionCache(cache_size)) if cache_size > 0 else engine
 
 
