@@ -45,10 +45,11 @@ def test_each_package_decides_as_recorded(engine: EmbeddedEngine, name: str) -> 
 
 
 def test_one_query_answers_every_gate_as_recorded(engine: EmbeddedEngine) -> None:
-    """forge.gates.launch / all give each package's recorded decision in one evaluation."""
+    """forge.gates.launch / all give each package's recorded decision in one evaluation
+    (every third input: each package alone is checked on all of them above)."""
     wrong = []
     for name, entry in (("training", "launch"), ("capabilities", "launch"), ("spawn", "all")):
-        for i, case in enumerate(_cases(name)):
+        for i, case in list(enumerate(_cases(name)))[::3]:
             d = engine.decide_gates(entry, case["input"]).decisions[f"forge.{name}"]
             if (d.allow, d.reasons) != (case["allow"], case["reasons"]):
                 wrong.append((name, i, case["reasons"], d.reasons))
