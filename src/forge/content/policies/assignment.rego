@@ -1,8 +1,9 @@
 # Assignment gate (issue 18 item 2): a lab assigned to one of the learner's cohorts may be
 # started only inside its window and while attempts remain, and its hints revealed only
 # when the assignment allows them. Part of the spawn gate: forge.spawn adds
-# `window_reasons` to its own reasons; spawn_service asks this package before reserving
-# anything (action "spawn") and before a hint is revealed (action "reveal_hint").
+# `window_reasons` to its own reasons, and spawn_service asks forge.gates.admit (the spawn
+# gate with the assignment, one query) before reserving anything; it asks this package
+# before a hint is revealed (action "reveal_hint").
 #
 # Input (built by forge.policy.build_assignment_input):
 #   action:     "spawn" (default) or "reveal_hint"

@@ -10,9 +10,10 @@
 #            {id, now_s, opens_at, opens_at_s, closes_at, closes_at_s,
 #             attempts: {allowed, used}, hints_allowed}
 #            times as Unix seconds (*_s) and as RFC 3339 text for the reasons. Absent: the
-#            plan alone decides, as before cohorts existed. Judged by forge.assignment
-#            (assignment.rego), which spawn_service also asks on its own before reserving.
-# Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`.
+#            plan alone decides, as before cohorts existed. Judged with forge.assignment's
+#            rules (assignment.rego), in the same evaluation (forge.gates.admit).
+# Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`;
+# the decision reads the input once (`current`) and computes its deny set once.
 package forge.spawn
 
 import rego.v1
