@@ -1,25 +1,41 @@
-"""Policy decision throughput and latency: embedded regopy engine vs HTTP to opa_server.
+"""Policy decision CPU, throughput and latency: embedded regopy engine vs HTTP to opa_server.
 
-    .venv/bin/python bench/policy.py [--seconds 2] [--runs 3]
+    .venv/bin/python bench/policy.py [--seconds 2] [--runs 3] [--decisions 400]
 
-Prints, for the training gate with a realistic template input: decisions/s and p50/p99
-latency for the embedded engine in each thread-safety mode (pool, lock, per-call), with 1
-and 4 threads, and for RemoteEngine over loopback HTTP against forge.policy.opa_server.
-Figures are medians over several runs.
+First, CPU per decision (time.process_time over many decisions, median of the runs): every
+gate in one query (`forge.gates.all`: training + capabilities + spawn with an assignment)
+uncached and from the decision cache, training + capabilities alone (`forge.gates.launch`,
+the orchestrator's query), the same gates as three separate package queries, and the
+engine's fixed cost (a trivial policy, with the same input and with an empty one).
+Records figure `policy_cpu_ms` (uncached, one query). Then, for the training gate with a
+realistic template input: decisions/s and p50/p99 latency for the embedded engine in each
+thread-safety mode (pool, lock, per-call), with 1 and 4 threads, and for RemoteEngine over
+loopback HTTP against forge.policy.opa_server. Figures are medians over several runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _report import record
+
 from forge.content import content_path
-from forge.policy import EmbeddedEngine, PolicyBundle, RemoteEngine, build_training_input
+from forge.policy import (
+    CachedEngine,
+    DecisionCache,
+    EmbeddedEngine,
+    PolicyBundle,
+    RemoteEngine,
+    build_spawn_input,
+    build_training_input,
+)
 from forge.policy.opa_server import OpaServer
 from forge.templates import load_template_file
 
@@ -31,6 +47,61 @@ def _input() -> dict[str, Any]:
     t = load_template_file(ROOT / "tests" / "templates" / "fixtures" / "good.yaml").template
     return build_training_input(t, plan_name="FREE", plan_tracks=["netplus"],
                                 requested_track="netplus")
+
+
+def _gates_input(i: int) -> dict[str, Any]:
+    """One document for every gate: a netplus lab on FREE, learner i's spawn request and
+    an open assignment (each i a distinct input, so nothing repeats)."""
+    training = build_training_input(
+        load_template_file(ROOT / "tests" / "templates" / "fixtures" / "good.yaml").template,
+        plan_name="FREE", plan_tracks=["netplus"], requested_track="netplus")
+    spawn = build_spawn_input(
+        request_id=f"req-{i:08d}", track="netplus", subject=f"learner-{i}", tenant="acme",
+        plan_name="FREE", plan_tracks=["netplus"], concurrent_limit=1, concurrent_used=0,
+        rate_limit_per_minute=5, rate_used=0)
+    doc = {**training, **spawn, "request": {**training["request"], **spawn["request"]}}
+    doc["assignment"] = {"id": "asg-1", "now_s": 1500, "opens_at": "2026-12-01T09:00:00Z",
+                         "opens_at_s": 1000, "closes_at": "2026-12-01T10:00:00Z",
+                         "closes_at_s": 2000, "attempts": {"allowed": 2, "used": 0},
+                         "hints_allowed": True}
+    return doc
+
+
+def _cpu_ms(fn: Callable[[dict[str, Any]], Any], docs: list[dict[str, Any]]) -> float:
+    """CPU ms per call of `fn` over `docs` (process time; one thread)."""
+    for doc in docs[:20]:
+        fn(doc)  # warm-up: compile the query
+    t0 = time.process_time()
+    for doc in docs:
+        fn(doc)
+    return (time.process_time() - t0) * 1000 / len(docs)
+
+
+def cpu_per_decision(bundle: PolicyBundle, runs: int, decisions: int) -> dict[str, float]:
+    """Median CPU ms per decision of each way of asking, over `runs` runs."""
+    docs = [_gates_input(i) for i in range(decisions)]
+    engine = EmbeddedEngine(bundle)
+    cached = CachedEngine(engine, DecisionCache())
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "trivial.rego").write_text(
+            "package forge.trivial\n\nimport rego.v1\n\nallow := true\n\ndeny_reasons := set()\n")
+        trivial = EmbeddedEngine(Path(tmp))
+    first = engine.decide_gates("all", docs[0])
+    assert first.allow, first.combined.reasons
+    ways: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "one_query_uncached": lambda d: engine.decide_gates("all", d),
+        "one_query_cached": lambda d: cached.decide_gates("all", docs[0]),
+        "launch_uncached": lambda d: engine.decide_gates("launch", d),
+        "three_queries": lambda d: [engine.decide(p, d) for p in
+                                    ("forge.training", "forge.capabilities", "forge.spawn")],
+        "trivial_same_input": lambda d: trivial.decide("forge.trivial", d),
+        "trivial_empty_input": lambda d: trivial.decide("forge.trivial", {}),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(runs):
+        for name, fn in ways.items():
+            samples[name].append(_cpu_ms(fn, docs))
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 Factory = Callable[[], Callable[[], Any]]
@@ -46,10 +117,12 @@ def _drive(factory: Factory, threads: int, seconds: float) -> tuple[float, float
     def work() -> None:
         decide = factory()
         mine: list[float] = []
-        while time.perf_counter() < stop:
+        while True:  # at least one call, even when the machine is slow to start threads
             t0 = time.perf_counter()
             decide()
             mine.append(time.perf_counter() - t0)
+            if time.perf_counter() >= stop:
+                break
         with lock:
             lat.extend(mine)
 
@@ -78,9 +151,28 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--decisions", type=int, default=400)
     args = ap.parse_args()
     doc = _input()
     bundle = PolicyBundle.load(content_path("policies"))
+
+    cpu = cpu_per_decision(bundle, args.runs, args.decisions)
+    print(f"policy CPU per decision, median of {args.runs} run(s) x {args.decisions}")
+    for name, ms in cpu.items():
+        print(f"{name:<22}{ms:>10.3f} ms")
+    fixed = cpu["trivial_same_input"]
+    print(f"one query vs three: {cpu['three_queries'] / cpu['one_query_uncached']:.2f}x; "
+          f"engine's fixed cost with this input {fixed:.3f} ms "
+          f"({fixed / cpu['one_query_uncached']:.0%} of the uncached decision)")
+    record("policy_cpu_ms", round(cpu["one_query_uncached"], 3),
+           cpu_ms_per_op=round(cpu["one_query_uncached"], 3),
+           detail=(f"training+capabilities+spawn+assignment in one query (forge.gates.all); "
+                   f"cached {cpu['one_query_cached']:.3f} ms; training+capabilities only "
+                   f"(forge.gates.launch, the issue's two packages) "
+                   f"{cpu['launch_uncached']:.3f} ms; three separate queries "
+                   f"{cpu['three_queries']:.3f} ms; engine fixed cost {fixed:.3f} ms "
+                   f"(trivial policy, same input), {cpu['trivial_empty_input']:.3f} ms "
+                   "(empty input)"))
 
     configs: list[tuple[str, int, Factory, float]] = []
     for mode in ("pool", "lock", "per_call"):

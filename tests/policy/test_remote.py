@@ -73,6 +73,12 @@ def test_remote_matches_embedded(opa_server: OpaServer, engine: EmbeddedEngine,
         assert outcomes == [engine.decide(pkg, doc) for pkg, doc in cases]
         assert [d.allow for d in outcomes[:2]] == [True, True]
         assert not outcomes[4].allow and outcomes[4].reasons
+        # Every gate in one request (forge.gates.launch), answered as the embedded engine does.
+        for _, doc in cases[:8:2]:
+            one = remote.decide_gates("launch", doc)
+            assert one == engine.decide_gates("launch", doc)
+            assert one.decisions == {p: engine.decide(p, doc)
+                                     for p in ("forge.training", "forge.capabilities")}
         remote.probe()
     finally:
         remote.close()

@@ -3,8 +3,9 @@ allowed (concurrent requests), with another cohort's assignment id, or reveals a
 assignment that forbids hints — through the API and through the tracks page's Start button.
 
 Before: spawn knew plans only; any learner whose plan has the track could start the lab at
-any time, as often as the quotas allowed, and reveal every hint. After: the assignment gate
-of the spawn policy (`forge.assignment`, Rego) refuses with when the assignment opens or
+any time, as often as the quotas allowed, and reveal every hint. After: the spawn gate
+(`forge.spawn` with `forge.assignment`'s rules, Rego), in the one policy evaluation a spawn
+makes (`forge.gates.admit`), refuses with when the assignment opens or
 that it closed, or that its attempts are used (taken in one store transaction, so
 concurrent requests cannot share or exceed them), nothing is reserved on a refusal; another
 cohort's assignment id is 404; a hint reveal is refused. A lab assigned to none of the
@@ -18,6 +19,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -26,6 +28,7 @@ from forge.classroom.assignments import iso
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key
 from forge.identity.roles import record_role
+from forge.policy import Decision, GateDecisions, PolicyEngine
 from forge.store.db import Database
 from forge.store.models import Assignment, AssignmentAttempt, Scenario
 
@@ -44,6 +47,29 @@ def _move_window(db: Database, assignment_id: str, opens: datetime, closes: date
         row = sess.get(Assignment, assignment_id)
         assert row is not None
         row.opens_at, row.closes_at = opens, closes
+
+
+class _Counting:
+    """The service's real policy engine, counting the evaluations it is asked for."""
+
+    def __init__(self, inner: PolicyEngine) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    @property
+    def policy_hash(self) -> str:
+        return self.inner.policy_hash
+
+    def decide(self, package: str, input: dict[str, Any]) -> Decision:
+        self.calls.append(package)
+        return self.inner.decide(package, input)
+
+    def decide_gates(self, entry: str, input: dict[str, Any]) -> GateDecisions:
+        self.calls.append(f"forge.gates.{entry}")
+        return self.inner.decide_gates(entry, input)
+
+    def probe(self) -> None:
+        self.inner.probe()
 
 
 def _setup(env: SpawnEnv) -> tuple[dict[str, str], dict[str, str], dict[str, str], str, str]:
@@ -79,6 +105,9 @@ def test_assignment_window_attempts_and_hints_are_enforced(make_spawn: MakeSpawn
     env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
     db = env.state.ctx.db
     lea, leo, _ann, a1, _b1 = _setup(env)
+    assert env.state.policy is not None
+    counting = _Counting(env.state.policy)
+    env.state.policy = counting
     with db.read() as sess:
         row = sess.get(Assignment, a1)
         assert row is not None
@@ -90,6 +119,8 @@ def test_assignment_window_attempts_and_hints_are_enforced(make_spawn: MakeSpawn
         assert early.status_code == 403, early.text
         assert early.json()["error"] == "assignment_refused"
         assert early.json()["message"] == f"lab: assignment {a1} opens at {opens}"
+        # Refused by the spawn gate itself, in the spawn's one policy evaluation.
+        assert counting.calls == ["forge.gates.admit"]
         assert _count(db, Scenario) == 0 and _count(db, AssignmentAttempt) == 0
 
         # The tracks page's Start button goes through the same gate.

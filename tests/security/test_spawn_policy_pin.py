@@ -6,6 +6,7 @@ showing both hashes; the reviewed bundle's hash starts it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,24 @@ def test_spawn_service_refuses_a_policy_bundle_other_than_the_pinned_one(tmp_pat
     assert pinned in str(refused.value) and actual in str(refused.value)
     app = build_app(load_settings(prod_environ(tmp_path / "b", OPA_POLICY_HASH=actual)))
     assert app.state.spawn.policy.policy_hash == actual
+
+
+def test_readiness_names_a_bundle_other_than_the_pinned_one(tmp_path: Path) -> None:
+    """An engine over another bundle (a reload gone wrong) fails the `policy` check, naming
+    both hashes; the pinned bundle passes it."""
+    from forge.content import content_path
+    from forge.policy import EmbeddedEngine, PolicyBundle
+    from forge.services.common.readiness import CheckFailed
+    from forge.services.spawn.app import _policy_check
+
+    actual = make_policy_engine(None, None).policy_hash
+    app = build_app(load_settings(prod_environ(tmp_path / "a", OPA_POLICY_HASH=actual)))
+    state = app.state.spawn
+    assert _policy_check(state) == f"policy hash {actual} (pinned by OPA_POLICY_HASH)"
+    other = tmp_path / "policies"
+    shutil.copytree(content_path("policies"), other)
+    (other / "extra.rego").write_text("package forge.extra\n\nimport rego.v1\n\nx := 1\n")
+    state.policy = EmbeddedEngine(PolicyBundle.load(other))
+    with pytest.raises(CheckFailed) as failed:
+        _policy_check(state)
+    assert actual in str(failed.value) and state.policy.policy_hash in str(failed.value)

@@ -474,4 +474,15 @@ def test_readyz_names_spawn_checks(spawn_env: SpawnEnv) -> None:
     with spawn_env.client() as client:
         body = client.get("/readyz", headers=OPERATOR).json()
     assert body["status"] == "ready"
-    assert {"entitlement_store", "receipt_key", "nats", "plans"} <= set(body["checks"])
+    assert {"entitlement_store", "receipt_key", "nats", "plans", "policy"} <= set(body["checks"])
+    engine = spawn_env.state.policy
+    assert engine is not None
+    assert body["checks"]["policy"]["detail"] == f"policy hash {engine.policy_hash} (not pinned)"
+    spawn_env.state.policy = None  # no bundle loaded: not ready, and the check says so
+    try:
+        with spawn_env.client() as client:
+            down = client.get("/readyz", headers=OPERATOR)
+    finally:
+        spawn_env.state.policy = engine
+    assert down.status_code == 503 and "policy" in down.json()["failed"]
+    assert down.json()["checks"]["policy"]["detail"] == "policy bundle not loaded"

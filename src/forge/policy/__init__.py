@@ -7,6 +7,7 @@ from pathlib import Path
 
 from forge.policy.decision import (
     Decision,
+    GateDecisions,
     PolicyEngine,
     PolicyError,
     PolicyEvaluationError,
@@ -14,7 +15,9 @@ from forge.policy.decision import (
     PolicyInputError,
     PolicyUnavailable,
 )
+from forge.policy.decision_cache import DEFAULT_SIZE, CachedEngine, DecisionCache, input_digest
 from forge.policy.embedded import EmbeddedEngine
+from forge.policy.gates import ENTRIES
 from forge.policy.inputs import (
     ASSIGNMENT_PACKAGE,
     TRAINING_PACKAGES,
@@ -31,13 +34,18 @@ from forge.policy.rego_bundle import (
 from forge.policy.remote import CircuitBreaker, RemoteEngine
 
 
-def make_policy_engine(opa_url: str | None = None, policy_dir: Path | None = None) -> PolicyEngine:
+def make_policy_engine(opa_url: str | None = None, policy_dir: Path | None = None,
+                       cache_size: int = DEFAULT_SIZE) -> PolicyEngine:
     """RemoteEngine when `opa_url` is set (OPA_URL), else EmbeddedEngine; both report the
-    hash of the local bundle in `policy_dir` (what OPA_POLICY_HASH pins)."""
+    hash of the local bundle in `policy_dir` (what OPA_POLICY_HASH pins). The embedded
+    engine sits behind a decision cache of `cache_size` entries (0: none), keyed by that
+    hash and the whole input. A remote OPA is never cached: it may load another bundle
+    without the local hash changing, and a decision must come from the bundle in force."""
     bundle = PolicyBundle.load(policy_dir)
     if opa_url:
         return RemoteEngine(opa_url, policy_hash=bundle.hash)
-    return EmbeddedEngine(bundle)
+    engine = EmbeddedEngine(bundle)
+    return CachedEngine(engine, DecisionCache(cache_size)) if cache_size > 0 else engine
 
 
 def decide_all(
@@ -58,10 +66,14 @@ def decide_all(
 
 __all__ = [
     "ASSIGNMENT_PACKAGE",
+    "ENTRIES",
     "TRAINING_PACKAGES",
+    "CachedEngine",
     "CircuitBreaker",
     "Decision",
+    "DecisionCache",
     "EmbeddedEngine",
+    "GateDecisions",
     "PolicyBundle",
     "PolicyEngine",
     "PolicyError",
@@ -76,6 +88,7 @@ __all__ = [
     "check_pinned_hash",
     "decide_all",
     "default_policy_dir",
+    "input_digest",
     "make_policy_engine",
     "policy_hash",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){0,7}$")
@@ -57,6 +57,8 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     policy_hash: str = ""
     package: str = ""
+    # True when answered from the decision cache (forge.policy.decision_cache), for the audit.
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for the audit log and evidence bundle)."""
@@ -65,7 +67,36 @@ class Decision:
             "allow": self.allow,
             "reasons": list(self.reasons),
             "policy_hash": self.policy_hash,
+            "cached": self.cached,
         }
+
+
+@dataclass(frozen=True)
+class GateDecisions:
+    """Each gate's decision of one query, and their combination (`combined`): allow only if
+    every gate allows; reasons prefixed with their package, in the entry's package order."""
+
+    entry: str
+    decisions: dict[str, Decision]
+    combined: Decision
+
+    @property
+    def allow(self) -> bool:
+        """True only when every gate of the entry allows."""
+        return self.combined.allow
+
+    @property
+    def cached(self) -> bool:
+        """True when the answer came from the decision cache (forge.policy.decision_cache)."""
+        return self.combined.cached
+
+    def as_cached(self) -> GateDecisions:
+        """The same decisions marked as answered from the cache."""
+        return GateDecisions(self.entry,
+                             {k: replace(v, cached=True, reasons=list(v.reasons))
+                              for k, v in self.decisions.items()},
+                             replace(self.combined, cached=True,
+                                     reasons=list(self.combined.reasons)))
 
 
 @runtime_checkable
@@ -79,6 +110,10 @@ class PolicyEngine(Protocol):
 
     def decide(self, package: str, input: Mapping[str, Any]) -> Decision:
         """Evaluate `data.<package>.allow` and `deny_reasons` for `input`."""
+        ...
+
+    def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
+        """Evaluate every gate of `forge.gates.<entry>` in one query (forge.policy.gates)."""
         ...
 
     def probe(self) -> None:

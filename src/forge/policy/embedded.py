@@ -27,12 +27,14 @@ import regopy
 
 from forge.policy.decision import (
     Decision,
+    GateDecisions,
     PolicyError,
     PolicyEvaluationError,
     check_input,
     check_package,
     decision_from_result,
 )
+from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.rego_bundle import PolicyBundle
 
 Mode = Literal["pool", "lock", "per_call"]
@@ -176,6 +178,10 @@ class EmbeddedEngine:
         allow = allow_vals[0] if allow_vals else None
         reasons = reason_vals[0] if reason_vals else None
         return decision_from_result(package, allow, reasons, self.policy_hash)
+
+    def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
+        """Every gate of `forge.gates.<entry>` for `input`, in one query."""
+        return gate_decisions(entry, self.evaluate(entry_path(entry), input), self.policy_hash)
 
     def probe(self) -> None:
         """The embedded engine is always reachable once constructed."""

@@ -18,12 +18,14 @@ import httpx
 
 from forge.policy.decision import (
     Decision,
+    GateDecisions,
     PolicyEvaluationError,
     PolicyUnavailable,
     check_input,
     check_package,
     decision_from_result,
 )
+from forge.policy.gates import entry_path, gate_decisions
 
 
 class CircuitBreaker:
@@ -154,6 +156,15 @@ class RemoteEngine:
         return decision_from_result(
             package, result.get("allow"), result.get("deny_reasons"), self.policy_hash
         )
+
+    def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
+        """POST the input to `forge/gates/<entry>` once and normalise every gate's answer."""
+        path = entry_path(entry)
+        check_input(input)
+        doc = self._post("/v1/data/" + path.replace(".", "/"), {"input": dict(input)})
+        if not isinstance(doc, dict):
+            raise PolicyEvaluationError("policy engine answered with a non-object")
+        return gate_decisions(entry, doc.get("result"), self.policy_hash)
 
     def probe(self) -> None:
         """Readiness: GET /health once; raises PolicyUnavailable; never trips the breaker."""

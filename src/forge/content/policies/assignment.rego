@@ -1,8 +1,9 @@
 # Assignment gate (issue 18 item 2): a lab assigned to one of the learner's cohorts may be
 # started only inside its window and while attempts remain, and its hints revealed only
 # when the assignment allows them. Part of the spawn gate: forge.spawn adds
-# `window_reasons` to its own reasons; spawn_service asks this package before reserving
-# anything (action "spawn") and before a hint is revealed (action "reveal_hint").
+# `window_reasons` to its own reasons, and spawn_service asks forge.gates.admit (the spawn
+# gate with the assignment, one query) before reserving anything; it asks this package
+# before a hint is revealed (action "reveal_hint").
 #
 # Input (built by forge.policy.build_assignment_input):
 #   action:     "spawn" (default) or "reveal_hint"
@@ -17,9 +18,10 @@ import rego.v1
 
 default allow := false
 
-allow if count(refusals(input)) == 0
-
+# Computed once per query: the refusals, and allow from them.
 deny_reasons := refusals(input)
+
+allow if count(deny_reasons) == 0
 
 actions := {"spawn", "reveal_hint"}
 
@@ -44,39 +46,37 @@ assignment_of(doc) := object.get(doc, "assignment", null)
 
 number_fields := [["now_s"], ["opens_at_s"], ["closes_at_s"], ["attempts", "allowed"], ["attempts", "used"]]
 
-numbers_ok(a) if {
-	every field in number_fields {
-		count_ok(object.get(a, field, null))
-	}
-}
+# The window's reasons, each part computed once: a malformed assignment gives only its
+# malformed fields; a well-formed one is judged on its window and attempts.
+window_reasons(doc) := window_reasons_of(assignment_of(doc))
 
-window_reasons(doc) := {m |
-	a := assignment_of(doc)
+window_reasons_of(a) := set() if a == null
+
+window_reasons_of(a) := {"assignment must be an object"} if {
 	a != null
 	not is_object(a)
-	m := "assignment must be an object"
-} | {m |
-	a := assignment_of(doc)
+}
+
+window_reasons_of(a) := bad | timing_reasons(a, count(bad) == 0) if {
 	is_object(a)
+	bad := malformed(a)
+}
+
+malformed(a) := {m |
 	some field in number_fields
 	not count_ok(object.get(a, field, null))
 	m := concat("", ["assignment.", concat(".", field), " must be a non-negative number"])
-} | {m |
-	a := assignment_of(doc)
-	is_object(a)
-	numbers_ok(a)
+}
+
+timing_reasons(_, false) := set()
+
+timing_reasons(a, true) := {m |
 	a.now_s < a.opens_at_s
 	m := concat("", ["assignment ", text(a.id), " opens at ", text(a.opens_at)])
 } | {m |
-	a := assignment_of(doc)
-	is_object(a)
-	numbers_ok(a)
 	a.now_s >= a.closes_at_s
 	m := concat("", ["assignment ", text(a.id), " closed at ", text(a.closes_at)])
 } | {m |
-	a := assignment_of(doc)
-	is_object(a)
-	numbers_ok(a)
 	a.attempts.used >= a.attempts.allowed
 	m := concat("", ["all ", text(a.attempts.allowed), " attempts of assignment ", text(a.id), " are used"])
 }

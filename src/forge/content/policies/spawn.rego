@@ -10,9 +10,10 @@
 #            {id, now_s, opens_at, opens_at_s, closes_at, closes_at_s,
 #             attempts: {allowed, used}, hints_allowed}
 #            times as Unix seconds (*_s) and as RFC 3339 text for the reasons. Absent: the
-#            plan alone decides, as before cohorts existed. Judged by forge.assignment
-#            (assignment.rego), which spawn_service also asks on its own before reserving.
-# Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`.
+#            plan alone decides, as before cohorts existed. Judged with forge.assignment's
+#            rules (assignment.rego), in the same evaluation (forge.gates.admit).
+# Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`;
+# the decision reads the input once (`current`) and computes its deny set once.
 package forge.spawn
 
 import rego.v1
@@ -27,9 +28,45 @@ quota_fields := [["concurrent", "limit"], ["concurrent", "used"], ["rate", "limi
 
 default allow := false
 
-allow if allowed(input)
+# Computed once per query: the fields the gate reads (`current`, in the input's own shape,
+# so the functions below read it as they read the input, without the rest of a larger
+# document such as forge.gates' template), the deny set, and allow from it plus the
+# positive checks.
+current := {
+	"request": {
+		"request_id": object.get(input, ["request", "request_id"], null),
+		"track": object.get(input, ["request", "track"], null),
+	},
+	"subject": object.get(input, "subject", null),
+	"tenant": object.get(input, "tenant", null),
+	"plan": {
+		"name": object.get(input, ["plan", "name"], null),
+		"tracks": object.get(input, ["plan", "tracks"], []),
+	},
+	"quota": object.get(input, "quota", {}),
+	"assignment": object.get(input, "assignment", null),
+}
 
-deny_reasons := reasons(input)
+deny_reasons := reasons(current)
+
+allow if {
+	admissible(current)
+	quotas_ok(current)
+	count(deny_reasons) == 0
+}
+
+# The spawn gate without its quotas, for spawn_service's one admission query
+# (forge.gates.admit): the store's limiter enforces quotas atomically when it reserves the
+# slot, which a decision made before the reservation cannot. The assignment window and
+# attempts are judged here, in the same evaluation.
+admission_reasons := request_reasons(current) | assignment.window_reasons(current)
+
+default admission_allow := false
+
+admission_allow if {
+	admissible(current)
+	count(admission_reasons) == 0
+}
 
 show(x) := x if is_string(x)
 
@@ -38,8 +75,6 @@ show(x) := sprintf("%v", [x]) if not is_string(x)
 quoted(x) := concat("", ["\"", show(x), "\""])
 
 track_of(doc) := object.get(doc, ["request", "track"], null)
-
-quota(doc, field) := object.get(doc, array.concat(["quota"], field), null)
 
 non_empty_string(s) if {
 	is_string(s)
@@ -69,28 +104,31 @@ number_ok(n) if {
 	n >= 0
 }
 
-quota_numbers_ok(doc) if {
-	every field in quota_fields {
-		number_ok(quota(doc, field))
-	}
-}
-
-under(doc, group, limit_key) if {
-	quota_numbers_ok(doc)
-	quota(doc, [group, "used"]) < quota(doc, [group, limit_key])
-}
-
-allowed(doc) if {
+# Every positive check (a reason that fails to render can never turn a deny into an allow).
+admissible(doc) if {
 	valid_request_id(doc)
 	track_in_plan(doc)
 	non_empty_string(object.get(doc, "subject", null))
 	non_empty_string(object.get(doc, "tenant", null))
-	under(doc, "concurrent", "limit")
-	under(doc, "rate", "limit_per_minute")
+}
+
+quotas_ok(doc) if {
+	q := quota_doc(doc)
+	quota_numbers_ok_of(q)
+	q.concurrent.used < q.concurrent.limit
+	q.rate.used < q.rate.limit_per_minute
+}
+
+# For the unit tests: the same answers as `allow` and `deny_reasons` for a document.
+allowed(doc) if {
+	admissible(doc)
+	quotas_ok(doc)
 	count(reasons(doc)) == 0
 }
 
-reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" |
+reasons(doc) := (request_reasons(doc) | quota_reasons(doc)) | assignment.window_reasons(doc)
+
+request_reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" |
 	not valid_request_id(doc)
 } | {m |
 	not known_track(doc)
@@ -103,16 +141,34 @@ reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0-9._-]" 
 	some field in ["subject", "tenant"]
 	not non_empty_string(object.get(doc, field, null))
 	m := concat("", [field, " must be a non-empty string"])
-} | {m |
+}
+
+quota_reasons(doc) := quota_reasons_of(quota_doc(doc))
+
+# The quota object (or {} when absent or not an object), read once per decision.
+quota_doc(doc) := q if {
+	q := object.get(doc, "quota", {})
+	is_object(q)
+}
+
+quota_doc(doc) := {} if not is_object(object.get(doc, "quota", {}))
+
+quota_reasons_of(q) := {m |
 	some field in quota_fields
-	not number_ok(quota(doc, field))
+	not number_ok(object.get(q, field, null))
 	m := concat("", ["quota.", field[0], ".", field[1], " must be a non-negative number"])
 } | {m |
-	quota_numbers_ok(doc)
-	not under(doc, "concurrent", "limit")
-	m := concat("", ["concurrent scenario quota reached (", show(quota(doc, ["concurrent", "used"])), " of ", show(quota(doc, ["concurrent", "limit"])), " in use)"])
-} | assignment.window_reasons(doc) | {m |
-	quota_numbers_ok(doc)
-	not under(doc, "rate", "limit_per_minute")
-	m := concat("", ["spawn rate limit reached (", show(quota(doc, ["rate", "used"])), " of ", show(quota(doc, ["rate", "limit_per_minute"])), " per minute)"])
+	quota_numbers_ok_of(q)
+	q.concurrent.used >= q.concurrent.limit
+	m := concat("", ["concurrent scenario quota reached (", show(q.concurrent.used), " of ", show(q.concurrent.limit), " in use)"])
+} | {m |
+	quota_numbers_ok_of(q)
+	q.rate.used >= q.rate.limit_per_minute
+	m := concat("", ["spawn rate limit reached (", show(q.rate.used), " of ", show(q.rate.limit_per_minute), " per minute)"])
+}
+
+quota_numbers_ok_of(q) if {
+	every field in quota_fields {
+		number_ok(object.get(q, field, null))
+	}
 }

@@ -8,10 +8,12 @@
 #   request:  {track, template}        what the SAT authorises
 #   plan:     {name, tracks: [string]} from the verified ET
 #
-# The logic lives in functions of the input document (`reasons(doc)`, `allowed(doc)`), so
-# unit tests call them directly instead of mocking input with `with` (unreliable in
-# regopy 1.5). Messages are built with concat, and `allowed` needs every positive check,
-# so a reason that fails to render can never turn a deny into an allow.
+# Each part is computed once per decision: the view of the input (`current`), its deny set
+# (`deny_reasons`), and `allow` from every positive check plus an empty deny set. Unit tests
+# call the same logic as functions of a document (`reasons(doc)`, `allowed(doc)`) instead
+# of mocking input with `with` (unreliable in regopy 1.5). Messages are built with concat,
+# and `allow` needs every positive check, so a reason that fails to render can never turn
+# a deny into an allow.
 package forge.training
 
 import rego.v1
@@ -35,9 +37,15 @@ limit_keys := ["cpu", "memory_mb", "pids", "timeout_minutes"]
 
 default allow := false
 
-allow if allowed(input)
+# Computed once per query: the view of the input, its deny set, and allow from both.
+current := view(input)
 
-deny_reasons := reasons(input)
+deny_reasons := reasons_of(current)
+
+allow if {
+	passes(current)
+	count(deny_reasons) == 0
+}
 
 show(x) := x if is_string(x)
 
@@ -47,7 +55,8 @@ quoted(x) := concat("", ["\"", show(x), "\""])
 
 listing(s) := concat(", ", sort(s))
 
-# The fields the gate reads, with null for anything missing.
+# The fields the gate reads, with null for anything missing, and the plan they name
+# (`p`: its ceilings, or null for an unknown plan), built once per document.
 view(doc) := {
 	"name": object.get(doc, ["template", "name"], null),
 	"track": object.get(doc, ["template", "track"], null),
@@ -59,57 +68,53 @@ view(doc) := {
 	"req_template": object.get(doc, ["request", "template"], null),
 	"plan": object.get(doc, ["plan", "name"], null),
 	"plan_tracks": object.get(doc, ["plan", "tracks"], []),
+	"p": plan_entry(object.get(doc, ["plan", "name"], null)),
 }
 
-plan_of(v) := plans[upper(v.plan)] if is_string(v.plan)
+plan_entry(x) := object.get(plans, upper(x), null) if is_string(x)
 
-limit_ok(v, key) if {
-	is_number(v.limits[key])
-	v.limits[key] > 0
-	v.limits[key] <= plan_of(v)[key]
-}
+plan_entry(x) := null if not is_string(x)
 
-exploits_ok(v) if {
-	n := v.limits.attacker_max_exploits
-	is_number(n)
-	n >= 0
-	n <= tier_max_exploits[v.tier]
-	n <= plan_of(v).max_exploits
-}
-
-egress_ok(v) if v.egress == "deny"
-
-egress_ok(v) if {
-	v.egress == "allowlist"
-	approved_profiles[v.profile]
-}
-
-allowed(doc) if {
-	v := view(doc)
+# Every positive check, inline (each function call with the view costs as much as the
+# check itself in rego-cpp), so a reason that fails to render can never turn a deny into
+# an allow.
+passes(v) if {
 	known_tracks[v.track]
 	v.req_track == v.track
 	is_string(v.name)
 	v.req_template == v.name
-	p := plan_of(v)
+	p := v.p
+	p != null
 	is_array(v.plan_tracks)
 	v.track in v.plan_tracks
 	p.tiers[v.tier]
-	egress_ok(v)
-	exploits_ok(v)
+	v.egress in {"deny", "allowlist"}
+	count({1 | v.egress == "allowlist"; not approved_profiles[v.profile]}) == 0
+	limits := v.limits
+	n := limits.attacker_max_exploits
+	is_number(n)
+	n >= 0
+	n <= tier_max_exploits[v.tier]
+	n <= p.max_exploits
 	every key in limit_keys {
-		limit_ok(v, key)
+		x := limits[key]
+		is_number(x)
+		x > 0
+		x <= p[key]
 	}
-	count(reasons(doc)) == 0
 }
 
-reasons(doc) := union({
-	track_reasons(view(doc)),
-	plan_reasons(view(doc)),
-	egress_reasons(view(doc)),
-	limit_reasons(view(doc)),
-})
+# For the unit tests: the same answers as `allow` and `deny_reasons` for a document.
+allowed(doc) if {
+	v := view(doc)
+	passes(v)
+	count(reasons_of(v)) == 0
+}
 
-track_reasons(v) := {m |
+reasons(doc) := reasons_of(view(doc))
+
+# One function over the view (a call with the view costs as much as a check).
+reasons_of(v) := {m |
 	not known_tracks[v.track]
 	m := concat("", ["unknown track ", quoted(v.track), " (known: ", listing(known_tracks), ")"])
 } | {m |
@@ -119,13 +124,11 @@ track_reasons(v) := {m |
 } | {m |
 	v.req_template != v.name
 	m := concat("", ["template ", quoted(v.name), " is not the authorised template ", quoted(v.req_template)])
-}
-
-plan_reasons(v) := {m |
-	not plan_of(v)
+} | {m |
+	v.p == null
 	m := concat("", ["unknown plan ", quoted(v.plan)])
 } | {m |
-	p := plan_of(v)
+	v.p != null
 	known_tracks[v.track]
 	not v.track in v.plan_tracks
 	m := concat("", ["plan ", upper(v.plan), " does not include track ", quoted(v.track)])
@@ -133,31 +136,27 @@ plan_reasons(v) := {m |
 	not tier_max_exploits[v.tier]
 	m := concat("", ["unknown tier ", quoted(v.tier), " (known: ", listing({t | tier_max_exploits[t]}), ")"])
 } | {m |
-	p := plan_of(v)
+	v.p != null
 	tier_max_exploits[v.tier]
-	not p.tiers[v.tier]
-	m := concat("", ["tier ", quoted(v.tier), " is not allowed on plan ", upper(v.plan), " (allowed: ", listing(p.tiers), ")"])
-}
-
-egress_reasons(v) := {m |
+	not v.p.tiers[v.tier]
+	m := concat("", ["tier ", quoted(v.tier), " is not allowed on plan ", upper(v.plan), " (allowed: ", listing(v.p.tiers), ")"])
+} | {m |
 	not v.egress in {"deny", "allowlist"}
 	m := concat("", ["egress must be \"deny\" or \"allowlist\", got ", quoted(v.egress)])
 } | {m |
 	v.egress == "allowlist"
 	not approved_profiles[v.profile]
 	m := concat("", ["egress allowlist profile ", quoted(v.profile), " is not approved (approved: ", listing(approved_profiles), ")"])
-}
-
-limit_reasons(v) := {m |
+} | {m |
 	some key in array.concat(limit_keys, ["attacker_max_exploits"])
 	not is_number(v.limits[key])
 	m := concat("", ["limits.", key, " is missing or not a number"])
 } | {m |
+	v.p != null
 	some key in limit_keys
-	p := plan_of(v)
 	is_number(v.limits[key])
-	v.limits[key] > p[key]
-	m := concat("", ["limits.", key, " ", show(v.limits[key]), " exceeds the ", upper(v.plan), " plan cap of ", show(p[key])])
+	v.limits[key] > v.p[key]
+	m := concat("", ["limits.", key, " ", show(v.limits[key]), " exceeds the ", upper(v.plan), " plan cap of ", show(v.p[key])])
 } | {m |
 	n := v.limits.attacker_max_exploits
 	is_number(n)
@@ -165,8 +164,8 @@ limit_reasons(v) := {m |
 	m := concat("", ["limits.attacker_max_exploits ", show(n), " exceeds the ", v.tier, " tier limit of ", show(tier_max_exploits[v.tier])])
 } | {m |
 	n := v.limits.attacker_max_exploits
-	p := plan_of(v)
+	v.p != null
 	is_number(n)
-	n > p.max_exploits
-	m := concat("", ["limits.attacker_max_exploits ", show(n), " exceeds the ", upper(v.plan), " plan limit of ", show(p.max_exploits)])
+	n > v.p.max_exploits
+	m := concat("", ["limits.attacker_max_exploits ", show(n), " exceeds the ", upper(v.plan), " plan limit of ", show(v.p.max_exploits)])
 }

@@ -11,7 +11,6 @@ from forge.bus.contracts import ContractError, SpawnRequestedV1, decode_as
 from forge.faults import crash_point
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load, move, set_details
-from forge.policy import decide_all
 from forge.policy.decision import PolicyUnavailable
 from forge.policy.inputs import build_training_input
 from forge.runtime.base import RuntimeFault
@@ -143,12 +142,16 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
         requested_track=str(sat["track"]), template_sha256=loaded.sha256,
     )
     try:
-        decision = await state.blocking(decide_all, state.engine, policy_input)
+        # Training and capabilities gates in one query (forge.gates.launch).
+        gates = await state.blocking(state.engine.decide_gates, "launch", policy_input)
     except PolicyUnavailable as exc:
         log.warning("policy engine unavailable for %s; will retry: %s", scenario_id, exc)
         raise RetryLater(POLICY_RETRY_S, "policy engine unavailable") from None
+    decision = gates.combined
+    # Every decision is recorded, a cache answer too (marked `cached`).
     decision_record = {"allow": decision.allow, "reasons": decision.reasons,
-                       "policy_hash": decision.policy_hash, "input": policy_input}
+                       "policy_hash": decision.policy_hash, "cached": decision.cached,
+                       "input": policy_input}
     if not decision.allow:
         await _fail(state, scenario_id, "policy denied: " + "; ".join(decision.reasons),
                     {"policy": decision_record})

@@ -9,7 +9,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from forge.config.settings import Settings
-from forge.policy import check_pinned_hash, make_policy_engine
+from forge.policy import PolicyHashMismatch, check_pinned_hash, make_policy_engine
 from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.bus import bus_credentials, bus_streams
@@ -64,6 +64,20 @@ def _receipt_key(state: SpawnState) -> str:
     return f"kid {state.settings.receipt.current_kid}"
 
 
+def _policy_check(state: SpawnState) -> str:
+    """The policy bundle is loaded and is the pinned one (OPA_POLICY_HASH, when set).
+    Cheap: no evaluation and no call to OPA (an outage shows on the first assigned spawn as
+    503 policy_unavailable, and in the orchestrator's `policy` check)."""
+    if state.policy is None:
+        raise CheckFailed("policy bundle not loaded")
+    try:
+        loaded = check_pinned_hash(state.settings.opa_policy_hash, state.policy.policy_hash)
+    except PolicyHashMismatch as exc:
+        raise CheckFailed(str(exc)) from None
+    pinned = "pinned by OPA_POLICY_HASH" if state.settings.opa_policy_hash else "not pinned"
+    return f"policy hash {loaded} ({pinned})"
+
+
 def build_app(settings: Settings) -> FastAPI:
     """The spawn_service FastAPI app; plans and templates load now, so errors stop startup."""
     # The assignment gate's engine (forge.assignment): the same bundle and pin rule as the
@@ -85,6 +99,7 @@ def build_app(settings: Settings) -> FastAPI:
     ctx.readiness.add("plans", lambda: f"{len(state.catalog.names)} plans, tracks "
                       + ", ".join(state.known_tracks))
     ctx.readiness.add("nats", lambda: _nats_check(state))
+    ctx.readiness.add("policy", lambda: _policy_check(state))
     http = SharedHttpClient()  # the app's one outgoing client: web backend and peer checks
     ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings, http.client))
 

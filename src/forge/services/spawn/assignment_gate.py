@@ -1,6 +1,8 @@
-"""The assignment gate at spawn and hint reveal: the learner's assignment of the lab (if
-any) is judged by the policy (`forge.assignment`, part of the spawn gate), then the
-attempt is taken in one store transaction. Fails closed: no policy answer, no spawn.
+"""The assignment gate at spawn and hint reveal: a spawn of a lab assigned to the learner
+is judged by the spawn gate in one query (`forge.gates.admit`: the request, the learner, the
+plan and the assignment's window and attempts, `forge.assignment`'s rules inside
+`forge.spawn`), then the attempt is taken in one store transaction. A hint reveal is judged
+by `forge.assignment` (action reveal_hint). Fails closed: no policy answer, no spawn.
 
 Labs assigned to none of the learner's cohorts are not judged here: the plan decides, as
 before cohorts existed.
@@ -10,21 +12,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments
 from forge.classroom.assignments import Applicable
+from forge.entitlements.resolve import Entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import Caller
 from forge.policy import (
     ASSIGNMENT_PACKAGE,
     PolicyError,
     build_assignment_input,
+    build_spawn_input,
     make_policy_engine,
 )
 from forge.policy.decision import Decision, PolicyEngine
 from forge.services.spawn.state import SpawnState
+
+SPAWN = "forge.spawn"
 
 
 @dataclass(frozen=True)
@@ -69,11 +76,38 @@ def _engine(state: SpawnState) -> PolicyEngine:
     return state.policy
 
 
-async def _decide(state: SpawnState, action: str, found: Applicable) -> Decision:
-    doc = build_assignment_input(action, found.policy_input(datetime.now(UTC)))
+@dataclass(frozen=True)
+class SpawnFacts:
+    """What the spawn gate judges besides the assignment: the request and the learner."""
+
+    caller: Caller
+    ent: Entitlement
+    track: str
+    request_id: str
+
+    def policy_input(self, found: Applicable) -> dict[str, Any]:
+        """The spawn gate's input with the assignment (quotas: the store's limiter)."""
+        doc = build_spawn_input(
+            request_id=self.request_id, track=self.track, subject=self.caller.subject,
+            tenant=self.caller.tenant_id, plan_name=self.ent.plan.name,
+            plan_tracks=list(self.ent.plan.tracks), concurrent_limit=0, concurrent_used=0,
+            rate_limit_per_minute=0, rate_used=0)
+        del doc["quota"]
+        doc["assignment"] = found.policy_input(datetime.now(UTC))
+        return doc
+
+
+async def _decide(state: SpawnState, action: str, found: Applicable,
+                  spawn: SpawnFacts | None = None) -> Decision:
+    """One evaluation: the spawn gate with the assignment (`forge.gates.admit`) for a
+    spawn, the assignment gate for a hint reveal."""
 
     def decide() -> Decision:
-        return _engine(state).decide(ASSIGNMENT_PACKAGE, doc)
+        engine = _engine(state)
+        if spawn is not None:
+            return engine.decide_gates("admit", spawn.policy_input(found)).decisions[SPAWN]
+        doc = build_assignment_input(action, found.policy_input(datetime.now(UTC)))
+        return engine.decide(ASSIGNMENT_PACKAGE, doc)
 
     try:
         return await run_in_threadpool(decide)
@@ -92,14 +126,14 @@ def _refused(decision: Decision, found: Applicable) -> ForgeError:
           "attempts_allowed": found.attempts_allowed, "attempts_used": found.attempts_used}])
 
 
-async def admit(state: SpawnState, caller: Caller, template_id: str,
-                assignment_id: str | None, request_id: str,
-                preloaded: Preloaded | None = None) -> Held | None:
+async def admit(state: SpawnState, spawn: SpawnFacts, template_id: str,
+                assignment_id: str | None, preloaded: Preloaded | None = None) -> Held | None:
     """Judge the spawn against the learner's assignment of this lab and take an attempt;
     None when the lab is assigned to none of their cohorts. 403 `assignment_refused` with
     the policy's reasons (when it opens, that it closed, attempts used), 404 for an
     assignment id that is not theirs. `preloaded`: that assignment, already read."""
     db = state.ctx.db
+    caller, request_id = spawn.caller, spawn.request_id
 
     def find(only: str | None) -> Applicable | None:
         return assignments.applicable(db, caller.tenant_id, caller.subject, template_id,
@@ -115,7 +149,7 @@ async def admit(state: SpawnState, caller: Caller, template_id: str,
                                     caller.subject, request_id)
     if prior is not None:
         return Held(found.assignment_id, caller.subject, prior, False)
-    decision = await _decide(state, "spawn", found)
+    decision = await _decide(state, "spawn", found, spawn)
     if not decision.allow:
         raise _refused(decision, found)
     taken = await db.write(assignments.take_attempt, db, found.assignment_id,
@@ -123,7 +157,7 @@ async def admit(state: SpawnState, caller: Caller, template_id: str,
     if taken is None:  # a concurrent spawn took the last attempt: judge again, counted
         again = await run_in_threadpool(find, found.assignment_id)
         assert again is not None
-        decision = await _decide(state, "spawn", again)
+        decision = await _decide(state, "spawn", again, spawn)
         if decision.allow:  # an attempt was given back meanwhile: no reason to refuse
             raise ForgeError("assignment_busy", 409, "lab: other starts of this assignment "
                              "were being taken at the same moment; try again",

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import Caller
-from forge.services.spawn.assignment_gate import Preloaded, admit, preload, settle
+from forge.services.spawn.assignment_gate import Preloaded, SpawnFacts, admit, preload, settle
 from forge.services.spawn.caller_deps import identify_caller, spawn_state
 from forge.services.spawn.labs import check_plan, choose_lab
 from forge.services.spawn.spawning import SpawnAnswer, check_request_id, spawn
@@ -73,7 +73,8 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
 
     caller, ent, found = await run_in_threadpool(identify)  # one thread hop for every read
     await check_plan(state, caller, ent, track_name, template_id)
-    held = await admit(state, caller, template_id, assignment_id, checked_id, found)
+    held = await admit(state, SpawnFacts(caller, ent, track_name, checked_id), template_id,
+                       assignment_id, found)
     try:
         answer = await spawn(state, caller=caller, ent=ent, track=track_name,
                              request_id=checked_id, base_url=str(request.base_url),
