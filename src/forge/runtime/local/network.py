@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import struct
 import time
 
 from pyroute2 import IPRoute
 
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import create_netns, in_netns, ip_batch, run_in_netns
+from forge.runtime.local.rtnl import IF_OPER_UP, Rtnl
 from forge.runtime.plan import LabPlan, PlannedHost
 
 IPV6 = os.path.isdir("/proc/sys/net/ipv6")
@@ -85,14 +84,22 @@ def wire_switch(names: Names, plan: LabPlan) -> None:
 
 
 def configure_host(names: Names, plan: LabPlan, host: PlannedHost) -> None:
-    """Bring up a wired host's interfaces with their addresses and routes."""
-    cmds = ["link set lo up"]
-    for j, nic in enumerate(host.nics):
-        cmds.append(f"link set eth{j} alias {nic.subnet} up")
-        cmds.append(f"addr add {nic.address}/{nic.prefixlen} dev eth{j}")
-    for dest, via in host.routes:
-        cmds.append(f"route add {dest} via {via}")
-    ip_batch(names.host_ns(plan.lab_id, host.spec.name), cmds)
+    """Bring up a wired host's interfaces with their addresses and routes (netlink, from
+    a thread in the host's namespace: no process)."""
+
+    def work() -> None:
+        with Rtnl() as nl:
+            index = {name: i for i, name, _m, _s in nl.links()}
+            nl.link_up(index["lo"])
+            for j, nic in enumerate(host.nics):
+                if f"eth{j}" not in index:
+                    raise OSError(f"host {host.spec.name}: eth{j} is missing")
+                nl.link_up(index[f"eth{j}"], nic.subnet)
+                nl.add_address(index[f"eth{j}"], nic.address, nic.prefixlen)
+            for dest, via in host.routes:
+                nl.add_route(dest, via)
+
+    in_netns(names.host_ns(plan.lab_id, host.spec.name), work)
 
 
 def wait_ports_up(switch: str, timeout: float = 10.0) -> None:
@@ -106,9 +113,9 @@ def wait_ports_up(switch: str, timeout: float = 10.0) -> None:
 
     def poll() -> None:
         end = time.monotonic() + timeout
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        with Rtnl() as nl:
             while True:
-                down = [name for name, master, state in dump_links(sock)
+                down = [name for _i, name, master, state in nl.links()
                         if master and state != IF_OPER_UP]
                 if not down:
                     return
@@ -117,51 +124,6 @@ def wait_ports_up(switch: str, timeout: float = 10.0) -> None:
                 time.sleep(0.005)
 
     in_netns(switch, poll)
-
-
-NETLINK_ROUTE, RTM_GETLINK, RTM_NEWLINK = 0, 18, 16
-NLMSG_ERROR, NLMSG_DONE, NLM_F_REQUEST, NLM_F_DUMP = 2, 3, 1, 0x300
-IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE, IF_OPER_UP = 3, 10, 16, 6
-
-
-def dump_links(sock: socket.socket) -> list[tuple[str, int, int]]:
-    """(name, master ifindex or 0, operstate) of every link, by one RTM_GETLINK dump."""
-    sock.send(struct.pack("=IHHII", 32, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-              + struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0))
-    links: list[tuple[str, int, int]] = []
-    while True:
-        buf = sock.recv(1 << 16)
-        off = 0
-        while off + 16 <= len(buf):
-            length, kind = struct.unpack_from("=IH", buf, off)
-            if length < 16:
-                raise OSError("netlink: malformed message")
-            if kind == NLMSG_DONE:
-                return links
-            if kind == NLMSG_ERROR:
-                err = -struct.unpack_from("=i", buf, off + 16)[0]
-                raise OSError(err, f"netlink link dump: {os.strerror(err)}")
-            if kind == RTM_NEWLINK:
-                links.append(_link(buf[off + 32:off + length]))
-            off += (length + 3) & ~3
-
-
-def _link(attrs: bytes) -> tuple[str, int, int]:
-    name, master, state, pos = "", 0, 0, 0
-    while pos + 4 <= len(attrs):
-        size, kind = struct.unpack_from("=HH", attrs, pos)
-        if size < 4:
-            break
-        value = attrs[pos + 4:pos + size]
-        kind &= 0x3FFF
-        if kind == IFLA_IFNAME:
-            name = value.split(b"\0", 1)[0].decode("ascii", "replace")
-        elif kind == IFLA_MASTER:
-            master = struct.unpack_from("=I", value)[0]
-        elif kind == IFLA_OPERSTATE:
-            state = value[0]
-        pos += (size + 3) & ~3
-    return name, master, state
 
 
 def read_addresses(ns: str) -> dict[str, str]:
