@@ -324,8 +324,9 @@ class LocalRuntime(Runtime):
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        meta = read_meta(self.names, lab_id)
         had_gateway = False
-        for ns in self._lab_netns(lab_id):
+        for ns in self._lab_netns(lab_id, meta):
             if not os.path.exists(netns_path(ns)):
                 continue
             had_gateway = had_gateway or ns == self.names.gateway_ns(lab_id)
@@ -346,17 +347,21 @@ class LocalRuntime(Runtime):
             unmount_lab_disk(self.names.data_root(lab_id))
         except OSError as exc:
             errors.append(str(exc))
-        self.uids.release(self.names.lab_dir(lab_id))
+        try:
+            learner: int | None = _identity(lab_id, meta).learner
+        except LabNotFound:
+            learner = None
+        self.uids.release(self.names.lab_dir(lab_id), learner)
         shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
         if os.path.exists(self.names.lab_dir(lab_id)):
             errors.append("state directory could not be removed")
         if errors:
             raise OSError(f"destroy {lab_id} incomplete: " + "; ".join(errors))
 
-    def _lab_netns(self, lab_id: str) -> builtins.list[str]:
+    def _lab_netns(self, lab_id: str, meta: dict[str, Any]) -> builtins.list[str]:
         """The lab's namespaces: named from its recorded hosts (no scan of /run/netns,
         which holds every live lab's), or found by scanning when nothing was recorded."""
-        hosts = read_meta(self.names, lab_id).get("hosts")
+        hosts = meta.get("hosts")
         if isinstance(hosts, dict) and hosts:
             with contextlib.suppress(SpecError):
                 return [self.names.switch_ns(lab_id), self.names.gateway_ns(lab_id),
