@@ -3,6 +3,7 @@ of live labs, and many labs are destroyed together (root)."""
 
 from __future__ import annotations
 
+import ctypes
 import secrets
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import pytest
 
 from forge.runtime import SpecError
 from forge.runtime.local import LocalRuntime
+from forge.runtime.local.launch import base_namespace
 from tests.runtime.helpers import leftovers, simple_lab
 
 pytestmark = pytest.mark.root
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _mounts(pid: int | str) -> list[str]:
@@ -44,3 +47,24 @@ def test_sandboxes_start_without_other_labs_mounts(tmp_path: Path) -> None:
     finally:
         rt.destroy_many(info.lab_id for info in rt.list())
         rt.close()
+
+
+def test_state_on_a_file_system_mounted_later_still_works(tmp_path: Path) -> None:
+    """A state directory on a file system mounted after the sandboxes' base namespace was
+    made is not in that namespace: labs still start (from a trimmed copy instead)."""
+    base_namespace()
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    assert _libc.mount(b"forge-test", str(fs).encode(), b"tmpfs", 0, b"size=64m") == 0
+    prefix, state = "w" + secrets.token_hex(2), str(fs / "state")
+    rt = LocalRuntime(state, prefix=prefix, workers=2)
+    try:
+        rt.create(simple_lab("late-fs", command="echo up > /workspace/up"))
+        res = rt.exec("late-fs", "box", ["cat", "/workspace/up"])
+        assert res.stdout_text == "up\n", res.stderr_text
+        rt.destroy("late-fs")
+        assert leftovers(prefix, state) == []
+    finally:
+        rt.destroy_many(info.lab_id for info in rt.list())
+        rt.close()
+        _libc.umount2(str(fs).encode(), 2)

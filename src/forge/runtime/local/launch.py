@@ -93,8 +93,10 @@ def enter_lab_namespace(data_root: str) -> None:
         _check(_libc.unshare(CLONE_FS), "unshare fs")
         _check(_libc.setns(base_namespace(), CLONE_NEWNS), "enter base mount namespace")
         _check(_libc.unshare(CLONE_NEWNS), "copy base mount namespace")
-        _check(_libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, data_root.encode(),
-                             MOVE_MOUNT_F_EMPTY_PATH), f"attach lab disk {data_root}")
+        if _libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, data_root.encode(),
+                         MOVE_MOUNT_F_EMPTY_PATH) != 0:
+            err = ctypes.get_errno()
+            raise _NotInBase(err, f"attach lab disk {data_root}: {os.strerror(err)}")
     finally:
         os.close(tree)
 
@@ -130,20 +132,29 @@ def spawn_in_netns(name: str, fn: Callable[[], T], data_root: str | None = None)
     (``enter_lab_namespace``), or without one a private copy of the machine's namespace
     minus ``/run/netns`` (``trim_mounts``)."""
 
-    def work() -> T:
+    def work(root: str | None) -> T:
         fd = os.open(netns_path(name), os.O_RDONLY)
         try:
-            if data_root is None:
+            if root is None:
                 trim_mounts()
             else:
-                enter_lab_namespace(data_root)
+                enter_lab_namespace(root)
             _check(_libc.setns(fd, CLONE_NEWNET), f"setns {name}")
         finally:
             os.close(fd)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())  # the sandbox inherits this mask
         return fn()
 
-    return run_in_thread(work)
+    if data_root is not None:
+        try:
+            return run_in_thread(lambda: work(data_root))
+        except _NotInBase:
+            pass  # e.g. the state directory is on a file system mounted after the base
+    return run_in_thread(lambda: work(None))
+
+
+class _NotInBase(OSError):
+    """The lab's disk cannot be placed in a copy of the base namespace."""
 
 
 def log_tail(path: str, size: int = 400) -> str:
