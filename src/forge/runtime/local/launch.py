@@ -12,6 +12,7 @@ never changed. Tools are run by absolute path, resolved once: no PATH search.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from forge.runtime.local.netns import NETNS_DIR, netns_path, run_in_thread, tool
 
 __all__ = ["base_namespace", "enter_lab_namespace", "log_tail", "popen_clean", "read_until",
-           "spawn_in_netns", "tool", "trim_mounts"]
+           "spawn_in_netns", "stop_sandbox", "tool", "trim_mounts"]
 
 T = TypeVar("T")
 CLONE_NEWNS = 0x00020000
@@ -155,6 +156,24 @@ def spawn_in_netns(name: str, fn: Callable[[], T], data_root: str | None = None)
 
 class _NotInBase(OSError):
     """The lab's disk cannot be placed in a copy of the base namespace."""
+
+
+def stop_sandbox(proc: subprocess.Popen[bytes], pid: int) -> None:
+    """Kill a sandbox not (yet) in its cgroup: its init ``pid`` (pid 1 of its namespace,
+    so the kernel kills the rest) while bwrap still waits for it, then bwrap."""
+    if pid > 0 and proc.poll() is None:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                parent = int(fh.read().rsplit(")", 1)[1].split()[1])
+            if parent == proc.pid:  # still bwrap's child: not a recycled pid
+                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)  # bwrap reaps the init, then ends
+        except (OSError, ValueError, IndexError):
+            pass
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
 
 
 def log_tail(path: str, size: int = 400) -> str:

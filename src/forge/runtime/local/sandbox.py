@@ -25,7 +25,13 @@ from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
-from forge.runtime.local.launch import log_tail, read_until, spawn_in_netns, tool
+from forge.runtime.local.launch import (
+    log_tail,
+    read_until,
+    spawn_in_netns,
+    stop_sandbox,
+    tool,
+)
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, under
@@ -325,13 +331,18 @@ def spawn_init(
 
 
 def abort_init(pending: PendingInit) -> None:
-    """Stop a spawned init that will not be used (its sandbox dies with it)."""
-    os.close(pending.info_fd)
-    os.close(pending.ready_fd)
-    os.close(pending.go_fd)
-    if pending.proc.poll() is None:
-        pending.proc.kill()
-    pending.proc.wait()
+    """Stop a spawned init that will not be used, and its whole sandbox."""
+    pid = 0
+    try:
+        pid = int(json.loads(read_until(pending.info_fd, time.monotonic() + 2, b"}"))
+                  ["child-pid"])
+    except (ValueError, KeyError, OSError):
+        pass  # bwrap ended before starting the sandbox
+    finally:
+        os.close(pending.info_fd)
+        os.close(pending.ready_fd)
+        os.close(pending.go_fd)
+    stop_sandbox(pending.proc, pid)
 
 
 def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHandle:
@@ -339,6 +350,7 @@ def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHan
     (the returned handle owns the go pipe: ``start_service`` or ``close_go``)."""
     proc = pending.proc
     end = time.monotonic() + timeout
+    pid = 0
     try:
         try:
             pid = int(json.loads(read_until(pending.info_fd, end, b"}"))["child-pid"])
@@ -360,9 +372,7 @@ def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHan
                                f"({exc.strerror}): {log_tail(pending.log)}") from None
     except BaseException:
         os.close(pending.go_fd)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        stop_sandbox(proc, pid)
         raise
     finally:
         os.close(pending.info_fd)
