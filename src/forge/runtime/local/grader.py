@@ -208,6 +208,5 @@ def grader_argv(
     for cap in ("SETUID", "SETGID", "SETPCAP", *GRADER_CAPS):
         cmd += ["--cap-add", f"CAP_{cap}"]
     cmd += ["--seccomp", str(seccomp_fd), "--clearenv", "--",
-            *setpriv_argv(uid, GRADER_CAPS), "env", "-i", "--default-signal", "-C", "/workspace",
-            *envs, *argv]
+            *setpriv_argv(uid, GRADER_CAPS), "env", "-i", "-C", "/workspace", *envs, *argv]
     return cmd
