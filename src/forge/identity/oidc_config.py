@@ -75,15 +75,22 @@ def secure_url(value: object) -> bool:
     return isinstance(value, str)
 
 
+_NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
+
+
 def _internal_host(host: str) -> bool:
     """localhost, or an IP literal that is not a public address (loopback, private,
-    link-local such as a cloud metadata service, reserved...)."""
-    if host == "localhost" or host.endswith(".localhost"):
+    link-local such as a cloud metadata service, reserved...), or a host the resolver's
+    legacy numeric parser reads as an address ipaddress does not (`127.1`, `0x7f000001`,
+    `167772161`, `0177.0.0.1`): counted as internal, so never called unless it is the
+    issuer's own host."""
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return not ipaddress.ip_address(host).is_global
+        return not ipaddress.ip_address(name).is_global
     except ValueError:
-        return False
+        return all(_NUMERIC_LABEL.fullmatch(label) for label in name.split("."))
 
 
 def endpoint_allowed(endpoint: object, issuer: str) -> bool:
