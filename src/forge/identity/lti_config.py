@@ -241,6 +241,14 @@ def load_lti(path: Path) -> LtiRegistry:
                 raise LtiConfigError(f"platforms.{p.name}: same issuer and client_id as "
                                      f"platforms.{seen[pair]}")
             seen[pair] = p.name
+        prefixes: dict[tuple[str, str], str] = {}
+        for p in platforms.values():  # else user "2" of one LMS would be user "2" of another
+            key = (p.config.tenant, p.config.subject_prefix)
+            if key in prefixes:
+                raise LtiConfigError(f"platforms.{p.name}.subject_prefix: same tenant and "
+                                     f"subject_prefix as platforms.{prefixes[key]}; give "
+                                     "each LMS of a tenant its own prefix")
+            prefixes[key] = p.name
         return LtiRegistry(tool.base_url, _tool_key(tool), platforms)
     except LtiConfigError as exc:
         raise LtiConfigError(f"LTI file {path}: {exc}") from None
