@@ -54,7 +54,8 @@ pytestmark = pytest.mark.usefixtures("sqlite_only_store")
 CLIENT_ID, CLIENT_SECRET = "forge-acme", "classroom-e2e-client-secret-0123456789"
 USERS = {"ada": {"sub": "ada", "groups": ["teachers"]},
          "lea": {"sub": "lea", "groups": ["students"]},
-         "leo": {"sub": "leo", "groups": ["students"]}}
+         "leo": {"sub": "leo", "groups": ["students"]},
+         "oto": {"sub": "oto", "groups": ["operators"]}}
 WINDOW = timedelta(minutes=5)
 # The window closes this long after the assignment is made: time for lea's start (two
 # requests), while the lab, her credential and the dashboard take about as long, so little
@@ -87,7 +88,8 @@ def classroom(tmp_path: Path, nats: NatsServer) -> Iterator[Classroom]:
         (tmp_path / "oidc.yaml").write_text(yaml.safe_dump({"tenants": {"acme": {
             "display_name": "Acme Login", "issuer": op.issuer, "client_id": CLIENT_ID,
             "client_secret_file": str(tmp_path / "secret"), "redirect_uri": callback,
-            "role_claim": "groups", "roles": {"instructor": ["teachers"]}}}}))
+            "role_claim": "groups",
+            "roles": {"instructor": ["teachers"], "operator": ["operators"]}}}}))
         storage = with_signing_key(tmp_path / "storage")
         base = {**nats.client_env(), "FORGE_DB_URL": f"sqlite:///{tmp_path / 'forge.db'}",
                 "FORGE_TEMPLATE_DIR": str(content_path("templates")),
@@ -232,9 +234,11 @@ def _lti_third_learner(room: Classroom, cohort_id: str) -> None:
     """The LTI emulator (named as such: no LMS runs here) launches a third learner into an
     assignment of the cohort, who starts the lab and submits; the emulator receives the
     grade post once the verdict is signed. The first assignment's window has closed by now
-    (that was leo's refusal), so the instructor adds one open for the LMS's learners."""
+    (that was leo's refusal), so the instructor adds one open for the LMS's learners once
+    an operator of the tenant linked the course to the cohort."""
     ada = sign_in(room, "ada")
-    linked = post(ada, room, f"/v1/cohorts/{cohort_id}/lti-course",
+    oto = sign_in(room, "oto")  # an operator: the provider's group "operators"
+    linked = post(oto, room, f"/v1/cohorts/{cohort_id}/lti-course",
                   {"platform": room.lms.name, "context_id": room.lms.course_id})
     assert linked.status_code in (200, 201), linked.text
     now = datetime.now(UTC).replace(microsecond=0)

@@ -49,7 +49,8 @@ class CourseSeat:
 
 def course_cohort(db: Database, seat: CourseSeat) -> str:
     """The cohort of this course (made at its first launch, named after the course), with
-    the person enrolled as a learner or added as its instructor; idempotent."""
+    the person enrolled as a learner or added as its instructor; idempotent. 409 when the
+    course was recorded for another tenant than the platform's (never crossed)."""
     now = datetime.now(UTC)
     for _ in range(3):
         try:
@@ -66,6 +67,10 @@ def course_cohort(db: Database, seat: CourseSeat) -> str:
                                      tenant_id=seat.tenant_id, cohort_id=cohort.cohort_id,
                                      memberships_url=seat.memberships_url, created_at=now)
                     sess.add(row)
+                elif row.tenant_id != seat.tenant_id:  # the platform moved to another tenant
+                    raise ForgeError("lti_course_other_tenant", 409, "context_id: this LMS "
+                                     "course belongs to another organisation in Forge",
+                                     [{"field": "context_id"}])
                 elif seat.memberships_url:
                     row.memberships_url = seat.memberships_url
                 cohort_id = row.cohort_id

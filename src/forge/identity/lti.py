@@ -50,8 +50,10 @@ AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 DL_CLAIM = "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings"
 RESOURCE_LINK, DEEP_LINKING = "LtiResourceLinkRequest", "LtiDeepLinkingRequest"
-TEACHING_ROLES = ("#Instructor", "#Administrator", "#ContentDeveloper", "#TeachingAssistant",
-                  "#Mentor")
+_MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership"
+TEACHING_ROLES = frozenset({  # exact context roles only: system/institution roles never count
+    _MEMBERSHIP + "#Instructor", _MEMBERSHIP + "#Administrator",
+    _MEMBERSHIP + "#ContentDeveloper", _MEMBERSHIP + "/Instructor#TeachingAssistant"})
 ASSIGNMENT_PARAM = "forge_assignment"
 _AGAIN = "Open the activity again from your course."
 
@@ -291,6 +293,13 @@ def map_subject(platform: Platform, lti_user: str) -> str:
     return platform.config.subject_prefix + "u" + digest[:32]
 
 
+def teaches_course(roles: object) -> bool:
+    """Does a launch's (or roster member's) role list make them staff of the course? Only
+    an exact LIS context role of teaching counts, never a role that merely ends like one."""
+    return isinstance(roles, list) and any(
+        isinstance(r, str) and r in TEACHING_ROLES for r in roles)
+
+
 def _str(value: object, limit: int = 255) -> str:
     return value if isinstance(value, str) and len(value) <= limit else ""
 
@@ -330,8 +339,7 @@ def verify_launch(registry: LtiRegistry, keys: KeyCache, pending: Pending,
     if not lti_user:
         raise _untrusted("launch without a user")
     roles = body.get(CLAIM + "roles")
-    teaches = isinstance(roles, list) and any(
-        isinstance(r, str) and r.endswith(TEACHING_ROLES) for r in roles)
+    teaches = teaches_course(roles)
     context = body.get(CLAIM + "context")
     context = context if isinstance(context, dict) else {}
     custom = body.get(CLAIM + "custom")

@@ -45,6 +45,29 @@ def record_role(db: Database, tenant_id: str, subject: str, role: str,
     raise RuntimeError("tenant role could not be recorded")
 
 
+def raise_role(db: Database, tenant_id: str, subject: str, role: str,
+               source: str = "lti") -> None:
+    """Record at least `role` for (tenant, subject) without ever lowering it: an LMS only
+    says what someone is in one course, so a learner launch of an instructor or operator
+    keeps their role, and a teaching launch makes a learner an instructor at most."""
+    if role not in ROLES:
+        raise ValueError(f"role: one of {', '.join(ROLES)}")
+    for _ in range(2):
+        try:
+            with db.session() as sess:
+                row = sess.get(TenantRole, (tenant_id, subject))
+                now = datetime.now(UTC)
+                if row is None:
+                    sess.add(TenantRole(tenant_id=tenant_id, subject=subject, role=role,
+                                        groups=[], source=source, updated_at=now))
+                elif ROLES.index(role) > ROLES.index(row.role if row.role in ROLES else LEARNER):
+                    row.role, row.source, row.updated_at = role, source, now
+            return
+        except IntegrityError:
+            continue  # inserted meanwhile by a concurrent sign-in: compare with it
+    raise RuntimeError("tenant role could not be recorded")
+
+
 def role_of(db: Database, tenant_id: str, subject: str) -> str:
     """The recorded role of (tenant, subject); learner when none was recorded."""
     with db.read() as sess:

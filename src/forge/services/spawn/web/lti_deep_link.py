@@ -23,10 +23,10 @@ from starlette.concurrency import run_in_threadpool
 from forge.classroom import assignments, lti_links
 from forge.classroom.cohorts import Manager, managed_cohort
 from forge.errors import ForgeError
-from forge.identity.lti import TEACHING_ROLES, deep_link_response, map_subject
+from forge.identity.lti import deep_link_response, map_subject, teaches_course
 from forge.identity.lti_config import Platform
 from forge.identity.lti_services import LtiCallFailed, PlatformClient
-from forge.identity.roles import INSTRUCTOR, LEARNER, record_role, role_of
+from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR, raise_role, role_of
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.classroom_routes import CohortId
@@ -150,15 +150,20 @@ async def _managed(request: Request, cohort_id: str) -> Manager:
 @router.post("/v1/cohorts/{cohort_id}/lti-course", tags=["classroom"],
              responses=errors(401, 403, 404, 409))
 async def link_course(cohort_id: CohortId, body: CourseBody, request: Request) -> dict[str, Any]:
-    """Link an LMS course to this cohort (you manage it): launches from that course then
-    enrol into this cohort and open its assignments. The platform must be registered for
-    your tenant; a course already linked to another cohort is 409."""
+    """Link an LMS course to this cohort (operators of the tenant only: a course id is
+    guessable, so an instructor could otherwise capture a real course before its first
+    launch): launches from that course then enrol into this cohort and open its
+    assignments. The platform must be registered for your tenant; a course already linked
+    to another cohort is 409."""
     who = await _managed(request, cohort_id)
     web = lti_web(request)
     platform = web.registry.platforms.get(body.platform) if web else None
     if platform is None or platform.tenant_id != who.tenant_id:
         raise ForgeError("lti_platform_unknown", 404, "platform: no such LMS registered for "
                          "your organisation", [{"field": "platform"}])
+    if who.role != OPERATOR:
+        raise ForgeError("operator_required", 403, "only an operator of this tenant may link "
+                         "an LMS course to a cohort")
     await run_in_threadpool(lti_links.link_course, spawn_state(request).ctx.db, platform.name,
                             body.context_id, who.tenant_id, cohort_id)
     return {"cohort_id": cohort_id, "platform": platform.name, "context_id": body.context_id}
@@ -172,9 +177,7 @@ def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str
             continue
         if m.get("status", "Active") != "Active":
             continue
-        teaches = isinstance(roles, list) and any(
-            isinstance(r, str) and r.endswith(TEACHING_ROLES) for r in roles)
-        out.append((map_subject(platform, user), teaches))
+        out.append((map_subject(platform, user), teaches_course(roles)))
     return out
 
 
@@ -183,11 +186,14 @@ def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str
 async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """Read the roster of the LMS course this cohort came from (Names and Role
     Provisioning) into the cohort: learners enrolled, teachers added as instructors."""
-    await _managed(request, cohort_id)
+    who = await _managed(request, cohort_id)
     db = spawn_state(request).ctx.db
     course = await run_in_threadpool(lti_links.course_by_cohort, db, cohort_id)
     web = lti_web(request)
     platform = web.registry.platforms.get(course.platform) if course and web else None
+    if platform is not None and course is not None and not (
+            course.tenant_id == platform.tenant_id == who.tenant_id):
+        platform = None  # the course or its platform is another tenant's: never cross
     if course is None or platform is None or not course.memberships_url:
         raise ForgeError("lti_roster_unavailable", 409, "cohort_id: this cohort has no LMS "
                          "roster to read (not from an LMS course, or the course offers none)",
@@ -204,8 +210,7 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
 
     def store() -> int:
         for subject, teaches in people:
-            record_role(db, platform.tenant_id, subject, INSTRUCTOR if teaches else LEARNER,
-                        source="lti")
+            raise_role(db, platform.tenant_id, subject, INSTRUCTOR if teaches else LEARNER)
         return lti_links.enrol_roster(db, cohort_id, platform.tenant_id, people)
 
     added = await run_in_threadpool(store)

@@ -25,8 +25,10 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import lti_links
 from forge.classroom.assignments import iso, my_assignments
+from forge.classroom.cohorts import new_id
 from forge.classroom.lti_links import CourseSeat
 from forge.config.settings import ConfigError, Settings
+from forge.errors import ForgeError
 from forge.identity.caller import SESSION_COOKIE
 from forge.identity.lti import (
     ASSIGNMENT_PARAM,
@@ -39,7 +41,7 @@ from forge.identity.lti import (
     verify_launch,
 )
 from forge.identity.lti_config import LtiConfigError, LtiRegistry, load_lti
-from forge.identity.roles import INSTRUCTOR, LEARNER, record_role
+from forge.identity.roles import INSTRUCTOR, LEARNER, raise_role
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.errors import PageError, error_response
 from forge.services.spawn.web.render import page
@@ -186,11 +188,11 @@ def _signed_in(request: Request, launch: Launch, next_path: str) -> Response:
 def _record(request: Request, launch: Launch) -> tuple[str, Any]:
     """Course → cohort, person → role and seat; the assignment a resource link names."""
     db = spawn_state(request).ctx.db
-    record_role(db, launch.platform.tenant_id, launch.subject,
-                INSTRUCTOR if launch.teaches else LEARNER, source="lti")
     cohort_id = lti_links.course_cohort(db, CourseSeat(
         launch.platform.name, launch.platform.tenant_id, launch.context_id,
         launch.context_title, launch.subject, launch.teaches, launch.memberships_url))
+    raise_role(db, launch.platform.tenant_id, launch.subject,
+               INSTRUCTOR if launch.teaches else LEARNER)
     found = lti_links.course_assignment(db, cohort_id, launch.custom.get(ASSIGNMENT_PARAM))
     if found is not None and launch.lineitem and not launch.teaches:
         lti_links.link_grade(db, found.assignment_id, launch.subject, launch.platform.name,
@@ -229,7 +231,17 @@ async def launch(request: Request) -> Response:
                        "from your course.")
     if verified.message_type == DEEP_LINKING and not verified.teaches:
         return refusal(request, 403, "Only the course's instructors can add Forge labs.")
-    cohort_id, found = await run_in_threadpool(_record, request, verified)
+    if verified.message_type == DEEP_LINKING and len(
+            _dl_token(request, verified, new_id("coh"))) > MAX_DL_COOKIE:
+        # a browser drops a larger cookie: say so now, before anything is recorded
+        return refusal(request, 400, "Your course sent more than Forge can keep while "
+                       "you choose a lab. Tell your administrator.")
+    try:
+        cohort_id, found = await run_in_threadpool(_record, request, verified)
+    except ForgeError as exc:
+        log.warning("lti launch refused: %s", exc.code)
+        return refusal(request, exc.status, "This course belongs to another organisation in "
+                       "Forge. Tell your administrator.")
     log.info("lti launch: platform=%s type=%s teaches=%s", verified.platform.name,
              verified.message_type, verified.teaches)
     response = await _landing(request, verified, cohort_id, found)
@@ -239,19 +251,20 @@ async def launch(request: Request) -> Response:
     return response
 
 
+def _dl_token(request: Request, verified: Launch, cohort_id: str) -> str:
+    """The signed deep linking request kept in this browser while the instructor picks."""
+    return mint_token(spawn_state(request).settings.sat, LTI_DEEP_LINK, {
+        "platform": verified.platform.name, "sub": verified.subject,
+        "deployment_id": verified.deployment_id, "cohort_id": cohort_id,
+        "settings": dict(verified.deep_link or {})})
+
+
 async def _landing(request: Request, verified: Launch, cohort_id: str, found: Any
                    ) -> Response:
     """Where a verified launch goes: deep linking's pick page, /teach, or the assignment."""
-    state = spawn_state(request)
     if verified.message_type == DEEP_LINKING:
         response = _signed_in(request, verified, "/lti/deep-link")
-        dl = mint_token(state.settings.sat, LTI_DEEP_LINK, {
-            "platform": verified.platform.name, "sub": verified.subject,
-            "deployment_id": verified.deployment_id, "cohort_id": cohort_id,
-            "settings": dict(verified.deep_link or {})})
-        if len(dl) > MAX_DL_COOKIE:  # a browser drops a larger cookie: say so now
-            return refusal(request, 400, "Your course sent more than Forge can keep while "
-                           "you choose a lab. Tell your administrator.")
+        dl = _dl_token(request, verified, cohort_id)
         set_cookie(response, request, DL_COOKIE, dl, LTI_DEEP_LINK.ttl_s)
         return response
     if verified.teaches:
