@@ -30,6 +30,8 @@ from forge.store.models import (
 
 PENDING, POSTED, FAILED = "pending", "posted", "failed"
 MAX_BACKOFF = timedelta(hours=1)
+MAX_ATTEMPTS = 30  # a grade still refused after this many posts, or this old, is failed
+MAX_AGE = timedelta(days=7)
 FIRST_BACKOFF_S = 2.0
 
 
@@ -220,14 +222,17 @@ def grade_posted(db: Database, scenario_id: str) -> None:
 
 def grade_retry(db: Database, scenario_id: str, error: str, *, final: bool = False) -> None:
     """The post failed: try again later (backoff doubling up to an hour), or give up
-    (`final`: the platform refused the grade itself); the reason is kept for operators."""
+    (`final`: the platform refused the grade itself; or MAX_ATTEMPTS posts made; or the
+    grade is older than MAX_AGE); the reason is kept for operators (`forge lti retry`)."""
     with db.session() as sess:
         row = sess.get(LtiGradePost, scenario_id)
         if row is None:
             return
         row.attempts += 1
         row.last_error = error[:300]
-        if final:
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(
+            tzinfo=UTC)
+        if final or row.attempts >= MAX_ATTEMPTS or datetime.now(UTC) - created > MAX_AGE:
             row.state = FAILED
             return
         delay = min(MAX_BACKOFF, timedelta(seconds=FIRST_BACKOFF_S * 2 ** min(row.attempts, 12)))

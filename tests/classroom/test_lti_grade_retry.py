@@ -1,0 +1,95 @@
+"""An owed LMS grade survives a token endpoint hiccup, and a grade the LMS never takes
+stops being retried (issue 18 item 4, security review).
+
+Before: a token endpoint answering 400/401 (the LMS rotating its keys, a clock skew) failed
+every grade posted meanwhile for good, while a line item answering 5xx was retried for
+ever. After: a token refusal is retried like any outage, and a grade is marked `failed`
+after MAX_ATTEMPTS posts or once older than MAX_AGE (`forge lti retry` queues it again).
+The platform is a real HTTP server on loopback; the store runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from forge.classroom import lti_links
+from forge.identity.lti_config import generate_key, load_lti
+from forge.identity.lti_services import LtiCallFailed, PlatformClient
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import LtiGradePost
+
+from ..live_server import live_server
+
+
+@pytest.fixture(scope="module")
+def rotating() -> Iterator[str]:
+    """A platform whose token endpoint refuses our assertion (mid key rotation)."""
+    app = FastAPI()
+
+    @app.post("/token")
+    async def token() -> Response:
+        return JSONResponse({"error": "invalid_client"}, status_code=401)
+
+    with live_server(app) as url:
+        yield url
+
+
+async def test_a_token_refusal_is_not_final(tmp_path: Path, rotating: str) -> None:
+    key = tmp_path / "tool.pem"
+    generate_key(key)
+    path = tmp_path / "lti.yaml"
+    path.write_text(yaml.safe_dump({
+        "tool": {"base_url": "https://forge.example.org", "private_key_file": str(key)},
+        "platforms": {"lms": {"tenant": "acme", "issuer": rotating, "client_id": "c1",
+                              "deployment_ids": ["d1"], "auth_login_url": f"{rotating}/auth",
+                              "auth_token_url": f"{rotating}/token",
+                              "key_set_url": f"{rotating}/jwks"}}}))
+    reg = load_lti(path)
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(LtiCallFailed) as failed:
+            await PlatformClient(reg, http).post_score(
+                reg.platforms["lms"], f"{rotating}/lineitems/1", "u1", 1.0, 1.0,
+                "2026-12-01T00:00:00Z")
+    assert "HTTP 401" in str(failed.value) and not failed.value.final
+
+
+@pytest.fixture
+def db(db_url: str) -> Database:
+    upgrade(db_url)
+    return Database(db_url)
+
+
+def _owe(db: Database, scenario_id: str, attempts: int, age: timedelta) -> None:
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        sess.add(LtiGradePost(
+            scenario_id=scenario_id, platform="lms", lineitem="https://lms.example.org/li/1",
+            lti_user="u1", assignment_id="asg-1", score_given=50.0, score_maximum=100.0,
+            timestamp="2026-12-01T00:00:00Z", state=lti_links.PENDING, attempts=attempts,
+            next_at=now, last_error=None, posted_at=None, created_at=now - age))
+
+
+def test_retries_of_a_grade_are_capped(db: Database) -> None:
+    _owe(db, "sc-fresh", 0, timedelta(0))
+    _owe(db, "sc-many", lti_links.MAX_ATTEMPTS - 1, timedelta(hours=1))
+    _owe(db, "sc-old", 3, lti_links.MAX_AGE + timedelta(minutes=1))
+    for scenario_id in ("sc-fresh", "sc-many", "sc-old"):
+        lti_links.grade_retry(db, scenario_id, "score post answered HTTP 503")
+    states = {s: (g.state, g.attempts, g.last_error) for s in ("sc-fresh", "sc-many", "sc-old")
+              if (g := lti_links.grade_of(db, s)) is not None}
+    assert states == {
+        "sc-fresh": ("pending", 1, "score post answered HTTP 503"),
+        "sc-many": ("failed", lti_links.MAX_ATTEMPTS, "score post answered HTTP 503"),
+        "sc-old": ("failed", 4, "score post answered HTTP 503")}
+    assert [g.scenario_id for g in lti_links.due_grades(db, datetime.now(UTC))] == []
+    assert lti_links.requeue_grade(db, "sc-many")  # the operator's `forge lti retry`
+    assert lti_links.grade_of(db, "sc-many").state == "pending"  # type: ignore[union-attr]
