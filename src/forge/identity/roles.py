@@ -1,7 +1,8 @@
 """Roles per tenant: learner, instructor or operator, as the identity provider last said.
 
 Recorded at each OIDC sign-in (the provider stays the source of truth: a role it withdraws
-is withdrawn at the next sign-in), read by pages that need more than a learner (instructor
+is withdrawn at the next sign-in); LTI launches and roster syncs only ever raise it
+(`raise_role`). Read by pages that need more than a learner (instructor
 pages, `/ops`). A person with no row is a learner.
 """
 
