@@ -124,8 +124,7 @@ def build_app(settings: Settings) -> FastAPI:
         if state.lifecycle is not None:
             await state.lifecycle.stop()
         await state.publisher.close()
-        if state.answers is not None:  # answers given but not yet stored
-            await asyncio.to_thread(state.answers.drain)
+        await asyncio.to_thread(state.answers.drain)  # answers queued but not yet stored
 
     ctx.startup.append(start_bus)
     ctx.shutdown.append(stop_bus)

@@ -30,6 +30,8 @@ class SpawnState:
     track_templates: dict[str, str]
     publisher: Publisher
     replay: SqlReplayStore
+    # spawn answers waiting to be stored under their request ids (group commit)
+    answers: AnswerBook
     entitlements_file: Path | None = None
     lifecycle: DurableConsumer | None = field(default=None)
     # template name -> its catalog entry and learner hosts (forge.services.spawn.catalog_entry)
@@ -41,8 +43,6 @@ class SpawnState:
     # the assignment gate's policy engine: made (and its pin checked) by build_app; made at
     # first use where a state is built without the app (assignment_gate.py)
     policy: PolicyEngine | None = None
-    # spawn answers waiting to be stored under their request ids (group commit)
-    answers: AnswerBook | None = None
 
     @property
     def settings(self) -> Settings:
