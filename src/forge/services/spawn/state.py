@@ -76,8 +76,9 @@ def build_state(ctx: ServiceContext) -> SpawnState:
     settings = ctx.settings
     catalog = load_plans(settings.plans_file)
     registry = TemplateRegistry.load(settings.templates_dir)
-    # Reconnect attempts every 0.1 s (0.5 s by default): a spawn arriving just after a NATS
-    # restart waits for the reconnection within the publish's grace instead of failing.
+    # nats-py reconnects every 0.1 s (0.5 s by default): a spawn arriving just after a NATS
+    # restart waits for the reconnection within the publish's grace instead of failing. The
+    # connection's own logged start-up retries keep their 0.5 s (bus.connection.RETRY_WAIT_S).
     publisher = Publisher(settings.nats_url, name="forge-spawn",
                           credentials=bus_credentials(settings, "spawn"),
                           streams=bus_streams(settings), reconnect_wait=SPAWN_RECONNECT_WAIT_S)
