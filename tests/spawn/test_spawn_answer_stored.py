@@ -15,6 +15,7 @@ from forge.identity.apikeys import create_api_key
 from forge.services.spawn.answers import AnswerBook
 from forge.store import idempotency
 from forge.store.db import Database
+from forge.store.migrate import upgrade
 from forge.store.models import IdempotencyRecord
 
 from .conftest import SpawnEnv
@@ -49,10 +50,11 @@ def test_answer_is_stored_when_the_201_arrives(spawn_env: SpawnEnv) -> None:
     assert stored == (201, resp.json())
 
 
-def test_a_late_answer_never_overwrites_a_settled_record(spawn_env: SpawnEnv) -> None:
+def test_a_late_answer_never_overwrites_a_settled_record(db_url: str) -> None:
     """An answer written after its record was settled otherwise (a retry resolved it) or
     reserved again leaves the newer record as it is."""
-    db = spawn_env.state.ctx.db
+    upgrade(db_url)
+    db = Database(db_url)
     now = datetime.now(UTC)
     with db.session() as sess:
         idempotency.reserve(sess, "late-0001", "digest", now)
@@ -61,4 +63,5 @@ def test_a_late_answer_never_overwrites_a_settled_record(spawn_env: SpawnEnv) ->
         idempotency.complete_many(sess, [("late-0001", 201, {"scenario_id": "A"})])
     with db.session() as sess:
         found = idempotency.find(sess, "late-0001", now)
+    db.dispose()
     assert found is not None and found.response == {"scenario_id": "B"}
