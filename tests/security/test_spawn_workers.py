@@ -6,7 +6,8 @@ honouring an entitlement the operator has just revoked (a stale copy). Quota, id
 and entitlements are read and taken in the shared store inside each request's transaction,
 so the processes cannot disagree: exactly one lab for a one-lab plan, one scenario per
 request id, and a revocation refused by every worker at once. Real `forge serve spawn`
-with two workers, real nats-server, SQLite and PostgreSQL.
+with two workers, real nats-server, SQLite (processes sharing one file; PostgreSQL's
+cross-process races run in tests/store/test_replicas_postgres.py).
 """
 
 from __future__ import annotations

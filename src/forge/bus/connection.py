@@ -27,6 +27,7 @@ from forge.bus.permissions import ADMIN, GRANTS, BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, ensure_streams
 
 log = logging.getLogger(__name__)
+RETRY_WAIT_S = 0.5  # least pause between our own (logged) connection attempts
 
 Callback = Callable[[], Awaitable[None]]
 
@@ -197,6 +198,9 @@ class BusConnection:
         self._streams = streams
         self._connect_timeout = connect_timeout
         self._reconnect_wait = reconnect_wait
+        # Our own retry loops (first connection, stream set-up) log a warning per failure:
+        # they never retry faster than RETRY_WAIT_S, whatever nats-py's reconnect wait is.
+        self._retry_wait = max(reconnect_wait, RETRY_WAIT_S)
         self._nc: Client | None = None
         self._ready = asyncio.Event()
         self._reensure = asyncio.Event()
@@ -269,7 +273,7 @@ class BusConnection:
                 )
             except BusUnavailable as exc:
                 log.warning("bus %s: %s; retrying", self.name, exc)
-                await asyncio.sleep(self._reconnect_wait)
+                await asyncio.sleep(self._retry_wait)
         while True:
             await self._ensure_until_done()
             self._ready.set()
@@ -288,7 +292,7 @@ class BusConnection:
             except (BusError, nats.errors.Error, TimeoutError) as exc:
                 self.state.last_error = _describe(exc)
                 log.warning("bus %s: ensuring streams failed: %s", self.name, self.state.last_error)
-                await asyncio.sleep(self._reconnect_wait)
+                await asyncio.sleep(self._retry_wait)
 
     async def close(self) -> None:
         """Stop connecting and close the client (idempotent)."""

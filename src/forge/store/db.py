@@ -6,7 +6,9 @@ import asyncio
 import fcntl
 import functools
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -109,6 +112,22 @@ def _lock_file(url: str) -> Path | None:
     return Path(database).with_name(Path(database).name + "-writelock")
 
 
+def _flock_within(fd: int, timeout_s: float) -> None:
+    """Take an exclusive flock on `fd`, polling every millisecond, for at most `timeout_s`:
+    a process that holds it for ever (stopped, hung) yields "database is locked", never a
+    writer thread blocked for good."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise OperationalError("flock(writelock)", None,
+                                       sqlite3.OperationalError("database is locked")) from None
+            time.sleep(0.001)
+
+
 class Database:
     """One engine and its session factory, shared by a service's request handlers."""
 
@@ -118,6 +137,9 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
         self._lock = _write_lock(url)
         self._lock_path = _lock_file(url) if self._lock is not None else None
+        # how long a write waits for the lock file before "database is locked", as SQLite's
+        # own busy timeout would
+        self.lock_timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
         # SQLite takes one writer at a time anyway; queueing writes on one thread avoids a
         # convoy of request threads contending for the lock (and the GIL) around it.
         self.writer = ThreadPoolExecutor(1 if self._lock else 8, thread_name_prefix="db-write")
@@ -150,7 +172,7 @@ class Database:
             return
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:  # opened per transaction (microseconds): no descriptor outlives its use
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock_within(fd, self.lock_timeout_s)
             yield
         finally:
             os.close(fd)  # releases the lock

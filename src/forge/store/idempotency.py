@@ -28,7 +28,10 @@ _FIND = select(RECORDS.c.fingerprint, RECORDS.c.status_code, RECORDS.c.response,
                RECORDS.c.expires_at, RECORDS.c.created_at).where(
                    RECORDS.c.request_id == bindparam("rid"))
 _RESERVE = insert(RECORDS)
-_COMPLETE = update(RECORDS).where(RECORDS.c.request_id == bindparam("rid")).values(
+# Only a pending record takes an answer: a late write never overwrites a newer record (one
+# a stale-request retry settled, or one purged and reserved again).
+_COMPLETE = update(RECORDS).where(RECORDS.c.request_id == bindparam("rid"),
+                                  RECORDS.c.status_code == PENDING).values(
     status_code=bindparam("code"), response=bindparam("body"))
 Answer = tuple[str, int, dict[str, Any]]  # request id, status code, response body
 

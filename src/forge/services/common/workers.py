@@ -9,7 +9,8 @@ idempotency by request id, quota slots and rate counts are transactions in the s
 they hold across workers as across replicas.
 
 The parent does nothing but wait: it sleeps in `wait()` (no polling, so it costs no CPU
-while idle), forwards SIGTERM/SIGINT to every worker, restarts a worker that dies after it
+while idle), forwards SIGTERM/SIGINT to every worker (each in its own process group, so
+a terminal's Ctrl-C reaches it once, through the parent), restarts a worker that dies after it
 was up, and gives up (every worker stopped, exit status "not started") when a worker fails
 within its first seconds, which is a configuration error that a restart would only repeat.
 `/healthz` of every worker answers the parent's pid, so a supervisor that started the
@@ -48,12 +49,21 @@ def is_worker() -> bool:
     return bool(os.environ.get(ENV_WORKER))
 
 
+def runs_housekeeping() -> bool:
+    """True where periodic purges run: a service without workers, or its worker 1 (N
+    workers purging the same rows would only contend for the store's write lock)."""
+    return os.environ.get(ENV_WORKER, "") in ("", "1")
+
+
 def _start(service: str, host: str, port: int, fd: int, index: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, ENV_FD: str(fd), ENV_WORKER: str(index),
            ENV_SERVICE_PID: str(os.getpid())}
     argv = [sys.executable, "-m", DEATHSIG_MODULE, str(os.getpid()), "--",
             sys.executable, "-m", "forge", "serve", service, "--host", host, "--port", str(port)]
-    return subprocess.Popen(argv, env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL)
+    # Its own process group: a terminal's Ctrl-C reaches only the parent, which forwards it
+    # once; two SIGINTs (the terminal's and the parent's) make uvicorn skip shutdown.
+    return subprocess.Popen(argv, env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                            process_group=0)
 
 
 def serve_workers(service: str, sock: socket.socket, count: int) -> bool:

@@ -18,6 +18,7 @@ from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.openapi import document_enums
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
+from forge.services.common.workers import runs_housekeeping
 from forge.services.spawn import (
     access,
     classroom_routes,
@@ -116,7 +117,9 @@ def build_app(settings: Settings) -> FastAPI:
         await state.publisher.start(wait=3.0)
         assert state.lifecycle is not None
         await state.lifecycle.start(wait=3.0)
-        app_tasks.append(asyncio.create_task(housekeeping.run(settings.housekeeping_interval_s)))
+        if runs_housekeeping():  # worker 1 only under FORGE_SPAWN_WORKERS
+            app_tasks.append(asyncio.create_task(
+                housekeeping.run(settings.housekeeping_interval_s)))
 
     async def stop_bus() -> None:
         for task in app_tasks:
@@ -124,8 +127,7 @@ def build_app(settings: Settings) -> FastAPI:
         if state.lifecycle is not None:
             await state.lifecycle.stop()
         await state.publisher.close()
-        if state.answers is not None:  # answers given but not yet stored
-            await asyncio.to_thread(state.answers.drain)
+        await asyncio.to_thread(state.answers.drain)  # answers queued but not yet stored
 
     ctx.startup.append(start_bus)
     ctx.shutdown.append(stop_bus)

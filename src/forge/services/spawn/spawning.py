@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import move
 from forge.quotas.limiter import QuotaExceeded, Taken, give_back, release, take
-from forge.services.spawn.answers import AnswerBook
 from forge.services.spawn.state import SpawnState
 from forge.store import idempotency
 from forge.store.models import Scenario, ScenarioTransition
@@ -92,12 +92,11 @@ def _reserve(
     the answers of earlier spawns still waiting to be stored (`AnswerBook`) ride along."""
     now = datetime.now(UTC)
     pending_timeout = timedelta(seconds=state.settings.spawn_pending_timeout_s)
-    answers: AnswerBook | None = getattr(state, "answers", None)
-    queued = answers.take() if answers is not None else []
+    answers = state.answers
+    queued = answers.take()
     try:
         with state.ctx.db.session() as sess:
-            if answers is not None:
-                answers.write(sess, queued)
+            answers.write(sess, queued)
             existing = idempotency.find(sess, request_id, now)
             if existing is not None:
                 result: SpawnAnswer | Taken = _replay(existing, digest, now, pending_timeout)
@@ -107,14 +106,12 @@ def _reserve(
                                  scenario_id=scenario_id, sat_jti=sat_jti, et_jti=et_jti,
                                  now=now)
     except BaseException as exc:
-        if answers is not None:  # rolled back with this transaction: queue them again
-            answers.put_back(queued)
+        answers.put_back(queued)  # rolled back with this transaction: queue them again
         if not isinstance(exc, IntegrityError):
             raise
         lost_race = exc
     else:
-        if answers is not None:
-            answers.written(queued)
+        answers.written(queued)
         return result
     # A concurrent request with the same id won the race; answer as it will.
     with state.ctx.db.session() as sess:
@@ -329,10 +326,8 @@ async def _answer(state: SpawnState, caller: Caller, request_id: str, scenario_i
         "access_url": f"{base_url.rstrip('/')}/v1/access/{scenario_id}?token={access}",
         "expires_at": _iso(int(access_claims["exp"])),
     }
-    if state.answers is not None:
-        state.answers.add(request_id, 201, body)  # stored by the next write (group commit)
-    else:
-        await state.ctx.db.write(idempotency.complete, state.ctx.db, request_id, 201, body)
+    # Group commit: stored by the next write transaction; reply only once it committed.
+    await asyncio.wrap_future(state.answers.add(request_id, 201, body))
     return SpawnAnswer(status, body)
 
 

@@ -30,6 +30,8 @@ class SpawnState:
     track_templates: dict[str, str]
     publisher: Publisher
     replay: SqlReplayStore
+    # spawn answers waiting to be stored under their request ids (group commit)
+    answers: AnswerBook
     entitlements_file: Path | None = None
     lifecycle: DurableConsumer | None = field(default=None)
     # template name -> its catalog entry and learner hosts (forge.services.spawn.catalog_entry)
@@ -41,8 +43,6 @@ class SpawnState:
     # the assignment gate's policy engine: made (and its pin checked) by build_app; made at
     # first use where a state is built without the app (assignment_gate.py)
     policy: PolicyEngine | None = None
-    # spawn answers waiting to be stored under their request ids (group commit)
-    answers: AnswerBook | None = None
 
     @property
     def settings(self) -> Settings:
@@ -76,8 +76,9 @@ def build_state(ctx: ServiceContext) -> SpawnState:
     settings = ctx.settings
     catalog = load_plans(settings.plans_file)
     registry = TemplateRegistry.load(settings.templates_dir)
-    # Reconnect attempts every 0.1 s (0.5 s by default): a spawn arriving just after a NATS
-    # restart waits for the reconnection within the publish's grace instead of failing.
+    # nats-py reconnects every 0.1 s (0.5 s by default): a spawn arriving just after a NATS
+    # restart waits for the reconnection within the publish's grace instead of failing. The
+    # connection's own logged start-up retries keep their 0.5 s (bus.connection.RETRY_WAIT_S).
     publisher = Publisher(settings.nats_url, name="forge-spawn",
                           credentials=bus_credentials(settings, "spawn"),
                           streams=bus_streams(settings), reconnect_wait=SPAWN_RECONNECT_WAIT_S)
