@@ -6,7 +6,8 @@ One evaluation parses the input once and evaluates each gate's rules once (issue
 - `launch`: forge.training + forge.capabilities (the orchestrator, before building a lab);
 - `admit`: forge.spawn without quotas, with the assignment rules (spawn_service, before it
   reserves anything; the store's limiter enforces quotas atomically at the reservation);
-- `all`: training + capabilities + spawn with quotas and assignment.
+- `all`: training + capabilities + spawn with quotas and assignment; test-only (no service
+  asks it; bench/policy.py measures `launch` and `admit`).
 
 An answer missing a package, or carrying another, is an evaluation error: fail closed.
 """
