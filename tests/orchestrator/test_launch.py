@@ -169,6 +169,8 @@ class _NoGatesEngine:
         self.inner.probe()
 
 
+@pytest.mark.sqlite_only  # about the policy engine, not store semantics
+@pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
 def test_policy_evaluation_error_fails_the_scenario_with_a_record(orch: Orch) -> None:
     """A policy defect is not an outage: the scenario fails at once with the error and the
     input recorded, instead of being redelivered until it is dead-lettered."""
