@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from forge.audit.log import scenario_log
 from forge.config import HmacKeyring
-from forge.policy import PolicyHashMismatch
+from forge.policy import (
+    Decision,
+    GateDecisions,
+    PolicyEngine,
+    PolicyEvaluationError,
+    PolicyHashMismatch,
+)
 from forge.services.orchestrator.app import build_app
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.tokens import ACCESS, mint_token
@@ -140,6 +148,41 @@ def test_policy_denies_privileged_capability(orch: Orch) -> None:
     reasons = row.details["policy"]["reasons"]
     assert any("SYS_ADMIN" in r and "learner" in r for r in reasons), reasons
     assert "policy denied" in (row.state_reason or "")
+    assert orch.runtime.list() == []
+
+
+class _NoGatesEngine:
+    """A policy engine whose gates entry is missing, as a remote OPA that has not loaded
+    gates.rego answers (real engine for everything else)."""
+
+    def __init__(self, inner: PolicyEngine) -> None:
+        self.inner = inner
+        self.policy_hash = inner.policy_hash
+
+    def decide(self, package: str, input: Mapping[str, Any]) -> Decision:
+        return self.inner.decide(package, input)
+
+    def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
+        raise PolicyEvaluationError(f"forge.gates.{entry} is undefined in the loaded bundle")
+
+    def probe(self) -> None:
+        self.inner.probe()
+
+
+@pytest.mark.sqlite_only  # about the policy engine, not store semantics
+@pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
+def test_policy_evaluation_error_fails_the_scenario_with_a_record(orch: Orch) -> None:
+    """A policy defect is not an outage: the scenario fails at once with the error and the
+    input recorded, instead of being redelivered until it is dead-lettered."""
+    orch.state.engine = _NoGatesEngine(orch.state.engine)
+    event = spawn_event(orch.settings)
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(event["scenario_id"], "failed", "running")
+    assert row.state == "failed"
+    assert "policy evaluation failed" in (row.state_reason or "")
+    record = row.details["policy"]
+    assert "forge.gates.launch is undefined" in record["error"]
+    assert record["input"]["template"]
     assert orch.runtime.list() == []
 
 

@@ -45,14 +45,31 @@ def test_each_package_decides_as_recorded(engine: EmbeddedEngine, name: str) -> 
 
 
 def test_one_query_answers_every_gate_as_recorded(engine: EmbeddedEngine) -> None:
-    """forge.gates.launch / all give each package's recorded decision in one evaluation
-    (every third input: each package alone is checked on all of them above)."""
+    """forge.gates.launch / all (`all`: test-only) give each package's recorded decision
+    in one evaluation (every third input: each package alone is checked on all of them)."""
     wrong = []
     for name, entry in (("training", "launch"), ("capabilities", "launch"), ("spawn", "all")):
         for i, case in list(enumerate(_cases(name)))[::3]:
             d = engine.decide_gates(entry, case["input"]).decisions[f"forge.{name}"]
             if (d.allow, d.reasons) != (case["allow"], case["reasons"]):
                 wrong.append((name, i, case["reasons"], d.reasons))
+    assert not wrong, wrong[:5]
+
+
+QUOTA_REASONS = ("quota.", "concurrent scenario quota reached", "spawn rate limit reached")
+
+
+def test_admit_answers_the_recorded_spawn_decision_without_quotas(
+        engine: EmbeddedEngine) -> None:
+    """forge.gates.admit (spawn_service's one query) on every recorded spawn input: the
+    recorded reasons without the quota ones (the store's limiter enforces quotas), and
+    allowed exactly when none remain."""
+    wrong = []
+    for i, case in enumerate(_cases("spawn")):
+        want = [r for r in case["reasons"] if not r.startswith(QUOTA_REASONS)]
+        d = engine.decide_gates("admit", case["input"]).decisions["forge.spawn"]
+        if (d.allow, d.reasons) != (not want, want):
+            wrong.append((i, want, d.allow, d.reasons))
     assert not wrong, wrong[:5]
 
 

@@ -106,8 +106,10 @@ def test_a_changed_bundle_misses_the_cache(real: EmbeddedEngine, tmp_path: Path)
     stricter = tmp_path / "policies"
     shutil.copytree(POLICIES, stricter)
     rules = stricter / "assignment.rego"
-    rules.write_text(rules.read_text().replace(
-        "allow if count(deny_reasons) == 0", "allow if {\n\tcount(deny_reasons) == 0\n\tfalse\n}"))
+    text = rules.read_text()
+    spawn_allow = '\taction_of(input) == "spawn"\n'
+    assert spawn_allow in text
+    rules.write_text(text.replace(spawn_allow, spawn_allow + "\tfalse\n", 1))
     new = CachedEngine(EmbeddedEngine(PolicyBundle.load(stricter)), cache)
     assert new.policy_hash != old.policy_hash
     d = new.decide("forge.assignment", {"assignment": doc["assignment"]})
@@ -157,3 +159,16 @@ def test_a_remote_opa_is_never_cached() -> None:
     remote = make_policy_engine("http://127.0.0.1:9", None)
     assert isinstance(remote, RemoteEngine) and not isinstance(remote, CachedEngine)
     remote.close()
+
+
+def test_a_lone_surrogate_is_decided_not_a_server_error(real: EmbeddedEngine) -> None:
+    """A subject holding a lone surrogate (JSON-decodable from a request) is judged as the
+    uncached engine judges it, and cached under one digest. Before: the digest's
+    `ensure_ascii=False` + utf-8 encode raised UnicodeEncodeError (a 500, not a decision)."""
+    doc = {**_spawn_doc(), "subject": "l\udc80a"}
+    engine = CachedEngine(real, DecisionCache(8))
+    first = engine.decide_gates("admit", doc)
+    assert (first.allow, first.combined.reasons) == (
+        real.decide_gates("admit", doc).allow, real.decide_gates("admit", doc).combined.reasons)
+    assert engine.decide_gates("admit", doc).combined.cached
+    assert input_digest(doc) != input_digest(_spawn_doc())

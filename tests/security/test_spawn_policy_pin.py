@@ -51,3 +51,21 @@ def test_readiness_names_a_bundle_other_than_the_pinned_one(tmp_path: Path) -> N
     with pytest.raises(CheckFailed) as failed:
         _policy_check(state)
     assert actual in str(failed.value) and state.policy.policy_hash in str(failed.value)
+
+
+def test_remote_policy_readiness_says_the_remote_bundle_is_not_verified_here(
+        tmp_path: Path) -> None:
+    """With OPA_URL, the local hash is only what OPA_POLICY_HASH pins: the `policy` check
+    says the bundle OPA evaluates is not verified by spawn_service (no call is made), and
+    the engine keeps no decision cache (admission inputs are never alike)."""
+    from forge.policy import CachedEngine
+
+    app = build_app(load_settings(prod_environ(tmp_path, OPA_URL="http://127.0.0.1:9")))
+    state = app.state.spawn
+    assert not isinstance(state.policy, CachedEngine)
+    check = next(c for c in state.ctx.readiness._checks if c.name == "policy")
+    detail = check.fn()
+    assert detail.startswith(f"policy hash {state.policy.policy_hash} (not pinned)")
+    assert "not verified here" in detail
+    local = build_app(load_settings(prod_environ(tmp_path / "local")))
+    assert not isinstance(local.state.spawn.policy, CachedEngine)

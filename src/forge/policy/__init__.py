@@ -17,7 +17,7 @@ from forge.policy.decision import (
 )
 from forge.policy.decision_cache import DEFAULT_SIZE, CachedEngine, DecisionCache, input_digest
 from forge.policy.embedded import EmbeddedEngine
-from forge.policy.gates import ENTRIES
+from forge.policy.gates import ENTRIES, combined_decision
 from forge.policy.inputs import (
     ASSIGNMENT_PACKAGE,
     TRAINING_PACKAGES,
@@ -51,17 +51,11 @@ def make_policy_engine(opa_url: str | None = None, policy_dir: Path | None = Non
 def decide_all(
     engine: PolicyEngine, input: dict[str, object], packages: tuple[str, ...] = TRAINING_PACKAGES
 ) -> Decision:
-    """Combine several gates: allow only if every package allows; reasons are concatenated
-    in package order (each prefixed with its package). Raises PolicyUnavailable on outage."""
-    allow = True
-    reasons: list[str] = []
-    policy_hash_value = engine.policy_hash
-    for package in packages:
-        d = engine.decide(package, input)
-        allow = allow and d.allow
-        reasons += [f"{package}: {r}" for r in d.reasons]
-    return Decision(allow=allow, reasons=reasons, policy_hash=policy_hash_value,
-                    package=",".join(packages))
+    """Combine several gates, one query per package (forge.gates answers a known entry in
+    one): allow only if every package allows; reasons concatenated in package order, each
+    prefixed with its package. Raises PolicyUnavailable on outage."""
+    decisions = {package: engine.decide(package, input) for package in packages}
+    return combined_decision(packages, decisions, engine.policy_hash)
 
 
 __all__ = [

@@ -29,17 +29,26 @@ from forge.policy.decision import (
     check_input,
     check_package,
 )
+from forge.policy.embedded import EmbeddedEngine
 from forge.policy.gates import entry_path
 
 DEFAULT_SIZE = 4096
 Key = tuple[str, str, str, str]
 
 
+def canonical_json(input: Mapping[str, Any]) -> str:
+    """The input as canonical JSON: sorted keys, compact, ASCII (lone surrogates escaped,
+    never an encoding error), no NaN. Call check_input first: it names a refused field."""
+    return json.dumps(input, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def input_digest(input: Mapping[str, Any]) -> str:
-    """sha256 of the whole input as canonical JSON (sorted keys, compact, no NaN)."""
-    text = json.dumps(input, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of the whole input as canonical JSON (see canonical_json)."""
+    return _digest(canonical_json(input))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 class DecisionCache:
@@ -91,27 +100,36 @@ class CachedEngine:
         """Hash of the inner engine's policy bundle (part of every cache key)."""
         return self.inner.policy_hash
 
-    def _key(self, kind: str, name: str, input: Mapping[str, Any]) -> Key:
-        check_input(input)  # refused inputs raise before any lookup; never cached
-        return (self.inner.policy_hash, kind, name, input_digest(input))
+    def _prepare(self, kind: str, name: str, input: Mapping[str, Any]) -> tuple[Key, str]:
+        """Check the input once (refused inputs raise before any lookup; never cached) and
+        serialise it once: the key's digest and, on a miss, the document evaluated."""
+        check_input(input)
+        text = canonical_json(input)
+        return (self.inner.policy_hash, kind, name, _digest(text)), text
 
     def decide(self, package: str, input: Mapping[str, Any]) -> Decision:
         """One package's decision, from the cache when this bundle already judged `input`."""
-        key = self._key("package", check_package(package), input)
+        key, text = self._prepare("package", check_package(package), input)
         hit = self.cache.get(key)
         if isinstance(hit, Decision):
             return replace(hit, cached=True, reasons=list(hit.reasons))
-        decision = self.inner.decide(package, input)
+        if isinstance(self.inner, EmbeddedEngine):
+            decision = self.inner.decide_json(package, text)
+        else:
+            decision = self.inner.decide(package, input)
         self.cache.put(key, replace(decision, reasons=list(decision.reasons)))
         return decision
 
     def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
         """Every gate of an entry in one query, from the cache when already judged."""
-        key = self._key("gates", entry_path(entry), input)
+        key, text = self._prepare("gates", entry_path(entry), input)
         hit = self.cache.get(key)
         if isinstance(hit, GateDecisions):
             return hit.as_cached()
-        decisions = self.inner.decide_gates(entry, input)
+        if isinstance(self.inner, EmbeddedEngine):
+            decisions = self.inner.decide_gates_json(entry, text)
+        else:
+            decisions = self.inner.decide_gates(entry, input)
         self.cache.put(key, decisions.as_cached())  # a copy: callers may keep theirs
         return decisions
 

@@ -144,6 +144,10 @@ class EmbeddedEngine:
         if input is not None:
             check_input(input)
         term = json.dumps(input if input is not None else {}, allow_nan=False)
+        return self._run(query, term)
+
+    def _run(self, query: str, term: str) -> dict[str, Any]:
+        """Run `query` over an input already checked and serialised as JSON text."""
         with self._slot() as slot:
             try:
                 text = slot.run(query, term)
@@ -153,8 +157,15 @@ class EmbeddedEngine:
 
     def evaluate(self, path: str, input: Mapping[str, Any] | None = None) -> Any:
         """The value of `data.<path>` (dotted), or None when undefined."""
+        if input is not None:
+            check_input(input)
+        return self.evaluate_json(path, json.dumps(input or {}, allow_nan=False))
+
+    def evaluate_json(self, path: str, term: str) -> Any:
+        """`evaluate` over an input already checked (check_input) and serialised as JSON
+        text, so a caller that serialised it (the decision cache) does not do it again."""
         check_package(path)
-        result = self.query(f"x := [v | v := data.{path}]", input)
+        result = self._run(f"x := [v | v := data.{path}]", term)
         values = result.get("bindings", {}).get("x", [])
         if not isinstance(values, list) or len(values) > 1:
             raise PolicyEvaluationError(f"unexpected value shape for data.{path}")
@@ -162,10 +173,15 @@ class EmbeddedEngine:
 
     def decide(self, package: str, input: Mapping[str, Any]) -> Decision:
         """Evaluate `allow` and `deny_reasons` of `package` for `input`."""
+        check_input(input)
+        return self.decide_json(package, json.dumps(input, allow_nan=False))
+
+    def decide_json(self, package: str, term: str) -> Decision:
+        """`decide` over an input already checked and serialised as JSON text."""
         check_package(package)
-        result = self.query(
+        result = self._run(
             f"a := [v | v := data.{package}.allow]; r := [v | v := data.{package}.deny_reasons]",
-            input,
+            term,
         )
         bindings = result.get("bindings")
         if not isinstance(bindings, dict) or set(bindings) != {"a", "r"}:
@@ -182,6 +198,11 @@ class EmbeddedEngine:
     def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
         """Every gate of `forge.gates.<entry>` for `input`, in one query."""
         return gate_decisions(entry, self.evaluate(entry_path(entry), input), self.policy_hash)
+
+    def decide_gates_json(self, entry: str, term: str) -> GateDecisions:
+        """`decide_gates` over an input already checked and serialised as JSON text."""
+        return gate_decisions(entry, self.evaluate_json(entry_path(entry), term),
+                              self.policy_hash)
 
     def probe(self) -> None:
         """The embedded engine is always reachable once constructed."""

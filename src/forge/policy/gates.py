@@ -6,7 +6,8 @@ One evaluation parses the input once and evaluates each gate's rules once (issue
 - `launch`: forge.training + forge.capabilities (the orchestrator, before building a lab);
 - `admit`: forge.spawn without quotas, with the assignment rules (spawn_service, before it
   reserves anything; the store's limiter enforces quotas atomically at the reservation);
-- `all`: training + capabilities + spawn with quotas and assignment.
+- `all`: training + capabilities + spawn with quotas and assignment; test-only (no service
+  asks it; bench/policy.py measures `launch` and `admit`).
 
 An answer missing a package, or carrying another, is an evaluation error: fail closed.
 """
@@ -38,13 +39,13 @@ def entry_path(entry: str) -> str:
     return f"{GATES_PACKAGE}.{entry}"
 
 
-def combine(entry: str, decisions: dict[str, Decision], policy_hash: str) -> GateDecisions:
-    """Combine per-package decisions (in the entry's package order) into GateDecisions."""
-    packages = ENTRIES[entry]
+def combined_decision(packages: tuple[str, ...], decisions: dict[str, Decision],
+                      policy_hash: str) -> Decision:
+    """The one rule combining gates (here and in forge.policy.decide_all): allow only if
+    every package allows; reasons prefixed with their package, in package order."""
     reasons = [f"{p}: {r}" for p in packages for r in decisions[p].reasons]
-    combined = Decision(allow=all(decisions[p].allow for p in packages), reasons=reasons,
-                        policy_hash=policy_hash, package=",".join(packages))
-    return GateDecisions(entry, decisions, combined)
+    return Decision(allow=all(decisions[p].allow for p in packages), reasons=reasons,
+                    policy_hash=policy_hash, package=",".join(packages))
 
 
 def gate_decisions(entry: str, value: Any, policy_hash: str) -> GateDecisions:
@@ -60,4 +61,4 @@ def gate_decisions(entry: str, value: Any, policy_hash: str) -> GateDecisions:
             raise PolicyEvaluationError(f"{entry_path(entry)}: {package} is not a decision")
         decisions[package] = decision_from_result(package, doc.get("allow"),
                                                   doc.get("deny_reasons"), policy_hash)
-    return combine(entry, decisions, policy_hash)
+    return GateDecisions(entry, decisions, combined_decision(packages, decisions, policy_hash))

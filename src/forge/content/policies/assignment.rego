@@ -18,10 +18,34 @@ import rego.v1
 
 default allow := false
 
-# Computed once per query: the refusals, and allow from them.
+# Computed once per query: the refusals, and allow from them plus a positive check of
+# the action's own conditions (a reason that fails to render never turns into an allow).
 deny_reasons := refusals(input)
 
-allow if count(deny_reasons) == 0
+allow if {
+	action_of(input) == "spawn"
+	window_ok(assignment_of(input))
+	count(deny_reasons) == 0
+}
+
+allow if {
+	action_of(input) == "reveal_hint"
+	count(deny_reasons) == 0
+}
+
+# Positive window check: no assignment, or a well-formed one whose window is open and
+# whose attempts remain. Required by every allow that judges a window (here and in
+# forge.spawn), so a missing field can only deny.
+window_ok(a) if a == null
+
+window_ok(a) if {
+	is_object(a)
+	count(malformed(a)) == 0
+	a.opens_at_s <= a.now_s
+	a.now_s < a.closes_at_s
+	a.attempts.used < a.attempts.allowed
+}
+
 
 actions := {"spawn", "reveal_hint"}
 
@@ -36,6 +60,9 @@ refusals(doc) := {"action must be spawn or reveal_hint"} if not actions[action_o
 text(x) := x if is_string(x)
 
 text(x) := sprintf("%v", [x]) if not is_string(x)
+
+# A display field of the assignment, "?" when absent, so a reason always renders.
+label(a, field) := text(object.get(a, field, "?"))
 
 count_ok(n) if {
 	is_number(n)
@@ -72,18 +99,18 @@ timing_reasons(_, false) := set()
 
 timing_reasons(a, true) := {m |
 	a.now_s < a.opens_at_s
-	m := concat("", ["assignment ", text(a.id), " opens at ", text(a.opens_at)])
+	m := concat("", ["assignment ", label(a, "id"), " opens at ", label(a, "opens_at")])
 } | {m |
 	a.now_s >= a.closes_at_s
-	m := concat("", ["assignment ", text(a.id), " closed at ", text(a.closes_at)])
+	m := concat("", ["assignment ", label(a, "id"), " closed at ", label(a, "closes_at")])
 } | {m |
 	a.attempts.used >= a.attempts.allowed
-	m := concat("", ["all ", text(a.attempts.allowed), " attempts of assignment ", text(a.id), " are used"])
+	m := concat("", ["all ", text(a.attempts.allowed), " attempts of assignment ", label(a, "id"), " are used"])
 }
 
 hint_reasons(doc) := {m |
 	a := assignment_of(doc)
 	a != null
 	object.get(a, "hints_allowed", false) != true
-	m := concat("", ["hints are not allowed in assignment ", text(object.get(a, "id", "?"))])
+	m := concat("", ["hints are not allowed in assignment ", label(a, "id")])
 }

@@ -66,3 +66,21 @@ test_hint_reveal_action_judges_hints_only if {
 test_unknown_action_denied if {
 	assignment.refusals({"action": "grade"}) == {"action must be spawn or reveal_hint"}
 }
+
+# Fail closed (reviewer finding): a closed window without its display fields still denies;
+# only a well-formed, open window with attempts left passes the positive check.
+no_id := {"now_s": 200, "opens_at_s": 0, "closes_at_s": 100, "attempts": {"allowed": 3, "used": 0}}
+
+test_assignment_without_display_fields_still_denied if {
+	not assignment.window_ok(no_id)
+	assignment.window_reasons({"assignment": no_id}) == {"assignment ? closed at ?"}
+}
+
+test_assignment_window_ok_only_when_open_and_well_formed if {
+	assignment.window_ok(null)
+	assignment.window_ok(window(1500, 0, 2, true).assignment)
+	not assignment.window_ok(window(999, 0, 2, true).assignment)
+	not assignment.window_ok(window(1500, 2, 2, true).assignment)
+	not assignment.window_ok("asg-1")
+	not assignment.window_ok(object.remove(no_id, ["now_s"]))
+}

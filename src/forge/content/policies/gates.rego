@@ -11,7 +11,8 @@
 #   launch  training + capabilities: the orchestrator, before it builds a lab
 #   admit   the spawn gate without quotas, with the assignment rules: spawn_service, before
 #           it reserves anything (the store's limiter enforces quotas atomically then)
-#   all     training + capabilities + spawn (quotas and assignment included)
+#   all     training + capabilities + spawn (quotas and assignment included): for tests
+#           only (the corpus and cache tests); no service asks it
 package forge.gates
 
 import rego.v1

@@ -52,6 +52,7 @@ deny_reasons := reasons(current)
 allow if {
 	admissible(current)
 	quotas_ok(current)
+	assignment.window_ok(current.assignment)
 	count(deny_reasons) == 0
 }
 
@@ -65,6 +66,7 @@ default admission_allow := false
 
 admission_allow if {
 	admissible(current)
+	assignment.window_ok(current.assignment)
 	count(admission_reasons) == 0
 }
 
@@ -123,6 +125,7 @@ quotas_ok(doc) if {
 allowed(doc) if {
 	admissible(doc)
 	quotas_ok(doc)
+	assignment.window_ok(object.get(doc, "assignment", null))
 	count(reasons(doc)) == 0
 }
 

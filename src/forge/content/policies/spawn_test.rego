@@ -78,3 +78,10 @@ test_assignment_outside_window_or_attempts_denied if {
 	not spawn.allowed(assigned(2000, 0))
 	not spawn.allowed(assigned(1500, 2))
 }
+
+# Fail closed (reviewer finding): an assignment whose window is closed but which lacks its
+# display fields (id, opens_at, closes_at) is refused, not admitted.
+test_closed_window_without_id_denied if {
+	doc := object.union(good, {"assignment": {"now_s": 200, "opens_at_s": 0, "closes_at_s": 100, "attempts": {"allowed": 3, "used": 0}}})
+	not spawn.allowed(doc)
+}

@@ -11,7 +11,7 @@ from forge.bus.contracts import ContractError, SpawnRequestedV1, decode_as
 from forge.faults import crash_point
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load, move, set_details
-from forge.policy.decision import PolicyUnavailable
+from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
 from forge.runtime.base import RuntimeFault
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
@@ -147,6 +147,14 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
     except PolicyUnavailable as exc:
         log.warning("policy engine unavailable for %s; will retry: %s", scenario_id, exc)
         raise RetryLater(POLICY_RETRY_S, "policy engine unavailable") from None
+    except PolicyError as exc:
+        # A defect, not an outage (e.g. a remote OPA without gates.rego, an input the
+        # engine refuses): a retry would meet it again, so the scenario fails with the
+        # error recorded, as a denial is, instead of being redelivered to dead letters.
+        log.error("policy evaluation failed for %s: %s", scenario_id, exc)
+        await _fail(state, scenario_id, "policy evaluation failed: " + str(exc),
+                    {"policy": {"error": str(exc), "input": policy_input}})
+        return
     decision = gates.combined
     # Every decision is recorded, a cache answer too (marked `cached`).
     decision_record = {"allow": decision.allow, "reasons": decision.reasons,

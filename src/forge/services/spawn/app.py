@@ -65,12 +65,16 @@ def _receipt_key(state: SpawnState) -> str:
     return f"kid {state.settings.receipt.current_kid}"
 
 
-def _policy_check(state: SpawnState) -> str:
+def _policy_check(state: SpawnState, built: tuple[str, str] | None = None) -> str:
     """The policy bundle is loaded and is the pinned one (OPA_POLICY_HASH, when set).
-    Cheap: no evaluation and no call to OPA (an outage shows on the first assigned spawn as
-    503 policy_unavailable, and in the orchestrator's `policy` check)."""
+    `built` is (hash, detail) made once at startup, where the pin was checked: answered as
+    is while the engine still has that hash; another engine is checked against the pin.
+    Cheap: no evaluation and no call to OPA (an outage shows on the first spawn as 503
+    policy_unavailable, and in the orchestrator's `policy` check)."""
     if state.policy is None:
         raise CheckFailed("policy bundle not loaded")
+    if built is not None and state.policy.policy_hash == built[0]:
+        return built[1]
     try:
         loaded = check_pinned_hash(state.settings.opa_policy_hash, state.policy.policy_hash)
     except PolicyHashMismatch as exc:
@@ -83,10 +87,15 @@ def build_app(settings: Settings) -> FastAPI:
     """The spawn_service FastAPI app; plans and templates load now, so errors stop startup."""
     # The assignment gate's engine (forge.assignment): the same bundle and pin rule as the
     # orchestrator's, so a bundle other than the reviewed one never decides windows here.
-    engine = make_policy_engine(settings.opa_url, settings.policies_dir)
+    # No decision cache: every admission input carries its request_id and now_s, so no
+    # two are alike and a cache would only cost a digest and memory per request.
+    engine = make_policy_engine(settings.opa_url, settings.policies_dir, cache_size=0)
     loaded_hash = check_pinned_hash(settings.opa_policy_hash, engine.policy_hash)
-    log.info("policy bundle hash %s (%s)", loaded_hash,
-             "pinned by OPA_POLICY_HASH" if settings.opa_policy_hash else "not pinned")
+    pinned = "pinned by OPA_POLICY_HASH" if settings.opa_policy_hash else "not pinned"
+    log.info("policy bundle hash %s (%s)", loaded_hash, pinned)
+    policy_detail = f"policy hash {loaded_hash} ({pinned})" + (
+        "; the bundle OPA at OPA_URL evaluates is not verified here" if settings.opa_url
+        else "")
     ctx = make_context(NAME, settings)
     state = build_state(ctx)
     state.policy = engine
@@ -100,7 +109,8 @@ def build_app(settings: Settings) -> FastAPI:
     ctx.readiness.add("plans", lambda: f"{len(state.catalog.names)} plans, tracks "
                       + ", ".join(state.known_tracks))
     ctx.readiness.add("nats", lambda: _nats_check(state))
-    ctx.readiness.add("policy", lambda: _policy_check(state))
+    built = (engine.policy_hash, policy_detail)
+    ctx.readiness.add("policy", lambda: _policy_check(state, built))
     http = SharedHttpClient()  # the app's one outgoing client: web backend and peer checks
     ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings, http.client))
 

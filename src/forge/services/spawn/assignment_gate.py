@@ -72,7 +72,8 @@ def preload(state: SpawnState, caller: Caller, template_id: str,
 
 def _engine(state: SpawnState) -> PolicyEngine:
     if state.policy is None:
-        state.policy = make_policy_engine(state.settings.opa_url, state.settings.policies_dir)
+        state.policy = make_policy_engine(state.settings.opa_url, state.settings.policies_dir,
+                                          cache_size=0)  # inputs carry request_id, now_s
     return state.policy
 
 
