@@ -19,16 +19,13 @@ from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.execute import enter_argv, wrapper_env
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.launch import popen_clean
-from forge.runtime.local.netns import netns_path
+from forge.runtime.local.netns import MS_BIND, _libc, netns_path
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.sandbox import HostPaths, host_env, seed_host_dir
 from forge.runtime.local.seeds import write_root_seeds
 from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost
-
-MS_BIND = 4096
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class LocalRuntime(Protocol):
