@@ -7,7 +7,6 @@ from __future__ import annotations
 import secrets
 import signal
 import tempfile
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -69,22 +68,3 @@ def test_lab_processes_start_with_default_signals(hostile_parent: LocalRuntime) 
     finally:
         tty.close()
     assert b"SigIgn:0000000000000000" in seen and b"SigBlk:0000000000000000" in seen
-
-
-def test_pooled_lab_service_starts_with_default_signals(hostile_parent: LocalRuntime) -> None:
-    """A service started at a pool claim (in the claiming thread, which blocks signals)
-    starts as clean as one started by a fresh create."""
-    rt = hostile_parent
-    rt.warm({"sig": (simple_lab("shape"), 1)}, quiet_s=0.05, poll_s=0.1)
-    try:
-        end = time.monotonic() + 60
-        while rt.warm_pool is not None and rt.warm_pool.status()["sig"]["ready"] < 1:
-            assert time.monotonic() < end, "the pool never filled"
-            time.sleep(0.05)
-        lab = "sig-" + secrets.token_hex(3)
-        rt.create(simple_lab(lab, command="sleep 1000"))
-        assert rt.warm_pool is not None and rt.warm_pool.stats.claimed == 1
-        service = rt.exec(lab, "box", ["python3", "-c", STATUS]).stdout_text.splitlines()
-        assert service and set(service) == {f"service {CLEAN}"}, service
-    finally:
-        rt.warm({})

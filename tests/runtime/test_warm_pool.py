@@ -4,7 +4,6 @@ behind at shutdown. Pools of one lab, so the whole module costs a few lab create
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -14,14 +13,7 @@ import pytest
 
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
-from forge.runtime.warm import (
-    MemoryReading,
-    pool_shape,
-    pressed,
-    read_memory,
-    retry_delay,
-    shape_key,
-)
+from forge.runtime.warm import MemoryReading, pool_shape, pressed, read_memory, shape_key
 from tests.runtime.helpers import leftovers
 
 CALM = MemoryReading(available_mb=1 << 20, stall_avg10=0.0)
@@ -172,25 +164,3 @@ def test_shape_and_pressure_rules() -> None:
     assert pressed(MemoryReading(4096, 25.0), 512, 10.0)
     assert not pressed(MemoryReading(4096, 0.5), 512, 10.0)
     assert read_memory().available_mb > 0
-
-
-def test_a_pool_that_cannot_build_backs_off_and_logs_one_traceback(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A template that never builds (its image does not exist) is retried less and less
-    often, up to once a minute, and its traceback is logged once, not at every poll."""
-    assert [retry_delay(n, 1.0) for n in (1, 2, 3, 6, 7, 500)] == [1, 2, 4, 32, 60, 60]
-    broken = LabSpec("x", [SubnetSpec("lan", "10.204.0.0/24")],
-                     [HostSpec("box", networks=[("lan", None)], image="no-such-image")])
-    rt = LocalRuntime(str(tmp_path), prefix="b" + secrets.token_hex(2))
-    caplog.set_level(logging.WARNING, logger="forge.runtime.warm_pool")
-    try:
-        rt.warm({"bad": (broken, 1)}, probe=lambda: CALM, quiet_s=0.0, poll_s=0.01)
-        assert rt.warm_pool is not None
-        pool = rt.warm_pool
-        until(lambda: pool.stats.failed >= 3, "the broken pool was never retried")
-        failures = [r for r in caplog.records if "bad" in r.getMessage()]
-        assert len([r for r in failures if r.exc_info]) == 1, failures
-        assert "3 in a row" in caplog.text and pool.status()["bad"]["ready"] == 0
-    finally:
-        rt.warm({})
-        rt.close()

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from forge.runtime.base import LabSpec
+from forge.runtime.base import HostSpec, LabSpec
 
 POOL_LAB_PREFIX = "wp-"
 PSI_FILE = "/proc/pressure/memory"
@@ -49,10 +49,9 @@ def poolable(spec: LabSpec) -> str | None:
     return None
 
 
-def retry_delay(failures: int, base_s: float, cap_s: float = 60.0) -> float:
-    """Seconds before a pool tries again after ``failures`` failed builds in a row:
-    doubling from ``base_s``, at most ``cap_s`` (a broken template must not spin)."""
-    return float(min(cap_s, base_s * 2 ** min(failures - 1, 32)))
+def personal_hosts(spec: LabSpec) -> list[HostSpec]:
+    """The hosts of ``spec`` that carry per-scenario values (for messages and tests)."""
+    return [h for h in spec.hosts if h.environment or h.command or h.files]
 
 
 @dataclass(frozen=True)

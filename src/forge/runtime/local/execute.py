@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from forge.runtime.base import ExecResult, SpecError
-from forge.runtime.local.launch import popen_clean, tool
+from forge.runtime.local.launch import popen_clean
 from forge.runtime.local.sandbox import BASE_PATH, JOIN_SH, setpriv_argv
 
 
@@ -32,11 +32,9 @@ def enter_argv(
     if "=" in argv[0]:  # env(1) would take it for an assignment
         raise SpecError("argv[0]", "a program name must not contain '='")
     envs = [f"{k}={v}" for k, v in env.items()]
-    # nsenter runs on the machine (absolute path); bwrap, setpriv and env run after
-    # ``nsenter -r``, inside the host's root, found by its PATH (wrapper_env).
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
-        tool("nsenter"), "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
+        "nsenter", "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
         "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--",
         *setpriv_argv(uid, caps), "env", "-i", "--default-signal", "-C", "/workspace",
         *envs, *argv,

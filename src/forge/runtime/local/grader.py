@@ -25,9 +25,7 @@ import stat
 from dataclasses import dataclass, field
 
 from forge import treepath
-from forge.runtime.local.launch import tool
 from forge.runtime.local.sandbox import (
-    BASE_PATH,
     JOIN_SH,
     HostPaths,
     readonly_seed_args,
@@ -199,8 +197,8 @@ def grader_argv(
     """The command line of one check: join its cgroup (JOIN_SH), enter the host's
     network namespace only, and start a fresh bubblewrap sandbox as the grader."""
     envs = [f"{k}={v}" for k, v in env.items()]
-    cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("nsenter"), f"--net={netns_path}", "--",
-           tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
+    cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", "nsenter", f"--net={netns_path}", "--",
+           "bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
            "--new-session", "--die-with-parent", *system_args(rootfs, paths.lab_dir, image),
            "--size", str(GRADER_TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
     for tree in WRITABLE_DIRS:
@@ -209,7 +207,6 @@ def grader_argv(
     cmd += ["--remount-ro", "/", "--chdir", "/workspace", "--cap-drop", "ALL"]
     for cap in ("SETUID", "SETGID", "SETPCAP", *GRADER_CAPS):
         cmd += ["--cap-add", f"CAP_{cap}"]
-    # setpriv and env run inside the check's root: found by the host's PATH.
-    cmd += ["--seccomp", str(seccomp_fd), "--clearenv", "--setenv", "PATH", BASE_PATH, "--",
+    cmd += ["--seccomp", str(seccomp_fd), "--clearenv", "--",
             *setpriv_argv(uid, GRADER_CAPS), "env", "-i", "-C", "/workspace", *envs, *argv]
     return cmd

@@ -23,24 +23,26 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from forge.runtime.local.netns import (
-    CLONE_NEWNET,
-    MNT_DETACH,
-    MS_REC,
-    NETNS_DIR,
-    _check,
-    _libc,
-    netns_path,
-    run_in_thread,
-    tool,
-)
+from forge.runtime.local.netns import NETNS_DIR, netns_path, run_in_thread, tool
 
 __all__ = ["base_namespace", "enter_lab_namespace", "log_tail", "popen_clean", "read_until",
            "spawn_in_netns", "stop_sandbox", "tool", "trim_mounts"]
 
 T = TypeVar("T")
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
 
 LAB_DISK_SOURCE = "forge-lab"  # disk.mount_lab_disk's tmpfs source name
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # the same number on every architecture

@@ -80,6 +80,10 @@ def tool(name: str) -> str:
 
 def run_in_thread(fn: Callable[[], T]) -> T:
     """Run ``fn()`` in a new thread (free to change its namespaces) and return its result."""
+    return _in_thread(fn)
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
     box: dict[str, object] = {}
 
     def run() -> None:
@@ -114,7 +118,7 @@ def create_netns(name: str, setup: Callable[[], object] | None = None) -> None:
             setup()
 
     try:
-        run_in_thread(work)
+        _in_thread(work)
     except BaseException:
         _libc.umount2(path.encode(), MNT_DETACH)
         os.unlink(path)
@@ -143,7 +147,7 @@ def in_netns(name: str, fn: Callable[[], T]) -> T:
             os.close(fd)
         return fn()
 
-    return run_in_thread(work)
+    return _in_thread(work)
 
 
 def ip_batch(name: str, commands: list[str]) -> None:
@@ -181,4 +185,4 @@ def run_in_netns(name: str | None, fn: Callable[[IPRoute], T]) -> T:
         with IPRoute() as ipr:
             return fn(ipr)
 
-    return run_in_thread(work)
+    return _in_thread(work)

@@ -32,7 +32,6 @@ from forge.runtime.local.launch import (
     stop_sandbox,
     tool,
 )
-from forge.runtime.local.netns import TOOL_PATH
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, under
@@ -40,7 +39,7 @@ from forge.templates.seedpaths import effective_owner, under
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
 MASKED_DIRS = ("etc/ssh", "etc/ssl/private", "etc/sudoers.d")
-BASE_PATH = TOOL_PATH  # a host's PATH: the machine's system directories, /usr/sbin early
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Joins the cgroups listed in FG_CG (colon separated) before exec'ing the real command,
 # so that every process of the command, including forks, is born inside them.
@@ -81,11 +80,9 @@ def host_env(host: PlannedHost) -> dict[str, str]:
 
 def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
     """``setpriv`` switching to the lab user with only ``caps`` (ambient, so they survive
-    exec as a non-root user), no-new-privs and a bounding set of just ``caps``. It runs
-    inside the host's root, so the bare name is resolved by the host's PATH (an image
-    host's setpriv need not live where the machine's does)."""
+    exec as a non-root user), no-new-privs and a bounding set of just ``caps``."""
     keep = "-all" + "".join(f",+{c.lower()}" for c in caps)
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+    return [tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             f"--inh-caps={keep}", f"--ambient-caps={keep}", f"--bounding-set={keep}",
             "--no-new-privs", "--"]
 
@@ -147,7 +144,6 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
         path = os.path.join(paths.data_dir, sub)
         os.makedirs(path, mode=0o755, exist_ok=True)
         if sub in STICKY or "/" + sub in kept:
-            os.chown(path, 0, 0)  # a pool lab's dir was the learner's until its claim
             os.chmod(path, 0o1777)  # noqa: S103 - sticky scratch dirs, like /tmp
         else:
             os.chown(path, uid, uid)

@@ -19,18 +19,30 @@ scenario row. ``stop`` destroys every ready lab.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import json
 import logging
 import os
 import secrets
+import subprocess
 import threading
 import time
+from collections.abc import Callable
+from typing import Protocol
 
-from forge.runtime.base import LabSpec, SpecError
-from forge.runtime.local.netns import remove_netns
-from forge.runtime.local.pool_claim import LocalRuntime, personalise, rename_lab
-from forge.runtime.local.rootfs import host_roots
-from forge.runtime.plan import LabPlan, plan_lab
+from forge.runtime.base import LabInfo, LabSpec, SpecError
+from forge.runtime.local import seccomp
+from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.execute import enter_argv, wrapper_env
+from forge.runtime.local.kernel_names import Names
+from forge.runtime.local.netns import netns_path, remove_netns
+from forge.runtime.local.reconcile import init_pid, read_meta
+from forge.runtime.local.rootfs import host_roots, merged_root
+from forge.runtime.local.sandbox import HostPaths, host_env, seed_host_dir
+from forge.runtime.local.seeds import write_root_seeds
+from forge.runtime.local.uids import UidPool
+from forge.runtime.plan import LabPlan, PlannedHost, plan_lab
 from forge.runtime.warm import (
     POOL_LAB_PREFIX,
     MemoryProbe,
@@ -38,11 +50,33 @@ from forge.runtime.warm import (
     poolable,
     pressed,
     read_memory,
-    retry_delay,
     shape_key,
 )
 
+
+class LocalRuntime(Protocol):
+    """What a pool needs of ``runtime.LocalRuntime`` (named here, not imported: the runtime
+    imports this module)."""
+
+    names: Names
+    uids: UidPool
+    cgroups: Cgroups
+    rootfs: str
+    images: dict[str, str]
+    default_image: str | None
+    _lock: threading.Lock
+    _procs: dict[str, list[subprocess.Popen[bytes]]]
+    _resolve_image: Callable[[str], str]
+
+    def create(self, spec: LabSpec) -> LabInfo:
+        """Build a lab."""
+
+    def destroy(self, lab_id: str) -> None:
+        """Remove a lab."""
+
 log = logging.getLogger("forge.runtime.warm_pool")
+MS_BIND = 4096
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclasses.dataclass
@@ -83,8 +117,6 @@ class WarmPool:
         self._thread: threading.Thread | None = None
         self._last_miss = 0.0
         self._old_names: list[str] = []  # namespace names claimed labs no longer use
-        self._failures: dict[str, int] = {}  # pool -> builds failed in a row
-        self._retry_at: dict[str, float] = {}  # pool -> monotonic time of its next try
 
     # ------------------------------------------------------------- configuration
     def configure(self, pools: dict[str, tuple[LabSpec, int]]) -> None:
@@ -101,14 +133,13 @@ class WarmPool:
                 targets[name] = (pool_shape(spec), size)
         with self._lock:
             self._targets = targets
-            self._failures.clear()  # a new configuration gets a fresh try
-            self._retry_at.clear()
             extra = []
             for name, labs in self._ready.items():
                 keep = targets.get(name, (None, 0))[1]
                 extra += [lab for lab, _key in labs[keep:]]
                 del labs[keep:]
-        self._destroy_all(extra)
+        for lab in extra:
+            self._destroy(lab)
         if targets and self._thread is None:
             self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="forge-warm-pool",
@@ -129,7 +160,8 @@ class WarmPool:
             labs = [lab for ready in self._ready.values() for lab, _key in ready]
             self._ready.clear()
             self._targets = {}
-        self._destroy_all(labs)
+        for lab in labs:
+            self._destroy(lab)
         self._drop_old_names()
 
     def _drop_old_names(self) -> None:
@@ -217,8 +249,11 @@ class WarmPool:
                 self._wake.set()
                 continue
             name = self._short_pool()
-            if name is not None and self._build_one(name):
-                self._wake.set()
+            if name is not None:
+                if self._build_one(name):
+                    self._wake.set()
+                else:
+                    self._stopping.wait(self.poll_s)
 
     def _pressed(self) -> bool:
         try:
@@ -227,11 +262,9 @@ class WarmPool:
             return False
 
     def _short_pool(self) -> str | None:
-        """A pool below its size and not backing off after failed builds."""
-        now = time.monotonic()
         with self._lock:
             for name, (_spec, size) in self._targets.items():
-                if len(self._ready.get(name, [])) < size and self._retry_at.get(name, 0) <= now:
+                if len(self._ready.get(name, [])) < size:
                     return name
         return None
 
@@ -248,33 +281,17 @@ class WarmPool:
             key = shape_key(spec, host_roots(plan, rt.rootfs, rt.images, rt._resolve_image,
                                              rt.default_image))
             rt.create(spec)
-        except Exception as exc:
-            self._build_failed(name, exc)
+        except Exception:
+            log.exception("warm pool %s: building a lab failed", name)
+            self.stats.failed += 1
             return False
         with self._lock:
-            self._failures.pop(name, None)
-            self._retry_at.pop(name, None)
             if name in self._targets and not self._stopping.is_set():
                 self._ready.setdefault(name, []).append((lab_id, key))
                 self.stats.built += 1
                 return True
         self._destroy(lab_id)
         return False
-
-    def _build_failed(self, name: str, exc: Exception) -> None:
-        """Back the pool off exponentially (capped at 60 s) so a build that keeps failing
-        costs neither CPU nor log space; the traceback is logged once per streak."""
-        with self._lock:
-            self.stats.failed += 1
-            count = self._failures[name] = self._failures.get(name, 0) + 1
-            delay = retry_delay(count, self.poll_s)
-            self._retry_at[name] = time.monotonic() + delay
-        if count == 1:
-            log.error("warm pool %s: building a lab failed; retrying in %.1f s", name, delay,
-                      exc_info=exc)
-        else:
-            log.warning("warm pool %s: build failed again (%d in a row: %s); retrying in %.1f s",
-                        name, count, exc, delay)
 
     def _shrink_one(self) -> None:
         with self._lock:
@@ -286,16 +303,97 @@ class WarmPool:
             self._destroy(lab)
 
     def _destroy(self, lab_id: str) -> None:
-        self._destroy_all([lab_id])
-
-    def _destroy_all(self, labs: list[str]) -> None:
-        """Destroy ready labs in parallel, logging each failure."""
-        if not labs:
-            return
         try:
-            errors = self._rt.destroy_many(labs)
+            self._rt.destroy(lab_id)
         except Exception:
-            log.exception("warm pool labs %s could not be destroyed", labs)
-            return
-        for lab_id, error in errors.items():
-            log.error("warm pool lab %s could not be destroyed: %s", lab_id, error)
+            log.exception("warm pool lab %s could not be destroyed", lab_id)
+
+
+# ---------------------------------------------------------------- rename and personalise
+def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
+    """Give lab ``old`` the id ``new``: its uid claim, state directory (replacing the empty
+    one ``create`` made), cgroups, named namespaces and in-process handles. Returns the
+    namespaces' old names, still mounted, for the caller to remove (``remove_netns``)."""
+    names = rt.names
+    old_dir, new_dir = names.lab_dir(old), names.lab_dir(new)
+    old_stem, new_stem = names.lab(old), names.lab(new)
+    meta = read_meta(names, old)
+    # The lab's own claim file (by its recorded uid; not a scan of every lab's claim),
+    # first: new_dir exists already, so the claim never looks stale.
+    path = os.path.join(rt.uids.claims_dir, str(int(meta["identity"]["learner"])))
+    tmp = f"{path}.{new}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(new_dir)
+    os.replace(tmp, path)
+    os.rename(old_dir, new_dir)
+    for base in rt.cgroups.bases():
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(os.path.join(base, old_stem), os.path.join(base, new_stem))
+    moved = [names.switch_ns(old), *(names.host_ns(old, h) for h in meta["hosts"])]
+    for ns in moved:
+        _bind_netns(ns, new_stem + ns[len(old_stem):])
+    with rt._lock:
+        rt._procs[new] = rt._procs.pop(old, []) + rt._procs.get(new, [])
+    return moved
+
+
+def _bind_netns(old: str, new: str) -> None:
+    """Bind the named namespace ``old`` under the name ``new`` too."""
+    src, dst = netns_path(old).encode(), netns_path(new).encode()
+    os.close(os.open(dst, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    if _libc.mount(src, dst, b"none", MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        os.unlink(dst)
+        raise OSError(err, f"bind netns {old} as {new}: {os.strerror(err)}")
+
+
+def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
+    """Add what the scenario gives to a renamed pool lab: seeds (and an image host's root
+    seeds), each host's environment, then the hosts' services."""
+    lab_id = plan.lab_id
+    meta = read_meta(rt.names, lab_id)
+    uid = int(meta["identity"]["learner"])
+    for host in plan.hosts:
+        name = host.spec.name
+        paths = HostPaths(rt.names.lab_dir(lab_id), rt.names.host_dir(lab_id, name),
+                          rt.names.data_dir(lab_id, name))
+        seed_host_dir(paths, host, uid)
+        recorded = meta["hosts"][name]
+        if recorded.get("image") is True:
+            write_root_seeds(merged_root(paths.data_dir), host, uid)
+        recorded["env"] = host_env(host)
+    _replace_meta(rt, lab_id, meta)
+    for host in plan.hosts:
+        if host.spec.command:
+            _start_service(rt, lab_id, host, uid)
+
+
+def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> None:
+    path = os.path.join(rt.names.lab_dir(lab_id), "meta.json")
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(meta, fh)
+    os.replace(path + ".tmp", path)
+
+
+def _start_service(rt: LocalRuntime, lab_id: str, host: PlannedHost, uid: int) -> None:
+    """Start the host's service as the lab user, in the host's ``init`` cgroup (so sealing
+    for grading leaves it running, as a service started by the init itself)."""
+    name = host.spec.name
+    pid = init_pid(rt.names, lab_id, name)
+    stem = rt.names.lab(lab_id)
+    filter_fd = seccomp.filter_fd(host.caps)
+    log_path = os.path.join(rt.names.host_dir(lab_id, name), "service.log")
+    try:
+        argv = enter_argv(pid, host.caps, host_env(host),
+                          ["/bin/sh", "-c", host.spec.command or ""], uid, filter_fd)
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                pass_fds=(filter_fd,), start_new_session=True,
+                env=wrapper_env(rt.cgroups.procs_files(stem, name, "init")))
+    finally:
+        os.close(filter_fd)
+    with rt._lock:
+        rt._procs.setdefault(lab_id, []).append(proc)
