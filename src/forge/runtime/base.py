@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -206,17 +205,6 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def destroy(self, lab_id: str) -> None:
         """Remove every process and object of the lab. Idempotent."""
-
-    def destroy_many(self, lab_ids: Iterable[str]) -> dict[str, str]:
-        """Destroy several labs (an engine may do it in parallel); returns {lab id: error}
-        for those whose destroy failed, so one failure never stops the rest."""
-        errors: dict[str, str] = {}
-        for lab_id in lab_ids:
-            try:
-                self.destroy(lab_id)
-            except Exception as exc:  # reported per lab to the caller
-                errors[lab_id] = str(exc) or type(exc).__name__
-        return errors
 
     @abc.abstractmethod
     def list(self) -> list[LabInfo]:

@@ -106,7 +106,9 @@ class Cgroups:
         """Every pid in the subtree ``parts`` (all hierarchies)."""
         found: set[int] = set()
         for top in self.paths(*parts):
-            _collect(top, found)
+            for dirpath, _dirs, _files in os.walk(top):
+                with contextlib.suppress(FileNotFoundError):
+                    found.update(int(x) for x in _read(f"{dirpath}/cgroup.procs").split())
         return found
 
     def kill(self, *parts: str, deadline_s: float = 5.0) -> bool:
@@ -149,19 +151,6 @@ class Cgroups:
                         if exc.errno != errno.EBUSY or time.monotonic() > end:
                             raise
                         time.sleep(0.005)
-
-
-def _collect(path: str, found: set[int]) -> None:
-    """Add the pids of cgroup ``path`` and its descendants (a vanished cgroup adds none)."""
-    try:
-        with open(path + "/cgroup.procs", "rb") as fh:
-            found.update(int(x) for x in fh.read().split())
-        entries = list(os.scandir(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            _collect(entry.path, found)
 
 
 def _read(path: str) -> str:

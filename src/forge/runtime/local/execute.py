@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 
 from forge.runtime.base import ExecResult, SpecError
-from forge.runtime.local.launch import popen_clean
 from forge.runtime.local.sandbox import BASE_PATH, JOIN_SH, setpriv_argv
 
 
@@ -36,8 +35,7 @@ def enter_argv(
         "/bin/sh", "-c", JOIN_SH, "fg-join",
         "nsenter", "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
         "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--",
-        *setpriv_argv(uid, caps), "env", "-i", "--default-signal", "-C", "/workspace",
-        *envs, *argv,
+        *setpriv_argv(uid, caps), "env", "-i", "-C", "/workspace", *envs, *argv,
     ]
 
 
@@ -89,7 +87,7 @@ def run_captured(
     ``command``) and the remaining buffered output is drained.
     """
     start = time.monotonic()
-    proc = popen_clean(
+    proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=env, start_new_session=True, pass_fds=pass_fds,
     )

@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import functools
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable
@@ -30,7 +28,6 @@ MS_REC = 16384
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
-TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 T = TypeVar("T")
 _libc = ctypes.CDLL(None, use_errno=True)
 _init_lock = threading.Lock()
@@ -69,18 +66,6 @@ def list_netns() -> list[str]:
         return sorted(os.listdir(NETNS_DIR))
     except FileNotFoundError:
         return []
-
-
-@functools.cache
-def tool(name: str) -> str:
-    """Absolute path of a machine tool (``ip``, ``bwrap``…), looked up once (no PATH
-    search per call); the bare name when missing (``LocalRuntime.check`` reports that)."""
-    return shutil.which(name, path=TOOL_PATH) or name
-
-
-def run_in_thread(fn: Callable[[], T]) -> T:
-    """Run ``fn()`` in a new thread (free to change its namespaces) and return its result."""
-    return _in_thread(fn)
 
 
 def _in_thread(fn: Callable[[], T]) -> T:
@@ -162,7 +147,7 @@ def ip_batch(name: str, commands: list[str]) -> None:
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [tool("ip"), "-batch", "-"], input="\n".join(commands) + "\n",
+            ["ip", "-batch", "-"], input="\n".join(commands) + "\n",
             capture_output=True, text=True, check=False, timeout=30,
         )
 

@@ -16,8 +16,7 @@ import time
 from pyroute2 import IPRoute
 
 from forge.runtime.local.kernel_names import Names
-from forge.runtime.local.netns import create_netns, in_netns, ip_batch, run_in_netns
-from forge.runtime.local.rtnl import IF_OPER_UP, Rtnl
+from forge.runtime.local.netns import create_netns, ip_batch, run_in_netns
 from forge.runtime.plan import LabPlan, PlannedHost
 
 IPV6 = os.path.isdir("/proc/sys/net/ipv6")
@@ -84,22 +83,14 @@ def wire_switch(names: Names, plan: LabPlan) -> None:
 
 
 def configure_host(names: Names, plan: LabPlan, host: PlannedHost) -> None:
-    """Bring up a wired host's interfaces with their addresses and routes (netlink, from
-    a thread in the host's namespace: no process)."""
-
-    def work() -> None:
-        with Rtnl() as nl:
-            index = {name: i for i, name, _m, _s in nl.links()}
-            nl.link_up(index["lo"])
-            for j, nic in enumerate(host.nics):
-                if f"eth{j}" not in index:
-                    raise OSError(f"host {host.spec.name}: eth{j} is missing")
-                nl.link_up(index[f"eth{j}"], nic.subnet)
-                nl.add_address(index[f"eth{j}"], nic.address, nic.prefixlen)
-            for dest, via in host.routes:
-                nl.add_route(dest, via)
-
-    in_netns(names.host_ns(plan.lab_id, host.spec.name), work)
+    """Bring up a wired host's interfaces with their addresses and routes."""
+    cmds = ["link set lo up"]
+    for j, nic in enumerate(host.nics):
+        cmds.append(f"link set eth{j} alias {nic.subnet} up")
+        cmds.append(f"addr add {nic.address}/{nic.prefixlen} dev eth{j}")
+    for dest, via in host.routes:
+        cmds.append(f"route add {dest} via {via}")
+    ip_batch(names.host_ns(plan.lab_id, host.spec.name), cmds)
 
 
 def wait_ports_up(switch: str, timeout: float = 10.0) -> None:
@@ -107,23 +98,21 @@ def wait_ports_up(switch: str, timeout: float = 10.0) -> None:
 
     A veth's carrier (and so its bridge port) comes up asynchronously, in a kernel
     worker, after its peer is set up; until then frames are dropped. Returning before
-    that would make a lab's first packets vanish on a busy machine. One raw netlink link
-    dump per poll (pyroute2's asyncio core cost ~2 ms of CPU per lab here).
+    that would make a lab's first packets vanish on a busy machine.
     """
 
-    def poll() -> None:
+    def poll(ipr: IPRoute) -> None:
         end = time.monotonic() + timeout
-        with Rtnl() as nl:
-            while True:
-                down = [name for _i, name, master, state in nl.links()
-                        if master and state != IF_OPER_UP]
-                if not down:
-                    return
-                if time.monotonic() > end:
-                    raise OSError(f"bridge ports did not come up: {', '.join(down)}")
-                time.sleep(0.005)
+        while True:
+            down = [link.get("ifname") for link in ipr.get_links()
+                    if link.get("master") and link.get("operstate") != "UP"]
+            if not down:
+                return
+            if time.monotonic() > end:
+                raise OSError(f"bridge ports did not come up: {', '.join(down)}")
+            time.sleep(0.005)
 
-    in_netns(switch, poll)
+    run_in_netns(switch, poll)
 
 
 def read_addresses(ns: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -329,16 +329,15 @@ class LocalRuntime(Runtime):
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        meta = read_meta(self.names, lab_id)
         had_gateway = False
-        for ns in self._lab_netns(lab_id, meta):
-            if not os.path.exists(netns_path(ns)):
-                continue
-            had_gateway = had_gateway or ns == self.names.gateway_ns(lab_id)
-            try:
-                remove_netns(ns)
-            except OSError as exc:
-                errors.append(f"netns {ns}: {exc.strerror}")
+        for ns in list_netns():
+            parsed = self.names.parse(ns)
+            if parsed is not None and parsed[0] == lab_id:
+                had_gateway = had_gateway or ns == self.names.gateway_ns(lab_id)
+                try:
+                    remove_netns(ns)
+                except OSError as exc:
+                    errors.append(f"netns {ns}: {exc.strerror}")
         if had_gateway:  # normally the uplink dies with the gateway namespace
             try:
                 egress.remove_uplink(self.names, lab_id, self.egress_netns)
@@ -352,46 +351,12 @@ class LocalRuntime(Runtime):
             unmount_lab_disk(self.names.data_root(lab_id))
         except OSError as exc:
             errors.append(str(exc))
-        try:
-            learner: int | None = _identity(lab_id, meta).learner
-        except LabNotFound:
-            learner = None
-        self.uids.release(self.names.lab_dir(lab_id), learner)
+        self.uids.release(self.names.lab_dir(lab_id))
         shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
         if os.path.exists(self.names.lab_dir(lab_id)):
             errors.append("state directory could not be removed")
         if errors:
             raise OSError(f"destroy {lab_id} incomplete: " + "; ".join(errors))
-
-    def _lab_netns(self, lab_id: str, meta: dict[str, Any]) -> builtins.list[str]:
-        """The lab's namespaces: named from its recorded hosts (no scan of /run/netns,
-        which holds every live lab's), or found by scanning when nothing was recorded."""
-        hosts = meta.get("hosts")
-        if isinstance(hosts, dict) and hosts:
-            with contextlib.suppress(SpecError):
-                return [self.names.switch_ns(lab_id), self.names.gateway_ns(lab_id),
-                        *(self.names.host_ns(lab_id, str(h)) for h in hosts)]
-        return [ns for ns in list_netns()
-                if (parsed := self.names.parse(ns)) is not None and parsed[0] == lab_id]
-
-    def destroy_many(self, lab_ids: Iterable[str]) -> dict[str, str]:
-        """Destroy labs in parallel (a few threads: teardown waits on the kernel, not the
-        CPU); returns {lab id: error} for those that failed."""
-        ids = builtins.list(dict.fromkeys(lab_ids))
-        for lab_id in ids:
-            validate_lab_id(lab_id)
-
-        def one(lab_id: str) -> str | None:
-            try:
-                self._teardown(lab_id)
-            except Exception as exc:  # reported per lab to the caller
-                return str(exc) or type(exc).__name__
-            return None
-
-        with ThreadPoolExecutor(max_workers=min(8, max(1, len(ids))),
-                                thread_name_prefix="forge-destroy") as pool:
-            results = builtins.list(pool.map(one, ids))
-        return {lab_id: err for lab_id, err in zip(ids, results, strict=True) if err}
 
     # ------------------------------------------------------------------- list
     def list(self) -> builtins.list[LabInfo]:

@@ -19,19 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import time
 from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
-from forge.runtime.local.launch import (
-    log_tail,
-    read_until,
-    spawn_in_netns,
-    stop_sandbox,
-    tool,
-)
+from forge.runtime.local.netns import in_netns
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, under
@@ -47,21 +42,26 @@ JOIN_SH = (
     'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; '
     'unset FG_CG IFS; exec "$@"'
 )
-# The sandbox's first command, pid 1 of its pid namespace (bwrap --as-pid-1: no extra
-# reaper process): reports readiness on stdout (then points stdout at the log, stderr),
-# waits for "go" on stdin (sent once the lab's network is wired and configured and the
-# init was moved into its cgroup, so a service never starts before its interfaces and
-# addresses exist; a closed pipe without "go" ends the sandbox), starts the service as the
-# lab user ("$@" is the setpriv prefix) with default signal handling (a background job of
-# a script would ignore SIGINT/SIGQUIT, as would anything started by a parent that
-# ignored them), then holds the namespaces and reaps orphans: dash's ``wait`` collects
-# any child, adopted ones too. The idler stays uid 0 (with bwrap's few capabilities) so
-# the lab user cannot kill it, even with ``kill -9 -1``; no-new-privs is already set.
+# bash wrapper (on the machine) for the init: join cgroups, then move the ready, info and
+# go pipes to fds 3, 4 and 5 (dash cannot redirect fds above 9), then exec bwrap.
+INIT_JOIN_BASH = (
+    'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; unset FG_CG IFS; '
+    'eval "exec {TR}>&$FG_READY {TI}>&$FG_INFO {TG}<&$FG_GO; '
+    'exec $FG_READY>&- $FG_INFO>&- $FG_GO<&-" || exit 125; '
+    'eval "exec 3>&$TR 4>&$TI 5<&$TG {TR}>&- {TI}>&- {TG}<&-" || exit 125; '
+    'unset FG_READY FG_INFO FG_GO TR TI TG; exec "$@"'
+)
+READY_FD, INFO_FD = 3, 4
+# The sandbox's first command: reports readiness on fd 3, then waits for "go" on fd 5 (sent
+# once the lab's network is wired and configured, so a service never starts before its
+# interfaces and addresses exist; a closed pipe without "go" ends the sandbox), starts the
+# service as the lab user ("$@" is the setpriv prefix), then idles holding the namespaces.
+# The idler stays uid 0 (with bwrap's few capabilities) so the lab user cannot kill it,
+# even with ``kill -9 -1``; no-new-privs is already set by bwrap.
 INIT_SH = (
-    'echo ready; exec 1>&2; read -r go && [ "$go" = go ] || exit 1; exec 0</dev/null; '
+    'echo ready >&3; exec 3>&-; read -r go <&5 && [ "$go" = go ] || exit 1; exec 5<&-; '
     'cmd=$1; shift; '
-    'if [ -n "$cmd" ]; then "$@" env --default-signal /bin/sh -c "$cmd" & fi; '
-    'while :; do sleep infinity & wait; done'
+    'if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi; exec sleep infinity'
 )
 
 
@@ -82,7 +82,7 @@ def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
     """``setpriv`` switching to the lab user with only ``caps`` (ambient, so they survive
     exec as a non-root user), no-new-privs and a bounding set of just ``caps``."""
     keep = "-all" + "".join(f",+{c.lower()}" for c in caps)
-    return [tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             f"--inh-caps={keep}", f"--ambient-caps={keep}", f"--bounding-set={keep}",
             "--no-new-privs", "--"]
 
@@ -234,12 +234,11 @@ def readonly_seed_args(host_dir: str) -> list[str]:
 
 def bwrap_argv(
     host: PlannedHost, paths: HostPaths, rootfs: str, die_with_parent: bool, uid: int,
-    seccomp_fd: int, image: bool = False, info_fd: int = 4,
+    seccomp_fd: int, image: bool = False,
 ) -> list[str]:
     """Full bubblewrap command line for a host's init (on an ``image``, its root is the
-    overlay ``rootfs.mount_image_root`` mounted in the host's data dir); bwrap reports
-    the init's pid on ``info_fd``."""
-    argv = [tool("bwrap"), "--unshare-pid", "--as-pid-1", "--unshare-ipc", "--unshare-uts",
+    overlay ``rootfs.mount_image_root`` mounted in the host's data dir)."""
+    argv = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
     if die_with_parent:
         argv.append("--die-with-parent")
@@ -257,7 +256,7 @@ def bwrap_argv(
     argv += ["--seccomp", str(seccomp_fd), "--clearenv"]
     for key, value in host_env(host).items():
         argv += ["--setenv", key, value]
-    argv += ["--info-fd", str(info_fd), "--", "/bin/sh", "-c", INIT_SH, "fg-init",
+    argv += ["--info-fd", str(INFO_FD), "--", "/bin/sh", "-c", INIT_SH, "fg-init",
              host.spec.command or "", *setpriv_argv(uid, host.caps)]
     return argv
 
@@ -281,7 +280,6 @@ class PendingInit:
     ready_fd: int
     go_fd: int
     log: str
-    cgroup_procs: tuple[str, ...] = ()
 
 
 def spawn_init(
@@ -294,28 +292,25 @@ def spawn_init(
     uid: int,
     image: bool = False,
 ) -> PendingInit:
-    """Start the host's sandboxed init without waiting (see ``wait_init``, which moves
-    it into ``cgroup_procs``' cgroups before its service may start).
+    """Start the host's sandboxed init without waiting (see ``wait_init``).
 
-    bwrap is started directly (no wrapper shell) from a thread inside the host's network
-    namespace and a trimmed mount namespace (``launch``), so it is born there and its
-    setup cost does not grow with the number of live labs. stdin is the go pipe, stdout
-    the ready pipe, stderr the service log.
+    It is forked from a thread inside the host's network namespace, so it is born there.
     """
     read_fd, write_fd = os.pipe()
     ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
+    go_r, go_w = os.pipe()  # before the filter fd, so that one is above fds 3-5
     log_path = os.path.join(paths.host_dir, "service.log")
     log = open(log_path, "ab")  # noqa: SIM115
     filter_fd = seccomp.filter_fd(host.caps)
     try:
-        argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image,
-                          info_fd=write_fd)
-        proc = spawn_in_netns(netns, lambda: subprocess.Popen(
-            argv, stdin=go_r, stdout=ready_w, stderr=log,
-            pass_fds=(write_fd, filter_fd), start_new_session=True,
-            env={"PATH": BASE_PATH},
-        ), os.path.dirname(paths.data_dir))
+        argv = ["bash", "-c", INIT_JOIN_BASH, "fg-join",
+                *bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image)]
+        proc = in_netns(netns, lambda: subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            pass_fds=(write_fd, ready_w, go_r, filter_fd), start_new_session=True,
+            env={"PATH": BASE_PATH, "FG_CG": ":".join(cgroup_procs),
+                 "FG_READY": str(ready_w), "FG_INFO": str(write_fd), "FG_GO": str(go_r)},
+        ))
     except BaseException:
         os.close(read_fd)
         os.close(ready_r)
@@ -327,22 +322,17 @@ def spawn_init(
         os.close(go_r)
         os.close(filter_fd)
         log.close()
-    return PendingInit(proc, read_fd, ready_r, go_w, log_path, tuple(cgroup_procs))
+    return PendingInit(proc, read_fd, ready_r, go_w, log_path)
 
 
 def abort_init(pending: PendingInit) -> None:
-    """Stop a spawned init that will not be used, and its whole sandbox."""
-    pid = 0
-    try:
-        pid = int(json.loads(read_until(pending.info_fd, time.monotonic() + 2, b"}"))
-                  ["child-pid"])
-    except (ValueError, KeyError, OSError):
-        pass  # bwrap ended before starting the sandbox
-    finally:
-        os.close(pending.info_fd)
-        os.close(pending.ready_fd)
-        os.close(pending.go_fd)
-    stop_sandbox(pending.proc, pid)
+    """Stop a spawned init that will not be used (its sandbox dies with it)."""
+    os.close(pending.info_fd)
+    os.close(pending.ready_fd)
+    os.close(pending.go_fd)
+    if pending.proc.poll() is None:
+        pending.proc.kill()
+    pending.proc.wait()
 
 
 def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHandle:
@@ -350,29 +340,20 @@ def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHan
     (the returned handle owns the go pipe: ``start_service`` or ``close_go``)."""
     proc = pending.proc
     end = time.monotonic() + timeout
-    pid = 0
     try:
         try:
-            pid = int(json.loads(read_until(pending.info_fd, end, b"}"))["child-pid"])
-            ready = read_until(pending.ready_fd, end, b"\n")
+            pid = int(json.loads(_read_until(pending.info_fd, end, b"}"))["child-pid"])
+            ready = _read_until(pending.ready_fd, end, b"\n")
         except (ValueError, KeyError, OSError) as exc:
             raise RuntimeFault(f"host {name}: sandbox did not start ({exc}): "
-                               f"{log_tail(pending.log)}") from None
+                               f"{_tail(pending.log)}") from None
         if ready != b"ready\n":
-            raise RuntimeFault(f"host {name}: sandbox did not start: {log_tail(pending.log)}")
-        # Nothing of the lab runs yet (the init waits for "go"): moving bwrap and the
-        # init now puts every process the lab will ever start in its cgroup.
-        try:
-            for procs in pending.cgroup_procs:
-                for member in (proc.pid, pid):
-                    with open(procs, "w", encoding="ascii") as fh:
-                        fh.write(str(member))
-        except OSError as exc:
-            raise RuntimeFault(f"host {name}: sandbox could not join its cgroup "
-                               f"({exc.strerror}): {log_tail(pending.log)}") from None
+            raise RuntimeFault(f"host {name}: sandbox did not start: {_tail(pending.log)}")
     except BaseException:
         os.close(pending.go_fd)
-        stop_sandbox(proc, pid)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
         raise
     finally:
         os.close(pending.info_fd)
@@ -393,3 +374,29 @@ def close_go(handle: InitHandle) -> None:
     if handle.go_fd >= 0:
         os.close(handle.go_fd)
         handle.go_fd = -1
+
+
+def _tail(path: str, size: int = 400) -> str:
+    """The end of a service log, for error messages."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(path) - size))
+            return fh.read().decode("utf-8", "replace").strip() or "(no output)"
+    except OSError:
+        return "(no log)"
+
+
+def _read_until(fd: int, deadline: float, end: bytes) -> bytes:
+    """Read from ``fd`` until ``end`` was seen (returns what was read), EOF or deadline."""
+    buf = b""
+    while end not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise OSError("timed out")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    return buf

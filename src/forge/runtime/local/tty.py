@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable
 
 from forge.runtime.base import SpecError, TerminalClosed, TtySession
-from forge.runtime.local.launch import popen_clean
 
 SHELL_ARGV = ["setsid", "-c", "/bin/bash", "-l"]
 
@@ -47,7 +46,7 @@ class LocalTty(TtySession):
         master, slave = os.openpty()
         try:
             _set_size(slave, rows, cols)
-            self._proc = popen_clean(
+            self._proc = subprocess.Popen(
                 argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                 start_new_session=True, pass_fds=pass_fds,
             )

@@ -87,16 +87,8 @@ class UidPool:
         raise RuntimeFault(f"no free lab uid left in {self.first}-"
                            f"{self.first + 2 * self.pairs - 1}")
 
-    def release(self, lab_dir: str, learner: int | None = None) -> None:
-        """Give back every pair claimed for ``lab_dir`` (normally one); idempotent. With
-        the lab's recorded ``learner`` uid only that claim is checked (a scan reads every
-        live lab's claim: teardown of many labs grew with their number)."""
-        if learner is not None:
-            path = os.path.join(self.claims_dir, str(learner))
-            if _owner(path) == lab_dir:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                return
+    def release(self, lab_dir: str) -> None:
+        """Give back every pair claimed for ``lab_dir`` (normally one); idempotent."""
         for uid, owner in self.claimed().items():
             if owner == lab_dir:
                 with contextlib.suppress(FileNotFoundError):

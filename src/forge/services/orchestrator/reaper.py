@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from forge.lifecycle import states
-from forge.runtime.base import RuntimeFault
 from forge.services.orchestrator.grade_lab import (
     complete,
     end_without_grading,
@@ -111,7 +110,6 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
     elsewhere = {sid for sid, node_id in rows if node_id is not None
                  and not state.holds(node_id)}
     report: dict[str, list[str]] = {"adopted": [], "destroyed": [], "lost": []}
-    orphans = []
     for lab_id in sorted(labs):
         if lab_id in live:
             report["adopted"].append(lab_id)
@@ -119,12 +117,8 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
             log.warning("lab %s is in this runtime but its row names another node; left "
                         "alone (do two nodes share FORGE_RUNTIME_PREFIX?)", lab_id)
         else:
-            orphans.append(lab_id)
-    failed = state.runtime.destroy_many(orphans)  # in parallel on the local engine
-    if failed:
-        raise RuntimeFault("could not destroy orphan labs: " + "; ".join(
-            f"{lab_id}: {err}" for lab_id, err in sorted(failed.items())))
-    report["destroyed"] = orphans
+            state.runtime.destroy(lab_id)
+            report["destroyed"].append(lab_id)
     report["lost"] = sorted(live - labs)
     if state.node is not None:
         claim_adopted(state.ctx.db, report["adopted"], state.node.node_id,
