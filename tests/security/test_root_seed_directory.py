@@ -5,6 +5,7 @@ who could then rename the seed away and write their own in its place)."""
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -38,4 +39,32 @@ def test_root_seed_cannot_be_replaced_by_the_learner(tmp_path: Path) -> None:
         assert owners["/srv/work"] != "root"
     finally:
         rt.destroy(lab)
+        rt.close()
+
+
+def test_root_seed_of_a_pooled_lab_cannot_be_replaced(tmp_path: Path) -> None:
+    """A pool lab is built before its scenario's seeds exist, so its top-level data dirs
+    start out the learner's; at the claim a dir holding a root seed must become root's
+    again, or the learner (owner, whom sticky does not restrict) renames the seed away."""
+    rt = LocalRuntime(str(tmp_path / "state"), prefix="r" + secrets.token_hex(2))
+    rt.warm({"one": (simple_lab("shape"), 1)}, quiet_s=0.05, poll_s=0.1)
+    end = time.monotonic() + 60
+    while rt.warm_pool is not None and rt.warm_pool.status()["one"]["ready"] < 1:
+        assert time.monotonic() < end, "the pool never filled"
+        time.sleep(0.05)
+    lab = "rootseed-pool"
+    try:
+        rt.create(simple_lab(lab, files={"/workspace/check.txt": "expected\n"},
+                             owners={"/workspace/check.txt": "root"}))
+        assert rt.warm_pool is not None and rt.warm_pool.stats.claimed == 1
+        swap = sh(rt, lab, "box", "mv /workspace/check.txt /workspace/old 2>&1; "
+                  "echo forged > /workspace/check.txt 2>&1; cat /workspace/check.txt; "
+                  "touch /workspace/mine && stat -c '%U' /workspace")
+        lines = swap.stdout_text.splitlines()
+        assert "Operation not permitted" in swap.stdout_text, swap.stdout_text
+        assert lines[-2:] == ["expected", "root"], swap.stdout_text
+    finally:
+        rt.warm({})
+        for info in rt.list():
+            rt.destroy(info.lab_id)
         rt.close()

@@ -144,6 +144,7 @@ def seed_host_dir(paths: HostPaths, host: PlannedHost, uid: int) -> None:
         path = os.path.join(paths.data_dir, sub)
         os.makedirs(path, mode=0o755, exist_ok=True)
         if sub in STICKY or "/" + sub in kept:
+            os.chown(path, 0, 0)  # a pool lab's dir was the learner's until its claim
             os.chmod(path, 0o1777)  # noqa: S103 - sticky scratch dirs, like /tmp
         else:
             os.chown(path, uid, uid)
