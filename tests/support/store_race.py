@@ -20,6 +20,7 @@ from forge.errors import ForgeError
 from forge.identity.caller import Caller
 from forge.plans.catalog import Plan
 from forge.quotas.limiter import QuotaExceeded, Taken, take
+from forge.services.spawn.answers import AnswerBook
 from forge.services.spawn.spawning import SpawnAnswer, _reserve
 from forge.store import Database, idempotency
 from forge.store.consumed_tokens import SqlReplayStore
@@ -89,8 +90,9 @@ def same_request_id(url: str, request_ids: list[str], index: int, barrier: Barri
     """For each request id: all replicas reserve at once, then (after everyone has answered,
     so the winner has stored its answer) each asks again; both rounds are reported."""
     db = _connect(url)
-    # What `_reserve` reads of the spawn state: the store and the pending timeout (default).
-    state = SimpleNamespace(ctx=SimpleNamespace(db=db),
+    # What `_reserve` reads of the spawn state: the store, the pending timeout (default) and
+    # the answers waiting to be stored (none here: each answer is stored below, at once).
+    state = SimpleNamespace(ctx=SimpleNamespace(db=db), answers=AnswerBook(db),
                             settings=SimpleNamespace(spawn_pending_timeout_s=30.0))
     plan = race_plan(concurrent=1000)
     results = []
