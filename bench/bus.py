@@ -109,14 +109,14 @@ async def _end_to_end(url: str, pub: Publisher, n: int, tag: str) -> list[float]
 
 async def _run(messages: int, run: int) -> dict[str, float]:
     with NatsServer() as server:
-        async with Publisher(server.url, timeout=5.0) as pub:
+        async with Publisher(server.admin_url, timeout=5.0) as pub:
             assert await pub.connection.wait_ready(10.0)
             seq_rate, seq_lat = await _publish_sequential(pub, messages, f"s{run}")
             conc_rate = await _publish_concurrent(pub, messages, f"c{run}")
             total = 2 * messages
-            drain1 = await _drain(server.url, "drain1", total, 1)
-            drain4 = await _drain(server.url, "drain4", total, 4)
-            e2e = await _end_to_end(server.url, pub, min(500, messages), f"e{run}")
+            drain1 = await _drain(server.admin_url, "drain1", total, 1)
+            drain4 = await _drain(server.admin_url, "drain4", total, 4)
+            e2e = await _end_to_end(server.admin_url, pub, min(500, messages), f"e{run}")
     return {
         "publish_seq_per_s": seq_rate,
         "publish_p50_ms": statistics.median(seq_lat) * 1e3,

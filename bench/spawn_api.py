@@ -104,8 +104,15 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
-def _spawn(conn: BenchConnection, headers: dict[str, str]) -> asyncio.Future[tuple[int, bytes]]:
-    return asyncio.ensure_future(conn.request("POST", "/v1/spawn", headers, {"track": "netplus"}))
+async def _spawn(conn: BenchConnection, headers: dict[str, str]) -> int:
+    """The status of one spawn; 0 when the connection dropped (counted as not accepted,
+    and the connection is opened again for the next request)."""
+    try:
+        status, _ = await conn.request("POST", "/v1/spawn", headers, {"track": "netplus"})
+    except (ConnectionError, asyncio.IncompleteReadError):
+        conn.close()
+        return 0
+    return status
 
 
 async def saturate(port: int, keys: list[dict[str, str]]) -> tuple[int, int, float]:
@@ -117,7 +124,7 @@ async def saturate(port: int, keys: list[dict[str, str]]) -> tuple[int, int, flo
         nonlocal sent, accepted
         conn = BenchConnection("127.0.0.1", port)
         while time.perf_counter() < stop:
-            status, _ = await _spawn(conn, keys[wid])
+            status = await _spawn(conn, keys[wid])
             sent += 1
             accepted += status == 201
         conn.close()
@@ -138,7 +145,7 @@ async def paced(port: int, keys: list[dict[str, str]]) -> tuple[list[float], int
     async def one(i: int, due: float) -> None:
         nonlocal failed
         conn = idle.pop() if idle else BenchConnection("127.0.0.1", port)
-        status, _ = await _spawn(conn, keys[i % len(keys)])
+        status = await _spawn(conn, keys[i % len(keys)])
         latencies.append(time.perf_counter() - due)
         failed += status != 201
         idle.append(conn)
@@ -162,9 +169,10 @@ def main() -> None:
         env = {**os.environ, "FORGE_ENV": "dev", "STORAGE_ROOT": tmp, **nats.client_env(),
                "FORGE_PLANS_FILE": str(plans), "FORGE_SPAWN_WORKERS": WORKERS,
                "FORGE_TEMPLATE_DIR": str(ROOT / "tests" / "fixtures" / "templates")}
-        proc = subprocess.Popen([sys.executable, "-m", "forge", "serve", "spawn", "--port",
-                                 str(port)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        log = Path(tmp) / "spawn.log"  # the service's own log, shown if a run fails
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "forge", "serve", "spawn",
+                                     "--port", str(port)], env=env, stdout=out, stderr=out)
         rates, cpus, p99s = [], [], []
         try:
             for _ in range(300):
@@ -191,6 +199,11 @@ def main() -> None:
                       f"{accepted / elapsed:,.0f}/s, server CPU {cpu_ms:.2f} ms/request; "
                       f"at {PACED_RATE:.0f}/s: p50 {lat[len(lat) // 2] * 1000:.1f} ms, "
                       f"p99 {p99:.1f} ms, {failed} not accepted")
+        except BaseException:
+            lines = [line for line in log.read_text("utf-8", "replace").splitlines()
+                     if '"forge.access"' not in line]  # what it said besides its requests
+            print("spawn_service log:\n" + "\n".join(lines[-40:]), file=sys.stderr)
+            raise
         finally:
             proc.terminate()
             proc.wait(timeout=30)
