@@ -1,8 +1,10 @@
 """The scoring step shared by the consumer, the reprocess endpoint and the CLI.
 
 `Scorer.score(event)` verifies a completion event (a decoded `ScenarioCompletedV1`), writes
-the four result files once (atomically; the same completion again is a no-op) and returns
-the `forge.score.finalized` event describing what is on disk. It raises:
+the four result files once (atomically; the same completion again is a no-op), audits the
+verdict once across replicas (`score.finalized`, claimed through the shared store's
+`forge.store.finalized_audits`) and returns the `forge.score.finalized` event describing
+what is on disk. It raises:
 
 * `CompletionRefused` — never score this event (forged, mismatched, conflicting result);
 * `ScoringPaused` — not now: no signing key outside dev, storage not writable, or no record
