@@ -10,6 +10,12 @@ posts (`/lineitems/<id>/scores`) for assertions. Knobs for the attacks: the key 
 with (`signing_key`: a forgery), `claims` overrides (issuer, audience, deployment, exp),
 and `down` (every grade post answers 503).
 
+The roster is paged as NRPS pages it: with `page_size` > 0 each answer holds that many of
+`members` and, while more remain, a `Link: <...?page=N>; rel="next"` header. Knobs: `endless`
+(every page links a next one, past the end too) and `next_link` (the next URL every page
+names instead: another host, or the page itself). `roster_pages` records each page URL
+served.
+
 Helpers for other tests (the classroom end-to-end test):
 
     launch_learner(platform_base_url: str, emulator: LtiPlatformEmulator,
@@ -93,6 +99,10 @@ class LtiPlatformEmulator:
     scores: list[dict[str, Any]] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)  # access token -> scope
     members: list[dict[str, Any]] = field(default_factory=list)
+    page_size: int = 0  # 0: the whole roster in one answer
+    endless: bool = False  # every roster page links a next one
+    next_link: str | None = None  # the next URL every roster page names instead
+    roster_pages: list[str] = field(default_factory=list)  # roster page URLs served
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # login_hint -> launch
     last_id_token: str = ""
     forge_jwks_url: str = ""
@@ -245,8 +255,16 @@ def _app(emu: LtiPlatformEmulator) -> FastAPI:
     async def memberships(course: str, request: Request) -> Response:
         if not _bearer(emu, request, NRPS_SCOPE):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
+        with emu._lock:
+            emu.roster_pages.append(str(request.url))
+        page = int(request.query_params.get("page", "0"))
+        size = emu.page_size or max(1, len(emu.members))
+        members = emu.members[page * size:(page + 1) * size]
+        more = emu.endless or (page + 1) * size < len(emu.members)
+        following = emu.next_link or f"{emu.issuer}/memberships/{course}?page={page + 1}"
+        headers = {"link": f'<{following}>; rel="next"'} if more or emu.next_link else {}
         return JSONResponse({"id": f"{emu.issuer}/memberships/{course}",
-                             "context": {"id": course}, "members": emu.members})
+                             "context": {"id": course}, "members": members}, headers=headers)
 
     return app
 

@@ -4,8 +4,11 @@ and Grade Services) and a course roster read (Names and Role Provisioning).
 
 Every URL must pass the platform's endpoint check (`Platform.allowed`: https, internal
 hosts only where the issuer is), answers are read with a size bound and a timeout and no
-redirects are followed. Failures are `LtiCallFailed`, `final` when retrying cannot help
-(the platform refused the request itself), never carrying a token.
+redirects are followed. A roster is read page by page along its `Link: <...>;
+rel="next"` headers, each next page on the origin of the roster URL the platform gave, for
+at most MAX_ROSTER_PAGES pages and MAX_ROSTER_MEMBERS members. Failures are
+`LtiCallFailed`, `final` when retrying cannot help (the platform refused the request
+itself), never carrying a token.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 import jwt
@@ -25,6 +28,8 @@ from forge.identity.lti_config import LtiRegistry, Platform
 
 TIMEOUT_S = 10.0
 MAX_ANSWER = 1024 * 1024
+MAX_ROSTER_PAGES = 50
+MAX_ROSTER_MEMBERS = 10_000
 SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
 SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
@@ -68,6 +73,12 @@ class PlatformClient:
                           headers={"kid": self.registry.key.kid})
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        status, body, _links = await self._exchange(method, url, **kwargs)
+        return status, body
+
+    async def _exchange(self, method: str, url: str, **kwargs: Any
+                        ) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body read up to MAX_ANSWER, the Link header's URLs by rel)."""
         try:
             async with self.http.stream(method, url, timeout=TIMEOUT_S, follow_redirects=False,
                                         **kwargs) as resp:
@@ -76,7 +87,9 @@ class PlatformClient:
                     body.extend(chunk)
                     if len(body) > MAX_ANSWER:
                         raise LtiCallFailed(f"answer larger than {MAX_ANSWER} bytes")
-                return resp.status_code, bytes(body)
+                links = {rel: str(link["url"]) for rel, link in resp.links.items()
+                         if isinstance(rel, str) and link.get("url")}
+                return resp.status_code, bytes(body), links
         except httpx.HTTPError as exc:
             raise LtiCallFailed(f"platform unreachable ({type(exc).__name__})") from None
 
@@ -124,10 +137,36 @@ class PlatformClient:
                                 final=status in FINAL_STATUSES)
 
     async def members(self, platform: Platform, url: str) -> list[dict[str, Any]]:
-        """The course roster (one page of up to the platform's page size)."""
+        """The course roster: every page, following each answer's `rel="next"` link.
+
+        A next link must stay on the origin of `url` (the roster URL the platform gave in
+        its launch) and pass the platform's endpoint check; a page read before (a loop),
+        more than MAX_ROSTER_PAGES pages or MAX_ROSTER_MEMBERS members fail the whole read
+        (final), never a silently cut roster."""
         self._check(platform, url)
         token = await self.token(platform, NRPS_SCOPE)
-        status, raw = await self._send("GET", url, headers={
+        members: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        page: str | None = url
+        while page is not None:
+            if page in seen:
+                raise LtiCallFailed("roster pages link back to a page already read",
+                                    final=True)
+            if len(seen) == MAX_ROSTER_PAGES:
+                raise LtiCallFailed(f"roster has more than {MAX_ROSTER_PAGES} pages",
+                                    final=True)
+            seen.add(page)
+            found, page = await self._roster_page(platform, url, page, token)
+            members.extend(found)
+            if len(members) > MAX_ROSTER_MEMBERS:
+                raise LtiCallFailed(f"roster has more than {MAX_ROSTER_MEMBERS} members",
+                                    final=True)
+        return members
+
+    async def _roster_page(self, platform: Platform, first: str, url: str, token: str
+                           ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page's members and the next page's URL (None on the last page)."""
+        status, raw, links = await self._exchange("GET", url, headers={
             "Authorization": f"Bearer {token}", "Accept": MEMBERS_TYPE})
         if status != 200:
             raise LtiCallFailed(f"roster answered HTTP {status}", final=status in FINAL_STATUSES)
@@ -138,4 +177,21 @@ class PlatformClient:
         found = body.get("members") if isinstance(body, dict) else None
         if not isinstance(found, list):
             raise LtiCallFailed("roster has no members list", final=True)
-        return [m for m in found if isinstance(m, dict)]
+        following = links.get("next")
+        if following is not None:
+            following = urljoin(url, following)
+            if _origin(following) != _origin(first) or not platform.allowed(following):
+                raise LtiCallFailed("roster's next page is not on the roster's own origin",
+                                    final=True)
+        return [m for m in found if isinstance(m, dict)], following
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of `url`, the default port made explicit."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return ("", "", None)  # an unusable port matches nothing
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme)

@@ -370,3 +370,16 @@ class LtiGradePost(Base):
     last_error: Mapped[str | None] = mapped_column(String(300))
     posted_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class FinalizedAudit(Base):
+    """A scenario whose `score.finalized` entry is in an audit chain: the one marker every
+    scoreboard replica shares (each keeps its own chain), so a completion redelivered to
+    another replica after one finalized it is not audited a second time."""
+
+    __tablename__ = "finalized_audits"
+    scenario_id: Mapped[str] = mapped_column(
+        ForeignKey("scenarios.scenario_id", ondelete="CASCADE"), primary_key=True
+    )
+    score_sha256: Mapped[str] = mapped_column(String(64))
+    audited_at: Mapped[datetime]

@@ -1,8 +1,10 @@
 """The scoring step shared by the consumer, the reprocess endpoint and the CLI.
 
 `Scorer.score(event)` verifies a completion event (a decoded `ScenarioCompletedV1`), writes
-the four result files once (atomically; the same completion again is a no-op) and returns
-the `forge.score.finalized` event describing what is on disk. It raises:
+the four result files once (atomically; the same completion again is a no-op), audits the
+verdict once across replicas (`score.finalized`, claimed through the shared store's
+`forge.store.finalized_audits`) and returns the `forge.score.finalized` event describing
+what is on disk. It raises:
 
 * `CompletionRefused` — never score this event (forged, mismatched, conflicting result);
 * `ScoringPaused` — not now: no signing key outside dev, storage not writable, or no record
@@ -54,6 +56,7 @@ from forge.services.scoreboard.shipped import COMPLETED_EVENT, fetch_pack, shipp
 from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
+from forge.store.finalized_audits import finalized_audit_claim, record_finalized_audit
 from forge.templates.registry import TemplateRegistry
 from forge_verify.aids import aids_document
 from forge_verify.bundle import BUNDLE_NAMES
@@ -69,6 +72,10 @@ CONSUMER = DURABLE_SCOREBOARD_COMPLETED
 class ScoringPaused(Exception):
     """Scoring cannot happen now (signing key, storage, the scenario's record); retry later,
     drop nothing."""
+
+
+class _AuditNotWritten(Exception):
+    """The verdict's audit entry could not be written (its marker must not commit)."""
 
 
 class AuditLogMissing(Exception):
@@ -209,9 +216,7 @@ class Scorer:
         if files is None:
             raise ScoringPaused(f"results of {scenario_id} vanished after writing")
         payload = finalized_payload(files)
-        if written.created or scenario_log(self.storage_root, scenario_id).read_through(
-                "score.finalized") is None:  # also after a crash between write and audit
-            self._audit_scored(scenario_id, payload, key)
+        self._audit_once(scenario_id, payload, key)
         try:
             finalized = parse(ScoreFinalizedV1, payload)
         except ContractError as exc:
@@ -241,19 +246,45 @@ class Scorer:
         return replace(verified, inputs=replace(verified.inputs, hints=uses),
                        aids=aids_document(uses, checks))
 
+    def _audit_once(self, scenario_id: str, payload: Mapping[str, Any],
+                    key: SigningKey) -> None:
+        """Audit the verdict once across replicas (each keeps its own chain; the store is
+        shared): not when this replica's chain has the entry (a redelivery), not when the
+        store's marker says another replica wrote it; yes on whichever replica gets the
+        completion after a crash between the results and their audit."""
+        sha = str(payload["score_sha256"])
+        if scenario_log(self.storage_root, scenario_id).read_through(
+                "score.finalized") is not None:
+            # Audited here; the marker may not have committed (a crash in between).
+            record_finalized_audit(self.db, scenario_id, sha)
+            return
+        try:
+            with finalized_audit_claim(self.db, scenario_id, sha) as ours:
+                if ours and not self._audit_scored(scenario_id, payload, key):
+                    raise _AuditNotWritten  # roll the marker back: a later delivery audits
+        except _AuditNotWritten:
+            pass
+
     def _audit_scored(self, scenario_id: str, payload: Mapping[str, Any],
-                      key: SigningKey) -> None:
+                      key: SigningKey) -> bool:
+        """Append `score.finalized` to the scenario's chain (sealed by a checkpoint) and the
+        global log; True once the scenario's entry is written."""
         entry = {k: payload[k] for k in ("score", "passed", "total", "score_sha256",
                                          "bundle_sha256", "key_id")}
+        # The verdict is final and signed; a missing audit line is logged, not fatal.
         try:
             slog = scenario_log(self.storage_root, scenario_id, signer=key)
             slog.append("score.finalized", entry)
+        except (AuditError, OSError) as exc:
+            log.error("audit of %s's verdict failed: %s", scenario_id, exc)
+            return False
+        try:
             slog.checkpoint()
             global_log(self.storage_root, signer=key).append(
                 "score.finalized", {"scenario_id": scenario_id, **entry})
         except (AuditError, OSError) as exc:
-            # The verdict is final and signed; a missing audit line is logged, not fatal.
-            log.error("audit of %s's verdict failed: %s", scenario_id, exc)
+            log.error("audit of %s's verdict failed after its entry: %s", scenario_id, exc)
+        return True
 
     def record_failure(self, db: Database, *, subject: str, msg_id: str | None, raw: bytes,
                        error: str, scenario_id: object, attempts: int) -> int:

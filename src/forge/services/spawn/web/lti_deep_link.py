@@ -48,7 +48,6 @@ from forge.tokens import LTI_DEEP_LINK, TokenError, verify_token
 
 log = logging.getLogger("forge.spawn.web.lti")
 router = APIRouter()
-MAX_MEMBERS = 5000
 
 
 async def _request(request: Request) -> tuple[Manager, dict[str, Any]] | None:
@@ -171,7 +170,7 @@ async def link_course(cohort_id: CohortId, body: CourseBody, request: Request) -
 
 def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str, bool]]:
     out: list[tuple[str, bool]] = []
-    for m in members[:MAX_MEMBERS]:
+    for m in members:  # at most MAX_ROSTER_MEMBERS (the client's bound)
         user, roles = m.get("user_id"), m.get("roles")
         if not isinstance(user, str) or not 0 < len(user) <= 255:
             continue
@@ -204,8 +203,9 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
         members = await client.members(platform, course.memberships_url)
     except LtiCallFailed as exc:
         log.warning("lti roster of %s failed: %s", cohort_id, exc)
-        raise ForgeError("lti_platform_failed", 502, "the LMS did not give the roster; try "
-                         "again later") from None
+        detail = (f"the LMS roster cannot be used: {exc}" if exc.final
+                  else "the LMS did not give the roster; try again later")
+        raise ForgeError("lti_platform_failed", 502, detail) from None
     people = _people(platform, members)
 
     def store() -> int:
