@@ -21,6 +21,8 @@ from typing import TypeVar
 
 from pyroute2 import IPRoute
 
+from forge.runtime.local.tools import tool
+
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
@@ -147,7 +149,7 @@ def ip_batch(name: str, commands: list[str]) -> None:
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ip", "-batch", "-"], input="\n".join(commands) + "\n",
+            [tool("ip"), "-batch", "-"], input="\n".join(commands) + "\n",
             capture_output=True, text=True, check=False, timeout=30,
         )
 

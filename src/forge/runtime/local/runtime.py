@@ -69,6 +69,7 @@ from forge.runtime.local.sandbox import (
     write_identity,
 )
 from forge.runtime.local.seeds import make_ssh_host_keys, write_root_seeds
+from forge.runtime.local.tools import missing
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
 from forge.runtime.local.uids import DEFAULT_CLAIMS_DIR, LabIdentity, UidPool
 from forge.runtime.plan import LabPlan, PlannedHost, plan_lab, validate_host_name, validate_lab_id
@@ -164,7 +165,7 @@ class LocalRuntime(Runtime):
         if os.geteuid() != 0:
             problems.append("the local runtime must run as root (euid 0)")
         problems += [f"required tool {t!r} not found on PATH"
-                     for t in REQUIRED_TOOLS if shutil.which(t) is None]
+                     for t in missing(REQUIRED_TOOLS)]
         problems += self.cgroups.problems()
         if not os.path.exists("/proc/self/ns/net"):
             problems.append("network namespaces are not supported by this kernel")
