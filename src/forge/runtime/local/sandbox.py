@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
-from forge.runtime.local.netns import in_netns
+from forge.runtime.local.launch import start_in_lab
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
@@ -297,9 +297,10 @@ def spawn_init(
     """Start the host's sandboxed init without waiting for its setup (see ``wait_init``).
 
     bwrap is started directly (no wrapper process) from a thread inside the host's network
-    namespace, so it is born there; once it reported its child's pid, both are moved into
-    the host's ``init`` cgroup, and only then is the sandbox let past ``--block-fd``: every
-    process it forks (its shell, the service) is born inside the cgroup.
+    namespace and a small mount namespace (see ``launch``), so it is born there; once it
+    reported its child's pid, both are moved into the host's ``init`` cgroup, and only
+    then is the sandbox let past ``--block-fd``: every process it forks (its shell, the
+    service) is born inside the cgroup.
     """
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe()
@@ -316,8 +317,9 @@ def spawn_init(
             theirs.append(filter_fd)
             argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image,
                               info_fd=info_w, block_fd=block_r)
-            proc = in_netns(netns, lambda: _popen(argv, go_r, ready_w, log.fileno(),
-                                                  (info_w, block_r, filter_fd)))
+            proc = start_in_lab(
+                netns, os.path.dirname(paths.data_dir), os.path.join(paths.lab_dir, "passwd"),
+                lambda: _popen(argv, go_r, ready_w, log.fileno(), (info_w, block_r, filter_fd)))
         for fd in theirs:
             os.close(fd)
         theirs = []
