@@ -14,7 +14,6 @@ torn down at the end, also on failure.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import shutil
 import sys
@@ -23,9 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from _report import record
-from runtime import cpu_seconds, lab, median, mem_available_mb, pct
 
 from forge.runtime.local import LocalRuntime
+from runtime import cpu_seconds, lab, median, mem_available_mb, pct
 
 SERVICE = "sleep infinity"
 
