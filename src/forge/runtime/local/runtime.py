@@ -349,11 +349,14 @@ class LocalRuntime(Runtime):
             with contextlib.suppress(Exception):
                 tty.close()
         errors: list[str] = []
-        if not self.cgroups.kill(stem):
-            errors.append("processes survived SIGKILL")
+        # Kill everything once, wait for this instance's sandboxes (which end with their
+        # processes) without polling, then make sure the cgroups are empty.
+        self.cgroups.signal_all(stem)
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        if not self.cgroups.kill(stem):
+            errors.append("processes survived SIGKILL")
         had_gateway = False
         for ns in list_netns():
             parsed = self.names.parse(ns)
