@@ -114,9 +114,10 @@ def teardown_labs(settings: Settings, topology: Topology | None = None,
     for one in node_settings:
         runtime = make_runtime(one)
         labs = runtime.list()
-        for info in labs:
-            runtime.destroy(info.lab_id)
-        runtime.close()
+        try:
+            runtime.destroy_many([info.lab_id for info in labs])
+        finally:
+            runtime.close()
         destroyed += len(labs)
     return destroyed
 

@@ -255,6 +255,20 @@ class Runtime(abc.ABC):
         of the trees; files size-capped). Expected values belong in ``stdin``.
         """
 
+    def destroy_many(self, lab_ids: builtins.list[str]) -> None:
+        """Destroy every lab in ``lab_ids`` (ending a class, tearing a node down); raises
+        ``OSError`` after trying them all if any was not fully destroyed. This default
+        destroys them one by one; an engine may tear them down together."""
+        failed: builtins.list[str] = []
+        for lab_id in lab_ids:
+            try:
+                self.destroy(lab_id)
+            except (OSError, RuntimeFault) as exc:
+                failed.append(f"{lab_id}: {exc}")
+        if failed:
+            raise OSError(f"{len(failed)} of {len(lab_ids)} labs not fully destroyed: "
+                          + "; ".join(failed[:5]))
+
     def cleanup_orphans(self) -> builtins.list[str]:
         """Remove what a crash left half-built or half-destroyed (labs the backend holds in
         the ``degraded`` state) and return their ids. Optional: engines whose backend

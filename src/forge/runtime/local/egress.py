@@ -23,6 +23,7 @@ from forge.runtime.base import SpecError
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import create_netns, ip_batch, netns_path, run_in_netns
 from forge.runtime.local.network import apply_sysctls, attach_commands, base_sysctls
+from forge.runtime.local.tools import tool
 from forge.runtime.plan import LabPlan
 
 TABLE = "forge_egress"
@@ -103,7 +104,7 @@ def ruleset(profile: EgressProfile) -> str:
 
 def _nft(ns: str, args: list[str], stdin: str | None = None) -> str:
     res = subprocess.run(
-        ["nsenter", f"--net={netns_path(ns)}", "--", "nft", *args],
+        [tool("nsenter"), f"--net={netns_path(ns)}", "--", tool("nft"), *args],
         input=stdin, capture_output=True, text=True, check=False, timeout=30,
     )
     if res.returncode != 0:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from forge.runtime.base import ExecResult, SpecError
 from forge.runtime.local.sandbox import BASE_PATH, JOIN_SH, setpriv_argv
+from forge.runtime.local.tools import tool
 
 
 def enter_argv(
@@ -33,7 +34,7 @@ def enter_argv(
     envs = [f"{k}={v}" for k, v in env.items()]
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
-        "nsenter", "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
+        tool("nsenter"), "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
         "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--",
         *setpriv_argv(uid, caps), "env", "-i", "-C", "/workspace", *envs, *argv,
     ]

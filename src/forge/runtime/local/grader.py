@@ -32,6 +32,7 @@ from forge.runtime.local.sandbox import (
     setpriv_argv,
     system_args,
 )
+from forge.runtime.local.tools import tool
 from forge.runtime.plan import WRITABLE_DIRS
 
 MAX_FILE_BYTES = 8 << 20
@@ -197,8 +198,9 @@ def grader_argv(
     """The command line of one check: join its cgroup (JOIN_SH), enter the host's
     network namespace only, and start a fresh bubblewrap sandbox as the grader."""
     envs = [f"{k}={v}" for k, v in env.items()]
-    cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", "nsenter", f"--net={netns_path}", "--",
-           "bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
+    cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("nsenter"), f"--net={netns_path}", "--",
+           tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+           "--hostname", hostname,
            "--new-session", "--die-with-parent", *system_args(rootfs, paths.lab_dir, image),
            "--size", str(GRADER_TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
     for tree in WRITABLE_DIRS:

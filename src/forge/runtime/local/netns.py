@@ -21,6 +21,8 @@ from typing import TypeVar
 
 from pyroute2 import IPRoute
 
+from forge.runtime.local.tools import tool
+
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
@@ -40,7 +42,7 @@ def _check(ret: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _ensure_rundir() -> None:
+def ensure_rundir() -> None:
     """Make /run/netns a shared mount point (as iproute2 does) so that removing a
     namespace also unmounts it from every other mount namespace's copy."""
     global _initialized
@@ -68,7 +70,8 @@ def list_netns() -> list[str]:
         return []
 
 
-def _in_thread(fn: Callable[[], T]) -> T:
+def in_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn()`` in a new thread (which may change its namespaces) and return its result."""
     box: dict[str, object] = {}
 
     def run() -> None:
@@ -88,7 +91,7 @@ def _in_thread(fn: Callable[[], T]) -> T:
 def create_netns(name: str, setup: Callable[[], object] | None = None) -> None:
     """Create the named namespace ``name`` (fails if it exists); ``setup()`` runs inside
     it right after creation (e.g. to write sysctls before any interface exists)."""
-    _ensure_rundir()
+    ensure_rundir()
     path = netns_path(name)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
 
@@ -103,7 +106,7 @@ def create_netns(name: str, setup: Callable[[], object] | None = None) -> None:
             setup()
 
     try:
-        _in_thread(work)
+        in_thread(work)
     except BaseException:
         _libc.umount2(path.encode(), MNT_DETACH)
         os.unlink(path)
@@ -132,7 +135,7 @@ def in_netns(name: str, fn: Callable[[], T]) -> T:
             os.close(fd)
         return fn()
 
-    return _in_thread(work)
+    return in_thread(work)
 
 
 def ip_batch(name: str, commands: list[str]) -> None:
@@ -147,7 +150,7 @@ def ip_batch(name: str, commands: list[str]) -> None:
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ip", "-batch", "-"], input="\n".join(commands) + "\n",
+            [tool("ip"), "-batch", "-"], input="\n".join(commands) + "\n",
             capture_output=True, text=True, check=False, timeout=30,
         )
 
@@ -170,4 +173,4 @@ def run_in_netns(name: str | None, fn: Callable[[IPRoute], T]) -> T:
         with IPRoute() as ipr:
             return fn(ipr)
 
-    return _in_thread(work)
+    return in_thread(work)

@@ -16,7 +16,8 @@ import time
 from pyroute2 import IPRoute
 
 from forge.runtime.local.kernel_names import Names
-from forge.runtime.local.netns import create_netns, ip_batch, run_in_netns
+from forge.runtime.local.netns import create_netns, in_netns, ip_batch, run_in_netns
+from forge.runtime.local.rtnl import Rtnl
 from forge.runtime.plan import LabPlan, PlannedHost
 
 IPV6 = os.path.isdir("/proc/sys/net/ipv6")
@@ -83,14 +84,19 @@ def wire_switch(names: Names, plan: LabPlan) -> None:
 
 
 def configure_host(names: Names, plan: LabPlan, host: PlannedHost) -> None:
-    """Bring up a wired host's interfaces with their addresses and routes."""
-    cmds = ["link set lo up"]
-    for j, nic in enumerate(host.nics):
-        cmds.append(f"link set eth{j} alias {nic.subnet} up")
-        cmds.append(f"addr add {nic.address}/{nic.prefixlen} dev eth{j}")
-    for dest, via in host.routes:
-        cmds.append(f"route add {dest} via {via}")
-    ip_batch(names.host_ns(plan.lab_id, host.spec.name), cmds)
+    """Bring up a wired host's interfaces with their addresses and routes (over netlink,
+    from a thread in the host's namespace)."""
+
+    def work() -> None:
+        with Rtnl() as nl:
+            nl.set_up("lo")
+            for j, nic in enumerate(host.nics):
+                nl.set_up(f"eth{j}", alias=nic.subnet)
+                nl.add_address(f"eth{j}", nic.address, nic.prefixlen)
+            for dest, via in host.routes:
+                nl.add_route(dest, via)
+
+    in_netns(names.host_ns(plan.lab_id, host.spec.name), work)
 
 
 def wait_ports_up(switch: str, timeout: float = 10.0) -> None:
@@ -101,18 +107,18 @@ def wait_ports_up(switch: str, timeout: float = 10.0) -> None:
     that would make a lab's first packets vanish on a busy machine.
     """
 
-    def poll(ipr: IPRoute) -> None:
+    def poll() -> None:
         end = time.monotonic() + timeout
-        while True:
-            down = [link.get("ifname") for link in ipr.get_links()
-                    if link.get("master") and link.get("operstate") != "UP"]
-            if not down:
-                return
-            if time.monotonic() > end:
-                raise OSError(f"bridge ports did not come up: {', '.join(down)}")
-            time.sleep(0.005)
+        with Rtnl() as nl:
+            while True:
+                down = nl.ports_down()
+                if not down:
+                    return
+                if time.monotonic() > end:
+                    raise OSError(f"bridge ports did not come up: {', '.join(down)}")
+                time.sleep(0.005)
 
-    run_in_netns(switch, poll)
+    in_netns(switch, poll)
 
 
 def read_addresses(ns: str) -> dict[str, str]:

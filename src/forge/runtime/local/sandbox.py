@@ -17,17 +17,20 @@ and root-owned files), under the default seccomp filter (see ``seccomp``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
-from forge.runtime.local.netns import in_netns
+from forge.runtime.local.launch import start_in_lab
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
+from forge.runtime.local.tools import tool
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, under
 
@@ -42,27 +45,21 @@ JOIN_SH = (
     'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; '
     'unset FG_CG IFS; exec "$@"'
 )
-# bash wrapper (on the machine) for the init: join cgroups, then move the ready, info and
-# go pipes to fds 3, 4 and 5 (dash cannot redirect fds above 9), then exec bwrap.
-INIT_JOIN_BASH = (
-    'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; unset FG_CG IFS; '
-    'eval "exec {TR}>&$FG_READY {TI}>&$FG_INFO {TG}<&$FG_GO; '
-    'exec $FG_READY>&- $FG_INFO>&- $FG_GO<&-" || exit 125; '
-    'eval "exec 3>&$TR 4>&$TI 5<&$TG {TR}>&- {TI}>&- {TG}<&-" || exit 125; '
-    'unset FG_READY FG_INFO FG_GO TR TI TG; exec "$@"'
-)
-READY_FD, INFO_FD = 3, 4
-# The sandbox's first command: reports readiness on fd 3, then waits for "go" on fd 5 (sent
-# once the lab's network is wired and configured, so a service never starts before its
-# interfaces and addresses exist; a closed pipe without "go" ends the sandbox), starts the
-# service as the lab user ("$@" is the setpriv prefix), then idles holding the namespaces.
-# The idler stays uid 0 (with bwrap's few capabilities) so the lab user cannot kill it,
-# even with ``kill -9 -1``; no-new-privs is already set by bwrap.
+# The sandbox's first command: reports readiness on its stdout (a pipe to the runtime),
+# then sends further output to stderr (the host's service log), waits for "go" on stdin
+# (sent once the lab's network is wired and configured, so a service never starts before
+# its interfaces and addresses exist; a closed pipe without "go" ends the sandbox), starts
+# the service as the lab user ("$@" is the env + setpriv prefix: env --default-signal undoes
+# the SIGINT/SIGQUIT ignore the shell gives a background command, so the service starts
+# with default signals), then idles holding the namespaces. The idler stays uid 0 (with
+# bwrap's few capabilities) so the lab user cannot kill it, even with ``kill -9 -1``;
+# no-new-privs is already set by bwrap.
 INIT_SH = (
-    'echo ready >&3; exec 3>&-; read -r go <&5 && [ "$go" = go ] || exit 1; exec 5<&-; '
+    'echo ready; exec 1>&2; read -r go && [ "$go" = go ] || exit 1; exec 0</dev/null; '
     'cmd=$1; shift; '
     'if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi; exec sleep infinity'
 )
+SERVICE_PREFIX = ("env", "--default-signal")
 
 
 def host_env(host: PlannedHost) -> dict[str, str]:
@@ -235,11 +232,13 @@ def readonly_seed_args(host_dir: str) -> list[str]:
 
 def bwrap_argv(
     host: PlannedHost, paths: HostPaths, rootfs: str, die_with_parent: bool, uid: int,
-    seccomp_fd: int, image: bool = False,
+    seccomp_fd: int, image: bool = False, info_fd: int = -1, block_fd: int = -1,
 ) -> list[str]:
     """Full bubblewrap command line for a host's init (on an ``image``, its root is the
-    overlay ``rootfs.mount_image_root`` mounted in the host's data dir)."""
-    argv = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+    overlay ``rootfs.mount_image_root`` mounted in the host's data dir); bwrap reports its
+    child's pid on ``info_fd`` and holds the sandbox before its first command until a
+    byte arrives on ``block_fd`` (the runtime moves it into the host's cgroup first)."""
+    argv = [tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
     if die_with_parent:
         argv.append("--die-with-parent")
@@ -257,8 +256,9 @@ def bwrap_argv(
     argv += ["--seccomp", str(seccomp_fd), "--clearenv"]
     for key, value in host_env(host).items():
         argv += ["--setenv", key, value]
-    argv += ["--info-fd", str(INFO_FD), "--", "/bin/sh", "-c", INIT_SH, "fg-init",
-             host.spec.command or "", *setpriv_argv(uid, host.caps)]
+    argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", "/bin/sh", "-c",
+             INIT_SH, "fg-init", host.spec.command or "", *SERVICE_PREFIX,
+             *setpriv_argv(uid, host.caps)]
     return argv
 
 
@@ -274,10 +274,11 @@ class InitHandle:
 
 @dataclass
 class PendingInit:
-    """A host init that was spawned but may still be setting up its sandbox."""
+    """A host init that was spawned, is in its cgroup, and may still be setting up its
+    sandbox (``pid``: its pid-namespace init as seen from the machine)."""
 
     proc: subprocess.Popen[bytes]
-    info_fd: int
+    pid: int
     ready_fd: int
     go_fd: int
     log: str
@@ -293,73 +294,103 @@ def spawn_init(
     uid: int,
     image: bool = False,
 ) -> PendingInit:
-    """Start the host's sandboxed init without waiting (see ``wait_init``).
+    """Start the host's sandboxed init without waiting for its setup (see ``wait_init``).
 
-    It is forked from a thread inside the host's network namespace, so it is born there.
+    bwrap is started directly (no wrapper process) from a thread inside the host's network
+    namespace and a small mount namespace (see ``launch``), so it is born there; once it
+    reported its child's pid, both are moved into the host's ``init`` cgroup, and only
+    then is the sandbox let past ``--block-fd``: every process it forks (its shell, the
+    service) is born inside the cgroup.
     """
-    read_fd, write_fd = os.pipe()
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
     ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()  # before the filter fd, so that one is above fds 3-5
+    go_r, go_w = os.pipe()
     log_path = os.path.join(paths.host_dir, "service.log")
-    log = open(log_path, "ab")  # noqa: SIM115
-    filter_fd = seccomp.filter_fd(host.caps)
+    mine = [info_r, block_w, ready_r, go_w]
+    theirs = [info_w, block_r, ready_w, go_r]
+    proc: subprocess.Popen[bytes] | None = None
+    child = 0
     try:
-        argv = ["bash", "-c", INIT_JOIN_BASH, "fg-join",
-                *bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image)]
-        proc = in_netns(netns, lambda: subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            pass_fds=(write_fd, ready_w, go_r, filter_fd), start_new_session=True,
-            env={"PATH": BASE_PATH, "FG_CG": ":".join(cgroup_procs),
-                 "FG_READY": str(ready_w), "FG_INFO": str(write_fd), "FG_GO": str(go_r)},
-        ))
+        with open(log_path, "ab") as log:
+            filter_fd = seccomp.filter_fd(host.caps)
+            theirs.append(filter_fd)
+            argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image,
+                              info_fd=info_w, block_fd=block_r)
+            proc = start_in_lab(
+                netns, os.path.dirname(paths.data_dir), os.path.join(paths.lab_dir, "passwd"),
+                lambda: _popen(argv, go_r, ready_w, log.fileno(), (info_w, block_r, filter_fd)))
+        for fd in theirs:
+            os.close(fd)
+        theirs = []
+        end = time.monotonic() + 10.0
+        try:
+            child = int(json.loads(_read_until(info_r, end, b"}"))["child-pid"])
+        except (ValueError, KeyError, OSError) as exc:
+            raise RuntimeFault(f"host {host.spec.name}: sandbox did not start ({exc}): "
+                               f"{_tail(log_path)}") from None
+        for procs in cgroup_procs:
+            for pid in (proc.pid, child):
+                with open(procs, "w", encoding="ascii") as fh:
+                    fh.write(str(pid))
+        os.write(block_w, b"1")
     except BaseException:
-        os.close(read_fd)
-        os.close(ready_r)
-        os.close(go_w)
+        for fd in mine + theirs:
+            os.close(fd)
+        if proc is not None:
+            _stop(proc, child)
         raise
-    finally:
-        os.close(write_fd)
-        os.close(ready_w)
-        os.close(go_r)
-        os.close(filter_fd)
-        log.close()
-    return PendingInit(proc, read_fd, ready_r, go_w, log_path)
+    os.close(info_r)
+    os.close(block_w)
+    return PendingInit(proc, child, ready_r, go_w, log_path)
+
+
+def _popen(argv: list[str], stdin: int, stdout: int, stderr: int,
+           keep: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with no signal blocked (the calling worker thread's mask is what
+    the process inherits) in its own session."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=keep,
+                            start_new_session=True, env={"PATH": BASE_PATH})
+
+
+def _stop(proc: subprocess.Popen[bytes], child: int) -> None:
+    """Kill a sandbox that may not be in its cgroup yet: its pid-namespace init first
+    (the kernel then kills the namespace) while bwrap still waits for it, then bwrap."""
+    if child > 0 and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
 
 
 def abort_init(pending: PendingInit) -> None:
     """Stop a spawned init that will not be used (its sandbox dies with it)."""
-    os.close(pending.info_fd)
     os.close(pending.ready_fd)
     os.close(pending.go_fd)
-    if pending.proc.poll() is None:
-        pending.proc.kill()
-    pending.proc.wait()
+    _stop(pending.proc, pending.pid)
 
 
 def wait_init(pending: PendingInit, name: str, timeout: float = 10.0) -> InitHandle:
     """Wait until the sandbox is set up and its init waits for "go"; kill it on failure
     (the returned handle owns the go pipe: ``start_service`` or ``close_go``)."""
-    proc = pending.proc
     end = time.monotonic() + timeout
     try:
         try:
-            pid = int(json.loads(_read_until(pending.info_fd, end, b"}"))["child-pid"])
             ready = _read_until(pending.ready_fd, end, b"\n")
-        except (ValueError, KeyError, OSError) as exc:
+        except OSError as exc:
             raise RuntimeFault(f"host {name}: sandbox did not start ({exc}): "
                                f"{_tail(pending.log)}") from None
         if ready != b"ready\n":
             raise RuntimeFault(f"host {name}: sandbox did not start: {_tail(pending.log)}")
     except BaseException:
         os.close(pending.go_fd)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        _stop(pending.proc, pending.pid)
         raise
     finally:
-        os.close(pending.info_fd)
         os.close(pending.ready_fd)
-    return InitHandle(pid, proc, pending.go_fd)
+    return InitHandle(pending.pid, pending.proc, pending.go_fd)
 
 
 def start_service(handle: InitHandle) -> None:

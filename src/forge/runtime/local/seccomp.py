@@ -28,7 +28,8 @@ import pyseccomp as sc
 CLONE_NEWUSER = 0x10000000
 PTRACE_ATTACH = 16
 PTRACE_SEIZE = 0x4206
-# Descriptors below this are the init's own (stdio, then 3 and 4: see sandbox.INIT_JOIN_BASH).
+# Descriptors below this are kept clear of the filter (stdio and the few pipes a sandbox
+# start passes to bwrap).
 FIRST_FREE_FD = 10
 
 # Syscalls denied by default; the capability that (alone) re-allows them, if any.

@@ -1,0 +1,168 @@
+"""Benchmark the local runtime at class scale (needs root): issue 19 items 2 and 7.
+
+For the netplus-shaped lab (3 hosts, 2 subnets, a router; the machine's userland), prints
+and records: create+destroy CPU per lab (this process and its children, getrusage,
+median), create time with 0 and with N live labs (median, ratio), a burst of concurrent
+creates (p50/p99), the teardown of N labs, and memory per live lab (MemAvailable delta)
+with this process's RSS at the largest number of live labs reached. Everything created is
+torn down at the end, also on failure.
+
+    .venv/bin/python bench/scale_runtime.py [--cycles 30] [--live 200] [--burst 50]
+                                            [--max-live 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from _report import record
+
+from forge.runtime.local import LocalRuntime
+from runtime import cpu_seconds, lab, median, mem_available_mb, pct
+
+SERVICE = "sleep infinity"
+
+
+def rss_mib() -> float:
+    """This process's resident set size (VmRSS), in MiB."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_per_lab(rt: LocalRuntime, cycles: int) -> float:
+    """Median CPU (ms) of one create+destroy, sequentially."""
+    cpus = []
+    for i in range(cycles):
+        cpu0 = cpu_seconds()
+        rt.create(lab(f"cpu-{i}", SERVICE))
+        rt.destroy(f"cpu-{i}")
+        cpus.append((cpu_seconds() - cpu0) * 1000)
+    return median(cpus)
+
+
+def create_times(rt: LocalRuntime, tag: str, count: int) -> list[float]:
+    """Wall time (s) of ``count`` sequential creates, each destroyed right after."""
+    walls = []
+    for i in range(count):
+        start = time.perf_counter()
+        rt.create(lab(f"{tag}-{i}", SERVICE))
+        walls.append(time.perf_counter() - start)
+        rt.destroy(f"{tag}-{i}")
+    return walls
+
+
+def fill(rt: LocalRuntime, tag: str, count: int, floor_mib: float = 2048) -> list[str]:
+    """Create up to ``count`` labs 4 at a time, stopping while MemAvailable is above
+    ``floor_mib``; returns the ids created."""
+    ids = [f"{tag}-{i}" for i in range(count)]
+    made: list[str] = []
+
+    def one(lab_id: str) -> str | None:
+        if mem_available_mb() < floor_mib:
+            return None
+        rt.create(lab(lab_id, SERVICE))
+        return lab_id
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for got in pool.map(one, ids):
+            if got is not None:
+                made.append(got)
+    return made
+
+
+def destroy_all(rt: LocalRuntime, ids: list[str]) -> float:
+    """Seconds to destroy ``ids`` with the runtime's bulk teardown."""
+    start = time.perf_counter()
+    rt.destroy_many(ids)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=30, help="create+destroy cycles")
+    parser.add_argument("--live", type=int, default=200, help="live labs for the ratio")
+    parser.add_argument("--burst", type=int, default=50, help="concurrent creates")
+    parser.add_argument("--max-live", type=int, default=1000, help="live labs to try")
+    args = parser.parse_args()
+
+    state = tempfile.mkdtemp(prefix="forge-scale-")
+    rt = LocalRuntime(state, prefix="s" + secrets.token_hex(2), workers=64)
+    problems = rt.check()
+    if problems:
+        print("runtime unavailable:", "; ".join(problems), file=sys.stderr)
+        return 2
+    lines: list[str] = []
+    try:
+        rt.create(lab("warm", SERVICE))  # page cache, first bwrap start
+        rt.destroy("warm")
+        cpu = cpu_per_lab(rt, args.cycles)
+        lines.append(f"create+destroy CPU per lab (median of {args.cycles}): {cpu:.1f} ms")
+        record("lab_cpu_ms", round(cpu, 1), cpu_ms_per_op=round(cpu, 1),
+               detail="3 hosts, 2 subnets; this process + children (getrusage), median")
+
+        at0 = median(create_times(rt, "at0", 15))
+        # The burst comes before any mass teardown: the kernel frees a destroyed lab's
+        # namespaces afterwards, in a worker that holds the locks a create needs.
+        start = time.perf_counter()
+
+        def create_at(lab_id: str) -> float:
+            rt.create(lab(lab_id, SERVICE))
+            return time.perf_counter() - start
+
+        ids = [f"burst-{i}" for i in range(args.burst)]
+        with ThreadPoolExecutor(max_workers=args.burst) as pool:
+            burst = list(pool.map(create_at, ids))
+        p50, p99 = pct(burst, 50) / 1000, pct(burst, 99) / 1000
+        lines.append(f"burst of {args.burst} creates: p50 {p50:.2f} s, p99 {p99:.2f} s")
+        record("burst50_p99_s", round(p99, 2), detail=f"{args.burst} at once, p50 {p50:.2f} s")
+        destroy_all(rt, ids)
+        live = fill(rt, "live", args.live)
+        atn = median(create_times(rt, "atn", 15))
+        ratio = atn / at0
+        lines.append(f"create at 0 live: {at0 * 1000:.1f} ms; at {len(live)} live: "
+                     f"{atn * 1000:.1f} ms; ratio {ratio:.2f}")
+        record("create_ratio_200", round(ratio, 2),
+               detail=f"median create {at0 * 1000:.0f} ms at 0, {atn * 1000:.0f} ms at "
+                      f"{len(live)} live")
+        teardown = destroy_all(rt, live)
+        lines.append(f"teardown of {len(live)} labs: {teardown:.2f} s")
+        record("teardown_200_s", round(teardown, 2), detail=f"{len(live)} labs, destroy_many")
+
+
+        rss0, avail0 = rss_mib(), mem_available_mb()
+        start = time.perf_counter()
+        many = fill(rt, "many", args.max_live)
+        took = time.perf_counter() - start
+        time.sleep(1)
+        per_lab = (avail0 - mem_available_mb()) / max(1, len(many))
+        running = sum(1 for info in rt.list() if info.state == "running")
+        rss = rss_mib()
+        lines.append(f"{running} live labs ({took:.0f} s to fill, {len(many) / took:.1f}/s): "
+                     f"{per_lab:.2f} MiB each (MemAvailable), RSS {rss0:.0f} -> {rss:.0f} MiB")
+        record("labs_1000_live", running, detail=f"filled in {took:.0f} s, 4 at a time")
+        record("lab_mem_mib", round(per_lab, 2), detail="MemAvailable delta per live lab")
+        record("orchestrator_rss_mib", round(rss, 1),
+               detail=f"runtime process RSS at {running} labs (at 0: {rss0:.0f} MiB)")
+        teardown = destroy_all(rt, many)
+        lines.append(f"teardown of {len(many)} labs: {teardown:.2f} s")
+    finally:
+        leftover = [info.lab_id for info in rt.list()]
+        if leftover:
+            rt.destroy_many(leftover)
+        rt.close()
+        shutil.rmtree(state, ignore_errors=True)
+        print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""A small mount namespace to start a lab's sandboxes from, the same size at any scale.
+
+bubblewrap reads ``/proc/self/mountinfo`` for each of its ~30 binds, so starting a sandbox
+in the machine's mount namespace cost more with every live lab (each adds four
+``/run/netns`` mounts and a lab disk): 5.9 ms at 0 live labs, 22 ms at 100. A sandbox now
+starts from a fresh copy of one *base* namespace, made once per process: the machine's
+mounts, private, without ``/run/netns`` and without any lab's disk. The spawning thread
+clones its own lab's disk (with the image overlays mounted in it) from the machine's
+namespace (``open_tree``) and attaches the clone at the same path in its copy, so bwrap
+sees the lab's files and nothing of other labs. When the lab is destroyed its sandboxes
+die, and with them the copy and the clone. The machine's namespace is never changed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from forge.runtime.local.netns import CLONE_NEWNET, NETNS_DIR, ensure_rundir, in_thread, netns_path
+
+T = TypeVar("T")
+
+CLONE_FS = 0x00000200
+CLONE_NEWNS = 0x00020000
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # one number on every architecture
+OPEN_TREE_CLONE, AT_RECURSIVE, AT_FDCWD = 1, 0x8000, -100
+MOVE_MOUNT_F_EMPTY_PATH = 4
+LAB_SOURCES = ("forge-lab", "forge-root")  # the lab disk's and image overlays' sources
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_lock = threading.Lock()
+_base_fd = -1
+
+
+def _check(ret: int, what: str) -> None:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def lab_mounts(mountinfo: str) -> list[str]:
+    """Mount points of lab disks and image overlays in a mountinfo text, deepest first."""
+    points = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = right.split()
+        if sep and len(fields) > 1 and fields[1] in LAB_SOURCES:
+            points.append(left.split()[4].encode().decode("unicode_escape"))
+    return sorted(points, key=len, reverse=True)
+
+
+def _make_base() -> int:
+    """In a throw-away thread: a private copy of the machine's mounts minus /run/netns
+    and every lab mount; returns an fd holding it."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+    # Private first, so the unmounts below never reach the machine's namespace.
+    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
+    with open("/proc/thread-self/mountinfo", encoding="utf-8") as fh:
+        points = [NETNS_DIR, *lab_mounts(fh.read())]
+    for point in points:
+        _libc.umount2(point.encode(), MNT_DETACH)  # a parent's detach may have taken it
+    return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def base_namespace() -> int:
+    """The fd of the process's base mount namespace, made on first use."""
+    global _base_fd
+    with _lock:
+        if _base_fd < 0:
+            ensure_rundir()  # /run/netns must be a mount point to be left out
+            _base_fd = in_thread(_make_base)
+        return _base_fd
+
+
+class NotInBase(OSError):
+    """The lab cannot be placed in a copy of the base namespace (e.g. its state directory
+    is on a file system mounted after the base was made)."""
+
+
+def enter_lab_namespace(data_root: str, needed: str) -> None:
+    """Move the calling thread (one about to start a sandbox, then discarded) into a fresh
+    copy of the base namespace holding only the lab's own disk at ``data_root``; raises
+    ``NotInBase`` when the file ``needed`` is not visible there."""
+    base = base_namespace()
+    tree = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, data_root.encode(),
+                         OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC)
+    _check(tree, f"clone lab disk {data_root}")
+    try:
+        _check(_libc.unshare(CLONE_FS), "unshare fs")
+        _check(_libc.setns(base, CLONE_NEWNS), "enter base mount namespace")
+        _check(_libc.unshare(CLONE_NEWNS), "copy base mount namespace")
+        if _libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, data_root.encode(),
+                         MOVE_MOUNT_F_EMPTY_PATH) != 0:
+            err = ctypes.get_errno()
+            raise NotInBase(err, f"attach lab disk at {data_root}: {os.strerror(err)}")
+    finally:
+        os.close(tree)
+    if not os.path.exists(needed):
+        raise NotInBase(f"{needed} is not visible in the base mount namespace")
+
+
+def start_in_lab(netns: str, data_root: str, needed: str, start: Callable[[], T]) -> T:
+    """Run ``start()`` (which starts a sandbox) in a thread inside network namespace
+    ``netns`` and a copy of the base mount namespace holding the lab's disk; when the lab
+    cannot be placed there (``NotInBase``), in the machine's mount namespace instead."""
+
+    def work(trim: bool) -> T:
+        fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if trim:
+                enter_lab_namespace(data_root, needed)
+            _check(_libc.setns(fd, CLONE_NEWNET), f"setns {netns}")
+        finally:
+            os.close(fd)
+        return start()
+
+    try:
+        return in_thread(lambda: work(True))
+    except NotInBase:
+        return in_thread(lambda: work(False))

@@ -1,0 +1,30 @@
+"""Absolute paths of the machine programs the runtime runs, found once per process.
+
+A bare name makes every start search PATH (≈46 failed look-ups per lab with a long
+PATH); the runtime's own programs (bwrap, ip, nsenter, nft) are looked up once with
+``shutil.which`` and cached. Programs run *inside* a sandbox (``setpriv``, ``sh``) are
+never resolved here: an image host's root is its own and its PATH finds them there.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+
+MACHINE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@functools.cache
+def _which(name: str) -> str | None:
+    return shutil.which(name, path=MACHINE_PATH)
+
+
+def tool(name: str) -> str:
+    """The absolute path of machine program ``name`` (the bare name when not found, so
+    the failure names it when run; ``LocalRuntime.check`` reports missing tools first)."""
+    return _which(name) or name
+
+
+def missing(names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` are not installed on the machine."""
+    return [n for n in names if _which(n) is None]

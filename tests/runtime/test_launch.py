@@ -1,0 +1,115 @@
+"""How sandboxes start: directly, in their cgroups, from a small mount namespace, with
+default signals; and how many labs end at once (``destroy_many``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from forge.runtime.local import LocalRuntime
+from forge.runtime.local.launch import lab_mounts
+from forge.runtime.local.reconcile import init_pid
+from tests.runtime.helpers import leftovers, simple_lab
+
+pytestmark = pytest.mark.root
+
+# Signals 32 and 33 are glibc's own (NPTL); an environment may ignore them, and no
+# process can change that through glibc, so they are left out of the comparison.
+GLIBC_RESERVED = (1 << 31) | (1 << 32)
+STATUS = "grep -E '^Sig(Ign|Blk)' /proc/self/status > /tmp/status; exec sleep infinity"
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.fixture
+def two_labs(rt: LocalRuntime) -> Iterator[tuple[str, str]]:
+    """Two live labs; the second one's service records its signal state."""
+    ids = ["ln-" + secrets.token_hex(3), "ln-" + secrets.token_hex(3)]
+    try:
+        rt.create(simple_lab(ids[0]))
+        ignored = {s: signal.signal(s, signal.SIG_IGN)
+                   for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGTERM)}
+        try:
+            rt.create(simple_lab(ids[1], command=STATUS))
+        finally:
+            for sig, old in ignored.items():
+                signal.signal(sig, old)
+        yield ids[0], ids[1]
+    finally:
+        rt.destroy_many([i for i in ids if os.path.isdir(rt.names.lab_dir(i))])
+
+
+def test_sandbox_starts_from_a_namespace_without_other_labs_mounts(
+        rt: LocalRuntime, two_labs: tuple[str, str]) -> None:
+    """bwrap's starting mount namespace holds its own lab's disk, not /run/netns nor the
+    other lab's disk: its start cost does not grow with the number of live labs."""
+    mine, other = two_labs
+    monitor = _parent(init_pid(rt.names, other, "box"))
+    with open(f"/proc/{monitor}/mountinfo", encoding="utf-8") as fh:
+        text = fh.read()
+    points = [line.split()[4] for line in text.splitlines()]
+    assert not [p for p in points if p.startswith("/run/netns")]
+    assert lab_mounts(text) == [rt.names.data_root(other)]
+    assert rt.names.data_root(mine) not in points
+    # The machine's namespace is unchanged: it still holds both disks and the namespaces.
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        machine = fh.read()
+    assert {rt.names.data_root(mine), rt.names.data_root(other)} <= set(lab_mounts(machine))
+
+
+def test_service_starts_with_default_signals(rt: LocalRuntime,
+                                             two_labs: tuple[str, str]) -> None:
+    """A service starts with no signal ignored or blocked, even when the runtime's own
+    process ignores SIGINT/SIGQUIT (as a background job of a shell does)."""
+    _mine, other = two_labs
+    out = ""
+    for _ in range(50):
+        out = rt.exec(other, "box", ["cat", "/tmp/status"]).stdout.decode()
+        if out.count("\n") == 2:
+            break
+    fields = dict(line.split(":\t") for line in out.splitlines())
+    assert int(fields["SigIgn"], 16) & ~GLIBC_RESERVED == 0
+    assert int(fields["SigBlk"], 16) & ~GLIBC_RESERVED == 0
+
+
+def test_sandbox_processes_are_in_the_host_cgroup(rt: LocalRuntime,
+                                                  two_labs: tuple[str, str]) -> None:
+    """bwrap and every process it started are in the host's init cgroup."""
+    _mine, other = two_labs
+    init = init_pid(rt.names, other, "box")
+    members = rt.cgroups.pids(rt.names.lab(other), "box", "init")
+    assert {init, _parent(init)} <= members
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if ppid in members:
+            assert int(pid) in members or not os.path.exists(f"/proc/{pid}")
+
+
+def test_destroy_many_leaves_nothing(rt: LocalRuntime, prefix: str) -> None:
+    """Labs destroyed together leave no namespace, link, cgroup, process, mount or state
+    directory behind, and give their uids back."""
+    ids = ["dm-" + secrets.token_hex(3) for _ in range(4)]
+    uids = set()
+    try:
+        for lab_id in ids:
+            rt.create(simple_lab(lab_id, command="sleep infinity"))
+            uids.add(rt.identity(lab_id).learner)
+    finally:
+        rt.destroy_many([i for i in ids if os.path.isdir(rt.names.lab_dir(i))])
+    left = [x for x in leftovers(prefix, rt.names.state_dir) if any(i in x for i in ids)]
+    assert left == []
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        mounts = fh.read()
+    assert not [i for i in ids if i in mounts]
+    assert not uids & set(rt.uids.claimed())

@@ -1,0 +1,63 @@
+"""Attack: learn about other labs from inside a lab's mount namespace.
+
+Sandboxes now start from a small mount namespace of their own (the machine's mounts
+without /run/netns or other labs' disks, plus their own lab's disk). A learner in one lab
+reading /proc/self/mountinfo, or walking the paths a sandbox was built from, must find
+no other lab's disk, no named network namespace and no state path of another lab; and
+that lab's files stay out of reach."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import LocalRuntime
+
+pytestmark = pytest.mark.root
+
+
+def lab(lab_id: str, secret: str = "") -> LabSpec:
+    files = {"/home/flag.txt": secret + "\n"} if secret else {}
+    return LabSpec(lab_id, [SubnetSpec("lan", "10.201.0.0/24")],
+                   [HostSpec("box", networks=[("lan", None)], files=files)])
+
+
+@pytest.fixture
+def labs(tmp_path: Path) -> Iterator[tuple[LocalRuntime, str, str, str]]:
+    rt = LocalRuntime(str(tmp_path), prefix="m" + secrets.token_hex(2))
+    victim, attacker = "victim-" + secrets.token_hex(3), "attacker-" + secrets.token_hex(3)
+    secret = secrets.token_hex(8)
+    try:
+        rt.create(lab(victim, secret))
+        rt.create(lab(attacker))
+        yield rt, victim, attacker, secret
+    finally:
+        rt.destroy_many([info.lab_id for info in rt.list()])
+        rt.close()
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_learner_sees_no_other_lab_mount(labs: tuple[LocalRuntime, str, str, str]) -> None:
+    rt, victim, attacker, secret = labs
+    res = rt.exec(attacker, "box", shell=(
+        "cat /proc/self/mountinfo; cat /proc/1/mountinfo 2>/dev/null; "
+        "grep -rs . /run 2>/dev/null | head -50; ls -a / /run /tmp /home"))
+    seen = res.stdout.decode()
+    # Bind mounts name their source: only the attacker's own lab directory may show.
+    assert seen.count(rt.names.state_dir) == seen.count(rt.names.lab_dir(attacker))
+    assert victim not in seen
+    assert "/run/netns" not in seen
+    assert secret not in seen
+
+
+def test_victim_files_unreachable_by_path(labs: tuple[LocalRuntime, str, str, str]) -> None:
+    rt, victim, attacker, secret = labs
+    flag = f"{rt.names.data_dir(victim, 'box')}/home/flag.txt"
+    res = rt.exec(attacker, "box", shell=f"cat {flag}; cat /proc/*/root{flag} 2>/dev/null")
+    assert secret not in res.stdout.decode()
+    assert res.exit_code != 0
