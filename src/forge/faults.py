@@ -28,6 +28,7 @@ POINTS: tuple[str, ...] = (
     "orchestrator.grading.stored",     # results stored, lab not torn down, not published
     "orchestrator.published",          # completion published, state not yet completed
     "scoreboard.written",              # artifacts written, event not acknowledged
+    "scoreboard.audited",              # verdict in the chain, its store marker not committed
 )
 
 

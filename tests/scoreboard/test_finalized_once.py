@@ -13,26 +13,37 @@ and PostgreSQL, real files, a real kill -9 (`FORGE_CRASH_POINT`).
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from forge.audit.log import global_log, scenario_log, scenario_log_path
+from forge.audit.log import global_log, global_log_path, scenario_log, scenario_log_path
 from forge.bus.contracts import ScenarioCompletedV1, parse, payload
 from forge.bus.evidence_pack import EvidencePack, encode_pack
 from forge.config import Settings, load_settings
 from forge.evidence.artifact_store import FilesystemArtifactStore
-from forge.services.scoreboard.scoring import Finalized, Scorer
+from forge.services.scoreboard.scoring import Finalized, Scorer, ScoringPaused
 from forge.signing.keystore import SigningKeyring
+from forge.store import finalized_audits
 from forge.store.db import Database
+from forge.store.finalized_audits import claim_finalized_audit, record_finalized_audit
 from forge.store.migrate import upgrade
+from forge.store.models import FinalizedAudit
 from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
@@ -51,7 +62,9 @@ from forge.evidence.artifact_store import FilesystemArtifactStore
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.shipped import inline_pack
 from forge.signing.keystore import SigningKeyring
+from forge.store import finalized_audits
 from forge.store.db import Database
+from forge.store.finalized_audits import claim_finalized_audit, record_finalized_audit
 from forge.templates.registry import TemplateRegistry
 
 settings = load_settings()
@@ -94,6 +107,23 @@ class Replicas:
                             {p.name: p.read_bytes() for p in evidence.iterdir()})
         body = done.variant(evidence_pack=base64.b64encode(encode_pack(pack)).decode())
         return parse(ScenarioCompletedV1, body), pack
+
+    def kill_scoring(self, event: ScenarioCompletedV1, name: str, point: str) -> None:
+        """Replica `name` scores `event` in its own process and is killed -9 at `point`."""
+        body = self.tmp_path / "event.json"
+        body.write_text(json.dumps(payload(event)))
+        env = {**os.environ, **self.environ(name), "FORGE_CRASH_POINT": point}
+        killed = subprocess.run([sys.executable, "-c", CRASHING_REPLICA, str(body),
+                                 str(self.keys), str(self.results)],
+                                env=env, capture_output=True, text=True, timeout=120,
+                                check=False)
+        assert killed.returncode == -9, killed.stderr
+
+    def marker(self, db: Database, sid: str) -> str | None:
+        """The verdict hash the shared store's committed marker records for `sid`."""
+        with db.read() as sess:
+            return sess.execute(select(FinalizedAudit.score_sha256).where(
+                FinalizedAudit.scenario_id == sid)).scalar_one_or_none()
 
     def audited(self, sid: str, *names: str) -> tuple[int, int]:
         """`score.finalized` lines of `sid` in the replicas' scenario chains and global
@@ -174,14 +204,7 @@ def test_replica_killed_between_results_and_audit_leaves_it_to_the_next(
         replicas: Replicas, stores: list[Database]) -> None:
     event, pack = replicas.completion()
     sid = event.scenario_id
-    body = replicas.tmp_path / "event.json"
-    body.write_text(json.dumps(payload(event)))
-    env = {**os.environ, **replicas.environ("board-a"),
-           "FORGE_CRASH_POINT": "scoreboard.written"}
-    killed = subprocess.run([sys.executable, "-c", CRASHING_REPLICA, str(body),
-                             str(replicas.keys), str(replicas.results)],
-                            env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert killed.returncode == -9, killed.stderr
+    replicas.kill_scoring(event, "board-a", "scoreboard.written")
     assert (replicas.results / "scenarios" / sid / "results").is_dir()
     assert replicas.audited(sid, "board-a", "board-b") == (0, 0)
 
@@ -191,3 +214,140 @@ def test_replica_killed_between_results_and_audit_leaves_it_to_the_next(
     # And once more to the restarted first one, which has no entry of its own: none added.
     assert not replicas.scorer("board-a", stores[0]).score(event, pack).created
     assert replicas.audited(sid, "board-a", "board-b") == (1, 1)
+
+
+@pytest.mark.parametrize("first", ["board-a", "board-b"])
+def test_replica_killed_between_entry_and_marker_audits_at_least_once(
+        replicas: Replicas, stores: list[Database], first: str) -> None:
+    """The one window where a verdict gets two entries: killed after the chain entry,
+    before the marker commits (`scoreboard.audited`). The killed replica, back, only seals
+    its entry and marks it; another replica getting the completion first writes its own:
+    the verdict is audited at least once, never lost."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    replicas.kill_scoring(event, "board-a", "scoreboard.audited")
+    assert replicas.audited(sid, "board-a", "board-b") == (1, 0)
+    assert replicas.marker(stores[0], sid) is None
+
+    boards = {"board-a": replicas.scorer("board-a", stores[0]),
+              "board-b": replicas.scorer("board-b", stores[1])}
+    verdict = boards[first].score(event, pack)
+    assert replicas.marker(stores[0], sid) == verdict.payload["score_sha256"]
+    # Whoever comes next adds nothing.
+    boards["board-b" if first == "board-a" else "board-a"].score(event, pack)
+    # Each chain then holds one entry of the same verdict, each sealed and in its global log.
+    expected = (1, 1) if first == "board-a" else (2, 2)
+    assert replicas.audited(sid, "board-a", "board-b") == expected
+    key = boards["board-a"].signing_key()
+    chain = scenario_log(replicas.tmp_path / "board-a", sid)
+    report = chain.verify({key.key_id: key.public_key})
+    assert report.ok and report.checkpoints == 1, report.reasons  # the entry is sealed
+
+
+def test_unwritable_chain_entry_pauses_and_the_redelivery_audits(
+        replicas: Replicas, stores: list[Database]) -> None:
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    board = replicas.scorer("board-a", stores[0])
+    # The replica's copy of the chain has a corrupt last line: no entry can be appended.
+    path = scenario_log_path(replicas.tmp_path / "board-a", sid)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(pack.audit_log + b"{not json\n")
+    with pytest.raises(ScoringPaused, match="cannot be audited"):
+        board.score(event, pack)  # never acked: the completion comes back
+    assert replicas.marker(stores[0], sid) is None
+    assert replicas.audited(sid, "board-a") == (0, 0)
+    assert (replicas.results / "scenarios" / sid / "results").is_dir()
+
+    path.write_bytes(pack.audit_log)  # the operator repairs the chain
+    assert not board.score(event, pack).created
+    assert replicas.audited(sid, "board-a") == (1, 1)
+    assert replicas.marker(stores[0], sid) is not None
+
+
+def test_busy_store_pauses_scoring_instead_of_waiting_or_failing(
+        replicas: Replicas, stores: list[Database], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another replica holds the store (SQLite: the installation's write lock; PostgreSQL:
+    an open claim of the same marker, its replica hung): scoring pauses (retried later),
+    it neither waits unbounded nor fails the event for good."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    board = replicas.scorer("board-a", stores[0])
+    with (_store_held(replicas, stores, sid, monkeypatch),
+          pytest.raises(ScoringPaused, match="cannot mark the audit")):
+        board.score(event, pack)
+    assert replicas.audited(sid, "board-a") == (0, 0)
+    assert not board.score(event, pack).created  # released: the redelivery audits
+    assert replicas.audited(sid, "board-a") == (1, 1)
+
+
+@contextlib.contextmanager
+def _store_held(replicas: Replicas, stores: list[Database], sid: str,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Hold the store as a hung replica would, briefly bounding the waits for it."""
+    if make_url(replicas.db_url).get_backend_name() == "sqlite":
+        stores[0].lock_timeout_s = 0.2
+        lock = Path(str(make_url(replicas.db_url).database) + "-writelock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+        return
+    monkeypatch.setattr(finalized_audits, "LOCK_TIMEOUT_MS", 200)
+    with stores[1].engine.connect() as conn:
+        trans = conn.begin()
+        claim_finalized_audit(Session(bind=conn), sid, "0" * 64)  # never committed
+        try:
+            yield
+        finally:
+            trans.rollback()
+
+
+def test_store_marker_commits_before_the_global_log_append(
+        replicas: Replicas, stores: list[Database]) -> None:
+    """The store's write lock is not held across the checkpoint and the global log: while
+    another writer holds the global log's lock, the verdict's marker is already committed."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    board = replicas.scorer("board-a", stores[0])
+    chain = scenario_log(replicas.tmp_path / "board-a", sid)
+    errors: list[BaseException] = []
+
+    def score() -> None:
+        try:
+            board.score(event, pack)
+        except BaseException as exc:  # shown below
+            errors.append(exc)
+
+    gpath = global_log_path(replicas.tmp_path / "board-a")
+    gpath.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(gpath) + ".lock"):  # spawn or the orchestrator appending, slowly
+        scoring = threading.Thread(target=score)
+        scoring.start()
+        deadline = time.monotonic() + 120
+        while b'"audit.checkpoint"' not in chain.read_bytes().partition(FINALIZED)[2]:
+            assert not errors and time.monotonic() < deadline, errors  # sealed, by now
+            time.sleep(0.05)
+        assert scoring.is_alive()  # waiting for the global log
+        assert replicas.marker(stores[1], sid) is not None
+    scoring.join(120)
+    assert not errors, errors
+    assert replicas.audited(sid, "board-a") == (1, 1)
+
+
+def test_marker_of_a_different_verdict_does_not_suppress_its_audit(
+        replicas: Replicas, stores: list[Database], caplog: pytest.LogCaptureFixture) -> None:
+    """A replica holding a different verdict for the scenario (its own artifact store or
+    keyring, or results re-created after retention) audits it, and says so loudly."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    record_finalized_audit(stores[1], sid, "f" * 64)  # another verdict was audited
+    with caplog.at_level(logging.ERROR, logger="forge.scoreboard.scoring"):
+        verdict = replicas.scorer("board-a", stores[0]).score(event, pack)
+    assert replicas.audited(sid, "board-a") == (1, 1)
+    assert verdict.payload["score_sha256"] != "f" * 64
+    assert any(sid in r.getMessage() and "other than the one audited" in r.getMessage()
+               for r in caplog.records)
+    assert replicas.marker(stores[0], sid) == "f" * 64  # the first record stays

@@ -7,7 +7,11 @@ than the platform's page size came into its cohort cut short. After, `POST
 its answers) cannot use them: a next page on another origin than the roster URL the
 platform gave (another host, another service on the same machine) is never called, and a
 loop of next links is stopped (a page read before at once; ever-new pages at 50 pages,
-members at 10,000). A refused roster enrols nobody: no half-read roster is stored.
+members at 10,000, answers at MAX_ROSTER_BYTES in all). A next link is found as RFC 8288
+writes it (`rel=Next`, `rel="next last"`), never missed to leave a roster silently cut. One
+sync is bounded in time as a whole (slow pages, each within the read timeout, cannot hold
+an instructor's request for long) and runs once per cohort at a time. A refused roster
+enrols nobody: no half-read roster is stored.
 
 The platforms are the local LTI platform emulator (tests/support/lti_platform.py); the
 real spawn_service on uvicorn shares the world of tests/security/test_lti_launch.py.
@@ -15,13 +19,15 @@ real spawn_service on uvicorn shares the world of tests/security/test_lti_launch
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from forge.classroom.cohorts import enrolled_cohorts
-from forge.identity.lti_services import MAX_ROSTER_MEMBERS, MAX_ROSTER_PAGES
+from forge.identity import lti_services
+from forge.identity.lti_services import MAX_ROSTER_BYTES, MAX_ROSTER_MEMBERS, MAX_ROSTER_PAGES
 
 from ..support.lti_platform import LEARNER_ROLE
 from .test_lti_launch import World
@@ -36,6 +42,8 @@ def w(shared: World) -> Iterator[World]:
     yield shared
     for emu in (shared.acme, shared.globex):
         emu.members, emu.page_size, emu.endless, emu.next_link = [], 0, False, None
+        emu.next_rel, emu.page_delay_s, emu.padding = '"next"', 0.0, 0
+        emu.roster_gate.set()
         emu.roster_pages.clear()
 
 
@@ -107,3 +115,65 @@ def test_a_roster_above_the_member_bound_is_refused(w: World) -> None:
     assert synced.status_code == 502, synced.text
     assert f"more than {MAX_ROSTER_MEMBERS} members" in synced.text
     assert _enrolled(w, "big", 3) == 0
+
+
+@pytest.mark.parametrize("rel", ["Next", '"next last"', '"prev  NEXT"'])
+def test_a_next_link_written_any_way_rfc_8288_allows_is_followed(w: World, rel: str) -> None:
+    teacher = _teacher(w, "trel")
+    w.acme.members, w.acme.page_size, w.acme.next_rel = _learners("rl", 7), 3, rel
+    synced = _sync(w, teacher)
+    assert synced.status_code == 200, synced.text
+    assert synced.json()["members"] == 7  # not the first page only
+    assert len(w.acme.roster_pages) == 3
+    assert _enrolled(w, "rl", 7) == 7
+
+
+def test_slow_pages_stop_at_the_sync_deadline(w: World, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """Each page within the read timeout, endless: the sync as a whole stops at its
+    deadline (shortened here) instead of reading 50 slow pages."""
+    monkeypatch.setattr(lti_services, "ROSTER_DEADLINE_S", 1.0)
+    teacher = _teacher(w, "tslow")
+    w.acme.members, w.acme.page_size, w.acme.endless = _learners("sl", 3), 1, True
+    w.acme.page_delay_s = 0.2
+    synced = _sync(w, teacher)
+    assert synced.status_code == 502, synced.text
+    assert synced.json()["error"] == "lti_platform_failed"
+    assert "roster took too long" in synced.text
+    assert len(w.acme.roster_pages) < MAX_ROSTER_PAGES
+    assert _enrolled(w, "sl", 3) == 0
+
+
+def test_a_roster_above_the_byte_bound_is_refused(w: World) -> None:
+    teacher = _teacher(w, "tbytes")
+    page = 900_000  # each page under the one-answer bound, the pages together above theirs
+    count = MAX_ROSTER_BYTES // page + 2
+    w.acme.members, w.acme.page_size, w.acme.padding = _learners("by", count), 1, page
+    synced = _sync(w, teacher)
+    assert synced.status_code == 502, synced.text
+    assert f"larger than {MAX_ROSTER_BYTES} bytes" in synced.text
+    assert len(w.acme.roster_pages) < count
+    assert _enrolled(w, "by", count) == 0
+
+
+def test_a_second_sync_of_the_cohort_meanwhile_is_refused(w: World) -> None:
+    teacher = _teacher(w, "tbusy")
+    other = _teacher(w, "tbusy2")
+    w.acme.members = _learners("bz", 2)
+    w.acme.roster_gate.clear()  # the platform holds its answer
+    first: list[httpx.Response] = []
+    syncing = threading.Thread(target=lambda: first.append(_sync(w, teacher)))
+    syncing.start()
+    try:
+        while not w.acme.roster_pages:  # the first sync is reading the roster
+            assert syncing.is_alive()
+            threading.Event().wait(0.02)
+        second = _sync(w, other)
+        assert second.status_code == 409, second.text
+        assert second.json()["error"] == "lti_roster_busy"
+    finally:
+        w.acme.roster_gate.set()
+        syncing.join(60)
+    assert first[0].status_code == 200, first[0].text
+    assert _enrolled(w, "bz", 2) == 2
+    assert _sync(w, other).status_code == 200  # finished: the next sync runs

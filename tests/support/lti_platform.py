@@ -12,9 +12,11 @@ and `down` (every grade post answers 503).
 
 The roster is paged as NRPS pages it: with `page_size` > 0 each answer holds that many of
 `members` and, while more remain, a `Link: <...?page=N>; rel="next"` header. Knobs: `endless`
-(every page links a next one, past the end too) and `next_link` (the next URL every page
-names instead: another host, or the page itself). `roster_pages` records each page URL
-served.
+(every page links a next one, past the end too), `next_link` (the next URL every page
+names instead: another host, or the page itself), `next_rel` (the rel parameter's value as
+written, e.g. `Next` or `"next last"`), `page_delay_s` (each page answers that late),
+`padding` (characters of filler in each member served: big pages) and `roster_gate` (each
+page waits until it is set). `roster_pages` records each page URL served.
 
 Helpers for other tests (the classroom end-to-end test):
 
@@ -49,6 +51,7 @@ Helpers for other tests (the classroom end-to-end test):
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import threading
@@ -102,6 +105,10 @@ class LtiPlatformEmulator:
     page_size: int = 0  # 0: the whole roster in one answer
     endless: bool = False  # every roster page links a next one
     next_link: str | None = None  # the next URL every roster page names instead
+    next_rel: str = '"next"'  # the next link's rel parameter, as written
+    page_delay_s: float = 0.0  # each roster page answers this late
+    padding: int = 0  # filler characters in each roster member served
+    roster_gate: threading.Event = field(default_factory=lambda: _opened())
     roster_pages: list[str] = field(default_factory=list)  # roster page URLs served
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # login_hint -> launch
     last_id_token: str = ""
@@ -197,6 +204,12 @@ class LtiPlatformEmulator:
         return claims
 
 
+def _opened() -> threading.Event:
+    gate = threading.Event()
+    gate.set()
+    return gate
+
+
 def _bearer(emu: LtiPlatformEmulator, request: Request, scope: str) -> bool:
     value = request.headers.get("authorization", "")
     token = value.removeprefix("Bearer ")
@@ -257,12 +270,16 @@ def _app(emu: LtiPlatformEmulator) -> FastAPI:
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         with emu._lock:
             emu.roster_pages.append(str(request.url))
+        await asyncio.to_thread(emu.roster_gate.wait, 60)
+        await asyncio.sleep(emu.page_delay_s)
         page = int(request.query_params.get("page", "0"))
         size = emu.page_size or max(1, len(emu.members))
-        members = emu.members[page * size:(page + 1) * size]
+        members = [{**m, "name": "x" * emu.padding} if emu.padding else m
+                   for m in emu.members[page * size:(page + 1) * size]]
         more = emu.endless or (page + 1) * size < len(emu.members)
         following = emu.next_link or f"{emu.issuer}/memberships/{course}?page={page + 1}"
-        headers = {"link": f'<{following}>; rel="next"'} if more or emu.next_link else {}
+        headers = ({"link": f'<{following}>; rel={emu.next_rel}'} if more or emu.next_link
+                   else {})
         return JSONResponse({"id": f"{emu.issuer}/memberships/{course}",
                              "context": {"id": course}, "members": members}, headers=headers)
 

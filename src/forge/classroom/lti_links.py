@@ -135,14 +135,20 @@ def course_by_cohort(db: Database, cohort_id: str) -> LtiContext | None:
 def enrol_roster(db: Database, cohort_id: str, tenant_id: str,
                  people: Sequence[tuple[str, bool]]) -> int:
     """Put a course roster (subject, teaches) into the cohort; the number newly added."""
+    with db.session() as sess:
+        return enrol_roster_in(sess, cohort_id, tenant_id, people)
+
+
+def enrol_roster_in(sess: Session, cohort_id: str, tenant_id: str,
+                    people: Sequence[tuple[str, bool]]) -> int:
+    """`enrol_roster` inside the caller's transaction (with the roster's role raises)."""
     now = datetime.now(UTC)
     added = 0
-    with db.session() as sess:
-        for subject, teaches in dict.fromkeys(people):
-            table = CohortStaff if teaches else Enrolment
-            if sess.get(table, (cohort_id, subject)) is None:
-                added += 1
-            _seat(sess, cohort_id, tenant_id, subject, teaches, now)
+    for subject, teaches in dict.fromkeys(people):
+        table = CohortStaff if teaches else Enrolment
+        if sess.get(table, (cohort_id, subject)) is None:
+            added += 1
+        _seat(sess, cohort_id, tenant_id, subject, teaches, now)
     return added
 
 

@@ -5,15 +5,19 @@ and Grade Services) and a course roster read (Names and Role Provisioning).
 Every URL must pass the platform's endpoint check (`Platform.allowed`: https, internal
 hosts only where the issuer is), answers are read with a size bound and a timeout and no
 redirects are followed. A roster is read page by page along its `Link: <...>;
-rel="next"` headers, each next page on the origin of the roster URL the platform gave, for
-at most MAX_ROSTER_PAGES pages and MAX_ROSTER_MEMBERS members. Failures are
+rel="next"` headers (RFC 8288: a rel is a case-insensitive, space-separated list), each
+next page on the origin of the roster URL the platform gave, for at most MAX_ROSTER_PAGES
+pages, MAX_ROSTER_MEMBERS members, MAX_ROSTER_BYTES bytes and ROSTER_DEADLINE_S seconds
+in all (the per-read timeout alone lets slow pages hold a request for long). Failures are
 `LtiCallFailed`, `final` when retrying cannot help (the platform refused the request
 itself), never carrying a token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +34,11 @@ TIMEOUT_S = 10.0
 MAX_ANSWER = 1024 * 1024
 MAX_ROSTER_PAGES = 50
 MAX_ROSTER_MEMBERS = 10_000
+MAX_ROSTER_BYTES = 8 * 1024 * 1024  # every page's answer, summed
+ROSTER_DEADLINE_S = 60.0  # one whole roster read, every page
+# One link-value of a Link header: <URL> then its parameters (RFC 8288 section 3).
+_LINK_VALUE = re.compile(r'<([^>]*)>((?:\s*;\s*[^;,=\s]+(?:\s*=\s*(?:"[^"]*"|[^;,]*))?)*)')
+_REL_PARAM = re.compile(r';\s*rel\s*=\s*(?:"([^"]*)"|([^;,\s]*))', re.IGNORECASE)
 SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
 SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
@@ -77,8 +86,8 @@ class PlatformClient:
         return status, body
 
     async def _exchange(self, method: str, url: str, **kwargs: Any
-                        ) -> tuple[int, bytes, dict[str, str]]:
-        """(status, body read up to MAX_ANSWER, the Link header's URLs by rel)."""
+                        ) -> tuple[int, bytes, list[str]]:
+        """(status, body read up to MAX_ANSWER, the Link header values)."""
         try:
             async with self.http.stream(method, url, timeout=TIMEOUT_S, follow_redirects=False,
                                         **kwargs) as resp:
@@ -87,9 +96,7 @@ class PlatformClient:
                     body.extend(chunk)
                     if len(body) > MAX_ANSWER:
                         raise LtiCallFailed(f"answer larger than {MAX_ANSWER} bytes")
-                links = {rel: str(link["url"]) for rel, link in resp.links.items()
-                         if isinstance(rel, str) and link.get("url")}
-                return resp.status_code, bytes(body), links
+                return resp.status_code, bytes(body), resp.headers.get_list("link")
         except httpx.HTTPError as exc:
             raise LtiCallFailed(f"platform unreachable ({type(exc).__name__})") from None
 
@@ -141,13 +148,23 @@ class PlatformClient:
 
         A next link must stay on the origin of `url` (the roster URL the platform gave in
         its launch) and pass the platform's endpoint check; a page read before (a loop),
-        more than MAX_ROSTER_PAGES pages or MAX_ROSTER_MEMBERS members fail the whole read
-        (final), never a silently cut roster."""
+        more than MAX_ROSTER_PAGES pages, MAX_ROSTER_MEMBERS members or MAX_ROSTER_BYTES
+        bytes fail the whole read (final), never a silently cut roster; so does a read
+        longer than ROSTER_DEADLINE_S."""
         self._check(platform, url)
+        try:
+            async with asyncio.timeout(ROSTER_DEADLINE_S):
+                return await self._all_pages(platform, url)
+        except TimeoutError:
+            raise LtiCallFailed(f"roster took too long (over {ROSTER_DEADLINE_S:g} s)",
+                                final=True) from None
+
+    async def _all_pages(self, platform: Platform, url: str) -> list[dict[str, Any]]:
         token = await self.token(platform, NRPS_SCOPE)
         members: list[dict[str, Any]] = []
         seen: set[str] = set()
         page: str | None = url
+        size = 0
         while page is not None:
             if page in seen:
                 raise LtiCallFailed("roster pages link back to a page already read",
@@ -156,16 +173,21 @@ class PlatformClient:
                 raise LtiCallFailed(f"roster has more than {MAX_ROSTER_PAGES} pages",
                                     final=True)
             seen.add(page)
-            found, page = await self._roster_page(platform, url, page, token)
+            found, page, read = await self._roster_page(platform, url, page, token)
             members.extend(found)
+            size += read
             if len(members) > MAX_ROSTER_MEMBERS:
                 raise LtiCallFailed(f"roster has more than {MAX_ROSTER_MEMBERS} members",
+                                    final=True)
+            if size > MAX_ROSTER_BYTES:
+                raise LtiCallFailed(f"roster is larger than {MAX_ROSTER_BYTES} bytes",
                                     final=True)
         return members
 
     async def _roster_page(self, platform: Platform, first: str, url: str, token: str
-                           ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page's members and the next page's URL (None on the last page)."""
+                           ) -> tuple[list[dict[str, Any]], str | None, int]:
+        """One page's members, the next page's URL (None on the last page) and the
+        answer's size."""
         status, raw, links = await self._exchange("GET", url, headers={
             "Authorization": f"Bearer {token}", "Accept": MEMBERS_TYPE})
         if status != 200:
@@ -173,17 +195,30 @@ class PlatformClient:
         try:
             body = json.loads(raw)
         except ValueError:
-            raise LtiCallFailed("roster is not JSON", final=True) from None
+            raise LtiCallFailed("roster answer is not JSON", final=True) from None
         found = body.get("members") if isinstance(body, dict) else None
         if not isinstance(found, list):
             raise LtiCallFailed("roster has no members list", final=True)
-        following = links.get("next")
+        following = next_link(links)
         if following is not None:
             following = urljoin(url, following)
             if _origin(following) != _origin(first) or not platform.allowed(following):
                 raise LtiCallFailed("roster's next page is not on the roster's own origin",
                                     final=True)
-        return [m for m in found if isinstance(m, dict)], following
+        return [m for m in found if isinstance(m, dict)], following, len(raw)
+
+
+def next_link(headers: list[str]) -> str | None:
+    """The target of the first link whose rel includes `next` in Link header values: the
+    rel parameter's name and values are case-insensitive and it may list several
+    space-separated relations (RFC 8288 section 3.3), e.g. `rel=Next`, `rel="prev next"`."""
+    for header in headers:
+        for match in _LINK_VALUE.finditer(header):
+            rel = _REL_PARAM.search(match.group(2))
+            if rel is not None and "next" in (rel.group(1) or rel.group(2) or ""
+                                              ).lower().split():
+                return match.group(1).strip()
+    return None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from forge.store.db import Database
 from forge.store.models import TenantRole
@@ -51,22 +52,30 @@ def raise_role(db: Database, tenant_id: str, subject: str, role: str,
     """Record at least `role` for (tenant, subject) without ever lowering it: an LMS only
     says what someone is in one course, so a learner launch of an instructor or operator
     keeps their role, and a teaching launch makes a learner an instructor at most."""
-    if role not in ROLES:
-        raise ValueError(f"role: one of {', '.join(ROLES)}")
     for _ in range(2):
         try:
             with db.session() as sess:
-                row = sess.get(TenantRole, (tenant_id, subject))
-                now = datetime.now(UTC)
-                if row is None:
-                    sess.add(TenantRole(tenant_id=tenant_id, subject=subject, role=role,
-                                        groups=[], source=source, updated_at=now))
-                elif ROLES.index(role) > ROLES.index(row.role if row.role in ROLES else LEARNER):
-                    row.role, row.source, row.updated_at = role, source, now
+                raise_role_in(sess, tenant_id, subject, role, source)
             return
         except IntegrityError:
             continue  # inserted meanwhile by a concurrent sign-in: compare with it
     raise RuntimeError("tenant role could not be recorded")
+
+
+def raise_role_in(sess: Session, tenant_id: str, subject: str, role: str,
+                  source: str = "lti") -> None:
+    """`raise_role` inside the caller's transaction (e.g. one for a whole course roster,
+    so that it is recorded whole or not at all); a concurrent insert of the same person is
+    the caller's IntegrityError."""
+    if role not in ROLES:
+        raise ValueError(f"role: one of {', '.join(ROLES)}")
+    row = sess.get(TenantRole, (tenant_id, subject))
+    now = datetime.now(UTC)
+    if row is None:
+        sess.add(TenantRole(tenant_id=tenant_id, subject=subject, role=role,
+                            groups=[], source=source, updated_at=now))
+    elif ROLES.index(role) > ROLES.index(row.role if row.role in ROLES else LEARNER):
+        row.role, row.source, row.updated_at = role, source, now
 
 
 def role_of(db: Database, tenant_id: str, subject: str) -> str:

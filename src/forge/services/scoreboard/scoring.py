@@ -7,9 +7,10 @@ verdict once across replicas (`score.finalized`, claimed through the shared stor
 what is on disk. It raises:
 
 * `CompletionRefused` — never score this event (forged, mismatched, conflicting result);
-* `ScoringPaused` — not now: no signing key outside dev, storage not writable, or no record
-  of the scenario in the store (its hint charges unknown); the event must stay queued and
-  nothing partial is written;
+* `ScoringPaused` — not now: no signing key outside dev, storage not writable, no record
+  of the scenario in the store (its hint charges unknown), the verdict's audit entry not
+  writable or the store too busy to mark it; the event must stay queued (results are
+  write-once, so the redelivery is safe and audits);
 * anything else — a fault worth retrying (e.g. the scenario's audit log is not there yet).
 """
 
@@ -23,7 +24,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from forge.audit.log import AuditError, global_log, scenario_log
+from sqlalchemy.exc import OperationalError
+
+from forge.audit.log import AuditError, AuditLog, global_log, scenario_log
 from forge.bus.connection import BusConnection
 from forge.bus.contracts import (
     ContractError,
@@ -74,10 +77,6 @@ class ScoringPaused(Exception):
     drop nothing."""
 
 
-class _AuditNotWritten(Exception):
-    """The verdict's audit entry could not be written (its marker must not commit)."""
-
-
 class AuditLogMissing(Exception):
     """The scenario's audit log has no `scenario.completed` entry (yet); retry."""
 
@@ -103,6 +102,22 @@ class Finalized:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _verdict_entry(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The `score.finalized` audit entry's data, from the finalized payload."""
+    return {k: payload[k] for k in ("score", "passed", "total", "score_sha256",
+                                    "bundle_sha256", "key_id")}
+
+
+def _last_event(chain: bytes) -> str | None:
+    """The event name of a chain's last line (None for an empty or unreadable one)."""
+    last = chain.rstrip(b"\n").rpartition(b"\n")[2]
+    try:
+        event = json.loads(last).get("event") if last else None
+    except (ValueError, AttributeError):
+        return None
+    return event if isinstance(event, str) else None
 
 
 def finalized_payload(files: Mapping[str, bytes]) -> dict[str, Any]:
@@ -250,41 +265,63 @@ class Scorer:
                     key: SigningKey) -> None:
         """Audit the verdict once across replicas (each keeps its own chain; the store is
         shared): not when this replica's chain has the entry (a redelivery), not when the
-        store's marker says another replica wrote it; yes on whichever replica gets the
-        completion after a crash between the results and their audit."""
-        sha = str(payload["score_sha256"])
-        if scenario_log(self.storage_root, scenario_id).read_through(
-                "score.finalized") is not None:
-            # Audited here; the marker may not have committed (a crash in between).
-            record_finalized_audit(self.db, scenario_id, sha)
-            return
-        try:
-            with finalized_audit_claim(self.db, scenario_id, sha) as ours:
-                if ours and not self._audit_scored(scenario_id, payload, key):
-                    raise _AuditNotWritten  # roll the marker back: a later delivery audits
-        except _AuditNotWritten:
-            pass
+        store's marker says another replica audited this same verdict; yes on whichever
+        replica gets the completion after a crash between the results and their audit, and
+        yes (logged as an error) when the marker records a different verdict.
 
-    def _audit_scored(self, scenario_id: str, payload: Mapping[str, Any],
-                      key: SigningKey) -> bool:
-        """Append `score.finalized` to the scenario's chain (sealed by a checkpoint) and the
-        global log; True once the scenario's entry is written."""
-        entry = {k: payload[k] for k in ("score", "passed", "total", "score_sha256",
-                                         "bundle_sha256", "key_id")}
-        # The verdict is final and signed; a missing audit line is logged, not fatal.
+        Only the scenario-chain append runs inside the marker's transaction (it must commit
+        with the marker); the checkpoint and the global-log append follow the commit, so no
+        store write lock is held across their fsyncs and the global log's lock. A chain entry
+        that cannot be written or a store that cannot take the marker now is ScoringPaused:
+        the results are write-once, so the redelivery is safe and audits."""
+        sha = str(payload["score_sha256"])
+        try:
+            here = scenario_log(self.storage_root, scenario_id, signer=key)
+            if here.read_through("score.finalized") is not None:
+                # Audited here; the marker may not have committed, nor the entry been sealed
+                # (a crash in between: `scoreboard.audited`).
+                record_finalized_audit(self.db, scenario_id, sha)
+                if _last_event(here.read_bytes()) == "score.finalized":
+                    self._seal_verdict(scenario_id, payload, key, here)
+                return
+            with finalized_audit_claim(self.db, scenario_id, sha) as recorded:
+                if recorded == sha:
+                    return  # another replica audited this verdict
+                if recorded is not None:
+                    log.error("scenario %s has a verdict (score_sha256 %s) other than the one "
+                              "audited before (%s): a replica with its own artifact store or "
+                              "keyring, or results re-created? auditing this one too",
+                              scenario_id, sha, recorded)
+                slog = self._append_verdict(scenario_id, payload, key)
+                crash_point("scoreboard.audited")
+        except OperationalError as exc:  # busy or locked store (flock, lock_timeout)
+            raise ScoringPaused(f"the store cannot mark the audit of {scenario_id} now: "
+                                f"{type(exc.orig).__name__ if exc.orig else exc}") from None
+        self._seal_verdict(scenario_id, payload, key, slog)
+
+    def _append_verdict(self, scenario_id: str, payload: Mapping[str, Any],
+                        key: SigningKey) -> AuditLog:
+        """Append `score.finalized` to the scenario's chain; ScoringPaused if it cannot be
+        written (its marker then rolls back)."""
         try:
             slog = scenario_log(self.storage_root, scenario_id, signer=key)
-            slog.append("score.finalized", entry)
+            slog.append("score.finalized", _verdict_entry(payload))
         except (AuditError, OSError) as exc:
             log.error("audit of %s's verdict failed: %s", scenario_id, exc)
-            return False
+            raise ScoringPaused(f"the verdict of {scenario_id} cannot be audited: "
+                                f"{exc}") from None
+        return slog
+
+    def _seal_verdict(self, scenario_id: str, payload: Mapping[str, Any], key: SigningKey,
+                      slog: AuditLog) -> None:
+        """Seal the chain with a checkpoint and add the verdict to the global log; the entry
+        is written and the verdict final, so a failure here is logged, not fatal."""
         try:
             slog.checkpoint()
             global_log(self.storage_root, signer=key).append(
-                "score.finalized", {"scenario_id": scenario_id, **entry})
+                "score.finalized", {"scenario_id": scenario_id, **_verdict_entry(payload)})
         except (AuditError, OSError) as exc:
             log.error("audit of %s's verdict failed after its entry: %s", scenario_id, exc)
-        return True
 
     def record_failure(self, db: Database, *, subject: str, msg_id: str | None, raw: bytes,
                        error: str, scenario_id: object, attempts: int) -> int:

@@ -11,6 +11,9 @@ course's roster from the platform (Names and Role Provisioning) into the cohort.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +21,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, lti_links
@@ -26,7 +30,7 @@ from forge.errors import ForgeError
 from forge.identity.lti import deep_link_response, map_subject, teaches_course
 from forge.identity.lti_config import Platform
 from forge.identity.lti_services import LtiCallFailed, PlatformClient
-from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR, raise_role, role_of
+from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR, raise_role_in, role_of
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.classroom_routes import CohortId
@@ -44,6 +48,7 @@ from forge.services.spawn.web.security import (
 from forge.services.spawn.web.state import web_state
 from forge.services.spawn.web.teach import _utc
 from forge.services.spawn.web.viewer import signed_in, viewer
+from forge.store.db import Database
 from forge.tokens import LTI_DEEP_LINK, TokenError, verify_token
 
 log = logging.getLogger("forge.spawn.web.lti")
@@ -198,20 +203,53 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
                          "roster to read (not from an LMS course, or the course offers none)",
                          [{"field": "cohort_id"}])
     assert web is not None
-    client = PlatformClient(web.registry, web_state(request).backend.http.client)
-    try:
-        members = await client.members(platform, course.memberships_url)
-    except LtiCallFailed as exc:
-        log.warning("lti roster of %s failed: %s", cohort_id, exc)
-        detail = (f"the LMS roster cannot be used: {exc}" if exc.final
-                  else "the LMS did not give the roster; try again later")
-        raise ForgeError("lti_platform_failed", 502, detail) from None
-    people = _people(platform, members)
-
-    def store() -> int:
-        for subject, teaches in people:
-            raise_role(db, platform.tenant_id, subject, INSTRUCTOR if teaches else LEARNER)
-        return lti_links.enrol_roster(db, cohort_id, platform.tenant_id, people)
-
-    added = await run_in_threadpool(store)
+    with _one_sync(cohort_id):
+        client = PlatformClient(web.registry, web_state(request).backend.http.client)
+        try:
+            members = await client.members(platform, course.memberships_url)
+        except LtiCallFailed as exc:
+            log.warning("lti roster of %s failed: %s", cohort_id, exc)
+            detail = (f"the LMS roster cannot be used: {exc}" if exc.final
+                      else f"the LMS did not give the roster ({exc}); try again later")
+            raise ForgeError("lti_platform_failed", 502, detail) from None
+        people = _people(platform, members)
+        added = await run_in_threadpool(store_roster, db, cohort_id, platform.tenant_id,
+                                        people)
     return {"cohort_id": cohort_id, "members": len(people), "added": added}
+
+
+_SYNCING: set[str] = set()  # cohorts whose roster this process is reading now
+_SYNCING_GUARD = threading.Lock()
+
+
+@contextmanager
+def _one_sync(cohort_id: str) -> Iterator[None]:
+    """At most one roster sync of a cohort at a time (each may read 50 pages and enrol
+    10,000 people): a second one meanwhile is 409 `lti_roster_busy`."""
+    with _SYNCING_GUARD:
+        if cohort_id in _SYNCING:
+            raise ForgeError("lti_roster_busy", 409, "cohort_id: this cohort's LMS roster is "
+                             "being read now; try again when that sync has finished",
+                             [{"field": "cohort_id"}])
+        _SYNCING.add(cohort_id)
+    try:
+        yield
+    finally:
+        with _SYNCING_GUARD:
+            _SYNCING.discard(cohort_id)
+
+
+def store_roster(db: Database, cohort_id: str, tenant_id: str,
+                 people: list[tuple[str, bool]]) -> int:
+    """Raise each person's tenant role and seat them in the cohort, in one transaction: a
+    failure midway leaves no one half-added (and 10,000 people are one write, not 10,001).
+    The number newly added to the cohort."""
+    for _ in range(2):
+        try:
+            with db.session() as sess:
+                for subject, teaches in people:
+                    raise_role_in(sess, tenant_id, subject, INSTRUCTOR if teaches else LEARNER)
+                return lti_links.enrol_roster_in(sess, cohort_id, tenant_id, people)
+        except IntegrityError:
+            continue  # a person inserted meanwhile by their own sign-in: compare with it
+    raise RuntimeError("the roster could not be recorded")
