@@ -113,23 +113,32 @@ class Cgroups:
 
     def signal_all(self, *parts: str) -> None:
         """SIGKILL every process in subtree ``parts`` once, without waiting for them."""
-        if self.version == 2:
-            for top in self.paths(*parts):
-                with contextlib.suppress(OSError):
-                    _write(os.path.join(top, "cgroup.kill"), "1")
+        if self._kill_files(*parts):
             return
         for pid in self.pids(*parts):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def _kill_files(self, *parts: str) -> bool:
+        """Write ``cgroup.kill`` of subtree ``parts`` (v2, kernel >= 5.14); False when
+        that is not available or failed, so the caller kills each pid instead."""
+        if self.version != 2:
+            return False
+        done = True
+        for top in self.paths(*parts):
+            kill_file = os.path.join(top, "cgroup.kill")
+            if not os.path.exists(kill_file):
+                done = False
+                continue
+            try:
+                _write(kill_file, "1")
+            except OSError:
+                done = False
+        return done
+
     def kill(self, *parts: str, deadline_s: float = 5.0) -> bool:
         """SIGKILL every process in subtree ``parts`` until it is empty; True if emptied."""
-        if self.version == 2:
-            for top in self.paths(*parts):
-                kill_file = os.path.join(top, "cgroup.kill")
-                if os.path.exists(kill_file):
-                    with contextlib.suppress(OSError):
-                        _write(kill_file, "1")
+        self._kill_files(*parts)
         end = time.monotonic() + deadline_s
         pause = 0.002  # killed processes take a while to exit: back off, each look walks
         while True:

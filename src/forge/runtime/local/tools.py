@@ -1,22 +1,30 @@
 """Absolute paths of the machine programs the runtime runs, found once per process.
 
 A bare name makes every start search PATH (≈46 failed look-ups per lab with a long
-PATH); the runtime's own programs (bwrap, ip, nsenter, nft) are looked up once with
-``shutil.which`` and cached. Programs run *inside* a sandbox (``setpriv``, ``sh``) are
-never resolved here: an image host's root is its own and its PATH finds them there.
+PATH); the runtime's own programs (bwrap, ip, nsenter, nft) are looked up with
+``shutil.which`` until found, then cached. Programs run *inside* a sandbox (``setpriv``,
+``sh``) are never resolved here: an image host's root is its own and its PATH finds them there.
 """
 
 from __future__ import annotations
 
-import functools
 import shutil
 
 MACHINE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@functools.cache
+_FOUND: dict[str, str] = {}
+
+
 def _which(name: str) -> str | None:
-    return shutil.which(name, path=MACHINE_PATH)
+    """``name``'s absolute path; only hits are cached (a program installed after a miss
+    is found on the next look-up, without a restart)."""
+    path = _FOUND.get(name)
+    if path is None:
+        path = shutil.which(name, path=MACHINE_PATH)
+        if path is not None:
+            _FOUND[name] = path
+    return path
 
 
 def tool(name: str) -> str:

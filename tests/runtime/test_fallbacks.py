@@ -1,0 +1,58 @@
+"""The runtime's fallbacks when the machine lacks a feature: cgroup v2 without
+``cgroup.kill`` (kernels < 5.14) and a program installed after a first failed look-up."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.local import tools
+from forge.runtime.local.cgroups import Cgroups
+
+
+def _cgroup_v2_without_kill(root: Path, pid: int) -> Cgroups:
+    """A cgroup v2 layout (as the engine reads it) whose lab holds ``pid`` and which has
+    no ``cgroup.kill`` file: what a kernel older than 5.14 shows."""
+    (root / "cgroup.controllers").write_text("memory pids cpu\n")
+    leaf = root / "lab" / "box" / "init"
+    leaf.mkdir(parents=True)
+    (leaf / "cgroup.procs").write_text(f"{pid}\n")
+    cg = Cgroups.detect(str(root))
+    assert cg.version == 2
+    return cg
+
+
+def test_signal_all_kills_each_pid_without_cgroup_kill(tmp_path: Path) -> None:
+    """Without ``cgroup.kill``, signalling a lab still kills its processes (one by one),
+    so a destroy does not wait seconds per live sandbox, and nothing is written in its
+    place."""
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        cg = _cgroup_v2_without_kill(tmp_path, proc.pid)
+        cg.signal_all("lab")
+        assert proc.wait(timeout=30) == -9
+        assert not (tmp_path / "lab" / "cgroup.kill").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_tool_installed_after_a_miss_is_found(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program missing at the first look-up is found once installed, without a
+    restart; a found program's path is kept."""
+    name = "forge-test-tool-" + os.urandom(3).hex()
+    monkeypatch.setattr(tools, "MACHINE_PATH", str(tmp_path))
+    assert tools.missing((name,)) == [name]
+    assert tools.tool(name) == name
+    program = tmp_path / name
+    program.write_text("#!/bin/sh\n")
+    program.chmod(program.stat().st_mode | stat.S_IXUSR)
+    assert tools.missing((name,)) == []
+    assert tools.tool(name) == str(program)
+    program.unlink()
+    assert tools.tool(name) == str(program)
