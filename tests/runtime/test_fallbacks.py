@@ -1,5 +1,6 @@
 """The runtime's fallbacks when the machine lacks a feature: cgroup v2 without
-``cgroup.kill`` (kernels < 5.14) and a program installed after a first failed look-up."""
+``cgroup.kill`` (kernels < 5.14), a program installed after a first failed look-up and
+a root whose ``env`` has no ``--default-signal`` (older coreutils, busybox)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from forge.runtime.local import tools
 from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.service_signals import PATH_DIRS, service_prefix
 
 
 def _cgroup_v2_without_kill(root: Path, pid: int) -> Cgroups:
@@ -56,3 +58,29 @@ def test_tool_installed_after_a_miss_is_found(tmp_path: Path,
     assert tools.tool(name) == str(program)
     program.unlink()
     assert tools.tool(name) == str(program)
+
+
+def test_service_prefix_follows_the_roots_own_env(tmp_path: Path) -> None:
+    """A root whose env has ``--default-signal`` gets it (by its in-root path); a root
+    whose env is busybox's (a link to a program without the option) or has no env gets
+    no prefix, so its services still start (with a warning) instead of failing."""
+    assert service_prefix("/") == (_machine_env(), "--default-signal")
+    busybox = tmp_path / "busybox-root"
+    (busybox / "bin").mkdir(parents=True)
+    (busybox / "bin" / "busybox").write_bytes(b"\x7fELF busybox env -i -u -0\n")
+    (busybox / "usr" / "bin").mkdir(parents=True)
+    (busybox / "usr" / "bin" / "env").symlink_to("/bin/busybox")
+    assert service_prefix(str(busybox)) == ()
+    assert service_prefix(str(tmp_path / "empty")) == ()
+    # The decision follows the file: an env upgraded in place is probed again.
+    (busybox / "usr" / "bin" / "env").unlink()
+    (busybox / "usr" / "bin" / "env").write_bytes(b"\x7fELF coreutils --default-signal\n")
+    assert service_prefix(str(busybox)) == ("/usr/bin/env", "--default-signal")
+
+
+def _machine_env() -> str:
+    """The first env on the hosts' PATH of the machine's root."""
+    for d in PATH_DIRS:
+        if os.path.isfile(f"{d}/env"):
+            return f"{d}/env"
+    raise AssertionError("no env on the machine")

@@ -4,7 +4,9 @@ behind at shutdown. Pools of one lab, so the whole module costs a few lab create
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from tests.runtime.helpers import leftovers
 
 CALM = MemoryReading(available_mb=1 << 20, stall_avg10=0.0)
 STARVED = MemoryReading(available_mb=10, stall_avg10=None)
+GLIBC_RESERVED = (1 << 31) | (1 << 32)  # NPTL's own signals (see test_launch)
 
 
 def lab(lab_id: str, secret: str = "", subnet: str = "10.203.0.0/24") -> LabSpec:
@@ -101,6 +104,35 @@ def test_claimed_lab_is_the_scenarios_own_and_the_pool_refills(pooled: LocalRunt
     assert rt.warm_pool.ready_ids() != [pool_id]  # a new lab, never the claimed one
     rt.destroy(info.lab_id)
     assert all(i.lab_id != info.lab_id for i in rt.list())
+
+
+def test_pooled_service_starts_with_default_signals(pooled: LocalRuntime) -> None:
+    """A claimed pool lab's service has no signal ignored or blocked, like a fresh lab's,
+    even when the runtime's process ignores SIGINT/SIGQUIT (a shell's background job)."""
+    rt = pooled
+    assert rt.warm_pool is not None
+    until(lambda: ready(rt) == 1, "the pool never filled")
+    claimed = rt.warm_pool.stats.claimed
+    base = lab("scn-00000000000000b5")
+    spec = dataclasses.replace(base, hosts=[dataclasses.replace(
+        base.hosts[0], command="grep -E '^Sig(Ign|Blk)' /proc/self/status > /srv/status; "
+                               "exec sleep 1000"), *base.hosts[1:]])
+    ignored = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    try:
+        info = rt.create(spec)
+    finally:
+        for sig, old in ignored.items():
+            signal.signal(sig, old)
+    try:
+        assert rt.warm_pool.stats.claimed == claimed + 1
+        until(lambda: rt.exec(info.lab_id, "box", ["cat", "/srv/status"]).stdout_text
+              .count("\n") == 2, "the service never wrote its status")
+        out = rt.exec(info.lab_id, "box", ["cat", "/srv/status"]).stdout_text
+        fields = dict(line.split(":\t") for line in out.splitlines())
+        assert int(fields["SigIgn"], 16) & ~GLIBC_RESERVED == 0
+        assert int(fields["SigBlk"], 16) & ~GLIBC_RESERVED == 0
+    finally:
+        rt.destroy(info.lab_id)
 
 
 def test_other_shape_or_empty_pool_builds_fresh(pooled: LocalRuntime) -> None:

@@ -69,6 +69,7 @@ from forge.runtime.local.sandbox import (
     write_identity,
 )
 from forge.runtime.local.seeds import make_ssh_host_keys, write_root_seeds
+from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import missing
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
 from forge.runtime.local.uids import DEFAULT_CLAIMS_DIR, LabIdentity, UidPool
@@ -171,6 +172,8 @@ class LocalRuntime(Runtime):
             problems.append("network namespaces are not supported by this kernel")
         if not os.path.isdir(self.rootfs):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
+        else:
+            service_prefix(self.rootfs)  # probed once here (a warning if env lacks it)
         return problems
 
     def _require(self) -> None:

@@ -30,6 +30,7 @@ from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
 from forge.runtime.local.launch import start_in_lab
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
+from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, under
@@ -49,17 +50,16 @@ JOIN_SH = (
 # then sends further output to stderr (the host's service log), waits for "go" on stdin
 # (sent once the lab's network is wired and configured, so a service never starts before
 # its interfaces and addresses exist; a closed pipe without "go" ends the sandbox), starts
-# the service as the lab user ("$@" is the env + setpriv prefix: env --default-signal undoes
-# the SIGINT/SIGQUIT ignore the shell gives a background command, so the service starts
-# with default signals), then idles holding the namespaces. The idler stays uid 0 (with
-# bwrap's few capabilities) so the lab user cannot kill it, even with ``kill -9 -1``;
-# no-new-privs is already set by bwrap.
+# the service as the lab user ("$@" is the setpriv prefix, after the root's
+# ``env --default-signal`` where it has the option: it undoes the SIGINT/SIGQUIT ignore the
+# shell gives a background command, see ``service_signals``), then idles holding the
+# namespaces. The idler stays uid 0 (with bwrap's few capabilities) so the lab user
+# cannot kill it, even with ``kill -9 -1``; no-new-privs is already set by bwrap.
 INIT_SH = (
     'echo ready; exec 1>&2; read -r go && [ "$go" = go ] || exit 1; exec 0</dev/null; '
     'cmd=$1; shift; '
     'if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi; exec sleep infinity'
 )
-SERVICE_PREFIX = ("env", "--default-signal")
 
 
 def host_env(host: PlannedHost) -> dict[str, str]:
@@ -257,7 +257,7 @@ def bwrap_argv(
     for key, value in host_env(host).items():
         argv += ["--setenv", key, value]
     argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", "/bin/sh", "-c",
-             INIT_SH, "fg-init", host.spec.command or "", *SERVICE_PREFIX,
+             INIT_SH, "fg-init", host.spec.command or "", *service_prefix(rootfs),
              *setpriv_argv(uid, host.caps)]
     return argv
 

@@ -41,6 +41,7 @@ from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import host_roots, merged_root
 from forge.runtime.local.sandbox import HostPaths, host_env, seed_host_dir
 from forge.runtime.local.seeds import write_root_seeds
+from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost, plan_lab
 from forge.runtime.warm import (
@@ -366,7 +367,8 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
     _replace_meta(rt, lab_id, meta)
     for host in plan.hosts:
         if host.spec.command:
-            _start_service(rt, lab_id, host, uid)
+            _start_service(rt, lab_id, host, uid,
+                           str(meta["hosts"][host.spec.name].get("rootfs", rt.rootfs)))
 
 
 def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> None:
@@ -377,9 +379,11 @@ def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> Non
     os.replace(path + ".tmp", path)
 
 
-def _start_service(rt: LocalRuntime, lab_id: str, host: PlannedHost, uid: int) -> None:
+def _start_service(rt: LocalRuntime, lab_id: str, host: PlannedHost, uid: int,
+                   root: str) -> None:
     """Start the host's service as the lab user, in the host's ``init`` cgroup (so sealing
-    for grading leaves it running, as a service started by the init itself)."""
+    for grading leaves it running, as a service started by the init itself), with default
+    signals like a fresh lab's (``root``: the host's recorded root, for the probe)."""
     name = host.spec.name
     pid = init_pid(rt.names, lab_id, name)
     stem = rt.names.lab(lab_id)
@@ -387,7 +391,8 @@ def _start_service(rt: LocalRuntime, lab_id: str, host: PlannedHost, uid: int) -
     log_path = os.path.join(rt.names.host_dir(lab_id, name), "service.log")
     try:
         argv = enter_argv(pid, host.caps, host_env(host),
-                          ["/bin/sh", "-c", host.spec.command or ""], uid, filter_fd)
+                          [*service_prefix(root), "/bin/sh", "-c", host.spec.command or ""],
+                          uid, filter_fd)
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
