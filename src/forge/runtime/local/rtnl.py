@@ -9,6 +9,7 @@ Requests are acknowledged one by one, so an error names the request that failed.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -19,7 +20,9 @@ NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 20, 24
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = (
     1, 2, 4, 0x200, 0x400, 0x300)
+NLM_F_DUMP_INTR = 0x10
 NLMSG_ERROR, NLMSG_DONE = 2, 3
+DUMP_TRIES = 5
 IFF_UP = 1
 IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE, IFLA_IFALIAS = 3, 10, 16, 20
 IFA_ADDRESS, IFA_LOCAL = 1, 2
@@ -55,6 +58,7 @@ class Rtnl:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.sock.bind((0, 0))
         self.seq = 0
+        self.interrupted = False
 
     def close(self) -> None:
         """Close the socket."""
@@ -72,18 +76,27 @@ class Rtnl:
                                  self.seq, 0) + body)
         return self.seq
 
+    def _recv(self) -> tuple[bytes, int]:
+        """One datagram and its sender's netlink port (0: the kernel)."""
+        data, (sender, _groups) = self.sock.recvfrom(1 << 16)
+        return data, sender
+
     def _replies(self, seq: int) -> Iterator[tuple[int, bytes]]:
-        """(type, payload) of each reply to ``seq`` until its end; raises on an error."""
+        """(type, payload) of each reply to ``seq`` until its end; raises OSError on an
+        error reply or a malformed message (a dump's NLM_F_DUMP_INTR sets ``interrupted``)."""
+        self.interrupted = False
         while True:
-            data = self.sock.recv(1 << 16)
-            pos = 0
-            while pos + _HDR.size <= len(data):
-                size, kind, flags, got, _pid = _HDR.unpack_from(data, pos)
-                payload = data[pos + _HDR.size:pos + size]
-                pos += (size + 3) & ~3
+            data, sender = self._recv()
+            if sender != 0:
+                continue  # only the kernel answers requests
+            for kind, flags, got, payload in messages(data):
                 if got != seq:
                     continue
+                if flags & NLM_F_DUMP_INTR:
+                    self.interrupted = True
                 if kind == NLMSG_ERROR:
+                    if len(payload) < 4:
+                        raise OSError(errno.EPROTO, "short netlink error message")
                     code = struct.unpack_from("=i", payload)[0]
                     if code:
                         raise OSError(-code, os.strerror(-code))
@@ -131,11 +144,28 @@ class Rtnl:
                      what=f"route {dest} via {via}")
 
     def ports_down(self) -> list[str]:
-        """Names of the bridge ports (links with a master) not operationally up."""
-        seq = self._send(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
-        down = []
-        for _kind, payload in self._replies(seq):
-            found = dict(_attrs(payload[_IFINFO.size:]))
-            if IFLA_MASTER in found and found.get(IFLA_OPERSTATE, b"\0")[0] != IF_OPER_UP:
-                down.append(found.get(IFLA_IFNAME, b"?").rstrip(b"\0").decode())
-        return down
+        """Names of the bridge ports (links with a master) not operationally up (a dump
+        the kernel marks interrupted, by a concurrent change, is taken again, bounded)."""
+        for _ in range(DUMP_TRIES):
+            seq = self._send(RTM_GETLINK, NLM_F_DUMP,
+                             _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+            down = []
+            for _kind, payload in self._replies(seq):
+                found = dict(_attrs(payload[_IFINFO.size:]))
+                if IFLA_MASTER in found and found.get(IFLA_OPERSTATE, b"\0")[0] != IF_OPER_UP:
+                    down.append(found.get(IFLA_IFNAME, b"?").rstrip(b"\0").decode())
+            if not self.interrupted:
+                return down
+        raise OSError(errno.EAGAIN, f"link dump interrupted {DUMP_TRIES} times")
+
+
+def messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
+    """(type, flags, seq, payload) of each netlink message in datagram ``data``; a header
+    claiming less than itself or more than the datagram holds raises OSError (EPROTO)."""
+    pos = 0
+    while pos + _HDR.size <= len(data):
+        size, kind, flags, seq, _pid = _HDR.unpack_from(data, pos)
+        if size < _HDR.size or pos + size > len(data):
+            raise OSError(errno.EPROTO, f"malformed netlink message (length {size})")
+        yield kind, flags, seq, data[pos + _HDR.size:pos + size]
+        pos += (size + 3) & ~3
