@@ -1,17 +1,20 @@
-"""How sandboxes start: directly, in their cgroups, from a small mount namespace, with
-default signals; and how many labs end at once (``destroy_many``)."""
+"""How sandboxes start: directly, in their cgroups, from a small mount namespace (or the
+machine's, when the base cannot hold the lab or the kernel refuses it), with default
+signals; and how many labs end at once (``destroy_many``)."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import signal
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from forge.runtime.local import LocalRuntime
-from forge.runtime.local.launch import lab_mounts
+from forge.runtime.local import LocalRuntime, launch
+from forge.runtime.local.launch import base_namespace, lab_mounts
 from forge.runtime.local.reconcile import init_pid
 from tests.runtime.helpers import leftovers, simple_lab
 
@@ -113,3 +116,75 @@ def test_destroy_many_leaves_nothing(rt: LocalRuntime, prefix: str) -> None:
         mounts = fh.read()
     assert not [i for i in ids if i in mounts]
     assert not uids & set(rt.uids.claimed())
+
+
+def test_lab_mounts_keeps_non_ascii_paths() -> None:
+    """Mount points are decoded from the kernel's octal escapes only: a non-ASCII state
+    directory is found as itself (else the base keeps old labs' disks pinned)."""
+    line = ("812 30 0:99 / /srv/f\u00f6rge\\040st\u00e4te/lab rw,relatime shared:1 - tmpfs "
+            "forge-lab rw,size=1024k\n")
+    assert lab_mounts(line) == ["/srv/f\u00f6rge st\u00e4te/lab"]
+    assert lab_mounts(line.encode()) == ["/srv/f\u00f6rge st\u00e4te/lab"]
+
+
+def test_base_leaves_out_labs_under_a_non_ascii_state_dir(tmp_path: Path) -> None:
+    """With a state directory named in UTF-8, a sandbox's starting namespace still holds
+    only its own lab's disk."""
+    state = tmp_path / "f\u00f6rge st\u00e4te"
+    runtime = LocalRuntime(str(state), prefix="u" + secrets.token_hex(2))
+    ids = ["na-" + secrets.token_hex(3) for _ in range(2)]
+    try:
+        for lab_id in ids:
+            runtime.create(simple_lab(lab_id))
+        monitor = _parent(init_pid(runtime.names, ids[1], "box"))
+        with open(f"/proc/{monitor}/mountinfo", "rb") as fh:
+            assert lab_mounts(fh.read()) == [runtime.names.data_root(ids[1])]
+    finally:
+        runtime.destroy_many([i for i in ids if os.path.isdir(runtime.names.lab_dir(i))])
+        runtime.close()
+
+
+def test_rootfs_mounted_after_the_base_falls_back(tmp_path: Path) -> None:
+    """A rootfs whose system dirs were mounted after the base namespace was made (they
+    are empty directories there) still gives working labs: the sandbox starts from the
+    machine's namespace instead."""
+    base_namespace()
+    root = tmp_path / "late-root"
+    mounted = []
+    for d in ("usr", "etc"):
+        (root / d).mkdir(parents=True)
+    for d in ("bin", "sbin", "lib", "lib64"):
+        if os.path.exists(f"/{d}"):
+            (root / d).symlink_to(os.path.realpath(f"/{d}"))
+    late = LocalRuntime(str(tmp_path / "late-state"), prefix="r" + secrets.token_hex(2),
+                        rootfs=str(root))
+    lab_id = "lr-" + secrets.token_hex(3)
+    try:
+        for d in ("usr", "etc"):
+            subprocess.run(["mount", "--bind", f"/{d}", str(root / d)], check=True)
+            mounted.append(str(root / d))
+        late.create(simple_lab(lab_id))
+        assert late.exec(lab_id, "box", ["sh", "-c", "echo up"]).stdout_text == "up\n"
+    finally:
+        if os.path.isdir(late.names.lab_dir(lab_id)):
+            late.destroy(lab_id)
+        late.close()
+        for path in mounted:
+            subprocess.run(["umount", "-l", path], check=False)
+
+
+def test_kernel_refusing_the_base_falls_back_once(rt: LocalRuntime,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the kernel has no open_tree (ENOSYS on an old kernel; a syscall number no
+    kernel has stands in for it), labs still start, from the machine's namespace, and
+    the base is not tried again."""
+    monkeypatch.setattr(launch, "SYS_OPEN_TREE", 99_999)
+    monkeypatch.setattr(launch, "_unusable", False)
+    lab_id = "nb-" + secrets.token_hex(3)
+    try:
+        rt.create(simple_lab(lab_id))
+        assert not launch.base_usable()
+        assert rt.exec(lab_id, "box", ["sh", "-c", "echo up"]).stdout_text == "up\n"
+    finally:
+        if os.path.isdir(rt.names.lab_dir(lab_id)):
+            rt.destroy(lab_id)

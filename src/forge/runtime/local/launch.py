@@ -14,7 +14,10 @@ die, and with them the copy and the clone. The machine's namespace is never chan
 from __future__ import annotations
 
 import ctypes
+import errno
+import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -33,25 +36,50 @@ OPEN_TREE_CLONE, AT_RECURSIVE, AT_FDCWD = 1, 0x8000, -100
 MOVE_MOUNT_F_EMPTY_PATH = 4
 LAB_SOURCES = ("forge-lab", "forge-root")  # the lab disk's and image overlays' sources
 
+log = logging.getLogger("forge.runtime.launch")
 _libc = ctypes.CDLL(None, use_errno=True)
 _lock = threading.Lock()
 _base_fd = -1
 
 
+_unusable = False  # set once the kernel refused the base (ENOSYS, EPERM): not retried
+UNSUPPORTED = (errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP)
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+class NotInBase(OSError):
+    """The lab cannot be placed in a copy of the base namespace (e.g. its state directory
+    is on a file system mounted after the base was made)."""
+
+
+class BaseUnusable(NotInBase):
+    """The kernel refuses what the base namespace needs (an old kernel without
+    open_tree/move_mount, a container's seccomp policy): no lab can use it."""
+
+
 def _check(ret: int, what: str) -> None:
     if ret < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        kind = BaseUnusable if err in UNSUPPORTED else OSError
+        raise kind(err, f"{what}: {os.strerror(err)}")
 
 
-def lab_mounts(mountinfo: str) -> list[str]:
+def unescape_mount_point(field: bytes) -> str:
+    """A mountinfo mount point as a path: the kernel's octal escapes (space, tab, newline,
+    backslash) decoded on the bytes, the rest kept as the file system's bytes."""
+    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field))
+
+
+def lab_mounts(mountinfo: str | bytes) -> list[str]:
     """Mount points of lab disks and image overlays in a mountinfo text, deepest first."""
+    data = os.fsencode(mountinfo) if isinstance(mountinfo, str) else mountinfo
+    sources = {s.encode() for s in LAB_SOURCES}
     points = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
+    for line in data.splitlines():
+        left, sep, right = line.partition(b" - ")
         fields = right.split()
-        if sep and len(fields) > 1 and fields[1] in LAB_SOURCES:
-            points.append(left.split()[4].encode().decode("unicode_escape"))
+        if sep and len(fields) > 1 and fields[1] in sources:
+            points.append(unescape_mount_point(left.split()[4]))
     return sorted(points, key=len, reverse=True)
 
 
@@ -61,10 +89,10 @@ def _make_base() -> int:
     _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
     # Private first, so the unmounts below never reach the machine's namespace.
     _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
-    with open("/proc/thread-self/mountinfo", encoding="utf-8") as fh:
+    with open("/proc/thread-self/mountinfo", "rb") as fh:
         points = [NETNS_DIR, *lab_mounts(fh.read())]
     for point in points:
-        _libc.umount2(point.encode(), MNT_DETACH)  # a parent's detach may have taken it
+        _libc.umount2(os.fsencode(point), MNT_DETACH)  # a parent's detach may have taken it
     return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
 
 
@@ -78,15 +106,26 @@ def base_namespace() -> int:
         return _base_fd
 
 
-class NotInBase(OSError):
-    """The lab cannot be placed in a copy of the base namespace (e.g. its state directory
-    is on a file system mounted after the base was made)."""
+def base_usable() -> bool:
+    """False once the kernel refused the base namespace (every start then uses the
+    machine's mount namespace)."""
+    return not _unusable
 
 
-def enter_lab_namespace(data_root: str, needed: str) -> None:
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def enter_lab_namespace(data_root: str, needed: dict[str, tuple[int, int] | None]) -> None:
     """Move the calling thread (one about to start a sandbox, then discarded) into a fresh
     copy of the base namespace holding only the lab's own disk at ``data_root``; raises
-    ``NotInBase`` when the file ``needed`` is not visible there."""
+    ``NotInBase`` when a ``needed`` path is not the same file there as on the machine
+    (device and inode: a file system mounted after the base was made shows its mount
+    point's empty directory in the base)."""
     base = base_namespace()
     tree = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, data_root.encode(),
                          OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC)
@@ -98,29 +137,42 @@ def enter_lab_namespace(data_root: str, needed: str) -> None:
         if _libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, data_root.encode(),
                          MOVE_MOUNT_F_EMPTY_PATH) != 0:
             err = ctypes.get_errno()
-            raise NotInBase(err, f"attach lab disk at {data_root}: {os.strerror(err)}")
+            kind = BaseUnusable if err in (errno.ENOSYS, errno.EPERM) else NotInBase
+            raise kind(err, f"attach lab disk at {data_root}: {os.strerror(err)}")
     finally:
         os.close(tree)
-    if not os.path.exists(needed):
-        raise NotInBase(f"{needed} is not visible in the base mount namespace")
+    for path, ident in needed.items():
+        if _identity(path) != ident:
+            raise NotInBase(f"{path} is not the machine's in the base mount namespace")
 
 
-def start_in_lab(netns: str, data_root: str, needed: str, start: Callable[[], T]) -> T:
+def start_in_lab(netns: str, data_root: str, needed: list[str], start: Callable[[], T]) -> T:
     """Run ``start()`` (which starts a sandbox) in a thread inside network namespace
     ``netns`` and a copy of the base mount namespace holding the lab's disk; when the lab
-    cannot be placed there (``NotInBase``), in the machine's mount namespace instead."""
+    cannot be placed there (``NotInBase``: a ``needed`` path differs there, or the kernel
+    refuses the base, which is then not tried again), in the machine's mount namespace."""
+    global _unusable
+    seen = {p: _identity(p) for p in needed}
 
     def work(trim: bool) -> T:
         fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
         try:
             if trim:
-                enter_lab_namespace(data_root, needed)
+                enter_lab_namespace(data_root, seen)
             _check(_libc.setns(fd, CLONE_NEWNET), f"setns {netns}")
         finally:
             os.close(fd)
         return start()
 
-    try:
-        return in_thread(lambda: work(True))
-    except NotInBase:
-        return in_thread(lambda: work(False))
+    if not _unusable:
+        try:
+            return in_thread(lambda: work(True))
+        except BaseUnusable as exc:
+            with _lock:
+                first, _unusable = not _unusable, True
+            if first:
+                log.warning("sandboxes start from the machine's mount namespace (slower "
+                            "with many live labs): the base namespace is refused: %s", exc)
+        except NotInBase:
+            pass
+    return in_thread(lambda: work(False))

@@ -317,8 +317,11 @@ def spawn_init(
             theirs.append(filter_fd)
             argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image,
                               info_fd=info_w, block_fd=block_r)
+            root = merged_root(paths.data_dir) if image else rootfs
+            needed = [os.path.join(paths.lab_dir, "passwd"), root,
+                      *(os.path.join(root, d) for d in SYSTEM_DIRS)]
             proc = start_in_lab(
-                netns, os.path.dirname(paths.data_dir), os.path.join(paths.lab_dir, "passwd"),
+                netns, os.path.dirname(paths.data_dir), needed,
                 lambda: _popen(argv, go_r, ready_w, log.fileno(), (info_w, block_r, filter_fd)))
         for fd in theirs:
             os.close(fd)
