@@ -155,7 +155,9 @@ def register(app: typer.Typer) -> None:
             finally:
                 if supervisor is not None:
                     supervisor.stop()
-                    teardown_labs(settings)
+                    for problem in teardown_labs(settings).failures:
+                        console.print(f"lab teardown failed: {problem}", markup=False,
+                                      highlight=False)
         console.print(_summary(result, platform))
         if failure or not result.verified:
             console.print(f"[red]demo failed:[/] {failure or 'verdict not verified'}")

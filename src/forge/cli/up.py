@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -99,27 +101,52 @@ def store_label(db_url: str) -> str:
     return f"{name} ({url.database})"
 
 
+@dataclass
+class LabTeardown:
+    """What `--teardown-labs` did: labs destroyed, and one line per node that failed."""
+
+    destroyed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
 def teardown_labs(settings: Settings, topology: Topology | None = None,
-                  env: dict[str, str] | None = None) -> int:
+                  env: dict[str, str] | None = None) -> LabTeardown:
     """Destroy every lab of this installation (for `--teardown-labs`): of every lab node's
     runtime prefix when `topology` is given, else of `settings`' prefix."""
-    from forge.runtime.factory import make_runtime
-
-    node_settings = [settings]
+    nodes = [("local", settings)]
     if topology is not None:
         base = dict(os.environ if env is None else env)
-        node_settings = [load_settings({**base, **node.environ("127.0.0.1", 0)})
-                         for node in topology.nodes]
-    destroyed = 0
-    for one in node_settings:
-        runtime = make_runtime(one)
-        labs = runtime.list()
+        nodes = [(f"node {node.node or node.name}",
+                  load_settings({**base, **node.environ("127.0.0.1", 0)}))
+                 for node in topology.nodes]
+    return teardown_nodes(nodes)
+
+
+def teardown_nodes(nodes: list[tuple[str, Settings]]) -> LabTeardown:
+    """Destroy every lab of each named node's runtime; a node that fails does not stop
+    the others (each failure is reported, with what that node did destroy counted)."""
+    from forge.runtime.factory import make_runtime
+
+    result = LabTeardown()
+    for label, one in nodes:
+        labs: list[str] = []
         try:
-            runtime.destroy_many([info.lab_id for info in labs])
+            runtime = make_runtime(one)
+        except Exception as exc:  # reported; the other nodes still go
+            result.failures.append(f"{label}: {exc}")
+            continue
+        try:
+            labs = [info.lab_id for info in runtime.list()]
+            runtime.destroy_many(labs)
+            result.destroyed += len(labs)
+        except Exception as exc:  # reported; the other nodes still go
+            result.failures.append(f"{label}: {exc}")
+            with contextlib.suppress(Exception):
+                left = {info.lab_id for info in runtime.list()}
+                result.destroyed += len([i for i in labs if i not in left])
         finally:
             runtime.close()
-        destroyed += len(labs)
-    return destroyed
+    return result
 
 
 def build_needed_images(settings: Settings) -> None:
@@ -277,8 +304,13 @@ def register(app: typer.Typer) -> None:
         finally:
             console.print("stopping…")
             sup.stop()
+            torn = LabTeardown()
             if teardown:
-                console.print(f"destroyed {teardown_labs(settings, topology, env)} lab(s)")
+                torn = teardown_labs(settings, topology, env)
+                console.print(f"destroyed {torn.destroyed} lab(s)")
+                for failure in torn.failures:
+                    console.print(f"lab teardown failed: {failure}", markup=False,
+                                  highlight=False)
             console.print("stopped.")
-        if not ready:
+        if not ready or torn.failures:
             sys.exit(1)
