@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from forge.runtime.base import RuntimeFault
 from forge.runtime.local import LocalRuntime, launch
 from forge.runtime.local.launch import base_namespace, lab_mounts
+from forge.runtime.local.netns import create_netns, remove_netns
 from forge.runtime.local.reconcile import init_pid
+from forge.runtime.local.sandbox import HostPaths, seed_host_dir, spawn_init, write_identity
+from forge.runtime.plan import plan_lab
 from tests.runtime.helpers import leftovers, simple_lab
 
 pytestmark = pytest.mark.root
@@ -188,3 +192,38 @@ def test_kernel_refusing_the_base_falls_back_once(rt: LocalRuntime,
     finally:
         if os.path.isdir(rt.names.lab_dir(lab_id)):
             rt.destroy(lab_id)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if text.encode() in fh.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_sandbox_that_cannot_join_its_cgroup_is_a_fault_and_leaves_nothing(
+        tmp_path: Path, prefix: str) -> None:
+    """A sandbox whose cgroup is gone when it is moved there (a lab destroyed during its
+    create) ends as a RuntimeFault naming the host, with no bwrap or sandbox process
+    left running, in the host's cgroup or elsewhere."""
+    host = plan_lab(simple_lab("sf-" + secrets.token_hex(3))).hosts[0]
+    paths = HostPaths(str(tmp_path / "lab"), str(tmp_path / "lab" / "box"),
+                      str(tmp_path / "data" / "box"))
+    os.makedirs(paths.lab_dir)
+    write_identity(paths.lab_dir, 65530, 65531)
+    seed_host_dir(paths, host, 65530)
+    ns = f"{prefix}.sf{secrets.token_hex(3)}"
+    create_netns(ns)
+    try:
+        with pytest.raises(RuntimeFault) as info:
+            spawn_init(host, paths, ns, [str(tmp_path / "gone" / "cgroup.procs")], "/",
+                       True, 65530)
+        assert "host box: sandbox ended while starting" in str(info.value)
+        assert _processes_mentioning(paths.data_dir) == []
+    finally:
+        remove_netns(ns)

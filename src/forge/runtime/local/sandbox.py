@@ -332,20 +332,48 @@ def spawn_init(
         except (ValueError, KeyError, OSError) as exc:
             raise RuntimeFault(f"host {host.spec.name}: sandbox did not start ({exc}): "
                                f"{_tail(log_path)}") from None
-        for procs in cgroup_procs:
-            for pid in (proc.pid, child):
-                with open(procs, "w", encoding="ascii") as fh:
-                    fh.write(str(pid))
-        os.write(block_w, b"1")
+        try:
+            if _parent_of(child) != proc.pid:  # a reused pid is never moved or killed
+                gone, child = child, 0
+                raise ProcessLookupError(f"pid {gone} is not the sandbox's")
+            for procs in cgroup_procs:
+                for pid in (proc.pid, child):
+                    with open(procs, "w", encoding="ascii") as fh:
+                        fh.write(str(pid))
+            os.write(block_w, b"1")
+        except (ProcessLookupError, BrokenPipeError, FileNotFoundError) as exc:
+            raise RuntimeFault(f"host {host.spec.name}: sandbox ended while starting "
+                               f"({exc}): {_tail(log_path)}") from None
     except BaseException:
+        # The sandbox dies before its block pipe closes: bwrap takes EOF there as "go",
+        # and its shell would start outside the host's cgroup.
+        if proc is not None:
+            _stop(proc, child or _child_of(proc.pid))
         for fd in mine + theirs:
             os.close(fd)
-        if proc is not None:
-            _stop(proc, child)
         raise
     os.close(info_r)
     os.close(block_w)
     return PendingInit(proc, child, ready_r, go_w, log_path)
+
+
+def _parent_of(pid: int) -> int:
+    """The parent pid of ``pid`` (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _child_of(pid: int) -> int:
+    """The child of the bwrap process ``pid`` when its report was not read (0: none)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            kids = fh.read().split()
+    except OSError:
+        return 0
+    return int(kids[0]) if kids else 0
 
 
 def _popen(argv: list[str], stdin: int, stdout: int, stderr: int,
@@ -359,13 +387,22 @@ def _popen(argv: list[str], stdin: int, stdout: int, stderr: int,
 
 def _stop(proc: subprocess.Popen[bytes], child: int) -> None:
     """Kill a sandbox that may not be in its cgroup yet: its pid-namespace init first
-    (the kernel then kills the namespace) while bwrap still waits for it, then bwrap."""
+    (the kernel then kills the namespace) while bwrap still waits for it, then bwrap;
+    returns once both have ended (the init: bounded, 5 s)."""
+    pidfd = -1
     if child > 0 and proc.poll() is None:
+        with contextlib.suppress(OSError):  # gone already, or no pidfds (kernel < 5.3)
+            pidfd = os.pidfd_open(child)
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+    if pidfd >= 0:  # the sandbox's init is not ours to wait for: its pidfd says it ended
+        try:
+            select.select([pidfd], [], [], 5.0)
+        finally:
+            os.close(pidfd)
 
 
 def abort_init(pending: PendingInit) -> None:
