@@ -72,3 +72,19 @@ def test_a_node_back_from_loss_destroys_the_labs_failed_meanwhile(make_orch: Mak
     assert lost not in node.held and kept in node.held
     assert kept in {info.lab_id for info in n1.runtime.list()}
     assert n1.row(kept).state == states.RUNNING
+
+
+def test_start_destroys_every_orphan_lab_and_adopts_the_live_one(make_orch: MakeOrch) -> None:
+    """Labs in the runtime without a live scenario (a crashed run's ended labs, its warm
+    pool) are all destroyed at start, together; the live lab is adopted and keeps running."""
+    n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
+    live, ended_a, ended_b = _running(n1), _running(n1), _running(n1)
+    for sid in (ended_a, ended_b):  # rows ended while their labs stayed (a crash between)
+        with n1.state.ctx.db.session() as sess:
+            sess.execute(update(Scenario).where(Scenario.scenario_id == sid)
+                         .values(state=states.FAILED))
+    report = reconcile(n1.state)
+    assert sorted(report["destroyed"]) == sorted([ended_a, ended_b])
+    assert report["adopted"] == [live] and report["lost"] == []
+    assert {info.lab_id for info in n1.runtime.list()} == {live}
+    assert n1.row(live).state == states.RUNNING

@@ -174,14 +174,21 @@ def test_pool_shrinks_under_memory_pressure_and_refills_after(
 def test_pool_labs_are_torn_down_at_shutdown(tmp_path: Path) -> None:
     prefix = "w" + secrets.token_hex(2)
     rt = LocalRuntime(str(tmp_path), prefix=prefix)
-    rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
-    until(lambda: ready(rt) == 1, "the pool never filled")
-    assert leftovers(prefix, str(tmp_path))  # the pool lab exists...
-    assert rt.warm({}) == {}
-    assert leftovers(prefix, str(tmp_path)) == []  # ...and is gone: netns, cgroups, procs
-    rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
-    until(lambda: ready(rt) == 1, "the pool never filled again")
-    rt.close()  # the orchestrator's shutdown path
+    try:
+        rt.warm({"two": (lab("x"), 3)}, quiet_s=0.05, poll_s=0.1)
+        until(lambda: ready(rt) == 3, "the pool never filled")
+        # A smaller size drops the extra ready labs (destroyed together) and keeps one.
+        assert rt.warm({"two": (lab("x"), 1)})["two"] == {"ready": 1, "size": 1}
+        assert len([i for i in rt.list() if i.lab_id.startswith("wp-")]) == 1
+        rt.warm({"two": (lab("x"), 3)}, quiet_s=0.05, poll_s=0.1)
+        until(lambda: ready(rt) == 3, "the pool never filled again")
+        assert leftovers(prefix, str(tmp_path))  # the pool labs exist...
+        assert rt.warm({}) == {}  # the drain: every ready lab at once
+        assert leftovers(prefix, str(tmp_path)) == []  # ...and are gone: netns, cgroups, procs
+        rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
+        until(lambda: ready(rt) == 1, "the pool never filled again")
+    finally:
+        rt.close()  # the orchestrator's shutdown path (also the cleanup of a failed test)
     assert leftovers(prefix, str(tmp_path)) == []
 
 

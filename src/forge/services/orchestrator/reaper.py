@@ -117,8 +117,9 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
             log.warning("lab %s is in this runtime but its row names another node; left "
                         "alone (do two nodes share FORGE_RUNTIME_PREFIX?)", lab_id)
         else:
-            state.runtime.destroy(lab_id)
             report["destroyed"].append(lab_id)
+    if report["destroyed"]:  # orphans together (a crashed run's pool labs can be many)
+        state.runtime.destroy_many(report["destroyed"])
     report["lost"] = sorted(live - labs)
     if state.node is not None:
         claim_adopted(state.ctx.db, report["adopted"], state.node.node_id,
