@@ -9,8 +9,12 @@ what is on disk. It raises:
 * `CompletionRefused` — never score this event (forged, mismatched, conflicting result);
 * `ScoringPaused` — not now: no signing key outside dev, storage not writable, no record
   of the scenario in the store (its hint charges unknown), the verdict's audit entry not
-  writable or the store too busy to mark it; the event must stay queued (results are
-  write-once, so the redelivery is safe and audits);
+  writable (a file error) or the store too busy to mark it; the event must stay queued
+  (results are write-once, so the redelivery is safe and audits);
+* `AuditFailed` — the verdict cannot be audited and waiting will not help (the replica's
+  copy of the chain is corrupt, the store fails for good: read-only, I/O error, schema):
+  retried with backoff, then dead-lettered with the reason, recoverable by reprocess once
+  repaired;
 * anything else — a fault worth retrying (e.g. the scenario's audit log is not there yet).
 """
 
@@ -24,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from forge.audit.log import AuditError, AuditLog, global_log, scenario_log
 from forge.bus.connection import BusConnection
@@ -57,6 +61,7 @@ from forge.services.scoreboard.event_intake import (
 )
 from forge.services.scoreboard.shipped import COMPLETED_EVENT, fetch_pack, shipped_audit_log
 from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
+from forge.store.busy import store_busy, store_error_text
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
 from forge.store.finalized_audits import finalized_audit_claim, record_finalized_audit
@@ -75,6 +80,11 @@ CONSUMER = DURABLE_SCOREBOARD_COMPLETED
 class ScoringPaused(Exception):
     """Scoring cannot happen now (signing key, storage, the scenario's record); retry later,
     drop nothing."""
+
+
+class AuditFailed(Exception):
+    """The verdict's audit failed in a way waiting cannot fix; the normal fault path
+    (retry with backoff, then dead letter with this reason)."""
 
 
 class AuditLogMissing(Exception):
@@ -294,22 +304,30 @@ class Scorer:
                               scenario_id, sha, recorded)
                 slog = self._append_verdict(scenario_id, payload, key)
                 crash_point("scoreboard.audited")
-        except OperationalError as exc:  # busy or locked store (flock, lock_timeout)
-            raise ScoringPaused(f"the store cannot mark the audit of {scenario_id} now: "
-                                f"{type(exc.orig).__name__ if exc.orig else exc}") from None
+        except DBAPIError as exc:
+            if store_busy(exc):  # locked (flock, lock_timeout), deadlock, unreachable
+                raise ScoringPaused(f"the store cannot mark the audit of {scenario_id} now: "
+                                    f"{store_error_text(exc)}") from None
+            raise AuditFailed(f"the store cannot mark the audit of {scenario_id}: "
+                              f"{store_error_text(exc)}") from None
         self._seal_verdict(scenario_id, payload, key, slog)
 
     def _append_verdict(self, scenario_id: str, payload: Mapping[str, Any],
                         key: SigningKey) -> AuditLog:
-        """Append `score.finalized` to the scenario's chain; ScoringPaused if it cannot be
-        written (its marker then rolls back)."""
+        """Append `score.finalized` to the scenario's chain (its marker rolls back if this
+        raises): ScoringPaused if the file cannot be written now, AuditFailed if the chain
+        is corrupt (no waiting repairs it: retried, then dead-lettered with the reason)."""
         try:
             slog = scenario_log(self.storage_root, scenario_id, signer=key)
             slog.append("score.finalized", _verdict_entry(payload))
-        except (AuditError, OSError) as exc:
+        except AuditError as exc:
             log.error("audit of %s's verdict failed: %s", scenario_id, exc)
-            raise ScoringPaused(f"the verdict of {scenario_id} cannot be audited: "
-                                f"{exc}") from None
+            raise AuditFailed(f"the verdict of {scenario_id} cannot be audited: "
+                              f"{exc}") from None
+        except OSError as exc:
+            log.error("audit of %s's verdict failed: %s", scenario_id, exc)
+            raise ScoringPaused(f"the verdict of {scenario_id} cannot be audited now: "
+                                f"{exc.strerror or exc}") from None
         return slog
 
     def _seal_verdict(self, scenario_id: str, payload: Mapping[str, Any], key: SigningKey,
@@ -342,5 +360,5 @@ class Scorer:
         return event_id
 
 
-__all__ = ["AuditLogMissing", "CompletionRefused", "Finalized", "Scorer", "ScoringPaused",
-           "finalized_payload"]
+__all__ = ["AuditFailed", "AuditLogMissing", "CompletionRefused", "Finalized", "Scorer",
+           "ScoringPaused", "finalized_payload"]
