@@ -244,6 +244,76 @@ def test_replica_killed_between_entry_and_marker_audits_at_least_once(
     assert report.ok and report.checkpoints == 1, report.reasons  # the entry is sealed
 
 
+def _sealed_checkpoints(replicas: Replicas, board: Scorer, name: str, sid: str) -> int:
+    """Checkpoints after the last `score.finalized` entry of replica `name`'s chain (the
+    chain verified with the installation's key)."""
+    key = board.signing_key()
+    chain = scenario_log(replicas.tmp_path / name, sid)
+    report = chain.verify({key.key_id: key.public_key})
+    assert report.ok, report.reasons
+    return chain.read_bytes().rpartition(FINALIZED)[2].count(b'"audit.checkpoint"')
+
+
+def test_replica_killed_after_the_marker_seals_at_its_sweep(
+        replicas: Replicas, stores: list[Database]) -> None:
+    """Killed after the marker commits, before the seal (`scoreboard.marked`): the other
+    replica, seeing the marker, rightly adds nothing, and the killed one may never get the
+    completion again. Before, its entry stayed unsealed and no global log had the verdict;
+    now its sweep (at start, then periodically) seals it and adds it to its global log,
+    once: a second sweep or a late redelivery adds nothing."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    replicas.kill_scoring(event, "board-a", "scoreboard.marked")
+    board_a = replicas.scorer("board-a", stores[0])
+    board_b = replicas.scorer("board-b", stores[1])
+    assert replicas.marker(stores[0], sid) is not None
+    board_b.score(event, pack)  # the redelivery: the marker says audited
+    assert replicas.audited(sid, "board-a", "board-b") == (1, 0)
+    assert _sealed_checkpoints(replicas, board_a, "board-a", sid) == 0
+
+    assert board_a.seal_unsealed(older_than_s=0) == 1  # board-a restarts
+    assert replicas.audited(sid, "board-a", "board-b") == (1, 1)
+    assert _sealed_checkpoints(replicas, board_a, "board-a", sid) == 1
+    assert board_a.seal_unsealed(older_than_s=0) == 0
+    board_a.score(event, pack)
+    assert replicas.audited(sid, "board-a", "board-b") == (1, 1)
+    assert _sealed_checkpoints(replicas, board_a, "board-a", sid) == 1
+
+
+def test_entry_followed_by_another_event_is_still_sealed(
+        replicas: Replicas, stores: list[Database]) -> None:
+    """On a one-machine install the orchestrator appends to the same chain
+    (`scenario.state`): an entry with something after it but no checkpoint is unsealed
+    all the same (before, only a chain ending in `score.finalized` was sealed)."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    replicas.kill_scoring(event, "board-a", "scoreboard.marked")
+    board = replicas.scorer("board-a", stores[0])
+    scenario_log(replicas.tmp_path / "board-a", sid).append("scenario.state",
+                                                            {"state": "completed"})
+    board.score(event, pack)  # the redelivery to the killed replica, back
+    assert replicas.audited(sid, "board-a") == (1, 1)
+    assert _sealed_checkpoints(replicas, board, "board-a", sid) == 1
+    assert board.seal_unsealed(older_than_s=0) == 0
+
+
+def test_entry_without_its_marker_is_sealed_and_marked_by_the_sweep(
+        replicas: Replicas, stores: list[Database]) -> None:
+    """Killed after the entry, before the marker (`scoreboard.audited`), and the completion
+    never comes back to it: its sweep marks, seals and logs the verdict."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    replicas.kill_scoring(event, "board-a", "scoreboard.audited")
+    board = replicas.scorer("board-a", stores[0])
+    assert replicas.marker(stores[0], sid) is None
+    assert board.seal_unsealed(older_than_s=0) == 1
+    assert replicas.marker(stores[0], sid) is not None
+    assert replicas.audited(sid, "board-a") == (1, 1)
+    assert _sealed_checkpoints(replicas, board, "board-a", sid) == 1
+    assert not board.score(event, pack).created  # a late redelivery adds nothing
+    assert replicas.audited(sid, "board-a") == (1, 1)
+
+
 def test_corrupt_chain_fails_with_its_reason_and_the_repaired_redelivery_audits(
         replicas: Replicas, stores: list[Database]) -> None:
     """A corrupt chain is not a pause (retried every few seconds for ever, never
