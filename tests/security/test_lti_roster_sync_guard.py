@@ -42,7 +42,10 @@ def test_a_cancelled_sync_keeps_the_cohort_busy_until_its_store_ends() -> None:
         finally:
             finish.set()
             await asyncio.gather(task, return_exceptions=True)
-        await asyncio.to_thread(lambda: None)  # the worker's release has run
+        for _ in range(6000):  # the worker releases just after the store returns
+            if not syncing("cohort-cancel"):
+                break
+            await asyncio.sleep(0.01)
         assert not syncing("cohort-cancel")  # stored: the next sync may run
 
     asyncio.run(scenario())
