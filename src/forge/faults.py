@@ -29,6 +29,7 @@ POINTS: tuple[str, ...] = (
     "orchestrator.published",          # completion published, state not yet completed
     "scoreboard.written",              # artifacts written, event not acknowledged
     "scoreboard.audited",              # verdict in the chain, its store marker not committed
+    "scoreboard.marked",               # store marker committed, chain entry not yet sealed
 )
 
 

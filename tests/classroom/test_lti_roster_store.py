@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from forge.classroom.cohorts import Manager, create_cohort, enrolled_cohorts
+from forge.errors import ForgeError
 from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR, raise_role, role_of
 from forge.services.spawn.web.lti_deep_link import store_roster
 from forge.store.db import Database
@@ -48,8 +49,27 @@ def test_a_roster_failing_midway_leaves_nothing(db: Database) -> None:
     raise_role(db, "acme", "lti.known", LEARNER)
     people = [("lti.new1", False), ("lti.known", True), ("lti.new2", True)]
     gone = "coh-" + "0" * 16  # the cohort deleted while its roster was read
-    with pytest.raises(RuntimeError, match="roster could not be recorded"):
+    with pytest.raises(ForgeError) as refused:
         store_roster(db, gone, "acme", people)
+    assert (refused.value.code, refused.value.status) == ("lti_roster_not_stored", 409)
     assert _recorded(db, ["lti.new1", "lti.new2"]) == []  # no role raised for anyone
     assert role_of(db, "acme", "lti.known") == LEARNER  # not made an instructor
     assert store_roster(db, cohort.cohort_id, "acme", people) == 3
+
+
+def test_a_large_roster_is_stored_whole_in_chunks(db: Database) -> None:
+    """More people than one bulk statement takes (500): every one is seated and their role
+    raised, a known learner made instructor, nobody lowered, and again nothing new."""
+    cohort = create_cohort(db, Manager("acme", "ann", "instructor"), "Course")
+    raise_role(db, "acme", "lti.b700", OPERATOR)
+    raise_role(db, "acme", "lti.b3", LEARNER)
+    people = [(f"lti.b{n}", n % 100 == 3) for n in range(1203)]
+    people.append(("lti.b5", True))  # also teaches: a seat on both sides
+    assert store_roster(db, cohort.cohort_id, "acme", people) == 1204
+    assert role_of(db, "acme", "lti.b3") == INSTRUCTOR
+    assert role_of(db, "acme", "lti.b5") == INSTRUCTOR
+    assert role_of(db, "acme", "lti.b700") == OPERATOR
+    assert role_of(db, "acme", "lti.b1202") == LEARNER
+    assert len(_recorded(db, [s for s, _ in people])) == 1203
+    assert enrolled_cohorts(db, "acme", "lti.b1202")
+    assert store_roster(db, cohort.cohort_id, "acme", people) == 0

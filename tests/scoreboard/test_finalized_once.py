@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -37,7 +37,7 @@ from forge.bus.contracts import ScenarioCompletedV1, parse, payload
 from forge.bus.evidence_pack import EvidencePack, encode_pack
 from forge.config import Settings, load_settings
 from forge.evidence.artifact_store import FilesystemArtifactStore
-from forge.services.scoreboard.scoring import Finalized, Scorer, ScoringPaused
+from forge.services.scoreboard.scoring import AuditFailed, Finalized, Scorer, ScoringPaused
 from forge.signing.keystore import SigningKeyring
 from forge.store import finalized_audits
 from forge.store.db import Database
@@ -244,8 +244,81 @@ def test_replica_killed_between_entry_and_marker_audits_at_least_once(
     assert report.ok and report.checkpoints == 1, report.reasons  # the entry is sealed
 
 
-def test_unwritable_chain_entry_pauses_and_the_redelivery_audits(
+def _sealed_checkpoints(replicas: Replicas, board: Scorer, name: str, sid: str) -> int:
+    """Checkpoints after the last `score.finalized` entry of replica `name`'s chain (the
+    chain verified with the installation's key)."""
+    key = board.signing_key()
+    chain = scenario_log(replicas.tmp_path / name, sid)
+    report = chain.verify({key.key_id: key.public_key})
+    assert report.ok, report.reasons
+    return chain.read_bytes().rpartition(FINALIZED)[2].count(b'"audit.checkpoint"')
+
+
+def test_replica_killed_after_the_marker_seals_at_its_sweep(
         replicas: Replicas, stores: list[Database]) -> None:
+    """Killed after the marker commits, before the seal (`scoreboard.marked`): the other
+    replica, seeing the marker, rightly adds nothing, and the killed one may never get the
+    completion again. Before, its entry stayed unsealed and no global log had the verdict;
+    now its sweep (at start, then periodically) seals it and adds it to its global log,
+    once: a second sweep or a late redelivery adds nothing."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    replicas.kill_scoring(event, "board-a", "scoreboard.marked")
+    board_a = replicas.scorer("board-a", stores[0])
+    board_b = replicas.scorer("board-b", stores[1])
+    assert replicas.marker(stores[0], sid) is not None
+    board_b.score(event, pack)  # the redelivery: the marker says audited
+    assert replicas.audited(sid, "board-a", "board-b") == (1, 0)
+    assert _sealed_checkpoints(replicas, board_a, "board-a", sid) == 0
+
+    assert board_a.seal_unsealed(older_than_s=0) == 1  # board-a restarts
+    assert replicas.audited(sid, "board-a", "board-b") == (1, 1)
+    assert _sealed_checkpoints(replicas, board_a, "board-a", sid) == 1
+    assert board_a.seal_unsealed(older_than_s=0) == 0
+    board_a.score(event, pack)
+    assert replicas.audited(sid, "board-a", "board-b") == (1, 1)
+    assert _sealed_checkpoints(replicas, board_a, "board-a", sid) == 1
+
+
+def test_entry_followed_by_another_event_is_still_sealed(
+        replicas: Replicas, stores: list[Database]) -> None:
+    """On a one-machine install the orchestrator appends to the same chain
+    (`scenario.state`): an entry with something after it but no checkpoint is unsealed
+    all the same (before, only a chain ending in `score.finalized` was sealed)."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    replicas.kill_scoring(event, "board-a", "scoreboard.marked")
+    board = replicas.scorer("board-a", stores[0])
+    scenario_log(replicas.tmp_path / "board-a", sid).append("scenario.state",
+                                                            {"state": "completed"})
+    board.score(event, pack)  # the redelivery to the killed replica, back
+    assert replicas.audited(sid, "board-a") == (1, 1)
+    assert _sealed_checkpoints(replicas, board, "board-a", sid) == 1
+    assert board.seal_unsealed(older_than_s=0) == 0
+
+
+def test_entry_without_its_marker_is_sealed_and_marked_by_the_sweep(
+        replicas: Replicas, stores: list[Database]) -> None:
+    """Killed after the entry, before the marker (`scoreboard.audited`), and the completion
+    never comes back to it: its sweep marks, seals and logs the verdict."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    replicas.kill_scoring(event, "board-a", "scoreboard.audited")
+    board = replicas.scorer("board-a", stores[0])
+    assert replicas.marker(stores[0], sid) is None
+    assert board.seal_unsealed(older_than_s=0) == 1
+    assert replicas.marker(stores[0], sid) is not None
+    assert replicas.audited(sid, "board-a") == (1, 1)
+    assert _sealed_checkpoints(replicas, board, "board-a", sid) == 1
+    assert not board.score(event, pack).created  # a late redelivery adds nothing
+    assert replicas.audited(sid, "board-a") == (1, 1)
+
+
+def test_corrupt_chain_fails_with_its_reason_and_the_repaired_redelivery_audits(
+        replicas: Replicas, stores: list[Database]) -> None:
+    """A corrupt chain is not a pause (retried every few seconds for ever, never
+    dead-lettered): it fails with the reason (retried with backoff, then dead-lettered),
+    and once repaired the completion audits."""
     event, pack = replicas.completion()
     sid = event.scenario_id
     board = replicas.scorer("board-a", stores[0])
@@ -253,7 +326,7 @@ def test_unwritable_chain_entry_pauses_and_the_redelivery_audits(
     path = scenario_log_path(replicas.tmp_path / "board-a", sid)
     path.parent.mkdir(parents=True)
     path.write_bytes(pack.audit_log + b"{not json\n")
-    with pytest.raises(ScoringPaused, match="cannot be audited"):
+    with pytest.raises(AuditFailed, match=r"cannot be audited: .*line"):
         board.score(event, pack)  # never acked: the completion comes back
     assert replicas.marker(stores[0], sid) is None
     assert replicas.audited(sid, "board-a") == (0, 0)
@@ -278,6 +351,27 @@ def test_busy_store_pauses_scoring_instead_of_waiting_or_failing(
         board.score(event, pack)
     assert replicas.audited(sid, "board-a") == (0, 0)
     assert not board.score(event, pack).created  # released: the redelivery audits
+    assert replicas.audited(sid, "board-a") == (1, 1)
+
+
+def test_store_failing_for_good_is_a_fault_with_its_reason_not_a_pause(
+        replicas: Replicas, stores: list[Database]) -> None:
+    """A store error waiting cannot fix (here the marker's table is gone; the same path as
+    a read-only database or an I/O error) is not a pause retried for ever: it fails with
+    the database's own error text (retried with backoff, then dead-lettered)."""
+    event, pack = replicas.completion()
+    sid = event.scenario_id
+    board = replicas.scorer("board-a", stores[0])
+    with stores[1].session() as sess:
+        sess.execute(text("ALTER TABLE finalized_audits RENAME TO finalized_audits_away"))
+    try:
+        with pytest.raises(AuditFailed, match=r"cannot mark the audit.*finalized_audits"):
+            board.score(event, pack)
+    finally:
+        with stores[1].session() as sess:
+            sess.execute(text("ALTER TABLE finalized_audits_away RENAME TO finalized_audits"))
+    assert replicas.audited(sid, "board-a") == (0, 0)  # no entry without its marker
+    assert not board.score(event, pack).created  # repaired: the redelivery audits
     assert replicas.audited(sid, "board-a") == (1, 1)
 
 

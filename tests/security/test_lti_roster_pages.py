@@ -43,6 +43,7 @@ def w(shared: World) -> Iterator[World]:
     for emu in (shared.acme, shared.globex):
         emu.members, emu.page_size, emu.endless, emu.next_link = [], 0, False, None
         emu.next_rel, emu.page_delay_s, emu.padding = '"next"', 0.0, 0
+        emu.link_header = None
         emu.roster_gate.set()
         emu.roster_pages.clear()
 
@@ -126,6 +127,34 @@ def test_a_next_link_written_any_way_rfc_8288_allows_is_followed(w: World, rel: 
     assert synced.json()["members"] == 7  # not the first page only
     assert len(w.acme.roster_pages) == 3
     assert _enrolled(w, "rl", 7) == 7
+
+
+@pytest.mark.parametrize("header", ["<" * 64 * 1024, "<a" * 32 * 1024 + '>; rel="next"'])
+def test_a_huge_link_header_is_refused_without_freezing_the_service(w: World, header: str
+                                                                     ) -> None:
+    """A Link header of ~64 KiB (the HTTP client takes up to 100 KiB): before, one full of
+    `<` took the link parser quadratic time on spawn_service's event loop (99 KB: 97 s,
+    every request of every tenant stalled). Now a header over MAX_LINK_HEADER is refused
+    before it is parsed, and the parser is linear anyway."""
+    teacher = _teacher(w, "thuge")
+    w.acme.members, w.acme.link_header = _learners("hg", 2), header
+    synced = _sync(w, teacher)
+    assert synced.status_code == 502, synced.text
+    assert synced.json()["error"] == "lti_platform_failed"
+    assert "Link header larger than" in synced.text
+    assert _enrolled(w, "hg", 2) == 0
+    assert _sync(w, teacher).status_code == 502  # the service still answers
+
+
+def test_a_link_header_full_of_brackets_under_the_bound_is_read(w: World) -> None:
+    """Just under the bound, `<` filler before the real next link: the parser still finds
+    it (in linear time) and the roster comes in whole."""
+    teacher = _teacher(w, "tbrk")
+    w.acme.members, w.acme.page_size = _learners("bk", 4), 2
+    w.acme.next_rel = '"next", ' + "<" * (lti_services.MAX_LINK_HEADER - 200)
+    synced = _sync(w, teacher)
+    assert synced.status_code == 200, synced.text
+    assert _enrolled(w, "bk", 4) == 4
 
 
 def test_slow_pages_stop_at_the_sync_deadline(w: World, monkeypatch: pytest.MonkeyPatch

@@ -14,7 +14,8 @@ The roster is paged as NRPS pages it: with `page_size` > 0 each answer holds tha
 `members` and, while more remain, a `Link: <...?page=N>; rel="next"` header. Knobs: `endless`
 (every page links a next one, past the end too), `next_link` (the next URL every page
 names instead: another host, or the page itself), `next_rel` (the rel parameter's value as
-written, e.g. `Next` or `"next last"`), `page_delay_s` (each page answers that late),
+written, e.g. `Next` or `"next last"`), `link_header` (the whole Link header each page
+sends instead, as written: hostile headers), `page_delay_s` (each page answers that late),
 `padding` (characters of filler in each member served: big pages) and `roster_gate` (each
 page waits until it is set). `roster_pages` records each page URL served.
 
@@ -106,6 +107,7 @@ class LtiPlatformEmulator:
     endless: bool = False  # every roster page links a next one
     next_link: str | None = None  # the next URL every roster page names instead
     next_rel: str = '"next"'  # the next link's rel parameter, as written
+    link_header: str | None = None  # the whole Link header every roster page sends instead
     page_delay_s: float = 0.0  # each roster page answers this late
     padding: int = 0  # filler characters in each roster member served
     roster_gate: threading.Event = field(default_factory=lambda: _opened())
@@ -280,6 +282,8 @@ def _app(emu: LtiPlatformEmulator) -> FastAPI:
         following = emu.next_link or f"{emu.issuer}/memberships/{course}?page={page + 1}"
         headers = ({"link": f'<{following}>; rel={emu.next_rel}'} if more or emu.next_link
                    else {})
+        if emu.link_header is not None:
+            headers = {"link": emu.link_header}
         return JSONResponse({"id": f"{emu.issuer}/memberships/{course}",
                              "context": {"id": course}, "members": members}, headers=headers)
 

@@ -8,7 +8,8 @@ redirects are followed. A roster is read page by page along its `Link: <...>;
 rel="next"` headers (RFC 8288: a rel is a case-insensitive, space-separated list), each
 next page on the origin of the roster URL the platform gave, for at most MAX_ROSTER_PAGES
 pages, MAX_ROSTER_MEMBERS members, MAX_ROSTER_BYTES bytes and ROSTER_DEADLINE_S seconds
-in all (the per-read timeout alone lets slow pages hold a request for long). Failures are
+in all (the per-read timeout alone lets slow pages hold a request for long); a page whose
+Link header is over MAX_LINK_HEADER bytes is refused unparsed. Failures are
 `LtiCallFailed`, `final` when retrying cannot help (the platform refused the request
 itself), never carrying a token.
 """
@@ -36,8 +37,10 @@ MAX_ROSTER_PAGES = 50
 MAX_ROSTER_MEMBERS = 10_000
 MAX_ROSTER_BYTES = 8 * 1024 * 1024  # every page's answer, summed
 ROSTER_DEADLINE_S = 60.0  # one whole roster read, every page
-# One link-value of a Link header: <URL> then its parameters (RFC 8288 section 3).
-_LINK_VALUE = re.compile(r'<([^>]*)>((?:\s*;\s*[^;,=\s]+(?:\s*=\s*(?:"[^"]*"|[^;,]*))?)*)')
+MAX_LINK_HEADER = 8 * 1024  # a roster page's Link header values, summed
+# One link-value of a Link header: <URL> then its parameters (RFC 8288 section 3). The URL
+# excludes `<` as well as `>`: with `[^>]*` a header full of `<` took quadratic time.
+_LINK_VALUE = re.compile(r'<([^<>]*)>((?:\s*;\s*[^;,=\s]+(?:\s*=\s*(?:"[^"]*"|[^;,]*))?)*)')
 _REL_PARAM = re.compile(r';\s*rel\s*=\s*(?:"([^"]*)"|([^;,\s]*))', re.IGNORECASE)
 SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
@@ -199,6 +202,9 @@ class PlatformClient:
         found = body.get("members") if isinstance(body, dict) else None
         if not isinstance(found, list):
             raise LtiCallFailed("roster has no members list", final=True)
+        if sum(len(link) for link in links) > MAX_LINK_HEADER:
+            raise LtiCallFailed(f"roster page's Link header larger than {MAX_LINK_HEADER} "
+                                "bytes", final=True)
         following = next_link(links)
         if following is not None:
             following = urljoin(url, following)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -31,6 +32,7 @@ from forge.templates.registry import TemplateRegistry
 
 NAME = "scoreboard"
 DEFAULT_PORT = 8086
+SEAL_SWEEP_S = 60.0  # how often verdicts a crash left unsealed are looked for
 READINESS_CHECKS = ("config", "store", "storage", "signing_key", "templates", "nats")
 log = logging.getLogger("forge.scoreboard")
 
@@ -90,6 +92,17 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     register_consumer_metrics(ctx.metrics.registry,
                               lambda: [state.consumer] if state.consumer else [])
 
+    async def sweep_unsealed() -> None:
+        """Finish verdicts a crash left unsealed: at start, then every SEAL_SWEEP_S."""
+        while True:
+            try:
+                await asyncio.to_thread(state.scorer.seal_unsealed)
+            except Exception:  # logged; the next sweep tries again
+                log.exception("sweep of unsealed verdicts failed")
+            await asyncio.sleep(SEAL_SWEEP_S)
+
+    sweeper: list[asyncio.Task[None]] = []
+
     async def start() -> None:
         if isinstance(artifacts, ObjectStoreArtifactStore):
             artifacts.bind(asyncio.get_running_loop())
@@ -98,12 +111,17 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
             if created:
                 log.warning("dev mode: generated signing key %s in %s (never in production)",
                             key.key_id, state.scorer.keyring.directory)
+        sweeper.append(asyncio.create_task(sweep_unsealed()))
         await state.publisher.start(wait=3.0)
         await consumer.start(wait=3.0)
         if grades is not None:
             await grades.start()
 
     async def stop() -> None:
+        for task in sweeper:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if grades is not None:
             await grades.stop()
         if state.consumer is not None:

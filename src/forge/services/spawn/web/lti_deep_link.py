@@ -11,9 +11,6 @@ course's roster from the platform (Names and Role Provisioning) into the cohort.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,13 +27,14 @@ from forge.errors import ForgeError
 from forge.identity.lti import deep_link_response, map_subject, teaches_course
 from forge.identity.lti_config import Platform
 from forge.identity.lti_services import LtiCallFailed, PlatformClient
-from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR, raise_role_in, role_of
+from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR, raise_roles_in, role_of
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.classroom_routes import CohortId
 from forge.services.spawn.web.errors import page_for
 from forge.services.spawn.web.lti_pages import DL_COOKIE, lti_web, refusal
 from forge.services.spawn.web.render import page
+from forge.services.spawn.web.roster_sync import one_sync
 from forge.services.spawn.web.security import (
     check_csrf,
     check_same_origin,
@@ -203,7 +201,7 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
                          "roster to read (not from an LMS course, or the course offers none)",
                          [{"field": "cohort_id"}])
     assert web is not None
-    with _one_sync(cohort_id):
+    with one_sync(cohort_id) as sync:
         client = PlatformClient(web.registry, web_state(request).backend.http.client)
         try:
             members = await client.members(platform, course.memberships_url)
@@ -213,43 +211,29 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
                       else f"the LMS did not give the roster ({exc}); try again later")
             raise ForgeError("lti_platform_failed", 502, detail) from None
         people = _people(platform, members)
-        added = await run_in_threadpool(store_roster, db, cohort_id, platform.tenant_id,
-                                        people)
+        added = await sync.store(lambda: store_roster(db, cohort_id, platform.tenant_id,
+                                                       people))
     return {"cohort_id": cohort_id, "members": len(people), "added": added}
-
-
-_SYNCING: set[str] = set()  # cohorts whose roster this process is reading now
-_SYNCING_GUARD = threading.Lock()
-
-
-@contextmanager
-def _one_sync(cohort_id: str) -> Iterator[None]:
-    """At most one roster sync of a cohort at a time (each may read 50 pages and enrol
-    10,000 people): a second one meanwhile is 409 `lti_roster_busy`."""
-    with _SYNCING_GUARD:
-        if cohort_id in _SYNCING:
-            raise ForgeError("lti_roster_busy", 409, "cohort_id: this cohort's LMS roster is "
-                             "being read now; try again when that sync has finished",
-                             [{"field": "cohort_id"}])
-        _SYNCING.add(cohort_id)
-    try:
-        yield
-    finally:
-        with _SYNCING_GUARD:
-            _SYNCING.discard(cohort_id)
 
 
 def store_roster(db: Database, cohort_id: str, tenant_id: str,
                  people: list[tuple[str, bool]]) -> int:
-    """Raise each person's tenant role and seat them in the cohort, in one transaction: a
-    failure midway leaves no one half-added (and 10,000 people are one write, not 10,001).
-    The number newly added to the cohort."""
+    """Raise each person's tenant role and seat them in the cohort, in one transaction of
+    a few bulk statements (chunks of 500): a failure midway leaves no one half-added, and
+    10,000 people hold the store's write lock briefly, not for one round trip each. The
+    number newly added to the cohort. ForgeError 409 `lti_roster_not_stored` if it keeps
+    conflicting (the cohort deleted meanwhile, people signing in at the same moment)."""
+    wanted: dict[str, str] = {}
+    for subject, teaches in people:
+        if teaches or subject not in wanted:
+            wanted[subject] = INSTRUCTOR if teaches else LEARNER
     for _ in range(2):
         try:
             with db.session() as sess:
-                for subject, teaches in people:
-                    raise_role_in(sess, tenant_id, subject, INSTRUCTOR if teaches else LEARNER)
+                raise_roles_in(sess, tenant_id, wanted)
                 return lti_links.enrol_roster_in(sess, cohort_id, tenant_id, people)
         except IntegrityError:
             continue  # a person inserted meanwhile by their own sign-in: compare with it
-    raise RuntimeError("the roster could not be recorded")
+    raise ForgeError("lti_roster_not_stored", 409, "cohort_id: the roster could not be "
+                     "recorded (the cohort was deleted, or its people changed meanwhile); "
+                     "nothing of it was stored, try again", [{"field": "cohort_id"}])

@@ -1,0 +1,38 @@
+"""Whether a store error is the store being busy (worth waiting for) or a real failure.
+
+A caller that pauses its work on a busy store (a lock held by another process, a deadlock
+victim, a serialization conflict, the database unreachable for a moment) must not pause for
+ever on an error retrying cannot fix (`near "RETURNING": syntax error`, `attempt to write a
+readonly database`, `disk I/O error`, a missing table): those go its normal fault path.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError
+
+# PostgreSQL SQLSTATEs of a busy store: lock_not_available (lock_timeout ran out),
+# deadlock_detected, serialization_failure; class 08 is a connection exception and 57P0x
+# a server shutting down or restarting.
+_BUSY_SQLSTATES = frozenset({"55P03", "40P01", "40001", "57P01", "57P02", "57P03"})
+# SQLite's messages for a lock held by another connection (and the store's own flock
+# timeout in forge.store.db, which raises "database is locked").
+_BUSY_SQLITE = ("database is locked", "database table is locked", "database is busy")
+
+
+def store_busy(exc: DBAPIError) -> bool:
+    """True when `exc` says the store is busy or unreachable for now, not broken."""
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in _BUSY_SQLSTATES or sqlstate.startswith("08")
+    message = str(exc.orig).lower()
+    return any(busy in message for busy in _BUSY_SQLITE)
+
+
+def store_error_text(exc: DBAPIError) -> str:
+    """The database's own error text (no SQL, no parameters, no connection URL)."""
+    return f"{type(exc.orig).__name__}: {exc.orig}" if exc.orig is not None else str(exc)
+
+
+__all__ = ["store_busy", "store_error_text"]
