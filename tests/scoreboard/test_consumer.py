@@ -84,8 +84,11 @@ async def test_redelivery_is_a_noop_and_conflict_is_refused(make_board: MakeBoar
     rows = await wait_for(board.failed_events, what="failed event")
     assert "result_conflict" in rows[0].error and rows[0].scenario_id == done.scenario_id
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
-    audit = global_log(board.settings.storage_root).read_bytes().decode()
-    assert "completion.failed" in audit and "result_conflict" in audit
+    # The failed-event row is stored before its audit line is appended: wait for the line.
+    log = global_log(board.settings.storage_root)
+    audit = await wait_for(lambda: ("completion.failed" in (text := log.read_bytes().decode())
+                                    and text), what="completion.failed audited")
+    assert "result_conflict" in audit
 
 
 def _forged_sat(board: Board, body: dict[str, Any]) -> dict[str, Any]:
