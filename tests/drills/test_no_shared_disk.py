@@ -29,7 +29,7 @@ from forge.lifecycle.store import load
 from forge.runtime.local import LocalRuntime
 from forge.store.db import Database
 
-from .conftest import PYTHON, REPO, Drill, spawn_lab, submit, wait_verdict
+from .conftest import PYTHON, REPO, Drill, spawn_lab, submit, wait_for, wait_verdict
 
 PADDING = 200 * 1024  # the answer file: well above the inline pack limit
 
@@ -113,7 +113,9 @@ def test_journey_with_a_storage_root_per_service(drill: Drill, tmp_path: Path) -
     # Each root holds only what its own service wrote.
     board = roots["scoreboard"] / "scenarios" / sid
     node = roots["orchestrator"] / "scenarios" / sid
-    kept = (board / "audit.jsonl").read_bytes()
+    # The verdict's audit entry follows its results: wait for it, not only for the results.
+    kept = wait_for(lambda: (b'"event":"score.finalized"' in (data := (
+        board / "audit.jsonl").read_bytes()) and data), 30, "the verdict's audit entry", 0.1)
     node_log = (node / "audit.jsonl").read_bytes()
     completed = node_log[:node_log.index(b'"event":"scenario.completed"')]
     assert kept.startswith(completed) and b'"event":"score.finalized"' in kept

@@ -156,6 +156,9 @@ async def test_tampered_evidence_is_refused_and_honest_evidence_scores(
     await wait_for(results.is_dir, what="honest verdict")
     doc = json.loads((results / "score.json").read_bytes())
     assert (doc["passed"], doc["total"]) == (2, 2)
-    # The scoreboard keeps its own copy of the chain and appends its verdict to it.
-    kept = scenario_log_path(board.settings.storage_root, sid).read_bytes()
-    assert kept.startswith(honest.audit_log) and b'"event":"score.finalized"' in kept
+    # The scoreboard keeps its own copy of the chain and appends its verdict to it (after
+    # the results are in place: wait for the entry, not only for the results).
+    chain = scenario_log_path(board.settings.storage_root, sid)
+    kept = await wait_for(lambda: (b'"event":"score.finalized"' in (data := chain.read_bytes())
+                                   and data), what="the verdict's audit entry")
+    assert kept.startswith(honest.audit_log)
