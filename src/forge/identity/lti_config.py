@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from forge.identity.config_file import read_yaml_file
 from forge.identity.names import valid_id
 from forge.identity.oidc_config import _url, endpoint_allowed
 
-MAX_FILE_BYTES = 256 * 1024
 MAX_KEY_BYTES = 16 * 1024
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,15}\.$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -210,17 +209,7 @@ def _platform(name: object, body: object) -> Platform:
 
 def load_lti(path: Path) -> LtiRegistry:
     """Read and validate an LTI file; LtiConfigError names the field at fault."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise LtiConfigError(f"cannot read LTI file {path}: {exc.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise LtiConfigError(f"LTI file {path} is larger than {MAX_FILE_BYTES} bytes")
-    try:
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError:
-        raise LtiConfigError(f"LTI file {path} is not valid YAML") from None
+    raw = read_yaml_file(path, "LTI", LtiConfigError)
     try:
         if not isinstance(raw, dict) or set(raw) - {"tool", "platforms"}:
             raise LtiConfigError("only tool: and platforms: belong at the top")

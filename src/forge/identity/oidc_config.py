@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,11 +25,11 @@ from pydantic import (
     model_validator,
 )
 
+from forge.identity.config_file import read_yaml_file
 from forge.identity.names import valid_id
 from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR
 
 DEFAULT_FILE_NAME = "oidc.yaml"
-MAX_FILE_BYTES = 256 * 1024
 MAX_SECRET_BYTES = 4096
 _CLAIM = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
@@ -249,17 +248,7 @@ def _tenant(name: object, body: object, environ: Mapping[str, str]) -> OidcTenan
 
 def load_oidc(path: Path, environ: Mapping[str, str]) -> OidcRegistry:
     """Read and validate an OIDC file; OidcConfigError names the field at fault."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise OidcConfigError(f"cannot read OIDC file {path}: {exc.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise OidcConfigError(f"OIDC file {path} is larger than {MAX_FILE_BYTES} bytes")
-    try:
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError:
-        raise OidcConfigError(f"OIDC file {path} is not valid YAML") from None
+    raw = read_yaml_file(path, "OIDC", OidcConfigError)
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), dict):
         raise OidcConfigError(f"OIDC file {path}: tenants: must be a mapping of tenant ids")
     extra = sorted(str(k) for k in raw if k != "tenants")

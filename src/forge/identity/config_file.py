@@ -1,0 +1,31 @@
+"""Reading an identity configuration file (OIDC, LTI): bounded, then parsed as YAML.
+
+Both files are read once at start by the services; a file that cannot be read, is too
+large or is not YAML is refused with one line naming the file, raised as the caller's own
+error type so the message reads like the rest of that file's checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_FILE_BYTES = 256 * 1024
+
+
+def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
+    """The YAML document in ``path`` (at most MAX_FILE_BYTES); ``error`` names ``what``
+    file is at fault when it cannot be read, is larger or is not YAML."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise error(f"cannot read {what} file {path}: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise error(f"{what} file {path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError:
+        raise error(f"{what} file {path} is not valid YAML") from None
