@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -19,7 +20,16 @@ from sqlalchemy import func, select
 from forge.quotas.limiter import active_slots
 from forge.store import Database
 from forge.store.migrate import head_revision
-from forge.store.models import Base, IdempotencyRecord, QuotaSlot, ReplayJti, Scenario
+from forge.store.models import (
+    Assignment,
+    AssignmentAttempt,
+    Base,
+    Cohort,
+    IdempotencyRecord,
+    QuotaSlot,
+    ReplayJti,
+    Scenario,
+)
 
 from ..support import store_race
 from ..support.postgres import PostgresCluster
@@ -109,6 +119,31 @@ def test_replicas_never_take_more_slots_than_the_limit(postgres_url: str) -> Non
         held = sess.scalars(select(QuotaSlot.scenario_id)
                             .where(QuotaSlot.released_at.is_(None))).all()
     assert sorted(held) == sorted(won)
+    db.dispose()
+
+
+def test_replicas_never_take_more_assignment_attempts_than_allowed(postgres_url: str) -> None:
+    """One attempt allowed: of replicas starting the same learner's assignment at once,
+    exactly one takes it (a count and a highest number read in two statements let a second
+    replica take attempt 2 under PostgreSQL's read committed)."""
+    now, rounds = datetime.now(UTC), 40
+    db = Database(postgres_url)
+    with db.session() as sess:
+        sess.add(Cohort(cohort_id="coh-race", tenant_id="acme", name="race", created_by="t",
+                        idp_group=None, created_at=now))
+        sess.flush()
+        sess.add(Assignment(assignment_id="asg-race", cohort_id="coh-race", tenant_id="acme",
+                            template_id="netplus-intro", opens_at=now - timedelta(hours=1),
+                            closes_at=now + timedelta(hours=1), attempts_allowed=1,
+                            hints_allowed=True, created_by="t", created_at=now))
+    reports = run_replicas(store_race.take_attempts,
+                           lambda i: (postgres_url, "asg-race", rounds, i))
+    won = sorted(n for rounds_won in reports for n in rounds_won)
+    assert won == list(range(rounds))  # each learner's one attempt went to exactly one
+    with db.read() as sess:
+        taken = sess.execute(select(AssignmentAttempt.subject, func.count())
+                             .group_by(AssignmentAttempt.subject)).all()
+    assert sorted(taken) == sorted((f"learner-{n}", 1) for n in range(rounds))
     db.dispose()
 
 

@@ -127,6 +127,22 @@ def take_slots(url: str, attempts: int, limit: int, index: int, barrier: Barrier
     db.dispose()
 
 
+def take_attempts(url: str, assignment_id: str, rounds: int, index: int, barrier: Barrier,
+                  out: Queue[Any]) -> None:
+    """For each round's learner (one attempt allowed), try to take an attempt, all replicas
+    at once; report the rounds this replica won."""
+    from forge.classroom.assignments import take_attempt
+
+    db = _connect(url)
+    won = []
+    for n in range(rounds):
+        barrier.wait(BARRIER_TIMEOUT_S)  # every round starts together: the race is per learner
+        if take_attempt(db, assignment_id, f"learner-{n}", f"req-r{n}-p{index}", 1) is not None:
+            won.append(n)
+    out.put(won)
+    db.dispose()
+
+
 def migrate(url: str, barrier: Barrier, out: Queue[Any]) -> None:
     """Run the migrations, as every service does at start; report the schema version seen."""
     from sqlalchemy import text

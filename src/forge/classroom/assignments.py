@@ -212,12 +212,17 @@ def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str
                 mine = sess.scalar(_taken_by(assignment_id, subject, request_id))
                 if mine is not None:
                     return mine, False
-                used = _used(sess, assignment_id, subject)
+                # Count and highest number in ONE statement: under PostgreSQL's read
+                # committed each statement sees the latest commits, so a count read before
+                # a concurrent attempt committed and a maximum read after it gave a second
+                # attempt a fresh number (no key conflict): two attempts of one allowed.
+                used, highest = sess.execute(
+                    select(func.count(), func.coalesce(func.max(AssignmentAttempt.attempt), 0))
+                    .where(AssignmentAttempt.assignment_id == assignment_id,
+                           AssignmentAttempt.subject == subject)).one()
                 if used >= attempts_allowed:
                     return None
-                number = 1 + int(sess.scalar(select(func.max(AssignmentAttempt.attempt)).where(
-                    AssignmentAttempt.assignment_id == assignment_id,
-                    AssignmentAttempt.subject == subject)) or 0)
+                number = 1 + int(highest)
                 sess.add(AssignmentAttempt(assignment_id=assignment_id, subject=subject,
                                            attempt=number, request_id=request_id,
                                            scenario_id=None, at=datetime.now(UTC)))
