@@ -21,7 +21,7 @@ from forge.bus import Publisher
 from forge.bus.contracts import ScenarioEndedV1, publish_event
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key, revoke_api_key
-from forge.quotas.limiter import active_slots
+from forge.quotas.limiter import active_slots, release
 from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, Scenario
 from forge.tokens import SAT, verify_token
 
@@ -356,6 +356,48 @@ def test_rate_limit_holds_under_a_burst(make_spawn: MakeSpawn, tmp_path: Any) ->
     assert len(limited) == 23
     assert all(r.json()["details"][0]["kind"] == "rate" for r in limited)
     assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in limited)
+
+
+ONE_AT_A_TIME = """
+plans:
+  SINGLE:
+    tracks: [netplus]
+    tiers: [foundation]
+    spawns_per_minute: 2
+    tenant_spawns_per_minute: 2
+    concurrent: 1
+    tenant_concurrent: 1
+    max_lab_minutes: 30
+    retention_days: 7
+"""
+
+
+def test_a_refused_spawn_uses_none_of_the_minute_allowance(make_spawn: MakeSpawn,
+                                                            tmp_path: Any) -> None:
+    """Spawns refused for a running lab do not count against spawns per minute (the counts
+    are written before the limits are checked and roll back with the refusal)."""
+    plans = tmp_path / "plans.yaml"
+    plans.write_text(ONE_AT_A_TIME)
+    env = make_spawn(FORGE_PLANS_FILE=str(plans))
+    for attempt in range(3):  # a run that straddles a minute boundary is re-run afresh
+        tenant = f"solo-{attempt}"
+        grant(env.state.ctx.db, tenant, "SINGLE")
+        headers = key_for(env, tenant=tenant)
+        window = int(time.time()) // 60
+        with env.client() as client:
+            first = spawn(client, headers)
+            assert first.status_code == 201, first.text
+            refused = [spawn(client, headers) for _ in range(4)]
+            assert {r.json()["details"][0]["kind"] for r in refused} == {"concurrency"}
+            assert release(env.state.ctx.db, first.json()["scenario_id"])
+            second = spawn(client, headers)
+        if int(time.time()) // 60 == window:
+            break
+    assert second.status_code == 201, second.text  # the second of 2 per minute
+    with env.state.ctx.db.read() as sess:
+        counts = {c.scope: c.count for c in sess.scalars(
+            select(RateCounter).where(RateCounter.window_start == window * 60))}
+    assert counts == {f"tenant:{tenant}": 2, f"subject:{tenant}/alice": 2}
 
 
 def test_slot_released_on_terminal_event(spawn_env: SpawnEnv) -> None:

@@ -14,9 +14,11 @@ from forge.store.models import Entitlement as GrantRow
 
 TENANT_WIDE = "*"
 _GRANTS: Table = GrantRow.__table__  # type: ignore[assignment]
+# Two plain parameters, not an expanding IN (re-rendered on every execution): every spawn
+# and every authenticated page asks this.
 _LOOKUP = select(_GRANTS.c.subject, _GRANTS.c.plan).where(
     _GRANTS.c.tenant_id == bindparam("tenant"),
-    _GRANTS.c.subject.in_(bindparam("subjects", expanding=True)),
+    or_(_GRANTS.c.subject == bindparam("subject"), _GRANTS.c.subject == TENANT_WIDE),
     _GRANTS.c.revoked_at.is_(None),
     or_(_GRANTS.c.expires_at.is_(None), _GRANTS.c.expires_at > bindparam("now")),
 )
@@ -71,7 +73,7 @@ def lookup_grant(db: Database, tenant_id: str, subject: str, now: datetime) -> s
     """The plan granted to this subject, else to the whole tenant, else None."""
     with db.read() as sess:
         rows = sess.connection().execute(
-            _LOOKUP, {"tenant": tenant_id, "subjects": [subject, TENANT_WIDE], "now": now}
+            _LOOKUP, {"tenant": tenant_id, "subject": subject, "now": now}
         ).all()
         by_subject = {r.subject: r.plan for r in rows}
     return by_subject.get(subject) or by_subject.get(TENANT_WIDE)

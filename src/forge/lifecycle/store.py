@@ -7,12 +7,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from forge.audit.log import scenario_log
 from forge.lifecycle import states
 from forge.store.db import Database
 from forge.store.models import Scenario, ScenarioTransition
+
+SCENARIOS: Table = Scenario.__table__  # type: ignore[assignment]
+TRANSITIONS: Table = ScenarioTransition.__table__  # type: ignore[assignment]
+# A lab moves 4-5 times in its life, each in a write transaction: Core statements built
+# once (the ORM's load, dirty tracking and flush cost about twice as much per move).
+_LOCKED = select(SCENARIOS.c.state, SCENARIOS.c.tenant_id, SCENARIOS.c.subject,
+                 SCENARIOS.c.track).where(
+    SCENARIOS.c.scenario_id == bindparam("sid")).with_for_update()
+_LOCKED_DETAILS = _LOCKED.add_columns(SCENARIOS.c.details)
+# SET from the parameters given at execution (state, reason, time and the move's updates)
+_UPDATE = update(SCENARIOS).where(SCENARIOS.c.scenario_id == bindparam("sid"))
+_RECORD = insert(TRANSITIONS)
 
 
 class ScenarioNotFound(LookupError):
@@ -54,28 +66,29 @@ def move(
     for a service that must not overtake another, e.g. failing a spawn only while pending.
     """
     now = datetime.now(UTC)
+    reason = reason[:2000]
     with db.session() as sess:
+        conn = sess.connection()
         # Locked for the check and the write, so two services racing to move one scenario
         # (spawn_service failing a pending spawn, the orchestrator launching it) cannot both
         # succeed on a database with row locks; SQLite serialises writers anyway.
-        row = sess.get(Scenario, scenario_id, with_for_update=True)
+        row = conn.execute(_LOCKED_DETAILS if details else _LOCKED, {"sid": scenario_id}).first()
         if row is None:
             raise ScenarioNotFound(scenario_id)
         current = row.state
         if expected is not None and current != expected:
             raise states.IllegalTransition(scenario_id, current, target)
         states.check(scenario_id, current, target)
-        row.state, row.state_reason, row.updated_at = target, reason[:2000], now
-        for key, value in (updates or {}).items():
-            setattr(row, key, value)
+        values = {**(updates or {}), "state": target, "state_reason": reason, "updated_at": now}
         if details:
-            row.details = {**row.details, **details}
-        sess.add(ScenarioTransition(scenario_id=scenario_id, from_state=current,
-                                    to_state=target, reason=reason[:2000], at=now))
+            values["details"] = {**(row.details or {}), **details}
+        conn.execute(_UPDATE, {"sid": scenario_id, **values})
+        conn.execute(_RECORD, {"scenario_id": scenario_id, "from_state": current,
+                               "to_state": target, "reason": reason, "at": now})
         result = Transition(scenario_id, current, target, reason, now, row.tenant_id,
                             row.subject, row.track)
     scenario_log(storage_root, scenario_id).append(
-        "scenario.state", {"from": current, "to": target, "reason": reason[:2000]}, at=now
+        "scenario.state", {"from": current, "to": target, "reason": reason}, at=now
     )
     return result
 
