@@ -102,8 +102,9 @@ def test_bad_exec_arguments(rt: LocalRuntime, lab: str) -> None:
 def test_tty_round_trip_and_resize(rt: LocalRuntime, lab: str) -> None:
     tty = rt.tty(lab, "box", rows=24, cols=80)
     try:
-        tty_send(tty, b"echo $((6*7))-$(hostname)-$(id -un)\n")
-        banner = tty_read_until(tty, b"42-box-learner")
+        tty_send(tty, b"PS1='at-$((2+3))> '; echo $((6*7))-$(hostname)-$(id -un)\n")
+        # Up to its prompt: readline has read the size and written it back by then.
+        banner = tty_read_until(tty, rb"42-box-learner\r\n[^\n]*at-5> ")
         assert b"no job control" not in banner  # the PTY is the shell's controlling tty
         tty.resize(30, 100)
         tty_send(tty, b"stty size; test -t 0 && echo is-a-terminal\n")

@@ -86,8 +86,8 @@ def test_a_dropped_terminal_reattaches_to_the_same_shell_with_its_scrollback(
     sid = lab.spawn_running(headers)
     ws, frame, replay = attach(lab, sid, headers)
     assert frame["new"] is True and replay == b""
-    ws.send(b"echo marker-$((6*7)); export X=1\n")
-    read_until(ws, b"marker-42")
+    ws.send(b"PS1='at-$((2+3))> '; echo marker-$((6*7)); export X=1\n")
+    read_until(ws, b"at-5> ")  # at its prompt: readline has read and written the size back
     end_sockets_on_the_node(lab, sid)
     with pytest.raises(ConnectionClosed):
         while True:
@@ -107,6 +107,24 @@ def test_a_dropped_terminal_reattaches_to_the_same_shell_with_its_scrollback(
         for sock in (again, other):  # both see it, and the last resize (40x120) holds
             assert b"40 120" in read_until(sock, b"size-4")
     assert lab.held(sid) == 1
+
+
+def test_a_reattach_without_a_size_keeps_the_shells_size(lab: Lab) -> None:
+    """A socket that gives no size (the CLI, an older page) shares the shell at the size
+    the tabs set; before, spawn_service passed 24x80 for it and the shell shrank to that
+    under every other tab."""
+    headers = lab.learner("uma")
+    sid = lab.spawn_running(headers)
+    ws, frame, _ = attach(lab, sid, headers, rows=40, cols=120)
+    with ws:
+        assert frame["new"] is True
+        ws.send(b"PS1='at-$((2+3))> '\n")
+        read_until(ws, b"at-5> ")  # at its prompt: readline has read and written the size
+    bare, frame2, _ = attach(lab, sid, headers)
+    with bare:
+        assert (frame2["new"], frame2["session"]) == (False, frame["session"])
+        bare.send(b"stty size; echo size-$((2+2))\n")
+        assert b"40 120\r\nsize-4" in read_until(bare, b"size-4")
 
 
 def test_a_reload_storm_never_hits_the_terminal_cap(lab: Lab) -> None:

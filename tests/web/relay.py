@@ -1,6 +1,8 @@
 """A loopback TCP relay between the browser and the platform that a test can cut, so a
 network drop in a browser test is a real one: every open connection dies and new ones are
-refused until the relay is restored."""
+refused until the relay is restored. A slow network for terminals: while `hold_terminals` is
+on, a new terminal WebSocket's connection (of one host) is accepted but goes nowhere (the
+page's socket stays connecting) until `release_terminals`."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ class CuttableRelay:
         self.closed = threading.Event()
         self.lock = threading.Lock()
         self.open: set[socket.socket] = set()
+        self.holding = threading.Event()
+        self.hold_part = b"/terminal"
+        self.held: list[tuple[socket.socket, bytes]] = []  # and its request line
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -35,15 +40,24 @@ class CuttableRelay:
             if self.down.is_set():
                 client.close()  # the network is down: nothing gets through
                 continue
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
+            line = _request_line(client) if self.holding.is_set() else b""
+            if b"/terminal" in line and self.hold_part in line:
+                with self.lock:
+                    self.held.append((client, line))
                 continue
-            with self.lock:
-                self.open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            self._connect(client)
+
+    def _connect(self, client: socket.socket) -> None:
+        """Relay `client` to the target, both ways."""
+        try:
+            upstream = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        with self.lock:
+            self.open.update((client, upstream))
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with suppress(OSError):
@@ -70,7 +84,43 @@ class CuttableRelay:
     def restore(self) -> None:
         self.down.clear()
 
+    def hold_terminals(self, part: bytes = b"") -> None:
+        """New terminal WebSockets (those whose request line contains `part`) hang,
+        connecting, until `release_terminals`. (A browser opens one WebSocket to a host at
+        a time: the page's other terminals wait behind a held one.)"""
+        self.hold_part = part
+        self.holding.set()
+
+    def held_count(self) -> int:
+        """Terminal connections held now."""
+        with self.lock:
+            return len(self.held)
+
+    def release_terminals(self) -> None:
+        """The held connections go through (their request is still unread), and new ones."""
+        self.holding.clear()
+        with self.lock:
+            held, self.held = self.held, []
+        for client, _ in held:
+            self._connect(client)
+
     def close(self) -> None:
         self.closed.set()
         self.cut()
         self.listener.close()
+        with self.lock:
+            held, self.held = self.held, []
+        for client, _ in held:
+            client.close()
+
+
+def _request_line(client: socket.socket) -> bytes:
+    """The connection's HTTP request line, peeked (left for the target to read)."""
+    client.settimeout(10)
+    try:
+        head = client.recv(4096, socket.MSG_PEEK)
+    except OSError:
+        return b""
+    finally:
+        client.settimeout(None)
+    return head.split(b"\r\n", 1)[0]

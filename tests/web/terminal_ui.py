@@ -6,6 +6,7 @@ the page at phone width."""
 from __future__ import annotations
 
 import re
+import time
 
 from playwright.sync_api import Page, expect
 
@@ -111,9 +112,10 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
                          "document.querySelector('#terminal .xterm-rows')).fontSize)")
     assert font >= 12
 
+    resize_while_connecting(page, relay)
+
     # Offline (the laptop left the Wi-Fi): no retries until the browser is online again,
     # then it reconnects at once.
-    page.set_viewport_size({"width": 1440, "height": 960})
     relay.cut()
     expect(banner).to_be_visible(timeout=20_000)
     page.context.set_offline(True)  # the next attempt finds the browser offline
@@ -121,7 +123,7 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
                                    timeout=30_000)
     relay.restore()
     page.context.set_offline(False)
-    expect(page.locator("#term-panel-learner")).to_have_attribute("data-connects", "3",
+    expect(page.locator("#term-panel-learner")).to_have_attribute("data-connects", "4",
                                                                   timeout=20_000)
     expect(banner).to_be_hidden()
 
@@ -135,3 +137,33 @@ def exercise_learner_terminal(page: Page, relay: CuttableRelay) -> None:
     expect(status).to_have_attribute("data-error", "signed_out", timeout=30_000)
     expect(status).to_contain_text(re.compile(r"signed out\b.*Sign in again"))
     expect(banner).to_be_hidden()
+
+
+TERM_SIZE = ("() => { const t = document.querySelector('#term-panel-learner').forgeTerminal"
+             ".term; return [t.rows, t.cols]; }")
+
+
+def resize_while_connecting(page: Page, relay: CuttableRelay) -> None:
+    """The window changes size while the terminal's socket is still connecting (a slow
+    network after a drop): the page cannot send the resize then, so it sends it once
+    attached; the shell gets the size the page shows, not the one it connected with."""
+    relay.hold_terminals(b"host=learner")
+    relay.cut()
+    relay.restore()
+    deadline = time.monotonic() + 30
+    while relay.held_count() == 0:  # the page retried: its socket hangs, connecting
+        assert time.monotonic() < deadline, "the page never reconnected"
+        time.sleep(0.05)
+    before = page.evaluate(TERM_SIZE)
+    page.set_viewport_size({"width": 1440, "height": 960})
+    page.wait_for_function(f"(b) => {{ const s = ({TERM_SIZE})(); "
+                           "return s[0] !== b[0] || s[1] !== b[1]; }", arg=before,
+                           timeout=10_000)
+    relay.release_terminals()
+    expect(page.locator("#term-status")).to_have_text(CONNECTED, timeout=30_000)
+    rows, cols = page.evaluate(TERM_SIZE)
+    page.get_by_role("region", name="Terminal on host learner").click()
+    run(page, "stty size; echo size-$((2+2))")
+    screen = page.locator("#terminal .xterm-rows div")
+    expect(screen.filter(has_text=re.compile(rf"^{rows} {cols}\s*$"))).to_have_count(
+        1, timeout=20_000)

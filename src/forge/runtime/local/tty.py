@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import select
-import struct
 import subprocess
-import termios
 import threading
 from collections.abc import Callable
 
-from forge.runtime.base import SpecError, TerminalClosed, TtySession
+from forge.runtime.base import TerminalClosed, TtySession
+from forge.runtime.local.winsize import SizeKeeper, set_size
 
 SHELL_ARGV = ["setsid", "-c", "/bin/bash", "-l"]
 
@@ -24,7 +22,9 @@ class LocalTty(TtySession):
 
     Nothing is buffered here: ``read`` returns what one ``read(2)`` gives (at most
     ``max_bytes``) and ``write`` waits for the PTY to take the data, so memory is bounded
-    by the caller's chunks. ``close()`` (from any thread) wakes pending reads (they return
+    by the caller's chunks. A resize is kept against the shell's own write-back of an older
+    size (readline's, before each prompt; see `winsize`), checked at each read and write.
+    ``close()`` (from any thread) wakes pending reads (they return
     ``b""``), hangs up the terminal and kills every process the session started (through
     ``kill_tree``), then reaps the wrapper.
     """
@@ -45,7 +45,7 @@ class LocalTty(TtySession):
         self._closed = False
         master, slave = os.openpty()
         try:
-            _set_size(slave, rows, cols)
+            set_size(slave, rows, cols)
             self._proc = subprocess.Popen(
                 argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                 start_new_session=True, pass_fds=pass_fds,
@@ -57,6 +57,7 @@ class LocalTty(TtySession):
             os.close(slave)
         os.set_blocking(master, False)
         self._master = master
+        self._size = SizeKeeper()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = set()
 
     async def read(self, max_bytes: int = 65536) -> bytes:
@@ -66,11 +67,14 @@ class LocalTty(TtySession):
                 if self._closed:
                     return b""
                 try:
-                    return os.read(self._master, max_bytes)
+                    data = os.read(self._master, max_bytes)
                 except BlockingIOError:
                     pass
                 except OSError:  # EIO: the slave side is gone
                     return b""
+                else:
+                    self._keep_size_locked()  # output: a prompt may follow a write-back
+                    return data
             await self._ready(write=False)
 
     async def write(self, data: bytes) -> None:
@@ -81,6 +85,7 @@ class LocalTty(TtySession):
                 if self._closed:
                     raise TerminalClosed("terminal is closed")
                 try:
+                    self._keep_size_locked()  # before the shell acts on these keystrokes
                     view = view[os.write(self._master, view):]
                 except BlockingIOError:
                     pass
@@ -120,11 +125,18 @@ class LocalTty(TtySession):
                     self._close_master()
 
     def resize(self, rows: int, cols: int) -> None:
-        """Change the terminal size (the shell gets SIGWINCH)."""
+        """Change the terminal size (the shell gets SIGWINCH); kept against a stale
+        write-back of the size it replaces (`winsize.SizeKeeper`)."""
         with self._lock:
             if self._closed or self._master < 0:
                 return
-            _set_size(self._master, rows, cols)
+            self._size.resize(self._master, rows, cols)
+
+    def _keep_size_locked(self) -> None:
+        """Set the latest resize again if the shell wrote an older size back (caller holds
+        the lock; the master is open)."""
+        with contextlib.suppress(OSError):  # a hung-up terminal: the read/write says so
+            self._size.check(self._master)
 
     def close(self) -> None:
         """Hang up, kill the session's processes, reap them. Idempotent."""
@@ -166,9 +178,3 @@ class LocalTty(TtySession):
         poller = select.poll()
         poller.register(self._master, select.POLLIN)
         return any(events & select.POLLHUP for _, events in poller.poll(0))
-
-
-def _set_size(fd: int, rows: int, cols: int) -> None:
-    if not (0 < rows <= 1000 and 0 < cols <= 1000):
-        raise SpecError("rows/cols", "terminal size must be between 1 and 1000")
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

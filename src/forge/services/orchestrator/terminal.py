@@ -7,7 +7,8 @@ Every attach, a first one or a reattach, passes the same checks.
 
 Sessions (terminal_sessions): one shell per (lab, host) outlives its sockets. A socket
 attaches to the host's live session, or starts one; a reload, a dropped connection or a
-second tab gets the SAME shell. Frames:
+second tab gets the SAME shell. The query's ``rows`` and ``cols`` size a new shell (24x80
+without them) and resize a live one on reattach (left as it is without them). Frames:
 
 * first, a text frame ``{"type": "attached", "session": ID, "replayed": N, "new": BOOL}``:
   ``new`` is true for a fresh shell, false for a reattach; ``N`` bytes of the session's

@@ -122,8 +122,10 @@ async def _relay(websocket: WebSocket, state: SpawnState, scenario_id: str, host
     # The node holding the lab, by the URL it registered on the row (never request input).
     base = node_base(state.settings, node_url).replace("http://", "ws://", 1).replace(
         "https://", "wss://", 1)
-    query = urlencode({"rows": websocket.query_params.get("rows", "24"),
-                       "cols": websocket.query_params.get("cols", "80"), "host": host})
+    # The size only when the browser gave one: a reattach without it (the CLI, an older
+    # page) keeps the shell's size, where a 24x80 default shrank it under the other tabs.
+    query = urlencode({**{k: websocket.query_params[k] for k in ("rows", "cols")
+                          if k in websocket.query_params}, "host": host})
     try:
         upstream = await websockets.connect(
             f"{base}/internal/scenarios/{scenario_id}/tty?{query}",

@@ -127,8 +127,9 @@
     window.clearTimeout(t.timer);
     if (t.ws || leaving) { return; }
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    const asked = { rows: t.term.rows, cols: t.term.cols };  // the shell's size on attach
     const url = scheme + window.location.host + "/v1/scenarios/" + encodeURIComponent(id) +
-      "/terminal?rows=" + t.term.rows + "&cols=" + t.term.cols + "&host=" +
+      "/terminal?rows=" + asked.rows + "&cols=" + asked.cols + "&host=" +
       encodeURIComponent(t.host);
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
@@ -143,6 +144,11 @@
       if (body.type === "closed" && typeof body.message === "string") { closedWith = body; }
       if (body.type === "attached") {
         t.term.reset();  // the server replays the shell's screen next: do not show it twice
+        // A resize while the socket was connecting was not sent (onResize needs it open):
+        // the shell has the size of the URL, so send the one the page shows now.
+        if (t.term.rows !== asked.rows || t.term.cols !== asked.cols) {
+          ws.send(JSON.stringify({ type: "resize", rows: t.term.rows, cols: t.term.cols }));
+        }
         if (body.new === true && t.connects > 1) {
           say("Your previous shell had ended: a new shell was started.");
         }
