@@ -21,6 +21,7 @@ from forge.quotas.limiter import active_slots
 from forge.store import Database
 from forge.store.migrate import head_revision
 from forge.store.models import (
+    ApiKey,
     Assignment,
     AssignmentAttempt,
     Base,
@@ -122,28 +123,68 @@ def test_replicas_never_take_more_slots_than_the_limit(postgres_url: str) -> Non
     db.dispose()
 
 
+def _assignment(db: Database, assignment_id: str, allowed: int) -> None:
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        sess.add(Cohort(cohort_id=f"coh-{assignment_id}", tenant_id="acme", name="race",
+                        created_by="t", idp_group=None, created_at=now))
+        sess.flush()
+        sess.add(Assignment(assignment_id=assignment_id, cohort_id=f"coh-{assignment_id}",
+                            tenant_id="acme", template_id="netplus-intro",
+                            opens_at=now - timedelta(hours=1), closes_at=now + timedelta(hours=1),
+                            attempts_allowed=allowed, hints_allowed=True, created_by="t",
+                            created_at=now))
+
+
+def _attempts_per_learner(db: Database, assignment_id: str) -> list[tuple[str, int]]:
+    with db.read() as sess:
+        return sorted((str(s), int(n)) for s, n in sess.execute(
+            select(AssignmentAttempt.subject, func.count())
+            .where(AssignmentAttempt.assignment_id == assignment_id)
+            .group_by(AssignmentAttempt.subject)).all())
+
+
 def test_replicas_never_take_more_assignment_attempts_than_allowed(postgres_url: str) -> None:
     """One attempt allowed: of replicas starting the same learner's assignment at once,
     exactly one takes it (a count and a highest number read in two statements let a second
     replica take attempt 2 under PostgreSQL's read committed)."""
-    now, rounds = datetime.now(UTC), 40
-    db = Database(postgres_url)
-    with db.session() as sess:
-        sess.add(Cohort(cohort_id="coh-race", tenant_id="acme", name="race", created_by="t",
-                        idp_group=None, created_at=now))
-        sess.flush()
-        sess.add(Assignment(assignment_id="asg-race", cohort_id="coh-race", tenant_id="acme",
-                            template_id="netplus-intro", opens_at=now - timedelta(hours=1),
-                            closes_at=now + timedelta(hours=1), attempts_allowed=1,
-                            hints_allowed=True, created_by="t", created_at=now))
+    rounds, db = 40, Database(postgres_url)
+    _assignment(db, "asg-race", 1)
     reports = run_replicas(store_race.take_attempts,
-                           lambda i: (postgres_url, "asg-race", rounds, i))
-    won = sorted(n for rounds_won in reports for n in rounds_won)
+                           lambda i: (postgres_url, "asg-race", rounds, 1, False, i))
+    won = sorted(n for got in reports for n, number, _ in got if number is not None)
     assert won == list(range(rounds))  # each learner's one attempt went to exactly one
+    assert _attempts_per_learner(db, "asg-race") == sorted(
+        (f"learner-{n}", 1) for n in range(rounds))
+    db.dispose()
+
+
+def test_one_request_retried_on_every_replica_takes_one_attempt(postgres_url: str) -> None:
+    """The same request id on every replica at once (a retried start): one attempt is taken
+    and every replica answers with it, never a second attempt or a refusal."""
+    rounds, db = 40, Database(postgres_url)
+    _assignment(db, "asg-retry", 2)
+    reports = run_replicas(store_race.take_attempts,
+                           lambda i: (postgres_url, "asg-retry", rounds, 2, True, i))
+    for n in range(rounds):
+        answers = [(number, here) for got in reports for m, number, here in got if m == n]
+        assert sorted(answers) == [(1, False)] * (REPLICAS - 1) + [(1, True)], (n, answers)
+    assert _attempts_per_learner(db, "asg-retry") == sorted(
+        (f"learner-{n}", 1) for n in range(rounds))
+    db.dispose()
+
+
+def test_new_sign_in_keys_asked_at_once_leave_one_live_key(postgres_url: str) -> None:
+    """"New sign-in key" from every replica at once: the learner ends with one live key
+    (each replica read the same live keys and left its own new one live before)."""
+    rounds = 30
+    run_replicas(store_race.replace_keys, lambda i: (postgres_url, rounds, i))
+    db = Database(postgres_url)
     with db.read() as sess:
-        taken = sess.execute(select(AssignmentAttempt.subject, func.count())
-                             .group_by(AssignmentAttempt.subject)).all()
-    assert sorted(taken) == sorted((f"learner-{n}", 1) for n in range(rounds))
+        live = sess.execute(select(ApiKey.subject, func.count()).where(
+            ApiKey.revoked_at.is_(None)).group_by(ApiKey.subject)).all()
+    assert sorted((str(s), int(n)) for s, n in live) == sorted(
+        (f"keyed-{n}", 1) for n in range(rounds))
     db.dispose()
 
 

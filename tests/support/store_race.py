@@ -127,19 +127,33 @@ def take_slots(url: str, attempts: int, limit: int, index: int, barrier: Barrier
     db.dispose()
 
 
-def take_attempts(url: str, assignment_id: str, rounds: int, index: int, barrier: Barrier,
-                  out: Queue[Any]) -> None:
-    """For each round's learner (one attempt allowed), try to take an attempt, all replicas
-    at once; report the rounds this replica won."""
+def take_attempts(url: str, assignment_id: str, rounds: int, allowed: int, same_request: bool,
+                  index: int, barrier: Barrier, out: Queue[Any]) -> None:
+    """For each round's learner (`allowed` attempts), all replicas at once take an attempt,
+    with one request id per replica or (`same_request`) one retried request id for all;
+    report what each round gave this replica: (round, attempt number or None, taken here)."""
     from forge.classroom.assignments import take_attempt
 
     db = _connect(url)
-    won = []
+    got = []
     for n in range(rounds):
         barrier.wait(BARRIER_TIMEOUT_S)  # every round starts together: the race is per learner
-        if take_attempt(db, assignment_id, f"learner-{n}", f"req-r{n}-p{index}", 1) is not None:
-            won.append(n)
-    out.put(won)
+        request_id = f"req-r{n}" + ("" if same_request else f"-p{index}")
+        taken = take_attempt(db, assignment_id, f"learner-{n}", request_id, allowed)
+        got.append((n, None, False) if taken is None else (n, *taken))
+    out.put(got)
+    db.dispose()
+
+
+def replace_keys(url: str, rounds: int, index: int, barrier: Barrier, out: Queue[Any]) -> None:
+    """For each round's learner, all replicas at once ask for a new sign-in key."""
+    from forge.identity.apikeys import replace_api_key
+
+    db = _connect(url)
+    for n in range(rounds):
+        barrier.wait(BARRIER_TIMEOUT_S)
+        replace_api_key(db, TENANT, f"keyed-{n}")
+    out.put(index)
     db.dispose()
 
 

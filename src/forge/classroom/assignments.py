@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, func, select
+from sqlalchemy import Select, Table, and_, bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from forge.classroom.cohorts import Manager, managed_cohort, new_id
@@ -221,17 +221,21 @@ def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str
     for _ in range(8):
         try:
             with db.session() as sess:
-                mine = sess.scalar(_taken_by(assignment_id, subject, request_id))
-                if mine is not None:
-                    return mine, False
-                # Count and highest number in ONE statement: under PostgreSQL's read
-                # committed each statement sees the latest commits, so a count read before
-                # a concurrent attempt committed and a maximum read after it gave a second
-                # attempt a fresh number (no key conflict): two attempts of one allowed.
-                used, highest = sess.execute(
-                    select(func.count(), func.coalesce(func.max(AssignmentAttempt.attempt), 0))
+                # This request's own attempt, the count and the highest number in ONE
+                # statement: under PostgreSQL's read committed each statement sees the latest
+                # commits, so reading them apart let a concurrent commit fall in between (a
+                # count from before it and a maximum from after gave a second attempt a
+                # fresh number: two attempts of one allowed; a retry of the same request on
+                # another replica missed its own attempt and was refused or took another).
+                mine, used, highest = sess.execute(
+                    select(func.max(case((and_(AssignmentAttempt.request_id == request_id,
+                                               AssignmentAttempt.at > datetime.now(UTC)
+                                               - REPLAY_TTL), AssignmentAttempt.attempt))),
+                           func.count(), func.coalesce(func.max(AssignmentAttempt.attempt), 0))
                     .where(AssignmentAttempt.assignment_id == assignment_id,
                            AssignmentAttempt.subject == subject)).one()
+                if mine is not None:
+                    return int(mine), False
                 if used >= attempts_allowed:
                     return None
                 number = 1 + int(highest)

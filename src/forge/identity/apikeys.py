@@ -14,6 +14,7 @@ from sqlalchemy import Table, bindparam, select
 from forge.identity.names import valid_id
 from forge.store.db import Database
 from forge.store.models import ApiKey
+from forge.store.row_locks import lock_name
 
 _KEY = re.compile(r"^fgk_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
 _KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
@@ -80,6 +81,10 @@ def replace_api_key(db: Database, tenant_id: str, subject: str) -> IssuedKey:
     issued = _new_key(tenant_id, subject)
     now = datetime.now(UTC)
     with db.session() as sess:
+        # Two "new key" submits at once (two tabs, two replicas): on PostgreSQL both read the
+        # same live keys and each left its own new key live; the second now waits for the
+        # first and revokes its key.
+        lock_name(sess.connection(), f"apikey/{tenant_id}/{subject}")
         live = select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.subject == subject,
                                     ApiKey.revoked_at.is_(None))
         for record in sess.scalars(live):

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from forge.plans import Plan
 from forge.store.db import Database
 from forge.store.models import QuotaSlot, RateCounter, Scenario
+from forge.store.row_locks import lock_name
 from forge.store.timestamps import aware
 
 SLOTS: Table = QuotaSlot.__table__  # type: ignore[assignment]
@@ -85,11 +86,6 @@ class Taken:
     scopes: tuple[str, ...]
 
 
-def _lock_tenant(conn: Connection, tenant_id: str) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": tenant_id})
-
-
 def _live(now: datetime) -> tuple[ColumnElement[bool], ...]:
     return (SLOTS.c.released_at.is_(None), SLOTS.c.expires_at > now)
 
@@ -109,7 +105,7 @@ def take(
     Plain SQL statements (no ORM unit of work): this runs inside the spawn hot path.
     """
     conn = sess.connection()
-    _lock_tenant(conn, tenant_id)
+    lock_name(conn, tenant_id)
     epoch = now.timestamp()
     window = int(epoch) // WINDOW_S * WINDOW_S
     tenant_key, subject_key = f"tenant:{tenant_id}", f"subject:{tenant_id}/{subject}"

@@ -13,8 +13,10 @@ a whole quota period (a reattaching browser tab resizes exactly then, after a co
 layer checks at every read and write, so the write-back is undone as soon as the shell's
 next output (its prompt) or the next keystrokes pass. Any other size is a deliberate change
 (a learner's ``stty rows 50``): from then on the terminal keeps it until the next resize.
-At most `REASSERTS` re-applications follow one resize, so even a learner who sets an old
-size on purpose again and again gets it in the end.
+The guard lasts `GUARD_S` after a resize (a write-back comes within one CPU-quota period of
+it; later, a replaced size is the learner's own `stty`, e.g. back to 24x80, and is kept)
+and re-applies at most `REASSERTS` times, so a learner who sets an old size on purpose gets
+it in the end.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from __future__ import annotations
 import fcntl
 import struct
 import termios
+import time
 
 from forge.runtime.base import SpecError
 
 Size = tuple[int, int]  # (rows, cols)
 REASSERTS = 16  # re-applications of one resize at most
 REMEMBERED = 8  # replaced sizes remembered at most (older ones are forgotten)
+GUARD_S = 3.0  # how long after a resize a replaced size counts as a stale write-back
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:
@@ -49,10 +53,12 @@ class SizeKeeper:
     Not thread-safe: the caller holds the PTY's lock around every call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, guard_s: float = GUARD_S) -> None:
         self.wanted: Size | None = None
         self._replaced: list[Size] = []
         self._left = 0
+        self._guard_s = guard_s
+        self._until = 0.0
 
     def resize(self, fd: int, rows: int, cols: int) -> None:
         """Set the size, remembering the one it replaces."""
@@ -63,11 +69,15 @@ class SizeKeeper:
             self._replaced.append(before)
         self._replaced = [s for s in self._replaced if s != self.wanted][-REMEMBERED:]
         self._left = REASSERTS
+        self._until = time.monotonic() + self._guard_s
 
     def check(self, fd: int) -> bool:
         """Undo a stale write-back if the terminal shows one now; True when it set the size
-        again. Cheap (one ioctl) while guarding, free after."""
+        again. One ioctl while guarding (`GUARD_S` after a resize), nothing after."""
         if self.wanted is None or not self._replaced:
+            return False
+        if time.monotonic() > self._until:
+            self._replaced.clear()  # the window of a write-back is over: stop guarding
             return False
         now = get_size(fd)
         if now == self.wanted:
