@@ -362,6 +362,8 @@ class LocalRuntime(Runtime):
             errors.append("processes survived SIGKILL")
         had_gateway = False
         for ns in list_netns():
+            if not ns.startswith(stem + "."):  # cheap filter: every lab's names are listed
+                continue
             parsed = self.names.parse(ns)
             if parsed is not None and parsed[0] == lab_id:
                 had_gateway = had_gateway or ns == self.names.gateway_ns(lab_id)
