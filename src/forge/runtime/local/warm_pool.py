@@ -6,9 +6,10 @@ disk, identity (its own uid pair, never used by any other lab) and idle host san
 ``LocalRuntime.create`` asks ``claim`` first; a claim takes one ready lab of the same shape
 key, renames every kernel object and path from the pool id to the scenario's lab id (so
 ``list``, ``exec``, ``destroy`` and a restarted orchestrator see an ordinary lab), then
-personalises it: seeds, root seeds, environment, and the hosts' services, started only now
-in each host's ``init`` cgroup. Nothing of a scenario exists in a lab before its claim, and
-a claimed lab is never returned to a pool: it is destroyed like any lab.
+personalises it (both in ``pool_claim``): seeds, root seeds, environment, and the hosts'
+services, started only now in each host's ``init`` cgroup. Nothing of a scenario exists
+in a lab before its claim, and a claimed lab is never returned to a pool: it is destroyed
+like any lab.
 
 A background thread (niced, one build at a time) keeps each pool at its size; it waits
 while creates are missing the pools (spawns come first) and, under memory pressure, stops
