@@ -15,10 +15,11 @@ import pytest
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import LocalRuntime, launch
+from forge.runtime.local.host_dirs import HostPaths, seed_host_dir, write_identity
 from forge.runtime.local.launch import base_namespace, lab_mounts
 from forge.runtime.local.netns import create_netns, remove_netns
 from forge.runtime.local.reconcile import init_pid
-from forge.runtime.local.sandbox import HostPaths, seed_host_dir, spawn_init, write_identity
+from forge.runtime.local.sandbox import spawn_init
 from forge.runtime.plan import plan_lab
 from tests.runtime.helpers import leftovers, simple_lab
 

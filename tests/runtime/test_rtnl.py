@@ -5,12 +5,16 @@ link dump is taken again."""
 from __future__ import annotations
 
 import errno
+import secrets
+import socket
 import struct
 from collections import deque
 
 import pytest
 
 from forge.runtime.local import rtnl
+from forge.runtime.local.netns import create_netns, in_netns, list_netns, remove_netns
+from forge.runtime.local.network import attach_veths
 from forge.runtime.local.rtnl import NLM_F_DUMP_INTR, NLM_F_MULTI, NLMSG_DONE, NLMSG_ERROR, Rtnl
 
 HDR = struct.Struct("=IHHII")
@@ -78,3 +82,28 @@ def test_real_dump_in_this_namespace() -> None:
     """Against the kernel: the dump of this namespace's links completes."""
     with Rtnl() as sock:
         assert isinstance(sock.ports_down(), list)
+
+
+def test_switch_wiring_over_netlink(prefix: str) -> None:
+    """Against the kernel: a bridge and a veth port whose peer lands in another namespace;
+    a name taken twice is refused with the request named, and nothing is left after."""
+    stem = f"{prefix}.rtnl{secrets.token_hex(2)}"
+    switch, target = f"{stem}.sw", f"{stem}.h.box"
+    try:
+        create_netns(switch)
+        create_netns(target)
+        attach_veths(switch, [(target, [("h0n0", "eth0", 0)])], bridges=1)
+
+        def links() -> list[str]:
+            return sorted(name for _i, name in socket.if_nameindex())
+
+        assert in_netns(switch, links) == ["br0", "h0n0", "lo"]
+        assert in_netns(target, links) == ["eth0", "lo"]
+        with pytest.raises(OSError) as info:
+            attach_veths(switch, [(target, [("h0n0", "eth1", 0)])])
+        assert info.value.errno == errno.EEXIST and "add veth h0n0" in str(info.value)
+        assert in_netns(target, links) == ["eth0", "lo"]
+    finally:
+        remove_netns(switch)
+        remove_netns(target)
+    assert not {switch, target} & set(list_netns())

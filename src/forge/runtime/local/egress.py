@@ -22,7 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from forge.runtime.base import SpecError
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import create_netns, ip_batch, netns_path, run_in_netns
-from forge.runtime.local.network import apply_sysctls, attach_commands, base_sysctls
+from forge.runtime.local.network import apply_sysctls, attach_veths, base_sysctls
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import LabPlan
 
@@ -131,7 +131,7 @@ def build_gateway(
     ns = names.gateway_ns(plan.lab_id)
     create_netns(ns, lambda: apply_sysctls(base_sysctls(True)))
     pairs = [(f"g{i}", f"eth{i}", i) for i in range(len(plan.subnets))]
-    ip_batch(names.switch_ns(plan.lab_id), attach_commands(ns, pairs))
+    attach_veths(names.switch_ns(plan.lab_id), [(ns, pairs)])
     uplink = names.uplink(plan.lab_id)
     with _alloc_lock:
         net = _allocate_uplink(egress_ns)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from forge.runtime.base import ExecResult, SpecError
-from forge.runtime.local.sandbox import BASE_PATH, JOIN_SH, setpriv_argv
+from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv
 from forge.runtime.local.tools import tool
 
 

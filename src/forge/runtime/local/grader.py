@@ -25,13 +25,8 @@ import stat
 from dataclasses import dataclass, field
 
 from forge import treepath
-from forge.runtime.local.sandbox import (
-    JOIN_SH,
-    HostPaths,
-    readonly_seed_args,
-    setpriv_argv,
-    system_args,
-)
+from forge.runtime.local.bwrap_args import JOIN_SH, readonly_seed_args, setpriv_argv, system_args
+from forge.runtime.local.host_dirs import HostPaths
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import WRITABLE_DIRS
 

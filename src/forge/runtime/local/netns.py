@@ -2,10 +2,11 @@
 
 ``setns(CLONE_NEWNET)`` and ``unshare(CLONE_NEWNET)`` change only the calling thread, so a
 short-lived worker thread can step into a namespace (to create it, write its sysctls or
-open pyroute2 netlink sockets there) without forking. Writes go through one
-``ip -batch`` process per namespace: measured on this machine, that costs ~2 ms of CPU
-against ~0.5-1 ms per call through pyroute2 0.9's asyncio core, which dominated create
-time. Named namespaces live under /run/netns like iproute2's, so ``ip netns`` sees them.
+open netlink sockets there) without forking. A lab's own links, addresses and routes are
+written over a raw rtnetlink socket (``rtnl``); the egress gateway's few writes still go
+through one ``ip -batch`` process (~2 ms of CPU, against ~0.5-1 ms per call through
+pyroute2 0.9's asyncio core). Named namespaces live under /run/netns like iproute2's, so
+``ip netns`` sees them.
 """
 
 from __future__ import annotations

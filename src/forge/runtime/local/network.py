@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 
 from pyroute2 import IPRoute
 
 from forge.runtime.local.kernel_names import Names
-from forge.runtime.local.netns import create_netns, in_netns, ip_batch, run_in_netns
+from forge.runtime.local.netns import create_netns, in_netns, netns_path, run_in_netns
 from forge.runtime.local.rtnl import Rtnl
 from forge.runtime.plan import LabPlan, PlannedHost
 
@@ -62,25 +63,38 @@ def create_switch(names: Names, plan: LabPlan) -> None:
     create_netns(names.switch_ns(plan.lab_id), lambda: apply_sysctls(base_sysctls(False)))
 
 
-def attach_commands(target_ns: str, pairs: list[tuple[str, str, int]]) -> list[str]:
-    """Switch-side commands creating veths (switch end, target end, bridge index) whose
-    target end lives in ``target_ns``; the switch ends join their bridges, up."""
-    return [
-        f"link add {outer} master br{bridge} up type veth peer name {inner} netns {target_ns}"
-        for outer, inner, bridge in pairs
-    ]
+Veths = list[tuple[str, str, int]]  # (switch end, target end, bridge number)
+
+
+def attach_veths(switch_ns: str, groups: list[tuple[str, Veths]], bridges: int = 0) -> None:
+    """Over one netlink socket in the switch namespace: create ``bridges`` bridges
+    (``br<i>``, up), then for each (target namespace, veths) the veths whose switch ends
+    are up ports of their bridges and whose other ends are in the target namespace."""
+
+    def work() -> None:
+        with Rtnl() as nl:
+            index = {i: nl.add_bridge(f"br{i}") for i in range(bridges)}
+            for target_ns, veths in groups:
+                fd = os.open(netns_path(target_ns), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    for outer, inner, bridge in veths:
+                        if bridge not in index:
+                            index[bridge] = socket.if_nametoindex(f"br{bridge}")
+                        nl.add_veth(outer, index[bridge], inner, fd)
+                finally:
+                    os.close(fd)
+
+    in_netns(switch_ns, work)
 
 
 def wire_switch(names: Names, plan: LabPlan) -> None:
-    """One batch in the switch: a bridge per subnet (``br<i>``) and every host's veths
-    (``h<host>n<j>`` on the switch, ``eth<j>`` in the host, whose namespace must exist)."""
-    cmds = [f"link add br{i} up type bridge" for i in range(len(plan.subnets))]
-    for host in plan.hosts:
-        ns = names.host_ns(plan.lab_id, host.spec.name)
-        pairs = [(f"h{host.index}n{j}", f"eth{j}", nic.subnet_index)
-                 for j, nic in enumerate(host.nics)]
-        cmds += attach_commands(ns, pairs)
-    ip_batch(names.switch_ns(plan.lab_id), cmds)
+    """In the switch: a bridge per subnet (``br<i>``) and every host's veths (``h<host>n<j>``
+    on the switch, ``eth<j>`` in the host, whose namespace must exist)."""
+    groups = [(names.host_ns(plan.lab_id, host.spec.name),
+               [(f"h{host.index}n{j}", f"eth{j}", nic.subnet_index)
+                for j, nic in enumerate(host.nics)])
+              for host in plan.hosts]
+    attach_veths(names.switch_ns(plan.lab_id), groups, bridges=len(plan.subnets))
 
 
 def configure_host(names: Names, plan: LabPlan, host: PlannedHost) -> None:

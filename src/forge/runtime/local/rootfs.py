@@ -9,7 +9,7 @@ The overlay is mounted nosuid,nodev and goes away with the lab's disk (its lazy 
 detaches the whole subtree). The image's files keep their owners (root), so the lab user
 writes only where the image lets it and into the seeds it owns (``seeds``). Nothing of
 the machine's own ``/etc`` or userland is visible. /home, /workspace, /srv, /tmp and
-/var/tmp stay per-host binds as for every host (``sandbox.DATA_BINDS``), /run a tiny
+/var/tmp stay per-host binds as for every host (``host_dirs.DATA_BINDS``), /run a tiny
 tmpfs holding the image's /run directories.
 """
 

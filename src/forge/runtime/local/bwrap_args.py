@@ -1,0 +1,152 @@
+"""The command lines of a host's sandbox: bubblewrap's arguments and the init's script.
+
+The root filesystem is a read-only view of selected system directories of the machine,
+or, on an image, the host's own overlay of it (see ``rootfs``); the operator's data
+(/root, /home, /work, /var, /etc/shadow, ssh keys) is never visible. /home, /workspace,
+/srv, /tmp and /var/tmp are per-host binds of the lab's disk (``host_dirs``); /run (and
+/var without an image) are tiny root-owned tmpfs.
+
+Every lab process runs as the lab's own unprivileged user (``learner``, a uid no other
+lab has, see ``uids``) whose only capabilities are the approved ones, as ambient
+capabilities (uid 0 without capabilities would still own the machine's global sysctls
+and root-owned files), under the default seccomp filter (see ``seccomp``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from forge.runtime.local.host_dirs import DATA_BINDS, LAB_ETC_FILES, HostPaths
+from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
+from forge.runtime.local.service_signals import service_prefix
+from forge.runtime.local.tools import tool
+from forge.runtime.plan import READONLY_DIRS, PlannedHost
+
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
+MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
+MASKED_DIRS = ("etc/ssh", "etc/ssl/private", "etc/sudoers.d")
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Joins the cgroups listed in FG_CG (colon separated) before exec'ing the real command,
+# so that every process of the command, including forks, is born inside them.
+JOIN_SH = (
+    'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; '
+    'unset FG_CG IFS; exec "$@"'
+)
+# The sandbox's first command: reports readiness on its stdout (a pipe to the runtime),
+# then sends further output to stderr (the host's service log), waits for "go" on stdin
+# (sent once the lab's network is wired and configured, so a service never starts before
+# its interfaces and addresses exist; a closed pipe without "go" ends the sandbox), starts
+# the service as the lab user ("$@" is the setpriv prefix, after the root's
+# ``env --default-signal`` where it has the option: it undoes the SIGINT/SIGQUIT ignore the
+# shell gives a background command, see ``service_signals``), then idles holding the
+# namespaces. The idler stays uid 0 (with bwrap's few capabilities) so the lab user
+# cannot kill it, even with ``kill -9 -1``; no-new-privs is already set by bwrap.
+INIT_SH = (
+    'echo ready; exec 1>&2; read -r go && [ "$go" = go ] || exit 1; exec 0</dev/null; '
+    'cmd=$1; shift; '
+    'if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi; exec sleep infinity'
+)
+
+
+def host_env(host: PlannedHost) -> dict[str, str]:
+    """Environment of every process in a host (services, exec, tty)."""
+    env = {
+        "PATH": BASE_PATH,
+        "HOME": "/home",
+        "LANG": "C.UTF-8",
+        "HOSTNAME": host.hostname,
+        "TERM": "xterm-256color",
+    }
+    env.update(host.spec.environment)
+    return env
+
+
+def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
+    """``setpriv`` switching to the lab user with only ``caps`` (ambient, so they survive
+    exec as a non-root user), no-new-privs and a bounding set of just ``caps``."""
+    keep = "-all" + "".join(f",+{c.lower()}" for c in caps)
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            f"--inh-caps={keep}", f"--ambient-caps={keep}", f"--bounding-set={keep}",
+            "--no-new-privs", "--"]
+
+
+def rootfs_args(rootfs: str, image: bool = False, writable: bool = False) -> list[str]:
+    """bwrap arguments giving a read-only root built from ``rootfs``'s system dirs, or,
+    for an ``image``, the host's root overlay ``rootfs`` (see ``rootfs``)."""
+    if image:
+        return image_root_args(rootfs, writable)
+    args: list[str] = []
+    for d in SYSTEM_DIRS:
+        src = os.path.join(rootfs, d)
+        if os.path.islink(src) and rootfs == "/":
+            args += ["--symlink", os.readlink(src), f"/{d}"]
+        elif os.path.isdir(src):
+            args += ["--ro-bind", src, f"/{d}"]
+    for f in MASKED_FILES:
+        if os.path.isfile(os.path.join(rootfs, f)):
+            args += ["--ro-bind", "/dev/null", f"/{f}"]
+    for d in MASKED_DIRS:
+        if os.path.isdir(os.path.join(rootfs, d)):
+            args += ["--tmpfs", f"/{d}"]
+    return args
+
+
+def system_args(rootfs: str, lab_dir: str, image: bool = False,
+                writable: bool = False) -> list[str]:
+    """bwrap arguments shared by a host's sandbox and its grader's: the root (the
+    machine's system dirs read-only, or an image host's root overlay ``rootfs``: writable
+    for the host, read-only for the grader), the lab's identity files over /etc, private
+    /proc, /dev and a tiny root-owned /run (with an image's /run dirs) and, without an
+    image, /var."""
+    argv = rootfs_args(rootfs, image, writable)
+    for name, target in LAB_ETC_FILES.items():
+        argv += ["--ro-bind", os.path.join(lab_dir, name), f"/etc/{target}"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SMALL_TMPFS), "--tmpfs", "/run"]
+    if image:
+        return [*argv, *run_dir_args(rootfs)]
+    return [*argv, "--size", str(SMALL_TMPFS), "--tmpfs", "/var"]
+
+
+SMALL_TMPFS = 1 << 20
+
+
+def readonly_seed_args(host_dir: str) -> list[str]:
+    """Bind the host's read-only seeds (e.g. /opt/forge graders)."""
+    argv: list[str] = []
+    for d in READONLY_DIRS:  # the parent (e.g. /opt) would otherwise be created 0700
+        argv += ["--perms", "0755", "--dir", os.path.dirname(d),
+                 "--ro-bind", os.path.join(host_dir, d.lstrip("/")), d]
+    return argv
+
+
+def bwrap_argv(
+    host: PlannedHost, paths: HostPaths, rootfs: str, die_with_parent: bool, uid: int,
+    seccomp_fd: int, image: bool = False, info_fd: int = -1, block_fd: int = -1,
+) -> list[str]:
+    """Full bubblewrap command line for a host's init (on an ``image``, its root is the
+    overlay ``rootfs.mount_image_root`` mounted in the host's data dir); bwrap reports its
+    child's pid on ``info_fd`` and holds the sandbox before its first command until a
+    byte arrives on ``block_fd`` (the runtime moves it into the host's cgroup first)."""
+    argv = [tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--hostname", host.hostname, "--new-session"]
+    if die_with_parent:
+        argv.append("--die-with-parent")
+    root = merged_root(paths.data_dir) if image else rootfs
+    argv += system_args(root, paths.lab_dir, image, writable=True)
+    for target, sub in DATA_BINDS.items():
+        argv += ["--bind", os.path.join(paths.data_dir, sub), target]
+    argv += readonly_seed_args(paths.host_dir)
+    # bwrap keeps just what setpriv needs to become the lab user with the approved caps.
+    if not image:  # an image host's root is its own overlay; file permissions guard it
+        argv += ["--remount-ro", "/"]
+    argv += ["--chdir", "/workspace", "--cap-drop", "ALL"]
+    for cap in sorted({*host.caps, "SETUID", "SETGID", "SETPCAP"}):
+        argv += ["--cap-add", f"CAP_{cap}"]
+    argv += ["--seccomp", str(seccomp_fd), "--clearenv"]
+    for key, value in host_env(host).items():
+        argv += ["--setenv", key, value]
+    argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", "/bin/sh", "-c",
+             INIT_SH, "fg-init", host.spec.command or "", *service_prefix(rootfs),
+             *setpriv_argv(uid, host.caps)]
+    return argv

@@ -1,0 +1,259 @@
+"""What a LocalRuntime offers inside a running lab: exec, terminals, sealing, grading checks.
+
+Every learner process (an exec or a terminal) runs in a leaf cgroup of its own under the
+host (``x…``, ``t…``), entered with the host's approved capabilities only; ``seal`` kills
+those leaves (the host's services, in ``init``, keep running) and refuses new ones; a
+grading check runs in a fresh grader sandbox on a snapshot (``grader``). Everything is
+found from the lab's recorded metadata, so another runtime instance serves it too.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from forge.runtime.base import (
+    ExecResult,
+    LabNotFound,
+    LabSealed,
+    RuntimeFault,
+    SpecError,
+)
+from forge.runtime.local import seccomp
+from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.execute import enter_argv, run_captured, wrapper_env
+from forge.runtime.local.grader import grader_argv, remove_snapshot, take_snapshot
+from forge.runtime.local.host_dirs import host_paths
+from forge.runtime.local.kernel_names import Names
+from forge.runtime.local.netns import netns_path
+from forge.runtime.local.reconcile import init_pid, read_meta
+from forge.runtime.local.rootfs import merged_root
+from forge.runtime.local.tty import SHELL_ARGV, LocalTty
+from forge.runtime.local.uids import LabIdentity
+from forge.runtime.plan import validate_host_name, validate_lab_id
+
+MAX_TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """A host as recorded at create: approved caps, environment, root filesystem, and the
+    lab's identity."""
+
+    caps: list[str]
+    env: dict[str, str]
+    rootfs: str
+    identity: LabIdentity
+    image: bool = False
+
+
+def lab_identity(lab_id: str, meta: dict[str, Any]) -> LabIdentity:
+    """The lab's uids as recorded in its metadata ``meta``; LabNotFound if missing."""
+    ident = meta.get("identity", {})
+    try:
+        return LabIdentity(int(ident["learner"]), int(ident["grader"]))
+    except (KeyError, TypeError, ValueError):
+        raise LabNotFound(f"lab {lab_id} has no recorded identity") from None
+
+
+class LabAccess:
+    """Exec, tty, seal and run_check of ``LocalRuntime`` (a mixin: the attributes below are
+    the runtime's)."""
+
+    names: Names
+    cgroups: Cgroups
+    rootfs: str
+    _lock: threading.Lock
+    _ttys: dict[str, set[LocalTty]]
+
+    def _init_pid(self, lab_id: str, host: str, strict: bool = True) -> int:
+        """The host init's pid (see reconcile.init_pid)."""
+        return init_pid(self.names, lab_id, host, strict)
+
+    # ------------------------------------------------------------ exec / tty
+    def identity(self, lab_id: str) -> LabIdentity:
+        """The uids the lab's processes (``learner``) and its checks (``grader``) run as."""
+        validate_lab_id(lab_id)
+        return lab_identity(lab_id, read_meta(self.names, lab_id))
+
+    def _host_info(self, lab_id: str, host: str) -> HostInfo:
+        """What the lab recorded for a host at create (one read of its metadata)."""
+        validate_lab_id(lab_id)
+        validate_host_name(host)
+        meta = read_meta(self.names, lab_id)
+        info = meta.get("hosts", {}).get(host)
+        if info is None:
+            raise LabNotFound(f"host {host} of lab {lab_id} is not known")
+        return HostInfo(caps=[str(c) for c in info.get("caps", [])],
+                        env={str(k): str(v) for k, v in info.get("env", {}).items()},
+                        rootfs=str(info.get("rootfs", self.rootfs)),
+                        identity=lab_identity(lab_id, meta), image=info.get("image") is True)
+
+    def _leaf(self, lab_id: str, host: str, kind: str) -> tuple[str, str, str]:
+        leaf = (self.names.lab(lab_id), host, f"{kind}{uuid.uuid4().hex[:12]}")
+        self.cgroups.create(leaf, None)
+        return leaf
+
+    def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str) -> tuple[
+        builtins.list[str], dict[str, str], tuple[str, str, str], int
+    ]:
+        """(command line, wrapper env, leaf cgroup, seccomp fd) for a learner process; the
+        caller passes the fd to the process and closes it once the process started."""
+        info = self._host_info(lab_id, host)
+        pid = self._init_pid(lab_id, host)
+        filter_fd = seccomp.filter_fd(info.caps)
+        try:
+            full = enter_argv(pid, info.caps, info.env, argv, info.identity.learner, filter_fd)
+            with self._lock:  # seal() kills every leaf made before its marker, none after
+                if os.path.exists(self._sealed_marker(lab_id)):
+                    raise LabSealed(f"lab {lab_id} is being graded; no new terminal or "
+                                    "command")
+                leaf = self._leaf(lab_id, host, kind)
+        except BaseException:
+            os.close(filter_fd)
+            raise
+        return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf, filter_fd
+
+    def exec(
+        self,
+        lab_id: str,
+        host: str,
+        argv: builtins.list[str] | None = None,
+        shell: str | None = None,
+        *,
+        timeout: float = 30.0,
+        stdin: bytes | None = None,
+        max_output: int = 1 << 20,
+    ) -> ExecResult:
+        """Run a command in a host with its approved capabilities only; see Runtime.exec."""
+        if (argv is None) == (shell is None):
+            raise SpecError("argv/shell", "give exactly one of argv or shell")
+        command = ["/bin/sh", "-c", shell] if shell is not None else list(argv or [])
+        if not command or any(not isinstance(a, str) or "\x00" in a for a in command):
+            raise SpecError("argv", "must be a non-empty list of strings without NUL")
+        if not 0 < timeout <= MAX_TIMEOUT_S:
+            raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
+        if max_output < 0:
+            raise SpecError("max_output", "must be >= 0")
+        full, env, leaf, filter_fd = self._enter(lab_id, host, command, "x")
+        try:
+            return run_captured(
+                full, env, timeout=timeout, stdin=stdin, max_output=max_output,
+                kill_tree=lambda: self._kill_leaf(leaf), pass_fds=(filter_fd,),
+            )
+        finally:
+            os.close(filter_fd)
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
+
+    def _kill_leaf(self, leaf: tuple[str, str, str]) -> None:
+        self.cgroups.kill(*leaf)
+
+    # ---------------------------------------------------------------- grading
+    def _sealed_marker(self, lab_id: str) -> str:
+        return os.path.join(self.names.lab_dir(lab_id), "sealed")
+
+    def seal(self, lab_id: str) -> int:
+        """Close the lab's terminals and kill every tty/exec process tree (services, in
+        each host's ``init`` cgroup, keep running); from now on tty/exec are refused."""
+        validate_lab_id(lab_id)
+        if not os.path.isdir(self.names.lab_dir(lab_id)):
+            raise LabNotFound(f"lab {lab_id} does not exist")
+        with self._lock:
+            with open(self._sealed_marker(lab_id), "w", encoding="ascii") as fh:
+                fh.write("sealed\n")
+            ttys = self._ttys.pop(lab_id, set())
+        stem = self.names.lab(lab_id)
+        leaves = [(host, leaf) for host in read_meta(self.names, lab_id).get("hosts", {})
+                  for leaf in self._learner_leaves(stem, host)]
+        ended = sum(len(self.cgroups.pids(stem, host, leaf)) for host, leaf in leaves)
+        for tty in ttys:
+            with contextlib.suppress(Exception):
+                tty.close()
+        for host, leaf in leaves:
+            if not self.cgroups.kill(stem, host, leaf):
+                raise RuntimeFault(f"lab {lab_id}: learner processes on {host} survived "
+                                   "SIGKILL; not grading")
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(stem, host, leaf)
+        return ended
+
+    def _learner_leaves(self, stem: str, host: str) -> set[str]:
+        """tty (``t…``) and exec (``x…``) leaf cgroups of a host, in any hierarchy."""
+        leaves: set[str] = set()
+        for path in self.cgroups.paths(stem, host):
+            with contextlib.suppress(FileNotFoundError):
+                leaves.update(e.name for e in os.scandir(path)
+                              if e.is_dir() and e.name[:1] in ("t", "x"))
+        return leaves
+
+    def run_check(
+        self,
+        lab_id: str,
+        host: str,
+        argv: builtins.list[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 30.0,
+        max_output: int = 1 << 20,
+    ) -> ExecResult:
+        """Run one grading check in a fresh grader sandbox; see Runtime.run_check."""
+        if not argv or any(not isinstance(a, str) or "\x00" in a for a in argv):
+            raise SpecError("argv", "must be a non-empty list of strings without NUL")
+        if "=" in argv[0]:
+            raise SpecError("argv[0]", "a program name must not contain '='")
+        if not 0 < timeout <= MAX_TIMEOUT_S:
+            raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
+        info = self._host_info(lab_id, host)
+        self._init_pid(lab_id, host)  # the host must be up
+        paths = host_paths(self.names, lab_id, host)
+        snap = os.path.join(self.names.lab_dir(lab_id), "grader", uuid.uuid4().hex)
+        leaf = self._leaf(lab_id, host, "g")
+        filter_fd = seccomp.filter_fd([])
+        try:
+            take_snapshot(paths.data_dir, snap)
+            full = grader_argv(
+                netns_path=netns_path(self.names.host_ns(lab_id, host)),
+                hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
+                rootfs=merged_root(paths.data_dir) if info.image else info.rootfs,
+                uid=info.identity.grader, env=info.env, argv=list(argv),
+                seccomp_fd=filter_fd, image=info.image,
+            )
+            return run_captured(
+                full, wrapper_env(self.cgroups.procs_files(*leaf)), timeout=timeout,
+                stdin=stdin, max_output=max_output, kill_tree=lambda: self._kill_leaf(leaf),
+                pass_fds=(filter_fd,),
+            )
+        finally:
+            os.close(filter_fd)
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
+            remove_snapshot(snap)
+
+    def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> LocalTty:
+        """A login shell on a PTY inside the host, closed when the lab is destroyed."""
+        full, env, leaf, filter_fd = self._enter(lab_id, host, SHELL_ARGV, "t")
+
+        def forget(session: LocalTty) -> None:
+            with self._lock:
+                self._ttys.get(lab_id, set()).discard(session)
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
+
+        try:
+            session = LocalTty(full, env, rows, cols, lambda: self._kill_leaf(leaf), forget,
+                               pass_fds=(filter_fd,))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(*leaf)
+            raise
+        finally:
+            os.close(filter_fd)
+        with self._lock:
+            self._ttys.setdefault(lab_id, set()).add(session)
+        return session

@@ -1,0 +1,153 @@
+"""Turning a ready pool lab into a scenario's lab: rename, then personalise.
+
+``rename_lab`` moves every kernel object and path of a pool lab (``wp-`` id) to the
+scenario's lab id, so ``list``, ``exec``, ``destroy`` and a restarted orchestrator see an
+ordinary lab; ``personalise`` then adds what the scenario gives (seeds, root seeds,
+environment) and starts the hosts' services. Used by ``warm_pool.WarmPool.claim``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from forge.runtime.base import LabInfo, LabSpec
+from forge.runtime.local import seccomp
+from forge.runtime.local.bwrap_args import host_env
+from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.execute import enter_argv, wrapper_env
+from forge.runtime.local.host_dirs import HostPaths, seed_host_dir
+from forge.runtime.local.kernel_names import Names
+from forge.runtime.local.netns import netns_path
+from forge.runtime.local.reconcile import init_pid, read_meta
+from forge.runtime.local.rootfs import merged_root
+from forge.runtime.local.seeds import write_root_seeds
+from forge.runtime.local.service_signals import service_prefix
+from forge.runtime.local.uids import UidPool
+from forge.runtime.plan import LabPlan, PlannedHost
+
+MS_BIND = 4096
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class LocalRuntime(Protocol):
+    """What a pool needs of ``runtime.LocalRuntime`` (named here, not imported: the runtime
+    imports this module)."""
+
+    names: Names
+    uids: UidPool
+    cgroups: Cgroups
+    rootfs: str
+    images: dict[str, str]
+    default_image: str | None
+    _lock: threading.Lock
+    _procs: dict[str, list[subprocess.Popen[bytes]]]
+    _resolve_image: Callable[[str], str]
+
+    def create(self, spec: LabSpec) -> LabInfo:
+        """Build a lab."""
+
+    def destroy(self, lab_id: str) -> None:
+        """Remove a lab."""
+
+    def destroy_many(self, lab_ids: list[str]) -> None:
+        """Remove many labs together."""
+
+
+def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
+    """Give lab ``old`` the id ``new``: its uid claim, state directory (replacing the empty
+    one ``create`` made), cgroups, named namespaces and in-process handles. Returns the
+    namespaces' old names, still mounted, for the caller to remove (``remove_netns``)."""
+    names = rt.names
+    old_dir, new_dir = names.lab_dir(old), names.lab_dir(new)
+    old_stem, new_stem = names.lab(old), names.lab(new)
+    meta = read_meta(names, old)
+    # The lab's own claim file (by its recorded uid; not a scan of every lab's claim),
+    # first: new_dir exists already, so the claim never looks stale.
+    path = os.path.join(rt.uids.claims_dir, str(int(meta["identity"]["learner"])))
+    tmp = f"{path}.{new}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(new_dir)
+    os.replace(tmp, path)
+    os.rename(old_dir, new_dir)
+    for base in rt.cgroups.bases():
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(os.path.join(base, old_stem), os.path.join(base, new_stem))
+    moved = [names.switch_ns(old), *(names.host_ns(old, h) for h in meta["hosts"])]
+    for ns in moved:
+        _bind_netns(ns, new_stem + ns[len(old_stem):])
+    with rt._lock:
+        rt._procs[new] = rt._procs.pop(old, []) + rt._procs.get(new, [])
+    return moved
+
+
+def _bind_netns(old: str, new: str) -> None:
+    """Bind the named namespace ``old`` under the name ``new`` too."""
+    src, dst = netns_path(old).encode(), netns_path(new).encode()
+    os.close(os.open(dst, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    if _libc.mount(src, dst, b"none", MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        os.unlink(dst)
+        raise OSError(err, f"bind netns {old} as {new}: {os.strerror(err)}")
+
+
+def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
+    """Add what the scenario gives to a renamed pool lab: seeds (and an image host's root
+    seeds), each host's environment, then the hosts' services."""
+    lab_id = plan.lab_id
+    meta = read_meta(rt.names, lab_id)
+    uid = int(meta["identity"]["learner"])
+    for host in plan.hosts:
+        name = host.spec.name
+        paths = HostPaths(rt.names.lab_dir(lab_id), rt.names.host_dir(lab_id, name),
+                          rt.names.data_dir(lab_id, name))
+        seed_host_dir(paths, host, uid)
+        recorded = meta["hosts"][name]
+        if recorded.get("image") is True:
+            write_root_seeds(merged_root(paths.data_dir), host, uid)
+        recorded["env"] = host_env(host)
+    _replace_meta(rt, lab_id, meta)
+    for host in plan.hosts:
+        if host.spec.command:
+            _start_service(rt, lab_id, host, uid,
+                           str(meta["hosts"][host.spec.name].get("rootfs", rt.rootfs)))
+
+
+def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> None:
+    path = os.path.join(rt.names.lab_dir(lab_id), "meta.json")
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(meta, fh)
+    os.replace(path + ".tmp", path)
+
+
+def _start_service(rt: LocalRuntime, lab_id: str, host: PlannedHost, uid: int,
+                   root: str) -> None:
+    """Start the host's service as the lab user, in the host's ``init`` cgroup (so sealing
+    for grading leaves it running, as a service started by the init itself), with default
+    signals like a fresh lab's (``root``: the host's recorded root, for the probe)."""
+    name = host.spec.name
+    pid = init_pid(rt.names, lab_id, name)
+    stem = rt.names.lab(lab_id)
+    filter_fd = seccomp.filter_fd(host.caps)
+    log_path = os.path.join(rt.names.host_dir(lab_id, name), "service.log")
+    try:
+        argv = enter_argv(pid, host.caps, host_env(host),
+                          [*service_prefix(root), "/bin/sh", "-c", host.spec.command or ""],
+                          uid, filter_fd)
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                pass_fds=(filter_fd,), start_new_session=True,
+                env=wrapper_env(rt.cgroups.procs_files(stem, name, "init")))
+    finally:
+        os.close(filter_fd)
+    with rt._lock:
+        rt._procs.setdefault(lab_id, []).append(proc)
