@@ -7,7 +7,6 @@ variable, never its value); `forge.config.settings` collects them into one Confi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -120,16 +119,10 @@ def runtime_engine(raw: object) -> str:
 
 
 def seconds(var: str, low: int, high: int) -> Callable[[object], float]:
-    """A validator of `var`: a number of seconds between `low` and `high`."""
-    def check(raw: object) -> float:
-        try:
-            value = float(str(raw))
-        except ValueError:
-            value = math.nan
-        if not low <= value <= high:  # NaN (not a number, "nan") fails both bounds
-            raise problem(f"{var} must be a number of seconds between {low} and {high}")
-        return value
-    return check
+    """A validator of `var`: a number of seconds between `low` and `high` (NaN fails both
+    bounds); the same check as the FORGE_NODE_* durations, whole-number bounds printed as
+    given."""
+    return node_setting(node_cfg.seconds(var, low, high))
 
 
 def optional_path(raw: object) -> Path | None:
