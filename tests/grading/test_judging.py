@@ -99,7 +99,7 @@ def test_expectation_document_is_strict() -> None:
 
 
 def test_the_graders_judge_is_the_recorded_output_rule() -> None:
-    from forge.templates.dsl_models import Expect
+    from forge.templates.dsl_grading import Expect
 
     out = b"10.61.2.0/24 via 10.61.1.1 dev eth0\n" * 3
     result = ExecResult(exit_code=0, stdout=out[:40], stderr=b"",

@@ -37,7 +37,8 @@ from forge.bus.contracts import ScenarioCompletedV1, parse, payload
 from forge.bus.evidence_pack import EvidencePack, encode_pack
 from forge.config import Settings, load_settings
 from forge.evidence.artifact_store import FilesystemArtifactStore
-from forge.services.scoreboard.scoring import AuditFailed, Finalized, Scorer, ScoringPaused
+from forge.services.scoreboard.scoring import Finalized, Scorer
+from forge.services.scoreboard.scoring_errors import AuditFailed, ScoringPaused
 from forge.signing.keystore import SigningKeyring
 from forge.store import finalized_audits
 from forge.store.db import Database

@@ -8,7 +8,8 @@ import pytest
 
 from forge.config import Settings, load_settings
 from forge.config.flags import ForgeEnv
-from forge.services.scoreboard.scoring import Scorer, ScoringPaused
+from forge.services.scoreboard.scoring import Scorer
+from forge.services.scoreboard.scoring_errors import ScoringPaused
 from forge.signing.keystore import SigningKeyring
 from forge.templates.registry import TemplateRegistry
 

@@ -19,7 +19,8 @@ import pytest
 from forge.config import Settings
 from forge.evidence.artifacts import read_results
 from forge.grading.learner_aids import hint_facts, reveal_hint
-from forge.services.scoreboard.scoring import Scorer, ScoringPaused
+from forge.services.scoreboard.scoring import Scorer
+from forge.services.scoreboard.scoring_errors import ScoringPaused
 from forge.signing.keystore import SigningKeyring
 from forge.templates.registry import TemplateRegistry
 

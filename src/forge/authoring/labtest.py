@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from forge.errors import ForgeError
 from forge.templates import dsl_limits as L
-from forge.templates.dsl_models import Ident
+from forge.templates.dsl_fields import Ident
 from forge.templates.registry import LAB_TEST_SUFFIX
 
 MAX_SCRIPT = 64 * 1024

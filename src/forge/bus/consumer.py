@@ -1,17 +1,8 @@
 """A durable JetStream pull consumer that runs a handler coroutine over Forge events.
 
-Semantics a service relies on:
+Semantics a service relies on (what happens to each message, from ack to dead letter, is
+in `forge.bus.delivery`):
 
-* explicit ack: a message is acknowledged only after the handler returned;
-* handler error: redelivered after `backoff[n-1]` seconds (n = failed attempts); at the
-  `max_deliver`-th failed attempt the dead-letter hook gets the event and the last error
-  and the message is terminated (never redelivered, never silently dropped: if the hook
-  itself fails, the message is redelivered later instead);
-* `RetryLater(delay)`: redelivered after `delay`, never dead-lettered and not counted as a
-  failed attempt (dependency outage). Deliveries that ended without any answer (a crash,
-  ack_wait expiry) do count, so a message that kills its worker cannot loop for ever;
-* `Reject(reason)` or a payload that is not a JSON object: dead-lettered at once (poison);
-* long handlers keep their message by sending "in progress" every ack_wait/3;
 * replicas using the same durable name share the messages (each goes to one of them);
 * with a `gate`, a worker fetches only after `gate.try_enter()` said there is room, and
   calls `gate.leave()` once that fetch and its handler are done (lab nodes pull only the
@@ -28,26 +19,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypedDict
+from typing import Protocol, TypedDict
 
 import nats.errors
-from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
 
 from forge.bus.connection import BusConnection, split_urls
-from forge.bus.errors import BusUnavailable, Reject, RetryLater
-from forge.bus.events import DeadLetterHook, Event, Handler
+from forge.bus.delivery import DeliveryCounts, MessageSettler, describe_error
+from forge.bus.errors import BusUnavailable
+from forge.bus.events import DeadLetterHook, Handler
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, STREAM, StreamSpec, check_name, check_subject
 
 log = logging.getLogger(__name__)
-
-_MAX_ERROR_CHARS = 2000
-_MAX_TRACKED_RETRIES = 10_000
 
 
 class ConsumerStatus(TypedDict):
@@ -84,11 +71,6 @@ _GATE_POLL_S = 0.1
 # ~60 times a second (0.65 % of a core while nothing happened; issue 19 item 5).
 IDLE_FETCH_S = 5.0
 IDLE_REFRESH_S = 5.0
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:_MAX_ERROR_CHARS]
 
 
 class DurableConsumer:
@@ -136,14 +118,11 @@ class DurableConsumer:
         split_urls(url)
         self.url = url
         self.name = name or f"forge-{durable}"
-        self._handler = handler
-        self._on_dead_letter = on_dead_letter
         self.max_deliver = max_deliver
         self.backoff = tuple(float(b) for b in backoff)
         self.ack_wait = ack_wait
         self._fetch_timeout = fetch_timeout
         self._concurrency = concurrency
-        self._handler_timeout = handler_timeout
         self._streams = streams
         self._connect_timeout = connect_timeout
         self._reconnect_wait = reconnect_wait
@@ -159,14 +138,19 @@ class DurableConsumer:
         self._info_at = 0.0
         self._restarts = 0
         self._reconnects_before = 0
-        self._delivered = self._acked = self._failed = self._retried = self._dead = 0
-        self._last_message_at: float | None = None
         self._pending: int | None = None
         self._ack_pending: int | None = None
-        self._last_error: str | None = None
-        # RetryLater deliveries seen here, per stream sequence, so that an outage does not
-        # use up a message's error budget (bounded map; replicas each keep their own).
-        self._retry_later: OrderedDict[int, int] = OrderedDict()
+        self._counts = DeliveryCounts()
+        self._settler = MessageSettler(
+            durable=self.durable,
+            handler=handler,
+            on_dead_letter=on_dead_letter,
+            max_deliver=max_deliver,
+            backoff=self.backoff,
+            ack_wait=ack_wait,
+            handler_timeout=handler_timeout,
+            counts=self._counts,
+        )
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -249,15 +233,16 @@ class DurableConsumer:
     @property
     def last_message_ts(self) -> float | None:
         """Unix time of the last delivered message, if any."""
-        return self._last_message_at
+        return self._counts.last_message_at
 
     def status(self) -> ConsumerStatus:
         """Counters and connection facts; `pending` is the consumer's num_pending."""
-        last = self._last_message_at
+        counts = self._counts
+        last = counts.last_message_at
         reconnects = self._reconnects_before + (
             self._conn.state.reconnects if self._conn is not None else 0
         )
-        last_error = self._last_error
+        last_error = counts.last_error
         if self._conn is not None and not self._conn.state.connected:
             last_error = self._conn.state.last_error or last_error
         return ConsumerStatus(
@@ -265,11 +250,11 @@ class DurableConsumer:
             running=self.running,
             connected=self.connected,
             last_message_at=datetime.fromtimestamp(last, UTC).isoformat() if last else None,
-            delivered=self._delivered,
-            acked=self._acked,
-            failed=self._failed,
-            retried=self._retried,
-            dead_lettered=self._dead,
+            delivered=counts.delivered,
+            acked=counts.acked,
+            failed=counts.failed,
+            retried=counts.retried,
+            dead_lettered=counts.dead_lettered,
             pending=self._pending,
             ack_pending=self._ack_pending,
             reconnects=reconnects,
@@ -351,8 +336,8 @@ class DurableConsumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # server restarted, consumer deleted, API errors
-            self._last_error = _describe(exc)
-            log.warning("consumer %s: fetch failed: %s", self.durable, self._last_error)
+            self._counts.last_error = describe_error(exc)
+            log.warning("consumer %s: fetch failed: %s", self.durable, self._counts.last_error)
             self._consumer_ready = False
             if sub is not None:
                 with contextlib.suppress(Exception):
@@ -363,7 +348,7 @@ class DurableConsumer:
         for msg in msgs:
             self._busy.add(index)
             try:
-                await self._process(msg)
+                await self._settler.process(msg)
             finally:
                 self._busy.discard(index)
         await self._maybe_refresh(idle=False)
@@ -372,105 +357,3 @@ class DurableConsumer:
         if time.monotonic() - self._info_at >= (IDLE_REFRESH_S if idle else 2.0):
             self._info_at = time.monotonic()
             await self.refresh_pending()
-
-    async def _heartbeat(self, msg: Msg) -> None:
-        while True:
-            await asyncio.sleep(self.ack_wait / 3)
-            with contextlib.suppress(nats.errors.Error):
-                await msg.in_progress()
-
-    def _delay_for(self, failures: int) -> float:
-        return self.backoff[min(max(failures, 1) - 1, len(self.backoff) - 1)]
-
-    def _note_retry_later(self, seq: int) -> None:
-        self._retry_later[seq] = self._retry_later.get(seq, 0) + 1
-        self._retry_later.move_to_end(seq)
-        while len(self._retry_later) > _MAX_TRACKED_RETRIES:
-            self._retry_later.popitem(last=False)
-
-    def _failures(self, event: Event) -> int:
-        """Deliveries of this message that were not answered with RetryLater (here)."""
-        return max(1, event.num_delivered - self._retry_later.get(event.stream_seq, 0))
-
-    async def _process(self, msg: Msg) -> None:
-        self._delivered += 1
-        self._last_message_at = time.time()
-        event, decode_error = Event.from_msg(msg)
-        if decode_error is not None:
-            self._failed += 1
-            await self._dead_letter(msg, event, decode_error)
-            return
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
-        try:
-            if self._handler_timeout is not None:
-                await asyncio.wait_for(self._handler(event), self._handler_timeout)
-            else:
-                await self._handler(event)
-        except RetryLater as exc:
-            self._retried += 1
-            self._note_retry_later(event.stream_seq)
-            self._last_error = f"retry later: {exc.reason}"[:_MAX_ERROR_CHARS]
-            await self._settle(msg.nak(delay=exc.delay), "nak")
-        except Reject as exc:
-            self._failed += 1
-            await self._dead_letter(msg, event, f"rejected: {exc}"[:_MAX_ERROR_CHARS])
-        except Exception as exc:
-            self._failed += 1
-            error = _describe(exc)
-            self._last_error = error
-            failures = self._failures(event)
-            if failures >= self.max_deliver:
-                await self._dead_letter(msg, event, error)
-            else:
-                delay = self._delay_for(failures)
-                log.warning(
-                    "consumer %s: %s seq %d failed (attempt %d/%d), retry in %.1fs: %s",
-                    self.durable,
-                    event.subject,
-                    event.stream_seq,
-                    failures,
-                    self.max_deliver,
-                    delay,
-                    error,
-                )
-                await self._settle(msg.nak(delay=delay), "nak")
-        else:
-            self._retry_later.pop(event.stream_seq, None)
-            if await self._settle(msg.ack_sync(timeout=2.0), "ack"):
-                self._acked += 1
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-
-    async def _dead_letter(self, msg: Msg, event: Event, error: str) -> None:
-        self._last_error = error
-        try:
-            await self._on_dead_letter(event, error)
-        except Exception as exc:
-            # Never drop it: keep the message and try again later.
-            self._last_error = f"dead-letter hook failed: {_describe(exc)}"
-            log.error("consumer %s: %s", self.durable, self._last_error)
-            await self._settle(msg.nak(delay=self.backoff[-1]), "nak")
-            return
-        self._retry_later.pop(event.stream_seq, None)
-        if await self._settle(msg.term(), "term"):
-            self._dead += 1
-            log.error(
-                "consumer %s: dead-lettered %s seq %d after %d deliveries: %s",
-                self.durable,
-                event.subject,
-                event.stream_seq,
-                event.num_delivered,
-                error,
-            )
-
-    async def _settle(self, action: Awaitable[Any], what: str) -> bool:
-        """Send ack/nak/term; a failure means the server will redeliver after ack_wait."""
-        try:
-            await action
-        except (nats.errors.Error, TimeoutError) as exc:
-            self._last_error = f"{what} failed: {_describe(exc)}"
-            log.warning("consumer %s: %s", self.durable, self._last_error)
-            return False
-        return True

@@ -1,43 +1,36 @@
 """Settings shared by every service, and the runbook's FORGE_ENV rules.
 
 One pydantic-settings model: each field names its environment variable (its alias) and
-type; the secrets come from `environ_source`. Outside dev a service must not start with
-missing, short or conflicting secrets, nor with a dev-only flag turned on. Every problem is
-collected so the operator sees all of them at once, as a `ConfigError` naming variables
-(never values); a pydantic ValidationError never reaches the operator.
+type; each variable's value check is in `variable_checks`, the secrets come from
+`environ_source`. Outside dev a service must not start with missing, short or conflicting
+secrets, nor with a dev-only flag turned on. Every problem is collected so the operator sees
+all of them at once, as a `ConfigError` naming variables (never values); a pydantic
+ValidationError never reaches the operator.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forge.config import node_settings as node_cfg
-from forge.config.environ_source import EnvironSource, Refused, storage_root_path
+from forge.config import variable_checks as checks
+from forge.config.environ_source import EnvironSource, storage_root_path
 from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
-from forge.config.keyring import HmacKeyring
-from forge.config.runtime_engines import DEFAULT_ENGINE, ENGINES, engine_problem
+from forge.config.runtime_engines import DEFAULT_ENGINE
 from forge.config.secrets import NATS_PASSWORD_VARS
-from forge.config.warm_pool_setting import parse_warm_pool
 from forge.content import content_path
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
-_SIZE_BOUNDS = {"FORGE_MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
-                "FORGE_WS_MAX_MESSAGE_BYTES": (1024, 16 * 1024 * 1024)}
-_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
-_PROBLEM = "forge_config"  # pydantic error type whose ctx["problems"] are operator text
 # The environment `Settings()` reads: load_settings' mapping while it runs, else os.environ.
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("forge_settings_environ",
                                                             default=None)
@@ -59,146 +52,9 @@ class ConfigError(Exception):
         super().__init__(f"configuration invalid (FORGE_ENV={env_label}):\n{lines}")
 
 
-def _problem(*problems: str) -> PydanticCustomError:
-    """A validation error carrying operator-facing problem lines verbatim."""
-    return PydanticCustomError(_PROBLEM, "{text}",
-                               {"text": "; ".join(problems), "problems": list(problems)})
-
-
-def _ring(value: object) -> object:
-    """Raise a ring's problems (collected by environ_source) as one validation error."""
-    if isinstance(value, Refused):
-        raise _problem(*value.problems)
-    return value
-
-
-Ring = Annotated[HmacKeyring, BeforeValidator(_ring)]
-NatsRings = Annotated[Mapping[str, HmacKeyring], BeforeValidator(_ring)]
-
-
 def _env_of(info: ValidationInfo) -> ForgeEnv | None:
     env = info.data.get("env")
     return env if isinstance(env, ForgeEnv) else None
-
-
-def _byte_count(var: str) -> Callable[[object], int]:
-    """A validator for a byte count within the bounds a service can work with."""
-    low, high = _SIZE_BOUNDS[var]
-
-    def check(raw: object) -> int:
-        text = str(raw).strip()
-        if not text.isdecimal() or not low <= int(text) <= high:
-            raise _problem(f"{var} must be a whole number of bytes from {low} to {high}")
-        return int(text)
-    return check
-
-
-def _http_url(var: str) -> Callable[[object], str | None]:
-    """A validator for an http(s) URL with a host, without a trailing `/`."""
-    def check(raw: object) -> str | None:
-        if raw is None:
-            return None
-        text = str(raw).strip().rstrip("/")
-        try:
-            parts = urlsplit(text)
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-            _ = parts.port  # a non-numeric port raises here
-        except ValueError:
-            valid = False
-        if not valid:
-            raise _problem(f"{var} must be an http:// or https:// URL with a host")
-        return text
-    return check
-
-
-def _nats_url(raw: object) -> str:
-    """NATS_URL: one or more comma-separated nats/tls/ws/wss server URLs."""
-    text = str(raw)
-    servers = [part.strip() for part in text.split(",") if part.strip()]
-    try:
-        valid = bool(servers) and all(
-            (parts := urlsplit(s if "://" in s else f"nats://{s}")).scheme in _NATS_SCHEMES
-            and bool(parts.hostname) and (parts.port or 0) >= 0 for s in servers)
-    except ValueError:
-        valid = False
-    if not valid:
-        raise _problem("NATS_URL must list nats://, tls://, ws:// or wss:// server URLs "
-                       "(separated by commas)")
-    return text
-
-
-def _nats_replicas(raw: object) -> int:
-    """FORGE_NATS_REPLICAS: copies JetStream keeps of each stream and bucket (1, 3 or 5)."""
-    text = str(raw).strip()
-    if text not in ("1", "3", "5"):
-        raise _problem("FORGE_NATS_REPLICAS must be 1, 3 or 5 (an odd JetStream replica "
-                       "count, at most the number of NATS servers in the cluster)")
-    return int(text)
-
-
-def _uid_range(raw: object) -> str:
-    """FORGE_LAB_UID_RANGE: FIRST-LAST, both ends inclusive, two uids at least."""
-    text = str(raw).strip()
-    low_text, _, high_text = (part.strip() for part in text.partition("-"))
-    if not (low_text.isdecimal() and high_text.isdecimal()
-            and 1000 <= int(low_text) < int(high_text) <= 2**31 - 2):
-        raise _problem("FORGE_LAB_UID_RANGE must look like FIRST-LAST with "
-                       "1000 <= FIRST < LAST < 2147483647, e.g. 300000-399999")
-    return text
-
-
-def _runtime_engine(raw: object) -> str:
-    """FORGE_RUNTIME_ENGINE: the name of a registered runtime engine (`runtime_engines`)."""
-    text = str(raw).strip().lower()
-    if text not in ENGINES:
-        raise _problem(engine_problem())
-    return text
-
-
-def _seconds(var: str, low: int, high: int) -> Callable[[object], float]:
-    """A validator of `var`: a number of seconds between `low` and `high`."""
-    def check(raw: object) -> float:
-        try:
-            value = float(str(raw))
-        except ValueError:
-            value = math.nan
-        if not low <= value <= high:  # NaN (not a number, "nan") fails both bounds
-            raise _problem(f"{var} must be a number of seconds between {low} and {high}")
-        return value
-    return check
-
-
-def _optional_path(raw: object) -> Path | None:
-    return Path(str(raw)) if raw else None
-
-
-def _artifact_store(raw: object) -> str:
-    """FORGE_ARTIFACT_STORE: where results live, `filesystem` (default) or `jetstream`."""
-    text = str(raw).strip().lower()
-    if text not in ("filesystem", "jetstream"):
-        raise _problem("FORGE_ARTIFACT_STORE must be filesystem (results under STORAGE_ROOT) "
-                       "or jetstream (the NATS Object Store, for multi-machine installs)")
-    return text
-
-
-def _node(check: Callable[[object], Any]) -> Callable[[object], Any]:
-    """A FORGE_NODE_* validator whose NodeSettingError becomes the operator's problem line."""
-    def run(raw: object) -> Any:
-        try:
-            return check(raw)
-        except node_cfg.NodeSettingError as exc:
-            raise _problem(str(exc)) from None
-    return run
-
-
-def _warm_pool(raw: object) -> str:
-    """FORGE_WARM_POOL: template=N,... (see forge.config.warm_pool_setting); kept as text."""
-    text = str(raw or "").strip()
-    try:
-        parse_warm_pool(text)
-    except ValueError as exc:
-        raise _problem(str(exc)) from None
-    return text
 
 
 def _var(name: str, default: Any = None, **kwargs: Any) -> Any:
@@ -217,16 +73,16 @@ class Settings(BaseSettings):
     storage_root: Annotated[Path, BeforeValidator(storage_root_path)] = _var(
         "STORAGE_ROOT", "")
     db_url: str = _var("FORGE_DB_URL", "", repr=False)
-    sat: Ring
-    et: Ring
-    receipt: Ring
-    operator: Ring
+    sat: checks.Ring
+    et: checks.Ring
+    receipt: checks.Ring
+    operator: checks.Ring
     # URLs may carry credentials: kept out of repr, like db_url.
-    nats_url: Annotated[str, BeforeValidator(_nats_url)] = _var("NATS_URL", DEFAULT_NATS_URL,
-                                                                repr=False)
-    nats_replicas: Annotated[int, BeforeValidator(_nats_replicas)] = _var(
+    nats_url: Annotated[str, BeforeValidator(checks.nats_url)] = _var(
+        "NATS_URL", DEFAULT_NATS_URL, repr=False)
+    nats_replicas: Annotated[int, BeforeValidator(checks.nats_replicas)] = _var(
         "FORGE_NATS_REPLICAS", 1)
-    opa_url: Annotated[str | None, BeforeValidator(_http_url("OPA_URL"))] = _var(
+    opa_url: Annotated[str | None, BeforeValidator(checks.http_url("OPA_URL"))] = _var(
         "OPA_URL", repr=False)
     opa_policy_hash: str | None = _var("OPA_POLICY_HASH")
     dev_allow_xplan: bool = _var("DEV_ALLOW_XPLAN", "")
@@ -235,89 +91,90 @@ class Settings(BaseSettings):
     policies_dir: Path = _var("FORGE_POLICY_DIR", _default_content_path("policies"))
     templates_dir: Path = _var("FORGE_TEMPLATE_DIR", _default_content_path("templates"))
     plans_file: Path = _var("FORGE_PLANS_FILE", _default_content_path("plans.yaml"))
-    entitlements_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var(
+    entitlements_file: Annotated[Path | None, BeforeValidator(checks.optional_path)] = _var(
         "ENTITLEMENTS_FILE")
-    runtime_engine: Annotated[str, BeforeValidator(_runtime_engine)] = _var(
+    runtime_engine: Annotated[str, BeforeValidator(checks.runtime_engine)] = _var(
         "FORGE_RUNTIME_ENGINE", DEFAULT_ENGINE)
     runtime_prefix: str = _var("FORGE_RUNTIME_PREFIX", "fg")
-    lab_uid_range: Annotated[str, BeforeValidator(_uid_range)] = _var(
+    lab_uid_range: Annotated[str, BeforeValidator(checks.uid_range)] = _var(
         "FORGE_LAB_UID_RANGE", "300000-399999")
     housekeeping_interval_s: Annotated[float, BeforeValidator(
-        _seconds("FORGE_HOUSEKEEPING_INTERVAL_S", 1, 86400))] = _var(
+        checks.seconds("FORGE_HOUSEKEEPING_INTERVAL_S", 1, 86400))] = _var(
         "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0)
     # How long a spawn request may stay unanswered before a retry with its request_id takes
     # it for cut off (its replica died) and settles it; longer than any live request takes.
     spawn_pending_timeout_s: Annotated[float, BeforeValidator(
-        _seconds("FORGE_SPAWN_PENDING_TIMEOUT_S", 5, 3600))] = _var(
+        checks.seconds("FORGE_SPAWN_PENDING_TIMEOUT_S", 5, 3600))] = _var(
         "FORGE_SPAWN_PENDING_TIMEOUT_S", 30.0)
     # How long the bus holds a message fetched by a consumer that died before a survivor gets
     # it; handlers send "in progress" every third of it, so long work keeps its message.
     bus_ack_wait_s: Annotated[float, BeforeValidator(
-        _seconds("FORGE_BUS_ACK_WAIT_S", 2, 600))] = _var("FORGE_BUS_ACK_WAIT_S", 30.0)
+        checks.seconds("FORGE_BUS_ACK_WAIT_S", 2, 600))] = _var("FORGE_BUS_ACK_WAIT_S", 30.0)
     # How soon the scoreboard retries a completion it paused (no signing key, storage not
     # writable): the lag between the operator's fix and the verdict.
     scoreboard_pause_retry_s: Annotated[float, BeforeValidator(
-        _seconds("FORGE_SCOREBOARD_PAUSE_RETRY_S", 1, 600))] = _var(
+        checks.seconds("FORGE_SCOREBOARD_PAUSE_RETRY_S", 1, 600))] = _var(
         "FORGE_SCOREBOARD_PAUSE_RETRY_S", 5.0)
-    orchestrator_url: Annotated[str, BeforeValidator(_http_url("ORCHESTRATOR_URL"))] = _var(
-        "ORCHESTRATOR_URL", "http://127.0.0.1:8083")
-    scoreboard_url: Annotated[str, BeforeValidator(_http_url("SCOREBOARD_URL"))] = _var(
+    orchestrator_url: Annotated[str, BeforeValidator(
+        checks.http_url("ORCHESTRATOR_URL"))] = _var("ORCHESTRATOR_URL", "http://127.0.0.1:8083")
+    scoreboard_url: Annotated[str, BeforeValidator(checks.http_url("SCOREBOARD_URL"))] = _var(
         "SCOREBOARD_URL", "http://127.0.0.1:8086")
-    max_body_bytes: Annotated[int, BeforeValidator(_byte_count("FORGE_MAX_BODY_BYTES"))] = _var(
+    max_body_bytes: Annotated[int, BeforeValidator(
+        checks.byte_count("FORGE_MAX_BODY_BYTES"))] = _var(
         "FORGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
     ws_max_message_bytes: Annotated[
-        int, BeforeValidator(_byte_count("FORGE_WS_MAX_MESSAGE_BYTES"))] = _var(
+        int, BeforeValidator(checks.byte_count("FORGE_WS_MAX_MESSAGE_BYTES"))] = _var(
         "FORGE_WS_MAX_MESSAGE_BYTES", DEFAULT_WS_MAX_MESSAGE_BYTES)
     # Issue 15 item 4: where the scoreboard keeps result artifacts (no shared disk).
-    artifact_store: Annotated[str, BeforeValidator(_artifact_store)] = _var(
+    artifact_store: Annotated[str, BeforeValidator(checks.artifact_store)] = _var(
         "FORGE_ARTIFACT_STORE", "filesystem")
     # Lab images (issue 16): where image definitions live, and the machine-wide cache of
     # built root filesystems (outside any checkout, so clones and CI reuse it).
     images_dir: Path = _var("FORGE_IMAGE_DIR", _default_content_path("images"))
     image_cache: Path = _var("FORGE_IMAGE_CACHE", "/var/cache/forge/images")
     # Lab nodes (issue 15 item 3): optional; the defaults are one node at ORCHESTRATOR_URL.
-    node_id: Annotated[str, BeforeValidator(_node(node_cfg.node_id))] = _var(
+    node_id: Annotated[str, BeforeValidator(checks.node_setting(node_cfg.node_id))] = _var(
         "FORGE_NODE_ID", node_cfg.DEFAULT_NODE_ID)
     # Unset: scenario rows name no URL and spawn_service uses its own ORCHESTRATOR_URL (one
     # node, exactly as before); with several nodes each sets the URL it is reached at.
-    node_url: Annotated[str | None, BeforeValidator(_http_url("FORGE_NODE_URL"))] = _var(
+    node_url: Annotated[str | None, BeforeValidator(checks.http_url("FORGE_NODE_URL"))] = _var(
         "FORGE_NODE_URL")
-    node_capacity_labs: Annotated[int, BeforeValidator(_node(node_cfg.whole(
+    node_capacity_labs: Annotated[int, BeforeValidator(checks.node_setting(node_cfg.whole(
         "FORGE_NODE_CAPACITY_LABS", 1, 100_000)))] = _var(
         "FORGE_NODE_CAPACITY_LABS", node_cfg.DEFAULT_CAPACITY_LABS)
-    node_capacity_memory_mb: Annotated[int, BeforeValidator(_node(node_cfg.whole(
+    node_capacity_memory_mb: Annotated[int, BeforeValidator(checks.node_setting(node_cfg.whole(
         "FORGE_NODE_CAPACITY_MEMORY_MB", 16, 1 << 30)))] = Field(
         default_factory=node_cfg.default_memory_mb,
         validation_alias="FORGE_NODE_CAPACITY_MEMORY_MB")
-    node_heartbeat_s: Annotated[float, BeforeValidator(_node(node_cfg.seconds(
+    node_heartbeat_s: Annotated[float, BeforeValidator(checks.node_setting(node_cfg.seconds(
         "FORGE_NODE_HEARTBEAT_S", 0.2, 60.0)))] = _var(
         "FORGE_NODE_HEARTBEAT_S", node_cfg.DEFAULT_HEARTBEAT_S)
-    node_grace_s: Annotated[float, BeforeValidator(_node(node_cfg.seconds(
+    node_grace_s: Annotated[float, BeforeValidator(checks.node_setting(node_cfg.seconds(
         "FORGE_NODE_GRACE_S", 1.0, 3600.0)))] = _var("FORGE_NODE_GRACE_S",
                                                      node_cfg.DEFAULT_GRACE_S)
     # Issue 18 item 5: the public URL at which the scoreboard's /v1/credentials/* (issuer
     # profile, signed status list, public keys) is published; credentials name URLs under
     # it. Unset: SCOREBOARD_URL.
     credential_base_url: Annotated[str | None, BeforeValidator(
-        _http_url("FORGE_CREDENTIAL_BASE_URL"))] = _var("FORGE_CREDENTIAL_BASE_URL")
+        checks.http_url("FORGE_CREDENTIAL_BASE_URL"))] = _var("FORGE_CREDENTIAL_BASE_URL")
     # Sign-in with an identity provider (issue 18 item 1): the per-tenant OIDC file; unset,
     # <STORAGE_ROOT>/oidc.yaml is used when it exists (forge.identity.oidc_config).
-    oidc_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var(
+    oidc_file: Annotated[Path | None, BeforeValidator(checks.optional_path)] = _var(
         "FORGE_OIDC_FILE")
     # LTI 1.3 (issue 18 item 4): the tool key and the LMS platforms registered by the
     # operator (forge.identity.lti_config); unset: no LMS launches into Forge.
-    lti_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _var("FORGE_LTI_FILE")
+    lti_file: Annotated[Path | None, BeforeValidator(checks.optional_path)] = _var("FORGE_LTI_FILE")
     # Issue 19 item 5 (spawn API at class scale): worker processes of spawn_service behind
     # its one port (forge.services.common.workers); 1 is the single process of before.
-    spawn_workers: Annotated[int, BeforeValidator(_node(node_cfg.whole(
+    spawn_workers: Annotated[int, BeforeValidator(checks.node_setting(node_cfg.whole(
         "FORGE_SPAWN_WORKERS", 1, 32)))] = _var("FORGE_SPAWN_WORKERS", 1)
     # Issue 19 item 1: warm lab pools per template on each lab node (empty: none), and the
     # MemAvailable floor (MiB) under which pools shrink instead of filling.
-    warm_pool: Annotated[str, BeforeValidator(_warm_pool)] = _var("FORGE_WARM_POOL", "")
-    warm_pool_min_available_mb: Annotated[int, BeforeValidator(_node(node_cfg.whole(
+    warm_pool: Annotated[str, BeforeValidator(checks.warm_pool)] = _var("FORGE_WARM_POOL", "")
+    warm_pool_min_available_mb: Annotated[int, BeforeValidator(checks.node_setting(node_cfg.whole(
         "FORGE_WARM_POOL_MIN_AVAILABLE_MB", 0, 1 << 30)))] = _var(
         "FORGE_WARM_POOL_MIN_AVAILABLE_MB", 512)
-    nats_passwords: NatsRings = Field(default_factory=dict)
+    nats_passwords: checks.NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
     @classmethod
@@ -336,7 +193,7 @@ class Settings(BaseSettings):
     def _forge_env(cls, raw: object) -> ForgeEnv:
         env = parse_forge_env(str(raw))
         if env is None:
-            raise _problem(
+            raise checks.problem(
                 f"FORGE_ENV has an unknown value; allowed: {', '.join(ALLOWED_ENV_VALUES)}")
         return env
 
@@ -354,7 +211,8 @@ class Settings(BaseSettings):
         on = is_truthy(str(raw))
         if on and env is not None and not env.is_dev:
             flag = cls.model_fields[str(info.field_name)].validation_alias
-            raise _problem(f"{flag}=true is forbidden when FORGE_ENV={env.value} (dev only)")
+            raise checks.problem(
+                f"{flag}=true is forbidden when FORGE_ENV={env.value} (dev only)")
         return on
 
     @field_validator("billing_mode", mode="before")
@@ -366,8 +224,9 @@ class Settings(BaseSettings):
             return str(raw).strip().lower()
         mode = (str(raw) or ("stub" if env.is_dev else "disabled")).strip().lower()
         if mode == "stub" and not env.is_dev:
-            raise _problem(f"BILLING_MODE=stub is forbidden when FORGE_ENV={env.value} (a fake "
-                           "charge; dev only): set BILLING_MODE=disabled or a real gateway")
+            raise checks.problem(
+                f"BILLING_MODE=stub is forbidden when FORGE_ENV={env.value} (a fake "
+                "charge; dev only): set BILLING_MODE=disabled or a real gateway")
         return mode
 
     @field_validator("node_grace_s", mode="after")
@@ -376,8 +235,9 @@ class Settings(BaseSettings):
         """A node is lost only after several missed heartbeats, never after one late one."""
         beat = info.data.get("node_heartbeat_s")
         if isinstance(beat, float) and value < 3 * beat:
-            raise _problem("FORGE_NODE_GRACE_S must be at least 3 x FORGE_NODE_HEARTBEAT_S "
-                           "(a node counts as lost only after several missed heartbeats)")
+            raise checks.problem(
+                "FORGE_NODE_GRACE_S must be at least 3 x FORGE_NODE_HEARTBEAT_S "
+                "(a node counts as lost only after several missed heartbeats)")
         return value
 
     def secret_values(self) -> tuple[bytes, ...]:
@@ -412,7 +272,7 @@ def _problems(error: ValidationError) -> tuple[list[str], str | None]:
         key = str(item["loc"][0]) if item["loc"] else "?"
         alias = fields[key].validation_alias if key in fields else None
         var = alias if isinstance(alias, str) else key
-        if item["type"] == _PROBLEM:
+        if item["type"] == checks.PROBLEM_TYPE:
             found = list(ctx["problems"])
         elif item["type"] in ("value_error", "assertion_error"):
             found = [f"{var} is not valid"]  # an exception's text may quote the value

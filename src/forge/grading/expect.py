@@ -7,7 +7,8 @@ result the grader recorded can be judged again from the stored outputs with the 
 from __future__ import annotations
 
 from forge.runtime.base import ExecResult
-from forge.templates.dsl_models import Expect, ScenarioTemplate
+from forge.templates.dsl_grading import Expect
+from forge.templates.dsl_models import ScenarioTemplate
 from forge_verify.judging import Capture, Expectation, Recorded, judge_recorded
 from forge_verify.rules import CheckRule, CriterionRule
 

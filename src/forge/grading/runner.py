@@ -13,7 +13,8 @@ from pathlib import Path
 
 from forge.grading.expect import judge
 from forge.runtime.base import ExecResult, Runtime
-from forge.templates.dsl_models import Check, Criterion, ScenarioTemplate
+from forge.templates.dsl_grading import Check, Criterion
+from forge.templates.dsl_models import ScenarioTemplate
 from forge_verify.score import CheckResult, StreamOutput
 
 MAX_OUTPUT = 1 << 20

@@ -4,6 +4,10 @@ The models are the single source of the JSON Schema shipped with the package. Th
 shape, types and per-field bounds; cross-field rules (references between containers,
 subnets and checks) live in `forge.templates.semantic`. Every model is frozen and uses
 tuples and read-only mappings, so a loaded template cannot be changed in place.
+
+This module holds the document (`ScenarioTemplate`, its `Spec`), the catalog `Metadata` and
+the per-scenario `Variable`s; the lab's hosts are in `dsl_hosts`, its criteria, checks and
+hints in `dsl_grading`, the shared base model and field types in `dsl_fields`.
 """
 
 from __future__ import annotations
@@ -12,43 +16,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    model_validator,
-)
+from pydantic import AfterValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 from forge.templates import dsl_limits as L
-
-
-def _freeze_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(value))
-
-
-FrozenStrMap = Annotated[
-    Mapping[Annotated[str, Field(pattern=L.ENV_NAME_PATTERN)], str],
-    AfterValidator(_freeze_mapping),
-    PlainSerializer(lambda m: dict(m), return_type=dict[str, str]),
-]
-Ident = Annotated[str, Field(pattern=L.IDENT_PATTERN)]
-Argv = Annotated[
-    tuple[Annotated[str, Field(min_length=1, max_length=L.MAX_ARG_CHARS)], ...],
-    Field(
-        min_length=1,
-        max_length=L.MAX_ARGV,
-        description="argv list, executed without a shell; use [\"/bin/sh\", \"-c\", …] for one.",
-    ),
-]
-
+from forge.templates.dsl_fields import DslModel
+from forge.templates.dsl_grading import Criterion, Hint
+from forge.templates.dsl_hosts import Assets, Limits, Network
 
 Difficulty = Literal["beginner", "intermediate", "advanced"]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 def _one_paragraph(value: str) -> str:
@@ -60,7 +35,7 @@ def _one_paragraph(value: str) -> str:
     return value
 
 
-class Metadata(_Model):
+class Metadata(DslModel):
     """Template identity (registry name, labels) and its catalog entry for learners."""
 
     name: Annotated[
@@ -118,179 +93,7 @@ class Metadata(_Model):
         return None
 
 
-class Limits(_Model):
-    """Resource limits applied by the runtime to each host of the lab."""
-
-    cpu: Annotated[float, Field(gt=0, le=L.MAX_CPU, description="CPU cores per host.")]
-    memory_mb: Annotated[int, Field(ge=16, le=L.MAX_MEMORY_MB)]
-    pids: Annotated[int, Field(ge=8, le=L.MAX_PIDS)]
-    attacker_max_exploits: Annotated[int, Field(ge=0, le=L.MAX_ATTACKER_EXPLOITS)] = 0
-    timeout_minutes: Annotated[int, Field(ge=1, le=L.MAX_TIMEOUT_MINUTES)]
-    disk_mb: Annotated[
-        int,
-        Field(ge=1, le=L.MAX_DISK_MB,
-              description="MiB for every writable path of the lab together (home, "
-                          "workspace, srv, tmp); counts against memory too."),
-    ] = L.DEFAULT_DISK_MB
-
-
-class Subnet(_Model):
-    """One lab subnet (a bridge in the lab's switch namespace)."""
-
-    name: Ident
-    cidr: Annotated[str, Field(description="IPv4 network in CIDR form, e.g. 10.10.1.0/24.")]
-
-
-class Network(_Model):
-    """Lab networking: subnets and the egress mode."""
-
-    subnets: Annotated[tuple[Subnet, ...], Field(min_length=1, max_length=L.MAX_SUBNETS)]
-    egress: Literal["deny", "allowlist"] = "deny"
-    allowlist_profile: Annotated[
-        str | None,
-        Field(pattern=L.IDENT_PATTERN, description="Required when egress is allowlist."),
-    ] = None
-
-    @model_validator(mode="after")
-    def _profile_matches_egress(self) -> Network:
-        if self.egress == "allowlist" and self.allowlist_profile is None:
-            raise ValueError("egress 'allowlist' requires allowlist_profile")
-        if self.egress == "deny" and self.allowlist_profile is not None:
-            raise ValueError("allowlist_profile is only valid with egress 'allowlist'")
-        return self
-
-
-class Attachment(_Model):
-    """A host's interface on a subnet, with an optional fixed IPv4 address."""
-
-    subnet: Ident
-    address: str | None = None
-
-
-class Route(_Model):
-    """A static route set on a host at launch: `to` (CIDR or "default") via a gateway."""
-
-    to: Annotated[str, Field(description='Destination CIDR or "default".')]
-    via: Annotated[str, Field(description="Gateway IPv4 address on an attached subnet.")]
-
-
-class SeedFile(_Model):
-    """A file written into a host before its command starts."""
-
-    path: Annotated[str, Field(min_length=2, max_length=255)]
-    content: Annotated[str, Field(max_length=L.MAX_FILE_BYTES)]
-    mode: Annotated[
-        int | None,
-        Field(ge=0, le=0o777, description="Permission bits (no setuid/setgid/sticky). "
-                                          "Default: 0755 for a #! script, else 0644; a "
-                                          "mode given is kept as given."),
-    ] = None
-    owner: Annotated[
-        Literal["root", "learner"] | None,
-        Field(description='"learner": owned by the lab\'s unprivileged user, who may then '
-                          'edit it (e.g. an /etc config on an image host); "root": read-only '
-                          "for the learner. Default: learner under /home, /workspace and "
-                          "/srv, root elsewhere."),
-    ] = None
-
-
-class Container(_Model):
-    """One lab host."""
-
-    name: Ident
-    image: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=128,
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$",
-            description='Image the host runs on (default "base", the minimal lab userland); '
-                        '"host" is the machine\'s userland read-only, for test fixtures only.',
-        ),
-    ] = L.DEFAULT_IMAGE
-    read_only: bool = True
-    networks: Annotated[tuple[Attachment, ...], Field(min_length=1)]
-    routes: tuple[Route, ...] = ()
-    router: Annotated[bool, Field(description="Forward IPv4 between its subnets.")] = False
-    environment: FrozenStrMap = Field(default_factory=lambda: MappingProxyType({}))
-    capabilities: Annotated[
-        tuple[Annotated[str, Field(pattern=r"^[A-Z][A-Z_]{1,31}$")], ...],
-        Field(description='Linux capability names without the CAP_ prefix, e.g. "NET_ADMIN".'),
-    ] = ()
-    command: Argv | None = None
-    files: tuple[SeedFile, ...] = ()
-    access: Annotated[
-        Literal["none", "learner"],
-        Field(description='"learner": the learner may open a terminal on this host (one tab '
-                          'per such host); "none" (default): only the grader reaches it.'),
-    ] = "none"
-
-
-class Expect(_Model):
-    """What a check's result must show; at least one expectation is required."""
-
-    exit_code: Annotated[int | None, Field(ge=0, le=255)] = None
-    stdout_contains: Annotated[str | None, Field(min_length=1)] = None
-    stdout_regex: Annotated[str | None, Field(min_length=1)] = None
-    stderr_contains: Annotated[str | None, Field(min_length=1)] = None
-
-    def is_empty(self) -> bool:
-        """True when no expectation is named (such a check could never fail)."""
-        return all(
-            v is None
-            for v in (self.exit_code, self.stdout_contains, self.stdout_regex, self.stderr_contains)
-        )
-
-
-class Check(_Model):
-    """A command run inside a lab host at grading time."""
-
-    container: Ident
-    command: Argv
-    stdin: Annotated[
-        str | None,
-        Field(max_length=L.MAX_CHECK_STDIN,
-              description="Text fed to the check on stdin: where expected values go "
-                          "(a command's argv is readable by other processes)."),
-    ] = None
-    live: Annotated[
-        bool,
-        Field(description="Run before the lab is sealed, while the learner's own "
-                          "processes still run (e.g. a service the learner started), "
-                          "from another host over the lab network."),
-    ] = False
-    timeout_seconds: Annotated[int, Field(ge=1, le=L.MAX_CHECK_TIMEOUT_SECONDS)] = 10
-    expect: Expect
-
-
-class Criterion(_Model):
-    """A graded success criterion; it passes when all of its checks pass."""
-
-    id: Ident
-    description: Annotated[str, Field(min_length=1, max_length=2000)]
-    weight: Annotated[float, Field(gt=0, le=1000)] = 1.0
-    checks: Annotated[tuple[Check, ...], Field(min_length=1, max_length=32)]
-
-
-class Hint(_Model):
-    """A hint the learner may reveal, in order; ``criterion`` names the task it helps with."""
-
-    text: Annotated[str, Field(min_length=3, max_length=L.MAX_HINT_CHARS,
-                               description="Markdown shown when the learner reveals it.")]
-    criterion: Annotated[
-        Ident | None,
-        Field(description="The success criterion this hint is for (none: the whole lab)."),
-    ] = None
-    cost: Annotated[
-        float,
-        Field(ge=0, le=L.MAX_HINT_COST, allow_inf_nan=False, strict=True,
-              description="What revealing it costs: a fraction of the lab's total score "
-                          "(0.1 = 10 percentage points), subtracted from the final score "
-                          "(never below 0). 0 (default) to 0.5."),
-    ] = 0.0
-
-
-class Variable(_Model):
+class Variable(DslModel):
     """A per-scenario random value, substituted as `{{ vars.NAME }}`."""
 
     kind: Literal["token", "hex", "int"]
@@ -326,13 +129,7 @@ def _dump_variables(value: Mapping[str, Variable]) -> dict[str, Any]:
     return {k: v.model_dump(mode="json", exclude_none=True) for k, v in value.items()}
 
 
-class Assets(_Model):
-    """The lab's hosts."""
-
-    containers: Annotated[tuple[Container, ...], Field(min_length=1, max_length=L.MAX_CONTAINERS)]
-
-
-class Spec(_Model):
+class Spec(DslModel):
     """Everything a lab needs: task text, limits, network, variables, hosts, criteria."""
 
     description: Annotated[
@@ -357,7 +154,7 @@ class Spec(_Model):
     ] = ()
 
 
-class ScenarioTemplate(_Model):
+class ScenarioTemplate(DslModel):
     """A complete Scenario DSL document."""
 
     model_config = ConfigDict(

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from posixpath import normpath
 
 from forge.templates import dsl_limits as L
-from forge.templates.dsl_models import Container, ScenarioTemplate
+from forge.templates.dsl_hosts import Container
+from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import Problem
 from forge.templates.seedpaths import seed_path_problem
 from forge.templates.variables import misplaced_references, referenced_variables

@@ -26,7 +26,7 @@ from forge.services.common.openapi import errors
 from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, orch
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.timestamps import aware
-from forge.templates.dsl_models import Criterion
+from forge.templates.dsl_grading import Criterion
 from forge.templates.variables import render
 
 router = APIRouter(tags=["internal"])

@@ -22,7 +22,8 @@ from forge.audit.log import AuditError, global_log
 from forge.bus import BusUnavailable
 from forge.bus.contracts import ContractError, ScenarioCompletedV1, decode_as
 from forge.services.scoreboard.event_intake import CompletionRefused
-from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer, ScoringPaused
+from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer
+from forge.services.scoreboard.scoring_errors import ScoringPaused
 from forge.store.db import Database
 from forge.store.failed_events import mark_reprocessed
 from forge.store.models import FailedEvent

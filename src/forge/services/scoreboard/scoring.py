@@ -4,7 +4,7 @@
 the four result files once (atomically; the same completion again is a no-op), audits the
 verdict once across replicas (`score.finalized`, claimed through the shared store's
 `forge.store.finalized_audits`) and returns the `forge.score.finalized` event describing
-what is on disk. It raises:
+what is on disk. It raises (the first from `refused`, the next two from `scoring_errors`):
 
 * `CompletionRefused` — never score this event (forged, mismatched, conflicting result);
 * `ScoringPaused` — not now: no signing key outside dev, storage not writable, no record
@@ -20,19 +20,15 @@ what is on disk. It raises:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
-from forge.audit.log import AuditError, AuditLog, global_log, scenario_log
+from forge.audit.log import AuditError, global_log, scenario_log
 from forge.bus.connection import BusConnection
 from forge.bus.contracts import (
     ContractError,
@@ -61,20 +57,12 @@ from forge.services.scoreboard.event_intake import (
     check_recorded_completion,
     verify_completion,
 )
-from forge.services.scoreboard.sealing import (
-    clear_unsealed,
-    in_global_log,
-    is_unsealed,
-    last_verdict,
-    mark_unsealed,
-    unsealed,
-)
+from forge.services.scoreboard.scoring_errors import ScoringPaused
 from forge.services.scoreboard.shipped import COMPLETED_EVENT, fetch_pack, shipped_audit_log
+from forge.services.scoreboard.verdict_audit import VerdictAudit
 from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
-from forge.store.busy import store_busy, store_error_text
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
-from forge.store.finalized_audits import finalized_audit_claim, record_finalized_audit
 from forge.templates.registry import TemplateRegistry
 from forge_verify.aids import aids_document
 from forge_verify.bundle import BUNDLE_NAMES
@@ -85,16 +73,6 @@ from forge_verify.verdict import SCORE_NAME
 log = logging.getLogger("forge.scoreboard.scoring")
 
 CONSUMER = DURABLE_SCOREBOARD_COMPLETED
-
-
-class ScoringPaused(Exception):
-    """Scoring cannot happen now (signing key, storage, the scenario's record); retry later,
-    drop nothing."""
-
-
-class AuditFailed(Exception):
-    """The verdict's audit failed in a way waiting cannot fix; the normal fault path
-    (retry with backoff, then dead letter with this reason)."""
 
 
 class AuditLogMissing(Exception):
@@ -122,12 +100,6 @@ class Finalized:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _verdict_entry(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The `score.finalized` audit entry's data, from the finalized payload."""
-    return {k: payload[k] for k in ("score", "passed", "total", "score_sha256",
-                                    "bundle_sha256", "key_id")}
 
 
 def finalized_payload(files: Mapping[str, bytes]) -> dict[str, Any]:
@@ -163,7 +135,7 @@ class Scorer:
         self.bus = bus
         self.artifacts: ArtifactStore = artifacts or FilesystemArtifactStore(
             settings.storage_root)
-        self._sealing = threading.Lock()  # the sweep and a scoring never seal at once
+        self._audit = VerdictAudit(settings.storage_root, db)
 
     async def fetch_pack(self, event: ScenarioCompletedV1) -> EvidencePack | None:
         """The evidence the node shipped with `event` (inline or Object Store), verified
@@ -242,7 +214,7 @@ class Scorer:
         if files is None:
             raise ScoringPaused(f"results of {scenario_id} vanished after writing")
         payload = finalized_payload(files)
-        self._audit_once(scenario_id, payload, key)
+        self._audit.audit_once(scenario_id, payload, key)
         try:
             finalized = parse(ScoreFinalizedV1, payload)
         except ContractError as exc:
@@ -272,138 +244,10 @@ class Scorer:
         return replace(verified, inputs=replace(verified.inputs, hints=uses),
                        aids=aids_document(uses, checks))
 
-    def _audit_once(self, scenario_id: str, payload: Mapping[str, Any],
-                    key: SigningKey) -> None:
-        """Audit the verdict once across replicas (each keeps its own chain; the store is
-        shared): not when this replica's chain has the entry (a redelivery), not when the
-        store's marker says another replica audited this same verdict; yes on whichever
-        replica gets the completion after a crash between the results and their audit, and
-        yes (logged as an error) when the marker records a different verdict.
-
-        Only the scenario-chain append runs inside the marker's transaction (it must commit
-        with the marker); the checkpoint and the global-log append follow the commit, so no
-        store write lock is held across their fsyncs and the global log's lock. A chain entry
-        that cannot be written now or a busy store is ScoringPaused: the results are
-        write-once, so the redelivery is safe and audits. The verdict is marked unsealed on
-        this replica's disk before its entry is written and cleared once sealed, so a crash
-        in between is finished by `seal_unsealed` (the marker stops every other replica)."""
-        sha = str(payload["score_sha256"])
-        try:
-            here = scenario_log(self.storage_root, scenario_id, signer=key)
-            if here.read_through("score.finalized") is not None:
-                # Audited here; the marker may not have committed, nor the entry been sealed
-                # (a crash in between: `scoreboard.audited`, `scoreboard.marked`).
-                record_finalized_audit(self.db, scenario_id, sha)
-                self._finish_seal(scenario_id, key)
-                return
-            with finalized_audit_claim(self.db, scenario_id, sha) as recorded:
-                if recorded == sha:
-                    return  # another replica audited this verdict
-                if recorded is not None:
-                    log.error("scenario %s has a verdict (score_sha256 %s) other than the one "
-                              "audited before (%s): a replica with its own artifact store or "
-                              "keyring, or results re-created? auditing this one too",
-                              scenario_id, sha, recorded)
-                slog = self._append_verdict(scenario_id, payload, key)
-                crash_point("scoreboard.audited")
-        except DBAPIError as exc:
-            if store_busy(exc):  # locked (flock, lock_timeout), deadlock, unreachable
-                raise ScoringPaused(f"the store cannot mark the audit of {scenario_id} now: "
-                                    f"{store_error_text(exc)}") from None
-            raise AuditFailed(f"the store cannot mark the audit of {scenario_id}: "
-                              f"{store_error_text(exc)}") from None
-        crash_point("scoreboard.marked")
-        with self._sealing:
-            if self._seal_verdict(scenario_id, payload, key, slog):
-                clear_unsealed(self.storage_root, scenario_id)
-
-    def _append_verdict(self, scenario_id: str, payload: Mapping[str, Any],
-                        key: SigningKey) -> AuditLog:
-        """Append `score.finalized` to the scenario's chain (its marker rolls back if this
-        raises): ScoringPaused if the file cannot be written now, AuditFailed if the chain
-        is corrupt (no waiting repairs it: retried, then dead-lettered with the reason)."""
-        try:
-            mark_unsealed(self.storage_root, scenario_id)
-            slog = scenario_log(self.storage_root, scenario_id, signer=key)
-            slog.append("score.finalized", _verdict_entry(payload))
-        except AuditError as exc:
-            log.error("audit of %s's verdict failed: %s", scenario_id, exc)
-            clear_unsealed(self.storage_root, scenario_id)
-            raise AuditFailed(f"the verdict of {scenario_id} cannot be audited: "
-                              f"{exc}") from None
-        except OSError as exc:
-            log.error("audit of %s's verdict failed: %s", scenario_id, exc)
-            with contextlib.suppress(OSError):
-                clear_unsealed(self.storage_root, scenario_id)
-            raise ScoringPaused(f"the verdict of {scenario_id} cannot be audited now: "
-                                f"{exc.strerror or exc}") from None
-        return slog
-
-    def _seal_verdict(self, scenario_id: str, payload: Mapping[str, Any], key: SigningKey,
-                      slog: AuditLog) -> bool:
-        """Seal the chain with a checkpoint and add the verdict to the global log, just after
-        this replica wrote its entry; the entry is written and the verdict final, so a
-        failure here is logged, not fatal (its unsealed mark stays for the sweep)."""
-        try:
-            slog.checkpoint()
-            global_log(self.storage_root, signer=key).append(
-                "score.finalized", {"scenario_id": scenario_id, **_verdict_entry(payload)})
-        except (AuditError, OSError) as exc:
-            log.error("audit of %s's verdict failed after its entry: %s", scenario_id, exc)
-            return False
-        return True
-
-    def _finish_seal(self, scenario_id: str, key: SigningKey) -> bool:
-        """Seal this replica's last verdict entry of `scenario_id` if no checkpoint follows it
-        and add it to the global log unless it is there (never a second global entry), then
-        clear its unsealed mark; True when nothing is left to do. Only a verdict marked
-        unsealed, or whose entry no checkpoint follows, reads the global log."""
-        with self._sealing:
-            slog = scenario_log(self.storage_root, scenario_id, signer=key)
-            data, sealed = last_verdict(slog.read_bytes())
-            if data is None or (sealed and not is_unsealed(self.storage_root, scenario_id)):
-                clear_unsealed(self.storage_root, scenario_id)
-                return True
-            entry = {"scenario_id": scenario_id,
-                     **{k: v for k, v in data.items() if k != "scenario_id"}}
-            try:
-                if not sealed:
-                    slog.checkpoint()
-                glog = global_log(self.storage_root, signer=key)
-                if not in_global_log(glog.read_bytes(), scenario_id,
-                                     str(data.get("score_sha256"))):
-                    glog.append("score.finalized", entry)
-            except (AuditError, OSError) as exc:
-                log.error("sealing %s's verdict failed: %s", scenario_id, exc)
-                return False
-            clear_unsealed(self.storage_root, scenario_id)
-            log.info("sealed the verdict of %s left unsealed by a crash", scenario_id)
-            return True
-
     def seal_unsealed(self, older_than_s: float = 60.0) -> int:
-        """Finish the verdicts this replica left unsealed (a crash after the entry, before
-        its seal): record the store marker (the entry may have been written without it),
-        seal, add to the global log. Skips verdicts marked less than `older_than_s` ago (a
-        scoring under way). Returns how many were finished; run at start and periodically."""
-        pending = unsealed(self.storage_root, older_than_s)
-        if not pending:
-            return 0
-        try:
-            key = self.signing_key()
-        except ScoringPaused as exc:
-            log.warning("cannot seal %d unsealed verdicts yet: %s", len(pending), exc)
-            return 0
-        done = 0
-        for sid in pending:
-            data, _ = last_verdict(scenario_log(self.storage_root, sid).read_bytes())
-            try:
-                if data is not None:
-                    record_finalized_audit(self.db, sid, str(data.get("score_sha256")))
-            except DBAPIError as exc:
-                log.warning("cannot mark the audit of %s now: %s", sid, store_error_text(exc))
-                continue
-            done += self._finish_seal(sid, key)
-        return done
+        """Finish the verdicts this replica left unsealed (see `VerdictAudit.seal_unsealed`);
+        returns how many were finished; run at start and periodically."""
+        return self._audit.seal_unsealed(self.signing_key, older_than_s)
 
     def record_failure(self, db: Database, *, subject: str, msg_id: str | None, raw: bytes,
                        error: str, scenario_id: object, attempts: int) -> int:
@@ -424,5 +268,4 @@ class Scorer:
         return event_id
 
 
-__all__ = ["AuditFailed", "AuditLogMissing", "CompletionRefused", "Finalized", "Scorer",
-           "ScoringPaused", "finalized_payload"]
+__all__ = ["AuditLogMissing", "CompletionRefused", "Finalized", "Scorer", "finalized_payload"]

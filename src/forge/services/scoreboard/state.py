@@ -24,7 +24,8 @@ from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.scoreboard.event_intake import CompletionRefused
 from forge.services.scoreboard.leaderboard import ScoreIndex
-from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer, ScoringPaused
+from forge.services.scoreboard.scoring import CONSUMER, Finalized, Scorer
+from forge.services.scoreboard.scoring_errors import ScoringPaused
 
 log = logging.getLogger("forge.scoreboard")
 
