@@ -69,6 +69,9 @@ _GATE_POLL_S = 0.1
 # handed over at once, so this costs no latency) and how often an idle consumer refreshes
 # its pending count: an idle orchestrator runs 16 fetch workers, and 2 s / 1 s made it wake
 # ~60 times a second (0.65 % of a core while nothing happened; issue 19 item 5).
+# While a consumer is idle only its first worker keeps a fetch open; the others park until
+# a message or a backlog shows up (see `_worker`): 16 open fetches, renewed every 5 s, were
+# most of an idle orchestrator's CPU and of the bus's.
 IDLE_FETCH_S = 5.0
 IDLE_REFRESH_S = 5.0
 
@@ -133,6 +136,11 @@ class DurableConsumer:
         self._subs: dict[int, JetStreamContext.PullSubscription] = {}
         self._busy: set[int] = set()
         self._stopping = asyncio.Event()
+        # Set: every worker fetches. Cleared when a worker other than the first found
+        # nothing while the first was fetching (idle); set again by any message received
+        # or a backlog seen in the consumer's counts.
+        self._active = asyncio.Event()
+        self._active.set()
         self._consumer_ready = False
         self._ensure_lock = asyncio.Lock()
         self._info_at = 0.0
@@ -179,6 +187,7 @@ class DurableConsumer:
             )
             await self._conn.start()
             self._subs = {}
+            self._active.set()
             self._workers = [
                 asyncio.create_task(self._worker(i), name=f"{self.name}-worker-{i}")
                 for i in range(self._concurrency)
@@ -275,6 +284,8 @@ class DurableConsumer:
         self._pending = info.num_pending
         self._ack_pending = info.num_ack_pending
         self._info_at = time.monotonic()
+        if self._pending:
+            self._active.set()  # a backlog: every worker fetches
         return self._pending
 
     # ---------------------------------------------------------------- internals
@@ -306,7 +317,13 @@ class DurableConsumer:
                 self._consumer_ready = True
 
     async def _worker(self, index: int) -> None:
+        """Fetch and handle until stopped. Worker 0 always keeps a fetch open (a message is
+        handed to it at once); the others park while the consumer is idle and are woken by
+        the first message it receives, so a burst still runs `concurrency` handlers."""
         while not self._stopping.is_set():
+            if index and not self._active.is_set():
+                await self._active.wait()
+                continue
             conn = self._conn
             if conn is None or not conn.ready:
                 await asyncio.sleep(min(self._reconnect_wait, 0.1))
@@ -331,6 +348,8 @@ class DurableConsumer:
                 self._subs[index] = sub
             msgs = await sub.fetch(1, timeout=self._fetch_timeout)
         except (TimeoutError, nats.errors.TimeoutError):
+            if index and 0 not in self._busy:  # idle, and worker 0 is there to fetch
+                self._active.clear()
             await self._maybe_refresh(idle=True)
             return
         except asyncio.CancelledError:
@@ -345,6 +364,8 @@ class DurableConsumer:
                 self._subs.pop(index, None)
             await asyncio.sleep(self._reconnect_wait)
             return
+        if msgs:
+            self._active.set()  # work arrives: the parked workers fetch too
         for msg in msgs:
             self._busy.add(index)
             try:
