@@ -14,7 +14,6 @@ from forge.bus.server import free_port
 from forge.bus.subjects import SPAWN_REQUESTED, scenario_subject
 from tests.bus.helpers import wait_until
 
-
 LONG_ACK_S = 600.0  # an acknowledgement wait no test may sit out
 GUARD_S = 30.0  # generous: what must not wait gives up in well under a second
 
