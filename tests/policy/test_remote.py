@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,32 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class _DroppingServer:
+    """A real listening socket that counts every connection and drops it unanswered."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1  # counted before the client can see the drop
+            conn.close()
+
+    def close(self) -> None:
+        """Stop listening and end the accept thread."""
+        self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(timeout=10)
 
 
 class _Clock:
@@ -107,22 +133,26 @@ def test_unsafe_input_rejected_client_side(opa_server: OpaServer) -> None:
 def test_outage_raises_unavailable_and_breaker_opens() -> None:
     clock = _Clock()
     breaker = CircuitBreaker(threshold=2, reset_after=30, clock=clock)
-    remote = RemoteEngine(f"http://127.0.0.1:{_free_port()}", retries=2, backoff=0.001,
-                          timeout=0.5, breaker=breaker)
-    for _ in range(2):
-        with pytest.raises(PolicyUnavailable, match="after 3 attempt"):
+    server = _DroppingServer()
+    remote = RemoteEngine(server.url, retries=2, backoff=0.001, timeout=5, breaker=breaker)
+    try:
+        for _ in range(2):
+            with pytest.raises(PolicyUnavailable, match="after 3 attempt"):
+                remote.decide("forge.training", {})
+        assert breaker.state == "open"
+        assert server.connections == 6  # 2 calls x (1 try + 2 retries)
+        with pytest.raises(PolicyUnavailable, match="circuit open"):
             remote.decide("forge.training", {})
-    assert breaker.state == "open"
-    started = time.perf_counter()
-    with pytest.raises(PolicyUnavailable, match="circuit open"):
-        remote.decide("forge.training", {})
-    assert time.perf_counter() - started < 0.05  # fails fast, no network attempt
-    clock.now += 31
-    assert breaker.state == "half-open"
-    with pytest.raises(PolicyUnavailable, match="after 3 attempt"):
-        remote.decide("forge.training", {})  # the trial call fails: open again
-    assert breaker.state == "open"
-    remote.close()
+        assert server.connections == 6  # fails fast: no network attempt while open
+        clock.now += 31
+        assert breaker.state == "half-open"
+        with pytest.raises(PolicyUnavailable, match="after 3 attempt"):
+            remote.decide("forge.training", {})  # the trial call fails: open again
+        assert server.connections == 9
+        assert breaker.state == "open"
+    finally:
+        remote.close()
+        server.close()
 
 
 def test_breaker_closes_when_server_returns(engine: EmbeddedEngine) -> None:

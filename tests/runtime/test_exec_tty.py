@@ -40,24 +40,25 @@ def test_exit_code_stdin_env_and_argv_without_shell(rt: LocalRuntime, lab: str) 
     assert killed.exit_code == 137 and not killed.timed_out
 
 
+@pytest.mark.timeout(60)  # a hang guard only: exec must return once its 1 s timeout kills
 def test_timeout_kills_the_command_and_all_children(rt: LocalRuntime, lab: str) -> None:
     script = (
         "sleep 300 & echo $! > /workspace/child; "
         "setsid sh -c 'echo $$ > /workspace/escaped; exec sleep 300' & "
         "sleep 0.2; echo started; sleep 300"
     )
-    start = time.monotonic()
     res = sh(rt, lab, "box", script, timeout=1.0)
-    assert res.timed_out
+    assert res.timed_out and res.exit_code == 128 + 9  # SIGKILLed, not left to finish
     assert res.stdout == b"started\n"
-    assert time.monotonic() - start < 5
     assert not _alive(rt, lab, "/workspace/child")
     assert not _alive(rt, lab, "/workspace/escaped")
 
 
 def test_background_processes_do_not_outlive_exec(rt: LocalRuntime, lab: str) -> None:
-    res = sh(rt, lab, "box", "(sleep 300 & echo $! > /workspace/bg) ; echo done")
-    assert res.stdout == b"done\n" and not res.timed_out and res.duration_s < 3
+    # The background sleep holds stdout open: exec must not wait for it (it would run into
+    # its own timeout then), but return when the shell ends and kill what it left behind.
+    res = sh(rt, lab, "box", "(sleep 300 & echo $! > /workspace/bg) ; echo done", timeout=30)
+    assert res.stdout == b"done\n" and res.exit_code == 0 and not res.timed_out
     assert not _alive(rt, lab, "/workspace/bg")
 
 

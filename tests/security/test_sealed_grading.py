@@ -190,10 +190,10 @@ def test_fifo_and_devices_never_block_the_grader(rt: LocalRuntime, lab: str) -> 
     _learner(rt, lab, "mkfifo /workspace/answer.txt; python3 -c \"import socket; "
                       "s=socket.socket(socket.AF_UNIX); s.bind('/workspace/sock')\"")
     rt.seal(lab)
-    start = time.monotonic()
+    # Were the fifo still there, `cat` would block until the check's own timeout.
     res = rt.run_check(lab, "learner", ["/bin/sh", "-c", "ls -A /workspace; "
-                                        "cat /workspace/answer.txt"], timeout=5)
-    assert not res.timed_out and time.monotonic() - start < 5
+                                        "cat /workspace/answer.txt"], timeout=30)
+    assert not res.timed_out
     assert "answer.txt" not in res.stdout_text and "sock" not in res.stdout_text
 
 
