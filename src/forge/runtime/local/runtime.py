@@ -273,13 +273,24 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
 
     def cleanup_orphans(self) -> builtins.list[str]:
         """Destroy every lab of this prefix the kernel holds half-built or half-destroyed
-        (``degraded``: a crash mid-create or mid-destroy); returns their ids. A lab being
-        built by a running orchestrator looks degraded too: run it while that is stopped."""
-        cleaned = []
+        (``degraded``: a crash mid-create or mid-destroy); returns their ids. One that
+        cannot be destroyed does not stop the others: after trying them all, raises
+        ``OSError`` naming every failure (and what was destroyed). A lab being built by
+        a running orchestrator looks degraded too: run it while that is stopped."""
+        cleaned: builtins.list[str] = []
+        failed: builtins.list[str] = []
         for info in self.list():
-            if info.state == "degraded":
+            if info.state != "degraded":
+                continue
+            try:
                 self.destroy(info.lab_id)
+            except Exception as exc:  # any failure: named in the error raised below
+                failed.append(f"{info.lab_id}: {exc}")
+            else:
                 cleaned.append(info.lab_id)
+        if failed:
+            raise OSError(f"{len(failed)} orphaned lab(s) not destroyed: " + "; ".join(failed)
+                          + f" (destroyed: {', '.join(cleaned) or 'none'})")
         return cleaned
 
     @property
