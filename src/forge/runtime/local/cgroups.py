@@ -153,7 +153,8 @@ class Cgroups:
         return done
 
     def kill(self, *parts: str, deadline_s: float = 5.0) -> bool:
-        """SIGKILL every process in subtree ``parts`` until it is empty; True if emptied."""
+        """SIGKILL every process in subtree ``parts`` until it is empty; True if emptied.
+        On v1 this reads the pids hierarchy only (the fast path, module docstring)."""
         self._kill_files(*parts)
         return not _kill_until_empty(lambda: self.pids(*parts),
                                      time.monotonic() + deadline_s, set())
