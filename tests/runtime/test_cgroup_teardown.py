@@ -1,6 +1,7 @@
 """Teardown of a lab's cgroups reads one hierarchy and still leaves nothing: every process
 in the subtree is killed, every directory in every hierarchy is removed, also after a
-crash midway through a removal, and on a cgroup2 hierarchy (``cgroup.kill``)."""
+crash midway through a removal, on a cgroup2 hierarchy (``cgroup.kill``), and on v1
+when a host agent moved a lab process out of the lab's pids tree only (the slow path)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ import os
 import secrets
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from forge.runtime import Limits
+from forge.runtime.local import LocalRuntime
 from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups
+from tests.runtime.helpers import simple_lab
+
+V1_ONLY = pytest.mark.skipif(Cgroups.detect().version == 2,
+                             reason="one hierarchy: a process cannot be split across them")
 
 
 def _cgroup2_root() -> str:
@@ -40,6 +48,38 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     yield proc
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture()
+def scratch_pids(prefix: str) -> Iterator[str]:
+    """A pids cgroup outside any lab (where a host agent could put a process); whatever
+    is left in it goes back to the root pids cgroup before it is removed."""
+    root = os.path.join(CGROUP_ROOT, "pids")
+    path = os.path.join(root, f"{prefix}.scratch{secrets.token_hex(3)}")
+    os.mkdir(path)
+    yield path
+    with open(os.path.join(path, "cgroup.procs"), encoding="ascii") as fh:
+        left = fh.read().split()
+    for pid in left:
+        with contextlib.suppress(OSError), \
+                open(os.path.join(root, "cgroup.procs"), "w", encoding="ascii") as out:
+            out.write(pid)
+    end = time.monotonic() + 10
+    while True:
+        try:
+            os.rmdir(path)
+            break
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.01)
+
+
+def _split(cg: Cgroups, parts: tuple[str, ...], scratch: str, pid: int) -> None:
+    """What a host agent moving one hierarchy at a time does: ``pid`` in the lab's
+    memory and cpu cgroups ``parts`` but in the pids cgroup ``scratch``."""
+    _join([f for f in cg.procs_files(*parts) if "/pids/" not in f], pid)
+    _join([os.path.join(scratch, "cgroup.procs")], pid)
 
 
 def _leftovers(cg: Cgroups, stem: str) -> list[str]:
@@ -109,3 +149,50 @@ def test_cgroup2_teardown_kills_and_removes(stem: str, sleeper: subprocess.Popen
         assert not os.path.exists(top)
     finally:
         _cleanup(cg, stem)
+
+
+@V1_ONLY
+@pytest.mark.parametrize("pids_tree", [True, False], ids=["pids-tree", "no-pids-tree"])
+def test_remove_kills_a_process_moved_out_of_the_pids_tree(
+    stem: str, sleeper: subprocess.Popen[bytes], scratch_pids: str, pids_tree: bool
+) -> None:
+    """The fast path reads the pids tree only; a process left in the lab's memory/cpu
+    cgroups (or a tree whose pids part is already gone) is found when their rmdir is
+    busy, killed, reported, and every hierarchy is removed."""
+    cg = Cgroups.detect()
+    try:
+        if pids_tree:
+            for parts in ((stem,), (stem, "box"), (stem, "box", "x1")):
+                cg.create(parts, None)
+        else:
+            for base in cg.bases()[1:]:
+                os.makedirs(os.path.join(base, stem, "box", "x1"))
+        _split(cg, (stem, "box", "x1"), scratch_pids, sleeper.pid)
+        assert cg.kill(stem) is True  # the pids tree is empty: the fast path sees nothing
+        assert cg.remove(stem) == {sleeper.pid}
+        assert sleeper.wait(timeout=30) == -signal.SIGKILL
+        assert _leftovers(cg, stem) == []
+    finally:
+        _cleanup(cg, stem)
+
+
+@V1_ONLY
+def test_destroy_kills_a_process_a_host_agent_moved_out_of_the_pids_tree(
+    rt: LocalRuntime, sleeper: subprocess.Popen[bytes], scratch_pids: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A process in a lab's memory and cpu cgroups but another pids cgroup (systemd or
+    cgclassify moving it one hierarchy at a time) dies with the lab; destroy succeeds,
+    names the pid it had to kill, and leaves no cgroup in any hierarchy."""
+    lab = "split-" + secrets.token_hex(3)
+    stem = rt.names.lab(lab)
+    try:
+        rt.create(simple_lab(lab, Limits(memory_mb=128, cpu=0.5, pids=64)))
+        _split(rt.cgroups, (stem, "box", "init"), scratch_pids, sleeper.pid)
+        rt.destroy(lab)
+        assert sleeper.wait(timeout=30) == -signal.SIGKILL
+        assert _leftovers(rt.cgroups, stem) == []
+        assert str(sleeper.pid) in caplog.text
+    finally:
+        with contextlib.suppress(Exception):
+            rt.destroy(lab)

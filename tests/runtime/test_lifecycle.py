@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -158,6 +161,86 @@ def test_new_instance_adopts_and_destroys_labs_after_a_crash(own: tuple[str, str
     for lab in second.list():
         second.destroy(lab.lab_id)
     assert second.list() == []
+
+
+def test_cleanup_orphans_carries_on_past_a_lab_it_cannot_destroy(
+    own: tuple[str, str]
+) -> None:
+    """One orphan whose destroy fails (an immutable file in its state directory) does not
+    keep the ones sorted after it: they are destroyed, the failure is raised naming the
+    lab, and a later cleanup finishes it once the cause is fixed."""
+    prefix, state = own
+    rt = LocalRuntime(state, prefix=prefix)
+    pinned = Path(rt.names.lab_dir("orph-a"), "pinned")
+    try:
+        rt.create(simple_lab("orph-a"))
+        os.kill(rt._init_pid("orph-a", "box"), 9)  # a crash mid-teardown: no live init
+        create_netns(f"{prefix}.orph-b.sw")  # a crash mid-create: only the switch
+        pinned.write_text("x")
+        subprocess.run(["chattr", "+i", str(pinned)], check=True)
+        end = time.monotonic() + 30
+        while rt.list()[0].state != "degraded" and time.monotonic() < end:
+            time.sleep(0.05)
+        with pytest.raises(OSError, match=r"orph-a: .*state directory") as failed:
+            rt.cleanup_orphans()
+        assert "destroyed: orph-b" in str(failed.value)
+        assert [i.lab_id for i in rt.list()] == ["orph-a"]
+        subprocess.run(["chattr", "-i", str(pinned)], check=True)
+        assert rt.cleanup_orphans() == ["orph-a"]
+        assert rt.list() == []
+    finally:
+        subprocess.run(["chattr", "-i", str(pinned)], check=False, capture_output=True)
+        rt.close()
+
+
+def test_cleanup_after_a_claim_crashed_between_cgroup_renames(
+    own: tuple[str, str]
+) -> None:
+    """A warm-pool claim renames the state directory, then each cgroup hierarchy (pids
+    first). A crash after the pids rename leaves the old id's memory/cpu trees holding
+    the processes whose pids tree has the new name; cleanup after the crash (the old id
+    sorted first, so destroyed first: its pids tree is gone) kills them, leaves nothing."""
+    prefix, state = own
+    rt = LocalRuntime(state, prefix=prefix)
+    try:
+        rt.create(simple_lab("aa-pool", command="sleep 600"))
+        uid = rt.identity("aa-pool").learner
+        lab_pids = rt.cgroups.pids(rt.names.lab("aa-pool"))
+        assert lab_pids
+        os.rename(rt.names.lab_dir("aa-pool"), rt.names.lab_dir("zz-claim"))
+        pids_base = rt.cgroups.bases()[0]
+        os.rename(os.path.join(pids_base, rt.names.lab("aa-pool")),
+                  os.path.join(pids_base, rt.names.lab("zz-claim")))
+        after_crash = LocalRuntime(state, prefix=prefix)
+        assert sorted(after_crash.cleanup_orphans()) == ["aa-pool", "zz-claim"]
+        after_crash.close()
+        end = time.monotonic() + 30
+        while _alive(lab_pids) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert _alive(lab_pids) == []
+        assert uid not in _uids_running()
+    finally:
+        rt.close()
+
+
+def _alive(pids: set[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie left for its parent to reap is not)."""
+    alive = []
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.append(pid)
+    return alive
+
+
+def _uids_running() -> set[int]:
+    """Real uids of every process on the machine."""
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, StopIteration), \
+                open(f"/proc/{entry}/status", encoding="ascii") as fh:
+            found.add(int(next(ln for ln in fh if ln.startswith("Uid:")).split()[1]))
+    return found
 
 
 def test_many_labs_leave_no_trace(own: tuple[str, str]) -> None:

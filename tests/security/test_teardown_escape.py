@@ -2,9 +2,11 @@
 
 A learner's processes leave their session (``setsid``), get re-parented (double fork) and
 try to move out of the lab's cgroups (writing to a cgroup.procs file, which the sandbox
-does not even show). Teardown finds a lab's processes in one cgroup hierarchy only (the
-pids one on v1), so any way out of it would outlive the lab: after destroy, no process
-of the lab's user is left anywhere on the machine."""
+does not even show). Teardown finds a lab's processes in one cgroup hierarchy (the pids
+one on v1; the others only when their removal is busy), so any way out of it would
+outlive the lab: after destroy, no process of the lab's user is left anywhere on the
+machine. (A host agent moving a process out of the pids tree only:
+tests/runtime/test_cgroup_teardown.py.)"""
 
 from __future__ import annotations
 

@@ -11,15 +11,24 @@ order of ``procs_files``), a child is born in its parent's cgroups, a lab proces
 move itself, and a subtree is created there first and removed there last. So every
 process and every directory of a lab's v1 cgroups is found in its pids subtree, with a
 third of the reads of all three hierarchies (the cost of a teardown was mostly these).
+
+That fast path assumes nothing else migrates lab processes. A host root agent may move
+one hierarchy at a time (systemd re-migrating a unit's processes when a controller mask
+changes, cgclassify/cgrulesengd), leaving a process in a lab's memory/cpu cgroups but a
+pids cgroup elsewhere (or a lab's pids tree gone while another still holds it). ``remove``
+catches that slow path: when a directory of another hierarchy is busy, it kills what that
+hierarchy's subtree lists and returns those pids.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from forge.runtime.base import Limits
@@ -116,14 +125,7 @@ class Cgroups:
     def _subtree(self, *parts: str) -> tuple[list[str], set[int]]:
         """(directories relative to ``parts``, ``""`` for itself, and pids) of the subtree
         ``parts`` in the first hierarchy; both empty when it does not exist there."""
-        top = self.paths(*parts)[0]
-        dirs: list[str] = []
-        found: set[int] = set()
-        for dirpath, _dirs, _files in os.walk(top):
-            dirs.append(dirpath[len(top) + 1:])  # "" for the top itself
-            with contextlib.suppress(FileNotFoundError):
-                found.update(int(x) for x in _read(f"{dirpath}/cgroup.procs").split())
-        return dirs, found
+        return _walk(self.paths(*parts)[0])
 
     def signal_all(self, *parts: str) -> None:
         """SIGKILL every process in subtree ``parts`` once, without waiting for them."""
@@ -151,43 +153,87 @@ class Cgroups:
         return done
 
     def kill(self, *parts: str, deadline_s: float = 5.0) -> bool:
-        """SIGKILL every process in subtree ``parts`` until it is empty; True if emptied."""
+        """SIGKILL every process in subtree ``parts`` until it is empty; True if emptied.
+        On v1 this reads the pids hierarchy only (the fast path, module docstring)."""
         self._kill_files(*parts)
-        end = time.monotonic() + deadline_s
-        pause = 0.002  # killed processes take a while to exit: back off, each look walks
-        while True:
-            pids = self.pids(*parts)
-            if not pids:
-                return True
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            if time.monotonic() > end:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+        return not _kill_until_empty(lambda: self.pids(*parts),
+                                     time.monotonic() + deadline_s, set())
 
-    def remove(self, *parts: str, deadline_s: float = 5.0) -> None:
+    def remove(self, *parts: str, deadline_s: float = 5.0) -> set[int]:
         """Remove subtree ``parts`` bottom-up (killing what is left); missing is fine.
+        Returns the pids found only by the slow path (module docstring) and killed.
 
         The directories below ``parts`` are those listed in the first hierarchy, which
         is done last (so after a crash midway it still lists them); whatever else a
-        hierarchy holds (a tree made by other means) is found by walking what is left."""
+        hierarchy holds (a tree made by other means) is found by walking what is left.
+        A directory still busy gets its hierarchy's subtree emptied (SIGKILL, re-read
+        until empty) before the next try; raises ``SurvivorsError`` if that fails."""
         dirs, pids = self._subtree(*parts)
         if pids:
             self.kill(*parts, deadline_s=deadline_s)
         end = time.monotonic() + deadline_s
         below = sorted((d for d in dirs if d), key=len, reverse=True)
+        killed: set[int] = set()
         for top in reversed(self.paths(*parts)):
+            empty = functools.partial(_empty, top, end, killed)
             for rel in below:
-                _rmdir(os.path.join(top, rel), end)
+                _rmdir(os.path.join(top, rel), end, empty)
             for path in sorted((d for d, _s, _f in os.walk(top)), key=len, reverse=True):
-                _rmdir(path, end)
+                _rmdir(path, end, empty)
+        return killed
 
 
-def _rmdir(path: str, end: float) -> None:
-    """Remove one empty cgroup directory (missing is fine), retrying while the kernel
-    still reports it busy (killed tasks exiting) until ``end``."""
+class SurvivorsError(OSError):
+    """Processes of a cgroup subtree that SIGKILL did not remove before the deadline."""
+
+    def __init__(self, pids: set[int], top: str) -> None:
+        super().__init__(errno.EBUSY, f"processes survived SIGKILL in {top}: "
+                         + " ".join(map(str, sorted(pids))))
+        self.pids = pids
+
+
+def _walk(top: str) -> tuple[list[str], set[int]]:
+    """(directories relative to ``top``, ``""`` for itself, and pids) of the cgroup
+    subtree ``top``; both empty when it does not exist."""
+    dirs: list[str] = []
+    found: set[int] = set()
+    for dirpath, _dirs, _files in os.walk(top):
+        dirs.append(dirpath[len(top) + 1:])  # "" for the top itself
+        with contextlib.suppress(FileNotFoundError):
+            found.update(int(x) for x in _read(f"{dirpath}/cgroup.procs").split())
+    return dirs, found
+
+
+def _empty(top: str, end: float, killed: set[int]) -> None:
+    """Kill every process of the cgroup subtree ``top`` (adding them to ``killed``) until
+    it lists none; ``SurvivorsError`` when some are still listed at ``end``."""
+    left = _kill_until_empty(lambda: _walk(top)[1], end, killed)
+    if left:
+        raise SurvivorsError(left, top)
+
+
+def _kill_until_empty(read: Callable[[], set[int]], end: float, killed: set[int]) -> set[int]:
+    """SIGKILL the pids ``read`` lists until it lists none or ``end`` passes; adds each
+    to ``killed``; returns what is still listed (empty when emptied)."""
+    pause = 0.002  # killed processes take a while to exit: back off, each look walks
+    while True:
+        pids = read()
+        if not pids:
+            return pids
+        killed |= pids
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > end:
+            return pids
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _rmdir(path: str, end: float, empty: Callable[[], None]) -> None:
+    """Remove one empty cgroup directory (missing is fine); while the kernel reports it
+    busy, ``empty`` its hierarchy (processes moved there, killed tasks exiting) and retry
+    until ``end``."""
     while True:
         try:
             os.rmdir(path)
@@ -197,6 +243,7 @@ def _rmdir(path: str, end: float) -> None:
         except OSError as exc:
             if exc.errno != errno.EBUSY or time.monotonic() > end:
                 raise
+            empty()
             time.sleep(0.005)
 
 

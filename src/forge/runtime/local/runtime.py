@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -45,6 +46,8 @@ from forge.runtime.plan import plan_lab, validate_lab_id
 
 if TYPE_CHECKING:
     from forge.runtime.local.warm_pool import WarmPool
+
+log = logging.getLogger("forge.runtime.local.runtime")
 
 REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
 
@@ -236,9 +239,14 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             except (OSError, NetlinkError) as exc:
                 errors.append(f"uplink: {exc}")
         try:
-            self.cgroups.remove(stem)
+            strays = self.cgroups.remove(stem)
         except OSError as exc:
             errors.append(f"cgroup: {exc.strerror}")
+        else:
+            if strays:  # killed only by the slow path: something moved them (cgroups.py)
+                log.warning("lab %s: killed pids %s found in its cgroups outside its pids "
+                            "tree (moved by a host agent?)", lab_id,
+                            " ".join(map(str, sorted(strays))))
         try:
             unmount_lab_disk(self.names.data_root(lab_id))
         except OSError as exc:
@@ -265,13 +273,24 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
 
     def cleanup_orphans(self) -> builtins.list[str]:
         """Destroy every lab of this prefix the kernel holds half-built or half-destroyed
-        (``degraded``: a crash mid-create or mid-destroy); returns their ids. A lab being
-        built by a running orchestrator looks degraded too: run it while that is stopped."""
-        cleaned = []
+        (``degraded``: a crash mid-create or mid-destroy); returns their ids. One that
+        cannot be destroyed does not stop the others: after trying them all, raises
+        ``OSError`` naming every failure (and what was destroyed). A lab being built by
+        a running orchestrator looks degraded too: run it while that is stopped."""
+        cleaned: builtins.list[str] = []
+        failed: builtins.list[str] = []
         for info in self.list():
-            if info.state == "degraded":
+            if info.state != "degraded":
+                continue
+            try:
                 self.destroy(info.lab_id)
+            except Exception as exc:  # any failure: named in the error raised below
+                failed.append(f"{info.lab_id}: {exc}")
+            else:
                 cleaned.append(info.lab_id)
+        if failed:
+            raise OSError(f"{len(failed)} orphaned lab(s) not destroyed: " + "; ".join(failed)
+                          + f" (destroyed: {', '.join(cleaned) or 'none'})")
         return cleaned
 
     @property

@@ -185,7 +185,9 @@ class WarmPool:
         except Exception:
             log.exception("pool lab %s could not become %s; building it fresh", taken, lab_id)
             self.stats.failed += 1
-            for gone in (taken, lab_id):
+            # The new id first: a rename stopped midway left the processes in its pids
+            # tree (renamed first); the pool id's other trees are then empty.
+            for gone in (lab_id, taken):
                 with contextlib.suppress(Exception):
                     self._rt.destroy(gone)
             os.mkdir(self._rt.names.lab_dir(lab_id), mode=0o700)
