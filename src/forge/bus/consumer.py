@@ -74,6 +74,10 @@ _GATE_POLL_S = 0.1
 # most of an idle orchestrator's CPU and of the bus's.
 IDLE_FETCH_S = 5.0
 IDLE_REFRESH_S = 5.0
+# A parked worker still fetches once this often (at most a third of ack_wait): a message
+# the server handed to its pull just after the client gave up waiting (its expiry runs on
+# the server's clock) sits in that worker's own queue until then, never until redelivery.
+PARK_S = 20.0
 
 
 class DurableConsumer:
@@ -137,10 +141,10 @@ class DurableConsumer:
         self._busy: set[int] = set()
         self._stopping = asyncio.Event()
         # Set: every worker fetches. Cleared when a worker other than the first found
-        # nothing while the first was fetching (idle); set again by any message received
-        # or a backlog seen in the consumer's counts.
+        # nothing while the first was not handling a message (idle); set again by any
+        # message received or a backlog seen in the consumer's counts. Made in `start`.
         self._active = asyncio.Event()
-        self._active.set()
+        self._park_s = min(PARK_S, ack_wait / 3)
         self._consumer_ready = False
         self._ensure_lock = asyncio.Lock()
         self._info_at = 0.0
@@ -187,6 +191,7 @@ class DurableConsumer:
             )
             await self._conn.start()
             self._subs = {}
+            self._active = asyncio.Event()  # bound to this start's event loop
             self._active.set()
             self._workers = [
                 asyncio.create_task(self._worker(i), name=f"{self.name}-worker-{i}")
@@ -319,11 +324,13 @@ class DurableConsumer:
     async def _worker(self, index: int) -> None:
         """Fetch and handle until stopped. Worker 0 always keeps a fetch open (a message is
         handed to it at once); the others park while the consumer is idle and are woken by
-        the first message it receives, so a burst still runs `concurrency` handlers."""
+        the first message it receives, so a burst still runs `concurrency` handlers; a
+        parked worker fetches once every `PARK_S` anyway (a late delivery to its own queue,
+        or worker 0 gone)."""
         while not self._stopping.is_set():
             if index and not self._active.is_set():
-                await self._active.wait()
-                continue
+                with contextlib.suppress(TimeoutError):  # then one fetch: see PARK_S
+                    await asyncio.wait_for(self._active.wait(), self._park_s)
             conn = self._conn
             if conn is None or not conn.ready:
                 await asyncio.sleep(min(self._reconnect_wait, 0.1))
@@ -348,7 +355,9 @@ class DurableConsumer:
                 self._subs[index] = sub
             msgs = await sub.fetch(1, timeout=self._fetch_timeout)
         except (TimeoutError, nats.errors.TimeoutError):
-            if index and 0 not in self._busy:  # idle, and worker 0 is there to fetch
+            if sub is not None and sub.pending_msgs:
+                self._active.set()  # delivered just after the client stopped waiting
+            elif index and 0 not in self._busy:  # idle, and worker 0 is there to fetch
                 self._active.clear()
             await self._maybe_refresh(idle=True)
             return
