@@ -271,7 +271,9 @@ class Runtime(abc.ABC):
 
     def cleanup_orphans(self) -> builtins.list[str]:
         """Remove what a crash left half-built or half-destroyed (labs the backend holds in
-        the ``degraded`` state) and return their ids. Optional: engines whose backend
+        the ``degraded`` state) and return their ids; every such lab is tried, and
+        ``OSError`` after them names those that failed and those removed. Optional: engines
+        whose backend
         cleans up by itself keep this default, which raises :class:`NotSupported`."""
         raise NotSupported(f"orphan cleanup is not supported by the {self.engine_name} engine")
 

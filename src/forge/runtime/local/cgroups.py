@@ -200,13 +200,19 @@ def _walk(top: str) -> tuple[list[str], set[int]]:
     for dirpath, _dirs, _files in os.walk(top):
         dirs.append(dirpath[len(top) + 1:])  # "" for the top itself
         with contextlib.suppress(FileNotFoundError):
-            found.update(int(x) for x in _read(f"{dirpath}/cgroup.procs").split())
+            found.update(pid for pid in map(int, _read(f"{dirpath}/cgroup.procs").split())
+                         if pid > 0)  # 0: not in our pid namespace; kill(0) = our group
     return dirs, found
+
+
+SLOW_PATH_GRACE_S = 0.5  # killed processes get at least this long to exit
 
 
 def _empty(top: str, end: float, killed: set[int]) -> None:
     """Kill every process of the cgroup subtree ``top`` (adding them to ``killed``) until
-    it lists none; ``SurvivorsError`` when some are still listed at ``end``."""
+    it lists none; ``SurvivorsError`` when some are still listed at ``end`` (or, when
+    reached near it, `SLOW_PATH_GRACE_S` after the first kill)."""
+    end = max(end, time.monotonic() + SLOW_PATH_GRACE_S)
     left = _kill_until_empty(lambda: _walk(top)[1], end, killed)
     if left:
         raise SurvivorsError(left, top)

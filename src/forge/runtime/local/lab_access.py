@@ -25,7 +25,7 @@ from forge.runtime.base import (
     SpecError,
 )
 from forge.runtime.local import seccomp
-from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.cgroups import Cgroups, SurvivorsError
 from forge.runtime.local.execute import enter_argv, run_captured, wrapper_env
 from forge.runtime.local.grader import grader_argv, remove_snapshot, take_snapshot
 from forge.runtime.local.host_dirs import host_paths
@@ -179,8 +179,13 @@ class LabAccess:
             if not self.cgroups.kill(stem, host, leaf):
                 raise RuntimeFault(f"lab {lab_id}: learner processes on {host} survived "
                                    "SIGKILL; not grading")
-            with contextlib.suppress(OSError):
+            try:
                 self.cgroups.remove(stem, host, leaf)
+            except SurvivorsError as exc:  # moved out of the pids tree and still alive
+                raise RuntimeFault(f"lab {lab_id}: learner processes on {host} survived "
+                                   f"SIGKILL ({exc.strerror}); not grading") from None
+            except OSError:
+                pass  # an empty leaf left behind: removed with the lab
         return ended
 
     def _learner_leaves(self, stem: str, host: str) -> set[str]:

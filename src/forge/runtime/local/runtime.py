@@ -243,10 +243,10 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         except OSError as exc:
             errors.append(f"cgroup: {exc.strerror}")
         else:
-            if strays:  # killed only by the slow path: something moved them (cgroups.py)
-                log.warning("lab %s: killed pids %s found in its cgroups outside its pids "
-                            "tree (moved by a host agent?)", lab_id,
-                            " ".join(map(str, sorted(strays))))
+            if strays:  # still there after the kill: late execs, or moved (cgroups.py)
+                log.warning("lab %s: killed pids %s still in its cgroups after the kill "
+                            "(started during teardown, or moved between cgroups by a host "
+                            "agent)", lab_id, " ".join(map(str, sorted(strays))))
         try:
             unmount_lab_disk(self.names.data_root(lab_id))
         except OSError as exc:

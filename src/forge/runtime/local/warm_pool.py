@@ -185,9 +185,10 @@ class WarmPool:
         except Exception:
             log.exception("pool lab %s could not become %s; building it fresh", taken, lab_id)
             self.stats.failed += 1
-            # The new id first: a rename stopped midway left the processes in its pids
-            # tree (renamed first); the pool id's other trees are then empty.
-            for gone in (lab_id, taken):
+            # The pool id first, as before the rename: its teardown kills processes left in
+            # its memory/cpu trees by a rename stopped midway (the slow path in cgroups.py)
+            # before the new id's teardown releases the uid the rename moved to it.
+            for gone in (taken, lab_id):
                 with contextlib.suppress(Exception):
                     self._rt.destroy(gone)
             os.mkdir(self._rt.names.lab_dir(lab_id), mode=0o700)
