@@ -26,11 +26,14 @@ from forge.store.models import (
     AssignmentAttempt,
     Base,
     Cohort,
+    Enrolment,
+    FailedEvent,
     IdempotencyRecord,
     QuotaSlot,
     ReplayJti,
     Scenario,
 )
+from forge.store.models import Entitlement as GrantRow
 
 from ..support import store_race
 from ..support.postgres import PostgresCluster
@@ -185,6 +188,53 @@ def test_new_sign_in_keys_asked_at_once_leave_one_live_key(postgres_url: str) ->
             ApiKey.revoked_at.is_(None)).group_by(ApiKey.subject)).all()
     assert sorted((str(s), int(n)) for s, n in live) == sorted(
         (f"keyed-{n}", 1) for n in range(rounds))
+    db.dispose()
+
+
+def test_grants_for_one_learner_at_once_leave_one_grant(postgres_url: str) -> None:
+    """Two checkouts of one learner at once: before, the second insert failed on the
+    unique key (a 500 after its checkout token was used up)."""
+    rounds = 20
+    run_replicas(store_race.grant_plan, lambda i: (postgres_url, rounds, i))
+    db = Database(postgres_url)
+    with db.read() as sess:
+        owners = sess.execute(select(GrantRow.subject, func.count())
+                              .group_by(GrantRow.subject)).all()
+    assert sorted((str(s), int(n)) for s, n in owners) == sorted(
+        (f"granted-{n}", 1) for n in range(rounds))
+    db.dispose()
+
+
+def test_one_message_dead_lettered_by_every_replica_is_one_record(postgres_url: str) -> None:
+    """Every replica gives up on the same message at once: one failed-event record with
+    every attempt counted, not one record per replica (reprocessed once per record)."""
+    rounds = 20
+    run_replicas(store_race.fail_event, lambda i: (postgres_url, rounds, i))
+    db = Database(postgres_url)
+    with db.read() as sess:
+        rows = sess.execute(select(FailedEvent.msg_id, func.count(),
+                                   func.sum(FailedEvent.attempts))
+                            .group_by(FailedEvent.msg_id)).all()
+    assert sorted((str(m), int(n), int(a)) for m, n, a in rows) == sorted(
+        (f"msg-{n}", 1, REPLICAS) for n in range(rounds))
+    db.dispose()
+
+
+def test_the_same_class_list_enrolled_at_once_enrols_each_learner_once(
+        postgres_url: str) -> None:
+    """Every replica enrols the same two learners at once: nobody gets a 500 on the key,
+    and the counts of newly enrolled add up to two per round."""
+    rounds, db = 20, Database(postgres_url)
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        sess.add(Cohort(cohort_id="coh-00000000000000aa", tenant_id=store_race.TENANT,
+                        name="race", created_by="t", idp_group=None, created_at=now))
+    reports = run_replicas(store_race.enrol_list,
+                           lambda i: (postgres_url, "coh-00000000000000aa", rounds, i))
+    assert [sum(got[n] for got in reports) for n in range(rounds)] == [2] * rounds
+    with db.read() as sess:
+        enrolled = sess.scalar(select(func.count()).select_from(Enrolment))
+    assert enrolled == 2 * rounds
     db.dispose()
 
 

@@ -169,3 +169,44 @@ def migrate(url: str, barrier: Barrier, out: Queue[Any]) -> None:
     with db.read() as sess:
         out.put(sess.scalar(text("SELECT version_num FROM alembic_version")))
     db.dispose()
+
+
+def grant_plan(url: str, rounds: int, index: int, barrier: Barrier, out: Queue[Any]) -> None:
+    """For each round's learner, all replicas at once grant them a plan."""
+    from forge.entitlements.grants import grant
+
+    db = _connect(url)
+    for n in range(rounds):
+        barrier.wait(BARRIER_TIMEOUT_S)
+        grant(db, TENANT, "PRO" if index % 2 else "FREE", f"granted-{n}")
+    out.put(index)
+    db.dispose()
+
+
+def fail_event(url: str, rounds: int, index: int, barrier: Barrier, out: Queue[Any]) -> None:
+    """For each round's message, all replicas at once dead-letter it."""
+    from forge.store.failed_events import record_failed_event
+
+    db = _connect(url)
+    for n in range(rounds):
+        barrier.wait(BARRIER_TIMEOUT_S)
+        record_failed_event(db, consumer="race", subject="forge.spawn.requested",
+                            msg_id=f"msg-{n}", payload="{}", error=f"replica {index}")
+    out.put(index)
+    db.dispose()
+
+
+def enrol_list(url: str, cohort_id: str, rounds: int, index: int, barrier: Barrier,
+               out: Queue[Any]) -> None:
+    """For each round, all replicas at once enrol the same two learners (CSV); report the
+    number each call said it newly enrolled."""
+    from forge.classroom.cohorts import Manager, enrol_subjects
+
+    db = _connect(url)
+    who = Manager(TENANT, "teacher", "operator")
+    got = []
+    for n in range(rounds):
+        barrier.wait(BARRIER_TIMEOUT_S)
+        got.append(enrol_subjects(db, who, cohort_id, [f"pupil-{n}-a", f"pupil-{n}-b"]))
+    out.put(got)
+    db.dispose()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import Cohort, CohortInvite, CohortStaff, Enrolment
+from forge.store.row_locks import lock_name
 from forge.store.timestamps import aware
 
 LEARNER, INSTRUCTOR, OPERATOR = "learner", "instructor", "operator"
@@ -201,10 +202,16 @@ def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) ->
 
 
 def _enrol(sess: Session, cohort_id: str, tenant_id: str, subject: str, via: str,
-           now: datetime) -> None:
-    if sess.get(Enrolment, (cohort_id, subject)) is None:
-        sess.add(Enrolment(cohort_id=cohort_id, subject=subject, tenant_id=tenant_id,
-                           via=via, enrolled_at=now))
+           now: datetime) -> bool:
+    """Enrol unless enrolled already; True when this call enrolled them."""
+    # Enrolments of one cohort one at a time (PostgreSQL): the same learner enrolled at
+    # once by a list, an invite and a sign-in made the loser fail on the key (a 500).
+    lock_name(sess.connection(), f"cohort/{cohort_id}")
+    if sess.get(Enrolment, (cohort_id, subject)) is not None:
+        return False
+    sess.add(Enrolment(cohort_id=cohort_id, subject=subject, tenant_id=tenant_id,
+                       via=via, enrolled_at=now))
+    return True
 
 
 def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequence[str],
@@ -213,6 +220,7 @@ def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequenc
     now = datetime.now(UTC)
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
+        lock_name(sess.connection(), f"cohort/{cohort_id}")  # counts not moved by others
         before = len(list(sess.scalars(select(Enrolment.subject).where(
             Enrolment.cohort_id == cohort_id))))
         for subject in dict.fromkeys(subjects):
@@ -232,10 +240,9 @@ def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence
     with db.session() as sess:
         ids = list(sess.scalars(select(Cohort.cohort_id).where(
             Cohort.tenant_id == tenant_id, Cohort.idp_group.in_(list(groups)))))
-        new = [c for c in ids if sess.get(Enrolment, (c, subject)) is None]
-        for cohort_id in new:
-            _enrol(sess, cohort_id, tenant_id, subject, "group", now)
-    return len(new)
+        joined = sum(_enrol(sess, cohort_id, tenant_id, subject, "group", now)
+                     for cohort_id in sorted(ids))  # one lock order: no deadlock
+    return joined
 
 
 def enrolled_cohorts(db: Database, tenant_id: str, subject: str) -> list[str]:

@@ -11,6 +11,7 @@ from sqlalchemy import Table, bindparam, or_, select
 from forge.identity.names import valid_id
 from forge.store.db import Database
 from forge.store.models import Entitlement as GrantRow
+from forge.store.row_locks import lock_name
 
 TENANT_WIDE = "*"
 _GRANTS: Table = GrantRow.__table__  # type: ignore[assignment]
@@ -35,6 +36,9 @@ def grant(
         raise ValueError("subject: 1-128 chars of letters, digits and . _ @ : -, or *")
     now = datetime.now(UTC)
     with db.session() as sess:
+        # Two grants for one owner at once (two checkouts): the second waits and updates
+        # the first's row instead of failing on the unique key (PostgreSQL).
+        lock_name(sess.connection(), f"grant/{tenant_id}/{subject}")
         row = sess.scalars(
             select(GrantRow).where(GrantRow.tenant_id == tenant_id, GrantRow.subject == subject)
         ).first()

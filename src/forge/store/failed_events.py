@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from forge.store.db import Database
 from forge.store.models import FailedEvent
+from forge.store.row_locks import lock_name
 
 
 def record_failed_event(
@@ -19,6 +20,9 @@ def record_failed_event(
     with db.session() as sess:
         existing = None
         if msg_id:
+            # Two replicas giving up on one redelivered message at once: the second waits
+            # and adds its attempts to the first's record (PostgreSQL; SQLite serialises).
+            lock_name(sess.connection(), f"failed-event/{consumer}/{msg_id}")
             existing = sess.scalars(
                 select(FailedEvent).where(FailedEvent.consumer == consumer,
                                           FailedEvent.msg_id == msg_id,
