@@ -127,6 +127,21 @@ def take_slots(url: str, attempts: int, limit: int, index: int, barrier: Barrier
     db.dispose()
 
 
+def _in_rounds(url: str, rounds: int, barrier: Barrier,
+               one: Callable[[Database, int], Any]) -> list[Any]:
+    """Run `one(db, round)` `rounds` times, every round started by all replicas together
+    (the race is per round); the results, in round order."""
+    db = _connect(url)
+    try:
+        got = []
+        for n in range(rounds):
+            barrier.wait(BARRIER_TIMEOUT_S)
+            got.append(one(db, n))
+        return got
+    finally:
+        db.dispose()
+
+
 def take_attempts(url: str, assignment_id: str, rounds: int, allowed: int, same_request: bool,
                   index: int, barrier: Barrier, out: Queue[Any]) -> None:
     """For each round's learner (`allowed` attempts), all replicas at once take an attempt,
@@ -134,27 +149,20 @@ def take_attempts(url: str, assignment_id: str, rounds: int, allowed: int, same_
     report what each round gave this replica: (round, attempt number or None, taken here)."""
     from forge.classroom.assignments import take_attempt
 
-    db = _connect(url)
-    got = []
-    for n in range(rounds):
-        barrier.wait(BARRIER_TIMEOUT_S)  # every round starts together: the race is per learner
+    def one(db: Database, n: int) -> tuple[int, int | None, bool]:
         request_id = f"req-r{n}" + ("" if same_request else f"-p{index}")
         taken = take_attempt(db, assignment_id, f"learner-{n}", request_id, allowed)
-        got.append((n, None, False) if taken is None else (n, *taken))
-    out.put(got)
-    db.dispose()
+        return (n, None, False) if taken is None else (n, *taken)
+
+    out.put(_in_rounds(url, rounds, barrier, one))
 
 
 def replace_keys(url: str, rounds: int, index: int, barrier: Barrier, out: Queue[Any]) -> None:
     """For each round's learner, all replicas at once ask for a new sign-in key."""
     from forge.identity.apikeys import replace_api_key
 
-    db = _connect(url)
-    for n in range(rounds):
-        barrier.wait(BARRIER_TIMEOUT_S)
-        replace_api_key(db, TENANT, f"keyed-{n}")
-    out.put(index)
-    db.dispose()
+    out.put(_in_rounds(url, rounds, barrier,
+                       lambda db, n: replace_api_key(db, TENANT, f"keyed-{n}").key_id))
 
 
 def migrate(url: str, barrier: Barrier, out: Queue[Any]) -> None:
@@ -175,25 +183,17 @@ def grant_plan(url: str, rounds: int, index: int, barrier: Barrier, out: Queue[A
     """For each round's learner, all replicas at once grant them a plan."""
     from forge.entitlements.grants import grant
 
-    db = _connect(url)
-    for n in range(rounds):
-        barrier.wait(BARRIER_TIMEOUT_S)
-        grant(db, TENANT, "PRO" if index % 2 else "FREE", f"granted-{n}")
-    out.put(index)
-    db.dispose()
+    out.put(_in_rounds(url, rounds, barrier, lambda db, n: grant(
+        db, TENANT, "PRO" if index % 2 else "FREE", f"granted-{n}")))
 
 
 def fail_event(url: str, rounds: int, index: int, barrier: Barrier, out: Queue[Any]) -> None:
     """For each round's message, all replicas at once dead-letter it."""
     from forge.store.failed_events import record_failed_event
 
-    db = _connect(url)
-    for n in range(rounds):
-        barrier.wait(BARRIER_TIMEOUT_S)
-        record_failed_event(db, consumer="race", subject="forge.spawn.requested",
-                            msg_id=f"msg-{n}", payload="{}", error=f"replica {index}")
-    out.put(index)
-    db.dispose()
+    out.put(_in_rounds(url, rounds, barrier, lambda db, n: record_failed_event(
+        db, consumer="race", subject="forge.spawn.requested", msg_id=f"msg-{n}",
+        payload="{}", error=f"replica {index}")))
 
 
 def enrol_list(url: str, cohort_id: str, rounds: int, index: int, barrier: Barrier,
@@ -202,11 +202,6 @@ def enrol_list(url: str, cohort_id: str, rounds: int, index: int, barrier: Barri
     number each call said it newly enrolled."""
     from forge.classroom.cohorts import Manager, enrol_subjects
 
-    db = _connect(url)
     who = Manager(TENANT, "teacher", "operator")
-    got = []
-    for n in range(rounds):
-        barrier.wait(BARRIER_TIMEOUT_S)
-        got.append(enrol_subjects(db, who, cohort_id, [f"pupil-{n}-a", f"pupil-{n}-b"]))
-    out.put(got)
-    db.dispose()
+    out.put(_in_rounds(url, rounds, barrier, lambda db, n: enrol_subjects(
+        db, who, cohort_id, [f"pupil-{n}-a", f"pupil-{n}-b"])))
