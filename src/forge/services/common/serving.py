@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib
 import logging
@@ -10,6 +11,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from enum import StrEnum
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -69,20 +71,49 @@ def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uv
 
 
 DRAIN_S = 0.5
+TICK_S = 1.0
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn, but on shutdown it stops accepting first and gives the connections it has
-    just accepted a moment to deliver their request before closing idle ones: uvicorn
-    alone closes a connection whose request bytes have not been read yet, which resets it
-    (measured: one spawn request in a rotation drill). With a held listening socket, what
-    arrives after the stop waits in the backlog for the next incarnation."""
+    """uvicorn, with two changes.
+
+    On shutdown it stops accepting first and gives the connections it has just accepted a
+    moment to deliver their request before closing idle ones: uvicorn alone closes a
+    connection whose request bytes have not been read yet, which resets it (measured: one
+    spawn request in a rotation drill). With a held listening socket, what arrives after
+    the stop waits in the backlog for the next incarnation.
+
+    Idle, it wakes once a second (the Date header's resolution) and at once on a stop
+    signal, where uvicorn polls for the stop ten times a second: measured 0.20 % of a core
+    per idle service against 0.03 %.
+    """
+
+    _stop: asyncio.Future[None] | None = None
+
+    async def main_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = stop = loop.create_future()
+        while not await self.on_tick(0):  # tick 0: refreshes the Date header every time
+            await asyncio.wait({stop}, timeout=TICK_S)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """The signal handler: uvicorn's (sets should_exit), then wake main_loop now."""
+        super().handle_exit(sig, frame)
+        stop = self._stop
+        if stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                stop.get_loop().call_soon_threadsafe(_settle, stop)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in getattr(self, "servers", []):
             server.close()
         await asyncio.sleep(DRAIN_S)
         await super().shutdown(sockets=sockets)
+
+
+def _settle(stop: asyncio.Future[None]) -> None:
+    if not stop.done():
+        stop.set_result(None)
 
 
 def serve(name: ServiceName, host: str, port: int | None) -> bool:
