@@ -13,10 +13,12 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import nats.errors
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 
 from forge import __version__
 from forge.bus.errors import BusError
@@ -46,6 +48,49 @@ def lab_memory_mb(registry: TemplateRegistry, template_id: str) -> int:
     except UnknownTemplate:
         return 0
     return int(spec.limits.memory_mb) * max(1, len(spec.assets.containers))
+
+
+_SCENARIOS: Table = Scenario.__table__  # type: ignore[assignment]
+# Every node reads these every heartbeat (2 s): Core statements built once, plain rows.
+_LIVE_PLACED = select(_SCENARIOS.c.node_id, _SCENARIOS.c.scenario_id,
+                      _SCENARIOS.c.template_id, _SCENARIOS.c.state).where(
+    _SCENARIOS.c.node_id.is_not(None), _SCENARIOS.c.state.in_(sorted(states.LIVE)))
+_ENDED = select(_SCENARIOS.c.scenario_id, _SCENARIOS.c.state_reason).where(
+    _SCENARIOS.c.scenario_id.in_(bindparam("ids", expanding=True)),
+    _SCENARIOS.c.state.in_(sorted(states.TERMINAL)))
+
+
+@dataclass(frozen=True)
+class PlacedLabs:
+    """One heartbeat's read of where live labs are: this node's labs it does not hold yet
+    (with their memory), the held labs that ended, and every other node's live labs."""
+
+    adopted: dict[str, int]
+    ended: list[tuple[str, str | None]]
+    elsewhere: dict[str, list[tuple[str, str]]]
+
+
+def read_placed(db: Database, registry: TemplateRegistry, node_id: str,
+                held: Collection[str]) -> PlacedLabs:
+    """Blocking, one read snapshot: the live labs of every node, and which of `held` (this
+    node's labs as the loop last counted them) have ended. Only labs missing from the live
+    ones are looked up again, so a steady node makes one query."""
+    adopted: dict[str, int] = {}
+    ours: set[str] = set()
+    elsewhere: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    with db.read() as sess:
+        conn = sess.connection()
+        for placed_on, scenario_id, template_id, current in conn.execute(_LIVE_PLACED):
+            if placed_on != node_id:
+                elsewhere[str(placed_on)].append((scenario_id, current))
+                continue
+            ours.add(scenario_id)
+            if scenario_id not in held:
+                adopted[scenario_id] = lab_memory_mb(registry, template_id)
+        missing = sorted(set(held) - ours)
+        ended = [(sid, reason) for sid, reason in
+                 conn.execute(_ENDED, {"ids": missing})] if missing else []
+    return PlacedLabs(adopted, ended, dict(elsewhere))
 
 
 @dataclass
@@ -147,21 +192,14 @@ class LabNode:
             draining=self.draining, version=__version__, started_at=self.started_at,
             heartbeat_at=time.time(), instance=self.instance, boot_id=BOOT_ID)
 
-    def resync(self, db: Database) -> list[str]:
-        """Blocking: add labs the store says are ours; drop those that ended meanwhile.
+    def resync(self, placed: PlacedLabs) -> list[str]:
+        """On the loop: add labs the store says are ours; drop those that ended meanwhile.
         Returns the dropped labs another node failed as this node's while it was judged lost
         (its lab is still in this runtime: the caller destroys it)."""
-        with db.read() as sess:
-            rows = sess.execute(select(Scenario.scenario_id, Scenario.template_id).where(
-                Scenario.node_id == self.node_id,
-                Scenario.state.in_([*states.LIVE]))).all()
-            ended = sess.execute(select(Scenario.scenario_id, Scenario.state_reason).where(
-                Scenario.scenario_id.in_(list(self.held)),
-                Scenario.state.in_(list(states.TERMINAL)))).all() if self.held else []
-        for scenario_id, template_id in rows:
-            self.held.setdefault(scenario_id, lab_memory_mb(self.registry, template_id))
+        for scenario_id, memory_mb in placed.adopted.items():
+            self.held.setdefault(scenario_id, memory_mb)
         failed_as_lost: list[str] = []
-        for scenario_id, reason in ended:
+        for scenario_id, reason in placed.ended:
             self.held.pop(scenario_id, None)
             if reason == lost_reason(self.node_id):
                 failed_as_lost.append(scenario_id)

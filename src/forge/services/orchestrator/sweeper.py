@@ -15,7 +15,7 @@ from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, move
 from forge.runtime.base import LabNotFound, RuntimeFault
-from forge.services.orchestrator.node import bus_failure, lost_reason
+from forge.services.orchestrator.node import bus_failure, lost_reason, read_placed
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.db import Database
 from forge.store.models import Scenario
@@ -47,8 +47,10 @@ def claim_adopted(db: Database, scenario_ids: list[str], node_id: str,
                      .values(node_id=node_id, node_url=url))
 
 
-async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
+async def fail_lost_nodes(state: OrchestratorState,
+                          groups: dict[str, list[tuple[str, str]]]) -> list[str]:
     """Under the lease only: fail every live lab of each lost node, with the reason.
+    `groups` is every other node's live labs (node_id -> [(scenario_id, state)]).
 
     Only once this node has been in touch with the bus for a grace period: right after an
     outage or failover every other node's record is stale too, and they get a grace period
@@ -64,7 +66,6 @@ async def fail_lost_nodes(state: OrchestratorState) -> list[str]:
     node = state.node
     if node is None or node.kv is None:
         return []
-    groups = await state.blocking(live_elsewhere, state.ctx.db, node.node_id)
     lost = [lost_id for lost_id in sorted(groups) if not await node.kv.alive(lost_id)]
     if not node.leader or not node.may_judge_loss():
         return []
@@ -126,11 +127,14 @@ async def heartbeat_once(state: OrchestratorState) -> None:
     flag, record, lease), watch the other nodes' records and sweep if leader."""
     node = state.node
     assert node is not None
-    await destroy_failed_as_lost(state, await state.blocking(node.resync, state.ctx.db))
+    placed = await state.blocking(read_placed, state.ctx.db, node.registry, node.node_id,
+                                  list(node.held))  # one thread hop, one read snapshot
+    await destroy_failed_as_lost(state, node.resync(placed))
     await node.beat()
     if node.unannounced:
         await announce_failed(state)
-    await fail_lost_nodes(state)  # every node watches; only the lease holder fails labs
+    # every node watches; only the lease holder fails labs
+    await fail_lost_nodes(state, placed.elsewhere)
 
 
 async def run_heartbeats(state: OrchestratorState) -> None:

@@ -1,0 +1,71 @@
+"""What one node heartbeat reads of the store (`read_placed`), on both store engines: the
+labs placed on this node that it does not count yet, the counted labs that ended (with the
+reason, so a lab failed as this node's loss is destroyed here), and every other node's live
+labs (for the lost-node sweep) — in one snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from forge.lifecycle import states
+from forge.services.orchestrator.node import lab_memory_mb, lost_reason, read_placed
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import Scenario
+from forge.templates.registry import TemplateRegistry
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "templates"
+TEMPLATE = "lab-netplus"
+
+
+def _row(sess: Session, sid: str, state: str, node: str | None, reason: str = "x") -> None:
+    now = datetime.now(UTC)
+    sess.add(Scenario(scenario_id=sid, request_id="r-" + sid, tenant_id="acme",
+                      subject="alice", track="netplus", template_id=TEMPLATE,
+                      template_sha256="0" * 64, plan="PRO", retention_days=30, state=state,
+                      state_reason=reason, created_at=now, updated_at=now, details={},
+                      node_id=node))
+
+
+def test_one_read_gives_adopted_ended_and_elsewhere(db_url: str) -> None:
+    upgrade(db_url)
+    db = Database(db_url)
+    registry = TemplateRegistry.load(FIXTURES)
+    try:
+        with db.session() as sess:
+            _row(sess, "scn-held", states.RUNNING, "n1")
+            _row(sess, "scn-new", states.LAUNCHING, "n1")
+            _row(sess, "scn-done", states.DELETED, "n1", "deleted by learner")
+            _row(sess, "scn-lost", states.FAILED, "n1", lost_reason("n1"))
+            _row(sess, "scn-other", states.RUNNING, "n2")
+            _row(sess, "scn-other-grading", states.GRADING, "n2")
+            _row(sess, "scn-other-ended", states.COMPLETED, "n2")
+            _row(sess, "scn-nobody", states.RUNNING, None)
+        held = ["scn-held", "scn-done", "scn-lost", "scn-gone"]
+        placed = read_placed(db, registry, "n1", held)
+    finally:
+        db.dispose()
+    # only what the node does not count yet, with its memory
+    assert placed.adopted == {"scn-new": lab_memory_mb(registry, TEMPLATE)}
+    assert placed.adopted["scn-new"] > 0
+    # the counted labs that ended, with the reason; a row that is gone or live is not ended
+    assert sorted(placed.ended) == [("scn-done", "deleted by learner"),
+                                    ("scn-lost", lost_reason("n1"))]
+    # other nodes' live labs, with their state; rows naming no node are nobody's here
+    assert {k: sorted(v) for k, v in placed.elsewhere.items()} == {
+        "n2": [("scn-other", states.RUNNING), ("scn-other-grading", states.GRADING)]}
+
+
+def test_a_steady_node_adopts_and_drops_nothing(db_url: str) -> None:
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        with db.session() as sess:
+            _row(sess, "scn-a", states.RUNNING, "n1")
+        placed = read_placed(db, TemplateRegistry.load(FIXTURES), "n1", ["scn-a"])
+    finally:
+        db.dispose()
+    assert placed.adopted == {} and placed.ended == [] and placed.elsewhere == {}
