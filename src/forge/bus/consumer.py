@@ -72,8 +72,12 @@ _GATE_POLL_S = 0.1
 # While a consumer is idle only its first worker keeps a fetch open; the others park until
 # a message or a backlog shows up (see `_worker`): 16 open fetches, renewed every 5 s, were
 # most of an idle orchestrator's CPU and of the bus's.
+# The idle refresh only keeps the pending gauge honest and wakes parked workers on a
+# backlog worker 0's fetch missed (a pull lost with a consumer leader); parked workers also
+# fetch every PARK_S, so it runs every 15 s, not every 5 s (one request fewer per idle
+# consumer every 7.5 s, on the service and on nats-server).
 IDLE_FETCH_S = 5.0
-IDLE_REFRESH_S = 5.0
+IDLE_REFRESH_S = 15.0
 # A parked worker still fetches once this often (at most a third of ack_wait): a message
 # the server handed to its pull just after the client gave up waiting (its expiry runs on
 # the server's clock) sits in that worker's own queue until then, never until redelivery.
