@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import Cohort, CohortInvite, CohortStaff, Enrolment
+from forge.store.role_names import INSTRUCTOR, OPERATOR
 from forge.store.row_locks import lock_name
 from forge.store.timestamps import aware
 
-LEARNER, INSTRUCTOR, OPERATOR = "learner", "instructor", "operator"
 VIA = ("invite", "csv", "group")
 MAX_NAME = 120
 MAX_GROUP = 128

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from forge.store.db import Database
 from forge.store.models import TenantRole
+from forge.store.role_names import INSTRUCTOR as INSTRUCTOR  # re-exported for callers
+from forge.store.role_names import LEARNER as LEARNER
+from forge.store.role_names import OPERATOR as OPERATOR
+from forge.store.role_names import ROLES as ROLES
 
-LEARNER, INSTRUCTOR, OPERATOR = "learner", "instructor", "operator"
-ROLES = (LEARNER, INSTRUCTOR, OPERATOR)  # least to most privileged
 MAX_GROUPS = 64
 MAX_GROUP_CHARS = 128
 
