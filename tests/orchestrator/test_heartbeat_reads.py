@@ -1,7 +1,7 @@
 """What one node heartbeat reads of the store (`read_placed`), on both store engines: the
 labs placed on this node that it does not count yet, the counted labs that ended (with the
 reason, so a lab failed as this node's loss is destroyed here), and every other node's live
-labs (for the lost-node sweep) — in one snapshot."""
+labs (for the lost-node sweep) — in one read transaction."""
 
 from __future__ import annotations
 
@@ -10,12 +10,21 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from forge.config.settings import load_settings
 from forge.lifecycle import states
-from forge.services.orchestrator.node import lab_memory_mb, lost_reason, read_placed
+from forge.services.orchestrator.node import (
+    LabNode,
+    PlacedLabs,
+    lab_memory_mb,
+    lost_reason,
+    read_placed,
+)
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import Scenario
 from forge.templates.registry import TemplateRegistry
+
+from ..services.conftest import prod_environ
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "templates"
 TEMPLATE = "lab-netplus"
@@ -69,3 +78,17 @@ def test_a_steady_node_adopts_and_drops_nothing(db_url: str) -> None:
     finally:
         db.dispose()
     assert placed.adopted == {} and placed.ended == [] and placed.elsewhere == {}
+
+
+def test_a_lab_released_during_the_read_is_not_counted_again(tmp_path: Path) -> None:
+    """The read ran while the lab was still live; it ended and was released before the
+    heartbeat applied the read: counting it again would hold a slot for nothing until the
+    next heartbeat (a spawn turned away meanwhile)."""
+    settings = load_settings(prod_environ(tmp_path))
+    node = LabNode(settings=settings, registry=TemplateRegistry.load(FIXTURES))
+    node.released_since_read.clear()  # the heartbeat's read begins
+    node.reserve("scn-ended", 64)
+    node.release("scn-ended")  # ends while the read is running
+    placed = PlacedLabs(adopted={"scn-ended": 64, "scn-found": 64}, ended=[], elsewhere={})
+    assert node.resync(placed) == []
+    assert node.held == {"scn-found": 64}

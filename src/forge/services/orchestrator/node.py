@@ -72,9 +72,11 @@ class PlacedLabs:
 
 def read_placed(db: Database, registry: TemplateRegistry, node_id: str,
                 held: Collection[str]) -> PlacedLabs:
-    """Blocking, one read snapshot: the live labs of every node, and which of `held` (this
-    node's labs as the loop last counted them) have ended. Only labs missing from the live
-    ones are looked up again, so a steady node makes one query."""
+    """Blocking, one read transaction (one snapshot on SQLite; read committed on
+    PostgreSQL, where a row found ended has ended all the same): the live labs of every
+    node, and which of `held` (this node's labs as the loop last counted them) have ended.
+    Only labs missing from the live ones are looked up again, so a steady node makes one
+    query."""
     adopted: dict[str, int] = {}
     ours: set[str] = set()
     elsewhere: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -102,6 +104,9 @@ class LabNode:
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: float = field(default_factory=time.time)
     held: dict[str, int] = field(default_factory=dict)
+    # Labs released since the heartbeat's store read began: its snapshot may still show
+    # them live, and they must not be counted again (`resync`).
+    released_since_read: set[str] = field(default_factory=set)
     inflight: int = 0
     draining: bool = False
     fenced: bool = False
@@ -181,6 +186,7 @@ class LabNode:
     def release(self, scenario_id: str) -> None:
         """The lab ended (or was never built here): its capacity is free again."""
         self.held.pop(scenario_id, None)
+        self.released_since_read.add(scenario_id)
 
     def record(self, *, stopped: bool = False) -> NodeRecord:
         """What this node publishes about itself."""
@@ -197,7 +203,8 @@ class LabNode:
         Returns the dropped labs another node failed as this node's while it was judged lost
         (its lab is still in this runtime: the caller destroys it)."""
         for scenario_id, memory_mb in placed.adopted.items():
-            self.held.setdefault(scenario_id, memory_mb)
+            if scenario_id not in self.released_since_read:
+                self.held.setdefault(scenario_id, memory_mb)
         failed_as_lost: list[str] = []
         for scenario_id, reason in placed.ended:
             self.held.pop(scenario_id, None)

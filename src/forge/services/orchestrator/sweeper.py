@@ -127,8 +127,9 @@ async def heartbeat_once(state: OrchestratorState) -> None:
     flag, record, lease), watch the other nodes' records and sweep if leader."""
     node = state.node
     assert node is not None
+    node.released_since_read.clear()  # releases from here on are not adopted back
     placed = await state.blocking(read_placed, state.ctx.db, node.registry, node.node_id,
-                                  list(node.held))  # one thread hop, one read snapshot
+                                  frozenset(node.held))  # one thread hop, one read
     await destroy_failed_as_lost(state, node.resync(placed))
     await node.beat()
     if node.unannounced:
