@@ -185,6 +185,7 @@ def test_pool_labs_are_torn_down_at_shutdown(tmp_path: Path) -> None:
         assert leftovers(prefix, str(tmp_path))  # the pool labs exist...
         assert rt.warm({}) == {}  # the drain: every ready lab at once
         assert leftovers(prefix, str(tmp_path)) == []  # ...and are gone: netns, cgroups, procs
+        assert rt._held_go == {}  # and the pipes their waiting inits read are closed
         rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
         until(lambda: ready(rt) == 1, "the pool never filled again")
     finally:
