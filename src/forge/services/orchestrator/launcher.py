@@ -22,13 +22,12 @@ from forge.lifecycle.store import (
 )
 from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
-from forge.runtime.base import RuntimeFault
+from forge.runtime.base import LabSpec, RuntimeFault
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
-from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed
@@ -190,6 +189,8 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
                         {"refused": "sat_replayed"})
             return
     values = generate_values(loaded.template)
+    # Rendered before the move: a pooled lab is claimed within ~10 ms of it.
+    spec = lab_spec(scenario_id, render(loaded.template, values))
     launching = await state.blocking(
         lambda: record_move(state.ctx.db, scenario_id, states.LAUNCHING, "policy allowed",
                             updates={"template_sha256": loaded.sha256, **_holder(state)},
@@ -197,13 +198,11 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
                                      "tokens": {"sat": admitted.sat_token,
                                                 "et": admitted.et_token}})
     )
-    await _build(state, scenario_id, render(loaded.template, values), str(et["plan"]),
-                 str(sat["template_id"]), launched=launching)
+    await _build(state, spec, str(et["plan"]), str(sat["template_id"]), launched=launching)
 
 
-async def _build(state: OrchestratorState, scenario_id: str, rendered: ScenarioTemplate,
-                 plan_name: str, template_id: str, *,
-                 launched: Transition | None = None) -> None:
+async def _build(state: OrchestratorState, spec: LabSpec, plan_name: str, template_id: str,
+                 *, launched: Transition | None = None) -> None:
     """Create the lab of a ``launching`` scenario and mark it running, or fail it.
 
     ``launched``: the move to launching, recorded in the store but not yet in the audit
@@ -211,8 +210,8 @@ async def _build(state: OrchestratorState, scenario_id: str, rendered: ScenarioT
     after: both are waits, each a few milliseconds of a pooled spawn's ~10. Both finish
     before the scenario's next move (the log stays in order), and the scenario's lock is
     held until the build ends, whatever happens (a retry never meets a half-built lab)."""
-    creating = asyncio.ensure_future(
-        state.blocking(state.runtime.create, lab_spec(scenario_id, rendered)))
+    scenario_id = spec.lab_id
+    creating = asyncio.ensure_future(state.blocking(state.runtime.create, spec))
     if launched is not None:
         try:
             await state.blocking(audit_move, state.settings.storage_root, launched)
@@ -266,7 +265,7 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
                                 {"launch_attempts": attempts},
                                 f"launch interrupted; building the lab again (attempt {attempts})"))
         rendered = render(loaded.template, row.details.get("variables", {}))
-        await _build(state, scenario_id, rendered, row.plan, row.template_id)
+        await _build(state, lab_spec(scenario_id, rendered), row.plan, row.template_id)
         return (await state.blocking(load, state.ctx.db, scenario_id)).state
 
 
