@@ -20,7 +20,7 @@ ENV = "FORGE_CRASH_POINT"
 POINTS: tuple[str, ...] = (
     "spawn.recorded",                  # spawn_service: request recorded, event not published
     "spawn.published",                 # spawn_service: event published, answer not stored
-    "orchestrator.launching",          # lifecycle moved to launching, lab not built
+    "orchestrator.launching",          # launching recorded and announced, lab being built
     "orchestrator.create.switch",      # inside lab create: switch wired, hosts not started
     "orchestrator.create.hosts",       # inside lab create: hosts up, not yet ready
     "orchestrator.running",            # lifecycle moved to running

@@ -135,6 +135,26 @@ def test_pooled_service_starts_with_default_signals(pooled: LocalRuntime) -> Non
         rt.destroy(info.lab_id)
 
 
+def test_refill_waits_after_a_claim(pooled: LocalRuntime) -> None:
+    """A claim's caller (the orchestrator recording the lab running, the next claim) never
+    shares the process with a refill build started by that claim: the build waits."""
+    rt = pooled
+    assert rt.warm_pool is not None
+    until(lambda: ready(rt) == 1, "the pool never filled")
+    built = rt.warm_pool.stats.built
+    rt.warm_pool.settle_s = 3600.0
+    info = None
+    try:
+        info = rt.create(lab("scn-00000000000000b7", "s"))
+        time.sleep(0.3)  # several refill rounds (poll 0.1 s): none builds after a claim
+        assert ready(rt) == 0 and rt.warm_pool.stats.built == built
+    finally:
+        rt.warm_pool.settle_s = 0.0
+        if info is not None:
+            rt.destroy(info.lab_id)
+    until(lambda: ready(rt) == 1, "the pool did not refill once the claim had settled")
+
+
 def test_other_shape_or_empty_pool_builds_fresh(pooled: LocalRuntime) -> None:
     rt = pooled
     assert rt.warm_pool is not None
@@ -185,6 +205,7 @@ def test_pool_labs_are_torn_down_at_shutdown(tmp_path: Path) -> None:
         assert leftovers(prefix, str(tmp_path))  # the pool labs exist...
         assert rt.warm({}) == {}  # the drain: every ready lab at once
         assert leftovers(prefix, str(tmp_path)) == []  # ...and are gone: netns, cgroups, procs
+        assert rt._held_go == {}  # and the pipes their waiting inits read are closed
         rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
         until(lambda: ready(rt) == 1, "the pool never filled again")
     finally:

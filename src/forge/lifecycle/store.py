@@ -65,6 +65,20 @@ def move(
     With ``expected``, the move happens only from that state (IllegalTransition otherwise):
     for a service that must not overtake another, e.g. failing a spawn only while pending.
     """
+    transition = record_move(db, scenario_id, target, reason, updates=updates,
+                             details=details, expected=expected)
+    audit_move(storage_root, transition)
+    return transition
+
+
+def record_move(
+    db: Database, scenario_id: str, target: str, reason: str,
+    *, updates: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
+    expected: str | None = None,
+) -> Transition:
+    """``move``'s store half: the row and its history, in one transaction, without the
+    audit entry. For a caller overlapping the entry's fsync with other work; it must call
+    ``audit_move`` before the scenario's next move, so its log stays in order."""
     now = datetime.now(UTC)
     reason = reason[:2000]
     with db.session() as sess:
@@ -85,12 +99,16 @@ def move(
         conn.execute(_UPDATE, {"sid": scenario_id, **values})
         conn.execute(_RECORD, {"scenario_id": scenario_id, "from_state": current,
                                "to_state": target, "reason": reason, "at": now})
-        result = Transition(scenario_id, current, target, reason, now, row.tenant_id,
-                            row.subject, row.track)
-    scenario_log(storage_root, scenario_id).append(
-        "scenario.state", {"from": current, "to": target, "reason": reason}, at=now
+        return Transition(scenario_id, current, target, reason, now, row.tenant_id,
+                          row.subject, row.track)
+
+
+def audit_move(storage_root: Path, transition: Transition) -> None:
+    """``move``'s audit half: the transition's entry in the scenario's log (fsynced)."""
+    scenario_log(storage_root, transition.scenario_id).append(
+        "scenario.state", {"from": transition.from_state, "to": transition.to_state,
+                           "reason": transition.reason}, at=transition.at
     )
-    return result
 
 
 def set_details(db: Database, storage_root: Path, scenario_id: str, details: dict[str, Any],

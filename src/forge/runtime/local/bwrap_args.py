@@ -34,18 +34,26 @@ JOIN_SH = (
     'unset FG_CG IFS; exec "$@"'
 )
 # The sandbox's first command: reports readiness on its stdout (a pipe to the runtime),
-# then sends further output to stderr (the host's service log), waits for "go" on stdin
-# (sent once the lab's network is wired and configured, so a service never starts before
-# its interfaces and addresses exist; a closed pipe without "go" ends the sandbox), starts
-# the service as the lab user ("$@" is the setpriv prefix, after the root's
-# ``env --default-signal`` where it has the option: it undoes the SIGINT/SIGQUIT ignore the
-# shell gives a background command, see ``service_signals``), then idles holding the
-# namespaces. The idler stays uid 0 (with bwrap's few capabilities) so the lab user
-# cannot kill it, even with ``kill -9 -1``; no-new-privs is already set by bwrap.
+# then sends further output to stderr (the host's service log), waits for its start line
+# on stdin (sent once the lab's network is wired and configured, so a service never
+# starts before its interfaces and addresses exist; a closed pipe without one ends the
+# sandbox), starts the service as the lab user ("$@" is the setpriv prefix, after the
+# root's ``env --default-signal`` where it has the option: it undoes the SIGINT/SIGQUIT
+# ignore the shell gives a background command, see ``service_signals``), then idles
+# holding the namespaces. The idler stays uid 0 (with bwrap's few capabilities) so the lab
+# user cannot kill it, even with ``kill -9 -1``; no-new-privs is already set by bwrap.
+# Start lines: ``go`` runs the command given at build (a fresh lab); ``run WORDS`` runs
+# the shell-quoted WORDS after the prefix (a warm pool lab, whose scenario is known only
+# when claimed: ``sandbox.run_line``); ``run`` alone starts nothing.
 INIT_SH = (
-    'echo ready; exec 1>&2; read -r go && [ "$go" = go ] || exit 1; exec 0</dev/null; '
-    'cmd=$1; shift; '
-    'if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi; exec sleep infinity'
+    'echo ready; exec 1>&2; IFS= read -r go || exit 1; exec 0</dev/null; '
+    "nl='\n'; cmd=$1; shift; "
+    'case $go in '
+    'go) if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi ;; '
+    'run) ;; '
+    '"run "*) eval "set -- \\"\\$@\\" ${go#run?}"; "$@" & ;; '
+    '*) exit 1 ;; '
+    'esac; exec sleep infinity'
 )
 
 

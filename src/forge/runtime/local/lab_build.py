@@ -44,6 +44,7 @@ from forge.runtime.local.sandbox import (
 from forge.runtime.local.seeds import make_ssh_host_keys, write_root_seeds
 from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost
+from forge.runtime.warm import POOL_LAB_PREFIX
 
 
 class LabBuilder:
@@ -59,6 +60,7 @@ class LabBuilder:
     _fault: Callable[[str], None]
     _lock: threading.Lock
     _procs: dict[str, list[subprocess.Popen[bytes]]]
+    _held_go: dict[str, dict[str, int]]
 
     def _build(self, plan: LabPlan, roots: dict[str, tuple[str, bool]]) -> None:
         lab_id, spec = plan.lab_id, plan.spec
@@ -112,8 +114,18 @@ class LabBuilder:
             self._fault("ready")
             # Services start only now: their interfaces, addresses, routes and switch
             # ports exist (a command adding an address or binding one used to race them).
+            # A warm pool lab's inits keep waiting: its claim sends each its service
+            # (``pool_claim.personalise``), started by the init like a fresh lab's.
+            if lab_id.startswith(POOL_LAB_PREFIX):
+                with self._lock:
+                    self._held_go[lab_id] = {
+                        host.spec.name: handle.go_fd
+                        for host, handle in zip(plan.hosts, started, strict=True)}
+                for handle in started:
+                    handle.go_fd = -1
             for handle in started:
-                start_service(handle)
+                if handle.go_fd >= 0:
+                    start_service(handle)
         finally:
             for left in pending.values():
                 abort_init(left)

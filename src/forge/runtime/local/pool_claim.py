@@ -3,7 +3,10 @@
 ``rename_lab`` moves every kernel object and path of a pool lab (``wp-`` id) to the
 scenario's lab id, so ``list``, ``exec``, ``destroy`` and a restarted orchestrator see an
 ordinary lab; ``personalise`` then adds what the scenario gives (seeds, root seeds,
-environment) and starts the hosts' services. Used by ``warm_pool.WarmPool.claim``.
+environment) and starts the hosts' services: each host's init waits since the pool built
+it, and is sent its service's command line, which it starts as a fresh lab's init does
+(born in the host's ``init`` cgroup, as the lab user, with default signals). Used by
+``warm_pool.WarmPool.claim``.
 """
 
 from __future__ import annotations
@@ -18,17 +21,15 @@ from collections.abc import Callable
 from typing import Protocol
 
 from forge.runtime.base import LabInfo, LabSpec
-from forge.runtime.local import seccomp
 from forge.runtime.local.bwrap_args import host_env
 from forge.runtime.local.cgroups import Cgroups
-from forge.runtime.local.execute import enter_argv, wrapper_env
 from forge.runtime.local.host_dirs import HostPaths, seed_host_dir
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import netns_path
-from forge.runtime.local.reconcile import init_pid, read_meta
+from forge.runtime.local.reconcile import read_meta
 from forge.runtime.local.rootfs import merged_root
+from forge.runtime.local.sandbox import run_line, send_start
 from forge.runtime.local.seeds import write_root_seeds
-from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost
 
@@ -48,6 +49,7 @@ class LocalRuntime(Protocol):
     default_image: str | None
     _lock: threading.Lock
     _procs: dict[str, list[subprocess.Popen[bytes]]]
+    _held_go: dict[str, dict[str, int]]
     _resolve_image: Callable[[str], str]
 
     def create(self, spec: LabSpec) -> LabInfo:
@@ -85,6 +87,7 @@ def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
         _bind_netns(ns, new_stem + ns[len(old_stem):])
     with rt._lock:
         rt._procs[new] = rt._procs.pop(old, []) + rt._procs.get(new, [])
+        rt._held_go[new] = rt._held_go.pop(old, {})
     return moved
 
 
@@ -100,7 +103,8 @@ def _bind_netns(old: str, new: str) -> None:
 
 def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
     """Add what the scenario gives to a renamed pool lab: seeds (and an image host's root
-    seeds), each host's environment, then the hosts' services."""
+    seeds), each host's environment, then the hosts' services (every waiting init gets
+    its start line, an empty one for a host without a service)."""
     lab_id = plan.lab_id
     meta = read_meta(rt.names, lab_id)
     uid = int(meta["identity"]["learner"])
@@ -114,10 +118,27 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
             write_root_seeds(merged_root(paths.data_dir), host, uid)
         recorded["env"] = host_env(host)
     _replace_meta(rt, lab_id, meta)
-    for host in plan.hosts:
-        if host.spec.command:
-            _start_service(rt, lab_id, host, uid,
-                           str(meta["hosts"][host.spec.name].get("rootfs", rt.rootfs)))
+    with rt._lock:
+        held = rt._held_go.pop(lab_id, {})
+    try:
+        for host in plan.hosts:
+            fd = held.pop(host.spec.name, -1)
+            if fd < 0:
+                raise RuntimeError(f"host {host.spec.name}: its init is not waiting")
+            send_start(fd, run_line(service_argv(host)))
+    finally:
+        for fd in held.values():
+            os.close(fd)
+
+
+def service_argv(host: PlannedHost) -> list[str] | None:
+    """What a waiting init runs after its setpriv prefix for ``host``'s service: the
+    scenario's environment in place of the pool shape's, then the command (None: no
+    service)."""
+    if not host.spec.command:
+        return None
+    env = [f"{key}={value}" for key, value in host_env(host).items()]
+    return ["env", "-i", *env, "/bin/sh", "-c", host.spec.command]
 
 
 def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> None:
@@ -126,28 +147,3 @@ def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> Non
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(meta, fh)
     os.replace(path + ".tmp", path)
-
-
-def _start_service(rt: LocalRuntime, lab_id: str, host: PlannedHost, uid: int,
-                   root: str) -> None:
-    """Start the host's service as the lab user, in the host's ``init`` cgroup (so sealing
-    for grading leaves it running, as a service started by the init itself), with default
-    signals like a fresh lab's (``root``: the host's recorded root, for the probe)."""
-    name = host.spec.name
-    pid = init_pid(rt.names, lab_id, name)
-    stem = rt.names.lab(lab_id)
-    filter_fd = seccomp.filter_fd(host.caps)
-    log_path = os.path.join(rt.names.host_dir(lab_id, name), "service.log")
-    try:
-        argv = enter_argv(pid, host.caps, host_env(host),
-                          [*service_prefix(root), "/bin/sh", "-c", host.spec.command or ""],
-                          uid, filter_fd)
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                pass_fds=(filter_fd,), start_new_session=True,
-                env=wrapper_env(rt.cgroups.procs_files(stem, name, "init")))
-    finally:
-        os.close(filter_fd)
-    with rt._lock:
-        rt._procs.setdefault(lab_id, []).append(proc)

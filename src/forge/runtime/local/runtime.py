@@ -105,6 +105,7 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self._held_go: dict[str, dict[str, int]] = {}  # warm pool lab -> host -> go pipe
         self._ttys: dict[str, set[LocalTty]] = {}
         self._usable = False
         self.warm_pool: WarmPool | None = None  # see warm()
@@ -210,6 +211,9 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         with self._lock:
             ttys = self._ttys.pop(lab_id, set())
             procs = self._procs.pop(lab_id, [])
+            held = self._held_go.pop(lab_id, {})
+        for fd in held.values():  # a ready pool lab's waiting inits end with their pipe
+            os.close(fd)
         for tty in ttys:
             with contextlib.suppress(Exception):
                 tty.close()

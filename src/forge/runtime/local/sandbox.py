@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import select
+import shlex
 import signal
 import subprocess
 import time
@@ -164,7 +165,7 @@ def _stop(proc: subprocess.Popen[bytes], child: int) -> None:
     proc.wait()
     if pidfd >= 0:  # the sandbox's init is not ours to wait for: its pidfd says it ended
         try:
-            select.select([pidfd], [], [], 5.0)
+            _wait_readable(pidfd, 5.0)
         finally:
             os.close(pidfd)
 
@@ -205,6 +206,28 @@ def start_service(handle: InitHandle) -> None:
         close_go(handle)
 
 
+def run_line(argv: list[str] | None) -> bytes:
+    """The start line making a waiting init run ``argv`` after its setpriv prefix (None:
+    nothing): each word shell-quoted, a newline inside one spelled ``"$nl"`` so the
+    whole line is read by one ``read`` (see ``bwrap_args.INIT_SH``)."""
+    if not argv:
+        return b"run\n"
+    words = " ".join(shlex.quote(word) for word in argv)
+    # A word holding a newline is single-quoted whole by shlex: close, splice, reopen.
+    return ("run " + words.replace("\n", "'\"$nl\"'") + "\n").encode()
+
+
+def send_start(go_fd: int, line: bytes) -> None:
+    """Write a start line to a waiting init and close its pipe (BrokenPipeError: the
+    init is gone). The init is already reading: a line longer than the pipe's buffer
+    only makes the write wait for it."""
+    try:
+        if os.write(go_fd, line) != len(line):
+            raise BrokenPipeError("start line cut short")
+    finally:
+        os.close(go_fd)
+
+
 def close_go(handle: InitHandle) -> None:
     """Drop the go pipe (an init still waiting on it then ends); idempotent."""
     if handle.go_fd >= 0:
@@ -222,6 +245,14 @@ def _tail(path: str, size: int = 400) -> str:
         return "(no log)"
 
 
+def _wait_readable(fd: int, timeout_s: float) -> bool:
+    """Whether ``fd`` became readable within ``timeout_s`` (poll: any descriptor number,
+    where select stops at 1024; a runtime holding warm pool labs' pipes has many)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(max(0, int(timeout_s * 1000 + 0.999))))
+
+
 def _read_until(fd: int, deadline: float, end: bytes) -> bytes:
     """Read from ``fd`` until ``end`` was seen (returns what was read), EOF or deadline."""
     buf = b""
@@ -229,8 +260,7 @@ def _read_until(fd: int, deadline: float, end: bytes) -> bytes:
         left = deadline - time.monotonic()
         if left <= 0:
             raise OSError("timed out")
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
+        if _wait_readable(fd, left):
             chunk = os.read(fd, 4096)
             if not chunk:
                 break

@@ -2,7 +2,8 @@
 
 A pool lab is an ordinary lab of this runtime under a ``wp-`` id, built from a template's
 *shape* (``forge.runtime.warm.pool_shape``): namespaces, switch, links, addresses, cgroups,
-disk, identity (its own uid pair, never used by any other lab) and idle host sandboxes.
+disk, identity (its own uid pair, never used by any other lab) and host sandboxes whose
+inits wait for their start line (the pool holds their pipes).
 ``LocalRuntime.create`` asks ``claim`` first; a claim takes one ready lab of the same shape
 key, renames every kernel object and path from the pool id to the scenario's lab id (so
 ``list``, ``exec``, ``destroy`` and a restarted orchestrator see an ordinary lab), then
@@ -12,9 +13,9 @@ in a lab before its claim, and a claimed lab is never returned to a pool: it is 
 like any lab.
 
 A background thread (niced, one build at a time) keeps each pool at its size; it waits
-while creates are missing the pools (spawns come first) and, under memory pressure, stops
-building and destroys ready labs one by one. Pool labs hold no quota: they have no
-scenario row. ``stop`` destroys every ready lab.
+while creates are missing the pools and for a moment after each claim (spawns come first)
+and, under memory pressure, stops building and destroys ready labs one by one. Pool labs
+hold no quota: they have no scenario row. ``stop`` destroys every ready lab.
 """
 
 from __future__ import annotations
@@ -62,17 +63,21 @@ class WarmPool:
     ``probe`` reads the machine's memory (a seam for tests); pools shrink when fewer than
     ``min_available_mb`` MiB are available or memory PSI ``some avg10`` exceeds
     ``max_stall_avg10``. ``quiet_s``: how long after a create missed the pools the refill
-    waits before building again (so it never competes with a burst of fresh creates).
+    waits before building again (so it never competes with a burst of fresh creates);
+    ``settle_s``: how long after a claim (a build is Python in the claiming process: its
+    threads would take the interpreter lock from the claim's caller, which still has to
+    record the lab running, and from the next claim).
     """
 
     def __init__(self, runtime: LocalRuntime, *, min_available_mb: int = 512,
                  max_stall_avg10: float = 10.0, probe: MemoryProbe = read_memory,
-                 quiet_s: float = 2.0, poll_s: float = 1.0) -> None:
+                 quiet_s: float = 2.0, poll_s: float = 1.0, settle_s: float = 0.1) -> None:
         self._rt = runtime
         self.min_available_mb = min_available_mb
         self.max_stall_avg10 = max_stall_avg10
         self.probe = probe
         self.quiet_s = quiet_s
+        self.settle_s = settle_s
         self.poll_s = poll_s
         self.stats = PoolStats()
         self._targets: dict[str, tuple[LabSpec, int]] = {}
@@ -82,6 +87,7 @@ class WarmPool:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_miss = 0.0
+        self._last_claim = 0.0
         self._old_names: list[str] = []  # namespace names claimed labs no longer use
 
     # ------------------------------------------------------------- configuration
@@ -163,6 +169,7 @@ class WarmPool:
             return False
         key = shape_key(plan.spec, roots)
         with self._lock:
+            self._last_claim = time.monotonic()
             taken = None
             for ready in self._ready.values():
                 for i, (_pool_id, lab_key) in enumerate(ready):
@@ -206,15 +213,17 @@ class WarmPool:
             self._wake.clear()
             if self._stopping.is_set():
                 return
-            self._drop_old_names()
             if self._pressed():
                 self._shrink_one()
                 continue
-            quiet = self._last_miss + self.quiet_s - time.monotonic()
+            quiet = max(self._last_miss + self.quiet_s,
+                        self._last_claim + self.settle_s) - time.monotonic()
             if quiet > 0:
-                self._stopping.wait(quiet)
+                self._stopping.wait(min(quiet, self.poll_s))
                 self._wake.set()
                 continue
+            # Not while a claim binds its names: an unmount takes the same mount lock.
+            self._drop_old_names()
             name = self._short_pool()
             if name is not None:
                 if self._build_one(name):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,16 +11,23 @@ from forge.bus import Event, Reject, RetryLater
 from forge.bus.contracts import ContractError, SpawnRequestedV1, decode_as
 from forge.faults import crash_point
 from forge.lifecycle import states
-from forge.lifecycle.store import ScenarioNotFound, load, move, set_details
+from forge.lifecycle.store import (
+    ScenarioNotFound,
+    Transition,
+    audit_move,
+    load,
+    move,
+    record_move,
+    set_details,
+)
 from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
-from forge.runtime.base import RuntimeFault
+from forge.runtime.base import LabSpec, RuntimeFault
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
-from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.problems import UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed
@@ -181,27 +189,45 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
                         {"refused": "sat_replayed"})
             return
     values = generate_values(loaded.template)
+    # Rendered before the move: a pooled lab is claimed within ~10 ms of it.
+    spec = lab_spec(scenario_id, render(loaded.template, values))
     launching = await state.blocking(
-        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.LAUNCHING,
-                     "policy allowed", updates={"template_sha256": loaded.sha256,
-                                                **_holder(state)},
-                     details={"policy": decision_record, "variables": values,
-                              "tokens": {"sat": admitted.sat_token, "et": admitted.et_token}})
+        lambda: record_move(state.ctx.db, scenario_id, states.LAUNCHING, "policy allowed",
+                            updates={"template_sha256": loaded.sha256, **_holder(state)},
+                            details={"policy": decision_record, "variables": values,
+                                     "tokens": {"sat": admitted.sat_token,
+                                                "et": admitted.et_token}})
     )
-    await state.announce(launching)
-    crash_point("orchestrator.launching")
-    await _build(state, scenario_id, render(loaded.template, values), str(et["plan"]))
+    await _build(state, spec, str(et["plan"]), str(sat["template_id"]), launched=launching)
 
 
-async def _build(state: OrchestratorState, scenario_id: str, rendered: ScenarioTemplate,
-                 plan_name: str) -> None:
-    """Create the lab of a ``launching`` scenario and mark it running, or fail it."""
+async def _build(state: OrchestratorState, spec: LabSpec, plan_name: str, template_id: str,
+                 *, launched: Transition | None = None) -> None:
+    """Create the lab of a ``launching`` scenario and mark it running, or fail it.
+
+    ``launched``: the move to launching, recorded in the store but not yet in the audit
+    log. The lab is then built while that entry is written (an fsync) and announced, not
+    after: both are waits, each a few milliseconds of a pooled spawn's ~10. Both finish
+    before the scenario's next move (the log stays in order), and the scenario's lock is
+    held until the build ends, whatever happens (a retry never meets a half-built lab)."""
+    scenario_id = spec.lab_id
+    creating = asyncio.ensure_future(state.blocking(state.runtime.create, spec))
+    if launched is not None:
+        try:
+            await state.blocking(audit_move, state.settings.storage_root, launched)
+            await state.announce(launched)
+            crash_point("orchestrator.launching")
+        except BaseException:
+            await asyncio.wait({creating})
+            if not creating.cancelled():
+                creating.exception()  # retrieved: the audit or announce error is the one raised
+            raise
     try:
-        info = await state.blocking(state.runtime.create, lab_spec(scenario_id, rendered))
+        info = await creating
     except RuntimeFault as exc:
         await _fail(state, scenario_id, f"lab could not be created: {exc}", {})
         return
-    await mark_running(state, scenario_id, plan_name, info.hosts)
+    await mark_running(state, scenario_id, plan_name, template_id, info.hosts)
 
 
 async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
@@ -215,7 +241,7 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         found = {i.lab_id: i for i in await state.blocking(state.runtime.list)}
         info = found.get(scenario_id)
         if info is not None and info.state == "running":
-            await mark_running(state, scenario_id, row.plan, info.hosts)
+            await mark_running(state, scenario_id, row.plan, row.template_id, info.hosts)
             return states.RUNNING
         if info is not None:
             try:
@@ -239,15 +265,14 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
                                 {"launch_attempts": attempts},
                                 f"launch interrupted; building the lab again (attempt {attempts})"))
         rendered = render(loaded.template, row.details.get("variables", {}))
-        await _build(state, scenario_id, rendered, row.plan)
+        await _build(state, lab_spec(scenario_id, rendered), row.plan, row.template_id)
         return (await state.blocking(load, state.ctx.db, scenario_id)).state
 
 
 async def mark_running(state: OrchestratorState, scenario_id: str, plan_name: str,
-                       hosts: dict[str, dict[str, str]]) -> None:
+                       template_id: str, hosts: dict[str, dict[str, str]]) -> None:
     """launching → running with its deadline: the template's timeout capped by the plan."""
-    row = await state.blocking(load, state.ctx.db, scenario_id)
-    minutes = state.registry.get(row.template_id).template.spec.limits.timeout_minutes
+    minutes = state.registry.get(template_id).template.spec.limits.timeout_minutes
     plan = state.catalog.get(plan_name)
     if plan is not None:
         minutes = min(minutes, plan.max_lab_minutes)
