@@ -40,12 +40,11 @@ default allow := false
 # Computed once per query: the view of the input, its deny set, and allow from both.
 current := view(input)
 
-deny_reasons := reasons_of(current)
+allow if passes(input)
 
-allow if {
-	passes(current)
-	count(deny_reasons) == 0
-}
+deny_reasons := set() if allow
+
+deny_reasons := reasons_of(view(input)) if not allow
 
 show(x) := x if is_string(x)
 
@@ -75,26 +74,34 @@ plan_entry(x) := object.get(plans, upper(x), null) if is_string(x)
 
 plan_entry(x) := null if not is_string(x)
 
-# Every positive check, inline (each function call with the view costs as much as the
-# check itself in rego-cpp), so a reason that fails to render can never turn a deny into
-# an allow.
-passes(v) if {
-	known_tracks[v.track]
-	v.req_track == v.track
-	is_string(v.name)
-	v.req_template == v.name
-	p := v.p
-	p != null
-	is_array(v.plan_tracks)
-	v.track in v.plan_tracks
-	p.tiers[v.tier]
-	v.egress in {"deny", "allowlist"}
-	count({1 | v.egress == "allowlist"; not approved_profiles[v.profile]}) == 0
-	limits := v.limits
+# Every positive check, straight on the document's fields (a missing field leaves a check
+# undefined, so it fails: no defaults are needed on the way to an allow, and the view of
+# the document is built only to word the reasons of a deny). A reason that fails to render
+# can never turn a deny into an allow: allow needs these checks, never the reasons. Every
+# reason below contradicts one of these checks, so an allowed document has none
+# (tests/policy/test_corpus.py checks it on every recorded and generated document).
+passes(doc) if {
+	t := doc.template
+	track := t.track
+	known_tracks[track]
+	doc.request.track == track
+	name := t.name
+	is_string(name)
+	doc.request.template == name
+	plan := doc.plan.name
+	is_string(plan)
+	p := plans[upper(plan)]
+	tracks := doc.plan.tracks
+	is_array(tracks)
+	track in tracks
+	tier := t.tier
+	p.tiers[tier]
+	egress_ok(t.network)
+	limits := t.limits
 	n := limits.attacker_max_exploits
 	is_number(n)
 	n >= 0
-	n <= tier_max_exploits[v.tier]
+	n <= tier_max_exploits[tier]
 	n <= p.max_exploits
 	every key in limit_keys {
 		x := limits[key]
@@ -104,12 +111,15 @@ passes(v) if {
 	}
 }
 
-# For the unit tests: the same answers as `allow` and `deny_reasons` for a document.
-allowed(doc) if {
-	v := view(doc)
-	passes(v)
-	count(reasons_of(v)) == 0
+egress_ok(net) if net.egress == "deny"
+
+egress_ok(net) if {
+	net.egress == "allowlist"
+	approved_profiles[net.allowlist_profile]
 }
+
+# For the unit tests: the same answers as `allow` and `deny_reasons` for a document.
+allowed(doc) if passes(doc)
 
 reasons(doc) := reasons_of(view(doc))
 
