@@ -38,6 +38,7 @@ from forge.policy.decision import (
     decision_from_result,
 )
 from forge.policy.gates import entry_path, gate_decisions
+from forge.policy.native_input import native_input
 from forge.policy.projection import project
 from forge.policy.rego_bundle import PolicyBundle
 
@@ -65,31 +66,14 @@ def parse_output(text: str) -> dict[str, Any]:
 
 
 _MAX_CACHED_QUERIES = 64
-_INT64 = range(-(2**63), 2**63)
 EngineInput = str | regopy.Input
-
-
-def _fits_native(value: Any) -> bool:
-    """True when regopy.Input carries `value` exactly: its integers are 64-bit (ctypes
-    truncates larger ones silently) and its strings encode as UTF-8. Call check_input
-    first (it refuses every other type)."""
-    if isinstance(value, str):
-        return value.isascii() or not any(0xD800 <= ord(ch) <= 0xDFFF for ch in value)
-    if isinstance(value, bool) or value is None or isinstance(value, float):
-        return True
-    if isinstance(value, int):
-        return value in _INT64
-    if isinstance(value, Mapping):
-        return all(_fits_native(k) and _fits_native(v) for k, v in value.items())
-    return all(_fits_native(v) for v in value)
 
 
 def engine_input(value: Mapping[str, Any]) -> EngineInput:
     """An input already checked (check_input) in the form the engine takes cheapest: a
     regopy.Input, or JSON text for a value regopy.Input would not carry exactly."""
-    if _fits_native(value):
-        return regopy.Input(value)
-    return json.dumps(value, allow_nan=False)
+    native = native_input(value)
+    return native if native is not None else json.dumps(value, allow_nan=False)
 
 
 class _Slot:
