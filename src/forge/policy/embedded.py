@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import regopy
 
@@ -66,7 +66,7 @@ def parse_output(text: str) -> dict[str, Any]:
 
 
 _MAX_CACHED_QUERIES = 64
-EngineInput = str | regopy.Input
+EngineInput: TypeAlias = str | regopy.Input
 
 
 def engine_input(value: Mapping[str, Any]) -> EngineInput:
