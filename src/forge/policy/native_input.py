@@ -35,6 +35,9 @@ def _check(code: int) -> None:
 
 def _adder(handle: int) -> Callable[[Any], None]:
     """A function adding one value (recursively) to the input being built at `handle`."""
+    string, boolean, integer = _C.regoInputString, _C.regoInputBoolean, _C.regoInputInt
+    real, null, item = _C.regoInputFloat, _C.regoInputNull, _C.regoInputObjectItem
+    obj, array, ok = _C.regoInputObject, _C.regoInputArray, _OK
 
     def add(value: Any) -> None:
         kind = type(value)
@@ -43,32 +46,41 @@ def _adder(handle: int) -> Callable[[Any], None]:
                 data = value.encode("utf-8")
             except UnicodeEncodeError:
                 raise _Declined from None
-            _check(_C.regoInputString(handle, data))
-        elif kind is bool:
-            _check(_C.regoInputBoolean(handle, value))
-        elif kind is int:
-            if not _INT64_MIN <= value <= _INT64_MAX:
-                raise _Declined
-            _check(_C.regoInputInt(handle, value))
-        elif kind is float:
-            _check(_C.regoInputFloat(handle, value))
-        elif value is None:
-            _check(_C.regoInputNull(handle))
-        elif isinstance(value, Mapping):
+            code = string(handle, data)
+        elif kind is dict:
             for k, v in value.items():
                 add(k)
                 add(v)
-                _check(_C.regoInputObjectItem(handle))
-            _check(_C.regoInputObject(handle, len(value)))
-        elif isinstance(value, list | tuple):
+                _check(item(handle))
+            code = obj(handle, len(value))
+        elif kind is list or kind is tuple:
             for v in value:
                 add(v)
-            _check(_C.regoInputArray(handle, len(value)))
+            code = array(handle, len(value))
+        elif kind is bool:
+            code = boolean(handle, value)
+        elif kind is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise _Declined
+            code = integer(handle, value)
+        elif kind is float:
+            code = real(handle, value)
+        elif value is None:
+            code = null(handle)
+        elif isinstance(value, Mapping):
+            add(dict(value))
+            return
         elif isinstance(value, bool | int | float | str):  # subclasses: as their base type
             add((bool if isinstance(value, bool) else int if isinstance(value, int)
                  else float if isinstance(value, float) else str)(value))
+            return
+        elif isinstance(value, list | tuple):
+            add(list(value))
+            return
         else:
             raise _Declined
+        if code != ok:
+            raise regopy.RegoError("unable to create input", code)
 
     return add
 
