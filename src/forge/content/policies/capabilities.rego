@@ -5,7 +5,7 @@
 # template's track/tier is denied. Privileged capabilities are named as such in the reason
 # and are only ever allowed where the table lists them explicitly.
 # Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`;
-# the decision computes the deny set once and derives `allow` from it.
+# `allow` is read off the positive checks alone, the reasons are worded only for a deny.
 package forge.capabilities
 
 import rego.v1
@@ -49,9 +49,8 @@ privileged := {
 
 default allow := false
 
-# Computed once per query: the deny set, and allow from it plus the positive checks.
-# (`current`: the fields the gate reads, in the input's shape, without the rest of a larger
-# document such as forge.gates' spawn request.)
+# `allow` from the positive checks; the deny set only for a deny, over `current` (the
+# fields the gate reads, in the input's shape, without the rest of a larger document).
 current := {"template": {
 	"track": object.get(input, ["template", "track"], null),
 	"tier": object.get(input, ["template", "tier"], null),

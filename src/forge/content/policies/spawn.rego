@@ -13,7 +13,8 @@
 #            plan alone decides, as before cohorts existed. Judged with forge.assignment's
 #            rules (assignment.rego), in the same evaluation (forge.gates.admit).
 # Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`;
-# the decision reads the input once (`current`) and computes its deny set once.
+# `allow` is read off the positive checks alone; the reasons are worded only for a deny, over
+# `current` (the fields the gate reads, null when missing).
 package forge.spawn
 
 import rego.v1
@@ -28,10 +29,9 @@ quota_fields := [["concurrent", "limit"], ["concurrent", "used"], ["rate", "limi
 
 default allow := false
 
-# Computed once per query: the fields the gate reads (`current`, in the input's own shape,
-# so the functions below read it as they read the input, without the rest of a larger
-# document such as forge.gates' template), the deny set, and allow from it plus the
-# positive checks.
+# The fields the gate reads (`current`, in the input's own shape, so the functions below
+# read it as they read the input, without the rest of a larger document such as
+# forge.gates' template), read only to word the reasons of a deny.
 current := {
 	"request": {
 		"request_id": object.get(input, ["request", "request_id"], null),
@@ -60,7 +60,7 @@ deny_reasons := reasons(current) if not allow
 # The spawn gate without its quotas, for spawn_service's one admission query
 # (forge.gates.admit): the store's limiter enforces quotas atomically when it reserves the
 # slot, which a decision made before the reservation cannot. The assignment window and
-# attempts are judged here, in the same evaluation.
+# attempts are judged here, in the same evaluation. Reasons only for a deny, as above.
 default admission_allow := false
 
 admission_allow if {

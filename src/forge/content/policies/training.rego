@@ -8,8 +8,9 @@
 #   request:  {track, template}        what the SAT authorises
 #   plan:     {name, tracks: [string]} from the verified ET
 #
-# Each part is computed once per decision: the view of the input (`current`), its deny set
-# (`deny_reasons`), and `allow` from every positive check plus an empty deny set. Unit tests
+# `allow` is read off the positive checks (`passes`) alone; the reasons are worded only for
+# a deny (`deny_reasons`, over the view of the input with null for anything missing), as
+# every reason contradicts a check (tests/policy/test_allow_from_checks.py). Unit tests
 # call the same logic as functions of a document (`reasons(doc)`, `allowed(doc)`) instead
 # of mocking input with `with` (unreliable in regopy 1.5). Messages are built with concat,
 # and `allow` needs every positive check, so a reason that fails to render can never turn
@@ -51,14 +52,14 @@ limit_keys := ["cpu", "memory_mb", "pids", "timeout_minutes"]
 
 default allow := false
 
-# Computed once per query: the view of the input, its deny set, and allow from both.
+# The view of the input (null for anything missing), built only to word a deny's reasons.
 current := view(input)
 
 allow if passes(input)
 
 deny_reasons := set() if allow
 
-deny_reasons := reasons_of(view(input)) if not allow
+deny_reasons := reasons_of(current) if not allow
 
 show(x) := x if is_string(x)
 
