@@ -6,9 +6,10 @@ treats anything but `allow == true` as deny.
 
 rego-cpp recompiles every module on each `Interpreter.query` (~20-30 ms for our gates), so
 each distinct query is compiled once into a regopy Bundle and then run with
-`query_bundle` (~0.3-0.4 ms for a gates entry). The input goes in as a regopy.Input built from the Python value
-(no JSON text for the engine to parse: that parse was most of a query's fixed cost), and
-`decide_gates` hands each entry only the fields its rules read (forge.policy.projection).
+`query_bundle` (~0.3-0.4 ms for a gates entry). The input goes in as a regopy.Input
+built from the Python value (forge.policy.native_input: no JSON text for the engine to
+parse, which was most of a query's fixed cost), and `decide_gates` hands each entry only
+the fields its rules read (forge.policy.projection).
 An Interpreter (and its bundles) is never used by two threads at
 once. Default `mode="lock"`: one interpreter behind a lock, measured as fast as or faster
 than `mode="pool"` (one interpreter per concurrent caller) on 2 cores, and it keeps a single
