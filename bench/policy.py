@@ -5,10 +5,12 @@
 First, CPU per decision (time.process_time over many decisions, median of the runs) of
 the two queries a spawn makes: `forge.gates.admit` (spawn_service: the spawn gate with an
 assignment, uncached as spawn_service runs it) and `forge.gates.launch` (the orchestrator:
-training + capabilities, uncached and from its decision cache); the same gates as three
-separate package queries; and the engine's fixed cost (a trivial policy, with the same
-input and with an empty one). Records figure `policy_cpu_ms` as the launch + admit pair,
-uncached (the policy CPU of one spawn). Then, for the training gate with a
+training + capabilities, uncached and from its decision cache); both again for a denied
+spawn (a track outside the plan: the gates word their reasons only for a deny, so a deny
+costs more); the same gates as three separate package queries; and the engine's fixed
+cost (a trivial policy, with the same input and with an empty one). Records figure
+`policy_cpu_ms` as the launch + admit pair, uncached (the policy CPU of one allowed spawn).
+Then, for the training gate with a
 realistic template input: decisions/s and p50/p99 latency for the embedded engine in each
 thread-safety mode (pool, lock, per-call), with 1 and 4 threads, and for RemoteEngine over
 loopback HTTP against forge.policy.opa_server. Figures are medians over several runs.
@@ -68,6 +70,11 @@ def _gates_input(i: int) -> dict[str, Any]:
     return doc
 
 
+def _denied(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` with a plan that lacks the requested track: both gates deny, with reasons."""
+    return {**doc, "plan": {"name": "FREE", "tracks": ["ccna"]}}
+
+
 def _cpu_ms(fn: Callable[[dict[str, Any]], Any], docs: list[dict[str, Any]]) -> float:
     """CPU ms per call of `fn` over `docs` (process time; one thread)."""
     for doc in docs[:20]:
@@ -90,10 +97,13 @@ def cpu_per_decision(bundle: PolicyBundle, runs: int, decisions: int) -> dict[st
     for entry in ("launch", "admit"):
         first = engine.decide_gates(entry, docs[0])
         assert first.allow, first.combined.reasons
+        assert not engine.decide_gates(entry, _denied(docs[0])).allow
     ways: dict[str, Callable[[dict[str, Any]], Any]] = {
         "launch_uncached": lambda d: engine.decide_gates("launch", d),
         "launch_cached": lambda d: cached.decide_gates("launch", docs[0]),
         "admit_uncached": lambda d: engine.decide_gates("admit", d),
+        "launch_denied": lambda d: engine.decide_gates("launch", _denied(d)),
+        "admit_denied": lambda d: engine.decide_gates("admit", _denied(d)),
         "three_queries": lambda d: [engine.decide(p, d) for p in
                                     ("forge.training", "forge.capabilities", "forge.spawn")],
         "trivial_same_input": lambda d: trivial.decide("forge.trivial", d),
@@ -171,7 +181,8 @@ def main() -> None:
                    f"training+capabilities) {cpu['launch_uncached']:.3f} ms + "
                    f"forge.gates.admit (spawn_service, spawn gate with assignment) "
                    f"{cpu['admit_uncached']:.3f} ms; launch from the orchestrator's "
-                   f"decision cache {cpu['launch_cached']:.3f} ms; three separate queries "
+                   f"decision cache {cpu['launch_cached']:.3f} ms; a denied spawn "
+                   f"{cpu['launch_denied'] + cpu['admit_denied']:.3f} ms; three separate queries "
                    f"{cpu['three_queries']:.3f} ms; engine fixed cost {fixed:.3f} ms "
                    f"(trivial policy, same input), {cpu['trivial_empty_input']:.3f} ms "
                    "(empty input)"))

@@ -1,9 +1,12 @@
 """The rewritten policies decide exactly as the old ones on the recorded corpus.
 
-`tests/policy/corpus/*.json` holds 426 inputs over every gate and every deny reason, with
-the decisions (allow and reasons, exactly) the policies made before the issue-19 rewrite
-(recorded by `scripts/policy_corpus.py`). Each package is evaluated alone and through the
-one-query entries of `forge.gates`, which must answer the same decisions.
+`tests/policy/corpus/<package>.json` holds 426 inputs over every gate and every deny
+reason, with the decisions (allow and reasons, exactly) the policies made before the
+issue-19 rewrite (recorded by `scripts/policy_corpus.py`); `<package>_mutated.json` 2076
+variants of them with one field changed or removed (tests/policy/mutations.py), with the
+decisions made before item 4's rewrite. Each package is evaluated alone and through the
+one-query entries of `forge.gates` (which hand the engine only the fields an entry reads),
+which must answer the same decisions.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from forge.policy import EmbeddedEngine
 
 CORPUS = Path(__file__).parent / "corpus"
 PACKAGES = ("training", "capabilities", "spawn", "assignment")
+CORPORA = (*PACKAGES, *(f"{p}_mutated" for p in PACKAGES))
 
 
 def _cases(name: str) -> list[dict[str, Any]]:
@@ -33,9 +37,9 @@ def test_corpus_covers_every_package_with_enough_inputs() -> None:
         assert outcomes == {True, False}, name
 
 
-@pytest.mark.parametrize("name", PACKAGES)
+@pytest.mark.parametrize("name", CORPORA)
 def test_each_package_decides_as_recorded(engine: EmbeddedEngine, name: str) -> None:
-    package = f"forge.{name}"
+    package = f"forge.{name.removesuffix('_mutated')}"
     wrong = []
     for i, case in enumerate(_cases(name)):
         d = engine.decide(package, case["input"])
@@ -44,12 +48,13 @@ def test_each_package_decides_as_recorded(engine: EmbeddedEngine, name: str) -> 
     assert not wrong, wrong[:5]
 
 
-def test_one_query_answers_every_gate_as_recorded(engine: EmbeddedEngine) -> None:
+@pytest.mark.parametrize("suffix", ["", "_mutated"])
+def test_one_query_answers_every_gate_as_recorded(engine: EmbeddedEngine, suffix: str) -> None:
     """forge.gates.launch / all (`all`: test-only) give each package's recorded decision
-    in one evaluation (every third input: each package alone is checked on all of them)."""
+    in one evaluation, over only the fields the entry reads."""
     wrong = []
     for name, entry in (("training", "launch"), ("capabilities", "launch"), ("spawn", "all")):
-        for i, case in list(enumerate(_cases(name)))[::3]:
+        for i, case in enumerate(_cases(name + suffix)):
             d = engine.decide_gates(entry, case["input"]).decisions[f"forge.{name}"]
             if (d.allow, d.reasons) != (case["allow"], case["reasons"]):
                 wrong.append((name, i, case["reasons"], d.reasons))
@@ -59,13 +64,14 @@ def test_one_query_answers_every_gate_as_recorded(engine: EmbeddedEngine) -> Non
 QUOTA_REASONS = ("quota.", "concurrent scenario quota reached", "spawn rate limit reached")
 
 
+@pytest.mark.parametrize("suffix", ["", "_mutated"])
 def test_admit_answers_the_recorded_spawn_decision_without_quotas(
-        engine: EmbeddedEngine) -> None:
+        engine: EmbeddedEngine, suffix: str) -> None:
     """forge.gates.admit (spawn_service's one query) on every recorded spawn input: the
     recorded reasons without the quota ones (the store's limiter enforces quotas), and
     allowed exactly when none remain."""
     wrong = []
-    for i, case in enumerate(_cases("spawn")):
+    for i, case in enumerate(_cases("spawn" + suffix)):
         want = [r for r in case["reasons"] if not r.startswith(QUOTA_REASONS)]
         d = engine.decide_gates("admit", case["input"]).decisions["forge.spawn"]
         if (d.allow, d.reasons) != (not want, want):

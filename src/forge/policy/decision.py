@@ -131,8 +131,33 @@ def check_package(package: str) -> str:
     return package
 
 
+def _acceptable(value: Any, depth: int) -> bool:
+    """check_input's verdict without naming anything (no path text built per field): the
+    common case, an acceptable document, costs one walk."""
+    if depth > MAX_INPUT_DEPTH:
+        return False
+    kind = type(value)
+    if kind is str:
+        return _UNSAFE_CHARS.search(value) is None
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        return all(type(k) is str and _acceptable(k, depth + 1) and _acceptable(v, depth + 1)
+                   for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_acceptable(v, depth + 1) for v in value)
+    return False  # subclasses and other mappings: judged (and named) by _check
+
+
 def check_input(value: Any, path: str = "input", depth: int = 0) -> None:
     """Refuse input documents the engines cannot evaluate faithfully, naming the field."""
+    if not _acceptable(value, depth):
+        _check(value, path, depth)
+
+
+def _check(value: Any, path: str, depth: int) -> None:
     if depth > MAX_INPUT_DEPTH:
         raise PolicyInputError(f"{path}: nested deeper than {MAX_INPUT_DEPTH} levels")
     if isinstance(value, str):
@@ -150,11 +175,11 @@ def check_input(value: Any, path: str = "input", depth: int = 0) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise PolicyInputError(f"{path}: object keys must be strings")
-            check_input(k, f"{path}.<key>", depth + 1)
-            check_input(v, f"{path}.{k}", depth + 1)
+            _check(k, f"{path}.<key>", depth + 1)
+            _check(v, f"{path}.{k}", depth + 1)
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            check_input(v, f"{path}[{i}]", depth + 1)
+            _check(v, f"{path}[{i}]", depth + 1)
     else:
         raise PolicyInputError(f"{path}: unsupported type {type(value).__name__}")
 

@@ -100,21 +100,20 @@ class CachedEngine:
         """Hash of the inner engine's policy bundle (part of every cache key)."""
         return self.inner.policy_hash
 
-    def _prepare(self, kind: str, name: str, input: Mapping[str, Any]) -> tuple[Key, str]:
+    def _prepare(self, kind: str, name: str, input: Mapping[str, Any]) -> Key:
         """Check the input once (refused inputs raise before any lookup; never cached) and
-        serialise it once: the key's digest and, on a miss, the document evaluated."""
+        key it by the digest of the whole input."""
         check_input(input)
-        text = canonical_json(input)
-        return (self.inner.policy_hash, kind, name, _digest(text)), text
+        return (self.inner.policy_hash, kind, name, input_digest(input))
 
     def decide(self, package: str, input: Mapping[str, Any]) -> Decision:
         """One package's decision, from the cache when this bundle already judged `input`."""
-        key, text = self._prepare("package", check_package(package), input)
+        key = self._prepare("package", check_package(package), input)
         hit = self.cache.get(key)
         if isinstance(hit, Decision):
             return replace(hit, cached=True, reasons=list(hit.reasons))
         if isinstance(self.inner, EmbeddedEngine):
-            decision = self.inner.decide_json(package, text)
+            decision = self.inner.decide_checked(package, input)
         else:
             decision = self.inner.decide(package, input)
         self.cache.put(key, replace(decision, reasons=list(decision.reasons)))
@@ -122,12 +121,12 @@ class CachedEngine:
 
     def decide_gates(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
         """Every gate of an entry in one query, from the cache when already judged."""
-        key, text = self._prepare("gates", entry_path(entry), input)
+        key = self._prepare("gates", entry_path(entry), input)
         hit = self.cache.get(key)
         if isinstance(hit, GateDecisions):
             return hit.as_cached()
         if isinstance(self.inner, EmbeddedEngine):
-            decisions = self.inner.decide_gates_json(entry, text)
+            decisions = self.inner.decide_gates_checked(entry, input)
         else:
             decisions = self.inner.decide_gates(entry, input)
         self.cache.put(key, decisions.as_cached())  # a copy: callers may keep theirs

@@ -33,17 +33,27 @@ allow if {
 	count(deny_reasons) == 0
 }
 
-# Positive window check: no assignment, or a well-formed one whose window is open and
-# whose attempts remain. Required by every allow that judges a window (here and in
+# Positive window check: no assignment, or a well-formed one (each of `number_fields` a
+# non-negative number, so `malformed` is empty) whose window is open and whose attempts
+# remain. Required by every allow that judges a window (here and in
 # forge.spawn), so a missing field can only deny.
 window_ok(a) if a == null
 
 window_ok(a) if {
 	is_object(a)
-	count(malformed(a)) == 0
-	a.opens_at_s <= a.now_s
-	a.now_s < a.closes_at_s
-	a.attempts.used < a.attempts.allowed
+	now := a.now_s
+	count_ok(now)
+	opens := a.opens_at_s
+	count_ok(opens)
+	closes := a.closes_at_s
+	count_ok(closes)
+	allowed := a.attempts.allowed
+	count_ok(allowed)
+	used := a.attempts.used
+	count_ok(used)
+	opens <= now
+	now < closes
+	used < allowed
 }
 
 

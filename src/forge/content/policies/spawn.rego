@@ -13,7 +13,8 @@
 #            plan alone decides, as before cohorts existed. Judged with forge.assignment's
 #            rules (assignment.rego), in the same evaluation (forge.gates.admit).
 # Logic is in functions of the input (`reasons(doc)`, `allowed(doc)`) so tests need no `with`;
-# the decision reads the input once (`current`) and computes its deny set once.
+# `allow` is read off the positive checks alone; the reasons are worded only for a deny, over
+# `current` (the fields the gate reads, null when missing).
 package forge.spawn
 
 import rego.v1
@@ -28,10 +29,9 @@ quota_fields := [["concurrent", "limit"], ["concurrent", "used"], ["rate", "limi
 
 default allow := false
 
-# Computed once per query: the fields the gate reads (`current`, in the input's own shape,
-# so the functions below read it as they read the input, without the rest of a larger
-# document such as forge.gates' template), the deny set, and allow from it plus the
-# positive checks.
+# The fields the gate reads (`current`, in the input's own shape, so the functions below
+# read it as they read the input, without the rest of a larger document such as
+# forge.gates' template), read only to word the reasons of a deny.
 current := {
 	"request": {
 		"request_id": object.get(input, ["request", "request_id"], null),
@@ -47,28 +47,30 @@ current := {
 	"assignment": object.get(input, "assignment", null),
 }
 
-deny_reasons := reasons(current)
-
 allow if {
-	admissible(current)
-	quotas_ok(current)
-	assignment.window_ok(current.assignment)
-	count(deny_reasons) == 0
+	admissible(input)
+	quotas_ok(input)
+	assignment.window_ok(object.get(input, "assignment", null))
 }
+
+deny_reasons := set() if allow
+
+deny_reasons := reasons(current) if not allow
 
 # The spawn gate without its quotas, for spawn_service's one admission query
 # (forge.gates.admit): the store's limiter enforces quotas atomically when it reserves the
 # slot, which a decision made before the reservation cannot. The assignment window and
-# attempts are judged here, in the same evaluation.
-admission_reasons := request_reasons(current) | assignment.window_reasons(current)
-
+# attempts are judged here, in the same evaluation. Reasons only for a deny, as above.
 default admission_allow := false
 
 admission_allow if {
-	admissible(current)
-	assignment.window_ok(current.assignment)
-	count(admission_reasons) == 0
+	admissible(input)
+	assignment.window_ok(object.get(input, "assignment", null))
 }
+
+admission_reasons := set() if admission_allow
+
+admission_reasons := request_reasons(current) | assignment.window_reasons(current) if not admission_allow
 
 show(x) := x if is_string(x)
 
@@ -106,12 +108,21 @@ number_ok(n) if {
 	n >= 0
 }
 
-# Every positive check (a reason that fails to render can never turn a deny into an allow).
+# Every positive check, straight on the document's fields (a missing field fails a check).
+# A reason that fails to render can never turn a deny into an allow: allow needs these
+# checks, never the reasons. Every reason contradicts one of them, so an allowed document
+# has none (tests/policy/test_corpus.py checks it on every recorded and generated document).
 admissible(doc) if {
-	valid_request_id(doc)
-	track_in_plan(doc)
-	non_empty_string(object.get(doc, "subject", null))
-	non_empty_string(object.get(doc, "tenant", null))
+	rid := doc.request.request_id
+	is_string(rid)
+	regex.match(request_id_pattern, rid)
+	track := doc.request.track
+	known_tracks[track]
+	tracks := doc.plan.tracks
+	is_array(tracks)
+	track in tracks
+	non_empty_string(doc.subject)
+	non_empty_string(doc.tenant)
 }
 
 quotas_ok(doc) if {
