@@ -71,6 +71,17 @@ def test_start_line_values_reach_the_service_verbatim(pooled: LocalRuntime) -> N
     outer = [p for p in rt.cgroups.pids(rt.names.lab(lab_id), "box", "init")
              if _ns_pid(p) == inner]
     assert len(outer) == 1
+    # At a fresh lab's priority, not the refill thread's nice 10 it was built at.
+    assert _nice(outer[0]) == 0
+    fresh = "scn-00000000000000d2"
+    rt.create(lab(fresh, "x"))  # the pool is empty now: built fresh
+    assert {_nice(p) for p in rt.cgroups.pids(rt.names.lab(fresh))} == {0}
+
+
+def _nice(pid: int) -> int:
+    """The nice value of machine process ``pid`` (field 19 of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[16])
 
 
 def _ns_pid(pid: int) -> int:

@@ -118,6 +118,9 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
             write_root_seeds(merged_root(paths.data_dir), host, uid)
         recorded["env"] = host_env(host)
     _replace_meta(rt, lab_id, meta)
+    # Every line before any pipe is taken: a value that cannot be written raises while
+    # the pipes are still the lab's (closed with it), not with one in hand.
+    lines = {host.spec.name: run_line(service_argv(host)) for host in plan.hosts}
     with rt._lock:
         held = rt._held_go.pop(lab_id, {})
     try:
@@ -125,7 +128,7 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
             fd = held.pop(host.spec.name, -1)
             if fd < 0:
                 raise RuntimeError(f"host {host.spec.name}: its init is not waiting")
-            send_start(fd, run_line(service_argv(host)))
+            send_start(fd, lines[host.spec.name])
     finally:
         for fd in held.values():
             os.close(fd)

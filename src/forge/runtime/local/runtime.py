@@ -32,10 +32,12 @@ from forge.runtime.base import (
 from forge.runtime.local import egress
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.disk import unmount_lab_disk
+from forge.runtime.local.fd_limit import raise_open_files_limit
 from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.local.lab_access import LabAccess, lab_identity
 from forge.runtime.local.lab_build import LabBuilder
 from forge.runtime.local.netns import list_netns, netns_path, remove_netns
+from forge.runtime.local.priority import thread_unniced
 from forge.runtime.local.reconcile import discover, read_meta
 from forge.runtime.local.rootfs import configured_image, host_roots
 from forge.runtime.local.service_signals import service_prefix
@@ -101,7 +103,9 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         self.die_with_parent = die_with_parent
         self.cgroups = cgroups or Cgroups.detect()
         self._fault = fault_hook or (lambda _stage: None)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forge-lab")
+        raise_open_files_limit()  # warm pool pipes, terminals: see fd_limit
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forge-lab",
+                                        initializer=thread_unniced)
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}

@@ -31,6 +31,7 @@ import time
 from forge.runtime.base import LabSpec, SpecError
 from forge.runtime.local.netns import remove_netns
 from forge.runtime.local.pool_claim import LocalRuntime, personalise, rename_lab
+from forge.runtime.local.priority import unnice
 from forge.runtime.local.rootfs import host_roots
 from forge.runtime.plan import LabPlan, plan_lab
 from forge.runtime.warm import (
@@ -213,6 +214,11 @@ class WarmPool:
             self._wake.clear()
             if self._stopping.is_set():
                 return
+            # Once claims settle, whatever else holds the refill back (memory pressure,
+            # fresh builds): not while a claim binds its names (an unmount takes the same
+            # mount lock), never for longer, as they keep ended labs' namespaces alive.
+            if self._last_claim + self.settle_s <= time.monotonic():
+                self._drop_old_names()
             if self._pressed():
                 self._shrink_one()
                 continue
@@ -222,8 +228,6 @@ class WarmPool:
                 self._stopping.wait(min(quiet, self.poll_s))
                 self._wake.set()
                 continue
-            # Not while a claim binds its names: an unmount takes the same mount lock.
-            self._drop_old_names()
             name = self._short_pool()
             if name is not None:
                 if self._build_one(name):
@@ -261,6 +265,9 @@ class WarmPool:
             log.exception("warm pool %s: building a lab failed", name)
             self.stats.failed += 1
             return False
+        # Built at this thread's nice 10; its waiting inits start the claimed scenario's
+        # services, which must run at a fresh lab's priority.
+        unnice(rt.cgroups.pids(rt.names.lab(lab_id)))
         with self._lock:
             if name in self._targets and not self._stopping.is_set():
                 self._ready.setdefault(name, []).append((lab_id, key))

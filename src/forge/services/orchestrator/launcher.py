@@ -22,13 +22,13 @@ from forge.lifecycle.store import (
 )
 from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
-from forge.runtime.base import LabSpec, RuntimeFault
+from forge.runtime.base import LabInfo, LabNotFound, LabSpec, RuntimeFault
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
-from forge.templates.problems import UnknownTemplate
+from forge.templates.problems import TemplateError, UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
@@ -190,7 +190,11 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
             return
     values = generate_values(loaded.template)
     # Rendered before the move: a pooled lab is claimed within ~10 ms of it.
-    spec = lab_spec(scenario_id, render(loaded.template, values))
+    try:
+        spec = lab_spec(scenario_id, render(loaded.template, values))
+    except (TemplateError, ValueError) as exc:  # fails now, as a build would have
+        await _fail(state, scenario_id, f"lab could not be created: {exc}", {})
+        return
     launching = await state.blocking(
         lambda: record_move(state.ctx.db, scenario_id, states.LAUNCHING, "policy allowed",
                             updates={"template_sha256": loaded.sha256, **_holder(state)},
@@ -209,7 +213,9 @@ async def _build(state: OrchestratorState, spec: LabSpec, plan_name: str, templa
     log. The lab is then built while that entry is written (an fsync) and announced, not
     after: both are waits, each a few milliseconds of a pooled spawn's ~10. Both finish
     before the scenario's next move (the log stays in order), and the scenario's lock is
-    held until the build ends, whatever happens (a retry never meets a half-built lab)."""
+    held until the build ends (a retry never meets a half-built lab), except on
+    cancellation (shutdown), where a restart's resume finds the lab. A failed audit or
+    announce destroys the lab again, as if the move had failed."""
     scenario_id = spec.lab_id
     creating = asyncio.ensure_future(state.blocking(state.runtime.create, spec))
     if launched is not None:
@@ -217,10 +223,16 @@ async def _build(state: OrchestratorState, spec: LabSpec, plan_name: str, templa
             await state.blocking(audit_move, state.settings.storage_root, launched)
             await state.announce(launched)
             crash_point("orchestrator.launching")
-        except BaseException:
+        except Exception as exc:
+            # As when the move itself failed: no lab stays behind a scenario left
+            # launching (the reaper resumes it and builds again); the build's own error,
+            # if any, is logged, the audit or announce error is the one raised.
+            await _undo_build(state, scenario_id, creating, exc)
+            raise
+        except BaseException:  # cancelled (shutdown): a restart resumes the launch
             await asyncio.wait({creating})
             if not creating.cancelled():
-                creating.exception()  # retrieved: the audit or announce error is the one raised
+                creating.exception()
             raise
     try:
         info = await creating
@@ -228,6 +240,26 @@ async def _build(state: OrchestratorState, spec: LabSpec, plan_name: str, templa
         await _fail(state, scenario_id, f"lab could not be created: {exc}", {})
         return
     await mark_running(state, scenario_id, plan_name, template_id, info.hosts)
+
+
+async def _undo_build(state: OrchestratorState, scenario_id: str,
+                      creating: asyncio.Future[LabInfo], cause: Exception) -> None:
+    """Wait for a build whose launching move could not be audited or announced, and
+    destroy what it made."""
+    await asyncio.wait({creating})
+    if creating.cancelled():
+        return
+    error = creating.exception()
+    if error is not None:
+        log.warning("scenario %s: lab build failed too (%s) after: %s", scenario_id,
+                    error, cause)
+    try:
+        await state.blocking(state.runtime.destroy, scenario_id)
+    except LabNotFound:
+        pass
+    except Exception as exc:
+        log.warning("scenario %s: lab left after a failed launch could not be destroyed "
+                    "(%s); the reaper's resume tears it down", scenario_id, exc)
 
 
 async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
