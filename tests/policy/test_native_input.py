@@ -43,3 +43,27 @@ def test_a_huge_count_is_not_read_as_zero(engine: EmbeddedEngine) -> None:
         "id": "asg-1", "now_s": 1500, "opens_at": "a", "opens_at_s": 1000, "closes_at": "b",
         "closes_at_s": 2000, "attempts": {"allowed": 2, "used": 2**64}, "hints_allowed": True}}
     assert not engine.decide("forge.assignment", doc).allow
+
+
+@pytest.mark.parametrize("value", [1.0000004, -4e-7, 2.5e-6, 1e-7, 1 + 2**-40, 3.14159265358979])
+def test_a_float_six_decimals_do_not_hold_goes_as_json(engine: EmbeddedEngine,
+                                                         value: float) -> None:
+    """The C API writes a float as `%f` text: 1.0000004 (a cpu limit just over a plan's
+    ceiling) would be judged as 1, and -4e-7 (a count just below 0) as -0."""
+    doc = {"f": value}
+    assert native_input(doc) is None
+    # What a policy's checks see (the engine prints at most 16 digits, so not its output)
+    seen = engine.query("x := [input.f > 1, input.f < 0, input.f == 0, input.f == 1]", doc)
+    assert seen["bindings"]["x"] == [value > 1, value < 0, value == 0, value == 1]
+
+
+def test_a_str_subclass_reaches_the_engine_as_its_content(engine: EmbeddedEngine) -> None:
+    """What the input was checked and cached on (the string's content), not its str()."""
+
+    class Shown(str):
+        def __str__(self) -> str:
+            return "admin"
+
+    doc = {"s": Shown("alice")}
+    assert native_input(doc) is None
+    assert engine.query("x := input.s", doc)["bindings"]["x"] == "alice"

@@ -146,21 +146,44 @@ def test_dropped_fields_cannot_change_a_decision(entry: str, plan: str, track: s
         assert _same(_whole_decision(engine, entry, doc), want), doc
 
 
-def test_a_positive_check_on_a_dropped_field_denies(tmp_path: Path) -> None:
-    """A rule added later that requires a field the launch entry does not pass (the
-    template hash) denies every launch, and the source check names it."""
+def _custom(tmp_path: Path, line: str) -> EmbeddedEngine:
+    """The shipped policies with `line` added to training's positive checks."""
     policies = tmp_path / "policies"
     shutil.copytree(POLICIES, policies)
     training = policies / "training.rego"
     text = training.read_text()
     anchor = "\tt := doc.template\n"
     assert anchor in text
-    training.write_text(text.replace(anchor, anchor + '\tt.sha256 == "' + "ab" * 32 + '"\n',
-                                     1))
-    engine = EmbeddedEngine(PolicyBundle.load(policies))
+    training.write_text(text.replace(anchor, anchor + line, 1))
+    return EmbeddedEngine(PolicyBundle.load(policies))
+
+
+def test_the_shipped_policies_are_projected() -> None:
+    assert EmbeddedEngine(PolicyBundle.load(POLICIES)).projects
+
+
+def test_other_policies_get_the_whole_input(tmp_path: Path) -> None:
+    """An operator's own policies (FORGE_POLICY_DIR) may read any field: a negated check on
+    a field the projection drops (`not t.sha256 == "<evil>"`) would pass on a projected
+    input; their gates get the whole input, and it denies, as a remote OPA would."""
+    evil = "ee" * 32
+    engine = _custom(tmp_path, f'\tnot t.sha256 == "{evil}"\n')
+    assert not engine.projects
     doc = whole_input()
-    assert _whole_decision(engine, "launch", doc).allow  # the whole input would pass
+    assert engine.decide_gates("launch", doc).allow
+    doc["template"]["sha256"] = evil
     refused = engine.decide_gates("launch", doc)
-    assert not refused.allow
-    assert not refused.decisions["forge.training"].allow
-    assert any("sha256" in p for p in reads_of_dropped_fields(policies))
+    assert not refused.allow and not refused.decisions["forge.training"].allow
+    assert not _whole_decision(engine, "launch", doc).allow
+
+
+def test_a_positive_check_on_a_dropped_field_is_read_by_the_source_check(
+        tmp_path: Path) -> None:
+    """A shipped rule that required a field the launch entry does not pass would be named
+    by the source check (the projection must then grow), and in an operator's bundle it
+    is judged on the whole input."""
+    engine = _custom(tmp_path, '\tt.sha256 == "' + "ab" * 32 + '"\n')
+    doc = whole_input()
+    assert _whole_decision(engine, "launch", doc).allow
+    assert engine.decide_gates("launch", doc).allow
+    assert any("sha256" in p for p in reads_of_dropped_fields(tmp_path / "policies"))

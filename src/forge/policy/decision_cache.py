@@ -2,9 +2,10 @@
 
 A policy is pure: the same bundle and the same input always give the same decision. So a
 decision is kept under (policy bundle hash, package or gates entry, sha256 of the whole
-input as canonical JSON: sorted keys, no whitespace — the very document the engine would
-evaluate). No field is left out of the digest, so two inputs that differ anywhere (tenant,
-plan, assignment window, a quota count) never share a decision; a bundle with another hash
+input as canonical JSON: sorted keys, no whitespace — the whole input, even where the
+engine is handed only the fields a gates entry reads). No field is left out of the
+digest, so two inputs that differ anywhere (tenant, plan, assignment window, a quota
+count) never share a decision; a bundle with another hash
 (rotation, reload) never meets the old entries, which age out of the LRU. Refused inputs
 and engine failures (PolicyInputError, PolicyUnavailable, ...) are never cached.
 

@@ -8,8 +8,8 @@ rego-cpp recompiles every module on each `Interpreter.query` (~20-30 ms for our 
 each distinct query is compiled once into a regopy Bundle and then run with
 `query_bundle` (~0.3-0.4 ms for a gates entry). The input goes in as a regopy.Input
 built from the Python value (forge.policy.native_input: no JSON text for the engine to
-parse, which was most of a query's fixed cost), and `decide_gates` hands each entry only
-the fields its rules read (forge.policy.projection).
+parse, which was most of a query's fixed cost), and with the shipped policies
+`decide_gates` hands each entry only the fields its rules read (forge.policy.projection).
 An Interpreter (and its bundles) is never used by two threads at
 once. Default `mode="lock"`: one interpreter behind a lock, measured as fast as or faster
 than `mode="pool"` (one interpreter per concurrent caller) on 2 cores, and it keeps a single
@@ -41,7 +41,7 @@ from forge.policy.decision import (
 from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.native_input import native_input
 from forge.policy.projection import project
-from forge.policy.rego_bundle import PolicyBundle
+from forge.policy.rego_bundle import PolicyBundle, hash_files, shipped_modules_hash
 
 Mode = Literal["pool", "lock", "per_call"]
 
@@ -111,6 +111,10 @@ class EmbeddedEngine:
     def __init__(self, bundle: PolicyBundle | Path | None = None, mode: Mode = "lock") -> None:
         self.bundle = bundle if isinstance(bundle, PolicyBundle) else PolicyBundle.load(bundle)
         self.mode: Mode = mode
+        # Projection (forge.policy.projection) mirrors what the shipped policies read; a
+        # bundle with other decision modules (FORGE_POLICY_DIR) may read any field, so its
+        # gates get the whole input, as a remote OPA does.
+        self.projects = hash_files(self.bundle.modules) == shipped_modules_hash()
         self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         self._shared: _Slot | None = None
@@ -223,8 +227,8 @@ class EmbeddedEngine:
     def decide_gates_checked(self, entry: str, input: Mapping[str, Any]) -> GateDecisions:
         """`decide_gates` over an input already checked (check_input)."""
         path = entry_path(entry)
-        return gate_decisions(entry, self._evaluate(path, engine_input(project(entry, input))),
-                              self.policy_hash)
+        doc = project(entry, input) if self.projects else input
+        return gate_decisions(entry, self._evaluate(path, engine_input(doc)), self.policy_hash)
 
     def probe(self) -> None:
         """The embedded engine is always reachable once constructed."""

@@ -7,13 +7,17 @@ one calls the same C API of regopy's library, on a value check_input already acc
 (so only str, int, float, bool, None, dicts and lists/tuples occur).
 
 It declines (None) a value regopy.Input would not carry exactly, so the caller sends JSON
-text instead: an integer beyond 64 bits (ctypes would truncate it silently) or a string
-that is not encodable as UTF-8 (a lone surrogate).
+text instead: an integer beyond 64 bits (ctypes would truncate it silently), a string
+that is not encodable as UTF-8 (a lone surrogate), a float that six decimal places do not
+hold exactly (the C API writes floats as `%f` text: 1.0000004 would reach the policy as
+1 and -4e-7 as -0, both past checks the exact value fails), and a subclass of str, int or
+float (its str() may differ from the content the input was checked and cached on).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from math import isfinite
 from typing import Any
 
 import regopy
@@ -64,15 +68,13 @@ def _adder(handle: int) -> Callable[[Any], None]:
                 raise _Declined
             code = integer(handle, value)
         elif kind is float:
+            if not (isfinite(value) and float(format(value, "f")) == value):
+                raise _Declined
             code = real(handle, value)
         elif value is None:
             code = null(handle)
         elif isinstance(value, Mapping):
             add(dict(value))
-            return
-        elif isinstance(value, bool | int | float | str):  # subclasses: as their base type
-            add((bool if isinstance(value, bool) else int if isinstance(value, int)
-                 else float if isinstance(value, float) else str)(value))
             return
         elif isinstance(value, list | tuple):
             add(list(value))

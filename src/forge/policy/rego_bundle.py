@@ -8,6 +8,7 @@ it at start and refuses to start when `OPA_POLICY_HASH` is set and differs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -73,6 +74,12 @@ class PolicyBundle:
     def tests(self) -> tuple[PolicyFile, ...]:
         """Rego unit-test modules."""
         return tuple(f for f in self.files if f.is_test)
+
+
+@functools.cache
+def shipped_modules_hash() -> str:
+    """Hash of the decision modules shipped in the package (whatever FORGE_POLICY_DIR says)."""
+    return hash_files(PolicyBundle.load(content_path(POLICIES)).modules)
 
 
 def hash_files(files: list[PolicyFile] | tuple[PolicyFile, ...]) -> str:
