@@ -31,7 +31,6 @@ import time
 from forge.runtime.base import LabSpec, SpecError
 from forge.runtime.local.netns import remove_netns
 from forge.runtime.local.pool_claim import LocalRuntime, personalise, rename_lab
-from forge.runtime.local.priority import unnice
 from forge.runtime.local.rootfs import host_roots
 from forge.runtime.plan import LabPlan, plan_lab
 from forge.runtime.warm import (
@@ -265,9 +264,6 @@ class WarmPool:
             log.exception("warm pool %s: building a lab failed", name)
             self.stats.failed += 1
             return False
-        # Built at this thread's nice 10; its waiting inits start the claimed scenario's
-        # services, which must run at a fresh lab's priority.
-        unnice(rt.cgroups.pids(rt.names.lab(lab_id)))
         with self._lock:
             if name in self._targets and not self._stopping.is_set():
                 self._ready.setdefault(name, []).append((lab_id, key))
