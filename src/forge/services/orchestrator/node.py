@@ -52,7 +52,8 @@ def lab_memory_mb(registry: TemplateRegistry, template_id: str) -> int:
 
 _SCENARIOS: Table = Scenario.__table__  # type: ignore[assignment]
 # Every node reads these every heartbeat (2 s): Core statements built once, plain rows.
-_LIVE_PLACED = select(_SCENARIOS.c.node_id, _SCENARIOS.c.scenario_id,
+# LIVE_PLACED: (node_id, scenario_id, template_id, state) of every live lab on a node.
+LIVE_PLACED = select(_SCENARIOS.c.node_id, _SCENARIOS.c.scenario_id,
                       _SCENARIOS.c.template_id, _SCENARIOS.c.state).where(
     _SCENARIOS.c.node_id.is_not(None), _SCENARIOS.c.state.in_(sorted(states.LIVE)))
 _ENDED = select(_SCENARIOS.c.scenario_id, _SCENARIOS.c.state_reason).where(
@@ -82,7 +83,7 @@ def read_placed(db: Database, registry: TemplateRegistry, node_id: str,
     elsewhere: dict[str, list[tuple[str, str]]] = defaultdict(list)
     with db.read() as sess:
         conn = sess.connection()
-        for placed_on, scenario_id, template_id, current in conn.execute(_LIVE_PLACED):
+        for placed_on, scenario_id, template_id, current in conn.execute(LIVE_PLACED):
             if placed_on != node_id:
                 elsewhere[str(placed_on)].append((scenario_id, current))
                 continue

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections import defaultdict
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from forge.bus.errors import BusUnavailable
 from forge.bus.nodes import NodeIdInUse
@@ -15,7 +15,12 @@ from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, move
 from forge.runtime.base import LabNotFound, RuntimeFault
-from forge.services.orchestrator.node import bus_failure, lost_reason, read_placed
+from forge.services.orchestrator.node import (
+    LIVE_PLACED,
+    bus_failure,
+    lost_reason,
+    read_placed,
+)
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.db import Database
 from forge.store.models import Scenario
@@ -27,11 +32,10 @@ def live_elsewhere(db: Database, own: str) -> dict[str, list[tuple[str, str]]]:
     """Live scenarios held by other nodes: node_id -> [(scenario_id, state)]."""
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     with db.read() as sess:
-        rows = sess.execute(select(Scenario.node_id, Scenario.scenario_id, Scenario.state).where(
-            Scenario.node_id.is_not(None), Scenario.node_id != own,
-            Scenario.state.in_(list(states.LIVE)))).all()
-    for node_id, scenario_id, current in rows:
-        out[str(node_id)].append((scenario_id, current))
+        rows = sess.connection().execute(LIVE_PLACED).all()
+    for node_id, scenario_id, _template, current in rows:
+        if node_id != own:
+            out[str(node_id)].append((scenario_id, current))
     return dict(out)
 
 
