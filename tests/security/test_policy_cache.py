@@ -15,7 +15,6 @@ repository's policies and a changed copy of them.
 from __future__ import annotations
 
 import copy
-import shutil
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +34,8 @@ from forge.policy import (
     input_digest,
     make_policy_engine,
 )
+
+from ..support.policy_copies import patched_policies
 
 POLICIES = content_path("policies")
 
@@ -103,13 +104,8 @@ def test_a_changed_bundle_misses_the_cache(real: EmbeddedEngine, tmp_path: Path)
     old = CachedEngine(real, cache)
     doc = _spawn_doc()
     assert old.decide("forge.assignment", {"assignment": doc["assignment"]}).allow
-    stricter = tmp_path / "policies"
-    shutil.copytree(POLICIES, stricter)
-    rules = stricter / "assignment.rego"
-    text = rules.read_text()
-    spawn_allow = '\taction_of(input) == "spawn"\n'
-    assert spawn_allow in text
-    rules.write_text(text.replace(spawn_allow, spawn_allow + "\tfalse\n", 1))
+    stricter = patched_policies(tmp_path, "assignment.rego", '\taction_of(input) == "spawn"\n',
+                                "\tfalse\n")
     new = CachedEngine(EmbeddedEngine(PolicyBundle.load(stricter)), cache)
     assert new.policy_hash != old.policy_hash
     d = new.decide("forge.assignment", {"assignment": doc["assignment"]})

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,8 @@ from forge.policy import (
 from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.projection import project
 from forge.templates import load_template_file
+
+from ..support.policy_copies import patched_policies
 
 POLICIES = content_path("policies")
 FIXTURE = Path(__file__).resolve().parents[1] / "templates" / "fixtures" / "good.yaml"
@@ -148,13 +149,7 @@ def test_dropped_fields_cannot_change_a_decision(entry: str, plan: str, track: s
 
 def _custom(tmp_path: Path, line: str) -> EmbeddedEngine:
     """The shipped policies with `line` added to training's positive checks."""
-    policies = tmp_path / "policies"
-    shutil.copytree(POLICIES, policies)
-    training = policies / "training.rego"
-    text = training.read_text()
-    anchor = "\tt := doc.template\n"
-    assert anchor in text
-    training.write_text(text.replace(anchor, anchor + line, 1))
+    policies = patched_policies(tmp_path, "training.rego", "\tt := doc.template\n", line)
     return EmbeddedEngine(PolicyBundle.load(policies))
 
 
