@@ -69,6 +69,12 @@ def test_allowlist_reserves_gateway_and_adds_default_route() -> None:
         (HostSpec("x", networks=[("a", None)], environment={"A-B": "1"}),
          "hosts[0].environment['A-B']"),
         (HostSpec("x", networks=[("a", None)], command="  "), "hosts[0].command"),
+        (HostSpec("x", networks=[("a", None)], command="x" * (128 * 1024)), "hosts[0].command"),
+        (HostSpec("x", networks=[("a", None)], environment={"V": "\ud800"}),
+         "hosts[0].environment.V"),
+        (HostSpec("x", networks=[("a", None)], command="true",
+                  environment={f"V{i}": "x" * 100_000 for i in range(3)}),
+         "hosts[0].environment"),
     ],
 )
 def test_bad_hosts_name_the_field(host: HostSpec, field: str) -> None:

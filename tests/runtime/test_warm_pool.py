@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.base import HostSpec, LabSpec, SpecError, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.warm import MemoryReading, pool_shape, pressed, read_memory, shape_key
+from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES
 from tests.runtime.helpers import leftovers
 
 CALM = MemoryReading(available_mb=1 << 20, stall_avg10=0.0)
@@ -153,6 +154,36 @@ def test_refill_waits_after_a_claim(pooled: LocalRuntime) -> None:
         if info is not None:
             rt.destroy(info.lab_id)
     until(lambda: ready(rt) == 1, "the pool did not refill once the claim had settled")
+
+
+def test_service_values_beyond_one_exec_are_refused_before_a_claim(pooled: LocalRuntime) -> None:
+    """A pooled lab starts its service after it reports running, so a value the kernel
+    would refuse at exec (E2BIG) must be refused before: the create fails naming the
+    field and the pool keeps its lab. The largest value accepted reaches the service."""
+    rt = pooled
+    assert rt.warm_pool is not None
+    until(lambda: ready(rt) == 1, "the pool never filled")
+    claimed = rt.warm_pool.stats.claimed
+    base = lab("scn-00000000000000b8", "s")
+    room = MAX_EXEC_STRING_BYTES - len("FLAG=")
+
+    def with_flag(value: str) -> LabSpec:
+        box = dataclasses.replace(base.hosts[0], environment={"FLAG": value},
+                                  command='echo "${#FLAG}" > /srv/length; exec sleep 1000')
+        return dataclasses.replace(base, hosts=[box, *base.hosts[1:]])
+
+    with pytest.raises(SpecError) as refused:
+        rt.create(with_flag("x" * (room + 1)))
+    assert refused.value.field == "hosts[0].environment.FLAG"
+    assert rt.warm_pool.stats.claimed == claimed and ready(rt) == 1
+    assert base.lab_id not in {i.lab_id for i in rt.list()}
+    info = rt.create(with_flag("x" * room))
+    try:
+        assert rt.warm_pool.stats.claimed == claimed + 1
+        until(lambda: rt.exec(info.lab_id, "box", ["cat", "/srv/length"]).stdout_text
+              == f"{room}\n", "the service never started with the largest value")
+    finally:
+        rt.destroy(info.lab_id)
 
 
 def test_other_shape_or_empty_pool_builds_fresh(pooled: LocalRuntime) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES, MAX_HOST_EXEC_BYTES
+
 Doc = dict[str, Any]
 Check = Callable[[Doc], list[str]]
 
@@ -167,6 +169,25 @@ def test_capability_names(good_doc: Doc, problems_of: Check) -> None:
         'spec.assets.containers[0].capabilities[1]: write "NET_RAW" without the CAP_ prefix',
         'spec.assets.containers[0].capabilities[2]: unknown Linux capability "NET_MAGIC"',
     ]
+
+
+def test_service_values_must_fit_one_exec(good_doc: Doc, problems_of: Check) -> None:
+    """A value the kernel would refuse at exec (E2BIG) is refused by `forge template
+    check`, not found when a pooled lab's service fails to start."""
+    room = MAX_EXEC_STRING_BYTES - len("BIG=")
+    box = _containers(good_doc)[0]
+    box["environment"] = {"BIG": "é" * (room // 2 + 1)}  # counted in bytes, not characters
+    box["command"] = ["/bin/sh", "-c", "x" * 8000] * 20
+    found = problems_of(good_doc)
+    assert any(p.startswith("spec.assets.containers[0].environment.BIG: is ") for p in found)
+    assert any(p.startswith("spec.assets.containers[0].command: is ") for p in found)
+    box["environment"] = {"BIG": "x" * room, "MORE": "x" * (room - 1)}  # each one fits
+    box["command"] = ["/bin/true"]
+    assert problems_of(good_doc) == [
+        "spec.assets.containers[0].environment: environment and command are 262151 bytes "
+        f"together; at most {MAX_HOST_EXEC_BYTES} per host"]
+    box["environment"] = {"BIG": "x" * room}
+    assert problems_of(good_doc) == []
 
 
 def test_labels_need_known_track_and_tier(good_doc: Doc, problems_of: Check) -> None:

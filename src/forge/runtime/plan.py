@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from forge.images.definitions import HOST_USERLAND
 from forge.runtime.base import HostSpec, LabSpec, SpecError
 from forge.templates.dsl_limits import FILE_OWNERSHIP_CAPS
+from forge.templates.exec_size import exec_size_problems
 from forge.templates.seedpaths import seed_path_problem
 
 LAB_ID_RE = re.compile(r"^(scn-[0-9a-f]{16}|[a-z0-9][a-z0-9-]{0,39})$")
@@ -264,6 +265,9 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         for key, val in host.environment.items():
             if "\x00" in val:
                 raise SpecError(f"{base}.environment[{key!r}]", "value contains NUL")
+        too_big = exec_size_problems(host.environment, host.command)
+        if too_big:
+            raise SpecError(f"{base}.{too_big[0][0]}", too_big[0][1])
         hostname = host.hostname or host.name
         if not HOST_RE.fullmatch(hostname):
             raise SpecError(f"{base}.hostname", "must match [a-z][a-z0-9-]{0,30}")

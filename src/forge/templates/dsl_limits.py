@@ -28,6 +28,13 @@ MAX_FILE_BYTES: Final = 256 * 1024
 MAX_DISK_MB: Final = 4096
 DEFAULT_DISK_MB: Final = 64
 MAX_CHECK_STDIN: Final = 64 * 1024
+# A host's service command and each `NAME=value` of its environment reach the kernel as one
+# exec string: Linux refuses a string of 32 pages or more (MAX_ARG_STRLEN, 128 KiB with its
+# NUL) with E2BIG. A warm pool lab starts its service after the lab reports running, so
+# the bound is checked before a lab is built, not found when the exec fails. All of them
+# together stay far below the exec size limit (ARG_MAX is 2 MiB with an 8 MiB stack).
+MAX_EXEC_STRING_BYTES: Final = 128 * 1024 - 1
+MAX_HOST_EXEC_BYTES: Final = 256 * 1024
 # A check's argv, and the checks of a whole template: every result travels in one
 # completion event (forge.bus.contracts), so the template is held to what that event carries.
 MAX_ARG_CHARS: Final = 8192

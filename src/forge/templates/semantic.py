@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from collections.abc import Iterable
 from posixpath import normpath
 
 from forge.templates import dsl_limits as L
 from forge.templates.dsl_hosts import Container
 from forge.templates.dsl_models import ScenarioTemplate
+from forge.templates.exec_size import exec_size_problems
 from forge.templates.problems import Problem
 from forge.templates.seedpaths import seed_path_problem
 from forge.templates.variables import misplaced_references, referenced_variables
@@ -41,6 +43,9 @@ def check_semantics(t: ScenarioTemplate) -> list[Problem]:
         _check_routes(i, c, attached, out)
         _check_capabilities(i, c, out)
         _check_files(i, c, out)
+        command = shlex.join(c.command) if c.command else None
+        out += [Problem(f"{_C}[{i}].{field}", message)
+                for field, message in exec_size_problems(c.environment, command)]
         if c.router and len(c.networks) < 2:
             out.append(Problem(f"{_C}[{i}].router", "a router must attach to at least 2 subnets"))
     _check_criteria(t, out)
