@@ -37,6 +37,26 @@ class Recorder:
         return [str(e.data["id"]) for e in self.events]
 
 
+class Overlap(Recorder):
+    """A recorder whose handler holds each event a while: ``peak`` is the most handlers
+    that ever ran at once (what a consumer's concurrency allows)."""
+
+    def __init__(self, hold_s: float = 0.3) -> None:
+        super().__init__()
+        self.hold_s = hold_s
+        self.running = 0
+        self.peak = 0
+
+    async def handle(self, event: Event) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(self.hold_s)
+        finally:
+            self.running -= 1
+        await super().handle(event)
+
+
 def make_consumer(
     server: NatsServer,
     recorder: Recorder,

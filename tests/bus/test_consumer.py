@@ -20,7 +20,7 @@ from forge.bus import (
 )
 from forge.bus.connection import connect
 from forge.bus.subjects import SCENARIO_SUBMIT, SPAWN_REQUESTED, scenario_subject
-from tests.bus.helpers import Recorder, make_consumer, wait_until
+from tests.bus.helpers import Overlap, Recorder, make_consumer, wait_until
 
 
 async def _publish_ids(
@@ -444,24 +444,13 @@ def test_bad_settings_name_the_field(nats_server: NatsServer) -> None:
 async def test_concurrency_runs_handlers_in_parallel(
     nats_server: NatsServer, publisher: Publisher
 ) -> None:
-    rec = Recorder()
-    running = 0
-    peak = 0
-
-    async def overlapping(event: Event) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.3)
-        running -= 1
-        await rec.handle(event)
-
-    consumer = make_consumer(nats_server, rec, handler=overlapping, concurrency=4)
+    rec = Overlap()
+    consumer = make_consumer(nats_server, rec, concurrency=4)
     await consumer.start(wait=5.0)
     try:
         await _publish_ids(publisher, [f"c{i}" for i in range(8)])
         await wait_until(lambda: consumer.status()["acked"] == 8)
-        assert peak == 4
+        assert rec.peak == 4
     finally:
         await consumer.stop()
 

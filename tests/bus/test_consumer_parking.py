@@ -21,7 +21,7 @@ from nats.js.client import JetStreamContext
 
 from forge.bus import Event, NatsServer, Publisher
 from forge.bus.subjects import SPAWN_REQUESTED
-from tests.bus.helpers import Recorder, make_consumer, wait_until
+from tests.bus.helpers import Overlap, Recorder, make_consumer, wait_until
 
 LATENCY_NS = 20_000_000
 
@@ -44,24 +44,15 @@ def slow_pulls() -> Iterator[None]:
 
 async def test_a_burst_after_idle_runs_every_handler(nats_server: NatsServer,
                                                      publisher: Publisher) -> None:
-    running, peak = 0, 0
-
-    async def handle(_: Event) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.3)
-        running -= 1
-
-    recorder = Recorder()
-    consumer = make_consumer(nats_server, recorder, handler=handle, fetch_timeout=0.1,
+    recorder = Overlap()
+    consumer = make_consumer(nats_server, recorder, fetch_timeout=0.1,
                              concurrency=4)
     await consumer.start(wait=5.0)
     try:
         await asyncio.sleep(1.0)  # idle: workers 1-3 park
         for n in range(8):
             await publisher.publish(SPAWN_REQUESTED, {"id": n}, msg_id=f"burst-{n}")
-        await wait_until(lambda: peak == 4, timeout=30)
+        await wait_until(lambda: recorder.peak == 4, timeout=30)
     finally:
         await consumer.stop()
 
