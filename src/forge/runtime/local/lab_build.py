@@ -148,9 +148,9 @@ class LabBuilder:
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
         self.cgroups.create((stem, name), plan.spec.limits)
-        self.cgroups.create((stem, name, "init"), None)
+        self.cgroups.create_leaf((stem, name, "init"))
         self._fault("host:" + name)
-        pending = spawn_init(host, paths, ns, self.cgroups.procs_files(stem, name, "init"),
+        pending = spawn_init(host, paths, ns, self.cgroups.leaf_procs_files(stem, name, "init"),
                              rootfs, self.die_with_parent, uid, image)
         with self._lock:
             self._procs.setdefault(lab_id, []).append(pending.proc)
