@@ -73,6 +73,11 @@ class Names:
         """Mount point of the lab's disk (a size-capped tmpfs, see ``disk``)."""
         return os.path.join(self.lab_dir(lab_id), "data")
 
+    def etc_dir(self, lab_id: str) -> str:
+        """The lab's identity files bound over /etc (passwd, group, hosts, resolv.conf), on
+        its disk like ``host_dir`` (``.etc`` is no host's name)."""
+        return os.path.join(self.data_root(lab_id), ".etc")
+
     def data_dir(self, lab_id: str, host: str) -> str:
         """A host's writable trees on the lab's disk (home, workspace, srv, tmp, var-tmp)."""
         self.host_ns(lab_id, host)
