@@ -215,8 +215,7 @@ def test_sandbox_that_cannot_join_its_cgroup_is_a_fault_and_leaves_nothing(
     host = plan_lab(simple_lab("sf-" + secrets.token_hex(3))).hosts[0]
     paths = HostPaths(str(tmp_path / "lab"), str(tmp_path / "lab" / "box"),
                       str(tmp_path / "data" / "box"))
-    os.makedirs(paths.lab_dir)
-    write_identity(paths.lab_dir, 65530, 65531)
+    write_identity(paths.etc_dir, 65530, 65531)
     seed_host_dir(paths, host, 65530)
     ns = f"{prefix}.sf{secrets.token_hex(3)}"
     create_netns(ns)

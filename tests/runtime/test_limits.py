@@ -98,3 +98,22 @@ def test_memory_hog_is_killed_inside_the_lab(rt: LocalRuntime, two_labs: tuple[s
     assert b"survived" not in res.stdout
     assert rt.exec(bystander, "box", ["echo", "fine"]).stdout == b"fine\n"
     assert rt.exec(victim, "box", ["echo", "alive"]).stdout == b"alive\n"
+
+
+def test_every_process_of_a_hosts_sandbox_is_under_the_host_limits(
+    rt: LocalRuntime, two_labs: tuple[str, str]
+) -> None:
+    """The sandbox's init and service (its ``init`` leaf: the pids hierarchy only under
+    v1) are in the host's cgroup, below its and the lab's limits, in every hierarchy."""
+    lab = two_labs[0]
+    stem = rt.names.lab(lab)
+    pids = rt.cgroups.pids(stem, "box", "init")
+    assert len(pids) >= 2  # bwrap's monitor and the sandbox's init, at least
+    wanted = ("pids", "memory", "cpu") if rt.cgroups.version == 1 else ("",)
+    for pid in pids:
+        with open(f"/proc/{pid}/cgroup", encoding="ascii") as fh:
+            lines = [line.split(":", 2) for line in fh.read().splitlines()]
+        for controller in wanted:
+            paths = [p for _n, ctrls, p in lines if controller in ctrls.split(",")
+                     or (controller == "" and ctrls == "")]
+            assert paths and all(p.startswith(f"/{stem}/box") for p in paths), (pid, lines)

@@ -124,7 +124,7 @@ def test_names_round_trip_and_fit_kernel_limits() -> None:
     assert names.parse("fgabc.../etc.sw") is None
     assert len(names.uplink(lab)) <= 15
     assert names.uplink(lab) != names.uplink("scn-0123456789abcdee")
-    assert names.host_dir(lab, "web-1") == "/state/fgabc.scn-0123456789abcdef/hosts/web-1"
+    assert names.host_dir(lab, "web-1") == "/state/fgabc.scn-0123456789abcdef/data/.hosts/web-1"
     with pytest.raises(SpecError, match="prefix"):
         validate_prefix("toolong")
     with pytest.raises(SpecError, match="host"):

@@ -100,7 +100,7 @@ def rootfs_args(rootfs: str, image: bool = False, writable: bool = False) -> lis
     return args
 
 
-def system_args(rootfs: str, lab_dir: str, image: bool = False,
+def system_args(rootfs: str, etc_dir: str, image: bool = False,
                 writable: bool = False) -> list[str]:
     """bwrap arguments shared by a host's sandbox and its grader's: the root (the
     machine's system dirs read-only, or an image host's root overlay ``rootfs``: writable
@@ -109,7 +109,7 @@ def system_args(rootfs: str, lab_dir: str, image: bool = False,
     image, /var."""
     argv = rootfs_args(rootfs, image, writable)
     for name, target in LAB_ETC_FILES.items():
-        argv += ["--ro-bind", os.path.join(lab_dir, name), f"/etc/{target}"]
+        argv += ["--ro-bind", os.path.join(etc_dir, name), f"/etc/{target}"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SMALL_TMPFS), "--tmpfs", "/run"]
     if image:
         return [*argv, *run_dir_args(rootfs)]
@@ -141,7 +141,7 @@ def bwrap_argv(
     if die_with_parent:
         argv.append("--die-with-parent")
     root = merged_root(paths.data_dir) if image else rootfs
-    argv += system_args(root, paths.lab_dir, image, writable=True)
+    argv += system_args(root, paths.etc_dir, image, writable=True)
     for target, sub in DATA_BINDS.items():
         argv += ["--bind", os.path.join(paths.data_dir, sub), target]
     argv += readonly_seed_args(paths.host_dir)

@@ -12,6 +12,13 @@ move itself, and a subtree is created there first and removed there last. So eve
 process and every directory of a lab's v1 cgroups is found in its pids subtree, with a
 third of the reads of all three hierarchies (the cost of a teardown was mostly these).
 
+A host's sandbox (its ``init`` leaf, which lives as long as the lab) is a leaf in the pids
+hierarchy only (``create_leaf``): in the memory and cpu hierarchies its processes sit in
+the host's cgroup itself, under the same host and lab limits (v1 allows processes in an
+inner node), and a teardown removes that whole subtree as before. That saves a third of a
+lab's v1 cgroup directories (a mkdir and an rmdir each, ~0.1 ms in the cpu hierarchy).
+Exec and tty leaves stay in every hierarchy: ``seal`` removes them on their own.
+
 That fast path assumes nothing else migrates lab processes. A host root agent may move
 one hierarchy at a time (systemd re-migrating a unit's processes when a controller mask
 changes, cgclassify/cgrulesengd), leaving a process in a lab's memory/cpu cgroups but a
@@ -95,6 +102,24 @@ class Cgroups:
             os.mkdir(path, 0o755)
         if limits is not None:
             self._limit(parts, limits)
+
+    def create_leaf(self, parts: tuple[str, ...]) -> None:
+        """Create the leaf cgroup ``parts`` for processes that end only with the whole of
+        ``parts[:-1]``: in the pids hierarchy only under v1 (module docstring); join it
+        through ``leaf_procs_files``."""
+        if self.version == 2:
+            self.create(parts, None)
+        else:
+            os.mkdir(os.path.join(self.root, V1_CONTROLLERS[0], *parts), 0o755)
+
+    def leaf_procs_files(self, *parts: str) -> list[str]:
+        """The ``cgroup.procs`` files to join the leaf ``create_leaf`` made: the pids
+        hierarchy's leaf first, then (v1) the parent's in the other hierarchies."""
+        if self.version == 2:
+            return self.procs_files(*parts)
+        return [os.path.join(self.root, V1_CONTROLLERS[0], *parts, "cgroup.procs"),
+                *(os.path.join(self.root, c, *parts[:-1], "cgroup.procs")
+                  for c in V1_CONTROLLERS[1:])]
 
     def _limit(self, parts: tuple[str, ...], limits: Limits) -> None:
         mem = limits.memory_mb * 1024 * 1024

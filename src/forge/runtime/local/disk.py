@@ -5,6 +5,8 @@ filesystem, so ``spec.limits.disk_mb`` caps all of them together: filling it giv
 inside the lab and never touches the machine's own filesystems. Inodes are capped too
 (an empty file costs memory, not size). tmpfs pages are charged to the memory cgroup of
 the process that writes them, so a lab's disk use also counts against its memory limit.
+The hosts' state directories (read-only seeds, init pid, service log) live on it too, under
+``.hosts`` (``Names.host_dir``): a service's log fills the lab's disk, never the machine's.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ def grader_argv(
     cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("nsenter"), f"--net={netns_path}", "--",
            tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
            "--hostname", hostname,
-           "--new-session", "--die-with-parent", *system_args(rootfs, paths.lab_dir, image),
+           "--new-session", "--die-with-parent", *system_args(rootfs, paths.etc_dir, image),
            "--size", str(GRADER_TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
     for tree in WRITABLE_DIRS:
         cmd += ["--ro-bind", os.path.join(snapshot, tree.lstrip("/")), tree]

@@ -25,34 +25,35 @@ LAB_ETC_FILES = {"passwd": "passwd", "group": "group", "etc-hosts": "hosts",
                  "etc-resolv.conf": "resolv.conf"}
 
 
-def write_identity(lab_dir: str, uid: int, grader: int) -> None:
+def write_identity(etc_dir: str, uid: int, grader: int) -> None:
     """passwd/group (naming the lab user and the grader), hosts and resolv.conf, bound
-    over /etc's."""
+    over /etc's, in ``etc_dir`` (made here, on the lab's disk)."""
     users = (f"root:x:0:0:root:/root:/bin/sh\nlearner:x:{uid}:{uid}:Forge learner:/home:"
              f"/bin/bash\ngrader:x:{grader}:{grader}:Forge grader:/nonexistent:"
              "/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
     groups = f"root:x:0:\nlearner:x:{uid}:\ngrader:x:{grader}:\nnogroup:x:65534:\n"
     files = (("passwd", users), ("group", groups), ("etc-hosts", HOSTS),
              ("etc-resolv.conf", RESOLV_CONF))
+    os.makedirs(etc_dir, mode=0o755, exist_ok=True)
     for name, text in files:
-        with open(os.path.join(lab_dir, name), "w", encoding="utf-8") as fh:
+        with open(os.path.join(etc_dir, name), "w", encoding="utf-8") as fh:
             fh.write(text)
 
 
 @dataclass(frozen=True)
 class HostPaths:
     """Where one host lives on the machine: ``host_dir`` (read-only seeds, init pid, log),
-    ``data_dir`` (its writable trees, on the lab's size-capped disk) and ``lab_dir``
+    ``data_dir`` (its writable trees, on the lab's size-capped disk) and ``etc_dir``
     (the identity files bound over /etc)."""
 
-    lab_dir: str
+    etc_dir: str
     host_dir: str
     data_dir: str
 
 
 def host_paths(names: Names, lab_id: str, host: str) -> HostPaths:
     """Where ``host`` of ``lab_id`` lives under ``names``' state directory."""
-    return HostPaths(names.lab_dir(lab_id), names.host_dir(lab_id, host),
+    return HostPaths(names.etc_dir(lab_id), names.host_dir(lab_id, host),
                      names.data_dir(lab_id, host))
 
 

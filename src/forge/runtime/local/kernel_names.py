@@ -62,13 +62,21 @@ class Names:
         return os.path.join(self.state_dir, self.lab(lab_id))
 
     def host_dir(self, lab_id: str, host: str) -> str:
-        """Per-host state directory (its read-only /opt/forge, init pid and service log)."""
+        """Per-host state directory (its read-only /opt/forge, init pid and service log),
+        on the lab's disk next to the hosts' data dirs (``.hosts`` is no host's name; a
+        tmpfs makes and drops these few inodes for a fraction of the machine file
+        system's CPU, and caps the service log with the lab's disk)."""
         self.host_ns(lab_id, host)
-        return os.path.join(self.lab_dir(lab_id), "hosts", host)
+        return os.path.join(self.data_root(lab_id), ".hosts", host)
 
     def data_root(self, lab_id: str) -> str:
         """Mount point of the lab's disk (a size-capped tmpfs, see ``disk``)."""
         return os.path.join(self.lab_dir(lab_id), "data")
+
+    def etc_dir(self, lab_id: str) -> str:
+        """The lab's identity files bound over /etc (passwd, group, hosts, resolv.conf), on
+        its disk like ``host_dir`` (``.etc`` is no host's name)."""
+        return os.path.join(self.data_root(lab_id), ".etc")
 
     def data_dir(self, lab_id: str, host: str) -> str:
         """A host's writable trees on the lab's disk (home, workspace, srv, tmp, var-tmp)."""

@@ -65,7 +65,6 @@ class LabBuilder:
     def _build(self, plan: LabPlan, roots: dict[str, tuple[str, bool]]) -> None:
         lab_id, spec = plan.lab_id, plan.spec
         ident = self.uids.claim(self.names.lab_dir(lab_id))
-        write_identity(self.names.lab_dir(lab_id), ident.learner, ident.grader)
         write_meta(self.names, lab_id, {
             "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h),
                                     "rootfs": roots[h.spec.name][0],
@@ -74,6 +73,7 @@ class LabBuilder:
             "identity": {"learner": ident.learner, "grader": ident.grader},
         })
         mount_lab_disk(self.names.data_root(lab_id), spec.limits.disk_mb)
+        write_identity(self.names.etc_dir(lab_id), ident.learner, ident.grader)
         self._fault("lab")
         self.cgroups.create((self.names.lab(lab_id),), spec.limits)
         # Hosts get their namespace and start their sandbox while the switch is made;
@@ -148,9 +148,9 @@ class LabBuilder:
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
         self.cgroups.create((stem, name), plan.spec.limits)
-        self.cgroups.create((stem, name, "init"), None)
+        self.cgroups.create_leaf((stem, name, "init"))
         self._fault("host:" + name)
-        pending = spawn_init(host, paths, ns, self.cgroups.procs_files(stem, name, "init"),
+        pending = spawn_init(host, paths, ns, self.cgroups.leaf_procs_files(stem, name, "init"),
                              rootfs, self.die_with_parent, uid, image)
         with self._lock:
             self._procs.setdefault(lab_id, []).append(pending.proc)

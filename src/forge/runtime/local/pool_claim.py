@@ -110,7 +110,7 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
     uid = int(meta["identity"]["learner"])
     for host in plan.hosts:
         name = host.spec.name
-        paths = HostPaths(rt.names.lab_dir(lab_id), rt.names.host_dir(lab_id, name),
+        paths = HostPaths(rt.names.etc_dir(lab_id), rt.names.host_dir(lab_id, name),
                           rt.names.data_dir(lab_id, name))
         seed_host_dir(paths, host, uid)
         recorded = meta["hosts"][name]

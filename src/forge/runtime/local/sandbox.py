@@ -83,7 +83,7 @@ def spawn_init(
             argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image,
                               info_fd=info_w, block_fd=block_r)
             root = merged_root(paths.data_dir) if image else rootfs
-            needed = [os.path.join(paths.lab_dir, "passwd"), root,
+            needed = [os.path.join(paths.etc_dir, "passwd"), root,
                       *(os.path.join(root, d) for d in SYSTEM_DIRS)]
             proc = start_in_lab(
                 netns, os.path.dirname(paths.data_dir), needed,
