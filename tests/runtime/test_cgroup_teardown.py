@@ -188,7 +188,7 @@ def test_destroy_kills_a_process_a_host_agent_moved_out_of_the_pids_tree(
     stem = rt.names.lab(lab)
     try:
         rt.create(simple_lab(lab, Limits(memory_mb=128, cpu=0.5, pids=64)))
-        # Where a host's sandbox sits in the memory and cpu hierarchies (``create_leaf``).
+        # The host's cgroup: where its sandbox sits in the memory hierarchy (``create_leaf``).
         _split(rt.cgroups, (stem, "box"), scratch_pids, sleeper.pid)
         rt.destroy(lab)
         assert sleeper.wait(timeout=30) == -signal.SIGKILL

@@ -1,6 +1,7 @@
 """Per-lab and per-host cgroups with memory, cpu and pids limits (cgroup v1 and v2).
 
-Layout (v2 shown; v1 repeats it under each controller hierarchy):
+Layout (v2 shown; v1 repeats it under each controller hierarchy, but for the one leaf
+noted below):
 ``<root>/<lab cgroup>/<host>/<leaf>`` where the lab and host levels carry limits and the
 leaves hold processes (``init`` for the host's sandbox, one per exec/tty), which also
 satisfies v2's "no processes in inner nodes" rule. Killing every pid listed in a subtree
@@ -12,11 +13,13 @@ move itself, and a subtree is created there first and removed there last. So eve
 process and every directory of a lab's v1 cgroups is found in its pids subtree, with a
 third of the reads of all three hierarchies (the cost of a teardown was mostly these).
 
-A host's sandbox (its ``init`` leaf, which lives as long as the lab) is a leaf in the pids
-hierarchy only (``create_leaf``): in the memory and cpu hierarchies its processes sit in
-the host's cgroup itself, under the same host and lab limits (v1 allows processes in an
-inner node), and a teardown removes that whole subtree as before. That saves a third of a
-lab's v1 cgroup directories (a mkdir and an rmdir each, ~0.1 ms in the cpu hierarchy).
+A host's sandbox (its ``init`` leaf, which lives as long as the lab) has no leaf in the
+memory hierarchy (``create_leaf``): there its processes sit in the host's cgroup itself,
+under the same host and lab limits (v1 allows processes in an inner node, and memory is
+accounted hierarchically), and a teardown removes that whole subtree as before. That saves
+a mkdir and an rmdir per host. The cpu hierarchy keeps the leaf: v1's cpu controller
+weighs each task of an inner node against the child cgroups, so a service with many
+runnable threads in the host's cgroup would starve the grader's, exec and tty leaves.
 Exec and tty leaves stay in every hierarchy: ``seal`` removes them on their own.
 
 That fast path assumes nothing else migrates lab processes. A host root agent may move
@@ -42,6 +45,8 @@ from forge.runtime.base import Limits
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("pids", "memory", "cpu")  # pids first: the one read (module docstring)
+# v1 hierarchies where a host's init leaf is its host cgroup itself (``create_leaf``).
+V1_INNER_ONLY = frozenset({"memory"})
 CPU_PERIOD_US = 100_000
 
 
@@ -105,21 +110,22 @@ class Cgroups:
 
     def create_leaf(self, parts: tuple[str, ...]) -> None:
         """Create the leaf cgroup ``parts`` for processes that end only with the whole of
-        ``parts[:-1]``: in the pids hierarchy only under v1 (module docstring); join it
+        ``parts[:-1]``: under v1 in every hierarchy but memory (module docstring); join it
         through ``leaf_procs_files``."""
         if self.version == 2:
             self.create(parts, None)
-        else:
-            os.mkdir(os.path.join(self.root, V1_CONTROLLERS[0], *parts), 0o755)
+            return
+        for controller in V1_CONTROLLERS:
+            if controller not in V1_INNER_ONLY:
+                os.mkdir(os.path.join(self.root, controller, *parts), 0o755)
 
     def leaf_procs_files(self, *parts: str) -> list[str]:
-        """The ``cgroup.procs`` files to join the leaf ``create_leaf`` made: the pids
-        hierarchy's leaf first, then (v1) the parent's in the other hierarchies."""
+        """The ``cgroup.procs`` files to join the leaf ``create_leaf`` made, the pids
+        hierarchy's first; under v1 the parent's in the memory hierarchy."""
         if self.version == 2:
             return self.procs_files(*parts)
-        return [os.path.join(self.root, V1_CONTROLLERS[0], *parts, "cgroup.procs"),
-                *(os.path.join(self.root, c, *parts[:-1], "cgroup.procs")
-                  for c in V1_CONTROLLERS[1:])]
+        return [os.path.join(self.root, c, *(parts[:-1] if c in V1_INNER_ONLY else parts),
+                             "cgroup.procs") for c in V1_CONTROLLERS]
 
     def _limit(self, parts: tuple[str, ...], limits: Limits) -> None:
         mem = limits.memory_mb * 1024 * 1024

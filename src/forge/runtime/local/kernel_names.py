@@ -58,7 +58,8 @@ class Names:
         return f"{self.prefix}{token}"
 
     def lab_dir(self, lab_id: str) -> str:
-        """Per-lab state directory (host dirs, logs, metadata)."""
+        """Per-lab state directory: its metadata (``meta.json``) and the mount point of
+        its disk (``data_root``), which holds everything else."""
         return os.path.join(self.state_dir, self.lab(lab_id))
 
     def host_dir(self, lab_id: str, host: str) -> str:
