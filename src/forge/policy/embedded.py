@@ -41,7 +41,7 @@ from forge.policy.decision import (
 from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.native_input import native_input
 from forge.policy.projection import project
-from forge.policy.rego_bundle import PolicyBundle, hash_files, shipped_modules_hash
+from forge.policy.rego_bundle import PolicyBundle, hash_files, shipped_decision_hash
 
 Mode = Literal["pool", "lock", "per_call"]
 
@@ -112,9 +112,10 @@ class EmbeddedEngine:
         self.bundle = bundle if isinstance(bundle, PolicyBundle) else PolicyBundle.load(bundle)
         self.mode: Mode = mode
         # Projection (forge.policy.projection) mirrors what the shipped policies read; a
-        # bundle with other decision modules (FORGE_POLICY_DIR) may read any field, so its
-        # gates get the whole input, as a remote OPA does.
-        self.projects = hash_files(self.bundle.modules) == shipped_modules_hash()
+        # bundle with other decision modules or data (FORGE_POLICY_DIR) may read any field,
+        # so its gates get the whole input, as a remote OPA does.
+        self.projects = hash_files(self.bundle.decision_files) == shipped_decision_hash()
+        self._data_json = json.dumps(self.bundle.data, allow_nan=False)
         self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         self._shared: _Slot | None = None
@@ -128,7 +129,13 @@ class EmbeddedEngine:
 
     def _new_interpreter(self, with_tests: bool = False) -> regopy.Interpreter:
         interp = regopy.Interpreter()
-        files = self.bundle.files if with_tests else self.bundle.modules
+        # The tables the rules read, loaded once per interpreter (forge.policy.policy_data).
+        try:
+            interp.add_data_json(self._data_json)
+        except regopy.RegoError as exc:
+            names = ", ".join(f.relpath for f in self.bundle.data_files)
+            raise PolicyError(f"policy data ({names}) is refused by the engine: {exc}") from exc
+        files = self.bundle.modules + (self.bundle.tests if with_tests else ())
         for f in files:
             try:
                 interp.add_module(f.relpath, f.data.decode("utf-8"))
