@@ -40,6 +40,7 @@ from forge.policy.decision import (
 )
 from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.native_input import native_input
+from forge.policy.native_query import query_text
 from forge.policy.projection import project
 from forge.policy.rego_bundle import PolicyBundle, hash_files, shipped_decision_hash
 
@@ -99,10 +100,10 @@ class _Slot:
         else:
             self.interp.set_input(input_term)
         self.input = input_term
-        out = self.interp.query_bundle(bundle)
-        if not out.ok():
-            raise PolicyEvaluationError(f"query failed: {out}")
-        return str(out)
+        ok, text = query_text(self.interp, bundle)
+        if not ok:
+            raise PolicyEvaluationError(f"query failed: {text}")
+        return text
 
 
 class EmbeddedEngine:

@@ -3,8 +3,9 @@
 Hash = sha256 over the bundle's files sorted by relative POSIX path, each framed as
 `path NUL size NUL bytes` so no two different bundles can hash alike. Every `*.rego` file
 (tests included) and every `data.json` (the tables the rules read, forge.policy.policy_data)
-is part of the bundle, so a changed table changes the hash. `forge policy hash` prints it; the orchestrator logs
-it at start and refuses to start when `OPA_POLICY_HASH` is set and differs.
+is part of the bundle, so a changed table changes the hash. `forge policy hash` prints
+it; the orchestrator logs it at start and refuses to start when `OPA_POLICY_HASH` is set
+and differs.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from forge.content import POLICIES, content_path
 from typing import Any
 
+from forge.content import POLICIES, content_path
 from forge.policy.decision import PolicyError, PolicyHashMismatch
 from forge.policy.policy_data import DATA_FILE, check_data_fits, merge_data
 
