@@ -40,7 +40,7 @@ from forge.policy.decision import (
 )
 from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.native_input import native_input
-from forge.policy.native_query import query_text
+from forge.policy.native_query import entrypoint_text, query_text
 from forge.policy.projection import project
 from forge.policy.rego_bundle import PolicyBundle, hash_files, shipped_decision_hash
 
@@ -86,21 +86,39 @@ class _Slot:
         self.bundles: dict[str, regopy.Bundle] = {}
         self.input: EngineInput | None = None  # kept alive while the interpreter holds it
 
-    def run(self, query: str, input_term: EngineInput) -> str:
-        bundle = self.bundles.get(query)
+    def _bundle(self, key: str, query: str | None, entrypoint: str | None) -> regopy.Bundle:
+        bundle = self.bundles.get(key)
         if bundle is None:
-            bundle = self.interp.build(query)
+            bundle = self.interp.build(query, [entrypoint] if entrypoint else [])
             if not bundle.ok():
                 raise PolicyEvaluationError("query does not compile")
             if len(self.bundles) >= _MAX_CACHED_QUERIES:
                 self.bundles.pop(next(iter(self.bundles)))
-            self.bundles[query] = bundle
+            self.bundles[key] = bundle
+        return bundle
+
+    def _set_input(self, input_term: EngineInput) -> None:
         if isinstance(input_term, str):
             self.interp.set_input_term(input_term)
         else:
             self.interp.set_input(input_term)
         self.input = input_term
+
+    def run(self, query: str, input_term: EngineInput) -> str:
+        bundle = self._bundle(query, query, None)
+        self._set_input(input_term)
         ok, text = query_text(self.interp, bundle)
+        if not ok:
+            raise PolicyEvaluationError(f"query failed: {text}")
+        return text
+
+    def run_entrypoint(self, path: str, input_term: EngineInput) -> str:
+        """The output text of the rule at dotted `path` (`{"expressions":[value]}` or
+        `undefined`), compiled as an entrypoint."""
+        entrypoint = path.replace(".", "/")
+        bundle = self._bundle("entrypoint " + entrypoint, None, entrypoint)
+        self._set_input(input_term)
+        ok, text = entrypoint_text(self.interp, bundle, entrypoint.encode())
         if not ok:
             raise PolicyEvaluationError(f"query failed: {text}")
         return text
@@ -236,7 +254,19 @@ class EmbeddedEngine:
         """`decide_gates` over an input already checked (check_input)."""
         path = entry_path(entry)
         doc = project(entry, input) if self.projects else input
-        return gate_decisions(entry, self._evaluate(path, engine_input(doc)), self.policy_hash)
+        term = engine_input(doc)
+        with self._slot() as slot:
+            try:
+                text = slot.run_entrypoint(path, term)
+            except (regopy.RegoError, ValueError) as exc:
+                raise PolicyEvaluationError(f"query failed: {exc}") from exc
+        value = None
+        if text.strip() != "undefined":
+            values = parse_output(text).get("expressions")
+            if not isinstance(values, list) or len(values) != 1:
+                raise PolicyEvaluationError(f"unexpected value shape for data.{path}")
+            value = values[0]
+        return gate_decisions(entry, value, self.policy_hash)
 
     def probe(self) -> None:
         """The embedded engine is always reachable once constructed."""
