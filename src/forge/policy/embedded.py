@@ -6,7 +6,9 @@ treats anything but `allow == true` as deny.
 
 rego-cpp recompiles every module on each `Interpreter.query` (~20-30 ms for our gates), so
 each distinct query is compiled once into a regopy Bundle and then run with
-`query_bundle` (~0.3-0.4 ms for a gates entry). The input goes in as a regopy.Input
+`query_bundle` (a gates entry as a compiled entrypoint, read through
+forge.policy.native_query). The tables the rules read are the bundle's data document,
+loaded once per interpreter (forge.policy.policy_data). The input goes in as a regopy.Input
 built from the Python value (forge.policy.native_input: no JSON text for the engine to
 parse, which was most of a query's fixed cost), and with the shipped policies
 `decide_gates` hands each entry only the fields its rules read (forge.policy.projection).
