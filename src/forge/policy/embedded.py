@@ -6,7 +6,9 @@ treats anything but `allow == true` as deny.
 
 rego-cpp recompiles every module on each `Interpreter.query` (~20-30 ms for our gates), so
 each distinct query is compiled once into a regopy Bundle and then run with
-`query_bundle` (~0.3-0.4 ms for a gates entry). The input goes in as a regopy.Input
+`query_bundle` (a gates entry as a compiled entrypoint, read through
+forge.policy.native_query). The tables the rules read are the bundle's data document,
+loaded once per interpreter (forge.policy.policy_data). The input goes in as a regopy.Input
 built from the Python value (forge.policy.native_input: no JSON text for the engine to
 parse, which was most of a query's fixed cost), and with the shipped policies
 `decide_gates` hands each entry only the fields its rules read (forge.policy.projection).
@@ -40,8 +42,9 @@ from forge.policy.decision import (
 )
 from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.native_input import native_input
+from forge.policy.native_query import entrypoint_text, query_text
 from forge.policy.projection import project
-from forge.policy.rego_bundle import PolicyBundle, hash_files, shipped_modules_hash
+from forge.policy.rego_bundle import PolicyBundle, hash_files, shipped_decision_hash
 
 Mode = Literal["pool", "lock", "per_call"]
 
@@ -85,24 +88,42 @@ class _Slot:
         self.bundles: dict[str, regopy.Bundle] = {}
         self.input: EngineInput | None = None  # kept alive while the interpreter holds it
 
-    def run(self, query: str, input_term: EngineInput) -> str:
-        bundle = self.bundles.get(query)
+    def _bundle(self, key: str, query: str | None, entrypoint: str | None) -> regopy.Bundle:
+        bundle = self.bundles.get(key)
         if bundle is None:
-            bundle = self.interp.build(query)
+            bundle = self.interp.build(query, [entrypoint] if entrypoint else [])
             if not bundle.ok():
                 raise PolicyEvaluationError("query does not compile")
             if len(self.bundles) >= _MAX_CACHED_QUERIES:
                 self.bundles.pop(next(iter(self.bundles)))
-            self.bundles[query] = bundle
+            self.bundles[key] = bundle
+        return bundle
+
+    def _set_input(self, input_term: EngineInput) -> None:
         if isinstance(input_term, str):
             self.interp.set_input_term(input_term)
         else:
             self.interp.set_input(input_term)
         self.input = input_term
-        out = self.interp.query_bundle(bundle)
-        if not out.ok():
-            raise PolicyEvaluationError(f"query failed: {out}")
-        return str(out)
+
+    def run(self, query: str, input_term: EngineInput) -> str:
+        bundle = self._bundle(query, query, None)
+        self._set_input(input_term)
+        ok, text = query_text(self.interp, bundle)
+        if not ok:
+            raise PolicyEvaluationError(f"query failed: {text}")
+        return text
+
+    def run_entrypoint(self, path: str, input_term: EngineInput) -> str:
+        """The output text of the rule at dotted `path` (`{"expressions":[value]}` or
+        `undefined`), compiled as an entrypoint."""
+        entrypoint = path.replace(".", "/")
+        bundle = self._bundle("entrypoint " + entrypoint, None, entrypoint)
+        self._set_input(input_term)
+        ok, text = entrypoint_text(self.interp, bundle, entrypoint.encode())
+        if not ok:
+            raise PolicyEvaluationError(f"query failed: {text}")
+        return text
 
 
 class EmbeddedEngine:
@@ -112,9 +133,10 @@ class EmbeddedEngine:
         self.bundle = bundle if isinstance(bundle, PolicyBundle) else PolicyBundle.load(bundle)
         self.mode: Mode = mode
         # Projection (forge.policy.projection) mirrors what the shipped policies read; a
-        # bundle with other decision modules (FORGE_POLICY_DIR) may read any field, so its
-        # gates get the whole input, as a remote OPA does.
-        self.projects = hash_files(self.bundle.modules) == shipped_modules_hash()
+        # bundle with other decision modules or data (FORGE_POLICY_DIR) may read any field,
+        # so its gates get the whole input, as a remote OPA does.
+        self.projects = hash_files(self.bundle.decision_files) == shipped_decision_hash()
+        self._data_json = json.dumps(self.bundle.data, allow_nan=False)
         self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         self._shared: _Slot | None = None
@@ -128,7 +150,13 @@ class EmbeddedEngine:
 
     def _new_interpreter(self, with_tests: bool = False) -> regopy.Interpreter:
         interp = regopy.Interpreter()
-        files = self.bundle.files if with_tests else self.bundle.modules
+        # The tables the rules read, loaded once per interpreter (forge.policy.policy_data).
+        try:
+            interp.add_data_json(self._data_json)
+        except regopy.RegoError as exc:
+            names = ", ".join(f.relpath for f in self.bundle.data_files)
+            raise PolicyError(f"policy data ({names}) is refused by the engine: {exc}") from exc
+        files = self.bundle.modules + (self.bundle.tests if with_tests else ())
         for f in files:
             try:
                 interp.add_module(f.relpath, f.data.decode("utf-8"))
@@ -228,7 +256,19 @@ class EmbeddedEngine:
         """`decide_gates` over an input already checked (check_input)."""
         path = entry_path(entry)
         doc = project(entry, input) if self.projects else input
-        return gate_decisions(entry, self._evaluate(path, engine_input(doc)), self.policy_hash)
+        term = engine_input(doc)
+        with self._slot() as slot:
+            try:
+                text = slot.run_entrypoint(path, term)
+            except (regopy.RegoError, ValueError) as exc:
+                raise PolicyEvaluationError(f"query failed: {exc}") from exc
+        value = None
+        if text.strip() != "undefined":
+            values = parse_output(text).get("expressions")
+            if not isinstance(values, list) or len(values) != 1:
+                raise PolicyEvaluationError(f"unexpected value shape for data.{path}")
+            value = values[0]
+        return gate_decisions(entry, value, self.policy_hash)
 
     def probe(self) -> None:
         """The embedded engine is always reachable once constructed."""

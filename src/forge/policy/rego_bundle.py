@@ -2,8 +2,10 @@
 
 Hash = sha256 over the bundle's files sorted by relative POSIX path, each framed as
 `path NUL size NUL bytes` so no two different bundles can hash alike. Every `*.rego` file
-(tests included) is part of the bundle. `forge policy hash` prints it; the orchestrator logs
-it at start and refuses to start when `OPA_POLICY_HASH` is set and differs.
+(tests included) and every `data.json` (the tables the rules read, forge.policy.policy_data)
+is part of the bundle, so a changed table changes the hash. `forge policy hash` prints
+it; the orchestrator logs it at start and refuses to start when `OPA_POLICY_HASH` is set
+and differs.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from forge.content import POLICIES, content_path
 from forge.policy.decision import PolicyError, PolicyHashMismatch
+from forge.policy.policy_data import DATA_FILE, check_data_fits, merge_data
 
 TEST_SUFFIX = "_test.rego"
+# Data files OPA would load but this engine does not read: refused, not silently skipped.
+_UNREAD_DATA = ("data.yaml", "data.yml")
 
 
 def default_policy_dir() -> Path:
@@ -29,7 +35,8 @@ def default_policy_dir() -> Path:
 
 @dataclass(frozen=True)
 class PolicyFile:
-    """One Rego module: its path relative to the bundle root and its bytes."""
+    """One bundle file (a Rego module or a data file): its path relative to the bundle root
+    and its bytes."""
 
     relpath: str
     data: bytes
@@ -39,6 +46,11 @@ class PolicyFile:
         """Rego unit tests (`*_test.rego`) are hashed but never loaded for decisions."""
         return self.relpath.endswith(TEST_SUFFIX)
 
+    @property
+    def is_data(self) -> bool:
+        """A data document (`data.json`), loaded into every interpreter."""
+        return self.relpath.rsplit("/", 1)[-1] == DATA_FILE
+
 
 @dataclass(frozen=True)
 class PolicyBundle:
@@ -47,27 +59,54 @@ class PolicyBundle:
     root: Path
     files: tuple[PolicyFile, ...]
     hash: str
+    # The merged data document of the data files (checked at load), read by the rules.
+    data: dict[str, Any]
 
     @classmethod
     def load(cls, root: Path | None = None) -> PolicyBundle:
-        """Read every `*.rego` under `root` (recursively, symlinks refused)."""
+        """Read every `*.rego` and `data.json` under `root` (recursively, symlinks refused);
+        PolicyError naming the file when a data file is malformed or a table is missing."""
         base = root if root is not None else default_policy_dir()
         if not base.is_dir():
             raise PolicyError(f"policy directory not found: {base}")
         files: list[PolicyFile] = []
-        for path in sorted(base.rglob("*.rego")):
+        paths = [*base.rglob("*.rego"), *base.rglob(DATA_FILE)]
+        for name in _UNREAD_DATA:
+            for path in base.rglob(name):
+                raise PolicyError(f"policy data must be JSON ({DATA_FILE}), refused: {path}")
+        for path in sorted(paths):
             if path.is_symlink():
                 raise PolicyError(f"policy file is a symlink (refused): {path}")
             if path.is_file():
                 files.append(PolicyFile(path.relative_to(base).as_posix(), path.read_bytes()))
         files.sort(key=lambda f: f.relpath.encode())
-        if not any(not f.is_test for f in files):
+        if not any(not f.is_test and not f.is_data for f in files):
             raise PolicyError(f"no policy modules (*.rego) in {base}")
-        return cls(base, tuple(files), hash_files(files))
+        data_files = [f for f in files if f.is_data]
+        data = merge_data((f.relpath, f.data) for f in data_files)
+        sources = []
+        for f in files:
+            if not f.is_data:
+                try:
+                    sources.append((f.relpath, f.data.decode("utf-8")))
+                except UnicodeDecodeError as exc:
+                    raise PolicyError(f"policy module {f.relpath} is not UTF-8") from exc
+        check_data_fits(sources, data, [f.relpath for f in data_files])
+        return cls(base, tuple(files), hash_files(files), data)
 
     @property
     def modules(self) -> tuple[PolicyFile, ...]:
-        """Decision modules (tests excluded)."""
+        """Decision modules (tests and data files excluded)."""
+        return tuple(f for f in self.files if not f.is_test and not f.is_data)
+
+    @property
+    def data_files(self) -> tuple[PolicyFile, ...]:
+        """The data files (`data.json`), merged into `data`."""
+        return tuple(f for f in self.files if f.is_data)
+
+    @property
+    def decision_files(self) -> tuple[PolicyFile, ...]:
+        """What a decision depends on: the modules and the data files."""
         return tuple(f for f in self.files if not f.is_test)
 
     @property
@@ -77,9 +116,10 @@ class PolicyBundle:
 
 
 @functools.cache
-def shipped_modules_hash() -> str:
-    """Hash of the decision modules shipped in the package (whatever FORGE_POLICY_DIR says)."""
-    return hash_files(PolicyBundle.load(content_path(POLICIES)).modules)
+def shipped_decision_hash() -> str:
+    """Hash of the decision modules and data shipped in the package (whatever
+    FORGE_POLICY_DIR says)."""
+    return hash_files(PolicyBundle.load(content_path(POLICIES)).decision_files)
 
 
 def hash_files(files: list[PolicyFile] | tuple[PolicyFile, ...]) -> str:

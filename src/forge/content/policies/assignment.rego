@@ -57,15 +57,15 @@ window_ok(a) if {
 }
 
 
-actions := {"spawn", "reveal_hint"}
-
 action_of(doc) := object.get(doc, "action", "spawn")
 
 refusals(doc) := window_reasons(doc) if action_of(doc) == "spawn"
 
 refusals(doc) := hint_reasons(doc) if action_of(doc) == "reveal_hint"
 
-refusals(doc) := {"action must be spawn or reveal_hint"} if not actions[action_of(doc)]
+# The actions (data.forge.tables.assignment.actions, an object whose values are true) and
+# the number fields are data, in data.json, loaded once rather than built on each query.
+refusals(doc) := {"action must be spawn or reveal_hint"} if not data.forge.tables.assignment.actions[action_of(doc)]
 
 text(x) := x if is_string(x)
 
@@ -80,8 +80,6 @@ count_ok(n) if {
 }
 
 assignment_of(doc) := object.get(doc, "assignment", null)
-
-number_fields := [["now_s"], ["opens_at_s"], ["closes_at_s"], ["attempts", "allowed"], ["attempts", "used"]]
 
 # The window's reasons, each part computed once: a malformed assignment gives only its
 # malformed fields; a well-formed one is judged on its window and attempts.
@@ -100,7 +98,7 @@ window_reasons_of(a) := bad | timing_reasons(a, count(bad) == 0) if {
 }
 
 malformed(a) := {m |
-	some field in number_fields
+	some field in data.forge.tables.assignment.number_fields
 	not count_ok(object.get(a, field, null))
 	m := concat("", ["assignment.", concat(".", field), " must be a non-negative number"])
 }

@@ -10,42 +10,11 @@ package forge.capabilities
 
 import rego.v1
 
-# track -> tier -> capabilities a host may keep. Absent entries allow none.
-# One rule per track, and `track_table` to pick one: rego-cpp builds a constant object on
-# each query it is read in, so the positive check reads only its track's; `table` gathers
-# them for the reasons.
-netplus_caps := {
-	"foundation": set(),
-	"intermediate": {"NET_RAW"},
-	"advanced": {"NET_ADMIN", "NET_RAW"},
-}
-
-ccna_caps := {
-	"foundation": set(),
-	"intermediate": {"NET_ADMIN", "NET_RAW"},
-	"advanced": {"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"},
-}
-
-cissp_caps := {
-	"foundation": set(),
-	"intermediate": {"NET_RAW"},
-	"advanced": {"NET_RAW", "SYS_PTRACE"},
-}
-
-table := {"netplus": netplus_caps, "ccna": ccna_caps, "cissp": cissp_caps}
-
-track_table("netplus") := netplus_caps
-
-track_table("ccna") := ccna_caps
-
-track_table("cissp") := cissp_caps
-
-privileged := {
-	"SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "DAC_READ_SEARCH", "DAC_OVERRIDE", "SYS_RAWIO",
-	"BPF", "PERFMON", "SYS_BOOT", "SYS_TIME", "MAC_ADMIN", "MAC_OVERRIDE", "SETFCAP",
-	"SETPCAP", "LINUX_IMMUTABLE", "SYS_RESOURCE", "CHECKPOINT_RESTORE", "SYSLOG", "MKNOD",
-	"AUDIT_CONTROL",
-}
+# The tables are data, in data.json (rego-cpp builds a constant object again on every
+# query that reads it; a data document is loaded once): data.forge.tables.capabilities
+# .allowed is track -> tier -> capabilities a host may keep (absent entries allow none),
+# .privileged the capabilities named as privileged in a reason. Sets are objects whose
+# values are true.
 
 default allow := false
 
@@ -76,10 +45,10 @@ containers_of(doc) := object.get(doc, ["template", "containers"], null)
 scope(doc) := concat("", [show(track_of(doc)), "/", show(tier_of(doc))])
 
 # Allowed capabilities for the template's track/tier (undefined when no table entry).
-allowed_caps(doc) := caps if {
+allowed_caps(doc) := {cap | caps[cap]} if {
 	track := track_of(doc)
 	tier := tier_of(doc)
-	caps := table[track][tier]
+	caps := data.forge.tables.capabilities.allowed[track][tier]
 }
 
 allowed_list(doc) := concat(", ", sort(allowed_caps(doc))) if count(allowed_caps(doc)) > 0
@@ -112,7 +81,7 @@ requested(doc) := {[c.name, cap] |
 # (tests/policy/test_corpus.py checks it on every recorded and generated document).
 passes(doc) if {
 	t := doc.template
-	ok := track_table(t.track)[t.tier]
+	ok := data.forge.tables.capabilities.allowed[t.track][t.tier]
 	cs := t.containers
 	is_array(cs)
 	every c in cs {
@@ -136,12 +105,12 @@ reasons(doc) := {"template.containers must be a list of {name, capabilities: [..
 } | {m |
 	some pair in requested(doc)
 	cap := pair[1]
-	privileged[cap]
+	data.forge.tables.capabilities.privileged[cap]
 	not cap_allowed(doc, cap)
 	m := concat("", ["container \"", pair[0], "\" requests privileged capability ", show(pair[1]), ", not allowed for ", scope(doc)])
 } | {m |
 	some pair in requested(doc)
-	not privileged[pair[1]]
+	not data.forge.tables.capabilities.privileged[pair[1]]
 	ok := allowed_caps(doc)
 	not ok[pair[1]]
 	m := concat("", ["container \"", pair[0], "\" requests capability ", show(pair[1]), ", not allowed for ", scope(doc), " (allowed: ", allowed_list(doc), ")"])

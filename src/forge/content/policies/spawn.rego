@@ -21,11 +21,10 @@ import rego.v1
 
 import data.forge.assignment
 
-known_tracks := {"netplus", "ccna", "cissp"}
-
-request_id_pattern := `^[A-Za-z0-9._-]{8,64}$`
-
-quota_fields := [["concurrent", "limit"], ["concurrent", "used"], ["rate", "limit_per_minute"], ["rate", "used"]]
+# The tables are data, in data.json (rego-cpp builds a constant object again on every
+# query that reads it; a data document is loaded once): the known tracks at
+# data.forge.tables.tracks (an object whose values are true), the characters a request id
+# may hold and the quota fields at data.forge.tables.spawn.
 
 default allow := false
 
@@ -87,13 +86,20 @@ non_empty_string(s) if {
 
 known_track(doc) if {
 	t := track_of(doc)
-	known_tracks[t]
+	data.forge.tables.tracks[t]
 }
 
-valid_request_id(doc) if {
-	rid := object.get(doc, ["request", "request_id"], null)
+valid_request_id(doc) if request_id_ok(object.get(doc, ["request", "request_id"], null))
+
+# 8-64 characters, each one of request_id_chars: what `^[A-Za-z0-9._-]{8,64}$` matches,
+# without a regex (trim drops every allowed character, so only an id made of them alone
+# trims to ""; the length is then counted in ASCII characters).
+request_id_ok(rid) if {
 	is_string(rid)
-	regex.match(request_id_pattern, rid)
+	trim(rid, data.forge.tables.spawn.request_id_chars) == ""
+	n := count(rid)
+	n >= 8
+	n <= 64
 }
 
 track_in_plan(doc) if {
@@ -113,11 +119,9 @@ number_ok(n) if {
 # checks, never the reasons. Every reason contradicts one of them, so an allowed document
 # has none (tests/policy/test_corpus.py checks it on every recorded and generated document).
 admissible(doc) if {
-	rid := doc.request.request_id
-	is_string(rid)
-	regex.match(request_id_pattern, rid)
+	request_id_ok(doc.request.request_id)
 	track := doc.request.track
-	known_tracks[track]
+	data.forge.tables.tracks[track]
 	tracks := doc.plan.tracks
 	is_array(tracks)
 	track in tracks
@@ -146,7 +150,7 @@ request_reasons(doc) := {"request.request_id must be 8-64 characters of [A-Za-z0
 	not valid_request_id(doc)
 } | {m |
 	not known_track(doc)
-	m := concat("", ["unknown track ", quoted(track_of(doc)), " (known: ", concat(", ", sort(known_tracks)), ")"])
+	m := concat("", ["unknown track ", quoted(track_of(doc)), " (known: ", concat(", ", sort({t | data.forge.tables.tracks[t]})), ")"])
 } | {m |
 	known_track(doc)
 	not track_in_plan(doc)
@@ -168,7 +172,7 @@ quota_doc(doc) := q if {
 quota_doc(doc) := {} if not is_object(object.get(doc, "quota", {}))
 
 quota_reasons_of(q) := {m |
-	some field in quota_fields
+	some field in data.forge.tables.spawn.quota_fields
 	not number_ok(object.get(q, field, null))
 	m := concat("", ["quota.", field[0], ".", field[1], " must be a non-negative number"])
 } | {m |
@@ -182,7 +186,7 @@ quota_reasons_of(q) := {m |
 }
 
 quota_numbers_ok_of(q) if {
-	every field in quota_fields {
+	every field in data.forge.tables.spawn.quota_fields {
 		number_ok(object.get(q, field, null))
 	}
 }

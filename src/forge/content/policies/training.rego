@@ -19,36 +19,11 @@ package forge.training
 
 import rego.v1
 
-known_tracks := {"netplus", "ccna", "cissp"}
-
-# Per-plan ceilings; plan names are matched case-insensitively. One rule per plan, and
-# `ceiling` to pick one: rego-cpp builds a constant object on each query it is read in, so
-# a check reads only its plan's (0.015 ms) instead of all four (0.08 ms); `plans` gathers
-# them for the reasons.
-plan_free := {"tiers": {"foundation"}, "max_exploits": 5, "cpu": 1, "memory_mb": 1024, "pids": 256, "timeout_minutes": 60}
-
-plan_pro := {"tiers": {"foundation", "intermediate"}, "max_exploits": 10, "cpu": 2, "memory_mb": 2048, "pids": 512, "timeout_minutes": 120}
-
-plan_team := {"tiers": {"foundation", "intermediate", "advanced"}, "max_exploits": 25, "cpu": 2, "memory_mb": 4096, "pids": 1024, "timeout_minutes": 240}
-
-plan_enterprise := {"tiers": {"foundation", "intermediate", "advanced"}, "max_exploits": 100, "cpu": 4, "memory_mb": 8192, "pids": 4096, "timeout_minutes": 480}
-
-plans := {"FREE": plan_free, "PRO": plan_pro, "TEAM": plan_team, "ENTERPRISE": plan_enterprise}
-
-ceiling("FREE") := plan_free
-
-ceiling("PRO") := plan_pro
-
-ceiling("TEAM") := plan_team
-
-ceiling("ENTERPRISE") := plan_enterprise
-
-tier_max_exploits := {"foundation": 5, "intermediate": 20, "advanced": 100}
-
-# Egress allowlist profiles an operator has reviewed.
-approved_profiles := {"package-mirrors"}
-
-limit_keys := ["cpu", "memory_mb", "pids", "timeout_minutes"]
+# The tables (tracks, per-plan ceilings, per-tier exploit limits, approved egress
+# profiles, the limits every plan caps) are data, in data.json at
+# data.forge.tables.training (and data.forge.tables.tracks): rego-cpp builds a constant
+# object again on every query that reads it, a data document is loaded once. Plan names
+# are matched case-insensitively (upper-cased). Sets are objects whose values are true.
 
 default allow := false
 
@@ -69,6 +44,9 @@ quoted(x) := concat("", ["\"", show(x), "\""])
 
 listing(s) := concat(", ", sort(s))
 
+# The members of a table set (an object whose values are true).
+keys(set_table) := {k | set_table[k]}
+
 # The fields the gate reads, with null for anything missing, and the plan they name
 # (`p`: its ceilings, or null for an unknown plan), built once per document.
 view(doc) := {
@@ -85,7 +63,7 @@ view(doc) := {
 	"p": plan_entry(object.get(doc, ["plan", "name"], null)),
 }
 
-plan_entry(x) := object.get(plans, upper(x), null) if is_string(x)
+plan_entry(x) := object.get(data.forge.tables.training.plans, upper(x), null) if is_string(x)
 
 plan_entry(x) := null if not is_string(x)
 
@@ -98,14 +76,14 @@ plan_entry(x) := null if not is_string(x)
 passes(doc) if {
 	t := doc.template
 	track := t.track
-	known_tracks[track]
+	data.forge.tables.tracks[track]
 	doc.request.track == track
 	name := t.name
 	is_string(name)
 	doc.request.template == name
 	plan := doc.plan.name
 	is_string(plan)
-	p := ceiling(upper(plan))
+	p := data.forge.tables.training.plans[upper(plan)]
 	tracks := doc.plan.tracks
 	is_array(tracks)
 	track in tracks
@@ -116,9 +94,9 @@ passes(doc) if {
 	n := limits.attacker_max_exploits
 	is_number(n)
 	n >= 0
-	n <= tier_max_exploits[tier]
+	n <= data.forge.tables.training.tier_max_exploits[tier]
 	n <= p.max_exploits
-	every key in limit_keys {
+	every key in data.forge.tables.training.limit_keys {
 		x := limits[key]
 		is_number(x)
 		x > 0
@@ -130,7 +108,7 @@ egress_ok(net) if net.egress == "deny"
 
 egress_ok(net) if {
 	net.egress == "allowlist"
-	approved_profiles[net.allowlist_profile]
+	data.forge.tables.training.approved_profiles[net.allowlist_profile]
 }
 
 # For the unit tests: the same answers as `allow` and `deny_reasons` for a document.
@@ -140,10 +118,10 @@ reasons(doc) := reasons_of(view(doc))
 
 # One function over the view (a call with the view costs as much as a check).
 reasons_of(v) := {m |
-	not known_tracks[v.track]
-	m := concat("", ["unknown track ", quoted(v.track), " (known: ", listing(known_tracks), ")"])
+	not data.forge.tables.tracks[v.track]
+	m := concat("", ["unknown track ", quoted(v.track), " (known: ", listing(keys(data.forge.tables.tracks)), ")"])
 } | {m |
-	known_tracks[v.track]
+	data.forge.tables.tracks[v.track]
 	v.req_track != v.track
 	m := concat("", ["template ", quoted(v.name), " is for track ", quoted(v.track), ", but track ", quoted(v.req_track), " was requested"])
 } | {m |
@@ -154,39 +132,39 @@ reasons_of(v) := {m |
 	m := concat("", ["unknown plan ", quoted(v.plan)])
 } | {m |
 	v.p != null
-	known_tracks[v.track]
+	data.forge.tables.tracks[v.track]
 	not v.track in v.plan_tracks
 	m := concat("", ["plan ", upper(v.plan), " does not include track ", quoted(v.track)])
 } | {m |
-	not tier_max_exploits[v.tier]
-	m := concat("", ["unknown tier ", quoted(v.tier), " (known: ", listing({t | tier_max_exploits[t]}), ")"])
+	not data.forge.tables.training.tier_max_exploits[v.tier]
+	m := concat("", ["unknown tier ", quoted(v.tier), " (known: ", listing({t | data.forge.tables.training.tier_max_exploits[t]}), ")"])
 } | {m |
 	v.p != null
-	tier_max_exploits[v.tier]
+	data.forge.tables.training.tier_max_exploits[v.tier]
 	not v.p.tiers[v.tier]
-	m := concat("", ["tier ", quoted(v.tier), " is not allowed on plan ", upper(v.plan), " (allowed: ", listing(v.p.tiers), ")"])
+	m := concat("", ["tier ", quoted(v.tier), " is not allowed on plan ", upper(v.plan), " (allowed: ", listing(keys(v.p.tiers)), ")"])
 } | {m |
 	not v.egress in {"deny", "allowlist"}
 	m := concat("", ["egress must be \"deny\" or \"allowlist\", got ", quoted(v.egress)])
 } | {m |
 	v.egress == "allowlist"
-	not approved_profiles[v.profile]
-	m := concat("", ["egress allowlist profile ", quoted(v.profile), " is not approved (approved: ", listing(approved_profiles), ")"])
+	not data.forge.tables.training.approved_profiles[v.profile]
+	m := concat("", ["egress allowlist profile ", quoted(v.profile), " is not approved (approved: ", listing(keys(data.forge.tables.training.approved_profiles)), ")"])
 } | {m |
-	some key in array.concat(limit_keys, ["attacker_max_exploits"])
+	some key in array.concat(data.forge.tables.training.limit_keys, ["attacker_max_exploits"])
 	not is_number(v.limits[key])
 	m := concat("", ["limits.", key, " is missing or not a number"])
 } | {m |
 	v.p != null
-	some key in limit_keys
+	some key in data.forge.tables.training.limit_keys
 	is_number(v.limits[key])
 	v.limits[key] > v.p[key]
 	m := concat("", ["limits.", key, " ", show(v.limits[key]), " exceeds the ", upper(v.plan), " plan cap of ", show(v.p[key])])
 } | {m |
 	n := v.limits.attacker_max_exploits
 	is_number(n)
-	n > tier_max_exploits[v.tier]
-	m := concat("", ["limits.attacker_max_exploits ", show(n), " exceeds the ", v.tier, " tier limit of ", show(tier_max_exploits[v.tier])])
+	n > data.forge.tables.training.tier_max_exploits[v.tier]
+	m := concat("", ["limits.attacker_max_exploits ", show(n), " exceeds the ", v.tier, " tier limit of ", show(data.forge.tables.training.tier_max_exploits[v.tier])])
 } | {m |
 	n := v.limits.attacker_max_exploits
 	v.p != null
