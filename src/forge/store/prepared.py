@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Dialect, Insert, Update
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -95,7 +95,7 @@ class Prepared:
         return _Form(compiled.string, names, processors, fixed, compiled.positional)
 
     def execute(self, conn: Connection, params: Mapping[str, Any]
-                ) -> CursorResult[Unpack[tuple[Any, ...]]]:
+                ) -> CursorResult[*tuple[Any, ...]]:
         """Run once with `params` (keyed by bind name, as for `Connection.execute`)."""
         form = self._form(conn.dialect)
         return conn.exec_driver_sql(form.sql, form.params(params))
