@@ -22,7 +22,13 @@ class BenchConnection:
         self._writer: asyncio.StreamWriter | None = None
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None or self._writer.is_closing():
+        # A connection the server closed while it sat idle (uvicorn's keep-alive timeout,
+        # 5 s) has its end of stream already: open a new one rather than send into it and
+        # count a request the server never saw as failed.
+        if (self._reader is None or self._writer is None or self._writer.is_closing()
+                or self._reader.at_eof()):
+            if self._writer is not None:
+                self._writer.close()
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         return self._reader, self._writer
 

@@ -11,18 +11,19 @@ from sqlalchemy import Table, bindparam, or_, select
 from forge.identity.names import valid_id
 from forge.store.db import Database
 from forge.store.models import Entitlement as GrantRow
+from forge.store.prepared import Prepared
 from forge.store.row_locks import lock_name
 
 TENANT_WIDE = "*"
 _GRANTS: Table = GrantRow.__table__  # type: ignore[assignment]
 # Two plain parameters, not an expanding IN (re-rendered on every execution): every spawn
-# and every authenticated page asks this.
-_LOOKUP = select(_GRANTS.c.subject, _GRANTS.c.plan).where(
+# and every authenticated page asks this, through the driver (forge.store.prepared).
+_LOOKUP = Prepared(select(_GRANTS.c.subject, _GRANTS.c.plan).where(
     _GRANTS.c.tenant_id == bindparam("tenant"),
     or_(_GRANTS.c.subject == bindparam("subject"), _GRANTS.c.subject == TENANT_WIDE),
     _GRANTS.c.revoked_at.is_(None),
     or_(_GRANTS.c.expires_at.is_(None), _GRANTS.c.expires_at > bindparam("now")),
-)
+))
 
 
 def grant(
@@ -76,8 +77,8 @@ def list_grants(db: Database, tenant_id: str | None = None) -> list[GrantRow]:
 def lookup_grant(db: Database, tenant_id: str, subject: str, now: datetime) -> str | None:
     """The plan granted to this subject, else to the whole tenant, else None."""
     with db.read() as sess:
-        rows = sess.connection().execute(
-            _LOOKUP, {"tenant": tenant_id, "subject": subject, "now": now}
+        rows = _LOOKUP.execute(
+            sess.connection(), {"tenant": tenant_id, "subject": subject, "now": now}
         ).all()
         by_subject = {r.subject: r.plan for r in rows}
     return by_subject.get(subject) or by_subject.get(TENANT_WIDE)

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from forge.plans import Plan
 from forge.store.db import Database
 from forge.store.models import QuotaSlot, RateCounter, Scenario
+from forge.store.prepared import Prepared
 from forge.store.row_locks import lock_name
 from forge.store.timestamps import aware
 
@@ -37,12 +38,12 @@ SLOTS: Table = QuotaSlot.__table__  # type: ignore[assignment]
 SCENARIOS: Table = Scenario.__table__  # type: ignore[assignment]
 RATES: Table = RateCounter.__table__  # type: ignore[assignment]
 WINDOW_S = 60
-# Prebuilt statements: compiled once, executed with parameters on every spawn.
-_LIVE_SLOTS = select(
+# Prebuilt statements: compiled once per dialect, run through the driver on every spawn.
+_LIVE_SLOTS = Prepared(select(
     func.count(),
     func.coalesce(func.sum(case((SLOTS.c.subject == bindparam("subject"), 1), else_=0)), 0),
 ).where(SLOTS.c.tenant_id == bindparam("tenant"), SLOTS.c.released_at.is_(None),
-        SLOTS.c.expires_at > bindparam("now"))
+        SLOTS.c.expires_at > bindparam("now")))
 
 
 # Both rate windows (tenant, subject) counted in one upsert that returns the new counts: a
@@ -50,12 +51,12 @@ _LIVE_SLOTS = select(
 # same SQL serves SQLite and PostgreSQL and, unlike the dialects' upsert constructs, is
 # compiled once (those carry no cache key: compiled on every spawn, slower than the three
 # statements this replaces).
-_COUNT_SPAWN = text(
+_COUNT_SPAWN = Prepared(text(
     "INSERT INTO rate_counters (scope, window_start, count) "
     "VALUES (:tenant_key, :window, 1), (:subject_key, :window, 1) "
     "ON CONFLICT (scope, window_start) DO UPDATE SET count = rate_counters.count + 1 "
-    "RETURNING scope, count")
-_INSERT_SLOT = insert(SLOTS)
+    "RETURNING scope, count"))
+_INSERT_SLOT = Prepared(insert(SLOTS), [c.name for c in SLOTS.c])
 SLOT_GRACE = timedelta(minutes=5)
 CONCURRENCY_RETRY_S = 30
 # Retry-After of a concurrency refusal: when the first live lab of the scope ends, at most this.
@@ -116,14 +117,14 @@ def take(
     # Counted first, checked after: one statement instead of a read and two writes. A
     # refusal raises inside the caller's transaction, which rolls the counts back (as
     # `take`'s contract already required of the slot).
-    counted = conn.execute(_COUNT_SPAWN, {
+    counted = _COUNT_SPAWN.execute(conn, {
         "tenant_key": tenant_key, "subject_key": subject_key, "window": window}).all()
     counts = {str(scope): int(count) for scope, count in counted}
     for key, limit, label in rate_scopes:
         if counts[key] > limit:
             raise QuotaExceeded("rate", label, limit, math.ceil(window + WINDOW_S - epoch))
-    tenant_live, subject_live = conn.execute(
-        _LIVE_SLOTS, {"tenant": tenant_id, "subject": subject, "now": now}
+    tenant_live, subject_live = _LIVE_SLOTS.execute(
+        conn, {"tenant": tenant_id, "subject": subject, "now": now}
     ).one()
     if tenant_live >= plan.tenant_concurrent:
         retry, _ = _first_to_end(conn, now, tenant_id, None)
@@ -132,7 +133,7 @@ def take(
     if subject_live >= plan.concurrent:
         retry, running = _first_to_end(conn, now, tenant_id, subject)
         raise QuotaExceeded("concurrency", "subject", plan.concurrent, retry, running)
-    conn.execute(_INSERT_SLOT, {
+    _INSERT_SLOT.execute(conn, {
         "scenario_id": scenario_id, "tenant_id": tenant_id, "subject": subject,
         "acquired_at": now, "released_at": None,
         "expires_at": now + timedelta(minutes=plan.max_lab_minutes) + SLOT_GRACE,

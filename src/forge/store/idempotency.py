@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from forge.store.db import Database
 from forge.store.models import IdempotencyRecord
+from forge.store.prepared import Prepared
 from forge.store.timestamps import aware
 
 TTL = timedelta(hours=24)
@@ -27,12 +28,12 @@ RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
 _FIND = select(RECORDS.c.fingerprint, RECORDS.c.status_code, RECORDS.c.response,
                RECORDS.c.expires_at, RECORDS.c.created_at).where(
                    RECORDS.c.request_id == bindparam("rid"))
-_RESERVE = insert(RECORDS)
+_RESERVE = Prepared(insert(RECORDS), [c.name for c in RECORDS.c])
 # Only a pending record takes an answer: a late write never overwrites a newer record (one
 # a stale-request retry settled, or one purged and reserved again).
-_COMPLETE = update(RECORDS).where(RECORDS.c.request_id == bindparam("rid"),
-                                  RECORDS.c.status_code == PENDING).values(
-    status_code=bindparam("code"), response=bindparam("body"))
+_COMPLETE = Prepared(update(RECORDS).where(RECORDS.c.request_id == bindparam("rid"),
+                                           RECORDS.c.status_code == PENDING).values(
+    status_code=bindparam("code"), response=bindparam("body")))
 Answer = tuple[str, int, dict[str, Any]]  # request id, status code, response body
 
 
@@ -70,7 +71,7 @@ def find(sess: Session, request_id: str, now: datetime) -> Stored | None:
 
 def reserve(sess: Session, request_id: str, digest: str, now: datetime) -> None:
     """Claim `request_id` while the request is in flight (status PENDING)."""
-    sess.connection().execute(_RESERVE, {
+    _RESERVE.execute(sess.connection(), {
         "request_id": request_id, "fingerprint": digest, "status_code": PENDING,
         "response": {}, "created_at": now, "expires_at": now + TTL,
     })
@@ -88,8 +89,8 @@ def complete(db: Database, request_id: str, status_code: int, response: dict[str
 def complete_many(sess: Session, answers: Sequence[Answer]) -> None:
     """Store several final answers in the caller's transaction (one statement)."""
     if answers:
-        sess.connection().execute(_COMPLETE, [{"rid": rid, "code": code, "body": body}
-                                              for rid, code, body in answers])
+        _COMPLETE.execute_many(sess.connection(), [{"rid": rid, "code": code, "body": body}
+                                                    for rid, code, body in answers])
 
 
 def purge(db: Database, now: datetime) -> int:

@@ -28,12 +28,18 @@ from forge.quotas.limiter import QuotaExceeded, Taken, give_back, release, take
 from forge.services.spawn.state import SpawnState
 from forge.store import idempotency
 from forge.store.models import Scenario, ScenarioTransition
+from forge.store.prepared import Prepared
 from forge.tokens import ACCESS, SAT, mint_token_claims
 
 SCENARIOS: Table = Scenario.__table__  # type: ignore[assignment]
 TRANSITIONS: Table = ScenarioTransition.__table__  # type: ignore[assignment]
-INSERT_SCENARIO = insert(SCENARIOS)
-INSERT_TRANSITION = insert(TRANSITIONS)
+# Run through the driver (forge.store.prepared): every spawn inserts one of each.
+INSERT_SCENARIO = Prepared(insert(SCENARIOS), [
+    "scenario_id", "request_id", "tenant_id", "subject", "track", "template_id",
+    "template_sha256", "plan", "retention_days", "state", "state_reason", "sat_jti", "et_jti",
+    "created_at", "updated_at", "expires_at", "details"])
+INSERT_TRANSITION = Prepared(insert(TRANSITIONS),
+                             [c.name for c in TRANSITIONS.c if c.name != "id"])
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -130,7 +136,7 @@ def _record(
     taken = take(sess, scenario_id=scenario_id, tenant_id=caller.tenant_id,
                  subject=caller.subject, plan=ent.plan, now=now)
     conn = sess.connection()
-    conn.execute(INSERT_SCENARIO, dict(
+    INSERT_SCENARIO.execute(conn, dict(
         scenario_id=scenario_id, request_id=request_id, tenant_id=caller.tenant_id,
         subject=caller.subject, track=track, template_id=template_id,
         template_sha256=None, plan=ent.plan.name, retention_days=ent.retention_days,
@@ -138,7 +144,7 @@ def _record(
         created_at=now, updated_at=now, expires_at=None,
         details={"entitlement_source": ent.source},
     ))
-    conn.execute(INSERT_TRANSITION, dict(
+    INSERT_TRANSITION.execute(conn, dict(
         scenario_id=scenario_id, from_state=None, to_state="pending",
         reason="spawn requested", at=now,
     ))

@@ -1,0 +1,81 @@
+"""Statements run through the driver (forge.store.prepared) store what Core stores, on both
+engines: a spawn's rows read back identically however they were written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+
+from forge.store import Database, upgrade
+from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
+from forge.store.prepared import Prepared
+
+SLOTS = QuotaSlot.__table__
+RECORDS = IdempotencyRecord.__table__
+SLOT_COLUMNS = ["scenario_id", "tenant_id", "subject", "acquired_at", "expires_at",
+                "released_at"]
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    upgrade(db_url)
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+def _slot(scenario_id: str, now: datetime) -> dict[str, object]:
+    return {"scenario_id": scenario_id, "tenant_id": "t1", "subject": "s1", "acquired_at": now,
+            "expires_at": now + timedelta(minutes=35), "released_at": None}
+
+
+def test_rows_written_through_the_driver_read_back_as_core_writes_them(db: Database) -> None:
+    now = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+    prepared = Prepared(insert(SLOTS), SLOT_COLUMNS)
+    with db.session() as sess:
+        prepared.execute(sess.connection(), _slot("scn-a", now))
+        sess.connection().execute(insert(SLOTS), _slot("scn-b", now))
+    with db.read() as sess:
+        rows = {r.scenario_id: {k: getattr(r, k) for k in SLOT_COLUMNS[1:]}
+                for r in sess.scalars(select(QuotaSlot))}
+    assert rows["scn-a"] == rows["scn-b"]
+    assert rows["scn-a"]["released_at"] is None
+
+
+def test_json_literals_and_executemany(db: Database) -> None:
+    """A JSON value, a literal of the statement (status_code = 0) and several rows at once."""
+    now = datetime.now(UTC)
+    reserve = Prepared(insert(RECORDS), [c.name for c in RECORDS.c])
+    complete = Prepared(update(RECORDS).where(RECORDS.c.request_id == bindparam("rid"),
+                                              RECORDS.c.status_code == 0)
+                        .values(status_code=bindparam("code"), response=bindparam("body")))
+    with db.session() as sess:
+        for rid in ("r-1", "r-2", "r-3"):
+            reserve.execute(sess.connection(), {
+                "request_id": rid, "fingerprint": "f", "status_code": 0 if rid != "r-3" else 200,
+                "response": {}, "created_at": now, "expires_at": now})
+        complete.execute_many(sess.connection(), [
+            {"rid": rid, "code": 201, "body": {"scenario_id": f"scn-{rid}", "n": [1, "ü"]}}
+            for rid in ("r-1", "r-2", "r-3")])
+    with db.read() as sess:
+        rows = {r.request_id: (r.status_code, r.response)
+                for r in sess.scalars(select(IdempotencyRecord))}
+    assert rows["r-1"] == (201, {"scenario_id": "scn-r-1", "n": [1, "ü"]})
+    assert rows["r-2"][0] == 201
+    assert rows["r-3"] == (200, {})  # not pending: kept
+
+
+def test_refuses_what_only_core_would_do() -> None:
+    """A column default Core would fill, and an IN list Core renders per call."""
+    from sqlalchemy.dialects import sqlite
+
+    table = Scenario.__table__
+    with pytest.raises(ValueError, match="retention_days"):
+        Prepared(insert(table), ["scenario_id"])._form(sqlite.dialect())
+    expanding = select(table.c.state).where(table.c.scenario_id.in_(bindparam("ids",
+                                                                              expanding=True)))
+    with pytest.raises(ValueError, match="expanding"):
+        Prepared(expanding)._form(sqlite.dialect())
