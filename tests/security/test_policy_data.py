@@ -175,12 +175,74 @@ def test_a_symlinked_data_file_is_refused(tmp_path: Path) -> None:
         PolicyBundle.load(policies)
 
 
-def test_data_in_yaml_is_refused_not_skipped(tmp_path: Path) -> None:
-    """OPA would load a data.yaml this engine never reads: refused, so both agree."""
+@pytest.mark.parametrize("name", ["data.yaml", "data.yml", "extra.json", "sub/more.yaml",
+                                  "bundle.tar.gz"])
+def test_data_opa_would_load_is_refused_not_skipped(tmp_path: Path, name: str) -> None:
+    """`opa run --server DIR` loads every JSON and YAML file as data (at its directory's
+    path): a stray one would give OPA a table this engine, the hash and the pin never
+    see, so the loader refuses it."""
     policies = _copy(tmp_path)
-    (policies / "data.yaml").write_text("forge: {}\n")
-    with pytest.raises(PolicyError, match=r"data\.yaml"):
+    (policies / name).parent.mkdir(exist_ok=True)
+    (policies / name).write_text(json.dumps(
+        {"forge": {"tables": {"capabilities": {"allowed": {"netplus": {
+            "foundation": {"SYS_ADMIN": True}}}}}}}))
+    with pytest.raises(PolicyError, match=name.rsplit("/", 1)[-1].replace(".", r"\.")):
         PolicyBundle.load(policies)
+
+
+def test_a_symlinked_directory_is_refused(tmp_path: Path) -> None:
+    """Python's rglob does not enter a linked directory but OPA follows it."""
+    policies = _copy(tmp_path)
+    outside = tmp_path / "more"
+    outside.mkdir()
+    (outside / "extra.rego").write_text("package forge.extra\nx := 1\n")
+    (policies / "more").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PolicyError, match="symlink"):
+        PolicyBundle.load(policies)
+
+
+@pytest.mark.parametrize("line", [
+    " package forge.tables.training.approved_profiles",
+    "\tpackage forge.tables.training.approved_profiles",
+    'package forge["tables"].training.approved_profiles',
+    'package forge.tables["training"]',
+])
+def test_a_module_placing_rules_over_the_tables_is_refused(tmp_path: Path, line: str) -> None:
+    """rego-cpp merges a module's rules into the data at its package's path: a package
+    written with a leading blank or a quoted segment must be read as such, or a rule
+    would add an approved profile (or a capability) that the data file never held."""
+    policies = _copy(tmp_path)
+    (policies / "evil.rego").write_text(f"{line}\n\nevil := true\n")
+    with pytest.raises(PolicyError, match=r"overlaps package forge\.tables"):
+        PolicyBundle.load(policies)
+
+
+def test_a_package_line_the_loader_cannot_read_is_refused(tmp_path: Path) -> None:
+    policies = _copy(tmp_path)
+    (policies / "odd.rego").write_text('package forge . tables\n\nx := true\n')
+    with pytest.raises(PolicyError, match=r"odd\.rego: package"):
+        PolicyBundle.load(policies)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda t: t["training"].update(limit_keys=[]), "is empty"),
+    (lambda t: t["assignment"].update(number_fields=[]), "is empty"),
+    (lambda t: t.update({"tracks": {"netplus\n": True}}), "not a plain name"),
+    (lambda t: t.update(deep="DEEP"), "nested too deeply"),
+])
+def test_a_table_that_would_pass_vacuously_or_cannot_be_read_is_refused(
+        tmp_path: Path, change: Any, words: str) -> None:
+    """An empty list would make `every key in ...` pass (a plan with no ceilings); a
+    key ending in a newline or a document nested past the parser's depth is an error
+    naming the file, not an engine failure at the first decision."""
+    policies = _copy(tmp_path)
+    data = json.loads((policies / DATA).read_text())
+    change(data["forge"]["tables"])
+    text = json.dumps(data).replace('"DEEP"', "[" * 100_000 + "]" * 100_000)
+    (policies / DATA).write_text(text)
+    with pytest.raises(PolicyError) as info:
+        PolicyBundle.load(policies)
+    assert words in str(info.value) and DATA in str(info.value)
 
 
 def test_request_id_check_refuses_what_the_pattern_refuses(engine: EmbeddedEngine) -> None:

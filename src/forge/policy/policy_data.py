@@ -25,11 +25,14 @@ from forge.policy.decision import PolicyError
 
 DATA_FILE = "data.json"
 # A data path segment the checks below understand; other names are refused.
-_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 # Same characters the input check refuses (forge.policy.decision): regopy does not escape
 # them in its output, and reasons quote table values.
 _UNSAFE_CHARS = re.compile(r'["\\\x00-\x1f\x7f]')
-_PACKAGE_RE = re.compile(r"^package\s+([A-Za-z_][A-Za-z0-9_.]*)\s*$", re.MULTILINE)
+# A package line as the engine reads it (leading blanks allowed), and the reference it
+# names: dotted names and ["quoted"] segments, which rego-cpp also takes.
+_PACKAGE_LINE_RE = re.compile(r"^[ \t]*package\b[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+_PACKAGE_SEGMENT_RE = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_]*)|\["([^"\\]*)"\]')
 _DATA_REF_RE = re.compile(r"(?<![A-Za-z0-9_.])data((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 # Rego strings ("..." with escapes, `...` raw) and comments, skipped when reading references.
 _NOISE_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
@@ -57,11 +60,13 @@ def _no_constant(relpath: str) -> Any:
 def _check_value(relpath: str, value: Any, where: str) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
-            if not _KEY_RE.match(k):
+            if not _KEY_RE.fullmatch(k):
                 raise PolicyError(f"policy data file {relpath}: key {k!r} at {where or '/'} "
                                   "is not a plain name ([A-Za-z_][A-Za-z0-9_-]*)")
             _check_value(relpath, v, f"{where}/{k}")
     elif isinstance(value, list):
+        if not value:  # a rule iterating it (`every key in ...`) would pass vacuously
+            raise PolicyError(f"policy data file {relpath}: list at {where} is empty")
         for i, v in enumerate(value):
             _check_value(relpath, v, f"{where}/{i}")
     elif isinstance(value, str):
@@ -77,13 +82,18 @@ def parse_data_file(relpath: str, data: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(data.decode("utf-8"), object_pairs_hook=_pairs(relpath),
                          parse_constant=_no_constant(relpath))
+    except RecursionError:
+        raise PolicyError(f"policy data file {relpath} is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise PolicyError(f"policy data file {relpath} is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise PolicyError(f"policy data file {relpath} must hold a JSON object")
-    _check_value(relpath, doc, "")
+    try:
+        _check_value(relpath, doc, "")
+    except RecursionError:
+        raise PolicyError(f"policy data file {relpath} is nested too deeply") from None
     for part in reversed(relpath.split("/")[:-1]):
-        if not _KEY_RE.match(part):
+        if not _KEY_RE.fullmatch(part):
             raise PolicyError(f"policy data file {relpath}: directory {part!r} is not a "
                               "plain name")
         doc = {part: doc}
@@ -117,9 +127,30 @@ def packages_of(modules: Iterable[tuple[str, str]]) -> dict[Path_, str]:
     """Package path -> the module declaring it, for (relative path, source) modules."""
     out: dict[Path_, str] = {}
     for relpath, text in modules:
-        for m in _PACKAGE_RE.finditer(_code(text)):
-            out.setdefault(tuple(m.group(1).split(".")), relpath)
+        # Strings and comments blanked in place, so a match's span reads the source.
+        code = _NOISE_RE.sub(lambda n: " " * len(n.group(0)), text)
+        for m in _PACKAGE_LINE_RE.finditer(code):
+            out.setdefault(_package_path(relpath, text[m.start(1):m.end(1)]), relpath)
     return out
+
+
+def _package_path(relpath: str, ref: str) -> Path_:
+    """The path of a package reference; PolicyError when it is not one this check reads
+    (it could then place rules over the data unseen)."""
+    parts: list[str] = []
+    at = 0
+    while at < len(ref):
+        m = _PACKAGE_SEGMENT_RE.match(ref, at)
+        dotted = m is not None and m.group(1) is not None
+        if m is None or (dotted and (at == 0) == m.group(0).startswith(".")) or (
+                not dotted and at == 0):
+            raise PolicyError(f"policy module {relpath}: package {ref!r} is not a plain "
+                              "dotted name")
+        parts.append(m.group(1) or m.group(2))
+        at = m.end()
+    if not parts:
+        raise PolicyError(f"policy module {relpath}: a package line names no package")
+    return tuple(parts)
 
 
 def _has(doc: Any, path: Path_) -> bool:

@@ -23,8 +23,10 @@ from forge.policy.decision import PolicyError, PolicyHashMismatch
 from forge.policy.policy_data import DATA_FILE, check_data_fits, merge_data
 
 TEST_SUFFIX = "_test.rego"
-# Data files OPA would load but this engine does not read: refused, not silently skipped.
-_UNREAD_DATA = ("data.yaml", "data.yml")
+# Files `opa run --server DIR` would load as data besides `data.json` (any JSON or YAML
+# file, at its directory's path) and bundle archives: refused, not silently skipped, so
+# OPA can never serve a table that this engine, the hash and the pin do not see.
+_UNREAD_DATA = ("*.json", "*.yaml", "*.yml", "*.tar.gz")
 
 
 def default_policy_dir() -> Path:
@@ -71,9 +73,14 @@ class PolicyBundle:
             raise PolicyError(f"policy directory not found: {base}")
         files: list[PolicyFile] = []
         paths = [*base.rglob("*.rego"), *base.rglob(DATA_FILE)]
-        for name in _UNREAD_DATA:
-            for path in base.rglob(name):
-                raise PolicyError(f"policy data must be JSON ({DATA_FILE}), refused: {path}")
+        for pattern in _UNREAD_DATA:
+            for path in base.rglob(pattern):
+                if path.name != DATA_FILE:
+                    raise PolicyError(f"policy data must be a JSON file named {DATA_FILE}, "
+                                      f"refused: {path}")
+        for path in base.rglob("*"):
+            if path.is_symlink():  # rglob does not descend into a linked directory
+                raise PolicyError(f"policy directory holds a symlink (refused): {path}")
         for path in sorted(paths):
             if path.is_symlink():
                 raise PolicyError(f"policy file is a symlink (refused): {path}")
