@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import String, bindparam, insert, select, update
 
 from forge.store import Database, upgrade
 from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
@@ -74,8 +74,28 @@ def test_refuses_what_only_core_would_do() -> None:
 
     table = Scenario.__table__
     with pytest.raises(ValueError, match="retention_days"):
-        Prepared(insert(table), ["scenario_id"])._form(sqlite.dialect())
+        Prepared(insert(table), ["scenario_id"])._compile(sqlite.dialect())
     expanding = select(table.c.state).where(table.c.scenario_id.in_(bindparam("ids",
                                                                               expanding=True)))
     with pytest.raises(ValueError, match="expanding"):
-        Prepared(expanding)._form(sqlite.dialect())
+        Prepared(expanding)._compile(sqlite.dialect())
+    literal = select(table.c.state).where(
+        table.c.scenario_id == bindparam("sid", literal_execute=True))
+    with pytest.raises(ValueError, match="literal-execute"):
+        Prepared(literal)._compile(sqlite.dialect())
+
+
+def test_a_none_goes_through_the_columns_processor_as_core_sends_it(db: Database) -> None:
+    """Core hands None to a type's bind processor too (a JSON column stores JSON null, not
+    SQL NULL): the driver path must store what Core stores."""
+    now = datetime.now(UTC)
+    reserve = Prepared(insert(RECORDS), [c.name for c in RECORDS.c])
+    row = {"fingerprint": "f", "status_code": 0, "response": None, "created_at": now,
+           "expires_at": now}
+    with db.session() as sess:
+        reserve.execute(sess.connection(), {**row, "request_id": "via-driver"})
+        sess.connection().execute(insert(RECORDS), {**row, "request_id": "via-core"})
+    with db.read() as sess:
+        stored = dict(sess.connection().execute(select(
+            RECORDS.c.request_id, RECORDS.c.response.cast(String))).all())
+    assert stored["via-driver"] == stored["via-core"]

@@ -14,6 +14,7 @@ text columns): rows come back as the driver returns them.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ class _Form:
         values = []
         for name, process in zip(self.names, self.processors, strict=True):
             value = given[name] if name in given else self.fixed[name]
-            values.append(value if process is None or value is None else process(value))
+            values.append(value if process is None else process(value))
         if self.positional:
             return tuple(values)
         return dict(zip(self.names, values, strict=True))
@@ -55,13 +56,17 @@ class Prepared:
     def __init__(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> None:
         self._statement = statement
         self._columns = list(columns) if columns is not None else None
-        self._forms: dict[str, _Form] = {}
+        # Per dialect object: the rendering depends on its settings (paramstyle, JSON
+        # serializer, native datetimes, server version), not only its name.
+        self._forms: weakref.WeakKeyDictionary[Dialect, _Form] = weakref.WeakKeyDictionary()
 
-    def _form(self, dialect: Dialect) -> _Form:
-        key = f"{dialect.name}+{dialect.driver}"
-        form = self._forms.get(key)
+    def _form(self, conn: Connection) -> _Form:
+        if conn.get_execution_options().get("schema_translate_map"):
+            raise ValueError("Prepared: a schema_translate_map is applied per call by Core")
+        dialect = conn.dialect
+        form = self._forms.get(dialect)
         if form is None:
-            form = self._forms[key] = self._compile(dialect)
+            form = self._forms[dialect] = self._compile(dialect)
         return form
 
     def _check_defaults(self) -> None:
@@ -82,8 +87,12 @@ class Prepared:
         self._check_defaults()
         compiled = self._statement.compile(dialect=dialect, column_keys=self._columns)
         assert isinstance(compiled, SQLCompiler)
-        if any(b.expanding for b in compiled.binds.values()):
-            raise ValueError("Prepared: expanding (IN) parameters are rendered per call")
+        if (any(b.expanding for b in compiled.binds.values()) or compiled.literal_execute_params
+                or compiled.post_compile_params):
+            raise ValueError("Prepared: expanding (IN) or literal-execute parameters are "
+                             "rendered per call")
+        if compiled.escaped_bind_names:
+            raise ValueError("Prepared: a bind name Core escapes is renamed per call")
         if compiled.positional:
             names = tuple(compiled.positiontup or ())
         else:
@@ -97,11 +106,11 @@ class Prepared:
     def execute(self, conn: Connection, params: Mapping[str, Any]
                 ) -> CursorResult[*tuple[Any, ...]]:
         """Run once with `params` (keyed by bind name, as for `Connection.execute`)."""
-        form = self._form(conn.dialect)
+        form = self._form(conn)
         return conn.exec_driver_sql(form.sql, form.params(params))
 
     def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per row in one driver call (executemany)."""
         if rows:
-            form = self._form(conn.dialect)
+            form = self._form(conn)
             conn.exec_driver_sql(form.sql, [form.params(r) for r in rows])  # type: ignore[misc]
