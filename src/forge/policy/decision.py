@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,7 +18,21 @@ MAX_INPUT_DEPTH = 16
 # Characters refused in input strings: regopy does not re-escape string values from input
 # in its JSON output, so a quote, backslash or control character could corrupt or forge a
 # result. Policy inputs are identifiers and names; they never need these.
-_UNSAFE_CHARS = re.compile(r'["\\\x00-\x1f\x7f]')
+UNSAFE_CHARS = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def no_repeated_keys(refuse: Callable[[str], PolicyError]
+                     ) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A `json.loads` object hook building each object, raising ``refuse(message)`` for a
+    key given twice (the engine's output, a policy data file: JSON keeps the last)."""
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise refuse(f"key {key!r} appears twice")
+            out[key] = value
+        return out
+    return hook
 
 
 class PolicyError(Exception):
@@ -138,7 +152,7 @@ def _acceptable(value: Any, depth: int) -> bool:
         return False
     kind = type(value)
     if kind is str:
-        return _UNSAFE_CHARS.search(value) is None
+        return UNSAFE_CHARS.search(value) is None
     if kind is int or kind is bool or value is None:
         return True
     if kind is float:
@@ -167,7 +181,7 @@ def _check(value: Any, path: str, depth: int) -> None:
     if depth > MAX_INPUT_DEPTH:
         raise PolicyInputError(f"{path}: nested deeper than {MAX_INPUT_DEPTH} levels")
     if isinstance(value, str):
-        if _UNSAFE_CHARS.search(value):
+        if UNSAFE_CHARS.search(value):
             raise PolicyInputError(
                 f"{path}: contains a quote, backslash or control character, "
                 "which policy input does not allow"

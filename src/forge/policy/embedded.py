@@ -39,6 +39,7 @@ from forge.policy.decision import (
     check_input,
     check_package,
     decision_from_result,
+    no_repeated_keys,
 )
 from forge.policy.gates import entry_path, gate_decisions
 from forge.policy.native_input import native_input
@@ -49,19 +50,13 @@ from forge.policy.rego_bundle import PolicyBundle, hash_files, shipped_decision_
 Mode = Literal["pool", "lock", "per_call"]
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise PolicyEvaluationError(f"engine output repeats key {k!r}")
-        out[k] = v
-    return out
+_OUTPUT_OBJECT = no_repeated_keys(lambda m: PolicyEvaluationError(f"engine output: {m}"))
 
 
 def parse_output(text: str) -> dict[str, Any]:
     """Parse regopy's JSON output strictly (no duplicate keys)."""
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        data = json.loads(text, object_pairs_hook=_OUTPUT_OBJECT)
     except ValueError as exc:
         raise PolicyEvaluationError(f"engine output is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

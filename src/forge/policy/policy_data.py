@@ -21,14 +21,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from forge.policy.decision import PolicyError
+from forge.policy.decision import UNSAFE_CHARS, PolicyError, no_repeated_keys
 
 DATA_FILE = "data.json"
 # A data path segment the checks below understand; other names are refused.
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
-# Same characters the input check refuses (forge.policy.decision): regopy does not escape
-# them in its output, and reasons quote table values.
-_UNSAFE_CHARS = re.compile(r'["\\\x00-\x1f\x7f]')
 # A package line as the engine reads it (leading blanks allowed), and the reference it
 # names: dotted names and ["quoted"] segments, which rego-cpp also takes.
 _PACKAGE_LINE_RE = re.compile(r"^[ \t]*package\b[ \t]*(.*?)[ \t]*$", re.MULTILINE)
@@ -38,17 +35,6 @@ _DATA_REF_RE = re.compile(r"(?<![A-Za-z0-9_.])data((?:\.[A-Za-z_][A-Za-z0-9_]*)+
 _NOISE_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
 
 Path_ = tuple[str, ...]
-
-
-def _pairs(relpath: str) -> Any:
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in pairs:
-            if k in out:
-                raise PolicyError(f"policy data file {relpath}: key {k!r} appears twice")
-            out[k] = v
-        return out
-    return hook
 
 
 def _no_constant(relpath: str) -> Any:
@@ -70,7 +56,7 @@ def _check_value(relpath: str, value: Any, where: str) -> None:
         for i, v in enumerate(value):
             _check_value(relpath, v, f"{where}/{i}")
     elif isinstance(value, str):
-        if _UNSAFE_CHARS.search(value):
+        if UNSAFE_CHARS.search(value):
             raise PolicyError(f"policy data file {relpath}: string at {where} holds a quote, "
                               "backslash or control character")
     elif isinstance(value, float) and not math.isfinite(value):
@@ -80,7 +66,8 @@ def _check_value(relpath: str, value: Any, where: str) -> None:
 def parse_data_file(relpath: str, data: bytes) -> dict[str, Any]:
     """The document of one data file, placed at its directory's path (OPA's layout)."""
     try:
-        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_pairs(relpath),
+        unique = no_repeated_keys(lambda m: PolicyError(f"policy data file {relpath}: {m}"))
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=unique,
                          parse_constant=_no_constant(relpath))
     except RecursionError:
         raise PolicyError(f"policy data file {relpath} is nested too deeply") from None
