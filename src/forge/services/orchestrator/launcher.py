@@ -113,28 +113,61 @@ async def handle_spawn(state: OrchestratorState, event: Event) -> None:
             row = None
         if row is not None and row.state != states.PENDING:
             log.info("spawn event for %s redelivered; already %s", scenario_id, row.state)
+            resume = row.state == states.LAUNCHING and state.holds(row.node_id)
+            template_id = row.template_id
+        else:
+            await _admit_and_launch(state, spawn, row)
             return
-        try:
-            admitted = verify_spawn_event(state.settings, spawn)
-        except AdmissionRefused as exc:
-            if row is None:
-                raise Reject(f"{exc.code}: {exc.message}") from None
-            await _fail(state, scenario_id, exc.message, {"refused": exc.code})
-            return
+    if resume:
+        # An attempt here failed after the move to launching (its announce met a NATS
+        # outage, its audit write a full disk): the event came back, so the launch resumes
+        # now instead of waiting STUCK_LAUNCHING for the reaper. No lock is held in between
+        # that another attempt could use: resume_launch checks the state again under it.
+        await _resume_redelivered(state, scenario_id, template_id)
+
+
+async def _resume_redelivered(state: OrchestratorState, scenario_id: str,
+                              template_id: str) -> None:
+    """Resume a launch this node holds, with room reserved for it as a first attempt has."""
+    node = state.node
+    if node is not None and not node.reserve(scenario_id,
+                                             lab_memory_mb(state.registry, template_id)):
+        raise RetryLater(NOT_HERE_DELAY_S, f"lab node {node.node_id} is full or drained")
+    try:
+        ended = await resume_launch(state, scenario_id)
+    except BaseException:
+        if node is not None:
+            node.release(scenario_id)
+        raise
+    if node is not None and ended not in states.LIVE:
+        node.release(scenario_id)
+
+
+async def _admit_and_launch(state: OrchestratorState, spawn: SpawnRequestedV1,
+                            row: Scenario | None) -> None:
+    """A pending (or not yet stored) scenario: verify its tokens, hold room, launch."""
+    scenario_id = spawn.scenario_id
+    try:
+        admitted = verify_spawn_event(state.settings, spawn)
+    except AdmissionRefused as exc:
         if row is None:
-            await state.blocking(_ensure_row, state, spawn, admitted)
-        node = state.node
-        if node is not None and not node.reserve(
-                scenario_id, lab_memory_mb(state.registry, spawn.template_id)):
-            # Taken when it fitted, no longer fits (or the node is drained): back to the
-            # queue for another node, not a failure.
-            raise RetryLater(NOT_HERE_DELAY_S, f"lab node {node.node_id} is full or drained")
-        try:
-            await _launch(state, admitted)
-        except BaseException:
-            if node is not None:
-                node.release(scenario_id)
-            raise
+            raise Reject(f"{exc.code}: {exc.message}") from None
+        await _fail(state, scenario_id, exc.message, {"refused": exc.code})
+        return
+    if row is None:
+        await state.blocking(_ensure_row, state, spawn, admitted)
+    node = state.node
+    if node is not None and not node.reserve(
+            scenario_id, lab_memory_mb(state.registry, spawn.template_id)):
+        # Taken when it fitted, no longer fits (or the node is drained): back to the
+        # queue for another node, not a failure.
+        raise RetryLater(NOT_HERE_DELAY_S, f"lab node {node.node_id} is full or drained")
+    try:
+        await _launch(state, admitted)
+    except BaseException:
+        if node is not None:
+            node.release(scenario_id)
+        raise
 
 
 async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
