@@ -84,3 +84,38 @@ async def test_a_late_delivery_to_a_parked_worker_is_handled_once(
         assert {k: v for k, v in deliveries.items() if v != [1]} == {}
     finally:
         await consumer.stop()
+
+
+async def test_parked_workers_send_no_pull_requests(nats_server: NatsServer,
+                                                    publisher: Publisher) -> None:
+    """While idle only the first worker renews a pull: a parked worker looks at its own
+    queue each park period and finds only the server's "408 Request Timeout" notice of its
+    last pull there (one arrives after every idle pull), which is not a reason to fetch.
+    Each parked worker used to renew a pull every park period; 14 of them were two thirds
+    of an idle orchestrator's requests to nats-server (issue 19 item 5)."""
+    fetching: dict[int, int] = {}
+    original = JetStreamContext.PullSubscription.fetch
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        fetching[id(self)] = fetching.get(id(self), 0) + 1
+        return await original(self, *args, **kwargs)
+
+    recorder = Recorder()
+    # ack_wait 0.6 s: a parked worker looks at its queue every 0.2 s
+    consumer = make_consumer(nats_server, recorder, fetch_timeout=0.1, concurrency=4,
+                             ack_wait=0.6)
+    JetStreamContext.PullSubscription.fetch = counted  # type: ignore[method-assign]
+    try:
+        await consumer.start(wait=5.0)
+        await wait_until(lambda: len(fetching) == 4, timeout=30)  # every worker pulled once
+        await asyncio.sleep(1.0)  # all but the first park
+        before = dict(fetching)
+        await asyncio.sleep(2.0)  # ten park periods
+        renewed = {sub for sub, n in fetching.items() if n > before[sub]}
+        assert len(renewed) == 1, (before, fetching)  # the first worker's pull only
+        # and a message still reaches a handler at once, then every worker is awake again
+        await publisher.publish(SPAWN_REQUESTED, {"id": 1}, msg_id="after-idle")
+        await wait_until(lambda: len(recorder.events) == 1, timeout=30)
+    finally:
+        JetStreamContext.PullSubscription.fetch = original  # type: ignore[method-assign]
+        await consumer.stop()

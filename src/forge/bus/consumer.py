@@ -73,15 +73,37 @@ _GATE_POLL_S = 0.1
 # a message or a backlog shows up (see `_worker`): 16 open fetches, renewed every 5 s, were
 # most of an idle orchestrator's CPU and of the bus's.
 # The idle refresh only keeps the pending gauge honest and wakes parked workers on a
-# backlog worker 0's fetch missed (a pull lost with a consumer leader); parked workers also
-# fetch every PARK_S, so it runs every 15 s, not every 5 s (one request fewer per idle
-# consumer every 7.5 s, on the service and on nats-server).
+# backlog worker 0's fetch missed (a pull lost with a consumer leader; worker 0's next
+# fetch, within IDLE_FETCH_S, finds it too), so it runs every 15 s, not every 5 s (one
+# request fewer per idle consumer every 7.5 s, on the service and on nats-server).
 IDLE_FETCH_S = 5.0
 IDLE_REFRESH_S = 15.0
-# A parked worker still fetches once this often (at most a third of ack_wait): a message
+# A parked worker looks at its own queue this often (at most a third of ack_wait): a message
 # the server handed to its pull just after the client gave up waiting (its expiry runs on
-# the server's clock) sits in that worker's own queue until then, never until redelivery.
+# the server's clock) sits there until then, never until redelivery. Only then does it
+# fetch (the fetch takes the queued message first): a parked worker that found nothing
+# sends no request, where each used to renew a pull every PARK_S (an idle orchestrator's
+# 14 parked workers were two thirds of its requests to nats-server).
 PARK_S = 20.0
+
+
+def queued_message(sub: JetStreamContext.PullSubscription) -> bool:
+    """Is a message, not a status, waiting in this pull subscription's own queue?
+
+    Every pull that expires idle leaves the server's "408 Request Timeout" notice there
+    (it arrives just after the client stopped waiting); the next fetch would drop it and
+    then send a request. Notices at the head are dropped here the same way, so a parked
+    worker fetches only for a real message. With client internals other than nats-py's
+    (a queue of messages), the answer is yes: the worker fetches, as it always did."""
+    queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+    if not isinstance(queue, asyncio.Queue):
+        return True
+    while not queue.empty():
+        msg = queue.get_nowait()
+        if not JetStreamContext.is_status_msg(msg):
+            queue.put_nowait(msg)  # back for the fetch (batches of one: order is free)
+            return True
+    return False
 
 
 class DurableConsumer:
@@ -329,12 +351,14 @@ class DurableConsumer:
         """Fetch and handle until stopped. Worker 0 always keeps a fetch open (a message is
         handed to it at once); the others park while the consumer is idle and are woken by
         the first message it receives, so a burst still runs `concurrency` handlers; a
-        parked worker fetches once every `PARK_S` anyway (a late delivery to its own queue,
-        or worker 0 gone)."""
+        parked worker looks at its own queue every `PARK_S` and fetches only when a late
+        delivery is waiting there."""
         while not self._stopping.is_set():
             if index and not self._active.is_set():
-                with contextlib.suppress(TimeoutError):  # then one fetch: see PARK_S
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._active.wait(), self._park_s)
+                if not self._active.is_set() and not self._late_delivery(index):
+                    continue  # still idle, nothing in its own queue: no request (PARK_S)
             conn = self._conn
             if conn is None or not conn.ready:
                 await asyncio.sleep(min(self._reconnect_wait, 0.1))
@@ -348,6 +372,12 @@ class DurableConsumer:
                 if self._gate is not None:
                     self._gate.leave()
 
+    def _late_delivery(self, index: int) -> bool:
+        """Did the server hand this worker's last pull a message after the client stopped
+        waiting? It sits in the worker's own queue (a fetch takes it without a request)."""
+        sub = self._subs.get(index)
+        return sub is not None and sub.pending_msgs > 0 and queued_message(sub)
+
     async def _fetch_and_process(self, index: int, conn: BusConnection) -> None:
         """One fetch of at most one message on this worker's subscription, and its handler."""
         sub = self._subs.get(index)
@@ -359,7 +389,7 @@ class DurableConsumer:
                 self._subs[index] = sub
             msgs = await sub.fetch(1, timeout=self._fetch_timeout)
         except (TimeoutError, nats.errors.TimeoutError):
-            if sub is not None and sub.pending_msgs:
+            if sub is not None and sub.pending_msgs and queued_message(sub):
                 self._active.set()  # delivered just after the client stopped waiting
             elif index and 0 not in self._busy:  # idle, and worker 0 is there to fetch
                 self._active.clear()
