@@ -36,6 +36,18 @@ def test_starts_on_loopback_with_jetstream(nats_server: NatsServer) -> None:
     assert Path(js["config"]["store_dir"]).is_relative_to(nats_server.store_dir)
 
 
+def test_runs_on_one_go_processor_unless_told(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle, Go's scheduler on one processor per core spins between timers (issue 19 item
+    5); the operator's GOMAXPROCS still wins."""
+    monkeypatch.delenv("GOMAXPROCS", raising=False)
+    with NatsServer(store_dir=tmp_path / "one") as server:
+        assert _varz(server)["gomaxprocs"] == 1
+    monkeypatch.setenv("GOMAXPROCS", "2")
+    with NatsServer(store_dir=tmp_path / "two") as server:
+        assert _varz(server)["gomaxprocs"] == 2
+
+
 async def test_restart_keeps_port_and_stored_messages(nats_server: NatsServer) -> None:
     nc = await connect(nats_server.admin_url, "t")
     js = nc.jetstream()
