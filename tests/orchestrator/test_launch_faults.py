@@ -9,6 +9,7 @@ parts here (the NATS drill stops the real server, but cannot choose the moment).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -92,3 +93,76 @@ def test_a_template_that_does_not_render_fails_the_scenario(
     assert row.state == states.FAILED
     assert "lab could not be created" in row.state_reason
     assert not orch.runtime.list()
+
+
+def test_a_redelivered_spawn_launching_on_another_node_goes_back_to_the_queue(
+        orch: Orch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spawn durable is shared by every node: a node that does not hold the launching
+    lab neither builds it nor acknowledges its event (the node holding it resumes it),
+    it sends the event back for a while."""
+    from forge.bus import RetryLater
+    from forge.services.orchestrator import app
+    from forge.store.models import Scenario
+
+    real_handle, real_create = app.handle_spawn, orch.runtime.create
+    built: list[str] = []
+    outcomes: list[str] = []
+
+    def audit(root: Any, transition: Transition) -> None:
+        if transition.to_state == states.LAUNCHING:
+            # as if another node had taken it: its row names that node
+            with orch.state.ctx.db.session() as sess:
+                row = sess.get(Scenario, transition.scenario_id)
+                assert row is not None
+                row.node_id = "node-9"
+            raise OSError(28, "No space left on device")
+
+    def create(spec: Any) -> Any:
+        built.append(spec.lab_id)
+        return real_create(spec)
+
+    async def handle(state: Any, event: Any) -> None:
+        try:
+            await real_handle(state, event)
+        except RetryLater as exc:
+            outcomes.append(exc.reason)
+            raise
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+            raise
+
+    monkeypatch.setattr(launcher, "audit_move", audit)
+    monkeypatch.setattr(orch.runtime, "create", create)
+    monkeypatch.setattr(app, "handle_spawn", handle)
+    event = spawn_event(orch.settings)
+    sid = str(event["scenario_id"])
+    orch.publish(SPAWN, event)
+    deadline = time.monotonic() + 60  # a hang guard, not a timing
+    while "lab launching on node node-9" not in outcomes:
+        assert time.monotonic() < deadline, outcomes
+        time.sleep(0.05)
+    assert built == [sid]  # the first attempt only: nothing built for the other node's lab
+    assert orch.row(sid).state == states.LAUNCHING
+
+
+async def test_a_cancelled_launch_holds_on_until_its_build_thread_ends() -> None:
+    """A subscriber restart cancels a handler mid-build; the build's thread runs on, so
+    the scenario's lock must not be released (a redelivery would resume, list the half-
+    built lab as degraded and destroy it under the build) until that thread is done."""
+    import asyncio
+    import threading
+
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    build = asyncio.ensure_future(loop.run_in_executor(None, release.wait, 30))
+    waiter = asyncio.ensure_future(launcher._build_ended(build))
+    await asyncio.sleep(0.05)
+    waiter.cancel()
+    await asyncio.sleep(0.05)
+    waiter.cancel()  # twice: a second cancel does not end the wait either
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert build.done() and build.result() is True

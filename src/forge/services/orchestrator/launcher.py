@@ -113,34 +113,42 @@ async def handle_spawn(state: OrchestratorState, event: Event) -> None:
             row = None
         if row is not None and row.state != states.PENDING:
             log.info("spawn event for %s redelivered; already %s", scenario_id, row.state)
-            resume = row.state == states.LAUNCHING and state.holds(row.node_id)
+            if row.state != states.LAUNCHING:
+                return
+            if not state.holds(row.node_id):
+                # Its node resumes it: back to the queue until that node takes it (bounded:
+                # the row leaves launching at the latest when that node's reaper acts).
+                raise RetryLater(NOT_HERE_DELAY_S, f"lab launching on node {row.node_id}")
             template_id = row.template_id
         else:
             await _admit_and_launch(state, spawn, row)
             return
-    if resume:
-        # An attempt here failed after the move to launching (its announce met a NATS
-        # outage, its audit write a full disk): the event came back, so the launch resumes
-        # now instead of waiting STUCK_LAUNCHING for the reaper. No lock is held in between
-        # that another attempt could use: resume_launch checks the state again under it.
-        await _resume_redelivered(state, scenario_id, template_id)
+    # An attempt here failed after the move to launching (its announce met a NATS outage,
+    # its audit write a full disk): the event came back, so the launch resumes now instead
+    # of waiting STUCK_LAUNCHING for the reaper. No lock is held in between that another
+    # attempt could use: resume_launch checks the state again under it.
+    await _resume_redelivered(state, scenario_id, template_id)
 
 
 async def _resume_redelivered(state: OrchestratorState, scenario_id: str,
                               template_id: str) -> None:
-    """Resume a launch this node holds, with room reserved for it as a first attempt has."""
+    """Resume a launch this node holds, with room reserved for it as a first attempt has.
+
+    A resume that fails is logged and left to the reaper (its own attempts are counted
+    there), not retried through the bus until the event is dead-lettered."""
     node = state.node
     if node is not None and not node.reserve(scenario_id,
                                              lab_memory_mb(state.registry, template_id)):
         raise RetryLater(NOT_HERE_DELAY_S, f"lab node {node.node_id} is full or drained")
+    ended: str | None = None
     try:
         ended = await resume_launch(state, scenario_id)
-    except BaseException:
-        if node is not None:
+    except Exception as exc:
+        log.warning("scenario %s: resuming its launch failed (%s); the reaper retries",
+                    scenario_id, exc)
+    finally:
+        if node is not None and ended not in states.LIVE:
             node.release(scenario_id)
-        raise
-    if node is not None and ended not in states.LIVE:
-        node.release(scenario_id)
 
 
 async def _admit_and_launch(state: OrchestratorState, spawn: SpawnRequestedV1,
@@ -263,12 +271,18 @@ async def _build(state: OrchestratorState, spec: LabSpec, plan_name: str, templa
             await _undo_build(state, scenario_id, creating, exc)
             raise
         except BaseException:  # cancelled (shutdown): a restart resumes the launch
-            await asyncio.wait({creating})
+            await _build_ended(creating)
             if not creating.cancelled():
                 creating.exception()
             raise
     try:
-        info = await creating
+        info = await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        # Cancelled (a subscriber restart, a shutdown): the lock is released only once the
+        # build thread is done, so a resume never lists, destroys or rebuilds a lab that is
+        # still being made.
+        await _build_ended(creating)
+        raise
     except RuntimeFault as exc:
         await _fail(state, scenario_id, f"lab could not be created: {exc}", {})
         return
@@ -279,7 +293,7 @@ async def _undo_build(state: OrchestratorState, scenario_id: str,
                       creating: asyncio.Future[LabInfo], cause: Exception) -> None:
     """Wait for a build whose launching move could not be audited or announced, and
     destroy what it made."""
-    await asyncio.wait({creating})
+    await _build_ended(creating)
     if creating.cancelled():
         return
     error = creating.exception()
@@ -293,6 +307,20 @@ async def _undo_build(state: OrchestratorState, scenario_id: str,
     except Exception as exc:
         log.warning("scenario %s: lab left after a failed launch could not be destroyed "
                     "(%s); the reaper's resume tears it down", scenario_id, exc)
+
+
+async def _build_ended(creating: asyncio.Future[LabInfo]) -> None:
+    """Wait until a build has ended, through cancellations (re-raised once it has): its
+    thread runs on whatever happens to the task that started it, and the scenario's lock
+    must be held until then."""
+    cancelled = False
+    while not creating.done():
+        try:
+            await asyncio.wait({creating})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
