@@ -9,11 +9,13 @@ parts here (the NATS drill stops the real server, but cannot choose the moment).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 
+from forge.audit.log import scenario_log
 from forge.bus.errors import BusUnavailable
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
@@ -41,7 +43,7 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
     destroyed: list[str] = []
 
     def audit(root: Any, transition: Transition) -> None:
-        if transition.to_state == states.LAUNCHING:
+        if transition.to_state == states.LAUNCHING and not failed:  # full for a moment
             failed.append(transition.scenario_id)
             raise OSError(28, "No space left on device")
         real_audit(root, transition)
@@ -76,6 +78,11 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
     assert built == [sid, sid] and destroyed == [sid]  # the first build went, one lab runs
     assert [i.lab_id for i in orch.runtime.list()] == [sid]
     assert row.details["launch_attempts"] == 2
+    # every move is in the scenario's audit log, the one whose write failed too (late)
+    moves = [entry["data"]["to"] for entry in map(json.loads, scenario_log(
+        orch.settings.storage_root, sid).read_bytes().splitlines())
+        if entry["event"] == "scenario.state"]
+    assert moves == [states.LAUNCHING, states.RUNNING], moves
 
 
 def test_a_template_that_does_not_render_fails_the_scenario(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
+from forge.audit.log import scenario_log
 from forge.bus import Event, Reject, RetryLater
 from forge.bus.contracts import ContractError, SpawnRequestedV1, decode_as
 from forge.faults import crash_point
@@ -27,7 +31,7 @@ from forge.services.orchestrator.admission import AdmissionRefused, Admitted, ve
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
-from forge.store.models import Scenario
+from forge.store.models import Scenario, ScenarioTransition
 from forge.templates.problems import TemplateError, UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed
@@ -323,6 +327,31 @@ async def _build_ended(creating: asyncio.Future[LabInfo]) -> None:
         raise asyncio.CancelledError
 
 
+def _audit_launch_if_missing(state: OrchestratorState, scenario_id: str) -> None:
+    """A launch whose audit write failed (a full disk) is stored but not in the scenario's
+    log: its entry is written before the lab is built again, so the log still shows every
+    move (late: stamped when written, so the log's times stay in order)."""
+    log_ = scenario_log(state.settings.storage_root, scenario_id)
+    for line in log_.read_bytes().splitlines():
+        entry = json.loads(line)
+        if entry.get("event") == "scenario.state" \
+                and entry.get("data", {}).get("to") == states.LAUNCHING:
+            return
+    with state.ctx.db.read() as sess:
+        moved = sess.scalars(
+            select(ScenarioTransition)
+            .where(ScenarioTransition.scenario_id == scenario_id,
+                   ScenarioTransition.to_state == states.LAUNCHING)
+            .order_by(ScenarioTransition.id.desc()).limit(1)).first()
+        row = sess.get(Scenario, scenario_id)
+        if moved is None or row is None:
+            return
+        transition = Transition(scenario_id, moved.from_state or states.PENDING,
+                                moved.to_state, moved.reason or "", datetime.now(UTC),
+                                row.tenant_id, row.subject, row.track)
+    audit_move(state.settings.storage_root, transition)
+
+
 async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
     """Finish a scenario left in ``launching`` by a crash: a complete lab is marked running;
     a half-built one is torn down and built again from the accepted spawn (same values);
@@ -353,6 +382,7 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         except UnknownTemplate:
             await _fail(state, scenario_id, "template is not loaded", {})
             return states.FAILED
+        await state.blocking(_audit_launch_if_missing, state, scenario_id)
         await state.blocking(
             lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
                                 {"launch_attempts": attempts},
