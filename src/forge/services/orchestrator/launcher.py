@@ -333,9 +333,13 @@ def _audit_launch_if_missing(state: OrchestratorState, scenario_id: str) -> None
     move (late: stamped when written, so the log's times stay in order)."""
     log_ = scenario_log(state.settings.storage_root, scenario_id)
     for line in log_.read_bytes().splitlines():
-        entry = json.loads(line)
-        if entry.get("event") == "scenario.state" \
-                and entry.get("data", {}).get("to") == states.LAUNCHING:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a torn line (a crash mid-write) is not the entry
+            continue
+        if isinstance(entry, dict) and entry.get("event") == "scenario.state" \
+                and isinstance(entry.get("data"), dict) \
+                and entry["data"].get("to") == states.LAUNCHING:
             return
     with state.ctx.db.read() as sess:
         moved = sess.scalars(
@@ -382,7 +386,11 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         except UnknownTemplate:
             await _fail(state, scenario_id, "template is not loaded", {})
             return states.FAILED
-        await state.blocking(_audit_launch_if_missing, state, scenario_id)
+        try:
+            await state.blocking(_audit_launch_if_missing, state, scenario_id)
+        except Exception as exc:  # never what keeps a lab from being built again
+            log.warning("scenario %s: its launching entry could not be written to the audit "
+                        "log: %s", scenario_id, exc)
         await state.blocking(
             lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
                                 {"launch_attempts": attempts},
