@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,7 @@ from forge_verify.score import SCENARIO_ID_RE
 log = logging.getLogger("forge.orchestrator.launch")
 POLICY_RETRY_S = 2.0
 MAX_LAUNCH_ATTEMPTS = 3
+BUILD_SETTLE_S = 30.0  # how long a cancelled launch waits for its build thread
 
 
 def _ensure_row(state: OrchestratorState, event: SpawnRequestedV1, admitted: Admitted) -> None:
@@ -117,12 +119,8 @@ async def handle_spawn(state: OrchestratorState, event: Event) -> None:
             row = None
         if row is not None and row.state != states.PENDING:
             log.info("spawn event for %s redelivered; already %s", scenario_id, row.state)
-            if row.state != states.LAUNCHING:
-                return
-            if not state.holds(row.node_id):
-                # Its node resumes it: back to the queue until that node takes it (bounded:
-                # the row leaves launching at the latest when that node's reaper acts).
-                raise RetryLater(NOT_HERE_DELAY_S, f"lab launching on node {row.node_id}")
+            if row.state != states.LAUNCHING or not state.holds(row.node_id):
+                return  # another node's launching lab is its reaper's to resume
             template_id = row.template_id
         else:
             await _admit_and_launch(state, spawn, row)
@@ -144,15 +142,16 @@ async def _resume_redelivered(state: OrchestratorState, scenario_id: str,
     if node is not None and not node.reserve(scenario_id,
                                              lab_memory_mb(state.registry, template_id)):
         raise RetryLater(NOT_HERE_DELAY_S, f"lab node {node.node_id} is full or drained")
-    ended: str | None = None
     try:
         ended = await resume_launch(state, scenario_id)
     except Exception as exc:
+        # Its row is launching (or further) on this node still: the slot stays held, as
+        # the heartbeat's count of this node's live rows has it anyway.
         log.warning("scenario %s: resuming its launch failed (%s); the reaper retries",
                     scenario_id, exc)
-    finally:
-        if node is not None and ended not in states.LIVE:
-            node.release(scenario_id)
+        return
+    if node is not None and ended not in states.LIVE:
+        node.release(scenario_id)
 
 
 async def _admit_and_launch(state: OrchestratorState, spawn: SpawnRequestedV1,
@@ -258,8 +257,8 @@ async def _build(state: OrchestratorState, spec: LabSpec, plan_name: str, templa
     log. The lab is then built while that entry is written (an fsync) and announced, not
     after: both are waits, each a few milliseconds of a pooled spawn's ~10. Both finish
     before the scenario's next move (the log stays in order), and the scenario's lock is
-    held until the build ends (a retry never meets a half-built lab), except on
-    cancellation (shutdown), where a restart's resume finds the lab. A failed audit or
+    held until the build ends (a retry never meets a half-built lab), on cancellation too
+    (a subscriber restart, a shutdown) for up to BUILD_SETTLE_S. A failed audit or
     announce destroys the lab again, as if the move had failed."""
     scenario_id = spec.lab_id
     creating = asyncio.ensure_future(state.blocking(state.runtime.create, spec))
@@ -316,14 +315,21 @@ async def _undo_build(state: OrchestratorState, scenario_id: str,
 async def _build_ended(creating: asyncio.Future[LabInfo]) -> None:
     """Wait until a build has ended, through cancellations (re-raised once it has): its
     thread runs on whatever happens to the task that started it, and the scenario's lock
-    must be held until then."""
-    cancelled = False
+    must be held until then. At most BUILD_SETTLE_S once cancelled, so a subscriber
+    restart or a shutdown stays bounded by a build that hangs (the reaper's resume, which
+    takes the lock, then meets that lab)."""
+    cancelled_at: float | None = None
     while not creating.done():
+        if cancelled_at is not None and time.monotonic() - cancelled_at >= BUILD_SETTLE_S:
+            log.warning("a cancelled lab build still runs after %.0f s; its scenario's lock "
+                        "is released", BUILD_SETTLE_S)
+            break
         try:
-            await asyncio.wait({creating})
+            await asyncio.wait({creating}, timeout=1.0 if cancelled_at is not None else None)
         except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
+            if cancelled_at is None:
+                cancelled_at = time.monotonic()
+    if cancelled_at is not None:
         raise asyncio.CancelledError
 
 
@@ -364,6 +370,11 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         row = await state.blocking(load, state.ctx.db, scenario_id)
         if row.state != states.LAUNCHING:
             return row.state
+        try:  # whichever way it goes on, the log shows the move to launching first
+            await state.blocking(_audit_launch_if_missing, state, scenario_id)
+        except Exception as exc:  # never what keeps a lab from being finished
+            log.warning("scenario %s: its launching entry could not be written to the audit "
+                        "log: %s", scenario_id, exc)
         found = {i.lab_id: i for i in await state.blocking(state.runtime.list)}
         info = found.get(scenario_id)
         if info is not None and info.state == "running":
@@ -386,11 +397,6 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         except UnknownTemplate:
             await _fail(state, scenario_id, "template is not loaded", {})
             return states.FAILED
-        try:
-            await state.blocking(_audit_launch_if_missing, state, scenario_id)
-        except Exception as exc:  # never what keeps a lab from being built again
-            log.warning("scenario %s: its launching entry could not be written to the audit "
-                        "log: %s", scenario_id, exc)
         await state.blocking(
             lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
                                 {"launch_attempts": attempts},
