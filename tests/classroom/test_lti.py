@@ -179,6 +179,14 @@ def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsSe
                     assert kept is not None
                     kept.next_at = datetime.now(UTC)
                 grade = emu.wait_for_grade("lena", 60)
+
+                def posted_once() -> bool:  # the platform answered; the post is recorded
+                    row = lti_links.grade_of(db, scenario_id)
+                    return row is not None and row.state == "posted"
+
+                # before the scoreboard stops: a stop between the platform's answer and the
+                # record leaves the grade pending, to be posted again (at least once)
+                _until(posted_once, "the grade recorded as posted")
             assert grade == {"scoreGiven": 50.0, "scoreMaximum": 100.0,
                              "activityProgress": "Completed",
                              "gradingProgress": "FullyGraded",
