@@ -8,8 +8,11 @@ assignment, uncached as spawn_service runs it) and `forge.gates.launch` (the orc
 training + capabilities, uncached and from its decision cache); both again for a denied
 spawn (a track outside the plan: the gates word their reasons only for a deny, so a deny
 costs more); the same gates as three separate package queries; and the engine's fixed
-cost (a trivial policy, with the same input and with an empty one). Records figure
-`policy_cpu_ms` as the launch + admit pair, uncached (the policy CPU of one allowed spawn).
+cost (a trivial policy, with the same input and with an empty one). Records figures
+`policy_cpu_ms` (the launch + admit pair, uncached: the first spawn of a template and plan),
+`policy_decision_ms` (the costlier of the two decisions) and `policy_class_ms` (admit
+uncached + launch through the orchestrator's decision cache with a freshly built training
+input: every later spawn of a class on one template, whose launch input is the same).
 Then, for the training gate with a
 realistic template input: decisions/s and p50/p99 latency for the embedded engine in each
 thread-safety mode (pool, lock, per-call), with 1 and 4 threads, and for RemoteEngine over
@@ -88,6 +91,7 @@ def _cpu_ms(fn: Callable[[dict[str, Any]], Any], docs: list[dict[str, Any]]) -> 
 def cpu_per_decision(bundle: PolicyBundle, runs: int, decisions: int) -> dict[str, float]:
     """Median CPU ms per decision of each way of asking, over `runs` runs."""
     docs = [_gates_input(i) for i in range(decisions)]
+    template = load_template_file(ROOT / "tests" / "templates" / "fixtures" / "good.yaml").template
     engine = EmbeddedEngine(bundle)
     cached = CachedEngine(engine, DecisionCache())
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,6 +105,9 @@ def cpu_per_decision(bundle: PolicyBundle, runs: int, decisions: int) -> dict[st
     ways: dict[str, Callable[[dict[str, Any]], Any]] = {
         "launch_uncached": lambda d: engine.decide_gates("launch", d),
         "launch_cached": lambda d: cached.decide_gates("launch", docs[0]),
+        "launch_class": lambda d: cached.decide_gates("launch", build_training_input(
+            template, plan_name="FREE", plan_tracks=["netplus"], requested_track="netplus",
+            template_sha256="0" * 64)),
         "admit_uncached": lambda d: engine.decide_gates("admit", d),
         "launch_denied": lambda d: engine.decide_gates("launch", _denied(d)),
         "admit_denied": lambda d: engine.decide_gates("admit", _denied(d)),
@@ -186,6 +193,21 @@ def main() -> None:
                    f"{cpu['three_queries']:.3f} ms; engine fixed cost {fixed:.3f} ms "
                    f"(trivial policy, same input), {cpu['trivial_empty_input']:.3f} ms "
                    "(empty input)"))
+    worst = max(cpu["launch_uncached"], cpu["admit_uncached"])
+    record("policy_decision_ms", round(worst, 3), cpu_ms_per_op=round(worst, 3),
+           detail=(f"the costlier of a spawn's two decisions, uncached: launch "
+                   f"{cpu['launch_uncached']:.3f} ms, admit {cpu['admit_uncached']:.3f} ms"))
+    # The launch gate reads only the template, the requested track and the plan
+    # (forge.policy.projection), the same for every learner of a class on one template: the
+    # orchestrator's decision cache answers it after the class's first spawn. The admit
+    # gate reads the learner and the request id, so it is evaluated for every spawn.
+    in_class = cpu["admit_uncached"] + cpu["launch_class"]
+    record("policy_class_ms", round(in_class, 3), cpu_ms_per_op=round(in_class, 3),
+           detail=(f"a class on one template: admit {cpu['admit_uncached']:.3f} ms uncached "
+                   f"+ launch {cpu['launch_class']:.3f} ms through the orchestrator's "
+                   "decision cache, with each learner's own training input (built afresh per "
+                   "spawn, as the orchestrator does; the first spawn of a template and plan "
+                   "costs the uncached pair)"))
 
     configs: list[tuple[str, int, Factory, float]] = []
     for mode in ("pool", "lock", "per_call"):
