@@ -19,7 +19,7 @@ from forge.audit.log import scenario_log
 from forge.bus.errors import BusUnavailable
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
-from forge.services.orchestrator import launcher
+from forge.services.orchestrator import launch_build, launcher
 from forge.templates.problems import Problem, TemplateError
 
 from .conftest import Orch, spawn_event
@@ -35,7 +35,7 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
     running unaccounted, and the spawn event, redelivered, resumes the launch at once;
     before, the scenario sat in `launching` until the reaper's STUCK_LAUNCHING (2 min)
     and the learner waited that long after the outage was over."""
-    real_audit, real_create, real_destroy = (launcher.audit_move, orch.runtime.create,
+    real_audit, real_create, real_destroy = (launch_build.audit_move, orch.runtime.create,
                                              orch.runtime.destroy)
     real_announce = orch.state.announce
     failed: list[str] = []
@@ -64,7 +64,7 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
         destroyed.append(lab_id)
 
     if fault == "audit":
-        monkeypatch.setattr(launcher, "audit_move", audit)
+        monkeypatch.setattr(launch_build, "audit_move", audit)
     else:
         monkeypatch.setattr(orch.state, "announce", announce)
     monkeypatch.setattr(orch.runtime, "create", create)
@@ -135,7 +135,7 @@ def test_a_redelivered_spawn_launching_on_another_node_is_left_to_that_node(
             raise
         outcomes.append("acknowledged")
 
-    monkeypatch.setattr(launcher, "audit_move", audit)
+    monkeypatch.setattr(launch_build, "audit_move", audit)
     monkeypatch.setattr(orch.runtime, "create", create)
     monkeypatch.setattr(app, "handle_spawn", handle)
     event = spawn_event(orch.settings)
@@ -155,7 +155,7 @@ async def test_a_cancelled_launch_holds_its_lock_until_its_build_thread_ends() -
     """A subscriber restart cancels a handler mid-build; the build's thread runs on, so
     the scenario's lock must not be released (a redelivery would resume, list the half-
     built lab as degraded and destroy it under the build) until that thread is done.
-    The stand-in state carries only what `_build` touches before the lab exists."""
+    The stand-in state carries only what `build_lab` touches before the lab exists."""
     import asyncio
     import threading
     from types import SimpleNamespace
@@ -175,8 +175,8 @@ async def test_a_cancelled_launch_holds_its_lock_until_its_build_thread_ends() -
 
     async def handler() -> None:
         async with lock:
-            await launcher._build(state, SimpleNamespace(lab_id="scn-0000000000000001"),  # type: ignore[arg-type]
-                                  "PRO", "lab-netplus")
+            await launch_build.build_lab(state, SimpleNamespace(lab_id="scn-0000000000000001"),  # type: ignore[arg-type]
+                                        "PRO", "lab-netplus")
 
     task = asyncio.ensure_future(handler())
     await asyncio.sleep(0.1)
