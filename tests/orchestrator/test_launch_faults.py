@@ -9,10 +9,12 @@ parts here (the NATS drill stops the real server, but cannot choose the moment).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
+import nats as nats_client
 import pytest
 
 from forge.audit.log import scenario_log
@@ -83,6 +85,58 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
         orch.settings.storage_root, sid).read_bytes().splitlines())
         if entry["event"] == "scenario.state"]
     assert moves == [states.LAUNCHING, states.RUNNING], moves
+
+
+async def _states_on_bus(url: str, scenario_id: str) -> list[str]:
+    """The scenario's state events in the FORGE stream, in order, up to its `running`."""
+    nc = await nats_client.connect(url)
+    seen: list[str] = []
+    try:
+        sub = await nc.jetstream().subscribe("forge.scenario.*", ordered_consumer=True)
+        while states.RUNNING not in seen:
+            body = json.loads((await sub.next_msg(timeout=10)).data)  # a hang guard
+            if body.get("scenario_id") == scenario_id:
+                seen.append(body["state"])
+    finally:
+        await nc.close()
+    return seen
+
+
+@pytest.mark.parametrize("fault", ["announce", "build"])
+def test_a_resumed_launch_is_seen_on_the_bus_as_launching_before_running(
+        orch: Orch, monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """Observers of the bus see every launch go launching → running. `announce`: the first
+    attempt's launching announce met a NATS outage, and the resume that builds the lab
+    again announces it (before, the bus showed running with no launching at all).
+    `build`: the first announce went out and the build failed; the resume announces again
+    under the same message id, and the bus still holds one launching event, not two."""
+    real_announce, real_create = orch.state.announce, orch.runtime.create
+    failed: list[str] = []
+
+    async def announce(transition: Transition, **kw: Any) -> None:
+        if transition.to_state == states.LAUNCHING and not failed:
+            failed.append(transition.scenario_id)
+            raise BusUnavailable("NATS not connected")
+        await real_announce(transition, **kw)
+
+    def create(spec: Any) -> Any:
+        if not failed:
+            failed.append(spec.lab_id)
+            raise OSError("the build went away")
+        return real_create(spec)
+
+    if fault == "announce":
+        monkeypatch.setattr(orch.state, "announce", announce)
+    else:
+        monkeypatch.setattr(orch.runtime, "create", create)
+    event = spawn_event(orch.settings)
+    sid = str(event["scenario_id"])
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(sid, states.RUNNING, states.FAILED)
+    assert row.state == states.RUNNING, row.state_reason
+    assert failed == [sid] and row.details["launch_attempts"] == 2  # it was resumed
+    seen = asyncio.run(_states_on_bus(orch.nats.admin_url, sid))
+    assert seen == [states.LAUNCHING, states.RUNNING], seen
 
 
 def test_a_template_that_does_not_render_fails_the_scenario(

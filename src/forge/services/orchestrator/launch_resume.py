@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -49,6 +50,21 @@ async def resume_redelivered(state: OrchestratorState, scenario_id: str,
 
 
 
+def _launching_move(state: OrchestratorState, scenario_id: str) -> Transition | None:
+    """The scenario's last move to launching as the store has it (its reason, its time)."""
+    with state.ctx.db.read() as sess:
+        moved = sess.scalars(
+            select(ScenarioTransition)
+            .where(ScenarioTransition.scenario_id == scenario_id,
+                   ScenarioTransition.to_state == states.LAUNCHING)
+            .order_by(ScenarioTransition.id.desc()).limit(1)).first()
+        row = sess.get(Scenario, scenario_id)
+        if moved is None or row is None:
+            return None
+        return Transition(scenario_id, moved.from_state or states.PENDING, moved.to_state,
+                          moved.reason or "", moved.at, row.tenant_id, row.subject, row.track)
+
+
 def _audit_launch_if_missing(state: OrchestratorState, scenario_id: str) -> None:
     """A launch whose audit write failed (a full disk) is stored but not in the scenario's
     log: its entry is written before the lab is built again, so the log still shows every
@@ -63,19 +79,25 @@ def _audit_launch_if_missing(state: OrchestratorState, scenario_id: str) -> None
                 and isinstance(entry.get("data"), dict) \
                 and entry["data"].get("to") == states.LAUNCHING:
             return
-    with state.ctx.db.read() as sess:
-        moved = sess.scalars(
-            select(ScenarioTransition)
-            .where(ScenarioTransition.scenario_id == scenario_id,
-                   ScenarioTransition.to_state == states.LAUNCHING)
-            .order_by(ScenarioTransition.id.desc()).limit(1)).first()
-        row = sess.get(Scenario, scenario_id)
-        if moved is None or row is None:
-            return
-        transition = Transition(scenario_id, moved.from_state or states.PENDING,
-                                moved.to_state, moved.reason or "", datetime.now(UTC),
-                                row.tenant_id, row.subject, row.track)
-    audit_move(state.settings.storage_root, transition)
+    launched = _launching_move(state, scenario_id)
+    if launched is not None:
+        audit_move(state.settings.storage_root, replace(launched, at=datetime.now(UTC)))
+
+
+async def _announce_launching(state: OrchestratorState, scenario_id: str) -> None:
+    """Announce the move to launching again before the launch goes on, so the bus shows
+    pending → launching → running: a first attempt's announce may have met a NATS outage,
+    or a crash come before it. It goes out as the first did (same message id, same body),
+    so JetStream stores it once when the first one was stored within the stream's
+    duplicate window. A failure is logged, never what stops the resume (the store is the
+    truth)."""
+    try:
+        launched = await state.blocking(_launching_move, state, scenario_id)
+        if launched is not None:
+            await state.announce(launched)
+    except Exception as exc:
+        log.warning("scenario %s: its move to launching could not be announced again: %s",
+                    scenario_id, exc)
 
 
 async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
@@ -91,6 +113,7 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         except Exception as exc:  # never what keeps a lab from being finished
             log.warning("scenario %s: its launching entry could not be written to the audit "
                         "log: %s", scenario_id, exc)
+        await _announce_launching(state, scenario_id)  # and the bus too
         found = {i.lab_id: i for i in await state.blocking(state.runtime.list)}
         info = found.get(scenario_id)
         if info is not None and info.state == "running":
