@@ -22,11 +22,36 @@ from forge.bus.errors import BusUnavailable
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
 from forge.services.orchestrator import launch_build, launcher
+from forge.store.models import Scenario
 from forge.templates.problems import Problem, TemplateError
 
 from .conftest import Orch, spawn_event
 
 SPAWN = "forge.spawn.requested"
+
+
+def _announce_down_once(orch: Orch, monkeypatch: pytest.MonkeyPatch,
+                        failed: list[str]) -> None:
+    """The first launching announce meets a NATS outage (noted in `failed`)."""
+    real_announce = orch.state.announce
+
+    async def announce(transition: Transition, **kw: Any) -> None:
+        if transition.to_state == states.LAUNCHING and not failed:
+            failed.append(transition.scenario_id)
+            raise BusUnavailable("NATS not connected")
+        await real_announce(transition, **kw)
+
+    monkeypatch.setattr(orch.state, "announce", announce)
+
+
+def _launch(orch: Orch) -> tuple[str, Scenario]:
+    """Publish a spawn and wait for its scenario to run (it must not fail)."""
+    event = spawn_event(orch.settings)
+    sid = str(event["scenario_id"])
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(sid, states.RUNNING, states.FAILED)
+    assert row.state == states.RUNNING, row.state_reason
+    return sid, row
 
 
 @pytest.mark.parametrize("fault", ["audit", "announce"])
@@ -39,7 +64,6 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
     and the learner waited that long after the outage was over."""
     real_audit, real_create, real_destroy = (launch_build.audit_move, orch.runtime.create,
                                              orch.runtime.destroy)
-    real_announce = orch.state.announce
     failed: list[str] = []
     built: list[str] = []
     destroyed: list[str] = []
@@ -49,12 +73,6 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
             failed.append(transition.scenario_id)
             raise OSError(28, "No space left on device")
         real_audit(root, transition)
-
-    async def announce(transition: Transition, **kw: Any) -> None:
-        if transition.to_state == states.LAUNCHING and not failed:
-            failed.append(transition.scenario_id)
-            raise BusUnavailable("NATS not connected")
-        await real_announce(transition, **kw)
 
     def create(spec: Any) -> Any:
         info = real_create(spec)
@@ -68,14 +86,10 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
     if fault == "audit":
         monkeypatch.setattr(launch_build, "audit_move", audit)
     else:
-        monkeypatch.setattr(orch.state, "announce", announce)
+        _announce_down_once(orch, monkeypatch, failed)
     monkeypatch.setattr(orch.runtime, "create", create)
     monkeypatch.setattr(orch.runtime, "destroy", destroy)
-    event = spawn_event(orch.settings)
-    sid = str(event["scenario_id"])
-    orch.publish(SPAWN, event)
-    row = orch.wait_state(sid, states.RUNNING, states.FAILED)
-    assert row.state == states.RUNNING, row.state_reason
+    sid, row = _launch(orch)
     assert failed == [sid]
     assert built == [sid, sid] and destroyed == [sid]  # the first build went, one lab runs
     assert [i.lab_id for i in orch.runtime.list()] == [sid]
@@ -110,14 +124,8 @@ def test_a_resumed_launch_is_seen_on_the_bus_as_launching_before_running(
     again announces it (before, the bus showed running with no launching at all).
     `build`: the first announce went out and the build failed; the resume announces again
     under the same message id, and the bus still holds one launching event, not two."""
-    real_announce, real_create = orch.state.announce, orch.runtime.create
+    real_create = orch.runtime.create
     failed: list[str] = []
-
-    async def announce(transition: Transition, **kw: Any) -> None:
-        if transition.to_state == states.LAUNCHING and not failed:
-            failed.append(transition.scenario_id)
-            raise BusUnavailable("NATS not connected")
-        await real_announce(transition, **kw)
 
     def create(spec: Any) -> Any:
         if not failed:
@@ -126,14 +134,10 @@ def test_a_resumed_launch_is_seen_on_the_bus_as_launching_before_running(
         return real_create(spec)
 
     if fault == "announce":
-        monkeypatch.setattr(orch.state, "announce", announce)
+        _announce_down_once(orch, monkeypatch, failed)
     else:
         monkeypatch.setattr(orch.runtime, "create", create)
-    event = spawn_event(orch.settings)
-    sid = str(event["scenario_id"])
-    orch.publish(SPAWN, event)
-    row = orch.wait_state(sid, states.RUNNING, states.FAILED)
-    assert row.state == states.RUNNING, row.state_reason
+    sid, row = _launch(orch)
     assert failed == [sid] and row.details["launch_attempts"] == 2  # it was resumed
     seen = asyncio.run(_states_on_bus(orch.nats.admin_url, sid))
     assert seen == [states.LAUNCHING, states.RUNNING], seen
@@ -162,7 +166,6 @@ def test_a_redelivered_spawn_launching_on_another_node_is_left_to_that_node(
     lab neither builds it nor keeps its event (that node's reaper resumes it; sending the
     event back would bounce it between the other nodes while the holder is full)."""
     from forge.services.orchestrator import app
-    from forge.store.models import Scenario
 
     real_handle, real_create = app.handle_spawn, orch.runtime.create
     built: list[str] = []
