@@ -9,22 +9,49 @@ parts here (the NATS drill stops the real server, but cannot choose the moment).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
+import nats as nats_client
 import pytest
 
 from forge.audit.log import scenario_log
 from forge.bus.errors import BusUnavailable
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
-from forge.services.orchestrator import launcher
+from forge.services.orchestrator import launch_build, launcher
+from forge.store.models import Scenario
 from forge.templates.problems import Problem, TemplateError
 
 from .conftest import Orch, spawn_event
 
 SPAWN = "forge.spawn.requested"
+
+
+def _announce_down_once(orch: Orch, monkeypatch: pytest.MonkeyPatch,
+                        failed: list[str]) -> None:
+    """The first launching announce meets a NATS outage (noted in `failed`)."""
+    real_announce = orch.state.announce
+
+    async def announce(transition: Transition, **kw: Any) -> None:
+        if transition.to_state == states.LAUNCHING and not failed:
+            failed.append(transition.scenario_id)
+            raise BusUnavailable("NATS not connected")
+        await real_announce(transition, **kw)
+
+    monkeypatch.setattr(orch.state, "announce", announce)
+
+
+def _launch(orch: Orch) -> tuple[str, Scenario]:
+    """Publish a spawn and wait for its scenario to run (it must not fail)."""
+    event = spawn_event(orch.settings)
+    sid = str(event["scenario_id"])
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(sid, states.RUNNING, states.FAILED)
+    assert row.state == states.RUNNING, row.state_reason
+    return sid, row
 
 
 @pytest.mark.parametrize("fault", ["audit", "announce"])
@@ -35,9 +62,8 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
     running unaccounted, and the spawn event, redelivered, resumes the launch at once;
     before, the scenario sat in `launching` until the reaper's STUCK_LAUNCHING (2 min)
     and the learner waited that long after the outage was over."""
-    real_audit, real_create, real_destroy = (launcher.audit_move, orch.runtime.create,
+    real_audit, real_create, real_destroy = (launch_build.audit_move, orch.runtime.create,
                                              orch.runtime.destroy)
-    real_announce = orch.state.announce
     failed: list[str] = []
     built: list[str] = []
     destroyed: list[str] = []
@@ -47,12 +73,6 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
             failed.append(transition.scenario_id)
             raise OSError(28, "No space left on device")
         real_audit(root, transition)
-
-    async def announce(transition: Transition, **kw: Any) -> None:
-        if transition.to_state == states.LAUNCHING and not failed:
-            failed.append(transition.scenario_id)
-            raise BusUnavailable("NATS not connected")
-        await real_announce(transition, **kw)
 
     def create(spec: Any) -> Any:
         info = real_create(spec)
@@ -64,16 +84,12 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
         destroyed.append(lab_id)
 
     if fault == "audit":
-        monkeypatch.setattr(launcher, "audit_move", audit)
+        monkeypatch.setattr(launch_build, "audit_move", audit)
     else:
-        monkeypatch.setattr(orch.state, "announce", announce)
+        _announce_down_once(orch, monkeypatch, failed)
     monkeypatch.setattr(orch.runtime, "create", create)
     monkeypatch.setattr(orch.runtime, "destroy", destroy)
-    event = spawn_event(orch.settings)
-    sid = str(event["scenario_id"])
-    orch.publish(SPAWN, event)
-    row = orch.wait_state(sid, states.RUNNING, states.FAILED)
-    assert row.state == states.RUNNING, row.state_reason
+    sid, row = _launch(orch)
     assert failed == [sid]
     assert built == [sid, sid] and destroyed == [sid]  # the first build went, one lab runs
     assert [i.lab_id for i in orch.runtime.list()] == [sid]
@@ -83,6 +99,48 @@ def test_a_launch_that_fails_after_launching_is_resumed_by_its_redelivery(
         orch.settings.storage_root, sid).read_bytes().splitlines())
         if entry["event"] == "scenario.state"]
     assert moves == [states.LAUNCHING, states.RUNNING], moves
+
+
+async def _states_on_bus(url: str, scenario_id: str) -> list[str]:
+    """The scenario's state events in the FORGE stream, in order, up to its `running`."""
+    nc = await nats_client.connect(url)
+    seen: list[str] = []
+    try:
+        sub = await nc.jetstream().subscribe("forge.scenario.*", ordered_consumer=True)
+        while states.RUNNING not in seen:
+            body = json.loads((await sub.next_msg(timeout=10)).data)  # a hang guard
+            if body.get("scenario_id") == scenario_id:
+                seen.append(body["state"])
+    finally:
+        await nc.close()
+    return seen
+
+
+@pytest.mark.parametrize("fault", ["announce", "build"])
+def test_a_resumed_launch_is_seen_on_the_bus_as_launching_before_running(
+        orch: Orch, monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """Observers of the bus see every launch go launching → running. `announce`: the first
+    attempt's launching announce met a NATS outage, and the resume that builds the lab
+    again announces it (before, the bus showed running with no launching at all).
+    `build`: the first announce went out and the build failed; the resume announces again
+    under the same message id, and the bus still holds one launching event, not two."""
+    real_create = orch.runtime.create
+    failed: list[str] = []
+
+    def create(spec: Any) -> Any:
+        if not failed:
+            failed.append(spec.lab_id)
+            raise OSError("the build went away")
+        return real_create(spec)
+
+    if fault == "announce":
+        _announce_down_once(orch, monkeypatch, failed)
+    else:
+        monkeypatch.setattr(orch.runtime, "create", create)
+    sid, row = _launch(orch)
+    assert failed == [sid] and row.details["launch_attempts"] == 2  # it was resumed
+    seen = asyncio.run(_states_on_bus(orch.nats.admin_url, sid))
+    assert seen == [states.LAUNCHING, states.RUNNING], seen
 
 
 def test_a_template_that_does_not_render_fails_the_scenario(
@@ -108,7 +166,6 @@ def test_a_redelivered_spawn_launching_on_another_node_is_left_to_that_node(
     lab neither builds it nor keeps its event (that node's reaper resumes it; sending the
     event back would bounce it between the other nodes while the holder is full)."""
     from forge.services.orchestrator import app
-    from forge.store.models import Scenario
 
     real_handle, real_create = app.handle_spawn, orch.runtime.create
     built: list[str] = []
@@ -135,7 +192,7 @@ def test_a_redelivered_spawn_launching_on_another_node_is_left_to_that_node(
             raise
         outcomes.append("acknowledged")
 
-    monkeypatch.setattr(launcher, "audit_move", audit)
+    monkeypatch.setattr(launch_build, "audit_move", audit)
     monkeypatch.setattr(orch.runtime, "create", create)
     monkeypatch.setattr(app, "handle_spawn", handle)
     event = spawn_event(orch.settings)
@@ -155,7 +212,7 @@ async def test_a_cancelled_launch_holds_its_lock_until_its_build_thread_ends() -
     """A subscriber restart cancels a handler mid-build; the build's thread runs on, so
     the scenario's lock must not be released (a redelivery would resume, list the half-
     built lab as degraded and destroy it under the build) until that thread is done.
-    The stand-in state carries only what `_build` touches before the lab exists."""
+    The stand-in state carries only what `build_lab` touches before the lab exists."""
     import asyncio
     import threading
     from types import SimpleNamespace
@@ -175,8 +232,8 @@ async def test_a_cancelled_launch_holds_its_lock_until_its_build_thread_ends() -
 
     async def handler() -> None:
         async with lock:
-            await launcher._build(state, SimpleNamespace(lab_id="scn-0000000000000001"),  # type: ignore[arg-type]
-                                  "PRO", "lab-netplus")
+            await launch_build.build_lab(state, SimpleNamespace(lab_id="scn-0000000000000001"),  # type: ignore[arg-type]
+                                        "PRO", "lab-netplus")
 
     task = asyncio.ensure_future(handler())
     await asyncio.sleep(0.1)

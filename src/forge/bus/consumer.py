@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol, TypedDict
+from typing import TypedDict
 
 import nats.errors
 from nats.js import api
@@ -33,6 +33,15 @@ from forge.bus.errors import BusUnavailable
 from forge.bus.events import DeadLetterHook, Handler
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, STREAM, StreamSpec, check_name, check_subject
+from forge.bus.worker_parking import (
+    GATE_POLL_S,
+    IDLE_FETCH_S,
+    IDLE_REFRESH_S,
+    PARK_S,
+    FetchGate,
+    late_delivery,
+    park,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,56 +63,6 @@ class ConsumerStatus(TypedDict):
     reconnects: int
     restarts: int
     last_error: str | None
-
-
-class FetchGate(Protocol):
-    """Consulted before every fetch: `try_enter` reserves room (False: do not fetch now)."""
-
-    def try_enter(self) -> bool: ...
-
-    def leave(self) -> None: ...
-
-
-_GATE_POLL_S = 0.1
-# How long one idle fetch waits at the server for a message (a message that arrives is
-# handed over at once, so this costs no latency) and how often an idle consumer refreshes
-# its pending count: an idle orchestrator runs 16 fetch workers, and 2 s / 1 s made it wake
-# ~60 times a second (0.65 % of a core while nothing happened; issue 19 item 5).
-# While a consumer is idle only its first worker keeps a fetch open; the others park until
-# a message or a backlog shows up (see `_worker`): 16 open fetches, renewed every 5 s, were
-# most of an idle orchestrator's CPU and of the bus's.
-# The idle refresh only keeps the pending gauge honest and wakes parked workers on a
-# backlog worker 0's fetch missed (a pull lost with a consumer leader; worker 0's next
-# fetch, within IDLE_FETCH_S, finds it too), so it runs every 15 s, not every 5 s (one
-# request fewer per idle consumer every 7.5 s, on the service and on nats-server).
-IDLE_FETCH_S = 5.0
-IDLE_REFRESH_S = 15.0
-# A parked worker looks at its own queue this often (at most a third of ack_wait): a message
-# the server handed to its pull just after the client gave up waiting (its expiry runs on
-# the server's clock) sits there until then, never until redelivery. Only then does it
-# fetch (the fetch takes the queued message first): a parked worker that found nothing
-# sends no request, where each used to renew a pull every PARK_S (an idle orchestrator's
-# 14 parked workers were two thirds of its requests to nats-server).
-PARK_S = 20.0
-
-
-def queued_message(sub: JetStreamContext.PullSubscription) -> bool:
-    """Is a message, not a status, waiting in this pull subscription's own queue?
-
-    Every pull that expires idle leaves the server's "408 Request Timeout" notice there
-    (it arrives just after the client stopped waiting); the next fetch would drop it and
-    then send a request. Notices at the head are dropped here the same way, so a parked
-    worker fetches only for a real message. With client internals other than nats-py's
-    (a queue of messages), the answer is yes: the worker fetches, as it always did."""
-    queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
-    if not isinstance(queue, asyncio.Queue):
-        return True
-    while not queue.empty():
-        msg = queue.get_nowait()
-        if not JetStreamContext.is_status_msg(msg):
-            queue.put_nowait(msg)  # back for the fetch (batches of one: order is free)
-            return True
-    return False
 
 
 class DurableConsumer:
@@ -355,28 +314,21 @@ class DurableConsumer:
         delivery is waiting there."""
         while not self._stopping.is_set():
             if index and not self._active.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._active.wait(), self._park_s)
-                if not self._active.is_set() and not self._late_delivery(index):
+                await park(self._active, self._park_s)
+                if not self._active.is_set() and not late_delivery(self._subs.get(index)):
                     continue  # still idle, nothing in its own queue: no request (PARK_S)
             conn = self._conn
             if conn is None or not conn.ready:
                 await asyncio.sleep(min(self._reconnect_wait, 0.1))
                 continue
             if self._gate is not None and not self._gate.try_enter():
-                await asyncio.sleep(_GATE_POLL_S)
+                await asyncio.sleep(GATE_POLL_S)
                 continue
             try:
                 await self._fetch_and_process(index, conn)
             finally:
                 if self._gate is not None:
                     self._gate.leave()
-
-    def _late_delivery(self, index: int) -> bool:
-        """Did the server hand this worker's last pull a message after the client stopped
-        waiting? It sits in the worker's own queue (a fetch takes it without a request)."""
-        sub = self._subs.get(index)
-        return sub is not None and sub.pending_msgs > 0 and queued_message(sub)
 
     async def _fetch_and_process(self, index: int, conn: BusConnection) -> None:
         """One fetch of at most one message on this worker's subscription, and its handler."""
@@ -389,7 +341,7 @@ class DurableConsumer:
                 self._subs[index] = sub
             msgs = await sub.fetch(1, timeout=self._fetch_timeout)
         except (TimeoutError, nats.errors.TimeoutError):
-            if sub is not None and sub.pending_msgs and queued_message(sub):
+            if late_delivery(sub):
                 self._active.set()  # delivered just after the client stopped waiting
             elif index and 0 not in self._busy:  # idle, and worker 0 is there to fetch
                 self._active.clear()

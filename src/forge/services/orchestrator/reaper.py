@@ -14,7 +14,7 @@ from forge.services.orchestrator.grade_lab import (
     end_without_grading,
     scenario_dir,
 )
-from forge.services.orchestrator.launcher import resume_launch
+from forge.services.orchestrator.launch_resume import resume_launch
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import claim_adopted
 from forge.store.models import Scenario
