@@ -197,3 +197,19 @@ def test_migrations_form_one_numbered_chain() -> None:
     assert script.get_heads() == [head_revision()] == [chain[-1]]
     for older, newer in itertools.pairwise(chain):
         assert script.get_revision(newer).down_revision == older
+
+
+def test_postgres_answers_times_in_utc_whatever_the_session_zone(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server (or PGTZ) in another zone: the store still hands back UTC times, so a time
+    written out as `...Z` (an event's `at`, a re-announced move) is the moment it was."""
+    monkeypatch.setenv("PGTZ", "Asia/Kolkata")
+    database = Database(postgres_url)
+    try:
+        with database.read() as sess:
+            value = sess.execute(text("SELECT TIMESTAMPTZ '2026-12-02 02:14:31+00'")).scalar_one()
+    finally:
+        database.dispose()
+    assert value == datetime(2026, 12, 2, 2, 14, 31, tzinfo=UTC)
+    assert value.utcoffset() == timedelta(0)
+    assert value.strftime("%H:%M:%SZ") == "02:14:31Z"

@@ -41,6 +41,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _utc_session(dbapi_conn: Any, _record: Any) -> None:
+    """A PostgreSQL session answers its timestamps in UTC: psycopg hands them back in the
+    session's zone (the server's TimeZone, or PGTZ), and code that writes a time as
+    `...Z` (events, tokens) would otherwise state a Berlin or Kolkata time as UTC."""
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")
+    dbapi_conn.commit()
+
+
 def _begin_immediate(conn: Any) -> None:
     # Take the write lock at BEGIN so read-then-write transactions cannot race each other.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -71,7 +80,9 @@ def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, future=True)
+        engine = create_engine(url, pool_pre_ping=True, future=True)
+        event.listen(engine, "connect", _utc_session)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(

@@ -20,6 +20,7 @@ from forge.services.orchestrator.launch_build import build_lab, fail_scenario, m
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario, ScenarioTransition
+from forge.store.timestamps import aware
 from forge.templates.problems import UnknownTemplate
 from forge.templates.variables import render
 
@@ -62,7 +63,8 @@ def _launching_move(state: OrchestratorState, scenario_id: str) -> Transition | 
         if moved is None or row is None:
             return None
         return Transition(scenario_id, moved.from_state or states.PENDING, moved.to_state,
-                          moved.reason or "", moved.at, row.tenant_id, row.subject, row.track)
+                          moved.reason or "", aware(moved.at).astimezone(UTC), row.tenant_id,
+                          row.subject, row.track)
 
 
 def _audit_launch_if_missing(state: OrchestratorState, scenario_id: str) -> None:
@@ -85,12 +87,14 @@ def _audit_launch_if_missing(state: OrchestratorState, scenario_id: str) -> None
 
 
 async def _announce_launching(state: OrchestratorState, scenario_id: str) -> None:
-    """Announce the move to launching again before the launch goes on, so the bus shows
-    pending → launching → running: a first attempt's announce may have met a NATS outage,
-    or a crash come before it. It goes out as the first did (same message id, same body),
-    so JetStream stores it once when the first one was stored within the stream's
-    duplicate window. A failure is logged, never what stops the resume (the store is the
-    truth)."""
+    """Announce the move to launching again before the launch goes on, so that the bus
+    shows pending → launching → running even when a first attempt's announce met a NATS
+    outage, or a crash came before it. It goes out as the first did (same message id, same
+    body, its time in UTC whatever zone the store answers in), so JetStream keeps one copy
+    when the first was stored within the stream's duplicate window; a resume later than
+    that (or a reaper's later attempt) adds a copy, as at-least-once delivery allows. Best
+    effort: a failure is logged, never what stops the resume (the store is the truth), and
+    a resume during an outage may still leave the bus without its launching event."""
     try:
         launched = await state.blocking(_launching_move, state, scenario_id)
         if launched is not None:
