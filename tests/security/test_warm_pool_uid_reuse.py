@@ -80,8 +80,11 @@ def test_nothing_of_a_learner_outlives_the_lab_for_the_next_learner_of_its_uid(
     for made in (b"res-a", b"10.99.0.0/16", b"resa", b"0x"):  # A's objects exist...
         assert made in seen_a.stdout, seen_a.stderr
 
-    # A ready pool lab has the same addresses; A reaches its own peer, never the pool's.
+    # A ready pool lab, alive beside A: its own uids (no signal, ptrace or file of A's
+    # reaches it by uid) and the same addresses: A reaches its own peer, never the pool's.
     waiting = pool_lab(rt)
+    mine, theirs = rt.identity(a), rt.identity(waiting)
+    assert {mine.learner, mine.grader}.isdisjoint({theirs.learner, theirs.grader})
     peer = rt.exec(a, "peer", shell="ip -4 -o addr show eth0").stdout_text.split()[3]
     peer = peer.split("/")[0]
     listened: list[ExecResult] = []
