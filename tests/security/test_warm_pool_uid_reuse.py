@@ -6,14 +6,17 @@ learner A ran as. If anything A made outlived A's lab (a double-forked daemon, S
 an abstract unix socket, a route or nft table A added as the lab's NET_ADMIN user, a
 file in any writable tree), the next learner of that uid would find it. And while a pool
 lab waits for its claim it has the same addresses as every claimed lab of its template:
-a claimed lab must not reach it. Nothing survives a lab; no lab reaches another."""
+a claimed lab must not reach it, nor hold the pipe its init reads its start line from.
+Nothing survives a lab; no lab reaches another."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,17 @@ def pooled(tmp_path: Path) -> Iterator[LocalRuntime]:
         rt.close()
 
 
+def open_files(pids: Iterable[int]) -> set[str]:
+    """What the machine processes ``pids`` hold open (``pipe:[inode]`` for a pipe)."""
+    held: set[str] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return held
+
+
 def pool_lab(rt: LocalRuntime) -> str:
     """The ready pool lab, once the pool has one."""
     assert rt.warm_pool is not None
@@ -85,6 +99,12 @@ def test_nothing_of_a_learner_outlives_the_lab_for_the_next_learner_of_its_uid(
     waiting = pool_lab(rt)
     mine, theirs = rt.identity(a), rt.identity(waiting)
     assert {mine.learner, mine.grader}.isdisjoint({theirs.learner, theirs.grader})
+    # Nor does any process of A's hold the pipe a waiting init reads its start line from
+    # (whoever writes it runs a command as root in the next learner's lab).
+    starts = {f"pipe:[{os.fstat(fd).st_ino}]" for fd in rt._held_go[waiting].values()}
+    held = open_files(rt.cgroups.pids(rt.names.lab(a)))
+    assert any(f.startswith("pipe:") for f in held)  # A's sandboxes hold their own pipes
+    assert starts and starts.isdisjoint(held)
     peer = rt.exec(a, "peer", shell="ip -4 -o addr show eth0").stdout_text.split()[3]
     peer = peer.split("/")[0]
     listened: list[ExecResult] = []
