@@ -14,7 +14,10 @@ like any lab.
 
 A background thread (niced, one build at a time) keeps each pool at its size; it waits
 while creates are missing the pools and for a moment after each claim (spawns come first)
-and, under memory pressure, stops building and destroys ready labs one by one. Pool labs
+and, under memory pressure, stops building and destroys ready labs one by one. A pool
+whose build failed is retried after a wait that doubles with each failure in a row (up to
+``MAX_RETRY_S``) while the other pools fill: one template whose labs cannot be built (its
+image gone, a resource its shape exhausts) never starves every other pool of the node. Pool labs
 hold no quota: they have no scenario row. ``stop`` destroys every ready lab.
 """
 
@@ -44,6 +47,7 @@ from forge.runtime.warm import (
 )
 
 log = logging.getLogger("forge.runtime.warm_pool")
+MAX_RETRY_S = 60.0
 
 
 @dataclasses.dataclass
@@ -89,6 +93,7 @@ class WarmPool:
         self._last_miss = 0.0
         self._last_claim = 0.0
         self._old_names: list[str] = []  # namespace names claimed labs no longer use
+        self._retry: dict[str, tuple[int, float]] = {}  # pool -> (failures, next try)
 
     # ------------------------------------------------------------- configuration
     def configure(self, pools: dict[str, tuple[LabSpec, int]]) -> None:
@@ -105,6 +110,7 @@ class WarmPool:
                 targets[name] = (pool_shape(spec), size)
         with self._lock:
             self._targets = targets
+            self._retry.clear()  # a new configuration (e.g. the image rebuilt): try at once
             extra = []
             for name, labs in self._ready.items():
                 keep = targets.get(name, (None, 0))[1]
@@ -229,10 +235,10 @@ class WarmPool:
                 continue
             name = self._short_pool()
             if name is not None:
-                if self._build_one(name):
+                built = self._build_one(name)
+                self._note_build(name, built)
+                if built or self._short_pool() is not None:
                     self._wake.set()
-                else:
-                    self._stopping.wait(self.poll_s)
 
     def _pressed(self) -> bool:
         try:
@@ -241,11 +247,24 @@ class WarmPool:
             return False
 
     def _short_pool(self) -> str | None:
+        """The first pool below its size that is not waiting to retry a failed build."""
+        now = time.monotonic()
         with self._lock:
             for name, (_spec, size) in self._targets.items():
-                if len(self._ready.get(name, [])) < size:
+                if (len(self._ready.get(name, [])) < size
+                        and self._retry.get(name, (0, 0.0))[1] <= now):
                     return name
         return None
+
+    def _note_build(self, name: str, built: bool) -> None:
+        """Clear a pool's failures after a build, or put its next try off (doubling)."""
+        with self._lock:
+            if built:
+                self._retry.pop(name, None)
+                return
+            failures = self._retry.get(name, (0, 0.0))[0] + 1
+            wait = min(MAX_RETRY_S, self.poll_s * 2 ** min(failures - 1, 16))
+            self._retry[name] = (failures, time.monotonic() + wait)
 
     def _build_one(self, name: str) -> bool:
         with self._lock:
