@@ -73,6 +73,15 @@ def test_a_pool_that_cannot_be_built_does_not_starve_the_others(
     assert leftovers(rt.names.prefix, str(tmp_path)) == []
 
 
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_a_pool_lab_that_died_before_its_claim_gives_way_to_a_fresh_lab(
         runtime: LocalRuntime, tmp_path: Path) -> None:
     rt = runtime
@@ -83,7 +92,12 @@ def test_a_pool_lab_that_died_before_its_claim_gives_way_to_a_fresh_lab(
         assert time.monotonic() < end, "the pool never filled"
         time.sleep(0.05)
     (dead,) = rt.warm_pool.ready_ids()
-    os.kill(init_pid(rt.names, dead, "box"), signal.SIGKILL)
+    pid = init_pid(rt.names, dead, "box")
+    os.kill(pid, signal.SIGKILL)
+    end = time.monotonic() + 10  # a kill is delivered, not done, when os.kill returns
+    while _alive(pid):
+        assert time.monotonic() < end, "the killed init is still running"
+        time.sleep(0.02)
     scenario = "scn-00000000000000a7"
     rt.create(lab(lab_id=scenario, flag="mine"))
     assert rt.warm_pool.stats.failed == 1 and rt.warm_pool.stats.claimed == 0
