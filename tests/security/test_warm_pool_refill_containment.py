@@ -85,7 +85,7 @@ def _alive(pid: int) -> bool:
 def test_a_pool_lab_that_died_before_its_claim_gives_way_to_a_fresh_lab(
         runtime: LocalRuntime, tmp_path: Path) -> None:
     rt = runtime
-    rt.warm({"good": (lab(), 1)}, quiet_s=0.05, poll_s=0.1, settle_s=30)
+    rt.warm({"good": (lab(), 1)}, quiet_s=0.05, poll_s=0.1, settle_s=3600)
     assert rt.warm_pool is not None
     end = time.monotonic() + 60
     while not rt.warm_pool.ready_ids():
@@ -102,7 +102,8 @@ def test_a_pool_lab_that_died_before_its_claim_gives_way_to_a_fresh_lab(
     rt.create(lab(lab_id=scenario, flag="mine"))
     assert rt.warm_pool.stats.failed == 1 and rt.warm_pool.stats.claimed == 0
     assert rt.exec(scenario, "box", shell='echo "$FLAG"').stdout_text == "mine\n"
-    # settle_s holds the refill back: the scenario's lab is the only lab, with one uid pair.
+    # settle_s (an hour) holds the refill back: the scenario's lab is the only lab, with one
+    # uid pair.
     assert [info.lab_id for info in rt.list()] == [scenario]
     mine = [d for d in rt.uids.claimed().values() if d.startswith(str(tmp_path))]
     assert mine == [rt.names.lab_dir(scenario)]

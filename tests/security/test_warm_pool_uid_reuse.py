@@ -74,6 +74,22 @@ def open_files(pids: Iterable[int]) -> set[str]:
     return held
 
 
+def _running_as(uid: int) -> list[int]:
+    """The machine's processes whose real, effective or saved uid is ``uid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{entry}/status", encoding="ascii",
+                                                errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Uid:"):
+                    if str(uid) in line.split()[1:4]:
+                        found.append(int(entry))
+                    break
+    return found
+
+
 def pool_lab(rt: LocalRuntime) -> str:
     """The ready pool lab, once the pool has one."""
     assert rt.warm_pool is not None
@@ -123,7 +139,11 @@ def test_nothing_of_a_learner_outlives_the_lab_for_the_next_learner_of_its_uid(
     assert "pool-lab" in reached
 
     uid = rt.identity(a).learner
+    assert _running_as(uid)  # A's service and daemons run as A's uid until the lab ends
     rt.destroy(a)
+    # Nothing runs as A's uid anywhere on the machine (a sandbox of C's is born in its own
+    # pid, IPC and network namespaces, so a look from inside C alone would miss an escapee).
+    assert _running_as(uid) == [], "a process of A's outlived its lab"
     # The next learner of A's uid: the pool lab waiting now holds the other pair, so the
     # one built after it is claimed with A's.
     b, c = "scn-00000000000000e2", "scn-00000000000000e3"
@@ -133,5 +153,5 @@ def test_nothing_of_a_learner_outlives_the_lab_for_the_next_learner_of_its_uid(
     assert rt.identity(c).learner == uid
     for host in ("box", "peer"):
         seen = rt.exec(c, host, shell=LOOK).stdout
-        for residue in (b"res-a", b"777", b"10.99.", b"resa", b"0x"):
+        for residue in (b"res-a", b"sleep 777", b"10.99.", b"resa", b"0x"):
             assert residue not in seen, (host, residue, seen)
