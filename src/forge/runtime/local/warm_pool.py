@@ -94,6 +94,7 @@ class WarmPool:
         self._last_claim = 0.0
         self._old_names: list[str] = []  # namespace names claimed labs no longer use
         self._retry: dict[str, tuple[int, float]] = {}  # pool -> (failures, next try)
+        self._generation = 0  # configure() count: a build started before it is not judged
 
     # ------------------------------------------------------------- configuration
     def configure(self, pools: dict[str, tuple[LabSpec, int]]) -> None:
@@ -111,6 +112,7 @@ class WarmPool:
         with self._lock:
             self._targets = targets
             self._retry.clear()  # a new configuration (e.g. the image rebuilt): try at once
+            self._generation += 1
             extra = []
             for name, labs in self._ready.items():
                 keep = targets.get(name, (None, 0))[1]
@@ -197,7 +199,8 @@ class WarmPool:
             personalise(self._rt, plan)
         except Exception:
             log.exception("pool lab %s could not become %s; building it fresh", taken, lab_id)
-            self.stats.failed += 1
+            with self._lock:
+                self.stats.failed += 1
             # The pool id first, as before the rename: its teardown kills processes left in
             # its memory/cpu trees by a rename stopped midway (the slow path in cgroups.py)
             # before the new id's teardown releases the uid the rename moved to it.
@@ -235,8 +238,10 @@ class WarmPool:
                 continue
             name = self._short_pool()
             if name is not None:
+                with self._lock:
+                    generation = self._generation
                 built = self._build_one(name)
-                self._note_build(name, built)
+                self._note_build(name, built, generation)
                 if built or self._short_pool() is not None:
                     self._wake.set()
 
@@ -256,9 +261,14 @@ class WarmPool:
                     return name
         return None
 
-    def _note_build(self, name: str, built: bool) -> None:
-        """Clear a pool's failures after a build, or put its next try off (doubling)."""
+    def _note_build(self, name: str, built: bool | None, generation: int) -> None:
+        """Clear a pool's failures after a build, or put its next try off (doubling) after
+        a failed one. A lab built but not kept (its pool gone, the pool stopping) and a
+        build started under an earlier configuration (an image since rebuilt) say nothing
+        about the pool as it is now."""
         with self._lock:
+            if built is None or generation != self._generation:
+                return
             if built:
                 self._retry.pop(name, None)
                 return
@@ -266,11 +276,13 @@ class WarmPool:
             wait = min(MAX_RETRY_S, self.poll_s * 2 ** min(failures - 1, 16))
             self._retry[name] = (failures, time.monotonic() + wait)
 
-    def _build_one(self, name: str) -> bool:
+    def _build_one(self, name: str) -> bool | None:
+        """Build one lab for pool ``name``: True when kept, False when the build failed,
+        None when there was nothing to build or the lab was not kept."""
         with self._lock:
             spec = self._targets[name][0] if name in self._targets else None
         if spec is None:
-            return False
+            return None
         lab_id = POOL_LAB_PREFIX + secrets.token_hex(8)
         spec = dataclasses.replace(spec, lab_id=lab_id)
         try:
@@ -281,7 +293,8 @@ class WarmPool:
             rt.create(spec)
         except Exception:
             log.exception("warm pool %s: building a lab failed", name)
-            self.stats.failed += 1
+            with self._lock:
+                self.stats.failed += 1
             return False
         with self._lock:
             if name in self._targets and not self._stopping.is_set():
@@ -289,7 +302,7 @@ class WarmPool:
                 self.stats.built += 1
                 return True
         self._destroy(lab_id)
-        return False
+        return None
 
     def _shrink_one(self) -> None:
         with self._lock:
