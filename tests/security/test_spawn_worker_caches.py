@@ -3,7 +3,8 @@ limits and refusals with FORGE_SPAWN_WORKERS=2.
 
 Attacks: keep spawning on whichever worker still remembers an entitlement after the
 operator downgraded the plan, revoked the API key or the learner signed out; spread a
-tenant's learners over both workers to get more labs than the tenant limit; send the same
+tenant's learners over both workers to get more labs than the tenant limit, or a burst
+over both to get more spawns than the minute allows; send the same
 request id to both workers at once for two labs; burn quota with requests that fail.
 Every one is decided in the shared store inside the request's transaction (no worker keeps
 a grant, key or session in memory), so none succeeds. Real `forge serve spawn` with two
@@ -13,6 +14,7 @@ workers, real nats-server, one SQLite file.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +36,7 @@ from ..services.conftest import prod_environ
 from .spawn_workers import WORKERS, post_spawn, spawn_workers
 
 NETPLUS = {"track": "netplus"}
-# TINY: one lab per learner, two per tenant.
+# TINY: one lab per learner, two per tenant; BURSTY: three spawns a minute.
 PLANS = """
 plans:
   FREE:
@@ -53,6 +55,15 @@ plans:
     tenant_spawns_per_minute: 100
     concurrent: 3
     tenant_concurrent: 50
+    max_lab_minutes: 60
+    retention_days: 7
+  BURSTY:
+    tracks: [netplus]
+    tiers: [foundation]
+    spawns_per_minute: 3
+    tenant_spawns_per_minute: 3
+    concurrent: 10
+    tenant_concurrent: 10
     max_lab_minutes: 60
     retention_days: 7
   TINY:
@@ -166,3 +177,19 @@ def test_tenant_limit_and_request_ids_hold_across_workers_and_refusals_keep_noth
     theirs = post_spawn(url, _key(db, "third", "dave"), same)
     assert theirs.status_code == 201 and theirs.json()["scenario_id"] not in scenarios
     assert _kept(db)["scenarios"] == 4
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_the_minute_allowance_holds_across_workers(service: tuple[str, int, Database]) -> None:
+    url, _, db = service
+    for attempt in range(3):  # a burst that straddles a minute boundary is re-run afresh
+        grant(db, f"bursty-{attempt}", "BURSTY")
+        learner = _key(db, f"bursty-{attempt}", "alice")
+        window = int(time.time()) // 60
+        with ThreadPoolExecutor(10) as pool:
+            burst = list(pool.map(post_spawn, [url] * 10, [learner] * 10, [NETPLUS] * 10))
+        if int(time.time()) // 60 == window:
+            break
+    codes = sorted(r.status_code for r in burst)
+    assert codes == [201] * 3 + [429] * 7, codes
+    assert {r.json()["details"][0]["kind"] for r in burst if r.status_code == 429} == {"rate"}
