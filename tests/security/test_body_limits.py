@@ -1,5 +1,5 @@
-"""Attack: exhaust a service's memory with a huge request body (or WebSocket message) sent
-before any authentication.
+"""Attack: exhaust a service's memory with a huge request body (or WebSocket message, or
+request head) sent before any authentication.
 
 Before issue 12 a 300 MB body took spawn_service from 136 MB to 1.3 GB RSS: every route read
 the whole body before its parser, and the parser before auth. Now every route of every
@@ -10,8 +10,13 @@ message over FORGE_WS_MAX_MESSAGE_BYTES closes the socket with 1009.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import os
 import re
+import select
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,6 +36,7 @@ from forge.bus import NatsServer
 from forge.config import load_settings
 from forge.config.settings import ConfigError
 from forge.services.common.app import create_app, make_context
+from forge.services.common.request_head import MAX_HEAD_BYTES
 from forge.services.common.serving import ServiceName, build_service, uvicorn_config
 
 from ..live_server import free_port, live_server
@@ -214,3 +220,65 @@ def test_served_process_caps_websocket_frames_in_the_server(tmp_path: Path) -> N
     config = uvicorn_config(create_app(make_context("test", settings)), settings,
                             "127.0.0.1", 1)
     assert config.ws_max_size == 4096
+
+
+def _send_head(url: str, lines: Iterator[bytes]) -> tuple[bytes, int]:
+    """Send a request head line by line (never finished) until the server answers or closes
+    the connection: (its reply, the bytes it took before that)."""
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        while chunk := b"".join(itertools.islice(lines, 64)):  # about 8 KiB at a time
+            try:
+                sock.sendall(chunk)
+            except OSError:  # closed by the server: what it said is still readable
+                break
+            sent += len(chunk)
+            if select.select([sock], [], [], 0.05)[0]:  # answered: stop sending
+                break
+        reply = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    return reply, sent
+
+
+def _heads() -> dict[str, Iterator[bytes]]:
+    start = b"POST /v1/spawn HTTP/1.1\r\nHost: x\r\n"
+    return {
+        "one 20 MB header": itertools.chain([start, b"X-Junk: "],
+                                            itertools.repeat(b"a" * 128, 160_000)),
+        "20000 headers of 110 bytes": itertools.chain(
+            [start], (b"X-H%05d: %s\r\n" % (i, b"a" * 100) for i in range(20000))),
+        "a 20 MB URL": itertools.chain([b"GET /"], itertools.repeat(b"a" * 128, 160_000)),
+    }
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_huge_request_head_is_431_and_the_connection_closed(
+        spawn_process: tuple[str, psutil.Process]) -> None:
+    # Attack: the body cap runs after the server has parsed the head, and uvicorn keeps a
+    # header of any size: a 20 MB header (or 20,000 headers) was parsed, held in memory and
+    # handed to the app. Now the server refuses a head over 64 KiB and closes the connection
+    # before it has taken a megabyte of it.
+    url, process = spawn_process
+    for name, lines in _heads().items():
+        reply, sent = _send_head(url, lines)
+        assert reply.startswith(b"HTTP/1.1 431 "), (name, reply[:200])
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {
+            "error": "request_head_too_large",
+            "message": f"headers: the request line and headers are larger than "
+                       f"{MAX_HEAD_BYTES} bytes",
+            "details": [{"field": "headers", "limit_bytes": MAX_HEAD_BYTES}]}, name
+        assert sent < MIB, (name, sent)
+    # Ordinary requests are untouched: cookies of tens of KiB, and bodies near the body cap
+    # on one kept-alive connection (body bytes never count toward the head).
+    with httpx.Client(base_url=url, timeout=30) as client:
+        cookie = {"cookie": "forge_session=" + "c" * 40_000}
+        assert client.get("/healthz", headers=cookie).status_code == 200
+        for _ in range(3):
+            answer = client.post("/v1/spawn", content=b"{" + b" " * (MIB - 100) + b"}",
+                                 headers={"content-type": "application/json"})
+            assert answer.status_code == 422, answer.text[:200]
+        assert client.get("/healthz").status_code == 200
+    assert process.is_running()

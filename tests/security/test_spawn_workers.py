@@ -12,11 +12,6 @@ cross-process races run in tests/store/test_replicas_postgres.py).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,16 +21,12 @@ import pytest
 from sqlalchemy import func, select
 
 from forge.bus import NatsServer
-from forge.bus.server import free_port
 from forge.entitlements.grants import grant, revoke
 from forge.identity.apikeys import create_api_key
 from forge.store.db import Database
-from forge.store.migrate import upgrade
 from forge.store.models import QuotaSlot, Scenario
 
-from ..services.conftest import prod_environ
-
-WORKERS = 2
+from .spawn_workers import WORKERS, children, post_spawn, spawn_workers
 
 
 @pytest.fixture
@@ -46,53 +37,23 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/forge.db"
 
 
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        kids += [int(k) for k in (task / "children").read_text().split()]
-    return kids
-
-
 @pytest.fixture
 def service(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[tuple[str, int, Database]]:
-    upgrade(db_url)
-    db = Database(db_url)
-    port = free_port()
-    env = {**os.environ, **prod_environ(tmp_path / "storage", **nats.client_env(),
-                                        FORGE_DB_URL=db_url,
-                                        FORGE_SPAWN_WORKERS=str(WORKERS))}
-    proc = subprocess.Popen([sys.executable, "-m", "forge", "serve", "spawn", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        ready = False
-        while not ready and time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
-                ready = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-            time.sleep(0.1)
-        assert ready, "spawn_service with workers did not become ready"
-        yield url, proc.pid, db
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        db.dispose()
+    with spawn_workers(tmp_path, nats, db_url) as running:
+        yield running
 
 
 def _spawn(url: str, key: str, request_id: str) -> httpx.Response:
-    with httpx.Client(base_url=url, timeout=30) as client:  # a new connection each time
-        return client.post("/v1/spawn", headers={"x-api-key": key},
-                           json={"track": "netplus", "request_id": request_id})
+    return post_spawn(url, {"x-api-key": key}, {"track": "netplus", "request_id": request_id})
 
 
 @pytest.mark.usefixtures("sqlite_only_store")
 def test_workers_never_double_grant_quota_and_honour_revocation_at_once(
         service: tuple[str, int, Database]) -> None:
     url, pid, db = service
-    assert len(_children(pid)) == WORKERS  # the parent runs the workers and serves nothing
+    assert len(children(pid)) == WORKERS  # the parent runs the workers and serves nothing
     health = httpx.get(f"{url}/healthz", timeout=5).json()
-    assert health["pid"] == pid and health["worker_pid"] in _children(pid)
+    assert health["pid"] == pid and health["worker_pid"] in children(pid)
     grant(db, "acme", "FREE", "alice")  # one lab at a time
     key = create_api_key(db, "acme", "alice").plaintext
 

@@ -43,7 +43,8 @@ def test_answer_is_stored_when_the_201_arrives(spawn_env: SpawnEnv) -> None:
         resp = client.post("/v1/spawn", json={"track": "netplus", "request_id": "stored-0001"},
                            headers={"x-api-key": key})
         with db.session() as sess:
-            record = sess.get(IdempotencyRecord, "stored-0001")
+            record = sess.get(IdempotencyRecord,
+                              idempotency.record_key("acme", "alice", "stored-0001"))
             stored = None if record is None else (record.status_code, dict(record.response))
         book.checked.set()
     assert resp.status_code == 201, resp.text

@@ -22,6 +22,7 @@ from forge.bus.contracts import ScenarioEndedV1, publish_event
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key, revoke_api_key
 from forge.quotas.limiter import active_slots, release
+from forge.store import idempotency
 from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, Scenario
 from forge.tokens import SAT, verify_token
 
@@ -249,10 +250,13 @@ def test_same_request_id_replays_and_conflicts(spawn_env: SpawnEnv) -> None:
     assert first.status_code == 201 and again.status_code == 200
     assert again.json() == first.json()
     assert header_id.status_code == 200 and header_id.json() == first.json()
-    for resp in (other_track, other_caller):
-        assert resp.status_code == 409 and resp.json()["error"] == "request_id_conflict"
-    assert count(spawn_env, Scenario) == 1
-    assert active_slots(spawn_env.state.ctx.db, "acme") == 1
+    assert other_track.status_code == 409
+    assert other_track.json()["error"] == "request_id_conflict"
+    # A request id is the caller's own: another learner's same id is a request of theirs.
+    assert other_caller.status_code == 201, other_caller.text
+    assert other_caller.json()["scenario_id"] != first.json()["scenario_id"]
+    assert count(spawn_env, Scenario) == 2
+    assert active_slots(spawn_env.state.ctx.db, "acme") == 2
 
 
 def _cut_off(env: SpawnEnv, request_id: str, seconds_ago: float) -> None:
@@ -260,7 +264,9 @@ def _cut_off(env: SpawnEnv, request_id: str, seconds_ago: float) -> None:
     stored by group commit, is stored first, then taken back)."""
     assert env.state.answers.drain()
     with env.state.ctx.db.session() as sess:
-        record = sess.get(IdempotencyRecord, request_id)
+        row = sess.scalars(select(Scenario).where(Scenario.request_id == request_id)).one()
+        record = sess.get(IdempotencyRecord,
+                          idempotency.record_key(row.tenant_id, row.subject, request_id))
         assert record is not None
         record.status_code = 0
         record.response = {}

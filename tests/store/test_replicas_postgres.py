@@ -18,7 +18,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 from forge.quotas.limiter import active_slots
-from forge.store import Database
+from forge.store import Database, idempotency
 from forge.store.migrate import head_revision
 from forge.store.models import (
     ApiKey,
@@ -98,10 +98,11 @@ def test_one_request_id_makes_one_scenario_and_one_answer_across_replicas(
         for first, again in rounds:
             if first[0] != "created":
                 assert again == ("answer", (200, answer))
+        key = idempotency.record_key(store_race.TENANT, store_race.SUBJECT, request_id)
         with db.read() as sess:
             records = sess.execute(select(IdempotencyRecord.status_code,
                                           IdempotencyRecord.response)
-                                   .where(IdempotencyRecord.request_id == request_id)).all()
+                                   .where(IdempotencyRecord.request_id == key)).all()
             scenarios = sess.scalars(select(Scenario.scenario_id)
                                      .where(Scenario.request_id == request_id)).all()
         assert [tuple(r) for r in records] == [(201, answer)]

@@ -70,8 +70,9 @@ def consume_jtis(url: str, jtis: list[str], barrier: Barrier, out: Queue[Any]) -
 def _spawn_once(state: Any, request_id: str, plan: Plan, index: int) -> tuple[str, Any]:
     """One pass of the spawn service's reservation transaction for `request_id`."""
     ent = Entitlement(TENANT, SUBJECT, plan, "store", 30)
+    key = idempotency.record_key(TENANT, SUBJECT, request_id)
     try:
-        got = _reserve(state, request_id=request_id, digest="fp-" + request_id,
+        got = _reserve(state, request_id=request_id, key=key, digest="fp-" + request_id,
                        caller=Caller(TENANT, SUBJECT, "api_key"), ent=ent, track="netplus",
                        template_id="lab-netplus", scenario_id=f"scn-{index:02d}{request_id[-14:]}",
                        sat_jti=f"sat-{index}-{request_id}", et_jti=f"et-{index}-{request_id}")
@@ -81,7 +82,7 @@ def _spawn_once(state: Any, request_id: str, plan: Plan, index: int) -> tuple[st
         return "answer", (got.status, got.body)
     assert isinstance(got, Taken)
     body = {"scenario_id": got.scenario_id, "request_id": request_id}
-    idempotency.complete(state.ctx.db, request_id, 201, body)
+    idempotency.complete(state.ctx.db, key, 201, body)
     return "created", (201, body)
 
 

@@ -57,6 +57,15 @@ def fingerprint(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+def record_key(tenant_id: str, subject: str, request_id: str) -> str:
+    """The key a caller's request id is kept under: the id within that caller's own space.
+
+    Keyed by the bare id, one caller's id was another's: reusing an id someone else had
+    used within 24 h answered 409 (an oracle of other tenants' ids) and an id taken first
+    by another tenant locked its owner out of it. A sha256 (64 hex) fits the column."""
+    return fingerprint("key", tenant_id, subject, request_id)
+
+
 def find(sess: Session, request_id: str, now: datetime) -> Stored | None:
     """The live record for `request_id`; an expired one is deleted and None returned."""
     conn = sess.connection()

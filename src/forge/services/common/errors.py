@@ -49,8 +49,16 @@ async def _forge_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
+# FastAPI's 400 for a JSON body its parser gave up on (nested deeper than Python's
+# recursion limit, or bytes that are not text): said with the field, as validation is.
+_UNPARSED_BODY = "There was an error parsing the body"
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSED_BODY:
+        return error_response(400, "invalid_body", "body: not readable as JSON (nested too "
+                              "deeply, or not UTF-8 text)", [{"field": "body"}])
     code = _STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     headers = dict(exc.headers) if exc.headers else None

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from forge.config.settings import Settings, load_settings
 from forge.services.common.listener import bind_listener, inherited_listener
 from forge.services.common.logging import configure_logging
+from forge.services.common.request_head import BoundedHeadProtocol
 from forge.services.common.workers import is_worker, serve_workers
 
 log = logging.getLogger("forge.runner")
@@ -57,7 +58,8 @@ def build_service(name: ServiceName, settings: Settings) -> FastAPI:
 
 def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
     """The server settings of a Forge service; WebSocket frames are capped by the server
-    itself (FORGE_WS_MAX_MESSAGE_BYTES) before a message is assembled for the app."""
+    itself (FORGE_WS_MAX_MESSAGE_BYTES) before a message is assembled for the app, and a
+    request's head at MAX_HEAD_BYTES (forge.services.common.request_head)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -67,6 +69,7 @@ def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uv
         timeout_graceful_shutdown=10,
         server_header=False,
         ws_max_size=settings.ws_max_message_bytes,
+        http=BoundedHeadProtocol,
     )
 
 

@@ -45,8 +45,9 @@ class SpawnBody(BaseModel):
         description="Which of the track's labs to start (a `lab` name from GET /v1/tracks); "
                     "without it, the track's default lab (the one named like the track).")
     request_id: str | None = Field(
-        default=None, description="Idempotency key: the same id with the same track and lab "
-        "within 24 h answers with the first result; with anything else, 409.")
+        default=None, description="Idempotency key, the caller's own: the same id with the "
+        "same track and lab within 24 h answers with the first result; with another track "
+        "or lab, 409. Another learner's use of the same id never affects yours.")
     assignment_id: str | None = Field(
         default=None, min_length=1, max_length=32,
         description="The cohort assignment this lab is started for (GET /v1/assignments); "

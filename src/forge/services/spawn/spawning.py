@@ -91,11 +91,13 @@ def _replay(record: idempotency.Stored, digest: str, now: datetime,
 
 
 def _reserve(
-    state: SpawnState, *, request_id: str, digest: str, caller: Caller, ent: Entitlement,
-    track: str, template_id: str, scenario_id: str, sat_jti: str, et_jti: str,
+    state: SpawnState, *, request_id: str, key: str, digest: str, caller: Caller,
+    ent: Entitlement, track: str, template_id: str, scenario_id: str, sat_jti: str,
+    et_jti: str,
 ) -> SpawnAnswer | Taken:
-    """One transaction: replay check, limits, slot, scenario row, idempotency reservation;
-    the answers of earlier spawns still waiting to be stored (`AnswerBook`) ride along."""
+    """One transaction: replay check, limits, slot, scenario row, idempotency reservation
+    (under `key`, the caller's own request id); the answers of earlier spawns still
+    waiting to be stored (`AnswerBook`) ride along."""
     now = datetime.now(UTC)
     pending_timeout = timedelta(seconds=state.settings.spawn_pending_timeout_s)
     answers = state.answers
@@ -103,12 +105,14 @@ def _reserve(
     try:
         with state.ctx.db.session() as sess:
             answers.write(sess, queued)
-            existing = idempotency.find(sess, request_id, now)
+            existing = idempotency.find(sess, key, now)
             if existing is not None:
                 result: SpawnAnswer | Taken = _replay(existing, digest, now, pending_timeout)
+            elif (legacy := _legacy_answer(sess, request_id, digest, now)) is not None:
+                result = legacy
             else:
-                result = _record(sess, request_id=request_id, digest=digest, caller=caller,
-                                 ent=ent, track=track, template_id=template_id,
+                result = _record(sess, request_id=request_id, key=key, digest=digest,
+                                 caller=caller, ent=ent, track=track, template_id=template_id,
                                  scenario_id=scenario_id, sat_jti=sat_jti, et_jti=et_jti,
                                  now=now)
     except BaseException as exc:
@@ -121,14 +125,26 @@ def _reserve(
         return result
     # A concurrent request with the same id won the race; answer as it will.
     with state.ctx.db.session() as sess:
-        record = idempotency.find(sess, request_id, now)
+        record = idempotency.find(sess, key, now)
         if record is None:
             raise lost_race
         return _replay(record, digest, now, pending_timeout)
 
 
+def _legacy_answer(sess: Session, request_id: str, digest: str,
+                   now: datetime) -> SpawnAnswer | None:
+    """The answer this caller got for `request_id` from a release that kept records under
+    the bare id (kept 24 h at most): replayed when it is theirs and complete; anyone
+    else's is not seen at all."""
+    old = idempotency.find(sess, request_id, now)
+    if old is None or old.fingerprint != digest or old.status_code == idempotency.PENDING:
+        return None
+    return SpawnAnswer(200, dict(old.response))
+
+
 def _record(
-    sess: Session, *, request_id: str, digest: str, caller: Caller, ent: Entitlement,
+    sess: Session, *, request_id: str, key: str, digest: str, caller: Caller,
+    ent: Entitlement,
     track: str, template_id: str, scenario_id: str, sat_jti: str, et_jti: str, now: datetime,
 ) -> Taken:
     """Inside the reservation: limits and slot, scenario row and its first transition, and
@@ -148,11 +164,12 @@ def _record(
         scenario_id=scenario_id, from_state=None, to_state="pending",
         reason="spawn requested", at=now,
     ))
-    idempotency.reserve(sess, request_id, digest, now)
+    idempotency.reserve(sess, key, digest, now)
     return taken
 
 
-def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[str, str] | None:
+def _resolve_stale(state: SpawnState, request_id: str, key: str,
+                   caller: Caller) -> tuple[str, str] | None:
     """Settle a request whose process died between recording it and answering.
 
     If the orchestrator never took its scenario (still ``pending``), that scenario is failed
@@ -179,21 +196,21 @@ def _resolve_stale(state: SpawnState, request_id: str, caller: Caller) -> tuple[
             return str(row.scenario_id), str(row.subject)
         release(state.ctx.db, row.scenario_id)
     with state.ctx.db.session() as sess:
-        idempotency.discard(sess, request_id)
+        idempotency.discard(sess, key)
     return None
 
 
-def _withdraw(state: SpawnState, taken: Taken, request_id: str) -> None:
+def _withdraw(state: SpawnState, taken: Taken, key: str) -> None:
     """Give back everything of a spawn whose event certainly was not stored."""
     with state.ctx.db.session() as sess:
         give_back(sess, taken)
         conn = sess.connection()
         conn.execute(delete(TRANSITIONS).where(TRANSITIONS.c.scenario_id == taken.scenario_id))
         conn.execute(delete(SCENARIOS).where(SCENARIOS.c.scenario_id == taken.scenario_id))
-        idempotency.discard(sess, request_id)
+        idempotency.discard(sess, key)
 
 
-def _tombstone(state: SpawnState, taken: Taken, request_id: str) -> bool:
+def _tombstone(state: SpawnState, taken: Taken, key: str) -> bool:
     """Take back a spawn whose event may have been stored, unless the orchestrator has it.
 
     When JetStream's confirmation is lost the event may still be delivered, and the
@@ -215,7 +232,7 @@ def _tombstone(state: SpawnState, taken: Taken, request_id: str) -> bool:
             sess.add(ScenarioTransition(scenario_id=taken.scenario_id, from_state=states.PENDING,
                                         to_state=states.FAILED, reason=reason, at=now))
         give_back(sess, taken)
-        idempotency.discard(sess, request_id)
+        idempotency.discard(sess, key)
     if row is not None:
         scenario_log(state.settings.storage_root, taken.scenario_id).append(
             "scenario.state", {"from": states.PENDING, "to": states.FAILED, "reason": reason},
@@ -238,6 +255,7 @@ async def spawn(
     # had, so a retry of a request recorded before labs could be chosen still replays.
     parts = (track,) if template_id == default else (track, template_id)
     digest = idempotency.fingerprint(caller.tenant_id, caller.subject, *parts)
+    key = idempotency.record_key(caller.tenant_id, caller.subject, request_id)
     settings = state.settings
     scenario_id = new_scenario_id()
     et_token, et_claims = mint_et(settings, ent)
@@ -248,16 +266,16 @@ async def spawn(
     })
     def reserve() -> SpawnAnswer | Taken:
         return _reserve(
-            state, request_id=request_id, digest=digest, caller=caller, ent=ent, track=track,
-            template_id=template_id, scenario_id=scenario_id, sat_jti=sat_claims["jti"],
-            et_jti=et_claims["jti"],
+            state, request_id=request_id, key=key, digest=digest, caller=caller, ent=ent,
+            track=track, template_id=template_id, scenario_id=scenario_id,
+            sat_jti=sat_claims["jti"], et_jti=et_claims["jti"],
         )
 
     try:
         try:
             reserved = await state.ctx.db.write(reserve)
         except StalePending:
-            resumed = await state.ctx.db.write(_resolve_stale, state, request_id, caller)
+            resumed = await state.ctx.db.write(_resolve_stale, state, request_id, key, caller)
             if resumed is not None:
                 return await _answer(state, caller, request_id, resumed[0], base_url, 200)
             reserved = await state.ctx.db.write(reserve)
@@ -282,14 +300,14 @@ async def spawn(
         )
         await publish_event(state.publisher, event, msg_id=f"spawn-{scenario_id}")
     except BusOutcomeUnknown:
-        if await state.ctx.db.write(_tombstone, state, reserved, request_id):
+        if await state.ctx.db.write(_tombstone, state, reserved, key):
             raise _bus_unavailable() from None
         # The event was stored after all and the orchestrator has the scenario: answer it.
     except BusUnavailable:
-        await state.ctx.db.write(_withdraw, state, reserved, request_id)
+        await state.ctx.db.write(_withdraw, state, reserved, key)
         raise _bus_unavailable() from None
     except BaseException:
-        await state.ctx.db.write(_tombstone, state, reserved, request_id)
+        await state.ctx.db.write(_tombstone, state, reserved, key)
         raise
     crash_point("spawn.published")
     answer = await _answer(state, caller, request_id, scenario_id, base_url, 201)
@@ -333,7 +351,8 @@ async def _answer(state: SpawnState, caller: Caller, request_id: str, scenario_i
         "expires_at": _iso(int(access_claims["exp"])),
     }
     # Group commit: stored by the next write transaction; reply only once it committed.
-    await asyncio.wrap_future(state.answers.add(request_id, 201, body))
+    key = idempotency.record_key(caller.tenant_id, caller.subject, request_id)
+    await asyncio.wrap_future(state.answers.add(key, 201, body))
     return SpawnAnswer(status, body)
 
 
