@@ -243,6 +243,39 @@ def _send_head(url: str, lines: Iterator[bytes]) -> tuple[bytes, int]:
     return reply, sent
 
 
+def _send_whole(url: str, data: bytes) -> bytes:
+    """Send `data` in one write; everything the server answers until it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    reply = b""
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(data)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    return reply
+
+
+def _stream_until_closed(url: str, lines: Iterator[bytes]) -> int:
+    """Send `lines` (about 8 KiB at a time), reading whatever the server answers, until it
+    closes the connection; the bytes sent by then (all of them if it never closed)."""
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        while chunk := b"".join(itertools.islice(lines, 64)):
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+            sent += len(chunk)
+            if select.select([sock], [], [], 0.01)[0]:
+                try:
+                    if not sock.recv(65536):
+                        break  # closed by the server
+                except OSError:
+                    break
+    return sent
+
+
 def _heads() -> dict[str, Iterator[bytes]]:
     start = b"POST /v1/spawn HTTP/1.1\r\nHost: x\r\n"
     return {
@@ -271,6 +304,19 @@ def test_a_huge_request_head_is_431_and_the_connection_closed(
                        f"{MAX_HEAD_BYTES} bytes",
             "details": [{"field": "headers", "limit_bytes": MAX_HEAD_BYTES}]}, name
         assert sent < MIB, (name, sent)
+    # A finished head over the cap sent in one write is refused too (the parser has taken
+    # it whole before a read-by-read count could judge it), before the app sees it.
+    whole = (b"POST /v1/spawn HTTP/1.1\r\nHost: x\r\n"
+             + b"".join(b"X-H%04d: %s\r\n" % (i, b"a" * 1000) for i in range(100))
+             + b"content-length: 2\r\n\r\n{}")
+    reply = _send_whole(url, whole)
+    assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
+    assert reply.count(b"HTTP/1.1 ") == 1, reply[:400]  # the request itself never ran
+    # Trailers after a chunked body are head bytes as well: an endless one is cut off.
+    trailer = itertools.chain(
+        [b"POST /v1/spawn HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+         b"2\r\n{}\r\n0\r\nX-T: "], itertools.repeat(b"a" * 128, 160_000))
+    assert _stream_until_closed(url, trailer) < MIB
     # Ordinary requests are untouched: cookies of tens of KiB, and bodies near the body cap
     # on one kept-alive connection (body bytes never count toward the head).
     with httpx.Client(base_url=url, timeout=30) as client:

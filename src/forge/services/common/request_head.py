@@ -2,11 +2,20 @@
 
 The body cap (forge.services.common.limits) runs inside the app, after the server has
 parsed the head; uvicorn's httptools parser keeps a header of any size, so one request
-carrying a 20 MB header (or thousands of headers) held that much memory in a worker,
-bypassing the 1 MiB body cap. This protocol counts the bytes a connection sends while a
-request head is still open and, past `MAX_HEAD_BYTES`, answers 431 in the API's error
-shape and closes the connection; what it held is then freed. The parser is handed at most
-one read (asyncio reads up to 256 KiB) beyond the cap, so memory stays bounded.
+carrying a 20 MB header (or thousands of headers, or a chunked body's endless trailer)
+held that much memory in a worker, bypassing the 1 MiB body cap. This protocol refuses a
+request whose head is larger than `MAX_HEAD_BYTES` with 431 in the API's error shape and
+closes the connection; what it held is then freed. Two measures:
+
+* the head itself, exactly (request line and header lines, from the parser's callbacks),
+  judged when it is complete, before the app sees the request;
+* every byte a connection sends that is not body (an unfinished head, chunk framing,
+  trailers), judged after each read: past the cap the connection is refused before the
+  parser is handed another read, so it never holds more than the cap and one read
+  (asyncio reads up to 256 KiB).
+
+A refusal while an earlier request of the connection is still being answered only closes
+the connection: a 431 written then would read as that request's answer.
 """
 
 from __future__ import annotations
@@ -27,29 +36,67 @@ _REFUSAL = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"content-type: application/json\r\n"
             b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + _BODY)
+# "METHOD SP url SP HTTP/1.1 CRLF" around the url, and ": " plus CRLF around each header.
+_LINE_BYTES = len(b"OPTIONS  HTTP/1.1\r\n")
+_HEADER_BYTES = len(b": \r\n")
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the request head capped at MAX_HEAD_BYTES."""
 
-    _head_bytes = 0
-    _in_body = False
+    _wire = 0  # bytes read on this connection
+    _body = 0  # body bytes the parser delivered on this connection
+    _mark = 0  # _wire - _body when the last message ended: what is not body since
+    _head = 0  # the open message's head so far, counted from the parser's callbacks
+    _refused = False
 
     def data_received(self, data: bytes) -> None:
-        """Count the bytes of an open head before the parser keeps them; refuse past the
-        cap (431, connection closed)."""
-        if not self._in_body:
-            self._head_bytes += len(data)
+        """Hand the parser one read unless the connection is refused; refuse it once more
+        than the cap of bytes that are not body arrived since the last message ended."""
+        if self._refused:
+            return
+        self._wire += len(data)
         super().data_received(data)
-        if not self._in_body and self._head_bytes > MAX_HEAD_BYTES \
-                and not self.transport.is_closing():
+        if self._wire - self._body - self._mark > MAX_HEAD_BYTES:
+            self._refused = True
+        if self._refused:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        if self.transport.is_closing():
+            return
+        cycle = getattr(self, "cycle", None)
+        if cycle is None or cycle.response_complete:
             self.transport.write(_REFUSAL)
-            self.transport.close()
+        self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self._head = _LINE_BYTES
+        if not self._refused:
+            super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head += len(url)
+        if not self._refused:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head += len(name) + len(value) + _HEADER_BYTES
+        if not self._refused:
+            super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_body, self._head_bytes = True, 0
-        super().on_headers_complete()
+        if self._head > MAX_HEAD_BYTES:
+            self._refused = True  # before the app ever sees the request
+        if not self._refused:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body += len(body)
+        if not self._refused:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._in_body, self._head_bytes = False, 0
-        super().on_message_complete()
+        self._mark = self._wire - self._body
+        if not self._refused:
+            super().on_message_complete()
