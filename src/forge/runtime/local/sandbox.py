@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
-from forge.runtime.local.bwrap_args import BASE_PATH, SYSTEM_DIRS, bwrap_argv
+from forge.runtime.local.bwrap_args import BASE_PATH, SYSTEM_DIRS, bwrap_argv, init_options
+from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.host_dirs import HostPaths
 from forge.runtime.local.launch import start_in_lab
 from forge.runtime.local.rootfs import merged_root
@@ -80,14 +81,17 @@ def spawn_init(
         with open(log_path, "ab") as log:
             filter_fd = seccomp.filter_fd(host.caps)
             theirs.append(filter_fd)
-            argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image,
-                              info_fd=info_w, block_fd=block_r)
+            args_fd = options_fd(init_options(host))
+            theirs.append(args_fd)
+            argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, args_fd,
+                              image, info_fd=info_w, block_fd=block_r)
             root = merged_root(paths.data_dir) if image else rootfs
             needed = [os.path.join(paths.etc_dir, "passwd"), root,
                       *(os.path.join(root, d) for d in SYSTEM_DIRS)]
             proc = start_in_lab(
                 netns, os.path.dirname(paths.data_dir), needed,
-                lambda: _popen(argv, go_r, ready_w, log.fileno(), (info_w, block_r, filter_fd)))
+                lambda: _popen(argv, go_r, ready_w, log.fileno(),
+                               (info_w, block_r, filter_fd, args_fd)))
         for fd in theirs:
             os.close(fd)
         theirs = []
