@@ -23,6 +23,7 @@ from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_arg
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import READONLY_DIRS, PlannedHost
+from forge.templates.exec_size import COMMAND_VAR
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
@@ -37,7 +38,7 @@ JOIN_SH = (
 )
 # The service's shell: takes its command from FG_CMD and drops it (so the command sees
 # exactly the host's environment), then runs it; the command is never in an argv.
-SERVICE_SH = 'c=$FG_CMD; unset FG_CMD; eval "unset c; $c"'
+SERVICE_SH = f'c=${COMMAND_VAR}; unset {COMMAND_VAR}; eval "unset c; $c"'
 # The sandbox's first command: takes the service command from FG_CMD (set through
 # bwrap's --args descriptor, never a command line: see ``bwrap_fds``) and unsets it,
 # reports readiness on its stdout (a pipe to the runtime),
@@ -54,11 +55,12 @@ SERVICE_SH = 'c=$FG_CMD; unset FG_CMD; eval "unset c; $c"'
 # scenario is known only when claimed: ``sandbox.run_line``); ``run`` alone starts
 # nothing.
 INIT_SH = (
-    'cmd=$FG_CMD; unset FG_CMD; '
+    f'cmd=${COMMAND_VAR}; unset {COMMAND_VAR}; '
     'echo ready; exec 1>&2; IFS= read -r go || exit 1; exec 0</dev/null; '
     "nl='\n'; "
     'case $go in '
-    f'go) if [ -n "$cmd" ]; then FG_CMD=$cmd "$@" /bin/sh -c {shlex.quote(SERVICE_SH)} & fi ;; '
+    f'go) if [ -n "$cmd" ]; then {COMMAND_VAR}=$cmd "$@" /bin/sh -c {shlex.quote(SERVICE_SH)} '
+    '& fi ;; '
     'run) ;; '
     '"run "*) eval "set -- \\"\\$@\\" ${go#run?}"; "$@" & ;; '
     '*) exit 1 ;; '
@@ -172,4 +174,4 @@ def init_options(host: PlannedHost) -> list[str]:
     """The init's secret bubblewrap options, read from its ``--args`` descriptor: the
     host's environment and the service command (FG_CMD, which INIT_SH takes and unsets;
     it wins over a scenario variable of that name)."""
-    return [*env_options(host_env(host)), "--setenv", "FG_CMD", host.spec.command or ""]
+    return [*env_options(host_env(host)), "--setenv", COMMAND_VAR, host.spec.command or ""]

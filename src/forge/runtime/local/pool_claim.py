@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from forge.runtime.base import LabInfo, LabSpec
-from forge.runtime.local.bwrap_args import host_env
+from forge.runtime.local.bwrap_args import SERVICE_SH, host_env
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.host_dirs import HostPaths, seed_host_dir
 from forge.runtime.local.kernel_names import Names
@@ -32,6 +32,7 @@ from forge.runtime.local.sandbox import run_line, send_start
 from forge.runtime.local.seeds import write_root_seeds
 from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost
+from forge.templates.exec_size import COMMAND_VAR
 
 MS_BIND = 4096
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -136,12 +137,16 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
 
 def service_argv(host: PlannedHost) -> list[str] | None:
     """What a waiting init runs after its setpriv prefix for ``host``'s service: the
-    scenario's environment in place of the pool shape's, then the command (None: no
-    service)."""
+    scenario's environment in place of the pool shape's, then the command, passed in
+    FG_CMD to the service shell that unsets it (``bwrap_args.SERVICE_SH``), so the
+    command is not left on a command line for the service's life (None: no service).
+
+    The environment's values are still words of ``env``'s (and ``setpriv``'s) command
+    line for the instant before ``env`` runs the shell."""
     if not host.spec.command:
         return None
     env = [f"{key}={value}" for key, value in host_env(host).items()]
-    return ["env", "-i", *env, "/bin/sh", "-c", host.spec.command]
+    return ["env", "-i", *env, f"{COMMAND_VAR}={host.spec.command}", "/bin/sh", "-c", SERVICE_SH]
 
 
 def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> None:
