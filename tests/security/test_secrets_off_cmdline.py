@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -51,15 +52,23 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     shutil.rmtree(state, ignore_errors=True)
 
 
+def _spec(lab_id: str, personal: bool = True) -> LabSpec:
+    """One host whose environment holds ENV_SECRET and whose service command holds
+    CMD_SECRET (without ``personal``: the shape a warm pool builds, with neither)."""
+    extra: dict[str, object] = {}
+    if personal:
+        extra = {"environment": {"FLAG": ENV_SECRET}, "command": SERVICE}
+    host = HostSpec("target", networks=[("office", "10.94.1.10")],
+                    **extra)  # type: ignore[arg-type]
+    return LabSpec(lab_id, [SubnetSpec("office", "10.94.1.0/24")], [host],
+                   Limits(memory_mb=256, disk_mb=16))
+
+
 @pytest.fixture
 def lab(rt: LocalRuntime) -> Iterator[str]:
     lab_id = "cl-" + secrets.token_hex(4)
-    host = HostSpec("target", networks=[("office", "10.94.1.10")],
-                    environment={"FLAG": ENV_SECRET}, command=SERVICE)
-    spec = LabSpec(lab_id, [SubnetSpec("office", "10.94.1.0/24")], [host],
-                   Limits(memory_mb=256, disk_mb=16))
     try:
-        rt.create(spec)
+        rt.create(_spec(lab_id))
         yield lab_id
     finally:
         with contextlib.suppress(Exception):
@@ -91,6 +100,15 @@ def _fd_targets(pids: set[int]) -> list[str]:
     return targets
 
 
+def _wait_for_service() -> None:
+    deadline = time.monotonic() + 10
+    service_seen = False
+    while not service_seen and time.monotonic() < deadline:  # the service is up
+        service_seen = any(c == b"sleep\x001\x00" for c in _cmdlines().values())
+        time.sleep(0.05)
+    assert service_seen
+
+
 def test_no_lab_secret_on_any_command_line_of_the_machine(rt: LocalRuntime, lab: str) -> None:
     results: dict[str, ExecResult] = {}
 
@@ -100,12 +118,7 @@ def test_no_lab_secret_on_any_command_line_of_the_machine(rt: LocalRuntime, lab:
         else:
             results[kind] = rt.run_check(lab, "target", SLOW, timeout=30)
 
-    deadline = time.monotonic() + 10
-    service_seen = False
-    while not service_seen and time.monotonic() < deadline:  # the service is up
-        service_seen = any(c == b"sleep\x001\x00" for c in _cmdlines().values())
-        time.sleep(0.05)
-    assert service_seen
+    _wait_for_service()
     tty = rt.tty(lab, "target")
     try:
         tty_send(tty, b'echo "[$FLAG]"\n')
@@ -144,3 +157,28 @@ def test_the_options_descriptor_never_reaches_the_lab(rt: LocalRuntime, lab: str
     assert pids
     held = [t for t in _fd_targets(pids) if "memfd:" in t]
     assert held == []
+
+
+def test_a_claimed_pool_labs_secrets_are_on_no_command_line(tmp_path: Path) -> None:
+    """A warm pool lab gets its scenario's environment and command at claim, through
+    its init's start line: once its service runs, neither is on a command line."""
+    rt = LocalRuntime(str(tmp_path), prefix="c" + secrets.token_hex(2))
+    try:
+        rt.warm({"shape": (_spec("x", personal=False), 1)}, quiet_s=0.05, poll_s=0.1,
+                settle_s=30)
+        assert rt.warm_pool is not None
+        end = time.monotonic() + 60
+        while not rt.warm_pool.ready_ids():
+            assert time.monotonic() < end, "the pool never filled"
+            time.sleep(0.05)
+        lab_id = "scn-" + secrets.token_hex(8)
+        rt.create(_spec(lab_id))
+        assert rt.warm_pool.stats.claimed == 1
+        _wait_for_service()
+        res = rt.exec(lab_id, "target", shell='echo "$FLAG"')
+        assert res.stdout_text == ENV_SECRET + "\n"  # the scenario's environment
+        assert _leaks(_cmdlines()) == {}
+    finally:
+        rt.close()
+        for info in rt.list():
+            rt.destroy(info.lab_id)
