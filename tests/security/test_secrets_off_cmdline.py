@@ -161,7 +161,7 @@ def test_the_options_descriptor_never_reaches_the_lab(rt: LocalRuntime, lab: str
 
 def test_a_claimed_pool_labs_secrets_are_on_no_command_line(tmp_path: Path) -> None:
     """A warm pool lab gets its scenario's environment and command at claim, through
-    its init's start line: once its service runs, neither is on a command line."""
+    its init's start line: neither is on a command line, while it starts or after."""
     rt = LocalRuntime(str(tmp_path), prefix="c" + secrets.token_hex(2))
     try:
         rt.warm({"shape": (_spec("x", personal=False), 1)}, quiet_s=0.05, poll_s=0.1,
@@ -172,12 +172,26 @@ def test_a_claimed_pool_labs_secrets_are_on_no_command_line(tmp_path: Path) -> N
             assert time.monotonic() < end, "the pool never filled"
             time.sleep(0.05)
         lab_id = "scn-" + secrets.token_hex(8)
-        rt.create(_spec(lab_id))
+        leaks: dict[int, bytes] = {}
+        done = threading.Event()
+
+        def scan() -> None:  # the claim and the service's start, as they happen
+            while not done.is_set():
+                leaks.update(_leaks(_cmdlines()))
+
+        scanner = threading.Thread(target=scan)
+        scanner.start()
+        try:
+            rt.create(_spec(lab_id))
+            _wait_for_service()
+        finally:
+            done.set()
+            scanner.join()
         assert rt.warm_pool.stats.claimed == 1
-        _wait_for_service()
         res = rt.exec(lab_id, "target", shell='echo "$FLAG"')
         assert res.stdout_text == ENV_SECRET + "\n"  # the scenario's environment
-        assert _leaks(_cmdlines()) == {}
+        leaks.update(_leaks(_cmdlines()))
+        assert leaks == {}, leaks
     finally:
         rt.close()
         for info in rt.list():

@@ -51,9 +51,11 @@ SERVICE_SH = f'c=${COMMAND_VAR}; unset {COMMAND_VAR}; eval "unset c; $c"'
 # holding the namespaces. The idler stays uid 0 (with bwrap's few capabilities) so the lab
 # user cannot kill it, even with ``kill -9 -1``; no-new-privs is already set by bwrap.
 # Start lines: ``go`` runs the command given at build (a fresh lab, through SERVICE_SH);
-# ``run WORDS`` runs the shell-quoted WORDS after the prefix (a warm pool lab, whose
-# scenario is known only when claimed: ``sandbox.run_line``); ``run`` alone starts
-# nothing.
+# ``env SCRIPT`` runs SCRIPT (shell-quoted ``unset`` and ``export`` of the claiming
+# scenario's environment and command, written by the runtime: ``sandbox.env_line``) in a
+# subshell that then runs SERVICE_SH after the prefix (a warm pool lab, whose scenario is
+# known only when claimed: its values travel in the pipe, never in an argv); ``run``
+# starts nothing (a pool lab's host without a service).
 INIT_SH = (
     f'cmd=${COMMAND_VAR}; unset {COMMAND_VAR}; '
     'echo ready; exec 1>&2; IFS= read -r go || exit 1; exec 0</dev/null; '
@@ -61,8 +63,8 @@ INIT_SH = (
     'case $go in '
     f'go) if [ -n "$cmd" ]; then {COMMAND_VAR}=$cmd "$@" /bin/sh -c {shlex.quote(SERVICE_SH)} '
     '& fi ;; '
+    f'"env "*) (eval "${{go#env?}}" && exec "$@" /bin/sh -c {shlex.quote(SERVICE_SH)}) & ;; '
     'run) ;; '
-    '"run "*) eval "set -- \\"\\$@\\" ${go#run?}"; "$@" & ;; '
     '*) exit 1 ;; '
     'esac; exec sleep infinity'
 )

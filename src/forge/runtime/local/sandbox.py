@@ -210,15 +210,21 @@ def start_service(handle: InitHandle) -> None:
         close_go(handle)
 
 
-def run_line(argv: list[str] | None) -> bytes:
-    """The start line making a waiting init run ``argv`` after its setpriv prefix (None:
-    nothing): each word shell-quoted, a newline inside one spelled ``"$nl"`` so the
+# The start line of a waiting init whose host has no service: it starts nothing.
+NO_SERVICE_LINE = b"run\n"
+
+
+def env_line(drop: list[str], env: dict[str, str]) -> bytes:
+    """The start line making a waiting init start its service (``bwrap_args.SERVICE_SH``)
+    with its own environment less the variables ``drop`` plus ``env`` (which holds the
+    command as FG_CMD): shell-quoted assignments the init's subshell exports, so no value
+    is ever a word of a command line; a newline inside one is spelled ``"$nl"`` so the
     whole line is read by one ``read`` (see ``bwrap_args.INIT_SH``)."""
-    if not argv:
-        return b"run\n"
-    words = " ".join(shlex.quote(word) for word in argv)
-    # A word holding a newline is single-quoted whole by shlex: close, splice, reopen.
-    return ("run " + words.replace("\n", "'\"$nl\"'") + "\n").encode()
+    script = "export " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+    if drop:
+        script = "unset " + " ".join(shlex.quote(k) for k in drop) + "; " + script
+    # A value holding a newline is single-quoted whole by shlex: close, splice, reopen.
+    return ("env " + script.replace("\n", "'\"$nl\"'") + "\n").encode()
 
 
 def send_start(go_fd: int, line: bytes) -> None:
