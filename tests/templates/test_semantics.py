@@ -184,7 +184,7 @@ def test_service_values_must_fit_one_exec(good_doc: Doc, problems_of: Check) -> 
     box["environment"] = {"BIG": "x" * room, "MORE": "x" * (room - 1)}  # each one fits
     box["command"] = ["/bin/true"]
     assert problems_of(good_doc) == [
-        "spec.assets.containers[0].environment: environment and command are 262151 bytes "
+        "spec.assets.containers[0].environment: environment and command are 262158 bytes "
         f"together; at most {MAX_HOST_EXEC_BYTES} per host"]
     box["environment"] = {"BIG": "x" * room}
     assert problems_of(good_doc) == []

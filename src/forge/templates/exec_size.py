@@ -4,6 +4,8 @@ The kernel refuses an exec whose single argument or environment string reaches 1
 (E2BIG). A fresh lab would fail loudly, but a warm pool lab starts its service only after
 the lab reports running, so an oversized value must be refused before any lab is built:
 by `forge template check` on the values as written and by the runtime on the rendered ones.
+The service command travels as one environment string, ``FG_CMD=COMMAND`` (the runtime
+keeps it off command lines, which every local user of the node can read).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from forge.templates import dsl_limits as L
+
+# The variable the runtime hands a host's service command in (counted with the command).
+COMMAND_VAR = "FG_CMD"
 
 
 def _size(text: str) -> int | None:
@@ -29,7 +34,7 @@ def exec_size_problems(environment: Mapping[str, str],
     total = 0
     items = [(f"environment.{name}", f"{name}={value}") for name, value in environment.items()]
     if command is not None:
-        items.append(("command", command))
+        items.append(("command", f"{COMMAND_VAR}={command}"))
     for field, text in items:
         size = _size(text)
         if size is None:

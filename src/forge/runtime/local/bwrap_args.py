@@ -15,12 +15,15 @@ and root-owned files), under the default seccomp filter (see ``seccomp``).
 from __future__ import annotations
 
 import os
+import shlex
 
+from forge.runtime.local.bwrap_fds import env_options
 from forge.runtime.local.host_dirs import DATA_BINDS, LAB_ETC_FILES, HostPaths
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import READONLY_DIRS, PlannedHost
+from forge.templates.exec_size import COMMAND_VAR
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
@@ -33,7 +36,12 @@ JOIN_SH = (
     'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; '
     'unset FG_CG IFS; exec "$@"'
 )
-# The sandbox's first command: reports readiness on its stdout (a pipe to the runtime),
+# The service's shell: takes its command from FG_CMD and drops it (so the command sees
+# exactly the host's environment), then runs it; the command is never in an argv.
+SERVICE_SH = f'c=${COMMAND_VAR}; unset {COMMAND_VAR}; eval "unset c; $c"'
+# The sandbox's first command: takes the service command from FG_CMD (set through
+# bwrap's --args descriptor, never a command line: see ``bwrap_fds``) and unsets it,
+# reports readiness on its stdout (a pipe to the runtime),
 # then sends further output to stderr (the host's service log), waits for its start line
 # on stdin (sent once the lab's network is wired and configured, so a service never
 # starts before its interfaces and addresses exist; a closed pipe without one ends the
@@ -42,16 +50,21 @@ JOIN_SH = (
 # ignore the shell gives a background command, see ``service_signals``), then idles
 # holding the namespaces. The idler stays uid 0 (with bwrap's few capabilities) so the lab
 # user cannot kill it, even with ``kill -9 -1``; no-new-privs is already set by bwrap.
-# Start lines: ``go`` runs the command given at build (a fresh lab); ``run WORDS`` runs
-# the shell-quoted WORDS after the prefix (a warm pool lab, whose scenario is known only
-# when claimed: ``sandbox.run_line``); ``run`` alone starts nothing.
+# Start lines: ``go`` runs the command given at build (a fresh lab, through SERVICE_SH);
+# ``env SCRIPT`` runs SCRIPT (shell-quoted ``unset`` and ``export`` of the claiming
+# scenario's environment and command, written by the runtime: ``sandbox.env_line``) in a
+# subshell that then runs SERVICE_SH after the prefix (a warm pool lab, whose scenario is
+# known only when claimed: its values travel in the pipe, never in an argv); ``run``
+# starts nothing (a pool lab's host without a service).
 INIT_SH = (
+    f'cmd=${COMMAND_VAR}; unset {COMMAND_VAR}; '
     'echo ready; exec 1>&2; IFS= read -r go || exit 1; exec 0</dev/null; '
-    "nl='\n'; cmd=$1; shift; "
+    "nl='\n'; "
     'case $go in '
-    'go) if [ -n "$cmd" ]; then "$@" /bin/sh -c "$cmd" & fi ;; '
+    f'go) if [ -n "$cmd" ]; then {COMMAND_VAR}=$cmd "$@" /bin/sh -c {shlex.quote(SERVICE_SH)} '
+    '& fi ;; '
+    f'"env "*) (eval "${{go#env?}}" && exec "$@" /bin/sh -c {shlex.quote(SERVICE_SH)}) & ;; '
     'run) ;; '
-    '"run "*) eval "set -- \\"\\$@\\" ${go#run?}"; "$@" & ;; '
     '*) exit 1 ;; '
     'esac; exec sleep infinity'
 )
@@ -130,12 +143,14 @@ def readonly_seed_args(host_dir: str) -> list[str]:
 
 def bwrap_argv(
     host: PlannedHost, paths: HostPaths, rootfs: str, die_with_parent: bool, uid: int,
-    seccomp_fd: int, image: bool = False, info_fd: int = -1, block_fd: int = -1,
+    seccomp_fd: int, args_fd: int, image: bool = False, info_fd: int = -1,
+    block_fd: int = -1,
 ) -> list[str]:
     """Full bubblewrap command line for a host's init (on an ``image``, its root is the
     overlay ``rootfs.mount_image_root`` mounted in the host's data dir); bwrap reports its
     child's pid on ``info_fd`` and holds the sandbox before its first command until a
-    byte arrives on ``block_fd`` (the runtime moves it into the host's cgroup first)."""
+    byte arrives on ``block_fd`` (the runtime moves it into the host's cgroup first). The
+    environment and service command are read from ``args_fd`` (``init_options``)."""
     argv = [tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
     if die_with_parent:
@@ -151,10 +166,14 @@ def bwrap_argv(
     argv += ["--chdir", "/workspace", "--cap-drop", "ALL"]
     for cap in sorted({*host.caps, "SETUID", "SETGID", "SETPCAP"}):
         argv += ["--cap-add", f"CAP_{cap}"]
-    argv += ["--seccomp", str(seccomp_fd), "--clearenv"]
-    for key, value in host_env(host).items():
-        argv += ["--setenv", key, value]
+    argv += ["--seccomp", str(seccomp_fd), "--args", str(args_fd)]
     argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", "/bin/sh", "-c",
-             INIT_SH, "fg-init", host.spec.command or "", *service_prefix(rootfs),
-             *setpriv_argv(uid, host.caps)]
+             INIT_SH, "fg-init", *service_prefix(rootfs), *setpriv_argv(uid, host.caps)]
     return argv
+
+
+def init_options(host: PlannedHost) -> list[str]:
+    """The init's secret bubblewrap options, read from its ``--args`` descriptor: the
+    host's environment and the service command (FG_CMD, which INIT_SH takes and unsets;
+    it wins over a scenario variable of that name)."""
+    return [*env_options(host_env(host)), "--setenv", COMMAND_VAR, host.spec.command or ""]

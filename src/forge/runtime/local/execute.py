@@ -4,7 +4,9 @@ The command line is: join the exec's own leaf cgroup (so the whole process tree 
 found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces (nsenter
 keeps the caller's full capabilities), then ``bwrap`` over the host's own root only to
 load the lab's seccomp filter, then ``setpriv`` to become the lab user with only the
-approved capabilities and no-new-privs, then ``env -i`` with the host environment.
+approved capabilities and no-new-privs. The host environment and working directory are
+bwrap options read from a descriptor (``bwrap_fds``), never words of the command line:
+nsenter waits for the command as long as it runs, and any local user can read its argv.
 """
 
 from __future__ import annotations
@@ -20,24 +22,31 @@ from collections.abc import Callable
 
 from forge.runtime.base import ExecResult, SpecError
 from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv
+from forge.runtime.local.bwrap_fds import env_options
 from forge.runtime.local.tools import tool
 
 
 def enter_argv(
-    init_pid: int, caps: list[str], env: dict[str, str], argv: list[str], uid: int,
-    seccomp_fd: int,
+    init_pid: int, caps: list[str], argv: list[str], uid: int, seccomp_fd: int,
+    args_fd: int,
 ) -> list[str]:
     """Command line running ``argv`` as the lab user inside the host whose init is
-    ``init_pid``, under the seccomp filter read from ``seccomp_fd``."""
-    if "=" in argv[0]:  # env(1) would take it for an assignment
+    ``init_pid``, under the seccomp filter read from ``seccomp_fd``, with the environment
+    and working directory read from ``args_fd`` (``enter_options``)."""
+    if "=" in argv[0]:  # kept from when env(1) ran it: a program name never holds one
         raise SpecError("argv[0]", "a program name must not contain '='")
-    envs = [f"{k}={v}" for k, v in env.items()]
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
         tool("nsenter"), "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
-        "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--",
-        *setpriv_argv(uid, caps), "env", "-i", "-C", "/workspace", *envs, *argv,
+        "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--args",
+        str(args_fd), "--", *setpriv_argv(uid, caps), *argv,
     ]
+
+
+def enter_options(env: dict[str, str]) -> list[str]:
+    """The secret bwrap options of a learner process or check: exactly ``env`` as its
+    environment, /workspace as its working directory."""
+    return [*env_options(env), "--chdir", "/workspace"]
 
 
 def wrapper_env(cgroup_procs: list[str]) -> dict[str, str]:

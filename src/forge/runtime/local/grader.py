@@ -188,11 +188,12 @@ def remove_snapshot(dest: str) -> None:
 
 def grader_argv(
     *, netns_path: str, hostname: str, paths: HostPaths, snapshot: str, rootfs: str,
-    uid: int, env: dict[str, str], argv: list[str], seccomp_fd: int, image: bool = False,
+    uid: int, argv: list[str], seccomp_fd: int, args_fd: int, image: bool = False,
 ) -> list[str]:
     """The command line of one check: join its cgroup (JOIN_SH), enter the host's
-    network namespace only, and start a fresh bubblewrap sandbox as the grader."""
-    envs = [f"{k}={v}" for k, v in env.items()]
+    network namespace only, and start a fresh bubblewrap sandbox as the grader; its
+    environment and working directory are read from ``args_fd`` (``execute.enter_options``:
+    a command line is readable by every local user)."""
     cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("nsenter"), f"--net={netns_path}", "--",
            tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
            "--hostname", hostname,
@@ -201,9 +202,9 @@ def grader_argv(
     for tree in WRITABLE_DIRS:
         cmd += ["--ro-bind", os.path.join(snapshot, tree.lstrip("/")), tree]
     cmd += readonly_seed_args(paths.host_dir)
-    cmd += ["--remount-ro", "/", "--chdir", "/workspace", "--cap-drop", "ALL"]
+    cmd += ["--remount-ro", "/", "--cap-drop", "ALL"]
     for cap in ("SETUID", "SETGID", "SETPCAP", *GRADER_CAPS):
         cmd += ["--cap-add", f"CAP_{cap}"]
-    cmd += ["--seccomp", str(seccomp_fd), "--clearenv", "--",
-            *setpriv_argv(uid, GRADER_CAPS), "env", "-i", "-C", "/workspace", *envs, *argv]
+    cmd += ["--seccomp", str(seccomp_fd), "--args", str(args_fd), "--",
+            *setpriv_argv(uid, GRADER_CAPS), *argv]
     return cmd

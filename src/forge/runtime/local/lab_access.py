@@ -25,8 +25,9 @@ from forge.runtime.base import (
     SpecError,
 )
 from forge.runtime.local import seccomp
+from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.cgroups import Cgroups, SurvivorsError
-from forge.runtime.local.execute import enter_argv, run_captured, wrapper_env
+from forge.runtime.local.execute import enter_argv, enter_options, run_captured, wrapper_env
 from forge.runtime.local.grader import grader_argv, remove_snapshot, take_snapshot
 from forge.runtime.local.host_dirs import host_paths
 from forge.runtime.local.kernel_names import Names
@@ -59,6 +60,23 @@ def lab_identity(lab_id: str, meta: dict[str, Any]) -> LabIdentity:
         return LabIdentity(int(ident["learner"]), int(ident["grader"]))
     except (KeyError, TypeError, ValueError):
         raise LabNotFound(f"lab {lab_id} has no recorded identity") from None
+
+
+def _sandbox_fds(caps: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """The descriptors a learner process's or check's bwrap reads: the seccomp filter for
+    ``caps`` and its options (environment ``env``, working directory: off its command
+    line, which every local user can read)."""
+    filter_fd = seccomp.filter_fd(caps)
+    try:
+        return filter_fd, options_fd(enter_options(env))
+    except BaseException:
+        os.close(filter_fd)
+        raise
+
+
+def _close(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 class LabAccess:
@@ -100,24 +118,25 @@ class LabAccess:
         return leaf
 
     def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str) -> tuple[
-        builtins.list[str], dict[str, str], tuple[str, str, str], int
+        builtins.list[str], dict[str, str], tuple[str, str, str], tuple[int, int]
     ]:
-        """(command line, wrapper env, leaf cgroup, seccomp fd) for a learner process; the
-        caller passes the fd to the process and closes it once the process started."""
+        """(command line, wrapper env, leaf cgroup, descriptors: seccomp filter and bwrap
+        options) for a learner process; the caller passes the descriptors to the process
+        and closes them (``_close``) once the process started."""
         info = self._host_info(lab_id, host)
         pid = self._init_pid(lab_id, host)
-        filter_fd = seccomp.filter_fd(info.caps)
+        fds = _sandbox_fds(info.caps, info.env)
         try:
-            full = enter_argv(pid, info.caps, info.env, argv, info.identity.learner, filter_fd)
+            full = enter_argv(pid, info.caps, argv, info.identity.learner, *fds)
             with self._lock:  # seal() kills every leaf made before its marker, none after
                 if os.path.exists(self._sealed_marker(lab_id)):
                     raise LabSealed(f"lab {lab_id} is being graded; no new terminal or "
                                     "command")
                 leaf = self._leaf(lab_id, host, kind)
         except BaseException:
-            os.close(filter_fd)
+            _close(fds)
             raise
-        return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf, filter_fd
+        return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf, fds
 
     def exec(
         self,
@@ -140,14 +159,14 @@ class LabAccess:
             raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
         if max_output < 0:
             raise SpecError("max_output", "must be >= 0")
-        full, env, leaf, filter_fd = self._enter(lab_id, host, command, "x")
+        full, env, leaf, fds = self._enter(lab_id, host, command, "x")
         try:
             return run_captured(
                 full, env, timeout=timeout, stdin=stdin, max_output=max_output,
-                kill_tree=lambda: self._kill_leaf(leaf), pass_fds=(filter_fd,),
+                kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
             )
         finally:
-            os.close(filter_fd)
+            _close(fds)
             with contextlib.suppress(OSError):
                 self.cgroups.remove(*leaf)
 
@@ -219,30 +238,30 @@ class LabAccess:
         paths = host_paths(self.names, lab_id, host)
         snap = os.path.join(self.names.lab_dir(lab_id), "grader", uuid.uuid4().hex)
         leaf = self._leaf(lab_id, host, "g")
-        filter_fd = seccomp.filter_fd([])
+        fds = _sandbox_fds([], info.env)
         try:
             take_snapshot(paths.data_dir, snap)
             full = grader_argv(
                 netns_path=netns_path(self.names.host_ns(lab_id, host)),
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
                 rootfs=merged_root(paths.data_dir) if info.image else info.rootfs,
-                uid=info.identity.grader, env=info.env, argv=list(argv),
-                seccomp_fd=filter_fd, image=info.image,
+                uid=info.identity.grader, argv=list(argv), seccomp_fd=fds[0],
+                args_fd=fds[1], image=info.image,
             )
             return run_captured(
                 full, wrapper_env(self.cgroups.procs_files(*leaf)), timeout=timeout,
                 stdin=stdin, max_output=max_output, kill_tree=lambda: self._kill_leaf(leaf),
-                pass_fds=(filter_fd,),
+                pass_fds=fds,
             )
         finally:
-            os.close(filter_fd)
+            _close(fds)
             with contextlib.suppress(OSError):
                 self.cgroups.remove(*leaf)
             remove_snapshot(snap)
 
     def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> LocalTty:
         """A login shell on a PTY inside the host, closed when the lab is destroyed."""
-        full, env, leaf, filter_fd = self._enter(lab_id, host, SHELL_ARGV, "t")
+        full, env, leaf, fds = self._enter(lab_id, host, SHELL_ARGV, "t")
 
         def forget(session: LocalTty) -> None:
             with self._lock:
@@ -252,13 +271,13 @@ class LabAccess:
 
         try:
             session = LocalTty(full, env, rows, cols, lambda: self._kill_leaf(leaf), forget,
-                               pass_fds=(filter_fd,))
+                               pass_fds=fds)
         except BaseException:
             with contextlib.suppress(OSError):
                 self.cgroups.remove(*leaf)
             raise
         finally:
-            os.close(filter_fd)
+            _close(fds)
         with self._lock:
             self._ttys.setdefault(lab_id, set()).add(session)
         return session

@@ -4,8 +4,9 @@
 scenario's lab id, so ``list``, ``exec``, ``destroy`` and a restarted orchestrator see an
 ordinary lab; ``personalise`` then adds what the scenario gives (seeds, root seeds,
 environment) and starts the hosts' services: each host's init waits since the pool built
-it, and is sent its service's command line, which it starts as a fresh lab's init does
-(born in the host's ``init`` cgroup, as the lab user, with default signals). Used by
+it, and is sent its service's environment and command over its start-line pipe (never
+on a command line), which it starts as a fresh lab's init does (born in the host's
+``init`` cgroup, as the lab user, with default signals). Used by
 ``warm_pool.WarmPool.claim``.
 """
 
@@ -28,10 +29,11 @@ from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import netns_path
 from forge.runtime.local.reconcile import read_meta
 from forge.runtime.local.rootfs import merged_root
-from forge.runtime.local.sandbox import run_line, send_start
+from forge.runtime.local.sandbox import NO_SERVICE_LINE, env_line, send_start
 from forge.runtime.local.seeds import write_root_seeds
 from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost
+from forge.templates.exec_size import COMMAND_VAR
 
 MS_BIND = 4096
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -108,6 +110,7 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
     lab_id = plan.lab_id
     meta = read_meta(rt.names, lab_id)
     uid = int(meta["identity"]["learner"])
+    before: dict[str, list[str]] = {}
     for host in plan.hosts:
         name = host.spec.name
         paths = HostPaths(rt.names.etc_dir(lab_id), rt.names.host_dir(lab_id, name),
@@ -116,11 +119,13 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
         recorded = meta["hosts"][name]
         if recorded.get("image") is True:
             write_root_seeds(merged_root(paths.data_dir), host, uid)
+        before[name] = list(recorded.get("env", {}))
         recorded["env"] = host_env(host)
     _replace_meta(rt, lab_id, meta)
     # Every line before any pipe is taken: a value that cannot be written raises while
     # the pipes are still the lab's (closed with it), not with one in hand.
-    lines = {host.spec.name: run_line(service_argv(host)) for host in plan.hosts}
+    lines = {host.spec.name: service_line(host, before[host.spec.name])
+             for host in plan.hosts}
     with rt._lock:
         held = rt._held_go.pop(lab_id, {})
     try:
@@ -134,14 +139,16 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
             os.close(fd)
 
 
-def service_argv(host: PlannedHost) -> list[str] | None:
-    """What a waiting init runs after its setpriv prefix for ``host``'s service: the
-    scenario's environment in place of the pool shape's, then the command (None: no
-    service)."""
+def service_line(host: PlannedHost, shape_env: list[str]) -> bytes:
+    """The start line of ``host``'s waiting init, whose environment has the variables
+    ``shape_env`` (the pool shape's): none for a host without a service; otherwise the
+    scenario's environment in place of the shape's and the command, as FG_CMD
+    (``bwrap_args.SERVICE_SH``), all through the pipe, never on a command line."""
     if not host.spec.command:
-        return None
-    env = [f"{key}={value}" for key, value in host_env(host).items()]
-    return ["env", "-i", *env, "/bin/sh", "-c", host.spec.command]
+        return NO_SERVICE_LINE
+    env = host_env(host)
+    return env_line([k for k in shape_env if k not in env],
+                    {**env, COMMAND_VAR: host.spec.command})
 
 
 def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> None:

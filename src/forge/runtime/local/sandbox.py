@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
-from forge.runtime.local.bwrap_args import BASE_PATH, SYSTEM_DIRS, bwrap_argv
+from forge.runtime.local.bwrap_args import BASE_PATH, SYSTEM_DIRS, bwrap_argv, init_options
+from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.host_dirs import HostPaths
 from forge.runtime.local.launch import start_in_lab
 from forge.runtime.local.rootfs import merged_root
@@ -80,14 +81,17 @@ def spawn_init(
         with open(log_path, "ab") as log:
             filter_fd = seccomp.filter_fd(host.caps)
             theirs.append(filter_fd)
-            argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, image,
-                              info_fd=info_w, block_fd=block_r)
+            args_fd = options_fd(init_options(host))
+            theirs.append(args_fd)
+            argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, args_fd,
+                              image, info_fd=info_w, block_fd=block_r)
             root = merged_root(paths.data_dir) if image else rootfs
             needed = [os.path.join(paths.etc_dir, "passwd"), root,
                       *(os.path.join(root, d) for d in SYSTEM_DIRS)]
             proc = start_in_lab(
                 netns, os.path.dirname(paths.data_dir), needed,
-                lambda: _popen(argv, go_r, ready_w, log.fileno(), (info_w, block_r, filter_fd)))
+                lambda: _popen(argv, go_r, ready_w, log.fileno(),
+                               (info_w, block_r, filter_fd, args_fd)))
         for fd in theirs:
             os.close(fd)
         theirs = []
@@ -206,15 +210,21 @@ def start_service(handle: InitHandle) -> None:
         close_go(handle)
 
 
-def run_line(argv: list[str] | None) -> bytes:
-    """The start line making a waiting init run ``argv`` after its setpriv prefix (None:
-    nothing): each word shell-quoted, a newline inside one spelled ``"$nl"`` so the
+# The start line of a waiting init whose host has no service: it starts nothing.
+NO_SERVICE_LINE = b"run\n"
+
+
+def env_line(drop: list[str], env: dict[str, str]) -> bytes:
+    """The start line making a waiting init start its service (``bwrap_args.SERVICE_SH``)
+    with its own environment less the variables ``drop`` plus ``env`` (which holds the
+    command as FG_CMD): shell-quoted assignments the init's subshell exports, so no value
+    is ever a word of a command line; a newline inside one is spelled ``"$nl"`` so the
     whole line is read by one ``read`` (see ``bwrap_args.INIT_SH``)."""
-    if not argv:
-        return b"run\n"
-    words = " ".join(shlex.quote(word) for word in argv)
-    # A word holding a newline is single-quoted whole by shlex: close, splice, reopen.
-    return ("run " + words.replace("\n", "'\"$nl\"'") + "\n").encode()
+    script = "export " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+    if drop:
+        script = "unset " + " ".join(shlex.quote(k) for k in drop) + "; " + script
+    # A value holding a newline is single-quoted whole by shlex: close, splice, reopen.
+    return ("env " + script.replace("\n", "'\"$nl\"'") + "\n").encode()
 
 
 def send_start(go_fd: int, line: bytes) -> None:

@@ -18,19 +18,17 @@ sandbox, because bubblewrap reads it from the descriptor's current offset.
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import io
 import os
 
 import pyseccomp as sc
 
+from forge.runtime.local.bwrap_fds import data_fd
+
 CLONE_NEWUSER = 0x10000000
 PTRACE_ATTACH = 16
 PTRACE_SEIZE = 0x4206
-# Descriptors below this are kept clear of the filter (stdio and the few pipes a sandbox
-# start passes to bwrap).
-FIRST_FREE_FD = 10
 
 # Syscalls denied by default; the capability that (alone) re-allows them, if any.
 DENIED: dict[str, str | None] = {
@@ -104,22 +102,7 @@ def compiled(caps: tuple[str, ...] = ()) -> bytes:
 
 def filter_fd(caps: list[str]) -> int:
     """A new (inheritable) memfd holding the filter for ``caps``, positioned at 0, numbered
-    above ``FIRST_FREE_FD`` - 1.
-
-    The caller passes it to bubblewrap and closes it once the sandbox has started. The
-    number matters: the init's join script moves its own pipes onto descriptors 3 and 4,
-    which would silently replace a filter that happened to get one of those numbers (a
-    create then fails with "Can't read seccomp data").
-    """
-    program = compiled(tuple(sorted(set(caps))))
-    fd = os.memfd_create("forge-seccomp", 0)
-    try:
-        if fd < FIRST_FREE_FD:
-            low, fd = fd, fcntl.fcntl(fd, fcntl.F_DUPFD, FIRST_FREE_FD)
-            os.close(low)
-        os.write(fd, program)
-        os.lseek(fd, 0, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    at least ``bwrap_fds.FIRST_FREE_FD`` (see ``bwrap_fds.data_fd``: a number the init's
+    join script reuses would silently replace the filter, and a create then fails with
+    "Can't read seccomp data")."""
+    return data_fd("forge-seccomp", compiled(tuple(sorted(set(caps)))))
