@@ -27,7 +27,7 @@ from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.host_dirs import HostPaths, seed_host_dir
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import netns_path
-from forge.runtime.local.reconcile import read_meta
+from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.sandbox import NO_SERVICE_LINE, env_line, send_start
 from forge.runtime.local.seeds import write_root_seeds
@@ -108,6 +108,8 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
     seeds), each host's environment, then the hosts' services (every waiting init gets
     its start line, an empty one for a host without a service)."""
     lab_id = plan.lab_id
+    for host in plan.hosts:  # a host that died while it waited: the claim fails (LabNotFound)
+        init_pid(rt.names, lab_id, host.spec.name)  # and the lab is built fresh instead
     meta = read_meta(rt.names, lab_id)
     uid = int(meta["identity"]["learner"])
     before: dict[str, list[str]] = {}
