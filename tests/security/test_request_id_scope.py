@@ -58,3 +58,24 @@ def test_an_answer_kept_under_the_bare_id_replays_for_its_caller_only(
     assert replay.status_code == 200 and replay.json() == old_answer
     assert other.status_code == 201 and other.json()["scenario_id"] != old_answer["scenario_id"]
     assert count(spawn_env, Scenario) == 1  # bob's; alice's retry started nothing
+
+
+def test_a_request_still_in_flight_under_the_bare_id_is_not_started_twice(
+        spawn_env: SpawnEnv) -> None:  # noqa: F811
+    # A request of the release before the upgrade, still being answered when its learner
+    # retries on the new release: the retry waits (409 request_in_progress), as it did
+    # before the upgrade, instead of starting a second lab; another learner's same id is
+    # their own request.
+    db = spawn_env.state.ctx.db
+    grant(db, "acme", "PRO")
+    alice, bob = key_for(spawn_env, "acme", "alice"), key_for(spawn_env, "acme", "bob")
+    with db.session() as sess:
+        idempotency.reserve(sess, "before-upgrade-2",
+                            idempotency.fingerprint("acme", "alice", "netplus"),
+                            datetime.now(UTC))
+    with spawn_env.client() as client:
+        retry = spawn(client, alice, request_id="before-upgrade-2")
+        other = spawn(client, bob, request_id="before-upgrade-2")
+    assert retry.status_code == 409 and retry.json()["error"] == "request_in_progress"
+    assert other.status_code == 201, other.text
+    assert count(spawn_env, Scenario) == 1  # bob's only

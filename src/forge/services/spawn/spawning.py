@@ -108,7 +108,8 @@ def _reserve(
             existing = idempotency.find(sess, key, now)
             if existing is not None:
                 result: SpawnAnswer | Taken = _replay(existing, digest, now, pending_timeout)
-            elif (legacy := _legacy_answer(sess, request_id, digest, now)) is not None:
+            elif (legacy := _legacy_answer(sess, request_id, digest, now,
+                                           pending_timeout)) is not None:
                 result = legacy
             else:
                 result = _record(sess, request_id=request_id, key=key, digest=digest,
@@ -131,14 +132,22 @@ def _reserve(
         return _replay(record, digest, now, pending_timeout)
 
 
-def _legacy_answer(sess: Session, request_id: str, digest: str,
-                   now: datetime) -> SpawnAnswer | None:
+def _legacy_answer(sess: Session, request_id: str, digest: str, now: datetime,
+                   pending_timeout: timedelta) -> SpawnAnswer | None:
     """The answer this caller got for `request_id` from a release that kept records under
-    the bare id (kept 24 h at most): replayed when it is theirs and complete; anyone
-    else's is not seen at all."""
+    the bare id (kept 24 h at most): replayed when it is theirs and complete, 409
+    `request_in_progress` while theirs is still in flight (a retry during the upgrade must
+    not start a second lab); anyone else's is not seen at all. One left pending by a
+    process that died is not waited for (the reaper ends its scenario)."""
     old = idempotency.find(sess, request_id, now)
-    if old is None or old.fingerprint != digest or old.status_code == idempotency.PENDING:
+    if old is None or old.fingerprint != digest:
         return None
+    if old.status_code == idempotency.PENDING:
+        if old.stale(now, pending_timeout):
+            return None
+        raise ForgeError("request_in_progress", 409,
+                         "a request with this request_id is still being processed; retry",
+                         headers={"Retry-After": "1"})
     return SpawnAnswer(200, dict(old.response))
 
 
