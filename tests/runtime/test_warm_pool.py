@@ -165,7 +165,7 @@ def test_service_values_beyond_one_exec_are_refused_before_a_claim(pooled: Local
     until(lambda: ready(rt) == 1, "the pool never filled")
     claimed = rt.warm_pool.stats.claimed
     base = lab("scn-00000000000000b8", "s")
-    room = MAX_EXEC_STRING_BYTES - len("FLAG=")
+    room = MAX_EXEC_STRING_BYTES - len("FGE_FLAG=")  # as an exec carries it
 
     def with_flag(value: str) -> LabSpec:
         box = dataclasses.replace(base.hosts[0], environment={"FLAG": value},

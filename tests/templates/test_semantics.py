@@ -174,7 +174,7 @@ def test_capability_names(good_doc: Doc, problems_of: Check) -> None:
 def test_service_values_must_fit_one_exec(good_doc: Doc, problems_of: Check) -> None:
     """A value the kernel would refuse at exec (E2BIG) is refused by `forge template
     check`, not found when a pooled lab's service fails to start."""
-    room = MAX_EXEC_STRING_BYTES - len("BIG=")
+    room = MAX_EXEC_STRING_BYTES - len("FGE_BIG=")  # as an exec carries it
     box = _containers(good_doc)[0]
     box["environment"] = {"BIG": "é" * (room // 2 + 1)}  # counted in bytes, not characters
     box["command"] = ["/bin/sh", "-c", "x" * 8000] * 20

@@ -38,7 +38,7 @@ JOIN_SH = (
 )
 # The service's shell: takes its command from FG_CMD and drops it (so the command sees
 # exactly the host's environment), then runs it; the command is never in an argv.
-SERVICE_SH = f'c=${COMMAND_VAR}; unset {COMMAND_VAR}; eval "unset c; $c"'
+SERVICE_SH = f'eval "unset {COMMAND_VAR}; ${COMMAND_VAR}"'
 # The sandbox's first command: takes the service command from FG_CMD (set through
 # bwrap's --args descriptor, never a command line: see ``bwrap_fds``) and unsets it,
 # reports readiness on its stdout (a pipe to the runtime),

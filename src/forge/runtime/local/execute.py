@@ -4,9 +4,13 @@ The command line is: join the exec's own leaf cgroup (so the whole process tree 
 found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces (nsenter
 keeps the caller's full capabilities), then ``bwrap`` over the host's own root only to
 load the lab's seccomp filter, then ``setpriv`` to become the lab user with only the
-approved capabilities and no-new-privs. The host environment and working directory are
-bwrap options read from a descriptor (``bwrap_fds``), never words of the command line:
-nsenter waits for the command as long as it runs, and any local user can read its argv.
+approved capabilities and no-new-privs, then the lab user's ``/bin/sh`` sets the host
+environment and runs the command. The environment's values never appear on a command line
+(nsenter waits for the command as long as it runs, and any local user can read its argv):
+they are bwrap options read from a descriptor (``bwrap_fds``), each under a ``FGE_`` name,
+so the root steps before the privilege drop (bwrap, setpriv) run with the fixed PATH and
+nothing a template or learner chose (a PATH entry the learner can write, LD_PRELOAD): only
+the lab user's shell renames them to the host's names (``env_sh``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import selectors
 import subprocess
 import threading
@@ -22,31 +27,52 @@ from collections.abc import Callable
 
 from forge.runtime.base import ExecResult, SpecError
 from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv
-from forge.runtime.local.bwrap_fds import env_options
 from forge.runtime.local.tools import tool
+from forge.templates.exec_size import ENV_PREFIX
 
 
 def enter_argv(
-    init_pid: int, caps: list[str], argv: list[str], uid: int, seccomp_fd: int,
-    args_fd: int,
+    init_pid: int, caps: list[str], env_names: list[str], argv: list[str], uid: int,
+    seccomp_fd: int, args_fd: int,
 ) -> list[str]:
     """Command line running ``argv`` as the lab user inside the host whose init is
     ``init_pid``, under the seccomp filter read from ``seccomp_fd``, with the environment
-    and working directory read from ``args_fd`` (``enter_options``)."""
+    (``env_names`` of it) and working directory read from ``args_fd`` (``enter_options``)."""
     if "=" in argv[0]:  # kept from when env(1) ran it: a program name never holds one
         raise SpecError("argv[0]", "a program name must not contain '='")
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
         tool("nsenter"), "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
         "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--args",
-        str(args_fd), "--", *setpriv_argv(uid, caps), *argv,
+        str(args_fd), "--", *setpriv_argv(uid, caps), *env_sh(env_names), *argv,
     ]
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def enter_options(env: dict[str, str]) -> list[str]:
-    """The secret bwrap options of a learner process or check: exactly ``env`` as its
-    environment, /workspace as its working directory."""
-    return [*env_options(env), "--chdir", "/workspace"]
+    """The secret bwrap options of a learner process or check: the fixed PATH for the root
+    steps, each of ``env`` under its ``FGE_`` name (``env_sh`` gives them their names as
+    the lab user), /workspace as the working directory."""
+    options = ["--clearenv", "--setenv", "PATH", BASE_PATH]
+    for key, value in env.items():
+        options += ["--setenv", ENV_PREFIX + key, value]
+    return [*options, "--chdir", "/workspace"]
+
+
+def env_sh(names: list[str]) -> list[str]:
+    """The lab user's shell that turns the ``FGE_`` variables into exactly the host
+    environment ``names`` (no ``FGE_`` name, the shell's own PWD or the fixed PATH left
+    over) and runs the command; names only, never a value, are on its command line."""
+    if not names or any(not _NAME.fullmatch(n) for n in names):
+        raise SpecError("environment", "names must be shell variable names")
+    staged = " ".join(ENV_PREFIX + n for n in names)
+    exports = " ".join(f'{n}="${ENV_PREFIX}{n}"' for n in names)
+    unset = "unset PWD" if "PWD" not in names else ":"
+    path = "" if "PATH" in names else "unset PATH; "
+    return ["/bin/sh", "-c", f'{unset}; {path}export {exports} && unset {staged} && exec "$@"',
+            "fg-env"]
 
 
 def wrapper_env(cgroup_procs: list[str]) -> dict[str, str]:

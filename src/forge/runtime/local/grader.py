@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from forge import treepath
 from forge.runtime.local.bwrap_args import JOIN_SH, readonly_seed_args, setpriv_argv, system_args
+from forge.runtime.local.execute import env_sh
 from forge.runtime.local.host_dirs import HostPaths
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import WRITABLE_DIRS
@@ -188,12 +189,14 @@ def remove_snapshot(dest: str) -> None:
 
 def grader_argv(
     *, netns_path: str, hostname: str, paths: HostPaths, snapshot: str, rootfs: str,
-    uid: int, argv: list[str], seccomp_fd: int, args_fd: int, image: bool = False,
+    uid: int, env_names: list[str], argv: list[str], seccomp_fd: int, args_fd: int,
+    image: bool = False,
 ) -> list[str]:
     """The command line of one check: join its cgroup (JOIN_SH), enter the host's
     network namespace only, and start a fresh bubblewrap sandbox as the grader; its
-    environment and working directory are read from ``args_fd`` (``execute.enter_options``:
-    a command line is readable by every local user)."""
+    environment (``env_names`` of it) and working directory are read from ``args_fd``
+    (``execute.enter_options``: a command line is readable by every local user; the root
+    steps never run with it, ``execute.env_sh``)."""
     cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("nsenter"), f"--net={netns_path}", "--",
            tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
            "--hostname", hostname,
@@ -206,5 +209,5 @@ def grader_argv(
     for cap in ("SETUID", "SETGID", "SETPCAP", *GRADER_CAPS):
         cmd += ["--cap-add", f"CAP_{cap}"]
     cmd += ["--seccomp", str(seccomp_fd), "--args", str(args_fd), "--",
-            *setpriv_argv(uid, GRADER_CAPS), *argv]
+            *setpriv_argv(uid, GRADER_CAPS), *env_sh(env_names), *argv]
     return cmd

@@ -127,7 +127,8 @@ class LabAccess:
         pid = self._init_pid(lab_id, host)
         fds = _sandbox_fds(info.caps, info.env)
         try:
-            full = enter_argv(pid, info.caps, argv, info.identity.learner, *fds)
+            full = enter_argv(pid, info.caps, list(info.env), argv, info.identity.learner,
+                              *fds)
             with self._lock:  # seal() kills every leaf made before its marker, none after
                 if os.path.exists(self._sealed_marker(lab_id)):
                     raise LabSealed(f"lab {lab_id} is being graded; no new terminal or "
@@ -245,7 +246,8 @@ class LabAccess:
                 netns_path=netns_path(self.names.host_ns(lab_id, host)),
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
                 rootfs=merged_root(paths.data_dir) if info.image else info.rootfs,
-                uid=info.identity.grader, argv=list(argv), seccomp_fd=fds[0],
+                uid=info.identity.grader, env_names=list(info.env), argv=list(argv),
+                seccomp_fd=fds[0],
                 args_fd=fds[1], image=info.image,
             )
             return run_captured(

@@ -221,10 +221,11 @@ def env_line(drop: list[str], env: dict[str, str]) -> bytes:
     is ever a word of a command line; a newline inside one is spelled ``"$nl"`` so the
     whole line is read by one ``read`` (see ``bwrap_args.INIT_SH``)."""
     script = "export " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
-    if drop:
-        script = "unset " + " ".join(shlex.quote(k) for k in drop) + "; " + script
+    if drop:  # after the exports: dropping the shape's own `nl` must not empty "$nl"
+        script += "; unset " + " ".join(shlex.quote(k) for k in drop)
     # A value holding a newline is single-quoted whole by shlex: close, splice, reopen.
-    return ("env " + script.replace("\n", "'\"$nl\"'") + "\n").encode()
+    line = "env " + script.replace("\n", "'\"$nl\"'") + "\n"
+    return line.encode("utf-8", "surrogateescape")  # as the values reach a fresh lab
 
 
 def send_start(go_fd: int, line: bytes) -> None:

@@ -1,0 +1,87 @@
+"""Attack: make the root steps of an exec, a terminal or a check run the learner's program.
+
+An exec (and a terminal, and a grader check) starts as root and drops to the lab user
+(or the grader) with ``setpriv``. A template may give its hosts a PATH with a directory
+the learner writes (``/workspace/bin``) or a loader variable (LD_PRELOAD, natural in a
+library-hijack lab). Had the host's environment been in force while root looked up and
+loaded ``setpriv``, the learner would plant a ``setpriv`` of their own and run it as root
+at the next exec, or as the grader's root at the next check and print whatever the check
+expects. The root steps run with the fixed PATH and nothing of the host's environment;
+the command still gets exactly that environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
+from forge.runtime.local import LocalRuntime
+from tests.runtime.helpers import tty_read_until, tty_send
+
+pytestmark = pytest.mark.root
+
+HIJACK_PATH = "/workspace/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PLANT = ("mkdir -p /workspace/bin && printf '#!/bin/sh\\necho PLANTED-RAN-AS-$(id -u)\\n"
+         "exec /usr/bin/setpriv \"$@\"\\n' > /workspace/bin/setpriv && "
+         "chmod 755 /workspace/bin/setpriv && cp /workspace/bin/setpriv /workspace/bin/env")
+
+
+@pytest.fixture
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRuntime, str]]:
+    state = tmp_path_factory.mktemp("rootsteps")
+    rt = LocalRuntime(str(state), prefix="r" + secrets.token_hex(2))
+    lab_id = "rs-" + secrets.token_hex(4)
+    env = {"PATH": HIJACK_PATH, "LD_PRELOAD": "/workspace/missing-hijack.so",
+           "EMPTY": "", "TWO_LINES": "a\nb 'c' $(d)"}
+    try:
+        rt.create(LabSpec(lab_id, [SubnetSpec("office", "10.95.1.0/24")],
+                          [HostSpec("target", networks=[("office", "10.95.1.10")],
+                                    environment=env)],
+                          Limits(memory_mb=256, disk_mb=16)))
+        yield rt, lab_id
+    finally:
+        with contextlib.suppress(Exception):
+            rt.destroy(lab_id)
+        rt.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_planted_setpriv_never_runs_as_root(lab: tuple[LocalRuntime, str]) -> None:
+    rt, lab_id = lab
+    learner = rt.identity(lab_id).learner
+    planted = rt.exec(lab_id, "target", shell=PLANT)
+    assert planted.exit_code == 0, planted.stderr_text
+    for result in (rt.exec(lab_id, "target", ["id", "-u"]),
+                   rt.run_check(lab_id, "target", ["id", "-u"])):
+        assert "PLANTED" not in result.stdout_text, result.stdout_text
+        assert result.exit_code == 0, result.stderr_text
+    assert rt.exec(lab_id, "target", ["id", "-u"]).stdout_text.strip() == str(learner)
+    tty = rt.tty(lab_id, "target")
+    try:
+        tty_send(tty, b"echo UID-$(id -u)-END\n")
+        seen = tty_read_until(tty, rb"UID-\d+-END")
+    finally:
+        tty.close()
+    assert b"PLANTED" not in seen and f"UID-{learner}-END".encode() in seen, seen[-400:]
+
+
+def test_the_command_still_gets_exactly_the_host_environment(
+        lab: tuple[LocalRuntime, str]) -> None:
+    rt, lab_id = lab
+    expected = {"PATH": HIJACK_PATH, "LD_PRELOAD": "/workspace/missing-hijack.so",
+                "EMPTY": "", "TWO_LINES": "a\nb 'c' $(d)", "HOME": "/home",
+                "LANG": "C.UTF-8", "HOSTNAME": "target", "TERM": "xterm-256color"}
+    for result in (rt.exec(lab_id, "target", ["/usr/bin/env", "-0"]),
+                   rt.run_check(lab_id, "target", ["/usr/bin/env", "-0"])):
+        pairs = [p for p in result.stdout.split(b"\0") if p]
+        got = dict(p.decode().split("=", 1) for p in pairs)
+        assert got == expected, got
+        # Only the command was loaded with LD_PRELOAD (its own complaint), no root step.
+        assert result.stderr_text.count("missing-hijack.so") <= 1, result.stderr_text
+    pwd = rt.exec(lab_id, "target", ["/bin/pwd"])
+    assert pwd.stdout_text == "/workspace\n"
