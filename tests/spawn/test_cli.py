@@ -46,8 +46,14 @@ def test_entitlements_grant_list_revoke(tmp_path: Path, db_url: str) -> None:
     assert run(env, "entitlements", "grant", "--tenant", "acme", "--plan", "pro").returncode == 0
     listed = run(env, "entitlements", "list")
     assert "acme" in listed.stdout and "PRO" in listed.stdout
-    assert run(env, "entitlements", "revoke", "--tenant", "acme").returncode == 0
-    assert run(env, "entitlements", "revoke", "--tenant", "acme").returncode == 1
+    first = run(env, "entitlements", "revoke", "--tenant", "acme")
+    assert first.returncode == 0 and first.stdout.startswith("revoked the PRO grant of acme/*")
+    # No live grant left: the revoke is still recorded (it ends receipts issued until now).
+    again = run(env, "entitlements", "revoke", "--tenant", "acme")
+    assert again.returncode == 0 and "no live grant for acme/*" in again.stdout
+    assert "receipts of every learner of acme issued at or before" in again.stdout
+    bad_owner = run(env, "entitlements", "revoke", "--tenant", "a/b")
+    assert bad_owner.returncode != 0 and "tenant_id" in bad_owner.stderr
     bad = run(env, "entitlements", "grant", "--tenant", "acme", "--plan", "GOLD")
     assert bad.returncode != 0 and "unknown plan" in bad.stderr
 

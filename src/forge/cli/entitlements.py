@@ -37,26 +37,42 @@ def grant_cmd(
 @app.command("revoke")
 def revoke_cmd(
     tenant: str = typer.Option(..., "--tenant"),
-    subject: str = typer.Option(TENANT_WIDE, "--subject"),
+    subject: str = typer.Option(TENANT_WIDE, "--subject",
+                                help="One learner, or * for every learner of the tenant."),
 ) -> None:
-    """Revoke a grant."""
-    if not revoke(open_db(settings_or_exit()), tenant, subject):
-        typer.echo(f"no live grant for {tenant}/{subject}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"revoked {tenant}/{subject}")
+    """Revoke a grant and the plan of every receipt issued until now (a receipt still
+    signs its learner in; it grants no plan)."""
+    try:
+        done = revoke(open_db(settings_or_exit()), tenant, subject)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    owner = f"{tenant}/{subject}"
+    ended = f"revoked the {done.plan} grant of {owner}" if done.plan else \
+        f"no live grant for {owner} (revoke recorded)"
+    whose = f"every learner of {tenant}" if subject == TENANT_WIDE else owner
+    typer.echo(f"{ended}; receipts of {whose} issued at or before {_when(done.at)} now "
+               "grant no plan")
+
+
+def _when(at: datetime) -> str:
+    """The revoke's second: receipts issued in it are refused too (see receipt_revoked)."""
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @app.command("list")
 def list_cmd(tenant: str | None = typer.Option(None, "--tenant"),
              as_json: bool = JSON_OPTION) -> None:
-    """List grants."""
+    """List grants (plan "-": only a revoke recorded, never a grant), with the time until
+    which the owner's receipts grant no plan."""
     grants = [{"tenant": g.tenant_id, "subject": g.subject, "plan": g.plan,
                "expires": g.expires_at.isoformat() if g.expires_at else None,
-               "revoked": g.revoked_at.isoformat() if g.revoked_at else None}
+               "revoked": g.revoked_at.isoformat() if g.revoked_at else None,
+               "receipts_revoked": (g.receipts_revoked_at.isoformat()
+                                    if g.receipts_revoked_at else None)}
               for g in list_grants(open_db(settings_or_exit()), tenant)]
     if as_json:
         print_json({"grants": grants})
         return
-    print_table(("TENANT", "SUBJECT", "PLAN", "EXPIRES", "REVOKED"),
+    print_table(("TENANT", "SUBJECT", "PLAN", "EXPIRES", "REVOKED", "RECEIPTS REVOKED UNTIL"),
                 ([str(g["tenant"]), str(g["subject"]), str(g["plan"]), cell(g["expires"]),
-                  cell(g["revoked"])] for g in grants))
+                  cell(g["revoked"]), cell(g["receipts_revoked"])] for g in grants))

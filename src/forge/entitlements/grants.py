@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from forge.store.db import Database
 from forge.store.models import Entitlement as GrantRow
 from forge.store.prepared import Prepared
 from forge.store.row_locks import lock_name
+from forge.store.timestamps import aware
 
 TENANT_WIDE = "*"
+NO_PLAN = "-"  # the plan of a row that only records a revoke (the owner never had a grant)
 _GRANTS: Table = GrantRow.__table__  # type: ignore[assignment]
 # Two plain parameters, not an expanding IN (re-rendered on every execution): every spawn
 # and every authenticated page asks this, through the driver (forge.store.prepared).
@@ -24,6 +27,28 @@ _LOOKUP = Prepared(select(_GRANTS.c.subject, _GRANTS.c.plan).where(
     _GRANTS.c.revoked_at.is_(None),
     or_(_GRANTS.c.expires_at.is_(None), _GRANTS.c.expires_at > bindparam("now")),
 ))
+# One row at most, by the same (tenant, subject) key: asked once per request with a receipt.
+_RECEIPTS_REVOKED = Prepared(select(_GRANTS.c.subject).where(
+    _GRANTS.c.tenant_id == bindparam("tenant"),
+    or_(_GRANTS.c.subject == bindparam("subject"), _GRANTS.c.subject == TENANT_WIDE),
+    _GRANTS.c.receipts_revoked_at >= bindparam("since"),
+).limit(1))
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What `revoke` did: the plan of the live grant it ended (None: there was none) and
+    the moment from which receipts issued until then grant no plan."""
+
+    plan: str | None
+    at: datetime
+
+
+def _check_owner(tenant_id: str, subject: str) -> None:
+    if not valid_id(tenant_id):
+        raise ValueError("tenant_id: 1-128 chars of letters, digits and . _ @ : -")
+    if subject != TENANT_WIDE and not valid_id(subject):
+        raise ValueError("subject: 1-128 chars of letters, digits and . _ @ : -, or *")
 
 
 def grant(
@@ -31,10 +56,7 @@ def grant(
     expires_at: datetime | None = None,
 ) -> None:
     """Grant `plan` to one subject, or to every learner of the tenant (subject "*")."""
-    if not valid_id(tenant_id):
-        raise ValueError("tenant_id: 1-128 chars of letters, digits and . _ @ : -")
-    if subject != TENANT_WIDE and not valid_id(subject):
-        raise ValueError("subject: 1-128 chars of letters, digits and . _ @ : -, or *")
+    _check_owner(tenant_id, subject)
     now = datetime.now(UTC)
     with db.session() as sess:
         # Two grants for one owner at once (two checkouts): the second waits and updates
@@ -50,17 +72,39 @@ def grant(
             row.plan, row.expires_at, row.revoked_at, row.created_at = plan, expires_at, None, now
 
 
-def revoke(db: Database, tenant_id: str, subject: str = TENANT_WIDE) -> bool:
-    """Revoke a grant; False when there was no live one."""
+def revoke(db: Database, tenant_id: str, subject: str = TENANT_WIDE) -> Revocation:
+    """End the owner's live grant, if any, and every receipt of theirs issued until now
+    (of one learner; subject "*": of every learner of the tenant). An owner with no row
+    (a receipt-only learner) gets a revoked row of plan NO_PLAN recording it."""
+    _check_owner(tenant_id, subject)
+    now = datetime.now(UTC)
     with db.session() as sess:
+        lock_name(sess.connection(), f"grant/{tenant_id}/{subject}")
         row = sess.scalars(
-            select(GrantRow).where(GrantRow.tenant_id == tenant_id, GrantRow.subject == subject,
-                                   GrantRow.revoked_at.is_(None))
+            select(GrantRow).where(GrantRow.tenant_id == tenant_id, GrantRow.subject == subject)
         ).first()
         if row is None:
-            return False
-        row.revoked_at = datetime.now(UTC)
-        return True
+            sess.add(GrantRow(tenant_id=tenant_id, subject=subject, plan=NO_PLAN, created_at=now,
+                              expires_at=None, revoked_at=now, receipts_revoked_at=now))
+            return Revocation(None, now)
+        live = row.revoked_at is None and (row.expires_at is None or aware(row.expires_at) > now)
+        revoked = Revocation(row.plan if live else None, now)
+        if row.revoked_at is None:
+            row.revoked_at = now
+        row.receipts_revoked_at = now
+        return revoked
+
+
+def receipt_revoked(db: Database, tenant_id: str, subject: str, issued_at: int) -> bool:
+    """True when a revoke of this learner, or of their whole tenant, was recorded in the
+    second `issued_at` (a receipt's `iat`, whole seconds) or later: that receipt may have
+    been issued before the revoke, so it grants no plan. One indexed read."""
+    since = datetime.fromtimestamp(issued_at, UTC)
+    with db.read() as sess:
+        found = _RECEIPTS_REVOKED.execute(
+            sess.connection(), {"tenant": tenant_id, "subject": subject, "since": since}
+        ).first()
+    return found is not None
 
 
 def list_grants(db: Database, tenant_id: str | None = None) -> list[GrantRow]:

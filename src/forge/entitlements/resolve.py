@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from forge.config.settings import Settings
-from forge.entitlements.grants import lookup_file_grant, lookup_grant
+from forge.entitlements.grants import lookup_file_grant, lookup_grant, receipt_revoked
 from forge.errors import ForgeError
 from forge.identity.caller import Caller
 from forge.plans import Plan, PlanCatalog
@@ -65,6 +66,14 @@ def _from_receipt(caller: Caller, claims: Mapping[str, Any], catalog: PlanCatalo
                        int(claims["retention_days"]), str(claims["jti"]))
 
 
+def receipt_plan_revoked(db: Database, tenant_id: str, subject: str,
+                         claims: Mapping[str, Any]) -> bool:
+    """True when `forge entitlements revoke` ended this receipt's plan for this learner
+    (their own revoke or their tenant's, recorded in the receipt's second of issue or
+    later). Only the plan: the receipt still proves who the learner is."""
+    return receipt_revoked(db, tenant_id, subject, math.floor(claims["iat"]))
+
+
 def resolve_entitlement(
     caller: Caller,
     *,
@@ -75,9 +84,14 @@ def resolve_entitlement(
     x_plan: str | None = None,
     entitlements_file: Path | None = None,
 ) -> Entitlement:
-    """Receipt → store (DB, then optional file) → x-plan (dev flag) → free default (dev flag)."""
+    """Receipt (unless revoked) → store (DB, then optional file) → x-plan (dev flag) →
+    free default (dev flag)."""
+    revoked = False
     if receipt_claims is not None:
-        return _from_receipt(caller, receipt_claims, catalog)
+        bought = _from_receipt(caller, receipt_claims, catalog)
+        revoked = receipt_plan_revoked(db, caller.tenant_id, caller.subject, receipt_claims)
+        if not revoked:
+            return bought
     plan_name = lookup_grant(db, caller.tenant_id, caller.subject, datetime.now(UTC))
     if plan_name is None and entitlements_file is not None and entitlements_file.exists():
         plan_name = lookup_file_grant(entitlements_file, caller.tenant_id, caller.subject)
@@ -97,8 +111,17 @@ def resolve_entitlement(
         if plan is not None:
             return Entitlement(caller.tenant_id, caller.subject, plan, "free_default",
                                plan.retention_days)
-    raise EntitlementError("entitlement_not_found", 403,
-                           "no entitlement: buy a plan (receipt) or ask your operator for a grant")
+    raise _not_found(revoked)
+
+
+def _not_found(receipt_revoked: bool) -> EntitlementError:
+    if receipt_revoked:
+        return EntitlementError("entitlement_not_found", 403,
+                                "no entitlement: the plan of this receipt was revoked; buy a "
+                                "plan or ask your operator for a grant",
+                                [{"field": "receipt", "revoked": True}])
+    return EntitlementError("entitlement_not_found", 403,
+                            "no entitlement: buy a plan (receipt) or ask your operator for a grant")
 
 
 def mint_et(settings: Settings, entitlement: Entitlement) -> tuple[str, dict[str, Any]]:

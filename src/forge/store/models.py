@@ -119,7 +119,11 @@ class QuotaSlot(Base):
 
 
 class Entitlement(Base):
-    """An operator-granted plan for a tenant (subject NULL) or one subject of it."""
+    """An operator-granted plan for a tenant (subject "*") or one subject of it.
+
+    `receipts_revoked_at` is the owner's latest revoke: receipts issued at or before it
+    grant no plan. A new grant leaves it, so revoke + grant (a downgrade) also ends the old
+    receipts; a row only revoking receipts (no grant ever) has plan "-"."""
 
     __tablename__ = "entitlements"
     __table_args__ = (UniqueConstraint("tenant_id", "subject", name="uq_entitlements_owner"),)
@@ -130,6 +134,7 @@ class Entitlement(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    receipts_revoked_at: Mapped[datetime | None]
 
 
 class ApiKey(Base):

@@ -32,7 +32,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from forge.config.settings import Settings
-from forge.entitlements.resolve import EntitlementError, verify_receipt
+from forge.entitlements.resolve import EntitlementError, receipt_plan_revoked, verify_receipt
 from forge.errors import ForgeError
 from forge.identity.apikeys import replace_api_key, verify_api_key
 from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
@@ -186,14 +186,20 @@ def purchase_in_browser(request: Request) -> dict[str, Any] | None:
     return claims if receipt_subject(claims) is not None else None
 
 
-def purchase_offer(request: Request) -> dict[str, str] | None:
-    """What the sign-in page shows for "Continue with your purchase" (plan, form token)."""
+async def purchase_offer(request: Request) -> dict[str, str | None] | None:
+    """What the sign-in page shows for "Continue with your purchase" (plan, form token).
+    A purchase whose plan the operator revoked still signs its learner in, but names no
+    plan (it grants none)."""
     claims = purchase_in_browser(request)
-    if claims is None:
+    learner = receipt_subject(claims)
+    if claims is None or learner is None:
         return None
+    state = spawn_state(request)
+    revoked = await run_in_threadpool(receipt_plan_revoked, state.ctx.db,
+                                      str(claims["tenant_id"]), learner, claims)
     token = request.cookies.get(RECEIPT_COOKIE, "")
-    return {"plan": str(claims["plan"]),
-            "csrf": csrf_token(spawn_state(request).settings, token)}
+    return {"plan": None if revoked else str(claims["plan"]),
+            "csrf": csrf_token(state.settings, token)}
 
 
 @router.post("/signin/continue")

@@ -92,7 +92,7 @@ async def signin_page(request: Request) -> Response:
     """The sign-in form (API key or receipt); `next` is where a successful sign-in goes."""
     return page("signin.html", {"title": "Sign in", "viewer": await viewer(request),
                                 "next": safe_next(request.query_params.get("next")),
-                                "purchase": purchase_offer(request)})
+                                "purchase": await purchase_offer(request)})
 
 
 @router.post("/signin")
