@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
+from forge.runtime.base import SpecError
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import tty_read_until, tty_send
 
@@ -85,3 +86,34 @@ def test_the_command_still_gets_exactly_the_host_environment(
         assert result.stderr_text.count("missing-hijack.so") <= 1, result.stderr_text
     pwd = rt.exec(lab_id, "target", ["/bin/pwd"])
     assert pwd.stdout_text == "/workspace\n"
+
+
+@pytest.mark.parametrize(("environment", "field"), [
+    ({"FGE_PATH": "x"}, "hosts[0].environment.FGE_PATH"),  # would shadow a staged value
+    ({"UID": "0"}, "hosts[0].environment.UID"),  # bash will not let a script assign it
+    ({f"V{i:061d}": "" for i in range(700)}, "hosts[0].environment"),  # beyond one exec
+])
+def test_names_the_renaming_shell_cannot_carry_are_refused_before_a_lab_is_built(
+        tmp_path_factory: pytest.TempPathFactory, environment: dict[str, str],
+        field: str) -> None:
+    state = tmp_path_factory.mktemp("rootnames")
+    rt = LocalRuntime(str(state), prefix="n" + secrets.token_hex(2))
+    try:
+        with pytest.raises(SpecError) as refused:
+            rt.create(LabSpec("rn-" + secrets.token_hex(4),
+                              [SubnetSpec("office", "10.96.1.0/24")],
+                              [HostSpec("target", networks=[("office", "10.96.1.10")],
+                                        environment=environment)]))
+        assert refused.value.field == field, refused.value
+        assert rt.list() == []
+    finally:
+        rt.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_program_name_a_shell_would_read_as_an_option_is_refused(
+        lab: tuple[LocalRuntime, str]) -> None:
+    rt, lab_id = lab
+    with pytest.raises(SpecError) as refused:
+        rt.exec(lab_id, "target", ["-c", "echo hi"])
+    assert refused.value.field == "argv[0]"

@@ -10,6 +10,7 @@ from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.entitlements.grants import TENANT_WIDE, grant, list_grants, revoke
 from forge.plans import load_plans
+from forge.store.timestamps import aware
 
 app = typer.Typer(help="Plan grants in the entitlement store.", no_args_is_help=True)
 
@@ -42,8 +43,9 @@ def revoke_cmd(
 ) -> None:
     """Revoke a grant and the plan of every receipt issued until now (a receipt still
     signs its learner in; it grants no plan)."""
+    db = open_db(settings_or_exit())
     try:
-        done = revoke(open_db(settings_or_exit()), tenant, subject)
+        done = revoke(db, tenant, subject)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     owner = f"{tenant}/{subject}"
@@ -52,6 +54,15 @@ def revoke_cmd(
     whose = f"every learner of {tenant}" if subject == TENANT_WIDE else owner
     typer.echo(f"{ended}; receipts of {whose} issued at or before {_when(done.at)} now "
                "grant no plan")
+    # Grants of other owners are theirs to revoke: say which still give this one a plan.
+    left = [g for g in list_grants(db, tenant)
+            if g.subject != subject and g.revoked_at is None
+            and (g.expires_at is None or aware(g.expires_at) > done.at)
+            and (subject == TENANT_WIDE or g.subject == TENANT_WIDE)]
+    for g in left:
+        who = f"{tenant}/{g.subject}" if g.subject != TENANT_WIDE else f"{tenant} (tenant-wide)"
+        typer.echo(f"still live: the {g.plan} grant of {who}; revoke it with --subject "
+                   f"{g.subject!r} if it should end too", err=True)
 
 
 def _when(at: datetime) -> str:

@@ -31,11 +31,42 @@ def _size(text: str) -> int | None:
         return None
 
 
+# Names the runtime's own shells use, or a shell will not let a script assign (bash's
+# read-only variables, on an image whose /bin/sh is bash): a host may not set them.
+RESERVED_NAMES = frozenset({COMMAND_VAR, "FG_CG", "UID", "EUID", "PPID", "SHELLOPTS",
+                            "BASHOPTS", "BASH_VERSINFO"})
+# Variables a shell sets for itself; the renaming shell drops them unless the host sets them.
+SHELL_OWN = ("PWD", "OLDPWD", "SHLVL")
+
+
+def rename_script(names: list[str]) -> str:
+    """The lab user's shell script (one exec string, so counted here) that gives an exec's,
+    terminal's or check's command exactly the host variables ``names``, read from their
+    ``FGE_`` forms, which it drops (runtime.local.execute.env_sh runs it)."""
+    own = [n for n in SHELL_OWN if n not in names]
+    exports = " ".join(f'{n}="${ENV_PREFIX}{n}"' for n in names)
+    staged = " ".join(ENV_PREFIX + n for n in names)
+    drop = f"unset {' '.join(own)}; " if own else ""
+    path = "" if "PATH" in names else "unset PATH; "
+    return f'{drop}{path}export {exports} && unset {staged} && exec "$@"'
+
+
 def exec_size_problems(environment: Mapping[str, str],
                        command: str | None) -> list[tuple[str, str]]:
     """(field, message) for every value that would not fit: ``environment.NAME``,
-    ``command`` or, for the total, ``environment``."""
+    ``command`` or, for the total, ``environment``; and for a name a host may not set."""
     out: list[tuple[str, str]] = []
+    for name in environment:
+        if name in RESERVED_NAMES or name.startswith(ENV_PREFIX):
+            out.append((f"environment.{name}", f"is reserved (names starting {ENV_PREFIX}, "
+                        f"and {', '.join(sorted(RESERVED_NAMES))})"))
+    # with the variables every host gets (runtime.local.bwrap_args.host_env)
+    names = list(dict.fromkeys([*environment, "PATH", "HOME", "LANG", "HOSTNAME", "TERM"]))
+    script = _size(rename_script(names))
+    if script is not None and script > L.MAX_EXEC_STRING_BYTES:
+        out.append(("environment", f"has too many or too long names: giving them to a "
+                    f"command takes {script} bytes in one exec string, at most "
+                    f"{L.MAX_EXEC_STRING_BYTES}"))
     total = 0
     items = [(f"environment.{name}", f"{ENV_PREFIX}{name}={value}")
              for name, value in environment.items()]

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from forge.runtime.base import ExecResult, SpecError
 from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv
 from forge.runtime.local.tools import tool
-from forge.templates.exec_size import ENV_PREFIX
+from forge.templates.exec_size import ENV_PREFIX, rename_script
 
 
 def enter_argv(
@@ -40,6 +40,8 @@ def enter_argv(
     (``env_names`` of it) and working directory read from ``args_fd`` (``enter_options``)."""
     if "=" in argv[0]:  # kept from when env(1) ran it: a program name never holds one
         raise SpecError("argv[0]", "a program name must not contain '='")
+    if argv[0].startswith("-"):  # a shell's exec would take it for an option
+        raise SpecError("argv[0]", "a program name must not start with '-'")
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
         tool("nsenter"), "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
@@ -63,16 +65,12 @@ def enter_options(env: dict[str, str]) -> list[str]:
 
 def env_sh(names: list[str]) -> list[str]:
     """The lab user's shell that turns the ``FGE_`` variables into exactly the host
-    environment ``names`` (no ``FGE_`` name, the shell's own PWD or the fixed PATH left
-    over) and runs the command; names only, never a value, are on its command line."""
+    environment ``names`` (``exec_size.rename_script``: no ``FGE_`` name, nor the shell's
+    own PWD, OLDPWD or SHLVL, left over) and runs the command; names only, never a value,
+    are on its command line."""
     if not names or any(not _NAME.fullmatch(n) for n in names):
         raise SpecError("environment", "names must be shell variable names")
-    staged = " ".join(ENV_PREFIX + n for n in names)
-    exports = " ".join(f'{n}="${ENV_PREFIX}{n}"' for n in names)
-    unset = "unset PWD" if "PWD" not in names else ":"
-    path = "" if "PATH" in names else "unset PATH; "
-    return ["/bin/sh", "-c", f'{unset}; {path}export {exports} && unset {staged} && exec "$@"',
-            "fg-env"]
+    return ["/bin/sh", "-c", rename_script(names), "fg-env"]
 
 
 def wrapper_env(cgroup_procs: list[str]) -> dict[str, str]:
