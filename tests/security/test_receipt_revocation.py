@@ -243,3 +243,25 @@ def _csrf(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found is not None
     return found.group(1)
+
+
+def test_a_tenant_wide_revoke_names_the_learners_grants_it_leaves(
+        tmp_path: Path, sqlite_url: str) -> None:
+    # A tenant-wide revoke ends the tenant's grant and its learners' receipt plans; a
+    # learner's own grant (a checkout makes one) stays theirs to revoke, and the operator
+    # is told which are still live instead of believing the whole tenant is cut off.
+    upgrade(sqlite_url)
+    db = Database(sqlite_url)
+    try:
+        grant(db, "uni", "TEAM")
+        grant(db, "uni", "PRO", "carol")
+        grant(db, "uni", "PRO", "dave")
+        revoke(db, "uni", "dave")
+    finally:
+        db.dispose()
+    whole = _cli_revoke(tmp_path, sqlite_url, "--tenant", "uni")
+    assert whole.returncode == 0, whole.stderr
+    assert "still live: the PRO grant of uni/carol" in whole.stderr
+    assert "dave" not in whole.stderr  # already revoked
+    one = _cli_revoke(tmp_path, sqlite_url, "--tenant", "uni", "--subject", "carol")
+    assert one.returncode == 0 and "still live" not in one.stderr, one.stderr
