@@ -91,6 +91,8 @@ def test_the_command_still_gets_exactly_the_host_environment(
 @pytest.mark.parametrize(("environment", "field"), [
     ({"FGE_PATH": "x"}, "hosts[0].environment.FGE_PATH"),  # would shadow a staged value
     ({"UID": "0"}, "hosts[0].environment.UID"),  # bash will not let a script assign it
+    ({"OPTIND": "x"}, "hosts[0].environment.OPTIND"),  # dash refuses it: no shell starts
+    ({"go": "run"}, "hosts[0].environment.go"),  # the init's own variable
     ({f"V{i:061d}": "" for i in range(700)}, "hosts[0].environment"),  # beyond one exec
 ])
 def test_names_the_renaming_shell_cannot_carry_are_refused_before_a_lab_is_built(

@@ -31,10 +31,17 @@ def _size(text: str) -> int | None:
         return None
 
 
-# Names the runtime's own shells use, or a shell will not let a script assign (bash's
-# read-only variables, on an image whose /bin/sh is bash): a host may not set them.
-RESERVED_NAMES = frozenset({COMMAND_VAR, "FG_CG", "UID", "EUID", "PPID", "SHELLOPTS",
-                            "BASHOPTS", "BASH_VERSINFO"})
+# Names a host may not set: those the runtime's own shells use (the init's script, the
+# cgroup join), and those a shell will not pass on as given (dash refuses a non-numeric
+# OPTIND; bash keeps its read-only names and replaces or drops its dynamic ones, on an
+# image whose /bin/sh is bash).
+RESERVED_NAMES = frozenset({
+    COMMAND_VAR, "FG_CG", "cmd", "go", "nl", "OPTIND",
+    "UID", "EUID", "PPID", "SHELLOPTS", "BASHOPTS", "BASH_VERSINFO",
+    "RANDOM", "SRANDOM", "SECONDS", "LINENO", "HISTCMD", "BASHPID", "EPOCHSECONDS",
+    "EPOCHREALTIME", "BASH_SUBSHELL", "GROUPS", "FUNCNAME", "DIRSTACK", "BASH_ARGV",
+    "BASH_ARGC", "BASH_LINENO", "BASH_SOURCE", "BASH_CMDS", "BASH_ALIASES",
+})
 # Variables a shell sets for itself; the renaming shell drops them unless the host sets them.
 SHELL_OWN = ("PWD", "OLDPWD", "SHLVL")
 

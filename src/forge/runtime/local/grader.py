@@ -25,6 +25,7 @@ import stat
 from dataclasses import dataclass, field
 
 from forge import treepath
+from forge.runtime.base import SpecError
 from forge.runtime.local.bwrap_args import JOIN_SH, readonly_seed_args, setpriv_argv, system_args
 from forge.runtime.local.execute import env_sh
 from forge.runtime.local.host_dirs import HostPaths
@@ -197,6 +198,8 @@ def grader_argv(
     environment (``env_names`` of it) and working directory are read from ``args_fd``
     (``execute.enter_options``: a command line is readable by every local user; the root
     steps never run with it, ``execute.env_sh``)."""
+    if argv[0].startswith("-"):  # the renaming shell's exec would take it for an option
+        raise SpecError("argv[0]", "a program name must not start with '-'")
     cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("nsenter"), f"--net={netns_path}", "--",
            tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
            "--hostname", hostname,
