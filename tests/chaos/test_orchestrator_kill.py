@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
+from forge.store import normalize_url
 from tests.drills.conftest import Drill, spawn_lab
 
 from .conftest import assert_clean, call, new_request_id, verdicts_for, wait_until
@@ -24,23 +26,25 @@ from .conftest import assert_clean, call, new_request_id, verdicts_for, wait_unt
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-def _states(d: Drill) -> dict[str, str]:
-    try:
-        items = httpx.get(f"{d.url('orchestrator')}/v1/scenarios", headers=d.operator(),
-                          timeout=5).json()["items"]
-    except (httpx.HTTPError, ValueError, KeyError):
-        return {}
-    return {s["scenario_id"]: s["state"] for s in items}
-
-
 def _kill_when(d: Drill, state: str, timeout: float = 120) -> None:
-    """SIGKILL the orchestrator's process group as soon as any scenario shows ``state``."""
+    """SIGKILL the orchestrator's process group as soon as any scenario shows ``state``.
+
+    The store is read directly, not through the orchestrator's API: under load an API
+    answer took long enough for every lab to pass through a short state unseen."""
     proc = d.services["orchestrator"].proc
     assert proc is not None
-    deadline = time.monotonic() + timeout
-    while state not in _states(d).values():
-        assert time.monotonic() < deadline, f"no scenario reached {state}"
-        time.sleep(0.02)
+    engine = create_engine(normalize_url(d.db_url))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with engine.connect() as db:
+                states = [r[0] for r in db.execute(text("SELECT state FROM scenarios"))]
+            if state in states:
+                break
+            assert time.monotonic() < deadline, f"no scenario reached {state}: {states}"
+            time.sleep(0.005)
+    finally:
+        engine.dispose()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
 
