@@ -8,9 +8,8 @@ import typer
 
 from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
-from forge.entitlements.grants import TENANT_WIDE, grant, list_grants, revoke
+from forge.entitlements.grants import TENANT_WIDE, grant, is_live, list_grants, revoke
 from forge.plans import load_plans
-from forge.store.timestamps import aware
 
 app = typer.Typer(help="Plan grants in the entitlement store.", no_args_is_help=True)
 
@@ -56,8 +55,7 @@ def revoke_cmd(
                "grant no plan")
     # Grants of other owners are theirs to revoke: say which still give this one a plan.
     left = [g for g in list_grants(db, tenant)
-            if g.subject != subject and g.revoked_at is None
-            and (g.expires_at is None or aware(g.expires_at) > done.at)
+            if g.subject != subject and is_live(g, done.at)
             and (subject == TENANT_WIDE or g.subject == TENANT_WIDE)]
     for g in left:
         who = f"{tenant}/{g.subject}" if g.subject != TENANT_WIDE else f"{tenant} (tenant-wide)"

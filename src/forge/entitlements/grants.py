@@ -72,6 +72,11 @@ def grant(
             row.plan, row.expires_at, row.revoked_at, row.created_at = plan, expires_at, None, now
 
 
+def is_live(row: GrantRow, now: datetime) -> bool:
+    """Whether a grant row grants its plan at `now` (the condition _LOOKUP asks the store)."""
+    return row.revoked_at is None and (row.expires_at is None or aware(row.expires_at) > now)
+
+
 def revoke(db: Database, tenant_id: str, subject: str = TENANT_WIDE) -> Revocation:
     """End the owner's live grant, if any, and every receipt of theirs issued until now
     (of one learner; subject "*": of every learner of the tenant). An owner with no row
@@ -87,8 +92,7 @@ def revoke(db: Database, tenant_id: str, subject: str = TENANT_WIDE) -> Revocati
             sess.add(GrantRow(tenant_id=tenant_id, subject=subject, plan=NO_PLAN, created_at=now,
                               expires_at=None, revoked_at=now, receipts_revoked_at=now))
             return Revocation(None, now)
-        live = row.revoked_at is None and (row.expires_at is None or aware(row.expires_at) > now)
-        revoked = Revocation(row.plan if live else None, now)
+        revoked = Revocation(row.plan if is_live(row, now) else None, now)
         if row.revoked_at is None:
             row.revoked_at = now
         row.receipts_revoked_at = now

@@ -140,15 +140,9 @@ def _legacy_answer(sess: Session, request_id: str, digest: str, now: datetime,
     not start a second lab); anyone else's is not seen at all. One left pending by a
     process that died is not waited for (the reaper ends its scenario)."""
     old = idempotency.find(sess, request_id, now)
-    if old is None or old.fingerprint != digest:
+    if old is None or old.fingerprint != digest or old.stale(now, pending_timeout):
         return None
-    if old.status_code == idempotency.PENDING:
-        if old.stale(now, pending_timeout):
-            return None
-        raise ForgeError("request_in_progress", 409,
-                         "a request with this request_id is still being processed; retry",
-                         headers={"Retry-After": "1"})
-    return SpawnAnswer(200, dict(old.response))
+    return _replay(old, digest, now, pending_timeout)
 
 
 def _record(
