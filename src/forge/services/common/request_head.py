@@ -16,10 +16,21 @@ closes the connection; what it held is then freed. Two measures:
 
 A refusal while an earlier request of the connection is still being answered only closes
 the connection: a 431 written then would read as that request's answer.
+
+It also bounds the time a client takes to send a request. uvicorn times out a connection
+only while it is idle after an answer: one that never sends a request, or sends its head
+or body a byte at a time, was held for ever, so a few thousand such connections (a
+slowloris) used up the service's file descriptors and nobody else got in. Now a request
+must arrive whole (line, headers and body) within `REQUEST_TIMEOUT_S` of its first byte,
+and a new connection must start one within that time; otherwise the connection is answered
+408 `request_timeout` (when no answer of an earlier request is under way) and closed. The
+clock stops while the service, not the client, is the one working (a request received
+whole and not yet answered) and once a connection becomes a WebSocket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -36,25 +47,79 @@ _REFUSAL = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"content-type: application/json\r\n"
             b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + _BODY)
+# nginx gives a client 60 s for the head and 60 s between body reads; Forge's bodies are
+# small JSON documents (1 MiB at most, FORGE_MAX_BODY_BYTES).
+REQUEST_TIMEOUT_S = 30.0
+_SLOW_BODY = json.dumps({
+    "error": "request_timeout",
+    "message": "request: the request line, headers and body did not arrive within "
+               f"{REQUEST_TIMEOUT_S:g} s",
+    "details": [{"field": "request", "limit_seconds": REQUEST_TIMEOUT_S}],
+}).encode()
+_SLOW = (b"HTTP/1.1 408 Request Timeout\r\n"
+         b"content-type: application/json\r\n"
+         b"content-length: " + str(len(_SLOW_BODY)).encode() + b"\r\n"
+         b"connection: close\r\n\r\n" + _SLOW_BODY)
 # "METHOD SP url SP HTTP/1.1 CRLF" around the url, and ": " plus CRLF around each header.
 _LINE_BYTES = len(b"OPTIONS  HTTP/1.1\r\n")
 _HEADER_BYTES = len(b": \r\n")
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the request head capped at MAX_HEAD_BYTES."""
+    """uvicorn's httptools protocol with the request head capped at MAX_HEAD_BYTES and a
+    request's arrival at REQUEST_TIMEOUT_S."""
 
     _wire = 0  # bytes read on this connection
     _body = 0  # body bytes the parser delivered on this connection
     _mark = 0  # _wire - _body when the last message ended: what is not body since
     _head = 0  # the open message's head so far, counted from the parser's callbacks
     _refused = False
+    _clock: asyncio.TimerHandle | None = None  # runs while a request is awaited
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_clock()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_clock()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        self._stop_clock()  # the WebSocket protocol takes the connection over
+        super().handle_websocket_upgrade()
+
+    def _start_clock(self) -> None:
+        if self._clock is None:
+            self._clock = self.loop.call_later(REQUEST_TIMEOUT_S, self._time_up)
+
+    def _stop_clock(self) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
+
+    def _time_up(self) -> None:
+        """The request awaited did not arrive in time: 408 and close, unless the service
+        owes the answer to a request it has received whole, or has itself stopped reading
+        (an unread body, a pipelined request behind one being answered): then wait on."""
+        self._clock = None
+        cycle = getattr(self, "cycle", None)
+        owed = cycle is not None and not cycle.response_complete and not cycle.more_body
+        if owed or self.flow.read_paused:
+            self._start_clock()
+            return
+        if self.transport.is_closing():
+            return
+        self._refused = True
+        if cycle is None or cycle.response_complete:
+            self.transport.write(_SLOW)
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         """Hand the parser one read unless the connection is refused; refuse it once more
         than the cap of bytes that are not body arrived since the last message ended."""
         if self._refused:
             return
+        self._start_clock()  # bytes of a request: it must now arrive whole in time
         self._wire += len(data)
         super().data_received(data)
         if self._wire - self._body - self._mark > MAX_HEAD_BYTES:
@@ -71,6 +136,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def on_message_begin(self) -> None:
+        self._start_clock()  # a pipelined request begins in the read that ended the last
         self._head = _LINE_BYTES
         if not self._refused:
             super().on_message_begin()
@@ -97,6 +163,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._stop_clock()
         self._mark = self._wire - self._body
         if not self._refused:
             super().on_message_complete()

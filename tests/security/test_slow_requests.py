@@ -1,0 +1,184 @@
+"""Attack: hold a service's connections for ever by sending requests too slowly (slowloris).
+
+uvicorn times out a connection only while it is idle after an answer. One that never sends
+a request, or sends its head or body a byte at a time, was held for ever: a few thousand of
+them use up the service's file descriptors and no learner gets in. Now every Forge service
+(the protocol `forge serve` runs, `uvicorn_config`) gives a request REQUEST_TIMEOUT_S to
+arrive whole, then answers 408 `request_timeout` and closes the connection. What the
+service itself takes (a slow handler, a WebSocket terminal) is never cut short.
+
+A real uvicorn server with Forge's protocol and app, on loopback; the timeout is lowered
+to a second here (30 s as served) so the suite does not wait half a minute per case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import Request, WebSocket
+from websockets.sync.client import connect
+
+from forge.config import load_settings
+from forge.services.common import request_head
+from forge.services.common.app import create_app, make_context
+from forge.services.common.serving import DrainingServer, uvicorn_config
+
+from ..live_server import free_port
+from ..services.conftest import prod_environ
+
+TIMEOUT_S = 1.0
+READ_S = 15.0  # how long a test waits for the server's answer before failing
+
+
+@contextmanager
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           bodies: list[bytes] | None = None) -> Iterator[tuple[int, DrainingServer]]:
+    """(port, server) of a Forge app with a slow route, a route that reads its body (into
+    `bodies`) and a WebSocket echo, served by `forge serve`'s uvicorn configuration in a
+    thread."""
+    monkeypatch.setattr(request_head, "REQUEST_TIMEOUT_S", TIMEOUT_S)
+    settings = load_settings(prod_environ(tmp_path / "s"))
+    app = create_app(make_context("test", settings))
+
+    @app.get("/slow")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(3 * TIMEOUT_S)
+        return {"done": "yes"}
+
+    @app.post("/read")
+    async def read(request: Request) -> dict[str, int]:
+        body = await request.body()
+        if bodies is not None:
+            bodies.append(body)
+        return {"read": len(body)}
+
+    @app.websocket("/ws")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:
+            await websocket.send_bytes(await websocket.receive_bytes())
+
+    port = free_port()
+    server = DrainingServer(uvicorn_config(app, settings, "127.0.0.1", port))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(1000):
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.02)
+    assert server.started
+    try:
+        yield port, server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _drip(port: int, first: bytes, drops: Iterator[bytes]) -> tuple[bytes, int]:
+    """Send `first`, then one of `drops` every 0.2 s until the server answers or closes:
+    (all it answered, how many drops it took). Bounded by the drops given."""
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
+        sock.sendall(first)
+        taken = 0
+        for drop in drops:
+            if select.select([sock], [], [], 0.2)[0]:
+                break
+            try:
+                sock.sendall(drop)
+            except OSError:
+                break
+            taken += 1
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except OSError:
+            pass
+    return reply, taken
+
+
+def _assert_408(reply: bytes) -> None:
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+    body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert body["error"] == "request_timeout"
+    assert body["details"][0]["field"] == "request"
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_request_dripped_byte_by_byte_is_cut_off_with_408(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bodies: list[bytes] = []
+    with served(tmp_path, monkeypatch, bodies) as (port, server):
+        # A connection that never sends a request.
+        with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        _assert_408(reply)
+        # A head sent one header every 0.2 s, for ever (the drops run out after 30 s).
+        headers = (b"x-h%d: a\r\n" % i for i in range(150))
+        reply, taken = _drip(port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n", headers)
+        _assert_408(reply)
+        assert taken < 150
+        # A body sent one byte every 0.2 s: the connection is closed under the handler,
+        # which never gets the body.
+        body = (b" " for _ in range(150))
+        reply, taken = _drip(port, b"POST /read HTTP/1.1\r\nhost: x\r\n"
+                                   b"content-type: application/octet-stream\r\n"
+                                   b"content-length: 150\r\n\r\n", body)
+        assert taken < 150 and not reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert bodies == []
+        # Two hundred idle connections are all let go: none is held by the server.
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=READ_S)
+                 for _ in range(200)]
+        try:
+            for sock in socks:
+                assert sock.recv(65536).startswith(b"HTTP/1.1 408 ")
+        finally:
+            for sock in socks:
+                sock.close()
+        for _ in range(100):  # bounded: the server drops its side as the clients close
+            if not server.server_state.connections:
+                break
+            time.sleep(0.05)
+        assert not server.server_state.connections
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_the_service_own_time_and_websockets_are_never_cut_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with served(tmp_path, monkeypatch) as (port, _server):
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, timeout=READ_S) as client:
+            # A handler that takes three timeouts answers; the connection stays usable.
+            assert client.get("/slow").json() == {"done": "yes"}
+            assert client.get("/healthz").status_code == 200
+            # Kept alive across pauses shorter than the timeout.
+            time.sleep(TIMEOUT_S / 2)
+            assert client.get("/healthz").status_code == 200
+        # A terminal's WebSocket, silent for longer than the timeout, stays open.
+        with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            ws.send(b"ls")
+            assert ws.recv(timeout=READ_S) == b"ls"
+            time.sleep(2.5 * TIMEOUT_S)
+            ws.send(b"pwd")
+            assert ws.recv(timeout=READ_S) == b"pwd"
+        # A request sent whole in pieces faster than the timeout goes through, body too.
+        with httpx.Client(base_url=url, timeout=READ_S) as client:
+            assert client.post("/read", content=b"x" * 1000).json() == {"read": 1000}
+        with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
+            for part in (b"GET /healthz HTTP/1.1\r\n", b"host: x\r\n", b"\r\n"):
+                sock.sendall(part)
+                time.sleep(TIMEOUT_S / 5)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
