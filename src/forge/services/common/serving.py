@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from forge.config.settings import Settings, load_settings
-from forge.services.common.listener import bind_listener, inherited_listener
+from forge.services.common.listener import bind_listener, inherited_listener, worker_listeners
 from forge.services.common.logging import configure_logging
 from forge.services.common.request_head import BoundedHeadProtocol
 from forge.services.common.workers import is_worker, serve_workers
@@ -130,10 +130,15 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     for warning in settings.warnings:
         log.warning(warning)
     # The port before anything else: a taken port is one clear error, nothing half-started.
-    sock = inherited_listener() or bind_listener(host, entry.port if port is None else port)
+    inherited = inherited_listener()
+    sock = inherited or bind_listener(host, entry.port if port is None else port)
     bound_host, bound_port = sock.getsockname()[:2]
     if name is ServiceName.spawn and settings.spawn_workers > 1 and not is_worker():
-        return serve_workers(name.value, sock, settings.spawn_workers)
+        # A socket handed down (forge up) outlives this process, so its connections wait
+        # through a restart: the workers share it. Bound here, each worker gets its own.
+        count = settings.spawn_workers
+        socks = [sock] * count if inherited else worker_listeners(sock, count)
+        return serve_workers(name.value, socks)
     try:
         app = build_service(name, settings)
     except Exception as exc:

@@ -2,8 +2,11 @@
 
 One Python process runs one core at most (the GIL), so a busy spawn_service is held to
 about one core however many the machine has. With workers, `forge serve spawn` binds its
-port, then starts N copies of itself that inherit the listening socket
-(`FORGE_LISTEN_FD`) and accept from it; the kernel spreads the connections. The workers
+port, then starts N copies of itself, each inheriting a listening socket
+(`FORGE_LISTEN_FD`) to accept from: its own (SO_REUSEPORT, `listener.worker_listeners`:
+the kernel spreads connections evenly over them), or, when a supervisor handed the
+service its socket, that one shared socket. The parent keeps every socket open, so a
+worker started again takes over the connections waiting on its socket. The workers
 share only the store and the bus, which is all spawn_service ever shared between replicas:
 idempotency by request id, quota slots and rate counts are transactions in the store, so
 they hold across workers as across replicas.
@@ -66,10 +69,12 @@ def _start(service: str, host: str, port: int, fd: int, index: int) -> subproces
                             process_group=0)
 
 
-def serve_workers(service: str, sock: socket.socket, count: int) -> bool:
-    """Run `count` workers on `sock` until signalled; False when one failed to start."""
-    host, port = sock.getsockname()[:2]
-    fd = sock.fileno()
+def serve_workers(service: str, socks: list[socket.socket]) -> bool:
+    """Run one worker per socket of `socks` (the same socket may be given for several)
+    until signalled; False when one failed to start."""
+    host, port = socks[0].getsockname()[:2]
+    fds = [sock.fileno() for sock in socks]
+    count = len(socks)
     workers: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
     stopping = False
     failed = False
@@ -84,7 +89,8 @@ def serve_workers(service: str, sock: socket.socket, count: int) -> bool:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
     for index in range(count):
-        workers[index] = (_start(service, host, port, fd, index + 1), time.monotonic())
+        workers[index] = (_start(service, host, port, fds[index], index + 1),
+                          time.monotonic())
     log.info("%s: %d workers on %s:%s (pids %s)", service, count, host, port,
              ", ".join(str(p.pid) for p, _ in workers.values()))
     while workers:
@@ -109,6 +115,8 @@ def serve_workers(service: str, sock: socket.socket, count: int) -> bool:
             continue
         log.warning("%s worker %d exited with %s; starting it again", service, index + 1,
                     code)
-        workers[index] = (_start(service, host, port, fd, index + 1), time.monotonic())
-    sock.close()
+        workers[index] = (_start(service, host, port, fds[index], index + 1),
+                          time.monotonic())
+    for sock in {id(s): s for s in socks}.values():
+        sock.close()
     return not failed
