@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import Request, WebSocket
+from fastapi import Request, Response, WebSocket
 from websockets.sync.client import connect
 
 from forge.config import load_settings
@@ -38,6 +38,7 @@ from ..services.conftest import prod_environ
 
 TIMEOUT_S = 1.0
 READ_S = 15.0  # how long a test waits for the server's answer before failing
+BIG = 4 * 1024 * 1024  # an answer far larger than the socket buffers on both sides
 
 
 @contextmanager
@@ -55,8 +56,14 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         await asyncio.sleep(3 * TIMEOUT_S)
         return {"done": "yes"}
 
+    @app.get("/big")
+    async def big() -> Response:
+        return Response(b"b" * BIG, media_type="application/octet-stream")
+
     @app.post("/read")
     async def read(request: Request) -> dict[str, int]:
+        if request.query_params.get("late"):
+            await asyncio.sleep(3 * TIMEOUT_S)  # the handler's own time before reading
         body = await request.body()
         if bodies is not None:
             bodies.append(body)
@@ -137,8 +144,39 @@ def test_a_request_dripped_byte_by_byte_is_cut_off_with_408(
         reply, taken = _drip(port, b"POST /read HTTP/1.1\r\nhost: x\r\n"
                                    b"content-type: application/octet-stream\r\n"
                                    b"content-length: 150\r\n\r\n", body)
-        assert taken < 150 and not reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        _assert_408(reply)
+        assert taken < 150
         assert bodies == []
+        # A head dripped behind a request still being answered: the answer is given whole
+        # (the service's time is not the client's), then the dripping head gets its 408.
+        reply, taken = _drip(port, b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n"
+                                   b"GET /healthz HTTP/1.1\r\n",
+                             (b"x-h%d: a\r\n" % i for i in range(150)))
+        first, _, rest = reply.partition(b"\r\n\r\n")
+        assert first.startswith(b"HTTP/1.1 200 ") and rest.startswith(b'{"done":"yes"}'), reply
+        _assert_408(rest[len(b'{"done":"yes"}'):])
+        # A client that asks for large answers and never reads them is let go once its
+        # unsent answers stop shrinking for a whole period. (Pipelined: the second answer
+        # waits for the first to drain, so uvicorn's own keep-alive close never comes.)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n" * 4)
+
+            def unsent() -> list[int]:
+                return [c.transport.get_write_buffer_size()
+                        for c in list(server.server_state.connections)]
+
+            for _ in range(300):  # bounded: 15 s for the answers to back up
+                if any(unsent()):
+                    break
+                time.sleep(0.05)
+            assert any(unsent())  # the server holds answers the client does not read
+            for _ in range(300):  # bounded: 15 s
+                if not unsent():
+                    break
+                time.sleep(0.05)
+            assert not unsent()
         # Two hundred idle connections are all let go: none is held by the server.
         socks = [socket.create_connection(("127.0.0.1", port), timeout=READ_S)
                  for _ in range(200)]
@@ -174,6 +212,16 @@ def test_the_service_own_time_and_websockets_are_never_cut_short(
             time.sleep(2.5 * TIMEOUT_S)
             ws.send(b"pwd")
             assert ws.recv(timeout=READ_S) == b"pwd"
+        # Expect: 100-continue, with a handler that takes three periods before it reads
+        # the body (and so before uvicorn sends 100 Continue): the body then gets its time.
+        with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
+            sock.sendall(b"POST /read?late=1 HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
+                         b"content-type: application/octet-stream\r\ncontent-length: 5\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 100 ")
+            time.sleep(TIMEOUT_S / 2)
+            sock.sendall(b"hello")
+            reply = sock.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b'{"read":5}'), reply
         # A request sent whole in pieces faster than the timeout goes through, body too.
         with httpx.Client(base_url=url, timeout=READ_S) as client:
             assert client.post("/read", content=b"x" * 1000).json() == {"read": 1000}

@@ -17,15 +17,19 @@ closes the connection; what it held is then freed. Two measures:
 A refusal while an earlier request of the connection is still being answered only closes
 the connection: a 431 written then would read as that request's answer.
 
-It also bounds the time a client takes to send a request. uvicorn times out a connection
-only while it is idle after an answer: one that never sends a request, or sends its head
-or body a byte at a time, was held for ever, so a few thousand such connections (a
-slowloris) used up the service's file descriptors and nobody else got in. Now a request
-must arrive whole (line, headers and body) within `REQUEST_TIMEOUT_S` of its first byte,
-and a new connection must start one within that time; otherwise the connection is answered
-408 `request_timeout` (when no answer of an earlier request is under way) and closed. The
-clock stops while the service, not the client, is the one working (a request received
-whole and not yet answered) and once a connection becomes a WebSocket.
+It also bounds the time a client takes to send a request and to read the answers. uvicorn
+times out a connection only while it is idle after an answer: one that never sends a
+request, sends its head or body a byte at a time, or never reads what it asked for, was
+held for ever, so a few thousand such connections (a slowloris) used up the service's
+file descriptors and nobody else got in. Now a connection's first request must arrive
+whole (line, headers and body) within `REQUEST_TIMEOUT_S` of connecting, and each later
+one within that time of its first byte; otherwise the connection is answered 408
+`request_timeout` (unless an answer is under way, which it would corrupt) and closed. The
+clock waits on while the service is the one working (a request received whole and not
+yet answered; a body the handler has not read yet; a `100 Continue` not yet sent, then one
+more period for the body), and stops once a connection becomes a WebSocket. Answers the
+client does not read are watched too: when a whole period passes with its unsent answer
+not shrinking, the connection is aborted (a close would wait for ever to flush it).
 """
 
 from __future__ import annotations
@@ -47,9 +51,11 @@ _REFUSAL = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"content-type: application/json\r\n"
             b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + _BODY)
-# nginx gives a client 60 s for the head and 60 s between body reads; Forge's bodies are
-# small JSON documents (1 MiB at most, FORGE_MAX_BODY_BYTES).
+# For the whole request, not per read: a byte now and then would otherwise do. Forge's
+# bodies are small JSON documents; the largest allowed (FORGE_MAX_BODY_BYTES, 1 MiB) needs
+# about 35 KB/s.
 REQUEST_TIMEOUT_S = 30.0
+_NOTHING_UNSENT = 1 << 62
 _SLOW_BODY = json.dumps({
     "error": "request_timeout",
     "message": "request: the request line, headers and body did not arrive within "
@@ -74,7 +80,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     _mark = 0  # _wire - _body when the last message ended: what is not body since
     _head = 0  # the open message's head so far, counted from the parser's callbacks
     _refused = False
-    _clock: asyncio.TimerHandle | None = None  # runs while a request is awaited
+    _clock: asyncio.TimerHandle | None = None  # runs while the client is waited on
+    _unsent = _NOTHING_UNSENT  # unsent answer bytes at the last tick
+    _continuing = False  # a 100 Continue was owed at the last tick
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -97,21 +105,44 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._clock.cancel()
             self._clock = None
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._start_clock()  # the client must read what it asked for
+
     def _time_up(self) -> None:
-        """The request awaited did not arrive in time: 408 and close, unless the service
-        owes the answer to a request it has received whole, or has itself stopped reading
-        (an unread body, a pipelined request behind one being answered): then wait on."""
+        """A period passed while the client was waited on: abort a connection whose answers
+        it stopped reading; 408 and close one whose request did not arrive in time; wait
+        on while the service owes the work."""
         self._clock = None
-        cycle = getattr(self, "cycle", None)
-        owed = cycle is not None and not cycle.response_complete and not cycle.more_body
-        if owed or self.flow.read_paused:
-            self._start_clock()
+        unsent = self.transport.get_write_buffer_size()
+        stalled = 0 < self._unsent <= unsent
+        self._unsent = unsent or _NOTHING_UNSENT
+        if stalled:
+            self._refused = True
+            self.transport.abort()
             return
         if self.transport.is_closing():
+            if unsent:
+                self._start_clock()  # closing flushes first: it must keep draining
+            return
+        cycle = getattr(self, "cycle", None)
+        owed = cycle is not None and not cycle.response_complete and not cycle.more_body
+        continuing = (cycle is not None and cycle.waiting_for_100_continue
+                      and not cycle.response_started)
+        continued, self._continuing = self._continuing and not continuing, continuing
+        if owed or continuing or continued or unsent or self.flow.read_paused:
+            self._start_clock()
             return
         self._refused = True
-        if cycle is None or cycle.response_complete:
+        answered = cycle is not None and cycle.response_complete
+        if cycle is None or (answered and not cycle.more_body) or (
+                not answered and not cycle.response_started and not self.pipeline):
+            if cycle is not None and not answered:
+                cycle.disconnected = True  # the handler's own answer is dropped
+                cycle.message_event.set()
             self.transport.write(_SLOW)
+        # Otherwise an answer is under way (or was given early, before the body): a 408
+        # would read as part of it, or as the answer to a next request.
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
