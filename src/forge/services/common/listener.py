@@ -50,8 +50,10 @@ def worker_listeners(sock: socket.socket, count: int) -> list[socket.socket]:
     so the worker that wakes first takes nearly all of a burst, and keep-alive clients stay
     with it (measured: 32 connections at once, all 32 on one worker in two rounds of five).
     With SO_REUSEPORT the kernel spreads new connections over the sockets by their
-    addresses, evenly. Only sockets of the same user can join, and `sock` was bound without
-    the option, so the port was not already some other service's group."""
+    addresses, evenly. `sock` was bound without the option, so the port was not already
+    another service's group; but Linux lets any process of the same user join the group
+    later (the runbook says to run the service under a user of its own), and connections
+    sent to a dead worker's socket wait for its restart (the parent keeps it open)."""
     address = sock.getsockname()
     family = sock.family
     sock.close()
