@@ -29,7 +29,7 @@ from fastapi import Request, Response, WebSocket
 from websockets.sync.client import connect
 
 from forge.config import load_settings
-from forge.services.common import request_head
+from forge.services.common import request_clock
 from forge.services.common.app import create_app, make_context
 from forge.services.common.serving import DrainingServer, uvicorn_config
 
@@ -38,7 +38,6 @@ from ..services.conftest import prod_environ
 
 TIMEOUT_S = 1.0
 READ_S = 15.0  # how long a test waits for the server's answer before failing
-BIG = 4 * 1024 * 1024  # an answer far larger than the socket buffers on both sides
 
 
 @contextmanager
@@ -47,7 +46,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     """(port, server) of a Forge app with a slow route, a route that reads its body (into
     `bodies`) and a WebSocket echo, served by `forge serve`'s uvicorn configuration in a
     thread."""
-    monkeypatch.setattr(request_head, "REQUEST_TIMEOUT_S", TIMEOUT_S)
+    monkeypatch.setattr(request_clock, "REQUEST_TIMEOUT_S", TIMEOUT_S)
     settings = load_settings(prod_environ(tmp_path / "s"))
     app = create_app(make_context("test", settings))
 
@@ -57,8 +56,8 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         return {"done": "yes"}
 
     @app.get("/big")
-    async def big() -> Response:
-        return Response(b"b" * BIG, media_type="application/octet-stream")
+    async def big(mib: int = 4) -> Response:
+        return Response(b"b" * (min(mib, 8) << 20), media_type="application/octet-stream")
 
     @app.post("/read")
     async def read(request: Request) -> dict[str, int]:
@@ -177,6 +176,22 @@ def test_a_request_dripped_byte_by_byte_is_cut_off_with_408(
                     break
                 time.sleep(0.05)
             assert not unsent()
+        # The same with one answer and `Connection: close`: uvicorn closes after the answer,
+        # and the close waited for ever to flush what the client never takes.
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"GET /big?mib=8 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            for _ in range(300):  # bounded: 15 s
+                if any(unsent()):
+                    break
+                time.sleep(0.05)
+            assert any(unsent())
+            for _ in range(300):  # bounded: 15 s
+                if not server.server_state.connections:
+                    break
+                time.sleep(0.05)
+            assert not server.server_state.connections
         # Two hundred idle connections are all let go: none is held by the server.
         socks = [socket.create_connection(("127.0.0.1", port), timeout=READ_S)
                  for _ in range(200)]
@@ -212,6 +227,21 @@ def test_the_service_own_time_and_websockets_are_never_cut_short(
             time.sleep(2.5 * TIMEOUT_S)
             ws.send(b"pwd")
             assert ws.recv(timeout=READ_S) == b"pwd"
+        # A client taking pipelined answers slowly but steadily (about 20 times the least
+        # allowed) gets all of them, however the server's buffer refills between them.
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"GET /big?mib=1 HTTP/1.1\r\nhost: x\r\n\r\n" * 3)
+            got = 0
+            steady = request_clock.MIN_DRAIN_BYTES * 20 / TIMEOUT_S  # bytes per second
+            for _ in range(2000):  # bounded: the answers are about 3 MiB
+                time.sleep(0.05)
+                chunk = sock.recv(int(steady * 0.05))
+                got += len(chunk)
+                if not chunk or got >= 3 << 20:
+                    break
+            assert got >= 3 << 20, got
         # Expect: 100-continue, with a handler that takes three periods before it reads
         # the body (and so before uvicorn sends 100 Continue): the body then gets its time.
         with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:

@@ -1,0 +1,181 @@
+"""How long a client may take to send a request and to take its answers (anti-slowloris).
+
+uvicorn times out a connection only while it is idle after an answer: one that never
+sends a request, sends its head or body a byte at a time, or never reads what it asked
+for, was held for ever, so a few thousand such connections (a slowloris) used up the
+service's file descriptors and nobody else got in. `ClockedProtocol` (uvicorn's httptools
+protocol; `request_head.BoundedHeadProtocol` builds on it) runs a clock of
+`REQUEST_TIMEOUT_S` periods while the client is the one waited on:
+
+* a request: the connection's first must arrive whole (line, headers and body) within a
+  period of connecting, each later one within a period of its first byte; otherwise 408
+  `request_timeout` (unless an answer is under way, which it would corrupt) and close;
+* answers: while any of the connection's output is undelivered (in the server's buffer
+  or the kernel's), the client must take at least `MIN_DRAIN_BYTES` of it per period (the
+  kernel's count of bytes the client acknowledged); otherwise the connection is aborted (a
+  close would wait for ever to flush it).
+
+The clock waits on while the service is the one working: a request received whole and not
+yet answered, a body the handler has not read yet (reading paused), a `100 Continue` not
+yet sent; the client then gets one more whole period. It stops once the connection
+becomes a WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import socket
+import struct
+import termios
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# For the whole request, not per read: a byte now and then would otherwise do. Forge's
+# bodies are small JSON documents; the largest allowed (FORGE_MAX_BODY_BYTES, 1 MiB) needs
+# about 35 KB/s.
+REQUEST_TIMEOUT_S = 30.0
+# What a client must take of its undelivered answers per period: about 550 B/s, far below
+# any real link, but a client holding connections by reading a window now and then must
+# really receive this much on each.
+MIN_DRAIN_BYTES = 16 * 1024
+_TCP_INFO_BYTES_ACKED = 120  # offset of tcpi_bytes_acked (u64) in Linux's struct tcp_info
+_TCP_INFO_LEN = _TCP_INFO_BYTES_ACKED + 8
+
+_SLOW_BODY = json.dumps({
+    "error": "request_timeout",
+    "message": "request: the request line, headers and body did not arrive within "
+               f"{REQUEST_TIMEOUT_S:g} s",
+    "details": [{"field": "request", "limit_seconds": REQUEST_TIMEOUT_S}],
+}).encode()
+_SLOW = (b"HTTP/1.1 408 Request Timeout\r\n"
+         b"content-type: application/json\r\n"
+         b"content-length: " + str(len(_SLOW_BODY)).encode() + b"\r\n"
+         b"connection: close\r\n\r\n" + _SLOW_BODY)
+
+
+class ClockedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the request clock (see the module docstring)."""
+
+    _clock: asyncio.TimerHandle | None = None
+    _refused = False  # nothing more the connection sends is parsed
+    _receiving = True  # a request (the connection's first, or one begun) is awaited
+    _serving = False  # the service was the one working at the last tick
+    _delivered: int | None = None  # bytes the client had taken at the last tick
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.start_clock()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_clock()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        self._stop_clock()  # the WebSocket protocol takes the connection over
+        super().handle_websocket_upgrade()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._receiving = True  # bytes of a request: it must now arrive whole in time
+        self.start_clock()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        self._receiving = True  # a pipelined request begins in the read that ended the last
+        self.start_clock()
+        super().on_message_begin()
+
+    def on_message_complete(self) -> None:
+        self._receiving = False
+        super().on_message_complete()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.start_clock()  # the client must take what it asked for
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self.start_clock()  # an answer may be left undelivered, also behind a close
+
+    def timeout_keep_alive_handler(self) -> None:
+        super().timeout_keep_alive_handler()
+        self.start_clock()  # the close waits for undelivered output
+
+    def start_clock(self) -> None:
+        """Run the clock (a no-op while it runs)."""
+        if self._clock is None:
+            self._clock = self.loop.call_later(REQUEST_TIMEOUT_S, self._time_up)
+
+    def _stop_clock(self) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
+
+    def _undelivered(self) -> int:
+        """Output bytes not yet taken by the client: the transport's buffer and the
+        kernel's send queue."""
+        pending = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+                pending += struct.unpack("i", queued)[0]
+            except OSError:
+                pass
+        return pending
+
+    def _taken(self) -> int | None:
+        """Bytes the client has acknowledged on this connection (None: not known)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return None
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+        except OSError:
+            return None
+        if len(info) < _TCP_INFO_LEN:
+            return None
+        return int(struct.unpack_from("Q", info, _TCP_INFO_BYTES_ACKED)[0])
+
+    def _time_up(self) -> None:
+        """A period passed: abort a connection whose client stopped taking its answers;
+        408 and close one whose request did not arrive; wait on for the service's work."""
+        self._clock = None
+        if self._undelivered():
+            taken = self._taken()
+            before, self._delivered = self._delivered, taken
+            if before is not None and taken is not None and taken - before < MIN_DRAIN_BYTES:
+                self._refused = True
+                self.transport.abort()
+                return
+            self.start_clock()  # the first period of output is the baseline
+            return
+        self._delivered = None
+        if self.transport.is_closing():
+            return
+        cycle = getattr(self, "cycle", None)
+        owed = cycle is not None and not cycle.response_complete and not cycle.more_body
+        continuing = (cycle is not None and cycle.waiting_for_100_continue
+                      and not cycle.response_started)
+        serving = owed or continuing or self.flow.read_paused
+        if serving or self._serving:  # and once the service is done, one more period
+            self._serving = serving
+            self.start_clock()
+            return
+        if not self._receiving:
+            return  # idle between requests: uvicorn's keep-alive close has it
+        self._refused = True
+        answered = cycle is not None and cycle.response_complete
+        if cycle is None or (answered and not cycle.more_body) or (
+                not answered and not cycle.response_started and not self.pipeline):
+            if cycle is not None and not answered:
+                cycle.disconnected = True  # the handler's own answer is dropped
+                cycle.message_event.set()
+            self.transport.write(_SLOW)
+        # Otherwise an answer is under way (or was given early, before the body): a 408
+        # would read as part of it, or as the answer to a next request.
+        self.transport.close()
+        self.start_clock()  # the close flushes first: the client must take it
