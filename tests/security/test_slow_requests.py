@@ -192,6 +192,17 @@ def test_a_request_dripped_byte_by_byte_is_cut_off_with_408(
                     break
                 time.sleep(0.05)
             assert not server.server_state.connections
+        # A body sent after an early answer (404: the route does not exist, the body is
+        # never read), then silence: uvicorn's keep-alive close was cancelled by those
+        # bytes, so the clock closes the idle connection.
+        with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
+            sock.sendall(b"POST /nope HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 404 ")
+            sock.sendall(b"0123456789")
+            rest = b""
+            while chunk := sock.recv(65536):  # until the server closes (READ_S at most)
+                rest += chunk
+            assert rest == b""
         # Two hundred idle connections are all let go: none is held by the server.
         socks = [socket.create_connection(("127.0.0.1", port), timeout=READ_S)
                  for _ in range(200)]
@@ -259,4 +270,11 @@ def test_the_service_own_time_and_websockets_are_never_cut_short(
             for part in (b"GET /healthz HTTP/1.1\r\n", b"host: x\r\n", b"\r\n"):
                 sock.sendall(part)
                 time.sleep(TIMEOUT_S / 5)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            # A later request on the kept-alive connection gets a whole period from its
+            # first byte, even when it begins just before a period since connecting ends.
+            time.sleep(TIMEOUT_S * 0.2)
+            for part in (b"GET /healthz HTTP/1.1\r\n", b"host: x\r\n", b"\r\n"):
+                sock.sendall(part)
+                time.sleep(TIMEOUT_S * 0.3)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")

@@ -11,9 +11,11 @@ protocol; `request_head.BoundedHeadProtocol` builds on it) runs a clock of
   period of connecting, each later one within a period of its first byte; otherwise 408
   `request_timeout` (unless an answer is under way, which it would corrupt) and close;
 * answers: while any of the connection's output is undelivered (in the server's buffer
-  or the kernel's), the client must take at least `MIN_DRAIN_BYTES` of it per period (the
-  kernel's count of bytes the client acknowledged); otherwise the connection is aborted (a
-  close would wait for ever to flush it).
+  or the kernel's), the client must take at least `MIN_DRAIN_BYTES` of it (or all that was
+  owed) per period (the kernel's count of bytes the client acknowledged); otherwise the
+  connection is aborted (a close would wait for ever to flush it);
+* idle: a connection with nothing owed either way and no keep-alive close armed (bytes
+  after an early answer cancel uvicorn's) is closed.
 
 The clock waits on while the service is the one working: a request received whole and not
 yet answered, a body the handler has not read yet (reading paused), a `100 Continue` not
@@ -29,6 +31,7 @@ import json
 import socket
 import struct
 import termios
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -60,12 +63,14 @@ class ClockedProtocol(HttpToolsProtocol):
 
     _clock: asyncio.TimerHandle | None = None
     _refused = False  # nothing more the connection sends is parsed
-    _receiving = True  # a request (the connection's first, or one begun) is awaited
+    _due: float | None = None  # when the request awaited must have arrived (loop time)
     _serving = False  # the service was the one working at the last tick
-    _delivered: int | None = None  # bytes the client had taken at the last tick
+    # (bytes the client had taken, when, bytes then undelivered): the drain's baseline
+    _drain: tuple[int, float, int] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._due = self.loop.time() + REQUEST_TIMEOUT_S  # its first request
         self.start_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -74,22 +79,21 @@ class ClockedProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._stop_clock()  # the WebSocket protocol takes the connection over
+        self._due = None
         super().handle_websocket_upgrade()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        self._receiving = True  # bytes of a request: it must now arrive whole in time
-        self.start_clock()
+        self._await_request()  # bytes of a request: it must now arrive whole in time
         super().data_received(data)
 
     def on_message_begin(self) -> None:
-        self._receiving = True  # a pipelined request begins in the read that ended the last
-        self.start_clock()
+        self._await_request()  # a pipelined request begins in the read that ended the last
         super().on_message_begin()
 
     def on_message_complete(self) -> None:
-        self._receiving = False
+        self._due = None
         super().on_message_complete()
 
     def pause_writing(self) -> None:
@@ -104,10 +108,20 @@ class ClockedProtocol(HttpToolsProtocol):
         super().timeout_keep_alive_handler()
         self.start_clock()  # the close waits for undelivered output
 
+    def _await_request(self) -> None:
+        if self._due is None:
+            self._due = self.loop.time() + REQUEST_TIMEOUT_S
+        self.start_clock()
+
     def start_clock(self) -> None:
-        """Run the clock (a no-op while it runs)."""
+        """Run the clock (a no-op while it runs: it never runs more than a period ahead,
+        and each tick reschedules for the nearest deadline)."""
         if self._clock is None:
             self._clock = self.loop.call_later(REQUEST_TIMEOUT_S, self._time_up)
+
+    def _arm_at(self, when: float) -> None:
+        if self._clock is None:
+            self._clock = self.loop.call_at(when, self._time_up)
 
     def _stop_clock(self) -> None:
         if self._clock is not None:
@@ -123,7 +137,7 @@ class ClockedProtocol(HttpToolsProtocol):
             try:
                 queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
                 pending += struct.unpack("i", queued)[0]
-            except OSError:
+            except (OSError, ValueError):
                 pass
         return pending
 
@@ -134,40 +148,80 @@ class ClockedProtocol(HttpToolsProtocol):
             return None
         try:
             info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
-        except OSError:
+        except (OSError, ValueError):
             return None
         if len(info) < _TCP_INFO_LEN:
             return None
         return int(struct.unpack_from("Q", info, _TCP_INFO_BYTES_ACKED)[0])
 
+    def _drained_too_little(self, now: float, undelivered: int) -> tuple[bool, float]:
+        """(whether the client took too little of its output over the last whole period,
+        when the drain is next judged); the first call only takes the baseline."""
+        taken = self._taken()
+        if taken is None:
+            return False, now + REQUEST_TIMEOUT_S
+        if self._drain is None:
+            self._drain = (taken, now, undelivered)
+            return False, now + REQUEST_TIMEOUT_S
+        before, since, owed = self._drain
+        if now - since < REQUEST_TIMEOUT_S:
+            return False, since + REQUEST_TIMEOUT_S
+        if taken - before < min(MIN_DRAIN_BYTES, owed):
+            return True, now
+        self._drain = (taken, now, undelivered)
+        return False, now + REQUEST_TIMEOUT_S
+
     def _time_up(self) -> None:
-        """A period passed: abort a connection whose client stopped taking its answers;
-        408 and close one whose request did not arrive; wait on for the service's work."""
+        """A tick: abort a connection whose client stopped taking its answers; 408 and
+        close one whose request did not arrive in time; wait on for the service's work;
+        close an idle one nothing else will close."""
         self._clock = None
-        if self._undelivered():
-            taken = self._taken()
-            before, self._delivered = self._delivered, taken
-            if before is not None and taken is not None and taken - before < MIN_DRAIN_BYTES:
+        now = self.loop.time()
+        next_at = now + REQUEST_TIMEOUT_S
+        undelivered = self._undelivered()
+        if undelivered:
+            stalled, judged_at = self._drained_too_little(now, undelivered)
+            if stalled:
                 self._refused = True
                 self.transport.abort()
                 return
-            self.start_clock()  # the first period of output is the baseline
-            return
-        self._delivered = None
+            next_at = min(next_at, judged_at)
+        else:
+            self._drain = None
         if self.transport.is_closing():
+            if undelivered:
+                self._arm_at(next_at)  # the close flushes first: the client must take it
             return
         cycle = getattr(self, "cycle", None)
         owed = cycle is not None and not cycle.response_complete and not cycle.more_body
         continuing = (cycle is not None and cycle.waiting_for_100_continue
                       and not cycle.response_started)
-        serving = owed or continuing or self.flow.read_paused
-        if serving or self._serving:  # and once the service is done, one more period
-            self._serving = serving
-            self.start_clock()
+        if owed or continuing or self.flow.read_paused:
+            self._serving = True  # the service's time is not the client's
+            self._arm_at(next_at)
             return
-        if not self._receiving:
-            return  # idle between requests: uvicorn's keep-alive close has it
+        if self._serving:  # the service is done: the client gets a whole period again
+            self._serving = False
+            if self._due is not None:
+                self._due = max(self._due, now + REQUEST_TIMEOUT_S)
+        if self._due is not None:
+            if now < self._due:
+                self._arm_at(min(next_at, self._due))
+                return
+            self._request_too_slow(cycle)
+            return
+        if undelivered:
+            self._arm_at(next_at)
+        elif (self.timeout_keep_alive_task is None and not self.pipeline
+              and (cycle is None or cycle.response_complete)):
+            # Idle, and uvicorn's keep-alive close is not armed (bytes after an early
+            # answer cancelled it): nothing else would ever close this connection.
+            self.transport.close()
+
+    def _request_too_slow(self, cycle: Any) -> None:
+        """408 (unless an answer is under way, which it would corrupt) and close."""
         self._refused = True
+        self._due = None
         answered = cycle is not None and cycle.response_complete
         if cycle is None or (answered and not cycle.more_body) or (
                 not answered and not cycle.response_started and not self.pipeline):
