@@ -203,6 +203,25 @@ def test_a_request_dripped_byte_by_byte_is_cut_off_with_408(
             while chunk := sock.recv(65536):  # until the server closes (READ_S at most)
                 rest += chunk
             assert rest == b""
+        # After such an early answer, a next request that stalls still gets its 408.
+        with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
+            sock.sendall(b"POST /nope HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 404 ")
+            sock.sendall(b"abcGET /healthz HTTP/1.1\r\n")
+            rest = b""
+            while chunk := sock.recv(65536):
+                rest += chunk
+            _assert_408(rest)
+        # A stray line end after an answer (to be ignored, RFC 9112 2.2) is not a request:
+        # no 408 for it, and the connection still closes.
+        with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(b"\r\n")
+            rest = b""
+            while chunk := sock.recv(65536):
+                rest += chunk
+            assert rest == b""
         # Two hundred idle connections are all let go: none is held by the server.
         socks = [socket.create_connection(("127.0.0.1", port), timeout=READ_S)
                  for _ in range(200)]

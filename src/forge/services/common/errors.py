@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from forge.errors import ForgeError
 
@@ -78,6 +79,13 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", f"invalid request: {fields}", details)
 
 
+async def _client_gone(_: Request, exc: Exception) -> JSONResponse:
+    """The client went away (or was cut off, see request_clock) while the handler read
+    its body: nothing to report, and the answer reaches nobody."""
+    log.info("client disconnected before its request was read")
+    return error_response(400, "client_disconnected", "the client went away")
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
     return error_response(500, "internal_error", "internal error; see the service log")
@@ -88,4 +96,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ForgeError, _forge_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -65,6 +65,7 @@ class ClockedProtocol(HttpToolsProtocol):
     _refused = False  # nothing more the connection sends is parsed
     _due: float | None = None  # when the request awaited must have arrived (loop time)
     _serving = False  # the service was the one working at the last tick
+    _ended: object = None  # the request cycle whose message (head and body) last ended
     # (bytes the client had taken, when, bytes then undelivered): the drain's baseline
     _drain: tuple[int, float, int] | None = None
 
@@ -85,7 +86,12 @@ class ClockedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        self._await_request()  # bytes of a request: it must now arrive whole in time
+        if self._due is None and not data.strip(b"\r\n"):
+            # Line ends between requests (ignored, RFC 9112 2.2) are not a request; but they
+            # cancel uvicorn's keep-alive close, so the clock's idle close takes over.
+            self.start_clock()
+        else:
+            self._await_request()  # bytes of a request: it must now arrive whole in time
         super().data_received(data)
 
     def on_message_begin(self) -> None:
@@ -94,6 +100,8 @@ class ClockedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._due = None
+        # uvicorn leaves `more_body` set on a request answered before its body ended.
+        self._ended = getattr(self, "cycle", None)
         super().on_message_complete()
 
     def pause_writing(self) -> None:
@@ -148,7 +156,7 @@ class ClockedProtocol(HttpToolsProtocol):
             return None
         try:
             info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: not Linux
             return None
         if len(info) < _TCP_INFO_LEN:
             return None
@@ -223,7 +231,8 @@ class ClockedProtocol(HttpToolsProtocol):
         self._refused = True
         self._due = None
         answered = cycle is not None and cycle.response_complete
-        if cycle is None or (answered and not cycle.more_body) or (
+        ended = cycle is not None and (not cycle.more_body or self._ended is cycle)
+        if cycle is None or (answered and ended) or (
                 not answered and not cycle.response_started and not self.pipeline):
             if cycle is not None and not answered:
                 cycle.disconnected = True  # the handler's own answer is dropped
