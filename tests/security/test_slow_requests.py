@@ -114,6 +114,14 @@ def _drip(port: int, first: bytes, drops: Iterator[bytes]) -> tuple[bytes, int]:
     return reply, taken
 
 
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (READ_S at most)."""
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    return reply
+
+
 def _assert_408(reply: bytes) -> None:
     assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
     body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
@@ -128,9 +136,7 @@ def test_a_request_dripped_byte_by_byte_is_cut_off_with_408(
     with served(tmp_path, monkeypatch, bodies) as (port, server):
         # A connection that never sends a request.
         with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
-            reply = b""
-            while chunk := sock.recv(65536):
-                reply += chunk
+            reply = _until_closed(sock)
         _assert_408(reply)
         # A head sent one header every 0.2 s, for ever (the drops run out after 30 s).
         headers = (b"x-h%d: a\r\n" % i for i in range(150))
@@ -199,29 +205,20 @@ def test_a_request_dripped_byte_by_byte_is_cut_off_with_408(
             sock.sendall(b"POST /nope HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 404 ")
             sock.sendall(b"0123456789")
-            rest = b""
-            while chunk := sock.recv(65536):  # until the server closes (READ_S at most)
-                rest += chunk
-            assert rest == b""
+            assert _until_closed(sock) == b""
         # After such an early answer, a next request that stalls still gets its 408.
         with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
             sock.sendall(b"POST /nope HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 404 ")
             sock.sendall(b"abcGET /healthz HTTP/1.1\r\n")
-            rest = b""
-            while chunk := sock.recv(65536):
-                rest += chunk
-            _assert_408(rest)
+            _assert_408(_until_closed(sock))
         # A stray line end after an answer (to be ignored, RFC 9112 2.2) is not a request:
         # no 408 for it, and the connection still closes.
         with socket.create_connection(("127.0.0.1", port), timeout=READ_S) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
             sock.sendall(b"\r\n")
-            rest = b""
-            while chunk := sock.recv(65536):
-                rest += chunk
-            assert rest == b""
+            assert _until_closed(sock) == b""
         # Two hundred idle connections are all let go: none is held by the server.
         socks = [socket.create_connection(("127.0.0.1", port), timeout=READ_S)
                  for _ in range(200)]

@@ -46,16 +46,23 @@ MIN_DRAIN_BYTES = 16 * 1024
 _TCP_INFO_BYTES_ACKED = 120  # offset of tcpi_bytes_acked (u64) in Linux's struct tcp_info
 _TCP_INFO_LEN = _TCP_INFO_BYTES_ACKED + 8
 
-_SLOW_BODY = json.dumps({
+
+
+def closing_answer(status: bytes, error: dict[str, Any]) -> bytes:
+    """A whole HTTP/1.1 answer written by the protocol itself, outside the app: `status`
+    (e.g. b"408 Request Timeout") with the API's error document, closing the connection."""
+    body = json.dumps(error).encode()
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body)
+
+
+_SLOW = closing_answer(b"408 Request Timeout", {
     "error": "request_timeout",
     "message": "request: the request line, headers and body did not arrive within "
                f"{REQUEST_TIMEOUT_S:g} s",
     "details": [{"field": "request", "limit_seconds": REQUEST_TIMEOUT_S}],
-}).encode()
-_SLOW = (b"HTTP/1.1 408 Request Timeout\r\n"
-         b"content-type: application/json\r\n"
-         b"content-length: " + str(len(_SLOW_BODY)).encode() + b"\r\n"
-         b"connection: close\r\n\r\n" + _SLOW_BODY)
+})
 
 
 class ClockedProtocol(HttpToolsProtocol):

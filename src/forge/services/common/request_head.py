@@ -23,22 +23,16 @@ The time a request may take to arrive, and its answers to be taken, is bounded b
 
 from __future__ import annotations
 
-import json
-
-from forge.services.common.request_clock import ClockedProtocol
+from forge.services.common.request_clock import ClockedProtocol, closing_answer
 
 # nginx's default large_client_header_buffers allow 32 KiB; cookies, a bearer token and a
 # receipt together stay far below this.
 MAX_HEAD_BYTES = 64 * 1024
-_BODY = json.dumps({
+_REFUSAL = closing_answer(b"431 Request Header Fields Too Large", {
     "error": "request_head_too_large",
     "message": f"headers: the request line and headers are larger than {MAX_HEAD_BYTES} bytes",
     "details": [{"field": "headers", "limit_bytes": MAX_HEAD_BYTES}],
-}).encode()
-_REFUSAL = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/json\r\n"
-            b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n" + _BODY)
+})
 # "METHOD SP url SP HTTP/1.1 CRLF" around the url, and ": " plus CRLF around each header.
 _LINE_BYTES = len(b"OPTIONS  HTTP/1.1\r\n")
 _HEADER_BYTES = len(b": \r\n")
