@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -110,6 +111,16 @@ class QuotaSlot(Base):
     """A concurrency slot held by a live scenario; released when the scenario ends."""
 
     __tablename__ = "quota_slots"
+    # The live slots of a tenant, and only those: a spawn's limit check counts them inside
+    # the write transaction, and through the tenant index it read every slot the tenant
+    # released in the last hour too (1.4 ms a spawn at 500 released slots each, growing).
+    # The index covers the check (subject, expiry; released_at only so that SQLite sees the
+    # index as covering), so the table is not read at all.
+    __table_args__ = (
+        Index("ix_quota_slots_live", "tenant_id", "subject", "expires_at", "released_at",
+              sqlite_where=text("released_at IS NULL"),
+              postgresql_where=text("released_at IS NULL")),
+    )
     scenario_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(128), index=True)
     subject: Mapped[str] = mapped_column(String(128), index=True)
