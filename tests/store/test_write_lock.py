@@ -9,9 +9,12 @@ writes again as soon as the holder lets go.
 from __future__ import annotations
 
 import fcntl
+import multiprocessing
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -42,6 +45,120 @@ def test_writer_gives_up_on_a_held_lock_file_and_resumes_after(tmp_path: Path) -
             finally:
                 fcntl.flock(holder, fcntl.LOCK_UN)
         assert _write(db) == 1
+    finally:
+        os.close(holder)
+        db.dispose()
+
+
+def _switches() -> int:
+    """Voluntary context switches of the calling thread: how often it went to sleep."""
+    for line in Path("/proc/thread-self/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc/thread-self/status")
+
+
+def _write_counting_wakeups(db: Database) -> tuple[int, int]:
+    before = _switches()
+    value = _write(db)
+    return value, _switches() - before
+
+
+@pytest.mark.sqlite_only
+def test_a_waiting_writer_sleeps_until_the_lock_is_free(tmp_path: Path) -> None:
+    """Waiting for another process's writer does not poll: the writer thread sleeps until
+    the lock is handed over (polling every millisecond woke it ~1,000 times a second, each
+    time taking the GIL from the service's event loop), and writes as soon as it is."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    db = Database(url)
+    holder = os.open(tmp_path / "forge.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with ThreadPoolExecutor(1) as pool:
+            attempt = pool.submit(_write_counting_wakeups, db)
+            waited = threading.Event()
+            waited.wait(0.5)  # the writer waits this long for the holder
+            assert not attempt.done()
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            value, wakeups = attempt.result(timeout=20)
+        assert value == 1
+        assert wakeups < 20, f"the waiting writer woke {wakeups} times in half a second"
+    finally:
+        os.close(holder)
+        db.dispose()
+
+
+@pytest.mark.sqlite_only
+def test_a_writer_that_gave_up_leaves_no_lock_behind(tmp_path: Path) -> None:
+    """The lock granted late to a writer that had already given up is let go at once: other
+    processes (a fresh descriptor here) can take it as soon as the old holder releases."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    db = Database(url)
+    db.lock_timeout_s = 0.05
+    lock_path = tmp_path / "forge.db-writelock"
+    holder = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    other = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        for _ in range(3):  # three writers give up while it is held
+            with pytest.raises(OperationalError, match="database is locked"):
+                _write(db)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        for _ in range(500):  # bounded: the abandoned grants are released within moments
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                threading.Event().wait(0.01)
+        else:
+            raise AssertionError("a writer that gave up still holds the lock file")
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert _write(db) == 1
+    finally:
+        os.close(holder)
+        os.close(other)
+        db.dispose()
+
+
+def _write_in_child(url: str, ready: Any, result: Any) -> None:
+    db = Database(url)
+    try:
+        ready.set()
+        result.put(_write(db))
+    except Exception as exc:  # reported to the parent, which fails the test
+        result.put(repr(exc))
+
+
+@pytest.mark.sqlite_only
+def test_a_forked_child_waits_for_the_lock_on_a_thread_of_its_own(tmp_path: Path) -> None:
+    """The waiting thread is per process: a child forked after its parent waited for the
+    lock (so the parent has that thread and the child does not) still gets the lock when it
+    is free, not "database is locked" after the timeout."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    db = Database(url)
+    holder = os.open(tmp_path / "forge.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
+    ctx = multiprocessing.get_context("fork")
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with ThreadPoolExecutor(1) as pool:  # the parent's writer waits: its thread starts
+            parent = pool.submit(_write, db)
+            threading.Event().wait(0.2)
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            assert parent.result(timeout=20) == 1
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        ready, result = ctx.Event(), ctx.Queue()
+        child = ctx.Process(target=_write_in_child, args=(url, ready, result))
+        child.start()
+        try:
+            assert ready.wait(20)
+            threading.Event().wait(0.3)  # the child is waiting for the held lock
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            assert result.get(timeout=20) == 1
+        finally:
+            child.join(20)
     finally:
         os.close(holder)
         db.dispose()

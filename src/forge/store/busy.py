@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 # a server shutting down or restarting.
 _BUSY_SQLSTATES = frozenset({"55P03", "40P01", "40001", "57P01", "57P02", "57P03"})
 # SQLite's messages for a lock held by another connection (and the store's own flock
-# timeout in forge.store.db, which raises "database is locked").
+# timeout in forge.store.file_lock, which raises "database is locked").
 _BUSY_SQLITE = ("database is locked", "database table is locked", "database is busy")
 
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import functools
 import os
-import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,8 +15,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from forge.store.file_lock import FlockWaiter
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Pooled SQLite connections kept open: at least as many as the threads that read at once
@@ -103,16 +101,17 @@ def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
     return engine
 
 
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS: dict[str, tuple[threading.Lock, FlockWaiter]] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def _write_lock(url: str) -> threading.Lock | None:
-    """One lock per SQLite file per process: writers queue here instead of busy-sleeping."""
+def _write_lock(url: str) -> tuple[threading.Lock, FlockWaiter] | None:
+    """One lock per SQLite file per process: writers queue here instead of busy-sleeping;
+    and the thread that waits for the file's lock (across processes) when it is taken."""
     if make_url(url).get_backend_name() != "sqlite":
         return None
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(url, threading.Lock())
+        return _WRITE_LOCKS.setdefault(url, (threading.Lock(), FlockWaiter()))
 
 
 def _lock_file(url: str) -> Path | None:
@@ -123,22 +122,6 @@ def _lock_file(url: str) -> Path | None:
     return Path(database).with_name(Path(database).name + "-writelock")
 
 
-def _flock_within(fd: int, timeout_s: float) -> None:
-    """Take an exclusive flock on `fd`, polling every millisecond, for at most `timeout_s`:
-    a process that holds it for ever (stopped, hung) yields "database is locked", never a
-    writer thread blocked for good."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise OperationalError("flock(writelock)", None,
-                                       sqlite3.OperationalError("database is locked")) from None
-            time.sleep(0.001)
-
-
 class Database:
     """One engine and its session factory, shared by a service's request handlers."""
 
@@ -146,7 +129,9 @@ class Database:
         self.url = url = normalize_url(url)
         self.engine = make_db_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
-        self._lock = _write_lock(url)
+        locks = _write_lock(url)
+        self._lock: threading.Lock | None = locks[0] if locks is not None else None
+        self._waiter: FlockWaiter | None = locks[1] if locks is not None else None
         self._lock_path = _lock_file(url) if self._lock is not None else None
         # how long a write waits for the lock file before "database is locked", as SQLite's
         # own busy timeout would
@@ -176,14 +161,16 @@ class Database:
         """SQLite: writers of every process queue on one lock file (flock) before BEGIN
         IMMEDIATE. SQLite alone makes a second process poll for its write lock with growing
         sleeps (1, 2, 5 … 100 ms), which put spawn workers' p99 in the hundreds of
-        milliseconds; the kernel hands a released flock to the next waiter at once. Processes
-        that do not take it (none in Forge) still get SQLite's own locking."""
+        milliseconds; the kernel hands a released flock to the next waiter at once (waited for
+        by `FlockWaiter`, at most `lock_timeout_s`). Processes that do not take it (none in
+        Forge) still get SQLite's own locking."""
         if self._lock_path is None:
             yield
             return
+        assert self._waiter is not None
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:  # opened per transaction (microseconds): no descriptor outlives its use
-            _flock_within(fd, self.lock_timeout_s)
+            self._waiter.acquire(fd, self.lock_timeout_s)
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -233,3 +220,5 @@ class Database:
         self.engine.dispose()
         if self._read_engine is not None:
             self._read_engine.dispose()
+        if self._waiter is not None:
+            self._waiter.close()
