@@ -44,6 +44,7 @@ def test_writer_gives_up_on_a_held_lock_file_and_resumes_after(tmp_path: Path) -
                     attempt.result(timeout=20)  # the old code blocks here for good
             finally:
                 fcntl.flock(holder, fcntl.LOCK_UN)
+        db.lock_timeout_s = 15.0  # the abandoned wait is granted and let go first
         assert _write(db) == 1
     finally:
         os.close(holder)
@@ -115,6 +116,7 @@ def test_a_writer_that_gave_up_leaves_no_lock_behind(tmp_path: Path) -> None:
         else:
             raise AssertionError("a writer that gave up still holds the lock file")
         fcntl.flock(other, fcntl.LOCK_UN)
+        db.lock_timeout_s = 15.0
         assert _write(db) == 1
     finally:
         os.close(holder)
@@ -161,4 +163,79 @@ def test_a_forked_child_waits_for_the_lock_on_a_thread_of_its_own(tmp_path: Path
             child.join(20)
     finally:
         os.close(holder)
+        db.dispose()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.sqlite_only
+def test_writers_giving_up_on_a_stopped_holder_keep_no_descriptors(tmp_path: Path) -> None:
+    """A holder stopped for hours makes every write give up after the timeout; the waits
+    they abandon must not each keep a descriptor until it resumes (the process would run
+    out of them: reads and accepted connections would fail too)."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    db = Database(url)
+    db.lock_timeout_s = 0.01
+    holder = os.open(tmp_path / "forge.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(OperationalError, match="database is locked"):
+            _write(db)  # its wait is the one blocked in flock: one descriptor, held
+        before = _open_fds()
+        for _ in range(40):
+            with pytest.raises(OperationalError, match="database is locked"):
+                _write(db)
+        assert _open_fds() <= before + 1
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        db.lock_timeout_s = 15.0
+        assert _write(db) == 1
+    finally:
+        os.close(holder)
+        db.dispose()
+
+
+def _hold_a_while(seconds: float) -> None:
+    threading.Event().wait(seconds)
+
+
+@pytest.mark.sqlite_only
+def test_a_child_forked_during_a_wait_does_not_keep_its_late_grant(tmp_path: Path) -> None:
+    """A child forked while a given-up wait is still pending gets a copy of its descriptor;
+    the copy is closed in the child, so the late grant does not stay held for the child's
+    whole life (every writer of every process would get "database is locked")."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    db = Database(url)
+    db.lock_timeout_s = 0.05
+    lock_path = tmp_path / "forge.db-writelock"
+    holder = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    other = os.open(lock_path, os.O_RDWR)
+    child = None
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(OperationalError, match="database is locked"):
+            _write(db)  # its wait stays pending in flock
+        child = multiprocessing.get_context("fork").Process(target=_hold_a_while, args=(30,))
+        child.start()
+        fcntl.flock(holder, fcntl.LOCK_UN)  # the pending wait is granted, then let go
+        db.lock_timeout_s = 5.0
+        assert _write(db) == 1  # its wait queues behind the abandoned one's grant
+        for _ in range(500):  # bounded; the child lives 30 s
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                threading.Event().wait(0.01)
+        else:
+            raise AssertionError("the forked child holds the write lock")
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        if child is not None:
+            child.kill()
+            child.join(10)
+        os.close(holder)
+        os.close(other)
         db.dispose()

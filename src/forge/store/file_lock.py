@@ -12,44 +12,76 @@ So a contended lock is waited for by a `FlockWaiter` thread, blocking, on a dupl
 the writer's descriptor; the writer waits for it with a timeout. A flock belongs to the open
 file, not to a descriptor: the writer holds the lock through its own descriptor once the
 waiter has it, and a writer that gave up closes its descriptor, so the waiter's late grant
-is released with the waiter's duplicate.
+is released with the waiter's duplicate. A wait not begun when its writer gives up is
+closed by the writer (a holder stopped for hours must not pile up descriptors), and a
+forked child closes its copies of the pending ones (a copy would hold a late grant for the
+child's whole life).
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import queue
 import sqlite3
 import threading
+import weakref
 
 from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger("forge.store")
 
 
 class _Wait:
     """One contended acquisition: the waiter's descriptor and how it ended."""
 
     def __init__(self, fd: int) -> None:
-        self.fd = fd
+        self.fd = fd  # -1 once closed
         self.granted = threading.Event()
         self.error: OSError | None = None
         self.gave_up = False
+        self.started = False
         self.guard = threading.Lock()
+
+    def close_fd(self) -> None:
+        """Close the waiter's descriptor once (the caller holds `guard`, or is alone)."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
     def run(self) -> None:
         """On the waiter thread: block until the lock is ours (unless the writer left)."""
+        with self.guard:
+            if self.gave_up:  # its writer closed the descriptor already
+                return
+            self.started = True
+            fd = self.fd
         try:
-            with self.guard:
-                if self.gave_up:
-                    return
-            fcntl.flock(self.fd, fcntl.LOCK_EX)  # blocks without the GIL
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks without the GIL
         except OSError as exc:
             self.error = exc
         finally:
             # Closed before the writer is told: the lock stays with the open file while the
             # writer's own descriptor is open, and goes with this one if the writer left.
-            os.close(self.fd)
+            with self.guard:
+                self.close_fd()
             self.granted.set()
+
+    def give_up(self) -> bool:
+        """The writer's timeout ran out: True if the lock was granted meanwhile after all
+        (the writer holds it), else the wait is abandoned (its descriptor closed here when
+        the waiter has not begun it)."""
+        with self.guard:
+            if self.granted.is_set() and self.error is None:
+                return True
+            self.gave_up = True
+            if not self.started:
+                self.close_fd()
+            return False
+
+
+_WAITERS: weakref.WeakSet[FlockWaiter] = weakref.WeakSet()
 
 
 class FlockWaiter:
@@ -59,22 +91,31 @@ class FlockWaiter:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
         self._guard = threading.Lock()
-        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self._pending: set[_Wait] = set()
+        _WAITERS.add(self)
 
     def _submit(self, wait: _Wait) -> None:
         with self._guard:
-            if self._pid != os.getpid():
+            if self._thread is None or not self._thread.is_alive():
                 self._queue = queue.SimpleQueue()
                 thread = threading.Thread(target=self._serve, args=(self._queue,),
                                           name="db-writelock", daemon=True)
                 thread.start()  # daemon: one blocked by a stopped holder never holds up exit
-                self._pid = os.getpid()
+                self._thread = thread
+            self._pending.add(wait)
             self._queue.put(wait)
 
-    @staticmethod
-    def _serve(waits: queue.SimpleQueue[_Wait | None]) -> None:
+    def _serve(self, waits: queue.SimpleQueue[_Wait | None]) -> None:
         while (wait := waits.get()) is not None:
-            wait.run()
+            try:
+                wait.run()
+            except Exception:  # the thread must go on serving the writers behind it
+                log.exception("waiting for the SQLite write lock failed")
+                wait.granted.set()
+            finally:
+                with self._guard:
+                    self._pending.discard(wait)
 
     def acquire(self, fd: int, timeout_s: float) -> None:
         """Take an exclusive flock on `fd` within `timeout_s`, else raise SQLite's
@@ -85,19 +126,43 @@ class FlockWaiter:
         except BlockingIOError:
             pass
         wait = _Wait(os.dup(fd))
-        self._submit(wait)
+        try:
+            self._submit(wait)
+        except BaseException:
+            wait.close_fd()
+            raise
         if wait.granted.wait(timeout_s) and wait.error is None:
             return
-        with wait.guard:
-            wait.gave_up = True
         if wait.error is not None:
             raise wait.error
+        if wait.give_up():
+            return
         raise OperationalError("flock(writelock)", None,
                                sqlite3.OperationalError("database is locked")) from None
 
     def close(self) -> None:
         """End the thread once the waits queued before this are done (or given up)."""
         with self._guard:
-            if self._pid == os.getpid():
+            if self._thread is not None:
                 self._queue.put(None)
-            self._pid = None
+            self._thread = None
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: none of the parent's threads, and the pending waits'
+        descriptors are copies that must not hold a late grant for the child's life."""
+        self._guard = threading.Lock()
+        for wait in self._pending:
+            wait.guard = threading.Lock()
+            wait.gave_up = True
+            wait.close_fd()
+        self._pending = set()
+        self._thread = None
+        self._queue = queue.SimpleQueue()
+
+
+def _after_fork_in_child() -> None:
+    for waiter in list(_WAITERS):
+        waiter._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
