@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from forge.store import Database, upgrade
+from forge.store import Database, file_lock, upgrade
 
 
 def _write(db: Database) -> int:
@@ -238,4 +238,38 @@ def test_a_child_forked_during_a_wait_does_not_keep_its_late_grant(tmp_path: Pat
             child.join(10)
         os.close(holder)
         os.close(other)
+        db.dispose()
+
+
+@pytest.mark.sqlite_only
+def test_an_error_in_one_wait_fails_that_writer_only(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait that fails unexpectedly fails its own writer with an error (never a write
+    believed to hold the lock), and the waiting thread goes on serving the next ones."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    db = Database(url)
+    real_run = file_lock._Wait.run
+    calls: list[int] = []
+
+    def run_once_broken(wait: file_lock._Wait) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("broken wait")
+        real_run(wait)
+
+    monkeypatch.setattr(file_lock._Wait, "run", run_once_broken)
+    holder = os.open(tmp_path / "forge.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(OSError, match="waiting for the write lock failed"):
+            _write(db)
+        with ThreadPoolExecutor(1) as pool:
+            attempt = pool.submit(_write, db)
+            threading.Event().wait(0.2)
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            assert attempt.result(timeout=20) == 1
+        assert len(calls) == 2
+    finally:
+        os.close(holder)
         db.dispose()

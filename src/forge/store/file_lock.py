@@ -15,7 +15,10 @@ waiter has it, and a writer that gave up closes its descriptor, so the waiter's 
 is released with the waiter's duplicate. A wait not begun when its writer gives up is
 closed by the writer (a holder stopped for hours must not pile up descriptors), and a
 forked child closes its copies of the pending ones (a copy would hold a late grant for the
-child's whole life).
+child's whole life). Forge starts its processes with fork and exec (every descriptor here
+is close-on-exec); a fork without exec while a writer of the parent waits or writes is
+not supported: the child's copy of that writer's descriptor and in-process lock would
+keep the lock.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class _Wait:
         self.error: OSError | None = None
         self.gave_up = False
         self.started = False
+        self.done = False  # the wait ended (granted or failed), set under `guard`
         self.guard = threading.Lock()
 
     def close_fd(self) -> None:
@@ -66,14 +70,24 @@ class _Wait:
             # writer's own descriptor is open, and goes with this one if the writer left.
             with self.guard:
                 self.close_fd()
+                self.done = True
             self.granted.set()
+
+    def fail(self, error: OSError) -> None:
+        """End the wait as failed (the waiter thread hit an unexpected error)."""
+        with self.guard:
+            if not self.done:
+                self.error = error
+                self.close_fd()
+                self.done = True
+        self.granted.set()
 
     def give_up(self) -> bool:
         """The writer's timeout ran out: True if the lock was granted meanwhile after all
         (the writer holds it), else the wait is abandoned (its descriptor closed here when
         the waiter has not begun it)."""
         with self.guard:
-            if self.granted.is_set() and self.error is None:
+            if self.done and self.error is None:
                 return True
             self.gave_up = True
             if not self.started:
@@ -89,7 +103,7 @@ class FlockWaiter:
     (again in a forked child, which has none of its parent's threads)."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Wait | None] | None = None
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pending: set[_Wait] = set()
@@ -97,8 +111,10 @@ class FlockWaiter:
 
     def _submit(self, wait: _Wait) -> None:
         with self._guard:
-            if self._thread is None or not self._thread.is_alive():
+            if self._queue is None:  # first use, or after close()
                 self._queue = queue.SimpleQueue()
+            if self._thread is None or not self._thread.is_alive():
+                # (a replacement serves the waits queued for the one that died)
                 thread = threading.Thread(target=self._serve, args=(self._queue,),
                                           name="db-writelock", daemon=True)
                 thread.start()  # daemon: one blocked by a stopped holder never holds up exit
@@ -110,9 +126,9 @@ class FlockWaiter:
         while (wait := waits.get()) is not None:
             try:
                 wait.run()
-            except Exception:  # the thread must go on serving the writers behind it
+            except Exception as exc:  # the thread goes on serving the writers behind it
                 log.exception("waiting for the SQLite write lock failed")
-                wait.granted.set()
+                wait.fail(OSError(f"waiting for the write lock failed: {exc!r}"))
             finally:
                 with self._guard:
                     self._pending.discard(wait)
@@ -129,7 +145,7 @@ class FlockWaiter:
         try:
             self._submit(wait)
         except BaseException:
-            wait.close_fd()
+            wait.give_up()
             raise
         if wait.granted.wait(timeout_s) and wait.error is None:
             return
@@ -143,8 +159,9 @@ class FlockWaiter:
     def close(self) -> None:
         """End the thread once the waits queued before this are done (or given up)."""
         with self._guard:
-            if self._thread is not None:
+            if self._queue is not None:
                 self._queue.put(None)
+            self._queue = None
             self._thread = None
 
     def _after_fork_in_child(self) -> None:
@@ -157,7 +174,7 @@ class FlockWaiter:
             wait.close_fd()
         self._pending = set()
         self._thread = None
-        self._queue = queue.SimpleQueue()
+        self._queue = None
 
 
 def _after_fork_in_child() -> None:
