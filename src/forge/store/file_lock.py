@@ -99,8 +99,9 @@ _WAITERS: weakref.WeakSet[FlockWaiter] = weakref.WeakSet()
 
 
 class FlockWaiter:
-    """One thread per process that waits for contended locks in turn, started on demand
-    (again in a forked child, which has none of its parent's threads)."""
+    """One thread (per database file, in each process: `forge.store.db` keeps one waiter
+    per URL) that waits for contended locks in turn, started on demand (again in a forked
+    child, which has none of its parent's threads)."""
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[_Wait | None] | None = None
