@@ -23,6 +23,27 @@ from sqlalchemy.exc import OperationalError
 from forge.store import Database, file_lock, upgrade
 
 
+def _store(tmp_path: Path) -> Database:
+    """A migrated SQLite store in `tmp_path` (its lock file beside it)."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    return Database(url)
+
+
+def _lock_soon(fd: int, failure: str) -> None:
+    """Take and drop an exclusive flock on `fd`, retrying for at most 5 s (bounded: a lock
+    let go is free within moments); AssertionError(`failure`) if it stays taken."""
+    for _ in range(500):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            threading.Event().wait(0.01)
+    else:
+        raise AssertionError(failure)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def _write(db: Database) -> int:
     with db.session() as sess:
         return int(sess.execute(text("SELECT 1")).scalar_one())
@@ -30,9 +51,7 @@ def _write(db: Database) -> int:
 
 @pytest.mark.sqlite_only  # the lock file exists for SQLite only
 def test_writer_gives_up_on_a_held_lock_file_and_resumes_after(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    db = Database(url)
+    db = _store(tmp_path)
     db.lock_timeout_s = 0.05
     holder = os.open(tmp_path / "forge.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -70,9 +89,7 @@ def test_a_waiting_writer_sleeps_until_the_lock_is_free(tmp_path: Path) -> None:
     """Waiting for another process's writer does not poll: the writer thread sleeps until
     the lock is handed over (polling every millisecond woke it ~1,000 times a second, each
     time taking the GIL from the service's event loop), and writes as soon as it is."""
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    db = Database(url)
+    db = _store(tmp_path)
     holder = os.open(tmp_path / "forge.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)
@@ -94,9 +111,7 @@ def test_a_waiting_writer_sleeps_until_the_lock_is_free(tmp_path: Path) -> None:
 def test_a_writer_that_gave_up_leaves_no_lock_behind(tmp_path: Path) -> None:
     """The lock granted late to a writer that had already given up is let go at once: other
     processes (a fresh descriptor here) can take it as soon as the old holder releases."""
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    db = Database(url)
+    db = _store(tmp_path)
     db.lock_timeout_s = 0.05
     lock_path = tmp_path / "forge.db-writelock"
     holder = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -107,15 +122,7 @@ def test_a_writer_that_gave_up_leaves_no_lock_behind(tmp_path: Path) -> None:
             with pytest.raises(OperationalError, match="database is locked"):
                 _write(db)
         fcntl.flock(holder, fcntl.LOCK_UN)
-        for _ in range(500):  # bounded: the abandoned grants are released within moments
-            try:
-                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                threading.Event().wait(0.01)
-        else:
-            raise AssertionError("a writer that gave up still holds the lock file")
-        fcntl.flock(other, fcntl.LOCK_UN)
+        _lock_soon(other, "a writer that gave up still holds the lock file")
         db.lock_timeout_s = 15.0
         assert _write(db) == 1
     finally:
@@ -138,9 +145,7 @@ def test_a_forked_child_waits_for_the_lock_on_a_thread_of_its_own(tmp_path: Path
     """The waiting thread is per process: a child forked after its parent waited for the
     lock (so the parent has that thread and the child does not) still gets the lock when it
     is free, not "database is locked" after the timeout."""
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    db = Database(url)
+    db = _store(tmp_path)
     holder = os.open(tmp_path / "forge.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
     ctx = multiprocessing.get_context("fork")
     try:
@@ -152,7 +157,7 @@ def test_a_forked_child_waits_for_the_lock_on_a_thread_of_its_own(tmp_path: Path
             assert parent.result(timeout=20) == 1
         fcntl.flock(holder, fcntl.LOCK_EX)
         ready, result = ctx.Event(), ctx.Queue()
-        child = ctx.Process(target=_write_in_child, args=(url, ready, result))
+        child = ctx.Process(target=_write_in_child, args=(db.url, ready, result))
         child.start()
         try:
             assert ready.wait(20)
@@ -175,9 +180,7 @@ def test_writers_giving_up_on_a_stopped_holder_keep_no_descriptors(tmp_path: Pat
     """A holder stopped for hours makes every write give up after the timeout; the waits
     they abandon must not each keep a descriptor until it resumes (the process would run
     out of them: reads and accepted connections would fail too)."""
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    db = Database(url)
+    db = _store(tmp_path)
     db.lock_timeout_s = 0.01
     holder = os.open(tmp_path / "forge.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -206,9 +209,7 @@ def test_a_child_forked_during_a_wait_does_not_keep_its_late_grant(tmp_path: Pat
     """A child forked while a given-up wait is still pending gets a copy of its descriptor;
     the copy is closed in the child, so the late grant does not stay held for the child's
     whole life (every writer of every process would get "database is locked")."""
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    db = Database(url)
+    db = _store(tmp_path)
     db.lock_timeout_s = 0.05
     lock_path = tmp_path / "forge.db-writelock"
     holder = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -223,15 +224,7 @@ def test_a_child_forked_during_a_wait_does_not_keep_its_late_grant(tmp_path: Pat
         fcntl.flock(holder, fcntl.LOCK_UN)  # the pending wait is granted, then let go
         db.lock_timeout_s = 5.0
         assert _write(db) == 1  # its wait queues behind the abandoned one's grant
-        for _ in range(500):  # bounded; the child lives 30 s
-            try:
-                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                threading.Event().wait(0.01)
-        else:
-            raise AssertionError("the forked child holds the write lock")
-        fcntl.flock(other, fcntl.LOCK_UN)
+        _lock_soon(other, "the forked child holds the write lock")  # it lives 30 s
     finally:
         if child is not None:
             child.kill()
@@ -246,9 +239,7 @@ def test_an_error_in_one_wait_fails_that_writer_only(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A wait that fails unexpectedly fails its own writer with an error (never a write
     believed to hold the lock), and the waiting thread goes on serving the next ones."""
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    db = Database(url)
+    db = _store(tmp_path)
     real_run = file_lock._Wait.run
     calls: list[int] = []
 

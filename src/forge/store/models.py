@@ -111,11 +111,9 @@ class QuotaSlot(Base):
     """A concurrency slot held by a live scenario; released when the scenario ends."""
 
     __tablename__ = "quota_slots"
-    # The live slots of a tenant, and only those: a spawn's limit check counts them inside
-    # the write transaction, and through the tenant index it read every slot the tenant
-    # released in the last hour too (1.4 ms a spawn at 500 released slots each, growing).
-    # The index covers the check (subject, expiry; released_at only so that SQLite sees the
-    # index as covering), so the table is not read at all.
+    # Live slots only: a spawn's limit check (inside the write transaction) read every slot
+    # the tenant released in the last hour through the tenant index. Covering (released_at
+    # so that SQLite sees it so): the check never reads the table. Migration 0010.
     __table_args__ = (
         Index("ix_quota_slots_live", "tenant_id", "subject", "expires_at", "released_at",
               sqlite_where=text("released_at IS NULL"),
