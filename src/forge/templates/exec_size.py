@@ -46,16 +46,30 @@ RESERVED_NAMES = frozenset({
 SHELL_OWN = ("PWD", "OLDPWD", "SHLVL")
 
 
-def rename_script(names: list[str]) -> str:
-    """The lab user's shell script (one exec string, so counted here) that gives an exec's,
-    terminal's or check's command exactly the host variables ``names``, read from their
-    ``FGE_`` forms, which it drops (runtime.local.execute.env_sh runs it)."""
+def _renaming(names: list[str]) -> str:
+    """The start of a lab user's shell that sets the host variables ``names`` from their
+    ``FGE_`` forms and drops those (and the shell's own variables the host does not set)."""
     own = [n for n in SHELL_OWN if n not in names]
     exports = " ".join(f'{n}="${ENV_PREFIX}{n}"' for n in names)
     staged = " ".join(ENV_PREFIX + n for n in names)
     drop = f"unset {' '.join(own)}; " if own else ""
     path = "" if "PATH" in names else "unset PATH; "
-    return f'{drop}{path}export {exports} && unset {staged} && exec "$@"'
+    return f"{drop}{path}export {exports} && unset {staged}"
+
+
+def rename_script(names: list[str]) -> str:
+    """The lab user's shell script (one exec string, so counted here) that gives an exec's,
+    terminal's or check's command exactly the host variables ``names``, read from their
+    ``FGE_`` forms, which it drops (runtime.local.execute.env_sh runs it)."""
+    return f'{_renaming(names)} && exec "$@"'
+
+
+def service_script(names: list[str]) -> str:
+    """The lab user's shell script running a host's service: the host variables ``names``
+    from their ``FGE_`` forms, as ``rename_script``, then the command taken from FG_CMD,
+    which it drops (runtime.local.bwrap_args.INIT_SH starts it; one exec string, counted
+    here, and the longer of the two)."""
+    return f'{_renaming(names)} && eval "unset {COMMAND_VAR}; ${COMMAND_VAR}"'
 
 
 def exec_size_problems(environment: Mapping[str, str],
@@ -69,10 +83,10 @@ def exec_size_problems(environment: Mapping[str, str],
                         f"and {', '.join(sorted(RESERVED_NAMES))})"))
     # with the variables every host gets (runtime.local.bwrap_args.host_env)
     names = list(dict.fromkeys([*environment, "PATH", "HOME", "LANG", "HOSTNAME", "TERM"]))
-    script = _size(rename_script(names))
+    script = _size(service_script(names))
     if script is not None and script > L.MAX_EXEC_STRING_BYTES:
         out.append(("environment", f"has too many or too long names: giving them to a "
-                    f"command takes {script} bytes in one exec string, at most "
+                    f"service takes {script} bytes in one exec string, at most "
                     f"{L.MAX_EXEC_STRING_BYTES}"))
     total = 0
     items = [(f"environment.{name}", f"{ENV_PREFIX}{name}={value}")

@@ -15,15 +15,13 @@ and root-owned files), under the default seccomp filter (see ``seccomp``).
 from __future__ import annotations
 
 import os
-import shlex
 
-from forge.runtime.local.bwrap_fds import env_options
 from forge.runtime.local.host_dirs import DATA_BINDS, LAB_ETC_FILES, HostPaths
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import READONLY_DIRS, PlannedHost
-from forge.templates.exec_size import COMMAND_VAR
+from forge.templates.exec_size import COMMAND_VAR, ENV_PREFIX, service_script
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
@@ -36,34 +34,35 @@ JOIN_SH = (
     'IFS=:; for f in $FG_CG; do echo $$ > "$f" || exit 125; done; '
     'unset FG_CG IFS; exec "$@"'
 )
-# The service's shell: takes its command from FG_CMD and drops it (so the command sees
-# exactly the host's environment), then runs it; the command is never in an argv.
-SERVICE_SH = f'eval "unset {COMMAND_VAR}; ${COMMAND_VAR}"'
-# The sandbox's first command: takes the service command from FG_CMD (set through
-# bwrap's --args descriptor, never a command line: see ``bwrap_fds``) and unsets it,
-# reports readiness on its stdout (a pipe to the runtime),
-# then sends further output to stderr (the host's service log), waits for its start line
-# on stdin (sent once the lab's network is wired and configured, so a service never
-# starts before its interfaces and addresses exist; a closed pipe without one ends the
-# sandbox), starts the service as the lab user ("$@" is the setpriv prefix, after the
-# root's ``env --default-signal`` where it has the option: it undoes the SIGINT/SIGQUIT
-# ignore the shell gives a background command, see ``service_signals``), then idles
-# holding the namespaces. The idler stays uid 0 (with bwrap's few capabilities) so the lab
-# user cannot kill it, even with ``kill -9 -1``; no-new-privs is already set by bwrap.
-# Start lines: ``go`` runs the command given at build (a fresh lab, through SERVICE_SH);
-# ``env SCRIPT`` runs SCRIPT (shell-quoted ``unset`` and ``export`` of the claiming
-# scenario's environment and command, written by the runtime: ``sandbox.env_line``) in a
-# subshell that then runs SERVICE_SH after the prefix (a warm pool lab, whose scenario is
-# known only when claimed: its values travel in the pipe, never in an argv); ``run``
-# starts nothing (a pool lab's host without a service).
+# The sandbox's first command, run as the sandbox's root with only the fixed PATH and the
+# host's environment under ``FGE_`` names (``init_options``: nothing a template chose, a
+# PATH entry or LD_PRELOAD, reaches a root step: the shell, ``setpriv``, ``sleep``). Its
+# first argument is the service's script (``exec_size.service_script``: the lab user's
+# shell that gives the variables their names and runs FG_CMD; names only, never a value);
+# it takes the service command from FG_CMD (set through bwrap's --args descriptor, never
+# a command line: see ``bwrap_fds``) and unsets it, reports readiness on its stdout (a
+# pipe to the runtime), then sends further output to stderr (the host's service log),
+# waits for its start line on stdin (sent once the lab's network is wired and configured,
+# so a service never starts before its interfaces and addresses exist; a closed pipe
+# without one ends the sandbox), starts the service as the lab user ("$@" is the setpriv
+# prefix, after the root's ``env --default-signal`` where it has the option: it undoes the
+# SIGINT/SIGQUIT ignore the shell gives a background command, see ``service_signals``),
+# then idles holding the namespaces. The idler stays uid 0 (with bwrap's few
+# capabilities) so the lab user cannot kill it, even with ``kill -9 -1``; no-new-privs is
+# already set by bwrap.
+# Start lines: ``go`` runs the command given at build (a fresh lab); ``env SCRIPT`` runs
+# SCRIPT (shell-quoted ``unset`` and ``export`` of the claiming scenario's staged
+# environment and command, and ``svc=`` its service script, written by the runtime:
+# ``sandbox.env_line``) in a subshell that then starts the service (a warm pool lab, whose
+# scenario is known only when claimed: its values travel in the pipe, never in an argv);
+# ``run`` starts nothing (a pool lab's host without a service).
 INIT_SH = (
-    f'cmd=${COMMAND_VAR}; unset {COMMAND_VAR}; '
+    f'cmd=${COMMAND_VAR}; unset {COMMAND_VAR}; svc=$1; shift; '
     'echo ready; exec 1>&2; IFS= read -r go || exit 1; exec 0</dev/null; '
     "nl='\n'; "
     'case $go in '
-    f'go) if [ -n "$cmd" ]; then {COMMAND_VAR}=$cmd "$@" /bin/sh -c {shlex.quote(SERVICE_SH)} '
-    '& fi ;; '
-    f'"env "*) (eval "${{go#env?}}" && exec "$@" /bin/sh -c {shlex.quote(SERVICE_SH)}) & ;; '
+    f'go) if [ -n "$cmd" ]; then {COMMAND_VAR}=$cmd "$@" /bin/sh -c "$svc" & fi ;; '
+    '"env "*) (eval "${go#env?}" && exec "$@" /bin/sh -c "$svc") & ;; '
     'run) ;; '
     '*) exit 1 ;; '
     'esac; exec sleep infinity'
@@ -81,6 +80,15 @@ def host_env(host: PlannedHost) -> dict[str, str]:
     }
     env.update(host.spec.environment)
     return env
+
+
+def staged_env_options(env: dict[str, str]) -> list[str]:
+    """bubblewrap options giving a root step only the fixed PATH and each of ``env`` under
+    its ``FGE_`` name, for the lab user's shell to rename (``exec_size``)."""
+    options = ["--clearenv", "--setenv", "PATH", BASE_PATH]
+    for key, value in env.items():
+        options += ["--setenv", ENV_PREFIX + key, value]
+    return options
 
 
 def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
@@ -168,12 +176,14 @@ def bwrap_argv(
         argv += ["--cap-add", f"CAP_{cap}"]
     argv += ["--seccomp", str(seccomp_fd), "--args", str(args_fd)]
     argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", "/bin/sh", "-c",
-             INIT_SH, "fg-init", *service_prefix(rootfs), *setpriv_argv(uid, host.caps)]
+             INIT_SH, "fg-init", service_script(list(host_env(host))),
+             *service_prefix(rootfs), *setpriv_argv(uid, host.caps)]
     return argv
 
 
 def init_options(host: PlannedHost) -> list[str]:
-    """The init's secret bubblewrap options, read from its ``--args`` descriptor: the
-    host's environment and the service command (FG_CMD, which INIT_SH takes and unsets;
-    it wins over a scenario variable of that name)."""
-    return [*env_options(host_env(host)), "--setenv", COMMAND_VAR, host.spec.command or ""]
+    """The init's secret bubblewrap options, read from its ``--args`` descriptor: the fixed
+    PATH, the host's environment under ``FGE_`` names and the service command (FG_CMD,
+    which INIT_SH takes and unsets)."""
+    return [*staged_env_options(host_env(host)), "--setenv", COMMAND_VAR,
+            host.spec.command or ""]

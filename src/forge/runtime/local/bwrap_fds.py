@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Mapping
 
 from forge.runtime.base import RuntimeFault
 
@@ -53,11 +52,3 @@ def options_fd(options: list[str]) -> int:
         raise RuntimeFault(f"sandbox options are {len(data)} bytes; at most "
                            f"{MAX_OPTIONS_BYTES}")
     return data_fd("forge-bwrap-args", data)
-
-
-def env_options(env: Mapping[str, str]) -> list[str]:
-    """bubblewrap options giving its command exactly the environment ``env``."""
-    options = ["--clearenv"]
-    for key, value in env.items():
-        options += ["--setenv", key, value]
-    return options

@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 
 from forge.runtime.base import ExecResult, SpecError
-from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv
+from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv, staged_env_options
 from forge.runtime.local.tools import tool
-from forge.templates.exec_size import ENV_PREFIX, rename_script
+from forge.templates.exec_size import rename_script
 
 
 def enter_argv(
@@ -57,10 +57,7 @@ def enter_options(env: dict[str, str]) -> list[str]:
     """The secret bwrap options of a learner process or check: the fixed PATH for the root
     steps, each of ``env`` under its ``FGE_`` name (``env_sh`` gives them their names as
     the lab user), /workspace as the working directory."""
-    options = ["--clearenv", "--setenv", "PATH", BASE_PATH]
-    for key, value in env.items():
-        options += ["--setenv", ENV_PREFIX + key, value]
-    return [*options, "--chdir", "/workspace"]
+    return [*staged_env_options(env), "--chdir", "/workspace"]
 
 
 def env_sh(names: list[str]) -> list[str]:

@@ -33,7 +33,7 @@ from forge.runtime.local.sandbox import NO_SERVICE_LINE, env_line, send_start
 from forge.runtime.local.seeds import write_root_seeds
 from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost
-from forge.templates.exec_size import COMMAND_VAR
+from forge.templates.exec_size import COMMAND_VAR, ENV_PREFIX, service_script
 
 MS_BIND = 4096
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -143,14 +143,16 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
 
 def service_line(host: PlannedHost, shape_env: list[str]) -> bytes:
     """The start line of ``host``'s waiting init, whose environment has the variables
-    ``shape_env`` (the pool shape's): none for a host without a service; otherwise the
-    scenario's environment in place of the shape's and the command, as FG_CMD
-    (``bwrap_args.SERVICE_SH``), all through the pipe, never on a command line."""
+    ``shape_env`` (the pool shape's, under ``FGE_`` names): none for a host without a
+    service; otherwise the scenario's environment, staged, in place of the shape's, the
+    command as FG_CMD and the service script for the scenario's names
+    (``bwrap_args.INIT_SH``), all through the pipe, never on a command line."""
     if not host.spec.command:
         return NO_SERVICE_LINE
     env = host_env(host)
-    return env_line([k for k in shape_env if k not in env],
-                    {**env, COMMAND_VAR: host.spec.command})
+    staged = {ENV_PREFIX + k: v for k, v in env.items()}
+    return env_line([ENV_PREFIX + k for k in shape_env if k not in env],
+                    {**staged, COMMAND_VAR: host.spec.command}, service_script(list(env)))
 
 
 def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> None:

@@ -214,15 +214,17 @@ def start_service(handle: InitHandle) -> None:
 NO_SERVICE_LINE = b"run\n"
 
 
-def env_line(drop: list[str], env: dict[str, str]) -> bytes:
-    """The start line making a waiting init start its service (``bwrap_args.SERVICE_SH``)
-    with its own environment less the variables ``drop`` plus ``env`` (which holds the
-    command as FG_CMD): shell-quoted assignments the init's subshell exports, so no value
-    is ever a word of a command line; a newline inside one is spelled ``"$nl"`` so the
-    whole line is read by one ``read`` (see ``bwrap_args.INIT_SH``)."""
+def env_line(drop: list[str], env: dict[str, str], service: str) -> bytes:
+    """The start line making a waiting init start its service: its own environment less
+    the variables ``drop`` plus ``env`` (the staged ``FGE_`` variables and the command as
+    FG_CMD), run by the lab user's script ``service`` (``exec_size.service_script``, as
+    ``svc``: see ``bwrap_args.INIT_SH``). Shell-quoted words the init's subshell
+    evaluates, so no value is ever a word of a command line; a newline inside one is
+    spelled ``"$nl"`` so the whole line is read by one ``read``."""
     script = "export " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
-    if drop:  # after the exports: dropping the shape's own `nl` must not empty "$nl"
+    if drop:
         script += "; unset " + " ".join(shlex.quote(k) for k in drop)
+    script += "; svc=" + shlex.quote(service)
     # A value holding a newline is single-quoted whole by shlex: close, splice, reopen.
     line = "env " + script.replace("\n", "'\"$nl\"'") + "\n"
     return line.encode("utf-8", "surrogateescape")  # as the values reach a fresh lab
