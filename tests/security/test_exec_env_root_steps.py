@@ -92,6 +92,7 @@ def test_the_command_still_gets_exactly_the_host_environment(
     ({"FGE_PATH": "x"}, "hosts[0].environment.FGE_PATH"),  # would shadow a staged value
     ({"UID": "0"}, "hosts[0].environment.UID"),  # bash will not let a script assign it
     ({"OPTIND": "x"}, "hosts[0].environment.OPTIND"),  # dash refuses it: no shell starts
+    ({"IFS": ":"}, "hosts[0].environment.IFS"),  # the service's shell would split with it
     ({"go": "run"}, "hosts[0].environment.go"),  # the init's own variable
     ({f"V{i:061d}": "" for i in range(700)}, "hosts[0].environment"),  # beyond one exec
 ])

@@ -29,7 +29,10 @@ pytestmark = pytest.mark.root
 
 HIJACK_PATH = "/workspace/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PRELOAD = "/workspace/missing-hijack.so"
-ENV = {"PATH": HIJACK_PATH, "LD_PRELOAD": PRELOAD, "TWO_LINES": "a\nb 'c' $(d)"}
+ENV = {"PATH": HIJACK_PATH, "LD_PRELOAD": PRELOAD, "TWO_LINES": "a\nb 'c' $(d)",
+       "EMPTY": "", "svc": "not the service's script"}
+# A pool shape's own variables: replaced, or dropped, when a scenario claims its lab.
+SHAPE_ENV = {"LD_PRELOAD": "/workspace/shape-hijack.so", "SHAPE_ONLY": "x"}
 # A planted program leaves a mark in /run where it can (root-owned: only the sandbox's
 # root writes there), else in /srv (the lab user's), then runs the real one.
 PLANTED = {f"/workspace/bin/{name}": (
@@ -47,7 +50,7 @@ def scenario(lab_id: str) -> LabSpec:
 
 def shape(lab_id: str) -> LabSpec:
     return LabSpec(lab_id, [SubnetSpec("lan", "10.208.0.0/24")],
-                   [HostSpec("box", networks=[("lan", None)])])
+                   [HostSpec("box", networks=[("lan", None)], environment=SHAPE_ENV)])
 
 
 @pytest.fixture

@@ -34,9 +34,10 @@ def _size(text: str) -> int | None:
 # Names a host may not set: those the runtime's own shells use (the init's script, the
 # cgroup join), and those a shell will not pass on as given (dash refuses a non-numeric
 # OPTIND; bash keeps its read-only names and replaces or drops its dynamic ones, on an
-# image whose /bin/sh is bash).
+# image whose /bin/sh is bash; the service's shell, which sets the host's variables, would
+# split the service command with a host's IFS, where a shell ignores an inherited one).
 RESERVED_NAMES = frozenset({
-    COMMAND_VAR, "FG_CG", "cmd", "go", "nl", "OPTIND",
+    COMMAND_VAR, "FG_CG", "cmd", "go", "nl", "OPTIND", "IFS",
     "UID", "EUID", "PPID", "SHELLOPTS", "BASHOPTS", "BASH_VERSINFO",
     "RANDOM", "SRANDOM", "SECONDS", "LINENO", "HISTCMD", "BASHPID", "EPOCHSECONDS",
     "EPOCHREALTIME", "BASH_SUBSHELL", "GROUPS", "FUNCNAME", "DIRSTACK", "BASH_ARGV",

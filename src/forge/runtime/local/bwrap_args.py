@@ -35,8 +35,9 @@ JOIN_SH = (
     'unset FG_CG IFS; exec "$@"'
 )
 # The sandbox's first command, run as the sandbox's root with only the fixed PATH and the
-# host's environment under ``FGE_`` names (``init_options``: nothing a template chose, a
-# PATH entry or LD_PRELOAD, reaches a root step: the shell, ``setpriv``, ``sleep``). Its
+# host's environment under ``FGE_`` names (``init_options``: no variable a template chose,
+# a PATH entry or LD_PRELOAD, reaches a root step: the shell, ``setpriv``, ``sleep``; on
+# an image host the programs on the fixed PATH are the image's, and its seeds'). Its
 # first argument is the service's script (``exec_size.service_script``: the lab user's
 # shell that gives the variables their names and runs FG_CMD; names only, never a value);
 # it takes the service command from FG_CMD (set through bwrap's --args descriptor, never

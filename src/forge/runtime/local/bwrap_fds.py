@@ -5,7 +5,8 @@ lab's environment values (flags, rendered variables) and its service command nev
 there: they reach bubblewrap as options read from a descriptor (``--args FD``: options
 separated by NUL bytes, which bwrap reads and closes before it runs anything, so the
 descriptor never reaches the sandbox). The seccomp program travels the same way
-(``--seccomp FD``, see ``seccomp``).
+(``--seccomp FD``, see ``seccomp``). The variables' names are no secret: the shells that
+give a command its environment take them on their command lines (``exec_size``).
 """
 
 from __future__ import annotations
