@@ -3,8 +3,9 @@
 For the netplus-shaped lab (3 hosts, 2 subnets, a router; the machine's userland), prints
 and records: create+destroy CPU per lab (this process and its children, getrusage,
 median), create time with 0 and with N live labs (median, ratio), a burst of concurrent
-creates (p50/p99), the teardown of N labs, and memory per live lab (MemAvailable delta)
-with this process's RSS at the largest number of live labs reached. Everything created is
+creates (p50/p99), a grading check's time with 0 and with N live labs (median, ratio),
+the teardown of N labs, and memory per live lab (MemAvailable delta) with this process's
+RSS at the largest number of live labs reached. Everything created is
 torn down at the end, also on failure.
 
     .venv/bin/python bench/scale_runtime.py [--cycles 30] [--live 200] [--burst 50]
@@ -60,6 +61,18 @@ def create_times(rt: LocalRuntime, tag: str, count: int) -> list[float]:
     return walls
 
 
+def check_times(rt: LocalRuntime, lab_id: str, count: int) -> list[float]:
+    """Wall time (s) of ``count`` sequential grading checks (``/bin/true``) in ``lab_id``."""
+    walls = []
+    for _ in range(count):
+        start = time.perf_counter()
+        result = rt.run_check(lab_id, "server", ["/bin/true"])
+        walls.append(time.perf_counter() - start)
+        if result.exit_code != 0:
+            raise SystemExit(f"a check failed: {result.stderr_text}")
+    return walls
+
+
 def fill(rt: LocalRuntime, tag: str, count: int, floor_mib: float = 2048) -> list[str]:
     """Create up to ``count`` labs 4 at a time, stopping while MemAvailable is above
     ``floor_mib``; returns the ids created."""
@@ -110,6 +123,8 @@ def main() -> int:
                detail="3 hosts, 2 subnets; this process + children (getrusage), median")
 
         at0 = median(create_times(rt, "at0", 15))
+        rt.create(lab("probe", SERVICE))  # the lab graded at 0 and at N live labs
+        check0 = median(check_times(rt, "probe", 15))
         # The burst comes before any mass teardown: the kernel frees a destroyed lab's
         # namespaces afterwards, in a worker that holds the locks a create needs.
         start = time.perf_counter()
@@ -133,6 +148,13 @@ def main() -> int:
         record("create_ratio_200", round(ratio, 2),
                detail=f"median create {at0 * 1000:.0f} ms at 0, {atn * 1000:.0f} ms at "
                       f"{len(live)} live")
+        checkn = median(check_times(rt, "probe", 15))
+        rt.destroy("probe")
+        lines.append(f"grading check at 0 live: {check0 * 1000:.1f} ms; at {len(live)} live: "
+                     f"{checkn * 1000:.1f} ms; ratio {checkn / check0:.2f}")
+        record("check_ratio_200", round(checkn / check0, 2),
+               detail=f"median /bin/true check {check0 * 1000:.0f} ms at 0, "
+                      f"{checkn * 1000:.0f} ms at {len(live)} live")
         teardown = destroy_all(rt, live)
         lines.append(f"teardown of {len(live)} labs: {teardown:.2f} s")
         record("teardown_200_s", round(teardown, 2), detail=f"{len(live)} labs, destroy_many")

@@ -189,21 +189,22 @@ def remove_snapshot(dest: str) -> None:
 
 
 def grader_argv(
-    *, netns_path: str, hostname: str, paths: HostPaths, snapshot: str, rootfs: str,
+    *, hostname: str, paths: HostPaths, snapshot: str, rootfs: str,
     uid: int, env_names: list[str], argv: list[str], seccomp_fd: int, args_fd: int,
     image: bool = False,
 ) -> list[str]:
-    """The command line of one check: join its cgroup (JOIN_SH), enter the host's
-    network namespace only, and start a fresh bubblewrap sandbox as the grader; its
-    environment (``env_names`` of it) and working directory are read from ``args_fd``
-    (``execute.enter_options``: a command line is readable by every local user; the root
-    steps never run with it, ``execute.env_sh``)."""
+    """The command line of one check: join its cgroup (JOIN_SH) and start a fresh
+    bubblewrap sandbox as the grader, from a thread already in the host's network
+    namespace (and, like a host's sandbox, in a copy of the base mount namespace holding
+    only the lab's disk: ``launch.start_in_lab``; bwrap's start costs the same at any
+    number of live labs); its environment (``env_names`` of it) and working directory
+    are read from ``args_fd`` (``execute.enter_options``: a command line is readable by
+    every local user; the root steps never run with it, ``execute.env_sh``)."""
     if argv[0].startswith("-"):  # the renaming shell's exec would take it for an option
         raise SpecError("argv[0]", "a program name must not start with '-'")
-    cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("nsenter"), f"--net={netns_path}", "--",
-           tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-           "--hostname", hostname,
-           "--new-session", "--die-with-parent", *system_args(rootfs, paths.etc_dir, image),
+    cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("bwrap"), "--unshare-pid",
+           "--unshare-ipc", "--unshare-uts", "--hostname", hostname, "--new-session",
+           "--die-with-parent", *system_args(rootfs, paths.etc_dir, image),
            "--size", str(GRADER_TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
     for tree in WRITABLE_DIRS:
         cmd += ["--ro-bind", os.path.join(snapshot, tree.lstrip("/")), tree]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import signal
 import threading
 import uuid
 from dataclasses import dataclass
@@ -25,13 +26,14 @@ from forge.runtime.base import (
     SpecError,
 )
 from forge.runtime.local import seccomp
+from forge.runtime.local.bwrap_args import SYSTEM_DIRS
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.cgroups import Cgroups, SurvivorsError
 from forge.runtime.local.execute import enter_argv, enter_options, run_captured, wrapper_env
 from forge.runtime.local.grader import grader_argv, remove_snapshot, take_snapshot
 from forge.runtime.local.host_dirs import host_paths
 from forge.runtime.local.kernel_names import Names
-from forge.runtime.local.netns import netns_path
+from forge.runtime.local.launch import start_in_lab
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
@@ -242,19 +244,27 @@ class LabAccess:
         fds = _sandbox_fds([], info.env)
         try:
             take_snapshot(paths.data_dir, snap)
+            root = merged_root(paths.data_dir) if info.image else info.rootfs
             full = grader_argv(
-                netns_path=netns_path(self.names.host_ns(lab_id, host)),
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
-                rootfs=merged_root(paths.data_dir) if info.image else info.rootfs,
-                uid=info.identity.grader, env_names=list(info.env), argv=list(argv),
-                seccomp_fd=fds[0],
-                args_fd=fds[1], image=info.image,
+                rootfs=root, uid=info.identity.grader, env_names=list(info.env),
+                argv=list(argv), seccomp_fd=fds[0], args_fd=fds[1], image=info.image,
             )
-            return run_captured(
-                full, wrapper_env(self.cgroups.procs_files(*leaf)), timeout=timeout,
-                stdin=stdin, max_output=max_output, kill_tree=lambda: self._kill_leaf(leaf),
-                pass_fds=fds,
-            )
+
+            def check() -> ExecResult:
+                # Here, in the thread start_in_lab placed, to its end: bwrap dies with
+                # the thread that started it (--die-with-parent).
+                signal.pthread_sigmask(signal.SIG_SETMASK, ())
+                return run_captured(
+                    full, wrapper_env(self.cgroups.procs_files(*leaf)), timeout=timeout,
+                    stdin=stdin, max_output=max_output,
+                    kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
+                )
+
+            needed = [os.path.join(paths.etc_dir, "passwd"), root, snap, paths.host_dir,
+                      *(os.path.join(root, d) for d in SYSTEM_DIRS)]
+            return start_in_lab(self.names.host_ns(lab_id, host),
+                                os.path.dirname(paths.data_dir), needed, check)
         finally:
             _close(fds)
             with contextlib.suppress(OSError):
