@@ -8,7 +8,8 @@ mounts, private, without ``/run/netns`` and without any lab's disk. The spawning
 clones its own lab's disk (with the image overlays mounted in it) from the machine's
 namespace (``open_tree``) and attaches the clone at the same path in its copy, so bwrap
 sees the lab's files and nothing of other labs. When the lab is destroyed its sandboxes
-die, and with them the copy and the clone. The machine's namespace is never changed.
+die, and with them the copy and the clone. A grading check's sandbox starts the same way,
+and its copy ends with it. The machine's namespace is never changed.
 """
 
 from __future__ import annotations
