@@ -37,7 +37,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("teardown_200_s", "teardown of 200 labs", "s", "9-10", "≤3"),
     # Not in the issue: a check started from the machine's mount namespace (every live
     # lab's mounts) took 5.8x at 200 live labs, 9x at 300 (measured 2026-12-02).
-    Figure("check_ratio_200", "grading check at 200 live labs / at 0", "x", "5.8", "—"),
+    Figure("check_ratio_200", "grading check at 200 live / at 0 (extra)", "x", "5.8", "—"),
     Figure("burst50_p99_s", "50 concurrent creates, p99 (no pool)", "s", "3.1-5.1", "≤1.5",
            "DOJO 2.0-8.4 s/start", 8.4),
     Figure("pool_running_p50_ms", "spawn → running from warm pool, p50 server", "ms", "≈112",

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from forge.runtime.base import RuntimeFault
-from forge.runtime.local import LocalRuntime, launch
+from forge.runtime.base import LabNotFound, RuntimeFault
+from forge.runtime.local import LocalRuntime, lab_access, launch
 from forge.runtime.local.host_dirs import HostPaths, seed_host_dir, write_identity
 from forge.runtime.local.launch import base_namespace, lab_mounts
-from forge.runtime.local.netns import create_netns, remove_netns
+from forge.runtime.local.netns import create_netns, netns_path, remove_netns
 from forge.runtime.local.reconcile import init_pid
 from forge.runtime.local.sandbox import spawn_init
 from forge.runtime.plan import plan_lab
@@ -106,6 +106,32 @@ def test_check_starts_from_a_namespace_without_other_labs_mounts(
     assert not [p for p in points if p.startswith("/run/netns")]
     assert lab_mounts(seen[0]) == [rt.names.data_root(other)]
     assert rt.names.data_root(mine) not in points
+
+
+def test_a_check_racing_teardown_is_lab_not_found_and_keeps_the_base(
+        rt: LocalRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Teardown unmounts a host's namespace before it unlinks the file: a check entering it
+    then gets EINVAL. That says the lab is going, not that the kernel refuses the base
+    namespace (which would slow every later start in the process)."""
+    monkeypatch.setattr(launch, "_unusable", False)
+    lab_id = "ln-" + secrets.token_hex(3)
+    rt.create(simple_lab(lab_id))
+    path = netns_path(rt.names.host_ns(lab_id, "box")).encode()
+    snapshot = lab_access.take_snapshot
+
+    def teardown_begins(data_dir: str, dest: str) -> object:
+        taken = snapshot(data_dir, dest)
+        assert launch._libc.umount2(path, 2) == 0  # MNT_DETACH; the file stays
+        return taken
+
+    monkeypatch.setattr(lab_access, "take_snapshot", teardown_begins)
+    try:
+        with pytest.raises(LabNotFound):
+            rt.run_check(lab_id, "box", ["/bin/true"])
+        assert launch.base_usable()
+    finally:
+        rt.destroy(lab_id)
+    assert not os.path.exists(path)
 
 
 def test_service_starts_with_default_signals(rt: LocalRuntime,

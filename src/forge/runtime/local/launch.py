@@ -53,6 +53,11 @@ class NotInBase(OSError):
     is on a file system mounted after the base was made)."""
 
 
+class NetnsGone(OSError):
+    """The lab's network namespace could not be entered: it is gone or being removed (a
+    check racing the lab's teardown)."""
+
+
 class BaseUnusable(NotInBase):
     """The kernel refuses what the base namespace needs (an old kernel without
     open_tree/move_mount, a container's seccomp policy): no lab can use it."""
@@ -156,11 +161,19 @@ def start_in_lab(netns: str, data_root: str, needed: list[str], start: Callable[
     seen = {p: _identity(p) for p in needed}
 
     def work(trim: bool) -> T:
-        fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NetnsGone(errno.ENOENT, f"network namespace {netns} is gone") from None
         try:
             if trim:
                 enter_lab_namespace(data_root, seen)
-            _check(_libc.setns(fd, CLONE_NEWNET), f"setns {netns}")
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                # Never BaseUnusable: a namespace being removed (unmounted, not yet
+                # unlinked: an empty file, EINVAL) says nothing about the base.
+                err = ctypes.get_errno()
+                kind = NetnsGone if err in (errno.EINVAL, errno.ENOENT) else OSError
+                raise kind(err, f"setns {netns}: {os.strerror(err)}")
         finally:
             os.close(fd)
         return start()
