@@ -10,11 +10,13 @@ cookie), a status poll every 50 ms with that cookie until the lab runs, then `DE
   during the labs, minus the same machine's CPU over an idle window of equal length just
   before (the platform idle), minus this bench process's own CPU (the client);
 * platform: utime+stime (with reaped children) of every process of the platform: services,
-  nats-server and the children they reaped (each sandbox's bwrap), from /proc/<pid>/stat.
+  nats-server and the children they reaped (e.g. each sandbox's bwrap, `ip`), from
+  /proc/<pid>/stat.
   Immune to other work on the machine, but blind to kernel work done outside those
   processes (a network namespace is destroyed later by a kernel worker) and to the lab's
-  own processes (killed with the lab, never reaped by a platform process: the netplus
-  lab's service, a python3 http.server, alone takes 50-80 ms of CPU to start).
+  own processes (killed with the lab and reaped inside its sandbox, almost never by a
+  platform process: the netplus lab's service, a python3 http.server, alone takes
+  30-80 ms of CPU to start listening here).
 
 Per service (spawn, orchestrator, scoreboard, nats) the platform share is printed too, so
 the cost can be attributed. Records `whole_path_cpu_ms` (the machine figure, as the issue
@@ -201,13 +203,13 @@ def main() -> int:
                       f"({machine:.1f} ms) was not usable")
         return 0
     # The rest is outside the platform's processes: the lab's own (its sandboxes' shells
-    # and idlers, and the netplus service, a python3 http.server: 50-80 ms of CPU to start
+    # and idlers, and the netplus service, a python3 http.server: 30-80 ms of CPU to start
     # listening, measured alone) and kernel work such as freeing the lab's namespaces.
     record("whole_path_cpu_ms", round(machine, 1), cpu_ms_per_op=round(platform, 1),
            detail=f"machine CPU minus idle baseline and client; platform processes "
                   f"{platform:.1f} ms/lab: {text} (ms/lab); the other "
-                  f"{machine - platform:.1f} ms/lab: the lab's own processes (netplus "
-                  f"starts a python3 http.server) and kernel work")
+                  f"{machine - platform:.1f} ms/lab: mostly the lab's own processes (netplus "
+                  f"starts a python3 http.server) and kernel work, plus any other work's noise")
     return 0
 
 

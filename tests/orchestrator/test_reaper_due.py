@@ -6,18 +6,26 @@ decisions are the same as reading every live row."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from forge.lifecycle import states
-from forge.services.orchestrator.reaper import _due
+from forge.services.orchestrator.reaper import (
+    STUCK_AFTER,
+    STUCK_GRADING,
+    STUCK_LAUNCHING,
+    _due,
+)
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import Scenario
 
 NOW = datetime.now(UTC)
+US = timedelta(microseconds=1)
 ROWS: dict[str, tuple[str, timedelta, timedelta | None]] = {
     # id: (state, updated this long ago, expires in (None: no deadline))
     "run-expired": (states.RUNNING, timedelta(minutes=30), -timedelta(seconds=1)),
@@ -32,7 +40,23 @@ ROWS: dict[str, tuple[str, timedelta, timedelta | None]] = {
     "grade-written": (states.GRADING, timedelta(seconds=5), None),
     "ended-expired": (states.DELETED, timedelta(hours=1), -timedelta(hours=1)),
     "other-node-expired": (states.RUNNING, timedelta(minutes=30), -timedelta(seconds=1)),
+    "other-node-written": (states.GRADING, timedelta(seconds=5), None),
+    "nobody-pending-stuck": (states.PENDING, timedelta(minutes=11), None),
+    # exactly at each limit: due; a microsecond short of it: not yet
+    "run-at-deadline": (states.RUNNING, timedelta(minutes=30), timedelta(0)),
+    "run-before-deadline": (states.RUNNING, timedelta(minutes=30), US),
+    "pending-at-limit": (states.PENDING, STUCK_AFTER, None),
+    "pending-short": (states.PENDING, STUCK_AFTER - US, None),
+    "launch-at-limit": (states.LAUNCHING, STUCK_LAUNCHING, None),
+    "launch-short": (states.LAUNCHING, STUCK_LAUNCHING - US, None),
+    "grade-at-limit": (states.GRADING, STUCK_GRADING, None),
+    "grade-short": (states.GRADING, STUCK_GRADING - US, None),
 }
+MINE = [("run-expired", states.RUNNING), ("pending-stuck", states.PENDING),
+        ("launch-stuck", states.LAUNCHING), ("grade-stalled", states.GRADING),
+        ("grade-written", states.GRADING), ("run-at-deadline", states.RUNNING),
+        ("pending-at-limit", states.PENDING), ("launch-at-limit", states.LAUNCHING),
+        ("grade-at-limit", states.GRADING)]
 
 
 def _add(sess: Any, sid: str, state: str, ago: timedelta, expires: timedelta | None) -> None:
@@ -41,26 +65,38 @@ def _add(sess: Any, sid: str, state: str, ago: timedelta, expires: timedelta | N
                       template_sha256="0" * 64, plan="PRO", retention_days=30, state=state,
                       created_at=NOW - ago, updated_at=NOW - ago, details={},
                       expires_at=None if expires is None else NOW + expires,
-                      node_id="n2" if sid.startswith("other-node") else "n1"))
+                      node_id=_node(sid)))
 
 
-def test_one_pass_acts_on_exactly_the_due_scenarios(db_url: str, tmp_path: Path) -> None:
+def _node(sid: str) -> str | None:
+    if sid.startswith("other-node"):
+        return "n2"
+    return None if sid.startswith("nobody") else "n1"
+
+
+@pytest.mark.parametrize("leader", [True, False])
+def test_one_pass_acts_on_exactly_the_due_scenarios(db_url: str, tmp_path: Path,
+                                                     leader: bool) -> None:
+    """This node's due labs; a row of no node (a queued spawn) only on the lease holder;
+    another node's never (its completion file here or not). ``now`` in any zone."""
     upgrade(db_url)
     db = Database(db_url)
     try:
         with db.session() as sess:
             for sid, (state, ago, expires) in ROWS.items():
                 _add(sess, sid, state, ago, expires)
-        written = tmp_path / "scenarios" / "grade-written"
-        written.mkdir(parents=True)
-        (written / "completion.json").write_text("{}")
-        node = SimpleNamespace(node_id="n1", leader=True)
+        for sid in ("grade-written", "other-node-written"):
+            written = tmp_path / "scenarios" / sid
+            written.mkdir(parents=True)
+            (written / "completion.json").write_text("{}")
+        node = SimpleNamespace(node_id="n1", leader=leader)
         reaper = SimpleNamespace(ctx=SimpleNamespace(db=db), node=node,
                                  settings=SimpleNamespace(storage_root=tmp_path))
         due = _due(reaper, NOW)  # type: ignore[arg-type]
+        india = NOW.astimezone(timezone(timedelta(hours=5, minutes=30)))
+        elsewhere = _due(reaper, india)  # type: ignore[arg-type]
     finally:
         db.dispose()
-    assert sorted(due) == sorted([
-        ("run-expired", states.RUNNING), ("pending-stuck", states.PENDING),
-        ("launch-stuck", states.LAUNCHING), ("grade-stalled", states.GRADING),
-        ("grade-written", states.GRADING)])
+    expected = MINE + ([("nobody-pending-stuck", states.PENDING)] if leader else [])
+    assert sorted(due) == sorted(expected)
+    assert sorted(elsewhere) == sorted(expected)

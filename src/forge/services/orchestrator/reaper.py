@@ -40,9 +40,10 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
     """(scenario_id, state) of every scenario the reaper must act on now.
 
     The store returns only rows that may be due (a class's running labs before their
-    deadline are not read at all: reading and checking all of them every pass cost 11.6 ms
-    of CPU per pass at 1,000 live labs); grading rows are all read, their completion file
-    decides."""
+    deadline never reach Python: loading and checking all of them every pass cost 11.6 ms
+    of CPU per pass at 1,000 live labs); grading rows are all returned, their completion
+    file decides. ``now`` is compared in UTC (SQLite keeps times as naive UTC text)."""
+    now = now.astimezone(UTC)
     with state.ctx.db.read() as sess:
         rows = sess.execute(
             select(Scenario.scenario_id, Scenario.state, Scenario.updated_at,
