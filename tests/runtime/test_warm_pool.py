@@ -255,3 +255,25 @@ def test_shape_and_pressure_rules() -> None:
     assert pressed(MemoryReading(4096, 25.0), 512, 10.0)
     assert not pressed(MemoryReading(4096, 0.5), 512, 10.0)
     assert read_memory().available_mb > 0
+
+
+def test_a_pool_fills_at_once_on_a_machine_just_booted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monotonic clock counts from boot: the pool's "no claim yet" and "no miss yet"
+    must not read as a claim and a miss at time 0, or a long settle or quiet time (here an
+    hour, 5 s after boot) would hold the first fill back for the rest of that time."""
+    real = time.monotonic
+    offset = real() - 5.0
+    monkeypatch.setattr(time, "monotonic", lambda: real() - offset)
+    rt = LocalRuntime(str(tmp_path), prefix="w" + secrets.token_hex(2))
+    try:
+        rt.warm({"two": (lab("x", subnet="10.204.0.0/24"), 1)}, quiet_s=3600, poll_s=0.1,
+                settle_s=3600)
+        until(lambda: rt.warm_pool is not None
+              and rt.warm_pool.status()["two"]["ready"] == 1, "the pool never filled")
+    finally:
+        rt.warm({})
+        for info in rt.list():
+            rt.destroy(info.lab_id)
+        rt.close()
+    assert leftovers(rt.names.prefix, str(tmp_path)) == []

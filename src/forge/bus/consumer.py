@@ -132,7 +132,7 @@ class DurableConsumer:
         self._park_s = min(PARK_S, ack_wait / 3)
         self._consumer_ready = False
         self._ensure_lock = asyncio.Lock()
-        self._info_at = 0.0
+        self._info_at = float("-inf")  # never (monotonic time starts near 0 at boot)
         self._restarts = 0
         self._reconnects_before = 0
         self._pending: int | None = None

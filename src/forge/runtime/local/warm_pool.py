@@ -90,8 +90,8 @@ class WarmPool:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_miss = 0.0
-        self._last_claim = 0.0
+        self._last_miss = float("-inf")  # never: nothing holds the first fill back
+        self._last_claim = float("-inf")  # (monotonic time starts near 0 at boot)
         self._old_names: list[str] = []  # namespace names claimed labs no longer use
         self._retry: dict[str, tuple[int, float]] = {}  # pool -> (failures, next try)
         self._generation = 0  # configure() count: a build started before it is not judged
