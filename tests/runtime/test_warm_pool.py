@@ -8,13 +8,14 @@ import dataclasses
 import secrets
 import signal
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from forge.runtime.base import HostSpec, LabSpec, SpecError, SubnetSpec
-from forge.runtime.local import LocalRuntime
+from forge.runtime.local import LocalRuntime, warm_pool
 from forge.runtime.warm import MemoryReading, pool_shape, pressed, read_memory, shape_key
 from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES
 from tests.runtime.helpers import leftovers
@@ -264,7 +265,10 @@ def test_a_pool_fills_at_once_on_a_machine_just_booted(
     hour, 5 s after boot) would hold the first fill back for the rest of that time."""
     real = time.monotonic
     offset = real() - 5.0
-    monkeypatch.setattr(time, "monotonic", lambda: real() - offset)
+    # The pool's own clock only (a process-wide patch would move every other clock of this
+    # test process, asyncio loops' included).
+    clock = types.SimpleNamespace(monotonic=lambda: real() - offset)
+    monkeypatch.setattr(warm_pool, "time", clock)
     rt = LocalRuntime(str(tmp_path), prefix="w" + secrets.token_hex(2))
     try:
         rt.warm({"two": (lab("x", subnet="10.204.0.0/24"), 1)}, quiet_s=3600, poll_s=0.1,

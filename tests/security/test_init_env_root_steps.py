@@ -104,7 +104,12 @@ def _assert_no_root_step_was_the_lab_s(rt: LocalRuntime, lab_id: str) -> None:
     # The init (now `sleep`, as root) holds the fixed PATH and only staged names (the
     # shell's own PWD aside; a pool lab's, the shape's); no
     # root process of the lab holds a variable of the host's under its own name.
+    end = time.monotonic() + 30  # the init starts the service, then becomes `sleep`
     roots = _root_processes(rt, lab_id)
+    while "sleep" not in [comm for comm, _env in roots]:
+        assert time.monotonic() < end, "the init never became sleep"
+        time.sleep(0.05)
+        roots = _root_processes(rt, lab_id)
     (init_env,) = [env for comm, env in roots if comm == "sleep"]
     assert init_env["PATH"] == BASE_PATH
     assert {k for k in init_env if not k.startswith("FGE_")} <= {"PATH", "PWD"}, init_env

@@ -17,9 +17,9 @@ from forge.templates import dsl_limits as L
 
 # The variable the runtime hands a host's service command in (counted with the command).
 COMMAND_VAR = "FG_CMD"
-# The prefix each environment variable carries on its way to an exec's, terminal's or
-# check's command (the root steps before it never see the host's own names): counted,
-# as the longest form a value travels in.
+# The prefix each environment variable carries on its way to a service's, exec's,
+# terminal's or check's command (the root steps before it, a host's init among them,
+# never see the host's own names): counted, as the longest form a value travels in.
 ENV_PREFIX = "FGE_"
 
 

@@ -33,7 +33,7 @@ from forge.runtime.local.execute import enter_argv, enter_options, run_captured,
 from forge.runtime.local.grader import grader_argv, remove_snapshot, take_snapshot
 from forge.runtime.local.host_dirs import host_paths
 from forge.runtime.local.kernel_names import Names
-from forge.runtime.local.launch import NetnsGone, start_in_lab
+from forge.runtime.local.launch import LabGone, start_in_lab
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
@@ -266,7 +266,7 @@ class LabAccess:
             try:
                 return start_in_lab(self.names.host_ns(lab_id, host),
                                     os.path.dirname(paths.data_dir), needed, check)
-            except NetnsGone:  # the lab is being torn down under the check
+            except LabGone:  # the lab is being torn down under the check
                 raise LabNotFound(f"host {host} of lab {lab_id} is not running") from None
         finally:
             _close(fds)

@@ -53,9 +53,9 @@ class NotInBase(OSError):
     is on a file system mounted after the base was made)."""
 
 
-class NetnsGone(OSError):
-    """The lab's network namespace could not be entered: it is gone or being removed (a
-    check racing the lab's teardown)."""
+class LabGone(OSError):
+    """The lab's network namespace or disk could not be entered: it is gone or being
+    removed (a check racing the lab's teardown)."""
 
 
 class BaseUnusable(NotInBase):
@@ -135,6 +135,8 @@ def enter_lab_namespace(data_root: str, needed: dict[str, tuple[int, int] | None
     base = base_namespace()
     tree = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, data_root.encode(),
                          OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC)
+    if tree < 0 and ctypes.get_errno() == errno.ENOENT:  # torn down meanwhile
+        raise LabGone(errno.ENOENT, f"lab disk {data_root} is gone")
     _check(tree, f"clone lab disk {data_root}")
     try:
         _check(_libc.unshare(CLONE_FS), "unshare fs")
@@ -164,7 +166,7 @@ def start_in_lab(netns: str, data_root: str, needed: list[str], start: Callable[
         try:
             fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise NetnsGone(errno.ENOENT, f"network namespace {netns} is gone") from None
+            raise LabGone(errno.ENOENT, f"network namespace {netns} is gone") from None
         try:
             if trim:
                 enter_lab_namespace(data_root, seen)
@@ -172,7 +174,7 @@ def start_in_lab(netns: str, data_root: str, needed: list[str], start: Callable[
                 # Never BaseUnusable: a namespace being removed (unmounted, not yet
                 # unlinked: an empty file, EINVAL) says nothing about the base.
                 err = ctypes.get_errno()
-                kind = NetnsGone if err in (errno.EINVAL, errno.ENOENT) else OSError
+                kind = LabGone if err in (errno.EINVAL, errno.ENOENT) else OSError
                 raise kind(err, f"setns {netns}: {os.strerror(err)}")
         finally:
             os.close(fd)
