@@ -92,6 +92,13 @@ def staged_env_options(env: dict[str, str]) -> list[str]:
     return options
 
 
+def start_paths(etc_dir: str, root: str) -> list[str]:
+    """Paths a sandbox's bwrap reads from the mount namespace it starts in (the lab's
+    identity files, its root's system dirs): ``launch.start_in_lab`` checks them there."""
+    return [os.path.join(etc_dir, "passwd"), root,
+            *(os.path.join(root, d) for d in SYSTEM_DIRS)]
+
+
 def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
     """``setpriv`` switching to the lab user with only ``caps`` (ambient, so they survive
     exec as a non-root user), no-new-privs and a bounding set of just ``caps``."""

@@ -26,7 +26,7 @@ from forge.runtime.base import (
     SpecError,
 )
 from forge.runtime.local import seccomp
-from forge.runtime.local.bwrap_args import SYSTEM_DIRS
+from forge.runtime.local.bwrap_args import start_paths
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.cgroups import Cgroups, SurvivorsError
 from forge.runtime.local.execute import enter_argv, enter_options, run_captured, wrapper_env
@@ -261,8 +261,7 @@ class LabAccess:
                     kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
                 )
 
-            needed = [os.path.join(paths.etc_dir, "passwd"), root, snap, paths.host_dir,
-                      *(os.path.join(root, d) for d in SYSTEM_DIRS)]
+            needed = [*start_paths(paths.etc_dir, root), snap, paths.host_dir]
             try:
                 return start_in_lab(self.names.host_ns(lab_id, host),
                                     os.path.dirname(paths.data_dir), needed, check)

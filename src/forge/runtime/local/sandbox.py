@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
-from forge.runtime.local.bwrap_args import BASE_PATH, SYSTEM_DIRS, bwrap_argv, init_options
+from forge.runtime.local.bwrap_args import BASE_PATH, bwrap_argv, init_options, start_paths
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.host_dirs import HostPaths
 from forge.runtime.local.launch import start_in_lab
@@ -86,8 +86,7 @@ def spawn_init(
             argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, args_fd,
                               image, info_fd=info_w, block_fd=block_r)
             root = merged_root(paths.data_dir) if image else rootfs
-            needed = [os.path.join(paths.etc_dir, "passwd"), root,
-                      *(os.path.join(root, d) for d in SYSTEM_DIRS)]
+            needed = start_paths(paths.etc_dir, root)
             proc = start_in_lab(
                 netns, os.path.dirname(paths.data_dir), needed,
                 lambda: _popen(argv, go_r, ready_w, log.fileno(),
