@@ -11,9 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from nats import connect as nats_connect
 
-from forge.bus import NatsServer
+from forge.bus import NatsServer, object_buckets
 from forge.bus.connection import BusConnection
+from forge.bus.errors import BusUnavailable
 from forge.bus.object_buckets import put_object
 from forge.bus.permissions import ARTIFACT_BUCKET
 from forge.evidence.artifacts import Artifacts, ResultConflict
@@ -50,4 +52,32 @@ async def test_results_in_the_object_store_are_written_once_and_read_back(
         rows = await asyncio.to_thread(ScoreIndex(store).rows)
         assert [r.scenario_id for r in rows] == [SCENARIO_ID]  # not the partial one
     finally:
+        await conn.close()
+
+
+async def test_a_read_whose_chunks_never_come_answers_retry_and_leaves_no_subscription(
+        nats: NatsServer, artifacts: Artifacts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream failing over can leave a read's ordered consumer silent. The read then
+    says BusUnavailable (the scoreboard's 503 + Retry-After) within the stall bound rather
+    than holding the request for the whole call deadline, and removes its subscription.
+    Shown here by purging the chunks of a stored score.json while its info stays."""
+    monkeypatch.setattr(object_buckets, "CHUNK_STALL_S", 0.5)
+    conn = BusConnection(nats.url, "test-artifacts", credentials=nats.credentials("scoreboard"))
+    admin = await nats_connect(nats.admin_url)
+    assert await conn.start(wait=5.0)
+    store = ObjectStoreArtifactStore(conn)
+    store.bind(asyncio.get_running_loop())
+    try:
+        await asyncio.to_thread(store.write, artifacts)
+        js = admin.jetstream()
+        info = await (await js.object_store(ARTIFACT_BUCKET)).get_info(
+            f"{SCENARIO_ID}/score.json")
+        subs_before = len(conn.client()._subs)
+        await js.purge_stream(f"OBJ_{ARTIFACT_BUCKET}",
+                              subject=f"$O.{ARTIFACT_BUCKET}.C.{info.nuid}")
+        with pytest.raises(BusUnavailable):
+            await asyncio.wait_for(asyncio.to_thread(store.read, SCENARIO_ID), 20)
+        assert len(conn.client()._subs) == subs_before
+    finally:
+        await admin.close()
         await conn.close()

@@ -10,6 +10,7 @@ so a huge object cannot exhaust the reader's memory.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import weakref
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
-from nats.js.object_store import ObjectStore
+from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, ObjectStore
 
 from forge.bus.errors import BusError, BusUnavailable
 from forge.bus.replication import ensure_object_store
@@ -87,11 +88,20 @@ async def put_object(js: JetStreamContext, bucket: str, name: str, data: bytes, 
         raise BusUnavailable(f"cannot store {name} in {bucket}: {exc}") from exc
 
 
-async def get_object(js: JetStreamContext, bucket: str, name: str, *, max_bytes: int) -> bytes:
-    """The bytes of `name` (at most `max_bytes`, checked before downloading).
+# A read gives up when no chunk arrives for this long (a stream leader failing over can
+# leave an ordered consumer silent for good): the caller answers 503 and retries instead of
+# holding a request, or a scoring thread, for the whole call deadline.
+CHUNK_STALL_S = 5.0
 
-    ObjectMissing / ObjectTooLarge say what is wrong with the object; bus faults raise
-    BusUnavailable (retry)."""
+
+async def get_object(js: JetStreamContext, bucket: str, name: str, *, max_bytes: int) -> bytes:
+    """The bytes of `name` (at most `max_bytes`, checked before downloading), their size and
+    digest checked against the object's info.
+
+    ObjectMissing / ObjectTooLarge say what is wrong with the object; bus faults, a read
+    that stalls for CHUNK_STALL_S or ends short raise BusUnavailable (retry). The chunks are
+    read here, not by `ObjectStore.get`, whose loop waits for the next chunk without end and
+    whose subscription outlives a cancelled read."""
     try:
         store = await _bucket(js, bucket)
         try:
@@ -100,15 +110,38 @@ async def get_object(js: JetStreamContext, bucket: str, name: str, *, max_bytes:
             raise ObjectMissing(f"object {name} is not in {bucket}") from None
         if info.size is None or info.size > max_bytes:
             raise ObjectTooLarge(f"object {name} is {info.size} bytes, above {max_bytes}")
-        result = await store.get(name)
+        if info.is_link() or not info.nuid:
+            raise ObjectMissing(f"object {name} in {bucket} is a link or has no chunks")
+        data = b"" if info.size == 0 else await _chunks(js, bucket, info.nuid, info.size)
     except BusError:
         raise
     except (NatsError, OSError, TimeoutError) as exc:
         raise BusUnavailable(f"cannot read {name} from {bucket}: {exc}") from exc
-    data = bytes(result.data or b"")
-    if len(data) > max_bytes:
-        raise ObjectTooLarge(f"object {name} grew above {max_bytes} bytes while reading")
+    if len(data) != info.size or _digest(data).upper() != (info.digest or "").upper():
+        raise BusUnavailable(f"object {name} in {bucket} read back {len(data)} bytes not "
+                             f"matching its info ({info.size} bytes); retry")
     return data
+
+
+async def _chunks(js: JetStreamContext, bucket: str, nuid: str, size: int) -> bytes:
+    """The object's chunks in order, through an ordered consumer that is always removed."""
+    sub = await js.subscribe(OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=nuid),
+                             ordered_consumer=True)
+    parts: list[bytes] = []
+    got = 0
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=CHUNK_STALL_S)
+            parts.append(msg.data)
+            got += len(msg.data)
+            if got > size:
+                break  # more than the info says: the caller's size check refuses it
+            if msg.metadata.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(NatsError, OSError, TimeoutError):
+            await sub.unsubscribe()
+    return b"".join(parts)
 
 
 async def object_exists(js: JetStreamContext, bucket: str, name: str) -> bool:
