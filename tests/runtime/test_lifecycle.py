@@ -6,8 +6,9 @@ import contextlib
 import os
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def three_host_lab(lab_id: str) -> LabSpec:
 
 class Boom(Exception):
     pass
+
+
+def _until(ready: Callable[[], bool], seconds: float) -> None:
+    """Poll ``ready`` every 50 ms for at most ``seconds``; fail if it never held."""
+    end = time.monotonic() + seconds
+    while not ready():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.05)
 
 
 @pytest.fixture()
@@ -70,6 +79,76 @@ def test_create_is_atomic_on_injected_failure(own: tuple[str, str], stage: str) 
     ok.destroy("atomic-1")
     rt.close()
     ok.close()
+
+
+def test_fresh_builds_beyond_the_slots_wait_and_a_failed_build_frees_its_slot(
+        own: tuple[str, str]) -> None:
+    """With two build slots, a third and fourth create wait while two builds are under
+    way (held here at their first stage); when one of those fails, its slot serves the
+    two waiting creates while the other build is still held; all end as they should."""
+    prefix, state = own
+    lock = threading.Lock()
+    inside: list[str] = []
+    entered: list[str] = []
+    peak = [0]
+    hold = {"slot-0": threading.Event(), "slot-1": threading.Event()}
+
+    def fault(at: str) -> None:
+        me = threading.current_thread().name
+        if at == "lab":
+            with lock:
+                inside.append(me)
+                entered.append(me)
+                peak[0] = max(peak[0], len(inside))
+            if me in hold:
+                assert hold[me].wait(120)
+                if me == "slot-0":
+                    with lock:
+                        inside.remove(me)
+                    raise Boom(me)
+        elif at == "ready":
+            with lock:
+                inside.remove(me)
+
+    with pytest.raises(ValueError, match="build_slots"):
+        LocalRuntime(state, prefix=prefix, build_slots=0)
+    rt = LocalRuntime(state, prefix=prefix, fault_hook=fault, build_slots=2)
+    results: dict[str, object] = {}
+
+    def create(n: int) -> None:
+        threading.current_thread().name = f"slot-{n}"
+        try:
+            results[f"slot-{n}"] = rt.create(simple_lab(f"slot-{n}")).state
+        except Boom as exc:
+            results[f"slot-{n}"] = exc
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(4)]
+    try:
+        for t in threads[:2]:
+            t.start()
+        _until(lambda: len(entered) == 2, 30)
+        for t in threads[2:]:
+            t.start()
+        time.sleep(1.0)  # long enough for a create that did not wait to reach its build
+        assert sorted(entered) == ["slot-0", "slot-1"]
+        hold["slot-0"].set()  # fails: its slot serves the waiting creates, one by one
+        _until(lambda: len(results) == 3, 60)
+        assert "slot-1" not in results and peak[0] == 2
+        hold["slot-1"].set()
+        for t in threads:
+            t.join(120)
+        assert isinstance(results.pop("slot-0"), Boom)
+        assert results == {"slot-1": "running", "slot-2": "running", "slot-3": "running"}
+        assert peak[0] == 2
+        assert sorted(i.lab_id for i in rt.list()) == ["slot-1", "slot-2", "slot-3"]
+    finally:
+        for event in hold.values():
+            event.set()
+        for t in threads:
+            t.join(120)
+        for info in rt.list():
+            rt.destroy(info.lab_id)
+        rt.close()
 
 
 def test_create_rolls_back_when_a_sandbox_cannot_start(

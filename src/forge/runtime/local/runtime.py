@@ -68,7 +68,12 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
     approved egress allowlists; ``egress_netns`` is where gateway uplinks land (None: the
     machine's namespace); ``uid_range`` (first uid, count) is where each lab's own pair
     of uids (its ``learner`` and its grader) is claimed, machine-wide through
-    ``uid_claims_dir``; ``fault_hook(stage)`` is a test seam called at each create stage.
+    ``uid_claims_dir``; ``fault_hook(stage)`` is a test seam called at each create stage;
+    ``build_slots`` is how many fresh labs are built at once (default: one per core, at
+    least 2; a pooled claim needs none): the rest wait their turn. A build is mostly
+    kernel work under machine-wide locks (RTNL, the mount lock) and Python under the GIL,
+    so 50 built at once each cost 64-68 ms of machine CPU and all ended after 1.8-1.9 s;
+    two at a time, 49-50 ms each, half of them running after 0.8 s and the last at 1.5 s.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         uid_claims_dir: str = DEFAULT_CLAIMS_DIR,
         resolve_image: Callable[[str], str] | None = None,
         default_image: str | None = None,
+        build_slots: int | None = None,
     ) -> None:
         self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
         self.rootfs = rootfs
@@ -107,6 +113,10 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forge-lab",
                                         initializer=thread_unniced)
         self._lock = threading.Lock()
+        slots = build_slots if build_slots is not None else max(2, os.cpu_count() or 2)
+        if slots < 1:
+            raise ValueError(f"build_slots must be at least 1, not {slots}")
+        self._build_slots = threading.BoundedSemaphore(slots)
         self._busy: set[str] = set()
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._held_go: dict[str, dict[str, int]] = {}  # warm pool lab -> host -> go pipe
@@ -164,7 +174,8 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             raise LabExists(f"lab {lab_id} already exists") from None
         try:
             if self.warm_pool is None or not self.warm_pool.claim(plan, roots):
-                self._build(plan, roots)
+                with self._build_slots:
+                    self._build(plan, roots)
         except BaseException:
             with contextlib.suppress(Exception):
                 self._teardown(lab_id)
