@@ -69,6 +69,10 @@ def test_sandbox_starts_from_a_namespace_without_other_labs_mounts(
     assert not [p for p in points if p.startswith("/run/netns")]
     assert lab_mounts(text) == [rt.names.data_root(other)]
     assert rt.names.data_root(mine) not in points
+    # Nor the kernel's own file systems bwrap never reads: /sys (the sandbox joins its
+    # cgroups from outside) and what is mounted below /proc and /dev.
+    assert not [p for p in points if p == "/sys" or p.startswith(("/sys/", "/proc/", "/dev/"))]
+    assert "/proc" in points and "/dev" in points
     # The machine's namespace is unchanged: it still holds both disks and the namespaces.
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
         machine = fh.read()
@@ -106,6 +110,10 @@ def test_check_starts_from_a_namespace_without_other_labs_mounts(
     assert not [p for p in points if p.startswith("/run/netns")]
     assert lab_mounts(seen[0]) == [rt.names.data_root(other)]
     assert rt.names.data_root(mine) not in points
+    # A check joins its cgroup by path before bwrap starts: its base keeps /sys.
+    assert not [p for p in points if p.startswith(("/proc/", "/dev/"))]
+    assert [p for p in points if p.startswith("/sys")] == \
+        [p for p in _machine_points() if p.startswith("/sys")]
 
 
 def test_a_check_racing_teardown_is_lab_not_found_and_keeps_the_base(
@@ -186,6 +194,25 @@ def test_destroy_many_leaves_nothing(rt: LocalRuntime, prefix: str) -> None:
         mounts = fh.read()
     assert not [i for i in ids if i in mounts]
     assert not uids & set(rt.uids.claimed())
+
+
+def _machine_points() -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        return [line.split()[4] for line in fh.read().splitlines()]
+
+
+def test_system_mounts_are_those_below_proc_and_dev_and_sys_unless_kept() -> None:
+    """Which mounts a base leaves out besides the labs': /proc and /dev themselves stay
+    (bwrap binds device nodes from /dev), a path merely starting with /sys stays."""
+    lines = [f"{n} 1 0:{n} / {p} rw - fs x rw" for n, p in enumerate(
+        ["/", "/proc", "/proc/sys/fs/binfmt_misc", "/dev", "/dev/pts", "/dev/shm", "/sys",
+         "/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sysroot", "/srv/dev/x"])]
+    data = "\n".join(lines).encode()
+    assert launch.system_mounts(data, keep_sys=True) == [
+        "/proc/sys/fs/binfmt_misc", "/dev/pts", "/dev/shm"]
+    assert launch.system_mounts(data, keep_sys=False) == [
+        "/proc/sys/fs/binfmt_misc", "/dev/pts", "/dev/shm", "/sys", "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory"]
 
 
 def test_lab_mounts_keeps_non_ascii_paths() -> None:

@@ -264,7 +264,8 @@ class LabAccess:
             needed = [*start_paths(paths.etc_dir, root), snap, paths.host_dir]
             try:
                 return start_in_lab(self.names.host_ns(lab_id, host),
-                                    os.path.dirname(paths.data_dir), needed, check)
+                                    os.path.dirname(paths.data_dir), needed, check,
+                                    keep_sys=True)  # JOIN_SH writes cgroup.procs by path
             except LabGone:  # the lab is being torn down under the check
                 raise LabNotFound(f"host {host} of lab {lab_id} is not running") from None
         finally:

@@ -4,7 +4,14 @@ bubblewrap reads ``/proc/self/mountinfo`` for each of its ~30 binds, so starting
 in the machine's mount namespace cost more with every live lab (each adds four
 ``/run/netns`` mounts and a lab disk): 5.9 ms at 0 live labs, 22 ms at 100. A sandbox now
 starts from a fresh copy of one *base* namespace, made once per process: the machine's
-mounts, private, without ``/run/netns`` and without any lab's disk. The spawning thread
+mounts, private, without ``/run/netns``, without any lab's disk and without the mounts
+below ``/proc`` and ``/dev`` (bwrap mounts its own). A host's base also leaves out
+``/sys`` (11 of the 20 mounts here are cgroup file systems, read by bwrap at each bind):
+the runtime moves a host's sandbox into its cgroups from outside, while a check joins
+its cgroup by path before bwrap starts (``JOIN_SH``), so the checks' base keeps it.
+A burst of 50 creates took 48-49 ms of machine CPU per lab with the machine's mounts
+and 43-47 ms without them; on a machine with more mounts, the gap grows. The spawning
+thread
 clones its own lab's disk (with the image overlays mounted in it) from the machine's
 namespace (``open_tree``) and attaches the clone at the same path in its copy, so bwrap
 sees the lab's files and nothing of other labs. When the lab is destroyed its sandboxes
@@ -40,7 +47,7 @@ LAB_SOURCES = ("forge-lab", "forge-root")  # the lab disk's and image overlays' 
 log = logging.getLogger("forge.runtime.launch")
 _libc = ctypes.CDLL(None, use_errno=True)
 _lock = threading.Lock()
-_base_fd = -1
+_base_fds: dict[bool, int] = {}  # with /sys (for checks) or without (for hosts) -> fd
 
 
 _unusable = False  # set once the kernel refused the base (ENOSYS, EPERM): not retried
@@ -89,27 +96,43 @@ def lab_mounts(mountinfo: str | bytes) -> list[str]:
     return sorted(points, key=len, reverse=True)
 
 
-def _make_base() -> int:
-    """In a throw-away thread: a private copy of the machine's mounts minus /run/netns
-    and every lab mount; returns an fd holding it."""
+def system_mounts(mountinfo: bytes, keep_sys: bool) -> list[str]:
+    """Mount points below ``/proc`` and ``/dev``, and ``/sys`` with everything below it
+    unless ``keep_sys``: what no sandbox start reads."""
+    points = []
+    for line in mountinfo.splitlines():
+        fields = line.split(b" - ", 1)[0].split()
+        if len(fields) < 5:
+            continue
+        point = unescape_mount_point(fields[4])
+        if point.startswith(("/proc/", "/dev/")) or (
+                not keep_sys and (point == "/sys" or point.startswith("/sys/"))):
+            points.append(point)
+    return points
+
+
+def _make_base(keep_sys: bool) -> int:
+    """In a throw-away thread: a private copy of the machine's mounts minus /run/netns,
+    every lab mount and the system mounts (``system_mounts``); returns an fd holding it."""
     _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
     # Private first, so the unmounts below never reach the machine's namespace.
     _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
     with open("/proc/thread-self/mountinfo", "rb") as fh:
-        points = [NETNS_DIR, *lab_mounts(fh.read())]
-    for point in points:
+        data = fh.read()
+    points = [NETNS_DIR, *lab_mounts(data), *system_mounts(data, keep_sys)]
+    for point in sorted(points, key=len, reverse=True):
         _libc.umount2(os.fsencode(point), MNT_DETACH)  # a parent's detach may have taken it
     return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
 
 
-def base_namespace() -> int:
-    """The fd of the process's base mount namespace, made on first use."""
-    global _base_fd
+def base_namespace(keep_sys: bool = False) -> int:
+    """The fd of the process's base mount namespace for hosts (or, ``keep_sys``, for
+    checks), made on first use."""
     with _lock:
-        if _base_fd < 0:
+        if keep_sys not in _base_fds:
             ensure_rundir()  # /run/netns must be a mount point to be left out
-            _base_fd = in_thread(_make_base)
-        return _base_fd
+            _base_fds[keep_sys] = in_thread(lambda: _make_base(keep_sys))
+        return _base_fds[keep_sys]
 
 
 def base_usable() -> bool:
@@ -126,13 +149,15 @@ def _identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def enter_lab_namespace(data_root: str, needed: dict[str, tuple[int, int] | None]) -> None:
+def enter_lab_namespace(data_root: str, needed: dict[str, tuple[int, int] | None],
+                        keep_sys: bool = False) -> None:
     """Move the calling thread (one about to start a sandbox, then discarded) into a fresh
-    copy of the base namespace holding only the lab's own disk at ``data_root``; raises
+    copy of a base namespace (``base_namespace(keep_sys)``) holding only the lab's own
+    disk at ``data_root``; raises
     ``NotInBase`` when a ``needed`` path is not the same file there as on the machine
     (device and inode: a file system mounted after the base was made shows its mount
     point's empty directory in the base)."""
-    base = base_namespace()
+    base = base_namespace(keep_sys)
     tree = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, data_root.encode(),
                          OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC)
     if tree < 0 and ctypes.get_errno() == errno.ENOENT:  # torn down meanwhile
@@ -154,11 +179,13 @@ def enter_lab_namespace(data_root: str, needed: dict[str, tuple[int, int] | None
             raise NotInBase(f"{path} is not the machine's in the base mount namespace")
 
 
-def start_in_lab(netns: str, data_root: str, needed: list[str], start: Callable[[], T]) -> T:
+def start_in_lab(netns: str, data_root: str, needed: list[str], start: Callable[[], T],
+                 keep_sys: bool = False) -> T:
     """Run ``start()`` (which starts a sandbox) in a thread inside network namespace
-    ``netns`` and a copy of the base mount namespace holding the lab's disk; when the lab
-    cannot be placed there (``NotInBase``: a ``needed`` path differs there, or the kernel
-    refuses the base, which is then not tried again), in the machine's mount namespace."""
+    ``netns`` and a copy of a base mount namespace (with ``/sys`` when ``keep_sys``: a
+    start that joins cgroups by path) holding the lab's disk; when the lab cannot be
+    placed there (``NotInBase``: a ``needed`` path differs there, or the kernel refuses
+    the base, which is then not tried again), in the machine's mount namespace."""
     global _unusable
     seen = {p: _identity(p) for p in needed}
 
@@ -169,7 +196,7 @@ def start_in_lab(netns: str, data_root: str, needed: list[str], start: Callable[
             raise LabGone(errno.ENOENT, f"network namespace {netns} is gone") from None
         try:
             if trim:
-                enter_lab_namespace(data_root, seen)
+                enter_lab_namespace(data_root, seen, keep_sys)
             if _libc.setns(fd, CLONE_NEWNET) != 0:
                 # Never BaseUnusable: a namespace being removed (unmounted, not yet
                 # unlinked: an empty file, EINVAL) says nothing about the base.
