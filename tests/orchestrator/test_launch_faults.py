@@ -227,7 +227,8 @@ async def test_a_cancelled_launch_holds_its_lock_until_its_build_thread_ends() -
         release.wait(30)
         return SimpleNamespace(hosts={})
 
-    state = SimpleNamespace(blocking=blocking, runtime=SimpleNamespace(create=create))
+    state = SimpleNamespace(blocking=blocking, building=blocking,
+                            runtime=SimpleNamespace(create=create))
     lock = asyncio.Lock()
 
     async def handler() -> None:

@@ -69,11 +69,12 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
     machine's namespace); ``uid_range`` (first uid, count) is where each lab's own pair
     of uids (its ``learner`` and its grader) is claimed, machine-wide through
     ``uid_claims_dir``; ``fault_hook(stage)`` is a test seam called at each create stage;
-    ``build_slots`` is how many fresh labs are built at once (default: one per core, at
-    least 2; a pooled claim needs none): the rest wait their turn. A build is mostly
-    kernel work under machine-wide locks (RTNL, the mount lock) and Python under the GIL,
-    so 50 built at once each cost 64-68 ms of machine CPU and all ended after 1.8-1.9 s;
-    two at a time, 49-50 ms each, half of them running after 0.8 s and the last at 1.5 s.
+    ``build_slots`` is how many fresh labs are built at once (default: one per core this
+    process may run on, at least 2; a pooled claim needs none): the rest wait their turn.
+    A build is mostly kernel work under machine-wide locks (RTNL, the mount lock) and
+    Python under the GIL, so 50 built at once each cost 64-68 ms of machine CPU and all
+    ended after 1.8-1.9 s; two at a time, 49-50 ms each, half of them running after
+    0.8 s and the last at 1.5 s.
     """
 
     def __init__(
@@ -113,7 +114,7 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forge-lab",
                                         initializer=thread_unniced)
         self._lock = threading.Lock()
-        slots = build_slots if build_slots is not None else max(2, os.cpu_count() or 2)
+        slots = build_slots if build_slots is not None else max(2, len(os.sched_getaffinity(0)))
         if slots < 1:
             raise ValueError(f"build_slots must be at least 1, not {slots}")
         self._build_slots = threading.BoundedSemaphore(slots)

@@ -221,6 +221,7 @@ def build_app(
         await state.terminal_sessions.close_all()  # their shells end with the service
         await stop_warm_pools(state)
         state.executor.shutdown(wait=False, cancel_futures=True)
+        state.builds.shutdown(wait=False, cancel_futures=True)
 
     ctx.startup.append(start)
     ctx.shutdown.append(stop)

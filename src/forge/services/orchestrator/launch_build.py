@@ -43,7 +43,7 @@ async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
     (a subscriber restart, a shutdown) for up to BUILD_SETTLE_S. A failed audit or
     announce destroys the lab again, as if the move had failed."""
     scenario_id = spec.lab_id
-    creating = asyncio.ensure_future(state.blocking(state.runtime.create, spec))
+    creating = asyncio.ensure_future(state.building(state.runtime.create, spec))
     if launched is not None:
         try:
             await state.blocking(audit_move, state.settings.storage_root, launched)

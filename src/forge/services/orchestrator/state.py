@@ -43,6 +43,11 @@ class OrchestratorState:
     publisher: Publisher
     replay: SqlReplayStore
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16))
+    # Lab creates have their own threads: the runtime builds a few fresh labs at a time
+    # (its build slots) and the rest wait there, so in a burst they would otherwise hold
+    # every thread the store, teardowns and grading need. A pooled claim waits for no slot.
+    builds: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        64, thread_name_prefix="forge-build"))
     consumers: list[DurableConsumer] = field(default_factory=list)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     adopted_hosts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
@@ -61,6 +66,10 @@ class OrchestratorState:
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call (DB, runtime) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def building(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a lab create off the event loop, on the builds' own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.builds, fn, *args)
 
     def holds(self, node_id: str | None) -> bool:
         """Is a lab with this row's node id this node's (None: a row from before nodes)?"""
