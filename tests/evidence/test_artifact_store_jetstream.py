@@ -6,6 +6,7 @@ Real nats-server with Forge's bus permissions (the store speaks as the scoreboar
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -80,4 +81,22 @@ async def test_a_read_whose_chunks_never_come_answers_retry_and_leaves_no_subscr
         assert len(conn.client()._subs) == subs_before
     finally:
         await admin.close()
+        await conn.close()
+
+
+async def test_objects_of_many_chunks_and_of_none_read_back_byte_for_byte(
+        nats: NatsServer) -> None:
+    """The chunk reader (hashing as chunks come) returns objects of 0 bytes, one chunk,
+    exactly one chunk, and several chunks exactly as stored."""
+    conn = BusConnection(nats.url, "test-artifacts", credentials=nats.credentials("scoreboard"))
+    assert await conn.start(wait=5.0)
+    try:
+        js = conn.jetstream()
+        for size in (0, 1, 128 << 10, (3 << 17) + 7):
+            data = os.urandom(size)
+            name = f"{SCENARIO_ID}/blob-{size}"
+            await put_object(js, ARTIFACT_BUCKET, name, data, replicas=1)
+            assert await object_buckets.get_object(js, ARTIFACT_BUCKET, name,
+                                                   max_bytes=1 << 20) == data
+    finally:
         await conn.close()

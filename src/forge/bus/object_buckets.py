@@ -89,8 +89,9 @@ async def put_object(js: JetStreamContext, bucket: str, name: str, data: bytes, 
 
 
 # A read gives up when no chunk arrives for this long (a stream leader failing over can
-# leave an ordered consumer silent for good): the caller answers 503 and retries instead of
-# holding a request, or a scoring thread, for the whole call deadline.
+# leave an ordered consumer silent; nats-py's own recovery of it waits two missed 5 s
+# heartbeats, and a lost one never comes back): the caller answers 503 and retries
+# instead of holding a request, or a scoring thread, for the whole call deadline.
 CHUNK_STALL_S = 5.0
 
 
@@ -112,27 +113,33 @@ async def get_object(js: JetStreamContext, bucket: str, name: str, *, max_bytes:
             raise ObjectTooLarge(f"object {name} is {info.size} bytes, above {max_bytes}")
         if info.is_link() or not info.nuid:
             raise ObjectMissing(f"object {name} in {bucket} is a link or has no chunks")
-        data = b"" if info.size == 0 else await _chunks(js, bucket, info.nuid, info.size)
+        data, digest = (b"", _digest(b"")) if info.size == 0 else \
+            await _chunks(js, bucket, info.nuid, info.size)
     except BusError:
         raise
     except (NatsError, OSError, TimeoutError) as exc:
         raise BusUnavailable(f"cannot read {name} from {bucket}: {exc}") from exc
-    if len(data) != info.size or _digest(data).upper() != (info.digest or "").upper():
+    if len(data) != info.size or digest.upper() != (info.digest or "").upper():
         raise BusUnavailable(f"object {name} in {bucket} read back {len(data)} bytes not "
                              f"matching its info ({info.size} bytes); retry")
     return data
 
 
-async def _chunks(js: JetStreamContext, bucket: str, nuid: str, size: int) -> bytes:
-    """The object's chunks in order, through an ordered consumer that is always removed."""
+async def _chunks(js: JetStreamContext, bucket: str, nuid: str,
+                  size: int) -> tuple[bytes, str]:
+    """The object's chunks in order and their digest (hashed as they come, so a large
+    object never holds the event loop for one long hash), through an ordered consumer
+    that is always removed."""
     sub = await js.subscribe(OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=nuid),
                              ordered_consumer=True)
     parts: list[bytes] = []
+    hashed = hashlib.sha256()
     got = 0
     try:
         while True:
             msg = await sub.next_msg(timeout=CHUNK_STALL_S)
             parts.append(msg.data)
+            hashed.update(msg.data)
             got += len(msg.data)
             if got > size:
                 break  # more than the info says: the caller's size check refuses it
@@ -141,7 +148,7 @@ async def _chunks(js: JetStreamContext, bucket: str, nuid: str, size: int) -> by
     finally:
         with contextlib.suppress(NatsError, OSError, TimeoutError):
             await sub.unsubscribe()
-    return b"".join(parts)
+    return b"".join(parts), "SHA-256=" + base64.urlsafe_b64encode(hashed.digest()).decode()
 
 
 async def object_exists(js: JetStreamContext, bucket: str, name: str) -> bool:
