@@ -261,7 +261,9 @@ class LabAccess:
                     kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
                 )
 
-            needed = [*start_paths(paths.etc_dir, root), snap, paths.host_dir]
+            # What the start reads in its namespace: JOIN_SH writes the leaf's cgroup files
+            needed = [*start_paths(paths.etc_dir, root), snap, paths.host_dir,
+                      *self.cgroups.procs_files(*leaf)]
             try:
                 return start_in_lab(self.names.host_ns(lab_id, host),
                                     os.path.dirname(paths.data_dir), needed, check,
