@@ -271,6 +271,23 @@ def test_rootfs_mounted_after_the_base_falls_back(tmp_path: Path) -> None:
             subprocess.run(["umount", "-l", path], check=False)
 
 
+def test_a_start_whose_lab_disk_is_gone_is_lab_gone_and_keeps_the_base(
+        tmp_path: Path) -> None:
+    """A start racing its lab's teardown, the network namespace still there but the disk
+    already gone: LabGone (a check reports LabNotFound), nothing started, and the base
+    is still used for every later lab."""
+    ns = "fgt-" + secrets.token_hex(4)
+    started: list[bool] = []
+    create_netns(ns)
+    try:
+        with pytest.raises(launch.LabGone):
+            launch.start_in_lab(ns, str(tmp_path / "torn-down" / "data"), [],
+                                lambda: started.append(True))
+        assert started == [] and launch.base_usable()
+    finally:
+        remove_netns(ns)
+
+
 def test_kernel_refusing_the_base_falls_back_once(rt: LocalRuntime,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """When the kernel has no open_tree (ENOSYS on an old kernel; a syscall number no

@@ -11,8 +11,7 @@ the runtime moves a host's sandbox into its cgroups from outside, while a check 
 its cgroup by path before bwrap starts (``JOIN_SH``), so the checks' base keeps it.
 A burst of 50 creates took 48-49 ms of machine CPU per lab with the machine's mounts
 and 43-47 ms without them; on a machine with more mounts, the gap grows. The spawning
-thread
-clones its own lab's disk (with the image overlays mounted in it) from the machine's
+thread clones its own lab's disk (with the image overlays mounted in it) from the machine's
 namespace (``open_tree``) and attaches the clone at the same path in its copy, so bwrap
 sees the lab's files and nothing of other labs. When the lab is destroyed its sandboxes
 die, and with them the copy and the clone. A grading check's sandbox starts the same way,
@@ -153,10 +152,10 @@ def enter_lab_namespace(data_root: str, needed: dict[str, tuple[int, int] | None
                         keep_sys: bool = False) -> None:
     """Move the calling thread (one about to start a sandbox, then discarded) into a fresh
     copy of a base namespace (``base_namespace(keep_sys)``) holding only the lab's own
-    disk at ``data_root``; raises
-    ``NotInBase`` when a ``needed`` path is not the same file there as on the machine
-    (device and inode: a file system mounted after the base was made shows its mount
-    point's empty directory in the base)."""
+    disk at ``data_root``; raises ``NotInBase`` when a ``needed`` path is not the same
+    file there as on the machine (device and inode: a file system mounted after the base
+    was made shows its mount point's empty directory in the base), ``LabGone`` when the
+    disk is gone (the lab torn down meanwhile)."""
     base = base_namespace(keep_sys)
     tree = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, data_root.encode(),
                          OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC)
