@@ -32,8 +32,13 @@ class ObjectTooLarge(BusError):
     """The object is larger than the reader accepts."""
 
 
+def _digest_text(hashed: hashlib._Hash) -> str:
+    """An object info's digest form of a finished sha256 (``SHA-256=`` + URL-safe base64)."""
+    return "SHA-256=" + base64.urlsafe_b64encode(hashed.digest()).decode()
+
+
 def _digest(data: bytes) -> str:
-    return "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+    return _digest_text(hashlib.sha256(data))
 
 
 async def _bucket(js: JetStreamContext, bucket: str) -> ObjectStore:
@@ -148,7 +153,7 @@ async def _chunks(js: JetStreamContext, bucket: str, nuid: str,
     finally:
         with contextlib.suppress(NatsError, OSError, TimeoutError):
             await sub.unsubscribe()
-    return b"".join(parts), "SHA-256=" + base64.urlsafe_b64encode(hashed.digest()).decode()
+    return b"".join(parts), _digest_text(hashed)
 
 
 async def object_exists(js: JetStreamContext, bucket: str, name: str) -> bool:

@@ -251,19 +251,20 @@ class LabAccess:
                 argv=list(argv), seccomp_fd=fds[0], args_fd=fds[1], image=info.image,
             )
 
+            procs = self.cgroups.procs_files(*leaf)
+
             def check() -> ExecResult:
                 # Here, in the thread start_in_lab placed, to its end: bwrap dies with
                 # the thread that started it (--die-with-parent).
                 signal.pthread_sigmask(signal.SIG_SETMASK, ())
                 return run_captured(
-                    full, wrapper_env(self.cgroups.procs_files(*leaf)), timeout=timeout,
+                    full, wrapper_env(procs), timeout=timeout,
                     stdin=stdin, max_output=max_output,
                     kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
                 )
 
             # What the start reads in its namespace: JOIN_SH writes the leaf's cgroup files
-            needed = [*start_paths(paths.etc_dir, root), snap, paths.host_dir,
-                      *self.cgroups.procs_files(*leaf)]
+            needed = [*start_paths(paths.etc_dir, root), snap, paths.host_dir, *procs]
             try:
                 return start_in_lab(self.names.host_ns(lab_id, host),
                                     os.path.dirname(paths.data_dir), needed, check,

@@ -82,32 +82,31 @@ def unescape_mount_point(field: bytes) -> str:
     return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field))
 
 
+def _mounts(mountinfo: bytes) -> list[tuple[str, bytes]]:
+    """(mount point, file system source) of each line of a mountinfo text."""
+    entries = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(b" - ")
+        fields, source = left.split(), right.split()[1:2]
+        if sep and len(fields) > 4 and source:
+            entries.append((unescape_mount_point(fields[4]), source[0]))
+    return entries
+
+
 def lab_mounts(mountinfo: str | bytes) -> list[str]:
     """Mount points of lab disks and image overlays in a mountinfo text, deepest first."""
     data = os.fsencode(mountinfo) if isinstance(mountinfo, str) else mountinfo
     sources = {s.encode() for s in LAB_SOURCES}
-    points = []
-    for line in data.splitlines():
-        left, sep, right = line.partition(b" - ")
-        fields = right.split()
-        if sep and len(fields) > 1 and fields[1] in sources:
-            points.append(unescape_mount_point(left.split()[4]))
+    points = [point for point, source in _mounts(data) if source in sources]
     return sorted(points, key=len, reverse=True)
 
 
 def system_mounts(mountinfo: bytes, keep_sys: bool) -> list[str]:
     """Mount points below ``/proc`` and ``/dev``, and ``/sys`` with everything below it
     unless ``keep_sys``: what no sandbox start reads."""
-    points = []
-    for line in mountinfo.splitlines():
-        fields = line.split(b" - ", 1)[0].split()
-        if len(fields) < 5:
-            continue
-        point = unescape_mount_point(fields[4])
-        if point.startswith(("/proc/", "/dev/")) or (
-                not keep_sys and (point == "/sys" or point.startswith("/sys/"))):
-            points.append(point)
-    return points
+    return [point for point, _source in _mounts(mountinfo)
+            if point.startswith(("/proc/", "/dev/"))
+            or (not keep_sys and (point == "/sys" or point.startswith("/sys/")))]
 
 
 def _make_base(keep_sys: bool) -> int:
