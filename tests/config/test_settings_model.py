@@ -3,6 +3,7 @@ ConfigError line naming its variable (never its value), reported with all the ot
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,24 @@ def test_config_check_prints_the_model_problems(tmp_path: Path) -> None:
     assert "  - NATS_URL must list nats://" in output
     assert "  - FORGE_HOUSEKEEPING_INTERVAL_S must be a number of seconds" in output
     assert "hunter2" not in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("value", ["many", "-1", "257", "1.5"])
+def test_build_slots_out_of_range_names_the_variable(tmp_path: Path, value: str) -> None:
+    assert only_problem(prod_env(tmp_path, FORGE_BUILD_SLOTS=value)) == (
+        "FORGE_BUILD_SLOTS must be a whole number from 0 to 256")
+
+
+def test_the_local_engine_builds_as_many_labs_at_once_as_configured(tmp_path: Path) -> None:
+    """FORGE_BUILD_SLOTS reaches the engine the orchestrator builds; 0 or unset is one per
+    core this process may run on, at least 2."""
+    from forge.runtime.local import build
+
+    per_core = max(2, len(os.sched_getaffinity(0)))
+    for extra, slots in (({}, per_core), ({"FORGE_BUILD_SLOTS": "0"}, per_core),
+                         ({"FORGE_BUILD_SLOTS": "5"}, 5)):
+        runtime = build(load_settings(prod_env(tmp_path, **extra)))
+        try:
+            assert runtime.build_slots == slots
+        finally:
+            runtime.close()

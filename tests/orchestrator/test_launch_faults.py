@@ -21,6 +21,7 @@ from forge.audit.log import scenario_log
 from forge.bus.errors import BusUnavailable
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
+from forge.runtime import BuildsStopped
 from forge.services.orchestrator import launch_build, launcher
 from forge.store.models import Scenario
 from forge.templates.problems import Problem, TemplateError
@@ -247,3 +248,37 @@ async def test_a_cancelled_launch_holds_its_lock_until_its_build_thread_ends() -
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not lock.locked()
+
+
+def test_a_launch_whose_build_a_shutdown_stopped_stays_launching_for_the_next_start(
+        orch: Orch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shutdown during a burst stops builds still waiting for a slot (`stop_builds`): such
+    a launch is not the lab's failure. Its scenario stays `launching` (the next start's
+    resume builds it), nothing is built, and the learner is not told it failed."""
+    real_create = orch.runtime.create
+    stopped: list[str] = []
+
+    def create(spec: Any) -> Any:
+        try:
+            return real_create(spec)
+        except BuildsStopped:
+            stopped.append(spec.lab_id)
+            raise
+
+    monkeypatch.setattr(orch.runtime, "create", create)
+    orch.runtime.stop_builds()
+    event = spawn_event(orch.settings)
+    sid = str(event["scenario_id"])
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(sid, states.LAUNCHING, states.FAILED, states.RUNNING)
+    deadline = time.monotonic() + 30
+    while sid not in stopped and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stopped and stopped[0] == sid
+    time.sleep(0.5)  # the handler has returned: its outcome is stored by now
+    row = orch.row(sid)
+    assert row.state == states.LAUNCHING, row.state_reason
+    assert not orch.runtime.list()
+    entries = [json.loads(line) for line in scenario_log(
+        orch.settings.storage_root, sid).path.read_text().splitlines()]
+    assert states.FAILED not in [e.get("data", {}).get("to") for e in entries]

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from forge.runtime import HostSpec, LabExists, LabSpec, RuntimeFault, SpecError, SubnetSpec
+from forge.runtime import (
+    BuildsStopped,
+    HostSpec,
+    LabExists,
+    LabSpec,
+    RuntimeFault,
+    SpecError,
+    SubnetSpec,
+)
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.netns import create_netns
 from tests.runtime.helpers import leftovers, probe, serve, sh, simple_lab, tty_send, wait_ok
@@ -81,6 +89,30 @@ def test_create_is_atomic_on_injected_failure(own: tuple[str, str], stage: str) 
     ok.close()
 
 
+def _creators(rt: LocalRuntime, stem: str, count: int, results: dict[str, object],
+              expected: type[Exception]) -> list[threading.Thread]:
+    """Unstarted threads ``<stem>-<n>``, each creating lab ``<stem>-<n>`` and recording its
+    state, or the ``expected`` error it raised, in ``results``."""
+
+    def create(n: int) -> None:
+        name = threading.current_thread().name = f"{stem}-{n}"
+        try:
+            results[name] = rt.create(simple_lab(name)).state
+        except expected as exc:
+            results[name] = exc
+
+    return [threading.Thread(target=create, args=(n,)) for n in range(count)]
+
+
+def _end(rt: LocalRuntime, threads: list[threading.Thread]) -> None:
+    """Wait for the creating threads, destroy every lab left and close the runtime."""
+    for t in threads:
+        t.join(120)
+    for info in rt.list():
+        rt.destroy(info.lab_id)
+    rt.close()
+
+
 def test_fresh_builds_beyond_the_slots_wait_and_a_failed_build_frees_its_slot(
         own: tuple[str, str]) -> None:
     """With two build slots, a third and fourth create wait while two builds are under
@@ -114,15 +146,7 @@ def test_fresh_builds_beyond_the_slots_wait_and_a_failed_build_frees_its_slot(
         LocalRuntime(state, prefix=prefix, build_slots=0)
     rt = LocalRuntime(state, prefix=prefix, fault_hook=fault, build_slots=2)
     results: dict[str, object] = {}
-
-    def create(n: int) -> None:
-        threading.current_thread().name = f"slot-{n}"
-        try:
-            results[f"slot-{n}"] = rt.create(simple_lab(f"slot-{n}")).state
-        except Boom as exc:
-            results[f"slot-{n}"] = exc
-
-    threads = [threading.Thread(target=create, args=(n,)) for n in range(4)]
+    threads = _creators(rt, "slot", 4, results, Boom)
     try:
         for t in threads[:2]:
             t.start()
@@ -144,11 +168,51 @@ def test_fresh_builds_beyond_the_slots_wait_and_a_failed_build_frees_its_slot(
     finally:
         for event in hold.values():
             event.set()
+        _end(rt, threads)
+
+
+def test_after_stop_builds_creates_waiting_for_a_slot_build_nothing(
+        own: tuple[str, str]) -> None:
+    """A shutdown during a burst (``stop_builds``): the build under way finishes and its lab
+    runs; the creates waiting for the one slot raise BuildsStopped when their turn comes and
+    leave no lab, namespace or state behind; a later create is refused the same way."""
+    prefix, state = own
+    entered: list[str] = []
+    hold = threading.Event()
+
+    def fault(at: str) -> None:
+        if at == "lab":
+            entered.append(threading.current_thread().name)
+            if threading.current_thread().name == "stop-0":
+                assert hold.wait(120)
+
+    rt = LocalRuntime(state, prefix=prefix, fault_hook=fault, build_slots=1)
+    assert rt.build_slots == 1
+    results: dict[str, object] = {}
+    threads = _creators(rt, "stop", 3, results, BuildsStopped)
+    try:
+        threads[0].start()
+        _until(lambda: entered == ["stop-0"], 30)
+        for t in threads[1:]:
+            t.start()
+        time.sleep(0.5)  # both wait for the slot
+        assert entered == ["stop-0"] and not results
+        rt.stop_builds()
+        hold.set()
         for t in threads:
             t.join(120)
-        for info in rt.list():
-            rt.destroy(info.lab_id)
-        rt.close()
+        assert results.pop("stop-0") == "running"
+        assert sorted(results) == ["stop-1", "stop-2"]
+        assert all(isinstance(r, BuildsStopped) for r in results.values())
+        assert entered == ["stop-0"]  # the waiting creates never began building
+        with pytest.raises(BuildsStopped):
+            rt.create(simple_lab("stop-3"))
+        assert [i.lab_id for i in rt.list()] == ["stop-0"]
+        rt.destroy("stop-0")
+        assert leftovers(prefix, state) == []
+    finally:
+        hold.set()
+        _end(rt, threads)
 
 
 def test_create_rolls_back_when_a_sandbox_cannot_start(

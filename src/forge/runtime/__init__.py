@@ -1,6 +1,7 @@
 """Sandbox runtime: the engine-neutral interface and the engines that implement it."""
 
 from forge.runtime.base import (
+    BuildsStopped,
     ExecResult,
     HostSpec,
     LabExists,
@@ -21,6 +22,7 @@ from forge.runtime.base import (
 from forge.runtime.plan import validate_lab_id
 
 __all__ = [
+    "BuildsStopped",
     "ExecResult",
     "HostSpec",
     "LabExists",

@@ -47,6 +47,11 @@ class RuntimeUnavailable(RuntimeFault):
     """The engine cannot work on this machine (missing privileges or tools)."""
 
 
+class BuildsStopped(RuntimeFault):
+    """The engine is shutting down (``Runtime.stop_builds``): this create built nothing. Not
+    the lab's fault: a launch keeps its scenario for the next process to resume."""
+
+
 class TerminalClosed(RuntimeFault, OSError):
     """The terminal session has ended: no more input is accepted."""
 
@@ -288,6 +293,11 @@ class Runtime(abc.ABC):
     def close(self) -> None:
         """Release what this instance holds in-process (thread pools, handles); labs keep
         running. Default: nothing to release."""
+        return None
+
+    def stop_builds(self) -> None:
+        """A shutdown: creates that have not begun building raise :class:`BuildsStopped`
+        instead of waiting their turn (builds under way finish). Default: nothing waits."""
         return None
 
     @property

@@ -17,7 +17,8 @@ def build(settings: Settings) -> LocalRuntime:
     """The local engine under ``<STORAGE_ROOT>/runtime`` with the configured prefix, lab
     uid range (``FORGE_LAB_UID_RANGE``) and images (``FORGE_IMAGE_DIR`` definitions,
     built in ``FORGE_IMAGE_CACHE``; a host naming no image gets ``base``, never the
-    machine's userland); the factory's entry for ``local``."""
+    machine's userland) and fresh builds at once (``FORGE_BUILD_SLOTS``, 0: one per
+    core); the factory's entry for ``local``."""
     from forge.faults import crash_point
     from forge.images import resolve_image
     from forge.images.definitions import DEFAULT_IMAGE
@@ -30,4 +31,5 @@ def build(settings: Settings) -> LocalRuntime:
     return LocalRuntime(str(settings.storage_root / "runtime"), settings.runtime_prefix,
                         uid_range=parse_range(settings.lab_uid_range),
                         fault_hook=lambda stage: crash_point(f"orchestrator.create.{stage}"),
-                        resolve_image=image_root, default_image=DEFAULT_IMAGE)
+                        resolve_image=image_root, default_image=DEFAULT_IMAGE,
+                        build_slots=settings.build_slots or None)

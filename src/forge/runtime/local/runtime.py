@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from forge.runtime.base import (
+    BuildsStopped,
     LabExists,
     LabInfo,
     LabNotFound,
@@ -117,7 +118,9 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         slots = build_slots if build_slots is not None else max(2, len(os.sched_getaffinity(0)))
         if slots < 1:
             raise ValueError(f"build_slots must be at least 1, not {slots}")
+        self.build_slots = slots
         self._build_slots = threading.BoundedSemaphore(slots)
+        self._builds_stopped = False
         self._busy: set[str] = set()
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._held_go: dict[str, dict[str, int]] = {}  # warm pool lab -> host -> go pipe
@@ -176,6 +179,8 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         try:
             if self.warm_pool is None or not self.warm_pool.claim(plan, roots):
                 with self._build_slots:
+                    if self._builds_stopped:  # waited through a shutdown: build nothing
+                        raise BuildsStopped(f"lab {lab_id} not built: the runtime is stopping")
                     self._build(plan, roots)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -334,9 +339,17 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         self.warm_pool.configure(pools)
         return self.warm_pool.status()
 
+    def stop_builds(self) -> None:
+        """Creates still waiting for a build slot (a burst beyond ``build_slots``) raise
+        ``BuildsStopped`` when their turn comes instead of building: a shutdown is not held
+        up by, nor leaves behind, labs that nobody will watch being built. Builds under way
+        finish; a pool claim needs no slot and still works."""
+        self._builds_stopped = True
+
     def close(self) -> None:
         """Destroy the ready labs of warm pools (nobody can claim them once this instance
         is gone) and release this instance's worker threads (claimed labs keep running)."""
+        self.stop_builds()
         if self.warm_pool is not None:
             self.warm_pool.stop()
         self._pool.shutdown(wait=True)

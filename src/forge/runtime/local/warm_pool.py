@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 
-from forge.runtime.base import LabSpec, SpecError
+from forge.runtime.base import BuildsStopped, LabSpec, SpecError
 from forge.runtime.local.netns import remove_netns
 from forge.runtime.local.pool_claim import LocalRuntime, personalise, rename_lab
 from forge.runtime.local.rootfs import host_roots
@@ -291,6 +291,8 @@ class WarmPool:
             key = shape_key(spec, host_roots(plan, rt.rootfs, rt.images, rt._resolve_image,
                                              rt.default_image))
             rt.create(spec)
+        except BuildsStopped:
+            return None  # shutting down: not a failure, nothing was built
         except Exception:
             log.exception("warm pool %s: building a lab failed", name)
             with self._lock:

@@ -211,6 +211,9 @@ def build_app(
             task.cancel()
         for consumer in state.consumers:
             await consumer.stop()
+        # Launches still waiting for a build slot (a burst) end now instead of building
+        # labs nobody watches; their scenarios stay launching for the next start to resume.
+        state.runtime.stop_builds()
         # The node's record stays (marked stopped): its labs live on, and a restart under
         # the same id within the grace period takes them back; one that does not is lost.
         if state.node is not None:

@@ -14,7 +14,7 @@ from typing import Any
 from forge.faults import crash_point
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition, audit_move, move
-from forge.runtime.base import LabInfo, LabNotFound, LabSpec, RuntimeFault
+from forge.runtime.base import BuildsStopped, LabInfo, LabNotFound, LabSpec, RuntimeFault
 from forge.services.orchestrator.state import OrchestratorState
 
 log = logging.getLogger("forge.orchestrator.launch")
@@ -68,6 +68,12 @@ async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
         # still being made.
         await _build_ended(creating)
         raise
+    except BuildsStopped:
+        # A shutdown came before this lab's turn to build: not the lab's fault. The scenario
+        # stays launching and the next start's resume builds it, as after a crash.
+        log.info("scenario %s: shutting down before its lab was built; a restart resumes "
+                 "the launch", scenario_id)
+        return
     except RuntimeFault as exc:
         await fail_scenario(state, scenario_id, f"lab could not be created: {exc}", {})
         return
