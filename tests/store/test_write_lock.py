@@ -264,3 +264,35 @@ def test_an_error_in_one_wait_fails_that_writer_only(tmp_path: Path,
     finally:
         os.close(holder)
         db.dispose()
+
+
+def test_sqlite_refusing_begin_is_a_core_error_the_busy_check_knows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BEGIN of a transaction goes to the driver itself; when SQLite refuses it (a
+    process that skips the lock file holds the write lock), the writer still gets Core's
+    OperationalError "database is locked", which `store_busy` takes for a busy store, and
+    a read never waits for that lock."""
+    import sqlite3
+
+    from forge.store import db as db_module
+    from forge.store.busy import store_busy
+
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    url = f"sqlite:///{tmp_path}/forge.db"
+    upgrade(url)
+    db = Database(url)
+    other = sqlite3.connect(tmp_path / "forge.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with (pytest.raises(OperationalError, match="database is locked") as err,
+              db.session() as sess):
+            sess.execute(text("SELECT 1"))
+        assert store_busy(err.value)
+        with db.read() as sess:
+            assert sess.execute(text("SELECT count(*) FROM scenarios")).scalar() == 0
+        other.execute("ROLLBACK")
+        with db.session() as sess:  # the writer's connection is usable again
+            assert sess.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        other.close()
+        db.dispose()

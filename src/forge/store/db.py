@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +14,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forge.store.file_lock import FlockWaiter
@@ -48,9 +50,26 @@ def _utc_session(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.commit()
 
 
-def _begin_immediate(conn: Any) -> None:
-    # Take the write lock at BEGIN so read-then-write transactions cannot race each other.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _driver_begin(statement: str) -> Callable[[Connection], None]:
+    """A SQLite "begin" listener sending ``statement`` to the driver's connection itself.
+
+    Through `exec_driver_sql`, Core built an execution context for the BEGIN of every
+    transaction: an API-key check (one read) took 434 µs of CPU with it and 231 µs without,
+    on the spawn API's machine. Errors are wrapped as Core wraps them (`DBAPIError.instance`:
+    "database is locked" is an OperationalError), so busy handling (`forge.store.busy`) sees
+    the errors it always saw."""
+
+    def begin(conn: Connection) -> None:
+        try:
+            conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+    return begin
+
+
+# Take the write lock at BEGIN so read-then-write transactions cannot race each other.
+_begin_immediate = _driver_begin("BEGIN IMMEDIATE")
 
 
 # Driver-less PostgreSQL URLs an operator may write; Forge ships the psycopg 3 driver only.
@@ -97,7 +116,7 @@ def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
     if for_writes:
         event.listen(engine, "begin", _begin_immediate)
     else:
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _driver_begin("BEGIN"))
     return engine
 
 
