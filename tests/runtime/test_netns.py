@@ -1,0 +1,87 @@
+"""Stepping a thread into a lab's network namespace and back (``netns._inside``): the
+runtime's build threads wire lab after lab, so a thread left in one lab's namespace would
+wire the next lab, or the machine's egress, into the wrong network (root)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from forge.runtime.local.netns import create_netns, in_netns, netns_path, remove_netns
+
+pytestmark = pytest.mark.root
+
+
+def _here() -> int:
+    """The inode of the calling thread's network namespace."""
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    made = "tns-" + secrets.token_hex(4)
+    yield made
+    remove_netns(made)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_a_thread_steps_into_a_new_namespace_and_back(name: str) -> None:
+    home = _here()
+    seen: list[int] = []
+    create_netns(name, lambda: seen.append(_here()))
+    assert seen and seen[0] != home
+    assert os.stat(netns_path(name)).st_ino == seen[0]  # the namespace it set up is named
+    assert _here() == home
+    assert in_netns(name, _here) == seen[0]
+    assert _here() == home
+
+
+def test_a_failure_inside_still_brings_the_thread_back(name: str) -> None:
+    home = _here()
+
+    def fail() -> None:
+        raise Boom("setup failed")
+
+    with pytest.raises(Boom):
+        create_netns(name, fail)
+    assert _here() == home
+    assert not os.path.exists(netns_path(name))  # a failed create leaves no name behind
+    create_netns(name)
+    with pytest.raises(Boom):
+        in_netns(name, fail)
+    assert _here() == home
+    with pytest.raises(FileNotFoundError):
+        in_netns(name + "-missing", _here)
+    assert _here() == home
+
+
+def test_other_threads_never_see_the_step(name: str) -> None:
+    """Only the stepping thread changes namespace: another thread, looking meanwhile,
+    stays in the machine's."""
+    create_netns(name)
+    home = _here()
+    inside, looked = threading.Event(), threading.Event()
+    other: list[int] = []
+
+    def look() -> None:
+        assert inside.wait(30)
+        other.append(_here())
+        looked.set()
+
+    def hold() -> int:
+        inside.set()
+        assert looked.wait(30)
+        return _here()
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
+    there = in_netns(name, hold)
+    watcher.join(30)
+    assert other == [home] and there != home and _here() == home
