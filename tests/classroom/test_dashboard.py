@@ -284,7 +284,7 @@ def test_reads_stay_a_fixed_number_of_queries(db_url: str) -> None:
                                        request_id="r-" + sid, scenario_id=sid, at=now))
     big, data = count_queries(c)
     assert len(data.labs) == 600 and len(data.learners) == 200
-    assert big == small <= 8
+    assert big == small <= 7  # statements (a BEGIN goes to the driver, unseen here)
     db.dispose()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import nats as nats_client
@@ -22,11 +23,12 @@ from forge.bus.errors import BusUnavailable
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
 from forge.runtime import BuildsStopped
-from forge.services.orchestrator import launch_build, launcher
+from forge.services.orchestrator import launch_build, launcher, reaper
+from forge.services.orchestrator.launch_resume import MAX_LAUNCH_ATTEMPTS
 from forge.store.models import Scenario
 from forge.templates.problems import Problem, TemplateError
 
-from .conftest import Orch, spawn_event
+from .conftest import MakeOrch, Orch, spawn_event
 
 SPAWN = "forge.spawn.requested"
 
@@ -266,19 +268,64 @@ def test_a_launch_whose_build_a_shutdown_stopped_stays_launching_for_the_next_st
             raise
 
     monkeypatch.setattr(orch.runtime, "create", create)
+    monkeypatch.setattr(reaper, "STUCK_LAUNCHING", timedelta(0))  # resumed at each pass
     orch.runtime.stop_builds()
     event = spawn_event(orch.settings)
     sid = str(event["scenario_id"])
     orch.publish(SPAWN, event)
     row = orch.wait_state(sid, states.LAUNCHING, states.FAILED, states.RUNNING)
-    deadline = time.monotonic() + 30
-    while sid not in stopped and time.monotonic() < deadline:
+    # The reaper resumes the launching scenario at every pass (half a second here): each
+    # resume is stopped too, and none may count as an attempt (three would fail it).
+    deadline = time.monotonic() + 60
+    while len(stopped) < 2 + MAX_LAUNCH_ATTEMPTS and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert stopped and stopped[0] == sid
-    time.sleep(0.5)  # the handler has returned: its outcome is stored by now
+    assert set(stopped) == {sid} and len(stopped) >= 2 + MAX_LAUNCH_ATTEMPTS
+    time.sleep(0.5)  # the last resume has returned: its outcome is stored by now
     row = orch.row(sid)
     assert row.state == states.LAUNCHING, row.state_reason
+    assert row.details.get("launch_attempts", 1) == 1
     assert not orch.runtime.list()
     entries = [json.loads(line) for line in scenario_log(
         orch.settings.storage_root, sid).path.read_text().splitlines()]
     assert states.FAILED not in [e.get("data", {}).get("to") for e in entries]
+
+
+def test_a_shutdown_during_a_burst_builds_only_what_was_under_way(
+        make_orch: MakeOrch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orchestrator stops while every build slot is busy and three more launches wait
+    for one: the builds under way finish and run; the waiting three build nothing (their
+    scenarios stay `launching`, none fails, no launch attempt is used up) and the next
+    start of the node builds them."""
+    first = make_orch()
+    real_build = first.runtime._build
+    entered: list[str] = []
+
+    def slow_build(plan: Any, roots: Any) -> None:
+        entered.append(plan.lab_id)
+        time.sleep(1.5)  # long enough for the stop to come while the slots are busy
+        real_build(plan, roots)
+
+    monkeypatch.setattr(first.runtime, "_build", slow_build)
+    slots = first.runtime.build_slots
+    events = [spawn_event(first.settings, subject=f"learner-{n}") for n in range(slots + 3)]
+    sids = [str(e["scenario_id"]) for e in events]
+    for event in events:
+        first.publish(SPAWN, event)
+    for sid in sids:
+        first.wait_state(sid, states.LAUNCHING, states.RUNNING, states.FAILED)
+    deadline = time.monotonic() + 30
+    while len(entered) < slots and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(entered) == slots
+    first.stop()
+    rows = {sid: first.row(sid) for sid in sids}
+    assert sorted(entered) == sorted(s for s, r in rows.items() if r.state == states.RUNNING)
+    waiting = [s for s, r in rows.items() if r.state != states.RUNNING]
+    assert len(waiting) == 3
+    assert all(rows[s].state == states.LAUNCHING for s in waiting), rows
+    assert all(rows[s].details.get("launch_attempts", 1) == 1 for s in waiting)
+    again = make_orch()  # the node's next start resumes the launches left waiting
+    for sid in waiting:
+        row = again.wait_state(sid, states.RUNNING, states.FAILED, timeout=120)
+        assert row.state == states.RUNNING, row.state_reason
+    assert len(entered) == slots  # the first node built no more after its stop

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +88,32 @@ def test_other_threads_never_see_the_step(name: str) -> None:
     there = in_netns(name, hold)
     watcher.join(30)
     assert other == [home] and there != home and _here() == home
+
+
+def test_a_process_that_could_not_step_back_is_refused_before_any_lab(
+        tmp_path: Path) -> None:
+    """Root of a user namespace of its own over the machine's network (``unshare -U -r``:
+    a rootless container on the host's network) may create a namespace but not step back
+    out of it: the runtime says so at its check and refuses to create a lab, where a
+    thread left in a lab's namespace would have ended the process."""
+    script = (
+        "import sys, tempfile\n"
+        "from forge.runtime.base import RuntimeUnavailable\n"
+        "from forge.runtime.local import LocalRuntime\n"
+        "from tests.runtime.helpers import simple_lab\n"
+        "rt = LocalRuntime(tempfile.mkdtemp(dir=sys.argv[1]), prefix='tu')\n"
+        "print(rt.check())\n"
+        "try:\n"
+        "    rt.create(simple_lab('userns-1'))\n"
+        "except RuntimeUnavailable as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        ["unshare", "-U", "-r", sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True, text=True, timeout=60, cwd=root, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "cannot step back into its own network namespace" in out.stdout
+    assert "refused: local runtime unavailable" in out.stdout
+    assert not os.listdir(tmp_path / os.listdir(tmp_path)[0])  # no lab was begun

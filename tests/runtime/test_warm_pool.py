@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.runtime.base import HostSpec, LabSpec, SpecError, SubnetSpec
+from forge.runtime.base import HostSpec, LabInfo, LabSpec, SpecError, SubnetSpec
 from forge.runtime.local import LocalRuntime, warm_pool
 from forge.runtime.warm import MemoryReading, pool_shape, pressed, read_memory, shape_key
 from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES
@@ -242,6 +242,36 @@ def test_pool_labs_are_torn_down_at_shutdown(tmp_path: Path) -> None:
         until(lambda: ready(rt) == 1, "the pool never filled again")
     finally:
         rt.close()  # the orchestrator's shutdown path (also the cleanup of a failed test)
+    assert leftovers(prefix, str(tmp_path)) == []
+
+
+def test_a_short_pool_stops_refilling_once_builds_stop(tmp_path: Path) -> None:
+    """After ``stop_builds`` (a shutdown under way) a pool below its size stops refilling:
+    one refused build ends its refill thread, instead of a create and a teardown tried
+    again and again until the pools are torn down; the ready lab stays claimable until then,
+    and the teardown leaves nothing."""
+    prefix = "w" + secrets.token_hex(2)
+    rt = LocalRuntime(str(tmp_path), prefix=prefix)
+    tried: list[str] = []
+    real_create = rt.create
+
+    def create(spec: LabSpec) -> LabInfo:
+        tried.append(spec.lab_id)
+        return real_create(spec)
+
+    rt.create = create  # type: ignore[method-assign]
+    try:
+        rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
+        until(lambda: ready(rt) == 1, "the pool never filled")
+        rt.stop_builds()
+        rt.warm({"two": (lab("x"), 2)}, quiet_s=0.05, poll_s=0.1)
+        until(lambda: len(tried) == 2, "the refill never tried the second lab")
+        time.sleep(1.0)  # ten refill polls
+        assert len(tried) == 2
+        assert rt.warm_pool is not None and rt.warm_pool.status()["two"]["ready"] == 1
+        assert rt.warm({}) == {}
+    finally:
+        rt.close()
     assert leftovers(prefix, str(tmp_path)) == []
 
 

@@ -63,7 +63,8 @@ def _driver_begin(statement: str) -> Callable[[Connection], None]:
         try:
             conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
         except sqlite3.Error as exc:
-            raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+            raise DBAPIError.instance(statement, None, exc, sqlite3.Error,
+                                      dialect=conn.dialect) from exc
 
     return begin
 

@@ -115,6 +115,19 @@ def _inside(enter: Callable[[], None], fn: Callable[[], T]) -> T:
         os.close(home)
 
 
+def return_problem() -> str | None:
+    """Why a thread could not step back into its own network namespace (``_inside``), or
+    None: ``setns`` is refused, for one, to root in a user namespace of its own over the
+    machine's network (``unshare -U -r``, a rootless container on the host's network)."""
+    fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            return os.strerror(ctypes.get_errno())
+    finally:
+        os.close(fd)
+    return None
+
+
 def create_netns(name: str, setup: Callable[[], object] | None = None) -> None:
     """Create the named namespace ``name`` (fails if it exists); ``setup()`` runs inside
     it right after creation (e.g. to write sysctls before any interface exists)."""

@@ -37,7 +37,7 @@ from forge.runtime.local.fd_limit import raise_open_files_limit
 from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.local.lab_access import LabAccess, lab_identity
 from forge.runtime.local.lab_build import LabBuilder
-from forge.runtime.local.netns import list_netns, netns_path, remove_netns
+from forge.runtime.local.netns import list_netns, netns_path, remove_netns, return_problem
 from forge.runtime.local.priority import thread_unniced
 from forge.runtime.local.reconcile import discover, read_meta
 from forge.runtime.local.rootfs import configured_image, host_roots
@@ -139,6 +139,9 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         problems += self.cgroups.problems()
         if not os.path.exists("/proc/self/ns/net"):
             problems.append("network namespaces are not supported by this kernel")
+        elif (refused := return_problem()) is not None:
+            problems.append("a thread cannot step back into its own network namespace "
+                            f"(setns: {refused}): run as root of the machine's user namespace")
         if not os.path.isdir(self.rootfs):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
         else:

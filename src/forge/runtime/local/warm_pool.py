@@ -291,8 +291,9 @@ class WarmPool:
             key = shape_key(spec, host_roots(plan, rt.rootfs, rt.images, rt._resolve_image,
                                              rt.default_image))
             rt.create(spec)
-        except BuildsStopped:
-            return None  # shutting down: not a failure, nothing was built
+        except BuildsStopped:  # shutting down: not a failure, and refilling ends here
+            self._stopping.set()
+            return None
         except Exception:
             log.exception("warm pool %s: building a lab failed", name)
             with self._lock:

@@ -207,13 +207,15 @@ def build_app(
         tasks.append(asyncio.create_task(housekeeping.run(settings.housekeeping_interval_s)))
 
     async def stop() -> None:
+        # First: launches waiting for a build slot (a burst) then end at once instead of
+        # building, one slot at a time, labs nobody watches while the consumers' grace and
+        # the cancelled launches wait for them; their scenarios stay launching for the next
+        # start to resume. Builds under way finish.
+        state.runtime.stop_builds()
         for task in tasks:
             task.cancel()
         for consumer in state.consumers:
             await consumer.stop()
-        # Launches still waiting for a build slot (a burst) end now instead of building
-        # labs nobody watches; their scenarios stay launching for the next start to resume.
-        state.runtime.stop_builds()
         # The node's record stays (marked stopped): its labs live on, and a restart under
         # the same id within the grace period takes them back; one that does not is lost.
         if state.node is not None:

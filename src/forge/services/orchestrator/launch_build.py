@@ -32,8 +32,10 @@ async def fail_scenario(state: OrchestratorState, scenario_id: str, reason: str,
 
 
 async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
-                    template_id: str, *, launched: Transition | None = None) -> None:
-    """Create the lab of a ``launching`` scenario and mark it running, or fail it.
+                    template_id: str, *, launched: Transition | None = None) -> bool:
+    """Create the lab of a ``launching`` scenario and mark it running, or fail it: True.
+    False when a shutdown stopped the build before it began (the scenario stays
+    ``launching`` for the next start).
 
     ``launched``: the move to launching, recorded in the store but not yet in the audit
     log. The lab is then built while that entry is written (an fsync) and announced, not
@@ -73,11 +75,12 @@ async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
         # stays launching and the next start's resume builds it, as after a crash.
         log.info("scenario %s: shutting down before its lab was built; a restart resumes "
                  "the launch", scenario_id)
-        return
+        return False
     except RuntimeFault as exc:
         await fail_scenario(state, scenario_id, f"lab could not be created: {exc}", {})
-        return
+        return True
     await mark_running(state, scenario_id, plan_name, template_id, info.hosts)
+    return True
 
 
 async def _undo_build(state: OrchestratorState, scenario_id: str,
