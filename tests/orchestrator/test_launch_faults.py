@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +25,7 @@ from forge.bus.errors import BusUnavailable
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
 from forge.runtime import BuildsStopped
+from forge.runtime.local import LocalRuntime
 from forge.services.orchestrator import launch_build, launcher, reaper
 from forge.services.orchestrator.launch_resume import MAX_LAUNCH_ATTEMPTS
 from forge.store.models import Scenario
@@ -280,14 +283,16 @@ def test_a_launch_whose_build_a_shutdown_stopped_stays_launching_for_the_next_st
     while len(stopped) < 2 + MAX_LAUNCH_ATTEMPTS and time.monotonic() < deadline:
         time.sleep(0.05)
     assert set(stopped) == {sid} and len(stopped) >= 2 + MAX_LAUNCH_ATTEMPTS
-    time.sleep(0.5)  # the last resume has returned: its outcome is stored by now
     row = orch.row(sid)
     assert row.state == states.LAUNCHING, row.state_reason
-    assert row.details.get("launch_attempts", 1) == 1
     assert not orch.runtime.list()
     entries = [json.loads(line) for line in scenario_log(
         orch.settings.storage_root, sid).path.read_text().splitlines()]
     assert states.FAILED not in [e.get("data", {}).get("to") for e in entries]
+    notes = [str(e["data"].get("note")) for e in entries if e.get("event") == "scenario.note"]
+    # every resume was attempt 2, its attempt put back each time
+    assert sum("(attempt 2)" in n for n in notes) >= 1 + MAX_LAUNCH_ATTEMPTS
+    assert not [n for n in notes if "(attempt 3)" in n]
 
 
 def test_a_shutdown_during_a_burst_builds_only_what_was_under_way(
@@ -299,10 +304,11 @@ def test_a_shutdown_during_a_burst_builds_only_what_was_under_way(
     first = make_orch()
     real_build = first.runtime._build
     entered: list[str] = []
+    go_on = threading.Event()
 
     def slow_build(plan: Any, roots: Any) -> None:
         entered.append(plan.lab_id)
-        time.sleep(1.5)  # long enough for the stop to come while the slots are busy
+        assert go_on.wait(60)  # held until the stop has begun
         real_build(plan, roots)
 
     monkeypatch.setattr(first.runtime, "_build", slow_build)
@@ -317,7 +323,11 @@ def test_a_shutdown_during_a_burst_builds_only_what_was_under_way(
     while len(entered) < slots and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(entered) == slots
-    first.stop()
+    stopping = threading.Thread(target=first.stop)
+    stopping.start()
+    _until(lambda: first.runtime.builds_stopped, "the stop never stopped the builds")
+    go_on.set()
+    stopping.join(120)
     rows = {sid: first.row(sid) for sid in sids}
     assert sorted(entered) == sorted(s for s, r in rows.items() if r.state == states.RUNNING)
     waiting = [s for s, r in rows.items() if r.state != states.RUNNING]
@@ -329,3 +339,59 @@ def test_a_shutdown_during_a_burst_builds_only_what_was_under_way(
         row = again.wait_state(sid, states.RUNNING, states.FAILED, timeout=120)
         assert row.state == states.RUNNING, row.state_reason
     assert len(entered) == slots  # the first node built no more after its stop
+
+
+def test_a_resume_a_shutdown_cancelled_while_it_waited_for_a_slot_keeps_its_attempts(
+        make_orch: MakeOrch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's start resumes its launching scenario (attempt 2) while every build slot is
+    busy; the node stops before the resume gets one. The stop cancels the resume, its
+    create is refused, and the attempt is put back: three such stops must not fail a lab
+    that never began building."""
+    first = make_orch()
+    first.runtime.stop_builds()  # the first launch is put off: launching, attempt 1
+    event = spawn_event(first.settings)
+    sid = str(event["scenario_id"])
+    first.publish(SPAWN, event)
+    first.wait_state(sid, states.LAUNCHING, states.RUNNING, states.FAILED)
+    first.stop()
+    assert first.row(sid).state == states.LAUNCHING
+    hold, held = threading.Event(), threading.Semaphore(0)
+    real_init = LocalRuntime.__init__
+
+    def init(self: LocalRuntime, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        for _ in range(self.build_slots):  # every slot busy with someone else's build
+            self._build_slots.acquire()
+        held.release()
+
+        def free() -> None:
+            assert hold.wait(120)
+            for _ in range(self.build_slots):
+                self._build_slots.release()
+
+        threading.Thread(target=free, daemon=True).start()
+
+    monkeypatch.setattr(LocalRuntime, "__init__", init)
+    again = make_orch()
+    assert held.acquire(timeout=30)
+    deadline = time.monotonic() + 30
+    while again.row(sid).details.get("launch_attempts", 1) != 2:  # the resume waits
+        assert time.monotonic() < deadline, "the start never resumed the launch"
+        time.sleep(0.05)
+    stopping = threading.Thread(target=again.stop)
+    stopping.start()
+    _until(lambda: again.runtime.builds_stopped, "the stop never stopped the builds")
+    hold.set()
+    stopping.join(120)
+    row = again.row(sid)
+    assert row.state == states.LAUNCHING, row.state_reason
+    assert row.details.get("launch_attempts", 1) == 1
+    assert not again.runtime.list()
+
+
+def _until(what: Callable[[], bool], message: str, deadline_s: float = 60.0) -> None:
+    """Wait for a condition (a generous bound, not a timing assertion)."""
+    end = time.monotonic() + deadline_s
+    while not what():
+        assert time.monotonic() < end, message
+        time.sleep(0.02)

@@ -342,6 +342,11 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         self.warm_pool.configure(pools)
         return self.warm_pool.status()
 
+    @property
+    def builds_stopped(self) -> bool:
+        """True once ``stop_builds`` was called (a shutdown under way)."""
+        return self._builds_stopped
+
     def stop_builds(self) -> None:
         """Creates still waiting for a build slot (a burst beyond ``build_slots``) raise
         ``BuildsStopped`` when their turn comes instead of building: a shutdown is not held

@@ -55,6 +55,7 @@ from forge.templates.registry import TemplateRegistry
 
 NAME = "orchestrator"
 DEFAULT_PORT = 8083
+SHUTDOWN_TASKS_S = 10.0  # how long a stop waits for cancelled resumes to end
 log = logging.getLogger("forge.orchestrator")
 
 
@@ -216,6 +217,10 @@ def build_app(
             task.cancel()
         for consumer in state.consumers:
             await consumer.stop()
+        # The cancelled resumes and reaper end once their builds have (a stopped one puts
+        # its launch attempt back first); a build that hangs is not waited for.
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_TASKS_S)
         # The node's record stays (marked stopped): its labs live on, and a restart under
         # the same id within the grace period takes them back; one that does not is lost.
         if state.node is not None:

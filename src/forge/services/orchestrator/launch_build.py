@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,10 +33,13 @@ async def fail_scenario(state: OrchestratorState, scenario_id: str, reason: str,
 
 
 async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
-                    template_id: str, *, launched: Transition | None = None) -> bool:
-    """Create the lab of a ``launching`` scenario and mark it running, or fail it: True.
-    False when a shutdown stopped the build before it began (the scenario stays
-    ``launching`` for the next start).
+                    template_id: str, *, launched: Transition | None = None,
+                    stopped: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Create the lab of a ``launching`` scenario and mark it running, or fail it.
+
+    A shutdown that stops the build before it began (``BuildsStopped``) leaves the scenario
+    ``launching`` for the next start, and awaits ``stopped()``, also when this task was
+    cancelled meanwhile (a shutdown cancels the launches it waits for).
 
     ``launched``: the move to launching, recorded in the store but not yet in the audit
     log. The lab is then built while that entry is written (an fsync) and announced, not
@@ -68,19 +72,30 @@ async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
         # Cancelled (a subscriber restart, a shutdown): the lock is released only once the
         # build thread is done, so a resume never lists, destroys or rebuilds a lab that is
         # still being made.
-        await _build_ended(creating)
+        try:
+            await _build_ended(creating)
+        finally:
+            if stopped is not None and _stopped_before_building(creating):
+                await asyncio.shield(stopped())
         raise
     except BuildsStopped:
         # A shutdown came before this lab's turn to build: not the lab's fault. The scenario
         # stays launching and the next start's resume builds it, as after a crash.
         log.info("scenario %s: shutting down before its lab was built; a restart resumes "
                  "the launch", scenario_id)
-        return False
+        if stopped is not None:
+            await stopped()
+        return
     except RuntimeFault as exc:
         await fail_scenario(state, scenario_id, f"lab could not be created: {exc}", {})
-        return True
+        return
     await mark_running(state, scenario_id, plan_name, template_id, info.hosts)
-    return True
+
+
+def _stopped_before_building(creating: asyncio.Future[LabInfo]) -> bool:
+    """Whether a finished create was refused by a shutdown before it built anything."""
+    return (creating.done() and not creating.cancelled()
+            and isinstance(creating.exception(), BuildsStopped))
 
 
 async def _undo_build(state: OrchestratorState, scenario_id: str,

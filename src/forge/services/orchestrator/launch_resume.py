@@ -146,13 +146,16 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
                                 {"launch_attempts": attempts},
                                 f"launch interrupted; building the lab again (attempt {attempts})"))
         rendered = render(loaded.template, row.details.get("variables", {}))
-        if not await build_lab(state, lab_spec(scenario_id, rendered), row.plan,
-                               row.template_id):
+
+        async def put_off() -> None:
             # A shutdown came first: nothing was built, so it was no attempt (three
             # shutdowns during bursts must not fail a lab that never began building).
             await state.blocking(
                 lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
                                     {"launch_attempts": attempts - 1},
                                     "launch put off by a shutdown; the next start builds it"))
+
+        await build_lab(state, lab_spec(scenario_id, rendered), row.plan, row.template_id,
+                        stopped=put_off)
         return (await state.blocking(load, state.ctx.db, scenario_id)).state
 
