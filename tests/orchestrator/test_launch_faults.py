@@ -371,13 +371,19 @@ def test_a_resume_a_shutdown_cancelled_while_it_waited_for_a_slot_keeps_its_atte
 
         threading.Thread(target=free, daemon=True).start()
 
+    real_create = LocalRuntime.create
+    creating = threading.Event()
+
+    def create(self: LocalRuntime, spec: Any) -> Any:
+        creating.set()
+        return real_create(self, spec)
+
     monkeypatch.setattr(LocalRuntime, "__init__", init)
+    monkeypatch.setattr(LocalRuntime, "create", create)
     again = make_orch()
     assert held.acquire(timeout=30)
-    deadline = time.monotonic() + 30
-    while again.row(sid).details.get("launch_attempts", 1) != 2:  # the resume waits
-        assert time.monotonic() < deadline, "the start never resumed the launch"
-        time.sleep(0.05)
+    assert creating.wait(30), "the start never resumed the launch"  # its create waits
+    assert again.row(sid).details.get("launch_attempts", 1) == 2
     stopping = threading.Thread(target=again.stop)
     stopping.start()
     _until(lambda: again.runtime.builds_stopped, "the stop never stopped the builds")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import suppress
 
 from fastapi import FastAPI
@@ -55,7 +56,7 @@ from forge.templates.registry import TemplateRegistry
 
 NAME = "orchestrator"
 DEFAULT_PORT = 8083
-SHUTDOWN_TASKS_S = 10.0  # how long a stop waits for cancelled resumes to end
+SHUTDOWN_BUDGET_S = 12.0  # a stop's own budget (forge up kills a child after 15 s)
 log = logging.getLogger("forge.orchestrator")
 
 
@@ -212,15 +213,12 @@ def build_app(
         # building, one slot at a time, labs nobody watches while the consumers' grace and
         # the cancelled launches wait for them; their scenarios stay launching for the next
         # start to resume. Builds under way finish.
+        began = time.monotonic()
         state.runtime.stop_builds()
         for task in tasks:
             task.cancel()
         for consumer in state.consumers:
             await consumer.stop()
-        # The cancelled resumes and reaper end once their builds have (a stopped one puts
-        # its launch attempt back first); a build that hangs is not waited for.
-        if tasks:
-            await asyncio.wait(tasks, timeout=SHUTDOWN_TASKS_S)
         # The node's record stays (marked stopped): its labs live on, and a restart under
         # the same id within the grace period takes them back; one that does not is lost.
         if state.node is not None:
@@ -230,6 +228,12 @@ def build_app(
         await state.publisher.close()
         await state.terminal_sessions.close_all()  # their shells end with the service
         await stop_warm_pools(state)
+        # Last, within what is left of the shutdown budget (the supervisor kills a stop
+        # that takes longer): the cancelled resumes end once their builds have, a stopped
+        # one putting its launch attempt back; a build that hangs is not waited for.
+        left = SHUTDOWN_BUDGET_S - (time.monotonic() - began)
+        if tasks and left > 0:
+            await asyncio.wait(tasks, timeout=left)
         state.executor.shutdown(wait=False, cancel_futures=True)
         state.builds.shutdown(wait=False, cancel_futures=True)
 

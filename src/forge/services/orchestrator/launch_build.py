@@ -76,7 +76,7 @@ async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
             await _build_ended(creating)
         finally:
             if stopped is not None and _stopped_before_building(creating):
-                await asyncio.shield(stopped())
+                await _note_stopped(stopped, scenario_id)
         raise
     except BuildsStopped:
         # A shutdown came before this lab's turn to build: not the lab's fault. The scenario
@@ -84,12 +84,22 @@ async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
         log.info("scenario %s: shutting down before its lab was built; a restart resumes "
                  "the launch", scenario_id)
         if stopped is not None:
-            await stopped()
+            await _note_stopped(stopped, scenario_id)
         return
     except RuntimeFault as exc:
         await fail_scenario(state, scenario_id, f"lab could not be created: {exc}", {})
         return
     await mark_running(state, scenario_id, plan_name, template_id, info.hosts)
+
+
+async def _note_stopped(stopped: Callable[[], Awaitable[None]], scenario_id: str) -> None:
+    """Await ``stopped()`` through cancellations (shielded: it goes on if the task is
+    cancelled again); its own error is logged, never raised in place of a cancellation."""
+    try:
+        await asyncio.shield(stopped())
+    except Exception as exc:
+        log.warning("scenario %s: the launch put off by the shutdown could not be noted: %s",
+                    scenario_id, exc)
 
 
 def _stopped_before_building(creating: asyncio.Future[LabInfo]) -> bool:
