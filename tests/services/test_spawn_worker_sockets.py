@@ -55,6 +55,19 @@ async def _workers_answering(port: int, count: int) -> list[int]:
     return pids
 
 
+def _sockets_held(pid: int) -> set[str]:
+    """The sockets a process holds; a descriptor it closes while they are listed is skipped."""
+    links = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except FileNotFoundError:  # closed between the listing and the read
+            continue
+        if link.startswith("socket:"):
+            links.add(link)
+    return links
+
+
 @pytest.mark.usefixtures("sqlite_only_store")
 def test_connections_opened_at_once_are_spread_over_the_workers(
         tmp_path: Path, nats: NatsServer) -> None:
@@ -129,9 +142,7 @@ def test_workers_share_a_socket_handed_down_by_a_supervisor(
         workers = children(proc.pid)
         assert len(workers) == WORKERS
         for worker in workers:
-            links = {os.readlink(f) for f in Path(f"/proc/{worker}/fd").iterdir()
-                     if os.readlink(f).startswith("socket:")}
-            assert mine in links, worker
+            assert mine in _sockets_held(worker), worker
     finally:
         proc.terminate()
         proc.wait(timeout=30)
