@@ -30,6 +30,13 @@ T = TypeVar("T")
 # The read session shared by every `Database.read()` inside a `Database.reading()` block.
 _SHARED_READ: ContextVar[tuple[int, Session] | None] = ContextVar("forge_shared_read",
                                                                   default=None)
+# Set while a read runs on an event loop's own thread (`inline_read`): a write there
+# (which may wait up to the busy timeout for the lock) would stall every request.
+_INLINE_READ: ContextVar[bool] = ContextVar("forge_inline_read", default=False)
+
+
+class WriteInInlineRead(RuntimeError):
+    """A write transaction was opened inside `Database.inline_read` (a programming error)."""
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -169,6 +176,8 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A read-write transaction: committed when the block ends, rolled back on error."""
+        if _INLINE_READ.get():
+            raise WriteInInlineRead("a write transaction inside an inline read")
         if self._lock is None:
             with self._sessions.begin() as sess:
                 yield sess
@@ -227,6 +236,24 @@ class Database:
         """Raise if the database cannot answer a trivial query (used by /readyz)."""
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    @property
+    def reads_inline(self) -> bool:
+        """Whether a read may run on an event loop's own thread (see
+        `forge.services.common.store_reads`): a SQLite file in WAL mode, whose reads take a
+        snapshot without waiting for any writer."""
+        return self._lock_path is not None
+
+    @contextmanager
+    def inline_read(self) -> Iterator[None]:
+        """Mark a block that reads on an event loop's own thread (`reads_inline`): a write
+        there may wait for the lock, stalling every request of the loop, so `session()`
+        refuses inside it (WriteInInlineRead)."""
+        token = _INLINE_READ.set(True)
+        try:
+            yield
+        finally:
+            _INLINE_READ.reset(token)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking write transaction on the writer thread, from async code."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
 from forge.classroom.cohorts import Manager
 from forge.entitlements.resolve import verify_receipt
 from forge.identity.caller import Caller, resolve_caller
 from forge.identity.roles import LEARNER, role_of
+from forge.services.common.store_reads import read_call
 from forge.services.spawn.state import SpawnState
 
 RECEIPT_HEADER = "x-receipt-token"
@@ -30,7 +30,7 @@ def receipt_claims(request: Request) -> dict[str, Any] | None:
 
 
 def identify_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
-    """The verified caller of this request, or 401 (blocking: call from a worker thread)."""
+    """The verified caller of this request, or 401 (blocking: a read, see `read_call`)."""
     state = spawn_state(request)
     return resolve_caller(request.headers, request.cookies, state.settings, state.ctx.db, receipt,
                           method=request.method)
@@ -38,7 +38,7 @@ def identify_caller(request: Request, receipt: dict[str, Any] | None = None) -> 
 
 async def current_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
     """The verified caller of this request, or 401."""
-    return await run_in_threadpool(identify_caller, request, receipt)
+    return await read_call(spawn_state(request).ctx.db, identify_caller, request, receipt)
 
 
 async def manager_of(request: Request, caller: Caller) -> Manager:
@@ -47,8 +47,8 @@ async def manager_of(request: Request, caller: Caller) -> Manager:
     dashboard, so they cannot disagree on who manages."""
     role = LEARNER
     if caller.scenario_scope is None:
-        role = await run_in_threadpool(role_of, spawn_state(request).ctx.db,
-                                       caller.tenant_id, caller.subject)
+        db = spawn_state(request).ctx.db
+        role = await read_call(db, role_of, db, caller.tenant_id, caller.subject)
     return Manager(caller.tenant_id, caller.subject, role)
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
-from starlette.concurrency import run_in_threadpool
 
 from forge.billing.receipts import ensure_stub_billing, new_subject, stub_checkout
 from forge.bus import BusUnavailable
@@ -18,6 +17,7 @@ from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
 from forge.lifecycle.visibility import learner_view
 from forge.services.common.openapi import errors
+from forge.services.common.store_reads import read_call
 from forge.services.spawn.caller_deps import (
     current_caller,
     identify_caller,
@@ -107,8 +107,8 @@ def _scenario_view(row: Scenario, terminal_hosts: tuple[str, ...]) -> dict[str, 
 async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
     """The caller's own scenario; 404 for a bad id or anyone else's (no existence oracle).
 
-    One thread hop and one read session for the caller and the row: the lab page polls this
-    every few hundred milliseconds per learner."""
+    One read session for the caller and the row, inline on SQLite (`read_call`): the lab
+    page polls this every few hundred milliseconds per learner."""
     missing = ForgeError("not_found", 404, "scenario not found")
     db = spawn_state(request).ctx.db
 
@@ -122,7 +122,7 @@ async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
                 sess.expunge(row)
             return caller, row
 
-    caller, row = await run_in_threadpool(load)
+    caller, row = await read_call(db, load)
     if row is None or not caller.owns(row.tenant_id, row.subject):
         raise missing
     return row

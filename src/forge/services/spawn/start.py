@@ -7,11 +7,11 @@ import re
 from typing import Any
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import Caller
+from forge.services.common.store_reads import read_call
 from forge.services.spawn.assignment_gate import Preloaded, SpawnFacts, admit, preload, settle
 from forge.services.spawn.caller_deps import identify_caller, spawn_state
 from forge.services.spawn.labs import check_plan, choose_lab
@@ -71,7 +71,7 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
             )
             return caller, ent, preload(state, caller, template_id, assignment_id)
 
-    caller, ent, found = await run_in_threadpool(identify)  # one thread hop for every read
+    caller, ent, found = await read_call(state.ctx.db, identify)  # every read, at once
     await check_plan(state, caller, ent, track_name, template_id)
     held = await admit(state, SpawnFacts(caller, ent, track_name, checked_id), template_id,
                        assignment_id, found)
