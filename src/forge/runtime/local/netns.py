@@ -94,6 +94,16 @@ def in_thread(fn: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[return-value]
 
 
+def _own_netns() -> int:
+    """A descriptor of the calling thread's own network namespace (close-on-exec)."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _rejoin(fd: int) -> int:
+    """Move the calling thread into the network namespace ``fd``: 0, or the errno."""
+    return 0 if _libc.setns(fd, CLONE_NEWNET) == 0 else ctypes.get_errno()
+
+
 def _inside(enter: Callable[[], None], fn: Callable[[], T]) -> T:
     """``fn()`` in the calling thread after ``enter()`` moved it to another network
     namespace; the thread is back in its own namespace when this returns or raises. A
@@ -101,14 +111,14 @@ def _inside(enter: Callable[[], None], fn: Callable[[], T]) -> T:
     the machine's egress) would land in the wrong namespace, so the service stops and its
     restart reconciles the labs (a setns to a namespace held open fails only when the
     kernel is out of memory)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    home = _own_netns()
     try:
         try:
             enter()
             return fn()
         finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
+            err = _rejoin(home)
+            if err:
                 log.critical("a thread could not return to its network namespace (%s); "
                              "stopping", os.strerror(err))
                 os._exit(70)
@@ -120,13 +130,12 @@ def return_problem() -> str | None:
     """Why a thread could not step back into its own network namespace (``_inside``), or
     None: ``setns`` is refused, for one, to root in a user namespace of its own over the
     machine's network (``unshare -U -r``, a rootless container on the host's network)."""
-    fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    fd = _own_netns()
     try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            return os.strerror(ctypes.get_errno())
+        err = _rejoin(fd)
     finally:
         os.close(fd)
-    return None
+    return os.strerror(err) if err else None
 
 
 def create_netns(name: str, setup: Callable[[], object] | None = None) -> None:
