@@ -206,10 +206,16 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         validate_lab_id(lab_id)
         self._teardown(lab_id)
 
-    def destroy_many(self, lab_ids: builtins.list[str], parallel: int = 16) -> None:
+    def destroy_many(self, lab_ids: builtins.list[str], parallel: int | None = None) -> None:
         """Destroy many labs at once (a class ending, an operator's teardown), ``parallel``
-        at a time: most of a teardown is waiting for the kernel (killed processes to exit,
-        cgroups to empty), which overlaps. Raises after trying them all if any failed."""
+        at a time (default: two per core this process may run on, 2-16): waits for the
+        kernel (killed processes to exit, cgroups to empty) overlap, but the rest is CPU in
+        this process, and more threads than that only fight for the GIL (200 labs on 2
+        cores, back to back: 16 threads 1.64-1.84 s, 4 threads 1.16-1.51 s, with futex
+        calls 11 % of the process's time at 16). Raises after trying them all if any
+        failed."""
+        if parallel is None:
+            parallel = min(16, 2 * len(os.sched_getaffinity(0)))
         for lab_id in lab_ids:
             validate_lab_id(lab_id)
         # Every lab's processes get SIGKILL first, so they all exit while teardowns run.
