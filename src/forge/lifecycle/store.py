@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from forge.audit.log import scenario_log
 from forge.lifecycle import states
@@ -22,13 +22,50 @@ _LOCKED = select(SCENARIOS.c.state, SCENARIOS.c.tenant_id, SCENARIOS.c.subject,
                  SCENARIOS.c.track).where(
     SCENARIOS.c.scenario_id == bindparam("sid")).with_for_update()
 _LOCKED_DETAILS = _LOCKED.add_columns(SCENARIOS.c.details)
+_DETAILS = select(SCENARIOS.c.details).where(
+    SCENARIOS.c.scenario_id == bindparam("sid")).with_for_update()
 # SET from the parameters given at execution (state, reason, time and the move's updates)
 _UPDATE = update(SCENARIOS).where(SCENARIOS.c.scenario_id == bindparam("sid"))
 _RECORD = insert(TRANSITIONS)
 
 
+_ROW = select(SCENARIOS).where(SCENARIOS.c.scenario_id == bindparam("sid"))
+
+
 class ScenarioNotFound(LookupError):
     """No scenario with that id."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRecord:
+    """A read-only copy of one scenario row (the `scenarios` table's columns).
+
+    Read with Core: a row read through the ORM (`Session.get`, then detached) cost about
+    twice the CPU, and the lab page polls its scenario every few hundred milliseconds."""
+
+    scenario_id: str
+    request_id: str
+    tenant_id: str
+    subject: str
+    track: str
+    template_id: str
+    template_sha256: str | None
+    plan: str
+    retention_days: int
+    state: str
+    state_reason: str | None
+    sat_jti: str | None
+    et_jti: str | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    details: dict[str, Any]
+    node_id: str | None
+    node_url: str | None
+
+
+# A scenario row as the services read it: an ORM row (lists, queries) or a record (`load`).
+ScenarioRow = Scenario | ScenarioRecord
 
 
 @dataclass(frozen=True)
@@ -45,14 +82,20 @@ class Transition:
     track: str
 
 
-def load(db: Database, scenario_id: str) -> Scenario:
-    """A detached copy of the scenario row."""
+def read_record(conn: Connection, scenario_id: str) -> ScenarioRecord | None:
+    """The scenario row read on `conn`, or None."""
+    row = conn.execute(_ROW, {"sid": scenario_id}).first()
+    return None if row is None else ScenarioRecord(**row._mapping)
+
+
+def load(db: Database, scenario_id: str) -> ScenarioRecord:
+    """A read-only copy of the scenario row (in a `Database.reading()` block: its
+    snapshot)."""
     with db.read() as sess:
-        row = sess.get(Scenario, scenario_id)
-        if row is None:
-            raise ScenarioNotFound(scenario_id)
-        sess.expunge(row)
-        return row
+        record = read_record(sess.connection(), scenario_id)
+    if record is None:
+        raise ScenarioNotFound(scenario_id)
+    return record
 
 
 def move(
@@ -116,11 +159,12 @@ def set_details(db: Database, storage_root: Path, scenario_id: str, details: dic
     """Merge ``details`` into the row without a transition, and audit ``note``."""
     now = datetime.now(UTC)
     with db.session() as sess:
-        row = sess.get(Scenario, scenario_id)
+        conn = sess.connection()
+        row = conn.execute(_DETAILS, {"sid": scenario_id}).first()
         if row is None:
             raise ScenarioNotFound(scenario_id)
-        row.details = {**row.details, **details}
-        row.updated_at = now
+        conn.execute(_UPDATE, {"sid": scenario_id, "details": {**(row.details or {}), **details},
+                               "updated_at": now})
     scenario_log(storage_root, scenario_id).append("scenario.note", {"note": note[:2000]},
                                                    at=now)
 

@@ -31,7 +31,7 @@ from forge.evidence.artifact_store import discard_raw_evidence
 from forge.faults import crash_point
 from forge.grading.runner import grade
 from forge.lifecycle import states
-from forge.lifecycle.store import load, move
+from forge.lifecycle.store import ScenarioRow, load, move
 from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.runtime.recording import discard_recordings, read_recordings
 from forge.services.orchestrator.evidence_ship import (
@@ -44,7 +44,6 @@ from forge.services.orchestrator.evidence_ship import (
 )
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
-from forge.store.models import Scenario
 from forge.templates.variables import render, values_digest
 from forge_verify.score import CheckResult
 
@@ -95,7 +94,7 @@ def _evidence_hashes(directory: Path) -> dict[str, str]:
             for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def build_payload(row: Scenario, results: list[CheckResult], reason: str,
+def build_payload(row: ScenarioRow, results: list[CheckResult], reason: str,
                   evidence: dict[str, str], completed_at: datetime,
                   transport: dict[str, Any] | None = None) -> ScenarioCompletedV1:
     """The forge.scenario.completed event (what the scoreboard scores from); `ContractError`
@@ -241,7 +240,7 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
     return states.COMPLETED if done else states.GRADING
 
 
-async def resume_grading(state: OrchestratorState, row: Scenario) -> str:
+async def resume_grading(state: OrchestratorState, row: ScenarioRow) -> str:
     """A scenario left in ``grading`` (a crash, a restart): publish its stored result, grade
     its lab again, or, with neither, fail it with the reason (which frees its slot)."""
     scenario_id = row.scenario_id

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from forge.bus import Event, Reject, RetryLater
 from forge.bus.contracts import ContractError, SpawnRequestedV1, decode_as
 from forge.lifecycle import states
-from forge.lifecycle.store import ScenarioNotFound, load, record_move, set_details
+from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, load, record_move, set_details
 from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
@@ -107,7 +107,7 @@ async def handle_spawn(state: OrchestratorState, event: Event) -> None:
 
 
 async def _admit_and_launch(state: OrchestratorState, spawn: SpawnRequestedV1,
-                            row: Scenario | None) -> None:
+                            row: ScenarioRow | None) -> None:
     """A pending (or not yet stored) scenario: verify its tokens, hold room, launch."""
     scenario_id = spawn.scenario_id
     try:

@@ -16,7 +16,7 @@ from forge.errors import ForgeError
 from forge.identity.caller import Caller, resolve_caller
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
-from forge.lifecycle.store import ScenarioNotFound, history, load
+from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, history, load
 from forge.lifecycle.visibility import LEARNER_HOST, learner_view
 from forge.services.common.auth import bearer_token, check_operator
 from forge.services.common.openapi import errors
@@ -51,7 +51,7 @@ async def _caller(request: Request) -> Caller:
                                    state.settings, state.ctx.db, method=request.method)
 
 
-async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario, bool]:
+async def visible_scenario(request: Request, scenario_id: str) -> tuple[ScenarioRow, bool]:
     """The scenario if the caller is an operator or its owner (else 404); and is-operator."""
     missing = ForgeError("not_found", 404, "scenario not found")
     if not SCENARIO_ID.match(scenario_id):
@@ -68,7 +68,7 @@ async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario
     return row, operator
 
 
-def check_holder(request: Request, row: Scenario) -> None:
+def check_holder(request: Request, row: ScenarioRow) -> None:
     """Changes to a lab happen on the node holding it; another node refuses (409 with the
     holder's id) rather than touching a lab it does not have."""
     if not orch(request).holds(row.node_id):
@@ -77,7 +77,7 @@ def check_holder(request: Request, row: Scenario) -> None:
                          "there by itself)", [{"field": "node_id", "value": row.node_id}])
 
 
-def view(row: Scenario, with_details: bool,
+def view(row: ScenarioRow, with_details: bool,
          learner_hosts: tuple[str, ...] = (LEARNER_HOST,)) -> dict[str, Any]:
     body: dict[str, Any] = {
         "scenario_id": row.scenario_id, "state": row.state, "reason": row.state_reason,

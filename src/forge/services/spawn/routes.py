@@ -15,6 +15,7 @@ from forge.bus.contracts import ScenarioSubmitV1, payload, publish_event
 from forge.bus.subjects import node_submit_subject
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
+from forge.lifecycle.store import ScenarioRecord, ScenarioRow, read_record
 from forge.lifecycle.visibility import learner_view
 from forge.services.common.openapi import errors
 from forge.services.common.store_reads import read_call
@@ -27,7 +28,6 @@ from forge.services.spawn.caller_deps import (
 from forge.services.spawn.labs import LAB_PATTERN
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.state import SpawnState
-from forge.store.models import Scenario
 
 router = APIRouter(tags=["learner"])
 SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
@@ -79,14 +79,14 @@ async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status)
 
 
-def learner_hosts(state: SpawnState, row: Scenario) -> tuple[str, ...]:
+def learner_hosts(state: SpawnState, row: ScenarioRow) -> tuple[str, ...]:
     """The hosts of the lab's template its learner may open terminals on (none for a
     template no longer loaded, as the orchestrator decides)."""
     facts = state.templates.get(row.template_id)
     return facts.learner_hosts if facts is not None else ()
 
 
-def _scenario_view(row: Scenario, terminal_hosts: tuple[str, ...]) -> dict[str, Any]:
+def _scenario_view(row: ScenarioRow, terminal_hosts: tuple[str, ...]) -> dict[str, Any]:
     hosts, others = learner_view(row.details.get("hosts", {}), terminal_hosts)
     return {
         "scenario_id": row.scenario_id,
@@ -104,7 +104,7 @@ def _scenario_view(row: Scenario, terminal_hosts: tuple[str, ...]) -> dict[str, 
     }
 
 
-async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
+async def owned_scenario(request: Request, scenario_id: str) -> ScenarioRecord:
     """The caller's own scenario; 404 for a bad id or anyone else's (no existence oracle).
 
     One read session for the caller and the row, inline on SQLite (`read_call`): the lab
@@ -112,15 +112,12 @@ async def owned_scenario(request: Request, scenario_id: str) -> Scenario:
     missing = ForgeError("not_found", 404, "scenario not found")
     db = spawn_state(request).ctx.db
 
-    def load() -> tuple[Caller, Scenario | None]:
+    def load() -> tuple[Caller, ScenarioRecord | None]:
         with db.reading() as sess:
             caller = identify_caller(request)
             if not SCENARIO_ID.match(scenario_id) or not caller.may_see(scenario_id):
                 return caller, None
-            row = sess.get(Scenario, scenario_id)
-            if row is not None:
-                sess.expunge(row)
-            return caller, row
+            return caller, read_record(sess.connection(), scenario_id)
 
     caller, row = await read_call(db, load)
     if row is None or not caller.owns(row.tenant_id, row.subject):

@@ -22,6 +22,7 @@ from forge.entitlements.resolve import EntitlementError, resolve_entitlement, ve
 from forge.errors import ForgeError
 from forge.identity.apikeys import verify_api_key
 from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
+from forge.lifecycle.store import ScenarioRow
 from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import spawn_state
@@ -209,14 +210,14 @@ async def spawn_lab(request: Request) -> Response:
     return await _as_page("/tracks", request)(run)
 
 
-def _remaining_s(row: Scenario) -> int | None:
+def _remaining_s(row: ScenarioRow) -> int | None:
     if row.expires_at is None:
         return None
     expires = aware(row.expires_at)
     return max(0, int((expires - datetime.now(UTC)).total_seconds()))
 
 
-async def _result(request: Request, row: Scenario) -> dict[str, Any] | None:
+async def _result(request: Request, row: ScenarioRow) -> dict[str, Any] | None:
     """The scoreboard's score and verification, once the verdict exists."""
     if row.state != "completed":
         return None
@@ -230,7 +231,7 @@ async def _result(request: Request, row: Scenario) -> dict[str, Any] | None:
     return body
 
 
-def _expires_iso(row: Scenario) -> str:
+def _expires_iso(row: ScenarioRow) -> str:
     if row.expires_at is None:
         return ""
     expires = aware(row.expires_at)
@@ -279,7 +280,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
 EXTEND_STEP_MIN = 15
 
 
-def _extend_facts(request: Request, row: Scenario) -> dict[str, Any]:
+def _extend_facts(request: Request, row: ScenarioRow) -> dict[str, Any]:
     """What the Extend block says: the step, the plan's maximum, when it opens, and whether
     the maximum is reached (the orchestrator enforces the same rules)."""
     plan = spawn_state(request).catalog.get(row.plan)
@@ -293,7 +294,7 @@ def _extend_facts(request: Request, row: Scenario) -> dict[str, Any]:
     return facts
 
 
-def _result_context(row: Scenario, result: dict[str, Any] | None) -> dict[str, Any]:
+def _result_context(row: ScenarioRow, result: dict[str, Any] | None) -> dict[str, Any]:
     """What result_section.html needs: the worded result, downloads, verify command."""
     names = [n for n in (result or {}).get("artifacts", []) if n in ARTIFACT_NAMES]
     return {

@@ -27,6 +27,7 @@ from forge.grading.learner_aids import (
     reveal_hint,
     revealed,
 )
+from forge.lifecycle.store import ScenarioRow
 from forge.services.spawn.assignment_gate import check_hints
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.routes import owned_scenario
@@ -39,14 +40,13 @@ from forge.services.spawn.web.security import (
     session_value,
 )
 from forge.services.spawn.web.state import web_state
-from forge.store.models import Scenario
 
 router = APIRouter(include_in_schema=False)
 # The node refused these before running anything: such a run is forgotten, not counted.
 NOT_PERFORMED = frozenset({"lab_busy", "not_running"})
 
 
-def _texts(request: Request, row: Scenario) -> tuple[tuple[HintFacts, ...], tuple[str, ...]]:
+def _texts(request: Request, row: ScenarioRow) -> tuple[tuple[HintFacts, ...], tuple[str, ...]]:
     """The lab template's hint facts and texts (none for a template no longer loaded)."""
     templates = web_state(request).templates
     if row.template_id not in templates:
@@ -62,7 +62,7 @@ def cost_label(cost: float) -> str:
     return f"costs {round(cost * 100, 1):g} % of the score"
 
 
-async def hints_view(request: Request, row: Scenario) -> list[dict[str, Any]]:
+async def hints_view(request: Request, row: ScenarioRow) -> list[dict[str, Any]]:
     """Every hint of the lab: id, criterion, cost, whether revealed and when; the text
     (markdown) only for revealed ones."""
     facts, texts = _texts(request, row)
