@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,9 +48,18 @@ def test_a_write_inside_an_inline_read_is_refused_and_writes_nothing(db_url: str
         async def main() -> None:
             await read_call(db, create_api_key, db, "tenant-a", "learner-1")
 
+        def engine_write() -> None:
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM api_keys")
+
+        async def around_session() -> None:  # a write lock taken past `session()`
+            await read_call(db, engine_write)
+
         if db_url.startswith("sqlite"):
             with pytest.raises(WriteInInlineRead):
                 asyncio.run(main())
+            with pytest.raises(WriteInInlineRead):
+                asyncio.run(around_session())
             with db.read() as sess:
                 assert sess.connection().exec_driver_sql(
                     "SELECT count(*) FROM api_keys").scalar() == 0
@@ -76,11 +86,14 @@ def test_an_inline_read_never_waits_for_a_writer_holding_the_lock(
         holder.execute("UPDATE api_keys SET revoked_at = ?", (datetime.now(UTC).isoformat(),))
 
         async def main() -> bool:
-            _, verified = await asyncio.wait_for(
-                read_call(db, _thread_of_read, db, key.plaintext), 10)
+            _, verified = await read_call(db, _thread_of_read, db, key.plaintext)
             return verified
 
+        began = time.monotonic()
         assert asyncio.run(main())  # the committed snapshot: the key is live
+        # A read that waited for the writer would wait for good here (until SQLite's 15 s
+        # busy timeout): a bound on waiting, not a performance figure.
+        assert time.monotonic() - began < 5
         holder.execute("COMMIT")
         assert verify_api_key(db, key.plaintext) is None
     finally:

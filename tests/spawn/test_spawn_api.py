@@ -150,6 +150,32 @@ def test_entitlement_file_source(make_spawn: MakeSpawn, tmp_path: Any) -> None:
         assert spawn(client, key_for(env), track="ccna").status_code == 201
 
 
+def test_the_entitlement_file_is_never_read_on_the_event_loop(
+        make_spawn: MakeSpawn, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A spawn's store reads run on the event loop with SQLite (they never wait); reading and
+    # parsing ENTITLEMENTS_FILE (large, or on a slow mount) would stall every request there.
+    from forge.entitlements import resolve
+
+    path = tmp_path / "grants.json"
+    path.write_text(json.dumps({"grants": [{"tenant_id": "acme", "plan": "PRO"}]}))
+    on_loop: list[bool] = []
+    real = resolve.lookup_file_grant
+
+    def spy(*args: Any) -> str | None:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args)
+
+    monkeypatch.setattr(resolve, "lookup_file_grant", spy)
+    env = make_spawn(ENTITLEMENTS_FILE=str(path))
+    with env.client() as client:
+        assert spawn(client, key_for(env), track="ccna").status_code == 201
+    assert on_loop and not any(on_loop)
+
+
 # ------------------------------------------------------------------ receipts
 
 

@@ -77,7 +77,15 @@ def _driver_begin(statement: str) -> Callable[[Connection], None]:
 
 
 # Take the write lock at BEGIN so read-then-write transactions cannot race each other.
-_begin_immediate = _driver_begin("BEGIN IMMEDIATE")
+_take_write_lock = _driver_begin("BEGIN IMMEDIATE")
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """BEGIN IMMEDIATE, refused inside an inline read (`Database.inline_read`): it may wait
+    for the write lock, on the event loop (also by way of the engine, not `session()`)."""
+    if _INLINE_READ.get():
+        raise WriteInInlineRead("a write transaction inside an inline read")
+    _take_write_lock(conn)
 
 
 # Driver-less PostgreSQL URLs an operator may write; Forge ships the psycopg 3 driver only.

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
@@ -71,7 +72,10 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
             )
             return caller, ent, preload(state, caller, template_id, assignment_id)
 
-    caller, ent, found = await read_call(state.ctx.db, identify)  # every read, at once
+    if state.entitlements_file is None:
+        caller, ent, found = await read_call(state.ctx.db, identify)  # every read, at once
+    else:  # the file may be read and parsed too: never on the event loop (large, slow disk)
+        caller, ent, found = await run_in_threadpool(identify)
     await check_plan(state, caller, ent, track_name, template_id)
     held = await admit(state, SpawnFacts(caller, ent, track_name, checked_id), template_id,
                        assignment_id, found)
