@@ -85,7 +85,7 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
         except ContractError as exc:
             raise Reject(str(exc)) from None
         with suppress(ScenarioNotFound, IllegalTransition):
-            row = await state.blocking(load, db, submit.scenario_id)
+            row = await state.read(load, db, submit.scenario_id)
             if not state.holds(row.node_id):
                 # Another node holds this lab (spawn_service sends its submits to that node's
                 # own subject): never grade it here, against a runtime that lacks it.

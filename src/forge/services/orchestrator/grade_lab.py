@@ -266,7 +266,7 @@ async def complete(state: OrchestratorState, scenario_id: str, reason: str) -> s
     resumed (published, graded again, or failed with the reason), never left there.
     """
     async with state.lock_for(scenario_id):
-        row = await state.blocking(load, state.ctx.db, scenario_id)
+        row = await state.read(load, state.ctx.db, scenario_id)
         if row.state in states.TERMINAL:
             return row.state
         if row.state == states.GRADING:
@@ -287,7 +287,7 @@ async def end_without_grading(state: OrchestratorState, scenario_id: str, target
                               reason: str) -> str:
     """Delete or expire a scenario that is not graded: tear down, record, announce."""
     async with state.lock_for(scenario_id):
-        row = await state.blocking(load, state.ctx.db, scenario_id)
+        row = await state.read(load, state.ctx.db, scenario_id)
         if row.state in states.TERMINAL:
             return row.state
         states.check(scenario_id, row.state, target)

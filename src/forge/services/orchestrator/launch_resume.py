@@ -109,7 +109,7 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
     a half-built one is torn down and built again from the accepted spawn (same values);
     after MAX_LAUNCH_ATTEMPTS the scenario fails with the reason. Returns the state."""
     async with state.lock_for(scenario_id):
-        row = await state.blocking(load, state.ctx.db, scenario_id)
+        row = await state.read(load, state.ctx.db, scenario_id)
         if row.state != states.LAUNCHING:
             return row.state
         try:  # whichever way it goes on, the log shows the move to launching first
@@ -157,5 +157,5 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
 
         await build_lab(state, lab_spec(scenario_id, rendered), row.plan, row.template_id,
                         stopped=put_off)
-        return (await state.blocking(load, state.ctx.db, scenario_id)).state
+        return (await state.read(load, state.ctx.db, scenario_id)).state
 

@@ -64,7 +64,7 @@ async def _refuse_broken(state: OrchestratorState, event: Event, exc: ContractEr
         return
     async with state.lock_for(scenario_id):
         try:
-            row = await state.blocking(load, state.ctx.db, scenario_id)
+            row = await state.read(load, state.ctx.db, scenario_id)
         except ScenarioNotFound:
             return
         own = (event.data.get("tenant_id") == row.tenant_id
@@ -88,7 +88,7 @@ async def handle_spawn(state: OrchestratorState, event: Event) -> None:
     scenario_id = spawn.scenario_id
     async with state.lock_for(scenario_id):
         try:
-            row = await state.blocking(load, state.ctx.db, scenario_id)
+            row = await state.read(load, state.ctx.db, scenario_id)
         except ScenarioNotFound:
             row = None
         if row is not None and row.state != states.PENDING:
@@ -173,7 +173,7 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
     expires = datetime.fromtimestamp(int(sat["exp"]), UTC)
     # Mark the row before consuming: a crash between the two leaves a marked row whose
     # redelivered event then finds its own jti consumed, which is not a replay.
-    row = await state.blocking(load, state.ctx.db, scenario_id)
+    row = await state.read(load, state.ctx.db, scenario_id)
     ours = row.details.get("sat_consuming") == sat["jti"]
     if not ours:
         await state.blocking(lambda: set_details(

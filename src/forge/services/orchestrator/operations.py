@@ -23,7 +23,7 @@ async def fail(state: OrchestratorState, scenario_id: str, reason: str) -> str:
     """End a scenario that is not finished as ``failed`` (its lab torn down, its slot
     freed through the announced event); a finished one is left as it is."""
     async with state.lock_for(scenario_id):
-        row = await state.blocking(load, state.ctx.db, scenario_id)
+        row = await state.read(load, state.ctx.db, scenario_id)
         if row.state in states.TERMINAL:
             return row.state
         await state.blocking(_audit, state, scenario_id, "fail", reason)
@@ -38,13 +38,13 @@ async def fail(state: OrchestratorState, scenario_id: str, reason: str) -> str:
 async def regrade(state: OrchestratorState, scenario_id: str, reason: str) -> str:
     """Grade now: a running lab is graded; one stuck in ``grading`` is resumed (published,
     graded again, or failed when its lab is gone). A finished scenario is left as it is."""
-    row = await state.blocking(load, state.ctx.db, scenario_id)
+    row = await state.read(load, state.ctx.db, scenario_id)
     if row.state in states.TERMINAL:
         return row.state
     await state.blocking(_audit, state, scenario_id, "regrade", reason)
     if row.state == states.GRADING:
         async with state.lock_for(scenario_id):
-            row = await state.blocking(load, state.ctx.db, scenario_id)
+            row = await state.read(load, state.ctx.db, scenario_id)
             if row.state != states.GRADING:
                 return row.state
             return await resume_grading(state, row)
@@ -56,7 +56,7 @@ async def destroy(state: OrchestratorState, scenario_id: str, reason: str) -> st
     ``failed`` from ``grading``, which has no way to ``deleted``); a finished one keeps
     its state and only loses any lab left behind."""
     async with state.lock_for(scenario_id):
-        row = await state.blocking(load, state.ctx.db, scenario_id)
+        row = await state.read(load, state.ctx.db, scenario_id)
         await state.blocking(_audit, state, scenario_id, "destroy", reason)
         await state.blocking(teardown_lab, state, scenario_id)
         if row.state in states.TERMINAL:

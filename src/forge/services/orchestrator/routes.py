@@ -20,6 +20,7 @@ from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, history, load
 from forge.lifecycle.visibility import LEARNER_HOST, learner_view
 from forge.services.common.auth import bearer_token, check_operator
 from forge.services.common.openapi import errors
+from forge.services.common.store_reads import read_call
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
@@ -59,7 +60,8 @@ async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario
     operator = _is_operator(request)
     caller = None if operator else await _caller(request)
     try:
-        row = await run_in_threadpool(load, orch(request).ctx.db, scenario_id)
+        db = orch(request).ctx.db
+        row = await read_call(db, load, db, scenario_id)
     except ScenarioNotFound:
         raise missing from None
     if caller is not None and not (caller.owns(row.tenant_id, row.subject)
@@ -194,7 +196,8 @@ async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     try:
-        check_holder(request, await run_in_threadpool(load, orch(request).ctx.db, scenario_id))
+        db = orch(request).ctx.db
+        check_holder(request, await read_call(db, load, db, scenario_id))
         final = await complete(orch(request), scenario_id, "operator")
     except ScenarioNotFound:
         raise ForgeError("not_found", 404, "scenario not found") from None

@@ -22,6 +22,7 @@ from forge.plans import PlanCatalog
 from forge.policy.decision import PolicyEngine
 from forge.runtime.base import Runtime
 from forge.services.common.app import ServiceContext
+from forge.services.common.store_reads import read_call
 from forge.services.orchestrator.node import LabNode
 from forge.services.orchestrator.terminal_sessions import TerminalSessions
 from forge.services.orchestrator.terminal_slots import TerminalSlots
@@ -66,6 +67,12 @@ class OrchestratorState:
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call (DB, runtime) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking store read (only a read): on the event loop with SQLite, whose
+        snapshot never waits for a writer and costs less than the thread hop; on a worker
+        thread elsewhere (`forge.services.common.store_reads`)."""
+        return await read_call(self.ctx.db, fn, *args)
 
     async def building(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a lab create off the event loop, on the builds' own threads."""

@@ -78,7 +78,7 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
                          [{"field": "criterion"}])
     async with lock:  # free (checked above, no await since): taken at once
         try:
-            row = await state.blocking(load, state.ctx.db, scenario_id)
+            row = await state.read(load, state.ctx.db, scenario_id)
         except ScenarioNotFound:
             raise ForgeError("not_found", 404, "scenario not found") from None
         check_holder(request, row)

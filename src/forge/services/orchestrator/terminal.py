@@ -128,7 +128,7 @@ async def close_for_signout(scenario_id: str, request: Request) -> dict[str, int
         raise ForgeError("invalid_terminal_token", 401,
                          f"{TOKEN_HEADER}: missing or invalid terminal token") from None
     try:
-        row = await state.blocking(load, state.ctx.db, scenario_id)
+        row = await state.read(load, state.ctx.db, scenario_id)
     except ScenarioNotFound:
         raise ForgeError("not_found", 404, "scenario not found") from None
     if claims["scenario_id"] != scenario_id or \
@@ -162,7 +162,7 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
         await websocket.close(code=4403)
         return
     try:
-        row = await state.blocking(load, state.ctx.db, scenario_id)
+        row = await state.read(load, state.ctx.db, scenario_id)
     except ScenarioNotFound:
         await websocket.close(code=4404)
         return
