@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from forge.lifecycle.store import ScenarioNotFound, ScenarioRecord, load
+from forge.lifecycle.store import ScenarioNotFound, ScenarioRecord, load, set_details
 from forge.store import Database, upgrade
 from forge.store.models import Scenario
 
@@ -47,3 +48,34 @@ def test_the_record_has_every_column_of_the_table() -> None:
     # A column added to the model without the record would fail every load (TypeError).
     fields = {f.name for f in dataclasses.fields(ScenarioRecord)}
     assert fields == {c.key for c in Scenario.__table__.columns}
+
+
+def test_set_details_merges_one_level_and_touches_nothing_else(
+        db_url: str, tmp_path: Path) -> None:
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        now = datetime.now(UTC)
+        with db.session() as sess:
+            sess.add(Scenario(
+                scenario_id="scn-00000000000000aa", request_id="req-2", tenant_id="tenant-a",
+                subject="learner-1", track="netplus", template_id="netplus-basics",
+                plan="PRO", state="launching", created_at=now, updated_at=now,
+                details={"hosts": {"box": {"lan": "10.0.0.2"}}, "attempt": 1}))
+        before = load(db, "scn-00000000000000aa")
+        set_details(db, tmp_path, "scn-00000000000000aa",
+                    {"attempt": 2, "hosts": {"web": {}}}, "launch attempt 2")
+        after = load(db, "scn-00000000000000aa")
+        # one level: a key given replaces that key's whole value, the others stay
+        assert after.details == {"hosts": {"web": {}}, "attempt": 2}
+        assert after.updated_at >= before.updated_at
+        unchanged = {k: v for k, v in dataclasses.asdict(before).items()
+                     if k not in ("details", "updated_at")}
+        assert {k: v for k, v in dataclasses.asdict(after).items()
+                if k not in ("details", "updated_at")} == unchanged
+        assert "launch attempt 2" in (
+            tmp_path / "scenarios" / "scn-00000000000000aa" / "audit.jsonl").read_text()
+        with pytest.raises(ScenarioNotFound):
+            set_details(db, tmp_path, "scn-ffffffffffffffff", {"x": 1}, "nothing")
+    finally:
+        db.dispose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -83,6 +85,22 @@ def test_sqlite_runs_in_wal_with_busy_timeout(sqlite_db: Database) -> None:
 
 def test_ping(db: Database) -> None:
     db.ping()
+
+
+def test_ping_answers_while_a_writer_holds_the_sqlite_lock(sqlite_db: Database) -> None:
+    # /readyz pings the store: a long write elsewhere must not make it wait (up to the 15 s
+    # busy timeout) and then report the store down.
+    database = sqlite_db.engine.url.database
+    assert database is not None
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        began = time.monotonic()
+        sqlite_db.ping()
+        assert time.monotonic() - began < 5  # a bound on waiting, not a performance figure
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_ping_fails_for_unreachable_sqlite(tmp_path: Path) -> None:

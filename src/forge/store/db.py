@@ -241,8 +241,10 @@ class Database:
                 _SHARED_READ.reset(token)
 
     def ping(self) -> None:
-        """Raise if the database cannot answer a trivial query (used by /readyz)."""
-        with self.engine.connect() as conn:
+        """Raise if the database cannot answer a trivial query (used by /readyz). On SQLite
+        through the read engine: the write engine's BEGIN IMMEDIATE would wait for a long
+        write (up to the busy timeout) and call a busy store down."""
+        with (self._read_engine or self.engine).connect() as conn:
             conn.execute(text("SELECT 1"))
 
     @property

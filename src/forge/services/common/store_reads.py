@@ -1,4 +1,8 @@
-"""Blocking store reads called from a request handler: inline on SQLite, on a thread elsewhere.
+"""Blocking store reads called from async code: inline on SQLite, on a thread elsewhere.
+
+Request handlers of both services and the orchestrator's bus consumers, reaper, resumes and
+terminal checks use it; on the orchestrator's loop a stalled read would also hold up its
+heartbeats and terminal relays, which is why only snapshot reads that never wait qualify.
 
 A point read of SQLite in WAL mode takes a snapshot without waiting for any writer, and
 costs less CPU than the thread hop around it (two thread switches, the GIL handed over
