@@ -17,7 +17,7 @@ import pytest
 
 from forge.runtime import Limits
 from forge.runtime.local import LocalRuntime
-from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups
+from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups, _rmdir_if_empty
 from tests.runtime.helpers import simple_lab
 
 V1_ONLY = pytest.mark.skipif(Cgroups.detect().version == 2,
@@ -197,3 +197,24 @@ def test_destroy_kills_a_process_a_host_agent_moved_out_of_the_pids_tree(
     finally:
         with contextlib.suppress(Exception):
             rt.destroy(lab)
+
+
+def test_a_top_is_removed_at_once_when_empty_and_left_whole_when_busy(stem: str) -> None:
+    """The one-walk teardown's shortcut: a hierarchy's top goes with one rmdir when nothing
+    is below it; with a child cgroup it is reported busy and nothing is removed (the
+    caller then walks it), and a top already gone counts as removed."""
+    cg = Cgroups.detect()
+    top = cg.paths(stem)[0]
+    try:
+        cg.create((stem,), None)
+        cg.create((stem, "left"), None)
+        assert _rmdir_if_empty(top) is False
+        assert os.path.isdir(os.path.join(top, "left"))
+        cg.remove(stem)
+        assert _leftovers(cg, stem) == []
+        assert _rmdir_if_empty(top) is True  # gone already
+        cg.create((stem,), None)
+        assert _rmdir_if_empty(top) is True
+        assert not os.path.exists(top)
+    finally:
+        _cleanup(cg, stem)

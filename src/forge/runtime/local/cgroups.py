@@ -198,7 +198,11 @@ class Cgroups:
         is done last (so after a crash midway it still lists them); whatever else a
         hierarchy holds (a tree made by other means) is found by walking what is left.
         A directory still busy gets its hierarchy's subtree emptied (SIGKILL, re-read
-        until empty) before the next try; raises ``SurvivorsError`` if that fails."""
+        until empty) before the next try; raises ``SurvivorsError`` if that fails.
+
+        This is a lab teardown's one walk of its cgroups: a hierarchy's top is walked again
+        only when its removal finds it busy (a listing there reads every control file's
+        entry, ~30 per directory in the memory hierarchy)."""
         dirs, pids = self._subtree(*parts)
         if pids:
             self.kill(*parts, deadline_s=deadline_s)
@@ -209,6 +213,8 @@ class Cgroups:
             empty = functools.partial(_empty, top, end, killed)
             for rel in below:
                 _rmdir(os.path.join(top, rel), end, empty)
+            if _rmdir_if_empty(top):
+                continue
             for path in sorted((d for d, _s, _f in os.walk(top)), key=len, reverse=True):
                 _rmdir(path, end, empty)
         return killed
@@ -282,6 +288,20 @@ def _rmdir(path: str, end: float, empty: Callable[[], None]) -> None:
                 raise
             empty()
             time.sleep(0.005)
+
+
+def _rmdir_if_empty(path: str) -> bool:
+    """Remove a cgroup directory that has neither child cgroups nor processes: True when
+    it is gone (or was never there), False when the kernel reports it busy."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
 
 
 def _read(path: str) -> str:

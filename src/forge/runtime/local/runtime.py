@@ -31,7 +31,7 @@ from forge.runtime.base import (
     SpecError,
 )
 from forge.runtime.local import egress
-from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.cgroups import Cgroups, SurvivorsError
 from forge.runtime.local.disk import unmount_lab_disk
 from forge.runtime.local.fd_limit import raise_open_files_limit
 from forge.runtime.local.kernel_names import Names, validate_prefix
@@ -249,13 +249,23 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
                 tty.close()
         errors: list[str] = []
         # Kill everything once, wait for this instance's sandboxes (which end with their
-        # processes) without polling, then make sure the cgroups are empty.
+        # processes) without polling, then empty and remove the cgroups (one walk of them:
+        # what is still listed is killed until gone) before the namespaces go.
         self.cgroups.signal_all(stem)
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        if not self.cgroups.kill(stem):
-            errors.append("processes survived SIGKILL")
+        try:
+            strays = self.cgroups.remove(stem)
+        except SurvivorsError as exc:  # "processes survived SIGKILL in <cgroup>: <pids>"
+            errors.append(str(exc.strerror))
+        except OSError as exc:
+            errors.append(f"cgroup: {exc.strerror}")
+        else:
+            if strays:  # still there after the kill: late execs, or moved (cgroups.py)
+                log.warning("lab %s: killed pids %s still in its cgroups after the kill "
+                            "(started during teardown, or moved between cgroups by a host "
+                            "agent)", lab_id, " ".join(map(str, sorted(strays))))
         had_gateway = False
         for ns in list_netns():
             if not ns.startswith(stem + "."):  # cheap filter: every lab's names are listed
@@ -272,15 +282,6 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
                 egress.remove_uplink(self.names, lab_id, self.egress_netns)
             except (OSError, NetlinkError) as exc:
                 errors.append(f"uplink: {exc}")
-        try:
-            strays = self.cgroups.remove(stem)
-        except OSError as exc:
-            errors.append(f"cgroup: {exc.strerror}")
-        else:
-            if strays:  # still there after the kill: late execs, or moved (cgroups.py)
-                log.warning("lab %s: killed pids %s still in its cgroups after the kill "
-                            "(started during teardown, or moved between cgroups by a host "
-                            "agent)", lab_id, " ".join(map(str, sorted(strays))))
         try:
             unmount_lab_disk(self.names.data_root(lab_id))
         except OSError as exc:
