@@ -175,7 +175,7 @@ class Settings(BaseSettings):
         "FORGE_WARM_POOL_MIN_AVAILABLE_MB", 0, 1 << 30)))] = _var(
         "FORGE_WARM_POOL_MIN_AVAILABLE_MB", 512)
     # Issue 19 item 3: fresh labs a lab node builds at once (0: one per core the
-    # orchestrator may run on, at least 2); further creates wait their turn, pool claims
+    # orchestrator may run on, plus one); further creates wait their turn, pool claims
     # never wait (forge.runtime.local.runtime).
     build_slots: Annotated[int, BeforeValidator(checks.node_setting(node_cfg.whole(
         "FORGE_BUILD_SLOTS", 0, 256)))] = _var("FORGE_BUILD_SLOTS", 0)
