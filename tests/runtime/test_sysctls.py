@@ -1,0 +1,74 @@
+"""A lab namespace's sysctls end up as planned whatever the namespace started with: a host
+gets unprivileged ping, low ports for the lab user, forwarding only on a router and no
+IPv6; the switch (bridges only, no lab process) gets the forwarding and IPv6 part alone.
+The values are written straight away except ``ip_forward``, which is read first (its
+write takes the global RTNL lock even when unchanged)."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from forge.runtime.local.netns import create_netns, in_netns, remove_netns
+from forge.runtime.local.network import (
+    IPV6,
+    apply_sysctls,
+    base_sysctls,
+    switch_sysctls,
+)
+
+
+def _read(keys: list[str]) -> dict[str, str]:
+    out = {}
+    for key in keys:
+        with open("/proc/sys/" + key.replace(".", "/"), encoding="ascii") as fh:
+            out[key] = " ".join(fh.read().split())
+    return out
+
+
+@pytest.fixture()
+def ns(prefix: str) -> Iterator[str]:
+    name = f"{prefix}.sysctl{secrets.token_hex(3)}"
+    yield name
+    with contextlib.suppress(OSError):
+        remove_netns(name)
+
+
+ALL_KEYS = [*base_sysctls(True)]
+
+
+@pytest.mark.parametrize("router", [True, False], ids=["router", "host"])
+def test_a_host_namespace_gets_every_planned_value(ns: str, router: bool) -> None:
+    create_netns(ns, lambda: apply_sysctls(base_sysctls(router)))
+    got = in_netns(ns, lambda: _read(ALL_KEYS))
+    assert got["net.ipv4.ping_group_range"] == "0 2147483647"
+    assert got["net.ipv4.ip_unprivileged_port_start"] == "0"
+    assert got["net.ipv4.ip_forward"] == ("1" if router else "0")
+    assert got["net.ipv4.conf.default.forwarding"] == ("1" if router else "0")
+    if IPV6:
+        assert got["net.ipv6.conf.default.disable_ipv6"] == "1"
+
+
+def test_values_already_set_otherwise_are_rewritten(ns: str) -> None:
+    """A namespace that starts as a router (what a machine with forwarding on would pass
+    on) and is then planned as a host: every value, the read-first one included, moves."""
+    create_netns(ns, lambda: apply_sysctls(base_sysctls(True)))
+    in_netns(ns, lambda: apply_sysctls(base_sysctls(False)))
+    got = in_netns(ns, lambda: _read(ALL_KEYS))
+    assert got["net.ipv4.ip_forward"] == "0"
+    assert got["net.ipv4.conf.default.forwarding"] == "0"
+
+
+def test_the_switch_gets_no_lab_user_settings(ns: str) -> None:
+    assert set(switch_sysctls()) == set(base_sysctls(False)) - {
+        "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"}
+    create_netns(ns, lambda: apply_sysctls(switch_sysctls()))
+    got = in_netns(ns, lambda: _read(ALL_KEYS))
+    assert got["net.ipv4.ip_forward"] == "0"
+    assert got["net.ipv4.conf.default.forwarding"] == "0"
+    assert got["net.ipv4.ping_group_range"] != "0 2147483647"  # the kernel's default
+    if IPV6:
+        assert got["net.ipv6.conf.default.disable_ipv6"] == "1"
