@@ -218,3 +218,51 @@ def test_a_top_is_removed_at_once_when_empty_and_left_whole_when_busy(stem: str)
         assert not os.path.exists(top)
     finally:
         _cleanup(cg, stem)
+
+
+FREEZER = os.path.join(CGROUP_ROOT, "freezer")
+
+
+@V1_ONLY
+@pytest.mark.skipif(not os.path.isdir(FREEZER), reason="no v1 freezer hierarchy mounted")
+def test_a_lab_process_that_cannot_die_yet_fails_the_destroy_until_it_does(
+    rt: LocalRuntime, prefix: str, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """A lab process SIGKILL cannot end yet (frozen by the v1 freezer: the kill waits for
+    a thaw, like a process stuck in the kernel) makes destroy fail, naming it, instead of
+    reporting a clean teardown; the lab stays listed (degraded) with its cgroups, and the
+    next destroy once it can die removes everything."""
+    lab = "frozen-" + secrets.token_hex(3)
+    stem = rt.names.lab(lab)
+    frozen = os.path.join(FREEZER, f"{prefix}.frz{secrets.token_hex(3)}")
+    os.mkdir(frozen)
+    try:
+        rt.create(simple_lab(lab, Limits(memory_mb=128, cpu=0.5, pids=64)))
+        leaf = (stem, "box", "stuck")
+        rt.cgroups.create(leaf, None)
+        _join(rt.cgroups.procs_files(*leaf), sleeper.pid)
+        _join([os.path.join(frozen, "cgroup.procs")], sleeper.pid)
+        with open(os.path.join(frozen, "freezer.state"), "w", encoding="ascii") as fh:
+            fh.write("FROZEN")
+        with pytest.raises(OSError, match=f"processes survived SIGKILL in .*: {sleeper.pid}"):
+            rt.destroy(lab)
+        assert sleeper.poll() is None  # still there: the kill waits for the thaw
+        assert [i.lab_id for i in rt.list() if i.lab_id == lab] == [lab]
+        assert _leftovers(rt.cgroups, stem) != []
+        with open(os.path.join(frozen, "freezer.state"), "w", encoding="ascii") as fh:
+            fh.write("THAWED")
+        assert sleeper.wait(timeout=30) == -signal.SIGKILL
+        rt.destroy(lab)
+        assert _leftovers(rt.cgroups, stem) == []
+        assert lab not in [i.lab_id for i in rt.list()]
+    finally:
+        with contextlib.suppress(OSError), \
+                open(os.path.join(frozen, "freezer.state"), "w", encoding="ascii") as fh:
+            fh.write("THAWED")
+        with contextlib.suppress(Exception):
+            rt.destroy(lab)
+        end = time.monotonic() + 10
+        while os.path.isdir(frozen) and time.monotonic() < end:
+            with contextlib.suppress(OSError):
+                os.rmdir(frozen)
+            time.sleep(0.05)
