@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import sqlite3
 import threading
@@ -39,13 +40,37 @@ class WriteInInlineRead(RuntimeError):
     """A write transaction was opened inside `Database.inline_read` (a programming error)."""
 
 
+log = logging.getLogger("forge.store")
+# SQLite files whose connection refused WAL (a filesystem without shared memory, e.g. some
+# network mounts): their reads wait for writers, so `Database.reads_inline` is False there.
+_NOT_WAL: set[str] = set()
+_NOT_WAL_GUARD = threading.Lock()
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()
+    if str(mode[0] if mode else "").lower() != "wal":
+        _refused_wal(cur, str(mode[0] if mode else "?"))
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _refused_wal(cur: Any, mode: str) -> None:
+    """Note (and say once, in the log) a SQLite file that stays in journal mode ``mode``."""
+    files = [row[2] for row in cur.execute("PRAGMA database_list").fetchall()
+             if row[1] == "main" and row[2]]
+    if not files:
+        return  # in memory: no other process, nothing to wait for
+    path = os.path.realpath(files[0])
+    with _NOT_WAL_GUARD:
+        if path in _NOT_WAL:
+            return
+        _NOT_WAL.add(path)
+    log.warning("SQLite store %s refused WAL mode (journal mode %s): a read waits for a "
+                "write in progress there; put the store on a local filesystem", path, mode)
 
 
 def _utc_session(dbapi_conn: Any, _record: Any) -> None:
@@ -168,6 +193,8 @@ class Database:
         self._lock: threading.Lock | None = locks[0] if locks is not None else None
         self._waiter: FlockWaiter | None = locks[1] if locks is not None else None
         self._lock_path = _lock_file(url) if self._lock is not None else None
+        database = make_url(url).database if self._lock_path is not None else None
+        self._file = os.path.realpath(database) if database else None
         # how long a write waits for the lock file before "database is locked", as SQLite's
         # own busy timeout would
         self.lock_timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
@@ -251,8 +278,8 @@ class Database:
     def reads_inline(self) -> bool:
         """Whether a read may run on an event loop's own thread (see
         `forge.services.common.store_reads`): a SQLite file in WAL mode, whose reads take a
-        snapshot without waiting for any writer."""
-        return self._lock_path is not None
+        snapshot without waiting for any writer (not one whose connection refused WAL)."""
+        return self._file is not None and self._file not in _NOT_WAL
 
     @contextmanager
     def inline_read(self) -> Iterator[None]:
