@@ -101,35 +101,35 @@ def test_an_inline_read_never_waits_for_a_writer_holding_the_lock(
         db.dispose()
 
 
-def test_a_sqlite_file_that_refused_wal_is_read_on_a_worker_thread(
+def test_a_sqlite_store_that_refused_wal_is_read_on_a_worker_thread(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """SQLite without WAL (here its dot-file VFS, which has no shared memory, as some
-    network filesystems) makes a read wait for a write in progress: such a store is never
-    read on the event loop, and the log says so once. Another store still is."""
-    from forge.store.db import _sqlite_pragmas  # the hook every new connection runs
-
-    refusing, fine = tmp_path / "nowal.db", tmp_path / "wal.db"
-    for _ in range(2):
-        conn = sqlite3.connect(f"file:{refusing}?vfs=unix-dotfile", uri=True)
-        try:
-            _sqlite_pragmas(conn, None)
-            assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal"
-        finally:
-            conn.close()
-    assert caplog.text.count("refused WAL mode") == 1
-    for path, inline in ((refusing, False), (fine, True)):
-        url = f"sqlite:///{path}"
+    """SQLite without WAL (here through its dot-file VFS, which has no shared memory, as
+    some network filesystems) makes a read wait for a write in progress: such a store is
+    never read on the event loop, and the log says so once, naming the file. A store in
+    WAL mode is. A `file:` URI names its file, not a directory called `file:`."""
+    refusing = tmp_path / "nowal" / "forge.db"
+    urls = {False: f"sqlite:///file:{refusing}?vfs=unix-dotfile&uri=true",
+            True: f"sqlite:///{tmp_path / 'wal.db'}"}
+    for inline, url in urls.items():
         upgrade(url)
         db = Database(url)
         try:
             key = create_api_key(db, "tenant-a", "learner-1")
 
-            async def main(db: Database = db, plaintext: str = key.plaintext) -> bool:
-                ran_on, verified = await read_call(db, _thread_of_read, db, plaintext)
-                assert verified
-                return ran_on == threading.get_ident()
+            async def main(db: Database = db, plaintext: str = key.plaintext) -> list[bool]:
+                on_loop = []
+                for _ in range(3):
+                    ran_on, verified = await read_call(db, _thread_of_read, db, plaintext)
+                    assert verified
+                    on_loop.append(ran_on == threading.get_ident())
+                return on_loop
 
+            assert asyncio.run(main()) == [inline] * 3
             assert db.reads_inline is inline
-            assert asyncio.run(main()) is inline
         finally:
             db.dispose()
+    with sqlite3.connect(refusing) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal"
+    assert (tmp_path / "nowal" / "forge.db-writelock").exists()
+    assert caplog.text.count("refused WAL mode") == 1
+    assert str(refusing) in caplog.text

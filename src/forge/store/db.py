@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -41,17 +42,19 @@ class WriteInInlineRead(RuntimeError):
 
 
 log = logging.getLogger("forge.store")
-# SQLite files whose connection refused WAL (a filesystem without shared memory, e.g. some
-# network mounts): their reads wait for writers, so `Database.reads_inline` is False there.
-_NOT_WAL: set[str] = set()
+# A SQLite file whose connection refused WAL (a VFS or filesystem without shared memory):
+# its reads wait for a write in progress. Logged once per file.
+_NOT_WAL_LOGGED: set[str] = set()
 _NOT_WAL_GUARD = threading.Lock()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
     cur = dbapi_conn.cursor()
-    mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()
-    if str(mode[0] if mode else "").lower() != "wal":
-        _refused_wal(cur, str(mode[0] if mode else "?"))
+    found = cur.execute("PRAGMA journal_mode=WAL").fetchone()
+    mode = str(found[0] if found else "?").lower()
+    record.info["journal_mode"] = mode  # read by `Database` (its read engine's listener)
+    if mode not in ("wal", "memory"):
+        _refused_wal(cur, mode)
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
@@ -66,9 +69,9 @@ def _refused_wal(cur: Any, mode: str) -> None:
         return  # in memory: no other process, nothing to wait for
     path = os.path.realpath(files[0])
     with _NOT_WAL_GUARD:
-        if path in _NOT_WAL:
+        if path in _NOT_WAL_LOGGED:
             return
-        _NOT_WAL.add(path)
+        _NOT_WAL_LOGGED.add(path)
     log.warning("SQLite store %s refused WAL mode (journal mode %s): a read waits for a "
                 "write in progress there; put the store on a local filesystem", path, mode)
 
@@ -141,8 +144,9 @@ def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
         engine = create_engine(url, pool_pre_ping=True, future=True)
         event.listen(engine, "connect", _utc_session)
         return engine
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -174,12 +178,28 @@ def _write_lock(url: str) -> tuple[threading.Lock, FlockWaiter] | None:
         return _WRITE_LOCKS.setdefault(url, (threading.Lock(), FlockWaiter()))
 
 
-def _lock_file(url: str) -> Path | None:
-    """`<database>-writelock` beside a SQLite file (None for an in-memory database)."""
-    database = make_url(url).database
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names, None in memory; a `file:` URI (`?uri=true`) by its
+    path, not as a relative directory named `file:`."""
+    parsed = make_url(url)
+    database = parsed.database
     if not database or database == ":memory:":
         return None
-    return Path(database).with_name(Path(database).name + "-writelock")
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1") \
+            and database.startswith("file:"):
+        uri = urlsplit(database)
+        if "mode=memory" in uri.query or not uri.path or uri.path == ":memory:":
+            return None
+        return Path(unquote(uri.path))
+    return Path(database)
+
+
+def _lock_file(url: str) -> Path | None:
+    """`<database>-writelock` beside a SQLite file (None for an in-memory database)."""
+    database = sqlite_file(url)
+    if database is None:
+        return None
+    return database.with_name(database.name + "-writelock")
 
 
 class Database:
@@ -193,8 +213,9 @@ class Database:
         self._lock: threading.Lock | None = locks[0] if locks is not None else None
         self._waiter: FlockWaiter | None = locks[1] if locks is not None else None
         self._lock_path = _lock_file(url) if self._lock is not None else None
-        database = make_url(url).database if self._lock_path is not None else None
-        self._file = os.path.realpath(database) if database else None
+        # Inline reads need WAL: unknown (None) until a read connection says (one that
+        # refused it makes it False for good).
+        self._wal: bool | None = None
         # how long a write waits for the lock file before "database is locked", as SQLite's
         # own busy timeout would
         self.lock_timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
@@ -207,6 +228,12 @@ class Database:
         else:
             self._read_engine = make_db_engine(url, for_writes=False)
             self._reads = sessionmaker(self._read_engine, expire_on_commit=False, future=True)
+            event.listen(self._read_engine, "connect", self._note_journal_mode)
+
+    def _note_journal_mode(self, _dbapi_conn: Any, record: Any) -> None:
+        """After `_sqlite_pragmas`: whether this store's reads got WAL."""
+        wal = record.info.get("journal_mode") == "wal"
+        self._wal = wal if self._wal is not False else False
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -278,8 +305,15 @@ class Database:
     def reads_inline(self) -> bool:
         """Whether a read may run on an event loop's own thread (see
         `forge.services.common.store_reads`): a SQLite file in WAL mode, whose reads take a
-        snapshot without waiting for any writer (not one whose connection refused WAL)."""
-        return self._file is not None and self._file not in _NOT_WAL
+        snapshot without waiting for any writer; not one whose read connection refused WAL
+        (a VFS or filesystem without shared memory: a read there waits for a write). The
+        first call opens a read connection if none was yet, to learn the journal mode."""
+        if self._lock_path is None or self._read_engine is None:
+            return False
+        if self._wal is None:
+            with self._read_engine.connect():  # its connect hook notes the journal mode
+                pass
+        return self._wal is True
 
     @contextmanager
     def inline_read(self) -> Iterator[None]:

@@ -11,7 +11,7 @@ from filelock import FileLock
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from forge.store.db import make_db_engine, normalize_url
+from forge.store.db import make_db_engine, normalize_url, sqlite_file
 
 # pg_advisory_xact_lock key serialising migrations of replicas starting at once ("forgemig").
 _PG_MIGRATION_LOCK = 0x666F7267656D6967
@@ -45,8 +45,8 @@ def upgrade(url: str, revision: str = "head") -> None:
     url = normalize_url(url)
     parsed = make_url(url)
     cfg = alembic_config(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        db_path = Path(str(parsed.database))
+    db_path = sqlite_file(url) if parsed.get_backend_name() == "sqlite" else None
+    if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(db_path) + ".migrate.lock", timeout=60):
             command.upgrade(cfg, revision)

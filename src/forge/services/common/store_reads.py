@@ -1,4 +1,5 @@
-"""Blocking store reads called from async code: inline on SQLite, on a thread elsewhere.
+"""Blocking store reads called from async code: inline on SQLite in WAL mode, on a thread
+elsewhere (PostgreSQL, a SQLite file that refused WAL: `Database.reads_inline`).
 
 Request handlers of both services and the orchestrator's bus consumers, reaper, resumes and
 terminal checks use it; on the orchestrator's loop a stalled read would also hold up its
