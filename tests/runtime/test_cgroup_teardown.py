@@ -244,17 +244,20 @@ def test_a_lab_process_that_cannot_die_yet_fails_the_destroy_until_it_does(
         _join([os.path.join(frozen, "cgroup.procs")], sleeper.pid)
         with open(os.path.join(frozen, "freezer.state"), "w", encoding="ascii") as fh:
             fh.write("FROZEN")
+        learner = rt.identity(lab).learner
         with pytest.raises(OSError, match=f"processes survived SIGKILL in .*: {sleeper.pid}"):
             rt.destroy(lab)
         assert sleeper.poll() is None  # still there: the kill waits for the thaw
         assert [i.lab_id for i in rt.list() if i.lab_id == lab] == [lab]
         assert _leftovers(rt.cgroups, stem) != []
+        assert learner in rt.uids.claimed()  # not handed to another lab while it lives
         with open(os.path.join(frozen, "freezer.state"), "w", encoding="ascii") as fh:
             fh.write("THAWED")
         assert sleeper.wait(timeout=30) == -signal.SIGKILL
         rt.destroy(lab)
         assert _leftovers(rt.cgroups, stem) == []
         assert lab not in [i.lab_id for i in rt.list()]
+        assert learner not in rt.uids.claimed()
     finally:
         with contextlib.suppress(OSError), \
                 open(os.path.join(frozen, "freezer.state"), "w", encoding="ascii") as fh:
@@ -266,3 +269,4 @@ def test_a_lab_process_that_cannot_die_yet_fails_the_destroy_until_it_does(
             with contextlib.suppress(OSError):
                 os.rmdir(frozen)
             time.sleep(0.05)
+        assert not os.path.isdir(frozen), f"freezer cgroup {frozen} left behind"

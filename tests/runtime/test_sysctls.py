@@ -53,13 +53,24 @@ def test_a_host_namespace_gets_every_planned_value(ns: str, router: bool) -> Non
 
 
 def test_values_already_set_otherwise_are_rewritten(ns: str) -> None:
-    """A namespace that starts as a router (what a machine with forwarding on would pass
-    on) and is then planned as a host: every value, the read-first one included, moves."""
-    create_netns(ns, lambda: apply_sysctls(base_sysctls(True)))
+    """Every key that is not read first is written whatever it held: a namespace whose
+    default forwarding is on while ``ip_forward`` is off (so the read-first key needs no
+    write, and nothing resets the other through it), with the kernel's ping range and
+    port floor, ends as planned for a host."""
+    def odd_start() -> None:
+        apply_sysctls({"net.ipv4.conf.default.forwarding": "1",
+                       "net.ipv4.ping_group_range": "1 0",
+                       "net.ipv4.ip_unprivileged_port_start": "1024"})
+        if IPV6:
+            apply_sysctls({"net.ipv6.conf.default.disable_ipv6": "0"})
+
+    create_netns(ns, odd_start)
+    before = in_netns(ns, lambda: _read(ALL_KEYS))
+    assert (before["net.ipv4.conf.default.forwarding"], before["net.ipv4.ip_forward"]) \
+        == ("1", "0")
     in_netns(ns, lambda: apply_sysctls(base_sysctls(False)))
     got = in_netns(ns, lambda: _read(ALL_KEYS))
-    assert got["net.ipv4.ip_forward"] == "0"
-    assert got["net.ipv4.conf.default.forwarding"] == "0"
+    assert got == {key: " ".join(value.split()) for key, value in base_sysctls(False).items()}
 
 
 def test_the_switch_gets_no_lab_user_settings(ns: str) -> None:

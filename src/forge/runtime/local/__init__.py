@@ -18,7 +18,7 @@ def build(settings: Settings) -> LocalRuntime:
     uid range (``FORGE_LAB_UID_RANGE``) and images (``FORGE_IMAGE_DIR`` definitions,
     built in ``FORGE_IMAGE_CACHE``; a host naming no image gets ``base``, never the
     machine's userland) and fresh builds at once (``FORGE_BUILD_SLOTS``, 0: one per
-    core); the factory's entry for ``local``."""
+    core, plus one); the factory's entry for ``local``."""
     from forge.faults import crash_point
     from forge.images import resolve_image
     from forge.images.definitions import DEFAULT_IMAGE

@@ -74,9 +74,8 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
     process may run on, plus one; a pooled claim needs none): the rest wait their turn.
     A build is mostly kernel work under machine-wide locks (RTNL, the mount lock) and
     Python under the GIL, so 50 built at once each cost 64-68 ms of machine CPU and all
-    ended after 1.8-1.9 s; two at a time, 49-50 ms each, half of them running after
-    0.8 s and the last at 1.5 s. The extra slot fills a core while a build waits for its
-    sandboxes to start: on 2 cores, 50 at once, two and three slots alternating seven
+    ended after 1.8-1.9 s; two at a time, 49-50 ms each. The extra slot fills a core
+    while a build waits for its sandboxes to start: on 2 cores, 50 at once, two and three slots alternating seven
     times, the last lab ran after 1.52-1.92 s (median 1.85) with two, 1.51-1.80 s
     (median 1.57) with three; four were slower again.
     """
@@ -258,10 +257,12 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        survived = False
         try:
             strays = self.cgroups.remove(stem)
         except SurvivorsError as exc:  # "processes survived SIGKILL in <cgroup>: <pids>"
             errors.append(str(exc.strerror))
+            survived = True
         except OSError as exc:
             errors.append(f"cgroup: {exc.strerror}")
         else:
@@ -289,7 +290,8 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             unmount_lab_disk(self.names.data_root(lab_id))
         except OSError as exc:
             errors.append(str(exc))
-        self.uids.release(self.names.lab_dir(lab_id), learner)
+        if not survived:  # a lab process still exists: its uid is not free for another lab
+            self.uids.release(self.names.lab_dir(lab_id), learner)  # (the next destroy frees it)
         shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
         if os.path.exists(self.names.lab_dir(lab_id)):
             errors.append("state directory could not be removed")
