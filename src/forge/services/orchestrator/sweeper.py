@@ -132,8 +132,8 @@ async def heartbeat_once(state: OrchestratorState) -> None:
     node = state.node
     assert node is not None
     node.released_since_read.clear()  # releases from here on are not adopted back
-    placed = await state.read(read_placed, state.ctx.db, node.registry, node.node_id,
-                              frozenset(node.held))  # one read, on the loop with SQLite
+    placed = await state.blocking(read_placed, state.ctx.db, node.registry, node.node_id,
+                                  frozenset(node.held))  # one thread hop, one read
     await destroy_failed_as_lost(state, node.resync(placed))
     await node.beat()
     if node.unannounced:
