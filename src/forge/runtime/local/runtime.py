@@ -75,9 +75,9 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
     A build is mostly kernel work under machine-wide locks (RTNL, the mount lock) and
     Python under the GIL, so 50 built at once each cost 64-68 ms of machine CPU and all
     ended after 1.8-1.9 s; two at a time, 49-50 ms each. The extra slot fills a core
-    while a build waits for its sandboxes to start: on 2 cores, 50 at once, two and three slots alternating seven
-    times, the last lab ran after 1.52-1.92 s (median 1.85) with two, 1.51-1.80 s
-    (median 1.57) with three; four were slower again.
+    while a build waits for its sandboxes to start: on 2 cores, 50 at once, two and
+    three slots alternating seven times, the last lab ran after 1.52-1.92 s (median
+    1.85) with two, 1.51-1.80 s (median 1.57) with three; four were slower again.
     """
 
     def __init__(
