@@ -58,7 +58,9 @@ def test_limits_are_applied_to_lab_and_host_cgroups(
 def test_fork_bomb_is_contained(rt: LocalRuntime, two_labs: tuple[str, str]) -> None:
     victim, bystander = two_labs
     bomb = "b() { b | b & }; b"
-    res = sh(rt, victim, "box", bomb + "; sleep 30", timeout=3)
+    # exec, not a fork: with the bomb at the pids limit the shell cannot fork a `sleep`
+    # (it then exited at once, "Cannot fork", and the exec never ran into its timeout)
+    res = sh(rt, victim, "box", bomb + "; exec sleep 30", timeout=3)
     assert res.timed_out
     # The machine and other labs stay responsive (the bystander answers while the bomb's
     # processes are still there; a starved one would run into the timeout), and the victim
