@@ -10,7 +10,6 @@ makes sure the Forge streams exist (again after every reconnect) and says when i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -142,8 +141,7 @@ async def connect(
     try:
         await asyncio.wait_for(nc.connect(**options), timeout)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), 2.0)
+        await close_client(nc, 2.0)
         # The server's own reason beats a bare timeout.
         st.last_error = refusals[-1] if refusals else _describe(exc)
         raise BusUnavailable(
@@ -154,8 +152,7 @@ async def connect(
     if credentials is not None and credentials.require_auth and not server_info.get(
         "auth_required"
     ):
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), 2.0)
+        await close_client(nc, 2.0)
         st.last_error = "server does not require authentication"
         raise BusUnavailable(
             f"NATS at {redact_url(url)} does not require authentication: anyone could "
@@ -164,6 +161,50 @@ async def connect(
     st.connected = True
     st.connected_at = time.time()
     return nc
+
+
+async def stop_task(task: asyncio.Task[Any], timeout: float = 5.0) -> bool:
+    """Cancel `task` and wait at most `timeout` s for it to end; True if it ended.
+
+    One `cancel()` is not enough on Python 3.11: `asyncio.wait_for` drops a cancellation
+    that arrives as its inner future completes, and nats-py's close catches the
+    CancelledError while it waits for its reconnect task. So the task is cancelled again
+    every 50 ms until it ends or the time is up, and the caller never waits longer.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.05, remaining))
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+    return True
+
+
+async def close_client(nc: Client, timeout: float) -> None:
+    """Close `nc`, waiting at most about `timeout` s; past that, drop its socket.
+
+    nats-py's close flushes and waits for the socket to close; on a connection whose
+    peer went away that wait can last for ever, and the cancellation `asyncio.wait_for`
+    sends it can be swallowed (see `stop_task`). A service stopping, or a test's teardown,
+    must not hang on it.
+    """
+    closing = asyncio.ensure_future(nc.close())
+    done, _ = await asyncio.wait({closing}, timeout=timeout)
+    if closing in done:
+        if not closing.cancelled():
+            closing.exception()
+        return
+    transport = getattr(nc, "_transport", None)
+    writer = getattr(transport, "_io_writer", None)
+    if writer is not None:
+        writer.transport.abort()  # wakes any drain/wait_closed on that socket
+    if not await stop_task(closing, 1.0):
+        log.warning("NATS client %s did not close within %.1f s; left behind",
+                    getattr(nc, "_client_name", "?"), timeout + 1.0)
 
 
 def may_manage_streams(credentials: BusCredentials | None) -> bool:
@@ -259,7 +300,7 @@ class BusConnection:
         self._reensure.set()
 
     async def _run(self) -> None:
-        while self._nc is None:
+        while self._nc is None and not self._closed:
             try:
                 self._nc = await connect(
                     self.url,
@@ -274,7 +315,7 @@ class BusConnection:
             except BusUnavailable as exc:
                 log.warning("bus %s: %s; retrying", self.name, exc)
                 await asyncio.sleep(self._retry_wait)
-        while True:
+        while not self._closed:
             await self._ensure_until_done()
             self._ready.set()
             await self._reensure.wait()
@@ -298,13 +339,11 @@ class BusConnection:
         """Stop connecting and close the client (idempotent)."""
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            if not await stop_task(self._task):
+                log.warning("bus %s: connection task did not stop; left behind", self.name)
             self._task = None
         if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.close(), 5.0)
+            await close_client(self._nc, 5.0)
             self._nc = None
         self._ready.clear()
         self.state.connected = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from forge.bus.connection import connect
+from forge.bus.connection import close_client, connect
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, ensure_streams
 
@@ -19,7 +19,7 @@ async def provision_streams_async(
     try:
         return await ensure_streams(nc.jetstream(), specs)
     finally:
-        await nc.close()
+        await close_client(nc, 5.0)
 
 
 def provision_streams(

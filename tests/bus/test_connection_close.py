@@ -1,0 +1,98 @@
+"""Closing a bus connection is bounded even when a cancellation is swallowed.
+
+On Python 3.11 `asyncio.wait_for` can drop a cancellation that arrives as its inner future
+completes, and nats-py's close catches CancelledError while it waits for its reconnect
+task. A service stopping (and a test's teardown, where this once hung CI for 300 s) must
+not wait for ever on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from forge.bus import NatsServer
+from forge.bus.connection import BusConnection, close_client, connect, stop_task
+
+GUARD_S = 20.0  # far above the bounds under test; only there so a regression fails, not hangs
+
+
+async def _swallows_one_cancel(ended: list[str]) -> None:
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        ended.append("first cancel swallowed")
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        ended.append("second cancel taken")
+
+
+async def test_stop_task_ends_a_task_that_swallows_a_cancellation() -> None:
+    ended: list[str] = []
+    task = asyncio.create_task(_swallows_one_cancel(ended))
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(stop_task(task, 5.0), GUARD_S)
+    assert task.cancelled()
+    assert ended == ["first cancel swallowed", "second cancel taken"]
+
+
+async def test_stop_task_gives_up_at_its_bound_on_a_task_that_never_ends() -> None:
+    stubborn = [True]
+
+    async def immortal() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if not stubborn[0]:
+                    raise
+
+    task = asyncio.create_task(immortal())
+    await asyncio.sleep(0)
+    assert not await asyncio.wait_for(stop_task(task, 0.3), GUARD_S)
+    assert not task.done()  # left behind, and the caller was not held past the bound
+    stubborn[0] = False
+    assert await stop_task(task, 5.0)
+
+
+async def test_close_client_drops_the_socket_of_a_close_that_hangs(
+    nats: NatsServer,
+) -> None:
+    nc = await connect(nats.admin_url, "close-test", timeout=5.0, max_reconnect_attempts=0)
+    real_close = nc.close
+    attempts: list[str] = []
+
+    async def close_that_hangs() -> None:
+        # What nats-py's close did in the hung teardown: the cancellation is caught, then
+        # it waits on a socket that never closes.
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            attempts.append("cancel caught")
+        await asyncio.Event().wait()
+
+    nc.close = close_that_hangs  # type: ignore[method-assign]
+    writer: Any = nc._transport._io_writer  # type: ignore[attr-defined,union-attr]
+    await asyncio.wait_for(close_client(nc, 0.3), GUARD_S)
+    assert writer.transport.is_closing()  # the socket itself was dropped
+    assert attempts == ["cancel caught"]  # and the close was cancelled again, and ended
+    nc.close = real_close  # type: ignore[method-assign]
+    await close_client(nc, 2.0)
+
+
+async def test_bus_connection_close_is_bounded_when_its_task_swallows_a_cancel(
+    nats: NatsServer,
+) -> None:
+    conn = BusConnection(nats.admin_url, "close-test", max_reconnect_attempts=0)
+    assert await conn.start(wait=5.0)
+    ended: list[str] = []
+    # Stand in for the connection loop at the moment a wait_for dropped the cancellation.
+    assert conn._task is not None
+    conn._task.cancel()
+    await asyncio.gather(conn._task, return_exceptions=True)
+    conn._task = asyncio.create_task(_swallows_one_cancel(ended))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(conn.close(), GUARD_S)
+    assert ended == ["first cancel swallowed", "second cancel taken"]
+    assert not conn.ready and not conn.state.connected
