@@ -401,3 +401,11 @@ def _until(what: Callable[[], bool], message: str, deadline_s: float = 60.0) -> 
     while not what():
         assert time.monotonic() < end, message
         time.sleep(0.02)
+
+
+def test_the_build_threads_outnumber_any_build_slot_setting(make_orch: MakeOrch) -> None:
+    """FORGE_BUILD_SLOTS goes to 256: the orchestrator's build threads are not what caps
+    the builds under way (each slot needs a thread, and claims and waits need more)."""
+    orch = make_orch(FORGE_BUILD_SLOTS="200")
+    assert orch.settings.build_slots == 200
+    assert orch.state.builds._max_workers > 200

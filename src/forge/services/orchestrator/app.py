@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 
 from fastapi import FastAPI
@@ -170,6 +171,9 @@ def build_app(
         publisher=Publisher(settings.nats_url, name="forge-orchestrator",
                             credentials=credentials, streams=bus_streams(settings)),
         replay=SqlReplayStore(ctx.db),
+        # More threads than build slots, so FORGE_BUILD_SLOTS above 64 is not capped here.
+        builds=ThreadPoolExecutor(max(64, settings.build_slots + 16),
+                                  thread_name_prefix="forge-build"),
     )
     node_bus = BusConnection(settings.nats_url, "forge-orchestrator-node",
                              streams=bus_streams(settings), credentials=credentials)
