@@ -543,6 +543,34 @@ def test_submit_requires_running_and_owner(spawn_env: SpawnEnv) -> None:
     assert resp.status_code == 202 and resp.json()["status"] == "grading_requested"
 
 
+def test_a_retried_submit_of_a_lab_grading_for_it_is_accepted(spawn_env: SpawnEnv) -> None:
+    """A submit retried after a 503 (its event reached the bus, the answer did not) or a
+    double click finds the lab grading for that submit: it is accepted again, not refused.
+    A lab grading for another reason (expiry), or finished, still refuses a submit."""
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    alice = key_for(spawn_env)
+
+    def put(sid: str, state: str, reason: str) -> None:
+        with spawn_env.state.ctx.db.session() as sess:
+            row = sess.get(Scenario, sid)
+            assert row is not None
+            row.state, row.state_reason, row.updated_at = state, reason, datetime.now(UTC)
+
+    with spawn_env.client() as client:
+        sid = spawn(client, alice).json()["scenario_id"]
+        url = f"/v1/scenarios/{sid}/submit"
+        put(sid, "grading", "submitted")
+        again = client.post(url, headers=alice)
+        assert again.status_code == 202, again.text
+        assert again.json() == {"scenario_id": sid, "status": "grading_requested"}
+        assert client.post(url, headers=key_for(spawn_env, "acme", "bob")).status_code == 404
+        put(sid, "grading", "expired")
+        refused = client.post(url, headers=alice)
+        assert refused.status_code == 409 and refused.json()["error"] == "not_running"
+        put(sid, "completed", "submitted")
+        assert client.post(url, headers=alice).status_code == 409
+
+
 def test_readyz_names_spawn_checks(spawn_env: SpawnEnv) -> None:
     with spawn_env.client() as client:
         body = client.get("/readyz", headers=OPERATOR).json()

@@ -121,6 +121,9 @@ class SpawnRequestedV1(Contract):
     requested_at: IsoTime
 
 
+SUBMITTED = "submitted"  # a submit's reason; the scenario's state reason while it grades
+
+
 class ScenarioSubmitV1(Contract):
     """`forge.scenario.submit`: the learner asks for grading."""
 
@@ -128,7 +131,7 @@ class ScenarioSubmitV1(Contract):
     scenario_id: ScenarioId
     tenant_id: PartyId
     subject: PartyId
-    reason: Text = "submitted"
+    reason: Text = SUBMITTED
 
 
 class ScenarioTransitionV1(Contract):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from forge.billing.receipts import ensure_stub_billing, new_subject, stub_checkout
 from forge.bus import BusUnavailable
-from forge.bus.contracts import ScenarioSubmitV1, payload, publish_event
+from forge.bus.contracts import SUBMITTED, ScenarioSubmitV1, payload, publish_event
 from forge.bus.subjects import node_submit_subject
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
@@ -137,11 +137,15 @@ async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
 async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     """Ask the orchestrator to grade the lab and finish it."""
     row = await owned_scenario(request, scenario_id)
+    if row.state == "grading" and row.state_reason == SUBMITTED:
+        # A retry (after a 503 whose event reached the bus, or a double click): the submit
+        # was applied, so it is answered as one, not refused.
+        return {"scenario_id": scenario_id, "status": "grading_requested"}
     if row.state != "running":
         raise ForgeError("not_running", 409, f"scenario is {row.state}; only a running lab "
                          "can be submitted")
     event = ScenarioSubmitV1(scenario_id=scenario_id, tenant_id=row.tenant_id,
-                             subject=row.subject, reason="submitted")
+                             subject=row.subject, reason=SUBMITTED)
     try:
         if row.node_id is None:
             await publish_event(spawn_state(request).publisher, event,
