@@ -84,6 +84,37 @@ def test_readyz_names_each_failed_check(tmp_path: Path, db_url: str) -> None:
     assert body["checks"]["store"]["ok"] is True
 
 
+def test_readyz_runs_only_the_checks_asked_for(
+        tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """`?check=` runs the named checks only (a peer asking for one detail): the others are
+    neither run nor reported, a failing one left out does not fail the answer nor count
+    as recovered in the log, and an unknown name is a 400 naming the field."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    env = prod_environ(blocker / "storage", FORGE_DB_URL=db_url)
+    app = build_service(ServiceName.scoreboard, load_settings(env))
+    with caplog.at_level(logging.INFO, logger="forge.readiness"), TestClient(app) as client:
+        assert client.get("/readyz", headers=OPERATOR).status_code == 503  # storage fails
+        only = client.get("/readyz", params={"check": "config"}, headers=OPERATOR)
+        both = client.get("/readyz", params=[("check", "config"), ("check", "storage")],
+                          headers=OPERATOR)
+        public = client.get("/readyz?check=store")
+        bad = client.get("/readyz?check=nope", headers=OPERATOR)
+        many = client.get("/readyz?" + "&".join(["check=config"] * 17))
+    assert only.status_code == 200, only.text
+    assert set(only.json()["checks"]) == {"config"}
+    assert only.json()["checks"]["config"]["detail"]["keyring"]
+    assert both.status_code == 503 and both.json()["failed"] == ["storage"]
+    assert set(both.json()["checks"]) == {"config", "storage"}
+    assert public.status_code == 200 and public.json() == {
+        "status": "ready", "failed": [], "service": "scoreboard"}
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_request"
+    assert "check" in bad.json()["message"] and "'nope'" in bad.json()["message"]
+    assert many.status_code == 422 and "check" in many.text  # bounded, like all input
+    assert not [r for r in caplog.records if "recovered" in r.getMessage()]
+    assert len([r for r in caplog.records if "check storage failed" in r.getMessage()]) == 1
+
+
 class Body(BaseModel):
     track: str
     count: int

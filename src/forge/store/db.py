@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -299,7 +299,7 @@ class Database:
         through the read engine: the write engine's BEGIN IMMEDIATE would wait for a long
         write (up to the busy timeout) and call a busy store down."""
         with (self._read_engine or self.engine).connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.exec_driver_sql("SELECT 1")  # no statement to build or compile per probe
 
     @property
     def reads_inline(self) -> bool:

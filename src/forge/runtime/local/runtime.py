@@ -123,6 +123,7 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         self.build_slots = slots
         self._build_slots = threading.BoundedSemaphore(slots)
         self._builds_stopped = False
+        self._env_probed = False
         self._busy: set[str] = set()
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._held_go: dict[str, dict[str, int]] = {}  # warm pool lab -> host -> go pipe
@@ -146,8 +147,9 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
                             f"(setns: {refused}): run as root of the machine's user namespace")
         if not os.path.isdir(self.rootfs):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
-        else:
-            service_prefix(self.rootfs)  # probed once here (a warning if env lacks it)
+        elif not self._env_probed:  # once: a warning if env lacks it (/readyz runs this)
+            service_prefix(self.rootfs)
+            self._env_probed = True
         return problems
 
     def _require(self) -> None:

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from forge import __version__
 from forge.config.settings import Settings
+from forge.errors import ForgeError
 from forge.services.common.auth import check_operator
 from forge.services.common.errors import install_error_handlers
 from forge.services.common.limits import InputLimitMiddleware
@@ -83,11 +84,19 @@ def _ping(db: Database) -> str:
 
 def storage_writable(root: Path) -> str:
     """Readiness check: the storage root accepts a file write and removal."""
-    probe = root / f".readyz-probe-{id(root)}"
+    probe = os.path.join(root, f".readyz-probe-{id(root)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        try:
+            fd = os.open(probe, flags, 0o600)
+        except FileNotFoundError:  # no root yet: made here, as a first start would
+            root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(probe, flags, 0o600)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise CheckFailed(f"storage root {root} is not writable: {exc.strerror}") from exc
     return f"{root} writable"
@@ -133,14 +142,24 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         return {"status": "ok", "service": ctx.name, "pid": service_pid(),
                 "worker_pid": os.getpid()}
 
-    @app.get("/readyz", tags=["ops"], responses=errors(401, 503))
-    async def readyz(request: Request) -> JSONResponse:
+    @app.get("/readyz", tags=["ops"], responses=errors(400, 401, 503))
+    async def readyz(request: Request,
+                     check: Annotated[list[str] | None, Query(max_length=16)] = None,
+                     ) -> JSONResponse:
         """Readiness: 200 or 503 with the names of failed checks. Each check's detail (paths,
-        key ids, environment) only with the operator token; a wrong token is 401."""
+        key ids, environment) only with the operator token; a wrong token is 401.
+        `?check=config` (repeatable) runs only the named checks: a peer service that needs
+        one detail does not make this one probe its store, disk and bus each time."""
         detailed = request.headers.get("authorization") is not None
         if detailed:
             check_operator(request, ctx.settings.operator)
-        ok, body = await ctx.readiness.run()
+        only = None if not check else frozenset(check)
+        if only is not None and (unknown := sorted(only - set(ctx.readiness.names))):
+            raise ForgeError("bad_request", 400,
+                             f"check: no readiness check named {unknown[0][:40]!r}; this "
+                             f"service has {', '.join(ctx.readiness.names)}",
+                             [{"field": "check"}])
+        ok, body = await ctx.readiness.run(only)
         if not detailed:
             body = public_readiness(body)
         body["service"] = ctx.name

@@ -61,10 +61,12 @@ class Readiness:
     def _clean(self, text: str) -> str:
         return self.redactor(_URL_CREDENTIALS.sub(r"\1***@", text))[:500]
 
-    async def run(self) -> tuple[bool, dict[str, Any]]:
-        """Run every check; returns (all passed, JSON body naming each failed check)."""
-        results = await asyncio.gather(*(self._one(c) for c in self._checks))
-        checks = {c.name: r for c, r in zip(self._checks, results, strict=True)}
+    async def run(self, only: frozenset[str] | None = None) -> tuple[bool, dict[str, Any]]:
+        """Run every check, or the named ones (`only`, names from `names`); returns (all
+        run passed, JSON body naming each failed check)."""
+        chosen = self._checks if only is None else [c for c in self._checks if c.name in only]
+        results = await asyncio.gather(*(self._one(c) for c in chosen))
+        checks = {c.name: r for c, r in zip(chosen, results, strict=True)}
         failed = [name for name, r in checks.items() if not r["ok"]]
         self._log_changes(checks, failed)
         body: dict[str, Any] = {"status": "ready" if not failed else "not_ready", "checks": checks}
@@ -82,6 +84,7 @@ class Readiness:
         for name in failed:
             if name not in self._failing:
                 log.warning("readiness check %s failed: %s", name, checks[name]["detail"])
-        for name in sorted(self._failing - set(failed)):
+        for name in sorted((self._failing & checks.keys()) - set(failed)):
             log.info("readiness check %s recovered", name)
-        self._failing = set(failed)
+        # A check not run this time keeps the state it had.
+        self._failing = (self._failing - checks.keys()) | set(failed)

@@ -22,7 +22,9 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
     # The key ids are readiness detail, shown only to the operator token.
     auth = {"Authorization": "Bearer " + settings.operator.current.decode()}
     try:
-        resp = await client.get(f"{settings.orchestrator_url}/readyz", headers=auth,
+        # Only its config check: its store, disk, bus and runtime are its own readiness.
+        resp = await client.get(f"{settings.orchestrator_url}/readyz",
+                                params={"check": "config"}, headers=auth,
                                 timeout=PEER_TIMEOUT_S)
         if resp.status_code == 401:
             return ("the orchestrator does not accept this service's OPERATOR_TOKEN; "
