@@ -98,6 +98,42 @@ def test_readiness_is_not_taken_from_another_process(tmp_path: Path) -> None:
             crash(child)
 
 
+def test_the_process_answering_is_proved_once_per_process(tmp_path: Path) -> None:
+    """/healthz's pid is asked once per started process (forge up made the listening
+    socket and gave it to that process alone); /readyz on every recheck. A restarted
+    process is proved again: an answer from the one before does not count for it."""
+    hits: list[str] = []
+    answering: list[int] = []
+    service = FastAPI()
+
+    @service.get("/healthz")
+    def healthz() -> dict[str, object]:
+        hits.append("healthz")
+        return {"status": "ok", "service": "spawn", "pid": answering[0]}
+
+    @service.get("/readyz")
+    def readyz() -> dict[str, str]:
+        hits.append("readyz")
+        return {"status": "ready"}
+
+    with live_server(service) as url:
+        port = int(url.rsplit(":", 1)[1])
+        sup = Supervisor({}, tmp_path, ports={"spawn": port})
+        first = subprocess.Popen(["sleep", "600"])
+        answering.append(first.pid)
+        child = Child("spawn", port, tmp_path / "spawn.log", proc=first)
+        try:
+            assert sup._ready(child) and sup._ready(child)
+            assert hits == ["healthz", "readyz", "readyz"]
+            crash(child)
+            child.proc = subprocess.Popen(["sleep", "600"])  # restarted; the old pid answers
+            assert not sup._ready(child)
+            assert hits[3:] == ["healthz"]
+        finally:
+            crash(child)
+            first.wait(5)
+
+
 def test_storage_lock_names_its_holder_and_frees_on_release(tmp_path: Path) -> None:
     held = StorageLock.acquire(tmp_path)
     with pytest.raises(StorageLocked) as refused:

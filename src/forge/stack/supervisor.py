@@ -75,6 +75,9 @@ class Child:
     ready_since: float | None = None
     last_exit: int | None = None
     checked_at: float | None = None  # when readiness was last asked over HTTP
+    # The process whose /healthz gave its own pid: the listening socket is ours and handed
+    # only to it, so until it is replaced its answers need no second proof.
+    answering: subprocess.Popen[bytes] | None = None
 
     def exited(self, code: int | None, now: float) -> float:
         """Record a death (or failed start); return the back-off before the next start."""
@@ -250,14 +253,17 @@ class Supervisor:
         return bool(self.children) and all(c.ever_ready for c in self.children.values())
 
     def _ready(self, child: Child) -> bool:
-        """/readyz is 200 and /healthz is answered by the very process we started."""
+        """/readyz is 200 and /healthz is answered by the very process we started (asked
+        once per process: it holds the socket we made and gave to it alone)."""
         if child.proc is None:
             return False
         base = self.url(child.name)
         try:
-            health = self.http.get(f"{base}/healthz", timeout=2)
-            if health.status_code != 200 or health.json().get("pid") != child.proc.pid:
-                return False
+            if child.answering is not child.proc:
+                health = self.http.get(f"{base}/healthz", timeout=2)
+                if health.status_code != 200 or health.json().get("pid") != child.proc.pid:
+                    return False
+                child.answering = child.proc
             return self.http.get(f"{base}/readyz", timeout=5).status_code == 200
         except (httpx.HTTPError, ValueError, AttributeError):
             return False
