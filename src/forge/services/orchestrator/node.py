@@ -113,7 +113,6 @@ class LabNode:
     fenced: bool = False
     revision: int | None = None
     lease_revision: int | None = None
-    lease_renewed_at: float | None = None  # monotonic time of the last renewal we made
     kv: NodeRegistry | None = None
     # Monotonic time since which this node's heartbeats succeed without a break (None while
     # out of touch; a gap of more than half the grace period between two is a break). A
@@ -145,14 +144,6 @@ class LabNode:
     def leader(self) -> bool:
         """True while this node holds the sweeper lease (cluster-wide duties)."""
         return self.lease_revision is not None
-
-    def lease_due(self) -> bool:
-        """Try for the lease on every heartbeat while not holding it (a lapsed lease is
-        taken at once); renew a held one every quarter of the grace period, which is its
-        time to live (with the defaults every second heartbeat: one bus request fewer per
-        four seconds on an idle node)."""
-        return (self.lease_revision is None or self.lease_renewed_at is None
-                or time.monotonic() - self.lease_renewed_at >= self.settings.node_grace_s / 4)
 
     def may_judge_loss(self) -> bool:
         """True once this node has been in touch with the bus for a whole grace period."""
@@ -247,9 +238,7 @@ class LabNode:
                 self.lease_revision = None
                 log.error("%s: this node takes no more work", exc)
                 return
-        if self.lease_due():
-            self.lease_revision = await self.kv.lease(self.node_id, self.lease_revision)
-            self.lease_renewed_at = time.monotonic() if self.lease_revision is not None else None
+        self.lease_revision = await self.kv.lease(self.node_id, self.lease_revision)
         # A heartbeat that failed, or one that took long (a request held through a
         # reconnect), means others may have been cut off as long: watch them afresh.
         now = time.monotonic()
