@@ -9,12 +9,28 @@ not wait for ever on either.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from forge.bus import NatsServer
 from forge.bus.connection import BusConnection, close_client, connect, stop_task
+from forge.bus.server import free_port
+
+T = TypeVar("T")
 
 GUARD_S = 20.0  # far above the bounds under test; only there so a regression fails, not hangs
+
+
+async def finishes(awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` in a task and fail if it is still running after GUARD_S. Unlike
+    `asyncio.wait_for`, this never cancels it: a cancellation from the guard must not be
+    what makes a stuck close end."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=GUARD_S)
+    if task not in done:
+        task.cancel()
+        raise AssertionError(f"still running after {GUARD_S:g} s")
+    return task.result()
 
 
 async def _swallows_one_cancel(ended: list[str]) -> None:
@@ -32,7 +48,7 @@ async def test_stop_task_ends_a_task_that_swallows_a_cancellation() -> None:
     ended: list[str] = []
     task = asyncio.create_task(_swallows_one_cancel(ended))
     await asyncio.sleep(0)
-    assert await asyncio.wait_for(stop_task(task, 5.0), GUARD_S)
+    assert await finishes(stop_task(task, 5.0))
     assert task.cancelled()
     assert ended == ["first cancel swallowed", "second cancel taken"]
 
@@ -50,7 +66,7 @@ async def test_stop_task_gives_up_at_its_bound_on_a_task_that_never_ends() -> No
 
     task = asyncio.create_task(immortal())
     await asyncio.sleep(0)
-    assert not await asyncio.wait_for(stop_task(task, 0.3), GUARD_S)
+    assert not await finishes(stop_task(task, 0.3))
     assert not task.done()  # left behind, and the caller was not held past the bound
     stubborn[0] = False
     assert await stop_task(task, 5.0)
@@ -74,7 +90,7 @@ async def test_close_client_drops_the_socket_of_a_close_that_hangs(
 
     nc.close = close_that_hangs  # type: ignore[method-assign]
     writer: Any = nc._transport._io_writer  # type: ignore[attr-defined,union-attr]
-    await asyncio.wait_for(close_client(nc, 0.3), GUARD_S)
+    await finishes(close_client(nc, 0.3))
     assert writer.transport.is_closing()  # the socket itself was dropped
     assert attempts == ["cancel caught"]  # and the close was cancelled again, and ended
     nc.close = real_close  # type: ignore[method-assign]
@@ -93,6 +109,29 @@ async def test_bus_connection_close_is_bounded_when_its_task_swallows_a_cancel(
     await asyncio.gather(conn._task, return_exceptions=True)
     conn._task = asyncio.create_task(_swallows_one_cancel(ended))
     await asyncio.sleep(0)
-    await asyncio.wait_for(conn.close(), GUARD_S)
+    await finishes(conn.close())
     assert ended == ["first cancel swallowed", "second cancel taken"]
     assert not conn.ready and not conn.state.connected
+
+
+async def test_a_close_during_the_first_connect_drops_its_socket() -> None:
+    """A server that accepts and never speaks (a hung NATS, not a down one): closing the
+    connection while its first connect waits there closes that socket too."""
+    accepted: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(reader)
+        await reader.read()  # until the client goes
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(silent, "127.0.0.1", port)
+    try:
+        conn = BusConnection(f"nats://127.0.0.1:{port}", "close-test", connect_timeout=30.0)
+        await conn.start()
+        peer = await finishes(accepted.get())
+        await finishes(conn.close())
+        assert await finishes(peer.read()) == b""  # the client's side is closed
+    finally:
+        server.close()
+        await server.wait_closed()

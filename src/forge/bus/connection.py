@@ -10,6 +10,7 @@ makes sure the Forge streams exist (again after every reconnect) and says when i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -140,6 +141,11 @@ async def connect(
                        inbox_prefix=credentials.inbox_prefix)
     try:
         await asyncio.wait_for(nc.connect(**options), timeout)
+    except asyncio.CancelledError:
+        # Closed while connecting: the half-open client must not keep its socket (the
+        # close runs on if this task is cancelled again meanwhile).
+        await asyncio.shield(close_client(nc, 2.0))
+        raise
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         await close_client(nc, 2.0)
         # The server's own reason beats a bare timeout.
@@ -179,9 +185,14 @@ async def stop_task(task: asyncio.Task[Any], timeout: float = 5.0) -> bool:
             return False
         task.cancel()
         await asyncio.wait({task}, timeout=min(0.05, remaining))
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+    _retrieve(task)
     return True
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Done callback: read a finished task's outcome, so asyncio never reports it unread."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def close_client(nc: Client, timeout: float) -> None:
@@ -193,16 +204,20 @@ async def close_client(nc: Client, timeout: float) -> None:
     must not hang on it.
     """
     closing = asyncio.ensure_future(nc.close())
+    closing.add_done_callback(_retrieve)  # also when this call is cancelled meanwhile
     done, _ = await asyncio.wait({closing}, timeout=timeout)
     if closing in done:
-        if not closing.cancelled():
-            closing.exception()
         return
     transport = getattr(nc, "_transport", None)
     writer = getattr(transport, "_io_writer", None)
     if writer is not None:
         writer.transport.abort()  # wakes any drain/wait_closed on that socket
-    if not await stop_task(closing, 1.0):
+    elif transport is not None:  # a WebSocket transport: no socket of ours to abort
+        with contextlib.suppress(Exception):
+            transport.close()
+    # Let the woken close finish its clean-up (subscriptions, callbacks) before cancelling.
+    done, _ = await asyncio.wait({closing}, timeout=0.5)
+    if closing not in done and not await stop_task(closing, 1.0):
         log.warning("NATS client %s did not close within %.1f s; left behind",
                     getattr(nc, "_client_name", "?"), timeout + 1.0)
 
@@ -302,7 +317,7 @@ class BusConnection:
     async def _run(self) -> None:
         while self._nc is None and not self._closed:
             try:
-                self._nc = await connect(
+                nc = await connect(
                     self.url,
                     self.name,
                     state=self.state,
@@ -312,6 +327,10 @@ class BusConnection:
                     credentials=self.credentials,
                     max_reconnect_attempts=self._max_reconnect_attempts,
                 )
+                if self._closed:  # close() gave up waiting for this task meanwhile
+                    await close_client(nc, 2.0)
+                    return
+                self._nc = nc
             except BusUnavailable as exc:
                 log.warning("bus %s: %s; retrying", self.name, exc)
                 await asyncio.sleep(self._retry_wait)
