@@ -100,6 +100,7 @@ def test_readyz_runs_only_the_checks_asked_for(
                           headers=OPERATOR)
         public = client.get("/readyz?check=store")
         bad = client.get("/readyz?check=nope", headers=OPERATOR)
+        bad_public = client.get("/readyz?check=nope")
         many = client.get("/readyz?" + "&".join(["check=config"] * 17))
     assert only.status_code == 200, only.text
     assert set(only.json()["checks"]) == {"config"}
@@ -110,6 +111,8 @@ def test_readyz_runs_only_the_checks_asked_for(
         "status": "ready", "failed": [], "service": "scoreboard"}
     assert bad.status_code == 400 and bad.json()["error"] == "bad_request"
     assert "check" in bad.json()["message"] and "'nope'" in bad.json()["message"]
+    assert "storage" in bad.json()["message"]  # the operator learns which there are
+    assert bad_public.status_code == 400 and "storage" not in bad_public.text  # no one else
     assert many.status_code == 422 and "check" in many.text  # bounded, like all input
     assert not [r for r in caplog.records if "recovered" in r.getMessage()]
     assert len([r for r in caplog.records if "check storage failed" in r.getMessage()]) == 1

@@ -155,9 +155,11 @@ def create_app(ctx: ServiceContext) -> FastAPI:
             check_operator(request, ctx.settings.operator)
         only = None if not check else frozenset(check)
         if only is not None and (unknown := sorted(only - set(ctx.readiness.names))):
+            # The names of the checks are detail too: only for the operator token.
+            known = (f"; this service has {', '.join(ctx.readiness.names)}" if detailed
+                     else "")
             raise ForgeError("bad_request", 400,
-                             f"check: no readiness check named {unknown[0][:40]!r}; this "
-                             f"service has {', '.join(ctx.readiness.names)}",
+                             f"check: no readiness check named {unknown[0][:40]!r}{known}",
                              [{"field": "check"}])
         ok, body = await ctx.readiness.run(only)
         if not detailed:

@@ -162,18 +162,20 @@ def build_app(
              "pinned by OPA_POLICY_HASH" if settings.opa_policy_hash else "not pinned")
     ctx = make_context(NAME, settings)
     credentials = bus_credentials(settings, "orchestrator")
+    runtime = runtime or make_runtime(settings)
+    # The runtime's own slot count too (unset, one per core plus one), not only the setting.
+    slots = max(int(getattr(runtime, "build_slots", 0) or 0), settings.build_slots)
     state = OrchestratorState(
         ctx=ctx,
         registry=TemplateRegistry.load(settings.templates_dir),
         catalog=load_plans(settings.plans_file),
         engine=engine,
-        runtime=runtime or make_runtime(settings),
+        runtime=runtime,
         publisher=Publisher(settings.nats_url, name="forge-orchestrator",
                             credentials=credentials, streams=bus_streams(settings)),
         replay=SqlReplayStore(ctx.db),
         # More threads than build slots, so FORGE_BUILD_SLOTS above 64 is not capped here.
-        builds=ThreadPoolExecutor(max(64, settings.build_slots + 16),
-                                  thread_name_prefix="forge-build"),
+        builds=ThreadPoolExecutor(max(64, slots + 16), thread_name_prefix="forge-build"),
     )
     node_bus = BusConnection(settings.nats_url, "forge-orchestrator-node",
                              streams=bus_streams(settings), credentials=credentials)
