@@ -116,22 +116,31 @@ async def test_bus_connection_close_is_bounded_when_its_task_swallows_a_cancel(
 
 async def test_a_close_during_the_first_connect_drops_its_socket() -> None:
     """A server that accepts and never speaks (a hung NATS, not a down one): closing the
-    connection while its first connect waits there closes that socket too."""
-    accepted: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+    connection while its first connect waits there closes that socket, and nothing
+    connects again afterwards (nats-py's own connect loop is stopped, not only its
+    socket closed)."""
+    connections: list[str] = []
+    accepted = asyncio.Event()
+    dropped = asyncio.Event()
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put(reader)
-        await reader.read()  # until the client goes
+        connections.append("accepted")
+        accepted.set()
+        await reader.read()  # until the client closes its side
+        dropped.set()
         writer.close()
 
     port = free_port()
     server = await asyncio.start_server(silent, "127.0.0.1", port)
     try:
-        conn = BusConnection(f"nats://127.0.0.1:{port}", "close-test", connect_timeout=30.0)
+        conn = BusConnection(f"nats://127.0.0.1:{port}", "close-test", connect_timeout=30.0,
+                             reconnect_wait=0.1)
         await conn.start()
-        peer = await finishes(accepted.get())
+        await finishes(accepted.wait())
         await finishes(conn.close())
-        assert await finishes(peer.read()) == b""  # the client's side is closed
+        await finishes(dropped.wait())
+        await asyncio.sleep(1.0)  # ten reconnect waits: a loop left running would be back
+        assert connections == ["accepted"]
     finally:
         server.close()
         await server.wait_closed()

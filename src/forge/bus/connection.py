@@ -139,17 +139,25 @@ async def connect(
     if credentials is not None:
         options.update(user=credentials.user, password=credentials.password,
                        inbox_prefix=credentials.inbox_prefix)
+    # nats-py's connect runs as our own task: on a timeout or a close it is stopped before
+    # the client is closed (it retries by itself, and would reopen a closed client).
+    connecting = asyncio.ensure_future(nc.connect(**options))
+    connecting.add_done_callback(_retrieve)
     try:
-        await asyncio.wait_for(nc.connect(**options), timeout)
+        done, _ = await asyncio.wait({connecting}, timeout=timeout)
     except asyncio.CancelledError:
-        # Closed while connecting: the half-open client must not keep its socket (the
-        # close runs on if this task is cancelled again meanwhile).
-        await asyncio.shield(close_client(nc, 2.0))
+        await run_to_end(_abandon(nc, connecting))
         raise
-    except (TimeoutError, OSError, nats.errors.Error) as exc:
-        await close_client(nc, 2.0)
+    exc: BaseException | None = (
+        TimeoutError(f"no connection within {timeout:g}s") if connecting not in done
+        else None if connecting.cancelled() else connecting.exception())
+    if exc is not None and not isinstance(exc, TimeoutError | OSError | nats.errors.Error):
+        await run_to_end(_abandon(nc, connecting))
+        raise exc
+    if exc is not None or connecting.cancelled():
+        await run_to_end(_abandon(nc, connecting))
         # The server's own reason beats a bare timeout.
-        st.last_error = refusals[-1] if refusals else _describe(exc)
+        st.last_error = refusals[-1] if refusals else _describe(exc or TimeoutError())
         raise BusUnavailable(
             f"cannot connect to NATS at {redact_url(url)}: {st.last_error}"
         ) from exc
@@ -158,7 +166,7 @@ async def connect(
     if credentials is not None and credentials.require_auth and not server_info.get(
         "auth_required"
     ):
-        await close_client(nc, 2.0)
+        await run_to_end(close_client(nc, 2.0))
         st.last_error = "server does not require authentication"
         raise BusUnavailable(
             f"NATS at {redact_url(url)} does not require authentication: anyone could "
@@ -189,6 +197,27 @@ async def stop_task(task: asyncio.Task[Any], timeout: float = 5.0) -> bool:
     return True
 
 
+async def run_to_end(step: Awaitable[None]) -> None:
+    """Run a bounded clean-up `step` to its end even if this task is cancelled meanwhile
+    (`stop_task` cancels every 50 ms), then raise that cancellation, if any."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    _retrieve(task)
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _abandon(nc: Client, connecting: asyncio.Task[Any]) -> None:
+    """Stop nats-py's connect task, then close its client (at most ~3.5 s in all)."""
+    await stop_task(connecting, 1.0)
+    await close_client(nc, 1.0)
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     """Done callback: read a finished task's outcome, so asyncio never reports it unread."""
     if not task.cancelled():
@@ -212,14 +241,11 @@ async def close_client(nc: Client, timeout: float) -> None:
     writer = getattr(transport, "_io_writer", None)
     if writer is not None:
         writer.transport.abort()  # wakes any drain/wait_closed on that socket
-    elif transport is not None:  # a WebSocket transport: no socket of ours to abort
-        with contextlib.suppress(Exception):
-            transport.close()
     # Let the woken close finish its clean-up (subscriptions, callbacks) before cancelling.
     done, _ = await asyncio.wait({closing}, timeout=0.5)
     if closing not in done and not await stop_task(closing, 1.0):
         log.warning("NATS client %s did not close within %.1f s; left behind",
-                    getattr(nc, "_client_name", "?"), timeout + 1.0)
+                    getattr(nc, "_client_name", "?"), timeout + 1.5)
 
 
 def may_manage_streams(credentials: BusCredentials | None) -> bool:
@@ -328,7 +354,8 @@ class BusConnection:
                     max_reconnect_attempts=self._max_reconnect_attempts,
                 )
                 if self._closed:  # close() gave up waiting for this task meanwhile
-                    await close_client(nc, 2.0)
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await run_to_end(close_client(nc, 2.0))
                     return
                 self._nc = nc
             except BusUnavailable as exc:
