@@ -73,10 +73,10 @@ def _post(url: str, headers: dict[str, str], body: dict[str, Any] | None,
 
 
 def _submit(url: str, headers: dict[str, str]) -> None:
-    """POST a submit (202), retrying a 503 a bounded number of times. A retry may find the
-    lab grading already (409 `not_running`): the attempt that answered 503 reached the
-    stream as the leader died, only its acknowledgement did not. The caller's wait for the
-    verdict then shows that the submit was applied."""
+    """POST a submit (202), retrying a 503 a bounded number of times. The attempt that
+    answered 503 may have reached the stream as the leader died (only its acknowledgement
+    did not): a retry while that grading runs is answered 202 again, one after it finished
+    409 `not_running`. The caller's wait for the verdict then shows the submit applied."""
     answered_503 = False
     for _attempt in range(40):
         resp = httpx.post(url, headers=headers, timeout=30)
