@@ -159,3 +159,6 @@ async def test_connect_errors_never_show_credentials() -> None:
     assert "s3cr3t" not in str(info.value)
     with pytest.raises(ValueError, match="url"):
         Publisher("http://127.0.0.1:4222")
+    # nats-py's WebSocket transport needs aiohttp, which is not shipped: refused, not hung
+    with pytest.raises(ValueError, match="not a nats:// or tls:// URL"):
+        Publisher("ws://127.0.0.1:8080")

@@ -75,12 +75,15 @@ def test_scoreboard_pause_retry_out_of_range_names_the_variable(tmp_path: Path,
 
 
 @pytest.mark.parametrize("value", ["http://127.0.0.1:4222", "nats://", "nats://h:port",
-                                   ",", "nats://secret-user:secret-pw@:4222"])
+                                   ",", "nats://secret-user:secret-pw@:4222",
+                                   "ws://secret-user:secret-pw@h:8080",
+                                   "nats://a:4222,wss://h:443"])
 def test_malformed_nats_url_names_the_variable_not_the_value(tmp_path: Path,
                                                              value: str) -> None:
     problem = only_problem(prod_env(tmp_path, NATS_URL=value))
     assert problem.startswith("NATS_URL must list nats://")
     assert "secret" not in problem
+    assert "ws:// and wss:// are not supported" in problem  # a WebSocket URL could never connect
 
 
 def test_nats_url_accepts_a_server_list_and_bare_hosts(tmp_path: Path) -> None:

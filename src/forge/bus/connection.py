@@ -55,8 +55,8 @@ def split_urls(url: str) -> list[str]:
         raise ValueError("url: no NATS server URL given")
     for server in servers:
         parts = urlsplit(server if "://" in server else f"nats://{server}")
-        if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
-            raise ValueError(f"url: {redact_url(server)!r} is not a nats:// URL")
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ValueError(f"url: {redact_url(server)!r} is not a nats:// or tls:// URL")
     return servers
 
 

@@ -23,7 +23,7 @@ from forge.config.warm_pool_setting import parse_warm_pool
 
 _SIZE_BOUNDS = {"FORGE_MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
                 "FORGE_WS_MAX_MESSAGE_BYTES": (1024, 16 * 1024 * 1024)}
-_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+_NATS_SCHEMES = ("nats", "tls")  # nats-py's WebSocket transport needs aiohttp: not shipped
 PROBLEM_TYPE = "forge_config"  # pydantic error type whose ctx["problems"] are operator text
 
 
@@ -75,7 +75,7 @@ def http_url(var: str) -> Callable[[object], str | None]:
 
 
 def nats_url(raw: object) -> str:
-    """NATS_URL: one or more comma-separated nats/tls/ws/wss server URLs."""
+    """NATS_URL: one or more comma-separated nats:// or tls:// server URLs."""
     text = str(raw)
     servers = [part.strip() for part in text.split(",") if part.strip()]
     try:
@@ -85,8 +85,8 @@ def nats_url(raw: object) -> str:
     except ValueError:
         valid = False
     if not valid:
-        raise problem("NATS_URL must list nats://, tls://, ws:// or wss:// server URLs "
-                       "(separated by commas)")
+        raise problem("NATS_URL must list nats:// or tls:// server URLs (separated by "
+                       "commas; WebSocket ws:// and wss:// are not supported)")
     return text
 
 
