@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import time
 
 import pytest
+from nats.aio.msg import Msg
 
 from forge.bus import (
     BusOutcomeUnknown,
@@ -271,6 +273,37 @@ async def test_slow_handler_keeps_its_message(
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_heartbeat_that_swallows_its_cancel_does_not_hold_the_message(
+    nats_server: NatsServer, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's "in progress" send may swallow the cancellation that ends the heartbeat
+    (as `asyncio.wait_for` does on 3.11): the message is still acked and the worker goes on."""
+    rec = Recorder()
+    sending = asyncio.Event()
+
+    async def swallowing_in_progress(self: Msg) -> None:
+        sending.set()
+        with contextlib.suppress(asyncio.CancelledError):  # dropped, as wait_for may
+            await asyncio.sleep(30)
+
+    async def until_heartbeat(event: Event) -> None:
+        await asyncio.wait_for(sending.wait(), 10)
+        await rec.handle(event)
+
+    monkeypatch.setattr(Msg, "in_progress", swallowing_in_progress)
+    consumer = make_consumer(nats_server, rec, handler=until_heartbeat, ack_wait=0.6)
+    await consumer.start(wait=5.0)
+    try:
+        await _publish_ids(publisher, ["held"])
+        await wait_until(lambda: consumer.status()["acked"] == 1, timeout=10.0)
+        sending.clear()
+        await _publish_ids(publisher, ["next"])
+        await wait_until(lambda: consumer.status()["acked"] == 2, timeout=10.0)
+        assert rec.ids() == ["held", "next"]
+    finally:
+        await asyncio.wait_for(consumer.stop(grace=1.0), 10)
 
 
 async def test_handler_timeout_counts_as_failure(

@@ -29,6 +29,7 @@ from typing import Any
 import nats.errors
 from nats.aio.msg import Msg
 
+from forge.bus.connection import stop_task
 from forge.bus.errors import Reject, RetryLater
 from forge.bus.events import DeadLetterHook, Event, Handler
 
@@ -85,9 +86,14 @@ class MessageSettler:
         # use up a message's error budget (bounded map; replicas each keep their own).
         self._retry_later: OrderedDict[int, int] = OrderedDict()
 
-    async def _heartbeat(self, msg: Msg) -> None:
-        while True:
+    async def _heartbeat(self, msg: Msg, settled: asyncio.Event) -> None:
+        """Send "in progress" every ack_wait/3 until the message is settled. The loop also
+        ends on `settled`: a cancellation swallowed inside the client must not keep it (and
+        the `process` waiting for it) alive."""
+        while not settled.is_set():
             await asyncio.sleep(self._ack_wait / 3)
+            if settled.is_set():
+                return
             with contextlib.suppress(nats.errors.Error):
                 await msg.in_progress()
 
@@ -114,7 +120,8 @@ class MessageSettler:
             counts.failed += 1
             await self._dead_letter(msg, event, decode_error)
             return
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        settled = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(msg, settled))
         try:
             if self._handler_timeout is not None:
                 await asyncio.wait_for(self._handler(event), self._handler_timeout)
@@ -153,9 +160,8 @@ class MessageSettler:
             if await self._settle(msg.ack_sync(timeout=2.0), "ack"):
                 counts.acked += 1
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            settled.set()
+            await stop_task(heartbeat, 1.0)  # cancels again until it ends, bounded
 
     async def _dead_letter(self, msg: Msg, event: Event, error: str) -> None:
         self._counts.last_error = error
