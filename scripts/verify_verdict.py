@@ -7,21 +7,49 @@
 Runs `forge_verify.main`, the same code as `forge-verify` and `forge verify`: the installed
 `forge_verify` when there is one, else the copy in this checkout (verifier/src). Needs only
 Python 3.11+, `cryptography` and `zstandard`: no Forge services, configuration or
-environment. Exit code 0 PASS, 1 FAIL (every reason printed), 2 usage or unreadable input.
+environment. An interpreter without those two runs the script again with this checkout's
+`.venv/bin/python` (`make venv`) when there is one, else says what to install. Exit code 0
+PASS, 1 FAIL (every reason printed), 2 usage, unreadable input or missing packages.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+NEEDED = ("cryptography", "zstandard")
+_REEXEC_FLAG = "FORGE_VERIFY_SCRIPT_REEXEC"  # set on the re-run: never loop
+
+
+def _missing_packages(exc: ModuleNotFoundError) -> None:
+    """Run again with the checkout's venv, or explain what is missing (exit 2)."""
+    venv_python = CHECKOUT / ".venv" / "bin" / "python"
+    in_venv = Path(sys.prefix).resolve() == (CHECKOUT / ".venv").resolve()
+    if venv_python.is_file() and not in_venv and not os.environ.get(_REEXEC_FLAG):
+        os.environ[_REEXEC_FLAG] = "1"
+        script = str(Path(__file__).resolve())
+        os.execv(venv_python, [str(venv_python), script, *sys.argv[1:]])  # noqa: S606
+    print(f"ERROR this Python ({sys.executable}) lacks the package {exc.name!r}: the verifier "
+          f"needs {' and '.join(NEEDED)}. Install them with "
+          f"`{Path(sys.executable).name} -m pip install {' '.join(NEEDED)}`, or run "
+          f"`make venv` in the checkout and use its .venv/bin/python.", file=sys.stderr)
+    sys.exit(2)
+
+
 try:
-    from forge_verify import main
+    try:
+        from forge_verify import main
+    except ModuleNotFoundError as exc:
+        if exc.name != "forge_verify":
+            raise
+        sys.path.insert(0, str(CHECKOUT / "verifier" / "src"))
+        from forge_verify import main
 except ModuleNotFoundError as exc:
-    if exc.name != "forge_verify":
+    if (exc.name or "").split(".")[0] not in NEEDED:
         raise
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verifier" / "src"))
-    from forge_verify import main
+    _missing_packages(exc)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -5,8 +5,10 @@ with the runbook's command line and exit codes."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
 from forge.evidence.artifacts import Artifacts, write_results
@@ -87,3 +89,38 @@ def test_forge_verify_cli_has_the_same_exit_codes(result_files: dict[str, Path])
     result_files["verdict.sig"].unlink()
     gone = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert gone.returncode == 2
+
+
+def _empty_venv(root: Path) -> Path:
+    """A venv with nothing installed (no pip either): the runbook's `python` on a machine
+    where neither cryptography nor zstandard was installed."""
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(root)
+    return root / "bin" / "python"
+
+
+def test_a_python_without_the_packages_reruns_with_the_checkouts_venv(
+        artifacts: Artifacts, tmp_path: Path) -> None:
+    """After `make demo`, the printed `python scripts/verify_verdict.py ...` works with a
+    system Python that lacks the packages: the script runs again in the checkout's venv."""
+    assert (REPO / ".venv" / "bin" / "python").is_file()  # make test runs from it
+    write_results(tmp_path / "storage", artifacts)
+    result = _run(_empty_venv(tmp_path / "empty"), RUNBOOK_ARGS, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(f"PASS {SCENARIO_ID}")
+
+
+def test_without_the_packages_or_a_venv_the_script_says_what_to_install(
+        artifacts: Artifacts, tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"  # scripts/ and verifier/src, no .venv
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(SCRIPT, checkout / "scripts" / "verify_verdict.py")
+    shutil.copytree(REPO / "verifier" / "src", checkout / "verifier" / "src")
+    write_results(tmp_path / "storage", artifacts)
+    result = subprocess.run(
+        [str(_empty_venv(tmp_path / "empty")), str(checkout / "scripts" / "verify_verdict.py"),
+         *RUNBOOK_ARGS], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "needs cryptography and zstandard" in result.stderr
+    assert "-m pip install cryptography zstandard" in result.stderr
