@@ -50,6 +50,16 @@ class Caller:
         """A scenario-scoped session may only see its own scenario."""
         return self.scenario_scope is None or self.scenario_scope == scenario_id
 
+    def whole_account(self) -> Caller:
+        """This caller when it speaks for the learner's whole account; a session opened from
+        one lab's access link may use only that lab (403 `lab_session_only`): it must not
+        start labs (using the learner's attempts), buy, join cohorts or list the account."""
+        if self.scenario_scope is not None:
+            raise AuthError("lab_session_only", 403,
+                            "this session was opened from one lab's access link and can use "
+                            "only that lab; sign in with your API key or sign-in key")
+        return self
+
 
 def _api_key_from(headers: Mapping[str, str]) -> str | None:
     explicit = headers.get("x-api-key")

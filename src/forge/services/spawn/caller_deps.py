@@ -54,5 +54,6 @@ async def manager_of(request: Request, caller: Caller) -> Manager:
 
 async def current_manager(request: Request) -> Manager:
     """The API caller (key, session or receipt; 401 otherwise) as a Manager. Resolving the
-    caller already refuses a cross-site POST made with the session cookie."""
-    return await manager_of(request, await current_caller(request))
+    caller already refuses a cross-site POST made with the session cookie; a lab's access
+    link session is refused (403 `lab_session_only`): it may not join or read cohorts."""
+    return await manager_of(request, (await current_caller(request)).whole_account())

@@ -198,7 +198,7 @@ async def join(body: JoinBody, request: Request) -> JSONResponse:
 async def my_assignments(request: Request) -> dict[str, Any]:
     """Your assignments in every cohort you are in: lab, opening and due time, attempts
     used and allowed, whether hints are allowed."""
-    caller = await current_caller(request)
+    caller = (await current_caller(request)).whole_account()
     rows = await run_in_threadpool(assignments.my_assignments, spawn_state(request).ctx.db,
                                    caller.tenant_id, caller.subject)
     return {"assignments": rows}

@@ -64,7 +64,7 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
 
     def identify() -> tuple[Caller, Entitlement, Preloaded]:
         with state.ctx.db.reading():  # one session and snapshot for every read below
-            caller = identify_caller(request, receipt)
+            caller = identify_caller(request, receipt).whole_account()
             ent = resolve_entitlement(
                 caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
                 receipt_claims=receipt, x_plan=request.headers.get("x-plan"),

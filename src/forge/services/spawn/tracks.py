@@ -97,7 +97,7 @@ async def get_tracks(request: Request) -> TracksView:
     receipt = receipt_claims(request)
 
     def caller_plan() -> Plan:
-        caller = identify_caller(request, receipt)
+        caller = identify_caller(request, receipt).whole_account()
         ent = resolve_entitlement(
             caller, settings=state.settings, catalog=state.catalog, db=state.ctx.db,
             receipt_claims=receipt, x_plan=request.headers.get("x-plan"),

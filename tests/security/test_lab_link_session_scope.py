@@ -1,0 +1,78 @@
+"""Attack: turn one lab's access link into the learner's whole account.
+
+Opening a lab's access link (`/v1/access/<scenario>?token=…`) signs the browser in with a
+session limited to that lab: whoever holds the link (a shared screen, a forwarded
+message, a phone left open) may work in that lab and nothing else. Only the scenario
+routes checked the limit: with the link's session anyone could start labs as the
+learner (spending their graded attempts and quota), list their tracks and assignments,
+join cohorts in their name, or buy a receipt that signs in as them. Each of those now
+answers 403 `lab_session_only` (checkout treats the session as nobody signed in), takes
+nothing, and the lab itself still works.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pytest
+from sqlalchemy import func, select
+
+from forge.entitlements.grants import grant
+from forge.store.models import QuotaSlot, RateCounter, Scenario
+
+from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn, spawn_env  # noqa: F401
+from ..spawn.test_spawn_api import count, key_for, spawn
+
+
+def _rate_used(env: SpawnEnv) -> int:
+    with env.state.ctx.db.session() as sess:
+        return int(sess.scalar(select(func.coalesce(func.sum(RateCounter.count), 0))) or 0)
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_lab_link_session_can_use_its_lab_and_nothing_of_the_account(
+        spawn_env: SpawnEnv) -> None:  # noqa: F811
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    sid, link = _link_session(spawn_env)
+    before = (count(spawn_env, Scenario), count(spawn_env, QuotaSlot), _rate_used(spawn_env))
+    with spawn_env.client() as holder:  # whoever opened the link
+        assert holder.get(link).status_code == 303
+        same_site = {"origin": spawn_env.url}
+        assert holder.get(f"/v1/scenarios/{sid}").status_code == 200  # its own lab: yes
+        refused = [
+            holder.post("/v1/spawn", json={"track": "netplus"}, headers=same_site),
+            holder.get("/v1/tracks"),
+            holder.get("/v1/assignments"),
+            holder.post("/v1/cohorts/join", json={"invite": "fgi_" + "a" * 32},
+                        headers=same_site),
+        ]
+        for resp in refused:
+            assert resp.status_code == 403, (resp.request.url, resp.text)
+            assert resp.json()["error"] == "lab_session_only"
+    after = (count(spawn_env, Scenario), count(spawn_env, QuotaSlot), _rate_used(spawn_env))
+    assert after == before  # nothing started, reserved or counted
+
+
+def _link_session(env: SpawnEnv) -> tuple[str, str]:
+    """(scenario id, access link path?query) of a lab alice started with her API key."""
+    with env.client() as client:
+        created = spawn(client, key_for(env)).json()
+    link = urlparse(created["access_url"])
+    return created["scenario_id"], f"{link.path}?{link.query}"
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_lab_link_session_buys_as_nobody(make_spawn: MakeSpawn) -> None:  # noqa: F811
+    env = make_spawn("dev")  # the stub checkout exists only outside production
+    grant(env.state.ctx.db, "acme", "PRO")
+    _, link = _link_session(env)
+    with env.client() as holder:
+        assert holder.get(link).status_code == 303
+        same_site = {"origin": env.url}
+        as_alice = holder.post("/v1/billing/checkout", headers=same_site,
+                               json={"plan": "PRO", "tenant_id": "acme", "subject": "alice"})
+        assert as_alice.status_code == 401, as_alice.text  # not signed in as alice
+        bought = holder.post("/v1/billing/checkout", headers=same_site,
+                             json={"plan": "PRO", "tenant_id": "acme"})
+    assert bought.status_code == 201, bought.text
+    assert bought.json()["new_subject"] is True and bought.json()["subject"] != "alice"
