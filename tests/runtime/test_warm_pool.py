@@ -5,6 +5,8 @@ behind at shutdown. Pools of one lab, so the whole module costs a few lab create
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import secrets
 import signal
 import time
@@ -16,6 +18,7 @@ import pytest
 
 from forge.runtime.base import HostSpec, LabInfo, LabSpec, SpecError, SubnetSpec
 from forge.runtime.local import LocalRuntime, warm_pool
+from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.warm import MemoryReading, pool_shape, pressed, read_memory, shape_key
 from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES
 from tests.runtime.helpers import leftovers
@@ -283,8 +286,11 @@ def test_shape_and_pressure_rules() -> None:
     assert shape.lab_id == "" and all(not (h.environment or h.files or h.command)
                                       for h in shape.hosts)
     assert pressed(MemoryReading(100, None), 512, 10.0)
-    assert pressed(MemoryReading(4096, 25.0), 512, 10.0)
-    assert not pressed(MemoryReading(4096, 0.5), 512, 10.0)
+    assert pressed(MemoryReading(1500, 25.0), 512, 10.0)  # stalling, and memory getting short
+    assert not pressed(MemoryReading(1500, 0.5), 512, 10.0)
+    # Stalls with plenty available: a lab reclaiming inside its own memory limit (the
+    # machine-wide PSI counts it) must not drain the node's pools.
+    assert not pressed(MemoryReading(20_000, 32.0), 512, 10.0)
     assert read_memory().available_mb > 0
 
 
@@ -311,3 +317,71 @@ def test_a_pool_fills_at_once_on_a_machine_just_booted(
             rt.destroy(info.lab_id)
         rt.close()
     assert leftovers(rt.names.prefix, str(tmp_path)) == []
+
+
+def _pool_ids(rt: LocalRuntime) -> list[str]:
+    return sorted(i.lab_id for i in rt.list() if i.lab_id.startswith("wp-"))
+
+
+def test_a_pool_built_for_an_older_tree_is_replaced(tmp_path: Path) -> None:
+    """Ready labs are matched by a key that includes the hosts' resolved root trees; an
+    image rebuilt gets a new content-addressed tree, so labs built before it never match
+    again. They must not sit in the pool for ever looking like a full pool (no refill,
+    every spawn a miss): the first create that misses with a key no pool has makes the
+    pool recompute its key, destroy the stale labs and refill. Here the tree path changes
+    ("/" to "/.", the same userland) as a rebuilt image's does. A create of another shape
+    is not counted as a pool miss (it would hold refills back)."""
+    prefix = "w" + secrets.token_hex(2)
+    rt = LocalRuntime(str(tmp_path), prefix=prefix)
+    try:
+        rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
+        until(lambda: ready(rt) == 1, "the pool never filled")
+        assert rt.warm_pool is not None
+        stale = _pool_ids(rt)
+        other = rt.create(lab("scn-00000000000000c0", "o", subnet="10.205.0.0/24"))
+        assert rt.warm_pool.stats.missed == 0  # not a pooled shape: no miss
+        rt.destroy(other.lab_id)
+        rt.rootfs = "/."  # the tree a claim resolves now is another path
+        fresh = rt.create(lab("scn-00000000000000c1", "a"))
+        assert rt.warm_pool.stats.claimed == 0  # the stale lab is not the scenario's
+        rt.destroy(fresh.lab_id)
+        until(lambda: ready(rt) == 1 and _pool_ids(rt) not in ([], stale),
+              "the stale pool lab was never replaced")
+        assert not set(stale) & set(_pool_ids(rt))
+        claimed = rt.create(lab("scn-00000000000000c2", "b"))
+        assert rt.warm_pool.stats.claimed == 1
+        out = rt.exec(claimed.lab_id, "box", shell='cat /home/notes.txt; echo "$FLAG"')
+        assert out.stdout_text == "note b\nb\n"
+        rt.destroy(claimed.lab_id)
+    finally:
+        rt.close()
+    assert leftovers(prefix, str(tmp_path)) == []
+
+
+UNIFIED = "/sys/fs/cgroup/unified"  # the cgroup2 hierarchy a v1 machine mounts beside
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(UNIFIED, "cgroup.procs")),
+                    reason="no cgroup2 hierarchy mounted to try a rename on")
+def test_pools_are_off_where_cgroups_cannot_be_renamed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A claim renames the pool lab's cgroups; cgroup v2 refuses a rename (EPERM), so on a
+    v2 machine every claim failed, destroyed its pool lab and built fresh anyway. Pools
+    are now off there, said once in the log, and creates build fresh. The kernel's answer
+    is real: the probe runs on this machine's cgroup2 mount."""
+    rt = LocalRuntime(str(tmp_path), prefix="w" + secrets.token_hex(2))
+    rt._require()  # usable as it is (v1 here); only the pool's probe meets the v2 mount
+    real = rt.cgroups
+    rt.cgroups = Cgroups(2, UNIFIED)
+    try:
+        with caplog.at_level(logging.WARNING, logger="forge.runtime.warm_pool"):
+            assert rt.warm({"two": (lab("x"), 2)}, quiet_s=0.05, poll_s=0.1) == {}
+        assert rt.warm_pool is not None and rt.warm_pool.off_reason is not None
+        assert "cannot be renamed" in rt.warm_pool.off_reason
+        assert "warm pools are off on this node" in caplog.text
+        time.sleep(0.3)  # several refill polls: nothing is built
+        assert _pool_ids(rt) == []
+        assert not [e for e in os.listdir(UNIFIED) if "rename_probe" in e]  # probe removed
+    finally:
+        rt.cgroups = real
+        rt.close()

@@ -84,11 +84,18 @@ def read_memory(psi_file: str = PSI_FILE, meminfo_file: str = MEMINFO_FILE) -> M
     return MemoryReading(available_kb // 1024, stall)
 
 
+STALL_HEADROOM = 4  # stalls count only below this many times the available-memory floor
+
+
 def pressed(reading: MemoryReading, min_available_mb: int, max_stall_avg10: float) -> bool:
-    """True when pools should shrink: too little memory available, or tasks stalling."""
+    """True when pools should shrink: too little memory available, or tasks stalling while
+    memory is getting short. The machine-wide PSI also counts a lab reclaiming inside its
+    own memory limit: stalls alone (a learner's lab thrashing its cgroup on a machine with
+    plenty free) must not drain every pool of the node."""
     if reading.available_mb < min_available_mb:
         return True
-    return reading.stall_avg10 is not None and reading.stall_avg10 > max_stall_avg10
+    return (reading.stall_avg10 is not None and reading.stall_avg10 > max_stall_avg10
+            and reading.available_mb < STALL_HEADROOM * min_available_mb)
 
 
 MemoryProbe = Callable[[], MemoryReading]

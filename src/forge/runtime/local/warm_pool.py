@@ -61,12 +61,35 @@ class PoolStats:
     shrunk: int = 0
 
 
+def cgroups_unrenamable(runtime: LocalRuntime) -> str | None:
+    """Why a claim could not rename a lab's cgroups on this machine, or None. A claim gives
+    a pool lab the scenario's id by renaming its kernel objects; cgroup v2 has no rename
+    (EPERM), so there every claim would fail and cost a pool build and a teardown more than
+    a fresh build. Tried on a scratch cgroup in every hierarchy in use."""
+    for base in runtime.cgroups.bases():
+        # Not a lab's name (no "prefix." stem): a listing or reconcile never takes it for one.
+        probe = os.path.join(base, f"{runtime.names.prefix}_rename_probe_{secrets.token_hex(4)}")
+        try:
+            os.mkdir(probe)
+        except OSError as exc:
+            return f"cannot make a cgroup in {base}: {exc.strerror}"
+        try:
+            os.rename(probe, probe + "-renamed")
+            probe += "-renamed"
+        except OSError as exc:
+            return f"cgroups cannot be renamed in {base} ({exc.strerror}: cgroup v2 has no rename)"
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(probe)
+    return None
+
+
 class WarmPool:
     """The pools of one LocalRuntime: ``configure`` sizes them, ``claim`` serves creates.
 
     ``probe`` reads the machine's memory (a seam for tests); pools shrink when fewer than
-    ``min_available_mb`` MiB are available or memory PSI ``some avg10`` exceeds
-    ``max_stall_avg10``. ``quiet_s``: how long after a create missed the pools the refill
+    ``min_available_mb`` MiB are available, or memory PSI ``some avg10`` exceeds
+    ``max_stall_avg10`` while memory is getting short (``warm.pressed``). ``quiet_s``: how long after a create missed the pools the refill
     waits before building again (so it never competes with a burst of fresh creates);
     ``settle_s``: how long after a claim (a build is Python in the claiming process: its
     threads would take the interpreter lock from the claim's caller, which still has to
@@ -95,6 +118,9 @@ class WarmPool:
         self._old_names: list[str] = []  # namespace names claimed labs no longer use
         self._retry: dict[str, tuple[int, float]] = {}  # pool -> (failures, next try)
         self._generation = 0  # configure() count: a build started before it is not judged
+        self._pool_keys: dict[str, str] = {}  # pool -> the shape key its labs are built for
+        self._recheck = False  # a create missed with a key no pool has: recompute the keys
+        self.off_reason: str | None = None  # why this node keeps no pools (None: it may)
 
     # ------------------------------------------------------------- configuration
     def configure(self, pools: dict[str, tuple[LabSpec, int]]) -> None:
@@ -109,8 +135,17 @@ class WarmPool:
                 raise SpecError(f"warm_pool.{name}", "size must be >= 0")
             if size:
                 targets[name] = (pool_shape(spec), size)
+        if targets:
+            self.off_reason = cgroups_unrenamable(self._rt)
+            if self.off_reason is not None:
+                log.warning("warm pools are off on this node: %s; every lab is built at its "
+                            "spawn", self.off_reason)
+                targets = {}
+        keys = {name: key for name, (spec, _size) in targets.items()
+                if (key := self._current_key(spec)) is not None}
         with self._lock:
             self._targets = targets
+            self._pool_keys = keys
             self._retry.clear()  # a new configuration (e.g. the image rebuilt): try at once
             self._generation += 1
             extra = []
@@ -186,9 +221,11 @@ class WarmPool:
                         break
                 if taken is not None:
                     break
-            if taken is None:
-                self.stats.missed += 1
+            if taken is None and key in self._pool_keys.values():
+                self.stats.missed += 1  # a pooled shape, its pool empty: refill after a lull
                 self._last_miss = time.monotonic()
+            elif taken is None:  # another template's, or a pool's image rebuilt since
+                self._recheck = True
         self._wake.set()
         if taken is None:
             return False
@@ -227,6 +264,8 @@ class WarmPool:
             # mount lock), never for longer, as they keep ended labs' namespaces alive.
             if self._last_claim + self.settle_s <= time.monotonic():
                 self._drop_old_names()
+            if self._recheck:
+                self._drop_stale()
             if self._pressed():
                 self._shrink_one()
                 continue
@@ -302,10 +341,45 @@ class WarmPool:
         with self._lock:
             if name in self._targets and not self._stopping.is_set():
                 self._ready.setdefault(name, []).append((lab_id, key))
+                self._pool_keys[name] = key
                 self.stats.built += 1
                 return True
         self._destroy(lab_id)
         return None
+
+    def _current_key(self, spec: LabSpec) -> str | None:
+        """The shape key a lab of ``spec`` gets now (its image trees resolved today), or
+        None when it cannot be worked out (its image not built: the build will say so)."""
+        rt = self._rt
+        try:
+            plan = plan_lab(dataclasses.replace(spec, lab_id=POOL_LAB_PREFIX + "0" * 16))
+            return shape_key(spec, host_roots(plan, rt.rootfs, rt.images, rt._resolve_image,
+                                              rt.default_image))
+        except Exception:
+            return None
+
+    def _drop_stale(self) -> None:
+        """After a create missed with a key no pool has: recompute each pool's key and
+        destroy its ready labs built for another (an image rebuilt since: its tree has a
+        new content address, so no claim would ever match them while they fill the pool)."""
+        with self._lock:
+            self._recheck = False
+            targets = dict(self._targets)
+        keys = {name: self._current_key(spec) for name, (spec, _size) in targets.items()}
+        stale: list[str] = []
+        with self._lock:
+            for name, key in keys.items():
+                if key is None or name not in self._targets:
+                    continue
+                self._pool_keys[name] = key
+                ready = self._ready.get(name, [])
+                gone = [lab for lab, lab_key in ready if lab_key != key]
+                if gone:
+                    log.warning("warm pool %s: %d ready lab(s) built for an older image of "
+                                "its template: destroyed, the pool refills", name, len(gone))
+                    ready[:] = [(lab, lab_key) for lab, lab_key in ready if lab_key == key]
+                    stale += gone
+        self._destroy_all(stale)
 
     def _shrink_one(self) -> None:
         with self._lock:
