@@ -89,8 +89,9 @@ class WarmPool:
 
     ``probe`` reads the machine's memory (a seam for tests); pools shrink when fewer than
     ``min_available_mb`` MiB are available, or memory PSI ``some avg10`` exceeds
-    ``max_stall_avg10`` while memory is getting short (``warm.pressed``). ``quiet_s``: how long after a create missed the pools the refill
-    waits before building again (so it never competes with a burst of fresh creates);
+    ``max_stall_avg10`` while memory is getting short (``warm.pressed``). ``quiet_s``: how
+    long after a create missed the pools the refill waits before building again (so it
+    never competes with a burst of fresh creates);
     ``settle_s``: how long after a claim (a build is Python in the claiming process: its
     threads would take the interpreter lock from the claim's caller, which still has to
     record the lab running, and from the next claim).
