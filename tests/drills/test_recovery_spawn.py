@@ -41,6 +41,16 @@ def test_mismatched_secret_is_named(drill: Drill) -> None:
     # The fix: roll the orchestrator's secrets out to spawn_service; /readyz is 200 again.
     spawn.restart(drill.env())
     assert spawn.readyz()[0] == 200
+
+    # An OPERATOR_TOKEN the orchestrator refuses (it signs spawn_service's every call to
+    # it: extend, delete, task checks) is named too, not passed as "not checked".
+    spawn.stop()
+    spawn.start(drill.env({**drill.secrets, "OPERATOR_TOKEN": wrong["OPERATOR_TOKEN"]}))
+    refused = spawn.wait_failed_check("peer_keys", 60)
+    assert "OPERATOR_TOKEN" in refused["checks"]["peer_keys"]["detail"]
+    assert wrong["OPERATOR_TOKEN"] not in json.dumps(refused) + spawn.log()
+    spawn.restart(drill.env())
+    assert spawn.readyz()[0] == 200
     learner = drill.learner("acme", "ann")
     spawn_lab(drill, learner)
 

@@ -1,7 +1,8 @@
 """Readiness: do the services that verify our tokens accept the keys we sign with?
 
 A secret rolled out to spawn_service but not to the orchestrator makes every spawn fail
-there; this check names the secret (never its value) before a learner sees the failure.
+there, and an OPERATOR_TOKEN the orchestrator refuses fails every call spawn_service makes
+to it; this check names the secret (never its value) before a learner sees the failure.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
                                 params={"check": "config"}, headers=auth,
                                 timeout=PEER_TIMEOUT_S)
         if resp.status_code == 401:
-            return ("the orchestrator does not accept this service's OPERATOR_TOKEN; "
-                    "key agreement not checked")
+            # Every call this service makes to the orchestrator and the scoreboard (lab
+            # extend and delete, task checks, result pages, the dashboards) carries it.
+            raise CheckFailed(
+                "the orchestrator does not accept this service's OPERATOR_TOKEN (lab "
+                "extend, delete, task checks and the result pages fail): roll the same "
+                "OPERATOR_TOKEN out to both, see the runbook")
         keyring = resp.json()["checks"]["config"]["detail"]["keyring"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return "orchestrator not reachable; key agreement not checked"
