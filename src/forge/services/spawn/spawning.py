@@ -245,18 +245,22 @@ def _tombstone(state: SpawnState, taken: Taken, key: str) -> bool:
 
 async def spawn(
     state: SpawnState, *, caller: Caller, ent: Entitlement, track: str, request_id: str,
-    base_url: str, template_id: str | None = None,
+    base_url: str, template_id: str | None = None, assignment_id: str | None = None,
 ) -> SpawnAnswer:
     """Run one spawn request end to end; on any failure after reserving, give it all back.
 
     `template_id` is the chosen lab (already checked against the track and the plan); None
-    starts the track's default lab.
+    starts the track's default lab. `assignment_id`: the assignment the spawn counts for.
     """
     default = state.track_templates[track]
     template_id = template_id or default
     # The lab is part of "the same request"; the default keeps the fingerprint it always
-    # had, so a retry of a request recorded before labs could be chosen still replays.
-    parts = (track,) if template_id == default else (track, template_id)
+    # had, so a retry of a request recorded before labs could be chosen still replays. So
+    # is the assignment: the id of a request started for one assignment, sent again for
+    # another, must not replay the first lab as the second's attempt (409 instead).
+    parts: tuple[str, ...] = (track,) if template_id == default else (track, template_id)
+    if assignment_id is not None:
+        parts += ("assignment", assignment_id)
     digest = idempotency.fingerprint(caller.tenant_id, caller.subject, *parts)
     key = idempotency.record_key(caller.tenant_id, caller.subject, request_id)
     settings = state.settings

@@ -82,7 +82,8 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
     try:
         answer = await spawn(state, caller=caller, ent=ent, track=track_name,
                              request_id=checked_id, base_url=str(request.base_url),
-                             template_id=template_id)
+                             template_id=template_id,
+                             assignment_id=held.assignment_id if held is not None else None)
     except BaseException:
         await settle(state, held, None)
         raise
