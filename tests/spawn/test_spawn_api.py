@@ -21,6 +21,7 @@ from forge.bus import Publisher
 from forge.bus.contracts import ScenarioEndedV1, publish_event
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key, revoke_api_key
+from forge.identity.roles import record_role
 from forge.quotas.limiter import active_slots, release
 from forge.store import idempotency
 from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, Scenario
@@ -89,9 +90,22 @@ def test_receipt_spawn_publishes_verified_event(spawn_env: SpawnEnv) -> None:
 
 
 def test_receipt_identifies_the_learner_without_other_credentials(spawn_env: SpawnEnv) -> None:
+    """A receipt that names its learner signs them in on every learner route, as the
+    401's message and the runbook say: not only on spawn and tracks (status, delete,
+    assignments answered 401 to a receipt-only client)."""
+    receipt = {"x-receipt-token": receipt_for(spawn_env, "FREE")}
     with spawn_env.client() as client:
-        resp = spawn(client, {"x-receipt-token": receipt_for(spawn_env, "FREE")})
-    assert resp.status_code == 201, resp.text
+        resp = spawn(client, receipt)
+        assert resp.status_code == 201, resp.text
+        sid = resp.json()["scenario_id"]
+        status = client.get(f"/v1/scenarios/{sid}", headers=receipt)
+        assert status.status_code == 200 and status.json()["state"] == "pending", status.text
+        assert client.get("/v1/assignments", headers=receipt).status_code == 200
+        bob = {"x-receipt-token": receipt_for(spawn_env, "FREE", subject="bob")}
+        assert client.get(f"/v1/scenarios/{sid}", headers=bob).status_code == 404
+        assert client.delete(f"/v1/scenarios/{sid}", headers=bob).status_code == 404
+        mine = client.delete(f"/v1/scenarios/{sid}", headers=receipt)
+        assert mine.status_code not in (401, 404), mine.text  # hers: on to the orchestrator
 
 
 def test_no_entitlement_is_403(spawn_env: SpawnEnv) -> None:
@@ -587,3 +601,25 @@ def test_readyz_names_spawn_checks(spawn_env: SpawnEnv) -> None:
         spawn_env.state.policy = engine
     assert down.status_code == 503 and "policy" in down.json()["failed"]
     assert down.json()["checks"]["policy"]["detail"] == "policy bundle not loaded"
+
+
+@pytest.mark.parametrize("value", ["asg-\x00", "asg-0123456789abcdeg", "x" * 32, "asg-1 OR 1=1"])
+def test_a_malformed_assignment_id_is_422_naming_it_and_takes_nothing(
+        spawn_env: SpawnEnv, value: str) -> None:
+    """An id that cannot exist never reaches the store: a NUL in it was a 500 on
+    PostgreSQL (its text cannot hold one); now 422 naming the field, on both stores,
+    with nothing reserved or counted."""
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    key = key_for(spawn_env)
+    with spawn_env.client() as client:
+        resp = client.post("/v1/spawn", headers=key,
+                           json={"track": "netplus", "assignment_id": value})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["details"][0]["field"] == "assignment_id"
+        record_role(spawn_env.state.ctx.db, "acme", "ann", "instructor", source="test")
+        ann = key_for(spawn_env, "acme", "ann")
+        cohort = client.post("/v1/cohorts", json={"name": "c"}, headers=ann).json()["cohort_id"]
+        revoke = client.delete(f"/v1/cohorts/{cohort}/invites/inv-%00", headers=ann)
+        assert revoke.status_code == 422 and "invite_id" in revoke.json()["message"]
+    assert count(spawn_env, Scenario) == 0 and count(spawn_env, QuotaSlot) == 0
+    assert count(spawn_env, RateCounter) == 0

@@ -26,6 +26,8 @@ MAX_GROUP = 128
 INVITE_PREFIX = "fgi_"
 MAX_INVITE_DAYS = 90
 COHORT_ID_RE = re.compile(r"coh-[0-9a-f]{16}")
+ASSIGNMENT_ID_RE = re.compile(r"asg-[0-9a-f]{16}")
+INVITE_ID_RE = re.compile(r"inv-[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,18 @@ def check_cohort_id(cohort_id: object) -> str:
         raise ForgeError("validation_error", 422, "cohort_id: expected coh-<16 hex digits>",
                          [{"field": "cohort_id", "expected": "coh-<16 hex digits>"}])
     return cohort_id
+
+
+def check_public_id(field: str, value: object) -> str:
+    """A well-formed assignment or invite id (`asg-`/`inv-` + 16 hex; 422 naming `field`
+    otherwise), before any lookup: an id that cannot exist never reaches the store (a NUL
+    in it was a 500 on PostgreSQL, whose text cannot hold one)."""
+    kind = {"assignment_id": ("asg", ASSIGNMENT_ID_RE), "invite_id": ("inv", INVITE_ID_RE)}
+    prefix, pattern = kind[field]
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise ForgeError("validation_error", 422, f"{field}: expected {prefix}-<16 hex digits>",
+                         [{"field": field, "expected": f"{prefix}-<16 hex digits>"}])
+    return value
 
 
 def managed_ids(who: Manager, cohort_id: str | None = None) -> Select[Any]:

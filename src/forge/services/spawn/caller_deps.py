@@ -30,8 +30,13 @@ def receipt_claims(request: Request) -> dict[str, Any] | None:
 
 
 def identify_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
-    """The verified caller of this request, or 401 (blocking: a read, see `read_call`)."""
+    """The verified caller of this request, or 401 (blocking: a read, see `read_call`).
+    Without a `receipt` given (the browser's receipt cookie, already verified), the API's
+    `x-receipt-token` header counts, on every route: a receipt that names its learner is
+    an identity (a bad one is 401 `invalid_receipt`)."""
     state = spawn_state(request)
+    if receipt is None:
+        receipt = receipt_claims(request)
     return resolve_caller(request.headers, request.cookies, state.settings, state.ctx.db, receipt,
                           method=request.method)
 

@@ -125,6 +125,7 @@ async def revoke_invite(cohort_id: CohortId, invite_id: Annotated[str, Field(max
     """Revoke an invite link; learners who joined with it stay enrolled."""
     who = await _manager(request)
     db = spawn_state(request).ctx.db
+    cohorts.check_public_id("invite_id", invite_id)
     await run_in_threadpool(cohorts.revoke_invite, db, who, cohort_id, invite_id)
     return {"invite_id": invite_id, "revoked": True}
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from forge.classroom.cohorts import check_public_id
 from forge.entitlements.resolve import Entitlement, resolve_entitlement
 from forge.errors import ForgeError
 from forge.identity.caller import Caller
@@ -58,6 +59,8 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
     lab_name = _text("lab", lab, MAX_LAB, required=False, pattern=NAME_RE)
     assert track_name is not None
     assignment_id = _text("assignment_id", assignment, 32, required=False)
+    if assignment_id is not None:
+        check_public_id("assignment_id", assignment_id)
     rid = _text("request_id", request_id, 4096, required=False)  # its rules: below
     checked_id = check_request_id(rid or request.headers.get("x-request-id"))
     template_id = choose_lab(state, track_name, lab_name)
