@@ -16,6 +16,9 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 _JWS_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
 _BEARER_PATTERN = re.compile(r"(?i)(bearer\s+)\S+")
+# Forge's own credentials: API keys (fgk_) and cohort invite codes (fgi_, which travel in
+# the /join/<code> path and so reached the access log).
+_CREDENTIAL_PATTERN = re.compile(r"\bfg[ki]_[A-Za-z0-9_-]{8,}")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "color_message",
@@ -23,7 +26,8 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 
 
 class Redactor:
-    """Removes known secret values, bearer credentials and JWS tokens from text."""
+    """Removes known secret values, bearer credentials, Forge API keys and invite codes, and
+    JWS tokens from text."""
 
     def __init__(self, secrets: Iterable[bytes] = ()) -> None:
         values = sorted({s.decode(errors="ignore") for s in secrets if len(s) >= 4}, key=len)
@@ -34,6 +38,7 @@ class Redactor:
             if value in text:
                 text = text.replace(value, "[redacted]")
         text = _BEARER_PATTERN.sub(r"\1[redacted]", text)
+        text = _CREDENTIAL_PATTERN.sub("[credential]", text)
         return _JWS_PATTERN.sub("[token]", text)
 
 
