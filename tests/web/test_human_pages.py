@@ -204,3 +204,19 @@ def test_too_many_labs_links_the_running_lab_and_says_when_a_place_frees(
         assert page.status_code == 429 and 1 <= int(page.headers["retry-after"]) <= 300
         assert f'href="/lab/{running}"' in page.text and "Go to your running lab" in page.text
         assert "1 lab at once" in page.text and jargon_in(page.text) == []
+
+
+@pytest.mark.parametrize("minutes", ["\u00b2", "\u0661\u0665", "0", "61", "fifteen"])
+def test_the_extend_form_refuses_what_is_not_a_minute_count(client: TestClient,
+                                                            minutes: str) -> None:
+    """`'\u00b2'.isdigit()` (superscript two) is true but int() of it fails: the form
+    answered 500 and dropped the connection. Every value that is not 1-60 in ASCII digits
+    (Arabic-Indic digits included) gets the same 400 page."""
+    key = key_for(client, "mia-" + minutes.encode().hex())
+    started = client.post("/v1/spawn", json={"track": "netplus"}, headers={"x-api-key": key})
+    assert started.status_code == 201, started.text
+    csrf = sign_in(client, key)
+    resp = client.post(f"/lab/{started.json()['scenario_id']}/extend",
+                       data={"csrf": csrf, "minutes": minutes}, headers={"origin": ORIGIN})
+    assert resp.status_code == 400, resp.text
+    assert "a whole number from 1 to 60" in resp.text

@@ -25,7 +25,7 @@ def _content_length(scope: Scope) -> int | None:
     for key, value in scope.get("headers", []):
         if key == b"content-length":
             raw = value.decode("latin-1").strip()
-            return int(raw) if raw.isdigit() else None
+            return int(raw) if raw.isascii() and raw.isdigit() else None
     return None
 
 

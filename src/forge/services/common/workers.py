@@ -44,7 +44,7 @@ DEATHSIG_MODULE = "forge.stack.deathsig"  # run as a program (argv), not importe
 def service_pid() -> int:
     """The pid that stands for this service: the parent's under workers, else our own."""
     raw = os.environ.get(ENV_SERVICE_PID, "")
-    return int(raw) if raw.isdigit() else os.getpid()
+    return int(raw) if raw.isascii() and raw.isdigit() else os.getpid()
 
 
 def is_worker() -> bool:

@@ -105,7 +105,7 @@ def _quota_words(exc: ForgeError) -> str:
     detail = exc.details[0] if exc.details and isinstance(exc.details[0], dict) else {}
     wait = (exc.headers or {}).get("Retry-After", "")
     minutes = f" A place frees in about {max(1, round(int(wait) / 60))} min." \
-        if wait.isdigit() else ""
+        if wait.isascii() and wait.isdigit() else ""
     if detail.get("kind") == "rate":
         return "You started labs too quickly. Wait a minute, then try again."
     if detail.get("scope") == "tenant":

@@ -371,7 +371,7 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
         check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
         row = await spawn_routes.owned_scenario(request, scenario_id)
         raw = form.get("minutes", "15")
-        if not raw.isdigit() or not 1 <= int(raw) <= 60:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 60:
             raise ForgeError("invalid_minutes", 400, "minutes: a whole number from 1 to 60")
         await web_state(request).backend.lab_node(
             row.node_id, row.node_url, "POST", f"/v1/scenarios/{row.scenario_id}/extend",

@@ -101,7 +101,7 @@ async def pick(request: Request) -> Response:
         form = await read_form(request)
         check_csrf(state.settings, session_value(request), form.get("csrf"))
         attempts = form.get("attempts_allowed", "1")
-        if not attempts.isdigit():
+        if not (attempts.isascii() and attempts.isdigit()):
             raise ForgeError("validation_error", 422, "attempts_allowed: a whole number",
                              [{"field": "attempts_allowed"}])
         opens = _utc("opens_at", form.get("opens_at", ""))

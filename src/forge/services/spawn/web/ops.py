@@ -39,6 +39,11 @@ SCENARIO_STATES = ("pending", "launching", "running", "grading", "completed", "f
                    "expired", "deleted")
 
 
+def _count(raw: str) -> bool:
+    """A count in a query parameter: ASCII digits only (`'²'.isdigit()`, but int() fails)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 9
+
+
 def _is_operator(request: Request) -> bool:
     return is_operator_session(spawn_state(request).settings, request.cookies.get(OPS_COOKIE))
 
@@ -154,7 +159,7 @@ async def ops_page(request: Request) -> Response:
              **await _scoreboard_facts(request)}
     notice = None
     done, failed = request.query_params.get("reprocessed"), request.query_params.get("failed")
-    if done is not None and done.isdigit() and (failed or "0").isdigit():
+    if done is not None and _count(done) and _count(failed or "0"):
         notice = f"Reprocessed {int(done)} event(s); {int(failed or '0')} still failing."
     return page("ops.html", {
         "title": "Forge operator", "filters": filters, "states": SCENARIO_STATES,
@@ -180,7 +185,7 @@ async def ops_reprocess(request: Request) -> Response:
         raw_id = form.get("id", "")
         if form.get("all") == "true":
             body: dict[str, Any] = {"all": True}
-        elif raw_id.isdigit() and int(raw_id) >= 1:
+        elif raw_id.isascii() and raw_id.isdigit() and int(raw_id) >= 1:
             body = {"id": int(raw_id)}
         else:
             raise ForgeError("invalid_form", 400, "id: a failed event number, or all=true")

@@ -142,7 +142,7 @@ async def assign(cohort_id: str, request: Request) -> Response:
     async def act(who: Manager, form: dict[str, str]) -> None:
         state = spawn_state(request)
         attempts = form.get("attempts_allowed", "1")
-        if not attempts.isdigit():
+        if not (attempts.isascii() and attempts.isdigit()):
             raise ForgeError("validation_error", 422, "attempts_allowed: a whole number",
                              [{"field": "attempts_allowed"}])
         opens, closes = _utc("opens_at", form.get("opens_at", "")), _utc(
