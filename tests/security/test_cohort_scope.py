@@ -62,6 +62,10 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
         # A learner of the tenant: not allowed to manage any cohort.
         lea = keys["lea"]
         assert c.get(f"/v1/cohorts/{a}", headers=lea).status_code == 403
+        # ...and is not told which cohort ids exist: an unknown one is the same 403.
+        for probe in (f"/v1/cohorts/{a}", "/v1/cohorts/coh-0000000000000000"):
+            asked = c.get(probe, headers=lea)
+            assert (asked.status_code, asked.json()["error"]) == (403, "instructor_required")
         assert c.get("/v1/cohorts", headers=lea).status_code == 403
         made = c.post("/v1/cohorts", json={"name": "Mine"}, headers=lea)
         assert (made.status_code, made.json()["error"]) == (403, "instructor_required")

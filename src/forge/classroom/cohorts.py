@@ -111,13 +111,14 @@ def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None =
 
 
 def managed_cohort(sess: Session, who: Manager, cohort_id: str) -> Cohort:
-    """The cohort if `who` may manage it: 422 for a malformed id, 404 when it is another
-    tenant's or (for an instructor) not theirs; 403 for a learner asking about a cohort of
-    their tenant."""
-    row = sess.get(Cohort, check_cohort_id(cohort_id))
+    """The cohort if `who` may manage it: 422 for a malformed id, 403 for a learner (before
+    any lookup, so whether the id exists is never told to them), 404 when it is another
+    tenant's or (for an instructor) not theirs."""
+    check_cohort_id(cohort_id)
+    need_staff_role(who)
+    row = sess.get(Cohort, cohort_id)
     if row is None or row.tenant_id != who.tenant_id:
         raise _not_found()
-    need_staff_role(who)
     if who.role == OPERATOR:
         return row
     if sess.get(CohortStaff, (cohort_id, who.subject)) is None:
