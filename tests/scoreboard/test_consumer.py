@@ -6,12 +6,14 @@ import asyncio
 import json
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from forge.audit.log import global_log
 from forge.signing.keystore import SigningKeyring
 from forge.tokens import SAT, mint_token
 from forge_verify.bundle import read_bundle
+from tests.support.lti_platform import write_lti_file
 
 from .conftest import (
     PYTHON,
@@ -176,3 +178,23 @@ async def test_missing_signing_key_pauses_scoring(make_board: MakeBoard) -> None
         assert cli.returncode == 0 and "scoreboard-completed connected" in cli.stdout, cli.stderr
         metrics = (await client.get("/metrics")).text
         assert 'forge_bus_consumer_connected{durable="scoreboard-completed"} 1.0' in metrics
+
+
+async def test_the_lti_grade_subscriber_is_checked_and_restarted(
+        make_board: MakeBoard, tmp_path: Path) -> None:
+    """With LTI grade passback configured the scoreboard runs a second durable consumer
+    (`scoreboard-lti-grades`): its `nats` readiness check covers it and the runbook's
+    "restart NATS subscriber" restarts it too (both left it out)."""
+    lti = write_lti_file(tmp_path, "http://127.0.0.1:9", {})
+    board = await make_board(env={"FORGE_LTI_FILE": str(lti)})
+    async with board.client() as client:
+        ready = await client.get("/readyz", headers=board.operator)
+        assert ready.status_code == 200, ready.text
+        assert "LTI grade subscriber" in ready.json()["checks"]["nats"]["detail"]
+        restarted = await client.post("/v1/admin/nats/restart-subscriber",
+                                      headers=board.operator)
+        assert restarted.status_code == 200, restarted.text
+        assert restarted.json()["restarted"] == {"scoreboard-completed": True,
+                                                 "scoreboard-lti-grades": True}
+        metrics = (await client.get("/metrics")).text
+        assert 'forge_bus_consumer_connected{durable="scoreboard-lti-grades"} 1.0' in metrics

@@ -45,14 +45,17 @@ def _signing_key(state: ScoreboardState) -> str:
     return f"Ed25519 key {key.key_id} loaded"
 
 
-def _nats(state: ScoreboardState) -> str:
-    consumer_ok = state.consumer is not None and state.consumer.connected
-    publisher_ok = state.publisher.connected
-    if not (consumer_ok and publisher_ok):
-        parts = ([] if consumer_ok else ["completion subscriber"]) + (
-            [] if publisher_ok else ["publisher"])
-        raise CheckFailed("NATS not connected: " + ", ".join(parts))
-    return "completion subscriber and publisher connected"
+def _nats(state: ScoreboardState, grades: GradePoster | None) -> str:
+    down = [] if state.consumer is not None and state.consumer.connected else [
+        "completion subscriber"]
+    if grades is not None and not grades.consumer.connected:
+        down.append("LTI grade subscriber")
+    if not state.publisher.connected:
+        down.append("publisher")
+    if down:
+        raise CheckFailed("NATS not connected: " + ", ".join(down))
+    return ("completion subscriber" + (", LTI grade subscriber" if grades is not None else "")
+            + " and publisher connected")
 
 
 def build_app(settings: Settings, *, pause_retry_s: float | None = None,
@@ -88,9 +91,9 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
     ctx.readiness.add("signing_key", lambda: _signing_key(state))
     ctx.readiness.add("templates", lambda: f"{len(registry)} templates loaded")
-    ctx.readiness.add("nats", lambda: _nats(state))
-    register_consumer_metrics(ctx.metrics.registry,
-                              lambda: [state.consumer] if state.consumer else [])
+    ctx.readiness.add("nats", lambda: _nats(state, grades))
+    register_consumer_metrics(ctx.metrics.registry, lambda: [
+        c for c in (state.consumer, grades.consumer if grades else None) if c is not None])
 
     async def sweep_unsealed() -> None:
         """Finish verdicts a crash left unsealed: at start, then every SEAL_SWEEP_S."""

@@ -182,10 +182,14 @@ async def reprocess_events(body: ReprocessRequest, request: Request) -> dict[str
 @router.post("/v1/admin/nats/restart-subscriber", tags=["admin"], dependencies=[OperatorDep],
              responses=errors(401, 503))
 async def restart_subscriber(request: Request) -> dict[str, Any]:
-    """The runbook's "restart NATS subscriber" for the completion consumer."""
+    """The runbook's "restart NATS subscriber": the completion consumer, and the LTI grade
+    consumer where grade passback is configured."""
     consumer = scoreboard_state(request).consumer
     if consumer is None:
         raise ForgeError("unavailable", 503, "completion subscriber is not configured")
-    connected = await consumer.restart()
-    return {"restarted": {consumer.durable: connected}, "connected": connected,
+    grades = getattr(request.app.state, "lti_grades", None)
+    results = {consumer.durable: await consumer.restart()}
+    if grades is not None:
+        results[grades.consumer.durable] = await grades.consumer.restart()
+    return {"restarted": results, "connected": all(results.values()),
             "status": dict(consumer.status())}
