@@ -65,13 +65,17 @@ def test_auth_config_without_a_password_names_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize("service", ["spawn", "orchestrator", "scoreboard"])
 @pytest.mark.no_store
 def test_service_refuses_to_start_without_its_nats_password(tmp_path: Path, service: str) -> None:
+    """...before it binds its port, as the runbook says: with the port taken too, the
+    operator reads the missing password, not "cannot listen"."""
     others = {k: v for k, v in NATS.items() if k != f"NATS_{service.upper()}_PASSWORD"}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    proc = run(tmp_path, "serve", service, "--port", str(port), **SECRETS, **others)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        proc = run(tmp_path, "serve", service, "--port", str(port), **SECRETS, **others)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert f"NATS_{service.upper()}_PASSWORD" in proc.stderr
+    assert "cannot listen" not in proc.stderr
     for value in (*SECRETS.values(), *others.values()):
         assert value not in proc.stderr + proc.stdout
     with socket.socket() as sock:

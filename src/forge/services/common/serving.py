@@ -129,6 +129,9 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     configure_logging(entry.label, settings.secret_values())
     for warning in settings.warnings:
         log.warning(warning)
+    # Its NATS password next (ConfigError naming the variable), as the runbook says: before
+    # the port, so a missing one is never hidden behind "cannot listen".
+    settings.nats_password(name.value)
     # The port before anything else: a taken port is one clear error, nothing half-started.
     inherited = inherited_listener()
     sock = inherited or bind_listener(host, entry.port if port is None else port)
