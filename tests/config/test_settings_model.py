@@ -261,3 +261,20 @@ def test_the_local_engine_builds_as_many_labs_at_once_as_configured(tmp_path: Pa
             assert runtime.build_slots == slots
         finally:
             runtime.close()
+
+
+@pytest.mark.parametrize("forge_env", ["prod", "dev"])
+def test_a_secret_set_twice_is_that_problem_only(tmp_path: Path, forge_env: str) -> None:
+    """A value and its _FILE both set is one problem, said once: not also "missing
+    required secret" (it was set, twice), and in dev not papered over with a generated
+    secret (the service would have run on a key nobody chose)."""
+    (tmp_path / "sat").write_text(strong("file"))
+    environ = prod_env(tmp_path, SAT_HMAC_SECRET=strong("value"),
+                       SAT_HMAC_SECRET_FILE=str(tmp_path / "sat"))
+    environ["FORGE_ENV"] = forge_env
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ)
+    assert err.value.problems == [
+        "SAT_HMAC_SECRET and SAT_HMAC_SECRET_FILE are both set; set only one"]
+    dev_secrets = tmp_path / "secrets" / "dev-secrets.json"  # STORAGE_ROOT is tmp_path
+    assert not dev_secrets.exists() or "SAT_HMAC_SECRET" not in dev_secrets.read_text()

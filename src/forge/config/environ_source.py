@@ -49,17 +49,21 @@ def storage_root_path(raw: str | None) -> Path:
 
 
 def _read_ring_values(environ: Mapping[str, str], var: str,
-                      env: ForgeEnv) -> tuple[dict[str, bytes | None], list[str]]:
-    """X, X_PREVIOUS and X_NEXT (each from itself or its _FILE), with their problems."""
+                      env: ForgeEnv) -> tuple[dict[str, bytes | None], list[str], bool]:
+    """X, X_PREVIOUS and X_NEXT (each from itself or its _FILE), with their problems, and
+    whether X itself was set but could not be read (both X and X_FILE, an empty file…):
+    that is not "missing", and must not be reported as such or replaced by a dev secret."""
     values: dict[str, bytes | None] = {}
     problems: list[str] = []
+    current_unreadable = False
     for suffix in ROTATION_SUFFIXES:
         read = read_secret(environ, var + suffix)
         problems.extend(read.problems)
+        current_unreadable = current_unreadable or (suffix == "" and bool(read.problems))
         if read.value is not None and not env.is_dev and len(read.value) < MIN_SECRET_BYTES:
             problems.append(f"{var + suffix} is shorter than {MIN_SECRET_BYTES} bytes")
         values[suffix] = read.value
-    return values, problems
+    return values, problems, current_unreadable
 
 
 def _read_group(environ: Mapping[str, str], env: ForgeEnv, storage_root: Path,
@@ -72,7 +76,8 @@ def _read_group(environ: Mapping[str, str], env: ForgeEnv, storage_root: Path,
     and kept in the installation's dev secrets file.
     """
     reads = {key: _read_ring_values(environ, var, env) for key, var in variables.items()}
-    missing = [key for key, (values, _) in reads.items() if values[""] is None]
+    missing = [key for key, (values, _, unreadable) in reads.items()
+               if values[""] is None and not unreadable]
     generated: list[str] = []
     if missing and env.is_dev:
         generated = [variables[key] for key in missing]
@@ -80,9 +85,9 @@ def _read_group(environ: Mapping[str, str], env: ForgeEnv, storage_root: Path,
         for key in missing:
             reads[key][0][""] = dev[variables[key]].encode()
     rings: dict[str, HmacKeyring | Refused] = {}
-    for key, (values, problems) in reads.items():
+    for key, (values, problems, unreadable) in reads.items():
         var = variables[key]
-        if required and values[""] is None:
+        if required and values[""] is None and not unreadable:
             problems.append(f"missing required secret {var} (set {var} or {var}_FILE)")
         rings[key] = Refused(tuple(problems)) if problems else HmacKeyring(
             name=var, current=values[""] or b"", previous=values["_PREVIOUS"],
