@@ -623,3 +623,26 @@ def test_a_malformed_assignment_id_is_422_naming_it_and_takes_nothing(
         assert revoke.status_code == 422 and "invite_id" in revoke.json()["message"]
     assert count(spawn_env, Scenario) == 0 and count(spawn_env, QuotaSlot) == 0
     assert count(spawn_env, RateCounter) == 0
+
+
+def test_a_body_that_is_not_json_says_so(spawn_env: SpawnEnv) -> None:
+    """Malformed JSON was 422 "invalid request: 9" (a character position as the field);
+    JSON sent as text/plain or a form was 422 "Input should be a valid dictionary". Now
+    400 `invalid_body` saying where, and 415 naming the Content-Type; nothing reserved."""
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    key = key_for(spawn_env)
+    with spawn_env.client() as client:
+        broken = client.post("/v1/spawn", content=b'{"track": netplus}',
+                             headers={**key, "content-type": "application/json"})
+        assert broken.status_code == 400, broken.text
+        assert broken.json()["error"] == "invalid_body"
+        assert broken.json()["message"].startswith("body: not valid JSON at character 10")
+        for kind in ("text/plain", "application/x-www-form-urlencoded"):
+            typed = client.post("/v1/spawn", content=b'{"track": "netplus"}',
+                                headers={**key, "content-type": kind})
+            assert typed.status_code == 415, typed.text
+            assert typed.json()["error"] == "unsupported_media_type"
+            assert typed.json()["details"] == [{"field": "content-type"}]
+        missing = client.post("/v1/spawn", json={"lab": "netplus"}, headers=key)
+        assert missing.status_code == 422 and missing.json()["details"][0]["field"] == "track"
+    assert count(spawn_env, Scenario) == 0 and count(spawn_env, RateCounter) == 0

@@ -18,6 +18,7 @@ from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.services.common.auth import check_operator
 from forge.services.common.errors import install_error_handlers
+from forge.services.common.json_keys import RepeatedKeyMiddleware
 from forge.services.common.limits import InputLimitMiddleware
 from forge.services.common.logging import Redactor
 from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
@@ -130,7 +131,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.ctx = ctx
     install_error_handlers(app)
     install_openapi(app)
-    # Added first, so it runs inside the request context (the 413 is logged and counted).
+    # Innermost: it reads the body through the size limit, which cuts a large one off.
+    app.add_middleware(RepeatedKeyMiddleware)
+    # Added before the context, so it runs inside it (the 413 is logged and counted).
     app.add_middleware(InputLimitMiddleware, max_body=ctx.settings.max_body_bytes,
                        ws_max=ctx.settings.ws_max_message_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)

@@ -55,8 +55,20 @@ async def _forge_error(_: Request, exc: Exception) -> JSONResponse:
 _UNPARSED_BODY = "There was an error parsing the body"
 
 
+class BodyRefused(StarletteHTTPException):
+    """A request body refused while the route reads it (raised from a wrapped `receive`,
+    which FastAPI lets through as an HTTP exception): 400 with its code and details."""
+
+    def __init__(self, code: str, message: str, details: list[Any]) -> None:
+        super().__init__(400, message)
+        self.code = code
+        self.details = details
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, BodyRefused):
+        return error_response(400, exc.code, str(exc.detail), exc.details)
     if exc.status_code == 400 and exc.detail == _UNPARSED_BODY:
         return error_response(400, "invalid_body", "body: not readable as JSON (nested too "
                               "deeply, or not UTF-8 text)", [{"field": "body"}])
@@ -66,14 +78,37 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _json_content_type(request: Request) -> bool:
+    """Whether FastAPI read the body as JSON: no Content-Type, or application/(…+)json."""
+    raw = request.headers.get("content-type")
+    if raw is None:
+        return True
+    kind = raw.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/")
+                                           and kind.endswith("+json"))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if broken is not None:  # the body is not JSON: say where, not "invalid request: 9"
+        loc = [p for p in broken.get("loc", ()) if p != "body"]
+        why = str((broken.get("ctx") or {}).get("error", "not valid JSON"))[:80]
+        at = f" at character {loc[0]}" if loc else ""
+        return error_response(400, "invalid_body", f"body: not valid JSON{at} ({why})",
+                              [{"field": "body", "problem": "not valid JSON"}])
+    if not _json_content_type(request) and any(
+            tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return error_response(415, "unsupported_media_type",
+                              "Content-Type: send the body as application/json",
+                              [{"field": "content-type"}])
     details = [
         {
             "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
             "problem": err["msg"],
         }
-        for err in exc.errors()
+        for err in errors
     ]
     fields = ", ".join(d["field"] or "body" for d in details)
     return error_response(422, "validation_error", f"invalid request: {fields}", details)
