@@ -42,8 +42,11 @@ from forge.services.spawn.web.security import (
 from forge.services.spawn.web.state import web_state
 
 router = APIRouter(include_in_schema=False)
-# The node refused these before running anything: such a run is forgotten, not counted.
-NOT_PERFORMED = frozenset({"lab_busy", "not_running"})
+# The node refused these before running anything: such a run is forgotten, not counted
+# (a lab busy or not running, one held by another node, an unknown lab or task, a token
+# the node refused). A timeout or a node that went away may have run it: that counts.
+NOT_PERFORMED = frozenset({"lab_busy", "not_running", "lab_on_other_node", "not_found",
+                           "unknown_criterion", "unauthorized"})
 
 
 def _texts(request: Request, row: ScenarioRow) -> tuple[tuple[HintFacts, ...], tuple[str, ...]]:
