@@ -16,8 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 from forge.runtime import Limits
+from forge.runtime.base import RuntimeFault
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups, _rmdir_if_empty
+from forge.runtime.local.uids import UidPool
 from tests.runtime.helpers import simple_lab
 
 V1_ONLY = pytest.mark.skipif(Cgroups.detect().version == 2,
@@ -250,7 +252,10 @@ def test_a_lab_process_that_cannot_die_yet_fails_the_destroy_until_it_does(
         assert sleeper.poll() is None  # still there: the kill waits for the thaw
         assert [i.lab_id for i in rt.list() if i.lab_id == lab] == [lab]
         assert _leftovers(rt.cgroups, stem) != []
-        assert learner in rt.uids.claimed()  # not handed to another lab while it lives
+        assert learner in rt.uids.claimed()  # not handed to another lab while it lives:
+        assert os.path.isdir(rt.names.lab_dir(lab))  # the claim stays live (not stale)...
+        with pytest.raises(RuntimeFault, match="no free lab uid"):  # ...so a claim of that
+            UidPool(learner, 2, rt.uids.claims_dir).claim("/nonexistent/other-lab")  # pair fails
         with open(os.path.join(frozen, "freezer.state"), "w", encoding="ascii") as fh:
             fh.write("THAWED")
         assert sleeper.wait(timeout=30) == -signal.SIGKILL

@@ -292,11 +292,15 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             unmount_lab_disk(self.names.data_root(lab_id))
         except OSError as exc:
             errors.append(str(exc))
-        if not survived:  # a lab process still exists: its uid is not free for another lab
-            self.uids.release(self.names.lab_dir(lab_id), learner)  # (the next destroy frees it)
-        shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
-        if os.path.exists(self.names.lab_dir(lab_id)):
-            errors.append("state directory could not be removed")
+        # A lab process still exists: its uid is not free for another lab, so neither its
+        # claim nor the state directory that keeps the claim live goes (a claim whose
+        # directory is gone counts as stale and is handed out again); the next destroy,
+        # once the process can die, removes both.
+        if not survived:
+            self.uids.release(self.names.lab_dir(lab_id), learner)
+            shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
+            if os.path.exists(self.names.lab_dir(lab_id)):
+                errors.append("state directory could not be removed")
         if errors:
             raise OSError(f"destroy {lab_id} incomplete: " + "; ".join(errors))
 
