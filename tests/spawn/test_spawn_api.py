@@ -104,6 +104,13 @@ def test_receipt_identifies_the_learner_without_other_credentials(spawn_env: Spa
         bob = {"x-receipt-token": receipt_for(spawn_env, "FREE", subject="bob")}
         assert client.get(f"/v1/scenarios/{sid}", headers=bob).status_code == 404
         assert client.delete(f"/v1/scenarios/{sid}", headers=bob).status_code == 404
+        # A stale receipt sent along with a valid key never locks the key out: the key
+        # signs the request in first, and the receipt is not even read.
+        keyed = {**key_for(spawn_env), "x-receipt-token": "garbage"}
+        assert client.get(f"/v1/scenarios/{sid}", headers=keyed).status_code == 200
+        assert client.get("/v1/assignments", headers=keyed).status_code == 200
+        alone = client.get(f"/v1/scenarios/{sid}", headers={"x-receipt-token": "garbage"})
+        assert alone.status_code == 401 and alone.json()["error"] == "invalid_receipt"
         mine = client.delete(f"/v1/scenarios/{sid}", headers=receipt)
         assert mine.status_code not in (401, 404), mine.text  # hers: on to the orchestrator
 

@@ -8,7 +8,7 @@ from fastapi import Request
 
 from forge.classroom.cohorts import Manager
 from forge.entitlements.resolve import verify_receipt
-from forge.identity.caller import Caller, resolve_caller
+from forge.identity.caller import AuthError, Caller, resolve_caller
 from forge.identity.roles import LEARNER, role_of
 from forge.services.common.store_reads import read_call
 from forge.services.spawn.state import SpawnState
@@ -31,14 +31,26 @@ def receipt_claims(request: Request) -> dict[str, Any] | None:
 
 def identify_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
     """The verified caller of this request, or 401 (blocking: a read, see `read_call`).
+
     Without a `receipt` given (the browser's receipt cookie, already verified), the API's
-    `x-receipt-token` header counts, on every route: a receipt that names its learner is
-    an identity (a bad one is 401 `invalid_receipt`)."""
+    `x-receipt-token` header counts on every route, in `resolve_caller`'s order: only when
+    no API key or session signed the request in is it verified and used (a receipt that
+    names its learner is an identity; a bad one is then 401 `invalid_receipt`). A stale
+    receipt sent along with a valid key never locks the key out."""
     state = spawn_state(request)
-    if receipt is None:
-        receipt = receipt_claims(request)
-    return resolve_caller(request.headers, request.cookies, state.settings, state.ctx.db, receipt,
-                          method=request.method)
+
+    def resolve(claims: dict[str, Any] | None) -> Caller:
+        return resolve_caller(request.headers, request.cookies, state.settings, state.ctx.db,
+                              claims, method=request.method)
+
+    if receipt is not None or not request.headers.get(RECEIPT_HEADER):
+        return resolve(receipt)
+    try:
+        return resolve(None)
+    except AuthError as exc:
+        if exc.code != "credentials_required":
+            raise
+    return resolve(receipt_claims(request))
 
 
 async def current_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
