@@ -32,9 +32,10 @@ def _missing_packages(exc: ModuleNotFoundError) -> None:
         script = str(Path(__file__).resolve())
         os.execv(venv_python, [str(venv_python), script, *sys.argv[1:]])  # noqa: S606
     print(f"ERROR this Python ({sys.executable}) lacks the package {exc.name!r}: the verifier "
-          f"needs {' and '.join(NEEDED)}. Install them with "
-          f"`{Path(sys.executable).name} -m pip install {' '.join(NEEDED)}`, or run "
-          f"`make venv` in the checkout and use its .venv/bin/python.", file=sys.stderr)
+          f"needs {' and '.join(NEEDED)}. Run `make venv` in the checkout (the script then "
+          f"uses its .venv by itself), or install them: on Debian `apt install "
+          f"python3-cryptography python3-zstandard`, in a virtualenv `pip install "
+          f"{' '.join(NEEDED)}`.", file=sys.stderr)
     sys.exit(2)
 
 

@@ -123,4 +123,5 @@ def test_without_the_packages_or_a_venv_the_script_says_what_to_install(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "needs cryptography and zstandard" in result.stderr
-    assert "-m pip install cryptography zstandard" in result.stderr
+    assert "make venv" in result.stderr
+    assert "apt install python3-cryptography python3-zstandard" in result.stderr

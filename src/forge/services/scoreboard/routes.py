@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -188,8 +189,9 @@ async def restart_subscriber(request: Request) -> dict[str, Any]:
     if consumer is None:
         raise ForgeError("unavailable", 503, "completion subscriber is not configured")
     grades = getattr(request.app.state, "lti_grades", None)
-    results = {consumer.durable: await consumer.restart()}
-    if grades is not None:
-        results[grades.consumer.durable] = await grades.consumer.restart()
+    consumers = [consumer] + ([grades.consumer] if grades is not None else [])
+    # Together: each restart may wait out its handlers' grace and its connect.
+    done = await asyncio.gather(*(c.restart() for c in consumers))
+    results = {c.durable: ok for c, ok in zip(consumers, done, strict=True)}
     return {"restarted": results, "connected": all(results.values()),
             "status": dict(consumer.status())}
