@@ -25,7 +25,7 @@ from forge.lifecycle import states
 from forge.quotas.limiter import active_slots
 from forge.store.models import Scenario, ScenarioTransition
 
-from ..services.conftest import prod_environ
+from ..services.conftest import SECRETS, prod_environ
 from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn  # noqa: F401  (fixture)
 from ..spawn.test_spawn_api import key_for, receipt_for, spawn
 from .conftest import MakeOrch
@@ -119,6 +119,17 @@ def test_nodes_place_route_drain_and_fail_over(
             while "node-42" not in seen:
                 data = ws.recv(timeout=20)
                 seen += data.decode(errors="replace") if isinstance(data, bytes) else data
+
+        # Operator actions sent to another node are refused there, naming the holder: the
+        # lab is neither ended unseen (destroy) nor graded where it is not (regrade).
+        operator = {"Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
+        for action in ("destroy", "regrade", "fail"):
+            resp = httpx.post(f"{nodes['n1'].url}/v1/admin/scenarios/{on_n3}/{action}",
+                              headers=operator, json={"reason": "wrong node"}, timeout=30)
+            assert resp.status_code == 409, resp.text
+            assert resp.json()["error"] == "lab_on_other_node" and "n3" in resp.json()["message"]
+        assert row(env, on_n3).state == states.RUNNING
+        assert on_n3 in {i.lab_id for i in nodes["n3"].runtime.list()}
 
         # Drain n2 through the CLI: it has room (1 of 2) yet takes no new lab.
         code, out = cli(cli_env, "drain", "n2")

@@ -13,7 +13,7 @@ from forge.lifecycle.store import ScenarioNotFound
 from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
 from forge.services.orchestrator import operations
-from forge.services.orchestrator.routes import SCENARIO_ID, orch
+from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, orch, visible_scenario
 from forge.services.orchestrator.state import OrchestratorState
 
 router = APIRouter()
@@ -33,6 +33,11 @@ async def _act(request: Request, scenario_id: str, body: ActionBody | None,
     check_operator(request, state.settings.operator)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
+    # Only the node holding the lab acts on it (409 naming the holder): another node would
+    # end the row while the lab ran on, unseen, on its own node (destroy), or grade a lab
+    # it does not have and fail it (regrade).
+    row, _ = await visible_scenario(request, scenario_id)
+    check_holder(request, row)
     try:
         final = await action(state, scenario_id, (body or ActionBody()).reason)
     except ScenarioNotFound:
@@ -41,7 +46,7 @@ async def _act(request: Request, scenario_id: str, body: ActionBody | None,
 
 
 @router.post("/v1/admin/scenarios/{scenario_id}/fail", tags=["operator"],
-             responses=errors(401, 404))
+             responses=errors(401, 404, 409))
 async def fail(scenario_id: str, request: Request,
                body: ActionBody | None = None) -> dict[str, Any]:
     """Operator: end an unfinished scenario as failed (lab torn down, slot freed)."""
@@ -49,7 +54,7 @@ async def fail(scenario_id: str, request: Request,
 
 
 @router.post("/v1/admin/scenarios/{scenario_id}/regrade", tags=["operator"],
-             responses=errors(401, 404))
+             responses=errors(401, 404, 409))
 async def regrade(scenario_id: str, request: Request,
                   body: ActionBody | None = None) -> dict[str, Any]:
     """Operator: grade a running lab now, or resume one stuck in grading."""
@@ -57,7 +62,7 @@ async def regrade(scenario_id: str, request: Request,
 
 
 @router.post("/v1/admin/scenarios/{scenario_id}/destroy", tags=["operator"],
-             responses=errors(401, 404))
+             responses=errors(401, 404, 409))
 async def destroy(scenario_id: str, request: Request,
                   body: ActionBody | None = None) -> dict[str, Any]:
     """Operator: tear the lab down now, whatever the scenario's state."""
