@@ -40,6 +40,17 @@ _TOPS = frozenset(d.lstrip("/") for d in WRITABLE_DIRS)
 MAX_REPORTED = 50
 GRADER_TMP_BYTES = 16 << 20
 GRADER_CAPS = ["DAC_READ_SEARCH"]
+# What a check's programs would otherwise take from the learner's files: HOME is the
+# snapshot of the learner's /home, where a ~/.curlrc, ~/.digrc, ~/.wgetrc or a Python
+# user-site .pth file would run or steer the check. None of them is read by a check.
+CHECK_ENV = {"HOME": "/nonexistent", "XDG_CONFIG_HOME": "/nonexistent",
+             "CURL_HOME": "/nonexistent", "PYTHONNOUSERSITE": "1", "WGETRC": "/dev/null"}
+
+
+def check_env(host_env: dict[str, str]) -> dict[str, str]:
+    """A check's environment: the host's (and its template's), with nothing read from the
+    learner's home (``CHECK_ENV`` wins over both)."""
+    return {**host_env, **CHECK_ENV}
 
 
 @dataclass

@@ -30,7 +30,7 @@ from forge.runtime.local.bwrap_args import start_paths
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.cgroups import Cgroups, SurvivorsError
 from forge.runtime.local.execute import enter_argv, enter_options, run_captured, wrapper_env
-from forge.runtime.local.grader import grader_argv, remove_snapshot, take_snapshot
+from forge.runtime.local.grader import check_env, grader_argv, remove_snapshot, take_snapshot
 from forge.runtime.local.host_dirs import host_paths
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.launch import LabGone, start_in_lab
@@ -241,13 +241,14 @@ class LabAccess:
         paths = host_paths(self.names, lab_id, host)
         snap = os.path.join(self.names.lab_dir(lab_id), "grader", uuid.uuid4().hex)
         leaf = self._leaf(lab_id, host, "g")
-        fds = _sandbox_fds([], info.env)
+        env = check_env(info.env)
+        fds = _sandbox_fds([], env)
         try:
             take_snapshot(paths.data_dir, snap)
             root = merged_root(paths.data_dir) if info.image else info.rootfs
             full = grader_argv(
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
-                rootfs=root, uid=info.identity.grader, env_names=list(info.env),
+                rootfs=root, uid=info.identity.grader, env_names=list(env),
                 argv=list(argv), seccomp_fd=fds[0], args_fd=fds[1], image=info.image,
             )
 
