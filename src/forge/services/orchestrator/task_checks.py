@@ -44,6 +44,17 @@ def _criterion(state: OrchestratorState, template_id: str, variables: Any,
                      [{"field": "criterion"}])
 
 
+def watched(criterion: Criterion, learner_hosts: tuple[str, ...]) -> bool:
+    """Would running `criterion` on the live lab show its answer to the learner? A check
+    shares its host's network namespace: one that connects out from a host the learner
+    has a shell on shows where it connects (`/proc/net/tcp`, still for a minute after, in
+    TIME_WAIT), which is often the answer itself (netplus: ADDRESS:PORT). Such a task is
+    checked only by Submit, when the lab is sealed."""
+    return any(check.container in learner_hosts
+               and _NETWORK_TOOL.search(" ".join(check.command)) is not None
+               for check in criterion.checks)
+
+
 def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion
          ) -> list[dict[str, Any]]:
     """Each check of `criterion` on the live lab, reduced to what a reason needs."""
@@ -90,6 +101,10 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
                              "can be checked only while the lab runs")
         criterion = _criterion(state, row.template_id, row.details.get("variables", {}),
                                criterion_id)
+        if watched(criterion, state.registry.learner_hosts(row.template_id)):
+            raise ForgeError("checked_at_submit", 409, "criterion: this task is checked only "
+                             "when you submit (its check would run where you can watch it)",
+                             [{"field": "criterion"}])
         checks = await state.blocking(_run, state, scenario_id, criterion)
     return {"scenario_id": scenario_id, "criterion": criterion.id,
             "passed": all(c["passed"] for c in checks), "checks": checks}

@@ -46,7 +46,7 @@ router = APIRouter(include_in_schema=False)
 # (a lab busy or not running, one held by another node, an unknown lab or task, a token
 # the node refused). A timeout or a node that went away may have run it: that counts.
 NOT_PERFORMED = frozenset({"lab_busy", "not_running", "lab_on_other_node", "not_found",
-                           "unknown_criterion", "unauthorized"})
+                           "unknown_criterion", "unauthorized", "checked_at_submit"})
 
 
 def _texts(request: Request, row: ScenarioRow) -> tuple[tuple[HintFacts, ...], tuple[str, ...]]:
