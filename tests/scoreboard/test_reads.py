@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from forge.identity.apikeys import create_api_key
+from forge.identity.caller import SESSION_COOKIE
+from forge.tokens import SESSION, mint_token
 
 from .conftest import Board, MakeBoard, build_completion
 
@@ -83,3 +85,9 @@ async def test_leaderboard_is_per_tenant(make_board: MakeBoard) -> None:
         assert [e["subject"] for e in op.json()["entries"]] == ["eve"]
         missing = await client.get("/v1/leaderboard", headers=board.operator)
         assert (missing.status_code, missing.json()["error"]) == (400, "tenant_required")
+        # A lab's access-link session (scoped to one lab) does not see its colleagues.
+        scoped = mint_token(board.settings.sat, SESSION, {
+            "sub": "bob", "tenant_id": "acme", "scope": "scenario:scn-0000000000000001"})
+        linked = await client.get("/v1/leaderboard",
+                                  headers={"cookie": f"{SESSION_COOKIE}={scoped}"})
+        assert (linked.status_code, linked.json()["error"]) == (403, "lab_session_only")

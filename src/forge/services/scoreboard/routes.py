@@ -107,7 +107,7 @@ async def get_artifact(scenario_id: str, name: str, request: Request,
                              "X-Content-Type-Options": "nosniff"})
 
 
-@router.get("/v1/leaderboard", tags=["scores"], responses=errors(400, 401, 503))
+@router.get("/v1/leaderboard", tags=["scores"], responses=errors(400, 401, 403, 503))
 async def leaderboard(
     request: Request, reader: ReaderDep,
     track: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z0-9_-]+$")] = None,
@@ -125,7 +125,8 @@ async def leaderboard(
         tenant = str(tenant_id)
     else:
         assert reader.caller is not None
-        tenant = reader.caller.tenant_id
+        # A lab's access-link session sees that lab, not its colleagues' scores (403).
+        tenant = reader.caller.whole_account().tenant_id
     index = scoreboard_state(request).index
     try:
         return await run_in_threadpool(index.board, tenant, track, limit)
