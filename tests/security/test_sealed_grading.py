@@ -123,7 +123,11 @@ def test_fifo_answer_fed_by_a_surviving_process_does_not_pass(rt: LocalRuntime,
     rt.seal(spy_lab)
     res = rt.run_check(spy_lab, "learner", CHECK, stdin=f"{SECRET}\n".encode(), timeout=5)
     assert res.exit_code != 0 and not res.timed_out
-    assert "No such file" in res.stderr_text
+    # The FIFO keeps its name in the snapshot as an empty regular file: nothing fed it.
+    kept = rt.run_check(spy_lab, "learner", ["/bin/sh", "-c",
+                                             "test -f /workspace/answer.txt && "
+                                             "wc -c < /workspace/answer.txt"], timeout=5)
+    assert kept.stdout_text.split() == ["0"]
 
 
 def test_grader_argv_env_and_stdin_are_invisible_and_untraceable(rt: LocalRuntime,
@@ -159,9 +163,11 @@ def test_symlink_out_of_the_tree_is_not_followed(rt: LocalRuntime, lab: str) -> 
                       "mkdir /workspace/d; ln -s /srv /workspace/d/up; "
                       "ln -s d/up/../../etc/passwd /workspace/sneaky.txt")
     rt.seal(lab)
+    # A link out of the trees keeps only its name (an empty file): nothing is read through it.
     res = rt.run_check(lab, "learner", ["/bin/sh", "-c",
                                         "for f in answer ok ok2 sneaky; do "
-                                        "cat /workspace/$f.txt 2>/dev/null || echo no-$f; done"])
+                                        "c=$(cat /workspace/$f.txt 2>/dev/null); "
+                                        "echo \"${c:-no-$f}\"; done"])
     assert res.stdout_text.split() == ["no-answer", "inside", "inside", "no-sneaky"]
 
 
@@ -191,10 +197,14 @@ def test_fifo_and_devices_never_block_the_grader(rt: LocalRuntime, lab: str) -> 
                       "s=socket.socket(socket.AF_UNIX); s.bind('/workspace/sock')\"")
     rt.seal(lab)
     # Were the fifo still there, `cat` would block until the check's own timeout.
-    res = rt.run_check(lab, "learner", ["/bin/sh", "-c", "ls -A /workspace; "
-                                        "cat /workspace/answer.txt"], timeout=30)
+    res = rt.run_check(lab, "learner", ["/bin/sh", "-c", "cat /workspace/answer.txt; "
+                                        "for f in answer.txt sock; do "
+                                        "[ -p /workspace/$f ] || [ -S /workspace/$f ] "
+                                        "&& echo special-$f; [ -f /workspace/$f ] "
+                                        "&& echo kept-$f; done"], timeout=30)
     assert not res.timed_out
-    assert "answer.txt" not in res.stdout_text and "sock" not in res.stdout_text
+    # Kept by name as empty regular files (never absent, never a FIFO or socket).
+    assert res.stdout_text.split() == ["kept-answer.txt", "kept-sock"]
 
 
 def test_two_live_labs_never_share_a_uid_and_keyrings_are_closed(rt: LocalRuntime) -> None:

@@ -18,6 +18,7 @@ A check runs in a sandbox of its own that shares only the host's network namespa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
 import shutil
@@ -25,7 +26,7 @@ import stat
 from dataclasses import dataclass, field
 
 from forge import treepath
-from forge.runtime.base import SpecError
+from forge.runtime.base import ExecResult, SpecError
 from forge.runtime.local.bwrap_args import JOIN_SH, readonly_seed_args, setpriv_argv, system_args
 from forge.runtime.local.execute import env_sh
 from forge.runtime.local.host_dirs import HostPaths
@@ -61,10 +62,18 @@ class Snapshot:
     size: int = 0
     entries: int = 0
     left_out: list[tuple[str, str]] = field(default_factory=list)
+    truncated: str | None = None  # why part of a tree was never looked at (entries, depth)
 
     def leave_out(self, path: str, why: str) -> None:
         if len(self.left_out) < MAX_REPORTED:
             self.left_out.append((path, why))
+
+    def truncate(self, path: str, why: str) -> None:
+        """Part of a tree is not in the snapshot at all: a check on it could find absent
+        what is there (an implant hidden behind 20,000 files), so no check runs on it."""
+        self.leave_out(path, why)
+        if self.truncated is None:
+            self.truncated = f"{path}: {why}"
 
 
 def take_snapshot(data_dir: str, dest: str) -> Snapshot:
@@ -111,7 +120,7 @@ def _copy_dir(fd: int, out: str, lab_path: str, root: int, snap: Snapshot,
         child = posixpath.join(lab_path, entry.name)
         snap.entries += 1
         if snap.entries > MAX_ENTRIES:
-            snap.leave_out(child, f"more than {MAX_ENTRIES} entries")
+            snap.truncate(child, f"more than {MAX_ENTRIES} entries")
             break
         try:
             st = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
@@ -120,7 +129,7 @@ def _copy_dir(fd: int, out: str, lab_path: str, root: int, snap: Snapshot,
         target = os.path.join(out, entry.name)
         if stat.S_ISDIR(st.st_mode):
             if depth >= MAX_DEPTH:
-                snap.leave_out(child, f"deeper than {MAX_DEPTH} levels")
+                snap.truncate(child, f"deeper than {MAX_DEPTH} levels")
                 continue
             try:
                 sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
@@ -136,13 +145,23 @@ def _copy_dir(fd: int, out: str, lab_path: str, root: int, snap: Snapshot,
         elif stat.S_ISLNK(st.st_mode):
             linked = open_in_trees(root, child)
             if linked is None:
-                snap.leave_out(child, "symbolic link that does not lead to a regular file "
-                                      "inside /home, /workspace or /srv")
+                _placeholder(target, child, "symbolic link that does not lead to a regular "
+                             "file inside /home, /workspace or /srv", snap)
                 continue
             _copy_open(linked, target, child, snap)
         else:
-            snap.leave_out(child, "not a regular file (FIFO, socket or device)")
+            _placeholder(target, child, "not a regular file (FIFO, socket or device)", snap)
     _copy_meta(os.fstat(fd), out)
+
+
+def _placeholder(target: str, lab_path: str, why: str, snap: Snapshot) -> None:
+    """Leave ``lab_path`` out, but keep its name: an empty file no one may read. A check
+    that the learner removed something ("test ! -e", a script listing a directory) must
+    not find absent a file the snapshot only skipped (larger than the cap, a FIFO, a link
+    out of the trees): it exists, and its content reads as nothing."""
+    snap.leave_out(lab_path, why)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0))
 
 
 def _copy_file(dir_fd: int, name: str, target: str, lab_path: str, snap: Snapshot) -> None:
@@ -150,7 +169,7 @@ def _copy_file(dir_fd: int, name: str, target: str, lab_path: str, snap: Snapsho
         src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
                       | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
-        snap.leave_out(lab_path, f"cannot be opened ({exc.strerror})")
+        _placeholder(target, lab_path, f"cannot be opened ({exc.strerror})", snap)
         return
     _copy_open(src, target, lab_path, snap)
 
@@ -161,18 +180,20 @@ def _copy_open(src: int, target: str, lab_path: str, snap: Snapshot) -> None:
     st = os.fstat(src)
     if not stat.S_ISREG(st.st_mode):
         os.close(src)
-        snap.leave_out(lab_path, "not a regular file (a directory, FIFO, socket or device)")
+        _placeholder(target, lab_path, "not a regular file (a directory, FIFO, socket or "
+                     "device)", snap)
         return
     with os.fdopen(src, "rb") as fh:
         if st.st_size > MAX_FILE_BYTES:
-            snap.leave_out(lab_path, f"larger than {MAX_FILE_BYTES} bytes")
+            _placeholder(target, lab_path, f"larger than {MAX_FILE_BYTES} bytes", snap)
             return
         if snap.size + st.st_size > MAX_TOTAL_BYTES:
-            snap.leave_out(lab_path, f"the snapshot would exceed {MAX_TOTAL_BYTES} bytes")
+            _placeholder(target, lab_path,
+                         f"the snapshot would exceed {MAX_TOTAL_BYTES} bytes", snap)
             return
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        snap.leave_out(lab_path, f"larger than {MAX_FILE_BYTES} bytes")
+        _placeholder(target, lab_path, f"larger than {MAX_FILE_BYTES} bytes", snap)
         return
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -191,6 +212,18 @@ def open_in_trees(root: int, lab_path: str) -> int | None:
         return treepath.open_file(root, treepath.split(lab_path), tops=_TOPS)
     except (OSError, treepath.TreePathError):
         return None
+
+
+NOT_RUN_EXIT = 125  # a check refused before it ran (an incomplete snapshot)
+
+
+def not_run(why: str) -> ExecResult:
+    """The failed outcome of a check that was not run, saying why on stderr."""
+    err = f"check not run: the snapshot of the answer trees is incomplete ({why})\n".encode()
+    empty = hashlib.sha256(b"").hexdigest()
+    return ExecResult(exit_code=NOT_RUN_EXIT, stdout=b"", stderr=err, stdout_sha256=empty,
+                      stderr_sha256=hashlib.sha256(err).hexdigest(), stdout_size=0,
+                      stderr_size=len(err), truncated=False, duration_s=0.0, timed_out=False)
 
 
 def remove_snapshot(dest: str) -> None:

@@ -30,7 +30,13 @@ from forge.runtime.local.bwrap_args import start_paths
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.cgroups import Cgroups, SurvivorsError
 from forge.runtime.local.execute import enter_argv, enter_options, run_captured, wrapper_env
-from forge.runtime.local.grader import check_env, grader_argv, remove_snapshot, take_snapshot
+from forge.runtime.local.grader import (
+    check_env,
+    grader_argv,
+    not_run,
+    remove_snapshot,
+    take_snapshot,
+)
 from forge.runtime.local.host_dirs import host_paths
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.launch import LabGone, start_in_lab
@@ -244,7 +250,8 @@ class LabAccess:
         env = check_env(info.env)
         fds = _sandbox_fds([], env)
         try:
-            take_snapshot(paths.data_dir, snap)
+            if (truncated := take_snapshot(paths.data_dir, snap).truncated) is not None:
+                return not_run(truncated)  # it could find absent what is there: it fails
             root = merged_root(paths.data_dir) if info.image else info.rootfs
             full = grader_argv(
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,

@@ -1,0 +1,71 @@
+"""Attack: hide what a check looks for from the grader's snapshot.
+
+Checks read a snapshot of /home, /workspace and /srv, with caps: files over 8 MiB, FIFOs,
+sockets, devices and links out of the trees were left out, and past 20,000 entries (or 32
+levels) the rest of the tree was never copied. A check that the learner *removed*
+something ("test ! -e ~/.profile-implant", the incident-response lab's "clean") then
+found absent what was still there: pad the implant past 8 MiB, replace it with a FIFO, or
+put 20,000 hard links in front of it. Now a skipped entry keeps its name in the snapshot
+(an empty file no one reads), and a check on a snapshot that stopped early is not run:
+it fails, saying why.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
+from forge.runtime.local import LocalRuntime
+from forge.runtime.local.grader import MAX_ENTRIES, NOT_RUN_EXIT
+
+pytestmark = pytest.mark.root
+ABSENT = ["/bin/sh", "-c", "test ! -e /home/.profile-implant"]
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[LocalRuntime, str]]:
+    runtime = LocalRuntime(str(tmp_path / "state"), prefix="s" + secrets.token_hex(2))
+    lab_id = "hide-" + secrets.token_hex(4)
+    try:
+        runtime.create(LabSpec(lab_id, [SubnetSpec("lan", "10.93.8.0/24")],
+                               [HostSpec("box", networks=[("lan", "10.93.8.10")])],
+                               Limits(memory_mb=256, disk_mb=128)))
+        yield runtime, lab_id
+    finally:
+        for info in runtime.list():
+            runtime.destroy(info.lab_id)
+        runtime.close()
+        shutil.rmtree(tmp_path / "state", ignore_errors=True)
+
+
+@pytest.mark.parametrize("hide", [
+    "head -c 9000000 /dev/zero > /home/.profile-implant",  # past the 8 MiB file cap
+    "mkfifo /home/.profile-implant",  # not a regular file
+    "ln -s /etc/passwd /home/.profile-implant",  # a link out of the answer trees
+])
+def test_a_skipped_file_is_not_absent(lab: tuple[LocalRuntime, str], hide: str) -> None:
+    rt, lab_id = lab
+    assert rt.exec(lab_id, "box", shell=hide, timeout=30).exit_code == 0
+    rt.seal(lab_id)
+    assert rt.run_check(lab_id, "box", ABSENT, timeout=30).exit_code != 0
+    content = rt.run_check(lab_id, "box", ["/bin/cat", "/home/.profile-implant"], timeout=30)
+    assert content.stdout == b""  # kept by name only: nothing of it is read
+
+
+def test_a_snapshot_cut_off_by_its_entry_cap_runs_no_check(
+        lab: tuple[LocalRuntime, str]) -> None:
+    rt, lab_id = lab
+    made = rt.exec(lab_id, "box", shell=(
+        "echo implant > /home/.profile-implant && mkdir /home/.0 && touch /home/.0/f && "
+        "python3 -c 'import os; [os.link(\"/home/.0/f\", f\"/home/.0/{i}\") "
+        f"for i in range({MAX_ENTRIES + 1})]'"), timeout=120)
+    assert made.exit_code == 0, made.stderr_text
+    rt.seal(lab_id)
+    result = rt.run_check(lab_id, "box", ABSENT, timeout=30)
+    assert result.exit_code == NOT_RUN_EXIT
+    assert f"more than {MAX_ENTRIES} entries" in result.stderr_text
