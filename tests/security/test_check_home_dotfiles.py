@@ -12,7 +12,6 @@ site off; the learner's files are still what the check looks at.
 from __future__ import annotations
 
 import secrets
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
 from forge.runtime.local import LocalRuntime
+from tests.support.one_lab import one_lab
 
 pytestmark = pytest.mark.root
 PYVER = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the machine's userland
@@ -28,19 +28,12 @@ PYVER = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the machin
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[LocalRuntime, str]]:
-    runtime = LocalRuntime(str(tmp_path / "state"), prefix="h" + secrets.token_hex(2))
     lab_id = "dot-" + secrets.token_hex(4)
     box = HostSpec("box", networks=[("lan", "10.93.7.10")],
                    command="exec python3 -m http.server 8080 --bind 10.93.7.10 --directory /srv")
-    try:
-        runtime.create(LabSpec(lab_id, [SubnetSpec("lan", "10.93.7.0/24")], [box],
-                               Limits(memory_mb=256, disk_mb=16)))
-        yield runtime, lab_id
-    finally:
-        for info in runtime.list():
-            runtime.destroy(info.lab_id)
-        runtime.close()
-        shutil.rmtree(tmp_path / "state", ignore_errors=True)
+    with one_lab(tmp_path / "state", LabSpec(lab_id, [SubnetSpec("lan", "10.93.7.0/24")],
+                                             [box], Limits(memory_mb=256, disk_mb=16))) as rt:
+        yield rt, lab_id
 
 
 def test_a_check_reads_nothing_from_the_learners_home(lab: tuple[LocalRuntime, str]) -> None:

@@ -13,7 +13,6 @@ it fails, saying why.
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.grader import MAX_ENTRIES, NOT_RUN_EXIT
+from tests.support.one_lab import one_lab
 
 pytestmark = pytest.mark.root
 ABSENT = ["/bin/sh", "-c", "test ! -e /home/.profile-implant"]
@@ -29,18 +29,12 @@ ABSENT = ["/bin/sh", "-c", "test ! -e /home/.profile-implant"]
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[LocalRuntime, str]]:
-    runtime = LocalRuntime(str(tmp_path / "state"), prefix="s" + secrets.token_hex(2))
     lab_id = "hide-" + secrets.token_hex(4)
-    try:
-        runtime.create(LabSpec(lab_id, [SubnetSpec("lan", "10.93.8.0/24")],
-                               [HostSpec("box", networks=[("lan", "10.93.8.10")])],
-                               Limits(memory_mb=256, disk_mb=128)))
-        yield runtime, lab_id
-    finally:
-        for info in runtime.list():
-            runtime.destroy(info.lab_id)
-        runtime.close()
-        shutil.rmtree(tmp_path / "state", ignore_errors=True)
+    spec = LabSpec(lab_id, [SubnetSpec("lan", "10.93.8.0/24")],
+                   [HostSpec("box", networks=[("lan", "10.93.8.10")])],
+                   Limits(memory_mb=256, disk_mb=128))
+    with one_lab(tmp_path / "state", spec) as rt:
+        yield rt, lab_id
 
 
 @pytest.mark.parametrize("hide", [
