@@ -119,6 +119,10 @@ def test_extend_only_in_last_ten_minutes_and_capped(orch: Orch) -> None:
         assert at_cap.status_code == 409
         bad = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 0})
         assert bad.status_code == 422
+        # Past its end (before the reaper's next round), a lab is not given more time.
+        _set_deadline(orch, sid, datetime.now(UTC) - timedelta(minutes=5))
+        late = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 5})
+        assert late.status_code == 409 and late.json()["error"] == "not_running", late.text
 
 
 def test_reaper_expires_on_time(orch: Orch) -> None:

@@ -37,6 +37,12 @@ def test_fail_ends_a_running_lab_with_the_reason_and_audits_it(orch: Orch) -> No
     sid = _running(orch)
     with orch.client() as client:
         assert client.post(f"/v1/admin/scenarios/{sid}/fail").status_code == 401
+        # A reason that is not printable text is refused before anything is done (a NUL was
+        # a 500 on PostgreSQL after the lab was torn down, the row left running).
+        bad = client.post(f"/v1/admin/scenarios/{sid}/fail", headers=OPERATOR,
+                          json={"reason": "x\u0000y"})
+        assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "reason"
+        assert orch.row(sid).state == states.RUNNING and sid in _labs(orch)
         resp = client.post(f"/v1/admin/scenarios/{sid}/fail", headers=OPERATOR,
                            json={"reason": "learner reported a broken lab"})
         again = client.post(f"/v1/admin/scenarios/{sid}/fail", headers=OPERATOR)

@@ -54,6 +54,10 @@ def test_terminal_round_trip_in_learner_host(platform: Platform) -> None:
         ws.send('{"type":"resize","rows":40,"cols":120}')
         ws.send(b"stty size\n")
         assert b"40 120" in read_until(ws, b"40 120")
+        # A bad control frame is ignored; it never ends the terminal ("shell exited").
+        ws.send('{"type":"resize","rows":Infinity,"cols":5}')
+        ws.send(b"echo still-$((1+1))\n")
+        assert b"still-2" in read_until(ws, b"still-2")
 
 
 def test_terminal_refuses_strangers_and_foreign_origins(platform: Platform) -> None:

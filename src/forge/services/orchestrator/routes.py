@@ -27,7 +27,7 @@ from forge.store.models import Scenario
 from forge.store.timestamps import aware
 
 router = APIRouter()
-SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
+SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}\Z")
 EXTEND_WINDOW = timedelta(minutes=10)
 
 
@@ -160,6 +160,9 @@ async def extend(
         raise ForgeError("not_running", 409, f"scenario is {row.state}")
     now = datetime.now(UTC)
     expires = aware(row.expires_at)
+    if expires <= now:  # its end has passed (the reaper ends it at its next round)
+        raise ForgeError("not_running", 409, "the lab has reached its end time",
+                         [{"field": "expires_at", "value": expires.isoformat()}])
     if expires - now > EXTEND_WINDOW:
         raise ForgeError("too_early", 409, "a lab can be extended only in its last 10 minutes",
                          [{"field": "expires_at", "value": expires.isoformat()}])
