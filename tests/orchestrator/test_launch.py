@@ -219,6 +219,13 @@ def test_reads_are_scoped(orch: Orch, make_orch: MakeOrch) -> None:
         assert op.status_code == 200 and op.json()["history"][-1]["to"] == "running"
         listed = client.get("/v1/scenarios", params={"state": "running"}, headers=OPERATOR)
         assert [s["scenario_id"] for s in listed.json()["items"]] == [sid]
+        mine = client.get("/v1/scenarios", params={"tenant_id": "acme", "track": "netplus"},
+                          headers=OPERATOR)
+        assert [s["scenario_id"] for s in mine.json()["items"]] == [sid]
+        for field, bad in (("tenant_id", "a\x00b"), ("tenant_id", "acme\n"), ("track", "n\x00")):
+            refused = client.get("/v1/scenarios", params={field: bad}, headers=OPERATOR)
+            assert refused.status_code == 422, refused.text  # a NUL was a 500 on PostgreSQL
+            assert refused.json()["details"][0]["field"] == f"query.{field}"
         from forge.identity.apikeys import create_api_key
 
         owner = {"x-api-key": create_api_key(orch.state.ctx.db, "acme", "alice").plaintext}

@@ -17,7 +17,7 @@ from forge.errors import ForgeError
 from forge.images.definitions import DEFAULT_IMAGE, load_definition_file
 from forge.templates.registry import LAB_TEST_SUFFIX
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]\Z")
 
 def reserved_names() -> set[str]:
     """Names a new lab may not take: the shipped images' (its image shares the lab's

@@ -29,8 +29,8 @@ from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject
 # answer again) before it reports the bus unavailable; a few hundred milliseconds.
 RECONNECT_GRACE_S = 0.75
 RETRY_PAUSE_S = 0.05
-_MSG_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
-_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_MSG_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}\Z")
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
 
 
 class _Retryable(BusUnavailable):

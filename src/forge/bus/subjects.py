@@ -60,9 +60,9 @@ DURABLE_SPAWN_LIFECYCLE = "spawn-lifecycle"
 # LTI grade passback (issue 18 item 4): the scoreboard hears its own verdicts to owe grades.
 DURABLE_SCOREBOARD_LTI_GRADES = "scoreboard-lti-grades"
 
-_SUBJECT_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-_FILTER_RE = re.compile(r"^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SUBJECT_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
+_FILTER_RE = re.compile(r"^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?\Z")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 def check_subject(subject: str, *, wildcards: bool = False) -> str:

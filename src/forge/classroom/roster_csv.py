@@ -12,7 +12,7 @@ from forge.errors import ForgeError
 MAX_BYTES = 256 * 1024
 MAX_ROWS = 2000
 # The subject format of forge.identity.names (an account id, an e-mail, an IdP `sub`).
-SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}\Z")
 HEADERS = ("subject", "email", "learner")
 
 

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Callable
 
-NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 DEFAULT_NODE_ID = "node-1"
 DEFAULT_CAPACITY_LABS = 200  # what one 2-core machine kept alive in bench/runtime.py
 DEFAULT_HEARTBEAT_S = 2.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-TEMPLATE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+TEMPLATE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 MAX_POOL_SIZE = 1000
 
 

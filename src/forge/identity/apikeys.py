@@ -17,7 +17,7 @@ from forge.store.models import ApiKey
 from forge.store.prepared import Prepared
 from forge.store.row_locks import lock_name
 
-_KEY = re.compile(r"^fgk_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
+_KEY = re.compile(r"^fgk_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})\Z")
 _KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 # Every authenticated API request runs this: a Core statement compiled once and run through
 # the driver (forge.store.prepared; the ORM's identity-map load cost twice as much).

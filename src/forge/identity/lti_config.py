@@ -28,8 +28,8 @@ from forge.identity.names import valid_id
 from forge.identity.oidc_config import _url, endpoint_allowed
 
 MAX_KEY_BYTES = 16 * 1024
-_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,15}\.$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,15}\.\Z")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
 
 
 class LtiConfigError(Exception):

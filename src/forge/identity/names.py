@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}\Z")
 
 
 def valid_id(value: object) -> bool:

@@ -31,9 +31,9 @@ from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR
 
 DEFAULT_FILE_NAME = "oidc.yaml"
 MAX_SECRET_BYTES = 4096
-_CLAIM = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$")  # RFC 6749 scope-token
+_CLAIM = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}\Z")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}\Z")
+_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}\Z")  # RFC 6749 scope-token
 
 
 class OidcConfigError(Exception):

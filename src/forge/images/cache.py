@@ -30,7 +30,7 @@ RECORD = "image.json"
 ROOTFS = "rootfs"
 STAGING = ".staging"
 LOCKS = ".locks"
-_KEY = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ DEFAULT_IMAGE = "base"
 # Installed in every image: exec and the terminal enter a host and start bwrap there to
 # load the lab's seccomp filter, so the image must carry it (``runtime.local.execute``).
 PLATFORM_PACKAGES = ("bubblewrap",)
-_COMPONENT = re.compile(r"^[A-Za-z0-9_+@-][A-Za-z0-9._+@-]{0,63}$")
+_COMPONENT = re.compile(r"^[A-Za-z0-9_+@-][A-Za-z0-9._+@-]{0,63}\Z")
 
 ImageName = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 # Debian policy §5.6.7: lower case letters, digits, + - . ; at least two, starting alnum.

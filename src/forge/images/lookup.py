@@ -87,7 +87,7 @@ def image_key(definition: ImageDefinition, tool: tuple[str, str] | None = None) 
     return h.hexdigest()
 
 
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")  # definitions.ImageName
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")  # definitions.ImageName
 # (definitions file) -> (its (mtime_ns, size, inode), the parsed definition)
 _LOADED: dict[Path, tuple[tuple[int, int, int], ImageDefinition]] = {}
 _LOADED_LOCK = threading.Lock()

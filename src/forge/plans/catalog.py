@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
-_TRACK = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,31}\Z")
+_TRACK = re.compile(r"^[a-z][a-z0-9_-]{1,31}\Z")
 DEFAULT_MAX_TERMINALS = 4
 DEFAULT_TERMINAL_IDLE_SECONDS = 15 * 60
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
-PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){0,7}$")
+PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){0,7}\Z")
 MAX_INPUT_DEPTH = 16
 # Characters refused in input strings: regopy does not re-escape string values from input
 # in its JSON output, so a quote, backslash or control character could corrupt or forge a

@@ -25,7 +25,7 @@ from forge.policy.decision import PolicyError, PolicyEvaluationError, PolicyInpu
 from forge.policy.embedded import EmbeddedEngine
 
 MAX_BODY = 1024 * 1024
-_PATH_RE = re.compile(r"^/v1/data/([a-z][a-z0-9_]*(?:/[a-z][a-z0-9_]*)*)/?$")
+_PATH_RE = re.compile(r"^/v1/data/([a-z][a-z0-9_]*(?:/[a-z][a-z0-9_]*)*)/?\Z")
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -18,10 +18,10 @@ from forge.templates.dsl_limits import FILE_OWNERSHIP_CAPS
 from forge.templates.exec_size import exec_size_problems
 from forge.templates.seedpaths import seed_path_problem
 
-LAB_ID_RE = re.compile(r"^(scn-[0-9a-f]{16}|[a-z0-9][a-z0-9-]{0,39})$")
-HOST_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-SUBNET_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
-ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+LAB_ID_RE = re.compile(r"^(scn-[0-9a-f]{16}|[a-z0-9][a-z0-9-]{0,39})\Z")
+HOST_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}\Z")
+SUBNET_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}\Z")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 WRITABLE_DIRS = ("/home", "/workspace", "/srv")
 # Seeded by the platform (e.g. graders a template ships) and mounted read-only in the host.
 READONLY_DIRS = ("/opt/forge",)

@@ -65,7 +65,7 @@ def referenced_variables(t: ScenarioTemplate) -> Iterator[tuple[str, str]]:
             yield path, m.group(1)
 
 
-_CHECK_COMMAND = re.compile(r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.command\[\d+\]$")
+_CHECK_COMMAND = re.compile(r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.command\[\d+\]\Z")
 
 
 def misplaced_references(t: ScenarioTemplate) -> list[Problem]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from forge.runtime.base import SpecError
 from forge.runtime.plan import HOST_RE, validate_lab_id
 
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,4}$")
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,4}\Z")
 
 
 def validate_prefix(prefix: str) -> str:

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from forge.services.common.logging import request_id_var
 from forge.services.common.metrics import ServiceMetrics
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 access_log = logging.getLogger("forge.access")
 
 

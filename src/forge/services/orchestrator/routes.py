@@ -111,8 +111,8 @@ async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
 async def list_scenarios(
     request: Request,
     state: str | None = Query(None, pattern=r"^[a-z]{1,16}$"),
-    tenant_id: str | None = Query(None, max_length=128),
-    track: str | None = Query(None, max_length=32),
+    tenant_id: str | None = Query(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"),
+    track: str | None = Query(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Operator: every scenario, newest first, with filters."""

@@ -30,7 +30,7 @@ from forge.services.spawn.start import start_lab
 from forge.services.spawn.state import SpawnState
 
 router = APIRouter(tags=["learner"])
-SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}$")
+SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}\Z")
 
 
 class SpawnBody(BaseModel):

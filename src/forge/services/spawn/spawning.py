@@ -40,7 +40,7 @@ INSERT_SCENARIO = Prepared(insert(SCENARIOS), [
     "created_at", "updated_at", "expires_at", "details"])
 INSERT_TRANSITION = Prepared(insert(TRANSITIONS),
                              [c.name for c in TRANSITIONS.c if c.name != "id"])
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}\Z")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from forge.services.common.http_client import SharedHttpClient
 from forge.services.spawn.node_routing import node_base, node_unreachable
 
 TIMEOUT_S = 10.0
-_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 
 class BackendError(ForgeError):

@@ -27,7 +27,7 @@ from forge.services.spawn.web.viewer import Viewer, viewer
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 MAX_NEXT = 512
-_LAB_LINK = re.compile(r"^/lab/scn-[0-9a-f]{16}$")
+_LAB_LINK = re.compile(r"^/lab/scn-[0-9a-f]{16}\Z")
 # Words that mean nothing to a learner (or name our internals); never shown on a page.
 JARGON = ("jws", "jwt", "acc token", "orchestrator", "scoreboard", "signature does not verify",
           "x-receipt-token", "hmac", "jti", "compact", "spawn_service", "backend")

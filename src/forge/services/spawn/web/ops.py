@@ -32,8 +32,8 @@ from forge.services.spawn.web.security import (
 from forge.services.spawn.web.state import web_state
 
 router = APIRouter(include_in_schema=False)
-STATE_FILTER = re.compile(r"^[a-z]{1,16}$")
-TRACK_FILTER = re.compile(r"^[a-z0-9_-]{1,32}$")
+STATE_FILTER = re.compile(r"^[a-z]{1,16}\Z")
+TRACK_FILTER = re.compile(r"^[a-z0-9_-]{1,32}\Z")
 POLICY_HASH = re.compile(r"policy hash ([0-9a-f]{64})")
 SCENARIO_STATES = ("pending", "launching", "running", "grading", "completed", "failed",
                    "expired", "deleted")
