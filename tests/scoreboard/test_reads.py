@@ -42,11 +42,25 @@ async def test_score_reads_are_owner_or_operator_only(make_board: MakeBoard) -> 
             assert got.status_code == 200
             assert got.content == (board.results_dir(sid) / name).read_bytes()
 
-        # Anyone else gets the same 404 as for a scenario that does not exist.
+        # Anyone else gets the same 404 as for a scenario that does not exist, judged from
+        # score.json alone: the whole result set (a bundle of up to 256 MiB) is not read.
+        store = board.state.scorer.artifacts
+        whole_reads: list[str] = []
+        real_read = store.read
+
+        def counted(scenario_id: str) -> dict[str, bytes] | None:
+            whole_reads.append(scenario_id)
+            return real_read(scenario_id)
+
+        store.read = counted  # type: ignore[method-assign]
         for other in (mallory, colleague):
             assert (await client.get(f"/v1/scores/{sid}", headers=other)).status_code == 404
             art = await client.get(f"/v1/scores/{sid}/artifacts/score.json", headers=other)
             assert art.status_code == 404
+            casts = await client.get(f"/v1/scores/{sid}/recordings", headers=other)
+            assert casts.status_code == 404
+        assert whole_reads == []
+        store.read = real_read  # type: ignore[method-assign]
         assert (await client.get(f"/v1/scores/{sid}")).status_code == 401
         assert (await client.get(f"/v1/scores/{sid}", headers=board.operator)).status_code == 200
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -54,3 +55,20 @@ def checked_scenario_id(scenario_id: str) -> str:
     if SCENARIO_ID_RE.fullmatch(scenario_id) is None:
         raise NOT_FOUND
     return scenario_id
+
+
+def check_readable(state: ScoreboardState, reader: Reader, scenario_id: str) -> None:
+    """404 unless `reader` may read the scenario's results, judged from its score.json
+    alone (a few KiB), before anything reads the whole result set: a colleague asking for
+    someone else's score never makes this service fetch and unpack a bundle of up to
+    256 MiB. Operators read everything. BusUnavailable propagates (the caller's 503)."""
+    if reader.operator:
+        return
+    raw = state.scorer.artifacts.read_score(scenario_id)
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not reader.may_read(scenario_id, doc.get("tenant_id"),
+                                                        doc.get("subject")):
+        raise NOT_FOUND

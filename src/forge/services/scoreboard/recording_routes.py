@@ -22,6 +22,7 @@ from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import (
     NOT_FOUND,
     Reader,
+    check_readable,
     checked_scenario_id,
     current_reader,
     scoreboard_state,
@@ -39,6 +40,7 @@ def owned_recordings(request: Request, reader: Reader, scenario_id: str) -> dict
     reader may see the scenario's results."""
     sid = checked_scenario_id(scenario_id)
     try:
+        check_readable(scoreboard_state(request), reader, sid)  # score.json first
         files = scoreboard_state(request).scorer.artifacts.read(sid)
     except BusUnavailable:
         raise ForgeError("bus_unavailable", 503, "the result store (NATS JetStream) is "

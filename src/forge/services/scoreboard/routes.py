@@ -20,6 +20,7 @@ from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import (
     NOT_FOUND,
     Reader,
+    check_readable,
     checked_scenario_id,
     current_reader,
     scoreboard_state,
@@ -52,6 +53,7 @@ def _owned_results(request: Request, reader: Reader, scenario_id: str) -> dict[s
     """The scenario's result files if the reader may see them; 404 otherwise."""
     sid = checked_scenario_id(scenario_id)
     try:
+        check_readable(scoreboard_state(request), reader, sid)  # score.json first
         files = scoreboard_state(request).scorer.artifacts.read(sid)
     except BusUnavailable:
         raise _result_store_down() from None
