@@ -119,6 +119,10 @@ def test_extend_only_in_last_ten_minutes_and_capped(orch: Orch) -> None:
         assert at_cap.status_code == 409
         bad = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 0})
         assert bad.status_code == 422
+        for lax in ("5", True, 5.0):  # a number, not something that converts to one
+            coerced = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR,
+                                  json={"minutes": lax})
+            assert coerced.status_code == 422, (lax, coerced.text)
         # Past its end (before the reaper's next round), a lab is not given more time.
         _set_deadline(orch, sid, datetime.now(UTC) - timedelta(minutes=5))
         late = client.post(f"/v1/scenarios/{sid}/extend", headers=OPERATOR, json={"minutes": 5})

@@ -43,6 +43,10 @@ async def test_reprocess_after_fix_via_api_and_cli(make_board: MakeBoard) -> Non
         bad = await client.post("/v1/admin/failed-events/reprocess",
                                 json={"id": 1, "all": True}, headers=board.operator)
         assert bad.status_code == 422
+        for lax in ({"id": True}, {"all": "yes"}, {"id": "1"}):  # no coercion: {"all": "yes"}
+            coerced = await client.post("/v1/admin/failed-events/reprocess", json=lax,
+                                        headers=board.operator)  # reprocessed everything
+            assert coerced.status_code == 422, (lax, coerced.text)
         anon = await client.post("/v1/admin/failed-events/reprocess", json={"all": True})
         assert anon.status_code == 401
         missing = await client.post("/v1/admin/failed-events/reprocess", json={"id": 999},

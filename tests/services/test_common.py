@@ -173,6 +173,7 @@ def test_unhandled_error_hides_internals(tmp_path: Path) -> None:
     assert resp.status_code == 500
     assert resp.json()["error"] == "internal_error"
     assert "secret internals" not in resp.text and "Traceback" not in resp.text
+    assert resp.headers["connection"] == "close"  # the server drops the connection after it
 
 
 @pytest.mark.usefixtures("sqlite_only_store")

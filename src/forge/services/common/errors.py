@@ -123,7 +123,10 @@ async def _client_gone(_: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-    return error_response(500, "internal_error", "internal error; see the service log")
+    # The server closes the connection after an unhandled error: say so, so a keep-alive
+    # client does not send its next request into a reset.
+    return error_response(500, "internal_error", "internal error; see the service log",
+                          headers={"Connection": "close"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

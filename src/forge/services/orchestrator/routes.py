@@ -32,7 +32,7 @@ EXTEND_WINDOW = timedelta(minutes=10)
 
 
 class ExtendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" or true is no number
     minutes: int = Field(default=15, ge=1, le=60)
 
 

@@ -139,7 +139,7 @@ async def leaderboard(
 class ReprocessRequest(BaseModel):
     """Either one stored event by id, or all events still marked failed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # {"id": true} is not event 1
     id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     all: bool = False
 

@@ -19,7 +19,7 @@ router = APIRouter()
 class ExtendBody(BaseModel):
     """How many more minutes (the node caps it by the plan)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" or true is no number
     minutes: int = Field(default=15, ge=1, le=60)
 
 
