@@ -127,12 +127,13 @@ async def close_for_signout(scenario_id: str, request: Request) -> dict[str, int
     except TokenError:
         raise ForgeError("invalid_terminal_token", 401,
                          f"{TOKEN_HEADER}: missing or invalid terminal token") from None
+    if claims["scenario_id"] != scenario_id:  # before any read: the token names its lab
+        raise ForgeError("not_found", 404, "scenario not found")
     try:
         row = await state.read(load, state.ctx.db, scenario_id)
     except ScenarioNotFound:
         raise ForgeError("not_found", 404, "scenario not found") from None
-    if claims["scenario_id"] != scenario_id or \
-            (row.tenant_id, row.subject) != (claims["tenant_id"], claims["sub"]):
+    if (row.tenant_id, row.subject) != (claims["tenant_id"], claims["sub"]):
         raise ForgeError("not_found", 404, "scenario not found")
     if not state.holds(row.node_id):
         raise ForgeError("lab_on_other_node", 409, f"lab runs on node {row.node_id}")
