@@ -45,3 +45,14 @@ def test_receipt_errors_state_their_status_where_raised(make_spawn: MakeSpawn) -
     assert (bad.value.code, bad.value.status) == ("checkout_refused", 400)
     assert bad.value.details == [{"field": "days"}]
     assert str(bad.value) == "days: must be between 1 and 366"  # what `forge receipt mint` prints
+
+
+def test_a_flag_or_a_text_is_not_a_number_of_days(make_spawn: MakeSpawn) -> None:
+    """{"days": true} bought a receipt for one day (true converted to 1): now 422."""
+    env = make_spawn("dev")
+    with env.client() as client:
+        for lax in (True, "30", 30.0):
+            resp = client.post("/v1/billing/checkout",
+                               json={"plan": "PRO", "tenant_id": "acme", "days": lax})
+            assert resp.status_code == 422, (lax, resp.text)
+            assert resp.json()["details"][0]["field"] == "days"

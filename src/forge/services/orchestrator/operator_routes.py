@@ -24,10 +24,10 @@ class ActionBody(BaseModel):
     """Why the operator acts (kept in the scenario's audit log)."""
 
     model_config = ConfigDict(extra="forbid")
-    # Printable text only: it goes into the audit log and the store (PostgreSQL's text
+    # Text (lines and tabs allowed): it goes into the audit log and the store (PostgreSQL's text
     # cannot hold a NUL; a 500 there came after the lab was already torn down).
     reason: str = Field("operator action", min_length=1, max_length=500,
-                        pattern=r"^[^\x00-\x1f\x7f]+$")
+                        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")  # tabs, new lines: ok
 
 
 async def _act(request: Request, scenario_id: str, body: ActionBody | None,

@@ -74,9 +74,11 @@ def check_holder(request: Request, row: ScenarioRow) -> None:
     """Changes to a lab happen on the node holding it; another node refuses (409 with the
     holder's id) rather than touching a lab it does not have."""
     if not orch(request).holds(row.node_id):
+        where = f" at {row.node_url}" if row.node_url else ""
         raise ForgeError("lab_on_other_node", 409,
-                         f"lab runs on node {row.node_id}; ask that node (spawn_service routes "
-                         "there by itself)", [{"field": "node_id", "value": row.node_id}])
+                         f"lab runs on node {row.node_id}{where}; ask that node (spawn_service "
+                         "routes learners there by itself)",
+                         [{"field": "node_id", "value": row.node_id, "node_url": row.node_url}])
 
 
 def view(row: ScenarioRow, with_details: bool,

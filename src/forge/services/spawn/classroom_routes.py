@@ -38,7 +38,7 @@ class CohortBody(BaseModel):
 
 class InviteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    days: int = Field(default=14, ge=1, le=cohorts.MAX_INVITE_DAYS,
+    days: int = Field(default=14, ge=1, le=cohorts.MAX_INVITE_DAYS, strict=True,
                       description="How long the link stays usable.")
 
 
@@ -58,8 +58,9 @@ class AssignmentBody(BaseModel):
     template_id: str = Field(min_length=1, max_length=64, description="The lab (GET /v1/tracks).")
     opens_at: datetime = Field(description="RFC 3339 with a time zone, e.g. 2026-12-01T09:00:00Z")
     closes_at: datetime = Field(description="After opens_at; no spawn from then on.")
-    attempts_allowed: int = Field(default=1, ge=1, le=assignments.MAX_ATTEMPTS)
-    hints_allowed: bool = True
+    # strict: a number and a boolean, not "2" or "yes" converted into one
+    attempts_allowed: int = Field(default=1, ge=1, le=assignments.MAX_ATTEMPTS, strict=True)
+    hints_allowed: bool = Field(default=True, strict=True)
 
 
 def _cohort_view(row: Cohort) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class CheckoutBody(BaseModel):
     plan: str = Field(min_length=1, max_length=32)
     tenant_id: str | None = Field(default=None, min_length=1, max_length=128)
     subject: str | None = Field(default=None, min_length=1, max_length=128)
-    days: int = Field(default=30, ge=1, le=366)
+    days: int = Field(default=30, ge=1, le=366, strict=True)  # {"days": true} is not 1
 
 
 @router.post("/v1/spawn", status_code=201,
