@@ -220,3 +220,26 @@ def test_the_extend_form_refuses_what_is_not_a_minute_count(client: TestClient,
                        data={"csrf": csrf, "minutes": minutes}, headers={"origin": ORIGIN})
     assert resp.status_code == 400, resp.text
     assert "a whole number from 1 to 60" in resp.text
+
+
+def test_a_task_only_submit_may_check_offers_no_check_button(client: TestClient) -> None:
+    """netplus's save-page check connects out from the learner's host, where a learner
+    process could watch where it connects (the answer): its task says it is checked when
+    you submit, and offers no "Check this task" (the node refuses it too)."""
+    key = key_for(client, "noa")
+    started = client.post("/v1/spawn", json={"track": "netplus"}, headers={"x-api-key": key})
+    assert started.status_code == 201, started.text
+    sid = started.json()["scenario_id"]
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    with db.session() as sess:  # the lab runs (the tasks show on a running lab)
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.state, row.expires_at = "running", datetime.now(UTC) + timedelta(minutes=30)
+    sign_in(client, key)
+    page = client.get(f"/lab/{sid}", headers=HTML).text
+    items = {m.group(1): m.group(2) for m in re.finditer(
+        r'<li class="task-item" id="task-([a-z0-9-]+)">(.*?)</li>', page, re.S)}
+    assert set(items) == {"find-server", "save-page", "inventory-serial"}
+    assert "Check this task" not in items["save-page"]
+    assert "Checked when you submit." in items["save-page"]
+    assert "Check this task" in items["find-server"]

@@ -11,7 +11,6 @@ the answer.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from fastapi import APIRouter, Request
 
 from forge.errors import ForgeError
 from forge.grading.expect import judge
+from forge.grading.watched_checks import talks_to_network, watched
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
 from forge.services.common.auth import check_operator
@@ -31,7 +31,6 @@ from forge.templates.variables import render
 
 router = APIRouter(tags=["internal"])
 MAX_OUTPUT = 1 << 20
-_NETWORK_TOOL = re.compile(r"\b(?:curl|wget|nc|ncat|socat)\b|/dev/tcp/")
 
 
 def _criterion(state: OrchestratorState, template_id: str, variables: Any,
@@ -42,17 +41,6 @@ def _criterion(state: OrchestratorState, template_id: str, variables: Any,
             return criterion
     raise ForgeError("unknown_criterion", 404, "criterion: this lab has no such task",
                      [{"field": "criterion"}])
-
-
-def watched(criterion: Criterion, learner_hosts: tuple[str, ...]) -> bool:
-    """Would running `criterion` on the live lab show its answer to the learner? A check
-    shares its host's network namespace: one that connects out from a host the learner
-    has a shell on shows where it connects (`/proc/net/tcp`, still for a minute after, in
-    TIME_WAIT), which is often the answer itself (netplus: ADDRESS:PORT). Such a task is
-    checked only by Submit, when the lab is sealed."""
-    return any(check.container in learner_hosts
-               and _NETWORK_TOOL.search(" ".join(check.command)) is not None
-               for check in criterion.checks)
 
 
 def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion
@@ -68,7 +56,7 @@ def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion
         facts.append({
             "passed": passed, "exit_code": outcome.exit_code, "timed_out": outcome.timed_out,
             "truncated": outcome.stdout_size != len(outcome.stdout),
-            "network": _NETWORK_TOOL.search(" ".join(check.command)) is not None})
+            "network": talks_to_network(check.command)})
     return facts
 
 

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.classroom.assignments import my_assignments
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
 from forge.errors import ForgeError
+from forge.grading.watched_checks import watched
 from forge.identity.apikeys import verify_api_key
 from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
 from forge.lifecycle.store import ScenarioRow
@@ -248,7 +249,10 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         if row.template_id in web.templates:
             spec = web.templates.get(row.template_id).template.spec
             description = spec.description
-            tasks = [{"id": c.id, "description": c.description} for c in spec.success_criteria]
+            shells = web.templates.learner_hosts(row.template_id)
+            # A task Submit alone checks (its check could be watched) offers no button.
+            tasks = [{"id": c.id, "description": c.description,
+                      "checkable": not watched(c, shells)} for c in spec.success_criteria]
         hints = await hints_view(request, row)  # texts of revealed hints only
         for h in hints:
             if "text" in h:
