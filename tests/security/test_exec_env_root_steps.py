@@ -22,6 +22,7 @@ import pytest
 from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
 from forge.runtime.base import SpecError
 from forge.runtime.local import LocalRuntime
+from forge.runtime.local.grader import CHECK_ENV
 from tests.runtime.helpers import tty_read_until, tty_send
 
 pytestmark = pytest.mark.root
@@ -77,11 +78,14 @@ def test_the_command_still_gets_exactly_the_host_environment(
     expected = {"PATH": HIJACK_PATH, "LD_PRELOAD": "/workspace/missing-hijack.so",
                 "EMPTY": "", "TWO_LINES": "a\nb 'c' $(d)", "HOME": "/home",
                 "LANG": "C.UTF-8", "HOSTNAME": "target", "TERM": "xterm-256color"}
-    for result in (rt.exec(lab_id, "target", ["/usr/bin/env", "-0"]),
-                   rt.run_check(lab_id, "target", ["/usr/bin/env", "-0"])):
+    # A check gets the host's environment with nothing read from the learner's home
+    # (grader.CHECK_ENV wins: HOME and the config homes point nowhere).
+    for result, want in ((rt.exec(lab_id, "target", ["/usr/bin/env", "-0"]), expected),
+                         (rt.run_check(lab_id, "target", ["/usr/bin/env", "-0"]),
+                          {**expected, **CHECK_ENV})):
         pairs = [p for p in result.stdout.split(b"\0") if p]
         got = dict(p.decode().split("=", 1) for p in pairs)
-        assert got == expected, got
+        assert got == want, got
         # Only the command was loaded with LD_PRELOAD (its own complaint), no root step.
         assert result.stderr_text.count("missing-hijack.so") <= 1, result.stderr_text
     pwd = rt.exec(lab_id, "target", ["/bin/pwd"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -31,10 +32,17 @@ def service_log() -> Iterator[io.StringIO]:
     handler.setFormatter(JsonFormatter("spawn_service", Redactor()))
     logger = logging.getLogger("forge.access")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    # Whatever earlier tests in this process did to logging (a level, a disabled logger,
+    # logging.disable), the access log is on while this test reads it.
+    level, disabled, floor = logger.level, logger.disabled, logging.root.manager.disable
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    logging.disable(logging.NOTSET)
     yield out
     logger.removeHandler(handler)
     logger.setLevel(level)
+    logger.disabled = disabled
+    logging.disable(floor)
 
 
 @pytest.mark.usefixtures("sqlite_only_store")
@@ -51,6 +59,9 @@ def test_an_invite_code_never_reaches_the_log(spawn_env: SpawnEnv,  # noqa: F811
         assert code.startswith("fgi_")
         client.get(f"/join/{code}")  # the link, opened by a learner's browser
         client.post("/v1/cohorts/join", json={"invite": code}, headers=ann)
+    end = time.monotonic() + 10  # the line is written as the request ends: bounded wait
+    while "/v1/cohorts/join" not in service_log.getvalue() and time.monotonic() < end:
+        time.sleep(0.05)
     text = service_log.getvalue()
     assert "/join/" in text  # the request was logged...
     assert code not in text and code[4:] not in text  # ...without its code
