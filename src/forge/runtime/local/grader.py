@@ -65,7 +65,7 @@ class Snapshot:
     size: int = 0
     entries: int = 0
     left_out: list[tuple[str, str]] = field(default_factory=list)
-    truncated: str | None = None  # why part of a tree was never looked at (entries, depth)
+    truncated: str | None = None  # why part of the trees is not in it (see truncate)
 
     def leave_out(self, path: str, why: str) -> None:
         if len(self.left_out) < MAX_REPORTED:
@@ -74,8 +74,8 @@ class Snapshot:
     def truncate(self, path: str, why: str) -> None:
         """Part of a tree, or of a file's content, is not in the snapshot: a check on it
         could find absent what is there (an implant hidden behind 20,000 files, or padded
-        past the file cap), so no check runs on it."""
-        self.leave_out(path, why)
+        past the file cap), so no check runs on it. (The caller records ``path`` as left
+        out.)"""
         if self.truncated is None:
             self.truncated = f"{path}: {why}"
 
@@ -124,6 +124,7 @@ def _copy_dir(fd: int, out: str, lab_path: str, root: int, snap: Snapshot,
         child = posixpath.join(lab_path, entry.name)
         snap.entries += 1
         if snap.entries > MAX_ENTRIES:
+            snap.leave_out(child, f"more than {MAX_ENTRIES} entries")
             snap.truncate(child, f"more than {MAX_ENTRIES} entries")
             break
         try:
@@ -133,6 +134,7 @@ def _copy_dir(fd: int, out: str, lab_path: str, root: int, snap: Snapshot,
         target = os.path.join(out, entry.name)
         if stat.S_ISDIR(st.st_mode):
             if depth >= MAX_DEPTH:
+                snap.leave_out(child, f"deeper than {MAX_DEPTH} levels")
                 snap.truncate(child, f"deeper than {MAX_DEPTH} levels")
                 continue
             try:

@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
 import subprocess
 import threading
 from collections.abc import Callable
@@ -91,6 +92,29 @@ def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
         rt._procs[new] = rt._procs.pop(old, []) + rt._procs.get(new, [])
         rt._held_go[new] = rt._held_go.pop(old, {})
     return moved
+
+
+def cgroups_unrenamable(runtime: LocalRuntime) -> str | None:
+    """Why a claim could not rename a lab's cgroups on this machine, or None. A claim gives
+    a pool lab the scenario's id by renaming its kernel objects; cgroup v2 has no rename
+    (EPERM), so there every claim would fail and cost a pool build and a teardown more than
+    a fresh build. Tried on a scratch cgroup in every hierarchy in use."""
+    for base in runtime.cgroups.bases():
+        # Not a lab's name (no "prefix." stem): a listing or reconcile never takes it for one.
+        probe = os.path.join(base, f"{runtime.names.prefix}_rename_probe_{secrets.token_hex(4)}")
+        try:
+            os.mkdir(probe)
+        except OSError as exc:
+            return f"cannot make a cgroup in {base}: {exc.strerror}"
+        try:
+            os.rename(probe, probe + "-renamed")
+            probe += "-renamed"
+        except OSError as exc:
+            return f"cgroups cannot be renamed in {base} ({exc.strerror}: cgroup v2 has no rename)"
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(probe)
+    return None
 
 
 def _bind_netns(old: str, new: str) -> None:

@@ -33,7 +33,12 @@ import time
 
 from forge.runtime.base import BuildsStopped, LabSpec, SpecError
 from forge.runtime.local.netns import remove_netns
-from forge.runtime.local.pool_claim import LocalRuntime, personalise, rename_lab
+from forge.runtime.local.pool_claim import (
+    LocalRuntime,
+    cgroups_unrenamable,
+    personalise,
+    rename_lab,
+)
 from forge.runtime.local.rootfs import host_roots
 from forge.runtime.plan import LabPlan, plan_lab
 from forge.runtime.warm import (
@@ -59,29 +64,6 @@ class PoolStats:
     built: int = 0
     failed: int = 0
     shrunk: int = 0
-
-
-def cgroups_unrenamable(runtime: LocalRuntime) -> str | None:
-    """Why a claim could not rename a lab's cgroups on this machine, or None. A claim gives
-    a pool lab the scenario's id by renaming its kernel objects; cgroup v2 has no rename
-    (EPERM), so there every claim would fail and cost a pool build and a teardown more than
-    a fresh build. Tried on a scratch cgroup in every hierarchy in use."""
-    for base in runtime.cgroups.bases():
-        # Not a lab's name (no "prefix." stem): a listing or reconcile never takes it for one.
-        probe = os.path.join(base, f"{runtime.names.prefix}_rename_probe_{secrets.token_hex(4)}")
-        try:
-            os.mkdir(probe)
-        except OSError as exc:
-            return f"cannot make a cgroup in {base}: {exc.strerror}"
-        try:
-            os.rename(probe, probe + "-renamed")
-            probe += "-renamed"
-        except OSError as exc:
-            return f"cgroups cannot be renamed in {base} ({exc.strerror}: cgroup v2 has no rename)"
-        finally:
-            with contextlib.suppress(OSError):
-                os.rmdir(probe)
-    return None
 
 
 class WarmPool:

@@ -78,12 +78,12 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=headers)
 
 
-def _json_content_type(request: Request) -> bool:
-    """Whether FastAPI read the body as JSON: no Content-Type, or application/(…+)json."""
-    raw = request.headers.get("content-type")
-    if raw is None:
+def read_as_json(content_type: str | None) -> bool:
+    """Whether a body with this Content-Type is read as JSON: none given, or
+    application/json or application/…+json (as FastAPI decides)."""
+    if content_type is None:
         return True
-    kind = raw.split(";", 1)[0].strip().lower()
+    kind = content_type.split(";", 1)[0].strip().lower()
     return kind == "application/json" or (kind.startswith("application/")
                                            and kind.endswith("+json"))
 
@@ -98,7 +98,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         at = f" at character {loc[0]}" if loc else ""
         return error_response(400, "invalid_body", f"body: not valid JSON{at} ({why})",
                               [{"field": "body", "problem": "not valid JSON"}])
-    if not _json_content_type(request) and any(
+    if not read_as_json(request.headers.get("content-type")) and any(
             tuple(e.get("loc", ())) == ("body",) for e in errors):
         return error_response(415, "unsupported_media_type",
                               "Content-Type: send the body as application/json",

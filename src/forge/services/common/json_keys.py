@@ -13,12 +13,11 @@ upload passes untouched: the route reports it as before.
 from __future__ import annotations
 
 import json
-from email.message import Message as MimeMessage
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from forge.services.common.errors import BodyRefused
+from forge.services.common.errors import BodyRefused, read_as_json
 
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -52,15 +51,11 @@ def repeated_key(body: bytes) -> str | None:
     return None
 
 
-def _read_as_json(scope: Scope) -> bool:
+def _content_type(scope: Scope) -> str | None:
     for key, value in scope.get("headers", []):
         if key == b"content-type":
-            mime = MimeMessage()
-            mime["content-type"] = value.decode("latin-1")
-            subtype = mime.get_content_subtype()
-            return mime.get_content_maintype() == "application" and (
-                subtype == "json" or subtype.endswith("+json"))
-    return True  # no Content-Type: a route may still read it as JSON
+            return str(value.decode("latin-1"))  # (scope headers are untyped)
+    return None
 
 
 class RepeatedKeyMiddleware:
@@ -71,7 +66,7 @@ class RepeatedKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] in _NO_BODY
-                or not _read_as_json(scope)):
+                or not read_as_json(_content_type(scope))):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []  # bounded: the size limit outside cuts a large body off
