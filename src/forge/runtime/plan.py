@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from forge.images.definitions import HOST_USERLAND
 from forge.runtime.base import HostSpec, LabSpec, SpecError
-from forge.templates.dsl_limits import FILE_OWNERSHIP_CAPS
+from forge.templates.dsl_limits import FILE_OWNERSHIP_CAPS, SERVICE_MARK_CAP
 from forge.templates.exec_size import exec_size_problems
 from forge.templates.seedpaths import seed_path_problem
 
@@ -259,6 +259,10 @@ def plan_lab(spec: LabSpec) -> LabPlan:
                 raise SpecError(f"{base}.capabilities[{k}]",
                                 f"{cap} would let the lab user rewrite root's files in its "
                                 "host; no host may keep it")
+            if cap == SERVICE_MARK_CAP:
+                raise SpecError(f"{base}.capabilities[{k}]",
+                                f"{cap} is reserved: it marks the host's services so that "
+                                "the learner's processes cannot take them over")
         for key in host.environment:
             if not ENV_RE.fullmatch(key):
                 raise SpecError(f"{base}.environment[{key!r}]", "invalid variable name")

@@ -86,6 +86,13 @@ FILE_OWNERSHIP_CAPS: Final = frozenset({
     "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "SETFCAP",
     "LINUX_IMMUTABLE", "MKNOD", "SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO",
 })
+# The capability every service process of a lab keeps and no learner process has: the
+# kernel lets a process read or write another's memory (/proc/PID/mem,
+# process_vm_writev), descriptors or environment only if it holds all of that process's
+# capabilities, so a learner cannot take over a service (same uid, same pid namespace)
+# and outlive the seal inside it. Its own power is harmless (alarm timers that would
+# wake a suspended machine). No host may be approved it.
+SERVICE_MARK_CAP: Final = "WAKE_ALARM"
 READONLY_SEED_DIR: Final = "/opt/forge"
 # ``image: host``: the machine's read-only userland (images.definitions.HOST_USERLAND),
 # for test fixtures and development only; a container naming no image runs on

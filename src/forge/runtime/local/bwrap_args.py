@@ -9,7 +9,11 @@ or, on an image, the host's own overlay of it (see ``rootfs``); the operator's d
 Every lab process runs as the lab's own unprivileged user (``learner``, a uid no other
 lab has, see ``uids``) whose only capabilities are the approved ones, as ambient
 capabilities (uid 0 without capabilities would still own the machine's global sysctls
-and root-owned files), under the default seccomp filter (see ``seccomp``).
+and root-owned files), under the default seccomp filter (see ``seccomp``). A service
+started by the init also keeps ``SERVICE_MARK_CAP``, which no learner process has: the
+kernel refuses a process access to the memory, descriptors and environment of one
+holding a capability it lacks, so the learner (same uid, same pid namespace) can still
+see and signal a service but cannot take it over and outlive the seal inside it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_arg
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import tool
 from forge.runtime.plan import READONLY_DIRS, PlannedHost
+from forge.templates.dsl_limits import SERVICE_MARK_CAP
 from forge.templates.exec_size import COMMAND_VAR, ENV_PREFIX, service_script
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
@@ -180,12 +185,12 @@ def bwrap_argv(
     if not image:  # an image host's root is its own overlay; file permissions guard it
         argv += ["--remount-ro", "/"]
     argv += ["--chdir", "/workspace", "--cap-drop", "ALL"]
-    for cap in sorted({*host.caps, "SETUID", "SETGID", "SETPCAP"}):
+    for cap in sorted({*host.caps, SERVICE_MARK_CAP, "SETUID", "SETGID", "SETPCAP"}):
         argv += ["--cap-add", f"CAP_{cap}"]
     argv += ["--seccomp", str(seccomp_fd), "--args", str(args_fd)]
     argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", "/bin/sh", "-c",
              INIT_SH, "fg-init", service_script(list(host_env(host))),
-             *service_prefix(rootfs), *setpriv_argv(uid, host.caps)]
+             *service_prefix(rootfs), *setpriv_argv(uid, [*host.caps, SERVICE_MARK_CAP])]
     return argv
 
 

@@ -1,0 +1,145 @@
+"""A learner takes over a template service and makes a live check pass without the work.
+
+A host's services run as the lab user, in the same pid namespace as the learner's
+terminal: the learner can see them and signal them (incident-response is graded on
+killing one). Before the service mark, the learner could also write into a service's
+memory through /proc/PID/mem (ptrace itself is refused by seccomp, this kernel has no
+Yama): a service answers what the learner wrote, and a service outlives the seal, so a
+live check graded the learner's forgery. Now every service keeps a capability no learner
+process has (``SERVICE_MARK_CAP``), and the kernel refuses the learner its memory,
+descriptors and environment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
+from forge.runtime.base import SpecError
+from forge.runtime.local import LocalRuntime
+from forge.runtime.plan import plan_lab
+from forge.templates.dsl_limits import SERVICE_MARK_CAP
+from tests.support.one_lab import one_lab
+
+pytestmark = pytest.mark.root
+
+# The service: answers its state on 127.0.0.1:7070; only fixing it (not possible here)
+# would make it answer "hardened".
+SERVICE = r"""import socket
+state = bytearray(b"STATE=vulnerable")
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 7070))
+srv.listen(8)
+while True:
+    conn, _ = srv.accept()
+    conn.sendall(bytes(state) + b"\n")
+    conn.close()
+"""
+
+# The learner's attack: find the service, then rewrite its state through /proc/PID/mem.
+ATTACK = r"""import os, sys
+pid = next(p for p in os.listdir("/proc") if p.isdigit() and
+           b"/srv/service.py" in open(f"/proc/{p}/cmdline", "rb").read()
+           and p != str(os.getpid()))
+print("FOUND", pid)
+os.kill(int(pid), 0)  # it may be signalled (incident-response kills a service)
+for part in ("environ", "mem"):
+    try:
+        open(f"/proc/{pid}/{part}", "rb").close()
+        print("OPENED", part)
+    except PermissionError:
+        print("REFUSED", part)
+try:
+    mem = open(f"/proc/{pid}/mem", "r+b", buffering=0)
+except PermissionError:
+    sys.exit(3)
+for line in open(f"/proc/{pid}/maps"):
+    addr, perms = line.split()[:2]
+    if not perms.startswith("rw"):
+        continue
+    start, end = (int(x, 16) for x in addr.split("-"))
+    try:
+        mem.seek(start)
+        data = mem.read(end - start)
+    except OSError:
+        continue
+    at = data.find(b"STATE=vulnerable")
+    while at >= 0:
+        mem.seek(start + at)
+        mem.write(b"STATE=hardened!!")
+        print("WROTE")
+        at = data.find(b"STATE=vulnerable", at + 1)
+"""
+
+PROBE = ["/usr/bin/python3", "-I", "-c",
+         "import socket; s = socket.create_connection(('127.0.0.1', 7070), 5); "
+         "print(s.recv(64).decode().strip())"]
+
+
+def _spec() -> LabSpec:
+    host = HostSpec("web", networks=[("dmz", "10.94.1.10")],
+                    command="exec python3 -I /srv/service.py",
+                    files={"/srv/service.py": SERVICE})
+    return LabSpec("svc-" + secrets.token_hex(4), [SubnetSpec("dmz", "10.94.1.0/24")],
+                   [host], Limits(memory_mb=256))
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[LocalRuntime, str]]:
+    spec = _spec()
+    with one_lab(tmp_path / "state", spec) as runtime:
+        yield runtime, spec.lab_id
+
+
+def _answer(rt: LocalRuntime, lab_id: str) -> str:
+    for _ in range(50):  # the service may still be binding its port (bounded)
+        res = rt.run_check(lab_id, "web", PROBE, timeout=10)
+        if res.exit_code == 0:
+            return res.stdout_text.strip()
+        rt.exec(lab_id, "web", ["sleep", "0.1"])
+    raise AssertionError(f"service never answered: {res.stderr_text}")
+
+
+def test_learner_cannot_rewrite_a_service_that_outlives_the_seal(
+    lab: tuple[LocalRuntime, str],
+) -> None:
+    rt, lab_id = lab
+    assert _answer(rt, lab_id) == "STATE=vulnerable"
+    rt.exec(lab_id, "web", ["sh", "-c", "cat > /workspace/attack.py"],
+            stdin=ATTACK.encode())
+    res = rt.exec(lab_id, "web", ["python3", "-I", "/workspace/attack.py"], timeout=20)
+    out = res.stdout_text
+    assert "FOUND" in out, res.stderr_text
+    # Seen and signalled, as incident-response needs; its memory and environment refused.
+    assert "REFUSED environ" in out and "REFUSED mem" in out, out
+    assert res.exit_code == 3 and "WROTE" not in out, out
+    rt.seal(lab_id)  # the learner's processes end; the service runs on for live checks
+    assert _answer(rt, lab_id) == "STATE=vulnerable"
+
+
+def test_services_keep_the_mark_and_learners_never_have_it(
+    lab: tuple[LocalRuntime, str],
+) -> None:
+    rt, lab_id = lab
+    _answer(rt, lab_id)
+    script = ("grep CapEff /proc/$(pgrep -fx 'python3 -I /srv/service.py')/status && "
+              "grep CapEff /proc/self/status")
+    lines = rt.exec(lab_id, "web", ["sh", "-c", script]).stdout_text.split("\n")
+    service, learner = (int(line.split()[1], 16) for line in lines if line)
+    mark = 1 << 35  # CAP_WAKE_ALARM
+    assert SERVICE_MARK_CAP == "WAKE_ALARM"
+    assert service == mark and learner == 0
+
+
+def test_no_template_host_may_be_approved_the_mark() -> None:
+    spec = _spec()
+    spec.hosts[0].capabilities.append("cap_wake_alarm")
+    with pytest.raises(SpecError) as err:
+        plan_lab(spec)
+    assert err.value.field == "hosts[0].capabilities[0]"
+    assert "reserved" in str(err.value)
