@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -54,6 +55,8 @@ def test_valid_spawn_runs_lab(orch: Orch) -> None:
     lines = audit_events(orch, event["scenario_id"], until='"to":"running"')
     assert any('"to":"launching"' in line for line in lines)
     assert any('"to":"running"' in line for line in lines)
+    gc.collect()  # its transitions' lock went with them: a node does not keep one per lab
+    assert event["scenario_id"] not in orch.state.locks
 
 
 def test_redelivered_event_is_a_no_op(orch: Orch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,7 +51,10 @@ class OrchestratorState:
     builds: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         64, thread_name_prefix="forge-build"))
     consumers: list[DurableConsumer] = field(default_factory=list)
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # A scenario's lock lives while a transition holds or awaits it, then goes: a plain
+    # dict kept one for every lab the node ever ran.
+    locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary)
     adopted_hosts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     terminals: TerminalSlots = field(default_factory=TerminalSlots)
     node: LabNode | None = None
@@ -83,8 +87,12 @@ class OrchestratorState:
         return node_id is None or self.node is None or node_id == self.node.node_id
 
     def lock_for(self, scenario_id: str) -> asyncio.Lock:
-        """One in-process lock per scenario so its transitions never interleave."""
-        return self.locks.setdefault(scenario_id, asyncio.Lock())
+        """One in-process lock per scenario so its transitions never interleave (the
+        caller keeps it referenced while it holds or awaits it)."""
+        lock = self.locks.get(scenario_id)
+        if lock is None:
+            lock = self.locks[scenario_id] = asyncio.Lock()
+        return lock
 
     async def announce(self, transition: Transition, *, expires_at: str | None = None) -> None:
         """Publish `forge.scenario.<state>`; de-duplicated by scenario and state."""
