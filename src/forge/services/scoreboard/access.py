@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from forge.bus.errors import BusUnavailable
 from forge.errors import ForgeError
 from forge.identity.caller import Caller, resolve_caller
 from forge.services.common.auth import bearer_token
 from forge.services.scoreboard.state import ScoreboardState
 from forge_verify.score import SCENARIO_ID_RE
+from forge_verify.verdict import SCORE_NAME
 
 NOT_FOUND = ForgeError("not_found", 404, "score not found")
 
@@ -57,6 +59,16 @@ def checked_scenario_id(scenario_id: str) -> str:
     return scenario_id
 
 
+def _may_read_score(reader: Reader, scenario_id: str, raw: bytes | None) -> bool:
+    """Whether score.json ``raw`` (None: absent) names ``reader`` as its owner."""
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and reader.may_read(scenario_id, doc.get("tenant_id"),
+                                                     doc.get("subject"))
+
+
 def check_readable(state: ScoreboardState, reader: Reader, scenario_id: str) -> None:
     """404 unless `reader` may read the scenario's results, judged from its score.json
     alone (a few KiB), before anything reads the whole result set: a colleague asking for
@@ -64,11 +76,27 @@ def check_readable(state: ScoreboardState, reader: Reader, scenario_id: str) -> 
     256 MiB. Operators read everything. BusUnavailable propagates (the caller's 503)."""
     if reader.operator:
         return
-    raw = state.scorer.artifacts.read_score(scenario_id)
-    try:
-        doc = json.loads(raw) if raw else None
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict) or not reader.may_read(scenario_id, doc.get("tenant_id"),
-                                                        doc.get("subject")):
+    if not _may_read_score(reader, scenario_id, state.scorer.artifacts.read_score(scenario_id)):
         raise NOT_FOUND
+
+
+def result_store_down() -> ForgeError:
+    """The results live in the JetStream Object Store and the bus is failing over (or
+    down): a retryable 503, like every other bus outage, never a 500."""
+    return ForgeError("bus_unavailable", 503, "the result store (NATS JetStream) is "
+                      "unreachable; retry", headers={"Retry-After": "2"})
+
+
+def owned_results(state: ScoreboardState, reader: Reader, scenario_id: str) -> dict[str, bytes]:
+    """The scenario's result files if `reader` may see them (judged from score.json first,
+    then again from the set read: the set is what is served); 404 otherwise, 503 while
+    the result store is unreachable."""
+    sid = checked_scenario_id(scenario_id)
+    try:
+        check_readable(state, reader, sid)
+        files = state.scorer.artifacts.read(sid)
+    except BusUnavailable:
+        raise result_store_down() from None
+    if not files or not _may_read_score(reader, sid, files.get(SCORE_NAME)):
+        raise NOT_FOUND
+    return files

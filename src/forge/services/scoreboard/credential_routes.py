@@ -24,8 +24,13 @@ from forge.evidence.credentials import (
 )
 from forge.evidence.status_cache import StatusListCache
 from forge.services.common.openapi import errors
-from forge.services.scoreboard.access import Reader, current_reader, scoreboard_state
-from forge.services.scoreboard.routes import _owned_results, _verification
+from forge.services.scoreboard.access import (
+    Reader,
+    current_reader,
+    owned_results,
+    scoreboard_state,
+)
+from forge.services.scoreboard.routes import verification_summary
 from forge.signing.keystore import NoSigningKey, SigningKey
 from forge.store.issued_credentials import find_for_scenario
 from forge_verify.credential import MEDIA_TYPE
@@ -60,12 +65,12 @@ def _status_lists(request: Request) -> StatusListCache:
 
 
 def _issue(request: Request, reader: Reader, scenario_id: str) -> dict[str, Any]:
-    files = _owned_results(request, reader, scenario_id)
+    files = owned_results(scoreboard_state(request), reader, scenario_id)
     refuse_unless_passing(json.loads(files[SCORE_NAME]))
     db = scoreboard_state(request).ctx.db
     row = find_for_scenario(db, scenario_id)
     if row is None:  # first time: the verdict must verify before anything is vouched for
-        check = _verification(request, files)
+        check = verification_summary(request, files)
         if check.get("ok") is not True or check.get("origin") != "proven":
             raise ForgeError("verdict_not_verified", 409, "No credential: this lab's verdict "
                              "does not verify with the platform's keys, so nothing can be "

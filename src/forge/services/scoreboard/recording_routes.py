@@ -9,27 +9,22 @@ replayed is what the verdict covers).
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from forge.bus.errors import BusUnavailable
 from forge.errors import ForgeError
 from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import (
-    NOT_FOUND,
     Reader,
-    check_readable,
-    checked_scenario_id,
     current_reader,
+    owned_results,
     scoreboard_state,
 )
 from forge_verify.bundle import BUNDLE_NAMES, BundleError, parse_manifest, read_bundle, sha256_hex
 from forge_verify.recordings import CAST_MEDIA_TYPE, MEMBER_PREFIX, RECORDING_NAME_RE
-from forge_verify.verdict import SCORE_NAME
 
 router = APIRouter()
 ReaderDep = Annotated[Reader, Depends(current_reader)]
@@ -38,22 +33,7 @@ ReaderDep = Annotated[Reader, Depends(current_reader)]
 def owned_recordings(request: Request, reader: Reader, scenario_id: str) -> dict[str, bytes]:
     """The scenario's recordings that match its manifest, by file name; 404 unless the
     reader may see the scenario's results."""
-    sid = checked_scenario_id(scenario_id)
-    try:
-        check_readable(scoreboard_state(request), reader, sid)  # score.json first
-        files = scoreboard_state(request).scorer.artifacts.read(sid)
-    except BusUnavailable:
-        raise ForgeError("bus_unavailable", 503, "the result store (NATS JetStream) is "
-                         "unreachable; retry", headers={"Retry-After": "2"}) from None
-    if not files or SCORE_NAME not in files:
-        raise NOT_FOUND
-    try:
-        doc = json.loads(files[SCORE_NAME])
-    except ValueError:
-        raise NOT_FOUND from None
-    if not isinstance(doc, dict) or not reader.may_read(sid, doc.get("tenant_id"),
-                                                        doc.get("subject")):
-        raise NOT_FOUND
+    files = owned_results(scoreboard_state(request), reader, scenario_id)
     bundle = next((files[n] for n in BUNDLE_NAMES.values() if n in files), None)
     if bundle is None:
         return {}

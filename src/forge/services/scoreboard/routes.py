@@ -18,11 +18,10 @@ from forge.identity.names import valid_id
 from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import (
-    NOT_FOUND,
     Reader,
-    check_readable,
-    checked_scenario_id,
     current_reader,
+    owned_results,
+    result_store_down,
     scoreboard_state,
 )
 from forge.services.scoreboard.reprocess import failed_event_dict, list_events, reprocess
@@ -42,34 +41,8 @@ ARTIFACT_TYPES = {
 ReaderDep = Annotated[Reader, Depends(current_reader)]
 
 
-def _result_store_down() -> ForgeError:
-    """The results live in the JetStream Object Store and the bus is failing over (or
-    down): a retryable 503, like every other bus outage, never a 500."""
-    return ForgeError("bus_unavailable", 503, "the result store (NATS JetStream) is "
-                      "unreachable; retry", headers={"Retry-After": "2"})
-
-
-def _owned_results(request: Request, reader: Reader, scenario_id: str) -> dict[str, bytes]:
-    """The scenario's result files if the reader may see them; 404 otherwise."""
-    sid = checked_scenario_id(scenario_id)
-    try:
-        check_readable(scoreboard_state(request), reader, sid)  # score.json first
-        files = scoreboard_state(request).scorer.artifacts.read(sid)
-    except BusUnavailable:
-        raise _result_store_down() from None
-    if not files or SCORE_NAME not in files:
-        raise NOT_FOUND
-    try:
-        doc = json.loads(files[SCORE_NAME])
-    except ValueError:
-        raise NOT_FOUND from None
-    if not isinstance(doc, dict) or not reader.may_read(sid, doc.get("tenant_id"),
-                                                        doc.get("subject")):
-        raise NOT_FOUND
-    return files
-
-
-def _verification(request: Request, files: dict[str, bytes]) -> dict[str, Any]:
+def verification_summary(request: Request, files: dict[str, bytes]) -> dict[str, Any]:
+    """What the offline verifier says of a result set, against this installation's keys."""
     bundle = next((n for n in BUNDLE_NAMES.values() if n in files), None)
     if bundle is None or SIG_NAME not in files or PUB_NAME not in files:
         return {"status": "FAIL", "ok": False, "reasons": [
@@ -85,8 +58,9 @@ def _verification(request: Request, files: dict[str, bytes]) -> dict[str, Any]:
 @router.get("/v1/scores/{scenario_id}", tags=["scores"], responses=errors(401, 404, 503))
 async def get_score(scenario_id: str, request: Request, reader: ReaderDep) -> dict[str, Any]:
     """score.json of a scenario plus a verification summary (owner or operator only)."""
-    files = await run_in_threadpool(_owned_results, request, reader, scenario_id)
-    verification = await run_in_threadpool(_verification, request, files)
+    files = await run_in_threadpool(owned_results, scoreboard_state(request), reader,
+                                     scenario_id)
+    verification = await run_in_threadpool(verification_summary, request, files)
     return {"scenario_id": scenario_id, "score": json.loads(files[SCORE_NAME]),
             "verification": verification,
             "artifacts": sorted(n for n in files if n in ARTIFACT_TYPES)}
@@ -100,7 +74,8 @@ async def get_artifact(scenario_id: str, name: str, request: Request,
     if name not in ARTIFACT_TYPES:
         raise ForgeError("not_found", 404, "artifact not found",
                          [{"field": "name", "allowed": sorted(ARTIFACT_TYPES)}])
-    files = await run_in_threadpool(_owned_results, request, reader, scenario_id)
+    files = await run_in_threadpool(owned_results, scoreboard_state(request), reader,
+                                     scenario_id)
     if name not in files:
         raise ForgeError("not_found", 404, "artifact not found")
     return Response(files[name], media_type=ARTIFACT_TYPES[name],
@@ -133,7 +108,7 @@ async def leaderboard(
     try:
         return await run_in_threadpool(index.board, tenant, track, limit)
     except BusUnavailable:
-        raise _result_store_down() from None
+        raise result_store_down() from None
 
 
 class ReprocessRequest(BaseModel):

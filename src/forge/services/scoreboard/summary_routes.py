@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from forge.bus.errors import BusUnavailable
 from forge.evidence.artifact_store import ArtifactStore
 from forge.services.common.openapi import errors
-from forge.services.scoreboard.access import scoreboard_state
+from forge.services.scoreboard.access import result_store_down, scoreboard_state
 from forge.services.scoreboard.leaderboard import parse_score
-from forge.services.scoreboard.routes import OperatorDep, _result_store_down
+from forge.services.scoreboard.routes import OperatorDep
 from forge_verify.score import SCENARIO_ID_RE
 
 router = APIRouter()
@@ -79,5 +79,5 @@ async def score_summaries(body: SummaryRequest, request: Request) -> dict[str, A
     try:
         found = await _read_all(store, body.scenario_ids)
     except BusUnavailable:
-        raise _result_store_down() from None
+        raise result_store_down() from None
     return {"summaries": found}
