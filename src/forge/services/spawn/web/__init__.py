@@ -20,6 +20,7 @@ from forge.services.spawn.web import (
     oidc_pages,
     ops,
     recordings,
+    signin_pages,
     tasks,
     teach,
 )
@@ -39,6 +40,7 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
     registry = templates if templates is not None else TemplateRegistry.load(
         settings.templates_dir)
     app.state.forge_web = WebState(templates=registry, backend=Backend(settings, http))
+    app.include_router(signin_pages.router)
     app.include_router(learner.router)
     app.include_router(ops.router)
     app.include_router(recordings.router)

@@ -22,7 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forge.errors import ForgeError
-from forge.services.spawn.web.render import page
+from forge.services.spawn.web.render import error_page, page
 from forge.services.spawn.web.viewer import Viewer, viewer
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
@@ -210,3 +210,17 @@ def install_error_pages(app: FastAPI) -> None:
 
     app.add_exception_handler(ForgeError, forge_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def as_page(back: str, request: Request | None = None
+             ) -> Callable[[Callable[[], Awaitable[Response]]], Awaitable[Response]]:
+    """Run a page handler; a ForgeError becomes a page for people (with `request`: in plain
+    words, a sign-in redirect for a signed-out GET; without: the message as it is)."""
+    async def run(fn: Callable[[], Awaitable[Response]]) -> Response:
+        try:
+            return await fn()
+        except ForgeError as exc:  # ours, or a service's refusal (BackendError)
+            if request is None:
+                return error_page(exc.status, exc.message, back=back)
+            return await page_for(request, exc, back)
+    return run

@@ -1,4 +1,4 @@
-"""Learner pages: sign in, pick a track, the lab (task, hosts, timer, terminal, submit, results).
+"""Learner pages: pick a track, the lab (task, hosts, timer, terminal, submit, results).
 
 Server-rendered; every form POST is same-origin and CSRF-checked; the only JavaScript is
 static files (status polling, countdown, terminal). Scenario pages are owner-only (404 else).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,44 +17,30 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom.assignments import my_assignments
-from forge.entitlements.resolve import EntitlementError, resolve_entitlement, verify_receipt
+from forge.entitlements.resolve import EntitlementError, resolve_entitlement
 from forge.errors import ForgeError
 from forge.grading.watched_checks import watched
-from forge.identity.apikeys import verify_api_key
-from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
+from forge.identity.caller import Caller
 from forge.lifecycle.store import ScenarioRow
 from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.tracks import grouped, startable
-from forge.services.spawn.web.account import purchase_offer
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.credential import credential_offer
-from forge.services.spawn.web.errors import (
-    human_message,
-    page_for,
-    safe_next,
-    signin_url,
-)
+from forge.services.spawn.web.errors import as_page, human_message, signin_url
 from forge.services.spawn.web.recordings import recording_names, with_player
-from forge.services.spawn.web.render import error_page, page, render_markdown
+from forge.services.spawn.web.render import page, render_markdown
 from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
 from forge.services.spawn.web.security import (
-    KEY_COOKIE,
-    OPS_COOKIE,
-    RECEIPT_COOKIE,
     check_csrf,
     check_same_origin,
-    clear_cookie,
     csrf_token,
-    learner_session,
     read_form,
     security_headers,
     session_value,
-    set_cookie,
 )
-from forge.services.spawn.web.signout import end_terminals
 from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
 from forge.services.spawn.web.tasks import hint_charge, hints_view
 from forge.services.spawn.web.viewer import receipt_cookie, signed_in, viewer
@@ -66,94 +51,6 @@ router = APIRouter(include_in_schema=False)
 EXTEND_WINDOW = timedelta(minutes=10)
 FINISHED = ("completed", "failed", "expired", "deleted")
 SUBMIT_SETTLE_STEPS = 30
-
-
-def _as_page(back: str, request: Request | None = None
-             ) -> Callable[[Callable[[], Awaitable[Response]]], Awaitable[Response]]:
-    """Run a page handler; a ForgeError becomes a page for people (with `request`: in plain
-    words, a sign-in redirect for a signed-out GET; without: the message as it is)."""
-    async def run(fn: Callable[[], Awaitable[Response]]) -> Response:
-        try:
-            return await fn()
-        except ForgeError as exc:  # ours, or a service's refusal (BackendError)
-            if request is None:
-                return error_page(exc.status, exc.message, back=back)
-            return await page_for(request, exc, back)
-    return run
-
-
-@router.get("/")
-async def home(request: Request) -> Response:
-    """Signed in: the track list; otherwise the sign-in page."""
-    target = "/tracks" if await signed_in(request) else "/signin"
-    return RedirectResponse(target, status_code=303)
-
-
-@router.get("/signin")
-async def signin_page(request: Request) -> Response:
-    """The sign-in form (API key or receipt); `next` is where a successful sign-in goes."""
-    return page("signin.html", {"title": "Sign in", "viewer": await viewer(request),
-                                "next": safe_next(request.query_params.get("next")),
-                                "purchase": await purchase_offer(request)})
-
-
-@router.post("/signin")
-async def signin(request: Request) -> Response:
-    """Verify an API key or a receipt, then set an unscoped learner session."""
-    async def run() -> Response:
-        check_same_origin(request)
-        form = await read_form(request)
-        state = spawn_state(request)
-        settings = state.settings
-        api_key, receipt = form.get("api_key", ""), form.get("receipt", "")
-        claims: dict[str, Any] | None = None
-        if api_key:
-            record = await run_in_threadpool(verify_api_key, state.ctx.db, api_key)
-            if record is None:
-                raise ForgeError("invalid_api_key", 401, "api_key: unknown or revoked API key")
-            tenant, subject = record.tenant_id, record.subject
-        elif receipt:
-            try:
-                claims = verify_receipt(settings, receipt)
-            except EntitlementError:
-                raise ForgeError("receipt_refused", 401, "receipt: this receipt cannot be "
-                                 "used: it has expired or it was changed") from None
-            learner = receipt_subject(claims)
-            if learner is None:
-                # No learner, or one named by whoever bought it (not proven): never a sign-in.
-                why = "does not prove its learner" if claims.get("sub") else "names no learner"
-                raise ForgeError("receipt_without_learner", 400,
-                                 f"receipt: this receipt {why}; sign in with an API key")
-            tenant, subject = str(claims["tenant_id"]), learner
-        else:
-            raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
-        response = RedirectResponse(safe_next(form.get("next")), status_code=303)
-        set_cookie(response, request, SESSION_COOKIE,
-                   learner_session(settings, tenant, subject), 8 * 3600)
-        if claims is not None:
-            set_cookie(response, request, RECEIPT_COOKIE, receipt, 8 * 3600)
-        else:
-            clear_cookie(response, request, RECEIPT_COOKIE)
-        return response
-    return await _as_page("/signin", request)(run)
-
-
-@router.post("/signout")
-async def signout(request: Request) -> Response:
-    """End the learner session (same-origin POST carrying the session's CSRF token): the
-    session is refused from now on and every terminal it opened, here and on the lab nodes,
-    is closed. The purchase kept in this browser stays (the sign-in page offers to continue
-    with it, or to forget it); a new sign-in key not yet shown is dropped."""
-    check_same_origin(request)
-    form = await read_form(request)
-    if session_value(request):
-        check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
-    await end_terminals(request)
-    response = RedirectResponse("/signin", status_code=303)
-    clear_cookie(response, request, SESSION_COOKIE)
-    clear_cookie(response, request, KEY_COOKIE)
-    clear_cookie(response, request, OPS_COOKIE)  # an operator role from single sign-on too
-    return response
 
 
 def _recent(request: Request, caller: Caller) -> list[Scenario]:
@@ -208,7 +105,7 @@ async def spawn_lab(request: Request) -> Response:
                                  receipt=receipt_cookie(request),
                                  assignment=form.get("assignment_id"))
         return RedirectResponse(f"/lab/{answer.body['scenario_id']}", status_code=303)
-    return await _as_page("/tracks", request)(run)
+    return await as_page("/tracks", request)(run)
 
 
 def _remaining_s(row: ScenarioRow) -> int | None:
@@ -278,7 +175,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "csrf": csrf_token(settings, session_value(request) or ""),
             **_result_context(row, result),
         }, terminal=row.state == "running")
-    return await _as_page("/tracks", request)(run)
+    return await as_page("/tracks", request)(run)
 
 
 EXTEND_STEP_MIN = 15
@@ -324,7 +221,7 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
             **_result_context(row, result),
             "recordings": await recording_names(request, row.scenario_id),
         }))
-    return await _as_page(f"/lab/{scenario_id}", request)(run)
+    return await as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.get("/lab/{scenario_id}/status")
@@ -363,7 +260,7 @@ async def lab_submit(scenario_id: str, request: Request) -> Response:
                 break
             await asyncio.sleep(0.1)
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
-    return await _as_page(f"/lab/{scenario_id}", request)(run)
+    return await as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.post("/lab/{scenario_id}/extend")
@@ -381,7 +278,7 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
             row.node_id, row.node_url, "POST", f"/v1/scenarios/{row.scenario_id}/extend",
             json={"minutes": int(raw)})
         return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
-    return await _as_page(f"/lab/{scenario_id}", request)(run)
+    return await as_page(f"/lab/{scenario_id}", request)(run)
 
 
 @router.get("/lab/{scenario_id}/artifacts/{name}")

@@ -1,0 +1,109 @@
+"""Sign-in and sign-out pages: an API key or a receipt starts a learner session; signing
+out revokes it and ends its terminals (``signout``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from forge.entitlements.resolve import EntitlementError, verify_receipt
+from forge.errors import ForgeError
+from forge.identity.apikeys import verify_api_key
+from forge.identity.caller import SESSION_COOKIE, receipt_subject
+from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.web.account import purchase_offer
+from forge.services.spawn.web.errors import as_page, safe_next
+from forge.services.spawn.web.render import page
+from forge.services.spawn.web.security import (
+    KEY_COOKIE,
+    OPS_COOKIE,
+    RECEIPT_COOKIE,
+    check_csrf,
+    check_same_origin,
+    clear_cookie,
+    learner_session,
+    read_form,
+    session_value,
+    set_cookie,
+)
+from forge.services.spawn.web.signout import end_terminals
+from forge.services.spawn.web.viewer import signed_in, viewer
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    """Signed in: the track list; otherwise the sign-in page."""
+    target = "/tracks" if await signed_in(request) else "/signin"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/signin")
+async def signin_page(request: Request) -> Response:
+    """The sign-in form (API key or receipt); `next` is where a successful sign-in goes."""
+    return page("signin.html", {"title": "Sign in", "viewer": await viewer(request),
+                                "next": safe_next(request.query_params.get("next")),
+                                "purchase": await purchase_offer(request)})
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    """Verify an API key or a receipt, then set an unscoped learner session."""
+    async def run() -> Response:
+        check_same_origin(request)
+        form = await read_form(request)
+        state = spawn_state(request)
+        settings = state.settings
+        api_key, receipt = form.get("api_key", ""), form.get("receipt", "")
+        claims: dict[str, Any] | None = None
+        if api_key:
+            record = await run_in_threadpool(verify_api_key, state.ctx.db, api_key)
+            if record is None:
+                raise ForgeError("invalid_api_key", 401, "api_key: unknown or revoked API key")
+            tenant, subject = record.tenant_id, record.subject
+        elif receipt:
+            try:
+                claims = verify_receipt(settings, receipt)
+            except EntitlementError:
+                raise ForgeError("receipt_refused", 401, "receipt: this receipt cannot be "
+                                 "used: it has expired or it was changed") from None
+            learner = receipt_subject(claims)
+            if learner is None:
+                # No learner, or one named by whoever bought it (not proven): never a sign-in.
+                why = "does not prove its learner" if claims.get("sub") else "names no learner"
+                raise ForgeError("receipt_without_learner", 400,
+                                 f"receipt: this receipt {why}; sign in with an API key")
+            tenant, subject = str(claims["tenant_id"]), learner
+        else:
+            raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
+        response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+        set_cookie(response, request, SESSION_COOKIE,
+                   learner_session(settings, tenant, subject), 8 * 3600)
+        if claims is not None:
+            set_cookie(response, request, RECEIPT_COOKIE, receipt, 8 * 3600)
+        else:
+            clear_cookie(response, request, RECEIPT_COOKIE)
+        return response
+    return await as_page("/signin", request)(run)
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    """End the learner session (same-origin POST carrying the session's CSRF token): the
+    session is refused from now on and every terminal it opened, here and on the lab nodes,
+    is closed. The purchase kept in this browser stays (the sign-in page offers to continue
+    with it, or to forget it); a new sign-in key not yet shown is dropped."""
+    check_same_origin(request)
+    form = await read_form(request)
+    if session_value(request):
+        check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+    await end_terminals(request)
+    response = RedirectResponse("/signin", status_code=303)
+    clear_cookie(response, request, SESSION_COOKIE)
+    clear_cookie(response, request, KEY_COOKIE)
+    clear_cookie(response, request, OPS_COOKIE)  # an operator role from single sign-on too
+    return response
