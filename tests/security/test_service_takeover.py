@@ -1,4 +1,4 @@
-"""A learner takes over a template service and makes a live check pass without the work.
+"""A learner takes over a template service, or steers one, to pass a check after the seal.
 
 A host's services run as the lab user, in the same pid namespace as the learner's
 terminal: the learner can see them and signal them (incident-response is graded on
@@ -143,3 +143,25 @@ def test_no_template_host_may_be_approved_the_mark() -> None:
         plan_lab(spec)
     assert err.value.field == "hosts[0].capabilities[0]"
     assert "reserved" in str(err.value)
+
+
+# A process that outlives the seal (played by a service: one a template lets the learner
+# steer, e.g. a watchdog restarting a script under /home) rewrites the answer all along.
+REWRITER = ("i=0; while :; do i=$((i+1)); echo $i > /workspace/answer.tmp; "
+            "mv /workspace/answer.tmp /workspace/answer.txt; sleep 0.02; done")
+
+
+def test_checks_after_the_seal_read_one_snapshot(tmp_path: Path) -> None:
+    host = HostSpec("web", networks=[("dmz", "10.94.1.10")], command=REWRITER)
+    spec = LabSpec("svc-" + secrets.token_hex(4), [SubnetSpec("dmz", "10.94.1.0/24")],
+                   [host], Limits(memory_mb=256))
+    read = ["/bin/cat", "/workspace/answer.txt"]
+    with one_lab(tmp_path / "state", spec) as rt:
+        before = rt.run_check(spec.lab_id, "web", read).stdout_text
+        rt.exec(spec.lab_id, "web", ["sleep", "0.2"])
+        assert before != rt.run_check(spec.lab_id, "web", read).stdout_text  # it runs
+        rt.seal(spec.lab_id)
+        first = rt.run_check(spec.lab_id, "web", read).stdout_text
+        for _ in range(3):
+            rt.run_check(spec.lab_id, "web", ["/bin/sleep", "0.1"])
+            assert rt.run_check(spec.lab_id, "web", read).stdout_text == first

@@ -257,7 +257,9 @@ class Runtime(abc.ABC):
         has, in a pid namespace where no lab process is visible (and from which none is
         visible to the lab), and sees the host's writable trees as a snapshot holding
         only regular files and directories (no FIFO, socket, device, or link leading out
-        of the trees; files size-capped). Expected values belong in ``stdin``.
+        of the trees; files size-capped). Once the lab is sealed, every check of a host
+        reads the same snapshot, taken at its first: what runs on after the seal cannot
+        change the answers between checks. Expected values belong in ``stdin``.
         """
 
     def destroy_many(self, lab_ids: builtins.list[str]) -> None:

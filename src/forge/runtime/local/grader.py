@@ -8,7 +8,8 @@ A check runs in a sandbox of its own that shares only the host's network namespa
 - its pid namespace is a child of the machine's, not of the host's, so no lab process
   can see it (nor its argv, environment or stdin) and it sees no lab process;
 - its /home, /workspace and /srv are a read-only *snapshot* of the host's trees, taken
-  by the platform: regular files and directories only, every file opened without
+  by the platform (once the lab is sealed, one per host, at its first check, read by all
+  of them: ``sealed_snapshot``): regular files and directories only, every file opened without
   following links and without blocking, size-capped. A FIFO, socket or device is left
   out (a check reading it finds no file); a symbolic link is kept only when it resolves,
   link by link inside the three trees, to a regular file, whose bytes are then copied;
@@ -240,6 +241,34 @@ def not_run(why: str) -> ExecResult:
     return ExecResult(exit_code=NOT_RUN_EXIT, stdout=b"", stderr=err, stdout_sha256=empty,
                       stderr_sha256=hashlib.sha256(err).hexdigest(), stdout_size=0,
                       stderr_size=len(err), truncated=False, duration_s=0.0, timed_out=False)
+
+
+SEALED_TRUNCATED = "truncated"  # in a kept snapshot's top, beside (not in) its trees
+
+
+def sealed_snapshot(data_dir: str, grader_dir: str, host: str) -> tuple[str, str | None]:
+    """The snapshot every check of ``host`` reads once its lab is sealed, and why it is
+    incomplete (None: it is not). Taken at the host's first check after the seal and kept
+    to teardown: nothing still running then (a service, or what a service started for the
+    learner) can change the answers one check reads after another check ran, say after
+    watching where it connected. Two first checks at once each take one; the first kept
+    wins and the other is removed."""
+    final = os.path.join(grader_dir, f"sealed-{host}")
+    if not os.path.isdir(final):
+        taking = os.path.join(grader_dir, f"taking-{host}-{os.urandom(8).hex()}")
+        truncated = take_snapshot(data_dir, taking).truncated
+        if truncated is not None:
+            with open(os.path.join(taking, SEALED_TRUNCATED), "x", encoding="utf-8") as fh:
+                fh.write(truncated)
+        try:
+            os.rename(taking, final)
+        except OSError:  # another first check kept its own
+            remove_snapshot(taking)
+    try:
+        with open(os.path.join(final, SEALED_TRUNCATED), encoding="utf-8") as fh:
+            return final, fh.read()
+    except FileNotFoundError:
+        return final, None
 
 
 def remove_snapshot(dest: str) -> None:

@@ -3,7 +3,8 @@
 Every learner process (an exec or a terminal) runs in a leaf cgroup of its own under the
 host (``x…``, ``t…``), entered with the host's approved capabilities only; ``seal`` kills
 those leaves (the host's services, in ``init``, keep running) and refuses new ones; a
-grading check runs in a fresh grader sandbox on a snapshot (``grader``). Everything is
+grading check runs in a fresh grader sandbox on a snapshot (``grader``): its own while
+the lab runs, the host's one sealed snapshot once it is sealed. Everything is
 found from the lab's recorded metadata, so another runtime instance serves it too.
 """
 
@@ -35,6 +36,7 @@ from forge.runtime.local.grader import (
     grader_argv,
     not_run,
     remove_snapshot,
+    sealed_snapshot,
     take_snapshot,
 )
 from forge.runtime.local.host_dirs import host_paths
@@ -245,12 +247,18 @@ class LabAccess:
         info = self._host_info(lab_id, host)
         self._init_pid(lab_id, host)  # the host must be up
         paths = host_paths(self.names, lab_id, host)
-        snap = os.path.join(self.names.lab_dir(lab_id), "grader", uuid.uuid4().hex)
+        grader_dir = os.path.join(self.names.lab_dir(lab_id), "grader")
+        sealed = os.path.exists(self._sealed_marker(lab_id))
+        snap = os.path.join(grader_dir, uuid.uuid4().hex)  # a live lab's: this check's own
         leaf = self._leaf(lab_id, host, "g")
         env = check_env(info.env)
         fds = _sandbox_fds([], env)
         try:
-            if (truncated := take_snapshot(paths.data_dir, snap).truncated) is not None:
+            if sealed:
+                snap, truncated = sealed_snapshot(paths.data_dir, grader_dir, host)
+            else:
+                truncated = take_snapshot(paths.data_dir, snap).truncated
+            if truncated is not None:
                 return not_run(truncated)  # it could find absent what is there: it fails
             root = merged_root(paths.data_dir) if info.image else info.rootfs
             full = grader_argv(
@@ -283,7 +291,8 @@ class LabAccess:
             _close(fds)
             with contextlib.suppress(OSError):
                 self.cgroups.remove(*leaf)
-            remove_snapshot(snap)
+            if not sealed:
+                remove_snapshot(snap)
 
     def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> LocalTty:
         """A login shell on a PTY inside the host, closed when the lab is destroyed."""
