@@ -200,7 +200,8 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
     csv_text = got.text
     assert f'filename="{seeded.cohort_a}.csv"' in got.headers["content-disposition"]
-    table = list(csv.DictReader(io.StringIO(got.text)))
+    assert got.content.startswith(b"\xef\xbb\xbf")  # a BOM: Excel then reads UTF-8
+    table = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
     assert len(table) == 8
     by = {(r["assignment_id"], r["learner"]): r for r in table}
     leo = by[(seeded.a1, "leo")]

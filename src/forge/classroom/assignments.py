@@ -35,6 +35,23 @@ def _invalid(field: str, problem: str) -> ForgeError:
                       [{"field": field, "problem": problem}])
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def check_time(field: str, at: datetime) -> None:
+    """422 naming `field` unless `at` has a time zone and lies in 2000-2099 (UTC): the
+    spawn policy counts seconds from 1970, and a year 1 or 9999 time has no UTC form."""
+    if at.tzinfo is None:
+        raise _invalid(field, "times need a time zone, e.g. 2026-12-01T09:00:00Z")
+    try:
+        ok = EARLIEST <= at.astimezone(UTC) < LATEST
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise _invalid(field, "a time from 2000 to 2099 (UTC)")
+
+
 def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id: str,
                       opens_at: datetime, closes_at: datetime, attempts_allowed: int,
                       hints_allowed: bool, known_templates: Collection[str]) -> Assignment:
@@ -44,8 +61,8 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
         managed_cohort(sess, who, cohort_id)
         if template_id not in known_templates:
             raise _invalid("template_id", "not a lab of this platform (see GET /v1/tracks)")
-        if opens_at.tzinfo is None or closes_at.tzinfo is None:
-            raise _invalid("opens_at", "times need a time zone, e.g. 2026-12-01T09:00:00Z")
+        for field, at in (("opens_at", opens_at), ("closes_at", closes_at)):
+            check_time(field, at)
         if closes_at <= opens_at:
             raise _invalid("closes_at", "must be after opens_at")
         if not 1 <= attempts_allowed <= MAX_ATTEMPTS:

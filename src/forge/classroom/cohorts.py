@@ -95,12 +95,14 @@ def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None =
     """A new cohort of `who`'s tenant, managed by `who` (403 for a learner)."""
     need_staff_role(who)
     name = name.strip() if isinstance(name, str) else ""
-    if not name or len(name) > MAX_NAME:
+    if not name or len(name) > MAX_NAME or not name.isprintable():
         raise ForgeError("validation_error", 422, "invalid request: name",
-                         [{"field": "name", "problem": f"1-{MAX_NAME} characters"}])
-    if idp_group is not None and not (0 < len(idp_group) <= MAX_GROUP):
+                         [{"field": "name", "problem": f"1-{MAX_NAME} printable characters"}])
+    if idp_group is not None and not (0 < len(idp_group) <= MAX_GROUP
+                                      and idp_group.isprintable()):
         raise ForgeError("validation_error", 422, "invalid request: idp_group",
-                         [{"field": "idp_group", "problem": f"1-{MAX_GROUP} characters"}])
+                         [{"field": "idp_group",
+                           "problem": f"1-{MAX_GROUP} printable characters"}])
     cohort = Cohort(cohort_id=new_id("coh"), tenant_id=who.tenant_id, name=name,
                     created_by=who.subject, idp_group=idp_group, created_at=datetime.now(UTC))
     with db.session() as sess:
@@ -140,6 +142,7 @@ def add_instructor(db: Database, who: Manager, cohort_id: str, subject: str) -> 
     """Let another person of the tenant manage this cohort too."""
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
+        lock_name(sess.connection(), f"cohort/{cohort_id}")  # two adds of one person at once
         if sess.get(CohortStaff, (cohort_id, subject)) is None:
             sess.add(CohortStaff(cohort_id=cohort_id, subject=subject))
 

@@ -23,6 +23,7 @@ TEXTS = {
     404: "No such resource visible to this caller",
     409: "The resource's state does not allow this now",
     413: "The request body is larger than the configured limit",
+    415: "The body is not of the media type this route reads (Content-Type)",
     422: "A parameter or the body failed validation",
     429: "A rate or concurrency quota is exhausted (see Retry-After)",
     502: "A service this one depends on answered wrongly",

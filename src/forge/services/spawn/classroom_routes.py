@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, cohorts
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
+from forge.errors import ForgeError
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.caller_deps import current_manager as _manager
@@ -142,7 +143,7 @@ async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Req
     return {"cohort_id": cohort_id, "instructor": body.subject}
 
 
-@router.post("/v1/cohorts/{cohort_id}/enrolments", responses=errors(401, 403, 404),
+@router.post("/v1/cohorts/{cohort_id}/enrolments", responses=errors(401, 403, 404, 415),
              openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {
                  "schema": {"type": "string", "maxLength": MAX_BYTES}}}}})
 async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
@@ -150,6 +151,11 @@ async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     `subject` header; at most 2000 lines and 256 KiB). A bad line is named (422
     `csv_invalid`) and nobody is enrolled."""
     who = await _manager(request)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "text/csv":
+        raise ForgeError("unsupported_media_type", 415, "Content-Type: send the roster as "
+                         f"text/csv, not {kind[:60] or 'no type'}",
+                         [{"field": "content-type"}])
     db = spawn_state(request).ctx.db
     data = await request.body()
 

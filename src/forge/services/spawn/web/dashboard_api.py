@@ -21,10 +21,11 @@ router = APIRouter(tags=["classroom"])
 
 
 def csv_response(figures: dict[str, Any]) -> Response:
-    """The dashboard as a CSV download named after its cohort id."""
+    """The dashboard as a CSV download named after its cohort id (with a byte-order mark:
+    Excel reads a CSV without one in the machine's legacy code page, garbling names)."""
     headers = security_headers()
     headers["Content-Disposition"] = f'attachment; filename="{figures["cohort_id"]}.csv"'
-    return Response(dashboard_csv(figures), media_type="text/csv; charset=utf-8",
+    return Response("\ufeff" + dashboard_csv(figures), media_type="text/csv; charset=utf-8",
                     headers=headers)
 
 

@@ -44,7 +44,7 @@ from forge.services.spawn.web.security import (
     session_value,
 )
 from forge.services.spawn.web.state import web_state
-from forge.services.spawn.web.teach import _utc
+from forge.services.spawn.web.teach import form_time
 from forge.services.spawn.web.viewer import signed_in, viewer
 from forge.store.db import Database
 from forge.tokens import LTI_DEEP_LINK, TokenError, verify_token
@@ -104,8 +104,8 @@ async def pick(request: Request) -> Response:
         if not (attempts.isascii() and attempts.isdigit()):
             raise ForgeError("validation_error", 422, "attempts_allowed: a whole number",
                              [{"field": "attempts_allowed"}])
-        opens = _utc("opens_at", form.get("opens_at", ""))
-        closes = _utc("closes_at", form.get("closes_at", ""))
+        opens = form_time("opens_at", form.get("opens_at", ""))
+        closes = form_time("closes_at", form.get("closes_at", ""))
         row = await run_in_threadpool(lambda: assignments.create_assignment(
             state.ctx.db, who, str(claims["cohort_id"]), template_id=form.get("template_id", ""),
             opens_at=opens, closes_at=closes, attempts_allowed=int(attempts),

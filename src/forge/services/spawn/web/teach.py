@@ -74,14 +74,16 @@ async def teach_page(request: Request) -> Response:
         return await page_for(request, exc, "/tracks")
 
 
-def _utc(field: str, value: str) -> datetime:
+def form_time(field: str, value: str) -> datetime:
     """A form's date and time (`2026-12-01T09:00`, read as UTC unless it names a zone)."""
     try:
         parsed = datetime.fromisoformat(value)
-        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except ValueError:
         raise ForgeError("validation_error", 422, f"{field}: a date and time such as "
                          "2026-12-01T09:00 (UTC)", [{"field": field}]) from None
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    assignments.check_time(field, parsed)
+    return parsed.astimezone(UTC)
 
 
 async def _post(request: Request,
@@ -145,7 +147,7 @@ async def assign(cohort_id: str, request: Request) -> Response:
         if not (attempts.isascii() and attempts.isdigit()):
             raise ForgeError("validation_error", 422, "attempts_allowed: a whole number",
                              [{"field": "attempts_allowed"}])
-        opens, closes = _utc("opens_at", form.get("opens_at", "")), _utc(
+        opens, closes = form_time("opens_at", form.get("opens_at", "")), form_time(
             "closes_at", form.get("closes_at", ""))
         await run_in_threadpool(lambda: assignments.create_assignment(
             state.ctx.db, who, cohort_id, template_id=form.get("template_id", ""),
