@@ -12,6 +12,7 @@ descriptors and environment.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
 from forge.runtime.base import SpecError
-from forge.runtime.local import LocalRuntime
+from forge.runtime.local import LocalRuntime, landlock
 from forge.runtime.plan import plan_lab
 from forge.templates.dsl_limits import SERVICE_MARK_CAP
 from tests.support.one_lab import one_lab
@@ -165,3 +166,86 @@ def test_checks_after_the_seal_read_one_snapshot(tmp_path: Path) -> None:
         for _ in range(3):
             rt.run_check(spec.lab_id, "web", ["/bin/sleep", "0.1"])
             assert rt.run_check(spec.lab_id, "web", read).stdout_text == first
+
+
+def test_a_service_that_dropped_the_mark_is_still_out_of_reach(tmp_path: Path) -> None:
+    """A service loses the mark when it exec's a program with file capabilities (iputils
+    ping) or drops its capabilities itself: the learner's own Landlock domain still keeps
+    its memory out of reach (where the kernel has Landlock ABI 6)."""
+    if not landlock.domain_supported():
+        pytest.skip("this kernel has no Landlock ABI 6 (Linux 6.12): the learner is kept "
+                    "out of a service only while it keeps the mark")
+    host = HostSpec("web", networks=[("dmz", "10.94.1.10")],
+                    command="exec setpriv --inh-caps=-all --ambient-caps=-all "
+                            "python3 -I /srv/service.py",
+                    files={"/srv/service.py": SERVICE})
+    spec = LabSpec("svc-" + secrets.token_hex(4), [SubnetSpec("dmz", "10.94.1.0/24")],
+                   [host], Limits(memory_mb=256))
+    with one_lab(tmp_path / "state", spec) as rt:
+        assert _answer(rt, spec.lab_id) == "STATE=vulnerable"
+        caps = rt.exec(spec.lab_id, "web", ["sh", "-c", "grep CapPrm /proc/$(pgrep -fx "
+                                            "'python3 -I /srv/service.py')/status"])
+        assert caps.stdout_text.split() == ["CapPrm:", "0000000000000000"]  # no mark
+        rt.exec(spec.lab_id, "web", ["sh", "-c", "cat > /workspace/attack.py"],
+                stdin=ATTACK.encode())
+        res = rt.exec(spec.lab_id, "web", ["python3", "-I", "/workspace/attack.py"])
+        assert "REFUSED mem" in res.stdout_text and res.exit_code == 3, res.stdout_text
+        # The learner's processes hold none of the descriptors the runtime entered with.
+        fds = rt.exec(spec.lab_id, "web", ["ls", "-l", "/proc/self/fd"]).stdout_text
+        assert not re.search(r"(mnt|uts|ipc|net|pid):\[|-> /$", fds, re.M), fds
+        rt.seal(spec.lab_id)
+        assert _answer(rt, spec.lab_id) == "STATE=vulnerable"
+
+
+CORE = r"""import os, resource, signal, subprocess
+pid = int(subprocess.run(["pgrep", "-fx", "python3 -I /srv/service.py"],
+                         capture_output=True, text=True).stdout.split()[0])
+try:
+    resource.prlimit(pid, resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2)
+    print("RAISED")
+except (ValueError, PermissionError):
+    print("REFUSED")
+print("LIMIT", *resource.prlimit(pid, resource.RLIMIT_CORE))
+os.kill(pid, signal.SIGSEGV)
+"""
+
+
+def test_a_crashed_service_leaves_no_core_for_the_learner(
+    lab: tuple[LocalRuntime, str],
+) -> None:
+    """The learner (same uid) may set a service's limits and signal it: a core dump of it
+    would put its memory and environment in /workspace. Services have none, hard limit
+    included."""
+    rt, lab_id = lab
+    _answer(rt, lab_id)
+    rt.exec(lab_id, "web", ["sh", "-c", "cat > /workspace/core.py"], stdin=CORE.encode())
+    res = rt.exec(lab_id, "web", ["python3", "-I", "/workspace/core.py"])
+    assert res.stdout_text.split() == ["REFUSED", "LIMIT", "0", "0"], (
+        res.stdout_text + res.stderr_text)
+    rt.exec(lab_id, "web", ["sleep", "0.5"])
+    left = rt.exec(lab_id, "web", ["sh", "-c", "ls /workspace /srv /home /tmp"]).stdout_text
+    assert "core" not in left.replace("core.py", ""), left
+
+
+PTRACE = r"""import ctypes, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+pid = int(subprocess.run(["pgrep", "-fx", "python3 -I /srv/service.py"],
+                         capture_output=True, text=True).stdout.split()[0])
+print("ATTACHED" if libc.ptrace(16, pid, None, None) == 0 else "REFUSED")
+"""
+
+
+def test_a_host_approved_sys_ptrace_lets_its_learner_attach_to_its_service(
+    tmp_path: Path,
+) -> None:
+    """What the capabilities gate grants an advanced lab (a debugger on the host's
+    services) holds on every kernel: such a host's learner processes get no domain."""
+    host = HostSpec("web", networks=[("dmz", "10.94.1.10")], capabilities=["SYS_PTRACE"],
+                    command="exec python3 -I /srv/service.py",
+                    files={"/srv/service.py": SERVICE})
+    spec = LabSpec("svc-" + secrets.token_hex(4), [SubnetSpec("dmz", "10.94.1.0/24")],
+                   [host], Limits(memory_mb=256))
+    with one_lab(tmp_path / "state", spec) as rt:
+        _answer(rt, spec.lab_id)
+        res = rt.exec(spec.lab_id, "web", ["python3", "-I", "-c", PTRACE])
+        assert res.stdout_text.strip() == "ATTACHED", res.stdout_text + res.stderr_text

@@ -53,7 +53,9 @@ JOIN_SH = (
 # without one ends the sandbox), starts the service as the lab user ("$@" is the setpriv
 # prefix, after the root's ``env --default-signal`` where it has the option: it undoes the
 # SIGINT/SIGQUIT ignore the shell gives a background command, see ``service_signals``),
-# then idles holding the namespaces. The idler stays uid 0 (with bwrap's few
+# then idles holding the namespaces. Services start with no core dumps, hard limit
+# included (the learner, same uid, may raise a service's soft limit and crash it: its core
+# would land in /workspace with the service's memory). The idler stays uid 0 (with bwrap's few
 # capabilities) so the lab user cannot kill it, even with ``kill -9 -1``; no-new-privs is
 # already set by bwrap.
 # Start lines: ``go`` runs the command given at build (a fresh lab); ``env SCRIPT`` runs
@@ -63,6 +65,7 @@ JOIN_SH = (
 # scenario is known only when claimed: its values travel in the pipe, never in an argv);
 # ``run`` starts nothing (a pool lab's host without a service).
 INIT_SH = (
+    'ulimit -c 0 || exit 1; '
     f'cmd=${COMMAND_VAR}; unset {COMMAND_VAR}; svc=$1; shift; '
     'echo ready; exec 1>&2; IFS= read -r go || exit 1; exec 0</dev/null; '
     "nl='\n'; "

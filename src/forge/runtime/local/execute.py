@@ -1,16 +1,19 @@
 """Run a command inside a host: enter its namespaces, drop capabilities, capture output.
 
 The command line is: join the exec's own leaf cgroup (so the whole process tree can be
-found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces (nsenter
-keeps the caller's full capabilities), then ``bwrap`` over the host's own root only to
-load the lab's seccomp filter, then ``setpriv`` to become the lab user with only the
-approved capabilities and no-new-privs, then the lab user's ``/bin/sh`` sets the host
-environment and runs the command. The environment's values never appear on a command line
-(nsenter waits for the command as long as it runs, and any local user can read its argv):
-they are bwrap options read from a descriptor (``bwrap_fds``), each under a ``FGE_`` name,
-so the root steps before the privilege drop (bwrap, setpriv) run with the fixed PATH and
-nothing a template or learner chose (a PATH entry the learner can write, LD_PRELOAD): only
-the lab user's shell renames them to the host's names (``env_sh``).
+found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces and root
+(nsenter keeps the caller's full capabilities) through descriptors the runtime opened
+(``open_host``: the process starts in a Landlock domain of its own, see ``landlock``,
+which may not open another process's /proc entries), bash closing those descriptors,
+then ``bwrap`` over the host's own root only to load the lab's seccomp filter, then
+``setpriv`` to become the lab user with only the approved capabilities and no-new-privs,
+then the lab user's ``/bin/sh`` sets the host environment and runs the command. The
+environment's values never appear on a command line (nsenter waits for the command as
+long as it runs, and any local user can read its argv): they are bwrap options read from
+a descriptor (``bwrap_fds``), each under a ``FGE_`` name, so the root steps before the
+privilege drop (bwrap, setpriv) run with the fixed PATH and nothing a template or learner
+chose (a PATH entry the learner can write, LD_PRELOAD): only the lab user's shell renames
+them to the host's names (``env_sh``).
 """
 
 from __future__ import annotations
@@ -30,21 +33,53 @@ from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv, sta
 from forge.runtime.local.tools import tool
 from forge.templates.exec_size import rename_script
 
+# The init's namespaces nsenter enters, in its option names, and then its root.
+_NAMESPACES = (("mnt", "--mount"), ("uts", "--uts"), ("ipc", "--ipc"), ("net", "--net"),
+               ("pid", "--pid"))
+
+
+def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
+    """Descriptors of the namespaces (``_NAMESPACES``' order) and root of the host whose
+    init is ``init_pid`` and whose network namespace is mounted at ``netns``, for
+    ``enter_argv``; the caller passes them to the process and closes them once it
+    started. OSError when the pid is no longer that host's (it ended, or was reused)."""
+    fds: list[int] = []
+    try:
+        for kind, _option in _NAMESPACES:
+            fds.append(os.open(f"/proc/{init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
+        fds.append(os.open(f"/proc/{init_pid}/root",
+                           os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        held, mounted = os.fstat(fds[3]), os.stat(netns)
+        if (held.st_dev, held.st_ino) != (mounted.st_dev, mounted.st_ino):
+            raise ProcessLookupError(f"pid {init_pid} is not in the host's namespaces")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return tuple(fds)
+
 
 def enter_argv(
-    init_pid: int, caps: list[str], env_names: list[str], argv: list[str], uid: int,
-    seccomp_fd: int, args_fd: int,
+    host_fds: tuple[int, ...], caps: list[str], env_names: list[str], argv: list[str],
+    uid: int, seccomp_fd: int, args_fd: int,
 ) -> list[str]:
-    """Command line running ``argv`` as the lab user inside the host whose init is
-    ``init_pid``, under the seccomp filter read from ``seccomp_fd``, with the environment
-    (``env_names`` of it) and working directory read from ``args_fd`` (``enter_options``)."""
+    """Command line running ``argv`` as the lab user inside the host whose namespaces and
+    root ``host_fds`` hold (``open_host``), under the seccomp filter read from
+    ``seccomp_fd``, with the environment (``env_names`` of it) and working directory read
+    from ``args_fd`` (``enter_options``). Past nsenter, the host's bash (Essential in every
+    Debian root) closes ``host_fds``: no lab process holds them."""
     if "=" in argv[0]:  # kept from when env(1) ran it: a program name never holds one
         raise SpecError("argv[0]", "a program name must not contain '='")
     if argv[0].startswith("-"):  # a shell's exec would take it for an option
         raise SpecError("argv[0]", "a program name must not start with '-'")
+    *spaces, root = host_fds
+    enter = [f"{option}=/proc/self/fd/{fd}" for (_kind, option), fd in zip(_NAMESPACES, spaces,
+                                                                          strict=True)]
+    close = " ".join(f"{fd}<&-" for fd in host_fds)
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
-        tool("nsenter"), "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "--",
+        tool("nsenter"), *enter, f"--root=/proc/self/fd/{root}", "--",
+        "/bin/bash", "-c", f'exec {close}; exec "$@"', "fg-enter",
         "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--args",
         str(args_fd), "--", *setpriv_argv(uid, caps), *env_sh(env_names), *argv,
     ]

@@ -16,8 +16,9 @@ import os
 import signal
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from forge.runtime.base import (
     ExecResult,
@@ -30,7 +31,13 @@ from forge.runtime.local import seccomp
 from forge.runtime.local.bwrap_args import start_paths
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.cgroups import Cgroups, SurvivorsError
-from forge.runtime.local.execute import enter_argv, enter_options, run_captured, wrapper_env
+from forge.runtime.local.execute import (
+    enter_argv,
+    enter_options,
+    open_host,
+    run_captured,
+    wrapper_env,
+)
 from forge.runtime.local.grader import (
     check_env,
     grader_argv,
@@ -41,7 +48,9 @@ from forge.runtime.local.grader import (
 )
 from forge.runtime.local.host_dirs import host_paths
 from forge.runtime.local.kernel_names import Names
+from forge.runtime.local.landlock import in_own_domain
 from forge.runtime.local.launch import LabGone, start_in_lab
+from forge.runtime.local.netns import netns_path
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
@@ -49,6 +58,7 @@ from forge.runtime.local.uids import LabIdentity
 from forge.runtime.plan import validate_host_name, validate_lab_id
 
 MAX_TIMEOUT_S = 24 * 3600.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -128,17 +138,26 @@ class LabAccess:
         return leaf
 
     def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str) -> tuple[
-        builtins.list[str], dict[str, str], tuple[str, str, str], tuple[int, int]
+        builtins.list[str], dict[str, str], tuple[str, str, str], tuple[int, ...]
     ]:
-        """(command line, wrapper env, leaf cgroup, descriptors: seccomp filter and bwrap
-        options) for a learner process; the caller passes the descriptors to the process
-        and closes them (``_close``) once the process started."""
+        """(command line, wrapper env, leaf cgroup, descriptors: seccomp filter, bwrap
+        options, the host's namespaces and root) for a learner process; the caller starts
+        it with ``_start``, passing the descriptors, and closes them (``_close``) once
+        the process started."""
         info = self._host_info(lab_id, host)
-        pid = self._init_pid(lab_id, host)
-        fds = _sandbox_fds(info.caps, info.env)
         try:
-            full = enter_argv(pid, info.caps, list(info.env), argv, info.identity.learner,
-                              *fds)
+            host_fds = open_host(self._init_pid(lab_id, host),
+                                 netns_path(self.names.host_ns(lab_id, host)))
+        except OSError as exc:  # the init ended (or its pid was reused) since it was found
+            raise LabNotFound(f"host {host} of lab {lab_id} is not running ({exc})") from None
+        try:
+            fds: tuple[int, ...] = (*_sandbox_fds(info.caps, info.env), *host_fds)
+        except BaseException:
+            _close(host_fds)
+            raise
+        try:
+            full = enter_argv(host_fds, info.caps, list(info.env), argv,
+                              info.identity.learner, fds[0], fds[1])
             with self._lock:  # seal() kills every leaf made before its marker, none after
                 if os.path.exists(self._sealed_marker(lab_id)):
                     raise LabSealed(f"lab {lab_id} is being graded; no new terminal or "
@@ -148,6 +167,14 @@ class LabAccess:
             _close(fds)
             raise
         return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf, fds
+
+    def _start(self, lab_id: str, host: str, start: Callable[[], T]) -> T:
+        """Run ``start`` (starting a learner process) in a Landlock domain of its own
+        (``landlock``), unless the host is approved SYS_PTRACE: attaching to its services
+        and to the learner's other processes is then what the approval grants."""
+        if "SYS_PTRACE" in self._host_info(lab_id, host).caps:
+            return start()
+        return in_own_domain(start)
 
     def exec(
         self,
@@ -172,10 +199,10 @@ class LabAccess:
             raise SpecError("max_output", "must be >= 0")
         full, env, leaf, fds = self._enter(lab_id, host, command, "x")
         try:
-            return run_captured(
+            return self._start(lab_id, host, lambda: run_captured(
                 full, env, timeout=timeout, stdin=stdin, max_output=max_output,
                 kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
-            )
+            ))
         finally:
             _close(fds)
             with contextlib.suppress(OSError):
@@ -305,8 +332,8 @@ class LabAccess:
                 self.cgroups.remove(*leaf)
 
         try:
-            session = LocalTty(full, env, rows, cols, lambda: self._kill_leaf(leaf), forget,
-                               pass_fds=fds)
+            session = self._start(lab_id, host, lambda: LocalTty(
+                full, env, rows, cols, lambda: self._kill_leaf(leaf), forget, pass_fds=fds))
         except BaseException:
             with contextlib.suppress(OSError):
                 self.cgroups.remove(*leaf)

@@ -30,7 +30,7 @@ from forge.runtime.base import (
     RuntimeUnavailable,
     SpecError,
 )
-from forge.runtime.local import egress
+from forge.runtime.local import egress, landlock
 from forge.runtime.local.cgroups import Cgroups, SurvivorsError
 from forge.runtime.local.disk import unmount_lab_disk
 from forge.runtime.local.fd_limit import raise_open_files_limit
@@ -149,6 +149,10 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
         elif not self._env_probed:  # once: a warning if env lacks it (/readyz runs this)
             service_prefix(self.rootfs)
+            if not landlock.domain_supported():
+                log.warning("this kernel has no Landlock ABI 6 (Linux 6.12): learner "
+                            "processes get no domain of their own, and only the service "
+                            "mark keeps them out of a service's memory")
             self._env_probed = True
         return problems
 
