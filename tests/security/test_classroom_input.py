@@ -30,6 +30,8 @@ def test_classroom_input_is_refused_naming_the_field(
             assert got.status_code == 422, got.text
             assert got.json()["details"][0]["field"] == field
         assert c.get("/v1/cohorts", headers=ann).json()["cohorts"] == []
+        named = c.post("/v1/cohorts", json={"name": "Réseau\u00a0A 👩\u200d💻"}, headers=ann)
+        assert named.status_code == 201, named.text  # a no-break space, a ZWJ emoji: a name
 
         cid = c.post("/v1/cohorts", json={"name": "Net"}, headers=ann).json()["cohort_id"]
         good = {"template_id": "netplus", "opens_at": "2026-01-01T00:00:00Z",

@@ -12,6 +12,7 @@ descriptors and environment.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Iterator
@@ -123,6 +124,24 @@ def test_learner_cannot_rewrite_a_service_that_outlives_the_seal(
     assert _answer(rt, lab_id) == "STATE=vulnerable"
 
 
+def test_without_landlock_the_mark_alone_keeps_the_learner_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A kernel without Landlock ABI 6 (Debian 12's stock 6.1): the runtime says so once,
+    and the service mark alone refuses the learner the service's memory."""
+    monkeypatch.setattr(landlock, "domain_supported", lambda: False)
+    caplog.set_level(logging.WARNING, logger="forge.runtime.local.runtime")
+    spec = _spec()
+    with one_lab(tmp_path / "state", spec) as rt:
+        assert _answer(rt, spec.lab_id) == "STATE=vulnerable"
+        rt.exec(spec.lab_id, "web", ["sh", "-c", "cat > /workspace/attack.py"],
+                stdin=ATTACK.encode())
+        res = rt.exec(spec.lab_id, "web", ["python3", "-I", "/workspace/attack.py"])
+        assert "REFUSED mem" in res.stdout_text and res.exit_code == 3, res.stdout_text
+    warned = [r.getMessage() for r in caplog.records if "Landlock ABI 6" in r.getMessage()]
+    assert len(warned) == 1, warned
+
+
 def test_services_keep_the_mark_and_learners_never_have_it(
     lab: tuple[LocalRuntime, str],
 ) -> None:
@@ -166,6 +185,9 @@ def test_checks_after_the_seal_read_one_snapshot(tmp_path: Path) -> None:
         for _ in range(3):
             rt.run_check(spec.lab_id, "web", ["/bin/sleep", "0.1"])
             assert rt.run_check(spec.lab_id, "web", read).stdout_text == first
+        # Graded again (a regrade after a crash): a new seal, a new snapshot.
+        rt.seal(spec.lab_id)
+        assert rt.run_check(spec.lab_id, "web", read).stdout_text != first
 
 
 def test_a_service_that_dropped_the_mark_is_still_out_of_reach(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,19 +91,27 @@ def managed_ids(who: Manager, cohort_id: str | None = None) -> Select[Any]:
     return query
 
 
+def _writable(text: str) -> bool:
+    """No control character, line or paragraph separator or lone surrogate (a NUL is
+    refused by PostgreSQL, a surrogate by its encoder); a no-break space or an emoji
+    joined by ZWJ is a name's."""
+    return not any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in text)
+
+
 def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None = None
                   ) -> Cohort:
     """A new cohort of `who`'s tenant, managed by `who` (403 for a learner)."""
     need_staff_role(who)
     name = name.strip() if isinstance(name, str) else ""
-    if not name or len(name) > MAX_NAME or not name.isprintable():
+    if not name or len(name) > MAX_NAME or not _writable(name):
         raise ForgeError("validation_error", 422, "invalid request: name",
-                         [{"field": "name", "problem": f"1-{MAX_NAME} printable characters"}])
+                         [{"field": "name", "problem": f"1-{MAX_NAME} characters, "
+                           "no control character"}])
     if idp_group is not None and not (0 < len(idp_group) <= MAX_GROUP
-                                      and idp_group.isprintable()):
+                                      and _writable(idp_group)):
         raise ForgeError("validation_error", 422, "invalid request: idp_group",
-                         [{"field": "idp_group",
-                           "problem": f"1-{MAX_GROUP} printable characters"}])
+                         [{"field": "idp_group", "problem": f"1-{MAX_GROUP} characters, "
+                           "no control character"}])
     cohort = Cohort(cohort_id=new_id("coh"), tenant_id=who.tenant_id, name=name,
                     created_by=who.subject, idp_group=idp_group, created_at=datetime.now(UTC))
     with db.session() as sess:

@@ -256,19 +256,31 @@ def sealed_snapshot(data_dir: str, grader_dir: str, host: str) -> tuple[str, str
     final = os.path.join(grader_dir, f"sealed-{host}")
     if not os.path.isdir(final):
         taking = os.path.join(grader_dir, f"taking-{host}-{os.urandom(8).hex()}")
-        truncated = take_snapshot(data_dir, taking).truncated
-        if truncated is not None:
-            with open(os.path.join(taking, SEALED_TRUNCATED), "x", encoding="utf-8") as fh:
-                fh.write(truncated)
         try:
+            truncated = take_snapshot(data_dir, taking).truncated
+            if truncated is not None:
+                with open(os.path.join(taking, SEALED_TRUNCATED), "x",
+                          encoding="utf-8") as fh:
+                    fh.write(truncated)
             os.rename(taking, final)
-        except OSError:  # another first check kept its own
+        except BaseException:  # another first check kept its own, or this one failed
             remove_snapshot(taking)
+            if not os.path.isdir(final):
+                raise
     try:
         with open(os.path.join(final, SEALED_TRUNCATED), encoding="utf-8") as fh:
             return final, fh.read()
     except FileNotFoundError:
         return final, None
+
+
+def drop_sealed_snapshots(grader_dir: str) -> None:
+    """Remove the kept snapshots (and any being taken) of every host: each seal starts
+    its grading's snapshots afresh."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(grader_dir):
+            if entry.name.startswith(("sealed-", "taking-")):
+                remove_snapshot(entry.path)
 
 
 def remove_snapshot(dest: str) -> None:

@@ -40,6 +40,7 @@ from forge.runtime.local.execute import (
 )
 from forge.runtime.local.grader import (
     check_env,
+    drop_sealed_snapshots,
     grader_argv,
     not_run,
     remove_snapshot,
@@ -243,6 +244,9 @@ class LabAccess:
                                    f"SIGKILL ({exc.strerror}); not grading") from None
             except OSError:
                 pass  # an empty leaf left behind: removed with the lab
+        # This grading's checks read snapshots taken from now on: not one an earlier
+        # grading of the lab kept (a regrade after a crash), nor one taken before the kill.
+        drop_sealed_snapshots(os.path.join(self.names.lab_dir(lab_id), "grader"))
         return ended
 
     def _learner_leaves(self, stem: str, host: str) -> set[str]:
