@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from forge.runtime.base import (
     ExecResult,
@@ -100,6 +100,26 @@ def _close(fds: tuple[int, ...]) -> None:
         os.close(fd)
 
 
+class Entry(NamedTuple):
+    """How to start a learner process: its command line, the wrapper's environment, its
+    leaf cgroup, the descriptors it is passed, and the host's approved capabilities."""
+
+    argv: builtins.list[str]
+    env: dict[str, str]
+    leaf: tuple[str, str, str]
+    fds: tuple[int, ...]
+    caps: builtins.list[str]
+
+
+def _start(caps: list[str], start: Callable[[], T]) -> T:
+    """Run ``start`` (starting a learner process on a host approved ``caps``) in a Landlock
+    domain of its own (``landlock``), unless the host is approved SYS_PTRACE: attaching to
+    its services and to the learner's other processes is then what the approval grants."""
+    if "SYS_PTRACE" in caps:
+        return start()
+    return in_own_domain(start)
+
+
 class LabAccess:
     """Exec, tty, seal and run_check of ``LocalRuntime`` (a mixin: the attributes below are
     the runtime's)."""
@@ -138,13 +158,10 @@ class LabAccess:
         self.cgroups.create(leaf, None)
         return leaf
 
-    def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str) -> tuple[
-        builtins.list[str], dict[str, str], tuple[str, str, str], tuple[int, ...]
-    ]:
-        """(command line, wrapper env, leaf cgroup, descriptors: seccomp filter, bwrap
-        options, the host's namespaces and root) for a learner process; the caller starts
-        it with ``_start``, passing the descriptors, and closes them (``_close``) once
-        the process started."""
+    def _enter(self, lab_id: str, host: str, argv: builtins.list[str], kind: str) -> Entry:
+        """How to start a learner process (descriptors: seccomp filter, bwrap options, the
+        host's namespaces and root); the caller starts it with ``_start``, passing the
+        descriptors, and closes them (``_close``) once the process started."""
         info = self._host_info(lab_id, host)
         try:
             host_fds = open_host(self._init_pid(lab_id, host),
@@ -167,15 +184,7 @@ class LabAccess:
         except BaseException:
             _close(fds)
             raise
-        return full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf, fds
-
-    def _start(self, lab_id: str, host: str, start: Callable[[], T]) -> T:
-        """Run ``start`` (starting a learner process) in a Landlock domain of its own
-        (``landlock``), unless the host is approved SYS_PTRACE: attaching to its services
-        and to the learner's other processes is then what the approval grants."""
-        if "SYS_PTRACE" in self._host_info(lab_id, host).caps:
-            return start()
-        return in_own_domain(start)
+        return Entry(full, wrapper_env(self.cgroups.procs_files(*leaf)), leaf, fds, info.caps)
 
     def exec(
         self,
@@ -198,9 +207,9 @@ class LabAccess:
             raise SpecError("timeout", f"must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
         if max_output < 0:
             raise SpecError("max_output", "must be >= 0")
-        full, env, leaf, fds = self._enter(lab_id, host, command, "x")
+        full, env, leaf, fds, caps = self._enter(lab_id, host, command, "x")
         try:
-            return self._start(lab_id, host, lambda: run_captured(
+            return _start(caps, lambda: run_captured(
                 full, env, timeout=timeout, stdin=stdin, max_output=max_output,
                 kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
             ))
@@ -327,7 +336,7 @@ class LabAccess:
 
     def tty(self, lab_id: str, host: str, rows: int = 24, cols: int = 80) -> LocalTty:
         """A login shell on a PTY inside the host, closed when the lab is destroyed."""
-        full, env, leaf, fds = self._enter(lab_id, host, SHELL_ARGV, "t")
+        full, env, leaf, fds, caps = self._enter(lab_id, host, SHELL_ARGV, "t")
 
         def forget(session: LocalTty) -> None:
             with self._lock:
@@ -336,7 +345,7 @@ class LabAccess:
                 self.cgroups.remove(*leaf)
 
         try:
-            session = self._start(lab_id, host, lambda: LocalTty(
+            session = _start(caps, lambda: LocalTty(
                 full, env, rows, cols, lambda: self._kill_leaf(leaf), forget, pass_fds=fds))
         except BaseException:
             with contextlib.suppress(OSError):

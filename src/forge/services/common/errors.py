@@ -78,12 +78,18 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=headers)
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lowercased, without its parameters ("" for
+    none)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def read_as_json(content_type: str | None) -> bool:
     """Whether a body with this Content-Type is read as JSON: none given, or
     application/json or application/…+json (as FastAPI decides)."""
     if content_type is None:
         return True
-    kind = content_type.split(";", 1)[0].strip().lower()
+    kind = media_type(content_type)
     return kind == "application/json" or (kind.startswith("application/")
                                            and kind.endswith("+json"))
 

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.classroom import assignments, cohorts
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
 from forge.errors import ForgeError
+from forge.services.common.errors import media_type
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.caller_deps import current_manager as _manager
@@ -151,7 +152,7 @@ async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     `subject` header; at most 2000 lines and 256 KiB). A bad line is named (422
     `csv_invalid`) and nobody is enrolled."""
     who = await _manager(request)
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind = media_type(request.headers.get("content-type"))
     if kind != "text/csv":
         raise ForgeError("unsupported_media_type", 415, "Content-Type: send the roster as "
                          f"text/csv, not {kind[:60] or 'no type'}",

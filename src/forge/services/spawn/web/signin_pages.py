@@ -19,6 +19,7 @@ from forge.services.spawn.web.errors import as_page, safe_next
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
     KEY_COOKIE,
+    LEARNER_SESSION_TTL_S,
     OPS_COOKIE,
     RECEIPT_COOKIE,
     check_csrf,
@@ -82,9 +83,9 @@ async def signin(request: Request) -> Response:
             raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
         response = RedirectResponse(safe_next(form.get("next")), status_code=303)
         set_cookie(response, request, SESSION_COOKIE,
-                   learner_session(settings, tenant, subject), 8 * 3600)
+                   learner_session(settings, tenant, subject), LEARNER_SESSION_TTL_S)
         if claims is not None:
-            set_cookie(response, request, RECEIPT_COOKIE, receipt, 8 * 3600)
+            set_cookie(response, request, RECEIPT_COOKIE, receipt, LEARNER_SESSION_TTL_S)
         else:
             clear_cookie(response, request, RECEIPT_COOKIE)
         return response
