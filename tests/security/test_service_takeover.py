@@ -13,8 +13,11 @@ descriptors and environment.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,7 +132,8 @@ def test_without_landlock_the_mark_alone_keeps_the_learner_out(
 ) -> None:
     """A kernel without Landlock ABI 6 (Debian 12's stock 6.1): the runtime says so once,
     and the service mark alone refuses the learner the service's memory."""
-    monkeypatch.setattr(landlock, "domain_supported", lambda: False)
+    monkeypatch.setattr(landlock, "domain_problem",
+                        lambda: "this kernel has no Landlock ABI 6 (Linux 6.12)")
     caplog.set_level(logging.WARNING, logger="forge.runtime.local.runtime")
     spec = _spec()
     with one_lab(tmp_path / "state", spec) as rt:
@@ -140,6 +144,46 @@ def test_without_landlock_the_mark_alone_keeps_the_learner_out(
         assert "REFUSED mem" in res.stdout_text and res.exit_code == 3, res.stdout_text
     warned = [r.getMessage() for r in caplog.records if "Landlock ABI 6" in r.getMessage()]
     assert len(warned) == 1, warned
+
+
+# A runtime barred from landlock_restrict_self by a seccomp filter (systemd's
+# SystemCallFilter can do that while the ABI query still answers 6): it says why, once,
+# and its learners' execs and terminals still run, in no domain, as on an older kernel.
+BARRED = r"""
+import errno, logging, sys
+import pyseccomp as sc
+barred = sc.SyscallFilter(sc.ALLOW)
+barred.add_rule(sc.ERRNO(errno.EPERM), "landlock_restrict_self")
+barred.load()
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+from forge.runtime.local import LocalRuntime
+from tests.security.test_service_takeover import ATTACK, _spec
+from tests.support.one_lab import one_lab
+from pathlib import Path
+spec = _spec()
+with one_lab(Path(sys.argv[1]), spec) as rt:
+    assert rt.check() == [] and rt.check() == []
+    print(rt.exec(spec.lab_id, "web", ["echo", "exec-ran"]).stdout_text.strip())
+    rt.exec(spec.lab_id, "web", ["sh", "-c", "cat > /workspace/attack.py"],
+            stdin=ATTACK.encode())
+    res = rt.exec(spec.lab_id, "web", ["python3", "-I", "/workspace/attack.py"])
+    print(res.exit_code, res.stdout_text.replace(chr(10), " "))
+"""
+
+
+def test_a_runtime_barred_from_landlock_says_why_and_its_learners_still_work(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", BARRED, str(tmp_path / "state")],
+                          capture_output=True, text=True, timeout=120, env=env,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "exec-ran"
+    assert lines[1].startswith("3 ") and "REFUSED mem" in lines[1], lines  # the mark holds
+    warned = [line for line in done.stderr.splitlines() if "refused a domain" in line]
+    assert len(warned) == 1 and "landlock_restrict_self" in warned[0], done.stderr
 
 
 def test_services_keep_the_mark_and_learners_never_have_it(

@@ -17,8 +17,9 @@ The domain handles no file system or network access (Landlock refuses mounts to 
 that does, and the learner's ``bwrap`` mounts), only the scope of abstract unix sockets,
 which needs Landlock ABI 6 (Linux 6.12). It is put on a fresh thread that then starts the
 process (credentials are per thread until exec), so the runtime's own threads stay free.
-Where the kernel has no such Landlock, ``domain_supported`` is false and the service mark
-alone keeps learners out of services (the runtime logs it once: ``LocalRuntime.check``).
+Where the kernel has no such Landlock, or refuses a domain (a seccomp filter barring the
+Landlock calls), ``domain_supported`` is false and the service mark alone keeps learners
+out of services (the runtime logs why, once: ``LocalRuntime.check``).
 """
 
 from __future__ import annotations
@@ -45,11 +46,37 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 
-@functools.cache
 def domain_supported() -> bool:
-    """Whether this kernel gives a learner process its own domain (Landlock ABI >= 6)."""
-    return int(_syscall(_CREATE_RULESET, None, ctypes.c_size_t(0),
-                        ctypes.c_uint32(_CREATE_RULESET_VERSION))) >= _SCOPED_ABI
+    """Whether learner processes get a domain of their own here (``domain_problem``)."""
+    return domain_problem() is None
+
+
+@functools.cache
+def domain_problem() -> str | None:
+    """Why a learner process cannot get a domain of its own, or None when it can.
+
+    Asking for the ABI version is not enough: a seccomp filter (systemd's
+    ``SystemCallFilter``) may let that call through and refuse the ruleset or
+    ``landlock_restrict_self``, and every exec and terminal would then fail. So a
+    throwaway thread makes a domain the way a learner's start does, once per process."""
+    abi = int(_syscall(_CREATE_RULESET, None, ctypes.c_size_t(0),
+                       ctypes.c_uint32(_CREATE_RULESET_VERSION)))
+    if abi < _SCOPED_ABI:
+        return "this kernel has no Landlock ABI 6 (Linux 6.12)"
+    failure: list[OSError] = []
+
+    def trial() -> None:
+        try:
+            _restrict_this_thread()
+        except OSError as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=trial, name="forge-landlock-trial", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        return f"Landlock ABI {abi} is here but refused a domain: {failure[0]}"
+    return None
 
 
 def _restrict_this_thread() -> None:

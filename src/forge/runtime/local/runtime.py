@@ -149,10 +149,9 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
         elif not self._env_probed:  # once: a warning if env lacks it (/readyz runs this)
             service_prefix(self.rootfs)
-            if not landlock.domain_supported():
-                log.warning("this kernel has no Landlock ABI 6 (Linux 6.12): learner "
-                            "processes get no domain of their own, and only the service "
-                            "mark keeps them out of a service's memory")
+            if (why := landlock.domain_problem()) is not None:
+                log.warning("%s: learner processes get no domain of their own, and only "
+                            "the service mark keeps them out of a service's memory", why)
             self._env_probed = True
         return problems
 
