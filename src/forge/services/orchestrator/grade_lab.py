@@ -42,6 +42,7 @@ from forge.services.orchestrator.evidence_ship import (
     transport_fields,
     upload_pack,
 )
+from forge.services.orchestrator.failure_reason import failure
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
 from forge.templates.variables import render, values_digest
@@ -191,7 +192,7 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
     except ContractError as exc:
         # A stored result this version cannot read (e.g. written by an older one) must not
         # keep the scenario in grading, retried at every start: it fails with the reason.
-        await _fail_grading(state, scenario_id, f"stored grading result unreadable: {exc}")
+        await _fail_grading(state, scenario_id, "stored grading result unreadable", exc)
         return True
     try:
         if event.evidence_object is not None:
@@ -217,10 +218,17 @@ def _lab_exists(state: OrchestratorState, scenario_id: str) -> bool:
     return any(info.lab_id == scenario_id for info in state.runtime.list())
 
 
-async def _fail_grading(state: OrchestratorState, scenario_id: str, why: str) -> str:
+async def _fail_grading(state: OrchestratorState, scenario_id: str, what: str,
+                        exc: BaseException | None = None) -> str:
+    """Fail a scenario whose grading failed at ``what`` (on ``exc``: the learner reads what
+    ``failure_reason`` shows of it; the log and the operator's view keep it)."""
+    reason, details = (what, {}) if exc is None else failure(what, exc)
+    if exc is not None:
+        log.warning("scenario %s failed: %s: %s", scenario_id, what, details["error"])
     await state.blocking(teardown_lab, state, scenario_id)
     failed = await state.blocking(
-        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.FAILED, why)
+        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.FAILED,
+                     reason, details=details)
     )
     # Never scored, so never reached by retention: the partial evidence goes now.
     await state.blocking(discard_raw_evidence, scenario_dir(state, scenario_id))
@@ -233,7 +241,7 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
     try:
         await state.blocking(_grade_and_store, state, scenario_id, reason)
     except (RuntimeFault, OSError, ContractError, PackTooLarge) as exc:
-        return await _fail_grading(state, scenario_id, f"grading failed: {exc}")
+        return await _fail_grading(state, scenario_id, "grading failed", exc)
     crash_point("orchestrator.grading.stored")
     await state.blocking(teardown_lab, state, scenario_id)
     done = await publish_completion(state, scenario_id)

@@ -16,6 +16,7 @@ from forge.faults import crash_point
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition, audit_move, move
 from forge.runtime.base import BuildsStopped, LabInfo, LabNotFound, LabSpec, RuntimeFault
+from forge.services.orchestrator.failure_reason import failure
 from forge.services.orchestrator.state import OrchestratorState
 
 log = logging.getLogger("forge.orchestrator.launch")
@@ -30,6 +31,16 @@ async def fail_scenario(state: OrchestratorState, scenario_id: str, reason: str,
                      reason, details=details)
     )
     await state.announce(transition)
+
+
+async def fail_on_error(state: OrchestratorState, scenario_id: str, what: str,
+                        exc: BaseException) -> None:
+    """``fail_scenario`` on an error: the learner reads ``what`` (with the error's text only
+    when it is written for them, ``failure_reason``); the log and the operator's view of the
+    scenario keep the error."""
+    reason, details = failure(what, exc)
+    log.warning("scenario %s failed: %s: %s", scenario_id, what, details["error"])
+    await fail_scenario(state, scenario_id, reason, details)
 
 
 async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
@@ -87,7 +98,7 @@ async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
             await _note_stopped(stopped, scenario_id)
         return
     except RuntimeFault as exc:
-        await fail_scenario(state, scenario_id, f"lab could not be created: {exc}", {})
+        await fail_on_error(state, scenario_id, "lab could not be created", exc)
         return
     await mark_running(state, scenario_id, plan_name, template_id, info.hosts)
 

@@ -16,7 +16,12 @@ from forge.lifecycle import states
 from forge.lifecycle.store import Transition, audit_move, load, set_details
 from forge.runtime.base import RuntimeFault
 from forge.services.orchestrator.labspec import lab_spec
-from forge.services.orchestrator.launch_build import build_lab, fail_scenario, mark_running
+from forge.services.orchestrator.launch_build import (
+    build_lab,
+    fail_on_error,
+    fail_scenario,
+    mark_running,
+)
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario, ScenarioTransition
@@ -127,8 +132,8 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
             try:
                 await state.blocking(state.runtime.destroy, scenario_id)
             except RuntimeFault as exc:
-                await fail_scenario(state, scenario_id,
-                                    f"half-built lab could not be removed: {exc}", {})
+                await fail_on_error(state, scenario_id, "half-built lab could not be removed",
+                                    exc)
                 return states.FAILED
         attempts = int(row.details.get("launch_attempts", 1)) + 1
         if attempts > MAX_LAUNCH_ATTEMPTS:

@@ -12,8 +12,9 @@ from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, load, record_mo
 from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
+from forge.services.orchestrator.failure_reason import RECORDED
 from forge.services.orchestrator.labspec import lab_spec
-from forge.services.orchestrator.launch_build import build_lab, fail_scenario
+from forge.services.orchestrator.launch_build import build_lab, fail_on_error, fail_scenario
 from forge.services.orchestrator.launch_resume import resume_redelivered
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
@@ -157,7 +158,7 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
         # engine refuses): a retry would meet it again, so the scenario fails with the
         # error recorded, as a denial is, instead of being redelivered to dead letters.
         log.error("policy evaluation failed for %s: %s", scenario_id, exc)
-        await fail_scenario(state, scenario_id, "policy evaluation failed: " + str(exc),
+        await fail_scenario(state, scenario_id, f"policy evaluation failed ({RECORDED})",
                             {"policy": {"error": str(exc), "input": policy_input}})
         return
     decision = gates.combined
@@ -191,7 +192,7 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
     try:
         spec = lab_spec(scenario_id, render(loaded.template, values))
     except (TemplateError, ValueError) as exc:  # fails now, as a build would have
-        await fail_scenario(state, scenario_id, f"lab could not be created: {exc}", {})
+        await fail_on_error(state, scenario_id, "lab could not be created", exc)
         return
     launching = await state.blocking(
         lambda: record_move(state.ctx.db, scenario_id, states.LAUNCHING, "policy allowed",

@@ -96,6 +96,7 @@ def view(row: ScenarioRow, with_details: bool,
         body["node_id"] = row.node_id
         body["policy"] = {k: v for k, v in row.details.get("policy", {}).items() if k != "input"}
         body["refused"] = row.details.get("refused")
+        body["error"] = row.details.get("error")  # the failure's text (failure_reason)
     return body
 
 

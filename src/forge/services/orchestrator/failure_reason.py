@@ -1,0 +1,28 @@
+"""What a learner reads of a failed lab, and what only the operator's view keeps.
+
+A scenario's ``state_reason`` is shown to its learner (the lab page, ``GET
+/v1/scenarios/ID``) and rides the ``scenario.state`` event. A runtime or store error's own
+text can carry a sandbox's stderr, a path on the lab node or an engine's message, so it is
+kept in the scenario's details (``error``: the orchestrator's operator view) and the log,
+and the learner reads what failed. An error whose text is written for the template's
+author or the learner (a spec field, an evidence pack over its limit) is shown as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forge.runtime.base import SpecError
+from forge.services.orchestrator.evidence_ship import PackTooLarge
+
+SHOWN = (SpecError, PackTooLarge)
+RECORDED = "the error is recorded for the operator"
+ERROR_CHARS = 4000
+
+
+def failure(what: str, exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """(reason, details) of a scenario that failed at ``what`` on ``exc``: the reason names
+    the error only when it is one written to be read (``SHOWN``); details keep it."""
+    error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+    reason = f"{what}: {exc}" if isinstance(exc, SHOWN) else f"{what} ({RECORDED})"
+    return reason, {"error": error}

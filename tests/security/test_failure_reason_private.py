@@ -1,0 +1,49 @@
+"""A learner reads why their lab failed, not the lab node's internals.
+
+A scenario's reason is shown to its learner (``GET /v1/scenarios/ID``, the lab page). It
+used to carry the runtime error's own text: a sandbox's stderr, a path under the node's
+state directory, an engine message. The learner now reads what failed; the error's text
+goes to the log and the operator's view of the scenario (``failure_reason``). An error
+written for the learner or the template's author (a spec field such as an unbuilt image)
+is still shown: ``tests/images/test_spawn_unbuilt_image.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from forge.runtime.base import LabSpec, RuntimeFault
+from tests.images.test_spawn_unbuilt_image import Platform, platform, spawn_and_wait
+
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
+__all__ = ["platform"]  # the fixture, imported for this module's tests
+
+# What a failing sandbox start says (sandbox.py: the tail of bwrap's stderr).
+INTERNAL = ("host learner: sandbox did not start: bwrap: Can't mount tmpfs on "
+            "/var/lib/forge/runtime/labs/q1b2c/learner/root: No space left on device")
+
+
+def test_a_lab_that_fails_on_the_node_tells_its_learner_what_failed_not_the_node(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    def create(spec: LabSpec) -> None:  # fault injection: the node's own failure
+        raise RuntimeFault(INTERNAL)
+
+    monkeypatch.setattr(platform.runtime, "create", create)
+    caplog.set_level(logging.WARNING, logger="forge.orchestrator.launch")
+    with httpx.Client(base_url=platform.url, timeout=30,
+                      headers={"x-api-key": platform.key}) as client:
+        view = spawn_and_wait(client)
+        assert view["state"] == "failed"
+        assert view["reason"] == ("lab could not be created (the error is recorded for the "
+                                  "operator)")
+        listed = client.get("/v1/scenarios").text
+        page = client.get(f"/lab/{view['scenario_id']}/status")
+    assert page.status_code == 200, page.text
+    for shown in (str(view), listed, page.text):
+        assert "/var/lib/forge" not in shown and "bwrap" not in shown, shown
+    logged = [r.getMessage() for r in caplog.records if view["scenario_id"] in r.getMessage()]
+    assert any(INTERNAL in line for line in logged), logged  # the operator still has it
