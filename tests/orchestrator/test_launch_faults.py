@@ -31,7 +31,7 @@ from forge.services.orchestrator.launch_resume import MAX_LAUNCH_ATTEMPTS
 from forge.store.models import Scenario
 from forge.templates.problems import Problem, TemplateError
 
-from .conftest import MakeOrch, Orch, spawn_event
+from .conftest import OPERATOR, MakeOrch, Orch, spawn_event
 
 SPAWN = "forge.spawn.requested"
 
@@ -163,6 +163,10 @@ def test_a_template_that_does_not_render_fails_the_scenario(
     row = orch.wait_state(str(event["scenario_id"]), states.FAILED, states.RUNNING)
     assert row.state == states.FAILED
     assert "lab could not be created" in row.state_reason
+    assert "no such asset" in row.details["error"]  # for the operator's view, not the learner
+    with orch.client() as client:
+        seen = client.get(f"/v1/scenarios/{event['scenario_id']}", headers=OPERATOR).json()
+    assert "no such asset" in seen["error"], seen
     assert not orch.runtime.list()
 
 
