@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from forge.classroom.stranded_attempts import STRANDED_AFTER, settle_stranded
 from forge.config.settings import Settings
 from forge.policy import PolicyHashMismatch, check_pinned_hash, make_policy_engine
 from forge.quotas.limiter import purge_slots, purge_windows
@@ -119,6 +120,7 @@ def build_app(settings: Settings) -> FastAPI:
         "rate_windows": lambda now: purge_windows(ctx.db, now - RATE_WINDOW_KEEP),
         "quota_slots": lambda now: purge_slots(ctx.db, now - SLOT_KEEP),
         "replay_jtis": state.replay.purge_expired,
+        "assignment_attempts": lambda now: settle_stranded(ctx.db, now - STRANDED_AFTER),
     })
     app_tasks: list[asyncio.Task[None]] = []
 
