@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import selectors
+import signal
 import subprocess
 import threading
 import time
@@ -42,8 +43,13 @@ def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
     """Descriptors of the namespaces (``_NAMESPACES``' order) and root of the host whose
     init is ``init_pid`` and whose network namespace is mounted at ``netns``, for
     ``enter_argv``; the caller passes them to the process and closes them once it
-    started. OSError when the pid is no longer that host's (it ended, or was reused)."""
+    started. OSError when the pid is no longer that host's (it ended, or was reused).
+
+    A pidfd taken first pins the process: if it is still alive after the opens, no other
+    process can have had its pid in between, so every descriptor is of one process, and
+    that process is in the host's network namespace."""
     fds: list[int] = []
+    pidfd = os.pidfd_open(init_pid)
     try:
         for kind, _option in _NAMESPACES:
             fds.append(os.open(f"/proc/{init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
@@ -52,10 +58,13 @@ def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
         held, mounted = os.fstat(fds[3]), os.stat(netns)
         if (held.st_dev, held.st_ino) != (mounted.st_dev, mounted.st_ino):
             raise ProcessLookupError(f"pid {init_pid} is not in the host's namespaces")
+        signal.pidfd_send_signal(pidfd, 0)  # ProcessLookupError: it ended during the opens
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
+    finally:
+        os.close(pidfd)
     return tuple(fds)
 
 
