@@ -45,6 +45,7 @@ from forge.config.settings import load_settings
 from forge.services.common.bus import bus_auth
 from forge.stack.supervisor import Supervisor
 from forge.stack.topology import plan
+from runtime import machine_busy_s
 
 ROOT = Path(__file__).resolve().parents[1]
 LABS = int(os.environ.get("BENCH_WHOLE_LABS", "10"))
@@ -52,13 +53,6 @@ RUNS = int(os.environ.get("BENCH_WHOLE_RUNS", "3"))
 POLL_S = 0.05
 BUSY_MACHINE_PCT = 25.0  # above this share of the machine busy before the labs, see below
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine spent not idle (all CPUs), from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields[:8]) - idle) / TICKS
 
 
 def own_cpu_s() -> float:
