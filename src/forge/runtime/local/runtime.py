@@ -34,6 +34,7 @@ from forge.runtime.local import egress, landlock
 from forge.runtime.local.cgroups import Cgroups, SurvivorsError
 from forge.runtime.local.disk import unmount_lab_disk
 from forge.runtime.local.fd_limit import raise_open_files_limit
+from forge.runtime.local.fifo_slots import FifoSlots
 from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.local.lab_access import LabAccess, lab_identity
 from forge.runtime.local.lab_build import LabBuilder
@@ -121,7 +122,7 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         if slots < 1:
             raise ValueError(f"build_slots must be at least 1, not {slots}")
         self.build_slots = slots
-        self._build_slots = threading.BoundedSemaphore(slots)
+        self._build_slots = FifoSlots(slots)  # first come, first built
         self._builds_stopped = False
         self._env_probed = False
         self._busy: set[str] = set()

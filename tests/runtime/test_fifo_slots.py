@@ -1,0 +1,88 @@
+"""Build slots serve waiting creates in arrival order (a newcomer never takes a turn)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.local import LocalRuntime
+from forge.runtime.local.fifo_slots import FifoSlots
+from tests.runtime.helpers import simple_lab
+
+
+def _until(cond: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not cond():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.005)
+
+
+def test_a_released_slot_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
+    slots = FifoSlots(1)
+    slots.acquire()
+    order: list[str] = []
+
+    def take(name: str) -> None:
+        with slots:
+            order.append(name)
+
+    waiters = []
+    for name in ("a", "b", "c"):
+        waiters.append(threading.Thread(target=take, args=(name,)))
+        waiters[-1].start()
+        _until(lambda n=len(waiters): slots.waiting() == n)
+    slots.release()
+    take("late")  # arrives as the slot is handed on: waits behind a, b and c
+    for t in waiters:
+        t.join(10)
+    assert order == ["a", "b", "c", "late"]
+    assert slots.waiting() == 0
+
+
+def test_slots_count_and_a_waiter_interrupted_leaves_the_line() -> None:
+    slots = FifoSlots(2)
+    slots.acquire()
+    slots.acquire()
+    got: list[int] = []
+    t = threading.Thread(target=lambda: (slots.acquire(), got.append(1)))
+    t.start()
+    _until(lambda: slots.waiting() == 1)
+    slots.release()
+    t.join(10)
+    assert got == [1] and slots.waiting() == 0
+    with pytest.raises(ValueError):
+        FifoSlots(0)
+
+
+@pytest.mark.root
+def test_the_runtime_builds_waiting_labs_first_come_first_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt = LocalRuntime(str(tmp_path / "state"), prefix="f" + str(time.monotonic_ns())[-4:],
+                      build_slots=1)
+    built: list[str] = []
+    hold = threading.Event()
+
+    def build(plan: object, roots: object) -> None:  # records the turn, builds nothing
+        lab_id = plan.lab_id  # type: ignore[attr-defined]
+        built.append(lab_id)
+        if lab_id == "first":
+            hold.wait(10)
+
+    monkeypatch.setattr(rt, "_build", build)
+    threads = [threading.Thread(target=rt.create, args=(simple_lab("first"),))]
+    threads[0].start()
+    _until(lambda: built == ["first"])
+    for i, name in enumerate(("one", "two", "three")):
+        threads.append(threading.Thread(target=rt.create, args=(simple_lab(name),)))
+        threads[-1].start()
+        _until(lambda i=i: rt._build_slots.waiting() == i + 1)
+    hold.set()
+    for t in threads:
+        t.join(10)
+    assert built == ["first", "one", "two", "three"]
+    rt.close()
