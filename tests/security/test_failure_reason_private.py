@@ -15,8 +15,14 @@ import logging
 import httpx
 import pytest
 
-from forge.runtime.base import LabSpec, RuntimeFault
+from forge.images.definitions import ImageDefinitionError
+from forge.images.lookup import ImageNotBuilt
+from forge.runtime.base import LabSpec, RuntimeFault, SpecError
+from forge.runtime.local.rootfs import host_roots
+from forge.runtime.plan import plan_lab
+from forge.services.orchestrator.failure_reason import failure
 from tests.images.test_spawn_unbuilt_image import Platform, platform, spawn_and_wait
+from tests.runtime.helpers import simple_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
 __all__ = ["platform"]  # the fixture, imported for this module's tests
@@ -47,3 +53,28 @@ def test_a_lab_that_fails_on_the_node_tells_its_learner_what_failed_not_the_node
         assert "/var/lib/forge" not in shown and "bwrap" not in shown, shown
     logged = [r.getMessage() for r in caplog.records if view["scenario_id"] in r.getMessage()]
     assert any(INTERNAL in line for line in logged), logged  # the operator still has it
+
+
+def test_an_image_the_node_cannot_read_is_the_nodes_error_an_unbuilt_one_the_authors() -> None:
+    """The image resolver's errors: an unbuilt image names the command that builds it (the
+    learner's reason shows it); a definitions file the node cannot read names its path on
+    the node (kept for the operator). Both used to be SpecErrors, both shown."""
+    spec = simple_lab("img", image="broken")
+    plan = plan_lab(spec)
+
+    def unreadable(name: str) -> str:
+        raise ImageDefinitionError("/etc/forge/images/broken.yaml",
+                                   ["cannot be read: Permission denied"])
+
+    def unbuilt(name: str) -> str:
+        raise ImageNotBuilt(name, defined=True)
+
+    with pytest.raises(RuntimeFault) as node:
+        host_roots(plan, "/", {}, unreadable)
+    assert not isinstance(node.value, SpecError)
+    reason, details = failure("lab could not be created", node.value)
+    assert "/etc/forge" not in reason and "/etc/forge" in details["error"]
+    with pytest.raises(SpecError) as author:
+        host_roots(plan, "/", {}, unbuilt)
+    reason, _ = failure("lab could not be created", author.value)
+    assert reason.endswith("image broken is not built: run forge image build broken"), reason

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from forge import treepath
-from forge.runtime.base import SpecError
+from forge.runtime.base import RuntimeFault, SpecError
 from forge.runtime.local.rootfs import SSHD
 from forge.runtime.plan import READONLY_DIRS, WRITABLE_DIRS, PlannedHost, seed_mode
 from forge.templates.seedpaths import effective_owner, seed_path_problem, under
@@ -92,8 +92,10 @@ def write_root_seeds(root: str, host: PlannedHost, uid: int) -> None:
         owner = effective_owner(path, host.spec.owners.get(path))
         try:
             real = resolve_in_root(root, path)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:  # the template's path against the image's tree
             raise SpecError(where, f"cannot be placed in the image: {exc}") from None
+        except OSError as exc:  # the node's own failure (its text may name node paths)
+            raise RuntimeFault(f"{where}: cannot be placed in the image: {exc}") from None
         problem = seed_path_problem(real, True, owner)
         if problem is None and not is_root_seed(real):
             problem = f"is a per-host directory mounted over the image; seed {real} itself"
@@ -103,8 +105,10 @@ def write_root_seeds(root: str, host: PlannedHost, uid: int) -> None:
         try:
             write_in_root(root, real, data, seed_mode(host.spec, path, data),
                           uid if owner == "learner" else None)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             raise SpecError(where, f"cannot be written in the image: {exc}") from None
+        except OSError as exc:
+            raise RuntimeFault(f"{where}: cannot be written in the image: {exc}") from None
 
 
 def make_ssh_host_keys(root: str, uid: int) -> bool:
