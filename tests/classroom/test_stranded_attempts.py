@@ -5,7 +5,8 @@ A spawn_service killed between taking a learner's attempt and settling it (crash
 bound to no lab: a learner allowed one attempt who then clicked Start again (a new request
 id) was refused for good, and the lab the interrupted request did start counted for no
 assignment, so its hints were judged as outside one. The spawn service's housekeeping now
-settles such attempts once no request can still hold them.
+settles such attempts once no request can still hold them: bound to the lab its request
+launched, given back when it launched none.
 """
 
 from __future__ import annotations
@@ -20,18 +21,27 @@ from forge.classroom.stranded_attempts import STRANDED_AFTER
 from forge.config.settings import load_settings
 from forge.services.spawn.app import build_app as build_spawn
 from forge.store.migrate import upgrade
-from forge.store.models import Scenario
+from forge.store.models import Scenario, ScenarioTransition
 from tests.services.conftest import prod_environ, with_signing_key
 
 ANN = Manager("acme", "ann", "instructor")
 
 
-def _scenario(sid: str, request_id: str, tenant: str, subject: str) -> Scenario:
-    now = datetime.now(UTC)
-    return Scenario(scenario_id=sid, request_id=request_id, tenant_id=tenant,
-                    subject=subject, track="netplus", template_id="netplus", plan="PRO",
-                    retention_days=7, state="running", state_reason="running",
-                    created_at=now, updated_at=now, details={})
+def _lab(sid: str, request_id: str, *moves: str, tenant: str = "acme", subject: str = "lea",
+         template: str = "netplus", age: timedelta = timedelta(0)) -> list[object]:
+    """A lab row and its moves from pending (``moves``: the states it went through)."""
+    at = datetime.now(UTC) - age
+    rows: list[object] = [Scenario(
+        scenario_id=sid, request_id=request_id, tenant_id=tenant, subject=subject,
+        track="netplus", template_id=template, plan="PRO", retention_days=7,
+        state=moves[-1] if moves else "pending", state_reason="x", created_at=at,
+        updated_at=at, details={})]
+    before = "pending"
+    for state in moves:
+        rows.append(ScenarioTransition(scenario_id=sid, from_state=before, to_state=state,
+                                       reason="x", at=at))
+        before = state
+    return rows
 
 
 async def test_housekeeping_binds_or_gives_back_what_a_crash_left(
@@ -50,28 +60,47 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(
             opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(days=1),
             attempts_allowed=1, hints_allowed=False, known_templates={"netplus"}).assignment_id
 
-    started, lost = assign(), assign()
-    # Interrupted after the lab was recorded: its attempt is the lab's.
-    assert asg.take_attempt(db, started, "lea", "req-started", 1) == (1, True)
-    # Interrupted before: no lab; another learner's lab with the same request id is not hers.
-    assert asg.take_attempt(db, lost, "lea", "req-lost", 1) == (1, True)
+    started, failed, never, lost, waiting = (assign() for _ in range(5))
+    # Each interrupted between taking its attempt and settling it:
+    for aid, request_id in ((started, "req-started"), (failed, "req-failed"),
+                            (never, "req-never"), (lost, "req-lost"), (waiting, "req-waiting")):
+        assert asg.take_attempt(db, aid, "lea", request_id, 1) == (1, True)
     with db.session() as sess:
-        sess.add_all([_scenario("scn-started", "req-started", "acme", "lea"),
-                      _scenario("scn-other", "req-lost", "acme", "max")])
+        sess.add_all([
+            *_lab("scn-started", "req-started", "launching", "running"),  # launched: counts
+            *_lab("scn-failed", "req-failed", "launching", "failed"),  # launched, then failed
+            *_lab("scn-never", "req-never", "failed"),  # recorded, never published
+            *_lab("scn-waiting", "req-waiting"),  # still pending: left for a later pass
+            # Not lea's lab for "req-lost": another learner's, tenant's, template's, and an
+            # older lab of hers that reused the request id.
+            *_lab("scn-max", "req-lost", "launching", subject="max"),
+            *_lab("scn-globex", "req-lost", "launching", tenant="globex"),
+            *_lab("scn-dns", "req-lost", "launching", template="dns-zone"),
+            *_lab("scn-old", "req-lost", "launching", age=timedelta(days=2)),
+        ])
     keeper = app.state.housekeeping
     assert (await keeper.run_once(now))["assignment_attempts"] == 0  # may still be in flight
     assert asg.scenario_assignment(db, "scn-started") is None
     assert asg.take_attempt(db, lost, "lea", "req-again", 1) is None  # her one attempt: used
 
     later = now + STRANDED_AFTER + timedelta(seconds=1)
-    assert (await keeper.run_once(later))["assignment_attempts"] == 1  # given back
-    bound = asg.scenario_assignment(db, "scn-started")
-    assert bound is not None and bound.assignment_id == started  # its hints: judged as such
-    assert bound.attempts_used == 1
-    assert asg.scenario_assignment(db, "scn-other") is None
+    assert (await keeper.run_once(later))["assignment_attempts"] == 2  # never, lost
+    for sid, aid in (("scn-started", started), ("scn-failed", failed)):
+        bound = asg.scenario_assignment(db, sid)
+        assert bound is not None and bound.assignment_id == aid  # hints judged as such
+        assert bound.attempts_used == 1
+    for sid in ("scn-never", "scn-waiting", "scn-max", "scn-globex", "scn-dns", "scn-old"):
+        assert asg.scenario_assignment(db, sid) is None, sid
     assert asg.take_attempt(db, lost, "lea", "req-again", 1) == (1, True)  # hers again
+    assert asg.take_attempt(db, never, "lea", "req-again2", 1) == (1, True)
     assert asg.take_attempt(db, started, "lea", "req-more", 1) is None  # that one was used
-    asg.settle_attempt(db, lost, "lea", 1, "scn-again")  # that spawn went through
-    assert (await keeper.run_once(later))["assignment_attempts"] == 0  # settled ones stay
-    assert asg.scenario_assignment(db, "scn-started") is not None
+    assert asg.take_attempt(db, waiting, "lea", "req-more", 1) is None  # still held
+    with db.session() as sess:  # the pending lab ends without launching: given back next
+        row = sess.get(Scenario, "scn-waiting")
+        assert row is not None
+        row.state = "expired"
+    asg.settle_attempt(db, lost, "lea", 1, "scn-again")  # those spawns went through
+    asg.settle_attempt(db, never, "lea", 1, "scn-again2")
+    assert (await keeper.run_once(later))["assignment_attempts"] == 1  # the expired one
+    assert asg.take_attempt(db, waiting, "lea", "req-more", 1) == (1, True)
     db.dispose()
