@@ -12,6 +12,7 @@ descriptors and environment.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -146,14 +147,19 @@ def test_without_landlock_the_mark_alone_keeps_the_learner_out(
     assert len(warned) == 1, warned
 
 
-# A runtime barred from landlock_restrict_self by a seccomp filter (systemd's
-# SystemCallFilter can do that while the ABI query still answers 6): it says why, once,
-# and its learners' execs and terminals still run, in no domain, as on an older kernel.
+# A runtime barred from Landlock by a syscall filter: systemd's SystemCallFilter= refuses
+# every landlock_* call (argv[2]: "all"), a narrower one only landlock_restrict_self while
+# the ABI query still answers. It says why, once, and its learners' execs and terminals
+# still run, in no domain, as on an older kernel (the service mark holds).
 BARRED = r"""
 import errno, logging, sys
 import pyseccomp as sc
 barred = sc.SyscallFilter(sc.ALLOW)
-barred.add_rule(sc.ERRNO(errno.EPERM), "landlock_restrict_self")
+calls = ["landlock_restrict_self"]
+if sys.argv[2] == "all":
+    calls += ["landlock_create_ruleset", "landlock_add_rule"]
+for call in calls:
+    barred.add_rule(sc.ERRNO(errno.EPERM), call)
 barred.load()
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 from forge.runtime.local import LocalRuntime
@@ -171,19 +177,24 @@ with one_lab(Path(sys.argv[1]), spec) as rt:
 """
 
 
+@pytest.mark.parametrize(("barred", "said"), [
+    ("all", "a syscall filter refuses Landlock (landlock_create_ruleset: Operation not "
+            "permitted)"),
+    ("restrict", "is here but refused a domain: [Errno 1] landlock_restrict_self"),
+])
 def test_a_runtime_barred_from_landlock_says_why_and_its_learners_still_work(
-    tmp_path: Path,
+    tmp_path: Path, barred: str, said: str,
 ) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    done = subprocess.run([sys.executable, "-c", BARRED, str(tmp_path / "state")],
+    done = subprocess.run([sys.executable, "-c", BARRED, str(tmp_path / "state"), barred],
                           capture_output=True, text=True, timeout=120, env=env,
                           cwd=Path(__file__).resolve().parents[2], check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert lines[0] == "exec-ran"
     assert lines[1].startswith("3 ") and "REFUSED mem" in lines[1], lines  # the mark holds
-    warned = [line for line in done.stderr.splitlines() if "refused a domain" in line]
-    assert len(warned) == 1 and "landlock_restrict_self" in warned[0], done.stderr
+    warned = [line for line in done.stderr.splitlines() if "no domain of their own" in line]
+    assert len(warned) == 1 and said in warned[0], done.stderr
 
 
 def test_services_keep_the_mark_and_learners_never_have_it(
@@ -315,3 +326,24 @@ def test_a_host_approved_sys_ptrace_lets_its_learner_attach_to_its_service(
         _answer(rt, spec.lab_id)
         res = rt.exec(spec.lab_id, "web", ["python3", "-I", "-c", PTRACE])
         assert res.stdout_text.strip() == "ATTACHED", res.stdout_text + res.stderr_text
+
+
+def test_a_passing_shortage_is_not_taken_for_a_kernel_without_landlock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of descriptors at the first probe: that probe fails (an exec then fails, closed)
+    and the next one asks again, instead of every learner running with no domain for the
+    life of the process."""
+    if landlock.domain_problem() is not None:
+        pytest.skip("this kernel gives no learner domain to lose")
+    monkeypatch.setattr(landlock, "_answer", [])
+    real = landlock._restrict_this_thread
+
+    def short() -> None:
+        raise OSError(errno.EMFILE, "landlock_create_ruleset: Too many open files")
+
+    monkeypatch.setattr(landlock, "_restrict_this_thread", short)
+    with pytest.raises(OSError):
+        landlock.in_own_domain(lambda: "started without a domain")
+    monkeypatch.setattr(landlock, "_restrict_this_thread", real)
+    assert landlock.domain_problem() is None and landlock.domain_supported()

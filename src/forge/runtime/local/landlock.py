@@ -25,7 +25,7 @@ out of services (the runtime logs why, once: ``LocalRuntime.check``).
 from __future__ import annotations
 
 import ctypes
-import functools
+import errno
 import os
 import struct
 import threading
@@ -51,16 +51,40 @@ def domain_supported() -> bool:
     return domain_problem() is None
 
 
-@functools.cache
+# errnos that say how this kernel and process are, for good (not a passing shortage such
+# as EMFILE or ENOMEM, which is raised and asked again next time)
+_SETTLED = frozenset({errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EOPNOTSUPP,
+                      errno.EINVAL, errno.E2BIG})
+_answer: list[str | None] = []  # the settled answer, once known
+_answer_lock = threading.Lock()
+
+
 def domain_problem() -> str | None:
     """Why a learner process cannot get a domain of its own, or None when it can.
 
-    Asking for the ABI version is not enough: a seccomp filter (systemd's
-    ``SystemCallFilter``) may let that call through and refuse the ruleset or
-    ``landlock_restrict_self``, and every exec and terminal would then fail. So a
-    throwaway thread makes a domain the way a learner's start does, once per process."""
+    Asking for the ABI version is not enough: a syscall filter (systemd's
+    ``SystemCallFilter=``) may refuse the Landlock calls, all or some, and every exec and
+    terminal would then fail. So a throwaway thread makes a domain the way a learner's
+    start does, once per process. A passing failure (OSError: EMFILE, ENOMEM) is raised
+    and the question asked again next time: it must not leave learners without a domain
+    for the life of the process."""
+    with _answer_lock:
+        if not _answer:
+            _answer.append(_probe())
+        return _answer[0]
+
+
+def _probe() -> str | None:
     abi = int(_syscall(_CREATE_RULESET, None, ctypes.c_size_t(0),
                        ctypes.c_uint32(_CREATE_RULESET_VERSION)))
+    if abi < 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EOPNOTSUPP):  # not built in, or not an active LSM
+            return "this kernel has no Landlock ABI 6 (Linux 6.12)"
+        if err in _SETTLED:
+            return ("a syscall filter refuses Landlock (landlock_create_ruleset: "
+                    f"{os.strerror(err)})")
+        raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
     if abi < _SCOPED_ABI:
         return "this kernel has no Landlock ABI 6 (Linux 6.12)"
     failure: list[OSError] = []
@@ -74,9 +98,11 @@ def domain_problem() -> str | None:
     thread = threading.Thread(target=trial, name="forge-landlock-trial", daemon=True)
     thread.start()
     thread.join()
-    if failure:
-        return f"Landlock ABI {abi} is here but refused a domain: {failure[0]}"
-    return None
+    if not failure:
+        return None
+    if failure[0].errno not in _SETTLED:
+        raise failure[0]
+    return f"Landlock ABI {abi} is here but refused a domain: {failure[0]}"
 
 
 def _restrict_this_thread() -> None:

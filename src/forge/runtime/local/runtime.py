@@ -150,7 +150,12 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
         elif not self._env_probed:  # once: a warning if env lacks it (/readyz runs this)
             service_prefix(self.rootfs)
-            if (why := landlock.domain_problem()) is not None:
+            try:
+                why = landlock.domain_problem()
+            except OSError as exc:  # a passing shortage (EMFILE, ENOMEM): asked again
+                problems.append(f"Landlock could not be probed just now: {exc}")
+                return problems
+            if why is not None:
                 log.warning("%s: learner processes get no domain of their own, and only "
                             "the service mark keeps them out of a service's memory", why)
             self._env_probed = True
