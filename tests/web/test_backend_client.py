@@ -44,13 +44,22 @@ def _peer_app(ports: list[int]) -> FastAPI:
 
     @app.get("/v1/scenarios")
     async def scenarios() -> dict[str, object]:
-        return {"items": []}
+        return {"items": [FAILED]}
 
     @app.get("/v1/admin/failed-events")
     async def failed_events() -> dict[str, object]:
         return {"events": []}
 
     return app
+
+
+# A failed lab as the orchestrator's operator view lists it: the learner's reason, and
+# the node's own error, which only the operator's pages show (failure_reason).
+FAILED = {"scenario_id": "scn-0123456789abcdef", "state": "failed", "track": "netplus",
+          "reason": "lab could not be created (the error is recorded for the operator)",
+          "error": "RuntimeFault: host web: sandbox did not start: <bwrap> /var/lib/forge",
+          "tenant_id": "acme", "subject": "lea", "plan": "PRO",
+          "created_at": "2026-12-03T09:00:00+00:00", "expires_at": None}
 
 
 @pytest.fixture
@@ -75,6 +84,8 @@ def test_calls_share_one_connection_and_shutdown_closes_the_client(
         for _ in range(3):
             page = client.get("/ops")
             assert page.status_code == 200, page.text
+        assert FAILED["reason"] in page.text  # type: ignore[operator]
+        assert "sandbox did not start: &lt;bwrap&gt; /var/lib/forge" in page.text
         # The readiness detail also asks the orchestrator (peer key agreement).
         ready = client.get("/readyz", headers={"authorization": "Bearer "
                                                + SECRETS["OPERATOR_TOKEN"]})
