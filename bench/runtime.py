@@ -77,13 +77,15 @@ def machine_busy_s() -> float:
 def machine_cpu_ms(run: Callable[[int], object], count: int, settle_s: float = 0.5) -> float:
     """Machine CPU (ms) per call of ``run(i)``, i in range(count): /proc/stat's busy time
     over the calls and a settle (the kernel frees a lab's namespaces in its own workers
-    afterwards), less what the machine used over an idle second just before.
+    afterwards), less what the machine uses idle: two seconds measured after one of quiet,
+    so the baseline holds none of the previous work's deferred clean-up.
 
     Not getrusage: a lab's sandbox trees die with their bwrap parents at destroy, and are
     reaped by no process of ours, so their CPU never reaches RUSAGE_CHILDREN (a lab whose
     service burned 200 ms showed 5 ms there)."""
-    busy, start = machine_busy_s(), time.perf_counter()
     time.sleep(1.0)
+    busy, start = machine_busy_s(), time.perf_counter()
+    time.sleep(2.0)
     idle_rate = (machine_busy_s() - busy) / (time.perf_counter() - start)
     busy, start = machine_busy_s(), time.perf_counter()
     for i in range(count):

@@ -6,9 +6,10 @@ what the lab page does: `POST /v1/spawn`, the access exchange (one-time token â†
 cookie), a status poll every 50 ms with that cookie until the lab runs, then `DELETE
 /v1/scenarios/{id}` and polls until it is gone. Two figures per lab, medians of RUNS:
 
-* machine: CPU of the whole machine from /proc/stat (every state but idle and iowait)
-  during the labs, minus the same machine's CPU over an idle window of equal length just
-  before (the platform idle), minus this bench process's own CPU (the client);
+* machine: CPU of the whole machine from /proc/stat (user, nice, system, irq, softirq:
+  not idle, iowait or steal; ``runtime.machine_busy_s``) during the labs, minus the same
+  machine's CPU over an idle window of equal length just before (the platform idle),
+  minus this bench process's own CPU (the client);
 * platform: utime+stime (with reaped children) of every process of the platform: services,
   nats-server and the children they reaped (e.g. each sandbox's bwrap, `ip`), from
   /proc/<pid>/stat.
@@ -45,20 +46,13 @@ from forge.config.settings import load_settings
 from forge.services.common.bus import bus_auth
 from forge.stack.supervisor import Supervisor
 from forge.stack.topology import plan
-from runtime import machine_busy_s
+from runtime import TICKS, machine_busy_s, own_cpu_s
 
 ROOT = Path(__file__).resolve().parents[1]
 LABS = int(os.environ.get("BENCH_WHOLE_LABS", "10"))
 RUNS = int(os.environ.get("BENCH_WHOLE_RUNS", "3"))
 POLL_S = 0.05
 BUSY_MACHINE_PCT = 25.0  # above this share of the machine busy before the labs, see below
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_s() -> float:
-    """This bench process's CPU (the client and the supervisor's thread)."""
-    times = os.times()
-    return times.user + times.system
 
 
 def proc_cpu_s(pid: int) -> tuple[float, list[int]]:
