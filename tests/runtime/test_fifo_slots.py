@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -43,17 +45,43 @@ def test_a_released_slot_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
     assert slots.waiting() == 0
 
 
-def test_slots_count_and_a_waiter_interrupted_leaves_the_line() -> None:
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Interrupted
+
+
+def test_a_waiter_interrupted_leaves_the_line_and_takes_no_slot() -> None:
+    """An interrupted wait (a signal's exception in the main thread) leaves the line: the
+    next release goes to the waiter behind it, and no slot is lost or taken twice."""
     slots = FifoSlots(2)
     slots.acquire()
     slots.acquire()
-    got: list[int] = []
-    t = threading.Thread(target=lambda: (slots.acquire(), got.append(1)))
-    t.start()
+    got: list[str] = []
+    previous = signal.signal(signal.SIGUSR1, _interrupt)
+    try:
+        timer = threading.Thread(target=lambda: (
+            _until(lambda: slots.waiting() == 1), os.kill(os.getpid(), signal.SIGUSR1)))
+        timer.start()
+        with pytest.raises(_Interrupted):
+            slots.acquire()  # the main thread waits; the signal interrupts it
+        timer.join(10)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert slots.waiting() == 0
+    behind = threading.Thread(target=lambda: (slots.acquire(), got.append("behind")))
+    behind.start()
     _until(lambda: slots.waiting() == 1)
+    slots.release()  # to "behind", not to the one that left
+    behind.join(10)
+    assert got == ["behind"] and slots.waiting() == 0
     slots.release()
-    t.join(10)
-    assert got == [1] and slots.waiting() == 0
+    slots.release()
+    for _ in range(2):  # both slots are free again: two takes without waiting
+        slots.acquire()
+    assert slots.waiting() == 0
     with pytest.raises(ValueError):
         FifoSlots(0)
 

@@ -1,9 +1,17 @@
-"""open_host hands out a host's namespaces and root only while the pid is that host's."""
+"""open_host hands out a host's namespaces and root only while the pid is that host's.
+
+A named network namespace of the test's own stands for the host's, so a pid reused by
+another process after the test's ended (which runs in the machine's) is refused too.
+The window the pidfd closes (a pid reused between open_host's opens) cannot be timed in a
+test: the check after the opens is what it adds.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,34 +20,50 @@ from forge.runtime.local.execute import open_host
 pytestmark = pytest.mark.root
 
 
-def test_descriptors_of_a_live_process_in_the_namespace() -> None:
-    proc = subprocess.Popen(["sleep", "30"])
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = "fg-oh-" + secrets.token_hex(3)
+    subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        fds = open_host(proc.pid, "/proc/self/ns/net")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def _in(netns: str) -> subprocess.Popen[bytes]:
+    """A process in ``netns``, once it is there (ip netns exec execs into it)."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "30"])
+    want = os.stat(f"/run/netns/{netns}")
+    for _ in range(200):  # bounded
+        try:
+            got = os.stat(f"/proc/{proc.pid}/ns/net")
+        except FileNotFoundError:
+            break
+        if (got.st_dev, got.st_ino) == (want.st_dev, want.st_ino):
+            return proc
+        subprocess.run(["sleep", "0.01"], check=True)
+    proc.kill()
+    proc.wait()
+    raise AssertionError("the process never entered the namespace")
+
+
+def test_descriptors_only_while_the_pid_is_the_hosts(netns: str) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    path = f"/run/netns/{netns}"
+    proc = _in(netns)
+    try:
+        fds = open_host(proc.pid, path)
         try:
             assert len(fds) == 6
             assert os.path.samestat(os.fstat(fds[-1]), os.stat(f"/proc/{proc.pid}/root"))
         finally:
             for fd in fds:
                 os.close(fd)
+        with pytest.raises(ProcessLookupError):  # a process of another namespace (ours)
+            open_host(os.getpid(), path)
     finally:
         proc.kill()
         proc.wait()
-
-
-def test_refused_for_a_process_of_another_namespace_or_one_that_ended() -> None:
-    before = set(os.listdir("/proc/self/fd"))
-    other = subprocess.Popen(["unshare", "--net", "sleep", "30"])
-    try:
-        for _ in range(100):  # unshare execs sleep in its new namespace (bounded)
-            if os.readlink(f"/proc/{other.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
-                break
-            subprocess.run(["sleep", "0.02"], check=True)
-        with pytest.raises(ProcessLookupError):
-            open_host(other.pid, "/proc/self/ns/net")
-    finally:
-        other.kill()
-        other.wait()
-    with pytest.raises(OSError):  # ended and reaped: its pid names nothing (or another)
-        open_host(other.pid, "/proc/self/ns/net")
+    with pytest.raises(OSError):  # ended and reaped: its pid names nothing, or another's
+        open_host(proc.pid, path)
     assert set(os.listdir("/proc/self/fd")) == before  # nothing left open either way

@@ -39,7 +39,7 @@ def test_a_lab_that_fails_on_the_node_tells_its_learner_what_failed_not_the_node
         raise RuntimeFault(INTERNAL)
 
     monkeypatch.setattr(platform.runtime, "create", create)
-    caplog.set_level(logging.WARNING, logger="forge.orchestrator.launch")
+    caplog.set_level(logging.WARNING, logger="forge.orchestrator.failure")
     with httpx.Client(base_url=platform.url, timeout=30,
                       headers={"x-api-key": platform.key}) as client:
         view = spawn_and_wait(client)
@@ -72,9 +72,9 @@ def test_an_image_the_node_cannot_read_is_the_nodes_error_an_unbuilt_one_the_aut
     with pytest.raises(RuntimeFault) as node:
         host_roots(plan, "/", {}, unreadable)
     assert not isinstance(node.value, SpecError)
-    reason, details = failure("lab could not be created", node.value)
+    reason, details = failure("img", "lab could not be created", node.value)
     assert "/etc/forge" not in reason and "/etc/forge" in details["error"]
     with pytest.raises(SpecError) as author:
         host_roots(plan, "/", {}, unbuilt)
-    reason, _ = failure("lab could not be created", author.value)
+    reason, _ = failure("img", "lab could not be created", author.value)
     assert reason.endswith("image broken is not built: run forge image build broken"), reason

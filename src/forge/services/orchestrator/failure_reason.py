@@ -10,19 +10,23 @@ author or the learner (a spec field, an evidence pack over its limit) is shown a
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from forge.runtime.base import SpecError
 from forge.services.orchestrator.evidence_ship import PackTooLarge
 
+log = logging.getLogger("forge.orchestrator.failure")
 SHOWN = (SpecError, PackTooLarge)
 RECORDED = "the error is recorded for the operator"
 ERROR_CHARS = 4000
 
 
-def failure(what: str, exc: BaseException) -> tuple[str, dict[str, Any]]:
+def failure(scenario_id: str, what: str, exc: BaseException) -> tuple[str, dict[str, Any]]:
     """(reason, details) of a scenario that failed at ``what`` on ``exc``: the reason names
-    the error only when it is one written to be read (``SHOWN``); details keep it."""
+    the error only when it is one written to be read (``SHOWN``); details keep it, and the
+    log says it (``scenario ID failed: …``)."""
     error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+    log.warning("scenario %s failed: %s: %s", scenario_id, what, error)
     reason = f"{what}: {exc}" if isinstance(exc, SHOWN) else f"{what} ({RECORDED})"
     return reason, {"error": error}

@@ -222,9 +222,7 @@ async def _fail_grading(state: OrchestratorState, scenario_id: str, what: str,
                         exc: BaseException | None = None) -> str:
     """Fail a scenario whose grading failed at ``what`` (on ``exc``: the learner reads what
     ``failure_reason`` shows of it; the log and the operator's view keep it)."""
-    reason, details = (what, {}) if exc is None else failure(what, exc)
-    if exc is not None:
-        log.warning("scenario %s failed: %s: %s", scenario_id, what, details["error"])
+    reason, details = (what, {}) if exc is None else failure(scenario_id, what, exc)
     await state.blocking(teardown_lab, state, scenario_id)
     failed = await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.FAILED,

@@ -38,8 +38,7 @@ async def fail_on_error(state: OrchestratorState, scenario_id: str, what: str,
     """``fail_scenario`` on an error: the learner reads ``what`` (with the error's text only
     when it is written for them, ``failure_reason``); the log and the operator's view of the
     scenario keep the error."""
-    reason, details = failure(what, exc)
-    log.warning("scenario %s failed: %s: %s", scenario_id, what, details["error"])
+    reason, details = failure(scenario_id, what, exc)
     await fail_scenario(state, scenario_id, reason, details)
 
 
