@@ -182,7 +182,9 @@ def test_policy_evaluation_error_fails_the_scenario_with_a_record(orch: Orch) ->
     orch.publish(SPAWN, event)
     row = orch.wait_state(event["scenario_id"], "failed", "running")
     assert row.state == "failed"
-    assert "policy evaluation failed" in (row.state_reason or "")
+    assert row.state_reason == ("policy evaluation failed (the error is recorded for the "
+                                "operator)")
+    assert "forge.gates.launch is undefined" in row.details["error"]  # what /ops shows
     record = row.details["policy"]
     assert "forge.gates.launch is undefined" in record["error"]
     assert record["input"]["template"]

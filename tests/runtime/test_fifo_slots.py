@@ -90,6 +90,8 @@ def test_a_waiter_interrupted_leaves_the_line_and_takes_no_slot() -> None:
 def test_the_runtime_builds_waiting_labs_first_come_first_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The runtime's creates wait for their build in line (the wiring: a plain semaphore
+    also wakes these in order; a newcomer taking a turn is the first test's)."""
     rt = LocalRuntime(str(tmp_path / "state"), prefix="f" + str(time.monotonic_ns())[-4:],
                       build_slots=1)
     built: list[str] = []

@@ -11,6 +11,7 @@ is still shown: ``tests/images/test_spawn_unbuilt_image.py``.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from forge.images.definitions import ImageDefinitionError
 from forge.images.lookup import ImageNotBuilt
 from forge.runtime.base import LabSpec, RuntimeFault, SpecError
 from forge.runtime.local.rootfs import host_roots
+from forge.runtime.local.seeds import write_root_seeds
 from forge.runtime.plan import plan_lab
 from forge.services.orchestrator.failure_reason import failure
 from tests.images.test_spawn_unbuilt_image import Platform, platform, spawn_and_wait
@@ -78,3 +80,25 @@ def test_an_image_the_node_cannot_read_is_the_nodes_error_an_unbuilt_one_the_aut
         host_roots(plan, "/", {}, unbuilt)
     reason, _ = failure("img", "lab could not be created", author.value)
     assert reason.endswith("image broken is not built: run forge image build broken"), reason
+
+
+def test_a_seed_the_image_refuses_is_the_authors_a_node_failure_the_operators(
+    tmp_path: Path,
+) -> None:
+    """Seeding a template's file into a host's image: a path that is a directory there is
+    the template's mistake (shown, naming the file); a failure of the node itself (here
+    its overlay is gone: the message names its path under the state directory) is not."""
+    root = tmp_path / "overlay"
+    (root / "etc" / "ssh").mkdir(parents=True)
+    host = plan_lab(simple_lab("seed", image="base", files={"/etc/ssh": "x"})).hosts[0]
+    with pytest.raises(SpecError) as author:
+        write_root_seeds(str(root), host, 1000)
+    reason, _ = failure("seed", "lab could not be created", author.value)
+    assert "hosts[0].files['/etc/ssh']: cannot be written in the image" in reason
+    assert "Is a directory" in reason and str(tmp_path) not in reason
+    host = plan_lab(simple_lab("seed", image="base", files={"/etc/motd": "x"})).hosts[0]
+    with pytest.raises(RuntimeFault) as node:
+        write_root_seeds(str(tmp_path / "gone"), host, 1000)
+    assert not isinstance(node.value, SpecError)
+    reason, details = failure("seed", "lab could not be created", node.value)
+    assert str(tmp_path) not in reason and str(tmp_path) in details["error"]

@@ -30,7 +30,13 @@ from forge.images.definitions import (
 KEY_FORMAT = b"forge-image/2"
 
 
-class ImageNotBuilt(ForgeError):
+class TemplateImageError(ForgeError):
+    """The image a template names cannot be used, and the message (written for the
+    template's author and learner) says why: a lab's reason shows it. Any other error of
+    the lookup is the machine's own (a definitions file it cannot read)."""
+
+
+class ImageNotBuilt(TemplateImageError):
     """A template names an image that is not defined or not built on this machine."""
 
     def __init__(self, name: str, defined: bool) -> None:
@@ -93,7 +99,7 @@ _LOADED: dict[Path, tuple[tuple[int, int, int], ImageDefinition]] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-class InvalidImageName(ForgeError):
+class InvalidImageName(TemplateImageError):
     """A template names an image with a name no definition can have (``/``, ``..``…)."""
 
     def __init__(self, name: str) -> None:

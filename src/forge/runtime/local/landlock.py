@@ -74,13 +74,23 @@ def domain_problem() -> str | None:
         return _answer[0]
 
 
+def _active_lsm(path: str = "/sys/kernel/security/lsm") -> bool:
+    """Whether the kernel lists Landlock among its active security modules (False where
+    securityfs is not mounted): then an ENOSYS comes from a syscall filter, not the kernel."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return "landlock" in fh.read(4096).split(",")
+    except OSError:
+        return False
+
+
 def _probe() -> str | None:
     abi = int(_syscall(_CREATE_RULESET, None, ctypes.c_size_t(0),
                        ctypes.c_uint32(_CREATE_RULESET_VERSION)))
     if abi < 0:
         err = ctypes.get_errno()
-        if err in (errno.ENOSYS, errno.EOPNOTSUPP):  # not built in, or not an active LSM
-            return "this kernel has no Landlock ABI 6 (Linux 6.12)"
+        if err in (errno.ENOSYS, errno.EOPNOTSUPP) and not _active_lsm():
+            return "this kernel has no Landlock ABI 6 (Linux 6.12)"  # or not an active LSM
         if err in _SETTLED:
             return ("a syscall filter refuses Landlock (landlock_create_ruleset: "
                     f"{os.strerror(err)})")

@@ -20,17 +20,14 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 
-from forge.errors import ForgeError
 from forge.images.definitions import HOST_USERLAND
+from forge.images.lookup import TemplateImageError
 from forge.runtime.base import RuntimeFault, SpecError
 from forge.runtime.plan import LabPlan
 
 # Under the host's data dir: the root overlay's upper and work dirs and its mount point.
 ROOT_UPPER, ROOT_WORK, ROOT_MERGED = ".root-upper", ".root-work", ".root"
 SSHD = "usr/sbin/sshd"
-# The resolver's errors about the template's image name (forge.images.lookup), shown to
-# the learner as the lab's reason; any other is the node's own and stays with the operator.
-TEMPLATE_IMAGE_ERRORS = frozenset({"image_not_built", "unknown_image", "invalid_image_name"})
 MS_NOSUID, MS_NODEV = 2, 4
 _UNSAFE = (",", ":", "\\", "\n")
 
@@ -69,12 +66,10 @@ def host_roots(
         elif resolve is not None:
             try:
                 roots[host.spec.name] = (resolve(name), True)
-            except ForgeError as exc:
-                if exc.code in TEMPLATE_IMAGE_ERRORS:  # its message says what to do
-                    raise SpecError(f"hosts[{i}].image", str(exc)) from None
-                raise RuntimeFault(f"hosts[{i}].image: {exc}") from None  # e.g. an unreadable
-                # definitions file, whose message names its path on the node
-            except Exception as exc:  # the cache's or a tool's failure on this node
+            except TemplateImageError as exc:  # its message says what to do
+                raise SpecError(f"hosts[{i}].image", str(exc)) from None
+            except Exception as exc:  # the node's own: e.g. a definitions file it cannot
+                # read (its message names the file's path on the node), the cache, a tool
                 raise RuntimeFault(f"hosts[{i}].image: image {name}: {exc}") from None
         else:
             raise SpecError(f"hosts[{i}].image", f"image {name} is not known to this runtime")

@@ -17,6 +17,7 @@ two labs never share a host key.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 import stat
@@ -92,10 +93,8 @@ def write_root_seeds(root: str, host: PlannedHost, uid: int) -> None:
         owner = effective_owner(path, host.spec.owners.get(path))
         try:
             real = resolve_in_root(root, path)
-        except ValueError as exc:  # the template's path against the image's tree
-            raise SpecError(where, f"cannot be placed in the image: {exc}") from None
-        except OSError as exc:  # the node's own failure (its text may name node paths)
-            raise RuntimeFault(f"{where}: cannot be placed in the image: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise _seed_error(where, "cannot be placed in the image", exc) from None
         problem = seed_path_problem(real, True, owner)
         if problem is None and not is_root_seed(real):
             problem = f"is a per-host directory mounted over the image; seed {real} itself"
@@ -105,10 +104,24 @@ def write_root_seeds(root: str, host: PlannedHost, uid: int) -> None:
         try:
             write_in_root(root, real, data, seed_mode(host.spec, path, data),
                           uid if owner == "learner" else None)
-        except ValueError as exc:
-            raise SpecError(where, f"cannot be written in the image: {exc}") from None
-        except OSError as exc:
-            raise RuntimeFault(f"{where}: cannot be written in the image: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise _seed_error(where, "cannot be written in the image", exc) from None
+
+
+# What the image's tree says of a seed's path: the template's to fix (a directory there, a
+# file in the middle, a link loop). Any other OSError is the node's own (no space, a path
+# under its state directory in the message) and stays with the operator.
+_AUTHORS_ERRNOS = frozenset({errno.EISDIR, errno.ENOTDIR, errno.ELOOP})
+
+
+def _seed_error(where: str, what: str, exc: Exception) -> RuntimeFault:
+    """The error a seed that could not be placed or written raises: a SpecError (shown to
+    the learner as the lab's reason) when the template's path is at fault, else a
+    RuntimeFault."""
+    if isinstance(exc, ValueError) or (isinstance(exc, OSError)
+                                       and exc.errno in _AUTHORS_ERRNOS):
+        return SpecError(where, f"{what}: {exc}")
+    return RuntimeFault(f"{where}: {what}: {exc}")
 
 
 def make_ssh_host_keys(root: str, uid: int) -> bool:

@@ -12,7 +12,7 @@ from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, load, record_mo
 from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
-from forge.services.orchestrator.failure_reason import RECORDED
+from forge.services.orchestrator.failure_reason import failure
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.launch_build import build_lab, fail_on_error, fail_scenario
 from forge.services.orchestrator.launch_resume import resume_redelivered
@@ -157,9 +157,9 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
         # A defect, not an outage (e.g. a remote OPA without gates.rego, an input the
         # engine refuses): a retry would meet it again, so the scenario fails with the
         # error recorded, as a denial is, instead of being redelivered to dead letters.
-        log.error("policy evaluation failed for %s: %s", scenario_id, exc)
-        await fail_scenario(state, scenario_id, f"policy evaluation failed ({RECORDED})",
-                            {"policy": {"error": str(exc), "input": policy_input}})
+        reason, details = failure(scenario_id, "policy evaluation failed", exc)
+        await fail_scenario(state, scenario_id, reason, {
+            **details, "policy": {"error": str(exc), "input": policy_input}})
         return
     decision = gates.combined
     # Every decision is recorded, a cache answer too (marked `cached`).
