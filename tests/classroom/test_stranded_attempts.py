@@ -104,3 +104,39 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(
     assert (await keeper.run_once(later))["assignment_attempts"] == 1  # the expired one
     assert asg.take_attempt(db, waiting, "lea", "req-more", 1) == (1, True)
     db.dispose()
+
+
+async def test_a_late_retry_binds_its_lab_though_housekeeping_gave_its_attempt_back(
+    tmp_path: Path, db_url: str,
+) -> None:
+    """The race both reviews named: a retry of the interrupted request admitted on its old
+    attempt just before housekeeping gave that attempt back. Its lab still counts (an
+    attempt taken anew for it), and a number taken again meanwhile by another request is
+    not that lab's: it stays the other request's, to settle or give back."""
+    upgrade(db_url)
+    app = build_spawn(load_settings(prod_environ(with_signing_key(tmp_path / "s"),
+                                                 FORGE_DB_URL=db_url)))
+    db = app.state.spawn.ctx.db
+    now = datetime.now(UTC)
+    cohort = cohorts.create_cohort(db, ANN, "Networking 101")
+    aid = asg.create_assignment(
+        db, ANN, cohort.cohort_id, template_id="netplus", opens_at=now - timedelta(minutes=1),
+        closes_at=now + timedelta(days=1), attempts_allowed=1, hints_allowed=False,
+        known_templates={"netplus"}).assignment_id
+    assert asg.take_attempt(db, aid, "lea", "req-late", 1) == (1, True)
+    # The retry is admitted on attempt 1 (still there) ...
+    assert asg.attempt_of_request(db, aid, "lea", "req-late") == 1
+    # ... housekeeping gives it back before the retry's lab is recorded ...
+    later = now + STRANDED_AFTER + timedelta(seconds=1)
+    assert (await app.state.housekeeping.run_once(later))["assignment_attempts"] == 1
+    # ... and another start takes number 1 again meanwhile.
+    assert asg.take_attempt(db, aid, "lea", "req-other", 1) == (1, True)
+    asg.settle_attempt(db, aid, "lea", 1, "scn-late", request_id="req-late")
+    late = asg.scenario_assignment(db, "scn-late")
+    assert late is not None and late.assignment_id == aid and late.attempts_used == 2
+    asg.settle_attempt(db, aid, "lea", 1, None, request_id="req-late")  # not its to give
+    assert asg.attempt_of_request(db, aid, "lea", "req-other") == 1
+    asg.settle_attempt(db, aid, "lea", 1, "scn-other", request_id="req-other")
+    other = asg.scenario_assignment(db, "scn-other")
+    assert other is not None and other.attempts_used == 2
+    db.dispose()

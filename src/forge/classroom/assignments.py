@@ -267,16 +267,35 @@ def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str
 
 
 def settle_attempt(db: Database, assignment_id: str, subject: str, attempt: int,
-                   scenario_id: str | None) -> None:
-    """Bind the attempt to the lab it started, or (None) give it back: the spawn failed."""
-    with db.session() as sess:
-        row = sess.get(AssignmentAttempt, (assignment_id, subject, attempt))
-        if row is None:
+                   scenario_id: str | None, *, request_id: str | None = None) -> None:
+    """Bind the attempt to the lab it started, or (None) give it back: the spawn failed.
+
+    With ``request_id`` (the request holding the attempt), an attempt that is no longer
+    that request's is left alone: housekeeping may have given a stranded attempt back
+    (``stranded_attempts``) while a late retry of its request was starting a lab, and its
+    number may have been taken again since. That lab is then bound to an attempt taken
+    anew for it (counted, even past the allowance: the lab runs), and nothing is given
+    back."""
+    for _ in range(8):
+        try:
+            with db.session() as sess:
+                row = sess.get(AssignmentAttempt, (assignment_id, subject, attempt))
+                ours = row is not None and request_id in (None, row.request_id)
+                if ours and scenario_id is None:
+                    sess.delete(row)
+                elif ours and row is not None:
+                    row.scenario_id = scenario_id
+                elif scenario_id is not None and request_id is not None:
+                    highest = sess.scalar(select(func.max(AssignmentAttempt.attempt)).where(
+                        AssignmentAttempt.assignment_id == assignment_id,
+                        AssignmentAttempt.subject == subject))
+                    sess.add(AssignmentAttempt(
+                        assignment_id=assignment_id, subject=subject,
+                        attempt=1 + int(highest or 0), request_id=request_id,
+                        scenario_id=scenario_id, at=datetime.now(UTC)))
             return
-        if scenario_id is None:
-            sess.delete(row)
-        else:
-            row.scenario_id = scenario_id
+        except IntegrityError:
+            continue  # a concurrent take got that number: count again
 
 
 def scenario_assignment(db: Database, scenario_id: str) -> Applicable | None:

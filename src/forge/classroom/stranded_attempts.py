@@ -10,7 +10,9 @@ them. An attempt is bound to the lab its request id created for that learner (sa
 tenant and template, created after the attempt was taken) if the orchestrator launched
 that lab, as an answered spawn's would have been; it is given back if the request made no
 lab, or one that ended without being launched (recorded but never published: failed or
-expired while pending). A lab still pending is left for a later pass.
+expired while pending). A lab still pending is left for a later pass. A late retry of
+the request, admitted on the attempt just before it was given back, still has its lab
+counted: ``assignments.settle_attempt`` takes an attempt anew for it.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ class Held:
     subject: str
     attempt: int
     taken_here: bool
+    request_id: str  # the request holding it (settle_attempt: whether it still is)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ async def admit(state: SpawnState, spawn: SpawnFacts, template_id: str,
     prior = await run_in_threadpool(assignments.attempt_of_request, db, found.assignment_id,
                                     caller.subject, request_id)
     if prior is not None:
-        return Held(found.assignment_id, caller.subject, prior, False)
+        return Held(found.assignment_id, caller.subject, prior, False, request_id)
     decision = await _decide(state, "spawn", found, spawn)
     if not decision.allow:
         raise _refused(decision, found)
@@ -164,15 +165,16 @@ async def admit(state: SpawnState, spawn: SpawnFacts, template_id: str,
                              "were being taken at the same moment; try again",
                              headers={"Retry-After": "1"})
         raise _refused(decision, again)
-    return Held(found.assignment_id, caller.subject, taken[0], taken[1])
+    return Held(found.assignment_id, caller.subject, taken[0], taken[1], request_id)
 
 
 async def settle(state: SpawnState, held: Held | None, scenario_id: str | None) -> None:
     """Bind the attempt to the lab it started, or give it back (None: the spawn failed) when
     this request took it (a failed retry must not free the first request's attempt)."""
     if held is not None and (scenario_id is not None or held.taken_here):
-        await state.ctx.db.write(assignments.settle_attempt, state.ctx.db, held.assignment_id,
-                                 held.subject, held.attempt, scenario_id)
+        await state.ctx.db.write(lambda: assignments.settle_attempt(
+            state.ctx.db, held.assignment_id, held.subject, held.attempt, scenario_id,
+            request_id=held.request_id))
 
 
 async def check_hints(state: SpawnState, scenario_id: str) -> None:
