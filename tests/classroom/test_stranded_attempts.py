@@ -11,8 +11,12 @@ launched, given back when it launched none.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
 
 from forge.classroom import assignments as asg
 from forge.classroom import cohorts
@@ -44,13 +48,18 @@ def _lab(sid: str, request_id: str, *moves: str, tenant: str = "acme", subject: 
     return rows
 
 
-async def test_housekeeping_binds_or_gives_back_what_a_crash_left(
-    tmp_path: Path, db_url: str,
-) -> None:
+@pytest.fixture
+def spawn_app(tmp_path: Path, db_url: str) -> Iterator[FastAPI]:
+    """spawn_service's app (its housekeeping) on a fresh store, not started."""
     upgrade(db_url)
     app = build_spawn(load_settings(prod_environ(with_signing_key(tmp_path / "s"),
                                                  FORGE_DB_URL=db_url)))
-    db = app.state.spawn.ctx.db
+    yield app
+    app.state.spawn.ctx.db.dispose()
+
+
+async def test_housekeeping_binds_or_gives_back_what_a_crash_left(spawn_app: FastAPI) -> None:
+    db = spawn_app.state.spawn.ctx.db
     now = datetime.now(UTC)
     cohort = cohorts.create_cohort(db, ANN, "Networking 101")
 
@@ -78,7 +87,7 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(
             *_lab("scn-dns", "req-lost", "launching", template="dns-zone"),
             *_lab("scn-old", "req-lost", "launching", age=timedelta(days=2)),
         ])
-    keeper = app.state.housekeeping
+    keeper = spawn_app.state.housekeeping
     assert (await keeper.run_once(now))["assignment_attempts"] == 0  # may still be in flight
     assert asg.scenario_assignment(db, "scn-started") is None
     assert asg.take_attempt(db, lost, "lea", "req-again", 1) is None  # her one attempt: used
@@ -103,20 +112,16 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(
     asg.settle_attempt(db, never, "lea", 1, "scn-again2")
     assert (await keeper.run_once(later))["assignment_attempts"] == 1  # the expired one
     assert asg.take_attempt(db, waiting, "lea", "req-more", 1) == (1, True)
-    db.dispose()
 
 
 async def test_a_late_retry_binds_its_lab_though_housekeeping_gave_its_attempt_back(
-    tmp_path: Path, db_url: str,
+    spawn_app: FastAPI,
 ) -> None:
     """The race both reviews named: a retry of the interrupted request admitted on its old
     attempt just before housekeeping gave that attempt back. Its lab still counts (an
     attempt taken anew for it), and a number taken again meanwhile by another request is
     not that lab's: it stays the other request's, to settle or give back."""
-    upgrade(db_url)
-    app = build_spawn(load_settings(prod_environ(with_signing_key(tmp_path / "s"),
-                                                 FORGE_DB_URL=db_url)))
-    db = app.state.spawn.ctx.db
+    db = spawn_app.state.spawn.ctx.db
     now = datetime.now(UTC)
     cohort = cohorts.create_cohort(db, ANN, "Networking 101")
     aid = asg.create_assignment(
@@ -128,7 +133,7 @@ async def test_a_late_retry_binds_its_lab_though_housekeeping_gave_its_attempt_b
     assert asg.attempt_of_request(db, aid, "lea", "req-late") == 1
     # ... housekeeping gives it back before the retry's lab is recorded ...
     later = now + STRANDED_AFTER + timedelta(seconds=1)
-    assert (await app.state.housekeeping.run_once(later))["assignment_attempts"] == 1
+    assert (await spawn_app.state.housekeeping.run_once(later))["assignment_attempts"] == 1
     # ... and another start takes number 1 again meanwhile.
     assert asg.take_attempt(db, aid, "lea", "req-other", 1) == (1, True)
     asg.settle_attempt(db, aid, "lea", 1, "scn-late", request_id="req-late")
@@ -139,4 +144,3 @@ async def test_a_late_retry_binds_its_lab_though_housekeeping_gave_its_attempt_b
     asg.settle_attempt(db, aid, "lea", 1, "scn-other", request_id="req-other")
     other = asg.scenario_assignment(db, "scn-other")
     assert other is not None and other.attempts_used == 2
-    db.dispose()
