@@ -47,6 +47,15 @@ class Check(DslModel):
                           "processes still run (e.g. a service the learner started), "
                           "from another host over the lab network."),
     ] = False
+    network: Annotated[
+        bool | None,
+        Field(description="Whether the check reaches the network (connects out, listens, "
+                          "looks a name up). Unset: inferred from its command and the seeded "
+                          "scripts it names. On a host the learner has a shell on, such a "
+                          "check is left to Submit (\"Check this task\" could be watched). "
+                          "false: the author vouches that it does not (refused when its "
+                          "command names a network tool)."),
+    ] = None
     timeout_seconds: Annotated[int, Field(ge=1, le=L.MAX_CHECK_TIMEOUT_SECONDS)] = 10
     expect: Expect
 

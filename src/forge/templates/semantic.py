@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from posixpath import normpath
 
 from forge.templates import dsl_limits as L
+from forge.templates.check_network import command_names_network
 from forge.templates.dsl_hosts import Container
 from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.exec_size import exec_size_problems
@@ -225,6 +226,9 @@ def _check_criteria(t: ScenarioTemplate, out: list[Problem]) -> None:
                 out.append(Problem(f"{path}.live", "a live check must reach the learner's "
                                    "host over the lab network from another host, not run "
                                    f'on "{chk.container}"'))
+            if chk.network is False and command_names_network(chk.command):
+                out.append(Problem(f"{path}.network", "false, but the command names a network "
+                                   "tool or module: say true or leave it unset"))
             if chk.expect.is_empty():
                 out.append(
                     Problem(

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from forge.errors import ForgeError
 from forge.grading.expect import judge
-from forge.grading.watched_checks import talks_to_network, watched
+from forge.grading.watched_checks import seeded_scripts, talks_to_network, watched
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
 from forge.services.common.auth import check_operator
@@ -33,18 +33,23 @@ router = APIRouter(tags=["internal"])
 MAX_OUTPUT = 1 << 20
 
 
+Scripts = dict[str, dict[str, str]]
+
+
 def _criterion(state: OrchestratorState, template_id: str, variables: Any,
-               criterion_id: str) -> Criterion:
-    loaded = state.registry.get(template_id)
-    for criterion in render(loaded.template, variables).spec.success_criteria:
+               criterion_id: str) -> tuple[Criterion, Scripts]:
+    """The lab's criterion `criterion_id`, with the scripts its template seeds (both
+    rendered with the lab's variables)."""
+    template = render(state.registry.get(template_id).template, variables)
+    for criterion in template.spec.success_criteria:
         if criterion.id == criterion_id:
-            return criterion
+            return criterion, seeded_scripts(template)
     raise ForgeError("unknown_criterion", 404, "criterion: this lab has no such task",
                      [{"field": "criterion"}])
 
 
-def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion
-         ) -> list[dict[str, Any]]:
+def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion,
+         scripts: Scripts) -> list[dict[str, Any]]:
     """Each check of `criterion` on the live lab, reduced to what a reason needs."""
     facts: list[dict[str, Any]] = []
     for check in criterion.checks:
@@ -56,7 +61,7 @@ def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion
         facts.append({
             "passed": passed, "exit_code": outcome.exit_code, "timed_out": outcome.timed_out,
             "truncated": outcome.stdout_size != len(outcome.stdout),
-            "network": talks_to_network(check.command)})
+            "network": talks_to_network(check, scripts.get(check.container))})
     return facts
 
 
@@ -87,12 +92,12 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
         if row.expires_at is not None and aware(row.expires_at) <= datetime.now(UTC):
             raise ForgeError("not_running", 409, "scenario has reached its end time; a task "
                              "can be checked only while the lab runs")
-        criterion = _criterion(state, row.template_id, row.details.get("variables", {}),
-                               criterion_id)
-        if watched(criterion, state.registry.learner_hosts(row.template_id)):
+        criterion, scripts = _criterion(state, row.template_id,
+                                        row.details.get("variables", {}), criterion_id)
+        if watched(criterion, state.registry.learner_hosts(row.template_id), scripts):
             raise ForgeError("checked_at_submit", 409, "criterion: this task is checked only "
                              "when you submit (its check would run where you can watch it)",
                              [{"field": "criterion"}])
-        checks = await state.blocking(_run, state, scenario_id, criterion)
+        checks = await state.blocking(_run, state, scenario_id, criterion, scripts)
     return {"scenario_id": scenario_id, "criterion": criterion.id,
             "passed": all(c["passed"] for c in checks), "checks": checks}

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.classroom.assignments import my_assignments
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement
 from forge.errors import ForgeError
-from forge.grading.watched_checks import watched
+from forge.grading.watched_checks import seeded_scripts, watched
 from forge.identity.caller import Caller
 from forge.lifecycle.store import ScenarioRow
 from forge.lifecycle.visibility import learner_view
@@ -144,12 +144,15 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         web = web_state(request)
         description, tasks = "", []
         if row.template_id in web.templates:
-            spec = web.templates.get(row.template_id).template.spec
+            template = web.templates.get(row.template_id).template
+            spec = template.spec
             description = spec.description
             shells = web.templates.learner_hosts(row.template_id)
+            scripts = seeded_scripts(template)
             # A task Submit alone checks (its check could be watched) offers no button.
             tasks = [{"id": c.id, "description": c.description,
-                      "checkable": not watched(c, shells)} for c in spec.success_criteria]
+                      "checkable": not watched(c, shells, scripts)}
+                     for c in spec.success_criteria]
         hints = await hints_view(request, row)  # texts of revealed hints only
         for h in hints:
             if "text" in h:
