@@ -240,6 +240,28 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
         assert page.status_code == 200 and "submitted for grading" in page.text
         assert "checked task <code>route-present</code>: not yet" in page.text
 
+    # One learner a page: each learner once, in order; the totals are the whole cohort's.
+    walked, after = [], None
+    with seeded.client() as c:
+        while True:
+            query = {"limit": "1", **({"after": after} if after else {})}
+            got = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard", params=query,
+                        headers=seeded.keys["ann"])
+            assert got.status_code == 200, got.text
+            part = got.json()
+            assert part["total_learners"] == 4 and len(part["learners"]) == 1
+            for mine, whole in zip(part["assignments"], d["assignments"], strict=True):
+                assert {k: v for k, v in mine.items() if k != "rows"} == {
+                    k: v for k, v in whole.items() if k != "rows"}
+                walked.append((mine["assignment_id"], mine["rows"]))
+            after = part["next"]
+            if after is None:
+                break
+            assert after == part["learners"][-1]
+    rows_of = {a["assignment_id"]: a["rows"] for a in d["assignments"]}
+    for aid in rows_of:
+        assert [r for a, rows in walked if a == aid for r in rows] == rows_of[aid]
+
 
 def test_reads_stay_a_fixed_number_of_queries(db_url: str) -> None:
     """200 learners x 3 assignments, a lab each: the same few queries as for none."""

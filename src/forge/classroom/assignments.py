@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, Table, and_, bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 
-from forge.classroom.cohorts import Manager, managed_cohort, new_id
+from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort, new_id
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.idempotency import TTL as REPLAY_TTL
@@ -23,6 +23,8 @@ from forge.store.models import Assignment, AssignmentAttempt, Cohort, Enrolment
 from forge.store.timestamps import aware as _aware
 
 MAX_ATTEMPTS = 100
+# Assignments one cohort may hold: the dashboard reads them all, with every learner's labs.
+MAX_ASSIGNMENTS = 200
 
 
 def iso(ts: datetime) -> str:
@@ -56,7 +58,8 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
                       opens_at: datetime, closes_at: datetime, attempts_allowed: int,
                       hints_allowed: bool, known_templates: Collection[str]) -> Assignment:
     """Assign a lab to a cohort `who` manages, open from `opens_at` until `closes_at`.
-    Scope first (404 for a cohort not theirs), then the fields."""
+    Scope first (404 for a cohort not theirs), then the fields, then room: 409
+    `cohort_assignments_full` when the cohort holds MAX_ASSIGNMENTS already."""
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
         if template_id not in known_templates:
@@ -67,6 +70,15 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
             raise _invalid("closes_at", "must be after opens_at")
         if not 1 <= attempts_allowed <= MAX_ATTEMPTS:
             raise _invalid("attempts_allowed", f"1-{MAX_ATTEMPTS}")
+        lock_cohort(sess, cohort_id)  # the count and the insert: one step
+        held = int(sess.scalar(select(func.count()).select_from(Assignment).where(
+            Assignment.cohort_id == cohort_id)) or 0)
+        if held >= MAX_ASSIGNMENTS:
+            raise ForgeError(
+                "cohort_assignments_full", 409,
+                f"cohort_id: a cohort holds at most {MAX_ASSIGNMENTS} assignments and this "
+                f"one has {held}: nothing was assigned",
+                [{"field": "cohort_id", "problem": f"at most {MAX_ASSIGNMENTS} assignments"}])
         # Stored in UTC: SQLite keeps no zone, and a time read back without one is UTC.
         row = Assignment(assignment_id=new_id("asg"), cohort_id=cohort_id,
                          tenant_id=who.tenant_id, template_id=template_id,

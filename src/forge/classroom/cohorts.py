@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 import unicodedata
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from forge.errors import ForgeError
@@ -21,7 +22,12 @@ from forge.store.role_names import INSTRUCTOR, OPERATOR
 from forge.store.row_locks import lock_name
 from forge.store.timestamps import aware
 
+log = logging.getLogger("forge.classroom.cohorts")
+
 VIA = ("invite", "csv", "group")
+# Learners one cohort may hold, however they come in (invite, roster, IdP group, LMS):
+# every dashboard read and CSV export of a cohort is bounded by it.
+MAX_MEMBERS = 2000
 MAX_NAME = 120
 MAX_GROUP = 128
 INVITE_PREFIX = "fgi_"
@@ -219,7 +225,8 @@ def invited_cohort(db: Database, tenant_id: str, token: object) -> Cohort:
 
 def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) -> Cohort:
     """Enrol (tenant, subject) with an invite token of their own tenant (404
-    `invite_invalid` otherwise); joining again changes nothing."""
+    `invite_invalid` otherwise); joining again changes nothing; 409 `cohort_full` when the
+    cohort holds MAX_MEMBERS learners already."""
     with db.session() as sess:
         invite = _valid_invite(sess, tenant_id, token)
         _enrol(sess, invite.cohort_id, tenant_id, subject, "invite", datetime.now(UTC))
@@ -228,47 +235,97 @@ def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) ->
         return cohort
 
 
+def cohort_full(cohort_id: str, held: int, adding: int) -> ForgeError:
+    """409 `cohort_full`: enrolling `adding` more learners would take the cohort past
+    MAX_MEMBERS (nothing of the request is enrolled)."""
+    return ForgeError(
+        "cohort_full", 409,
+        f"cohort_id: a cohort holds at most {MAX_MEMBERS} learners; it has {held}, and this "
+        f"would add {adding}: nobody was enrolled",
+        [{"field": "cohort_id", "problem": f"at most {MAX_MEMBERS} learners",
+          "learners": held, "adding": adding}])
+
+
+def lock_cohort(sess: Session, cohort_id: str) -> None:
+    """Hold the cohort's row until the transaction ends, so the count of its learners (or
+    assignments) and the rows added after it are one step: two enrolments at MAX-1 never
+    both pass (PostgreSQL: SELECT ... FOR NO KEY UPDATE, which still lets other rows
+    naming the cohort be written; SQLite runs one writer at a time already)."""
+    sess.execute(select(Cohort.cohort_id).where(Cohort.cohort_id == cohort_id)
+                 .with_for_update(key_share=True))
+
+
+def learner_count(sess: Session, cohort_id: str) -> int:
+    """How many learners the cohort holds (read under `lock_cohort` to add more)."""
+    return int(sess.scalar(select(func.count()).select_from(Enrolment).where(
+        Enrolment.cohort_id == cohort_id)) or 0)
+
+
 def _enrol(sess: Session, cohort_id: str, tenant_id: str, subject: str, via: str,
            now: datetime) -> bool:
-    """Enrol unless enrolled already; True when this call enrolled them."""
-    # Enrolments of one cohort one at a time (PostgreSQL): the same learner enrolled at
-    # once by a list, an invite and a sign-in made the loser fail on the key (a 500).
-    lock_name(sess.connection(), f"cohort/{cohort_id}")
+    """Enrol unless enrolled already; True when this call enrolled them. 409
+    `cohort_full` (nothing added) when the cohort is full."""
+    # One enrolment of a cohort at a time (PostgreSQL): the same learner enrolled at once
+    # by a list, an invite and a sign-in made the loser fail on the key (a 500), and two
+    # joins at MAX_MEMBERS - 1 would both have counted room for one.
+    lock_cohort(sess, cohort_id)
     if sess.get(Enrolment, (cohort_id, subject)) is not None:
         return False
+    held = learner_count(sess, cohort_id)
+    if held >= MAX_MEMBERS:
+        raise cohort_full(cohort_id, held, 1)
     sess.add(Enrolment(cohort_id=cohort_id, subject=subject, tenant_id=tenant_id,
                        via=via, enrolled_at=now))
     return True
 
 
+_CHUNK = 500  # subjects per IN list
+
+
 def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequence[str],
                    via: str = "csv") -> int:
-    """Enrol every subject in one transaction (all or none); the number newly enrolled."""
+    """Enrol every subject in one transaction (all or none); the number newly enrolled.
+    409 `cohort_full` (nobody enrolled) when those not enrolled yet would take the cohort
+    past MAX_MEMBERS."""
     now = datetime.now(UTC)
+    wanted = list(dict.fromkeys(subjects))
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
-        lock_name(sess.connection(), f"cohort/{cohort_id}")  # counts not moved by others
-        before = len(list(sess.scalars(select(Enrolment.subject).where(
-            Enrolment.cohort_id == cohort_id))))
-        for subject in dict.fromkeys(subjects):
-            _enrol(sess, cohort_id, who.tenant_id, subject, via, now)
-        sess.flush()
-        after = len(list(sess.scalars(select(Enrolment.subject).where(
-            Enrolment.cohort_id == cohort_id))))
-    return after - before
+        lock_cohort(sess, cohort_id)  # the count and the inserts: one step
+        held: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            held.update(sess.scalars(select(Enrolment.subject).where(
+                Enrolment.cohort_id == cohort_id,
+                Enrolment.subject.in_(wanted[start:start + _CHUNK]))))
+        new = [s for s in wanted if s not in held]
+        count = learner_count(sess, cohort_id) if new else 0
+        if count + len(new) > MAX_MEMBERS:
+            raise cohort_full(cohort_id, count, len(new))
+        sess.add_all(Enrolment(cohort_id=cohort_id, subject=s, tenant_id=who.tenant_id,
+                               via=via, enrolled_at=now) for s in new)
+    return len(new)
 
 
 def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence[str]) -> int:
     """Enrol a person in every cohort of the tenant naming one of their IdP groups (called
-    at sign-in); the number of cohorts newly joined."""
+    at sign-in); the number of cohorts newly joined. A full cohort is skipped with a
+    warning (the sign-in goes on: the person is in the group, the class has no room)."""
     if not groups:
         return 0
     now = datetime.now(UTC)
+    joined = 0
     with db.session() as sess:
         ids = list(sess.scalars(select(Cohort.cohort_id).where(
             Cohort.tenant_id == tenant_id, Cohort.idp_group.in_(list(groups)))))
-        joined = sum(_enrol(sess, cohort_id, tenant_id, subject, "group", now)
-                     for cohort_id in sorted(ids))  # one lock order: no deadlock
+        for cohort_id in sorted(ids):  # one lock order: no deadlock
+            try:
+                joined += _enrol(sess, cohort_id, tenant_id, subject, "group", now)
+            except ForgeError as exc:
+                if exc.code != "cohort_full":
+                    raise
+                # Refused before any write: the transaction goes on for the other cohorts.
+                log.warning("group enrolment skipped: tenant=%s cohort=%s is full "
+                            "(%d learners)", tenant_id, cohort_id, MAX_MEMBERS)
     return joined
 
 

@@ -7,13 +7,20 @@ state changes, hints), each scoped to the cohorts the instructor manages in the 
 itself (`forge.classroom.scope`). Scores are not in the store: they are the scoreboard's
 signed results, so the caller fetches them for the labs listed here in one request and
 passes them to `figures`.
+
+Per-learner rows come a page at a time (`Page`: `limit` learners after the subject
+`after`, by subject); the figures per assignment are always the whole cohort's, so every
+lab of the cohort is read whatever the page (a cohort holds at most
+`cohorts.MAX_MEMBERS` learners, `assignments.MAX_ASSIGNMENTS` assignments).
 """
 
 from __future__ import annotations
 
+import re
 import statistics
+from bisect import bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,13 +29,59 @@ from sqlalchemy import func, select
 
 from forge.classroom.assignments import iso, view
 from forge.classroom.cohorts import Manager, managed_cohort, managed_ids
-from forge.classroom.scope import scoped_lab_ids, scoped_labs
+from forge.classroom.scope import check_subject, scoped_lab_ids, scoped_labs
+from forge.errors import ForgeError
 from forge.lifecycle import states
 from forge.store.db import Database
 from forge.store.models import Assignment, Enrolment, HintReveal, ScenarioTransition
 from forge.store.timestamps import aware
 
 NOT_STARTED, STARTED, FINISHED = "not started", "started", "finished"
+DEFAULT_PAGE, MAX_PAGE = 100, 500  # learners per page of the dashboard
+_LIMIT_RE = re.compile(r"[1-9][0-9]{0,2}")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of learner rows: at most `limit` learners whose subject sorts after
+    `after` (None: from the first)."""
+
+    limit: int = DEFAULT_PAGE
+    after: str | None = None
+
+    def of(self, learners: Sequence[str]) -> tuple[list[str], str | None]:
+        """This page of `learners` (sorted) and the subject to ask the next page after
+        (None when no learner is left)."""
+        start = bisect_right(learners, self.after) if self.after is not None else 0
+        shown = list(learners[start:start + self.limit])
+        more = start + self.limit < len(learners)
+        return shown, shown[-1] if more and shown else None
+
+
+def _bad_page(field: str, problem: str) -> ForgeError:
+    return ForgeError("validation_error", 422, f"{field}: {problem}",
+                      [{"field": field, "problem": problem}])
+
+
+def check_page(limits: Sequence[str], afters: Sequence[str]) -> Page:
+    """The page a query asks for (`limit`, `after`, each given at most once), or 422
+    naming the field: `limit` a whole number 1-MAX_PAGE, `after` an account id."""
+    for name, given in (("limit", limits), ("after", afters)):
+        if len(given) > 1:
+            raise _bad_page(name, "given more than once")
+    limit = DEFAULT_PAGE
+    if limits:
+        if _LIMIT_RE.fullmatch(limits[0]) is None or int(limits[0]) > MAX_PAGE:
+            raise _bad_page("limit", f"a whole number from 1 to {MAX_PAGE}")
+        limit = int(limits[0])
+    after = None
+    if afters:
+        try:
+            after = check_subject(afters[0])
+        except ForgeError:
+            raise _bad_page("after", "an account id (letters, digits and . _ @ : -), the "
+                            "`next` of the previous page") from None
+    return Page(limit, after)
 
 
 @dataclass
@@ -77,15 +130,15 @@ def running_seconds(moves: list[tuple[str | None, str, datetime]], now: datetime
 
 def cohort_labs(db: Database, who: Manager, cohort_id: str,
                 now: datetime | None = None) -> CohortLabs:
-    """Learners, assignments and labs of a cohort `who` manages (404 for any other)."""
+    """Learners (sorted by subject, as Python compares strings, on every engine),
+    assignments and labs of a cohort `who` manages (404 for any other)."""
     now = now or datetime.now(UTC)
     scope = managed_ids(who, cohort_id)
     with db.read() as sess:
         cohort = managed_cohort(sess, who, cohort_id)
-        learners = list(sess.scalars(
-            select(Enrolment.subject).where(Enrolment.cohort_id.in_(scope),
-                                            Enrolment.tenant_id == who.tenant_id)
-            .order_by(Enrolment.subject)))
+        learners = sorted(sess.scalars(  # not by the database's collation: pages need
+            select(Enrolment.subject).where(Enrolment.cohort_id.in_(scope),  # one order
+                                            Enrolment.tenant_id == who.tenant_id)))
         assigned = list(sess.scalars(
             select(Assignment).where(Assignment.cohort_id.in_(scope),
                                      Assignment.tenant_id == who.tenant_id)
@@ -150,31 +203,42 @@ def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: s
     return out
 
 
+def _figures_of(a: Assignment, cells: Mapping[str, dict[str, Any]], learners: int,
+                describe: Callable[[str, str], str]) -> dict[str, Any]:
+    """An assignment's totals over the whole cohort, from the cells of the learners who
+    started it (one who did not adds only to `learners`)."""
+    done = [c for c in cells.values() if c["status"] == FINISHED]
+    begun = [c for c in cells.values() if c["status"] != NOT_STARTED]
+    failed = Counter(c for r in done for c in r["failed_criteria"])
+    return {
+        **view(a), "learners": learners, "started": len(begun), "finished": len(done),
+        "mean_score": round(statistics.fmean(r["score"] for r in done), 4) if done else None,
+        "median_time_spent_s": round(statistics.median(r["time_spent_s"] for r in begun))
+        if begun else None,
+        "hints_used": sum(r["hints_used"] for r in cells.values()),
+        "most_failed": [{"criterion": c, "description": describe(a.template_id, c),
+                         "learners": n}
+                        for c, n in sorted(failed.items(), key=lambda x: (-x[1], x[0]))],
+    }
+
+
 def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
-            describe: Callable[[str, str], str]) -> dict[str, Any]:
-    """The dashboard: per assignment its totals and one row per enrolled learner.
+            describe: Callable[[str, str], str], page: Page | None = None) -> dict[str, Any]:
+    """The dashboard: per assignment its totals (the whole cohort's) and one row per
+    enrolled learner of `page` (every learner without one, as the CSV has them).
     `scores` is the scoreboard's summary by lab id; `describe(lab, criterion)` its text."""
-    by_cell: dict[tuple[str, str], list[Lab]] = defaultdict(list)
+    enrolled = set(data.learners)
+    by_cell: dict[str, dict[str, list[Lab]]] = defaultdict(lambda: defaultdict(list))
     for lab in sorted(data.labs, key=lambda x: (x.attempt, x.scenario_id)):
-        by_cell[(lab.assignment_id, lab.subject)].append(lab)
+        if lab.subject in enrolled:
+            by_cell[lab.assignment_id][lab.subject].append(lab)
+    shown, after = (page or Page(len(data.learners) or 1)).of(data.learners)
     out = []
     for a in data.assignments:
-        rows = [{"subject": s, **_cell(by_cell.get((a.assignment_id, s), []), scores,
-                                       tenant_id)} for s in data.learners]
-        done = [r for r in rows if r["status"] == FINISHED]
-        begun = [r for r in rows if r["status"] != NOT_STARTED]
-        failed = Counter(c for r in done for c in r["failed_criteria"])
-        out.append({
-            **view(a), "learners": len(rows), "started": len(begun), "finished": len(done),
-            "mean_score": round(statistics.fmean(r["score"] for r in done), 4) if done
-            else None,
-            "median_time_spent_s": round(statistics.median(r["time_spent_s"] for r in begun))
-            if begun else None,
-            "hints_used": sum(r["hints_used"] for r in rows),
-            "most_failed": [{"criterion": c, "description": describe(a.template_id, c),
-                             "learners": n}
-                            for c, n in sorted(failed.items(), key=lambda x: (-x[1], x[0]))],
-            "rows": rows,
-        })
-    return {"cohort_id": data.cohort_id, "name": data.name, "learners": data.learners,
-            "assignments": out}
+        cells = {s: _cell(labs, scores, tenant_id)
+                 for s, labs in by_cell.get(a.assignment_id, {}).items()}
+        rows = [{"subject": s, **(cells.get(s) or _cell([], scores, tenant_id))}
+                for s in shown]
+        out.append({**_figures_of(a, cells, len(data.learners), describe), "rows": rows})
+    return {"cohort_id": data.cohort_id, "name": data.name, "learners": shown,
+            "total_learners": len(data.learners), "next": after, "assignments": out}

@@ -14,7 +14,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from forge.classroom.cohorts import MAX_NAME, new_id
+from forge.classroom import cohorts
+from forge.classroom.cohorts import MAX_NAME, cohort_full, learner_count, lock_cohort, new_id
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import (
@@ -52,7 +53,8 @@ class CourseSeat:
 def course_cohort(db: Database, seat: CourseSeat) -> str:
     """The cohort of this course (made at its first launch, named after the course), with
     the person enrolled as a learner or added as its instructor; idempotent. 409 when the
-    course was recorded for another tenant than the platform's (never crossed)."""
+    course was recorded for another tenant than the platform's (never crossed), and 409
+    `cohort_full` for a learner not enrolled yet when it holds MAX_MEMBERS learners."""
     now = datetime.now(UTC)
     for _ in range(3):
         try:
@@ -91,7 +93,12 @@ def _seat(sess: Session, cohort_id: str, tenant_id: str, subject: str, teaches: 
     if teaches:
         if sess.get(CohortStaff, (cohort_id, subject)) is None:
             sess.add(CohortStaff(cohort_id=cohort_id, subject=subject))
-    elif sess.get(Enrolment, (cohort_id, subject)) is None:
+        return
+    lock_cohort(sess, cohort_id)  # the count and the seat: one step
+    if sess.get(Enrolment, (cohort_id, subject)) is None:
+        held = learner_count(sess, cohort_id)
+        if held >= cohorts.MAX_MEMBERS:
+            raise cohort_full(cohort_id, held, 1)
         sess.add(Enrolment(cohort_id=cohort_id, subject=subject, tenant_id=tenant_id,
                            via="lti", enrolled_at=now))
 
@@ -145,10 +152,14 @@ def enrol_roster(db: Database, cohort_id: str, tenant_id: str,
 def enrol_roster_in(sess: Session, cohort_id: str, tenant_id: str,
                     people: Sequence[tuple[str, bool]]) -> int:
     """`enrol_roster` inside the caller's transaction (with the roster's role raises):
-    the seats held read with a few IN queries, the missing ones inserted in bulk."""
+    the seats held read with a few IN queries, the missing ones inserted in bulk. 409
+    `cohort_full` before anything is inserted when the learners not seated yet would take
+    the cohort past MAX_MEMBERS (teachers are not counted)."""
     now = datetime.now(UTC)
-    added = 0
     unique = list(dict.fromkeys(people))
+    lock_cohort(sess, cohort_id)  # the count and the inserts: one step
+    new_staff: list[dict[str, object]] = []
+    new_seats: list[dict[str, object]] = []
     for start in range(0, len(unique), ROSTER_CHUNK):
         chunk = unique[start:start + ROSTER_CHUNK]
         staff = [s for s, teaches in chunk if teaches]
@@ -159,17 +170,21 @@ def enrol_roster_in(sess: Session, cohort_id: str, tenant_id: str,
         held_seats = set(sess.scalars(select(Enrolment.subject).where(
             Enrolment.cohort_id == cohort_id, Enrolment.subject.in_(learners)))) if learners \
             else set()
-        new_staff = [{"cohort_id": cohort_id, "subject": s}
-                     for s in dict.fromkeys(staff) if s not in held_staff]
-        new_seats = [{"cohort_id": cohort_id, "subject": s, "tenant_id": tenant_id,
-                      "via": "lti", "enrolled_at": now}
-                     for s in dict.fromkeys(learners) if s not in held_seats]
-        if new_staff:
-            sess.execute(insert(CohortStaff), new_staff)
-        if new_seats:
-            sess.execute(insert(Enrolment), new_seats)
-        added += len(new_staff) + len(new_seats)
-    return added
+        new_staff += [{"cohort_id": cohort_id, "subject": s}
+                      for s in dict.fromkeys(staff) if s not in held_staff]
+        new_seats += [{"cohort_id": cohort_id, "subject": s, "tenant_id": tenant_id,
+                       "via": "lti", "enrolled_at": now}
+                      for s in dict.fromkeys(learners) if s not in held_seats]
+    if new_seats:
+        held = learner_count(sess, cohort_id)
+        if held + len(new_seats) > cohorts.MAX_MEMBERS:
+            raise cohort_full(cohort_id, held, len(new_seats))
+    for start in range(0, max(len(new_staff), len(new_seats)), ROSTER_CHUNK):
+        if new_staff[start:start + ROSTER_CHUNK]:
+            sess.execute(insert(CohortStaff), new_staff[start:start + ROSTER_CHUNK])
+        if new_seats[start:start + ROSTER_CHUNK]:
+            sess.execute(insert(Enrolment), new_seats[start:start + ROSTER_CHUNK])
+    return len(new_staff) + len(new_seats)
 
 
 def course_assignment(db: Database, cohort_id: str, assignment_id: object) -> Assignment | None:

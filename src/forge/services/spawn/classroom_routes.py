@@ -144,13 +144,14 @@ async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Req
     return {"cohort_id": cohort_id, "instructor": body.subject}
 
 
-@router.post("/v1/cohorts/{cohort_id}/enrolments", responses=errors(401, 403, 404, 415),
+@router.post("/v1/cohorts/{cohort_id}/enrolments", responses=errors(401, 403, 404, 409, 415),
              openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {
                  "schema": {"type": "string", "maxLength": MAX_BYTES}}}}})
 async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """Enrol the learners of a CSV body (`text/csv`, one account id per line, an optional
     `subject` header; at most 2000 lines and 256 KiB). A bad line is named (422
-    `csv_invalid`) and nobody is enrolled."""
+    `csv_invalid`) and nobody is enrolled; so is a file whose learners not enrolled yet
+    would take the cohort past its 2000 learners (409 `cohort_full`)."""
     who = await _manager(request)
     kind = media_type(request.headers.get("content-type"))
     if kind != "text/csv":
@@ -170,11 +171,12 @@ async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/cohorts/{cohort_id}/assignments", status_code=201,
-             responses=errors(401, 403, 404))
+             responses=errors(401, 403, 404, 409))
 async def create_assignment(cohort_id: CohortId, body: AssignmentBody, request: Request
                             ) -> dict[str, Any]:
     """Assign a lab to the cohort, open from `opens_at` until `closes_at`, with the
-    attempts allowed and whether hints may be revealed. The spawn gate enforces all three."""
+    attempts allowed and whether hints may be revealed. The spawn gate enforces all three.
+    A cohort holds at most 200 assignments (409 `cohort_assignments_full`)."""
     who = await _manager(request)
     state = spawn_state(request)
     row = await run_in_threadpool(lambda: assignments.create_assignment(
@@ -193,10 +195,11 @@ async def list_assignments(cohort_id: CohortId, request: Request) -> dict[str, A
     return {"assignments": [assignments.view(a) for a in rows]}
 
 
-@router.post("/v1/cohorts/join", responses=errors(401, 403, 404))
+@router.post("/v1/cohorts/join", responses=errors(401, 403, 404, 409))
 async def join(body: JoinBody, request: Request) -> JSONResponse:
     """Join a cohort of your tenant with an invite link's code (404 `invite_invalid` for an
-    unknown, expired or revoked link, or another tenant's)."""
+    unknown, expired or revoked link, or another tenant's; 409 `cohort_full` when the
+    cohort holds its 2000 learners already)."""
     who = await _manager(request)
     row = await run_in_threadpool(cohorts.join_by_invite, spawn_state(request).ctx.db,
                                   who.tenant_id, who.subject, body.invite)

@@ -11,10 +11,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from forge.classroom import dashboard
 from forge.classroom.dashboard_csv import dashboard_csv
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_manager
-from forge.services.spawn.web.dashboard_data import cohort_figures, lab_cast, learner_timeline
+from forge.services.spawn.web.dashboard_data import (
+    cohort_figures,
+    lab_cast,
+    learner_timeline,
+    page_of,
+)
 from forge.services.spawn.web.security import security_headers
 
 router = APIRouter(tags=["classroom"])
@@ -29,19 +35,40 @@ def csv_response(figures: dict[str, Any]) -> Response:
                     headers=headers)
 
 
-@router.get("/v1/cohorts/{cohort_id}/dashboard", responses=errors(401, 403, 404, 422, 502))
+# Read by `page_of` (one parser for this route and the page, 422 naming the field),
+# documented here.
+_PAGE_PARAMETERS = {"parameters": [
+    {"name": "limit", "in": "query", "required": False,
+     "description": f"Learners per page, 1-{dashboard.MAX_PAGE} "
+                    f"(default {dashboard.DEFAULT_PAGE}); 422 otherwise.",
+     "schema": {"type": "integer", "minimum": 1, "maximum": dashboard.MAX_PAGE,
+                "default": dashboard.DEFAULT_PAGE}},
+    {"name": "after", "in": "query", "required": False,
+     "description": "The page's learners come after this account id (by subject): the "
+                    "`next` of the previous page. 422 for anything but an account id.",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+                "pattern": r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"}},
+]}
+
+
+@router.get("/v1/cohorts/{cohort_id}/dashboard", responses=errors(401, 403, 404, 422, 502),
+            openapi_extra=_PAGE_PARAMETERS)
 async def cohort_dashboard(cohort_id: str, request: Request) -> dict[str, Any]:
     """Per assignment of the cohort: learners, who started and finished, mean score, median
-    time spent, hints used, the criteria most often failed; and one row per learner
-    (status, attempts, best score, time spent, hints, failed criteria)."""
+    time spent, hints used, the criteria most often failed (over the whole cohort); and one
+    row per learner of this page (status, attempts, best score, time spent, hints, failed
+    criteria), by subject. `next` is the `after` of the next page (null on the last);
+    `total_learners` counts the whole cohort."""
     who = await current_manager(request)
-    return await cohort_figures(request, who, cohort_id)
+    page = page_of(request)
+    return await cohort_figures(request, who, cohort_id, page)
 
 
 @router.get("/v1/cohorts/{cohort_id}/dashboard.csv", responses=errors(401, 403, 404, 422, 502))
 async def cohort_dashboard_csv(cohort_id: str, request: Request) -> Response:
-    """The dashboard's rows as CSV (one line per learner and assignment; cells that a
-    spreadsheet would read as a formula are prefixed with an apostrophe)."""
+    """The dashboard's rows as CSV, every learner of the cohort (one line per learner and
+    assignment; cells that a spreadsheet would read as a formula are prefixed with an
+    apostrophe)."""
     who = await current_manager(request)
     return csv_response(await cohort_figures(request, who, cohort_id))
 

@@ -58,13 +58,22 @@ async def _scores(request: Request, ids: list[str]) -> dict[str, Any]:
     return found
 
 
-async def cohort_figures(request: Request, who: Manager, cohort_id: str) -> dict[str, Any]:
-    """The dashboard of a cohort `who` manages (404 for any other, 403 for a learner)."""
+def page_of(request: Request) -> dashboard.Page:
+    """The page of learners the query asks for (`limit`, `after`; 422 naming the field)."""
+    query = request.query_params
+    return dashboard.check_page(query.getlist("limit"), query.getlist("after"))
+
+
+async def cohort_figures(request: Request, who: Manager, cohort_id: str,
+                         page: dashboard.Page | None = None) -> dict[str, Any]:
+    """The dashboard of a cohort `who` manages (404 for any other, 403 for a learner):
+    the learners of `page` (all without one). The totals per assignment are the whole
+    cohort's, so the scoreboard is asked about every graded lab of the cohort."""
     db = spawn_state(request).ctx.db
     data = await run_in_threadpool(dashboard.cohort_labs, db, who, cohort_id,
                                    datetime.now(UTC))
     scores = await _scores(request, data.graded_candidates())
-    return dashboard.figures(data, scores, who.tenant_id, _describer(request))
+    return dashboard.figures(data, scores, who.tenant_id, _describer(request), page)
 
 
 async def learner_timeline(request: Request, who: Manager, cohort_id: str, subject: str

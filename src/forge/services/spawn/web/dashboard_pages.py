@@ -10,7 +10,7 @@ for a learner, a sign-in redirect for nobody.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -19,7 +19,12 @@ from forge.classroom.cohorts import Manager
 from forge.errors import ForgeError
 from forge.services.spawn.caller_deps import manager_of
 from forge.services.spawn.web.dashboard_api import csv_response
-from forge.services.spawn.web.dashboard_data import cohort_figures, lab_cast, learner_timeline
+from forge.services.spawn.web.dashboard_data import (
+    cohort_figures,
+    lab_cast,
+    learner_timeline,
+    page_of,
+)
 from forge.services.spawn.web.errors import page_for, signin_url
 from forge.services.spawn.web.recordings import with_player
 from forge.services.spawn.web.render import page
@@ -46,14 +51,26 @@ def _minutes(seconds: object) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _page_url(cohort_id: str, limit: int, after: str | None = None) -> str:
+    """The link to a page of the dashboard, with this page's `limit` (escaped in the URL
+    here, in the HTML by the template)."""
+    query = urlencode({"limit": limit, **({"after": after} if after else {})})
+    return f"/teach/cohorts/{quote(cohort_id, safe='')}?{query}"
+
+
 @router.get("/teach/cohorts/{cohort_id}")
 async def dashboard_page(cohort_id: str, request: Request) -> Response:
-    """A cohort's dashboard: per assignment its totals and one row per learner."""
+    """A cohort's dashboard: per assignment its totals (the whole cohort's) and one row
+    per learner of the page asked for (`limit`, `after` as the JSON API's)."""
     async def run(who: Manager) -> Response:
-        figures = await cohort_figures(request, who, cohort_id)
+        shown = page_of(request)
+        figures = await cohort_figures(request, who, cohort_id, shown)
         return page("dashboard.html", {
             "title": f"Dashboard: {figures['name']}", "viewer": await viewer(request),
-            "d": figures, "minutes": _minutes})
+            "d": figures, "minutes": _minutes,
+            "first_url": _page_url(cohort_id, shown.limit) if shown.after else None,
+            "next_url": _page_url(cohort_id, shown.limit, figures["next"])
+            if figures["next"] else None})
     return await _as_manager(request, "/teach", run)
 
 

@@ -187,7 +187,9 @@ def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str
              responses=errors(401, 403, 404, 409, 502))
 async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """Read the roster of the LMS course this cohort came from (Names and Role
-    Provisioning) into the cohort: learners enrolled, teachers added as instructors."""
+    Provisioning) into the cohort: learners enrolled, teachers added as instructors. A
+    roster whose learners not enrolled yet would take the cohort past its 2000 learners is
+    refused whole (409 `cohort_full`: nobody added, no role raised)."""
     who = await _managed(request, cohort_id)
     db = spawn_state(request).ctx.db
     course = await run_in_threadpool(lti_links.course_by_cohort, db, cohort_id)
@@ -222,7 +224,8 @@ def store_roster(db: Database, cohort_id: str, tenant_id: str,
     a few bulk statements (chunks of 500): a failure midway leaves no one half-added, and
     10,000 people hold the store's write lock briefly, not for one round trip each. The
     number newly added to the cohort. ForgeError 409 `lti_roster_not_stored` if it keeps
-    conflicting (the cohort deleted meanwhile, people signing in at the same moment)."""
+    conflicting (the cohort deleted meanwhile, people signing in at the same moment), 409
+    `cohort_full` (nothing stored) past `cohorts.MAX_MEMBERS` learners."""
     wanted: dict[str, str] = {}
     for subject, teaches in people:
         if teaches or subject not in wanted:

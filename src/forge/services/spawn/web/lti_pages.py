@@ -23,7 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import lti_links
+from forge.classroom import cohorts, lti_links
 from forge.classroom.assignments import iso, my_assignments
 from forge.classroom.cohorts import new_id
 from forge.classroom.lti_links import CourseSeat
@@ -240,6 +240,10 @@ async def launch(request: Request) -> Response:
         cohort_id, found = await run_in_threadpool(_record, request, verified)
     except ForgeError as exc:
         log.warning("lti launch refused: %s", exc.code)
+        if exc.code == "cohort_full":
+            return refusal(request, exc.status, "This course's class in Forge is full: it "
+                           f"holds at most {cohorts.MAX_MEMBERS} learners. Tell your "
+                           "instructor.")
         return refusal(request, exc.status, "This course belongs to another organisation in "
                        "Forge. Tell your administrator.")
     log.info("lti launch: platform=%s type=%s teaches=%s", verified.platform.name,

@@ -1,0 +1,102 @@
+"""The dashboard's learners a page at a time: every learner once, in one order on every
+engine, the figures per assignment those of the whole cohort on every page, and `limit` or
+`after` other than a page asks for refused naming the field (real SQLite and PostgreSQL;
+the same over HTTP with real scores in `test_dashboard.py`, crafted input in
+`tests/security/test_cohort_caps.py`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from forge.classroom import assignments, cohorts, dashboard
+from forge.errors import ForgeError
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+
+from .test_dashboard import ANN, LAB, T0, lab_row
+
+PAGED = ["Zoe", "a-c", "a.b", "ab", "b@x.org", "lea", "leo", "lia", "lou", "z:1"]
+
+
+def test_pages_walk_every_learner_once_and_keep_the_totals(db_url: str) -> None:
+    """Learners by subject as Python orders them (upper case first, `-` before `.`) on
+    both engines, whatever the database's collation; pages of 3 give each learner once;
+    every page carries the whole cohort's totals per assignment."""
+    upgrade(db_url)
+    db = Database(db_url)
+    c = cohorts.create_cohort(db, ANN, "Paged").cohort_id
+    cohorts.enrol_subjects(db, ANN, c, list(reversed(PAGED)))
+    now = datetime.now(UTC)
+    a1 = assignments.create_assignment(
+        db, ANN, c, template_id=LAB, opens_at=now - timedelta(hours=2),
+        closes_at=now + timedelta(hours=1), attempts_allowed=2, hints_allowed=True,
+        known_templates={LAB}).assignment_id
+    scores: dict[str, dict[str, object]] = {}
+    for n, (who, ok) in enumerate((("Zoe", True), ("ab", False), ("lia", True), ("z:1", False))):
+        sid = f"scn-{n:016x}"
+        lab_row(db, sid, a1, who, 1, start=T0, ran=timedelta(minutes=5 + n), end="completed",
+                hints=n)
+        scores[sid] = {"tenant_id": "acme", "subject": who, "score": 1.0 if ok else 0.5,
+                       "passed": 2 if ok else 1, "total": 2,
+                       "failed": [] if ok else ["route-present"],
+                       "completed_at": T0.isoformat()}
+    lab_row(db, "scn-" + "e" * 16, a1, "lou", 1, start=T0, ran=timedelta(minutes=9),
+            end="expired")
+    data = dashboard.cohort_labs(db, ANN, c)
+    assert data.learners == sorted(PAGED)
+
+    def describe(_t: str, _c: str) -> str:
+        return ""
+    whole = dashboard.figures(data, scores, "acme", describe)
+    assert whole["next"] is None and whole["learners"] == sorted(PAGED)
+    totals = {k: v for k, v in whole["assignments"][0].items() if k != "rows"}
+    assert (totals["learners"], totals["started"], totals["finished"]) == (10, 5, 4)
+    assert (totals["mean_score"], totals["hints_used"]) == (0.75, 6)
+    assert totals["most_failed"] == [{"criterion": "route-present", "description": "",
+                                      "learners": 2}]
+    seen: list[str] = []
+    rows: list[dict[str, object]] = []
+    after: str | None = None
+    for _ in range(len(PAGED)):
+        part = dashboard.figures(data, scores, "acme", describe, dashboard.Page(3, after))
+        assert {k: v for k, v in part["assignments"][0].items() if k != "rows"} == totals
+        assert part["total_learners"] == 10 and len(part["learners"]) <= 3
+        seen += part["learners"]
+        rows += part["assignments"][0]["rows"]
+        after = part["next"]
+        if after is None:
+            break
+        assert after == part["learners"][-1]
+    assert seen == sorted(PAGED)  # each once, in order
+    assert rows == whole["assignments"][0]["rows"]
+    # A page after a subject nobody has (a learner gone meanwhile) starts at the next one.
+    gap = dashboard.figures(data, scores, "acme", describe, dashboard.Page(2, "lean"))
+    assert (gap["learners"], gap["next"]) == (["leo", "lia"], "lia")
+    last = dashboard.figures(data, scores, "acme", describe, dashboard.Page(500, "z:1"))
+    assert (last["learners"], last["next"], last["total_learners"]) == ([], None, 10)
+    db.dispose()
+
+
+@pytest.mark.parametrize(("limits", "afters", "field"), [
+    (["0"], [], "limit"), (["501"], [], "limit"), (["-1"], [], "limit"),
+    (["1e2"], [], "limit"), ([" 5"], [], "limit"), (["5\n"], [], "limit"),
+    (["05"], [], "limit"), ([""], [], "limit"), (["9" * 5000], [], "limit"),
+    (["10", "20"], [], "limit"), ([], ["lea\n"], "after"), ([], ["../lea"], "after"),
+    ([], [""], "after"), ([], ["a" * 129], "after"), ([], ["lea", "leo"], "after"),
+    ([], ["le\x00a"], "after"), ([], ["' OR 1=1 --"], "after"),
+])
+def test_a_bad_page_is_refused_naming_its_field(limits: list[str], afters: list[str],
+                                               field: str) -> None:
+    with pytest.raises(ForgeError) as bad:
+        dashboard.check_page(limits, afters)
+    assert (bad.value.status, bad.value.code) == (422, "validation_error")
+    assert bad.value.message.startswith(f"{field}: ")
+    assert bad.value.details[0]["field"] == field
+
+
+def test_a_good_page_is_read() -> None:
+    assert dashboard.check_page([], []) == dashboard.Page(100, None)
+    assert dashboard.check_page(["1"], ["b@x.org"]) == dashboard.Page(1, "b@x.org")
+    assert dashboard.check_page(["500"], []) == dashboard.Page(500, None)
