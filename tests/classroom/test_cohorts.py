@@ -99,6 +99,17 @@ def test_roster_csv_all_or_nothing() -> None:
     assert big.value.status == 413
 
 
+def test_roster_csv_any_line_ends_and_a_malformed_file_is_a_422() -> None:
+    """An old Mac export (CR alone) or mixed line ends are read like LF; a field longer
+    than the csv module's limit is the instructor's 422 naming the line, never a 500."""
+    assert parse_roster(b"subject\rlea\rleo\r") == ["lea", "leo"]
+    assert parse_roster(b"lea\r\nleo\rlia\n") == ["lea", "leo", "lia"]
+    with pytest.raises(ForgeError) as exc:
+        parse_roster(b"lea\n" + b"x" * 140_000 + b"\n")
+    assert (exc.value.status, exc.value.code) == (422, "csv_invalid")
+    assert exc.value.details[0]["line"] == 2
+
+
 def test_attempts_taken_once_per_request_and_bounded(db: Database) -> None:
     c = cohorts.create_cohort(db, ANN, "Networking 101")
     now = datetime.now(UTC)

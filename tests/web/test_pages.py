@@ -98,6 +98,14 @@ def test_form_posts_from_another_site_or_without_token_are_refused(
     forged = client.post("/spawn", data={"track": "netplus", "csrf": token[:-2] + "xx"},
                          headers={"origin": ORIGIN})
     assert forged.status_code == 403
+    for odd in ("\u00e9" * len(token), token[:-1] + "\u00e9"):  # non-ASCII: 403, not 500
+        resp = client.post("/spawn", data={"track": "netplus", "csrf": odd},
+                           headers={"origin": ORIGIN})
+        assert resp.status_code == 403 and "csrf" in resp.text
+    raw = client.post("/spawn", content=b"track=netplus&csrf=%ff%fe",
+                      headers={"origin": ORIGIN,
+                               "content-type": "application/x-www-form-urlencoded"})
+    assert raw.status_code in (400, 403), raw.status_code
     cross = client.post("/spawn", data={"track": "netplus", "csrf": token},
                         headers={"origin": "http://evil.example"})
     assert cross.status_code == 403

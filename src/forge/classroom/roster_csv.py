@@ -16,6 +16,26 @@ SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}\Z")
 HEADERS = ("subject", "email", "learner")
 
 
+def _take(number: int, row: list[str], subjects: list[str]) -> None:
+    """Add line `number`'s learner to `subjects` (a blank line or the header adds none)."""
+    cells = [c.strip() for c in row]
+    while cells and cells[-1] == "":
+        cells.pop()
+    if not cells:
+        return
+    if len(cells) > 1:
+        raise _bad(number, "expected one column (the learner's account id)")
+    value = cells[0]
+    if number == 1 and value.lower() in HEADERS:
+        return
+    if not SUBJECT_RE.match(value):
+        raise _bad(number, "not an account id (letters, digits and . _ @ : -, at most "
+                           "128 characters)")
+    subjects.append(value)
+    if len(subjects) > MAX_ROWS:
+        raise _bad(number, f"more than {MAX_ROWS} learners in one file")
+
+
 def _bad(line: int, problem: str) -> ForgeError:
     return ForgeError("csv_invalid", 422, f"csv: line {line}: {problem}; nobody was enrolled",
                       [{"field": "file", "line": line, "problem": problem}])
@@ -34,23 +54,15 @@ def parse_roster(data: bytes) -> list[str]:
     except UnicodeDecodeError:
         raise _bad(1, "the file is not UTF-8 text") from None
     subjects: list[str] = []
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        cells = [c.strip() for c in row]
-        while cells and cells[-1] == "":
-            cells.pop()
-        if not cells:
-            continue
-        if len(cells) > 1:
-            raise _bad(number, "expected one column (the learner's account id)")
-        value = cells[0]
-        if number == 1 and value.lower() in HEADERS:
-            continue
-        if not SUBJECT_RE.match(value):
-            raise _bad(number, "not an account id (letters, digits and . _ @ : -, at most "
-                               "128 characters)")
-        subjects.append(value)
-        if len(subjects) > MAX_ROWS:
-            raise _bad(number, f"more than {MAX_ROWS} learners in one file")
+    # newline="": the csv module then reads CR, LF and CRLF line ends alike (an old Mac
+    # export ends lines with CR alone).
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            _take(reader.line_num, row, subjects)
+    except csv.Error:  # an unclosed quote, a NUL, a field over the module's size limit
+        raise _bad(reader.line_num, "not a CSV line (an unclosed quote, a NUL character or "
+                                    "a field far longer than an account id)") from None
     if not subjects:
         raise _bad(1, "no learner in the file")
     return list(dict.fromkeys(subjects))

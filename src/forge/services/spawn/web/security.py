@@ -102,9 +102,11 @@ def check_csrf(settings: Settings, session_value: str | None, presented: str | N
     """403 unless `presented` is this session's CSRF token (constant-time compare)."""
     if not session_value or not presented:
         raise ForgeError("csrf_failed", 403, "csrf: the form is missing its token; reload the page")
+    # As bytes: compare_digest refuses (TypeError, a 500) a str with non-ASCII characters.
+    given = presented.encode("utf-8", "surrogateescape")
     ok = False
     for secret in _secrets(settings):
-        ok |= hmac.compare_digest(_mac(secret, session_value), presented)
+        ok |= hmac.compare_digest(_mac(secret, session_value).encode("ascii"), given)
     if not ok:
         raise ForgeError("csrf_failed", 403, "csrf: the form token is invalid; reload the page")
 
