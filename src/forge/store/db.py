@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +148,7 @@ def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
     database = sqlite_file(url)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
+        keep_private(database)
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -176,6 +178,29 @@ def _write_lock(url: str) -> tuple[threading.Lock, FlockWaiter] | None:
         return None
     with _WRITE_LOCKS_GUARD:
         return _WRITE_LOCKS.setdefault(url, (threading.Lock(), FlockWaiter()))
+
+
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def keep_private(database: Path) -> None:
+    """The SQLite file, made if missing, and its side files readable by their owner only
+    (0600). The store holds every lab's values (its answers), tokens and the spawn
+    answers with their access links: under the default umask SQLite makes them 0644, open
+    to any local user of the node. SQLite gives the side files it makes the main file's
+    mode; ones an earlier release left open are closed here too."""
+    try:
+        os.close(os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         0o600))
+    except OSError:
+        return  # not ours to make (read-only, a directory...): SQLite says why on open
+    for path in (database, *(Path(f"{database}{side}") for side in SQLITE_SIDE_FILES)):
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
 
 
 def sqlite_file(url: str) -> Path | None:
