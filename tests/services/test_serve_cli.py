@@ -18,7 +18,7 @@ from forge.bus import NatsServer
 from forge.config.secrets import DEV_SECRETS_FILE
 from forge.services.common.serving import ServiceName
 
-from .conftest import SECRETS, TEMPLATE_FIXTURES, with_signing_key
+from .conftest import NATS_PASSWORDS, SECRETS, TEMPLATE_FIXTURES, with_signing_key
 
 FORGE = [sys.executable, "-m", "forge"]
 
@@ -136,8 +136,24 @@ def test_config_check_reports_problems_and_ok(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
     assert bad.stderr.count("missing required secret") == 4
+    assert bad.stderr.count("missing NATS credentials") == 3  # every problem at once
+    # The secrets but no NATS passwords: no service would start, so not "OK" (exit 1
+    # naming each variable); a machine running one service checks that one's alone.
+    no_nats = subprocess.run([*FORGE, "config", "check"],
+                             env=run_env(tmp_path, FORGE_ENV="staging", **SECRETS),
+                             capture_output=True, text=True, timeout=60)
+    assert no_nats.returncode == 1 and "configuration OK" not in no_nats.stdout
+    for var in NATS_PASSWORDS:
+        assert var in no_nats.stderr
+    one = subprocess.run([*FORGE, "config", "check", "--service", "orchestrator"],
+                         env=run_env(tmp_path, FORGE_ENV="staging", **SECRETS,
+                                     NATS_ORCHESTRATOR_PASSWORD=NATS_PASSWORDS[
+                                         "NATS_ORCHESTRATOR_PASSWORD"]),
+                         capture_output=True, text=True, timeout=60)
+    assert one.returncode == 0, one.stderr
     good = subprocess.run([*FORGE, "config", "check"],
-                          env=run_env(tmp_path, FORGE_ENV="staging", **SECRETS),
+                          env=run_env(tmp_path, FORGE_ENV="staging", **SECRETS,
+                                      **NATS_PASSWORDS),
                           capture_output=True, text=True, timeout=60)
     assert good.returncode == 0, good.stderr
     assert "configuration OK" in good.stdout
@@ -151,6 +167,14 @@ def test_secrets_generate_gives_a_valid_env_block(tmp_path: Path) -> None:
     pairs = dict(line.split("=", 1) for line in out.splitlines() if not line.startswith("#"))
     assert set(pairs) == set(SECRETS)
     assert len(set(pairs.values())) == 4 and all(len(v) >= 32 for v in pairs.values())
+    check = subprocess.run([*FORGE, "config", "check"],
+                           env=run_env(tmp_path, FORGE_ENV="prod", **pairs),
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 1 and "NATS_SPAWN_PASSWORD" in check.stderr  # no NATS ones
+    out = subprocess.run([*FORGE, "secrets", "generate", "--nats"], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    pairs = dict(line.split("=", 1) for line in out.splitlines() if not line.startswith("#"))
+    assert set(pairs) == set(SECRETS) | set(NATS_PASSWORDS)
     check = subprocess.run([*FORGE, "config", "check"],
                            env=run_env(tmp_path, FORGE_ENV="prod", **pairs),
                            capture_output=True, text=True, timeout=60)

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
+from typing import Annotated
 
 import typer
 from sqlalchemy.engine import make_url
 
 from forge.bus.permissions import user_name
+from forge.config.secrets import NATS_PASSWORD_VARS
 from forge.config.settings import ConfigError, load_settings
+
+
+IDENTITY_OF = {var: identity for identity, var in NATS_PASSWORD_VARS.items()}
+
+
+def _missing_nats(wanted: list[str], present: Callable[[str], bool]) -> list[str]:
+    """A problem per service in `wanted` whose NATS password is not `present` (outside
+    dev such a service refuses to start)."""
+    return [f"missing NATS credentials of {identity}: set {var} or {var}_FILE"
+            for identity in wanted if not present(var := NATS_PASSWORD_VARS[identity])]
 
 
 def register(app: typer.Typer) -> None:
@@ -16,13 +30,31 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Configuration.", no_args_is_help=True)
 
     @group.command("check")
-    def check() -> None:
-        """Print what is wrong with the environment (exit 1), or a summary (exit 0)."""
+    def check(
+        service: Annotated[list[str] | None, typer.Option(
+            "--service", help="A service this machine runs (spawn, orchestrator, scoreboard; "
+                              "repeat for several): outside dev, each needs its NATS "
+                              "password. Default: all three.")] = None,
+    ) -> None:
+        """Print every problem of the environment (exit 1), or a summary (exit 0)."""
+        wanted = service or sorted(NATS_PASSWORD_VARS)
+        unknown = sorted(set(wanted) - set(NATS_PASSWORD_VARS))
+        if unknown:
+            raise typer.BadParameter(f"{', '.join(unknown)}: not one of "
+                                     f"{', '.join(sorted(NATS_PASSWORD_VARS))}",
+                                     param_hint="--service")
         try:
             settings = load_settings()
-        except ConfigError as exc:
-            print(str(exc), file=sys.stderr)
+        except ConfigError as exc:  # with the NATS passwords the services would miss too
+            problems = exc.problems + _missing_nats(wanted, lambda var: any(
+                os.environ.get(name) for name in (var, f"{var}_FILE")))
+            print(str(ConfigError(exc.env_label, problems)), file=sys.stderr)
             raise typer.Exit(1) from None
+        missing = _missing_nats(wanted, lambda var: bool(
+            (ring := settings.nats_passwords.get(IDENTITY_OF[var])) and ring.current))
+        if missing and not settings.env.is_dev:  # each such service refuses to start
+            print(str(ConfigError(settings.env.value, missing)), file=sys.stderr)
+            raise typer.Exit(1)
         typer.echo(f"FORGE_ENV     {settings.env.value}")
         typer.echo(f"STORAGE_ROOT  {settings.storage_root}")
         db_url = make_url(settings.db_url).render_as_string(hide_password=True)
@@ -33,7 +65,7 @@ def register(app: typer.Typer) -> None:
             if ring.current:
                 user = user_name(identity, ring.current.decode())
                 typer.echo(f"{ring.name:<27} user {user} ({len(ring.kids)} accepted)")
-            else:
+            elif identity in wanted:  # dev: a service without one still refuses to start
                 typer.echo(f"warning: {ring.name} is not set; the {identity} service will "
                            f"refuse to start")
         for warning in settings.warnings:
