@@ -14,7 +14,6 @@ from forge.bus.permissions import user_name
 from forge.config.secrets import NATS_PASSWORD_VARS
 from forge.config.settings import ConfigError, load_settings
 
-
 IDENTITY_OF = {var: identity for identity, var in NATS_PASSWORD_VARS.items()}
 
 
