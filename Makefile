@@ -4,7 +4,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .make-stamps
-SYSTEM_TOOLS := bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium mmdebstrap:mmdebstrap
+## python: the runbook's verify command (`python scripts/verify_verdict.py`); Debian has only python3.
+SYSTEM_TOOLS := python:python-is-python3 bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium mmdebstrap:mmdebstrap
 ## Packages probed by a file glob (tools not on PATH): the tests start a throwaway PostgreSQL.
 SYSTEM_FILES := /usr/lib/postgresql/*/bin/initdb:postgresql
 PYTEST_ARGS ?=

@@ -23,21 +23,24 @@ NEEDED = ("cryptography", "zstandard")
 _REEXEC_FLAG = "FORGE_VERIFY_SCRIPT_REEXEC"  # set on the re-run: never loop
 
 
-def _missing_packages(exc: ModuleNotFoundError) -> None:
-    """Run again with the checkout's venv, or explain what is missing (exit 2)."""
+def _rerun_or_explain(problem: str, remedy: str) -> None:
+    """Run again with the checkout's venv, or say what is wrong and how to mend it (exit 2:
+    never the exit 1 of a FAIL)."""
     venv_python = CHECKOUT / ".venv" / "bin" / "python"
     in_venv = Path(sys.prefix).resolve() == (CHECKOUT / ".venv").resolve()
     if venv_python.is_file() and not in_venv and not os.environ.get(_REEXEC_FLAG):
         os.environ[_REEXEC_FLAG] = "1"
         script = str(Path(__file__).resolve())
         os.execv(venv_python, [str(venv_python), script, *sys.argv[1:]])  # noqa: S606
-    print(f"ERROR this Python ({sys.executable}) lacks the package {exc.name!r}: the verifier "
-          f"needs {' and '.join(NEEDED)}. Run `make venv` in the checkout (the script then "
-          f"uses its .venv by itself), or install them: on Debian `apt install "
-          f"python3-cryptography python3-zstandard`, in a virtualenv `pip install "
-          f"{' '.join(NEEDED)}`.", file=sys.stderr)
+    print(f"ERROR this Python ({sys.executable}) {problem}. {remedy}", file=sys.stderr)
     sys.exit(2)
 
+
+if sys.version_info < (3, 11):
+    _rerun_or_explain(
+        f"is {sys.version.split()[0]}: the verifier needs Python 3.11 or later",
+        "Run `make venv` in the checkout (the script then uses its .venv by itself), or run "
+        "the script with a python3.11 (or later) that has cryptography and zstandard.")
 
 try:
     try:
@@ -50,7 +53,11 @@ try:
 except ModuleNotFoundError as exc:
     if (exc.name or "").split(".")[0] not in NEEDED:
         raise
-    _missing_packages(exc)
+    _rerun_or_explain(
+        f"lacks the package {exc.name!r}: the verifier needs {' and '.join(NEEDED)}",
+        "Run `make venv` in the checkout (the script then uses its .venv by itself), or "
+        "install them: on Debian `apt install python3-cryptography python3-zstandard`, in a "
+        f"virtualenv `pip install {' '.join(NEEDED)}`.")
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
