@@ -146,3 +146,39 @@ def test_a_check_the_node_refused_uses_up_nothing(db_url: str) -> None:
         assert _runs(db, sid) == 1
     finally:
         db.dispose()
+
+
+def test_a_check_that_never_reached_the_node_uses_up_nothing(tmp_path: Path,
+                                                             db_url: str) -> None:
+    """The lab node (here ORCHESTRATOR_URL) takes no connection: the check certainly did
+    not run, so it is forgotten (502 to the learner), not counted against the lab's checks,
+    the task's 20 s wait or the evidence; the learner may check again at once."""
+    from fastapi.testclient import TestClient
+
+    from forge.bus.server import free_port
+    from forge.config.settings import load_settings
+    from forge.entitlements.grants import grant
+    from forge.identity.apikeys import create_api_key
+    from forge.services.spawn.app import build_app
+
+    from ..services.conftest import prod_environ, with_signing_key
+
+    upgrade(db_url)
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = load_settings(prod_environ(with_signing_key(tmp_path / "storage"),
+                                          FORGE_DB_URL=db_url, ORCHESTRATOR_URL=dead))
+    app = build_app(settings)
+    db = app.state.spawn.ctx.db
+    sid = "scn-00000000000000b2"
+    try:
+        _row(db, sid)
+        grant(db, "acme", "PRO", "alice")
+        key = {"x-api-key": create_api_key(db, "acme", "alice").plaintext}
+        with TestClient(app, raise_server_exceptions=False) as client:
+            for _ in range(2):  # the second is not 429 check_too_soon
+                resp = client.post(f"/v1/scenarios/{sid}/checks/saved-page", headers=key)
+                assert resp.status_code == 502, resp.text
+                assert resp.json()["error"] == "backend_unreachable"
+        assert _runs(db, sid) == 0
+    finally:
+        db.dispose()

@@ -23,13 +23,19 @@ TIMEOUT_S = 10.0
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 
+# The request never left: no connection was made (or none was free in the pool).
+UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 class BackendError(ForgeError):
     """A service could not be reached (502) or refused the call (its 4xx, or 502 for its
     5xx); the message starts with the service's name."""
 
-    def __init__(self, service: str, code: str, status: int, message: str) -> None:
+    def __init__(self, service: str, code: str, status: int, message: str, *,
+                 unsent: bool = False) -> None:
         super().__init__(code, status, f"{service}: {message}")
         self.service = service
+        self.unsent = unsent  # no connection was made: the service certainly did nothing
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,8 @@ class Backend:
                                                   **kwargs)
         except httpx.HTTPError as exc:
             raise BackendError(service, "backend_unreachable", 502,
-                               f"unreachable ({type(exc).__name__})") from None
+                               f"unreachable ({type(exc).__name__})",
+                               unsent=isinstance(exc, UNSENT)) from None
         if resp.status_code >= 400:
             status = resp.status_code if resp.status_code < 500 else 502
             code, message = _refusal(resp)
@@ -77,7 +84,8 @@ class Backend:
             if exc.code != "backend_unreachable":
                 raise
             gone = node_unreachable(node_id)
-            raise BackendError("orchestrator", gone.code, gone.status, gone.message) from None
+            raise BackendError("orchestrator", gone.code, gone.status, gone.message,
+                               unsent=exc.unsent) from None
         return resp.json()
 
     async def scoreboard(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -31,6 +31,7 @@ from forge.lifecycle.store import ScenarioRow
 from forge.services.spawn.assignment_gate import check_hints
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.routes import owned_scenario
+from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.result import check_reason
 from forge.services.spawn.web.security import (
@@ -44,7 +45,8 @@ from forge.services.spawn.web.state import web_state
 router = APIRouter(include_in_schema=False)
 # The node refused these before running anything: such a run is forgotten, not counted
 # (a lab busy or not running, one held by another node, an unknown lab or task, a token
-# the node refused). A timeout or a node that went away may have run it: that counts.
+# the node refused), and a call that never reached the node (no connection made). A
+# timeout or a node that went away mid-call may have run it: that counts.
 NOT_PERFORMED = frozenset({"lab_busy", "not_running", "lab_on_other_node", "not_found",
                            "unknown_criterion", "unauthorized", "checked_at_submit"})
 
@@ -135,7 +137,7 @@ async def check_view(request: Request, scenario_id: str, criterion: str) -> dict
             row.node_id, row.node_url, "POST",
             f"/internal/scenarios/{row.scenario_id}/checks/{criterion}")
     except ForgeError as exc:
-        if exc.code in NOT_PERFORMED:
+        if exc.code in NOT_PERFORMED or (isinstance(exc, BackendError) and exc.unsent):
             await run_in_threadpool(cancel_task_check, db, run_id)
         else:  # unknown whether it ran: it counts
             await run_in_threadpool(finish_task_check, db, run_id, None)
