@@ -173,3 +173,30 @@ def test_a_lab_without_a_result_has_no_result_page(graded: Graded) -> None:
 def test_a_failed_check_is_explained_in_words(check: dict[str, object], reason: str) -> None:
     assert check_reason(check) == reason
 
+
+
+def test_the_status_poll_reads_the_score_not_the_bundle(
+        graded: Graded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab page polls /status until the verdict is in; any learner with a completed lab
+    may call it in a loop. Each call used to make the scoreboard read the whole result set
+    and verify its evidence bundle (up to 256 MiB); now it reads score.json only."""
+    from forge.services.scoreboard import routes as board_routes
+
+    verified: list[str] = []
+    real = board_routes.verify_artifacts
+
+    def counted(*args: object, **kwargs: object) -> object:
+        verified.append("x")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(board_routes, "verify_artifacts", counted)
+    client, sid = graded.client, graded.done.scenario_id
+    for _ in range(3):
+        status = client.get(f"/lab/{sid}/status").json()
+        assert status["state"] == "completed" and status["score_ready"] is True
+    fresh = Completion("scn-" + "2" * 16, {})
+    _owned_row(client, fresh)  # completed, no result yet
+    assert client.get(f"/lab/{fresh.scenario_id}/status").json()["score_ready"] is False
+    assert verified == []
+    assert client.get(f"/lab/{sid}").status_code == 200  # showing the result verifies it
+    assert verified == ["x"]
