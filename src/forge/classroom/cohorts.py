@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from forge.errors import ForgeError
@@ -28,6 +28,7 @@ VIA = ("invite", "csv", "group")
 # Learners one cohort may hold, however they come in (invite, roster, IdP group, LMS):
 # every dashboard read and CSV export of a cohort is bounded by it.
 MAX_MEMBERS = 2000
+MAX_COHORT_PAGE = 500  # cohorts listed per page (GET /v1/cohorts, /teach)
 MAX_NAME = 120
 MAX_GROUP = 128
 INVITE_PREFIX = "fgi_"
@@ -143,14 +144,43 @@ def managed_cohort(sess: Session, who: Manager, cohort_id: str) -> Cohort:
     return row
 
 
-def cohorts_of(db: Database, who: Manager) -> list[Cohort]:
-    """The cohorts `who` manages (all of the tenant's for an operator)."""
+def cohorts_of(db: Database, who: Manager, *, limit: int = MAX_COHORT_PAGE,
+               after: str | None = None) -> list[Cohort]:
+    """The cohorts `who` manages (all of the tenant's for an operator), newest first, at
+    most `limit` of them; `after`: those older than that cohort (the last of the previous
+    page; 422 naming the field unless it is one `who` manages). Cohorts are never deleted
+    and every LMS course makes one, so the list is read a page at a time."""
     need_staff_role(who)
     with db.read() as sess:
-        rows = list(sess.scalars(select(Cohort).where(Cohort.cohort_id.in_(managed_ids(who)))
-                                 .order_by(Cohort.created_at)))
+        stmt = select(Cohort).where(Cohort.cohort_id.in_(managed_ids(who)))
+        if after is not None:
+            anchor = sess.scalar(select(Cohort).where(
+                Cohort.cohort_id.in_(managed_ids(who, after)))) \
+                if COHORT_ID_RE.fullmatch(after) else None
+            if anchor is None:
+                raise ForgeError("validation_error", 422, "after: not a cohort you manage",
+                                 [{"field": "after", "problem": "the last cohort id of the "
+                                                                "previous page"}])
+            stmt = stmt.where(or_(Cohort.created_at < anchor.created_at,
+                                  and_(Cohort.created_at == anchor.created_at,
+                                       Cohort.cohort_id < anchor.cohort_id)))
+        rows = list(sess.scalars(stmt.order_by(Cohort.created_at.desc(),
+                                               Cohort.cohort_id.desc()).limit(limit)))
         sess.expunge_all()  # kept loaded after the read's rollback
         return rows
+
+
+def learner_counts(db: Database, who: Manager, cohort_ids: Sequence[str]) -> dict[str, int]:
+    """How many learners each of `cohort_ids` holds (those `who` manages), in one query."""
+    if not cohort_ids:
+        return {}
+    with db.read() as sess:
+        rows = sess.execute(
+            select(Enrolment.cohort_id, func.count()).where(
+                Enrolment.cohort_id.in_(list(cohort_ids)),
+                Enrolment.cohort_id.in_(managed_ids(who)))
+            .group_by(Enrolment.cohort_id)).all()
+    return {str(cid): int(n) for cid, n in rows}
 
 
 def add_instructor(db: Database, who: Manager, cohort_id: str, subject: str) -> None:

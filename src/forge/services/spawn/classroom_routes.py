@@ -10,9 +10,10 @@ another); a learner gets 403 on management routes of their tenant and 404 elsewh
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -79,12 +80,23 @@ async def create_cohort(body: CohortBody, request: Request) -> dict[str, Any]:
     return _cohort_view(row)
 
 
-@router.get("/v1/cohorts", responses=errors(401, 403))
-async def list_cohorts(request: Request) -> dict[str, Any]:
-    """The cohorts you manage (an operator: every cohort of the tenant)."""
+@router.get("/v1/cohorts", responses=errors(401, 403, 422))
+async def list_cohorts(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=cohorts.MAX_COHORT_PAGE,
+                                description="Cohorts per page, newest first.")] = 100,
+    after: Annotated[str | None, Query(max_length=32, description=(
+        "The `next` of the previous page: the cohorts created before that one."))] = None,
+) -> dict[str, Any]:
+    """The cohorts you manage (an operator: every cohort of the tenant), newest first, a
+    page at a time; `next` is the `after` of the next page (null on the last)."""
     who = await _manager(request)
-    rows = await run_in_threadpool(cohorts.cohorts_of, spawn_state(request).ctx.db, who)
-    return {"cohorts": [_cohort_view(r) for r in rows]}
+    rows = await run_in_threadpool(partial(cohorts.cohorts_of, limit=limit + 1, after=after),
+                                   spawn_state(request).ctx.db, who)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"cohorts": [_cohort_view(r) for r in rows],
+            "next": rows[-1].cohort_id if more else None}
 
 
 @router.get("/v1/cohorts/{cohort_id}", responses=errors(401, 403, 404))

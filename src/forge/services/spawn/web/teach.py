@@ -40,12 +40,22 @@ async def _manager(request: Request) -> Manager | None:
     return await manager_of(request, caller)
 
 
-def _overview(request: Request, who: Manager) -> list[dict[str, Any]]:
+TEACH_PAGE = 20  # classes shown per page
+
+
+def _overview(request: Request, who: Manager) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the classes `who` manages, newest first (the query's `after`: those
+    before it), each with its learner count and assignments; and the next page's
+    `after` (None on the last)."""
     db = spawn_state(request).ctx.db
-    return [{"cohort": c, "learners": cohorts.members(db, who, c.cohort_id),
+    after = request.query_params.get("after") or None
+    rows = cohorts.cohorts_of(db, who, limit=TEACH_PAGE + 1, after=after)
+    shown = rows[:TEACH_PAGE]
+    counts = cohorts.learner_counts(db, who, [c.cohort_id for c in shown])
+    return [{"cohort": c, "learners": counts.get(c.cohort_id, 0),
              "assignments": [assignments.view(a) for a in
                              assignments.cohort_assignments(db, who, c.cohort_id)]}
-            for c in cohorts.cohorts_of(db, who)]
+            for c in shown], shown[-1].cohort_id if len(rows) > TEACH_PAGE else None
 
 
 async def _render(request: Request, who: Manager, invite: dict[str, str] | None = None
@@ -54,9 +64,10 @@ async def _render(request: Request, who: Manager, invite: dict[str, str] | None 
         raise ForgeError("instructor_required", 403,
                          "This page is for instructors; ask your organisation for access.")
     state = spawn_state(request)
+    classes, older = await run_in_threadpool(_overview, request, who)
     return page("teach.html", {
         "title": "Your classes", "viewer": await viewer(request),
-        "classes": await run_in_threadpool(_overview, request, who), "invite": invite,
+        "classes": classes, "older": older, "invite": invite,
         "labs": sorted(state.templates), "now": assignments.iso(datetime.now(UTC))[:16],
         "csrf": csrf_token(state.settings, session_value(request) or ""),
     })
