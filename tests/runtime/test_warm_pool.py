@@ -387,3 +387,50 @@ def test_pools_are_off_where_cgroups_cannot_be_renamed(
     finally:
         rt.cgroups = real
         rt.close()
+
+
+def test_at_the_memory_floor_the_pool_neither_flaps_nor_floods_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each ready lab here takes 50 MiB of 700 available, the floor is 512. Before, the
+    pool filled until one more lab pressed memory, then destroyed it, which freed enough
+    to build it again: a build and a teardown every pass, for ever, with a WARNING each.
+    Now a refill needs a margin above the floor: the pool holds what fits and stays put;
+    a real drop shrinks it (one WARNING for the episode) and it refills once memory is back."""
+    rt = LocalRuntime(str(tmp_path / "state"), prefix="w" + secrets.token_hex(2))
+    passes = [0]
+    starved = [False]
+
+    def probe() -> MemoryReading:
+        passes[0] += 1
+        pool = rt.warm_pool
+        held = len(pool.ready_ids()) if pool is not None else 0
+        return MemoryReading(400 if starved[0] else 700 - 50 * held, None)
+
+    def settle(count: int = 30) -> None:  # that many more passes of the refill loop
+        start = passes[0]
+        until(lambda: passes[0] >= start + count, "the refill loop stopped")
+
+    caplog.set_level(logging.INFO, logger="forge.runtime.warm_pool")
+    try:
+        rt.warm({"p": (lab("x"), 5)}, probe=probe, min_available_mb=512, quiet_s=0.05,
+                poll_s=0.05)
+        pool = rt.warm_pool
+        assert pool is not None
+        until(lambda: len(pool.ready_ids()) == 2, "the pool never filled what fits")
+        settle()
+        assert (len(pool.ready_ids()), pool.stats.built, pool.stats.shrunk) == (2, 2, 0)
+        starved[0] = True
+        until(lambda: not pool.ready_ids(), "the pool never shrank under pressure")
+        settle()
+        assert pool.stats.shrunk == 2 and pool.stats.built == 2
+        warned = [r for r in caplog.records
+                  if r.levelno == logging.WARNING and "memory pressure" in r.getMessage()]
+        assert len(warned) == 1, [r.getMessage() for r in warned]
+        starved[0] = False
+        until(lambda: len(pool.ready_ids()) == 2, "the pool never refilled")
+        assert any("refilling warm pools" in r.getMessage() for r in caplog.records)
+    finally:
+        rt.warm({})
+        for info in rt.list():
+            rt.destroy(info.lab_id)
+        rt.close()

@@ -44,6 +44,7 @@ from forge.runtime.plan import LabPlan, plan_lab
 from forge.runtime.warm import (
     POOL_LAB_PREFIX,
     MemoryProbe,
+    MemoryReading,
     pool_shape,
     poolable,
     pressed,
@@ -53,6 +54,7 @@ from forge.runtime.warm import (
 
 log = logging.getLogger("forge.runtime.warm_pool")
 MAX_RETRY_S = 60.0
+REFILL_MARGIN_MB = 64  # at least: refilling starts this far above the shrink floor
 
 
 @dataclasses.dataclass
@@ -96,6 +98,7 @@ class WarmPool:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._shrinking = False  # shrinking since the last refill (for the log)
         self._last_miss = float("-inf")  # never: nothing holds the first fill back
         self._last_claim = float("-inf")  # (monotonic time starts near 0 at boot)
         self._old_names: list[str] = []  # namespace names claimed labs no longer use
@@ -249,8 +252,10 @@ class WarmPool:
                 self._drop_old_names()
             if self._recheck:
                 self._drop_stale()
-            if self._pressed():
-                self._shrink_one()
+            reading = self._reading()
+            if reading is not None and pressed(reading, self.min_available_mb,
+                                               self.max_stall_avg10):
+                self._shrink_one(reading)
                 continue
             quiet = max(self._last_miss + self.quiet_s,
                         self._last_claim + self.settle_s) - time.monotonic()
@@ -259,7 +264,14 @@ class WarmPool:
                 self._wake.set()
                 continue
             name = self._short_pool()
+            if name is not None and reading is not None \
+                    and reading.available_mb < self.refill_floor_mb():
+                continue  # between the floors: neither shrink nor fill (no flapping)
             if name is not None:
+                if self._shrinking:
+                    self._shrinking = False
+                    log.info("memory available again (%d MiB): refilling warm pools",
+                             reading.available_mb if reading is not None else -1)
                 with self._lock:
                     generation = self._generation
                 built = self._build_one(name)
@@ -267,11 +279,19 @@ class WarmPool:
                 if built or self._short_pool() is not None:
                     self._wake.set()
 
-    def _pressed(self) -> bool:
+    def _reading(self) -> MemoryReading | None:
+        """The machine's memory now; None when it cannot be read (nothing is shrunk or
+        held back for a probe that fails)."""
         try:
-            return pressed(self.probe(), self.min_available_mb, self.max_stall_avg10)
+            return self.probe()
         except (OSError, ValueError):
-            return False
+            return None
+
+    def refill_floor_mb(self) -> int:
+        """The available memory (MiB) a refill needs: above the shrink floor by a margin
+        of several labs, so that destroying one lab at the floor does not let the next
+        pass build it again (a build and a teardown every second, for ever)."""
+        return self.min_available_mb + max(REFILL_MARGIN_MB, self.min_available_mb // 4)
 
     def _short_pool(self) -> str | None:
         """The first pool below its size that is not waiting to retry a failed build."""
@@ -364,13 +384,19 @@ class WarmPool:
                     stale += gone
         self._destroy_all(stale)
 
-    def _shrink_one(self) -> None:
+    def _shrink_one(self, reading: MemoryReading) -> None:
         with self._lock:
             pools = [ready for ready in self._ready.values() if ready]
             lab = max(pools, key=len).pop()[0] if pools else None
         if lab is not None:
             self.stats.shrunk += 1
-            log.warning("memory pressure: destroying warm pool lab %s", lab)
+            if not self._shrinking:  # once per episode, then one line per lab at INFO
+                self._shrinking = True
+                log.warning("memory pressure (%d MiB available, floor %d MiB): destroying "
+                            "warm pool labs one by one; refilling once %d MiB are "
+                            "available", reading.available_mb, self.min_available_mb,
+                            self.refill_floor_mb())
+            log.info("memory pressure: destroying warm pool lab %s", lab)
             self._destroy(lab)
 
     def _destroy(self, lab_id: str) -> None:
