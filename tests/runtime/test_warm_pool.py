@@ -434,3 +434,46 @@ def test_at_the_memory_floor_the_pool_neither_flaps_nor_floods_the_log(
         for info in rt.list():
             rt.destroy(info.lab_id)
         rt.close()
+
+
+def test_a_seed_the_image_refuses_is_the_templates_error_not_a_pool_failure(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A root seed at a path that is a directory in the host's image is the template's
+    mistake, found while personalising a claimed pool lab. Before, the pool logged it as
+    its own failure (an ERROR with a traceback), counted it, and built the lab fresh, which
+    refused it the same way. Now the SpecError goes straight to the caller."""
+    from forge.config.settings import load_settings
+    from forge.images import ImageCache, load_definitions
+    from forge.images.build import build_image
+    from forge.runtime.factory import make_runtime
+
+    settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
+                              "FORGE_RUNTIME_PREFIX": "v" + secrets.token_hex(2),
+                              "FORGE_RUNTIME_ENGINE": "local",
+                              "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
+    build_image(load_definitions(settings.images_dir)["base"], ImageCache(settings.image_cache))
+    rt = make_runtime(settings)
+    assert isinstance(rt, LocalRuntime)
+
+    def imaged(lab_id: str, files: dict[str, str] | None = None) -> LabSpec:
+        return LabSpec(lab_id, [SubnetSpec("lan", "10.204.0.0/24")],
+                       [HostSpec("box", networks=[("lan", None)], image="base",
+                                 files=files or {})])
+
+    caplog.set_level(logging.INFO, logger="forge.runtime.warm_pool")
+    try:
+        rt.warm({"p": (imaged("x"), 1)}, quiet_s=0.05, poll_s=0.1)
+        pool = rt.warm_pool
+        assert pool is not None
+        until(lambda: len(pool.ready_ids()) == 1, "the pool never filled")
+        with pytest.raises(SpecError) as refused:
+            rt.create(imaged("scn-00000000000000b3", {"/usr/bin": "not a directory\n"}))
+        assert "/usr/bin" in str(refused.value)
+        assert pool.stats.failed == 0
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert "scn-00000000000000b3" not in {i.lab_id for i in rt.list()}
+    finally:
+        rt.warm({})
+        for info in rt.list():
+            rt.destroy(info.lab_id)
+        rt.close()

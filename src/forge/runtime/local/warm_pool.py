@@ -220,6 +220,13 @@ class WarmPool:
             with self._lock:
                 self._old_names += old_names
             personalise(self._rt, plan)
+        except SpecError:
+            # The template's own mistake (a seed its image's tree refuses): a fresh build
+            # would refuse it the same way. Not the pool's failure; the lab is spent.
+            for gone in (taken, lab_id):
+                with contextlib.suppress(Exception):
+                    self._rt.destroy(gone)
+            raise
         except Exception:
             log.exception("pool lab %s could not become %s; building it fresh", taken, lab_id)
             with self._lock:

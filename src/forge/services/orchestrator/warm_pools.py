@@ -54,6 +54,9 @@ async def start_warm_pools(state: OrchestratorState) -> dict[str, dict[str, int]
     except NotSupported as exc:
         log.warning("FORGE_WARM_POOL ignored: %s", exc)
         return {}
+    except (RuntimeFault, OSError) as exc:  # e.g. the runtime unusable: /readyz says why
+        log.warning("warm pools not started: %s", exc)
+        return {}
     log.info("warm pools: %s", status)
     return status
 
