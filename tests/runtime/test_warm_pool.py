@@ -477,3 +477,30 @@ def test_a_seed_the_image_refuses_is_the_templates_error_not_a_pool_failure(
         for info in rt.list():
             rt.destroy(info.lab_id)
         rt.close()
+
+
+def test_an_operator_sees_the_pools_in_the_metrics(pooled: LocalRuntime, tmp_path: Path) -> None:
+    """The orchestrator's /metrics exports each pool's ready labs and size and what
+    happened to pool labs (claims, misses, builds, failures, shrinks), read from the
+    runtime at each scrape; a runtime without pools exports none of it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from forge.services.orchestrator.pool_metrics import register_pool_metrics
+
+    until(lambda: ready(pooled) == 1, "the pool never filled")
+    registry = CollectorRegistry()
+    register_pool_metrics(registry, pooled.pool_report)
+    text = generate_latest(registry).decode()
+    assert "forge_warm_pool_enabled 1.0" in text
+    assert 'forge_warm_pool_ready{pool="two"} 1.0' in text
+    assert 'forge_warm_pool_size{pool="two"} 1.0' in text
+    assert pooled.warm_pool is not None
+    built = pooled.warm_pool.stats.built
+    assert f'forge_warm_pool_labs_total{{event="built"}} {float(built)}' in text
+    bare = LocalRuntime(str(tmp_path / "bare"), prefix="wb")
+    try:
+        empty = CollectorRegistry()
+        register_pool_metrics(empty, bare.pool_report)
+        assert "forge_warm_pool" not in generate_latest(empty).decode()
+    finally:
+        bare.close()

@@ -196,6 +196,17 @@ class TtySession(abc.ABC):
         """True once the session has ended."""
 
 
+@dataclass(frozen=True)
+class PoolReport:
+    """A runtime's warm pools: per pool ``ready`` and ``size``; ``events`` counted since the
+    runtime started (claimed, missed, built, failed, shrunk); ``off_reason``: why this node
+    keeps no pools (None: it may)."""
+
+    pools: dict[str, dict[str, int]]
+    events: dict[str, int]
+    off_reason: str | None = None
+
+
 class Runtime(abc.ABC):
     """A sandbox engine: builds, inspects, enters and destroys labs."""
 
@@ -291,6 +302,11 @@ class Runtime(abc.ABC):
         ``{}`` destroys every ready lab. Returns per pool ``ready`` and ``size``. Optional:
         the default raises :class:`NotSupported`."""
         raise NotSupported(f"warm pools are not supported by the {self.engine_name} engine")
+
+    def pool_report(self) -> PoolReport | None:
+        """The warm pools of this runtime for the operator (metrics), or None when it
+        keeps none. Default: None."""
+        return None
 
     def close(self) -> None:
         """Release what this instance holds in-process (thread pools, handles); labs keep

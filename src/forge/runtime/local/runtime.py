@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -26,6 +27,7 @@ from forge.runtime.base import (
     LabInfo,
     LabNotFound,
     LabSpec,
+    PoolReport,
     Runtime,
     RuntimeUnavailable,
     SpecError,
@@ -380,6 +382,13 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         up by, nor leaves behind, labs that nobody will watch being built. Builds under way
         finish; a pool claim needs no slot and still works."""
         self._builds_stopped = True
+
+    def pool_report(self) -> PoolReport | None:
+        """The warm pools' sizes, counters and why they are off, once ``warm`` was asked."""
+        pool = self.warm_pool
+        if pool is None:
+            return None
+        return PoolReport(pool.status(), dataclasses.asdict(pool.stats), pool.off_reason)
 
     def close(self) -> None:
         """Destroy the ready labs of warm pools (nobody can claim them once this instance

@@ -47,6 +47,7 @@ from forge.services.orchestrator import (
 from forge.services.orchestrator.grade_lab import complete
 from forge.services.orchestrator.launcher import handle_spawn
 from forge.services.orchestrator.node import LabNode, start_node
+from forge.services.orchestrator.pool_metrics import register_pool_metrics
 from forge.services.orchestrator.reaper import reconcile, resume_after_restart, run_reaper
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import run_heartbeats
@@ -185,6 +186,7 @@ def build_app(
     state.consumers = _consumers(state, settings.nats_url, credentials,
                                  **(consumer_options or {}))
     register_consumer_metrics(ctx.metrics.registry, lambda: state.consumers)
+    register_pool_metrics(ctx.metrics.registry, lambda: state.runtime.pool_report())
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
     ctx.readiness.add("policy", lambda: _policy_check(state))
     ctx.readiness.add("nats", lambda: _nats_check(state))
