@@ -121,3 +121,54 @@ def test_retention_cli(prod_env: Settings, scored: dict[str, str], tmp_path: Pat
     failing = forge("cleanup")
     assert failing.returncode == 1 and "failed" in failing.stdout
     assert not _has_results(prod_env, scored["held"])  # released, so deleted past the failure
+
+
+def test_the_scoreboard_applies_retention_by_itself(prod_env: Settings, scored: dict[str, str],
+                                                    nats: object, tmp_path: Path) -> None:
+    """The /plans page promises "results kept N days": before, nothing deleted them unless
+    the operator ran `forge retention cleanup` by hand (the runbook named no schedule), so
+    results and terminal recordings stayed for ever. Now the running scoreboard does it
+    every FORGE_RETENTION_INTERVAL_S (here 1 s): the expired result goes, the held and
+    unexpired ones stay, the deletion is audited and counted in /metrics."""
+    import time
+
+    import httpx
+
+    from forge.bus import NatsServer
+    from forge.config import load_settings
+    from forge.services.scoreboard.app import build_app as build_scoreboard
+
+    from ..live_server import live_server
+
+    assert isinstance(nats, NatsServer)
+    root = prod_env.storage_root
+    HoldStore(root).hold(scored["held"], "legal investigation")
+    settings = load_settings(prod_environ(root, **nats.client_env(),
+                                          FORGE_DB_URL=prod_env.db_url,
+                                          FORGE_RETENTION_INTERVAL_S="1"))
+    with live_server(build_scoreboard(settings)) as url:
+        deadline = time.monotonic() + 60
+        while _has_results(prod_env, scored["expired"]):
+            assert time.monotonic() < deadline, "the scoreboard never applied retention"
+            time.sleep(0.1)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    assert 'forge_retention_results_total{action="deleted"} 1.0' in metrics
+    for key in ("held", "long_retention", "fresh"):
+        assert _has_results(prod_env, scored[key])
+    audit = global_log(root).read_bytes().decode()
+    assert audit.count('"event":"retention.deleted"') == 1 and scored["expired"] in audit
+
+
+def test_retention_runs_can_be_turned_off(prod_env: Settings) -> None:
+    """FORGE_RETENTION_INTERVAL_S=0: the operator runs `forge retention cleanup` instead
+    (where several scoreboards share one result store); a bad value names the variable."""
+    from forge.config import load_settings
+    from forge.config.settings import ConfigError
+
+    root = prod_env.storage_root
+    off = load_settings(prod_environ(root, FORGE_RETENTION_INTERVAL_S="0"))
+    assert off.retention_interval_s == 0
+    assert load_settings(prod_environ(root)).retention_interval_s == 3600
+    with pytest.raises(ConfigError) as bad:
+        load_settings(prod_environ(root, FORGE_RETENTION_INTERVAL_S="-5"))
+    assert "FORGE_RETENTION_INTERVAL_S" in str(bad.value)

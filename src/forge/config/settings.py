@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     housekeeping_interval_s: Annotated[float, BeforeValidator(
         checks.seconds("FORGE_HOUSEKEEPING_INTERVAL_S", 1, 86400))] = _var(
         "FORGE_HOUSEKEEPING_INTERVAL_S", 300.0)
+    # How often the scoreboard deletes results past their retention (0: never; the operator
+    # runs `forge retention cleanup` instead, e.g. where several scoreboards share a store).
+    retention_interval_s: Annotated[float, BeforeValidator(
+        checks.seconds("FORGE_RETENTION_INTERVAL_S", 0, 604800))] = _var(
+        "FORGE_RETENTION_INTERVAL_S", 3600.0)
     # How long a spawn request may stay unanswered before a retry with its request_id takes
     # it for cut off (its replica died) and settles it; longer than any live request takes.
     spawn_pending_timeout_s: Annotated[float, BeforeValidator(

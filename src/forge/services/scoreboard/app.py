@@ -25,6 +25,7 @@ from forge.services.scoreboard import (
 )
 from forge.services.scoreboard.leaderboard import ScoreIndex
 from forge.services.scoreboard.lti_grades import GradePoster
+from forge.services.scoreboard.retention_runs import RetentionRuns
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.state import ScoreboardState
 from forge.signing.keystore import NoSigningKey
@@ -105,6 +106,8 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
             await asyncio.sleep(SEAL_SWEEP_S)
 
     sweeper: list[asyncio.Task[None]] = []
+    retention = RetentionRuns(settings.storage_root, artifacts, state.scorer.keyring,
+                              ctx.metrics.registry)
 
     async def start() -> None:
         if isinstance(artifacts, ObjectStoreArtifactStore):
@@ -115,6 +118,8 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
                 log.warning("dev mode: generated signing key %s in %s (never in production)",
                             key.key_id, state.scorer.keyring.directory)
         sweeper.append(asyncio.create_task(sweep_unsealed()))
+        if settings.retention_interval_s > 0:
+            sweeper.append(asyncio.create_task(retention.run(settings.retention_interval_s)))
         await state.publisher.start(wait=3.0)
         await consumer.start(wait=3.0)
         if grades is not None:
@@ -135,6 +140,7 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     ctx.shutdown.append(stop)
     app = create_app(ctx)
     app.state.scoreboard = state
+    app.state.retention = retention
     app.state.lti_grades = grades
     app.include_router(routes.router)
     app.include_router(operator_facts.router)
