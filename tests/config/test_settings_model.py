@@ -278,3 +278,14 @@ def test_a_secret_set_twice_is_that_problem_only(tmp_path: Path, forge_env: str)
         "SAT_HMAC_SECRET and SAT_HMAC_SECRET_FILE are both set; set only one"]
     dev_secrets = tmp_path / "secrets" / "dev-secrets.json"  # STORAGE_ROOT is tmp_path
     assert not dev_secrets.exists() or "SAT_HMAC_SECRET" not in dev_secrets.read_text()
+
+
+def test_a_crash_point_is_refused_in_production(tmp_path: Path) -> None:
+    """FORGE_CRASH_POINT makes a service SIGKILL itself (chaos drills); one left over from
+    a test environment would restart a production service in a loop under `forge up`."""
+    problem = only_problem(prod_env(tmp_path, FORGE_CRASH_POINT="spawn.recorded"))
+    assert "FORGE_CRASH_POINT" in problem and "forbidden when FORGE_ENV=prod" in problem
+    assert load_settings(prod_env(tmp_path, FORGE_CRASH_POINT="")).crash_point == ""
+    staging = load_settings(prod_env(tmp_path, FORGE_ENV="staging",
+                                     FORGE_CRASH_POINT="spawn.recorded"))
+    assert staging.crash_point == "spawn.recorded"

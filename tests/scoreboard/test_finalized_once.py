@@ -113,7 +113,8 @@ class Replicas:
         """Replica `name` scores `event` in its own process and is killed -9 at `point`."""
         body = self.tmp_path / "event.json"
         body.write_text(json.dumps(payload(event)))
-        env = {**os.environ, **self.environ(name), "FORGE_CRASH_POINT": point}
+        env = {**os.environ, **self.environ(name), "FORGE_CRASH_POINT": point,
+               "FORGE_ENV": "staging"}  # a crash point is refused in prod
         killed = subprocess.run([sys.executable, "-c", CRASHING_REPLICA, str(body),
                                  str(self.keys), str(self.results)],
                                 env=env, capture_output=True, text=True, timeout=120,

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     dev_allow_xplan: bool = _var("DEV_ALLOW_XPLAN", "")
     allow_free_default: bool = _var("ALLOW_FREE_DEFAULT", "")
     billing_mode: str = _var("BILLING_MODE", "")
+    # forge.faults reads it (chaos tests): a service killing itself at a named point.
+    crash_point: str = _var("FORGE_CRASH_POINT", "")
     policies_dir: Path = _var("FORGE_POLICY_DIR", _default_content_path("policies"))
     templates_dir: Path = _var("FORGE_TEMPLATE_DIR", _default_content_path("templates"))
     plans_file: Path = _var("FORGE_PLANS_FILE", _default_content_path("plans.yaml"))
@@ -224,6 +226,19 @@ class Settings(BaseSettings):
             raise checks.problem(
                 f"{flag}=true is forbidden when FORGE_ENV={env.value} (dev only)")
         return on
+
+    @field_validator("crash_point", mode="before")
+    @classmethod
+    def _no_crash_point_in_prod(cls, raw: object, info: ValidationInfo) -> str:
+        """FORGE_CRASH_POINT makes a service SIGKILL itself (chaos drills): a value left
+        over from a test environment would restart a production service in a loop."""
+        env = _env_of(info)
+        value = str(raw or "").strip()
+        if value and env is ForgeEnv.PROD:
+            raise checks.problem(
+                "FORGE_CRASH_POINT is set (it makes a service kill itself; chaos tests "
+                f"only) and is forbidden when FORGE_ENV={env.value}: unset it")
+        return value
 
     @field_validator("billing_mode", mode="before")
     @classmethod
