@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from forge.bus.permissions import user_name
 from forge.config.secrets import NATS_PASSWORD_VARS
 from forge.config.settings import ConfigError, load_settings
+from forge.signing.keystore import keyring_dir
 
 IDENTITY_OF = {var: identity for identity, var in NATS_PASSWORD_VARS.items()}
 
@@ -58,6 +59,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"STORAGE_ROOT  {settings.storage_root}")
         db_url = make_url(settings.db_url).render_as_string(hide_password=True)
         typer.echo(f"FORGE_DB_URL  {db_url}")
+        typer.echo(f"FORGE_POLICY_DIR       {settings.policies_dir}")
+        typer.echo(f"FORGE_SIGNING_KEY_DIR  {keyring_dir(settings.storage_root)}")
         for ring in (settings.sat, settings.et, settings.receipt, settings.operator):
             typer.echo(f"{ring.name:<20} kid {ring.current_kid} ({len(ring.kids)} accepted)")
         for identity, ring in settings.nats_passwords.items():

@@ -14,8 +14,9 @@ MAX_INPUT_BYTES = 1024 * 1024  # a policy input document is a few KiB
 
 app = typer.Typer(help="Rego policy gates: hash, evaluate, test.", no_args_is_help=True)
 
-_POLICIES = typer.Option(None, "--policies", help="Policy directory (default: FORGE_POLICY_DIR "
-                         "or the repository's policies/).")
+_POLICIES = typer.Option(None, "--policies", help="Policy directory (default: FORGE_POLICY_DIR, "
+                         "else the shipped forge/content/policies; `forge config check` "
+                         "prints it).")
 
 
 @app.command("hash")
