@@ -127,3 +127,51 @@ def test_attempts_taken_once_per_request_and_bounded(db: Database) -> None:
     with pytest.raises(ForgeError) as exc:
         asg.applicable(db, T1, "lea", "netplus", a.assignment_id, now)  # lea not enrolled
     assert code(exc) == (404, "assignment_not_found")
+
+
+def test_a_learners_list_holds_current_assignments_in_a_fixed_number_of_queries(
+        db: Database) -> None:
+    """Cohorts and their assignments only grow, term after term; the learner's list (the
+    /tracks page on every load, GET /v1/assignments) read every assignment ever made with
+    a query each for its attempts. Now: open, upcoming and those closed in the last 30
+    days, by due time, in a fixed number of queries; an older one is still found by id
+    (an LMS link to it)."""
+    from sqlalchemy import event
+
+    now = datetime.now(UTC)
+    c = cohorts.create_cohort(db, ANN, "Networking 101")
+    cohorts.enrol_subjects(db, ANN, c.cohort_id, ["lea"])
+
+    def assign(opens: timedelta, closes: timedelta) -> str:
+        return asg.create_assignment(db, ANN, c.cohort_id, template_id="netplus",
+                                     opens_at=now + opens, closes_at=now + closes,
+                                     attempts_allowed=3, hints_allowed=False,
+                                     known_templates={"netplus"}).assignment_id
+
+    old = assign(timedelta(days=-70), timedelta(days=-60))
+    recent = assign(timedelta(days=-20), timedelta(days=-10))
+    current = [assign(timedelta(minutes=-1), timedelta(days=i + 1)) for i in range(5)]
+    upcoming = assign(timedelta(days=10), timedelta(days=11))
+    for n, aid in enumerate(current):
+        for attempt in range(n % 3):
+            asg.take_attempt(db, aid, "lea", f"req-{n}-{attempt}", 3)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    engines = {db.engine, getattr(db, "_read_engine", None) or db.engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        mine = asg.my_assignments(db, T1, "lea")
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert [a["assignment_id"] for a in mine] == [recent, *current, upcoming]
+    assert [a["attempts_used"] for a in mine[1:6]] == [n % 3 for n in range(5)]
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) <= 3, selects  # the list and one count of attempts, not one each
+    found = asg.my_assignment(db, T1, "lea", old)
+    assert found is not None and found["assignment_id"] == old
+    assert asg.my_assignment(db, T1, "leo", old) is None  # not in the cohort

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, Table, and_, bindparam, case, func, select
@@ -112,23 +112,66 @@ def cohort_assignments(db: Database, who: Manager, cohort_id: str) -> list[Assig
         return rows
 
 
+# A learner's list: open and upcoming assignments and those closed in the last 30 days,
+# at most MAX_MINE of them (cohorts and their assignments only grow, term after term).
+MINE_CLOSED_WITHIN = timedelta(days=30)
+MAX_MINE = 200
+
+
+def _used_of(sess: Any, subject: str, assignment_ids: list[str]) -> dict[str, int]:
+    """Attempts `subject` used of each assignment, in one grouped query."""
+    if not assignment_ids:
+        return {}
+    rows = sess.execute(
+        select(AssignmentAttempt.assignment_id, func.count())
+        .where(AssignmentAttempt.subject == subject,
+               AssignmentAttempt.assignment_id.in_(assignment_ids))
+        .group_by(AssignmentAttempt.assignment_id)).all()
+    return {str(aid): int(n) for aid, n in rows}
+
+
 def _used(sess: Any, assignment_id: str, subject: str) -> int:
     return int(sess.scalar(select(func.count()).select_from(AssignmentAttempt).where(
         AssignmentAttempt.assignment_id == assignment_id,
         AssignmentAttempt.subject == subject)) or 0)
 
 
-def my_assignments(db: Database, tenant_id: str, subject: str) -> list[dict[str, Any]]:
-    """A learner's assignments in every cohort they are in, with due times and attempts."""
-    with db.read() as sess:
-        rows = sess.execute(
-            select(Assignment, Cohort.name).join(Cohort, Cohort.cohort_id == Assignment.cohort_id)
+def _mine(tenant_id: str, subject: str) -> Select[Assignment, str]:
+    """The assignments of every cohort (tenant, subject) is in, with the cohort's name."""
+    return (select(Assignment, Cohort.name)
+            .join(Cohort, Cohort.cohort_id == Assignment.cohort_id)
             .join(Enrolment, Enrolment.cohort_id == Assignment.cohort_id)
             .where(Enrolment.tenant_id == tenant_id, Enrolment.subject == subject,
-                   Assignment.tenant_id == tenant_id)
-            .order_by(Assignment.closes_at)).all()
-        return [{**view(a, _used(sess, a.assignment_id, subject)), "cohort": name}
-                for a, name in rows]
+                   Assignment.tenant_id == tenant_id))
+
+
+def _views(sess: Any, subject: str, rows: list[Any]) -> list[dict[str, Any]]:
+    used = _used_of(sess, subject, [a.assignment_id for a, _name in rows])
+    return [{**view(a, used.get(a.assignment_id, 0)), "cohort": name} for a, name in rows]
+
+
+def my_assignments(db: Database, tenant_id: str, subject: str,
+                   now: datetime | None = None) -> list[dict[str, Any]]:
+    """A learner's assignments in every cohort they are in, with due times and attempts:
+    open, upcoming and closed in the last MINE_CLOSED_WITHIN, by due time, at most
+    MAX_MINE (in a fixed number of queries)."""
+    since = (now or datetime.now(UTC)) - MINE_CLOSED_WITHIN
+    with db.read() as sess:
+        rows = sess.execute(_mine(tenant_id, subject)
+                            .where(Assignment.closes_at >= since)
+                            .order_by(Assignment.closes_at).limit(MAX_MINE)).all()
+        return _views(sess, subject, list(rows))
+
+
+def my_assignment(db: Database, tenant_id: str, subject: str,
+                  assignment_id: str) -> dict[str, Any] | None:
+    """One of the learner's assignments (closed long ago too), or None when it is not one
+    of a cohort they are in."""
+    with db.read() as sess:
+        rows = sess.execute(_mine(tenant_id, subject)
+                            .where(Assignment.assignment_id == assignment_id)).all()
+        views = _views(sess, subject, list(rows))
+    return views[0] if views else None
 
 
 @dataclass(frozen=True)

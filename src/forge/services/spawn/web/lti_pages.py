@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import cohorts, lti_links
-from forge.classroom.assignments import iso, my_assignments
+from forge.classroom.assignments import iso, my_assignment
 from forge.classroom.cohorts import new_id
 from forge.classroom.lti_links import CourseSeat
 from forge.config.settings import ConfigError, Settings
@@ -291,9 +291,8 @@ async def assignment_page(assignment_id: str, request: Request) -> Response:
     if caller is None or caller.scenario_scope is not None:
         return refusal(request, 401, "Open the activity again from your course.")
     state = spawn_state(request)
-    mine = await run_in_threadpool(my_assignments, state.ctx.db, caller.tenant_id,
-                                   caller.subject)
-    found = next((a for a in mine if a["assignment_id"] == assignment_id), None)
+    found = await run_in_threadpool(my_assignment, state.ctx.db, caller.tenant_id,
+                                    caller.subject, assignment_id)
     if found is None:
         return refusal(request, 404, "This assignment is not one of yours.")
     return page("lti_assignment.html", {
