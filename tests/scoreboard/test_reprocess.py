@@ -84,3 +84,32 @@ async def test_reprocess_after_fix_via_api_and_cli(make_board: MakeBoard) -> Non
     audit = global_log(board.settings.storage_root).read_bytes().decode()
     assert audit.count('"event":"score.finalized"') == 2
     assert "completion.reprocess" in audit
+
+
+async def test_the_failed_event_list_is_read_a_page_at_a_time(make_board: MakeBoard) -> None:
+    """Reprocessed events are kept, so `status=all` only grows: the operator's list comes
+    a page at a time (`limit` up to 1000, `after_id`, `next`), each event once, in order."""
+    from forge.services.scoreboard.scoring import CONSUMER
+    from forge.store.failed_events import record_failed_event
+
+    board = await make_board()
+    db = board.state.ctx.db
+    ids = [record_failed_event(db, consumer=CONSUMER, subject="forge.scenario.completed",
+                               msg_id=f"m-{i}", payload="{}", error="x") for i in range(7)]
+    async with board.client() as client:
+        seen: list[int] = []
+        after = 0
+        while True:
+            page = (await client.get("/v1/admin/failed-events", headers=board.operator,
+                                     params={"status": "all", "limit": 3,
+                                             "after_id": after})).json()
+            assert len(page["events"]) <= 3
+            seen += [e["id"] for e in page["events"]]
+            if page["next"] is None:
+                break
+            after = page["next"]
+        assert seen == ids
+        for bad in ({"limit": 0}, {"limit": 1001}, {"after_id": -1}, {"limit": "x"}):
+            resp = await client.get("/v1/admin/failed-events", headers=board.operator,
+                                    params=bad)
+            assert resp.status_code == 422, (bad, resp.text)

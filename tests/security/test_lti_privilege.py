@@ -93,6 +93,11 @@ def test_only_an_operator_links_a_course_to_a_cohort(w: World) -> None:
     assert answer.json()["error"] == "operator_required"
     assert lti_links.course_of(db, "emulator", "course-guessed") is None  # nothing bound
     record_role(db, "acme", "lti.tom", OPERATOR)  # the tenant made tom an operator
+    for bad in ("course\x00x", "course\nx"):  # a NUL was a 500 on PostgreSQL: now a 422
+        refused = teacher.post(f"/v1/cohorts/{cohort_id}/lti-course",
+                               json={**body, "context_id": bad},
+                               headers={"origin": w.forge.url})
+        assert refused.status_code == 422 and "context_id" in refused.text, refused.text
     ok = teacher.post(f"/v1/cohorts/{cohort_id}/lti-course", json=body,
                       headers={"origin": w.forge.url})
     assert ok.status_code == 200, ok.text

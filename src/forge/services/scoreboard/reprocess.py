@@ -64,13 +64,16 @@ def failed_event_dict(row: FailedEvent) -> dict[str, Any]:
             "reprocessed_at": iso(row.reprocessed_at), "payload_bytes": len(row.payload)}
 
 
-def list_events(db: Database, status: str | None = "failed") -> list[FailedEvent]:
-    """Stored events of the scoreboard's consumer, oldest first (status None: all)."""
+def list_events(db: Database, status: str | None = "failed", *, after_id: int = 0,
+                limit: int | None = None) -> list[FailedEvent]:
+    """Stored events of the scoreboard's consumer, oldest first (status None: all), with
+    an id above `after_id`, at most `limit` of them (None: every one)."""
     with db.read() as sess:
-        query = select(FailedEvent).where(FailedEvent.consumer == CONSUMER)
+        query = select(FailedEvent).where(FailedEvent.consumer == CONSUMER,
+                                          FailedEvent.id > after_id)
         if status is not None:
             query = query.where(FailedEvent.status == status)
-        rows = list(sess.scalars(query.order_by(FailedEvent.id)))
+        rows = list(sess.scalars(query.order_by(FailedEvent.id).limit(limit)))
         sess.expunge_all()
         return rows
 

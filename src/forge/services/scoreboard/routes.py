@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -137,11 +138,20 @@ OperatorDep = Depends(_operator)
 async def failed_events(
     request: Request,
     status: Annotated[str, Query(pattern="^(failed|reprocessed|all)$")] = "failed",
+    limit: Annotated[int, Query(ge=1, le=1000, description="Events per page.")] = 200,
+    after_id: Annotated[int, Query(ge=0, le=2**63 - 1, description=(
+        "The `next` of the previous page: events with a larger id."))] = 0,
 ) -> dict[str, Any]:
-    """Completion events the scoreboard could not score, with their last error."""
+    """Completion events the scoreboard could not score, with their last error, oldest
+    first, a page at a time (reprocessed ones are kept: `all` grows with use); `next` is
+    the `after_id` of the next page (null on the last)."""
     db = scoreboard_state(request).ctx.db
-    rows = await run_in_threadpool(list_events, db, None if status == "all" else status)
-    return {"events": [failed_event_dict(r) for r in rows]}
+    rows = await run_in_threadpool(partial(list_events, after_id=after_id, limit=limit + 1),
+                                   db, None if status == "all" else status)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"events": [failed_event_dict(r) for r in rows],
+            "next": rows[-1].id if more else None}
 
 
 @router.post("/v1/admin/failed-events/reprocess", tags=["admin"], dependencies=[OperatorDep],

@@ -11,13 +11,14 @@ course's roster from the platform (Names and Role Provisioning) into the cohort.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -132,6 +133,15 @@ class CourseBody(BaseModel):
                           description="The platform's name in the LTI file.")
     context_id: str = Field(min_length=1, max_length=255,
                             description="The LMS course id (the launch's context id).")
+
+    @field_validator("platform", "context_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        """No control character or lone surrogate: a NUL was a 500 on PostgreSQL, whose
+        text cannot hold one (422 naming the field instead)."""
+        if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+            raise ValueError("must not hold control characters")
+        return value
 
 
 async def _managed(request: Request, cohort_id: str) -> Manager:
