@@ -93,8 +93,6 @@ def test_forge_demo_from_an_installed_wheel_in_an_empty_directory(
                      PATH=f"{bindir}{os.pathsep}{_clean_env()['PATH']}")
     demo = subprocess.run(
         [str(bindir / "forge"), "demo", "--storage", "storage",
-         "--url", f"http://127.0.0.1:{ports[0]}",
-         "--scoreboard-url", f"http://127.0.0.1:{ports[2]}",
          "--spawn-port", str(ports[0]), "--orchestrator-port", str(ports[1]),
          "--scoreboard-port", str(ports[2]), "--timeout", "120"],
         cwd=empty, env=env, capture_output=True, text=True, timeout=600)

@@ -30,8 +30,7 @@ def run_demo(storage: Path, env: dict[str, str],
              timeout: str = "120") -> subprocess.CompletedProcess[str]:
     ports = [free_port() for _ in range(3)]
     return subprocess.run(
-        [sys.executable, "-m", "forge", "demo", "--storage", str(storage), "--url",
-         f"http://127.0.0.1:{ports[0]}", "--scoreboard-url", f"http://127.0.0.1:{ports[2]}",
+        [sys.executable, "-m", "forge", "demo", "--storage", str(storage),
          "--spawn-port", str(ports[0]), "--orchestrator-port", str(ports[1]),
          "--scoreboard-port", str(ports[2]), "--timeout", timeout],
         env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -63,6 +62,24 @@ def test_demo_fails_when_the_verdict_cannot_be_had(tmp_path: Path) -> None:
     proc = run_demo(tmp_path / "storage", env, timeout="4")
     assert proc.returncode == 1
     assert "demo failed" in proc.stdout
+
+
+def test_demo_against_a_named_platform_that_is_not_ready_starts_nothing(
+        tmp_path: Path) -> None:
+    """The runbook's check after a rotation names the platform (`--url`): one that does not
+    answer ready is a failure to report (exit 1), not a reason to start another platform
+    with the operator's environment on its ports."""
+    storage = tmp_path / "storage"
+    port = free_port()  # nothing listens there
+    proc = subprocess.run(
+        [sys.executable, "-m", "forge", "demo", "--storage", str(storage), "--url",
+         f"http://127.0.0.1:{port}", "--scoreboard-url", f"http://127.0.0.1:{free_port()}",
+         "--spawn-port", str(port)],
+        env=demo_env("n" + secrets.token_hex(2)), capture_output=True, text=True,
+        timeout=120, cwd=REPO)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "is not ready" in proc.stdout
+    assert not (storage / "logs").exists()  # no service was started
 
 
 @pytest.mark.root
@@ -99,8 +116,11 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
+        # Run from another host's point of view: its own storage root, where the platform's
+        # results are not; the four files come from the scoreboard, as a learner's do.
+        elsewhere = tmp_path / "operator-host"
         demo = subprocess.run(
-            [sys.executable, "-m", "forge", "demo", "--storage", str(storage), "--url",
+            [sys.executable, "-m", "forge", "demo", "--storage", str(elsewhere), "--url",
              f"http://127.0.0.1:{ports[0]}", "--scoreboard-url", f"http://127.0.0.1:{ports[2]}"],
             env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     finally:
@@ -109,3 +129,6 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-2000:]
     assert "running platform" in demo.stdout and "minted by the operator" in demo.stdout
     assert "verified (PASS)" in demo.stdout
+    (fetched,) = (elsewhere / "demo-verdicts").iterdir()
+    assert {p.name for p in fetched.iterdir()} == {
+        "score.json", "evidence.tar.zst", "verdict.sig", "verdict.pub"}

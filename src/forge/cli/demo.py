@@ -82,14 +82,21 @@ def _refuse(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+DEFAULT_SPAWN_URL = "http://127.0.0.1:8082"
+DEFAULT_BOARD_URL = "http://127.0.0.1:8086"
+
+
 def register(app: typer.Typer) -> None:
     """Add the `demo` command."""
 
     @app.command()
     def demo(
-        url: str = typer.Option("http://127.0.0.1:8082", "--url",
-                                help="spawn_service of a running platform (else one is started)."),
-        scoreboard_url: str = typer.Option("http://127.0.0.1:8086", "--scoreboard-url"),
+        url: str | None = typer.Option(
+            None, "--url", help="spawn_service of a running platform: the demo runs against "
+            f"it, or fails when it is not ready. Default: {DEFAULT_SPAWN_URL} if a platform "
+            "answers there, else the demo starts one."),
+        scoreboard_url: str | None = typer.Option(
+            None, "--scoreboard-url", help=f"Its scoreboard (default {DEFAULT_BOARD_URL})."),
         storage: Path | None = typer.Option(None, "--storage", help="Storage root."),
         timeout: float = typer.Option(180.0, "--timeout", help="Seconds per waiting stage."),
         spawn_port: int = typer.Option(DEFAULT_PORTS["spawn"], "--spawn-port",
@@ -106,6 +113,13 @@ def register(app: typer.Typer) -> None:
         chosen = demo_lab(settings, lab)
         supervisor: Supervisor | None = None
         platform = "running platform"
+        named = url is not None or scoreboard_url is not None
+        url, scoreboard_url = url or DEFAULT_SPAWN_URL, scoreboard_url or DEFAULT_BOARD_URL
+        if named and not (_ready(url) and _ready(scoreboard_url)):
+            # Asked to check that platform (e.g. after a rotation): say so, start nothing.
+            console.print(f"[red]demo failed:[/] the platform at {url} (scoreboard "
+                          f"{scoreboard_url}) is not ready: see each service's /readyz")
+            raise typer.Exit(1)
         if not (_ready(url) and _ready(scoreboard_url)):
             platform = "started for the demo"
             build_needed_images(settings)  # first use builds them; cached after

@@ -24,6 +24,8 @@ from forge.content import SOLUTIONS, content_path
 
 DONE_MARKER = "__FORGE_SOLUTION_DONE__"
 
+RESULT_NAMES = ("score.json", "verdict.sig", "verdict.pub")  # and the evidence bundle
+
 
 class JourneyError(Exception):
     """A stage failed; the message says which and why."""
@@ -185,13 +187,30 @@ class Journey:
                 time.sleep(0.25)
             else:
                 raise JourneyError("wait for the verdict: no verdict in time")
-        results = self.storage_root / "scenarios" / sid / "results"
-        bundle = next(results.glob("evidence.tar.*"))
-        self.result.artifacts = {
-            "score.json": results / "score.json", "bundle": bundle,
-            "verdict.sig": results / "verdict.sig", "verdict.pub": results / "verdict.pub",
-        }
+            self.result.artifacts = self._artifacts(board, sid)
         return f"score {self.result.score:.2f} ({self.result.passed}/{self.result.total})"
+
+    def _artifacts(self, board: httpx.Client, sid: str) -> dict[str, Path]:
+        """The four result files: where this machine's storage root holds them (the runbook's
+        paths), else downloaded from the scoreboard as the learner downloads them (results
+        in JetStream, or a platform on other machines) into `demo-verdicts/<id>/` there."""
+        results = self.storage_root / "scenarios" / sid / "results"
+        bundle = next(results.glob("evidence.tar.*"), None) if results.is_dir() else None
+        if bundle is None:
+            listed = board.get(f"/v1/scores/{sid}").json().get("artifacts") or []
+            names = [n for n in listed if n in RESULT_NAMES or n.startswith("evidence.tar.")]
+            results = self.storage_root / "demo-verdicts" / sid
+            results.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                got = board.get(f"/v1/scores/{sid}/artifacts/{name}")
+                if got.status_code != 200:
+                    raise JourneyError(f"download {name}: HTTP {got.status_code}")
+                (results / name).write_bytes(got.content)
+            bundle = next(results.glob("evidence.tar.*"), None)
+            if bundle is None or not all((results / n).is_file() for n in RESULT_NAMES):
+                raise JourneyError(f"wait for the verdict: the scoreboard lists {listed}")
+        return {"score.json": results / "score.json", "bundle": bundle,
+                "verdict.sig": results / "verdict.sig", "verdict.pub": results / "verdict.pub"}
 
     def _verify(self) -> str:
         """Run the offline verifier as a separate process, as a learner would: forge_verify's
