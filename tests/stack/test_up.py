@@ -214,6 +214,8 @@ def test_second_up_on_the_same_storage_is_refused_naming_the_first(
     assert second.returncode == 1, second.stderr[-2000:]
     assert f"another forge up (pid {first.proc.pid}) holds {first.storage}" in second.stderr
     assert "Forge is up" not in second.stderr
+    # Refused before anything slow: no image was checked or built first.
+    assert "images" not in second.stdout + second.stderr
     # The second started nothing: no service on its ports, no second nats-server on the store.
     assert pids_of(f"forge serve .*--port ({'|'.join(map(str, second_ports.values()))})$") \
         == []

@@ -22,6 +22,7 @@ from forge.config.settings import ConfigError, Settings, load_settings
 from forge.services.common.bus import bus_auth
 from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.stack.envfile import EnvFileError, read_env_file
+from forge.stack.lock import StorageLock, StorageLocked
 from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.stack.topology import (
     Topology,
@@ -254,12 +255,18 @@ def register(app: typer.Typer) -> None:
         if problems:
             console.print(str(ConfigError(settings.env.value, problems)), markup=False)
             raise typer.Exit(1)
+        try:  # before anything slow (images): a second `forge up` refuses at once
+            held = StorageLock.acquire(settings.storage_root)
+        except (StorageLocked, OSError) as exc:
+            console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         build_needed_images(settings)
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,
                           "scoreboard": scoreboard_port},
                          bus_auth=bus_auth(settings), nats_port=nats_port, topology=topology,
                          report=lambda msg: console.print(f"[yellow]{msg}[/]"))
+        sup.lock = held
         stopping = False
 
         def on_signal(_sig: int, _frame: FrameType | None) -> None:

@@ -146,7 +146,8 @@ class Supervisor:
         in `bus_auth` (each with its own subject permissions); nothing connects anonymously.
         """
         try:
-            self.lock = StorageLock.acquire(self.storage_root)
+            if self.lock is None or not self.lock.held:  # `forge up` may hold it already
+                self.lock = StorageLock.acquire(self.storage_root)
         except StorageLocked as exc:
             raise StartRefused(str(exc)) from None
         except OSError as exc:
