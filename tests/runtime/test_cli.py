@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from forge.cli.runtime import app
 from forge.runtime.local import LocalRuntime
+from forge.stack.lock import StorageLock
 from tests.runtime.helpers import leftovers, simple_lab
 
 pytestmark = pytest.mark.root
@@ -63,6 +64,15 @@ def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(tmp_path: Pat
     runner, env = CliRunner(), _env(tmp_path, prefix)
     try:
         assert "halfdead  degraded" in runner.invoke(app, ["list"], env=env).output
+        # Beside a running `forge up` on this storage root it refuses (a lab being built
+        # or just claimed from a pool looks half-built too) and destroys nothing.
+        up = StorageLock.acquire(tmp_path)
+        try:
+            refused = runner.invoke(app, ["cleanup"], env=env)
+        finally:
+            up.release()
+        assert refused.exit_code == 1 and "another forge up" in refused.output
+        assert "halfdead" in {i.lab_id for i in rt.list()}
         cleaned = runner.invoke(app, ["cleanup"], env=env)
         assert cleaned.exit_code == 0, cleaned.output
         assert "destroyed halfdead" in cleaned.output and "healthy" not in cleaned.output

@@ -17,6 +17,7 @@ from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.cli.output import JSON_OPTION, print_json, print_table
 from forge.config.settings import ConfigError, load_settings
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
+from forge.stack.lock import running_up
 
 app = typer.Typer(help="Sandbox runtime: the labs the configured engine holds.",
                   no_args_is_help=True)
@@ -97,7 +98,14 @@ def destroy(
 @app.command("cleanup")
 def cleanup(prefix: str | None = PREFIX) -> None:
     """Remove labs a crash left half-built or half-destroyed (run it while the orchestrator
-    is stopped); exit 2 when the engine has no such cleanup, 1 on error."""
+    is stopped: it also destroys labs being built or just claimed from a pool); exit 2 when
+    the engine has no such cleanup, 1 on error or while `forge up` runs on this storage
+    root."""
+    running = running_up(settings_or_exit().storage_root)
+    if running is not None:
+        typer.echo(f"cleanup refused: {running}; stop it first (a running orchestrator's "
+                   "labs being built would be destroyed)", err=True)
+        raise typer.Exit(1)
     with _runtime(prefix) as rt:
         try:
             cleaned = rt.cleanup_orphans()
