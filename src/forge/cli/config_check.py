@@ -46,8 +46,9 @@ def register(app: typer.Typer) -> None:
         try:
             settings = load_settings()
         except ConfigError as exc:  # with the NATS passwords the services would miss too
-            problems = exc.problems + _missing_nats(wanted, lambda var: any(
-                os.environ.get(name) for name in (var, f"{var}_FILE")))
+            dev = exc.env_label in ("dev", "development")  # dev generates NATS passwords
+            problems = exc.problems + ([] if dev else _missing_nats(wanted, lambda var: any(
+                os.environ.get(name) for name in (var, f"{var}_FILE"))))
             print(str(ConfigError(exc.env_label, problems)), file=sys.stderr)
             raise typer.Exit(1) from None
         missing = _missing_nats(wanted, lambda var: bool(

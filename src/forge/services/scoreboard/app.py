@@ -118,7 +118,9 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
                 log.warning("dev mode: generated signing key %s in %s (never in production)",
                             key.key_id, state.scorer.keyring.directory)
         sweeper.append(asyncio.create_task(sweep_unsealed()))
-        if settings.retention_interval_s > 0:
+        # Only where this scoreboard holds the results and their holds: with the Object
+        # Store several replicas share, each with its own holds, `forge retention cleanup`.
+        if settings.retention_interval_s > 0 and settings.artifact_store == "filesystem":
             sweeper.append(asyncio.create_task(retention.run(settings.retention_interval_s)))
         await state.publisher.start(wait=3.0)
         await consumer.start(wait=3.0)

@@ -103,7 +103,7 @@ def check_csrf(settings: Settings, session_value: str | None, presented: str | N
     if not session_value or not presented:
         raise ForgeError("csrf_failed", 403, "csrf: the form is missing its token; reload the page")
     # As bytes: compare_digest refuses (TypeError, a 500) a str with non-ASCII characters.
-    given = presented.encode("utf-8", "surrogateescape")
+    given = presented.encode("utf-8", "replace")  # any lone surrogate too: a mismatch
     ok = False
     for secret in _secrets(settings):
         ok |= hmac.compare_digest(_mac(secret, session_value).encode("ascii"), given)
