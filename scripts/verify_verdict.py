@@ -36,7 +36,7 @@ def _rerun_or_explain(problem: str, remedy: str) -> None:
     sys.exit(2)
 
 
-if sys.version_info < (3, 11):
+if sys.version_info < (3, 11):  # noqa: UP036 (run by any python3 on PATH, not only ours)
     _rerun_or_explain(
         f"is {sys.version.split()[0]}: the verifier needs Python 3.11 or later",
         "Run `make venv` in the checkout (the script then uses its .venv by itself), or run "
