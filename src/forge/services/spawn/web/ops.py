@@ -153,8 +153,8 @@ async def ops_page(request: Request) -> Response:
     scenarios, scenarios_error = await _optional(
         backend.orchestrator("GET", "/v1/scenarios", params={**params, "limit": 200}))
     events, events_error = await _optional(
-        backend.scoreboard("GET", "/v1/admin/failed-events",  # those needing action
-                           params={"status": "failed", "limit": 1000}))
+        backend.scoreboard("GET", "/v1/admin/failed-events",
+                           params={"status": "all", "limit": 1000}))
     readiness = await _readiness(request)
     facts = {"local_hash": await run_in_threadpool(_local_hash, request),
              **await _scoreboard_facts(request)}
