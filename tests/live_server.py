@@ -11,29 +11,45 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from forge.bus.server import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "live_server"]
+
+
+def _listening(port: int | None) -> socket.socket:
+    """A loopback socket bound to `port` (any free one when None), held until the server ends.
+
+    Binding before the server starts leaves no window in which another process can take
+    the port between choosing it and serving on it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port if port is not None else free_port()))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @contextmanager
 def live_server(app: FastAPI, port: int | None = None) -> Iterator[str]:
     """Serve `app` until the block ends (on `port`, else a free one); yields its base URL."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    sock = _listening(port)
+    bound = int(sock.getsockname()[1])
+    config = uvicorn.Config(app, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+        sock.close()

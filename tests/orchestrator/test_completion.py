@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ from forge.bus.contracts import ScenarioSubmitV1, payload
 from forge.bus.evidence_pack import INLINE_PACK_LIMIT, MAX_PACK_BYTES, decode_pack
 from forge.bus.object_buckets import get_object
 from forge.bus.permissions import EVIDENCE_BUCKET
+from forge.bus.server import free_port
 from forge.identity.apikeys import create_api_key
 from forge.store.models import Scenario
 
@@ -191,17 +191,13 @@ def test_orphan_lab_destroyed_at_start(make_orch: MakeOrch) -> None:
     assert sid not in {i.lab_id for i in second.runtime.list()}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_opa_outage_keeps_pending_then_launches(make_orch: MakeOrch) -> None:
     from forge.policy import EmbeddedEngine
     from forge.policy.opa_server import OpaServer
 
-    port = _free_port()
+    port = free_port()
     orch = make_orch(OPA_URL=f"http://127.0.0.1:{port}")
     event = spawn_event(orch.settings)
     orch.publish(SPAWN, event)

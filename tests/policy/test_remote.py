@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from forge.bus.server import free_port
 from forge.policy import (
     CircuitBreaker,
     EmbeddedEngine,
@@ -32,11 +33,6 @@ from .conftest import POLICIES
 Build = Callable[..., dict[str, Any]]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _DroppingServer:
@@ -157,7 +153,7 @@ def test_outage_raises_unavailable_and_breaker_opens() -> None:
 
 def test_breaker_closes_when_server_returns(engine: EmbeddedEngine) -> None:
     clock = _Clock()
-    port = _free_port()
+    port = free_port()
     breaker = CircuitBreaker(threshold=1, reset_after=5, clock=clock)
     remote = RemoteEngine(f"http://127.0.0.1:{port}", retries=0, breaker=breaker, timeout=0.5)
     with pytest.raises(PolicyUnavailable):
@@ -181,7 +177,7 @@ def test_breaker_closes_when_server_returns(engine: EmbeddedEngine) -> None:
 
 def test_probe_does_not_trip_breaker() -> None:
     breaker = CircuitBreaker(threshold=1, reset_after=60)
-    remote = RemoteEngine(f"http://127.0.0.1:{_free_port()}", breaker=breaker, timeout=0.5)
+    remote = RemoteEngine(f"http://127.0.0.1:{free_port()}", breaker=breaker, timeout=0.5)
     for _ in range(3):
         with pytest.raises(PolicyUnavailable, match="unreachable"):
             remote.probe()
@@ -212,7 +208,7 @@ def test_server_errors_are_retried_then_unavailable(tmp_path: Path) -> None:
 
 
 def test_opa_server_module_runs_as_a_process() -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "forge.policy.opa_server", "--policies", str(POLICIES),
          "--port", str(port)],

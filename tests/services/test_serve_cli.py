@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from forge.bus import NatsServer
+from forge.bus.server import free_port
 from forge.config.secrets import DEV_SECRETS_FILE
 from forge.services.common.serving import ServiceName
 
@@ -23,10 +24,6 @@ from .conftest import NATS_PASSWORDS, SECRETS, TEMPLATE_FIXTURES, with_signing_k
 FORGE = [sys.executable, "-m", "forge"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
