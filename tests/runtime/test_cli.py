@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from forge.cli.runtime import app
 from forge.runtime.local import LocalRuntime
-from forge.stack.lock import StorageLock
+from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
 from tests.runtime.helpers import leftovers, simple_lab
 
 pytestmark = pytest.mark.root
@@ -50,7 +50,8 @@ def test_operator_lists_and_destroys_orphaned_labs(tmp_path: Path) -> None:
     assert leftovers(prefix, state) == []
 
 
-def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(tmp_path: Path) -> None:
+def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     prefix, state = "o" + secrets.token_hex(2), str(tmp_path / "runtime")
     rt = LocalRuntime(state, prefix=prefix)
     rt.create(simple_lab("healthy"))
@@ -73,8 +74,30 @@ def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(tmp_path: Pat
             up.release()
         assert refused.exit_code == 1 and "another forge up" in refused.output
         assert "halfdead" in {i.lab_id for i in rt.list()}
+        # A lock file it cannot open is no proof that forge up is stopped: refused too.
+        lock_file = tmp_path / LOCK_NAME
+        lock_file.unlink()
+        lock_file.mkdir()
+        unreadable = runner.invoke(app, ["cleanup"], env=env)
+        lock_file.rmdir()
+        assert unreadable.exit_code == 1 and "cannot lock" in unreadable.output
+        assert "halfdead" in {i.lab_id for i in rt.list()}
+        # The cleanup holds the lock while it works: a forge up started meanwhile refuses.
+        clean = LocalRuntime.cleanup_orphans
+        up_refused: list[bool] = []
+
+        def cleanup_beside_an_up_starting(self: LocalRuntime) -> list[str]:
+            try:
+                StorageLock.acquire(tmp_path).release()
+                up_refused.append(False)
+            except StorageLocked:
+                up_refused.append(True)
+            return clean(self)
+
+        monkeypatch.setattr(LocalRuntime, "cleanup_orphans", cleanup_beside_an_up_starting)
         cleaned = runner.invoke(app, ["cleanup"], env=env)
         assert cleaned.exit_code == 0, cleaned.output
+        assert up_refused == [True]
         assert "destroyed halfdead" in cleaned.output and "healthy" not in cleaned.output
         assert [i.lab_id for i in rt.list()] == ["healthy"]
     finally:

@@ -17,7 +17,7 @@ from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.cli.output import JSON_OPTION, print_json, print_table
 from forge.config.settings import ConfigError, load_settings
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
-from forge.stack.lock import running_up
+from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
 
 app = typer.Typer(help="Sandbox runtime: the labs the configured engine holds.",
                   no_args_is_help=True)
@@ -101,20 +101,34 @@ def cleanup(prefix: str | None = PREFIX) -> None:
     is stopped: it also destroys labs being built or just claimed from a pool); exit 2 when
     the engine has no such cleanup, 1 on error or while `forge up` runs on this storage
     root."""
-    running = running_up(settings_or_exit().storage_root)
-    if running is not None:
+    root = settings_or_exit().storage_root
+    try:
+        # Held until the cleanup ends: a `forge up` started meanwhile refuses as well.
+        lock = StorageLock.acquire(root)
+    except StorageLocked as running:
         typer.echo(f"cleanup refused: {running}; stop it first (a running orchestrator's "
                    "labs being built would be destroyed)", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"cleanup refused: cannot lock {root / LOCK_NAME} to tell whether forge "
+                   f"up runs: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        cleaned = _cleanup_orphans(prefix)
+    finally:
+        lock.release()
+    for lab_id in cleaned:
+        typer.echo(f"destroyed {lab_id}")
+    typer.echo(f"{len(cleaned)} orphaned lab(s) removed")
+
+
+def _cleanup_orphans(prefix: str | None) -> list[str]:
     with _runtime(prefix) as rt:
         try:
-            cleaned = rt.cleanup_orphans()
+            return rt.cleanup_orphans()
         except NotSupported as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
         except (RuntimeFault, OSError) as exc:
             typer.echo(f"cleanup failed: {exc}", err=True)
             raise typer.Exit(1) from None
-    for lab_id in cleaned:
-        typer.echo(f"destroyed {lab_id}")
-    typer.echo(f"{len(cleaned)} orphaned lab(s) removed")

@@ -69,20 +69,6 @@ class StorageLock:
             self._fd = None
 
 
-def running_up(root: Path) -> StorageLocked | None:
-    """The refusal a `forge up` holding `root` would give (None when none holds it), found
-    by taking the lock for a moment: for commands that must not run beside the platform."""
-    if not (root / LOCK_NAME).exists():
-        return None
-    try:
-        StorageLock.acquire(root).release()
-    except StorageLocked as held:
-        return held
-    except OSError:
-        return None
-    return None
-
-
 def _read_pid(fd: int) -> int | None:
     try:
         raw = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
