@@ -113,3 +113,38 @@ async def test_the_failed_event_list_is_read_a_page_at_a_time(make_board: MakeBo
             resp = await client.get("/v1/admin/failed-events", headers=board.operator,
                                     params=bad)
             assert resp.status_code == 422, (bad, resp.text)
+
+
+async def test_the_newest_events_come_first_when_asked(make_board: MakeBoard) -> None:
+    """The operator page shows the last reprocessed events: `order=newest` pages back with
+    `before_id`, each event once; a cursor of the other order is a 422 naming the field."""
+    from forge.services.scoreboard.scoring import CONSUMER
+    from forge.store.failed_events import mark_reprocessed, record_failed_event
+
+    board = await make_board()
+    db = board.state.ctx.db
+    ids = [record_failed_event(db, consumer=CONSUMER, subject="forge.scenario.completed",
+                               msg_id=f"m-{i}", payload="{}", error="x") for i in range(7)]
+    for done in ids[:5]:
+        mark_reprocessed(db, done)
+    async with board.client() as client:
+        seen: list[int] = []
+        before: int | None = None
+        while True:
+            params: dict[str, str | int] = {"status": "reprocessed", "order": "newest",
+                                            "limit": 2}
+            if before is not None:
+                params["before_id"] = before
+            page = (await client.get("/v1/admin/failed-events", headers=board.operator,
+                                     params=params)).json()
+            assert len(page["events"]) <= 2
+            seen += [e["id"] for e in page["events"]]
+            if page["next"] is None:
+                break
+            before = page["next"]
+        assert seen == ids[:5][::-1]
+        for bad, field in (({"order": "newest", "after_id": 3}, "after_id"),
+                           ({"before_id": 3}, "before_id"), ({"order": "up"}, "order")):
+            resp = await client.get("/v1/admin/failed-events", headers=board.operator,
+                                    params=bad)
+            assert resp.status_code == 422 and field in resp.text, (bad, resp.text)

@@ -73,6 +73,18 @@ def inject_failed_event(platform: WebPlatform, scenario_id: str) -> int:
         return int(row.id)
 
 
+def add_reprocessed_history(platform: WebPlatform, count: int) -> None:
+    """Store `count` long-settled events, as a platform in use for a year has."""
+    now = datetime.now(UTC)
+    with platform.db.session() as sess:
+        sess.add_all(FailedEvent(consumer=CONSUMER, subject="forge.scenario.completed",
+                                 msg_id=f"settled-{i}", scenario_id=None, payload="{}",
+                                 error="settled: storage was full", attempts=1,
+                                 status="reprocessed", first_failed_at=now,
+                                 last_failed_at=now, reprocessed_at=now)
+                     for i in range(count))
+
+
 @pytest.fixture(scope="module")
 def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatform]:
     """The whole platform in dev with BILLING_MODE=stub, shared by this module's tests."""
@@ -167,6 +179,8 @@ def test_the_learners_journey_with_the_mouse(
                                    "account": url + "/account"}, problems)
 
     # The operator signs in, finds that scenario, and reprocesses an injected failed event.
+    # A year of settled events first: the new failure is listed all the same.
+    add_reprocessed_history(web_platform, 1100)
     event_id = inject_failed_event(web_platform, sid)
     HoldStore(web_platform.storage).hold(sid, "dispute by the learner's employer")
     page.goto(url + "/ops")
@@ -193,7 +207,8 @@ def test_the_learners_journey_with_the_mouse(
     page.get_by_role("button", name=f"Reprocess event {event_id}").click()
     expect(page.get_by_role("status")).to_have_text(
         "Reprocessed 1 event(s); 0 still failing.")
-    expect(page.locator("#events tbody tr").filter(has_text=sid)).to_contain_text("reprocessed")
+    expect(page.locator("#reprocessed tbody tr").filter(has_text=sid)).to_contain_text("reprocessed")
+    expect(page.locator("#events tbody tr").filter(has_text=sid)).to_have_count(0)
     with web_platform.db.read() as sess:
         stored = sess.get(FailedEvent, event_id)
         assert stored is not None and stored.status == "reprocessed"

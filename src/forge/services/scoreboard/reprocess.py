@@ -78,6 +78,21 @@ def list_events(db: Database, status: str | None = "failed", *, after_id: int = 
         return rows
 
 
+def list_recent_events(db: Database, status: str | None, *, before_id: int | None = None,
+                       limit: int) -> list[FailedEvent]:
+    """Stored events of the scoreboard's consumer, newest first (status None: all), with an
+    id below `before_id` (None: from the newest), at most `limit` of them."""
+    with db.read() as sess:
+        query = select(FailedEvent).where(FailedEvent.consumer == CONSUMER)
+        if before_id is not None:
+            query = query.where(FailedEvent.id < before_id)
+        if status is not None:
+            query = query.where(FailedEvent.status == status)
+        rows = list(sess.scalars(query.order_by(FailedEvent.id.desc()).limit(limit)))
+        sess.expunge_all()
+        return rows
+
+
 def _get(db: Database, event_id: int) -> FailedEvent | None:
     with db.read() as sess:
         row = sess.get(FailedEvent, event_id)

@@ -25,7 +25,12 @@ from forge.services.scoreboard.access import (
     result_store_down,
     scoreboard_state,
 )
-from forge.services.scoreboard.reprocess import failed_event_dict, list_events, reprocess
+from forge.services.scoreboard.reprocess import (
+    failed_event_dict,
+    list_events,
+    list_recent_events,
+    reprocess,
+)
 from forge_verify import verify_artifacts
 from forge_verify.bundle import BUNDLE_NAMES
 from forge_verify.verdict import SCORE_NAME
@@ -134,20 +139,36 @@ OperatorDep = Depends(_operator)
 
 
 @router.get("/v1/admin/failed-events", tags=["admin"], dependencies=[OperatorDep],
-            responses=errors(401))
+            responses=errors(401, 422))
 async def failed_events(
     request: Request,
     status: Annotated[str, Query(pattern="^(failed|reprocessed|all)$")] = "failed",
     limit: Annotated[int, Query(ge=1, le=1000, description="Events per page.")] = 200,
-    after_id: Annotated[int, Query(ge=0, le=2**63 - 1, description=(
-        "The `next` of the previous page: events with a larger id."))] = 0,
+    order: Annotated[str, Query(pattern="^(oldest|newest)$", description=(
+        "`oldest` first (pages with `after_id`) or `newest` first (pages with "
+        "`before_id`)."))] = "oldest",
+    after_id: Annotated[int | None, Query(ge=0, le=2**63 - 1, description=(
+        "Oldest first: the `next` of the previous page, events with a larger id."))] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description=(
+        "Newest first: the `next` of the previous page, events with a smaller id."))] = None,
 ) -> dict[str, Any]:
-    """Completion events the scoreboard could not score, with their last error, oldest
-    first, a page at a time (reprocessed ones are kept: `all` grows with use); `next` is
-    the `after_id` of the next page (null on the last)."""
+    """Completion events the scoreboard could not score, with their last error, a page at
+    a time (reprocessed ones are kept: `all` grows with use); `next` is the cursor of the
+    next page (null on the last)."""
+    newest = order == "newest"
+    if (after_id if newest else before_id) is not None:
+        field = "after_id" if newest else "before_id"
+        raise ForgeError("validation_error", 422,
+                         f"{field}: does not page order={order}; use "
+                         f"{'before_id' if newest else 'after_id'}")
     db = scoreboard_state(request).ctx.db
-    rows = await run_in_threadpool(partial(list_events, after_id=after_id, limit=limit + 1),
-                                   db, None if status == "all" else status)
+    wanted = None if status == "all" else status
+    if newest:
+        rows = await run_in_threadpool(partial(list_recent_events, before_id=before_id,
+                                               limit=limit + 1), db, wanted)
+    else:
+        rows = await run_in_threadpool(partial(list_events, after_id=after_id or 0,
+                                               limit=limit + 1), db, wanted)
     more = len(rows) > limit
     rows = rows[:limit]
     return {"events": [failed_event_dict(r) for r in rows],

@@ -35,6 +35,8 @@ router = APIRouter(include_in_schema=False)
 STATE_FILTER = re.compile(r"^[a-z]{1,16}\Z")
 TRACK_FILTER = re.compile(r"^[a-z0-9_-]{1,32}\Z")
 POLICY_HASH = re.compile(r"policy hash ([0-9a-f]{64})")
+OPS_FAILED_EVENTS = 500  # the failed events listed (oldest first); past it, a notice
+OPS_REPROCESSED_EVENTS = 20  # the last reprocessed events listed
 SCENARIO_STATES = ("pending", "launching", "running", "grading", "completed", "failed",
                    "expired", "deleted")
 
@@ -152,9 +154,15 @@ async def ops_page(request: Request) -> Response:
     params = {k: v for k, v in filters.items() if v}
     scenarios, scenarios_error = await _optional(
         backend.orchestrator("GET", "/v1/scenarios", params={**params, "limit": 200}))
+    # The failed events needing action (oldest first, as they are worked off) and the
+    # last ones reprocessed (newest first): a long history never hides a new failure.
     events, events_error = await _optional(
         backend.scoreboard("GET", "/v1/admin/failed-events",
-                           params={"status": "all", "limit": 1000}))
+                           params={"status": "failed", "limit": OPS_FAILED_EVENTS}))
+    recent, recent_error = await _optional(
+        backend.scoreboard("GET", "/v1/admin/failed-events",
+                           params={"status": "reprocessed", "order": "newest",
+                                   "limit": OPS_REPROCESSED_EVENTS}))
     readiness = await _readiness(request)
     facts = {"local_hash": await run_in_threadpool(_local_hash, request),
              **await _scoreboard_facts(request)}
@@ -166,6 +174,8 @@ async def ops_page(request: Request) -> Response:
         "title": "Forge operator", "filters": filters, "states": SCENARIO_STATES,
         "scenarios": (scenarios or {}).get("items", []), "scenarios_error": scenarios_error,
         "events": (events or {}).get("events", []), "events_error": events_error,
+        "more_failed": (events or {}).get("next") is not None,
+        "reprocessed": (recent or {}).get("events", []), "reprocessed_error": recent_error,
         "readiness": readiness,
         "loaded_hash": _loaded_policy_hash(readiness["orchestrator"]), **facts,
         "csrf": csrf_token(spawn_state(request).settings, request.cookies.get(OPS_COOKIE, "")),
