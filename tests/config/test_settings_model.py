@@ -289,3 +289,18 @@ def test_a_crash_point_is_refused_in_production(tmp_path: Path) -> None:
     staging = load_settings(prod_env(tmp_path, FORGE_ENV="staging",
                                      FORGE_CRASH_POINT="spawn.recorded"))
     assert staging.crash_point == "spawn.recorded"
+
+
+@pytest.mark.parametrize("url", ["::::", "postgresql://forge:pw-Secret1@db:notaport/forge",
+                                 "mysql://forge:pw-Secret1@db/forge"])
+@pytest.mark.no_store  # only reads the URL: no store is opened
+def test_a_malformed_database_url_is_refused_by_name_without_its_password(
+        tmp_path: Path, url: str) -> None:
+    """A typo in FORGE_DB_URL is a config error naming the variable (every service and
+    `forge config check` refuse at start), not a traceback from the first engine; the
+    message never repeats the URL, which may hold the password."""
+    problem = only_problem(prod_env(tmp_path, FORGE_DB_URL=url))
+    assert problem.startswith("FORGE_DB_URL ") and "pw-Secret1" not in problem
+    for good in ("sqlite:////var/lib/forge/forge.db", "postgres://forge:pw@db:5432/forge",
+                 "postgresql+psycopg://forge:pw@db/forge"):
+        assert load_settings(prod_env(tmp_path, FORGE_DB_URL=good)).db_url == good
