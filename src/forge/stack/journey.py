@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -21,10 +22,13 @@ import httpx
 from websockets.sync.client import connect
 
 from forge.content import SOLUTIONS, content_path
+from forge_verify import INPUT_CAPS
+from forge_verify.bundle import BUNDLE_NAMES
 
 DONE_MARKER = "__FORGE_SOLUTION_DONE__"
 
 RESULT_NAMES = ("score.json", "verdict.sig", "verdict.pub")  # and the evidence bundle
+BUNDLE_FILES = frozenset(BUNDLE_NAMES.values())
 
 
 class JourneyError(Exception):
@@ -198,17 +202,18 @@ class Journey:
         bundle = next(results.glob("evidence.tar.*"), None) if results.is_dir() else None
         if bundle is None:
             listed = board.get(f"/v1/scores/{sid}").json().get("artifacts") or []
-            names = [n for n in listed if n in RESULT_NAMES or n.startswith("evidence.tar.")]
+            names = [n for n in listed if n in RESULT_NAMES or n in BUNDLE_FILES]
             results = self.storage_root / "demo-verdicts" / sid
             results.mkdir(parents=True, exist_ok=True)
-            for name in names:
-                got = board.get(f"/v1/scores/{sid}/artifacts/{name}")
-                if got.status_code != 200:
-                    raise JourneyError(f"download {name}: HTTP {got.status_code}")
-                (results / name).write_bytes(got.content)
-            bundle = next(results.glob("evidence.tar.*"), None)
-            if bundle is None or not all((results / n).is_file() for n in RESULT_NAMES):
-                raise JourneyError(f"wait for the verdict: the scoreboard lists {listed}")
+            try:
+                for name in names:
+                    _download(board, f"/v1/scores/{sid}/artifacts/{name}", results / name)
+                bundle = next(results.glob("evidence.tar.*"), None)
+                if bundle is None or not all((results / n).is_file() for n in RESULT_NAMES):
+                    raise JourneyError(f"wait for the verdict: the scoreboard lists {listed}")
+            except BaseException:
+                shutil.rmtree(results, ignore_errors=True)  # no half set left to verify
+                raise
         return {"score.json": results / "score.json", "bundle": bundle,
                 "verdict.sig": results / "verdict.sig", "verdict.pub": results / "verdict.pub"}
 
@@ -227,6 +232,24 @@ class Journey:
             raise JourneyError(f"verify offline: exit {proc.returncode}: "
                                f"{self.result.verify_output[-500:]}")
         return "PASS (forge-verify exit 0)"
+
+
+def _download(board: httpx.Client, path: str, dest: Path) -> None:
+    """Stream one result file to `dest`, refusing more than the verifier would read."""
+    name = dest.name
+    cap = INPUT_CAPS["bundle" if name in BUNDLE_FILES else
+                     "score" if name == "score.json" else name]
+    with board.stream("GET", path) as got:
+        if got.status_code != 200:
+            raise JourneyError(f"download {name}: HTTP {got.status_code}")
+        size = 0
+        with dest.open("wb") as out:
+            for chunk in got.iter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise JourneyError(f"download {name}: larger than the verifier's "
+                                       f"{cap} bytes")
+                out.write(chunk)
 
 
 def _expect(resp: httpx.Response, status: int, what: str) -> None:
