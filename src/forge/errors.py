@@ -36,3 +36,10 @@ class ForgeError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.status}, {self.message!r})"
+
+
+def invalid_field(field: str, problem: str) -> ForgeError:
+    """The 422 of a request field that is malformed or out of range, naming it: the message
+    `<field>: <problem>`, and details `[{"field", "problem"}]` for programs."""
+    return ForgeError("validation_error", 422, f"{field}: {problem}",
+                      [{"field": field, "problem": problem}])

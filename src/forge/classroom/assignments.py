@@ -16,7 +16,7 @@ from sqlalchemy import Select, Table, and_, bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort, new_id
-from forge.errors import ForgeError
+from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.idempotency import TTL as REPLAY_TTL
 from forge.store.models import Assignment, AssignmentAttempt, Cohort, Enrolment
@@ -32,10 +32,6 @@ def iso(ts: datetime) -> str:
     return _aware(ts).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _invalid(field: str, problem: str) -> ForgeError:
-    return ForgeError("validation_error", 422, f"{field}: {problem}",
-                      [{"field": field, "problem": problem}])
-
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -45,13 +41,13 @@ def check_time(field: str, at: datetime) -> None:
     """422 naming `field` unless `at` has a time zone and lies in 2000-2099 (UTC): the
     spawn policy counts seconds from 1970, and a year 1 or 9999 time has no UTC form."""
     if at.tzinfo is None:
-        raise _invalid(field, "times need a time zone, e.g. 2026-12-01T09:00:00Z")
+        raise invalid_field(field, "times need a time zone, e.g. 2026-12-01T09:00:00Z")
     try:
         ok = EARLIEST <= at.astimezone(UTC) < LATEST
     except OverflowError:
         ok = False
     if not ok:
-        raise _invalid(field, "a time from 2000 to 2099 (UTC)")
+        raise invalid_field(field, "a time from 2000 to 2099 (UTC)")
 
 
 def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id: str,
@@ -63,13 +59,13 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
         if template_id not in known_templates:
-            raise _invalid("template_id", "not a lab of this platform (see GET /v1/tracks)")
+            raise invalid_field("template_id", "not a lab of this platform (see GET /v1/tracks)")
         for field, at in (("opens_at", opens_at), ("closes_at", closes_at)):
             check_time(field, at)
         if closes_at <= opens_at:
-            raise _invalid("closes_at", "must be after opens_at")
+            raise invalid_field("closes_at", "must be after opens_at")
         if not 1 <= attempts_allowed <= MAX_ATTEMPTS:
-            raise _invalid("attempts_allowed", f"1-{MAX_ATTEMPTS}")
+            raise invalid_field("attempts_allowed", f"1-{MAX_ATTEMPTS}")
         lock_cohort(sess, cohort_id)  # the count and the insert: one step
         held = int(sess.scalar(select(func.count()).select_from(Assignment).where(
             Assignment.cohort_id == cohort_id)) or 0)

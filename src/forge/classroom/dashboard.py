@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from forge.classroom.assignments import iso, view
 from forge.classroom.cohorts import Manager, managed_cohort, managed_ids
 from forge.classroom.scope import check_subject, scoped_lab_ids, scoped_labs
-from forge.errors import ForgeError
+from forge.errors import ForgeError, invalid_field
 from forge.lifecycle import states
 from forge.store.db import Database
 from forge.store.models import Assignment, Enrolment, HintReveal, ScenarioTransition
@@ -58,28 +58,24 @@ class Page:
         return shown, shown[-1] if more and shown else None
 
 
-def _bad_page(field: str, problem: str) -> ForgeError:
-    return ForgeError("validation_error", 422, f"{field}: {problem}",
-                      [{"field": field, "problem": problem}])
-
 
 def check_page(limits: Sequence[str], afters: Sequence[str]) -> Page:
     """The page a query asks for (`limit`, `after`, each given at most once), or 422
     naming the field: `limit` a whole number 1-MAX_PAGE, `after` an account id."""
     for name, given in (("limit", limits), ("after", afters)):
         if len(given) > 1:
-            raise _bad_page(name, "given more than once")
+            raise invalid_field(name, "given more than once")
     limit = DEFAULT_PAGE
     if limits:
         if _LIMIT_RE.fullmatch(limits[0]) is None or int(limits[0]) > MAX_PAGE:
-            raise _bad_page("limit", f"a whole number from 1 to {MAX_PAGE}")
+            raise invalid_field("limit", f"a whole number from 1 to {MAX_PAGE}")
         limit = int(limits[0])
     after = None
     if afters:
         try:
             after = check_subject(afters[0])
         except ForgeError:
-            raise _bad_page("after", "an account id (letters, digits and . _ @ : -), the "
+            raise invalid_field("after", "an account id (letters, digits and . _ @ : -), the "
                             "`next` of the previous page") from None
     return Page(limit, after)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from forge.classroom.cohorts import Manager, managed_ids, need_staff_role
 from forge.classroom.roster_csv import SUBJECT_RE
-from forge.errors import ForgeError
+from forge.errors import ForgeError, invalid_field
 from forge.store.models import (
     Assignment,
     AssignmentAttempt,
@@ -25,22 +25,17 @@ from forge.store.models import (
 from forge_verify.score import SCENARIO_ID_RE
 
 
-def _malformed(field: str, expected: str) -> ForgeError:
-    return ForgeError("validation_error", 422, f"{field}: expected {expected}",
-                      [{"field": field, "expected": expected}])
-
-
 def check_subject(subject: object) -> str:
     """A well-formed account id (422 naming the field otherwise)."""
     if not isinstance(subject, str) or SUBJECT_RE.fullmatch(subject) is None:
-        raise _malformed("subject", "an account id (letters, digits and . _ @ : -)")
+        raise invalid_field("subject", "expected an account id (letters, digits and . _ @ : -)")
     return subject
 
 
 def check_scenario_id(scenario_id: object) -> str:
     """A well-formed lab id (422 naming the field otherwise)."""
     if not isinstance(scenario_id, str) or SCENARIO_ID_RE.fullmatch(scenario_id) is None:
-        raise _malformed("scenario_id", "scn-<16 hex digits>")
+        raise invalid_field("scenario_id", "expected scn-<16 hex digits>")
     return scenario_id
 
 

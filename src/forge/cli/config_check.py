@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.engine import make_url
 
 from forge.bus.permissions import user_name
-from forge.config.secrets import NATS_PASSWORD_VARS
+from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password
 from forge.config.settings import ConfigError, load_settings
 from forge.signing.keystore import keyring_dir
 
@@ -21,8 +21,8 @@ IDENTITY_OF = {var: identity for identity, var in NATS_PASSWORD_VARS.items()}
 def _missing_nats(wanted: list[str], present: Callable[[str], bool]) -> list[str]:
     """A problem per service in `wanted` whose NATS password is not `present` (outside
     dev such a service refuses to start)."""
-    return [f"missing NATS credentials of {identity}: set {var} or {var}_FILE"
-            for identity in wanted if not present(var := NATS_PASSWORD_VARS[identity])]
+    return [missing_nats_password(identity)
+            for identity in wanted if not present(NATS_PASSWORD_VARS[identity])]
 
 
 def register(app: typer.Typer) -> None:

@@ -33,7 +33,7 @@ def _root_and_signer() -> tuple[Path, Signer | None]:
 
     settings = settings_or_exit()
     ring = SigningKeyring(keyring_dir(settings.storage_root))
-    return settings.storage_root, ring.current() if ring.has_key() else None
+    return settings.storage_root, ring.current_or_none()
 
 
 async def _cleanup_jetstream(root: Path, signer: Signer | None,

@@ -23,6 +23,13 @@ DEV_SECRETS_FILE = "secrets/dev-secrets.json"
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
+def missing_nats_password(identity: str) -> str:
+    """The problem line of a service whose NATS password is not set (outside dev it refuses
+    to start), naming both ways to set it."""
+    var = NATS_PASSWORD_VARS[identity]
+    return f"missing NATS credentials of {identity}: set {var} or {var}_FILE"
+
+
 @dataclass(frozen=True)
 class SecretRead:
     """Outcome of reading one variable: a value, or problems that name it (never its value)."""

@@ -26,7 +26,7 @@ from forge.config import variable_checks as checks
 from forge.config.environ_source import EnvironSource, storage_root_path
 from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
 from forge.config.runtime_engines import DEFAULT_ENGINE
-from forge.config.secrets import NATS_PASSWORD_VARS
+from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password
 from forge.content import content_path
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
@@ -297,9 +297,7 @@ class Settings(BaseSettings):
             raise ValueError(f"identity: {identity!r} is not one of {sorted(NATS_PASSWORD_VARS)}")
         ring = self.nats_passwords.get(identity)
         if ring is None or not ring.current:
-            raise ConfigError(self.env.value, [
-                f"missing NATS credentials of {identity}: set {var} or {var}_FILE"
-            ])
+            raise ConfigError(self.env.value, [missing_nats_password(identity)])
         return ring.current.decode()
 
 

@@ -143,6 +143,14 @@ class SigningKeyring:
             return False
         return True
 
+    def current_or_none(self) -> SigningKey | None:
+        """The current signing key, or None when there is none (the audit records of
+        retention and reprocessing are then unsigned)."""
+        try:
+            return self.current()
+        except NoSigningKey:
+            return None
+
     def current(self) -> SigningKey:
         """Load the current signing key, or raise NoSigningKey saying why."""
         kid = self._current_id()

@@ -113,7 +113,7 @@ def _note_failure(db: Database, event_id: int, error: str) -> None:
 
 def _audit(scorer: Scorer, outcome: ReprocessOutcome) -> None:
     try:
-        signer = scorer.keyring.current() if scorer.keyring.has_key() else None
+        signer = scorer.keyring.current_or_none()
         global_log(scorer.storage_root, signer=signer).append(
             "completion.reprocess", {"failed_event_id": outcome.id,
                                      "scenario_id": outcome.scenario_id,

@@ -46,7 +46,7 @@ class RetentionRuns:
 
     def run_once(self) -> CleanupReport | None:
         """One run (blocking); None when it stopped early (logged, counted)."""
-        signer = self.keyring.current() if self.keyring.has_key() else None
+        signer = self.keyring.current_or_none()
         try:
             report = cleanup(self.storage_root, signer=signer, store=self.store)
         except RetentionAuditError as exc:

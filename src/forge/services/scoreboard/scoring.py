@@ -259,7 +259,7 @@ class Scorer:
             payload=raw.decode("utf-8", "replace"), error=error, scenario_id=sid,
             attempts=attempts)
         try:
-            signer = self.keyring.current() if self.keyring.has_key() else None
+            signer = self.keyring.current_or_none()
             global_log(self.storage_root, signer=signer).append(
                 "completion.failed", {"failed_event_id": event_id, "scenario_id": sid,
                                       "msg_id": msg_id, "error": error[:500]})
