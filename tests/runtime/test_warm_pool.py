@@ -19,7 +19,16 @@ import pytest
 from forge.runtime.base import HostSpec, LabInfo, LabSpec, SpecError, SubnetSpec
 from forge.runtime.local import LocalRuntime, warm_pool
 from forge.runtime.local.cgroups import Cgroups
-from forge.runtime.warm import MemoryReading, pool_shape, pressed, read_memory, shape_key
+from forge.runtime.warm import (
+    MAX_RETRY_S,
+    MemoryReading,
+    PoolRetries,
+    may_refill,
+    pool_shape,
+    pressed,
+    read_memory,
+    shape_key,
+)
 from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES
 from tests.runtime.helpers import leftovers
 
@@ -54,8 +63,10 @@ class Memory:
 
     def __init__(self) -> None:
         self.reading = CALM
+        self.reads = 0
 
     def __call__(self) -> MemoryReading:
+        self.reads += 1
         return self.reading
 
 
@@ -226,6 +237,29 @@ def test_pool_shrinks_under_memory_pressure_and_refills_after(
     until(lambda: ready(rt) == 1, "the pool did not refill once memory was back")
 
 
+def test_after_stalls_shrank_the_pool_it_refills_only_once_they_calm_down(
+        pooled: LocalRuntime, memory: Memory) -> None:
+    """Stalls over the threshold while memory is getting short shrink the pool. Before,
+    any stall under the threshold let it build again: a stall hovering near the threshold
+    built and destroyed a lab pass after pass. A refill now waits for stalls at half of it."""
+    rt = pooled
+    pool = rt.warm_pool
+    assert pool is not None
+    until(lambda: ready(rt) == 1, "the pool never filled")
+    built = pool.stats.built
+    try:
+        memory.reading = MemoryReading(available_mb=1500, stall_avg10=12.0)
+        until(lambda: ready(rt) == 0, "stalls with memory short did not shrink the pool")
+        memory.reading = MemoryReading(available_mb=1500, stall_avg10=7.0)
+        start = memory.reads
+        until(lambda: memory.reads >= start + 10, "the refill loop stopped")
+        assert ready(rt) == 0 and pool.stats.built == built
+    finally:
+        memory.reading = MemoryReading(available_mb=1500, stall_avg10=2.0)
+    until(lambda: ready(rt) == 1, "the pool did not refill once stalls calmed down")
+    memory.reading = CALM
+
+
 def test_pool_labs_are_torn_down_at_shutdown(tmp_path: Path) -> None:
     prefix = "w" + secrets.token_hex(2)
     rt = LocalRuntime(str(tmp_path), prefix=prefix)
@@ -291,6 +325,21 @@ def test_shape_and_pressure_rules() -> None:
     # Stalls with plenty available: a lab reclaiming inside its own memory limit (the
     # machine-wide PSI counts it) must not drain the node's pools.
     assert not pressed(MemoryReading(20_000, 32.0), 512, 10.0)
+    # Refilling needs a margin over the floor, and stalls well under the threshold.
+    assert not may_refill(MemoryReading(600, None), 512, 10.0)
+    assert may_refill(MemoryReading(700, None), 512, 10.0)
+    assert not may_refill(MemoryReading(1500, 7.0), 512, 10.0)
+    assert may_refill(MemoryReading(1500, 4.0), 512, 10.0)
+    assert may_refill(MemoryReading(20_000, 32.0), 512, 10.0)
+    retries = PoolRetries(1.0)
+    retries.failed("p", now=0.0)
+    retries.failed("p", now=0.0)
+    assert not retries.due("p", 1.5) and retries.due("p", 2.0) and retries.due("q", 0.0)
+    for _ in range(20):
+        retries.failed("p", now=0.0)
+    assert retries.due("p", MAX_RETRY_S)  # the wait stops doubling at its cap
+    retries.succeeded("p")
+    assert retries.due("p", 0.0)
     assert read_memory().available_mb > 0
 
 

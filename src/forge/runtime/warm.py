@@ -98,4 +98,55 @@ def pressed(reading: MemoryReading, min_available_mb: int, max_stall_avg10: floa
             and reading.available_mb < STALL_HEADROOM * min_available_mb)
 
 
+REFILL_MARGIN_MB = 64  # at least: refilling starts this far above the shrink floor
+
+
+def refill_floor_mb(min_available_mb: int) -> int:
+    """The available memory (MiB) a refill needs: above the shrink floor by a margin of
+    several labs, so that destroying one lab at the floor does not let the next pass
+    build it again (a build and a teardown every second, for ever)."""
+    return min_available_mb + max(REFILL_MARGIN_MB, min_available_mb // 4)
+
+
+def may_refill(reading: MemoryReading, min_available_mb: int, max_stall_avg10: float) -> bool:
+    """True when pools may build again: enough memory above the refill floor and, while
+    memory is short enough for stalls to count, stalls well below the shrink threshold
+    (half of it). Between ``pressed`` and this, pools neither shrink nor fill: without
+    the gap a stall just over the threshold destroys a lab and one just under builds it
+    again, pass after pass."""
+    if reading.available_mb < refill_floor_mb(min_available_mb):
+        return False
+    return (reading.stall_avg10 is None or reading.stall_avg10 <= max_stall_avg10 / 2
+            or reading.available_mb >= STALL_HEADROOM * min_available_mb)
+
+
 MemoryProbe = Callable[[], MemoryReading]
+
+MAX_RETRY_S = 60.0
+
+
+class PoolRetries:
+    """When each pool may try a build again: after a failed build, a wait that doubles
+    with each failure in a row (from ``base_s``, up to ``MAX_RETRY_S``), so one template
+    whose labs cannot be built never starves the other pools. Not thread-safe: the pool
+    calls it under its lock."""
+
+    def __init__(self, base_s: float) -> None:
+        self.base_s = base_s
+        self._state: dict[str, tuple[int, float]] = {}  # pool -> (failures, next try)
+
+    def due(self, name: str, now: float) -> bool:
+        """True when pool ``name`` is not waiting out a failure."""
+        return self._state.get(name, (0, 0.0))[1] <= now
+
+    def succeeded(self, name: str) -> None:
+        self._state.pop(name, None)
+
+    def failed(self, name: str, now: float) -> None:
+        failures = self._state.get(name, (0, 0.0))[0] + 1
+        wait = min(MAX_RETRY_S, self.base_s * 2 ** min(failures - 1, 16))
+        self._state[name] = (failures, now + wait)
+
+    def clear(self) -> None:
+        """Forget every failure (a new configuration, e.g. an image rebuilt: try at once)."""
+        self._state.clear()

@@ -2,23 +2,18 @@
 
 A pool lab is an ordinary lab of this runtime under a ``wp-`` id, built from a template's
 *shape* (``forge.runtime.warm.pool_shape``): namespaces, switch, links, addresses, cgroups,
-disk, identity (its own uid pair, never used by any other lab) and host sandboxes whose
-inits wait for their start line (the pool holds their pipes).
-``LocalRuntime.create`` asks ``claim`` first; a claim takes one ready lab of the same shape
-key, renames every kernel object and path from the pool id to the scenario's lab id (so
-``list``, ``exec``, ``destroy`` and a restarted orchestrator see an ordinary lab), then
-personalises it (both in ``pool_claim``): seeds, root seeds, environment, and the hosts'
-services, started only now in each host's ``init`` cgroup. Nothing of a scenario exists
-in a lab before its claim, and a claimed lab is never returned to a pool: it is destroyed
-like any lab.
+disk, its own uid pair, and host sandboxes whose inits wait for their start line.
+``LocalRuntime.create`` asks ``claim`` first; a claim takes a ready lab of the same shape
+key, renames every kernel object and path from the pool id to the scenario's lab id, then
+personalises it (seeds, environment, services started only now; both in ``pool_claim``).
+Nothing of a scenario exists in a lab before its claim, and a claimed lab is destroyed
+like any lab, never returned to a pool.
 
 A background thread (niced, one build at a time) keeps each pool at its size; it waits
-while creates are missing the pools and for a moment after each claim (spawns come first)
-and, under memory pressure, stops building and destroys ready labs one by one. A pool
-whose build failed is retried after a wait that doubles with each failure in a row (up to
-``MAX_RETRY_S``) while the other pools fill: one template whose labs cannot be built (its
-image gone, a resource its shape exhausts) never starves every other pool of the node. Pool labs
-hold no quota: they have no scenario row. ``stop`` destroys every ready lab.
+while creates miss the pools and for a moment after each claim (spawns come first), backs
+off a pool whose builds fail (``warm.PoolRetries``) and, under memory pressure, stops
+building and destroys ready labs one by one. Pool labs hold no quota (no scenario row).
+``stop`` destroys every ready lab.
 """
 
 from __future__ import annotations
@@ -45,16 +40,17 @@ from forge.runtime.warm import (
     POOL_LAB_PREFIX,
     MemoryProbe,
     MemoryReading,
+    PoolRetries,
+    may_refill,
     pool_shape,
     poolable,
     pressed,
     read_memory,
+    refill_floor_mb,
     shape_key,
 )
 
 log = logging.getLogger("forge.runtime.warm_pool")
-MAX_RETRY_S = 60.0
-REFILL_MARGIN_MB = 64  # at least: refilling starts this far above the shrink floor
 
 
 @dataclasses.dataclass
@@ -71,14 +67,11 @@ class PoolStats:
 class WarmPool:
     """The pools of one LocalRuntime: ``configure`` sizes them, ``claim`` serves creates.
 
-    ``probe`` reads the machine's memory (a seam for tests); pools shrink when fewer than
-    ``min_available_mb`` MiB are available, or memory PSI ``some avg10`` exceeds
-    ``max_stall_avg10`` while memory is getting short (``warm.pressed``). ``quiet_s``: how
-    long after a create missed the pools the refill waits before building again (so it
-    never competes with a burst of fresh creates);
-    ``settle_s``: how long after a claim (a build is Python in the claiming process: its
-    threads would take the interpreter lock from the claim's caller, which still has to
-    record the lab running, and from the next claim).
+    ``probe`` reads the machine's memory (a seam for tests); ``warm.pressed`` and
+    ``warm.may_refill`` judge it against ``min_available_mb`` and ``max_stall_avg10``.
+    ``quiet_s``: how long after a create missed the pools the refill waits (never competing
+    with a burst of fresh creates); ``settle_s``: how long after a claim (a build's Python
+    threads would take the interpreter lock from the claim's caller and the next claim).
     """
 
     def __init__(self, runtime: LocalRuntime, *, min_available_mb: int = 512,
@@ -102,7 +95,7 @@ class WarmPool:
         self._last_miss = float("-inf")  # never: nothing holds the first fill back
         self._last_claim = float("-inf")  # (monotonic time starts near 0 at boot)
         self._old_names: list[str] = []  # namespace names claimed labs no longer use
-        self._retry: dict[str, tuple[int, float]] = {}  # pool -> (failures, next try)
+        self._retry = PoolRetries(poll_s)
         self._generation = 0  # configure() count: a build started before it is not judged
         self._pool_keys: dict[str, str] = {}  # pool -> the shape key its labs are built for
         self._recheck = False  # a create missed with a key no pool has: recompute the keys
@@ -132,7 +125,7 @@ class WarmPool:
         with self._lock:
             self._targets = targets
             self._pool_keys = keys
-            self._retry.clear()  # a new configuration (e.g. the image rebuilt): try at once
+            self._retry.clear()
             self._generation += 1
             extra = []
             for name, labs in self._ready.items():
@@ -271,9 +264,9 @@ class WarmPool:
                 self._wake.set()
                 continue
             name = self._short_pool()
-            if name is not None and reading is not None \
-                    and reading.available_mb < self.refill_floor_mb():
-                continue  # between the floors: neither shrink nor fill (no flapping)
+            if name is not None and reading is not None and not may_refill(
+                    reading, self.min_available_mb, self.max_stall_avg10):
+                continue  # between shrinking and refilling: neither (no flapping)
             if name is not None:
                 if self._shrinking:
                     self._shrinking = False
@@ -294,19 +287,13 @@ class WarmPool:
         except (OSError, ValueError):
             return None
 
-    def refill_floor_mb(self) -> int:
-        """The available memory (MiB) a refill needs: above the shrink floor by a margin
-        of several labs, so that destroying one lab at the floor does not let the next
-        pass build it again (a build and a teardown every second, for ever)."""
-        return self.min_available_mb + max(REFILL_MARGIN_MB, self.min_available_mb // 4)
-
     def _short_pool(self) -> str | None:
         """The first pool below its size that is not waiting to retry a failed build."""
         now = time.monotonic()
         with self._lock:
             for name, (_spec, size) in self._targets.items():
                 if (len(self._ready.get(name, [])) < size
-                        and self._retry.get(name, (0, 0.0))[1] <= now):
+                        and self._retry.due(name, now)):
                     return name
         return None
 
@@ -319,11 +306,9 @@ class WarmPool:
             if built is None or generation != self._generation:
                 return
             if built:
-                self._retry.pop(name, None)
-                return
-            failures = self._retry.get(name, (0, 0.0))[0] + 1
-            wait = min(MAX_RETRY_S, self.poll_s * 2 ** min(failures - 1, 16))
-            self._retry[name] = (failures, time.monotonic() + wait)
+                self._retry.succeeded(name)
+            else:
+                self._retry.failed(name, time.monotonic())
 
     def _build_one(self, name: str) -> bool | None:
         """Build one lab for pool ``name``: True when kept, False when the build failed,
@@ -402,7 +387,7 @@ class WarmPool:
                 log.warning("memory pressure (%d MiB available, floor %d MiB): destroying "
                             "warm pool labs one by one; refilling once %d MiB are "
                             "available", reading.available_mb, self.min_available_mb,
-                            self.refill_floor_mb())
+                            refill_floor_mb(self.min_available_mb))
             log.info("memory pressure: destroying warm pool lab %s", lab)
             self._destroy(lab)
 
