@@ -3,15 +3,28 @@ verifier reads, and with nothing left behind when a download fails."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from forge.stack import journey
 from forge.stack.journey import Journey, JourneyError
 from forge_verify import INPUT_CAPS
 
-SID = "s-demo"
+SID = "scn-00000000000000d1"
+
+
+class _Chunks(httpx.SyncByteStream):
+    """A body sent in 1 KiB pieces, as a socket delivers it (a bytes body is read at once)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, self.size, 1024):
+            yield b"x" * min(1024, self.size - start)
 
 
 def _scoreboard(sizes: dict[str, int], status: int = 200) -> httpx.Client:
@@ -19,11 +32,11 @@ def _scoreboard(sizes: dict[str, int], status: int = 200) -> httpx.Client:
     serving each as `sizes` says: the real one is driven by tests/stack/test_demo.py."""
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == f"/v1/scores/{SID}":
-            return httpx.Response(200, json={"artifacts": [*sizes, "../../escape"]})
+            return httpx.Response(200, json={"artifacts": [*sizes, *EXTRA]})
         name = request.url.path.rsplit("/", 1)[-1]
         if name not in sizes:
             return httpx.Response(404)
-        return httpx.Response(status, content=b"x" * sizes[name])
+        return httpx.Response(status, stream=_Chunks(sizes[name]))
     return httpx.Client(base_url="http://scoreboard.invalid", transport=httpx.MockTransport(handle))
 
 
@@ -32,6 +45,8 @@ def _journey(tmp_path: Path) -> Journey:
                    storage_root=tmp_path)
 
 
+# Names a scoreboard may list that are not result files: none is fetched or written.
+EXTRA = ["../../escape", "evidence.tar./../../escape2", "/escape3", 7, {"a": 1}]
 SMALL = {"score.json": 10, "evidence.tar.zst": 10, "verdict.sig": 10, "verdict.pub": 10}
 
 
@@ -40,13 +55,36 @@ def test_the_four_files_are_downloaded_and_nothing_else(tmp_path: Path) -> None:
         files = _journey(tmp_path)._artifacts(board, SID)
     assert {p.name for p in (tmp_path / "demo-verdicts" / SID).iterdir()} == set(SMALL)
     assert files["bundle"].name == "evidence.tar.zst"
-    assert not (tmp_path / "escape").exists()
+    assert not list(tmp_path.parent.glob("escape*")) and not list(tmp_path.glob("escape*"))
+
+
+@pytest.mark.parametrize("sid", ["..", "", "ABSOLUTE", "scn-00000000000000d1/../..", "scn-1"])
+def test_a_scenario_id_that_is_not_one_is_no_path(tmp_path: Path, sid: str) -> None:
+    """The id comes from the platform's answer and names a directory that a failed download
+    removes: "..", an absolute path or "" would have removed the storage root or more."""
+    if sid == "ABSOLUTE":  # inside this test's own directory, should the check ever go
+        sid = str(tmp_path)
+    (tmp_path / "keep").write_text("x")
+    with _scoreboard(SMALL, status=503) as board, \
+            pytest.raises(JourneyError, match="not a scenario id"):
+        _journey(tmp_path)._artifacts(board, sid)
+    assert (tmp_path / "keep").read_text() == "x"
+
+
+def test_an_oversized_listing_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journey, "LISTING_CAP", 1024)
+    with _scoreboard({**SMALL, **{f"f{i:04}": 1 for i in range(200)}}) as board, \
+            pytest.raises(JourneyError, match="larger than 1024 bytes"):
+        _journey(tmp_path)._artifacts(board, SID)
+    assert not (tmp_path / "demo-verdicts").exists()
 
 
 @pytest.mark.parametrize("name", ["evidence.tar.zst", "verdict.pub"])
 def test_a_file_larger_than_the_verifier_reads_is_refused_and_nothing_is_kept(
-        tmp_path: Path, name: str) -> None:
-    cap = INPUT_CAPS["bundle" if name.startswith("evidence") else name]
+        tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "bundle" if name.startswith("evidence") else name
+    monkeypatch.setitem(INPUT_CAPS, key, 4096)  # the verifier's cap, made small to test
+    cap = INPUT_CAPS[key]
     with _scoreboard({**SMALL, name: cap + 1}) as board, \
             pytest.raises(JourneyError, match=f"download {name}: larger than"):
         _journey(tmp_path)._artifacts(board, SID)

@@ -24,11 +24,14 @@ from websockets.sync.client import connect
 from forge.content import SOLUTIONS, content_path
 from forge_verify import INPUT_CAPS
 from forge_verify.bundle import BUNDLE_NAMES
+from forge_verify.score import SCENARIO_ID_RE
 
 DONE_MARKER = "__FORGE_SOLUTION_DONE__"
 
 RESULT_NAMES = ("score.json", "verdict.sig", "verdict.pub")  # and the evidence bundle
 BUNDLE_FILES = frozenset(BUNDLE_NAMES.values())
+# GET /v1/scores/ID: score.json (as much as the verifier reads), its summary and file list.
+LISTING_CAP = INPUT_CAPS["score"] + 64 * 1024
 
 
 class JourneyError(Exception):
@@ -120,7 +123,11 @@ class Journey:
                         headers={"x-receipt-token": state["receipt"]})
         _expect(resp, 201, "spawn")
         body = resp.json()
-        self.result.scenario_id = body["scenario_id"]
+        sid = body.get("scenario_id")
+        # It names a directory under the storage root below: nothing but a scenario id.
+        if not isinstance(sid, str) or SCENARIO_ID_RE.fullmatch(sid) is None:
+            raise JourneyError("spawn: the answer's scenario_id is not a scenario id")
+        self.result.scenario_id = sid
         state["access_url"] = body["access_url"]
         return f"{body['scenario_id']} ({self.lab or self.track})"
 
@@ -180,9 +187,8 @@ class Journey:
         with httpx.Client(base_url=self.scoreboard_url, timeout=30,
                           cookies=web.cookies) as board:
             while time.monotonic() < deadline:
-                resp = board.get(f"/v1/scores/{sid}")
-                if resp.status_code == 200:
-                    body = resp.json()
+                status, body = _small_json(board, f"/v1/scores/{sid}")
+                if status == 200:
                     score = body.get("score", body)
                     self.result.score = float(score["score"])
                     self.result.passed = int(score["passed"])
@@ -198,19 +204,28 @@ class Journey:
         """The four result files: where this machine's storage root holds them (the runbook's
         paths), else downloaded from the scoreboard as the learner downloads them (results
         in JetStream, or a platform on other machines) into `demo-verdicts/<id>/` there."""
+        if SCENARIO_ID_RE.fullmatch(sid) is None:  # a path below: never "..", "/x" or ""
+            raise JourneyError("wait for the verdict: not a scenario id")
         results = self.storage_root / "scenarios" / sid / "results"
         bundle = next(results.glob("evidence.tar.*"), None) if results.is_dir() else None
         if bundle is None:
-            listed = board.get(f"/v1/scores/{sid}").json().get("artifacts") or []
-            names = [n for n in listed if n in RESULT_NAMES or n in BUNDLE_FILES]
+            status, body = _small_json(board, f"/v1/scores/{sid}")
+            listed = body.get("artifacts") if status == 200 else None
+            if not isinstance(listed, list):
+                raise JourneyError(f"wait for the verdict: no artifact list (HTTP {status})")
+            names = [n for n in listed if isinstance(n, str)
+                     and (n in RESULT_NAMES or n in BUNDLE_FILES)]
             results = self.storage_root / "demo-verdicts" / sid
             results.mkdir(parents=True, exist_ok=True)
+            deadline = time.monotonic() + self.timeout_s
             try:
                 for name in names:
-                    _download(board, f"/v1/scores/{sid}/artifacts/{name}", results / name)
+                    _download(board, f"/v1/scores/{sid}/artifacts/{name}", results / name,
+                              deadline)
                 bundle = next(results.glob("evidence.tar.*"), None)
                 if bundle is None or not all((results / n).is_file() for n in RESULT_NAMES):
-                    raise JourneyError(f"wait for the verdict: the scoreboard lists {listed}")
+                    raise JourneyError("wait for the verdict: the scoreboard lists "
+                                       f"{sorted(names)}, not the four result files")
             except BaseException:
                 shutil.rmtree(results, ignore_errors=True)  # no half set left to verify
                 raise
@@ -234,21 +249,40 @@ class Journey:
         return "PASS (forge-verify exit 0)"
 
 
-def _download(board: httpx.Client, path: str, dest: Path) -> None:
-    """Stream one result file to `dest`, refusing more than the verifier would read."""
+def _small_json(client: httpx.Client, path: str) -> tuple[int, dict[str, Any]]:
+    """GET a small JSON object: its status and body ({} when it is not a JSON object),
+    refusing an answer over LISTING_CAP bytes."""
+    with client.stream("GET", path) as got:
+        raw = bytearray()
+        for chunk in got.iter_bytes():
+            raw += chunk
+            if len(raw) > LISTING_CAP:
+                raise JourneyError(f"GET {path}: answer larger than {LISTING_CAP} bytes")
+    try:
+        body = json.loads(bytes(raw))
+    except ValueError:
+        body = None
+    return got.status_code, body if isinstance(body, dict) else {}
+
+
+def _download(board: httpx.Client, path: str, dest: Path, deadline: float) -> None:
+    """Stream one result file to `dest`, refusing more than the verifier would read (as
+    sent: no content decoding) or a transfer still going at `deadline` (monotonic)."""
     name = dest.name
     cap = INPUT_CAPS["bundle" if name in BUNDLE_FILES else
                      "score" if name == "score.json" else name]
-    with board.stream("GET", path) as got:
+    with board.stream("GET", path, headers={"Accept-Encoding": "identity"}) as got:
         if got.status_code != 200:
             raise JourneyError(f"download {name}: HTTP {got.status_code}")
         size = 0
         with dest.open("wb") as out:
-            for chunk in got.iter_bytes():
+            for chunk in got.iter_raw():
                 size += len(chunk)
                 if size > cap:
                     raise JourneyError(f"download {name}: larger than the verifier's "
                                        f"{cap} bytes")
+                if time.monotonic() > deadline:
+                    raise JourneyError(f"download {name}: not done in time")
                 out.write(chunk)
 
 
