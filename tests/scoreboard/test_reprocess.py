@@ -148,3 +148,31 @@ async def test_the_newest_events_come_first_when_asked(make_board: MakeBoard) ->
             resp = await client.get("/v1/admin/failed-events", headers=board.operator,
                                     params=bad)
             assert resp.status_code == 422 and field in resp.text, (bad, resp.text)
+
+
+async def test_an_old_failure_reprocessed_last_is_listed_first(make_board: MakeBoard) -> None:
+    """/ops's "last reprocessed" asks for order=reprocessed: by when an event was mended, so
+    an old failure (a low id) reprocessed today is not hidden behind newer ids mended before."""
+    from forge.services.scoreboard.scoring import CONSUMER
+    from forge.store.failed_events import mark_reprocessed, record_failed_event
+
+    board = await make_board()
+    db = board.state.ctx.db
+    ids = [record_failed_event(db, consumer=CONSUMER, subject="forge.scenario.completed",
+                               msg_id=f"m-{i}", payload="{}", error="x") for i in range(6)]
+    for done in [*ids[1:5], ids[0]]:
+        mark_reprocessed(db, done)
+    async with board.client() as client:
+        page = (await client.get("/v1/admin/failed-events", headers=board.operator,
+                                 params={"status": "reprocessed", "order": "reprocessed",
+                                         "limit": 3})).json()
+        assert [e["id"] for e in page["events"]] == [ids[0], ids[4], ids[3]]
+        assert page["next"] is None
+        for bad, field in (({"before_id": 9}, "before_id"), ({"after_id": 1}, "after_id"),
+                           ({"status": "failed"}, "status")):
+            resp = await client.get("/v1/admin/failed-events", headers=board.operator,
+                                    params={"order": "reprocessed", "status": "reprocessed",
+                                            **bad})
+            assert resp.status_code == 422, (bad, resp.text)
+            assert resp.json()["details"] == [{"field": field, "problem": (
+                "order=reprocessed lists status=reprocessed, one page without a cursor")}]

@@ -93,6 +93,19 @@ def list_recent_events(db: Database, status: str | None, *, before_id: int | Non
         return rows
 
 
+def list_last_reprocessed(db: Database, limit: int) -> list[FailedEvent]:
+    """The `limit` events of the scoreboard's consumer reprocessed most recently, latest
+    first (by when they were reprocessed: an old failure mended today comes first)."""
+    with db.read() as sess:
+        query = select(FailedEvent).where(FailedEvent.consumer == CONSUMER,
+                                          FailedEvent.status == "reprocessed",
+                                          FailedEvent.reprocessed_at.is_not(None))
+        rows = list(sess.scalars(query.order_by(FailedEvent.reprocessed_at.desc(),
+                                                FailedEvent.id.desc()).limit(limit)))
+        sess.expunge_all()
+        return rows
+
+
 def _get(db: Database, event_id: int) -> FailedEvent | None:
     with db.read() as sess:
         row = sess.get(FailedEvent, event_id)

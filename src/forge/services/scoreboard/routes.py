@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from forge.bus.errors import BusUnavailable
-from forge.errors import ForgeError
+from forge.errors import ForgeError, invalid_field
 from forge.evidence.artifacts import PUB_NAME, SIG_NAME
 from forge.identity.names import valid_id
 from forge.services.common.auth import check_operator
@@ -28,6 +28,7 @@ from forge.services.scoreboard.access import (
 from forge.services.scoreboard.reprocess import (
     failed_event_dict,
     list_events,
+    list_last_reprocessed,
     list_recent_events,
     reprocess,
 )
@@ -144,9 +145,10 @@ async def failed_events(
     request: Request,
     status: Annotated[str, Query(pattern="^(failed|reprocessed|all)$")] = "failed",
     limit: Annotated[int, Query(ge=1, le=1000, description="Events per page.")] = 200,
-    order: Annotated[str, Query(pattern="^(oldest|newest)$", description=(
-        "`oldest` first (pages with `after_id`) or `newest` first (pages with "
-        "`before_id`)."))] = "oldest",
+    order: Annotated[str, Query(pattern="^(oldest|newest|reprocessed)$", description=(
+        "`oldest` first (pages with `after_id`), `newest` first (pages with `before_id`), "
+        "or `reprocessed`: with status=reprocessed, the `limit` reprocessed most recently, "
+        "latest first (one page, no cursor)."))] = "oldest",
     after_id: Annotated[int | None, Query(ge=0, le=2**63 - 1, description=(
         "Oldest first: the `next` of the previous page, events with a larger id."))] = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description=(
@@ -155,13 +157,20 @@ async def failed_events(
     """Completion events the scoreboard could not score, with their last error, a page at
     a time (reprocessed ones are kept: `all` grows with use); `next` is the cursor of the
     next page (null on the last)."""
+    db = scoreboard_state(request).ctx.db
+    if order == "reprocessed":
+        for field, value in (("status", None if status == "reprocessed" else status),
+                             ("after_id", after_id), ("before_id", before_id)):
+            if value is not None:
+                raise invalid_field(field, "order=reprocessed lists status=reprocessed, "
+                                    "one page without a cursor")
+        rows = await run_in_threadpool(list_last_reprocessed, db, limit)
+        return {"events": [failed_event_dict(r) for r in rows], "next": None}
     newest = order == "newest"
     if (after_id if newest else before_id) is not None:
         field = "after_id" if newest else "before_id"
-        raise ForgeError("validation_error", 422,
-                         f"{field}: does not page order={order}; use "
-                         f"{'before_id' if newest else 'after_id'}")
-    db = scoreboard_state(request).ctx.db
+        raise invalid_field(field, f"does not page order={order}; use "
+                                   f"{'before_id' if newest else 'after_id'}")
     wanted = None if status == "all" else status
     if newest:
         rows = await run_in_threadpool(partial(list_recent_events, before_id=before_id,

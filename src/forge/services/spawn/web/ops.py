@@ -155,13 +155,13 @@ async def ops_page(request: Request) -> Response:
     scenarios, scenarios_error = await _optional(
         backend.orchestrator("GET", "/v1/scenarios", params={**params, "limit": 200}))
     # The failed events needing action (oldest first, as they are worked off) and the
-    # last ones reprocessed (newest first): a long history never hides a new failure.
+    # last ones reprocessed (latest first): a long history never hides a new failure.
     events, events_error = await _optional(
         backend.scoreboard("GET", "/v1/admin/failed-events",
                            params={"status": "failed", "limit": OPS_FAILED_EVENTS}))
     recent, recent_error = await _optional(
         backend.scoreboard("GET", "/v1/admin/failed-events",
-                           params={"status": "reprocessed", "order": "newest",
+                           params={"status": "reprocessed", "order": "reprocessed",
                                    "limit": OPS_REPROCESSED_EVENTS}))
     readiness = await _readiness(request)
     facts = {"local_hash": await run_in_threadpool(_local_hash, request),
