@@ -331,6 +331,11 @@ def test_shape_and_pressure_rules() -> None:
     assert not may_refill(MemoryReading(1500, 7.0), 512, 10.0)
     assert may_refill(MemoryReading(1500, 4.0), 512, 10.0)
     assert may_refill(MemoryReading(20_000, 32.0), 512, 10.0)
+    # At the line where stalls stop counting (4 floors, 2048 MiB), a build must not take
+    # memory back under it with stalls still high: the margin applies there too.
+    assert not pressed(MemoryReading(2050, 12.0), 512, 10.0)
+    assert not may_refill(MemoryReading(2050, 12.0), 512, 10.0)
+    assert may_refill(MemoryReading(2600, 12.0), 512, 10.0)
     retries = PoolRetries(1.0)
     retries.failed("p", now=0.0)
     retries.failed("p", now=0.0)

@@ -110,14 +110,16 @@ def refill_floor_mb(min_available_mb: int) -> int:
 
 def may_refill(reading: MemoryReading, min_available_mb: int, max_stall_avg10: float) -> bool:
     """True when pools may build again: enough memory above the refill floor and, while
-    memory is short enough for stalls to count, stalls well below the shrink threshold
-    (half of it). Between ``pressed`` and this, pools neither shrink nor fill: without
-    the gap a stall just over the threshold destroys a lab and one just under builds it
-    again, pass after pass."""
+    memory is short enough for stalls to count (with a margin), stalls well below the
+    shrink threshold (half of it). Between ``pressed`` and this, pools neither shrink nor
+    fill: without the gap a stall just over the threshold destroys a lab and one just
+    under builds it again, pass after pass."""
     if reading.available_mb < refill_floor_mb(min_available_mb):
         return False
+    # Stalls stop counting above STALL_HEADROOM floors, with the same margin: a lab built
+    # just above that line would otherwise press memory just below it, and be destroyed.
     return (reading.stall_avg10 is None or reading.stall_avg10 <= max_stall_avg10 / 2
-            or reading.available_mb >= STALL_HEADROOM * min_available_mb)
+            or reading.available_mb >= refill_floor_mb(STALL_HEADROOM * min_available_mb))
 
 
 MemoryProbe = Callable[[], MemoryReading]

@@ -384,10 +384,12 @@ class WarmPool:
             self.stats.shrunk += 1
             if not self._shrinking:  # once per episode, then one line per lab at INFO
                 self._shrinking = True
-                log.warning("memory pressure (%d MiB available, floor %d MiB): destroying "
-                            "warm pool labs one by one; refilling once %d MiB are "
-                            "available", reading.available_mb, self.min_available_mb,
-                            refill_floor_mb(self.min_available_mb))
+                log.warning("memory pressure (%d MiB available, floor %d MiB, stalls %s): "
+                            "destroying warm pool labs one by one; refilling once %d MiB "
+                            "are available and stalls (PSI some avg10) are at most %g",
+                            reading.available_mb, self.min_available_mb,
+                            reading.stall_avg10, refill_floor_mb(self.min_available_mb),
+                            self.max_stall_avg10 / 2)
             log.info("memory pressure: destroying warm pool lab %s", lab)
             self._destroy(lab)
 
