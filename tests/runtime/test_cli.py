@@ -84,20 +84,20 @@ def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(
         assert "halfdead" in {i.lab_id for i in rt.list()}
         # The cleanup holds the lock while it works: a forge up started meanwhile refuses.
         clean = LocalRuntime.cleanup_orphans
-        up_refused: list[bool] = []
+        up_refused: list[str] = []
 
         def cleanup_beside_an_up_starting(self: LocalRuntime) -> list[str]:
             try:
                 StorageLock.acquire(tmp_path).release()
-                up_refused.append(False)
-            except StorageLocked:
-                up_refused.append(True)
+                up_refused.append("")
+            except StorageLocked as refusal:  # it names the cleanup, not another forge up
+                up_refused.append(str(refusal))
             return clean(self)
 
         monkeypatch.setattr(LocalRuntime, "cleanup_orphans", cleanup_beside_an_up_starting)
         cleaned = runner.invoke(app, ["cleanup"], env=env)
         assert cleaned.exit_code == 0, cleaned.output
-        assert up_refused == [True]
+        assert up_refused == [f"forge runtime cleanup (pid {os.getpid()}) holds {tmp_path}"]
         assert "destroyed halfdead" in cleaned.output and "healthy" not in cleaned.output
         assert [i.lab_id for i in rt.list()] == ["healthy"]
     finally:

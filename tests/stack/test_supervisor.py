@@ -144,6 +144,35 @@ def test_storage_lock_names_its_holder_and_frees_on_release(tmp_path: Path) -> N
     StorageLock.acquire(tmp_path).release()
 
 
+def test_a_cleanup_holding_the_root_is_named_as_such(tmp_path: Path) -> None:
+    """An operator told "another forge up holds it" looks for a forge up that is not
+    there when the holder is a `forge runtime cleanup`."""
+    held = StorageLock.acquire(tmp_path, "forge runtime cleanup")
+    with pytest.raises(StorageLocked) as refused:
+        StorageLock.acquire(tmp_path)
+    assert str(refused.value) == f"forge runtime cleanup (pid {os.getpid()}) holds {tmp_path}"
+    # A file an earlier release wrote (the pid alone) or any other name reads as forge up:
+    # the message never repeats what the file says beyond the names it knows.
+    for content in (b"4242\n", b"4242\nrm -rf /\n"):
+        (tmp_path / "forge-up.lock").write_bytes(content)  # same inode: the flock stays
+        with pytest.raises(StorageLocked) as refused:
+            StorageLock.acquire(tmp_path)
+        assert str(refused.value).startswith("another forge up (pid 4242)")
+    held.release()
+    with pytest.raises(ValueError):
+        StorageLock.acquire(tmp_path, "anything")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file for another user")
+def test_a_lock_file_root_creates_belongs_to_the_storage_roots_owner(tmp_path: Path) -> None:
+    """A cleanup run with sudo on a fresh root must not leave a root-owned lock file that
+    the service user's forge up can no longer open."""
+    os.chown(tmp_path, 65534, 65534)
+    StorageLock.acquire(tmp_path, "forge runtime cleanup").release()
+    made = (tmp_path / "forge-up.lock").stat()
+    assert (made.st_uid, made.st_gid) == (65534, 65534)
+
+
 def test_lock_of_a_killed_holder_does_not_block(tmp_path: Path) -> None:
     code = ("import sys; from pathlib import Path; from forge.stack.lock import StorageLock;"
             " StorageLock.acquire(Path(sys.argv[1])); print('held', flush=True);"

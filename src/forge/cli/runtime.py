@@ -17,7 +17,7 @@ from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.cli.output import JSON_OPTION, print_json, print_table
 from forge.config.settings import ConfigError, load_settings
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
-from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
+from forge.stack.lock import CLEANUP, LOCK_NAME, StorageLock, StorageLocked
 
 app = typer.Typer(help="Sandbox runtime: the labs the configured engine holds.",
                   no_args_is_help=True)
@@ -104,10 +104,11 @@ def cleanup(prefix: str | None = PREFIX) -> None:
     root = settings_or_exit().storage_root
     try:
         # Held until the cleanup ends: a `forge up` started meanwhile refuses as well.
-        lock = StorageLock.acquire(root)
+        lock = StorageLock.acquire(root, CLEANUP)
     except StorageLocked as running:
-        typer.echo(f"cleanup refused: {running}; stop it first (a running orchestrator's "
-                   "labs being built would be destroyed)", err=True)
+        why = ("a running orchestrator's labs being built would be destroyed"
+               if running.holder != CLEANUP else "one cleanup at a time")
+        typer.echo(f"cleanup refused: {running}; stop it first ({why})", err=True)
         raise typer.Exit(1) from None
     except OSError as exc:
         typer.echo(f"cleanup refused: cannot lock {root / LOCK_NAME} to tell whether forge "

@@ -3,7 +3,9 @@
 Two supervisors on one storage root would run two nats-servers on one JetStream store and
 two sets of services on one database. The lock is an `flock` on `forge-up.lock`, which the
 kernel releases when the holder exits (even on `kill -9`), so a stale file never blocks a
-start; the file's content is only the holder's pid, for the refusal message.
+start; the file's content is only the holder's pid and what it is (``forge up`` or
+``forge runtime cleanup``, which holds the root while it destroys half-built labs), for the
+refusal message.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ import os
 from pathlib import Path
 
 LOCK_NAME = "forge-up.lock"
+UP = "forge up"
+CLEANUP = "forge runtime cleanup"
+HOLDERS = (UP, CLEANUP)  # what a lock file may name; anything else reads as forge up
 
 
 class StorageLocked(Exception):
-    """Another process holds the storage root; the message names its pid and the root."""
+    """Another process holds the storage root; the message names it, its pid and the root."""
 
-    def __init__(self, root: Path, pid: int | None) -> None:
+    def __init__(self, root: Path, pid: int | None, holder: str = UP) -> None:
         self.root = root
         self.pid = pid
-        holder = f"pid {pid}" if pid is not None else "pid unknown"
-        super().__init__(f"another forge up ({holder}) holds {root}")
+        self.holder = holder
+        who = f"pid {pid}" if pid is not None else "pid unknown"
+        name = "another forge up" if holder == UP else holder
+        super().__init__(f"{name} ({who}) holds {root}")
 
 
 class StorageLock:
@@ -35,23 +42,24 @@ class StorageLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, root: Path) -> StorageLock:
-        """Take the lock and record our pid, or raise StorageLocked naming the holder."""
+    def acquire(cls, root: Path, holder: str = UP) -> StorageLock:
+        """Take the lock and record our pid and ``holder`` (one of ``HOLDERS``), or raise
+        StorageLocked naming the process that holds it."""
+        if holder not in HOLDERS:
+            raise ValueError(f"holder must be one of {HOLDERS}")
         root.mkdir(parents=True, exist_ok=True)
-        path = root / LOCK_NAME
-        # No O_TRUNC: the holder's pid must stay readable for the refusal message.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_lock_file(root)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = _read_pid(fd)
+            pid, other = _read_holder(fd)
             os.close(fd)
-            raise StorageLocked(root, pid) from None
+            raise StorageLocked(root, pid, other) from None
         except BaseException:
             os.close(fd)
             raise
         # Overwrite, then cut: a reader sees the old or the new pid, never an empty file.
-        record = f"{os.getpid()}\n".encode()
+        record = f"{os.getpid()}\n{holder}\n".encode()
         os.pwrite(fd, record, 0)
         os.ftruncate(fd, len(record))
         return cls(root, fd)
@@ -69,9 +77,29 @@ class StorageLock:
             self._fd = None
 
 
-def _read_pid(fd: int) -> int | None:
+def _open_lock_file(root: Path) -> int:
+    """Open (or create) the root's lock file. No O_TRUNC: the holder's pid must stay
+    readable for the refusal message. A file root creates (a cleanup run with sudo) gets
+    the storage root's owner, so that a forge up run as that user can still open it."""
+    path = root / LOCK_NAME
     try:
-        raw = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    owner = os.stat(root)
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, owner.st_uid, owner.st_gid)
+    return fd
+
+
+def _read_holder(fd: int) -> tuple[int | None, str]:
+    """The holder's pid (None when unreadable) and name, from at most 64 bytes; a file of
+    an earlier release holds only the pid, and that was a forge up."""
+    try:
+        lines = os.pread(fd, 64, 0).decode("ascii", errors="replace").splitlines()
     except OSError:
-        return None
-    return int(raw) if raw.isdigit() else None
+        return None, UP
+    pid = int(lines[0]) if lines and lines[0].isdigit() else None
+    holder = lines[1] if len(lines) > 1 and lines[1] in HOLDERS else UP
+    return pid, holder
