@@ -292,7 +292,11 @@ def test_a_crash_point_is_refused_in_production(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("url", ["::::", "postgresql://forge:pw-Secret1@db:notaport/forge",
-                                 "mysql://forge:pw-Secret1@db/forge"])
+                                 "mysql://forge:pw-Secret1@db/forge",
+                                 # a driver Forge does not install, or an async one
+                                 "postgresql+psycopg2://forge:pw-Secret1@db/forge",
+                                 "postgres+psycopg://forge:pw-Secret1@db/forge",
+                                 "sqlite+aiosqlite:////x/pw-Secret1.db"])
 @pytest.mark.no_store  # only reads the URL: no store is opened
 def test_a_malformed_database_url_is_refused_by_name_without_its_password(
         tmp_path: Path, url: str) -> None:
@@ -302,5 +306,5 @@ def test_a_malformed_database_url_is_refused_by_name_without_its_password(
     problem = only_problem(prod_env(tmp_path, FORGE_DB_URL=url))
     assert problem.startswith("FORGE_DB_URL ") and "pw-Secret1" not in problem
     for good in ("sqlite:////var/lib/forge/forge.db", "postgres://forge:pw@db:5432/forge",
-                 "postgresql+psycopg://forge:pw@db/forge"):
+                 "postgresql+psycopg://forge:pw@db/forge", "PostgreSQL://forge:pw@db/forge"):
         assert load_settings(prod_env(tmp_path, FORGE_DB_URL=good)).db_url == good

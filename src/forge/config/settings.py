@@ -18,11 +18,10 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from forge.config import node_settings as node_cfg
 from forge.config import variable_checks as checks
+from forge.config.db_url import db_url_problem
 from forge.config.environ_source import EnvironSource, storage_root_path
 from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
 from forge.config.runtime_engines import DEFAULT_ENGINE
@@ -33,7 +32,6 @@ DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
-DB_BACKENDS = frozenset({"sqlite", "postgresql", "postgres"})  # what forge.store.db connects to
 # The environment `Settings()` reads: load_settings' mapping while it runs, else os.environ.
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("forge_settings_environ",
                                                             default=None)
@@ -220,16 +218,9 @@ class Settings(BaseSettings):
             return "" if root is None else f"sqlite:///{root / 'forge.db'}"
         # Refused here, by name and without the value (it may hold a password), rather than
         # as a traceback from the first engine a service or command creates.
-        try:
-            backend = make_url(str(raw)).get_backend_name()
-        except (ArgumentError, ValueError):
-            raise checks.problem(
-                "FORGE_DB_URL is not a database URL: use sqlite:////path/forge.db or "
-                "postgresql://user:password@host:5432/dbname") from None
-        if backend not in DB_BACKENDS:
-            raise checks.problem(
-                f"FORGE_DB_URL names the database {backend!r}; allowed: "
-                f"{', '.join(sorted(DB_BACKENDS))}")
+        problem = db_url_problem(str(raw))
+        if problem is not None:
+            raise checks.problem(problem)
         return str(raw)
 
     @field_validator("dev_allow_xplan", "allow_free_default", mode="before")

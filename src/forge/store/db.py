@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from forge.config.db_url import normalize_url
 from forge.store.file_lock import FlockWaiter
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -115,22 +116,6 @@ def _begin_immediate(conn: Connection) -> None:
     if _INLINE_READ.get():
         raise WriteInInlineRead("a write transaction inside an inline read")
     _take_write_lock(conn)
-
-
-# Driver-less PostgreSQL URLs an operator may write; Forge ships the psycopg 3 driver only.
-_POSTGRES_ALIASES = frozenset({"postgresql", "postgres"})
-
-
-def normalize_url(url: str) -> str:
-    """`url` with a driver-less PostgreSQL scheme pointed at psycopg 3 (the `postgres` extra).
-
-    SQLAlchemy has no dialect for `postgres://` (the libpq scheme providers hand out), and
-    SQLAlchemy 2.0 picks psycopg2, which Forge does not install, for `postgresql://`.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in _POSTGRES_ALIASES:
-        return url
-    return f"postgresql+psycopg://{rest}"  # only the scheme changes: the rest stays verbatim
 
 
 def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:

@@ -11,7 +11,8 @@ from filelock import FileLock
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from forge.store.db import make_db_engine, normalize_url, sqlite_file
+from forge.config.db_url import normalize_url
+from forge.store.db import make_db_engine, sqlite_file
 
 # pg_advisory_xact_lock key serialising migrations of replicas starting at once ("forgemig").
 _PG_MIGRATION_LOCK = 0x666F7267656D6967

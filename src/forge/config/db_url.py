@@ -1,0 +1,41 @@
+"""FORGE_DB_URL: the URL schemes Forge connects with, and the one rewrite it applies.
+
+Kept in configuration so that Settings refuses a URL the store could not open (naming the
+variable, never its value) with the same rule `forge.store.db` applies when it connects.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# Driver-less PostgreSQL URLs an operator may write; Forge ships the psycopg 3 driver only.
+_POSTGRES_ALIASES = frozenset({"postgresql", "postgres"})
+# What a URL's scheme may be once normalised: SQLite's built-in driver or psycopg 3.
+DB_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
+
+
+def normalize_url(url: str) -> str:
+    """`url` with a driver-less PostgreSQL scheme pointed at psycopg 3 (the `postgres` extra).
+
+    SQLAlchemy has no dialect for `postgres://` (the libpq scheme providers hand out), and
+    SQLAlchemy 2.0 picks psycopg2, which Forge does not install, for `postgresql://`.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _POSTGRES_ALIASES:
+        return url
+    return f"postgresql+psycopg://{rest}"  # only the scheme changes: the rest stays verbatim
+
+
+def db_url_problem(url: str) -> str | None:
+    """Why Forge cannot connect with `url` (None when it can), without repeating the URL,
+    which may hold a password: only its scheme is named."""
+    try:
+        driver = make_url(normalize_url(url)).drivername
+    except (ArgumentError, ValueError):
+        return ("FORGE_DB_URL is not a database URL: use sqlite:////path/forge.db or "
+                "postgresql://user:password@host:5432/dbname")
+    if driver not in DB_DRIVERS:
+        return (f"FORGE_DB_URL uses {driver!r}, which Forge does not connect with; use "
+                "sqlite:// or postgresql:// (psycopg 3: postgresql+psycopg://)")
+    return None
