@@ -19,17 +19,21 @@ __all__ = ["free_port", "live_server"]
 def _listening(port: int | None) -> socket.socket:
     """A loopback socket bound to `port` (any free one when None), held until the server ends.
 
-    Binding before the server starts leaves no window in which another process can take
-    the port between choosing it and serving on it.
+    Binding before the server starts leaves no window between binding and serving; a free
+    port another process takes between `free_port` picking it and this bind is picked anew.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port if port is not None else free_port()))
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    for attempt in range(1 if port is not None else 16):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port if port is not None else free_port()))
+        except OSError:
+            sock.close()
+            if port is not None or attempt == 15:
+                raise
+            continue
+        return sock
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -130,6 +130,14 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
                         headers=origin)
         assert forged.status_code == 403
         assert len(c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()["learners"]) == 2
+        # An attempts count that is no small whole number is the form's 422 naming the
+        # field, and nothing is assigned.
+        for attempts in ("9" * 4000, "1e3", "-1", "٣"):
+            huge = c.post(f"/teach/cohorts/{a}/assignments", headers=origin, data={
+                "csrf": csrf.group(1), "template_id": "netplus", "attempts_allowed": attempts,
+                "opens_at": "2026-12-01T09:00", "closes_at": "2026-12-02T09:00"})
+            assert huge.status_code == 422 and "attempts_allowed" in huge.text, huge.text[:200]
+        assert c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()["assignments"] == []
         c.cookies.clear()
         assert c.post("/signin", data={"api_key": lea["x-api-key"]},
                       headers=origin).status_code == 303

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from forge.errors import ForgeError
+from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import Cohort, CohortInvite, CohortStaff, Enrolment
 from forge.store.role_names import INSTRUCTOR, OPERATOR
@@ -69,8 +69,7 @@ def check_cohort_id(cohort_id: object) -> str:
     """A well-formed cohort id (422 naming the field otherwise), checked before any lookup
     by every read and write of a cohort, so a malformed id gets the same answer on all."""
     if not isinstance(cohort_id, str) or COHORT_ID_RE.fullmatch(cohort_id) is None:
-        raise ForgeError("validation_error", 422, "cohort_id: expected coh-<16 hex digits>",
-                         [{"field": "cohort_id", "expected": "coh-<16 hex digits>"}])
+        raise invalid_field("cohort_id", "expected coh-<16 hex digits>")
     return cohort_id
 
 
@@ -81,8 +80,7 @@ def check_public_id(field: str, value: object) -> str:
     kind = {"assignment_id": ("asg", ASSIGNMENT_ID_RE), "invite_id": ("inv", INVITE_ID_RE)}
     prefix, pattern = kind[field]
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
-        raise ForgeError("validation_error", 422, f"{field}: expected {prefix}-<16 hex digits>",
-                         [{"field": field, "expected": f"{prefix}-<16 hex digits>"}])
+        raise invalid_field(field, f"expected {prefix}-<16 hex digits>")
     return value
 
 

@@ -12,6 +12,7 @@ key; its public key stays so verdicts and checkpoints it signed keep verifying.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
@@ -33,6 +34,8 @@ from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, publi
 
 KEY_DIR_ENV = "FORGE_SIGNING_KEY_DIR"
 _KID_RE = re.compile(r"[0-9a-f]{16}")
+
+log = logging.getLogger("forge.signing.keystore")
 
 
 class SigningKeyError(Exception):
@@ -137,18 +140,17 @@ class SigningKeyring:
 
     def has_key(self) -> bool:
         """True when a current key can be loaded."""
-        try:
-            self.current()
-        except NoSigningKey:
-            return False
-        return True
+        return self.current_or_none() is not None
 
     def current_or_none(self) -> SigningKey | None:
-        """The current signing key, or None when there is none (the audit records of
-        retention and reprocessing are then unsigned)."""
+        """The current signing key, or None when none can be loaded: none made yet, or one
+        unusable (its mode, its PEM, its kid; that is logged as a WARNING, since the audit
+        records of retention and reprocessing are then unsigned)."""
         try:
             return self.current()
-        except NoSigningKey:
+        except NoSigningKey as exc:
+            if (self.directory / "current").exists():  # there is a key, but unusable
+                log.warning("%s", exc)
             return None
 
     def current(self) -> SigningKey:

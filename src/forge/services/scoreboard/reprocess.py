@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from forge.audit.log import AuditError, global_log
 from forge.bus import BusUnavailable
@@ -64,46 +64,45 @@ def failed_event_dict(row: FailedEvent) -> dict[str, Any]:
             "reprocessed_at": iso(row.reprocessed_at), "payload_bytes": len(row.payload)}
 
 
+def _events(db: Database, query: Select[FailedEvent]) -> list[FailedEvent]:
+    """The rows of `query`, detached from their session."""
+    with db.read() as sess:
+        rows = list(sess.scalars(query))
+        sess.expunge_all()
+        return rows
+
+
+def _of_consumer(status: str | None) -> Select[FailedEvent]:
+    """Stored events of the scoreboard's consumer with `status` (None: all)."""
+    query = select(FailedEvent).where(FailedEvent.consumer == CONSUMER)
+    return query if status is None else query.where(FailedEvent.status == status)
+
+
 def list_events(db: Database, status: str | None = "failed", *, after_id: int = 0,
                 limit: int | None = None) -> list[FailedEvent]:
     """Stored events of the scoreboard's consumer, oldest first (status None: all), with
     an id above `after_id`, at most `limit` of them (None: every one)."""
-    with db.read() as sess:
-        query = select(FailedEvent).where(FailedEvent.consumer == CONSUMER,
-                                          FailedEvent.id > after_id)
-        if status is not None:
-            query = query.where(FailedEvent.status == status)
-        rows = list(sess.scalars(query.order_by(FailedEvent.id).limit(limit)))
-        sess.expunge_all()
-        return rows
+    return _events(db, _of_consumer(status).where(FailedEvent.id > after_id)
+                   .order_by(FailedEvent.id).limit(limit))
 
 
 def list_recent_events(db: Database, status: str | None, *, before_id: int | None = None,
                        limit: int) -> list[FailedEvent]:
     """Stored events of the scoreboard's consumer, newest first (status None: all), with an
     id below `before_id` (None: from the newest), at most `limit` of them."""
-    with db.read() as sess:
-        query = select(FailedEvent).where(FailedEvent.consumer == CONSUMER)
-        if before_id is not None:
-            query = query.where(FailedEvent.id < before_id)
-        if status is not None:
-            query = query.where(FailedEvent.status == status)
-        rows = list(sess.scalars(query.order_by(FailedEvent.id.desc()).limit(limit)))
-        sess.expunge_all()
-        return rows
+    query = _of_consumer(status)
+    if before_id is not None:
+        query = query.where(FailedEvent.id < before_id)
+    return _events(db, query.order_by(FailedEvent.id.desc()).limit(limit))
 
 
 def list_last_reprocessed(db: Database, limit: int) -> list[FailedEvent]:
     """The `limit` events of the scoreboard's consumer reprocessed most recently, latest
     first (by when they were reprocessed: an old failure mended today comes first)."""
-    with db.read() as sess:
-        query = select(FailedEvent).where(FailedEvent.consumer == CONSUMER,
-                                          FailedEvent.status == "reprocessed",
-                                          FailedEvent.reprocessed_at.is_not(None))
-        rows = list(sess.scalars(query.order_by(FailedEvent.reprocessed_at.desc(),
-                                                FailedEvent.id.desc()).limit(limit)))
-        sess.expunge_all()
-        return rows
+    return _events(db, _of_consumer("reprocessed")
+                   .where(FailedEvent.reprocessed_at.is_not(None))
+                   .order_by(FailedEvent.reprocessed_at.desc(), FailedEvent.id.desc())
+                   .limit(limit))
 
 
 def _get(db: Database, event_id: int) -> FailedEvent | None:

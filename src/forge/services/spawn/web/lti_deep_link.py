@@ -45,7 +45,7 @@ from forge.services.spawn.web.security import (
     session_value,
 )
 from forge.services.spawn.web.state import web_state
-from forge.services.spawn.web.teach import form_time
+from forge.services.spawn.web.teach import form_attempts, form_time
 from forge.services.spawn.web.viewer import signed_in, viewer
 from forge.store.db import Database
 from forge.tokens import LTI_DEEP_LINK, TokenError, verify_token
@@ -101,15 +101,12 @@ async def pick(request: Request) -> Response:
         check_same_origin(request)
         form = await read_form(request)
         check_csrf(state.settings, session_value(request), form.get("csrf"))
-        attempts = form.get("attempts_allowed", "1")
-        if not (attempts.isascii() and attempts.isdigit()):
-            raise ForgeError("validation_error", 422, "attempts_allowed: a whole number",
-                             [{"field": "attempts_allowed"}])
+        attempts = form_attempts(form)
         opens = form_time("opens_at", form.get("opens_at", ""))
         closes = form_time("closes_at", form.get("closes_at", ""))
         row = await run_in_threadpool(lambda: assignments.create_assignment(
             state.ctx.db, who, str(claims["cohort_id"]), template_id=form.get("template_id", ""),
-            opens_at=opens, closes_at=closes, attempts_allowed=int(attempts),
+            opens_at=opens, closes_at=closes, attempts_allowed=attempts,
             hints_allowed=form.get("hints_allowed") == "yes",
             known_templates=state.templates.keys()))
     except ForgeError as exc:

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.classroom import assignments, cohorts
 from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import parse_roster
-from forge.errors import ForgeError
+from forge.errors import ForgeError, invalid_field
 from forge.identity.roles import LEARNER
 from forge.services.spawn.caller_deps import manager_of, spawn_state
 from forge.services.spawn.web.errors import page_for, signin_url
@@ -90,9 +90,18 @@ def form_time(field: str, value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ForgeError("validation_error", 422, f"{field}: a date and time such as "
-                         "2026-12-01T09:00 (UTC)", [{"field": field}]) from None
+        raise invalid_field(field, "a date and time such as 2026-12-01T09:00 (UTC)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # range: create_assignment
+
+
+def form_attempts(form: dict[str, str]) -> int:
+    """A form's `attempts_allowed` (default 1): digits only, 422 naming it otherwise."""
+    attempts = form.get("attempts_allowed", "1")
+    # ASCII digits only ("٣" is a digit to Python), at most 9: the range is
+    # create_assignment's.
+    if not (attempts.isascii() and attempts.isdigit() and len(attempts) <= 9):
+        raise invalid_field("attempts_allowed", "a whole number")
+    return int(attempts)
 
 
 async def _post(request: Request,
@@ -152,15 +161,12 @@ async def assign(cohort_id: str, request: Request) -> Response:
     """Assign a lab with its window, attempts and hints."""
     async def act(who: Manager, form: dict[str, str]) -> None:
         state = spawn_state(request)
-        attempts = form.get("attempts_allowed", "1")
-        if not (attempts.isascii() and attempts.isdigit()):
-            raise ForgeError("validation_error", 422, "attempts_allowed: a whole number",
-                             [{"field": "attempts_allowed"}])
+        attempts = form_attempts(form)
         opens, closes = form_time("opens_at", form.get("opens_at", "")), form_time(
             "closes_at", form.get("closes_at", ""))
         await run_in_threadpool(lambda: assignments.create_assignment(
             state.ctx.db, who, cohort_id, template_id=form.get("template_id", ""),
-            opens_at=opens, closes_at=closes, attempts_allowed=int(attempts),
+            opens_at=opens, closes_at=closes, attempts_allowed=attempts,
             hints_allowed=form.get("hints_allowed") == "yes",
             known_templates=state.templates.keys()))
     return await _post(request, act)
