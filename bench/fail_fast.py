@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from forge.bus import BusUnavailable, Publisher
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.bus.subjects import SPAWN_REQUESTED
 from forge.policy import CircuitBreaker, PolicyUnavailable, RemoteEngine
 

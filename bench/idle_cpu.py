@@ -24,7 +24,7 @@ from pathlib import Path
 
 from _report import record
 
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 IDLE_S = float(os.environ.get("BENCH_IDLE_S", "30"))

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from forge.bus import NatsServer
 from forge.bus.connection import connect
 from forge.bus.nodes import NodeRegistry
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.store.db import Database
 from forge.store.models import QuotaSlot, Scenario
 

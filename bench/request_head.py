@@ -17,7 +17,7 @@ import time
 import psutil
 from _http import BenchConnection
 
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 
 ROUNDS = 5
 CONNECTIONS = 4

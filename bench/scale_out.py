@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.cli.up import teardown_labs
 from forge.config.settings import load_settings
 from forge.services.common.bus import bus_auth

@@ -32,7 +32,7 @@ from _http import BenchConnection
 from _report import record
 
 from forge.bus import NatsServer
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANS = """

@@ -32,7 +32,7 @@ from pathlib import Path
 from _report import record
 from scale_out import burst, learner_keys, wait_running
 
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.cli.up import teardown_labs
 from forge.config.settings import load_settings
 from forge.services.common.bus import bus_auth

@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 from _report import record
 
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.cli.up import teardown_labs
 from forge.config.settings import load_settings
 from forge.services.common.bus import bus_auth

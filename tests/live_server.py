@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 
 __all__ = ["free_port", "live_server"]
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from forge.bus import NatsServer
 from forge.bus.connection import BusConnection, close_client, connect, stop_task
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 
 T = TypeVar("T")
 

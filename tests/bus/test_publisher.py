@@ -10,7 +10,7 @@ import pytest
 
 from forge.bus import BusOutcomeUnknown, BusUnavailable, NatsServer, PublishAck, Publisher
 from forge.bus.connection import connect, redact_url
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.bus.subjects import SPAWN_REQUESTED, scenario_subject
 from tests.bus.helpers import wait_until
 

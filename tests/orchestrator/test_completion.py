@@ -15,7 +15,7 @@ from forge.bus.contracts import ScenarioSubmitV1, payload
 from forge.bus.evidence_pack import INLINE_PACK_LIMIT, MAX_PACK_BYTES, decode_pack
 from forge.bus.object_buckets import get_object
 from forge.bus.permissions import EVIDENCE_BUCKET
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.identity.apikeys import create_api_key
 from forge.store.models import Scenario
 

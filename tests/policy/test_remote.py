@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.policy import (
     CircuitBreaker,
     EmbeddedEngine,

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from forge.bus import NatsServer
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 

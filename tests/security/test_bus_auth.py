@@ -24,7 +24,8 @@ from nats.js.errors import NotFoundError
 from forge.bus import BusUnavailable, DurableConsumer, Event, NatsServer, Publisher
 from forge.bus.connection import connect
 from forge.bus.permissions import BusCredentials
-from forge.bus.server import find_nats_server, free_port
+from forge.bus.ports import free_port
+from forge.bus.server import find_nats_server
 from forge.bus.subjects import (
     DURABLE_SCOREBOARD_COMPLETED,
     DURABLE_SPAWN_LIFECYCLE,

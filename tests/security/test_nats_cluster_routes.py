@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from forge.bus.cluster import NatsCluster
-from forge.bus.server import NatsServer, free_port
+from forge.bus.ports import free_port
+from forge.bus.server import NatsServer
 
 from ..drills.conftest import wait_for
 

@@ -155,7 +155,7 @@ def test_a_check_that_never_reached_the_node_uses_up_nothing(tmp_path: Path,
     the task's 20 s wait or the evidence; the learner may check again at once."""
     from fastapi.testclient import TestClient
 
-    from forge.bus.server import free_port
+    from forge.bus.ports import free_port
     from forge.config.settings import load_settings
     from forge.entitlements.grants import grant
     from forge.identity.apikeys import create_api_key

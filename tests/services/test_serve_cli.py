@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from forge.bus import NatsServer
-from forge.bus.server import free_port
+from forge.bus.ports import free_port
 from forge.config.secrets import DEV_SECRETS_FILE
 from forge.services.common.serving import ServiceName
 

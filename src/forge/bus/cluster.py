@@ -28,8 +28,9 @@ from typing import Any
 
 from forge.bus.errors import NatsServerError
 from forge.bus.permissions import ADMIN, BusAuth, BusCredentials
+from forge.bus.ports import LOOPBACK, free_port
 from forge.bus.replication import VALID_REPLICAS, forge_streams
-from forge.bus.server import LOOPBACK, NatsServer, admin_urls, free_port, service_env
+from forge.bus.server import NatsServer, admin_urls, service_env
 
 _ROUTE_USER = "forge-route"
 _POLL_S = 0.05

