@@ -3,6 +3,9 @@ verifier reads, and with nothing left behind when a download fails."""
 
 from __future__ import annotations
 
+import gzip
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,16 @@ from forge.stack.journey import Journey, JourneyError
 from forge_verify import INPUT_CAPS
 
 SID = "scn-00000000000000d1"
+
+
+class _Raw(httpx.SyncByteStream):
+    """A body as a socket would deliver it (a bytes or JSON body is read at once)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.body
 
 
 class _Chunks(httpx.SyncByteStream):
@@ -32,7 +45,8 @@ def _scoreboard(sizes: dict[str, int], status: int = 200) -> httpx.Client:
     serving each as `sizes` says: the real one is driven by tests/stack/test_demo.py."""
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == f"/v1/scores/{SID}":
-            return httpx.Response(200, json={"artifacts": [*sizes, *EXTRA]})
+            listing = json.dumps({"artifacts": [*sizes, *EXTRA]}).encode()
+            return httpx.Response(200, stream=_Raw(listing))
         name = request.url.path.rsplit("/", 1)[-1]
         if name not in sizes:
             return httpx.Response(404)
@@ -96,3 +110,32 @@ def test_a_failed_download_leaves_no_half_set(tmp_path: Path) -> None:
             pytest.raises(JourneyError, match="HTTP 503"):
         _journey(tmp_path)._artifacts(board, SID)
     assert not (tmp_path / "demo-verdicts" / SID).exists()
+
+
+def test_a_compressed_answer_is_never_inflated(tmp_path: Path) -> None:
+    """64 KiB of gzip stand for 64 MiB: the listing and the files are read as sent (the
+    demo asks for no encoding), so a hostile platform cannot make it inflate a bomb."""
+    bomb = gzip.compress(b" " * (64 << 20))
+    assert len(bomb) < 128 * 1024
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=_Raw(bomb))
+
+    def client() -> httpx.Client:
+        return httpx.Client(base_url="http://scoreboard.invalid",
+                            transport=httpx.MockTransport(handle))
+
+    with client() as board, pytest.raises(JourneyError, match="no artifact list"):
+        _journey(tmp_path)._artifacts(board, SID)
+    dest = tmp_path / "score.json"
+    with client() as board:
+        journey._download(board, f"/v1/scores/{SID}/artifacts/score.json", dest,
+                          time.monotonic() + 60)
+    assert dest.read_bytes() == bomb  # stored as sent: the verifier judges it
+
+
+def test_a_download_still_going_at_its_deadline_is_refused(tmp_path: Path) -> None:
+    with _scoreboard(SMALL) as board, pytest.raises(JourneyError, match="not done in time"):
+        journey._download(board, f"/v1/scores/{SID}/artifacts/score.json",
+                          tmp_path / "score.json", time.monotonic() - 1)

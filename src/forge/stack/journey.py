@@ -142,7 +142,7 @@ class Journey:
         sid = self.result.scenario_id
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
-            body = web.get(f"/v1/scenarios/{sid}").json()
+            _status, body = _small_json(web, f"/v1/scenarios/{sid}")
             if body.get("state") == "running":
                 state["hosts"] = body.get("hosts", {})
                 return ", ".join(f"{h} {list(a.values())}" for h, a in body["hosts"].items())
@@ -249,15 +249,20 @@ class Journey:
         return "PASS (forge-verify exit 0)"
 
 
-def _small_json(client: httpx.Client, path: str) -> tuple[int, dict[str, Any]]:
+def _small_json(client: httpx.Client, path: str,
+                deadline_s: float = 60.0) -> tuple[int, dict[str, Any]]:
     """GET a small JSON object: its status and body ({} when it is not a JSON object),
-    refusing an answer over LISTING_CAP bytes."""
-    with client.stream("GET", path) as got:
+    refusing an answer over LISTING_CAP bytes as sent (no content decoding: a few KiB of
+    gzip can stand for gigabytes) or still coming after `deadline_s`."""
+    deadline = time.monotonic() + deadline_s
+    with client.stream("GET", path, headers={"Accept-Encoding": "identity"}) as got:
         raw = bytearray()
-        for chunk in got.iter_bytes():
+        for chunk in got.iter_raw():
             raw += chunk
             if len(raw) > LISTING_CAP:
                 raise JourneyError(f"GET {path}: answer larger than {LISTING_CAP} bytes")
+            if time.monotonic() > deadline:
+                raise JourneyError(f"GET {path}: answer not done in time")
     try:
         body = json.loads(bytes(raw))
     except ValueError:
