@@ -11,8 +11,10 @@ refusal message.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 LOCK_NAME = "forge-up.lock"
@@ -78,18 +80,31 @@ class StorageLock:
 
 
 def _open_lock_file(root: Path) -> int:
-    """Open (or create) the root's lock file. No O_TRUNC: the holder's pid must stay
-    readable for the refusal message. A file root creates (a cleanup run with sudo) gets
-    the storage root's owner, so that a forge up run as that user can still open it."""
+    """Open (or create) the root's lock file: a regular file of one link, never through a
+    symlink (run as root, the pid written into it would overwrite whatever a writer of
+    the storage root pointed it at). No O_TRUNC: the holder's pid must stay readable for
+    the refusal message. Run as root, a file root owns in a root owned by another user
+    (a cleanup run with sudo) is given to that user, whose forge up must open it."""
     path = root / LOCK_NAME
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    owner = os.stat(root)
-    if os.geteuid() == 0 and owner.st_uid != 0:
-        with contextlib.suppress(OSError):
-            os.fchown(fd, owner.st_uid, owner.st_gid)
+        fd = os.open(path, flags)  # ELOOP for a symlink: an OSError, "cannot lock"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            raise OSError(errno.EPERM, f"{LOCK_NAME} is not a plain file")
+        owner = os.stat(root)
+        if os.geteuid() == 0:
+            if st.st_uid not in (0, owner.st_uid):
+                raise OSError(errno.EPERM, f"{LOCK_NAME} belongs to neither root nor the "
+                                           "storage root's owner")
+            if st.st_uid == 0 and owner.st_uid != 0:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
