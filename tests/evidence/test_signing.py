@@ -129,3 +129,26 @@ def test_keys_cli_generate_rotate_list_export(tmp_path: Path) -> None:
     assert _forge("keys", "export-public", "--out", str(out), storage=storage).returncode == 0
     assert len(list(out.glob("*.pem"))) == 2
     assert SigningKeyring(storage / "keys" / "signing").current().key_id != first
+
+
+def test_an_unusable_key_is_none_with_a_warning_and_never_an_exception(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """current_or_none serves audit records that may go unsigned (retention, reprocessing):
+    no key yet is quiet, a key that cannot be loaded is a WARNING, and a key directory this
+    process may not read (keys made with sudo) is None too, not an error that would end
+    the scoreboard's retention loop."""
+    ring = SigningKeyring(tmp_path / "keys")
+    assert ring.current_or_none() is None and not caplog.records
+    key = ring.generate()
+    os.chmod(ring.directory / f"{key.key_id}.key", 0o644)
+    assert ring.current_or_none() is None
+    assert any("readable by others" in r.getMessage() for r in caplog.records)
+    real_exists = Path.exists
+
+    def barred(self: Path, *args: object, **kwargs: object) -> bool:
+        if self.parent == ring.directory:
+            raise PermissionError(13, "Permission denied")
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", barred)
+    assert ring.current_or_none() is None

@@ -149,7 +149,11 @@ class SigningKeyring:
         try:
             return self.current()
         except NoSigningKey as exc:
-            if (self.directory / "current").exists():  # there is a key, but unusable
+            try:
+                present = (self.directory / "current").exists()
+            except OSError:  # a directory this process may not read: a key, unusable
+                present = True
+            if present:  # there is a key, but unusable
                 log.warning("%s", exc)
             return None
 
