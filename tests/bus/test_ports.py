@@ -11,8 +11,13 @@ import pytest
 from forge.bus import ports
 
 
-def test_a_free_port_is_below_the_ephemeral_range_and_bindable() -> None:
+def test_a_free_port_is_below_the_ephemeral_range_and_bindable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    usual = tmp_path / "ip_local_port_range"
+    usual.write_text("32768\t60999\n")  # Linux's default (this machine's may differ)
+    monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", usual)
     floor = ports._ephemeral_floor()
+    assert floor == 32768
     for _ in range(20):
         port = ports.free_port()
         assert ports._PORTS_FLOOR <= port < floor

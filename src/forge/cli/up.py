@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from forge.bus.permissions import SERVICE_IDENTITIES
+from forge.config.db_url import normalize_url
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.services.common.bus import bus_auth
 from forge.signing.keystore import SigningKeyring, keyring_dir
@@ -91,8 +92,8 @@ def store_label(db_url: str) -> str:
     """Which database every process uses, without its credentials."""
     from sqlalchemy.engine import make_url
 
-    try:
-        url = make_url(db_url)
+    try:  # as the store reads it: postgres:// and PostgreSQL:// are PostgreSQL too
+        url = make_url(normalize_url(db_url))
     except Exception:  # settings validated it; never echo a URL that may hold a password
         return "database (unparsed URL)"
     if url.get_backend_name() == "postgresql":

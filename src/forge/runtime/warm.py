@@ -116,8 +116,9 @@ def may_refill(reading: MemoryReading, min_available_mb: int, max_stall_avg10: f
     under builds it again, pass after pass."""
     if reading.available_mb < refill_floor_mb(min_available_mb):
         return False
-    # Stalls stop counting above STALL_HEADROOM floors, with the same margin: a lab built
-    # just above that line would otherwise press memory just below it, and be destroyed.
+    # Stalls stop counting above STALL_HEADROOM floors: refilling past that line needs a
+    # margin of its own (a quarter of it), or a lab built just above the line would press
+    # memory just below it, with stalls high, and be destroyed.
     return (reading.stall_avg10 is None or reading.stall_avg10 <= max_stall_avg10 / 2
             or reading.available_mb >= refill_floor_mb(STALL_HEADROOM * min_available_mb))
 

@@ -38,6 +38,7 @@ from forge.runtime.local.rootfs import host_roots
 from forge.runtime.plan import LabPlan, plan_lab
 from forge.runtime.warm import (
     POOL_LAB_PREFIX,
+    STALL_HEADROOM,
     MemoryProbe,
     MemoryReading,
     PoolRetries,
@@ -386,9 +387,11 @@ class WarmPool:
                 self._shrinking = True
                 log.warning("memory pressure (%d MiB available, floor %d MiB, stalls %s): "
                             "destroying warm pool labs one by one; refilling once %d MiB "
-                            "are available and stalls (PSI some avg10) are at most %g",
-                            reading.available_mb, self.min_available_mb,
-                            reading.stall_avg10, refill_floor_mb(self.min_available_mb),
+                            "are available and, below %d MiB, stalls (PSI some avg10) are "
+                            "at most %g", reading.available_mb, self.min_available_mb,
+                            "n/a" if reading.stall_avg10 is None else reading.stall_avg10,
+                            refill_floor_mb(self.min_available_mb),
+                            refill_floor_mb(STALL_HEADROOM * self.min_available_mb),
                             self.max_stall_avg10 / 2)
             log.info("memory pressure: destroying warm pool lab %s", lab)
             self._destroy(lab)
