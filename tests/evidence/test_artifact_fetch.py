@@ -44,6 +44,11 @@ def test_fetch_writes_the_four_files_into_dir(store: FilesystemArtifactStore,
                         out / "verdict.pub").ok
     assert store.score_stamps().keys() == {SCENARIO_ID}
     assert store.read_score(SCENARIO_ID) == stored["score.json"]
+    for name, data in stored.items():  # one file alone, as a download reads it
+        assert store.read_file(SCENARIO_ID, name) == data
+    (results_dir(store.storage_root, SCENARIO_ID) / "notes.txt").write_text("x")
+    for name in ("evidence.tar.gz", "notes.txt", "../results/score.json"):
+        assert store.read_file(SCENARIO_ID, name) is None
     assert results_dir(store.storage_root, SCENARIO_ID).is_dir()
 
 

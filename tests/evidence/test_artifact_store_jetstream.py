@@ -43,6 +43,11 @@ async def test_results_in_the_object_store_are_written_once_and_read_back(
         written = await asyncio.to_thread(store.write, artifacts)
         assert written.created
         assert await asyncio.to_thread(store.read, SCENARIO_ID) == artifacts.files()
+        # One file alone (a download), and nothing for a name that is not a result file's.
+        for name, data in artifacts.files().items():
+            assert await asyncio.to_thread(store.read_file, SCENARIO_ID, name) == data
+        for name in ("evidence.tar.gz", "../score.json", "forge.db"):
+            assert await asyncio.to_thread(store.read_file, SCENARIO_ID, name) is None
         again = await asyncio.to_thread(store.write, artifacts)
         assert not again.created and again.score_sha256 == written.score_sha256
         other = build(tmp_path / "other", signed_at=SIGNED_AT + timedelta(seconds=1))

@@ -37,13 +37,9 @@ async def test_score_reads_are_owner_or_operator_only(make_board: MakeBoard) -> 
         assert body["verification"]["origin"] == "proven"
         assert body["artifacts"] == ["evidence.tar.zst", "score.json", "verdict.pub",
                                      "verdict.sig"]
-        for name in body["artifacts"]:
-            got = await client.get(f"/v1/scores/{sid}/artifacts/{name}", headers=alice)
-            assert got.status_code == 200
-            assert got.content == (board.results_dir(sid) / name).read_bytes()
-
-        # Anyone else gets the same 404 as for a scenario that does not exist, judged from
-        # score.json alone: the whole result set (a bundle of up to 256 MiB) is not read.
+        # Each download reads that file alone (and score.json, to judge the reader), never
+        # the whole set with its bundle of up to 256 MiB: a learner fetching verdict.pub
+        # four times made the scoreboard read the bundle four times.
         store = board.state.scorer.artifacts
         whole_reads: list[str] = []
         real_read = store.read
@@ -53,6 +49,16 @@ async def test_score_reads_are_owner_or_operator_only(make_board: MakeBoard) -> 
             return real_read(scenario_id)
 
         store.read = counted  # type: ignore[method-assign]
+        for name in body["artifacts"]:
+            got = await client.get(f"/v1/scores/{sid}/artifacts/{name}", headers=alice)
+            assert got.status_code == 200
+            assert got.content == (board.results_dir(sid) / name).read_bytes()
+        gone = await client.get(f"/v1/scores/{sid}/artifacts/evidence.tar.gz", headers=alice)
+        assert gone.status_code == 404 and gone.json()["message"] == "artifact not found"
+        assert whole_reads == []
+
+        # Anyone else gets the same 404 as for a scenario that does not exist, judged from
+        # score.json alone: the whole result set is not read either.
         for other in (mallory, colleague):
             assert (await client.get(f"/v1/scores/{sid}", headers=other)).status_code == 404
             art = await client.get(f"/v1/scores/{sid}/artifacts/score.json", headers=other)

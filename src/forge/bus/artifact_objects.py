@@ -90,10 +90,10 @@ async def scored_ids(js: JetStreamContext) -> dict[str, str]:
     return found
 
 
-async def read_score_file(js: JetStreamContext, scenario_id: str) -> bytes | None:
-    """score.json alone (retention needs only its dates), or None."""
+async def read_result_file(js: JetStreamContext, scenario_id: str, name: str) -> bytes | None:
+    """One result file alone (score.json for retention's dates, one download), or None."""
     try:
-        return await get_object(js, ARTIFACT_BUCKET, object_key(scenario_id, SCORE),
+        return await get_object(js, ARTIFACT_BUCKET, object_key(scenario_id, name),
                                 max_bytes=MAX_ARTIFACT_BYTES)
     except ObjectMissing:
         return None
@@ -157,5 +157,5 @@ async def delete_result_files(js: JetStreamContext, scenario_id: str, *, replica
 
 __all__ = ["DELETING", "MAX_ARTIFACT_BYTES", "RetentionListing", "delete_result_files",
            "object_key",
-           "read_result_files", "read_score_file", "retention_listing", "scored_ids",
+           "read_result_file", "read_result_files", "retention_listing", "scored_ids",
            "write_result_files"]

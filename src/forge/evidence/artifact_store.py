@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from forge.evidence.artifacts import (
+    RESULT_FILE_NAMES,
     Artifacts,
     ResultsWritten,
     read_results,
@@ -76,6 +77,9 @@ class ArtifactStore(Protocol):
     def read_score(self, scenario_id: str) -> bytes | None:
         """The scenario's score.json, or None."""
 
+    def read_file(self, scenario_id: str, name: str) -> bytes | None:
+        """One of the scenario's result files (RESULT_FILE_NAMES) alone, or None."""
+
     def retention_ids(self) -> list[str]:
         """Ids of the scenarios with stored results, for retention to judge."""
 
@@ -122,8 +126,14 @@ class FilesystemArtifactStore:
 
     def read_score(self, scenario_id: str) -> bytes | None:
         """score.json's bytes, or None."""
+        return self.read_file(scenario_id, SCORE_NAME)
+
+    def read_file(self, scenario_id: str, name: str) -> bytes | None:
+        """One file of `results/` (a result file's name only), or None."""
+        if name not in RESULT_FILE_NAMES:
+            return None
         try:
-            return (results_dir(self.storage_root, scenario_id) / SCORE_NAME).read_bytes()
+            return (results_dir(self.storage_root, scenario_id) / name).read_bytes()
         except OSError:
             return None
 

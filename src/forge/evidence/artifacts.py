@@ -46,6 +46,8 @@ from forge_verify.verdict import SCORE_NAME, build_statement, sign_statement
 OUTPUT_CAP_BYTES = 1024 * 1024
 SIG_NAME = "verdict.sig"
 PUB_NAME = "verdict.pub"
+# The files of a result set, by name (the bundle under one of its two compressions).
+RESULT_FILE_NAMES = (SCORE_NAME, SIG_NAME, PUB_NAME, *BUNDLE_NAMES.values())
 TEMPLATE_MEMBER = "template.yaml"
 POLICY_MEMBER = "policy/decisions.json"
 AUDIT_MEMBER = "audit/scenario.jsonl"
@@ -223,8 +225,7 @@ def read_results(storage_root: Path, scenario_id: str) -> dict[str, bytes] | Non
     final = results_dir(storage_root, scenario_id)
     if not final.is_dir():
         return None
-    names = [SCORE_NAME, SIG_NAME, PUB_NAME, *BUNDLE_NAMES.values()]
-    return {n: (final / n).read_bytes() for n in names if (final / n).is_file()}
+    return {n: (final / n).read_bytes() for n in RESULT_FILE_NAMES if (final / n).is_file()}
 
 
 def write_synced(path: Path, data: bytes, *, replace: bool = False) -> None:

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from forge.bus.artifact_objects import (
     RetentionListing,
     delete_result_files,
+    read_result_file,
     read_result_files,
-    read_score_file,
     retention_listing,
     scored_ids,
     write_result_files,
@@ -28,7 +28,12 @@ from forge.bus.errors import BusUnavailable
 from forge.bus.permissions import ARTIFACT_BUCKET
 from forge.config.settings import Settings
 from forge.evidence.artifact_store import ArtifactStore, FilesystemArtifactStore
-from forge.evidence.artifacts import Artifacts, ResultConflict, ResultsWritten
+from forge.evidence.artifacts import (
+    RESULT_FILE_NAMES,
+    Artifacts,
+    ResultConflict,
+    ResultsWritten,
+)
 from forge_verify.bundle import sha256_hex
 from forge_verify.score import require_scenario_id
 from forge_verify.verdict import SCORE_NAME
@@ -100,10 +105,17 @@ class ObjectStoreArtifactStore:
 
     def read_score(self, scenario_id: str) -> bytes | None:
         """score.json's bytes (only that object is downloaded), or None."""
+        return self.read_file(scenario_id, SCORE_NAME)
+
+    def read_file(self, scenario_id: str, name: str) -> bytes | None:
+        """One result file (only that object is downloaded), or None; a name that is not
+        a result file's is None."""
         sid = require_scenario_id(scenario_id)
+        if name not in RESULT_FILE_NAMES:
+            return None
 
         async def go() -> bytes | None:
-            return await read_score_file(self.connection.jetstream(), sid)
+            return await read_result_file(self.connection.jetstream(), sid, name)
 
         return self._run(go())
 

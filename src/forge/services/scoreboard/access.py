@@ -100,3 +100,21 @@ def owned_results(state: ScoreboardState, reader: Reader, scenario_id: str) -> d
     if not files or not _may_read_score(reader, sid, files.get(SCORE_NAME)):
         raise NOT_FOUND
     return files
+
+
+def owned_file(state: ScoreboardState, reader: Reader, scenario_id: str, name: str) -> bytes:
+    """One result file of the scenario, if `reader` may see the scenario's results (judged
+    from score.json, the file served when that is the one asked); only that file is read,
+    never the whole set with its bundle. 404 otherwise, 503 while the store is down."""
+    sid = checked_scenario_id(scenario_id)
+    artifacts = state.scorer.artifacts
+    try:
+        score = artifacts.read_score(sid)
+        if score is None or not _may_read_score(reader, sid, score):
+            raise NOT_FOUND
+        data = score if name == SCORE_NAME else artifacts.read_file(sid, name)
+    except BusUnavailable:
+        raise result_store_down() from None
+    if data is None:
+        raise ForgeError("not_found", 404, "artifact not found")
+    return data

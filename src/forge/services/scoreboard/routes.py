@@ -21,6 +21,7 @@ from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import (
     Reader,
     current_reader,
+    owned_file,
     owned_results,
     result_store_down,
     scoreboard_state,
@@ -81,11 +82,9 @@ async def get_artifact(scenario_id: str, name: str, request: Request,
     if name not in ARTIFACT_TYPES:
         raise ForgeError("not_found", 404, "artifact not found",
                          [{"field": "name", "allowed": sorted(ARTIFACT_TYPES)}])
-    files = await run_in_threadpool(owned_results, scoreboard_state(request), reader,
-                                     scenario_id)
-    if name not in files:
-        raise ForgeError("not_found", 404, "artifact not found")
-    return Response(files[name], media_type=ARTIFACT_TYPES[name],
+    data = await run_in_threadpool(owned_file, scoreboard_state(request), reader,
+                                    scenario_id, name)
+    return Response(data, media_type=ARTIFACT_TYPES[name],
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "Cache-Control": "private, no-store",
                              "X-Content-Type-Options": "nosniff"})
