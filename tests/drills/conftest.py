@@ -10,6 +10,7 @@ nats-server and a shared SQLite store.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -252,6 +253,24 @@ class Drill:
     def results(self, scenario_id: str) -> Path:
         return self.storage / "scenarios" / scenario_id / "results"
 
+    def warnings(self, last: int = 12) -> str:
+        """The last `last` warnings and errors of each service's log, for a failed drill's
+        report (a scenario a learner saw fail names its error only here)."""
+        parts = []
+        for name, svc in self.services.items():
+            lines = []
+            for line in svc.log().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and entry.get("level") in ("warning", "error",
+                                                                      "critical"):
+                    lines.append(f"{entry.get('ts', '')} {entry['level']} "
+                                 f"{str(entry.get('msg', ''))[:400]}")
+            parts += [f"{name}: {line}" for line in lines[-last:]]
+        return "\n".join(parts) or "(none)"
+
     def close(self) -> None:
         # All three stop at once: each takes about a second to exit after its shutdown.
         with ThreadPoolExecutor(len(self.services) or 1) as pool:
@@ -289,6 +308,16 @@ def open_drill(root: Path, postgres_url: str | None = None) -> Iterator[Drill]:
         yield made
     finally:
         made.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed drill's report ends with its services' last warnings and errors."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    made = getattr(item, "funcargs", {}).get("drill")
+    if report.when == "call" and report.failed and isinstance(made, Drill):
+        report.sections.append(("services' warnings and errors", made.warnings()))
 
 
 @pytest.fixture(params=[SQLITE_ONLY])
