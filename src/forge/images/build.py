@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from forge.detached import run_detached
 from forge.errors import ForgeError
 from forge.images.cache import ROOTFS, CacheEntry, ImageCache, remove_tree
 from forge.images.definitions import ImageDefinition
@@ -128,8 +129,8 @@ def unknown_packages(suite: str, packages: tuple[str, ...],
     machine has no lists of that suite (mmdebstrap then decides)."""
     if not list(lists.glob(f"*_dists_{suite}_*Packages*")) or shutil.which("apt-cache") is None:
         return []
-    out = subprocess.run(["apt-cache", "policy", "--", *packages], capture_output=True,
-                         text=True, check=False, env={"LANG": "C", "PATH": "/usr/bin:/bin"})
+    out = run_detached(["apt-cache", "policy", "--", *packages], timeout=120,
+                       env={"LANG": "C", "PATH": "/usr/bin:/bin"})
     known = {m.group(1) for m in re.finditer(r"^(\S+):$", out.stdout, re.MULTILINE)}
     return [p for p in packages if p not in known]
 

@@ -12,10 +12,10 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
+from forge.detached import run_detached
 from forge.errors import ForgeError
 from forge.images.cache import ImageCache
 from forge.images.definitions import (
@@ -49,11 +49,10 @@ class ImageNotBuilt(TemplateImageError):
 
 
 def _ask(exe: str, *args: str) -> str:
-    """What `exe args` prints. In a session of its own, so a signal to the service's process
-    group (a stop by `forge up` or systemd) cannot cut it short; a tool that does not answer
-    raises rather than give a wrong key, and nothing is cached then."""
-    out = subprocess.run([exe, *args], capture_output=True, text=True, check=False,
-                         start_new_session=True, timeout=60)
+    """What `exe args` prints. Detached (``forge.detached``), so a signal to the service's
+    process group (a stop by `forge up` or systemd) cannot cut it short; a tool that does
+    not answer raises rather than give a wrong key, and nothing is cached then."""
+    out = run_detached([exe, *args], timeout=60)
     if out.returncode != 0 or not out.stdout.strip():
         raise ImageToolFailed(f"{exe} {' '.join(args)} gave no answer "
                               f"(exit {out.returncode}); retry")

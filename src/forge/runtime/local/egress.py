@@ -12,13 +12,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
-import subprocess
 import threading
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from forge.detached import run_detached
 from forge.runtime.base import SpecError
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import create_netns, ip_batch, netns_path, run_in_netns
@@ -103,10 +103,8 @@ def ruleset(profile: EgressProfile) -> str:
 
 
 def _nft(ns: str, args: list[str], stdin: str | None = None) -> str:
-    res = subprocess.run(
-        [tool("nsenter"), f"--net={netns_path(ns)}", "--", tool("nft"), *args],
-        input=stdin, capture_output=True, text=True, check=False, timeout=30,
-    )
+    res = run_detached([tool("nsenter"), f"--net={netns_path(ns)}", "--", tool("nft"), *args],
+                       input=stdin, timeout=30)
     if res.returncode != 0:
         raise OSError(f"nft failed in {ns}: {res.stderr.strip()}")
     return res.stdout

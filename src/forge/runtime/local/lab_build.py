@@ -37,6 +37,7 @@ from forge.runtime.local.sandbox import (
     PendingInit,
     abort_init,
     close_go,
+    restarted,
     spawn_init,
     start_service,
     wait_init,
@@ -150,8 +151,9 @@ class LabBuilder:
         self.cgroups.create((stem, name), plan.spec.limits)
         self.cgroups.create_leaf((stem, name, "init"))
         self._fault("host:" + name)
-        pending = spawn_init(host, paths, ns, self.cgroups.leaf_procs_files(stem, name, "init"),
-                             rootfs, self.die_with_parent, uid, image)
+        procs = self.cgroups.leaf_procs_files(stem, name, "init")
+        pending = restarted(lambda: spawn_init(host, paths, ns, procs, rootfs,
+                                               self.die_with_parent, uid, image))
         with self._lock:
             self._procs.setdefault(lab_id, []).append(pending.proc)
         return pending

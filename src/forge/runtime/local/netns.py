@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from pyroute2 import IPRoute
 
+from forge.detached import run_detached
 from forge.runtime.local.tools import tool
 
 NETNS_DIR = "/run/netns"
@@ -195,10 +196,8 @@ def ip_batch(name: str, commands: list[str]) -> None:
         return
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [tool("ip"), "-batch", "-"], input="\n".join(commands) + "\n",
-            capture_output=True, text=True, check=False, timeout=30,
-        )
+        return run_detached([tool("ip"), "-batch", "-"], input="\n".join(commands) + "\n",
+                            timeout=30)
 
     res = in_netns(name, run)
     if res.returncode != 0:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import select
 import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from forge.detached import STOP_SIGNALS
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
 from forge.runtime.local.bwrap_args import BASE_PATH, bwrap_argv, init_options, start_paths
@@ -50,6 +53,34 @@ class PendingInit:
     log: str
 
 
+log = logging.getLogger("forge.runtime.sandbox")
+
+# A sandbox killed by a stop signal before it left the service's process group is started
+# again, this many times in all: a stop sends one signal (an impatient operator a few).
+START_ATTEMPTS = 5
+
+
+class StartCutShort(RuntimeFault):
+    """bwrap died of a stop signal before it reported its child: the signal was sent to the
+    service's process group (a stop) while bwrap was still in it (``forge.detached``)."""
+
+
+def restarted(start: Callable[[], PendingInit]) -> PendingInit:
+    """``start()`` (a ``spawn_init``), made again (up to START_ATTEMPTS in all) when a stop
+    signal to the service's process group killed bwrap before its ``setsid``: the service
+    drains after a stop, and a build under way must not fail for the signal that began it.
+    Lab processes must not inherit blocked signals, so ``forge.detached`` is no answer."""
+    attempts = 1
+    while True:
+        try:
+            return start()
+        except StartCutShort as exc:
+            if attempts >= START_ATTEMPTS:
+                raise
+            log.info("%s; starting it again", exc)
+            attempts += 1
+
+
 def spawn_init(
     host: PlannedHost,
     paths: HostPaths,
@@ -66,7 +97,8 @@ def spawn_init(
     namespace and a small mount namespace (see ``launch``), so it is born there; once it
     reported its child's pid, both are moved into the host's ``init`` cgroup, and only
     then is the sandbox let past ``--block-fd``: every process it forks (its shell, the
-    service) is born inside the cgroup.
+    service) is born inside the cgroup. ``StartCutShort`` when a stop signal killed bwrap
+    first (``restarted`` starts it again).
     """
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe()
@@ -112,13 +144,18 @@ def spawn_init(
         except (ProcessLookupError, BrokenPipeError, FileNotFoundError) as exc:
             raise RuntimeFault(f"host {host.spec.name}: sandbox ended while starting "
                                f"({exc}): {_tail(log_path)}") from None
-    except BaseException:
+    except BaseException as exc:
         # The sandbox dies before its block pipe closes: bwrap takes EOF there as "go",
         # and its shell would start outside the host's cgroup.
         if proc is not None:
             _stop(proc, child or _child_of(proc.pid))
         for fd in mine + theirs:
             os.close(fd)
+        if (isinstance(exc, RuntimeFault) and proc is not None and not child
+                and proc.returncode is not None and -proc.returncode in STOP_SIGNALS):
+            raise StartCutShort(f"host {host.spec.name}: sandbox killed by "
+                                f"{signal.Signals(-proc.returncode).name} while starting"
+                                ) from exc
         raise
     os.close(info_r)
     os.close(block_w)

@@ -1,0 +1,55 @@
+"""Helper programs that a stop signal to the service's process group cannot kill.
+
+`forge up` and systemd stop a service by signalling its whole process group, and the
+service then drains: builds under way finish. A helper started with
+``start_new_session=True`` leaves that group only when it calls ``setsid``, and
+CPython's child sets every handled signal back to its default *before* that call, so a
+stop signal sent in between kills the helper: ``mmdebstrap --version`` died that way
+mid-launch and labs failed as "could not be created" (the rotation drill, stop 41).
+
+``run_detached`` starts a short helper (``ip``, ``nft``, a tool's version) with the stop
+signals blocked in the calling thread: the child is born with them blocked, one sent
+before its ``setsid`` stays pending instead of killing it, and a helper that runs to
+completion never needs them. Lab processes must not inherit a blocked signal, so their
+starts guard themselves differently (``forge.runtime.local.sandbox``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+from collections.abc import Iterator
+
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+@contextlib.contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Block the stop signals in the calling thread (only: the process still gets them,
+    on another thread) for the body."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def run_detached(argv: list[str], *, input: str | None = None, timeout: float,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(argv, capture_output=True, text=True, check=False)`` in a session
+    of its own, out of reach of a stop signal from its very start (see the module doc).
+    On timeout the helper is killed and ``TimeoutExpired`` raised."""
+    with stop_signals_blocked():
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            start_new_session=True)
+    with proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)

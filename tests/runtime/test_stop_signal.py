@@ -1,0 +1,129 @@
+"""A stop signal to the service's process group while labs build (root).
+
+`forge up` and systemd stop a service by signalling its whole process group, and the
+service drains: builds under way finish. A helper or sandbox the service was starting at
+that moment was still in the group until its ``setsid``, and CPython's child restores
+default signal handling before that call: the stop signal killed it, and the lab failed
+as "could not be created" (the rotation drill, stop 41). Each test runs a service-like
+child process (its own session, a SIGTERM handler that drains) that signals its own group
+over and over while it works: every start must get through.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The child's preamble: a service's drain handler, and a thread sending SIGTERM to the
+# child's own process group every HAMMER_S seconds until `hammer.stop()`.
+PREAMBLE = textwrap.dedent("""
+    import os, signal, threading, time
+    signal.signal(signal.SIGTERM, lambda *a: None)
+
+    class Hammer:
+        def __init__(self, every):
+            self.done = threading.Event()
+            self.sent = 0
+            self.thread = threading.Thread(target=self.run, args=(every,))
+            self.thread.start()
+
+        def run(self, every):
+            while not self.done.is_set():
+                os.killpg(0, signal.SIGTERM)
+                self.sent += 1
+                time.sleep(every)
+
+        def stop(self):
+            self.done.set()
+            self.thread.join()
+""")
+
+
+def run_child(body: str) -> str:
+    """Run PREAMBLE + body in a session of its own; its output (it must exit 0)."""
+    out = subprocess.run([sys.executable, "-c", PREAMBLE + textwrap.dedent(body)],
+                         capture_output=True, text=True, start_new_session=True,
+                         timeout=240, check=False, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def test_helpers_started_during_a_stop_run_to_the_end() -> None:
+    # The image key's tool probe (mmdebstrap, dpkg), and `ip -batch` and `nft` of an
+    # egress gateway: before, most of these died of the signal (exit -15) under it.
+    out = run_child("""
+        import secrets
+        from forge.images import lookup
+        from forge.runtime.local.egress import _nft
+        from forge.runtime.local.netns import create_netns, ip_batch, remove_netns
+
+        expected = lookup.tool_identity()
+        ns = "fgstop-" + secrets.token_hex(3)
+        create_netns(ns)
+        hammer = Hammer(0.0005)
+        try:
+            for _ in range(25):
+                lookup.tool_identity.cache_clear()
+                assert lookup.tool_identity() == expected
+                ip_batch(ns, ["link set lo up"])
+                _nft(ns, ["list", "tables"])
+        finally:
+            hammer.stop()
+            remove_netns(ns)
+        print("signals", hammer.sent)
+    """)
+    assert int(out.split()[-1]) > 100  # the group was signalled throughout
+
+
+def test_labs_built_during_a_stop_are_built_whole() -> None:
+    # Before: about one lab in five failed as "sandbox did not start" under this.
+    out = run_child("""
+        import logging, secrets, shutil, tempfile
+        from forge.runtime import HostSpec, LabSpec, SubnetSpec
+        from forge.runtime.local import LocalRuntime
+        from tests.runtime.helpers import leftovers, sh
+
+        restarts = []
+        class Count(logging.Handler):
+            def emit(self, record):
+                restarts.append(record.getMessage())
+        logging.getLogger("forge.runtime.sandbox").addHandler(Count())
+        logging.getLogger("forge.runtime.sandbox").setLevel(logging.INFO)
+
+        state = tempfile.mkdtemp()
+        prefix = "s" + secrets.token_hex(2)
+        rt = LocalRuntime(state, prefix=prefix)
+        hosts = [HostSpec("learner", networks=[("lan", None)]),
+                 HostSpec("router", networks=[("lan", None), ("dmz", None)]),
+                 HostSpec("target", networks=[("dmz", None)], command="sleep 300")]
+        subnets = [SubnetSpec("lan", "10.61.1.0/24"), SubnetSpec("dmz", "10.61.2.0/24")]
+        hammer = Hammer(0.002)
+        try:
+            for i in range(12):
+                info = rt.create(LabSpec(f"stop-{i}", subnets, hosts))
+                assert info.state == "running"
+                rt.destroy(f"stop-{i}")
+        finally:
+            hammer.stop()
+        try:
+            # Whole: every host answers once the signals stopped.
+            rt.create(LabSpec("after", subnets, hosts))
+            for host in ("learner", "router", "target"):
+                assert sh(rt, "after", host, "echo up").stdout == b"up\\n"
+        finally:
+            for info in rt.list():
+                rt.destroy(info.lab_id)
+            rt.close()
+        assert leftovers(prefix, state) == []
+        shutil.rmtree(state, ignore_errors=True)
+        print("restarted", len(restarts))
+    """)
+    assert out.startswith("restarted")
