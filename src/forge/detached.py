@@ -22,6 +22,9 @@ import subprocess
 from collections.abc import Iterator
 
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+# A lab start that a stop signal caught (one that cannot be started blocked) is made again,
+# this many times in all: a stop sends one signal, an impatient operator a few.
+RESTART_ATTEMPTS = 5
 
 
 @contextlib.contextmanager

@@ -127,3 +127,35 @@ def test_labs_built_during_a_stop_are_built_whole() -> None:
         print("restarted", len(restarts))
     """)
     assert out.startswith("restarted")
+
+
+def test_grading_checks_run_during_a_stop_give_their_own_result() -> None:
+    # A check whose start the signal caught ended 143 although its command never ran: a
+    # FAIL the learner did not earn. The check's command cannot signal the process the
+    # runtime starts (it runs in a pid namespace below it), so such an end is run again.
+    out = run_child("""
+        import secrets, shutil, tempfile
+        from forge.runtime import HostSpec, LabSpec, SubnetSpec
+        from forge.runtime.local import LocalRuntime
+
+        state = tempfile.mkdtemp()
+        rt = LocalRuntime(state, prefix="g" + secrets.token_hex(2))
+        rt.create(LabSpec("graded", [SubnetSpec("lan", "10.61.1.0/24")],
+                          [HostSpec("box", networks=[("lan", None)])]))
+        codes = []
+        hammer = Hammer(0.002)
+        try:
+            for _ in range(40):
+                res = rt.run_check("graded", "box", ["/bin/echo", "done"])
+                codes.append((res.exit_code, res.stdout))
+        finally:
+            hammer.stop()
+            for info in rt.list():
+                rt.destroy(info.lab_id)
+            rt.close()
+            shutil.rmtree(state, ignore_errors=True)
+        wrong = [c for c in codes if c != (0, b"done\\n")]
+        assert wrong == [], wrong
+        print("checks", len(codes))
+    """)
+    assert out.split() == ["checks", "40"]

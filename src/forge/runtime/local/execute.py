@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import selectors
@@ -29,10 +30,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from forge.runtime.base import ExecResult, SpecError
+from forge.detached import RESTART_ATTEMPTS, STOP_SIGNALS
+from forge.runtime.base import ExecResult, RuntimeFault, SpecError
 from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv, staged_env_options
 from forge.runtime.local.tools import tool
 from forge.templates.exec_size import rename_script
+
+log = logging.getLogger("forge.runtime.execute")
 
 # The init's namespaces nsenter enters, in its option names, and then its root.
 _NAMESPACES = (("mnt", "--mount"), ("uts", "--uts"), ("ipc", "--ipc"), ("net", "--net"),
@@ -145,7 +149,28 @@ def _feed_stdin(proc: subprocess.Popen[bytes], data: bytes | None) -> None:
         proc.stdin.close()
 
 
-def run_captured(
+def rerun_cut_short(run: Callable[[], tuple[ExecResult, int]]) -> ExecResult:
+    """``run()`` (``run_started`` of a grading check), run again (up to RESTART_ATTEMPTS
+    in all) while the process it started died of a stop signal. A check's command runs in
+    a pid namespace below that process and cannot signal it: such an end is a stop of the
+    service that caught it before it left the process group (``forge.detached``), and the
+    check's own result would be an exit 143 it never gave (a FAIL not earned), so one cut
+    short every time raises RuntimeFault rather than give it."""
+    attempts = 1
+    while True:
+        result, status = run()
+        if -status not in STOP_SIGNALS:
+            return result
+        if attempts >= RESTART_ATTEMPTS:
+            raise RuntimeFault(f"a grading check was killed by "
+                               f"{signal.Signals(-status).name} {attempts} times while "
+                               "starting; it gave no result of its own")
+        log.info("a grading check was killed by a stop signal while starting; running it "
+                 "again")
+        attempts += 1
+
+
+def run_started(
     argv: list[str],
     env: dict[str, str],
     *,
@@ -154,12 +179,14 @@ def run_captured(
     max_output: int,
     kill_tree: Callable[[], None],
     pass_fds: tuple[int, ...] = (),
-) -> ExecResult:
+) -> tuple[ExecResult, int]:
     """Run ``argv``; on timeout call ``kill_tree`` (kills every process of the command).
 
     Output is read until the command exits; then every process it left running in the
     background is killed too (an exec runs to completion; services belong in the host's
-    ``command``) and the remaining buffered output is drained.
+    ``command``) and the remaining buffered output is drained. Returns the result and the
+    started process's own wait status (``Popen.returncode``: negative when a signal ended
+    it; ``rerun_cut_short`` reads it).
     """
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -206,11 +233,10 @@ def run_captured(
     if proc.poll() is None:
         timed_out = timed_out or time.monotonic() >= deadline
         kill_tree()
-    code = proc.wait()
+    status = proc.wait()
     writer.join(timeout=1)
-    if code < 0:
-        code = 128 - code
-    return ExecResult(
+    code = 128 - status if status < 0 else status
+    result = ExecResult(
         exit_code=code,
         stdout=bytes(out.kept),
         stderr=bytes(err.kept),
@@ -222,3 +248,4 @@ def run_captured(
         duration_s=time.monotonic() - start,
         timed_out=timed_out,
     )
+    return result, status

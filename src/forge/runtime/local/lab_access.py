@@ -35,7 +35,8 @@ from forge.runtime.local.execute import (
     enter_argv,
     enter_options,
     open_host,
-    run_captured,
+    rerun_cut_short,
+    run_started,
     wrapper_env,
 )
 from forge.runtime.local.grader import (
@@ -209,10 +210,10 @@ class LabAccess:
             raise SpecError("max_output", "must be >= 0")
         full, env, leaf, fds, caps = self._enter(lab_id, host, command, "x")
         try:
-            return _start(caps, lambda: run_captured(
+            return _start(caps, lambda: run_started(
                 full, env, timeout=timeout, stdin=stdin, max_output=max_output,
                 kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
-            ))
+            )[0])
         finally:
             _close(fds)
             with contextlib.suppress(OSError):
@@ -313,11 +314,11 @@ class LabAccess:
                 # Here, in the thread start_in_lab placed, to its end: bwrap dies with
                 # the thread that started it (--die-with-parent).
                 signal.pthread_sigmask(signal.SIG_SETMASK, ())
-                return run_captured(
+                return rerun_cut_short(lambda: run_started(
                     full, wrapper_env(procs), timeout=timeout,
                     stdin=stdin, max_output=max_output,
                     kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
-                )
+                ))
 
             # What the start reads in its namespace: JOIN_SH writes the leaf's cgroup files
             needed = [*start_paths(paths.etc_dir, root), snap, paths.host_dir, *procs]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from forge.detached import STOP_SIGNALS
+from forge.detached import RESTART_ATTEMPTS, STOP_SIGNALS
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
 from forge.runtime.local.bwrap_args import BASE_PATH, bwrap_argv, init_options, start_paths
@@ -55,18 +55,13 @@ class PendingInit:
 
 log = logging.getLogger("forge.runtime.sandbox")
 
-# A sandbox killed by a stop signal before it left the service's process group is started
-# again, this many times in all: a stop sends one signal (an impatient operator a few).
-START_ATTEMPTS = 5
-
-
 class StartCutShort(RuntimeFault):
     """bwrap died of a stop signal before it reported its child: the signal was sent to the
     service's process group (a stop) while bwrap was still in it (``forge.detached``)."""
 
 
 def restarted(start: Callable[[], PendingInit]) -> PendingInit:
-    """``start()`` (a ``spawn_init``), made again (up to START_ATTEMPTS in all) when a stop
+    """``start()`` (a ``spawn_init``), made again (up to RESTART_ATTEMPTS in all) when a stop
     signal to the service's process group killed bwrap before its ``setsid``: the service
     drains after a stop, and a build under way must not fail for the signal that began it.
     Lab processes must not inherit blocked signals, so ``forge.detached`` is no answer."""
@@ -75,7 +70,7 @@ def restarted(start: Callable[[], PendingInit]) -> PendingInit:
         try:
             return start()
         except StartCutShort as exc:
-            if attempts >= START_ATTEMPTS:
+            if attempts >= RESTART_ATTEMPTS:
                 raise
             log.info("%s; starting it again", exc)
             attempts += 1
