@@ -42,12 +42,25 @@ def run_detached(argv: list[str], *, input: str | None = None, timeout: float,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``subprocess.run(argv, capture_output=True, text=True, check=False)`` in a session
     of its own, out of reach of a stop signal from its very start (see the module doc).
-    On timeout the helper is killed and ``TimeoutExpired`` raised."""
-    with stop_signals_blocked():
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-            start_new_session=True)
+    On timeout the helper is killed and ``TimeoutExpired`` raised.
+
+    Only for a program that keeps the signal mask it was given (``ip``, ``nft``,
+    ``nsenter``, ``dpkg``, ``apt-cache``, ``mmdebstrap``), never a shell script: a shell
+    clears the mask, and a stop signal left pending then kills it after all."""
+    proc: subprocess.Popen[str] | None = None
+    try:
+        with stop_signals_blocked():
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                start_new_session=True)
+    except BaseException:
+        # A handler run as the mask comes back (the CLI's KeyboardInterrupt) raised after
+        # the helper started: it is not left running with its pipes open.
+        if proc is not None:
+            with proc:
+                proc.kill()
+        raise
     with proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,14 +310,18 @@ def open_drill(root: Path, postgres_url: str | None = None) -> Iterator[Drill]:
         made.close()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed drill's report ends with its services' last warnings and errors."""
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    made = getattr(item, "funcargs", {}).get("drill")
-    if report.when == "call" and report.failed and isinstance(made, Drill):
-        report.sections.append(("services' warnings and errors", made.warnings()))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
+                                                                    pytest.TestReport]:
+    """A failed drill's report ends with its services' last warnings and errors (of every
+    installation among its fixtures)."""
+    report = yield
+    if report.failed:
+        for made in getattr(item, "funcargs", {}).values():
+            if isinstance(made, Drill):
+                report.sections.append(("services' warnings and errors", made.warnings()))
+    return report
 
 
 @pytest.fixture(params=[SQLITE_ONLY])

@@ -126,11 +126,17 @@ def unknown_packages(suite: str, packages: tuple[str, ...],
                      lists: Path = APT_LISTS) -> list[str]:
     """Packages this machine's apt lists for ``suite`` do not know, checked in a moment
     before mmdebstrap spends a minute downloading indices to say the same. Empty when the
-    machine has no lists of that suite (mmdebstrap then decides)."""
+    machine has no lists of that suite, or apt-cache gives no answer in time (mmdebstrap
+    then decides)."""
     if not list(lists.glob(f"*_dists_{suite}_*Packages*")) or shutil.which("apt-cache") is None:
         return []
-    out = run_detached(["apt-cache", "policy", "--", *packages], timeout=120,
-                       env={"LANG": "C", "PATH": "/usr/bin:/bin"})
+    try:
+        out = run_detached(["apt-cache", "policy", "--", *packages], timeout=120,
+                           env={"LANG": "C", "PATH": "/usr/bin:/bin"})
+    except subprocess.TimeoutExpired:
+        return []
+    if out.returncode != 0:
+        return []
     known = {m.group(1) for m in re.finditer(r"^(\S+):$", out.stdout, re.MULTILINE)}
     return [p for p in packages if p not in known]
 

@@ -310,15 +310,20 @@ class LabAccess:
 
             procs = self.cgroups.procs_files(*leaf)
 
+            def attempt() -> tuple[ExecResult, int]:
+                for fd in fds:  # bwrap reads them through: a run again reads them whole
+                    os.lseek(fd, 0, os.SEEK_SET)
+                return run_started(
+                    full, wrapper_env(procs), timeout=timeout,
+                    stdin=stdin, max_output=max_output,
+                    kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
+                )
+
             def check() -> ExecResult:
                 # Here, in the thread start_in_lab placed, to its end: bwrap dies with
                 # the thread that started it (--die-with-parent).
                 signal.pthread_sigmask(signal.SIG_SETMASK, ())
-                return rerun_cut_short(lambda: run_started(
-                    full, wrapper_env(procs), timeout=timeout,
-                    stdin=stdin, max_output=max_output,
-                    kill_tree=lambda: self._kill_leaf(leaf), pass_fds=fds,
-                ))
+                return rerun_cut_short(attempt)
 
             # What the start reads in its namespace: JOIN_SH writes the leaf's cgroup files
             needed = [*start_paths(paths.etc_dir, root), snap, paths.host_dir, *procs]

@@ -55,6 +55,7 @@ class PendingInit:
 
 log = logging.getLogger("forge.runtime.sandbox")
 
+
 class StartCutShort(RuntimeFault):
     """bwrap died of a stop signal before it reported its child: the signal was sent to the
     service's process group (a stop) while bwrap was still in it (``forge.detached``)."""
@@ -105,7 +106,7 @@ def spawn_init(
     proc: subprocess.Popen[bytes] | None = None
     child = 0
     try:
-        with open(log_path, "ab") as log:
+        with open(log_path, "ab") as log_file:
             filter_fd = seccomp.filter_fd(host.caps)
             theirs.append(filter_fd)
             args_fd = options_fd(init_options(host))
@@ -116,7 +117,7 @@ def spawn_init(
             needed = start_paths(paths.etc_dir, root)
             proc = start_in_lab(
                 netns, os.path.dirname(paths.data_dir), needed,
-                lambda: _popen(argv, go_r, ready_w, log.fileno(),
+                lambda: _popen(argv, go_r, ready_w, log_file.fileno(),
                                (info_w, block_r, filter_fd, args_fd)))
         for fd in theirs:
             os.close(fd)

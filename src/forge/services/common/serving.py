@@ -49,6 +49,22 @@ SERVICES = {
 }
 
 
+def _ignore(_sig: int, _frame: FrameType | None) -> None:
+    """What an inherited SIG_IGN did, as a handler (see ``still_ignored_not_inherited``)."""
+
+
+def still_ignored_not_inherited() -> None:
+    """Turn an inherited SIG_IGN of SIGHUP or SIGQUIT into a handler that does nothing.
+
+    The service still ignores them, but the programs it starts (a learner's terminal and
+    commands, lab services) begin with the default action, as a handler does not survive
+    exec while SIG_IGN does: under `nohup forge up` every lab process ignored hang-ups,
+    and a terminal whose shell was killed stayed open, its slot held, until its idle
+    timeout."""
+    for sig in (signal.SIGHUP, signal.SIGQUIT):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            signal.signal(sig, _ignore)
+
 def build_service(name: ServiceName, settings: Settings) -> FastAPI:
     """Build the named service's app."""
     module = importlib.import_module(SERVICES[name].module)
@@ -158,6 +174,7 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     # shutdown into the handlers it found, this one: a clean exit.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, server.handle_exit)
+    still_ignored_not_inherited()
     # What startup built lives as long as the process: collect its garbage once, then
     # keep it out of every later collection, including the full one at interpreter exit
     # (measured: a stop took ~0.45 s longer after "Finished server process" without it).
