@@ -1,7 +1,7 @@
 """Helper programs that a stop signal to the service's process group cannot kill.
 
-`forge up` and systemd stop a service by signalling its whole process group, and the
-service then drains: builds under way finish. A helper started with
+`forge up` stops a service by signalling its whole process group, and the service then
+drains: builds under way finish. A helper started with
 ``start_new_session=True`` leaves that group only when it calls ``setsid``, and
 CPython's child sets every handled signal back to its default *before* that call, so a
 stop signal sent in between kills the helper: ``mmdebstrap --version`` died that way

@@ -1,7 +1,7 @@
 """A stop signal to the service's process group while labs build (root).
 
-`forge up` and systemd stop a service by signalling its whole process group, and the
-service drains: builds under way finish. A helper or sandbox the service was starting at
+`forge up` stops a service by signalling its whole process group, and the service
+drains: builds under way finish. A helper or sandbox the service was starting at
 that moment was still in the group until its ``setsid``, and CPython's child restores
 default signal handling before that call: the stop signal killed it, and the lab failed
 as "could not be created" (the rotation drill, stop 41). Each test runs a service-like

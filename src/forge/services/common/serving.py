@@ -65,6 +65,7 @@ def still_ignored_not_inherited() -> None:
         if signal.getsignal(sig) is signal.SIG_IGN:
             signal.signal(sig, _ignore)
 
+
 def build_service(name: ServiceName, settings: Settings) -> FastAPI:
     """Build the named service's app."""
     module = importlib.import_module(SERVICES[name].module)
