@@ -95,8 +95,8 @@ def test_labs_built_during_a_stop_are_built_whole() -> None:
         class Count(logging.Handler):
             def emit(self, record):
                 restarts.append(record.getMessage())
-        logging.getLogger("forge.runtime.sandbox").addHandler(Count())
-        logging.getLogger("forge.runtime.sandbox").setLevel(logging.INFO)
+        logging.getLogger("forge.runtime.restarts").addHandler(Count())
+        logging.getLogger("forge.runtime.restarts").setLevel(logging.INFO)
 
         state = tempfile.mkdtemp()
         prefix = "s" + secrets.token_hex(2)

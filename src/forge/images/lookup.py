@@ -50,7 +50,7 @@ class ImageNotBuilt(TemplateImageError):
 
 def _ask(exe: str, *args: str) -> str:
     """What `exe args` prints. Detached (``forge.detached``), so a signal to the service's
-    process group (a stop by `forge up` or systemd) cannot cut it short; a tool that does
+    process group (a stop by `forge up`) cannot cut it short; a tool that does
     not answer raises rather than give a wrong key, and nothing is cached then."""
     out = run_detached([exe, *args], timeout=60)
     if out.returncode != 0 or not out.stdout.strip():

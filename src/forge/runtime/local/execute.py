@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import re
 import selectors
@@ -30,13 +29,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from forge.detached import RESTART_ATTEMPTS, STOP_SIGNALS
-from forge.runtime.base import ExecResult, RuntimeFault, SpecError
+from forge.detached import STOP_SIGNALS
+from forge.runtime.base import ExecResult, SpecError
 from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv, staged_env_options
+from forge.runtime.local.restarts import StartCutShort, restarted
 from forge.runtime.local.tools import tool
 from forge.templates.exec_size import rename_script
-
-log = logging.getLogger("forge.runtime.execute")
 
 # The init's namespaces nsenter enters, in its option names, and then its root.
 _NAMESPACES = (("mnt", "--mount"), ("uts", "--uts"), ("ipc", "--ipc"), ("net", "--net"),
@@ -150,24 +148,19 @@ def _feed_stdin(proc: subprocess.Popen[bytes], data: bytes | None) -> None:
 
 
 def rerun_cut_short(run: Callable[[], tuple[ExecResult, int]]) -> ExecResult:
-    """``run()`` (``run_started`` of a grading check), run again (up to RESTART_ATTEMPTS
-    in all) while the process it started died of a stop signal. A check's command runs in
-    a pid namespace below that process and cannot signal it: such an end is a stop of the
+    """``run()`` (``run_started`` of a grading check), run again (``restarts.restarted``)
+    while the process it started died of a stop signal. A check's command runs in a pid
+    namespace below that process and cannot signal it: such an end is a stop of the
     service that caught it before it left the process group (``forge.detached``), and the
     check's own result would be an exit 143 it never gave (a FAIL not earned), so one cut
-    short every time raises RuntimeFault rather than give it."""
-    attempts = 1
-    while True:
+    short every time raises ``StartCutShort`` (a RuntimeFault) rather than give it."""
+    def attempt() -> ExecResult:
         result, status = run()
-        if -status not in STOP_SIGNALS:
-            return result
-        if attempts >= RESTART_ATTEMPTS:
-            raise RuntimeFault(f"a grading check was killed by "
-                               f"{signal.Signals(-status).name} {attempts} times while "
-                               "starting; it gave no result of its own")
-        log.info("a grading check was killed by a stop signal while starting; running it "
-                 "again")
-        attempts += 1
+        if -status in STOP_SIGNALS:
+            raise StartCutShort("a grading check", -status)
+        return result
+
+    return restarted(attempt)
 
 
 def run_started(

@@ -31,13 +31,13 @@ from forge.runtime.local.network import (
     wire_switch,
 )
 from forge.runtime.local.reconcile import write_meta
+from forge.runtime.local.restarts import restarted
 from forge.runtime.local.rootfs import mount_image_root
 from forge.runtime.local.sandbox import (
     InitHandle,
     PendingInit,
     abort_init,
     close_go,
-    restarted,
     spawn_init,
     start_service,
     wait_init,

@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import select
 import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from forge.detached import RESTART_ATTEMPTS, STOP_SIGNALS
+from forge.detached import STOP_SIGNALS
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import seccomp
 from forge.runtime.local.bwrap_args import BASE_PATH, bwrap_argv, init_options, start_paths
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.host_dirs import HostPaths
 from forge.runtime.local.launch import start_in_lab
+from forge.runtime.local.restarts import StartCutShort
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.plan import PlannedHost
 
@@ -53,30 +52,6 @@ class PendingInit:
     log: str
 
 
-log = logging.getLogger("forge.runtime.sandbox")
-
-
-class StartCutShort(RuntimeFault):
-    """bwrap died of a stop signal before it reported its child: the signal was sent to the
-    service's process group (a stop) while bwrap was still in it (``forge.detached``)."""
-
-
-def restarted(start: Callable[[], PendingInit]) -> PendingInit:
-    """``start()`` (a ``spawn_init``), made again (up to RESTART_ATTEMPTS in all) when a stop
-    signal to the service's process group killed bwrap before its ``setsid``: the service
-    drains after a stop, and a build under way must not fail for the signal that began it.
-    Lab processes must not inherit blocked signals, so ``forge.detached`` is no answer."""
-    attempts = 1
-    while True:
-        try:
-            return start()
-        except StartCutShort as exc:
-            if attempts >= RESTART_ATTEMPTS:
-                raise
-            log.info("%s; starting it again", exc)
-            attempts += 1
-
-
 def spawn_init(
     host: PlannedHost,
     paths: HostPaths,
@@ -94,7 +69,7 @@ def spawn_init(
     reported its child's pid, both are moved into the host's ``init`` cgroup, and only
     then is the sandbox let past ``--block-fd``: every process it forks (its shell, the
     service) is born inside the cgroup. ``StartCutShort`` when a stop signal killed bwrap
-    first (``restarted`` starts it again).
+    before it reported its child (``restarts.restarted`` starts it again).
     """
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe()
@@ -149,9 +124,8 @@ def spawn_init(
             os.close(fd)
         if (isinstance(exc, RuntimeFault) and proc is not None and not child
                 and proc.returncode is not None and -proc.returncode in STOP_SIGNALS):
-            raise StartCutShort(f"host {host.spec.name}: sandbox killed by "
-                                f"{signal.Signals(-proc.returncode).name} while starting"
-                                ) from exc
+            raise StartCutShort(f"host {host.spec.name}: sandbox",
+                                -proc.returncode) from exc
         raise
     os.close(info_r)
     os.close(block_w)
