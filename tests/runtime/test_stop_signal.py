@@ -132,7 +132,8 @@ def test_labs_built_during_a_stop_are_built_whole() -> None:
 def test_grading_checks_run_during_a_stop_give_their_own_result() -> None:
     # A check whose start the signal caught ended 143 although its command never ran: a
     # FAIL the learner did not earn. The check's command cannot signal the process the
-    # runtime starts (it runs in a pid namespace below it), so such an end is run again.
+    # runtime starts (it runs in a pid namespace below it), so such an end is run again,
+    # and one cut short every time raises rather than give a result.
     out = run_child("""
         import secrets, shutil, tempfile
         from forge.runtime import HostSpec, LabSpec, SubnetSpec
@@ -142,11 +143,17 @@ def test_grading_checks_run_during_a_stop_give_their_own_result() -> None:
         rt = LocalRuntime(state, prefix="g" + secrets.token_hex(2))
         rt.create(LabSpec("graded", [SubnetSpec("lan", "10.61.1.0/24")],
                           [HostSpec("box", networks=[("lan", None)])]))
-        codes = []
+        from forge.runtime.local.restarts import StartCutShort
+
+        codes, no_result = [], 0
         hammer = Hammer(0.002)
         try:
             for _ in range(40):
-                res = rt.run_check("graded", "box", ["/bin/echo", "done"])
+                try:
+                    res = rt.run_check("graded", "box", ["/bin/echo", "done"])
+                except StartCutShort:  # cut short 5 times in a row: no result, not a FAIL
+                    no_result += 1
+                    continue
                 codes.append((res.exit_code, res.stdout))
         finally:
             hammer.stop()
@@ -156,6 +163,10 @@ def test_grading_checks_run_during_a_stop_give_their_own_result() -> None:
             shutil.rmtree(state, ignore_errors=True)
         wrong = [c for c in codes if c != (0, b"done\\n")]
         assert wrong == [], wrong
-        print("checks", len(codes))
+        print("checks", len(codes), no_result)
     """)
-    assert out.split() == ["checks", "40"]
+    # Under a signal every 2 ms on a loaded machine a check may be cut short five times
+    # running (a stop sends one signal): it then raises and gives no result. Most give
+    # their own, and none gives another.
+    _, given, none = out.split()
+    assert int(given) + int(none) == 40 and int(given) >= 30
