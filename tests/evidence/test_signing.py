@@ -37,7 +37,7 @@ def test_no_loadable_key_is_a_clear_error(tmp_path: Path) -> None:
     ring = SigningKeyring(tmp_path / "keys")
     with pytest.raises(NoSigningKey, match=r"no current key.*forge keys generate"):
         ring.current()
-    assert not ring.has_key()
+    assert ring.current_or_none() is None
     key = ring.generate()
     path = ring.directory / f"{key.key_id}.key"
     os.chmod(path, 0o644)

@@ -43,11 +43,11 @@ def test_missing_key_pauses_outside_dev_and_is_generated_once_in_dev(tmp_path: P
     db = store_of(prod)
     with pytest.raises(ScoringPaused, match="forge keys generate"):
         Scorer(prod, registry, ring, db=db).score(done.event)
-    assert not ring.has_key()
+    assert ring.current_or_none() is None
 
     dev = prod.model_copy(update={"env": ForgeEnv.DEV})
     first = Scorer(dev, registry, ring, db=db).score(done.event)
-    assert first.created and ring.has_key()
+    assert first.created and ring.current_or_none() is not None
     kid = ring.current().key_id
     again = Scorer(dev, registry, ring, db=db).score(done.event)
     assert not again.created and ring.current().key_id == kid

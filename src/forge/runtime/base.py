@@ -52,6 +52,13 @@ class BuildsStopped(RuntimeFault):
     the lab's fault: a launch keeps its scenario for the next process to resume."""
 
 
+class StoppedMidway(RuntimeFault):
+    """A stop of the service cut this operation short before it gave any result (the
+    engine started it again, and the stop cut each start short). Neither the lab's fault
+    nor the learner's: the caller leaves its scenario as it was, for the next start or the
+    reaper to do it again, and never records it as the operation's outcome."""
+
+
 class TerminalClosed(RuntimeFault, OSError):
     """The terminal session has ended: no more input is accepted."""
 
@@ -216,7 +223,8 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def create(self, spec: LabSpec) -> LabInfo:
-        """Build a lab atomically: on any failure everything created is removed again."""
+        """Build a lab atomically: on any failure everything created is removed again
+        (``StoppedMidway`` when a stop of the service cut the build short)."""
 
     @abc.abstractmethod
     def destroy(self, lab_id: str) -> None:
@@ -271,6 +279,7 @@ class Runtime(abc.ABC):
         of the trees; files size-capped). Once the lab is sealed, every check of a host
         reads the same snapshot, taken at its first: what runs on after the seal cannot
         change the answers between checks. Expected values belong in ``stdin``.
+        ``StoppedMidway`` when a stop of the service kept the check from giving a result.
         """
 
     def destroy_many(self, lab_ids: builtins.list[str]) -> None:

@@ -138,10 +138,6 @@ class SigningKeyring:
         return (f"no loadable Ed25519 signing key in {self.directory}: {why}; "
                 "run `forge keys generate` (or restore the key directory)")
 
-    def has_key(self) -> bool:
-        """True when a current key can be loaded."""
-        return self.current_or_none() is not None
-
     def current_or_none(self) -> SigningKey | None:
         """The current signing key, or None when none can be loaded: none made yet, or one
         unusable (its mode, its PEM, its kid; that is logged as a WARNING, since the audit

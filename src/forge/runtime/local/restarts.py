@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from forge.detached import RESTART_ATTEMPTS
-from forge.runtime.base import RuntimeFault
+from forge.runtime.base import StoppedMidway
 
 T = TypeVar("T")
 
 log = logging.getLogger("forge.runtime.restarts")
 
 
-class StartCutShort(RuntimeFault):
+class StartCutShort(StoppedMidway):
     """``what`` died of stop signal ``sig`` before it left the service's process group
     (``times`` starts in a row, when more than one)."""
 

@@ -32,7 +32,7 @@ from forge.faults import crash_point
 from forge.grading.runner import grade
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioRow, load, move
-from forge.runtime.base import LabNotFound, RuntimeFault
+from forge.runtime.base import LabNotFound, RuntimeFault, StoppedMidway
 from forge.runtime.recording import discard_recordings, read_recordings
 from forge.services.orchestrator.evidence_ship import (
     PACK_FILE,
@@ -238,6 +238,12 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
     """Grade a scenario already in ``grading``, store, tear down, publish."""
     try:
         await state.blocking(_grade_and_store, state, scenario_id, reason)
+    except StoppedMidway as exc:
+        # The service is stopping: no result, and none of it is the learner's. The
+        # scenario stays in grading with its lab; the next start (or the reaper) grades it.
+        log.warning("scenario %s: grading cut short by a stop (%s); it stays in grading and "
+                    "is graded again", scenario_id, exc)
+        return states.GRADING
     except (RuntimeFault, OSError, ContractError, PackTooLarge) as exc:
         return await _fail_grading(state, scenario_id, "grading failed", exc)
     crash_point("orchestrator.grading.stored")
@@ -269,7 +275,9 @@ async def complete(state: OrchestratorState, scenario_id: str, reason: str) -> s
     """Grade a running lab and finish it; returns the scenario's state afterwards.
 
     Idempotent: a finished scenario is left as it is; one left in ``grading`` by a crash is
-    resumed (published, graded again, or failed with the reason), never left there.
+    resumed (published, graded again, or failed with the reason). It stays in ``grading``
+    only while its stored result cannot be published (the bus is down) or when a stop of
+    the service cut its grading short; the reaper and the next start take it up again.
     """
     async with state.lock_for(scenario_id):
         row = await state.read(load, state.ctx.db, scenario_id)

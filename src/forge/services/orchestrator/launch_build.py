@@ -15,7 +15,14 @@ from typing import Any
 from forge.faults import crash_point
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition, audit_move, move
-from forge.runtime.base import BuildsStopped, LabInfo, LabNotFound, LabSpec, RuntimeFault
+from forge.runtime.base import (
+    BuildsStopped,
+    LabInfo,
+    LabNotFound,
+    LabSpec,
+    RuntimeFault,
+    StoppedMidway,
+)
 from forge.services.orchestrator.failure_reason import failure
 from forge.services.orchestrator.state import OrchestratorState
 
@@ -88,11 +95,12 @@ async def build_lab(state: OrchestratorState, spec: LabSpec, plan_name: str,
             if stopped is not None and _stopped_before_building(creating):
                 await _note_stopped(stopped, scenario_id)
         raise
-    except BuildsStopped:
-        # A shutdown came before this lab's turn to build: not the lab's fault. The scenario
-        # stays launching and the next start's resume builds it, as after a crash.
-        log.info("scenario %s: shutting down before its lab was built; a restart resumes "
-                 "the launch", scenario_id)
+    except (BuildsStopped, StoppedMidway) as exc:
+        # A shutdown came before this lab's turn to build, or cut its build short (nothing
+        # of it is left): not the lab's fault. The scenario stays launching and the next
+        # start's resume (or the reaper's) builds it, as after a crash.
+        log.info("scenario %s: shutting down before its lab was built (%s); a restart "
+                 "resumes the launch", scenario_id, exc)
         if stopped is not None:
             await _note_stopped(stopped, scenario_id)
         return

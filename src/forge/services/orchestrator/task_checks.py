@@ -21,6 +21,7 @@ from forge.grading.expect import judge
 from forge.grading.watched_checks import seeded_scripts, talks_to_network, watched
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
+from forge.runtime.base import StoppedMidway
 from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
 from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, orch
@@ -66,7 +67,7 @@ def _run(state: OrchestratorState, scenario_id: str, criterion: Criterion,
 
 
 @router.post("/internal/scenarios/{scenario_id}/checks/{criterion_id}",
-             responses=errors(401, 404, 409))
+             responses=errors(401, 404, 409, 503))
 async def check_task(scenario_id: str, criterion_id: str, request: Request) -> dict[str, Any]:
     """Operator (spawn_service): run one criterion's checks on the running lab, not a verdict.
     409 `lab_busy` at once while anything else holds the lab (never waits in line), 409
@@ -98,6 +99,12 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
             raise ForgeError("checked_at_submit", 409, "criterion: this task is checked only "
                              "when you submit (its check would run where you can watch it)",
                              [{"field": "criterion"}])
-        checks = await state.blocking(_run, state, scenario_id, criterion, scripts)
+        try:
+            checks = await state.blocking(_run, state, scenario_id, criterion, scripts)
+        except StoppedMidway:
+            raise ForgeError("service_stopping", 503, "criterion: the lab's service is "
+                             "restarting and the check gave no result; check this task "
+                             "again in a moment", [{"field": "criterion"}],
+                             headers={"Retry-After": "5"}) from None
     return {"scenario_id": scenario_id, "criterion": criterion.id,
             "passed": all(c["passed"] for c in checks), "checks": checks}

@@ -48,7 +48,8 @@ router = APIRouter(include_in_schema=False)
 # the node refused), and a call that never reached the node (no connection made). A
 # timeout or a node that went away mid-call may have run it: that counts.
 NOT_PERFORMED = frozenset({"lab_busy", "not_running", "lab_on_other_node", "not_found",
-                           "unknown_criterion", "unauthorized", "checked_at_submit"})
+                           "unknown_criterion", "unauthorized", "checked_at_submit",
+                           "service_stopping"})
 
 
 def _texts(request: Request, row: ScenarioRow) -> tuple[tuple[HintFacts, ...], tuple[str, ...]]:
