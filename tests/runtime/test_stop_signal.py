@@ -87,7 +87,7 @@ def test_labs_built_during_a_stop_are_built_whole() -> None:
     # Before: about one lab in five failed as "sandbox did not start" under this.
     out = run_child("""
         import logging, secrets, shutil, tempfile
-        from forge.runtime import HostSpec, LabSpec, SubnetSpec
+        from forge.runtime import HostSpec, LabSpec, StoppedMidway, SubnetSpec
         from forge.runtime.local import LocalRuntime
         from tests.runtime.helpers import leftovers, sh
 
@@ -106,13 +106,20 @@ def test_labs_built_during_a_stop_are_built_whole() -> None:
                  HostSpec("target", networks=[("dmz", None)], command="sleep 300")]
         subnets = [SubnetSpec("lan", "10.61.1.0/24"), SubnetSpec("dmz", "10.61.2.0/24")]
         hammer = Hammer(0.002)
+        built = 0
         try:
             for i in range(12):
-                info = rt.create(LabSpec(f"stop-{i}", subnets, hosts))
+                try:
+                    info = rt.create(LabSpec(f"stop-{i}", subnets, hosts))
+                except StoppedMidway:  # one host's start cut short 5 times running
+                    assert rt.list() == []  # the documented outcome: no lab, nothing left
+                    continue
                 assert info.state == "running"
+                built += 1
                 rt.destroy(f"stop-{i}")
         finally:
             hammer.stop()
+        assert built >= 9, built
         try:
             # Whole: every host answers once the signals stopped.
             rt.create(LabSpec("after", subnets, hosts))
