@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from forge.evidence.artifacts import AUDIT_MEMBER, Artifacts
-from forge_verify import ORIGIN_NOT_PROVEN, VerifyResult, verify_paths
+from forge_verify import ORIGIN_NOT_PROVEN, VerifyResult, render_text, verify_paths
 from forge_verify.bundle import MANIFEST, build_bundle, read_bundle
 
 from .sample import OTHER_SCENARIO_ID, SCENARIO_ID, build, fixed_key, write_files
@@ -46,6 +46,10 @@ def test_a_good_set_passes_and_says_origin_was_not_proven(result_files: dict[str
     assert res.key_id == fixed_key().key_id
     assert res.origin == "not_checked" and ORIGIN_NOT_PROVEN in res.notes
     assert any("audit chain intact" in c for c in res.checked)
+    # Said on the PASS line itself, where a reader who looks no further sees it.
+    head = render_text(res).splitlines()[0]
+    assert head.startswith(f"PASS {SCENARIO_ID} ") and head.endswith(
+        "(integrity only: origin not proven, no --trusted-key)")
 
 
 def test_trusted_key_proves_origin(result_files: dict[str, Path], tmp_path: Path) -> None:
@@ -54,6 +58,7 @@ def test_trusted_key_proves_origin(result_files: dict[str, Path], tmp_path: Path
     res = _verify(result_files, trusted)
     assert res.ok and res.origin == "proven"
     assert ORIGIN_NOT_PROVEN not in res.notes
+    assert "origin not proven" not in render_text(res)
 
 
 EXPECTED = {
@@ -104,6 +109,7 @@ def test_a_set_resigned_with_another_key_fails_under_trusted_key(tmp_path: Path)
     # On its own the forged set is internally consistent: integrity holds...
     alone = _verify(forged)
     assert alone.ok and ORIGIN_NOT_PROVEN in alone.notes
+    assert "origin not proven" in render_text(alone).splitlines()[0]
     # ...but its key is not the operator's.
     trusted_dir = tmp_path / "trusted"
     trusted_dir.mkdir()

@@ -119,6 +119,8 @@ def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
     assert "forge verify score.json evidence.tar.zst verdict.sig verdict.pub" in words
     assert "forge-verify score.json evidence.tar.zst verdict.sig verdict.pub" in words
     assert "frostgate-forge-verify" in words and "scripts/verify_verdict.py" not in words
+    # ... and does not oversell a PASS without the platform's key (anyone can re-sign)
+    assert "proves integrity, not origin" in words and "--trusted-key KEY.pem" in words
     # ... and it verifies the four files as downloaded from this page, run where they are
     names = re.findall(rf'href="/lab/{sid}/artifacts/([^"]+)" download', lab.text)
     downloads = tmp_path / "downloads"

@@ -390,6 +390,8 @@ def render_text(res: VerifyResult) -> str:
         head += f" {res.scenario_id} score={res.score} passed={res.passed}/{res.total}"
     if res.key_id:
         head += f" key={res.key_id}"
+    if res.ok and res.origin == "not_checked":
+        head += " (integrity only: origin not proven, no --trusted-key)"
     lines = [head]
     lines += [f"  FAIL [{r.code}] {r.message}" for r in res.reasons]
     lines += [f"  ok   {c}" for c in res.checked]
