@@ -49,6 +49,8 @@ def test_limits_are_applied_to_lab_and_host_cgroups(
         assert _cg(rt, lab, "pids", "pids.max") == "48"
         assert _cg(rt, lab, "memory", "memory.limit_in_bytes") == str(64 << 20)
         assert _cg(rt, lab, "cpu", "cpu.cfs_quota_us") == "50000"
+        assert _cg(rt, lab, "cpu", "cpu.cfs_period_us") == "100000"  # what the quota is of
+        assert _cg(rt, lab, "cpu", "box/cpu.cfs_period_us") == "100000"
         assert _cg(rt, lab, "pids", "box/pids.max") == "48"
     # Every process of the host, including exec'd ones, is inside the lab's cgroup.
     res = rt.exec(lab, "box", ["cat", "/proc/self/cgroup"])
