@@ -8,14 +8,19 @@ made to raise (``tests/runtime/test_stop_signal.py`` drives the signal itself)."
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
+import nats
 import pytest
 
+from forge.grading.runner import grade
+from forge.runtime import RuntimeFault, StoppedMidway
 from forge.runtime.local.restarts import StartCutShort
+from forge.templates.variables import render
 
 from .conftest import OPERATOR, MakeOrch, Orch, collect, spawn_event
 
@@ -61,7 +66,8 @@ def test_a_grading_cut_short_stays_grading_and_is_graded_again(
                             json={"reason": "after the restart"})
         assert again.status_code == 200 and again.json()["state"] == "completed", again.text
     done = asyncio.run(collect(orch.nats.admin_url, "forge.scenario.completed", 1))
-    assert len(done) == 1  # one verdict: the cut-short grading published nothing
+    with pytest.raises(nats.errors.TimeoutError):  # one verdict: the cut-short run had none
+        asyncio.run(collect(orch.nats.admin_url, "forge.scenario.completed", 2, timeout=1))
     by_criterion = {r["criterion_id"]: r["passed"] for r in done[0]["results"]}
     assert by_criterion["saved-page"] is True  # the learner's work, graded in full
 
@@ -81,17 +87,21 @@ def test_a_task_check_cut_short_is_a_503_not_a_result(
 
 
 def test_a_launch_cut_short_stays_launching_and_the_next_start_builds_it(
-        make_orch: MakeOrch, monkeypatch: pytest.MonkeyPatch) -> None:
+        make_orch: MakeOrch, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     first = make_orch(reaper_interval_s=3600)
     calls = cut_short_once(monkeypatch, first, "create")
     event = spawn_event(first.settings)
     sid = str(event["scenario_id"])
-    first.publish(SPAWN, event)
-    deadline = time.monotonic() + 20
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with caplog.at_level(logging.INFO, logger="forge.orchestrator.launch"):
+        first.publish(SPAWN, event)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(  # the error has been handled
+                sid in r.getMessage() and "restart resumes" in r.getMessage()
+                for r in caplog.records):
+            time.sleep(0.05)
     assert calls, "the launch never reached the runtime"
-    time.sleep(0.5)  # what the orchestrator does with the error happens now
+    assert any("restart resumes" in r.getMessage() for r in caplog.records), "not handled"
     row = first.row(sid)
     assert row.state == "launching", (row.state, row.state_reason)
     assert first.runtime.list() == []  # nothing half-built
@@ -100,3 +110,41 @@ def test_a_launch_cut_short_stays_launching_and_the_next_start_builds_it(
     row = second.wait_state(sid, "running", "failed", timeout=30)
     assert row.state == "running", row.state_reason
     assert row.details["launch_attempts"] == 2  # the first launch and this start's resume
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["no-live-checks", "live-checks"])
+def test_a_stop_after_the_seal_of_a_lab_with_live_checks_fails_the_grading(
+        orch: Orch, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, live: bool) -> None:
+    """Graded again after its seal, a lab's live checks would find the learner's processes
+    killed and give FAILs nobody earned: such a stop is a plain RuntimeFault (grading fails,
+    no verdict). Without live checks the seal ends nothing a check reads: it stays a
+    StoppedMidway (graded again later, as the first test shows)."""
+    sid = running(orch)
+    template = render(orch.state.registry.get("lab-netplus").template,
+                      orch.row(sid).details["variables"])
+    if live:
+        first, *rest = template.spec.success_criteria
+        checks = [first.checks[0].model_copy(update={"live": True}), *first.checks[1:]]
+        criteria = [first.model_copy(update={"checks": checks}), *rest]
+        template = template.model_copy(update={
+            "spec": template.spec.model_copy(update={"success_criteria": criteria})})
+    sealed: list[str] = []
+    real_seal, real_check = orch.runtime.seal, orch.runtime.run_check
+
+    def seal(lab_id: str) -> int:
+        sealed.append(lab_id)
+        return real_seal(lab_id)
+
+    def run_check(*args: Any, **kwargs: Any) -> Any:
+        if sealed:  # every check after the seal: a stop caught each start
+            raise StartCutShort("a grading check", signal.SIGTERM, 5)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(orch.runtime, "seal", seal)
+    monkeypatch.setattr(orch.runtime, "run_check", run_check)
+    with pytest.raises(RuntimeFault) as raised:
+        grade(orch.runtime, sid, template, tmp_path / "evidence")
+    assert sealed == [sid]
+    assert isinstance(raised.value, StoppedMidway) is not live
+    if live:
+        assert "after the lab was sealed" in str(raised.value)

@@ -15,6 +15,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,14 +149,12 @@ def test_a_check_the_node_refused_uses_up_nothing(db_url: str) -> None:
         db.dispose()
 
 
-def test_a_check_that_never_reached_the_node_uses_up_nothing(tmp_path: Path,
-                                                             db_url: str) -> None:
-    """The lab node (here ORCHESTRATOR_URL) takes no connection: the check certainly did
-    not run, so it is forgotten (502 to the learner), not counted against the lab's checks,
-    the task's 20 s wait or the evidence; the learner may check again at once."""
+def _check_twice(tmp_path: Path, db_url: str, node_url: str,
+                 sid: str) -> tuple[list[Any], int]:
+    """A learner checks task saved-page of lab `sid` twice in a row through spawn_service,
+    whose lab node (ORCHESTRATOR_URL) is `node_url`: the two answers and the runs counted."""
     from fastapi.testclient import TestClient
 
-    from forge.bus.ports import free_port
     from forge.config.settings import load_settings
     from forge.entitlements.grants import grant
     from forge.identity.apikeys import create_api_key
@@ -164,21 +163,72 @@ def test_a_check_that_never_reached_the_node_uses_up_nothing(tmp_path: Path,
     from ..services.conftest import prod_environ, with_signing_key
 
     upgrade(db_url)
-    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     settings = load_settings(prod_environ(with_signing_key(tmp_path / "storage"),
-                                          FORGE_DB_URL=db_url, ORCHESTRATOR_URL=dead))
+                                          FORGE_DB_URL=db_url, ORCHESTRATOR_URL=node_url))
     app = build_app(settings)
     db = app.state.spawn.ctx.db
-    sid = "scn-00000000000000b2"
     try:
         _row(db, sid)
         grant(db, "acme", "PRO", "alice")
         key = {"x-api-key": create_api_key(db, "acme", "alice").plaintext}
         with TestClient(app, raise_server_exceptions=False) as client:
-            for _ in range(2):  # the second is not 429 check_too_soon
-                resp = client.post(f"/v1/scenarios/{sid}/checks/saved-page", headers=key)
-                assert resp.status_code == 502, resp.text
-                assert resp.json()["error"] == "backend_unreachable"
-        assert _runs(db, sid) == 0
+            answers = [client.post(f"/v1/scenarios/{sid}/checks/saved-page", headers=key)
+                       for _ in range(2)]  # the second is not 429 check_too_soon
+        return answers, _runs(db, sid)
     finally:
         db.dispose()
+
+
+def test_a_check_that_never_reached_the_node_uses_up_nothing(tmp_path: Path,
+                                                             db_url: str) -> None:
+    """The lab node (here ORCHESTRATOR_URL) takes no connection: the check certainly did
+    not run, so it is forgotten (502 to the learner), not counted against the lab's checks,
+    the task's 20 s wait or the evidence; the learner may check again at once."""
+    from forge.bus.ports import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    answers, runs = _check_twice(tmp_path, db_url, dead, "scn-00000000000000b2")
+    for resp in answers:
+        assert resp.status_code == 502, resp.text
+        assert resp.json()["error"] == "backend_unreachable"
+    assert runs == 0
+
+
+def test_a_check_the_node_cut_short_when_stopping_uses_up_nothing(tmp_path: Path,
+                                                                   db_url: str) -> None:
+    """The lab node answers 503 `service_stopping` (a stop of its service cut the checks
+    short: no result). The learner gets that 503 with its Retry-After, and the run is
+    forgotten: not counted, no 20 s wait, nothing in the evidence. The node here is a
+    stand-in HTTP server giving that answer (the real one's is in
+    tests/orchestrator/test_stopped_midway.py)."""
+    import http.server
+    import threading
+
+    class Stopping(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.dumps({"error": "service_stopping", "details": [],
+                               "message": "criterion: the lab's service is restarting"})
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", "5")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    node = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stopping)
+    threading.Thread(target=node.serve_forever, daemon=True).start()
+    try:
+        answers, runs = _check_twice(tmp_path, db_url,
+                                     f"http://127.0.0.1:{node.server_address[1]}",
+                                     "scn-00000000000000b3")
+    finally:
+        node.shutdown()
+        node.server_close()
+    for resp in answers:
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"] == "service_stopping"
+        assert resp.headers["retry-after"] == "5"
+    assert runs == 0

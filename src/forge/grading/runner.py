@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.grading.expect import judge
-from forge.runtime.base import ExecResult, Runtime
+from forge.runtime.base import ExecResult, Runtime, RuntimeFault, StoppedMidway
 from forge.templates.dsl_grading import Check, Criterion
 from forge.templates.dsl_models import ScenarioTemplate
 from forge_verify.score import CheckResult, StreamOutput
@@ -49,7 +49,10 @@ def grade(
 ) -> list[CheckResult]:
     """Run each check (its own timeout, output cap); write stdout/stderr files per check.
 
-    Results come back in template order whatever order the checks ran in.
+    Results come back in template order whatever order the checks ran in. A stop of the
+    service that cuts a check short raises ``StoppedMidway`` (grade the lab again later),
+    except after the seal of a lab with live checks: the seal killed what those checks
+    reach, so that is a ``RuntimeFault`` (the grading fails, no verdict).
     """
     evidence_dir.mkdir(parents=True, exist_ok=True)
     planned = [(criterion, index, check)
@@ -70,7 +73,14 @@ def grade(
             outcomes[(criterion.id, index)] = _to_result(
                 criterion.id, index, check.container, tuple(check.command), passed, outcome)
 
-    run([item for item in planned if item[2].live])
+    live = [item for item in planned if item[2].live]
+    run(live)
     runtime.seal(lab_id)
-    run([item for item in planned if not item[2].live])
+    try:
+        run([item for item in planned if not item[2].live])
+    except StoppedMidway as exc:
+        if live:  # graded again, they would find the learner's processes killed: FAILs
+            raise RuntimeFault(f"{exc}, after the lab was sealed: its live checks cannot "
+                               "be run again") from exc
+        raise  # nothing the seal ended is checked: grading again gives the same answers
     return [outcomes[(criterion.id, index)] for criterion, index, _ in planned]

@@ -153,8 +153,9 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         rendered = render(loaded.template, row.details.get("variables", {}))
 
         async def put_off() -> None:
-            # A shutdown came first: nothing was built, so it was no attempt (three
-            # shutdowns during bursts must not fail a lab that never began building).
+            # A shutdown came first, or cut the build short (what it built is removed):
+            # no attempt (three shutdowns during bursts must not fail a lab that never
+            # got to be built).
             await state.blocking(
                 lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
                                     {"launch_attempts": attempts - 1},

@@ -29,11 +29,12 @@ UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 class BackendError(ForgeError):
     """A service could not be reached (502) or refused the call (its 4xx, or 502 for its
-    5xx); the message starts with the service's name."""
+    5xx but a 503 that says it is stopping, passed on with its Retry-After); the message
+    starts with the service's name."""
 
     def __init__(self, service: str, code: str, status: int, message: str, *,
-                 unsent: bool = False) -> None:
-        super().__init__(code, status, f"{service}: {message}")
+                 unsent: bool = False, headers: dict[str, str] | None = None) -> None:
+        super().__init__(code, status, f"{service}: {message}", headers=headers)
         self.service = service
         self.unsent = unsent  # no connection was made: the service certainly did nothing
 
@@ -59,8 +60,11 @@ class Backend:
                                f"unreachable ({type(exc).__name__})",
                                unsent=isinstance(exc, UNSENT)) from None
         if resp.status_code >= 400:
-            status = resp.status_code if resp.status_code < 500 else 502
             code, message = _refusal(resp)
+            if resp.status_code == 503 and code == STOPPING:  # try again shortly
+                raise BackendError(service, code, 503, message, headers={
+                    "Retry-After": _seconds(resp.headers.get("retry-after"))})
+            status = resp.status_code if resp.status_code < 500 else 502
             raise BackendError(service, code, status, message)
         return resp
 
@@ -115,6 +119,15 @@ class Backend:
 
 def _url(base: str, path: str) -> str:
     return base.rstrip("/") + path
+
+
+STOPPING = "service_stopping"
+
+
+def _seconds(value: str | None) -> str:
+    """A service's Retry-After in whole seconds (1-60; 5 when it gave none we can read)."""
+    return str(min(60, max(1, int(value)))) if value and value.isdigit() and len(value) < 4 \
+        else "5"
 
 
 def _refusal(resp: httpx.Response) -> tuple[str, str]:

@@ -43,9 +43,10 @@ from forge.services.spawn.web.security import (
 from forge.services.spawn.web.state import web_state
 
 router = APIRouter(include_in_schema=False)
-# The node refused these before running anything: such a run is forgotten, not counted
-# (a lab busy or not running, one held by another node, an unknown lab or task, a token
-# the node refused), and a call that never reached the node (no connection made). A
+# The node refused these before running anything, or ran them without a result (a stop of
+# its service cut the checks short): such a run is forgotten, not counted (a lab busy or
+# not running, one held by another node, an unknown lab or task, a token the node refused,
+# the node stopping), and a call that never reached the node (no connection made). A
 # timeout or a node that went away mid-call may have run it: that counts.
 NOT_PERFORMED = frozenset({"lab_busy", "not_running", "lab_on_other_node", "not_found",
                            "unknown_criterion", "unauthorized", "checked_at_submit",
