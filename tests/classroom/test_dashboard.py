@@ -12,7 +12,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -22,6 +22,7 @@ from sqlalchemy import event
 from forge.bus import NatsServer
 from forge.classroom import assignments, cohorts, dashboard
 from forge.classroom.cohorts import Manager
+from forge.classroom.dashboard_csv import dashboard_csv
 from forge.config import load_settings
 from forge.identity.apikeys import create_api_key
 from forge.identity.roles import record_role
@@ -326,3 +327,28 @@ def test_graded_time_reads_like_every_other_time() -> None:
               "scn-2": {**summary, "subject": "leo", "completed_at": "soon"}}
     rows = dashboard.figures(data, scores, "acme", lambda _t, _c: "")["assignments"][0]["rows"]
     assert [r["finished_at"] for r in rows] == ["2026-12-01T09:00:00Z", None]
+
+
+def test_a_result_graded_after_the_due_time_is_marked_late() -> None:
+    """Closing stops new starts only: a lab started before the due time can still be
+    submitted, and its result shows as late (row, the assignment's count, the CSV)."""
+    a = Assignment(assignment_id="asg-1", cohort_id="coh-1", tenant_id="acme", template_id=LAB,
+                   opens_at=T0, closes_at=T0 + timedelta(hours=1), attempts_allowed=2,
+                   hints_allowed=True)
+    labs = [dashboard.Lab(sid, "asg-1", who, 1, "completed", T0)
+            for sid, who in (("scn-1", "lea"), ("scn-2", "leo"), ("scn-3", "lou"))]
+    data = dashboard.CohortLabs("coh-1", "Net", ["lea", "leo", "lou", "max"], [a], labs)
+    summary = {"tenant_id": "acme", "score": 1.0, "passed": 2, "total": 2, "failed": []}
+    scores = {"scn-1": {**summary, "subject": "lea",  # 30 min before the due time
+                        "completed_at": (T0 + timedelta(minutes=30)).isoformat()},
+              "scn-2": {**summary, "subject": "leo",  # one second after it, in +01:00
+                        "completed_at": (T0 + timedelta(hours=1, seconds=1)).astimezone(
+                            timezone(timedelta(hours=1))).isoformat()}}
+    got = dashboard.figures(data, scores, "acme", lambda _t, _c: "")["assignments"][0]
+    assert {r["subject"]: r["late"] for r in got["rows"]} == {
+        "lea": False, "leo": True, "lou": None, "max": None}  # lou: started, nothing graded
+    assert got["finished"] == 2 and got["finished_late"] == 1
+    lines = dashboard_csv(dashboard.figures(data, scores, "acme", lambda _t, _c: "")
+                          ).splitlines()
+    assert lines[0].endswith(",finished_at,late")
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["no", "yes", "", ""]

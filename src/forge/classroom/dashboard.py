@@ -175,9 +175,20 @@ def _usable(summary: Mapping[str, Any], lab: Lab, tenant_id: str) -> bool:
     return summary.get("tenant_id") == tenant_id and summary.get("subject") == lab.subject
 
 
-def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: str
-          ) -> dict[str, Any]:
-    """One learner's figures for one assignment."""
+def _late(completed_at: object, closes_at: datetime) -> bool | None:
+    """Whether a result graded at ``completed_at`` came after the assignment's due time
+    (None when the time cannot be read). Closing stops new starts only: a lab started
+    before it may still be submitted, and the instructor sees that it was late."""
+    try:
+        done = datetime.fromisoformat(str(completed_at))
+    except ValueError:
+        return None
+    return aware(done) > aware(closes_at)
+
+
+def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
+          closes_at: datetime) -> dict[str, Any]:
+    """One learner's figures for one assignment due at ``closes_at``."""
     graded = [(scores[lab.scenario_id], lab) for lab in labs
               if lab.scenario_id in scores and _usable(scores[lab.scenario_id], lab, tenant_id)]
     best = max(graded, key=lambda g: (float(g[0]["score"]), -g[1].attempt), default=None)
@@ -187,13 +198,14 @@ def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: s
         "started_at": iso(min(lab.created_at for lab in labs)) if labs else None,
         "time_spent_s": round(sum(lab.running_s for lab in labs)),
         "hints_used": sum(lab.hints for lab in labs),
-        "score": None, "passed": None, "total": None, "finished_at": None,
+        "score": None, "passed": None, "total": None, "finished_at": None, "late": None,
         "failed_criteria": [], "labs": [lab.scenario_id for lab in labs],
     }
     if best is not None:
         summary, lab = best
         out.update(score=round(float(summary["score"]), 4), passed=int(summary["passed"]),
                    total=int(summary["total"]), finished_at=_when(summary.get("completed_at")),
+                   late=_late(summary.get("completed_at"), closes_at),
                    failed_criteria=[str(c) for c in summary.get("failed") or []],
                    graded_lab=lab.scenario_id)
     return out
@@ -208,6 +220,7 @@ def _figures_of(a: Assignment, cells: Mapping[str, dict[str, Any]], learners: in
     failed = Counter(c for r in done for c in r["failed_criteria"])
     return {
         **view(a), "learners": learners, "started": len(begun), "finished": len(done),
+        "finished_late": sum(1 for r in done if r["late"]),
         "mean_score": round(statistics.fmean(r["score"] for r in done), 4) if done else None,
         "median_time_spent_s": round(statistics.median(r["time_spent_s"] for r in begun))
         if begun else None,
@@ -231,9 +244,9 @@ def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id
     shown, after = (page or Page(len(data.learners) or 1)).of(data.learners)
     out = []
     for a in data.assignments:
-        cells = {s: _cell(labs, scores, tenant_id)
+        cells = {s: _cell(labs, scores, tenant_id, a.closes_at)
                  for s, labs in by_cell.get(a.assignment_id, {}).items()}
-        rows = [{"subject": s, **(cells.get(s) or _cell([], scores, tenant_id))}
+        rows = [{"subject": s, **(cells.get(s) or _cell([], scores, tenant_id, a.closes_at))}
                 for s in shown]
         out.append({**_figures_of(a, cells, len(data.learners), describe), "rows": rows})
     return {"cohort_id": data.cohort_id, "name": data.name, "learners": shown,
