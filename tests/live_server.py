@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from forge.bus.ports import free_port
 
-__all__ = ["free_port", "live_server"]
+__all__ = ["free_port", "live_server", "reserve_port"]
 
 
 def _listening(port: int | None) -> socket.socket:
@@ -36,10 +36,20 @@ def _listening(port: int | None) -> socket.socket:
     raise AssertionError("unreachable")
 
 
+def reserve_port() -> socket.socket:
+    """A loopback socket bound to a free port, for a server whose port must be known before
+    it is built (its settings name its URL): pass it to `live_server(app, sock=...)`, which
+    serves on it and closes it. Picking a port number first and binding it later lost it,
+    now and then, to another test's process on the same machine."""
+    return _listening(None)
+
+
 @contextmanager
-def live_server(app: FastAPI, port: int | None = None) -> Iterator[str]:
-    """Serve `app` until the block ends (on `port`, else a free one); yields its base URL."""
-    sock = _listening(port)
+def live_server(app: FastAPI, port: int | None = None,
+                sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve `app` until the block ends (on `sock` from `reserve_port`, else on `port`, else
+    on a free one); yields its base URL."""
+    sock = sock if sock is not None else _listening(port)
     bound = int(sock.getsockname()[1])
     config = uvicorn.Config(app, log_config=None, lifespan="on")
     server = uvicorn.Server(config)

@@ -44,7 +44,7 @@ from forge.services.spawn.app import build_app as build_spawn
 from forge.stack.journey import Journey
 from forge.store.db import Database
 
-from ..live_server import free_port, live_server
+from ..live_server import live_server, reserve_port
 from ..services.conftest import prod_environ, with_signing_key
 from ..support.lti_platform import LtiPlatformEmulator, launch_learner, lti_platform, write_lti_file
 from ..support.oidc_provider import LocalProvider, local_provider
@@ -77,7 +77,8 @@ class Classroom:
 
 @pytest.fixture
 def classroom(tmp_path: Path, nats: NatsServer) -> Iterator[Classroom]:
-    port = free_port()
+    sock = reserve_port()  # held until served: the settings name it
+    port = sock.getsockname()[1]
     site = f"http://127.0.0.1:{port}"
     callback = f"{site}/signin/oidc/acme/callback"
     with local_provider([callback], CLIENT_ID, CLIENT_SECRET, USERS) as op, \
@@ -104,7 +105,7 @@ def classroom(tmp_path: Path, nats: NatsServer) -> Iterator[Classroom]:
                     live_server(build_scoreboard(settings, lti_poll_s=0.2)) as board_url:
                 spawn = build_spawn(load_settings(prod_environ(
                     storage, ORCHESTRATOR_URL=orch_url, SCOREBOARD_URL=board_url, **base)))
-                with live_server(spawn, port=port):
+                with live_server(spawn, sock=sock):
                     yield Classroom(site, board_url, storage, op, spawn.state.spawn.ctx.db,
                                     lms)
         finally:

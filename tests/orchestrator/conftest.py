@@ -27,7 +27,7 @@ from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
 from forge.tokens import ET, SAT, mint_token
 
-from ..live_server import free_port, live_server
+from ..live_server import live_server, reserve_port
 from ..services.conftest import SECRETS, prod_environ
 
 OPERATOR = {"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
@@ -120,17 +120,22 @@ def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrc
         # Each lab node has its own runtime prefix; the same node id (a restart) the same.
         node_id = str(extra.get("FORGE_NODE_ID", "node-1"))
         node_prefix = node_prefixes.setdefault(node_id, f"{prefix}{len(node_prefixes)}")
-        port = free_port()
-        environ = prod_environ(tmp_path / "storage", **nats.client_env(),
-                               **{"FORGE_DB_URL": db_url, "FORGE_NODE_HEARTBEAT_S": "0.5",
-                                  "FORGE_NODE_URL": f"http://127.0.0.1:{port}", **extra})
-        settings = load_settings(environ)
-        runtime = LocalRuntime(str(tmp_path / f"runtime-{node_prefix}"), node_prefix)
-        runtimes[node_prefix] = runtime
-        app = build_app(settings, runtime=runtime, reaper_interval_s=reaper,
-                        consumer_options=FAST)
-        server = live_server(app, port)
-        url = server.__enter__()
+        sock = reserve_port()  # held from now on: the node's URL names it
+        try:
+            port = sock.getsockname()[1]
+            environ = prod_environ(tmp_path / "storage", **nats.client_env(),
+                                   **{"FORGE_DB_URL": db_url, "FORGE_NODE_HEARTBEAT_S": "0.5",
+                                      "FORGE_NODE_URL": f"http://127.0.0.1:{port}", **extra})
+            settings = load_settings(environ)
+            runtime = LocalRuntime(str(tmp_path / f"runtime-{node_prefix}"), node_prefix)
+            runtimes[node_prefix] = runtime
+            app = build_app(settings, runtime=runtime, reaper_interval_s=reaper,
+                            consumer_options=FAST)
+            server = live_server(app, sock=sock)
+            url = server.__enter__()
+        except BaseException:
+            sock.close()
+            raise
         made.append(Orch(url, settings, app.state.orchestrator, nats, runtime, server=server))
         return made[-1]
 

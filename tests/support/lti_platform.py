@@ -72,7 +72,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from jwt.algorithms import RSAAlgorithm
 
-from ..live_server import free_port, live_server
+from ..live_server import live_server, reserve_port
 
 CLAIM = "https://purl.imsglobal.org/spec/lti/claim/"
 LEARNER_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
@@ -293,9 +293,10 @@ def _app(emu: LtiPlatformEmulator) -> FastAPI:
 @contextmanager
 def lti_platform() -> Iterator[LtiPlatformEmulator]:
     """Start an emulator on a loopback port."""
-    port = free_port()
+    sock = reserve_port()  # held until served: the settings name it
+    port = sock.getsockname()[1]
     emu = LtiPlatformEmulator(issuer=f"http://127.0.0.1:{port}")
-    with live_server(_app(emu), port=port):
+    with live_server(_app(emu), sock=sock):
         yield emu
 
 
@@ -395,10 +396,11 @@ def forge_with_lti(tmp: Path, environ: dict[str, str],
     from forge.config import load_settings
     from forge.services.spawn.app import build_app
 
-    port = free_port()
+    sock = reserve_port()  # held until served: the settings name it
+    port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     path = write_lti_file(tmp, base, platforms)
     env = {**environ, "FORGE_LTI_FILE": str(path)}
     app = build_app(load_settings(env))
-    with live_server(app, port=port):
+    with live_server(app, sock=sock):
         yield LtiForge(base, app, str(path), env)

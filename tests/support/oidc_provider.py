@@ -35,7 +35,7 @@ from pyop.provider import Provider
 from pyop.subject_identifier import HashBasedSubjectIdentifierFactory
 from pyop.userinfo import Userinfo
 
-from ..live_server import free_port, live_server
+from ..live_server import live_server, reserve_port
 
 OTHER_CLIENT = "another-app"
 
@@ -132,7 +132,8 @@ def _payload(token: str) -> str:
 def local_provider(redirect_uris: list[str], client_id: str, client_secret: str,
                    users: dict[str, dict[str, Any]]) -> Iterator[LocalProvider]:
     """Start a provider with one registered client (plus another app) and `users`."""
-    port = free_port()
+    sock = reserve_port()  # held until served: the settings name it
+    port = sock.getsockname()[1]
     issuer = f"http://127.0.0.1:{port}"
     config = {
         "issuer": issuer, "authorization_endpoint": f"{issuer}/authorize",
@@ -157,7 +158,7 @@ def local_provider(redirect_uris: list[str], client_id: str, client_secret: str,
                         Userinfo(users))
     provider.configuration_information["issuer"] = issuer
     op = LocalProvider(issuer, provider, users)
-    with live_server(_app(op), port=port):  # type: ignore[arg-type]
+    with live_server(_app(op), sock=sock):  # type: ignore[arg-type]
         yield op
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.services.spawn.app import build_app as build_spawn
 from forge.store.db import Database
 
-from ..live_server import free_port, live_server
+from ..live_server import live_server, reserve_port
 from ..services.conftest import SECRETS, prod_environ, with_signing_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,7 +121,8 @@ class _SpawnServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.port = free_port()
+        self._sock: socket.socket | None = reserve_port()  # held until the first start
+        self.port = int(self._sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: AbstractContextManager[str] | None = None
         self.db: Database
@@ -128,7 +130,8 @@ class _SpawnServer:
     def start(self) -> None:
         app = build_spawn(self.settings)
         self.db = app.state.spawn.ctx.db
-        self._server = live_server(app, port=self.port)
+        sock, self._sock = self._sock, None  # a start again binds the port anew
+        self._server = live_server(app, port=None if sock else self.port, sock=sock)
         self._server.__enter__()
 
     def stop(self) -> None:

@@ -23,7 +23,7 @@ from forge.config import load_settings
 from forge.identity.roles import role_of
 from forge.services.spawn.app import build_app
 
-from ..live_server import free_port, live_server
+from ..live_server import live_server, reserve_port
 from ..services.conftest import prod_environ
 from ..support.oidc_provider import LocalProvider, local_provider
 
@@ -33,7 +33,8 @@ SECRET = "browser-client-secret-0123456789abcdef"
 @pytest.fixture
 def forge_and_provider(tmp_path: Path, nats: NatsServer
                        ) -> Iterator[tuple[str, LocalProvider, object]]:
-    port = free_port()
+    sock = reserve_port()  # held until served: the settings name it
+    port = sock.getsockname()[1]
     site = f"http://localhost:{port}"
     callback = f"{site}/signin/oidc/acme/callback"
     users = {"ada": {"sub": "ada", "groups": ["teachers"]}}
@@ -48,7 +49,7 @@ def forge_and_provider(tmp_path: Path, nats: NatsServer
             FORGE_OIDC_FILE=str(tmp_path / "oidc.yaml"),
             ORCHESTRATOR_URL="http://127.0.0.1:9", SCOREBOARD_URL="http://127.0.0.1:9"))
         app = build_app(settings)
-        with live_server(app, port=port):
+        with live_server(app, sock=sock):
             yield site, op, app.state.spawn.ctx.db
 
 
