@@ -112,6 +112,38 @@ def test_a_launch_cut_short_stays_launching_and_the_next_start_builds_it(
     assert row.details["launch_attempts"] == 2  # the first launch and this start's resume
 
 
+def with_live_check(template: Any) -> Any:
+    """``template`` with the first check of its first criterion made live."""
+    first, *rest = template.spec.success_criteria
+    checks = [first.checks[0].model_copy(update={"live": True}), *first.checks[1:]]
+    criteria = [first.model_copy(update={"checks": checks}), *rest]
+    return template.model_copy(update={
+        "spec": template.spec.model_copy(update={"success_criteria": criteria})})
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["no-live-checks", "live-checks"])
+def test_a_lab_an_unfinished_grading_sealed_is_graded_again_only_without_live_checks(
+        orch: Orch, tmp_path: Any, live: bool) -> None:
+    """A crash after the seal leaves the lab sealed and the scenario in grading; the next
+    start grades it again. Its live checks would find the learner's processes killed (FAILs
+    not earned, in a signed verdict): with live checks that grading fails instead."""
+    sid = running(orch)
+    secret = orch.row(sid).details["variables"]["secret"]
+    orch.runtime.exec(sid, "learner", shell=f"echo 'token {secret}' > /workspace/answer.txt")
+    template = render(orch.state.registry.get("lab-netplus").template,
+                      orch.row(sid).details["variables"])
+    template = with_live_check(template) if live else template
+    assert orch.runtime.sealed(sid) is False
+    orch.runtime.seal(sid)  # the grading that was cut off
+    assert orch.runtime.sealed(sid) is True
+    if live:
+        with pytest.raises(RuntimeFault, match="sealed by a grading that did not finish"):
+            grade(orch.runtime, sid, template, tmp_path / "evidence")
+        return
+    results = grade(orch.runtime, sid, template, tmp_path / "evidence")
+    assert {r.criterion_id: r.passed for r in results}["saved-page"] is True
+
+
 @pytest.mark.parametrize("live", [False, True], ids=["no-live-checks", "live-checks"])
 def test_a_stop_after_the_seal_of_a_lab_with_live_checks_fails_the_grading(
         orch: Orch, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, live: bool) -> None:
@@ -122,12 +154,7 @@ def test_a_stop_after_the_seal_of_a_lab_with_live_checks_fails_the_grading(
     sid = running(orch)
     template = render(orch.state.registry.get("lab-netplus").template,
                       orch.row(sid).details["variables"])
-    if live:
-        first, *rest = template.spec.success_criteria
-        checks = [first.checks[0].model_copy(update={"live": True}), *first.checks[1:]]
-        criteria = [first.model_copy(update={"checks": checks}), *rest]
-        template = template.model_copy(update={
-            "spec": template.spec.model_copy(update={"success_criteria": criteria})})
+    template = with_live_check(template) if live else template
     sealed: list[str] = []
     real_seal, real_check = orch.runtime.seal, orch.runtime.run_check
 

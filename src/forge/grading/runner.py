@@ -52,7 +52,8 @@ def grade(
     Results come back in template order whatever order the checks ran in. A stop of the
     service that cuts a check short raises ``StoppedMidway`` (grade the lab again later),
     except after the seal of a lab with live checks: the seal killed what those checks
-    reach, so that is a ``RuntimeFault`` (the grading fails, no verdict).
+    reach, so that is a ``RuntimeFault`` (the grading fails, no verdict), as is grading
+    such a lab again once an earlier grading sealed it (a crash after the seal).
     """
     evidence_dir.mkdir(parents=True, exist_ok=True)
     planned = [(criterion, index, check)
@@ -74,6 +75,9 @@ def grade(
                 criterion.id, index, check.container, tuple(check.command), passed, outcome)
 
     live = [item for item in planned if item[2].live]
+    if live and runtime.sealed(lab_id):  # a grading cut off after its seal (a crash)
+        raise RuntimeFault("the lab was sealed by a grading that did not finish: its live "
+                           "checks cannot be run again (the seal ended what they reach)")
     run(live)
     runtime.seal(lab_id)
     try:

@@ -282,6 +282,11 @@ class Runtime(abc.ABC):
         ``StoppedMidway`` when a stop of the service kept the check from giving a result.
         """
 
+    def sealed(self, lab_id: str) -> bool | None:
+        """Whether ``seal`` was called on the lab (a grading that did not finish, when asked
+        before grading seals it), or None when the engine cannot tell. Default: None."""
+        return None
+
     def destroy_many(self, lab_ids: builtins.list[str]) -> None:
         """Destroy every lab in ``lab_ids`` (ending a class, tearing a node down); raises
         ``OSError`` after trying them all if any was not fully destroyed. This default

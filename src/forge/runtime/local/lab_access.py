@@ -226,6 +226,13 @@ class LabAccess:
     def _sealed_marker(self, lab_id: str) -> str:
         return os.path.join(self.names.lab_dir(lab_id), "sealed")
 
+    def sealed(self, lab_id: str) -> bool:
+        """Whether the lab was sealed (its marker exists); see Runtime.sealed."""
+        validate_lab_id(lab_id)
+        if not os.path.isdir(self.names.lab_dir(lab_id)):
+            raise LabNotFound(f"lab {lab_id} does not exist")
+        return os.path.exists(self._sealed_marker(lab_id))
+
     def seal(self, lab_id: str) -> int:
         """Close the lab's terminals and kill every tty/exec process tree (services, in
         each host's ``init`` cgroup, keep running); from now on tty/exec are refused."""
