@@ -95,3 +95,16 @@ def test_calls_share_one_connection_and_shutdown_closes_the_client(
     assert len(ports) >= 13
     assert len(set(ports)) == 1, f"{len(set(ports))} connections for {len(ports)} calls"
     assert not http.is_open
+
+
+@pytest.mark.parametrize(("given", "passed_on"), [
+    (None, "5"), ("", "5"), ("0", "1"), ("7", "7"), ("999", "60"), ("1000", "5"),
+    ("²", "5"), ("Wed, 21 Oct 2015 07:28:00 GMT", "5"), (" 7", "5"),
+])
+def test_a_stopping_nodes_retry_after_is_passed_on_bounded(given: str | None,
+                                                           passed_on: str) -> None:
+    """What a learner is told to wait after a node's 503 `service_stopping`: its own
+    Retry-After in whole seconds from 1 to 60, else 5 (a date, junk, a non-ASCII digit)."""
+    from forge.services.spawn.web.backend import _seconds
+
+    assert _seconds(given) == passed_on

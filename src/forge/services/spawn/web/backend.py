@@ -126,8 +126,9 @@ STOPPING = "service_stopping"
 
 def _seconds(value: str | None) -> str:
     """A service's Retry-After in whole seconds (1-60; 5 when it gave none we can read)."""
-    return str(min(60, max(1, int(value)))) if value and value.isdigit() and len(value) < 4 \
-        else "5"
+    if value and value.isascii() and value.isdigit() and len(value) < 4:
+        return str(min(60, max(1, int(value))))
+    return "5"  # none, a date, or not ASCII digits ("²" is a digit to str.isdigit)
 
 
 def _refusal(resp: httpx.Response) -> tuple[str, str]:
