@@ -48,6 +48,9 @@ V1_CONTROLLERS = ("pids", "memory", "cpu")  # pids first: the one read (module d
 # v1 hierarchies where a host's init leaf is its host cgroup itself (``create_leaf``).
 V1_INNER_ONLY = frozenset({"memory"})
 CPU_PERIOD_US = 100_000
+# What ``_limit`` writes on v2 (and ``move`` copies): a file absent where a controller is
+# not enabled is skipped.
+LIMIT_FILES_V2 = ("memory.max", "memory.swap.max", "pids.max", "cpu.max")
 
 
 def detect_version(root: str = CGROUP_ROOT) -> int:
@@ -146,6 +149,39 @@ class Cgroups:
         # CPU_PERIOD_US (tests/runtime/test_limits.py checks it), and each write of either
         # walks every cgroup of the machine (22 us with no lab alive here, 49 us at 200).
         _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(quota))
+
+    def move(self, old: str, new: str, deadline_s: float = 5.0) -> None:
+        """Give the top-level cgroup subtree ``old`` (a lab's, with its processes) the
+        name ``new`` in every hierarchy; a hierarchy without ``old`` is skipped. v1 renames
+        it. cgroup v2 refuses a rename (EPERM), so there ``new`` is made like ``old``
+        (directories, enabled controllers, limits), every process is migrated to its
+        counterpart and ``old`` removed. Memory already charged stays with ``old`` (v2
+        moves no charges): what a pool lab used while it waited, a few MiB at most."""
+        if self.version != 2:
+            for base in self.bases():
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(os.path.join(base, old), os.path.join(base, new))
+            return
+        src, dst = os.path.join(self.root, old), os.path.join(self.root, new)
+        dirs = _walk(src)[0]
+        if not dirs:
+            return
+        for rel in dirs:  # top-down: os.walk lists a directory before its children
+            made = os.path.join(dst, rel) if rel else dst
+            os.mkdir(made, 0o755)
+            was = os.path.join(src, rel) if rel else src
+            for name in LIMIT_FILES_V2:
+                with contextlib.suppress(FileNotFoundError):
+                    _write(os.path.join(made, name), _read(os.path.join(was, name)).strip())
+            on = _read(os.path.join(was, "cgroup.subtree_control")).split()
+            if on:
+                _write(os.path.join(made, "cgroup.subtree_control"),
+                       " ".join(f"+{c}" for c in on))
+        end = time.monotonic() + deadline_s
+        for rel in sorted(dirs, key=len, reverse=True):
+            _migrate(os.path.join(src, rel) if rel else src,
+                     os.path.join(dst, rel) if rel else dst, end)
+            _rmdir(os.path.join(src, rel) if rel else src, end, lambda: None)
 
     def procs_files(self, *parts: str) -> list[str]:
         """The ``cgroup.procs`` files a process must write its pid to, to join ``parts``."""
@@ -275,6 +311,21 @@ def _kill_until_empty(read: Callable[[], set[int]], end: float, killed: set[int]
         pause = min(pause * 2, 0.05)
 
 
+def _migrate(src: str, dst: str, end: float) -> None:
+    """Move every process of cgroup ``src`` (not its children) into ``dst``, re-reading
+    until ``src`` lists none (a child forked meanwhile is born in ``src``); TimeoutError at
+    ``end``. A process that exits first is nothing to move."""
+    while True:
+        pids = [pid for pid in map(int, _read(f"{src}/cgroup.procs").split()) if pid > 0]
+        if not pids:
+            return
+        if time.monotonic() > end:
+            raise TimeoutError(f"processes still in {src} after migrating: {pids}")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                _write(f"{dst}/cgroup.procs", str(pid))
+
+
 def _rmdir(path: str, end: float, empty: Callable[[], None]) -> None:
     """Remove one empty cgroup directory (missing is fine); while the kernel reports it
     busy, ``empty`` its hierarchy (processes moved there, killed tasks exiting) and retry
@@ -325,6 +376,7 @@ def _write_optional(path: str, value: str) -> None:
 def _enable_controllers(path: str) -> None:
     control = os.path.join(path, "cgroup.subtree_control")
     enabled = _read(control).split()
-    wanted = [f"+{c}" for c in ("memory", "pids", "cpu") if c not in enabled]
+    offered = _read(os.path.join(path, "cgroup.controllers")).split()  # check() needs all 3
+    wanted = [f"+{c}" for c in ("memory", "pids", "cpu") if c in offered and c not in enabled]
     if wanted:
         _write(control, " ".join(wanted))

@@ -1,4 +1,4 @@
-"""Turning a ready pool lab into a scenario's lab: rename, then personalise.
+"""Turning a ready pool lab into a scenario's lab: move, then personalise.
 
 ``rename_lab`` moves every kernel object and path of a pool lab (``wp-`` id) to the
 scenario's lab id, so ``list``, ``exec``, ``destroy`` and a restarted orchestrator see an
@@ -82,9 +82,7 @@ def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
         fh.write(new_dir)
     os.replace(tmp, path)
     os.rename(old_dir, new_dir)
-    for base in rt.cgroups.bases():
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(os.path.join(base, old_stem), os.path.join(base, new_stem))
+    rt.cgroups.move(old_stem, new_stem)
     moved = [names.switch_ns(old), *(names.host_ns(old, h) for h in meta["hosts"])]
     for ns in moved:
         _bind_netns(ns, new_stem + ns[len(old_stem):])
@@ -94,26 +92,29 @@ def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
     return moved
 
 
-def cgroups_unrenamable(runtime: LocalRuntime) -> str | None:
-    """Why a claim could not rename a lab's cgroups on this machine, or None. A claim gives
-    a pool lab the scenario's id by renaming its kernel objects; cgroup v2 has no rename
-    (EPERM), so there every claim would fail and cost a pool build and a teardown more than
-    a fresh build. Tried on a scratch cgroup in every hierarchy in use."""
-    for base in runtime.cgroups.bases():
-        # Not a lab's name (no "prefix." stem): a listing or reconcile never takes it for one.
-        probe = os.path.join(base, f"{runtime.names.prefix}_rename_probe_{secrets.token_hex(4)}")
-        try:
-            os.mkdir(probe)
-        except OSError as exc:
-            return f"cannot make a cgroup in {base}: {exc.strerror}"
-        try:
-            os.rename(probe, probe + "-renamed")
-            probe += "-renamed"
-        except OSError as exc:
-            return f"cgroups cannot be renamed in {base} ({exc.strerror}: cgroup v2 has no rename)"
-        finally:
-            with contextlib.suppress(OSError):
-                os.rmdir(probe)
+def cgroups_unmovable(runtime: LocalRuntime) -> str | None:
+    """Why a claim could not move a lab's cgroups to the scenario's name on this machine,
+    or None. A claim gives a pool lab the scenario's id by moving its kernel objects
+    (``Cgroups.move``: a rename on v1, a new tree and a migration on v2); where that fails,
+    every claim would cost a pool build and a teardown more than a fresh build. Tried once
+    on a scratch cgroup with a child, in every hierarchy in use."""
+    cgroups = runtime.cgroups
+    # Not a lab's name (no "prefix." stem): a listing or reconcile never takes it for one.
+    probe = f"{runtime.names.prefix}_move_probe_{secrets.token_hex(4)}"
+    moved = probe + "-moved"
+    try:
+        for path in cgroups.paths(probe):
+            os.mkdir(path)
+            os.mkdir(os.path.join(path, "host"))
+        cgroups.move(probe, moved)
+    except OSError as exc:
+        return f"cgroups cannot be moved in {cgroups.root} ({exc.strerror or exc})"
+    finally:
+        for name in (probe, moved):
+            for path in cgroups.paths(name):
+                for gone in (os.path.join(path, "host"), path):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(gone)
     return None
 
 

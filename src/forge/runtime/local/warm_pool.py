@@ -4,7 +4,7 @@ A pool lab is an ordinary lab of this runtime under a ``wp-`` id, built from a t
 *shape* (``forge.runtime.warm.pool_shape``): namespaces, switch, links, addresses, cgroups,
 disk, its own uid pair, and host sandboxes whose inits wait for their start line.
 ``LocalRuntime.create`` asks ``claim`` first; a claim takes a ready lab of the same shape
-key, renames every kernel object and path from the pool id to the scenario's lab id, then
+key, moves every kernel object and path from the pool id to the scenario's lab id, then
 personalises it (seeds, environment, services started only now; both in ``pool_claim``).
 Nothing of a scenario exists in a lab before its claim, and a claimed lab is destroyed
 like any lab, never returned to a pool.
@@ -30,7 +30,7 @@ from forge.runtime.base import BuildsStopped, LabSpec, SpecError
 from forge.runtime.local.netns import remove_netns
 from forge.runtime.local.pool_claim import (
     LocalRuntime,
-    cgroups_unrenamable,
+    cgroups_unmovable,
     personalise,
     rename_lab,
 )
@@ -116,7 +116,7 @@ class WarmPool:
             if size:
                 targets[name] = (pool_shape(spec), size)
         if targets:
-            self.off_reason = cgroups_unrenamable(self._rt)
+            self.off_reason = cgroups_unmovable(self._rt)
             if self.off_reason is not None:
                 log.warning("warm pools are off on this node: %s; every lab is built at its "
                             "spawn", self.off_reason)
