@@ -47,6 +47,10 @@ def test_demo_runs_the_whole_journey_and_verifies(tmp_path: Path) -> None:
                   "verify offline"):
         assert stage in out
     assert "score 1.00" in out and "verified (PASS)" in out
+    # The platform the demo started signed it: its own public keys proved the origin, and
+    # the command printed for the reader passes them too.
+    assert "signed by this platform's key" in out
+    assert f"--trusted-key {storage / 'demo-trusted-keys'}" in out
     results = list((storage / "scenarios").glob("scn-*/results"))
     assert len(results) == 1
     assert {p.name for p in results[0].iterdir()} == {

@@ -18,6 +18,7 @@ from forge.config import Settings
 from forge.content import SOLUTIONS, content_path
 from forge.plans import load_plans
 from forge.services.common.bus import bus_auth
+from forge.signing.keystore import keyring_dir
 from forge.stack.journey import Journey, JourneyError, JourneyResult
 from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.templates.registry import TemplateRegistry
@@ -158,7 +159,8 @@ def register(app: typer.Typer) -> None:
 
                 journey = Journey(url, scoreboard_url, settings.storage_root,
                                   on_stage=on_stage, timeout_s=timeout, result=result,
-                                  mint_receipt=mint)
+                                  mint_receipt=mint,
+                                  keyring=keyring_dir(settings.storage_root, env))
                 if chosen is not None:
                     journey.track, journey.solution = chosen
                     journey.lab = lab
@@ -178,5 +180,12 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         console.print("[green]The verdict verifies offline. Run it yourself:[/]")
         a = result.artifacts
+        keys = (f" --trusted-key {result.trusted_keys}" if result.trusted_keys is not None
+                else "")
         console.print(f"python scripts/verify_verdict.py {a['score.json']} {a['bundle']} "
-                      f"{a['verdict.sig']} {a['verdict.pub']}", markup=False, soft_wrap=True)
+                      f"{a['verdict.sig']} {a['verdict.pub']}{keys}", markup=False,
+                      soft_wrap=True)
+        if result.trusted_keys is None:
+            console.print("No signing key of this platform is here: that proves integrity "
+                          "only. Add --trusted-key with the platform's public keys (forge "
+                          "keys export-public) to prove it signed the verdict.")

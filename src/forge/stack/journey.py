@@ -22,6 +22,7 @@ import httpx
 from websockets.sync.client import connect
 
 from forge.content import SOLUTIONS, content_path
+from forge.signing.keystore import SigningKeyring
 from forge_verify import INPUT_CAPS
 from forge_verify.bundle import BUNDLE_NAMES
 from forge_verify.score import SCENARIO_ID_RE
@@ -58,6 +59,7 @@ class JourneyResult:
     artifacts: dict[str, Path] = field(default_factory=dict)
     verified: bool = False
     verify_output: str = ""
+    trusted_keys: Path | None = None  # the platform's public keys the verify step trusted
     stages: list[Stage] = field(default_factory=list)
 
 
@@ -75,6 +77,10 @@ class Journey:
     # Used when checkout is refused (BILLING_MODE is not stub): an operator-minted receipt.
     mint_receipt: Callable[[str, str], str] | None = None
     timeout_s: float = 180.0
+    # The platform's signing keyring (its public keys prove the verdict's origin), used when
+    # the results are in this storage root (the same platform). None, results downloaded
+    # from a platform elsewhere, or a ring with no key: integrity only.
+    keyring: Path | None = None
     result: JourneyResult = field(default_factory=JourneyResult)
 
     def _stage(self, name: str, fn: Callable[[], str]) -> None:
@@ -236,17 +242,28 @@ class Journey:
         """Run the offline verifier as a separate process, as a learner would: forge_verify's
         main, the code behind scripts/verify_verdict.py, installed with Forge (no checkout)."""
         a = self.result.artifacts
-        proc = subprocess.run(
-            [sys.executable, "-m", "forge_verify", str(a["score.json"]), str(a["bundle"]),
-             str(a["verdict.sig"]), str(a["verdict.pub"])],
-            capture_output=True, text=True, timeout=60,
-        )
+        argv = [sys.executable, "-m", "forge_verify", str(a["score.json"]), str(a["bundle"]),
+                str(a["verdict.sig"]), str(a["verdict.pub"])]
+        local = a["bundle"].parent == self.storage_root / "scenarios" / self.result.scenario_id \
+            / "results"
+        if self.keyring is not None and local:  # the same storage: this platform's keyring
+            # Exported afresh: the ring as the scoreboard left it (a key made at its start).
+            out = self.storage_root / "demo-trusted-keys"
+            shutil.rmtree(out, ignore_errors=True)
+            if SigningKeyring(self.keyring).export_public(out):
+                argv += ["--trusted-key", str(out)]
+                self.result.trusted_keys = out
+            else:
+                shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         self.result.verify_output = (proc.stdout + proc.stderr).strip()
         self.result.verified = proc.returncode == 0
         if not self.result.verified:
             raise JourneyError(f"verify offline: exit {proc.returncode}: "
                                f"{self.result.verify_output[-500:]}")
-        return "PASS (forge-verify exit 0)"
+        if self.result.trusted_keys is None:
+            return "PASS, integrity only (no platform key here to prove its origin)"
+        return "PASS (forge-verify exit 0, signed by this platform's key)"
 
 
 def _small_json(client: httpx.Client, path: str,
