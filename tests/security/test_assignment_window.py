@@ -25,14 +25,12 @@ import httpx
 from sqlalchemy import func, select
 
 from forge.classroom.assignments import iso
-from forge.entitlements.grants import grant
-from forge.identity.apikeys import create_api_key
-from forge.identity.roles import record_role
 from forge.policy import Decision, GateDecisions, PolicyEngine
 from forge.store.db import Database
 from forge.store.models import Assignment, AssignmentAttempt, Scenario
 
 from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn  # noqa: F401
+from ..support.class_people import class_people
 from ..support.lab_catalog import lab_catalog_dir
 
 
@@ -73,13 +71,7 @@ class _Counting:
 
 
 def _setup(env: SpawnEnv) -> tuple[dict[str, str], dict[str, str], dict[str, str], str, str]:
-    db = env.state.ctx.db
-    record_role(db, "acme", "ann", "instructor", source="test")
-    record_role(db, "acme", "bob", "instructor", source="test")
-    keys = {who: {"x-api-key": create_api_key(db, "acme", who).plaintext}
-            for who in ("ann", "bob", "lea", "leo")}
-    for learner in ("lea", "leo"):
-        grant(db, "acme", "FREE", learner)
+    keys = class_people(env.state.ctx.db, ("ann", "bob"), ("lea", "leo"))
     now = datetime.now(UTC)
     with env.client() as c:
         ids = []

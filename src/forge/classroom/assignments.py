@@ -7,7 +7,7 @@ transaction, so two concurrent spawns never share or exceed one attempt.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +19,13 @@ from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort, new_id
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.idempotency import TTL as REPLAY_TTL
-from forge.store.models import Assignment, AssignmentAttempt, Cohort, Enrolment
+from forge.store.models import (
+    Assignment,
+    AssignmentAttempt,
+    AssignmentExtension,
+    Cohort,
+    Enrolment,
+)
 from forge.store.timestamps import aware as _aware
 
 MAX_ATTEMPTS = 100
@@ -85,6 +91,94 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
     return row
 
 
+def managed_assignment(sess: Any, who: Manager, cohort_id: str,
+                       assignment_id: str) -> Assignment:
+    """An assignment of a cohort `who` manages; 404 for any other (another cohort's too)."""
+    managed_cohort(sess, who, cohort_id)
+    row: Assignment | None = sess.get(Assignment, assignment_id)
+    if row is None or row.cohort_id != cohort_id or row.tenant_id != who.tenant_id:
+        raise ForgeError("assignment_not_found", 404,
+                         "assignment_id: no such assignment in this cohort",
+                         [{"field": "assignment_id"}])
+    return row
+
+
+CHANGEABLE = ("opens_at", "closes_at", "attempts_allowed", "hints_allowed")
+
+
+def update_assignment(db: Database, who: Manager, cohort_id: str, assignment_id: str,
+                      changes: Mapping[str, Any]) -> Assignment:
+    """Change an assignment's window, attempts or hints (`changes`: some of CHANGEABLE).
+    The new window is checked as a whole (closes after it opens); lowering the attempts
+    below what a learner used leaves their labs alone and refuses them further starts.
+    Learners' own due times (`set_due`) stay as they were."""
+    unknown = sorted(set(changes) - set(CHANGEABLE))
+    if unknown:
+        raise invalid_field(unknown[0], "not a field that can be changed")
+    if not changes:
+        raise invalid_field("body", f"name at least one of {', '.join(CHANGEABLE)}")
+    with db.session() as sess:
+        row = managed_assignment(sess, who, cohort_id, assignment_id)
+        for field in ("opens_at", "closes_at"):
+            if field in changes:
+                check_time(field, changes[field])
+        opens = changes.get("opens_at", _aware(row.opens_at))
+        closes = changes.get("closes_at", _aware(row.closes_at))
+        if closes <= opens:
+            raise invalid_field("closes_at", "must be after opens_at")
+        attempts = changes.get("attempts_allowed", row.attempts_allowed)
+        if not 1 <= attempts <= MAX_ATTEMPTS:
+            raise invalid_field("attempts_allowed", f"1-{MAX_ATTEMPTS}")
+        row.opens_at, row.closes_at = opens.astimezone(UTC), closes.astimezone(UTC)
+        row.attempts_allowed = attempts
+        row.hints_allowed = changes.get("hints_allowed", row.hints_allowed)
+        sess.flush()
+        sess.expunge(row)
+    return row
+
+
+def _enrolled(sess: Any, cohort_id: str, subject: str) -> None:
+    if sess.get(Enrolment, (cohort_id, subject)) is None:
+        raise ForgeError("learner_not_found", 404,
+                         "subject: no such learner in this cohort", [{"field": "subject"}])
+
+
+def set_due(db: Database, who: Manager, cohort_id: str, assignment_id: str, subject: str,
+            closes_at: datetime) -> AssignmentExtension:
+    """Give one learner of the cohort their own due time for an assignment (an extension,
+    or an earlier close): the spawn gate, their list and the dashboard's `late` use it
+    instead of the assignment's. It must come after the assignment opens."""
+    with db.session() as sess:
+        row = managed_assignment(sess, who, cohort_id, assignment_id)
+        _enrolled(sess, cohort_id, subject)
+        check_time("closes_at", closes_at)
+        if closes_at <= _aware(row.opens_at):
+            raise invalid_field("closes_at", f"must be after the assignment opens "
+                                             f"({iso(row.opens_at)})")
+        ext = sess.get(AssignmentExtension, (assignment_id, subject))
+        if ext is None:
+            ext = AssignmentExtension(assignment_id=assignment_id, subject=subject)
+            sess.add(ext)
+        ext.closes_at = closes_at.astimezone(UTC)
+        ext.granted_by, ext.granted_at = who.subject, datetime.now(UTC)
+        sess.flush()
+        sess.expunge(ext)
+    return ext
+
+
+def clear_due(db: Database, who: Manager, cohort_id: str, assignment_id: str,
+              subject: str) -> None:
+    """Take a learner's own due time back: the assignment's applies to them again (404
+    `extension_not_found` when they had none)."""
+    with db.session() as sess:
+        managed_assignment(sess, who, cohort_id, assignment_id)
+        ext = sess.get(AssignmentExtension, (assignment_id, subject))
+        if ext is None:
+            raise ForgeError("extension_not_found", 404, "subject: this learner has no due "
+                             "time of their own for this assignment", [{"field": "subject"}])
+        sess.delete(ext)
+
+
 def view(row: Assignment, used: int | None = None) -> dict[str, Any]:
     """An assignment as the API shows it (attempts used only for a learner's own view)."""
     out: dict[str, Any] = {
@@ -132,18 +226,33 @@ def _used(sess: Any, assignment_id: str, subject: str) -> int:
         AssignmentAttempt.subject == subject)) or 0)
 
 
-def _mine(tenant_id: str, subject: str) -> Select[Assignment, str]:
-    """The assignments of every cohort (tenant, subject) is in, with the cohort's name."""
-    return (select(Assignment, Cohort.name)
+# A learner's due time: their own (an extension) when they have one, else the assignment's.
+_DUE = func.coalesce(AssignmentExtension.closes_at, Assignment.closes_at)
+
+
+def _mine(tenant_id: str, subject: str) -> Select[Assignment, str, datetime]:
+    """The assignments of every cohort (tenant, subject) is in, with the cohort's name and
+    the learner's own due time (None: the assignment's)."""
+    return (select(Assignment, Cohort.name, AssignmentExtension.closes_at)
             .join(Cohort, Cohort.cohort_id == Assignment.cohort_id)
             .join(Enrolment, Enrolment.cohort_id == Assignment.cohort_id)
+            .outerjoin(AssignmentExtension, and_(
+                AssignmentExtension.assignment_id == Assignment.assignment_id,
+                AssignmentExtension.subject == subject))
             .where(Enrolment.tenant_id == tenant_id, Enrolment.subject == subject,
                    Assignment.tenant_id == tenant_id))
 
 
 def _views(sess: Any, subject: str, rows: list[Any]) -> list[dict[str, Any]]:
-    used = _used_of(sess, subject, [a.assignment_id for a, _name in rows])
-    return [{**view(a, used.get(a.assignment_id, 0)), "cohort": name} for a, name in rows]
+    used = _used_of(sess, subject, [a.assignment_id for a, _name, _own in rows])
+    out = []
+    for a, name, own in rows:
+        item = {**view(a, used.get(a.assignment_id, 0)), "cohort": name,
+                "due_extended": own is not None}
+        if own is not None:
+            item["closes_at"] = iso(own)
+        out.append(item)
+    return out
 
 
 def my_assignments(db: Database, tenant_id: str, subject: str,
@@ -154,8 +263,8 @@ def my_assignments(db: Database, tenant_id: str, subject: str,
     since = (now or datetime.now(UTC)) - MINE_CLOSED_WITHIN
     with db.read() as sess:
         rows = sess.execute(_mine(tenant_id, subject)
-                            .where(Assignment.closes_at >= since)
-                            .order_by(Assignment.closes_at).limit(MAX_MINE)).all()
+                            .where(since <= _DUE)
+                            .order_by(_DUE).limit(MAX_MINE)).all()
         return _views(sess, subject, list(rows))
 
 
@@ -217,14 +326,18 @@ def _ambiguous(classes: list[str]) -> ForgeError:
 _ASSIGNMENTS: Table = Assignment.__table__  # type: ignore[assignment]
 _COHORTS: Table = Cohort.__table__  # type: ignore[assignment]
 _ENROLMENTS: Table = Enrolment.__table__  # type: ignore[assignment]
+_EXTENSIONS: Table = AssignmentExtension.__table__  # type: ignore[assignment]
 # Every spawn asks this (most learners have no assignment of the lab): a Core statement
 # built once, rows rather than ORM objects (the ORM load was ~11% of a spawn's CPU).
 _APPLICABLE = (
     select(_ASSIGNMENTS.c.assignment_id, _ASSIGNMENTS.c.cohort_id, _ASSIGNMENTS.c.opens_at,
            _ASSIGNMENTS.c.closes_at, _ASSIGNMENTS.c.attempts_allowed,
-           _ASSIGNMENTS.c.hints_allowed, _COHORTS.c.name)
+           _ASSIGNMENTS.c.hints_allowed, _COHORTS.c.name,
+           _EXTENSIONS.c.closes_at.label("own_closes_at"))
     .join(_ENROLMENTS, _ENROLMENTS.c.cohort_id == _ASSIGNMENTS.c.cohort_id)
     .join(_COHORTS, _COHORTS.c.cohort_id == _ASSIGNMENTS.c.cohort_id)
+    .outerjoin(_EXTENSIONS, and_(_EXTENSIONS.c.assignment_id == _ASSIGNMENTS.c.assignment_id,
+                                 _EXTENSIONS.c.subject == bindparam("subject")))
     .where(_ENROLMENTS.c.tenant_id == bindparam("tenant"),
            _ENROLMENTS.c.subject == bindparam("subject"),
            _ASSIGNMENTS.c.tenant_id == bindparam("tenant"),
@@ -245,14 +358,15 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
         if assignment_id is None:
             rows = sess.connection().execute(_APPLICABLE, params).all()
             classes = {r.cohort_id: r.name for r in rows
-                       if _aware(r.opens_at) <= now < _aware(r.closes_at)}
+                       if _aware(r.opens_at) <= now < _aware(r.own_closes_at or r.closes_at)}
             if len(classes) > 1:
                 raise _ambiguous(sorted(classes.values()))
         else:
             rows = sess.connection().execute(
                 _APPLICABLE_ONE, {**params, "assignment": assignment_id}).all()
-        found = [Applicable(r.assignment_id, r.opens_at, r.closes_at, r.attempts_allowed,
-                            _used(sess, r.assignment_id, subject), r.hints_allowed)
+        found = [Applicable(r.assignment_id, r.opens_at, r.own_closes_at or r.closes_at,
+                            r.attempts_allowed, _used(sess, r.assignment_id, subject),
+                            r.hints_allowed)
                  for r in rows]
     if assignment_id is not None and not found:
         raise ForgeError("assignment_not_found", 404,
@@ -358,5 +472,7 @@ def scenario_assignment(db: Database, scenario_id: str) -> Applicable | None:
         if row is None:
             return None
         a, subject = row
-        return Applicable(a.assignment_id, a.opens_at, a.closes_at, a.attempts_allowed,
-                          _used(sess, a.assignment_id, subject), a.hints_allowed)
+        own = sess.get(AssignmentExtension, (a.assignment_id, subject))
+        return Applicable(a.assignment_id, a.opens_at, own.closes_at if own else a.closes_at,
+                          a.attempts_allowed, _used(sess, a.assignment_id, subject),
+                          a.hints_allowed)

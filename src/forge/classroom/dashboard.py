@@ -33,7 +33,13 @@ from forge.classroom.scope import check_subject, scoped_lab_ids, scoped_labs
 from forge.errors import ForgeError, invalid_field
 from forge.lifecycle import states
 from forge.store.db import Database
-from forge.store.models import Assignment, Enrolment, HintReveal, ScenarioTransition
+from forge.store.models import (
+    Assignment,
+    AssignmentExtension,
+    Enrolment,
+    HintReveal,
+    ScenarioTransition,
+)
 from forge.store.timestamps import aware
 
 NOT_STARTED, STARTED, FINISHED = "not started", "started", "finished"
@@ -103,6 +109,8 @@ class CohortLabs:
     learners: list[str]
     assignments: list[Assignment]
     labs: list[Lab] = field(default_factory=list)
+    # Learners' own due times (extensions): (assignment, subject) -> closes_at.
+    dues: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
     def graded_candidates(self) -> list[str]:
         """Ids of the labs that may have a result (completed), to ask the scoreboard for."""
@@ -155,11 +163,15 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
             select(HintReveal.scenario_id, func.count()).where(
                 HintReveal.scenario_id.in_(ids), HintReveal.tenant_id == who.tenant_id)
             .group_by(HintReveal.scenario_id))}
+        dues = {(a, s): at for a, s, at in sess.execute(
+            select(AssignmentExtension.assignment_id, AssignmentExtension.subject,
+                   AssignmentExtension.closes_at)
+            .where(AssignmentExtension.assignment_id.in_([a.assignment_id for a in assigned])))}
         sess.expunge_all()
     for lab in labs:
         lab.running_s = running_seconds(moves.get(lab.scenario_id, []), now)
         lab.hints = int(hints.get(lab.scenario_id, 0))
-    return CohortLabs(cohort.cohort_id, cohort.name, learners, assigned, labs)
+    return CohortLabs(cohort.cohort_id, cohort.name, learners, assigned, labs, dues)
 
 
 def _when(completed_at: object) -> str | None:
@@ -187,8 +199,9 @@ def _late(completed_at: object, closes_at: datetime) -> bool | None:
 
 
 def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
-          closes_at: datetime) -> dict[str, Any]:
-    """One learner's figures for one assignment due at ``closes_at``."""
+          closes_at: datetime, extended: bool) -> dict[str, Any]:
+    """One learner's figures for one assignment due for them at ``closes_at`` (their own
+    due time when ``extended``)."""
     graded = [(scores[lab.scenario_id], lab) for lab in labs
               if lab.scenario_id in scores and _usable(scores[lab.scenario_id], lab, tenant_id)]
     best = max(graded, key=lambda g: (float(g[0]["score"]), -g[1].attempt), default=None)
@@ -198,6 +211,7 @@ def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: s
         "started_at": iso(min(lab.created_at for lab in labs)) if labs else None,
         "time_spent_s": round(sum(lab.running_s for lab in labs)),
         "hints_used": sum(lab.hints for lab in labs),
+        "due_at": iso(closes_at), "due_extended": extended,
         "score": None, "passed": None, "total": None, "finished_at": None, "late": None,
         "failed_criteria": [], "labs": [lab.scenario_id for lab in labs],
     }
@@ -244,10 +258,12 @@ def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id
     shown, after = (page or Page(len(data.learners) or 1)).of(data.learners)
     out = []
     for a in data.assignments:
-        cells = {s: _cell(labs, scores, tenant_id, a.closes_at)
-                 for s, labs in by_cell.get(a.assignment_id, {}).items()}
-        rows = [{"subject": s, **(cells.get(s) or _cell([], scores, tenant_id, a.closes_at))}
-                for s in shown]
+        def cell(s: str, labs: list[Lab], a: Assignment = a) -> dict[str, Any]:
+            own = data.dues.get((a.assignment_id, s))
+            return _cell(labs, scores, tenant_id, own or a.closes_at, own is not None)
+
+        cells = {s: cell(s, labs) for s, labs in by_cell.get(a.assignment_id, {}).items()}
+        rows = [{"subject": s, **(cells.get(s) or cell(s, []))} for s in shown]
         out.append({**_figures_of(a, cells, len(data.learners), describe), "rows": rows})
     return {"cohort_id": data.cohort_id, "name": data.name, "learners": shown,
             "total_learners": len(data.learners), "next": after, "assignments": out}

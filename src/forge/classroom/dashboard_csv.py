@@ -13,7 +13,7 @@ from typing import Any
 
 COLUMNS = ("cohort", "assignment_id", "lab", "learner", "status", "attempts_used",
            "attempts_allowed", "score", "criteria_passed", "criteria_total", "time_spent_min",
-           "hints_used", "failed_criteria", "started_at", "finished_at", "late")
+           "hints_used", "failed_criteria", "started_at", "finished_at", "late", "due_at")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -39,5 +39,5 @@ def dashboard_csv(figures: dict[str, Any]) -> str:
                 r["status"], r["attempts_used"], a["attempts_allowed"], r["score"],
                 r["passed"], r["total"], _minutes(r["time_spent_s"]), r["hints_used"],
                 ";".join(r["failed_criteria"]), r["started_at"], r["finished_at"],
-                {True: "yes", False: "no"}.get(r["late"], ""))])
+                {True: "yes", False: "no"}.get(r["late"], ""), r["due_at"])])
     return out.getvalue()

@@ -323,6 +323,19 @@ class Assignment(Base):
     created_at: Mapped[datetime]
 
 
+class AssignmentExtension(Base):
+    """One learner's own due time for an assignment, set by an instructor (an extension,
+    or an earlier close): it replaces the assignment's `closes_at` for that learner alone."""
+
+    __tablename__ = "assignment_extensions"
+    assignment_id: Mapped[str] = mapped_column(
+        ForeignKey("assignments.assignment_id", ondelete="CASCADE"), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    closes_at: Mapped[datetime]
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime]
+
+
 class AssignmentAttempt(Base):
     """One attempt of a learner at an assignment; the primary key (assignment, subject,
     attempt number) makes two concurrent spawns unable to take the same attempt."""

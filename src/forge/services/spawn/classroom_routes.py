@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, cohorts
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
-from forge.errors import ForgeError
+from forge.classroom.scope import check_subject
+from forge.errors import ForgeError, invalid_field
 from forge.services.common.errors import media_type
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
@@ -64,6 +65,27 @@ class AssignmentBody(BaseModel):
     # strict: a number and a boolean, not "2" or "yes" converted into one
     attempts_allowed: int = Field(default=1, ge=1, le=assignments.MAX_ATTEMPTS, strict=True)
     hints_allowed: bool = Field(default=True, strict=True)
+
+
+class AssignmentChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    opens_at: datetime | None = Field(default=None, description="A new opening time.")
+    closes_at: datetime | None = Field(
+        default=None, description="A new due time for the whole cohort (learners with a "
+        "due time of their own keep it).")
+    attempts_allowed: int | None = Field(default=None, ge=1, le=assignments.MAX_ATTEMPTS,
+                                         strict=True)
+    hints_allowed: bool | None = Field(default=None, strict=True)
+
+
+class DueBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    closes_at: datetime = Field(description="This learner's own due time, after the "
+                                            "assignment opens (RFC 3339 with a time zone).")
+
+
+Subject = Annotated[str, Field(min_length=1, max_length=128)]
+AssignmentId = Annotated[str, Field(max_length=32)]
 
 
 def _cohort_view(row: Cohort) -> dict[str, Any]:
@@ -205,6 +227,69 @@ async def list_assignments(cohort_id: CohortId, request: Request) -> dict[str, A
     rows = await run_in_threadpool(assignments.cohort_assignments,
                                    spawn_state(request).ctx.db, who, cohort_id)
     return {"assignments": [assignments.view(a) for a in rows]}
+
+
+@router.patch("/v1/cohorts/{cohort_id}/assignments/{assignment_id}",
+              responses=errors(401, 403, 404))
+async def change_assignment(cohort_id: CohortId, assignment_id: AssignmentId,
+                            body: AssignmentChange, request: Request) -> dict[str, Any]:
+    """Change an assignment's window, attempts allowed or hints (only the fields sent; at
+    least one). Labs already started are not touched: a later due time lets learners start
+    again, fewer attempts stop further starts, and the dashboard's `late` follows the new
+    due time."""
+    who = await _manager(request)
+    cohorts.check_public_id("assignment_id", assignment_id)
+    changes = body.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None:
+            raise invalid_field(name, "must not be null (leave it out to keep it)")
+    row = await run_in_threadpool(assignments.update_assignment, spawn_state(request).ctx.db,
+                                  who, cohort_id, assignment_id, changes)
+    return assignments.view(row)
+
+
+@router.put("/v1/cohorts/{cohort_id}/assignments/{assignment_id}/learners/{subject}/due",
+            responses=errors(401, 403, 404))
+async def set_learner_due(cohort_id: CohortId, assignment_id: AssignmentId, subject: Subject,
+                          body: DueBody, request: Request) -> dict[str, Any]:
+    """Give one learner of the cohort their own due time for this assignment (an
+    extension, or an earlier close). Their start of the lab, their assignment list and the
+    dashboard's `late` use it instead of the assignment's `closes_at`."""
+    who = await _manager(request)
+    cohorts.check_public_id("assignment_id", assignment_id)
+    check_subject(subject)
+    row = await run_in_threadpool(assignments.set_due, spawn_state(request).ctx.db, who,
+                                  cohort_id, assignment_id, subject, body.closes_at)
+    return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
+            "closes_at": assignments.iso(row.closes_at), "granted_by": row.granted_by}
+
+
+@router.delete("/v1/cohorts/{cohort_id}/assignments/{assignment_id}/learners/{subject}/due",
+               responses=errors(401, 403, 404))
+async def clear_learner_due(cohort_id: CohortId, assignment_id: AssignmentId,
+                            subject: Subject, request: Request) -> dict[str, Any]:
+    """Take a learner's own due time back: the assignment's applies to them again."""
+    who = await _manager(request)
+    cohorts.check_public_id("assignment_id", assignment_id)
+    check_subject(subject)
+    await run_in_threadpool(assignments.clear_due, spawn_state(request).ctx.db, who,
+                            cohort_id, assignment_id, subject)
+    return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
+            "due_extended": False}
+
+
+@router.delete("/v1/cohorts/{cohort_id}/learners/{subject}", responses=errors(401, 403, 404, 409))
+async def unenrol_learner(cohort_id: CohortId, subject: Subject, request: Request
+                          ) -> dict[str, Any]:
+    """Take a learner out of the cohort. Its assignments leave their list and the
+    dashboard, and they can start none of them any more (a lab running goes on to its
+    end); their labs and results are kept. 409 `enrolled_by_group` for a member of the
+    cohort's identity-provider group (the next sign-in would enrol them again)."""
+    who = await _manager(request)
+    check_subject(subject)
+    via = await run_in_threadpool(cohorts.unenrol, spawn_state(request).ctx.db, who,
+                                  cohort_id, subject)
+    return {"cohort_id": cohort_id, "subject": subject, "unenrolled": True, "was_via": via}
 
 
 @router.post("/v1/cohorts/join", responses=errors(401, 403, 404, 409))

@@ -1,0 +1,158 @@
+"""An instructor changes a class after it started: an assignment's window, attempts or
+hints; one learner's own due time (an extension); a learner taken out of the cohort. Real
+SQLite and PostgreSQL: who may do each, what is refused (naming the field, nothing
+stored), and what the spawn gate's reading (`applicable`) and the learner's list see."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from forge.classroom import assignments as asg
+from forge.classroom import cohorts
+from forge.classroom.cohorts import Manager
+from forge.errors import ForgeError
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import Assignment, AssignmentExtension
+
+ANN = Manager("acme", "ann", "instructor")
+BOB = Manager("acme", "bob", "instructor")  # another class of the same tenant
+LEA = Manager("acme", "lea", "learner")
+OTHER = Manager("globex", "ann", "instructor")
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def db(db_url: str) -> Database:
+    upgrade(db_url)
+    return Database(db_url)
+
+
+def _class(db: Database) -> tuple[str, str]:
+    """Ann's class with lea and leo (by CSV) and one assignment that closed an hour ago."""
+    c = cohorts.create_cohort(db, ANN, "Net").cohort_id
+    cohorts.enrol_subjects(db, ANN, c, ["lea", "leo"])
+    a = asg.create_assignment(db, ANN, c, template_id="netplus",
+                              opens_at=NOW - timedelta(hours=3),
+                              closes_at=NOW - timedelta(hours=1), attempts_allowed=1,
+                              hints_allowed=False, known_templates={"netplus"})
+    return c, a.assignment_id
+
+
+def _refused(call: object, status: int, code: str, field: str | None = None) -> None:
+    with pytest.raises(ForgeError) as exc:
+        call()  # type: ignore[operator]
+    assert (exc.value.status, exc.value.code) == (status, code), exc.value.message
+    if field is not None:
+        assert exc.value.details[0]["field"] == field
+        assert exc.value.message.startswith(f"{field}: ")
+
+
+def _row(db: Database, assignment_id: str) -> Assignment:
+    with db.read() as sess:
+        row = sess.get(Assignment, assignment_id)
+        assert row is not None
+        sess.expunge(row)
+        return row
+
+
+def test_an_assignment_is_changed_only_by_its_class_and_only_validly(db: Database) -> None:
+    c, a = _class(db)
+    before = _row(db, a)
+    for who, status, code in ((LEA, 403, "instructor_required"),
+                              (BOB, 404, "cohort_not_found"), (OTHER, 404, "cohort_not_found")):
+        _refused(lambda who=who: asg.update_assignment(db, who, c, a, {"attempts_allowed": 5}),
+                 status, code)
+    bob_class = cohorts.create_cohort(db, BOB, "Other").cohort_id
+    cohorts.add_instructor(db, BOB, bob_class, "ann")  # ann manages it, but a is not its
+    _refused(lambda: asg.update_assignment(db, ANN, bob_class, a, {"attempts_allowed": 5}),
+             404, "assignment_not_found")
+    for changes, field in (({}, "body"), ({"template_id": "x"}, "template_id"),
+                           ({"closes_at": NOW - timedelta(hours=4)}, "closes_at"),
+                           ({"opens_at": NOW}, "closes_at"),  # after the old closes_at
+                           ({"closes_at": datetime(2030, 1, 1)}, "closes_at"),  # no zone
+                           ({"attempts_allowed": 0}, "attempts_allowed")):
+        _refused(lambda changes=changes: asg.update_assignment(db, ANN, c, a, changes),
+                 422, "validation_error", field)
+    after = _row(db, a)  # nothing of a refused change was stored
+    assert (after.opens_at, after.closes_at, after.attempts_allowed) == (
+        before.opens_at, before.closes_at, before.attempts_allowed)
+    row = asg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(days=1),
+                                                "attempts_allowed": 3})
+    assert asg.view(row)["closes_at"] == asg.iso(NOW + timedelta(days=1))
+    assert (_row(db, a).attempts_allowed, _row(db, a).hints_allowed) == (3, False)
+    found = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
+    assert found is not None and found.attempts_allowed == 3
+    assert found.policy_input(NOW)["closes_at"] == asg.iso(NOW + timedelta(days=1))
+
+
+def test_a_learners_own_due_time_applies_to_them_alone(db: Database) -> None:
+    c, a = _class(db)
+    own = NOW + timedelta(hours=2)
+    for who, status, code in ((LEA, 403, "instructor_required"),
+                              (BOB, 404, "cohort_not_found"), (OTHER, 404, "cohort_not_found")):
+        _refused(lambda who=who: asg.set_due(db, who, c, a, "lea", own), status, code)
+    _refused(lambda: asg.set_due(db, ANN, c, a, "lou", own), 404, "learner_not_found",
+             "subject")  # not of this class
+    _refused(lambda: asg.set_due(db, ANN, c, a, "lea", NOW - timedelta(hours=4)), 422,
+             "validation_error", "closes_at")  # before the assignment opens
+    with db.read() as sess:
+        assert sess.scalar(select(func.count()).select_from(AssignmentExtension)) == 0
+    ext = asg.set_due(db, ANN, c, a, "lea", own)
+    assert (ext.closes_at.replace(tzinfo=UTC), ext.granted_by) == (own, "ann")
+    asg.set_due(db, ANN, c, a, "lea", own + timedelta(hours=1))  # set again: replaced
+    own += timedelta(hours=1)
+    mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
+    theirs = asg.applicable(db, "acme", "leo", "netplus", None, NOW)
+    assert mine is not None and theirs is not None
+    assert mine.policy_input(NOW)["closes_at"] == asg.iso(own)  # the gate lets lea start
+    assert theirs.policy_input(NOW)["closes_at"] == asg.iso(NOW - timedelta(hours=1))
+    [lea_view] = asg.my_assignments(db, "acme", "lea")
+    [leo_view] = asg.my_assignments(db, "acme", "leo")
+    assert (lea_view["closes_at"], lea_view["due_extended"]) == (asg.iso(own), True)
+    assert (leo_view["closes_at"], leo_view["due_extended"]) == (
+        asg.iso(NOW - timedelta(hours=1)), False)
+    # A change of the class's due time leaves lea's own as it is.
+    asg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(minutes=30)})
+    mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
+    assert mine is not None and mine.policy_input(NOW)["closes_at"] == asg.iso(own)
+    # Taken back: the class's due time applies to lea again; a second clear is a 404.
+    asg.clear_due(db, ANN, c, a, "lea")
+    mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
+    assert mine is not None
+    assert mine.policy_input(NOW)["closes_at"] == asg.iso(NOW + timedelta(minutes=30))
+    _refused(lambda: asg.clear_due(db, ANN, c, a, "lea"), 404, "extension_not_found",
+             "subject")
+
+
+def test_a_learner_taken_out_of_a_class_loses_its_assignments(db: Database) -> None:
+    c, a = _class(db)
+    asg.set_due(db, ANN, c, a, "leo", NOW + timedelta(hours=2))
+    for who, status, code in ((LEA, 403, "instructor_required"),
+                              (BOB, 404, "cohort_not_found"), (OTHER, 404, "cohort_not_found")):
+        _refused(lambda who=who: cohorts.unenrol(db, who, c, "leo"), status, code)
+    assert cohorts.unenrol(db, ANN, c, "leo") == "csv"
+    assert [m.subject for m in cohorts.members(db, ANN, c)] == ["lea"]
+    assert asg.my_assignments(db, "acme", "leo") == []
+    # The lab is no longer assigned to leo: his plan alone decides a start of it.
+    assert asg.applicable(db, "acme", "leo", "netplus", None, NOW) is None
+    _refused(lambda: asg.applicable(db, "acme", "leo", "netplus", a, NOW), 404,
+             "assignment_not_found")
+    with db.read() as sess:  # his own due time went with him
+        assert sess.scalar(select(func.count()).select_from(AssignmentExtension)) == 0
+    _refused(lambda: cohorts.unenrol(db, ANN, c, "leo"), 404, "learner_not_found", "subject")
+    # Enrolled again, he starts afresh (the class's due time).
+    cohorts.enrol_subjects(db, ANN, c, ["leo"])
+    [view] = asg.my_assignments(db, "acme", "leo")
+    assert view["due_extended"] is False
+
+
+def test_a_member_of_the_identity_providers_group_is_not_unenrolled(db: Database) -> None:
+    """The next sign-in would put them back: the instructor is told where to remove them."""
+    c = cohorts.create_cohort(db, ANN, "Net", idp_group="net-101").cohort_id
+    cohorts.enrol_by_groups(db, "acme", "lea", ["net-101"])
+    _refused(lambda: cohorts.unenrol(db, ANN, c, "lea"), 409, "enrolled_by_group", "subject")
+    assert [m.subject for m in cohorts.members(db, ANN, c)] == ["lea"]

@@ -1,0 +1,91 @@
+"""Attack: a learner gives themselves more time or attempts on a closed assignment, or
+takes a classmate out of the class; another class's instructor changes an assignment that
+is not theirs. And the instructor's own changes reach the spawn gate: an extension lets
+that one learner start the lab after the class's due time, a classmate still cannot.
+
+Real spawn_service (uvicorn), real nats-server, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from forge.classroom.assignments import iso
+from forge.store.models import Assignment, AssignmentExtension, Enrolment
+
+from ..spawn.conftest import MakeSpawn, make_spawn  # noqa: F401
+from ..support.class_people import class_people
+from ..support.lab_catalog import lab_catalog_dir
+
+
+def test_only_the_classes_instructor_changes_it_and_the_gate_follows(
+        make_spawn: MakeSpawn, tmp_path: Path) -> None:  # noqa: F811
+    env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
+    db = env.state.ctx.db
+    key = class_people(db, ("ann", "bob"), ("lea", "leo"))
+    now = datetime.now(UTC)
+    with env.client() as c:
+        cid = c.post("/v1/cohorts", json={"name": "Net"}, headers=key["ann"]).json()["cohort_id"]
+        c.post(f"/v1/cohorts/{cid}/enrolments", content="lea\nleo\n",
+               headers={**key["ann"], "content-type": "text/csv"}).raise_for_status()
+        made = c.post(f"/v1/cohorts/{cid}/assignments", headers=key["ann"], json={
+            "template_id": "netplus", "opens_at": iso(now - timedelta(hours=3)),
+            "closes_at": iso(now - timedelta(hours=1)), "attempts_allowed": 1,
+            "hints_allowed": False})
+        assert made.status_code == 201, made.text
+        aid = made.json()["assignment_id"]
+        base = f"/v1/cohorts/{cid}/assignments/{aid}"
+        due = {"closes_at": iso(now + timedelta(hours=2))}
+
+        # The learner, on herself and on a classmate, and another class's instructor.
+        for who, status, code in (("lea", 403, "instructor_required"),
+                                  ("bob", 404, "cohort_not_found")):
+            tries = [c.patch(base, json={"closes_at": due["closes_at"], "attempts_allowed": 9},
+                             headers=key[who]),
+                     c.put(f"{base}/learners/lea/due", json=due, headers=key[who]),
+                     c.delete(f"{base}/learners/lea/due", headers=key[who]),
+                     c.delete(f"/v1/cohorts/{cid}/learners/leo", headers=key[who])]
+            for answer in tries:
+                assert (answer.status_code, answer.json()["error"]) == (status, code), \
+                    answer.text
+        with db.read() as sess:
+            row = sess.get(Assignment, aid)
+            assert row is not None and row.attempts_allowed == 1
+            assert iso(row.closes_at) == iso(now - timedelta(hours=1))
+            assert sess.query(AssignmentExtension).count() == 0
+            assert sess.query(Enrolment).count() == 2
+
+        # Malformed requests name their field; nothing is stored.
+        for answer, field in (
+                (c.patch(base, json={"closes_at": None}, headers=key["ann"]), "closes_at"),
+                (c.patch(base, json={"attempts_allowed": "9"}, headers=key["ann"]),
+                 "attempts_allowed"),
+                (c.patch(f"/v1/cohorts/{cid}/assignments/asg-x", json={"hints_allowed": True},
+                         headers=key["ann"]), "assignment_id"),
+                (c.put(f"{base}/learners/le%20o/due", json=due, headers=key["ann"]),
+                 "subject")):
+            assert answer.status_code == 422, answer.text
+            assert field in answer.text
+
+        # Closed: neither learner may start it.
+        for learner in ("lea", "leo"):
+            refused = c.post("/v1/spawn", json={"track": "netplus"}, headers=key[learner])
+            assert refused.status_code == 403 and " closed at " in refused.json()["message"]
+        # Ann gives lea two more hours: lea starts it, leo still cannot.
+        granted = c.put(f"{base}/learners/lea/due", json=due, headers=key["ann"])
+        assert granted.status_code == 200, granted.text
+        assert granted.json()["closes_at"] == due["closes_at"]
+        started = c.post("/v1/spawn", json={"track": "netplus"}, headers=key["lea"])
+        assert started.status_code == 201, started.text
+        refused = c.post("/v1/spawn", json={"track": "netplus"}, headers=key["leo"])
+        assert refused.status_code == 403 and " closed at " in refused.json()["message"]
+        mine = c.get("/v1/assignments", headers=key["lea"]).json()["assignments"]
+        assert [(a["closes_at"], a["due_extended"], a["attempts_used"]) for a in mine] == [
+            (due["closes_at"], True, 1)]
+
+        # Ann takes leo out of the class: the assignment leaves his list.
+        gone = c.delete(f"/v1/cohorts/{cid}/learners/leo", headers=key["ann"])
+        assert gone.status_code == 200 and gone.json()["was_via"] == "csv", gone.text
+        assert c.get("/v1/assignments", headers=key["leo"]).json()["assignments"] == []
+        again = c.delete(f"/v1/cohorts/{cid}/learners/leo", headers=key["ann"])
+        assert (again.status_code, again.json()["error"]) == (404, "learner_not_found")
