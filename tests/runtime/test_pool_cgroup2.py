@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +21,11 @@ import pytest
 
 from forge.runtime.base import Limits
 from forge.runtime.local import LocalRuntime
-from forge.runtime.local.cgroups import Cgroups
+from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups, detect_version
 from tests.runtime.test_warm_pool import lab, until
 
-UNIFIED = "/sys/fs/cgroup/unified"
+# This machine's cgroup2 mount: the root on a v2 machine, its `unified` one beside v1.
+UNIFIED = CGROUP_ROOT if detect_version() == 2 else os.path.join(CGROUP_ROOT, "unified")
 
 
 def cgroup_of(pid: int) -> str:
@@ -37,16 +38,9 @@ def cgroup_of(pid: int) -> str:
 
 
 def rm_tree(top: str) -> None:
-    """Kill what is left in a cgroup2 subtree and remove it, bottom-up."""
-    if not os.path.isdir(top):
-        return
-    for dirpath, _d, _f in os.walk(top):
-        with open(os.path.join(dirpath, "cgroup.procs"), encoding="ascii") as fh:
-            for pid in fh.read().split():
-                os.kill(int(pid), signal.SIGKILL)
-    time.sleep(0.2)
-    for dirpath in sorted((d for d, _s, _f in os.walk(top)), key=len, reverse=True):
-        os.rmdir(dirpath)
+    """Kill what is left in a cgroup2 subtree and remove it, bottom-up (the runtime's own
+    removal: kills, waits for the cgroups to empty, removes)."""
+    Cgroups(2, os.path.dirname(top)).remove(os.path.basename(top))
 
 
 @pytest.fixture
@@ -103,6 +97,35 @@ def test_move_migrates_every_process_and_removes_the_old_tree(
             proc.wait()
 
 
+def test_move_waits_for_threads_not_for_a_dead_leaders_pid(stems: tuple[str, str]) -> None:
+    """A process whose main thread exited while another thread runs stays listed in the
+    old cgroup's cgroup.procs after the move took that thread: the move is done when the
+    old cgroup holds no thread (it waited for its deadline and failed the claim before)."""
+    old, new = stems
+    for parts in ((old,), (old, "leaf")):
+        os.mkdir(os.path.join(UNIFIED, *parts))
+    code = ("import ctypes, threading, time\n"
+            "threading.Thread(target=time.sleep, args=(300,)).start()\n"
+            "time.sleep(0.1)\n"
+            "ctypes.CDLL(None).syscall(60, 0)\n")  # SYS_exit: the leader alone
+    proc = join((old, "leaf"), [sys.executable, "-c", code])
+    try:
+        until(lambda: "Z" in _state(proc.pid), "the leader never exited")
+        Cgroups(2, UNIFIED).move(old, new, deadline_s=10)
+        assert not os.path.exists(os.path.join(UNIFIED, old))
+        with open(os.path.join(UNIFIED, new, "leaf", "cgroup.threads"),
+                  encoding="ascii") as fh:
+            assert len(fh.read().split()) == 1  # the live thread
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        return next(line for line in fh if line.startswith("State:"))
+
+
 def test_move_of_a_missing_tree_is_nothing(stems: tuple[str, str]) -> None:
     old, new = stems
     Cgroups(2, UNIFIED).move(old, new)
@@ -117,6 +140,9 @@ class Controllerless(Cgroups):
         return []
 
     def _limit(self, parts: tuple[str, ...], limits: Limits) -> None:
+        return None
+
+    def _enable_controllers(self, path: str) -> None:
         return None
 
 

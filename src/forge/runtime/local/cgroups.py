@@ -48,9 +48,18 @@ V1_CONTROLLERS = ("pids", "memory", "cpu")  # pids first: the one read (module d
 # v1 hierarchies where a host's init leaf is its host cgroup itself (``create_leaf``).
 V1_INNER_ONLY = frozenset({"memory"})
 CPU_PERIOD_US = 100_000
-# What ``_limit`` writes on v2 (and ``move`` copies): a file absent where a controller is
-# not enabled is skipped.
-LIMIT_FILES_V2 = ("memory.max", "memory.swap.max", "pids.max", "cpu.max")
+OPTIONAL_V2 = frozenset({"memory.swap.max"})  # absent on a kernel without swap accounting
+
+
+def v2_limit_values(limits: Limits) -> dict[str, str]:
+    """What a lab's or host's v2 cgroup files hold for ``limits`` (``_limit`` writes them,
+    ``move`` copies them)."""
+    quota = max(1000, int(limits.cpu * CPU_PERIOD_US))
+    return {"memory.max": str(limits.memory_mb * 1024 * 1024), "memory.swap.max": "0",
+            "pids.max": str(limits.pids), "cpu.max": f"{quota} {CPU_PERIOD_US}"}
+
+
+LIMIT_FILES_V2 = tuple(v2_limit_values(Limits()))
 
 
 def detect_version(root: str = CGROUP_ROOT) -> int:
@@ -104,8 +113,7 @@ class Cgroups:
     def create(self, parts: tuple[str, ...], limits: Limits | None) -> None:
         """Create cgroup ``parts`` (parents must exist) and apply ``limits`` if given."""
         if self.version == 2:
-            parent = os.path.join(self.root, *parts[:-1])
-            _enable_controllers(parent)
+            self._enable_controllers(os.path.join(self.root, *parts[:-1]))
         for path in self.paths(*parts):
             os.mkdir(path, 0o755)
         if limits is not None:
@@ -130,15 +138,20 @@ class Cgroups:
         return [os.path.join(self.root, c, *(parts[:-1] if c in V1_INNER_ONLY else parts),
                              "cgroup.procs") for c in V1_CONTROLLERS]
 
+    def _enable_controllers(self, path: str) -> None:
+        """Enable memory, pids and cpu for the children of v2 cgroup ``path``."""
+        _enable_controllers(path)
+
     def _limit(self, parts: tuple[str, ...], limits: Limits) -> None:
         mem = limits.memory_mb * 1024 * 1024
         quota = max(1000, int(limits.cpu * CPU_PERIOD_US))
         if self.version == 2:
             path = os.path.join(self.root, *parts)
-            _write(os.path.join(path, "memory.max"), str(mem))
-            _write_optional(os.path.join(path, "memory.swap.max"), "0")
-            _write(os.path.join(path, "pids.max"), str(limits.pids))
-            _write(os.path.join(path, "cpu.max"), f"{quota} {CPU_PERIOD_US}")
+            for name, value in v2_limit_values(limits).items():
+                if name in OPTIONAL_V2:
+                    _write_optional(os.path.join(path, name), value)
+                else:
+                    _write(os.path.join(path, name), value)
             return
         memory = os.path.join(self.root, "memory", *parts)
         _write(os.path.join(memory, "memory.limit_in_bytes"), str(mem))
@@ -312,18 +325,23 @@ def _kill_until_empty(read: Callable[[], set[int]], end: float, killed: set[int]
 
 
 def _migrate(src: str, dst: str, end: float) -> None:
-    """Move every process of cgroup ``src`` (not its children) into ``dst``, re-reading
-    until ``src`` lists none (a child forked meanwhile is born in ``src``); TimeoutError at
-    ``end``. A process that exits first is nothing to move."""
+    """Move every process of cgroup ``src`` (not its children) into ``dst`` until ``src``
+    holds no thread (a child forked meanwhile is born in ``src`` and moved on the next
+    pass); TimeoutError at ``end``. Threads, not ``cgroup.procs``, say when it is empty:
+    a process whose main thread exited stays listed there after its other threads moved.
+    A process that exits first is nothing to move."""
+    pause = 0.002
     while True:
-        pids = [pid for pid in map(int, _read(f"{src}/cgroup.procs").split()) if pid > 0]
-        if not pids:
+        for pid in map(int, _read(f"{src}/cgroup.procs").split()):
+            if pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    _write(f"{dst}/cgroup.procs", str(pid))
+        if not _read(f"{src}/cgroup.threads").split():
             return
         if time.monotonic() > end:
-            raise TimeoutError(f"processes still in {src} after migrating: {pids}")
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                _write(f"{dst}/cgroup.procs", str(pid))
+            raise TimeoutError(f"threads still in {src} after migrating its processes")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _rmdir(path: str, end: float, empty: Callable[[], None]) -> None:
@@ -376,7 +394,6 @@ def _write_optional(path: str, value: str) -> None:
 def _enable_controllers(path: str) -> None:
     control = os.path.join(path, "cgroup.subtree_control")
     enabled = _read(control).split()
-    offered = _read(os.path.join(path, "cgroup.controllers")).split()  # check() needs all 3
-    wanted = [f"+{c}" for c in ("memory", "pids", "cpu") if c in offered and c not in enabled]
+    wanted = [f"+{c}" for c in ("memory", "pids", "cpu") if c not in enabled]
     if wanted:
         _write(control, " ".join(wanted))

@@ -96,26 +96,47 @@ def cgroups_unmovable(runtime: LocalRuntime) -> str | None:
     """Why a claim could not move a lab's cgroups to the scenario's name on this machine,
     or None. A claim gives a pool lab the scenario's id by moving its kernel objects
     (``Cgroups.move``: a rename on v1, a new tree and a migration on v2); where that fails,
-    every claim would cost a pool build and a teardown more than a fresh build. Tried once
-    on a scratch cgroup with a child, in every hierarchy in use."""
+    every claim would cost a pool build and a teardown more than a fresh build. Tried once,
+    on a scratch cgroup with a child in every hierarchy in use; on v2 with the lab
+    controllers enabled and a process in the child, as a claim finds a pool lab."""
     cgroups = runtime.cgroups
     # Not a lab's name (no "prefix." stem): a listing or reconcile never takes it for one.
     probe = f"{runtime.names.prefix}_move_probe_{secrets.token_hex(4)}"
     moved = probe + "-moved"
+    sleeper: subprocess.Popen[bytes] | None = None
     try:
         for path in cgroups.paths(probe):
             os.mkdir(path)
-            os.mkdir(os.path.join(path, "host"))
+        if cgroups.version == 2:
+            cgroups.create((probe, "host"), None)  # enables the controllers as a lab's does
+            sleeper = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
+            with open(cgroups.procs_files(probe, "host")[0], "w", encoding="ascii") as fh:
+                fh.write(str(sleeper.pid))
+        else:
+            for path in cgroups.paths(probe):
+                os.mkdir(os.path.join(path, "host"))
         cgroups.move(probe, moved)
-    except OSError as exc:
-        return f"cgroups cannot be moved in {cgroups.root} ({exc.strerror or exc})"
+        if sleeper is not None and f"/{moved}/host" not in _cgroup_line(sleeper.pid):
+            return f"a process could not be moved between cgroups in {cgroups.root}"
+    except (OSError, TimeoutError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return f"cgroups cannot be moved in {cgroups.root} ({why})"
     finally:
+        if sleeper is not None:
+            sleeper.kill()
+            sleeper.wait()
         for name in (probe, moved):
             for path in cgroups.paths(name):
                 for gone in (os.path.join(path, "host"), path):
                     with contextlib.suppress(OSError):
                         os.rmdir(gone)
     return None
+
+
+def _cgroup_line(pid: int) -> str:
+    """The process's cgroup2 path (its ``0::`` line), or ""."""
+    with open(f"/proc/{pid}/cgroup", encoding="ascii") as fh:
+        return next((line[3:].strip() for line in fh if line.startswith("0::")), "")
 
 
 def _bind_netns(old: str, new: str) -> None:
