@@ -50,8 +50,8 @@ def test_demo_runs_the_whole_journey_and_verifies(tmp_path: Path) -> None:
     # The platform the demo started signed it: its own public keys proved the origin, and
     # the command printed for the reader passes them too.
     assert "signed by this platform's key" in out
-    assert f"--trusted-key {storage / 'demo-trusted-keys'}" in out
     results = list((storage / "scenarios").glob("scn-*/results"))
+    assert f"--trusted-key {storage / 'demo-trusted-keys' / results[0].parent.name}" in out
     assert len(results) == 1
     assert {p.name for p in results[0].iterdir()} == {
         "score.json", "evidence.tar.zst", "verdict.sig", "verdict.pub"}
@@ -104,6 +104,10 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
     env = {**demo_env(prefix), "FORGE_ENV": "prod", **SECRETS, **NATS_PASSWORDS}
     assert subprocess.run([sys.executable, "-m", "forge", "keys", "generate", "--storage",
                            str(storage)], env=env, capture_output=True, timeout=60).returncode == 0
+    keys = tmp_path / "platform-keys"  # what the platform's operator hands out
+    assert subprocess.run([sys.executable, "-m", "forge", "keys", "export-public", "--storage",
+                           str(storage), "--out", str(keys)], env=env, capture_output=True,
+                          timeout=60).returncode == 0
     ports = [free_port() for _ in range(3)]
     up = subprocess.Popen(
         [sys.executable, "-m", "forge", "up", "--storage", str(storage), "--spawn-port",
@@ -125,7 +129,8 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
         elsewhere = tmp_path / "operator-host"
         demo = subprocess.run(
             [sys.executable, "-m", "forge", "demo", "--storage", str(elsewhere), "--url",
-             f"http://127.0.0.1:{ports[0]}", "--scoreboard-url", f"http://127.0.0.1:{ports[2]}"],
+             f"http://127.0.0.1:{ports[0]}", "--scoreboard-url", f"http://127.0.0.1:{ports[2]}",
+             "--trusted-key", str(keys)],
             env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     finally:
         up.send_signal(signal.SIGINT)
@@ -133,6 +138,7 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-2000:]
     assert "running platform" in demo.stdout and "minted by the operator" in demo.stdout
     assert "verified (PASS)" in demo.stdout
+    assert "signed by this platform's key" in demo.stdout  # the keys it was given
     (fetched,) = (elsewhere / "demo-verdicts").iterdir()
     assert {p.name for p in fetched.iterdir()} == {
         "score.json", "evidence.tar.zst", "verdict.sig", "verdict.pub"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import NoReturn
 
@@ -108,6 +109,11 @@ def register(app: typer.Typer) -> None:
         lab: str | None = typer.Option(
             None, "--lab", help="Which lab to run (a template name); default: the netplus "
             "track's default lab. It must be in the PRO plan and solved in one terminal."),
+        trusted_key: Path | None = typer.Option(
+            None, "--trusted-key", exists=True, help="The platform's public keys (a PEM "
+            "file or a directory of them, from `forge keys export-public`) to prove who "
+            "signed the verdict; default: this storage root's signing keyring, used when "
+            "the demo starts the platform or finds its results here."),
     ) -> None:
         """Buy, spawn, solve through the terminal, submit, and verify the signed verdict."""
         env, settings = prepare(None, storage)
@@ -159,8 +165,9 @@ def register(app: typer.Typer) -> None:
 
                 journey = Journey(url, scoreboard_url, settings.storage_root,
                                   on_stage=on_stage, timeout_s=timeout, result=result,
-                                  mint_receipt=mint,
-                                  keyring=keyring_dir(settings.storage_root, env))
+                                  mint_receipt=mint, trusted_key=trusted_key,
+                                  keyring=keyring_dir(settings.storage_root, env),
+                                  own_platform=supervisor is not None)
                 if chosen is not None:
                     journey.track, journey.solution = chosen
                     journey.lab = lab
@@ -180,12 +187,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         console.print("[green]The verdict verifies offline. Run it yourself:[/]")
         a = result.artifacts
-        keys = (f" --trusted-key {result.trusted_keys}" if result.trusted_keys is not None
-                else "")
-        console.print(f"python scripts/verify_verdict.py {a['score.json']} {a['bundle']} "
-                      f"{a['verdict.sig']} {a['verdict.pub']}{keys}", markup=False,
-                      soft_wrap=True)
+        words = [str(a[n]) for n in ("score.json", "bundle", "verdict.sig", "verdict.pub")]
+        if result.trusted_keys is not None:
+            words += ["--trusted-key", str(result.trusted_keys)]
+        console.print("python scripts/verify_verdict.py " + " ".join(
+            shlex.quote(w) for w in words), markup=False, soft_wrap=True)
         if result.trusted_keys is None:
-            console.print("No signing key of this platform is here: that proves integrity "
-                          "only. Add --trusted-key with the platform's public keys (forge "
-                          "keys export-public) to prove it signed the verdict.")
+            console.print("[yellow]Integrity only:[/] the platform's public keys were not "
+                          "used (its results came from elsewhere and no --trusted-key was "
+                          "given), so this does not prove the platform signed the verdict. "
+                          "Run the demo again with --trusted-key and the keys from "
+                          "`forge keys export-public` on the platform's machine.")

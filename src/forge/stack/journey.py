@@ -77,10 +77,13 @@ class Journey:
     # Used when checkout is refused (BILLING_MODE is not stub): an operator-minted receipt.
     mint_receipt: Callable[[str, str], str] | None = None
     timeout_s: float = 180.0
-    # The platform's signing keyring (its public keys prove the verdict's origin), used when
-    # the results are in this storage root (the same platform). None, results downloaded
-    # from a platform elsewhere, or a ring with no key: integrity only.
+    # How the verify step proves who signed (``--trusted-key``): `trusted_key`, the
+    # platform's public keys as given; else the platform's signing keyring, when the demo
+    # started that platform (`own_platform`) or its results are in this storage root. None
+    # of them, or a ring with no key: integrity only.
+    trusted_key: Path | None = None
     keyring: Path | None = None
+    own_platform: bool = False
     result: JourneyResult = field(default_factory=JourneyResult)
 
     def _stage(self, name: str, fn: Callable[[], str]) -> None:
@@ -246,15 +249,21 @@ class Journey:
                 str(a["verdict.sig"]), str(a["verdict.pub"])]
         local = a["bundle"].parent == self.storage_root / "scenarios" / self.result.scenario_id \
             / "results"
-        if self.keyring is not None and local:  # the same storage: this platform's keyring
-            # Exported afresh: the ring as the scoreboard left it (a key made at its start).
-            out = self.storage_root / "demo-trusted-keys"
+        if self.trusted_key is not None:
+            argv += ["--trusted-key", str(self.trusted_key)]
+            self.result.trusted_keys = self.trusted_key
+        elif self.keyring is not None and (self.own_platform or local):
+            # Exported afresh into a directory of this lab's own (never one left behind):
+            # the ring as the scoreboard left it, retired keys with the current one.
+            out = self.storage_root / "demo-trusted-keys" / self.result.scenario_id
+            out.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
             if SigningKeyring(self.keyring).export_public(out):
                 argv += ["--trusted-key", str(out)]
                 self.result.trusted_keys = out
             else:
-                shutil.rmtree(out, ignore_errors=True)
+                out.rmdir()
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         self.result.verify_output = (proc.stdout + proc.stderr).strip()
         self.result.verified = proc.returncode == 0
@@ -262,7 +271,7 @@ class Journey:
             raise JourneyError(f"verify offline: exit {proc.returncode}: "
                                f"{self.result.verify_output[-500:]}")
         if self.result.trusted_keys is None:
-            return "PASS, integrity only (no platform key here to prove its origin)"
+            return "PASS, integrity only (no key of the platform to prove who signed)"
         return "PASS (forge-verify exit 0, signed by this platform's key)"
 
 
