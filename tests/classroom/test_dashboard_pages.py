@@ -14,6 +14,7 @@ from forge.classroom import assignments, cohorts, dashboard
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.migrate import upgrade
+from forge.store.models import Assignment
 
 from .test_dashboard import ANN, LAB, T0, lab_row
 
@@ -100,3 +101,33 @@ def test_a_good_page_is_read() -> None:
     assert dashboard.check_page([], []) == dashboard.Page(100, None)
     assert dashboard.check_page(["1"], ["b@x.org"]) == dashboard.Page(1, "b@x.org")
     assert dashboard.check_page(["500"], []) == dashboard.Page(500, None)
+
+
+def test_a_class_with_many_assignments_gets_fewer_learners_per_page(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page's rows are learners times assignments: 100 learners of 200 assignments were 4 MB
+    of JSON. A page now holds at most MAX_ROWS rows (here 12): with 4 assignments, 3
+    learners a page whatever `limit` asks; `next` still walks every learner once."""
+    monkeypatch.setattr(dashboard, "MAX_ROWS", 12)
+    made = [Assignment(assignment_id=f"asg-{i}", cohort_id="coh-1", tenant_id="acme",
+                       template_id=LAB, opens_at=T0, closes_at=T0 + timedelta(hours=1),
+                       attempts_allowed=1, hints_allowed=True) for i in range(4)]
+    data = dashboard.CohortLabs("coh-1", "Many", sorted(PAGED), made)
+    seen: list[str] = []
+    after: str | None = None
+    for _ in range(len(PAGED)):
+        part = dashboard.figures(data, {}, "acme", lambda _t, _c: "",
+                                 dashboard.Page(100, after))
+        assert part["page_size"] == 3 and len(part["learners"]) <= 3
+        assert all(len(a["rows"]) == len(part["learners"]) for a in part["assignments"])
+        assert sum(len(a["rows"]) for a in part["assignments"]) <= 12
+        seen += part["learners"]
+        after = part["next"]
+        if after is None:
+            break
+    assert seen == sorted(PAGED)
+    few = dashboard.CohortLabs("coh-1", "Few", sorted(PAGED), made[:1])
+    one = dashboard.figures(few, {}, "acme", lambda _t, _c: "", dashboard.Page(5, None))
+    assert one["page_size"] == 5 and len(one["learners"]) == 5  # the limit asked, when it fits
+    whole = dashboard.figures(data, {}, "acme", lambda _t, _c: "")  # the CSV's: every learner
+    assert whole["learners"] == sorted(PAGED)

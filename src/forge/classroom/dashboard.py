@@ -44,6 +44,9 @@ from forge.store.timestamps import aware
 
 NOT_STARTED, STARTED, FINISHED = "not started", "started", "finished"
 DEFAULT_PAGE, MAX_PAGE = 100, 500  # learners per page of the dashboard
+# Learner rows per page over all assignments: a cohort with many assignments gets fewer
+# learners per page (200 assignments: 25), so a page stays a few hundred KB, not MBs.
+MAX_ROWS = 5000
 _LIMIT_RE = re.compile(r"[1-9][0-9]{0,2}")
 
 
@@ -248,13 +251,18 @@ def _figures_of(a: Assignment, cells: Mapping[str, dict[str, Any]], learners: in
 def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
             describe: Callable[[str, str], str], page: Page | None = None) -> dict[str, Any]:
     """The dashboard: per assignment its totals (the whole cohort's) and one row per
-    enrolled learner of `page` (every learner without one, as the CSV has them).
+    enrolled learner of `page` (every learner without one, as the CSV has them). A page
+    holds at most MAX_ROWS rows over all assignments: fewer learners than asked when the
+    cohort has many assignments (`page_size` says how many).
     `scores` is the scoreboard's summary by lab id; `describe(lab, criterion)` its text."""
     enrolled = set(data.learners)
     by_cell: dict[str, dict[str, list[Lab]]] = defaultdict(lambda: defaultdict(list))
     for lab in sorted(data.labs, key=lambda x: (x.attempt, x.scenario_id)):
         if lab.subject in enrolled:
             by_cell[lab.assignment_id][lab.subject].append(lab)
+    if page is not None:
+        page = Page(min(page.limit, max(1, MAX_ROWS // max(1, len(data.assignments)))),
+                    page.after)
     shown, after = (page or Page(len(data.learners) or 1)).of(data.learners)
     out = []
     for a in data.assignments:
@@ -266,4 +274,5 @@ def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id
         rows = [{"subject": s, **(cells.get(s) or cell(s, []))} for s in shown]
         out.append({**_figures_of(a, cells, len(data.learners), describe), "rows": rows})
     return {"cohort_id": data.cohort_id, "name": data.name, "learners": shown,
-            "total_learners": len(data.learners), "next": after, "assignments": out}
+            "total_learners": len(data.learners), "next": after,
+            "page_size": page.limit if page is not None else len(shown), "assignments": out}
