@@ -175,3 +175,19 @@ def test_a_learners_list_holds_current_assignments_in_a_fixed_number_of_queries(
     found = asg.my_assignment(db, T1, "lea", old)
     assert found is not None and found["assignment_id"] == old
     assert asg.my_assignment(db, T1, "leo", old) is None  # not in the cohort
+
+
+def test_the_classes_own_instructors_do_not_join_it_as_learners(db: Database) -> None:
+    """Ann opens the invite link she shares (to check it): before, that enrolled her as a
+    learner of her own class, counted on its dashboard. A colleague she added is refused
+    the same way; a learner joins as before, and nothing of a refusal is stored."""
+    c = cohorts.create_cohort(db, ANN, "Networking 101")
+    cohorts.add_instructor(db, ANN, c.cohort_id, "bob")
+    _, token = cohorts.make_invite(db, ANN, c.cohort_id)
+    for staff in ("ann", "bob"):
+        with pytest.raises(ForgeError) as exc:
+            cohorts.join_by_invite(db, T1, staff, token)
+        assert code(exc) == (409, "cohort_staff")
+        assert exc.value.details == [{"field": "invite"}]
+    assert cohorts.join_by_invite(db, T1, "lea", token).cohort_id == c.cohort_id
+    assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["lea"]

@@ -261,9 +261,15 @@ def invited_cohort(db: Database, tenant_id: str, token: object) -> Cohort:
 def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) -> Cohort:
     """Enrol (tenant, subject) with an invite token of their own tenant (404
     `invite_invalid` otherwise); joining again changes nothing; 409 `cohort_full` when the
-    cohort holds MAX_MEMBERS learners already."""
+    cohort holds MAX_MEMBERS learners already, 409 `cohort_staff` for one of its
+    instructors (opening the link they share would have made them a learner of their own
+    class, counted on its dashboard)."""
     with db.session() as sess:
         invite = _valid_invite(sess, tenant_id, token)
+        if sess.get(CohortStaff, (invite.cohort_id, subject)) is not None:
+            raise ForgeError("cohort_staff", 409, "invite: you manage this cohort; its "
+                             "invite link is for learners (see it from /teach)",
+                             [{"field": "invite"}])
         _enrol(sess, invite.cohort_id, tenant_id, subject, "invite", datetime.now(UTC))
         cohort = sess.get(Cohort, invite.cohort_id)
         assert cohort is not None
