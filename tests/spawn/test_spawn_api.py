@@ -264,11 +264,15 @@ def test_unknown_track_400_lists_allowed(spawn_env: SpawnEnv) -> None:
 
 
 @pytest.mark.parametrize("rid", ["short", "x" * 65, "has space!", "../../etc"])
-def test_bad_request_id_400(spawn_env: SpawnEnv, rid: str) -> None:
+def test_bad_request_id_422_naming_the_field(spawn_env: SpawnEnv, rid: str) -> None:
+    """As every other malformed field of the request (a too-long one was a 400, its
+    neighbours' 422): nothing reserved, no lab."""
     grant(spawn_env.state.ctx.db, "acme", "PRO")
     with spawn_env.client() as client:
         resp = spawn(client, key_for(spawn_env), request_id=rid)
-    assert resp.status_code == 400 and resp.json()["details"] == [{"field": "request_id"}]
+    assert resp.status_code == 422 and resp.json()["error"] == "validation_error"
+    assert resp.json()["details"][0]["field"] == "request_id"
+    assert resp.json()["message"].startswith("request_id: ")
 
 
 def test_invalid_or_revoked_api_key_401(spawn_env: SpawnEnv) -> None:

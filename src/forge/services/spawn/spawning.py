@@ -18,7 +18,7 @@ from forge.billing import ledger
 from forge.bus import BusOutcomeUnknown, BusUnavailable
 from forge.bus.contracts import SpawnRequestedV1, publish_event
 from forge.entitlements.resolve import Entitlement, mint_et
-from forge.errors import ForgeError
+from forge.errors import ForgeError, invalid_field
 from forge.faults import crash_point
 from forge.identity.caller import Caller
 from forge.lifecycle import states
@@ -61,9 +61,8 @@ def check_request_id(value: str | None) -> str:
     if value is None:
         return "req-" + secrets.token_hex(12)
     if not REQUEST_ID.match(value):
-        raise ForgeError("invalid_request_id", 400,
-                         "request_id: 8-64 characters of A-Z a-z 0-9 . _ -",
-                         [{"field": "request_id"}])
+        # 422 naming the field, as every other malformed field of the request (was a 400).
+        raise invalid_field("request_id", "8-64 characters of A-Z a-z 0-9 . _ -")
     return value
 
 
