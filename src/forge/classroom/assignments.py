@@ -220,6 +220,17 @@ def _used_of(sess: Any, subject: str, assignment_ids: list[str]) -> dict[str, in
     return {str(aid): int(n) for aid, n in rows}
 
 
+IN_FLIGHT = timedelta(seconds=60)  # a start binds its attempt to its lab well within this
+
+
+def _in_flight(sess: Any, assignment_id: str, subject: str) -> int:
+    """Attempts taken in the last IN_FLIGHT and not bound to a lab yet (starts under way)."""
+    return int(sess.scalar(select(func.count()).select_from(AssignmentAttempt).where(
+        AssignmentAttempt.assignment_id == assignment_id, AssignmentAttempt.subject == subject,
+        AssignmentAttempt.scenario_id.is_(None),
+        AssignmentAttempt.at > datetime.now(UTC) - IN_FLIGHT)) or 0)
+
+
 def _used(sess: Any, assignment_id: str, subject: str) -> int:
     return int(sess.scalar(select(func.count()).select_from(AssignmentAttempt).where(
         AssignmentAttempt.assignment_id == assignment_id,
@@ -289,6 +300,9 @@ class Applicable:
     attempts_allowed: int
     attempts_used: int
     hints_allowed: bool
+    # Of `attempts_used`, those a start took in the last IN_FLIGHT and has not bound to a
+    # lab yet: it may still fail and give its attempt back (never part of the policy input).
+    attempts_in_flight: int = 0
 
     def policy_input(self, now: datetime) -> dict[str, Any]:
         """The `assignment` part of the spawn gate's input (see spawn.rego)."""
@@ -365,9 +379,10 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
             rows = sess.connection().execute(
                 _APPLICABLE_ONE, {**params, "assignment": assignment_id}).all()
         found = [Applicable(r.assignment_id, r.opens_at, r.own_closes_at or r.closes_at,
-                            r.attempts_allowed, _used(sess, r.assignment_id, subject),
-                            r.hints_allowed)
-                 for r in rows]
+                            r.attempts_allowed, used, r.hints_allowed,
+                            _in_flight(sess, r.assignment_id, subject)
+                            if used >= r.attempts_allowed else 0)
+                 for r in rows for used in (_used(sess, r.assignment_id, subject),)]
     if assignment_id is not None and not found:
         raise ForgeError("assignment_not_found", 404,
                          "assignment_id: no such assignment of this lab in your cohorts",

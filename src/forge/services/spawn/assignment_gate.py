@@ -10,6 +10,7 @@ before cohorts existed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -153,6 +154,17 @@ async def admit(state: SpawnState, spawn: SpawnFacts, template_id: str,
         return Held(found.assignment_id, caller.subject, prior, False, request_id)
     decision = await _decide(state, "spawn", found, spawn)
     if not decision.allow:
+        if found.attempts_in_flight and (await _decide(state, "spawn", dataclasses.replace(
+                found, attempts_used=found.attempts_used - found.attempts_in_flight),
+                spawn)).allow:
+            # Refused only because another start of this learner's is under way (several
+            # Start clicks at once): it may yet fail and give its attempt back, and "all
+            # attempts are used" could be untrue a second later.
+            raise ForgeError(
+                "assignment_busy", 409, "lab: another start of this assignment is under "
+                "way; if it fails, its attempt is given back: try again in a moment",
+                [{"field": "lab", "assignment_id": found.assignment_id}],
+                headers={"Retry-After": "2"})
         raise _refused(decision, found)
     taken = await db.write(assignments.take_attempt, db, found.assignment_id,
                            caller.subject, request_id, found.attempts_allowed)
