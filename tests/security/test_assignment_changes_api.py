@@ -63,7 +63,15 @@ def test_only_the_classes_instructor_changes_it_and_the_gate_follows(
                 (c.patch(f"/v1/cohorts/{cid}/assignments/asg-x", json={"hints_allowed": True},
                          headers=key["ann"]), "assignment_id"),
                 (c.put(f"{base}/learners/le%20o/due", json=due, headers=key["ann"]),
-                 "subject")):
+                 "subject"),
+                # Numbers are not times (pydantic would read seconds since 1970).
+                (c.patch(base, json={"closes_at": 1900000000}, headers=key["ann"]),
+                 "closes_at"),
+                (c.put(f"{base}/learners/lea/due", json={"closes_at": "1900000000"},
+                       headers=key["ann"]), "closes_at"),
+                (c.post(f"/v1/cohorts/{cid}/assignments", headers=key["ann"], json={
+                    "template_id": "netplus", "opens_at": 1.9e9,
+                    "closes_at": iso(now + timedelta(days=1))}), "opens_at")):
             assert answer.status_code == 422, answer.text
             assert field in answer.text
 

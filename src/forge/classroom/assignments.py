@@ -93,8 +93,12 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
 
 def managed_assignment(sess: Any, who: Manager, cohort_id: str,
                        assignment_id: str) -> Assignment:
-    """An assignment of a cohort `who` manages; 404 for any other (another cohort's too)."""
+    """An assignment of a cohort `who` manages, read under the cohort's lock (a change of
+    it, a learner's due time and an unenrolment are one at a time per cohort: two valid
+    changes at once could store a window that closes before it opens); 404 for any
+    other (another cohort's too)."""
     managed_cohort(sess, who, cohort_id)
+    lock_cohort(sess, cohort_id)
     row: Assignment | None = sess.get(Assignment, assignment_id)
     if row is None or row.cohort_id != cohort_id or row.tenant_id != who.tenant_id:
         raise ForgeError("assignment_not_found", 404,
@@ -111,7 +115,8 @@ def update_assignment(db: Database, who: Manager, cohort_id: str, assignment_id:
     """Change an assignment's window, attempts or hints (`changes`: some of CHANGEABLE).
     The new window is checked as a whole (closes after it opens); lowering the attempts
     below what a learner used leaves their labs alone and refuses them further starts.
-    Learners' own due times (`set_due`) stay as they were."""
+    Learners' extensions (`set_due`) stay as they were: each still gives the later of
+    its time and the new due time."""
     unknown = sorted(set(changes) - set(CHANGEABLE))
     if unknown:
         raise invalid_field(unknown[0], "not a field that can be changed")
@@ -145,16 +150,17 @@ def _enrolled(sess: Any, cohort_id: str, subject: str) -> None:
 
 def set_due(db: Database, who: Manager, cohort_id: str, assignment_id: str, subject: str,
             closes_at: datetime) -> AssignmentExtension:
-    """Give one learner of the cohort their own due time for an assignment (an extension,
-    or an earlier close): the spawn gate, their list and the dashboard's `late` use it
-    instead of the assignment's. It must come after the assignment opens."""
+    """Give one learner of the cohort more time for an assignment: their due time is the
+    later of this and the assignment's (the spawn gate, their list and the dashboard's
+    `late` use it), so moving the class's due time later never leaves them with less. It
+    must come after the assignment's current due time. Set again, it replaces the last."""
     with db.session() as sess:
-        row = managed_assignment(sess, who, cohort_id, assignment_id)
+        row = managed_assignment(sess, who, cohort_id, assignment_id)  # the cohort's lock
         _enrolled(sess, cohort_id, subject)
         check_time("closes_at", closes_at)
-        if closes_at <= _aware(row.opens_at):
-            raise invalid_field("closes_at", f"must be after the assignment opens "
-                                             f"({iso(row.opens_at)})")
+        if closes_at <= _aware(row.closes_at):
+            raise invalid_field("closes_at", f"must be after the assignment's due time "
+                                             f"({iso(row.closes_at)}): it gives more time")
         ext = sess.get(AssignmentExtension, (assignment_id, subject))
         if ext is None:
             ext = AssignmentExtension(assignment_id=assignment_id, subject=subject)
@@ -164,6 +170,14 @@ def set_due(db: Database, who: Manager, cohort_id: str, assignment_id: str, subj
         sess.flush()
         sess.expunge(ext)
     return ext
+
+
+def due_for(own: datetime | None, closes_at: datetime) -> tuple[datetime, bool]:
+    """A learner's due time for an assignment closing at `closes_at`, given their own
+    (None: none), and whether it is later than the class's (extended)."""
+    if own is not None and _aware(own) > _aware(closes_at):
+        return own, True
+    return closes_at, False
 
 
 def clear_due(db: Database, who: Manager, cohort_id: str, assignment_id: str,
@@ -237,8 +251,9 @@ def _used(sess: Any, assignment_id: str, subject: str) -> int:
         AssignmentAttempt.subject == subject)) or 0)
 
 
-# A learner's due time: their own (an extension) when they have one, else the assignment's.
-_DUE = func.coalesce(AssignmentExtension.closes_at, Assignment.closes_at)
+# A learner's due time: the later of their own (an extension) and the assignment's.
+_DUE = case((AssignmentExtension.closes_at > Assignment.closes_at,
+             AssignmentExtension.closes_at), else_=Assignment.closes_at)
 
 
 def _mine(tenant_id: str, subject: str) -> Select[Assignment, str, datetime]:
@@ -258,11 +273,9 @@ def _views(sess: Any, subject: str, rows: list[Any]) -> list[dict[str, Any]]:
     used = _used_of(sess, subject, [a.assignment_id for a, _name, _own in rows])
     out = []
     for a, name, own in rows:
-        item = {**view(a, used.get(a.assignment_id, 0)), "cohort": name,
-                "due_extended": own is not None}
-        if own is not None:
-            item["closes_at"] = iso(own)
-        out.append(item)
+        due, extended = due_for(own, a.closes_at)
+        out.append({**view(a, used.get(a.assignment_id, 0)), "cohort": name,
+                    "closes_at": iso(due), "due_extended": extended})
     return out
 
 
@@ -372,13 +385,15 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
         if assignment_id is None:
             rows = sess.connection().execute(_APPLICABLE, params).all()
             classes = {r.cohort_id: r.name for r in rows
-                       if _aware(r.opens_at) <= now < _aware(r.own_closes_at or r.closes_at)}
+                       if _aware(r.opens_at) <= now
+                       < _aware(due_for(r.own_closes_at, r.closes_at)[0])}
             if len(classes) > 1:
                 raise _ambiguous(sorted(classes.values()))
         else:
             rows = sess.connection().execute(
                 _APPLICABLE_ONE, {**params, "assignment": assignment_id}).all()
-        found = [Applicable(r.assignment_id, r.opens_at, r.own_closes_at or r.closes_at,
+        found = [Applicable(r.assignment_id, r.opens_at,
+                            due_for(r.own_closes_at, r.closes_at)[0],
                             r.attempts_allowed, used, r.hints_allowed,
                             _in_flight(sess, r.assignment_id, subject)
                             if used >= r.attempts_allowed else 0)
@@ -488,6 +503,7 @@ def scenario_assignment(db: Database, scenario_id: str) -> Applicable | None:
             return None
         a, subject = row
         own = sess.get(AssignmentExtension, (a.assignment_id, subject))
-        return Applicable(a.assignment_id, a.opens_at, own.closes_at if own else a.closes_at,
+        return Applicable(a.assignment_id, a.opens_at,
+                          due_for(own.closes_at if own else None, a.closes_at)[0],
                           a.attempts_allowed, _used(sess, a.assignment_id, subject),
                           a.hints_allowed)

@@ -374,20 +374,16 @@ def unenrol(db: Database, who: Manager, cohort_id: str, subject: str) -> str:
     """Take a learner out of a cohort `who` manages; how they had come in. Their
     assignments of it leave their list and the dashboard and they can start none of them
     any more (a lab running goes on to its end); their own due times in it are dropped,
-    their attempts, labs and results kept. 404 `learner_not_found`; 409
-    `enrolled_by_group` for a learner of the cohort's identity-provider group, whom the
-    next sign-in would enrol again."""
+    their attempts, labs and results kept. 404 `learner_not_found`. One who came in by
+    the cohort's identity-provider group (`via` "group") is enrolled again at their next
+    sign-in while still in it; an invite link still valid lets one join again."""
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
+        lock_cohort(sess, cohort_id)  # one at a time with due times given to them
         row = sess.get(Enrolment, (cohort_id, subject))
         if row is None or row.tenant_id != who.tenant_id:
             raise ForgeError("learner_not_found", 404,
                              "subject: no such learner in this cohort", [{"field": "subject"}])
-        if row.via == "group":
-            raise ForgeError("enrolled_by_group", 409,
-                             "subject: enrolled through the cohort's identity-provider group; "
-                             "remove them from that group (a sign-in enrols its members)",
-                             [{"field": "subject"}])
         via = row.via
         sess.delete(row)
         # Their own due times in this cohort go too: enrolled again, they start afresh.

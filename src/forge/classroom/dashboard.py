@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from forge.classroom.assignments import iso, view
+from forge.classroom.assignments import due_for, iso, view
 from forge.classroom.cohorts import Manager, managed_cohort, managed_ids
 from forge.classroom.scope import check_subject, scoped_lab_ids, scoped_labs
 from forge.errors import ForgeError, invalid_field
@@ -267,8 +267,8 @@ def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id
     out = []
     for a in data.assignments:
         def cell(s: str, labs: list[Lab], a: Assignment = a) -> dict[str, Any]:
-            own = data.dues.get((a.assignment_id, s))
-            return _cell(labs, scores, tenant_id, own or a.closes_at, own is not None)
+            due, extended = due_for(data.dues.get((a.assignment_id, s)), a.closes_at)
+            return _cell(labs, scores, tenant_id, due, extended)
 
         cells = {s: cell(s, labs) for s, labs in by_cell.get(a.assignment_id, {}).items()}
         rows = [{"subject": s, **(cells.get(s) or cell(s, []))} for s in shown]

@@ -9,13 +9,14 @@ another); a learner gets 403 on management routes of their tenant and 404 elsewh
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, cohorts
@@ -57,11 +58,25 @@ class InstructorBody(BaseModel):
                          description="The account id of a person of your tenant.")
 
 
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339(value: object) -> object:
+    """A time is an RFC 3339 string (2026-12-01T09:00:00Z), never a number or a string of
+    one, which pydantic would read as seconds since 1970."""
+    if not isinstance(value, str) or _RFC3339.match(value) is None:
+        raise ValueError("an RFC 3339 time with a time zone, e.g. 2026-12-01T09:00:00Z")
+    return value
+
+
+Time = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
 class AssignmentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     template_id: str = Field(min_length=1, max_length=64, description="The lab (GET /v1/tracks).")
-    opens_at: datetime = Field(description="RFC 3339 with a time zone, e.g. 2026-12-01T09:00:00Z")
-    closes_at: datetime = Field(description="After opens_at; no spawn from then on.")
+    opens_at: Time = Field(description="RFC 3339 with a time zone, e.g. 2026-12-01T09:00:00Z")
+    closes_at: Time = Field(description="After opens_at; no spawn from then on.")
     # strict: a number and a boolean, not "2" or "yes" converted into one
     attempts_allowed: int = Field(default=1, ge=1, le=assignments.MAX_ATTEMPTS, strict=True)
     hints_allowed: bool = Field(default=True, strict=True)
@@ -69,8 +84,8 @@ class AssignmentBody(BaseModel):
 
 class AssignmentChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    opens_at: datetime | None = Field(default=None, description="A new opening time.")
-    closes_at: datetime | None = Field(
+    opens_at: Time | None = Field(default=None, description="A new opening time.")
+    closes_at: Time | None = Field(
         default=None, description="A new due time for the whole cohort (learners with a "
         "due time of their own keep it).")
     attempts_allowed: int | None = Field(default=None, ge=1, le=assignments.MAX_ATTEMPTS,
@@ -80,8 +95,8 @@ class AssignmentChange(BaseModel):
 
 class DueBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    closes_at: datetime = Field(description="This learner's own due time, after the "
-                                            "assignment opens (RFC 3339 with a time zone).")
+    closes_at: Time = Field(description="This learner's due time, later than the "
+                                        "assignment's (RFC 3339 with a time zone).")
 
 
 Subject = Annotated[str, Field(min_length=1, max_length=128)]
@@ -252,9 +267,9 @@ async def change_assignment(cohort_id: CohortId, assignment_id: AssignmentId,
             responses=errors(401, 403, 404))
 async def set_learner_due(cohort_id: CohortId, assignment_id: AssignmentId, subject: Subject,
                           body: DueBody, request: Request) -> dict[str, Any]:
-    """Give one learner of the cohort their own due time for this assignment (an
-    extension, or an earlier close). Their start of the lab, their assignment list and the
-    dashboard's `late` use it instead of the assignment's `closes_at`."""
+    """Give one learner of the cohort more time for this assignment: their due time is the
+    later of this one and the assignment's `closes_at` (which it must be later than now).
+    Their start of the lab, their assignment list and the dashboard's `late` use it."""
     who = await _manager(request)
     cohorts.check_public_id("assignment_id", assignment_id)
     check_subject(subject)
@@ -278,13 +293,15 @@ async def clear_learner_due(cohort_id: CohortId, assignment_id: AssignmentId,
             "due_extended": False}
 
 
-@router.delete("/v1/cohorts/{cohort_id}/learners/{subject}", responses=errors(401, 403, 404, 409))
+@router.delete("/v1/cohorts/{cohort_id}/learners/{subject}", responses=errors(401, 403, 404))
 async def unenrol_learner(cohort_id: CohortId, subject: Subject, request: Request
                           ) -> dict[str, Any]:
     """Take a learner out of the cohort. Its assignments leave their list and the
     dashboard, and they can start none of them any more (a lab running goes on to its
-    end); their labs and results are kept. 409 `enrolled_by_group` for a member of the
-    cohort's identity-provider group (the next sign-in would enrol them again)."""
+    end); their labs and results are kept. `was_via` says how they had come in: one of
+    the cohort's identity-provider group (`group`) is enrolled again at their next
+    sign-in while still in the group; an invite link still valid lets one join again
+    (revoke it)."""
     who = await _manager(request)
     check_subject(subject)
     via = await run_in_threadpool(cohorts.unenrol, spawn_state(request).ctx.db, who,
