@@ -5,6 +5,7 @@ stored), and what the spawn gate's reading (`applicable`) and the learner's list
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -216,3 +217,23 @@ def test_changes_at_the_same_moment_are_one_at_a_time(db: Database) -> None:
         assert got[0] == "csv", got
         with db.read() as sess:  # taken out: no extension of theirs is left, whichever won
             assert sess.get(AssignmentExtension, (a, "leo")) is None
+
+
+def test_every_change_of_a_running_class_leaves_a_line(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Who changed what, for an operator asked why a result stopped being late."""
+    c, a = _class(db)
+    with caplog.at_level(logging.INFO, logger="forge.classroom"):
+        asg.update_assignment(db, ANN, c, a, {"attempts_allowed": 2})
+        asg.set_due(db, ANN, c, a, "lea", NOW + timedelta(days=1))
+        asg.clear_due(db, ANN, c, a, "lea")
+        cohorts.unenrol(db, ANN, c, "leo")
+        with pytest.raises(ForgeError):
+            asg.set_due(db, LEA, c, a, "lea", NOW + timedelta(days=9))  # refused: no line
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("forge.classroom")]
+    assert lines == [
+        f"assignment changed: tenant=acme cohort={c} assignment={a} by=ann attempts_allowed=2",
+        f"extension given: tenant=acme cohort={c} assignment={a} subject=lea by=ann "
+        f"closes_at={asg.iso(NOW + timedelta(days=1))}",
+        f"extension taken back: tenant=acme cohort={c} assignment={a} subject=lea by=ann",
+        f"learner taken out: tenant=acme cohort={c} subject=leo by=ann was_via=csv"]

@@ -7,6 +7,7 @@ transaction, so two concurrent spawns never share or exceed one attempt.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from forge.store.models import (
 )
 from forge.store.timestamps import aware as _aware
 
+log = logging.getLogger("forge.classroom.assignments")
 MAX_ATTEMPTS = 100
 # Assignments one cohort may hold: the dashboard reads them all, with every learner's labs.
 MAX_ASSIGNMENTS = 200
@@ -139,6 +141,11 @@ def update_assignment(db: Database, who: Manager, cohort_id: str, assignment_id:
         row.hints_allowed = changes.get("hints_allowed", row.hints_allowed)
         sess.flush()
         sess.expunge(row)
+    # A change of a running class leaves a line (who, what): `late` can move with it.
+    log.info("assignment changed: tenant=%s cohort=%s assignment=%s by=%s %s", who.tenant_id,
+             cohort_id, assignment_id, who.subject,
+             " ".join(f"{k}={iso(v) if isinstance(v, datetime) else v}"
+                      for k, v in sorted(changes.items())))
     return row
 
 
@@ -169,6 +176,9 @@ def set_due(db: Database, who: Manager, cohort_id: str, assignment_id: str, subj
         ext.granted_by, ext.granted_at = who.subject, datetime.now(UTC)
         sess.flush()
         sess.expunge(ext)
+    log.info("extension given: tenant=%s cohort=%s assignment=%s subject=%s by=%s "
+             "closes_at=%s", who.tenant_id, cohort_id, assignment_id, subject, who.subject,
+             iso(closes_at))
     return ext
 
 
@@ -191,6 +201,8 @@ def clear_due(db: Database, who: Manager, cohort_id: str, assignment_id: str,
             raise ForgeError("extension_not_found", 404, "subject: this learner has no due "
                              "time of their own for this assignment", [{"field": "subject"}])
         sess.delete(ext)
+    log.info("extension taken back: tenant=%s cohort=%s assignment=%s subject=%s by=%s",
+             who.tenant_id, cohort_id, assignment_id, subject, who.subject)
 
 
 def view(row: Assignment, used: int | None = None) -> dict[str, Any]:

@@ -391,6 +391,8 @@ def unenrol(db: Database, who: Manager, cohort_id: str, subject: str) -> str:
             AssignmentExtension.subject == subject,
             AssignmentExtension.assignment_id.in_(
                 select(Assignment.assignment_id).where(Assignment.cohort_id == cohort_id))))
+    log.info("learner taken out: tenant=%s cohort=%s subject=%s by=%s was_via=%s",
+             who.tenant_id, cohort_id, subject, who.subject, via)
     return via
 
 
