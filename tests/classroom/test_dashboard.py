@@ -264,6 +264,20 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
     for aid in rows_of:
         assert [r for a, rows in walked if a == aid for r in rows] == rows_of[aid]
 
+    # An extension shows on the page and in the JSON row: who has one, until when.
+    with seeded.client() as c:
+        given = c.put(f"/v1/cohorts/{seeded.cohort_a}/assignments/{seeded.a2}/learners/lou/due",
+                      json={"closes_at": "2099-01-01T00:00:00Z"}, headers=seeded.keys["ann"])
+        assert given.status_code == 200, given.text
+        got = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard", headers=seeded.keys["ann"])
+        lou = next(r for r in got.json()["assignments"][1]["rows"] if r["subject"] == "lou")
+        assert (lou["due_at"], lou["due_extended"]) == ("2099-01-01T00:00:00Z", True)
+        assert c.post("/signin", data={"api_key": seeded.keys["ann"]["x-api-key"]},
+                      headers={"origin": seeded.url}).status_code == 303
+        shown = c.get(f"/teach/cohorts/{seeded.cohort_a}").text
+        assert shown.count('class="muted due-extended"') == 1
+        assert "(due 2099-01-01T00:00:00Z)" in shown
+
 
 def test_reads_stay_a_fixed_number_of_queries(db_url: str) -> None:
     """200 learners x 3 assignments, a lab each: the same few queries as for none."""

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
+from forge.classroom import assignments
 from forge.classroom.assignments import iso
 from forge.policy import Decision, GateDecisions, PolicyEngine
 from forge.store.db import Database
@@ -226,3 +228,31 @@ def test_a_start_under_way_is_not_reported_as_all_attempts_used(
         closed = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
         assert closed.status_code == 403 and " closed at " in closed.json()["message"]
         assert _count(db, Scenario) == 0 and _count(db, AssignmentAttempt) == 1
+
+
+def test_the_loser_of_the_take_race_is_told_to_try_again(
+        make_spawn: MakeSpawn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Two clicks at once both read "0 used" and are admitted; the other click takes the
+    last attempt between this one's reading and its take. Judged again, this one is
+    refused only by that start still under way: 409 `assignment_busy`, not "all used"."""
+    env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
+    db = env.state.ctx.db
+    lea, _leo, _ann, a1, _b1 = _setup(env)
+    now = datetime.now(UTC)
+    _move_window(db, a1, now - timedelta(minutes=5), now + timedelta(hours=1))
+    real = assignments.take_attempt
+
+    def racing(db_: Database, aid: str, subject: str, rid: str,
+               allowed: int) -> tuple[int, bool] | None:
+        with db.session() as sess:  # the other click's attempt, bound to no lab yet
+            sess.add(AssignmentAttempt(assignment_id=aid, subject=subject, attempt=1,
+                                       request_id="req-other-click", scenario_id=None,
+                                       at=datetime.now(UTC)))
+        return real(db_, aid, subject, rid, allowed)
+
+    monkeypatch.setattr(assignments, "take_attempt", racing)
+    with env.client() as c:
+        lost = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
+    assert lost.status_code == 409, lost.text
+    assert lost.json()["error"] == "assignment_busy" and lost.headers["retry-after"] == "2"
+    assert _count(db, Scenario) == 0 and _count(db, AssignmentAttempt) == 1

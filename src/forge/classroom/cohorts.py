@@ -349,8 +349,9 @@ def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequenc
 
 def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence[str]) -> int:
     """Enrol a person in every cohort of the tenant naming one of their IdP groups (called
-    at sign-in); the number of cohorts newly joined. A full cohort is skipped with a
-    warning (the sign-in goes on: the person is in the group, the class has no room)."""
+    at sign-in), but those they are an instructor of; the number of cohorts newly joined.
+    A full cohort is skipped with a warning (the sign-in goes on: the person is in the
+    group, the class has no room)."""
     if not groups:
         return 0
     now = datetime.now(UTC)
@@ -358,7 +359,11 @@ def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence
     with db.session() as sess:
         ids = list(sess.scalars(select(Cohort.cohort_id).where(
             Cohort.tenant_id == tenant_id, Cohort.idp_group.in_(list(groups)))))
+        staff_of = set(sess.scalars(select(CohortStaff.cohort_id).where(
+            CohortStaff.cohort_id.in_(ids), CohortStaff.subject == subject)))
         for cohort_id in sorted(ids):  # one lock order: no deadlock
+            if cohort_id in staff_of:  # an instructor of the class in its group: not a learner
+                continue
             try:
                 joined += _enrol(sess, cohort_id, tenant_id, subject, "group", now)
             except ForgeError as exc:

@@ -324,8 +324,8 @@ class Assignment(Base):
 
 
 class AssignmentExtension(Base):
-    """One learner's own due time for an assignment, set by an instructor (an extension,
-    or an earlier close): it replaces the assignment's `closes_at` for that learner alone."""
+    """One learner's extension of an assignment, given by an instructor: that learner's
+    due time is the later of this `closes_at` and the assignment's."""
 
     __tablename__ = "assignment_extensions"
     assignment_id: Mapped[str] = mapped_column(

@@ -120,6 +120,24 @@ async def _decide(state: SpawnState, action: str, found: Applicable,
                          headers={"Retry-After": "5"}) from None
 
 
+async def _refusal(state: SpawnState, decision: Decision, found: Applicable,
+                   spawn: SpawnFacts) -> ForgeError:
+    """The answer to a refused start: 409 `assignment_busy` when it is refused only because
+    another start of this learner's holds the last attempt (several Start clicks at once;
+    the policy, asked without the attempts under way, would admit it), since that start may
+    yet fail and give its attempt back and "all attempts are used" be untrue a second
+    later; else the policy's 403."""
+    if found.attempts_in_flight and (await _decide(state, "spawn", dataclasses.replace(
+            found, attempts_used=found.attempts_used - found.attempts_in_flight),
+            spawn)).allow:
+        return ForgeError(
+            "assignment_busy", 409, "lab: another start of this assignment is under way; if "
+            "it fails, its attempt is given back: try again in a moment",
+            [{"field": "lab", "assignment_id": found.assignment_id}],
+            headers={"Retry-After": "2"})
+    return _refused(decision, found)
+
+
 def _refused(decision: Decision, found: Applicable) -> ForgeError:
     return ForgeError(
         "assignment_refused", 403, "lab: " + "; ".join(sorted(decision.reasons)),
@@ -154,18 +172,7 @@ async def admit(state: SpawnState, spawn: SpawnFacts, template_id: str,
         return Held(found.assignment_id, caller.subject, prior, False, request_id)
     decision = await _decide(state, "spawn", found, spawn)
     if not decision.allow:
-        if found.attempts_in_flight and (await _decide(state, "spawn", dataclasses.replace(
-                found, attempts_used=found.attempts_used - found.attempts_in_flight),
-                spawn)).allow:
-            # Refused only because another start of this learner's is under way (several
-            # Start clicks at once): it may yet fail and give its attempt back, and "all
-            # attempts are used" could be untrue a second later.
-            raise ForgeError(
-                "assignment_busy", 409, "lab: another start of this assignment is under "
-                "way; if it fails, its attempt is given back: try again in a moment",
-                [{"field": "lab", "assignment_id": found.assignment_id}],
-                headers={"Retry-After": "2"})
-        raise _refused(decision, found)
+        raise await _refusal(state, decision, found, spawn)
     taken = await db.write(assignments.take_attempt, db, found.assignment_id,
                            caller.subject, request_id, found.attempts_allowed)
     if taken is None:  # a concurrent spawn took the last attempt: judge again, counted
@@ -176,7 +183,7 @@ async def admit(state: SpawnState, spawn: SpawnFacts, template_id: str,
             raise ForgeError("assignment_busy", 409, "lab: other starts of this assignment "
                              "were being taken at the same moment; try again",
                              headers={"Retry-After": "1"})
-        raise _refused(decision, again)
+        raise await _refusal(state, decision, again, spawn)
     return Held(found.assignment_id, caller.subject, taken[0], taken[1], request_id)
 
 

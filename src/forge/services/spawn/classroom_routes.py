@@ -86,8 +86,8 @@ class AssignmentChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     opens_at: Time | None = Field(default=None, description="A new opening time.")
     closes_at: Time | None = Field(
-        default=None, description="A new due time for the whole cohort (learners with a "
-        "due time of their own keep it).")
+        default=None, description="A new due time for the whole cohort (a learner with an "
+        "extension gets the later of theirs and this).")
     attempts_allowed: int | None = Field(default=None, ge=1, le=assignments.MAX_ATTEMPTS,
                                          strict=True)
     hints_allowed: bool | None = Field(default=None, strict=True)
@@ -268,7 +268,7 @@ async def change_assignment(cohort_id: CohortId, assignment_id: AssignmentId,
 async def set_learner_due(cohort_id: CohortId, assignment_id: AssignmentId, subject: Subject,
                           body: DueBody, request: Request) -> dict[str, Any]:
     """Give one learner of the cohort more time for this assignment: their due time is the
-    later of this one and the assignment's `closes_at` (which it must be later than now).
+    later of this one and the assignment's `closes_at`, which it must be after when given.
     Their start of the lab, their assignment list and the dashboard's `late` use it."""
     who = await _manager(request)
     cohorts.check_public_id("assignment_id", assignment_id)
