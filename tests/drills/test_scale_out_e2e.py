@@ -301,8 +301,13 @@ def test_scale_out_end_to_end(platform: Platform, tmp_path: Path) -> None:
         found = asyncio.run(_events_per_scenario(p.cluster.admin_url))
         return found if set(found[SCORE_FINALIZED]) >= set(expected) else None
     counts = wait_for(all_finalized, 90, "every verdict's finalized event", 1.0)
-    assert counts[SCORE_FINALIZED] == expected, counts
-    assert counts[SCENARIO_COMPLETED] == expected, counts
+    # A lab of the lost node that finished grading in the instant the node died may have
+    # published its completion first: it is scored (once) though the sweep failed its
+    # scenario (CI run 14 saw one). Any such one is of the lost node's failed labs.
+    for subject in (SCORE_FINALIZED, SCENARIO_COMPLETED):
+        extra = set(counts[subject]) - set(expected)
+        assert extra <= set(failed), (subject, extra, counts)
+        assert counts[subject] == Counter(dict.fromkeys([*verdicts, *extra], 1)), counts
 
     # The runbook's answer to a crashed node: start it again; it destroys its failed labs.
     p.nodes[lost].start(_env(p, lost))
