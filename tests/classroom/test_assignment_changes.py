@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from forge.classroom import assignments as asg
+from forge.classroom import class_changes as chg
 from forge.classroom import cohorts
 from forge.classroom.cohorts import Manager
 from forge.errors import ForgeError
@@ -68,23 +69,23 @@ def test_an_assignment_is_changed_only_by_its_class_and_only_validly(db: Databas
     before = _row(db, a)
     for who, status, code in ((LEA, 403, "instructor_required"),
                               (BOB, 404, "cohort_not_found"), (OTHER, 404, "cohort_not_found")):
-        _refused(lambda who=who: asg.update_assignment(db, who, c, a, {"attempts_allowed": 5}),
+        _refused(lambda who=who: chg.update_assignment(db, who, c, a, {"attempts_allowed": 5}),
                  status, code)
     bob_class = cohorts.create_cohort(db, BOB, "Other").cohort_id
     cohorts.add_instructor(db, BOB, bob_class, "ann")  # ann manages it, but a is not its
-    _refused(lambda: asg.update_assignment(db, ANN, bob_class, a, {"attempts_allowed": 5}),
+    _refused(lambda: chg.update_assignment(db, ANN, bob_class, a, {"attempts_allowed": 5}),
              404, "assignment_not_found")
     for changes, field in (({}, "body"), ({"template_id": "x"}, "template_id"),
                            ({"closes_at": NOW - timedelta(hours=4)}, "closes_at"),
                            ({"opens_at": NOW}, "closes_at"),  # after the old closes_at
                            ({"closes_at": datetime(2030, 1, 1)}, "closes_at"),  # no zone
                            ({"attempts_allowed": 0}, "attempts_allowed")):
-        _refused(lambda changes=changes: asg.update_assignment(db, ANN, c, a, changes),
+        _refused(lambda changes=changes: chg.update_assignment(db, ANN, c, a, changes),
                  422, "validation_error", field)
     after = _row(db, a)  # nothing of a refused change was stored
     assert (after.opens_at, after.closes_at, after.attempts_allowed) == (
         before.opens_at, before.closes_at, before.attempts_allowed)
-    row = asg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(days=1),
+    row = chg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(days=1),
                                                 "attempts_allowed": 3})
     assert asg.view(row)["closes_at"] == asg.iso(NOW + timedelta(days=1))
     assert (_row(db, a).attempts_allowed, _row(db, a).hints_allowed) == (3, False)
@@ -98,16 +99,16 @@ def test_a_learners_extension_applies_to_them_alone(db: Database) -> None:
     own = NOW + timedelta(hours=2)
     for who, status, code in ((LEA, 403, "instructor_required"),
                               (BOB, 404, "cohort_not_found"), (OTHER, 404, "cohort_not_found")):
-        _refused(lambda who=who: asg.set_due(db, who, c, a, "lea", own), status, code)
-    _refused(lambda: asg.set_due(db, ANN, c, a, "lou", own), 404, "learner_not_found",
+        _refused(lambda who=who: chg.set_due(db, who, c, a, "lea", own), status, code)
+    _refused(lambda: chg.set_due(db, ANN, c, a, "lou", own), 404, "learner_not_found",
              "subject")  # not of this class
-    _refused(lambda: asg.set_due(db, ANN, c, a, "lea", NOW - timedelta(hours=2)), 422,
+    _refused(lambda: chg.set_due(db, ANN, c, a, "lea", NOW - timedelta(hours=2)), 422,
              "validation_error", "closes_at")  # before the class's due time: no extension
     with db.read() as sess:
         assert sess.scalar(select(func.count()).select_from(AssignmentExtension)) == 0
-    ext = asg.set_due(db, ANN, c, a, "lea", own)
+    ext = chg.set_due(db, ANN, c, a, "lea", own)
     assert (ext.closes_at.replace(tzinfo=UTC), ext.granted_by) == (own, "ann")
-    asg.set_due(db, ANN, c, a, "lea", own + timedelta(hours=1))  # set again: replaced
+    chg.set_due(db, ANN, c, a, "lea", own + timedelta(hours=1))  # set again: replaced
     own += timedelta(hours=1)
     mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
     theirs = asg.applicable(db, "acme", "leo", "netplus", None, NOW)
@@ -122,31 +123,31 @@ def test_a_learners_extension_applies_to_them_alone(db: Database) -> None:
     # The class's due time moved later than lea's extension: she is never left with less
     # time than her class (the later of the two), and her list says she has no more.
     later = NOW + timedelta(days=3)
-    asg.update_assignment(db, ANN, c, a, {"closes_at": later})
+    chg.update_assignment(db, ANN, c, a, {"closes_at": later})
     mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
     assert mine is not None and mine.policy_input(NOW)["closes_at"] == asg.iso(later)
     [lea_view] = asg.my_assignments(db, "acme", "lea")
     assert (lea_view["closes_at"], lea_view["due_extended"]) == (asg.iso(later), False)
     # Moved back earlier: her extension applies again.
-    asg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(minutes=30)})
+    chg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(minutes=30)})
     mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
     assert mine is not None and mine.policy_input(NOW)["closes_at"] == asg.iso(own)
     # Taken back: the class's due time applies to lea again; a second clear is a 404.
-    asg.clear_due(db, ANN, c, a, "lea")
+    chg.clear_due(db, ANN, c, a, "lea")
     mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
     assert mine is not None
     assert mine.policy_input(NOW)["closes_at"] == asg.iso(NOW + timedelta(minutes=30))
-    _refused(lambda: asg.clear_due(db, ANN, c, a, "lea"), 404, "extension_not_found",
+    _refused(lambda: chg.clear_due(db, ANN, c, a, "lea"), 404, "extension_not_found",
              "subject")
 
 
 def test_a_learner_taken_out_of_a_class_loses_its_assignments(db: Database) -> None:
     c, a = _class(db)
-    asg.set_due(db, ANN, c, a, "leo", NOW + timedelta(hours=2))
+    chg.set_due(db, ANN, c, a, "leo", NOW + timedelta(hours=2))
     for who, status, code in ((LEA, 403, "instructor_required"),
                               (BOB, 404, "cohort_not_found"), (OTHER, 404, "cohort_not_found")):
-        _refused(lambda who=who: cohorts.unenrol(db, who, c, "leo"), status, code)
-    assert cohorts.unenrol(db, ANN, c, "leo") == "csv"
+        _refused(lambda who=who: chg.unenrol(db, who, c, "leo"), status, code)
+    assert chg.unenrol(db, ANN, c, "leo") == "csv"
     assert [m.subject for m in cohorts.members(db, ANN, c)] == ["lea"]
     assert asg.my_assignments(db, "acme", "leo") == []
     # The lab is no longer assigned to leo: his plan alone decides a start of it.
@@ -155,7 +156,7 @@ def test_a_learner_taken_out_of_a_class_loses_its_assignments(db: Database) -> N
              "assignment_not_found")
     with db.read() as sess:  # his own due time went with him
         assert sess.scalar(select(func.count()).select_from(AssignmentExtension)) == 0
-    _refused(lambda: cohorts.unenrol(db, ANN, c, "leo"), 404, "learner_not_found", "subject")
+    _refused(lambda: chg.unenrol(db, ANN, c, "leo"), 404, "learner_not_found", "subject")
     # Enrolled again, he starts afresh (the class's due time).
     cohorts.enrol_subjects(db, ANN, c, ["leo"])
     [view] = asg.my_assignments(db, "acme", "leo")
@@ -168,7 +169,7 @@ def test_a_member_of_the_identity_providers_group_comes_back_only_while_in_it(
     group, and stays out after one that does not (they left it)."""
     c = cohorts.create_cohort(db, ANN, "Net", idp_group="net-101").cohort_id
     cohorts.enrol_by_groups(db, "acme", "gina", ["net-101"])
-    assert cohorts.unenrol(db, ANN, c, "gina") == "group"
+    assert chg.unenrol(db, ANN, c, "gina") == "group"
     assert cohorts.enrol_by_groups(db, "acme", "gina", ["other"]) == 0
     assert cohorts.members(db, ANN, c) == []
     assert cohorts.enrol_by_groups(db, "acme", "gina", ["net-101"]) == 1
@@ -198,22 +199,22 @@ def test_changes_at_the_same_moment_are_one_at_a_time(db: Database) -> None:
     while the learner was taken out outlived their enrolment)."""
     c, a = _class(db)
     for _ in range(5):
-        got = _together([lambda: asg.set_due(db, ANN, c, a, "lea", NOW + timedelta(hours=5))
+        got = _together([lambda: chg.set_due(db, ANN, c, a, "lea", NOW + timedelta(hours=5))
                          for _ in range(4)])
         assert all(isinstance(g, AssignmentExtension) for g in got), got
-        asg.update_assignment(db, ANN, c, a, {"opens_at": NOW - timedelta(hours=3),
+        chg.update_assignment(db, ANN, c, a, {"opens_at": NOW - timedelta(hours=3),
                                               "closes_at": NOW + timedelta(hours=3)})
         got = _together([
-            lambda: asg.update_assignment(db, ANN, c, a, {"opens_at": NOW + timedelta(hours=5)}),
-            lambda: asg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(hours=2)}),
+            lambda: chg.update_assignment(db, ANN, c, a, {"opens_at": NOW + timedelta(hours=5)}),
+            lambda: chg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(hours=2)}),
         ])
         assert any(isinstance(g, Assignment) for g in got), got  # one of them applies
         row = _row(db, a)
         assert row.closes_at > row.opens_at  # never both
     for _ in range(5):
         cohorts.enrol_subjects(db, ANN, c, ["leo"])
-        got = _together([lambda: cohorts.unenrol(db, ANN, c, "leo"),
-                         lambda: asg.set_due(db, ANN, c, a, "leo", NOW + timedelta(days=2))])
+        got = _together([lambda: chg.unenrol(db, ANN, c, "leo"),
+                         lambda: chg.set_due(db, ANN, c, a, "leo", NOW + timedelta(days=2))])
         assert got[0] == "csv", got
         with db.read() as sess:  # taken out: no extension of theirs is left, whichever won
             assert sess.get(AssignmentExtension, (a, "leo")) is None
@@ -224,12 +225,12 @@ def test_every_change_of_a_running_class_leaves_a_line(
     """Who changed what, for an operator asked why a result stopped being late."""
     c, a = _class(db)
     with caplog.at_level(logging.INFO, logger="forge.classroom"):
-        asg.update_assignment(db, ANN, c, a, {"attempts_allowed": 2})
-        asg.set_due(db, ANN, c, a, "lea", NOW + timedelta(days=1))
-        asg.clear_due(db, ANN, c, a, "lea")
-        cohorts.unenrol(db, ANN, c, "leo")
+        chg.update_assignment(db, ANN, c, a, {"attempts_allowed": 2})
+        chg.set_due(db, ANN, c, a, "lea", NOW + timedelta(days=1))
+        chg.clear_due(db, ANN, c, a, "lea")
+        chg.unenrol(db, ANN, c, "leo")
         with pytest.raises(ForgeError):
-            asg.set_due(db, LEA, c, a, "lea", NOW + timedelta(days=9))  # refused: no line
+            chg.set_due(db, LEA, c, a, "lea", NOW + timedelta(days=9))  # refused: no line
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("forge.classroom")]
     assert lines == [
         f"assignment changed: tenant=acme cohort={c} assignment={a} by=ann attempts_allowed=2",

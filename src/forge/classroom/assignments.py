@@ -7,8 +7,7 @@ transaction, so two concurrent spawns never share or exceed one attempt.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +28,6 @@ from forge.store.models import (
 )
 from forge.store.timestamps import aware as _aware
 
-log = logging.getLogger("forge.classroom.assignments")
 MAX_ATTEMPTS = 100
 # Assignments one cohort may hold: the dashboard reads them all, with every learner's labs.
 MAX_ASSIGNMENTS = 200
@@ -58,6 +56,18 @@ def check_time(field: str, at: datetime) -> None:
         raise invalid_field(field, "a time from 2000 to 2099 (UTC)")
 
 
+def check_terms(opens_at: datetime, closes_at: datetime, attempts_allowed: int) -> None:
+    """422 naming the field unless the window's times are valid (`check_time`), it closes
+    after it opens, and the attempts are 1-MAX_ATTEMPTS: an assignment's terms, made or
+    changed."""
+    for field, at in (("opens_at", opens_at), ("closes_at", closes_at)):
+        check_time(field, at)
+    if closes_at <= opens_at:
+        raise invalid_field("closes_at", "must be after opens_at")
+    if not 1 <= attempts_allowed <= MAX_ATTEMPTS:
+        raise invalid_field("attempts_allowed", f"1-{MAX_ATTEMPTS}")
+
+
 def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id: str,
                       opens_at: datetime, closes_at: datetime, attempts_allowed: int,
                       hints_allowed: bool, known_templates: Collection[str]) -> Assignment:
@@ -68,12 +78,7 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
         managed_cohort(sess, who, cohort_id)
         if template_id not in known_templates:
             raise invalid_field("template_id", "not a lab of this platform (see GET /v1/tracks)")
-        for field, at in (("opens_at", opens_at), ("closes_at", closes_at)):
-            check_time(field, at)
-        if closes_at <= opens_at:
-            raise invalid_field("closes_at", "must be after opens_at")
-        if not 1 <= attempts_allowed <= MAX_ATTEMPTS:
-            raise invalid_field("attempts_allowed", f"1-{MAX_ATTEMPTS}")
+        check_terms(opens_at, closes_at, attempts_allowed)
         lock_cohort(sess, cohort_id)  # the count and the insert: one step
         held = int(sess.scalar(select(func.count()).select_from(Assignment).where(
             Assignment.cohort_id == cohort_id)) or 0)
@@ -93,116 +98,12 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
     return row
 
 
-def managed_assignment(sess: Any, who: Manager, cohort_id: str,
-                       assignment_id: str) -> Assignment:
-    """An assignment of a cohort `who` manages, read under the cohort's lock (a change of
-    it, a learner's due time and an unenrolment are one at a time per cohort: two valid
-    changes at once could store a window that closes before it opens); 404 for any
-    other (another cohort's too)."""
-    managed_cohort(sess, who, cohort_id)
-    lock_cohort(sess, cohort_id)
-    row: Assignment | None = sess.get(Assignment, assignment_id)
-    if row is None or row.cohort_id != cohort_id or row.tenant_id != who.tenant_id:
-        raise ForgeError("assignment_not_found", 404,
-                         "assignment_id: no such assignment in this cohort",
-                         [{"field": "assignment_id"}])
-    return row
-
-
-CHANGEABLE = ("opens_at", "closes_at", "attempts_allowed", "hints_allowed")
-
-
-def update_assignment(db: Database, who: Manager, cohort_id: str, assignment_id: str,
-                      changes: Mapping[str, Any]) -> Assignment:
-    """Change an assignment's window, attempts or hints (`changes`: some of CHANGEABLE).
-    The new window is checked as a whole (closes after it opens); lowering the attempts
-    below what a learner used leaves their labs alone and refuses them further starts.
-    Learners' extensions (`set_due`) stay as they were: each still gives the later of
-    its time and the new due time."""
-    unknown = sorted(set(changes) - set(CHANGEABLE))
-    if unknown:
-        raise invalid_field(unknown[0], "not a field that can be changed")
-    if not changes:
-        raise invalid_field("body", f"name at least one of {', '.join(CHANGEABLE)}")
-    with db.session() as sess:
-        row = managed_assignment(sess, who, cohort_id, assignment_id)
-        for field in ("opens_at", "closes_at"):
-            if field in changes:
-                check_time(field, changes[field])
-        opens = changes.get("opens_at", _aware(row.opens_at))
-        closes = changes.get("closes_at", _aware(row.closes_at))
-        if closes <= opens:
-            raise invalid_field("closes_at", "must be after opens_at")
-        attempts = changes.get("attempts_allowed", row.attempts_allowed)
-        if not 1 <= attempts <= MAX_ATTEMPTS:
-            raise invalid_field("attempts_allowed", f"1-{MAX_ATTEMPTS}")
-        row.opens_at, row.closes_at = opens.astimezone(UTC), closes.astimezone(UTC)
-        row.attempts_allowed = attempts
-        row.hints_allowed = changes.get("hints_allowed", row.hints_allowed)
-        sess.flush()
-        sess.expunge(row)
-    # A change of a running class leaves a line (who, what): `late` can move with it.
-    log.info("assignment changed: tenant=%s cohort=%s assignment=%s by=%s %s", who.tenant_id,
-             cohort_id, assignment_id, who.subject,
-             " ".join(f"{k}={iso(v) if isinstance(v, datetime) else v}"
-                      for k, v in sorted(changes.items())))
-    return row
-
-
-def _enrolled(sess: Any, cohort_id: str, subject: str) -> None:
-    if sess.get(Enrolment, (cohort_id, subject)) is None:
-        raise ForgeError("learner_not_found", 404,
-                         "subject: no such learner in this cohort", [{"field": "subject"}])
-
-
-def set_due(db: Database, who: Manager, cohort_id: str, assignment_id: str, subject: str,
-            closes_at: datetime) -> AssignmentExtension:
-    """Give one learner of the cohort more time for an assignment: their due time is the
-    later of this and the assignment's (the spawn gate, their list and the dashboard's
-    `late` use it), so moving the class's due time later never leaves them with less. It
-    must come after the assignment's current due time. Set again, it replaces the last."""
-    with db.session() as sess:
-        row = managed_assignment(sess, who, cohort_id, assignment_id)  # the cohort's lock
-        _enrolled(sess, cohort_id, subject)
-        check_time("closes_at", closes_at)
-        if closes_at <= _aware(row.closes_at):
-            raise invalid_field("closes_at", f"must be after the assignment's due time "
-                                             f"({iso(row.closes_at)}): it gives more time")
-        ext = sess.get(AssignmentExtension, (assignment_id, subject))
-        if ext is None:
-            ext = AssignmentExtension(assignment_id=assignment_id, subject=subject)
-            sess.add(ext)
-        ext.closes_at = closes_at.astimezone(UTC)
-        ext.granted_by, ext.granted_at = who.subject, datetime.now(UTC)
-        sess.flush()
-        sess.expunge(ext)
-    log.info("extension given: tenant=%s cohort=%s assignment=%s subject=%s by=%s "
-             "closes_at=%s", who.tenant_id, cohort_id, assignment_id, subject, who.subject,
-             iso(closes_at))
-    return ext
-
-
 def due_for(own: datetime | None, closes_at: datetime) -> tuple[datetime, bool]:
     """A learner's due time for an assignment closing at `closes_at`, given their own
     (None: none), and whether it is later than the class's (extended)."""
     if own is not None and _aware(own) > _aware(closes_at):
         return own, True
     return closes_at, False
-
-
-def clear_due(db: Database, who: Manager, cohort_id: str, assignment_id: str,
-              subject: str) -> None:
-    """Take a learner's own due time back: the assignment's applies to them again (404
-    `extension_not_found` when they had none)."""
-    with db.session() as sess:
-        managed_assignment(sess, who, cohort_id, assignment_id)
-        ext = sess.get(AssignmentExtension, (assignment_id, subject))
-        if ext is None:
-            raise ForgeError("extension_not_found", 404, "subject: this learner has no due "
-                             "time of their own for this assignment", [{"field": "subject"}])
-        sess.delete(ext)
-    log.info("extension taken back: tenant=%s cohort=%s assignment=%s subject=%s by=%s",
-             who.tenant_id, cohort_id, assignment_id, subject, who.subject)
 
 
 def view(row: Assignment, used: int | None = None) -> dict[str, Any]:

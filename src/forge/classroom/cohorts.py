@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import (
-    Assignment,
-    AssignmentExtension,
     Cohort,
     CohortInvite,
     CohortStaff,
@@ -373,32 +371,6 @@ def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence
                 log.warning("group enrolment skipped: tenant=%s cohort=%s is full "
                             "(%d learners)", tenant_id, cohort_id, MAX_MEMBERS)
     return joined
-
-
-def unenrol(db: Database, who: Manager, cohort_id: str, subject: str) -> str:
-    """Take a learner out of a cohort `who` manages; how they had come in. Their
-    assignments of it leave their list and the dashboard and they can start none of them
-    any more (a lab running goes on to its end); their own due times in it are dropped,
-    their attempts, labs and results kept. 404 `learner_not_found`. One who came in by
-    the cohort's identity-provider group (`via` "group") is enrolled again at their next
-    sign-in while still in it; an invite link still valid lets one join again."""
-    with db.session() as sess:
-        managed_cohort(sess, who, cohort_id)
-        lock_cohort(sess, cohort_id)  # one at a time with due times given to them
-        row = sess.get(Enrolment, (cohort_id, subject))
-        if row is None or row.tenant_id != who.tenant_id:
-            raise ForgeError("learner_not_found", 404,
-                             "subject: no such learner in this cohort", [{"field": "subject"}])
-        via = row.via
-        sess.delete(row)
-        # Their own due times in this cohort go too: enrolled again, they start afresh.
-        sess.execute(delete(AssignmentExtension).where(
-            AssignmentExtension.subject == subject,
-            AssignmentExtension.assignment_id.in_(
-                select(Assignment.assignment_id).where(Assignment.cohort_id == cohort_id))))
-    log.info("learner taken out: tenant=%s cohort=%s subject=%s by=%s was_via=%s",
-             who.tenant_id, cohort_id, subject, who.subject, via)
-    return via
 
 
 def enrolled_cohorts(db: Database, tenant_id: str, subject: str) -> list[str]:

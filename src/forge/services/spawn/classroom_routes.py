@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments, cohorts
+from forge.classroom import assignments, class_changes, cohorts
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
 from forge.classroom.scope import check_subject
 from forge.errors import ForgeError, invalid_field
@@ -258,7 +258,7 @@ async def change_assignment(cohort_id: CohortId, assignment_id: AssignmentId,
     for name, value in changes.items():
         if value is None:
             raise invalid_field(name, "must not be null (leave it out to keep it)")
-    row = await run_in_threadpool(assignments.update_assignment, spawn_state(request).ctx.db,
+    row = await run_in_threadpool(class_changes.update_assignment, spawn_state(request).ctx.db,
                                   who, cohort_id, assignment_id, changes)
     return assignments.view(row)
 
@@ -273,7 +273,7 @@ async def set_learner_due(cohort_id: CohortId, assignment_id: AssignmentId, subj
     who = await _manager(request)
     cohorts.check_public_id("assignment_id", assignment_id)
     check_subject(subject)
-    row = await run_in_threadpool(assignments.set_due, spawn_state(request).ctx.db, who,
+    row = await run_in_threadpool(class_changes.set_due, spawn_state(request).ctx.db, who,
                                   cohort_id, assignment_id, subject, body.closes_at)
     return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
             "closes_at": assignments.iso(row.closes_at), "granted_by": row.granted_by}
@@ -287,7 +287,7 @@ async def clear_learner_due(cohort_id: CohortId, assignment_id: AssignmentId,
     who = await _manager(request)
     cohorts.check_public_id("assignment_id", assignment_id)
     check_subject(subject)
-    await run_in_threadpool(assignments.clear_due, spawn_state(request).ctx.db, who,
+    await run_in_threadpool(class_changes.clear_due, spawn_state(request).ctx.db, who,
                             cohort_id, assignment_id, subject)
     return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
             "due_extended": False}
@@ -304,7 +304,7 @@ async def unenrol_learner(cohort_id: CohortId, subject: Subject, request: Reques
     (revoke it)."""
     who = await _manager(request)
     check_subject(subject)
-    via = await run_in_threadpool(cohorts.unenrol, spawn_state(request).ctx.db, who,
+    via = await run_in_threadpool(class_changes.unenrol, spawn_state(request).ctx.db, who,
                                   cohort_id, subject)
     return {"cohort_id": cohort_id, "subject": subject, "unenrolled": True, "was_via": via}
 
