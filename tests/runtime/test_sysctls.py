@@ -7,11 +7,13 @@ write takes the global RTNL lock even when unchanged)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import secrets
 from collections.abc import Iterator
 
 import pytest
 
+from forge.runtime.local import private_proc
 from forge.runtime.local.netns import create_netns, in_netns, remove_netns
 from forge.runtime.local.network import (
     IPV6,
@@ -83,3 +85,36 @@ def test_the_switch_gets_no_lab_user_settings(ns: str) -> None:
     assert got["net.ipv4.ping_group_range"] != "0 2147483647"  # the kernel's default
     if IPV6:
         assert got["net.ipv6.conf.default.disable_ipv6"] == "1"
+
+
+def test_a_kernel_refusing_a_private_procfs_still_gets_every_value(
+    ns: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the new mount API is refused (an older kernel, a seccomp policy), the values
+    go through the machine's /proc instead, with one warning."""
+    def refused() -> int:
+        raise OSError(errno.EPERM, "fsopen proc: Operation not permitted")
+
+    monkeypatch.setattr(private_proc, "_mount_proc", refused)
+    monkeypatch.setattr(private_proc, "_refused", False)
+    create_netns(ns, lambda: apply_sysctls(base_sysctls(True)))
+    in_netns(ns, lambda: apply_sysctls(base_sysctls(False)))
+    got = in_netns(ns, lambda: _read(ALL_KEYS))
+    assert got == {key: " ".join(value.split()) for key, value in base_sysctls(False).items()}
+    warned = [r for r in caplog.records if "private procfs is refused" in r.getMessage()]
+    assert len(warned) == 1
+
+
+def test_a_private_procfs_leaves_nothing_mounted(ns: str) -> None:
+    """The procfs the values go through is never attached to a mount namespace."""
+    with open("/proc/self/mountinfo", encoding="ascii") as fh:
+        before = fh.read().count(" proc ")
+    create_netns(ns, lambda: apply_sysctls(base_sysctls(False)))
+    with open("/proc/self/mountinfo", encoding="ascii") as fh:
+        assert fh.read().count(" proc ") == before
+    assert not private_proc._refused
+
+
+def test_only_network_keys_are_written(ns: str) -> None:
+    with pytest.raises(ValueError, match=r"kernel\.pid_max"):
+        create_netns(ns, lambda: apply_sysctls({"kernel.pid_max": "32768"}))

@@ -18,6 +18,7 @@ from pyroute2 import IPRoute
 
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import create_netns, in_netns, netns_path, run_in_netns
+from forge.runtime.local.private_proc import proc_root
 from forge.runtime.local.rtnl import Rtnl
 from forge.runtime.plan import LabPlan, PlannedHost
 
@@ -62,16 +63,41 @@ READ_FIRST = frozenset({"net.ipv4.ip_forward"})
 
 
 def apply_sysctls(settings: dict[str, str]) -> None:
-    """Write sysctls for the namespace of the calling thread (/proc/sys/net follows the
-    opener's namespace); a ``READ_FIRST`` value already in place is not rewritten."""
-    for key, value in settings.items():
-        path = "/proc/sys/" + key.replace(".", "/")
-        if key in READ_FIRST:
-            with open(path, encoding="ascii") as fh:
-                if fh.read().split() == value.split():
-                    continue
-        with open(path, "w", encoding="ascii") as fh:
-            fh.write(value)
+    """Write sysctls (``net.<family>.*`` keys) for the namespace of the calling thread
+    (/proc/sys/net follows the opener's namespace), through a private procfs
+    (``private_proc``: the machine's /proc costs more with every live namespace); a
+    ``READ_FIRST`` value already in place is not rewritten."""
+    dirs: dict[str, int] = {}
+    with proc_root() as proc:
+
+        def open_key(key: str, flags: int) -> int:
+            parts = key.split(".")
+            if parts[0] != "net" or len(parts) < 3:
+                raise ValueError(f"sysctl {key!r} is not a net.<family>.* key")
+            if parts[1] not in dirs:
+                dirs[parts[1]] = os.open("sys/net/" + parts[1],
+                                         os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                                         dir_fd=proc)
+            return os.open("/".join(parts[2:]), flags | os.O_CLOEXEC, dir_fd=dirs[parts[1]])
+
+        try:
+            for key, value in settings.items():
+                if key in READ_FIRST:
+                    fd = open_key(key, os.O_RDONLY)
+                    try:
+                        current = os.read(fd, 256).decode("ascii")
+                    finally:
+                        os.close(fd)
+                    if current.split() == value.split():
+                        continue
+                fd = open_key(key, os.O_WRONLY)
+                try:
+                    os.write(fd, value.encode("ascii"))
+                finally:
+                    os.close(fd)
+        finally:
+            for fd in dirs.values():
+                os.close(fd)
 
 
 def create_switch(names: Names, plan: LabPlan) -> None:
