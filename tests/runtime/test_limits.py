@@ -57,6 +57,26 @@ def test_limits_are_applied_to_lab_and_host_cgroups(
     assert rt.names.lab(lab) + "/box/" in res.stdout_text
 
 
+def _throttled(rt: LocalRuntime, lab: str) -> int:
+    """Periods the lab's cgroup was throttled for its CPU quota (cpu.stat)."""
+    stat = _cg(rt, lab, "cpu", "cpu.stat")
+    return int(dict(line.split() for line in stat.splitlines())["nr_throttled"])
+
+
+def test_a_hosts_cpu_is_held_to_its_labs_quota(
+    rt: LocalRuntime, two_labs: tuple[str, str]
+) -> None:
+    """The CPU quota sits on the lab's cgroup only (a host's would equal it): two busy
+    loops in a host of a lab allowed half a CPU are throttled there, so a host cannot
+    take more than its lab is allowed; a lab without a lower quota is not."""
+    victim, bystander = two_labs
+    before = _throttled(rt, victim), _throttled(rt, bystander)
+    spin = "for i in 1 2; do timeout 2 sh -c 'while :; do :; done' & done; wait"
+    sh(rt, victim, "box", spin, timeout=20)
+    assert _throttled(rt, victim) > before[0]
+    assert _throttled(rt, bystander) == before[1]
+
+
 def test_fork_bomb_is_contained(rt: LocalRuntime, two_labs: tuple[str, str]) -> None:
     victim, bystander = two_labs
     bomb = "b() { b | b & }; b"
