@@ -67,15 +67,15 @@ def test_a_roster_past_the_cap_is_refused_whole(db: Database,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cohorts, "MAX_MEMBERS", 3)
     c = cohorts.create_cohort(db, ANN, "Net").cohort_id
-    assert cohorts.enrol_subjects(db, ANN, c, ["lea", "leo"]) == 2
+    assert cohorts.enrol_subjects(db, ANN, c, ["lea", "leo"]).added == 2
     with pytest.raises(ForgeError) as full:  # leo again, lia and lou new: 4 > 3
         cohorts.enrol_subjects(db, ANN, c, ["leo", "lia", "lou"])
     _full(full, 3)
     assert "has 2, and this would add 2" in full.value.message
     assert _members(db, c) == ["lea", "leo"]  # nobody of it, not even the first that fit
     # The members already in count once: this list fills the cohort exactly.
-    assert cohorts.enrol_subjects(db, ANN, c, ["lea", "leo", "lia", "lia"]) == 1
-    assert cohorts.enrol_subjects(db, ANN, c, ["lia", "lea"]) == 0  # full, nobody new: fine
+    assert cohorts.enrol_subjects(db, ANN, c, ["lea", "leo", "lia", "lia"]).added == 1
+    assert cohorts.enrol_subjects(db, ANN, c, ["lia", "lea"]).added == 0  # full, nobody new: fine
     with pytest.raises(ForgeError) as one_more:
         cohorts.enrol_subjects(db, ANN, c, ["lou"])
     _full(one_more, 3)

@@ -191,3 +191,18 @@ def test_the_classes_own_instructors_do_not_join_it_as_learners(db: Database) ->
         assert exc.value.details == [{"field": "invite"}]
     assert cohorts.join_by_invite(db, T1, "lea", token).cohort_id == c.cohort_id
     assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["lea"]
+
+
+def test_a_roster_listing_the_classes_instructors_enrols_only_its_learners(
+    db: Database
+) -> None:
+    """An LMS export lists the teacher with the class: a roster naming Ann and her
+    colleague Bob enrols the learners alone and says whom it left out and why."""
+    c = cohorts.create_cohort(db, ANN, "Networking 101")
+    cohorts.add_instructor(db, ANN, c.cohort_id, "bob")
+    done = cohorts.enrol_subjects(db, ANN, c.cohort_id,
+                                  parse_roster(b"subject\nlea\nann\nleo\nbob\nann\n"))
+    assert done == cohorts.Enrolled(2, ("ann", "bob"))
+    assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["lea", "leo"]
+    again = cohorts.enrol_subjects(db, ANN, c.cohort_id, ["leo", "lia"])
+    assert again == cohorts.Enrolled(1, ())

@@ -295,8 +295,9 @@ def test_an_instructor_runs_a_class_and_a_learner_joins(
     web_platform: WebPlatform, page: Page, browser: Browser
 ) -> None:
     """/teach: create a class and an invite link with the mouse; the learner's /join page
-    asks before joining, and the class's assignment shows on their labs page. The pages and
-    the class's dashboard at 360 px with an axe scan."""
+    asks before joining, and the class's assignment shows on their labs page; the
+    instructor gives them more time from the page and their labs page shows it. The pages
+    and the class's dashboard at 360 px with an axe scan."""
     url = web_platform.url
     record_role(web_platform.db, "acme", "ivy", "instructor", source="test")
     key = web_platform.learner_key("acme", "ivy")
@@ -309,7 +310,7 @@ def test_an_instructor_runs_a_class_and_a_learner_joins(
     expect(page.get_by_role("heading", name="Networking 101")).to_be_visible()
     page.get_by_label("Due (UTC)").fill("2099-01-01T09:00")
     page.get_by_role("button", name="Assign lab").click()
-    expect(page.get_by_text("due 2099-01-01T09:00:00Z")).to_be_visible()
+    expect(page.locator("li", has_text="due 2099-01-01T09:00:00Z")).to_be_visible()
     page.get_by_role("button", name="Make an invite link").click()
     invite = page.locator("#invite-url").input_value()
     assert invite.startswith(url + "/join/fgi_")
@@ -331,6 +332,15 @@ def test_an_instructor_runs_a_class_and_a_learner_joins(
         check_pages(browser, learner.storage_state(), {"join": invite}, problems)
         joiner.get_by_role("button", name="Join Networking 101").click()
         expect(joiner.locator("#assignments")).to_contain_text("due 2099-01-01T09:00:00Z")
+        # The instructor gives Jo a week more from the page; Jo's list shows it.
+        page.goto(url + "/teach")
+        page.get_by_text("Change the running class").click()
+        page.get_by_label("Learner's account id").fill("jo")
+        page.get_by_label("Their due time (UTC; after the class's)").fill("2099-01-08T09:00")
+        page.get_by_role("button", name="Give more time").click()
+        expect(page.locator("#notice")).to_contain_text("jo now has until 2099-01-08T09:00:00Z")
+        joiner.reload()
+        expect(joiner.locator("#assignments")).to_contain_text("2099-01-08T09:00:00Z")
     finally:
         learner.close()
     assert problems == [], "\n".join(problems)

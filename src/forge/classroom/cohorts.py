@@ -321,9 +321,19 @@ def _enrol(sess: Session, cohort_id: str, tenant_id: str, subject: str, via: str
 _CHUNK = 500  # subjects per IN list
 
 
+@dataclass(frozen=True)
+class Enrolled:
+    """What a roster did: how many it newly enrolled, and which of the cohort's own
+    instructors it listed (never enrolled: a roster exported from an LMS lists the
+    teacher too, and a learner of their own class would count on its dashboard)."""
+
+    added: int
+    instructors: tuple[str, ...] = ()
+
+
 def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequence[str],
-                   via: str = "csv") -> int:
-    """Enrol every subject in one transaction (all or none); the number newly enrolled.
+                   via: str = "csv") -> Enrolled:
+    """Enrol every subject but the cohort's instructors in one transaction (all or none).
     409 `cohort_full` (nobody enrolled) when those not enrolled yet would take the cohort
     past MAX_MEMBERS."""
     now = datetime.now(UTC)
@@ -331,6 +341,10 @@ def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequenc
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
         lock_cohort(sess, cohort_id)  # the count and the inserts: one step
+        staff = set(sess.scalars(select(CohortStaff.subject).where(
+            CohortStaff.cohort_id == cohort_id)))
+        instructors = tuple(s for s in wanted if s in staff)
+        wanted = [s for s in wanted if s not in staff]
         held: set[str] = set()
         for start in range(0, len(wanted), _CHUNK):
             held.update(sess.scalars(select(Enrolment.subject).where(
@@ -342,7 +356,7 @@ def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequenc
             raise cohort_full(cohort_id, count, len(new))
         sess.add_all(Enrolment(cohort_id=cohort_id, subject=s, tenant_id=who.tenant_id,
                                via=via, enrolled_at=now) for s in new)
-    return len(new)
+    return Enrolled(len(new), instructors)
 
 
 def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence[str]) -> int:

@@ -198,7 +198,9 @@ async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Req
                  "schema": {"type": "string", "maxLength": MAX_BYTES}}}}})
 async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """Enrol the learners of a CSV body (`text/csv`, one account id per line, an optional
-    `subject` header; at most 2000 lines and 256 KiB). A bad line is named (422
+    `subject` header; at most 2000 lines and 256 KiB); `enrolled` counts those newly
+    enrolled, and the cohort's own instructors are never enrolled (`not_enrolled`, an LMS
+    export lists them). A bad line is named (422
     `csv_invalid`) and nobody is enrolled; so is a file whose learners not enrolled yet
     would take the cohort past its 2000 learners (409 `cohort_full`)."""
     who = await _manager(request)
@@ -210,13 +212,15 @@ async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     db = spawn_state(request).ctx.db
     data = await request.body()
 
-    def enrol() -> int:
+    def enrol() -> cohorts.Enrolled:
         with db.read() as sess:
             cohorts.managed_cohort(sess, who, cohort_id)  # scope first: no parsing oracle
         return cohorts.enrol_subjects(db, who, cohort_id, parse_roster(data), via="csv")
 
-    added = await run_in_threadpool(enrol)
-    return {"cohort_id": cohort_id, "enrolled": added}
+    done = await run_in_threadpool(enrol)
+    return {"cohort_id": cohort_id, "enrolled": done.added,
+            "not_enrolled": [{"subject": s, "reason": "instructor of this cohort"}
+                             for s in done.instructors]}
 
 
 @router.post("/v1/cohorts/{cohort_id}/assignments", status_code=201,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments, cohorts
+from forge.classroom import assignments, class_changes, cohorts
 from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import parse_roster
 from forge.errors import ForgeError, invalid_field
@@ -58,8 +58,8 @@ def _overview(request: Request, who: Manager) -> tuple[list[dict[str, Any]], str
             for c in shown], shown[-1].cohort_id if len(rows) > TEACH_PAGE else None
 
 
-async def _render(request: Request, who: Manager, invite: dict[str, str] | None = None
-                  ) -> Response:
+async def _render(request: Request, who: Manager, invite: dict[str, str] | None = None,
+                  notice: str | None = None) -> Response:
     if who.role == LEARNER:
         raise ForgeError("instructor_required", 403,
                          "This page is for instructors; ask your organisation for access.")
@@ -67,7 +67,7 @@ async def _render(request: Request, who: Manager, invite: dict[str, str] | None 
     classes, older = await run_in_threadpool(_overview, request, who)
     return page("teach.html", {
         "title": "Your classes", "viewer": await viewer(request),
-        "classes": classes, "older": older, "invite": invite,
+        "classes": classes, "older": older, "invite": invite, "notice": notice,
         "labs": sorted(state.templates), "now": assignments.iso(datetime.now(UTC))[:16],
         "csrf": csrf_token(state.settings, session_value(request) or ""),
     })
@@ -144,15 +144,22 @@ async def new_invite(cohort_id: str, request: Request) -> Response:
 @router.post("/teach/cohorts/{cohort_id}/roster")
 async def roster(cohort_id: str, request: Request) -> Response:
     """Enrol a pasted roster: all of it, or nobody when a line is wrong."""
-    async def act(who: Manager, form: dict[str, str]) -> None:
+    async def act(who: Manager, form: dict[str, str]) -> Response:
         db = spawn_state(request).ctx.db
 
-        def enrol() -> None:
+        def enrol() -> cohorts.Enrolled:
             with db.read() as sess:
                 cohorts.managed_cohort(sess, who, cohort_id)
-            cohorts.enrol_subjects(db, who, cohort_id,
-                                   parse_roster(form.get("roster", "").encode()), via="csv")
-        await run_in_threadpool(enrol)
+            return cohorts.enrol_subjects(
+                db, who, cohort_id, parse_roster(form.get("roster", "").encode()), via="csv")
+        done = await run_in_threadpool(enrol)
+        notice = f"{done.added} learner{'' if done.added == 1 else 's'} newly enrolled."
+        if done.instructors:
+            shown = ", ".join(done.instructors[:5])
+            more = len(done.instructors) - 5
+            notice += (f" Not enrolled, as instructors of this class: {shown}"
+                       + (f" and {more} more" if more > 0 else "") + ".")
+        return await _render(request, who, notice=notice)
     return await _post(request, act)
 
 
@@ -169,4 +176,70 @@ async def assign(cohort_id: str, request: Request) -> Response:
             opens_at=opens, closes_at=closes, attempts_allowed=attempts,
             hints_allowed=form.get("hints_allowed") == "yes",
             known_templates=state.templates.keys()))
+    return await _post(request, act)
+
+
+def _subject(form: dict[str, str]) -> str:
+    """A form's learner account id, trimmed: 1-128 characters, as in the API's path."""
+    subject = form.get("subject", "").strip()
+    if not 1 <= len(subject) <= 128:
+        raise invalid_field("subject", "the learner's account id (1-128 characters)")
+    return subject
+
+
+def _assignment_id(form: dict[str, str]) -> str:
+    """A form's `assignment_id`, checked as the API checks it (422 naming it)."""
+    value = form.get("assignment_id", "")
+    cohorts.check_public_id("assignment_id", value)
+    return value
+
+
+@router.post("/teach/cohorts/{cohort_id}/changes")
+async def change_assignment(cohort_id: str, request: Request) -> Response:
+    """Change an assignment of a running class: its due time or its attempts (a field
+    left empty stays as it was)."""
+    async def act(who: Manager, form: dict[str, str]) -> Response:
+        changes: dict[str, Any] = {}
+        if form.get("closes_at"):
+            changes["closes_at"] = form_time("closes_at", form["closes_at"])
+        if form.get("attempts_allowed"):
+            changes["attempts_allowed"] = form_attempts(form)
+        if not changes:
+            raise invalid_field("closes_at", "give a new due time or number of attempts")
+        row = await run_in_threadpool(
+            class_changes.update_assignment, spawn_state(request).ctx.db, who, cohort_id,
+            _assignment_id(form), changes)
+        shown = assignments.view(row)
+        return await _render(request, who, notice=(
+            f"{shown['template_id']} is now due {shown['closes_at']}, with "
+            f"{shown['attempts_allowed']} attempt{'' if row.attempts_allowed == 1 else 's'}."))
+    return await _post(request, act)
+
+
+@router.post("/teach/cohorts/{cohort_id}/due")
+async def give_time(cohort_id: str, request: Request) -> Response:
+    """Give one learner more time for an assignment."""
+    async def act(who: Manager, form: dict[str, str]) -> Response:
+        subject = _subject(form)
+        closes = form_time("closes_at", form.get("closes_at", ""))
+        await run_in_threadpool(
+            class_changes.set_due, spawn_state(request).ctx.db, who, cohort_id,
+            _assignment_id(form), subject, closes)
+        return await _render(request, who, notice=(
+            f"{subject} now has until {assignments.iso(closes)} for this assignment."))
+    return await _post(request, act)
+
+
+@router.post("/teach/cohorts/{cohort_id}/remove")
+async def remove_learner(cohort_id: str, request: Request) -> Response:
+    """Take a learner out of the class."""
+    async def act(who: Manager, form: dict[str, str]) -> Response:
+        subject = _subject(form)
+        via = await run_in_threadpool(class_changes.unenrol, spawn_state(request).ctx.db,
+                                      who, cohort_id, subject)
+        notice = f"{subject} is no longer a learner of this class."
+        if via == "group":
+            notice += (" They came in by its sign-in group and join again at their next "
+                       "sign-in while still in it.")
+        return await _render(request, who, notice=notice)
     return await _post(request, act)
