@@ -66,6 +66,24 @@ def create_times(rt: LocalRuntime, tag: str, count: int) -> list[float]:
     return walls
 
 
+def kept_create_times(rt: LocalRuntime, tag: str, count: int, settle_s: float = 3.0
+                      ) -> list[float]:
+    """Wall time (s) of ``count`` sequential creates kept alive until all are made (then
+    destroyed together), after ``settle_s`` of quiet: no create overlaps the kernel's
+    freeing of a lab destroyed just before (``create_times`` measures with it)."""
+    time.sleep(settle_s)
+    walls, ids = [], []
+    try:
+        for i in range(count):
+            start = time.perf_counter()
+            rt.create(lab(f"{tag}-{i}", SERVICE))
+            walls.append(time.perf_counter() - start)
+            ids.append(f"{tag}-{i}")
+    finally:
+        rt.destroy_many(ids)
+    return walls
+
+
 def check_times(rt: LocalRuntime, lab_id: str, count: int) -> list[float]:
     """Wall time (s) of ``count`` sequential grading checks (``/bin/true``) in ``lab_id``."""
     walls = []
@@ -130,6 +148,7 @@ def main() -> int:
                       f"batches of 10; the runtime process's own share {own:.1f} ms")
 
         at0 = median(create_times(rt, "at0", 15))
+        kept0 = median(kept_create_times(rt, "kept0", 15))
         rt.create(lab("probe", SERVICE))  # the lab graded at 0 and at N live labs
         check0 = median(check_times(rt, "probe", 15))
         # The burst comes before any mass teardown: the kernel frees a destroyed lab's
@@ -155,6 +174,12 @@ def main() -> int:
         record("create_ratio_200", round(ratio, 2),
                detail=f"median create {at0 * 1000:.0f} ms at 0, {atn * 1000:.0f} ms at "
                       f"{len(live)} live")
+        keptn = median(kept_create_times(rt, "keptn", 15))
+        lines.append(f"create, no teardown just before: at 0 live {kept0 * 1000:.1f} ms; at "
+                     f"{len(live)} live {keptn * 1000:.1f} ms; ratio {keptn / kept0:.2f}")
+        record("create_ratio_200_kept", round(keptn / kept0, 2),
+               detail=f"median create {kept0 * 1000:.0f} ms at 0, {keptn * 1000:.0f} ms at "
+                      f"{len(live)} live; none overlapping a teardown's kernel cleanup")
         checkn = median(check_times(rt, "probe", 15))
         rt.destroy("probe")
         lines.append(f"grading check at 0 live: {check0 * 1000:.1f} ms; at {len(live)} live: "
