@@ -84,6 +84,12 @@ class PlanCatalog:
         """Every track some plan offers, sorted."""
         return tuple(sorted({t for p in self._plans.values() for t in p.tracks}))
 
+    def including(self, track: str, tier: str) -> tuple[str, ...]:
+        """The plans whose learners may start a lab of `track` and `tier` (the policies'
+        track and tier rules; a lab's limits above a plan's caps are refused at start)."""
+        return tuple(p.name for p in self._plans.values()
+                     if track in p.tracks and tier in p.tiers)
+
 
 def load_plans(path: Path) -> PlanCatalog:
     """Read and validate a plans file; raises PlanError naming the plan and field at fault."""

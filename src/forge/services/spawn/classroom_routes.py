@@ -27,6 +27,7 @@ from forge.services.common.errors import media_type
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.caller_deps import current_manager as _manager
+from forge.services.spawn.state import no_plan_warning
 from forge.store.models import Cohort
 
 router = APIRouter(tags=["classroom"])
@@ -229,14 +230,21 @@ async def create_assignment(cohort_id: CohortId, body: AssignmentBody, request: 
                             ) -> dict[str, Any]:
     """Assign a lab to the cohort, open from `opens_at` until `closes_at`, with the
     attempts allowed and whether hints may be revealed. The spawn gate enforces all three.
-    A cohort holds at most 200 assignments (409 `cohort_assignments_full`)."""
+    A cohort holds at most 200 assignments (409 `cohort_assignments_full`). `plans` names
+    the plans whose learners may start the lab (an assignment does not unlock it), with a
+    `warning` when there is none."""
     who = await _manager(request)
     state = spawn_state(request)
     row = await run_in_threadpool(lambda: assignments.create_assignment(
         state.ctx.db, who, cohort_id, template_id=body.template_id, opens_at=body.opens_at,
         closes_at=body.closes_at, attempts_allowed=body.attempts_allowed,
         hints_allowed=body.hints_allowed, known_templates=state.templates.keys()))
-    return assignments.view(row)
+    plans = state.plans_for(row.template_id)
+    out = {**assignments.view(row), "plans": list(plans)}
+    if not plans:
+        out["warning"] = no_plan_warning(row.template_id)
+    return out
+
 
 
 @router.get("/v1/cohorts/{cohort_id}/assignments", responses=errors(401, 403, 404))

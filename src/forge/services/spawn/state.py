@@ -53,6 +53,21 @@ class SpawnState:
         """Tracks that some plan offers and a loaded template serves."""
         return tuple(t for t in self.catalog.tracks if t in self.track_templates)
 
+    def plans_for(self, template_id: str) -> tuple[str, ...]:
+        """The plans whose learners may start lab `template_id` (none for an unknown one):
+        an assignment does not unlock a lab, so one no plan includes is startable by
+        nobody."""
+        facts = self.templates.get(template_id)
+        if facts is None:
+            return ()
+        return self.catalog.including(facts.entry.track, facts.entry.tier)
+
+
+def no_plan_warning(template_id: str) -> str:
+    """What an instructor is told on assigning a lab no plan includes."""
+    return (f"no plan includes {template_id}: no learner can start it until the operator "
+            f"adds its track and tier to a plan (an assignment does not unlock a lab)")
+
 
 def track_labs(registry: TemplateRegistry) -> dict[str, tuple[str, ...]]:
     """track → the names of its templates (labs), sorted by name."""

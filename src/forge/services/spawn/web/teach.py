@@ -18,6 +18,7 @@ from forge.classroom.roster_csv import parse_roster
 from forge.errors import ForgeError, invalid_field
 from forge.identity.roles import LEARNER
 from forge.services.spawn.caller_deps import manager_of, spawn_state
+from forge.services.spawn.state import no_plan_warning
 from forge.services.spawn.web.errors import page_for, signin_url
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
@@ -166,16 +167,21 @@ async def roster(cohort_id: str, request: Request) -> Response:
 @router.post("/teach/cohorts/{cohort_id}/assignments")
 async def assign(cohort_id: str, request: Request) -> Response:
     """Assign a lab with its window, attempts and hints."""
-    async def act(who: Manager, form: dict[str, str]) -> None:
+    async def act(who: Manager, form: dict[str, str]) -> Response:
         state = spawn_state(request)
         attempts = form_attempts(form)
         opens, closes = form_time("opens_at", form.get("opens_at", "")), form_time(
             "closes_at", form.get("closes_at", ""))
-        await run_in_threadpool(lambda: assignments.create_assignment(
+        row = await run_in_threadpool(lambda: assignments.create_assignment(
             state.ctx.db, who, cohort_id, template_id=form.get("template_id", ""),
             opens_at=opens, closes_at=closes, attempts_allowed=attempts,
             hints_allowed=form.get("hints_allowed") == "yes",
             known_templates=state.templates.keys()))
+        plans = state.plans_for(row.template_id)
+        notice = (f"{row.template_id} assigned; learners on "
+                  f"{', '.join(plans)} can start it." if plans
+                  else "Warning: " + no_plan_warning(row.template_id) + ".")
+        return await _render(request, who, notice=notice)
     return await _post(request, act)
 
 
