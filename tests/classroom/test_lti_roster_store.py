@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from forge.classroom.cohorts import Manager, create_cohort, enrolled_cohorts
+from forge.classroom.cohorts import Manager, create_cohort, enrolled_cohorts, members
 from forge.errors import ForgeError
 from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR, raise_role, role_of
 from forge.services.spawn.web.lti_deep_link import store_roster
@@ -59,13 +59,16 @@ def test_a_roster_failing_midway_leaves_nothing(db: Database) -> None:
 
 def test_a_large_roster_is_stored_whole_in_chunks(db: Database) -> None:
     """More people than one bulk statement takes (500): every one is seated and their role
-    raised, a known learner made instructor, nobody lowered, and again nothing new."""
+    raised, a known learner made instructor, one listed both ways seated as an instructor
+    alone, nobody lowered, and again nothing new."""
     cohort = create_cohort(db, Manager("acme", "ann", "instructor"), "Course")
     raise_role(db, "acme", "lti.b700", OPERATOR)
     raise_role(db, "acme", "lti.b3", LEARNER)
     people = [(f"lti.b{n}", n % 100 == 3) for n in range(1203)]
-    people.append(("lti.b5", True))  # also teaches: a seat on both sides
-    assert store_roster(db, cohort.cohort_id, "acme", people) == 1204
+    people.append(("lti.b5", True))  # also teaches: an instructor only, no learner's seat
+    assert store_roster(db, cohort.cohort_id, "acme", people) == 1203
+    assert "lti.b5" not in [m.subject for m in members(db, Manager(
+        "acme", "ann", "instructor"), cohort.cohort_id)]
     assert role_of(db, "acme", "lti.b3") == INSTRUCTOR
     assert role_of(db, "acme", "lti.b5") == INSTRUCTOR
     assert role_of(db, "acme", "lti.b700") == OPERATOR

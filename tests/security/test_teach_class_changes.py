@@ -5,7 +5,8 @@ learner more time and takes a learner out from the page, not only through the AP
 rules are `forge.classroom.class_changes`', as for the API). Tried against them: another
 instructor's post on Ann's class (404, nothing changed), a learner (403), a forged CSRF
 token (403), a malformed assignment id, an empty change, a due time that gives no more
-time and a learner who is not in the class (422/404 naming the field, nothing changed).
+time, a learner who is not in the class and an account id the API refuses (a NUL: 500
+on PostgreSQL before) (422/404 naming the field, nothing changed).
 Real spawn_service (uvicorn), real nats-server, SQLite and PostgreSQL.
 """
 
@@ -81,6 +82,15 @@ def test_an_instructor_changes_a_running_class_from_the_page(
             "csrf": token, "assignment_id": asg, "subject": "zed",
             "closes_at": "2027-02-01T09:00"})
         assert stranger.status_code == 404 and "subject" in stranger.text
+        # An account id the API would refuse is the same 422 here (a NUL was a 500 on
+        # PostgreSQL), on both forms that take one.
+        for subject in ("le\x00o", "x" * 129, "<b>leo</b>", ""):
+            for path, extra in (("remove", {}), ("due", {"assignment_id": asg,
+                                                          "closes_at": "2027-02-01T09:00"})):
+                odd = c.post(f"/teach/cohorts/{a}/{path}", headers=origin,
+                             data={"csrf": token, "subject": subject, **extra})
+                assert odd.status_code == 422 and "subject" in odd.text, (path, subject)
+                assert "<b>leo</b>" not in odd.text
         assert state() == before
 
         # Now the changes themselves, each said on the page.

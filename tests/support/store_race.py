@@ -205,4 +205,4 @@ def enrol_list(url: str, cohort_id: str, rounds: int, index: int, barrier: Barri
 
     who = Manager(TENANT, "teacher", "operator")
     out.put(_in_rounds(url, rounds, barrier, lambda db, n: enrol_subjects(
-        db, who, cohort_id, [f"pupil-{n}-a", f"pupil-{n}-b"])))
+        db, who, cohort_id, [f"pupil-{n}-a", f"pupil-{n}-b"]).added))

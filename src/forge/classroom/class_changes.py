@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from forge.classroom.assignments import check_terms, check_time, iso
-from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort
+from forge.classroom.cohorts import Manager, drop_enrolment, lock_cohort, managed_cohort
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import Assignment, AssignmentExtension, Enrolment
@@ -136,14 +134,8 @@ def unenrol(db: Database, who: Manager, cohort_id: str, subject: str) -> str:
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
         lock_cohort(sess, cohort_id)  # one at a time with due times given to them
-        row = _member(sess, who, cohort_id, subject)
-        via = row.via
-        sess.delete(row)
-        # Their own due times in this cohort go too: enrolled again, they start afresh.
-        sess.execute(delete(AssignmentExtension).where(
-            AssignmentExtension.subject == subject,
-            AssignmentExtension.assignment_id.in_(
-                select(Assignment.assignment_id).where(Assignment.cohort_id == cohort_id))))
+        via = _member(sess, who, cohort_id, subject).via
+        drop_enrolment(sess, cohort_id, subject)
     log.info("learner taken out: tenant=%s cohort=%s subject=%s by=%s was_via=%s",
              who.tenant_id, cohort_id, subject, who.subject, via)
     return via

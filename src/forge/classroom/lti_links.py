@@ -15,7 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forge.classroom import cohorts
-from forge.classroom.cohorts import MAX_NAME, cohort_full, learner_count, lock_cohort, new_id
+from forge.classroom.cohorts import (
+    MAX_NAME,
+    cohort_full,
+    learner_count,
+    lock_cohort,
+    make_staff,
+    new_id,
+)
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import (
@@ -90,11 +97,15 @@ ROSTER_CHUNK = 500  # people per IN list and per bulk insert
 
 def _seat(sess: Session, cohort_id: str, tenant_id: str, subject: str, teaches: bool,
           now: datetime) -> None:
+    """Seat one person launching from the course: a teacher as an instructor (a learner
+    of the class before stops being one), a learner enrolled unless they are one of its
+    instructors (their student view: never a learner of their own class)."""
     if teaches:
-        if sess.get(CohortStaff, (cohort_id, subject)) is None:
-            sess.add(CohortStaff(cohort_id=cohort_id, subject=subject))
+        make_staff(sess, cohort_id, [subject])
         return
     lock_cohort(sess, cohort_id)  # the count and the seat: one step
+    if sess.get(CohortStaff, (cohort_id, subject)) is not None:
+        return
     if sess.get(Enrolment, (cohort_id, subject)) is None:
         held = learner_count(sess, cohort_id)
         if held >= cohorts.MAX_MEMBERS:
@@ -152,38 +163,36 @@ def enrol_roster(db: Database, cohort_id: str, tenant_id: str,
 def enrol_roster_in(sess: Session, cohort_id: str, tenant_id: str,
                     people: Sequence[tuple[str, bool]]) -> int:
     """`enrol_roster` inside the caller's transaction (with the roster's role raises):
-    the seats held read with a few IN queries, the missing ones inserted in bulk. 409
-    `cohort_full` before anything is inserted when the learners not seated yet would take
-    the cohort past MAX_MEMBERS (teachers are not counted)."""
+    the seats held read with a few IN queries, the missing ones inserted in bulk. Nobody
+    is both: one listed as teaching (anywhere in the roster) or an instructor of the
+    cohort already is never seated as a learner, and a learner made instructor here stops
+    being one (``cohorts.make_staff``). 409 `cohort_full` before anything is inserted when
+    the learners not seated yet would take the cohort past MAX_MEMBERS (teachers are not
+    counted)."""
     now = datetime.now(UTC)
-    unique = list(dict.fromkeys(people))
     lock_cohort(sess, cohort_id)  # the count and the inserts: one step
-    new_staff: list[dict[str, object]] = []
+    teachers = list(dict.fromkeys(s for s, teaches in people if teaches))
+    teaching = set(teachers)
+    learners = [s for s in dict.fromkeys(s for s, teaches in people if not teaches)
+                if s not in teaching]
     new_seats: list[dict[str, object]] = []
-    for start in range(0, len(unique), ROSTER_CHUNK):
-        chunk = unique[start:start + ROSTER_CHUNK]
-        staff = [s for s, teaches in chunk if teaches]
-        learners = [s for s, teaches in chunk if not teaches]
-        held_staff = set(sess.scalars(select(CohortStaff.subject).where(
-            CohortStaff.cohort_id == cohort_id, CohortStaff.subject.in_(staff)))) if staff \
-            else set()
-        held_seats = set(sess.scalars(select(Enrolment.subject).where(
-            Enrolment.cohort_id == cohort_id, Enrolment.subject.in_(learners)))) if learners \
-            else set()
-        new_staff += [{"cohort_id": cohort_id, "subject": s}
-                      for s in dict.fromkeys(staff) if s not in held_staff]
+    for start in range(0, len(learners), ROSTER_CHUNK):
+        chunk = learners[start:start + ROSTER_CHUNK]
+        held = set(sess.scalars(select(Enrolment.subject).where(
+            Enrolment.cohort_id == cohort_id, Enrolment.subject.in_(chunk))))
+        held.update(sess.scalars(select(CohortStaff.subject).where(
+            CohortStaff.cohort_id == cohort_id, CohortStaff.subject.in_(chunk))))
         new_seats += [{"cohort_id": cohort_id, "subject": s, "tenant_id": tenant_id,
-                       "via": "lti", "enrolled_at": now}
-                      for s in dict.fromkeys(learners) if s not in held_seats]
+                       "via": "lti", "enrolled_at": now} for s in chunk if s not in held]
     if new_seats:
-        held = learner_count(sess, cohort_id)
-        if held + len(new_seats) > cohorts.MAX_MEMBERS:
-            raise cohort_full(cohort_id, held, len(new_seats))
-    for start in range(0, max(len(new_staff), len(new_seats)), ROSTER_CHUNK):
-        if new_staff[start:start + ROSTER_CHUNK]:
-            sess.execute(insert(CohortStaff), new_staff[start:start + ROSTER_CHUNK])
-        if new_seats[start:start + ROSTER_CHUNK]:
-            sess.execute(insert(Enrolment), new_seats[start:start + ROSTER_CHUNK])
+        count = learner_count(sess, cohort_id)
+        if count + len(new_seats) > cohorts.MAX_MEMBERS:
+            raise cohort_full(cohort_id, count, len(new_seats))
+    new_staff: list[str] = []
+    for start in range(0, len(teachers), ROSTER_CHUNK):
+        new_staff += make_staff(sess, cohort_id, teachers[start:start + ROSTER_CHUNK])
+    for start in range(0, len(new_seats), ROSTER_CHUNK):
+        sess.execute(insert(Enrolment), new_seats[start:start + ROSTER_CHUNK])
     return len(new_staff) + len(new_seats)
 
 

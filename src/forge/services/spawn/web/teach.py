@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.classroom import assignments, class_changes, cohorts
 from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import parse_roster
+from forge.classroom.scope import check_subject
 from forge.errors import ForgeError, invalid_field
 from forge.identity.roles import LEARNER
 from forge.services.spawn.caller_deps import manager_of, spawn_state
@@ -186,11 +187,9 @@ async def assign(cohort_id: str, request: Request) -> Response:
 
 
 def _subject(form: dict[str, str]) -> str:
-    """A form's learner account id, trimmed: 1-128 characters, as in the API's path."""
-    subject = form.get("subject", "").strip()
-    if not 1 <= len(subject) <= 128:
-        raise invalid_field("subject", "the learner's account id (1-128 characters)")
-    return subject
+    """A form's learner account id, trimmed and checked as the API checks it (422 naming
+    `subject`: a NUL reached PostgreSQL as a 500)."""
+    return check_subject(form.get("subject", "").strip())
 
 
 def _assignment_id(form: dict[str, str]) -> str:

@@ -1,0 +1,86 @@
+"""Nobody is both an instructor and a learner of one class, by any path (red team AQ).
+
+A learner of their own class is counted on its dashboard and takes its assignments. The
+invite link, the IdP group and a roster already left instructors out; these are the
+paths that did not: making an enrolled learner an instructor (API), an LMS roster that
+lists the teacher as a learner or one person both ways, and an LMS launch as a learner
+by an instructor (their student view) or as a teacher by a learner (a TA). Real SQLite
+and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from forge.classroom import assignments, class_changes, cohorts, lti_links
+from forge.classroom.cohorts import Manager
+from forge.classroom.lti_links import CourseSeat
+from forge.services.spawn.web.lti_deep_link import store_roster
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import AssignmentExtension, CohortStaff, Enrolment
+
+ANN = Manager("acme", "ann", "instructor")
+LAB = "lab-netplus"
+
+
+@pytest.fixture
+def db(db_url: str) -> Database:
+    upgrade(db_url)
+    return Database(db_url)
+
+
+def _both(db: Database, cohort_id: str) -> tuple[list[str], list[str]]:
+    """(instructors, learners) of the cohort, each sorted."""
+    with db.read() as sess:
+        staff = sorted(sess.scalars(select(CohortStaff.subject).where(
+            CohortStaff.cohort_id == cohort_id)))
+        learners = sorted(sess.scalars(select(Enrolment.subject).where(
+            Enrolment.cohort_id == cohort_id)))
+    return staff, learners
+
+
+def test_a_learner_made_instructor_stops_being_a_learner(db: Database) -> None:
+    c = cohorts.create_cohort(db, ANN, "Net A").cohort_id
+    cohorts.enrol_subjects(db, ANN, c, ["lea", "leo"])
+    now = datetime.now(UTC)
+    asg = assignments.create_assignment(
+        db, ANN, c, template_id=LAB, opens_at=now, closes_at=now + timedelta(days=1),
+        attempts_allowed=1, hints_allowed=True, known_templates={LAB}).assignment_id
+    class_changes.set_due(db, ANN, c, asg, "lea", now + timedelta(days=3))
+    cohorts.add_instructor(db, ANN, c, "lea")  # the TA of the class
+    assert _both(db, c) == (["ann", "lea"], ["leo"])
+    with db.read() as sess:
+        assert sess.get(AssignmentExtension, (asg, "lea")) is None
+    # A roster naming her afterwards says why she is not enrolled, and is right.
+    assert cohorts.enrol_subjects(db, ANN, c, ["lea"]) == cohorts.Enrolled(0, ("lea",))
+    cohorts.add_instructor(db, ANN, c, "lea")  # again: nothing changes
+    assert _both(db, c) == (["ann", "lea"], ["leo"])
+
+
+def test_an_lms_roster_never_seats_an_instructor_as_a_learner(db: Database) -> None:
+    c = cohorts.create_cohort(db, ANN, "Course").cohort_id
+    cohorts.enrol_subjects(db, ANN, c, ["lti.ta"])
+    added = store_roster(db, c, "acme", [
+        ("ann", False),  # the class's creator, listed as a learner by the LMS
+        ("lti.neo", True), ("lti.neo", False),  # one person both ways: teaching wins
+        ("lti.lea", False),
+        ("lti.ta", True),  # enrolled before, teaching now
+    ])
+    assert added == 3  # neo and ta as instructors, lea as a learner
+    assert _both(db, c) == (["ann", "lti.neo", "lti.ta"], ["lti.lea"])
+
+
+def test_an_lms_launch_keeps_teachers_and_learners_apart(db: Database) -> None:
+    def seat(subject: str, teaches: bool) -> str:
+        return lti_links.course_cohort(db, CourseSeat("moodle", "acme", "course-1", "Net",
+                                                      subject, teaches))
+
+    c = seat("lti.tom", True)
+    assert seat("lti.tom", False) == c  # the teacher's student view
+    seat("lti.leo", False)
+    seat("lti.leo", True)  # then teaching the course (a TA)
+    assert _both(db, c) == (["lti.leo", "lti.tom"], [])
