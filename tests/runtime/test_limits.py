@@ -45,6 +45,7 @@ def test_limits_are_applied_to_lab_and_host_cgroups(
         assert _cg(rt, lab, "", "memory.max") == str(64 << 20)
         assert _cg(rt, lab, "", "cpu.max") == "50000 100000"
         assert _cg(rt, lab, "", "box/pids.max") == "48"
+        assert _cg(rt, lab, "", "box/cpu.max") == "max 100000"  # the lab's quota bounds it
     else:
         assert _cg(rt, lab, "pids", "pids.max") == "48"
         assert _cg(rt, lab, "memory", "memory.limit_in_bytes") == str(64 << 20)
@@ -52,6 +53,7 @@ def test_limits_are_applied_to_lab_and_host_cgroups(
         assert _cg(rt, lab, "cpu", "cpu.cfs_period_us") == "100000"  # what the quota is of
         assert _cg(rt, lab, "cpu", "box/cpu.cfs_period_us") == "100000"
         assert _cg(rt, lab, "pids", "box/pids.max") == "48"
+        assert _cg(rt, lab, "cpu", "box/cpu.cfs_quota_us") == "-1"  # the lab's bounds it
     # Every process of the host, including exec'd ones, is inside the lab's cgroup.
     res = rt.exec(lab, "box", ["cat", "/proc/self/cgroup"])
     assert rt.names.lab(lab) + "/box/" in res.stdout_text

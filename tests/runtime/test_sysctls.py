@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -115,6 +116,11 @@ def test_a_private_procfs_leaves_nothing_mounted(ns: str) -> None:
     assert not private_proc._refused
 
 
-def test_only_network_keys_are_written(ns: str) -> None:
-    with pytest.raises(ValueError, match=r"kernel\.pid_max"):
-        create_netns(ns, lambda: apply_sysctls({"kernel.pid_max": "32768"}))
+@pytest.mark.parametrize("key", ["kernel.pid_max", "net.ipv4./tmp/forge-sysctl-probe",
+                                 "net.ipv4..ip_forward", "net.ipv4.conf/../ip_forward"])
+def test_only_network_keys_are_written(ns: str, key: str) -> None:
+    """A key is net.<family>.<name...> of plain parts: an absolute part would have made
+    the open ignore its directory and write any file."""
+    with pytest.raises(ValueError, match="is not a net"):
+        create_netns(ns, lambda: apply_sysctls({key: "1"}))
+    assert not os.path.exists("/tmp/forge-sysctl-probe")

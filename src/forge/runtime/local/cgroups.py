@@ -2,9 +2,10 @@
 
 Layout (v2 shown; v1 repeats it under each controller hierarchy, but for the one leaf
 noted below):
-``<root>/<lab cgroup>/<host>/<leaf>`` where the lab and host levels carry limits and the
-leaves hold processes (``init`` for the host's sandbox, one per exec/tty), which also
-satisfies v2's "no processes in inner nodes" rule. Killing every pid listed in a subtree
+``<root>/<lab cgroup>/<host>/<leaf>`` where the lab and host levels carry limits (the CPU
+quota the lab level alone: a host's would equal it) and the leaves hold processes
+(``init`` for the host's sandbox, one per exec/tty), which also satisfies v2's "no
+processes in inner nodes" rule. Killing every pid listed in a subtree
 is the teardown: it also catches processes that left their session or pid namespace.
 
 Under v1 the ``pids`` hierarchy is the one that is read: a process joins it first (the
@@ -189,6 +190,8 @@ class Cgroups:
             os.mkdir(made, 0o755)
             was = os.path.join(src, rel) if rel else src
             for name in LIMIT_FILES_V2:
+                if name == "cpu.max" and rel:  # the lab's alone (``_limit``)
+                    continue
                 with contextlib.suppress(FileNotFoundError):
                     _write(os.path.join(made, name), _read(os.path.join(was, name)).strip())
             on = _read(os.path.join(was, "cgroup.subtree_control")).split()

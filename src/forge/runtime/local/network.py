@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import time
 
@@ -60,6 +61,7 @@ def switch_sysctls(forward: bool = False) -> dict[str, str]:
 # lock (with a busy retry) even when the value is unchanged. Every other key is written
 # straight away (a read costs as much as the write; measured 20-60 us each here).
 READ_FIRST = frozenset({"net.ipv4.ip_forward"})
+_SYSCTL_PART = re.compile(r"[A-Za-z0-9_-]{1,64}")  # no "/", "..", or empty part
 
 
 def apply_sysctls(settings: dict[str, str]) -> None:
@@ -72,7 +74,8 @@ def apply_sysctls(settings: dict[str, str]) -> None:
 
         def open_key(key: str, flags: int) -> int:
             parts = key.split(".")
-            if parts[0] != "net" or len(parts) < 3:
+            if (parts[0] != "net" or len(parts) < 3
+                    or not all(_SYSCTL_PART.fullmatch(p) for p in parts)):
                 raise ValueError(f"sysctl {key!r} is not a net.<family>.* key")
             if parts[1] not in dirs:
                 dirs[parts[1]] = os.open("sys/net/" + parts[1],

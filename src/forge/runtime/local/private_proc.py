@@ -23,19 +23,25 @@ import ctypes
 import errno
 import logging
 import os
+import platform
 import threading
 from collections.abc import Iterator
 
-SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 430, 431, 432  # one number on every architecture
+# The numbers every architecture shares since Linux 5.1, but alpha, ia64 and the MIPS
+# ABIs (offset tables): there the private procfs is not tried.
+SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 430, 431, 432
+OFFSET_ARCHES = ("alpha", "ia64", "mips")
 FSOPEN_CLOEXEC = 0x1
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 0x1
-REFUSED = frozenset({errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EINVAL, errno.ENODEV})
+# A kernel without the call, or a policy (seccomp, LSM) refusing it; anything else is a
+# fault and raises.
+REFUSED = frozenset({errno.ENOSYS, errno.EPERM, errno.EACCES})
 
 log = logging.getLogger("forge.runtime.private_proc")
 _libc = ctypes.CDLL(None, use_errno=True)
 _lock = threading.Lock()
-_refused = False
+_refused = platform.machine().startswith(OFFSET_ARCHES)
 
 
 def _fail(what: str) -> OSError:
