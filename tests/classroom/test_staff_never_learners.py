@@ -13,14 +13,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import select
 
 from forge.classroom import assignments, class_changes, cohorts, lti_links
 from forge.classroom.cohorts import Manager
 from forge.classroom.lti_links import CourseSeat
+from forge.errors import ForgeError
 from forge.services.spawn.web.lti_deep_link import store_roster
 from forge.store.db import Database
-from forge.store.migrate import upgrade
+from forge.store.migrate import alembic_config, upgrade
 from forge.store.models import AssignmentExtension, CohortStaff, Enrolment
 
 ANN = Manager("acme", "ann", "instructor")
@@ -84,3 +86,68 @@ def test_an_lms_launch_keeps_teachers_and_learners_apart(db: Database) -> None:
     seat("lti.leo", False)
     seat("lti.leo", True)  # then teaching the course (a TA)
     assert _both(db, c) == (["lti.leo", "lti.tom"], [])
+
+
+def test_people_left_both_before_the_rule_are_instructors_only_after_the_upgrade(
+    db_url: str,
+) -> None:
+    """Migration 0012 ends the enrolments (and their own due times) of people who are
+    instructors of the same cohort, as an earlier release could leave them; everyone
+    else's stay."""
+    upgrade(db_url)  # a fresh or migrated store, then back to the revision before
+    command.downgrade(alembic_config(db_url), "0011")
+    db = Database(db_url)
+    c = cohorts.create_cohort(db, ANN, "Net A").cohort_id
+    now = datetime.now(UTC)
+    asg = assignments.create_assignment(
+        db, ANN, c, template_id=LAB, opens_at=now, closes_at=now + timedelta(days=1),
+        attempts_allowed=1, hints_allowed=True, known_templates={LAB}).assignment_id
+    with db.session() as sess:  # as the old code left them: Tom both, Lea a learner
+        sess.add(CohortStaff(cohort_id=c, subject="tom"))
+        for who in ("tom", "lea"):
+            sess.add(Enrolment(cohort_id=c, subject=who, tenant_id="acme", via="csv",
+                               enrolled_at=now))
+            sess.flush()
+            sess.add(AssignmentExtension(assignment_id=asg, subject=who,
+                                         closes_at=now + timedelta(days=2),
+                                         granted_by="ann", granted_at=now))
+    upgrade(db_url)
+    assert _both(db, c) == (["ann", "tom"], ["lea"])
+    with db.read() as sess:
+        assert sess.get(AssignmentExtension, (asg, "tom")) is None
+        assert sess.get(AssignmentExtension, (asg, "lea")) is not None
+
+
+def test_one_already_both_is_mended_by_the_next_change(db: Database) -> None:
+    """Made instructor again (API or an LMS roster), one already both stops being a
+    learner; a full class then has room for the roster's newcomer."""
+    c = cohorts.create_cohort(db, ANN, "Net A").cohort_id
+    cohorts.enrol_subjects(db, ANN, c, ["tom", "lea"])
+    with db.session() as sess:  # as the old code left him
+        sess.add(CohortStaff(cohort_id=c, subject="tom"))
+    cohorts.add_instructor(db, ANN, c, "tom")
+    assert _both(db, c) == (["ann", "tom"], ["lea"])
+
+
+def test_a_full_class_takes_a_roster_whose_teacher_was_its_learner(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cohorts, "MAX_MEMBERS", 2)
+    c = cohorts.create_cohort(db, ANN, "Course").cohort_id
+    cohorts.enrol_subjects(db, ANN, c, ["lti.a", "lti.x"])
+    assert store_roster(db, c, "acme", [("lti.x", True), ("lti.new", False)]) == 2
+    assert _both(db, c) == (["ann", "lti.x"], ["lti.a", "lti.new"])
+
+
+def test_an_invite_or_group_never_seats_an_instructor(db: Database) -> None:
+    """Checked under the cohort's lock (a sign-in or join that read "not an instructor"
+    before a concurrent add committed would have seated them)."""
+    c = cohorts.create_cohort(db, Manager("acme", "ann", "instructor"), "Net A",
+                              "net-a").cohort_id
+    _, token = cohorts.make_invite(db, ANN, c)
+    cohorts.add_instructor(db, ANN, c, "bob")
+    assert cohorts.enrol_by_groups(db, "acme", "bob", ["net-a"]) == 0
+    with pytest.raises(ForgeError) as exc:
+        cohorts.join_by_invite(db, "acme", "bob", token)
+    assert exc.value.code == "cohort_staff"
+    assert _both(db, c) == (["ann", "bob"], [])

@@ -47,7 +47,7 @@ def test_assigning_a_lab_no_plan_includes_says_so(
     plans.write_text(PLANS, encoding="utf-8")
     env = make_spawn(FORGE_PLANS_FILE=str(plans))
     db = env.state.ctx.db
-    keys = _keys(db, {"ann": "instructor"})
+    keys = _keys(db, {"ann": "instructor", "bob": "instructor"})
     with env.client() as c:
         a = c.post("/v1/cohorts", json={"name": "Net A"}, headers=keys["ann"]).json()[
             "cohort_id"]
@@ -64,13 +64,29 @@ def test_assigning_a_lab_no_plan_includes_says_so(
         assert nobody.json()["plans"] == []
         assert nobody.json()["warning"].startswith("no plan includes lab-ccna: no learner can")
 
+        def assign(template_id: str) -> str:
+            """The /teach form; the page it redirects to (a reload assigns nothing)."""
+            made = c.post(f"/teach/cohorts/{a}/assignments", headers={"origin": env.url},
+                          data={"csrf": _csrf(c, "/teach"), "template_id": template_id,
+                                "opens_at": "2026-01-01T00:00",
+                                "closes_at": "2099-01-01T00:00"})
+            assert made.status_code == 303, made.text[:300]
+            return c.get(made.headers["location"]).text
+
+        def count() -> int:
+            return len(c.get(f"/v1/cohorts/{a}/assignments", headers=keys["ann"]).json()[
+                "assignments"])
+
         _signin(c, env.url, keys["ann"])
-        page = c.post(f"/teach/cohorts/{a}/assignments", headers={"origin": env.url}, data={
-            "csrf": _csrf(c, "/teach"), "template_id": "lab-ccna",
-            "opens_at": "2026-01-01T00:00", "closes_at": "2099-01-01T00:00"})
-        assert page.status_code == 200, page.text[:300]
-        assert "Warning: no plan includes lab-ccna" in page.text
-        page = c.post(f"/teach/cohorts/{a}/assignments", headers={"origin": env.url}, data={
-            "csrf": _csrf(c, "/teach"), "template_id": "lab-netplus",
-            "opens_at": "2026-01-01T00:00", "closes_at": "2099-01-01T00:00"})
-        assert "lab-netplus assigned; learners on FREE, TEAM can start it." in page.text
+        assert "Warning: no plan includes lab-ccna" in assign("lab-ccna")
+        assert "lab-netplus assigned; learners on FREE, TEAM can start it." in assign(
+            "lab-netplus")
+        before = count()
+        again = c.get(f"/teach?assigned={nobody.json()['assignment_id']}")
+        assert "Warning: no plan includes lab-ccna" in again.text and count() == before
+        # The line comes from the store: an id that is not Bob's shows nothing to him.
+        _signin(c, env.url, keys["bob"])
+        theirs = c.get(f"/teach?assigned={nobody.json()['assignment_id']}")
+        assert theirs.status_code == 200 and "no plan includes" not in theirs.text
+        for odd in ("asg-<script>", "x" * 5000):
+            assert "notice" not in c.get("/teach", params={"assigned": odd}).text

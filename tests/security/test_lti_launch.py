@@ -33,7 +33,7 @@ from forge.classroom import lti_links
 from forge.classroom.assignments import create_assignment
 from forge.classroom.cohorts import Manager, create_cohort, enrolled_cohorts
 from forge.services.spawn.web.errors import has_jargon
-from forge.store.models import Enrolment, TenantRole
+from forge.store.models import Enrolment, LtiGradeLink, TenantRole
 
 from ..services.conftest import prod_environ
 from ..support.lab_catalog import lab_catalog_dir
@@ -223,3 +223,30 @@ def test_a_learner_cannot_deep_link(shared: World) -> None:
     assert _roles(shared.forge, "lti.lou") == 0  # refused before anything is recorded
     refused(shared.forge.browser().post("/lti/deep-link", data={"template_id": "netplus"}),
             403, "activity chooser")
+
+
+def test_an_instructors_student_view_is_not_a_learners_seat(shared: World) -> None:
+    """A teacher of the course launching as a student (the LMS's student view, red team
+    AQ) is not seated as a learner of the class they teach, gets no grade link, and lands
+    on /teach instead of an assignment that is not theirs (review AR); a learner who
+    later teaches the course (a TA) stops being its learner."""
+    db = shared.forge.db
+    course = lti_links.course_of(db, "emulator", shared.acme.course_id)
+    assert course is not None
+    teacher, ok = run_launch(shared.forge.url, shared.acme.login_url(
+        shared.forge.url, "tim", roles=(INSTRUCTOR_ROLE,)))
+    assert ok.status_code == 200 and landing_of(ok) == "/teach"
+    _, view = run_launch(shared.forge.url, shared.acme.login_url(
+        shared.forge.url, "tim", custom={"forge_assignment": shared.assignment_id}))
+    assert view.status_code == 200 and landing_of(view) == "/teach"
+    ta = launch_learner(shared.forge.url, shared.acme, shared.assignment_id, "tara")
+    assert ta.url == f"/lti/assignment/{shared.assignment_id}"
+    _, now_teaching = run_launch(shared.forge.url, shared.acme.login_url(
+        shared.forge.url, "tara", roles=(INSTRUCTOR_ROLE,)))
+    assert landing_of(now_teaching) == "/teach"
+    with db.read() as sess:
+        for who in ("lti.tim", "lti.tara"):
+            assert sess.get(Enrolment, (course.cohort_id, who)) is None, who
+        links = sess.scalar(select(func.count()).select_from(LtiGradeLink).where(
+            LtiGradeLink.subject == "lti.tim"))
+    assert links == 0

@@ -195,6 +195,12 @@ def add_instructor(db: Database, who: Manager, cohort_id: str, subject: str) -> 
         make_staff(sess, cohort_id, [subject])
 
 
+def is_instructor(db: Database, cohort_id: str, subject: str) -> bool:
+    """Whether `subject` is one of the cohort's instructors."""
+    with db.read() as sess:
+        return sess.get(CohortStaff, (cohort_id, subject)) is not None
+
+
 def make_staff(sess: Session, cohort_id: str, subjects: Sequence[str]) -> list[str]:
     """Make ``subjects`` instructors of the cohort (those not yet); the ones newly made.
     Nobody is both an instructor and a learner of one class (a learner of their own class
@@ -209,9 +215,13 @@ def make_staff(sess: Session, cohort_id: str, subjects: Sequence[str]) -> list[s
     new = [s for s in wanted if s not in held]
     for subject in new:
         sess.add(CohortStaff(cohort_id=cohort_id, subject=subject))
-        if drop_enrolment(sess, cohort_id, subject) is not None:
-            log.info("learner made instructor: cohort=%s subject=%s (enrolment ended)",
-                     cohort_id, subject)
+    enrolled = set(sess.scalars(select(Enrolment.subject).where(
+        Enrolment.cohort_id == cohort_id, Enrolment.subject.in_(wanted)))) if wanted \
+        else set()
+    for subject in (s for s in wanted if s in enrolled):  # also one both before this rule
+        drop_enrolment(sess, cohort_id, subject)
+        log.info("learner made instructor: cohort=%s subject=%s (enrolment ended)",
+                 cohort_id, subject)
     return new
 
 
@@ -300,11 +310,12 @@ def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) ->
     class, counted on its dashboard)."""
     with db.session() as sess:
         invite = _valid_invite(sess, tenant_id, token)
-        if sess.get(CohortStaff, (invite.cohort_id, subject)) is not None:
+        if not _enrol(sess, invite.cohort_id, tenant_id, subject, "invite",
+                      datetime.now(UTC)) and sess.get(
+                CohortStaff, (invite.cohort_id, subject)) is not None:
             raise ForgeError("cohort_staff", 409, "invite: you manage this cohort; its "
                              "invite link is for learners (see it from /teach)",
                              [{"field": "invite"}])
-        _enrol(sess, invite.cohort_id, tenant_id, subject, "invite", datetime.now(UTC))
         cohort = sess.get(Cohort, invite.cohort_id)
         assert cohort is not None
         return cohort
@@ -338,13 +349,15 @@ def learner_count(sess: Session, cohort_id: str) -> int:
 
 def _enrol(sess: Session, cohort_id: str, tenant_id: str, subject: str, via: str,
            now: datetime) -> bool:
-    """Enrol unless enrolled already; True when this call enrolled them. 409
-    `cohort_full` (nothing added) when the cohort is full."""
+    """Enrol unless enrolled already or an instructor of the cohort (read under its lock:
+    one made instructor meanwhile is never seated); True when this call enrolled them.
+    409 `cohort_full` (nothing added) when the cohort is full."""
     # One enrolment of a cohort at a time (PostgreSQL): the same learner enrolled at once
     # by a list, an invite and a sign-in made the loser fail on the key (a 500), and two
     # joins at MAX_MEMBERS - 1 would both have counted room for one.
     lock_cohort(sess, cohort_id)
-    if sess.get(Enrolment, (cohort_id, subject)) is not None:
+    if (sess.get(Enrolment, (cohort_id, subject)) is not None
+            or sess.get(CohortStaff, (cohort_id, subject)) is not None):
         return False
     held = learner_count(sess, cohort_id)
     if held >= MAX_MEMBERS:

@@ -184,13 +184,15 @@ def enrol_roster_in(sess: Session, cohort_id: str, tenant_id: str,
             CohortStaff.cohort_id == cohort_id, CohortStaff.subject.in_(chunk))))
         new_seats += [{"cohort_id": cohort_id, "subject": s, "tenant_id": tenant_id,
                        "via": "lti", "enrolled_at": now} for s in chunk if s not in held]
+    # Teachers first: a learner of the class teaching now frees a seat (one transaction:
+    # a refusal below rolls this back too).
+    new_staff: list[str] = []
+    for start in range(0, len(teachers), ROSTER_CHUNK):
+        new_staff += make_staff(sess, cohort_id, teachers[start:start + ROSTER_CHUNK])
     if new_seats:
         count = learner_count(sess, cohort_id)
         if count + len(new_seats) > cohorts.MAX_MEMBERS:
             raise cohort_full(cohort_id, count, len(new_seats))
-    new_staff: list[str] = []
-    for start in range(0, len(teachers), ROSTER_CHUNK):
-        new_staff += make_staff(sess, cohort_id, teachers[start:start + ROSTER_CHUNK])
     for start in range(0, len(new_seats), ROSTER_CHUNK):
         sess.execute(insert(Enrolment), new_seats[start:start + ROSTER_CHUNK])
     return len(new_staff) + len(new_seats)

@@ -60,4 +60,4 @@ async def check_plan(state: SpawnState, caller: Caller, ent: Entitlement, track:
 
 def unlocking_plans(state: SpawnState, track: str, tier: str) -> list[str]:
     """The plans whose track and tier lists include this lab's, in catalog order."""
-    return [p.name for p in state.catalog if track in p.tracks and tier in p.tiers]
+    return list(state.catalog.including(track, tier))

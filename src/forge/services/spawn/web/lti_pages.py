@@ -185,19 +185,22 @@ def _signed_in(request: Request, launch: Launch, next_path: str) -> Response:
     return response
 
 
-def _record(request: Request, launch: Launch) -> tuple[str, Any]:
-    """Course → cohort, person → role and seat; the assignment a resource link names."""
+def _record(request: Request, launch: Launch) -> tuple[str, Any, bool]:
+    """Course → cohort, person → role and seat; the assignment a resource link names; and
+    whether they teach the class (an instructor of its cohort launching as a student, their
+    student view, is not seated as a learner: they go to /teach, with no grade link)."""
     db = spawn_state(request).ctx.db
     cohort_id = lti_links.course_cohort(db, CourseSeat(
         launch.platform.name, launch.platform.tenant_id, launch.context_id,
         launch.context_title, launch.subject, launch.teaches, launch.memberships_url))
     raise_role(db, launch.platform.tenant_id, launch.subject,
                INSTRUCTOR if launch.teaches else LEARNER)
+    teaches = launch.teaches or cohorts.is_instructor(db, cohort_id, launch.subject)
     found = lti_links.course_assignment(db, cohort_id, launch.custom.get(ASSIGNMENT_PARAM))
-    if found is not None and launch.lineitem and not launch.teaches:
+    if found is not None and launch.lineitem and not teaches:
         lti_links.link_grade(db, found.assignment_id, launch.subject, launch.platform.name,
                              launch.lti_user, launch.lineitem)
-    return cohort_id, found
+    return cohort_id, found, teaches
 
 
 @router.post("/lti/launch")
@@ -237,7 +240,7 @@ async def launch(request: Request) -> Response:
         return refusal(request, 400, "Your course sent more than Forge can keep while "
                        "you choose a lab. Tell your administrator.")
     try:
-        cohort_id, found = await run_in_threadpool(_record, request, verified)
+        cohort_id, found, teaches = await run_in_threadpool(_record, request, verified)
     except ForgeError as exc:
         log.warning("lti launch refused: %s", exc.code)
         if exc.code == "cohort_full":
@@ -248,7 +251,7 @@ async def launch(request: Request) -> Response:
                        "Forge. Tell your administrator.")
     log.info("lti launch: platform=%s type=%s teaches=%s", verified.platform.name,
              verified.message_type, verified.teaches)
-    response = await _landing(request, verified, cohort_id, found)
+    response = await _landing(request, verified, cohort_id, found, teaches)
     response.delete_cookie(_cookie_name(pending.state), path=COOKIE_PATH,
                            secure=is_https(request), httponly=True,
                            samesite=_samesite(request))  # type: ignore[arg-type]
@@ -263,15 +266,16 @@ def _dl_token(request: Request, verified: Launch, cohort_id: str) -> str:
         "settings": dict(verified.deep_link or {})})
 
 
-async def _landing(request: Request, verified: Launch, cohort_id: str, found: Any
-                   ) -> Response:
-    """Where a verified launch goes: deep linking's pick page, /teach, or the assignment."""
+async def _landing(request: Request, verified: Launch, cohort_id: str, found: Any,
+                   teaches: bool) -> Response:
+    """Where a verified launch goes: deep linking's pick page, /teach (one who teaches the
+    class), or the assignment."""
     if verified.message_type == DEEP_LINKING:
         response = _signed_in(request, verified, "/lti/deep-link")
         dl = _dl_token(request, verified, cohort_id)
         set_cookie(response, request, DL_COOKIE, dl, LTI_DEEP_LINK.ttl_s)
         return response
-    if verified.teaches:
+    if teaches:
         return _signed_in(request, verified, "/teach")
     if found is None:
         return refusal(request, 404, "This activity is not set up in Forge yet. Tell your "

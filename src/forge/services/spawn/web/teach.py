@@ -30,6 +30,7 @@ from forge.services.spawn.web.security import (
     session_value,
 )
 from forge.services.spawn.web.viewer import signed_in, viewer
+from forge.store.models import Assignment
 
 router = APIRouter(include_in_schema=False)
 
@@ -82,7 +83,10 @@ async def teach_page(request: Request) -> Response:
     if who is None:
         return RedirectResponse(signin_url("/teach"), status_code=303)
     try:
-        return await _render(request, who)
+        assigned = request.query_params.get("assigned")
+        notice = None if assigned is None else await run_in_threadpool(
+            _assigned_notice, request, who, assigned)
+        return await _render(request, who, notice=notice)
     except ForgeError as exc:
         return await page_for(request, exc, "/tracks")
 
@@ -178,12 +182,30 @@ async def assign(cohort_id: str, request: Request) -> Response:
             opens_at=opens, closes_at=closes, attempts_allowed=attempts,
             hints_allowed=form.get("hints_allowed") == "yes",
             known_templates=state.templates.keys()))
-        plans = state.plans_for(row.template_id)
-        notice = (f"{row.template_id} assigned; learners on "
-                  f"{', '.join(plans)} can start it." if plans
-                  else "Warning: " + no_plan_warning(row.template_id) + ".")
-        return await _render(request, who, notice=notice)
+        # Back to /teach by a redirect (a reload must not assign the lab twice), which
+        # names the new assignment for the plans line (``_assigned_notice``).
+        return RedirectResponse(f"/teach?assigned={row.assignment_id}", status_code=303)
     return await _post(request, act)
+
+
+def _assigned_notice(request: Request, who: Manager, assignment_id: str) -> str | None:
+    """The line about an assignment `who` just made (`/teach?assigned=`): which plans can
+    start its lab, or a warning that none can. None for an id that is not one of theirs
+    (the text comes from the store, never from the query)."""
+    state = spawn_state(request)
+    try:
+        cohorts.check_public_id("assignment_id", assignment_id)
+        with state.ctx.db.read() as sess:
+            row = sess.get(Assignment, assignment_id)
+            if row is None or row.tenant_id != who.tenant_id:
+                return None
+            cohorts.managed_cohort(sess, who, row.cohort_id)
+            template_id = row.template_id
+    except ForgeError:
+        return None
+    plans = state.plans_for(template_id)
+    return (f"{template_id} assigned; learners on {', '.join(plans)} can start it."
+            if plans else "Warning: " + no_plan_warning(template_id) + ".")
 
 
 def _subject(form: dict[str, str]) -> str:
