@@ -15,6 +15,7 @@ torn down at the end, also on failure.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import shutil
 import sys
@@ -79,29 +80,37 @@ def net_namespaces() -> int | None:
     return None
 
 
-def settle(timeout_s: float = 60.0) -> float:
-    """Wait until the kernel has freed the namespaces of labs destroyed before (their
-    count unchanged for a second; 3 s where it cannot be read); the seconds waited."""
+def settle(baseline: int | None, timeout_s: float = 60.0) -> float:
+    """Wait until the kernel has freed the namespaces of labs destroyed before: the
+    ``net_namespace`` count back to at most ``baseline`` (taken before those labs were
+    made) plus one slab's slack per CPU, then unchanged for 2 s (3 s of sleep where it
+    cannot be read). The seconds waited (``timeout_s`` when it never got there)."""
     start = time.perf_counter()
-    last, still = net_namespaces(), 0
-    if last is None:
+    if baseline is None or net_namespaces() is None:
         time.sleep(3)
         return 3.0
-    while still < 4 and time.perf_counter() - start < timeout_s:
+    slack = 8 * (os.cpu_count() or 1)  # objects a slab may hold per CPU, freed lazily
+    last, since = net_namespaces(), time.perf_counter()
+    while time.perf_counter() - start < timeout_s:
         time.sleep(0.25)
         now = net_namespaces()
-        still = still + 1 if now == last else 0
-        last = now
+        if now != last:
+            last, since = now, time.perf_counter()
+        elif now is not None and now <= baseline + slack and time.perf_counter() - since >= 2:
+            break
     return time.perf_counter() - start
 
 
-def kept_create_times(rt: LocalRuntime, tag: str, count: int) -> list[float]:
+def kept_create_times(rt: LocalRuntime, tag: str, count: int, baseline: int | None
+                      ) -> tuple[list[float], float]:
     """Wall time (s) of ``count`` sequential creates kept alive until all are made (then
     destroyed together, and ``settle`` waited for), started once the kernel has freed
-    every lab destroyed before: no create overlaps that freeing, which ``create_times``
-    (each lab destroyed right after) measures with it. Up to ``count`` - 1 more labs are
-    live than at the start."""
-    settle()
+    every lab destroyed before (``baseline``: the namespaces alive before them): no create
+    overlaps that freeing, which ``create_times`` (each lab destroyed right after)
+    measures with it. Up to ``count`` - 1 more labs are live than at the start. Also the
+    seconds the first wait took."""
+    waited = settle(baseline)
+    before = net_namespaces()
     walls, ids = [], []
     try:
         for i in range(count):
@@ -111,8 +120,8 @@ def kept_create_times(rt: LocalRuntime, tag: str, count: int) -> list[float]:
             ids.append(f"{tag}-{i}")
     finally:
         rt.destroy_many(ids)
-        settle()
-    return walls
+        settle(before)
+    return walls, waited
 
 
 def check_times(rt: LocalRuntime, lab_id: str, count: int) -> list[float]:
@@ -169,6 +178,7 @@ def main() -> int:
         return 2
     lines: list[str] = []
     try:
+        at_start = net_namespaces()  # before any lab of this run
         rt.create(lab("warm", SERVICE))  # page cache, first bwrap start
         rt.destroy("warm")
         cpu, own = cpu_per_lab(rt, args.cycles)
@@ -196,8 +206,10 @@ def main() -> int:
         lines.append(f"burst of {args.burst} creates: p50 {p50:.2f} s, p99 {p99:.2f} s")
         record("burst50_p99_s", round(p99, 2), detail=f"{args.burst} at once, p50 {p50:.2f} s")
         destroy_all(rt, ids)
-        kept0 = median(kept_create_times(rt, "kept0", 15))
+        walls0, waited0 = kept_create_times(rt, "kept0", 15, at_start)
+        kept0 = median(walls0)
         live = fill(rt, "live", args.live)
+        with_live = net_namespaces()  # the 200 labs' and the probe's, nothing freed yet
         atn = median(create_times(rt, "atn", 15))
         ratio = atn / at0
         lines.append(f"create at 0 live: {at0 * 1000:.1f} ms; at {len(live)} live: "
@@ -211,7 +223,8 @@ def main() -> int:
         record("check_ratio_200", round(checkn / check0, 2),
                detail=f"median /bin/true check {check0 * 1000:.0f} ms at 0, "
                       f"{checkn * 1000:.0f} ms at {len(live)} live")
-        keptn = median(kept_create_times(rt, "keptn", 15))
+        wallsn, waitedn = kept_create_times(rt, "keptn", 15, with_live)
+        keptn = median(wallsn)
         rt.destroy("probe")
         lines.append(f"create, none overlapping a teardown's kernel cleanup: at 1-15 live "
                      f"{kept0 * 1000:.1f} ms; at {len(live) + 1}-{len(live) + 15} live "
@@ -219,10 +232,12 @@ def main() -> int:
         record("create_ratio_200_kept", round(keptn / kept0, 2),
                detail=f"median create {kept0 * 1000:.0f} ms at 1-15 live, "
                       f"{keptn * 1000:.0f} ms at {len(live) + 1}-{len(live) + 15}; each "
-                      f"series once the kernel freed every lab destroyed before")
+                      f"series once the kernel freed the labs destroyed before (waited "
+                      f"{waited0:.1f} s and {waitedn:.1f} s; 60 s is the limit)")
         teardown = destroy_all(rt, live)
         lines.append(f"teardown of {len(live)} labs: {teardown:.2f} s")
         record("teardown_200_s", round(teardown, 2), detail=f"{len(live)} labs, destroy_many")
+        settle(at_start)  # the memory baseline below must not include labs being freed
 
 
         rss0, avail0 = rss_mib(), mem_available_mb()

@@ -69,14 +69,16 @@ def apply_sysctls(settings: dict[str, str]) -> None:
     (/proc/sys/net follows the opener's namespace), through a private procfs
     (``private_proc``: the machine's /proc costs more with every live namespace); a
     ``READ_FIRST`` value already in place is not rewritten."""
+    for key in settings:  # every key before any write: none or all
+        parts = key.split(".")
+        if (parts[0] != "net" or len(parts) < 3
+                or not all(_SYSCTL_PART.fullmatch(p) for p in parts)):
+            raise ValueError(f"sysctl {key!r} is not a net.<family>.* key")
     dirs: dict[str, int] = {}
     with proc_root() as proc:
 
         def open_key(key: str, flags: int) -> int:
             parts = key.split(".")
-            if (parts[0] != "net" or len(parts) < 3
-                    or not all(_SYSCTL_PART.fullmatch(p) for p in parts)):
-                raise ValueError(f"sysctl {key!r} is not a net.<family>.* key")
             if parts[1] not in dirs:
                 dirs[parts[1]] = os.open("sys/net/" + parts[1],
                                          os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,

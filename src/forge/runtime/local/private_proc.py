@@ -27,7 +27,7 @@ import platform
 import threading
 from collections.abc import Iterator
 
-# The numbers every architecture shares since Linux 5.1, but alpha, ia64 and the MIPS
+# The numbers every architecture shares (the calls came in Linux 5.2), but alpha, ia64 and the MIPS
 # ABIs (offset tables): there the private procfs is not tried.
 SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 430, 431, 432
 OFFSET_ARCHES = ("alpha", "ia64", "mips")
