@@ -233,7 +233,7 @@ def test_an_instructors_student_view_is_not_a_learners_seat(shared: World) -> No
     db = shared.forge.db
     course = lti_links.course_of(db, "emulator", shared.acme.course_id)
     assert course is not None
-    teacher, ok = run_launch(shared.forge.url, shared.acme.login_url(
+    _, ok = run_launch(shared.forge.url, shared.acme.login_url(
         shared.forge.url, "tim", roles=(INSTRUCTOR_ROLE,)))
     assert ok.status_code == 200 and landing_of(ok) == "/teach"
     _, view = run_launch(shared.forge.url, shared.acme.login_url(
