@@ -67,50 +67,44 @@ def create_times(rt: LocalRuntime, tag: str, count: int) -> list[float]:
     return walls
 
 
-def net_namespaces() -> int | None:
-    """Network namespaces the kernel holds (live and not yet freed): the active objects of
-    the ``net_namespace`` slab; None where /proc/slabinfo does not list it."""
-    try:
-        with open("/proc/slabinfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("net_namespace "):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+def netns_work_running() -> bool:
+    """Whether a kernel worker is running the network namespace workqueue's work (its
+    name then ends in ``+netns``: cleanup_net freeing destroyed labs' namespaces)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+                if fh.read().rstrip("\n").endswith("+netns"):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
-def settle(baseline: int | None, timeout_s: float = 60.0) -> float:
-    """Wait until the kernel has freed the namespaces of labs destroyed before: the
-    ``net_namespace`` count back to at most ``baseline`` (taken before those labs were
-    made) plus one slab's slack per CPU, then unchanged for 2 s (3 s of sleep where it
-    cannot be read). The seconds waited (``timeout_s`` when it never got there)."""
+def settle(timeout_s: float = 60.0) -> float:
+    """Wait until the kernel has freed the namespaces of labs destroyed before: no worker
+    running netns work for 2 s on end, sampled every 50 ms (a count of namespaces does
+    not tell: the slab keeps freed objects counted). The seconds waited (``timeout_s``
+    when it never got there)."""
     start = time.perf_counter()
-    if baseline is None or net_namespaces() is None:
-        time.sleep(3)
-        return 3.0
-    slack = 8 * (os.cpu_count() or 1)  # objects a slab may hold per CPU, freed lazily
-    last, since = net_namespaces(), time.perf_counter()
+    quiet_since = start
     while time.perf_counter() - start < timeout_s:
-        time.sleep(0.25)
-        now = net_namespaces()
-        if now != last:
-            last, since = now, time.perf_counter()
-        elif now is not None and now <= baseline + slack and time.perf_counter() - since >= 2:
+        if netns_work_running():
+            quiet_since = time.perf_counter()
+        elif time.perf_counter() - quiet_since >= 2:
             break
+        time.sleep(0.05)
     return time.perf_counter() - start
 
 
-def kept_create_times(rt: LocalRuntime, tag: str, count: int, baseline: int | None
-                      ) -> tuple[list[float], float]:
+def kept_create_times(rt: LocalRuntime, tag: str, count: int) -> tuple[list[float], float]:
     """Wall time (s) of ``count`` sequential creates kept alive until all are made (then
     destroyed together, and ``settle`` waited for), started once the kernel has freed
-    every lab destroyed before (``baseline``: the namespaces alive before them): no create
-    overlaps that freeing, which ``create_times`` (each lab destroyed right after)
-    measures with it. Up to ``count`` - 1 more labs are live than at the start. Also the
-    seconds the first wait took."""
-    waited = settle(baseline)
-    before = net_namespaces()
+    every lab destroyed before: no create overlaps that freeing, which ``create_times``
+    (each lab destroyed right after) measures with it. Up to ``count`` - 1 more labs are
+    live than at the start. Also the seconds the first wait took."""
+    waited = settle()
     walls, ids = [], []
     try:
         for i in range(count):
@@ -120,7 +114,7 @@ def kept_create_times(rt: LocalRuntime, tag: str, count: int, baseline: int | No
             ids.append(f"{tag}-{i}")
     finally:
         rt.destroy_many(ids)
-        settle(before)
+        settle()
     return walls, waited
 
 
@@ -178,7 +172,6 @@ def main() -> int:
         return 2
     lines: list[str] = []
     try:
-        at_start = net_namespaces()  # before any lab of this run
         rt.create(lab("warm", SERVICE))  # page cache, first bwrap start
         rt.destroy("warm")
         cpu, own = cpu_per_lab(rt, args.cycles)
@@ -206,10 +199,9 @@ def main() -> int:
         lines.append(f"burst of {args.burst} creates: p50 {p50:.2f} s, p99 {p99:.2f} s")
         record("burst50_p99_s", round(p99, 2), detail=f"{args.burst} at once, p50 {p50:.2f} s")
         destroy_all(rt, ids)
-        walls0, waited0 = kept_create_times(rt, "kept0", 15, at_start)
+        walls0, waited0 = kept_create_times(rt, "kept0", 15)
         kept0 = median(walls0)
         live = fill(rt, "live", args.live)
-        with_live = net_namespaces()  # the 200 labs' and the probe's, nothing freed yet
         atn = median(create_times(rt, "atn", 15))
         ratio = atn / at0
         lines.append(f"create at 0 live: {at0 * 1000:.1f} ms; at {len(live)} live: "
@@ -223,7 +215,7 @@ def main() -> int:
         record("check_ratio_200", round(checkn / check0, 2),
                detail=f"median /bin/true check {check0 * 1000:.0f} ms at 0, "
                       f"{checkn * 1000:.0f} ms at {len(live)} live")
-        wallsn, waitedn = kept_create_times(rt, "keptn", 15, with_live)
+        wallsn, waitedn = kept_create_times(rt, "keptn", 15)
         keptn = median(wallsn)
         rt.destroy("probe")
         lines.append(f"create, none overlapping a teardown's kernel cleanup: at 1-15 live "
@@ -237,7 +229,7 @@ def main() -> int:
         teardown = destroy_all(rt, live)
         lines.append(f"teardown of {len(live)} labs: {teardown:.2f} s")
         record("teardown_200_s", round(teardown, 2), detail=f"{len(live)} labs, destroy_many")
-        settle(at_start)  # the memory baseline below must not include labs being freed
+        settle()  # the memory baseline below must not include labs being freed
 
 
         rss0, avail0 = rss_mib(), mem_available_mb()
