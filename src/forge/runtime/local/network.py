@@ -69,8 +69,8 @@ def apply_sysctls(settings: dict[str, str]) -> None:
     (/proc/sys/net follows the opener's namespace), through a private procfs
     (``private_proc``: the machine's /proc costs more with every live namespace); a
     ``READ_FIRST`` value already in place is not rewritten."""
-    for key in settings:  # every key before any write: none or all
-        parts = key.split(".")
+    split = {key: key.split(".") for key in settings}  # every key before any write
+    for key, parts in split.items():
         if (parts[0] != "net" or len(parts) < 3
                 or not all(_SYSCTL_PART.fullmatch(p) for p in parts)):
             raise ValueError(f"sysctl {key!r} is not a net.<family>.* key")
@@ -78,12 +78,12 @@ def apply_sysctls(settings: dict[str, str]) -> None:
     with proc_root() as proc:
 
         def open_key(key: str, flags: int) -> int:
-            parts = key.split(".")
-            if parts[1] not in dirs:
-                dirs[parts[1]] = os.open("sys/net/" + parts[1],
-                                         os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
-                                         dir_fd=proc)
-            return os.open("/".join(parts[2:]), flags | os.O_CLOEXEC, dir_fd=dirs[parts[1]])
+            _, family, *rest = split[key]
+            if family not in dirs:
+                dirs[family] = os.open("sys/net/" + family,
+                                       os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                                       dir_fd=proc)
+            return os.open("/".join(rest), flags | os.O_CLOEXEC, dir_fd=dirs[family])
 
         try:
             for key, value in settings.items():
