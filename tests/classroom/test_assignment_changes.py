@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from forge.classroom import assignments as asg
 from forge.classroom import class_changes as chg
-from forge.classroom import cohorts
+from forge.classroom import cohorts, staff
 from forge.classroom.cohorts import Manager
 from forge.errors import ForgeError
 from forge.store.db import Database
@@ -72,7 +72,7 @@ def test_an_assignment_is_changed_only_by_its_class_and_only_validly(db: Databas
         _refused(lambda who=who: chg.update_assignment(db, who, c, a, {"attempts_allowed": 5}),
                  status, code)
     bob_class = cohorts.create_cohort(db, BOB, "Other").cohort_id
-    cohorts.add_instructor(db, BOB, bob_class, "ann")  # ann manages it, but a is not its
+    staff.add_instructor(db, BOB, bob_class, "ann")  # ann manages it, but a is not its
     _refused(lambda: chg.update_assignment(db, ANN, bob_class, a, {"attempts_allowed": 5}),
              404, "assignment_not_found")
     for changes, field in (({}, "body"), ({"template_id": "x"}, "template_id"),

@@ -106,7 +106,7 @@ def test_an_lms_launch_into_a_full_course_is_refused_for_a_new_learner_only(
 
     def seat(subject: str, teaches: bool = False) -> str:
         return lti_links.course_cohort(db, CourseSeat("moodle", "acme", "course-1", "Net",
-                                                      subject, teaches))
+                                                      subject, teaches)).cohort_id
 
     c = seat("lti.lea")
     with pytest.raises(ForgeError) as full:

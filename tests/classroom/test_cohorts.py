@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from forge.classroom import assignments as asg
-from forge.classroom import cohorts
+from forge.classroom import cohorts, staff
 from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import parse_roster
 from forge.errors import ForgeError
@@ -47,7 +47,7 @@ def test_who_manages_a_cohort(db: Database) -> None:
         with pytest.raises(ForgeError) as exc:
             cohorts.members(db, outsider, c.cohort_id)
         assert code(exc) == (404, "cohort_not_found")
-    cohorts.add_instructor(db, ANN, c.cohort_id, "bob")
+    staff.add_instructor(db, ANN, c.cohort_id, "bob")
     assert cohorts.members(db, BOB, c.cohort_id) == []
 
 
@@ -182,11 +182,11 @@ def test_the_classes_own_instructors_do_not_join_it_as_learners(db: Database) ->
     learner of her own class, counted on its dashboard. A colleague she added is refused
     the same way; a learner joins as before, and nothing of a refusal is stored."""
     c = cohorts.create_cohort(db, ANN, "Networking 101")
-    cohorts.add_instructor(db, ANN, c.cohort_id, "bob")
+    staff.add_instructor(db, ANN, c.cohort_id, "bob")
     _, token = cohorts.make_invite(db, ANN, c.cohort_id)
-    for staff in ("ann", "bob"):
+    for teacher in ("ann", "bob"):
         with pytest.raises(ForgeError) as exc:
-            cohorts.join_by_invite(db, T1, staff, token)
+            cohorts.join_by_invite(db, T1, teacher, token)
         assert code(exc) == (409, "cohort_staff")
         assert exc.value.details == [{"field": "invite"}]
     assert cohorts.join_by_invite(db, T1, "lea", token).cohort_id == c.cohort_id
@@ -199,7 +199,7 @@ def test_a_roster_listing_the_classes_instructors_enrols_only_its_learners(
     """An LMS export lists the teacher with the class: a roster naming Ann and her
     colleague Bob enrols the learners alone and says whom it left out and why."""
     c = cohorts.create_cohort(db, ANN, "Networking 101")
-    cohorts.add_instructor(db, ANN, c.cohort_id, "bob")
+    staff.add_instructor(db, ANN, c.cohort_id, "bob")
     done = cohorts.enrol_subjects(db, ANN, c.cohort_id,
                                   parse_roster(b"subject\nlea\nann\nleo\nbob\nann\n"))
     assert done == cohorts.Enrolled(2, ("ann", "bob"))

@@ -16,7 +16,7 @@ import pytest
 from alembic import command
 from sqlalchemy import select
 
-from forge.classroom import assignments, class_changes, cohorts, lti_links
+from forge.classroom import assignments, class_changes, cohorts, lti_links, staff
 from forge.classroom.cohorts import Manager
 from forge.classroom.lti_links import CourseSeat
 from forge.errors import ForgeError
@@ -53,13 +53,13 @@ def test_a_learner_made_instructor_stops_being_a_learner(db: Database) -> None:
         db, ANN, c, template_id=LAB, opens_at=now, closes_at=now + timedelta(days=1),
         attempts_allowed=1, hints_allowed=True, known_templates={LAB}).assignment_id
     class_changes.set_due(db, ANN, c, asg, "lea", now + timedelta(days=3))
-    cohorts.add_instructor(db, ANN, c, "lea")  # the TA of the class
+    staff.add_instructor(db, ANN, c, "lea")  # the TA of the class
     assert _both(db, c) == (["ann", "lea"], ["leo"])
     with db.read() as sess:
         assert sess.get(AssignmentExtension, (asg, "lea")) is None
     # A roster naming her afterwards says why she is not enrolled, and is right.
     assert cohorts.enrol_subjects(db, ANN, c, ["lea"]) == cohorts.Enrolled(0, ("lea",))
-    cohorts.add_instructor(db, ANN, c, "lea")  # again: nothing changes
+    staff.add_instructor(db, ANN, c, "lea")  # again: nothing changes
     assert _both(db, c) == (["ann", "lea"], ["leo"])
 
 
@@ -77,13 +77,14 @@ def test_an_lms_roster_never_seats_an_instructor_as_a_learner(db: Database) -> N
 
 
 def test_an_lms_launch_keeps_teachers_and_learners_apart(db: Database) -> None:
-    def seat(subject: str, teaches: bool) -> str:
+    def seat(subject: str, teaches: bool) -> lti_links.Seated:
         return lti_links.course_cohort(db, CourseSeat("moodle", "acme", "course-1", "Net",
                                                       subject, teaches))
 
-    c = seat("lti.tom", True)
-    assert seat("lti.tom", False) == c  # the teacher's student view
-    seat("lti.leo", False)
+    c = seat("lti.tom", True).cohort_id
+    # the teacher's student view: told they teach it (the launch lands on /teach)
+    assert seat("lti.tom", False) == lti_links.Seated(c, True)
+    assert seat("lti.leo", False) == lti_links.Seated(c, False)
     seat("lti.leo", True)  # then teaching the course (a TA)
     assert _both(db, c) == (["lti.leo", "lti.tom"], [])
 
@@ -125,7 +126,7 @@ def test_one_already_both_is_mended_by_the_next_change(db: Database) -> None:
     cohorts.enrol_subjects(db, ANN, c, ["tom", "lea"])
     with db.session() as sess:  # as the old code left him
         sess.add(CohortStaff(cohort_id=c, subject="tom"))
-    cohorts.add_instructor(db, ANN, c, "tom")
+    staff.add_instructor(db, ANN, c, "tom")
     assert _both(db, c) == (["ann", "tom"], ["lea"])
 
 
@@ -145,7 +146,7 @@ def test_an_invite_or_group_never_seats_an_instructor(db: Database) -> None:
     c = cohorts.create_cohort(db, Manager("acme", "ann", "instructor"), "Net A",
                               "net-a").cohort_id
     _, token = cohorts.make_invite(db, ANN, c)
-    cohorts.add_instructor(db, ANN, c, "bob")
+    staff.add_instructor(db, ANN, c, "bob")
     assert cohorts.enrol_by_groups(db, "acme", "bob", ["net-a"]) == 0
     with pytest.raises(ForgeError) as exc:
         cohorts.join_by_invite(db, "acme", "bob", token)

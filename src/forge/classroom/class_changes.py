@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forge.classroom.assignments import check_terms, check_time, iso
-from forge.classroom.cohorts import Manager, drop_enrolment, lock_cohort, managed_cohort
+from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort
+from forge.classroom.staff import drop_enrolment
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import Assignment, AssignmentExtension, Enrolment

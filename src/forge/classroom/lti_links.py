@@ -20,9 +20,9 @@ from forge.classroom.cohorts import (
     cohort_full,
     learner_count,
     lock_cohort,
-    make_staff,
     new_id,
 )
+from forge.classroom.staff import make_staff
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import (
@@ -57,7 +57,17 @@ class CourseSeat:
     memberships_url: str | None = None
 
 
-def course_cohort(db: Database, seat: CourseSeat) -> str:
+@dataclass(frozen=True)
+class Seated:
+    """Where a launch seated its person: the course's cohort, and whether they teach it
+    (a teacher's launch, or an instructor of the cohort launching as a student: their
+    student view, never a learner's seat)."""
+
+    cohort_id: str
+    teaches: bool
+
+
+def course_cohort(db: Database, seat: CourseSeat) -> Seated:
     """The cohort of this course (made at its first launch, named after the course), with
     the person enrolled as a learner or added as its instructor; idempotent. 409 when the
     course was recorded for another tenant than the platform's (never crossed), and 409
@@ -85,8 +95,8 @@ def course_cohort(db: Database, seat: CourseSeat) -> str:
                 elif seat.memberships_url:
                     row.memberships_url = seat.memberships_url
                 cohort_id = row.cohort_id
-                _seat(sess, cohort_id, seat.tenant_id, seat.subject, seat.teaches, now)
-                return cohort_id
+                return Seated(cohort_id, _seat(sess, cohort_id, seat.tenant_id,
+                                               seat.subject, seat.teaches, now))
         except IntegrityError:
             continue  # the same course's first launch by two people at once: read it again
     raise RuntimeError("LTI course could not be recorded")
@@ -96,22 +106,24 @@ ROSTER_CHUNK = 500  # people per IN list and per bulk insert
 
 
 def _seat(sess: Session, cohort_id: str, tenant_id: str, subject: str, teaches: bool,
-          now: datetime) -> None:
+          now: datetime) -> bool:
     """Seat one person launching from the course: a teacher as an instructor (a learner
     of the class before stops being one), a learner enrolled unless they are one of its
-    instructors (their student view: never a learner of their own class)."""
+    instructors (their student view: never a learner of their own class); whether they
+    teach it."""
     if teaches:
         make_staff(sess, cohort_id, [subject])
-        return
+        return True
     lock_cohort(sess, cohort_id)  # the count and the seat: one step
     if sess.get(CohortStaff, (cohort_id, subject)) is not None:
-        return
+        return True
     if sess.get(Enrolment, (cohort_id, subject)) is None:
         held = learner_count(sess, cohort_id)
         if held >= cohorts.MAX_MEMBERS:
             raise cohort_full(cohort_id, held, 1)
         sess.add(Enrolment(cohort_id=cohort_id, subject=subject, tenant_id=tenant_id,
                            via="lti", enrolled_at=now))
+    return False
 
 
 def link_course(db: Database, platform: str, context_id: str, tenant_id: str,
@@ -166,7 +178,7 @@ def enrol_roster_in(sess: Session, cohort_id: str, tenant_id: str,
     the seats held read with a few IN queries, the missing ones inserted in bulk. Nobody
     is both: one listed as teaching (anywhere in the roster) or an instructor of the
     cohort already is never seated as a learner, and a learner made instructor here stops
-    being one (``cohorts.make_staff``). 409 `cohort_full` before anything is inserted when
+    being one (``staff.make_staff``). 409 `cohort_full` before anything is inserted when
     the learners not seated yet would take the cohort past MAX_MEMBERS (teachers are not
     counted)."""
     now = datetime.now(UTC)

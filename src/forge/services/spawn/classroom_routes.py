@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments, class_changes, cohorts
+from forge.classroom import assignments, class_changes, cohorts, staff
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
 from forge.classroom.scope import check_subject
 from forge.errors import ForgeError, invalid_field
@@ -189,7 +189,7 @@ async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Req
     """Let another person of your tenant manage this cohort too (they need the instructor
     or operator role to use it)."""
     who = await _manager(request)
-    await run_in_threadpool(cohorts.add_instructor, spawn_state(request).ctx.db, who,
+    await run_in_threadpool(staff.add_instructor, spawn_state(request).ctx.db, who,
                             cohort_id, body.subject)
     return {"cohort_id": cohort_id, "instructor": body.subject}
 

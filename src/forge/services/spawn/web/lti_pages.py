@@ -190,17 +190,17 @@ def _record(request: Request, launch: Launch) -> tuple[str, Any, bool]:
     whether they teach the class (an instructor of its cohort launching as a student, their
     student view, is not seated as a learner: they go to /teach, with no grade link)."""
     db = spawn_state(request).ctx.db
-    cohort_id = lti_links.course_cohort(db, CourseSeat(
+    seated = lti_links.course_cohort(db, CourseSeat(
         launch.platform.name, launch.platform.tenant_id, launch.context_id,
         launch.context_title, launch.subject, launch.teaches, launch.memberships_url))
     raise_role(db, launch.platform.tenant_id, launch.subject,
                INSTRUCTOR if launch.teaches else LEARNER)
-    teaches = launch.teaches or cohorts.is_instructor(db, cohort_id, launch.subject)
-    found = lti_links.course_assignment(db, cohort_id, launch.custom.get(ASSIGNMENT_PARAM))
-    if found is not None and launch.lineitem and not teaches:
+    found = lti_links.course_assignment(db, seated.cohort_id,
+                                        launch.custom.get(ASSIGNMENT_PARAM))
+    if found is not None and launch.lineitem and not seated.teaches:
         lti_links.link_grade(db, found.assignment_id, launch.subject, launch.platform.name,
                              launch.lti_user, launch.lineitem)
-    return cohort_id, found, teaches
+    return seated.cohort_id, found, seated.teaches
 
 
 @router.post("/lti/launch")

@@ -3,7 +3,7 @@
 Before this rule, adding an enrolled learner as an instructor, an LMS roster or an LMS
 launch could leave a person in both tables for one cohort (counted on its dashboard as a
 learner of the class they teach). Their enrolment, and their own due times in that
-cohort, end here as `forge.classroom.cohorts.drop_enrolment` ends them; their labs,
+cohort, end here as `forge.classroom.staff.drop_enrolment` ends them; their labs,
 attempts and results stay. Data only: the downgrade changes nothing.
 
 Revision ID: 0012
