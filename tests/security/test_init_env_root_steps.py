@@ -1,7 +1,7 @@
 """Attack: make a host's init, which stays the sandbox's root, run a program of the lab's.
 
 A host's init is a root shell: it starts the service through ``setpriv`` (and, on a warm
-pool lab, runs the claiming scenario's start line first), then becomes ``sleep``. A
+pool lab, runs the claiming scenario's start line first), then stops itself. A
 template may give its hosts a PATH with a directory the lab writes (``/workspace/bin``,
 seeded by the template or written by the service) or a loader variable (LD_PRELOAD, as a
 library-hijack lab would). Had that environment been the init's, the planted ``setpriv``
@@ -24,6 +24,7 @@ import pytest
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.bwrap_args import BASE_PATH
+from forge.templates.exec_size import COMMAND_VAR
 
 pytestmark = pytest.mark.root
 
@@ -75,8 +76,10 @@ def _service_env(rt: LocalRuntime, lab_id: str) -> dict[str, str]:
         time.sleep(0.05)
 
 
-def _root_processes(rt: LocalRuntime, lab_id: str) -> list[tuple[str, dict[str, str]]]:
-    """(command name, environment) of each of the lab's processes running as root."""
+def _root_processes(rt: LocalRuntime,
+                    lab_id: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(command name, state, environment) of each of the lab's processes running as
+    root."""
     found = []
     for pid in rt.cgroups.pids(rt.names.lab(lab_id)):
         try:
@@ -84,11 +87,13 @@ def _root_processes(rt: LocalRuntime, lab_id: str) -> list[tuple[str, dict[str, 
                 continue
             with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
                 comm = fh.read().strip()
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
             with open(f"/proc/{pid}/environ", "rb") as fh:
                 raw = fh.read()
         except FileNotFoundError:
             continue
-        found.append((comm, dict(p.decode(errors="replace").split("=", 1)
+        found.append((comm, state, dict(p.decode(errors="replace").split("=", 1)
                                  for p in raw.split(b"\0") if b"=" in p)))
     return found
 
@@ -101,19 +106,22 @@ def _assert_no_root_step_was_the_lab_s(rt: LocalRuntime, lab_id: str) -> None:
     assert planted and all(line.endswith(f"-as-{learner}") for line in planted), planted
     ran_as_root = rt.exec(lab_id, "box", ["/bin/ls", "-A", "/run"]).stdout_text.split()
     assert not [name for name in ran_as_root if name.startswith("ran-")], ran_as_root
-    # The init (now `sleep`, as root) holds the fixed PATH and only staged names (the
-    # shell's own PWD aside; a pool lab's, the shape's); no
+    # The init (the root shell, stopped once the service is started) holds the fixed PATH
+    # and only staged names (the shell's own PWD aside; a pool lab's, the shape's); no
     # root process of the lab holds a variable of the host's under its own name.
-    end = time.monotonic() + 30  # the init starts the service, then becomes `sleep`
+    end = time.monotonic() + 30  # the init starts the service, then stops itself
     roots = _root_processes(rt, lab_id)
-    while "sleep" not in [comm for comm, _env in roots]:
-        assert time.monotonic() < end, "the init never became sleep"
+    while "T" not in [state for _comm, state, _env in roots]:
+        assert time.monotonic() < end, "the init never stopped itself"
         time.sleep(0.05)
         roots = _root_processes(rt, lab_id)
-    (init_env,) = [env for comm, env in roots if comm == "sleep"]
+    (init_env,) = [env for comm, state, env in roots if state == "T" and comm == "sh"]
     assert init_env["PATH"] == BASE_PATH
-    assert {k for k in init_env if not k.startswith("FGE_")} <= {"PATH", "PWD"}, init_env
-    for comm, env in roots:
+    # /proc/PID/environ is what the init was started with: also the service command
+    # (FG_CMD, the runtime's, never the lab's), which it unsets before running anything.
+    assert {k for k in init_env if not k.startswith("FGE_")} <= {"PATH", "PWD",
+                                                                 COMMAND_VAR}, init_env
+    for comm, _state, env in roots:
         assert "LD_PRELOAD" not in env and env.get("PATH", BASE_PATH) == BASE_PATH, comm
     # The service still gets exactly the host's environment.
     env = _service_env(rt, lab_id)

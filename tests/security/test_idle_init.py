@@ -1,0 +1,78 @@
+"""Attack: wake or kill a host's idle init from inside the lab.
+
+A host's init is the sandbox's root shell: once it has started the service it stops
+itself (SIGSTOP) and holds the host's namespaces for the lab's life. The lab user (same
+pid namespace) tries to continue it, which would make it run on as root, and to kill it,
+which would take the host down. Neither signal reaches it; the lab keeps running; and
+the teardown still ends the stopped init with everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import LocalRuntime
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[LocalRuntime]:
+    runtime = LocalRuntime(str(tmp_path), prefix="q" + secrets.token_hex(2))
+    try:
+        yield runtime
+    finally:
+        for info in runtime.list():
+            runtime.destroy(info.lab_id)
+        runtime.close()
+
+
+def _root_states(rt: LocalRuntime, lab_id: str) -> dict[int, tuple[str, str]]:
+    """pid → (command name, state) of the lab's processes running as root."""
+    found = {}
+    for pid in rt.cgroups.pids(rt.names.lab(lab_id)):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != 0:
+                continue
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                head, tail = fh.read().rsplit(")", 1)
+        except FileNotFoundError:
+            continue
+        found[pid] = (head.split("(", 1)[1], tail.split()[0])
+    return found
+
+
+def _stopped_init(rt: LocalRuntime, lab_id: str) -> int:
+    end = time.monotonic() + 30
+    while True:
+        stopped = [pid for pid, (comm, state) in _root_states(rt, lab_id).items()
+                   if comm == "sh" and state == "T"]
+        if stopped:
+            (pid,) = stopped
+            return pid
+        assert time.monotonic() < end, "the init never stopped itself"
+        time.sleep(0.05)
+
+
+def test_the_lab_user_can_neither_wake_nor_kill_the_idle_init(rt: LocalRuntime) -> None:
+    lab_id = "scn-" + secrets.token_hex(8)
+    rt.create(LabSpec(lab_id, [SubnetSpec("lan", "10.209.0.0/24")], [
+        HostSpec("box", networks=[("lan", None)], command="exec sleep 1000")]))
+    init = _stopped_init(rt, lab_id)
+    res = rt.exec(lab_id, "box", ["/bin/sh", "-c",
+                                  "kill -s CONT -1; kill -s TERM -1; kill -9 -1; true"])
+    assert res.exit_code == 0
+    time.sleep(0.2)
+    assert _root_states(rt, lab_id).get(init) == ("sh", "T")  # still there, still stopped
+    assert rt.exec(lab_id, "box", ["/bin/echo", "still here"]).stdout == b"still here\n"
+    assert [i.state for i in rt.list() if i.lab_id == lab_id] == ["running"]
+    rt.destroy(lab_id)
+    assert not os.path.exists(f"/proc/{init}")
+    assert lab_id not in [i.lab_id for i in rt.list()]
