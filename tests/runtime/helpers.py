@@ -36,6 +36,15 @@ except OSError as e:
     print("err:" + (errno.errorcode.get(e.errno, "") if e.errno else "timeout"))
 """
 
+# An ICMP echo from an unprivileged ICMP socket (no CAP_NET_RAW): prints "reply".
+ICMP_ECHO = """
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+s.settimeout(2)
+s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"forge", (sys.argv[1], 0))
+data, _ = s.recvfrom(1024)
+print("reply" if data[0] == 0 else "other")
+"""
 
 
 def sh(runtime: LocalRuntime, lab: str, host: str, script: str, **kw: object) -> ExecResult:

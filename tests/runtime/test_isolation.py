@@ -13,19 +13,11 @@ from pyroute2 import IPRoute
 
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
-from tests.runtime.helpers import SERVER, probe, serve, sh, wait_ok
+from tests.runtime.helpers import ICMP_ECHO, SERVER, probe, serve, sh, wait_ok
 
 pytestmark = pytest.mark.root
 
 SUBNETS = [SubnetSpec("a", "10.77.1.0/24"), SubnetSpec("b", "10.77.2.0/24")]
-PING = """
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
-s.settimeout(2)
-s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"forge", (sys.argv[1], 0))
-data, _ = s.recvfrom(1024)
-print("reply" if data[0] == 0 else "other")
-"""
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +147,9 @@ def test_lab_has_no_way_out(rt: LocalRuntime, labs: tuple[str, str]) -> None:
 
 
 def test_ping_works_without_cap_net_raw(rt: LocalRuntime, labs: tuple[str, str]) -> None:
-    res = rt.exec(labs[0], "h1", ["python3", "-c", PING, "10.77.1.11"])
+    res = rt.exec(labs[0], "h1", ["python3", "-c", ICMP_ECHO, "10.77.1.11"])
     assert res.stdout_text.strip() == "reply", res.stderr_text
-    res = rt.exec(labs[0], "h1", ["python3", "-c", PING, "10.77.2.10"])
+    res = rt.exec(labs[0], "h1", ["python3", "-c", ICMP_ECHO, "10.77.2.10"])
     assert res.stdout_text.strip() == "reply", res.stderr_text
     status = rt.exec(labs[0], "h1", ["grep", "CapEff", "/proc/self/status"]).stdout_text
     assert status.split()[1] == "0000000000000000"

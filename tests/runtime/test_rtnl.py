@@ -92,7 +92,7 @@ def test_switch_wiring_over_netlink(prefix: str) -> None:
     try:
         create_netns(switch)
         create_netns(target)
-        attach_veths(switch, [(target, [("h0n0", "eth0", 0)])], bridges=1)
+        attach_veths(switch, [(target, [("h0n0", "eth0", 0)])], bridges=(0,))
 
         def links() -> list[str]:
             return sorted(name for _i, name in socket.if_nameindex())

@@ -32,7 +32,8 @@ class Limits(DslModel):
 
 
 class Subnet(DslModel):
-    """One lab subnet (a bridge in the lab's switch namespace)."""
+    """One lab subnet (a bridge in the lab's switch namespace; a direct link between its two
+    hosts when it joins exactly two)."""
 
     name: Ident
     cidr: Annotated[str, Field(description="IPv4 network in CIDR form, e.g. 10.10.1.0/24.")]

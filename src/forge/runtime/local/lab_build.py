@@ -1,7 +1,8 @@
 """How a LocalRuntime builds a lab: identity, disk, cgroups, namespaces, wiring, sandboxes.
 
 Hosts get their namespace and start their sandbox (in parallel, on the runtime's worker
-pool) while the switch is made; one netlink batch wires everything; hosts configure their
+pool) while the switch is made (a lab whose subnets all join two hosts has none: see
+``network.point_to_point``); one netlink batch wires everything; hosts configure their
 interfaces; the sandboxes are waited for; the egress gateway (allowlist labs) is built;
 and only once every bridge port is up do the hosts' services start. A failure leaves
 the caller (``LocalRuntime.create``) to tear down whatever was made.
@@ -25,6 +26,7 @@ from forge.runtime.local.netns import create_netns
 from forge.runtime.local.network import (
     apply_sysctls,
     base_sysctls,
+    bridged,
     configure_host,
     create_switch,
     wait_ports_up,
@@ -65,6 +67,7 @@ class LabBuilder:
 
     def _build(self, plan: LabPlan, roots: dict[str, tuple[str, bool]]) -> None:
         lab_id, spec = plan.lab_id, plan.spec
+        switch = bridged(plan)
         ident = self.uids.claim(self.names.lab_dir(lab_id))
         write_meta(self.names, lab_id, {
             "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h),
@@ -72,6 +75,7 @@ class LabBuilder:
                                     "image": roots[h.spec.name][1]}
                       for h in plan.hosts},
             "identity": {"learner": ident.learner, "grader": ident.grader},
+            "switch": switch,
         })
         mount_lab_disk(self.names.data_root(lab_id), spec.limits.disk_mb)
         write_identity(self.names.etc_dir(lab_id), ident.learner, ident.grader)
@@ -86,7 +90,8 @@ class LabBuilder:
         started: list[InitHandle] = []
         try:
             try:
-                create_switch(self.names, plan)
+                if switch:
+                    create_switch(self.names, plan)
             finally:
                 for host, fut in zip(plan.hosts, prepared, strict=True):
                     if fut.exception() is None:
@@ -111,7 +116,8 @@ class LabBuilder:
                 profile = self.profiles[spec.allowlist_profile or ""]
                 egress.build_gateway(self.names, plan, profile, self.egress_netns)
                 self._fault("gateway")
-            wait_ports_up(self.names.switch_ns(lab_id))
+            if switch:  # a veth pair between hosts passes frames once both ends are up
+                wait_ports_up(self.names.switch_ns(lab_id))
             self._fault("ready")
             # Services start only now: their interfaces, addresses, routes and switch
             # ports exist (a command adding an address or binding one used to race them).

@@ -2,9 +2,12 @@
 
 Each host gets one veth per attached subnet (``eth<j>`` inside the host, the other end on
 the subnet's bridge in the switch namespace), its planned address, and only the routes
-the plan gives it. Nothing links the lab to the machine, so egress is denied by
-construction. The subnet name is stored as the interface alias so ``list()`` can report
-addresses per subnet from the kernel alone.
+the plan gives it. A subnet joining exactly two hosts, in a lab without an egress gateway,
+is one veth pair straight between them instead (``point_to_point``): the same link as seen
+from either host, without a bridge and two more interfaces to make and free. Nothing
+links the lab to the machine, so egress is denied by construction. The subnet name is
+stored as the interface alias so ``list()`` can report addresses per subnet from the
+kernel alone.
 """
 
 from __future__ import annotations
@@ -106,21 +109,26 @@ def apply_sysctls(settings: dict[str, str]) -> None:
 
 
 def create_switch(names: Names, plan: LabPlan) -> None:
-    """Create the lab's switch namespace (bridges come with ``wire_switch``)."""
+    """Create the lab's switch namespace (bridges come with ``wire_switch``); only a lab
+    that is ``bridged`` has one."""
     create_netns(names.switch_ns(plan.lab_id), lambda: apply_sysctls(switch_sysctls()))
 
 
 Veths = list[tuple[str, str, int]]  # (switch end, target end, bridge number)
+Pair = tuple[str, str, str, str]  # (namespace, its end, other namespace, the other end)
 
 
-def attach_veths(switch_ns: str, groups: list[tuple[str, Veths]], bridges: int = 0) -> None:
-    """Over one netlink socket in the switch namespace: create ``bridges`` bridges
-    (``br<i>``, up), then for each (target namespace, veths) the veths whose switch ends
-    are up ports of their bridges and whose other ends are in the target namespace."""
+def attach_veths(ns: str, groups: list[tuple[str, Veths]],
+                 bridges: tuple[int, ...] = (), pairs: tuple[Pair, ...] = ()) -> None:
+    """Over one netlink socket in namespace ``ns`` (the switch, where bridges and switch
+    ends live): create the ``bridges`` (``br<i>`` for each number i, up), then for each
+    (target namespace, veths) the veths whose switch ends are up ports of their bridges
+    and whose other ends are in the target namespace, then each of ``pairs``: a veth pair
+    straight between two namespaces (both ends down)."""
 
     def work() -> None:
         with Rtnl() as nl:
-            index = {i: nl.add_bridge(f"br{i}") for i in range(bridges)}
+            index = {i: nl.add_bridge(f"br{i}") for i in bridges}
             for target_ns, veths in groups:
                 fd = os.open(netns_path(target_ns), os.O_RDONLY | os.O_CLOEXEC)
                 try:
@@ -130,18 +138,59 @@ def attach_veths(switch_ns: str, groups: list[tuple[str, Veths]], bridges: int =
                         nl.add_veth(outer, index[bridge], inner, fd)
                 finally:
                     os.close(fd)
+            for one_ns, end, other_ns, other_end in pairs:
+                fd = os.open(netns_path(one_ns), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    other = os.open(netns_path(other_ns), os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        nl.add_link_pair(end, fd, other_end, other)
+                    finally:
+                        os.close(other)
+                finally:
+                    os.close(fd)
 
-    in_netns(switch_ns, work)
+    in_netns(ns, work)
+
+
+def point_to_point(plan: LabPlan) -> dict[int, list[tuple[PlannedHost, int]]]:
+    """Subnets wired as one veth pair between their two hosts, by subnet number: each
+    (host, its interface number) on a subnet that joins exactly two different hosts, in a
+    lab without an egress gateway (which joins every subnet's bridge)."""
+    if plan.gateway:
+        return {}
+    members: dict[int, list[tuple[PlannedHost, int]]] = {}
+    for host in plan.hosts:
+        for j, nic in enumerate(host.nics):
+            members.setdefault(nic.subnet_index, []).append((host, j))
+    return {i: ends for i, ends in members.items()
+            if len(ends) == 2 and ends[0][0].index != ends[1][0].index}
+
+
+def bridged(plan: LabPlan) -> bool:
+    """Whether the lab has a switch: a subnet not ``point_to_point`` needs its bridge.
+    A lab without one has no switch namespace at all (its links are host to host)."""
+    return len(point_to_point(plan)) < len(plan.subnets)
 
 
 def wire_switch(names: Names, plan: LabPlan) -> None:
     """In the switch: a bridge per subnet (``br<i>``) and every host's veths (``h<host>n<j>``
-    on the switch, ``eth<j>`` in the host, whose namespace must exist)."""
+    on the switch, ``eth<j>`` in the host, whose namespace must exist); a
+    ``point_to_point`` subnet is one pair between its hosts' ``eth<j>`` instead, made from
+    the switch or, in a lab without one, from its first host's namespace (never the
+    machine's: nothing of a lab is ever made there)."""
+    direct = point_to_point(plan)
     groups = [(names.host_ns(plan.lab_id, host.spec.name),
                [(f"h{host.index}n{j}", f"eth{j}", nic.subnet_index)
-                for j, nic in enumerate(host.nics)])
+                for j, nic in enumerate(host.nics) if nic.subnet_index not in direct])
               for host in plan.hosts]
-    attach_veths(names.switch_ns(plan.lab_id), groups, bridges=len(plan.subnets))
+    pairs = tuple((names.host_ns(plan.lab_id, a.spec.name), f"eth{ja}",
+                   names.host_ns(plan.lab_id, b.spec.name), f"eth{jb}")
+                  for (a, ja), (b, jb) in direct.values())
+    where = (names.switch_ns(plan.lab_id) if bridged(plan)
+             else names.host_ns(plan.lab_id, plan.hosts[0].spec.name))
+    attach_veths(where, [g for g in groups if g[1]],
+                 bridges=tuple(i for i in range(len(plan.subnets)) if i not in direct),
+                 pairs=pairs)
 
 
 def configure_host(names: Names, plan: LabPlan, host: PlannedHost) -> None:

@@ -83,7 +83,8 @@ def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
     os.replace(tmp, path)
     os.rename(old_dir, new_dir)
     rt.cgroups.move(old_stem, new_stem)
-    moved = [names.switch_ns(old), *(names.host_ns(old, h) for h in meta["hosts"])]
+    switch = [] if meta.get("switch") is False else [names.switch_ns(old)]
+    moved = [*switch, *(names.host_ns(old, h) for h in meta["hosts"])]
     for ns in moved:
         _bind_netns(ns, new_stem + ns[len(old_stem):])
     with rt._lock:

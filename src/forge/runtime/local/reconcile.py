@@ -61,8 +61,9 @@ def init_pid(names: Names, lab_id: str, host: str, strict: bool = True) -> int:
 def discover(names: Names, cgroups: Cgroups) -> list[LabInfo]:
     """Every lab of this prefix with a namespace, cgroup or state directory.
 
-    A lab is ``running`` when its switch exists and every recorded host has a live init;
-    anything partial (a crash mid-create or mid-destroy) is ``degraded``.
+    A lab is ``running`` when its switch exists (if it has one: ``network.bridged``; a lab
+    recorded before that choice existed always has one) and every recorded host has a live
+    init; anything partial (a crash mid-create or mid-destroy) is ``degraded``.
     """
     hosts: dict[str, set[str]] = {}
     found: set[str] = set()
@@ -81,10 +82,11 @@ def discover(names: Names, cgroups: Cgroups) -> list[LabInfo]:
     infos = []
     for lab_id in sorted(found):
         present = hosts.get(lab_id, set())
-        expected = set(read_meta(names, lab_id).get("hosts", {}))
+        meta = read_meta(names, lab_id)
+        expected = set(meta.get("hosts", {}))
         addrs = {h: read_addresses(names.host_ns(lab_id, h)) for h in sorted(present)}
         healthy = (bool(expected) and expected == present
-                   and names.switch_ns(lab_id) in namespaces
+                   and (meta.get("switch") is False or names.switch_ns(lab_id) in namespaces)
                    and all(init_pid(names, lab_id, h, strict=False) for h in present))
         infos.append(LabInfo(lab_id, addrs, "running" if healthy else "degraded"))
     return infos

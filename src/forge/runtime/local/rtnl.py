@@ -150,6 +150,22 @@ class Rtnl:
         self.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL,
                      what=f"add veth {ifname} (peer {peer})")
 
+    def add_link_pair(self, ifname: str, netns_fd: int, peer: str, peer_netns_fd: int) -> None:
+        """Create a veth pair straight into two other namespaces: ``ifname`` in the one
+        open at ``netns_fd``, its peer ``peer`` in the one at ``peer_netns_fd`` (both
+        down; each name is checked against its own namespace only)."""
+        peer_body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        peer_body += _attr(IFLA_IFNAME, peer.encode() + b"\0")
+        peer_body += _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
+        info = _attr(IFLA_INFO_KIND, b"veth")
+        info += _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_body))
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        body += _attr(IFLA_IFNAME, ifname.encode() + b"\0")
+        body += _attr(IFLA_NET_NS_FD, struct.pack("=I", netns_fd))
+        body += _attr(IFLA_LINKINFO, info)
+        self.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL,
+                     what=f"add veth pair {ifname}-{peer}")
+
     def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
         """Add IPv4 ``address``/``prefixlen`` to ``ifname``."""
         packed = ipaddress.IPv4Address(address).packed
