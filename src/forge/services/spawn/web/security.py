@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -142,13 +143,17 @@ def session_value(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """A posted form as text fields (a file upload or an oversized field is refused)."""
+async def read_form(request: Request, long: Mapping[str, int] | None = None
+                    ) -> dict[str, str]:
+    """A posted form as text fields (a file upload or an oversized field is refused): each
+    at most ``MAX_FIELD`` characters, or the limit ``long`` gives its name (a pasted
+    roster)."""
     form = await request.form()
     out: dict[str, str] = {}
     for key, value in form.items():
-        if not isinstance(value, str) or len(value) > MAX_FIELD:
+        limit = (long or {}).get(key, MAX_FIELD)
+        if not isinstance(value, str) or len(value) > limit:
             raise ForgeError("invalid_form", 400,
-                             f"{key}: must be text of at most {MAX_FIELD} characters")
+                             f"{key}: must be text of at most {limit} characters")
         out[key] = value.strip()
     return out

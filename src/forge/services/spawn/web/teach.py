@@ -4,7 +4,7 @@ The rules are `forge.classroom`'s, as for the API; learners are refused (403).""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, class_changes, cohorts
 from forge.classroom.cohorts import Manager
+from forge.classroom.roster_csv import MAX_BYTES as ROSTER_MAX_BYTES
+from forge.classroom.roster_csv import MAX_ROWS as ROSTER_MAX_ROWS
 from forge.classroom.roster_csv import parse_roster
 from forge.classroom.scope import check_subject
 from forge.errors import ForgeError, invalid_field
@@ -73,6 +75,7 @@ async def _render(request: Request, who: Manager, invite: dict[str, str] | None 
         "classes": classes, "older": older, "invite": invite, "notice": notice,
         "labs": sorted(state.templates), "now": assignments.iso(datetime.now(UTC))[:16],
         "csrf": csrf_token(state.settings, session_value(request) or ""),
+        "roster_rows": f"{ROSTER_MAX_ROWS:,}",
     })
 
 
@@ -111,15 +114,16 @@ def form_attempts(form: dict[str, str]) -> int:
 
 
 async def _post(request: Request,
-                act: Callable[[Manager, dict[str, str]], Awaitable[Response | None]]
-                ) -> Response:
-    """Run a form's action for a signed-in manager, then back to /teach (errors as pages)."""
+                act: Callable[[Manager, dict[str, str]], Awaitable[Response | None]],
+                long: Mapping[str, int] | None = None) -> Response:
+    """Run a form's action for a signed-in manager, then back to /teach (errors as pages);
+    ``long``: fields allowed past the usual size (``read_form``)."""
     who = await _manager(request)
     if who is None:
         return RedirectResponse(signin_url("/teach"), status_code=303)
     try:
         check_same_origin(request)
-        form = await read_form(request)
+        form = await read_form(request, long)
         check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
         shown = await act(who, form)
     except ForgeError as exc:
@@ -166,7 +170,9 @@ async def roster(cohort_id: str, request: Request) -> Response:
             notice += (f" Not enrolled, as instructors of this class: {shown}"
                        + (f" and {more} more" if more > 0 else "") + ".")
         return await _render(request, who, notice=notice)
-    return await _post(request, act)
+    # As much as the API takes (``roster_csv``: 2,000 lines, 256 KiB): a class of 200 with
+    # e-mail addresses for ids is ~7,000 characters.
+    return await _post(request, act, long={"roster": ROSTER_MAX_BYTES})
 
 
 @router.post("/teach/cohorts/{cohort_id}/assignments")
