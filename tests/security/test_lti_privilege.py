@@ -92,6 +92,12 @@ def test_only_an_operator_links_a_course_to_a_cohort(w: World) -> None:
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"] == "operator_required"
     assert lti_links.course_of(db, "emulator", "course-guessed") is None  # nothing bound
+    # Nor does an instructor learn which LMSs are registered: the same 403 for a name
+    # that is not one (probe AT: it was 404 `lti_platform_unknown`, checked first).
+    unknown = teacher.post(f"/v1/cohorts/{cohort_id}/lti-course",
+                           json={**body, "platform": "no-such-lms"},
+                           headers={"origin": w.forge.url})
+    assert (unknown.status_code, unknown.json()["error"]) == (403, "operator_required")
     record_role(db, "acme", "lti.tom", OPERATOR)  # the tenant made tom an operator
     for bad in ("course\x00x", "course\nx"):  # a NUL was a 500 on PostgreSQL: now a 422
         refused = teacher.post(f"/v1/cohorts/{cohort_id}/lti-course",

@@ -165,14 +165,14 @@ async def link_course(cohort_id: CohortId, body: CourseBody, request: Request) -
     assignments. The platform must be registered for your tenant; a course already linked
     to another cohort is 409."""
     who = await _managed(request, cohort_id)
+    if who.role != OPERATOR:  # first: an instructor learns nothing of the registered LMSs
+        raise ForgeError("operator_required", 403, "only an operator of this tenant may link "
+                         "an LMS course to a cohort")
     web = lti_web(request)
     platform = web.registry.platforms.get(body.platform) if web else None
     if platform is None or platform.tenant_id != who.tenant_id:
         raise ForgeError("lti_platform_unknown", 404, "platform: no such LMS registered for "
                          "your organisation", [{"field": "platform"}])
-    if who.role != OPERATOR:
-        raise ForgeError("operator_required", 403, "only an operator of this tenant may link "
-                         "an LMS course to a cohort")
     await run_in_threadpool(lti_links.link_course, spawn_state(request).ctx.db, platform.name,
                             body.context_id, who.tenant_id, cohort_id)
     return {"cohort_id": cohort_id, "platform": platform.name, "context_id": body.context_id}
