@@ -74,12 +74,14 @@ def list_labs(prefix: str | None = PREFIX, as_json: bool = JSON_OPTION) -> None:
 @app.command("destroy")
 def destroy(
     lab_ids: list[str] = typer.Argument(None, help="Lab ids to destroy."),
-    all_labs: bool = typer.Option(False, "--all", help="Destroy every lab of the prefix."),
+    all_labs: bool = typer.Option(False, "--all", help="Destroy every lab of the prefix "
+                                  "this storage root holds (not a foreign one: name it)."),
     prefix: str | None = PREFIX,
 ) -> None:
     """Destroy labs (every process and object the engine made for them); exit 1 on error."""
     with _runtime(prefix) as rt:
-        targets = [i.lab_id for i in rt.list()] if all_labs else list(lab_ids or [])
+        targets = ([i.lab_id for i in rt.list() if i.state != "foreign"] if all_labs
+                   else list(lab_ids or []))
         if not targets:
             typer.echo("nothing to destroy (give lab ids or --all)", err=True)
             raise typer.Exit(2)
@@ -115,18 +117,28 @@ def cleanup(prefix: str | None = PREFIX) -> None:
                    f"up runs: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
     try:
-        cleaned = _cleanup_orphans(prefix)
+        cleaned, foreign = _cleanup_orphans(prefix)
     finally:
         lock.release()
     for lab_id in cleaned:
         typer.echo(f"destroyed {lab_id}")
     typer.echo(f"{len(cleaned)} orphaned lab(s) removed")
+    if foreign:
+        typer.echo(
+            f"left alone: {len(foreign)} lab(s) of this prefix with no state under "
+            f"{root}: {', '.join(foreign[:10])}{' …' if len(foreign) > 10 else ''} "
+            "(another installation's with the same FORGE_RUNTIME_PREFIX, or this command "
+            "was not given the installation's STORAGE_ROOT; `forge runtime destroy ID` "
+            "removes one for certain)", err=True)
+        raise typer.Exit(1)
 
 
-def _cleanup_orphans(prefix: str | None) -> list[str]:
+def _cleanup_orphans(prefix: str | None) -> tuple[list[str], list[str]]:
+    """(labs destroyed, ``foreign`` labs left alone)."""
     with _runtime(prefix) as rt:
         try:
-            return rt.cleanup_orphans()
+            cleaned = rt.cleanup_orphans()
+            return cleaned, sorted(i.lab_id for i in rt.list() if i.state == "foreign")
         except NotSupported as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None

@@ -138,7 +138,8 @@ def teardown_nodes(nodes: list[tuple[str, Settings]]) -> LabTeardown:
             result.failures.append(f"{label}: {exc}")
             continue
         try:
-            labs = [info.lab_id for info in runtime.list()]
+            # Not a ``foreign`` lab: another installation's with the same prefix.
+            labs = [info.lab_id for info in runtime.list() if info.state != "foreign"]
             runtime.destroy_many(labs)
             result.destroyed += len(labs)
         except Exception as exc:  # reported; the other nodes still go

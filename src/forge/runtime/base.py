@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 EgressMode = Literal["deny", "allowlist"]
-LabState = Literal["running", "degraded"]
+# running: whole; degraded: partial (a crash mid-create or mid-destroy); foreign: objects of
+# this prefix the engine holds with no state of this installation (another installation
+# using the same prefix, or a command run with the wrong storage root): never adopted or
+# cleaned up as this installation's own.
+LabState = Literal["running", "degraded", "foreign"]
 
 
 class RuntimeFault(Exception):

@@ -63,7 +63,11 @@ def discover(names: Names, cgroups: Cgroups) -> list[LabInfo]:
 
     A lab is ``running`` when its switch exists (if it has one: ``network.bridged``; a lab
     recorded before that choice existed always has one) and every recorded host has a live
-    init; anything partial (a crash mid-create or mid-destroy) is ``degraded``.
+    init; anything partial (a crash mid-create or mid-destroy) is ``degraded``. A lab whose
+    kernel objects exist but whose state directory is not under this state dir is
+    ``foreign``: another installation's with the same prefix (or this one's, read with the
+    wrong storage root); a create makes the state directory before any kernel object and
+    a destroy removes it last, and keeps it when anything else could not be removed.
     """
     hosts: dict[str, set[str]] = {}
     found: set[str] = set()
@@ -88,5 +92,8 @@ def discover(names: Names, cgroups: Cgroups) -> list[LabInfo]:
         healthy = (bool(expected) and expected == present
                    and (meta.get("switch") is False or names.switch_ns(lab_id) in namespaces)
                    and all(init_pid(names, lab_id, h, strict=False) for h in present))
+        if not os.path.isdir(names.lab_dir(lab_id)):
+            infos.append(LabInfo(lab_id, addrs, "foreign"))
+            continue
         infos.append(LabInfo(lab_id, addrs, "running" if healthy else "degraded"))
     return infos

@@ -306,8 +306,10 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         # A lab process still exists: its uid is not free for another lab, so neither its
         # claim nor the state directory that keeps the claim live goes (a claim whose
         # directory is gone counts as stale and is handed out again); the next destroy,
-        # once the process can die, removes both.
-        if not survived:
+        # once the process can die, removes both. Nor do they go while anything else of the
+        # lab is left: the lab stays this installation's (``degraded``, found and destroyed
+        # again by a cleanup or the next start), never ``foreign`` (reconcile.discover).
+        if not survived and not errors:
             self.uids.release(self.names.lab_dir(lab_id), learner)
             shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
             if os.path.exists(self.names.lab_dir(lab_id)):
@@ -337,7 +339,7 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
         cleaned: builtins.list[str] = []
         failed: builtins.list[str] = []
         for info in self.list():
-            if info.state != "degraded":
+            if info.state != "degraded":  # never a running or a foreign lab
                 continue
             try:
                 self.destroy(info.lab_id)

@@ -101,10 +101,21 @@ def _reconciled_here(state: OrchestratorState, scenario_id: str, node_id: str | 
 
 
 def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
-    """Adopt labs whose scenario is live; destroy orphans; fail live scenarios without a lab."""
-    found = state.runtime.list()
+    """Adopt labs whose scenario is live (``damaged``: those of them found partial, failed by
+    ``resume_after_restart``); destroy orphans; fail live scenarios without a lab. A
+    ``foreign`` lab (of this prefix, with no state of this node's) is neither adopted nor
+    destroyed: it belongs to another installation using the same prefix."""
+    found = []
+    for info in state.runtime.list():
+        if info.state == "foreign":
+            log.warning("lab %s has this node's runtime prefix but no state under its storage "
+                        "root; left alone (does another installation use this "
+                        "FORGE_RUNTIME_PREFIX?)", info.lab_id)
+        else:
+            found.append(info)
     state.adopted_hosts = {info.lab_id: info.hosts for info in found}
     labs = {info.lab_id for info in found}
+    partial = {info.lab_id for info in found if info.state != "running"}
     with state.ctx.db.read() as sess:
         rows = sess.execute(select(Scenario.scenario_id, Scenario.node_id)
                             .where(Scenario.state.in_(list(states.LIVE)))).all()
@@ -115,7 +126,8 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
     live = {sid for sid, node_id in rows if _reconciled_here(state, sid, node_id, labs)}
     elsewhere = {sid for sid, node_id in rows if node_id is not None
                  and not state.holds(node_id)}
-    report: dict[str, list[str]] = {"adopted": [], "destroyed": [], "lost": []}
+    report: dict[str, list[str]] = {"adopted": [], "destroyed": [], "lost": [],
+                                    "damaged": []}
     for lab_id in sorted(labs):
         if lab_id in live:
             report["adopted"].append(lab_id)
@@ -127,6 +139,7 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
     if report["destroyed"]:  # orphans together (a crashed run's pool labs can be many)
         state.runtime.destroy_many(report["destroyed"])
     report["lost"] = sorted(live - labs)
+    report["damaged"] = sorted(set(report["adopted"]) & partial)
     if state.node is not None:
         claim_adopted(state.ctx.db, report["adopted"], state.node.node_id,
                       state.settings.node_url)
@@ -140,7 +153,8 @@ async def resume_after_restart(state: OrchestratorState,
     ``launching``: a complete lab is marked running, anything else is built again from
     the accepted spawn (or failed after its attempts). ``grading``: the stored result is
     published, or the lab is graded again, or (no lab) the scenario fails with the reason.
-    ``running`` without its lab: failed, and its slot freed.
+    ``running`` without its lab, or with part of it gone (``damaged``: a host's namespace
+    or init missing): failed, what is left torn down, and its slot freed.
     """
     for scenario_id in sorted({*report["adopted"], *report["lost"]}):
         try:
@@ -152,6 +166,10 @@ async def resume_after_restart(state: OrchestratorState,
             elif row_state == states.RUNNING and scenario_id in report["lost"]:
                 await end_without_grading(state, scenario_id, states.FAILED,
                                           "lab was lost while the orchestrator was down")
+            elif row_state == states.RUNNING and scenario_id in report["damaged"]:
+                await end_without_grading(state, scenario_id, states.FAILED,
+                                          "lab was damaged while the orchestrator was down "
+                                          "(part of it is gone)")
         except Exception:
             log.exception("could not resume %s after a restart; the reaper will retry",
                           scenario_id)
