@@ -62,6 +62,10 @@ LTI_PENDING = TokenKind("LTIP", "forge_lti_launch", 10 * 60, ("platform", "state
 # A verified LTI deep linking request, carried by the instructor's pick form to its POST.
 LTI_DEEP_LINK = TokenKind("LTIDL", "forge_lti_deep_link", 30 * 60, ("platform", "sub",
                                                                      "deployment_id"))
+# One service's call to another (spawn_service → the orchestrator, a lab node, the
+# scoreboard): signed with the SAT keyring, which every service holds and every rotation
+# rolls out to all of them, so those calls never depend on OPERATOR_TOKEN agreeing.
+SERVICE = TokenKind("SVC", "forge_internal", 60, ("sub",))
 
 
 class TokenMismatch(TokenError):
@@ -84,6 +88,7 @@ def keyring_for(settings: Settings, kind: TokenKind) -> HmacKeyring:
         "OIDCP": settings.sat,
         "LTIP": settings.sat,
         "LTIDL": settings.sat,
+        "SVC": settings.sat,
     }
     return rings[kind.typ]
 

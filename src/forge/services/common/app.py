@@ -155,7 +155,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         one detail does not make this one probe its store, disk and bus each time."""
         detailed = request.headers.get("authorization") is not None
         if detailed:
-            check_operator(request, ctx.settings.operator)
+            check_operator(request, ctx.settings)
         only = None if not check else frozenset(check)
         if only is not None and (unknown := sorted(only - set(ctx.readiness.names))):
             # The names of the checks are detail too: only for the operator token.

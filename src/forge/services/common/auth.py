@@ -1,13 +1,26 @@
-"""Operator authentication: `Authorization: Bearer <OPERATOR_TOKEN>`, keyring-aware."""
+"""Operator authentication: `Authorization: Bearer <OPERATOR_TOKEN>`, keyring-aware, or a
+service token of spawn_service's.
+
+spawn_service calls the orchestrator, lab nodes and the scoreboard for learners (lab
+extend and delete, task checks, result pages, dashboards) and for its `/ops` page. It
+signs those calls with a one-minute service token from the SAT keyring rather than with
+OPERATOR_TOKEN: the rotation order operators follow rolls the SAT secret out to every
+service but OPERATOR_TOKEN only to the orchestrator and the scoreboard, and a
+spawn_service left with the old OPERATOR_TOKEN lost every such call. Whoever holds the
+SAT secret (the three services) already holds OPERATOR_TOKEN too.
+"""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from forge.config.keyring import HmacKeyring
+from forge.config.settings import Settings
 from forge.errors import ForgeError
+from forge.tokens import SERVICE, TokenError, mint_token, verify_token
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="forge-operator"'}
+SPAWN_SERVICE = "spawn_service"
+SERVICE_CALLERS = frozenset({SPAWN_SERVICE})
 
 
 def bearer_token(request: Request) -> str | None:
@@ -19,10 +32,27 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def check_operator(request: Request, ring: HmacKeyring) -> None:
-    """Raise 401 unless the request carries a current, previous or next operator token."""
+def service_token(settings: Settings, caller: str = SPAWN_SERVICE) -> str:
+    """A bearer credential for one of ``caller``'s calls to another service (one minute)."""
+    return mint_token(settings.sat, SERVICE, {"sub": caller})
+
+
+def operator_credential(token: str, settings: Settings) -> bool:
+    """Whether ``token`` is a current, previous or next OPERATOR_TOKEN (compared in constant
+    time) or a valid service token of a known caller."""
+    if settings.operator.matches(token):
+        return True
+    try:
+        claims = verify_token(settings.sat, SERVICE, token)
+    except TokenError:
+        return False
+    return claims.get("sub") in SERVICE_CALLERS
+
+
+def check_operator(request: Request, settings: Settings) -> None:
+    """Raise 401 unless the request carries an operator credential (``operator_credential``)."""
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
-    if not ring.matches(token):
+    if not operator_credential(token, settings):
         raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)

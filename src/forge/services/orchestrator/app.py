@@ -254,5 +254,5 @@ def build_app(
     app.include_router(operator_routes.router)
     app.include_router(node_routes.router)
     app.include_router(task_checks.router)
-    add_subscriber_routes(app, settings.operator, lambda: state.consumers)
+    add_subscriber_routes(app, settings, lambda: state.consumers)
     return app

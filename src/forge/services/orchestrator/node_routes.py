@@ -22,7 +22,7 @@ router = APIRouter()
 
 def _registry(request: Request) -> NodeRegistry:
     state = orch(request)
-    check_operator(request, state.settings.operator)
+    check_operator(request, state.settings)
     if state.node is None or state.node.kv is None:
         raise ForgeError("nodes_unavailable", 503, "this orchestrator runs without lab nodes")
     return state.node.kv

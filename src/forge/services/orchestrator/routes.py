@@ -18,7 +18,7 @@ from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, history, load
 from forge.lifecycle.visibility import LEARNER_HOST, learner_view
-from forge.services.common.auth import bearer_token, check_operator
+from forge.services.common.auth import bearer_token, check_operator, operator_credential
 from forge.services.common.openapi import errors
 from forge.services.common.store_reads import read_call
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
@@ -43,7 +43,7 @@ def orch(request: Request) -> OrchestratorState:
 
 def _is_operator(request: Request) -> bool:
     token = bearer_token(request)
-    return token is not None and orch(request).settings.operator.matches(token)
+    return token is not None and operator_credential(token, orch(request).settings)
 
 
 async def _caller(request: Request) -> Caller:
@@ -119,7 +119,7 @@ async def list_scenarios(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Operator: every scenario, newest first, with filters."""
-    check_operator(request, orch(request).settings.operator)
+    check_operator(request, orch(request).settings)
 
     def query() -> list[dict[str, Any]]:
         stmt = select(Scenario).order_by(Scenario.created_at.desc()).limit(limit)
@@ -198,7 +198,7 @@ def _extend_row(state: OrchestratorState, scenario_id: str, deadline: datetime) 
              responses=errors(401, 404, 409))
 async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     """Operator: grade and finish a running lab now (idempotent)."""
-    check_operator(request, orch(request).settings.operator)
+    check_operator(request, orch(request).settings)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     try:

@@ -25,7 +25,7 @@ router = APIRouter()
 
 
 def _operator(request: Request) -> None:
-    check_operator(request, scoreboard_state(request).settings.operator)
+    check_operator(request, scoreboard_state(request).settings)
 
 
 @router.get("/v1/admin/signing-keys", tags=["admin"], dependencies=[Depends(_operator)],

@@ -132,7 +132,7 @@ class ReprocessRequest(BaseModel):
 
 
 def _operator(request: Request) -> None:
-    check_operator(request, scoreboard_state(request).settings.operator)
+    check_operator(request, scoreboard_state(request).settings)
 
 
 OperatorDep = Depends(_operator)

@@ -157,7 +157,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(hint_routes.router)
     app.include_router(classroom_routes.router)
     install_web(app, settings, http)  # learner and operator pages (forge.services.spawn.web)
-    add_subscriber_routes(app, settings.operator,
+    add_subscriber_routes(app, settings,
                           lambda: [state.lifecycle] if state.lifecycle else [])
     app.state.http = http
     return app

@@ -16,6 +16,7 @@ import httpx
 
 from forge.config.settings import Settings
 from forge.errors import ForgeError
+from forge.services.common.auth import service_token
 from forge.services.common.http_client import SharedHttpClient
 from forge.services.spawn.node_routing import node_base, node_unreachable
 
@@ -47,7 +48,8 @@ class Backend:
     http: SharedHttpClient
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": "Bearer " + self.settings.operator.current.decode()}
+        # A service token (SAT keyring), not OPERATOR_TOKEN: see services.common.auth.
+        return {"Authorization": "Bearer " + service_token(self.settings)}
 
     async def _call(self, service: str, base: str, method: str, path: str,
                     **kwargs: Any) -> httpx.Response:
