@@ -290,3 +290,23 @@ def test_serve_refuses_a_taken_port_by_name_before_anything_starts(tmp_path: Pat
     assert f"forge serve scoreboard: cannot listen on 127.0.0.1:{port}: already in use" \
         in proc.stderr
     assert not (storage / "forge.db").exists()  # no database opened, no subscriber started
+
+
+def test_services_not_ready_in_time_are_named_with_their_failed_checks(
+        tmp_path: Path) -> None:
+    """Audit AS: a check red at start (here OPA unreachable) stopped everything after the
+    ready timeout with only "services did not become ready; see the logs". Now each
+    service that was not ready is named with its failed checks."""
+    env_file = make_env_file(tmp_path)
+    with env_file.open("a") as fh:
+        fh.write(f"OPA_URL=http://127.0.0.1:{free_port()}\n")  # nothing listens there
+    up = Up(tmp_path / "storage", env_file, some_ports(), extra=("--ready-timeout", "8"))
+    try:
+        up.proc.wait(timeout=120)
+    finally:
+        up.stop()
+    assert up.proc.returncode == 1, up.err[-2000:]
+    assert "did not become ready within 8 s (--ready-timeout)" in up.err
+    assert "orchestrator: failed checks: policy (" in up.err, up.err[-2000:]
+    assert "Forge is up" not in up.err
+    assert up.service_pids() == [] and up.nats_pids() == []

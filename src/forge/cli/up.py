@@ -218,7 +218,10 @@ def register(app: typer.Typer) -> None:
             None, "--teardown-labs/--keep-labs",
             help="Destroy running labs on exit (default: keep them for reconciliation at "
                  "the next start; with --nodes > 1: destroy)."),
-        ready_timeout: float = typer.Option(120.0, "--ready-timeout"),
+        ready_timeout: float = typer.Option(
+            120.0, "--ready-timeout", help="Seconds for every service to become ready at "
+            "start; past them everything is stopped, naming each service's failed checks "
+            "(a check failing later, once up, is reported and waited for instead)."),
         nodes: int = typer.Option(1, "--nodes", help="Lab nodes (orchestrators) to run, "
                                   "1-8, each with its own port and runtime prefix."),
         nats_cluster: int = typer.Option(1, "--nats-cluster", help="Embedded NATS servers: "
@@ -307,7 +310,14 @@ def register(app: typer.Typer) -> None:
                         live.console.print(f"[green]Forge is up.[/] Learner UI: "
                                            f"{sup.url('spawn')}/  (Ctrl-C to stop)")
                     if not ready and time.monotonic() > deadline:
-                        live.console.print("[red]services did not become ready; see the logs[/]")
+                        live.console.print(f"[red]services did not become ready within "
+                                           f"{ready_timeout:.0f} s (--ready-timeout); "
+                                           "stopping everything[/]")
+                        token = settings.operator.current.decode()
+                        for name, up in sup.poll().items():
+                            if not up:
+                                live.console.print(f"{name}: {sup.why_not_ready(name, token)}",
+                                                   markup=False, highlight=False)
                         break
                     time.sleep(0.5)
         finally:

@@ -269,6 +269,25 @@ class Supervisor:
         except (httpx.HTTPError, ValueError, AttributeError):
             return False
 
+    def why_not_ready(self, name: str, operator_token: str) -> str:
+        """Why service ``name`` is not ready, for the operator: its failed readiness checks
+        with their detail (asked with the operator token), or that it is not running."""
+        child = self.children[name]
+        if child.proc is None:
+            return f"not running (restart #{child.restarts}; log: {child.log_path})"
+        try:
+            resp = self.http.get(f"{self.url(name)}/readyz", timeout=5,
+                                 headers={"Authorization": "Bearer " + operator_token})
+            checks = resp.json().get("checks", {})
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return f"not answering /readyz (log: {child.log_path})"
+        failed = [f"{check} ({str(body.get('detail', ''))[:300]})"
+                  for check, body in checks.items()
+                  if isinstance(body, dict) and not body.get("ok")]
+        if not failed:
+            return f"not ready (log: {child.log_path})"
+        return "failed checks: " + "; ".join(failed)
+
     def wait_ready(self, timeout_s: float = 90.0) -> bool:
         """Poll until every service answers /readyz 200, or the timeout passes."""
         deadline = time.monotonic() + timeout_s
