@@ -51,6 +51,12 @@ try:
         sys.path.insert(0, str(CHECKOUT / "verifier" / "src"))
         from forge_verify import main
 except ModuleNotFoundError as exc:
+    if (exc.name or "").split(".")[0] == "forge_verify":  # a copy of the script alone
+        print(f"ERROR the verifier (forge_verify) is neither installed nor next to this "
+              f"script ({CHECKOUT / 'verifier' / 'src'} does not exist): run the script "
+              "from a Forge checkout, or `pip install` the checkout's verifier/ (the "
+              "frostgate-forge-verify package) and use `forge-verify`.", file=sys.stderr)
+        sys.exit(2)
     if (exc.name or "").split(".")[0] not in NEEDED:
         raise
     _rerun_or_explain(

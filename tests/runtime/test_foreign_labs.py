@@ -41,6 +41,11 @@ def test_another_installations_lab_is_foreign_and_left_alone(tmp_path: Path) -> 
         assert cleaned.exit_code == 1, cleaned.output
         assert "0 orphaned lab(s) removed" in cleaned.output
         assert "left alone: 1 lab(s) of this prefix with no state" in cleaned.output
+        # A root made by the command is announced, with --prefix as without (audit AS).
+        fresh = runner.invoke(app, ["list", "--prefix", prefix],
+                              env={**env, "STORAGE_ROOT": str(tmp_path / "fresh")})
+        assert fresh.exit_code == 0, fresh.output
+        assert "creating a new storage root at" in fresh.output
         everything = runner.invoke(app, ["destroy", "--all"], env=env)
         assert everything.exit_code == 2, everything.output  # nothing of this root's
         assert [i.state for i in mine.list()] == ["running"]

@@ -147,6 +147,11 @@ def test_python_dash_m_and_the_runbook_script_run_the_same_main(
     shutil.copy(REPO / "scripts" / "verify_verdict.py", script)
     copied = _run([standalone.python, script, *_args(verdict)], tmp_path)
     assert copied.returncode == 0 and copied.stdout == console.stdout
+    # The same copy where no forge_verify is installed (no site-packages at all): exit 2
+    # saying what to do, never a traceback and the exit 1 of a FAIL (audit AS).
+    alone = _run([sys.executable, "-I", "-S", script, *_args(verdict)], tmp_path)
+    assert alone.returncode == 2, alone.stderr
+    assert "forge_verify" in alone.stderr and "Traceback" not in alone.stderr
     # `forge verify` of the platform prints the same report.
     platform = subprocess.run([sys.executable, "-m", "forge", "verify", *map(str, _args(verdict))],
                               cwd=tmp_path, capture_output=True, text=True, timeout=60)

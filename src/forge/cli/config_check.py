@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.engine import make_url
 
 from forge.bus.permissions import user_name
-from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password
+from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password, nats_password_given
 from forge.config.settings import ConfigError, load_settings
 from forge.signing.keystore import keyring_dir
 
@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
             settings = load_settings()
         except ConfigError as exc:  # with the NATS passwords the services would miss too
             dev = exc.env_label in ("dev", "development")  # dev generates NATS passwords
-            problems = exc.problems + ([] if dev else _missing_nats(wanted, lambda var: any(
-                os.environ.get(name) for name in (var, f"{var}_FILE"))))
+            problems = exc.problems + ([] if dev else _missing_nats(
+                wanted, lambda var: nats_password_given(IDENTITY_OF[var], os.environ)))
             print(str(ConfigError(exc.env_label, problems)), file=sys.stderr)
             raise typer.Exit(1) from None
         missing = _missing_nats(wanted, lambda var: bool(

@@ -15,6 +15,7 @@ import typer
 
 from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.cli.output import JSON_OPTION, print_json, print_table
+from forge.cli.storage import watch_new_root
 from forge.config.settings import ConfigError, load_settings
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
 from forge.stack.lock import CLEANUP, LOCK_NAME, StorageLock, StorageLocked
@@ -33,7 +34,8 @@ def _runtime(prefix: str | None) -> Iterator[Runtime]:
         settings = settings_or_exit()
     else:
         try:
-            settings = load_settings({**os.environ, "FORGE_RUNTIME_PREFIX": prefix})
+            with watch_new_root():  # a storage root it makes is announced, as without it
+                settings = load_settings({**os.environ, "FORGE_RUNTIME_PREFIX": prefix})
         except ConfigError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None

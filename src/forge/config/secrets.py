@@ -23,6 +23,13 @@ DEV_SECRETS_FILE = "secrets/dev-secrets.json"
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
+def nats_password_given(identity: str, environ: Mapping[str, str]) -> bool:
+    """Whether ``environ`` sets the NATS password of ``identity`` (its variable or _FILE),
+    for the problem list of an environment that failed before its settings were read."""
+    var = NATS_PASSWORD_VARS[identity]
+    return any(environ.get(name) for name in (var, f"{var}_FILE"))
+
+
 def missing_nats_password(identity: str) -> str:
     """The problem line of a service whose NATS password is not set (outside dev it refuses
     to start), naming both ways to set it."""

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import importlib
 import logging
+import os
 import signal
 import socket
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from forge.config.settings import Settings, load_settings
+from forge.config.secrets import missing_nats_password, nats_password_given
+from forge.config.settings import ConfigError, Settings, load_settings
 from forge.services.common.listener import bind_listener, inherited_listener, worker_listeners
 from forge.services.common.logging import configure_logging
 from forge.services.common.request_head import BoundedHeadProtocol
@@ -141,7 +143,14 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
 
     Returns False when the service could not start (e.g. its lifespan startup failed).
     """
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:  # with its NATS password, if that is missing too: one list
+        if exc.env_label in ("dev", "development") or nats_password_given(name.value,
+                                                                           os.environ):
+            raise
+        raise ConfigError(exc.env_label,
+                          [*exc.problems, missing_nats_password(name.value)]) from None
     entry = SERVICES[name]
     configure_logging(entry.label, settings.secret_values())
     for warning in settings.warnings:
