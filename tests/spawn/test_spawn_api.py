@@ -654,6 +654,11 @@ def test_a_body_that_is_not_json_says_so(spawn_env: SpawnEnv) -> None:
             assert typed.status_code == 415, typed.text
             assert typed.json()["error"] == "unsupported_media_type"
             assert typed.json()["details"] == [{"field": "content-type"}]
+        # No Content-Type at all (probe AT: 422 "Input should be a valid dictionary").
+        untyped = client.post("/v1/spawn", content=b'{"track": "netplus"}', headers=key)
+        assert untyped.request.headers.get("content-type") is None
+        assert (untyped.status_code, untyped.json()["error"]) == (415,
+                                                                  "unsupported_media_type")
         missing = client.post("/v1/spawn", json={"lab": "netplus"}, headers=key)
         assert missing.status_code == 422 and missing.json()["details"][0]["field"] == "track"
     assert count(spawn_env, Scenario) == 0 and count(spawn_env, RateCounter) == 0

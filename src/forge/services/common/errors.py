@@ -85,8 +85,9 @@ def media_type(content_type: str | None) -> str:
 
 
 def read_as_json(content_type: str | None) -> bool:
-    """Whether a body with this Content-Type is read as JSON: none given, or
-    application/json or application/…+json (as FastAPI decides)."""
+    """Whether a body with this Content-Type may be read as JSON: application/json or
+    application/…+json, or none given (a route may call ``request.json()`` itself; FastAPI's
+    body models read none without a type, see ``_validation_error``)."""
     if content_type is None:
         return True
     kind = media_type(content_type)
@@ -104,8 +105,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         at = f" at character {loc[0]}" if loc else ""
         return error_response(400, "invalid_body", f"body: not valid JSON{at} ({why})",
                               [{"field": "body", "problem": "not valid JSON"}])
-    if not read_as_json(request.headers.get("content-type")) and any(
+    content_type = request.headers.get("content-type")
+    if (content_type is None or not read_as_json(content_type)) and any(
             tuple(e.get("loc", ())) == ("body",) for e in errors):
+        # FastAPI reads a body model only from a JSON type: one sent without a type (or
+        # with another) is 415, not 422 "Input should be a valid dictionary" (probe AT).
         return error_response(415, "unsupported_media_type",
                               "Content-Type: send the body as application/json",
                               [{"field": "content-type"}])
