@@ -544,7 +544,12 @@ def test_status_reads_are_owner_only(spawn_env: SpawnEnv) -> None:
     alice = key_for(spawn_env, "acme", "alice")
     with spawn_env.client() as client:
         sid = spawn(client, alice).json()["scenario_id"]
-        assert client.get(f"/v1/scenarios/{sid}", headers=alice).status_code == 200
+        own = client.get(f"/v1/scenarios/{sid}", headers=alice)
+        assert own.status_code == 200
+        # Times carry their zone (probe AT: naive, which a browser reads as local time).
+        created = datetime.fromisoformat(own.json()["created_at"])
+        assert created.utcoffset() == timedelta(0)
+        assert abs(created - datetime.now(UTC)) < timedelta(minutes=5)
         for intruder in (key_for(spawn_env, "evil", "alice"), key_for(spawn_env, "acme", "bob")):
             resp = client.get(f"/v1/scenarios/{sid}", headers=intruder)
             assert resp.status_code == 404 and resp.json()["error"] == "not_found"

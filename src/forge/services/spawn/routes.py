@@ -28,6 +28,7 @@ from forge.services.spawn.caller_deps import (
 from forge.services.spawn.labs import LAB_PATTERN
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.state import SpawnState
+from forge.store.timestamps import aware
 
 router = APIRouter(tags=["learner"])
 SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}\Z")
@@ -95,9 +96,11 @@ def _scenario_view(row: ScenarioRow, terminal_hosts: tuple[str, ...]) -> dict[st
         "track": row.track,
         "template_id": row.template_id,
         "plan": row.plan,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        # With their zone (UTC): SQLite hands them back naive, and a client (a browser's
+        # Date.parse) reads a time without one as its own local time (probe AT).
+        "created_at": aware(row.created_at).isoformat(),
+        "updated_at": aware(row.updated_at).isoformat(),
+        "expires_at": aware(row.expires_at).isoformat() if row.expires_at else None,
         "hosts": hosts,
         "other_hosts": others,
         "terminal_hosts": list(terminal_hosts),
