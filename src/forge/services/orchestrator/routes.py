@@ -87,8 +87,9 @@ def view(row: ScenarioRow, with_details: bool,
         "scenario_id": row.scenario_id, "state": row.state, "reason": row.state_reason,
         "track": row.track, "template_id": row.template_id, "plan": row.plan,
         "tenant_id": row.tenant_id, "subject": row.subject,
-        "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
-        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "created_at": aware(row.created_at).isoformat(),
+        "updated_at": aware(row.updated_at).isoformat(),
+        "expires_at": aware(row.expires_at).isoformat() if row.expires_at else None,
         "hosts": row.details.get("hosts", {}) if with_details
         else learner_view(row.details.get("hosts", {}), learner_hosts)[0],
     }
