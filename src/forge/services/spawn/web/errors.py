@@ -125,6 +125,8 @@ def human_message(exc: ForgeError) -> str:
     if exc.code.startswith("token_"):
         return _RECEIPT
     message = exc.message
+    if exc.code == "validation_error":  # "invalid request: name" says which, not why
+        message = _field_problems(exc) or message
     service = getattr(exc, "service", None)
     if isinstance(service, str):
         if exc.status >= 500:
@@ -133,6 +135,14 @@ def human_message(exc: ForgeError) -> str:
     if has_jargon(message):
         return GENERIC
     return message
+
+
+def _field_problems(exc: ForgeError) -> str | None:
+    """"name: 1-120 characters, …" for each field the error's details explain, or None."""
+    said = [f"{d['field']}: {d['problem']}" for d in exc.details
+            if isinstance(d, dict) and isinstance(d.get("field"), str)
+            and isinstance(d.get("problem"), str) and d["field"]]
+    return "; ".join(said)[:500] if said else None
 
 
 def wants_page(request: Request) -> bool:
