@@ -149,6 +149,9 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
             ok = c.post(f"/v1/cohorts/{a}/instructors", json={"subject": added},
                         headers=keys["ann"])
             assert ok.status_code == 200, ok.text
+            # The answer says when the person has no instructor role (probe AT: a typo
+            # silently named whoever later takes that id).
+            assert ("warning" in ok.json()) == (added == "lea"), ok.text
         assert c.get(f"/v1/cohorts/{a}", headers=keys["bob"]).status_code == 200
         assert c.get(f"/v1/cohorts/{a}", headers=lea).status_code == 403
         gina = c.post(f"/v1/cohorts/{a}/instructors", json={"subject": "gina"},

@@ -23,6 +23,7 @@ from forge.classroom import assignments, class_changes, cohorts, staff
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
 from forge.classroom.scope import check_subject
 from forge.errors import ForgeError, invalid_field
+from forge.identity.roles import LEARNER, role_of
 from forge.services.common.errors import media_type
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
@@ -189,9 +190,15 @@ async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Req
     """Let another person of your tenant manage this cohort too (they need the instructor
     or operator role to use it)."""
     who = await _manager(request)
-    await run_in_threadpool(staff.add_instructor, spawn_state(request).ctx.db, who,
-                            cohort_id, body.subject)
-    return {"cohort_id": cohort_id, "instructor": body.subject}
+    db = spawn_state(request).ctx.db
+    await run_in_threadpool(staff.add_instructor, db, who, cohort_id, body.subject)
+    answer: dict[str, Any] = {"cohort_id": cohort_id, "instructor": body.subject}
+    role = await run_in_threadpool(role_of, db, who.tenant_id, body.subject)
+    if role == LEARNER:  # a typo, or someone who never signed in as staff (probe AT)
+        answer["warning"] = (f"{body.subject} has no instructor role in this organisation "
+                             "yet: they manage this cohort once their identity provider "
+                             "or LMS says they teach, or an operator runs `forge roles set`")
+    return answer
 
 
 @router.post("/v1/cohorts/{cohort_id}/enrolments", responses=errors(401, 403, 404, 409, 415),
