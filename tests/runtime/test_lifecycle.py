@@ -298,9 +298,13 @@ def test_new_instance_adopts_and_destroys_labs_after_a_crash(own: tuple[str, str
     states = {i.lab_id: i.state for i in second.list()}
     assert states == {"crash-1": "running", "crash-2": "degraded"}
 
-    # A half-built orphan (only its switch namespace) is listed too.
+    # A half-built orphan (its state directory, made first, and its switch namespace) is
+    # listed too; objects of this prefix with no state here are another installation's.
+    os.mkdir(second.names.lab_dir("orphan-1"), 0o700)
     create_netns(f"{prefix}.orphan-1.sw")
-    assert {i.lab_id: i.state for i in second.list()}["orphan-1"] == "degraded"
+    create_netns(f"{prefix}.theirs-1.sw")
+    listed = {i.lab_id: i.state for i in second.list()}
+    assert (listed["orphan-1"], listed["theirs-1"]) == ("degraded", "foreign")
     for lab in second.list():
         second.destroy(lab.lab_id)
     assert second.list() == []
@@ -318,7 +322,8 @@ def test_cleanup_orphans_carries_on_past_a_lab_it_cannot_destroy(
     try:
         rt.create(simple_lab("orph-a"))
         os.kill(rt._init_pid("orph-a", "box"), 9)  # a crash mid-teardown: no live init
-        create_netns(f"{prefix}.orph-b.sw")  # a crash mid-create: only the switch
+        os.mkdir(rt.names.lab_dir("orph-b"), 0o700)  # a crash mid-create: its state dir
+        create_netns(f"{prefix}.orph-b.sw")  # and the switch
         pinned.write_text("x")
         subprocess.run(["chattr", "+i", str(pinned)], check=True)
         end = time.monotonic() + 30
@@ -339,10 +344,12 @@ def test_cleanup_orphans_carries_on_past_a_lab_it_cannot_destroy(
 def test_cleanup_after_a_claim_crashed_between_cgroup_renames(
     own: tuple[str, str]
 ) -> None:
-    """A warm-pool claim renames the state directory, then each cgroup hierarchy (pids
-    first). A crash after the pids rename leaves the old id's memory/cpu trees holding
-    the processes whose pids tree has the new name; cleanup after the crash (the old id
-    sorted first, so destroyed first: its pids tree is gone) kills them, leaves nothing."""
+    """A warm-pool claim marks the pool id as claimed, renames the state directory, then
+    each cgroup hierarchy (pids first). A crash after the pids rename leaves the old id's
+    memory/cpu trees holding the processes whose pids tree has the new name; cleanup after
+    the crash (the old id sorted first, so destroyed first: its pids tree is gone; still
+    this runtime's by its claim marker, though its state directory went) kills them,
+    leaves nothing."""
     prefix, state = own
     rt = LocalRuntime(state, prefix=prefix)
     try:
@@ -350,6 +357,9 @@ def test_cleanup_after_a_claim_crashed_between_cgroup_renames(
         uid = rt.identity("aa-pool").learner
         lab_pids = rt.cgroups.pids(rt.names.lab("aa-pool"))
         assert lab_pids
+        marker = Path(rt.names.claim_marker("aa-pool"))  # as pool_claim.rename_lab does
+        marker.parent.mkdir(mode=0o700, exist_ok=True)
+        marker.write_text("zz-claim\n")
         os.rename(rt.names.lab_dir("aa-pool"), rt.names.lab_dir("zz-claim"))
         pids_base = rt.cgroups.bases()[0]
         os.rename(os.path.join(pids_base, rt.names.lab("aa-pool")),
@@ -362,6 +372,7 @@ def test_cleanup_after_a_claim_crashed_between_cgroup_renames(
             time.sleep(0.05)
         assert _alive(lab_pids) == []
         assert uid not in _uids_running()
+        assert not marker.exists()
     finally:
         rt.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import secrets
 import signal
 import time
@@ -104,6 +105,8 @@ def test_claimed_lab_is_the_scenarios_own_and_the_pool_refills(pooled: LocalRunt
     # The pool lab is gone under its own id (its old namespace names are dropped in the
     # background): it *is* the scenario's lab now.
     until(lambda: pool_id not in {i.lab_id for i in rt.list()}, "the pool id stayed")
+    # Its claim marker (what kept the pool id's remains this runtime's meanwhile) went too.
+    assert not os.path.exists(rt.names.claim_marker(pool_id))
     assert {i.lab_id: i.state for i in rt.list()}["scn-00000000000000b1"] == "running"
     out = rt.exec(info.lab_id, "box", shell='cat /home/notes.txt; echo "env $FLAG"; id -un')
     assert out.stdout_text == f"note {secret}\nenv {secret}\nlearner\n"

@@ -32,6 +32,7 @@ from forge.bus import NatsServer
 from forge.classroom import lti_links
 from forge.classroom.assignments import create_assignment
 from forge.classroom.cohorts import Manager, create_cohort, enrolled_cohorts
+from forge.identity.roles import INSTRUCTOR, OPERATOR, record_role
 from forge.services.spawn.web.errors import has_jargon
 from forge.store.models import Enrolment, LtiGradeLink, TenantRole
 
@@ -214,7 +215,17 @@ def test_another_tenants_platform_cannot_touch_its_course(shared: World) -> None
     link = teacher.post(f"/v1/cohorts/{acme_course.cohort_id}/lti-course",
                         json={"platform": "globex-lms", "context_id": "course-x"},
                         headers={"origin": shared.forge.url})
-    assert link.status_code == 404, link.text  # a platform of another tenant
+    assert link.status_code == 403, link.text  # an instructor links no course at all
+    # Nor acme's operator: a platform of another tenant is no platform of theirs.
+    record_role(db, "acme", "lti.tia", OPERATOR)
+    try:
+        link = teacher.post(f"/v1/cohorts/{acme_course.cohort_id}/lti-course",
+                            json={"platform": "globex-lms", "context_id": "course-x"},
+                            headers={"origin": shared.forge.url})
+        assert link.status_code == 404, link.text
+        assert lti_links.course_of(db, "globex-lms", "course-x") is None
+    finally:
+        record_role(db, "acme", "lti.tia", INSTRUCTOR)
 
 
 def test_a_learner_cannot_deep_link(shared: World) -> None:

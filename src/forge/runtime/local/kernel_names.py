@@ -70,6 +70,12 @@ class Names:
         self.host_ns(lab_id, host)
         return os.path.join(self.data_root(lab_id), ".hosts", host)
 
+    def claim_marker(self, lab_id: str) -> str:
+        """A file saying pool lab ``lab_id`` is being (or was) claimed: from before its
+        state directory takes the scenario's id until its old names are gone, it keeps
+        what is left of the pool id this runtime's own (``reconcile.discover``)."""
+        return os.path.join(self.state_dir, ".claimed", self.lab(lab_id))
+
     def data_root(self, lab_id: str) -> str:
         """Mount point of the lab's disk (a size-capped tmpfs, see ``disk``)."""
         return os.path.join(self.lab_dir(lab_id), "data")

@@ -68,7 +68,8 @@ class LocalRuntime(Protocol):
 def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
     """Give lab ``old`` the id ``new``: its uid claim, state directory (replacing the empty
     one ``create`` made), cgroups, named namespaces and in-process handles. Returns the
-    namespaces' old names, still mounted, for the caller to remove (``remove_netns``)."""
+    namespaces' old names, still mounted, for the caller to remove (``remove_netns``),
+    then ``Names.claim_marker(old)``, which keeps them this runtime's until then."""
     names = rt.names
     old_dir, new_dir = names.lab_dir(old), names.lab_dir(new)
     old_stem, new_stem = names.lab(old), names.lab(new)
@@ -81,6 +82,11 @@ def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(new_dir)
     os.replace(tmp, path)
+    # Before the state directory goes: what the rename leaves of ``old`` stays ours.
+    marker = names.claim_marker(old)
+    os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
+    with open(marker, "w", encoding="ascii") as fh:
+        fh.write(new + "\n")
     os.rename(old_dir, new_dir)
     rt.cgroups.move(old_stem, new_stem)
     switch = [] if meta.get("switch") is False else [names.switch_ns(old)]

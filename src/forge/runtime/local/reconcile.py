@@ -67,7 +67,9 @@ def discover(names: Names, cgroups: Cgroups) -> list[LabInfo]:
     kernel objects exist but whose state directory is not under this state dir is
     ``foreign``: another installation's with the same prefix (or this one's, read with the
     wrong storage root); a create makes the state directory before any kernel object and
-    a destroy removes it last, and keeps it when anything else could not be removed.
+    a destroy removes it last, and keeps it when anything else could not be removed; a
+    pool claim marks the pool id (``Names.claim_marker``) before its state directory takes
+    the scenario's id, until its old names are gone.
     """
     hosts: dict[str, set[str]] = {}
     found: set[str] = set()
@@ -92,7 +94,8 @@ def discover(names: Names, cgroups: Cgroups) -> list[LabInfo]:
         healthy = (bool(expected) and expected == present
                    and (meta.get("switch") is False or names.switch_ns(lab_id) in namespaces)
                    and all(init_pid(names, lab_id, h, strict=False) for h in present))
-        if not os.path.isdir(names.lab_dir(lab_id)):
+        if not (os.path.isdir(names.lab_dir(lab_id))
+                or os.path.exists(names.claim_marker(lab_id))):
             infos.append(LabInfo(lab_id, addrs, "foreign"))
             continue
         infos.append(LabInfo(lab_id, addrs, "running" if healthy else "degraded"))

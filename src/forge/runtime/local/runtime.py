@@ -314,6 +314,9 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             shutil.rmtree(self.names.lab_dir(lab_id), ignore_errors=True)
             if os.path.exists(self.names.lab_dir(lab_id)):
                 errors.append("state directory could not be removed")
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.names.claim_marker(lab_id))
         if errors:
             raise OSError(f"destroy {lab_id} incomplete: " + "; ".join(errors))
 

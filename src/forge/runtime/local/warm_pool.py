@@ -25,6 +25,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 
 from forge.runtime.base import BuildsStopped, LabSpec, SpecError
 from forge.runtime.local.netns import remove_netns
@@ -164,11 +165,22 @@ class WarmPool:
         orchestrator's reconcile at start destroys like any orphan."""
         with self._lock:
             names, self._old_names = self._old_names, []
+        kept: set[str] = set()
         for name in names:
             try:
                 remove_netns(name)
             except OSError:
                 log.exception("old namespace name %s could not be removed", name)
+                kept.add(name)
+        # A pool id whose names are all gone is no longer anything: its claim marker goes.
+        for lab_id in self._lab_ids(names) - self._lab_ids(kept):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._rt.names.claim_marker(lab_id))
+
+    def _lab_ids(self, names: Iterable[str]) -> set[str]:
+        """The lab ids of kernel object names."""
+        return {parsed[0] for name in names
+                if (parsed := self._rt.names.parse(name)) is not None}
 
     def status(self) -> dict[str, dict[str, int]]:
         """Per pool: ``ready`` labs and ``size`` wanted."""
