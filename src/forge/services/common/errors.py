@@ -106,10 +106,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(400, "invalid_body", f"body: not valid JSON{at} ({why})",
                               [{"field": "body", "problem": "not valid JSON"}])
     content_type = request.headers.get("content-type")
-    if (content_type is None or not read_as_json(content_type)) and any(
-            tuple(e.get("loc", ())) == ("body",) for e in errors):
+    if any(tuple(e.get("loc", ())) == ("body",)
+           and (not read_as_json(content_type)
+                or (content_type is None and e.get("type") != "missing"))
+           for e in errors):
         # FastAPI reads a body model only from a JSON type: one sent without a type (or
-        # with another) is 415, not 422 "Input should be a valid dictionary" (probe AT).
+        # with another) is 415, not 422 "Input should be a valid dictionary" (probe AT);
+        # no body at all stays 422 "body: Field required".
         return error_response(415, "unsupported_media_type",
                               "Content-Type: send the body as application/json",
                               [{"field": "content-type"}])
