@@ -2,9 +2,11 @@
 
 A host's init is the sandbox's root shell: once it has started the service it stops
 itself (SIGSTOP) and holds the host's namespaces for the lab's life. The lab user (same
-pid namespace) tries to continue it, which would make it run on as root, and to kill it,
-which would take the host down. Neither signal reaches it; the lab keeps running; and
-the teardown still ends the stopped init with everything else.
+pid namespace) tries to continue it and to kill it, which would take the host down. A
+kill never reaches it. A continue does from the service's own session (SIGCONT crosses
+uids within a session; review AU): the init had then run `sleep` as root, found on PATH,
+so a learner able to write a PATH directory of an image host chose a root program. Now it
+only stops itself again. The lab keeps running, and the teardown still ends the init.
 """
 
 from __future__ import annotations
@@ -76,3 +78,24 @@ def test_the_lab_user_can_neither_wake_nor_kill_the_idle_init(rt: LocalRuntime) 
     rt.destroy(lab_id)
     assert not os.path.exists(f"/proc/{init}")
     assert lab_id not in [i.lab_id for i in rt.list()]
+
+
+def test_a_continue_from_the_services_session_only_stops_the_init_again(
+        rt: LocalRuntime) -> None:
+    lab_id = "scn-" + secrets.token_hex(8)
+    # The service shares the init's session: its SIGCONT reaches the init (pid 2).
+    rt.create(LabSpec(lab_id, [SubnetSpec("lan", "10.209.1.0/24")], [
+        HostSpec("box", networks=[("lan", None)],
+                 command="while :; do sleep 0.2; kill -s CONT 2 && echo sent >> /srv/sent; "
+                         "done")]))
+    init = _stopped_init(rt, lab_id)
+    end = time.monotonic() + 30
+    while b"sent" not in rt.exec(lab_id, "box", ["/bin/cat", "/srv/sent"]).stdout:
+        assert time.monotonic() < end, "the service never sent its continue"
+        time.sleep(0.1)
+    time.sleep(0.5)  # several continues sent
+    assert rt.exec(lab_id, "box", ["/bin/cat", "/srv/sent"]).stdout.count(b"sent") >= 2
+    # Still the root shell, stopped again each time; no root program started by the wake.
+    assert _root_states(rt, lab_id).get(init, ("", ""))[0] == "sh"
+    assert [comm for comm, _state in _root_states(rt, lab_id).values()
+            if comm not in ("sh", "bwrap")] == []

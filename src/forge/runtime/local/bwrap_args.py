@@ -55,11 +55,14 @@ JOIN_SH = (
 # SIGINT/SIGQUIT ignore the shell gives a background command, see ``service_signals``),
 # then idles holding the namespaces: it stops itself (SIGSTOP), which costs no program
 # start, where ``exec sleep infinity`` cost one per host (≈0.7 ms of CPU per host, measured
-# with ``perf``); a stopped shell still dies of SIGKILL or SIGTERM (the teardown), and if
-# anything continues it, it sleeps. Services start with no core dumps, hard limit
+# with ``perf``); a stopped shell still dies of SIGKILL or SIGTERM (the teardown). The lab
+# user can continue it (SIGCONT crosses uids within a session, and bwrap's --new-session
+# gives the init and its service one): it only stops itself again, a shell builtin with
+# nothing looked up on PATH, so no program of the lab's choosing ever runs as root there
+# (review AU). Services start with no core dumps, hard limit
 # included (the learner, same uid, may raise a service's soft limit and crash it: its core
 # would land in /workspace with the service's memory). The idler stays uid 0 (with bwrap's few
-# capabilities) so the lab user cannot kill or continue it, even with ``kill -9 -1``;
+# capabilities) so the lab user cannot kill it, even with ``kill -9 -1``;
 # no-new-privs is already set by bwrap.
 # Start lines: ``go`` runs the command given at build (a fresh lab); ``env SCRIPT`` runs
 # SCRIPT (shell-quoted ``unset`` and ``export`` of the claiming scenario's staged
@@ -77,7 +80,7 @@ INIT_SH = (
     '"env "*) (eval "${go#env?}" && exec "$@" /bin/sh -c "$svc") & ;; '
     'run) ;; '
     '*) exit 1 ;; '
-    'esac; kill -s STOP $$; exec sleep infinity'
+    'esac; while :; do kill -s STOP $$; done'
 )
 
 

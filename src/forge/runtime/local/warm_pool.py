@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from forge.runtime.base import BuildsStopped, LabSpec, SpecError
+from forge.runtime.base import BuildsStopped, LabSpec, RuntimeFault, SpecError
 from forge.runtime.local.netns import remove_netns
 from forge.runtime.local.pool_claim import (
     LocalRuntime,
@@ -243,6 +243,9 @@ class WarmPool:
             for gone in (taken, lab_id):
                 with contextlib.suppress(Exception):
                     self._rt.destroy(gone)
+            if os.path.exists(self._rt.names.lab_dir(lab_id)):  # its teardown left something
+                raise RuntimeFault(f"lab {lab_id}: a failed pool claim left parts of it that "
+                                   "could not be removed; not building it again") from None
             os.mkdir(self._rt.names.lab_dir(lab_id), mode=0o700)
             return False
         with self._lock:
