@@ -8,12 +8,15 @@ sign-in sets the role it names; an LMS launch only ever raises it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, print_json
 from forge.identity.names import valid_id
-from forge.identity.roles import ROLES, set_role
+from forge.identity.roles import ROLES, record_role
+from forge.store.db import Database
 from forge.store.models import TenantRole
 
 app = typer.Typer(help="Roles per tenant: learner, instructor, operator.",
@@ -28,6 +31,17 @@ def _ids(tenant: str, subject: str) -> None:
         raise typer.BadParameter(ID_RULE, param_hint="--subject")
 
 
+def _recorded(db: Database, tenant: str, subject: str) -> dict[str, Any] | None:
+    """The recorded role of (tenant, subject), who set it, when, and the groups (None:
+    none recorded, a learner)."""
+    with db.read() as sess:
+        row = sess.get(TenantRole, (tenant, subject))
+        return None if row is None else {
+            "tenant": row.tenant_id, "subject": row.subject, "role": row.role,
+            "source": row.source, "updated_at": row.updated_at.isoformat(),
+            "groups": list(row.groups)}
+
+
 @app.command("set")
 def set_cmd(
     tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
@@ -39,11 +53,13 @@ def set_cmd(
     _ids(tenant, subject)
     if role not in ROLES:
         raise typer.BadParameter(f"one of {', '.join(ROLES)}", param_hint="--role")
-    before = set_role(open_db(settings_or_exit()), tenant, subject, role)
+    db = open_db(settings_or_exit())
+    before = _recorded(db, tenant, subject)
+    record_role(db, tenant, subject, role, groups=None, source="operator")
     was = "no role recorded (a learner)" if before is None else \
-        f"was {before.role} (from {before.source})"
+        f"was {before['role']} (from {before['source']})"
     typer.echo(f"{tenant}/{subject} is now {role}; {was}")
-    if before is not None and before.source == "oidc":
+    if before is not None and before["source"] == "oidc":
         typer.echo("note: this person signs in through the identity provider, which sets "
                    "the role again at their next sign-in", err=True)
 
@@ -56,12 +72,7 @@ def show_cmd(
 ) -> None:
     """Show a person's recorded role, who set it and when (none recorded: a learner)."""
     _ids(tenant, subject)
-    with open_db(settings_or_exit()).read() as sess:
-        row = sess.get(TenantRole, (tenant, subject))
-        found = None if row is None else {
-            "tenant": row.tenant_id, "subject": row.subject, "role": row.role,
-            "source": row.source, "updated_at": row.updated_at.isoformat(),
-            "groups": list(row.groups)}
+    found = _recorded(open_db(settings_or_exit()), tenant, subject)
     if as_json:
         print_json(found or {"tenant": tenant, "subject": subject, "role": "learner",
                              "source": None, "updated_at": None, "groups": []})

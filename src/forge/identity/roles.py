@@ -2,9 +2,9 @@
 
 Recorded at each OIDC sign-in (the provider stays the source of truth: a role it withdraws
 is withdrawn at the next sign-in); LTI launches and roster syncs only ever raise it
-(`raise_role`); an operator sets it with `forge roles set` (`set_role`), the only way
-where people sign in with API keys alone. Read by pages that need more than a learner (instructor
-pages, `/ops`). A person with no row is a learner.
+(`raise_role`); an operator sets it with `forge roles set` (`record_role`, keeping the
+groups), the only way where people sign in with API keys alone. Read by pages that need
+more than a learner (instructor pages, `/ops`). A person with no row is a learner.
 """
 
 from __future__ import annotations
@@ -28,13 +28,15 @@ MAX_GROUP_CHARS = 128
 
 
 def record_role(db: Database, tenant_id: str, subject: str, role: str,
-                groups: Sequence[str] = (), source: str = "oidc") -> None:
-    """Set the role (and groups) of (tenant, subject); a concurrent first sign-in of the same
-    person is settled by the primary key, then updated."""
+                groups: Sequence[str] | None = (), source: str = "oidc") -> None:
+    """Set the role (and groups; None keeps those recorded) of (tenant, subject); a
+    concurrent first sign-in of the same person is settled by the primary key, then
+    updated."""
     if role not in ROLES:
         raise ValueError(f"role: one of {', '.join(ROLES)}")
-    kept = [g for g in groups if isinstance(g, str) and 0 < len(g) <= MAX_GROUP_CHARS]
-    kept = sorted(set(kept))[:MAX_GROUPS]
+    kept = None if groups is None else sorted(
+        {g for g in groups if isinstance(g, str) and 0 < len(g) <= MAX_GROUP_CHARS}
+    )[:MAX_GROUPS]
     for _ in range(2):
         try:
             with db.session() as sess:
@@ -42,9 +44,11 @@ def record_role(db: Database, tenant_id: str, subject: str, role: str,
                 now = datetime.now(UTC)
                 if row is None:
                     sess.add(TenantRole(tenant_id=tenant_id, subject=subject, role=role,
-                                        groups=kept, source=source, updated_at=now))
+                                        groups=kept or [], source=source, updated_at=now))
                 else:
-                    row.role, row.groups, row.source, row.updated_at = role, kept, source, now
+                    row.role, row.source, row.updated_at = role, source, now
+                    if kept is not None:
+                        row.groups = kept
             return
         except IntegrityError:
             continue  # inserted meanwhile by a concurrent sign-in: update it
@@ -107,33 +111,6 @@ def raise_roles_in(sess: Session, tenant_id: str, wanted: Mapping[str, str],
                     row.role if row.role in ROLES else LEARNER):
                 row.role, row.source, row.updated_at = wanted[subject], source, now
         sess.flush()
-
-
-def set_role(db: Database, tenant_id: str, subject: str, role: str,
-             source: str = "operator") -> TenantRole | None:
-    """Set the role of (tenant, subject) as an operator says (`forge roles set`: a
-    deployment without an identity provider or LMS has no other way to make an instructor),
-    keeping the groups an identity provider named; returns the row before (None: none).
-    Someone who signs in through an identity provider gets its role again at that sign-in."""
-    if role not in ROLES:
-        raise ValueError(f"role: one of {', '.join(ROLES)}")
-    for _ in range(2):
-        try:
-            with db.session() as sess:
-                row = sess.get(TenantRole, (tenant_id, subject))
-                before = None if row is None else TenantRole(
-                    tenant_id=row.tenant_id, subject=row.subject, role=row.role,
-                    groups=list(row.groups), source=row.source, updated_at=row.updated_at)
-                now = datetime.now(UTC)
-                if row is None:
-                    sess.add(TenantRole(tenant_id=tenant_id, subject=subject, role=role,
-                                        groups=[], source=source, updated_at=now))
-                else:
-                    row.role, row.source, row.updated_at = role, source, now
-            return before
-        except IntegrityError:
-            continue  # inserted meanwhile by a sign-in: update it
-    raise RuntimeError("tenant role could not be recorded")
 
 
 def role_of(db: Database, tenant_id: str, subject: str) -> str:
