@@ -131,3 +131,24 @@ def leftovers(prefix: str, state_dir: str) -> list[str]:
     if os.path.isdir(state_dir):
         found += [f"dir {d}" for d in os.listdir(state_dir) if d.startswith(prefix + ".")]
     return found
+
+
+def root_processes(runtime: LocalRuntime,
+                   lab_id: str) -> dict[int, tuple[str, str, dict[str, str]]]:
+    """pid -> (command name, state, environment) of each of the lab's processes running as
+    root (read from the machine's /proc; one gone meanwhile is left out)."""
+    found = {}
+    for pid in runtime.cgroups.pids(runtime.names.lab(lab_id)):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != 0:
+                continue
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                head, tail = fh.read().rsplit(")", 1)
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            continue
+        found[pid] = (head.split("(", 1)[1], tail.split()[0],
+                      dict(p.decode(errors="replace").split("=", 1)
+                           for p in raw.split(b"\0") if b"=" in p))
+    return found

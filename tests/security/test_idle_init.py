@@ -21,6 +21,7 @@ import pytest
 
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
+from tests.runtime.helpers import root_processes
 
 pytestmark = pytest.mark.root
 
@@ -37,18 +38,8 @@ def rt(tmp_path: Path) -> Iterator[LocalRuntime]:
 
 
 def _root_states(rt: LocalRuntime, lab_id: str) -> dict[int, tuple[str, str]]:
-    """pid → (command name, state) of the lab's processes running as root."""
-    found = {}
-    for pid in rt.cgroups.pids(rt.names.lab(lab_id)):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid != 0:
-                continue
-            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-                head, tail = fh.read().rsplit(")", 1)
-        except FileNotFoundError:
-            continue
-        found[pid] = (head.split("(", 1)[1], tail.split()[0])
-    return found
+    """pid -> (command name, state) of the lab's processes running as root."""
+    return {pid: (comm, state) for pid, (comm, state, _env) in root_processes(rt, lab_id).items()}
 
 
 def _stopped_init(rt: LocalRuntime, lab_id: str) -> int:

@@ -13,7 +13,6 @@ gets exactly the host's environment.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.bwrap_args import BASE_PATH
 from forge.templates.exec_size import COMMAND_VAR
+from tests.runtime.helpers import root_processes
 
 pytestmark = pytest.mark.root
 
@@ -76,28 +76,6 @@ def _service_env(rt: LocalRuntime, lab_id: str) -> dict[str, str]:
         time.sleep(0.05)
 
 
-def _root_processes(rt: LocalRuntime,
-                    lab_id: str) -> list[tuple[str, str, dict[str, str]]]:
-    """(command name, state, environment) of each of the lab's processes running as
-    root."""
-    found = []
-    for pid in rt.cgroups.pids(rt.names.lab(lab_id)):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid != 0:
-                continue
-            with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
-                comm = fh.read().strip()
-            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:
-            continue
-        found.append((comm, state, dict(p.decode(errors="replace").split("=", 1)
-                                 for p in raw.split(b"\0") if b"=" in p)))
-    return found
-
-
 def _assert_no_root_step_was_the_lab_s(rt: LocalRuntime, lab_id: str) -> None:
     # The lab user's own programs may be the planted ones; root's never.
     _service_env(rt, lab_id)
@@ -110,11 +88,11 @@ def _assert_no_root_step_was_the_lab_s(rt: LocalRuntime, lab_id: str) -> None:
     # and only staged names (the shell's own PWD aside; a pool lab's, the shape's); no
     # root process of the lab holds a variable of the host's under its own name.
     end = time.monotonic() + 30  # the init starts the service, then stops itself
-    roots = _root_processes(rt, lab_id)
+    roots = list(root_processes(rt, lab_id).values())
     while "T" not in [state for _comm, state, _env in roots]:
         assert time.monotonic() < end, "the init never stopped itself"
         time.sleep(0.05)
-        roots = _root_processes(rt, lab_id)
+        roots = list(root_processes(rt, lab_id).values())
     (init_env,) = [env for comm, state, env in roots if state == "T" and comm == "sh"]
     assert init_env["PATH"] == BASE_PATH
     # /proc/PID/environ is what the init was started with: also the service command
