@@ -120,9 +120,10 @@ def test_remove_finishes_what_a_crash_left_midway(stem: str) -> None:
                       (stem, "b", "t1")):
             cg.create(parts, None)
         # What an interrupted removal leaves: the last hierarchies partly removed.
-        for top in cg.paths(stem)[1:]:
-            os.rmdir(os.path.join(top, "b", "t1"))
-            os.rmdir(os.path.join(top, "b"))
+        for leaf, host in zip(cg.paths(stem, "b", "t1")[1:], cg.paths(stem, "b")[1:],
+                              strict=True):
+            os.rmdir(leaf)
+            os.rmdir(host)
         cg.remove(stem)
         assert _leftovers(cg, stem) == []
         # A tree left only in another hierarchy (the first one already gone) too.
@@ -190,7 +191,7 @@ def test_destroy_kills_a_process_a_host_agent_moved_out_of_the_pids_tree(
     stem = rt.names.lab(lab)
     try:
         rt.create(simple_lab(lab, Limits(memory_mb=128, cpu=0.5, pids=64)))
-        # The host's cgroup: where its sandbox sits in the memory hierarchy (``create_leaf``).
+        # The host's cgroup: under v1 the lab's in the memory hierarchy (``procs_files``).
         _split(rt.cgroups, (stem, "box"), scratch_pids, sleeper.pid)
         rt.destroy(lab)
         assert sleeper.wait(timeout=30) == -signal.SIGKILL

@@ -59,6 +59,29 @@ def test_limits_are_applied_to_lab_and_host_cgroups(
     assert rt.names.lab(lab) + "/box/" in res.stdout_text
 
 
+def test_memory_is_limited_at_the_lab_alone_even_while_a_command_runs(
+    rt: LocalRuntime, two_labs: tuple[str, str]
+) -> None:
+    """No memory cgroup below a lab's (a host's limit is its lab's): an exec'd process
+    reads the lab's memory cgroup as its own, and the lab's memory tree has no child
+    while it runs. Each memory cgroup removed costs the kernel a walk of every mounted
+    filesystem's cache lists, under locks the next create waits for."""
+    lab = two_labs[0]
+    stem = rt.names.lab(lab)
+    res = rt.exec(lab, "box", ["cat", "/proc/self/cgroup"])
+    lines = [line.split(":", 2) for line in res.stdout_text.splitlines()]
+    if rt.cgroups.version == 1:
+        memory = [p for _n, ctrls, p in lines if "memory" in ctrls.split(",")]
+        assert memory == [f"/{stem}"], lines
+        top = os.path.join(rt.cgroups.root, "memory", stem)
+        assert [e.name for e in os.scandir(top) if e.is_dir()] == []
+    else:
+        control = os.path.join(rt.cgroups.root, stem, "cgroup.subtree_control")
+        with open(control, encoding="ascii") as fh:
+            assert "memory" not in fh.read().split()
+        assert not os.path.exists(os.path.join(rt.cgroups.root, stem, "box", "memory.max"))
+
+
 def _throttled(rt: LocalRuntime, lab: str) -> int:
     """Periods the lab's cgroup was throttled for its CPU quota (cpu.stat)."""
     stat = _cg(rt, lab, "cpu", "cpu.stat")
@@ -130,16 +153,17 @@ def test_every_process_of_a_hosts_sandbox_is_under_the_host_limits(
     rt: LocalRuntime, two_labs: tuple[str, str]
 ) -> None:
     """The sandbox's init and service are in the host's cgroup, below its and the lab's
-    limits, in every hierarchy. Under v1 they sit in the host's memory cgroup itself but
-    keep their own ``init`` leaf in the cpu hierarchy: v1 weighs an inner node's tasks
-    one by one against its child cgroups, so a service with many runnable threads there
-    would starve the grader's, exec and tty leaves of the host's CPU."""
+    limits, in every hierarchy. Under v1 they sit in the lab's memory cgroup itself (the
+    lab's memory limit is the host's) but keep their own ``init`` leaf in the cpu
+    hierarchy: v1 weighs an inner node's tasks one by one against its child cgroups, so a
+    service with many runnable threads there would starve the grader's, exec and tty
+    leaves of the host's CPU."""
     lab = two_labs[0]
     stem = rt.names.lab(lab)
     pids = rt.cgroups.pids(stem, "box", "init")
     assert len(pids) >= 2  # bwrap's monitor and the sandbox's init, at least
-    leaf, host = f"/{stem}/box/init", f"/{stem}/box"
-    wanted = ({"pids": leaf, "memory": host, "cpu": leaf} if rt.cgroups.version == 1
+    leaf = f"/{stem}/box/init"
+    wanted = ({"pids": leaf, "memory": f"/{stem}", "cpu": leaf} if rt.cgroups.version == 1
               else {"": leaf})
     for pid in pids:
         with open(f"/proc/{pid}/cgroup", encoding="ascii") as fh:

@@ -142,7 +142,7 @@ class Controllerless(Cgroups):
     def _limit(self, parts: tuple[str, ...], limits: Limits) -> None:
         return None
 
-    def _enable_controllers(self, path: str) -> None:
+    def _enable_controllers(self, path: str, controllers: tuple[str, ...]) -> None:
         return None
 
 

@@ -113,7 +113,8 @@ class HostSpec:
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits applied to the whole lab and to each of its hosts."""
+    """Resource limits of a lab: its hosts together stay within each (the pids limit
+    also holds for every host on its own)."""
 
     cpu: float = 1.0
     memory_mb: int = 512

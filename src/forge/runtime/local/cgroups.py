@@ -14,14 +14,18 @@ move itself, and a subtree is created there first and removed there last. So eve
 process and every directory of a lab's v1 cgroups is found in its pids subtree, with a
 third of the reads of all three hierarchies (the cost of a teardown was mostly these).
 
-A host's sandbox (its ``init`` leaf, which lives as long as the lab) has no leaf in the
-memory hierarchy (``create_leaf``): there its processes sit in the host's cgroup itself,
-under the same host and lab limits (v1 allows processes in an inner node, and memory is
-accounted hierarchically), and a teardown removes that whole subtree as before. That saves
-a mkdir and an rmdir per host. The cpu hierarchy keeps the leaf: v1's cpu controller
-weighs each task of an inner node against the child cgroups, so a service with many
-runnable threads in the host's cgroup would starve the grader's, exec and tty leaves.
-Exec and tty leaves stay in every hierarchy: ``seal`` removes them on their own.
+Memory is limited and accounted at the lab level only: a host's limits are its lab's, so a
+memory cgroup per host (or per exec and tty leaf) would bound nothing more, and each one
+costs its removal the kernel's walk of every memory-aware cache list of the machine
+(``memcg_reparent_list_lrus``, one list per mounted filesystem: 26 per live lab here),
+under the locks the next create's mkdir and mounts wait for. At 200 live labs that walk
+was the largest part of the extra time a create took. So under v1 the memory hierarchy
+holds the lab's cgroup alone (``paths``), where every process of the lab sits
+(``procs_files``); under v2 the lab's cgroup enables only pids and cpu for its children,
+whose processes are then charged to it. The cpu hierarchy keeps every level and leaf:
+v1's cpu controller weighs each task of an inner node against the child cgroups, so a
+service with many runnable threads in the host's cgroup would starve the grader's, exec
+and tty leaves. Exec and tty leaves are removed on their own by ``seal``.
 
 That fast path assumes nothing else migrates lab processes. A host root agent may move
 one hierarchy at a time (systemd re-migrating a unit's processes when a controller mask
@@ -46,8 +50,10 @@ from forge.runtime.base import Limits
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("pids", "memory", "cpu")  # pids first: the one read (module docstring)
-# v1 hierarchies where a host's init leaf is its host cgroup itself (``create_leaf``).
-V1_INNER_ONLY = frozenset({"memory"})
+# v1 hierarchies holding only a lab's top-level cgroup (module docstring).
+V1_TOP_ONLY = frozenset({"memory"})
+LAB_CONTROLLERS = ("memory", "pids", "cpu")  # v2: enabled for labs (the root's children)
+INNER_CONTROLLERS = ("pids", "cpu")  # v2: enabled for a lab's hosts and their leaves
 CPU_PERIOD_US = 100_000
 OPTIONAL_V2 = frozenset({"memory.swap.max"})  # absent on a kernel without swap accounting
 
@@ -61,6 +67,7 @@ def v2_limit_values(limits: Limits) -> dict[str, str]:
 
 
 LIMIT_FILES_V2 = tuple(v2_limit_values(Limits()))
+INNER_LIMIT_FILES_V2 = frozenset({"pids.max"})  # what a host's v2 cgroup holds (``_limit``)
 
 
 def detect_version(root: str = CGROUP_ROOT) -> int:
@@ -100,8 +107,12 @@ class Cgroups:
         return [os.path.join(self.root, c) for c in V1_CONTROLLERS]
 
     def paths(self, *parts: str) -> list[str]:
-        """The directory of cgroup ``parts`` in every hierarchy in use."""
-        return [os.path.join(base, *parts) for base in self.bases()]
+        """The directory of cgroup ``parts`` in every hierarchy that has it: under v1 the
+        memory hierarchy has the top level alone (module docstring)."""
+        if self.version == 2:
+            return [os.path.join(self.root, *parts)]
+        return [os.path.join(self.root, c, *parts) for c in V1_CONTROLLERS
+                if len(parts) == 1 or c not in V1_TOP_ONLY]
 
     def list_top(self) -> list[str]:
         """Names of top-level cgroups (in any hierarchy in use)."""
@@ -114,57 +125,40 @@ class Cgroups:
     def create(self, parts: tuple[str, ...], limits: Limits | None) -> None:
         """Create cgroup ``parts`` (parents must exist) and apply ``limits`` if given."""
         if self.version == 2:
-            self._enable_controllers(os.path.join(self.root, *parts[:-1]))
+            self._enable_controllers(os.path.join(self.root, *parts[:-1]),
+                                     LAB_CONTROLLERS if len(parts) == 1 else INNER_CONTROLLERS)
         for path in self.paths(*parts):
             os.mkdir(path, 0o755)
         if limits is not None:
             self._limit(parts, limits)
 
-    def create_leaf(self, parts: tuple[str, ...]) -> None:
-        """Create the leaf cgroup ``parts`` for processes that end only with the whole of
-        ``parts[:-1]``: under v1 in every hierarchy but memory (module docstring); join it
-        through ``leaf_procs_files``."""
-        if self.version == 2:
-            self.create(parts, None)
-            return
-        for controller in V1_CONTROLLERS:
-            if controller not in V1_INNER_ONLY:
-                os.mkdir(os.path.join(self.root, controller, *parts), 0o755)
-
-    def leaf_procs_files(self, *parts: str) -> list[str]:
-        """The ``cgroup.procs`` files to join the leaf ``create_leaf`` made, the pids
-        hierarchy's first; under v1 the parent's in the memory hierarchy."""
-        if self.version == 2:
-            return self.procs_files(*parts)
-        return [os.path.join(self.root, c, *(parts[:-1] if c in V1_INNER_ONLY else parts),
-                             "cgroup.procs") for c in V1_CONTROLLERS]
-
-    def _enable_controllers(self, path: str) -> None:
-        """Enable memory, pids and cpu for the children of v2 cgroup ``path``."""
-        _enable_controllers(path)
+    def _enable_controllers(self, path: str, controllers: tuple[str, ...]) -> None:
+        """Enable ``controllers`` for the children of v2 cgroup ``path``."""
+        _enable_controllers(path, controllers)
 
     def _limit(self, parts: tuple[str, ...], limits: Limits) -> None:
         mem = limits.memory_mb * 1024 * 1024
         quota = max(1000, int(limits.cpu * CPU_PERIOD_US))
-        # The CPU quota only on a top-level (lab) cgroup: a host's would equal its lab's,
-        # which bounds it anyway, and each write of a quota walks every cgroup of the
-        # machine (tg_set_bandwidth: 1.6 ms of a create's 4 writes at 200 live labs).
+        # The CPU quota and memory only on a top-level (lab) cgroup: a host's would equal
+        # its lab's, which bounds it anyway; each write of a quota walks every cgroup of the
+        # machine (tg_set_bandwidth: 1.6 ms of a create's 4 writes at 200 live labs), and
+        # memory has no cgroup below a lab (module docstring).
         top = len(parts) == 1
         if self.version == 2:
             path = os.path.join(self.root, *parts)
             for name, value in v2_limit_values(limits).items():
-                if name == "cpu.max" and not top:
+                if name not in INNER_LIMIT_FILES_V2 and not top:
                     continue
                 if name in OPTIONAL_V2:
                     _write_optional(os.path.join(path, name), value)
                 else:
                     _write(os.path.join(path, name), value)
             return
-        memory = os.path.join(self.root, "memory", *parts)
-        _write(os.path.join(memory, "memory.limit_in_bytes"), str(mem))
-        _write_optional(os.path.join(memory, "memory.memsw.limit_in_bytes"), str(mem))
         _write(os.path.join(self.root, "pids", *parts, "pids.max"), str(limits.pids))
         if top:
+            memory = os.path.join(self.root, "memory", *parts)
+            _write(os.path.join(memory, "memory.limit_in_bytes"), str(mem))
+            _write_optional(os.path.join(memory, "memory.memsw.limit_in_bytes"), str(mem))
             # Only the quota: the period of a cgroup just made is the kernel's fixed
             # default, CPU_PERIOD_US (tests/runtime/test_limits.py checks it).
             _write(os.path.join(self.root, "cpu", *parts, "cpu.cfs_quota_us"), str(quota))
@@ -205,8 +199,12 @@ class Cgroups:
             _rmdir(os.path.join(src, rel) if rel else src, end, lambda: None)
 
     def procs_files(self, *parts: str) -> list[str]:
-        """The ``cgroup.procs`` files a process must write its pid to, to join ``parts``."""
-        return [os.path.join(p, "cgroup.procs") for p in self.paths(*parts)]
+        """The ``cgroup.procs`` files a process must write its pid to, to join ``parts``
+        (the pids hierarchy's first; under v1 the lab's own in the memory hierarchy)."""
+        if self.version == 2:
+            return [os.path.join(self.root, *parts, "cgroup.procs")]
+        return [os.path.join(self.root, c, *(parts[:1] if c in V1_TOP_ONLY else parts),
+                             "cgroup.procs") for c in V1_CONTROLLERS]
 
     def pids(self, *parts: str) -> set[int]:
         """Every pid in the subtree ``parts`` (read in the first hierarchy, see above)."""
@@ -399,9 +397,9 @@ def _write_optional(path: str, value: str) -> None:
             _write(path, value)
 
 
-def _enable_controllers(path: str) -> None:
+def _enable_controllers(path: str, controllers: tuple[str, ...]) -> None:
     control = os.path.join(path, "cgroup.subtree_control")
     enabled = _read(control).split()
-    wanted = [f"+{c}" for c in ("memory", "pids", "cpu") if c not in enabled]
+    wanted = [f"+{c}" for c in controllers if c not in enabled]
     if wanted:
         _write(control, " ".join(wanted))

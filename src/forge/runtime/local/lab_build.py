@@ -159,9 +159,9 @@ class LabBuilder:
         create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
         self.cgroups.create((stem, name), plan.spec.limits)
-        self.cgroups.create_leaf((stem, name, "init"))
+        self.cgroups.create((stem, name, "init"), None)
         self._fault("host:" + name)
-        procs = self.cgroups.leaf_procs_files(stem, name, "init")
+        procs = self.cgroups.procs_files(stem, name, "init")
         pending = restarted(lambda: spawn_init(host, paths, ns, procs, rootfs,
                                                self.die_with_parent, uid, image))
         with self._lock:
