@@ -55,6 +55,17 @@ def _keys(db: Database, people: dict[str, str]) -> dict[str, dict[str, str]]:
     return keys
 
 
+def _class_of(c: httpx.Client, key: dict[str, str], learners: list[str]) -> str:
+    """A new cohort of ``key``'s holder with ``learners`` enrolled; its id."""
+    made = c.post("/v1/cohorts", json={"name": "Net A"}, headers=key)
+    assert made.status_code == 201, made.text
+    cohort_id: str = made.json()["cohort_id"]
+    enrolled = c.post(f"/v1/cohorts/{cohort_id}/enrolments", content="\n".join(learners),
+                      headers={**key, **CSV})
+    assert enrolled.status_code == 200, enrolled.text
+    return cohort_id
+
+
 def _csrf(c: httpx.Client, path: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', c.get(path).text)
     assert found is not None

@@ -18,15 +18,9 @@ Two ways back in for a self-serve buyer:
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +34,7 @@ from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.errors import PageError, error_response, safe_next, signin_url
 from forge.services.spawn.web.oidc_pages import signs_in_with_provider
 from forge.services.spawn.web.render import page
+from forge.services.spawn.web.sealed_cookie import seal, unseal
 from forge.services.spawn.web.security import (
     KEY_COOKIE,
     LEARNER_SESSION_TTL_S,
@@ -59,14 +54,7 @@ from forge.tokens.replay import consume_once
 
 router = APIRouter(include_in_schema=False)
 KEY_SHOWN = "KEYSHOW"  # replay-store kind: a sign-in key's one showing was used
-_SEAL_INFO = b"forge-signin-key-reveal\x00"
-_NONCE = 12
-
-
-def _seal_keys(settings: Settings) -> list[bytes]:
-    ring = settings.sat
-    return [hmac.new(s, _SEAL_INFO, hashlib.sha256).digest()
-            for s in (ring.current, ring.previous) if s]
+_SEAL_PURPOSE = b"forge-signin-key-reveal\x00"
 
 
 def _aad(caller: Caller) -> bytes:
@@ -75,23 +63,16 @@ def _aad(caller: Caller) -> bytes:
 
 def seal_key(settings: Settings, caller: Caller, plaintext: str) -> str:
     """A new sign-in key sealed for its learner's next account page (cookie value)."""
-    nonce = os.urandom(_NONCE)
-    sealed = AESGCM(_seal_keys(settings)[0]).encrypt(nonce, plaintext.encode(), _aad(caller))
-    return base64.urlsafe_b64encode(nonce + sealed).decode()
+    return seal(settings, _SEAL_PURPOSE, _aad(caller), plaintext.encode())
 
 
 def _open_key(settings: Settings, caller: Caller, value: str) -> str | None:
     """The sealed key if `value` was sealed here for `caller`, else None."""
+    opened = unseal(settings, _SEAL_PURPOSE, _aad(caller), value)
     try:
-        raw = base64.urlsafe_b64decode(value.encode())
-    except (ValueError, UnicodeEncodeError):
+        return None if opened is None else opened.decode()
+    except UnicodeDecodeError:
         return None
-    for key in _seal_keys(settings):
-        try:
-            return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], _aad(caller)).decode()
-        except (InvalidTag, ValueError, UnicodeDecodeError):
-            continue
-    return None
 
 
 def _show_once(request: Request, caller: Caller) -> str | None:

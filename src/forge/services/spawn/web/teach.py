@@ -31,6 +31,7 @@ from forge.services.spawn.web.security import (
     read_form,
     session_value,
 )
+from forge.services.spawn.web.teach_notice import back_to_teach, forget_notice, take_notice
 from forge.services.spawn.web.viewer import signed_in, viewer
 from forge.store.models import Assignment
 
@@ -86,10 +87,13 @@ async def teach_page(request: Request) -> Response:
     if who is None:
         return RedirectResponse(signin_url("/teach"), status_code=303)
     try:
+        notice, invite = take_notice(request, spawn_state(request).settings, who)
         assigned = request.query_params.get("assigned")
-        notice = None if assigned is None else await run_in_threadpool(
-            _assigned_notice, request, who, assigned)
-        return await _render(request, who, notice=notice)
+        if assigned is not None:
+            notice = await run_in_threadpool(_assigned_notice, request, who, assigned)
+        response = await _render(request, who, invite, notice)
+        forget_notice(request, response)
+        return response
     except ForgeError as exc:
         return await page_for(request, exc, "/tracks")
 
@@ -147,7 +151,8 @@ async def new_invite(cohort_id: str, request: Request) -> Response:
         _, token = await run_in_threadpool(cohorts.make_invite, spawn_state(request).ctx.db,
                                            who, cohort_id, 14)
         url = f"{str(request.base_url).rstrip('/')}/join/{token}"
-        return await _render(request, who, {"cohort_id": cohort_id, "url": url})
+        return back_to_teach(request, spawn_state(request).settings, who,
+                             invite={"cohort_id": cohort_id, "url": url})
     return await _post(request, act)
 
 
@@ -169,7 +174,7 @@ async def roster(cohort_id: str, request: Request) -> Response:
             more = len(done.instructors) - 5
             notice += (f" Not enrolled, as instructors of this class: {shown}"
                        + (f" and {more} more" if more > 0 else "") + ".")
-        return await _render(request, who, notice=notice)
+        return back_to_teach(request, spawn_state(request).settings, who, notice)
     # As much as the API takes (``roster_csv``: 2,000 lines, 256 KiB): a class of 200 with
     # e-mail addresses for ids is ~7,000 characters.
     return await _post(request, act, long={"roster": ROSTER_MAX_BYTES})
@@ -243,7 +248,7 @@ async def change_assignment(cohort_id: str, request: Request) -> Response:
             class_changes.update_assignment, spawn_state(request).ctx.db, who, cohort_id,
             _assignment_id(form), changes)
         shown = assignments.view(row)
-        return await _render(request, who, notice=(
+        return back_to_teach(request, spawn_state(request).settings, who, (
             f"{shown['template_id']} is now due {shown['closes_at']}, with "
             f"{shown['attempts_allowed']} attempt{'' if row.attempts_allowed == 1 else 's'}."))
     return await _post(request, act)
@@ -258,7 +263,7 @@ async def give_time(cohort_id: str, request: Request) -> Response:
         await run_in_threadpool(
             class_changes.set_due, spawn_state(request).ctx.db, who, cohort_id,
             _assignment_id(form), subject, closes)
-        return await _render(request, who, notice=(
+        return back_to_teach(request, spawn_state(request).settings, who, (
             f"{subject} now has until {assignments.iso(closes)} for this assignment."))
     return await _post(request, act)
 
@@ -274,5 +279,5 @@ async def remove_learner(cohort_id: str, request: Request) -> Response:
         if via == "group":
             notice += (" They came in by its sign-in group and join again at their next "
                        "sign-in while still in it.")
-        return await _render(request, who, notice=notice)
+        return back_to_teach(request, spawn_state(request).settings, who, notice)
     return await _post(request, act)
