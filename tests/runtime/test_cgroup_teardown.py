@@ -202,6 +202,32 @@ def test_destroy_kills_a_process_a_host_agent_moved_out_of_the_pids_tree(
             rt.destroy(lab)
 
 
+@V1_ONLY
+def test_a_lab_of_the_earlier_release_is_sealed_and_destroyed_with_its_memory_leaves(
+    rt: LocalRuntime,
+) -> None:
+    """The release before kept a memory cgroup per host and per exec or tty leaf. Such a
+    lab, live across the upgrade with a terminal's leaf left by the restart, is sealed
+    (which no longer sees memory leaves) and then destroyed: nothing is left in any
+    hierarchy. Review AV: the destroy spun on the busy host directory and failed, every
+    time."""
+    lab = "old-" + secrets.token_hex(3)
+    stem = rt.names.lab(lab)
+    try:
+        rt.create(simple_lab(lab, Limits(memory_mb=128, cpu=0.5, pids=64)))
+        memory = os.path.join(CGROUP_ROOT, "memory", stem)
+        os.mkdir(os.path.join(memory, "box"))
+        for base in [*rt.cgroups.paths(stem, "box"), os.path.join(memory, "box")]:
+            os.mkdir(os.path.join(base, "t0123456789ab"))
+        rt.seal(lab)
+        rt.destroy(lab)
+        assert _leftovers(rt.cgroups, stem) == []
+        assert not os.path.exists(memory)
+    finally:
+        with contextlib.suppress(Exception):
+            rt.destroy(lab)
+
+
 def test_a_top_is_removed_at_once_when_empty_and_left_whole_when_busy(stem: str) -> None:
     """The one-walk teardown's shortcut: a hierarchy's top goes with one rmdir when nothing
     is below it; with a child cgroup it is reported busy and nothing is removed (the

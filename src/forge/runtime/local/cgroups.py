@@ -196,7 +196,8 @@ class Cgroups:
         for rel in sorted(dirs, key=len, reverse=True):
             _migrate(os.path.join(src, rel) if rel else src,
                      os.path.join(dst, rel) if rel else dst, end)
-            _rmdir(os.path.join(src, rel) if rel else src, end, lambda: None)
+            if not _rmdir(os.path.join(src, rel) if rel else src, end, lambda: None):
+                raise OSError(errno.EBUSY, f"a cgroup was made in {src} while it moved")
 
     def procs_files(self, *parts: str) -> list[str]:
         """The ``cgroup.procs`` files a process must write its pid to, to join ``parts``
@@ -269,11 +270,16 @@ class Cgroups:
         for top in reversed(self.paths(*parts)):
             empty = functools.partial(_empty, top, end, killed)
             for rel in below:
-                _rmdir(os.path.join(top, rel), end, empty)
+                if not _rmdir(os.path.join(top, rel), end, empty):
+                    break  # it has a child the listing did not show: walk instead
             if _rmdir_if_empty(top):
                 continue
+            # What the first hierarchy does not list: e.g. a lab of an earlier release,
+            # which had memory cgroups below its top (an exec leaf a seal no longer sees).
             for path in sorted((d for d, _s, _f in os.walk(top)), key=len, reverse=True):
-                _rmdir(path, end, empty)
+                if not _rmdir(path, end, empty):
+                    raise OSError(errno.EBUSY, f"a cgroup was made in {path} while "
+                                  "its lab was being removed")
         return killed
 
 
@@ -350,21 +356,30 @@ def _migrate(src: str, dst: str, end: float) -> None:
         pause = min(pause * 2, 0.05)
 
 
-def _rmdir(path: str, end: float, empty: Callable[[], None]) -> None:
-    """Remove one empty cgroup directory (missing is fine); while the kernel reports it
-    busy, ``empty`` its hierarchy (processes moved there, killed tasks exiting) and retry
-    until ``end``."""
+def _rmdir(path: str, end: float, empty: Callable[[], None]) -> bool:
+    """Remove one cgroup directory without child cgroups (missing is fine): True. While
+    the kernel reports it busy, ``empty`` its hierarchy (processes moved there, killed
+    tasks exiting) and retry until ``end``; False, at once, when it has a child cgroup."""
     while True:
         try:
             os.rmdir(path)
-            return
+            return True
         except FileNotFoundError:
-            return
+            return True
         except OSError as exc:
             if exc.errno != errno.EBUSY or time.monotonic() > end:
                 raise
+            if _has_children(path):
+                return False
             empty()
             time.sleep(0.005)
+
+
+def _has_children(path: str) -> bool:
+    """Whether cgroup directory ``path`` has a child cgroup (a directory)."""
+    with contextlib.suppress(FileNotFoundError):
+        return any(e.is_dir() for e in os.scandir(path))
+    return False
 
 
 def _rmdir_if_empty(path: str) -> bool:
