@@ -57,6 +57,18 @@ def type_solution(page: Page) -> None:
         page.keyboard.press("Enter")
 
 
+def give_more_time(page: Page, url: str, subject: str, zone: str, until: str,
+                   said: str) -> None:
+    """On /teach, give ``subject`` more time: ``until`` typed into the field that names
+    the page's time ``zone``; the page then says ``subject`` has until ``said``."""
+    page.goto(url + "/teach")
+    page.get_by_text("Change the running class").click()
+    page.get_by_label("Learner's account id").fill(subject)
+    page.get_by_label(f"Their due time ({zone}; after the class's)").fill(until)
+    page.get_by_role("button", name="Give more time").click()
+    expect(page.locator("#notice")).to_contain_text(f"{subject} now has until {said}")
+
+
 def inject_failed_event(platform: WebPlatform, scenario_id: str) -> int:
     """Store the scenario's real completion event as a failed one (as after an outage)."""
     with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's loop
@@ -333,14 +345,62 @@ def test_an_instructor_runs_a_class_and_a_learner_joins(
         joiner.get_by_role("button", name="Join Networking 101").click()
         expect(joiner.locator("#assignments")).to_contain_text("due 2099-01-01T09:00:00Z")
         # The instructor gives Jo a week more from the page; Jo's list shows it.
-        page.goto(url + "/teach")
-        page.get_by_text("Change the running class").click()
-        page.get_by_label("Learner's account id").fill("jo")
-        page.get_by_label("Their due time (UTC; after the class's)").fill("2099-01-08T09:00")
-        page.get_by_role("button", name="Give more time").click()
-        expect(page.locator("#notice")).to_contain_text("jo now has until 2099-01-08T09:00:00Z")
+        give_more_time(page, url, "jo", "UTC", "2099-01-08T09:00", "2099-01-08T09:00:00Z")
         joiner.reload()
         expect(joiner.locator("#assignments")).to_contain_text("2099-01-08T09:00:00Z")
     finally:
         learner.close()
     assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.root
+def test_an_instructor_and_a_learner_read_and_give_times_in_their_own_zones(
+    web_platform: WebPlatform, browser: Browser
+) -> None:
+    """An instructor in New York types a due time as their clocks show it and the class
+    gets that moment (14:00 UTC for 09:00 EST); the page shows it, and names the zone, as
+    they typed it; their learner in Tokyo reads the same moment on their labs page in
+    Tokyo time (23:00). The store keeps UTC."""
+    url = web_platform.url
+    record_role(web_platform.db, "acme", "nia", "instructor", source="test")
+    teacher = browser.new_context(timezone_id="America/New_York")
+    learner = browser.new_context(timezone_id="Asia/Tokyo")
+    try:
+        page = teacher.new_page()
+        page.goto(url + "/signin?next=/teach")
+        page.get_by_label("Your sign-in key or API key").fill(
+            web_platform.learner_key("acme", "nia"))
+        page.get_by_role("button", name="Sign in with API key or sign-in key").click()
+        expect(page).to_have_url(url + "/teach")
+        page.get_by_label("Name").fill("Zones 101")
+        page.get_by_role("button", name="Create class").click()
+        page.get_by_label("Due (America/New_York)").fill("2099-01-01T09:00")
+        page.get_by_role("button", name="Assign lab").click()
+        expect(page.locator("li", has_text="due 2099-01-01 09:00")).to_contain_text(
+            "due 2099-01-01 09:00 (America/New_York)")
+        page.get_by_role("button", name="Make an invite link").click()
+        invite = page.locator("#invite-url").input_value()
+        cohort = re.search(r'href="/teach/cohorts/([^"]+)"', page.content())
+        assert cohort is not None
+        stored = web_platform.client().get(
+            f"/v1/cohorts/{cohort.group(1)}",
+            headers={"x-api-key": web_platform.learner_key("acme", "nia")}).json()
+        assert stored["assignments"][0]["closes_at"] == "2099-01-01T14:00:00Z"
+
+        joiner = learner.new_page()
+        joiner.goto(invite)
+        joiner.get_by_label("Your sign-in key or API key").fill(
+            web_platform.learner_key("acme", "kai"))
+        joiner.get_by_role("button", name="Sign in with API key or sign-in key").click()
+        joiner.get_by_role("button", name="Join Zones 101").click()
+        expect(joiner.locator("#assignments")).to_contain_text(
+            "due 2099-01-01 23:00 (Asia/Tokyo)")
+        # More time for Kai, typed in New York time too (an optional field left empty
+        # elsewhere on the page changes nothing).
+        give_more_time(page, url, "kai", "America/New_York", "2099-01-08T09:00",
+                       "2099-01-08T14:00:00Z")
+        joiner.reload()
+        expect(joiner.locator("#assignments")).to_contain_text("2099-01-08 23:00")
+    finally:
+        teacher.close()
+        learner.close()

@@ -28,16 +28,32 @@ def render_markdown(text: str) -> Markup:
     return Markup(_markdown.render(text))  # noqa: S704 - html disabled above
 
 
-def _when(value: str | datetime | None) -> str:
-    if value is None:
-        return "-"
+def _moment(value: str | datetime) -> datetime | None:
+    """``value`` as an aware UTC datetime (naive read as UTC); None when unreadable."""
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     except ValueError:
-        return str(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _when(value: str | datetime | None) -> str:
+    if value is None:
+        return "-"
+    moment = _moment(value)
+    return str(value) if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _utc_time(value: str | datetime | None, style: str = "iso") -> Markup | str:
+    """A UTC time as ``<time class="utc">``, which ``static/js/local_time.js`` shows in the
+    browser's own zone; its text (the ISO form, or ``when``'s) stays for a browser in UTC
+    or without the script."""
+    moment = None if value is None else _moment(value)
+    if value is None or moment is None:
+        return _when(value)
+    iso = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = _when(moment) if style == "when" else (value if isinstance(value, str) else iso)
+    return Markup('<time class="utc" datetime="{}">{}</time>').format(iso, text)
 
 
 def _detail(value: object) -> str:
@@ -59,6 +75,7 @@ def _build_env() -> Environment:
     )
     env.filters["when"] = _when
     env.filters["detail"] = _detail
+    env.filters["utc_time"] = _utc_time
     return env
 
 
