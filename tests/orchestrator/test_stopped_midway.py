@@ -122,11 +122,12 @@ def with_live_check(template: Any) -> Any:
 
 
 @pytest.mark.parametrize("live", [False, True], ids=["no-live-checks", "live-checks"])
-def test_a_lab_an_unfinished_grading_sealed_is_graded_again_only_without_live_checks(
+def test_a_lab_sealed_by_a_grading_that_kept_nothing_is_graded_again_only_without_live_checks(
         orch: Orch, tmp_path: Any, live: bool) -> None:
-    """A crash after the seal leaves the lab sealed and the scenario in grading; the next
-    start grades it again. Its live checks would find the learner's processes killed (FAILs
-    not earned, in a signed verdict): with live checks that grading fails instead."""
+    """A lab sealed by a grading that kept no live outcomes (one of the earlier release,
+    cut off after its seal) is graded again; its live checks would find the learner's
+    processes killed (FAILs not earned, in a signed verdict): with live checks that
+    grading fails instead."""
     sid = running(orch)
     secret = orch.row(sid).details["variables"]["secret"]
     orch.runtime.exec(sid, "learner", shell=f"echo 'token {secret}' > /workspace/answer.txt")
@@ -137,7 +138,7 @@ def test_a_lab_an_unfinished_grading_sealed_is_graded_again_only_without_live_ch
     orch.runtime.seal(sid)  # the grading that was cut off
     assert orch.runtime.sealed(sid) is True
     if live:
-        with pytest.raises(RuntimeFault, match="sealed by a grading that did not finish"):
+        with pytest.raises(RuntimeFault, match="kept no outcomes of its live checks"):
             grade(orch.runtime, sid, template, tmp_path / "evidence")
         return
     results = grade(orch.runtime, sid, template, tmp_path / "evidence")
@@ -145,16 +146,18 @@ def test_a_lab_an_unfinished_grading_sealed_is_graded_again_only_without_live_ch
 
 
 @pytest.mark.parametrize("live", [False, True], ids=["no-live-checks", "live-checks"])
-def test_a_stop_after_the_seal_of_a_lab_with_live_checks_fails_the_grading(
+def test_a_grading_stopped_after_the_seal_is_graded_again_with_its_kept_live_outcomes(
         orch: Orch, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, live: bool) -> None:
-    """Graded again after its seal, a lab's live checks would find the learner's processes
-    killed and give FAILs nobody earned: such a stop is a plain RuntimeFault (grading fails,
-    no verdict). Without live checks the seal ends nothing a check reads: it stays a
-    StoppedMidway (graded again later, as the first test shows)."""
+    """A stop that cuts the checks after the seal short leaves the grading to be done
+    again (``StoppedMidway``), with or without live checks. Graded again, the sealed
+    lab's live checks are not run again (they would find the learner's processes
+    killed): their outcomes, and their evidence files, are the ones kept before the
+    seal. A record for other checks is not used."""
     sid = running(orch)
     template = render(orch.state.registry.get("lab-netplus").template,
                       orch.row(sid).details["variables"])
     template = with_live_check(template) if live else template
+    live_check = template.spec.success_criteria[0].checks[0]
     sealed: list[str] = []
     real_seal, real_check = orch.runtime.seal, orch.runtime.run_check
 
@@ -162,16 +165,43 @@ def test_a_stop_after_the_seal_of_a_lab_with_live_checks_fails_the_grading(
         sealed.append(lab_id)
         return real_seal(lab_id)
 
-    def run_check(*args: Any, **kwargs: Any) -> Any:
+    def stopped(*args: Any, **kwargs: Any) -> Any:
         if sealed:  # every check after the seal: a stop caught each start
             raise StartCutShort("a grading check", signal.SIGTERM, 5)
         return real_check(*args, **kwargs)
 
     monkeypatch.setattr(orch.runtime, "seal", seal)
-    monkeypatch.setattr(orch.runtime, "run_check", run_check)
-    with pytest.raises(RuntimeFault) as raised:
-        grade(orch.runtime, sid, template, tmp_path / "evidence")
+    monkeypatch.setattr(orch.runtime, "run_check", stopped)
+    evidence = tmp_path / "evidence"
+    with pytest.raises(StoppedMidway):
+        grade(orch.runtime, sid, template, evidence)
     assert sealed == [sid]
-    assert isinstance(raised.value, StoppedMidway) is not live
-    if live:
-        assert "after the lab was sealed" in str(raised.value)
+    first = {p.name: p.read_bytes() for p in evidence.iterdir()}
+
+    ran: list[list[str]] = []
+
+    def counted(lab_id: str, host: str, argv: list[str], **kwargs: Any) -> Any:
+        ran.append(argv)
+        return real_check(lab_id, host, argv, **kwargs)
+
+    monkeypatch.setattr(orch.runtime, "run_check", counted)
+    results = grade(orch.runtime, sid, template, evidence)
+    total = sum(len(c.checks) for c in template.spec.success_criteria)
+    assert len(results) == total
+    if not live:
+        assert len(ran) == total
+        return
+    assert len(ran) == total - 1 and list(live_check.command) not in ran
+    stem = f"{template.spec.success_criteria[0].id}.0"
+    for stream in ("stdout", "stderr"):  # the evidence of the run before the seal
+        name = f"{stem}.{stream}"
+        assert (evidence / name).read_bytes() == first[name]
+    # Kept for other checks (a changed template), the record is not used: no verdict.
+    first_criterion = template.spec.success_criteria[0]
+    changed = [live_check.model_copy(update={"timeout_seconds": live_check.timeout_seconds + 1}),
+               *first_criterion.checks[1:]]
+    other = template.model_copy(update={"spec": template.spec.model_copy(update={
+        "success_criteria": [first_criterion.model_copy(update={"checks": changed}),
+                             *template.spec.success_criteria[1:]]})})
+    with pytest.raises(RuntimeFault, match="kept no outcomes"):
+        grade(orch.runtime, sid, other, evidence)

@@ -94,8 +94,10 @@ class LabRun:
     def grade(self) -> Graded:
         """Grade the lab as the orchestrator does (seals it: no more exec afterwards)."""
         try:
-            with tempfile.TemporaryDirectory(prefix="forge-labtest-") as evidence:
-                results = grade(self.harness.runtime, self.id, self.rendered, Path(evidence))
+            with tempfile.TemporaryDirectory(prefix="forge-labtest-") as scratch:
+                # a subdirectory: the live checks' record goes beside it (``live_record``)
+                results = grade(self.harness.runtime, self.id, self.rendered,
+                                Path(scratch) / "evidence")
         finally:
             for session in self._ttys:
                 with contextlib.suppress(Exception):

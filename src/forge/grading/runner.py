@@ -1,8 +1,9 @@
 """Run every check of a rendered template through the runtime and keep the outputs as evidence.
 
 Order: the template's ``live`` checks first (they need the learner's own processes, and
-reach them over the lab network from another host), then the lab is sealed (terminals
-closed, every learner process killed), then every other check. Each check runs through
+reach them over the lab network from another host), their outcomes kept on disk
+(``live_record``), then the lab is sealed (terminals closed, every learner process
+killed), then every other check. Each check runs through
 ``Runtime.run_check``: as the grader, in a sandbox no lab process can see or trace, on a
 snapshot of the host's files, with its expected values on stdin.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.grading.expect import judge
-from forge.runtime.base import ExecResult, Runtime, RuntimeFault, StoppedMidway
+from forge.grading.live_record import keep_live, kept_live, live_digest
+from forge.runtime.base import ExecResult, Runtime, RuntimeFault
 from forge.templates.dsl_grading import Check, Criterion
 from forge.templates.dsl_models import ScenarioTemplate
 from forge_verify.score import CheckResult, StreamOutput
@@ -50,10 +52,12 @@ def grade(
     """Run each check (its own timeout, output cap); write stdout/stderr files per check.
 
     Results come back in template order whatever order the checks ran in. A stop of the
-    service that cuts a check short raises ``StoppedMidway`` (grade the lab again later),
-    except after the seal of a lab with live checks: the seal killed what those checks
-    reach, so that is a ``RuntimeFault`` (the grading fails, no verdict), as is grading
-    such a lab again once an earlier grading sealed it (a crash after the seal).
+    service that cuts a check short raises ``StoppedMidway`` (grade the lab again later).
+    A lab an earlier grading sealed (a crash or stop after the seal) is graded again with
+    the live outcomes that grading kept before its seal (``live_record``): run again,
+    its live checks would find the learner's processes killed. Without such a record
+    (e.g. a grading of an earlier release) that is a ``RuntimeFault``: the grading fails,
+    no verdict.
     """
     evidence_dir.mkdir(parents=True, exist_ok=True)
     planned = [(criterion, index, check)
@@ -61,7 +65,8 @@ def grade(
                for index, check in enumerate(criterion.checks)]
     outcomes: dict[tuple[str, int], CheckResult] = {}
 
-    def run(items: list[tuple[Criterion, int, Check]]) -> None:
+    def run(items: list[tuple[Criterion, int, Check]]) -> list[Path]:
+        written: list[Path] = []
         for criterion, index, check in items:
             stdin = check.stdin.encode() if check.stdin is not None else None
             outcome = runtime.run_check(lab_id, check.container, list(check.command),
@@ -69,22 +74,25 @@ def grade(
                                         max_output=max_output)
             passed, _ = judge(check.expect, outcome)
             stem = f"{criterion.id}.{index}"
-            (evidence_dir / f"{stem}.stdout").write_bytes(outcome.stdout)
-            (evidence_dir / f"{stem}.stderr").write_bytes(outcome.stderr)
+            for stream, data in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+                (evidence_dir / f"{stem}.{stream}").write_bytes(data)
+                written.append(evidence_dir / f"{stem}.{stream}")
             outcomes[(criterion.id, index)] = _to_result(
                 criterion.id, index, check.container, tuple(check.command), passed, outcome)
+        return written
 
     live = [item for item in planned if item[2].live]
-    if live and runtime.sealed(lab_id):  # a grading cut off after its seal (a crash)
-        raise RuntimeFault("the lab was sealed by a grading that did not finish: its live "
-                           "checks cannot be run again (the seal ended what they reach)")
-    run(live)
+    digest = live_digest(live)
+    if live and runtime.sealed(lab_id):  # a grading cut off after its seal
+        kept = kept_live(evidence_dir, digest)
+        if kept is None:
+            raise RuntimeFault("the lab was sealed by a grading that did not finish and "
+                               "kept no outcomes of its live checks: they cannot be run "
+                               "again (the seal ended what they reach)")
+        outcomes.update({(r.criterion_id, r.check_index): r for r in kept})
+    elif live:
+        files = run(live)
+        keep_live(evidence_dir, digest, [outcomes[(c.id, i)] for c, i, _ in live], files)
     runtime.seal(lab_id)
-    try:
-        run([item for item in planned if not item[2].live])
-    except StoppedMidway as exc:
-        if live:  # graded again, they would find the learner's processes killed: FAILs
-            raise RuntimeFault(f"{exc}, after the lab was sealed: its live checks cannot "
-                               "be run again") from exc
-        raise  # nothing the seal ended is checked: grading again gives the same answers
+    run([item for item in planned if not item[2].live])
     return [outcomes[(criterion.id, index)] for criterion, index, _ in planned]
