@@ -17,6 +17,8 @@ from typing import Any
 import nats
 import pytest
 
+from forge.evidence.artifact_store import discard_raw_evidence
+from forge.grading.live_record import record_path
 from forge.grading.runner import grade
 from forge.runtime import RuntimeFault, StoppedMidway
 from forge.runtime.local.restarts import StartCutShort
@@ -205,3 +207,7 @@ def test_a_grading_stopped_after_the_seal_is_graded_again_with_its_kept_live_out
                              *template.spec.success_criteria[1:]]})})
     with pytest.raises(RuntimeFault, match="kept no outcomes"):
         grade(orch.runtime, sid, other, evidence)
+    # The record is raw evidence: it goes when the node has published, as the rest does.
+    assert record_path(evidence).exists()
+    discard_raw_evidence(tmp_path)
+    assert not record_path(evidence).exists() and not evidence.exists()

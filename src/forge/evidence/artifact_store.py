@@ -39,8 +39,9 @@ TOMBSTONE_PREFIX = ".deleting-"
 # A lab node's raw evidence of one scenario: the evidence pack it ships through the Object
 # Store (when too big to ride inline), the captured outputs and the stored completion event.
 PACK_FILE = "evidence.pack"
-# The node's terminal recordings (`forge.runtime.recording`) go with the raw evidence too.
-RAW_EVIDENCE = (PACK_FILE, "evidence", "completion.json", "recordings")
+# The node's terminal recordings (`forge.runtime.recording`) and the live checks' kept
+# outcomes (`forge.grading.live_record`) go with the raw evidence too.
+RAW_EVIDENCE = (PACK_FILE, "evidence", "completion.json", "recordings", "evidence.live.json")
 
 
 def discard_raw_evidence(scenario_dir: Path) -> None:
