@@ -211,3 +211,33 @@ def test_a_grading_stopped_after_the_seal_is_graded_again_with_its_kept_live_out
     assert record_path(evidence).exists()
     discard_raw_evidence(tmp_path)
     assert not record_path(evidence).exists() and not evidence.exists()
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["no-live-checks", "live-checks"])
+def test_an_engine_that_cannot_tell_a_sealed_lab_fails_a_stopped_grading_with_live_checks(
+        orch: Orch, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, live: bool) -> None:
+    """An engine whose ``sealed`` cannot tell (None) would grade the lab again as if
+    unsealed and run its live checks into FAILs nobody earned: with live checks, a stop
+    after the seal fails the grading there; without, it stays a ``StoppedMidway``."""
+    sid = running(orch)
+    template = render(orch.state.registry.get("lab-netplus").template,
+                      orch.row(sid).details["variables"])
+    template = with_live_check(template) if live else template
+    real_seal, real_check = orch.runtime.seal, orch.runtime.run_check
+    sealed: list[str] = []
+
+    def seal(lab_id: str) -> int:
+        sealed.append(lab_id)
+        return real_seal(lab_id)
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        if sealed:
+            raise StartCutShort("a grading check", signal.SIGTERM, 5)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(orch.runtime, "sealed", lambda lab_id: None)
+    monkeypatch.setattr(orch.runtime, "seal", seal)
+    monkeypatch.setattr(orch.runtime, "run_check", stopped)
+    with pytest.raises(RuntimeFault) as raised:
+        grade(orch.runtime, sid, template, tmp_path / "evidence")
+    assert isinstance(raised.value, StoppedMidway) is not live

@@ -41,7 +41,8 @@ TOMBSTONE_PREFIX = ".deleting-"
 PACK_FILE = "evidence.pack"
 # The node's terminal recordings (`forge.runtime.recording`) and the live checks' kept
 # outcomes (`forge.grading.live_record`) go with the raw evidence too.
-RAW_EVIDENCE = (PACK_FILE, "evidence", "completion.json", "recordings", "evidence.live.json")
+RAW_EVIDENCE = (PACK_FILE, "evidence", "completion.json", "recordings", "evidence.live.json",
+                "evidence.live.json.tmp")
 
 
 def discard_raw_evidence(scenario_dir: Path) -> None:

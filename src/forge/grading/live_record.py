@@ -49,6 +49,7 @@ def keep_live(evidence_dir: Path, digest: str, results: list[CheckResult],
     """Make ``results`` and their ``evidence_files`` durable (written, then renamed)."""
     for path in evidence_files:
         _fsync(path)
+    _fsync(evidence_dir)  # their names too: the record must never outlive them
     path = record_path(evidence_dir)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -77,5 +78,5 @@ def kept_live(evidence_dir: Path, digest: str) -> list[CheckResult] | None:
         if not isinstance(body, dict) or body.get("digest") != digest:
             return None
         return [_result(raw) for raw in body["results"]]
-    except (OSError, ValueError, TypeError, KeyError, ScoreInputError):
+    except (OSError, ValueError, TypeError, KeyError, RecursionError, ScoreInputError):
         return None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from forge.grading.expect import judge
 from forge.grading.live_record import keep_live, kept_live, live_digest
-from forge.runtime.base import ExecResult, Runtime, RuntimeFault
+from forge.runtime.base import ExecResult, Runtime, RuntimeFault, StoppedMidway
 from forge.templates.dsl_grading import Check, Criterion
 from forge.templates.dsl_models import ScenarioTemplate
 from forge_verify.score import CheckResult, StreamOutput
@@ -83,9 +83,11 @@ def grade(
 
     live = [item for item in planned if item[2].live]
     digest = live_digest(live)
-    if live and runtime.sealed(lab_id):  # a grading cut off after its seal
+    sealed = runtime.sealed(lab_id)
+    if live and sealed:  # a grading cut off after its seal
         kept = kept_live(evidence_dir, digest)
-        if kept is None:
+        if kept is None or {(r.criterion_id, r.check_index) for r in kept} != {
+                (c.id, i) for c, i, _ in live}:
             raise RuntimeFault("the lab was sealed by a grading that did not finish and "
                                "kept no outcomes of its live checks: they cannot be run "
                                "again (the seal ended what they reach)")
@@ -94,5 +96,12 @@ def grade(
         files = run(live)
         keep_live(evidence_dir, digest, [outcomes[(c.id, i)] for c, i, _ in live], files)
     runtime.seal(lab_id)
-    run([item for item in planned if not item[2].live])
+    try:
+        run([item for item in planned if not item[2].live])
+    except StoppedMidway as exc:
+        if live and sealed is None:  # an engine that cannot say a lab is sealed would
+            # have the live checks run again after the seal: FAILs nobody earned
+            raise RuntimeFault(f"{exc}, after the lab was sealed: its live checks cannot "
+                               "be run again") from exc
+        raise
     return [outcomes[(criterion.id, index)] for criterion, index, _ in planned]

@@ -367,10 +367,12 @@ def _rmdir(path: str, end: float, empty: Callable[[], None]) -> bool:
         except FileNotFoundError:
             return True
         except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() > end:
+            if exc.errno != errno.EBUSY:
                 raise
             if _has_children(path):
                 return False
+            if time.monotonic() > end:
+                raise
             empty()
             time.sleep(0.005)
 
