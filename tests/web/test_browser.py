@@ -398,7 +398,7 @@ def test_an_instructor_and_a_learner_read_and_give_times_in_their_own_zones(
         # More time for Kai, typed in New York time too (an optional field left empty
         # elsewhere on the page changes nothing).
         give_more_time(page, url, "kai", "America/New_York", "2099-01-08T09:00",
-                       "2099-01-08T14:00:00Z")
+                       "2099-01-08 09:00 (America/New_York)")  # 14:00 UTC, told locally
         joiner.reload()
         expect(joiner.locator("#assignments")).to_contain_text("2099-01-08 23:00")
     finally:

@@ -19,6 +19,19 @@
     t.textContent = field(d).replace("T", " ") + (named ? " " + zone : "");
   }
   for (const span of document.querySelectorAll("span.zone")) span.textContent = zone;
+  // Free text naming UTC times (a form's notice, an assignment's choice): each
+  // "2099-01-01T09:00:00Z" in it becomes the local time with the zone named.
+  const stamp = /\b(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?Z)/g;
+  const local = (text) => text.replace(stamp, (iso) => {
+    const d = new Date(iso);
+    return isNaN(d.getTime()) ? iso : field(d).replace("T", " ") + " (" + zone + ")";
+  });
+  for (const root of document.querySelectorAll("[data-utc-text]")) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      node.textContent = local(node.textContent);
+    }
+  }
   const fields = (root) => root.querySelectorAll('input[type="datetime-local"][data-utc]');
   for (const f of fields(document)) {
     f.dataset.name = f.name;
