@@ -18,7 +18,8 @@ import pytest
 from forge.runtime import Limits
 from forge.runtime.base import RuntimeFault
 from forge.runtime.local import LocalRuntime
-from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups, _rmdir_if_empty
+from forge.runtime.local.cgroup_tree import rmdir_if_empty
+from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups
 from forge.runtime.local.uids import UidPool
 from tests.runtime.helpers import simple_lab
 
@@ -237,13 +238,13 @@ def test_a_top_is_removed_at_once_when_empty_and_left_whole_when_busy(stem: str)
     try:
         cg.create((stem,), None)
         cg.create((stem, "left"), None)
-        assert _rmdir_if_empty(top) is False
+        assert rmdir_if_empty(top) is False
         assert os.path.isdir(os.path.join(top, "left"))
         cg.remove(stem)
         assert _leftovers(cg, stem) == []
-        assert _rmdir_if_empty(top) is True  # gone already
+        assert rmdir_if_empty(top) is True  # gone already
         cg.create((stem,), None)
-        assert _rmdir_if_empty(top) is True
+        assert rmdir_if_empty(top) is True
         assert not os.path.exists(top)
     finally:
         _cleanup(cg, stem)

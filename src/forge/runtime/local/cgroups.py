@@ -43,10 +43,19 @@ import functools
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from forge.runtime.base import Limits
+from forge.runtime.local.cgroup_tree import (
+    empty_subtree,
+    kill_until_empty,
+    migrate,
+    read_control,
+    rmdir_if_empty,
+    rmdir_retrying,
+    walk,
+    write_control,
+)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("pids", "memory", "cpu")  # pids first: the one read (module docstring)
@@ -90,7 +99,7 @@ class Cgroups:
     def problems(self) -> list[str]:
         """What is missing for this engine (empty when usable)."""
         if self.version == 2:
-            ctrl = _read(os.path.join(self.root, "cgroup.controllers")).split()
+            ctrl = read_control(os.path.join(self.root, "cgroup.controllers")).split()
             missing = [c for c in ("memory", "pids", "cpu") if c not in ctrl]
             return [f"cgroup v2 controller {c!r} not available" for c in missing]
         return [
@@ -152,16 +161,16 @@ class Cgroups:
                 if name in OPTIONAL_V2:
                     _write_optional(os.path.join(path, name), value)
                 else:
-                    _write(os.path.join(path, name), value)
+                    write_control(os.path.join(path, name), value)
             return
-        _write(os.path.join(self.root, "pids", *parts, "pids.max"), str(limits.pids))
+        write_control(os.path.join(self.root, "pids", *parts, "pids.max"), str(limits.pids))
         if top:
             memory = os.path.join(self.root, "memory", *parts)
-            _write(os.path.join(memory, "memory.limit_in_bytes"), str(mem))
+            write_control(os.path.join(memory, "memory.limit_in_bytes"), str(mem))
             _write_optional(os.path.join(memory, "memory.memsw.limit_in_bytes"), str(mem))
             # Only the quota: the period of a cgroup just made is the kernel's fixed
             # default, CPU_PERIOD_US (tests/runtime/test_limits.py checks it).
-            _write(os.path.join(self.root, "cpu", *parts, "cpu.cfs_quota_us"), str(quota))
+            write_control(os.path.join(self.root, "cpu", *parts, "cpu.cfs_quota_us"), str(quota))
 
     def move(self, old: str, new: str, deadline_s: float = 5.0) -> None:
         """Give the top-level cgroup subtree ``old`` (a lab's, with its processes) the
@@ -176,7 +185,7 @@ class Cgroups:
                     os.rename(os.path.join(base, old), os.path.join(base, new))
             return
         src, dst = os.path.join(self.root, old), os.path.join(self.root, new)
-        dirs = _walk(src)[0]
+        dirs = walk(src)[0]
         if not dirs:
             return
         for rel in dirs:  # top-down: os.walk lists a directory before its children
@@ -187,16 +196,17 @@ class Cgroups:
                 if name == "cpu.max" and rel:  # the lab's alone (``_limit``)
                     continue
                 with contextlib.suppress(FileNotFoundError):
-                    _write(os.path.join(made, name), _read(os.path.join(was, name)).strip())
-            on = _read(os.path.join(was, "cgroup.subtree_control")).split()
+                    write_control(os.path.join(made, name),
+                                  read_control(os.path.join(was, name)).strip())
+            on = read_control(os.path.join(was, "cgroup.subtree_control")).split()
             if on:
-                _write(os.path.join(made, "cgroup.subtree_control"),
-                       " ".join(f"+{c}" for c in on))
+                write_control(os.path.join(made, "cgroup.subtree_control"),
+                              " ".join(f"+{c}" for c in on))
         end = time.monotonic() + deadline_s
         for rel in sorted(dirs, key=len, reverse=True):
-            _migrate(os.path.join(src, rel) if rel else src,
-                     os.path.join(dst, rel) if rel else dst, end)
-            if not _rmdir(os.path.join(src, rel) if rel else src, end, lambda: None):
+            migrate(os.path.join(src, rel) if rel else src,
+                    os.path.join(dst, rel) if rel else dst, end)
+            if not rmdir_retrying(os.path.join(src, rel) if rel else src, end, lambda: None):
                 raise OSError(errno.EBUSY, f"a cgroup was made in {src} while it moved")
 
     def procs_files(self, *parts: str) -> list[str]:
@@ -214,7 +224,7 @@ class Cgroups:
     def _subtree(self, *parts: str) -> tuple[list[str], set[int]]:
         """(directories relative to ``parts``, ``""`` for itself, and pids) of the subtree
         ``parts`` in the first hierarchy; both empty when it does not exist there."""
-        return _walk(self.paths(*parts)[0])
+        return walk(self.paths(*parts)[0])
 
     def signal_all(self, *parts: str) -> None:
         """SIGKILL every process in subtree ``parts`` once, without waiting for them."""
@@ -236,7 +246,7 @@ class Cgroups:
                 done = False
                 continue
             try:
-                _write(kill_file, "1")
+                write_control(kill_file, "1")
             except OSError:
                 done = False
         return done
@@ -245,8 +255,8 @@ class Cgroups:
         """SIGKILL every process in subtree ``parts`` until it is empty; True if emptied.
         On v1 this reads the pids hierarchy only (the fast path, module docstring)."""
         self._kill_files(*parts)
-        return not _kill_until_empty(lambda: self.pids(*parts),
-                                     time.monotonic() + deadline_s, set())
+        return not kill_until_empty(lambda: self.pids(*parts),
+                                    time.monotonic() + deadline_s, set())
 
     def remove(self, *parts: str, deadline_s: float = 5.0) -> set[int]:
         """Remove subtree ``parts`` bottom-up (killing what is left); missing is fine.
@@ -268,155 +278,30 @@ class Cgroups:
         below = sorted((d for d in dirs if d), key=len, reverse=True)
         killed: set[int] = set()
         for top in reversed(self.paths(*parts)):
-            empty = functools.partial(_empty, top, end, killed)
+            empty = functools.partial(empty_subtree, top, end, killed)
             for rel in below:
-                if not _rmdir(os.path.join(top, rel), end, empty):
+                if not rmdir_retrying(os.path.join(top, rel), end, empty):
                     break  # it has a child the listing did not show: walk instead
-            if _rmdir_if_empty(top):
+            if rmdir_if_empty(top):
                 continue
             # What the first hierarchy does not list: e.g. a lab of an earlier release,
             # which had memory cgroups below its top (an exec leaf a seal no longer sees).
             for path in sorted((d for d, _s, _f in os.walk(top)), key=len, reverse=True):
-                if not _rmdir(path, end, empty):
+                if not rmdir_retrying(path, end, empty):
                     raise OSError(errno.EBUSY, f"a cgroup was made in {path} while "
                                   "its lab was being removed")
         return killed
 
 
-class SurvivorsError(OSError):
-    """Processes of a cgroup subtree that SIGKILL did not remove before the deadline."""
-
-    def __init__(self, pids: set[int], top: str) -> None:
-        super().__init__(errno.EBUSY, f"processes survived SIGKILL in {top}: "
-                         + " ".join(map(str, sorted(pids))))
-        self.pids = pids
-
-
-def _walk(top: str) -> tuple[list[str], set[int]]:
-    """(directories relative to ``top``, ``""`` for itself, and pids) of the cgroup
-    subtree ``top``; both empty when it does not exist."""
-    dirs: list[str] = []
-    found: set[int] = set()
-    for dirpath, _dirs, _files in os.walk(top):
-        dirs.append(dirpath[len(top) + 1:])  # "" for the top itself
-        with contextlib.suppress(FileNotFoundError):
-            found.update(pid for pid in map(int, _read(f"{dirpath}/cgroup.procs").split())
-                         if pid > 0)  # 0: not in our pid namespace; kill(0) = our group
-    return dirs, found
-
-
-SLOW_PATH_GRACE_S = 0.5  # killed processes get at least this long to exit
-
-
-def _empty(top: str, end: float, killed: set[int]) -> None:
-    """Kill every process of the cgroup subtree ``top`` (adding them to ``killed``) until
-    it lists none; ``SurvivorsError`` when some are still listed at ``end`` (or, when
-    reached near it, `SLOW_PATH_GRACE_S` after the first kill)."""
-    end = max(end, time.monotonic() + SLOW_PATH_GRACE_S)
-    left = _kill_until_empty(lambda: _walk(top)[1], end, killed)
-    if left:
-        raise SurvivorsError(left, top)
-
-
-def _kill_until_empty(read: Callable[[], set[int]], end: float, killed: set[int]) -> set[int]:
-    """SIGKILL the pids ``read`` lists until it lists none or ``end`` passes; adds each
-    to ``killed``; returns what is still listed (empty when emptied)."""
-    pause = 0.002  # killed processes take a while to exit: back off, each look walks
-    while True:
-        pids = read()
-        if not pids:
-            return pids
-        killed |= pids
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if time.monotonic() > end:
-            return pids
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-
-
-def _migrate(src: str, dst: str, end: float) -> None:
-    """Move every process of cgroup ``src`` (not its children) into ``dst`` until ``src``
-    holds no thread (a child forked meanwhile is born in ``src`` and moved on the next
-    pass); TimeoutError at ``end``. Threads, not ``cgroup.procs``, say when it is empty:
-    a process whose main thread exited stays listed there after its other threads moved.
-    A process that exits first is nothing to move."""
-    pause = 0.002
-    while True:
-        for pid in map(int, _read(f"{src}/cgroup.procs").split()):
-            if pid > 0:
-                with contextlib.suppress(ProcessLookupError):
-                    _write(f"{dst}/cgroup.procs", str(pid))
-        if not _read(f"{src}/cgroup.threads").split():
-            return
-        if time.monotonic() > end:
-            raise TimeoutError(f"threads still in {src} after migrating its processes")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-
-
-def _rmdir(path: str, end: float, empty: Callable[[], None]) -> bool:
-    """Remove one cgroup directory without child cgroups (missing is fine): True. While
-    the kernel reports it busy, ``empty`` its hierarchy (processes moved there, killed
-    tasks exiting) and retry until ``end``; False, at once, when it has a child cgroup."""
-    while True:
-        try:
-            os.rmdir(path)
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                raise
-            if _has_children(path):
-                return False
-            if time.monotonic() > end:
-                raise
-            empty()
-            time.sleep(0.005)
-
-
-def _has_children(path: str) -> bool:
-    """Whether cgroup directory ``path`` has a child cgroup (a directory)."""
-    with contextlib.suppress(FileNotFoundError):
-        return any(e.is_dir() for e in os.scandir(path))
-    return False
-
-
-def _rmdir_if_empty(path: str) -> bool:
-    """Remove a cgroup directory that has neither child cgroups nor processes: True when
-    it is gone (or was never there), False when the kernel reports it busy."""
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        return True
-    except OSError as exc:
-        if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
-            return False
-        raise
-    return True
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="ascii") as fh:
-        return fh.read()
-
-
-def _write(path: str, value: str) -> None:
-    with open(path, "w", encoding="ascii") as fh:
-        fh.write(value)
-
-
 def _write_optional(path: str, value: str) -> None:
     if os.path.exists(path):
         with contextlib.suppress(OSError):
-            _write(path, value)
+            write_control(path, value)
 
 
 def _enable_controllers(path: str, controllers: tuple[str, ...]) -> None:
     control = os.path.join(path, "cgroup.subtree_control")
-    enabled = _read(control).split()
+    enabled = read_control(control).split()
     wanted = [f"+{c}" for c in controllers if c not in enabled]
     if wanted:
-        _write(control, " ".join(wanted))
+        write_control(control, " ".join(wanted))

@@ -30,7 +30,8 @@ from forge.runtime.base import (
 from forge.runtime.local import seccomp
 from forge.runtime.local.bwrap_args import start_paths
 from forge.runtime.local.bwrap_fds import options_fd
-from forge.runtime.local.cgroups import Cgroups, SurvivorsError
+from forge.runtime.local.cgroup_tree import SurvivorsError
+from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.execute import (
     enter_argv,
     enter_options,

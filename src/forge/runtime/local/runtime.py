@@ -33,7 +33,8 @@ from forge.runtime.base import (
     SpecError,
 )
 from forge.runtime.local import egress, landlock
-from forge.runtime.local.cgroups import Cgroups, SurvivorsError
+from forge.runtime.local.cgroup_tree import SurvivorsError
+from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.disk import unmount_lab_disk
 from forge.runtime.local.fd_limit import raise_open_files_limit
 from forge.runtime.local.fifo_slots import FifoSlots
