@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from filelock import FileLock
 
+from forge.durable import replace_file
 from forge_verify.audit_chain import (
     CHECKPOINT_EVENT,
     EVENT_RE,
@@ -139,12 +140,7 @@ class AuditLog:
             raise AuditError(f"data: {exc}") from None
         self._write(line)
         if checkpoint_signer is not None:
-            tmp = self.head_path.with_name(self.head_path.name + ".tmp")
-            tmp.write_bytes(line)
-            if self.fsync:
-                with tmp.open("rb") as fh:
-                    os.fsync(fh.fileno())
-            os.replace(tmp, self.head_path)
+            replace_file(self.head_path, line, mode=0o640, sync=self.fsync)
         return AuditEntry(seq, loads(line)["hash"], event, line)
 
     def append(self, event: str, data: Mapping[str, Any] | None = None, *,

@@ -30,6 +30,7 @@ from urllib.parse import quote
 from forge.bus.errors import NatsServerError, NatsServerNotFound
 from forge.bus.permissions import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
 from forge.bus.ports import LOOPBACK, free_port
+from forge.durable import replace_file
 
 _BINARY = "nats-server"
 # Go processors the embedded server runs on unless GOMAXPROCS is set: with one per core (Go's
@@ -248,12 +249,7 @@ class NatsServer:
             ]
         )
         # The file holds passwords: owner-only from the first byte, replaced atomically.
-        tmp = config.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, config)
+        replace_file(config, text.encode(), sync=False)
         return config
 
     def _spawn(self, binary: Path) -> None:

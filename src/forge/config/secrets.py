@@ -11,6 +11,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from forge.durable import replace_file
 from forge_verify.files import InputRefused, read_bounded
 
 REQUIRED_SECRETS = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET", "RECEIPT_HMAC_SECRET", "OPERATOR_TOKEN")
@@ -90,12 +91,7 @@ def load_dev_secrets(
         if missing:
             for name in missing:
                 existing[name] = generate_secret()
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(existing, fh, indent=2, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            replace_file(path, json.dumps(existing, indent=2, sort_keys=True).encode(),
+                         mode=0o600)
         os.chmod(path, 0o600)
         return existing

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from forge.durable import tmp_name
 from forge.evidence.artifacts import (
     RESULT_FILE_NAMES,
     Artifacts,
@@ -31,6 +32,7 @@ from forge.evidence.artifacts import (
     results_dir,
     write_results,
 )
+from forge.grading.live_record import record_path
 from forge_verify.score import SCENARIO_ID_RE, require_scenario_id
 from forge_verify.verdict import SCORE_NAME
 
@@ -39,10 +41,14 @@ TOMBSTONE_PREFIX = ".deleting-"
 # A lab node's raw evidence of one scenario: the evidence pack it ships through the Object
 # Store (when too big to ride inline), the captured outputs and the stored completion event.
 PACK_FILE = "evidence.pack"
+EVIDENCE_DIR = "evidence"
+COMPLETION_FILE = "completion.json"
 # The node's terminal recordings (`forge.runtime.recording`) and the live checks' kept
-# outcomes (`forge.grading.live_record`) go with the raw evidence too.
-RAW_EVIDENCE = (PACK_FILE, "evidence", "completion.json", "recordings", "evidence.live.json",
-                "evidence.live.json.tmp")
+# outcomes (`forge.grading.live_record`) go with the raw evidence too, and so does what a
+# crash left half-written of the files replaced whole (`forge.durable`).
+_LIVE_RECORD = record_path(Path(EVIDENCE_DIR)).name
+RAW_EVIDENCE = (PACK_FILE, tmp_name(PACK_FILE), EVIDENCE_DIR, COMPLETION_FILE,
+                tmp_name(COMPLETION_FILE), "recordings", _LIVE_RECORD, tmp_name(_LIVE_RECORD))
 
 
 def discard_raw_evidence(scenario_dir: Path) -> None:
@@ -161,5 +167,6 @@ class FilesystemArtifactStore:
         self.remover(scenario_dir)
 
 
-__all__ = ["ARTIFACT_STORES", "PACK_FILE", "RAW_EVIDENCE", "TOMBSTONE_PREFIX", "ArtifactStore",
-           "FilesystemArtifactStore", "delete_results", "discard_raw_evidence"]
+__all__ = ["ARTIFACT_STORES", "COMPLETION_FILE", "EVIDENCE_DIR", "PACK_FILE", "RAW_EVIDENCE",
+           "TOMBSTONE_PREFIX", "ArtifactStore", "FilesystemArtifactStore",
+           "delete_results", "discard_raw_evidence"]

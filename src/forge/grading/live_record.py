@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from forge.durable import replace_file, sync_path
 from forge.templates.dsl_grading import Check, Criterion
 from forge_verify.score import CheckResult, ScoreInputError, StreamOutput
 
@@ -36,28 +36,14 @@ def live_digest(items: list[tuple[Criterion, int, Check]]) -> str:
     return hashlib.sha256(json.dumps(planned, sort_keys=True).encode()).hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def keep_live(evidence_dir: Path, digest: str, results: list[CheckResult],
               evidence_files: list[Path]) -> None:
     """Make ``results`` and their ``evidence_files`` durable (written, then renamed)."""
     for path in evidence_files:
-        _fsync(path)
-    _fsync(evidence_dir)  # their names too: the record must never outlive them
-    path = record_path(evidence_dir)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump({"digest": digest, "results": [asdict(r) for r in results]}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
+        sync_path(path)
+    sync_path(evidence_dir)  # their names too: the record must never outlive them
+    body = {"digest": digest, "results": [asdict(r) for r in results]}
+    replace_file(record_path(evidence_dir), json.dumps(body).encode())
 
 
 def _result(raw: dict[str, Any]) -> CheckResult:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forge.durable import write_in_place
 from forge.grading.expect import judge
 from forge.grading.live_record import keep_live, kept_live, live_digest
 from forge.runtime.base import ExecResult, Runtime, RuntimeFault, StoppedMidway
@@ -59,7 +60,10 @@ def grade(
     (e.g. a grading of an earlier release) that is a ``RuntimeFault``: the grading fails,
     no verdict.
     """
-    evidence_dir.mkdir(parents=True, exist_ok=True)
+    # The outputs name the lab's answers and secrets: the orchestrator's alone (0700; a
+    # directory kept from an earlier grading of the lab is made so too).
+    evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    evidence_dir.chmod(0o700)
     planned = [(criterion, index, check)
                for criterion in template.spec.success_criteria
                for index, check in enumerate(criterion.checks)]
@@ -75,7 +79,7 @@ def grade(
             passed, _ = judge(check.expect, outcome)
             stem = f"{criterion.id}.{index}"
             for stream, data in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
-                (evidence_dir / f"{stem}.{stream}").write_bytes(data)
+                write_in_place(evidence_dir / f"{stem}.{stream}", data)
                 written.append(evidence_dir / f"{stem}.{stream}")
             outcomes[(criterion.id, index)] = _to_result(
                 criterion.id, index, check.container, tuple(check.command), passed, outcome)

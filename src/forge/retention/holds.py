@@ -8,8 +8,6 @@ appended to the global audit log.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 from filelock import FileLock
 
 from forge.audit.log import global_log
+from forge.durable import replace_file
 from forge_verify.keys import Signer
 from forge_verify.score import require_scenario_id
 
@@ -69,16 +68,7 @@ class HoldStore:
     def _write(self, holds: dict[str, Hold]) -> None:
         body: dict[str, Any] = {"holds": [asdict(h) for _, h in sorted(holds.items())]}
         data = json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
-        fd, tmp = tempfile.mkstemp(prefix=".holds.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(self.path, data)  # under the holds' lock
 
     def list(self) -> list[Hold]:
         """Every hold, by scenario id."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import secrets
 import subprocess
@@ -28,7 +27,7 @@ from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.host_dirs import HostPaths, seed_host_dir
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.netns import netns_path
-from forge.runtime.local.reconcile import init_pid, read_meta
+from forge.runtime.local.reconcile import init_pid, read_meta, replace_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.sandbox import NO_SERVICE_LINE, env_line, send_start
 from forge.runtime.local.seeds import write_root_seeds
@@ -176,7 +175,7 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
             write_root_seeds(merged_root(paths.data_dir), host, uid)
         before[name] = list(recorded.get("env", {}))
         recorded["env"] = host_env(host)
-    _replace_meta(rt, lab_id, meta)
+    replace_meta(rt.names, lab_id, meta)
     # Every line before any pipe is taken: a value that cannot be written raises while
     # the pipes are still the lab's (closed with it), not with one in hand.
     lines = {host.spec.name: service_line(host, before[host.spec.name])
@@ -207,10 +206,3 @@ def service_line(host: PlannedHost, shape_env: list[str]) -> bytes:
     return env_line([ENV_PREFIX + k for k in shape_env if k not in env],
                     {**staged, COMMAND_VAR: host.spec.command}, service_script(list(env)))
 
-
-def _replace_meta(rt: LocalRuntime, lab_id: str, meta: dict[str, object]) -> None:
-    path = os.path.join(rt.names.lab_dir(lab_id), "meta.json")
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh)
-    os.replace(path + ".tmp", path)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
+from forge.durable import replace_file
 from forge.runtime.base import LabInfo, LabNotFound
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.kernel_names import Names
@@ -28,6 +30,12 @@ def write_meta(names: Names, lab_id: str, meta: Meta) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(meta, fh)
+
+
+def replace_meta(names: Names, lab_id: str, meta: Meta) -> None:
+    """Replace the lab's metadata whole (a warm lab claimed: its identity and hosts)."""
+    replace_file(Path(names.lab_dir(lab_id), "meta.json"), json.dumps(meta).encode(),
+                 sync=False)
 
 
 def read_meta(names: Names, lab_id: str) -> Meta:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +26,8 @@ from forge.bus.contracts import (
     publish_event,
 )
 from forge.bus.subjects import SCENARIO_COMPLETED
-from forge.evidence.artifact_store import discard_raw_evidence
+from forge.durable import replace_file
+from forge.evidence.artifact_store import COMPLETION_FILE, EVIDENCE_DIR, discard_raw_evidence
 from forge.faults import crash_point
 from forge.grading.runner import grade
 from forge.lifecycle import states
@@ -124,30 +124,12 @@ def build_payload(row: ScenarioRow, results: list[CheckResult], reason: str,
     })
 
 
-def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(body, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _grade_and_store(state: OrchestratorState, scenario_id: str,
                      reason: str) -> ScenarioCompletedV1:
     row = load(state.ctx.db, scenario_id)
     loaded = state.registry.get(row.template_id)
     rendered = render(loaded.template, row.details.get("variables", {}))
-    evidence_dir = scenario_dir(state, scenario_id) / "evidence"
+    evidence_dir = scenario_dir(state, scenario_id) / EVIDENCE_DIR
     results = grade(state.runtime, scenario_id, rendered, evidence_dir)
     completed_at = datetime.now(UTC)
     event = build_payload(row, results, reason, _evidence_hashes(evidence_dir), completed_at)
@@ -165,10 +147,13 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
     audit = slog.read_through("scenario.completed") or b""
     pack = build_pack(scenario_id, audit, evidence_dir, casts)
     transport = transport_fields(encoded_size(event), scenario_id, pack)
+    # Both files are the orchestrator's alone (replace_file: 0600): they carry the lab's
+    # variables (its answers), the learner's tokens and their terminal recordings.
     if "evidence_object" in transport:
-        _write_bytes_atomic(scenario_dir(state, scenario_id) / PACK_FILE, pack)
+        replace_file(scenario_dir(state, scenario_id) / PACK_FILE, pack)
     event = build_payload(row, results, reason, event.evidence, completed_at, transport)
-    _write_json_atomic(scenario_dir(state, scenario_id) / "completion.json", payload(event))
+    replace_file(scenario_dir(state, scenario_id) / COMPLETION_FILE,
+                 json.dumps(payload(event), sort_keys=True).encode())
     return event
 
 
@@ -185,7 +170,7 @@ def teardown_lab(state: OrchestratorState, scenario_id: str) -> None:
 
 async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool:
     """Publish the stored payload and finish the scenario; False while the bus is down."""
-    path = scenario_dir(state, scenario_id) / "completion.json"
+    path = scenario_dir(state, scenario_id) / COMPLETION_FILE
     try:
         event = decode_as(ScenarioCompletedV1, SCENARIO_COMPLETED,
                           await state.blocking(path.read_bytes))
@@ -256,7 +241,7 @@ async def resume_grading(state: OrchestratorState, row: ScenarioRow) -> str:
     """A scenario left in ``grading`` (a crash, a restart): publish its stored result, grade
     its lab again, or, with neither, fail it with the reason (which frees its slot)."""
     scenario_id = row.scenario_id
-    if (scenario_dir(state, scenario_id) / "completion.json").exists():
+    if (scenario_dir(state, scenario_id) / COMPLETION_FILE).exists():
         await state.blocking(teardown_lab, state, scenario_id)
         done = await publish_completion(state, scenario_id)
         return states.COMPLETED if done else states.GRADING

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 
+from forge.evidence.artifact_store import COMPLETION_FILE
 from forge.lifecycle import states
 from forge.services.orchestrator.grade_lab import (
     complete,
@@ -62,7 +63,7 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
             continue
         if current == states.GRADING and not (
                 now - aware(updated_at) >= STUCK_GRADING
-                or (scenario_dir(state, scenario_id) / "completion.json").exists()):
+                or (scenario_dir(state, scenario_id) / COMPLETION_FILE).exists()):
             continue
         due.append((scenario_id, current))
     return due
