@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from forge.bus.contracts import SpawnRequestedV1, parse, payload
 from forge.config import Settings, load_settings
 from forge.lifecycle.store import load
 from forge.runtime.local import LocalRuntime
+from forge.runtime.local.restarts import StartCutShort
 from forge.services.orchestrator.app import build_app
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
@@ -151,6 +153,26 @@ def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrc
 @pytest.fixture
 def orch(make_orch: MakeOrch) -> Orch:
     return make_orch()
+
+
+def stop_after_seal(monkeypatch: pytest.MonkeyPatch, orch: Orch) -> list[str]:
+    """Make every grading check after a seal raise as a stop caught at each start would
+    (``StoppedMidway``); returns the labs sealed, in order."""
+    real_seal, real_check = orch.runtime.seal, orch.runtime.run_check
+    sealed: list[str] = []
+
+    def seal(lab_id: str) -> int:
+        sealed.append(lab_id)
+        return real_seal(lab_id)
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        if sealed:
+            raise StartCutShort("a grading check", signal.SIGTERM, 5)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(orch.runtime, "seal", seal)
+    monkeypatch.setattr(orch.runtime, "run_check", stopped)
+    return sealed
 
 
 async def collect(url: str, subject: str, count: int, timeout: float = 10) -> list[dict[str, Any]]:

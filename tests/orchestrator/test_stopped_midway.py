@@ -24,7 +24,7 @@ from forge.runtime import RuntimeFault, StoppedMidway
 from forge.runtime.local.restarts import StartCutShort
 from forge.templates.variables import render
 
-from .conftest import OPERATOR, MakeOrch, Orch, collect, spawn_event
+from .conftest import OPERATOR, MakeOrch, Orch, collect, spawn_event, stop_after_seal
 
 SPAWN = "forge.spawn.requested"
 
@@ -160,20 +160,8 @@ def test_a_grading_stopped_after_the_seal_is_graded_again_with_its_kept_live_out
                       orch.row(sid).details["variables"])
     template = with_live_check(template) if live else template
     live_check = template.spec.success_criteria[0].checks[0]
-    sealed: list[str] = []
-    real_seal, real_check = orch.runtime.seal, orch.runtime.run_check
-
-    def seal(lab_id: str) -> int:
-        sealed.append(lab_id)
-        return real_seal(lab_id)
-
-    def stopped(*args: Any, **kwargs: Any) -> Any:
-        if sealed:  # every check after the seal: a stop caught each start
-            raise StartCutShort("a grading check", signal.SIGTERM, 5)
-        return real_check(*args, **kwargs)
-
-    monkeypatch.setattr(orch.runtime, "seal", seal)
-    monkeypatch.setattr(orch.runtime, "run_check", stopped)
+    real_check = orch.runtime.run_check
+    sealed = stop_after_seal(monkeypatch, orch)  # every check after the seal is cut short
     evidence = tmp_path / "evidence"
     with pytest.raises(StoppedMidway):
         grade(orch.runtime, sid, template, evidence)
@@ -223,21 +211,8 @@ def test_an_engine_that_cannot_tell_a_sealed_lab_fails_a_stopped_grading_with_li
     template = render(orch.state.registry.get("lab-netplus").template,
                       orch.row(sid).details["variables"])
     template = with_live_check(template) if live else template
-    real_seal, real_check = orch.runtime.seal, orch.runtime.run_check
-    sealed: list[str] = []
-
-    def seal(lab_id: str) -> int:
-        sealed.append(lab_id)
-        return real_seal(lab_id)
-
-    def stopped(*args: Any, **kwargs: Any) -> Any:
-        if sealed:
-            raise StartCutShort("a grading check", signal.SIGTERM, 5)
-        return real_check(*args, **kwargs)
-
     monkeypatch.setattr(orch.runtime, "sealed", lambda lab_id: None)
-    monkeypatch.setattr(orch.runtime, "seal", seal)
-    monkeypatch.setattr(orch.runtime, "run_check", stopped)
+    stop_after_seal(monkeypatch, orch)
     with pytest.raises(RuntimeFault) as raised:
         grade(orch.runtime, sid, template, tmp_path / "evidence")
     assert isinstance(raised.value, StoppedMidway) is not live
