@@ -75,6 +75,30 @@ def test_cohorts_are_listed_a_page_at_a_time(make_spawn: MakeSpawn,  # noqa: F81
         assert "Class 2" not in first.text and "3 learners" in first.text
         older = re.search(r'href="(/teach\?after=[^"]+)">Older classes', first.text)
         assert older is not None
-        second = web.get(older.group(1).replace("&amp;", "&"))
+        page_two = older.group(1).replace("&amp;", "&")
+        second = web.get(page_two)
         assert "Class 2" in second.text and "Class 4" not in second.text
+
+        # A form sent from the second page comes back to it, with its notice (an
+        # instructor of many classes is not sent to the first page after each one).
+        csrf = re.search(r'name="csrf" value="([^"]+)"', second.text)
+        after = re.search(r'name="after" value="([^"]+)"', second.text)
+        assert csrf is not None and after is not None
+        origin = {"origin": env.url}
+        sent = web.post(f"/teach/cohorts/{made[2]}/roster", headers=origin, data={
+            "csrf": csrf.group(1), "after": after.group(1), "roster": "lou\n"})
+        assert sent.status_code == 303 and sent.headers["location"] == page_two, sent.text
+        back = web.get(sent.headers["location"])
+        assert "1 learner newly enrolled." in back.text and "Class 2" in back.text
+        assert "Class 4" not in back.text
+        assigned = web.post(f"/teach/cohorts/{made[2]}/assignments", headers=origin, data={
+            "csrf": csrf.group(1), "after": after.group(1), "template_id": "lab-netplus",
+            "opens_at": "2026-01-01T09:00", "closes_at": "2099-01-01T09:00"})
+        assert assigned.status_code == 303, assigned.text
+        assert assigned.headers["location"].startswith(page_two + "&assigned=asg-")
+        # Anything but a cohort id in `after` is dropped: back to the first page.
+        for bad in ("https://elsewhere.example/", "coh-zz", made[2] + "\n/../x"):
+            sent = web.post(f"/teach/cohorts/{made[2]}/roster", headers=origin, data={
+                "csrf": csrf.group(1), "after": bad, "roster": "lou\n"})
+            assert sent.status_code == 303 and sent.headers["location"] == "/teach", bad
         web.close()

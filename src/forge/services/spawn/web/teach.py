@@ -31,7 +31,12 @@ from forge.services.spawn.web.security import (
     read_form,
     session_value,
 )
-from forge.services.spawn.web.teach_notice import back_to_teach, forget_notice, take_notice
+from forge.services.spawn.web.teach_notice import (
+    back_to_teach,
+    forget_notice,
+    take_notice,
+    teach_page_of,
+)
 from forge.services.spawn.web.viewer import signed_in, viewer
 from forge.store.models import Assignment
 
@@ -74,6 +79,7 @@ async def _render(request: Request, who: Manager, invite: dict[str, str] | None 
     return page("teach.html", {
         "title": "Your classes", "viewer": await viewer(request),
         "classes": classes, "older": older, "invite": invite, "notice": notice,
+        "after": request.query_params.get("after") or "",
         "labs": sorted(state.templates), "now": assignments.iso(datetime.now(UTC))[:16],
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "roster_rows": f"{ROSTER_MAX_ROWS:,}",
@@ -152,7 +158,7 @@ async def new_invite(cohort_id: str, request: Request) -> Response:
                                            who, cohort_id, 14)
         url = f"{str(request.base_url).rstrip('/')}/join/{token}"
         return back_to_teach(request, spawn_state(request).settings, who,
-                             invite={"cohort_id": cohort_id, "url": url})
+                             teach_page_of(form), invite={"cohort_id": cohort_id, "url": url})
     return await _post(request, act)
 
 
@@ -174,7 +180,8 @@ async def roster(cohort_id: str, request: Request) -> Response:
             more = len(done.instructors) - 5
             notice += (f" Not enrolled, as instructors of this class: {shown}"
                        + (f" and {more} more" if more > 0 else "") + ".")
-        return back_to_teach(request, spawn_state(request).settings, who, notice)
+        return back_to_teach(request, spawn_state(request).settings, who,
+                             teach_page_of(form), notice)
     # As much as the API takes (``roster_csv``: 2,000 lines, 256 KiB): a class of 200 with
     # e-mail addresses for ids is ~7,000 characters.
     return await _post(request, act, long={"roster": ROSTER_MAX_BYTES})
@@ -195,7 +202,9 @@ async def assign(cohort_id: str, request: Request) -> Response:
             known_templates=state.templates.keys()))
         # Back to /teach by a redirect (a reload must not assign the lab twice), which
         # names the new assignment for the plans line (``_assigned_notice``).
-        return RedirectResponse(f"/teach?assigned={row.assignment_id}", status_code=303)
+        page = teach_page_of(form)
+        return RedirectResponse(f"{page}{'&' if '?' in page else '?'}assigned="
+                                f"{row.assignment_id}", status_code=303)
     return await _post(request, act)
 
 
@@ -248,7 +257,7 @@ async def change_assignment(cohort_id: str, request: Request) -> Response:
             class_changes.update_assignment, spawn_state(request).ctx.db, who, cohort_id,
             _assignment_id(form), changes)
         shown = assignments.view(row)
-        return back_to_teach(request, spawn_state(request).settings, who, (
+        return back_to_teach(request, spawn_state(request).settings, who, teach_page_of(form), (
             f"{shown['template_id']} is now due {shown['closes_at']}, with "
             f"{shown['attempts_allowed']} attempt{'' if row.attempts_allowed == 1 else 's'}."))
     return await _post(request, act)
@@ -263,7 +272,7 @@ async def give_time(cohort_id: str, request: Request) -> Response:
         await run_in_threadpool(
             class_changes.set_due, spawn_state(request).ctx.db, who, cohort_id,
             _assignment_id(form), subject, closes)
-        return back_to_teach(request, spawn_state(request).settings, who, (
+        return back_to_teach(request, spawn_state(request).settings, who, teach_page_of(form), (
             f"{subject} now has until {assignments.iso(closes)} for this assignment."))
     return await _post(request, act)
 
@@ -279,5 +288,6 @@ async def remove_learner(cohort_id: str, request: Request) -> Response:
         if via == "group":
             notice += (" They came in by its sign-in group and join again at their next "
                        "sign-in while still in it.")
-        return back_to_teach(request, spawn_state(request).settings, who, notice)
+        return back_to_teach(request, spawn_state(request).settings, who,
+                             teach_page_of(form), notice)
     return await _post(request, act)

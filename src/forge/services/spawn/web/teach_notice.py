@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
-from forge.classroom.cohorts import Manager
+from forge.classroom.cohorts import COHORT_ID_RE, Manager
 from forge.config.settings import Settings
 from forge.services.spawn.web.sealed_cookie import seal, unseal
 from forge.services.spawn.web.security import clear_cookie, set_cookie
@@ -30,10 +30,19 @@ def _aad(who: Manager) -> bytes:
     return f"{who.tenant_id}\x00{who.subject}".encode()
 
 
-def back_to_teach(request: Request, settings: Settings, who: Manager, notice: str | None = None,
-                  invite: dict[str, str] | None = None) -> Response:
-    """A 303 to /teach that shows ``notice`` (and a new ``invite`` link) there once."""
-    response = RedirectResponse("/teach", status_code=303)
+def teach_page_of(form: dict[str, str]) -> str:
+    """/teach at the page a form was sent from: an instructor with many classes acting on
+    one of a later page is not sent back to the first (the form's ``after``, the page's
+    own query value, when it is a well-formed cohort id; the page checks it is theirs)."""
+    after = form.get("after", "")
+    return f"/teach?after={after}" if COHORT_ID_RE.fullmatch(after) else "/teach"
+
+
+def back_to_teach(request: Request, settings: Settings, who: Manager, location: str,
+                  notice: str | None = None, invite: dict[str, str] | None = None) -> Response:
+    """A 303 to ``location`` (a /teach page) that shows ``notice`` (and a new ``invite``
+    link) there once."""
+    response = RedirectResponse(location, status_code=303)
     body = {"notice": notice, "invite": invite, "until": int(time.time()) + NOTICE_TTL_S}
     set_cookie(response, request, TEACH_COOKIE,
                seal(settings, _PURPOSE, _aad(who), json.dumps(body).encode()), NOTICE_TTL_S)
