@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from filelock import FileLock
 
+from forge.durable import replace_file
 from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, public_pem
 
 KEY_DIR_ENV = "FORGE_SIGNING_KEY_DIR"
@@ -96,20 +96,6 @@ def keyring_dir(storage_root: Path, environ: Mapping[str, str] | None = None) ->
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SigningKeyring:
@@ -184,15 +170,15 @@ class SigningKeyring:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
         os.chmod(self.directory, 0o700)
-        _write_atomic(self.directory / f"{key.key_id}.key", pem, 0o600)
-        _write_atomic(self.directory / f"{key.key_id}.pub", key.public_pem(), 0o644)
+        replace_file(self.directory / f"{key.key_id}.key", pem, mode=0o600)
+        replace_file(self.directory / f"{key.key_id}.pub", key.public_pem(), mode=0o644)
         meta = {"key_id": key.key_id, "algorithm": "ed25519", "created_at": _now(),
                 "retired_at": None}
-        _write_atomic(self.directory / f"{key.key_id}.json",
-                      json.dumps(meta, sort_keys=True).encode() + b"\n", 0o644)
+        replace_file(self.directory / f"{key.key_id}.json",
+                     json.dumps(meta, sort_keys=True).encode() + b"\n", mode=0o644)
 
     def _set_current(self, key_id: str) -> None:
-        _write_atomic(self.directory / "current", key_id.encode() + b"\n", 0o644)
+        replace_file(self.directory / "current", key_id.encode() + b"\n", mode=0o644)
 
     def generate(self) -> SigningKey:
         """Create the first key; refuses (KeyExists) when a current key is already set."""
@@ -229,8 +215,8 @@ class SigningKeyring:
                 except (OSError, ValueError):
                     meta = {"key_id": old, "algorithm": "ed25519", "created_at": None}
                 meta["retired_at"] = _now()
-                _write_atomic(meta_path, json.dumps(meta, sort_keys=True).encode() + b"\n",
-                              0o644)
+                replace_file(meta_path, json.dumps(meta, sort_keys=True).encode() + b"\n",
+                             mode=0o644)
                 (self.directory / f"{old}.key").unlink(missing_ok=True)
             return key
 
@@ -274,5 +260,5 @@ class SigningKeyring:
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             for kid, key in keys.items():
-                _write_atomic(out_dir / f"{kid}.pem", public_pem(key), 0o644)
+                replace_file(out_dir / f"{kid}.pem", public_pem(key), mode=0o644)
         return b"".join(public_pem(k) for k in keys.values())
