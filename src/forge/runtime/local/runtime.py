@@ -43,6 +43,7 @@ from forge.runtime.local.lab_access import LabAccess, lab_identity
 from forge.runtime.local.lab_build import LabBuilder
 from forge.runtime.local.netns import list_netns, netns_path, remove_netns, return_problem
 from forge.runtime.local.priority import thread_unniced
+from forge.runtime.local.proc_visibility import proc_visibility_problem
 from forge.runtime.local.reconcile import discover, read_meta
 from forge.runtime.local.rootfs import configured_image, host_roots
 from forge.runtime.local.service_signals import service_prefix
@@ -161,6 +162,8 @@ class LocalRuntime(LabBuilder, LabAccess, Runtime):
             if why is not None:
                 log.warning("%s: learner processes get no domain of their own, and only "
                             "the service mark keeps them out of a service's memory", why)
+            if (shown := proc_visibility_problem()) is not None:
+                log.warning("%s", shown)
             self._env_probed = True
         return problems
 
