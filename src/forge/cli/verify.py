@@ -22,10 +22,19 @@ def register(app: typer.Typer) -> None:
         trusted_key: Path | None = typer.Option(
             None, "--trusted-key", metavar="PATH",
             help="PEM file or directory of PEM public keys allowed to sign verdicts."),
+        expect_learner: str | None = typer.Option(
+            None, "--expect-learner", metavar="TENANT/SUBJECT",
+            help="Fail unless the verdict is this learner's."),
+        expect_lab: str | None = typer.Option(
+            None, "--expect-lab", metavar="TEMPLATE",
+            help="Fail unless the verdict is on this lab (its template name)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Verify a verdict: exit 0 PASS, 1 FAIL (every reason printed), 2 unreadable input."""
         argv = ["--trusted-key", str(trusted_key)] if trusted_key is not None else []
+        for flag, value in (("--expect-learner", expect_learner), ("--expect-lab", expect_lab)):
+            if value is not None:
+                argv += [flag, value]
         if as_json:
             argv.append("--json")
         argv += ["--", str(score), str(bundle), str(sig), str(pub)]  # a path may start with -

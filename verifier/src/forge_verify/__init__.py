@@ -6,6 +6,8 @@ configuration, services or network. The public entry points are here:
     from forge_verify import verify_paths
     result = verify_paths(score, bundle, sig, pub, trusted_key=None)
     result.ok, result.status, result.exit_code, result.reasons   # every failed check
+    result.learner, result.lab          # whose verdict on which lab ("tenant/subject")
+    expect(result, learner="acme/ann", lab="lab-netplus")   # fails a verdict of another
 
 Credentials (Open Badges 3.0, issued from passing verdicts) are checked the same way:
 
@@ -36,6 +38,7 @@ from forge_verify._internal.checks import (
     InputError,
     Reason,
     VerifyResult,
+    expect,
     load_trusted_keys,
     render_text,
     verify_artifacts,
@@ -53,6 +56,7 @@ __all__ = [
     "Reason",
     "VerifyResult",
     "__version__",
+    "expect",
     "load_trusted_keys",
     "main",
     "render",

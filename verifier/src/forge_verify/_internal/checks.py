@@ -80,6 +80,10 @@ class VerifyResult:
     score: float | None = None
     passed: int | None = None
     total: int | None = None
+    learner: str | None = None  # "tenant/subject", as score.json names them
+    lab: str | None = None  # the template's name
+    track: str | None = None
+    template_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -105,7 +109,9 @@ class VerifyResult:
         return {
             "status": self.status, "ok": self.ok, "origin": self.origin,
             "scenario_id": self.scenario_id, "key_id": self.key_id, "score": self.score,
-            "passed": self.passed, "total": self.total, "checked": self.checked,
+            "passed": self.passed, "total": self.total, "learner": self.learner,
+            "lab": self.lab, "track": self.track, "template_sha256": self.template_sha256,
+            "checked": self.checked,
             "reasons": [{"code": r.code, "message": r.message} for r in self.reasons],
             "notes": self.notes,
         }
@@ -214,6 +220,34 @@ def _recordings(members: dict[str, bytes], res: VerifyResult) -> None:
 
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _whose(doc: dict[str, Any], res: VerifyResult) -> None:
+    """Whose verdict on which lab, as score.json says (signed when its digest matched): a
+    genuine PASS of another learner, or of an easier lab, verifies too, so the report
+    names both and `expect` compares them."""
+    tenant, subject, template = doc.get("tenant_id"), doc.get("subject"), doc.get("template")
+    if isinstance(tenant, str) and isinstance(subject, str):
+        res.learner = f"{tenant}/{subject}"
+    if isinstance(doc.get("track"), str):
+        res.track = doc["track"]
+    if isinstance(template, dict):
+        name, digest = template.get("name"), template.get("sha256")
+        res.lab = name if isinstance(name, str) else None
+        res.template_sha256 = digest if isinstance(digest, str) else None
+
+
+def expect(res: VerifyResult, *, learner: str | None = None, lab: str | None = None) -> None:
+    """Fail ``res`` unless the verdict is ``learner``'s (``tenant/subject``) on ``lab`` (a
+    template name), where given: what the person checking a verdict was told it is."""
+    for what, given, found in (("learner", learner, res.learner), ("lab", lab, res.lab)):
+        if given is None:
+            continue
+        if found is not None and same_text(found, given):
+            res.checked.append(f"the verdict's {what} is {given}, as expected")
+        else:
+            res.fail(f"{what}_mismatch", f"the verdict's {what} is "
+                                         f"{found or '(none named)'}, not {given}")
 
 
 def _evidence(doc: dict[str, Any], members: dict[str, bytes], res: VerifyResult) -> None:
@@ -329,6 +363,7 @@ def verify_artifacts(
             res.notes.append(f"bundle file is named {bundle_name}; the statement names "
                              f"{verdict.bundle_name}")
     doc = _score_doc(score_json, verdict, res)
+    _whose(doc, res)
     members, manifest = _bundle(bundle, limits, res)
     _recordings(members, res)
     ids = {"statement": verdict.scenario_id if verdict else None,
@@ -393,6 +428,10 @@ def render_text(res: VerifyResult) -> str:
     if res.ok and res.origin == "not_checked":
         head += " (integrity only: origin not proven, no --trusted-key)"
     lines = [head]
+    if res.learner or res.lab:
+        lines.append(f"  for  {res.learner or '(no learner named)'} on lab "
+                     f"{res.lab or '(none named)'}"
+                     + (f" (track {res.track})" if res.track else ""))
     lines += [f"  FAIL [{r.code}] {r.message}" for r in res.reasons]
     lines += [f"  ok   {c}" for c in res.checked]
     lines += [f"  note {n}" for n in res.notes]

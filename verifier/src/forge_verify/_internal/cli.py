@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from forge_verify._internal.checks import VerifyResult, render_text, verify_paths
+from forge_verify._internal.checks import VerifyResult, expect, render_text, verify_paths
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """Positional files as in the runbook, plus --trusted-key and --json.
+    """Positional files as in the runbook, plus --trusted-key, --expect-learner,
+    --expect-lab and --json.
 
     `prog` names the command in usage messages; by default the program that was run.
     """
@@ -32,6 +33,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("pub", type=Path, help="verdict.pub (PEM public key)")
     p.add_argument("--trusted-key", type=Path, default=None, metavar="PATH",
                    help="PEM file or directory of PEM public keys that may sign verdicts")
+    p.add_argument("--expect-learner", default=None, metavar="TENANT/SUBJECT",
+                   help="fail unless the verdict is this learner's (a genuine verdict of "
+                        "someone else verifies too)")
+    p.add_argument("--expect-lab", default=None, metavar="TEMPLATE",
+                   help="fail unless the verdict is on this lab (its template name)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -105,6 +111,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(args_in)
     result = verify_paths(args.score, args.bundle, args.sig, args.pub,
                           trusted_key=args.trusted_key)
+    if not result.error:
+        expect(result, learner=args.expect_learner, lab=args.expect_lab)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
