@@ -168,8 +168,12 @@ def teardown_lab(state: OrchestratorState, scenario_id: str) -> None:
         log.exception("teardown of %s failed; reconciliation will retry", scenario_id)
 
 
-async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool:
-    """Publish the stored payload and finish the scenario; False while the bus is down."""
+async def publish_completion(state: OrchestratorState, scenario_id: str) -> str:
+    """Publish the stored payload and finish the scenario; the scenario's state after:
+    ``completed``, ``grading`` while the bus is down, or the final state it was moved to
+    meanwhile by someone else, its result then discarded unpublished (``_moved_on``)."""
+    if (ended := await _moved_on(state, scenario_id)) is not None:
+        return ended
     path = scenario_dir(state, scenario_id) / COMPLETION_FILE
     try:
         event = decode_as(ScenarioCompletedV1, SCENARIO_COMPLETED,
@@ -177,8 +181,7 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
     except ContractError as exc:
         # A stored result this version cannot read (e.g. written by an older one) must not
         # keep the scenario in grading, retried at every start: it fails with the reason.
-        await _fail_grading(state, scenario_id, "stored grading result unreadable", exc)
-        return True
+        return await _fail_grading(state, scenario_id, "stored grading result unreadable", exc)
     try:
         if event.evidence_object is not None:
             await upload_pack(state, scenario_dir(state, scenario_id), event.evidence_object.name)
@@ -186,7 +189,7 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
         await state.announce_ended(scenario_id, states.COMPLETED)
     except BusUnavailable:
         log.warning("completion of %s stored; publish will be retried", scenario_id)
-        return False
+        return states.GRADING
     crash_point("orchestrator.published")
     await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.COMPLETED,
@@ -196,7 +199,22 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> bool
     # a reprocess and retention read it there, never this node's copy, which would
     # otherwise outlive the scenario's retention on a node with its own STORAGE_ROOT.
     await state.blocking(discard_raw_evidence, scenario_dir(state, scenario_id))
-    return True
+    return states.COMPLETED
+
+
+async def _moved_on(state: OrchestratorState, scenario_id: str) -> str | None:
+    """The final state a grading scenario was moved to by someone else while it was graded
+    (the lease holder failed the labs of this node while it was cut off from the bus for
+    longer than the grace period): its result is then not published, so the learner
+    never holds a signed verdict for a scenario they were told failed, and its raw
+    evidence is discarded. None while the scenario is still ``grading``."""
+    row = await state.read(load, state.ctx.db, scenario_id)
+    if row.state == states.GRADING:
+        return None
+    log.warning("scenario %s was moved to %s (%s) while it was graded: its result is not "
+                "published", scenario_id, row.state, row.state_reason)
+    await state.blocking(discard_raw_evidence, scenario_dir(state, scenario_id))
+    return row.state
 
 
 def _lab_exists(state: OrchestratorState, scenario_id: str) -> bool:
@@ -209,6 +227,8 @@ async def _fail_grading(state: OrchestratorState, scenario_id: str, what: str,
     ``failure_reason`` shows of it; the log and the operator's view keep it)."""
     reason, details = (what, {}) if exc is None else failure(scenario_id, what, exc)
     await state.blocking(teardown_lab, state, scenario_id)
+    if (ended := await _moved_on(state, scenario_id)) is not None:
+        return ended  # failed meanwhile by someone else, with their reason
     failed = await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.FAILED,
                      reason, details=details)
@@ -233,8 +253,7 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
         return await _fail_grading(state, scenario_id, "grading failed", exc)
     crash_point("orchestrator.grading.stored")
     await state.blocking(teardown_lab, state, scenario_id)
-    done = await publish_completion(state, scenario_id)
-    return states.COMPLETED if done else states.GRADING
+    return await publish_completion(state, scenario_id)
 
 
 async def resume_grading(state: OrchestratorState, row: ScenarioRow) -> str:
@@ -243,8 +262,7 @@ async def resume_grading(state: OrchestratorState, row: ScenarioRow) -> str:
     scenario_id = row.scenario_id
     if (scenario_dir(state, scenario_id) / COMPLETION_FILE).exists():
         await state.blocking(teardown_lab, state, scenario_id)
-        done = await publish_completion(state, scenario_id)
-        return states.COMPLETED if done else states.GRADING
+        return await publish_completion(state, scenario_id)
     if not await state.blocking(_lab_exists, state, scenario_id):
         return await _fail_grading(state, scenario_id,
                                    "the lab was lost during grading; no result was recorded")
