@@ -49,6 +49,8 @@ from forge.evidence.artifacts import (
 )
 from forge.faults import crash_point
 from forge.grading.learner_aids import ScenarioNotRecorded, hint_facts, hint_uses, task_checks
+from forge.lifecycle import states
+from forge.lifecycle.store import ScenarioNotFound, load
 from forge.services.common.app import storage_writable
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard.event_intake import (
@@ -182,6 +184,7 @@ class Scorer:
                                     "the event names evidence that was not fetched")
         verified = self._with_aids(verify_completion(self.settings, self.registry, event, pack))
         scenario_id = verified.inputs.scenario_id
+        self._refuse_if_ended(scenario_id)
         key = self.signing_key()
         try:
             storage_writable(self.storage_root)
@@ -221,6 +224,20 @@ class Scorer:
             raise ScoringPaused(f"results of {scenario_id} do not make a finalized event: "
                                 f"{exc}") from None
         return Finalized(scenario_id, written.created, finalized)
+
+    def _refuse_if_ended(self, scenario_id: str) -> None:
+        """Refuse the result of a scenario that ended without one meanwhile (failed: its
+        node judged lost mid-grading, an operator): the learner was told it failed, so no
+        verdict, no badge. The node checks this before it publishes; here closes the
+        moment between that check and the publish. A scenario already ``completed``
+        (a redelivery, a reprocess) is scored as before."""
+        try:
+            row = load(self.db, scenario_id)
+        except ScenarioNotFound:
+            raise ScoringPaused(f"the store has no record of {scenario_id}") from None
+        if row.state in states.TERMINAL and row.state != states.COMPLETED:
+            raise CompletionRefused("scenario_ended", f"{scenario_id} ended {row.state} "
+                                    f"({row.state_reason}) before its result was scored")
 
     def _with_aids(self, verified: VerifiedCompletion) -> VerifiedCompletion:
         """Add the hints the learner revealed (charged in the score at the cost stored with
