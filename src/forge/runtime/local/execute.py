@@ -201,9 +201,12 @@ def run_started(
     while sel.get_map():
         now = time.monotonic()
         if drain_until is None:
-            if now >= deadline:
-                timed_out = True
-            if timed_out or proc.poll() is not None:
+            ended = proc.poll() is not None
+            # Ended is never timed out, though the deadline has passed: this loop may not
+            # have run for a while (the service paused, a VM stalled) while the command
+            # finished in time.
+            timed_out = not ended and now >= deadline
+            if timed_out or ended:
                 # The command ended (or ran out of time): kill whatever it left behind so
                 # the pipes reach EOF, then drain what is buffered.
                 kill_tree()
