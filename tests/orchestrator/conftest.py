@@ -125,9 +125,10 @@ def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrc
         sock = reserve_port()  # held from now on: the node's URL names it
         try:
             port = sock.getsockname()[1]
-            environ = prod_environ(tmp_path / "storage", **nats.client_env(),
-                                   **{"FORGE_DB_URL": db_url, "FORGE_NODE_HEARTBEAT_S": "0.5",
-                                      "FORGE_NODE_URL": f"http://127.0.0.1:{port}", **extra})
+            # `extra` may name another bus (a cluster's `client_env`) too.
+            environ = prod_environ(tmp_path / "storage", **{
+                **nats.client_env(), "FORGE_DB_URL": db_url, "FORGE_NODE_HEARTBEAT_S": "0.5",
+                "FORGE_NODE_URL": f"http://127.0.0.1:{port}", **extra})
             settings = load_settings(environ)
             runtime = LocalRuntime(str(tmp_path / f"runtime-{node_prefix}"), node_prefix)
             runtimes[node_prefix] = runtime

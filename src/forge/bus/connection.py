@@ -268,6 +268,7 @@ class BusConnection:
         reconnect_wait: float = 0.5,
         credentials: BusCredentials | None = None,
         max_reconnect_attempts: int = -1,
+        ping_interval: float = 10.0,
     ) -> None:
         split_urls(url)
         if max_reconnect_attempts < -1:
@@ -280,6 +281,7 @@ class BusConnection:
         self._streams = streams
         self._connect_timeout = connect_timeout
         self._reconnect_wait = reconnect_wait
+        self._ping_interval = ping_interval
         # Our own retry loops (first connection, stream set-up) log a warning per failure:
         # they never retry faster than RETRY_WAIT_S, whatever nats-py's reconnect wait is.
         self._retry_wait = max(reconnect_wait, RETRY_WAIT_S)
@@ -312,9 +314,18 @@ class BusConnection:
             raise BusUnavailable(f"not connected to NATS at {redact_url(self.url)}")
         return self._nc
 
-    def jetstream(self) -> JetStreamContext:
-        """A JetStream context on the connected client, or `BusUnavailable`."""
-        return self.client().jetstream()
+    def jetstream(self, timeout: float = 5.0) -> JetStreamContext:
+        """A JetStream context on the connected client (its requests wait `timeout` s for
+        an answer), or `BusUnavailable`."""
+        return self.client().jetstream(timeout=timeout)
+
+    @property
+    def server(self) -> str | None:
+        """The server this connection is on now (no credentials), None when it is on none."""
+        nc = self._nc
+        if nc is None or not nc.is_connected or nc.connected_url is None:
+            return None
+        return redact_url(nc.connected_url.geturl())
 
     async def start(self, wait: float | None = None) -> bool:
         """Begin connecting in the background; optionally wait up to `wait` s for readiness."""
@@ -337,6 +348,17 @@ class BusConnection:
             await asyncio.sleep(0.02)
         return self.ready
 
+    async def move_on(self) -> bool:
+        """Leave the current server for the next one of the cluster, now: a server that
+        hangs (stopped, wedged) keeps its socket open and answers nothing, and the pings
+        notice it only after several intervals. False when there was no live connection
+        to leave (nats-py is already reconnecting, or never connected)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return False
+        await nc.force_reconnect()
+        return True
+
     async def _on_reconnected(self) -> None:
         self._reensure.set()
 
@@ -352,6 +374,7 @@ class BusConnection:
                     on_reconnected=self._on_reconnected,
                     credentials=self.credentials,
                     max_reconnect_attempts=self._max_reconnect_attempts,
+                    ping_interval=self._ping_interval,
                 )
                 if self._closed:  # close() gave up waiting for this task meanwhile
                     with contextlib.suppress(asyncio.CancelledError):

@@ -178,11 +178,17 @@ def build_app(
         # More threads than build slots, so FORGE_BUILD_SLOTS above 64 is not capped here.
         builds=ThreadPoolExecutor(max(64, slots + 16), thread_name_prefix="forge-build"),
     )
+    # The heartbeat's own connection leaves a hung server (its socket open, no answer) well
+    # within the grace period: it pings often (stale after 4 unanswered pings), its
+    # requests wait a quarter of the grace period at most, and a heartbeat that times out
+    # moves it to the next server at once (`sweeper.run_heartbeats`).
+    grace = settings.node_grace_s
     node_bus = BusConnection(settings.nats_url, "forge-orchestrator-node",
-                             streams=bus_streams(settings), credentials=credentials)
-    state.node = LabNode(settings=settings, registry=state.registry,
-                         kv=NodeRegistry(node_bus.jetstream, replicas=settings.nats_replicas,
-                                         grace_s=settings.node_grace_s))
+                             streams=bus_streams(settings), credentials=credentials,
+                             ping_interval=max(0.5, grace / 8))
+    state.node = LabNode(settings=settings, registry=state.registry, bus=node_bus,
+                         kv=NodeRegistry(lambda: node_bus.jetstream(max(2.0, grace / 4)),
+                                         replicas=settings.nats_replicas, grace_s=grace))
     state.consumers = _consumers(state, settings.nats_url, credentials,
                                  **(consumer_options or {}))
     register_consumer_metrics(ctx.metrics.registry, lambda: state.consumers)

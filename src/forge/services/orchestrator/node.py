@@ -21,6 +21,7 @@ import nats.errors
 from sqlalchemy import Table, bindparam, select
 
 from forge import __version__
+from forge.bus.connection import BusConnection
 from forge.bus.errors import BusError
 from forge.bus.nodes import BOOT_ID, NodeFenced, NodeIdInUse, NodeRecord, NodeRegistry
 from forge.config.settings import Settings
@@ -114,6 +115,7 @@ class LabNode:
     revision: int | None = None
     lease_revision: int | None = None
     kv: NodeRegistry | None = None
+    bus: BusConnection | None = None  # the heartbeat's connection (`kv` uses it)
     # Monotonic time since which this node's heartbeats succeed without a break (None while
     # out of touch; a gap of more than half the grace period between two is a break). A
     # record is judged stale only once we could watch it for a grace period, else a bus

@@ -142,11 +142,20 @@ async def heartbeat_once(state: OrchestratorState) -> None:
     await fail_lost_nodes(state, placed.elsewhere)
 
 
+MOVED_ON_WAIT_S = 3.0  # how long a heartbeat waits for the next server before beating again
+
+
 async def run_heartbeats(state: OrchestratorState) -> None:
-    """Background task: one heartbeat every FORGE_NODE_HEARTBEAT_S until cancelled."""
+    """Background task: one heartbeat every FORGE_NODE_HEARTBEAT_S until cancelled.
+
+    A heartbeat that times out leaves its server for the next one of the cluster and beats
+    again as soon as connected there: a server that hangs (stopped, wedged) keeps its
+    socket open and answers nothing, and the node would otherwise go on asking it until
+    the lease holder judged the node lost and failed its labs."""
     node = state.node
     assert node is not None
     while True:
+        wait = state.settings.node_heartbeat_s
         try:
             await heartbeat_once(state)
         except NodeIdInUse as exc:
@@ -158,6 +167,12 @@ async def run_heartbeats(state: OrchestratorState) -> None:
             if bus_failure(exc):
                 node.kv.forget() if node.kv is not None else None
                 log.warning("node heartbeat failed: %s: %s", type(exc).__name__, exc)
+                if isinstance(exc, TimeoutError) and node.bus is not None \
+                        and await node.bus.move_on():
+                    log.warning("node heartbeat: its server answered nothing; moved on to "
+                                "the next server of the cluster")
+                    if await node.bus.wait_ready(MOVED_ON_WAIT_S):
+                        wait = 0.0
             else:
                 log.exception("node heartbeat failed")
-        await asyncio.sleep(state.settings.node_heartbeat_s)
+        await asyncio.sleep(wait)
