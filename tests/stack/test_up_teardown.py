@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from forge.cli.up import teardown_nodes
 from forge.config import load_settings
+from forge.lifecycle import states
+from forge.lifecycle.torn_down import TORN_DOWN
 from forge.runtime.local import LocalRuntime
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import QuotaSlot, Scenario
 from tests.runtime.helpers import simple_lab
 
 pytestmark = pytest.mark.root
@@ -38,3 +44,46 @@ def test_a_failing_node_does_not_stop_the_others(tmp_path: Path) -> None:
         if os.path.isdir(runtime.names.lab_dir(lab_id)):
             runtime.destroy(lab_id)
         runtime.close()
+
+
+def test_the_scenarios_of_labs_torn_down_end_failed_with_their_slots_freed(
+        tmp_path: Path, db_url: str) -> None:
+    """Before, their rows stayed `running` with the slots held while the platform was down,
+    and the next start failed them as "lost while the orchestrator was down"."""
+    root = tmp_path / "node"
+    prefix = "w" + secrets.token_hex(2)
+    settings = load_settings({"STORAGE_ROOT": str(root), "FORGE_RUNTIME_PREFIX": prefix,
+                              "FORGE_DB_URL": db_url})
+    upgrade(settings.db_url)
+    db = Database(settings.db_url)
+    runtime = LocalRuntime(str(root / "runtime"), prefix=prefix)
+    live, graded, done = ("scn-" + secrets.token_hex(8) for _ in range(3))
+    now = datetime.now(UTC)
+    try:
+        with db.session() as sess:
+            for sid, state in ((live, states.RUNNING), (graded, states.GRADING),
+                               (done, states.COMPLETED)):
+                sess.add(Scenario(
+                    scenario_id=sid, request_id="r-" + sid, tenant_id="acme", subject="ann",
+                    track="netplus", template_id="lab-netplus", plan="PRO", state=state,
+                    created_at=now, updated_at=now, details={}))
+                sess.add(QuotaSlot(scenario_id=sid, tenant_id="acme", subject="ann",
+                                   acquired_at=now, expires_at=now + timedelta(hours=1)))
+        for sid in (live, graded):
+            runtime.create(simple_lab(sid))
+        result = teardown_nodes([("node a", settings)])
+        assert (result.destroyed, result.failures) == (2, []) and runtime.list() == []
+        with db.read() as sess:
+            rows = {sid: sess.get(Scenario, sid) for sid in (live, graded, done)}
+            slots = {sid: sess.get(QuotaSlot, sid) for sid in (live, graded, done)}
+            for sid in (live, graded):
+                assert (rows[sid].state, rows[sid].state_reason) == (states.FAILED, TORN_DOWN)
+                assert slots[sid].released_at is not None
+            assert rows[done].state == states.COMPLETED  # no lab of its own: untouched
+            assert slots[done].released_at is None
+    finally:
+        for sid in (live, graded):
+            if os.path.isdir(runtime.names.lab_dir(sid)):
+                runtime.destroy(sid)
+        runtime.close()
+        db.dispose()

@@ -137,19 +137,40 @@ def teardown_nodes(nodes: list[tuple[str, Settings]]) -> LabTeardown:
         except Exception as exc:  # reported; the other nodes still go
             result.failures.append(f"{label}: {exc}")
             continue
+        gone: list[str] = []
         try:
             # Not a ``foreign`` lab: another installation's with the same prefix.
             labs = [info.lab_id for info in runtime.list() if info.state != "foreign"]
             runtime.destroy_many(labs)
-            result.destroyed += len(labs)
+            gone = labs
         except Exception as exc:  # reported; the other nodes still go
             result.failures.append(f"{label}: {exc}")
             with contextlib.suppress(Exception):
                 left = {info.lab_id for info in runtime.list()}
-                result.destroyed += len([i for i in labs if i not in left])
+                gone = [i for i in labs if i not in left]
         finally:
             runtime.close()
+        result.destroyed += len(gone)
+        try:
+            _end_scenarios(one, gone)
+        except Exception as exc:  # reported: the next start fails them instead
+            result.failures.append(f"{label}: the scenarios of its destroyed labs could not "
+                                   f"be ended in the store: {exc}")
     return result
+
+
+def _end_scenarios(settings: Settings, lab_ids: list[str]) -> None:
+    """The destroyed labs' scenarios end ``failed`` with the reason, slots freed."""
+    from forge.lifecycle.torn_down import end_torn_down
+    from forge.store.db import Database
+
+    if not lab_ids:
+        return
+    db = Database(settings.db_url)
+    try:
+        end_torn_down(db, settings.storage_root, lab_ids)
+    finally:
+        db.dispose()
 
 
 def build_needed_images(settings: Settings) -> None:
