@@ -401,6 +401,72 @@ def test_an_instructor_and_a_learner_read_and_give_times_in_their_own_zones(
                        "2099-01-08 09:00 (America/New_York)")  # 14:00 UTC, told locally
         joiner.reload()
         expect(joiner.locator("#assignments")).to_contain_text("2099-01-08 23:00")
+        # The class dashboard names Kai's own due time in New York time too.
+        page.goto(f"{url}/teach/cohorts/{cohort.group(1)}")
+        expect(page.locator(".due-extended")).to_have_text(
+            "(due 2099-01-08 09:00 America/New_York)")
     finally:
         teacher.close()
         learner.close()
+
+
+@pytest.mark.root
+def test_a_learner_on_a_phone_interrupts_completes_and_recalls_with_the_key_bar(
+    web_platform: WebPlatform, browser: Browser
+) -> None:
+    """A phone keyboard has no Ctrl, Esc, Tab or arrows: before, a learner on a phone who
+    ran `ping` could never stop it (probe BA). On a touch screen the lab page shows a key
+    bar; its keys reach the shown terminal, and Ctrl applies to the next letter typed.
+    Chromium emulating a phone (390 px, touch); the desktop page shows no bar."""
+    key = web_platform.learner_key("academy", "pia")
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                has_touch=True)
+    try:
+        page = phone.new_page()
+        page.goto(web_platform.url + "/signin")
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Sign in with API key").tap()
+        page.get_by_role("button", name="Start ccna lab").tap()
+        expect(page.locator("#state")).to_have_text("running", timeout=60_000)
+        expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
+                                                          timeout=20_000)
+        bar = page.get_by_role("toolbar", name="Keys a phone keyboard lacks")
+        expect(bar).to_be_visible()
+        expect(page.locator("#term-help-touch")).to_be_visible()
+        rows = page.locator("#terminal .xterm-rows")
+        page.locator("#terminal").tap()
+
+        page.keyboard.insert_text("sleep 1000; echo ran-on-$((1+1))")
+        page.keyboard.press("Enter")
+        bar.get_by_role("button", name="Ctrl-C").tap()
+        page.keyboard.insert_text("echo stopped-$((40+2))")
+        page.keyboard.press("Enter")
+        expect(rows).to_contain_text("stopped-42", timeout=20_000)
+
+        page.keyboard.insert_text("sleep 1000")
+        page.keyboard.press("Enter")
+        ctrl = bar.get_by_role("button", name="Ctrl", exact=True)
+        ctrl.tap()
+        expect(ctrl).to_have_attribute("aria-pressed", "true")
+        page.keyboard.insert_text("c")  # Ctrl, then c: an interrupt, and Ctrl lets go
+        expect(ctrl).to_have_attribute("aria-pressed", "false")
+        bar.get_by_role("button", name="Up arrow").tap()  # back: sleep 1000
+        bar.get_by_role("button", name="Up arrow").tap()  # back: echo stopped-…
+        page.keyboard.press("Enter")
+        expect(rows.get_by_text("stopped-42")).to_have_count(2, timeout=20_000)
+        expect(rows).not_to_contain_text("ran-on-2")  # `sleep` was interrupted, and the line
+        lab_url = page.url
+    finally:
+        phone.close()
+    desk = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = desk.new_page()
+        page.goto(web_platform.url + "/signin")
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Sign in with API key").click()
+        page.goto(lab_url)
+        expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
+                                                          timeout=20_000)
+        expect(page.locator("#term-keys")).to_be_hidden()
+    finally:
+        desk.close()

@@ -289,9 +289,7 @@
     box.addEventListener("mouseup", function () {  // copy on selection
       window.setTimeout(function () { if (term.hasSelection()) { copy(term); } }, 0);
     });
-    term.onData(function (data) {
-      if (t.ws && t.ws.readyState === WebSocket.OPEN) { t.ws.send(encoder.encode(data)); }
-    });
+    term.onData(function (data) { send(t, withCtrl(data)); });
     term.onResize(function (size) {
       if (t.ws && t.ws.readyState === WebSocket.OPEN) {
         t.ws.send(JSON.stringify({ type: "resize", rows: size.rows, cols: size.cols }));
@@ -307,6 +305,61 @@
     panel.forgeTerminal = t;
     connect(t);
     return t;
+  }
+
+  function send(t, data) {
+    if (t.ws && t.ws.readyState === WebSocket.OPEN) { t.ws.send(encoder.encode(data)); }
+  }
+
+  // The key bar (touch screens): what a phone keyboard lacks, sent to the shown terminal.
+  // Ctrl is sticky: it applies to the next letter typed, then lets go.
+  const keyBar = document.getElementById("term-keys");
+  const touchHelp = document.getElementById("term-help-touch");
+  let ctrlHeld = false;
+  const SENT = { esc: "\x1b", tab: "\t", "ctrl-c": "\x03", "ctrl-d": "\x04",
+    "|": "|", "/": "/", "-": "-", "~": "~" };
+  const ARROWS = { up: "A", down: "B", right: "C", left: "D" };
+
+  function holdCtrl(on) {
+    ctrlHeld = on;
+    const button = keyBar && keyBar.querySelector('[data-key="ctrl"]');
+    if (button) { button.setAttribute("aria-pressed", on ? "true" : "false"); }
+  }
+
+  function withCtrl(data) {
+    if (!ctrlHeld || data.length !== 1) { return data; }
+    holdCtrl(false);
+    const code = data.toUpperCase().charCodeAt(0);
+    return code >= 64 && code <= 95 ? String.fromCharCode(code - 64) : data;
+  }
+
+  function shown() {
+    const panel = section.querySelector(".term-panel:not([hidden])");
+    return panel ? panel.forgeTerminal : null;
+  }
+
+  function setUpKeyBar() {
+    if (!keyBar) { return; }
+    const touch = window.matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoints > 0;
+    keyBar.hidden = !touch;
+    if (touchHelp) { touchHelp.hidden = !touch; }
+    // Pressing a key must not take the focus from the terminal (the phone keyboard stays).
+    keyBar.addEventListener("pointerdown", function (ev) { ev.preventDefault(); });
+    keyBar.addEventListener("click", function (ev) {
+      const button = ev.target.closest("button[data-key]");
+      const t = shown();
+      if (!button || !t) { return; }
+      const key = button.dataset.key;
+      if (key === "ctrl") {
+        holdCtrl(!ctrlHeld);
+      } else if (key in ARROWS) {
+        const app = t.term.modes && t.term.modes.applicationCursorKeysMode;
+        send(t, (app ? "\x1bO" : "\x1b[") + ARROWS[key]);
+      } else if (key in SENT) {
+        send(t, SENT[key]);
+      }
+      t.term.focus();
+    });
   }
 
   function show(panel, focus) {
@@ -368,4 +421,5 @@
   });
 
   setUpTabs();
+  setUpKeyBar();
 })();
