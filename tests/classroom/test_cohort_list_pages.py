@@ -78,6 +78,8 @@ def test_cohorts_are_listed_a_page_at_a_time(make_spawn: MakeSpawn,  # noqa: F81
         page_two = older.group(1).replace("&amp;", "&")
         second = web.get(page_two)
         assert "Class 2" in second.text and "Class 4" not in second.text
+        assert '<a href="/teach">Newest classes</a>' in second.text  # a way back to the first
+        assert "Newest classes" not in first.text
 
         # A form sent from the second page comes back to it, with its notice (an
         # instructor of many classes is not sent to the first page after each one).

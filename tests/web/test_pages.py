@@ -162,6 +162,12 @@ def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings
     path = created.headers["location"]
     own = client.get(path)
     assert own.status_code == 200 and "Find the server" in own.text
+    # Back on /tracks, the lab in progress is named first, above the whole catalogue (on a
+    # phone "Your labs" is a dozen screens down).
+    tracks = client.get("/tracks").text
+    notice = tracks.index('id="live-labs"')
+    assert notice < tracks.index('class="track-group"') and f'href="{path}"' in tracks[notice:]
+    assert "Your netplus lab is pending" in tracks
     # the template's hints are listed with their cost, but shown only while the lab runs
     # and only once revealed (tests/security/test_hint_text_before_reveal.py)
     assert "<code>ip -4 route</code>" not in own.text
