@@ -6,18 +6,29 @@ field keeps the usual cap. Real spawn_service (uvicorn), SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import httpx
+
 from ..security.test_cohort_caps import _csrf, _keys, _signin
-from ..spawn.conftest import MakeSpawn, make_spawn  # noqa: F401
+from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn  # noqa: F401
+
+
+def instructor_with_classes(env: SpawnEnv, c: httpx.Client,
+                            *names: str) -> tuple[dict[str, str], list[str]]:
+    """Instructor ann of tenant acme, signed in on ``c``, with a class per name: her API
+    key header and the classes' ids."""
+    key = _keys(env.state.ctx.db, {"ann": "instructor"})["ann"]
+    made = [c.post("/v1/cohorts", json={"name": name}, headers=key).json()["cohort_id"]
+            for name in names]
+    _signin(c, env.url, key)
+    return key, made
 
 
 def test_a_class_of_200_fits_the_roster_box(make_spawn: MakeSpawn) -> None:  # noqa: F811
     env = make_spawn()
-    keys = _keys(env.state.ctx.db, {"ann": "instructor"})
     origin = {"origin": env.url}
     with env.client() as c:
-        a = c.post("/v1/cohorts", json={"name": "Net A"}, headers=keys["ann"]).json()[
-            "cohort_id"]
-        _signin(c, env.url, keys["ann"])
+        ann, (a,) = instructor_with_classes(env, c, "Net A")
+        keys = {"ann": ann}
         page = c.get("/teach")
         assert "up to 2,000 lines" in page.text
         students = [f"student.number{i:03d}@school.example" for i in range(200)]
@@ -37,7 +48,7 @@ def test_a_class_of_200_fits_the_roster_box(make_spawn: MakeSpawn) -> None:  # n
         # A form's refusal says why, not only which field (probe AT: "invalid request: name").
         empty = c.post("/teach/cohorts", headers=origin,
                        data={"csrf": _csrf(c, "/teach"), "name": "  "})
-        assert "name: 1-120 characters, no control character" in empty.text, empty.text
+        assert "Name: 1-120 characters, no control character" in empty.text, empty.text
         c.cookies.clear()
         learners = c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()["learners"]
         assert sorted(m["subject"] for m in learners) == sorted(students)

@@ -22,7 +22,7 @@ from forge.errors import ForgeError, invalid_field
 from forge.identity.roles import LEARNER
 from forge.services.spawn.caller_deps import manager_of, spawn_state
 from forge.services.spawn.state import no_plan_warning
-from forge.services.spawn.web.errors import page_for, signin_url
+from forge.services.spawn.web.errors import human_message, page_for, signin_url
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
     check_csrf,
@@ -37,6 +37,7 @@ from forge.services.spawn.web.teach_notice import (
     take_notice,
     teach_page_of,
 )
+from forge.services.spawn.web.teach_refused import Refused, refused_form
 from forge.services.spawn.web.viewer import signed_in, viewer
 from forge.store.models import Assignment
 
@@ -54,12 +55,12 @@ async def _manager(request: Request) -> Manager | None:
 TEACH_PAGE = 20  # classes shown per page
 
 
-def _overview(request: Request, who: Manager) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of the classes `who` manages, newest first (the query's `after`: those
-    before it), each with its learner count and assignments; and the next page's
-    `after` (None on the last)."""
+def _overview(request: Request, who: Manager,
+              after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the classes `who` manages, newest first (`after`: those before it), each
+    with its learner count and assignments; and the next page's `after` (None on the
+    last)."""
     db = spawn_state(request).ctx.db
-    after = request.query_params.get("after") or None
     rows = cohorts.cohorts_of(db, who, limit=TEACH_PAGE + 1, after=after)
     shown = rows[:TEACH_PAGE]
     counts = cohorts.learner_counts(db, who, [c.cohort_id for c in shown])
@@ -70,16 +71,20 @@ def _overview(request: Request, who: Manager) -> tuple[list[dict[str, Any]], str
 
 
 async def _render(request: Request, who: Manager, invite: dict[str, str] | None = None,
-                  notice: str | None = None) -> Response:
+                  notice: str | None = None, refused: Refused | None = None,
+                  after: str | None = None) -> Response:
+    """The page of classes after ``after`` (None: the query's), with a form's ``notice``
+    or new ``invite``, or the ``refused`` form filled in again (status 422)."""
     if who.role == LEARNER:
         raise ForgeError("instructor_required", 403,
                          "This page is for instructors; ask your organisation for access.")
     state = spawn_state(request)
-    classes, older = await run_in_threadpool(_overview, request, who)
+    after = after if after is not None else request.query_params.get("after") or None
+    classes, older = await run_in_threadpool(_overview, request, who, after)
     return page("teach.html", {
         "title": "Your classes", "viewer": await viewer(request),
         "classes": classes, "older": older, "invite": invite, "notice": notice,
-        "after": request.query_params.get("after") or "",
+        "refused": refused, "after": after or "",
         "labs": sorted(state.templates), "now": assignments.iso(datetime.now(UTC))[:16],
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "roster_rows": f"{ROSTER_MAX_ROWS:,}",
@@ -131,13 +136,24 @@ async def _post(request: Request,
     who = await _manager(request)
     if who is None:
         return RedirectResponse(signin_url("/teach"), status_code=303)
+    form: dict[str, str] | None = None
     try:
         check_same_origin(request)
         form = await read_form(request, long)
         check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
         shown = await act(who, form)
     except ForgeError as exc:
-        return await page_for(request, exc, "/teach")
+        refused = None if form is None or exc.status != 422 else refused_form(
+            request.url.path, form, human_message(exc))
+        if form is None or refused is None:
+            return await page_for(request, exc, "/teach")
+        after = teach_page_of(form).partition("after=")[2] or None
+        try:
+            response = await _render(request, who, refused=refused, after=after)
+        except ForgeError:  # the page itself cannot be shown (its `after`): the error page
+            return await page_for(request, exc, "/teach")
+        response.status_code = 422
+        return response
     return shown or RedirectResponse("/teach", status_code=303)
 
 
