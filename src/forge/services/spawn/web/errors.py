@@ -180,7 +180,8 @@ async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Respon
             "This lab link does not lead to any of your labs. Sign in instead to reach them.",
             "/", signin_url(f"/lab/{scenario}")))
     heading = {401: "Please sign in", 403: "Not allowed", 404: "Not found",
-               409: "Not possible right now", 429: "Too many labs"}.get(
+               409: "Not possible right now", 422: "Please check what you sent",
+               429: "Too many labs"}.get(
         exc.status, "Something went wrong")
     signin = signin_url(_here(request)) if exc.status == 401 and \
         request.url.path != "/signin" else None
