@@ -17,6 +17,7 @@ from forge.config import Settings, load_settings
 from forge.content import content_path
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key
+from forge.identity.roles import record_role
 from forge.services.spawn.app import build_app
 from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE, error_page, render_markdown
 from forge.tokens import RECEIPT, SESSION, mint_token
@@ -231,3 +232,15 @@ def test_vendored_terminal_files_match_their_checksums() -> None:
         assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
     assert "@xterm/xterm 6.0.0" in (vendor / "VERSIONS").read_text()
     assert "asciinema-player 3.18.0" in (vendor / "VERSIONS").read_text()
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_an_instructor_finds_their_classes_from_the_labs_page(
+        app_client: tuple[TestClient, Settings]) -> None:
+    """Probe BA: /tracks had no way to /teach; an instructor had to know the address."""
+    client, settings = app_client
+    sign_in(client, settings)
+    assert 'id="teach-link"' not in client.get("/tracks").text  # a learner: no classes
+    record_role(client.app.state.spawn.ctx.db, "acme", "alice", "instructor",  # type: ignore[attr-defined]
+                source="test")
+    assert '<a href="/teach" id="teach-link">Your classes</a>' in client.get("/tracks").text

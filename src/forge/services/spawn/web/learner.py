@@ -21,10 +21,11 @@ from forge.entitlements.resolve import EntitlementError, resolve_entitlement
 from forge.errors import ForgeError
 from forge.grading.watched_checks import seeded_scripts, watched
 from forge.identity.caller import Caller
+from forge.identity.roles import LEARNER
 from forge.lifecycle.store import ScenarioRow
 from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
-from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.caller_deps import manager_of, spawn_state
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.tracks import grouped, startable
 from forge.services.spawn.web.backend import BackendError
@@ -79,8 +80,10 @@ async def tracks_page(request: Request) -> Response:
         return page("no_plan.html", {"title": "Choose a plan to start",
                                      "viewer": await viewer(request),
                                      "why": human_message(exc)}, status=exc.status)
+    role = (await manager_of(request, caller)).role
     return page("tracks.html", {
         "title": "Choose a lab", "caller": caller, "plan": ent.plan.name,
+        "teaches": role != LEARNER,  # a link to /teach for instructors and operators
         "viewer": await viewer(request),
         "groups": grouped(state, ent.plan),
         "recent": await run_in_threadpool(_recent, request, caller),
