@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from forge.lifecycle import states
 from forge.lifecycle.store import move
+from forge.services.orchestrator import grade_lab
 from forge.services.orchestrator.reaper import reconcile
 from forge.store.models import Scenario
 
@@ -88,3 +89,27 @@ def test_start_destroys_every_orphan_lab_and_adopts_the_live_one(make_orch: Make
     assert report["adopted"] == [live] and report["lost"] == []
     assert {info.lab_id for info in n1.runtime.list()} == {live}
     assert n1.row(live).state == states.RUNNING
+
+
+def test_a_node_back_from_loss_discards_the_stored_result_of_a_scenario_failed_meanwhile(
+        make_orch: MakeOrch) -> None:
+    """Review BB: a result stored while the bus was away (the lab graded, the completion
+    not yet published), then failed by the lease holder as the node's loss: the scenario is
+    final and never resumed, so its answers, tokens and recordings in `completion.json`,
+    the pack and `evidence/` stayed on the node for ever. Now the heartbeat that destroys
+    the lab removes them too."""
+    n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
+    sid = _running(n1)
+    node = n1.state.node
+    assert node is not None
+    wait_for("n1 holds the lab", lambda: sid in node.held)
+    move(n1.state.ctx.db, n1.settings.storage_root, sid, states.GRADING, "submitted")
+    grade_lab._grade_and_store(n1.state, sid, "submitted")  # stored; the bus "away"
+    kept = n1.settings.storage_root / "scenarios" / sid
+    assert (kept / "completion.json").exists() and (kept / "evidence").is_dir()
+    move(n1.state.ctx.db, n1.settings.storage_root, sid, states.FAILED, "lab node n1 lost",
+         expected=states.GRADING, details={"lost_node": "n1"})
+    wait_for("the failed lab destroyed on n1",
+             lambda: sid not in {info.lab_id for info in n1.runtime.list()}, timeout=20)
+    assert not (kept / "completion.json").exists() and not (kept / "evidence").exists()
+    assert (kept / "audit.jsonl").exists()  # its audit log is kept, as for every scenario

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forge.evidence.artifact_store import COMPLETION_FILE, discard_raw_evidence
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, load, move
 from forge.quotas.limiter import release
+from forge.runtime.recording import discard_recordings
 from forge.store.db import Database
 from forge_verify.score import SCENARIO_ID_RE
 
@@ -23,20 +25,38 @@ TORN_DOWN = "its lab was destroyed when the platform was stopped (forge up --tea
 
 
 def end_torn_down(db: Database, storage_root: Path, lab_ids: list[str]) -> list[str]:
-    """End the live scenarios of ``lab_ids`` as ``failed`` (``TORN_DOWN``) and free their
-    slots; returns those ended. A lab that is no scenario's (a warm pool's) is skipped,
-    as is a scenario already final or moved meanwhile."""
+    """End the live scenarios of ``lab_ids`` as ``failed`` (``TORN_DOWN``), free their
+    slots and remove what the node kept of them (``discard_scenario_files``); returns
+    those ended. Skipped: a lab that is no scenario's (a warm pool's), a scenario already
+    final or moved meanwhile, and one whose grading result is stored (the next start
+    publishes it: the learner's work was graded)."""
     ended: list[str] = []
     for lab_id in lab_ids:
         if SCENARIO_ID_RE.fullmatch(lab_id) is None:
             continue
         try:
             row = load(db, lab_id)
-            if row.state in states.TERMINAL:
+            if row.state in states.TERMINAL or (
+                    row.state == states.GRADING
+                    and (_scenario_dir(storage_root, lab_id) / COMPLETION_FILE).exists()):
                 continue
             move(db, storage_root, lab_id, states.FAILED, TORN_DOWN, expected=row.state)
         except (ScenarioNotFound, IllegalTransition):
             continue
         release(db, lab_id)
+        discard_scenario_files(storage_root, lab_id)
         ended.append(lab_id)
     return ended
+
+
+def _scenario_dir(storage_root: Path, scenario_id: str) -> Path:
+    """Where a node keeps a scenario's files (audit log, raw evidence, recordings)."""
+    return storage_root / "scenarios" / scenario_id
+
+
+def discard_scenario_files(storage_root: Path, scenario_id: str) -> None:
+    """Remove what a node kept of a scenario that ended without a result it will publish:
+    its terminal recordings and its raw evidence (a stored result included). Nothing
+    else would: a final scenario is never resumed, and retention removes results."""
+    discard_recordings(storage_root, scenario_id)
+    discard_raw_evidence(_scenario_dir(storage_root, scenario_id))

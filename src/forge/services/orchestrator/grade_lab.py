@@ -31,6 +31,7 @@ from forge.evidence.artifact_store import COMPLETION_FILE, EVIDENCE_DIR, discard
 from forge.faults import crash_point
 from forge.grading.runner import grade
 from forge.lifecycle import states
+from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioRow, load, move
 from forge.runtime.base import LabNotFound, RuntimeFault, StoppedMidway
 from forge.runtime.recording import discard_recordings, read_recordings
@@ -191,10 +192,14 @@ async def publish_completion(state: OrchestratorState, scenario_id: str) -> str:
         log.warning("completion of %s stored; publish will be retried", scenario_id)
         return states.GRADING
     crash_point("orchestrator.published")
-    await state.blocking(
-        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.COMPLETED,
-                     f"graded ({event.completion_reason})")
-    )
+    try:
+        await state.blocking(
+            lambda: move(state.ctx.db, state.settings.storage_root, scenario_id,
+                         states.COMPLETED, f"graded ({event.completion_reason})",
+                         expected=states.GRADING))
+    except IllegalTransition:  # ended by someone else between the publish and now
+        ended = await _moved_on(state, scenario_id)
+        return ended if ended is not None else states.GRADING
     # The event (and its pack, inline or in the Object Store) is now JetStream's: scoring,
     # a reprocess and retention read it there, never this node's copy, which would
     # otherwise outlive the scenario's retention on a node with its own STORAGE_ROOT.

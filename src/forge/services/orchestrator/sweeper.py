@@ -14,6 +14,7 @@ from forge.bus.nodes import NodeIdInUse
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, move
+from forge.lifecycle.torn_down import discard_scenario_files
 from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.services.orchestrator.node import (
     LIVE_PLACED,
@@ -115,6 +116,11 @@ async def destroy_failed_as_lost(state: OrchestratorState, scenario_ids: list[st
     and outside the node's capacity, now that it is back."""
     for scenario_id in scenario_ids:
         async with state.lock_for(scenario_id):
+            # Whatever of its grading this node had kept (a result stored while the bus
+            # was away, the terminal recordings) goes too: the scenario is final and is
+            # never resumed, so nothing else would remove it.
+            await state.blocking(discard_scenario_files, state.settings.storage_root,
+                                 scenario_id)
             try:
                 await state.blocking(state.runtime.destroy, scenario_id)
             except LabNotFound:
@@ -167,7 +173,10 @@ async def run_heartbeats(state: OrchestratorState) -> None:
             if bus_failure(exc):
                 node.kv.forget() if node.kv is not None else None
                 log.warning("node heartbeat failed: %s: %s", type(exc).__name__, exc)
+                # Only from a server that answers nothing: a JetStream request that timed
+                # out on a live server (lost quorum, a leader election) is not its fault.
                 if isinstance(exc, TimeoutError) and node.bus is not None \
+                        and not await node.bus.answers(state.settings.node_grace_s / 8) \
                         and await node.bus.move_on():
                     log.warning("node heartbeat: its server answered nothing; moved on to "
                                 "the next server of the cluster")
