@@ -15,12 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from forge.config import Settings
 from forge.evidence.artifacts import read_results
 from forge.services.scoreboard.refused import CompletionRefused
 from forge.services.scoreboard.scoring import Scorer
 from forge.signing.keystore import SigningKeyring
+from forge.store.models import Scenario
 from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
@@ -46,3 +48,21 @@ def test_a_completion_of_a_scenario_ended_without_a_result_is_not_scored(
         scorer.score(done.event)
     assert refused.value.code == "scenario_ended" and state in str(refused.value)
     assert read_results(prod_env.storage_root, done.scenario_id) is None
+
+
+def test_a_verdict_written_before_the_scenario_ended_is_finished_on_redelivery(
+        prod_env: Settings, tmp_path: Path) -> None:
+    """Review BB: scored while the scenario was still grading, then the scenario failed
+    (its node judged lost) before the scoreboard's finalized event went out: the
+    redelivered completion finishes what was written (the same verdict), not refused."""
+    db = store_of(prod_env)
+    ring = SigningKeyring(tmp_path / "keys")
+    ring.ensure()
+    scorer = Scorer(prod_env, TemplateRegistry.load(TEMPLATE_FIXTURES), ring, db=db)
+    done = build_completion(prod_env, record_state="grading")
+    first = scorer.score(done.event)
+    with db.session() as sess:
+        sess.execute(update(Scenario).where(Scenario.scenario_id == done.scenario_id)
+                     .values(state="failed"))
+    again = scorer.score(done.event)
+    assert again.event == first.event and again.created is False

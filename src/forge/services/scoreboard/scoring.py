@@ -230,12 +230,14 @@ class Scorer:
         node judged lost mid-grading, an operator): the learner was told it failed, so no
         verdict, no badge. The node checks this before it publishes; here closes the
         moment between that check and the publish. A scenario already ``completed``
-        (a redelivery, a reprocess) is scored as before."""
+        (a redelivery, a reprocess), or one whose verdict this scoreboard wrote before it
+        ended (a redelivery finishing its finalized event), is scored as before."""
         try:
             row = load(self.db, scenario_id)
         except ScenarioNotFound:
             raise ScoringPaused(f"the store has no record of {scenario_id}") from None
-        if row.state in states.TERMINAL and row.state != states.COMPLETED:
+        if row.state in states.TERMINAL and row.state != states.COMPLETED \
+                and self.artifacts.read(scenario_id) is None:  # scored already: go on
             raise CompletionRefused("scenario_ended", f"{scenario_id} ended {row.state} "
                                     f"({row.state_reason}) before its result was scored")
 
