@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -347,6 +348,19 @@ class BusConnection:
         while not self.ready and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         return self.ready
+
+    async def answers(self, timeout: float) -> bool:
+        """Whether the current server answers a ping within ``timeout`` seconds (rounded up
+        to whole seconds; core NATS, not JetStream: a server whose JetStream is busy still
+        answers)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return False
+        try:
+            await nc.flush(timeout=max(1, math.ceil(timeout)))  # nats-py takes whole seconds
+        except (nats.errors.Error, TimeoutError):
+            return False
+        return True
 
     async def move_on(self) -> bool:
         """Leave the current server for the next one of the cluster, now: a server that
