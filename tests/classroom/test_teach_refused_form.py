@@ -13,6 +13,10 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
+
+from forge.services.spawn.web import teach
+
 from ..security.test_cohort_caps import _csrf
 from ..spawn.conftest import MakeSpawn, make_spawn  # noqa: F401
 from .test_teach_roster_size import instructor_with_classes
@@ -24,7 +28,8 @@ def _textarea(page: str, cohort: str) -> str:
     return html.unescape(found.group(1))
 
 
-def test_a_refused_form_comes_back_filled_in_with_why(make_spawn: MakeSpawn) -> None:  # noqa: F811
+def test_a_refused_form_comes_back_filled_in_with_why(
+        make_spawn: MakeSpawn, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     env = make_spawn()
     origin = {"origin": env.url}
     with env.client() as c:
@@ -40,9 +45,10 @@ def test_a_refused_form_comes_back_filled_in_with_why(make_spawn: MakeSpawn) -> 
         assert _textarea(sent.text, b) == ""  # the other class's box is its own
         assert c.get(f"/v1/cohorts/{a}", headers=ann).json()["learners"] == []
 
+        # As a browser outside UTC sends them (the page's script: toISOString).
         late = c.post(f"/teach/cohorts/{a}/assignments", headers=origin, data={
             "csrf": _csrf(c, "/teach"), "template_id": "lab-netplus", "attempts_allowed": "3",
-            "opens_at": "2099-02-01T09:00:00Z", "closes_at": "2099-01-01T09:00:00Z"})
+            "opens_at": "2099-02-01T09:00:00.000Z", "closes_at": "2099-01-01T09:00:00.000Z"})
         assert late.status_code == 422, late.text
         assert "Not done: Due: must be after Opens" in late.text
         assert f'id="opens-{a}" type="datetime-local" name="opens_at" ' \
@@ -68,7 +74,11 @@ def test_a_refused_form_comes_back_filled_in_with_why(make_spawn: MakeSpawn) -> 
         assert back.status_code == 422 and "<script>alert" not in back.text
         assert _textarea(back.text, a) == hostile
 
-        # The page the form was sent from is the page shown again.
-        assert c.post(f"/teach/cohorts/{b}/roster", headers=origin, data={
-            "csrf": _csrf(c, "/teach"), "roster": "ok\nnot ok", "after": "coh-zz"}
-        ).status_code == 422
+        # The page the form was sent from is the page shown again: with a class a page,
+        # A (the older) is on the second, after B.
+        monkeypatch.setattr(teach, "TEACH_PAGE", 1)
+        second = c.post(f"/teach/cohorts/{a}/roster", headers=origin, data={
+            "csrf": _csrf(c, "/teach"), "roster": "ok\nnot ok", "after": b})
+        assert second.status_code == 422
+        assert _textarea(second.text, a) == "ok\nnot ok" and f'id="roster-{b}"' not in second.text
+        assert '<a href="/teach">Newest classes</a>' in second.text

@@ -21,7 +21,9 @@ LABELS = {"closes_at": "Due", "opens_at": "Opens", "subject": "Learner's account
 _NAMES = re.compile(r"\b(?:" + "|".join(sorted(LABELS, key=len, reverse=True)) + r")\b")
 FORMS = frozenset({"invite", "roster", "assignments", "changes", "due", "remove"})
 IN_DETAILS = frozenset({"changes", "due", "remove"})  # under "Change the running class"
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?Z?")
+# As a form sends it: typed (no seconds) or from the page's script (`toISOString`, with
+# milliseconds and a Z); it goes back to the field to the second, without the zone.
+_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:\.\d{1,9})?Z?")
 KEPT_FIELDS = ("roster", "template_id", "opens_at", "closes_at", "attempts_allowed",
                "hints_allowed", "assignment_id", "subject", "name", "idp_group")
 
@@ -66,9 +68,10 @@ def refused_form(path: str, form: dict[str, str], message: str) -> Refused | Non
             continue
         value = form[name]
         if name in ("opens_at", "closes_at"):
-            if not _TIME.fullmatch(value):
+            moment = _TIME.fullmatch(value)
+            if moment is None:
                 continue
-            value = value.removesuffix("Z")
+            value = moment.group(1)
         values[name] = value
     return Refused(cohort, kind, in_form_words(message), values)
 
