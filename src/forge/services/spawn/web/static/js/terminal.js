@@ -326,11 +326,14 @@
     if (button) { button.setAttribute("aria-pressed", on ? "true" : "false"); }
   }
 
+  // Ctrl with the next key typed: a letter or @ [ \ ] ^ _ (as a keyboard's Ctrl sends
+  // them), Space (NUL); anything else goes as typed. Ctrl lets go either way.
   function withCtrl(data) {
-    if (!ctrlHeld || data.length !== 1) { return data; }
+    if (!ctrlHeld) { return data; }
     holdCtrl(false);
-    const code = data.toUpperCase().charCodeAt(0);
-    return code >= 64 && code <= 95 ? String.fromCharCode(code - 64) : data;
+    if (data === " ") { return "\x00"; }
+    if (!/^[a-zA-Z@[\\\]^_]$/.test(data)) { return data; }
+    return String.fromCharCode(data.toUpperCase().charCodeAt(0) - 64);
   }
 
   function shown() {
@@ -352,7 +355,11 @@
       const key = button.dataset.key;
       if (key === "ctrl") {
         holdCtrl(!ctrlHeld);
-      } else if (key in ARROWS) {
+        t.term.focus();
+        return;
+      }
+      holdCtrl(false);  // another key of the bar: Ctrl applies to typed letters only
+      if (key in ARROWS) {
         const app = t.term.modes && t.term.modes.applicationCursorKeysMode;
         send(t, (app ? "\x1bO" : "\x1b[") + ARROWS[key]);
       } else if (key in SENT) {
