@@ -54,3 +54,15 @@ def test_a_verdict_of_another_learner_or_lab_fails_what_was_expected(
     assert done.returncode == 1, done.stderr
     body = json.loads(done.stdout)
     assert body["status"] == "FAIL" and [r["code"] for r in body["reasons"]] == ["lab_mismatch"]
+
+
+def test_a_score_json_that_is_not_the_signed_one_names_nobody(
+        result_files: dict[str, Path]) -> None:  # noqa: F811
+    """The report names a learner only from the score.json the statement signs: an edited
+    one (another subject) fails and names no one, so its line cannot mislead."""
+    score = result_files["score.json"]
+    score.write_bytes(score.read_bytes().replace(b"learner-alice", b"learner-bobby"))
+    res = verify_paths(*(result_files[n] for n in FILES))
+    assert res.status == "FAIL" and "score_digest_mismatch" in {r.code for r in res.reasons}
+    assert res.learner is None and res.lab is None
+    assert "  for  " not in render_text(res)

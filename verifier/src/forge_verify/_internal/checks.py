@@ -363,7 +363,8 @@ def verify_artifacts(
             res.notes.append(f"bundle file is named {bundle_name}; the statement names "
                              f"{verdict.bundle_name}")
     doc = _score_doc(score_json, verdict, res)
-    _whose(doc, res)
+    if verdict is not None and same_text(sha256_hex(score_json), verdict.score_sha256):
+        _whose(doc, res)  # named only from the score.json the statement signs
     members, manifest = _bundle(bundle, limits, res)
     _recordings(members, res)
     ids = {"statement": verdict.scenario_id if verdict else None,
