@@ -436,21 +436,28 @@ def test_a_learner_on_a_phone_interrupts_completes_and_recalls_with_the_key_bar(
         rows = page.locator("#terminal .xterm-rows")
         page.locator("#terminal").tap()
 
-        page.keyboard.insert_text("sleep 1000; echo ran-on-$((1+1))")
+        # Each interrupt goes once `sleep` runs ("go-5" printed), and what follows is typed
+        # once the terminal has shown it (^C: the tty has flushed its input by then).
+        interrupted = rows.locator("div", has_text="^C")
+        page.keyboard.insert_text("echo go-$((2+3)); sleep 1000; echo ran-on-$((1+1))")
         page.keyboard.press("Enter")
+        expect(rows).to_contain_text("go-5", timeout=20_000)
         bar.get_by_role("button", name="Ctrl-C").tap()
+        expect(interrupted).to_have_count(1, timeout=20_000)
         page.keyboard.insert_text("echo stopped-$((40+2))")
         page.keyboard.press("Enter")
         expect(rows).to_contain_text("stopped-42", timeout=20_000)
 
-        page.keyboard.insert_text("sleep 1000")
+        page.keyboard.insert_text("echo go-$((3+4)); sleep 1000")
         page.keyboard.press("Enter")
+        expect(rows).to_contain_text("go-7", timeout=20_000)
         ctrl = bar.get_by_role("button", name="Ctrl", exact=True)
         ctrl.tap()
         expect(ctrl).to_have_attribute("aria-pressed", "true")
         page.keyboard.insert_text("c")  # Ctrl, then c: an interrupt, and Ctrl lets go
         expect(ctrl).to_have_attribute("aria-pressed", "false")
-        bar.get_by_role("button", name="Up arrow").tap()  # back: sleep 1000
+        expect(interrupted).to_have_count(2, timeout=20_000)
+        bar.get_by_role("button", name="Up arrow").tap()  # back: echo go-…; sleep 1000
         bar.get_by_role("button", name="Up arrow").tap()  # back: echo stopped-…
         page.keyboard.press("Enter")
         expect(rows.get_by_text("stopped-42")).to_have_count(2, timeout=20_000)
