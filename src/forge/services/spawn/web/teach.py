@@ -34,6 +34,7 @@ from forge.services.spawn.web.security import (
 from forge.services.spawn.web.teach_notice import (
     back_to_teach,
     forget_notice,
+    page_after,
     take_notice,
     teach_page_of,
 )
@@ -147,9 +148,8 @@ async def _post(request: Request,
             request.url.path, form, human_message(exc))
         if form is None or refused is None:
             return await page_for(request, exc, "/teach")
-        after = teach_page_of(form).partition("after=")[2] or None
         try:
-            response = await _render(request, who, refused=refused, after=after)
+            response = await _render(request, who, refused=refused, after=page_after(form))
         except ForgeError:  # the page itself cannot be shown (its `after`): the error page
             return await page_for(request, exc, "/teach")
         response.status_code = 422

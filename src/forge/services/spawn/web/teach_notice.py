@@ -30,12 +30,18 @@ def _aad(who: Manager) -> bytes:
     return f"{who.tenant_id}\x00{who.subject}".encode()
 
 
+def page_after(form: dict[str, str]) -> str | None:
+    """The ``after`` of the /teach page a form was sent from (the page's own query value),
+    when it is a well-formed cohort id (the page checks it is theirs); None: the first."""
+    after = form.get("after", "")
+    return after if COHORT_ID_RE.fullmatch(after) else None
+
+
 def teach_page_of(form: dict[str, str]) -> str:
     """/teach at the page a form was sent from: an instructor with many classes acting on
-    one of a later page is not sent back to the first (the form's ``after``, the page's
-    own query value, when it is a well-formed cohort id; the page checks it is theirs)."""
-    after = form.get("after", "")
-    return f"/teach?after={after}" if COHORT_ID_RE.fullmatch(after) else "/teach"
+    one of a later page is not sent back to the first (``page_after``)."""
+    after = page_after(form)
+    return "/teach" if after is None else f"/teach?after={after}"
 
 
 def back_to_teach(request: Request, settings: Settings, who: Manager, location: str,
