@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 
@@ -119,6 +120,45 @@ def test_tty_round_trip_and_resize(rt: LocalRuntime, lab: str) -> None:
         tty.close()
     assert tty.closed and tty_read(tty) == b""
     assert not _alive(rt, lab, "/workspace/ttybg")
+
+
+@pytest.fixture
+def caller_ignores_interrupts() -> Iterator[None]:
+    """This process ignores SIGINT and SIGQUIT, as a service started in the background by
+    a shell without job control does (`forge up &` in a script, CI's runner)."""
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                 signal.SIGQUIT)}
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
+def _ignored(status: bytes) -> int:
+    """The SigIgn mask of a /proc/<pid>/status text."""
+    line = next(ln for ln in status.splitlines() if ln.startswith(b"SigIgn:"))
+    return int(line.split()[1], 16)
+
+
+@pytest.mark.timeout(120)  # a hang guard only
+@pytest.mark.usefixtures("caller_ignores_interrupts")
+def test_ctrl_c_interrupts_a_command_even_when_the_service_ignores_interrupts(
+        rt: LocalRuntime, lab: str) -> None:
+    # In CI, Ctrl-C in a lab terminal echoed ^C and did not end `sleep`: the test process
+    # ignored SIGINT (started in the background), and every learner process inherited it.
+    ignored = _ignored(rt.exec(lab, "box", ["cat", "/proc/self/status"]).stdout)
+    assert not ignored & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1))
+    tty = rt.tty(lab, "box")
+    try:
+        tty_send(tty, b"PS1='at-$((2+3))> '\n")
+        tty_read_until(tty, b"at-5> ")
+        tty_send(tty, b"sh -c 'echo sta\"\"rted; exec sleep 300'\n")
+        tty_read_until(tty, b"started\r\n")  # output, not the echo of the line: it runs
+        tty_send(tty, b"\x03")
+        tty_read_until(tty, b"at-5> ")  # the prompt is back (sleep would run 300 s)
+        tty_send(tty, b"echo status-$?\n")
+        assert b"status-130\r" in tty_read_until(tty, rb"status-\d+\r")  # by SIGINT
+    finally:
+        tty.close()
 
 
 def test_tty_is_closed_when_the_lab_is_destroyed(rt: LocalRuntime) -> None:

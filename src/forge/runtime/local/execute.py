@@ -72,13 +72,16 @@ def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
 
 def enter_argv(
     host_fds: tuple[int, ...], caps: list[str], env_names: list[str], argv: list[str],
-    uid: int, seccomp_fd: int, args_fd: int,
+    uid: int, seccomp_fd: int, args_fd: int, *, reset: tuple[str, ...] = (),
 ) -> list[str]:
     """Command line running ``argv`` as the lab user inside the host whose namespaces and
     root ``host_fds`` hold (``open_host``), under the seccomp filter read from
     ``seccomp_fd``, with the environment (``env_names`` of it) and working directory read
     from ``args_fd`` (``enter_options``). Past nsenter, the host's bash (Essential in every
-    Debian root) closes ``host_fds``: no lab process holds them."""
+    Debian root) closes ``host_fds``: no lab process holds them. ``reset`` (the root's
+    ``service_signals.service_prefix``) runs as the lab user before the host environment is
+    set (the host's LD_PRELOAD loads into the command only), and the command starts with
+    default signal dispositions whatever its caller ignored."""
     if "=" in argv[0]:  # kept from when env(1) ran it: a program name never holds one
         raise SpecError("argv[0]", "a program name must not contain '='")
     if argv[0].startswith("-"):  # a shell's exec would take it for an option
@@ -92,7 +95,7 @@ def enter_argv(
         tool("nsenter"), *enter, f"--root=/proc/self/fd/{root}", "--",
         "/bin/bash", "-c", f'exec {close}; exec "$@"', "fg-enter",
         "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--args",
-        str(args_fd), "--", *setpriv_argv(uid, caps), *env_sh(env_names), *argv,
+        str(args_fd), "--", *setpriv_argv(uid, caps), *reset, *env_sh(env_names), *argv,
     ]
 
 

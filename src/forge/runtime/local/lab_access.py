@@ -56,6 +56,7 @@ from forge.runtime.local.launch import LabGone, start_in_lab
 from forge.runtime.local.netns import netns_path
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
+from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
 from forge.runtime.local.uids import LabIdentity
 from forge.runtime.plan import validate_host_name, validate_lab_id
@@ -176,8 +177,12 @@ class LabAccess:
             _close(host_fds)
             raise
         try:
+            # Default signal dispositions: a caller started in the background (a shell
+            # without job control) ignores SIGINT and SIGQUIT, and a learner's Ctrl-C
+            # would then not interrupt anything in the terminal.
             full = enter_argv(host_fds, info.caps, list(info.env), argv,
-                              info.identity.learner, fds[0], fds[1])
+                              info.identity.learner, fds[0], fds[1],
+                              reset=service_prefix(info.rootfs))
             with self._lock:  # seal() kills every leaf made before its marker, none after
                 if os.path.exists(self._sealed_marker(lab_id)):
                     raise LabSealed(f"lab {lab_id} is being graded; no new terminal or "
