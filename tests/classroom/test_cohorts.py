@@ -93,7 +93,16 @@ def test_roster_csv_all_or_nothing() -> None:
     with pytest.raises(ForgeError) as exc:
         parse_roster(b"lea\nleo\n../etc/passwd\n")
     assert (exc.value.status, exc.value.code) == (422, "csv_invalid")
-    assert exc.value.message.startswith("csv: line 3: not an account id")
+    # The line and its text: a teacher with 200 lines sees which one to fix.
+    assert exc.value.message.startswith('csv: line 3: "../etc/passwd" is not an account id')
+    with pytest.raises(ForgeError) as two:
+        parse_roster(b"lea\nSmith, John\n")
+    assert 'line 2: expected one column' in two.value.message
+    assert '"Smith,John"' in two.value.message
+    with pytest.raises(ForgeError) as long_cell:  # a long or odd cell: bounded, no control
+        parse_roster(b"lea\n\"" + b"\x1b[2J" + b"y" * 300 + b"\"\n")
+    shown = long_cell.value.message.split('"')[1]
+    assert shown == "?[2J" + "y" * 36 + "…" and "\x1b" not in long_cell.value.message
     with pytest.raises(ForgeError) as big:
         parse_roster(b"a" * (300 * 1024))
     assert big.value.status == 413

@@ -30,6 +30,7 @@ from forge.identity.roles import record_role
 from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.spawn.app import build_app as build_spawn
+from forge.services.spawn.web.dashboard_api import download_name
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import (
@@ -201,7 +202,9 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
         got = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard.csv", headers=seeded.keys["ann"])
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
     csv_text = got.text
-    assert f'filename="{seeded.cohort_a}.csv"' in got.headers["content-disposition"]
+    # Named after the class (its name is a formula: only its letters and digits are kept).
+    assert (f'filename="hyperlink-http-evil-{seeded.cohort_a}.csv"'
+            in got.headers["content-disposition"])
     assert got.content.startswith(b"\xef\xbb\xbf")  # a BOM: Excel then reads UTF-8
     table = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
     assert len(table) == 8
@@ -392,3 +395,13 @@ def test_late_is_judged_against_a_learners_own_due_time() -> None:
     assert rows == {"lea": (True, iso(T0 + timedelta(hours=1)), False),
                     "leo": (False, iso(own), True), "max": (None, iso(own), True)}
     assert got["finished_late"] == 1
+
+
+@pytest.mark.parametrize(("name", "file"), [
+    ("Réseaux 101 — groupe B", "reseaux-101-groupe-b-coh-1.csv"),
+    ('a"b\r\nContent-Type: x/../', "a-b-content-type-x-coh-1.csv"),
+    ("网络", "coh-1.csv"),  # no ASCII letter: the id alone
+    ("x" * 200, "x" * 60 + "-coh-1.csv"),
+])
+def test_the_csv_download_is_named_after_its_class(name: str, file: str) -> None:
+    assert download_name(name, "coh-1") == file

@@ -14,6 +14,7 @@ MAX_ROWS = 2000
 # The subject format of forge.identity.names (an account id, an e-mail, an IdP `sub`).
 SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}\Z")
 HEADERS = ("subject", "email", "learner")
+SHOWN = 40  # characters of a bad cell quoted in the answer
 
 
 def _take(number: int, row: list[str], subjects: list[str]) -> None:
@@ -24,16 +25,24 @@ def _take(number: int, row: list[str], subjects: list[str]) -> None:
     if not cells:
         return
     if len(cells) > 1:
-        raise _bad(number, "expected one column (the learner's account id)")
+        raise _bad(number, "expected one column (the learner's account id), got "
+                           f"{_shown(','.join(cells))}")
     value = cells[0]
     if number == 1 and value.lower() in HEADERS:
         return
     if not SUBJECT_RE.match(value):
-        raise _bad(number, "not an account id (letters, digits and . _ @ : -, at most "
-                           "128 characters)")
+        raise _bad(number, f"{_shown(value)} is not an account id (letters, digits and "
+                           ". _ @ : -, at most 128 characters)")
     subjects.append(value)
     if len(subjects) > MAX_ROWS:
         raise _bad(number, f"more than {MAX_ROWS} learners in one file")
+
+
+def _shown(text: str) -> str:
+    """The bad cell as the answer quotes it, so a teacher with 200 lines sees which: at
+    most SHOWN characters, control characters as `?`."""
+    kept = "".join("?" if ch < " " or ch == "\x7f" else ch for ch in text[:SHOWN])
+    return f'"{kept}…"' if len(text) > SHOWN else f'"{kept}"'
 
 
 def _bad(line: int, problem: str) -> ForgeError:
