@@ -6,6 +6,7 @@ decisions are the same as reading every live row."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,19 +60,28 @@ MINE = [("run-expired", states.RUNNING), ("pending-stuck", states.PENDING),
         ("grade-at-limit", states.GRADING)]
 
 
-def _add(sess: Any, sid: str, state: str, ago: timedelta, expires: timedelta | None) -> None:
-    sess.add(Scenario(scenario_id=sid, request_id="r-" + sid, tenant_id="acme",
+def _id(name: str) -> str:
+    """The scenario id of row `name` (a real one: the reaper builds paths from it)."""
+    return "scn-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+NAMES = {_id(name): name for name in ROWS}
+
+
+def _add(sess: Any, name: str, state: str, ago: timedelta, expires: timedelta | None) -> None:
+    sid = _id(name)
+    sess.add(Scenario(scenario_id=sid, request_id="r-" + name, tenant_id="acme",
                       subject="alice", track="netplus", template_id="lab-netplus",
                       template_sha256="0" * 64, plan="PRO", retention_days=30, state=state,
                       created_at=NOW - ago, updated_at=NOW - ago, details={},
                       expires_at=None if expires is None else NOW + expires,
-                      node_id=_node(sid)))
+                      node_id=_node(name)))
 
 
-def _node(sid: str) -> str | None:
-    if sid.startswith("other-node"):
+def _node(name: str) -> str | None:
+    if name.startswith("other-node"):
         return "n2"
-    return None if sid.startswith("nobody") else "n1"
+    return None if name.startswith("nobody") else "n1"
 
 
 @pytest.mark.parametrize("leader", [True, False])
@@ -85,16 +95,17 @@ def test_one_pass_acts_on_exactly_the_due_scenarios(db_url: str, tmp_path: Path,
         with db.session() as sess:
             for sid, (state, ago, expires) in ROWS.items():
                 _add(sess, sid, state, ago, expires)
-        for sid in ("grade-written", "other-node-written"):
-            written = tmp_path / "scenarios" / sid
+        for name in ("grade-written", "other-node-written"):
+            written = tmp_path / "scenarios" / _id(name)
             written.mkdir(parents=True)
             (written / "completion.json").write_text("{}")
         node = SimpleNamespace(node_id="n1", leader=leader)
         reaper = SimpleNamespace(ctx=SimpleNamespace(db=db), node=node,
                                  settings=SimpleNamespace(storage_root=tmp_path))
-        due = _due(reaper, NOW)  # type: ignore[arg-type]
+        due = [(NAMES[sid], st) for sid, st in _due(reaper, NOW)]  # type: ignore[arg-type]
         india = NOW.astimezone(timezone(timedelta(hours=5, minutes=30)))
-        elsewhere = _due(reaper, india)  # type: ignore[arg-type]
+        elsewhere = [(NAMES[sid], st)
+                     for sid, st in _due(reaper, india)]  # type: ignore[arg-type]
     finally:
         db.dispose()
     expected = MINE + ([("nobody-pending-stuck", states.PENDING)] if leader else [])

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from filelock import FileLock
 
 from forge.durable import replace_file
+from forge.scenario_paths import scenario_dir
 from forge_verify.audit_chain import (
     CHECKPOINT_EVENT,
     EVENT_RE,
@@ -32,7 +33,6 @@ from forge_verify.audit_chain import (
 )
 from forge_verify.canonical import CanonicalJSONError, loads
 from forge_verify.keys import Signer
-from forge_verify.score import require_scenario_id
 
 _TAIL_CHUNK = 65536
 
@@ -218,7 +218,7 @@ def global_log_path(storage_root: Path) -> Path:
 
 def scenario_log_path(storage_root: Path, scenario_id: str) -> Path:
     """Location of a scenario's audit log (the id is validated first)."""
-    return storage_root / "scenarios" / require_scenario_id(scenario_id) / "audit.jsonl"
+    return scenario_dir(storage_root, scenario_id) / "audit.jsonl"
 
 
 def global_log(storage_root: Path, signer: Signer | None = None,

@@ -33,7 +33,8 @@ from forge.evidence.artifacts import (
     write_results,
 )
 from forge.grading.live_record import record_path
-from forge_verify.score import SCENARIO_ID_RE, require_scenario_id
+from forge.scenario_paths import scenario_dir
+from forge_verify.score import SCENARIO_ID_RE
 from forge_verify.verdict import SCORE_NAME
 
 ARTIFACT_STORES = ("filesystem", "jetstream")
@@ -161,10 +162,10 @@ class FilesystemArtifactStore:
 
     def delete(self, scenario_id: str) -> None:
         """Sweep old tombstones, then rename `results/` away and remove the raw evidence."""
-        scenario_dir = self.storage_root / "scenarios" / require_scenario_id(scenario_id)
-        for tomb in scenario_dir.glob(TOMBSTONE_PREFIX + "*"):
+        folder = scenario_dir(self.storage_root, scenario_id)
+        for tomb in folder.glob(TOMBSTONE_PREFIX + "*"):
             shutil.rmtree(tomb, ignore_errors=True)
-        self.remover(scenario_dir)
+        self.remover(folder)
 
 
 __all__ = ["ARTIFACT_STORES", "COMPLETION_FILE", "EVIDENCE_DIR", "PACK_FILE", "RAW_EVIDENCE",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forge.evidence.bundled_template import bundled_template
+from forge.scenario_paths import scenario_dir
 from forge.signing.keystore import SigningKey
 from forge_verify.aids import AIDS_MEMBER
 from forge_verify.audit_chain import scenario_stream, verify_chain
@@ -39,7 +40,6 @@ from forge_verify.score import (
     StreamOutput,
     build_score_document,
     check_member_prefix,
-    require_scenario_id,
 )
 from forge_verify.verdict import SCORE_NAME, build_statement, sign_statement
 
@@ -217,7 +217,7 @@ def build_artifacts(
 
 def results_dir(storage_root: Path, scenario_id: str) -> Path:
     """`<storage_root>/scenarios/<scenario_id>/results` (the id is validated first)."""
-    return Path(storage_root) / "scenarios" / require_scenario_id(scenario_id) / "results"
+    return scenario_dir(storage_root, scenario_id) / "results"
 
 
 def read_results(storage_root: Path, scenario_id: str) -> dict[str, bytes] | None:

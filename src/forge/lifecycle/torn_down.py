@@ -18,6 +18,7 @@ from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, load, move
 from forge.quotas.limiter import release
 from forge.runtime.recording import discard_recordings
+from forge.scenario_paths import scenario_dir
 from forge.store.db import Database
 from forge_verify.score import SCENARIO_ID_RE
 
@@ -38,7 +39,7 @@ def end_torn_down(db: Database, storage_root: Path, lab_ids: list[str]) -> list[
             row = load(db, lab_id)
             if row.state in states.TERMINAL or (
                     row.state == states.GRADING
-                    and (_scenario_dir(storage_root, lab_id) / COMPLETION_FILE).exists()):
+                    and (scenario_dir(storage_root, lab_id) / COMPLETION_FILE).exists()):
                 continue
             move(db, storage_root, lab_id, states.FAILED, TORN_DOWN, expected=row.state)
         except (ScenarioNotFound, IllegalTransition):
@@ -49,14 +50,9 @@ def end_torn_down(db: Database, storage_root: Path, lab_ids: list[str]) -> list[
     return ended
 
 
-def _scenario_dir(storage_root: Path, scenario_id: str) -> Path:
-    """Where a node keeps a scenario's files (audit log, raw evidence, recordings)."""
-    return storage_root / "scenarios" / scenario_id
-
-
 def discard_scenario_files(storage_root: Path, scenario_id: str) -> None:
     """Remove what a node kept of a scenario that ended without a result it will publish:
     its terminal recordings and its raw evidence (a stored result included). Nothing
     else would: a final scenario is never resumed, and retention removes results."""
     discard_recordings(storage_root, scenario_id)
-    discard_raw_evidence(_scenario_dir(storage_root, scenario_id))
+    discard_raw_evidence(scenario_dir(storage_root, scenario_id))

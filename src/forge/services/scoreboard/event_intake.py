@@ -29,6 +29,7 @@ from forge.bus.contracts import OutputV1, ScenarioCompletedV1
 from forge.bus.evidence_pack import EvidencePack
 from forge.config.settings import Settings
 from forge.evidence.artifacts import EvidenceInputs
+from forge.scenario_paths import scenario_dir
 from forge.services.scoreboard.judged import rejudge_results, rendered_rules
 from forge.services.scoreboard.refused import CompletionRefused
 from forge.templates.problems import UnknownTemplate
@@ -230,7 +231,7 @@ def verify_completion(settings: Settings, registry: TemplateRegistry,
     if pack is not None:
         captures = pack.outputs
     else:  # an event from before packs: this scoreboard's own root (one-machine installs)
-        evidence_dir = settings.storage_root / "scenarios" / scenario_id / EVIDENCE_DIR
+        evidence_dir = scenario_dir(settings.storage_root, scenario_id) / EVIDENCE_DIR
         captures = evidence_dir if evidence_dir.is_dir() else None
     results = rejudge_results(rules, _results(event, criteria, captures))
     retention = et.get("retention_days")
