@@ -31,10 +31,12 @@ from forge.evidence.artifact_store import COMPLETION_FILE, EVIDENCE_DIR, discard
 from forge.faults import crash_point
 from forge.grading.runner import grade
 from forge.lifecycle import states
+from forge.lifecycle.ending import forget_ending, record_ending
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioRow, load, move
 from forge.runtime.base import LabNotFound, RuntimeFault, StoppedMidway
 from forge.runtime.recording import discard_recordings, read_recordings
+from forge.scenario_paths import scenario_dir as scenario_folder
 from forge.services.orchestrator.evidence_ship import (
     PACK_FILE,
     PackTooLarge,
@@ -54,7 +56,8 @@ EVENT_TEXT_CAP = 16 * 1024
 
 
 def scenario_dir(state: OrchestratorState, scenario_id: str) -> Path:
-    return state.settings.storage_root / "scenarios" / scenario_id
+    """The scenario's folder on this node (`forge.scenario_paths`)."""
+    return scenario_folder(state.settings.storage_root, scenario_id)
 
 
 def _encoded_size(text: str) -> int:
@@ -313,9 +316,14 @@ async def end_without_grading(state: OrchestratorState, scenario_id: str, target
         if row.state in states.TERMINAL:
             return row.state
         states.check(scenario_id, row.state, target)
+        root = state.settings.storage_root
+        # Kept until the row records it: a restart after a crash in the teardown finishes
+        # this end (resume_after_restart), not a "damaged while down" failure.
+        await state.blocking(record_ending, root, scenario_id, target, reason)
         await state.blocking(teardown_lab, state, scenario_id)
         moved = await state.blocking(
-            lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, target, reason)
+            lambda: move(state.ctx.db, root, scenario_id, target, reason)
         )
+        await state.blocking(forget_ending, root, scenario_id)
         await state.announce(moved)
         return target

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from forge.audit.log import scenario_log
 from forge.lifecycle import states
+from forge.lifecycle.ending import forget_ending, record_ending
 from forge.lifecycle.store import load, move
 from forge.services.orchestrator.grade_lab import complete, resume_grading, teardown_lab
 from forge.services.orchestrator.state import OrchestratorState
@@ -58,12 +59,16 @@ async def destroy(state: OrchestratorState, scenario_id: str, reason: str) -> st
     async with state.lock_for(scenario_id):
         row = await state.read(load, state.ctx.db, scenario_id)
         await state.blocking(_audit, state, scenario_id, "destroy", reason)
+        root = state.settings.storage_root
+        target = states.FAILED if row.state == states.GRADING else states.DELETED
+        why = f"destroyed by an operator: {reason}"
+        if row.state in (states.LAUNCHING, states.RUNNING):  # finished by a restart if cut
+            await state.blocking(record_ending, root, scenario_id, target, why)
         await state.blocking(teardown_lab, state, scenario_id)
         if row.state in states.TERMINAL:
             return row.state
-        target = states.FAILED if row.state == states.GRADING else states.DELETED
         moved = await state.blocking(
-            lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, target,
-                         f"destroyed by an operator: {reason}"))
+            lambda: move(state.ctx.db, root, scenario_id, target, why))
+        await state.blocking(forget_ending, root, scenario_id)
         await state.announce(moved)
         return target

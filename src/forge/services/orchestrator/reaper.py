@@ -10,6 +10,7 @@ from sqlalchemy import and_, or_, select
 
 from forge.evidence.artifact_store import COMPLETION_FILE
 from forge.lifecycle import states
+from forge.lifecycle.ending import ending_of
 from forge.services.orchestrator.grade_lab import (
     complete,
     end_without_grading,
@@ -155,12 +156,18 @@ async def resume_after_restart(state: OrchestratorState,
     the accepted spawn (or failed after its attempts). ``grading``: the stored result is
     published, or the lab is graded again, or (no lab) the scenario fails with the reason.
     ``running`` without its lab, or with part of it gone (``damaged``: a host's namespace
-    or init missing): failed, what is left torn down, and its slot freed.
+    or init missing): failed, what is left torn down, and its slot freed. A ``launching``
+    or ``running`` scenario whose end (a delete, an expiry) was under way when the node
+    stopped (``lifecycle.ending``) gets that end instead, whatever is left of its lab.
     """
     for scenario_id in sorted({*report["adopted"], *report["lost"]}):
         try:
             row_state = await state.blocking(lambda sid=scenario_id: _state_of(state, sid))
-            if row_state == states.LAUNCHING:
+            ending = await state.blocking(ending_of, state.settings.storage_root, scenario_id)
+            if ending is not None and row_state in (states.LAUNCHING, states.RUNNING):
+                # Cut short by the crash: the end asked for (a delete, an expiry) finishes.
+                await end_without_grading(state, scenario_id, *ending)
+            elif row_state == states.LAUNCHING:
                 await resume_launch(state, scenario_id)
             elif row_state == states.GRADING:
                 await complete(state, scenario_id, "resumed")
