@@ -185,8 +185,15 @@ def check_hints_and_submit(drive: Driver, criterion: str) -> None:
     expect(hints.locator("#hint-h2 .hint-cost")).to_contain_text("10 %")  # before revealing
     drive.press(hints.get_by_role("button", name="Reveal hint 1"))
     expect(hints.locator("#hint-h1 .hint-text")).to_contain_text("ip -4 route")
+    # A hint that costs score asks on the page first: one stray tap reveals nothing.
     drive.press(hints.get_by_role("button", name="Reveal hint 2 (costs 10 % of the score)"))
+    expect(hints.locator("#hint-h2 .hint-confirm")).to_have_text(
+        "Hint 2 costs 10 % of the score. Press again to reveal it.")
+    expect(hints.locator("#hint-h2 .hint-text")).to_be_hidden()
+    drive.press(hints.get_by_role("button",
+                                  name="Yes, reveal hint 2 (costs 10 % of the score)"))
     expect(hints.locator("#hint-h2 .hint-text")).to_contain_text("/dev/tcp")
+    expect(hints.locator("#hint-h2 .hint-confirm")).to_have_text("")
 
     # Submit asks first and says what ends; Cancel keeps the lab and gives focus back.
     submit = page.get_by_role("button", name="Submit for grading")

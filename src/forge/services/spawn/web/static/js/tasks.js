@@ -56,11 +56,38 @@
       });
   }
 
+  // A hint that costs score asks first, on the page: the first press says what it costs
+  // and turns the button into the confirmation, a second press within CONFIRM_MS reveals.
+  // A stray tap on a phone costs nothing (a browser dialog would be dismissed unseen by
+  // some browsers and by automation alike).
+  var CONFIRM_MS = 15000;
+
+  function ask(form) {
+    var button = form.querySelector("button");
+    var note = form.closest(".hint").querySelector(".hint-confirm");
+    var label = button.textContent;
+    form.dataset.armed = "true";
+    button.textContent = "Yes, r" + label.slice(1);
+    note.textContent = form.dataset.confirm;
+    window.setTimeout(function () {
+      if (!form.isConnected || form.dataset.armed !== "true") { return; }
+      form.dataset.armed = "false";
+      button.textContent = label;
+      note.textContent = "";
+    }, CONFIRM_MS);
+  }
+
   if (hints) {
     hints.addEventListener("submit", function (event) {
       var form = event.target;
       if (!form.classList || !form.classList.contains("hint-reveal")) { return; }
       event.preventDefault();
+      if (form.dataset.confirm && form.dataset.armed !== "true") {
+        ask(form);
+        return;
+      }
+      var note = form.closest(".hint").querySelector(".hint-confirm");
+      if (note) { note.textContent = ""; }
       reveal(form);
     });
   }
