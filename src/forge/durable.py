@@ -7,12 +7,14 @@ the new name survives a crash too. One writer at a time per path: its callers ho
 or are the path's only writer. A ``<name>.tmp`` a crash left behind is overwritten by the
 next write; `tmp_name` names it for whoever cleans the directory. `write_in_place` is for
 a file written again under its name whenever it is needed, where a crash may leave it cut
-short. Both create files of the mode asked (0600 unless said), never through a link.
+short; `replace_file_among_others` is for a folder other users may write to. All create
+files of the mode asked (0600 unless said), never through a link.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 TMP_SUFFIX = ".tmp"
@@ -65,3 +67,24 @@ def replace_file(path: Path, data: bytes, *, mode: int = 0o600, sync: bool = Tru
         raise
     if sync:
         sync_path(path.parent)
+
+
+def replace_file_among_others(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """`replace_file` into a folder other users may write to (an export to /tmp): the new
+    content goes under a random name made exclusively, which nobody can have planted; a
+    link or another user's file planted at ``<name>.tmp`` made the fixed name fail."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    sync_path(path.parent)

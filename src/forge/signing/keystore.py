@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from filelock import FileLock
 
-from forge.durable import replace_file
+from forge.durable import replace_file, replace_file_among_others
 from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, public_pem
 
 KEY_DIR_ENV = "FORGE_SIGNING_KEY_DIR"
@@ -260,5 +260,6 @@ class SigningKeyring:
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             for kid, key in keys.items():
-                replace_file(out_dir / f"{kid}.pem", public_pem(key), mode=0o644)
+                # An export folder may be anyone's (/tmp): no name there is trusted.
+                replace_file_among_others(out_dir / f"{kid}.pem", public_pem(key))
         return b"".join(public_pem(k) for k in keys.values())
