@@ -41,16 +41,22 @@ def write_in_place(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     _write(path, data, mode, sync=False)
 
 
+def write_all(fd: int, data: bytes, *, sync: bool) -> None:
+    """Write all of ``data`` to ``fd`` (a short write goes on), flushed to disk with
+    ``sync``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if sync:
+        os.fsync(fd)
+
+
 def _write(path: Path, data: bytes, mode: int, *, sync: bool) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  mode)
     try:
         os.fchmod(fd, mode)  # a file that was there keeps its mode otherwise
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
+        write_all(fd, data, sync=sync)
     finally:
         os.close(fd)
 
@@ -77,10 +83,7 @@ def replace_file_among_others(path: Path, data: bytes, *, mode: int = 0o644) -> 
     try:
         try:
             os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            write_all(fd, data, sync=True)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from forge.durable import write_all
 from forge.evidence.bundled_template import bundled_template
 from forge.scenario_paths import scenario_dir
 from forge.signing.keystore import SigningKey
@@ -235,10 +236,7 @@ def write_synced(path: Path, data: bytes, *, replace: bool = False) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
     fd = os.open(path, flags, 0o640)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        write_all(fd, data, sync=True)
     finally:
         os.close(fd)
 

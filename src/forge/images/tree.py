@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from forge import treepath
+from forge.durable import write_all
 
 
 class TreeEscape(OSError):
@@ -56,9 +57,7 @@ def write_in_tree(root: Path, path: str, data: bytes, mode: int) -> Path:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise TreeEscape(f"{path!r} exists and is not a regular file")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data, sync=False)
         os.fchown(fd, 0, 0)
         os.fchmod(fd, mode)
     finally:

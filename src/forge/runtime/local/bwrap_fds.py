@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 
+from forge.durable import write_all
 from forge.runtime.base import RuntimeFault
 
 # Descriptors below this are kept clear (stdio and the few pipes a sandbox start passes
@@ -34,9 +35,7 @@ def data_fd(name: str, data: bytes) -> int:
         if fd < FIRST_FREE_FD:
             low, fd = fd, fcntl.fcntl(fd, fcntl.F_DUPFD, FIRST_FREE_FD)
             os.close(low)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data, sync=False)
         os.lseek(fd, 0, os.SEEK_SET)
     except BaseException:
         os.close(fd)
