@@ -172,17 +172,39 @@ async def resume_after_restart(state: OrchestratorState,
             elif row_state == states.GRADING:
                 await complete(state, scenario_id, "resumed")
             elif row_state == states.RUNNING and scenario_id in report["lost"]:
-                await end_without_grading(state, scenario_id, states.FAILED,
-                                          "lab was lost while the orchestrator was down")
+                await _end_if_still_broken(state, scenario_id,
+                                           "lab was lost while the orchestrator was down")
             elif row_state == states.RUNNING and scenario_id in report["damaged"]:
-                await end_without_grading(state, scenario_id, states.FAILED,
-                                          "lab was damaged while the orchestrator was down "
-                                          "(part of it is gone)")
+                await _end_if_still_broken(state, scenario_id,
+                                           "lab was damaged while the orchestrator was down "
+                                           "(part of it is gone)")
         except Exception:
             log.exception("could not resume %s after a restart; the reaper will retry",
                           scenario_id)
     if any(report.values()):
         log.info("reconciled labs: %s", report)
+
+
+async def _end_if_still_broken(state: OrchestratorState, scenario_id: str,
+                               reason: str) -> None:
+    """Fail a ``running`` scenario whose lab ``reconcile`` found missing or partial, unless
+    it is whole by now. The consumers start with this resume under way, and a spawn event
+    the crash left unacknowledged comes back: its launch rebuilds a lab left ``launching``
+    and marks it running before this loop reaches it, which the start's snapshot still
+    showed half-built, and the new lab was failed and torn down. Read under the scenario's
+    lock: a launch moves it only from ``launching``, so once seen ``running`` with its lab
+    broken, nothing repairs it before the end below."""
+    async with state.lock_for(scenario_id):
+        row_state = await state.blocking(_state_of, state, scenario_id)
+        if row_state != states.RUNNING:
+            return
+        found = {i.lab_id: i for i in await state.blocking(state.runtime.list)}
+        info = found.get(scenario_id)
+        if info is not None and info.state == "running":
+            log.info("scenario %s: its lab is whole again (rebuilt since the start's "
+                     "reconcile); left running", scenario_id)
+            return
+    await end_without_grading(state, scenario_id, states.FAILED, reason)
 
 
 def _state_of(state: OrchestratorState, scenario_id: str) -> str | None:
