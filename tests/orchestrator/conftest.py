@@ -21,6 +21,7 @@ import pytest
 from forge.bus import NatsServer, Publisher
 from forge.bus.contracts import SpawnRequestedV1, parse, payload
 from forge.config import Settings, load_settings
+from forge.lifecycle import states
 from forge.lifecycle.store import load
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.restarts import StartCutShort
@@ -149,6 +150,14 @@ def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrc
         for info in runtime.list():
             runtime.destroy(info.lab_id)
         runtime.close()
+
+
+def running_lab(orch: Orch, timeout: float = 30) -> str:
+    """A scenario spawned through the bus and running on `orch`; its id."""
+    event = spawn_event(orch.settings)
+    orch.publish("forge.spawn.requested", event)
+    orch.wait_state(event["scenario_id"], states.RUNNING, timeout=timeout)
+    return str(event["scenario_id"])
 
 
 @pytest.fixture

@@ -17,14 +17,7 @@ from forge.lifecycle.ending import ENDING_FILE, ending_of, record_ending
 from forge.runtime.local.netns import remove_netns
 from forge.scenario_paths import scenario_dir
 
-from .conftest import OPERATOR, MakeOrch, Orch, spawn_event
-
-
-def _running(orch: Orch) -> str:
-    event = spawn_event(orch.settings)
-    orch.publish("forge.spawn.requested", event)
-    orch.wait_state(event["scenario_id"], states.RUNNING)
-    return str(event["scenario_id"])
+from .conftest import OPERATOR, MakeOrch, Orch, running_lab
 
 
 def _cut_host(orch: Orch, scenario_id: str) -> None:
@@ -36,7 +29,7 @@ def _cut_host(orch: Orch, scenario_id: str) -> None:
 def test_a_restart_finishes_the_end_under_way_and_fails_only_what_was_damaged(
         make_orch: MakeOrch) -> None:
     first = make_orch(reaper_interval_s=3600)
-    deleted, expiring, damaged = _running(first), _running(first), _running(first)
+    deleted, expiring, damaged = running_lab(first), running_lab(first), running_lab(first)
     root = first.settings.storage_root
     first.stop()
     record_ending(root, deleted, states.DELETED, "deleted on request")
@@ -57,7 +50,7 @@ def test_a_restart_finishes_the_end_under_way_and_fails_only_what_was_damaged(
 
 
 def test_a_delete_keeps_no_end_behind_and_a_bad_kept_end_is_ignored(orch: Orch) -> None:
-    sid = _running(orch)
+    sid = running_lab(orch)
     with orch.client() as c:
         got = c.delete(f"/v1/scenarios/{sid}", headers=OPERATOR)
     assert got.status_code == 200, got.text

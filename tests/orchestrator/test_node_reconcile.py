@@ -17,15 +17,8 @@ from forge.services.orchestrator import grade_lab
 from forge.services.orchestrator.reaper import reconcile
 from forge.store.models import Scenario
 
-from .conftest import MakeOrch, Orch, spawn_event
+from .conftest import MakeOrch, Orch, running_lab
 from .test_nodes import GRACE, wait_for
-
-
-def _running(orch: Orch) -> str:
-    event = spawn_event(orch.settings)
-    orch.publish("forge.spawn.requested", event)
-    orch.wait_state(event["scenario_id"], states.RUNNING)
-    return str(event["scenario_id"])
 
 
 def _as_before_nodes(orch: Orch, *scenario_ids: str) -> None:
@@ -37,7 +30,7 @@ def _as_before_nodes(orch: Orch, *scenario_ids: str) -> None:
 
 def test_a_new_node_leaves_another_nodes_pre_upgrade_labs_alone(make_orch: MakeOrch) -> None:
     n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
-    running, grading = _running(n1), _running(n1)
+    running, grading = running_lab(n1), running_lab(n1)
     move(n1.state.ctx.db, n1.settings.storage_root, grading, states.GRADING, "submitted")
     _as_before_nodes(n1, running, grading)
 
@@ -61,7 +54,7 @@ def test_a_node_back_from_loss_destroys_the_labs_failed_meanwhile(make_orch: Mak
     find its labs failed by the lease holder; it dropped them from its capacity but left
     them running (until its next restart). After: its next heartbeat destroys them."""
     n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
-    lost, kept = _running(n1), _running(n1)
+    lost, kept = running_lab(n1), running_lab(n1)
     node = n1.state.node
     assert node is not None
     wait_for("n1 holds both labs", lambda: {lost, kept} <= set(node.held))
@@ -79,7 +72,7 @@ def test_start_destroys_every_orphan_lab_and_adopts_the_live_one(make_orch: Make
     """Labs in the runtime without a live scenario (a crashed run's ended labs, its warm
     pool) are all destroyed at start, together; the live lab is adopted and keeps running."""
     n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
-    live, ended_a, ended_b = _running(n1), _running(n1), _running(n1)
+    live, ended_a, ended_b = running_lab(n1), running_lab(n1), running_lab(n1)
     for sid in (ended_a, ended_b):  # rows ended while their labs stayed (a crash between)
         with n1.state.ctx.db.session() as sess:
             sess.execute(update(Scenario).where(Scenario.scenario_id == sid)
@@ -99,7 +92,7 @@ def test_a_node_back_from_loss_discards_the_stored_result_of_a_scenario_failed_m
     the pack and `evidence/` stayed on the node for ever. Now the heartbeat that destroys
     the lab removes them too."""
     n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **GRACE)
-    sid = _running(n1)
+    sid = running_lab(n1)
     node = n1.state.node
     assert node is not None
     wait_for("n1 holds the lab", lambda: sid in node.held)

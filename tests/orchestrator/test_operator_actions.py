@@ -12,16 +12,9 @@ from forge.lifecycle import states
 from forge.lifecycle.store import move
 
 from ..services.conftest import prod_environ
-from .conftest import OPERATOR, Orch, spawn_event
+from .conftest import OPERATOR, Orch, running_lab
 
 SPAWN = "forge.spawn.requested"
-
-
-def _running(orch: Orch) -> str:
-    event = spawn_event(orch.settings)
-    orch.publish(SPAWN, event)
-    orch.wait_state(event["scenario_id"], states.RUNNING, timeout=60)
-    return str(event["scenario_id"])
 
 
 def _labs(orch: Orch) -> set[str]:
@@ -34,7 +27,7 @@ def _audited(orch: Orch, sid: str, action: str) -> bool:
 
 
 def test_fail_ends_a_running_lab_with_the_reason_and_audits_it(orch: Orch) -> None:
-    sid = _running(orch)
+    sid = running_lab(orch, timeout=60)
     with orch.client() as client:
         assert client.post(f"/v1/admin/scenarios/{sid}/fail").status_code == 401
         # A reason that is not printable text is refused before anything is done (a NUL was
@@ -58,7 +51,7 @@ def test_fail_ends_a_running_lab_with_the_reason_and_audits_it(orch: Orch) -> No
 
 
 def test_a_scenario_stuck_in_grading_is_regraded_or_failed(orch: Orch) -> None:
-    sid = _running(orch)
+    sid = running_lab(orch, timeout=60)
     # What a crash right after `grading` leaves: the state, no result, the lab still up.
     move(orch.state.ctx.db, orch.settings.storage_root, sid, states.GRADING, "submitted")
     with orch.client() as client:
@@ -69,7 +62,7 @@ def test_a_scenario_stuck_in_grading_is_regraded_or_failed(orch: Orch) -> None:
     assert sid not in _labs(orch)
     assert _audited(orch, sid, "regrade")
 
-    lost = _running(orch)
+    lost = running_lab(orch, timeout=60)
     move(orch.state.ctx.db, orch.settings.storage_root, lost, states.GRADING, "submitted")
     orch.runtime.destroy(lost)  # the lab died with the crash
     with orch.client() as client:
@@ -79,7 +72,7 @@ def test_a_scenario_stuck_in_grading_is_regraded_or_failed(orch: Orch) -> None:
 
 
 def test_destroy_from_the_cli_removes_the_lab_whatever_the_state(orch: Orch) -> None:
-    sid = _running(orch)
+    sid = running_lab(orch, timeout=60)
     move(orch.state.ctx.db, orch.settings.storage_root, sid, states.GRADING, "submitted")
     env = {**os.environ, **prod_environ(orch.settings.storage_root, FORGE_DB_URL=orch.settings.db_url),
            "ORCHESTRATOR_URL": orch.url}

@@ -18,20 +18,13 @@ from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.netns import remove_netns
 
-from .conftest import MakeOrch, Orch, spawn_event
-
-
-def _running(orch: Orch) -> str:
-    event = spawn_event(orch.settings)
-    orch.publish("forge.spawn.requested", event)
-    orch.wait_state(event["scenario_id"], states.RUNNING)
-    return str(event["scenario_id"])
+from .conftest import MakeOrch, running_lab
 
 
 def test_a_restart_fails_a_damaged_lab_and_leaves_a_foreign_one_alone(
         make_orch: MakeOrch, tmp_path: Path) -> None:
     first = make_orch(reaper_interval_s=3600)
-    damaged, whole = _running(first), _running(first)
+    damaged, whole = running_lab(first), running_lab(first)
     other = LocalRuntime(str(tmp_path / "another-installation"), first.runtime.names.prefix)
     foreign = "scn-" + secrets.token_hex(8)
     other.create(LabSpec(foreign, [SubnetSpec("lan", "10.213.0.0/24")],

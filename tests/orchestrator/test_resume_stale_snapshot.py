@@ -24,22 +24,15 @@ from forge.runtime.local.netns import remove_netns
 from forge.services.orchestrator import app as orchestrator_app
 from forge.services.orchestrator.reaper import reconcile
 
-from .conftest import MakeOrch, Orch, spawn_event
+from .conftest import MakeOrch, running_lab
 
 
-def _running(orch: Orch) -> str:
-    event = spawn_event(orch.settings)
-    orch.publish("forge.spawn.requested", event)
-    orch.wait_state(event["scenario_id"], states.RUNNING)
-    return str(event["scenario_id"])
-
-
-def test_a_lab_whole_again_by_the_time_the_resume_gets_to_it_keeps_running(
+def test_a_lab_whole_again_by_the_time_the_resume_gets_to_it_keepsrunning_lab(
         make_orch: MakeOrch, monkeypatch: pytest.MonkeyPatch) -> None:
     first = make_orch(reaper_interval_s=3600)
     # The resume goes through the scenarios in id order: the really broken one last, so
     # once it has failed, the other two have been judged.
-    rebuilt, found_again, broken = sorted(_running(first) for _ in range(3))
+    rebuilt, found_again, broken = sorted(running_lab(first) for _ in range(3))
     first.stop()
     host = sorted(first.row(broken).details["hosts"])[0]
     remove_netns(first.runtime.names.host_ns(broken, host))  # really damaged
