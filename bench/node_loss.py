@@ -23,7 +23,7 @@ import httpx
 from sqlalchemy import select
 
 from forge.bus import NatsServer
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.nodes import NodeRegistry
 from forge.bus.ports import free_port
 from forge.store.db import Database

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from forge.bus import BusUnavailable, NatsServer, Publisher
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.permissions import (
     ADMIN,
     GRANTS,

@@ -12,7 +12,7 @@ import pytest
 
 from forge.bus import BusError, BusUnavailable, DurableConsumer, Event, NatsServer, Publisher
 from forge.bus.cluster import NatsCluster
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.replication import ensure_kv, ensure_object_store, forge_streams
 from forge.bus.subjects import SPAWN_REQUESTED, ensure_streams
 

@@ -13,7 +13,9 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from forge.bus import NatsServer
-from forge.bus.connection import BusConnection, close_client, connect, stop_task
+from forge.bus.bounded_close import close_client, stop_task
+from forge.bus.connection import BusConnection
+from forge.bus.dial import connect
 from forge.bus.ports import free_port
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from forge.bus import (
     Reject,
     RetryLater,
 )
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.subjects import SCENARIO_SUBMIT, SPAWN_REQUESTED, scenario_subject
 from tests.bus.helpers import Overlap, Recorder, make_consumer, wait_until
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 import pytest
 
 from forge.bus import BusOutcomeUnknown, BusUnavailable, NatsServer, PublishAck, Publisher
-from forge.bus.connection import connect, redact_url
+from forge.bus.dial import connect, redact_url
 from forge.bus.ports import free_port
 from forge.bus.subjects import SPAWN_REQUESTED, scenario_subject
 from tests.bus.helpers import wait_until

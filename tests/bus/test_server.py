@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from forge.bus import NatsServer, NatsServerError, NatsServerNotFound, find_nats_server
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.errors import BusUnavailable
 
 

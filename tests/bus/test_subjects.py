@@ -9,7 +9,7 @@ import pytest
 from nats.js import api
 
 from forge.bus import BusError, NatsServer, ensure_streams
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.subjects import (
     FORGE_STREAM,
     SCENARIO_STATES,

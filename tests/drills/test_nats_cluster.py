@@ -19,7 +19,7 @@ import pytest
 
 from forge.bus import NatsServer
 from forge.bus.cluster import NatsCluster
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.subjects import SCENARIO_COMPLETED, SCORE_FINALIZED
 from forge.services.common.listener import bind_listener
 

@@ -19,7 +19,7 @@ import nats as nats_client
 import pytest
 
 from forge.bus import NatsServer
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.object_buckets import list_objects, put_object
 from forge.bus.permissions import ARTIFACT_BUCKET, EVIDENCE_BUCKET
 from forge.config import load_settings

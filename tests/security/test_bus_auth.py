@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from forge.bus import BusUnavailable, DurableConsumer, Event, NatsServer, Publisher
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.permissions import BusCredentials
 from forge.bus.ports import free_port
 from forge.bus.server import find_nats_server

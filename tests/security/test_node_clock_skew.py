@@ -18,7 +18,7 @@ import time
 import pytest
 
 from forge.bus import NatsServer
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.nodes import BOOT_ID, NodeIdInUse, NodeRecord, NodeRegistry
 
 GRACE_S = 1.0

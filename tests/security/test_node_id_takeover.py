@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.nodes import NodeIdInUse, NodeRecord, NodeRegistry
 from forge.config import load_settings
 from forge.runtime.local import LocalRuntime

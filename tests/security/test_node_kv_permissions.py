@@ -18,7 +18,7 @@ from nats import errors as nats_errors
 from nats.aio.client import Client
 
 from forge.bus import NatsServer
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.bus.nodes import NodeRegistry
 from forge.bus.permissions import DRAIN_BUCKET, LEASE_BUCKET, NODES_BUCKET
 from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED, STREAM

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.bus.connection import connect
+from forge.bus.dial import connect
 from forge.entitlements.grants import grant
 
 from .conftest import SpawnEnv

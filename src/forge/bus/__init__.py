@@ -7,9 +7,10 @@ subject constants in `forge.bus.subjects`. `NatsServer` runs an embedded server 
 """
 
 from forge.bus.cluster import NatsCluster
-from forge.bus.connection import BusConnection, ConnectionState, connect, redact_url
+from forge.bus.connection import BusConnection
 from forge.bus.consumer import ConsumerStatus, DurableConsumer
 from forge.bus.consumer_metrics import register_consumer_metrics
+from forge.bus.dial import ConnectionState, connect, redact_url
 from forge.bus.errors import (
     BusError,
     BusOutcomeUnknown,

@@ -27,8 +27,9 @@ import nats.errors
 from nats.js import api
 from nats.js.client import JetStreamContext
 
-from forge.bus.connection import BusConnection, split_urls
+from forge.bus.connection import BusConnection
 from forge.bus.delivery import DeliveryCounts, MessageSettler, describe_error
+from forge.bus.dial import split_urls
 from forge.bus.errors import BusUnavailable
 from forge.bus.events import DeadLetterHook, Handler
 from forge.bus.permissions import BusCredentials

@@ -29,7 +29,7 @@ from typing import Any
 import nats.errors
 from nats.aio.msg import Msg
 
-from forge.bus.connection import stop_task
+from forge.bus.bounded_close import stop_task
 from forge.bus.errors import Reject, RetryLater
 from forge.bus.events import DeadLetterHook, Event, Handler
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from forge.bus.connection import close_client, connect
+from forge.bus.bounded_close import close_client
+from forge.bus.dial import connect
 from forge.bus.permissions import BusCredentials
 from forge.bus.subjects import FORGE_STREAMS, StreamSpec, ensure_streams
 

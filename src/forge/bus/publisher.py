@@ -19,7 +19,8 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 
-from forge.bus.connection import BusConnection, redact_url
+from forge.bus.connection import BusConnection
+from forge.bus.dial import redact_url
 from forge.bus.errors import BusOutcomeUnknown, BusUnavailable
 from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
 from forge.bus.permissions import BusCredentials

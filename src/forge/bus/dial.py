@@ -1,0 +1,176 @@
+"""Opening one NATS client with Forge's reconnect settings, and its live state.
+
+`connect()` opens one client (a service retries forever with a short wait; tests and
+one-shot tools bound the attempts) and keeps a `ConnectionState` current through nats-py's
+callbacks; `split_urls` and `redact_url` read and show a `NATS_URL` (several servers,
+credentials never shown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import nats.errors
+from nats.aio.client import Client
+
+from forge.bus.bounded_close import close_client, retrieve, run_to_end, stop_task
+from forge.bus.errors import BusUnavailable
+from forge.bus.permissions import BusCredentials
+
+Callback = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ConnectionState:
+    """Live view of one client connection, updated by the client's callbacks."""
+
+    connected: bool = False
+    connected_at: float | None = None
+    disconnected_at: float | None = None
+    disconnects: int = 0
+    reconnects: int = 0
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+
+def split_urls(url: str) -> list[str]:
+    """`NATS_URL` may list several servers separated by commas; validate each one."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("url: no NATS server URL given")
+    for server in servers:
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ValueError(f"url: {redact_url(server)!r} is not a nats:// or tls:// URL")
+    return servers
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials, for logs and error messages."""
+    out = []
+    for server in url.split(","):
+        parts = urlsplit(server.strip() if "://" in server else f"nats://{server.strip()}")
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+        out.append(f"{parts.scheme}://{host}{port}")
+    return ",".join(out)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    state: ConnectionState | None = None,
+    timeout: float = 5.0,
+    reconnect_wait: float = 0.5,
+    ping_interval: float = 10.0,
+    on_reconnected: Callback | None = None,
+    credentials: BusCredentials | None = None,
+    max_reconnect_attempts: int = -1,
+) -> Client:
+    """Connect to NATS with automatic reconnects; raise `BusUnavailable` on failure.
+
+    `url` may list several servers (a cluster): the client gets all of them and, when its
+    server goes away, moves to a surviving one. The first connection must succeed within
+    `timeout` seconds; after that the client reconnects by itself, waiting `reconnect_wait`
+    seconds between rounds, `max_reconnect_attempts` times per server (-1: for ever, what a
+    service wants). `credentials` authenticate as one bus identity (and use its inbox prefix).
+    """
+    servers = split_urls(url)
+    st = state if state is not None else ConnectionState()
+    refusals: list[str] = []  # the server's own reasons, e.g. "Authorization Violation"
+    nc = Client()
+
+    async def on_disconnected() -> None:
+        if st.connected:
+            st.disconnects += 1
+            st.disconnected_at = time.time()
+        st.connected = False
+
+    async def on_reconnect() -> None:
+        st.connected = True
+        st.reconnects += 1
+        st.connected_at = time.time()
+        if on_reconnected is not None:
+            await on_reconnected()
+
+    async def on_error(exc: Exception) -> None:
+        st.last_error = describe(exc)
+        if "violation" in st.last_error.lower():
+            refusals.append(st.last_error)
+
+    async def on_closed() -> None:
+        st.connected = False
+
+    options: dict[str, Any] = {
+        "servers": servers,
+        "name": name,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": max_reconnect_attempts,
+        "reconnect_time_wait": reconnect_wait,
+        "connect_timeout": min(2.0, timeout),
+        "ping_interval": ping_interval,
+        "max_outstanding_pings": 3,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnect,
+        "error_cb": on_error,
+        "closed_cb": on_closed,
+    }
+    if credentials is not None:
+        options.update(user=credentials.user, password=credentials.password,
+                       inbox_prefix=credentials.inbox_prefix)
+    # nats-py's connect runs as our own task: on a timeout or a close it is stopped before
+    # the client is closed (it retries by itself, and would reopen a closed client).
+    connecting = asyncio.ensure_future(nc.connect(**options))
+    connecting.add_done_callback(retrieve)
+    try:
+        done, _ = await asyncio.wait({connecting}, timeout=timeout)
+    except asyncio.CancelledError:
+        await run_to_end(_abandon(nc, connecting))
+        raise
+    exc: BaseException | None = (
+        TimeoutError(f"no connection within {timeout:g}s") if connecting not in done
+        else None if connecting.cancelled() else connecting.exception())
+    if exc is not None and not isinstance(exc, TimeoutError | OSError | nats.errors.Error):
+        await run_to_end(_abandon(nc, connecting))
+        raise exc
+    if exc is not None or connecting.cancelled():
+        await run_to_end(_abandon(nc, connecting))
+        # The server's own reason beats a bare timeout.
+        st.last_error = refusals[-1] if refusals else describe(exc or TimeoutError())
+        raise BusUnavailable(
+            f"cannot connect to NATS at {redact_url(url)}: {st.last_error}"
+        ) from exc
+    # nats-py keeps the server's INFO private; `auth_required` is part of the protocol.
+    server_info: dict[str, Any] = getattr(nc, "_server_info", {}) or {}
+    if credentials is not None and credentials.require_auth and not server_info.get(
+        "auth_required"
+    ):
+        await run_to_end(close_client(nc, 2.0))
+        st.last_error = "server does not require authentication"
+        raise BusUnavailable(
+            f"NATS at {redact_url(url)} does not require authentication: anyone could "
+            "speak on this bus; configure its users (`forge nats auth-config`)"
+        )
+    st.connected = True
+    st.connected_at = time.time()
+    return nc
+
+
+async def _abandon(nc: Client, connecting: asyncio.Task[Any]) -> None:
+    """Stop nats-py's connect task, then close its client (at most ~3.5 s in all)."""
+    await stop_task(connecting, 1.0)
+    await close_client(nc, 1.0)
