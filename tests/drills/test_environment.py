@@ -8,15 +8,17 @@ with a message naming the variable (never a secret value); dev starts with none 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from forge.bus import NatsServer
 from forge.config.secrets import DEV_SECRETS_FILE
@@ -83,8 +85,23 @@ Case = tuple[str, ...]
 
 @pytest.fixture(scope="module")
 def refusals(tmp_path_factory: pytest.TempPathFactory) -> dict[Case, Refusal]:
-    """Every refused start of this module, run a few at a time (each is a fresh process)."""
-    root = tmp_path_factory.mktemp("refusals")
+    """Every refused start of this module, run a few at a time (each is a fresh process),
+    once per test run: the module's tests are spread over the xdist workers, and each one
+    started the same 80 refused services again (about 100 s of both cores). The first
+    worker to ask records them in the run's own temporary folder; the others read them."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # no shared folder of this run only
+        return _all_refusals(tmp_path_factory.mktemp("refusals"))
+    shared = tmp_path_factory.getbasetemp().parent / "environment-refusals.json"
+    with FileLock(f"{shared}.lock"):
+        if shared.exists():
+            return {tuple(case.split("|")): Refusal(**fields) for case, fields
+                    in json.loads(shared.read_text()).items()}
+        found = _all_refusals(tmp_path_factory.mktemp("refusals"))
+        shared.write_text(json.dumps({"|".join(case): asdict(r) for case, r in found.items()}))
+        return found
+
+
+def _all_refusals(root: Path) -> dict[Case, Refusal]:
     jobs: dict[Case, Callable[[], Refusal]] = {}
     for forge_env in NON_DEV:
         for missing in SECRET_NAMES:
