@@ -12,12 +12,15 @@ gone, the row untouched): the orchestrator here runs inside the test process.
 
 from __future__ import annotations
 
+from sqlalchemy import update
+
 from forge.lifecycle import states
 from forge.lifecycle.ending import ENDING_FILE, ending_of, record_ending
 from forge.runtime.local.netns import remove_netns
 from forge.scenario_paths import scenario_dir
+from forge.store.models import Scenario
 
-from .conftest import OPERATOR, MakeOrch, Orch, running_lab
+from .conftest import OPERATOR, MakeOrch, Orch, running_lab, spawn_event
 
 
 def _cut_host(orch: Orch, scenario_id: str) -> None:
@@ -63,3 +66,21 @@ def test_a_delete_keeps_no_end_behind_and_a_bad_kept_end_is_ignored(orch: Orch) 
                  b'["deleted", "x"]', b'{"target": "deleted", "reason": 7}'):
         path.write_bytes(text)
         assert ending_of(orch.settings.storage_root, sid) is None
+
+
+def test_a_redelivered_spawn_ends_a_deleted_launch_instead_of_building_it(orch: Orch) -> None:
+    """Review: a lab left `launching` whose delete was under way was rebuilt by the spawn
+    event coming back (or the reaper's resume) and marked running for the learner who
+    had deleted it."""
+    event = spawn_event(orch.settings)
+    orch.publish("forge.spawn.requested", event)
+    sid = str(event["scenario_id"])
+    orch.wait_state(sid, states.RUNNING)
+    with orch.state.ctx.db.session() as sess:  # as the crash left it: launching, end kept
+        sess.execute(update(Scenario).where(Scenario.scenario_id == sid)
+                     .values(state=states.LAUNCHING))
+    record_ending(orch.settings.storage_root, sid, states.DELETED, "deleted on request")
+    orch.publish("forge.spawn.requested", event)  # redelivered
+    row = orch.wait_state(sid, states.DELETED, states.RUNNING, timeout=30)
+    assert (row.state, row.state_reason) == (states.DELETED, "deleted on request")
+    assert sid not in {i.lab_id for i in orch.runtime.list()}

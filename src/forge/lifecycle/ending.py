@@ -41,8 +41,8 @@ def ending_of(storage_root: Path, scenario_id: str) -> tuple[str, str] | None:
     path = scenario_dir(storage_root, scenario_id) / ENDING_FILE
     try:
         with path.open("rb") as fh:
-            data = json.loads(fh.read(MAX_BYTES + 1)[:MAX_BYTES + 1])
-    except (OSError, ValueError):
+            data = json.loads(fh.read(MAX_BYTES))
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested far too deep
         return None
     if not isinstance(data, dict):
         return None
@@ -53,6 +53,7 @@ def ending_of(storage_root: Path, scenario_id: str) -> tuple[str, str] | None:
 
 
 def forget_ending(storage_root: Path, scenario_id: str) -> None:
-    """Drop the kept end once the scenario's row records it."""
-    with contextlib.suppress(FileNotFoundError):
+    """Drop the kept end once the scenario's row records it (a file that cannot be removed
+    is left: the row is final, and a kept end is read only for a live row)."""
+    with contextlib.suppress(OSError):
         (scenario_dir(storage_root, scenario_id) / ENDING_FILE).unlink()

@@ -317,9 +317,10 @@ async def end_without_grading(state: OrchestratorState, scenario_id: str, target
             return row.state
         states.check(scenario_id, row.state, target)
         root = state.settings.storage_root
-        # Kept until the row records it: a restart after a crash in the teardown finishes
-        # this end (resume_after_restart), not a "damaged while down" failure.
-        await state.blocking(record_ending, root, scenario_id, target, reason)
+        if row.state in (states.LAUNCHING, states.RUNNING):  # a lab to tear down
+            # Kept until the row records it: a restart after a crash in the teardown
+            # finishes this end (resume_after_restart), not a "damaged while down" failure.
+            await state.blocking(record_ending, root, scenario_id, target, reason)
         await state.blocking(teardown_lab, state, scenario_id)
         moved = await state.blocking(
             lambda: move(state.ctx.db, root, scenario_id, target, reason)

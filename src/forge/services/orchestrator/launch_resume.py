@@ -13,8 +13,10 @@ from sqlalchemy import select
 from forge.audit.log import scenario_log
 from forge.bus import RetryLater
 from forge.lifecycle import states
+from forge.lifecycle.ending import ending_of
 from forge.lifecycle.store import Transition, audit_move, load, set_details
 from forge.runtime.base import RuntimeFault
+from forge.services.orchestrator.grade_lab import end_without_grading
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.launch_build import (
     build_lab,
@@ -112,7 +114,12 @@ async def _announce_launching(state: OrchestratorState, scenario_id: str) -> Non
 async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
     """Finish a scenario left in ``launching`` by a crash: a complete lab is marked running;
     a half-built one is torn down and built again from the accepted spawn (same values);
-    after MAX_LAUNCH_ATTEMPTS the scenario fails with the reason. Returns the state."""
+    after MAX_LAUNCH_ATTEMPTS the scenario fails with the reason. Returns the state.
+    One whose end (a delete) was under way when the node stopped gets that end instead
+    (`lifecycle.ending`): never rebuilt for a learner who deleted it."""
+    ending = await state.blocking(ending_of, state.settings.storage_root, scenario_id)
+    if ending is not None:
+        return await end_without_grading(state, scenario_id, *ending)
     async with state.lock_for(scenario_id):
         row = await state.read(load, state.ctx.db, scenario_id)
         if row.state != states.LAUNCHING:
