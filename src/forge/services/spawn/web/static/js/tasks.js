@@ -78,6 +78,13 @@
   }
 
   if (hints) {
+    // A double click or double tap is one press: its second click (detail 2) neither
+    // confirms nor reveals. A press with the keyboard has detail 0.
+    hints.addEventListener("click", function (event) {
+      if (event.detail > 1 && event.target.closest(".hint-reveal button")) {
+        event.preventDefault();
+      }
+    });
     hints.addEventListener("submit", function (event) {
       var form = event.target;
       if (!form.classList || !form.classList.contains("hint-reveal")) { return; }
