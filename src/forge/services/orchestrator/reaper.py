@@ -163,14 +163,14 @@ async def resume_after_restart(state: OrchestratorState,
     for scenario_id in sorted({*report["adopted"], *report["lost"]}):
         try:
             row_state = await state.blocking(lambda sid=scenario_id: _state_of(state, sid))
-            ending = await state.blocking(ending_of, state.settings.storage_root, scenario_id)
-            if ending is not None and row_state in (states.LAUNCHING, states.RUNNING):
-                # Cut short by the crash: the end asked for (a delete, an expiry) finishes.
-                await end_without_grading(state, scenario_id, *ending)
-            elif row_state == states.LAUNCHING:
+            if row_state == states.LAUNCHING:  # it finishes a kept end itself
                 await resume_launch(state, scenario_id)
             elif row_state == states.GRADING:
                 await complete(state, scenario_id, "resumed")
+            elif row_state == states.RUNNING and (ending := await state.blocking(
+                    ending_of, state.settings.storage_root, scenario_id)) is not None:
+                # Cut short by the crash: the end asked for (a delete, an expiry) finishes.
+                await end_without_grading(state, scenario_id, *ending)
             elif row_state == states.RUNNING and scenario_id in report["lost"]:
                 await _end_if_still_broken(state, scenario_id,
                                            "lab was lost while the orchestrator was down")
