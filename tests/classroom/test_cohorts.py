@@ -103,6 +103,10 @@ def test_roster_csv_all_or_nothing() -> None:
         parse_roster(b"lea\n\"" + b"\x1b[2J" + b"y" * 300 + b"\"\n")
     shown = long_cell.value.message.split('"')[1]
     assert shown == "?[2J" + "y" * 36 + "…" and "\x1b" not in long_cell.value.message
+    # A bidi override or a zero-width space cannot reorder or hide the message around it.
+    with pytest.raises(ForgeError) as bidi:
+        parse_roster("lea\nann\u202e\u200bx\x9b\n".encode())
+    assert '"ann??x?"' in bidi.value.message
     with pytest.raises(ForgeError) as big:
         parse_roster(b"a" * (300 * 1024))
     assert big.value.status == 413

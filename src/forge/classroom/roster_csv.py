@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 
 from forge.errors import ForgeError
 
@@ -40,8 +41,9 @@ def _take(number: int, row: list[str], subjects: list[str]) -> None:
 
 def _shown(text: str) -> str:
     """The bad cell as the answer quotes it, so a teacher with 200 lines sees which: at
-    most SHOWN characters, control characters as `?`."""
-    kept = "".join("?" if ch < " " or ch == "\x7f" else ch for ch in text[:SHOWN])
+    most SHOWN characters; control, format (bidi overrides, zero-width) and unassigned
+    characters as `?`, so the quote cannot reorder or hide the message around it."""
+    kept = "".join("?" if unicodedata.category(ch)[0] == "C" else ch for ch in text[:SHOWN])
     return f'"{kept}…"' if len(text) > SHOWN else f'"{kept}"'
 
 
