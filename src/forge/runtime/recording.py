@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Protocol
 
 from forge.runtime.base import RuntimeFault, TtySession
+from forge.scenario_paths import scenario_dir
 from forge_verify.recordings import RECORDING_NAME_PATTERN, RECORDING_NAME_RE
 
 RECORDINGS_DIR = "recordings"
@@ -65,8 +66,9 @@ class _Runtime(Protocol):
 
 
 def recordings_dir(storage_root: Path, scenario_id: str) -> Path:
-    """Where the node keeps a lab's recordings (never mounted into the lab)."""
-    return Path(storage_root) / "scenarios" / scenario_id / RECORDINGS_DIR
+    """Where the node keeps a lab's recordings (never mounted into the lab); ValueError for
+    an id that is not a scenario id, so no id reaches outside the scenarios folder."""
+    return scenario_dir(storage_root, scenario_id) / RECORDINGS_DIR
 
 
 class _LabBudget:
@@ -275,14 +277,17 @@ def recorded_tty(runtime: _Runtime, storage_root: Path
     The recording file is made before the terminal, so a lab whose recordings cannot be
     written gets no unrecorded terminal (fail closed)."""
     def open_tty(lab_id: str, host: str, rows: int = 24, cols: int = 80) -> TtySession:
-        path = recordings_dir(storage_root, lab_id)
         try:
+            path = recordings_dir(storage_root, lab_id)
             dir_fd = _open_dir(path)
             try:
                 budget = _budget(dir_fd, str(path))
                 fd, _ = _create(dir_fd, host)
             finally:
                 os.close(dir_fd)
+        except ValueError:
+            raise RuntimeFault("terminal recording cannot be written: not a scenario id"
+                               ) from None
         except OSError as exc:
             raise RuntimeFault(f"terminal recording of {lab_id} cannot be written: "
                                f"{exc.strerror or exc}") from None
