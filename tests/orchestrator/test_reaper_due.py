@@ -111,3 +111,27 @@ def test_one_pass_acts_on_exactly_the_due_scenarios(db_url: str, tmp_path: Path,
     expected = MINE + ([("nobody-pending-stuck", states.PENDING)] if leader else [])
     assert sorted(due) == sorted(expected)
     assert sorted(elsewhere) == sorted(expected)
+
+
+def test_a_row_the_reaper_cannot_read_holds_back_no_other_lab(db_url: str,
+                                                              tmp_path: Path) -> None:
+    """A grading row whose id is not a scenario id (written by hand, or by a bug) is
+    skipped, and every other due lab still expires in the same pass."""
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        with db.session() as sess:
+            _add(sess, "run-expired", states.RUNNING, timedelta(minutes=30),
+                 -timedelta(seconds=1))
+            sess.add(Scenario(scenario_id="../../etc", request_id="r-bad", tenant_id="acme",
+                              subject="alice", track="netplus", template_id="lab-netplus",
+                              template_sha256="0" * 64, plan="PRO", retention_days=30,
+                              state=states.GRADING, created_at=NOW, updated_at=NOW,
+                              details={}, expires_at=None, node_id="n1"))
+        reaper = SimpleNamespace(ctx=SimpleNamespace(db=db),
+                                 node=SimpleNamespace(node_id="n1", leader=True),
+                                 settings=SimpleNamespace(storage_root=tmp_path))
+        due = _due(reaper, NOW)  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+    assert due == [(_id("run-expired"), states.RUNNING)]

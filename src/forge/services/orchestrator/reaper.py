@@ -62,12 +62,26 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
     for scenario_id, current, updated_at, node_id in rows:
         if not _mine(state, node_id):
             continue
-        if current == states.GRADING and not (
-                now - aware(updated_at) >= STUCK_GRADING
-                or (scenario_dir(state, scenario_id) / COMPLETION_FILE).exists()):
+        try:
+            if current == states.GRADING and not _grading_due(state, scenario_id,
+                                                              updated_at, now):
+                continue
+        except (ValueError, TypeError, OSError) as exc:
+            # One row the reaper cannot read (a bad id, no time, an unreadable folder)
+            # must not hold back every other lab's expiry.
+            log.error("reaper skipped scenario row %.80r: %s", scenario_id,
+                      type(exc).__name__)
             continue
         due.append((scenario_id, current))
     return due
+
+
+def _grading_due(state: OrchestratorState, scenario_id: str, updated_at: datetime,
+                 now: datetime) -> bool:
+    """A grading is due when it has not moved for STUCK_GRADING or its node wrote the
+    completion file (the result is ready to publish)."""
+    return (now - aware(updated_at) >= STUCK_GRADING
+            or (scenario_dir(state, scenario_id) / COMPLETION_FILE).exists())
 
 
 async def reap_once(state: OrchestratorState) -> int:
