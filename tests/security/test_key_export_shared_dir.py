@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.signing.keystore import SigningKeyring
+from forge.signing.keystore import SigningKeyError, SigningKeyring
 
 pytestmark = pytest.mark.root  # a file owned by another user
 
@@ -44,3 +44,20 @@ def test_a_planted_tmp_name_neither_blocks_nor_receives_the_export(tmp_path: Pat
     assert (shared / f"{kid}.pem").read_bytes() == ring.export_public()
     # Nothing of the export's own is left behind.
     assert sorted(p.name for p in shared.iterdir()) == [f"{kid}.pem", f"{kid}.pem.tmp"]
+
+
+def test_a_folder_another_user_owns_gets_no_keys(tmp_path: Path) -> None:
+    """The owner of the --out folder could swap the exported keys for their own before a
+    verifier trusts them: the export is refused, and nothing is written there."""
+    ring = SigningKeyring(tmp_path / "keys")
+    ring.generate()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(SigningKeyError, match=r"--out: .*belongs to another user \(uid 65534\)"):
+        ring.export_public(theirs)
+    assert list(theirs.iterdir()) == []
+    # A folder of one's own, or of root (like /tmp), still takes the export.
+    mine = tmp_path / "mine"
+    ring.export_public(mine)
+    assert len(list(mine.iterdir())) == 1

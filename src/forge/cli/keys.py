@@ -96,7 +96,11 @@ def export_public(
 ) -> None:
     """Print every public key as PEM (or write them to --out) for `--trusted-key`."""
     ring = open_keyring(storage, keys_dir)
-    pems = ring.export_public(out)
+    try:
+        pems = ring.export_public(out)
+    except SigningKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     if not pems:
         typer.echo(f"no public keys in {ring.directory}", err=True)
         raise typer.Exit(1)

@@ -259,6 +259,12 @@ class SigningKeyring:
         keys = self.public_keys()
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
+            owner = out_dir.stat().st_uid
+            if owner not in (os.geteuid(), 0):
+                # Its owner could swap the keys a verifier will trust, after the export.
+                raise SigningKeyError(
+                    f"--out: {out_dir} belongs to another user (uid {owner}), who could "
+                    "replace the exported keys; export to a folder of yours")
             for kid, key in keys.items():
                 # An export folder may be anyone's (/tmp): no name there is trusted.
                 replace_file_among_others(out_dir / f"{kid}.pem", public_pem(key))
