@@ -161,6 +161,15 @@ def test_ctrl_c_interrupts_a_command_even_when_the_service_ignores_interrupts(
         tty.close()
 
 
+@pytest.mark.usefixtures("caller_ignores_interrupts")
+def test_a_grading_check_starts_with_default_signals_too(rt: LocalRuntime, lab: str) -> None:
+    """A check such as `timeout -s INT 5 ./probe` relies on SIGINT ending its command; an
+    orchestrator started in the background must not pass its ignored signals on."""
+    result = rt.run_check(lab, "box", ["cat", "/proc/self/status"])
+    assert result.exit_code == 0
+    assert not _ignored(result.stdout) & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1))
+
+
 def test_tty_is_closed_when_the_lab_is_destroyed(rt: LocalRuntime) -> None:
     lab_id = "tt-" + secrets.token_hex(4)
     rt.create(simple_lab(lab_id))

@@ -292,7 +292,7 @@ def remove_snapshot(dest: str) -> None:
 def grader_argv(
     *, hostname: str, paths: HostPaths, snapshot: str, rootfs: str,
     uid: int, env_names: list[str], argv: list[str], seccomp_fd: int, args_fd: int,
-    image: bool = False,
+    image: bool = False, reset: tuple[str, ...] = (),
 ) -> list[str]:
     """The command line of one check: join its cgroup (JOIN_SH) and start a fresh
     bubblewrap sandbox as the grader, from a thread already in the host's network
@@ -300,7 +300,9 @@ def grader_argv(
     only the lab's disk: ``launch.start_in_lab``; bwrap's start costs the same at any
     number of live labs); its environment (``env_names`` of it) and working directory
     are read from ``args_fd`` (``execute.enter_options``: a command line is readable by
-    every local user; the root steps never run with it, ``execute.env_sh``)."""
+    every local user; the root steps never run with it, ``execute.env_sh``). ``reset``
+    (``service_signals.service_prefix``) gives the check default signal dispositions,
+    whatever the orchestrator's own start ignored."""
     if argv[0].startswith("-"):  # the renaming shell's exec would take it for an option
         raise SpecError("argv[0]", "a program name must not start with '-'")
     cmd = ["/bin/sh", "-c", JOIN_SH, "fg-join", tool("bwrap"), "--unshare-pid",
@@ -314,5 +316,5 @@ def grader_argv(
     for cap in ("SETUID", "SETGID", "SETPCAP", *GRADER_CAPS):
         cmd += ["--cap-add", f"CAP_{cap}"]
     cmd += ["--seccomp", str(seccomp_fd), "--args", str(args_fd), "--",
-            *setpriv_argv(uid, GRADER_CAPS), *env_sh(env_names), *argv]
+            *setpriv_argv(uid, GRADER_CAPS), *reset, *env_sh(env_names), *argv]
     return cmd

@@ -319,6 +319,7 @@ class LabAccess:
                 hostname=info.env.get("HOSTNAME", host), paths=paths, snapshot=snap,
                 rootfs=root, uid=info.identity.grader, env_names=list(env),
                 argv=list(argv), seccomp_fd=fds[0], args_fd=fds[1], image=info.image,
+                reset=service_prefix(info.rootfs),
             )
 
             procs = self.cgroups.procs_files(*leaf)
