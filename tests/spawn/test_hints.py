@@ -73,3 +73,39 @@ def test_hints_are_revealed_in_order_recorded_first_and_only_by_their_owner(
             select(HintReveal).where(HintReveal.scenario_id == sid)
             .order_by(HintReveal.hint_index))]
     assert rows == [(0, 0.0, "acme"), (2, 0.1, "acme")]
+
+
+def test_without_script_a_hint_that_costs_score_is_revealed_only_once_confirmed(
+    make_spawn: MakeSpawn, tmp_path: Path
+) -> None:
+    """The lab page without JavaScript: a press on a paid hint's button answers a page that
+    says what it costs and charges nothing; its "Yes" reveals it. A free hint needs no
+    second press, and a hint already revealed is not asked about again."""
+    env = hinted_spawn(make_spawn, tmp_path)
+    sid, headers = running_lab(env)
+    with env.client() as browser:
+        browser.headers["origin"] = str(browser.base_url).rstrip("/")
+        assert browser.post("/signin", data={"api_key": headers["x-api-key"]}).status_code == 303
+        found = re.search(r'name="csrf" value="([^"]+)"', browser.get(f"/lab/{sid}").text)
+        assert found is not None
+        csrf = found.group(1)
+
+        free = browser.post(f"/lab/{sid}/hints/h1", data={"csrf": csrf})
+        assert free.status_code == 303 and free.headers["location"].endswith("#hint-h1")
+
+        asked = browser.post(f"/lab/{sid}/hints/h2", data={"csrf": csrf})
+        assert asked.status_code == 200
+        assert "Reveal hint 2?" in asked.text and "costs 25 % of the score" in asked.text
+        assert 'name="confirm" value="yes"' in asked.text and HINT_TEXTS[1] not in asked.text
+        with env.state.ctx.db.read() as sess:
+            assert [r.hint_index for r in sess.scalars(select(HintReveal))] == [0]
+
+        yes = browser.post(f"/lab/{sid}/hints/h2", data={"csrf": csrf, "confirm": "yes"})
+        assert yes.status_code == 303 and yes.headers["location"].endswith("#hint-h2")
+        assert HINT_TEXTS[1] in browser.get(f"/lab/{sid}").text
+        again = browser.post(f"/lab/{sid}/hints/h2", data={"csrf": csrf})
+        assert again.status_code == 303  # already paid for: nothing to confirm
+        # An unknown hint is refused as before, not asked about.
+        assert browser.post(f"/lab/{sid}/hints/h9", data={"csrf": csrf}).status_code == 404
+        with env.state.ctx.db.read() as sess:
+            assert sorted(r.hint_index for r in sess.scalars(select(HintReveal))) == [0, 1]

@@ -173,13 +173,38 @@ def _refusal(exc: ForgeError, scenario_id: str, wants_json: bool) -> Response:
     return error_page(exc.status, exc.message, back=f"/lab/{scenario_id}")
 
 
+async def _unconfirmed_cost(request: Request, scenario_id: str, hint: str
+                            ) -> dict[str, Any] | None:
+    """The hint (number, cost label) when revealing it would cost score and it is not
+    revealed yet: a press of the page without script asks before it charges."""
+    row = await owned_scenario(request, scenario_id)
+    facts, _ = _texts(request, row)
+    chosen = parse_hint_id(hint, facts)
+    if chosen.cost <= 0:
+        return None
+    done = await run_in_threadpool(revealed, spawn_state(request).ctx.db, row.scenario_id)
+    if chosen.index in done:
+        return None
+    return {"id": chosen.id, "number": chosen.index + 1, "cost_label": cost_label(chosen.cost)}
+
+
 @router.post("/lab/{scenario_id}/hints/{hint}")
 async def web_reveal(scenario_id: str, hint: str, request: Request) -> Response:
-    """The lab page's Reveal button: JSON for the page's script, else back to the page."""
+    """The lab page's Reveal button: JSON for the page's script (which asks on the page
+    before a hint that costs score), else back to the page; without script, a hint that
+    costs score is revealed only from the confirmation page this answers first."""
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
-        body = await _form_post(request, scenario_id,
-                                lambda: reveal_view(request, scenario_id, hint))
+        check_same_origin(request)
+        form = await read_form(request)
+        check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+        if not wants_json and form.get("confirm") != "yes":
+            ask = await _unconfirmed_cost(request, scenario_id, hint)
+            if ask is not None:
+                return page("hint_confirm.html", {
+                    "title": f"Reveal hint {ask['number']}?", "scenario_id": scenario_id,
+                    "hint": ask, "csrf": form.get("csrf", "")})
+        body = await reveal_view(request, scenario_id, hint)
     except ForgeError as exc:
         return _refusal(exc, scenario_id, wants_json)
     if wants_json:  # the text as safe HTML (markdown, raw HTML disabled) for the page
