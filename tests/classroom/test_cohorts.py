@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from forge.classroom import assignments as asg
-from forge.classroom import cohorts, staff
+from forge.classroom import attempts, cohorts, staff
 from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import parse_roster
 from forge.errors import ForgeError
@@ -130,13 +130,13 @@ def test_attempts_taken_once_per_request_and_bounded(db: Database) -> None:
                               opens_at=now - timedelta(minutes=1),
                               closes_at=now + timedelta(minutes=5), attempts_allowed=2,
                               hints_allowed=False, known_templates={"netplus"})
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == (1, True)
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == (1, False)  # a retry
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-2", 2) == (2, True)
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-3", 2) is None
-    assert asg.attempt_of_request(db, a.assignment_id, "lea", "req-2") == 2
-    asg.settle_attempt(db, a.assignment_id, "lea", 2, None)  # that spawn failed: given back
-    assert asg.take_attempt(db, a.assignment_id, "lea", "req-3", 2) == (2, True)
+    assert attempts.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == (1, True)
+    assert attempts.take_attempt(db, a.assignment_id, "lea", "req-1", 2) == (1, False)  # a retry
+    assert attempts.take_attempt(db, a.assignment_id, "lea", "req-2", 2) == (2, True)
+    assert attempts.take_attempt(db, a.assignment_id, "lea", "req-3", 2) is None
+    assert attempts.attempt_of_request(db, a.assignment_id, "lea", "req-2") == 2
+    attempts.settle_attempt(db, a.assignment_id, "lea", 2, None)  # that spawn failed: given back
+    assert attempts.take_attempt(db, a.assignment_id, "lea", "req-3", 2) == (2, True)
     with pytest.raises(ForgeError) as exc:
         asg.applicable(db, T1, "lea", "netplus", a.assignment_id, now)  # lea not enrolled
     assert code(exc) == (404, "assignment_not_found")
@@ -167,7 +167,7 @@ def test_a_learners_list_holds_current_assignments_in_a_fixed_number_of_queries(
     upcoming = assign(timedelta(days=10), timedelta(days=11))
     for n, aid in enumerate(current):
         for attempt in range(n % 3):
-            asg.take_attempt(db, aid, "lea", f"req-{n}-{attempt}", 3)
+            attempts.take_attempt(db, aid, "lea", f"req-{n}-{attempt}", 3)
     statements: list[str] = []
 
     def count(*args: object) -> None:

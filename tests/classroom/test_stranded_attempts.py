@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from forge.classroom import assignments as asg
-from forge.classroom import cohorts
+from forge.classroom import attempts, cohorts
 from forge.classroom.cohorts import Manager
 from forge.classroom.stranded_attempts import STRANDED_AFTER
 from forge.config.settings import load_settings
@@ -73,7 +73,7 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(spawn_app: Fas
     # Each interrupted between taking its attempt and settling it:
     for aid, request_id in ((started, "req-started"), (failed, "req-failed"),
                             (never, "req-never"), (lost, "req-lost"), (waiting, "req-waiting")):
-        assert asg.take_attempt(db, aid, "lea", request_id, 1) == (1, True)
+        assert attempts.take_attempt(db, aid, "lea", request_id, 1) == (1, True)
     with db.session() as sess:
         sess.add_all([
             *_lab("scn-started", "req-started", "launching", "running"),  # launched: counts
@@ -90,7 +90,7 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(spawn_app: Fas
     keeper = spawn_app.state.housekeeping
     assert (await keeper.run_once(now))["assignment_attempts"] == 0  # may still be in flight
     assert asg.scenario_assignment(db, "scn-started") is None
-    assert asg.take_attempt(db, lost, "lea", "req-again", 1) is None  # her one attempt: used
+    assert attempts.take_attempt(db, lost, "lea", "req-again", 1) is None  # her one attempt: used
 
     later = now + STRANDED_AFTER + timedelta(seconds=1)
     assert (await keeper.run_once(later))["assignment_attempts"] == 2  # never, lost
@@ -100,18 +100,18 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(spawn_app: Fas
         assert bound.attempts_used == 1
     for sid in ("scn-never", "scn-waiting", "scn-max", "scn-globex", "scn-dns", "scn-old"):
         assert asg.scenario_assignment(db, sid) is None, sid
-    assert asg.take_attempt(db, lost, "lea", "req-again", 1) == (1, True)  # hers again
-    assert asg.take_attempt(db, never, "lea", "req-again2", 1) == (1, True)
-    assert asg.take_attempt(db, started, "lea", "req-more", 1) is None  # that one was used
-    assert asg.take_attempt(db, waiting, "lea", "req-more", 1) is None  # still held
+    assert attempts.take_attempt(db, lost, "lea", "req-again", 1) == (1, True)  # hers again
+    assert attempts.take_attempt(db, never, "lea", "req-again2", 1) == (1, True)
+    assert attempts.take_attempt(db, started, "lea", "req-more", 1) is None  # that one was used
+    assert attempts.take_attempt(db, waiting, "lea", "req-more", 1) is None  # still held
     with db.session() as sess:  # the pending lab ends without launching: given back next
         row = sess.get(Scenario, "scn-waiting")
         assert row is not None
         row.state = "expired"
-    asg.settle_attempt(db, lost, "lea", 1, "scn-again")  # those spawns went through
-    asg.settle_attempt(db, never, "lea", 1, "scn-again2")
+    attempts.settle_attempt(db, lost, "lea", 1, "scn-again")  # those spawns went through
+    attempts.settle_attempt(db, never, "lea", 1, "scn-again2")
     assert (await keeper.run_once(later))["assignment_attempts"] == 1  # the expired one
-    assert asg.take_attempt(db, waiting, "lea", "req-more", 1) == (1, True)
+    assert attempts.take_attempt(db, waiting, "lea", "req-more", 1) == (1, True)
 
 
 async def test_a_late_retry_binds_its_lab_though_housekeeping_gave_its_attempt_back(
@@ -128,19 +128,19 @@ async def test_a_late_retry_binds_its_lab_though_housekeeping_gave_its_attempt_b
         db, ANN, cohort.cohort_id, template_id="netplus", opens_at=now - timedelta(minutes=1),
         closes_at=now + timedelta(days=1), attempts_allowed=1, hints_allowed=False,
         known_templates={"netplus"}).assignment_id
-    assert asg.take_attempt(db, aid, "lea", "req-late", 1) == (1, True)
+    assert attempts.take_attempt(db, aid, "lea", "req-late", 1) == (1, True)
     # The retry is admitted on attempt 1 (still there) ...
-    assert asg.attempt_of_request(db, aid, "lea", "req-late") == 1
+    assert attempts.attempt_of_request(db, aid, "lea", "req-late") == 1
     # ... housekeeping gives it back before the retry's lab is recorded ...
     later = now + STRANDED_AFTER + timedelta(seconds=1)
     assert (await spawn_app.state.housekeeping.run_once(later))["assignment_attempts"] == 1
     # ... and another start takes number 1 again meanwhile.
-    assert asg.take_attempt(db, aid, "lea", "req-other", 1) == (1, True)
-    asg.settle_attempt(db, aid, "lea", 1, "scn-late", request_id="req-late")
+    assert attempts.take_attempt(db, aid, "lea", "req-other", 1) == (1, True)
+    attempts.settle_attempt(db, aid, "lea", 1, "scn-late", request_id="req-late")
     late = asg.scenario_assignment(db, "scn-late")
     assert late is not None and late.assignment_id == aid and late.attempts_used == 2
-    asg.settle_attempt(db, aid, "lea", 1, None, request_id="req-late")  # not its to give
-    assert asg.attempt_of_request(db, aid, "lea", "req-other") == 1
-    asg.settle_attempt(db, aid, "lea", 1, "scn-other", request_id="req-other")
+    attempts.settle_attempt(db, aid, "lea", 1, None, request_id="req-late")  # not its to give
+    assert attempts.attempt_of_request(db, aid, "lea", "req-other") == 1
+    attempts.settle_attempt(db, aid, "lea", 1, "scn-other", request_id="req-other")
     other = asg.scenario_assignment(db, "scn-other")
     assert other is not None and other.attempts_used == 2

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from forge.classroom import assignments
+from forge.classroom import attempts
 from forge.classroom.assignments import iso
 from forge.policy import Decision, GateDecisions, PolicyEngine
 from forge.store.db import Database
@@ -243,7 +243,7 @@ def test_the_loser_of_the_take_race_is_told_to_try_again(
     lea, _leo, _ann, a1, _b1 = _setup(env)
     now = datetime.now(UTC)
     _move_window(db, a1, now - timedelta(minutes=5), now + timedelta(hours=1))
-    real = assignments.take_attempt
+    real = attempts.take_attempt
 
     def racing(db_: Database, aid: str, subject: str, rid: str,
                allowed: int) -> tuple[int, bool] | None:
@@ -253,7 +253,7 @@ def test_the_loser_of_the_take_race_is_told_to_try_again(
                                        at=datetime.now(UTC)))
         return real(db_, aid, subject, rid, allowed)
 
-    monkeypatch.setattr(assignments, "take_attempt", racing)
+    monkeypatch.setattr(attempts, "take_attempt", racing)
     with env.client() as c:
         lost = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
     assert lost.status_code == 409, lost.text

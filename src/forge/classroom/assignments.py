@@ -1,8 +1,8 @@
-"""Labs assigned to a cohort: window, attempts and hints; the attempts a learner took.
+"""Labs assigned to a cohort: window, attempts allowed and hints; what a learner sees of them.
 
 What the spawn gate needs is gathered here (`applicable`) and judged by the policy
-(`spawn.rego`, `assignment_reasons`); `take_attempt` then takes the attempt in one store
-transaction, so two concurrent spawns never share or exceed one attempt.
+(`spawn.rego`, `assignment_reasons`); `attempts.take_attempt` then takes the attempt in
+one store transaction, so two concurrent spawns never share or exceed one attempt.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, Table, and_, bindparam, case, func, select
-from sqlalchemy.exc import IntegrityError
 
+from forge.classroom import attempts
 from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort, new_id
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
-from forge.store.idempotency import TTL as REPLAY_TTL
 from forge.store.models import (
     Assignment,
     AssignmentAttempt,
@@ -135,35 +134,6 @@ MINE_CLOSED_WITHIN = timedelta(days=30)
 MAX_MINE = 200
 
 
-def _used_of(sess: Any, subject: str, assignment_ids: list[str]) -> dict[str, int]:
-    """Attempts `subject` used of each assignment, in one grouped query."""
-    if not assignment_ids:
-        return {}
-    rows = sess.execute(
-        select(AssignmentAttempt.assignment_id, func.count())
-        .where(AssignmentAttempt.subject == subject,
-               AssignmentAttempt.assignment_id.in_(assignment_ids))
-        .group_by(AssignmentAttempt.assignment_id)).all()
-    return {str(aid): int(n) for aid, n in rows}
-
-
-IN_FLIGHT = timedelta(seconds=60)  # a start binds its attempt to its lab well within this
-
-
-def _in_flight(sess: Any, assignment_id: str, subject: str) -> int:
-    """Attempts taken in the last IN_FLIGHT and not bound to a lab yet (starts under way)."""
-    return int(sess.scalar(select(func.count()).select_from(AssignmentAttempt).where(
-        AssignmentAttempt.assignment_id == assignment_id, AssignmentAttempt.subject == subject,
-        AssignmentAttempt.scenario_id.is_(None),
-        AssignmentAttempt.at > datetime.now(UTC) - IN_FLIGHT)) or 0)
-
-
-def _used(sess: Any, assignment_id: str, subject: str) -> int:
-    return int(sess.scalar(select(func.count()).select_from(AssignmentAttempt).where(
-        AssignmentAttempt.assignment_id == assignment_id,
-        AssignmentAttempt.subject == subject)) or 0)
-
-
 # A learner's due time: the later of their own (an extension) and the assignment's.
 _DUE = case((AssignmentExtension.closes_at > Assignment.closes_at,
              AssignmentExtension.closes_at), else_=Assignment.closes_at)
@@ -183,7 +153,7 @@ def _mine(tenant_id: str, subject: str) -> Select[Assignment, str, datetime]:
 
 
 def _views(sess: Any, subject: str, rows: list[Any]) -> list[dict[str, Any]]:
-    used = _used_of(sess, subject, [a.assignment_id for a, _name, _own in rows])
+    used = attempts.used_of(sess, subject, [a.assignment_id for a, _name, _own in rows])
     out = []
     for a, name, own in rows:
         due, extended = due_for(own, a.closes_at)
@@ -226,8 +196,9 @@ class Applicable:
     attempts_allowed: int
     attempts_used: int
     hints_allowed: bool
-    # Of `attempts_used`, those a start took in the last IN_FLIGHT and has not bound to a
-    # lab yet: it may still fail and give its attempt back (never part of the policy input).
+    # Of `attempts_used`, those a start took in the last `attempts.IN_FLIGHT` and has not
+    # bound to a lab yet: it may still fail and give its attempt back (never part of the
+    # policy input).
     attempts_in_flight: int = 0
 
     def policy_input(self, now: datetime) -> dict[str, Any]:
@@ -308,102 +279,14 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
         found = [Applicable(r.assignment_id, r.opens_at,
                             due_for(r.own_closes_at, r.closes_at)[0],
                             r.attempts_allowed, used, r.hints_allowed,
-                            _in_flight(sess, r.assignment_id, subject)
+                            attempts.in_flight(sess, r.assignment_id, subject)
                             if used >= r.attempts_allowed else 0)
-                 for r in rows for used in (_used(sess, r.assignment_id, subject),)]
+                 for r in rows for used in (attempts.used(sess, r.assignment_id, subject),)]
     if assignment_id is not None and not found:
         raise ForgeError("assignment_not_found", 404,
                          "assignment_id: no such assignment of this lab in your cohorts",
                          [{"field": "assignment_id"}])
     return min(found, key=lambda a: _rank(a, now)) if found else None
-
-
-def _taken_by(assignment_id: str, subject: str, request_id: str) -> Select[int]:
-    """The attempt a request id took, while spawn still answers that request id as a retry
-    (its replay record lives `REPLAY_TTL`): an older id is a new request, judged and
-    counted, or reusing an id would start a new lab after the window on an old attempt."""
-    return select(AssignmentAttempt.attempt).where(
-        AssignmentAttempt.assignment_id == assignment_id, AssignmentAttempt.subject == subject,
-        AssignmentAttempt.request_id == request_id,
-        AssignmentAttempt.at > datetime.now(UTC) - REPLAY_TTL)
-
-
-def attempt_of_request(db: Database, assignment_id: str, subject: str, request_id: str
-                       ) -> int | None:
-    """The attempt this request id already took (a retried request), if any."""
-    with db.read() as sess:
-        taken: int | None = sess.scalar(_taken_by(assignment_id, subject, request_id))
-        return taken
-
-
-def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str,
-                 attempts_allowed: int) -> tuple[int, bool] | None:
-    """Take the learner's next attempt: (its number, True), or (the number, False) when this
-    request id already took one (a retried request); None when every attempt is used. One
-    transaction, and the attempt number is part of the primary key: a concurrent request
-    that counted the same attempts loses on the key and counts again. Numbers go on from
-    the highest taken (an attempt given back leaves a gap, never a number taken twice)."""
-    for _ in range(8):
-        try:
-            with db.session() as sess:
-                # This request's own attempt, the count and the highest number in ONE
-                # statement: under PostgreSQL's read committed each statement sees the latest
-                # commits, so reading them apart let a concurrent commit fall in between (a
-                # count from before it and a maximum from after gave a second attempt a
-                # fresh number: two attempts of one allowed; a retry of the same request on
-                # another replica missed its own attempt and was refused or took another).
-                mine, used, highest = sess.execute(
-                    select(func.max(case((and_(AssignmentAttempt.request_id == request_id,
-                                               AssignmentAttempt.at > datetime.now(UTC)
-                                               - REPLAY_TTL), AssignmentAttempt.attempt))),
-                           func.count(), func.coalesce(func.max(AssignmentAttempt.attempt), 0))
-                    .where(AssignmentAttempt.assignment_id == assignment_id,
-                           AssignmentAttempt.subject == subject)).one()
-                if mine is not None:
-                    return int(mine), False
-                if used >= attempts_allowed:
-                    return None
-                number = 1 + int(highest)
-                sess.add(AssignmentAttempt(assignment_id=assignment_id, subject=subject,
-                                           attempt=number, request_id=request_id,
-                                           scenario_id=None, at=datetime.now(UTC)))
-                return number, True
-        except IntegrityError:
-            continue
-    raise ForgeError("assignment_busy", 409, "lab: other starts of this assignment were "
-                     "being taken at the same moment; try again", headers={"Retry-After": "1"})
-
-
-def settle_attempt(db: Database, assignment_id: str, subject: str, attempt: int,
-                   scenario_id: str | None, *, request_id: str | None = None) -> None:
-    """Bind the attempt to the lab it started, or (None) give it back: the spawn failed.
-
-    With ``request_id`` (the request holding the attempt), an attempt that is no longer
-    that request's is left alone: housekeeping may have given a stranded attempt back
-    (``stranded_attempts``) while a late retry of its request was starting a lab, and its
-    number may have been taken again since. That lab is then bound to an attempt taken
-    anew for it (counted, even past the allowance: the lab runs), and nothing is given
-    back."""
-    for _ in range(8):
-        try:
-            with db.session() as sess:
-                row = sess.get(AssignmentAttempt, (assignment_id, subject, attempt))
-                ours = row is not None and request_id in (None, row.request_id)
-                if ours and scenario_id is None:
-                    sess.delete(row)
-                elif ours and row is not None:
-                    row.scenario_id = scenario_id
-                elif scenario_id is not None and request_id is not None:
-                    highest = sess.scalar(select(func.max(AssignmentAttempt.attempt)).where(
-                        AssignmentAttempt.assignment_id == assignment_id,
-                        AssignmentAttempt.subject == subject))
-                    sess.add(AssignmentAttempt(
-                        assignment_id=assignment_id, subject=subject,
-                        attempt=1 + int(highest or 0), request_id=request_id,
-                        scenario_id=scenario_id, at=datetime.now(UTC)))
-            return
-        except IntegrityError:
-            continue  # a concurrent take got that number: count again
 
 
 def scenario_assignment(db: Database, scenario_id: str) -> Applicable | None:
@@ -418,5 +301,5 @@ def scenario_assignment(db: Database, scenario_id: str) -> Applicable | None:
         own = sess.get(AssignmentExtension, (a.assignment_id, subject))
         return Applicable(a.assignment_id, a.opens_at,
                           due_for(own.closes_at if own else None, a.closes_at)[0],
-                          a.attempts_allowed, _used(sess, a.assignment_id, subject),
+                          a.attempts_allowed, attempts.used(sess, a.assignment_id, subject),
                           a.hints_allowed)

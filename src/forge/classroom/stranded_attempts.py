@@ -1,6 +1,6 @@
 """Attempts a crash left unsettled: bound to the lab their request started, or given back.
 
-A spawn for an assignment takes an attempt (``assignments.take_attempt``) before the lab
+A spawn for an assignment takes an attempt (``attempts.take_attempt``) before the lab
 is requested and settles it afterwards: bound to the lab, or given back when the spawn
 failed. A spawn_service that died in between left the attempt taken and bound to nothing:
 the learner had lost it (with one attempt allowed, the assignment was closed to them), and
@@ -12,7 +12,7 @@ that lab, as an answered spawn's would have been; it is given back if the reques
 lab, or one that ended without being launched (recorded but never published: failed or
 expired while pending). A lab still pending is left for a later pass. A late retry of
 the request, admitted on the attempt just before it was given back, still has its lab
-counted: ``assignments.settle_attempt`` takes an attempt anew for it.
+counted: ``attempts.settle_attempt`` takes an attempt anew for it.
 """
 
 from __future__ import annotations

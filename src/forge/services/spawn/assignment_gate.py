@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments
+from forge.classroom import assignments, attempts
 from forge.classroom.assignments import Applicable
 from forge.entitlements.resolve import Entitlement
 from forge.errors import ForgeError
@@ -166,14 +166,14 @@ async def admit(state: SpawnState, spawn: SpawnFacts, template_id: str,
         return None
     # A retried request that was admitted before answers as the first time (idempotent),
     # even when that attempt was the last.
-    prior = await run_in_threadpool(assignments.attempt_of_request, db, found.assignment_id,
+    prior = await run_in_threadpool(attempts.attempt_of_request, db, found.assignment_id,
                                     caller.subject, request_id)
     if prior is not None:
         return Held(found.assignment_id, caller.subject, prior, False, request_id)
     decision = await _decide(state, "spawn", found, spawn)
     if not decision.allow:
         raise await _refusal(state, decision, found, spawn)
-    taken = await db.write(assignments.take_attempt, db, found.assignment_id,
+    taken = await db.write(attempts.take_attempt, db, found.assignment_id,
                            caller.subject, request_id, found.attempts_allowed)
     if taken is None:  # a concurrent spawn took the last attempt: judge again, counted
         again = await run_in_threadpool(find, found.assignment_id)
@@ -191,7 +191,7 @@ async def settle(state: SpawnState, held: Held | None, scenario_id: str | None) 
     """Bind the attempt to the lab it started, or give it back (None: the spawn failed) when
     this request took it (a failed retry must not free the first request's attempt)."""
     if held is not None and (scenario_id is not None or held.taken_here):
-        await state.ctx.db.write(lambda: assignments.settle_attempt(
+        await state.ctx.db.write(lambda: attempts.settle_attempt(
             state.ctx.db, held.assignment_id, held.subject, held.attempt, scenario_id,
             request_id=held.request_id))
 
