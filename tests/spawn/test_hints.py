@@ -90,6 +90,12 @@ def test_without_script_a_hint_that_costs_score_is_revealed_only_once_confirmed(
         assert found is not None
         csrf = found.group(1)
 
+        # A reveal that would be refused is refused at once, as the page's script is told,
+        # not asked about first: hint 2 opens after hint 1 (the same task).
+        early = browser.post(f"/lab/{sid}/hints/h2", data={"csrf": csrf})
+        assert early.status_code == 409 and "reveal hint 1 first" in early.text
+        assert "Reveal hint 2?" not in early.text
+
         free = browser.post(f"/lab/{sid}/hints/h1", data={"csrf": csrf})
         assert free.status_code == 303 and free.headers["location"].endswith("#hint-h1")
 
@@ -107,5 +113,9 @@ def test_without_script_a_hint_that_costs_score_is_revealed_only_once_confirmed(
         assert again.status_code == 303  # already paid for: nothing to confirm
         # An unknown hint is refused as before, not asked about.
         assert browser.post(f"/lab/{sid}/hints/h9", data={"csrf": csrf}).status_code == 404
+        # Once the lab is handed in, a hint not yet revealed is refused, not asked about.
+        set_state(env, sid, "grading")
+        ended = browser.post(f"/lab/{sid}/hints/h3", data={"csrf": csrf})
+        assert ended.status_code == 409 and "Reveal hint 3?" not in ended.text
         with env.state.ctx.db.read() as sess:
             assert sorted(r.hint_index for r in sess.scalars(select(HintReveal))) == [0, 1]

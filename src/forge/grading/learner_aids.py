@@ -11,7 +11,7 @@ lists them (`forge_verify.aids`); a scenario the store has no record of is not s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -66,6 +66,21 @@ def parse_hint_id(value: str, hints: Sequence[HintFacts]) -> HintFacts:
                      [{"field": "hint", "allowed": [h.id for h in hints]}])
 
 
+def _judge_reveal(state: str, done: Collection[int], hint: HintFacts,
+                  hints: Sequence[HintFacts]) -> None:
+    """Refuse a reveal of a hint not yet revealed: 409 when the lab is not running or an
+    earlier hint for the same criterion is still hidden."""
+    if state != "running":
+        raise ForgeError("not_running", 409, f"scenario is {state}; hints can be "
+                         "revealed only while the lab runs")
+    earlier = [h for h in hints if h.criterion == hint.criterion and h.index < hint.index
+               and h.index not in done]
+    if earlier:
+        raise ForgeError("hint_out_of_order", 409,
+                         f"hint: reveal hint {earlier[0].index + 1} first (hints for a "
+                         "task open in order)")
+
+
 def reveal_hint(db: Database, scenario_id: str, tenant_id: str, hint: HintFacts,
                 hints: Sequence[HintFacts]) -> datetime:
     """Record that the learner reveals `hint` and return when (the first time, for a hint
@@ -79,19 +94,28 @@ def reveal_hint(db: Database, scenario_id: str, tenant_id: str, hint: HintFacts,
             select(HintReveal).where(HintReveal.scenario_id == scenario_id))}
         if hint.index in done:
             return aware(done[hint.index].revealed_at)
-        if row.state != "running":
-            raise ForgeError("not_running", 409, f"scenario is {row.state}; hints can be "
-                             "revealed only while the lab runs")
-        earlier = [h for h in hints if h.criterion == hint.criterion and h.index < hint.index
-                   and h.index not in done]
-        if earlier:
-            raise ForgeError("hint_out_of_order", 409,
-                             f"hint: reveal hint {earlier[0].index + 1} first (hints for a "
-                             "task open in order)")
+        _judge_reveal(row.state, done, hint, hints)
         now = datetime.now(UTC).replace(microsecond=0)
         sess.add(HintReveal(scenario_id=scenario_id, hint_index=hint.index, tenant_id=tenant_id,
                             criterion=hint.criterion, cost=hint.cost, revealed_at=now))
         return now
+
+
+def would_reveal(db: Database, scenario_id: str, tenant_id: str, hint: HintFacts,
+                 hints: Sequence[HintFacts]) -> bool:
+    """Whether `reveal_hint` would record (and so charge) a reveal of `hint` now: False for
+    a hint already revealed; the refusal `reveal_hint` would give, raised, for one it
+    would refuse. Reads only: a page asks before it charges, and never asks in vain."""
+    with db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        if row is None or row.tenant_id != tenant_id:
+            raise ForgeError("not_found", 404, "scenario not found")
+        done = set(sess.scalars(select(HintReveal.hint_index)
+                                .where(HintReveal.scenario_id == scenario_id)))
+        if hint.index in done:
+            return False
+        _judge_reveal(row.state, done, hint, hints)
+        return True
 
 
 def revealed(db: Database, scenario_id: str) -> dict[int, datetime]:

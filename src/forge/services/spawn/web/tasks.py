@@ -26,6 +26,7 @@ from forge.grading.learner_aids import (
     parse_hint_id,
     reveal_hint,
     revealed,
+    would_reveal,
 )
 from forge.lifecycle.store import ScenarioRow
 from forge.services.spawn.assignment_gate import check_hints
@@ -175,15 +176,19 @@ def _refusal(exc: ForgeError, scenario_id: str, wants_json: bool) -> Response:
 
 async def _unconfirmed_cost(request: Request, scenario_id: str, hint: str
                             ) -> dict[str, Any] | None:
-    """The hint (number, cost label) when revealing it would cost score and it is not
-    revealed yet: a press of the page without script asks before it charges."""
+    """The hint (number, cost label) when revealing it now would charge score: a press of
+    the page without script asks before it charges. A reveal that would be refused is
+    refused here with the same error (never a question asked in vain); a free or already
+    revealed hint needs no question (None)."""
     row = await owned_scenario(request, scenario_id)
     facts, _ = _texts(request, row)
     chosen = parse_hint_id(hint, facts)
     if chosen.cost <= 0:
         return None
-    done = await run_in_threadpool(revealed, spawn_state(request).ctx.db, row.scenario_id)
-    if chosen.index in done:
+    state = spawn_state(request)
+    await check_hints(state, row.scenario_id)  # the assignment may forbid hints
+    if not await run_in_threadpool(would_reveal, state.ctx.db, row.scenario_id, row.tenant_id,
+                                   chosen, facts):
         return None
     return {"id": chosen.id, "number": chosen.index + 1, "cost_label": cost_label(chosen.cost)}
 
