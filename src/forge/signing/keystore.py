@@ -98,6 +98,41 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def trusted_keys_folder(out_dir: Path) -> Path:
+    """The folder `out_dir` (made when missing), resolved, once it is checked to be one
+    that only this user or root can change: a verifier trusts every key in it, so another
+    user able to add a file there, or to swap the folder for theirs, could have their own
+    key trusted. SigningKeyError naming the folder otherwise. A missing folder is made
+    0755 (whatever the umask); a folder above it may be group-writable, or writable by
+    all if sticky (like /tmp: others cannot rename what is not theirs)."""
+    try:
+        out_dir.mkdir(parents=True)
+        out_dir.chmod(0o755)
+    except FileExistsError:
+        pass
+    folder = Path(os.path.realpath(out_dir))
+    me = os.geteuid()
+    info = folder.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise SigningKeyError(f"--out: {out_dir} is not a folder")
+    if info.st_uid not in (me, 0):
+        raise SigningKeyError(f"--out: {out_dir} belongs to another user (uid {info.st_uid}), "
+                              "who could replace the exported keys; export to a folder of "
+                              "yours")
+    if info.st_mode & 0o022:
+        raise SigningKeyError(f"--out: other users can write to {out_dir} (mode "
+                              f"{stat.S_IMODE(info.st_mode):o}) and add keys a verifier "
+                              "would trust; export to a folder only you can write to")
+    for above in folder.parents:
+        up = above.stat()
+        if up.st_uid not in (me, 0) or (up.st_mode & 0o002
+                                        and not up.st_mode & stat.S_ISVTX):
+            raise SigningKeyError(f"--out: {above}, above {out_dir}, can be changed by "
+                                  "another user, who could swap the folder for theirs; "
+                                  "export elsewhere")
+    return folder
+
+
 class SigningKeyring:
     """A directory of Ed25519 keys with one current signer."""
 
@@ -258,14 +293,15 @@ class SigningKeyring:
         """All public keys as concatenated PEM; with `out_dir`, also one `<kid>.pem` each."""
         keys = self.public_keys()
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            owner = out_dir.stat().st_uid
-            if owner not in (os.geteuid(), 0):
-                # Its owner could swap the keys a verifier will trust, after the export.
-                raise SigningKeyError(
-                    f"--out: {out_dir} belongs to another user (uid {owner}), who could "
-                    "replace the exported keys; export to a folder of yours")
-            for kid, key in keys.items():
-                # An export folder may be anyone's (/tmp): no name there is trusted.
-                replace_file_among_others(out_dir / f"{kid}.pem", public_pem(key))
+            self.write_public(trusted_keys_folder(out_dir))
         return b"".join(public_pem(k) for k in keys.values())
+
+    def write_public(self, folder: Path) -> int:
+        """One `<kid>.pem` per public key into `folder`, an existing folder the caller
+        trusts (`trusted_keys_folder` checks one a user names); how many were written."""
+        keys = self.public_keys()
+        for kid, key in keys.items():
+            # No name in the folder is trusted (a file may be planted before it was
+            # checked): each key goes under a random name first.
+            replace_file_among_others(folder / f"{kid}.pem", public_pem(key))
+        return len(keys)

@@ -259,7 +259,7 @@ class Journey:
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
-            if SigningKeyring(self.keyring).export_public(out):
+            if SigningKeyring(self.keyring).write_public(out):  # a folder made just now
                 argv += ["--trusted-key", str(out)]
                 self.result.trusted_keys = out
             else:
