@@ -16,6 +16,7 @@ MAX_ROWS = 2000
 SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}\Z")
 HEADERS = ("subject", "email", "learner")
 SHOWN = 40  # characters of a bad cell quoted in the answer
+HIDDEN = ("Zl", "Zp")  # line and paragraph separators; every C* category is hidden too
 
 
 def _take(number: int, row: list[str], subjects: list[str]) -> None:
@@ -39,11 +40,16 @@ def _take(number: int, row: list[str], subjects: list[str]) -> None:
         raise _bad(number, f"more than {MAX_ROWS} learners in one file")
 
 
+def _hidden(category: str) -> bool:
+    return category[0] == "C" or category in HIDDEN
+
+
 def _shown(text: str) -> str:
     """The bad cell as the answer quotes it, so a teacher with 200 lines sees which: at
-    most SHOWN characters; control, format (bidi overrides, zero-width) and unassigned
-    characters as `?`, so the quote cannot reorder or hide the message around it."""
-    kept = "".join("?" if unicodedata.category(ch)[0] == "C" else ch for ch in text[:SHOWN])
+    most SHOWN characters; control, format (bidi overrides, zero-width), unassigned and
+    line or paragraph separator characters as `?`, so the quote cannot reorder, split or
+    hide the message around it."""
+    kept = "".join("?" if _hidden(unicodedata.category(ch)) else ch for ch in text[:SHOWN])
     return f'"{kept}…"' if len(text) > SHOWN else f'"{kept}"'
 
 

@@ -279,15 +279,16 @@ def recorded_tty(runtime: _Runtime, storage_root: Path
     def open_tty(lab_id: str, host: str, rows: int = 24, cols: int = 80) -> TtySession:
         try:
             path = recordings_dir(storage_root, lab_id)
+        except ValueError:
+            raise RuntimeFault("terminal recording cannot be written: not a scenario id"
+                               ) from None
+        try:
             dir_fd = _open_dir(path)
             try:
                 budget = _budget(dir_fd, str(path))
                 fd, _ = _create(dir_fd, host)
             finally:
                 os.close(dir_fd)
-        except ValueError:
-            raise RuntimeFault("terminal recording cannot be written: not a scenario id"
-                               ) from None
         except OSError as exc:
             raise RuntimeFault(f"terminal recording of {lab_id} cannot be written: "
                                f"{exc.strerror or exc}") from None

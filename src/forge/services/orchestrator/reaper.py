@@ -27,6 +27,8 @@ STUCK_AFTER = timedelta(minutes=10)
 # Nothing in this process works on it (its lock is free) and it has not moved for this long.
 STUCK_LAUNCHING = timedelta(minutes=2)
 STUCK_GRADING = timedelta(minutes=1)
+MAX_SKIPPED_NAMED = 1000  # rows the reaper skips, each logged once (a bounded memory)
+_skipped: set[str] = set()
 
 
 def _mine(state: OrchestratorState, node_id: str | None) -> bool:
@@ -66,11 +68,13 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
             if current == states.GRADING and not _grading_due(state, scenario_id,
                                                               updated_at, now):
                 continue
-        except (ValueError, TypeError, OSError) as exc:
-            # One row the reaper cannot read (a bad id, no time, an unreadable folder)
-            # must not hold back every other lab's expiry.
-            log.error("reaper skipped scenario row %.80r: %s", scenario_id,
-                      type(exc).__name__)
+        except (ValueError, TypeError, AttributeError, OSError) as exc:
+            # One row the reaper cannot judge (a bad id, no update time, an unreadable
+            # folder) must not hold back every other lab's expiry; said once per row.
+            if len(_skipped) < MAX_SKIPPED_NAMED and scenario_id not in _skipped:
+                _skipped.add(scenario_id)
+                log.error("reaper skips scenario row %.80r, which it cannot judge (%s); "
+                          "fail or fix it by hand", scenario_id, type(exc).__name__)
             continue
         due.append((scenario_id, current))
     return due
