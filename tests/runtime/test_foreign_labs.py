@@ -15,8 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from forge.cli.runtime import app
-from forge.runtime.local import LocalRuntime
-from forge.runtime.local import runtime as runtime_module
+from forge.runtime.local import LocalRuntime, lab_teardown
 from tests.runtime.helpers import leftovers, simple_lab
 
 pytestmark = pytest.mark.root
@@ -62,15 +61,15 @@ def test_a_destroy_that_left_something_keeps_the_lab_its_own(
     rt = LocalRuntime(state, prefix=prefix)
     try:
         rt.create(simple_lab("stuck"))
-        real = runtime_module.remove_netns
+        real = lab_teardown.remove_netns
 
         def refuse(name: str) -> None:
             raise OSError(16, "Device or resource busy")
 
-        monkeypatch.setattr(runtime_module, "remove_netns", refuse)
+        monkeypatch.setattr(lab_teardown, "remove_netns", refuse)
         with pytest.raises(OSError, match="destroy stuck incomplete"):
             rt.destroy("stuck")
-        monkeypatch.setattr(runtime_module, "remove_netns", real)
+        monkeypatch.setattr(lab_teardown, "remove_netns", real)
         assert [(i.lab_id, i.state) for i in rt.list()] == [("stuck", "degraded")]
         assert rt.cleanup_orphans() == ["stuck"]
         assert leftovers(prefix, state) == []
