@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from forge.runtime.base import HostSpec, LabSpec
+from forge.runtime.base import HostSpec, LabSpec, SpecError
 
 POOL_LAB_PREFIX = "wp-"
 PSI_FILE = "/proc/pressure/memory"
@@ -47,6 +47,22 @@ def poolable(spec: LabSpec) -> str | None:
     if spec.egress != "deny":
         return "egress allowlist labs name machine-wide objects after their lab id"
     return None
+
+
+def pool_targets(pools: dict[str, tuple[LabSpec, int]]) -> dict[str, tuple[LabSpec, int]]:
+    """The pools to keep, by name: the shape of each named spec and its size (pools of
+    size 0 left out). SpecError (``warm_pool.<name>``) for a spec that cannot be pooled
+    or a negative size."""
+    targets: dict[str, tuple[LabSpec, int]] = {}
+    for name, (spec, size) in pools.items():
+        reason = poolable(spec)
+        if reason is not None:
+            raise SpecError(f"warm_pool.{name}", f"cannot be pooled: {reason}")
+        if size < 0:
+            raise SpecError(f"warm_pool.{name}", "size must be >= 0")
+        if size:
+            targets[name] = (pool_shape(spec), size)
+    return targets
 
 
 def personal_hosts(spec: LabSpec) -> list[HostSpec]:

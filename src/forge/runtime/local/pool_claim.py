@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import secrets
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from forge.runtime.base import LabInfo, LabSpec
@@ -26,7 +27,7 @@ from forge.runtime.local.bwrap_args import host_env
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.host_dirs import HostPaths, seed_host_dir
 from forge.runtime.local.kernel_names import Names
-from forge.runtime.local.netns import netns_path
+from forge.runtime.local.netns import netns_path, remove_netns
 from forge.runtime.local.reconcile import init_pid, read_meta, replace_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.sandbox import NO_SERVICE_LINE, env_line, send_start
@@ -34,6 +35,8 @@ from forge.runtime.local.seeds import write_root_seeds
 from forge.runtime.local.uids import UidPool
 from forge.runtime.plan import LabPlan, PlannedHost
 from forge.templates.exec_size import COMMAND_VAR, ENV_PREFIX, service_script
+
+log = logging.getLogger("forge.runtime.local.pool_claim")
 
 MS_BIND = 4096
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -96,6 +99,29 @@ def rename_lab(rt: LocalRuntime, old: str, new: str) -> list[str]:
         rt._procs[new] = rt._procs.pop(old, []) + rt._procs.get(new, [])
         rt._held_go[new] = rt._held_go.pop(old, {})
     return moved
+
+
+def drop_names(names: Names, old_names: list[str]) -> None:
+    """Unmount the pool ids' namespace names left by claims (an unmount propagates to
+    every mount namespace sharing /run/netns, ~3 ms each here: not on the claim path);
+    a pool id whose names are all gone is no longer anything, and its claim marker goes.
+    A crash before this leaves a ``degraded`` pool lab of names only, which the
+    orchestrator's reconcile at start destroys like any orphan."""
+    kept: set[str] = set()
+    for name in old_names:
+        try:
+            remove_netns(name)
+        except OSError:
+            log.exception("old namespace name %s could not be removed", name)
+            kept.add(name)
+    for lab_id in _lab_ids(names, old_names) - _lab_ids(names, kept):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(names.claim_marker(lab_id))
+
+
+def _lab_ids(names: Names, objects: Iterable[str]) -> set[str]:
+    """The lab ids of kernel object names."""
+    return {parsed[0] for name in objects if (parsed := names.parse(name)) is not None}
 
 
 def cgroups_unmovable(runtime: LocalRuntime) -> str | None:

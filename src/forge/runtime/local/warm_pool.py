@@ -25,13 +25,12 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable
 
 from forge.runtime.base import BuildsStopped, LabSpec, RuntimeFault, SpecError
-from forge.runtime.local.netns import remove_netns
 from forge.runtime.local.pool_claim import (
     LocalRuntime,
     cgroups_unmovable,
+    drop_names,
     personalise,
     rename_lab,
 )
@@ -44,7 +43,7 @@ from forge.runtime.warm import (
     MemoryReading,
     PoolRetries,
     may_refill,
-    pool_shape,
+    pool_targets,
     poolable,
     pressed,
     read_memory,
@@ -107,15 +106,7 @@ class WarmPool:
     def configure(self, pools: dict[str, tuple[LabSpec, int]]) -> None:
         """Keep ``size`` labs of each named shape ready; drop labs of pools no longer
         named or above their size. Raises SpecError for a spec that cannot be pooled."""
-        targets: dict[str, tuple[LabSpec, int]] = {}
-        for name, (spec, size) in pools.items():
-            reason = poolable(spec)
-            if reason is not None:
-                raise SpecError(f"warm_pool.{name}", f"cannot be pooled: {reason}")
-            if size < 0:
-                raise SpecError(f"warm_pool.{name}", "size must be >= 0")
-            if size:
-                targets[name] = (pool_shape(spec), size)
+        targets = pool_targets(pools)
         if targets:
             self.off_reason = cgroups_unmovable(self._rt)
             if self.off_reason is not None:
@@ -159,28 +150,10 @@ class WarmPool:
         self._drop_old_names()
 
     def _drop_old_names(self) -> None:
-        """Unmount the pool ids' namespace names left by claims (an unmount propagates to
-        every mount namespace sharing /run/netns, ~3 ms each here: not on the claim path).
-        A crash before this leaves a ``degraded`` pool lab of names only, which the
-        orchestrator's reconcile at start destroys like any orphan."""
+        """Unmount the namespace names claims left (``pool_claim.drop_names``)."""
         with self._lock:
             names, self._old_names = self._old_names, []
-        kept: set[str] = set()
-        for name in names:
-            try:
-                remove_netns(name)
-            except OSError:
-                log.exception("old namespace name %s could not be removed", name)
-                kept.add(name)
-        # A pool id whose names are all gone is no longer anything: its claim marker goes.
-        for lab_id in self._lab_ids(names) - self._lab_ids(kept):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._rt.names.claim_marker(lab_id))
-
-    def _lab_ids(self, names: Iterable[str]) -> set[str]:
-        """The lab ids of kernel object names."""
-        return {parsed[0] for name in names
-                if (parsed := self._rt.names.parse(name)) is not None}
+        drop_names(self._rt.names, names)
 
     def status(self) -> dict[str, dict[str, int]]:
         """Per pool: ``ready`` labs and ``size`` wanted."""
