@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import update
 
 from forge.classroom import assignments as asg
-from forge.classroom import cohorts
+from forge.classroom import attempts, cohorts
 from forge.classroom.cohorts import Manager
 from forge.store.db import Database
 from forge.store.migrate import upgrade
@@ -48,25 +48,25 @@ def _assignment(db: Database, attempts: int, opens: datetime, closes: datetime) 
 def test_an_old_request_id_is_a_new_attempt(db: Database) -> None:
     now = datetime.now(UTC)
     aid = _assignment(db, 1, now - timedelta(days=3), now + timedelta(days=3))
-    assert asg.take_attempt(db, aid, "lea", "req-1", 1) == (1, True)
-    asg.settle_attempt(db, aid, "lea", 1, "scn-00000000000000c1")
-    assert asg.take_attempt(db, aid, "lea", "req-1", 1) == (1, False)  # a retry today
+    assert attempts.take_attempt(db, aid, "lea", "req-1", 1) == (1, True)
+    attempts.settle_attempt(db, aid, "lea", 1, "scn-00000000000000c1")
+    assert attempts.take_attempt(db, aid, "lea", "req-1", 1) == (1, False)  # a retry today
     with db.session() as sess:  # two days later: spawn no longer answers req-1 as a retry
         sess.execute(update(AssignmentAttempt).values(at=now - timedelta(days=2)))
-    assert asg.attempt_of_request(db, aid, "lea", "req-1") is None
-    assert asg.take_attempt(db, aid, "lea", "req-1", 1) is None  # its one attempt is used
+    assert attempts.attempt_of_request(db, aid, "lea", "req-1") is None
+    assert attempts.take_attempt(db, aid, "lea", "req-1", 1) is None  # its one attempt is used
 
 
 def test_a_given_back_attempt_never_blocks_the_ones_left(db: Database) -> None:
     now = datetime.now(UTC)
     aid = _assignment(db, 3, now - timedelta(minutes=1), now + timedelta(hours=1))
-    assert asg.take_attempt(db, aid, "lea", "tab-1", 3) == (1, True)
-    assert asg.take_attempt(db, aid, "lea", "tab-2", 3) == (2, True)
-    asg.settle_attempt(db, aid, "lea", 1, None)  # tab 1 lost the race for a lab slot
-    asg.settle_attempt(db, aid, "lea", 2, "scn-00000000000000c2")
-    assert asg.take_attempt(db, aid, "lea", "later", 3) == (3, True)
-    assert asg.take_attempt(db, aid, "lea", "last", 3) == (4, True)  # the third one used
-    assert asg.take_attempt(db, aid, "lea", "more", 3) is None
+    assert attempts.take_attempt(db, aid, "lea", "tab-1", 3) == (1, True)
+    assert attempts.take_attempt(db, aid, "lea", "tab-2", 3) == (2, True)
+    attempts.settle_attempt(db, aid, "lea", 1, None)  # tab 1 lost the race for a lab slot
+    attempts.settle_attempt(db, aid, "lea", 2, "scn-00000000000000c2")
+    assert attempts.take_attempt(db, aid, "lea", "later", 3) == (3, True)
+    assert attempts.take_attempt(db, aid, "lea", "last", 3) == (4, True)  # the third one used
+    assert attempts.take_attempt(db, aid, "lea", "more", 3) is None
 
 
 def test_a_window_given_in_another_zone_keeps_its_instant(db: Database) -> None:

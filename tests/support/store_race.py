@@ -148,7 +148,7 @@ def take_attempts(url: str, assignment_id: str, rounds: int, allowed: int, same_
     """For each round's learner (`allowed` attempts), all replicas at once take an attempt,
     with one request id per replica or (`same_request`) one retried request id for all;
     report what each round gave this replica: (round, attempt number or None, taken here)."""
-    from forge.classroom.assignments import take_attempt
+    from forge.classroom.attempts import take_attempt
 
     def one(db: Database, n: int) -> tuple[int, int | None, bool]:
         request_id = f"req-r{n}" + ("" if same_request else f"-p{index}")
