@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,15 +13,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
 from forge.store import Database, normalize_url, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
-from forge.store.migrate import MIGRATIONS_DIR, alembic_config, head_revision
+from forge.store.migrate import MIGRATIONS_DIR, alembic_config, at_head, head_revision
 from forge.store.models import Base
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
@@ -75,6 +79,45 @@ def test_upgrade_is_idempotent(db: Database) -> None:
     upgrade(db.url)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+
+
+def test_a_database_at_head_is_recognised_without_alembic(empty_url: str) -> None:
+    # Every service start and store command calls upgrade(); at head it must not load
+    # Alembic (~0.3 s of CPU each time), and anything short of head still migrates.
+    assert not at_head(empty_url)
+    upgrade(empty_url)
+    assert at_head(empty_url)
+    probe = ("import sys; from forge.store.migrate import upgrade; upgrade(sys.argv[1]); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    out = subprocess.run([sys.executable, "-c", probe, empty_url], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]"
+    command.downgrade(alembic_config(empty_url), "-1")
+    assert not at_head(empty_url)
+    upgrade(empty_url)
+    assert at_head(empty_url)
+
+
+def test_a_database_stamped_by_a_newer_release_still_refuses_to_start(empty_url: str) -> None:
+    # A revision this release does not know (a newer release migrated the store) is not
+    # "at head": the full upgrade runs and refuses, as it did before the shortcut.
+    upgrade(empty_url)
+    database = Database(empty_url)
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        database.dispose()
+    assert not at_head(empty_url)
+    with pytest.raises(CommandError, match="9999"):
+        upgrade(empty_url)
+
+
+@pytest.mark.no_store
+def test_a_missing_sqlite_file_is_not_at_head_and_is_not_created(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state' / 'forge.db'}"
+    assert not at_head(url)
+    assert not (tmp_path / "state" / "forge.db").exists()
 
 
 def test_sqlite_runs_in_wal_with_busy_timeout(sqlite_db: Database) -> None:
