@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from forge import __version__
+from forge import __version__, startup_gc
 from forge.cli.commands import LazyGroup
 from forge.cli.storage import use_storage_root
 
@@ -36,6 +36,8 @@ def _root(
         "STORAGE_ROOT, which defaults to ./storage."),
 ) -> None:
     """FrostGate Forge."""
+    # The command's module is loaded by now (LazyGroup resolves it before this runs).
+    startup_gc.release()
     if storage is not None:
         use_storage_root(storage)
 
@@ -56,4 +58,5 @@ def _register() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    startup_gc.hold()
     app()

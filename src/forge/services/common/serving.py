@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
 import logging
 import os
@@ -17,6 +16,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from forge import startup_gc
 from forge.config.secrets import missing_nats_password, nats_password_given
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.services.common.listener import bind_listener, inherited_listener, worker_listeners
@@ -169,6 +169,7 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
         socks = [sock] * count if inherited else worker_listeners(sock, count)
         return serve_workers(name.value, socks)
     try:
+        startup_gc.hold()  # until the app is built: see forge.startup_gc
         app = build_service(name, settings)
     except Exception as exc:
         log.error("%s refused to start: %s", entry.label, exc)
@@ -185,10 +186,11 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, server.handle_exit)
     still_ignored_not_inherited()
-    # What startup built lives as long as the process: collect its garbage once, then
-    # keep it out of every later collection, including the full one at interpreter exit
-    # (measured: a stop took ~0.45 s longer after "Finished server process" without it).
-    gc.collect()
-    gc.freeze()
+    # What startup built lives as long as the process: keep it out of every later
+    # collection, including the full one at interpreter exit (measured: a stop took
+    # ~0.45 s longer after "Finished server process" without it). It is frozen without
+    # a collection first: with the collector held, start-up left under 1,000 objects of
+    # garbage, and a full pass over the ~150,000 it made cost 0.14 s of CPU.
+    startup_gc.release()
     server.run(sockets=[sock])
     return server.started
