@@ -56,6 +56,12 @@ FIGURES: tuple[Figure, ...] = (
     Figure("spawn_api_p99_ms", "spawn API p99 at 200/s", "ms", "—", "≤50"),
     Figure("spawn_api_cpu_ms", "spawn API server CPU per request", "ms", "3.9", "—"),
     Figure("idle_cpu_pct", "idle CPU, worst service", "% core", "≈5", "≤0.5"),
+    # Not in the issue: what each restart and each operator command costs before it does
+    # anything ("before": measured at ffea944, 2026-12-05, by bench/startup.py).
+    Figure("platform_start_s", "forge up → platform up, wall (extra)", "s", "7.8", "—"),
+    Figure("service_start_cpu_s", "CPU to start a service, costliest (extra)", "s", "3.7",
+           "—"),
+    Figure("command_cpu_s", "CPU of one store command (extra)", "s", "1.7", "—"),
     Figure("whole_path_cpu_ms", "machine CPU per learner lab (API path)", "ms", "≈185", "≤60",
            "chall-manager 2.8 s fresh", 2800.0),
     Figure("labs_1000_live", "live netplus labs on one node", "labs", "—", "1000",
