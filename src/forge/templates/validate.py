@@ -54,20 +54,37 @@ class _TooDeep(yaml.YAMLError):
     """Collections nested deeper than MAX_NESTING."""
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (a silent override hides mistakes) and
-    collections nested deeper than MAX_NESTING (100,000 `[` must not exhaust the stack)."""
+# libyaml's parser when PyYAML has it (about ten times faster: every service start parses
+# every template), the pure-Python one otherwise; both give the same documents.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
-    _depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        self._depth += 1
-        try:
-            if self._depth > MAX_NESTING:
-                raise _TooDeep(f"collections nested deeper than {MAX_NESTING} levels")
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
-        finally:
-            self._depth -= 1
+class _StrictLoader(_SafeLoader):  # type: ignore[valid-type,misc]
+    """A safe loader that refuses duplicate keys (a silent override hides mistakes)."""
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse collections nested deeper than MAX_NESTING before anything is composed: the
+    composer recurses once per level, so 100,000 `[` must not reach it. The parser's
+    events come from an explicit stack, not recursion, and stop at the first level too
+    many. libyaml's scanner, which looks ahead, has its own limit (1,000 levels), past
+    ours: reaching it is the same refusal."""
+    too_deep = _TooDeep(f"collections nested deeper than {MAX_NESTING} levels")
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_SafeLoader):
+            if isinstance(event, _OPENS):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise too_deep
+            elif isinstance(event, _CLOSES):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        if exc.problem == "exceeded maximum nesting depth":
+            raise too_deep from None
+        raise
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -79,7 +96,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
         seen.add(key)
-    return loader.construct_mapping(node)
+    mapping: dict[Any, Any] = loader.construct_mapping(node)
+    return mapping
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -91,7 +109,9 @@ def parse_template(data: bytes, source: str = "<bytes>") -> LoadedTemplate:
         raise UnreadableTemplate([Problem("", f"larger than {MAX_TEMPLATE_BYTES} bytes")],
                                  source)
     try:
-        doc = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 (safe loader)
+        text = data.decode("utf-8")
+        _check_nesting(text)
+        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (safe loader)
     except (_TooDeep, RecursionError) as exc:
         detail = str(exc) if isinstance(exc, _TooDeep) else "nested too deeply"
         raise UnreadableTemplate([Problem("", f"not parsed: {detail}")], source) from None
