@@ -156,7 +156,8 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(lab_routes.router)
     app.include_router(hint_routes.router)
     app.include_router(classroom_routes.router)
-    install_web(app, settings, http)  # learner and operator pages (forge.services.spawn.web)
+    # learner and operator pages (forge.services.spawn.web), on the templates loaded above
+    install_web(app, settings, http, templates=state.registry)
     add_subscriber_routes(app, settings,
                           lambda: [state.lifecycle] if state.lifecycle else [])
     app.state.http = http

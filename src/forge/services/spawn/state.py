@@ -43,6 +43,8 @@ class SpawnState:
     # the assignment gate's policy engine: made (and its pin checked) by build_app; made at
     # first use where a state is built without the app (assignment_gate.py)
     policy: PolicyEngine | None = None
+    # the templates as loaded at start: the web pages read the same ones, not a second load
+    registry: TemplateRegistry | None = None
 
     @property
     def settings(self) -> Settings:
@@ -107,4 +109,5 @@ def build_state(ctx: ServiceContext) -> SpawnState:
         templates=template_facts(registry),
         track_labs=track_labs(registry),
         answers=AnswerBook(ctx.db),
+        registry=registry,
     )
