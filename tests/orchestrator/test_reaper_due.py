@@ -130,8 +130,11 @@ def test_a_row_the_reaper_cannot_read_holds_back_no_other_lab(db_url: str,
                               details={}, expires_at=None, node_id="n1"))
         reaper = SimpleNamespace(ctx=SimpleNamespace(db=db),
                                  node=SimpleNamespace(node_id="n1", leader=True),
-                                 settings=SimpleNamespace(storage_root=tmp_path))
+                                 settings=SimpleNamespace(storage_root=tmp_path),
+                                 reaper_skipped=set())
         due = _due(reaper, NOW)  # type: ignore[arg-type]
+        again = _due(reaper, NOW)  # type: ignore[arg-type]
     finally:
         db.dispose()
-    assert due == [(_id("run-expired"), states.RUNNING)]
+    assert due == again == [(_id("run-expired"), states.RUNNING)]
+    assert reaper.reaper_skipped == {"../../etc"}  # named once, by this orchestrator

@@ -28,7 +28,6 @@ STUCK_AFTER = timedelta(minutes=10)
 STUCK_LAUNCHING = timedelta(minutes=2)
 STUCK_GRADING = timedelta(minutes=1)
 MAX_SKIPPED_NAMED = 1000  # rows the reaper skips, each logged once (a bounded memory)
-_skipped: set[str] = set()
 
 
 def _mine(state: OrchestratorState, node_id: str | None) -> bool:
@@ -71,8 +70,9 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
         except (ValueError, TypeError, AttributeError, OSError) as exc:
             # One row the reaper cannot judge (a bad id, no update time, an unreadable
             # folder) must not hold back every other lab's expiry; said once per row.
-            if len(_skipped) < MAX_SKIPPED_NAMED and scenario_id not in _skipped:
-                _skipped.add(scenario_id)
+            skipped = state.reaper_skipped
+            if len(skipped) < MAX_SKIPPED_NAMED and scenario_id not in skipped:
+                skipped.add(scenario_id)
                 log.error("reaper skips scenario row %.80r, which it cannot judge (%s); "
                           "fail or fix it by hand", scenario_id, type(exc).__name__)
             continue

@@ -58,6 +58,9 @@ class OrchestratorState:
     adopted_hosts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     terminals: TerminalSlots = field(default_factory=TerminalSlots)
     node: LabNode | None = None
+    # scenario rows the reaper could not judge, each logged once (at most
+    # reaper.MAX_SKIPPED_NAMED are remembered)
+    reaper_skipped: set[str] = field(default_factory=set)
     # live terminal sessions (one shell per lab and host); their slots are `terminals`
     terminal_sessions: TerminalSessions = field(init=False)
 
