@@ -75,11 +75,11 @@ def test_service_conforms_to_its_openapi(installation: tuple[Drill, dict[str, st
         # mismatch" inside hypothesis) without any check failing: run it once more.
         code, out = _run(d, service, headers, tmp_path / "report-2.ndjson", seed=2)
     assert code == 0, out
-    assert "No issues found" in out or " passed" in out, out
     if not _every_operation_covered(out):
-        # The 10 s budget is for fuzzing; on a loaded machine (the suite runs on two
-        # workers) it can cut the coverage phase short too. Every operation must still get
-        # its schema-edge cases: run that phase alone, without a time budget.
+        # The 10 s budget is for fuzzing; on a loaded machine (the suite runs on three
+        # workers) it can cut the coverage phase short too, even before its first case
+        # ("Empty test suite", exit 0). Every operation must still get its schema-edge
+        # cases: run that phase alone, without a time budget.
         code, out = _run(d, service, headers, tmp_path / "report-3.ndjson", phases="coverage")
         assert code == 0, out
         assert _every_operation_covered(out), out
