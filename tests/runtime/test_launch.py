@@ -332,7 +332,7 @@ def test_sandbox_that_cannot_join_its_cgroup_is_a_fault_and_leaves_nothing(
     try:
         with pytest.raises(RuntimeFault) as info:
             spawn_init(host, paths, ns, [str(tmp_path / "gone" / "cgroup.procs")], "/",
-                       True, 65530)
+                       65530)
         assert "host box: sandbox ended while starting" in str(info.value)
         assert _processes_mentioning(paths.data_dir) == []
     finally:

@@ -172,9 +172,8 @@ def readonly_seed_args(host_dir: str) -> list[str]:
 
 
 def bwrap_argv(
-    host: PlannedHost, paths: HostPaths, rootfs: str, die_with_parent: bool, uid: int,
-    seccomp_fd: int, args_fd: int, image: bool = False, info_fd: int = -1,
-    block_fd: int = -1,
+    host: PlannedHost, paths: HostPaths, rootfs: str, uid: int, seccomp_fd: int,
+    args_fd: int, image: bool = False, info_fd: int = -1, block_fd: int = -1,
 ) -> list[str]:
     """Full bubblewrap command line for a host's init (on an ``image``, its root is the
     overlay ``rootfs.mount_image_root`` mounted in the host's data dir); bwrap reports its
@@ -183,8 +182,8 @@ def bwrap_argv(
     environment and service command are read from ``args_fd`` (``init_options``)."""
     argv = [tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
-    if die_with_parent:
-        argv.append("--die-with-parent")
+    # No --die-with-parent: bwrap would take the death of the thread that started it (a
+    # short-lived one, inside the lab's namespaces) as its parent's, and die at random.
     root = merged_root(paths.data_dir) if image else rootfs
     argv += system_args(root, paths.etc_dir, image, writable=True)
     for target, sub in DATA_BINDS.items():

@@ -58,7 +58,6 @@ class LabBuilder:
     uids: UidPool
     profiles: dict[str, egress.EgressProfile]
     egress_netns: str | None
-    die_with_parent: bool
     _pool: ThreadPoolExecutor
     _fault: Callable[[str], None]
     _lock: threading.Lock
@@ -162,8 +161,8 @@ class LabBuilder:
         self.cgroups.create((stem, name, "init"), None)
         self._fault("host:" + name)
         procs = self.cgroups.procs_files(stem, name, "init")
-        pending = restarted(lambda: spawn_init(host, paths, ns, procs, rootfs,
-                                               self.die_with_parent, uid, image))
+        pending = restarted(lambda: spawn_init(host, paths, ns, procs, rootfs, uid,
+                                               image))
         with self._lock:
             self._procs.setdefault(lab_id, []).append(pending.proc)
         return pending

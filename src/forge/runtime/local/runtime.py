@@ -90,7 +90,6 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         images: dict[str, str] | None = None,
         profiles: dict[str, egress.EgressProfile] | None = None,
         egress_netns: str | None = None,
-        die_with_parent: bool = False,
         cgroups: Cgroups | None = None,
         fault_hook: Callable[[str], None] | None = None,
         workers: int = 16,
@@ -111,7 +110,6 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
             egress.validate_profile(profile)
         self.uids = UidPool(uid_range[0], uid_range[1], uid_claims_dir)
         self.egress_netns = egress_netns
-        self.die_with_parent = die_with_parent
         self.cgroups = cgroups or Cgroups.detect()
         self._fault = fault_hook or (lambda _stage: None)
         raise_open_files_limit()  # warm pool pipes, terminals: see fd_limit

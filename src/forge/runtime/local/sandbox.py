@@ -58,7 +58,6 @@ def spawn_init(
     netns: str,
     cgroup_procs: list[str],
     rootfs: str,
-    die_with_parent: bool,
     uid: int,
     image: bool = False,
 ) -> PendingInit:
@@ -86,7 +85,7 @@ def spawn_init(
             theirs.append(filter_fd)
             args_fd = options_fd(init_options(host))
             theirs.append(args_fd)
-            argv = bwrap_argv(host, paths, rootfs, die_with_parent, uid, filter_fd, args_fd,
+            argv = bwrap_argv(host, paths, rootfs, uid, filter_fd, args_fd,
                               image, info_fd=info_w, block_fd=block_r)
             root = merged_root(paths.data_dir) if image else rootfs
             needed = start_paths(paths.etc_dir, root)
