@@ -49,6 +49,9 @@ async def _connected(cluster: NatsCluster, ping_interval: float) -> BusConnectio
 
 async def test_move_on_leaves_a_hung_server_for_a_live_one(cluster: NatsCluster) -> None:
     conn = await _connected(cluster, ping_interval=60)  # the pings stay out of it
+    # Every answer the server owes arrives first: a PONG still on its way when it stops
+    # would answer the flush below (seen under load).
+    await conn.client().flush(timeout=10)
     hung = conn.server
     pid = server_pid(cluster, hung)
     os.kill(pid, signal.SIGSTOP)
