@@ -50,3 +50,23 @@ def test_a_short_command_runs_with_the_collector_on_too(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "s")], capture_output=True,
                          text=True, timeout=120, check=False, cwd=tmp_path)
     assert out.stdout.split()[-2:] == ["True", "True"], out.stderr[-2000:]
+
+
+def test_a_service_that_refuses_to_start_leaves_the_collector_on(tmp_path: Path) -> None:
+    # An in-process caller (a supervisor, a test) goes on after the refusal.
+    probe = textwrap.dedent("""
+        import gc
+        import forge.services.common.serving as serving
+        def refuse(name, settings):
+            raise RuntimeError("policy bundle refused")
+        serving.build_service = refuse
+        try:
+            serving.serve(serving.ServiceName.scoreboard, "127.0.0.1", 0)
+        except RuntimeError:
+            print(gc.isenabled())
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "STORAGE_"))}
+    env.update(FORGE_ENV="dev", STORAGE_ROOT=str(tmp_path / "storage"))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, check=False, env=env, cwd=tmp_path)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]

@@ -172,6 +172,7 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
         startup_gc.hold()  # until the app is built: see forge.startup_gc
         app = build_service(name, settings)
     except Exception as exc:
+        startup_gc.release()  # an in-process caller goes on with the collector on
         log.error("%s refused to start: %s", entry.label, exc)
         sock.close()
         raise
