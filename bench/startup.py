@@ -17,59 +17,26 @@ from __future__ import annotations
 
 import os
 import resource
-import secrets
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from pathlib import Path
 
+from _forge_up import children, cpu_s, forge_env, label, running_forge_up
 from _report import record
-from idle_cpu import children, cpu_s, label
 
-from forge.bus.ports import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
 STARTS = int(os.environ.get("BENCH_STARTS", "5"))
 COMMANDS = int(os.environ.get("BENCH_COMMANDS", "7"))
 SERVICES = ("spawn", "orchestrator", "scoreboard")
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
-    env.update(FORGE_ENV="dev", FORGE_RUNTIME_PREFIX="u" + secrets.token_hex(2),
-               FORGE_TEMPLATE_DIR=str(ROOT / "tests" / "fixtures" / "templates"))
-    return env
-
-
 def one_start(storage: str) -> tuple[float, dict[str, float]]:
     """Seconds from `forge up` to "Forge is up", and each service's CPU seconds then."""
-    ports = [free_port() for _ in range(3)]
-    argv = [sys.executable, "-m", "forge", "up", "--storage", storage, "--spawn-port",
-            str(ports[0]), "--orchestrator-port", str(ports[1]), "--scoreboard-port",
-            str(ports[2])]
     started = time.monotonic()
-    up = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
-    try:
-        assert up.stderr is not None
-        for line in up.stderr:
-            if "Forge is up" in line:
-                break
-        else:
-            raise SystemExit("forge up did not come up")
+    with running_forge_up(storage, "u") as up:
         wall = time.monotonic() - started
-        threading.Thread(target=up.stderr.read, daemon=True).start()
         cpu = {label(pid): cpu_s(pid) for pid in children(up.pid)}
-    finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            up.kill()
     return wall, {name: cpu[name] for name in SERVICES}
 
 
@@ -77,7 +44,7 @@ def one_command(storage: str) -> float:
     """CPU seconds of one `forge entitlements grant` process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, "-m", "forge", "--storage", storage, "entitlements",
-                    "grant", "--tenant", "acme", "--plan", "TEAM"], env=_env(), check=True,
+                    "grant", "--tenant", "acme", "--plan", "TEAM"], env=forge_env("u"), check=True,
                    stdout=subprocess.DEVNULL)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
