@@ -3,21 +3,19 @@ run with it on: a service left without cyclic collection would grow without boun
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+from tests.support.service_start import STOP_AT_ACCEPT, run_probe
+
 # The real entry point and command (`python -m forge serve scoreboard`), stopped where the
 # server would start accepting: the state the service then runs in is printed.
-CHILD = textwrap.dedent("""
-    import gc, sys
-    import forge.services.common.serving as serving
-    def report(self, sockets=None):
+CHILD = STOP_AT_ACCEPT + textwrap.dedent("""
+    import gc
+    def report():
         print(gc.isenabled(), gc.get_freeze_count(), gc.get_count()[0] < 700, flush=True)
-        raise SystemExit(0)
-    serving.DrainingServer.run = report
     sys.argv = ["forge", "serve", "scoreboard", "--host", "127.0.0.1", "--port", "0"]
     from forge.cli import main
     main()
@@ -26,10 +24,7 @@ CHILD = textwrap.dedent("""
 
 def test_a_started_service_collects_garbage_and_keeps_its_start_up_out_of_it(
         tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "STORAGE_"))}
-    env.update(FORGE_ENV="dev", STORAGE_ROOT=str(tmp_path / "storage"))
-    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                         timeout=120, check=False, env=env, cwd=tmp_path)
+    out = run_probe(CHILD, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     enabled, frozen, young = out.stdout.split()
     assert enabled == "True"
@@ -65,8 +60,5 @@ def test_a_service_that_refuses_to_start_leaves_the_collector_on(tmp_path: Path)
         except RuntimeError:
             print(gc.isenabled())
     """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "STORAGE_"))}
-    env.update(FORGE_ENV="dev", STORAGE_ROOT=str(tmp_path / "storage"))
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=120, check=False, env=env, cwd=tmp_path)
+    out = run_probe(probe, tmp_path)
     assert out.stdout.strip() == "True", out.stderr[-2000:]
