@@ -337,3 +337,58 @@ def test_sandbox_that_cannot_join_its_cgroup_is_a_fault_and_leaves_nothing(
         assert _processes_mentioning(paths.data_dir) == []
     finally:
         remove_netns(ns)
+
+
+def _ended(pid: int) -> bool:
+    """Whether `pid` has exited (gone, or a zombie its new parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_sandbox_whose_bwrap_is_killed_mid_start_leaves_nothing_running(
+        tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bwrap killed from outside (an operator's kill, the OOM killer) after it reported its
+    child and before the child joined its cgroup: the child, now another process's, is not
+    signalled (its pid could be reused), but it ends by itself, since the pipes it waits on
+    close, and the start is a RuntimeFault naming the host."""
+    from forge.runtime.local import sandbox
+
+    host = plan_lab(simple_lab("sk-" + secrets.token_hex(3))).hosts[0]
+    paths = HostPaths(str(tmp_path / "lab"), str(tmp_path / "lab" / "box"),
+                      str(tmp_path / "data" / "box"))
+    write_identity(paths.etc_dir, 65530, 65531)
+    seed_host_dir(paths, host, 65530)
+    (tmp_path / "cg").mkdir()
+    ns = f"{prefix}.sk{secrets.token_hex(3)}"
+    real_parent_of = sandbox._parent_of
+    children: list[int] = []
+
+    def bwrap_killed_first(pid: int) -> int:
+        children.append(pid)
+        bwrap = real_parent_of(pid)
+        os.kill(bwrap, signal.SIGKILL)
+        for _ in range(500):  # bounded: until the child is another process's (<= 5 s)
+            if real_parent_of(pid) != bwrap:
+                break
+            time.sleep(0.01)
+        return real_parent_of(pid)
+
+    monkeypatch.setattr(sandbox, "_parent_of", bwrap_killed_first)
+    create_netns(ns)
+    try:
+        with pytest.raises(RuntimeFault) as info:
+            spawn_init(host, paths, ns, [str(tmp_path / "cg" / "cgroup.procs")], "/", 65530)
+        assert "host box: sandbox ended while starting" in str(info.value)
+        assert len(children) == 1
+        for _ in range(500):  # bounded (<= 5 s)
+            if _ended(children[0]):
+                break
+            time.sleep(0.01)
+        assert _ended(children[0])
+        assert _processes_mentioning(paths.data_dir) == []
+        assert not (tmp_path / "cg" / "cgroup.procs").exists()  # nothing was moved
+    finally:
+        remove_netns(ns)
