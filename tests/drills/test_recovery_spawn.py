@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from .conftest import Drill, fresh_secrets, spawn_lab, wait_for, wait_state
+from .conftest import Drill, fresh_secrets, readyz, spawn_lab, wait_for, wait_state
 
 
 @pytest.mark.slow
@@ -46,10 +46,13 @@ def test_mismatched_secret_is_named(drill: Drill) -> None:
     # orchestrator and the scoreboard, never to spawn_service (audit AS). Its calls to them
     # (spawn, delete, extend, task checks, results) are signed from the SAT keyring, so a
     # spawn_service left with another OPERATOR_TOKEN stays ready and a learner's lab still
-    # starts and is deleted.
+    # starts and is deleted. (Its own operator token, which the orchestrator does not
+    # accept, is refused for the readiness details: tests/security/
+    # test_retired_operator_token.py; readiness itself is public.)
     spawn.stop()
     spawn.start(drill.env({**drill.secrets, "OPERATOR_TOKEN": wrong["OPERATOR_TOKEN"]}))
-    wait_for(lambda: spawn.readyz()[0] == 200 or None, 60, "spawn_service ready")
+    wait_for(lambda: readyz(spawn.url)[0] == 200 or None, 60, "spawn_service ready")
+    assert readyz(spawn.url, wrong["OPERATOR_TOKEN"])[0] == 401
     learner = drill.learner("acme", "ann")
     lab = spawn_lab(drill, learner)
     gone = httpx.delete(f"{drill.url('spawn')}/v1/scenarios/{lab}", headers=learner,

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from forge import __version__
 from forge.config.settings import Settings
 from forge.errors import ForgeError
-from forge.services.common.auth import check_operator
+from forge.services.common.auth import OperatorKeyFilter, require_operator
 from forge.services.common.errors import install_error_handlers
 from forge.services.common.json_keys import RepeatedKeyMiddleware
 from forge.services.common.limits import InputLimitMiddleware
@@ -50,6 +50,8 @@ class ServiceContext:
     metrics: ServiceMetrics
     startup: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
+    # which OPERATOR_TOKEN of its own ring the service still accepts (None: all of them)
+    operator_keys: OperatorKeyFilter | None = None
 
 
 def make_context(name: str, settings: Settings) -> ServiceContext:
@@ -155,7 +157,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         one detail does not make this one probe its store, disk and bus each time."""
         detailed = request.headers.get("authorization") is not None
         if detailed:
-            check_operator(request, ctx.settings)
+            await require_operator(request, ctx.settings, ctx.operator_keys)
         only = None if not check else frozenset(check)
         if only is not None and (unknown := sorted(only - set(ctx.readiness.names))):
             # The names of the checks are detail too: only for the operator token.

@@ -12,6 +12,8 @@ SAT secret (the three services) already holds OPERATOR_TOKEN too.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from fastapi import Request
 
 from forge.config.settings import Settings
@@ -49,10 +51,31 @@ def operator_credential(token: str, settings: Settings) -> bool:
     return claims.get("sub") in SERVICE_CALLERS
 
 
+class OperatorKeyFilter(Protocol):
+    """A service's second word on an OPERATOR_TOKEN its own ring matched: spawn_service
+    follows the orchestrator, which the rotation order rolls the token out to
+    (`forge.services.spawn.operator_keys`)."""
+
+    async def allows(self, token: str) -> bool:
+        """Whether ``token``, a secret of this service's own ring, is still in force."""
+        ...
+
+
 def check_operator(request: Request, settings: Settings) -> None:
     """Raise 401 unless the request carries an operator credential (``operator_credential``)."""
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
     if not operator_credential(token, settings):
+        raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
+
+
+async def require_operator(request: Request, settings: Settings,
+                           keys: OperatorKeyFilter | None) -> None:
+    """``check_operator``, and an OPERATOR_TOKEN that ``keys`` says was retired elsewhere is
+    refused as any wrong token is (401: nothing tells its holder why)."""
+    check_operator(request, settings)
+    token = bearer_token(request)
+    if (keys is not None and token is not None and settings.operator.matches(token)
+            and not await keys.allows(token)):
         raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)

@@ -260,5 +260,5 @@ def build_app(
     app.include_router(operator_routes.router)
     app.include_router(node_routes.router)
     app.include_router(task_checks.router)
-    add_subscriber_routes(app, settings, lambda: state.consumers)
+    add_subscriber_routes(app, ctx, lambda: state.consumers)
     return app

@@ -30,6 +30,7 @@ from forge.services.spawn import (
     tracks,
 )
 from forge.services.spawn.lifecycle import lifecycle_consumer
+from forge.services.spawn.operator_keys import OperatorKeys
 from forge.services.spawn.peers import peer_keys_check
 from forge.services.spawn.state import SpawnState, build_state
 from forge.services.spawn.web import install as install_web
@@ -113,7 +114,8 @@ def build_app(settings: Settings) -> FastAPI:
     built = (engine.policy_hash, policy_detail)
     ctx.readiness.add("policy", lambda: _policy_check(state, built))
     http = SharedHttpClient()  # the app's one outgoing client: web backend and peer checks
-    ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings, http.client))
+    keys = state.operator_keys = ctx.operator_keys = OperatorKeys(settings, http)
+    ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings, http.client, keys.note))
 
     housekeeping = Housekeeping(ctx, {
         "idempotency_records": lambda now: idempotency.purge(ctx.db, now),
@@ -158,7 +160,6 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(classroom_routes.router)
     # learner and operator pages (forge.services.spawn.web), on the templates loaded above
     install_web(app, settings, http, templates=state.registry)
-    add_subscriber_routes(app, settings,
-                          lambda: [state.lifecycle] if state.lifecycle else [])
+    add_subscriber_routes(app, ctx, lambda: [state.lifecycle] if state.lifecycle else [])
     app.state.http = http
     return app

@@ -8,6 +8,7 @@ its value) before a learner sees the failure.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -20,12 +21,14 @@ SIGNED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
 PEER_TIMEOUT_S = 1.5
 
 
-async def peer_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
+async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
+                          seen: Callable[[Mapping[str, Any]], None] | None = None) -> str:
     """Fail when the orchestrator does not accept spawn_service's current SAT/ET keys
-    (asked over the app's shared `client`), naming which."""
+    (asked over the app's shared `client`), naming which; ``seen`` is given the
+    orchestrator's key ids when it answered (``operator_keys``)."""
     rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
     try:
-        keyring = await _orchestrator_keyring(settings, client)
+        keyring = await orchestrator_keyring(settings, client)
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return "orchestrator not reachable; key agreement not checked"
     if keyring is None:
@@ -35,6 +38,8 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
             "the orchestrator does not accept this service's SAT_HMAC_SECRET (spawns, lab "
             "extend, delete, task checks and the result pages fail): roll the same secret "
             "out to both, see the runbook")
+    if seen is not None:
+        seen(keyring)
     mismatched = [name for name in SIGNED_HERE
                   if rings[name].current_kid not in keyring.get(name, {}).get("accepted", [])]
     if mismatched:
@@ -43,11 +48,19 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
             + ", ".join(mismatched)
             + " (key ids differ: roll the same secret out to both, see the runbook)"
         )
+    ring = keyring.get("OPERATOR_TOKEN")
+    operator = ring.get("accepted") if isinstance(ring, dict) else None
+    if isinstance(operator, list) and settings.operator.current_kid not in operator:
+        # Not a failure: learners are served as ever; only this service's operator
+        # credential is refused (forge.services.spawn.operator_keys).
+        return ("orchestrator accepts the current SAT and ET keys; it no longer accepts this "
+                "service's OPERATOR_TOKEN, which is refused here too: roll the orchestrator's "
+                "OPERATOR_TOKEN out to spawn_service")
     return "orchestrator accepts the current SAT and ET keys"
 
 
-async def _orchestrator_keyring(settings: Settings,
-                                client: httpx.AsyncClient) -> dict[str, Any] | None:
+async def orchestrator_keyring(settings: Settings,
+                               client: httpx.AsyncClient) -> dict[str, Any] | None:
     """The orchestrator's accepted key ids (readiness detail, shown only to an operator
     credential): asked with this service's token, as every call it makes is signed
     (services.common.auth); when that is refused, with OPERATOR_TOKEN, to name which key

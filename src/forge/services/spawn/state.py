@@ -13,6 +13,7 @@ from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.spawn.answers import AnswerBook
 from forge.services.spawn.catalog_entry import TemplateFacts, template_facts
+from forge.services.spawn.operator_keys import OperatorKeys
 from forge.services.spawn.terminal_signout import OpenTerminals
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
@@ -45,6 +46,8 @@ class SpawnState:
     policy: PolicyEngine | None = None
     # the templates as loaded at start: the web pages read the same ones, not a second load
     registry: TemplateRegistry | None = None
+    # which of its own OPERATOR_TOKENs the orchestrator still accepts (made by build_app)
+    operator_keys: OperatorKeys | None = None
 
     @property
     def settings(self) -> Settings:

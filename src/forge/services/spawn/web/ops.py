@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from forge.config.keyring import derive_kid
 from forge.errors import ForgeError
 from forge.identity.names import valid_id
 from forge.policy.rego_bundle import policy_hash
@@ -18,14 +19,15 @@ from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page
 from forge.services.spawn.web.security import (
+    OPENED_WITH_KID,
     OPERATOR_SESSION_TTL_S,
     OPS_COOKIE,
     check_csrf,
     check_same_origin,
     clear_cookie,
     csrf_token,
-    is_operator_session,
     operator_session,
+    operator_session_claims,
     read_form,
     set_cookie,
 )
@@ -46,8 +48,18 @@ def _count(raw: str) -> bool:
     return raw.isascii() and raw.isdigit() and len(raw) <= 9
 
 
-def _is_operator(request: Request) -> bool:
-    return is_operator_session(spawn_state(request).settings, request.cookies.get(OPS_COOKIE))
+async def _is_operator(request: Request) -> bool:
+    """A valid operator session, opened with an OPERATOR_TOKEN still in force (or through
+    OIDC, which names no token)."""
+    state = spawn_state(request)
+    claims = operator_session_claims(state.settings, request.cookies.get(OPS_COOKIE))
+    if claims is None:
+        return False
+    kid = claims.get(OPENED_WITH_KID)
+    if kid is None or state.operator_keys is None:
+        return True
+    await state.operator_keys.refresh()
+    return isinstance(kid, str) and state.operator_keys.allows_kid(kid)
 
 
 @router.get("/ops/signin")
@@ -64,13 +76,15 @@ async def ops_signin(request: Request) -> Response:
         form = await read_form(request)
     except ForgeError as exc:
         return error_page(exc.status, exc.message, back="/ops/signin")
-    settings = spawn_state(request).settings
+    state = spawn_state(request)
+    settings = state.settings
     token = form.get("token", "")
-    if not token or not settings.operator.matches(token):
+    if (not token or not settings.operator.matches(token)
+            or (state.operator_keys is not None and not await state.operator_keys.allows(token))):
         return error_page(401, "token: operator token not accepted", back="/ops/signin")
     response = RedirectResponse("/ops", status_code=303)
-    set_cookie(response, request, OPS_COOKIE, operator_session(settings),
-               OPERATOR_SESSION_TTL_S)
+    set_cookie(response, request, OPS_COOKIE,
+               operator_session(settings, derive_kid(token.encode())), OPERATOR_SESSION_TTL_S)
     return response
 
 
@@ -144,7 +158,7 @@ async def _optional(call: Any) -> tuple[Any, str | None]:
 @router.get("/ops")
 async def ops_page(request: Request) -> Response:
     """Everything an operator checks first, on one page."""
-    if not _is_operator(request):
+    if not await _is_operator(request):
         return RedirectResponse("/ops/signin", status_code=303)
     try:
         filters = _filters(request)
@@ -186,7 +200,7 @@ async def ops_page(request: Request) -> Response:
 @router.post("/ops/failed-events/reprocess")
 async def ops_reprocess(request: Request) -> Response:
     """Replay one failed completion event (or all) through the scoreboard."""
-    if not _is_operator(request):
+    if not await _is_operator(request):
         return error_page(401, "operator session required", back="/ops/signin")
     try:
         check_same_origin(request)

@@ -30,6 +30,7 @@ OPERATOR_SUBJECT = "operator"
 OPERATOR_TENANT = "forge-operator"
 LEARNER_SESSION_TTL_S = 8 * 3600
 OPERATOR_SESSION_TTL_S = 3600
+OPENED_WITH_KID = "okid"  # claim: key id of the OPERATOR_TOKEN a session was opened with
 MAX_FIELD = 4096
 
 _BASE_CSP = (
@@ -119,23 +120,27 @@ def learner_session(settings: Settings, tenant_id: str, subject: str) -> str:
                       ttl_s=LEARNER_SESSION_TTL_S)
 
 
-def operator_session(settings: Settings) -> str:
-    """An operator session; only the `forge_ops` cookie accepts it."""
-    return mint_token(settings.sat, SESSION, {"sub": OPERATOR_SUBJECT,
-                                              "tenant_id": OPERATOR_TENANT,
-                                              "scope": OPERATOR_SCOPE},
-                      ttl_s=OPERATOR_SESSION_TTL_S)
+def operator_session(settings: Settings, token_kid: str | None = None) -> str:
+    """An operator session; only the `forge_ops` cookie accepts it. ``token_kid``: the key
+    id of the OPERATOR_TOKEN it was opened with (none for a sign-in through OIDC), so the
+    session ends with that token (`operator_keys`)."""
+    claims = {"sub": OPERATOR_SUBJECT, "tenant_id": OPERATOR_TENANT, "scope": OPERATOR_SCOPE}
+    if token_kid is not None:
+        claims[OPENED_WITH_KID] = token_kid
+    return mint_token(settings.sat, SESSION, claims, ttl_s=OPERATOR_SESSION_TTL_S)
 
 
-def is_operator_session(settings: Settings, value: str | None) -> bool:
-    """True for a valid, unexpired operator session token."""
+def operator_session_claims(settings: Settings, value: str | None) -> dict[str, object] | None:
+    """The claims of a valid, unexpired operator session token, else None."""
     if not value:
-        return False
+        return None
     try:
         claims = verify_token(settings.sat, SESSION, value)
     except TokenError:
-        return False
-    return claims.get("scope") == OPERATOR_SCOPE and claims.get("sub") == OPERATOR_SUBJECT
+        return None
+    if claims.get("scope") != OPERATOR_SCOPE or claims.get("sub") != OPERATOR_SUBJECT:
+        return None
+    return claims
 
 
 def session_value(request: Request) -> str | None:

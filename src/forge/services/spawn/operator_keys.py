@@ -1,0 +1,93 @@
+"""Which OPERATOR_TOKEN spawn_service accepts: one of its own ring that the orchestrator
+still accepts too.
+
+The rotation order operators follow rolls OPERATOR_TOKEN out to the orchestrator and the
+scoreboard, never to spawn_service. Left alone, a spawn_service keeps the old token and
+goes on accepting it after the operator retired it (perhaps because it leaked): its /ops
+console (every tenant's labs, reprocessing events), its readiness details, restarting its
+subscriber. So spawn_service follows the orchestrator: a token of its own ring whose key
+id the orchestrator no longer lists is refused, and so is an /ops session opened with it.
+
+The orchestrator's accepted key ids (never a secret: a key id is a one-way digest) come
+from its config readiness, asked with a service token at most every ``REFRESH_S`` when an
+operator credential is checked, and from every ``peer_keys`` check. Until the orchestrator
+has answered once, spawn_service's own ring alone decides (as before); after that its last
+answer stands while it cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from forge.config.keyring import derive_kid
+from forge.config.settings import Settings
+from forge.services.common.http_client import SharedHttpClient
+from forge.services.spawn.peers import orchestrator_keyring
+
+log = logging.getLogger("forge.spawn")
+
+REFRESH_S = 10.0
+OPERATOR_RING = "OPERATOR_TOKEN"
+MAX_KIDS = 16  # a ring holds three keys; a longer list is not the orchestrator's answer
+
+
+class OperatorKeys:
+    """The orchestrator's accepted OPERATOR_TOKEN key ids as last seen (one per process)."""
+
+    def __init__(self, settings: Settings, http: SharedHttpClient) -> None:
+        self._settings = settings
+        self._http = http
+        self._accepted: frozenset[str] | None = None  # None: the orchestrator never said
+        self._asked_at = -math.inf
+        self._warned: str | None = None  # the current kid last reported as retired
+
+    def note(self, keyring: Mapping[str, Any]) -> None:
+        """Take the orchestrator's keyring detail (its config readiness): an answer that is
+        not a list of key ids changes nothing."""
+        ring = keyring.get(OPERATOR_RING)
+        accepted = ring.get("accepted") if isinstance(ring, Mapping) else None
+        if (not isinstance(accepted, list) or not 0 < len(accepted) <= MAX_KIDS
+                or not all(isinstance(kid, str) for kid in accepted)):
+            return
+        self._accepted = frozenset(accepted)
+        self._asked_at = time.monotonic()
+        mine = self._settings.operator.current_kid
+        if mine not in self._accepted and self._warned != mine:
+            self._warned = mine
+            log.warning("the orchestrator no longer accepts this service's OPERATOR_TOKEN "
+                        "(key id %s): it is refused here too; roll the orchestrator's "
+                        "OPERATOR_TOKEN out to spawn_service", mine)
+
+    @property
+    def retired_here(self) -> bool:
+        """Whether the orchestrator's last answer left out this service's current token."""
+        return (self._accepted is not None
+                and self._settings.operator.current_kid not in self._accepted)
+
+    async def refresh(self) -> None:
+        """Ask the orchestrator again when the last answer is older than REFRESH_S (once per
+        period, whether or not it answers)."""
+        if time.monotonic() - self._asked_at < REFRESH_S:
+            return
+        self._asked_at = time.monotonic()
+        try:
+            keyring = await orchestrator_keyring(self._settings, self._http.client)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return  # unreachable: the last answer stands
+        if keyring is not None:
+            self.note(keyring)
+
+    def allows_kid(self, kid: str) -> bool:
+        """Whether a token with key id ``kid`` is in force as far as this process knows."""
+        return self._accepted is None or kid in self._accepted
+
+    async def allows(self, token: str) -> bool:
+        """Whether ``token`` (a secret of this service's ring) is still in force."""
+        await self.refresh()
+        return self.allows_kid(derive_kid(token.encode()))
