@@ -226,6 +226,23 @@ def test_second_up_on_the_same_storage_is_refused_naming_the_first(
     assert all(ready(u) for u in first.urls.values())
 
 
+def test_an_operator_command_finds_the_nats_of_the_running_up(running_up: tuple[Up, int],
+                                                               tmp_path: Path) -> None:
+    """`forge up`'s NATS listens on a port of its own, not the default 4222: a command on
+    the same storage root without NATS_URL reaches it (the runbook's "reprocess failed
+    completion events" with `forge completions reprocess`)."""
+    up, _ = running_up
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
+    env.update(FORGE_TEMPLATE_DIR=str(TEMPLATE_FIXTURES), FORGE_ARTIFACT_STORE="jetstream")
+    missing = "scn-" + "0" * 16
+    out = subprocess.run([sys.executable, "-m", "forge", "--storage", str(up.storage),
+                          "artifacts", "fetch", missing, "--out", str(tmp_path / "r")],
+                         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    # It asked the bus, which answered: no such results (not "NATS is not reachable").
+    assert out.returncode == 1
+    assert f"no results for {missing} in the jetstream artifact store" in out.stderr, out.stderr
+
+
 def test_killed_nats_is_restarted_on_its_port_and_reported(running_up: tuple[Up, int]) -> None:
     up, nats_port = running_up
     [victim] = up.nats_pids()

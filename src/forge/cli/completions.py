@@ -11,7 +11,7 @@ import json
 
 import typer
 
-from forge.cli.context import open_db, settings_or_exit
+from forge.cli.context import bus_settings, open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.services.scoreboard.reprocess import (
     ReprocessOutcome,
@@ -35,7 +35,7 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
     from forge.services.scoreboard.scoring import Finalized, Scorer
     from forge.templates.registry import TemplateRegistry
 
-    settings = settings_or_exit()
+    settings = bus_settings(settings_or_exit())
     try:
         registry = TemplateRegistry.load(settings.templates_dir)
     except TemplateError as exc:

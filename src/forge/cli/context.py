@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ import typer
 
 from forge.cli.storage import watch_new_root
 from forge.config.settings import ConfigError, Settings, load_settings
+from forge.stack.lock import running_bus
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 
@@ -30,6 +32,22 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(1) from None
 
 
+def bus_settings(settings: Settings) -> Settings:
+    """``settings`` for a command that talks to NATS: NATS_URL from the environment when set,
+    else the NATS of the `forge up` running on this storage root (its embedded server
+    listens on a port of its own, not the default 4222), else the default."""
+    if os.environ.get("NATS_URL"):
+        return settings
+    found = running_bus(settings.storage_root)
+    if not found:
+        return settings
+    update: dict[str, object] = {"nats_url": found["NATS_URL"]}
+    replicas = found.get("FORGE_NATS_REPLICAS", "")
+    if replicas.isascii() and replicas.isdigit() and 1 <= int(replicas) <= 5:
+        update["nats_replicas"] = int(replicas)
+    return settings.model_copy(update=update)
+
+
 def open_db(settings: Settings) -> Database:
     """The state DB, migrated to the current schema (a new storage root it makes is announced)."""
     with watch_new_root(settings.storage_root):
@@ -44,6 +62,7 @@ async def scoreboard_bus(settings: Settings, name: str) -> AsyncIterator[BusConn
     from forge.bus.connection import BusConnection
     from forge.services.common.bus import bus_credentials, bus_streams
 
+    settings = bus_settings(settings)
     conn = BusConnection(settings.nats_url, name,
                          credentials=bus_credentials(settings, "scoreboard"),
                          streams=bus_streams(settings), connect_timeout=3.0)

@@ -5,7 +5,8 @@ two sets of services on one database. The lock is an `flock` on `forge-up.lock`,
 kernel releases when the holder exits (even on `kill -9`), so a stale file never blocks a
 start; the file's content is only the holder's pid and what it is (``forge up`` or
 ``forge runtime cleanup``, which holds the root while it destroys half-built labs), for the
-refusal message.
+refusal message. A `forge up` running its own NATS adds that server's client settings
+(``note_bus``), so operator commands on the same root reach it (``running_bus``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 LOCK_NAME = "forge-up.lock"
 UP = "forge up"
 CLEANUP = "forge runtime cleanup"
 HOLDERS = (UP, CLEANUP)  # what a lock file may name; anything else reads as forge up
+BUS_VARS = ("NATS_URL", "FORGE_NATS_REPLICAS")  # what `note_bus` records
+MAX_RECORD = 4096  # bytes of the lock file read back
+PROC_LOCKS = "/proc/locks"
 
 
 class StorageLocked(Exception):
@@ -38,9 +44,10 @@ class StorageLocked(Exception):
 class StorageLock:
     """An exclusive, non-blocking lock on a storage root, held until `release()`."""
 
-    def __init__(self, root: Path, fd: int) -> None:
+    def __init__(self, root: Path, fd: int, holder: str = UP) -> None:
         self.root = root
         self.path = root / LOCK_NAME
+        self.holder = holder
         self._fd: int | None = fd
 
     @classmethod
@@ -60,11 +67,22 @@ class StorageLock:
         except BaseException:
             os.close(fd)
             raise
+        made = cls(root, fd, holder)
+        made._write([])
+        return made
+
+    def note_bus(self, env: Mapping[str, str]) -> None:
+        """Record the client settings of the NATS this holder runs (NATS_URL and, for a
+        cluster, FORGE_NATS_REPLICAS) after its pid and name."""
+        self._write([f"{k}={env[k]}" for k in BUS_VARS if k in env])
+
+    def _write(self, extra: list[str]) -> None:
+        if self._fd is None:
+            return
         # Overwrite, then cut: a reader sees the old or the new pid, never an empty file.
-        record = f"{os.getpid()}\n{holder}\n".encode()
-        os.pwrite(fd, record, 0)
-        os.ftruncate(fd, len(record))
-        return cls(root, fd)
+        record = "".join(f"{line}\n" for line in [str(os.getpid()), self.holder, *extra])
+        os.pwrite(self._fd, record.encode("ascii"), 0)
+        os.ftruncate(self._fd, len(record))
 
     @property
     def held(self) -> bool:
@@ -118,3 +136,57 @@ def _read_holder(fd: int) -> tuple[int | None, str]:
     pid = int(lines[0]) if lines and lines[0].isdigit() else None
     holder = lines[1] if len(lines) > 1 and lines[1] in HOLDERS else UP
     return pid, holder
+
+
+def running_bus(root: Path) -> dict[str, str]:
+    """The NATS client settings a live `forge up` holding ``root`` recorded (``note_bus``);
+    empty when no process holds the lock now (a file left by one that died says nothing,
+    and its port may be anyone's by now) or it recorded none. Only loopback URLs are taken:
+    `forge up`'s NATS listens there alone. The lock is never taken to find out (that would
+    make a `forge up` starting at that moment refuse): the kernel's lock table is read."""
+    try:
+        fd = os.open(root / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        lines = os.pread(fd, MAX_RECORD, 0).decode("ascii", errors="replace").splitlines()
+    finally:
+        os.close(fd)
+    pid = int(lines[0]) if lines and lines[0].isdigit() else None
+    if pid is None or len(lines) < 2 or lines[1] != UP or not _flock_held(st, pid):
+        return {}
+    found: dict[str, str] = {}
+    for line in lines[2:]:
+        key, sep, value = line.partition("=")
+        if sep and key in BUS_VARS and key not in found:
+            found[key] = value
+    url = found.get("NATS_URL", "")
+    if not url or not all(_loopback_nats(part) for part in url.split(",")):
+        return {}
+    return found
+
+
+def _loopback_nats(url: str) -> bool:
+    try:
+        parts = urlsplit(url.strip())
+        return (parts.scheme == "nats" and parts.hostname in ("127.0.0.1", "::1", "localhost")
+                and parts.port is not None and not parts.username and not parts.password)
+    except ValueError:
+        return False
+
+
+def _flock_held(st: os.stat_result, pid: int) -> bool:
+    """Whether ``pid`` holds a flock on the file ``st`` describes (from /proc/locks)."""
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open(PROC_LOCKS, encoding="ascii", errors="replace") as fh:
+            table = fh.read(1 << 20)
+    except OSError:
+        return False
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF" (blocked waiters: "-> ...")
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode:
+            return fields[4] == str(pid)
+    return False

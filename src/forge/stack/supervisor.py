@@ -200,6 +200,8 @@ class Supervisor:
                 raise StartRefused(f"NATS: {exc}") from None
             self.nats_port = self.nats.members[0].server.port
             self.env.update(self.nats.client_env())
+            if self.lock is not None:  # operator commands on this root find it there
+                self.lock.note_bus(self.nats.client_env())
         for name in SERVICES:
             self.env[URL_VARS[name]] = self.url(name)
         self.env["STORAGE_ROOT"] = str(self.storage_root)

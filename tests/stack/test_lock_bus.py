@@ -1,0 +1,68 @@
+"""What a running `forge up` tells operator commands about its NATS through its storage
+lock (`forge.stack.lock.note_bus` / `running_bus`): only while it holds the lock, only
+loopback URLs, and never by taking the lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from forge.stack.lock import CLEANUP, LOCK_NAME, StorageLock, running_bus
+
+URL = "nats://127.0.0.1:41999"
+
+
+def _read_elsewhere(root: Path) -> str:
+    """running_bus(root) as another process sees it (a command run beside `forge up`)."""
+    code = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from forge.stack.lock import running_bus
+        print(running_bus(Path(sys.argv[1])).get("NATS_URL", "-"))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                         text=True, timeout=60, check=True)
+    return out.stdout.strip()
+
+
+def test_a_live_holder_names_its_nats_and_a_dead_one_names_nothing(tmp_path: Path) -> None:
+    lock = StorageLock.acquire(tmp_path)
+    try:
+        assert running_bus(tmp_path) == {}  # no NATS recorded yet
+        lock.note_bus({"NATS_URL": URL, "FORGE_NATS_REPLICAS": "1", "OTHER": "x"})
+        assert _read_elsewhere(tmp_path) == URL
+        assert running_bus(tmp_path) == {"NATS_URL": URL, "FORGE_NATS_REPLICAS": "1"}
+        # Reading took no lock: the holder's record (pid first) is as it wrote it.
+        first = (tmp_path / LOCK_NAME).read_text().splitlines()[0]
+        assert first.isdigit()
+    finally:
+        lock.release()
+    # The file still names the URL, but no process holds the root: its port may be anyone's.
+    assert URL in (tmp_path / LOCK_NAME).read_text()
+    assert _read_elsewhere(tmp_path) == "-"
+    StorageLock.acquire(tmp_path).release()  # and the next forge up starts as ever
+
+
+def test_only_a_forge_up_and_only_loopback_urls_are_believed(tmp_path: Path) -> None:
+    for holder, url, believed in [
+            ("forge up", "nats://10.0.0.5:4222", False),
+            ("forge up", "nats://user:pw@127.0.0.1:4222", False),
+            ("forge up", "tls://127.0.0.1:4222", False),
+            ("forge up", "nats://127.0.0.1:4222,nats://127.0.0.1:4223", True),
+            ("forge up", "nats://127.0.0.1:4222,nats://192.0.2.1:4223", False),
+            (CLEANUP, URL, False)]:
+        root = tmp_path / str(abs(hash((holder, url))))
+        lock = StorageLock.acquire(root, holder)
+        try:
+            lock.note_bus({"NATS_URL": url})
+            assert (running_bus(root).get("NATS_URL") == url) is believed, (holder, url)
+        finally:
+            lock.release()
+
+
+def test_a_missing_or_planted_lock_file_names_nothing(tmp_path: Path) -> None:
+    assert running_bus(tmp_path / "none") == {}
+    (tmp_path / LOCK_NAME).write_text(f"1\nforge up\nNATS_URL={URL}\n")  # pid 1 holds no flock
+    assert running_bus(tmp_path) == {}
