@@ -109,8 +109,13 @@ def test_failed_completion_reprocessed_once(drill: Drill) -> None:
     wrong = {**drill.secrets, "SAT_HMAC_SECRET": fresh_secrets()["SAT_HMAC_SECRET"]}
     drill.start(("spawn", "orchestrator"))
     drill.services["scoreboard"].start(drill.env(wrong))
-    drill.services["scoreboard"].wait_ready()
     board = drill.services["scoreboard"]
+    # Its /readyz says so (runbook step 5 catches the bad roll-out), naming the secret: it
+    # does not accept the orchestrator's current SAT key. It still takes completions in.
+    body = board.wait_failed_check("peer_keys", 60)
+    detail = body["checks"]["peer_keys"]["detail"]
+    assert "SAT_HMAC_SECRET" in detail and "ET_HMAC_SECRET" not in detail
+    assert board.readyz()[1]["failed"] == ["peer_keys"]
     learner = drill.learner("acme", "rex")
     sid = spawn_lab(drill, learner)
     submit(drill, learner, sid)
@@ -132,7 +137,7 @@ def test_failed_completion_reprocessed_once(drill: Drill) -> None:
     assert sid in listed
 
     # The fix: the right secret, /readyz, then reprocess (CLI); a second run is a no-op.
-    board.restart(drill.env())
+    board.restart(drill.env())  # waits for /readyz 200: peer_keys agrees now
     out = drill.forge_ok("completions", "reprocess", "--all", "--json")
     results = json.loads(out)["results"]
     assert [(r["scenario_id"], r["status"]) for r in results] == [(sid, "reprocessed")]

@@ -150,7 +150,7 @@ async def test_missing_signing_key_pauses_scoring(make_board: MakeBoard) -> None
         assert ready.status_code == 503
         assert ready.json()["failed"] == ["signing_key"]
         assert set(ready.json()["checks"]) == {"config", "store", "storage", "signing_key",
-                                               "templates", "nats"}
+                                               "templates", "nats", "peer_keys"}
         done = build_completion(board.settings)
         await board.publish_event(done.event)
         consumer = board.state.consumer

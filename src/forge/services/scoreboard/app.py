@@ -15,6 +15,7 @@ from forge.identity.lti_config import LtiConfigError, load_lti
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.artifact_stores import ObjectStoreArtifactStore, make_artifact_store
 from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard import (
     credential_routes,
@@ -28,6 +29,7 @@ from forge.services.scoreboard.lti_grades import GradePoster
 from forge.services.scoreboard.retention_runs import RetentionRuns
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.state import ScoreboardState
+from forge.services.scoreboard.verifier_keys import verifier_keys_check
 from forge.signing.keystore import NoSigningKey
 from forge.templates.registry import TemplateRegistry
 
@@ -93,6 +95,9 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     ctx.readiness.add("signing_key", lambda: _signing_key(state))
     ctx.readiness.add("templates", lambda: f"{len(registry)} templates loaded")
     ctx.readiness.add("nats", lambda: _nats(state, grades))
+    http = SharedHttpClient()  # asks the orchestrator's key ids (peer_keys)
+    ctx.readiness.add("peer_keys", lambda: verifier_keys_check(settings, http.client))
+    ctx.shutdown.append(http.close)
     register_consumer_metrics(ctx.metrics.registry, lambda: [
         c for c in (state.consumer, grades.consumer if grades else None) if c is not None])
 

@@ -28,7 +28,8 @@ import httpx
 from forge.config.keyring import derive_kid
 from forge.config.settings import Settings
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.spawn.peers import orchestrator_keyring
+from forge.services.common.peer_keyring import orchestrator_keyring
+from forge.services.spawn.peers import credentials
 
 log = logging.getLogger("forge.spawn")
 
@@ -77,7 +78,8 @@ class OperatorKeys:
             return
         self._asked_at = time.monotonic()
         try:
-            keyring = await orchestrator_keyring(self._settings, self._http.client)
+            keyring = await orchestrator_keyring(self._settings, self._http.client,
+                                                 credentials(self._settings))
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return  # unreachable: the last answer stands
         if keyring is not None:

@@ -15,10 +15,17 @@ import httpx
 
 from forge.config.settings import Settings
 from forge.services.common.auth import service_token
+from forge.services.common.peer_keyring import orchestrator_keyring
 from forge.services.common.readiness import CheckFailed
 
 SIGNED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
-PEER_TIMEOUT_S = 1.5
+
+
+def credentials(settings: Settings) -> tuple[str, str]:
+    """What spawn_service asks the orchestrator's key ids with: its service token, as every
+    call it makes is signed (services.common.auth); when that is refused, OPERATOR_TOKEN,
+    to name which key differs."""
+    return service_token(settings), settings.operator.current.decode()
 
 
 async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
@@ -28,7 +35,7 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
     orchestrator's key ids when it answered (``operator_keys``)."""
     rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
     try:
-        keyring = await orchestrator_keyring(settings, client)
+        keyring = await orchestrator_keyring(settings, client, credentials(settings))
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return "orchestrator not reachable; key agreement not checked"
     if keyring is None:
@@ -57,21 +64,3 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
                 "service's OPERATOR_TOKEN, which is refused here too: roll the orchestrator's "
                 "OPERATOR_TOKEN out to spawn_service")
     return "orchestrator accepts the current SAT and ET keys"
-
-
-async def orchestrator_keyring(settings: Settings,
-                               client: httpx.AsyncClient) -> dict[str, Any] | None:
-    """The orchestrator's accepted key ids (readiness detail, shown only to an operator
-    credential): asked with this service's token, as every call it makes is signed
-    (services.common.auth); when that is refused, with OPERATOR_TOKEN, to name which key
-    differs. None when both are refused."""
-    for credential in (service_token(settings), settings.operator.current.decode()):
-        # Only its config check: its store, disk, bus and runtime are its own readiness.
-        resp = await client.get(f"{settings.orchestrator_url}/readyz",
-                                params={"check": "config"},
-                                headers={"Authorization": "Bearer " + credential},
-                                timeout=PEER_TIMEOUT_S)
-        if resp.status_code != 401:
-            keyring: dict[str, Any] = resp.json()["checks"]["config"]["detail"]["keyring"]
-            return keyring
-    return None

@@ -1,0 +1,46 @@
+"""Readiness: does the scoreboard accept the keys the labs it scores were signed with?
+
+The scoreboard checks each lab's SAT and ET again when it scores it. A scoreboard rolled
+out with another SAT or ET secret than the rest refuses every completion (each is kept as
+a failed event), yet its store, disk and bus are fine, so its /readyz said 200. spawn_service
+signs with the orchestrator's current keys (its own `peer_keys` check), so the scoreboard
+must accept those: this check compares key ids (never secrets) with the orchestrator's,
+asked with OPERATOR_TOKEN, which the rotation order rolls out to both.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from forge.config.settings import Settings
+from forge.services.common.peer_keyring import orchestrator_keyring
+from forge.services.common.readiness import CheckFailed
+
+VERIFIED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
+
+
+async def verifier_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
+    """Fail when the orchestrator's current SAT or ET key is not one the scoreboard accepts,
+    naming which (or when the orchestrator refuses this service's OPERATOR_TOKEN)."""
+    try:
+        keyring = await orchestrator_keyring(settings, client,
+                                             [settings.operator.current.decode()])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return "orchestrator not reachable; key agreement not checked"
+    if keyring is None:
+        raise CheckFailed(
+            "the orchestrator does not accept this service's OPERATOR_TOKEN, so the keys "
+            "could not be compared: roll the same OPERATOR_TOKEN out to both, see the runbook")
+    rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
+    missing = []
+    for name in VERIFIED_HERE:
+        ring = keyring.get(name)
+        current = ring.get("current") if isinstance(ring, dict) else None
+        if not isinstance(current, str) or current not in rings[name].kids:
+            missing.append(name)
+    if missing:
+        raise CheckFailed(
+            "this service does not accept the orchestrator's current " + ", ".join(missing)
+            + " (key ids differ: completions of labs signed with it are refused; roll the "
+            "same secret out to both, see the runbook)")
+    return "accepts the orchestrator's current SAT and ET keys"
