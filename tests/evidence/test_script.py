@@ -91,6 +91,23 @@ def test_forge_verify_cli_has_the_same_exit_codes(result_files: dict[str, Path])
     assert gone.returncode == 2
 
 
+def test_a_reader_that_stops_early_changes_no_exit_code(result_files: dict[str, Path]) -> None:
+    """`verify_verdict.py … | head -1`: the pipe's reader is gone before the report is
+    written. The exit code is still the verdict's (0 PASS, 1 FAIL), with no traceback."""
+    args = [sys.executable, str(SCRIPT),
+            *(str(result_files[n]) for n in ("score.json", "evidence.tar.zst", "verdict.sig",
+                                             "verdict.pub"))]
+    for expected in (0, 1):
+        if expected == 1:
+            result_files["verdict.pub"].write_bytes(fixed_key(9).public_pem())
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # gone before the verifier has written anything
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == expected, err
+        assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
 def _empty_venv(root: Path) -> Path:
     """A venv with nothing installed (no pip either): the runbook's `python` on a machine
     where neither cryptography nor zstandard was installed."""

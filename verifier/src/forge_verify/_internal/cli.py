@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -83,6 +84,17 @@ def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _emit(text: str) -> None:
+    """Print the report. A reader that stopped reading (`… | head`) changes nothing: the
+    exit code is still the verdict's (1 would read as FAIL), and no traceback is printed."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the interpreter's last flush goes here
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def credential_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """The `credential` subcommand: verify, print, return 0 PASS / 1 FAIL / 2 unreadable."""
     from forge_verify._internal.credential_checks import (
@@ -95,9 +107,9 @@ def credential_main(argv: Sequence[str] | None = None, prog: str | None = None) 
                                      verdict=args.verdict, status_list=args.status_list,
                                      at=args.at)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        _emit(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
-        print(render_credential(result))
+        _emit(render_credential(result))
     return result.exit_code
 
 
@@ -114,9 +126,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if not result.error:
         expect(result, learner=args.expect_learner, lab=args.expect_lab)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        _emit(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
-        print(render(result))
+        _emit(render(result))
     return result.exit_code
 
 
