@@ -10,6 +10,9 @@ asked with OPERATOR_TOKEN, which the rotation order rolls out to both.
 
 from __future__ import annotations
 
+import math
+import time
+
 import httpx
 
 from forge.config.settings import Settings
@@ -17,6 +20,27 @@ from forge.services.common.peer_keyring import orchestrator_keyring
 from forge.services.common.readiness import CheckFailed
 
 VERIFIED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
+AGREED_FOR_S = 30.0  # an agreement found is trusted this long before the orchestrator is asked
+AGREED = "accepts the orchestrator's current SAT and ET keys"
+
+
+class VerifierKeys:
+    """The ``peer_keys`` check with its last agreement remembered: `forge up` and load
+    balancers run readiness every few seconds, and keys change only when a service restarts,
+    so an idle orchestrator is not asked each time. A disagreement is asked again at once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._agreed_at = -math.inf
+
+    async def check(self, client: httpx.AsyncClient) -> str:
+        """``verifier_keys_check``, or its last agreement while younger than AGREED_FOR_S."""
+        if time.monotonic() - self._agreed_at < AGREED_FOR_S:
+            return AGREED
+        detail = await verifier_keys_check(self._settings, client)
+        if detail == AGREED:
+            self._agreed_at = time.monotonic()
+        return detail
 
 
 async def verifier_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
@@ -43,4 +67,4 @@ async def verifier_keys_check(settings: Settings, client: httpx.AsyncClient) -> 
             "this service does not accept the orchestrator's current " + ", ".join(missing)
             + " (key ids differ: completions of labs signed with it are refused; roll the "
             "same secret out to both, see the runbook)")
-    return "accepts the orchestrator's current SAT and ET keys"
+    return AGREED
