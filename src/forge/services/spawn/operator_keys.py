@@ -65,12 +65,6 @@ class OperatorKeys:
                         "(key id %s): it is refused here too; roll the orchestrator's "
                         "OPERATOR_TOKEN out to spawn_service", mine)
 
-    @property
-    def retired_here(self) -> bool:
-        """Whether the orchestrator's last answer left out this service's current token."""
-        return (self._accepted is not None
-                and self._settings.operator.current_kid not in self._accepted)
-
     async def refresh(self) -> None:
         """Ask the orchestrator again when the last answer is older than REFRESH_S (once per
         period, whether or not it answers)."""
