@@ -138,6 +138,14 @@ def test_config_check_reports_problems_and_ok(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert bad.stderr.count("missing required secret") == 4
     assert bad.stderr.count("missing NATS credentials") == 3  # every problem at once
+    # An unknown FORGE_ENV is the one problem, as a service reports it: whether anything
+    # else is missing depends on what it should have been (audit BE).
+    unknown = subprocess.run([*FORGE, "config", "check"],
+                             env=run_env(tmp_path, FORGE_ENV="prdo"),
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1
+    assert "FORGE_ENV has an unknown value" in unknown.stderr
+    assert "NATS" not in unknown.stderr and "missing required secret" not in unknown.stderr
     # The secrets but no NATS passwords: no service would start, so not "OK" (exit 1
     # naming each variable); a machine running one service checks that one's alone.
     no_nats = subprocess.run([*FORGE, "config", "check"],

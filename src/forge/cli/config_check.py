@@ -46,8 +46,10 @@ def register(app: typer.Typer) -> None:
         try:
             settings = load_settings()
         except ConfigError as exc:  # with the NATS passwords the services would miss too
-            dev = exc.env_label in ("dev", "development")  # dev generates NATS passwords
-            problems = exc.problems + ([] if dev else _missing_nats(
+            # dev generates NATS passwords; an unknown FORGE_ENV is the one problem a
+            # service reports (whether they are needed depends on what it should have been)
+            dev = exc.env_label in ("dev", "development")
+            problems = exc.problems + ([] if dev or exc.env_unknown else _missing_nats(
                 wanted, lambda var: nats_password_given(IDENTITY_OF[var], os.environ)))
             print(str(ConfigError(exc.env_label, problems)), file=sys.stderr)
             raise typer.Exit(1) from None

@@ -46,9 +46,11 @@ def _default_content_path(name: str) -> Path:
 class ConfigError(Exception):
     """The environment cannot run a service; `problems` names every variable at fault."""
 
-    def __init__(self, env_label: str, problems: list[str]) -> None:
+    def __init__(self, env_label: str, problems: list[str], *, env_unknown: bool = False) -> None:
         self.env_label = env_label
         self.problems = problems
+        # FORGE_ENV itself is not a known value: nothing else was or can be judged
+        self.env_unknown = env_unknown
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"configuration invalid (FORGE_ENV={env_label}):\n{lines}")
 
@@ -325,7 +327,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         problems, env_problem = _problems(exc)
         raw_env = environ.get("FORGE_ENV")
         if env_problem is not None:
-            raise ConfigError(str(raw_env), [env_problem]) from None
+            raise ConfigError(str(raw_env), [env_problem], env_unknown=True) from None
         env = parse_forge_env(raw_env) or ForgeEnv.DEV
         raise ConfigError(env.value, problems) from None
     finally:
