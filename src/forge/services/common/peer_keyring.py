@@ -3,7 +3,7 @@ its own secrets with (spawn_service and the scoreboard, `peer_keys` readiness)."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -30,3 +30,20 @@ async def orchestrator_keyring(settings: Settings, client: httpx.AsyncClient,
             keyring: dict[str, Any] = resp.json()["checks"]["config"]["detail"]["keyring"]
             return keyring
     return None
+
+
+def accepted_kids(keyring: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    """The key ids the orchestrator accepts for secret ``name`` (None: not a list of key
+    ids in its answer)."""
+    ring = keyring.get(name)
+    accepted = ring.get("accepted") if isinstance(ring, Mapping) else None
+    if not isinstance(accepted, list) or not all(isinstance(k, str) for k in accepted):
+        return None
+    return frozenset(accepted)
+
+
+def current_kid(keyring: Mapping[str, Any], name: str) -> str | None:
+    """The key id the orchestrator signs with for secret ``name`` (None: not in its answer)."""
+    ring = keyring.get(name)
+    current = ring.get("current") if isinstance(ring, Mapping) else None
+    return current if isinstance(current, str) else None

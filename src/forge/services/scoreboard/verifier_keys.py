@@ -16,10 +16,9 @@ import time
 import httpx
 
 from forge.config.settings import Settings
-from forge.services.common.peer_keyring import orchestrator_keyring
+from forge.services.common.peer_keyring import current_kid, orchestrator_keyring
 from forge.services.common.readiness import CheckFailed
 
-VERIFIED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
 AGREED_FOR_S = 30.0  # an agreement found is trusted this long before the orchestrator is asked
 AGREED = "accepts the orchestrator's current SAT and ET keys"
 
@@ -55,13 +54,8 @@ async def verifier_keys_check(settings: Settings, client: httpx.AsyncClient) -> 
         raise CheckFailed(
             "the orchestrator does not accept this service's OPERATOR_TOKEN, so the keys "
             "could not be compared: roll the same OPERATOR_TOKEN out to both, see the runbook")
-    rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
-    missing = []
-    for name in VERIFIED_HERE:
-        ring = keyring.get(name)
-        current = ring.get("current") if isinstance(ring, dict) else None
-        if not isinstance(current, str) or current not in rings[name].kids:
-            missing.append(name)
+    missing = [ring.name for ring in (settings.sat, settings.et)
+               if current_kid(keyring, ring.name) not in ring.kids]
     if missing:
         raise CheckFailed(
             "this service does not accept the orchestrator's current " + ", ".join(missing)

@@ -28,13 +28,12 @@ import httpx
 from forge.config.keyring import derive_kid
 from forge.config.settings import Settings
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.common.peer_keyring import orchestrator_keyring
+from forge.services.common.peer_keyring import accepted_kids, orchestrator_keyring
 from forge.services.spawn.peers import credentials
 
 log = logging.getLogger("forge.spawn")
 
 REFRESH_S = 10.0
-OPERATOR_RING = "OPERATOR_TOKEN"
 MAX_KIDS = 16  # a ring holds three keys; a longer list is not the orchestrator's answer
 
 
@@ -51,12 +50,10 @@ class OperatorKeys:
     def note(self, keyring: Mapping[str, Any]) -> None:
         """Take the orchestrator's keyring detail (its config readiness): an answer that is
         not a list of key ids changes nothing."""
-        ring = keyring.get(OPERATOR_RING)
-        accepted = ring.get("accepted") if isinstance(ring, Mapping) else None
-        if (not isinstance(accepted, list) or not 0 < len(accepted) <= MAX_KIDS
-                or not all(isinstance(kid, str) for kid in accepted)):
+        accepted = accepted_kids(keyring, self._settings.operator.name)
+        if accepted is None or not 0 < len(accepted) <= MAX_KIDS:
             return
-        self._accepted = frozenset(accepted)
+        self._accepted = accepted
         self._asked_at = time.monotonic()
         mine = self._settings.operator.current_kid
         if mine not in self._accepted and self._warned != mine:

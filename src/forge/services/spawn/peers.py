@@ -15,10 +15,8 @@ import httpx
 
 from forge.config.settings import Settings
 from forge.services.common.auth import service_token
-from forge.services.common.peer_keyring import orchestrator_keyring
+from forge.services.common.peer_keyring import accepted_kids, orchestrator_keyring
 from forge.services.common.readiness import CheckFailed
-
-SIGNED_HERE = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET")
 
 
 def credentials(settings: Settings) -> tuple[str, str]:
@@ -33,7 +31,6 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
     """Fail when the orchestrator does not accept spawn_service's current SAT/ET keys
     (asked over the app's shared `client`), naming which; ``seen`` is given the
     orchestrator's key ids when it answered (``operator_keys``)."""
-    rings = {"SAT_HMAC_SECRET": settings.sat, "ET_HMAC_SECRET": settings.et}
     try:
         keyring = await orchestrator_keyring(settings, client, credentials(settings))
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -47,17 +44,16 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
             "out to both, see the runbook")
     if seen is not None:
         seen(keyring)
-    mismatched = [name for name in SIGNED_HERE
-                  if rings[name].current_kid not in keyring.get(name, {}).get("accepted", [])]
+    mismatched = [ring.name for ring in (settings.sat, settings.et)
+                  if ring.current_kid not in (accepted_kids(keyring, ring.name) or ())]
     if mismatched:
         raise CheckFailed(
             "the orchestrator does not accept this service's current "
             + ", ".join(mismatched)
             + " (key ids differ: roll the same secret out to both, see the runbook)"
         )
-    ring = keyring.get("OPERATOR_TOKEN")
-    operator = ring.get("accepted") if isinstance(ring, dict) else None
-    if isinstance(operator, list) and settings.operator.current_kid not in operator:
+    operator = accepted_kids(keyring, settings.operator.name)
+    if operator is not None and settings.operator.current_kid not in operator:
         # Not a failure: learners are served as ever; only this service's operator
         # credential is refused (forge.services.spawn.operator_keys).
         return ("orchestrator accepts the current SAT and ET keys; it no longer accepts this "
