@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import typer
+from pydantic_core import PydanticCustomError
 
 from forge.cli.storage import watch_new_root
+from forge.config import variable_checks
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.stack.lock import running_bus
 from forge.store.db import Database
@@ -41,10 +43,12 @@ def bus_settings(settings: Settings) -> Settings:
     found = running_bus(settings.storage_root)
     if not found:
         return settings
-    update: dict[str, object] = {"nats_url": found["NATS_URL"]}
-    replicas = found.get("FORGE_NATS_REPLICAS", "")
-    if replicas.isascii() and replicas.isdigit() and 1 <= int(replicas) <= 5:
-        update["nats_replicas"] = int(replicas)
+    try:  # judged as the same variables in the environment would be
+        update: dict[str, object] = {"nats_url": variable_checks.nats_url(found["NATS_URL"])}
+        if "FORGE_NATS_REPLICAS" in found:
+            update["nats_replicas"] = variable_checks.nats_replicas(found["FORGE_NATS_REPLICAS"])
+    except PydanticCustomError:
+        return settings
     return settings.model_copy(update=update)
 
 
