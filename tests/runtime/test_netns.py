@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from forge.runtime.local.netns import create_netns, in_netns, netns_path, remove_netns
+from forge.runtime.local.netns import (
+    create_host_netns,
+    create_netns,
+    in_netns,
+    netns_path,
+    remove_netns,
+    user_ns_fd,
+    userns_problem,
+)
 
 pytestmark = pytest.mark.root
 
@@ -120,3 +128,81 @@ def test_a_process_that_could_not_step_back_is_refused_before_any_lab(
     assert "cannot step back into its own network namespace" in out.stdout
     assert "refused: local runtime unavailable" in out.stdout
     assert not os.listdir(tmp_path / os.listdir(tmp_path)[0])  # no lab was begun
+
+
+def _owner(name: str) -> str:
+    """The user namespace owning the named network namespace, as readlink shows it."""
+    fd = user_ns_fd(name)
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def test_a_host_namespace_has_a_user_namespace_of_its_own(name: str) -> None:
+    seen: list[int] = []
+    create_host_netns(name, lambda: seen.append(_here()))
+    assert seen == [os.stat(netns_path(name)).st_ino]  # setup ran inside it
+    machine = os.readlink("/proc/self/ns/user")
+    owner = _owner(name)
+    assert owner != machine
+    other = "tns-" + secrets.token_hex(4)
+    create_host_netns(other)
+    try:
+        assert _owner(other) not in (owner, machine)  # one per host, never shared
+    finally:
+        remove_netns(other)
+    # Every id maps to itself: a process joining it keeps its uid, files keep their owners.
+    fd = user_ns_fd(name)
+    try:
+        for table in ("uid_map", "gid_map"):
+            out = subprocess.run(["nsenter", f"--user=/proc/self/fd/{fd}", "--",
+                                  "cat", f"/proc/self/{table}"], pass_fds=(fd,),
+                                 capture_output=True, text=True, timeout=30, check=True)
+            assert out.stdout.split() == ["0", "0", "4294967295"], out
+    finally:
+        os.close(fd)
+
+
+def test_a_host_namespace_that_fails_its_setup_leaves_nothing(name: str) -> None:
+    def refuse() -> None:
+        raise Boom("sysctl refused")
+
+    with pytest.raises(Boom):
+        create_host_netns(name, refuse)
+    assert not os.path.exists(netns_path(name))
+    assert not [p for p in _children() if "unshare" in p or "cat" in p]
+
+
+def test_a_refused_user_namespace_is_reported_and_leaves_nothing(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("forge.runtime.local.netns.tool",
+                        lambda prog: "/bin/false" if prog == "unshare" else prog)
+    with pytest.raises(OSError, match="cannot make a user namespace for a host"):
+        create_host_netns(name)
+    assert not os.path.exists(netns_path(name))
+
+
+def test_disabled_user_namespaces_are_named(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = tmp_path / "max_user_namespaces"
+    monkeypatch.setattr("forge.runtime.local.netns.MAX_USER_NAMESPACES", str(limit))
+    limit.write_text("0\n")
+    assert "user.max_user_namespaces = 0" in (userns_problem() or "")
+    limit.write_text("15000\n")
+    assert userns_problem() is None
+
+
+def _children() -> list[str]:
+    """Command lines of this process's children."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid():
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    found.append(fh.read().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from forge.runtime.local.execute import open_host
+from forge.runtime.local.execute import enter_argv, open_host
+from forge.runtime.local.netns import create_host_netns, remove_netns, user_ns_fd
 
 pytestmark = pytest.mark.root
 
@@ -54,7 +55,9 @@ def test_descriptors_only_while_the_pid_is_the_hosts(netns: str) -> None:
     try:
         fds = open_host(proc.pid, path)
         try:
-            assert len(fds) == 6
+            assert len(fds) == 6  # its user namespace is the machine's: not entered
+            assert not [a for a in enter_argv(fds, [], ["PATH"], ["true"], 65534, 0, 0)
+                        if a.startswith("--user")]
             assert os.path.samestat(os.fstat(fds[-1]), os.stat(f"/proc/{proc.pid}/root"))
         finally:
             for fd in fds:
@@ -67,3 +70,34 @@ def test_descriptors_only_while_the_pid_is_the_hosts(netns: str) -> None:
     with pytest.raises(OSError):  # ended and reaped: its pid names nothing, or another's
         open_host(proc.pid, path)
     assert set(os.listdir("/proc/self/fd")) == before  # nothing left open either way
+
+
+def test_a_hosts_own_user_namespace_is_entered_too() -> None:
+    """A host made by ``create_host_netns`` holds its capabilities in a user namespace of
+    its own: a learner process must join it (with the machine's, an approved NET_ADMIN
+    would reach the lab switch), and the command line says so."""
+    name = "fg-oh-" + secrets.token_hex(3)
+    create_host_netns(name)
+    owner = user_ns_fd(name)
+    path = f"/run/netns/{name}"
+    proc = subprocess.Popen(["nsenter", f"--net={path}", f"--user=/proc/self/fd/{owner}",
+                             "--", "sleep", "30"], pass_fds=(owner,))
+    try:
+        for _ in range(200):  # bounded: until nsenter has joined both
+            if os.path.samestat(os.stat(f"/proc/{proc.pid}/ns/user"), os.fstat(owner)):
+                break
+            subprocess.run(["sleep", "0.01"], check=True)
+        fds = open_host(proc.pid, path)
+        try:
+            assert len(fds) == 7
+            assert os.path.samestat(os.fstat(fds[5]), os.fstat(owner))
+            argv = enter_argv(fds, [], ["PATH"], ["true"], 65534, 0, 0)
+            assert f"--user=/proc/self/fd/{fds[5]}" in argv
+        finally:
+            for fd in fds:
+                os.close(fd)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(owner)
+        remove_netns(name)

@@ -63,7 +63,8 @@ def test_helpers_started_during_a_stop_run_to_the_end() -> None:
         import secrets
         from forge.images import lookup
         from forge.runtime.local.egress import _nft
-        from forge.runtime.local.netns import create_netns, ip_batch, remove_netns
+        from forge.runtime.local.netns import (
+            create_host_netns, create_netns, ip_batch, remove_netns)
 
         expected = lookup.tool_identity()
         ns = "fgstop-" + secrets.token_hex(3)
@@ -75,9 +76,12 @@ def test_helpers_started_during_a_stop_run_to_the_end() -> None:
                 assert lookup.tool_identity() == expected
                 ip_batch(ns, ["link set lo up"])
                 _nft(ns, ["list", "tables"])
+                create_host_netns(ns + "h")  # its helper (unshare, cat) outlives the signals
+                remove_netns(ns + "h")
         finally:
             hammer.stop()
             remove_netns(ns)
+            remove_netns(ns + "h")
         print("signals", hammer.sent)
     """)
     assert int(out.split()[-1]) > 100  # the group was signalled throughout

@@ -174,14 +174,19 @@ def readonly_seed_args(host_dir: str) -> list[str]:
 def bwrap_argv(
     host: PlannedHost, paths: HostPaths, rootfs: str, uid: int, seccomp_fd: int,
     args_fd: int, image: bool = False, info_fd: int = -1, block_fd: int = -1,
+    userns_fd: int = -1,
 ) -> list[str]:
     """Full bubblewrap command line for a host's init (on an ``image``, its root is the
     overlay ``rootfs.mount_image_root`` mounted in the host's data dir); bwrap reports its
     child's pid on ``info_fd`` and holds the sandbox before its first command until a
-    byte arrives on ``block_fd`` (the runtime moves it into the host's cgroup first). The
+    byte arrives on ``block_fd`` (the runtime moves it into the host's cgroup first); it
+    joins the user namespace ``userns_fd`` (the owner of the host's network namespace,
+    ``netns.create_host_netns``) first, so every capability it keeps is held there. The
     environment and service command are read from ``args_fd`` (``init_options``)."""
     argv = [tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
+    if userns_fd >= 0:
+        argv += ["--userns", str(userns_fd)]
     # No --die-with-parent: bwrap would take the death of the thread that started it (a
     # short-lived one, inside the lab's namespaces) as its parent's, and die at random.
     root = merged_root(paths.data_dir) if image else rootfs

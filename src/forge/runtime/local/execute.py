@@ -1,8 +1,9 @@
 """Run a command inside a host: enter its namespaces, drop capabilities, capture output.
 
 The command line is: join the exec's own leaf cgroup (so the whole process tree can be
-found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces and root
-(nsenter keeps the caller's full capabilities) through descriptors the runtime opened
+found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces, root and
+user namespace (the host's own, ``netns.create_host_netns``: nsenter becomes its root,
+with every capability there and none in the machine's) through descriptors the runtime opened
 (``open_host``: the process starts in a Landlock domain of its own, see ``landlock``,
 which may not open another process's /proc entries), bash closing those descriptors,
 then ``bwrap`` over the host's own root only to load the lab's seccomp filter, then
@@ -36,13 +37,16 @@ from forge.runtime.local.restarts import StartCutShort, restarted
 from forge.runtime.local.tools import tool
 from forge.templates.exec_size import rename_script
 
-# The init's namespaces nsenter enters, in its option names, and then its root.
+# The init's namespaces nsenter enters, in its option names, and then its root. The user
+# namespace comes last: a lab made before each host had its own (``create_host_netns``)
+# and still live across an upgrade has its init in the machine's, which is not entered.
 _NAMESPACES = (("mnt", "--mount"), ("uts", "--uts"), ("ipc", "--ipc"), ("net", "--net"),
-               ("pid", "--pid"))
+               ("pid", "--pid"), ("user", "--user"))
 
 
 def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
-    """Descriptors of the namespaces (``_NAMESPACES``' order) and root of the host whose
+    """Descriptors of the namespaces (``_NAMESPACES``' order, the user namespace only when
+    it is not the machine's) and root of the host whose
     init is ``init_pid`` and whose network namespace is mounted at ``netns``, for
     ``enter_argv``; the caller passes them to the process and closes them once it
     started. OSError when the pid is no longer that host's (it ended, or was reused).
@@ -55,6 +59,8 @@ def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
     try:
         for kind, _option in _NAMESPACES:
             fds.append(os.open(f"/proc/{init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
+        if os.path.samestat(os.fstat(fds[-1]), os.stat("/proc/self/ns/user")):
+            os.close(fds.pop())
         fds.append(os.open(f"/proc/{init_pid}/root",
                            os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         held, mounted = os.fstat(fds[3]), os.stat(netns)
@@ -87,8 +93,8 @@ def enter_argv(
     if argv[0].startswith("-"):  # a shell's exec would take it for an option
         raise SpecError("argv[0]", "a program name must not start with '-'")
     *spaces, root = host_fds
-    enter = [f"{option}=/proc/self/fd/{fd}" for (_kind, option), fd in zip(_NAMESPACES, spaces,
-                                                                          strict=True)]
+    enter = [f"{option}=/proc/self/fd/{fd}"
+             for (_kind, option), fd in zip(_NAMESPACES[:len(spaces)], spaces, strict=True)]
     close = " ".join(f"{fd}<&-" for fd in host_fds)
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",

@@ -22,7 +22,7 @@ from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.disk import mount_lab_disk
 from forge.runtime.local.host_dirs import host_paths, seed_host_dir, write_identity
 from forge.runtime.local.kernel_names import Names
-from forge.runtime.local.netns import create_netns
+from forge.runtime.local.netns import create_host_netns
 from forge.runtime.local.network import (
     apply_sysctls,
     base_sysctls,
@@ -155,7 +155,7 @@ class LabBuilder:
             make_ssh_host_keys(merged, uid)
             write_root_seeds(merged, host, uid)
         ns = self.names.host_ns(lab_id, name)
-        create_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
+        create_host_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
         self.cgroups.create((stem, name), plan.spec.limits)
         self.cgroups.create((stem, name, "init"), None)

@@ -17,17 +17,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import logging
 import os
+import select
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from pyroute2 import IPRoute
 
-from forge.detached import run_detached
-from forge.runtime.local.tools import tool
+from forge.detached import run_detached, stop_signals_blocked
+from forge.runtime.local.tools import MACHINE_PATH, tool
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -35,6 +37,12 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
+NS_GET_USERNS = 0xB701  # ioctl: the user namespace owning a namespace, as a new fd
+# Every uid and gid maps to itself: files, the lab user and root keep their ids, only
+# what the capabilities reach changes (the host's own namespaces, nothing of the machine's).
+IDENTITY_MAP = b"0 0 4294967295\n"
+HOLDER_TIMEOUT_S = 10.0
+MAX_USER_NAMESPACES = "/proc/sys/user/max_user_namespaces"
 
 T = TypeVar("T")
 log = logging.getLogger("forge.runtime.netns")
@@ -159,6 +167,96 @@ def create_netns(name: str, setup: Callable[[], object] | None = None) -> None:
         _libc.umount2(path.encode(), MNT_DETACH)
         os.unlink(path)
         raise
+
+
+def create_host_netns(name: str, setup: Callable[[], object] | None = None) -> None:
+    """Create the named namespace ``name`` for a lab host, owned by a user namespace of its
+    own (``IDENTITY_MAP``); ``setup()`` runs inside it as in ``create_netns``.
+
+    A capability a host is approved (NET_ADMIN, NET_RAW) is then held in that user
+    namespace, not the machine's, so it works on the host's own network only: the kernel
+    asks for it in the owner of every namespace a request names, and the switch's (which
+    a netlink request can name by its id, IFLA_TARGET_NETNSID, as the peer of the host's
+    own link) belongs to the machine's. A user namespace is only made by a process with
+    one thread, so a short helper (``_holder``) makes both and holds them until the
+    network one is bound at its name."""
+    ensure_rundir()
+    path = netns_path(name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    try:
+        with _holder() as pid:
+            for table in ("uid_map", "gid_map"):
+                with open(f"/proc/{pid}/{table}", "wb", buffering=0) as fh:
+                    fh.write(IDENTITY_MAP)
+            _check(_libc.mount(f"/proc/{pid}/ns/net".encode(), path.encode(), b"none",
+                               MS_BIND, None), "bind netns")
+        if setup is not None:
+            in_netns(name, setup)
+    except BaseException:
+        _libc.umount2(path.encode(), MNT_DETACH)
+        os.unlink(path)
+        raise
+
+
+@contextlib.contextmanager
+def _holder() -> Iterator[int]:
+    """The pid of a helper in a new user and network namespace, alive for the body.
+
+    ``unshare`` makes both, then becomes ``cat``; the byte it echoes back proves the
+    namespaces exist (no shell: it would clear the blocked stop signals, see
+    ``forge.detached``). Closing its input ends it."""
+    with stop_signals_blocked():
+        proc = subprocess.Popen([tool("unshare"), "--user", "--net", "--", tool("cat")],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True,
+                                env={"PATH": MACHINE_PATH})
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(b"x")
+            proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], HOLDER_TIMEOUT_S)
+        if not ready or os.read(proc.stdout.fileno(), 1) != b"x":
+            proc.kill()
+            why = proc.stderr.read(500).decode(errors="replace").strip() or "no answer"
+            raise OSError(errno.EPERM, f"cannot make a user namespace for a host: {why}")
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def user_ns_fd(name: str) -> int:
+    """A new descriptor (close-on-exec) of the user namespace owning the named network
+    namespace ``name``, one of its own (``create_host_netns``); OSError when the machine's
+    owns it: a host started there would hold its capabilities in the machine's."""
+    fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+    finally:
+        os.close(fd)
+    if os.path.samestat(os.fstat(owner), os.stat("/proc/self/ns/user")):
+        os.close(owner)
+        raise OSError(errno.EINVAL, f"network namespace {name} has no user namespace of "
+                                    "its own")
+    return owner
+
+
+def userns_problem() -> str | None:
+    """Why lab hosts cannot get user namespaces of their own (``create_host_netns``), or
+    None."""
+    try:
+        with open(MAX_USER_NAMESPACES, encoding="ascii") as fh:
+            limit = int(fh.read().strip())
+    except (OSError, ValueError):
+        return None  # an older kernel without the limit: the first create says more
+    if limit < 1:
+        return ("user namespaces are disabled (sysctl user.max_user_namespaces = 0); "
+                "each lab host needs one: set it to 10000 or more")
+    return None
 
 
 def remove_netns(name: str) -> None:

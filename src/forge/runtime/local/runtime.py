@@ -37,7 +37,7 @@ from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.local.lab_access import LabAccess
 from forge.runtime.local.lab_build import LabBuilder
 from forge.runtime.local.lab_teardown import LabTeardown
-from forge.runtime.local.netns import netns_path, return_problem
+from forge.runtime.local.netns import netns_path, return_problem, userns_problem
 from forge.runtime.local.priority import thread_unniced
 from forge.runtime.local.proc_visibility import proc_visibility_problem
 from forge.runtime.local.reconcile import discover
@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("forge.runtime.local.runtime")
 
-REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
+REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft",
+                  "unshare", "cat")
 
 
 class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
@@ -144,6 +145,8 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         elif (refused := return_problem()) is not None:
             problems.append("a thread cannot step back into its own network namespace "
                             f"(setns: {refused}): run as root of the machine's user namespace")
+        if (no_userns := userns_problem()) is not None:
+            problems.append(no_userns)
         if not os.path.isdir(self.rootfs):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
         elif not self._env_probed:  # once: a warning if env lacks it (/readyz runs this)

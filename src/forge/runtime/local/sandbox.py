@@ -25,6 +25,7 @@ from forge.runtime.local.bwrap_args import BASE_PATH, bwrap_argv, init_options, 
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.host_dirs import HostPaths
 from forge.runtime.local.launch import start_in_lab
+from forge.runtime.local.netns import user_ns_fd
 from forge.runtime.local.restarts import StartCutShort
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.plan import PlannedHost
@@ -85,14 +86,16 @@ def spawn_init(
             theirs.append(filter_fd)
             args_fd = options_fd(init_options(host))
             theirs.append(args_fd)
+            userns_fd = user_ns_fd(netns)
+            theirs.append(userns_fd)
             argv = bwrap_argv(host, paths, rootfs, uid, filter_fd, args_fd,
-                              image, info_fd=info_w, block_fd=block_r)
+                              image, info_fd=info_w, block_fd=block_r, userns_fd=userns_fd)
             root = merged_root(paths.data_dir) if image else rootfs
             needed = start_paths(paths.etc_dir, root)
             proc = start_in_lab(
                 netns, os.path.dirname(paths.data_dir), needed,
                 lambda: _popen(argv, go_r, ready_w, log_file.fileno(),
-                               (info_w, block_r, filter_fd, args_fd)))
+                               (info_w, block_r, filter_fd, args_fd, userns_fd)))
         for fd in theirs:
             os.close(fd)
         theirs = []

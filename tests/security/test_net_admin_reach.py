@@ -1,0 +1,74 @@
+"""Attack: a learner whose host is approved NET_ADMIN reaches past the host's own network.
+
+A host's link to its lab switch is a veth pair, so the kernel gives the host's network
+namespace an id for the switch's (IFLA_LINK_NETNSID). rtnetlink takes such an id as the
+target of a request (IFLA_TARGET_NETNSID) and asks for NET_ADMIN in the user namespace
+owning the *target*; a host whose capabilities were held in the machine's user namespace
+could list the switch's links and create links there (a bridge, a veth into another
+subnet of the lab: around the router the exercise is about), or take down the links of
+the lab's other hosts. Each host now lives in a user namespace of its own that owns its
+network namespace: NET_ADMIN works on its own links and nowhere else."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from forge.runtime import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import LocalRuntime
+from forge.runtime.local.reconcile import init_pid
+
+from ..runtime.helpers import leftovers
+
+pytestmark = pytest.mark.root
+
+PROBE = (Path(__file__).parent / "netns_id_probe.py").read_text()
+
+
+def _links(netns: str) -> list[str]:
+    out = subprocess.run(["ip", "-n", netns, "-o", "link", "show"], capture_output=True,
+                         text=True, check=True, timeout=30).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+
+def test_net_admin_stays_on_the_hosts_own_network(tmp_path: Path) -> None:
+    prefix = "n" + secrets.token_hex(2)
+    rt = LocalRuntime(str(tmp_path), prefix=prefix)
+    lab = "reach-" + secrets.token_hex(3)
+    try:
+        rt.create(LabSpec(lab, [SubnetSpec("a", "10.78.1.0/24"), SubnetSpec("b", "10.78.2.0/24")], [
+            HostSpec("adm", networks=[("a", "10.78.1.10")], capabilities=["NET_ADMIN"],
+                     files={"/srv/probe.py": PROBE}),
+            HostSpec("other", networks=[("b", "10.78.2.10")], capabilities=["NET_ADMIN"]),
+        ]))
+        switch = rt.names.switch_ns(lab)
+        before = _links(switch)
+        res = rt.exec(lab, "adm", ["python3", "/srv/probe.py"])
+        assert res.exit_code == 0, res.stderr_text
+        report = json.loads(res.stdout_text)
+        assert report["nsids"], report  # the switch is named by id: the attack can be tried
+        for nsid in map(str, report["nsids"]):
+            assert report["read"][nsid] in ("EACCES", "EPERM"), report
+            assert report["create"][nsid] in ("EACCES", "EPERM"), report
+        assert _links(switch) == before
+        # The capability still works where it is approved: on the host's own links.
+        own = rt.exec(lab, "adm", ["ip", "link", "add", "mine0", "type", "veth", "peer", "name", "mine1"])
+        assert own.exit_code == 0, own.stderr_text
+        assert "mine0" in _links(rt.names.host_ns(lab, "adm"))
+        # Each host has a user namespace of its own (its service and its terminals alike),
+        # none of them the machine's.
+        machine = os.readlink("/proc/self/ns/user")
+        seen = {name: rt.exec(lab, name, ["readlink", "/proc/self/ns/user"]).stdout_text.strip()
+                for name in ("adm", "other")}
+        assert machine not in seen.values() and len(set(seen.values())) == 2, seen
+        for name in ("adm", "other"):
+            assert os.readlink(f"/proc/{init_pid(rt.names, lab, name)}/ns/user") == seen[name]
+    finally:
+        rt.destroy_many([info.lab_id for info in rt.list()])
+        rt.close()
+    assert leftovers(prefix, str(tmp_path)) == []
