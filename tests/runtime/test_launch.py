@@ -328,7 +328,7 @@ def test_sandbox_that_cannot_join_its_cgroup_is_a_fault_and_leaves_nothing(
     write_identity(paths.etc_dir, 65530, 65531)
     seed_host_dir(paths, host, 65530)
     ns = f"{prefix}.sf{secrets.token_hex(3)}"
-    create_host_netns(ns)
+    create_host_netns(ns, 65530)
     try:
         with pytest.raises(RuntimeFault) as info:
             spawn_init(host, paths, ns, [str(tmp_path / "gone" / "cgroup.procs")], "/",
@@ -377,7 +377,7 @@ def test_sandbox_whose_bwrap_is_killed_mid_start_leaves_nothing_running(
         return real_parent_of(pid)
 
     monkeypatch.setattr(sandbox, "_parent_of", bwrap_killed_first)
-    create_host_netns(ns)
+    create_host_netns(ns, 65530)
     try:
         with pytest.raises(RuntimeFault) as info:
             spawn_init(host, paths, ns, [str(tmp_path / "cg" / "cgroup.procs")], "/", 65530)

@@ -4,8 +4,10 @@ wire the next lab, or the machine's egress, into the wrong network (root)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
+import struct
 import subprocess
 import sys
 import threading
@@ -130,6 +132,18 @@ def test_a_process_that_could_not_step_back_is_refused_before_any_lab(
     assert not os.listdir(tmp_path / os.listdir(tmp_path)[0])  # no lab was begun
 
 
+OWNER = 65533  # a uid no process of the test machine runs as
+NS_GET_OWNER_UID = 0xB704
+
+
+def _owner_uid(name: str) -> int:
+    fd = user_ns_fd(name)
+    try:
+        return int(struct.unpack("I", fcntl.ioctl(fd, NS_GET_OWNER_UID, bytes(4)))[0])
+    finally:
+        os.close(fd)
+
+
 def _owner(name: str) -> str:
     """The user namespace owning the named network namespace, as readlink shows it."""
     fd = user_ns_fd(name)
@@ -141,13 +155,16 @@ def _owner(name: str) -> str:
 
 def test_a_host_namespace_has_a_user_namespace_of_its_own(name: str) -> None:
     seen: list[int] = []
-    create_host_netns(name, lambda: seen.append(_here()))
+    create_host_netns(name, OWNER, lambda: seen.append(_here()))
     assert seen == [os.stat(netns_path(name)).st_ino]  # setup ran inside it
     machine = os.readlink("/proc/self/ns/user")
     owner = _owner(name)
     assert owner != machine
+    # It belongs to the lab's uid, not root: what its processes use of the per-user counts
+    # (inotify, message queues, signals) is charged to that uid in the machine's namespace.
+    assert _owner_uid(name) == OWNER
     other = "tns-" + secrets.token_hex(4)
-    create_host_netns(other)
+    create_host_netns(other, OWNER)
     try:
         assert _owner(other) not in (owner, machine)  # one per host, never shared
     finally:
@@ -164,12 +181,18 @@ def test_a_host_namespace_has_a_user_namespace_of_its_own(name: str) -> None:
         os.close(fd)
 
 
+def test_a_host_namespace_never_belongs_to_root(name: str) -> None:
+    with pytest.raises(ValueError, match="not root"):
+        create_host_netns(name, 0)
+    assert not os.path.exists(netns_path(name))
+
+
 def test_a_host_namespace_that_fails_its_setup_leaves_nothing(name: str) -> None:
     def refuse() -> None:
         raise Boom("sysctl refused")
 
     with pytest.raises(Boom):
-        create_host_netns(name, refuse)
+        create_host_netns(name, OWNER, refuse)
     assert not os.path.exists(netns_path(name))
     assert not [p for p in _children() if "unshare" in p or "cat" in p]
 
@@ -179,7 +202,7 @@ def test_a_refused_user_namespace_is_reported_and_leaves_nothing(
     monkeypatch.setattr("forge.runtime.local.netns.tool",
                         lambda prog: "/bin/false" if prog == "unshare" else prog)
     with pytest.raises(OSError, match="cannot make a user namespace for a host"):
-        create_host_netns(name)
+        create_host_netns(name, OWNER)
     assert not os.path.exists(netns_path(name))
 
 

@@ -77,7 +77,7 @@ def test_a_hosts_own_user_namespace_is_entered_too() -> None:
     its own: a learner process must join it (with the machine's, an approved NET_ADMIN
     would reach the lab switch), and the command line says so."""
     name = "fg-oh-" + secrets.token_hex(3)
-    create_host_netns(name)
+    create_host_netns(name, 65533)
     owner = user_ns_fd(name)
     path = f"/run/netns/{name}"
     proc = subprocess.Popen(["nsenter", f"--net={path}", f"--user=/proc/self/fd/{owner}",

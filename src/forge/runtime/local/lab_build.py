@@ -155,7 +155,7 @@ class LabBuilder:
             make_ssh_host_keys(merged, uid)
             write_root_seeds(merged, host, uid)
         ns = self.names.host_ns(lab_id, name)
-        create_host_netns(ns, lambda: apply_sysctls(base_sysctls(host.spec.router)))
+        create_host_netns(ns, uid, lambda: apply_sysctls(base_sysctls(host.spec.router)))
         stem = self.names.lab(lab_id)
         self.cgroups.create((stem, name), plan.spec.limits)
         self.cgroups.create((stem, name, "init"), None)

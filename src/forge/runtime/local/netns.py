@@ -169,22 +169,36 @@ def create_netns(name: str, setup: Callable[[], object] | None = None) -> None:
         raise
 
 
-def create_host_netns(name: str, setup: Callable[[], object] | None = None) -> None:
+def create_host_netns(name: str, owner: int,
+                      setup: Callable[[], object] | None = None) -> None:
     """Create the named namespace ``name`` for a lab host, owned by a user namespace of its
-    own (``IDENTITY_MAP``); ``setup()`` runs inside it as in ``create_netns``.
+    own (``IDENTITY_MAP``) that belongs to uid ``owner``, the lab's learner uid; ``setup()``
+    runs inside it as in ``create_netns``.
 
     A capability a host is approved (NET_ADMIN, NET_RAW) is then held in that user
     namespace, not the machine's, so it works on the host's own network only: the kernel
     asks for it in the owner of every namespace a request names, and the switch's (which
     a netlink request can name by its id, IFLA_TARGET_NETNSID, as the peer of the host's
-    own link) belongs to the machine's. A user namespace is only made by a process with
-    one thread, so a short helper (``_holder``) makes both and holds them until the
-    network one is bound at its name."""
+    own link) belongs to the machine's.
+
+    The owner matters twice. The kernel charges what a process inside uses of the
+    per-user counts (inotify instances and watches, message queue bytes, queued signals,
+    processes) to the owner in the machine's namespace too, against the machine's limits:
+    owned by root, one learner exhausting them locks root and every other lab out; owned
+    by the learner uid, the lab has its own budget, as when its processes ran in the
+    machine's namespace. And a process of the owner's uid in the machine's namespace
+    would hold every capability in the host's: no process ever runs as a learner uid
+    there (the lab's processes all join the host's; its checks run as the grader uid).
+
+    A user namespace is only made by a process with one thread, so a short helper
+    (``_holder``) makes both and holds them until the network one is bound at its name."""
+    if owner < 1:
+        raise ValueError("a host's user namespace must belong to a lab's uid, not root")
     ensure_rundir()
     path = netns_path(name)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     try:
-        with _holder() as pid:
+        with _holder(owner) as pid:
             for table in ("uid_map", "gid_map"):
                 with open(f"/proc/{pid}/{table}", "wb", buffering=0) as fh:
                     fh.write(IDENTITY_MAP)
@@ -199,14 +213,20 @@ def create_host_netns(name: str, setup: Callable[[], object] | None = None) -> N
 
 
 @contextlib.contextmanager
-def _holder() -> Iterator[int]:
-    """The pid of a helper in a new user and network namespace, alive for the body.
+def _holder(owner: int) -> Iterator[int]:
+    """The pid of a helper in a new user and network namespace owned by uid ``owner``,
+    alive for the body.
 
-    ``unshare`` makes both, then becomes ``cat``; the byte it echoes back proves the
-    namespaces exist (no shell: it would clear the blocked stop signals, see
-    ``forge.detached``). Closing its input ends it."""
+    ``setpriv`` becomes ``owner`` keeping CAP_SYS_ADMIN (a kernel that bars users from
+    making user namespaces, such as Debian's with ``kernel.unprivileged_userns_clone=0``,
+    lets it through), ``unshare`` makes both namespaces, then becomes ``cat``; the byte
+    it echoes back proves they exist (no shell: it would clear the blocked stop signals,
+    see ``forge.detached``). Closing its input ends it."""
+    argv = [tool("setpriv"), f"--reuid={owner}", f"--regid={owner}", "--clear-groups",
+            "--inh-caps=+sys_admin", "--ambient-caps=+sys_admin", "--",
+            tool("unshare"), "--user", "--net", "--", tool("cat")]
     with stop_signals_blocked():
-        proc = subprocess.Popen([tool("unshare"), "--user", "--net", "--", tool("cat")],
+        proc = subprocess.Popen(argv,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True,
                                 env={"PATH": MACHINE_PATH})
