@@ -36,6 +36,24 @@ def _links(netns: str) -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
 
+def _descendant(pid: int, comm: str) -> int:
+    """The pid of the first process named ``comm`` below ``pid``."""
+    todo = [pid]
+    while todo:
+        here = todo.pop()
+        try:
+            with open(f"/proc/{here}/task/{here}/children") as fh:
+                kids = [int(k) for k in fh.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            with open(f"/proc/{kid}/comm") as fh:
+                if fh.read().strip() == comm:
+                    return kid
+        todo += kids
+    raise AssertionError(f"no {comm} below {pid}")
+
+
 def test_net_admin_stays_on_the_hosts_own_network(tmp_path: Path) -> None:
     prefix = "n" + secrets.token_hex(2)
     rt = LocalRuntime(str(tmp_path), prefix=prefix)
@@ -44,7 +62,8 @@ def test_net_admin_stays_on_the_hosts_own_network(tmp_path: Path) -> None:
         rt.create(LabSpec(lab, [SubnetSpec("a", "10.78.1.0/24"), SubnetSpec("b", "10.78.2.0/24")], [
             HostSpec("adm", networks=[("a", "10.78.1.10")], capabilities=["NET_ADMIN"],
                      files={"/srv/probe.py": PROBE}),
-            HostSpec("other", networks=[("b", "10.78.2.10")], capabilities=["NET_ADMIN"]),
+            HostSpec("other", networks=[("b", "10.78.2.10")], capabilities=["NET_ADMIN"],
+                     command="sleep 3600"),
         ]))
         switch = rt.names.switch_ns(lab)
         before = _links(switch)
@@ -61,13 +80,15 @@ def test_net_admin_stays_on_the_hosts_own_network(tmp_path: Path) -> None:
         assert own.exit_code == 0, own.stderr_text
         assert "mine0" in _links(rt.names.host_ns(lab, "adm"))
         # Each host has a user namespace of its own (its service and its terminals alike),
-        # none of them the machine's.
+        # none of them the machine's; the sandbox's own root processes stay in the machine's.
         machine = os.readlink("/proc/self/ns/user")
         seen = {name: rt.exec(lab, name, ["readlink", "/proc/self/ns/user"]).stdout_text.strip()
                 for name in ("adm", "other")}
         assert machine not in seen.values() and len(set(seen.values())) == 2, seen
-        for name in ("adm", "other"):
-            assert os.readlink(f"/proc/{init_pid(rt.names, lab, name)}/ns/user") == seen[name]
+        init = init_pid(rt.names, lab, "other")
+        assert os.readlink(f"/proc/{init}/ns/user") == machine
+        service = _descendant(init, "sleep")
+        assert os.readlink(f"/proc/{service}/ns/user") == seen["other"]
     finally:
         rt.destroy_many([info.lab_id for info in rt.list()])
         rt.close()

@@ -179,14 +179,18 @@ def bwrap_argv(
     """Full bubblewrap command line for a host's init (on an ``image``, its root is the
     overlay ``rootfs.mount_image_root`` mounted in the host's data dir); bwrap reports its
     child's pid on ``info_fd`` and holds the sandbox before its first command until a
-    byte arrives on ``block_fd`` (the runtime moves it into the host's cgroup first); it
-    joins the user namespace ``userns_fd`` (the owner of the host's network namespace,
-    ``netns.create_host_netns``) first, so every capability it keeps is held there. The
-    environment and service command are read from ``args_fd`` (``init_options``)."""
+    byte arrives on ``block_fd`` (the runtime moves it into the host's cgroup first). The
+    environment and service command are read from ``args_fd`` (``init_options``).
+
+    The sandbox itself (its mounts, its pid namespace, its init) belongs to the machine's
+    user namespace, as before hosts had their own: no lab process holds a capability over
+    it, so none can remount its read-only views of the machine's files, and none can
+    reach into its root processes. Only the service joins the host's user namespace
+    (``userns_fd``, the owner of its network namespace: ``netns.create_host_netns``),
+    right before it becomes the lab user with the approved capabilities, held there
+    (``join_host_user``)."""
     argv = [tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", host.hostname, "--new-session"]
-    if userns_fd >= 0:
-        argv += ["--userns", str(userns_fd)]
     # No --die-with-parent: bwrap would take the death of the thread that started it (a
     # short-lived one, inside the lab's namespaces) as its parent's, and die at random.
     root = merged_root(paths.data_dir) if image else rootfs
@@ -198,13 +202,28 @@ def bwrap_argv(
     if not image:  # an image host's root is its own overlay; file permissions guard it
         argv += ["--remount-ro", "/"]
     argv += ["--chdir", "/workspace", "--cap-drop", "ALL"]
-    for cap in sorted({*host.caps, SERVICE_MARK_CAP, "SETUID", "SETGID", "SETPCAP"}):
+    init_caps = {*host.caps, SERVICE_MARK_CAP, "SETUID", "SETGID", "SETPCAP"}
+    if userns_fd >= 0:
+        init_caps.add("SYS_ADMIN")  # to join the host's user namespace (setns)
+    for cap in sorted(init_caps):
         argv += ["--cap-add", f"CAP_{cap}"]
     argv += ["--seccomp", str(seccomp_fd), "--args", str(args_fd)]
     argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", "/bin/sh", "-c",
              INIT_SH, "fg-init", service_script(list(host_env(host))),
-             *service_prefix(rootfs), *setpriv_argv(uid, [*host.caps, SERVICE_MARK_CAP])]
+             *join_host_user(userns_fd), *service_prefix(rootfs),
+             *setpriv_argv(uid, [*host.caps, SERVICE_MARK_CAP])]
     return argv
+
+
+def join_host_user(userns_fd: int) -> list[str]:
+    """The service's first steps, as root: join the host's user namespace held open on
+    ``userns_fd`` (nsenter, from the host's own root, becomes its root there), then close
+    that descriptor (bash: dash takes no descriptor above 9), so the service never holds
+    it. Nothing for ``userns_fd`` -1."""
+    if userns_fd < 0:
+        return []
+    return ["nsenter", f"--user=/proc/self/fd/{userns_fd}", "--",
+            "/bin/bash", "-c", f'exec {userns_fd}<&-; exec "$@"', "fg-user"]
 
 
 def init_options(host: PlannedHost) -> list[str]:

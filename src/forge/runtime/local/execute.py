@@ -1,9 +1,10 @@
 """Run a command inside a host: enter its namespaces, drop capabilities, capture output.
 
 The command line is: join the exec's own leaf cgroup (so the whole process tree can be
-found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces, root and
-user namespace (the host's own, ``netns.create_host_netns``: nsenter becomes its root,
-with every capability there and none in the machine's) through descriptors the runtime opened
+found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces and root, and
+the user namespace owning the host's network namespace (``netns.create_host_netns``:
+nsenter becomes its root, with every capability there, none over the sandbox's mounts
+and none in the machine's) through descriptors the runtime opened
 (``open_host``: the process starts in a Landlock domain of its own, see ``landlock``,
 which may not open another process's /proc entries), bash closing those descriptors,
 then ``bwrap`` over the host's own root only to load the lab's seccomp filter, then
@@ -20,6 +21,7 @@ them to the host's names (``env_sh``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -33,13 +35,15 @@ from collections.abc import Callable
 from forge.detached import STOP_SIGNALS
 from forge.runtime.base import ExecResult, SpecError
 from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv, staged_env_options
+from forge.runtime.local.netns import NS_GET_USERNS
 from forge.runtime.local.restarts import StartCutShort, restarted
 from forge.runtime.local.tools import tool
 from forge.templates.exec_size import rename_script
 
 # The init's namespaces nsenter enters, in its option names, and then its root. The user
-# namespace comes last: a lab made before each host had its own (``create_host_netns``)
-# and still live across an upgrade has its init in the machine's, which is not entered.
+# namespace, last, is the one owning the host's network namespace (the init itself stays
+# in the machine's): a lab made before each host had its own (``create_host_netns``) and
+# still live across an upgrade has none, and the machine's is not entered.
 _NAMESPACES = (("mnt", "--mount"), ("uts", "--uts"), ("ipc", "--ipc"), ("net", "--net"),
                ("pid", "--pid"), ("user", "--user"))
 
@@ -57,8 +61,10 @@ def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
     fds: list[int] = []
     pidfd = os.pidfd_open(init_pid)
     try:
-        for kind, _option in _NAMESPACES:
+        for kind, _option in _NAMESPACES[:-1]:
             fds.append(os.open(f"/proc/{init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
+        # The user namespace is the network namespace's owner (the init's is the machine's).
+        fds.append(fcntl.ioctl(fds[3], NS_GET_USERNS))
         if os.path.samestat(os.fstat(fds[-1]), os.stat("/proc/self/ns/user")):
             os.close(fds.pop())
         fds.append(os.open(f"/proc/{init_pid}/root",

@@ -72,13 +72,21 @@ DENIED: dict[str, str | None] = {
 
 
 @functools.lru_cache(maxsize=64)
-def compiled(caps: tuple[str, ...] = ()) -> bytes:
-    """The BPF program for a host whose approved capabilities are ``caps`` (sorted)."""
+def compiled(caps: tuple[str, ...] = (), join_user: bool = False) -> bytes:
+    """The BPF program for a host whose approved capabilities are ``caps`` (sorted);
+    ``join_user``: the init's, which also lets ``setns`` join a user namespace (its
+    service joins the host's, ``bwrap_args.join_host_user``). That call needs CAP_SYS_ADMIN
+    over the namespace joined, which no lab process has (a learner's own processes get the
+    filter without it)."""
     approved = set(caps)
     flt = sc.SyscallFilter(defaction=sc.ALLOW)
     deny = sc.ERRNO(errno.EPERM)
     for name, cap in DENIED.items():
-        if cap is None or cap not in approved:
+        if cap is not None and cap in approved:
+            continue
+        if name == "setns" and join_user:
+            flt.add_rule(deny, name, sc.Arg(1, sc.NE, CLONE_NEWUSER))
+        else:
             flt.add_rule(deny, name)
     if "SYS_ADMIN" not in approved:
         flt.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
@@ -106,3 +114,8 @@ def filter_fd(caps: list[str]) -> int:
     join script reuses would silently replace the filter, and a create then fails with
     "Can't read seccomp data")."""
     return data_fd("forge-seccomp", compiled(tuple(sorted(set(caps)))))
+
+
+def init_filter_fd(caps: list[str]) -> int:
+    """``filter_fd`` for a host's init (``compiled`` with ``join_user``)."""
+    return data_fd("forge-seccomp", compiled(tuple(sorted(set(caps))), True))

@@ -1,0 +1,91 @@
+"""Attack: get root inside a lab host, then reach the machine.
+
+A host's approved capabilities are held in the host's own user namespace. The sandbox
+around it (its mounts, its pid namespace, bwrap's pid 1 and the init that starts the
+service) stays in the machine's: were they in the host's, a learner approved
+``SYS_PTRACE`` could attach to those root processes, and root there (holding every
+capability of the host's user namespace) could remount the sandbox's read-only view of
+the machine's ``/usr`` writable and replace a machine program. Tried both ways: attaching
+to the host's root processes, and remounting as root of the host's user namespace."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from forge.runtime import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import LocalRuntime
+from forge.runtime.local.netns import user_ns_fd
+from forge.runtime.local.reconcile import init_pid
+
+from ..runtime.helpers import leftovers
+
+pytestmark = pytest.mark.root
+
+# ptrace(PTRACE_ATTACH) each pid given; prints "pid:ok" or "pid:<errno name>".
+ATTACH = """import ctypes, errno, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for pid in map(int, sys.argv[1:]):
+    rc = libc.ptrace(16, pid, None, None)
+    print(f"{pid}:" + ("ok" if rc == 0 else errno.errorcode[ctypes.get_errno()]))
+    if rc == 0:
+        libc.ptrace(17, pid, None, None)
+"""
+
+SETNS_OWN = ("import ctypes, errno, os; libc = ctypes.CDLL(None, use_errno=True); "
+             "fd = os.open('/proc/self/ns/user', os.O_RDONLY); "
+             "rc = libc.setns(fd, 0x10000000); "
+             "print(errno.errorcode[ctypes.get_errno()] if rc else 'joined')")
+
+
+def test_the_hosts_root_processes_and_mounts_are_out_of_reach(tmp_path: Path) -> None:
+    prefix = "r" + secrets.token_hex(2)
+    rt = LocalRuntime(str(tmp_path), prefix=prefix)
+    lab = "rootreach-" + secrets.token_hex(3)
+    planted = f"/usr/fg-planted-{secrets.token_hex(4)}"
+    try:
+        rt.create(LabSpec(lab, [SubnetSpec("a", "10.75.1.0/24")], [
+            HostSpec("box", networks=[("a", "10.75.1.10")], capabilities=["SYS_PTRACE"],
+                     command="sleep 3600", files={"/srv/attach.py": ATTACH})]))
+        listing = rt.exec(lab, "box", ["ps", "-eo", "pid=,user=,comm="]).stdout_text
+        procs = [line.split() for line in listing.splitlines()]
+        # bwrap's pid 1 and the init (the root steps of the listing's own exec are gone)
+        roots = [pid for pid, user, _comm in procs if user == "root" and pid in ("1", "2")]
+        service = next(pid for pid, _user, comm in procs if comm == "sleep")
+        assert roots == ["1", "2"], procs
+        res = rt.exec(lab, "box", ["python3", "/srv/attach.py", service, *roots])
+        got = dict(line.split(":") for line in res.stdout_text.split())
+        assert got[service] == "ok", res  # SYS_PTRACE works where it is approved
+        for pid in roots:
+            assert got[pid] == "EPERM", res
+        # The init's filter lets its service join the host's user namespace; a learner's
+        # refuses setns outright (EPERM from the filter, not the kernel's EINVAL for
+        # joining the namespace it is already in).
+        join = rt.exec(lab, "box", ["python3", "-c", SETNS_OWN]).stdout_text.strip()
+        assert join == "EPERM", join
+
+        # Root of the host's user namespace (what nsenter is in a terminal's first steps)
+        # holds no capability over the sandbox's mounts.
+        init = init_pid(rt.names, lab, "box")
+        owner = user_ns_fd(rt.names.host_ns(lab, "box"))
+        try:
+            out = subprocess.run(
+                ["nsenter", f"--mount=/proc/{init}/ns/mnt", f"--user=/proc/self/fd/{owner}",
+                 f"--root=/proc/{init}/root", "--", "/bin/sh", "-c",
+                 f"mount -o remount,bind,rw /usr; touch {planted}; id -u"],
+                pass_fds=(owner,), capture_output=True, text=True, timeout=30)
+        finally:
+            os.close(owner)
+        assert out.stdout.strip() == "0", out  # it was root there
+        assert "permission denied" in out.stderr.lower() or "not permitted" in out.stderr
+        assert not os.path.exists(planted)
+    finally:
+        if os.path.exists(planted):
+            os.unlink(planted)
+        rt.destroy_many([info.lab_id for info in rt.list()])
+        rt.close()
+    assert leftovers(prefix, str(tmp_path)) == []
