@@ -90,7 +90,13 @@ def enter_argv(
     root ``host_fds`` hold (``open_host``), under the seccomp filter read from
     ``seccomp_fd``, with the environment (``env_names`` of it) and working directory read
     from ``args_fd`` (``enter_options``). Past nsenter, the host's bash (Essential in every
-    Debian root) closes ``host_fds``: no lab process holds them. ``reset`` (the root's
+    Debian root) closes ``host_fds`` but the user namespace's: no lab process holds them.
+    The host's user namespace is joined last, after bwrap loaded the filter (the joining
+    one, ``seccomp.joining_filter_fd``) and right before setpriv: bwrap, which stays as the
+    command's parent, is then root of the machine's user namespace, out of reach of a
+    learner approved SYS_PTRACE (which is held in the host's); the command keeps a
+    descriptor of its own user namespace, which it can open anyway (/proc/self/ns/user).
+    ``reset`` (the root's
     ``service_signals.service_prefix``) runs as the lab user before the host environment is
     set (the host's LD_PRELOAD loads into the command only), and the command starts with
     default signal dispositions whatever its caller ignored."""
@@ -99,15 +105,18 @@ def enter_argv(
     if argv[0].startswith("-"):  # a shell's exec would take it for an option
         raise SpecError("argv[0]", "a program name must not start with '-'")
     *spaces, root = host_fds
+    user = spaces[5:]  # the host's own user namespace, when it has one
     enter = [f"{option}=/proc/self/fd/{fd}"
-             for (_kind, option), fd in zip(_NAMESPACES[:len(spaces)], spaces, strict=True)]
-    close = " ".join(f"{fd}<&-" for fd in host_fds)
+             for (_kind, option), fd in zip(_NAMESPACES[:5], spaces[:5], strict=True)]
+    close = " ".join(f"{fd}<&-" for fd in host_fds if fd not in user)
+    join = [f"--user=/proc/self/fd/{fd}" for fd in user]
     return [
         "/bin/sh", "-c", JOIN_SH, "fg-join",
         tool("nsenter"), *enter, f"--root=/proc/self/fd/{root}", "--",
         "/bin/bash", "-c", f'exec {close}; exec "$@"', "fg-enter",
         "bwrap", "--dev-bind", "/", "/", "--seccomp", str(seccomp_fd), "--args",
-        str(args_fd), "--", *setpriv_argv(uid, caps), *reset, *env_sh(env_names), *argv,
+        str(args_fd), "--", *(["nsenter", *join, "--"] if join else []),
+        *setpriv_argv(uid, caps), *reset, *env_sh(env_names), *argv,
     ]
 
 

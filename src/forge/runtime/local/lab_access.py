@@ -86,11 +86,13 @@ def lab_identity(lab_id: str, meta: dict[str, Any]) -> LabIdentity:
         raise LabNotFound(f"lab {lab_id} has no recorded identity") from None
 
 
-def _sandbox_fds(caps: list[str], env: dict[str, str]) -> tuple[int, int]:
+def _sandbox_fds(caps: list[str], env: dict[str, str],
+                 joining: bool = False) -> tuple[int, int]:
     """The descriptors a learner process's or check's bwrap reads: the seccomp filter for
-    ``caps`` and its options (environment ``env``, working directory: off its command
+    ``caps`` (``joining``: for a learner process, which joins the host's user namespace
+    after it is loaded) and its options (environment ``env``, working directory: off its command
     line, which every local user can read)."""
-    filter_fd = seccomp.filter_fd(caps)
+    filter_fd = seccomp.joining_filter_fd(caps) if joining else seccomp.filter_fd(caps)
     try:
         return filter_fd, options_fd(enter_options(env))
     except BaseException:
@@ -172,7 +174,7 @@ class LabAccess:
         except OSError as exc:  # the init ended (or its pid was reused) since it was found
             raise LabNotFound(f"host {host} of lab {lab_id} is not running ({exc})") from None
         try:
-            fds: tuple[int, ...] = (*_sandbox_fds(info.caps, info.env), *host_fds)
+            fds: tuple[int, ...] = (*_sandbox_fds(info.caps, info.env, True), *host_fds)
         except BaseException:
             _close(host_fds)
             raise

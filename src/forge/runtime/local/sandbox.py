@@ -82,7 +82,7 @@ def spawn_init(
     child = 0
     try:
         with open(log_path, "ab") as log_file:
-            filter_fd = seccomp.init_filter_fd(host.caps)
+            filter_fd = seccomp.joining_filter_fd(host.caps)
             theirs.append(filter_fd)
             args_fd = options_fd(init_options(host))
             theirs.append(args_fd)

@@ -74,10 +74,11 @@ DENIED: dict[str, str | None] = {
 @functools.lru_cache(maxsize=64)
 def compiled(caps: tuple[str, ...] = (), join_user: bool = False) -> bytes:
     """The BPF program for a host whose approved capabilities are ``caps`` (sorted);
-    ``join_user``: the init's, which also lets ``setns`` join a user namespace (its
-    service joins the host's, ``bwrap_args.join_host_user``). That call needs CAP_SYS_ADMIN
-    over the namespace joined, which no lab process has (a learner's own processes get the
-    filter without it)."""
+    ``join_user``: also lets ``setns`` join a user namespace (the init's service and a
+    learner's command join the host's after the filter is loaded:
+    ``bwrap_args.join_host_user``, ``execute.enter_argv``). That call needs CAP_SYS_ADMIN
+    over the namespace joined, which no lab process has (nor may it make a user namespace
+    of its own: ``clone`` and ``unshare`` stay refused)."""
     approved = set(caps)
     flt = sc.SyscallFilter(defaction=sc.ALLOW)
     deny = sc.ERRNO(errno.EPERM)
@@ -116,6 +117,7 @@ def filter_fd(caps: list[str]) -> int:
     return data_fd("forge-seccomp", compiled(tuple(sorted(set(caps)))))
 
 
-def init_filter_fd(caps: list[str]) -> int:
-    """``filter_fd`` for a host's init (``compiled`` with ``join_user``)."""
+def joining_filter_fd(caps: list[str]) -> int:
+    """``filter_fd`` for a process that joins the host's user namespace after the filter
+    is loaded: a host's init, a learner's command (``compiled`` with ``join_user``)."""
     return data_fd("forge-seccomp", compiled(tuple(sorted(set(caps))), True))
