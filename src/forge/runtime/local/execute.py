@@ -1,13 +1,13 @@
 """Run a command inside a host: enter its namespaces, drop capabilities, capture output.
 
 The command line is: join the exec's own leaf cgroup (so the whole process tree can be
-found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces and root, and
-the user namespace owning the host's network namespace (``netns.create_host_netns``:
-nsenter becomes its root, with every capability there, none over the sandbox's mounts
-and none in the machine's) through descriptors the runtime opened
+found and killed), ``nsenter`` the init's mount/uts/ipc/net/pid namespaces and root
+(nsenter keeps the caller's full capabilities) through descriptors the runtime opened
 (``open_host``: the process starts in a Landlock domain of its own, see ``landlock``,
 which may not open another process's /proc entries), bash closing those descriptors,
 then ``bwrap`` over the host's own root only to load the lab's seccomp filter, then
+``nsenter`` into the user namespace owning the host's network namespace
+(``netns.create_host_netns``), then
 ``setpriv`` to become the lab user with only the approved capabilities and no-new-privs,
 then the lab user's ``/bin/sh`` sets the host environment and runs the command. The
 environment's values never appear on a command line (nsenter waits for the command as
