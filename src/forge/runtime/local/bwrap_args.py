@@ -173,8 +173,8 @@ def readonly_seed_args(host_dir: str) -> list[str]:
 
 def bwrap_argv(
     host: PlannedHost, paths: HostPaths, rootfs: str, uid: int, seccomp_fd: int,
-    args_fd: int, image: bool = False, info_fd: int = -1, block_fd: int = -1,
-    userns_fd: int = -1,
+    args_fd: int, image: bool = False, info_fd: int = -1, block_fd: int = -1, *,
+    userns_fd: int,
 ) -> list[str]:
     """Full bubblewrap command line for a host's init (on an ``image``, its root is the
     overlay ``rootfs.mount_image_root`` mounted in the host's data dir); bwrap reports its
@@ -202,10 +202,9 @@ def bwrap_argv(
     if not image:  # an image host's root is its own overlay; file permissions guard it
         argv += ["--remount-ro", "/"]
     argv += ["--chdir", "/workspace", "--cap-drop", "ALL"]
-    init_caps = {*host.caps, SERVICE_MARK_CAP, "SETUID", "SETGID", "SETPCAP"}
-    if userns_fd >= 0:
-        init_caps.add("SYS_ADMIN")  # to join the host's user namespace (setns)
-    for cap in sorted(init_caps):
+    # SYS_ADMIN: to join the host's user namespace (setns, ``join_host_user``).
+    for cap in sorted({*host.caps, SERVICE_MARK_CAP, "SETUID", "SETGID", "SETPCAP",
+                       "SYS_ADMIN"}):
         argv += ["--cap-add", f"CAP_{cap}"]
     argv += ["--seccomp", str(seccomp_fd), "--args", str(args_fd)]
     argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", "/bin/sh", "-c",
@@ -219,9 +218,7 @@ def join_host_user(userns_fd: int) -> list[str]:
     """The service's first steps, as root: join the host's user namespace held open on
     ``userns_fd`` (nsenter, from the host's own root, becomes its root there), then close
     that descriptor (bash: dash takes no descriptor above 9), so the service never holds
-    it. Nothing for ``userns_fd`` -1."""
-    if userns_fd < 0:
-        return []
+    it."""
     return ["nsenter", f"--user=/proc/self/fd/{userns_fd}", "--",
             "/bin/bash", "-c", f'exec {userns_fd}<&-; exec "$@"', "fg-user"]
 

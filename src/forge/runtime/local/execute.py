@@ -21,7 +21,6 @@ them to the host's names (``env_sh``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -35,22 +34,22 @@ from collections.abc import Callable
 from forge.detached import STOP_SIGNALS
 from forge.runtime.base import ExecResult, SpecError
 from forge.runtime.local.bwrap_args import BASE_PATH, JOIN_SH, setpriv_argv, staged_env_options
-from forge.runtime.local.netns import NS_GET_USERNS
+from forge.runtime.local.netns import own_user_ns
 from forge.runtime.local.restarts import StartCutShort, restarted
 from forge.runtime.local.tools import tool
 from forge.templates.exec_size import rename_script
 
 # The init's namespaces nsenter enters, in its option names, and then its root. The user
-# namespace, last, is the one owning the host's network namespace (the init itself stays
-# in the machine's): a lab made before each host had its own (``create_host_netns``) and
-# still live across an upgrade has none, and the machine's is not entered.
+# namespace comes apart (``own_user_ns``: the one owning the host's network namespace; the
+# init itself stays in the machine's): a lab made before each host had its own
+# (``create_host_netns``) and still live across an upgrade has none.
 _NAMESPACES = (("mnt", "--mount"), ("uts", "--uts"), ("ipc", "--ipc"), ("net", "--net"),
-               ("pid", "--pid"), ("user", "--user"))
+               ("pid", "--pid"))
 
 
 def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
-    """Descriptors of the namespaces (``_NAMESPACES``' order, the user namespace only when
-    it is not the machine's) and root of the host whose
+    """Descriptors of the namespaces (``_NAMESPACES``' order, then the host's own user
+    namespace when it has one) and root of the host whose
     init is ``init_pid`` and whose network namespace is mounted at ``netns``, for
     ``enter_argv``; the caller passes them to the process and closes them once it
     started. OSError when the pid is no longer that host's (it ended, or was reused).
@@ -61,12 +60,10 @@ def open_host(init_pid: int, netns: str) -> tuple[int, ...]:
     fds: list[int] = []
     pidfd = os.pidfd_open(init_pid)
     try:
-        for kind, _option in _NAMESPACES[:-1]:
+        for kind, _option in _NAMESPACES:
             fds.append(os.open(f"/proc/{init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
-        # The user namespace is the network namespace's owner (the init's is the machine's).
-        fds.append(fcntl.ioctl(fds[3], NS_GET_USERNS))
-        if os.path.samestat(os.fstat(fds[-1]), os.stat("/proc/self/ns/user")):
-            os.close(fds.pop())
+        if (owner := own_user_ns(fds[3])) is not None:
+            fds.append(owner)
         fds.append(os.open(f"/proc/{init_pid}/root",
                            os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         held, mounted = os.fstat(fds[3]), os.stat(netns)
@@ -105,9 +102,9 @@ def enter_argv(
     if argv[0].startswith("-"):  # a shell's exec would take it for an option
         raise SpecError("argv[0]", "a program name must not start with '-'")
     *spaces, root = host_fds
-    user = spaces[5:]  # the host's own user namespace, when it has one
-    enter = [f"{option}=/proc/self/fd/{fd}"
-             for (_kind, option), fd in zip(_NAMESPACES[:5], spaces[:5], strict=True)]
+    user = spaces[len(_NAMESPACES):]  # the host's own user namespace, when it has one
+    enter = [f"{option}=/proc/self/fd/{fd}" for (_kind, option), fd
+             in zip(_NAMESPACES, spaces[:len(_NAMESPACES)], strict=True)]
     close = " ".join(f"{fd}<&-" for fd in host_fds if fd not in user)
     join = [f"--user=/proc/self/fd/{fd}" for fd in user]
     return [

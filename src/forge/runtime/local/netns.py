@@ -249,17 +249,26 @@ def _holder(owner: int) -> Iterator[int]:
                 stream.close()
 
 
+def own_user_ns(netns_fd: int) -> int | None:
+    """A new descriptor (close-on-exec) of the user namespace owning the network namespace
+    held by ``netns_fd``, or None when that is the machine's (a namespace made by
+    ``create_netns``, or a host's from before hosts had their own)."""
+    owner: int = fcntl.ioctl(netns_fd, NS_GET_USERNS)
+    if os.path.samestat(os.fstat(owner), os.stat("/proc/self/ns/user")):
+        os.close(owner)
+        return None
+    return owner
+
+
 def user_ns_fd(name: str) -> int:
-    """A new descriptor (close-on-exec) of the user namespace owning the named network
-    namespace ``name``, one of its own (``create_host_netns``); OSError when the machine's
+    """``own_user_ns`` of the named network namespace ``name``; OSError when the machine's
     owns it: a host started there would hold its capabilities in the machine's."""
     fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+        owner = own_user_ns(fd)
     finally:
         os.close(fd)
-    if os.path.samestat(os.fstat(owner), os.stat("/proc/self/ns/user")):
-        os.close(owner)
+    if owner is None:
         raise OSError(errno.EINVAL, f"network namespace {name} has no user namespace of "
                                     "its own")
     return owner
