@@ -351,9 +351,10 @@ def _ended(pid: int) -> bool:
 def test_sandbox_whose_bwrap_is_killed_mid_start_leaves_nothing_running(
         tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """bwrap killed from outside (an operator's kill, the OOM killer) after it reported its
-    child and before the child joined its cgroup: the child, now another process's, is not
-    signalled (its pid could be reused), but it ends by itself, since the pipes it waits on
-    close, and the start is a RuntimeFault naming the host."""
+    child and before the child joined its cgroup: the child, now another process's, ends,
+    and the start is a RuntimeFault naming the host. bwrap reports its child before it
+    lets it run, so one killed in between left the child waiting for ever (seen under
+    load); it is now killed through a pidfd once shown to be in the host's namespace."""
     from forge.runtime.local import sandbox
 
     host = plan_lab(simple_lab("sk-" + secrets.token_hex(3))).hosts[0]
@@ -391,4 +392,30 @@ def test_sandbox_whose_bwrap_is_killed_mid_start_leaves_nothing_running(
         assert _processes_mentioning(paths.data_dir) == []
         assert not (tmp_path / "cg" / "cgroup.procs").exists()  # nothing was moved
     finally:
+        remove_netns(ns)
+
+
+def test_an_orphan_is_killed_only_when_it_is_in_the_hosts_namespace(prefix: str) -> None:
+    """``_end_orphan`` (a bwrap that died before letting its child run): a process in the
+    host's network namespace is killed and waited for; one elsewhere (a pid reused by
+    another process) is left alone."""
+    from forge.runtime.local import sandbox
+
+    ns = f"{prefix}.eo{secrets.token_hex(3)}"
+    create_host_netns(ns, 65530)
+    inside = subprocess.Popen(["nsenter", f"--net={netns_path(ns)}", "--", "sleep", "60"])
+    outside = subprocess.Popen(["sleep", "60"])
+    try:
+        for _ in range(500):  # bounded: until nsenter has joined it
+            if os.path.samestat(os.stat(f"/proc/{inside.pid}/ns/net"), os.stat(netns_path(ns))):
+                break
+            time.sleep(0.01)
+        sandbox._end_orphan(outside.pid, ns)
+        sandbox._end_orphan(inside.pid, ns)
+        assert inside.wait(timeout=10) == -signal.SIGKILL
+        assert outside.poll() is None
+    finally:
+        for proc in (inside, outside):
+            proc.kill()
+            proc.wait()
         remove_netns(ns)

@@ -25,7 +25,7 @@ from forge.runtime.local.bwrap_args import BASE_PATH, bwrap_argv, init_options, 
 from forge.runtime.local.bwrap_fds import options_fd
 from forge.runtime.local.host_dirs import HostPaths
 from forge.runtime.local.launch import start_in_lab
-from forge.runtime.local.netns import user_ns_fd
+from forge.runtime.local.netns import netns_path, user_ns_fd
 from forge.runtime.local.restarts import StartCutShort
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.plan import PlannedHost
@@ -106,8 +106,9 @@ def spawn_init(
             raise RuntimeFault(f"host {host.spec.name}: sandbox did not start ({exc}): "
                                f"{_tail(log_path)}") from None
         try:
-            if _parent_of(child) != proc.pid:  # a reused pid is never moved or killed
+            if _parent_of(child) != proc.pid:  # a reused pid is never moved
                 gone, child = child, 0
+                _end_orphan(gone, netns)
                 raise ProcessLookupError(f"pid {gone} is not the sandbox's")
             for procs in cgroup_procs:
                 for pid in (proc.pid, child):
@@ -132,6 +133,28 @@ def spawn_init(
     os.close(info_r)
     os.close(block_w)
     return PendingInit(proc, child, ready_r, go_w, log_path)
+
+
+def _end_orphan(pid: int, netns: str) -> None:
+    """Kill the sandbox's child ``pid`` whose bwrap died under it (an operator's kill, the
+    OOM killer), and wait (bounded) for it to end. bwrap reports the child before it lets
+    it run (an eventfd write): killed in between, it leaves the child waiting for ever,
+    holding the host's namespaces. It is signalled through a pidfd taken before the check
+    that it is in the host's network namespace (only the sandbox's processes are, in a host
+    being started), so a pid reused meanwhile is never signalled: the pidfd is of the
+    process checked, or of one that has ended."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # gone already
+        return
+    try:
+        if os.path.samestat(os.stat(f"/proc/{pid}/ns/net"), os.stat(netns_path(netns))):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            _wait_readable(pidfd, 5.0)
+    except OSError:  # it ended meanwhile
+        pass
+    finally:
+        os.close(pidfd)
 
 
 def _parent_of(pid: int) -> int:
