@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
-from forge.runtime.local import LocalRuntime
 from forge.runtime.local.netns import user_ns_fd
 from forge.runtime.local.reconcile import init_pid
-
-from ..runtime.helpers import leftovers
+from tests.runtime.helpers import leftovers
+from tests.support.one_lab import one_lab
 
 pytestmark = pytest.mark.root
 
@@ -43,54 +42,53 @@ SETNS_OWN = ("import ctypes, errno, os; libc = ctypes.CDLL(None, use_errno=True)
 
 
 def test_the_hosts_root_processes_and_mounts_are_out_of_reach(tmp_path: Path) -> None:
-    prefix = "r" + secrets.token_hex(2)
-    rt = LocalRuntime(str(tmp_path), prefix=prefix)
     lab = "rootreach-" + secrets.token_hex(3)
+    state = tmp_path / "state"
     planted = f"/usr/fg-planted-{secrets.token_hex(4)}"
+    spec = LabSpec(lab, [SubnetSpec("a", "10.75.1.0/24")], [
+        HostSpec("box", networks=[("a", "10.75.1.10")], capabilities=["SYS_PTRACE"],
+                 command="sleep 3600", files={"/srv/attach.py": ATTACH})])
     try:
-        rt.create(LabSpec(lab, [SubnetSpec("a", "10.75.1.0/24")], [
-            HostSpec("box", networks=[("a", "10.75.1.10")], capabilities=["SYS_PTRACE"],
-                     command="sleep 3600", files={"/srv/attach.py": ATTACH})]))
-        listing = rt.exec(lab, "box", ["ps", "-eo", "pid=,user=,comm="]).stdout_text
-        procs = [line.split() for line in listing.splitlines()]
-        # bwrap's pid 1 and the init (the root steps of the listing's own exec are gone)
-        roots = [pid for pid, user, _comm in procs if user == "root" and pid in ("1", "2")]
-        service = next(pid for pid, _user, comm in procs if comm == "sleep")
-        assert roots == ["1", "2"], procs
-        # ... and the bwrap that loaded this very command's filter and waits as its parent.
-        res = rt.exec(lab, "box", ["sh", "-c", 'exec python3 /srv/attach.py "$PPID" "$@"',
-                                   "attach", service, *roots])
-        lines = res.stdout_text.split()
-        got = dict(line.split(":") for line in lines)
-        parent = lines[0].split(":")[0]
-        assert parent not in ("1", "2", service), res
-        assert got[service] == "ok", res  # SYS_PTRACE works where it is approved
-        for pid in (parent, *roots):
-            assert got[pid] == "EPERM", res
-        # A learner's filter lets setns join a user namespace (its command joins the host's
-        # after the filter is loaded), but the kernel refuses: no lab process holds
-        # CAP_SYS_ADMIN over any (here its own, which it is in already).
-        join = rt.exec(lab, "box", ["python3", "-c", SETNS_OWN]).stdout_text.strip()
-        assert join in ("EINVAL", "EPERM"), join
+        with one_lab(state, spec) as rt:
+            prefix = rt.names.prefix
+            listing = rt.exec(lab, "box", ["ps", "-eo", "pid=,user=,comm="]).stdout_text
+            procs = [line.split() for line in listing.splitlines()]
+            # bwrap's pid 1 and the init (the root steps of the listing's own exec are gone)
+            roots = [pid for pid, user, _comm in procs if user == "root" and pid in ("1", "2")]
+            service = next(pid for pid, _user, comm in procs if comm == "sleep")
+            assert roots == ["1", "2"], procs
+            # ... and the bwrap that loaded this very command's filter and waits as its parent.
+            res = rt.exec(lab, "box", ["sh", "-c", 'exec python3 /srv/attach.py "$PPID" "$@"',
+                                       "attach", service, *roots])
+            lines = res.stdout_text.split()
+            got = dict(line.split(":") for line in lines)
+            parent = lines[0].split(":")[0]
+            assert parent not in ("1", "2", service), res
+            assert got[service] == "ok", res  # SYS_PTRACE works where it is approved
+            for pid in (parent, *roots):
+                assert got[pid] == "EPERM", res
+            # A learner's filter lets setns join a user namespace (its command joins the host's
+            # after the filter is loaded), but the kernel refuses: no lab process holds
+            # CAP_SYS_ADMIN over any (here its own, which it is in already).
+            join = rt.exec(lab, "box", ["python3", "-c", SETNS_OWN]).stdout_text.strip()
+            assert join in ("EINVAL", "EPERM"), join
 
-        # Root of the host's user namespace (what nsenter is in a terminal's first steps)
-        # holds no capability over the sandbox's mounts.
-        init = init_pid(rt.names, lab, "box")
-        owner = user_ns_fd(rt.names.host_ns(lab, "box"))
-        try:
-            out = subprocess.run(
-                ["nsenter", f"--mount=/proc/{init}/ns/mnt", f"--user=/proc/self/fd/{owner}",
-                 f"--root=/proc/{init}/root", "--", "/bin/sh", "-c",
-                 f"mount -o remount,bind,rw /usr; touch {planted}; id -u"],
-                pass_fds=(owner,), capture_output=True, text=True, timeout=30)
-        finally:
-            os.close(owner)
-        assert out.stdout.strip() == "0", out  # it was root there
-        assert "permission denied" in out.stderr.lower() or "not permitted" in out.stderr
-        assert not os.path.exists(planted)
+            # Root of the host's user namespace (what nsenter is in a terminal's first steps)
+            # holds no capability over the sandbox's mounts.
+            init = init_pid(rt.names, lab, "box")
+            owner = user_ns_fd(rt.names.host_ns(lab, "box"))
+            try:
+                out = subprocess.run(
+                    ["nsenter", f"--mount=/proc/{init}/ns/mnt", f"--user=/proc/self/fd/{owner}",
+                     f"--root=/proc/{init}/root", "--", "/bin/sh", "-c",
+                     f"mount -o remount,bind,rw /usr; touch {planted}; id -u"],
+                    pass_fds=(owner,), capture_output=True, text=True, timeout=30)
+            finally:
+                os.close(owner)
+            assert out.stdout.strip() == "0", out  # it was root there
+            assert "permission denied" in out.stderr.lower() or "not permitted" in out.stderr
+            assert not os.path.exists(planted)
     finally:
         if os.path.exists(planted):
             os.unlink(planted)
-        rt.destroy_many([info.lab_id for info in rt.list()])
-        rt.close()
-    assert leftovers(prefix, str(tmp_path)) == []
+    assert leftovers(prefix, str(state)) == []

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
-from forge.runtime.local import LocalRuntime
-
-from ..runtime.helpers import leftovers, simple_lab
+from tests.runtime.helpers import leftovers, simple_lab
+from tests.support.one_lab import one_lab
 
 pytestmark = pytest.mark.root
 
@@ -50,13 +49,13 @@ def _inotify_as_root() -> bool:
 
 
 def test_a_learner_using_up_inotify_leaves_root_and_other_labs_theirs(tmp_path: Path) -> None:
-    prefix = "u" + secrets.token_hex(2)
-    rt = LocalRuntime(str(tmp_path), prefix=prefix)
     hog, other = "hog-" + secrets.token_hex(3), "other-" + secrets.token_hex(3)
-    try:
-        rt.create(LabSpec(hog, [SubnetSpec("a", "10.76.1.0/24")], [
-            HostSpec("box", networks=[("a", "10.76.1.10")], command="python3 /srv/hog.py",
-                     files={"/srv/hog.py": HOG})]))
+    state = tmp_path / "state"
+    spec = LabSpec(hog, [SubnetSpec("a", "10.76.1.0/24")], [
+        HostSpec("box", networks=[("a", "10.76.1.10")], command="python3 /srv/hog.py",
+                 files={"/srv/hog.py": HOG})])
+    with one_lab(state, spec) as rt:
+        prefix = rt.names.prefix
         rt.create(simple_lab(other))
         held = ""
         for _ in range(200):  # bounded: until the hog says how many it holds (<= ~20 s)
@@ -69,7 +68,4 @@ def test_a_learner_using_up_inotify_leaves_root_and_other_labs_theirs(tmp_path: 
         assert rt.exec(other, "box", ["python3", "-c", TRY]).stdout_text.strip() == "ok"
         # The hog's lab has a budget of its own: a second process there gets none.
         assert rt.exec(hog, "box", ["python3", "-c", TRY]).stdout_text.strip() == "refused"
-    finally:
-        rt.destroy_many([info.lab_id for info in rt.list()])
-        rt.close()
-    assert leftovers(prefix, str(tmp_path)) == []
+    assert leftovers(prefix, str(state)) == []

@@ -22,8 +22,8 @@ import pytest
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.reconcile import init_pid
-
-from ..runtime.helpers import leftovers
+from tests.runtime.helpers import leftovers
+from tests.support.one_lab import one_lab
 
 pytestmark = pytest.mark.root
 
@@ -36,35 +36,26 @@ def _links(netns: str) -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
 
-def _descendant(pid: int, comm: str) -> int:
-    """The pid of the first process named ``comm`` below ``pid``."""
-    todo = [pid]
-    while todo:
-        here = todo.pop()
-        try:
-            with open(f"/proc/{here}/task/{here}/children") as fh:
-                kids = [int(k) for k in fh.read().split()]
-        except OSError:
-            continue
-        for kid in kids:
-            with open(f"/proc/{kid}/comm") as fh:
-                if fh.read().strip() == comm:
-                    return kid
-        todo += kids
-    raise AssertionError(f"no {comm} below {pid}")
+def _service(rt: LocalRuntime, lab: str, host: str, comm: str) -> int:
+    """The pid of the host's process named ``comm`` (from the host's cgroup)."""
+    for pid in rt.cgroups.pids(rt.names.lab(lab), host):
+        with open(f"/proc/{pid}/comm") as fh:
+            if fh.read().strip() == comm:
+                return pid
+    raise AssertionError(f"no {comm} in host {host}")
 
 
 def test_net_admin_stays_on_the_hosts_own_network(tmp_path: Path) -> None:
-    prefix = "n" + secrets.token_hex(2)
-    rt = LocalRuntime(str(tmp_path), prefix=prefix)
     lab = "reach-" + secrets.token_hex(3)
-    try:
-        rt.create(LabSpec(lab, [SubnetSpec("a", "10.78.1.0/24"), SubnetSpec("b", "10.78.2.0/24")], [
-            HostSpec("adm", networks=[("a", "10.78.1.10")], capabilities=["NET_ADMIN"],
-                     files={"/srv/probe.py": PROBE}),
-            HostSpec("other", networks=[("b", "10.78.2.10")], capabilities=["NET_ADMIN"],
-                     command="sleep 3600"),
-        ]))
+    state = tmp_path / "state"
+    spec = LabSpec(lab, [SubnetSpec("a", "10.78.1.0/24"), SubnetSpec("b", "10.78.2.0/24")], [
+        HostSpec("adm", networks=[("a", "10.78.1.10")], capabilities=["NET_ADMIN"],
+                 files={"/srv/probe.py": PROBE}),
+        HostSpec("other", networks=[("b", "10.78.2.10")], capabilities=["NET_ADMIN"],
+                 command="sleep 3600"),
+    ])
+    with one_lab(state, spec) as rt:
+        prefix = rt.names.prefix
         switch = rt.names.switch_ns(lab)
         before = _links(switch)
         res = rt.exec(lab, "adm", ["python3", "/srv/probe.py"])
@@ -87,9 +78,6 @@ def test_net_admin_stays_on_the_hosts_own_network(tmp_path: Path) -> None:
         assert machine not in seen.values() and len(set(seen.values())) == 2, seen
         init = init_pid(rt.names, lab, "other")
         assert os.readlink(f"/proc/{init}/ns/user") == machine
-        service = _descendant(init, "sleep")
+        service = _service(rt, lab, "other", "sleep")
         assert os.readlink(f"/proc/{service}/ns/user") == seen["other"]
-    finally:
-        rt.destroy_many([info.lab_id for info in rt.list()])
-        rt.close()
-    assert leftovers(prefix, str(tmp_path)) == []
+    assert leftovers(prefix, str(state)) == []
