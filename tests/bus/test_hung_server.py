@@ -11,8 +11,6 @@ cluster on loopback; the server this connection is on is stopped for real.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Iterator
 
@@ -22,6 +20,8 @@ import pytest
 from forge.bus.cluster import NatsCluster
 from forge.bus.connection import BusConnection
 from forge.bus.replication import forge_streams
+
+from ..support.paused import paused
 
 
 @pytest.fixture
@@ -54,16 +54,15 @@ async def test_move_on_leaves_a_hung_server_for_a_live_one(cluster: NatsCluster)
     await conn.client().flush(timeout=10)
     hung = conn.server
     pid = server_pid(cluster, hung)
-    os.kill(pid, signal.SIGSTOP)
     try:
-        with pytest.raises(nats.errors.TimeoutError):  # open socket, no answer
-            await conn.client().flush(timeout=1)
-        assert await conn.move_on()
-        assert await conn.wait_ready(20)
-        assert conn.server not in (None, hung)
-        await conn.client().flush(timeout=5)  # a live server answers
+        with paused(pid):
+            with pytest.raises(nats.errors.TimeoutError):  # open socket, no answer
+                await conn.client().flush(timeout=1)
+            assert await conn.move_on()
+            assert await conn.wait_ready(20)
+            assert conn.server not in (None, hung)
+            await conn.client().flush(timeout=5)  # a live server answers
     finally:
-        os.kill(pid, signal.SIGCONT)
         await conn.close()
 
 
@@ -71,13 +70,12 @@ async def test_short_pings_leave_a_hung_server_by_themselves(cluster: NatsCluste
     conn = await _connected(cluster, ping_interval=0.5)
     hung = conn.server
     pid = server_pid(cluster, hung)
-    os.kill(pid, signal.SIGSTOP)
     try:
-        deadline = time.monotonic() + 30  # bounded; a hung server is left after 4 pings
-        while conn.server in (None, hung):
-            assert time.monotonic() < deadline, "still on the hung server"
-            await asyncio.sleep(0.1)
-        await conn.client().flush(timeout=5)
+        with paused(pid):
+            deadline = time.monotonic() + 30  # bounded; a hung server is left after 4 pings
+            while conn.server in (None, hung):
+                assert time.monotonic() < deadline, "still on the hung server"
+                await asyncio.sleep(0.1)
+            await conn.client().flush(timeout=5)
     finally:
-        os.kill(pid, signal.SIGCONT)
         await conn.close()

@@ -12,8 +12,6 @@ observer on the two other servers judges its record as the lease holder does
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Iterator
 
@@ -24,6 +22,7 @@ from forge.bus.connection import BusConnection
 from forge.bus.nodes import NodeRegistry
 
 from ..bus.test_hung_server import server_pid
+from ..support.paused import paused
 from .conftest import MakeOrch
 from .test_nodes import wait_for
 
@@ -71,10 +70,7 @@ def test_a_node_whose_server_hangs_is_never_judged_lost(make_orch: MakeOrch,
     hung = bus.server
     assert hung is not None
     pid = server_pid(cluster, hung)
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with paused(pid):
         judged = asyncio.run(_watch(cluster, hung, "n1", 2.5 * GRACE_S))
-    finally:
-        os.kill(pid, signal.SIGCONT)
     assert len(judged) > 10 and all(judged), judged  # alive at every look
     assert bus.server != hung
