@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +22,8 @@ import pytest
 
 from forge.runtime.base import ExecResult, HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
+
+from ..support.one_lab import own_runtime
 
 RESIDUE = r"""
 for d in /home /tmp /var/tmp /srv /workspace; do echo res-a > $d/res-a; done
@@ -50,17 +51,9 @@ def lab(lab_id: str) -> LabSpec:
 @pytest.fixture
 def pooled(tmp_path: Path) -> Iterator[LocalRuntime]:
     """Two uid pairs of a range of this test's own: every other lab reuses a pair."""
-    first = 1_900_000_000 + 4 * secrets.randbelow(10_000_000)
-    rt = LocalRuntime(str(tmp_path / "state"), prefix="u" + secrets.token_hex(2),
-                      uid_range=(first, 4), uid_claims_dir=str(tmp_path / "uids"))
-    try:
+    with own_runtime(tmp_path / "state", uid_pairs=2) as rt:
         rt.warm({"one": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
         yield rt
-    finally:
-        rt.warm({})
-        for info in rt.list():
-            rt.destroy(info.lab_id)
-        rt.close()
 
 
 def open_files(pids: Iterable[int]) -> set[str]:

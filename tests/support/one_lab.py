@@ -1,4 +1,4 @@
-"""One real lab on a runtime of its own, for a test that attacks a single lab."""
+"""A runtime of a test's own, and one real lab on it, for a test that attacks a lab."""
 
 from __future__ import annotations
 
@@ -7,21 +7,40 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from forge.runtime import LabSpec
 from forge.runtime.local import LocalRuntime
 
+# Uids high above any real account (a range of 2 ** 31 - 2 at most is accepted).
+PRIVATE_UIDS_FROM = 1_900_000_000
+
 
 @contextmanager
-def one_lab(state: Path, spec: LabSpec) -> Iterator[LocalRuntime]:
-    """A LocalRuntime under `state` (a prefix of its own) with `spec` created; every lab
-    it holds is destroyed afterwards, also when the test failed midway."""
-    runtime = LocalRuntime(str(state), prefix="o" + secrets.token_hex(2))
+def own_runtime(state: Path, uid_pairs: int | None = None) -> Iterator[LocalRuntime]:
+    """A LocalRuntime under `state` with a prefix of its own and, given `uid_pairs`, that
+    many uid pairs of a range of its own (claims beside `state`); every lab it holds is
+    destroyed afterwards, also when the test failed midway."""
+    uids: dict[str, Any] = {}
+    if uid_pairs is not None:
+        first = PRIVATE_UIDS_FROM + 2 * uid_pairs * secrets.randbelow(100_000_000 // uid_pairs)
+        uids = {"uid_range": (first, 2 * uid_pairs),
+                "uid_claims_dir": str(state.with_name(state.name + "-uids"))}
+    runtime = LocalRuntime(str(state), prefix="o" + secrets.token_hex(2), **uids)
     try:
-        runtime.create(spec)
         yield runtime
     finally:
+        if runtime.warm_pool is not None:
+            runtime.warm({})
         for info in runtime.list():
             runtime.destroy(info.lab_id)
         runtime.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def one_lab(state: Path, spec: LabSpec) -> Iterator[LocalRuntime]:
+    """``own_runtime`` under `state` with `spec` created."""
+    with own_runtime(state) as runtime:
+        runtime.create(spec)
+        yield runtime

@@ -45,6 +45,7 @@ from forge.runtime.local.rootfs import configured_image, host_roots
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import missing
 from forge.runtime.local.tty import LocalTty
+from forge.runtime.local.uid_clash import ClashCheck
 from forge.runtime.local.uids import DEFAULT_CLAIMS_DIR, UidPool
 from forge.runtime.plan import plan_lab, validate_lab_id
 
@@ -110,6 +111,7 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         for profile in self.profiles.values():
             egress.validate_profile(profile)
         self.uids = UidPool(uid_range[0], uid_range[1], uid_claims_dir)
+        self._uid_clash = ClashCheck(uid_range[0], uid_range[1])
         self.egress_netns = egress_netns
         self.cgroups = cgroups or Cgroups.detect()
         self._fault = fault_hook or (lambda _stage: None)
@@ -147,6 +149,8 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
                             f"(setns: {refused}): run as root of the machine's user namespace")
         if (no_userns := userns_problem()) is not None:
             problems.append(no_userns)
+        if (clash := self._uid_clash.problem()) is not None:
+            problems.append(clash)
         if not os.path.isdir(self.rootfs):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
         elif not self._env_probed:  # once: a warning if env lacks it (/readyz runs this)
@@ -166,6 +170,9 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
 
     def _require(self) -> None:
         if self._usable:
+            # An account made since (useradd) is as dangerous as one there at the start.
+            if (clash := self._uid_clash.problem()) is not None:
+                raise RuntimeUnavailable("local runtime unavailable: " + clash)
             return
         problems = self.check()
         if problems:

@@ -1,0 +1,96 @@
+"""Attack: a local user of the server whose id is one of a lab's.
+
+The kernel knows ids, not names. A machine account with a lab's learner uid could signal
+or trace the lab's processes, read the learner's files and, as the owner of each host's
+user namespace, hold every capability there; one with its grader uid could do the same
+to the checks that decide the verdict. FORGE_LAB_UID_RANGE was only documented as "keep
+it clear of real users". Now the runtime's readiness names such an account and no lab
+starts while it exists, also one made after the runtime started. A real account
+(useradd/groupadd), in a range of this test's own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.base import HostSpec, LabSpec, RuntimeUnavailable, SubnetSpec
+from forge.runtime.local import LocalRuntime
+from forge.runtime.local.netns import list_netns
+
+from ..support.one_lab import own_runtime
+
+
+def lab(lab_id: str) -> LabSpec:
+    return LabSpec(lab_id, [SubnetSpec("lan", "10.213.0.0/24")],
+                   [HostSpec("box", networks=[("lan", None)], command="exec sleep 1000")])
+
+
+@contextmanager
+def account(uid: int, *, group: bool = False) -> Iterator[str]:
+    """A real machine account (or group) with id ``uid``, removed afterwards."""
+    name = "fgclash" + secrets.token_hex(3)
+    if group:
+        made = ["groupadd", "--gid", str(uid), name]
+        gone = ["groupdel", name]
+    else:  # a system user: no home, no mail spool, no subordinate ids of its own
+        made = ["useradd", "--system", "--uid", str(uid), "--no-user-group", "--gid",
+                "65534", "--no-create-home", "--shell", "/usr/sbin/nologin", name]
+        gone = ["userdel", name]
+    subprocess.run(made, check=True, capture_output=True, timeout=30)
+    try:
+        yield name
+    finally:
+        subprocess.run(gone, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
+    """A runtime of two uid pairs high above any real account."""
+    with own_runtime(tmp_path / "state", uid_pairs=2) as rt:
+        yield rt
+
+
+def mine(runtime: LocalRuntime) -> set[str]:
+    """The network namespaces of this runtime (other tests make theirs meanwhile)."""
+    return {name for name in list_netns() if name.startswith(runtime.names.prefix)}
+
+
+def _clash(problems: list[str]) -> list[str]:
+    return [p for p in problems if "FORGE_LAB_UID_RANGE" in p]
+
+
+def test_an_account_with_a_lab_uid_stops_every_lab_start(runtime: LocalRuntime) -> None:
+    first = runtime.uids.first
+    assert runtime.check() == []
+    runtime.create(lab("before"))  # the runtime was in use before the account was made
+    claims = sorted(os.listdir(runtime.uids.claims_dir))
+    namespaces = mine(runtime)
+    with account(first + 3) as name:  # the grader uid of the second pair
+        [problem] = _clash(runtime.check())
+        assert f"{name} (uid {first + 3})" in problem and "/etc/passwd" in problem
+        with pytest.raises(RuntimeUnavailable, match=name):
+            runtime.create(lab("after"))
+        # Refused before anything was made: no lab, no uid claimed, no namespace.
+        assert [info.lab_id for info in runtime.list()] == ["before"]
+        assert sorted(os.listdir(runtime.uids.claims_dir)) == claims
+        assert mine(runtime) == namespaces
+    assert _clash(runtime.check()) == []
+    runtime.create(lab("after"))
+    assert {info.lab_id for info in runtime.list()} == {"before", "after"}
+
+
+def test_a_group_with_a_lab_gid_is_named_too(runtime: LocalRuntime) -> None:
+    first = runtime.uids.first
+    with account(first, group=True) as name:  # a lab's gid is its learner uid
+        [problem] = _clash(runtime.check())
+        assert f"{name} (gid {first})" in problem and "/etc/group" in problem
+        with pytest.raises(RuntimeUnavailable, match=name):
+            runtime.create(lab("grouped"))
+    assert runtime.check() == []
