@@ -453,7 +453,26 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
         bar.get_by_role("button", name="Up arrow").tap()  # ESC [ A (or ESC O A)
         expect(rows).to_contain_text(re.compile(r"03 1b 09 04 1b (5b|4f) 41"),
                                      timeout=20_000)
+        # The key bar is in sight while the terminal is: held at the bottom of the screen
+        # (here with the terminal's last row at the bottom, the bar's place was below it).
+        page.locator("#terminal").evaluate("el => el.scrollIntoView({block: 'end'})")
+        bar_box, screen = bar.bounding_box(), page.viewport_size
+        assert bar_box is not None and screen is not None
+        assert bar_box["y"] + bar_box["height"] <= screen["height"] + 1, bar_box
         lab_url = page.url
+
+        # Signed out while the page is open (the session cookie ran out): the terminal
+        # still works, so the page says so itself, and the link leads back to this lab.
+        phone.clear_cookies()
+        signed_out = page.locator("#signed-out")
+        expect(signed_out).to_be_visible(timeout=20_000)
+        expect(signed_out).to_contain_text("Your lab keeps running.")
+        signed_out.get_by_role("link", name="Sign in again").tap()
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Sign in with API key").tap()
+        expect(page).to_have_url(lab_url, timeout=20_000)
+        expect(page.locator("#state")).to_have_text("running")
+        expect(page.locator("#signed-out")).to_be_hidden()
     finally:
         phone.close()
     desk = browser.new_context(viewport={"width": 1280, "height": 900})

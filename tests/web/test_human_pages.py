@@ -243,3 +243,43 @@ def test_a_task_only_submit_may_check_offers_no_check_button(client: TestClient)
     assert "Check this task" not in items["save-page"]
     assert "Checked when you submit." in items["save-page"]
     assert "Check this task" in items["find-server"]
+
+
+def test_a_learner_signed_out_mid_lab_is_told_so_and_led_back_to_the_lab(
+        client: TestClient) -> None:
+    """The session cookie runs out while the lab page is open (the terminal still works).
+    Before, Check, Reveal and Submit all answered "csrf: the form is missing its token;
+    reload the page", and Submit's page linked nowhere but back (probe BJ). Now each says
+    the learner is signed out, that the lab keeps running, and links the sign-in page that
+    leads back to the lab."""
+    back = f"/signin?next=/lab/{SCN}"
+    for action in (f"/lab/{SCN}/checks/find-server", f"/lab/{SCN}/hints/h1"):
+        answer = client.post(action, data={"csrf": "left-over"},
+                             headers={"origin": ORIGIN, "accept": "application/json"})
+        assert answer.status_code == 401, action
+        assert answer.json() == {"error": "signed_out", "signin": back, "message": (
+            "You are signed out: your session ended. Sign in again to go on; your labs "
+            "keep running.")}
+    for action in (f"/lab/{SCN}/submit", f"/lab/{SCN}/checks/find-server"):  # no script
+        page = client.post(action, data={"csrf": "left-over", "confirm": "yes"},
+                           headers={"origin": ORIGIN, **HTML})
+        assert page.status_code == 401, action
+        assert "you are signed out" in text_of(page.text)
+        assert f'href="{back}"' in page.text and not jargon_in(page.text)
+        assert "csrf" not in text_of(page.text)
+    # A form of another page (no lab to go back to) leads to the learner's labs.
+    start = client.post("/spawn", data={"track": "netplus", "csrf": "left-over"},
+                        headers={"origin": ORIGIN, **HTML})
+    assert start.status_code == 401 and 'href="/signin?next=/tracks"' in start.text
+
+
+def test_a_stale_form_says_to_reload_without_jargon(client: TestClient) -> None:
+    """Signed in, but the form's token is not this session's (a page opened before the last
+    sign-in): 403, in words a learner understands."""
+    sign_in(client, key_for(client, "stale"))
+    for token in ("", "not-this-sessions-token"):
+        page = client.post("/spawn", data={"track": "netplus", "csrf": token},
+                           headers={"origin": ORIGIN, **HTML})
+        assert page.status_code == 403
+        assert "reload the page and try again" in text_of(page.text)
+        assert "csrf" not in text_of(page.text) and not jargon_in(page.text)

@@ -30,11 +30,13 @@ MAX_NEXT = 512
 _LAB_LINK = re.compile(r"^/lab/scn-[0-9a-f]{16}\Z")
 # Words that mean nothing to a learner (or name our internals); never shown on a page.
 JARGON = ("jws", "jwt", "acc token", "orchestrator", "scoreboard", "signature does not verify",
-          "x-receipt-token", "hmac", "jti", "compact", "spawn_service", "backend")
+          "x-receipt-token", "hmac", "jti", "compact", "spawn_service", "backend", "csrf")
 GENERIC = "Something went wrong with this request. Try again, or go back and start over."
 # Refusals a different plan would lift: their page links to /plans.
 PLAN_CODES = frozenset({"track_not_in_plan", "tier_not_in_plan", "entitlement_not_found"})
-SIGNIN_CODES = frozenset({"credentials_required", "invalid_session", "session_expired"})
+SIGNIN_CODES = frozenset({"credentials_required", "invalid_session", "session_expired",
+                          "signed_out"})
+_LAB_PAGE = re.compile(r"^/lab/scn-[0-9a-f]{16}(?=/|\Z)")
 _RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign in with your "
             "API key, or choose a plan.")
 _ACCESS = ("This lab link cannot be used: it has expired, it was already used, or it was "
@@ -183,7 +185,7 @@ async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Respon
                409: "Not possible right now", 422: "Please check what you sent",
                429: "Too many labs"}.get(
         exc.status, "Something went wrong")
-    signin = signin_url(_here(request)) if exc.status == 401 and \
+    signin = signin_url(return_to(request)) if exc.status == 401 and \
         request.url.path != "/signin" else None
     return error_response(request, PageError(exc.status, heading, human_message(exc), back,
                                              signin, _running_lab(exc),
@@ -194,6 +196,16 @@ async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Respon
 def _here(request: Request) -> str:
     query = request.url.query
     return request.url.path + ("?" + query if query else "")
+
+
+def return_to(request: Request) -> str:
+    """Where a sign-in should lead back to after this request was refused: the page itself
+    for a GET; for a form posted from a lab page (a check, a hint, Submit), that lab page;
+    else the learner's labs (a POST's own address is no page)."""
+    if request.method == "GET":
+        return _here(request)
+    lab = _LAB_PAGE.match(request.url.path)
+    return lab.group(0) if lab else "/tracks"
 
 
 async def _answer(result: Response | Awaitable[Response]) -> Response:

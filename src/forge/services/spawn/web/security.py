@@ -29,6 +29,10 @@ OPERATOR_SCOPE = "operator"
 OPERATOR_SUBJECT = "operator"
 OPERATOR_TENANT = "forge-operator"
 LEARNER_SESSION_TTL_S = 8 * 3600
+SIGNED_OUT = ("You are signed out: your session ended. Sign in again to go on; your labs "
+              "keep running.")
+STALE_FORM = ("This page is out of date (it was opened before you last signed in, or the "
+              "form was changed). Reload the page and try again.")
 OPERATOR_SESSION_TTL_S = 3600
 OPENED_WITH_KID = "okid"  # claim: key id of the OPERATOR_TOKEN a session was opened with
 MAX_FIELD = 4096
@@ -101,16 +105,20 @@ def csrf_token(settings: Settings, session_value: str) -> str:
 
 
 def check_csrf(settings: Settings, session_value: str | None, presented: str | None) -> None:
-    """403 unless `presented` is this session's CSRF token (constant-time compare)."""
-    if not session_value or not presented:
-        raise ForgeError("csrf_failed", 403, "csrf: the form is missing its token; reload the page")
+    """403 unless `presented` is this session's CSRF token (constant-time compare); 401
+    ``signed_out`` when there is no session at all (its cookie ran out while the page was
+    open): the learner is told to sign in again, not to reload a form."""
+    if not session_value:
+        raise ForgeError("signed_out", 401, SIGNED_OUT)
+    if not presented:
+        raise ForgeError("csrf_failed", 403, STALE_FORM)
     # As bytes: compare_digest refuses (TypeError, a 500) a str with non-ASCII characters.
     given = presented.encode("utf-8", "replace")  # any lone surrogate too: a mismatch
     ok = False
     for secret in _secrets(settings):
         ok |= hmac.compare_digest(_mac(secret, session_value).encode("ascii"), given)
     if not ok:
-        raise ForgeError("csrf_failed", 403, "csrf: the form token is invalid; reload the page")
+        raise ForgeError("csrf_failed", 403, STALE_FORM)
 
 
 def learner_session(settings: Settings, tenant_id: str, subject: str) -> str:

@@ -33,6 +33,7 @@ from forge.services.spawn.assignment_gate import check_hints
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.routes import owned_scenario
 from forge.services.spawn.web.backend import BackendError
+from forge.services.spawn.web.errors import page_for, signin_url
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.result import check_reason
 from forge.services.spawn.web.security import (
@@ -166,11 +167,18 @@ async def _form_post(request: Request, scenario_id: str,
     return await action()
 
 
-def _refusal(exc: ForgeError, scenario_id: str, wants_json: bool) -> Response:
+async def _refusal(request: Request, exc: ForgeError, scenario_id: str,
+                   wants_json: bool) -> Response:
+    """The lab page's script gets JSON (with the sign-in page that leads back here when
+    the learner is signed out); a press without script gets a page."""
     if wants_json:
-        return JSONResponse({"error": exc.code, "message": exc.message},
-                            status_code=exc.status,
+        body = {"error": exc.code, "message": exc.message}
+        if exc.status == 401:
+            body["signin"] = signin_url(f"/lab/{scenario_id}")
+        return JSONResponse(body, status_code=exc.status,
                             headers={"Cache-Control": "no-store", **(exc.headers or {})})
+    if exc.status == 401:
+        return await page_for(request, exc, f"/lab/{scenario_id}")
     return error_page(exc.status, exc.message, back=f"/lab/{scenario_id}")
 
 
@@ -211,7 +219,7 @@ async def web_reveal(scenario_id: str, hint: str, request: Request) -> Response:
                     "hint": ask, "csrf": form.get("csrf", "")})
         body = await reveal_view(request, scenario_id, hint)
     except ForgeError as exc:
-        return _refusal(exc, scenario_id, wants_json)
+        return await _refusal(request, exc, scenario_id, wants_json)
     if wants_json:  # the text as safe HTML (markdown, raw HTML disabled) for the page
         return JSONResponse({**body, "html": str(render_markdown(body["text"]))},
                             headers={"Cache-Control": "no-store"})
@@ -226,7 +234,7 @@ async def web_check(scenario_id: str, criterion: str, request: Request) -> Respo
         body = await _form_post(request, scenario_id,
                                 lambda: check_view(request, scenario_id, criterion))
     except ForgeError as exc:
-        return _refusal(exc, scenario_id, wants_json)
+        return await _refusal(request, exc, scenario_id, wants_json)
     if wants_json:
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
     return page("check_result.html", {"title": f"Check of task {criterion}",

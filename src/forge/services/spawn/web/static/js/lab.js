@@ -10,12 +10,38 @@
   let expires = lab.dataset.expires ? Date.parse(lab.dataset.expires) : NaN;
   const finished = ["failed", "expired", "deleted"];
 
+  // Said once each as the end nears (the timer itself is often scrolled out of sight).
+  const warnings = [[120, 2], [600, 10]];
+  let warned = Infinity;
+
   function showRemaining() {
     const out = document.getElementById("remaining");
     if (!out || isNaN(expires)) { return; }
     const left = Math.max(0, Math.floor((expires - Date.now()) / 1000));
     out.textContent = Math.floor(left / 60) + " min " + (left % 60) + " s";
     showExtend(left);
+    warnEnd(left);
+  }
+
+  function warnEnd(left) {
+    const box = document.getElementById("time-warning");
+    if (!box || left <= 0) { return; }
+    for (const [at, minutes] of warnings) {
+      if (left <= at && at < warned) {
+        warned = at;
+        box.textContent = "Your lab ends in " + minutes + " min and is then graded as it " +
+          "stands. Extend it, or submit when you are done.";
+        box.hidden = false;
+        return;
+      }
+    }
+  }
+
+  // The session cookie ran out while the page was open: the terminal still works, so
+  // nothing else would tell the learner that the buttons now refuse them.
+  function showSignedOut(out) {
+    const note = document.getElementById("signed-out");
+    if (note) { note.hidden = !out; }
   }
 
   // Extend stays visible; its button is enabled only in the last 10 minutes (the rule the
@@ -38,6 +64,7 @@
     try {
       const resp = await fetch("/lab/" + encodeURIComponent(id) + "/status",
                                { credentials: "same-origin", cache: "no-store" });
+      showSignedOut(resp.status === 401);
       if (resp.ok) {
         const body = await resp.json();
         if (body.expires_at) { expires = Date.parse(body.expires_at); }

@@ -23,6 +23,16 @@
     return true;
   }
 
+  // Signed out while the page was open: the way back to this lab, after the message.
+  function addSignin(el, href) {
+    if (!href) { return; }
+    var link = document.createElement("a");
+    link.href = href;
+    link.textContent = "Sign in again";
+    el.appendChild(document.createTextNode(" "));
+    el.appendChild(link);
+  }
+
   function reveal(form) {
     var item = form.closest(".hint");
     var error = item.querySelector(".hint-error");
@@ -37,6 +47,7 @@
       .then(function (answer) {
         if (!answer.ok) {
           error.textContent = answer.body.message || "This hint could not be revealed.";
+          addSignin(error, answer.body.signin);
           error.hidden = false;
           busy(button, false);
           return;
@@ -113,6 +124,7 @@
         var body = answer.body;
         if (!answer.ok) {
           result.textContent = body.message || "The task could not be checked.";
+          addSignin(result, body.signin);
         } else if (body.passed) {
           result.textContent = "Passes now. " + body.note;
         } else {
