@@ -481,9 +481,24 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
         page.goto(web_platform.url + "/signin")
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Sign in with API key").click()
+        page.clock.install()  # the page's own timers: its countdown runs on this clock
         page.goto(lab_url)
         expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                           timeout=20_000)
         expect(page.locator("#term-keys")).to_be_hidden()
+        # Near the end the page says so where the learner is (the timer may be scrolled
+        # away): once at 10 minutes left, once at 2, and what happens then.
+        warning = page.locator("#time-warning")
+        expect(warning).to_be_hidden()
+        ends = page.locator("#lab").get_attribute("data-expires")
+        assert ends is not None
+        left_ms = page.evaluate("(ends) => Date.parse(ends) - Date.now()", ends)
+        for minutes in (10, 2):
+            page.clock.fast_forward(int(left_ms - (minutes * 60 - 30) * 1000))
+            left_ms = (minutes * 60 - 30) * 1000
+            page.clock.run_for(1500)
+            expect(warning).to_have_text(f"Your lab ends in {minutes} min and is then graded "
+                                         "as it stands. Extend it, or submit when you are "
+                                         "done.")
     finally:
         desk.close()
