@@ -178,6 +178,10 @@ def check_hints_and_submit(drive: Driver, criterion: str) -> None:
     expect(task.locator(".task-result")).to_contain_text("changes no score")
     if drive.keyboard_only:  # the keyboard stays where it was while the check ran
         expect(check).to_be_focused()
+    # Pressed again at once: the answer stays, with when the task can be checked again.
+    drive.press(check)
+    expect(task.locator(".task-result")).to_contain_text(
+        re.compile(r"^Not passing yet: .*\(Checked moments ago: check again in \d+ s\.\)$"))
 
     hints = page.locator("#hints")
     expect(hints.locator(".hint-text").first).to_be_hidden()
@@ -185,6 +189,9 @@ def check_hints_and_submit(drive: Driver, criterion: str) -> None:
     expect(hints.locator("#hint-h2 .hint-cost")).to_contain_text("10 %")  # before revealing
     drive.press(hints.get_by_role("button", name="Reveal hint 1"))
     expect(hints.locator("#hint-h1 .hint-text")).to_contain_text("ip -4 route")
+    # Submit's question counts it: "1 hint", and no "(-0 %)" for a free one.
+    expect(page.locator("#hint-plural")).to_have_text("")
+    expect(page.locator("#hint-cost-note")).to_be_hidden()
     # A hint that costs score asks on the page first: one stray tap, or a double click,
     # reveals nothing.
     paid = hints.get_by_role("button", name="Reveal hint 2 (costs 10 % of the score)")

@@ -6,13 +6,18 @@
 
   var hints = document.getElementById("hints");
   var charge = {count: document.getElementById("hint-count"),
-                percent: document.getElementById("hint-percent")};
+                plural: document.getElementById("hint-plural"),
+                percent: document.getElementById("hint-percent"),
+                cost: document.getElementById("hint-cost-note")};
 
   function addCharge(cost) {
     if (!charge.count || !charge.percent) { return; }
-    charge.count.textContent = String(Number(charge.count.textContent) + 1);
+    var count = Number(charge.count.textContent) + 1;
+    charge.count.textContent = String(count);
+    if (charge.plural) { charge.plural.textContent = count === 1 ? "" : "s"; }
     var percent = Number(charge.percent.textContent) + cost * 100;
     charge.percent.textContent = String(Math.round(percent * 10) / 10);
+    if (charge.cost && percent > 0) { charge.cost.hidden = false; }
   }
 
   // A button marked busy while its request runs, not disabled: disabling the focused button
@@ -114,14 +119,25 @@
     var result = form.parentNode.querySelector(".task-result");
     var button = form.querySelector("button");
     if (!busy(button, true)) { return; }
+    var before = {text: result.textContent, className: result.className};
     result.textContent = "Checking…";
     fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
                         headers: {"Accept": "application/json"}})
       .then(function (resp) {
-        return resp.json().then(function (body) { return {ok: resp.ok, body: body}; });
+        return resp.json().then(function (body) {
+          return {ok: resp.ok, body: body, wait: resp.headers.get("Retry-After")};
+        });
       })
       .then(function (answer) {
         var body = answer.body;
+        if (!answer.ok && body.error === "check_too_soon" && result.dataset.answered) {
+          // Pressed again at once: the answer just shown stays, with when to ask again.
+          result.textContent = before.text.replace(/ \(Checked moments ago[^)]*\)$/, "") +
+            " (Checked moments ago: check again in " + (answer.wait || "a few") + " s.)";
+          result.className = before.className;
+          busy(button, false);
+          return;
+        }
         if (!answer.ok) {
           result.textContent = body.message || "The task could not be checked.";
           addSignin(result, body.signin);
@@ -130,6 +146,7 @@
         } else {
           result.textContent = "Not passing yet: " + body.reasons.join("; ") + ". " + body.note;
         }
+        if (answer.ok) { result.dataset.answered = "true"; }
         result.className = "task-result " + (answer.ok && body.passed ? "ok" : "bad");
         busy(button, false);
       })
