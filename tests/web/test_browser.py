@@ -433,6 +433,10 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
                                                           timeout=20_000)
         bar = page.get_by_role("toolbar", name="Keys a phone keyboard lacks")
         expect(bar).to_be_visible()
+        for target in (page.get_by_role("button", name="Submit for grading"),
+                       page.get_by_role("button", name="Full screen")):  # for a finger
+            box = target.bounding_box()
+            assert box is not None and box["height"] >= 44, box
         expect(page.locator("#term-help-touch")).to_be_visible()
         rows = page.locator("#terminal .xterm-rows")
         page.locator("#terminal").tap()
