@@ -433,6 +433,11 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
                                                           timeout=20_000)
         bar = page.get_by_role("toolbar", name="Keys a phone keyboard lacks")
         expect(bar).to_be_visible()
+        # The terminal comes first on a phone; a link leads to the task and back.
+        page.get_by_role("link", name="Task and hints ↓").tap()
+        expect(page.locator("#task")).to_be_in_viewport()
+        page.get_by_role("link", name="Back to the terminal ↑").tap()
+        expect(page.locator("#term-h")).to_be_in_viewport()
         for target in (page.get_by_role("button", name="Submit for grading"),
                        page.get_by_role("button", name="Full screen")):  # for a finger
             box = target.bounding_box()
@@ -463,7 +468,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
         bar_box, screen = bar.bounding_box(), page.viewport_size
         assert bar_box is not None and screen is not None
         assert bar_box["y"] + bar_box["height"] <= screen["height"] + 1, bar_box
-        lab_url = page.url
+        lab_url = page.url.split("#")[0]
 
         # Signed out while the page is open (the session cookie ran out): the terminal
         # still works, so the page says so itself, and the link leads back to this lab.
@@ -490,6 +495,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
         expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                           timeout=20_000)
         expect(page.locator("#term-keys")).to_be_hidden()
+        expect(page.get_by_role("link", name="Task and hints ↓")).to_be_hidden()  # side by side
         # Near the end the page says so where the learner is (the timer may be scrolled
         # away): once at 10 minutes left, once at 2, and what happens then.
         warning = page.locator("#time-warning")
