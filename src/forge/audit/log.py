@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from filelock import FileLock
 
 from forge.durable import replace_file
+from forge.private_lock import private_lock
 from forge.scenario_paths import scenario_dir
 from forge_verify.audit_chain import (
     CHECKPOINT_EVENT,
@@ -98,7 +98,7 @@ class AuditLog:
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self.fsync = fsync
-        self._lock = FileLock(str(self.path.with_name(self.path.name + ".lock")))
+        self._lock = private_lock(self.path.with_name(self.path.name + ".lock"))
 
     def _last(self) -> tuple[int, str]:
         """(next seq, prev hash), repairing a partial tail."""

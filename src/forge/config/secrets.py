@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock
-
 from forge.durable import replace_file
+from forge.private_lock import private_lock
 from forge_verify.files import InputRefused, read_bounded
 
 REQUIRED_SECRETS = ("SAT_HMAC_SECRET", "ET_HMAC_SECRET", "RECEIPT_HMAC_SECRET", "OPERATOR_TOKEN")
@@ -83,7 +82,7 @@ def load_dev_secrets(
     """
     path = storage_root / DEV_SECRETS_FILE
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with FileLock(str(path) + ".lock", timeout=30):
+    with private_lock(str(path) + ".lock", timeout=30):
         existing: dict[str, str] = {}
         if path.exists():
             existing = json.loads(path.read_text(encoding="utf-8"))

@@ -17,6 +17,7 @@ from filelock import FileLock
 
 from forge.audit.log import global_log
 from forge.durable import replace_file
+from forge.private_lock import private_lock
 from forge_verify.keys import Signer
 from forge_verify.score import require_scenario_id
 
@@ -44,7 +45,7 @@ class HoldStore:
         self.storage_root = Path(storage_root)
         self.path = self.storage_root / HOLDS_FILE
         self.signer = signer
-        self._lock = FileLock(str(self.path.with_name(self.path.name + ".lock")))
+        self._lock = private_lock(self.path.with_name(self.path.name + ".lock"))
 
     def _read(self) -> dict[str, Hold]:
         try:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from filelock import FileLock
 
 from forge.durable import replace_file, replace_file_among_others
+from forge.private_lock import private_lock
 from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, public_pem
 
 KEY_DIR_ENV = "FORGE_SIGNING_KEY_DIR"
@@ -151,7 +152,7 @@ class SigningKeyring:
 
     def _lock(self) -> FileLock:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return FileLock(str(self.directory / ".lock"))
+        return private_lock(self.directory / ".lock")
 
     def _current_id(self) -> str | None:
         try:

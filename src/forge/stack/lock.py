@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from forge.private_lock import LOCK_MODE, restrict
+
 LOCK_NAME = "forge-up.lock"
 UP = "forge up"
 CLEANUP = "forge runtime cleanup"
@@ -106,13 +108,14 @@ def _open_lock_file(root: Path) -> int:
     path = root / LOCK_NAME
     flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, LOCK_MODE)
     except FileExistsError:
         fd = os.open(path, flags)  # ELOOP for a symlink: an OSError, "cannot lock"
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             raise OSError(errno.EPERM, f"{LOCK_NAME} is not a plain file")
+        restrict(fd)  # it was 0644: any local user could take it and block every start
         owner = os.stat(root)
         if os.geteuid() == 0:
             if st.st_uid not in (0, owner.st_uid):

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from filelock import FileLock
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from forge.config.db_url import normalize_url
+from forge.private_lock import private_lock
 from forge.store.db import make_db_engine, sqlite_file
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     db_path = sqlite_file(url) if parsed.get_backend_name() == "sqlite" else None
     if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(db_path) + ".migrate.lock", timeout=60):
+        with private_lock(str(db_path) + ".migrate.lock", timeout=60):
             command.upgrade(cfg, revision)
         return
     if parsed.get_backend_name() == "postgresql":
