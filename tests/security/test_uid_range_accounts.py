@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from forge.runtime.base import HostSpec, LabSpec, RuntimeUnavailable, SubnetSpec
+from forge.runtime.base import HostSpec, LabSpec, RuntimeFault, RuntimeUnavailable, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.netns import list_netns
+from forge.runtime.local.uids import LabIdentity, UidPool
 
 from ..support.one_lab import own_runtime
 
@@ -94,3 +95,22 @@ def test_a_group_with_a_lab_gid_is_named_too(runtime: LocalRuntime) -> None:
         with pytest.raises(RuntimeUnavailable, match=name):
             runtime.create(lab("grouped"))
     assert runtime.check() == []
+
+
+def test_a_pair_the_name_service_knows_is_never_handed_out(tmp_path: Path) -> None:
+    """The readiness check reads the account files; a directory service (LDAP, SSSD)
+    fills none, so each claimed pair is also looked up through the name service. Here the
+    name service is the machine's own (files), asked by the pool directly."""
+    first = 1_960_000_000 + 4 * secrets.randbelow(10_000_000)
+    pool = UidPool(first, 4, str(tmp_path / "uids"))  # two pairs
+    with account(first + 1) as name:  # the grader uid of the first pair
+        for n in range(12):  # claims start at a random pair: both are tried
+            got = pool.claim(str(tmp_path / f"lab{n}"))
+            assert got == LabIdentity(first + 2, first + 3), (got, name)
+            pool.release(str(tmp_path / f"lab{n}"))
+        assert os.listdir(tmp_path / "uids") == []  # the skipped pair's claim is not left
+        (tmp_path / "holder").mkdir()  # a live lab's directory: its claim is not stale
+        taken = pool.claim(str(tmp_path / "holder"))
+        with pytest.raises(RuntimeFault, match="no free lab uid"):
+            pool.claim(str(tmp_path / "another"))
+        pool.release(str(tmp_path / "holder"), taken.learner)

@@ -4,19 +4,25 @@ A lab's processes run as its learner uid and its checks as its grader uid (``uid
 each lab host's user namespace belongs to the learner uid (``netns.create_host_netns``).
 The kernel knows ids, not names: a local user of the server whose uid is one of them could
 signal or trace a lab's processes and its checks (a PASS not earned), read the learner's
-files, and, being the owner of the host's user namespace, hold every capability there. A
+files, and, as the owner of a host's user namespace, join it with every capability there:
+its identity map makes that root's access to every file of the machine (probe BI read
+/etc/shadow and wrote under /root that way). A
 user with subordinate ids in that range (``/etc/subuid``, ``/etc/subgid``: Debian's
 ``useradd`` gives each new user 65,536 of them from 100,000, so the fourth one reaches
 300,000) can run processes with those ids through ``newuidmap`` and do the first three.
 Groups matter the same way, since a lab's gid is its uid.
 
-Only the account files are read; accounts that come from a directory service (LDAP, SSSD)
-are not seen.
+The readiness check reads the account files (``ClashCheck``), which a directory service
+(LDAP, SSSD; AD ids mapped by SSSD start at 200,000 by default) does not fill: each pair a
+lab claims is also looked up through the name service (``known_to_nss``), and a pair with
+an account is never handed out.
 """
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -132,3 +138,18 @@ class ClashCheck:
                            "or subordinate range uses")
         self._last = (stamp, problem)
         return problem
+
+
+def known_to_nss(ids: tuple[int, ...]) -> str | None:
+    """The first of ``ids`` the name service knows as a user or a group, as "user NAME
+    (uid N)" or "group NAME (gid N)"; None when it knows none of them."""
+    for number in ids:
+        try:
+            return f"user {pwd.getpwuid(number).pw_name} (uid {number})"
+        except KeyError:
+            pass
+        try:
+            return f"group {grp.getgrgid(number).gr_name} (gid {number})"
+        except KeyError:
+            pass
+    return None

@@ -12,16 +12,20 @@ steps) is stale and is taken over.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from dataclasses import dataclass
 
 from forge.runtime.base import RuntimeFault, SpecError
+from forge.runtime.local.uid_clash import known_to_nss
 
 DEFAULT_CLAIMS_DIR = "/run/forge/lab-uids"
 DEFAULT_FIRST_UID = 300000
 DEFAULT_COUNT = 100000
 MAX_CLAIM_BYTES = 4096
+MAX_SKIPPED = 8  # pairs with an account, passed over in one claim before refusing
+log = logging.getLogger("forge.runtime.uids")
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -66,6 +70,7 @@ class UidPool:
         """Claim a free pair for the lab whose state directory is ``lab_dir``."""
         os.makedirs(self.claims_dir, mode=0o700, exist_ok=True)
         start = random.randrange(self.pairs)  # spreads claims; not a secret
+        skipped: list[str] = []
         for step in range(self.pairs):
             slot = (start + step) % self.pairs
             path = self._path(slot)
@@ -83,7 +88,21 @@ class UidPool:
                     continue  # another process took it over first
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(lab_dir)
-            return self.identity(slot)
+            identity = self.identity(slot)
+            account = known_to_nss((identity.learner, identity.grader))
+            if account is None:
+                return identity
+            # A local user with one of these ids could take the lab over: never handed out.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            log.warning("lab uids %d-%d skipped: the name service knows %s; set "
+                        "FORGE_LAB_UID_RANGE to ids no account uses", identity.learner,
+                        identity.grader, account)
+            skipped.append(account)
+            if len(skipped) >= MAX_SKIPPED:
+                raise RuntimeFault(f"FORGE_LAB_UID_RANGE holds ids of accounts the name "
+                                   f"service knows ({', '.join(skipped[:3])}, …): set it "
+                                   "to ids no account uses")
         raise RuntimeFault(f"no free lab uid left in {self.first}-"
                            f"{self.first + 2 * self.pairs - 1}")
 
