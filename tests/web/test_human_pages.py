@@ -23,6 +23,7 @@ from forge.errors import ForgeError
 from forge.identity.apikeys import create_api_key
 from forge.services.spawn.app import build_app
 from forge.services.spawn.web.errors import human_message
+from forge.services.spawn.web.security import csrf_token
 from forge.store.models import Scenario
 from forge.tokens import ACCESS, RECEIPT, mint_token
 
@@ -267,6 +268,15 @@ def test_a_learner_signed_out_mid_lab_is_told_so_and_led_back_to_the_lab(
         assert "you are signed out" in text_of(page.text)
         assert f'href="{back}"' in page.text and not jargon_in(page.text)
         assert "csrf" not in text_of(page.text)
+    # The cookie is still sent but no longer a session (it ran out): the page's own token
+    # for it passes, the session does not, and the script is told the same in plain words.
+    client.cookies.set("forge_session", "ran-out")
+    answer = client.post(f"/lab/{SCN}/checks/find-server",
+                         data={"csrf": csrf_token(settings_of(client), "ran-out")},
+                         headers={"origin": ORIGIN, "accept": "application/json"})
+    assert answer.status_code == 401 and answer.json()["signin"] == back
+    assert answer.json()["message"].startswith("You are not signed in, or your session ended.")
+    client.cookies.clear()
     # A form of another page (no lab to go back to) leads to the learner's labs.
     start = client.post("/spawn", data={"track": "netplus", "csrf": "left-over"},
                         headers={"origin": ORIGIN, **HTML})

@@ -48,6 +48,8 @@ _WORDS = {
     "backend_unreachable": "Part of the platform did not answer. Try again in a minute.",
     "lab_node_unreachable": "The machine running your lab did not answer. Try again in a "
                             "minute.",
+    "credentials_required": "You are not signed in, or your session ended. Sign in to go "
+                            "on; your labs keep running.",
     "invalid_api_key": "That sign-in key is not known, or it was revoked. Check that it was "
                        "copied whole, or choose a plan to get one.",
     "bus_unavailable": "The platform is busy and could not take this request; nothing was "

@@ -33,7 +33,7 @@ from forge.services.spawn.assignment_gate import check_hints
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.routes import owned_scenario
 from forge.services.spawn.web.backend import BackendError
-from forge.services.spawn.web.errors import page_for, signin_url
+from forge.services.spawn.web.errors import human_message, page_for, signin_url
 from forge.services.spawn.web.render import error_page, page, render_markdown
 from forge.services.spawn.web.result import check_reason
 from forge.services.spawn.web.security import (
@@ -173,7 +173,8 @@ async def _refusal(request: Request, exc: ForgeError, scenario_id: str,
     the learner is signed out); a press without script gets a page."""
     if wants_json:
         body = {"error": exc.code, "message": exc.message}
-        if exc.status == 401:
+        if exc.status == 401:  # signed out, or the session ran out: said in plain words
+            body["message"] = human_message(exc)
             body["signin"] = signin_url(f"/lab/{scenario_id}")
         return JSONResponse(body, status_code=exc.status,
                             headers={"Cache-Control": "no-store", **(exc.headers or {})})
