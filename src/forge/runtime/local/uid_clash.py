@@ -113,6 +113,9 @@ class ClashCheck:
             except FileNotFoundError:
                 stamp.append(None)
                 continue
+            except OSError as exc:  # unreadable: read again, and refused, every time
+                stamp.append(("unreadable", exc.errno, id(exc)))
+                continue
             stamp.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         return tuple(stamp)
 
@@ -134,8 +137,8 @@ class ClashCheck:
                 more = f" (and {len(found) - SHOWN} more)" if len(found) > SHOWN else ""
                 problem = (f"{span} holds ids of the machine's accounts: {shown}{more}. A "
                            "local user with one of them could signal or trace a lab's "
-                           "processes and checks; set FORGE_LAB_UID_RANGE to ids no account "
-                           "or subordinate range uses")
+                           "processes and checks, or take its hosts over; set "
+                           "FORGE_LAB_UID_RANGE to ids no account or subordinate range uses")
         self._last = (stamp, problem)
         return problem
 
