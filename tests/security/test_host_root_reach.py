@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,18 @@ def test_the_hosts_root_processes_and_mounts_are_out_of_reach(tmp_path: Path) ->
     try:
         with one_lab(state, spec) as rt:
             prefix = rt.names.prefix
-            listing = rt.exec(lab, "box", ["ps", "-eo", "pid=,user=,comm="]).stdout_text
-            procs = [line.split() for line in listing.splitlines()]
+            deadline = time.monotonic() + 30  # the service may still be on its way to sleep
+            while True:
+                listing = rt.exec(lab, "box", ["ps", "-eo", "pid=,user=,comm="]).stdout_text
+                procs = [line.split() for line in listing.splitlines()]
+                sleeping = [pid for pid, _user, comm in procs if comm == "sleep"]
+                if sleeping:
+                    break
+                assert time.monotonic() < deadline, procs
+                time.sleep(0.1)
+            service = sleeping[0]
             # bwrap's pid 1 and the init (the root steps of the listing's own exec are gone)
             roots = [pid for pid, user, _comm in procs if user == "root" and pid in ("1", "2")]
-            service = next(pid for pid, _user, comm in procs if comm == "sleep")
             assert roots == ["1", "2"], procs
             # ... and the bwrap that loaded this very command's filter and waits as its parent.
             res = rt.exec(lab, "box", ["sh", "-c", 'exec python3 /srv/attach.py "$PPID" "$@"',
