@@ -76,3 +76,30 @@ def test_an_oversized_file_is_a_problem_not_a_pass(tmp_path: Path,
     paths = files(tmp_path, passwd="x" * 65)
     problem = ClashCheck(FIRST, COUNT, paths).problem()
     assert problem is not None and "could not be checked" in problem
+
+
+def test_a_primary_group_in_the_range_is_named_as_a_gid(tmp_path: Path) -> None:
+    problem = ClashCheck(FIRST, COUNT, files(
+        tmp_path, passwd="in-by-group:x:1001:300000:::/bin/sh\n")).problem()
+    assert problem is not None and "in-by-group (gid 300000)" in problem
+
+
+def test_account_files_that_are_links_are_read(tmp_path: Path) -> None:
+    """Some image-based machines link /etc/passwd elsewhere: read through the link."""
+    real = tmp_path / "real-passwd"
+    real.write_text("linked:x:300001:100:::/bin/sh\n")
+    paths = files(tmp_path)
+    os.symlink(real, paths[0])
+    problem = ClashCheck(FIRST, COUNT, paths).problem()
+    assert problem is not None and "linked (uid 300001)" in problem
+
+
+def test_a_file_that_cannot_be_looked_at_is_refused_every_time(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    paths = (str(tmp_path / "not-a-dir" / "passwd"), *files(tmp_path)[1:])  # ENOTDIR
+    check = ClashCheck(FIRST, COUNT, paths)
+    for _ in range(2):
+        problem = check.problem()
+        assert problem is not None and "could not be checked" in problem
+    os.unlink(tmp_path / "not-a-dir")  # the path works again: answered from the files
+    assert check.problem() is None

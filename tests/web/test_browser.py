@@ -434,9 +434,9 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
         bar = page.get_by_role("toolbar", name="Keys a phone keyboard lacks")
         expect(bar).to_be_visible()
         # The terminal comes first on a phone; a link leads to the task and back.
-        page.get_by_role("link", name="Task and hints ↓").tap()
+        page.get_by_role("link", name="Task and hints").tap()
         expect(page.locator("#task")).to_be_in_viewport()
-        page.get_by_role("link", name="Back to the terminal ↑").tap()
+        page.get_by_role("link", name="Back to the terminal").tap()
         expect(page.locator("#term-h")).to_be_in_viewport()
         for target in (page.get_by_role("button", name="Submit for grading"),
                        page.get_by_role("button", name="Full screen")):  # for a finger
@@ -495,7 +495,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
         expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                           timeout=20_000)
         expect(page.locator("#term-keys")).to_be_hidden()
-        expect(page.get_by_role("link", name="Task and hints ↓")).to_be_hidden()  # side by side
+        expect(page.get_by_role("link", name="Task and hints")).to_be_hidden()  # side by side
         # Near the end the page says so where the learner is (the timer may be scrolled
         # away): once at 10 minutes left, once at 2, and what happens then.
         warning = page.locator("#time-warning")

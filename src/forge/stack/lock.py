@@ -115,7 +115,6 @@ def _open_lock_file(root: Path) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             raise OSError(errno.EPERM, f"{LOCK_NAME} is not a plain file")
-        restrict(fd)  # it was 0644: any local user could take it and block every start
         owner = os.stat(root)
         if os.geteuid() == 0:
             if st.st_uid not in (0, owner.st_uid):
@@ -123,6 +122,7 @@ def _open_lock_file(root: Path) -> int:
                                            "storage root's owner")
             if st.st_uid == 0 and owner.st_uid != 0:
                 os.fchown(fd, owner.st_uid, owner.st_gid)
+        restrict(fd)  # it was 0644: any local user could take it and block every start
     except BaseException:
         os.close(fd)
         raise

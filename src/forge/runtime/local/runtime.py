@@ -112,6 +112,7 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
             egress.validate_profile(profile)
         self.uids = UidPool(uid_range[0], uid_range[1], uid_claims_dir)
         self._uid_clash = ClashCheck(uid_range[0], uid_range[1])
+        self._clash_seen = False
         self.egress_netns = egress_netns
         self.cgroups = cgroups or Cgroups.detect()
         self._fault = fault_hook or (lambda _stage: None)
@@ -149,7 +150,7 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
                             f"(setns: {refused}): run as root of the machine's user namespace")
         if (no_userns := userns_problem()) is not None:
             problems.append(no_userns)
-        if (clash := self._uid_clash.problem()) is not None:
+        if (clash := self._uid_problem()) is not None:
             problems.append(clash)
         if not os.path.isdir(self.rootfs):
             problems.append(f"rootfs {self.rootfs!r} is not a directory")
@@ -168,10 +169,22 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
             self._env_probed = True
         return problems
 
+    def _uid_problem(self) -> str | None:
+        """Why the uid range is not clear of the machine's accounts (None when it is).
+        While it is not, and once more when it is clear again, the ready warm-pool labs are
+        destroyed: they waited with ids the account's holder has, who may have reached
+        them, and no learner gets one."""
+        clash = self._uid_clash.problem()
+        if clash is not None or self._clash_seen:
+            self._clash_seen = clash is not None
+            if self.warm_pool is not None:
+                self.warm_pool.discard_ready()
+        return clash
+
     def _require(self) -> None:
         if self._usable:
             # An account made since (useradd) is as dangerous as one there at the start.
-            if (clash := self._uid_clash.problem()) is not None:
+            if (clash := self._uid_problem()) is not None:
                 raise RuntimeUnavailable("local runtime unavailable: " + clash)
             return
         problems = self.check()

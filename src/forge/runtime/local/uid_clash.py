@@ -39,19 +39,18 @@ class Clash:
     name: str
     low: int
     high: int
+    what: str  # "uid", "gid" (a group's, or an account's primary group) or "ids"
 
     def describe(self) -> str:
         """A phrase naming what clashes, for an operator."""
-        kind = os.path.basename(self.source)
-        if kind in ("subuid", "subgid"):
+        if self.what == "ids":
             return f"{self.source}: {self.name}'s ids {self.low}-{self.high}"
-        what = "gid" if kind == "group" else "uid"
-        return f"{self.source}: {self.name} ({what} {self.low})"
+        return f"{self.source}: {self.name} ({self.what} {self.low})"
 
 
-def _ranges(source: str, text: str) -> Iterator[tuple[str, int, int]]:
-    """(name, first, last) of each entry of an account file; malformed lines are skipped,
-    as the tools that read these files skip them."""
+def _ranges(source: str, text: str) -> Iterator[tuple[str, int, int, str]]:
+    """(name, first, last, what) of each entry of an account file; malformed lines are
+    skipped, as the tools that read these files skip them."""
     kind = os.path.basename(source)
     for line in text.splitlines():
         fields = line.split(":")
@@ -59,12 +58,12 @@ def _ranges(source: str, text: str) -> Iterator[tuple[str, int, int]]:
             if kind in ("subuid", "subgid"):
                 first, count = int(fields[1]), int(fields[2])
                 if count > 0:
-                    yield fields[0], first, first + count - 1
+                    yield fields[0], first, first + count - 1, "ids"
             elif kind == "passwd":
-                yield fields[0], int(fields[2]), int(fields[2])
-                yield fields[0], int(fields[3]), int(fields[3])  # its primary group
+                yield fields[0], int(fields[2]), int(fields[2]), "uid"
+                yield fields[0], int(fields[3]), int(fields[3]), "gid"  # its primary group
             else:
-                yield fields[0], int(fields[2]), int(fields[2])
+                yield fields[0], int(fields[2]), int(fields[2]), "gid"
         except (IndexError, ValueError):
             continue
 
@@ -77,18 +76,19 @@ def clashes(first: int, count: int, files: tuple[str, ...] = ACCOUNT_FILES) -> l
     found: list[Clash] = []
     for source in files:
         try:
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # root's /etc: links are fine
         except FileNotFoundError:
             continue
         with os.fdopen(fd, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
             raise OSError(f"{source} is over {MAX_FILE_BYTES} bytes")
-        seen: set[tuple[str, int, int]] = set()
-        for name, low, high in _ranges(source, data.decode("utf-8", "replace")):
-            if low <= last and high >= first and (name, low, high) not in seen:
-                seen.add((name, low, high))
-                found.append(Clash(source, name, low, high))
+        seen: set[tuple[str, int, int, str]] = set()
+        for entry in _ranges(source, data.decode("utf-8", "replace")):
+            _name, low, high, _what = entry
+            if low <= last and high >= first and entry not in seen:
+                seen.add(entry)
+                found.append(Clash(source, *entry))
     return found
 
 
@@ -105,7 +105,8 @@ class ClashCheck:
         # sees one's stamp with another's answer
         self._last: tuple[tuple[object, ...], str | None] | None = None
 
-    def _stamp(self) -> tuple[object, ...]:
+    def _stamp(self) -> tuple[object, ...] | None:
+        """What the account files look like now; None when one cannot be looked at."""
         stamp: list[object] = []
         for source in self.files:
             try:
@@ -113,9 +114,8 @@ class ClashCheck:
             except FileNotFoundError:
                 stamp.append(None)
                 continue
-            except OSError as exc:  # unreadable: read again, and refused, every time
-                stamp.append(("unreadable", exc.errno, id(exc)))
-                continue
+            except OSError:  # unknown: never answered from the cache (see problem)
+                return None
             stamp.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         return tuple(stamp)
 
@@ -123,7 +123,7 @@ class ClashCheck:
         """Why the range is not clear of the machine's accounts, or None when it is."""
         stamp = self._stamp()
         last = self._last
-        if last is not None and last[0] == stamp:
+        if stamp is not None and last is not None and last[0] == stamp:
             return last[1]
         span = f"FORGE_LAB_UID_RANGE {self.first}-{self.first + self.count - 1}"
         try:
@@ -139,7 +139,7 @@ class ClashCheck:
                            "local user with one of them could signal or trace a lab's "
                            "processes and checks, or take its hosts over; set "
                            "FORGE_LAB_UID_RANGE to ids no account or subordinate range uses")
-        self._last = (stamp, problem)
+        self._last = None if stamp is None else (stamp, problem)
         return problem
 
 

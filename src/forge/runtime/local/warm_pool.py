@@ -149,6 +149,16 @@ class WarmPool:
         self._destroy_all(labs)
         self._drop_old_names()
 
+    def discard_ready(self) -> None:
+        """Destroy every ready lab and keep the pools' sizes (refilled with new labs): used
+        when labs that waited may have been reached by someone (``uid_clash``)."""
+        with self._lock:
+            labs = [lab for ready in self._ready.values() for lab, _key in ready]
+            for ready in self._ready.values():
+                ready.clear()
+        self._destroy_all(labs)
+        self._wake.set()
+
     def _drop_old_names(self) -> None:
         """Unmount the namespace names claims left (``pool_claim.drop_names``)."""
         with self._lock:

@@ -41,6 +41,8 @@ _RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign
             "API key, or choose a plan.")
 _ACCESS = ("This lab link cannot be used: it has expired, it was already used, or it was "
            "changed. Sign in instead to reach your labs.")
+_SIGNED_OUT = ("You are not signed in, or your session ended. Sign in to go on; your labs "
+               "keep running.")
 _WORDS = {
     "invalid_receipt": _RECEIPT,
     "receipt_tenant_mismatch": "This receipt belongs to another account.",
@@ -48,8 +50,6 @@ _WORDS = {
     "backend_unreachable": "Part of the platform did not answer. Try again in a minute.",
     "lab_node_unreachable": "The machine running your lab did not answer. Try again in a "
                             "minute.",
-    "credentials_required": "You are not signed in, or your session ended. Sign in to go "
-                            "on; your labs keep running.",
     "invalid_api_key": "That sign-in key is not known, or it was revoked. Check that it was "
                        "copied whole, or choose a plan to get one.",
     "bus_unavailable": "The platform is busy and could not take this request; nothing was "
@@ -128,6 +128,8 @@ def human_message(exc: ForgeError) -> str:
         return _quota_words(exc)
     if exc.code in _WORDS:
         return _WORDS[exc.code]
+    if exc.status == 401 and exc.code in SIGNIN_CODES and exc.code != "signed_out":
+        return _SIGNED_OUT  # a session cookie that ran out ("signed_out" says it itself)
     if exc.code.startswith("token_"):
         return _RECEIPT
     message = exc.message

@@ -176,6 +176,9 @@ async def _refusal(request: Request, exc: ForgeError, scenario_id: str,
         if exc.status == 401:  # signed out, or the session ran out: said in plain words
             body["message"] = human_message(exc)
             body["signin"] = signin_url(f"/lab/{scenario_id}")
+        elif exc.code == "check_too_soon":  # the API names the field; the page, the wait
+            wait = (exc.headers or {}).get("Retry-After", "a few")
+            body["message"] = f"This task was checked moments ago: check it again in {wait} s."
         return JSONResponse(body, status_code=exc.status,
                             headers={"Cache-Control": "no-store", **(exc.headers or {})})
     if exc.status == 401:

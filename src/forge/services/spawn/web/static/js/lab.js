@@ -10,8 +10,9 @@
   let expires = lab.dataset.expires ? Date.parse(lab.dataset.expires) : NaN;
   const finished = ["failed", "expired", "deleted"];
 
-  // Said once each as the end nears (the timer itself is often scrolled out of sight).
-  const warnings = [[120, 2], [600, 10]];
+  // Said once each as the end nears (the timer itself is often scrolled out of sight):
+  // at 10 and at 2 minutes left, with the minutes actually left.
+  const warnings = [120, 600];
   let warned = Infinity;
 
   function showRemaining() {
@@ -26,11 +27,16 @@
   function warnEnd(left) {
     const box = document.getElementById("time-warning");
     if (!box || left <= 0) { return; }
-    for (const [at, minutes] of warnings) {
+    if (left > warnings[warnings.length - 1]) {  // more time again (extended elsewhere)
+      warned = Infinity;
+      box.hidden = true;
+      return;
+    }
+    for (const at of warnings) {
       if (left <= at && at < warned) {
         warned = at;
-        box.textContent = "Your lab ends in " + minutes + " min and is then graded as it " +
-          "stands. Extend it, or submit when you are done.";
+        box.textContent = "Your lab ends in " + Math.max(1, Math.ceil(left / 60)) +
+          " min and is then graded as it stands. Extend it, or submit when you are done.";
         box.hidden = false;
         return;
       }

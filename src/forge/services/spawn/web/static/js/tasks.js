@@ -133,7 +133,8 @@
         if (!answer.ok && body.error === "check_too_soon" && result.dataset.answered) {
           // Pressed again at once: the answer just shown stays, with when to ask again.
           result.textContent = before.text.replace(/ \(Checked moments ago[^)]*\)$/, "") +
-            " (Checked moments ago: check again in " + (answer.wait || "a few") + " s.)";
+            (answer.wait ? " (Checked moments ago: check again in " + answer.wait + " s.)"
+                         : " (Checked moments ago: check again shortly.)");
           result.className = before.className;
           busy(button, false);
           return;
@@ -146,7 +147,11 @@
         } else {
           result.textContent = "Not passing yet: " + body.reasons.join("; ") + ". " + body.note;
         }
-        if (answer.ok) { result.dataset.answered = "true"; }
+        if (answer.ok) {
+          result.dataset.answered = "true";
+        } else {
+          delete result.dataset.answered;  // an error shown: nothing to keep on a re-press
+        }
         result.className = "task-result " + (answer.ok && body.passed ? "ok" : "bad");
         busy(button, false);
       })
