@@ -23,7 +23,7 @@ import pytest
 from forge.runtime.base import ExecResult, HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 
-from ..support.one_lab import own_runtime
+from ..support.one_lab import own_runtime, pool_lab
 
 RESIDUE = r"""
 for d in /home /tmp /var/tmp /srv /workspace; do echo res-a > $d/res-a; done
@@ -81,16 +81,6 @@ def _running_as(uid: int) -> list[int]:
                         found.append(int(entry))
                     break
     return found
-
-
-def pool_lab(rt: LocalRuntime) -> str:
-    """The ready pool lab, once the pool has one."""
-    assert rt.warm_pool is not None
-    end = time.monotonic() + 60
-    while not rt.warm_pool.ready_ids():
-        assert time.monotonic() < end, "the pool never filled"
-        time.sleep(0.05)
-    return rt.warm_pool.ready_ids()[0]
 
 
 def test_nothing_of_a_learner_outlives_the_lab_for_the_next_learner_of_its_uid(

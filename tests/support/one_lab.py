@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,3 +45,13 @@ def one_lab(state: Path, spec: LabSpec) -> Iterator[LocalRuntime]:
     with own_runtime(state) as runtime:
         runtime.create(spec)
         yield runtime
+
+
+def pool_lab(runtime: LocalRuntime) -> str:
+    """A ready lab of the runtime's warm pool, once it has one (bounded wait)."""
+    assert runtime.warm_pool is not None
+    end = time.monotonic() + 60
+    while not runtime.warm_pool.ready_ids():
+        assert time.monotonic() < end, "the pool never filled"
+        time.sleep(0.05)
+    return runtime.warm_pool.ready_ids()[0]

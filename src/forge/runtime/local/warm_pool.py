@@ -143,21 +143,22 @@ class WarmPool:
         if thread is not None:
             thread.join()
         with self._lock:
-            labs = [lab for ready in self._ready.values() for lab, _key in ready]
-            self._ready.clear()
             self._targets = {}
-        self._destroy_all(labs)
+        self._destroy_all(self._take_ready())
         self._drop_old_names()
 
     def discard_ready(self) -> None:
         """Destroy every ready lab and keep the pools' sizes (refilled with new labs): used
         when labs that waited may have been reached by someone (``uid_clash``)."""
+        self._destroy_all(self._take_ready())
+        self._wake.set()
+
+    def _take_ready(self) -> list[str]:
+        """Take every ready lab out of the pools; their ids."""
         with self._lock:
             labs = [lab for ready in self._ready.values() for lab, _key in ready]
-            for ready in self._ready.values():
-                ready.clear()
-        self._destroy_all(labs)
-        self._wake.set()
+            self._ready.clear()
+        return labs
 
     def _drop_old_names(self) -> None:
         """Unmount the namespace names claims left (``pool_claim.drop_names``)."""

@@ -27,7 +27,8 @@ from forge.services.spawn.web.viewer import Viewer, viewer
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 MAX_NEXT = 512
-_LAB_LINK = re.compile(r"^/lab/scn-[0-9a-f]{16}\Z")
+_LAB = r"^/lab/scn-[0-9a-f]{16}"
+_LAB_LINK = re.compile(_LAB + r"\Z")
 # Words that mean nothing to a learner (or name our internals); never shown on a page.
 JARGON = ("jws", "jwt", "acc token", "orchestrator", "scoreboard", "signature does not verify",
           "x-receipt-token", "hmac", "jti", "compact", "spawn_service", "backend", "csrf")
@@ -36,7 +37,7 @@ GENERIC = "Something went wrong with this request. Try again, or go back and sta
 PLAN_CODES = frozenset({"track_not_in_plan", "tier_not_in_plan", "entitlement_not_found"})
 SIGNIN_CODES = frozenset({"credentials_required", "invalid_session", "session_expired",
                           "signed_out"})
-_LAB_PAGE = re.compile(r"^/lab/scn-[0-9a-f]{16}(?=/|\Z)")
+_LAB_PAGE = re.compile(_LAB + r"(?=/|\Z)")  # a lab page, or a form posted from it
 _RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign in with your "
             "API key, or choose a plan.")
 _ACCESS = ("This lab link cannot be used: it has expired, it was already used, or it was "
