@@ -29,6 +29,9 @@ from forge.signing.keystore import SigningKeyring
 from forge.stack.lock import StorageLock
 from forge.store.migrate import upgrade
 
+# It adds machine accounts: alone, after the parallel run (Makefile, pytest target).
+pytestmark = pytest.mark.machine_accounts
+
 # Run as the local user: open each lock read-only and try to take it without waiting.
 TAKE = """
 import fcntl, os, sys

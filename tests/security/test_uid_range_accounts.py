@@ -27,6 +27,9 @@ from forge.runtime.local.uids import LabIdentity, UidPool
 
 from ..support.one_lab import own_runtime, pool_lab
 
+# It adds machine accounts: alone, after the parallel run (Makefile, pytest target).
+pytestmark = pytest.mark.machine_accounts
+
 
 def lab(lab_id: str) -> LabSpec:
     return LabSpec(lab_id, [SubnetSpec("lan", "10.213.0.0/24")],
