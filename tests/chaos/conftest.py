@@ -164,5 +164,15 @@ def verdicts_for(d: Drill, scenario_id: str) -> int:
     return sum('"score.finalized"' in line for line in log.read_text().splitlines())
 
 
+def finalized_verdicts(d: Drill, scenario_id: str, timeout: float = 120) -> int:
+    """``verdicts_for`` once the verdict has been finalized (bounded wait). The scoreboard
+    writes the result files before it audits them, so a score can be served (and the
+    scenario read ``completed``) a moment before its ``score.finalized`` entry exists."""
+    deadline = time.monotonic() + timeout
+    while verdicts_for(d, scenario_id) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return verdicts_for(d, scenario_id)
+
+
 def results_dir(d: Drill, scenario_id: str) -> Path:
     return d.results(scenario_id)

@@ -8,8 +8,6 @@ would; the platform is healed by starting the dead service again without the cra
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -20,9 +18,9 @@ from .conftest import (
     TERMINAL,
     assert_clean,
     call,
+    finalized_verdicts,
     new_request_id,
     supervised,
-    verdicts_for,
     wait_until,
 )
 
@@ -78,7 +76,4 @@ def _journey(d: Drill, env: dict[str, str], learner: dict[str, str], armed: Serv
     assert getattr(armed, "restarts", 0) >= 1, f"{point} was never reached"
     # The verdict's files may predate its finalization (a crash between the scoreboard's
     # write and its ack): the redelivered completion finalizes it, once.
-    deadline = time.monotonic() + 120
-    while verdicts_for(d, sid) == 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert verdicts_for(d, sid) == 1
+    assert finalized_verdicts(d, sid) == 1

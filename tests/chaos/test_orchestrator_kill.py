@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from forge.store import normalize_url
 from tests.drills.conftest import Drill, spawn_lab
 
-from .conftest import assert_clean, call, new_request_id, verdicts_for, wait_until
+from .conftest import assert_clean, call, finalized_verdicts, new_request_id, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -73,7 +73,7 @@ def test_kill_during_grading_loses_no_verdict(drill: Drill) -> None:
         assert body["state"] == "completed", body
         call(d, env, "GET", f"{d.url('scoreboard')}/v1/scores/{sid}", ok=(200,),
              headers=learner)
-        assert verdicts_for(d, sid) == 1
+        assert finalized_verdicts(d, sid) == 1
     assert_clean(d, ids)
 
 
