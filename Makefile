@@ -70,9 +70,9 @@ images: venv
 ## Three workers on two cores: the suite spends much of its time waiting on services, not on
 ## the CPU (measured: 23 min of pytest on three workers, 32-37 min on two).
 PYTEST_WORKERS ?= 3
-## Tests that add accounts to the machine (useradd) run alone, after the others: the rename
-## of /etc/passwd drops the lab identity files bound over it in every running lab without an
-## image (a product bug still open, see docs/labs.md). Exit 5: PYTEST_ARGS chose none of them.
+## Tests that change the machine's accounts or /etc files (useradd, a rename of /etc/passwd
+## as useradd does) run alone, after the others, so none of them races another's change of
+## the same file. Exit 5: PYTEST_ARGS chose none of them.
 pytest: venv wheelhouse images bytecode
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not machine_accounts" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/pytest -m machine_accounts $(PYTEST_ARGS) || [ $$? -eq 5 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 from forge.runtime.local.host_dirs import DATA_BINDS, LAB_ETC_FILES, HostPaths
+from forge.runtime.local.machine_etc import machine_etc_args
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import tool
@@ -28,9 +29,7 @@ from forge.runtime.plan import READONLY_DIRS, PlannedHost
 from forge.templates.dsl_limits import SERVICE_MARK_CAP
 from forge.templates.exec_size import COMMAND_VAR, ENV_PREFIX, service_script
 
-SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
-MASKED_FILES = ("etc/shadow", "etc/gshadow", "etc/shadow-", "etc/gshadow-")
-MASKED_DIRS = ("etc/ssh", "etc/ssl/private", "etc/sudoers.d")
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Joins the cgroups listed in FG_CG (colon separated) before exec'ing the real command,
@@ -110,7 +109,7 @@ def start_paths(etc_dir: str, root: str) -> list[str]:
     """Paths a sandbox's bwrap reads from the mount namespace it starts in (the lab's
     identity files, its root's system dirs): ``launch.start_in_lab`` checks them there."""
     return [os.path.join(etc_dir, "passwd"), root,
-            *(os.path.join(root, d) for d in SYSTEM_DIRS)]
+            *(os.path.join(root, d) for d in (*SYSTEM_DIRS, "etc"))]
 
 
 def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
@@ -122,37 +121,34 @@ def setpriv_argv(uid: int, caps: list[str]) -> list[str]:
             "--no-new-privs", "--"]
 
 
-def rootfs_args(rootfs: str, image: bool = False, writable: bool = False) -> list[str]:
-    """bwrap arguments giving a read-only root built from ``rootfs``'s system dirs, or,
-    for an ``image``, the host's root overlay ``rootfs`` (see ``rootfs``)."""
+def rootfs_args(rootfs: str, etc_dir: str, image: bool = False,
+                writable: bool = False) -> list[str]:
+    """bwrap arguments giving a read-only root built from ``rootfs``'s system dirs with the
+    lab's own /etc (``machine_etc``), or, for an ``image``, the host's root overlay
+    ``rootfs`` (see ``rootfs``) with the lab's identity files bound over its /etc's."""
     if image:
-        return image_root_args(rootfs, writable)
-    args: list[str] = []
+        args = image_root_args(rootfs, writable)
+        for name, target in LAB_ETC_FILES.items():
+            args += ["--ro-bind", os.path.join(etc_dir, name), f"/etc/{target}"]
+        return args
+    args = []
     for d in SYSTEM_DIRS:
         src = os.path.join(rootfs, d)
         if os.path.islink(src) and rootfs == "/":
             args += ["--symlink", os.readlink(src), f"/{d}"]
         elif os.path.isdir(src):
             args += ["--ro-bind", src, f"/{d}"]
-    for f in MASKED_FILES:
-        if os.path.isfile(os.path.join(rootfs, f)):
-            args += ["--ro-bind", "/dev/null", f"/{f}"]
-    for d in MASKED_DIRS:
-        if os.path.isdir(os.path.join(rootfs, d)):
-            args += ["--tmpfs", f"/{d}"]
-    return args
+    return [*args, *machine_etc_args(rootfs, etc_dir)]
 
 
 def system_args(rootfs: str, etc_dir: str, image: bool = False,
                 writable: bool = False) -> list[str]:
     """bwrap arguments shared by a host's sandbox and its grader's: the root (the
     machine's system dirs read-only, or an image host's root overlay ``rootfs``: writable
-    for the host, read-only for the grader), the lab's identity files over /etc, private
+    for the host, read-only for the grader), the lab's identity files in /etc, private
     /proc, /dev and a tiny root-owned /run (with an image's /run dirs) and, without an
     image, /var."""
-    argv = rootfs_args(rootfs, image, writable)
-    for name, target in LAB_ETC_FILES.items():
-        argv += ["--ro-bind", os.path.join(etc_dir, name), f"/etc/{target}"]
+    argv = rootfs_args(rootfs, etc_dir, image, writable)
     argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SMALL_TMPFS), "--tmpfs", "/run"]
     if image:
         return [*argv, *run_dir_args(rootfs)]
