@@ -49,7 +49,8 @@ def test_only_a_forge_up_and_only_loopback_urls_are_believed(tmp_path: Path) -> 
     for holder, url, believed in [
             ("forge up", "nats://10.0.0.5:4222", False),
             ("forge up", "nats://user:pw@127.0.0.1:4222", False),
-            ("forge up", "tls://127.0.0.1:4222", False),
+            ("forge up", "tls://127.0.0.1:4222", True),
+            ("forge up", "tls://127.0.0.1:4222,nats://192.0.2.1:4223", False),
             ("forge up", "nats://127.0.0.1:4222,nats://127.0.0.1:4223", True),
             ("forge up", "nats://127.0.0.1:4222,nats://192.0.2.1:4223", False),
             (CLEANUP, URL, False)]:
@@ -57,7 +58,12 @@ def test_only_a_forge_up_and_only_loopback_urls_are_believed(tmp_path: Path) -> 
         lock = StorageLock.acquire(root, holder)
         try:
             lock.note_bus({"NATS_URL": url})
-            assert (running_bus(root).get("NATS_URL") == url) is believed, (holder, url)
+            found = running_bus(root)
+            assert (found.get("NATS_URL") == url) is believed, (holder, url)
+            # A forge up whose NATS speaks TLS: its CA is the one under this root, always.
+            assert found.get("FORGE_NATS_CA") == (
+                str(root / "nats-tls" / "ca.pem") if believed and url.startswith("tls")
+                else None), found
         finally:
             lock.release()
 

@@ -30,7 +30,7 @@ from ..conftest import TEMPLATE_FIXTURES
 from .test_up import Up, alive, bound, pids_of, some_ports, wait_for
 
 NODE_ROW = re.compile(r"^\s*(\S+)\s+(node-\d)\s+(http://\S+)\s+yes\s", re.M)
-NATS_ROW = re.compile(r"^\s*(nats-\d)\s+(nats://\S+)\s+yes\s", re.M)
+NATS_ROW = re.compile(r"^\s*(nats-\d)\s+(tls://\S+)\s+yes\s", re.M)
 
 
 def descendants(root: int) -> set[int]:
@@ -121,6 +121,7 @@ def test_two_lab_nodes_on_a_three_server_nats_cluster_start_report_and_leave_not
         for pid in services:
             env = environ_of(pid)
             assert env["NATS_URL"] == cluster_url and env["FORGE_NATS_REPLICAS"] == "3"
+            assert env["FORGE_NATS_CA"] == str(storage / "nats-tls" / "ca.pem")
         # A cluster member that dies is reported and started again on its port and store.
         [victim] = pids_of(f"nats-server -c {storage}/nats-cluster/n1/")
         os.kill(victim, signal.SIGKILL)

@@ -30,7 +30,8 @@ from forge.bus.errors import NatsServerError
 from forge.bus.permissions import ADMIN, BusAuth, BusCredentials
 from forge.bus.ports import LOOPBACK, free_port
 from forge.bus.replication import VALID_REPLICAS, forge_streams
-from forge.bus.server import NatsServer, admin_urls, service_env
+from forge.bus.server import NatsServer, admin_urls, service_env, trusting
+from forge.bus.tls import BusTls
 
 _ROUTE_USER = "forge-route"
 _POLL_S = 0.05
@@ -67,6 +68,7 @@ class NatsCluster:
         startup_timeout: float = 30.0,
         binary: str | Path | None = None,
         exec_prefix: Sequence[str] = (),
+        tls: BusTls | None = None,
     ) -> None:
         if size not in VALID_REPLICAS:
             raise ValueError(f"size: a cluster has 1, 3 or 5 nodes, got {size}")
@@ -86,6 +88,7 @@ class NatsCluster:
         self._startup_timeout = startup_timeout
         self._binary = binary
         self._exec_prefix = tuple(exec_prefix)
+        self._tls = tls
         self.nodes: list[NatsServer] = []
         self._route_ports: list[int] = []
 
@@ -110,8 +113,9 @@ class NatsCluster:
         return self._auth
 
     def credentials(self, identity: str) -> BusCredentials:
-        """Current credentials of one identity (`spawn`, `orchestrator`, `scoreboard`, `admin`)."""
-        return self._auth.credentials(identity)
+        """Current credentials of one identity (`spawn`, `orchestrator`, `scoreboard`, `admin`),
+        trusting the cluster's CA when it has TLS."""
+        return trusting(self._auth.credentials(identity), self._tls)
 
     @property
     def admin_url(self) -> str:
@@ -130,8 +134,10 @@ class NatsCluster:
                        for r in routez.get("routes") or []})
 
     def client_env(self) -> dict[str, str]:
-        """`NATS_URL` (all nodes), `FORGE_NATS_REPLICAS` and each service's NATS password."""
-        return {**service_env(self._auth, self.url), "FORGE_NATS_REPLICAS": str(self.replicas)}
+        """`NATS_URL` (all nodes), `FORGE_NATS_REPLICAS`, each service's NATS password and,
+        with TLS, `FORGE_NATS_CA`."""
+        return {**service_env(self._auth, self.url, self._tls),
+                "FORGE_NATS_REPLICAS": str(self.replicas)}
 
     def _started(self) -> list[NatsServer]:
         if not self.nodes:
@@ -150,6 +156,8 @@ class NatsCluster:
             "routes": routes,
             "connect_retries": 120,
         }
+        if self._tls is not None:  # mutual TLS: a squatter on a route port gets no password
+            block["tls"] = self._tls.route_tls()
         return "cluster " + json.dumps(block, indent=2) + "\n"
 
     def start(self) -> NatsCluster:
@@ -167,7 +175,7 @@ class NatsCluster:
                     self._root / f"n{i}", port=clients[i], monitor_port=monitors[i],
                     binary=self._binary, server_name=self.node_name(i), auth=self._auth,
                     startup_timeout=self._startup_timeout, provision=False,
-                    exec_prefix=self._exec_prefix,
+                    exec_prefix=self._exec_prefix, tls=self._tls,
                     extra_config=self._cluster_block(i, routes)))
         try:
             for node in self.nodes:

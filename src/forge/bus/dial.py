@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from forge.bus.bounded_close import close_client, retrieve, run_to_end, stop_task
 from forge.bus.errors import BusUnavailable
 from forge.bus.permissions import BusCredentials
+from forge.bus.tls import client_context
 
 Callback = Callable[[], Awaitable[None]]
 
@@ -87,7 +88,8 @@ async def connect(
     server goes away, moves to a surviving one. The first connection must succeed within
     `timeout` seconds; after that the client reconnects by itself, waiting `reconnect_wait`
     seconds between rounds, `max_reconnect_attempts` times per server (-1: for ever, what a
-    service wants). `credentials` authenticate as one bus identity (and use its inbox prefix).
+    service wants). `credentials` authenticate as one bus identity (and use its inbox prefix);
+    with a `server_ca`, only to a server that proves a certificate of that CA, over TLS.
     """
     servers = split_urls(url)
     st = state if state is not None else ConnectionState()
@@ -132,6 +134,11 @@ async def connect(
     if credentials is not None:
         options.update(user=credentials.user, password=credentials.password,
                        inbox_prefix=credentials.inbox_prefix)
+        if credentials.server_ca is not None:
+            # TLS before the server's first byte, whatever its INFO would say: a server
+            # that cannot prove the CA's certificate never sees the CONNECT.
+            options.update(tls=client_context(credentials.server_ca),
+                           tls_handshake_first=True)
     # nats-py's connect runs as our own task: on a timeout or a close it is stopped before
     # the client is closed (it retries by itself, and would reopen a closed client).
     connecting = asyncio.ensure_future(nc.connect(**options))
@@ -151,8 +158,13 @@ async def connect(
         await run_to_end(_abandon(nc, connecting))
         # The server's own reason beats a bare timeout.
         st.last_error = refusals[-1] if refusals else describe(exc or TimeoutError())
+        hint = ""
+        if any(s.startswith("tls://") for s in servers) and (
+                credentials is None or credentials.server_ca is None):
+            hint = ("; its servers speak TLS: set FORGE_NATS_CA to their CA (that of "
+                    "`forge up`'s NATS is STORAGE_ROOT/nats-tls/ca.pem)")
         raise BusUnavailable(
-            f"cannot connect to NATS at {redact_url(url)}: {st.last_error}"
+            f"cannot connect to NATS at {redact_url(url)}: {st.last_error}{hint}"
         ) from exc
     # nats-py keeps the server's INFO private; `auth_required` is part of the protocol.
     server_info: dict[str, Any] = getattr(nc, "_server_info", {}) or {}

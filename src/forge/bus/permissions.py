@@ -148,11 +148,14 @@ class BusCredentials:
 
     `require_auth` refuses a server that does not ask for credentials at all: on an open
     bus anyone could publish a completion, so outside dev that is a connection failure.
+    `server_ca` (PEM) is whom the password goes to: with it the client speaks TLS first and
+    goes on only with a server whose certificate that CA signed (`forge.bus.tls`).
     """
 
     identity: str
     password: str = field(repr=False)
     require_auth: bool = True
+    server_ca: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_identity(self.identity, allow_admin=True)

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,7 @@ from urllib.parse import quote
 from forge.bus.errors import NatsServerError, NatsServerNotFound
 from forge.bus.permissions import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
 from forge.bus.ports import LOOPBACK, free_port
+from forge.bus.tls import BusTls
 from forge.durable import replace_file
 
 _BINARY = "nats-server"
@@ -71,13 +73,21 @@ def admin_urls(auth: BusAuth, ports: Sequence[int]) -> str:
     return ",".join(f"nats://{user}:{password}@{LOOPBACK}:{port}" for port in ports)
 
 
-def service_env(auth: BusAuth, url: str) -> dict[str, str]:
-    """`NATS_URL` and every service's `NATS_<SERVICE>_PASSWORD`, as a service reads them."""
+def service_env(auth: BusAuth, url: str, tls: BusTls | None = None) -> dict[str, str]:
+    """`NATS_URL`, every service's `NATS_<SERVICE>_PASSWORD` and, for servers with `tls`,
+    `FORGE_NATS_CA`, as a service reads them."""
     env = {"NATS_URL": url}
+    if tls is not None:
+        env["FORGE_NATS_CA"] = str(tls.ca_file)
     for identity in SERVICE_IDENTITIES:
         if identity in auth.passwords:
             env[f"NATS_{identity.upper()}_PASSWORD"] = auth.credentials(identity).password
     return env
+
+
+def trusting(credentials: BusCredentials, tls: BusTls | None) -> BusCredentials:
+    """``credentials`` that go only to a server with a certificate of ``tls``'s CA."""
+    return credentials if tls is None else replace(credentials, server_ca=tls.ca_pem())
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
@@ -113,6 +123,7 @@ class NatsServer:
         exec_prefix: Sequence[str] = (),
         extra_config: str = "",
         provision: bool = True,
+        tls: BusTls | None = None,
     ) -> None:
         for field, value in (("port", port), ("monitor_port", monitor_port)):
             if value is not None and not 0 < value < 65536:
@@ -131,16 +142,22 @@ class NatsServer:
         self._exec_prefix = list(exec_prefix)
         self._extra_config = extra_config
         self._provision_at_start = provision
+        self._tls = tls
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # ----------------------------------------------------------------- properties
     @property
     def url(self) -> str:
-        """Client URL (`nats://127.0.0.1:<port>`); valid once started."""
+        """Client URL (`nats://127.0.0.1:<port>`, `tls://` with TLS); valid once started."""
         if self._port is None:
             raise NatsServerError("nats-server has not been started yet")
-        return f"nats://{LOOPBACK}:{self._port}"
+        return f"{'tls' if self._tls else 'nats'}://{LOOPBACK}:{self._port}"
+
+    @property
+    def tls(self) -> BusTls | None:
+        """The server's TLS files (None: plain TCP, for tests and dev tools)."""
+        return self._tls
 
     @property
     def port(self) -> int:
@@ -155,17 +172,20 @@ class NatsServer:
         return self._auth
 
     def credentials(self, identity: str) -> BusCredentials:
-        """Current credentials of one identity (`spawn`, `orchestrator`, `scoreboard`, `admin`)."""
-        return self._auth.credentials(identity)
+        """Current credentials of one identity (`spawn`, `orchestrator`, `scoreboard`, `admin`),
+        trusting this server's CA when it has TLS."""
+        return trusting(self._auth.credentials(identity), self._tls)
 
     @property
     def admin_url(self) -> str:
-        """Client URL carrying the admin user (full access: tests and provisioning only)."""
+        """Client URL carrying the admin user (full access: tests and provisioning only; a
+        server with TLS takes `credentials(ADMIN)` instead, as a URL cannot carry the CA)."""
         return admin_urls(self._auth, [self.port])
 
     def client_env(self) -> dict[str, str]:
-        """`NATS_URL` and every service's `NATS_<SERVICE>_PASSWORD`, as a service reads them."""
-        return service_env(self._auth, self.url)
+        """`NATS_URL`, every service's `NATS_<SERVICE>_PASSWORD` and, with TLS,
+        `FORGE_NATS_CA`, as a service reads them."""
+        return service_env(self._auth, self.url, self._tls)
 
     @property
     def monitor_url(self) -> str:
@@ -244,6 +264,7 @@ class NatsServer:
                 f"  store_dir: {json.dumps(str(store / 'js'))}",
                 "  max_memory_store: 64MB",
                 "}",
+                self._tls.client_block() if self._tls is not None else "",
                 self._extra_config,
                 self._auth.server_config(),
             ]

@@ -47,6 +47,8 @@ def bus_settings(settings: Settings) -> Settings:
         update: dict[str, object] = {"nats_url": variable_checks.nats_url(found["NATS_URL"])}
         if "FORGE_NATS_REPLICAS" in found:
             update["nats_replicas"] = variable_checks.nats_replicas(found["FORGE_NATS_REPLICAS"])
+        if "FORGE_NATS_CA" in found:
+            update["nats_ca"] = variable_checks.nats_ca(found["FORGE_NATS_CA"])
     except PydanticCustomError:
         return settings
     return settings.model_copy(update=update)

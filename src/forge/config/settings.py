@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         "NATS_URL", DEFAULT_NATS_URL, repr=False)
     nats_replicas: Annotated[int, BeforeValidator(checks.nats_replicas)] = _var(
         "FORGE_NATS_REPLICAS", 1)
+    # The CA the bus clients trust (PEM text, read from the file FORGE_NATS_CA names).
+    nats_ca: Annotated[str | None, BeforeValidator(checks.nats_ca)] = _var(
+        "FORGE_NATS_CA", repr=False)
     opa_url: Annotated[str | None, BeforeValidator(checks.http_url("OPA_URL"))] = _var(
         "OPA_URL", repr=False)
     opa_policy_hash: str | None = _var("OPA_POLICY_HASH")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from forge.ca_file import CaFileError, read_ca
 from forge.config import node_settings as node_cfg
 from forge.config.environ_source import Refused
 from forge.config.keyring import HmacKeyring
@@ -128,6 +129,18 @@ def seconds(var: str, low: int, high: int) -> Callable[[object], float]:
 def optional_path(raw: object) -> Path | None:
     """An optional path variable: unset or empty is None."""
     return Path(str(raw)) if raw else None
+
+
+def nats_ca(raw: object) -> str | None:
+    """FORGE_NATS_CA: a file of PEM CA certificates; the bus clients trust only those and
+    speak TLS first (unset or empty: no CA, NATS_URL as given). Returns the PEM text."""
+    if not raw:
+        return None
+    try:
+        return read_ca(Path(str(raw)))
+    except CaFileError as exc:
+        raise problem(f"FORGE_NATS_CA {exc}: it must name a file of PEM CA certificates "
+                      "(`forge up` writes its NATS's in STORAGE_ROOT/nats-tls/ca.pem)") from None
 
 
 def artifact_store(raw: object) -> str:

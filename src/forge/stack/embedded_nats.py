@@ -1,6 +1,8 @@
 """The NATS `forge up` embeds: one nats-server, or a JetStream cluster of 3 or 5 on loopback.
 
-Either way each server is supervised like a service: a server that dies is reported and
+Its servers speak TLS only, with a certificate `start` makes (`forge.bus.tls`), so a local
+user who takes a dead server's port before its restart gets no password. Either way each
+server is supervised like a service: a server that dies is reported and
 started again on its own ports and store after a back-off. The single server keeps its store
 in `<root>/nats`; cluster node i in `<root>/nats-cluster/n<i>`; both are kept on exit (the
 JetStream streams survive a restart of `forge up`, as they always have).
@@ -19,9 +21,12 @@ from forge.bus.cluster import NatsCluster
 from forge.bus.errors import NatsServerError
 from forge.bus.permissions import BusAuth
 from forge.bus.ports import LOOPBACK, free_port
+from forge.bus.tls import BusTls
 from forge.services.common.listener import PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix
+from forge.stack.lock import TLS_CA
 
+TLS_DIR = TLS_CA[0]  # under the storage root: the CA clients trust, the servers' key
 # A healthy server's monitor endpoint is asked only this often (its process is watched on
 # every poll), over one pooled client: idle CPU of `forge up` and of nats-server.
 HEALTH_RECHECK_S = 5.0
@@ -55,10 +60,18 @@ class EmbeddedNats:
     port: int = 0
     members: list[Member] = field(default_factory=list)
     cluster: NatsCluster | None = None
+    tls: BusTls | None = None
     _http: httpx.Client | None = field(default=None, repr=False)
 
     def start(self) -> None:
-        """Start the server(s); for a cluster, wait for a JetStream quorum and the streams."""
+        """Start the server(s) with new TLS files (``forge.bus.tls``: the CA's key is never
+        kept, so each start makes its own); for a cluster, wait for a JetStream quorum and
+        the streams."""
+        try:
+            self.tls = BusTls.generate(self.root / TLS_DIR)
+        except OSError as exc:
+            raise NatsStartError(f"cannot write the NATS TLS files under "
+                                 f"{self.root / TLS_DIR}: {exc.strerror or exc}") from None
         if self.size == 1:
             port = self.port or free_port()
             try:  # nats-server binds by itself: check the port is free before anything runs
@@ -66,7 +79,7 @@ class EmbeddedNats:
             except PortUnavailable as exc:
                 raise NatsStartError(str(exc)) from None
             server = NatsServer(store_dir=self.root / "nats", port=port, auth=self.auth,
-                                exec_prefix=exec_prefix())
+                                exec_prefix=exec_prefix(), tls=self.tls)
             try:
                 server.start()
             except NatsServerError as exc:
@@ -75,7 +88,7 @@ class EmbeddedNats:
             self.members = [Member("nats", server)]
             return
         self.cluster = NatsCluster(self.size, self.root / "nats-cluster", auth=self.auth,
-                                   exec_prefix=exec_prefix())
+                                   exec_prefix=exec_prefix(), tls=self.tls)
         try:
             self.cluster.start()
         except (NatsServerError, ValueError) as exc:
@@ -91,9 +104,11 @@ class EmbeddedNats:
         return self.members[0].server.url
 
     def client_env(self) -> dict[str, str]:
-        """NATS_URL and, for a cluster, FORGE_NATS_REPLICAS (each service keeps its own
-        password, which every server accepts)."""
+        """NATS_URL, FORGE_NATS_CA and, for a cluster, FORGE_NATS_REPLICAS (each service
+        keeps its own password, which every server accepts)."""
         env = {"NATS_URL": self.url}
+        if self.tls is not None:
+            env["FORGE_NATS_CA"] = str(self.tls.ca_file)
         if self.cluster is not None:
             env["FORGE_NATS_REPLICAS"] = str(self.cluster.replicas)
         return env

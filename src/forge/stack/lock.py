@@ -27,6 +27,7 @@ UP = "forge up"
 CLEANUP = "forge runtime cleanup"
 HOLDERS = (UP, CLEANUP)  # what a lock file may name; anything else reads as forge up
 BUS_VARS = ("NATS_URL", "FORGE_NATS_REPLICAS")  # what `note_bus` records
+TLS_CA = ("nats-tls", "ca.pem")  # under the root: the CA of `forge up`'s NATS (embedded_nats)
 MAX_RECORD = 4096  # bytes of the lock file read back
 PROC_LOCKS = "/proc/locks"
 
@@ -142,7 +143,8 @@ def _read_holder(fd: int) -> tuple[int | None, str]:
 
 
 def running_bus(root: Path) -> dict[str, str]:
-    """The NATS client settings a live `forge up` holding ``root`` recorded (``note_bus``);
+    """The NATS client settings a live `forge up` holding ``root`` recorded (``note_bus``),
+    with FORGE_NATS_CA, its CA under ``root``, when its NATS speaks TLS;
     empty when no process holds the lock now (a file left by one that died says nothing,
     and its port may be anyone's by now) or it recorded none. Only loopback URLs are taken:
     `forge up`'s NATS listens there alone. The lock is never taken to find out (that would
@@ -167,13 +169,16 @@ def running_bus(root: Path) -> dict[str, str]:
     url = found.get("NATS_URL", "")
     if not url or not all(_loopback_nats(part) for part in url.split(",")):
         return {}
+    if url.startswith("tls://"):  # its servers speak TLS only, with a certificate of this CA
+        found["FORGE_NATS_CA"] = str(root.joinpath(*TLS_CA))
     return found
 
 
 def _loopback_nats(url: str) -> bool:
     try:
         parts = urlsplit(url.strip())
-        return (parts.scheme == "nats" and parts.hostname in ("127.0.0.1", "::1", "localhost")
+        return (parts.scheme in ("nats", "tls")
+                and parts.hostname in ("127.0.0.1", "::1", "localhost")
                 and parts.port is not None and not parts.username and not parts.password)
     except ValueError:
         return False

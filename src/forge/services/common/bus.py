@@ -12,10 +12,11 @@ def bus_credentials(settings: Settings, identity: str) -> BusCredentials:
     """The credentials `identity` connects with; ConfigError naming the variable if unset.
 
     Outside dev a server that does not ask for them is refused (an open bus); in dev a
-    local unauthenticated NATS may still be used.
+    local unauthenticated NATS may still be used. With FORGE_NATS_CA they go only to a
+    server proving a certificate of that CA, over TLS.
     """
     return BusCredentials(identity, settings.nats_password(identity),
-                          require_auth=not settings.env.is_dev)
+                          require_auth=not settings.env.is_dev, server_ca=settings.nats_ca)
 
 
 def bus_streams(settings: Settings) -> tuple[StreamSpec, ...]:
