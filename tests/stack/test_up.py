@@ -243,6 +243,23 @@ def test_an_operator_command_finds_the_nats_of_the_running_up(running_up: tuple[
     assert f"no results for {missing} in the jetstream artifact store" in out.stderr, out.stderr
 
 
+def test_the_service_logs_and_the_bus_key_are_the_operators_alone(
+        running_up: tuple[Up, int]) -> None:
+    """The services' logs name learners, tenants and scenarios, and the bus's TLS key
+    proves the bus to its clients: no other local user reads either (they were 0644 in a
+    0755 directory)."""
+    up, _ = running_up
+    logs = up.storage / "logs"
+    assert logs.stat().st_mode & 0o777 == 0o700
+    made = sorted(p.name for p in logs.iterdir())
+    assert {"spawn.log", "orchestrator.log", "scoreboard.log"} <= set(made), made
+    for path in logs.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    tls = up.storage / "nats-tls"
+    assert tls.stat().st_mode & 0o777 == 0o700
+    assert (tls / "server-key.pem").stat().st_mode & 0o777 == 0o600
+
+
 def test_killed_nats_is_restarted_on_its_port_and_reported(running_up: tuple[Up, int]) -> None:
     up, nats_port = running_up
     [victim] = up.nats_pids()

@@ -176,7 +176,10 @@ class Supervisor:
             base_prefix=self.env.get("FORGE_RUNTIME_PREFIX") or "fg")
         topology.prepare_roots()
         logs = self.storage_root / "logs"
-        logs.mkdir(exist_ok=True)
+        logs.mkdir(mode=0o700, exist_ok=True)
+        # The services' logs name learners, tenants and scenarios: for the operator only
+        # (an older release left them 0755/0644, readable by every local user).
+        logs.chmod(0o700)
         taken = {p.port for p in topology.processes if p.port is not None}
         last = self.ports.get("orchestrator", DEFAULT_PORTS["orchestrator"])
         for spec in topology.processes:
@@ -216,7 +219,10 @@ class Supervisor:
         env[ENV_FD] = str(fd)
         argv = [*exec_prefix(), sys.executable, "-m", "forge", "serve", child.service or child.name,
                 "--host", self.host, "--port", str(child.port)]
-        with open(child.log_path, "ab") as log:
+        fd_log = os.open(child.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd_log, 0o600)
+        with os.fdopen(fd_log, "ab") as log:
             child.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log,
                                           stdin=subprocess.DEVNULL, start_new_session=True,
                                           pass_fds=(fd,))
