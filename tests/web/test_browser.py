@@ -413,7 +413,7 @@ def test_an_instructor_and_a_learner_read_and_give_times_in_their_own_zones(
 
 
 @pytest.mark.root
-def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
+def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_bar(
     web_platform: WebPlatform, browser: Browser
 ) -> None:
     """A phone keyboard has no Ctrl, Esc, Tab or arrows: before, a learner on a phone who
@@ -464,6 +464,27 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_and_arrows_with_the_key_bar(
         bar.get_by_role("button", name="Up arrow").tap()  # ESC [ A (or ESC O A)
         expect(rows).to_contain_text(re.compile(r"03 1b 09 04 1b (5b|4f) 41"),
                                      timeout=20_000)
+        # Paste: a terminal has no field to press and hold. Without the clipboard's
+        # permission a field opens to paste into; with it, the copied text goes straight in.
+        page.keyboard.insert_text("clear")
+        page.keyboard.press("Enter")
+        bar.get_by_role("button", name="Paste", exact=True).tap()
+        field = page.get_by_label("Paste here")
+        expect(field).to_be_focused(timeout=10_000)
+        field.fill("echo pasted-$((40+2))")
+        page.get_by_role("button", name="Send to the terminal").tap()
+        expect(page.locator("#paste-box")).to_be_hidden()
+        expect(rows).to_contain_text("echo pasted-$((40+2))", timeout=20_000)
+        page.keyboard.press("Enter")
+        expect(rows).to_contain_text("pasted-42", timeout=20_000)
+        phone.grant_permissions(["clipboard-read", "clipboard-write"],
+                                origin=web_platform.url)
+        page.evaluate("navigator.clipboard.writeText('echo copied-$((50+1))')")
+        bar.get_by_role("button", name="Paste", exact=True).tap()
+        expect(rows).to_contain_text("echo copied-$((50+1))", timeout=20_000)  # in, not run
+        page.keyboard.press("Enter")
+        expect(rows).to_contain_text("copied-51", timeout=20_000)
+        expect(page.locator("#paste-box")).to_be_hidden()
         # The key bar is in sight while the terminal is: held at the bottom of the screen
         # (here with the terminal's last row at the bottom, the bar's place was below it).
         page.locator("#terminal").evaluate("el => el.scrollIntoView({block: 'end'})")

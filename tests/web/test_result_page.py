@@ -21,7 +21,7 @@ from forge.content import content_path
 from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.spawn.app import build_app
-from forge.services.spawn.web.result import check_reason
+from forge.services.spawn.web.result import check_reason, result_view
 from forge.store.models import Scenario
 from forge.templates.registry import TemplateRegistry
 from forge_verify import main as verify_main
@@ -102,8 +102,15 @@ def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
     lab = client.get(f"/lab/{sid}")
     assert lab.status_code == 200
     words = _text(lab.text)
-    # 2 of 3 weight (weights 2 + 1), not "1 of 2" (criteria counted) as before
-    assert "Score 0.67 2 of 3 weight earned" in words
+    # Passed or not in words first (every task passed is the credential's rule), then the
+    # score as a percentage: 2 of 3 weight (weights 2 + 1), not "1 of 2" (criteria counted)
+    assert "Not passed: 1 of 2 tasks done Score 66.7 % 2 of 3 weight earned" in words
+    assert "( 0.67 in score.json)" in words
+    # A way on: start a lab again (this template is not in the catalog: the lab list).
+    assert '<a id="start-again" href="/tracks">' in lab.text
+    # Called by its track where the catalog no longer has its title; the id stays shown.
+    h1 = re.search(r"<h1>(.*?)</h1>", lab.text, re.S)
+    assert h1 is not None and _text(h1.group(1)).split()[:3] == ["netplus", "lab", sid]
     route = re.search(r'<tr id="criterion-route-present">.*?</tr>', lab.text, re.S)
     assert route is not None and "failed" in route.group(0)
     assert "it ended with exit code 1" in route.group(0)
@@ -136,6 +143,7 @@ def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
     shared = client.get(f"/lab/{sid}/result")
     assert shared.status_code == 200
     assert "2 of 3 weight earned" in _text(shared.text) and "Graded 20" in shared.text
+    assert "<title>Result: netplus" in shared.text and "Not passed: 1 of 2" in shared.text
     assert "exit code 1" in shared.text and shared.headers["content-security-policy"]
     client.cookies.clear()
     sign_in(client, graded.settings, "evil", "alice")
@@ -202,3 +210,17 @@ def test_the_status_poll_reads_the_score_not_the_bundle(
     assert verified == []
     assert client.get(f"/lab/{sid}").status_code == 200  # showing the result verifies it
     assert verified == ["x"]
+
+
+@pytest.mark.parametrize(("passed", "score", "outcome", "percent"), [
+    ([True, True, True], 1.0, "Passed: all 3 tasks done", "100 %"),
+    ([True], 1, "Passed: the task is done", "100 %"),
+    ([True, False], 0.6667, "Not passed: 1 of 2 tasks done", "66.7 %"),
+    ([False], 0.0, "Not passed: 0 of 1 task done", "0 %"),
+    ([True, True], "0.9", "Passed: all 2 tasks done", "-"),  # no number: shown as such
+])
+def test_the_outcome_and_the_percentage_read_as_people_say_them(
+        passed: list[bool], score: object, outcome: str, percent: str) -> None:
+    view = result_view({"score": {"score": score, "criteria": [
+        {"id": f"c{i}", "weight": 1, "passed": p} for i, p in enumerate(passed)]}})
+    assert (view.outcome, view.percent, view.all_passed) == (outcome, percent, all(passed))

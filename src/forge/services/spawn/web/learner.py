@@ -26,6 +26,7 @@ from forge.lifecycle.store import ScenarioRow
 from forge.lifecycle.visibility import learner_view
 from forge.services.spawn import routes as spawn_routes
 from forge.services.spawn.caller_deps import manager_of, spawn_state
+from forge.services.spawn.catalog_entry import CatalogEntry
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.tracks import grouped, startable
 from forge.services.spawn.web.backend import BackendError
@@ -177,8 +178,10 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         settings = spawn_state(request).settings
         terminal_hosts = spawn_routes.learner_hosts(spawn_state(request), row)
         hosts, other_hosts = learner_view(row.details.get("hosts", {}), terminal_hosts)
+        entry = _catalog_entry(request, row)
         return page("lab.html", {
-            "title": f"Lab {row.scenario_id}", "row": row,
+            "title": f"{_lab_title(entry, row)} · lab {row.scenario_id}", "row": row,
+            "lab_title": _lab_title(entry, row),
             "task": render_markdown(description) if description else None,
             "hints": hints if row.state == "running" else [h for h in hints if h["revealed"]],
             "hint_charge": hint_charge(hints), "tasks": tasks,
@@ -191,7 +194,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "viewer": await viewer(request),
             "finished": row.state in FINISHED,
             "csrf": csrf_token(settings, session_value(request) or ""),
-            **_result_context(row, result),
+            **_result_context(row, result, entry),
         }, terminal=row.state == "running")
     return await as_page("/tracks", request)(run)
 
@@ -213,10 +216,25 @@ def _extend_facts(request: Request, row: ScenarioRow) -> dict[str, Any]:
     return facts
 
 
-def _result_context(row: ScenarioRow, result: dict[str, Any] | None) -> dict[str, Any]:
-    """What result_section.html needs: the worded result, downloads, verify command."""
+def _catalog_entry(request: Request, row: ScenarioRow) -> CatalogEntry | None:
+    """The lab's catalog entry (its title, its name to start it again); None for a template
+    no longer loaded."""
+    facts = spawn_state(request).templates.get(row.template_id)
+    return facts.entry if facts is not None else None
+
+
+def _lab_title(entry: CatalogEntry | None, row: ScenarioRow) -> str:
+    """What the lab is called on its pages: its catalog title, else its track."""
+    return entry.title if entry is not None else row.track
+
+
+def _result_context(row: ScenarioRow, result: dict[str, Any] | None,
+                    entry: CatalogEntry | None) -> dict[str, Any]:
+    """What result_section.html needs: the worded result, downloads, verify command, and
+    the lab to start again."""
     names = [n for n in (result or {}).get("artifacts", []) if n in ARTIFACT_NAMES]
     return {
+        "lab": entry.lab if entry is not None else None,
         "view": result_view(result) if result is not None else None,
         "scenario_id": row.scenario_id, "artifact_names": names,
         "bundle_name": next((n for n in names if n.startswith("evidence")), "evidence.tar.zst"),
@@ -233,10 +251,12 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
         if result is None:
             raise ForgeError("result_not_ready", 404,
                              "This lab has no result yet: it appears here once it is graded.")
+        entry = _catalog_entry(request, row)
         return with_player(page("result.html", {
-            "title": f"Result of lab {row.scenario_id}", "track": row.track,
+            "title": f"Result: {_lab_title(entry, row)}", "track": row.track,
+            "lab_title": _lab_title(entry, row),
             "viewer": await viewer(request),
-            **_result_context(row, result),
+            **_result_context(row, result, entry),
             "recordings": await recording_names(request, row.scenario_id),
         }))
     return await as_page(f"/lab/{scenario_id}", request)(run)

@@ -46,6 +46,9 @@ class ResultView:
     key_id: str
     completed_at: str | None
     hints_used: str | None = None  # e.g. "2 hints revealed: minus 10 %"
+    percent: str = "-"  # the score as people read it: "75 %"
+    all_passed: bool = False
+    outcome: str = ""  # "Passed: all 3 tasks done" / "Not passed yet: 1 of 3 tasks done"
 
 
 def _number(value: float) -> str:
@@ -129,6 +132,14 @@ def _hints_used(score: dict[str, Any]) -> str | None:
     return f"{len(hints)} {plural} revealed: \N{MINUS SIGN}{round(cost * 100, 1):g} % of the score"
 
 
+def _outcome(criteria: tuple[CriterionView, ...]) -> tuple[bool, str]:
+    """Whether every task passed (the credential's rule), in one line."""
+    done, count = sum(c.passed for c in criteria), len(criteria)
+    if count and done == count:
+        return True, "Passed: " + ("the task is done" if count == 1 else f"all {count} tasks done")
+    return False, f"Not passed: {done} of {count} task{'' if count == 1 else 's'} done"
+
+
 def result_view(body: dict[str, Any]) -> ResultView:
     """The scoreboard's `GET /v1/scores/{id}` answer as the result section shows it."""
     found = body.get("score")
@@ -141,11 +152,15 @@ def result_view(body: dict[str, Any]) -> ResultView:
     authentic, words, problems = _authenticity(
         verification if isinstance(verification, dict) else {})
     value = score.get("score")
-    shown = f"{value:.2f}" if isinstance(value, int | float) and not isinstance(value, bool) \
-        else "-"
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        shown, percent = f"{value:.2f}", f"{round(value * 100, 1):g} %"
+    else:
+        shown = percent = "-"
+    all_passed, outcome = _outcome(criteria)
     key_id = verification.get("key_id") if isinstance(verification, dict) else None
     return ResultView(earned=_number(earned), total=_number(total), score=shown,
                       criteria=criteria, authentic=authentic, authenticity=words,
                       problems=problems, key_id=str(key_id or ""),
                       completed_at=str(score["completed_at"]) if score.get("completed_at")
-                      else None, hints_used=_hints_used(score))
+                      else None, hints_used=_hints_used(score), percent=percent,
+                      all_passed=all_passed, outcome=outcome)

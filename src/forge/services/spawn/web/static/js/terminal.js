@@ -341,6 +341,63 @@
     return panel ? panel.forgeTerminal : null;
   }
 
+  // Paste on a phone: a terminal has no text field to press and hold. The clipboard is
+  // read where the browser allows it (a secure page, the learner's consent); otherwise a
+  // field opens to paste into, and its text is sent. At most PASTE_MAX characters, as a
+  // paste (bracketed where the shell asked for it).
+  const PASTE_MAX = 16384;
+  const pasteBox = document.getElementById("paste-box");
+  const pasteText = document.getElementById("paste-text");
+
+  function sendPaste(t, text) {
+    if (text) { t.term.paste(text.slice(0, PASTE_MAX)); }
+    t.term.focus();
+  }
+
+  function openPasteBox(t) {
+    if (!pasteBox || !pasteText) { return; }
+    pasteBox.forgeTerminal = t;
+    pasteBox.hidden = false;
+    pasteText.value = "";
+    pasteText.focus();
+  }
+
+  function pasteInto(t) {
+    const clip = navigator.clipboard;
+    if (!(window.isSecureContext && clip && clip.readText)) { openPasteBox(t); return; }
+    // A permission prompt left unanswered must not leave the learner with nothing: after
+    // a few seconds the field opens, and a late answer is ignored (never pasted twice).
+    let settled = false;
+    function settle() {
+      if (settled) { return false; }
+      settled = true;
+      clearTimeout(late);
+      return true;
+    }
+    const late = setTimeout(function () { if (settle()) { openPasteBox(t); } }, 4000);
+    clip.readText().then(function (text) {
+      if (!settle()) { return; }
+      if (text) { sendPaste(t, text); } else { openPasteBox(t); }
+    }, function () { if (settle()) { openPasteBox(t); } });
+  }
+
+  function setUpPasteBox() {
+    if (!pasteBox || !pasteText) { return; }
+    function close() {
+      const t = pasteBox.forgeTerminal;
+      pasteBox.hidden = true;
+      pasteText.value = "";
+      if (t) { t.term.focus(); }
+    }
+    document.getElementById("paste-send").addEventListener("click", function () {
+      const t = pasteBox.forgeTerminal;
+      const text = pasteText.value;
+      close();
+      if (t) { sendPaste(t, text); }
+    });
+    document.getElementById("paste-cancel").addEventListener("click", close);
+  }
+
   function setUpKeyBar() {
     if (!keyBar) { return; }
     const touch = window.matchMedia("(pointer: coarse)").matches || navigator.maxTouchPoints > 0;
@@ -356,6 +413,11 @@
       if (key === "ctrl") {
         holdCtrl(!ctrlHeld);
         t.term.focus();
+        return;
+      }
+      if (key === "paste") {
+        holdCtrl(false);
+        pasteInto(t);
         return;
       }
       holdCtrl(false);  // another key of the bar: Ctrl applies to typed letters only
@@ -429,4 +491,5 @@
 
   setUpTabs();
   setUpKeyBar();
+  setUpPasteBox();
 })();
