@@ -84,7 +84,7 @@ async def series(runs: int, seconds: float, label: str) -> None:
     sizes: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(runs):
-            per_s, detached, size = await one_run(Path(tmp), f"bench-{n}", seconds)
+            per_s, detached, size = await one_run(Path(tmp), f"scn-{n:016x}", seconds)
             cpu.append(per_s)
             read.append(detached)
             sizes.append(size)

@@ -21,6 +21,7 @@ from .conftest import (
     finalized_verdicts,
     new_request_id,
     supervised,
+    verdicts_for,
     wait_until,
 )
 
@@ -55,6 +56,10 @@ def test_crash_point_loses_nothing(drill: Drill, point: str) -> None:
     scenarios = httpx.get(f"{d.url('orchestrator')}/v1/scenarios", headers=d.operator(),
                           timeout=10).json()["items"]
     assert_clean(d, [s["scenario_id"] for s in scenarios])
+    # Counted again at the end: a second verdict written late shows here.
+    assert {s["scenario_id"]: verdicts_for(d, s["scenario_id"]) for s in scenarios
+            if s["state"] == "completed"} == {s["scenario_id"]: 1 for s in scenarios
+                                              if s["state"] == "completed"}
 
 
 def _journey(d: Drill, env: dict[str, str], learner: dict[str, str], armed: Service,

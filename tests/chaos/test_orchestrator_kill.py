@@ -21,7 +21,14 @@ from sqlalchemy import create_engine, text
 from forge.store import normalize_url
 from tests.drills.conftest import Drill, spawn_lab
 
-from .conftest import assert_clean, call, finalized_verdicts, new_request_id, wait_until
+from .conftest import (
+    assert_clean,
+    call,
+    finalized_verdicts,
+    new_request_id,
+    verdicts_for,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -75,6 +82,8 @@ def test_kill_during_grading_loses_no_verdict(drill: Drill) -> None:
              headers=learner)
         assert finalized_verdicts(d, sid) == 1
     assert_clean(d, ids)
+    # Counted again after the cleanup checks: a second verdict written late shows here.
+    assert [verdicts_for(d, sid) for sid in ids] == [1] * len(ids)
 
 
 def test_kill_during_launching_gives_every_accepted_spawn_a_whole_lab(drill: Drill) -> None:

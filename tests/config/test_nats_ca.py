@@ -52,3 +52,16 @@ def test_a_tls_url_without_its_ca_says_what_is_missing(tmp_path: Path) -> None:
             asyncio.run(connect(server.url, "forge-test", credentials=plain, timeout=3))
     assert "set FORGE_NATS_CA" in str(err.value)
     assert plain.password not in str(err.value)
+
+
+def test_a_bundle_gives_its_certificates_only(tmp_path: Path) -> None:
+    """A bundle as distributions ship them (comments, any text) is taken, and only its
+    certificates go further: not its words, nor a private key pasted in by mistake."""
+    tls = BusTls.generate(tmp_path / "tls")
+    cert = tls.ca_file.read_bytes()
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes("# Autorité de certification — Forge\n".encode() + cert
+                       + tls.key_file.read_bytes() + b"trailing words\n")
+    settings = load_settings(_env(tmp_path, FORGE_NATS_CA=str(bundle)))
+    assert settings.nats_ca == cert.decode()
+    assert "PRIVATE KEY" not in (settings.nats_ca or "")

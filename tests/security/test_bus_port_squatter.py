@@ -27,6 +27,7 @@ import pytest
 
 from forge.bus.cluster import NatsCluster
 from forge.bus.dial import ConnectionState, connect
+from forge.bus.errors import NatsServerError
 from forge.bus.server import NatsServer
 from forge.bus.tls import BusTls
 from forge.stack.embedded_nats import EmbeddedNats
@@ -222,6 +223,8 @@ def test_forge_ups_nats_speaks_tls_only(tmp_path: Path) -> None:
         assert Path(env["FORGE_NATS_CA"]) == tmp_path / "nats-tls" / "ca.pem"
         assert (tmp_path / "nats-tls" / "server-key.pem").stat().st_mode & 0o777 == 0o600
         assert (tmp_path / "nats-tls").stat().st_mode & 0o777 == 0o700
+        with pytest.raises(NatsServerError):  # a URL cannot carry the CA: no admin URL
+            _ = nats.members[0].server.admin_url
         with socket.create_connection(("127.0.0.1", nats.port), timeout=5) as plain:
             plain.settimeout(3)
             try:

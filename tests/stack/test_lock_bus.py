@@ -9,6 +9,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+import typer
+
+from forge.bus.tls import BusTls
+from forge.cli.context import bus_settings
+from forge.config import load_settings
 from forge.stack.lock import CLEANUP, LOCK_NAME, StorageLock, running_bus
 
 URL = "nats://127.0.0.1:41999"
@@ -72,3 +78,27 @@ def test_a_missing_or_planted_lock_file_names_nothing(tmp_path: Path) -> None:
     assert running_bus(tmp_path / "none") == {}
     (tmp_path / LOCK_NAME).write_text(f"1\nforge up\nNATS_URL={URL}\n")  # pid 1 holds no flock
     assert running_bus(tmp_path) == {}
+
+
+def test_a_command_never_falls_back_to_the_default_port_when_the_bus_cannot_be_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A `forge up` whose NATS speaks TLS, its CA unreadable: the command stops and says
+    why. Taking the default nats://127.0.0.1:4222 instead sent the scoreboard's password,
+    in clear, to whoever held that port."""
+    monkeypatch.delenv("NATS_URL", raising=False)
+    settings = load_settings({"STORAGE_ROOT": str(tmp_path)})
+    lock = StorageLock.acquire(tmp_path)
+    try:
+        lock.note_bus({"NATS_URL": "tls://127.0.0.1:41999"})
+        with pytest.raises(typer.Exit) as ended:
+            bus_settings(settings)
+        assert ended.value.exit_code == 1
+        assert "FORGE_NATS_CA cannot be read" in capsys.readouterr().err
+        # With its CA in place the command takes that bus and trusts that CA only.
+        tls = BusTls.generate(tmp_path / "nats-tls")
+        found = bus_settings(settings)
+        assert found.nats_url == "tls://127.0.0.1:41999"
+        assert found.nats_ca == tls.ca_file.read_text()
+    finally:
+        lock.release()

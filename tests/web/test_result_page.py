@@ -221,6 +221,10 @@ def test_the_status_poll_reads_the_score_not_the_bundle(
 ])
 def test_the_outcome_and_the_percentage_read_as_people_say_them(
         passed: list[bool], score: object, outcome: str, percent: str) -> None:
-    view = result_view({"score": {"score": score, "criteria": [
-        {"id": f"c{i}", "weight": 1, "passed": p} for i, p in enumerate(passed)]}})
+    doc = {"score": score, "passed": sum(passed), "total": len(passed), "criteria": [
+        {"id": f"c{i}", "weight": 1, "passed": p} for i, p in enumerate(passed)]}
+    view = result_view({"score": doc, "verification": {"ok": True}})
     assert (view.outcome, view.percent, view.all_passed) == (outcome, percent, all(passed))
+    # A result that does not verify is never announced as the platform's "Passed".
+    forged = result_view({"score": doc, "verification": {"ok": False}})
+    assert forged.outcome == f"Unverified result ({outcome.lower()})"

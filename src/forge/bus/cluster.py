@@ -119,7 +119,11 @@ class NatsCluster:
 
     @property
     def admin_url(self) -> str:
-        """Every node's URL carrying the admin user (tests and provisioning only)."""
+        """Every node's URL carrying the admin user (tests and provisioning only); none for
+        a cluster with TLS (see `NatsServer.admin_url`)."""
+        if self._tls is not None:
+            raise NatsServerError("a NATS cluster with TLS has no admin URL: connect with "
+                                  "credentials(ADMIN), which carry its CA")
         return admin_urls(self._auth, [node.port for node in self._started()])
 
     def route_port(self, index: int) -> int:

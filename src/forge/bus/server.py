@@ -178,8 +178,13 @@ class NatsServer:
 
     @property
     def admin_url(self) -> str:
-        """Client URL carrying the admin user (full access: tests and provisioning only; a
-        server with TLS takes `credentials(ADMIN)` instead, as a URL cannot carry the CA)."""
+        """Client URL carrying the admin user (full access: tests and provisioning only).
+        A server with TLS has none (a URL cannot carry the CA, and a client given one
+        without it would send the admin password to whatever holds the port): use
+        `credentials(ADMIN)`."""
+        if self._tls is not None:
+            raise NatsServerError("a NATS server with TLS has no admin URL: connect with "
+                                  "credentials(ADMIN), which carry its CA")
         return admin_urls(self._auth, [self.port])
 
     def client_env(self) -> dict[str, str]:

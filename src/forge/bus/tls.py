@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from forge.ca_file import read_ca
 from forge.durable import replace_file
 
+TLS_DIR = "nats-tls"  # under the storage root, for `forge up`'s own NATS
 CA_NAME = "ca.pem"
 CERT_NAME = "server.pem"
 KEY_NAME = "server-key.pem"
@@ -125,22 +125,9 @@ class BusTls:
         return read_ca(self.ca_file)
 
 
-class _EofNotice(logging.Filter):
-    """Drops asyncio's "returning true from eof_received() has no effect when using ssl",
-    logged at every close of a TLS connection by nats-py's stream protocol: a fact of
-    asyncio's TLS transport, not a fault an operator could act on."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "eof_received()" not in record.getMessage()
-
-
-_EOF_NOTICE = _EofNotice()
-
-
 def client_context(ca_pem: str) -> ssl.SSLContext:
     """A client context that trusts only ``ca_pem`` (not the machine's CAs) and checks the
     server's name or address against its certificate."""
-    logging.getLogger("asyncio").addFilter(_EOF_NOTICE)  # once: a filter is added once
     ctx = ssl.create_default_context(cadata=ca_pem)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx

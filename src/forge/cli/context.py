@@ -37,7 +37,12 @@ def settings_or_exit() -> Settings:
 def bus_settings(settings: Settings) -> Settings:
     """``settings`` for a command that talks to NATS: NATS_URL from the environment when set,
     else the NATS of the `forge up` running on this storage root (its embedded server
-    listens on a port of its own, not the default 4222), else the default."""
+    listens on a port of its own, not the default 4222), else the default. A running `forge
+    up` whose NATS cannot be used as recorded (its CA unreadable, say) exits 1 naming the
+    problem: falling back to the default port would hand the password to whoever holds it."""
+    from forge.services.common.logging import quiet_tls_eof_notice
+
+    quiet_tls_eof_notice()  # the bus may speak TLS: no notice at each close on stderr
     if os.environ.get("NATS_URL"):
         return settings
     found = running_bus(settings.storage_root)
@@ -49,8 +54,11 @@ def bus_settings(settings: Settings) -> Settings:
             update["nats_replicas"] = variable_checks.nats_replicas(found["FORGE_NATS_REPLICAS"])
         if "FORGE_NATS_CA" in found:
             update["nats_ca"] = variable_checks.nats_ca(found["FORGE_NATS_CA"])
-    except PydanticCustomError:
-        return settings
+    except PydanticCustomError as exc:
+        problems = (exc.context or {}).get("problems") or [str(exc)]
+        print(f"the NATS of the forge up running on {settings.storage_root} cannot be used: "
+              + "; ".join(str(p) for p in problems), file=sys.stderr)
+        raise typer.Exit(1) from None
     return settings.model_copy(update=update)
 
 

@@ -21,12 +21,10 @@ from forge.bus.cluster import NatsCluster
 from forge.bus.errors import NatsServerError
 from forge.bus.permissions import BusAuth
 from forge.bus.ports import LOOPBACK, free_port
-from forge.bus.tls import BusTls
+from forge.bus.tls import TLS_DIR, BusTls
 from forge.services.common.listener import PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix
-from forge.stack.lock import TLS_CA
 
-TLS_DIR = TLS_CA[0]  # under the storage root: the CA clients trust, the servers' key
 # A healthy server's monitor endpoint is asked only this often (its process is watched on
 # every poll), over one pooled client: idle CPU of `forge up` and of nats-server.
 HEALTH_RECHECK_S = 5.0

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from forge.bus.tls import TLS_DIR, BusTls
 from forge.private_lock import LOCK_MODE, restrict
 
 LOCK_NAME = "forge-up.lock"
@@ -27,7 +28,6 @@ UP = "forge up"
 CLEANUP = "forge runtime cleanup"
 HOLDERS = (UP, CLEANUP)  # what a lock file may name; anything else reads as forge up
 BUS_VARS = ("NATS_URL", "FORGE_NATS_REPLICAS")  # what `note_bus` records
-TLS_CA = ("nats-tls", "ca.pem")  # under the root: the CA of `forge up`'s NATS (embedded_nats)
 MAX_RECORD = 4096  # bytes of the lock file read back
 PROC_LOCKS = "/proc/locks"
 
@@ -170,7 +170,7 @@ def running_bus(root: Path) -> dict[str, str]:
     if not url or not all(_loopback_nats(part) for part in url.split(",")):
         return {}
     if url.startswith("tls://"):  # its servers speak TLS only, with a certificate of this CA
-        found["FORGE_NATS_CA"] = str(root.joinpath(*TLS_CA))
+        found["FORGE_NATS_CA"] = str(BusTls(root / TLS_DIR).ca_file)
     return found
 
 

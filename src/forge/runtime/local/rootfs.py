@@ -44,6 +44,12 @@ def configured_image(name: str) -> str:
     return str(resolve_image(name, settings.images_dir, settings.image_cache))
 
 
+# Reads any file whose owner the host's user namespace maps: on the machine's userland
+# that is the machine's own /etc (its secrets are masked, but a mask over a machine file
+# goes when the machine replaces that file, e.g. `passwd` rewriting /etc/shadow).
+MACHINE_READ_CAP = "DAC_READ_SEARCH"
+
+
 def host_roots(
     plan: LabPlan, rootfs: str, images: Mapping[str, str],
     resolve: Callable[[str], str] | None, default: str | None = None,
@@ -54,12 +60,18 @@ def host_roots(
     (a runtime built directly, e.g. by tests) the machine's userland; ``host``: the
     machine's userland (``rootfs``); a name in ``images``: that tree; else
     ``resolve(name)`` (the image cache). An image that is unknown or not built is a
-    SpecError naming the host's field, never a silent fall back to the machine.
+    SpecError naming the host's field, never a silent fall back to the machine, and so is
+    MACHINE_READ_CAP on a host on the machine's userland.
     """
     roots: dict[str, tuple[str, bool]] = {}
     for i, host in enumerate(plan.hosts):
         name = host.spec.image if host.spec.image is not None else default
         if name is None or name == HOST_USERLAND:
+            if MACHINE_READ_CAP in host.caps:
+                raise SpecError(f"hosts[{i}].capabilities",
+                                f"{MACHINE_READ_CAP} on a host on the machine's userland would "
+                                "let its learner read the machine's root-only files; give "
+                                "the host an image")
             roots[host.spec.name] = (rootfs, False)
         elif name in images:
             roots[host.spec.name] = (images[name], True)

@@ -72,6 +72,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(clean, default=str, ensure_ascii=False)
 
 
+class TlsEofNotice(logging.Filter):
+    """Drops asyncio's "returning true from eof_received() has no effect when using ssl",
+    logged at every close of a TLS connection by nats-py's stream protocol (the bus speaks
+    TLS): a fact of asyncio's TLS transport, nothing an operator could act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received()" not in record.getMessage()
+
+
+TLS_EOF_NOTICE = TlsEofNotice()
+
+
+def quiet_tls_eof_notice() -> None:
+    """Install TlsEofNotice on asyncio's logger (once: a filter is added once)."""
+    logging.getLogger("asyncio").addFilter(TLS_EOF_NOTICE)
+
+
 def configure_logging(service: str, secrets: Iterable[bytes] = (), level: str = "INFO") -> None:
     """Send every log record of the process to stderr as redacted JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
@@ -85,3 +102,4 @@ def configure_logging(service: str, secrets: Iterable[bytes] = (), level: str = 
         lg.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    quiet_tls_eof_notice()

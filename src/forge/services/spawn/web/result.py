@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from forge_verify.credential import is_passing
+
 # curl's exit codes for "no answer": cannot resolve, refused, timed out, empty reply, recv error.
 _NO_ANSWER_CODES = frozenset({6, 7, 28, 52, 56})
 _NETWORK_TOOL = re.compile(r"\b(?:curl|wget|nc|ncat|socat)\b|/dev/tcp/")
@@ -132,12 +134,17 @@ def _hints_used(score: dict[str, Any]) -> str | None:
     return f"{len(hints)} {plural} revealed: \N{MINUS SIGN}{round(cost * 100, 1):g} % of the score"
 
 
-def _outcome(criteria: tuple[CriterionView, ...]) -> tuple[bool, str]:
-    """Whether every task passed (the credential's rule), in one line."""
+def _outcome(score: dict[str, Any], criteria: tuple[CriterionView, ...],
+             authentic: bool) -> tuple[bool, str]:
+    """Whether the lab is passed (the credential's rule, ``is_passing``), in one line; a
+    result that does not verify says so first (its words are not the platform's)."""
+    passed = is_passing(score)
     done, count = sum(c.passed for c in criteria), len(criteria)
-    if count and done == count:
-        return True, "Passed: " + ("the task is done" if count == 1 else f"all {count} tasks done")
-    return False, f"Not passed: {done} of {count} task{'' if count == 1 else 's'} done"
+    if passed:
+        words = "Passed: " + ("the task is done" if count == 1 else f"all {count} tasks done")
+    else:
+        words = f"Not passed: {done} of {count} task{'' if count == 1 else 's'} done"
+    return passed, words if authentic else f"Unverified result ({words.lower()})"
 
 
 def result_view(body: dict[str, Any]) -> ResultView:
@@ -156,7 +163,7 @@ def result_view(body: dict[str, Any]) -> ResultView:
         shown, percent = f"{value:.2f}", f"{round(value * 100, 1):g} %"
     else:
         shown = percent = "-"
-    all_passed, outcome = _outcome(criteria)
+    all_passed, outcome = _outcome(score, criteria, authentic)
     key_id = verification.get("key_id") if isinstance(verification, dict) else None
     return ResultView(earned=_number(earned), total=_number(total), score=shown,
                       criteria=criteria, authentic=authentic, authenticity=words,
