@@ -182,10 +182,15 @@ def main() -> None:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
+            else:  # a figure of 0/s measured nothing: say why instead (its log follows)
+                raise RuntimeError(f"spawn_service was not ready within 30 s (exit code "
+                                   f"{proc.poll()})")
             keys = learner_keys(tmp)
             for run in range(RUNS):
                 cpu = tree_cpu_s(proc.pid)
                 sent, accepted, elapsed = asyncio.run(saturate(port, keys))
+                if accepted == 0:
+                    raise RuntimeError(f"no spawn of {sent} accepted (exit code {proc.poll()})")
                 cpu_ms = (tree_cpu_s(proc.pid) - cpu) / max(sent, 1) * 1000
                 labs_end(tmp)
                 lat, failed = asyncio.run(paced(port, keys))
