@@ -103,10 +103,11 @@ def write_etc_view(etc_dir: str, machine_etc: str) -> None:
         for name, target in _entries(machine_etc):
             os.symlink(target, os.path.join(part, name))
         os.rename(part, view)
-    except OSError:
+    except BaseException as exc:  # nothing half-made is left on the lab's disk
         shutil.rmtree(part, ignore_errors=True)
-        if not os.path.isdir(view):  # not another caller's view made meanwhile
-            raise
+        if isinstance(exc, OSError) and os.path.isdir(view):
+            return  # another caller's view, made meanwhile
+        raise
 
 
 def _regular(path: str) -> bool:
