@@ -30,8 +30,8 @@ from forge.bus.errors import NatsServerError
 from forge.bus.permissions import ADMIN, BusAuth, BusCredentials
 from forge.bus.ports import LOOPBACK, free_port
 from forge.bus.replication import VALID_REPLICAS, forge_streams
-from forge.bus.server import NatsServer, admin_urls, service_env, trusting
-from forge.bus.tls import BusTls
+from forge.bus.server import NatsServer, admin_urls, service_env
+from forge.bus.tls import BusTls, trusting
 
 _ROUTE_USER = "forge-route"
 _POLL_S = 0.05

@@ -22,7 +22,6 @@ import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,7 +30,7 @@ from urllib.parse import quote
 from forge.bus.errors import NatsServerError, NatsServerNotFound
 from forge.bus.permissions import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
 from forge.bus.ports import LOOPBACK, free_port
-from forge.bus.tls import BusTls
+from forge.bus.tls import BusTls, trusting
 from forge.durable import replace_file
 
 _BINARY = "nats-server"
@@ -83,11 +82,6 @@ def service_env(auth: BusAuth, url: str, tls: BusTls | None = None) -> dict[str,
         if identity in auth.passwords:
             env[f"NATS_{identity.upper()}_PASSWORD"] = auth.credentials(identity).password
     return env
-
-
-def trusting(credentials: BusCredentials, tls: BusTls | None) -> BusCredentials:
-    """``credentials`` that go only to a server with a certificate of ``tls``'s CA."""
-    return credentials if tls is None else replace(credentials, server_ca=tls.ca_pem())
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:

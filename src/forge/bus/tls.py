@@ -19,7 +19,7 @@ import datetime
 import ipaddress
 import json
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from forge.bus.permissions import BusCredentials
 from forge.ca_file import read_ca
 from forge.durable import replace_file
 
@@ -131,3 +132,9 @@ def client_context(ca_pem: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cadata=ca_pem)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
+
+
+def trusting(credentials: BusCredentials, tls: BusTls | None) -> BusCredentials:
+    """``credentials`` that go only to a server with a certificate of ``tls``'s CA (as
+    they are without TLS)."""
+    return credentials if tls is None else replace(credentials, server_ca=tls.ca_pem())
