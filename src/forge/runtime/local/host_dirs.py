@@ -1,7 +1,8 @@
 """A host's directories on the machine: the lab's identity files and each host's seeded trees.
 
 ``write_identity`` writes the lab's passwd/group (naming its own ``learner`` and grader
-uids), hosts and resolv.conf, bound over /etc's in every host; ``seed_host_dir`` makes a
+uids), hosts and resolv.conf: bound over an image host's /etc files, and the files of the
+/etc directory a host on the machine's userland gets (``machine_etc``); ``seed_host_dir`` makes a
 host's writable trees (/home, /workspace, /srv, /tmp, /var/tmp, on the lab's size-capped
 disk, see ``disk``) and read-only seeds (/opt/forge), with the ownership the seeds ask
 for. The sandbox (``sandbox``, ``bwrap_args``) binds them into the host.
@@ -20,7 +21,7 @@ from forge.templates.seedpaths import effective_owner, under
 # refuses at once, instead of waiting seconds on the machine's unreachable resolver.
 RESOLV_CONF = "# Forge lab hosts have no DNS; use addresses.\noptions timeout:1 attempts:1\n"
 HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n"
-# lab-directory file → the /etc file it is bound over
+# lab-directory file → the /etc file it stands for
 LAB_ETC_FILES = {"passwd": "passwd", "group": "group", "etc-hosts": "hosts",
                  "etc-resolv.conf": "resolv.conf"}
 
