@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from forge.runtime.local import userns_holder
 from forge.runtime.local.netns import (
     create_host_netns,
     create_netns,
@@ -198,12 +199,23 @@ def test_a_host_namespace_that_fails_its_setup_leaves_nothing(name: str) -> None
 
 
 def test_a_refused_user_namespace_is_reported_and_leaves_nothing(
-        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("forge.runtime.local.netns.tool",
-                        lambda prog: "/bin/false" if prog == "unshare" else prog)
-    with pytest.raises(OSError, match="cannot make a user namespace for a host"):
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The helper started without CAP_SYS_ADMIN in its bounding set (as in a container
+    # that withholds it): its maker cannot keep the capability, and says so.
+    wrapper = tmp_path / "python-without-sys-admin"
+    wrapper.write_text(f"#!/bin/sh\nexec setpriv --bounding-set=-sys_admin -- "
+                       f"{sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(userns_holder, "_helper", None)
+    monkeypatch.setattr(userns_holder.sys, "executable", str(wrapper))
+    with pytest.raises(OSError, match="cannot make a user namespace for a host: keep "
+                                      "CAP_SYS_ADMIN: Operation not permitted"):
         create_host_netns(name, OWNER)
     assert not os.path.exists(netns_path(name))
+    helper = userns_holder._helper
+    assert helper is not None
+    monkeypatch.undo()
+    userns_holder._stop(helper)
 
 
 def test_disabled_user_namespaces_are_named(tmp_path: Path,

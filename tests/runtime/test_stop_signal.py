@@ -76,7 +76,7 @@ def test_helpers_started_during_a_stop_run_to_the_end() -> None:
                 assert lookup.tool_identity() == expected
                 ip_batch(ns, ["link set lo up"])
                 _nft(ns, ["list", "tables"])
-                create_host_netns(ns + "h", 65533)  # its helper (unshare, cat) outlives the signals
+                create_host_netns(ns + "h", 65533)  # its holder (forked by userns_helper) outlives the signals
                 remove_netns(ns + "h")
         finally:
             hammer.stop()

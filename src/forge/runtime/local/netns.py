@@ -20,16 +20,16 @@ import errno
 import fcntl
 import logging
 import os
-import select
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 from pyroute2 import IPRoute
 
-from forge.detached import run_detached, stop_signals_blocked
-from forge.runtime.local.tools import MACHINE_PATH, tool
+from forge.detached import run_detached
+from forge.runtime.local.tools import tool
+from forge.runtime.local.userns_holder import holder
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -41,7 +41,6 @@ NS_GET_USERNS = 0xB701  # ioctl: the user namespace owning a namespace, as a new
 # Every uid and gid maps to itself: files, the lab user and root keep their ids, only
 # what the capabilities reach changes (the host's own namespaces, nothing of the machine's).
 IDENTITY_MAP = b"0 0 4294967295\n"
-HOLDER_TIMEOUT_S = 10.0
 MAX_USER_NAMESPACES = "/proc/sys/user/max_user_namespaces"
 
 T = TypeVar("T")
@@ -190,15 +189,16 @@ def create_host_netns(name: str, owner: int,
     would hold every capability in the host's: no process ever runs as a learner uid
     there (the lab's processes all join the host's; its checks run as the grader uid).
 
-    A user namespace is only made by a process with one thread, so a short helper
-    (``_holder``) makes both and holds them until the network one is bound at its name."""
+    A user namespace is only made by a process with one thread, so a short-lived process
+    (``userns_holder.holder``) makes both and holds them until the network one is bound
+    at its name."""
     if owner < 1:
         raise ValueError("a host's user namespace must belong to a lab's uid, not root")
     ensure_rundir()
     path = netns_path(name)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     try:
-        with _holder(owner) as pid:
+        with holder(owner) as pid:
             for table in ("uid_map", "gid_map"):
                 with open(f"/proc/{pid}/{table}", "wb", buffering=0) as fh:
                     fh.write(IDENTITY_MAP)
@@ -210,43 +210,6 @@ def create_host_netns(name: str, owner: int,
         _libc.umount2(path.encode(), MNT_DETACH)
         os.unlink(path)
         raise
-
-
-@contextlib.contextmanager
-def _holder(owner: int) -> Iterator[int]:
-    """The pid of a helper in a new user and network namespace owned by uid ``owner``,
-    alive for the body.
-
-    ``setpriv`` becomes ``owner`` keeping CAP_SYS_ADMIN (a kernel that bars users from
-    making user namespaces, such as Debian's with ``kernel.unprivileged_userns_clone=0``,
-    lets it through), ``unshare`` makes both namespaces, then becomes ``cat``; the byte
-    it echoes back proves they exist (no shell: it would clear the blocked stop signals,
-    see ``forge.detached``). Closing its input ends it."""
-    argv = [tool("setpriv"), f"--reuid={owner}", f"--regid={owner}", "--clear-groups",
-            "--inh-caps=+sys_admin", "--ambient-caps=+sys_admin", "--",
-            tool("unshare"), "--user", "--net", "--", tool("cat")]
-    with stop_signals_blocked():
-        proc = subprocess.Popen(argv,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True,
-                                env={"PATH": MACHINE_PATH})
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    try:
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write(b"x")
-            proc.stdin.flush()
-        ready, _, _ = select.select([proc.stdout], [], [], HOLDER_TIMEOUT_S)
-        if not ready or os.read(proc.stdout.fileno(), 1) != b"x":
-            proc.kill()
-            why = proc.stderr.read(500).decode(errors="replace").strip() or "no answer"
-            raise OSError(errno.EPERM, f"cannot make a user namespace for a host: {why}")
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError):
-                stream.close()
 
 
 def own_user_ns(netns_fd: int) -> int | None:

@@ -54,8 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("forge.runtime.local.runtime")
 
-REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft",
-                  "unshare", "cat")
+REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
 
 
 class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
