@@ -20,6 +20,7 @@ from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.runtime.local import LocalRuntime, lab_access, launch
 from forge.runtime.local.host_dirs import HostPaths, seed_host_dir, write_identity
 from forge.runtime.local.launch import base_namespace, lab_mounts
+from forge.runtime.local.machine_etc import etc_view
 from forge.runtime.local.netns import create_host_netns, create_netns, netns_path, remove_netns
 from forge.runtime.local.reconcile import init_pid
 from forge.runtime.local.sandbox import spawn_init
@@ -57,6 +58,12 @@ def two_labs(rt: LocalRuntime) -> Iterator[tuple[str, str]]:
         rt.destroy_many([i for i in ids if os.path.isdir(rt.names.lab_dir(i))])
 
 
+def _own_mounts(rt: LocalRuntime, lab_id: str) -> list[str]:
+    """A lab's own mounts, deepest first: its /etc overlay (its hosts are on the
+    machine's userland) and its disk."""
+    return [etc_view(rt.names.etc_dir(lab_id)), rt.names.data_root(lab_id)]
+
+
 def test_sandbox_starts_from_a_namespace_without_other_labs_mounts(
         rt: LocalRuntime, two_labs: tuple[str, str]) -> None:
     """bwrap's starting mount namespace holds its own lab's disk, not /run/netns nor the
@@ -67,7 +74,7 @@ def test_sandbox_starts_from_a_namespace_without_other_labs_mounts(
         text = fh.read()
     points = [line.split()[4] for line in text.splitlines()]
     assert not [p for p in points if p.startswith("/run/netns")]
-    assert lab_mounts(text) == [rt.names.data_root(other)]
+    assert lab_mounts(text) == _own_mounts(rt, other)
     assert rt.names.data_root(mine) not in points
     # Nor the kernel's own file systems bwrap never reads: /sys (the sandbox joins its
     # cgroups from outside) and what is mounted below /proc and /dev.
@@ -108,7 +115,7 @@ def test_check_starts_from_a_namespace_without_other_labs_mounts(
     assert seen, "the check's bwrap was never seen"
     points = [line.split()[4] for line in seen[0].splitlines()]
     assert not [p for p in points if p.startswith("/run/netns")]
-    assert lab_mounts(seen[0]) == [rt.names.data_root(other)]
+    assert lab_mounts(seen[0]) == _own_mounts(rt, other)
     assert rt.names.data_root(mine) not in points
     # A check joins its cgroup by path before bwrap starts: its base keeps /sys.
     assert not [p for p in points if p.startswith(("/proc/", "/dev/"))]
@@ -236,7 +243,7 @@ def test_base_leaves_out_labs_under_a_non_ascii_state_dir(tmp_path: Path) -> Non
             runtime.create(simple_lab(lab_id))
         monitor = _parent(init_pid(runtime.names, ids[1], "box"))
         with open(f"/proc/{monitor}/mountinfo", "rb") as fh:
-            assert lab_mounts(fh.read()) == [runtime.names.data_root(ids[1])]
+            assert lab_mounts(fh.read()) == _own_mounts(runtime, ids[1])
     finally:
         runtime.destroy_many([i for i in ids if os.path.isdir(runtime.names.lab_dir(i))])
         runtime.close()

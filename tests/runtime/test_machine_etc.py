@@ -1,11 +1,13 @@
 """A host on the machine's userland keeps the lab's /etc when the machine replaces its own.
 
-`useradd`, `passwd` and DHCP clients replace /etc/passwd, /etc/group or /etc/resolv.conf by
-a rename. While the lab's identity files were bound over the machine's entries, such a
-rename removed the bind in every running lab: `whoami` failed and the machine's accounts
-showed (seen in a parallel test run). These tests replace the machine's files the same way
-(same bytes, same owner and mode, so nothing else on the machine changes) while a lab
-runs, and they run with `make test`'s machine-changing tests, alone.
+`useradd`, `passwd` and DHCP clients replace /etc/passwd, /etc/group, /etc/shadow, their
+backups or /etc/resolv.conf by a rename. While the lab's files and masks were bound over
+the machine's entries, such a rename removed the bind in every running lab: `whoami`
+failed and the machine's accounts showed (seen in a parallel test run), and later the
+machine's shadow and account backups through the masks that were left. These tests
+replace the machine's files the same way (same bytes, same owner and mode, so nothing
+else on the machine changes) while a lab runs, and they run with `make test`'s
+machine-changing tests, alone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +26,9 @@ from forge.runtime.base import SpecError
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import sh
 
-REPLACED = ("passwd", "group", "hosts", "resolv.conf", "nsswitch.conf")
+REPLACED = ("passwd", "group", "hosts", "resolv.conf", "nsswitch.conf", "shadow", "gshadow",
+            "passwd-", "group-", "shadow-", "gshadow-")
+MASKED = ("shadow", "gshadow", "shadow-", "gshadow-")
 
 
 @pytest.fixture
@@ -46,8 +51,10 @@ def _replace_by_rename(path: str) -> None:
 
 
 def _lab_view(rt: LocalRuntime, lab_id: str) -> dict[str, bytes]:
-    return {name: rt.exec(lab_id, "h1", ["cat", f"/etc/{name}"]).stdout
-            for name in ("passwd", "group", "hosts", "resolv.conf")}
+    """What the lab's /etc shows of the files the machine replaces (absent: None)."""
+    return {name: rt.exec(lab_id, "h1", ["cat", f"/etc/{name}"]).stdout or None
+            for name in ("passwd", "group", "hosts", "resolv.conf", *MASKED, "passwd-",
+                         "group-")}
 
 
 @pytest.mark.root
@@ -55,7 +62,9 @@ def _lab_view(rt: LocalRuntime, lab_id: str) -> dict[str, bytes]:
 def test_a_rename_of_the_machines_etc_files_leaves_the_labs_own(
         rt: LocalRuntime, lab: str) -> None:
     before = _lab_view(rt, lab)
-    assert b"learner:x:" in before["passwd"] and b"Forge lab hosts" in before["resolv.conf"]
+    assert b"learner:x:" in (before["passwd"] or b"")
+    assert b"Forge lab hosts" in (before["resolv.conf"] or b"")
+    assert [before[name] for name in (*MASKED, "passwd-", "group-")] == [None] * 6
     assert rt.exec(lab, "h1", ["whoami"]).stdout == b"learner\n"
     for name in REPLACED:
         if os.path.exists(f"/etc/{name}") and not os.path.islink(f"/etc/{name}"):
@@ -63,6 +72,13 @@ def test_a_rename_of_the_machines_etc_files_leaves_the_labs_own(
     assert _lab_view(rt, lab) == before
     assert rt.exec(lab, "h1", ["whoami"]).stdout == b"learner\n"
     assert before["passwd"] != Path("/etc/passwd").read_bytes()
+    # No file of the host shows the machine's accounts (its `daemon` account, which the
+    # lab's files do not name) or secrets, by any path (links followed; /usr, and the
+    # links to it, hold base-passwd's own template of them).
+    found = sh(rt, lab, "h1", "grep -Rl -s '^daemon:' / --exclude-dir=proc --exclude-dir=sys"
+                              " --exclude-dir=dev --exclude-dir=usr --exclude-dir='bin'"
+                              " --exclude-dir='sbin' --exclude-dir='lib*'; true")
+    assert found.stdout == b"", found
     # A program reading the machine's other files through the lab's /etc still finds
     # them, the replaced one included (its directory is the machine's, live).
     assert rt.exec(lab, "h1", ["cat", "/etc/nsswitch.conf"]).stdout == \
@@ -77,51 +93,58 @@ def test_the_labs_etc_has_the_machines_files_but_not_its_secrets(
         Path("/etc/os-release").read_bytes()
     assert sh(rt, lab, "h1", "getent hosts localhost").exit_code == 0
     assert rt.exec(lab, "h1", ["id", "-un"]).stdout == b"learner\n"
-    # The machine's accounts: the lab's own, whichever path reaches them.
-    lab_passwd = rt.exec(lab, "h1", ["cat", "/etc/passwd"]).stdout
-    assert rt.exec(lab, "h1", ["cat", "/.machine-etc/passwd"]).stdout == lab_passwd
+    # The machine's accounts: the lab's own; their backups are not there.
+    assert b"grader:x:" in rt.exec(lab, "h1", ["cat", "/etc/passwd"]).stdout
     for backup in ("passwd-", "group-"):
         assert rt.exec(lab, "h1", ["test", "-e", f"/etc/{backup}"]).exit_code != 0, backup
-        if Path("/etc", backup).is_file():
-            assert rt.exec(lab, "h1", ["cat", f"/.machine-etc/{backup}"]).stdout == b""
-    # Secrets: empty, whichever path reaches them (the stand-ins exist either way).
-    for path in ("/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers.d"):
-        assert rt.exec(lab, "h1", ["test", "-e", path]).exit_code == 0, path
-    for name in ("shadow", "gshadow", "ssh", "ssl/private", "sudoers.d"):
+    # Secrets: empty stand-ins (they exist, as programs expect).
+    for name in ("shadow", "gshadow", "shadow-", "gshadow-", "ssh", "sudoers.d", "ssl/private"):
         if not os.path.exists(f"/etc/{name}"):
             continue
-        for path in (f"/etc/{name}", f"/.machine-etc/{name}"):
-            res = sh(rt, lab, "h1", f"if [ -d {path} ]; then ls -A {path}; else cat {path}; fi")
-            assert (res.exit_code, res.stdout) == (0, b""), (path, res)
+        path = f"/etc/{name}"
+        res = sh(rt, lab, "h1", f"if [ -d {path} ]; then ls -A {path}; else cat {path}; fi")
+        assert (res.exit_code, res.stdout) == (0, b""), (path, res)
+    # The machine's other directories show through whole (ssl beside its masked private).
+    assert sh(rt, lab, "h1", "ls /etc/ssl").stdout.decode().split() == sorted(
+        os.listdir("/etc/ssl"))
     # Nothing of it is the lab's to change, nor the machine's through it.
     for script in ("echo x > /etc/hosts", "touch /etc/new", "rm -f /etc/motd",
-                   "ln -s /tmp /etc/x", "touch /.machine-etc/new"):
+                   "ln -s /tmp /etc/x", "touch /etc/ssl/new", "rm -rf /etc/ssh"):
         assert sh(rt, lab, "h1", script).exit_code != 0, script
     assert not os.path.exists("/etc/new") and not os.path.exists("/etc/x")
+    assert not os.path.exists("/etc/ssl/new")
 
 
 @pytest.mark.root
 def test_a_lab_started_on_the_machines_userland_has_its_own_etc_dir(
         rt: LocalRuntime, lab: str) -> None:
-    # Its /etc is a directory of the lab's disk, not the machine's: its entries are
-    # the lab's files, stand-ins and links, never a mount over the machine's names.
+    # Its /etc is one read-only overlay (the lab's layer over the machine's /etc), never a
+    # mount over one of the machine's names, and nothing else of the machine's /etc is
+    # mounted anywhere in the host.
     res = rt.exec(lab, "h1", ["stat", "-c", "%F", "/etc", "/etc/passwd", "/etc/nsswitch.conf"])
-    assert res.stdout.split(b"\n")[:3] == [b"directory", b"regular file", b"symbolic link"]
+    assert res.stdout.split(b"\n")[:3] == [b"directory", b"regular file", b"regular file"]
     pid = Path(rt.names.host_dir(lab, "h1"), "init.pid").read_text()
-    points = [line.split()[4] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
-    assert "/etc" in points and "/.machine-etc" in points
-    assert not [p for p in points if p.startswith("/etc/")], points
+    mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    etc = [m for m in mounts if m[4] == "/etc"]
+    assert len(etc) == 1 and etc[0][etc[0].index("-") + 1] == "overlay", etc
+    assert "ro" in etc[0][5].split(",")
+    assert not [m[4] for m in mounts if m[4].startswith("/etc/") or m[3].startswith("/etc")]
 
 
 @pytest.mark.root
 def test_a_lab_without_its_etc_dir_gets_one_at_its_next_sandbox(
         rt: LocalRuntime, lab: str) -> None:
-    """A lab started by an older release has no view: its next check or sandbox makes it."""
-    view = Path(rt.names.etc_dir(lab), "view")
-    shutil.rmtree(view)
+    """A lab started by an older release has no /etc overlay: its next check or sandbox
+    mounts it."""
+    etc_dir = Path(rt.names.etc_dir(lab))
+    view = etc_dir / "merged"
+    assert os.path.ismount(view)
+    subprocess.run(["umount", "-l", str(view)], check=True, timeout=30)
+    shutil.rmtree(etc_dir / "layer")
     res = rt.run_check(lab, "h1", ["cat", "/etc/passwd"])  # a check: a sandbox of its own
     assert res.exit_code == 0 and b"grader:x:" in res.stdout, res
-    assert view.is_dir() and not [p for p in view.parent.iterdir() if p.name.startswith(".")]
+    assert os.path.ismount(view)
+    assert not [p for p in etc_dir.iterdir() if p.name.startswith(".")]  # nothing half-made
 
 
 @pytest.mark.root

@@ -18,6 +18,7 @@ import pytest
 
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
+from forge.runtime.local.machine_etc import VIEW
 from forge.runtime.local.reconcile import init_pid, read_meta
 from tests.runtime.helpers import tty_read_until, tty_send
 
@@ -49,9 +50,11 @@ def pooled(tmp_path: Path) -> Iterator[LocalRuntime]:
 
 
 def tree_bytes(root: str) -> bytes:
-    """Every regular file's content under ``root`` (the machine's view of a lab)."""
+    """Every regular file's content under ``root`` (the machine's view of a lab), but the
+    machine's own /etc under the lab's /etc overlay (``machine_etc``)."""
     out = b""
-    for base, _dirs, files in os.walk(root):
+    for base, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not (d == VIEW and os.path.basename(base) == ".etc")]
         for name in files:
             path = os.path.join(base, name)
             if os.path.isfile(path) and not os.path.islink(path):

@@ -1,8 +1,8 @@
 """A host's directories on the machine: the lab's identity files and each host's seeded trees.
 
 ``write_identity`` writes the lab's passwd/group (naming its own ``learner`` and grader
-uids), hosts and resolv.conf: bound over an image host's /etc files, and the files of the
-/etc directory a host on the machine's userland gets (``machine_etc``); ``seed_host_dir`` makes a
+uids), hosts and resolv.conf: bound over an image host's /etc files, and the top layer of
+the /etc overlay a host on the machine's userland gets (``machine_etc``); ``seed_host_dir`` makes a
 host's writable trees (/home, /workspace, /srv, /tmp, /var/tmp, on the lab's size-capped
 disk, see ``disk``) and read-only seeds (/opt/forge), with the ownership the seeds ask
 for. The sandbox (``sandbox``, ``bwrap_args``) binds them into the host.

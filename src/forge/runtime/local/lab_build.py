@@ -22,7 +22,7 @@ from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.disk import mount_lab_disk
 from forge.runtime.local.host_dirs import host_paths, seed_host_dir, write_identity
 from forge.runtime.local.kernel_names import Names
-from forge.runtime.local.machine_etc import write_etc_view
+from forge.runtime.local.machine_etc import mount_etc
 from forge.runtime.local.netns import create_host_netns
 from forge.runtime.local.network import (
     apply_sysctls,
@@ -82,7 +82,7 @@ class LabBuilder:
         # Hosts on the machine's userland (all on the runtime's rootfs: ``host_roots``).
         machine = next((root for root, image in roots.values() if not image), None)
         if machine is not None:
-            write_etc_view(self.names.etc_dir(lab_id), os.path.join(machine, "etc"))
+            mount_etc(self.names.etc_dir(lab_id), os.path.join(machine, "etc"))
         self._fault("lab")
         self.cgroups.create((self.names.lab(lab_id),), spec.limits)
         # Hosts get their namespace and start their sandbox while the switch is made;

@@ -41,7 +41,7 @@ MNT_DETACH = 2
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # one number on every architecture
 OPEN_TREE_CLONE, AT_RECURSIVE, AT_FDCWD = 1, 0x8000, -100
 MOVE_MOUNT_F_EMPTY_PATH = 4
-LAB_SOURCES = ("forge-lab", "forge-root")  # the lab disk's and image overlays' sources
+LAB_SOURCES = ("forge-lab", "forge-root")  # the lab disk's, image and /etc overlays' sources
 
 log = logging.getLogger("forge.runtime.launch")
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -29,7 +29,8 @@ from forge.runtime.plan import LabPlan
 ROOT_UPPER, ROOT_WORK, ROOT_MERGED = ".root-upper", ".root-work", ".root"
 SSHD = "usr/sbin/sshd"
 MS_NOSUID, MS_NODEV = 2, 4
-_UNSAFE = (",", ":", "\\", "\n")
+# Characters an overlay's lowerdir option cannot carry.
+OVERLAY_UNSAFE = (",", ":", "\\", "\n")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -107,7 +108,7 @@ def mount_image_root(host: str, rootfs: str, data_dir: str) -> str:
     """
     lower = os.path.realpath(rootfs)
     paths = [os.path.join(data_dir, d) for d in (ROOT_UPPER, ROOT_WORK, ROOT_MERGED)]
-    if any(c in p for p in (lower, *paths) for c in _UNSAFE):
+    if any(c in p for p in (lower, *paths) for c in OVERLAY_UNSAFE):
         raise RuntimeFault(f"host {host}: image path {rootfs!r} has characters an overlay "
                            "cannot name")
     if not os.path.isdir(os.path.join(lower, "etc")):
