@@ -344,6 +344,15 @@ def test_sandbox_that_cannot_join_its_cgroup_is_a_fault_and_leaves_nothing(
         assert _processes_mentioning(paths.data_dir) == []
     finally:
         remove_netns(ns)
+        _unmount_etc(paths.etc_dir)
+
+
+def _unmount_etc(etc_dir: str) -> None:
+    """Unmount the /etc overlay a sandbox start mounted under ``etc_dir`` (a lab's is on
+    its disk and goes with it; these tests' are in their temporary directory)."""
+    view = etc_view(etc_dir)
+    if os.path.ismount(view):
+        subprocess.run(["umount", "-l", view], check=True, timeout=30)
 
 
 def _ended(pid: int) -> bool:
@@ -400,6 +409,7 @@ def test_sandbox_whose_bwrap_is_killed_mid_start_leaves_nothing_running(
         assert not (tmp_path / "cg" / "cgroup.procs").exists()  # nothing was moved
     finally:
         remove_netns(ns)
+        _unmount_etc(paths.etc_dir)
 
 
 def test_an_orphan_is_killed_only_when_it_is_in_the_hosts_namespace(prefix: str) -> None:
