@@ -23,7 +23,9 @@ import pytest
 
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.base import SpecError
-from forge.runtime.local import LocalRuntime
+from forge.runtime.local import LocalRuntime, machine_etc
+from forge.runtime.local.host_dirs import write_identity
+from forge.runtime.local.machine_etc import mount_etc
 from tests.runtime.helpers import sh
 
 REPLACED = ("passwd", "group", "hosts", "resolv.conf", "nsswitch.conf", "shadow", "gshadow",
@@ -61,6 +63,7 @@ def _lab_view(rt: LocalRuntime, lab_id: str) -> dict[str, bytes]:
 @pytest.mark.machine_accounts
 def test_a_rename_of_the_machines_etc_files_leaves_the_labs_own(
         rt: LocalRuntime, lab: str) -> None:
+    assert "\ndaemon:" in Path("/etc/passwd").read_text()  # what the search below looks for
     before = _lab_view(rt, lab)
     assert b"learner:x:" in (before["passwd"] or b"")
     assert b"Forge lab hosts" in (before["resolv.conf"] or b"")
@@ -141,8 +144,13 @@ def test_a_lab_without_its_etc_dir_gets_one_at_its_next_sandbox(
     assert os.path.ismount(view)
     subprocess.run(["umount", "-l", str(view)], check=True, timeout=30)
     shutil.rmtree(etc_dir / "layer")
-    res = rt.run_check(lab, "h1", ["cat", "/etc/passwd"])  # a check: a sandbox of its own
+    view.rmdir()
+    # The previous release's /etc: a directory of links into /.machine-etc.
+    (etc_dir / "view").mkdir()
+    (etc_dir / "view" / "os-release").symlink_to("/.machine-etc/os-release")
+    res = rt.run_check(lab, "h1", ["sh", "-c", "cat /etc/passwd; head -1 /etc/os-release"])
     assert res.exit_code == 0 and b"grader:x:" in res.stdout, res
+    assert b"PRETTY_NAME" in res.stdout or b"NAME" in res.stdout, res
     assert os.path.ismount(view)
     assert not [p for p in etc_dir.iterdir() if p.name.startswith(".")]  # nothing half-made
 
@@ -158,3 +166,40 @@ def test_a_host_on_the_machines_userland_may_not_read_root_only_files(
     assert err.value.field == "hosts[0].capabilities"
     assert "give the host an image" in str(err.value)
     assert spec.lab_id not in [info.lab_id for info in rt.list()]
+
+
+@pytest.mark.root
+def test_what_is_mounted_inside_the_machines_etc_is_hidden_and_parents_keep_their_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An overlay does not see mounts in its lower layer: a file the machine covers with a
+    mount would show its covered content. Such a name is hidden instead. A directory the
+    lab's layer has above a masked one keeps the machine's mode (a merged directory shows
+    the top layer's)."""
+    machine = tmp_path / "machine-etc"
+    (machine / "ssl" / "private").mkdir(parents=True)
+    (machine / "ssl" / "private" / "key.pem").write_text("PRIVATE")
+    (machine / "ssl" / "other.pem").write_text("other")
+    machine.joinpath("ssl").chmod(0o700)
+    (machine / "covered").write_text("COVERED")
+    (machine / "plain").write_text("plain")
+    cover = tmp_path / "cover"
+    cover.write_text("MOUNTED")
+    etc_dir = tmp_path / "lab-etc"
+    write_identity(str(etc_dir), 65530, 65531)
+    monkeypatch.setattr(machine_etc, "_mounts_seen", None)
+    subprocess.run(["mount", "--bind", str(cover), str(machine / "covered")], check=True,
+                   timeout=30)
+    view = ""
+    try:
+        view = mount_etc(str(etc_dir), str(machine))
+        assert sorted(os.listdir(view)) == sorted([
+            "passwd", "group", "hosts", "resolv.conf", "shadow", "gshadow", "shadow-",
+            "gshadow-", "ssl", "plain", "ssh", "sudoers.d"])
+        assert not os.path.lexists(os.path.join(view, "covered"))
+        assert os.listdir(os.path.join(view, "ssl", "private")) == []
+        assert Path(view, "ssl", "other.pem").read_text() == "other"
+        assert os.stat(os.path.join(view, "ssl")).st_mode & 0o777 == 0o700
+    finally:
+        if view and os.path.ismount(view):
+            subprocess.run(["umount", "-l", view], check=True, timeout=30)
+        subprocess.run(["umount", "-l", str(machine / "covered")], check=True, timeout=30)

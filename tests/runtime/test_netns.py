@@ -212,7 +212,7 @@ def test_a_refused_user_namespace_is_reported_and_leaves_nothing(
                        f"{sys.executable} \"$@\"\n")
     wrapper.chmod(0o755)
     monkeypatch.setattr(userns_holder, "_helper", None)
-    monkeypatch.setattr(userns_holder.sys, "executable", str(wrapper))
+    monkeypatch.setattr(userns_holder, "PYTHON", str(wrapper))
     with pytest.raises(OSError, match="cannot make a user namespace for a host: keep "
                                       "CAP_SYS_ADMIN: Operation not permitted"):
         create_host_netns(name, OWNER)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 
@@ -24,6 +25,11 @@ OWNER = 65532  # a uid no process of the test machine runs as
 def _status(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         return dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+
+
+def _pid(proc: str) -> int:
+    """The pid of the process whose /proc directory ``proc`` (a descriptor's path) is."""
+    return int(os.readlink(proc).rsplit("/", 1)[1])
 
 
 def _gone(pid: int, timeout_s: float = 10.0) -> bool:
@@ -49,7 +55,8 @@ def fresh_helper(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_the_holder_is_the_owner_in_namespaces_of_its_own(fresh_helper: None) -> None:
-    with userns_holder.holder(OWNER) as pid:
+    with userns_holder.holder(OWNER) as proc:
+        pid = _pid(proc)
         status = _status(pid)
         assert status["Uid"].split() == [str(OWNER)] * 4
         assert status["Gid"].split() == [str(OWNER)] * 4
@@ -93,8 +100,8 @@ def test_a_killed_helper_is_started_again(fresh_helper: None) -> None:
     first = userns_holder._helper[0].pid
     os.kill(first, signal.SIGKILL)
     userns_holder._helper[0].wait()
-    with userns_holder.holder(OWNER) as pid:
-        assert _status(pid)["Uid"].split()[0] == str(OWNER)
+    with userns_holder.holder(OWNER) as proc:
+        assert _status(_pid(proc))["Uid"].split()[0] == str(OWNER)
     assert userns_holder._helper[0].pid != first
 
 
@@ -111,8 +118,8 @@ def test_a_hung_helper_fails_one_request_and_is_replaced(
                                            "answer"), userns_holder.holder(OWNER)):
             pass
         assert hung.poll() is not None  # ended, not left stopped
-        with userns_holder.holder(OWNER) as pid:
-            assert _status(pid)["Uid"].split()[0] == str(OWNER)
+        with userns_holder.holder(OWNER) as proc:
+            assert _status(_pid(proc))["Uid"].split()[0] == str(OWNER)
     finally:
         if hung.poll() is None:
             hung.kill()
@@ -131,3 +138,62 @@ def test_the_helper_ends_with_the_runtime_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert _gone(int(out.stdout.split()[-1]))
+
+
+@pytest.mark.parametrize("owner", [0, 0xFFFFFFFF])
+def test_the_helper_never_makes_a_root_holder(fresh_helper: None, owner: int) -> None:
+    # 0 is root; -1 (0xFFFFFFFF) means "leave unchanged" to setresuid: root again.
+    with (pytest.raises(OSError, match=f"owner uid {owner} refused"),
+          userns_holder.holder(owner)):
+        pass
+
+
+def test_a_holder_that_ends_before_it_is_opened_is_never_taken_for_another(
+        fresh_helper: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its pid may be another process's by then (the helper reaps it at once): the runtime
+    opens its /proc directory, then checks it still runs, and writes nothing otherwise."""
+    real_open = os.open
+
+    def killed_first(path: str, *args: object, **kwargs: object) -> int:
+        if path.startswith("/proc/") and path.count("/") == 2:
+            os.kill(int(path.rsplit("/", 1)[1]), signal.SIGKILL)
+            assert _gone(int(path.rsplit("/", 1)[1]))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", killed_first)  # the only such path: the holder's
+    with (pytest.raises(OSError, match="its process ended before it was set up"),
+          userns_holder.holder(OWNER)):
+        pass
+
+
+def test_a_helper_killed_under_many_requests_fails_only_those_it_had(
+        fresh_helper: None) -> None:
+    """Eight threads ask at once while the helper is killed: a request may fail with it,
+    but no failure takes down the helper started after it, and every thread's last
+    request gets its holder."""
+    failures: list[str] = []
+    last_ok: list[bool] = []
+
+    def asker() -> None:
+        ok = False
+        for _ in range(6):
+            try:
+                with userns_holder.holder(OWNER) as proc:
+                    ok = _status(_pid(proc))["Uid"].split()[0] == str(OWNER)
+            except OSError as exc:
+                failures.append(str(exc))
+                ok = False
+        last_ok.append(ok)
+
+    with userns_holder.holder(OWNER):
+        pass
+    assert userns_holder._helper is not None
+    first = userns_holder._helper[0]
+    threads = [threading.Thread(target=asker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    first.kill()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert last_ok == [True] * 8, failures
+    assert len(failures) <= 8, failures  # at most those the killed helper had taken

@@ -93,6 +93,11 @@ def _mounts(mountinfo: bytes) -> list[tuple[str, bytes]]:
     return entries
 
 
+def mount_points(mountinfo: bytes) -> list[str]:
+    """Every mount point of a mountinfo text."""
+    return [point for point, _source in _mounts(mountinfo)]
+
+
 def lab_mounts(mountinfo: str | bytes) -> list[str]:
     """Mount points of lab disks and image overlays in a mountinfo text, deepest first."""
     data = os.fsencode(mountinfo) if isinstance(mountinfo, str) else mountinfo

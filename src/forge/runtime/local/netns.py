@@ -198,11 +198,11 @@ def create_host_netns(name: str, owner: int,
     path = netns_path(name)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     try:
-        with holder(owner) as pid:
+        with holder(owner) as proc:
             for table in ("uid_map", "gid_map"):
-                with open(f"/proc/{pid}/{table}", "wb", buffering=0) as fh:
+                with open(f"{proc}/{table}", "wb", buffering=0) as fh:
                     fh.write(IDENTITY_MAP)
-            _check(_libc.mount(f"/proc/{pid}/ns/net".encode(), path.encode(), b"none",
+            _check(_libc.mount(f"{proc}/ns/net".encode(), path.encode(), b"none",
                                MS_BIND, None), "bind netns")
         if setup is not None:
             in_netns(name, setup)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import signal
 import socket
@@ -34,7 +35,7 @@ import sys
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
-PR_SET_KEEPCAPS = 8
+PR_SET_DUMPABLE, PR_SET_KEEPCAPS = 4, 8
 CAP_SYS_ADMIN = 21
 CAPABILITY_VERSION_3 = 0x20080522
 REQUEST = struct.Struct("=I")
@@ -49,7 +50,7 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-def _check(libc: ctypes.CDLL, ret: int, what: str) -> None:
+def _check(ret: int, what: str) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
@@ -57,34 +58,43 @@ def _check(libc: ctypes.CDLL, ret: int, what: str) -> None:
 
 def make_namespaces(libc: ctypes.CDLL, owner: int) -> None:
     """Become ``owner`` with CAP_SYS_ADMIN alone, then make a user namespace and a network
-    namespace in it (steps 1 and 2 above)."""
-    _check(libc, libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keep capabilities")
+    namespace in it (steps 1 and 2 above). Never root: 0 is refused, and so is -1 (to
+    ``setresuid``, "leave unchanged")."""
+    if not 0 < owner < 0xFFFFFFFF:
+        raise OSError(errno.EINVAL, f"owner uid {owner} refused: a lab's uid only")
+    # Not dumpable: no process of the owner's uid may read or trace it (the kernel would
+    # make it so at the uid change; said here, not left to a sysctl).
+    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
+    _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keep capabilities")
     try:
         os.setgroups([])
         os.setresgid(owner, owner, owner)
         os.setresuid(owner, owner, owner)
     except OSError as exc:
         raise OSError(exc.errno, f"become uid {owner}: {exc.strerror}") from None
+    if os.getresuid() != (owner,) * 3 or os.getresgid() != (owner,) * 3:
+        raise OSError(errno.EPERM, f"become uid {owner}: not all ids changed")
     header = _CapHeader(CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     data[0].effective = data[0].permitted = 1 << CAP_SYS_ADMIN
-    _check(libc, libc.capset(ctypes.byref(header), data), "keep CAP_SYS_ADMIN")
-    _check(libc, libc.unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare")
+    _check(libc.capset(ctypes.byref(header), data), "keep CAP_SYS_ADMIN")
+    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare")
 
 
 def _maker(libc: ctypes.CDLL, owner: int, channel: socket.socket) -> None:
     """The forked child: steps 1-3; never returns."""
-    code = 0
+    code = 1
     try:
         make_namespaces(libc, owner)
         channel.send(b"ok %d" % os.getpid())
         channel.recv(1)  # until the runtime closes its end
+        code = 0
     except OSError as exc:
-        code = 1
         with contextlib.suppress(OSError):
             what = exc.strerror or str(exc)
             channel.send(b"err %d %s" % (exc.errno or 0, what.encode()[:300]))
-    os._exit(code)
+    finally:
+        os._exit(code)
 
 
 def serve(control: socket.socket) -> None:
