@@ -46,8 +46,8 @@ def configured_image(name: str) -> str:
 
 
 # Reads any file whose owner the host's user namespace maps: on the machine's userland
-# that is the machine's own /etc (its secrets are masked, but a mask over a machine file
-# goes when the machine replaces that file, e.g. `passwd` rewriting /etc/shadow).
+# that is the machine's own /etc and /usr (the secrets of /etc are masked, but not every
+# root-only file is a known secret: ``machine_etc``).
 MACHINE_READ_CAP = "DAC_READ_SEARCH"
 
 
