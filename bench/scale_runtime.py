@@ -174,6 +174,9 @@ def main() -> int:
     try:
         rt.create(lab("warm", SERVICE))  # page cache, first bwrap start
         rt.destroy("warm")
+        # The kernel may still be freeing the namespaces of labs an earlier bench destroyed
+        # (in `make bench`, runtime.py and scale_out.py run just before): not this lab's CPU.
+        settle()
         cpu, own = cpu_per_lab(rt, args.cycles)
         lines.append(f"create+destroy machine CPU per lab (median of batches of 10): "
                      f"{cpu:.1f} ms, of which the runtime process {own:.1f} ms")
