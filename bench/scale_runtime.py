@@ -29,6 +29,8 @@ from forge.runtime.local import LocalRuntime
 from runtime import lab, machine_cpu_ms, median, mem_available_mb, own_cpu_s, pct
 
 SERVICE = "sleep infinity"
+# Creates per series of the ratios: their medians moved by 0.3-0.5x between runs at 15.
+SERIES = 41
 
 
 def rss_mib() -> float:
@@ -184,7 +186,7 @@ def main() -> int:
                detail=f"3 hosts, 2 subnets; machine CPU (/proc/stat less idle), median of "
                       f"batches of 10; the runtime process's own share {own:.1f} ms")
 
-        at0 = median(create_times(rt, "at0", 15))
+        at0 = median(create_times(rt, "at0", SERIES))
         rt.create(lab("probe", SERVICE))  # the lab graded at 0 and at N live labs
         check0 = median(check_times(rt, "probe", 15))
         # The burst comes before any mass teardown: the kernel frees a destroyed lab's
@@ -202,10 +204,10 @@ def main() -> int:
         lines.append(f"burst of {args.burst} creates: p50 {p50:.2f} s, p99 {p99:.2f} s")
         record("burst50_p99_s", round(p99, 2), detail=f"{args.burst} at once, p50 {p50:.2f} s")
         destroy_all(rt, ids)
-        walls0, waited0 = kept_create_times(rt, "kept0", 15)
+        walls0, waited0 = kept_create_times(rt, "kept0", SERIES)
         kept0 = median(walls0)
         live = fill(rt, "live", args.live)
-        atn = median(create_times(rt, "atn", 15))
+        atn = median(create_times(rt, "atn", SERIES))
         ratio = atn / at0
         lines.append(f"create at 0 live: {at0 * 1000:.1f} ms; at {len(live)} live: "
                      f"{atn * 1000:.1f} ms; ratio {ratio:.2f}")
@@ -218,15 +220,15 @@ def main() -> int:
         record("check_ratio_200", round(checkn / check0, 2),
                detail=f"median /bin/true check {check0 * 1000:.0f} ms at 0, "
                       f"{checkn * 1000:.0f} ms at {len(live)} live")
-        wallsn, waitedn = kept_create_times(rt, "keptn", 15)
+        wallsn, waitedn = kept_create_times(rt, "keptn", SERIES)
         keptn = median(wallsn)
         rt.destroy("probe")
-        lines.append(f"create, none overlapping a teardown's kernel cleanup: at 1-15 live "
-                     f"{kept0 * 1000:.1f} ms; at {len(live) + 1}-{len(live) + 15} live "
+        lines.append(f"create, none overlapping a teardown's kernel cleanup: at 1-{SERIES} live "
+                     f"{kept0 * 1000:.1f} ms; at {len(live) + 1}-{len(live) + SERIES} live "
                      f"{keptn * 1000:.1f} ms; ratio {keptn / kept0:.2f}")
         record("create_ratio_200_kept", round(keptn / kept0, 2),
-               detail=f"median create {kept0 * 1000:.0f} ms at 1-15 live, "
-                      f"{keptn * 1000:.0f} ms at {len(live) + 1}-{len(live) + 15}; each "
+               detail=f"median create {kept0 * 1000:.0f} ms at 1-{SERIES} live, "
+                      f"{keptn * 1000:.0f} ms at {len(live) + 1}-{len(live) + SERIES}; each "
                       f"series once the kernel freed the labs destroyed before (waited "
                       f"{waited0:.1f} s and {waitedn:.1f} s; 60 s is the limit)")
         teardown = destroy_all(rt, live)
