@@ -5,7 +5,9 @@ That order rolls OPERATOR_TOKEN out to the orchestrator and the scoreboard, neve
 spawn_service, which kept accepting the old token: its /ops console (every tenant's labs,
 reprocessing events), its readiness details and restarting its subscriber (audit BE).
 spawn_service now refuses a token of its own that the orchestrator no longer accepts, and
-ends the /ops sessions opened with it; learners are served as before.
+ends the /ops sessions opened with it; learners are served as before. And it accepts the
+token the orchestrator took, so an operator who followed that order is not locked out of
+spawn_service's /ops, readiness details and subscriber restart.
 """
 
 from __future__ import annotations
@@ -70,9 +72,17 @@ def test_a_token_the_orchestrator_retired_is_refused_by_spawn_service(drill: Dri
     assert "no longer accepts this service's OPERATOR_TOKEN" in log
     assert old not in log and new not in log
 
-    # spawn_service does not hold the new token yet; once it is rolled out there, the new
-    # token works and the old one still does not.
-    assert _detail_status(spawn.url, new) == 401
+    # spawn_service does not hold the new token (the customer's order never rolls it out
+    # there), yet it accepts it: the orchestrator does, and lists its digest.
+    assert _detail_status(spawn.url, new) == 200
+    assert _detail_status(spawn.url, "x" + new[1:]) == 401
+    restart = httpx.post(f"{spawn.url}/v1/admin/nats/restart-subscriber",
+                         headers={"authorization": f"Bearer {new}"}, timeout=10)
+    assert restart.status_code == 200, restart.text
+    with httpx.Client(base_url=spawn.url, timeout=10, follow_redirects=False) as operator:
+        assert _sign_in(operator, new).status_code == 303
+        assert operator.get("/ops").status_code == 200
+    # Once it is rolled out there too, the new token works and the old one still does not.
     spawn.restart(drill.env({**drill.secrets, "OPERATOR_TOKEN": new}))
     assert _detail_status(spawn.url, new) == 200
     assert _detail_status(spawn.url, old) == 401

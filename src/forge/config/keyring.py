@@ -12,11 +12,19 @@ import hmac
 from dataclasses import dataclass, field
 
 _KID_DOMAIN = b"frostgate-forge/kid/v1:"
+_VERIFIER_DOMAIN = b"frostgate-forge/verifier/v1:"
 
 
 def derive_kid(secret: bytes) -> str:
     """A short, stable, non-reversible id for a secret (16 hex chars of a domain-separated hash)."""
     return hashlib.sha256(_KID_DOMAIN + secret).hexdigest()[:16]
+
+
+def derive_verifier(secret: bytes) -> str:
+    """A full-length, non-reversible digest of a secret (its own domain, unlike the kid's):
+    a peer holding it can check a presented secret without holding the secret, where 16
+    hex chars of a kid would be a 64-bit target."""
+    return hashlib.sha256(_VERIFIER_DOMAIN + secret).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,11 @@ class HmacKeyring:
     def kids(self) -> tuple[str, ...]:
         """Every key id accepted for verification."""
         return tuple(self._by_kid)
+
+    @property
+    def verifiers(self) -> tuple[str, ...]:
+        """A ``derive_verifier`` digest of every accepted secret."""
+        return tuple(derive_verifier(s) for s in self._by_kid.values())
 
     def key_for(self, kid: str) -> bytes | None:
         """The secret with this key id, or None when it is not in the ring."""

@@ -71,13 +71,16 @@ def make_context(name: str, settings: Settings) -> ServiceContext:
 
 def config_summary(settings: Settings) -> dict[str, Any]:
     """FORGE_ENV and, per secret, the key ids in force: comparable across services, and
-    never the secrets themselves (a kid is a one-way digest)."""
-    rings = (settings.sat, settings.et, settings.receipt, settings.operator)
-    return {
-        "forge_env": settings.env.value,
-        "keyring": {r.name: {"current": r.current_kid, "accepted": sorted(r.kids)}
-                    for r in rings},
-    }
+    never the secrets themselves (a kid is a one-way digest). OPERATOR_TOKEN's entry also
+    lists a full-length digest of each accepted token (``verifiers``): spawn_service, which
+    the rotation order never gives the new token, accepts the orchestrator's through them
+    (``forge.services.spawn.operator_keys``). Only an operator credential sees this detail,
+    and a service token is one: it reveals no power its reader lacks."""
+    keyring: dict[str, dict[str, Any]] = {
+        r.name: {"current": r.current_kid, "accepted": sorted(r.kids)}
+        for r in (settings.sat, settings.et, settings.receipt, settings.operator)}
+    keyring[settings.operator.name]["verifiers"] = sorted(settings.operator.verifiers)
+    return {"forge_env": settings.env.value, "keyring": keyring}
 
 
 def _ping(db: Database) -> str:

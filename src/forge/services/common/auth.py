@@ -52,12 +52,16 @@ def operator_credential(token: str, settings: Settings) -> bool:
 
 
 class OperatorKeyFilter(Protocol):
-    """A service's second word on an OPERATOR_TOKEN its own ring matched: spawn_service
-    follows the orchestrator, which the rotation order rolls the token out to
+    """A service's second word on an OPERATOR_TOKEN: spawn_service follows the
+    orchestrator, which the rotation order rolls the token out to
     (`forge.services.spawn.operator_keys`)."""
 
     async def allows(self, token: str) -> bool:
         """Whether ``token``, a secret of this service's own ring, is still in force."""
+        ...
+
+    async def vouches(self, token: str) -> bool:
+        """Whether ``token``, not of this service's own ring, is one the peer accepts."""
         ...
 
 
@@ -72,10 +76,18 @@ def check_operator(request: Request, settings: Settings) -> None:
 
 async def require_operator(request: Request, settings: Settings,
                            keys: OperatorKeyFilter | None) -> None:
-    """``check_operator``, and an OPERATOR_TOKEN that ``keys`` says was retired elsewhere is
-    refused as any wrong token is (401: nothing tells its holder why)."""
-    check_operator(request, settings)
+    """``check_operator`` where ``keys`` is None. With ``keys``: an OPERATOR_TOKEN of this
+    service's ring that they say was retired elsewhere is refused as any wrong token is
+    (401: nothing tells its holder why), and a token they vouch for is accepted."""
+    if keys is None:
+        check_operator(request, settings)
+        return
     token = bearer_token(request)
-    if (keys is not None and token is not None and settings.operator.matches(token)
-            and not await keys.allows(token)):
-        raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
+    if token is None:
+        raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
+    if settings.operator.matches(token):
+        if await keys.allows(token):
+            return
+    elif operator_credential(token, settings) or await keys.vouches(token):
+        return
+    raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)

@@ -3,6 +3,7 @@ its own secrets with (spawn_service and the scoreboard, `peer_keys` readiness)."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 from forge.config.settings import Settings
 
 PEER_TIMEOUT_S = 1.5
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 async def orchestrator_keyring(settings: Settings, client: httpx.AsyncClient,
@@ -40,6 +42,17 @@ def accepted_kids(keyring: Mapping[str, Any], name: str) -> frozenset[str] | Non
     if not isinstance(accepted, list) or not all(isinstance(k, str) for k in accepted):
         return None
     return frozenset(accepted)
+
+
+def accepted_verifiers(keyring: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    """The ``derive_verifier`` digests of the secrets the orchestrator accepts for ``name``
+    (None: its answer has no list of 64-hex-digit digests there)."""
+    ring = keyring.get(name)
+    found = ring.get("verifiers") if isinstance(ring, Mapping) else None
+    if not isinstance(found, list) or not all(
+            isinstance(v, str) and _HEX64.fullmatch(v) for v in found):
+        return None
+    return frozenset(found)
 
 
 def current_kid(keyring: Mapping[str, Any], name: str) -> str | None:

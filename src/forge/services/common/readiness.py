@@ -69,13 +69,10 @@ class Readiness:
         checks = {c.name: r for c, r in zip(chosen, results, strict=True)}
         failed = [name for name, r in checks.items() if not r["ok"]]
         self._log_changes(checks, failed)
-        body: dict[str, Any] = {"status": "ready" if not failed else "not_ready", "checks": checks}
+        body: dict[str, Any] = {"status": "ready" if not failed else "not_ready",
+                                "failed": failed, "checks": checks}
         if failed:
-            body.update(
-                error="not_ready",
-                message="failed checks: " + ", ".join(failed),
-                failed=failed,
-            )
+            body.update(error="not_ready", message="failed checks: " + ", ".join(failed))
         return not failed, body
 
     def _log_changes(self, checks: dict[str, Any], failed: list[str]) -> None:

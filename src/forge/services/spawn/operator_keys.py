@@ -1,22 +1,27 @@
 """Which OPERATOR_TOKEN spawn_service accepts: one of its own ring that the orchestrator
-still accepts too.
+still accepts too, and any the orchestrator accepts.
 
 The rotation order operators follow rolls OPERATOR_TOKEN out to the orchestrator and the
 scoreboard, never to spawn_service. Left alone, a spawn_service keeps the old token and
 goes on accepting it after the operator retired it (perhaps because it leaked): its /ops
 console (every tenant's labs, reprocessing events), its readiness details, restarting its
-subscriber. So spawn_service follows the orchestrator: a token of its own ring whose key
-id the orchestrator no longer lists is refused, and so is an /ops session opened with it.
+subscriber. And it never learns the new one, so after a rotation done by the book no
+operator token opens those. So spawn_service follows the orchestrator both ways: a token
+of its own ring whose key id the orchestrator no longer lists is refused, and so is an
+/ops session opened with it; a token the orchestrator accepts is accepted, checked against
+the orchestrator's full-length digests of its tokens (``derive_verifier``; never the
+tokens, and not the 16-hex-digit key ids, which would be a 64-bit target).
 
-The orchestrator's accepted key ids (never a secret: a key id is a one-way digest) come
-from its config readiness, asked with a service token at most every ``REFRESH_S`` when an
-operator credential is checked, and from every ``peer_keys`` check. Until the orchestrator
-has answered once, spawn_service's own ring alone decides (as before); after that its last
-answer stands while it cannot be reached.
+The orchestrator's accepted key ids and digests come from its config readiness, asked with
+a service token at most every ``REFRESH_S`` when an operator credential is checked, and
+from every ``peer_keys`` check. Until the orchestrator has answered once, spawn_service's
+own ring alone decides (as before); after that its last answer stands while it cannot be
+reached.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import time
@@ -25,10 +30,14 @@ from typing import Any
 
 import httpx
 
-from forge.config.keyring import derive_kid
+from forge.config.keyring import derive_kid, derive_verifier
 from forge.config.settings import Settings
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.common.peer_keyring import accepted_kids, orchestrator_keyring
+from forge.services.common.peer_keyring import (
+    accepted_kids,
+    accepted_verifiers,
+    orchestrator_keyring,
+)
 from forge.services.spawn.peers import credentials
 
 log = logging.getLogger("forge.spawn")
@@ -38,29 +47,37 @@ MAX_KIDS = 16  # a ring holds three keys; a longer list is not the orchestrator'
 
 
 class OperatorKeys:
-    """The orchestrator's accepted OPERATOR_TOKEN key ids as last seen (one per process)."""
+    """The orchestrator's accepted OPERATOR_TOKEN key ids and digests as last seen (one per
+    process)."""
 
     def __init__(self, settings: Settings, http: SharedHttpClient) -> None:
         self._settings = settings
         self._http = http
         self._accepted: frozenset[str] | None = None  # None: the orchestrator never said
+        self._verifiers: frozenset[str] = frozenset()
         self._asked_at = -math.inf
         self._warned: str | None = None  # the current kid last reported as retired
 
     def note(self, keyring: Mapping[str, Any]) -> None:
         """Take the orchestrator's keyring detail (its config readiness): an answer that is
         not a list of key ids changes nothing."""
-        accepted = accepted_kids(keyring, self._settings.operator.name)
+        name = self._settings.operator.name
+        accepted = accepted_kids(keyring, name)
         if accepted is None or not 0 < len(accepted) <= MAX_KIDS:
             return
+        verifiers = accepted_verifiers(keyring, name)
         self._accepted = accepted
+        # An orchestrator of an earlier release lists no digests: its tokens are not taken.
+        self._verifiers = (verifiers if verifiers is not None and len(verifiers) <= MAX_KIDS
+                           else frozenset())
         self._asked_at = time.monotonic()
         mine = self._settings.operator.current_kid
         if mine not in self._accepted and self._warned != mine:
             self._warned = mine
             log.warning("the orchestrator no longer accepts this service's OPERATOR_TOKEN "
-                        "(key id %s): it is refused here too; roll the orchestrator's "
-                        "OPERATOR_TOKEN out to spawn_service", mine)
+                        "(key id %s): it is refused here too, and the orchestrator's own "
+                        "is accepted here; roll that out to spawn_service at its next "
+                        "restart", mine)
 
     async def refresh(self) -> None:
         """Ask the orchestrator again when the last answer is older than REFRESH_S (once per
@@ -84,3 +101,15 @@ class OperatorKeys:
         """Whether ``token`` (a secret of this service's ring) is still in force."""
         await self.refresh()
         return self.allows_kid(derive_kid(token.encode()))
+
+    async def vouches(self, token: str) -> bool:
+        """Whether the orchestrator, as last seen, accepts ``token`` (a presented secret
+        this service's own ring does not hold): its digest is compared in constant time
+        with every one the orchestrator listed."""
+        await self.refresh()
+        digest = derive_verifier(token.encode())
+        found = False
+        for known in self._verifiers:
+            if hmac.compare_digest(digest, known):
+                found = True
+        return found

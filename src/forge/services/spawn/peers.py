@@ -50,13 +50,16 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
         raise CheckFailed(
             "the orchestrator does not accept this service's current "
             + ", ".join(mismatched)
-            + " (key ids differ: roll the same secret out to both, see the runbook)"
+            + " (key ids differ: roll the same secret out to both; in a rotation, every "
+            "service first gets the new value as <NAME>_NEXT, and one made current keeps the "
+            "old as <NAME>_PREVIOUS: see the runbook)"
         )
     operator = accepted_kids(keyring, settings.operator.name)
     if operator is not None and settings.operator.current_kid not in operator:
         # Not a failure: learners are served as ever; only this service's operator
         # credential is refused (forge.services.spawn.operator_keys).
         return ("orchestrator accepts the current SAT and ET keys; it no longer accepts this "
-                "service's OPERATOR_TOKEN, which is refused here too: roll the orchestrator's "
-                "OPERATOR_TOKEN out to spawn_service")
+                "service's OPERATOR_TOKEN, which is refused here too; the orchestrator's "
+                "OPERATOR_TOKEN is accepted here (roll it out to spawn_service at its next "
+                "restart)")
     return "orchestrator accepts the current SAT and ET keys"
