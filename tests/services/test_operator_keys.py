@@ -1,6 +1,8 @@
 """spawn_service takes an OPERATOR_TOKEN it does not hold only on the orchestrator's word:
-a full-length digest the orchestrator listed, never its 16-hex-digit key id, never before
-the orchestrator answered, never from an answer of another shape (fail closed).
+a full-length digest the orchestrator listed and signed with the SAT keyring, never its
+16-hex-digit key id, never before the orchestrator answered, never from an answer of
+another shape or signed by anyone else (a process squatting the orchestrator's port): fail
+closed.
 
 The drill with real services is tests/security/test_retired_operator_token.py; here the
 orchestrator's answers are given directly and its URL leads nowhere, so each case says
@@ -12,15 +14,17 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from forge.config.keyring import derive_kid, derive_verifier
+from forge.config.keyring import HmacKeyring, derive_kid, derive_verifier, list_mac
 from forge.config.settings import load_settings
 from forge.services.common.http_client import SharedHttpClient
+from forge.services.common.peer_keyring import VERIFIERS_DOMAIN
 from forge.services.spawn.operator_keys import OperatorKeys
 
 from .conftest import SECRETS, prod_environ
 
 NEW = "a-new-operator-token-made-for-the-rotation-0123456789"
 OWN = SECRETS["OPERATOR_TOKEN"]
+SAT = HmacKeyring("SAT_HMAC_SECRET", SECRETS["SAT_HMAC_SECRET"].encode())
 
 
 def _keys(tmp_path: Path) -> OperatorKeys:
@@ -30,11 +34,14 @@ def _keys(tmp_path: Path) -> OperatorKeys:
     return OperatorKeys(settings, SharedHttpClient(timeout_s=1.0))
 
 
-def _answer(*tokens: str, verifiers: Any = None) -> dict[str, Any]:
-    ring = {"current": derive_kid(tokens[0].encode()),
-            "accepted": sorted(derive_kid(t.encode()) for t in tokens)}
+def _answer(*tokens: str, verifiers: Any = None, signer: HmacKeyring | None = SAT,
+            ) -> dict[str, Any]:
+    ring: dict[str, Any] = {"current": derive_kid(tokens[0].encode()),
+                            "accepted": sorted(derive_kid(t.encode()) for t in tokens)}
     if verifiers is not None:
         ring["verifiers"] = verifiers
+        if signer is not None and isinstance(verifiers, list):
+            ring["verifiers_mac"] = list_mac(signer, VERIFIERS_DOMAIN, verifiers)
     return {"OPERATOR_TOKEN": ring}
 
 
@@ -64,3 +71,33 @@ def test_an_answer_without_full_digests_vouches_for_nothing(tmp_path: Path) -> N
         keys = _keys(tmp_path)
         keys.note(_answer(NEW, verifiers=verifiers))
         assert not _run(keys, NEW), verifiers
+
+
+def test_a_list_not_signed_with_the_sat_keyring_vouches_for_nothing(tmp_path: Path) -> None:
+    # What a process answering at ORCHESTRATOR_URL without the SAT secret could send.
+    listed = [derive_verifier(NEW.encode())]
+    squatter = HmacKeyring("SAT_HMAC_SECRET", b"a-secret-the-services-never-had-0123456789")
+    for signer in (None, squatter):
+        keys = _keys(tmp_path)
+        keys.note(_answer(NEW, verifiers=listed, signer=signer))
+        assert not _run(keys, NEW), signer
+    keys = _keys(tmp_path)
+    answer = _answer(NEW, verifiers=listed)
+    answer["OPERATOR_TOKEN"]["verifiers"] = [derive_verifier(b"the-squatter-s-own-token")]
+    keys.note(answer)  # a signed list, then changed: the HMAC no longer matches
+    assert not _run(keys, "the-squatter-s-own-token")
+
+
+def test_a_digest_whose_key_id_is_not_accepted_vouches_for_nothing(tmp_path: Path) -> None:
+    keys = _keys(tmp_path)
+    keys.note(_answer(OWN, verifiers=[derive_verifier(NEW.encode())]))
+    assert not _run(keys, NEW)
+
+
+def test_sessions_wait_for_the_orchestrator_after_a_restart(tmp_path: Path) -> None:
+    # A fresh process that has not heard from the orchestrator: an /ops session opened
+    # with a token it vouched for before (its key id) is not taken on trust.
+    keys = _keys(tmp_path)
+    assert not keys.allows_kid(derive_kid(NEW.encode()))
+    assert keys.allows_kid(derive_kid(OWN.encode()))
+

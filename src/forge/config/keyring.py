@@ -78,3 +78,26 @@ class HmacKeyring:
     def secret_values(self) -> tuple[bytes, ...]:
         """All secret values (for log redaction only)."""
         return tuple(s for s in (self.current, self.previous, self.next) if s)
+
+
+def list_mac(ring: HmacKeyring, domain: bytes, items: list[str]) -> dict[str, str]:
+    """``{"kid", "mac"}``: an HMAC with ``ring``'s current secret over ``items`` (in their
+    order) under ``domain``, so a peer holding the same ring knows who listed them."""
+    return {"kid": ring.current_kid, "mac": _mac(ring.current, domain, items)}
+
+
+def list_mac_valid(ring: HmacKeyring, domain: bytes, items: list[str], signed: object) -> bool:
+    """Whether ``signed`` is a ``list_mac`` of ``items`` by a secret of ``ring`` (any key id
+    the ring accepts; constant-time compare)."""
+    if not isinstance(signed, dict):
+        return False
+    kid, mac = signed.get("kid"), signed.get("mac")
+    if not isinstance(kid, str) or not isinstance(mac, str):
+        return False
+    secret = ring.key_for(kid)
+    return secret is not None and hmac.compare_digest(mac, _mac(secret, domain, items))
+
+
+def _mac(secret: bytes, domain: bytes, items: list[str]) -> str:
+    return hmac.new(secret, domain + "\n".join(items).encode(), hashlib.sha256).hexdigest()
+

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from forge import __version__
+from forge.config.keyring import list_mac
 from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.services.common.auth import OperatorKeyFilter, require_operator
@@ -24,6 +25,7 @@ from forge.services.common.logging import Redactor
 from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
 from forge.services.common.middleware import RequestContextMiddleware
 from forge.services.common.openapi import errors, install_openapi
+from forge.services.common.peer_keyring import VERIFIERS_DOMAIN
 from forge.services.common.readiness import CheckFailed, Readiness
 from forge.services.common.workers import service_pid
 from forge.store.db import Database
@@ -75,11 +77,16 @@ def config_summary(settings: Settings) -> dict[str, Any]:
     lists a full-length digest of each accepted token (``verifiers``): spawn_service, which
     the rotation order never gives the new token, accepts the orchestrator's through them
     (``forge.services.spawn.operator_keys``). Only an operator credential sees this detail,
-    and a service token is one: it reveals no power its reader lacks."""
+    and a service token is one: it reveals no power its reader lacks. The list carries an
+    HMAC with the SAT keyring (``verifiers_mac``): whatever answers at ORCHESTRATOR_URL
+    without that secret (a process squatting its port during a restart) cannot make
+    spawn_service take a token of its choosing."""
     keyring: dict[str, dict[str, Any]] = {
         r.name: {"current": r.current_kid, "accepted": sorted(r.kids)}
         for r in (settings.sat, settings.et, settings.receipt, settings.operator)}
-    keyring[settings.operator.name]["verifiers"] = sorted(settings.operator.verifiers)
+    verifiers = sorted(settings.operator.verifiers)
+    keyring[settings.operator.name].update(
+        verifiers=verifiers, verifiers_mac=list_mac(settings.sat, VERIFIERS_DOMAIN, verifiers))
     return {"forge_env": settings.env.value, "keyring": keyring}
 
 

@@ -9,10 +9,13 @@ from typing import Any
 
 import httpx
 
+from forge.config.keyring import HmacKeyring, list_mac_valid
 from forge.config.settings import Settings
 
 PEER_TIMEOUT_S = 1.5
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# What the orchestrator's HMAC over its OPERATOR_TOKEN digests is taken under.
+VERIFIERS_DOMAIN = b"frostgate-forge/operator-verifiers/v1:"
 
 
 async def orchestrator_keyring(settings: Settings, client: httpx.AsyncClient,
@@ -44,13 +47,19 @@ def accepted_kids(keyring: Mapping[str, Any], name: str) -> frozenset[str] | Non
     return frozenset(accepted)
 
 
-def accepted_verifiers(keyring: Mapping[str, Any], name: str) -> frozenset[str] | None:
-    """The ``derive_verifier`` digests of the secrets the orchestrator accepts for ``name``
-    (None: its answer has no list of 64-hex-digit digests there)."""
+def accepted_verifiers(keyring: Mapping[str, Any], name: str,
+                       signer: HmacKeyring) -> frozenset[str] | None:
+    """The ``derive_verifier`` digests of the secrets the orchestrator accepts for ``name``,
+    when its answer lists them with a valid HMAC by a secret of ``signer`` (the SAT
+    keyring both hold); None otherwise (no list, another shape, no or a wrong HMAC)."""
     ring = keyring.get(name)
-    found = ring.get("verifiers") if isinstance(ring, Mapping) else None
+    if not isinstance(ring, Mapping):
+        return None
+    found = ring.get("verifiers")
     if not isinstance(found, list) or not all(
             isinstance(v, str) and _HEX64.fullmatch(v) for v in found):
+        return None
+    if not list_mac_valid(signer, VERIFIERS_DOMAIN, found, ring.get("verifiers_mac")):
         return None
     return frozenset(found)
 

@@ -10,7 +10,9 @@ operator token opens those. So spawn_service follows the orchestrator both ways:
 of its own ring whose key id the orchestrator no longer lists is refused, and so is an
 /ops session opened with it; a token the orchestrator accepts is accepted, checked against
 the orchestrator's full-length digests of its tokens (``derive_verifier``; never the
-tokens, and not the 16-hex-digit key ids, which would be a 64-bit target).
+tokens, and not the 16-hex-digit key ids, which would be a 64-bit target), taken only with
+the orchestrator's HMAC over them by the SAT keyring, which whatever else might answer at
+ORCHESTRATOR_URL lacks.
 
 The orchestrator's accepted key ids and digests come from its config readiness, asked with
 a service token at most every ``REFRESH_S`` when an operator credential is checked, and
@@ -65,7 +67,7 @@ class OperatorKeys:
         accepted = accepted_kids(keyring, name)
         if accepted is None or not 0 < len(accepted) <= MAX_KIDS:
             return
-        verifiers = accepted_verifiers(keyring, name)
+        verifiers = accepted_verifiers(keyring, name, self._settings.sat)
         self._accepted = accepted
         # An orchestrator of an earlier release lists no digests: its tokens are not taken.
         self._verifiers = (verifiers if verifiers is not None and len(verifiers) <= MAX_KIDS
@@ -94,8 +96,13 @@ class OperatorKeys:
             self.note(keyring)
 
     def allows_kid(self, kid: str) -> bool:
-        """Whether a token with key id ``kid`` is in force as far as this process knows."""
-        return self._accepted is None or kid in self._accepted
+        """Whether a token with key id ``kid`` is in force as far as this process knows:
+        until the orchestrator answered, only those of this service's own ring (an /ops
+        session opened with a token the orchestrator vouched for, before a restart of this
+        service, waits for its word)."""
+        if self._accepted is None:
+            return kid in self._settings.operator.kids
+        return kid in self._accepted
 
     async def allows(self, token: str) -> bool:
         """Whether ``token`` (a secret of this service's ring) is still in force."""
@@ -112,4 +119,4 @@ class OperatorKeys:
         for known in self._verifiers:
             if hmac.compare_digest(digest, known):
                 found = True
-        return found
+        return found and self.allows_kid(derive_kid(token.encode()))
