@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .make-stamps
 ## python: the runbook's verify command (`python scripts/verify_verdict.py`); Debian has only python3.
-SYSTEM_TOOLS := python:python-is-python3 bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium mmdebstrap:mmdebstrap
+SYSTEM_TOOLS := python:python-is-python3 bwrap:bubblewrap nft:nftables ip:iproute2 setpriv:util-linux nsenter:util-linux pkill:procps chromium:chromium mmdebstrap:mmdebstrap ssh:openssh-client
 ## Packages probed by a file glob (tools not on PATH): the tests start a throwaway PostgreSQL.
 SYSTEM_FILES := /usr/lib/postgresql/*/bin/initdb:postgresql
 PYTEST_ARGS ?=

@@ -81,3 +81,12 @@ def watched(criterion: Criterion, learner_hosts: tuple[str, ...],
     return any(check.container in learner_hosts
                and talks_to_network(check, scripts.get(check.container))
                for check in criterion.checks)
+
+
+def checkable(criterion: Criterion, learner_hosts: tuple[str, ...],
+              scripts: Mapping[str, Mapping[str, str]]) -> bool:
+    """Whether "Check this task" may run `criterion` on the live lab: its template allows
+    it (``check_before_submit``: not for an answer drawn from a few candidates, which one
+    check after another would find) and running it would not show its answer (``watched``)."""
+    return criterion.check_before_submit and not watched(criterion, learner_hosts, scripts)
+

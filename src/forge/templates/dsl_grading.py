@@ -67,6 +67,12 @@ class Criterion(DslModel):
     description: Annotated[str, Field(min_length=1, max_length=2000)]
     weight: Annotated[float, Field(gt=0, le=1000)] = 1.0
     checks: Annotated[tuple[Check, ...], Field(min_length=1, max_length=32)]
+    check_before_submit: Annotated[
+        bool,
+        Field(description="Whether the lab page offers \"Check this task\" for it (default). "
+                          "false where the answer is one of a few candidates: checking each "
+                          "in turn would find it without the work."),
+    ] = True
 
 
 class Hint(DslModel):

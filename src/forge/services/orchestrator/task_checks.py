@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from forge.errors import ForgeError
 from forge.grading.expect import judge
-from forge.grading.watched_checks import seeded_scripts, talks_to_network, watched
+from forge.grading.watched_checks import checkable, seeded_scripts, talks_to_network
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
 from forge.runtime.base import StoppedMidway
@@ -95,10 +95,9 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
                              "can be checked only while the lab runs")
         criterion, scripts = _criterion(state, row.template_id,
                                         row.details.get("variables", {}), criterion_id)
-        if watched(criterion, state.registry.learner_hosts(row.template_id), scripts):
+        if not checkable(criterion, state.registry.learner_hosts(row.template_id), scripts):
             raise ForgeError("checked_at_submit", 409, "criterion: this task is checked only "
-                             "when you submit (its check would run where you can watch it)",
-                             [{"field": "criterion"}])
+                             "when you submit", [{"field": "criterion"}])
         try:
             checks = await state.blocking(_run, state, scenario_id, criterion, scripts)
         except StoppedMidway:

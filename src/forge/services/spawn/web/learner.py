@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.classroom.assignments import my_assignments
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement
 from forge.errors import ForgeError
-from forge.grading.watched_checks import seeded_scripts, watched
+from forge.grading.watched_checks import checkable, seeded_scripts
 from forge.identity.caller import Caller
 from forge.identity.roles import LEARNER
 from forge.lifecycle.store import ScenarioRow
@@ -165,9 +165,10 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             description = spec.description
             shells = web.templates.learner_hosts(row.template_id)
             scripts = seeded_scripts(template)
-            # A task Submit alone checks (its check could be watched) offers no button.
+            # A task Submit alone checks (its check could be watched, or its answer is
+            # one of a few candidates) offers no button.
             tasks = [{"id": c.id, "description": c.description,
-                      "checkable": not watched(c, shells, scripts)}
+                      "checkable": checkable(c, shells, scripts)}
                      for c in spec.success_criteria]
         hints = await hints_view(request, row)  # texts of revealed hints only
         for h in hints:
