@@ -6,18 +6,30 @@ closed.
 
 The drill with real services is tests/security/test_retired_operator_token.py; here the
 orchestrator's answers are given directly and its URL leads nowhere, so each case says
-exactly which answer spawn_service last saw."""
+exactly which answer spawn_service last saw. Last, what answers at that URL (a process on
+the orchestrator's port) cannot hold spawn_service with an answer too large or too slow
+(review BS)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from forge.config.keyring import HmacKeyring, derive_kid, derive_verifier, list_mac
 from forge.config.settings import load_settings
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.common.peer_keyring import VERIFIERS_DOMAIN
+from forge.services.common.peer_keyring import (
+    MAX_ANSWER_BYTES,
+    PEER_DEADLINE_S,
+    VERIFIERS_DOMAIN,
+    orchestrator_keyring,
+)
 from forge.services.spawn.operator_keys import OperatorKeys
 
 from .conftest import SECRETS, prod_environ
@@ -101,3 +113,59 @@ def test_sessions_wait_for_the_orchestrator_after_a_restart(tmp_path: Path) -> N
     assert not keys.allows_kid(derive_kid(NEW.encode()))
     assert keys.allows_kid(derive_kid(OWN.encode()))
 
+
+
+def _answering(body_chunks: list[bytes], pause_s: float) -> tuple[socket.socket, threading.Thread]:
+    """A loopback listener that answers one request with 200 and ``body_chunks``, pausing
+    ``pause_s`` before each chunk (what a squatter on the orchestrator's port could send)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                         b"connection: close\r\n\r\n")
+            for chunk in body_chunks:
+                time.sleep(pause_s)
+                try:
+                    conn.sendall(chunk)
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return srv, thread
+
+
+def _ask_at(tmp_path: Path, port: int) -> BaseException | None:
+    settings = load_settings(prod_environ(tmp_path,
+                                          ORCHESTRATOR_URL=f"http://127.0.0.1:{port}"))
+
+    async def ask() -> None:
+        async with httpx.AsyncClient() as client:
+            await orchestrator_keyring(settings, client, ["any-credential"])
+
+    try:
+        asyncio.run(ask())
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        return exc
+    return None
+
+
+def test_an_answer_too_large_or_too_slow_is_not_read_on(tmp_path: Path) -> None:
+    # A body past the cap is refused as it arrives, not read whole.
+    big = [b"{" + b" " * (MAX_ANSWER_BYTES + 1)]
+    srv, thread = _answering(big, 0.0)
+    with srv:
+        error = _ask_at(tmp_path, srv.getsockname()[1])
+    assert isinstance(error, ValueError) and "too large" in str(error)
+    thread.join(10)
+    # A body dripped a byte at a time, each within the per-read timeout, never completes:
+    # the whole answer has its own deadline.
+    drip = [b" "] * int(PEER_DEADLINE_S / 0.5 + 4)
+    srv, thread = _answering(drip, 0.5)
+    with srv:
+        error = _ask_at(tmp_path, srv.getsockname()[1])
+    assert isinstance(error, ValueError) and "in time" in str(error)
+    thread.join(10)

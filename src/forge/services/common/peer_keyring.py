@@ -3,6 +3,8 @@ its own secrets with (spawn_service and the scoreboard, `peer_keys` readiness)."
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,6 +15,8 @@ from forge.config.keyring import HmacKeyring, list_mac_valid
 from forge.config.settings import Settings
 
 PEER_TIMEOUT_S = 1.5
+PEER_DEADLINE_S = 3.0  # the whole answer, where PEER_TIMEOUT_S bounds each read
+MAX_ANSWER_BYTES = 64 * 1024  # a config detail is about 2 KiB
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # What the orchestrator's HMAC over its OPERATOR_TOKEN digests is taken under.
 VERIFIERS_DOMAIN = b"frostgate-forge/operator-verifiers/v1:"
@@ -24,17 +28,35 @@ async def orchestrator_keyring(settings: Settings, client: httpx.AsyncClient,
     detail, shown only to an operator credential), asked with the first of
     ``credentials`` it does not refuse; None when it refuses them all. httpx.HTTPError
     when it cannot be reached; ValueError, KeyError or TypeError for an answer of another
-    shape."""
+    shape, over ``MAX_ANSWER_BYTES``, or not whole within ``PEER_DEADLINE_S`` (whatever
+    answers at that address is read no further: an operator's request waits on it)."""
     for credential in credentials:
-        # Only its config check: its store, disk, bus and runtime are its own readiness.
-        resp = await client.get(f"{settings.orchestrator_url}/readyz",
-                                params={"check": "config"},
-                                headers={"Authorization": "Bearer " + credential},
-                                timeout=PEER_TIMEOUT_S)
-        if resp.status_code != 401:
-            keyring: dict[str, Any] = resp.json()["checks"]["config"]["detail"]["keyring"]
+        try:
+            async with asyncio.timeout(PEER_DEADLINE_S):
+                status, body = await _ask(settings, client, credential)
+        except TimeoutError:
+            raise ValueError("the orchestrator's answer did not arrive in time") from None
+        if status != 401:
+            keyring: dict[str, Any] = json.loads(body)["checks"]["config"]["detail"]["keyring"]
             return keyring
     return None
+
+
+async def _ask(settings: Settings, client: httpx.AsyncClient,
+               credential: str) -> tuple[int, bytes]:
+    """(status, body) of the orchestrator's config readiness, the body at most
+    MAX_ANSWER_BYTES (ValueError beyond)."""
+    # Only its config check: its store, disk, bus and runtime are its own readiness.
+    async with client.stream("GET", f"{settings.orchestrator_url}/readyz",
+                             params={"check": "config"},
+                             headers={"Authorization": "Bearer " + credential},
+                             timeout=PEER_TIMEOUT_S) as resp:
+        body = bytearray()
+        async for chunk in resp.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise ValueError("the orchestrator's answer is too large")
+        return resp.status_code, bytes(body)
 
 
 def accepted_kids(keyring: Mapping[str, Any], name: str) -> frozenset[str] | None:
