@@ -21,11 +21,15 @@ echo "watchdog: $watchdog"; echo "beacon: $beacon"
 c2=$(grep -o '/dev/tcp/[0-9.]*/[0-9]*' "$beacon" | head -n 1 | awk -F/ '{print $4 ":" $5}')
 echo "C2: $c2"
 
-# Freeze the watchdog so it restarts nothing, then kill it and the beacon.
-wd_pids=$(pgrep -f "^bash $watchdog" || true)
-kill -STOP $wd_pids 2>/dev/null || true
-kill -9 $wd_pids 2>/dev/null || true
-kill -9 $(pgrep -f "^bash $beacon") 2>/dev/null || true
+# Freeze the watchdog so it restarts nothing, then kill it and the beacon; again twice,
+# a moment apart: a helper the watchdog forked just before it froze may still restart one.
+for _ in 1 2 3; do
+  wd_pids=$(pgrep -f "^bash $watchdog" || true)
+  kill -STOP $wd_pids 2>/dev/null || true
+  kill -9 $wd_pids 2>/dev/null || true
+  kill -9 $(pgrep -f "^bash $beacon") 2>/dev/null || true
+  sleep 0.3
+done
 
 # What reinstalls the watchdog at login: startup files that name it.
 { grep -rl --exclude-dir=.cache -- "$watchdog" /home 2>/dev/null || true; } | grep -vx -- "$watchdog" | while read -r f; do
