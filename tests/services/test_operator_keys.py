@@ -30,7 +30,7 @@ from forge.services.common.peer_keyring import (
     VERIFIERS_DOMAIN,
     orchestrator_keyring,
 )
-from forge.services.spawn.operator_keys import OperatorKeys
+from forge.services.spawn.operator_keys import VOUCH_FRESH_S, OperatorKeys
 
 from .conftest import SECRETS, prod_environ
 
@@ -169,3 +169,15 @@ def test_an_answer_too_large_or_too_slow_is_not_read_on(tmp_path: Path) -> None:
         error = _ask_at(tmp_path, srv.getsockname()[1])
     assert isinstance(error, ValueError) and "in time" in str(error)
     thread.join(10)
+
+
+def test_a_token_not_held_here_needs_a_fresh_answer(tmp_path: Path) -> None:
+    # The orchestrator retired it, or is out of reach: an answer older than VOUCH_FRESH_S
+    # vouches for nothing (asked again, and here nothing answers), while this service's own
+    # tokens go by the last answer as before.
+    keys = _keys(tmp_path)
+    keys.note(_answer(NEW, OWN, verifiers=[derive_verifier(NEW.encode())]))
+    assert _run(keys, NEW)
+    keys._asked_at = keys._answered_at = time.monotonic() - VOUCH_FRESH_S - 0.5
+    assert not _run(keys, NEW)
+    assert _run(keys, OWN, own=True)

@@ -16,9 +16,11 @@ ORCHESTRATOR_URL lacks.
 
 The orchestrator's accepted key ids and digests come from its config readiness, asked with
 a service token at most every ``REFRESH_S`` when an operator credential is checked, and
-from every ``peer_keys`` check. Until the orchestrator has answered once, spawn_service's
-own ring alone decides (as before); after that its last answer stands while it cannot be
-reached.
+from every ``peer_keys`` check; for a token spawn_service does not hold, on an answer at
+most ``VOUCH_FRESH_S`` old (asked again if older), so a token the orchestrator retires
+stops here at once. Until the orchestrator has answered once, spawn_service's own ring
+alone decides (as before); after that its last answer stands for spawn_service's own
+tokens while it cannot be reached, and vouches for no other.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ from forge.services.spawn.peers import credentials
 log = logging.getLogger("forge.spawn")
 
 REFRESH_S = 10.0
+# A token this service does not hold is taken only on an answer at most this old: the
+# orchestrator retiring it must stop it here at once, and an orchestrator out of reach
+# vouches for nothing (its last answer stands for this service's own tokens alone).
+VOUCH_FRESH_S = 2.0
 MAX_KIDS = 16  # a ring holds three keys; a longer list is not the orchestrator's answer
 
 
@@ -58,6 +64,7 @@ class OperatorKeys:
         self._accepted: frozenset[str] | None = None  # None: the orchestrator never said
         self._verifiers: frozenset[str] = frozenset()
         self._asked_at = -math.inf
+        self._answered_at = -math.inf
         self._warned: str | None = None  # the current kid last reported as retired
 
     def note(self, keyring: Mapping[str, Any]) -> None:
@@ -72,7 +79,7 @@ class OperatorKeys:
         # An orchestrator of an earlier release lists no digests: its tokens are not taken.
         self._verifiers = (verifiers if verifiers is not None and len(verifiers) <= MAX_KIDS
                            else frozenset())
-        self._asked_at = time.monotonic()
+        self._asked_at = self._answered_at = time.monotonic()
         mine = self._settings.operator.current_kid
         if mine not in self._accepted and self._warned != mine:
             self._warned = mine
@@ -81,10 +88,10 @@ class OperatorKeys:
                         "is accepted here; roll that out to spawn_service at its next "
                         "restart", mine)
 
-    async def refresh(self) -> None:
-        """Ask the orchestrator again when the last answer is older than REFRESH_S (once per
-        period, whether or not it answers)."""
-        if time.monotonic() - self._asked_at < REFRESH_S:
+    async def refresh(self, max_age_s: float = REFRESH_S) -> None:
+        """Ask the orchestrator again when the last answer is older than ``max_age_s`` (once
+        per such period, whether or not it answers)."""
+        if time.monotonic() - self._asked_at < max_age_s:
             return
         self._asked_at = time.monotonic()
         try:
@@ -110,13 +117,14 @@ class OperatorKeys:
         return self.allows_kid(derive_kid(token.encode()))
 
     async def vouches(self, token: str) -> bool:
-        """Whether the orchestrator, as last seen, accepts ``token`` (a presented secret
-        this service's own ring does not hold): its digest is compared in constant time
-        with every one the orchestrator listed."""
-        await self.refresh()
+        """Whether the orchestrator accepts ``token`` (a presented secret this service's own
+        ring does not hold), on an answer at most VOUCH_FRESH_S old: its digest is compared
+        in constant time with every one the orchestrator listed."""
+        await self.refresh(VOUCH_FRESH_S)
         digest = derive_verifier(token.encode())
         found = False
         for known in self._verifiers:
             if hmac.compare_digest(digest, known):
                 found = True
-        return found and self.allows_kid(derive_kid(token.encode()))
+        fresh = time.monotonic() - self._answered_at <= VOUCH_FRESH_S
+        return found and fresh and self.allows_kid(derive_kid(token.encode()))
