@@ -85,9 +85,16 @@ async def require_operator(request: Request, settings: Settings,
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
+    service_token = not settings.operator.matches(token) and operator_credential(token, settings)
+    if not service_token and not await operator_token_accepted(token, settings, keys):
+        raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
+
+
+async def operator_token_accepted(token: str, settings: Settings,
+                                  keys: OperatorKeyFilter | None) -> bool:
+    """Whether ``token`` is an OPERATOR_TOKEN in force here: one of this service's ring
+    that ``keys`` (if any) still allow, or one they vouch for. Never a service token: the
+    /ops sign-in takes this alone, as a session is for a person."""
     if settings.operator.matches(token):
-        if await keys.allows(token):
-            return
-    elif operator_credential(token, settings) or await keys.vouches(token):
-        return
-    raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
+        return keys is None or await keys.allows(token)
+    return keys is not None and await keys.vouches(token)

@@ -11,13 +11,12 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from forge.config.keyring import derive_kid
-from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.identity.names import valid_id
 from forge.policy.rego_bundle import policy_hash
 from forge.services.common.app import ServiceContext
+from forge.services.common.auth import operator_token_accepted
 from forge.services.spawn.caller_deps import spawn_state
-from forge.services.spawn.operator_keys import OperatorKeys
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page
 from forge.services.spawn.web.security import (
@@ -81,20 +80,12 @@ async def ops_signin(request: Request) -> Response:
     state = spawn_state(request)
     settings = state.settings
     token = form.get("token", "")
-    if not token or not await _accepted(state.operator_keys, settings, token):
+    if not token or not await operator_token_accepted(token, settings, state.operator_keys):
         return error_page(401, "token: operator token not accepted", back="/ops/signin")
     response = RedirectResponse("/ops", status_code=303)
     set_cookie(response, request, OPS_COOKIE,
                operator_session(settings, derive_kid(token.encode())), OPERATOR_SESSION_TTL_S)
     return response
-
-
-async def _accepted(keys: OperatorKeys | None, settings: Settings, token: str) -> bool:
-    """An OPERATOR_TOKEN of this service's ring still in force, or one the orchestrator
-    accepts (``operator_keys``); never a service token: a session is for a person."""
-    if settings.operator.matches(token):
-        return keys is None or await keys.allows(token)
-    return keys is not None and await keys.vouches(token)
 
 
 @router.post("/ops/signout")
