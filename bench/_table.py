@@ -38,6 +38,10 @@ FIGURES: tuple[Figure, ...] = (
     # namespaces in the kernel (cleanup_net) holds the locks a create needs.
     Figure("create_ratio_200_kept", "create at 200 live / at 0, no teardown before (extra)",
            "x", "—", "—"),
+    # Not in the issue: the same number of tasks as 200 live labs have, as plain sleeping
+    # processes with no lab live; pivot_root walks every task on the machine.
+    Figure("create_ratio_tasks", "create with 200 labs' tasks as plain processes / at 0 "
+           "(extra)", "x", "—", "—"),
     Figure("teardown_200_s", "teardown of 200 labs", "s", "9-10", "≤3"),
     # Not in the issue: a check started from the machine's mount namespace (every live
     # lab's mounts) took 5.8x at 200 live labs, 9x at 300 (measured 2026-12-02).

@@ -18,6 +18,7 @@ import argparse
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -151,6 +152,40 @@ def fill(rt: LocalRuntime, tag: str, count: int, floor_mib: float = 2048) -> lis
     return made
 
 
+def task_count() -> int:
+    """Tasks (threads of every process) on the machine: what the kernel's ``pivot_root``
+    walks, under the machine-wide mount lock, each time a sandbox starts (twice per host)."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                count += len(os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                continue
+    return count
+
+
+def foreign_tasks_ratio(rt: LocalRuntime, tasks: int) -> tuple[float, float]:
+    """Median create time with ``tasks`` more idle processes on the machine (``sleep``, no
+    namespace, no mount) over the time without them, and the time without them (s): how
+    much of the slow-down at N live labs the number of tasks alone explains."""
+    without = median(create_times(rt, "bare", SERIES))
+    sleepers: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(tasks):
+            sleepers.append(subprocess.Popen(["/bin/sleep", "3600"],
+                                             stdin=subprocess.DEVNULL))
+        settle()
+        with_tasks = median(create_times(rt, "tasks", SERIES))
+    finally:
+        for proc in sleepers:
+            proc.kill()
+        for proc in sleepers:
+            proc.wait()
+    settle()
+    return with_tasks / without, without
+
+
 def destroy_all(rt: LocalRuntime, ids: list[str]) -> float:
     """Seconds to destroy ``ids`` with the runtime's bulk teardown."""
     start = time.perf_counter()
@@ -206,7 +241,9 @@ def main() -> int:
         destroy_all(rt, ids)
         walls0, waited0 = kept_create_times(rt, "kept0", SERIES)
         kept0 = median(walls0)
+        tasks0 = task_count()
         live = fill(rt, "live", args.live)
+        lab_tasks = task_count() - tasks0
         atn = median(create_times(rt, "atn", SERIES))
         ratio = atn / at0
         lines.append(f"create at 0 live: {at0 * 1000:.1f} ms; at {len(live)} live: "
@@ -235,6 +272,16 @@ def main() -> int:
         lines.append(f"teardown of {len(live)} labs: {teardown:.2f} s")
         record("teardown_200_s", round(teardown, 2), detail=f"{len(live)} labs, destroy_many")
         settle()  # the memory baseline below must not include labs being freed
+        # What grows with live labs: the kernel's pivot_root (bwrap calls it twice per
+        # host) walks every task on the machine under the machine-wide mount lock. The
+        # same number of plain sleeping processes, with no lab live, slows creates alike.
+        tasks_ratio, bare = foreign_tasks_ratio(rt, lab_tasks)
+        lines.append(f"create with {lab_tasks} idle processes (the tasks of {len(live)} live "
+                     f"labs, no lab live) / without: {tasks_ratio:.2f} ({bare * 1000:.1f} ms "
+                     f"without)")
+        record("create_ratio_tasks", round(tasks_ratio, 2),
+               detail=f"{lab_tasks} sleeping processes, as many tasks as {len(live)} live "
+                      f"labs had; median create {bare * 1000:.0f} ms without them")
 
 
         rss0, avail0 = rss_mib(), mem_available_mb()
