@@ -13,7 +13,18 @@ from fastapi import FastAPI
 
 from forge.bus.ports import free_port
 
-__all__ = ["free_port", "live_server", "reserve_port"]
+__all__ = ["distinct_ports", "free_port", "live_server", "reserve_port"]
+
+
+def distinct_ports(count: int, *avoid: int) -> list[int]:
+    """``count`` free ports, none equal to another or to ``avoid``: ``free_port`` picks at
+    random and binds nothing, so two picks for one test can be the same port."""
+    picked: list[int] = []
+    while len(picked) < count:
+        port = free_port()
+        if port not in picked and port not in avoid:
+            picked.append(port)
+    return picked
 
 
 def _listening(port: int | None) -> socket.socket:

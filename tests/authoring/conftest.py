@@ -4,13 +4,14 @@ test's own (so its labs never mix with another suite's), no service running."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from ..support.prefixes import runtime_prefix
 
 FORGE = [sys.executable, "-m", "forge"]
 Forge = Callable[..., subprocess.CompletedProcess[str]]
@@ -20,7 +21,7 @@ Forge = Callable[..., subprocess.CompletedProcess[str]]
 def forge_env(tmp_path: Path) -> dict[str, str]:
     """The environment of the CLI: this test's storage root and runtime prefix."""
     env = {**os.environ, "STORAGE_ROOT": str(tmp_path / "storage"),
-           "FORGE_RUNTIME_PREFIX": "a" + secrets.token_hex(2), "COLUMNS": "200"}
+           "FORGE_RUNTIME_PREFIX": runtime_prefix("a"), "COLUMNS": "200"}
     env.pop("FORGE_TEMPLATE_DIR", None)
     return env
 

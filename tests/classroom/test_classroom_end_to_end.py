@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from ..live_server import live_server, reserve_port
 from ..services.conftest import prod_environ, with_signing_key
 from ..support.lti_platform import LtiPlatformEmulator, launch_learner, lti_platform, write_lti_file
 from ..support.oidc_provider import LocalProvider, local_provider
+from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")
 
@@ -96,7 +96,7 @@ def classroom(tmp_path: Path, nats: NatsServer) -> Iterator[Classroom]:
                 "FORGE_TEMPLATE_DIR": str(content_path("templates")),
                 "FORGE_OIDC_FILE": str(tmp_path / "oidc.yaml"),
                 "FORGE_LTI_FILE": str(lti_file)}
-        runtime = LocalRuntime(str(tmp_path / "runtime"), "c" + secrets.token_hex(2))
+        runtime = LocalRuntime(str(tmp_path / "runtime"), runtime_prefix("c"))
         try:
             settings = load_settings(prod_environ(storage, **base))
             orchestrator = build_orchestrator(settings, runtime=runtime,

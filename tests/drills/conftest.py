@@ -33,6 +33,7 @@ from forge.runtime.local import LocalRuntime
 from forge.services.common.listener import ENV_FD, bind_listener
 
 from ..conftest import SQLITE_ONLY, TEMPLATE_FIXTURES
+from ..support.prefixes import runtime_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -297,7 +298,7 @@ def open_drill(root: Path, postgres_url: str | None = None) -> Iterator[Drill]:
     (root / "db").mkdir()
     nats = NatsServer(store_dir=root / "nats")
     nats.start()
-    made = Drill(root, fresh_secrets(), nats, "r" + secrets.token_hex(2),
+    made = Drill(root, fresh_secrets(), nats, runtime_prefix("r"),
                  postgres_url=postgres_url)
     (root / "logs").mkdir()
     for name in SERVICES:

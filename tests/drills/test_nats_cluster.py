@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from forge.bus.dial import connect
 from forge.bus.subjects import SCENARIO_COMPLETED, SCORE_FINALIZED
 from forge.services.common.listener import bind_listener
 
+from ..support.prefixes import runtime_prefix
 from .conftest import (
     SERVICES,
     Drill,
@@ -47,7 +47,7 @@ def cluster_drill(tmp_path: Path) -> Iterator[tuple[Drill, NatsCluster]]:
     cluster.start()
     # Drill only uses the bus's client_env() and close(), which the cluster provides.
     made = Drill(tmp_path, fresh_secrets(), cast(NatsServer, cluster),
-                 "c" + secrets.token_hex(2))
+                 runtime_prefix("c"))
     for name in SERVICES:
         sock = bind_listener("127.0.0.1", 0)
         made.services[name] = Service(name, sock.getsockname()[1],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from forge.runtime.factory import make_runtime
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import leftovers, tty_read_until, tty_send
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 
@@ -41,7 +42,7 @@ def settings_for(tmp: Path, prefix: str, **extra: str) -> Settings:
 
 @pytest.fixture()
 def labs(tmp_path: Path, base_rootfs: Path) -> Iterator[tuple[Runtime, str, str]]:
-    prefix = "i" + secrets.token_hex(2)
+    prefix = runtime_prefix("i")
     rt = make_runtime(settings_for(tmp_path, prefix))
     state = str(tmp_path / "runtime")
     try:
@@ -126,7 +127,7 @@ def test_an_image_not_built_or_not_defined_is_refused_before_anything_is_made(
     defs.mkdir()
     shutil.copy(content_path("images") / "base.yaml", defs / "base.yaml")
     (defs / "fresh.yaml").write_text("name: fresh\npackages: [bash, curl]\n")
-    prefix, state = "n" + secrets.token_hex(2), str(tmp_path / "runtime")
+    prefix, state = runtime_prefix("n"), str(tmp_path / "runtime")
     rt = make_runtime(settings_for(tmp_path, prefix, FORGE_IMAGE_DIR=str(defs)))
     try:
         for image, message in (
@@ -155,7 +156,7 @@ def test_prune_leaves_an_image_a_running_lab_uses(tmp_path: Path, base_rootfs: P
     staging = cache.new_staging(old)
     subprocess.run(["cp", "-al", str(base_rootfs), str(staging / "rootfs")], check=True)
     entry = cache.install(old, staging, "base", 1.0)
-    prefix, state = "p" + secrets.token_hex(2), str(tmp_path / "runtime")
+    prefix, state = runtime_prefix("p"), str(tmp_path / "runtime")
     rt = LocalRuntime(state, prefix=prefix, images={"old": str(entry.rootfs)})
     prune = ["prune", "--all"]
     env = {"FORGE_IMAGE_CACHE": str(cache.root)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,8 @@ from forge.runtime.base import Limits, SpecError
 from forge.runtime.factory import make_runtime
 from forge.runtime.plan import plan_lab
 from tests.runtime.helpers import leftovers
+
+from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
 
@@ -70,7 +71,7 @@ class Labs:
 @pytest.fixture(scope="module")
 def labs(tmp_path_factory: pytest.TempPathFactory, ssh_rootfs: Path) -> Iterator[Labs]:
     tmp = tmp_path_factory.mktemp("imgroot")
-    prefix = "r" + secrets.token_hex(2)
+    prefix = runtime_prefix("r")
     settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp),
                               "FORGE_RUNTIME_PREFIX": prefix, "FORGE_RUNTIME_ENGINE": "local",
                               "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})

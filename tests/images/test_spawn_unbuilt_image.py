@@ -8,7 +8,6 @@ cache lookup), a learner on the FREE plan (one lab at a time).
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from forge.services.spawn.app import build_app as build_spawn
 from tests.live_server import live_server
 from tests.runtime.helpers import leftovers
 from tests.services.conftest import prod_environ, with_signing_key
+
+from ..support.prefixes import runtime_prefix
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
 REASON = ("lab could not be created: hosts[0].image: image fresh is not built: "
@@ -59,7 +60,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     (defs / "fresh.yaml").write_text("name: fresh\npackages: [bash, forge-never-built]\n")
     nats = NatsServer()
     nats.start()
-    prefix = "q" + secrets.token_hex(2)
+    prefix = runtime_prefix("q")
     base = {**nats.client_env(), "FORGE_DB_URL": f"sqlite:///{tmp_path / 'forge.db'}",
             "FORGE_TEMPLATE_DIR": str(templates), "FORGE_IMAGE_DIR": str(defs),
             "FORGE_IMAGE_CACHE": str(load_settings().image_cache),

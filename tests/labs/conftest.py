@@ -37,6 +37,7 @@ from forge.store.models import Scenario
 from ..live_server import live_server
 from ..orchestrator.conftest import spawn_event
 from ..services.conftest import SECRETS, prod_environ
+from ..support.prefixes import runtime_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = content_path("templates")
@@ -200,7 +201,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                            FORGE_TEMPLATE_DIR=str(TEMPLATES))
     settings = load_settings(environ)
     SigningKeyring(keyring_dir(settings.storage_root, {})).ensure()
-    runtime = LocalRuntime(str(tmp / "runtime"), "l" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(tmp / "runtime"), runtime_prefix("l"))
     orchestrator = build_orchestrator(settings, runtime=runtime, reaper_interval_s=3600,
                                       consumer_options={"max_deliver": 4})
     scoreboard = build_scoreboard(settings, max_deliver=2, backoff=(0.2,), fetch_timeout=0.5)

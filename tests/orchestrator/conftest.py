@@ -32,6 +32,7 @@ from forge.tokens import ET, SAT, mint_token
 
 from ..live_server import live_server, reserve_port
 from ..services.conftest import SECRETS, prod_environ
+from ..support.prefixes import runtime_prefix
 
 OPERATOR = {"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
 FAST = {"backoff": (0.2, 0.5, 1.0), "max_deliver": 4}
@@ -114,7 +115,7 @@ MakeOrch = Callable[..., Orch]
 @pytest.fixture
 def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrch]:
     made: list[Orch] = []
-    prefix = "o" + secrets.token_hex(2)[:3]  # + one digit per node: 5 characters at most
+    prefix = runtime_prefix("o")[:3]  # + one digit per node: 5 characters at most
     node_prefixes: dict[str, str] = {}
     runtimes: dict[str, LocalRuntime] = {}
 
@@ -148,7 +149,8 @@ def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrc
         orch.stop()
     for runtime in runtimes.values():
         for info in runtime.list():
-            runtime.destroy(info.lab_id)
+            if info.state != "foreign":  # never another runtime's lab
+                runtime.destroy(info.lab_id)
         runtime.close()
 
 

@@ -9,7 +9,6 @@ verdict it produces is then verified by `forge-verify` installed alone in a thir
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import tarfile
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ..live_server import free_port
+from ..live_server import distinct_ports
+from ..support.prefixes import runtime_prefix
 from ..support.venvs import create_venv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,8 +88,8 @@ def test_forge_demo_from_an_installed_wheel_in_an_empty_directory(
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    ports = [free_port() for _ in range(3)]
-    env = _clean_env(FORGE_RUNTIME_PREFIX="w" + secrets.token_hex(2),
+    ports = distinct_ports(3)
+    env = _clean_env(FORGE_RUNTIME_PREFIX=runtime_prefix("w"),
                      PATH=f"{bindir}{os.pathsep}{_clean_env()['PATH']}")
     demo = subprocess.run(
         [str(bindir / "forge"), "demo", "--storage", "storage",

@@ -6,7 +6,6 @@ each other's labs, and leak checks look only at objects with their own prefix.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +14,13 @@ import pytest
 
 from forge.runtime.local import LocalRuntime
 
+from ..support.prefixes import runtime_prefix
+
 
 @pytest.fixture(scope="session")
 def prefix() -> str:
     """A prefix unique to this test session (t + 4 hex)."""
-    return "t" + secrets.token_hex(2)
+    return runtime_prefix("t")
 
 
 @pytest.fixture(scope="session")

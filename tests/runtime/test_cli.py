@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ from forge.runtime.local import LocalRuntime
 from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
 from tests.runtime.helpers import leftovers, simple_lab
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 
@@ -26,7 +27,7 @@ def _env(root: Path, prefix: str) -> dict[str, str]:
 
 
 def test_operator_lists_and_destroys_orphaned_labs(tmp_path: Path) -> None:
-    prefix, state = "c" + secrets.token_hex(2), str(tmp_path / "runtime")
+    prefix, state = runtime_prefix("c"), str(tmp_path / "runtime")
     rt = LocalRuntime(state, prefix=prefix)
     rt.create(simple_lab("orphan-a"))
     rt.create(simple_lab("orphan-b"))
@@ -52,7 +53,7 @@ def test_operator_lists_and_destroys_orphaned_labs(tmp_path: Path) -> None:
 
 def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    prefix, state = "o" + secrets.token_hex(2), str(tmp_path / "runtime")
+    prefix, state = runtime_prefix("o"), str(tmp_path / "runtime")
     rt = LocalRuntime(state, prefix=prefix)
     rt.create(simple_lab("healthy"))
     rt.create(simple_lab("halfdead"))

@@ -20,6 +20,8 @@ from forge.runtime.local import AllowRule, EgressProfile, LocalRuntime
 from forge.runtime.local.netns import create_netns, remove_netns, run_in_netns
 from tests.runtime.helpers import leftovers, probe, serve, wait_ok
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 ALLOWED, OTHER = "203.0.113.10", "203.0.113.11"
@@ -71,7 +73,7 @@ class Outside:
 
 @pytest.fixture()
 def world(tmp_path: Path) -> Iterator[tuple[LocalRuntime, Outside]]:
-    prefix = "e" + secrets.token_hex(2)
+    prefix = runtime_prefix("e")
     out_ns = f"fgtest-out-{secrets.token_hex(3)}"
     create_netns(out_ns)
     outside = Outside(out_ns)

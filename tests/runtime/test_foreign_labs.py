@@ -8,7 +8,6 @@ finishes it."""
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,13 @@ from forge.cli.runtime import app
 from forge.runtime.local import LocalRuntime, lab_teardown
 from tests.runtime.helpers import leftovers, simple_lab
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 
 def test_another_installations_lab_is_foreign_and_left_alone(tmp_path: Path) -> None:
-    prefix = "f" + secrets.token_hex(2)
+    prefix = runtime_prefix("f")
     mine = LocalRuntime(str(tmp_path / "right-root" / "runtime"), prefix=prefix)
     try:
         mine.create(simple_lab("theirs"))
@@ -57,7 +58,7 @@ def test_another_installations_lab_is_foreign_and_left_alone(tmp_path: Path) -> 
 
 def test_a_destroy_that_left_something_keeps_the_lab_its_own(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    prefix, state = "k" + secrets.token_hex(2), str(tmp_path / "runtime")
+    prefix, state = runtime_prefix("k"), str(tmp_path / "runtime")
     rt = LocalRuntime(state, prefix=prefix)
     try:
         rt.create(simple_lab("stuck"))

@@ -27,6 +27,8 @@ from forge.runtime.local.sandbox import spawn_init
 from forge.runtime.plan import plan_lab
 from tests.runtime.helpers import leftovers, simple_lab
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 # Signals 32 and 33 are glibc's own (NPTL); an environment may ignore them, and no
@@ -236,7 +238,7 @@ def test_base_leaves_out_labs_under_a_non_ascii_state_dir(tmp_path: Path) -> Non
     """With a state directory named in UTF-8, a sandbox's starting namespace still holds
     only its own lab's disk."""
     state = tmp_path / "f\u00f6rge st\u00e4te"
-    runtime = LocalRuntime(str(state), prefix="u" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(state), prefix=runtime_prefix("u"))
     ids = ["na-" + secrets.token_hex(3) for _ in range(2)]
     try:
         for lab_id in ids:
@@ -261,7 +263,7 @@ def test_rootfs_mounted_after_the_base_falls_back(tmp_path: Path) -> None:
     for d in ("bin", "sbin", "lib", "lib64"):
         if os.path.exists(f"/{d}"):
             (root / d).symlink_to(os.path.realpath(f"/{d}"))
-    late = LocalRuntime(str(tmp_path / "late-state"), prefix="r" + secrets.token_hex(2),
+    late = LocalRuntime(str(tmp_path / "late-state"), prefix=runtime_prefix("r"),
                         rootfs=str(root))
     lab_id = "lr-" + secrets.token_hex(3)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import subprocess
 import threading
 import time
@@ -26,6 +25,8 @@ from forge.runtime import (
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.netns import create_netns
 from tests.runtime.helpers import leftovers, probe, serve, sh, simple_lab, tty_send, wait_ok
+
+from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
 
@@ -57,7 +58,7 @@ def _until(ready: Callable[[], bool], seconds: float) -> None:
 @pytest.fixture()
 def own(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A fresh (prefix, state dir) pair; asserts nothing of it is left at the end."""
-    prefix = "u" + secrets.token_hex(2)
+    prefix = runtime_prefix("u")
     state = str(tmp_path / "state")
     yield prefix, state
     leaks = leftovers(prefix, state)

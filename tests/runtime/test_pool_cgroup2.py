@@ -24,6 +24,8 @@ from forge.runtime.local import LocalRuntime
 from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups, detect_version
 from tests.runtime.test_warm_pool import lab, until
 
+from ..support.prefixes import runtime_prefix
+
 # This machine's cgroup2 mount: the root on a v2 machine, its `unified` one beside v1.
 UNIFIED = CGROUP_ROOT if detect_version() == 2 else os.path.join(CGROUP_ROOT, "unified")
 
@@ -152,7 +154,7 @@ def test_a_pool_serves_claims_on_cgroup2(tmp_path: Path) -> None:
     scenario's own (its service ran with the scenario's value), its processes are in the
     scenario's cgroups, the pool id's cgroups are gone, the pool refills, and destroy
     leaves nothing on the mount."""
-    prefix = "w" + secrets.token_hex(2)
+    prefix = runtime_prefix("w")
     rt = LocalRuntime(str(tmp_path), prefix=prefix, cgroups=Controllerless(2, UNIFIED))
     try:
         rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)

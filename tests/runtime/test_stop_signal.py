@@ -94,6 +94,7 @@ def test_labs_built_during_a_stop_are_built_whole() -> None:
         from forge.runtime import HostSpec, LabSpec, StoppedMidway, SubnetSpec
         from forge.runtime.local import LocalRuntime
         from tests.runtime.helpers import leftovers, sh
+        from tests.support.prefixes import runtime_prefix
 
         restarts = []
         class Count(logging.Handler):
@@ -103,7 +104,7 @@ def test_labs_built_during_a_stop_are_built_whole() -> None:
         logging.getLogger("forge.runtime.restarts").setLevel(logging.INFO)
 
         state = tempfile.mkdtemp()
-        prefix = "s" + secrets.token_hex(2)
+        prefix = runtime_prefix("s")
         rt = LocalRuntime(state, prefix=prefix)
         hosts = [HostSpec("learner", networks=[("lan", None)]),
                  HostSpec("router", networks=[("lan", None), ("dmz", None)]),
@@ -149,9 +150,10 @@ def test_grading_checks_run_during_a_stop_give_their_own_result() -> None:
         import secrets, shutil, tempfile
         from forge.runtime import HostSpec, LabSpec, SubnetSpec
         from forge.runtime.local import LocalRuntime
+        from tests.support.prefixes import runtime_prefix
 
         state = tempfile.mkdtemp()
-        rt = LocalRuntime(state, prefix="g" + secrets.token_hex(2))
+        rt = LocalRuntime(state, prefix=runtime_prefix("g"))
         rt.create(LabSpec("graded", [SubnetSpec("lan", "10.61.1.0/24")],
                           [HostSpec("box", networks=[("lan", None)])]))
         from forge.runtime.local.restarts import StartCutShort

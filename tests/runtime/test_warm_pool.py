@@ -32,6 +32,8 @@ from forge.runtime.warm import (
 from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES
 from tests.runtime.helpers import leftovers
 
+from ..support.prefixes import runtime_prefix
+
 CALM = MemoryReading(available_mb=1 << 20, stall_avg10=0.0)
 STARVED = MemoryReading(available_mb=10, stall_avg10=None)
 GLIBC_RESERVED = (1 << 31) | (1 << 32)  # NPTL's own signals (see test_launch)
@@ -78,7 +80,7 @@ def memory() -> Memory:
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory, memory: Memory) -> Iterator[LocalRuntime]:
     """A runtime of its own (other tests' labs never meet this pool) with one pool of 1."""
-    rt = LocalRuntime(str(tmp_path_factory.mktemp("warm")), prefix="w" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path_factory.mktemp("warm")), prefix=runtime_prefix("w"))
     rt.warm({"two": (lab("x"), 1)}, probe=memory, quiet_s=0.05, poll_s=0.1)
     yield rt
     rt.warm({})
@@ -263,7 +265,7 @@ def test_after_stalls_shrank_the_pool_it_refills_only_once_they_calm_down(
 
 
 def test_pool_labs_are_torn_down_at_shutdown(tmp_path: Path) -> None:
-    prefix = "w" + secrets.token_hex(2)
+    prefix = runtime_prefix("w")
     rt = LocalRuntime(str(tmp_path), prefix=prefix)
     try:
         rt.warm({"two": (lab("x"), 3)}, quiet_s=0.05, poll_s=0.1)
@@ -289,7 +291,7 @@ def test_a_short_pool_stops_refilling_once_builds_stop(tmp_path: Path) -> None:
     one refused build ends its refill thread, instead of a create and a teardown tried
     again and again until the pools are torn down; the ready lab stays claimable until then,
     and the teardown leaves nothing."""
-    prefix = "w" + secrets.token_hex(2)
+    prefix = runtime_prefix("w")
     rt = LocalRuntime(str(tmp_path), prefix=prefix)
     tried: list[str] = []
     real_create = rt.create
@@ -361,7 +363,7 @@ def test_a_pool_fills_at_once_on_a_machine_just_booted(
     # test process, asyncio loops' included).
     clock = types.SimpleNamespace(monotonic=lambda: real() - offset)
     monkeypatch.setattr(warm_pool, "time", clock)
-    rt = LocalRuntime(str(tmp_path), prefix="w" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path), prefix=runtime_prefix("w"))
     try:
         rt.warm({"two": (lab("x", subnet="10.204.0.0/24"), 1)}, quiet_s=3600, poll_s=0.1,
                 settle_s=3600)
@@ -387,7 +389,7 @@ def test_a_pool_built_for_an_older_tree_is_replaced(tmp_path: Path) -> None:
     pool recompute its key, destroy the stale labs and refill. Here the tree path changes
     ("/" to "/.", the same userland) as a rebuilt image's does. A create of another shape
     is not counted as a pool miss (it would hold refills back)."""
-    prefix = "w" + secrets.token_hex(2)
+    prefix = runtime_prefix("w")
     rt = LocalRuntime(str(tmp_path), prefix=prefix)
     try:
         rt.warm({"two": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
@@ -423,7 +425,7 @@ def test_pools_are_off_where_cgroups_cannot_be_moved(
     and cost a pool build and a teardown more than a fresh build. Pools are off, said once
     in the log, and creates build fresh. (cgroup v2, which refuses a rename, is served by
     a migration: tests/runtime/test_pool_cgroup2.py.)"""
-    rt = LocalRuntime(str(tmp_path), prefix="w" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path), prefix=runtime_prefix("w"))
     rt._require()  # usable as it is; only the pool's probe meets the missing root
     real = rt.cgroups
     rt.cgroups = Cgroups(1, str(tmp_path / "no-cgroups-here"))
@@ -447,7 +449,7 @@ def test_at_the_memory_floor_the_pool_neither_flaps_nor_floods_the_log(
     to build it again: a build and a teardown every pass, for ever, with a WARNING each.
     Now a refill needs a margin above the floor: the pool holds what fits and stays put;
     a real drop shrinks it (one WARNING for the episode) and it refills once memory is back."""
-    rt = LocalRuntime(str(tmp_path / "state"), prefix="w" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path / "state"), prefix=runtime_prefix("w"))
     passes = [0]
     starved = [False]
 
@@ -499,7 +501,7 @@ def test_a_seed_the_image_refuses_is_the_templates_error_not_a_pool_failure(
     from forge.runtime.factory import make_runtime
 
     settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
-                              "FORGE_RUNTIME_PREFIX": "v" + secrets.token_hex(2),
+                              "FORGE_RUNTIME_PREFIX": runtime_prefix("v"),
                               "FORGE_RUNTIME_ENGINE": "local",
                               "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
     build_image(load_definitions(settings.images_dir)["base"], ImageCache(settings.image_cache))

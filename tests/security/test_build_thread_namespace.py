@@ -20,6 +20,7 @@ from forge.runtime.local import rtnl as rtnl_mod
 from forge.runtime.local.network import read_addresses
 
 from ..runtime.helpers import leftovers, simple_lab
+from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
 
@@ -30,7 +31,7 @@ def _net_inode() -> int:
 
 def test_a_build_failing_inside_a_lab_leaves_no_thread_there(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    prefix = "b" + secrets.token_hex(2)
+    prefix = runtime_prefix("b")
     rt = LocalRuntime(str(tmp_path), prefix=prefix, workers=1)  # one thread builds both
     first, second = "tenant-a-" + secrets.token_hex(3), "tenant-b-" + secrets.token_hex(3)
     real_add = rtnl_mod.Rtnl.add_address

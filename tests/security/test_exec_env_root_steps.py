@@ -25,6 +25,8 @@ from forge.runtime.local import LocalRuntime
 from forge.runtime.local.grader import CHECK_ENV
 from tests.runtime.helpers import tty_read_until, tty_send
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 HIJACK_PATH = "/workspace/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -36,7 +38,7 @@ PLANT = ("mkdir -p /workspace/bin && printf '#!/bin/sh\\necho PLANTED-RAN-AS-$(i
 @pytest.fixture
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRuntime, str]]:
     state = tmp_path_factory.mktemp("rootsteps")
-    rt = LocalRuntime(str(state), prefix="r" + secrets.token_hex(2))
+    rt = LocalRuntime(str(state), prefix=runtime_prefix("r"))
     lab_id = "rs-" + secrets.token_hex(4)
     env = {"PATH": HIJACK_PATH, "LD_PRELOAD": "/workspace/missing-hijack.so",
            "EMPTY": "", "TWO_LINES": "a\nb 'c' $(d)"}
@@ -104,7 +106,7 @@ def test_names_the_renaming_shell_cannot_carry_are_refused_before_a_lab_is_built
         tmp_path_factory: pytest.TempPathFactory, environment: dict[str, str],
         field: str) -> None:
     state = tmp_path_factory.mktemp("rootnames")
-    rt = LocalRuntime(str(state), prefix="n" + secrets.token_hex(2))
+    rt = LocalRuntime(str(state), prefix=runtime_prefix("n"))
     try:
         with pytest.raises(SpecError) as refused:
             rt.create(LabSpec("rn-" + secrets.token_hex(4),

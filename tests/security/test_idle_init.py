@@ -23,12 +23,14 @@ from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import root_processes
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[LocalRuntime]:
-    runtime = LocalRuntime(str(tmp_path), prefix="q" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(tmp_path), prefix=runtime_prefix("q"))
     try:
         yield runtime
     finally:

@@ -12,7 +12,6 @@ neighbour does not stop other images.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.base import SpecError
 from forge.runtime.factory import make_runtime
 from tests.runtime.helpers import leftovers
+
+from ..support.prefixes import runtime_prefix
 
 PLANTED = "name: evil\npackages: [bash]\n"
 
@@ -60,7 +61,7 @@ def test_a_broken_neighbour_definition_does_not_stop_other_images(tmp_path: Path
 @pytest.mark.root
 def test_the_runtime_refuses_a_path_as_image_and_creates_nothing(tmp_path: Path) -> None:
     defs, cache = _dirs(tmp_path)
-    prefix, state = "t" + secrets.token_hex(2), str(tmp_path / "runtime")
+    prefix, state = runtime_prefix("t"), str(tmp_path / "runtime")
     rt = make_runtime(load_settings({
         "FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path), "FORGE_RUNTIME_PREFIX": prefix,
         "FORGE_RUNTIME_ENGINE": "local", "FORGE_IMAGE_DIR": str(defs),

@@ -25,6 +25,8 @@ from forge.images.build import build_image
 from forge.runtime import HostSpec, LabSpec, Runtime, SubnetSpec
 from forge.runtime.factory import make_runtime
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 ATTACKS = {
@@ -60,7 +62,7 @@ def digest(path: Path) -> str:
 @pytest.fixture()
 def image_lab(tmp_path: Path) -> Iterator[tuple[Runtime, Path]]:
     settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
-                              "FORGE_RUNTIME_PREFIX": "s" + secrets.token_hex(2),
+                              "FORGE_RUNTIME_PREFIX": runtime_prefix("s"),
                               "FORGE_RUNTIME_ENGINE": "local",
                               "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
     definition = load_definitions(settings.images_dir)["base"]

@@ -13,7 +13,6 @@ gets exactly the host's environment.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,8 @@ from forge.runtime.local import LocalRuntime
 from forge.runtime.local.bwrap_args import BASE_PATH
 from forge.templates.exec_size import COMMAND_VAR
 from tests.runtime.helpers import root_processes
+
+from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
 
@@ -56,7 +57,7 @@ def shape(lab_id: str) -> LabSpec:
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[LocalRuntime]:
-    runtime = LocalRuntime(str(tmp_path), prefix="i" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(tmp_path), prefix=runtime_prefix("i"))
     try:
         yield runtime
     finally:

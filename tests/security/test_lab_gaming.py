@@ -12,7 +12,6 @@ Each attempt is first shown to be in place (the FIFO exists, the process runs).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,8 @@ from forge.runtime.factory import make_runtime
 from forge.templates import TemplateRegistry
 from forge.templates.variables import generate_values
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 TEMPLATES = content_path("templates")
 REGISTER = "/workspace/risk_register.json"
@@ -39,7 +40,7 @@ CRITERIA = ("register-structure", "intrusion-identified", "exposed-key-identifie
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """Labs of the shipped cissp template on a runtime of this module's own."""
     settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming")),
-                              "FORGE_RUNTIME_PREFIX": "g" + secrets.token_hex(2)})
+                              "FORGE_RUNTIME_PREFIX": runtime_prefix("g")})
     runtime = make_runtime(settings)
     template = TemplateRegistry.load(TEMPLATES).get("cissp").template
     try:

@@ -15,7 +15,6 @@ graded as the orchestrator grades), beyond what `forge lab test`'s gaming lists 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,8 @@ from forge.runtime.base import Runtime
 from forge.runtime.factory import make_runtime
 from forge.templates import TemplateRegistry
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 TEMPLATES = content_path("templates")
 # Wait (polling, bounded) until a condition holds in the lab; exit 1 if it never does.
@@ -40,7 +41,7 @@ WATCHDOG = "pgrep -f '^bash /home/.config/'"
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming-ir")),
-                              "FORGE_RUNTIME_PREFIX": "i" + secrets.token_hex(2)})
+                              "FORGE_RUNTIME_PREFIX": runtime_prefix("i")})
     rt = make_runtime(settings)
     try:
         yield rt
@@ -65,7 +66,10 @@ def test_log_forensics_answers_are_not_on_any_command_line_the_learner_sees(
         intruder = f"{v['a1']}.{v['a2']}.{v['a3']}.{v['a4']}"
         seen = run.sh("ps -eo args; for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do "
                       "tr '\\0' ' ' < $f 2>/dev/null; echo; done").stdout_text
-        assert "authlog.py" not in seen and intruder not in seen and v["seed"] not in seen
+        # The generator's whole argument list (one random number alone may be a pid).
+        args = " ".join(v[k] for k in ("seed", "a1", "a2", "a3", "a4", "account", "hh", "mm",
+                                       "ss"))
+        assert "authlog.py" not in seen and intruder not in seen and args not in seen
         log = run.sh("nc -d 10.64.1.5 5140").stdout_text
         assert "Accepted password for " in log and f" from {intruder} port " in log
         run.grade()

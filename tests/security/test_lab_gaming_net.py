@@ -15,7 +15,6 @@ Real LocalRuntime, the shipped template, graded as the orchestrator grades.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +24,8 @@ from forge.config.settings import load_settings
 from forge.content import content_path
 from forge.runtime.factory import make_runtime
 from forge.templates import TemplateRegistry
+
+from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
 
@@ -51,7 +52,7 @@ done
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """Labs of the shipped vlan-segment template on a runtime of this module's own."""
     settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("vlan")),
-                              "FORGE_RUNTIME_PREFIX": "v" + secrets.token_hex(2)})
+                              "FORGE_RUNTIME_PREFIX": runtime_prefix("v")})
     runtime = make_runtime(settings)
     template = TemplateRegistry.load(content_path("templates")).get("vlan-segment").template
     try:

@@ -13,7 +13,6 @@ Each copy is first shown to be in place and the source lab to score 1.0.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from forge.runtime.base import Runtime
 from forge.runtime.factory import make_runtime
 from forge.templates import TemplateRegistry
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 TEMPLATES = content_path("templates")
 TLS_FILES = ("site.key", "site.crt", "intermediate.crt")
@@ -35,7 +36,7 @@ TLS_FILES = ("site.key", "site.crt", "intermediate.crt")
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming-svc")),
-                              "FORGE_RUNTIME_PREFIX": "s" + secrets.token_hex(2)})
+                              "FORGE_RUNTIME_PREFIX": runtime_prefix("s")})
     rt = make_runtime(settings)
     try:
         yield rt

@@ -29,6 +29,8 @@ from forge.services.orchestrator.labspec import lab_spec
 from forge.templates import TemplateRegistry
 from forge.templates.variables import render
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 SHIPPED = ("netplus", "ccna", "cissp")
@@ -48,7 +50,7 @@ def marker() -> Iterator[Path]:
 @pytest.fixture()
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
-                              "FORGE_RUNTIME_PREFIX": "u" + secrets.token_hex(2),
+                              "FORGE_RUNTIME_PREFIX": runtime_prefix("u"),
                               "FORGE_RUNTIME_ENGINE": "local",
                               "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
     rt = make_runtime(settings)

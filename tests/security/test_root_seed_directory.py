@@ -4,7 +4,6 @@ who could then rename the seed away and write their own in its place)."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from pathlib import Path
 
@@ -13,11 +12,13 @@ import pytest
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import sh, simple_lab
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 
 def test_root_seed_cannot_be_replaced_by_the_learner(tmp_path: Path) -> None:
-    rt = LocalRuntime(str(tmp_path / "state"), prefix="r" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path / "state"), prefix=runtime_prefix("r"))
     lab = "rootseed-1"
     rt.create(simple_lab(lab, files={
         "/srv/app/conf/policy.txt": "deny\n",     # root's: the learner may only read it
@@ -46,7 +47,7 @@ def test_root_seed_of_a_pooled_lab_cannot_be_replaced(tmp_path: Path) -> None:
     """A pool lab is built before its scenario's seeds exist, so its top-level data dirs
     start out the learner's; at the claim a dir holding a root seed must become root's
     again, or the learner (owner, whom sticky does not restrict) renames the seed away."""
-    rt = LocalRuntime(str(tmp_path / "state"), prefix="r" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path / "state"), prefix=runtime_prefix("r"))
     rt.warm({"one": (simple_lab("shape"), 1)}, quiet_s=0.05, poll_s=0.1)
     end = time.monotonic() + 60
     while rt.warm_pool is not None and rt.warm_pool.status()["one"]["ready"] < 1:

@@ -18,6 +18,8 @@ import pytest
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 
@@ -29,7 +31,7 @@ def lab(lab_id: str, secret: str = "") -> LabSpec:
 
 @pytest.fixture
 def labs(tmp_path: Path) -> Iterator[tuple[LocalRuntime, str, str, str]]:
-    rt = LocalRuntime(str(tmp_path), prefix="m" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path), prefix=runtime_prefix("m"))
     victim, attacker = "victim-" + secrets.token_hex(3), "attacker-" + secrets.token_hex(3)
     secret = secrets.token_hex(8)
     try:

@@ -24,6 +24,8 @@ from forge.runtime.base import LabSealed
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import tty_read_until, tty_send
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 SECRET = "S3cr3t" + secrets.token_hex(8)
@@ -68,7 +70,7 @@ while time.time() < end:
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     state = tmp_path_factory.mktemp("sealed-state")
-    runtime = LocalRuntime(str(state), prefix="s" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(state), prefix=runtime_prefix("s"))
     assert runtime.check() == []
     yield runtime
     for info in runtime.list():

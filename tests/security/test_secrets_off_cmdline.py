@@ -28,6 +28,8 @@ from forge.runtime.base import ExecResult
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import tty_read_until, tty_send
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 ENV_SECRET = "FLAG{env-" + secrets.token_hex(8) + "}"
@@ -43,7 +45,7 @@ SLOW = ["/bin/sh", "-c", 'sleep 2; printf "%s|%s" "$FLAG" "$(pwd)"']
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     state = tmp_path_factory.mktemp("cmdline-state")
-    runtime = LocalRuntime(str(state), prefix="c" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(state), prefix=runtime_prefix("c"))
     assert runtime.check() == []
     yield runtime
     for info in runtime.list():
@@ -162,7 +164,7 @@ def test_the_options_descriptor_never_reaches_the_lab(rt: LocalRuntime, lab: str
 def test_a_claimed_pool_labs_secrets_are_on_no_command_line(tmp_path: Path) -> None:
     """A warm pool lab gets its scenario's environment and command at claim, through
     its init's start line: neither is on a command line, while it starts or after."""
-    rt = LocalRuntime(str(tmp_path), prefix="c" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path), prefix=runtime_prefix("c"))
     try:
         rt.warm({"shape": (_spec("x", personal=False), 1)}, quiet_s=0.05, poll_s=0.1,
                 settle_s=30)

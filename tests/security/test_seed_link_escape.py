@@ -24,6 +24,8 @@ from forge.images.build import build_image
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 
@@ -47,7 +49,7 @@ def test_seeds_follow_image_links_only_inside_the_host(tmp_path: Path, machine_d
     (image / "etc" / "abs").symlink_to(machine_dir)
     (image / "etc" / "rel").symlink_to("../" * 12 + str(machine_dir).lstrip("/"))
     (image / "etc" / "final.conf").symlink_to(machine_dir / "final.conf")
-    prefix, state = "e" + secrets.token_hex(2), str(tmp_path / "runtime")
+    prefix, state = runtime_prefix("e"), str(tmp_path / "runtime")
     rt = LocalRuntime(state, prefix=prefix, images={"crafted": str(image)})
     try:
         rt.create(LabSpec("escape", [SubnetSpec("a", "10.85.0.0/24")], [

@@ -61,5 +61,5 @@ def test_only_a_real_service_token_or_the_operator_token_open_operator_routes(
 def test_a_tampered_service_token_is_refused(tmp_path: Path, cut: int) -> None:
     settings = load_settings(prod_environ(tmp_path / "storage"))
     token = service_token(settings)
-    tampered = token[:-cut] + ("A" if token[-cut] != "A" else "B") + token[len(token) - cut + 1:]
+    tampered = token[:-cut] + ("Q" if token[-cut] in "ABCD" else "A") + token[len(token) - cut + 1:]
     assert not operator_credential(tampered, settings)

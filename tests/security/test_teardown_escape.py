@@ -21,6 +21,8 @@ import pytest
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 
+from ..support.prefixes import runtime_prefix
+
 ESCAPE = (
     "(setsid sh -c 'sleep 600 & sleep 600' &); "
     "for f in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/pids/cgroup.procs; do "
@@ -45,7 +47,7 @@ def _pids_of_uid(uid: int) -> list[int]:
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[LocalRuntime]:
-    runtime = LocalRuntime(str(tmp_path), prefix="e" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(tmp_path), prefix=runtime_prefix("e"))
     yield runtime
     for info in runtime.list():
         runtime.destroy(info.lab_id)

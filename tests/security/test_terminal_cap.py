@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import socket
 import struct
 import threading
@@ -49,6 +48,7 @@ from forge.tokens import TERMINAL, mint_token
 from ..live_server import live_server
 from ..orchestrator.conftest import FAST
 from ..services.conftest import SECRETS, prod_environ
+from ..support.prefixes import runtime_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 CAP = 1  # PRO in this test's plans file: live shells per lab
@@ -139,7 +139,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("termcap")
     nats = NatsServer()
     nats.start()
-    runtime = LocalRuntime(str(tmp / "runtime"), "t" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(tmp / "runtime"), runtime_prefix("t"))
     base = {**nats.client_env(), "FORGE_PLANS_FILE": str(_plans_file(tmp / "plans.yaml"))}
     loops: list[asyncio.AbstractEventLoop] = []
     try:

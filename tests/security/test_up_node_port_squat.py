@@ -17,7 +17,7 @@ from pathlib import Path
 from forge.stack.supervisor import Child, Supervisor
 from forge.stack.topology import plan
 
-from ..live_server import free_port
+from ..live_server import distinct_ports, free_port
 
 
 class SleepSupervisor(Supervisor):
@@ -45,7 +45,8 @@ def squat_after() -> tuple[int, socket.socket]:
 def test_a_squatted_next_port_is_skipped_and_never_given_to_the_node(tmp_path: Path) -> None:
     first, squatter = squat_after()
     squatted = first + 1
-    ports = {"spawn": free_port(), "orchestrator": first, "scoreboard": free_port()}
+    spawn, scoreboard = distinct_ports(2, first)
+    ports = {"spawn": spawn, "orchestrator": first, "scoreboard": scoreboard}
     storage = tmp_path / "storage"
     storage.mkdir()
     sup = SleepSupervisor({"NATS_URL": "nats://127.0.0.1:1"}, storage, ports=ports,

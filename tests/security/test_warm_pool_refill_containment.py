@@ -14,7 +14,6 @@ is destroyed with its uid pair; nothing of it is left, nor a second lab held."""
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -26,6 +25,8 @@ from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.reconcile import init_pid
 from tests.runtime.helpers import leftovers
+
+from ..support.prefixes import runtime_prefix
 
 
 def missing_image(name: str) -> str:
@@ -44,7 +45,7 @@ def lab(image: str | None = None, lab_id: str = "x", flag: str = "") -> LabSpec:
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(str(tmp_path), prefix="c" + secrets.token_hex(2),
+    rt = LocalRuntime(str(tmp_path), prefix=runtime_prefix("c"),
                       resolve_image=missing_image)
     try:
         yield rt

@@ -22,6 +22,8 @@ from forge.runtime.local.machine_etc import VIEW
 from forge.runtime.local.reconcile import init_pid, read_meta
 from tests.runtime.helpers import tty_read_until, tty_send
 
+from ..support.prefixes import runtime_prefix
+
 A, B = "scn-00000000000000c1", "scn-00000000000000c2"
 
 
@@ -36,7 +38,7 @@ def lab(lab_id: str, secret: str = "") -> LabSpec:
 
 @pytest.fixture
 def pooled(tmp_path: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(str(tmp_path), prefix="r" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path), prefix=runtime_prefix("r"))
     rt.warm({"one": (lab("x"), 2)}, quiet_s=0.05, poll_s=0.1)
     end = time.monotonic() + 60
     while rt.warm_pool is not None and rt.warm_pool.status()["one"]["ready"] < 2:

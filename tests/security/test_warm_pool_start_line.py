@@ -10,7 +10,6 @@ each value byte for byte, as the lab user, in the host's ``init`` cgroup."""
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ import pytest
 
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
+
+from ..support.prefixes import runtime_prefix
 
 HOSTILE = ("a'b\"c $(touch /run/pwned-dollar) `touch /run/pwned-tick`\n"
            "touch /run/pwned-line; '\"; touch /run/pwned-quote #\\n $HOME ${IFS}end")
@@ -36,7 +37,7 @@ def lab(lab_id: str, flag: str = "") -> LabSpec:
 
 @pytest.fixture
 def pooled(tmp_path: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(str(tmp_path), prefix="q" + secrets.token_hex(2))
+    rt = LocalRuntime(str(tmp_path), prefix=runtime_prefix("q"))
     try:
         rt.warm({"one": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
         end = time.monotonic() + 60

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from forge.services.spawn.state import SpawnState
 from ..live_server import live_server
 from ..orchestrator.conftest import FAST
 from ..services.conftest import prod_environ
+from ..support.prefixes import runtime_prefix
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Platform:
 @pytest.fixture
 def platform(tmp_path: Path, nats: NatsServer) -> Iterator[Platform]:
     storage = tmp_path / "storage"
-    runtime = LocalRuntime(str(tmp_path / "runtime"), "p" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(tmp_path / "runtime"), runtime_prefix("p"))
     orch_settings = load_settings(prod_environ(storage, **nats.client_env()))
     orch_app = build_orchestrator(orch_settings, runtime=runtime, reaper_interval_s=1.0,
                                   consumer_options=FAST)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 
 from forge.runtime.local import LocalRuntime
 
-from ..live_server import free_port
+from ..live_server import distinct_ports, free_port
+from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
@@ -28,7 +28,7 @@ def demo_env(prefix: str) -> dict[str, str]:
 
 def run_demo(storage: Path, env: dict[str, str],
              timeout: str = "120") -> subprocess.CompletedProcess[str]:
-    ports = [free_port() for _ in range(3)]
+    ports = distinct_ports(3)
     return subprocess.run(
         [sys.executable, "-m", "forge", "demo", "--storage", str(storage),
          "--spawn-port", str(ports[0]), "--orchestrator-port", str(ports[1]),
@@ -38,7 +38,7 @@ def run_demo(storage: Path, env: dict[str, str],
 
 @pytest.mark.root
 def test_demo_runs_the_whole_journey_and_verifies(tmp_path: Path) -> None:
-    prefix = "d" + secrets.token_hex(2)
+    prefix = runtime_prefix("d")
     storage = tmp_path / "storage"
     proc = run_demo(storage, demo_env(prefix))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -60,7 +60,7 @@ def test_demo_runs_the_whole_journey_and_verifies(tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_demo_fails_when_the_verdict_cannot_be_had(tmp_path: Path) -> None:
-    env = demo_env("e" + secrets.token_hex(2))
+    env = demo_env(runtime_prefix("e"))
     env["FORGE_TEMPLATE_DIR"] = str(tmp_path / "no-templates")
     # Nothing can start without templates: the wait for the platform ends with its timeout.
     proc = run_demo(tmp_path / "storage", env, timeout="4")
@@ -79,7 +79,7 @@ def test_demo_against_a_named_platform_that_is_not_ready_starts_nothing(
         [sys.executable, "-m", "forge", "demo", "--storage", str(storage), "--url",
          f"http://127.0.0.1:{port}", "--scoreboard-url", f"http://127.0.0.1:{free_port()}",
          "--spawn-port", str(port)],
-        env=demo_env("n" + secrets.token_hex(2)), capture_output=True, text=True,
+        env=demo_env(runtime_prefix("n")), capture_output=True, text=True,
         timeout=120, cwd=REPO)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "is not ready" in proc.stdout
@@ -99,7 +99,7 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
 
     from ..services.conftest import NATS_PASSWORDS, SECRETS
 
-    prefix = "r" + secrets.token_hex(2)
+    prefix = runtime_prefix("r")
     storage = tmp_path / "storage"
     env = {**demo_env(prefix), "FORGE_ENV": "prod", **SECRETS, **NATS_PASSWORDS}
     assert subprocess.run([sys.executable, "-m", "forge", "keys", "generate", "--storage",
@@ -108,7 +108,7 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
     assert subprocess.run([sys.executable, "-m", "forge", "keys", "export-public", "--storage",
                            str(storage), "--out", str(keys)], env=env, capture_output=True,
                           timeout=60).returncode == 0
-    ports = [free_port() for _ in range(3)]
+    ports = distinct_ports(3)
     up = subprocess.Popen(
         [sys.executable, "-m", "forge", "up", "--storage", str(storage), "--spawn-port",
          str(ports[0]), "--orchestrator-port", str(ports[1]), "--scoreboard-port",

@@ -19,7 +19,8 @@ import pytest
 from forge.runtime.local import LocalRuntime
 
 from ..conftest import TEMPLATE_FIXTURES
-from ..live_server import free_port
+from ..live_server import distinct_ports, free_port
+from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
@@ -51,8 +52,8 @@ def ready(url: str) -> bool:
 
 
 def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
-    ports = {"spawn": free_port(), "orchestrator": free_port(), "scoreboard": free_port()}
-    prefix = "u" + secrets.token_hex(2)
+    ports = some_ports()
+    prefix = runtime_prefix("u")
     storage = tmp_path / "storage"
     env_file = tmp_path / "forge.env"
     # Heartbeats every 0.5 s: the orchestrator killed below takes its node record over
@@ -179,8 +180,10 @@ def make_env_file(tmp_path: Path) -> Path:
     return env_file
 
 
-def some_ports() -> dict[str, int]:
-    return {"spawn": free_port(), "orchestrator": free_port(), "scoreboard": free_port()}
+def some_ports(*avoid: int) -> dict[str, int]:
+    """Ports for the three services, distinct from each other and from ``avoid``."""
+    return dict(zip(("spawn", "orchestrator", "scoreboard"), distinct_ports(3, *avoid),
+                    strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +191,7 @@ def running_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, i
     """One `forge up` on fixed ports (NATS included), shared by the tests that keep it up."""
     tmp = tmp_path_factory.mktemp("up")
     nats_port = free_port()
-    up = Up(tmp / "storage", make_env_file(tmp), some_ports(), nats_port)
+    up = Up(tmp / "storage", make_env_file(tmp), some_ports(nats_port), nats_port)
     try:
         up.wait_up()
         yield up, nats_port
@@ -294,7 +297,7 @@ def test_kill_9_of_up_leaves_no_child(tmp_path: Path) -> None:
 def test_a_taken_port_is_refused_by_name_and_nothing_starts(tmp_path: Path,
                                                             taken: str) -> None:
     ports = some_ports()
-    nats_port = free_port()
+    nats_port = distinct_ports(1, *ports.values())[0]
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", nats_port if taken == "nats" else ports[taken]))
         squatter.listen()

@@ -21,6 +21,8 @@ from forge.store.migrate import upgrade
 from forge.store.models import QuotaSlot, Scenario
 from tests.runtime.helpers import simple_lab
 
+from ..support.prefixes import runtime_prefix
+
 pytestmark = pytest.mark.root
 
 
@@ -29,9 +31,9 @@ def test_a_failing_node_does_not_stop_the_others(tmp_path: Path) -> None:
     broken_root.mkdir()
     (broken_root / "runtime").write_text("not a directory\n")  # its runtime cannot open
     good_root = tmp_path / "good"
-    prefix = "v" + secrets.token_hex(2)
+    prefix = runtime_prefix("v")
     broken = load_settings({"STORAGE_ROOT": str(broken_root),
-                            "FORGE_RUNTIME_PREFIX": "v" + secrets.token_hex(2)})
+                            "FORGE_RUNTIME_PREFIX": runtime_prefix("v")})
     good = load_settings({"STORAGE_ROOT": str(good_root), "FORGE_RUNTIME_PREFIX": prefix})
     runtime = LocalRuntime(str(good_root / "runtime"), prefix=prefix)
     lab_id = "td-" + secrets.token_hex(3)
@@ -52,7 +54,7 @@ def test_the_scenarios_of_labs_torn_down_end_failed_with_their_slots_freed(
     """Before, their rows stayed `running` with the slots held while the platform was down,
     and the next start failed them as "lost while the orchestrator was down"."""
     root = tmp_path / "node"
-    prefix = "w" + secrets.token_hex(2)
+    prefix = runtime_prefix("w")
     settings = load_settings({"STORAGE_ROOT": str(root), "FORGE_RUNTIME_PREFIX": prefix,
                               "FORGE_DB_URL": db_url})
     upgrade(settings.db_url)

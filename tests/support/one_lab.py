@@ -13,6 +13,8 @@ from typing import Any
 from forge.runtime import LabSpec
 from forge.runtime.local import LocalRuntime
 
+from .prefixes import runtime_prefix
+
 # Uids high above any real account (a range of 2 ** 31 - 2 at most is accepted).
 PRIVATE_UIDS_FROM = 1_900_000_000
 
@@ -27,7 +29,7 @@ def own_runtime(state: Path, uid_pairs: int | None = None) -> Iterator[LocalRunt
         first = PRIVATE_UIDS_FROM + 2 * uid_pairs * secrets.randbelow(100_000_000 // uid_pairs)
         uids = {"uid_range": (first, 2 * uid_pairs),
                 "uid_claims_dir": str(state.with_name(state.name + "-uids"))}
-    runtime = LocalRuntime(str(state), prefix="o" + secrets.token_hex(2), **uids)
+    runtime = LocalRuntime(str(state), prefix=runtime_prefix("o"), **uids)
     try:
         yield runtime
     finally:

@@ -4,7 +4,6 @@ real templates, one nats-server; plus Debian's Chromium driven by Playwright."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from forge.store.db import Database
 
 from ..live_server import live_server, reserve_port
 from ..services.conftest import SECRETS, prod_environ, with_signing_key
+from ..support.prefixes import runtime_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def running_web_platform(tmp: Path, **env: str) -> Iterator[WebPlatform]:
     storage = with_signing_key(tmp / "storage")
     base = {**nats.client_env(), "FORGE_DB_URL": f"sqlite:///{tmp / 'forge.db'}",
             "FORGE_TEMPLATE_DIR": str(content_path("templates")), **env}
-    runtime = LocalRuntime(str(tmp / "runtime"), "w" + secrets.token_hex(2))
+    runtime = LocalRuntime(str(tmp / "runtime"), runtime_prefix("w"))
     try:
         settings = load_settings(prod_environ(storage, **base))
         orchestrator = build_orchestrator(settings, runtime=runtime, reaper_interval_s=3600,
