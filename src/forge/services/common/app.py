@@ -17,7 +17,11 @@ from forge import __version__
 from forge.config.keyring import list_mac
 from forge.config.settings import Settings
 from forge.errors import ForgeError
-from forge.services.common.auth import OperatorKeyFilter, require_operator
+from forge.services.common.auth import (
+    OperatorKeyFilter,
+    require_keyring_reader,
+    require_operator,
+)
 from forge.services.common.errors import install_error_handlers
 from forge.services.common.json_keys import RepeatedKeyMiddleware
 from forge.services.common.limits import InputLimitMiddleware
@@ -26,6 +30,7 @@ from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
 from forge.services.common.middleware import RequestContextMiddleware
 from forge.services.common.openapi import errors, install_openapi
 from forge.services.common.peer_keyring import VERIFIERS_DOMAIN
+from forge.services.common.peer_proof import ProofVerifier
 from forge.services.common.readiness import CheckFailed, Readiness
 from forge.services.common.workers import service_pid
 from forge.store.db import Database
@@ -54,6 +59,8 @@ class ServiceContext:
     shutdown: list[Hook] = field(default_factory=list)
     # which OPERATOR_TOKEN of its own ring the service still accepts (None: all of them)
     operator_keys: OperatorKeyFilter | None = None
+    # the peers' proofs for reading the key ids (forge.services.common.peer_proof)
+    proofs: ProofVerifier = field(default_factory=ProofVerifier)
 
 
 def make_context(name: str, settings: Settings) -> ServiceContext:
@@ -77,7 +84,8 @@ def config_summary(settings: Settings) -> dict[str, Any]:
     lists a full-length digest of each accepted token (``verifiers``): spawn_service, which
     the rotation order never gives the new token, accepts the orchestrator's through them
     (``forge.services.spawn.operator_keys``). Only an operator credential sees this detail,
-    and a service token is one: it reveals no power its reader lacks. The list carries an
+    and a service token is one: it reveals no power its reader lacks; so does a peer's proof
+    (``peer_proof``), which opens this check alone. The list carries an
     HMAC with the SAT keyring (``verifiers_mac``): whatever answers at ORCHESTRATOR_URL
     without that secret (a process squatting its port during a restart) cannot make
     spawn_service take a token of its choosing."""
@@ -164,11 +172,17 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         """Readiness: 200 or 503 with the names of failed checks. Each check's detail (paths,
         key ids, environment) only with the operator token; a wrong token is 401.
         `?check=config` (repeatable) runs only the named checks: a peer service that needs
-        one detail does not make this one probe its store, disk and bus each time."""
+        one detail does not make this one probe its store, disk and bus each time. The
+        config check alone is also shown for a peer's proof (`services.common.peer_proof`),
+        which peers send instead of a credential that opens more."""
         detailed = request.headers.get("authorization") is not None
-        if detailed:
-            await require_operator(request, ctx.settings, ctx.operator_keys)
         only = None if not check else frozenset(check)
+        if detailed:
+            if only == frozenset({"config"}):  # a peer's read: proofs too (peer_proof)
+                await require_keyring_reader(request, ctx.settings, ctx.operator_keys,
+                                             ctx.proofs)
+            else:
+                await require_operator(request, ctx.settings, ctx.operator_keys)
         if only is not None and (unknown := sorted(only - set(ctx.readiness.names))):
             # The names of the checks are detail too: only for the operator token.
             known = (f"; this service has {', '.join(ctx.readiness.names)}" if detailed

@@ -18,6 +18,7 @@ from fastapi import Request
 
 from forge.config.settings import Settings
 from forge.errors import ForgeError
+from forge.services.common.peer_proof import KEYRING_READ, ProofVerifier, is_proof
 from forge.tokens import SERVICE, TokenError, mint_token, verify_token
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="forge-operator"'}
@@ -98,3 +99,22 @@ async def operator_token_accepted(token: str, settings: Settings,
     if settings.operator.matches(token):
         return keys is None or await keys.allows(token)
     return keys is not None and await keys.vouches(token)
+
+
+async def require_keyring_reader(request: Request, settings: Settings,
+                                 keys: OperatorKeyFilter | None,
+                                 proofs: ProofVerifier) -> None:
+    """``require_operator``, or a peer's proof for reading the key ids in force
+    (`forge.services.common.peer_proof`): made with a SAT secret of this service, or with
+    one of its OPERATOR_TOKENs that ``keys`` still allow. A proof is never an operator
+    credential anywhere else."""
+    token = bearer_token(request)
+    if token is None or not is_proof(token):
+        await require_operator(request, settings, keys)
+        return
+    if proofs.verify(token, (settings.sat,), KEYRING_READ) is not None:
+        return
+    secret = proofs.verify(token, (settings.operator,), KEYRING_READ)
+    if secret is not None and (keys is None or await keys.allows(secret.decode())):
+        return
+    raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)

@@ -25,7 +25,7 @@ VERIFIERS_DOMAIN = b"frostgate-forge/operator-verifiers/v1:"
 async def orchestrator_keyring(settings: Settings, client: httpx.AsyncClient,
                                credentials: Sequence[str]) -> dict[str, Any] | None:
     """Per secret, the key id the orchestrator signs with and those it accepts (readiness
-    detail, shown only to an operator credential), asked with the first of
+    detail, shown only to an operator credential or a peer's proof), asked with the first of
     ``credentials`` it does not refuse; None when it refuses them all. httpx.HTTPError
     when it cannot be reached; ValueError, KeyError or TypeError for an answer of another
     shape, over ``MAX_ANSWER_BYTES``, or not whole within ``PEER_DEADLINE_S`` (whatever

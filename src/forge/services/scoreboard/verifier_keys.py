@@ -5,7 +5,8 @@ out with another SAT or ET secret than the rest refuses every completion (each i
 a failed event), yet its store, disk and bus are fine, so its /readyz said 200. spawn_service
 signs with the orchestrator's current keys (its own `peer_keys` check), so the scoreboard
 must accept those: this check compares key ids (never secrets) with the orchestrator's,
-asked with OPERATOR_TOKEN, which the rotation order rolls out to both.
+asked with a proof of OPERATOR_TOKEN (`forge.services.common.peer_proof`; the token itself
+never leaves), which the rotation order rolls out to both.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx
 
 from forge.config.settings import Settings
 from forge.services.common.peer_keyring import current_kid, orchestrator_keyring
+from forge.services.common.peer_proof import KEYRING_READ, mint_proof
 from forge.services.common.readiness import CheckFailed
 
 AGREED_FOR_S = 30.0  # an agreement found is trusted this long before the orchestrator is asked
@@ -46,8 +48,8 @@ async def verifier_keys_check(settings: Settings, client: httpx.AsyncClient) -> 
     """Fail when the orchestrator's current SAT or ET key is not one the scoreboard accepts,
     naming which (or when the orchestrator refuses this service's OPERATOR_TOKEN)."""
     try:
-        keyring = await orchestrator_keyring(settings, client,
-                                             [settings.operator.current.decode()])
+        keyring = await orchestrator_keyring(
+            settings, client, [mint_proof(settings.operator, KEYRING_READ)])
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return "orchestrator not reachable; key agreement not checked"
     if keyring is None:

@@ -14,16 +14,18 @@ from typing import Any
 import httpx
 
 from forge.config.settings import Settings
-from forge.services.common.auth import service_token
 from forge.services.common.peer_keyring import accepted_kids, orchestrator_keyring
+from forge.services.common.peer_proof import KEYRING_READ, mint_proof
 from forge.services.common.readiness import CheckFailed
 
 
 def credentials(settings: Settings) -> tuple[str, str]:
-    """What spawn_service asks the orchestrator's key ids with: its service token, as every
-    call it makes is signed (services.common.auth); when that is refused, OPERATOR_TOKEN,
-    to name which key differs."""
-    return service_token(settings), settings.operator.current.decode()
+    """What spawn_service asks the orchestrator's key ids with: a proof of its SAT secret,
+    as every call it makes is signed with that keyring; when that is refused, a proof of
+    its OPERATOR_TOKEN, to name which key differs. Proofs, never the token nor a service
+    token (`forge.services.common.peer_proof`): whatever answers at ORCHESTRATOR_URL gets
+    nothing it could open anything else with."""
+    return (mint_proof(settings.sat, KEYRING_READ), mint_proof(settings.operator, KEYRING_READ))
 
 
 async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,

@@ -1,0 +1,139 @@
+"""A local user who takes the orchestrator's port while it is down (step 3 of the rotation
+order restarts it) and answers what spawn_service and the scoreboard send it every few
+seconds gets nothing it can use elsewhere. They used to ask the orchestrator's key ids with
+a one-minute service token, which every service takes as an operator's, and then with
+OPERATOR_TOKEN itself. Now each sends a proof (`forge.services.common.peer_proof`): no
+secret, no operator credential anywhere; at a real service it opens the key ids alone
+(the config readiness check), once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import Request
+from fastapi.testclient import TestClient
+
+from forge.config.settings import Settings, load_settings
+from forge.services.common.app import create_app, make_context
+from forge.services.common.auth import check_operator, operator_credential
+from forge.services.common.readiness import CheckFailed
+from forge.services.scoreboard.verifier_keys import verifier_keys_check
+from forge.services.spawn.peers import peer_keys_check
+
+from ..services.conftest import SECRETS, prod_environ
+
+
+class _Squatter(BaseHTTPRequestHandler):
+    heard: list[str]
+
+    def do_GET(self) -> None:
+        self.heard.append(self.headers.get("Authorization", ""))
+        body = b'{"error": {"code": "unauthorized"}}'
+        self.send_response(401)  # refused: a peer with a second credential sends it too
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def squatter() -> Iterator[tuple[str, list[str]]]:
+    heard: list[str] = []
+    handler = type("Handler", (_Squatter,), {"heard": heard})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", heard
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _harvest(settings: Settings) -> None:
+    async def both() -> None:
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(CheckFailed):  # spawn_service: "does not accept ... SAT"
+                await peer_keys_check(settings, client)
+            with pytest.raises(CheckFailed):  # the scoreboard: "... OPERATOR_TOKEN"
+                await verifier_keys_check(settings, client)
+    asyncio.run(both())
+
+
+class _Retired:
+    """An OPERATOR_TOKEN filter saying each of the service's own tokens was retired."""
+
+    async def allows(self, token: str) -> bool:
+        return False
+
+    async def vouches(self, token: str) -> bool:
+        return False
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_what_the_peers_send_a_squatter_opens_nothing_but_the_key_ids_once(
+        tmp_path: Path, squatter: tuple[str, list[str]]) -> None:
+    url, heard = squatter
+    settings = load_settings(prod_environ(tmp_path / "storage", ORCHESTRATOR_URL=url))
+    _harvest(settings)
+    assert len(heard) == 3  # spawn: a SAT proof, then an OPERATOR_TOKEN one; the scoreboard one
+    harvested = [h.removeprefix("Bearer ") for h in heard]
+    assert all(h.startswith("Bearer fgp1.") for h in heard)
+    for token in harvested:
+        assert not any(secret in token for secret in SECRETS.values())
+        assert not operator_credential(token, settings)  # at no service an operator's
+
+    # A real service, with an operator route, takes them for the key ids alone, once.
+    ctx = make_context("orchestrator", settings)
+    app = create_app(ctx)
+
+    @app.get("/operator")
+    async def operator(request: Request) -> dict[str, bool]:
+        check_operator(request, settings)
+        return {"ok": True}
+
+    with TestClient(app) as client:
+        for token in harvested:
+            auth = {"Authorization": f"Bearer {token}"}
+            assert client.get("/operator", headers=auth).status_code == 401
+            assert client.get("/readyz", headers=auth).status_code == 401  # every check
+            both = client.get("/readyz", params=[("check", "config"), ("check", "store")],
+                              headers=auth)
+            assert both.status_code == 401
+            first = client.get("/readyz", params={"check": "config"}, headers=auth)
+            assert first.status_code == 200, first.text
+            detail = first.json()["checks"]["config"]["detail"]
+            assert set(detail["keyring"]) >= {"SAT_HMAC_SECRET", "OPERATOR_TOKEN"}
+            assert not any(secret in first.text for secret in SECRETS.values())
+            again = client.get("/readyz", params={"check": "config"}, headers=auth)
+            assert again.status_code == 401  # taken already
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_proof_of_a_retired_operator_token_is_refused(
+        tmp_path: Path, squatter: tuple[str, list[str]]) -> None:
+    url, heard = squatter
+    settings = load_settings(prod_environ(tmp_path / "storage", ORCHESTRATOR_URL=url))
+    _harvest(settings)
+    operator_proof = heard[1].removeprefix("Bearer ")  # spawn's second: OPERATOR_TOKEN
+    ctx = make_context("spawn", settings)
+    ctx.operator_keys = _Retired()
+    with TestClient(create_app(ctx)) as client:
+        refused = client.get("/readyz", params={"check": "config"},
+                             headers={"Authorization": f"Bearer {operator_proof}"})
+        assert refused.status_code == 401
+        # The SAT proof is not about OPERATOR_TOKEN: still the key ids, once.
+        sat_proof = heard[0].removeprefix("Bearer ")
+        taken = client.get("/readyz", params={"check": "config"},
+                           headers={"Authorization": f"Bearer {sat_proof}"})
+        assert taken.status_code == 200
