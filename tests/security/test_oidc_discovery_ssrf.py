@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -26,6 +25,8 @@ import pytest
 
 from forge.identity.oidc import OidcRefused, ProviderCache
 from forge.identity.oidc_config import endpoint_allowed
+
+from ..support.http_stub import serving
 
 
 @pytest.fixture
@@ -45,14 +46,8 @@ def provider() -> Iterator[tuple[str, dict[str, Any]]]:
         def log_message(self, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", doc
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, doc
 
 
 def _discover(issuer: str) -> dict[str, Any]:

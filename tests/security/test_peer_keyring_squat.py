@@ -9,9 +9,8 @@ secret, no operator credential anywhere; at a real service it opens the key ids 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -27,6 +26,7 @@ from forge.services.scoreboard.verifier_keys import verifier_keys_check
 from forge.services.spawn.peers import peer_keys_check
 
 from ..services.conftest import SECRETS, prod_environ
+from ..support.http_stub import serving
 
 
 class _Squatter(BaseHTTPRequestHandler):
@@ -49,18 +49,16 @@ class _Squatter(BaseHTTPRequestHandler):
 def squatter() -> Iterator[tuple[str, list[str]]]:
     heard: list[str] = []
     handler = type("Handler", (_Squatter,), {"heard": heard})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", heard
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(handler) as url:
+        yield url, heard
 
 
-def _harvest(settings: Settings) -> None:
+def _harvest(tmp_path: Path, squatter: tuple[str, list[str]]) -> tuple[Settings, list[str]]:
+    """Settings of services whose ORCHESTRATOR_URL is the squatter's, and what it received
+    when spawn_service's and the scoreboard's key checks ran once each."""
+    url, heard = squatter
+    settings = load_settings(prod_environ(tmp_path / "storage", ORCHESTRATOR_URL=url))
+
     async def both() -> None:
         async with httpx.AsyncClient() as client:
             with pytest.raises(CheckFailed):  # spawn_service: "does not accept ... SAT"
@@ -68,6 +66,8 @@ def _harvest(settings: Settings) -> None:
             with pytest.raises(CheckFailed):  # the scoreboard: "... OPERATOR_TOKEN"
                 await verifier_keys_check(settings, client)
     asyncio.run(both())
+    assert all(h.startswith("Bearer fgp1.") for h in heard)
+    return settings, [h.removeprefix("Bearer ") for h in heard]
 
 
 class _Retired:
@@ -83,12 +83,8 @@ class _Retired:
 @pytest.mark.usefixtures("sqlite_only_store")
 def test_what_the_peers_send_a_squatter_opens_nothing_but_the_key_ids_once(
         tmp_path: Path, squatter: tuple[str, list[str]]) -> None:
-    url, heard = squatter
-    settings = load_settings(prod_environ(tmp_path / "storage", ORCHESTRATOR_URL=url))
-    _harvest(settings)
-    assert len(heard) == 3  # spawn: a SAT proof, then an OPERATOR_TOKEN one; the scoreboard one
-    harvested = [h.removeprefix("Bearer ") for h in heard]
-    assert all(h.startswith("Bearer fgp1.") for h in heard)
+    settings, harvested = _harvest(tmp_path, squatter)
+    assert len(harvested) == 3  # spawn: a SAT proof, then an OPERATOR_TOKEN one; the scoreboard's
     for token in harvested:
         assert not any(secret in token for secret in SECRETS.values())
         assert not operator_credential(token, settings)  # at no service an operator's
@@ -122,10 +118,8 @@ def test_what_the_peers_send_a_squatter_opens_nothing_but_the_key_ids_once(
 @pytest.mark.usefixtures("sqlite_only_store")
 def test_a_proof_of_a_retired_operator_token_is_refused(
         tmp_path: Path, squatter: tuple[str, list[str]]) -> None:
-    url, heard = squatter
-    settings = load_settings(prod_environ(tmp_path / "storage", ORCHESTRATOR_URL=url))
-    _harvest(settings)
-    operator_proof = heard[1].removeprefix("Bearer ")  # spawn's second: OPERATOR_TOKEN
+    settings, harvested = _harvest(tmp_path, squatter)
+    sat_proof, operator_proof = harvested[:2]  # spawn's: SAT, then OPERATOR_TOKEN
     ctx = make_context("spawn", settings)
     ctx.operator_keys = _Retired()
     with TestClient(create_app(ctx)) as client:
@@ -133,7 +127,6 @@ def test_a_proof_of_a_retired_operator_token_is_refused(
                              headers={"Authorization": f"Bearer {operator_proof}"})
         assert refused.status_code == 401
         # The SAT proof is not about OPERATOR_TOKEN: still the key ids, once.
-        sat_proof = heard[0].removeprefix("Bearer ")
         taken = client.get("/readyz", params={"check": "config"},
                            headers={"Authorization": f"Bearer {sat_proof}"})
         assert taken.status_code == 200
