@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from forge.config.settings import Settings, load_settings
 from forge.services.common.app import create_app, make_context
-from forge.services.common.auth import check_operator, operator_credential
+from forge.services.common.auth import RequestTarget, check_operator, operator_credential
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard.verifier_keys import verifier_keys_check
 from forge.services.spawn.peers import peer_keys_check
@@ -87,7 +87,9 @@ def test_what_the_peers_send_a_squatter_opens_nothing_but_the_key_ids_once(
     assert len(harvested) == 3  # spawn: a SAT proof, then an OPERATOR_TOKEN one; the scoreboard's
     for token in harvested:
         assert not any(secret in token for secret in SECRETS.values())
-        assert not operator_credential(token, settings)  # at no service an operator's
+        for method, target in (("GET", "/readyz?check=config"), ("GET", "/v1/scenarios")):
+            bound = RequestTarget.of(method, target, b"")  # at no service an operator's
+            assert not operator_credential(token, settings, bound)
 
     # A real service, with an operator route, takes them for the key ids alone, once.
     ctx = make_context("orchestrator", settings)
@@ -95,7 +97,7 @@ def test_what_the_peers_send_a_squatter_opens_nothing_but_the_key_ids_once(
 
     @app.get("/operator")
     async def operator(request: Request) -> dict[str, bool]:
-        check_operator(request, settings)
+        await check_operator(request, settings)
         return {"ok": True}
 
     with TestClient(app) as client:

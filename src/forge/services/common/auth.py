@@ -8,10 +8,17 @@ OPERATOR_TOKEN: the rotation order operators follow rolls the SAT secret out to 
 service but OPERATOR_TOKEN only to the orchestrator and the scoreboard, and a
 spawn_service left with the old OPERATOR_TOKEN lost every such call. Whoever holds the
 SAT secret (the three services) already holds OPERATOR_TOKEN too.
+
+A service token is good for the one request it was made for: its method, its target (path
+and query, as sent) and a digest of its body. Whatever answers at a service's address in
+its place (a local user who took the port while the service restarted) can send that same
+request again within the minute, and nothing else with it.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Protocol
 
 from fastapi import Request
@@ -35,21 +42,54 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def service_token(settings: Settings, caller: str = SPAWN_SERVICE) -> str:
-    """A bearer credential for one of ``caller``'s calls to another service (one minute)."""
-    return mint_token(settings.sat, SERVICE, {"sub": caller})
+@dataclass(frozen=True)
+class RequestTarget:
+    """What a service token is bound to: the method, the target (raw path and query, as
+    sent) and the SHA-256 of the body (hex)."""
+
+    method: str
+    target: str
+    body_sha256: str
+
+    @classmethod
+    def of(cls, method: str, target: str, body: bytes) -> RequestTarget:
+        return cls(method.upper(), target, hashlib.sha256(body).hexdigest())
 
 
-def operator_credential(token: str, settings: Settings) -> bool:
+async def request_target(request: Request) -> RequestTarget:
+    """The target of an incoming request, as a service token binds it (reads the body,
+    bounded by the service's input limit and kept for the route)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    target = raw + (b"?" + query if query else b"")
+    return RequestTarget.of(request.method, target.decode("latin-1"), await request.body())
+
+
+def service_token(settings: Settings, target: RequestTarget,
+                  caller: str = SPAWN_SERVICE) -> str:
+    """A bearer credential for one of ``caller``'s calls to another service: that request
+    alone, for one minute. ``target.target`` is the path below the service's base URL."""
+    return mint_token(settings.sat, SERVICE, {"sub": caller, "htm": target.method,
+                                              "htu": target.target, "bh": target.body_sha256})
+
+
+def operator_credential(token: str, settings: Settings, target: RequestTarget | None) -> bool:
     """Whether ``token`` is a current, previous or next OPERATOR_TOKEN (compared in constant
-    time) or a valid service token of a known caller."""
+    time) or a valid service token of a known caller made for this request (``target``;
+    None: no service token is taken). A service behind a prefix (its base URL has a path)
+    sees the bound target at the end of its own."""
     if settings.operator.matches(token):
         return True
+    if target is None:
+        return False
     try:
         claims = verify_token(settings.sat, SERVICE, token)
     except TokenError:
         return False
-    return claims.get("sub") in SERVICE_CALLERS
+    bound = claims.get("htu")
+    return (claims.get("sub") in SERVICE_CALLERS and claims.get("htm") == target.method
+            and isinstance(bound, str) and bound.startswith("/")
+            and target.target.endswith(bound) and claims.get("bh") == target.body_sha256)
 
 
 class OperatorKeyFilter(Protocol):
@@ -66,12 +106,12 @@ class OperatorKeyFilter(Protocol):
         ...
 
 
-def check_operator(request: Request, settings: Settings) -> None:
+async def check_operator(request: Request, settings: Settings) -> None:
     """Raise 401 unless the request carries an operator credential (``operator_credential``)."""
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
-    if not operator_credential(token, settings):
+    if not operator_credential(token, settings, await request_target(request)):
         raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
 
 
@@ -81,12 +121,13 @@ async def require_operator(request: Request, settings: Settings,
     service's ring that they say was retired elsewhere is refused as any wrong token is
     (401: nothing tells its holder why), and a token they vouch for is accepted."""
     if keys is None:
-        check_operator(request, settings)
+        await check_operator(request, settings)
         return
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
-    service_token = not settings.operator.matches(token) and operator_credential(token, settings)
+    service_token = not settings.operator.matches(token) and operator_credential(
+        token, settings, await request_target(request))
     if not service_token and not await operator_token_accepted(token, settings, keys):
         raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
 

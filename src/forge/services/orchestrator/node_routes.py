@@ -20,9 +20,9 @@ from forge.services.orchestrator.sweeper import live_elsewhere
 router = APIRouter()
 
 
-def _registry(request: Request) -> NodeRegistry:
+async def _registry(request: Request) -> NodeRegistry:
     state = orch(request)
-    check_operator(request, state.settings)
+    await check_operator(request, state.settings)
     if state.node is None or state.node.kv is None:
         raise ForgeError("nodes_unavailable", 503, "this orchestrator runs without lab nodes")
     return state.node.kv
@@ -36,7 +36,7 @@ def _bus_down() -> ForgeError:
 @router.get("/v1/admin/nodes", tags=["operator"], responses=errors(401, 503))
 async def list_nodes(request: Request) -> dict[str, Any]:
     """Every node: registered ones from KV, and lost ones still named by live labs."""
-    kv = _registry(request)
+    kv = await _registry(request)
     state = orch(request)
     now = time.time()
     try:
@@ -67,7 +67,7 @@ async def list_nodes(request: Request) -> dict[str, Any]:
 
 
 async def _set_drain(request: Request, node_id: str, on: bool) -> dict[str, Any]:
-    kv = _registry(request)
+    kv = await _registry(request)
     if not NODE_ID_RE.fullmatch(node_id):
         raise ForgeError("invalid_node_id", 400, "node_id: 1-32 of a-z, 0-9 and -",
                          [{"field": "node_id"}])

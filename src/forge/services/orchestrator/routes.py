@@ -18,7 +18,12 @@ from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, history, load
 from forge.lifecycle.visibility import LEARNER_HOST, learner_view
-from forge.services.common.auth import bearer_token, check_operator, operator_credential
+from forge.services.common.auth import (
+    bearer_token,
+    check_operator,
+    operator_credential,
+    request_target,
+)
 from forge.services.common.openapi import errors
 from forge.services.common.store_reads import read_call
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
@@ -41,9 +46,10 @@ def orch(request: Request) -> OrchestratorState:
     return state
 
 
-def _is_operator(request: Request) -> bool:
+async def _is_operator(request: Request) -> bool:
     token = bearer_token(request)
-    return token is not None and operator_credential(token, orch(request).settings)
+    return token is not None and operator_credential(token, orch(request).settings,
+                                                     await request_target(request))
 
 
 async def _caller(request: Request) -> Caller:
@@ -57,7 +63,7 @@ async def visible_scenario(request: Request, scenario_id: str) -> tuple[Scenario
     missing = ForgeError("not_found", 404, "scenario not found")
     if not SCENARIO_ID.match(scenario_id):
         raise missing
-    operator = _is_operator(request)
+    operator = await _is_operator(request)
     caller = None if operator else await _caller(request)
     try:
         db = orch(request).ctx.db
@@ -120,7 +126,7 @@ async def list_scenarios(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Operator: every scenario, newest first, with filters."""
-    check_operator(request, orch(request).settings)
+    await check_operator(request, orch(request).settings)
 
     def query() -> list[dict[str, Any]]:
         stmt = select(Scenario).order_by(Scenario.created_at.desc()).limit(limit)
@@ -199,7 +205,7 @@ def _extend_row(state: OrchestratorState, scenario_id: str, deadline: datetime) 
              responses=errors(401, 404, 409))
 async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     """Operator: grade and finish a running lab now (idempotent)."""
-    check_operator(request, orch(request).settings)
+    await check_operator(request, orch(request).settings)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     try:

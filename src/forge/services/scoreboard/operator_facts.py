@@ -24,8 +24,8 @@ from forge.signing.keystore import SigningKeyError
 router = APIRouter()
 
 
-def _operator(request: Request) -> None:
-    check_operator(request, scoreboard_state(request).settings)
+async def _operator(request: Request) -> None:
+    await check_operator(request, scoreboard_state(request).settings)
 
 
 @router.get("/v1/admin/signing-keys", tags=["admin"], dependencies=[Depends(_operator)],

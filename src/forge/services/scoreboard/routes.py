@@ -131,8 +131,8 @@ class ReprocessRequest(BaseModel):
         return self
 
 
-def _operator(request: Request) -> None:
-    check_operator(request, scoreboard_state(request).settings)
+async def _operator(request: Request) -> None:
+    await check_operator(request, scoreboard_state(request).settings)
 
 
 OperatorDep = Depends(_operator)

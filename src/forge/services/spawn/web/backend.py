@@ -16,7 +16,7 @@ import httpx
 
 from forge.config.settings import Settings
 from forge.errors import ForgeError
-from forge.services.common.auth import service_token
+from forge.services.common.auth import RequestTarget, service_token
 from forge.services.common.http_client import SharedHttpClient
 from forge.services.spawn.node_routing import node_base, node_unreachable
 
@@ -47,16 +47,22 @@ class Backend:
     settings: Settings
     http: SharedHttpClient
 
-    def _headers(self) -> dict[str, str]:
-        # A service token (SAT keyring), not OPERATOR_TOKEN: see services.common.auth.
-        return {"Authorization": "Bearer " + service_token(self.settings)}
+    def _signed(self, base: str, method: str, path: str, **kwargs: Any) -> httpx.Request:
+        """The request, with a service token (SAT keyring, not OPERATOR_TOKEN: see
+        services.common.auth) made for it alone: its method, its target below ``base``
+        and its body."""
+        request = self.http.client.build_request(method, _url(base, path), timeout=TIMEOUT_S,
+                                                 **kwargs)
+        below = httpx.URL(base).raw_path.rstrip(b"/")  # a base URL with a path: not bound
+        target = request.url.raw_path.removeprefix(below).decode("latin-1")
+        bound = RequestTarget.of(method, target, request.content)
+        request.headers["Authorization"] = "Bearer " + service_token(self.settings, bound)
+        return request
 
     async def _call(self, service: str, base: str, method: str, path: str,
                     **kwargs: Any) -> httpx.Response:
         try:
-            resp = await self.http.client.request(method, _url(base, path),
-                                                  headers=self._headers(), timeout=TIMEOUT_S,
-                                                  **kwargs)
+            resp = await self.http.client.send(self._signed(base, method, path, **kwargs))
         except httpx.HTTPError as exc:
             raise BackendError(service, "backend_unreachable", 502,
                                f"unreachable ({type(exc).__name__})",
@@ -110,8 +116,7 @@ class Backend:
                 "scoreboard": self.settings.scoreboard_url}[service]
         try:
             # The operator token: without it /readyz names failed checks but no detail.
-            resp = await self.http.client.get(_url(base, "/readyz"), headers=self._headers(),
-                                              timeout=TIMEOUT_S)
+            resp = await self.http.client.send(self._signed(base, "GET", "/readyz"))
             body = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             return {"status": "unreachable", "checks": {
