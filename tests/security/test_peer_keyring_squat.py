@@ -21,9 +21,10 @@ from fastapi.testclient import TestClient
 from forge.config.settings import Settings, load_settings
 from forge.services.common.app import create_app, make_context
 from forge.services.common.auth import RequestTarget, check_operator, operator_credential
+from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.readiness import CheckFailed
-from forge.services.scoreboard.verifier_keys import verifier_keys_check
-from forge.services.spawn.peers import peer_keys_check
+from forge.services.scoreboard.verifier_keys import verifier_keys, verifier_keys_check
+from forge.services.spawn.peers import paced_peer_keys, peer_keys_check
 
 from ..services.conftest import SECRETS, prod_environ
 from ..support.http_stub import serving
@@ -87,9 +88,10 @@ def test_what_the_peers_send_a_squatter_opens_nothing_but_the_key_ids_once(
     assert len(harvested) == 3  # spawn: a SAT proof, then an OPERATOR_TOKEN one; the scoreboard's
     for token in harvested:
         assert not any(secret in token for secret in SECRETS.values())
-        for method, target in (("GET", "/readyz?check=config"), ("GET", "/v1/scenarios")):
-            bound = RequestTarget.of(method, target, b"")  # at no service an operator's
-            assert not operator_credential(token, settings, bound)
+        for service in ("orchestrator", "scoreboard", "spawn_service"):
+            for target in ("/readyz?check=config", "/v1/scenarios"):
+                bound = RequestTarget.of(service, "GET", target, b"")  # nowhere an operator's
+                assert not operator_credential(token, settings, bound)
 
     # A real service, with an operator route, takes them for the key ids alone, once.
     ctx = make_context("orchestrator", settings)
@@ -97,7 +99,7 @@ def test_what_the_peers_send_a_squatter_opens_nothing_but_the_key_ids_once(
 
     @app.get("/operator")
     async def operator(request: Request) -> dict[str, bool]:
-        await check_operator(request, settings)
+        await check_operator(request, settings, ctx.name)
         return {"ok": True}
 
     with TestClient(app) as client:
@@ -122,7 +124,7 @@ def test_a_proof_of_a_retired_operator_token_is_refused(
         tmp_path: Path, squatter: tuple[str, list[str]]) -> None:
     settings, harvested = _harvest(tmp_path, squatter)
     sat_proof, operator_proof = harvested[:2]  # spawn's: SAT, then OPERATOR_TOKEN
-    ctx = make_context("spawn", settings)
+    ctx = make_context("orchestrator", settings)
     ctx.operator_keys = _Retired()
     with TestClient(create_app(ctx)) as client:
         refused = client.get("/readyz", params={"check": "config"},
@@ -132,3 +134,37 @@ def test_a_proof_of_a_retired_operator_token_is_refused(
         taken = client.get("/readyz", params={"check": "config"},
                            headers={"Authorization": f"Bearer {sat_proof}"})
         assert taken.status_code == 200
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_proof_for_the_orchestrator_opens_nothing_at_another_service(
+        tmp_path: Path, squatter: tuple[str, list[str]]) -> None:
+    settings, harvested = _harvest(tmp_path, squatter)
+    for name in ("scoreboard", "spawn_service"):
+        with TestClient(create_app(make_context(name, settings))) as client:
+            for token in harvested:
+                answer = client.get("/readyz", params={"check": "config"},
+                                    headers={"Authorization": f"Bearer {token}"})
+                assert answer.status_code == 401, name
+
+
+def test_anonymous_readiness_runs_do_not_make_the_peers_ask_each_time(
+        tmp_path: Path, squatter: tuple[str, list[str]]) -> None:
+    """Anyone may run /readyz. Each run of the peer_keys checks used to ask the orchestrator
+    (a fresh proof each time): a flood of runs became one at the orchestrator (review BV).
+    Now one ask at a time, and an outcome stands a moment (an agreement longer)."""
+    url, heard = squatter
+    settings = load_settings(prod_environ(tmp_path / "storage", ORCHESTRATOR_URL=url))
+
+    async def flood() -> None:
+        http = SharedHttpClient(timeout_s=2.0)
+        for check in (paced_peer_keys(settings, http).check,
+                      verifier_keys(settings, http).check):
+            for _ in range(5):  # concurrent runs, then more at once
+                results = await asyncio.gather(*(check() for _ in range(20)),
+                                               return_exceptions=True)
+                assert all(isinstance(r, CheckFailed) for r in results)
+        await http.close()
+
+    asyncio.run(flood())
+    assert 1 <= len(heard) <= 2 + 1  # spawn: one ask (two proofs); the scoreboard: one

@@ -40,7 +40,7 @@ from ..support.http_stub import serving
 SUMMARIES = "/v1/admin/scores/summaries"
 BODY = b'{"scenario_ids": ["scn-0000000000000001"]}'
 OTHER_BODY = b'{"scenario_ids": ["scn-0000000000000002"]}'
-BOUND = RequestTarget.of("POST", SUMMARIES, BODY)
+BOUND = RequestTarget.of("scoreboard", "POST", SUMMARIES, BODY)
 
 
 @contextmanager
@@ -56,7 +56,7 @@ def _post(board: TestClient, token: str, path: str = SUMMARIES, body: bytes = BO
 
 
 def _claims(**extra: str) -> dict[str, str]:
-    return {"sub": "spawn_service", "htm": "POST", "htu": SUMMARIES,
+    return {"sub": "spawn_service", "svc": "scoreboard", "htm": "POST", "htu": SUMMARIES,
             "bh": BOUND.body_sha256, **extra}
 
 
@@ -99,14 +99,26 @@ def _bound_to_one_request(settings: Settings, board: TestClient) -> None:
     auth = {"authorization": "Bearer " + token}
     assert _post(board, token, body=OTHER_BODY) == 401  # another body
     assert _post(board, token, path=SUMMARIES + "?x=1") == 401  # another query
+    # The bound target at the end of another request's (review BV: a suffix was accepted,
+    # so the /ops page's `GET /readyz` token opened every GET route by `?x=/readyz`).
+    readyz = {"authorization": "Bearer " + service_token(
+        settings, RequestTarget.of("scoreboard", "GET", "/readyz", b""))}
+    assert board.get("/readyz", headers=readyz).status_code in (200, 503)
+    for other in ("/v1/admin/signing-keys?x=/readyz", "/v1/admin/retention/holds?/readyz",
+                  "/v1/admin/failed-events?limit=5&z=/readyz"):
+        assert board.get(other, headers=readyz).status_code == 401, other
     assert board.get("/v1/admin/signing-keys", headers=auth).status_code == 401  # another path
     assert board.get(SUMMARIES, headers=auth).status_code in (401, 405)  # another method
-    for method, target, body in (("GET", SUMMARIES, BODY), ("POST", "/v1/admin/x", BODY),
-                                 ("POST", SUMMARIES, OTHER_BODY)):
-        assert not operator_credential(token, settings, RequestTarget.of(method, target, body))
-    # Bound to a target that is not a path, another method or another body: nothing.
-    for claims in (_claims(htu="summaries"), _claims(htu="x"), _claims(htm="GET"),
-                   _claims(bh="0" * 64)):
+    for service, method, target, body in (
+            ("scoreboard", "GET", SUMMARIES, BODY), ("scoreboard", "POST", "/v1/admin/x", BODY),
+            ("scoreboard", "POST", SUMMARIES, OTHER_BODY),
+            ("scoreboard", "POST", "/x?" + SUMMARIES, BODY),
+            ("orchestrator", "POST", SUMMARIES, BODY)):  # the same call at another service
+        other = RequestTarget.of(service, method, target, body)
+        assert not operator_credential(token, settings, other), other
+    # Bound to another service, path, method or body: nothing here.
+    for claims in (_claims(htu="summaries"), _claims(htu="/scores/summaries"),
+                   _claims(svc="orchestrator"), _claims(htm="GET"), _claims(bh="0" * 64)):
         assert _post(board, mint_token(settings.sat, SERVICE, claims)) == 401
     with pytest.raises(ValueError, match="needs claims"):  # none is minted bound to nothing
         mint_token(settings.sat, SERVICE, {"sub": "spawn_service"})

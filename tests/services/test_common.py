@@ -148,7 +148,7 @@ def _app_with_routes(tmp_path: Path) -> FastAPI:
 
     @app.get("/operator")
     async def operator(request: Request) -> dict[str, bool]:
-        await check_operator(request, settings)
+        await check_operator(request, settings, "test")
         return {"ok": True}
 
     return app

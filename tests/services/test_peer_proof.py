@@ -8,10 +8,10 @@ import pytest
 from forge.config.keyring import HmacKeyring
 from forge.services.common import peer_proof
 from forge.services.common.peer_proof import (
-    KEYRING_READ,
     LIFETIME_S,
     ProofVerifier,
     is_proof,
+    keyring_read,
     mint_proof,
 )
 
@@ -19,6 +19,7 @@ SAT = HmacKeyring("SAT_HMAC_SECRET", b"sat-secret-0123456789-0123456789-abcdef")
 OPERATOR = HmacKeyring("OPERATOR_TOKEN", b"operator-token-0123456789-0123456789-abc",
                        previous=b"operator-token-previous-0123456789-0123")
 NOW = 1_800_000_000.0
+KEYRING_READ = keyring_read("orchestrator")
 
 
 def test_a_proof_is_taken_once_with_the_secret_it_was_made_with() -> None:
@@ -86,15 +87,22 @@ def test_changed_or_malformed_proofs_are_refused() -> None:
     assert verifier.verify(proof, (SAT,), KEYRING_READ, now=NOW) == SAT.current
 
 
-def test_a_full_nonce_store_refuses_rather_than_forgets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(peer_proof, "MAX_NONCES", 3)
+def test_a_full_nonce_store_forgets_the_oldest_rather_than_refuse(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peer_proof, "MAX_NONCES", 4)
     verifier = ProofVerifier()
-    first = [mint_proof(SAT, KEYRING_READ, now=NOW) for _ in range(3)]
-    assert all(verifier.verify(p, (SAT,), KEYRING_READ, now=NOW) for p in first)
-    late = mint_proof(SAT, KEYRING_READ, now=NOW)
-    assert verifier.verify(late, (SAT,), KEYRING_READ, now=NOW + 1) is None  # full: refused
-    # Once the first ones have expired they make room; none of them is taken again.
-    later = NOW + 2 * LIFETIME_S + 1
-    fresh = mint_proof(SAT, KEYRING_READ, now=later)
-    assert verifier.verify(fresh, (SAT,), KEYRING_READ, now=later) == SAT.current
-    assert all(verifier.verify(p, (SAT,), KEYRING_READ, now=later) is None for p in first)
+    made = [mint_proof(SAT, KEYRING_READ, now=NOW + i) for i in range(4)]
+    assert all(verifier.verify(p, (SAT,), KEYRING_READ, now=NOW + 4) for p in made)
+    # Full: a flood of proofs does not stop the next one; the half expiring first goes.
+    late = mint_proof(SAT, KEYRING_READ, now=NOW + 5)
+    assert verifier.verify(late, (SAT,), KEYRING_READ, now=NOW + 5) == SAT.current
+    assert verifier.verify(late, (SAT,), KEYRING_READ, now=NOW + 6) is None
+    assert verifier.verify(made[3], (SAT,), KEYRING_READ, now=NOW + 6) is None  # kept
+    assert verifier.verify(made[0], (SAT,), KEYRING_READ, now=NOW + 6) == SAT.current  # gone
+
+
+def test_a_proof_names_the_service_it_is_for() -> None:
+    proof = mint_proof(SAT, keyring_read("orchestrator"), now=NOW)
+    verifier = ProofVerifier()
+    assert verifier.verify(proof, (SAT,), keyring_read("scoreboard"), now=NOW) is None
+    assert verifier.verify(proof, (SAT,), keyring_read("orchestrator"), now=NOW) == SAT.current

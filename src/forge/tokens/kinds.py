@@ -65,9 +65,10 @@ LTI_DEEP_LINK = TokenKind("LTIDL", "forge_lti_deep_link", 30 * 60, ("platform", 
 # One service's call to another (spawn_service → the orchestrator, a lab node, the
 # scoreboard): signed with the SAT keyring, which every service holds and every rotation
 # rolls out to all of them, so those calls never depend on OPERATOR_TOKEN agreeing. Each
-# token is for one request (method, target, body digest: forge.services.common.auth), so
-# whoever receives it in place of the service can only send that same request again.
-SERVICE = TokenKind("SVC", "forge_internal", 60, ("sub", "htm", "htu", "bh"))
+# token is for one request (service, method, target, body digest:
+# forge.services.common.auth), so whoever receives it in place of the service can only
+# send that same request to it again.
+SERVICE = TokenKind("SVC", "forge_internal", 60, ("sub", "svc", "htm", "htu", "bh"))
 
 
 class TokenMismatch(TokenError):

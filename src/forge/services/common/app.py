@@ -179,10 +179,10 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         only = None if not check else frozenset(check)
         if detailed:
             if only == frozenset({"config"}):  # a peer's read: proofs too (peer_proof)
-                await require_keyring_reader(request, ctx.settings, ctx.operator_keys,
+                await require_keyring_reader(request, ctx.settings, ctx.name, ctx.operator_keys,
                                              ctx.proofs)
             else:
-                await require_operator(request, ctx.settings, ctx.operator_keys)
+                await require_operator(request, ctx.settings, ctx.name, ctx.operator_keys)
         if only is not None and (unknown := sorted(only - set(ctx.readiness.names))):
             # The names of the checks are detail too: only for the operator token.
             known = (f"; this service has {', '.join(ctx.readiness.names)}" if detailed

@@ -9,10 +9,12 @@ service but OPERATOR_TOKEN only to the orchestrator and the scoreboard, and a
 spawn_service left with the old OPERATOR_TOKEN lost every such call. Whoever holds the
 SAT secret (the three services) already holds OPERATOR_TOKEN too.
 
-A service token is good for the one request it was made for: its method, its target (path
-and query, as sent) and a digest of its body. Whatever answers at a service's address in
-its place (a local user who took the port while the service restarted) can send that same
-request again within the minute, and nothing else with it.
+A service token is good for the one request it was made for: the service it was sent to,
+its method, its target (path and query, exactly as sent) and a digest of its body.
+Whatever answers at a service's address in its place (a local user who took the port while
+the service restarted) can send that same request to that service again within the
+minute, and nothing else with it. Services call each other directly: a proxy that rewrote
+paths between them would have its calls refused.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from fastapi import Request
 
 from forge.config.settings import Settings
 from forge.errors import ForgeError
-from forge.services.common.peer_proof import KEYRING_READ, ProofVerifier, is_proof
+from forge.services.common.peer_proof import ProofVerifier, is_proof, keyring_read
 from forge.tokens import SERVICE, TokenError, mint_token, verify_token
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="forge-operator"'}
@@ -44,40 +46,44 @@ def bearer_token(request: Request) -> str | None:
 
 @dataclass(frozen=True)
 class RequestTarget:
-    """What a service token is bound to: the method, the target (raw path and query, as
-    sent) and the SHA-256 of the body (hex)."""
+    """What a service token is bound to: the service it is for (its name, e.g.
+    "orchestrator"), the method, the target (raw path and query, as sent: no ``?`` when the
+    query is empty) and the SHA-256 of the body (hex)."""
 
+    service: str
     method: str
     target: str
     body_sha256: str
 
     @classmethod
-    def of(cls, method: str, target: str, body: bytes) -> RequestTarget:
-        return cls(method.upper(), target, hashlib.sha256(body).hexdigest())
+    def of(cls, service: str, method: str, target: str, body: bytes) -> RequestTarget:
+        return cls(service, method.upper(), target.removesuffix("?"),
+                   hashlib.sha256(body).hexdigest())
 
 
-async def request_target(request: Request) -> RequestTarget:
-    """The target of an incoming request, as a service token binds it (reads the body,
-    bounded by the service's input limit and kept for the route)."""
+async def request_target(request: Request, service: str) -> RequestTarget:
+    """The target of an incoming request to ``service``, as a service token binds it (reads
+    the body, bounded by the service's input limit and kept for the route)."""
     raw = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string") or b""
     target = raw + (b"?" + query if query else b"")
-    return RequestTarget.of(request.method, target.decode("latin-1"), await request.body())
+    return RequestTarget.of(service, request.method, target.decode("latin-1"),
+                            await request.body())
 
 
 def service_token(settings: Settings, target: RequestTarget,
                   caller: str = SPAWN_SERVICE) -> str:
     """A bearer credential for one of ``caller``'s calls to another service: that request
-    alone, for one minute. ``target.target`` is the path below the service's base URL."""
-    return mint_token(settings.sat, SERVICE, {"sub": caller, "htm": target.method,
-                                              "htu": target.target, "bh": target.body_sha256})
+    to that service alone, for one minute."""
+    return mint_token(settings.sat, SERVICE, {
+        "sub": caller, "svc": target.service, "htm": target.method, "htu": target.target,
+        "bh": target.body_sha256})
 
 
 def operator_credential(token: str, settings: Settings, target: RequestTarget | None) -> bool:
     """Whether ``token`` is a current, previous or next OPERATOR_TOKEN (compared in constant
-    time) or a valid service token of a known caller made for this request (``target``;
-    None: no service token is taken). A service behind a prefix (its base URL has a path)
-    sees the bound target at the end of its own."""
+    time) or a valid service token of a known caller made for this very request
+    (``target``, every part equal; None: no service token is taken)."""
     if settings.operator.matches(token):
         return True
     if target is None:
@@ -86,10 +92,9 @@ def operator_credential(token: str, settings: Settings, target: RequestTarget | 
         claims = verify_token(settings.sat, SERVICE, token)
     except TokenError:
         return False
-    bound = claims.get("htu")
-    return (claims.get("sub") in SERVICE_CALLERS and claims.get("htm") == target.method
-            and isinstance(bound, str) and bound.startswith("/")
-            and target.target.endswith(bound) and claims.get("bh") == target.body_sha256)
+    made_for = (claims.get("svc"), claims.get("htm"), claims.get("htu"), claims.get("bh"))
+    return (claims.get("sub") in SERVICE_CALLERS
+            and made_for == (target.service, target.method, target.target, target.body_sha256))
 
 
 class OperatorKeyFilter(Protocol):
@@ -106,28 +111,29 @@ class OperatorKeyFilter(Protocol):
         ...
 
 
-async def check_operator(request: Request, settings: Settings) -> None:
-    """Raise 401 unless the request carries an operator credential (``operator_credential``)."""
+async def check_operator(request: Request, settings: Settings, service: str) -> None:
+    """Raise 401 unless the request carries an operator credential (``operator_credential``)
+    for ``service`` (the name of the service answering)."""
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
-    if not operator_credential(token, settings, await request_target(request)):
+    if not operator_credential(token, settings, await request_target(request, service)):
         raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
 
 
-async def require_operator(request: Request, settings: Settings,
+async def require_operator(request: Request, settings: Settings, service: str,
                            keys: OperatorKeyFilter | None) -> None:
     """``check_operator`` where ``keys`` is None. With ``keys``: an OPERATOR_TOKEN of this
     service's ring that they say was retired elsewhere is refused as any wrong token is
     (401: nothing tells its holder why), and a token they vouch for is accepted."""
     if keys is None:
-        await check_operator(request, settings)
+        await check_operator(request, settings, service)
         return
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
     service_token = not settings.operator.matches(token) and operator_credential(
-        token, settings, await request_target(request))
+        token, settings, await request_target(request, service))
     if not service_token and not await operator_token_accepted(token, settings, keys):
         raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
 
@@ -142,20 +148,21 @@ async def operator_token_accepted(token: str, settings: Settings,
     return keys is not None and await keys.vouches(token)
 
 
-async def require_keyring_reader(request: Request, settings: Settings,
+async def require_keyring_reader(request: Request, settings: Settings, service: str,
                                  keys: OperatorKeyFilter | None,
                                  proofs: ProofVerifier) -> None:
-    """``require_operator``, or a peer's proof for reading the key ids in force
-    (`forge.services.common.peer_proof`): made with a SAT secret of this service, or with
-    one of its OPERATOR_TOKENs that ``keys`` still allow. A proof is never an operator
+    """``require_operator``, or a peer's proof for reading the key ids of ``service`` (this
+    one: `forge.services.common.peer_proof`) made with a SAT secret of this service, or
+    with one of its OPERATOR_TOKENs that ``keys`` still allow. A proof is never an operator
     credential anywhere else."""
     token = bearer_token(request)
     if token is None or not is_proof(token):
-        await require_operator(request, settings, keys)
+        await require_operator(request, settings, service, keys)
         return
-    if proofs.verify(token, (settings.sat,), KEYRING_READ) is not None:
+    purpose = keyring_read(service)
+    if proofs.verify(token, (settings.sat,), purpose) is not None:
         return
-    secret = proofs.verify(token, (settings.operator,), KEYRING_READ)
+    secret = proofs.verify(token, (settings.operator,), purpose)
     if secret is not None and (keys is None or await keys.allows(secret.decode())):
         return
     raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)

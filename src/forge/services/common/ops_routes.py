@@ -20,6 +20,6 @@ def add_subscriber_routes(
 
     @app.post("/v1/admin/nats/restart-subscriber", tags=["ops"], responses=errors(401, 503))
     async def restart_subscriber(request: Request) -> dict[str, Any]:
-        await require_operator(request, ctx.settings, ctx.operator_keys)
+        await require_operator(request, ctx.settings, ctx.name, ctx.operator_keys)
         results = {c.durable: await c.restart() for c in consumers()}
         return {"restarted": results}

@@ -18,6 +18,8 @@ PEER_TIMEOUT_S = 1.5
 PEER_DEADLINE_S = 3.0  # the whole answer, where PEER_TIMEOUT_S bounds each read
 MAX_ANSWER_BYTES = 64 * 1024  # a config detail is about 2 KiB
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# The service whose key ids its peers read (its name, forge.services.orchestrator.app.NAME).
+ORCHESTRATOR = "orchestrator"
 # What the orchestrator's HMAC over its OPERATOR_TOKEN digests is taken under.
 VERIFIERS_DOMAIN = b"frostgate-forge/operator-verifiers/v1:"
 

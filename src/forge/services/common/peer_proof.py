@@ -6,9 +6,10 @@ every few seconds. They used to ask with a service token or OPERATOR_TOKEN itsel
 the orchestrator restarted (step 3 of the rotation order), a local user who took its port
 received OPERATOR_TOKEN, or a one-minute service token every service accepts as an
 operator's. What they send now is an HMAC, with a secret of the SAT or OPERATOR_TOKEN
-keyring, over the purpose, a time and a random nonce: whoever receives it learns no secret
-and can use it for that purpose alone, once (``ProofVerifier`` keeps the nonces it took
-until they expire).
+keyring, over the purpose (which names the service asked), a time and a random nonce:
+whoever receives it learns no secret and can use it for that purpose at that service
+alone, once per process of it (``ProofVerifier`` keeps the nonces it took until they
+expire; under a flood of valid proofs it forgets the oldest rather than refuse).
 
 Form: ``fgp1.<kid>.<unix time>.<nonce>.<hex HMAC-SHA256>``; the MAC covers the ring's name,
 the kid, the time, the nonce and the purpose, under its own domain.
@@ -29,10 +30,14 @@ from forge.config.keyring import HmacKeyring
 PREFIX = "fgp1."
 LIFETIME_S = 60  # either way: clocks of services on several machines differ a little
 DOMAIN = b"frostgate-forge/peer-proof/v1:"
-# The one purpose proofs are taken for: a peer's read of the key ids in force.
-KEYRING_READ = "GET /readyz?check=config"
-MAX_NONCES = 4096  # proofs taken within one lifetime; beyond, proofs are refused
+MAX_NONCES = 4096  # proofs remembered within one lifetime; beyond, the oldest are forgotten
 _FORM = re.compile(r"fgp1\.([0-9a-f]{16})\.([0-9]{1,12})\.([A-Za-z0-9_-]{16})\.([0-9a-f]{64})")
+
+
+def keyring_read(service: str) -> str:
+    """The one purpose proofs are taken for: a peer's read of the key ids ``service`` (its
+    name, e.g. "orchestrator") has in force, its config readiness check."""
+    return f"{service} GET /readyz?check=config"
 
 
 def mint_proof(ring: HmacKeyring, purpose: str, now: float | None = None) -> str:
@@ -77,15 +82,16 @@ class ProofVerifier:
         return None
 
     def _take(self, nonce: str, expires: float, now: float) -> bool:
-        """Record ``nonce`` as used until ``expires``; False when it was used already, or
-        when MAX_NONCES unexpired ones are held (refused rather than forgotten early)."""
+        """Record ``nonce`` as used until ``expires``; False when it was used already. With
+        MAX_NONCES unexpired ones held, the half expiring first is forgotten: refusing
+        instead would let a flood of proofs (each peer readiness run makes one) stop the
+        peers' own reads, and a proof opens the key ids alone."""
         with self._lock:
             if nonce in self._taken:
                 return False
             if len(self._taken) >= MAX_NONCES:
-                self._taken = {n: e for n, e in self._taken.items() if e >= now}
-                if len(self._taken) >= MAX_NONCES:
-                    return False
+                live = sorted((e, n) for n, e in self._taken.items() if e >= now)
+                self._taken = {n: e for e, n in live[-(MAX_NONCES // 2):]}
             self._taken[nonce] = expires
             return True
 

@@ -22,7 +22,7 @@ router = APIRouter()
 
 async def _registry(request: Request) -> NodeRegistry:
     state = orch(request)
-    await check_operator(request, state.settings)
+    await check_operator(request, state.settings, state.ctx.name)
     if state.node is None or state.node.kv is None:
         raise ForgeError("nodes_unavailable", 503, "this orchestrator runs without lab nodes")
     return state.node.kv

@@ -33,7 +33,7 @@ class ActionBody(BaseModel):
 async def _act(request: Request, scenario_id: str, body: ActionBody | None,
                action: Action, name: str) -> dict[str, Any]:
     state = orch(request)
-    await check_operator(request, state.settings)
+    await check_operator(request, state.settings, state.ctx.name)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     # Only the node holding the lab acts on it (409 naming the holder): another node would

@@ -47,9 +47,9 @@ def orch(request: Request) -> OrchestratorState:
 
 
 async def _is_operator(request: Request) -> bool:
-    token = bearer_token(request)
-    return token is not None and operator_credential(token, orch(request).settings,
-                                                     await request_target(request))
+    token, state = bearer_token(request), orch(request)
+    return token is not None and operator_credential(
+        token, state.settings, await request_target(request, state.ctx.name))
 
 
 async def _caller(request: Request) -> Caller:
@@ -126,7 +126,8 @@ async def list_scenarios(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Operator: every scenario, newest first, with filters."""
-    await check_operator(request, orch(request).settings)
+    here = orch(request)
+    await check_operator(request, here.settings, here.ctx.name)
 
     def query() -> list[dict[str, Any]]:
         stmt = select(Scenario).order_by(Scenario.created_at.desc()).limit(limit)
@@ -205,7 +206,8 @@ def _extend_row(state: OrchestratorState, scenario_id: str, deadline: datetime) 
              responses=errors(401, 404, 409))
 async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     """Operator: grade and finish a running lab now (idempotent)."""
-    await check_operator(request, orch(request).settings)
+    here = orch(request)
+    await check_operator(request, here.settings, here.ctx.name)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     try:

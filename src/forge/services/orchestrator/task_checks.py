@@ -73,7 +73,7 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
     409 `lab_busy` at once while anything else holds the lab (never waits in line), 409
     `not_running` once the lab is not running or its end time has passed."""
     state = orch(request)
-    await check_operator(request, state.settings)
+    await check_operator(request, state.settings, state.ctx.name)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     lock = state.lock_for(scenario_id)

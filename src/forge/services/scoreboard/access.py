@@ -46,7 +46,7 @@ async def current_reader(request: Request) -> Reader:
     state = scoreboard_state(request)
     token = bearer_token(request)
     if token is not None and operator_credential(token, state.settings,
-                                                 await request_target(request)):
+                                                 await request_target(request, state.ctx.name)):
         return Reader(operator=True)
     caller = await run_in_threadpool(resolve_caller, request.headers, request.cookies,
                                      state.settings, state.ctx.db, method=request.method)

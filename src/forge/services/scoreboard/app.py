@@ -29,7 +29,7 @@ from forge.services.scoreboard.lti_grades import GradePoster
 from forge.services.scoreboard.retention_runs import RetentionRuns
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.scoreboard.state import ScoreboardState
-from forge.services.scoreboard.verifier_keys import VerifierKeys
+from forge.services.scoreboard.verifier_keys import verifier_keys
 from forge.signing.keystore import NoSigningKey
 from forge.templates.registry import TemplateRegistry
 
@@ -96,8 +96,8 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     ctx.readiness.add("templates", lambda: f"{len(registry)} templates loaded")
     ctx.readiness.add("nats", lambda: _nats(state, grades))
     http = SharedHttpClient()  # asks the orchestrator's key ids (peer_keys)
-    peer_keys = VerifierKeys(settings)
-    ctx.readiness.add("peer_keys", lambda: peer_keys.check(http.client))
+    peer_keys = verifier_keys(settings, http)
+    ctx.readiness.add("peer_keys", peer_keys.check)
     ctx.shutdown.append(http.close)
     register_consumer_metrics(ctx.metrics.registry, lambda: [
         c for c in (state.consumer, grades.consumer if grades else None) if c is not None])

@@ -25,7 +25,8 @@ router = APIRouter()
 
 
 async def _operator(request: Request) -> None:
-    await check_operator(request, scoreboard_state(request).settings)
+    state = scoreboard_state(request)
+    await check_operator(request, state.settings, state.ctx.name)
 
 
 @router.get("/v1/admin/signing-keys", tags=["admin"], dependencies=[Depends(_operator)],

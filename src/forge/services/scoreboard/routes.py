@@ -132,7 +132,8 @@ class ReprocessRequest(BaseModel):
 
 
 async def _operator(request: Request) -> None:
-    await check_operator(request, scoreboard_state(request).settings)
+    state = scoreboard_state(request)
+    await check_operator(request, state.settings, state.ctx.name)
 
 
 OperatorDep = Depends(_operator)

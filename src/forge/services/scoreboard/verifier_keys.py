@@ -11,37 +11,26 @@ never leaves), which the rotation order rolls out to both.
 
 from __future__ import annotations
 
-import math
-import time
-
 import httpx
 
 from forge.config.settings import Settings
-from forge.services.common.peer_keyring import current_kid, orchestrator_keyring
-from forge.services.common.peer_proof import KEYRING_READ, mint_proof
+from forge.services.common.http_client import SharedHttpClient
+from forge.services.common.peer_check import PacedCheck
+from forge.services.common.peer_keyring import ORCHESTRATOR, current_kid, orchestrator_keyring
+from forge.services.common.peer_proof import keyring_read, mint_proof
 from forge.services.common.readiness import CheckFailed
 
 AGREED_FOR_S = 30.0  # an agreement found is trusted this long before the orchestrator is asked
+RETRY_S = 1.0  # any other outcome: asked again after this long (anyone may run readiness)
 AGREED = "accepts the orchestrator's current SAT and ET keys"
 
 
-class VerifierKeys:
-    """The ``peer_keys`` check with its last agreement remembered: `forge up` and load
-    balancers run readiness every few seconds, and keys change only when a service restarts,
-    so an idle orchestrator is not asked each time. A disagreement is asked again at once."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._agreed_at = -math.inf
-
-    async def check(self, client: httpx.AsyncClient) -> str:
-        """``verifier_keys_check``, or its last agreement while younger than AGREED_FOR_S."""
-        if time.monotonic() - self._agreed_at < AGREED_FOR_S:
-            return AGREED
-        detail = await verifier_keys_check(self._settings, client)
-        if detail == AGREED:
-            self._agreed_at = time.monotonic()
-        return detail
+def verifier_keys(settings: Settings, http: SharedHttpClient) -> PacedCheck:
+    """The ``peer_keys`` check, paced (`forge.services.common.peer_check`): `forge up` and
+    load balancers run readiness every few seconds, and keys change only when a service
+    restarts, so an idle orchestrator is not asked each time."""
+    return PacedCheck(lambda: verifier_keys_check(settings, http.client),
+                      lambda detail: detail == AGREED, AGREED_FOR_S, RETRY_S)
 
 
 async def verifier_keys_check(settings: Settings, client: httpx.AsyncClient) -> str:
@@ -49,7 +38,7 @@ async def verifier_keys_check(settings: Settings, client: httpx.AsyncClient) -> 
     naming which (or when the orchestrator refuses this service's OPERATOR_TOKEN)."""
     try:
         keyring = await orchestrator_keyring(
-            settings, client, [mint_proof(settings.operator, KEYRING_READ)])
+            settings, client, [mint_proof(settings.operator, keyring_read(ORCHESTRATOR))])
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return "orchestrator not reachable; key agreement not checked"
     if keyring is None:

@@ -31,7 +31,7 @@ from forge.services.spawn import (
 )
 from forge.services.spawn.lifecycle import lifecycle_consumer
 from forge.services.spawn.operator_keys import OperatorKeys
-from forge.services.spawn.peers import peer_keys_check
+from forge.services.spawn.peers import paced_peer_keys
 from forge.services.spawn.state import SpawnState, build_state
 from forge.services.spawn.web import install as install_web
 from forge.store import idempotency
@@ -115,7 +115,7 @@ def build_app(settings: Settings) -> FastAPI:
     ctx.readiness.add("policy", lambda: _policy_check(state, built))
     http = SharedHttpClient()  # the app's one outgoing client: web backend and peer checks
     keys = state.operator_keys = ctx.operator_keys = OperatorKeys(settings, http)
-    ctx.readiness.add("peer_keys", lambda: peer_keys_check(settings, http.client, keys.note))
+    ctx.readiness.add("peer_keys", paced_peer_keys(settings, http, keys.note).check)
 
     housekeeping = Housekeeping(ctx, {
         "idempotency_records": lambda now: idempotency.purge(ctx.db, now),

@@ -14,9 +14,13 @@ from typing import Any
 import httpx
 
 from forge.config.settings import Settings
-from forge.services.common.peer_keyring import accepted_kids, orchestrator_keyring
-from forge.services.common.peer_proof import KEYRING_READ, mint_proof
+from forge.services.common.http_client import SharedHttpClient
+from forge.services.common.peer_check import PacedCheck
+from forge.services.common.peer_keyring import ORCHESTRATOR, accepted_kids, orchestrator_keyring
+from forge.services.common.peer_proof import keyring_read, mint_proof
 from forge.services.common.readiness import CheckFailed
+
+AGREED = "orchestrator accepts the current SAT and ET keys"
 
 
 def credentials(settings: Settings) -> tuple[str, str]:
@@ -25,7 +29,8 @@ def credentials(settings: Settings) -> tuple[str, str]:
     its OPERATOR_TOKEN, to name which key differs. Proofs, never the token nor a service
     token (`forge.services.common.peer_proof`): whatever answers at ORCHESTRATOR_URL gets
     nothing it could open anything else with."""
-    return (mint_proof(settings.sat, KEYRING_READ), mint_proof(settings.operator, KEYRING_READ))
+    purpose = keyring_read(ORCHESTRATOR)
+    return mint_proof(settings.sat, purpose), mint_proof(settings.operator, purpose)
 
 
 async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
@@ -60,8 +65,20 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
     if operator is not None and settings.operator.current_kid not in operator:
         # Not a failure: learners are served as ever; only this service's operator
         # credential is refused (forge.services.spawn.operator_keys).
-        return ("orchestrator accepts the current SAT and ET keys; it no longer accepts this "
+        return (AGREED + "; it no longer accepts this "
                 "service's OPERATOR_TOKEN, which is refused here too; the orchestrator's "
                 "OPERATOR_TOKEN is accepted here (roll it out to spawn_service at its next "
                 "restart)")
-    return "orchestrator accepts the current SAT and ET keys"
+    return AGREED
+
+
+AGREED_FOR_S = 5.0  # an agreement found stands this long (anyone may run readiness)
+RETRY_S = 1.0  # a disagreement, or the orchestrator out of reach: asked again after this
+
+
+def paced_peer_keys(settings: Settings, http: SharedHttpClient,
+                    seen: Callable[[Mapping[str, Any]], None] | None = None) -> PacedCheck:
+    """``peer_keys_check`` paced (`forge.services.common.peer_check`): an anonymous flood
+    of readiness runs asks the orchestrator once a second at most."""
+    return PacedCheck(lambda: peer_keys_check(settings, http.client, seen),
+                      lambda detail: detail.startswith(AGREED), AGREED_FOR_S, RETRY_S)

@@ -47,22 +47,23 @@ class Backend:
     settings: Settings
     http: SharedHttpClient
 
-    def _signed(self, base: str, method: str, path: str, **kwargs: Any) -> httpx.Request:
+    def _signed(self, service: str, base: str, method: str, path: str,
+                **kwargs: Any) -> httpx.Request:
         """The request, with a service token (SAT keyring, not OPERATOR_TOKEN: see
-        services.common.auth) made for it alone: its method, its target below ``base``
-        and its body."""
+        services.common.auth) made for it alone: ``service`` (its name), the method, the
+        whole target as sent and the body."""
         request = self.http.client.build_request(method, _url(base, path), timeout=TIMEOUT_S,
                                                  **kwargs)
-        below = httpx.URL(base).raw_path.rstrip(b"/")  # a base URL with a path: not bound
-        target = request.url.raw_path.removeprefix(below).decode("latin-1")
-        bound = RequestTarget.of(method, target, request.content)
+        bound = RequestTarget.of(service, method, request.url.raw_path.decode("latin-1"),
+                                 request.content)
         request.headers["Authorization"] = "Bearer " + service_token(self.settings, bound)
         return request
 
     async def _call(self, service: str, base: str, method: str, path: str,
                     **kwargs: Any) -> httpx.Response:
         try:
-            resp = await self.http.client.send(self._signed(base, method, path, **kwargs))
+            resp = await self.http.client.send(self._signed(service, base, method, path,
+                                                            **kwargs))
         except httpx.HTTPError as exc:
             raise BackendError(service, "backend_unreachable", 502,
                                f"unreachable ({type(exc).__name__})",
@@ -116,7 +117,7 @@ class Backend:
                 "scoreboard": self.settings.scoreboard_url}[service]
         try:
             # The operator token: without it /readyz names failed checks but no detail.
-            resp = await self.http.client.send(self._signed(base, "GET", "/readyz"))
+            resp = await self.http.client.send(self._signed(service, base, "GET", "/readyz"))
             body = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             return {"status": "unreachable", "checks": {
