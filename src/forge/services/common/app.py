@@ -31,7 +31,7 @@ from forge.services.common.middleware import RequestContextMiddleware
 from forge.services.common.openapi import errors, install_openapi
 from forge.services.common.peer_keyring import VERIFIERS_DOMAIN
 from forge.services.common.peer_proof import ProofVerifier
-from forge.services.common.readiness import CheckFailed, Readiness
+from forge.services.common.readiness import FRESH, CheckFailed, Readiness
 from forge.services.common.workers import service_pid
 from forge.store.db import Database
 from forge.store.migrate import upgrade
@@ -190,7 +190,11 @@ def create_app(ctx: ServiceContext) -> FastAPI:
             raise ForgeError("bad_request", 400,
                              f"check: no readiness check named {unknown[0][:40]!r}{known}",
                              [{"field": "check"}])
-        ok, body = await ctx.readiness.run(only)
+        fresh = FRESH.set(detailed)  # an operator sees the peers as they are now
+        try:
+            ok, body = await ctx.readiness.run(only)
+        finally:
+            FRESH.reset(fresh)
         if not detailed:
             body = public_readiness(body)
         body["service"] = ctx.name

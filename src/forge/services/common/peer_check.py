@@ -1,57 +1,63 @@
-"""A readiness check that asks a peer service, paced: one ask at a time, an agreement
-trusted for a while, any other outcome for a moment.
+"""A readiness check that asks a peer service, paced: one ask at a time, shared by every
+run waiting for it; an agreement trusted for a while, any other outcome for a moment.
 
 Anyone may run `/readyz` and its checks. A check that asked a peer on every run let anyone
 make this service ask the orchestrator as often as they liked, each time with a new
 one-use proof (`forge.services.common.peer_proof`): a flood of anonymous readiness runs
 became a flood at the orchestrator. Keys change only when a service restarts, so an
-agreement found stands for ``agreed_for_s``; a disagreement, or a peer out of reach, is
-asked again after ``retry_s``, so a fix shows within a second or two.
+agreement found stands for ``agreed_for_s``; a disagreement, an unreadable answer or a
+peer out of reach stands for ``retry_s``. The ask runs on its own: a readiness run that
+gives up waiting (its timeout) neither cancels it nor loses its outcome. A run made with
+an operator credential (`readiness.FRESH`) asks again unless the last ask is younger than
+``retry_s``: after a rotation the operator sees the peers as they are now.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from time import monotonic
+from typing import Any
 
-from forge.services.common.readiness import CheckFailed
+from forge.services.common.readiness import FRESH
 
 
 class PacedCheck:
-    """``ask()`` as a readiness check, its last outcome (detail or ``CheckFailed``) reused
-    while young enough; concurrent runs wait for the one ask under way."""
+    """``ask()`` as a readiness check, run at most once per ``retry_s`` and one at a time."""
 
-    def __init__(self, ask: Callable[[], Awaitable[str]], agreed: Callable[[str], bool],
+    def __init__(self, ask: Callable[[], Coroutine[Any, Any, str]], agreed: Callable[[str], bool],
                  agreed_for_s: float, retry_s: float) -> None:
         self._ask = ask
         self._agreed = agreed
         self._agreed_for_s = agreed_for_s
         self._retry_s = retry_s
-        self._outcome: str | CheckFailed | None = None
-        self._until = -float("inf")
-        self._lock: asyncio.Lock | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[str] | None = None
+        self._asked_at = -float("inf")
 
     async def check(self) -> str:
-        """The last outcome while it stands, else a new ask's (raises ``CheckFailed``)."""
-        async with self._lock_here():
-            if self._outcome is None or time.monotonic() >= self._until:
-                try:
-                    detail = await self._ask()
-                except CheckFailed as exc:
-                    self._outcome, hold = exc, self._retry_s
-                else:
-                    self._outcome = detail
-                    hold = self._agreed_for_s if self._agreed(detail) else self._retry_s
-                self._until = time.monotonic() + hold
-            if isinstance(self._outcome, CheckFailed):
-                raise CheckFailed(str(self._outcome))
-            return self._outcome
+        """The standing outcome (a detail, or the exception it raised), else a new ask's."""
+        return await asyncio.shield(self._current())
 
-    def _lock_here(self) -> asyncio.Lock:
-        """This event loop's lock (an app started again in a test runs on a new loop)."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._loop is not loop:
-            self._lock, self._loop = asyncio.Lock(), loop
-        return self._lock
+    def _current(self) -> asyncio.Task[str]:
+        task, loop = self._task, asyncio.get_running_loop()
+        if task is not None and task.get_loop() is loop:
+            age = monotonic() - self._asked_at
+            if not task.done() or age < self._retry_s:
+                return task
+            if not FRESH.get() and age < self._held_for(task):
+                return task
+        self._asked_at = monotonic()
+        self._task = loop.create_task(self._ask())
+        self._task.add_done_callback(_retrieved)
+        return self._task
+
+    def _held_for(self, task: asyncio.Task[str]) -> float:
+        if task.cancelled() or task.exception() is not None:
+            return self._retry_s
+        return self._agreed_for_s if self._agreed(task.result()) else self._retry_s
+
+
+def _retrieved(task: asyncio.Task[str]) -> None:
+    """Mark a failed ask's exception as seen (the runs waiting for it may all have gone)."""
+    if not task.cancelled():
+        task.exception()

@@ -39,7 +39,9 @@ async def orchestrator_keyring(settings: Settings, client: httpx.AsyncClient,
         except TimeoutError:
             raise ValueError("the orchestrator's answer did not arrive in time") from None
         if status != 401:
-            keyring: dict[str, Any] = json.loads(body)["checks"]["config"]["detail"]["keyring"]
+            keyring = json.loads(body)["checks"]["config"]["detail"]["keyring"]
+            if not isinstance(keyring, dict):
+                raise ValueError("the orchestrator's answer lists no keyring")
             return keyring
     return None
 

@@ -7,6 +7,7 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,9 @@ Detail = str | dict[str, Any] | None
 CheckFn = Callable[[], Awaitable[Detail] | Detail]
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 log = logging.getLogger("forge.readiness")
+# Set for a run an operator asked for: checks that trust an earlier answer for a while
+# (`forge.services.common.peer_check`) ask again.
+FRESH: ContextVar[bool] = ContextVar("forge_readiness_fresh", default=False)
 
 
 class CheckFailed(Exception):

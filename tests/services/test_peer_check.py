@@ -1,0 +1,134 @@
+"""A paced peer check (`forge.services.common.peer_check`): however many readiness runs
+come, and however they end, the peer is asked once per ask window; an agreement stands
+longer; an operator's run asks again (review BW: runs that timed out waiting each started
+an ask of their own, so a slow peer got one ask per anonymous run)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from forge.services.common import peer_check
+from forge.services.common.peer_check import PacedCheck
+from forge.services.common.readiness import FRESH, CheckFailed, Readiness
+
+AGREED = "agree"
+
+
+class Peer:
+    """Answers each ask with the next of ``answers`` (an exception is raised), after
+    ``delay_s``; counts the asks."""
+
+    def __init__(self, *answers: str | Exception, delay_s: float = 0.0) -> None:
+        self.answers = list(answers)
+        self.delay_s = delay_s
+        self.asks = 0
+
+    async def ask(self) -> str:
+        self.asks += 1
+        await asyncio.sleep(self.delay_s)
+        answer = self.answers[min(self.asks, len(self.answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(peer_check, "monotonic", clock.monotonic)  # not asyncio's clock
+    return clock
+
+
+def _paced(peer: Peer) -> PacedCheck:
+    return PacedCheck(peer.ask, lambda d: d == AGREED, agreed_for_s=30.0, retry_s=1.0)
+
+
+def test_runs_at_once_share_one_ask(clock: Clock) -> None:
+    peer = Peer(AGREED, delay_s=0.05)
+    check = _paced(peer)
+
+    async def many() -> list[str]:
+        return await asyncio.gather(*(check.check() for _ in range(50)))
+
+    assert asyncio.run(many()) == [AGREED] * 50
+    assert peer.asks == 1
+
+
+def test_an_agreement_stands_longer_than_anything_else(clock: Clock) -> None:
+    peer = Peer(AGREED, CheckFailed("keys differ"), TypeError("odd answer"), AGREED)
+    check = _paced(peer)
+
+    async def run() -> None:
+        assert await check.check() == AGREED
+        clock.now += 29
+        assert await check.check() == AGREED and peer.asks == 1  # agreement: 30 s
+        clock.now += 2
+        with pytest.raises(CheckFailed, match="keys differ"):
+            await check.check()
+        clock.now += 0.5
+        with pytest.raises(CheckFailed):  # a disagreement stands 1 s, no new ask
+            await check.check()
+        assert peer.asks == 2
+        clock.now += 1
+        for _ in range(3):  # an answer that could not be read: held as well, not re-asked
+            with pytest.raises(TypeError):
+                await check.check()
+        assert peer.asks == 3
+        clock.now += 1
+        assert await check.check() == AGREED and peer.asks == 4
+
+    asyncio.run(run())
+
+
+def test_an_operators_run_asks_again_but_not_more_than_once_a_second(clock: Clock) -> None:
+    peer = Peer(AGREED)
+    check = _paced(peer)
+
+    async def run() -> None:
+        await check.check()
+        token = FRESH.set(True)
+        try:
+            await check.check()
+            assert peer.asks == 1  # the last ask is younger than 1 s
+            clock.now += 1
+            await check.check()
+            await check.check()
+            assert peer.asks == 2
+        finally:
+            FRESH.reset(token)
+        clock.now += 5
+        await check.check()
+        assert peer.asks == 2  # anyone else: the agreement stands
+
+    asyncio.run(run())
+
+
+def test_runs_that_give_up_waiting_neither_cancel_nor_repeat_the_ask() -> None:
+    """A peer slower than the readiness timeout: each run times out, one ask goes on."""
+    peer = Peer(AGREED, delay_s=0.5)
+    check = _paced(peer)
+    readiness = Readiness()
+    readiness.add("peer_keys", check.check, timeout_s=0.02)
+
+    async def flood() -> list[dict[str, object]]:
+        bodies = []
+        for _ in range(10):
+            bodies.append((await readiness.run())[1])
+        await asyncio.sleep(0.6)  # the ask ends meanwhile; its outcome is kept
+        bodies.append((await readiness.run())[1])
+        return bodies
+
+    bodies = asyncio.run(flood())
+    assert peer.asks == 1
+    assert all("timed out" in str(b["checks"]["peer_keys"]["detail"]) for b in bodies[:10])
+    assert bodies[-1]["checks"]["peer_keys"] == {"ok": True, "detail": AGREED}
