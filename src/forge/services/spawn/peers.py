@@ -21,6 +21,8 @@ from forge.services.common.peer_proof import keyring_read, mint_proof
 from forge.services.common.readiness import CheckFailed
 
 AGREED = "orchestrator accepts the current SAT and ET keys"
+AGREED_FOR_S = 5.0  # an agreement found stands this long (anyone may run readiness)
+RETRY_S = 1.0  # any other outcome: asked again after this long
 
 
 def credentials(settings: Settings) -> tuple[str, str]:
@@ -70,10 +72,6 @@ async def peer_keys_check(settings: Settings, client: httpx.AsyncClient,
                 "OPERATOR_TOKEN is accepted here (roll it out to spawn_service at its next "
                 "restart)")
     return AGREED
-
-
-AGREED_FOR_S = 5.0  # an agreement found stands this long (anyone may run readiness)
-RETRY_S = 1.0  # a disagreement, or the orchestrator out of reach: asked again after this
 
 
 def paced_peer_keys(settings: Settings, http: SharedHttpClient,
