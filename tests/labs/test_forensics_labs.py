@@ -53,11 +53,13 @@ def test_values_reach_graders_on_stdin_and_differ_per_scenario(registry: Templat
 @pytest.mark.parametrize("name", ["log-forensics", "password-cracking"])
 def test_answers_live_only_on_hosts_without_a_terminal(registry: TemplateRegistry,
                                                        name: str) -> None:
-    """The generator and the portal get the answers on their command line: on a host the
-    learner has no terminal on, so `ps` in the learner's host cannot show them."""
+    """The generator and the portal get the answers in their host's environment (never as
+    arguments, which any local user of the machine may read: red team BX), on a host the
+    learner has no terminal on, so nothing in the learner's host can show them."""
     t = registry.get(name).template
     for host in t.spec.assets.containers:
-        text = " ".join(host.command or ()) + " ".join(f.content for f in host.files)
+        assert not any("{{" in arg for arg in host.command or ()), host.name
+        text = " ".join(host.environment.values()) + " ".join(f.content for f in host.files)
         assert ("{{" in text) == (host.access == "none"), host.name
 
 

@@ -15,6 +15,7 @@ graded as the orchestrator grades), beyond what `forge lab test`'s gaming lists 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +140,44 @@ def test_after_the_reference_solution_a_new_login_starts_nothing(runtime: Runtim
         run.in_terminal("true\n")
         run.must("sleep 1; ! pgrep -f '^bash /home/'", "nothing restarted")
         assert run.grade().score == 1.0
+
+
+def _service_argvs(marker: bytes) -> list[list[str]]:
+    """The argument lists of every process on the machine whose command line holds
+    ``marker``: what any local user reads in /proc where it lacks hidepid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in raw:
+            found.append([a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")])
+    return found
+
+
+@pytest.mark.parametrize(("name", "ready", "marker", "answers"), [
+    ("netplus", (), b"serve_forever", ("port",)),
+    ("password-cracking", (("portal", "2323"),), b"portal.py", ("target", "word", "digits")),
+    ("log-forensics", (("logsrv", "5140"),), b"authlog.py", ("seed", "a1", "account")),
+])
+def test_no_answer_is_an_argument_of_a_lab_service_on_the_machine(
+        runtime: Runtime, name: str, ready: tuple[tuple[str, str], ...], marker: bytes,
+        answers: tuple[str, ...]) -> None:
+    """A local user of the machine (no hidepid) reads every process's arguments: the lab's
+    services get the answers in their environment, never as arguments (red team BX found
+    netplus's port, password-cracking's account, word and digits on the portal's)."""
+    with harness(runtime, name, ready) as h:
+        run = h.launch()
+        argvs: list[list[str]] = []
+        for _ in range(100):  # netplus has no fixed port to wait for: its process instead
+            argvs = _service_argvs(marker)
+            if argvs:
+                break
+            time.sleep(0.1)
+        assert argvs, f"no {marker!r} process found"
+        values = {run.values[k] for k in answers}
+        for argv in argvs:
+            assert not values & set(argv[1:]), argv
