@@ -191,7 +191,9 @@ def check_hints_and_submit(drive: Driver, criterion: str) -> None:
     expect(hints).not_to_contain_text("/dev/tcp")
     expect(hints.locator("#hint-h2 .hint-cost")).to_contain_text("10 %")  # before revealing
     drive.press(hints.get_by_role("button", name="Reveal hint 1"))
-    expect(hints.locator("#hint-h1 .hint-text")).to_contain_text("ip -4 route")
+    # A reveal is a request and a store write: under a loaded CI machine it once took over
+    # the default 5 s (the button stayed disabled meanwhile).
+    expect(hints.locator("#hint-h1 .hint-text")).to_contain_text("ip -4 route", timeout=20_000)
     # Submit's question counts it: "1 hint", and no "(-0 %)" for a free one.
     expect(page.locator("#hint-plural")).to_have_text("")
     expect(page.locator("#hint-cost-note")).to_be_hidden()
@@ -207,7 +209,7 @@ def check_hints_and_submit(drive: Driver, criterion: str) -> None:
     expect(hints.locator("#hint-h2 .hint-text")).to_be_hidden()
     drive.press(hints.get_by_role("button",
                                   name="Yes, reveal hint 2 (costs 10 % of the score)"))
-    expect(hints.locator("#hint-h2 .hint-text")).to_contain_text("/dev/tcp")
+    expect(hints.locator("#hint-h2 .hint-text")).to_contain_text("/dev/tcp", timeout=20_000)
     expect(hints.locator("#hint-h2 .hint-confirm")).to_have_text("")
 
     # Submit asks first and says what ends; Cancel keeps the lab and gives focus back.
