@@ -124,3 +124,22 @@ def test_answer_copied_from_another_instance_scores_nothing_it_depends_on(
     assert graded.passed == {"register-structure": True, "intrusion-identified": False,
                              "exposed-key-identified": False, "weak-config-identified": True}
     assert set(CRITERIA) == set(graded.passed)
+
+
+def test_the_other_instance_differs_in_every_variable_a_check_uses(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A draw whose intrusion check differs only by the scanner is not another instance.
+
+    With the same attacker, a register copied from the first instance names the right
+    address and passes `intrusion-identified` (CI saw `forge lab test cissp` fail so).
+    """
+    template = harness.template
+    dependent = dependent_criteria(template)
+    first = generate_values(template)
+    same_attacker = dict(generate_values(template), attacker=first["attacker"],
+                         scanner=str(2 + (int(first["scanner"]) - 1) % 253))
+    fresh = dict(generate_values(template), attacker=str(2 + (int(first["attacker"]) - 1) % 253),
+                 scanner=str(2 + (int(first["scanner"]) - 1) % 253))
+    draws = iter([same_attacker, fresh])
+    monkeypatch.setattr("forge.authoring.prove.generate_values", lambda _t: next(draws))
+    assert distinct_values(template, first, dependent) == fresh

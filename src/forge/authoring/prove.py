@@ -11,6 +11,7 @@ labs are destroyed by the harness whatever happens.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.variables import generate_values, render
 
 DRAWS = 32
+_VAR_USE = re.compile(r"vars\.([A-Za-z_][A-Za-z0-9_]*)")
 Check = Callable[[Graded], tuple[bool, str]]
 
 
@@ -52,14 +54,30 @@ def dependent_criteria(template: ScenarioTemplate) -> list[str]:
     return [cid for cid, text in raw.items() if "{{" in text and one[cid] != text]
 
 
+def _varied(template: ScenarioTemplate, criteria: list[str]) -> set[str]:
+    """The variables `criteria`'s checks use that can take more than one value."""
+    raw = _criteria_text(template)
+    used = {m for c in criteria for m in _VAR_USE.findall(raw[c])}
+    return {name for name, var in template.spec.variables.items()
+            if name in used and (var.kind != "int" or var.min != var.max)}
+
+
 def distinct_values(template: ScenarioTemplate, first: dict[str, str],
                     criteria: list[str]) -> dict[str, str] | None:
-    """Values whose rendered checks differ from `first`'s in every one of `criteria`."""
+    """Values differing from `first` in every variable `criteria` use, and in their checks.
+
+    A check that differs only in one of its variables is not enough: an answer copied
+    from the other instance may name only the variable that stayed the same (cissp's
+    intrusion check names the attacker and the scanner; with the same attacker the
+    copied register passes).
+    """
     mine = _criteria_text(render(template, first))
+    varied = _varied(template, criteria)
     for _ in range(DRAWS):
         values = generate_values(template)
         other = _criteria_text(render(template, values))
-        if all(other[c] != mine[c] for c in criteria):
+        if all(values[v] != first[v] for v in varied) and all(
+                other[c] != mine[c] for c in criteria):
             return values
     return None
 
