@@ -111,13 +111,22 @@ class OperatorKeyFilter(Protocol):
         ...
 
 
+async def carries_operator(request: Request, token: str, settings: Settings,
+                           service: str) -> bool:
+    """Whether bearer ``token`` is an operator credential (``operator_credential``) for this
+    request to ``service``. The body is read, to bind a service token, only when an
+    OPERATOR_TOKEN did not already settle it."""
+    return settings.operator.matches(token) or operator_credential(
+        token, settings, await request_target(request, service))
+
+
 async def check_operator(request: Request, settings: Settings, service: str) -> None:
     """Raise 401 unless the request carries an operator credential (``operator_credential``)
     for ``service`` (the name of the service answering)."""
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
-    if not operator_credential(token, settings, await request_target(request, service)):
+    if not await carries_operator(request, token, settings, service):
         raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)
 
 

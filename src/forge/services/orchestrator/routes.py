@@ -20,9 +20,8 @@ from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, history, load
 from forge.lifecycle.visibility import LEARNER_HOST, learner_view
 from forge.services.common.auth import (
     bearer_token,
+    carries_operator,
     check_operator,
-    operator_credential,
-    request_target,
 )
 from forge.services.common.openapi import errors
 from forge.services.common.store_reads import read_call
@@ -48,8 +47,8 @@ def orch(request: Request) -> OrchestratorState:
 
 async def _is_operator(request: Request) -> bool:
     token, state = bearer_token(request), orch(request)
-    return token is not None and operator_credential(
-        token, state.settings, await request_target(request, state.ctx.name))
+    return token is not None and await carries_operator(request, token, state.settings,
+                                                        state.ctx.name)
 
 
 async def _caller(request: Request) -> Caller:

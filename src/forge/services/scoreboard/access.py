@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.bus.errors import BusUnavailable
 from forge.errors import ForgeError
 from forge.identity.caller import Caller, resolve_caller
-from forge.services.common.auth import bearer_token, operator_credential, request_target
+from forge.services.common.auth import bearer_token, carries_operator
 from forge.services.scoreboard.state import ScoreboardState
 from forge_verify.score import SCENARIO_ID_RE
 from forge_verify.verdict import SCORE_NAME
@@ -45,8 +45,8 @@ async def current_reader(request: Request) -> Reader:
     """The operator when the bearer token is an operator token; else the learner; else 401."""
     state = scoreboard_state(request)
     token = bearer_token(request)
-    if token is not None and operator_credential(token, state.settings,
-                                                 await request_target(request, state.ctx.name)):
+    if token is not None and await carries_operator(request, token, state.settings,
+                                                    state.ctx.name):
         return Reader(operator=True)
     caller = await run_in_threadpool(resolve_caller, request.headers, request.cookies,
                                      state.settings, state.ctx.db, method=request.method)

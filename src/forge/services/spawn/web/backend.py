@@ -116,7 +116,8 @@ class Backend:
         base = {"orchestrator": self.settings.orchestrator_url,
                 "scoreboard": self.settings.scoreboard_url}[service]
         try:
-            # The operator token: without it /readyz names failed checks but no detail.
+            # A service token for this one request: without a credential /readyz names
+            # the failed checks but no detail.
             resp = await self.http.client.send(self._signed(service, base, "GET", "/readyz"))
             body = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
