@@ -35,6 +35,25 @@ def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert "good.yaml: ok" in result.output
 
 
+def test_check_notes_a_per_scenario_value_given_to_a_service_as_an_argument(
+        tmp_path: Path) -> None:
+    """Valid, but an author is told where a value leaks to the machine's process list, and
+    where to put it instead; the value read from the environment draws no note."""
+    doc = yaml.safe_load((FIXTURES / "good.yaml").read_text())
+    doc["spec"]["assets"]["containers"][2]["command"] = [
+        "/bin/sh", "-c", 'exec /usr/bin/python3 -m http.server "$SERVE_PORT" -d /srv/www']
+    env = tmp_path / "env.yaml"
+    env.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["template", "check", str(FIXTURES / "good.yaml"), str(env)])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "note:" in line]
+    assert notes == ['  note: spec.assets.containers[2].command[3]: "{{ vars.port }}" is an '
+                     "argument of the service: local users of the machine can read it where "
+                     "/proc lacks hidepid; if the learner must find it, pass it in environment "
+                     "and read it there"], result.output
+    assert result.output.index("note:") < result.output.index("env.yaml: ok")
+
+
 def test_check_unreadable_and_non_yaml(tmp_path: Path) -> None:
     junk = tmp_path / "junk.yaml"
     junk.write_text("a: [unclosed")

@@ -18,6 +18,7 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
     from forge.authoring.labtest import LabTestError, load_lab_test
     from forge.templates import TemplateError, UnreadableTemplate, load_template_file
     from forge.templates.registry import LAB_TEST_SUFFIX
+    from forge.templates.variables import exposed_references
 
     bad = unreadable = 0
     for path in files:
@@ -45,6 +46,8 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
                 typer.echo(f"  {p}")
             continue
         typer.echo(f"{path}: ok ({loaded.name}, sha256 {loaded.sha256})")
+        for advice in exposed_references(loaded.template):
+            typer.echo(f"  note: {advice}")
     if unreadable:
         raise typer.Exit(2)
     if bad:

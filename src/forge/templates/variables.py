@@ -86,6 +86,21 @@ def misplaced_references(t: ScenarioTemplate) -> list[Problem]:
     return out
 
 
+_SERVICE_COMMAND = re.compile(r"^spec\.assets\.containers\[\d+\]\.command\[\d+\]\Z")
+
+
+def exposed_references(t: ScenarioTemplate) -> list[Problem]:
+    """Advice, not an error: per-scenario values in a host's service command, which every
+    local user of the machine reads in /proc/PID/cmdline unless /proc has hidepid. A
+    value the learner must find belongs in the host's environment instead."""
+    return [Problem(path, f'"{{{{ vars.{m.group(1)} }}}}" is an argument of the service: '
+                          "local users of the machine can read it where /proc lacks hidepid; "
+                          "if the learner must find it, pass it in environment and read it "
+                          "there")
+            for path, text in _walk(t.to_document(), "") if _SERVICE_COMMAND.match(path)
+            for m in REFERENCE_RE.finditer(text)]
+
+
 def _check_value(name: str, var: Variable, value: str) -> str | None:
     if var.kind == "int":
         if not re.fullmatch(r"-?[0-9]{1,19}", value):
