@@ -256,18 +256,20 @@ async def test_slow_handler_keeps_its_message(
     """A handler longer than ack_wait is not redelivered elsewhere (in-progress heartbeats)."""
     rec_a, rec_b = Recorder(), Recorder()
 
+    # Twice ack_wait: without heartbeats it would go to b. An ack_wait of 3 s leaves a beat
+    # (every ack_wait/3) two seconds of slack on a loaded machine.
     async def slow(event: Event) -> None:
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(6.5)
         await rec_a.handle(event)
 
-    a = make_consumer(nats_server, rec_a, handler=slow, durable="slow", ack_wait=1.2)
-    b = make_consumer(nats_server, rec_b, durable="slow", ack_wait=1.2)
+    a = make_consumer(nats_server, rec_a, handler=slow, durable="slow", ack_wait=3.0)
+    b = make_consumer(nats_server, rec_b, durable="slow", ack_wait=3.0)
     await a.start(wait=5.0)
     try:
         await _publish_ids(publisher, ["long"])
         await wait_until(lambda: a.status()["delivered"] == 1)
         await b.start(wait=5.0)
-        await wait_until(lambda: a.status()["acked"] == 1, timeout=5.0)
+        await wait_until(lambda: a.status()["acked"] == 1, timeout=20.0)
         await asyncio.sleep(0.5)
         assert rec_b.events == [] and rec_a.ids() == ["long"]
     finally:
@@ -293,7 +295,8 @@ async def test_a_heartbeat_that_swallows_its_cancel_does_not_hold_the_message(
         await rec.handle(event)
 
     monkeypatch.setattr(Msg, "in_progress", swallowing_in_progress)
-    consumer = make_consumer(nats_server, rec, handler=until_heartbeat, ack_wait=0.6)
+    # The first beat comes at ack_wait/3: the ack must still land within ack_wait.
+    consumer = make_consumer(nats_server, rec, handler=until_heartbeat, ack_wait=3.0)
     await consumer.start(wait=5.0)
     try:
         await _publish_ids(publisher, ["held"])

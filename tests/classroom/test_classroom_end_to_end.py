@@ -60,7 +60,7 @@ WINDOW = timedelta(minutes=5)
 # The window closes this long after the assignment is made: time for lea's start (two
 # requests), while the lab, her credential and the dashboard take about as long, so little
 # of it is spent waiting.
-MARGIN = timedelta(seconds=6)
+MARGIN = timedelta(seconds=15)  # three requests, on a loaded machine
 
 
 @dataclass
@@ -206,7 +206,7 @@ def test_a_class_from_sign_in_to_credential_and_dashboard(classroom: Classroom,
     page = ada.get(f"/teach/cohorts/{cid}")
     assert page.status_code == 200 and 'data-subject="leo"' in page.text
     # "1 of 2", and "(1 after the due time)" when a slow machine graded her after the
-    # window's close (6 s after it was made): her result is late then, and still shown.
+    # window's close (15 s after it was made): her result is late then, and still shown.
     late_note = ' <span class="muted">(1 after the due time)</span>' if rows["lea"]["late"] else ""
     assert f'<dd class="fig-finished">1 of 2{late_note}</dd>' in page.text
     timeline = ada.get(f"/v1/cohorts/{cid}/learners/lea/timeline").json()

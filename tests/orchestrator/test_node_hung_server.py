@@ -26,7 +26,7 @@ from ..support.paused import paused
 from .conftest import MakeOrch
 from .test_nodes import wait_for
 
-GRACE_S = 6.0
+GRACE_S = 10.0  # a request timeout, a move to another server and an election, under load
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import secrets
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -41,14 +40,15 @@ def test_exit_code_stdin_env_and_argv_without_shell(rt: LocalRuntime, lab: str) 
     assert killed.exit_code == 137 and not killed.timed_out
 
 
-@pytest.mark.timeout(60)  # a hang guard only: exec must return once its 1 s timeout kills
+@pytest.mark.timeout(60)  # a hang guard only: exec must return once its 5 s timeout kills
 def test_timeout_kills_the_command_and_all_children(rt: LocalRuntime, lab: str) -> None:
     script = (
         "sleep 300 & echo $! > /workspace/child; "
         "setsid sh -c 'echo $$ > /workspace/escaped; exec sleep 300' & "
         "sleep 0.2; echo started; sleep 300"
     )
-    res = sh(rt, lab, "box", script, timeout=1.0)
+    # 5 s: the clock runs from before the sandbox starts, and "started" must come first.
+    res = sh(rt, lab, "box", script, timeout=5.0)
     assert res.timed_out and res.exit_code == 128 + 9  # SIGKILLed, not left to finish
     assert res.stdout == b"started\n"
     assert not _alive(rt, lab, "/workspace/child")
@@ -113,8 +113,8 @@ def test_tty_round_trip_and_resize(rt: LocalRuntime, lab: str) -> None:
         # The echo of the typed line contains the words too: wait for the output line.
         out = tty_read_until(tty, b"\nis-a-terminal")
         assert b"30 100\r\nis-a-terminal" in out
-        tty_send(tty, b"sleep 300 & echo $! > /workspace/ttybg\n")
-        time.sleep(0.3)
+        tty_send(tty, b"sleep 300 & echo $! > /workspace/ttybg; echo bg-$((3*3))\n")
+        tty_read_until(tty, b"\nbg-9")  # the echoed line shows bg-$((3*3)), not bg-9
         assert _alive(rt, lab, "/workspace/ttybg")
     finally:
         tty.close()

@@ -151,8 +151,12 @@ def test_the_scoreboard_applies_retention_by_itself(prod_env: Settings, scored: 
         while _has_results(prod_env, scored["expired"]):
             assert time.monotonic() < deadline, "the scoreboard never applied retention"
             time.sleep(0.1)
-        metrics = httpx.get(f"{url}/metrics", timeout=10).text
-    assert 'forge_retention_results_total{action="deleted"} 1.0' in metrics
+        # The results go first; the run counts and audits them as it ends.
+        counted = 'forge_retention_results_total{action="deleted"} 1.0'
+        while counted not in httpx.get(f"{url}/metrics", timeout=10).text or (
+                '"event":"retention.deleted"' not in global_log(root).read_bytes().decode()):
+            assert time.monotonic() < deadline, "the retention run never counted its deletion"
+            time.sleep(0.1)
     for key in ("held", "long_retention", "fresh"):
         assert _has_results(prod_env, scored[key])
     audit = global_log(root).read_bytes().decode()

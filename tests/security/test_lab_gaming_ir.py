@@ -172,7 +172,7 @@ def test_no_answer_is_an_argument_of_a_lab_service_on_the_machine(
     with harness(runtime, name, ready) as h:
         run = h.launch()
         argvs: list[list[str]] = []
-        for _ in range(100):  # netplus has no fixed port to wait for: its process instead
+        for _ in range(600):  # netplus has no fixed port to wait for: its process instead
             argvs = _service_argvs(marker)
             if argvs:
                 break

@@ -41,7 +41,10 @@ def test_rogue_server_cannot_join_the_cluster_through_its_routes(cluster: NatsCl
                      f"{cluster.node_name(i)} refusing the rogue route")
         assert [cluster.routes(i) for i in range(cluster.size)] == before
         assert "rogue" not in json.dumps([cluster.routes(i) for i in range(cluster.size)])
-        assert "Authorization Violation" in rogue.log_path.read_text()
+        # The rogue logs the refusal when it reads the node's -ERR, a moment after the node
+        # logs closing the route.
+        wait_for(lambda: "Authorization Violation" in rogue.log_path.read_text(), 30,
+                 "the rogue told it is refused")
         # The rogue's own view: no route to any Forge node.
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
                 rogue.monitor_url + "/routez", timeout=5) as resp:

@@ -21,7 +21,7 @@ from forge.bus import NatsServer
 from forge.bus.dial import connect
 from forge.bus.nodes import BOOT_ID, NodeIdInUse, NodeRecord, NodeRegistry
 
-GRACE_S = 1.0
+GRACE_S = 3.0  # a beat every 0.2 s: a late beat on a loaded machine is not a loss
 BEAT_S = 0.2
 
 
@@ -56,7 +56,9 @@ async def _scenario(nats: NatsServer) -> None:
             # A second process under its id is refused, however old its timestamp looks.
             rival = NodeRegistry(nc.jetstream, replicas=1, grace_s=GRACE_S)
             with pytest.raises(NodeIdInUse):
-                await rival.claim(_record("n2", "rival", 0), heartbeat_s=BEAT_S)
+                # It watches the record for three of its beats (3 s): the live node's
+                # beats, 0.2 s apart, must be seen moving even on a loaded machine.
+                await rival.claim(_record("n2", "rival", 0), heartbeat_s=1.0)
         finally:
             beating.cancel()
             await asyncio.gather(beating, return_exceptions=True)

@@ -123,7 +123,7 @@ def test_fifo_answer_fed_by_a_surviving_process_does_not_pass(rt: LocalRuntime,
     while "FED" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
         time.sleep(0.05)  # the attacker is writing into the FIFO whenever it is opened
     rt.seal(spy_lab)
-    res = rt.run_check(spy_lab, "learner", CHECK, stdin=f"{SECRET}\n".encode(), timeout=5)
+    res = rt.run_check(spy_lab, "learner", CHECK, stdin=f"{SECRET}\n".encode(), timeout=30)
     assert res.exit_code != 0 and not res.timed_out
     # The FIFO keeps its name in the snapshot as an empty regular file: nothing fed it.
     kept = rt.run_check(spy_lab, "learner", ["/bin/sh", "-c",

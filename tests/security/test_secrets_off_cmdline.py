@@ -39,7 +39,8 @@ CMD_SECRET = "cmd-" + secrets.token_hex(8)
 SERVICE = f": {CMD_SECRET}; while :; do sleep 1; done"
 # What the exec and the check run: long enough to be scanned, and proof that the
 # environment still reaches them.
-SLOW = ["/bin/sh", "-c", 'sleep 2; printf "%s|%s" "$FLAG" "$(pwd)"']
+# 6 s: the exec's and the check's sleeps must overlap though each starts its own sandbox.
+SLOW = ["/bin/sh", "-c", 'sleep 6; printf "%s|%s" "$FLAG" "$(pwd)"']
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +136,8 @@ def test_no_lab_secret_on_any_command_line_of_the_machine(rt: LocalRuntime, lab:
             seen = _cmdlines()
             scans += 1
             leaks.update(_leaks(seen))
-            # the exec's and the check's `sleep 2` both running: the scan saw them live
-            saw_both = saw_both or sum(c == b"sleep\x002\x00" for c in seen.values()) >= 2
+            # the exec's and the check's `sleep 6` both running: the scan saw them live
+            saw_both = saw_both or sum(c == b"sleep\x006\x00" for c in seen.values()) >= 2
             time.sleep(0.02)
         for w in workers:
             w.join()

@@ -18,16 +18,20 @@ AGREED = "agree"
 
 class Peer:
     """Answers each ask with the next of ``answers`` (an exception is raised), after
-    ``delay_s``; counts the asks."""
+    ``delay_s`` and once ``gate`` (if any) is open; counts the asks."""
 
-    def __init__(self, *answers: str | Exception, delay_s: float = 0.0) -> None:
+    def __init__(self, *answers: str | Exception, delay_s: float = 0.0,
+                 gate: asyncio.Event | None = None) -> None:
         self.answers = list(answers)
         self.delay_s = delay_s
+        self.gate = gate
         self.asks = 0
 
     async def ask(self) -> str:
         self.asks += 1
         await asyncio.sleep(self.delay_s)
+        if self.gate is not None:
+            await self.gate.wait()
         answer = self.answers[min(self.asks, len(self.answers)) - 1]
         if isinstance(answer, Exception):
             raise answer
@@ -115,20 +119,22 @@ def test_an_operators_run_asks_again_but_not_more_than_once_a_second(clock: Cloc
 
 def test_runs_that_give_up_waiting_neither_cancel_nor_repeat_the_ask() -> None:
     """A peer slower than the readiness timeout: each run times out, one ask goes on."""
-    peer = Peer(AGREED, delay_s=0.5)
-    check = _paced(peer)
-    readiness = Readiness()
-    readiness.add("peer_keys", check.check, timeout_s=0.02)
 
-    async def flood() -> list[dict[str, object]]:
+    async def flood() -> tuple[Peer, list[dict[str, object]]]:
+        gate = asyncio.Event()  # the peer answers only after the flood, however slow it is
+        peer = Peer(AGREED, gate=gate)
+        check = _paced(peer)
+        readiness = Readiness()
+        readiness.add("peer_keys", check.check, timeout_s=0.02)
         bodies = []
         for _ in range(10):
             bodies.append((await readiness.run())[1])
-        await asyncio.sleep(0.6)  # the ask ends meanwhile; its outcome is kept
+        gate.set()
+        await asyncio.sleep(0.1)  # the ask ends meanwhile; its outcome is kept
         bodies.append((await readiness.run())[1])
-        return bodies
+        return peer, bodies
 
-    bodies = asyncio.run(flood())
+    peer, bodies = asyncio.run(flood())
     assert peer.asks == 1
     assert all("timed out" in str(b["checks"]["peer_keys"]["detail"]) for b in bodies[:10])
     assert bodies[-1]["checks"]["peer_keys"] == {"ok": True, "detail": AGREED}

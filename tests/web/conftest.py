@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from forge.bus import NatsServer
 from forge.config import Settings, load_settings
@@ -31,6 +31,9 @@ from ..services.conftest import SECRETS, prod_environ, with_signing_key
 from ..support.prefixes import runtime_prefix
 
 REPO = Path(__file__).resolve().parents[2]
+# An assertion after a click waits for a request, a store write and a render: Playwright's
+# 5 s is short on a loaded 2-core machine (CI saw a hint's text miss it once).
+expect.set_options(timeout=20_000)
 
 
 def _chromium() -> str:
