@@ -122,16 +122,16 @@ async def test_rotation_window_accepts_current_and_next() -> None:
     try:
         for password in ("old-spawn-password", "new-spawn-password"):
             async with Publisher(server.url, credentials=BusCredentials("spawn", password),
-                                 timeout=2) as pub:
+                                 timeout=10) as pub:
                 ack = await pub.publish(SPAWN_REQUESTED, {"p": password[:3]},
                                         msg_id=f"rot-{password[:3]}")
                 assert ack.seq > 0
         server.reload_auth(BusAuth({"spawn": ("new-spawn-password",)}))
         await wait_until(lambda: "Reloaded" in server.log_path.read_text(errors="replace"))
         with pytest.raises(BusUnavailable, match="Authorization Violation"):
-            await connect(server.url, "old", timeout=2,
+            await connect(server.url, "old", timeout=10,
                           credentials=BusCredentials("spawn", "old-spawn-password"))
-        nc = await connect(server.url, "new", timeout=2,
+        nc = await connect(server.url, "new", timeout=10,
                            credentials=BusCredentials("spawn", "new-spawn-password"))
         await nc.close()
     finally:

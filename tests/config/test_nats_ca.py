@@ -49,7 +49,7 @@ def test_a_tls_url_without_its_ca_says_what_is_missing(tmp_path: Path) -> None:
     with NatsServer(tmp_path / "store", tls=BusTls.generate(tmp_path / "tls")) as server:
         plain = server.auth.credentials("spawn")  # no CA: what a forgotten FORGE_NATS_CA gives
         with pytest.raises(BusUnavailable) as err:
-            asyncio.run(connect(server.url, "forge-test", credentials=plain, timeout=3))
+            asyncio.run(connect(server.url, "forge-test", credentials=plain, timeout=10))
     assert "set FORGE_NATS_CA" in str(err.value)
     assert plain.password not in str(err.value)
 

@@ -59,7 +59,7 @@ def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(
     rt.create(simple_lab("halfdead"))
     init_pid = Path(rt.names.host_dir("halfdead", "box"), "init.pid").read_text()
     os.kill(int(init_pid), signal.SIGKILL)  # what a crash mid-teardown leaves: no live init
-    for _ in range(100):  # the kill is sent; wait until the init has really left (loaded box)
+    for _ in range(600):  # the kill is sent; wait until the init has really left (loaded box)
         if not os.path.exists(f"/proc/{int(init_pid)}/ns/net"):
             break
         time.sleep(0.05)

@@ -425,7 +425,7 @@ def test_an_orphan_is_killed_only_when_it_is_in_the_hosts_namespace(prefix: str)
     inside = subprocess.Popen(["nsenter", f"--net={netns_path(ns)}", "--", "sleep", "60"])
     outside = subprocess.Popen(["sleep", "60"])
     try:
-        for _ in range(500):  # bounded: until nsenter has joined it
+        for _ in range(3000):  # bounded (30 s): until nsenter has joined it
             if os.path.samestat(os.stat(f"/proc/{inside.pid}/ns/net"), os.stat(netns_path(ns))):
                 break
             time.sleep(0.01)

@@ -106,19 +106,19 @@ async def stored_on(server: NatsServer, subject: str) -> dict[str, Any] | None:
 
 async def test_anonymous_client_cannot_connect(nats: NatsServer) -> None:
     with pytest.raises(nats_errors.Error, match="Authorization Violation"):
-        await nats_client.connect(nats.url, allow_reconnect=False, connect_timeout=2)
+        await nats_client.connect(nats.url, allow_reconnect=False, connect_timeout=10)
     with pytest.raises(BusUnavailable, match="Authorization Violation"):
-        await connect(nats.url, "anonymous", timeout=2)
+        await connect(nats.url, "anonymous", timeout=10)
 
 
 async def test_wrong_password_is_refused(nats: NatsServer) -> None:
     with pytest.raises(BusUnavailable, match="Authorization Violation"):
-        await connect(nats.url, "guess", timeout=2,
+        await connect(nats.url, "guess", timeout=10,
                       credentials=BusCredentials("orchestrator", "not-the-password"))
     # One service's real password does not open another service's identity.
     stolen = nats.credentials("spawn").password
     with pytest.raises(BusUnavailable, match="Authorization Violation"):
-        await connect(nats.url, "borrowed", timeout=2,
+        await connect(nats.url, "borrowed", timeout=10,
                       credentials=BusCredentials("orchestrator", stolen))
 
 
@@ -224,7 +224,7 @@ async def test_spawn_cannot_read_grading_results(nats: NatsServer, probes: list[
                                credentials=nats.credentials("spawn"), fetch_timeout=0.5)
     assert await consumer.start(wait=10)
     try:
-        for _ in range(100):
+        for _ in range(600):  # bounded: 30 s on a loaded machine
             if got:
                 break
             await asyncio.sleep(0.05)
@@ -254,7 +254,7 @@ async def test_services_refuse_an_open_bus_outside_dev(open_nats: str) -> None:
     last: Exception | None = None
     for _ in range(50):  # the server may still be starting
         try:
-            await connect(open_nats, "orchestrator", timeout=2, credentials=strict)
+            await connect(open_nats, "orchestrator", timeout=10, credentials=strict)
         except BusUnavailable as exc:
             last = exc
             if "does not require authentication" in str(exc):
@@ -263,5 +263,5 @@ async def test_services_refuse_an_open_bus_outside_dev(open_nats: str) -> None:
     assert last is not None and "does not require authentication" in str(last)
     assert strict.password not in str(last)
     lenient = BusCredentials("orchestrator", strict.password, require_auth=False)  # dev only
-    nc = await connect(open_nats, "dev", timeout=2, credentials=lenient)
+    nc = await connect(open_nats, "dev", timeout=10, credentials=lenient)
     await nc.close()

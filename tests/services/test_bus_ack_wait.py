@@ -36,7 +36,7 @@ def test_the_spawn_service_consumer_takes_the_configured_ack_wait(
                                           FORGE_TEMPLATE_DIR=str(content_path("templates")),
                                           FORGE_BUS_ACK_WAIT_S="7"))
     with TestClient(build_app(settings)):
-        deadline = 50
+        deadline = 300  # tries 0.1 s apart: 30 s on a loaded machine
         while deadline:
             try:
                 got = asyncio.run(_ack_wait(nats.admin_url, DURABLE_SPAWN_LIFECYCLE))
