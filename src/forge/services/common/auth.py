@@ -84,10 +84,12 @@ def operator_credential(token: str, settings: Settings, target: RequestTarget | 
     """Whether ``token`` is a current, previous or next OPERATOR_TOKEN (compared in constant
     time) or a valid service token of a known caller made for this very request
     (``target``, every part equal; None: no service token is taken)."""
-    if settings.operator.matches(token):
-        return True
-    if target is None:
-        return False
+    return settings.operator.matches(token) or (
+        target is not None and _service_credential(token, settings, target))
+
+
+def _service_credential(token: str, settings: Settings, target: RequestTarget) -> bool:
+    """Whether ``token`` is a valid service token of a known caller made for ``target``."""
     try:
         claims = verify_token(settings.sat, SERVICE, token)
     except TokenError:
@@ -116,7 +118,7 @@ async def carries_operator(request: Request, token: str, settings: Settings,
     """Whether bearer ``token`` is an operator credential (``operator_credential``) for this
     request to ``service``. The body is read, to bind a service token, only when an
     OPERATOR_TOKEN did not already settle it."""
-    return settings.operator.matches(token) or operator_credential(
+    return settings.operator.matches(token) or _service_credential(
         token, settings, await request_target(request, service))
 
 
@@ -141,7 +143,7 @@ async def require_operator(request: Request, settings: Settings, service: str,
     token = bearer_token(request)
     if token is None:
         raise ForgeError("unauthorized", 401, "operator token required", headers=_CHALLENGE)
-    service_token = not settings.operator.matches(token) and operator_credential(
+    service_token = not settings.operator.matches(token) and _service_credential(
         token, settings, await request_target(request, service))
     if not service_token and not await operator_token_accepted(token, settings, keys):
         raise ForgeError("unauthorized", 401, "operator token not accepted", headers=_CHALLENGE)

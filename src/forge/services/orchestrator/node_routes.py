@@ -12,17 +12,15 @@ from forge.bus.errors import BusError
 from forge.bus.nodes import NodeRegistry
 from forge.config.node_settings import NODE_ID_RE
 from forge.errors import ForgeError
-from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
-from forge.services.orchestrator.routes import orch
+from forge.services.orchestrator.routes import operator_orch, orch
 from forge.services.orchestrator.sweeper import live_elsewhere
 
 router = APIRouter()
 
 
 async def _registry(request: Request) -> NodeRegistry:
-    state = orch(request)
-    await check_operator(request, state.settings, state.ctx.name)
+    state = await operator_orch(request)
     if state.node is None or state.node.kv is None:
         raise ForgeError("nodes_unavailable", 503, "this orchestrator runs without lab nodes")
     return state.node.kv

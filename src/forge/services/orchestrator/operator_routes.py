@@ -10,10 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from forge.errors import ForgeError
 from forge.lifecycle.store import ScenarioNotFound
-from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
 from forge.services.orchestrator import operations
-from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, orch, visible_scenario
+from forge.services.orchestrator.routes import (
+    SCENARIO_ID,
+    check_holder,
+    operator_orch,
+    visible_scenario,
+)
 from forge.services.orchestrator.state import OrchestratorState
 
 router = APIRouter()
@@ -32,8 +36,7 @@ class ActionBody(BaseModel):
 
 async def _act(request: Request, scenario_id: str, body: ActionBody | None,
                action: Action, name: str) -> dict[str, Any]:
-    state = orch(request)
-    await check_operator(request, state.settings, state.ctx.name)
+    state = await operator_orch(request)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     # Only the node holding the lab acts on it (409 naming the holder): another node would

@@ -45,6 +45,14 @@ def orch(request: Request) -> OrchestratorState:
     return state
 
 
+async def operator_orch(request: Request) -> OrchestratorState:
+    """``orch``, once the request is shown to carry an operator credential for this
+    orchestrator (else 401)."""
+    state = orch(request)
+    await check_operator(request, state.settings, state.ctx.name)
+    return state
+
+
 async def _is_operator(request: Request) -> bool:
     token, state = bearer_token(request), orch(request)
     return token is not None and await carries_operator(request, token, state.settings,
@@ -125,8 +133,7 @@ async def list_scenarios(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Operator: every scenario, newest first, with filters."""
-    here = orch(request)
-    await check_operator(request, here.settings, here.ctx.name)
+    await operator_orch(request)
 
     def query() -> list[dict[str, Any]]:
         stmt = select(Scenario).order_by(Scenario.created_at.desc()).limit(limit)
@@ -205,8 +212,7 @@ def _extend_row(state: OrchestratorState, scenario_id: str, deadline: datetime) 
              responses=errors(401, 404, 409))
 async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     """Operator: grade and finish a running lab now (idempotent)."""
-    here = orch(request)
-    await check_operator(request, here.settings, here.ctx.name)
+    await operator_orch(request)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     try:

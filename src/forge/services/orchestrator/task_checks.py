@@ -22,9 +22,8 @@ from forge.grading.watched_checks import checkable, seeded_scripts, talks_to_net
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, load
 from forge.runtime.base import StoppedMidway
-from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
-from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, orch
+from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, operator_orch
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.timestamps import aware
 from forge.templates.dsl_grading import Criterion
@@ -72,8 +71,7 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
     """Operator (spawn_service): run one criterion's checks on the running lab, not a verdict.
     409 `lab_busy` at once while anything else holds the lab (never waits in line), 409
     `not_running` once the lab is not running or its end time has passed."""
-    state = orch(request)
-    await check_operator(request, state.settings, state.ctx.name)
+    state = await operator_orch(request)
     if not SCENARIO_ID.match(scenario_id):
         raise ForgeError("not_found", 404, "scenario not found")
     lock = state.lock_for(scenario_id)

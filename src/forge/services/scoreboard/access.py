@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.bus.errors import BusUnavailable
 from forge.errors import ForgeError
 from forge.identity.caller import Caller, resolve_caller
-from forge.services.common.auth import bearer_token, carries_operator
+from forge.services.common.auth import bearer_token, carries_operator, check_operator
 from forge.services.scoreboard.state import ScoreboardState
 from forge_verify.score import SCENARIO_ID_RE
 from forge_verify.verdict import SCORE_NAME
@@ -39,6 +39,13 @@ class Reader:
         caller = self.caller
         return (caller is not None and isinstance(tenant_id, str) and isinstance(subject, str)
                 and caller.owns(tenant_id, subject) and caller.may_see(scenario_id))
+
+
+async def operator_only(request: Request) -> None:
+    """401 unless the request carries an operator credential for the scoreboard (the
+    dependency of its admin routes)."""
+    state = scoreboard_state(request)
+    await check_operator(request, state.settings, state.ctx.name)
 
 
 async def current_reader(request: Request) -> Reader:

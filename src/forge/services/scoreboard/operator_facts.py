@@ -16,20 +16,14 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.errors import ForgeError
 from forge.retention.holds import HoldError, HoldStore
-from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
-from forge.services.scoreboard.access import scoreboard_state
+from forge.services.scoreboard.access import operator_only, scoreboard_state
 from forge.signing.keystore import SigningKeyError
 
 router = APIRouter()
 
 
-async def _operator(request: Request) -> None:
-    state = scoreboard_state(request)
-    await check_operator(request, state.settings, state.ctx.name)
-
-
-@router.get("/v1/admin/signing-keys", tags=["admin"], dependencies=[Depends(_operator)],
+@router.get("/v1/admin/signing-keys", tags=["admin"], dependencies=[Depends(operator_only)],
             responses=errors(401, 503))
 async def signing_keys(request: Request) -> dict[str, Any]:
     """The scoreboard's signing key ids: created, retired, current, able to sign."""
@@ -42,7 +36,7 @@ async def signing_keys(request: Request) -> dict[str, Any]:
     return {"keys": [asdict(k) for k in keys]}
 
 
-@router.get("/v1/admin/retention/holds", tags=["admin"], dependencies=[Depends(_operator)],
+@router.get("/v1/admin/retention/holds", tags=["admin"], dependencies=[Depends(operator_only)],
             responses=errors(401, 503))
 async def retention_holds(request: Request) -> dict[str, Any]:
     """Scenarios whose results retention cleanup must keep, with since when and why."""

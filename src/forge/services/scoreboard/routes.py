@@ -16,11 +16,11 @@ from forge.bus.errors import BusUnavailable
 from forge.errors import ForgeError, invalid_field
 from forge.evidence.artifacts import PUB_NAME, SIG_NAME
 from forge.identity.names import valid_id
-from forge.services.common.auth import check_operator
 from forge.services.common.openapi import errors
 from forge.services.scoreboard.access import (
     Reader,
     current_reader,
+    operator_only,
     owned_file,
     owned_results,
     result_store_down,
@@ -131,12 +131,7 @@ class ReprocessRequest(BaseModel):
         return self
 
 
-async def _operator(request: Request) -> None:
-    state = scoreboard_state(request)
-    await check_operator(request, state.settings, state.ctx.name)
-
-
-OperatorDep = Depends(_operator)
+OperatorDep = Depends(operator_only)
 
 
 @router.get("/v1/admin/failed-events", tags=["admin"], dependencies=[OperatorDep],
