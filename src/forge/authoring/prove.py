@@ -11,7 +11,6 @@ labs are destroyed by the harness whatever happens.
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +22,9 @@ from forge.authoring.harness import Graded, Harness, LabRun, LabTestFailure
 from forge.authoring.labtest import LabTest, script_sections
 from forge.runtime.base import Runtime, RuntimeFault
 from forge.templates.dsl_models import ScenarioTemplate
-from forge.templates.variables import generate_values, render
+from forge.templates.variables import REFERENCE_RE, generate_values, render
 
 DRAWS = 32
-_VAR_USE = re.compile(r"vars\.([A-Za-z_][A-Za-z0-9_]*)")
 Check = Callable[[Graded], tuple[bool, str]]
 
 
@@ -57,7 +55,7 @@ def dependent_criteria(template: ScenarioTemplate) -> list[str]:
 def _varied(template: ScenarioTemplate, criteria: list[str]) -> set[str]:
     """The variables `criteria`'s checks use that can take more than one value."""
     raw = _criteria_text(template)
-    used = {m for c in criteria for m in _VAR_USE.findall(raw[c])}
+    used = {m for c in criteria for m in REFERENCE_RE.findall(raw[c])}
     return {name for name, var in template.spec.variables.items()
             if name in used and (var.kind != "int" or var.min != var.max)}
 

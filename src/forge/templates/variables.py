@@ -93,12 +93,11 @@ def exposed_references(t: ScenarioTemplate) -> list[Problem]:
     """Advice, not an error: per-scenario values in a host's service command, which every
     local user of the machine reads in /proc/PID/cmdline unless /proc has hidepid. A
     value the learner must find belongs in the host's environment instead."""
-    return [Problem(path, f'"{{{{ vars.{m.group(1)} }}}}" is an argument of the service: '
+    return [Problem(path, f'"{{{{ vars.{name} }}}}" is an argument of the service: '
                           "local users of the machine can read it where /proc lacks hidepid; "
                           "if the learner must find it, pass it in environment and read it "
                           "there")
-            for path, text in _walk(t.to_document(), "") if _SERVICE_COMMAND.match(path)
-            for m in REFERENCE_RE.finditer(text)]
+            for path, name in referenced_variables(t) if _SERVICE_COMMAND.match(path)]
 
 
 def _check_value(name: str, var: Variable, value: str) -> str | None:
