@@ -30,6 +30,7 @@ from forge.runtime.factory import make_runtime
 from forge.templates import TemplateRegistry
 
 from ..support.prefixes import runtime_prefix
+from ..support.proc import machine_cmdlines
 
 pytestmark = pytest.mark.root
 TEMPLATES = content_path("templates")
@@ -145,17 +146,8 @@ def test_after_the_reference_solution_a_new_login_starts_nothing(runtime: Runtim
 def _service_argvs(marker: bytes) -> list[list[str]]:
     """The argument lists of every process on the machine whose command line holds
     ``marker``: what any local user reads in /proc where it lacks hidepid."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker in raw:
-            found.append([a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")])
-    return found
+    return [[a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
+            for raw in machine_cmdlines().values() if marker in raw]
 
 
 @pytest.mark.parametrize(("name", "ready", "marker", "answers"), [

@@ -29,6 +29,7 @@ from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import tty_read_until, tty_send
 
 from ..support.prefixes import runtime_prefix
+from ..support.proc import machine_cmdlines
 
 pytestmark = pytest.mark.root
 
@@ -78,16 +79,6 @@ def lab(rt: LocalRuntime) -> Iterator[str]:
             rt.destroy(lab_id)
 
 
-def _cmdlines() -> dict[int, bytes]:
-    """Every process's command line, as any local user reads it."""
-    out: dict[int, bytes] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{name}/cmdline", "rb") as fh:
-                out[int(name)] = fh.read()
-    return out
-
-
 def _leaks(seen: dict[int, bytes]) -> dict[int, bytes]:
     return {pid: line[:300] for pid, line in seen.items()
             if ENV_SECRET.encode() in line or CMD_SECRET.encode() in line}
@@ -107,7 +98,7 @@ def _wait_for_service() -> None:
     deadline = time.monotonic() + 10
     service_seen = False
     while not service_seen and time.monotonic() < deadline:  # the service is up
-        service_seen = any(c == b"sleep\x001\x00" for c in _cmdlines().values())
+        service_seen = any(c == b"sleep\x001\x00" for c in machine_cmdlines().values())
         time.sleep(0.05)
     assert service_seen
 
@@ -133,7 +124,7 @@ def test_no_lab_secret_on_any_command_line_of_the_machine(rt: LocalRuntime, lab:
         scans = 0
         saw_both = False
         while any(w.is_alive() for w in workers):
-            seen = _cmdlines()
+            seen = machine_cmdlines()
             scans += 1
             leaks.update(_leaks(seen))
             # the exec's and the check's `sleep 6` both running: the scan saw them live
@@ -141,7 +132,7 @@ def test_no_lab_secret_on_any_command_line_of_the_machine(rt: LocalRuntime, lab:
             time.sleep(0.02)
         for w in workers:
             w.join()
-        leaks.update(_leaks(_cmdlines()))
+        leaks.update(_leaks(machine_cmdlines()))
     finally:
         tty.close()
     assert saw_both, f"the exec and the check were never seen running ({scans} scans)"
@@ -180,7 +171,7 @@ def test_a_claimed_pool_labs_secrets_are_on_no_command_line(tmp_path: Path) -> N
 
         def scan() -> None:  # the claim and the service's start, as they happen
             while not done.is_set():
-                leaks.update(_leaks(_cmdlines()))
+                leaks.update(_leaks(machine_cmdlines()))
 
         scanner = threading.Thread(target=scan)
         scanner.start()
@@ -193,7 +184,7 @@ def test_a_claimed_pool_labs_secrets_are_on_no_command_line(tmp_path: Path) -> N
         assert rt.warm_pool.stats.claimed == 1
         res = rt.exec(lab_id, "target", shell='echo "$FLAG"')
         assert res.stdout_text == ENV_SECRET + "\n"  # the scenario's environment
-        leaks.update(_leaks(_cmdlines()))
+        leaks.update(_leaks(machine_cmdlines()))
         assert leaks == {}, leaks
     finally:
         rt.close()
