@@ -39,27 +39,56 @@ def spawn_workers(tmp_path: Path, nats: NatsServer, db_url: str,
     stopped (every worker with it) on exit; `env` adds settings."""
     upgrade(db_url)
     db = Database(db_url)
-    port = free_port()
     environ = {**os.environ, **prod_environ(tmp_path / "storage", **nats.client_env(),
                                             FORGE_DB_URL=db_url,
                                             FORGE_SPAWN_WORKERS=str(WORKERS), **env)}
-    proc = subprocess.Popen([sys.executable, "-m", "forge", "serve", "spawn", "--port",
-                             str(port)], env=environ, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        ready = False
-        while not ready and time.monotonic() < deadline and proc.poll() is None:
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            with _started(tmp_path / f"spawn-{attempt}.log", environ) as (url, pid, lost):
+                if not lost:
+                    yield url, pid, db
+                    return
+    finally:
+        db.dispose()
+    raise AssertionError(f"spawn_service lost its port to another process {PORT_ATTEMPTS} "
+                         "times in a row")
+
+
+PORT_ATTEMPTS = 3  # `free_port` binds nothing: another test's server may take the port first
+
+
+@contextlib.contextmanager
+def _started(log: Path, environ: dict[str, str]) -> Iterator[tuple[str, int, bool]]:
+    """(base URL, parent pid, whether the port was lost) of a `forge serve spawn` whose
+    output goes to `log`, ready unless the port was lost; stopped on exit. A start that
+    fails otherwise raises with the service's last readiness answer and its output."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "forge", "serve", "spawn", "--port",
+                                 str(port)], env=environ, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120  # a few seconds, unless the machine is very busy
+        answer = "no answer"
+        while time.monotonic() < deadline and proc.poll() is None:
             with contextlib.suppress(httpx.TransportError):
-                ready = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+                resp = httpx.get(f"{url}/readyz", timeout=5)
+                if resp.status_code == 200:
+                    break
+                answer = f"{resp.status_code} {resp.text[:500]}"
             time.sleep(0.1)
-        assert ready, "spawn_service with workers did not become ready"
-        yield url, proc.pid, db
+        else:
+            output = log.read_text(errors="replace")[-4000:]
+            if proc.poll() is not None and "already in use" in output:
+                yield url, proc.pid, True
+                return
+            raise AssertionError(f"spawn_service with workers did not become ready (exit "
+                                 f"{proc.poll()}, last /readyz: {answer}); its output:\n"
+                                 f"{output}")
+        yield url, proc.pid, False
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        db.dispose()
 
 
 def post_spawn(url: str, headers: dict[str, str], body: Any) -> httpx.Response:
