@@ -11,9 +11,11 @@ starts while it exists, also one made after the runtime started. A real account
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 from forge.runtime.base import HostSpec, LabSpec, RuntimeFault, RuntimeUnavailable, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.netns import list_netns
+from forge.runtime.local.uid_clash import known_to_nss
 from forge.runtime.local.uids import LabIdentity, UidPool
 
 from ..support.one_lab import own_runtime, pool_lab
@@ -52,6 +55,33 @@ def account(uid: int, *, group: bool = False) -> Iterator[str]:
         yield name
     finally:
         subprocess.run(gone, check=True, capture_output=True, timeout=30)
+
+
+USERDB = Path("/run/userdb")  # systemd's drop-in user records, read by nss-systemd
+
+
+@contextmanager
+def directory_account(uid: int) -> Iterator[str]:
+    """An account only the name service knows, as a directory service's (LDAP, SSSD) is:
+    a systemd user record in /run/userdb, in no account file. Removed afterwards."""
+    name = "fgdir" + secrets.token_hex(3)
+    made_dir = not USERDB.exists()
+    USERDB.mkdir(mode=0o755, exist_ok=True)
+    record = USERDB / f"{name}.user"
+    by_uid = USERDB / f"{uid}.user"
+    record.write_text(json.dumps({"userName": name, "uid": uid, "gid": uid,
+                                  "disposition": "regular", "homeDirectory": "/nonexistent",
+                                  "shell": "/usr/sbin/nologin"}), encoding="utf-8")
+    by_uid.symlink_to(record.name)
+    try:
+        assert known_to_nss((uid,)) == f"user {name} (uid {uid})", \
+            "this machine's name service does not read /run/userdb (nss-systemd)"
+        yield name
+    finally:
+        by_uid.unlink()
+        record.unlink()
+        if made_dir:
+            USERDB.rmdir()
 
 
 @pytest.fixture
@@ -133,3 +163,45 @@ def test_pool_labs_that_waited_while_an_account_had_their_ids_are_never_handed_o
             assert waited not in {info.lab_id for info in rt.list()}  # destroyed
         assert rt.check() == []
         assert pool_lab(rt) != waited  # a new lab, built once the range was clear
+
+
+def test_a_pool_lab_whose_pair_the_name_service_came_to_know_is_never_handed_out(
+        tmp_path: Path) -> None:
+    """Red team CB: a ready pool lab took its uid pair when it was built, and the claim
+    handed it out without asking the name service again. An account a directory service
+    gave one of those ids meanwhile (in no account file, so the readiness check is clear)
+    owned the waiting lab's user namespaces: its holder planted a `.bashrc` in the
+    learner's home before the claim and read the service's secret after it. Now the claim
+    destroys such a lab and the spawn gets a lab built at once, with another pair."""
+    with own_runtime(tmp_path / "state", uid_pairs=2) as rt:
+        rt.warm({"one": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1, account_sweep_s=3600)
+        waited = pool_lab(rt)
+        held = rt.identity(waited)
+        with directory_account(held.learner):
+            assert _clash(rt.check()) == []  # the account files know nothing of it
+            rt.create(lab("claimer"))
+            got = rt.identity("claimer")
+            assert got != held and got.learner not in (held.learner, held.grader)
+            assert waited not in {info.lab_id for info in rt.list()}  # destroyed
+            assert rt.warm_pool is not None
+            assert rt.warm_pool.stats.exposed == 1 and rt.warm_pool.stats.claimed == 0
+
+
+def test_ready_pool_labs_whose_pair_the_name_service_came_to_know_are_destroyed(
+        tmp_path: Path) -> None:
+    """The pool also looks up its ready labs' pairs now and then (here every 0.2 s; once
+    a minute by default), so such a lab does not wait on, reachable by the account's
+    holder, until a claim: it is destroyed and the pool refills with another pair."""
+    with own_runtime(tmp_path / "state", uid_pairs=2) as rt:
+        rt.warm({"one": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1, account_sweep_s=0.2)
+        waited = pool_lab(rt)
+        held = rt.identity(waited)
+        assert rt.warm_pool is not None
+        with directory_account(held.grader):
+            end = time.monotonic() + 60
+            while waited in {info.lab_id for info in rt.list()}:
+                assert time.monotonic() < end, "the exposed pool lab was never destroyed"
+                time.sleep(0.05)
+            assert rt.warm_pool.stats.exposed == 1
+            refilled = pool_lab(rt)
+            assert rt.identity(refilled).learner not in (held.learner, held.grader)

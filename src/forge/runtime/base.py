@@ -211,8 +211,8 @@ class TtySession(abc.ABC):
 @dataclass(frozen=True)
 class PoolReport:
     """A runtime's warm pools: per pool ``ready`` and ``size``; ``events`` counted since the
-    runtime started (claimed, missed, built, failed, shrunk); ``off_reason``: why this node
-    keeps no pools (None: it may)."""
+    runtime started (claimed, missed, built, failed, shrunk, exposed); ``off_reason``: why
+    this node keeps no pools (None: it may)."""
 
     pools: dict[str, dict[str, int]]
     events: dict[str, int]

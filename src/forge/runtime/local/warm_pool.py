@@ -27,6 +27,7 @@ import threading
 import time
 
 from forge.runtime.base import BuildsStopped, LabSpec, RuntimeFault, SpecError
+from forge.runtime.local.pool_accounts import ACCOUNT_SWEEP_S, known_labs, waiting_account
 from forge.runtime.local.pool_claim import (
     LocalRuntime,
     cgroups_unmovable,
@@ -63,6 +64,7 @@ class PoolStats:
     built: int = 0
     failed: int = 0
     shrunk: int = 0
+    exposed: int = 0  # destroyed: the name service came to know their uids (pool_accounts)
 
 
 class WarmPool:
@@ -77,8 +79,11 @@ class WarmPool:
 
     def __init__(self, runtime: LocalRuntime, *, min_available_mb: int = 512,
                  max_stall_avg10: float = 10.0, probe: MemoryProbe = read_memory,
-                 quiet_s: float = 2.0, poll_s: float = 1.0, settle_s: float = 0.1) -> None:
+                 quiet_s: float = 2.0, poll_s: float = 1.0, settle_s: float = 0.1,
+                 account_sweep_s: float = ACCOUNT_SWEEP_S) -> None:
         self._rt = runtime
+        self.account_sweep_s = account_sweep_s
+        self._next_sweep = 0.0  # monotonic time of the next ``_sweep_accounts``
         self.min_available_mb = min_available_mb
         self.max_stall_avg10 = max_stall_avg10
         self.probe = probe
@@ -205,6 +210,13 @@ class WarmPool:
         self._wake.set()
         if taken is None:
             return False
+        if (account := waiting_account(self._rt.names, taken)) is not None:
+            log.warning("pool lab %s waited with lab uids the name service now knows (%s): "
+                        "destroyed, not handed out; %s is built fresh", taken, account, lab_id)
+            with self._lock:
+                self.stats.exposed += 1
+            self._destroy(taken)
+            return False
         try:
             old_names = rename_lab(self._rt, taken, lab_id)
             with self._lock:
@@ -252,6 +264,7 @@ class WarmPool:
                 self._drop_old_names()
             if self._recheck:
                 self._drop_stale()
+            self._sweep_accounts()
             reading = self._reading()
             if reading is not None and pressed(reading, self.min_available_mb,
                                                self.max_stall_avg10):
@@ -375,6 +388,27 @@ class WarmPool:
                     ready[:] = [(lab, lab_key) for lab, lab_key in ready if lab_key == key]
                     stale += gone
         self._destroy_all(stale)
+
+    def _sweep_accounts(self) -> None:
+        """Every ``account_sweep_s``: destroy the ready labs whose uids the name service
+        came to know while they waited (``pool_accounts``); the pools refill."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.account_sweep_s
+        known = known_labs(self._rt.names, self.ready_ids())
+        if not known:
+            return
+        with self._lock:  # only those still ready: a claim may have taken one meanwhile
+            gone = [lab for ready in self._ready.values() for lab, _key in ready
+                    if lab in known]
+            for ready in self._ready.values():
+                ready[:] = [(lab, key) for lab, key in ready if lab not in known]
+            self.stats.exposed += len(gone)
+        for lab in gone:
+            log.warning("pool lab %s waited with lab uids the name service now knows (%s): "
+                        "destroyed, the pool refills", lab, known[lab])
+        self._destroy_all(gone)
 
     def _shrink_one(self, reading: MemoryReading) -> None:
         with self._lock:

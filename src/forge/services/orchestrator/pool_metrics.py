@@ -1,7 +1,8 @@
 """Prometheus metrics of the node's warm lab pools, read from `Runtime.pool_report()` at
 each scrape: how many labs each pool holds and wants, and what happened to them (claims,
-misses, builds, failed builds or claims, labs destroyed under memory pressure), so an
-operator sees a pool that never fills, flaps or is off without reading the log."""
+misses, builds, failed builds or claims, labs destroyed under memory pressure or because
+the name service came to know their uids), so an operator sees a pool that never fills,
+flaps or is off without reading the log."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from forge.runtime.base import PoolReport
 
-EVENTS = ("claimed", "missed", "built", "failed", "shrunk")
+EVENTS = ("claimed", "missed", "built", "failed", "shrunk", "exposed")
 
 
 class PoolCollector(Collector):
