@@ -32,6 +32,7 @@ from forge.runtime.warm import (
 from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES
 from tests.runtime.helpers import leftovers
 
+from ..support.one_lab import own_runtime, pool_lab
 from ..support.prefixes import runtime_prefix
 
 CALM = MemoryReading(available_mb=1 << 20, stall_avg10=0.0)
@@ -550,6 +551,7 @@ def test_an_operator_sees_the_pools_in_the_metrics(pooled: LocalRuntime, tmp_pat
     assert pooled.warm_pool is not None
     built = pooled.warm_pool.stats.built
     assert f'forge_warm_pool_labs_total{{event="built"}} {float(built)}' in text
+    assert 'forge_warm_pool_labs_total{event="exposed"} 0.0' in text
     bare = LocalRuntime(str(tmp_path / "bare"), prefix="wb")
     try:
         empty = CollectorRegistry()
@@ -557,3 +559,19 @@ def test_an_operator_sees_the_pools_in_the_metrics(pooled: LocalRuntime, tmp_pat
         assert "forge_warm_pool" not in generate_latest(empty).decode()
     finally:
         bare.close()
+
+
+def test_a_learners_lab_gets_the_uid_pair_a_ready_pool_lab_held(tmp_path: Path) -> None:
+    """Red team CB: each ready pool lab holds a uid pair. With the range's last free pairs
+    held by ready labs, a learner's lab of another shape failed with "no free lab uid":
+    the pool held what the learner needed. Now one ready lab is destroyed for it."""
+    with own_runtime(tmp_path / "state", uid_pairs=1) as rt:
+        rt.warm({"one": (lab("x"), 1)}, quiet_s=0.05, poll_s=0.1)
+        waited = pool_lab(rt)
+        held = rt.identity(waited)
+        mine = rt.create(lab("scn-00000000000000c1", "c", subnet="10.205.0.0/24"))
+        assert rt.identity(mine.lab_id) == held
+        assert waited not in {info.lab_id for info in rt.list()}
+        assert rt.warm_pool is not None and rt.warm_pool.stats.claimed == 0
+        out = rt.exec(mine.lab_id, "box", shell='cat /home/notes.txt; echo "$FLAG"')
+        assert out.stdout_text == "note c\nc\n"

@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from forge.runtime.local import egress
 from forge.runtime.local.bwrap_args import host_env
@@ -46,9 +47,12 @@ from forge.runtime.local.sandbox import (
     wait_init,
 )
 from forge.runtime.local.seeds import make_ssh_host_keys, write_root_seeds
-from forge.runtime.local.uids import UidPool
+from forge.runtime.local.uids import LabIdentity, NoFreeUids, UidPool
 from forge.runtime.plan import LabPlan, PlannedHost
 from forge.runtime.warm import POOL_LAB_PREFIX
+
+if TYPE_CHECKING:  # the pools import the runtime
+    from forge.runtime.local.warm_pool import WarmPool
 
 
 class LabBuilder:
@@ -64,11 +68,26 @@ class LabBuilder:
     _lock: threading.Lock
     _procs: dict[str, list[subprocess.Popen[bytes]]]
     _held_go: dict[str, dict[str, int]]
+    warm_pool: WarmPool | None
+
+    def _claim_uids(self, lab_id: str) -> LabIdentity:
+        """A uid pair for ``lab_id``. Ready warm-pool labs hold pairs too; when they hold
+        the last free ones, a scenario's lab gets one of theirs (that ready lab destroyed):
+        a pool never takes a lab from a learner (red team CB). Bounded: each try after the
+        first destroyed a ready lab (a refill may take a freed pair first)."""
+        while True:
+            try:
+                return self.uids.claim(self.names.lab_dir(lab_id))
+            except NoFreeUids:
+                pool = self.warm_pool
+                if (lab_id.startswith(POOL_LAB_PREFIX) or pool is None
+                        or not pool.give_up_one()):
+                    raise
 
     def _build(self, plan: LabPlan, roots: dict[str, tuple[str, bool]]) -> None:
         lab_id, spec = plan.lab_id, plan.spec
         switch = bridged(plan)
-        ident = self.uids.claim(self.names.lab_dir(lab_id))
+        ident = self._claim_uids(lab_id)
         write_meta(self.names, lab_id, {
             "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h),
                                     "rootfs": roots[h.spec.name][0],

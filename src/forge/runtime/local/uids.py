@@ -39,6 +39,10 @@ def parse_range(text: str) -> tuple[int, int]:
     return low, high - low + 1
 
 
+class NoFreeUids(RuntimeFault):
+    """Every pair of the range is claimed (by live labs, ready warm-pool labs among them)."""
+
+
 @dataclass(frozen=True)
 class LabIdentity:
     """The uids of one lab: its processes run as ``learner``; its checks as ``grader``."""
@@ -103,7 +107,7 @@ class UidPool:
                 raise RuntimeFault(f"FORGE_LAB_UID_RANGE holds ids of accounts the name "
                                    f"service knows ({', '.join(skipped[:3])}, …): set it "
                                    "to ids no account uses")
-        raise RuntimeFault(f"no free lab uid left in {self.first}-"
+        raise NoFreeUids(f"no free lab uid left in {self.first}-"
                            f"{self.first + 2 * self.pairs - 1}")
 
     def release(self, lab_dir: str, learner: int | None = None) -> None:

@@ -410,10 +410,26 @@ class WarmPool:
                         "destroyed, the pool refills", lab, known[lab])
         self._destroy_all(gone)
 
-    def _shrink_one(self, reading: MemoryReading) -> None:
+    def give_up_one(self) -> bool:
+        """Destroy one ready lab (of the fullest pool) now, so that its uid pair is free for
+        a scenario's lab; False when none is ready."""
+        lab = self._pop_one()
+        if lab is None:
+            return False
+        log.warning("no free lab uid pair: ready pool lab %s destroyed for a learner's lab "
+                    "(FORGE_LAB_UID_RANGE holds fewer pairs than the labs and pools want)",
+                    lab)
+        self._destroy(lab)
+        return True
+
+    def _pop_one(self) -> str | None:
+        """Take a ready lab of the fullest pool out of it; None when none is ready."""
         with self._lock:
             pools = [ready for ready in self._ready.values() if ready]
-            lab = max(pools, key=len).pop()[0] if pools else None
+            return max(pools, key=len).pop()[0] if pools else None
+
+    def _shrink_one(self, reading: MemoryReading) -> None:
+        lab = self._pop_one()
         if lab is not None:
             self.stats.shrunk += 1
             if not self._shrinking:  # once per episode, then one line per lab at INFO
