@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from forge.content import content_path
 from forge.identity.roles import record_role
@@ -412,6 +413,36 @@ def test_an_instructor_and_a_learner_read_and_give_times_in_their_own_zones(
         learner.close()
 
 
+def _terminal_view(page: Page) -> dict[str, int]:
+    """The shown terminal's first line in view (`top`), its latest page (`base`), and how
+    far the page is scrolled."""
+    return page.evaluate("""() => {
+        const t = document.querySelector(".term-panel:not([hidden])").forgeTerminal;
+        const b = t.term.buffer.active;
+        return {top: b.viewportY, base: b.baseY, page: Math.round(window.scrollY)};
+    }""")
+
+
+def _swipe(page: Page, target: Locator, dy: float) -> None:
+    """A finger put on `target` and moved `dy` CSS pixels down (up when negative), as real
+    touch events (Chrome's input domain)."""
+    box, screen = target.bounding_box(), page.viewport_size
+    assert box is not None and screen is not None
+    x = box["x"] + box["width"] / 2
+    y = max(box["y"], 0) + 40
+    assert y + max(dy, 0) < screen["height"], (box, dy)
+    cdp = page.context.new_cdp_session(page)
+    try:
+        cdp.send("Input.dispatchTouchEvent",
+                 {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        for step in range(1, 11):
+            cdp.send("Input.dispatchTouchEvent",
+                     {"type": "touchMove", "touchPoints": [{"x": x, "y": y + dy * step / 10}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    finally:
+        cdp.detach()
+
+
 @pytest.mark.root
 def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_bar(
     web_platform: WebPlatform, browser: Browser
@@ -491,6 +522,35 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
         bar_box, screen = bar.bounding_box(), page.viewport_size
         assert bar_box is not None and screen is not None
         assert bar_box["y"] + bar_box["height"] <= screen["height"] + 1, bar_box
+
+        # Earlier output is in reach of a finger (CC): a swipe down over the terminal
+        # scrolls its output back, where it moved the page and the output was lost.
+        page.keyboard.insert_text("clear; seq 1 200; echo seq-done-$((1+1))")
+        page.keyboard.press("Enter")
+        expect(rows).to_contain_text("seq-done-2", timeout=20_000)
+        before = _terminal_view(page)
+        assert before["top"] == before["base"] > 100, before
+        _swipe(page, page.locator("#terminal"), 300)
+        after = _terminal_view(page)
+        assert after["top"] <= before["top"] - 5, (before, after)
+        assert after["page"] == before["page"], (before, after)  # the page stayed put
+
+        # With the phone's keyboard open (the page resized for it), the line being typed
+        # is in sight above the key bar (CC: it was under the bar).
+        page.set_viewport_size({"width": 390, "height": 374})
+        page.locator("#terminal").tap()
+        page.keyboard.insert_text("echo z9")  # short: the prompt's row does not wrap
+        typed = page.locator("#terminal .xterm-rows > div").filter(has_text="echo z9").last
+        end = time.monotonic() + 20
+        while True:
+            row, bar_box = typed.bounding_box(), bar.bounding_box()
+            assert row is not None and bar_box is not None
+            if row["y"] + row["height"] <= bar_box["y"] + 1 and row["y"] >= 0:
+                break
+            assert time.monotonic() < end, (row, bar_box)
+            time.sleep(0.1)
+        page.keyboard.press("Control+U")  # the line is not run
+        page.set_viewport_size({"width": 390, "height": 844})
         lab_url = page.url.split("#")[0]
 
         # Signed out while the page is open (the session cookie ran out): the terminal
@@ -513,6 +573,20 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
         page.goto(web_platform.url + "/signin")
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Sign in with API key").click()
+        # Ctrl+V pastes, as in a desktop's terminals (CC: it sent ^V, and the next Enter
+        # typed ^M instead of running the line).
+        page.goto(lab_url)
+        expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
+                                                          timeout=20_000)
+        desk.grant_permissions(["clipboard-read", "clipboard-write"], origin=web_platform.url)
+        page.evaluate("navigator.clipboard.writeText('echo ctrl-v-$((6*7))')")
+        page.locator("#terminal").click()
+        page.keyboard.press("Control+V")
+        desk_rows = page.locator("#terminal .xterm-rows")
+        expect(desk_rows).to_contain_text("echo ctrl-v-$((6*7))", timeout=20_000)
+        page.keyboard.press("Enter")
+        expect(desk_rows).to_contain_text("ctrl-v-42", timeout=20_000)
+        page = desk.new_page()
         page.clock.install()  # the page's own timers: its countdown runs on this clock
         page.goto(lab_url)
         expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
@@ -530,8 +604,13 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
             page.clock.fast_forward(int(left_ms - (minutes * 60 - 30) * 1000))
             left_ms = (minutes * 60 - 30) * 1000
             page.clock.run_for(1500)
-            expect(warning).to_have_text(f"Your lab ends in {minutes} min and is then graded "
-                                         "as it stands. Extend it, or submit when you are "
-                                         "done.")
+            said = (f"Your lab ends in {minutes} min and is then graded as it stands. "
+                    "Extend it, or submit when you are done.")
+            expect(warning).to_have_text(said)
+            # ...and above the terminal, which is in sight while the learner types in it
+            # (CC: clicking into the terminal scrolled the status card away).
+            page.locator("#terminal").click()
+            expect(page.locator("#term-time-warning")).to_have_text(said)
+            expect(page.locator("#term-time-warning")).to_be_in_viewport()
     finally:
         desk.close()

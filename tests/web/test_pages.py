@@ -7,10 +7,12 @@ import hashlib
 import importlib.resources
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from forge.bus import NatsServer
 from forge.config import Settings, load_settings
@@ -20,6 +22,7 @@ from forge.identity.apikeys import create_api_key
 from forge.identity.roles import record_role
 from forge.services.spawn.app import build_app
 from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE, error_page, render_markdown
+from forge.store.models import Scenario
 from forge.tokens import RECEIPT, SESSION, mint_token
 
 from ..services.conftest import SECRETS, prod_environ
@@ -181,6 +184,39 @@ def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings
         assert client.get(probe).status_code == 404
     assert client.get("/lab/scn-0000000000000000").status_code == 404
     assert client.get(path + "/artifacts/..%2Fforge.db").status_code == 404
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_lab_slow_to_start_or_ended_unscored_says_so_and_where_to_go(
+        app_client: tuple[TestClient, Settings]) -> None:
+    """Review CC: a lab that did not start said "Your lab is starting" for ever, with no
+    time and nothing more; one that failed showed its reason and the task, and no way on."""
+    client, settings = app_client
+    sign_in(client, settings)
+    token = csrf_of(client.get("/tracks").text)
+    path = client.post("/spawn", data={"track": "netplus", "csrf": token},
+                       headers={"origin": ORIGIN}).headers["location"]
+    scenario_id = path.rsplit("/", 1)[1]
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+
+    def set_row(**values: object) -> str:
+        with db.session() as sess:
+            sess.execute(update(Scenario).where(Scenario.scenario_id == scenario_id)
+                         .values(**values))
+        return client.get(path).text
+
+    fresh = client.get(path).text  # the orchestrator is out of reach: it stays pending
+    assert re.search(r'<p id="progress-slow" role="status" hidden>', fresh)
+    assert re.search(r'id="progress-time" data-waited="[0-5]?[0-9]"', fresh)
+    slow = set_row(created_at=datetime.now(UTC) - timedelta(minutes=5))
+    assert re.search(r'id="progress-time" data-waited="30[0-9]">30[0-9] s</span>', slow)
+    assert '<p id="progress-slow" role="status">This is taking longer than usual' in slow
+    assert 'href="/tracks">My labs</a>' in slow
+    for state in ("failed", "expired", "deleted"):
+        ended = set_row(state=state, state_reason="the lab could not start")
+        assert "This lab ended before it was graded: it has no score." in ended, state
+        assert '<a id="start-again" href="/tracks#lab-' in ended, state
+        assert 'id="progress' not in ended and 'id="term-section"' not in ended, state
 
 
 def test_task_markdown_and_page_text_are_escaped() -> None:

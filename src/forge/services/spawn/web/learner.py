@@ -145,6 +145,15 @@ async def _score_ready(request: Request, row: ScenarioRow) -> bool:
     return isinstance(found, dict) and row.scenario_id in found
 
 
+SLOW_START_S = 60  # a lab still starting after this long: the page says it is slow
+
+
+def _waited_s(row: ScenarioRow) -> int:
+    """Seconds since the lab was asked for (the page counts on from there, so a learner's
+    own clock being off does not matter)."""
+    return max(0, int((datetime.now(UTC) - aware(row.created_at)).total_seconds()))
+
+
 def _expires_iso(row: ScenarioRow) -> str:
     if row.expires_at is None:
         return ""
@@ -189,6 +198,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "hosts": hosts, "other_hosts": other_hosts, "terminal_hosts": terminal_hosts,
             "remaining": remaining,
             "expires_iso": _expires_iso(row),
+            "waited_s": _waited_s(row), "slow_after_s": SLOW_START_S,
             "extend_open": row.state == "running" and remaining is not None
             and remaining <= EXTEND_WINDOW.total_seconds(),
             "extend": _extend_facts(request, row),

@@ -24,20 +24,24 @@
     warnEnd(left);
   }
 
+  // Said in the status card (announced) and again just above the terminal (seen: working
+  // in the terminal scrolls the card out of sight; not announced twice).
   function warnEnd(left) {
-    const box = document.getElementById("time-warning");
-    if (!box || left <= 0) { return; }
+    const boxes = ["time-warning", "term-time-warning"].map(function (id) {
+      return document.getElementById(id);
+    }).filter(Boolean);
+    if (boxes.length === 0 || left <= 0) { return; }
     if (left > warnings[warnings.length - 1]) {  // more time again (extended elsewhere)
       warned = Infinity;
-      box.hidden = true;
+      boxes.forEach(function (box) { box.hidden = true; });
       return;
     }
     for (const at of warnings) {
       if (left <= at && at < warned) {
         warned = at;
-        box.textContent = "Your lab ends in " + Math.max(1, Math.ceil(left / 60)) +
+        const text = "Your lab ends in " + Math.max(1, Math.ceil(left / 60)) +
           " min and is then graded as it stands. Extend it, or submit when you are done.";
-        box.hidden = false;
+        boxes.forEach(function (box) { box.textContent = text; box.hidden = false; });
         return;
       }
     }
@@ -85,7 +89,24 @@
     }
   }
 
+  // A lab still starting: how long it has waited (counted from the server's figure, so the
+  // learner's own clock does not matter), and after a minute that it is slow, never silent.
+  const waitedOut = document.getElementById("progress-time");
+  const loadedAt = Date.now();
+  const slowAfter = Number(lab.dataset.slowAfter) || 60;
+
+  function showWaited() {
+    if (!waitedOut) { return; }
+    const waited = Number(waitedOut.dataset.waited || 0) +
+      Math.floor((Date.now() - loadedAt) / 1000);
+    waitedOut.textContent = waited < 60 ? waited + " s" :
+      Math.floor(waited / 60) + " min " + (waited % 60) + " s";
+    const slow = document.getElementById("progress-slow");
+    if (slow) { slow.hidden = waited < slowAfter; }
+  }
+
   showRemaining();
-  window.setInterval(showRemaining, 1000);
+  showWaited();
+  window.setInterval(function () { showRemaining(); showWaited(); }, 1000);
   window.setTimeout(poll, 1500);
 })();

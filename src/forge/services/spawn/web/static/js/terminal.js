@@ -16,6 +16,7 @@
   const FINAL_ERRORS = ["lab_sealed", "lab_not_running", "signed_out"];  // no button
   const RETRY_ERRORS = ["terminal_ended"];  // the shell exited as we attached: open a new one
   const SR_KEY = "forge.terminal.screenReader";
+  const MAC = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent || "");
   const encoder = new TextEncoder();
   const note = document.getElementById("term-note");
   const srToggle = document.getElementById("term-sr");
@@ -76,6 +77,10 @@
       }
       if (ctrl && ev.shiftKey && key === "c") { ev.preventDefault(); copy(t.term); return false; }
       if (ctrl && ev.shiftKey && key === "v") { return false; }  // the browser pastes (paste event)
+      // Plain Ctrl+V pastes too, as in the terminals of Windows and Linux desktops: a
+      // newcomer presses it first, and the ^V it sent made the next Enter type ^M. On a
+      // Mac (⌘V pastes there) Ctrl+V stays the shell's.
+      if (ctrl && !ev.shiftKey && key === "v" && !MAC) { return false; }
       if (ctrl && !ev.shiftKey && key === "c" && t.term.hasSelection()) {
         ev.preventDefault();
         copy(t.term);
@@ -264,6 +269,67 @@
     });
   }
 
+  // The height of one row of `t`'s screen, in CSS pixels (0 before it is laid out).
+  function rowHeight(t) {
+    const screen = t.box.querySelector(".xterm-screen");
+    return screen && t.term.rows > 0 ? screen.getBoundingClientRect().height / t.term.rows : 0;
+  }
+
+  // A finger moved over the terminal scrolls its output back and forth (xterm.js scrolls
+  // it for a mouse wheel only, so on a phone a swipe moved the page and earlier output was
+  // out of reach); once there is no more output that way, the page scrolls as usual.
+  function scrollByTouch(t) {
+    let lastY = null;
+    let carried = 0;
+    t.box.addEventListener("touchstart", function (ev) {
+      lastY = ev.touches.length === 1 ? ev.touches[0].clientY : null;
+      carried = 0;
+    }, { passive: true });
+    t.box.addEventListener("touchmove", function (ev) {
+      if (lastY === null || ev.touches.length !== 1) { return; }
+      const y = ev.touches[0].clientY;
+      carried += y - lastY;  // > 0: the finger moves down, back to earlier output
+      lastY = y;
+      const height = rowHeight(t);
+      const buffer = t.term.buffer.active;
+      const room = carried > 0 ? buffer.viewportY > 0 : buffer.viewportY < buffer.baseY;
+      if (!height || !room) { carried = 0; return; }  // the page's scroll
+      if (ev.cancelable) { ev.preventDefault(); }
+      const lines = Math.trunc(carried / height);
+      if (lines !== 0) {
+        t.term.scrollLines(-lines);
+        carried -= lines * height;
+      }
+    }, { passive: false });
+    t.box.addEventListener("touchend", function () { lastY = null; });
+    t.box.addEventListener("touchcancel", function () { lastY = null; });
+  }
+
+  // On a touch screen the key bar is held at the bottom of what the screen shows, over the
+  // terminal's last rows: the browser brings the line being typed into sight, just under
+  // the bar. While the terminal has the keyboard and shows its latest output, the page
+  // (or the full-screen terminal's own box) scrolls so the cursor's row is above the bar.
+  function keepCursorInSight(t) {
+    if (!keyBar || keyBar.hidden || document.activeElement !== t.term.textarea) { return; }
+    const buffer = t.term.buffer.active;
+    const height = rowHeight(t);
+    const screen = t.box.querySelector(".xterm-screen");
+    if (!height || !screen || buffer.viewportY !== buffer.baseY) { return; }
+    const cursorBottom = screen.getBoundingClientRect().top + (buffer.cursorY + 1) * height;
+    const view = window.visualViewport;
+    const shownBottom = view ? view.offsetTop + view.height : window.innerHeight;
+    const limit = Math.min(keyBar.getBoundingClientRect().top, shownBottom) - 4;
+    if (cursorBottom <= limit) { return; }
+    const scroller = section.classList.contains("maximised") ||
+      document.fullscreenElement === section ? section : window;
+    scroller.scrollBy(0, Math.ceil(cursorBottom - limit));
+  }
+
+  function keepCursorInSightLater(t) {
+    window.cancelAnimationFrame(t.sightFrame);
+    t.sightFrame = window.requestAnimationFrame(function () { keepCursorInSight(t); });
+  }
+
   // A tab's terminal connects when the tab is first shown, so unseen tabs hold none of the
   // lab's terminals.
   function start(panel, focus) {
@@ -281,7 +347,7 @@
       status: panel.querySelector(".term-status"), banner: panel.querySelector(".term-banner"),
       bannerText: panel.querySelector(".term-banner-text"),
       reconnect: panel.querySelector(".term-reconnect"), ws: null, timer: 0, frame: 0,
-      attempts: 0, connects: 0, final: false, focus: focus };
+      attempts: 0, connects: 0, final: false, focus: focus, sightFrame: 0 };
     if (term.textarea) { term.textarea.setAttribute("aria-describedby", "term-help"); }
     fit.fit();
     term.attachCustomKeyEventHandler(keys(t));
@@ -290,6 +356,11 @@
       window.setTimeout(function () { if (term.hasSelection()) { copy(term); } }, 0);
     });
     term.onData(function (data) { send(t, withCtrl(data)); });
+    scrollByTouch(t);
+    term.onCursorMove(function () { keepCursorInSightLater(t); });
+    if (term.textarea) {
+      term.textarea.addEventListener("focus", function () { keepCursorInSightLater(t); });
+    }
     term.onResize(function (size) {
       if (t.ws && t.ws.readyState === WebSocket.OPEN) {
         t.ws.send(JSON.stringify({ type: "resize", rows: size.rows, cols: size.cols }));
@@ -299,7 +370,7 @@
     if (typeof ResizeObserver !== "undefined") {
       new ResizeObserver(function () { fitLater(t); }).observe(box);
     }
-    window.addEventListener("resize", function () { fitLater(t); });
+    window.addEventListener("resize", function () { fitLater(t); keepCursorInSightLater(t); });
     setStatus(t, "Connecting…", null);
     started.push(t);
     panel.forgeTerminal = t;
