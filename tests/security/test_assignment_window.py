@@ -194,6 +194,31 @@ def test_assignment_window_attempts_and_hints_are_enforced(make_spawn: MakeSpawn
         assert hint.json()["error"] == "hints_not_allowed"
 
 
+def test_an_assignment_closed_long_ago_no_longer_holds_its_lab_back(
+        make_spawn: MakeSpawn, tmp_path: Path) -> None:  # noqa: F811
+    """Review CD: a closed assignment refused its lab for ever, also once it had left the
+    learner's list (30 days after its due time), so a learner with a plan of their own
+    could never practise a past course's labs, and an instructor could lock one out with a
+    window already closed. Within those 30 days it still refuses, as documented; after,
+    the plan decides and the lab counts for no class. Named, it still says it closed."""
+    env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
+    db = env.state.ctx.db
+    lea, _leo, _ann, a1, _b1 = _setup(env)
+    now = datetime.now(UTC)
+    with env.client() as c:
+        _move_window(db, a1, now - timedelta(days=40), now - timedelta(days=29))
+        recent = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
+        assert recent.status_code == 403 and " closed at " in recent.json()["message"]
+        _move_window(db, a1, now - timedelta(days=40), now - timedelta(days=31))
+        assert c.get("/v1/assignments", headers=lea).json()["assignments"] == []
+        named = c.post("/v1/spawn", json={"track": "netplus", "assignment_id": a1},
+                       headers=lea)
+        assert named.status_code == 403 and " closed at " in named.json()["message"]
+        practice = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
+        assert practice.status_code == 201, practice.text
+    assert _count(db, AssignmentAttempt) == 0  # counted for no class
+
+
 def test_a_start_under_way_is_not_reported_as_all_attempts_used(
         make_spawn: MakeSpawn, tmp_path: Path) -> None:  # noqa: F811
     """Several Start clicks at once: the first took the last attempt and is still starting

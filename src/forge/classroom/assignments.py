@@ -263,7 +263,11 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
     assignment of this lab in one of the learner's cohorts), else the learner's most
     favourable assignment of the lab — 409 `assignment_ambiguous` naming the classes when
     assignments of more than one of their cohorts are open; None when the lab is assigned
-    to none of their cohorts (the plan alone decides then)."""
+    to none of their cohorts (the plan alone decides then).
+
+    Unless named, an assignment that closed more than MINE_CLOSED_WITHIN ago governs no
+    more (review CD): it has left the learner's list, and it held the lab back for ever,
+    unseen, after the course had ended."""
     params = {"tenant": tenant_id, "subject": subject, "template": template_id}
     with db.read() as sess:
         if assignment_id is None:
@@ -281,7 +285,10 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
                             r.attempts_allowed, used, r.hints_allowed,
                             attempts.in_flight(sess, r.assignment_id, subject)
                             if used >= r.attempts_allowed else 0)
-                 for r in rows for used in (attempts.used(sess, r.assignment_id, subject),)]
+                 for r in rows
+                 if assignment_id is not None
+                 or now - MINE_CLOSED_WITHIN <= _aware(due_for(r.own_closes_at, r.closes_at)[0])
+                 for used in (attempts.used(sess, r.assignment_id, subject),)]
     if assignment_id is not None and not found:
         raise ForgeError("assignment_not_found", 404,
                          "assignment_id: no such assignment of this lab in your cohorts",
