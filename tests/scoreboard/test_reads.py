@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from forge.identity.apikeys import create_api_key
 from forge.identity.caller import SESSION_COOKIE
@@ -91,18 +92,30 @@ async def test_leaderboard_is_per_tenant(make_board: MakeBoard) -> None:
         assert acme.status_code == 200, acme.text
         board_body = acme.json()
         assert board_body["tenant_id"] == "acme"
-        assert [(e["subject"], e["best_score"], e["attempts"]) for e in board_body["entries"]] \
-            == [("alice", 1.0, 2), ("bob", 0.666667, 1)]
+        # A learner sees the others under a pseudonym, without their lab (review CD: the
+        # account ids, often e-mail addresses, and labs of the whole organisation).
+        [first, own] = board_body["entries"]
+        assert (own["subject"], own["best_score"], own["attempts"], own["you"]) == (
+            "bob", 0.666667, 1, True)
+        assert re.fullmatch(r"learner-[0-9a-f]{10}", first["subject"])
+        assert (first["best_score"], first["attempts"], first["you"]) == (1.0, 2, False)
+        assert "scenario_id" not in first and "alice" not in acme.text
         assert board_body["stats"]["scored_scenarios"] == 3
         assert board_body["stats"]["subjects"] == 2
-        globex = await client.get("/v1/leaderboard", headers=_key(board, "globex", "x"))
+        # The same learner keeps their pseudonym, whoever asks.
+        carol = await client.get("/v1/leaderboard", headers=_key(board, "acme", "carol"))
+        assert carol.json()["entries"][0]["subject"] == first["subject"]
+        globex = await client.get("/v1/leaderboard", headers=_key(board, "globex", "eve"))
         assert [e["subject"] for e in globex.json()["entries"]] == ["eve"]
-        # A learner cannot ask for another tenant; the operator must name one.
+        # A learner cannot ask for another tenant; the operator must name one, and sees the
+        # account ids.
         sneaky = await client.get("/v1/leaderboard?tenant_id=globex",
                                   headers=_key(board, "acme", "bob"))
-        assert [e["subject"] for e in sneaky.json()["entries"]] == ["alice", "bob"]
+        assert [e["subject"] for e in sneaky.json()["entries"]] == [first["subject"], "bob"]
         op = await client.get("/v1/leaderboard?tenant_id=globex", headers=board.operator)
         assert [e["subject"] for e in op.json()["entries"]] == ["eve"]
+        op_acme = await client.get("/v1/leaderboard?tenant_id=acme", headers=board.operator)
+        assert [e["subject"] for e in op_acme.json()["entries"]] == ["alice", "bob"]
         missing = await client.get("/v1/leaderboard", headers=board.operator)
         assert (missing.status_code, missing.json()["error"]) == (400, "tenant_required")
         # A lab's access-link session (scoped to one lab) does not see its colleagues.

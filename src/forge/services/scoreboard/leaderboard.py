@@ -9,6 +9,8 @@ ever included.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import threading
@@ -110,6 +112,28 @@ class ScoreIndex:
                  "mean_score": round(math.fsum(scores) / len(scores), 6) if scores else None,
                  "perfect_scores": sum(1 for s in scores if s >= 1.0)}
         return {"tenant_id": tenant_id, "track": track, "entries": entries, "stats": stats}
+
+
+PSEUDONYM_DOMAIN = b"forge leaderboard pseudonym\0"
+
+
+def as_seen_by(board: dict[str, Any], subject: str, key: bytes) -> dict[str, Any]:
+    """``board`` as the learner ``subject`` sees it: their own entry as it is (marked
+    ``you``), everyone else's under a pseudonym (``learner-`` and 10 hex of an HMAC with
+    ``key`` over tenant and subject: the same learner keeps it, no one can reverse it) and
+    without their lab id. Review CD: every learner of an organisation read the account id
+    (often an e-mail address), best score and lab of each of its learners."""
+    tenant = str(board["tenant_id"]).encode()
+    entries = []
+    for entry in board["entries"]:
+        if entry["subject"] == subject:
+            entries.append({**entry, "you": True})
+            continue
+        mac = hmac.new(key, PSEUDONYM_DOMAIN + tenant + b"\0" + entry["subject"].encode(),
+                       hashlib.sha256).hexdigest()
+        entries.append({k: v for k, v in entry.items() if k != "scenario_id"}
+                       | {"subject": "learner-" + mac[:10], "you": False})
+    return {**board, "entries": entries}
 
 
 def _neg(text: str) -> tuple[int, ...]:

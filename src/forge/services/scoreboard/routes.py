@@ -26,6 +26,7 @@ from forge.services.scoreboard.access import (
     result_store_down,
     scoreboard_state,
 )
+from forge.services.scoreboard.leaderboard import as_seen_by
 from forge.services.scoreboard.reprocess import (
     failed_event_dict,
     list_events,
@@ -99,7 +100,8 @@ async def leaderboard(
         "(answered 400 without it), ignored for learners (their own tenant).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """Best score per subject and stats of the caller's tenant only."""
+    """Best score per subject and stats of the caller's tenant only; a learner sees the
+    others under pseudonyms (``leaderboard.as_seen_by``), the operator their account ids."""
     if reader.operator:
         if not valid_id(tenant_id):
             raise ForgeError("tenant_required", 400,
@@ -110,11 +112,15 @@ async def leaderboard(
         assert reader.caller is not None
         # A lab's access-link session sees that lab, not its colleagues' scores (403).
         tenant = reader.caller.whole_account().tenant_id
-    index = scoreboard_state(request).index
+    state = scoreboard_state(request)
     try:
-        return await run_in_threadpool(index.board, tenant, track, limit)
+        board = await run_in_threadpool(state.index.board, tenant, track, limit)
     except BusUnavailable:
         raise result_store_down() from None
+    if reader.operator:
+        return board
+    assert reader.caller is not None
+    return as_seen_by(board, reader.caller.subject, state.settings.sat.current)
 
 
 class ReprocessRequest(BaseModel):
