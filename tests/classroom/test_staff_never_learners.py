@@ -53,7 +53,13 @@ def test_a_learner_made_instructor_stops_being_a_learner(db: Database) -> None:
         db, ANN, c, template_id=LAB, opens_at=now, closes_at=now + timedelta(days=1),
         attempts_allowed=1, hints_allowed=True, known_templates={LAB}).assignment_id
     class_changes.set_due(db, ANN, c, asg, "lea", now + timedelta(days=3))
-    staff.add_instructor(db, ANN, c, "lea")  # the TA of the class
+    # Review CD: she would leave the class's dashboard and grade export, so only when the
+    # caller says so; refused, nothing changes.
+    with pytest.raises(ForgeError) as refused:
+        staff.add_instructor(db, ANN, c, "lea")
+    assert (refused.value.code, refused.value.status) == ("enrolled_learner", 409)
+    assert _both(db, c) == (["ann"], ["lea", "leo"])
+    staff.add_instructor(db, ANN, c, "lea", confirm=True)  # the TA of the class
     assert _both(db, c) == (["ann", "lea"], ["leo"])
     with db.read() as sess:
         assert sess.get(AssignmentExtension, (asg, "lea")) is None
@@ -152,3 +158,23 @@ def test_an_invite_or_group_never_seats_an_instructor(db: Database) -> None:
         cohorts.join_by_invite(db, "acme", "bob", token)
     assert exc.value.code == "cohort_staff"
     assert _both(db, c) == (["ann", "bob"], [])
+
+
+def test_an_instructor_added_by_mistake_can_be_removed_but_not_the_last(db: Database) -> None:
+    """Review CD: a co-instructor could not be removed (a past teaching assistant kept the
+    class for ever). Removing one leaves the others; the last one stays (409); someone not
+    an instructor is 404; a learner made instructor is not enrolled again."""
+    c = cohorts.create_cohort(db, ANN, "Net A").cohort_id
+    cohorts.enrol_subjects(db, ANN, c, ["lea"])
+    staff.add_instructor(db, ANN, c, "bob")
+    staff.add_instructor(db, ANN, c, "lea", confirm=True)
+    staff.remove_instructor(db, ANN, c, "lea")
+    assert _both(db, c) == (["ann", "bob"], [])
+    with pytest.raises(ForgeError) as missing:
+        staff.remove_instructor(db, ANN, c, "lea")
+    assert (missing.value.code, missing.value.status) == ("not_found", 404)
+    staff.remove_instructor(db, ANN, c, "ann")  # ann takes herself off; bob stays
+    with pytest.raises(ForgeError) as last:
+        staff.remove_instructor(db, Manager("acme", "bob", "instructor"), c, "bob")
+    assert (last.value.code, last.value.status) == ("last_instructor", 409)
+    assert _both(db, c) == (["bob"], [])

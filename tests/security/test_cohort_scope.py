@@ -146,7 +146,10 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
         # Added by a manager of the cohort, bob manages it too; a learner added is still a
         # learner (the role comes from the tenant, not the cohort).
         for added in ("bob", "lea"):
-            ok = c.post(f"/v1/cohorts/{a}/instructors", json={"subject": added},
+            # lea is a learner of the class: made an instructor, she leaves its grades,
+            # so only when the caller says so (review CD).
+            ok = c.post(f"/v1/cohorts/{a}/instructors",
+                        json={"subject": added, "confirm": added == "lea"},
                         headers=keys["ann"])
             assert ok.status_code == 200, ok.text
             # The answer says when the person has no instructor role (probe AT: a typo
@@ -157,3 +160,18 @@ def test_cohorts_are_scoped_to_their_managers(make_spawn: MakeSpawn) -> None:  #
         gina = c.post(f"/v1/cohorts/{a}/instructors", json={"subject": "gina"},
                       headers=keys["gina"])
         assert gina.status_code == 404
+        # Taking an instructor off (review CD: a past teaching assistant kept the class for
+        # ever): not by another tenant's instructor or a learner; by a manager, yes; never
+        # the last one.
+        path = f"/v1/cohorts/{a}/instructors/lea"
+        assert c.delete(path, headers=keys["gina"]).status_code == 404
+        assert c.delete(path, headers=keys["leo"]).status_code == 403
+        removed = c.delete(path, headers=keys["bob"])
+        assert removed.status_code == 200 and removed.json()["removed"] is True, removed.text
+        assert c.delete(path, headers=keys["bob"]).status_code == 404
+        assert c.delete(f"/v1/cohorts/{a}/instructors/bob",
+                        headers=keys["bob"]).status_code == 200
+        last = c.delete(f"/v1/cohorts/{a}/instructors/ann", headers=keys["ann"])
+        assert (last.status_code, last.json()["error"]) == (409, "last_instructor")
+        bad = c.delete(f"/v1/cohorts/{a}/instructors/..%2Fx", headers=keys["ann"])
+        assert bad.status_code in (404, 422), bad.text

@@ -9,22 +9,58 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort
+from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import Assignment, AssignmentExtension, CohortStaff, Enrolment
 
 log = logging.getLogger("forge.classroom.staff")
 
 
-def add_instructor(db: Database, who: Manager, cohort_id: str, subject: str) -> None:
-    """Let another person of the tenant manage this cohort too; one of its learners stops
-    being one (``make_staff``)."""
+def add_instructor(db: Database, who: Manager, cohort_id: str, subject: str,
+                   confirm: bool = False) -> None:
+    """Let another person of the tenant manage this cohort too. One of its learners stops
+    being one (``make_staff``), which leaves them off its dashboard and its grade export:
+    only when ``confirm`` says the caller meant that (409 ``enrolled_learner`` otherwise;
+    review CD: a learner added by mistake vanished from the grades, with no way back)."""
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
+        lock_cohort(sess, cohort_id)
+        already = sess.get(CohortStaff, (cohort_id, subject)) is not None  # both: mended
+        if not confirm and not already \
+                and sess.get(Enrolment, (cohort_id, subject)) is not None:
+            raise ForgeError(
+                "enrolled_learner", 409,
+                f"subject: {subject} is a learner of this cohort; as an instructor they stop "
+                "being one and leave its dashboard and grade export (their labs and results "
+                'stay): send "confirm": true to do that', [{"field": "subject"}])
         make_staff(sess, cohort_id, [subject])
+
+
+def remove_instructor(db: Database, who: Manager, cohort_id: str, subject: str) -> None:
+    """Stop ``subject`` managing this cohort (404 when they do not; 409 for its last
+    instructor, as a class nobody teaches is left to operators). They are not enrolled
+    again: an instructor made from a learner is enrolled anew by the usual ways."""
+    with db.session() as sess:
+        managed_cohort(sess, who, cohort_id)
+        lock_cohort(sess, cohort_id)
+        row = sess.get(CohortStaff, (cohort_id, subject))
+        if row is None:
+            raise ForgeError("not_found", 404,
+                             f"subject: {subject} is not an instructor of this cohort",
+                             [{"field": "subject"}])
+        others = sess.scalar(select(func.count()).select_from(CohortStaff).where(
+            CohortStaff.cohort_id == cohort_id, CohortStaff.subject != subject))
+        if not others:
+            raise ForgeError("last_instructor", 409,
+                             f"subject: {subject} is this cohort's only instructor; add "
+                             "another first", [{"field": "subject"}])
+        sess.delete(row)
+        log.info("instructor removed: cohort=%s subject=%s by=%s", cohort_id, subject,
+                 who.subject)
 
 
 def make_staff(sess: Session, cohort_id: str, subjects: Sequence[str]) -> list[str]:

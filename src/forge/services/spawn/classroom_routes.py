@@ -58,6 +58,9 @@ class InstructorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$",
                          description="The account id of a person of your tenant.")
+    confirm: bool = Field(default=False, strict=True, description=(
+        "Required (true) when they are a learner of this cohort: they then stop being one "
+        "and leave its dashboard and grade export (409 `enrolled_learner` otherwise)."))
 
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
@@ -184,14 +187,15 @@ async def revoke_invite(cohort_id: CohortId, invite_id: Annotated[str, Field(max
     return {"invite_id": invite_id, "revoked": True}
 
 
-@router.post("/v1/cohorts/{cohort_id}/instructors", responses=errors(401, 403, 404))
+@router.post("/v1/cohorts/{cohort_id}/instructors", responses=errors(401, 403, 404, 409))
 async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Request
                          ) -> dict[str, Any]:
     """Let another person of your tenant manage this cohort too (they need the instructor
-    or operator role to use it)."""
+    or operator role to use it). One of its learners only with `"confirm": true`."""
     who = await _manager(request)
     db = spawn_state(request).ctx.db
-    await run_in_threadpool(staff.add_instructor, db, who, cohort_id, body.subject)
+    await run_in_threadpool(staff.add_instructor, db, who, cohort_id, body.subject,
+                            body.confirm)
     answer: dict[str, Any] = {"cohort_id": cohort_id, "instructor": body.subject}
     role = await run_in_threadpool(role_of, db, who.tenant_id, body.subject)
     if role == LEARNER:  # a typo, or someone who never signed in as staff (probe AT)
@@ -199,6 +203,19 @@ async def add_instructor(cohort_id: CohortId, body: InstructorBody, request: Req
                              "yet: they manage this cohort once their identity provider "
                              "or LMS says they teach, or an operator runs `forge roles set`")
     return answer
+
+
+@router.delete("/v1/cohorts/{cohort_id}/instructors/{subject}",
+               responses=errors(401, 403, 404, 409))
+async def remove_instructor(cohort_id: CohortId, subject: Subject, request: Request
+                            ) -> dict[str, Any]:
+    """Stop someone managing this cohort (a past teaching assistant); 409 for its last
+    instructor. Operators manage every cohort of the tenant regardless."""
+    who = await _manager(request)
+    check_subject(subject)
+    await run_in_threadpool(staff.remove_instructor, spawn_state(request).ctx.db, who,
+                            cohort_id, subject)
+    return {"cohort_id": cohort_id, "instructor": subject, "removed": True}
 
 
 @router.post("/v1/cohorts/{cohort_id}/enrolments", responses=errors(401, 403, 404, 409, 415),
