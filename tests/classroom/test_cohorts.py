@@ -9,13 +9,14 @@ import pytest
 from sqlalchemy import select
 
 from forge.classroom import assignments as asg
-from forge.classroom import attempts, cohorts, staff
+from forge.classroom import attempts, cohorts, lti_links, staff
 from forge.classroom.cohorts import Manager
+from forge.classroom.lti_links import CourseSeat
 from forge.classroom.roster_csv import parse_roster
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.migrate import upgrade
-from forge.store.models import CohortInvite
+from forge.store.models import Cohort, CohortInvite
 
 T1, T2 = "acme", "globex"
 ANN = Manager(T1, "ann", "instructor")
@@ -219,3 +220,21 @@ def test_a_roster_listing_the_classes_instructors_enrols_only_its_learners(
     assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["lea", "leo"]
     again = cohorts.enrol_subjects(db, ANN, c.cohort_id, ["leo", "lia"])
     assert again == cohorts.Enrolled(1, ())
+
+
+def test_an_lms_course_title_is_named_by_the_cohort_rules(db: Database) -> None:
+    """Review CD: an LMS course's title went into the store as sent, past the rule every
+    cohort name follows (no control character: PostgreSQL refuses a NUL, and every launch
+    from that course failed there). Such characters become spaces; a title of nothing
+    else names the course by its id."""
+    def name_of(context_id: str, title: str) -> str:
+        seated = lti_links.course_cohort(db, CourseSeat("moodle", "acme", context_id, title,
+                                                        "lti.lea", False))
+        with db.read() as sess:
+            row = sess.get(Cohort, seated.cohort_id)
+            assert row is not None
+            return row.name
+
+    assert name_of("c-1", "Net\x00work\u2028\u202e101\n") == "Net work \u202e101"
+    assert name_of("c-2", "\x00\x07 \n") == "LMS course c-2"
+    assert name_of("c-3", "Réseaux 101 🛰️") == "Réseaux 101 🛰️"

@@ -100,11 +100,23 @@ def managed_ids(who: Manager, cohort_id: str | None = None) -> Select[Any]:
     return query
 
 
+_UNWRITABLE = ("Cc", "Cs", "Zl", "Zp")
+
+
 def _writable(text: str) -> bool:
     """No control character, line or paragraph separator or lone surrogate (a NUL is
     refused by PostgreSQL, a surrogate by its encoder); a no-break space or an emoji
     joined by ZWJ is a name's."""
-    return not any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in text)
+    return not any(unicodedata.category(ch) in _UNWRITABLE for ch in text)
+
+
+def clean_name(text: str) -> str:
+    """A name from elsewhere (an LMS course's title) made one ``create_cohort`` would take:
+    each character ``_writable`` refuses becomes a space, spaces run together, at most
+    MAX_NAME characters; "" when nothing is left. Review CD: a title with a NUL went into
+    the store as it was (PostgreSQL refuses a NUL: every launch from that course failed)."""
+    kept = "".join(" " if unicodedata.category(ch) in _UNWRITABLE else ch for ch in text)
+    return " ".join(kept.split())[:MAX_NAME].strip()
 
 
 def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None = None

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from forge.classroom import cohorts
 from forge.classroom.cohorts import (
-    MAX_NAME,
+    clean_name,
     cohort_full,
     learner_count,
     lock_cohort,
@@ -78,7 +78,8 @@ def course_cohort(db: Database, seat: CourseSeat) -> Seated:
             with db.session() as sess:
                 row = sess.get(LtiContext, (seat.platform, seat.context_id))
                 if row is None:
-                    name = (seat.title.strip() or f"LMS course {seat.context_id}")[:MAX_NAME]
+                    name = (clean_name(seat.title)
+                            or clean_name(f"LMS course {seat.context_id}"))
                     cohort = Cohort(cohort_id=new_id("coh"), tenant_id=seat.tenant_id,
                                     name=name, created_by=seat.subject, idp_group=None,
                                     created_at=now)
