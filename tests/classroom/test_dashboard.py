@@ -105,6 +105,7 @@ class Seeded:
     a1: str
     a2: str
     labs: dict[str, str]
+    board_url: str
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=20)
@@ -164,7 +165,15 @@ def seeded(tmp_path: Path, nats: NatsServer) -> Iterator[Seeded]:
                 end="expired")
         lab_row(db, labs["leaB"], b1, "lea", 1, start=T0, ran=timedelta(minutes=50),
                 end="completed", hints=3)
-        yield Seeded(spawn_url, db, keys, a, b, a1, a2, labs)
+        yield Seeded(spawn_url, db, keys, a, b, a1, a2, labs, board_url)
+
+
+def _summaries_asked(board_url: str) -> int:
+    """How many score-summary requests the scoreboard answered (its /metrics)."""
+    text = httpx.get(f"{board_url}/metrics", timeout=10).text
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("forge_http_requests_total{")
+               and 'route="/v1/admin/scores/summaries"' in line)
 
 
 @pytest.mark.usefixtures("sqlite_only_store")  # its queries run on PostgreSQL below and in
@@ -197,9 +206,14 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
                                      "description": "The learner host still routes to the dmz."}]
     assert (second["started"], second["finished"], second["mean_score"]) == (0, 0, None)
 
-    # The CSV: the same figures, one line per learner and assignment, no formula cell.
+    # The CSV: the same figures, one line per learner and assignment, no formula cell. The
+    # scores were read a moment ago: not asked of the scoreboard again (review CD: every
+    # page asked about every graded lab of the class, seconds a page for a large one).
+    asked = _summaries_asked(seeded.board_url)
+    assert asked >= 1
     with seeded.client() as c:
         got = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard.csv", headers=seeded.keys["ann"])
+    assert _summaries_asked(seeded.board_url) == asked
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
     csv_text = got.text
     # Named after the class (its name is a formula: only its letters and digits are kept).

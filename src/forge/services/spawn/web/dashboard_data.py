@@ -3,7 +3,8 @@ scoreboard's scores, a learner's timeline with their recorded terminal sessions,
 recording (issue 18 item 3).
 
 The store decides what the instructor may see (`forge.classroom.scope`); the scoreboard is
-asked only about those labs, with the operator token, in one request per 1,000 labs.
+asked only about those labs, with the operator token, in one request per 1,000 labs not
+read in the last 10 minutes (``score_cache``).
 """
 
 from __future__ import annotations
@@ -47,14 +48,20 @@ def _describer(request: Request) -> Callable[[str, str], str]:
 
 
 async def _scores(request: Request, ids: list[str]) -> dict[str, Any]:
-    backend = web_state(request).backend
-    found: dict[str, Any] = {}
-    for start in range(0, len(ids), SUMMARY_BATCH):
-        body = await backend.scoreboard("POST", "/v1/admin/scores/summaries",
-                                        json={"scenario_ids": ids[start:start + SUMMARY_BATCH]})
+    """The summaries of ``ids``: those read lately from the cache (``score_cache``), the
+    others from the scoreboard."""
+    web = web_state(request)
+    found, missing = web.summaries.known(ids)
+    for start in range(0, len(missing), SUMMARY_BATCH):
+        asked = missing[start:start + SUMMARY_BATCH]
+        body = await web.backend.scoreboard("POST", "/v1/admin/scores/summaries",
+                                            json={"scenario_ids": asked})
         part = body.get("summaries") if isinstance(body, dict) else None
         if isinstance(part, dict):
-            found.update({k: v for k, v in part.items() if isinstance(v, dict)})
+            wanted = set(asked)  # what else an answer holds is not kept
+            read = {k: v for k, v in part.items() if isinstance(v, dict) and k in wanted}
+            web.summaries.keep(read)
+            found.update(read)
     return found
 
 

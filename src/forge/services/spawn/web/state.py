@@ -8,6 +8,7 @@ from fastapi import Request
 
 from forge.grading.learner_aids import CheckLimits
 from forge.services.spawn.web.backend import Backend
+from forge.services.spawn.web.score_cache import SummaryCache
 from forge.templates.registry import TemplateRegistry
 
 # The four result files a learner may download, with their media types.
@@ -27,6 +28,7 @@ class WebState:
     templates: TemplateRegistry
     backend: Backend
     check_limits: CheckLimits = field(default_factory=CheckLimits)  # "Check this task"
+    summaries: SummaryCache = field(default_factory=SummaryCache)  # the dashboard's scores
 
 
 def web_state(request: Request) -> WebState:
