@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -245,7 +245,12 @@ def link_grade(db: Database, assignment_id: str, subject: str, platform: str, lt
 
 def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -> bool:
     """Record the grade a signed verdict owes a platform (once per scenario): True when the
-    lab was started for an assignment launched from an LMS, False otherwise."""
+    lab was started for an assignment launched from an LMS, False otherwise.
+
+    The grade is the learner's best of the assignment so far, this verdict's or one owed
+    before: a platform keeps the latest score it is sent, while the dashboard and its CSV
+    show the best, so a worse last attempt (0.9, then 0.3) read 30 in the grade book and
+    90 in Forge (review CD)."""
     now = datetime.now(UTC)
     with db.session() as sess:
         if sess.get(LtiGradePost, scenario_id) is not None:
@@ -257,10 +262,14 @@ def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -
         link = sess.get(LtiGradeLink, (attempt.assignment_id, attempt.subject))
         if link is None:
             return False
+        best_before = sess.scalar(select(func.max(LtiGradePost.score_given)).where(
+            LtiGradePost.assignment_id == attempt.assignment_id,
+            LtiGradePost.platform == link.platform, LtiGradePost.lti_user == link.lti_user))
+        given = round(float(score) * 100, 2)
         sess.add(LtiGradePost(
             scenario_id=scenario_id, platform=link.platform, lineitem=link.lineitem,
             lti_user=link.lti_user, assignment_id=attempt.assignment_id,
-            score_given=round(float(score) * 100, 2), score_maximum=100.0,
+            score_given=max(given, best_before or 0.0), score_maximum=100.0,
             timestamp=completed_at, state=PENDING, attempts=0, next_at=now,
             last_error=None, posted_at=None, created_at=now))
     return True
