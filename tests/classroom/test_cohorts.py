@@ -238,3 +238,29 @@ def test_an_lms_course_title_is_named_by_the_cohort_rules(db: Database) -> None:
     assert name_of("c-1", "Net\x00work\u2028\u202e101\n") == "Net work \u202e101"
     assert name_of("c-2", "\x00\x07 \n") == "LMS course c-2"
     assert name_of("c-3", "Réseaux 101 🛰️") == "Réseaux 101 🛰️"
+
+
+def test_a_roster_names_every_bad_line_and_reads_common_exports() -> None:
+    """Review CD: only the first bad line was named (ten typos, ten uploads), and a
+    spreadsheet's export with a name column, or one separated by semicolons, was refused."""
+    with pytest.raises(ForgeError) as exc:
+        parse_roster(b"subject\nlea\nle o\nleo\nli a\n../x\n")
+    assert exc.value.message.startswith('csv: line 3: "le o" is not an account id')
+    assert "2 more bad lines (5, 6); nobody was enrolled" in exc.value.message
+    assert [d["line"] for d in exc.value.details] == [3, 5, 6]
+    many = b"subject\n" + b"".join(b"bad one %d\n" % i for i in range(30))
+    with pytest.raises(ForgeError) as lots:
+        parse_roster(many)
+    assert len(lots.value.details) == 20 and "29 more bad lines" in lots.value.message
+    assert lots.value.message.endswith(", …); nobody was enrolled")
+    # An export with a header naming the learners' column: that column is read.
+    assert parse_roster(b"Name,Email,Group\nLea L,lea@example.org,A\nLeo,leo@example.org,B\n"
+                        ) == ["lea@example.org", "leo@example.org"]
+    assert parse_roster(b"Name;Email\r\nLea;lea@example.org\r\n") == ["lea@example.org"]
+    assert parse_roster(b"name\tsubject\nLea\tlea\n") == ["lea"]
+    with pytest.raises(ForgeError) as short:
+        parse_roster(b"Name,Email\nLea\n")
+    assert short.value.details[0]["line"] == 2
+    with pytest.raises(ForgeError) as unnamed:  # several columns, none named: which one?
+        parse_roster(b"Lea,lea\n")
+    assert "expected one column" in unnamed.value.message

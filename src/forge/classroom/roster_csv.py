@@ -19,25 +19,57 @@ SHOWN = 40  # characters of a bad cell quoted in the answer
 HIDDEN = ("Zl", "Zp")  # line and paragraph separators; every C* category is hidden too
 
 
-def _take(number: int, row: list[str], subjects: list[str]) -> None:
-    """Add line `number`'s learner to `subjects` (a blank line or the header adds none)."""
+class _BadLine(Exception):
+    """One line of the file that cannot be read as a learner."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(problem)
+        self.line = line
+        self.problem = problem
+
+
+def _header(cells: list[str]) -> int | None:
+    """The column of the learners when ``cells`` (the first line) is a header naming it
+    (`subject`, `email` or `learner`, once): an LMS or spreadsheet export with a name
+    column beside it is then read by that column alone."""
+    named = [i for i, c in enumerate(cells) if c.strip().lower() in HEADERS]
+    return named[0] if len(named) == 1 else None
+
+
+def _take(number: int, row: list[str], column: int | None, subjects: list[str]) -> None:
+    """Add line `number`'s learner to `subjects` (a blank line or the header adds none):
+    the one cell of the line, or the cell of the header's `column`."""
     cells = [c.strip() for c in row]
+    if column is not None:
+        if column >= len(cells) and any(cells):
+            raise _BadLine(number, f"no cell in column {column + 1}, the header's learner "
+                                   "column")
+        cells = [cells[column]] if column < len(cells) else []
     while cells and cells[-1] == "":
         cells.pop()
     if not cells:
         return
     if len(cells) > 1:
-        raise _bad(number, "expected one column (the learner's account id), got "
-                           f"{_shown(','.join(cells))}")
+        raise _BadLine(number, "expected one column (the learner's account id), got "
+                               f"{_shown(','.join(cells))}")
     value = cells[0]
     if number == 1 and value.lower() in HEADERS:
         return
     if not SUBJECT_RE.match(value):
-        raise _bad(number, f"{_shown(value)} is not an account id (letters, digits and "
-                           ". _ @ : -, at most 128 characters)")
+        raise _BadLine(number, f"{_shown(value)} is not an account id (letters, digits and "
+                               ". _ @ : -, at most 128 characters)")
     subjects.append(value)
-    if len(subjects) > MAX_ROWS:
-        raise _bad(number, f"more than {MAX_ROWS} learners in one file")
+
+
+def _delimiter(text: str) -> str:
+    """`,`, or `;` or a tab when the first line holds that and no comma (a spreadsheet
+    export in a locale whose decimal mark is the comma)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "," not in first:
+        for other in (";", "\t"):
+            if other in first:
+                return other
+    return ","
 
 
 def _hidden(category: str) -> bool:
@@ -53,15 +85,33 @@ def _shown(text: str) -> str:
     return f'"{kept}…"' if len(text) > SHOWN else f'"{kept}"'
 
 
+MAX_LINES_SHOWN = 20  # bad lines named in one answer (the first in its message)
+
+
 def _bad(line: int, problem: str) -> ForgeError:
-    return ForgeError("csv_invalid", 422, f"csv: line {line}: {problem}; nobody was enrolled",
-                      [{"field": "file", "line": line, "problem": problem}])
+    return _all_bad([_BadLine(line, problem)], 1)
+
+
+def _all_bad(bad: list[_BadLine], count: int) -> ForgeError:
+    """The answer naming the first of `count` bad lines, and up to MAX_LINES_SHOWN of them
+    in its details: ten typos are fixed in one go, not in ten uploads (review CD)."""
+    first = bad[0]
+    more = ""
+    if count > 1:
+        lines = ", ".join(str(b.line) for b in bad[1:])
+        more = f"; {count - 1} more bad line{'s' if count > 2 else ''} ({lines}" + (
+            ", …)" if count > len(bad) else ")")
+    return ForgeError("csv_invalid", 422,
+                      f"csv: line {first.line}: {first.problem}{more}; nobody was enrolled",
+                      [{"field": "file", "line": b.line, "problem": b.problem} for b in bad])
 
 
 def parse_roster(data: bytes) -> list[str]:
     """The subjects of a roster file, in order, without duplicates. 413 above MAX_BYTES;
-    422 `csv_invalid` naming the first bad line (not UTF-8, more than one column, a subject
-    that is not an account id, more than MAX_ROWS learners, or no learner at all)."""
+    422 `csv_invalid` naming every bad line, up to MAX_LINES_SHOWN (not UTF-8, more than
+    one column without a header naming the learners', a subject that is not an account
+    id, more than MAX_ROWS learners, or no learner at all). Commas, semicolons or tabs
+    separate the columns (the first line decides)."""
     if len(data) > MAX_BYTES:
         raise ForgeError("csv_too_large", 413,
                          f"csv: the file is larger than {MAX_BYTES // 1024} KiB",
@@ -71,15 +121,31 @@ def parse_roster(data: bytes) -> list[str]:
     except UnicodeDecodeError:
         raise _bad(1, "the file is not UTF-8 text") from None
     subjects: list[str] = []
+    bad: list[_BadLine] = []
+    count = 0
+    column: int | None = None
     # newline="": the csv module then reads CR, LF and CRLF line ends alike (an old Mac
     # export ends lines with CR alone).
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     try:
         for row in reader:
-            _take(reader.line_num, row, subjects)
+            if reader.line_num == 1 and len(row) > 1:
+                column = _header(row)
+            try:
+                _take(reader.line_num, row, column, subjects)
+            except _BadLine as line:
+                count += 1
+                if len(bad) < MAX_LINES_SHOWN:
+                    bad.append(line)
+            if len(subjects) > MAX_ROWS:
+                raise _bad(reader.line_num, f"more than {MAX_ROWS} learners in one file")
     except csv.Error:  # an unclosed quote, a NUL, a field over the module's size limit
-        raise _bad(reader.line_num, "not a CSV line (an unclosed quote, a NUL character or "
-                                    "a field far longer than an account id)") from None
+        count += 1
+        if len(bad) < MAX_LINES_SHOWN:
+            bad.append(_BadLine(reader.line_num, "not a CSV line (an unclosed quote, a NUL "
+                                "character or a field far longer than an account id)"))
+    if bad:
+        raise _all_bad(bad, count)
     if not subjects:
         raise _bad(1, "no learner in the file")
     return list(dict.fromkeys(subjects))
