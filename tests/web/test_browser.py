@@ -559,6 +559,10 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
         signed_out = page.locator("#signed-out")
         expect(signed_out).to_be_visible(timeout=20_000)
         expect(signed_out).to_contain_text("Your lab keeps running.")
+        # Seen from the terminal too, and the header no longer says "Signed in as" (CC).
+        page.locator("#terminal").evaluate("el => el.scrollIntoView({block: 'end'})")
+        expect(signed_out).to_be_in_viewport()
+        expect(page.locator("header .who")).to_be_hidden()
         signed_out.get_by_role("link", name="Sign in again").tap()
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Sign in with API key").tap()

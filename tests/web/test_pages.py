@@ -77,10 +77,18 @@ def test_pages_carry_a_strict_csp_and_no_inline_script(
 def test_sign_in_sets_strict_http_only_cookie_and_refuses_bad_keys(
         app_client: tuple[TestClient, Settings]) -> None:
     client, _settings = app_client
-    bad = client.post("/signin", data={"api_key": "fgk_nope"}, headers={"origin": ORIGIN})
+    # Said on the form again, beside the field (review CC: another page, the form gone,
+    # and "api_key or receipt" for an empty one).
+    bad = client.post("/signin", data={"api_key": "fgk_nope", "next": "/lab/x"},
+                      headers={"origin": ORIGIN})
     assert bad.status_code == 401 and "That sign-in key is not known" in bad.text
+    assert '<p id="signin-error" class="card error" role="alert">' in bad.text
+    assert re.search(r'id="api_key"[^>]*aria-invalid="true" aria-describedby="signin-error"',
+                     bad.text)
+    assert "fgk_nope" not in bad.text  # a key is never written back into the page
     empty = client.post("/signin", data={}, headers={"origin": ORIGIN})
-    assert empty.status_code == 400 and "api_key or receipt" in empty.text
+    assert empty.status_code == 400 and "Enter your sign-in key, or paste a receipt" in empty.text
+    assert "api_key or receipt" not in empty.text and 'id="api_key"' in empty.text
     db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
     key = create_api_key(db, "acme", "bob").plaintext
     resp = client.post("/signin", data={"api_key": key}, headers={"origin": ORIGIN})
@@ -151,9 +159,11 @@ def test_receipt_sign_in_uses_the_receipts_plan(
     anonymous = mint_token(settings.receipt, RECEIPT, {
         "tenant_id": "globex", "plan": "PRO", "retention_days": 30, "charge_id": "ch_x"})
     no_sub = client.post("/signin", data={"receipt": anonymous}, headers={"origin": ORIGIN})
-    assert no_sub.status_code == 400 and "receipt: this receipt names no learner" in no_sub.text
+    assert no_sub.status_code == 400 and "This receipt names no learner" in no_sub.text
+    assert re.search(r'id="receipt"[^>]*aria-invalid="true"', no_sub.text)
     garbage = client.post("/signin", data={"receipt": "abc"}, headers={"origin": ORIGIN})
-    assert garbage.status_code == 401 and garbage.text.count("receipt:") == 1
+    assert garbage.status_code == 401
+    assert garbage.text.count("This receipt cannot be used") == 1
 
 
 @pytest.mark.usefixtures("sqlite_only_store")

@@ -15,7 +15,7 @@ from forge.identity.apikeys import verify_api_key
 from forge.identity.caller import SESSION_COOKIE, receipt_subject
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.account import purchase_offer
-from forge.services.spawn.web.errors import as_page, safe_next
+from forge.services.spawn.web.errors import as_page, human_message, safe_next
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
     KEY_COOKIE,
@@ -51,45 +51,74 @@ async def signin_page(request: Request) -> Response:
                                 "purchase": await purchase_offer(request)})
 
 
+# Refusals of what was typed into the form: shown on the form again, beside the field, so
+# the learner fixes it there (review CC: a separate page, and "api_key or receipt").
+_ON_THE_FORM = {"invalid_api_key": "api_key", "credentials_required": "api_key",
+                "receipt_refused": "receipt", "receipt_without_learner": "receipt"}
+_SAID = {"credentials_required": "Enter your sign-in key, or paste a receipt from your "
+                                  "organisation.",
+         "receipt_refused": "This receipt cannot be used: it has expired or it was changed. "
+                            "Sign in with your sign-in key, or choose a plan."}
+
+
 @router.post("/signin")
 async def signin(request: Request) -> Response:
-    """Verify an API key or a receipt, then set an unscoped learner session."""
+    """Verify an API key or a receipt, then set an unscoped learner session; a key or
+    receipt refused is said on the sign-in form, beside its field."""
     async def run() -> Response:
         check_same_origin(request)
         form = await read_form(request)
-        state = spawn_state(request)
-        settings = state.settings
-        api_key, receipt = form.get("api_key", ""), form.get("receipt", "")
-        claims: dict[str, Any] | None = None
-        if api_key:
-            record = await run_in_threadpool(verify_api_key, state.ctx.db, api_key)
-            if record is None:
-                raise ForgeError("invalid_api_key", 401, "api_key: unknown or revoked API key")
-            tenant, subject = record.tenant_id, record.subject
-        elif receipt:
-            try:
-                claims = verify_receipt(settings, receipt)
-            except EntitlementError:
-                raise ForgeError("receipt_refused", 401, "receipt: this receipt cannot be "
-                                 "used: it has expired or it was changed") from None
-            learner = receipt_subject(claims)
-            if learner is None:
-                # No learner, or one named by whoever bought it (not proven): never a sign-in.
-                why = "does not prove its learner" if claims.get("sub") else "names no learner"
-                raise ForgeError("receipt_without_learner", 400,
-                                 f"receipt: this receipt {why}; sign in with an API key")
-            tenant, subject = str(claims["tenant_id"]), learner
-        else:
-            raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
-        response = RedirectResponse(safe_next(form.get("next")), status_code=303)
-        set_cookie(response, request, SESSION_COOKIE,
-                   learner_session(settings, tenant, subject), LEARNER_SESSION_TTL_S)
-        if claims is not None:
-            set_cookie(response, request, RECEIPT_COOKIE, receipt, LEARNER_SESSION_TTL_S)
-        else:
-            clear_cookie(response, request, RECEIPT_COOKIE)
-        return response
+        try:
+            return await _sign_in(request, form)
+        except ForgeError as exc:
+            field = _ON_THE_FORM.get(exc.code)
+            if field is None:
+                raise
+            said = _SAID.get(exc.code) or human_message(exc)
+            if said.startswith(field + ": "):  # "receipt: this receipt names no learner; …"
+                said = said[len(field) + 2:].capitalize()
+            return page("signin.html", {
+                "title": "Sign in", "viewer": await viewer(request),
+                "next": safe_next(form.get("next")),
+                "purchase": await purchase_offer(request),
+                "error": said, "error_field": field}, status=exc.status)
     return await as_page("/signin", request)(run)
+
+
+async def _sign_in(request: Request, form: dict[str, str]) -> Response:
+    """The session of the key or receipt in ``form`` (ForgeError when refused)."""
+    state = spawn_state(request)
+    settings = state.settings
+    api_key, receipt = form.get("api_key", ""), form.get("receipt", "")
+    claims: dict[str, Any] | None = None
+    if api_key:
+        record = await run_in_threadpool(verify_api_key, state.ctx.db, api_key)
+        if record is None:
+            raise ForgeError("invalid_api_key", 401, "api_key: unknown or revoked API key")
+        tenant, subject = record.tenant_id, record.subject
+    elif receipt:
+        try:
+            claims = verify_receipt(settings, receipt)
+        except EntitlementError:
+            raise ForgeError("receipt_refused", 401, "receipt: this receipt cannot be "
+                             "used: it has expired or it was changed") from None
+        learner = receipt_subject(claims)
+        if learner is None:
+            # No learner, or one named by whoever bought it (not proven): never a sign-in.
+            why = "does not prove its learner" if claims.get("sub") else "names no learner"
+            raise ForgeError("receipt_without_learner", 400,
+                             f"receipt: this receipt {why}; sign in with an API key")
+        tenant, subject = str(claims["tenant_id"]), learner
+    else:
+        raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
+    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    set_cookie(response, request, SESSION_COOKIE,
+               learner_session(settings, tenant, subject), LEARNER_SESSION_TTL_S)
+    if claims is not None:
+        set_cookie(response, request, RECEIPT_COOKIE, receipt, LEARNER_SESSION_TTL_S)
+    else:
+        clear_cookie(response, request, RECEIPT_COOKIE)
+    return response
 
 
 @router.post("/signout")

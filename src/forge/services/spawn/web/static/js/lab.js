@@ -49,9 +49,12 @@
 
   // The session cookie ran out while the page was open: the terminal still works, so
   // nothing else would tell the learner that the buttons now refuse them.
+  // The header then no longer says "Signed in as …" beside it (review CC).
   function showSignedOut(out) {
     const note = document.getElementById("signed-out");
     if (note) { note.hidden = !out; }
+    document.querySelectorAll('header .who, #account-link, header form[action="/signout"]')
+      .forEach(function (el) { el.hidden = out; });
   }
 
   // Extend stays visible; its button is enabled only in the last 10 minutes (the rule the
