@@ -122,6 +122,8 @@ def test_no_learner_page_or_error_speaks_jargon(client: TestClient) -> None:
     seen: dict[str, str] = {}
     seen["signin"] = client.get("/signin").text
     seen["plans"] = client.get("/plans").text
+    seen["no checkout"] = client.get("/checkout").text  # Back after paying, or a stale tab
+    assert "No payment in progress" in seen["no checkout"]
     seen["404"] = client.get("/nope", headers=HTML).text
     forged = mint_token(HmacKeyring("RECEIPT_HMAC_SECRET", current=b"r" * 40), RECEIPT, {
         "tenant_id": "acme", "sub": "alice", "sub_proof": "new", "plan": "PRO",

@@ -55,6 +55,11 @@ from forge.tokens.replay import consume_once
 
 router = APIRouter(include_in_schema=False)
 CHECKOUT_COOKIE = "forge_checkout"
+# The payment page's checkout, between the Choose button's POST and the page's GET: the
+# page is reached by a redirect, so Back and Reload show it again instead of posting the
+# choice anew (review CC: "Confirm Form Resubmission", then "Checkout not started" on
+# every reload). Useless without the nonce cookie it is bound to.
+CHECKOUT_PAGE_COOKIE = "forge_checkout_page"
 CHECKOUT_TTL_S = 15 * 60
 RECEIPT_DAYS = 30
 STUB_NOTE = "Test payment: this installation uses a stand-in for the payment gateway. " \
@@ -122,11 +127,31 @@ async def _start(request: Request) -> Response:
     if buyer is not None and buyer.scenario_scope is None:
         claims.update(tenant_id=buyer.tenant_id, sub=buyer.subject)
     token = mint_token(state.settings.receipt, CHECKOUT, claims, ttl_s=CHECKOUT_TTL_S)
-    response = page("checkout_stub.html", {
-        "title": f"Pay for plan {plan.name}", "viewer": await viewer(request), "plan": plan,
-        "checkout": token, "stub_note": STUB_NOTE})
+    response = RedirectResponse("/checkout", status_code=303)
     set_cookie(response, request, CHECKOUT_COOKIE, nonce, CHECKOUT_TTL_S)
+    set_cookie(response, request, CHECKOUT_PAGE_COOKIE, token, CHECKOUT_TTL_S)
     return response
+
+
+@router.get("/checkout")
+async def checkout_page(request: Request) -> Response:
+    """The payment page of the checkout this browser started (a page of its own, so Back
+    and Reload show it again); without one, a page that leads to the plans and the labs."""
+    state = spawn_state(request)
+    token = request.cookies.get(CHECKOUT_PAGE_COOKIE, "")
+    plan = None
+    if token and state.settings.billing_mode == "stub":
+        try:
+            claims = verify_token(state.settings.receipt, CHECKOUT, token)
+        except TokenError:
+            claims = {}
+        plan = state.catalog.get(str(claims.get("plan", "")))
+    who = await viewer(request)
+    if plan is None:
+        return page("checkout_none.html", {"title": "No payment in progress", "viewer": who})
+    return page("checkout_stub.html", {
+        "title": f"Pay for plan {plan.name}", "viewer": who, "plan": plan,
+        "checkout": token, "stub_note": STUB_NOTE})
 
 
 @router.post("/checkout/complete")
@@ -187,4 +212,5 @@ async def _complete(request: Request) -> Response:
                    LEARNER_SESSION_TTL_S)
     set_cookie(response, request, RECEIPT_COOKIE, receipt.token, RECEIPT_DAYS * 86400)
     clear_cookie(response, request, CHECKOUT_COOKIE)
+    clear_cookie(response, request, CHECKOUT_PAGE_COOKIE)
     return response
