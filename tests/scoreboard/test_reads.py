@@ -99,7 +99,8 @@ async def test_leaderboard_is_per_tenant(make_board: MakeBoard) -> None:
             "bob", 0.666667, 1, True)
         assert re.fullmatch(r"learner-[0-9a-f]{10}", first["subject"])
         assert (first["best_score"], first["attempts"], first["you"]) == (1.0, 2, False)
-        assert "scenario_id" not in first and "alice" not in acme.text
+        assert "scenario_id" not in first and "completed_at" not in first
+        assert "alice" not in acme.text and "completed_at" in own
         assert board_body["stats"]["scored_scenarios"] == 3
         assert board_body["stats"]["subjects"] == 2
         # The same learner keeps their pseudonym, whoever asks.

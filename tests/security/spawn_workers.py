@@ -71,11 +71,16 @@ def _started(log: Path, environ: dict[str, str]) -> Iterator[tuple[str, int, boo
         deadline = time.monotonic() + 120  # a few seconds, unless the machine is very busy
         answer = "no answer"
         while time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
+            with contextlib.suppress(httpx.TransportError, ValueError):
                 resp = httpx.get(f"{url}/readyz", timeout=5)
                 if resp.status_code == 200:
-                    break
-                answer = f"{resp.status_code} {resp.text[:500]}"
+                    # Ours, not another test's server on a port taken first (review CE):
+                    # /healthz names the pid of the service's parent process.
+                    if httpx.get(f"{url}/healthz", timeout=5).json().get("pid") == proc.pid:
+                        break
+                    answer = "another process's server answers on this port"
+                else:
+                    answer = f"{resp.status_code} {resp.text[:500]}"
             time.sleep(0.1)
         else:
             output = log.read_text(errors="replace")[-4000:]

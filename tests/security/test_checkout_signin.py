@@ -57,9 +57,12 @@ def browser(app: TestClient) -> TestClient:
 
 
 def start(client: TestClient, plan: str = "PRO", csrf: str | None = None) -> str:
-    """Choose a plan; the stand-in gateway's page carries the checkout in a form field."""
+    """Choose a plan; the stand-in gateway's page (reached by a redirect, so Back and Reload
+    show it again) carries the checkout in a form field."""
     data = {"plan": plan, **({"csrf": csrf} if csrf else {})}
-    resp = client.post("/checkout", data=data, headers={"origin": ORIGIN})
+    chosen = client.post("/checkout", data=data, headers={"origin": ORIGIN})
+    assert chosen.status_code == 303 and chosen.headers["location"] == "/checkout"
+    resp = client.get("/checkout")
     assert resp.status_code == 200 and "No card is charged" in resp.text
     found = re.search(r'name="checkout" value="([^"]+)"', resp.text)
     assert found is not None
@@ -79,9 +82,13 @@ def plain(text: str) -> bool:
 def test_a_checkout_signs_in_once_in_its_own_browser_only(app: TestClient, db_url: str) -> None:
     checkout = start(app)
     nonce = app.cookies.get("forge_checkout")
-    assert nonce and checkout not in app.cookies.values()
+    # The browser's binding is a nonce of its own, never derived from the checkout (which
+    # the payment page's cookie keeps for that page, HttpOnly, until it is completed).
+    assert nonce and nonce != checkout and nonce not in checkout
     done = complete(app, checkout)
     assert done.status_code == 303 and done.headers["location"] == "/tracks"  # type: ignore[attr-defined]
+    assert "forge_checkout_page" not in app.cookies and "forge_checkout" not in app.cookies
+    assert "No payment in progress" in app.get("/checkout").text  # Back after paying
     tracks = app.get("/tracks")
     assert tracks.status_code == 200 and "Start netplus lab" in tracks.text
     assert "plan PRO" in tracks.text
@@ -147,3 +154,15 @@ def test_forged_or_expired_receipts_and_checkouts_are_refused_in_plain_words(
     # The checkout is never accepted from a URL (logs, history): POST form only.
     assert app.get("/checkout/complete", params={"checkout": forged_checkout}).status_code in (
         404, 405)
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_payment_left_open_is_not_the_next_persons_after_sign_out(app: TestClient) -> None:
+    """Review CE: signing out kept the payment page's checkout for its 15 minutes, so the
+    next person at a shared browser found the previous one's "Pay for plan" page."""
+    start(app, "TEAM")
+    assert "Pay for the Team plan" in app.get("/checkout").text
+    out = app.post("/signout", headers={"origin": ORIGIN})
+    assert out.status_code == 303
+    assert "forge_checkout_page" not in app.cookies and "forge_checkout" not in app.cookies
+    assert "No payment in progress" in app.get("/checkout").text

@@ -259,7 +259,10 @@ def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -
             AssignmentAttempt.scenario_id == scenario_id)).first()
         if attempt is None:
             return False
-        link = sess.get(LtiGradeLink, (attempt.assignment_id, attempt.subject))
+        # Locked (PostgreSQL; SQLite's write transactions are one at a time): two verdicts
+        # of the learner at once would each read the best before the other's (review CE).
+        link = sess.get(LtiGradeLink, (attempt.assignment_id, attempt.subject),
+                        with_for_update=True)
         if link is None:
             return False
         best_before = sess.scalar(select(func.max(LtiGradePost.score_given)).where(

@@ -28,23 +28,37 @@ class _BadLine(Exception):
         self.problem = problem
 
 
-def _header(cells: list[str]) -> int | None:
-    """The column of the learners when ``cells`` (the first line) is a header naming it
-    (`subject`, `email` or `learner`, once): an LMS or spreadsheet export with a name
-    column beside it is then read by that column alone."""
+def _header(cells: list[str]) -> tuple[int, int] | None:
+    """(the column of the learners, how many columns) when ``cells`` (the first line) is a
+    header naming it (`subject`, `email` or `learner`, once): an LMS or spreadsheet export
+    with a name column beside it is then read by that column alone."""
     named = [i for i, c in enumerate(cells) if c.strip().lower() in HEADERS]
-    return named[0] if len(named) == 1 else None
+    width = len(cells)
+    while width and not cells[width - 1].strip():
+        width -= 1
+    return (named[0], width) if len(named) == 1 else None
 
 
-def _take(number: int, row: list[str], column: int | None, subjects: list[str]) -> None:
+def _take(number: int, row: list[str], header: tuple[int, int] | None,
+          subjects: list[str]) -> None:
     """Add line `number`'s learner to `subjects` (a blank line or the header adds none):
-    the one cell of the line, or the cell of the header's `column`."""
+    the one cell of the line, or the cell of the header's column. A line of more filled
+    cells than the header has columns (an unquoted comma in a name shifts the learner's
+    cell) or with the learner's cell empty beside others is bad, never guessed at."""
     cells = [c.strip() for c in row]
-    if column is not None:
-        if column >= len(cells) and any(cells):
-            raise _BadLine(number, f"no cell in column {column + 1}, the header's learner "
-                                   "column")
-        cells = [cells[column]] if column < len(cells) else []
+    if header is not None:
+        column, width = header
+        filled = [i for i, c in enumerate(cells) if c]
+        if not filled:
+            return
+        if filled[-1] >= width:
+            raise _BadLine(number, f"more cells than the header's {width} column"
+                                   f"{'s' if width != 1 else ''}, in "
+                                   f"{_shown(','.join(cells))} (quote a cell with a comma)")
+        if column >= len(cells) or not cells[column]:
+            raise _BadLine(number, f"no account id in column {column + 1}, the header's "
+                                   "learner column")
+        cells = [cells[column]]
     while cells and cells[-1] == "":
         cells.pop()
     if not cells:
@@ -123,16 +137,16 @@ def parse_roster(data: bytes) -> list[str]:
     subjects: list[str] = []
     bad: list[_BadLine] = []
     count = 0
-    column: int | None = None
+    header: tuple[int, int] | None = None
     # newline="": the csv module then reads CR, LF and CRLF line ends alike (an old Mac
     # export ends lines with CR alone).
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     try:
         for row in reader:
             if reader.line_num == 1 and len(row) > 1:
-                column = _header(row)
+                header = _header(row)
             try:
-                _take(reader.line_num, row, column, subjects)
+                _take(reader.line_num, row, header, subjects)
             except _BadLine as line:
                 count += 1
                 if len(bad) < MAX_LINES_SHOWN:

@@ -383,6 +383,9 @@ class LtiGradePost(Base):
     and retried until the platform takes it."""
 
     __tablename__ = "lti_grade_posts"
+    # The learner's best grade owed so far is read at each verdict (migration 0013).
+    __table_args__ = (Index("ix_lti_grade_posts_learner", "assignment_id", "platform",
+                            "lti_user"),)
     scenario_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     platform: Mapped[str] = mapped_column(String(64))
     lineitem: Mapped[str] = mapped_column(String(1024))

@@ -120,9 +120,11 @@ PSEUDONYM_DOMAIN = b"forge leaderboard pseudonym\0"
 def as_seen_by(board: dict[str, Any], subject: str, key: bytes) -> dict[str, Any]:
     """``board`` as the learner ``subject`` sees it: their own entry as it is (marked
     ``you``), everyone else's under a pseudonym (``learner-`` and 10 hex of an HMAC with
-    ``key`` over tenant and subject: the same learner keeps it, no one can reverse it) and
-    without their lab id. Review CD: every learner of an organisation read the account id
-    (often an e-mail address), best score and lab of each of its learners."""
+    ``key`` over tenant and subject: the same while ``key`` is, and no one can reverse it),
+    without their lab id or when they finished (a classmate who knew when Alice finished
+    would have found her pseudonym; review CE). Review CD: every learner of an
+    organisation read the account id (often an e-mail address), best score and lab of each
+    of its learners."""
     tenant = str(board["tenant_id"]).encode()
     entries = []
     for entry in board["entries"]:
@@ -131,7 +133,8 @@ def as_seen_by(board: dict[str, Any], subject: str, key: bytes) -> dict[str, Any
             continue
         mac = hmac.new(key, PSEUDONYM_DOMAIN + tenant + b"\0" + entry["subject"].encode(),
                        hashlib.sha256).hexdigest()
-        entries.append({k: v for k, v in entry.items() if k != "scenario_id"}
+        entries.append({k: v for k, v in entry.items()
+                        if k not in ("scenario_id", "completed_at")}
                        | {"subject": "learner-" + mac[:10], "you": False})
     return {**board, "entries": entries}
 

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 TTL_S = 600.0
-MAX_ENTRIES = 100_000
+MAX_ENTRIES = 20_000  # a class of 2,000 learners, 10 graded labs each
 
 
 class SummaryCache:
-    """scenario id -> the scoreboard's summary of its score, for ``ttl_s`` each."""
+    """scenario id -> the scoreboard's summary of its score, for ``ttl_s`` each (a summary
+    is a few hundred bytes: at most some MiB per worker)."""
 
     def __init__(self, ttl_s: float = TTL_S, max_entries: int = MAX_ENTRIES,
                  clock: Callable[[], float] = time.monotonic) -> None:

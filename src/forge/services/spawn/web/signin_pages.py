@@ -15,6 +15,7 @@ from forge.identity.apikeys import verify_api_key
 from forge.identity.caller import SESSION_COOKIE, receipt_subject
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.account import purchase_offer
+from forge.services.spawn.web.checkout import CHECKOUT_COOKIE, CHECKOUT_PAGE_COOKIE
 from forge.services.spawn.web.errors import as_page, human_message, safe_next
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
@@ -76,7 +77,8 @@ async def signin(request: Request) -> Response:
                 raise
             said = _SAID.get(exc.code) or human_message(exc)
             if said.startswith(field + ": "):  # "receipt: this receipt names no learner; …"
-                said = said[len(field) + 2:].capitalize()
+                said = said[len(field) + 2:]
+                said = said[:1].upper() + said[1:]  # "…; sign in with an API key" kept
             return page("signin.html", {
                 "title": "Sign in", "viewer": await viewer(request),
                 "next": safe_next(form.get("next")),
@@ -136,4 +138,7 @@ async def signout(request: Request) -> Response:
     clear_cookie(response, request, SESSION_COOKIE)
     clear_cookie(response, request, KEY_COOKIE)
     clear_cookie(response, request, OPS_COOKIE)  # an operator role from single sign-on too
+    # A payment started and left: not the next person's at a shared browser (review CE).
+    clear_cookie(response, request, CHECKOUT_COOKIE)
+    clear_cookie(response, request, CHECKOUT_PAGE_COOKIE)
     return response
