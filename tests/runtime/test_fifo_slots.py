@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -62,8 +61,13 @@ def test_a_waiter_interrupted_leaves_the_line_and_takes_no_slot() -> None:
     got: list[str] = []
     previous = signal.signal(signal.SIGUSR1, _interrupt)
     try:
+        # To the main thread itself: a signal sent to the process may be taken by any of
+        # its threads (xdist workers keep earlier tests' pools), which only sets Python's
+        # flag; the main thread then slept on in its lock until the test's timeout (CI).
+        main = threading.main_thread().ident
+        assert main is not None
         timer = threading.Thread(target=lambda: (
-            _until(lambda: slots.waiting() == 1), os.kill(os.getpid(), signal.SIGUSR1)))
+            _until(lambda: slots.waiting() == 1), signal.pthread_kill(main, signal.SIGUSR1)))
         timer.start()
         with pytest.raises(_Interrupted):
             slots.acquire()  # the main thread waits; the signal interrupts it

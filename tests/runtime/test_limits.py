@@ -104,7 +104,10 @@ def test_a_hosts_cpu_is_held_to_its_labs_quota(
 
 def test_fork_bomb_is_contained(rt: LocalRuntime, two_labs: tuple[str, str]) -> None:
     victim, bystander = two_labs
-    bomb = "b() { b | b & }; b"
+    # In a subshell: the shell that started it could itself be refused a fork for the
+    # second half of the first pipe when the first half's bomb filled the pids limit first
+    # (CI: "Cannot fork", exit 2 after 0.1 s, so the exec never ran into its timeout).
+    bomb = "(b() { b | b & }; b)"
     # exec, not a fork: with the bomb at the pids limit the shell cannot fork a `sleep`
     # (it then exited at once, "Cannot fork", and the exec never ran into its timeout)
     res = sh(rt, victim, "box", bomb + "; exec sleep 30", timeout=3)
