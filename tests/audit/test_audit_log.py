@@ -210,3 +210,29 @@ def test_forge_audit_verify_cli(tmp_path: Path) -> None:
     broken = _forge_audit("--scenario", SID, storage=tmp_path)
     assert broken.returncode == 1 and "truncated" in broken.stdout
     assert _forge_audit("--scenario", "../x", storage=tmp_path).returncode == 2
+
+
+def test_a_lock_held_by_a_stuck_process_fails_the_append_instead_of_hanging(
+        tmp_path: Path) -> None:
+    """Another process holding the log's lock (stopped, or on a hung disk) kept every
+    append, and every service action that audits, waiting for ever, with nothing in the
+    log. Now an append gives up after the timeout (60 s; 0.5 s here) with an AuditError
+    naming the lock, and works again once the holder lets go."""
+    log = AuditLog(tmp_path / "audit.jsonl", "global", lock_timeout_s=0.5)
+    log.append("before", {"n": 1})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock\n"
+         "with FileLock(sys.argv[1]):\n"
+         "    print('held', flush=True); time.sleep(60)", str(log.path) + ".lock"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(AuditError, match=r"audit\.jsonl\.lock: held by another process "
+                                             r"for 0\.5 s"):
+            log.append("during", {"n": 2})
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    log.append("after", {"n": 3})
+    events = [loads(line)["event"] for line in log.read_bytes().splitlines()]
+    assert events == ["before", "after"] and log.verify(None).ok

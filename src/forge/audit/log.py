@@ -7,14 +7,16 @@ line (a crash during write) was never committed and is cut off before the next a
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from filelock import Timeout
 
 from forge.durable import replace_file
 from forge.private_lock import private_lock
@@ -38,7 +40,14 @@ _TAIL_CHUNK = 65536
 
 
 class AuditError(Exception):
-    """The log cannot be appended to (corrupt tail, bad event name or data)."""
+    """The log cannot be appended to (corrupt tail, bad event name or data, its lock held
+    by another process for LOCK_TIMEOUT_S)."""
+
+
+# A holder of the lock writes one line and syncs it (adopting a shipped log, a few MiB):
+# one still holding it after this long is stuck (a stopped process, a hung disk), and
+# waiting on would hang every service that audits, with nothing in its log.
+LOCK_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class AuditLog:
         signer: Signer | None = None,
         checkpoint_every: int = 0,
         fsync: bool = True,
+        lock_timeout_s: float = LOCK_TIMEOUT_S,
     ) -> None:
         self.path = Path(path)
         self.stream = stream
@@ -98,7 +108,23 @@ class AuditLog:
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self.fsync = fsync
-        self._lock = private_lock(self.path.with_name(self.path.name + ".lock"))
+        self._lock = private_lock(self.path.with_name(self.path.name + ".lock"),
+                                  timeout=lock_timeout_s)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the log's lock; AuditError naming it when another process held it for the
+        whole timeout (the action that wanted an audit line fails rather than hangs)."""
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise AuditError(f"{self._lock.lock_file}: held by another process for "
+                             f"{self._lock.timeout:g} s; find it with `fuser -v` on that "
+                             "file") from None
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _last(self) -> tuple[int, str]:
         """(next seq, prev hash), repairing a partial tail."""
@@ -149,7 +175,7 @@ class AuditLog:
         if EVENT_RE.fullmatch(event) is None or event == CHECKPOINT_EVENT:
             raise AuditError(f"event: invalid event name {event!r}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        with self._locked():
             entry = self._append_locked(event, dict(data or {}), at, None)
             if (self.signer is not None and self.checkpoint_every > 0
                     and (entry.seq + 2) % (self.checkpoint_every + 1) == 0):
@@ -162,7 +188,7 @@ class AuditLog:
         if use is None:
             raise AuditError("checkpoint: no signing key given")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        with self._locked():
             return self._append_locked(CHECKPOINT_EVENT, {}, at, use)
 
     def read_bytes(self) -> bytes:
@@ -181,7 +207,7 @@ class AuditLog:
         never overwritten.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        with self._locked():
             existing = self.read_bytes()
             if existing:
                 if prefix_through(existing, through) != prefix:
