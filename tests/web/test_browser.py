@@ -466,7 +466,12 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
                                                           timeout=20_000)
         bar = page.get_by_role("toolbar", name="Keys a phone keyboard lacks")
         expect(bar).to_be_visible()
-        # The terminal comes first on a phone; a link leads to the task and back.
+        # On a phone the status card comes before the terminal: one tap at the top of the
+        # page leads to it (review CC: it started screens down). Then a link leads to the
+        # task and back.
+        page.evaluate("window.scrollTo(0, 0)")
+        page.get_by_role("link", name="Go to the terminal").tap()
+        expect(page.locator("#term-h")).to_be_in_viewport()
         page.get_by_role("link", name="Task and hints").tap()
         expect(page.locator("#task")).to_be_in_viewport()
         page.get_by_role("link", name="Back to the terminal").tap()
@@ -597,6 +602,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
                                                           timeout=20_000)
         expect(page.locator("#term-keys")).to_be_hidden()
         expect(page.get_by_role("link", name="Task and hints")).to_be_hidden()  # side by side
+        expect(page.get_by_role("link", name="Go to the terminal")).to_be_hidden()
         # Near the end the page says so where the learner is (the timer may be scrolled
         # away): once at 10 minutes left, once at 2, and what happens then.
         warning = page.locator("#time-warning")
