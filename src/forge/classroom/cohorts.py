@@ -6,7 +6,6 @@ import hashlib
 import logging
 import re
 import secrets
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from forge.classroom.cohort_names import MAX_NAME, writable
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import (
@@ -33,7 +33,6 @@ VIA = ("invite", "csv", "group")
 # every dashboard read and CSV export of a cohort is bounded by it.
 MAX_MEMBERS = 2000
 MAX_COHORT_PAGE = 500  # cohorts listed per page (GET /v1/cohorts, /teach)
-MAX_NAME = 120
 MAX_GROUP = 128
 INVITE_PREFIX = "fgi_"
 MAX_INVITE_DAYS = 90
@@ -100,43 +99,17 @@ def managed_ids(who: Manager, cohort_id: str | None = None) -> Select[Any]:
     return query
 
 
-_UNWRITABLE = ("Cc", "Cs", "Zl", "Zp")
-
-
-def _writable(text: str) -> bool:
-    """No control character, line or paragraph separator or lone surrogate (a NUL is
-    refused by PostgreSQL, a surrogate by its encoder); a no-break space or an emoji
-    joined by ZWJ is a name's."""
-    return not any(unicodedata.category(ch) in _UNWRITABLE for ch in text)
-
-
-# Embeddings, overrides and isolates: from elsewhere, they could reorder the text around a
-# class's name where learners read it (review CE). A name typed here keeps what was typed.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def clean_name(text: str) -> str:
-    """A name from elsewhere (an LMS course's title) made one ``create_cohort`` would take:
-    each character ``_writable`` refuses becomes a space, spaces run together, bidi
-    controls go, at most MAX_NAME characters; "" when nothing is left. Review CD: a title
-    with a NUL went into the store as it was (PostgreSQL refuses a NUL: every launch from
-    that course failed)."""
-    kept = "".join(" " if unicodedata.category(ch) in _UNWRITABLE else ch for ch in text
-                   if ch not in _BIDI_CONTROLS)
-    return " ".join(kept.split())[:MAX_NAME].strip()
-
-
 def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None = None
                   ) -> Cohort:
     """A new cohort of `who`'s tenant, managed by `who` (403 for a learner)."""
     need_staff_role(who)
     name = name.strip() if isinstance(name, str) else ""
-    if not name or len(name) > MAX_NAME or not _writable(name):
+    if not name or len(name) > MAX_NAME or not writable(name):
         raise ForgeError("validation_error", 422, "invalid request: name",
                          [{"field": "name", "problem": f"1-{MAX_NAME} characters, "
                            "no control character"}])
     if idp_group is not None and not (0 < len(idp_group) <= MAX_GROUP
-                                      and _writable(idp_group)):
+                                      and writable(idp_group)):
         raise ForgeError("validation_error", 422, "invalid request: idp_group",
                          [{"field": "idp_group", "problem": f"1-{MAX_GROUP} characters, "
                            "no control character"}])

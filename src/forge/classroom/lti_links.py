@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from forge.classroom import cohorts
+from forge.classroom.cohort_names import clean_name
 from forge.classroom.cohorts import (
-    clean_name,
     cohort_full,
     learner_count,
     lock_cohort,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, class_changes, cohorts, staff
+from forge.classroom.cohort_names import MAX_NAME
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
 from forge.classroom.scope import check_subject
 from forge.errors import ForgeError, invalid_field
@@ -37,7 +38,7 @@ CohortId = Annotated[str, Field(min_length=1, max_length=32)]
 
 class CohortBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=cohorts.MAX_NAME, description="Shown to learners.")
+    name: str = Field(min_length=1, max_length=MAX_NAME, description="Shown to learners.")
     idp_group: str | None = Field(
         default=None, min_length=1, max_length=cohorts.MAX_GROUP,
         description="A group of the identity provider: who signs in with it is enrolled.")
