@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from forge.runtime.base import LabNotFound
 from forge.runtime.local.kernel_names import Names
+from forge.runtime.local.lab_access import lab_identity
 from forge.runtime.local.reconcile import read_meta
 from forge.runtime.local.uid_clash import known_to_nss
 
@@ -26,12 +28,11 @@ def waiting_account(names: Names, lab_id: str) -> str | None:
     """The account the name service now knows with one of ``lab_id``'s uids, as
     ``known_to_nss`` names it; None when it knows neither or no identity is recorded (the
     claim then fails on the missing record and the lab is built fresh)."""
-    identity = read_meta(names, lab_id).get("identity", {})
     try:
-        learner, grader = int(identity["learner"]), int(identity["grader"])
-    except (KeyError, TypeError, ValueError):
+        identity = lab_identity(lab_id, read_meta(names, lab_id))
+    except LabNotFound:
         return None
-    return known_to_nss((learner, grader))
+    return known_to_nss((identity.learner, identity.grader))
 
 
 def known_labs(names: Names, lab_ids: Iterable[str]) -> dict[str, str]:
