@@ -135,8 +135,15 @@ def parse_roster(data: bytes) -> list[str]:
     except UnicodeDecodeError:
         raise _bad(1, "the file is not UTF-8 text") from None
     subjects: list[str] = []
-    bad: list[_BadLine] = []
+    bad: list[_BadLine] = []  # the first MAX_LINES_SHOWN of `count` bad lines
     count = 0
+
+    def note(line: _BadLine) -> None:
+        nonlocal count
+        count += 1
+        if len(bad) < MAX_LINES_SHOWN:
+            bad.append(line)
+
     header: tuple[int, int] | None = None
     # newline="": the csv module then reads CR, LF and CRLF line ends alike (an old Mac
     # export ends lines with CR alone).
@@ -148,16 +155,12 @@ def parse_roster(data: bytes) -> list[str]:
             try:
                 _take(reader.line_num, row, header, subjects)
             except _BadLine as line:
-                count += 1
-                if len(bad) < MAX_LINES_SHOWN:
-                    bad.append(line)
+                note(line)
             if len(subjects) > MAX_ROWS:
                 raise _bad(reader.line_num, f"more than {MAX_ROWS} learners in one file")
     except csv.Error:  # an unclosed quote, a NUL, a field over the module's size limit
-        count += 1
-        if len(bad) < MAX_LINES_SHOWN:
-            bad.append(_BadLine(reader.line_num, "not a CSV line (an unclosed quote, a NUL "
-                                "character or a field far longer than an account id)"))
+        note(_BadLine(reader.line_num, "not a CSV line (an unclosed quote, a NUL character "
+                               "or a field far longer than an account id)"))
     if bad:
         raise _all_bad(bad, count)
     if not subjects:
