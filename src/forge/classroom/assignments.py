@@ -280,15 +280,16 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
         else:
             rows = sess.connection().execute(
                 _APPLICABLE_ONE, {**params, "assignment": assignment_id}).all()
-        found = [Applicable(r.assignment_id, r.opens_at,
-                            due_for(r.own_closes_at, r.closes_at)[0],
-                            r.attempts_allowed, used, r.hints_allowed,
-                            attempts.in_flight(sess, r.assignment_id, subject)
-                            if used >= r.attempts_allowed else 0)
-                 for r in rows
-                 if assignment_id is not None
-                 or now - MINE_CLOSED_WITHIN <= _aware(due_for(r.own_closes_at, r.closes_at)[0])
-                 for used in (attempts.used(sess, r.assignment_id, subject),)]
+        found = []
+        for r in rows:
+            due = due_for(r.own_closes_at, r.closes_at)[0]
+            if assignment_id is None and _aware(due) < now - MINE_CLOSED_WITHIN:
+                continue  # closed long ago and not named: governs no more
+            used = attempts.used(sess, r.assignment_id, subject)
+            found.append(Applicable(r.assignment_id, r.opens_at, due, r.attempts_allowed,
+                                    used, r.hints_allowed,
+                                    attempts.in_flight(sess, r.assignment_id, subject)
+                                    if used >= r.attempts_allowed else 0))
     if assignment_id is not None and not found:
         raise ForgeError("assignment_not_found", 404,
                          "assignment_id: no such assignment of this lab in your cohorts",
