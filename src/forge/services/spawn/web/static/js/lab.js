@@ -15,11 +15,15 @@
   const warnings = [120, 600];
   let warned = Infinity;
 
+  function minutesAndSeconds(seconds) {
+    return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
+  }
+
   function showRemaining() {
     const out = document.getElementById("remaining");
     if (!out || isNaN(expires)) { return; }
     const left = Math.max(0, Math.floor((expires - Date.now()) / 1000));
-    out.textContent = Math.floor(left / 60) + " min " + (left % 60) + " s";
+    out.textContent = minutesAndSeconds(left);
     showExtend(left);
     warnEnd(left);
   }
@@ -102,8 +106,7 @@
     if (!waitedOut) { return; }
     const waited = Number(waitedOut.dataset.waited || 0) +
       Math.floor((Date.now() - loadedAt) / 1000);
-    waitedOut.textContent = waited < 60 ? waited + " s" :
-      Math.floor(waited / 60) + " min " + (waited % 60) + " s";
+    waitedOut.textContent = waited < 60 ? waited + " s" : minutesAndSeconds(waited);
     const slow = document.getElementById("progress-slow");
     if (slow) { slow.hidden = waited < slowAfter; }
   }
