@@ -205,3 +205,22 @@ def test_ready_pool_labs_whose_pair_the_name_service_came_to_know_are_destroyed(
             assert rt.warm_pool.stats.exposed == 1
             refilled = pool_lab(rt)
             assert rt.identity(refilled).learner not in (held.learner, held.grader)
+
+
+def test_a_running_lab_whose_pair_the_name_service_came_to_know_is_not_graded(
+        runtime: LocalRuntime) -> None:
+    """A learner's lab took a pair no account had; a directory service gave one of its
+    ids to an account while the lab ran (the readiness check, reading the account files,
+    stays clear). That account could have signalled or entered the lab's processes and,
+    with the grader uid, its checks: grading refuses (RuntimeFault: the scenario fails as
+    "grading failed", never a verdict) and the lab is not sealed. Once the account is
+    gone, the same lab grades."""
+    runtime.create(lab("running"))
+    held = runtime.identity("running")
+    with directory_account(held.grader):
+        assert _clash(runtime.check()) == []
+        with pytest.raises(RuntimeFault, match="not grading"):
+            runtime.seal("running")
+        assert not runtime.sealed("running")
+    runtime.seal("running")
+    assert runtime.sealed("running")

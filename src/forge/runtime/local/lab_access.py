@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -58,10 +59,12 @@ from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
+from forge.runtime.local.uid_clash import known_to_nss
 from forge.runtime.local.uids import LabIdentity
 from forge.runtime.plan import validate_host_name, validate_lab_id
 
 MAX_TIMEOUT_S = 24 * 3600.0
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -84,6 +87,20 @@ def lab_identity(lab_id: str, meta: dict[str, Any]) -> LabIdentity:
         return LabIdentity(int(ident["learner"]), int(ident["grader"]))
     except (KeyError, TypeError, ValueError):
         raise LabNotFound(f"lab {lab_id} has no recorded identity") from None
+
+
+def refuse_known_ids(lab_id: str, identity: LabIdentity) -> None:
+    """RuntimeFault (no grading) when the name service now knows an account with one of
+    the lab's uids: the pair was clear when the lab took it, but an account a directory
+    service gave one of them later could have signalled, traced or entered the lab's
+    processes and its checks, so what they show is no longer the learner's own work."""
+    account = known_to_nss((identity.learner, identity.grader))
+    if account is not None:
+        log.error("lab %s: the name service now knows %s, one of the lab's uids; it is "
+                  "not graded (FORGE_LAB_UID_RANGE must hold ids no account uses)",
+                  lab_id, account)
+        raise RuntimeFault(f"lab {lab_id}: one of its uids now belongs to a machine "
+                           "account; not grading")
 
 
 def _sandbox_fds(caps: list[str], env: dict[str, str],
@@ -247,12 +264,14 @@ class LabAccess:
         validate_lab_id(lab_id)
         if not os.path.isdir(self.names.lab_dir(lab_id)):
             raise LabNotFound(f"lab {lab_id} does not exist")
+        meta = read_meta(self.names, lab_id)
+        refuse_known_ids(lab_id, lab_identity(lab_id, meta))
         with self._lock:
             with open(self._sealed_marker(lab_id), "w", encoding="ascii") as fh:
                 fh.write("sealed\n")
             ttys = self._ttys.pop(lab_id, set())
         stem = self.names.lab(lab_id)
-        leaves = [(host, leaf) for host in read_meta(self.names, lab_id).get("hosts", {})
+        leaves = [(host, leaf) for host in meta.get("hosts", {})
                   for leaf in self._learner_leaves(stem, host)]
         ended = sum(len(self.cgroups.pids(stem, host, leaf)) for host, leaf in leaves)
         for tty in ttys:
