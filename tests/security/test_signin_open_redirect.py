@@ -11,12 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer
-from forge.config import load_settings
-from forge.content import content_path
 from forge.identity.apikeys import create_api_key
 from forge.services.spawn.app import build_app
 
-from ..services.conftest import prod_environ
+from ..services.conftest import shipped_spawn_settings
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")
 ORIGIN = "http://testserver"
@@ -27,10 +25,7 @@ HOSTILE = ["https://evil.example/", "//evil.example/x", "/\\evil.example", "\\\\
 
 @pytest.fixture
 def client(tmp_path: Path, nats: NatsServer) -> Iterator[TestClient]:
-    settings = load_settings(prod_environ(tmp_path / "storage", **nats.client_env(),
-                                          FORGE_TEMPLATE_DIR=str(content_path("templates")),
-                                          ORCHESTRATOR_URL="http://127.0.0.1:9",
-                                          SCOREBOARD_URL="http://127.0.0.1:9"))
+    settings = shipped_spawn_settings(tmp_path / "storage", nats)
     with TestClient(build_app(settings), follow_redirects=False) as test_client:
         yield test_client
 

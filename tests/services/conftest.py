@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer
 from forge.config import Settings, load_settings
+from forge.content import content_path
 from forge.services.common.serving import ServiceName, build_service
 from forge.signing.keystore import SigningKeyring, keyring_dir
 
@@ -34,6 +35,15 @@ def prod_environ(storage: Path, **extra: str) -> dict[str, str]:
            "FORGE_TEMPLATE_DIR": str(TEMPLATE_FIXTURES)}
     env.update(extra)
     return env
+
+
+def shipped_spawn_settings(storage: Path, nats: NatsServer) -> Settings:
+    """spawn_service's settings with the shipped templates and unreachable peers: its
+    pages and API alone, in process."""
+    return load_settings(prod_environ(storage, **nats.client_env(),
+                                      FORGE_TEMPLATE_DIR=str(content_path("templates")),
+                                      ORCHESTRATOR_URL="http://127.0.0.1:9",
+                                      SCOREBOARD_URL="http://127.0.0.1:9"))
 
 
 def with_signing_key(storage: Path) -> Path:

@@ -229,10 +229,10 @@ def next_link(headers: list[str]) -> str | None:
 
 def _origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) of `url`, the default port made explicit."""
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return ("", "", None)  # an unusable port matches nothing
+        return ("", "", None)  # no URL ("https://[x") or an unusable port: matches nothing
     scheme = parts.scheme.lower()
     return scheme, (parts.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme)

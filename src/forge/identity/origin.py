@@ -12,7 +12,10 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _matches_host(source: str, host: str) -> bool:
-    parts = urlsplit(source)
+    try:
+        parts = urlsplit(source)
+    except ValueError:  # "http://[x": not a URL of any site, so not ours (was a 500)
+        return False
     return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host
 
 

@@ -246,5 +246,8 @@ async def _pump_in(ws: WebSocket, session: TerminalSession) -> None:
                     rows, cols = int(control["rows"]), int(control["cols"])
                     if 1 <= rows <= 500 and 1 <= cols <= 1000:
                         session.resize(rows, cols)
-            except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
-                continue  # (int(float("inf")) is an OverflowError: a bad frame, not a close)
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                    RecursionError):
+                # (int(float("inf")) is an OverflowError, "[[[[…" nested past the
+                # recursion limit a RecursionError: a bad frame, not a close)
+                continue

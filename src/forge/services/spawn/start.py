@@ -44,6 +44,19 @@ def _text(field: str, value: object, limit: int, *, required: bool,
     return value
 
 
+def _request_id(from_body: str | None, header: str | None) -> str:
+    """The idempotency key: the body's ``request_id``, else the ``X-Request-Id`` header,
+    else a fresh one. A malformed header is refused naming the header (the caller sent no
+    ``request_id``; the logs take any 1-64 character id there, the key needs 8-64)."""
+    if from_body is not None or header is None:
+        return check_request_id(from_body)
+    try:
+        return check_request_id(header)
+    except ForgeError:
+        raise _invalid("x-request-id", "as the idempotency key of a spawn without "
+                       "request_id: 8-64 characters of A-Z a-z 0-9 . _ -") from None
+
+
 async def start_lab(request: Request, *, track: object, lab: object, request_id: object,
                     receipt: dict[str, Any] | None, assignment: object = None) -> SpawnAnswer:
     """Start a lab of `track` (its `lab`, else the track's default) for the request's caller.
@@ -62,7 +75,7 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
     if assignment_id is not None:
         check_public_id("assignment_id", assignment_id)
     rid = _text("request_id", request_id, 4096, required=False)  # its rules: below
-    checked_id = check_request_id(rid or request.headers.get("x-request-id"))
+    checked_id = _request_id(rid, request.headers.get("x-request-id"))
     template_id = choose_lab(state, track_name, lab_name)
 
     def identify() -> tuple[Caller, Entitlement, Preloaded]:

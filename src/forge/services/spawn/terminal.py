@@ -40,7 +40,11 @@ def _same_origin(websocket: WebSocket) -> bool:
     origin = websocket.headers.get("origin")
     if origin is None:
         return True  # not a browser (CLI, demo); credentials are still required
-    return urlsplit(origin).netloc == websocket.headers.get("host", "")
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # "http://[x" is no site's origin (it was a 500 on the handshake)
+        return False
+    return netloc == websocket.headers.get("host", "")
 
 
 def _owned_running(state: SpawnState, scenario_id: str, tenant: str,

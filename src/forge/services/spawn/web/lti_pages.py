@@ -53,6 +53,7 @@ from forge.services.spawn.web.security import (
     csrf_token,
     is_https,
     learner_session,
+    parse_form,
     session_value,
     set_cookie,
 )
@@ -117,7 +118,7 @@ def _samesite(request: Request) -> str:
 async def _params(request: Request) -> dict[str, str]:
     params = dict(request.query_params)
     if request.method == "POST":
-        form = await request.form()
+        form = await parse_form(request)
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
     return {k: v for k, v in params.items() if len(v) <= MAX_FIELD}
 

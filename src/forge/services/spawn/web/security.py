@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forge.config.settings import Settings
 from forge.errors import ForgeError
@@ -156,12 +158,26 @@ def session_value(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
+async def parse_form(request: Request) -> FormData:
+    """``request.form()``, with a body the form parser refuses (a multipart body without a
+    boundary or cut short, more than 1,000 fields or files) said as every other refused form
+    is: 400 ``invalid_form`` naming ``body``, not Starlette's bare 400 ``bad_request``."""
+    try:
+        return await request.form()
+    except StarletteHTTPException as exc:
+        if exc.status_code != 400:
+            raise
+        problem = str(exc.detail).rstrip(".")
+        raise ForgeError("invalid_form", 400, f"body: not a readable form ({problem})",
+                         [{"field": "body", "problem": problem}]) from None
+
+
 async def read_form(request: Request, long: Mapping[str, int] | None = None
                     ) -> dict[str, str]:
     """A posted form as text fields (a file upload or an oversized field is refused): each
     at most ``MAX_FIELD`` characters, or the limit ``long`` gives its name (a pasted
     roster)."""
-    form = await request.form()
+    form = await parse_form(request)
     out: dict[str, str] = {}
     for key, value in form.items():
         limit = (long or {}).get(key, MAX_FIELD)

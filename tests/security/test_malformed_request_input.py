@@ -1,0 +1,136 @@
+"""Probe: bad input that is not a bad field of the body still gets a 4xx naming what was
+wrong, never a 500 and never a dropped terminal.
+
+- An ``Origin``/``Referer`` that is no URL at all (``http://[x``: ``urlsplit`` raises
+  "Invalid IPv6 URL") was a 500 on every same-origin check: each form post, each cookie
+  caller's unsafe API request, the terminal WebSocket's handshake. It is simply not this
+  site: 403 ``cross_site_request`` (4403 on the WebSocket).
+- A form body the form parser refuses (multipart without a boundary, more than 1,000
+  fields) was Starlette's bare 400 ``bad_request`` naming nothing; it is 400
+  ``invalid_form`` naming ``body``.
+- ``POST /v1/spawn`` without ``request_id`` takes ``X-Request-Id`` as its idempotency key;
+  one the logs accept (1-64 characters) but the key does not (8-64) was refused as
+  ``request_id``, a field the caller never sent; the refusal names the header now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from forge.bus import NatsServer
+from forge.identity.apikeys import create_api_key
+from forge.identity.origin import same_origin
+from forge.services.spawn.app import build_app
+
+from ..services.conftest import shipped_spawn_settings
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")
+ORIGIN = "http://testserver"
+NOT_URLS = ["http://[x", "http://[::1", "https://[zz]x", "http://]"]
+
+
+@pytest.fixture
+def client(tmp_path: Path, nats: NatsServer) -> Iterator[TestClient]:
+    settings = shipped_spawn_settings(tmp_path / "storage", nats)
+    with TestClient(build_app(settings), follow_redirects=False,
+                    raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _signed_in(client: TestClient) -> str:
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    key = create_api_key(db, "acme", "alice").plaintext
+    resp = client.post("/signin", data={"api_key": key}, headers={"origin": ORIGIN})
+    assert resp.status_code == 303, resp.text
+    return key
+
+
+@pytest.mark.parametrize("source", NOT_URLS)
+def test_a_source_that_is_no_url_is_not_this_site(source: str) -> None:
+    assert not same_origin({"host": "testserver", "origin": source})
+    assert not same_origin({"host": "testserver", "referer": source})
+
+
+def test_malformed_origin_is_403_not_500(client: TestClient) -> None:
+    _signed_in(client)
+    for source in NOT_URLS:
+        for header in ("origin", "referer"):
+            for path in ("/signin", "/signout", "/checkout", "/signin/continue"):
+                resp = client.post(path, data={"a": "b"}, headers={header: source})
+                assert resp.status_code == 403, (path, header, source, resp.text[:200])
+            api = client.post("/v1/spawn", json={"track": "netplus"}, headers={header: source})
+            assert api.status_code == 403, api.text
+            assert api.json()["error"] == "cross_site_request"
+            gone = client.delete("/v1/scenarios/scn-0123456789abcdef", headers={header: source})
+            assert gone.status_code == 403, gone.text
+
+
+def test_terminal_handshake_with_malformed_origin_is_refused_not_500(
+        client: TestClient) -> None:
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
+            "/v1/scenarios/scn-0123456789abcdef/terminal", headers={"origin": "http://[x"}):
+        pass
+    assert closed.value.code == 4403
+
+
+def test_a_form_the_parser_refuses_names_the_body(client: TestClient) -> None:
+    for content, kind in [(b"garbage", "multipart/form-data"),
+                          (b"&".join(b"k%d=v" % i for i in range(1500)),
+                           "application/x-www-form-urlencoded")]:
+        resp = client.post("/signin", content=content,
+                           headers={"origin": ORIGIN, "content-type": kind})
+        assert resp.status_code == 400, resp.text[:300]
+        assert "body:" in resp.text and "bad_request" not in resp.text, resp.text[:300]
+
+
+def test_spawn_names_the_request_id_header_it_refused(client: TestClient) -> None:
+    key = _signed_in(client)
+    for bad in ("short", "a" * 65, "not/valid!"):
+        resp = client.post("/v1/spawn", json={"track": "netplus"},
+                           headers={"x-api-key": key, "x-request-id": bad})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["details"][0]["field"] == "x-request-id", resp.text
+    body = client.post("/v1/spawn", json={"track": "netplus", "request_id": "x"},
+                       headers={"x-api-key": key, "x-request-id": "short"})
+    assert body.status_code == 422 and body.json()["details"][0]["field"] == "request_id"
+
+
+def test_a_terminal_text_frame_nested_too_deep_is_skipped_not_a_close() -> None:
+    """``[[[[…`` (5,000 deep, well under the 64 KiB frame cap) made ``json.loads`` raise
+    RecursionError, which ``_pump_in`` did not catch: the learner's terminal closed (1000, no
+    reason) instead of the frame being skipped as every other malformed frame is."""
+    import asyncio
+
+    from forge.services.orchestrator.terminal import _pump_in
+
+    class Session:
+        def __init__(self) -> None:
+            self.typed: list[bytes] = []
+            self.sizes: list[tuple[int, int]] = []
+
+        def type(self, data: bytes) -> None:
+            self.typed.append(data)
+
+        def resize(self, rows: int, cols: int) -> None:
+            self.sizes.append((rows, cols))
+
+    class Socket:
+        def __init__(self, frames: list[dict[str, object]]) -> None:
+            self.frames = frames
+
+        async def receive(self) -> dict[str, object]:
+            return self.frames.pop(0)
+
+    session = Session()
+    frames: list[dict[str, object]] = [
+        {"type": "websocket.receive", "text": "[" * 5000},
+        {"type": "websocket.receive", "text": '{"type": "resize", "rows": 30, "cols": 90}'},
+        {"type": "websocket.receive", "bytes": b"ls\r"},
+        {"type": "websocket.disconnect"}]
+    asyncio.run(_pump_in(Socket(frames), session))  # type: ignore[arg-type]
+    assert session.sizes == [(30, 90)] and session.typed == [b"ls\r"]
