@@ -21,13 +21,10 @@ from forge.authoring import attacks
 from forge.authoring.harness import Harness, LabRun
 from forge.authoring.labtest import lab_test_path, load_lab_test
 from forge.authoring.prove import dependent_criteria, distinct_values
-from forge.config.settings import load_settings
 from forge.content import content_path
-from forge.runtime.factory import make_runtime
-from forge.templates import TemplateRegistry
 from forge.templates.variables import generate_values
 
-from ..support.prefixes import runtime_prefix
+from ..support.shipped_labs import shipped_harness
 
 pytestmark = pytest.mark.root
 TEMPLATES = content_path("templates")
@@ -39,15 +36,8 @@ CRITERIA = ("register-structure", "intrusion-identified", "exposed-key-identifie
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """Labs of the shipped cissp template on a runtime of this module's own."""
-    settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming")),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix("g")})
-    runtime = make_runtime(settings)
-    template = TemplateRegistry.load(TEMPLATES).get("cissp").template
-    try:
-        with Harness(runtime, template) as h:
-            yield h
-    finally:
-        runtime.close()
+    with shipped_harness(tmp_path_factory.mktemp("gaming"), "cissp", "g") as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

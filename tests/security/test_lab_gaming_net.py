@@ -20,12 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 from forge.authoring.harness import Harness
-from forge.config.settings import load_settings
-from forge.content import content_path
-from forge.runtime.factory import make_runtime
-from forge.templates import TemplateRegistry
 
-from ..support.prefixes import runtime_prefix
+from ..support.shipped_labs import shipped_harness
 
 pytestmark = pytest.mark.root
 
@@ -51,16 +47,9 @@ done
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """Labs of the shipped vlan-segment template on a runtime of this module's own."""
-    settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("vlan")),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix("v")})
-    runtime = make_runtime(settings)
-    template = TemplateRegistry.load(content_path("templates")).get("vlan-segment").template
-    try:
-        with Harness(runtime, template, (("pc1", "7000"), ("pc2", "7000"),
-                                         ("pc3", "7000"), ("pc4", "7000"))) as h:
-            yield h
-    finally:
-        runtime.close()
+    with shipped_harness(tmp_path_factory.mktemp("vlan"), "vlan-segment", "v",
+                         (("pc1", "7000"), ("pc2", "7000"), ("pc3", "7000"), ("pc4", "7000"))) as h:
+        yield h
 
 
 def test_switch_answering_for_the_other_department_is_not_isolation(harness: Harness) -> None:

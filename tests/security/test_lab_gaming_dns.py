@@ -1,0 +1,62 @@
+"""Gaming the dns-zone lab's "transfers to the secondary only" with a deny list of the one
+host the grader probes from (red team, this stop).
+
+`transfer-restricted` says "the secondary ns2 can transfer acme.lab from ns1; any other
+host is refused", but asks only ns2 (allowed) and client (refused); the legacy server's
+probe (under `zone-served`) takes a completed transfer for fine as long as it lacks the
+leaked record. So `allow-transfer { !10.64.1.100; any; };` (everybody but the client)
+scored the criterion while legacy, ns1 itself and any other address of the LAN still get
+the whole zone. The reference solution otherwise, graded as the orchestrator grades, on a
+real LocalRuntime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.authoring.harness import Harness
+from forge.authoring.labtest import lab_test_path, load_lab_test
+from forge.content import content_path
+
+from ..support.shipped_labs import shipped_harness
+
+pytestmark = pytest.mark.root
+TEMPLATES = content_path("templates")
+ALLOWED = "allow-transfer { 10.64.1.11; };"
+DENY_THE_PROBE = "allow-transfer { !10.64.1.100; any; };"
+AXFR = "dig +time=2 +tries=2 @10.64.1.10 acme.lab AXFR"
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """Labs of the shipped dns-zone template on a runtime of this module's own."""
+    with shipped_harness(tmp_path_factory.mktemp("dns"), "dns-zone", "d",
+                         (("legacy", "53"), ("learner", "53"))) as h:
+        yield h
+
+
+def deny_list_solution() -> str:
+    path = lab_test_path(TEMPLATES, "dns-zone")
+    text = load_lab_test(path).solution.text(Path(path).parent)
+    assert ALLOWED in text
+    return text.replace(ALLOWED, DENY_THE_PROBE)
+
+
+def test_transfers_open_to_all_but_the_probe_host_are_not_restricted(
+        harness: Harness) -> None:
+    run = harness.launch()
+    run.must(deny_list_solution(), "the reference solution with a deny list")
+    # In place: legacy (neither ns2 nor client) gets the whole zone from ns1, so does ns1
+    # itself; the client is refused.
+    legacy = harness.runtime.exec(run.id, "legacy", shell=AXFR, timeout=15)
+    assert "XFR size" in legacy.stdout_text, legacy.stdout_text[-400:]
+    own = run.sh(AXFR, timeout=15)
+    assert "XFR size" in own.stdout_text, own.stdout_text[-400:]
+    client = harness.runtime.exec(run.id, "client", shell=AXFR, timeout=15)
+    assert "Transfer failed" in client.stdout_text, client.stdout_text[-400:]
+    graded = run.grade()
+    assert graded.passed["leak-found"] and graded.passed["zone-served"], graded
+    assert not graded.passed["transfer-restricted"], graded

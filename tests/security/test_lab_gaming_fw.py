@@ -1,0 +1,81 @@
+"""Gaming the nft-firewall lab with the order of the grader's probes (red team, this stop).
+
+Each criterion probes the allowed source first (the office PC for web, the admin
+workstation for SSH) and the sources that must be refused after it. A router that matches
+no source at all for a port, but lets through only the *first* new connection to it in a
+minute (`limit rate over 1/minute burst 1 packets drop`), answers the grader's reach probe
+and then drops every later attempt, the refused hosts' included: the policy "SSH from the
+admin workstation only" is not in place (the office PC gets SSH whenever it asks first),
+yet every criterion passed (1.0). The grader must see a refused source refused also before,
+and the allowed source served also after, the probes of the others.
+
+Real LocalRuntime, the shipped template, graded as the orchestrator grades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from forge.authoring.harness import Harness, LabRun
+from forge.runtime.base import ExecResult
+
+from ..support.shipped_labs import shipped_harness
+
+pytestmark = pytest.mark.root
+
+# No rule names any address: the database port is dropped, and web and SSH each admit
+# one new connection a minute, from whoever comes first (the outside host included).
+# `nft -f` with a fresh table starts each limit's bucket full.
+FIRST_COMER = r"""
+set -euo pipefail
+port() { awk -v s="$1" '$1 == s {split($3, a, "/"); print a[2]}' /workspace/policy.txt; }
+web=$(port web); ssh=$(port ssh); db=$(port database)
+nft delete table inet t 2>/dev/null || true
+nft -f - <<NFT
+table inet t {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    tcp dport $db drop
+    tcp dport $web ct state new limit rate over 1/minute burst 1 packets drop
+    tcp dport $ssh ct state new limit rate over 1/minute burst 1 packets drop
+  }
+}
+NFT
+"""
+BANNER = "read -r port; timeout 3 nc -w 3 10.65.2.10 \"$port\" </dev/null"
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """Labs of the shipped nft-firewall template on a runtime of this module's own."""
+    with shipped_harness(tmp_path_factory.mktemp("nft"), "nft-firewall", "w",
+                         (("server", "web_port"), ("server", "ssh_port"), ("server", "db_port"))) as h:
+        yield h
+
+
+def banner(run: LabRun, host: str, port: str) -> ExecResult:
+    """What `host` gets from the server's `port` (run as the lab's processes run)."""
+    return run.harness.runtime.exec(run.id, host, shell=BANNER,
+                                    stdin=f"{port}\n".encode(), timeout=10)
+
+
+def test_a_port_for_whoever_comes_first_is_not_a_source_policy(harness: Harness) -> None:
+    run = harness.launch()
+    run.must(FIRST_COMER, "the first-comer ruleset")
+    # In place: the hosts the policy refuses get the banner when they ask first (the
+    # office PC SSH, the outside host web); the allowed host, asking next, gets nothing.
+    office = banner(run, "office", run.values["ssh_port"])
+    assert office.stdout_text.startswith("ssh "), office
+    admin = banner(run, "admin", run.values["ssh_port"])
+    assert not admin.stdout_text.strip(), admin
+    outside = banner(run, "outside", run.values["web_port"])
+    assert outside.stdout_text.startswith("web "), outside
+    # Loaded again (a full bucket) just before grading, as a learner would before Submit.
+    run.must(FIRST_COMER, "the first-comer ruleset, reloaded")
+    graded = run.grade()
+    # Neither source policy is in place: neither criterion may pass (they did: 1.0).
+    assert not graded.passed["ssh-from-admin-only"], graded
+    assert not graded.passed["web-from-office"], graded
+    assert graded.score <= 0.2, graded
