@@ -170,6 +170,30 @@ def test_config_check_reports_problems_and_ok(tmp_path: Path) -> None:
         assert value not in good.stdout
 
 
+def test_config_check_refuses_the_policy_bundle_the_services_refuse(tmp_path: Path) -> None:
+    """Runbook: `forge config check` exits 1 naming every problem. An OPA_POLICY_HASH that
+    the loaded policies do not hash to, or a FORGE_POLICY_DIR spawn_service and the
+    orchestrator cannot load, stops both at start; it said "configuration OK" (audit CG).
+    The scoreboard evaluates no policy: checked alone, it is fine."""
+    base = {"FORGE_ENV": "staging", **SECRETS, **NATS_PASSWORDS}
+    pinned = subprocess.run([*FORGE, "config", "check"],
+                            env=run_env(tmp_path, **base, OPA_POLICY_HASH="deadbeef"),
+                            capture_output=True, text=True, timeout=60)
+    assert pinned.returncode == 1 and "configuration OK" not in pinned.stdout
+    assert "policy bundle hash mismatch" in pinned.stderr and "deadbeef" in pinned.stderr
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "stray.json").write_text("{}")
+    stray = subprocess.run([*FORGE, "config", "check", "--service", "spawn"],
+                           env=run_env(tmp_path, **base, FORGE_POLICY_DIR=str(policies)),
+                           capture_output=True, text=True, timeout=60)
+    assert stray.returncode == 1 and f"FORGE_POLICY_DIR {policies}" in stray.stderr
+    alone = subprocess.run([*FORGE, "config", "check", "--service", "scoreboard"],
+                           env=run_env(tmp_path, **base, OPA_POLICY_HASH="deadbeef"),
+                           capture_output=True, text=True, timeout=60)
+    assert alone.returncode == 0, alone.stderr
+
+
 def test_secrets_generate_gives_a_valid_env_block(tmp_path: Path) -> None:
     out = subprocess.run([*FORGE, "secrets", "generate"], capture_output=True, text=True,
                          timeout=60, check=True).stdout

@@ -171,6 +171,27 @@ def test_entitlement_file_source(make_spawn: MakeSpawn, tmp_path: Any) -> None:
         assert spawn(client, key_for(env), track="ccna").status_code == 201
 
 
+@pytest.mark.parametrize("content", ["grants: [", '{"grants": {"acme": "PRO"}}'])
+def test_a_broken_entitlement_file_fails_readiness_and_spawns_answer_503(
+        make_spawn: MakeSpawn, tmp_path: Any, content: str) -> None:
+    """Runbook: "Validate entitlement sources (receipt/store) and retry /readyz". A file
+    that is there but not the grants JSON fails `entitlement_store` naming the file (it
+    was "reachable" and every spawn relying on it a 500), and a spawn is 503, not 500."""
+    path = tmp_path / "grants.json"
+    path.write_text(content)
+    env = make_spawn(ENTITLEMENTS_FILE=str(path))
+    with env.client() as client:
+        ready = client.get("/readyz", headers=OPERATOR)
+        resp = spawn(client, key_for(env), track="ccna")
+        assert ready.status_code == 503 and "entitlement_store" in ready.json()["failed"]
+        assert str(path) in ready.json()["checks"]["entitlement_store"]["detail"]
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"] == "entitlement_store_unavailable"
+        path.write_text(json.dumps({"grants": [{"tenant_id": "acme", "plan": "PRO"}]}))
+        assert client.get("/readyz", headers=OPERATOR).status_code == 200
+        assert spawn(client, key_for(env), track="ccna").status_code == 201
+
+
 def test_the_entitlement_file_is_never_read_on_the_event_loop(
         make_spawn: MakeSpawn, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # A spawn's store reads run on the event loop with SQLite (they never wait); reading and

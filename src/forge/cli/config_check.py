@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +24,20 @@ def _missing_nats(wanted: list[str], present: Callable[[str], bool]) -> list[str
     dev such a service refuses to start)."""
     return [missing_nats_password(identity)
             for identity in wanted if not present(NATS_PASSWORD_VARS[identity])]
+
+
+def _policy_problem(policies_dir: Path, pin: str | None) -> str | None:
+    """Why spawn_service and the orchestrator would refuse this policy directory (or
+    OPA_POLICY_HASH), as they do at start; None when they would load it."""
+    from forge.policy import PolicyError, PolicyHashMismatch, check_pinned_hash
+
+    try:
+        check_pinned_hash(pin, root=policies_dir)
+    except PolicyHashMismatch as exc:
+        return str(exc)
+    except PolicyError as exc:
+        return f"FORGE_POLICY_DIR {policies_dir}: {exc}"
+    return None
 
 
 def register(app: typer.Typer) -> None:
@@ -55,8 +70,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         missing = _missing_nats(wanted, lambda var: bool(
             (ring := settings.nats_passwords.get(IDENTITY_OF[var])) and ring.current))
-        if missing and not settings.env.is_dev:  # each such service refuses to start
-            print(str(ConfigError(settings.env.value, missing)), file=sys.stderr)
+        refused = [] if settings.env.is_dev else missing  # each such service refuses to start
+        # spawn_service and the orchestrator refuse to start on a policy directory they
+        # cannot load or whose hash differs from OPA_POLICY_HASH: say so here too.
+        policy = _policy_problem(settings.policies_dir, settings.opa_policy_hash)
+        if policy is not None and set(wanted) & {"spawn", "orchestrator"}:
+            refused.append(policy)
+        if refused:
+            print(str(ConfigError(settings.env.value, refused)), file=sys.stderr)
             raise typer.Exit(1)
         typer.echo(f"FORGE_ENV     {settings.env.value}")
         typer.echo(f"STORAGE_ROOT  {settings.storage_root}")

@@ -15,6 +15,7 @@ from forge.store.models import Entitlement as GrantRow
 from forge.store.prepared import Prepared
 from forge.store.row_locks import lock_name
 from forge.store.timestamps import aware
+from forge_verify.files import InputRefused, read_bounded_text
 
 TENANT_WIDE = "*"
 NO_PLAN = "-"  # the plan of a row that only records a revoke (the owner never had a grant)
@@ -132,11 +133,42 @@ def lookup_grant(db: Database, tenant_id: str, subject: str, now: datetime) -> s
     return by_subject.get(subject) or by_subject.get(TENANT_WIDE)
 
 
+MAX_GRANTS_FILE_BYTES = 16 * 1024 * 1024
+
+
+class EntitlementsFileError(Exception):
+    """ENTITLEMENTS_FILE cannot be used (unreadable, not JSON, not the expected shape): the
+    message names the file and the fault, never its content."""
+
+
+def read_file_grants(path: Path) -> list[dict[str, object]]:
+    """The grants of the optional JSON source, checked: {"grants": [{"tenant_id",
+    "subject"?, "plan"}]}; EntitlementsFileError naming what is wrong otherwise."""
+    if not path.exists():
+        raise EntitlementsFileError(f"entitlements file {path} is missing")
+    try:
+        data = json.loads(read_bounded_text(path, MAX_GRANTS_FILE_BYTES,
+                                            what="entitlements file"))
+    except InputRefused as exc:  # not a regular file, too big, unreadable, not UTF-8
+        raise EntitlementsFileError(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise EntitlementsFileError(
+            f"entitlements file {path} is not valid JSON (line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg})") from None
+    grants = data.get("grants", []) if isinstance(data, dict) else None
+    if not isinstance(grants, list) or not all(
+            isinstance(g, dict) and isinstance(g.get("tenant_id"), str)
+            and isinstance(g.get("plan"), str) for g in grants):
+        raise EntitlementsFileError(
+            f"entitlements file {path} is not {{\"grants\": [{{\"tenant_id\", "
+            f"\"subject\"?, \"plan\"}}, ...]}}")
+    return grants
+
+
 def lookup_file_grant(path: Path, tenant_id: str, subject: str) -> str | None:
     """The optional JSON source: {"grants": [{"tenant_id", "subject"?, "plan"}]}."""
-    data = json.loads(path.read_text(encoding="utf-8"))
     found: dict[str, str] = {}
-    for item in data.get("grants", []):
+    for item in read_file_grants(path):
         if item.get("tenant_id") == tenant_id:
             found[str(item.get("subject", TENANT_WIDE))] = str(item["plan"])
     return found.get(subject) or found.get(TENANT_WIDE)

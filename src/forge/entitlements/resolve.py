@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from forge.config.settings import Settings
-from forge.entitlements.grants import lookup_file_grant, lookup_grant, receipt_revoked
+from forge.entitlements.grants import (
+    EntitlementsFileError,
+    lookup_file_grant,
+    lookup_grant,
+    receipt_revoked,
+)
 from forge.errors import ForgeError
 from forge.identity.caller import Caller
 from forge.plans import Plan, PlanCatalog
@@ -94,7 +100,15 @@ def resolve_entitlement(
             return bought
     plan_name = lookup_grant(db, caller.tenant_id, caller.subject, datetime.now(UTC))
     if plan_name is None and entitlements_file is not None and entitlements_file.exists():
-        plan_name = lookup_file_grant(entitlements_file, caller.tenant_id, caller.subject)
+        try:
+            plan_name = lookup_file_grant(entitlements_file, caller.tenant_id, caller.subject)
+        except EntitlementsFileError as exc:
+            # The operator's fault, named in the log and the `entitlement_store` readiness
+            # check; the caller is told to retry, never given a 500 or another plan.
+            logging.getLogger("forge.entitlements").error("%s", exc)
+            raise EntitlementError("entitlement_store_unavailable", 503,
+                                   "the entitlement store cannot be read just now; try again "
+                                   "later", headers={"Retry-After": "30"}) from None
     if plan_name is not None:
         plan = catalog.get(plan_name)
         if plan is None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from forge.classroom.stranded_attempts import STRANDED_AFTER, settle_stranded
 from forge.config.settings import Settings
+from forge.entitlements.grants import EntitlementsFileError, read_file_grants
 from forge.policy import PolicyHashMismatch, check_pinned_hash, make_policy_engine
 from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import create_app, make_context, storage_writable
@@ -56,8 +57,11 @@ def _nats_check(state: SpawnState) -> str:
 
 def _store_check(state: SpawnState) -> str:
     state.ctx.db.ping()
-    if state.entitlements_file is not None and not state.entitlements_file.is_file():
-        raise CheckFailed(f"entitlements file {state.entitlements_file} is missing")
+    if state.entitlements_file is not None:
+        try:  # read as a spawn reads it: a file that is there but unusable fails too
+            read_file_grants(state.entitlements_file)
+        except EntitlementsFileError as exc:
+            raise CheckFailed(str(exc)) from None
     return "reachable"
 
 
