@@ -109,6 +109,11 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-2000:]
     assert "exited with code" in err and "restarting" in err
     assert "destroyed 1 lab(s)" in err
+    # What an operator reads has no noise: asyncio's warning on each TLS connection the
+    # server closes (nats-py's eof_received), no blank lines of a progress display that
+    # had no terminal to draw on (audit CG).
+    assert "eof_received" not in err
+    assert "\n\n" not in err.split("Forge is up")[0], err[:2000]
     assert pids_of(f"forge serve .*--port ({'|'.join(map(str, ports.values()))})") == []
     assert not any(bound(p) for p in ports.values())
     assert pids_of(f"nats-server.*{storage}") == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import logging
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -126,9 +127,22 @@ class BusTls:
         return read_ca(self.ca_file)
 
 
+# asyncio's SSL transport warns each time a server closes a connection whose protocol
+# (nats-py's) returns True from eof_received: noise on every output and log, nothing an
+# operator can act on.
+_EOF_NOISE = "returning true from eof_received() has no effect when using ssl"
+
+
+def _not_eof_noise(record: logging.LogRecord) -> bool:
+    return record.getMessage() != _EOF_NOISE
+
+
 def client_context(ca_pem: str) -> ssl.SSLContext:
     """A client context that trusts only ``ca_pem`` (not the machine's CAs) and checks the
     server's name or address against its certificate."""
+    asyncio_log = logging.getLogger("asyncio")
+    if _not_eof_noise not in asyncio_log.filters:
+        asyncio_log.addFilter(_not_eof_noise)
     ctx = ssl.create_default_context(cadata=ca_pem)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx

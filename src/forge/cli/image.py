@@ -70,7 +70,8 @@ def build_images(names: list[str], settings: Settings, *, quiet: bool = False,
         start = time.monotonic()
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[image]}"),
                       TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console, transient=True, disable=quiet) as progress:
+                      console=console, transient=True,
+                      disable=quiet or not console.is_terminal) as progress:
             task = progress.add_task("waiting for the build lock", image=name)
 
             def show(line: str, task: TaskID = task, progress: Progress = progress) -> None:
