@@ -84,4 +84,8 @@ def test_destroy_from_the_cli_removes_the_lab_whatever_the_state(orch: Orch) -> 
     assert sid not in _labs(orch)
     bad = subprocess.run([sys.executable, "-m", "forge", "scenarios", "fail", "nope"], env=env,
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "404" in bad.stderr
+    assert bad.returncode == 2 and "scenario_id: expected scn-" in bad.stderr
+    unknown = subprocess.run([sys.executable, "-m", "forge", "scenarios", "fail",
+                              "scn-0123456789abcdef"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert unknown.returncode == 1 and "404" in unknown.stderr

@@ -71,9 +71,13 @@ async def test_score_reads_are_owner_or_operator_only(make_board: MakeBoard) -> 
         assert (await client.get(f"/v1/scores/{sid}")).status_code == 401
         assert (await client.get(f"/v1/scores/{sid}", headers=board.operator)).status_code == 200
 
-        # Strict ids and an allowlist of names: nothing else is ever read.
-        for path in ("/v1/scores/scn-XYZ", "/v1/scores/..%2F..%2Fetc",
-                     f"/v1/scores/{sid}/artifacts/audit.jsonl",
+        # Strict ids and an allowlist of names: nothing else is ever read. A malformed
+        # scenario id is a 422 naming it (as on every service), before any lookup.
+        for path in ("/v1/scores/scn-XYZ", "/v1/scores/scn-0123456789ABCDEF"):
+            resp = await client.get(path, headers=board.operator)
+            assert resp.status_code == 422, path
+            assert resp.json()["details"][0]["field"] == "scenario_id"
+        for path in ("/v1/scores/..%2F..%2Fetc", f"/v1/scores/{sid}/artifacts/audit.jsonl",
                      f"/v1/scores/{sid}/artifacts/..%2F..%2Fforge.db",
                      "/v1/scores/scn-0000000000000000"):
             resp = await client.get(path, headers=board.operator)

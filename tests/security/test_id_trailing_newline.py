@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from forge.identity.names import valid_id
+from forge.lifecycle.scenario_ids import is_scenario_id
 from forge.runtime.plan import LAB_ID_RE
-from forge.services.orchestrator.routes import SCENARIO_ID
 from forge.services.spawn.spawning import REQUEST_ID
 
 
@@ -25,4 +25,4 @@ def test_lab_request_and_scenario_ids_refuse_a_trailing_newline() -> None:
     assert LAB_ID_RE.match("lab-1") and not LAB_ID_RE.match("lab-1\n")
     assert REQUEST_ID.match("req-00000001") and not REQUEST_ID.match("req-00000001\n")
     scn = "scn-0123456789abcdef"
-    assert SCENARIO_ID.match(scn) and not SCENARIO_ID.match(scn + "\n")
+    assert is_scenario_id(scn) and not is_scenario_id(scn + "\n")

@@ -134,3 +134,19 @@ def test_a_terminal_text_frame_nested_too_deep_is_skipped_not_a_close() -> None:
         {"type": "websocket.disconnect"}]
     asyncio.run(_pump_in(Socket(frames), session))  # type: ignore[arg-type]
     assert session.sizes == [(30, 90)] and session.typed == [b"ls\r"]
+
+
+def test_a_malformed_scenario_id_is_named_and_a_wellformed_unknown_one_is_not_found(
+        client: TestClient) -> None:
+    """A malformed scenario id in a path is a 422 naming `scenario_id`, before anything
+    is read (it was a 404 "scenario not found" naming nothing), as a malformed cohort or
+    assignment id is; a well-formed id that is not the caller's stays a plain 404."""
+    key = _signed_in(client)
+    for bad in ("scn-XYZ", "scn-0123456789ABCDEF", "scn-0123456789abcdef0", "x" * 300):
+        for method, path in (("GET", f"/v1/scenarios/{bad}"),
+                             ("DELETE", f"/v1/scenarios/{bad}")):
+            resp = client.request(method, path, headers={"x-api-key": key})
+            assert resp.status_code == 422, (method, path, resp.text)
+            assert resp.json()["details"][0]["field"] == "scenario_id"
+    unknown = client.get("/v1/scenarios/scn-0123456789abcdef", headers={"x-api-key": key})
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"

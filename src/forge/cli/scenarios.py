@@ -8,6 +8,7 @@ import httpx
 import typer
 
 from forge.cli.context import settings_or_exit
+from forge.lifecycle.scenario_ids import is_scenario_id
 
 app = typer.Typer(help="Operator actions on one scenario (through the orchestrator).",
                   no_args_is_help=True)
@@ -15,6 +16,9 @@ REASON = typer.Option("operator action", "--reason", help="Kept in the scenario'
 
 
 def _act(action: str, scenario_id: str, reason: str) -> None:
+    if not is_scenario_id(scenario_id):  # before any request: it goes into the URL's path
+        typer.echo("error: scenario_id: expected scn-<16 lowercase hex digits>", err=True)
+        raise typer.Exit(2)
     settings = settings_or_exit()
     url = os.environ.get("ORCHESTRATOR_URL", str(settings.orchestrator_url)).rstrip("/")
     try:

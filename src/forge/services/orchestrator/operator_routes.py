@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from forge.errors import ForgeError
+from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.lifecycle.store import ScenarioNotFound
 from forge.services.common.openapi import errors
 from forge.services.orchestrator import operations
 from forge.services.orchestrator.routes import (
-    SCENARIO_ID,
     check_holder,
     operator_orch,
     visible_scenario,
@@ -37,8 +37,7 @@ class ActionBody(BaseModel):
 async def _act(request: Request, scenario_id: str, body: ActionBody | None,
                action: Action, name: str) -> dict[str, Any]:
     state = await operator_orch(request)
-    if not SCENARIO_ID.match(scenario_id):
-        raise ForgeError("not_found", 404, "scenario not found")
+    check_scenario_id(scenario_id)
     # Only the node holding the lab acts on it (409 naming the holder): another node would
     # end the row while the lab ran on, unseen, on its own node (destroy), or grade a lab
     # it does not have and fail it (regrade).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +14,7 @@ from forge.audit.log import scenario_log
 from forge.errors import ForgeError
 from forge.identity.caller import Caller, resolve_caller
 from forge.lifecycle import states
+from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, history, load
 from forge.lifecycle.visibility import LEARNER_HOST, learner_view
@@ -31,7 +31,6 @@ from forge.store.models import Scenario
 from forge.store.timestamps import aware
 
 router = APIRouter()
-SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}\Z")
 EXTEND_WINDOW = timedelta(minutes=10)
 
 
@@ -68,8 +67,7 @@ async def _caller(request: Request) -> Caller:
 async def visible_scenario(request: Request, scenario_id: str) -> tuple[ScenarioRow, bool]:
     """The scenario if the caller is an operator or its owner (else 404); and is-operator."""
     missing = ForgeError("not_found", 404, "scenario not found")
-    if not SCENARIO_ID.match(scenario_id):
-        raise missing
+    check_scenario_id(scenario_id)
     operator = await _is_operator(request)
     caller = None if operator else await _caller(request)
     try:
@@ -213,8 +211,7 @@ def _extend_row(state: OrchestratorState, scenario_id: str, deadline: datetime) 
 async def complete_now(scenario_id: str, request: Request) -> dict[str, Any]:
     """Operator: grade and finish a running lab now (idempotent)."""
     await operator_orch(request)
-    if not SCENARIO_ID.match(scenario_id):
-        raise ForgeError("not_found", 404, "scenario not found")
+    check_scenario_id(scenario_id)
     try:
         db = orch(request).ctx.db
         check_holder(request, await read_call(db, load, db, scenario_id))

@@ -20,10 +20,11 @@ from forge.errors import ForgeError
 from forge.grading.expect import judge
 from forge.grading.watched_checks import checkable, seeded_scripts, talks_to_network
 from forge.lifecycle import states
+from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.lifecycle.store import ScenarioNotFound, load
 from forge.runtime.base import StoppedMidway
 from forge.services.common.openapi import errors
-from forge.services.orchestrator.routes import SCENARIO_ID, check_holder, operator_orch
+from forge.services.orchestrator.routes import check_holder, operator_orch
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.timestamps import aware
 from forge.templates.dsl_grading import Criterion
@@ -72,8 +73,7 @@ async def check_task(scenario_id: str, criterion_id: str, request: Request) -> d
     409 `lab_busy` at once while anything else holds the lab (never waits in line), 409
     `not_running` once the lab is not running or its end time has passed."""
     state = await operator_orch(request)
-    if not SCENARIO_ID.match(scenario_id):
-        raise ForgeError("not_found", 404, "scenario not found")
+    check_scenario_id(scenario_id)
     lock = state.lock_for(scenario_id)
     if lock.locked():  # never queue: a flood of checks must not hold off expiry or teardown
         raise ForgeError("lab_busy", 409, "criterion: the lab is busy (another check, an "

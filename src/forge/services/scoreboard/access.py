@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from forge.bus.errors import BusUnavailable
 from forge.errors import ForgeError
 from forge.identity.caller import Caller, resolve_caller
+from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.services.common.auth import bearer_token, carries_operator, check_operator
 from forge.services.scoreboard.state import ScoreboardState
-from forge_verify.score import SCENARIO_ID_RE
 from forge_verify.verdict import SCORE_NAME
 
 NOT_FOUND = ForgeError("not_found", 404, "score not found")
@@ -60,13 +60,6 @@ async def current_reader(request: Request) -> Reader:
     return Reader(operator=False, caller=caller)
 
 
-def checked_scenario_id(scenario_id: str) -> str:
-    """The id if it is a well-formed scenario id; otherwise 404 (no path is ever built)."""
-    if SCENARIO_ID_RE.fullmatch(scenario_id) is None:
-        raise NOT_FOUND
-    return scenario_id
-
-
 def _may_read_score(reader: Reader, scenario_id: str, raw: bytes | None) -> bool:
     """Whether score.json ``raw`` (None: absent) names ``reader`` as its owner."""
     try:
@@ -99,7 +92,7 @@ def owned_results(state: ScoreboardState, reader: Reader, scenario_id: str) -> d
     """The scenario's result files if `reader` may see them (judged from score.json first,
     then again from the set read: the set is what is served); 404 otherwise, 503 while
     the result store is unreachable."""
-    sid = checked_scenario_id(scenario_id)
+    sid = check_scenario_id(scenario_id)  # 422 if malformed: no path is built
     try:
         check_readable(state, reader, sid)
         files = state.scorer.artifacts.read(sid)
@@ -114,7 +107,7 @@ def owned_file(state: ScoreboardState, reader: Reader, scenario_id: str, name: s
     """One result file of the scenario, if `reader` may see the scenario's results (judged
     from score.json, the file served when that is the one asked); only that file is read,
     never the whole set with its bundle. 404 otherwise, 503 while the store is down."""
-    sid = checked_scenario_id(scenario_id)
+    sid = check_scenario_id(scenario_id)  # 422 if malformed: no path is built
     artifacts = state.scorer.artifacts
     try:
         score = artifacts.read_score(sid)

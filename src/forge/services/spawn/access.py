@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.errors import ForgeError
 from forge.identity.caller import SESSION_COOKIE, caller_from_session
+from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import spawn_state
-from forge.services.spawn.routes import SCENARIO_ID
 from forge.tokens import ACCESS, SESSION, TokenError, TokenReplayed, mint_token, verify_token
 from forge.tokens.replay import consume_once
 
@@ -32,8 +32,7 @@ async def exchange(scenario_id: str, request: Request,
                    token: str = Query(..., max_length=4096)) -> RedirectResponse:
     """Verify the access token once, set the session cookie, redirect to the lab page."""
     state = spawn_state(request)
-    if not SCENARIO_ID.match(scenario_id):
-        raise ForgeError("not_found", 404, "scenario not found")
+    check_scenario_id(scenario_id)
     try:
         claims = verify_token(state.settings.sat, ACCESS, token)
     except TokenError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -15,6 +14,7 @@ from forge.bus.contracts import SUBMITTED, ScenarioSubmitV1, payload, publish_ev
 from forge.bus.subjects import node_submit_subject
 from forge.errors import ForgeError
 from forge.identity.caller import AuthError, Caller
+from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.lifecycle.store import ScenarioRecord, ScenarioRow, read_record
 from forge.lifecycle.visibility import learner_view
 from forge.services.common.openapi import errors
@@ -31,7 +31,6 @@ from forge.services.spawn.state import SpawnState
 from forge.store.timestamps import aware
 
 router = APIRouter(tags=["learner"])
-SCENARIO_ID = re.compile(r"^scn-[0-9a-f]{16}\Z")
 
 
 class SpawnBody(BaseModel):
@@ -108,17 +107,19 @@ def _scenario_view(row: ScenarioRow, terminal_hosts: tuple[str, ...]) -> dict[st
 
 
 async def owned_scenario(request: Request, scenario_id: str) -> ScenarioRecord:
-    """The caller's own scenario; 404 for a bad id or anyone else's (no existence oracle).
+    """The caller's own scenario: 422 for a malformed id (before anything is read), 404
+    for anyone else's (no existence oracle).
 
     One read session for the caller and the row, inline on SQLite (`read_call`): the lab
     page polls this every few hundred milliseconds per learner."""
+    check_scenario_id(scenario_id)
     missing = ForgeError("not_found", 404, "scenario not found")
     db = spawn_state(request).ctx.db
 
     def load() -> tuple[Caller, ScenarioRecord | None]:
         with db.reading() as sess:
             caller = identify_caller(request)
-            if not SCENARIO_ID.match(scenario_id) or not caller.may_see(scenario_id):
+            if not caller.may_see(scenario_id):
                 return caller, None
             return caller, read_record(sess.connection(), scenario_id)
 

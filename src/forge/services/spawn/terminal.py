@@ -21,9 +21,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from forge.identity.caller import SESSION_COOKIE, AuthError, resolve_caller, session_claims
+from forge.lifecycle.scenario_ids import is_scenario_id
 from forge.services.common.relay import SIGNED_OUT_CODE, until_first_ends
 from forge.services.spawn.node_routing import node_base, node_unreachable
-from forge.services.spawn.routes import SCENARIO_ID
 from forge.services.spawn.state import SpawnState
 from forge.services.spawn.terminal_signout import SIGNED_OUT_MESSAGE
 from forge.store.models import Scenario
@@ -83,7 +83,7 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     orchestrator refuses hosts the template does not mark `access: learner`."""
     state: SpawnState = websocket.app.state.spawn
     host = websocket.query_params.get("host", LEARNER_HOST)
-    if not SCENARIO_ID.match(scenario_id) or not _same_origin(websocket):
+    if not is_scenario_id(scenario_id) or not _same_origin(websocket):
         await websocket.close(code=4403)
         return
     if not HOST_NAME.fullmatch(host):
