@@ -211,7 +211,8 @@ def _signed_in(request: Request, who: Identity, next_path: str) -> Response:
                learner_session(settings, who.tenant_id, who.subject), LEARNER_SESSION_TTL_S)
     clear_cookie(response, request, RECEIPT_COOKIE)
     if who.role == OPERATOR:
-        set_cookie(response, request, OPS_COOKIE, operator_session(settings),
+        set_cookie(response, request, OPS_COOKIE,
+                   operator_session(settings, person=(who.tenant_id, who.subject)),
                    OPERATOR_SESSION_TTL_S)
     else:  # an earlier operator sign-in in this browser ends with the role
         clear_cookie(response, request, OPS_COOKIE)

@@ -12,7 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.config.keyring import derive_kid
 from forge.errors import ForgeError
+from forge.identity.caller import revoke_session, session_revoked
 from forge.identity.names import valid_id
+from forge.identity.roles import OPERATOR, role_of
 from forge.policy.rego_bundle import policy_hash
 from forge.services.common.app import ServiceContext
 from forge.services.common.auth import operator_token_accepted
@@ -20,6 +22,8 @@ from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.render import error_page, page
 from forge.services.spawn.web.security import (
+    OPENED_BY_SUBJECT,
+    OPENED_BY_TENANT,
     OPENED_WITH_KID,
     OPERATOR_SESSION_TTL_S,
     OPS_COOKIE,
@@ -49,12 +53,34 @@ def _count(raw: str) -> bool:
     return raw.isascii() and raw.isdigit() and len(raw) <= 9
 
 
+def _ops_session_live(state: Any, claims: dict[str, object]) -> bool:
+    """Not signed out, and (for one opened through OIDC) its operator still one."""
+    db = state.ctx.db
+    if session_revoked(db, claims):
+        return False
+    tenant, subject = claims.get(OPENED_BY_TENANT), claims.get(OPENED_BY_SUBJECT)
+    if tenant is None and subject is None:
+        return True
+    return (isinstance(tenant, str) and isinstance(subject, str)
+            and role_of(db, tenant, subject) == OPERATOR)
+
+
+def end_ops_session(request: Request) -> None:
+    """Refuse this browser's operator session from now on, everywhere (blocking)."""
+    state = spawn_state(request)
+    claims = operator_session_claims(state.settings, request.cookies.get(OPS_COOKIE))
+    if claims is not None:
+        revoke_session(state.ctx.db, claims)
+
+
 async def _is_operator(request: Request) -> bool:
-    """A valid operator session, opened with an OPERATOR_TOKEN still in force (or through
-    OIDC, which names no token)."""
+    """A valid operator session, not signed out, opened with an OPERATOR_TOKEN still in
+    force (or through OIDC by someone who is still an operator)."""
     state = spawn_state(request)
     claims = operator_session_claims(state.settings, request.cookies.get(OPS_COOKIE))
     if claims is None:
+        return False
+    if not await run_in_threadpool(_ops_session_live, state, claims):
         return False
     kid = claims.get(OPENED_WITH_KID)
     if kid is None or state.operator_keys is None:
@@ -90,8 +116,9 @@ async def ops_signin(request: Request) -> Response:
 
 @router.post("/ops/signout")
 async def ops_signout(request: Request) -> Response:
-    """End the operator session."""
+    """End the operator session: its cookie is refused from now on, not only dropped."""
     check_same_origin(request)
+    await run_in_threadpool(end_ops_session, request)
     response = RedirectResponse("/ops/signin", status_code=303)
     clear_cookie(response, request, OPS_COOKIE)
     return response

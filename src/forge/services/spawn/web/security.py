@@ -37,6 +37,7 @@ STALE_FORM = ("This page is out of date (it was opened before you last signed in
               "form was changed). Reload the page and try again.")
 OPERATOR_SESSION_TTL_S = 3600
 OPENED_WITH_KID = "okid"  # claim: key id of the OPERATOR_TOKEN a session was opened with
+OPENED_BY_TENANT, OPENED_BY_SUBJECT = "otid", "osub"  # claims: the OIDC operator who opened it
 MAX_FIELD = 4096
 
 _BASE_CSP = (
@@ -130,13 +131,17 @@ def learner_session(settings: Settings, tenant_id: str, subject: str) -> str:
                       ttl_s=LEARNER_SESSION_TTL_S)
 
 
-def operator_session(settings: Settings, token_kid: str | None = None) -> str:
+def operator_session(settings: Settings, token_kid: str | None = None,
+                     person: tuple[str, str] | None = None) -> str:
     """An operator session; only the `forge_ops` cookie accepts it. ``token_kid``: the key
-    id of the OPERATOR_TOKEN it was opened with (none for a sign-in through OIDC), so the
-    session ends with that token (`operator_keys`)."""
+    id of the OPERATOR_TOKEN it was opened with, so the session ends with that token
+    (`operator_keys`); ``person``: the (tenant, subject) whose operator role opened it
+    through OIDC, so the session ends when that role does."""
     claims = {"sub": OPERATOR_SUBJECT, "tenant_id": OPERATOR_TENANT, "scope": OPERATOR_SCOPE}
     if token_kid is not None:
         claims[OPENED_WITH_KID] = token_kid
+    if person is not None:
+        claims[OPENED_BY_TENANT], claims[OPENED_BY_SUBJECT] = person
     return mint_token(settings.sat, SESSION, claims, ttl_s=OPERATOR_SESSION_TTL_S)
 
 

@@ -17,6 +17,7 @@ from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.account import purchase_offer
 from forge.services.spawn.web.checkout import CHECKOUT_COOKIE, CHECKOUT_PAGE_COOKIE
 from forge.services.spawn.web.errors import as_page, human_message, safe_next
+from forge.services.spawn.web.ops import end_ops_session
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
     KEY_COOKIE,
@@ -134,6 +135,7 @@ async def signout(request: Request) -> Response:
     if session_value(request):
         check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
     await end_terminals(request)
+    await run_in_threadpool(end_ops_session, request)  # an operator role from single sign-on
     response = RedirectResponse("/signin", status_code=303)
     clear_cookie(response, request, SESSION_COOKIE)
     clear_cookie(response, request, KEY_COOKIE)
