@@ -90,7 +90,7 @@ def test_a_checkout_signs_in_once_in_its_own_browser_only(app: TestClient, db_ur
     assert "forge_checkout_page" not in app.cookies and "forge_checkout" not in app.cookies
     assert "No payment in progress" in app.get("/checkout").text  # Back after paying
     tracks = app.get("/tracks")
-    assert tracks.status_code == 200 and "Start netplus lab" in tracks.text
+    assert tracks.status_code == 200 and "Start this lab: Find the server" in tracks.text
     assert "plan PRO" in tracks.text
 
     # Replayed with everything the first browser held: refused, nobody signed in.

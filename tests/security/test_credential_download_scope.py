@@ -101,9 +101,17 @@ def test_only_the_owner_of_a_passing_lab_gets_a_credential_that_verifies(
     stated = re.search(r"<code>(forge-verify credential [^<]+)</code>", page.text)
     assert stated is not None
     (tmp_path / "credential.vc").write_bytes(got.content)
-    pub = client.get(f"/lab/{sid}/artifacts/verdict.pub").content
     sig = client.get(f"/lab/{sid}/artifacts/verdict.sig").content
-    (tmp_path / "KEYS.pem").write_bytes(pub)
+    # The platform's keys, from the link the page gives (this site, not the learner's
+    # files): the scoreboard's public keys, to anyone, signed in or not.
+    keys_link = re.search(r'<a href="(/forge-keys\.pem)" download>forge-keys\.pem</a>',
+                          page.text)
+    assert keys_link is not None and 'id="keys-link"' in page.text
+    keys = httpx.Client().get(f"{labs.board_url}/v1/credentials/keys").content
+    public = TestClient(client.app).get(keys_link.group(1))
+    assert public.status_code == 200 and public.content == keys
+    assert public.headers["content-disposition"] == 'attachment; filename="forge-keys.pem"'
+    (tmp_path / "forge-keys.pem").write_bytes(public.content)
     (tmp_path / "verdict.sig").write_bytes(sig)
     args = stated.group(1).split()[2:]  # after `forge-verify credential`
     args = [str(tmp_path / a) if a.endswith((".vc", ".pem")) else a for a in args]

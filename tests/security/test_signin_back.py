@@ -127,18 +127,33 @@ def test_the_sign_in_key_is_shown_once_never_logged_and_the_old_one_dies_on_rene
     sealed = app.cookies.get("forge_new_key")
     assert sealed and not KEY.search(sealed)  # sealed, not the key itself
 
-    shown = app.get("/account")
+    # A visit (a newcomer looking around) shows nothing and uses nothing up: the key
+    # waits for a press of "Show my sign-in key", a same-origin form with the session's
+    # token.
+    for _ in range(2):
+        waiting = app.get("/account")
+        assert waiting.status_code == 200 and not KEY.search(waiting.text)
+        assert "Show my sign-in key" in waiting.text and app.cookies.get("forge_new_key")
+    show_csrf = field(waiting.text, "csrf", "/account/key/show")
+    for data, origin in (({}, ORIGIN), ({"csrf": show_csrf}, "http://evil.example")):
+        refused = app.post("/account/key/show", data=data, headers={"origin": origin})
+        assert refused.status_code == 403 and not KEY.search(refused.text)
+    shown = app.post("/account/key/show", data={"csrf": show_csrf},
+                     headers={"origin": ORIGIN})
     assert shown.status_code == 200 and plain(shown.text)
+    assert shown.headers["cache-control"] == "no-store"
     found = KEY.search(shown.text)
     assert found is not None and "shown only this once" in shown.text
     key = found.group(0)
     assert "Download as a text file" in shown.text and "Copy the key" in shown.text
-    again = app.get("/account")  # a reload: not shown again
+    again = app.get("/account")  # back to the page: not shown again, nothing waits
     assert again.status_code == 200 and not KEY.search(again.text)
+    assert "Show my sign-in key" not in again.text
     replayed = device(app)  # the sealed cookie replayed as it was: not shown again either
     replayed.cookies.update(app.cookies)
     replayed.cookies.set("forge_new_key", sealed)
-    assert not KEY.search(replayed.get("/account").text)
+    assert not KEY.search(replayed.post("/account/key/show", data={"csrf": show_csrf},
+                                        headers={"origin": ORIGIN}).text)
 
     # Another device: the key signs in and the plan bought is there (granted in the store).
     phone = device(app)
@@ -152,7 +167,9 @@ def test_the_sign_in_key_is_shown_once_never_logged_and_the_old_one_dies_on_rene
                     headers={"origin": "http://evil.example"}).status_code == 403
     made = app.post("/account/key", data={"csrf": csrf}, headers={"origin": ORIGIN})
     assert made.status_code == 303 and made.headers["location"] == "/account"
-    renewed = KEY.search(app.get("/account").text)
+    assert not KEY.search(app.get("/account").text)
+    renewed = KEY.search(app.post("/account/key/show", data={"csrf": csrf},
+                                  headers={"origin": ORIGIN}).text)
     assert renewed is not None and renewed.group(0) != key
     laptop = device(app)
     assert key_sign_in(laptop, key) == 401  # the old key stops working at once

@@ -130,7 +130,7 @@ def buy_and_start(drive: Driver, url: str, problems: list[str] | None = None) ->
     expect(page.get_by_role("heading", name="No payment in progress")).to_be_visible()
     drive.press(page.get_by_role("link", name="Go to your labs"))
     expect(page).to_have_url(url + "/tracks")
-    drive.press(page.get_by_role("button", name="Start netplus lab"))
+    drive.press(page.get_by_role("button", name="Start this lab: Find the server"))
     expect(page).to_have_url(LAB_URL)
     found = LAB_URL.match(page.url)
     assert found is not None and "token" not in page.url
@@ -328,20 +328,21 @@ def check_pages(browser: Browser, state: object, urls: dict[str, str],
 
 
 def save_key_and_sign_back_in(drive: Driver, browser: Browser, url: str) -> None:
-    """After checkout the buyer comes back later: the notice leads to the account page, which
-    shows the personal sign-in key once and saves it as a text file (a reload no longer shows
-    it); after signing out, "Continue with your purchase" signs in again on this browser, and
+    """After checkout the buyer comes back later: the notice leads to the account page,
+    where "Show my sign-in key" shows the personal sign-in key once and it is saved as a
+    text file (coming back to the page no longer shows it); after signing out, "Continue with your purchase" signs in again on this browser, and
     on another device (a fresh context) the saved key does, with the plan there."""
     page = drive.page
     drive.press(page.get_by_role("link", name="Show it and save it"))
     expect(page).to_have_url(url + "/account")
+    drive.press(page.get_by_role("button", name="Show my sign-in key"))
     expect(page.get_by_text("shown only this once")).to_be_visible()
     key = page.get_by_role("textbox", name="Sign-in key").input_value()
     assert re.fullmatch(r"fgk_[0-9a-f]{16}_[A-Za-z0-9_-]{32,64}", key)
     with page.expect_download() as saved:
         drive.press(page.get_by_role("button", name="Download as a text file"))
     assert key in Path(saved.value.path()).read_text(encoding="utf-8")
-    page.reload()
+    page.goto(url + "/account")
     expect(page.get_by_role("button", name="Make a new sign-in key")).to_be_visible()
     assert key not in page.content()
 

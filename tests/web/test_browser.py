@@ -270,7 +270,7 @@ def test_a_terminal_tab_per_learner_host_reachable_by_keyboard(
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in with API key").click()
     expect(page.get_by_role("heading", name="Static routing between two LANs")).to_be_visible()
-    page.get_by_role("button", name="Start ccna lab").click()
+    page.get_by_role("button", name="Start this lab: Static routing between two LANs").click()
     expect(page.locator("#state")).to_have_text("running", timeout=60_000)
     expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                       timeout=20_000)
@@ -460,7 +460,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
         page.goto(web_platform.url + "/signin")
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Sign in with API key").tap()
-        page.get_by_role("button", name="Start ccna lab").tap()
+        page.get_by_role("button", name="Start this lab: Static routing between two LANs").tap()
         expect(page.locator("#state")).to_have_text("running", timeout=60_000)
         expect(page.locator("#term-status")).to_have_text("Connected to the learner host.",
                                                           timeout=20_000)

@@ -147,12 +147,17 @@ def test_track_page_has_a_card_and_start_button_per_lab(
                                  body))
         if locked:  # a lab the plan lacks: no Start button, the plans that include it
             assert fields == {} and "<button" not in body
-            assert "Locked: available on the TEAM, ENTERPRISE plans." in body
+            assert ("Locked: available on the TEAM, ENTERPRISE plans "
+                    "(<a href=\"/plans\">see the plans</a>).") in body
             continue
         assert set(fields) == {"csrf", "track", "lab", "request_id"}
         assert fields["lab"] == name and fields["csrf"] == token
         assert fields["track"] == ("ccna" if name.startswith("ccna") else "netplus")
-        assert f'<button type="submit">Start {name} lab</button>' in body
+        # The button names the card's lab by its title, never by an internal name.
+        title = re.search(r"<h3 [^>]*>([^<]+)</h3>", body)
+        assert title is not None
+        assert (f'<button type="submit" aria-label="Start this lab: {title.group(1)}">'
+                "Start this lab</button>") in body
         assert REQUEST_ID.match(fields["request_id"])  # what POST /spawn accepts
         request_ids.add(fields["request_id"])
     assert len(request_ids) == 4  # one idempotency key per button

@@ -134,8 +134,11 @@ def test_track_list_follows_the_plan_and_spawn_refuses_other_tracks(
     client, settings = app_client
     sign_in(client, settings)
     page = client.get("/tracks").text
-    assert "Start netplus lab" in page and "Start ccna lab" in page
-    assert "Start cissp lab" not in page  # PRO does not include cissp
+    assert "Start this lab: Find the server" in page  # netplus
+    assert "Start this lab: Static routing between two LANs" in page  # ccna
+    # PRO does not include cissp: its card has no Start button, and a link to the plans
+    assert "Start this lab: From evidence to a risk register" not in page
+    assert '(<a href="/plans">see the plans</a>)' in page
     token = csrf_of(page)
     resp = client.post("/spawn", data={"track": "cissp", "csrf": token},
                        headers={"origin": ORIGIN})
@@ -155,7 +158,7 @@ def test_receipt_sign_in_uses_the_receipts_plan(
     resp = client.post("/signin", data={"receipt": receipt}, headers={"origin": ORIGIN})
     assert resp.status_code == 303
     page = client.get("/tracks").text
-    assert "plan ENTERPRISE" in page and "Start cissp lab" in page
+    assert "plan ENTERPRISE" in page and "Start this lab: From evidence to a risk register" in page
     anonymous = mint_token(settings.receipt, RECEIPT, {
         "tenant_id": "globex", "plan": "PRO", "retention_days": 30, "charge_id": "ch_x"})
     no_sub = client.post("/signin", data={"receipt": anonymous}, headers={"origin": ORIGIN})
@@ -182,7 +185,7 @@ def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings
     tracks = client.get("/tracks").text
     notice = tracks.index('id="live-labs"')
     assert notice < tracks.index('class="track-group"') and f'href="{path}"' in tracks[notice:]
-    assert "Your netplus lab is pending" in tracks
+    assert "Your lab “Find the server” is pending" in tracks
     # the template's hints are listed with their cost, but shown only while the lab runs
     # and only once revealed (tests/security/test_hint_text_before_reveal.py)
     assert "<code>ip -4 route</code>" not in own.text

@@ -127,7 +127,8 @@ def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
     assert "forge-verify score.json evidence.tar.zst verdict.sig verdict.pub" in words
     assert "frostgate-forge-verify" in words and "scripts/verify_verdict.py" not in words
     # ... and does not oversell a PASS without the platform's key (anyone can re-sign)
-    assert "proves integrity, not origin" in words and "--trusted-key KEY.pem" in words
+    assert "proves integrity, not origin" in words
+    assert "--trusted-key forge-keys.pem with this platform's public keys" in words
     # ... and it verifies the four files as downloaded from this page, run where they are
     names = re.findall(rf'href="/lab/{sid}/artifacts/([^"]+)" download', lab.text)
     downloads = tmp_path / "downloads"
@@ -228,3 +229,14 @@ def test_the_outcome_and_the_percentage_read_as_people_say_them(
     # A result that does not verify is never announced as the platform's "Passed".
     forged = result_view({"score": doc, "verification": {"ok": False}})
     assert forged.outcome == f"Unverified result ({outcome.lower()})"
+
+
+def test_hints_line_says_free_hints_took_nothing() -> None:
+    """A free hint was shown as "1 hint revealed: minus 0 % of the score" (newcomer CI)."""
+    from forge.services.spawn.web.result import _hints_used
+
+    assert _hints_used({"hints": [{"id": "h1", "cost": 0}]}) == \
+        "1 free hint revealed: nothing taken off the score"
+    assert _hints_used({"hints": [{"id": "h1", "cost": 0.05}, {"id": "h2", "cost": 0.05}]}) \
+        == "2 hints revealed: \N{MINUS SIGN}10 % of the score"
+    assert _hints_used({"hints": []}) is None

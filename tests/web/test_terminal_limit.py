@@ -45,7 +45,7 @@ def open_lab(page: Page, platform: WebPlatform, key: str) -> str:
     page.goto(platform.url + "/signin")
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in with API key").click()
-    page.get_by_role("button", name="Start netplus lab").click()
+    page.get_by_role("button", name="Start this lab: Find the server").click()
     expect(page).to_have_url(LAB_URL)
     expect(page.locator("#state")).to_have_text("running", timeout=60_000)
     expect(page.locator("#term-status")).to_have_text(CONNECTED, timeout=20_000)

@@ -48,7 +48,8 @@ class TracksView(BaseModel):
         description="Each offered track's default lab (one entry per track).")
     labs: list[TrackGroup] = Field(
         description="Every lab, grouped by track: the plan's tracks first, in its order, "
-                    "then the tracks it lacks (locked).")
+                    "then the tracks it lacks (locked); in a track, the labs the plan "
+                    "includes first, easiest first.")
 
 
 def offered(state: SpawnState, tracks: tuple[str, ...]) -> list[CatalogEntry]:
@@ -61,8 +62,18 @@ def offered(state: SpawnState, tracks: tuple[str, ...]) -> list[CatalogEntry]:
     return out
 
 
+DIFFICULTY_ORDER = {"beginner": 0, "intermediate": 1, "advanced": 2}
+
+
+def _first_to_start(offer: LabOffer) -> tuple[bool, int]:
+    """What a newcomer can start comes first, the easiest first (a stable sort: else in
+    the catalog's order)."""
+    return offer.locked, DIFFICULTY_ORDER.get(offer.difficulty, len(DIFFICULTY_ORDER))
+
+
 def grouped(state: SpawnState, plan: Plan) -> list[TrackGroup]:
-    """Every loaded lab by track, marked locked where `plan` lacks its track or tier."""
+    """Every loaded lab by track, marked locked where `plan` lacks its track or tier; in
+    each track the labs the plan includes first, easiest first."""
     order = [t for t in plan.tracks if t in state.track_labs]
     order += [t for t in state.known_tracks if t not in order]
     groups = []
@@ -74,6 +85,7 @@ def grouped(state: SpawnState, plan: Plan) -> list[TrackGroup]:
             labs.append(LabOffer(**entry.model_dump(), locked=locked,
                                  unlocked_by=unlocking_plans(state, track, entry.tier)
                                  if locked else []))
+        labs.sort(key=_first_to_start)
         groups.append(TrackGroup(track=track, default_lab=state.track_templates[track],
                                  locked=track not in plan.tracks, labs=labs))
     return groups

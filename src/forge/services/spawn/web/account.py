@@ -12,8 +12,10 @@ Two ways back in for a self-serve buyer:
   stored hashed like every API key) made at checkout, or on the account page, where making a
   new one revokes the old. The key is shown exactly once: it travels to the account page
   sealed (AES-GCM, key derived from the SAT secret, bound to the learner) in an HttpOnly
-  cookie, never in a URL or a log; showing it consumes its one showing in the replay store,
-  so a reload or a replayed cookie shows it no more.
+  cookie, never in a URL or a log; the page shows it when the learner presses "Show my
+  sign-in key" (a same-origin POST with the session's form token; a visit shows nothing),
+  which consumes its one showing in the replay store, so a resent form or a replayed
+  cookie shows it no more.
 """
 
 from __future__ import annotations
@@ -97,40 +99,67 @@ async def _learner(request: Request) -> Caller | None:
     return caller if caller is not None and caller.scenario_scope is None else None
 
 
-@router.get("/account")
-async def account_page(request: Request) -> Response:
-    """Who is signed in, their plan, and their sign-in key: shown once when just made."""
-    caller = await _learner(request)
-    if caller is None:
-        return RedirectResponse(signin_url("/account"), status_code=303)
-    fresh = None
-    if request.cookies.get(KEY_COOKIE):
-        fresh = await run_in_threadpool(_show_once, request, caller)
+async def _account(request: Request, caller: Caller, fresh: str | None) -> Response:
+    """The account page; ``fresh``: the new key it shows (its one showing), if any."""
     state = spawn_state(request)
-    response = page("account.html", {
+    return page("account.html", {
         "title": "Your account", "viewer": await viewer(request), "fresh_key": fresh,
+        # A key waits to be shown: the page offers to show it (a press, never a visit)
+        "key_waiting": fresh is None and bool(request.cookies.get(KEY_COOKIE)),
         "keys_allowed": not signs_in_with_provider(request, caller.tenant_id),
         "signin_at": f"{request.base_url}signin",
         "csrf": csrf_token(state.settings, session_value(request) or "")})
+
+
+@router.get("/account")
+async def account_page(request: Request) -> Response:
+    """Who is signed in, their plan, and their sign-in key: a key just made waits here until
+    the learner chooses to see it (a visit alone, or a glance on the way elsewhere, must
+    not use up its one showing)."""
+    caller = await _learner(request)
+    if caller is None:
+        return RedirectResponse(signin_url("/account"), status_code=303)
+    return await _account(request, caller, None)
+
+
+async def _account_form(request: Request, signed_out: str) -> Caller | Response:
+    """The signed-in learner posting an account form from this site with their session's
+    form token; else the refusal page (``signed_out`` when nobody is signed in)."""
+    try:
+        check_same_origin(request)
+        form = await read_form(request)
+        caller = await _learner(request)
+        if caller is None:
+            return _refusal(request, 401, signed_out, True)
+        check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+    except ForgeError as exc:
+        return _refusal(request, exc.status, _FORM_STALE, back="/account")
+    return caller
+
+
+@router.post("/account/key/show")
+async def show_key(request: Request) -> Response:
+    """Show the waiting sign-in key, once: its showing is used up and its cookie dropped."""
+    caller = await _account_form(request, "Sign in first to see your sign-in key.")
+    if not isinstance(caller, Caller):
+        return caller
+    fresh = None
     if request.cookies.get(KEY_COOKIE):
-        clear_cookie(response, request, KEY_COOKIE)
+        fresh = await run_in_threadpool(_show_once, request, caller)
+    response = await _account(request, caller, fresh)
+    response.headers["Cache-Control"] = "no-store"
+    clear_cookie(response, request, KEY_COOKIE)
     return response
 
 
 @router.post("/account/key")
 async def new_key(request: Request) -> Response:
     """Make a new sign-in key for the signed-in learner (the old one stops working); the
-    account page then shows it once."""
-    try:
-        check_same_origin(request)
-        form = await read_form(request)
-        caller = await _learner(request)
-        if caller is None:
-            return _refusal(request, 401, "Sign in first to make a new sign-in key.", True)
-        state = spawn_state(request)
-        check_csrf(state.settings, session_value(request), form.get("csrf"))
-    except ForgeError as exc:
-        return _refusal(request, exc.status, _FORM_STALE, back="/account")
+    account page then offers to show it, once."""
+    caller = await _account_form(request, "Sign in first to make a new sign-in key.")
+    if not isinstance(caller, Caller):
+        return caller
+    state = spawn_state(request)
     if signs_in_with_provider(request, caller.tenant_id):
         # The organisation's sign-in service decides who may sign in; a key made here would
         # outlive its decision (and replace keys the operator issued for this person).

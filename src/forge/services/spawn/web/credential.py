@@ -20,7 +20,7 @@ from forge.services.spawn.web.state import web_state
 from forge_verify.credential import CREDENTIAL_FILE, EARNED_WHEN, MEDIA_TYPE, is_passing
 
 router = APIRouter(include_in_schema=False)  # a page route, like the other web routes
-EMPLOYER_CHECK = f"forge-verify credential {CREDENTIAL_FILE} --trusted-key KEYS.pem"
+EMPLOYER_CHECK = f"forge-verify credential {CREDENTIAL_FILE} --trusted-key forge-keys.pem"
 
 
 def credential_offer(result: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -51,4 +51,23 @@ async def lab_credential(scenario_id: str, request: Request) -> Response:
     return Response(token.encode("ascii"), media_type=MEDIA_TYPE, headers=headers)
 
 
-__all__ = ["EMPLOYER_CHECK", "credential_offer", "lab_credential", "router"]
+KEYS_FILE = "forge-keys.pem"
+
+
+@router.get("/" + KEYS_FILE)
+async def platform_keys(request: Request) -> Response:
+    """This platform's public verdict and credential keys (the scoreboard's, public), so a
+    learner checks origin from the site they use, not only integrity: the result page's
+    `--trusted-key` file."""
+    try:
+        answer = await web_state(request).backend.scoreboard_raw("/v1/credentials/keys")
+    except ForgeError as exc:
+        return await page_for(request, exc, "/tracks")
+    headers = security_headers()
+    headers["Content-Disposition"] = f'attachment; filename="{KEYS_FILE}"'
+    headers["Cache-Control"] = "no-cache"
+    return Response(answer.content, media_type="application/x-pem-file", headers=headers)
+
+
+__all__ = ["EMPLOYER_CHECK", "KEYS_FILE", "credential_offer", "lab_credential",
+           "platform_keys", "router"]

@@ -131,6 +131,8 @@ def _hints_used(score: dict[str, Any]) -> str | None:
         return None
     cost = math.fsum(h["cost"] for h in hints if isinstance(h.get("cost"), int | float))
     plural = "hint" if len(hints) == 1 else "hints"
+    if cost <= 0:
+        return f"{len(hints)} free {plural} revealed: nothing taken off the score"
     return f"{len(hints)} {plural} revealed: \N{MINUS SIGN}{round(cost * 100, 1):g} % of the score"
 
 

@@ -45,10 +45,11 @@ _BASE_CSP = (
     "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 # Pages: stylesheets from this origin only. The terminal page also lets xterm.js add its own
-# <style> elements (it sizes cells that way); style attributes and scripts stay forbidden.
+# <style> elements (it sizes cells that way) and style attributes: its DOM renderer colours
+# 24-bit (truecolor) text and selected cells with them; scripts stay forbidden.
 PAGE_CSP = _BASE_CSP + "; style-src 'self'"
 TERMINAL_CSP = _BASE_CSP + "; style-src 'self'; style-src-elem 'self' 'unsafe-inline'; " \
-    "style-src-attr 'none'"
+    "style-src-attr 'unsafe-inline'"
 # The result page replays terminal recordings with asciinema-player, whose terminal emulator
 # is WebAssembly compiled from the vendored script: 'wasm-unsafe-eval' allows compiling it,
 # never eval of JavaScript; scripts still come only from this origin.

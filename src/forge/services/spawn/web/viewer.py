@@ -65,4 +65,5 @@ async def viewer(request: Request) -> Viewer | None:
     except EntitlementError:
         plan = None
     return Viewer(caller, plan, csrf_token(state.settings, session_value(request) or ""),
-                  bool(request.cookies.get(KEY_COOKIE)) and request.url.path != "/account")
+                  bool(request.cookies.get(KEY_COOKIE))
+                  and not request.url.path.startswith("/account"))
