@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,14 @@ def test_demo_runs_the_whole_journey_and_verifies(tmp_path: Path) -> None:
     results = list((storage / "scenarios").glob("scn-*/results"))
     assert f"--trusted-key {storage / 'demo-trusted-keys' / results[0].parent.name}" in out
     assert len(results) == 1
+    # The command printed says where to run it, and runs there as printed (every path in
+    # it absolute): PASS.
+    assert f"Run it yourself, in {REPO}:" in out
+    (command,) = [line for line in out.splitlines()
+                  if line.startswith("python scripts/verify_verdict.py ")]
+    ran = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stdout.startswith("PASS"), ran.stdout + ran.stderr
     assert {p.name for p in results[0].iterdir()} == {
         "score.json", "evidence.tar.zst", "verdict.sig", "verdict.pub"}
     assert LocalRuntime(str(storage / "runtime"), prefix).list() == []
@@ -136,7 +145,8 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
         up.send_signal(signal.SIGINT)
         up.communicate(timeout=60)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-2000:]
-    assert "running platform" in demo.stdout and "minted by the operator" in demo.stdout
+    assert "the platform already running" in demo.stdout
+    assert "minted by the operator" in demo.stdout
     assert "verified (PASS)" in demo.stdout
     assert "signed by this platform's key" in demo.stdout  # the keys it was given
     (fetched,) = (elsewhere / "demo-verdicts").iterdir()

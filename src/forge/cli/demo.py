@@ -38,7 +38,7 @@ def _ready(url: str) -> bool:
 
 
 def _summary(result: JourneyResult, platform: str) -> Table:
-    table = Table(title=f"Forge demo ({platform})", show_lines=False)
+    table = Table(title=f"Forge demo: {platform}", show_lines=False)
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     table.add_column("result")
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         env, settings = prepare(None, storage)
         chosen = demo_lab(settings, lab)
         supervisor: Supervisor | None = None
-        platform = "running platform"
+        platform = "the platform already running"
         named = url is not None or scoreboard_url is not None
         url, scoreboard_url = url or DEFAULT_SPAWN_URL, scoreboard_url or DEFAULT_BOARD_URL
         if named and not (_ready(url) and _ready(scoreboard_url)):
@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
                           f"{scoreboard_url}) is not ready: see each service's /readyz")
             raise typer.Exit(1)
         if not (_ready(url) and _ready(scoreboard_url)):
-            platform = "started for the demo"
+            platform = "a platform started for the demo, stopped again"
             build_needed_images(settings)  # first use builds them; cached after
             supervisor = Supervisor(env, settings.storage_root,
                                     ports={"spawn": spawn_port,
@@ -172,7 +172,7 @@ def register(app: typer.Typer) -> None:
                     journey.track, journey.solution = chosen
                     journey.lab = lab
                 journey.run()
-                progress.update(overall, completed=STAGES + 1, description="done")
+                progress.update(overall, completed=STAGES + 1, description="journey done")
             except JourneyError as exc:
                 failure = str(exc)
             finally:
@@ -185,13 +185,22 @@ def register(app: typer.Typer) -> None:
         if failure or not result.verified:
             console.print(f"[red]demo failed:[/] {failure or 'verdict not verified'}")
             raise typer.Exit(1)
-        console.print("[green]The verdict verifies offline. Run it yourself:[/]")
         a = result.artifacts
-        words = [str(a[n]) for n in ("score.json", "bundle", "verdict.sig", "verdict.pub")]
+        words = [str(Path(a[n]).absolute())
+                 for n in ("score.json", "bundle", "verdict.sig", "verdict.pub")]
         if result.trusted_keys is not None:
-            words += ["--trusted-key", str(result.trusted_keys)]
-        console.print("python scripts/verify_verdict.py " + " ".join(
-            shlex.quote(w) for w in words), markup=False, soft_wrap=True)
+            words += ["--trusted-key", str(Path(result.trusted_keys).absolute())]
+        # The runbook's command where this is a checkout (its script is relative: said
+        # where to run it); else the same code installed with Forge.
+        if Path("scripts/verify_verdict.py").is_file():
+            console.print(f"[green]The verdict verifies offline. Run it yourself, in "
+                          f"{Path.cwd()}:[/]")
+            command = "python scripts/verify_verdict.py "
+        else:
+            console.print("[green]The verdict verifies offline. Run it yourself:[/]")
+            command = "forge verify "
+        console.print(command + " ".join(shlex.quote(w) for w in words), markup=False,
+                      soft_wrap=True)
         if result.trusted_keys is None:
             console.print("[yellow]Integrity only:[/] the platform's public keys were not "
                           "used (its results came from elsewhere and no --trusted-key was "
