@@ -150,3 +150,17 @@ def test_a_malformed_scenario_id_is_named_and_a_wellformed_unknown_one_is_not_fo
             assert resp.json()["details"][0]["field"] == "scenario_id"
     unknown = client.get("/v1/scenarios/scn-0123456789abcdef", headers={"x-api-key": key})
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+
+
+def test_head_is_answered_wherever_get_is(client: TestClient) -> None:
+    """HEAD was 405 on every route (FastAPI lists GET alone): a monitor's `curl -I
+    /healthz` failed. It is GET's status and headers, without the body; a route without
+    GET stays 405."""
+    for path in ("/healthz", "/plans", "/signin"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"" and head.headers["content-type"] == got.headers[
+            "content-type"]
+        assert head.headers["content-length"] == str(len(got.content))
+    assert client.head("/v1/scenarios/scn-0123456789abcdef").status_code == 401  # as GET
+    assert client.head("/signout").status_code == 405  # POST only

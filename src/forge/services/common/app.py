@@ -23,6 +23,7 @@ from forge.services.common.auth import (
     require_operator,
 )
 from forge.services.common.errors import install_error_handlers
+from forge.services.common.head_requests import HeadAsGetMiddleware
 from forge.services.common.json_keys import RepeatedKeyMiddleware
 from forge.services.common.limits import InputLimitMiddleware
 from forge.services.common.logging import Redactor
@@ -151,7 +152,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.ctx = ctx
     install_error_handlers(app)
     install_openapi(app)
-    # Innermost: it reads the body through the size limit, which cuts a large one off.
+    # Innermost: HEAD routed as GET (logged and measured as HEAD outside it).
+    app.add_middleware(HeadAsGetMiddleware)
+    # It reads the body through the size limit, which cuts a large one off.
     app.add_middleware(RepeatedKeyMiddleware)
     # Added before the context, so it runs inside it (the 413 is logged and counted).
     app.add_middleware(InputLimitMiddleware, max_body=ctx.settings.max_body_bytes,
