@@ -132,7 +132,8 @@ def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsSe
             # A learner opens the activity: signed in, on the assignment, ready to start.
             landing = launch_learner(forge.url, emu, assignment_id, "lena")
             assert landing.status == 200 and landing.url == f"/lti/assignment/{assignment_id}"
-            assert "Start netplus lab" in landing.page and "0 of 2 attempts" in landing.page
+            assert "<h1>Find the server</h1>" in landing.page and "Start this lab" in landing.page
+            assert "0 of 2 attempts" in landing.page
             assert enrolled_cohorts(db, "acme", "lti.lena") == [cohort_id]
 
             # The roster of the course comes into the cohort (NRPS).

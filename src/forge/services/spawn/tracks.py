@@ -97,7 +97,8 @@ def startable(state: SpawnState, mine: list[dict[str, Any]]) -> list[dict[str, A
     for a in mine:
         facts = state.templates.get(a["template_id"])
         if facts is not None:
-            a["track"], a["lab"] = facts.entry.track, facts.entry.lab
+            a["track"], a["lab"], a["title"] = (facts.entry.track, facts.entry.lab,
+                                                facts.entry.title)
     return mine
 
 

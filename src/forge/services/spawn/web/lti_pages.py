@@ -300,9 +300,11 @@ async def assignment_page(assignment_id: str, request: Request) -> Response:
                                     caller.subject, assignment_id)
     if found is None:
         return refusal(request, 404, "This assignment is not one of yours.")
+    facts = state.templates.get(found["template_id"])
+    lab_title = facts.entry.title if facts is not None else found["template_id"]
     return page("lti_assignment.html", {
-        "title": f"Assignment: {found['template_id']}", "viewer": await viewer(request),
-        "a": found, "track": _track_of(request, found["template_id"]),
+        "title": f"Assignment: {lab_title}", "viewer": await viewer(request),
+        "a": found, "lab_title": lab_title, "track": _track_of(request, found["template_id"]),
         "now": iso(datetime.now(UTC)),
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "request_id": "lti-" + hashlib.sha256(
