@@ -249,3 +249,23 @@ async def _object(admin_url: str, name: str) -> bytes:
         return await get_object(nc.jetstream(), EVIDENCE_BUCKET, name, max_bytes=MAX_PACK_BYTES)
     finally:
         await nc.close()
+
+
+def test_a_clock_stepped_back_during_the_lab_still_completes_after_it_started(
+        orch: Orch) -> None:
+    """The node's wall clock stepped back 5 minutes after the lab started (NTP correcting a
+    fast clock, a VM restored from a snapshot): grading stamped completed_at before
+    started_at, which the scoreboard and every verifier refuse, so the learner's verdict
+    was lost for good (crash drill CK). The completion now ends no earlier than it began."""
+    sid = running(orch)
+    ahead = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    with orch.state.ctx.db.session() as sess:
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.details = {**row.details, "started_at": ahead}  # what the step leaves behind
+    with orch.client() as client:
+        resp = client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
+    assert resp.json()["state"] == "completed"
+    done = asyncio.run(collect(orch.nats.admin_url, "forge.scenario.completed", 1))[0]
+    assert done["started_at"] == ahead
+    assert datetime.fromisoformat(done["completed_at"]) >= datetime.fromisoformat(ahead)

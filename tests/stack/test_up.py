@@ -108,6 +108,9 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     err = "".join(lines)
     assert proc.returncode == 0, err[-2000:]
     assert "exited with code" in err and "restarting" in err
+    # No terminal here (a log file, systemd): each readiness change once up is a line
+    # (crash drill CK: a hung or crashed service left the output silent).
+    assert "orchestrator: not ready: " in err and "orchestrator: ready again" in err
     assert "destroyed 1 lab(s)" in err
     # What an operator reads has no noise: asyncio's warning on each TLS connection the
     # server closes (nats-py's eof_received), no blank lines of a progress display that

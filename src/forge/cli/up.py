@@ -67,6 +67,21 @@ def prepare(env_file: Path | None, storage: Path | None,
     return env, settings
 
 
+def report_changes(out: Console, sup: Supervisor, was: dict[str, bool],
+                   now: dict[str, bool], token: str) -> None:
+    """One line per service whose readiness changed since ``was``: why it is not ready
+    (its failed checks, or that it does not answer: a crashed or hung process), or that
+    it is ready again."""
+    for name, up in now.items():
+        if was.get(name, up) == up:
+            continue
+        if up:
+            out.print(f"{name}: ready again", markup=False, highlight=False)
+        else:
+            out.print(f"{name}: not ready: {sup.why_not_ready(name, token)}", markup=False,
+                      highlight=False)
+
+
 def status_table(sup: Supervisor, ready: dict[str, bool]) -> Table:
     """One row per service, lab node and nats-server: where it answers and how it fares."""
     table = Table("service", "node", "url", "ready", "restarts", box=None)
@@ -318,12 +333,18 @@ def register(app: typer.Typer) -> None:
             # Redrawn when something changed, not twice a second (idle CPU, issue 19).
             with Live(status_table(sup, {}), console=console, auto_refresh=False) as live:
                 shown: object = None
+                was: dict[str, bool] = {}
                 while not stopping:
                     state = sup.poll()
                     seen = status_key(sup, state)
                     if seen != shown:
                         live.update(status_table(sup, state), refresh=True)
                         shown = seen
+                    if ready and not live.console.is_terminal:
+                        # No live table (a log file, systemd): each change is a line.
+                        report_changes(live.console, sup, was, state,
+                                       settings.operator.current.decode())
+                    was = state
                     if sup.came_up and not ready:
                         ready = True
                         if not live.console.is_terminal:  # no live table: print it once

@@ -30,9 +30,24 @@ def store_busy(exc: DBAPIError) -> bool:
     return any(busy in message for busy in _BUSY_SQLITE)
 
 
+# SQLite's message when the database's disk (or its size limit) is full; PostgreSQL's
+# class 53 is "insufficient resources" (disk_full, out_of_memory, too_many_connections).
+_FULL_SQLITE = ("database or disk is full",)
+
+
+def store_out_of_room(exc: DBAPIError) -> bool:
+    """True when `exc` says the store has no room for now (a full disk, no memory, every
+    connection taken): not a fault of the request, and it passes once room is made."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("53")
+    message = str(exc.orig).lower()
+    return any(full in message for full in _FULL_SQLITE)
+
+
 def store_error_text(exc: DBAPIError) -> str:
     """The database's own error text (no SQL, no parameters, no connection URL)."""
     return f"{type(exc.orig).__name__}: {exc.orig}" if exc.orig is not None else str(exc)
 
 
-__all__ = ["store_busy", "store_error_text"]
+__all__ = ["store_busy", "store_error_text", "store_out_of_room"]

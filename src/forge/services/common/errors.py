@@ -12,10 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from forge.errors import ForgeError
+from forge.store.busy import store_busy, store_error_text, store_out_of_room
 
 log = logging.getLogger("forge.errors")
 
@@ -142,10 +144,26 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
                           headers={"Connection": "close"})
 
 
+STORE_RETRY_AFTER_S = 5
+
+
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    """A store that is busy, unreachable or out of room (a full disk) for now: 503 with
+    Retry-After, as the other outages are, and nothing of the request kept (its
+    transaction rolled back); any other store error is a fault (500)."""
+    if not isinstance(exc, DBAPIError) or not (store_busy(exc) or store_out_of_room(exc)):
+        return await _unexpected(request, exc)
+    log.error("state store unavailable: %s", store_error_text(exc))
+    return error_response(503, "store_unavailable", "the state store cannot be used just "
+                          "now; try again shortly",
+                          headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through the shared error shape; no stack trace reaches a caller."""
     app.add_exception_handler(ForgeError, _forge_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(DBAPIError, _store_error)
     app.add_exception_handler(Exception, _unexpected)

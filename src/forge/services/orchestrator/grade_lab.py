@@ -128,6 +128,20 @@ def build_payload(row: ScenarioRow, results: list[CheckResult], reason: str,
     })
 
 
+def completion_time(started_at: object, now: datetime) -> datetime:
+    """When the lab completed: ``now``, or its start if the wall clock stepped back past
+    it since (NTP correcting a fast clock, a VM restored from a snapshot). The scoreboard,
+    and every verifier, refuse a completion that ends before it started, so that step
+    would lose the learner's verdict for good (crash drill CK)."""
+    try:
+        started = datetime.fromisoformat(str(started_at))
+    except ValueError:
+        return now  # none recorded: the scoreboard names what is missing
+    if started.tzinfo is None:
+        return now
+    return max(now, started)
+
+
 def _grade_and_store(state: OrchestratorState, scenario_id: str,
                      reason: str) -> ScenarioCompletedV1:
     row = load(state.ctx.db, scenario_id)
@@ -135,7 +149,7 @@ def _grade_and_store(state: OrchestratorState, scenario_id: str,
     rendered = render(loaded.template, row.details.get("variables", {}))
     evidence_dir = scenario_dir(state, scenario_id) / EVIDENCE_DIR
     results = grade(state.runtime, scenario_id, rendered, evidence_dir)
-    completed_at = datetime.now(UTC)
+    completed_at = completion_time(row.details.get("started_at"), datetime.now(UTC))
     event = build_payload(row, results, reason, _evidence_hashes(evidence_dir), completed_at)
     casts = read_recordings(state.settings.storage_root, scenario_id)
     slog = scenario_log(state.settings.storage_root, scenario_id)

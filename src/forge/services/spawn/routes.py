@@ -158,8 +158,11 @@ async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
             await spawn_state(request).publisher.publish(
                 node_submit_subject(row.node_id), payload(event), msg_id=f"submit-{scenario_id}")
     except BusUnavailable:
-        raise ForgeError("bus_unavailable", 503, "the event bus is unreachable; retry",
-                         headers={"Retry-After": "5"}) from None
+        # The event may have reached the bus before the answer was lost: graded once,
+        # whatever the retry does (its msg_id is the scenario's).
+        raise ForgeError("bus_unavailable", 503, "the event bus did not confirm the "
+                         "submit; it may already be recorded. Retry: a submit is never "
+                         "graded twice", headers={"Retry-After": "5"}) from None
     return {"scenario_id": scenario_id, "status": "grading_requested"}
 
 
