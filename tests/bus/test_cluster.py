@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import socket
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +255,34 @@ async def test_leader_killed_under_traffic_loses_and_doubles_nothing(
     # The killed node comes back, catches up, and the cluster is whole again.
     await asyncio.to_thread(cluster.restart, leader)
     assert cluster.running(leader)
+
+
+def _free_run(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports none of which is bound now."""
+
+    for _ in range(200):
+        base = random.randrange(20000, 30000 - count)
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
+def test_a_cluster_can_be_confined_to_a_port_range(tmp_path: Path) -> None:
+    """`forge up --nats-cluster 3 --nats-port P`: the servers take P..P+8 (client,
+    monitoring and route port of each), so an operator can keep them inside a range
+    (rehearsal CL: they were always picked free, anywhere from 10000 up)."""
+    base = _free_run(9)
+    with NatsCluster(3, tmp_path / "c", base_port=base) as made:
+        assert [node.port for node in made.nodes] == [base, base + 3, base + 6]
+        monitors = [int(node.monitor_url.rsplit(":", 1)[1]) for node in made.nodes]
+        assert monitors == [base + 1, base + 4, base + 7]

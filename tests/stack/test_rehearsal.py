@@ -169,18 +169,24 @@ def test_two_lab_nodes_on_a_three_server_nats_cluster_start_report_and_leave_not
 
 
 @pytest.mark.no_store  # refused before any store is opened (the test asserts nothing started)
-@pytest.mark.parametrize(("args", "flag", "nats_url"), [
-    (("--nodes", "0"), "--nodes", None), (("--nodes", "99"), "--nodes", None),
-    (("--nats-cluster", "2"), "--nats-cluster", None),
-    (("--nodes", "2", "--keep-labs"), "--keep-labs", None),
-    (("--nats-cluster", "3"), "--nats-cluster", "nats://127.0.0.1:4222"),  # external NATS
+@pytest.mark.parametrize(("args", "flag", "extra_env"), [
+    (("--nodes", "0"), "--nodes", {}), (("--nodes", "99"), "--nodes", {}),
+    (("--nats-cluster", "2"), "--nats-cluster", {}),
+    (("--nodes", "2", "--keep-labs"), "--keep-labs", {}),
+    (("--nats-cluster", "3"), "--nats-cluster",
+     {"NATS_URL": "nats://127.0.0.1:4222"}),  # an external NATS
+    (("--nats-cluster", "3", "--nats-port", "65530"), "--nats-port 65530", {}),
+    # A prefix whose derived node prefix is itself: refused before a key or secret is made
+    # (rehearsal CL: it wrote a dev signing key and secrets first).
+    (("--nodes", "2"), "FORGE_RUNTIME_PREFIX=abcn2 collides",
+     {"FORGE_RUNTIME_PREFIX": "abcn2"}),
 ])
 def test_an_impossible_topology_is_refused_by_flag_and_nothing_starts(
-        tmp_path: Path, args: tuple[str, ...], flag: str, nats_url: str | None) -> None:
+        tmp_path: Path, args: tuple[str, ...], flag: str, extra_env: dict[str, str]) -> None:
     storage = tmp_path / "storage"
     ports = some_ports()
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("FORGE_", "NATS_"))}
-    env["NATS_URL"] = nats_url
+    env.update(extra_env)
     result = CliRunner().invoke(forge_cli(), [
         "up", "--storage", str(storage), "--spawn-port", str(ports["spawn"]),
         "--orchestrator-port", str(ports["orchestrator"]), "--scoreboard-port",

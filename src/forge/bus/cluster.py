@@ -69,6 +69,7 @@ class NatsCluster:
         binary: str | Path | None = None,
         exec_prefix: Sequence[str] = (),
         tls: BusTls | None = None,
+        base_port: int | None = None,
     ) -> None:
         if size not in VALID_REPLICAS:
             raise ValueError(f"size: a cluster has 1, 3 or 5 nodes, got {size}")
@@ -89,6 +90,7 @@ class NatsCluster:
         self._binary = binary
         self._exec_prefix = tuple(exec_prefix)
         self._tls = tls
+        self._base_port = base_port
         self.nodes: list[NatsServer] = []
         self._route_ports: list[int] = []
 
@@ -171,7 +173,8 @@ class NatsCluster:
         if not self.nodes:
             if self._root is None:
                 self._root = Path(tempfile.mkdtemp(prefix="forge-nats-cluster-"))
-            ports = _free_ports(3 * self.size)
+            ports = (list(range(self._base_port, self._base_port + 3 * self.size))
+                     if self._base_port else _free_ports(3 * self.size))
             clients, monitors, routes = (ports[i::3] for i in range(3))
             self._route_ports = routes
             for i in range(self.size):

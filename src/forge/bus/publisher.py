@@ -9,6 +9,7 @@ within a bounded time, so the spawn API can answer 503 and persist nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject
 # answer again) before it reports the bus unavailable; a few hundred milliseconds.
 RECONNECT_GRACE_S = 0.75
 RETRY_PAUSE_S = 0.05
+HUNG_PING_S = 1.0  # a live server answers a core ping within this, however busy its JetStream
 _MSG_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}\Z")
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
 
@@ -194,6 +196,13 @@ class Publisher:
                 raise BusUnavailable(
                     f"NATS refused {subject}: the {who} identity may not publish it"
                 ) from exc
+            # A server that hangs (stopped, wedged) keeps its socket open and answers
+            # nothing; the pings notice it only after several intervals, and meanwhile every
+            # publish times out. Leave it now, as the node's heartbeat does, so the next
+            # publish (the learner's retry) reaches a live server of the cluster.
+            if not await self._conn.answers(HUNG_PING_S):
+                with contextlib.suppress(Exception):
+                    await self._conn.move_on()
             raise BusOutcomeUnknown(
                 f"JetStream did not confirm {subject} within {wait:.1f}s") from exc
         except nats.js.errors.NoStreamResponseError as exc:

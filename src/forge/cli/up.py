@@ -30,6 +30,7 @@ from forge.stack.topology import (
     TopologyError,
     check_nats_cluster,
     check_nodes,
+    node_prefixes,
     plan,
 )
 
@@ -222,15 +223,17 @@ def check_flags(nodes: int, nats_cluster: int, nats_port: int,
     except TopologyError as exc:
         console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    if nats_cluster > 1 and nats_port:
-        console.print("forge up: --nats-port applies to the single embedded nats-server; "
-                      "with --nats-cluster the servers' ports are picked free",
-                      markup=False, soft_wrap=True)
+    # With --nats-cluster N, --nats-port is the first of 3*N consecutive ports (client,
+    # monitoring, route per server), so an operator can confine the cluster to a range.
+    if nats_cluster > 1 and nats_port and nats_port + 3 * nats_cluster - 1 > 65535:
+        console.print(f"forge up: --nats-port {nats_port}: a cluster of {nats_cluster} takes "
+                      f"{3 * nats_cluster} ports from it, past 65535", markup=False,
+                      soft_wrap=True)
         raise typer.Exit(2)
     if nodes > 1 and teardown is False:
-        console.print("forge up: --keep-labs needs --nodes 1: until lab nodes own their labs "
-                      "(issue 15 item 3), a node starting again would fail the other nodes' "
-                      "kept labs as lost", markup=False, soft_wrap=True)
+        console.print("forge up: --keep-labs needs --nodes 1: keeping several nodes' labs "
+                      "across a restart is not tested yet (docs/scale-out.md), so they are "
+                      "destroyed on exit", markup=False, soft_wrap=True)
         raise typer.Exit(2)
     return nodes > 1 if teardown is None else teardown
 
@@ -270,13 +273,19 @@ def register(app: typer.Typer) -> None:
         """Start NATS and the services (N lab nodes); print URLs; stop everything on Ctrl-C."""
         teardown = check_flags(nodes, nats_cluster, nats_port, teardown)
 
-        def external_nats(env: dict[str, str]) -> str | None:
+        def refuse_early(env: dict[str, str]) -> str | None:
+            """What stops the start before any key, secret or directory is made."""
             if nats_cluster > 1 and env.get("NATS_URL"):
                 return ("--nats-cluster starts an embedded NATS cluster, but NATS_URL names "
                         "an external NATS; unset one of them")
+            if env.get("FORGE_RUNTIME_PREFIX") and nodes > 1:
+                try:
+                    node_prefixes(env["FORGE_RUNTIME_PREFIX"], nodes)
+                except TopologyError as exc:
+                    return str(exc)
             return None
 
-        env, settings = prepare(env_file, storage, external_nats)
+        env, settings = prepare(env_file, storage, refuse_early)
         try:
             topology = plan(settings.storage_root,
                             {"spawn": spawn_port, "orchestrator": orchestrator_port,

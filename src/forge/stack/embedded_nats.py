@@ -86,7 +86,8 @@ class EmbeddedNats:
             self.members = [Member("nats", server)]
             return
         self.cluster = NatsCluster(self.size, self.root / "nats-cluster", auth=self.auth,
-                                   exec_prefix=exec_prefix(), tls=self.tls)
+                                   exec_prefix=exec_prefix(), tls=self.tls,
+                                   base_port=self.port or None)
         try:
             self.cluster.start()
         except (NatsServerError, ValueError) as exc:

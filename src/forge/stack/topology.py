@@ -138,6 +138,17 @@ class Topology:
                     out.write(dev_secrets.read_bytes())
 
 
+def node_prefixes(base_prefix: str, nodes: int) -> list[str]:
+    """Each node's runtime prefix; TopologyError when two would be the same (checked by
+    `forge up` before it creates anything)."""
+    prefixes = [node_prefix(base_prefix, i) for i in range(1, nodes + 1)]
+    if len(set(prefixes)) != len(prefixes):
+        raise TopologyError(f"FORGE_RUNTIME_PREFIX={base_prefix} collides with the prefix "
+                            f"derived for another node ({', '.join(prefixes)}); choose "
+                            "another prefix")
+    return prefixes
+
+
 def plan(stack_root: Path, ports: Mapping[str, int], *, base_prefix: str = "fg",
          nodes: int = 1, nats_servers: int = 1, separate_storage: bool = False,
          db_url: str | None = None) -> Topology:
@@ -148,11 +159,7 @@ def plan(stack_root: Path, ports: Mapping[str, int], *, base_prefix: str = "fg",
     """
     check_nodes(nodes)
     check_nats_cluster(nats_servers)
-    prefixes = [node_prefix(base_prefix, i) for i in range(1, nodes + 1)]
-    if len(set(prefixes)) != len(prefixes):
-        raise TopologyError(f"FORGE_RUNTIME_PREFIX={base_prefix} collides with the prefix "
-                            f"derived for another node ({', '.join(prefixes)}); choose "
-                            "another prefix")
+    prefixes = node_prefixes(base_prefix, nodes)
     shared: dict[str, str] = {}
     if separate_storage and not db_url:
         shared["FORGE_DB_URL"] = f"sqlite:///{stack_root / 'forge.db'}"
