@@ -10,6 +10,7 @@ the next server. `tests/bus/test_hung_server.py` runs without TLS, so it never s
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,12 @@ import pytest
 
 from forge.bus.cluster import NatsCluster
 from forge.bus.connection import BusConnection
+from forge.bus.consumer import DurableConsumer
 from forge.bus.errors import BusUnavailable
+from forge.bus.events import Event
 from forge.bus.publisher import Publisher
 from forge.bus.replication import forge_streams
+from forge.bus.subjects import DURABLE_ORCHESTRATOR_SUBMIT, SCENARIO_SUBMIT
 from forge.bus.tls import BusTls
 
 from ..support.paused import paused
@@ -74,4 +78,54 @@ async def test_a_publisher_on_a_hung_server_recovers_by_the_next_publish(
             assert ok, "no publish succeeded within 15 s of the server hanging"
             assert pub.connection.server != hung
     finally:
+        await pub.close()
+
+
+async def test_a_consumer_leaves_a_hung_server_and_still_gets_the_next_message(
+        tls_cluster: NatsCluster) -> None:
+    """The scoreboard's side (rehearsal CL): its consumer stayed on a hung server until
+    the pings gave up and the TLS close timed out, so a verdict came about 62 s late.
+    After an empty fetch it now pings the server and leaves one that does not answer
+    (within seconds); the next message then arrives once the cluster has a leader for the
+    stream and the consumer again (bounded here, not timed)."""
+    got: list[bytes] = []
+
+    async def handle(event: Event) -> None:
+        got.append(json.dumps(event.data).encode())
+
+    async def dead(event: Event, error: str) -> None:
+        raise AssertionError(error)
+
+    consumer = DurableConsumer(tls_cluster.url, durable=DURABLE_ORCHESTRATOR_SUBMIT,
+                               subjects=[SCENARIO_SUBMIT], handler=handle,
+                               on_dead_letter=dead, fetch_timeout=1.0,
+                               streams=forge_streams(3),
+                               credentials=tls_cluster.credentials("orchestrator"))
+    pub = Publisher(tls_cluster.url, name="forge-spawn", streams=forge_streams(3),
+                    credentials=tls_cluster.credentials("spawn"))
+    assert await consumer.start(wait=30) and await pub.start(wait=30)
+    conn = consumer.connection
+    assert conn is not None
+    await conn.client().flush(timeout=10)
+    hung = conn.server
+    if pub.connection.server == hung:  # the message must reach a live server
+        assert await pub.connection.move_on()
+        assert await pub.connection.wait_ready(20)
+    try:
+        with paused(server_pid(tls_cluster, hung)):
+            started = time.monotonic()
+            while conn.server in (None, hung):  # left after an empty fetch and a ping
+                assert time.monotonic() - started < 15, "still on the hung server"
+                await asyncio.sleep(0.1)
+            while True:  # the stream's leader may have been the hung server: re-elected
+                try:
+                    await pub.publish(SCENARIO_SUBMIT, {"n": 1}, msg_id="hung-consumer-1")
+                    break
+                except BusUnavailable:
+                    assert time.monotonic() - started < 60, "no publish reached the cluster"
+            while not got:  # bounded: the consumer's own leader may be re-elected first
+                assert time.monotonic() - started < 90, "the message never arrived"
+                await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop(grace=2)
         await pub.close()

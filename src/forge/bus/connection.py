@@ -34,6 +34,10 @@ def may_manage_streams(credentials: BusCredentials | None) -> bool:
     return GRANTS[credentials.identity].manage_streams
 
 
+# A live server answers a core ping within this, however busy its JetStream: one that
+# does not is hung (stopped, wedged), and a client leaves it (`move_on`).
+HUNG_PING_S = 1.0
+
 class BusConnection:
     """One long-lived client that connects in the background and keeps the streams in place."""
 

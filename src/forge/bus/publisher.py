@@ -20,7 +20,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 
-from forge.bus.connection import BusConnection
+from forge.bus.connection import HUNG_PING_S, BusConnection
 from forge.bus.dial import redact_url
 from forge.bus.errors import BusOutcomeUnknown, BusUnavailable
 from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
@@ -31,7 +31,6 @@ from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject
 # answer again) before it reports the bus unavailable; a few hundred milliseconds.
 RECONNECT_GRACE_S = 0.75
 RETRY_PAUSE_S = 0.05
-HUNG_PING_S = 1.0  # a live server answers a core ping within this, however busy its JetStream
 _MSG_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}\Z")
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
 
