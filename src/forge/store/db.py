@@ -9,6 +9,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -50,9 +51,28 @@ _NOT_WAL_LOGGED: set[str] = set()
 _NOT_WAL_GUARD = threading.Lock()
 
 
+WAL_SWITCH_TRIES = 100  # x 50 ms: 5 s, the busy timeout
+
+
+def _journal_mode_wal(cur: Any) -> Any:
+    """``PRAGMA journal_mode=WAL``, tried again while another process switches the same new
+    file: two connections switching at once deadlock (each holds a shared lock and wants
+    the exclusive one), so SQLite answers one "database is locked" at once, without its
+    busy handler. Two workers of `forge serve spawn --workers 2` starting on a new store
+    did that, and the whole service stopped."""
+    for attempt in range(WAL_SWITCH_TRIES):
+        try:
+            return cur.execute("PRAGMA journal_mode=WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_TRIES - 1:
+                raise
+            time.sleep(0.05)
+    return None
+
+
 def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
     cur = dbapi_conn.cursor()
-    found = cur.execute("PRAGMA journal_mode=WAL").fetchone()
+    found = _journal_mode_wal(cur)
     mode = str(found[0] if found else "?").lower()
     record.info["journal_mode"] = mode  # read by `Database` (its read engine's listener)
     if mode not in ("wal", "memory"):
