@@ -99,13 +99,14 @@ async def _learner(request: Request) -> Caller | None:
     return caller if caller is not None and caller.scenario_scope is None else None
 
 
-async def _account(request: Request, caller: Caller, fresh: str | None) -> Response:
-    """The account page; ``fresh``: the new key it shows (its one showing), if any."""
+async def _account(request: Request, caller: Caller, fresh: str | None,
+                   waiting: bool) -> Response:
+    """The account page; ``fresh``: the new key it shows (its one showing), if any;
+    ``waiting``: a key waits to be shown, and the page offers a press to show it."""
     state = spawn_state(request)
     return page("account.html", {
         "title": "Your account", "viewer": await viewer(request), "fresh_key": fresh,
-        # A key waits to be shown: the page offers to show it (a press, never a visit)
-        "key_waiting": fresh is None and bool(request.cookies.get(KEY_COOKIE)),
+        "key_waiting": waiting,
         "keys_allowed": not signs_in_with_provider(request, caller.tenant_id),
         "signin_at": f"{request.base_url}signin",
         "csrf": csrf_token(state.settings, session_value(request) or "")})
@@ -119,7 +120,7 @@ async def account_page(request: Request) -> Response:
     caller = await _learner(request)
     if caller is None:
         return RedirectResponse(signin_url("/account"), status_code=303)
-    return await _account(request, caller, None)
+    return await _account(request, caller, None, bool(request.cookies.get(KEY_COOKIE)))
 
 
 async def _account_form(request: Request, signed_out: str) -> Caller | Response:
@@ -146,7 +147,7 @@ async def show_key(request: Request) -> Response:
     fresh = None
     if request.cookies.get(KEY_COOKIE):
         fresh = await run_in_threadpool(_show_once, request, caller)
-    response = await _account(request, caller, fresh)
+    response = await _account(request, caller, fresh, False)  # shown, or shown before
     response.headers["Cache-Control"] = "no-store"
     clear_cookie(response, request, KEY_COOKIE)
     return response
