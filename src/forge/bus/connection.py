@@ -38,6 +38,7 @@ def may_manage_streams(credentials: BusCredentials | None) -> bool:
 # does not is hung (stopped, wedged), and a client leaves it (`move_on`).
 HUNG_PING_S = 1.0
 
+
 class BusConnection:
     """One long-lived client that connects in the background and keeps the streams in place."""
 
