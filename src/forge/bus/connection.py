@@ -164,6 +164,19 @@ class BusConnection:
         await nc.force_reconnect()
         return True
 
+    async def leave_if_hung(self, timeout: float = HUNG_PING_S) -> bool:
+        """Ping the current server and leave it (``move_on``) if it does not answer within
+        ``timeout`` seconds; True when it was left. For a client that just waited in vain
+        (a publish unconfirmed, a fetch empty, a heartbeat timed out): a hung server would
+        otherwise keep it until the pings give up and the TLS close times out, about a
+        minute."""
+        if await self.answers(timeout):
+            return False
+        try:
+            return await self.move_on()
+        except Exception:  # nats-py reconnects by itself then
+            return False
+
     async def _on_reconnected(self) -> None:
         self._reensure.set()
 

@@ -27,7 +27,7 @@ import nats.errors
 from nats.js import api
 from nats.js.client import JetStreamContext
 
-from forge.bus.connection import HUNG_PING_S, BusConnection
+from forge.bus.connection import BusConnection
 from forge.bus.delivery import DeliveryCounts, MessageSettler, describe_error
 from forge.bus.dial import split_urls
 from forge.bus.errors import BusUnavailable
@@ -346,8 +346,11 @@ class DurableConsumer:
                 self._active.set()  # delivered just after the client stopped waiting
             elif index and 0 not in self._busy:  # idle, and worker 0 is there to fetch
                 self._active.clear()
-            if index == 0:
-                await self._leave_if_hung(conn)
+            if index == 0 and await conn.leave_if_hung():
+                # Its server answered no ping: verdicts would wait about a minute on a hung
+                # cluster server (rehearsal CL); the next fetch goes to a live one.
+                log.warning("consumer %s: its NATS server does not answer; moved to another",
+                            self.durable)
             await self._maybe_refresh(idle=True)
             return
         except asyncio.CancelledError:
@@ -371,18 +374,6 @@ class DurableConsumer:
             finally:
                 self._busy.discard(index)
         await self._maybe_refresh(idle=False)
-
-    async def _leave_if_hung(self, conn: BusConnection) -> None:
-        """After an empty fetch, whether the server still answers a ping: one that hangs
-        (stopped, wedged) keeps the socket open and answers nothing, and the pings notice
-        only after several intervals (about a minute over TLS), so verdicts waited that
-        long on a cluster (rehearsal CL). Such a server is left for a live one now."""
-        if not conn.ready or await conn.answers(HUNG_PING_S):
-            return  # reconnecting already (nats-py's own), or alive
-        log.warning("consumer %s: its NATS server does not answer; moving to another",
-                    self.durable)
-        with contextlib.suppress(Exception):
-            await conn.move_on()
 
     async def _maybe_refresh(self, *, idle: bool) -> None:
         if time.monotonic() - self._info_at >= (IDLE_REFRESH_S if idle else 2.0):

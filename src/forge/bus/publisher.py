@@ -9,7 +9,6 @@ within a bounded time, so the spawn API can answer 503 and persist nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 
-from forge.bus.connection import HUNG_PING_S, BusConnection
+from forge.bus.connection import BusConnection
 from forge.bus.dial import redact_url
 from forge.bus.errors import BusOutcomeUnknown, BusUnavailable
 from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
@@ -199,9 +198,7 @@ class Publisher:
             # nothing; the pings notice it only after several intervals, and meanwhile every
             # publish times out. Leave it now, as the node's heartbeat does, so the next
             # publish (the learner's retry) reaches a live server of the cluster.
-            if not await self._conn.answers(HUNG_PING_S):
-                with contextlib.suppress(Exception):
-                    await self._conn.move_on()
+            await self._conn.leave_if_hung()
             raise BusOutcomeUnknown(
                 f"JetStream did not confirm {subject} within {wait:.1f}s") from exc
         except nats.js.errors.NoStreamResponseError as exc:

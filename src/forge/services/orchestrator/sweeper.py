@@ -176,8 +176,7 @@ async def run_heartbeats(state: OrchestratorState) -> None:
                 # Only from a server that answers nothing: a JetStream request that timed
                 # out on a live server (lost quorum, a leader election) is not its fault.
                 if isinstance(exc, TimeoutError) and node.bus is not None \
-                        and not await node.bus.answers(state.settings.node_grace_s / 8) \
-                        and await node.bus.move_on():
+                        and await node.bus.leave_if_hung(state.settings.node_grace_s / 8):
                     log.warning("node heartbeat: its server answered nothing; moved on to "
                                 "the next server of the cluster")
                     if await node.bus.wait_ready(MOVED_ON_WAIT_S):
