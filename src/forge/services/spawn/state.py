@@ -58,6 +58,12 @@ class SpawnState:
         """Tracks that some plan offers and a loaded template serves."""
         return tuple(t for t in self.catalog.tracks if t in self.track_templates)
 
+    def lab_title(self, template_id: str, fallback: str) -> str:
+        """What a learner calls lab `template_id`: its catalog title, else `fallback` (a
+        template no longer loaded)."""
+        facts = self.templates.get(template_id)
+        return facts.entry.title if facts is not None else fallback
+
     def plans_for(self, template_id: str) -> tuple[str, ...]:
         """The plans whose learners may start lab `template_id` (none for an unknown one):
         an assignment does not unlock a lab, so one no plan includes is startable by

@@ -87,7 +87,7 @@ async def tracks_page(request: Request) -> Response:
         "teaches": role != LEARNER,  # a link to /teach for instructors and operators
         "viewer": await viewer(request),
         "groups": grouped(state, ent.plan),
-        "titles": {name: facts.entry.title for name, facts in state.templates.items()},
+        "lab_title": state.lab_title,
         "recent": await run_in_threadpool(_recent, request, caller),
         "assignments": startable(state, await run_in_threadpool(
             my_assignments, state.ctx.db, caller.tenant_id, caller.subject)),

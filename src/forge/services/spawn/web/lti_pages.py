@@ -300,8 +300,7 @@ async def assignment_page(assignment_id: str, request: Request) -> Response:
                                     caller.subject, assignment_id)
     if found is None:
         return refusal(request, 404, "This assignment is not one of yours.")
-    facts = state.templates.get(found["template_id"])
-    lab_title = facts.entry.title if facts is not None else found["template_id"]
+    lab_title = state.lab_title(found["template_id"], found["template_id"])
     return page("lti_assignment.html", {
         "title": f"Assignment: {lab_title}", "viewer": await viewer(request),
         "a": found, "lab_title": lab_title, "track": _track_of(request, found["template_id"]),
