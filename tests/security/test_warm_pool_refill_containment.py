@@ -27,6 +27,7 @@ from forge.runtime.local.reconcile import init_pid
 from tests.runtime.helpers import leftovers
 
 from ..support.prefixes import runtime_prefix
+from ..support.proc import alive
 
 
 def missing_image(name: str) -> str:
@@ -74,15 +75,6 @@ def test_a_pool_that_cannot_be_built_does_not_starve_the_others(
     assert leftovers(rt.names.prefix, str(tmp_path)) == []
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie waiting for its reaper does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_pool_lab_that_died_before_its_claim_gives_way_to_a_fresh_lab(
         runtime: LocalRuntime, tmp_path: Path) -> None:
     rt = runtime
@@ -96,7 +88,7 @@ def test_a_pool_lab_that_died_before_its_claim_gives_way_to_a_fresh_lab(
     pid = init_pid(rt.names, dead, "box")
     os.kill(pid, signal.SIGKILL)
     end = time.monotonic() + 10  # a kill is delivered, not done, when os.kill returns
-    while _alive(pid):
+    while alive(pid):
         assert time.monotonic() < end, "the killed init is still running"
         time.sleep(0.02)
     scenario = "scn-00000000000000a7"

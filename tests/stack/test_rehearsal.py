@@ -27,7 +27,8 @@ from forge.stack.topology import node_prefix
 
 from ..conftest import TEMPLATE_FIXTURES
 from ..support.prefixes import runtime_prefix
-from .test_up import Up, alive, bound, pids_of, some_ports, wait_for
+from ..support.proc import alive
+from .test_up import Up, bound, pids_of, some_ports, wait_for
 
 NODE_ROW = re.compile(r"^\s*(\S+)\s+(node-\d)\s+(http://\S+)\s+yes\s", re.M)
 NATS_ROW = re.compile(r"^\s*(nats-\d)\s+(tls://\S+)\s+yes\s", re.M)

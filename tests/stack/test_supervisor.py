@@ -16,7 +16,8 @@ from forge.stack.lock import StorageLock, StorageLocked
 from forge.stack.supervisor import STABLE_S, Child, Supervisor
 
 from ..live_server import live_server
-from .test_up import alive, wait_for
+from ..support.proc import alive
+from .test_up import wait_for
 
 
 class Clock:

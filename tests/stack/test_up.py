@@ -21,6 +21,7 @@ from forge.runtime.local import LocalRuntime
 from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import distinct_ports, free_port
 from ..support.prefixes import runtime_prefix
+from ..support.proc import alive
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
@@ -126,15 +127,6 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the supervisor itself
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie (an orphan reaped late still counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 class Up:
     """One `forge up` subprocess with its stderr collected line by line."""
 

@@ -14,3 +14,14 @@ def machine_cmdlines() -> dict[int, bytes]:
             with contextlib.suppress(OSError), open(f"/proc/{name}/cmdline", "rb") as fh:
                 out[int(name)] = fh.read()
     return out
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan reaped late still counts as gone;
+    so does one reaped between opening its stat file and reading it, ESRCH)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
