@@ -4,6 +4,7 @@ the pid it started, the storage lock, the parent-death guard (real processes, fa
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,9 @@ from fastapi import FastAPI
 
 from forge.stack.deathsig import exec_prefix
 from forge.stack.lock import StorageLock, StorageLocked
-from forge.stack.supervisor import STABLE_S, Child, Supervisor
+from forge.stack.supervisor import HUNG_S, READY_RECHECK_S, STABLE_S, Child, Supervisor
 
-from ..live_server import live_server
+from ..live_server import distinct_ports, live_server
 from ..support.proc import alive
 from .test_up import wait_for
 
@@ -213,3 +214,85 @@ def test_deathsig_child_dies_with_its_parent_even_on_kill_9() -> None:
     parent.kill()
     parent.wait()
     wait_for(lambda: not alive(child), 5, "the child killed with its parent")
+
+
+SERVICE = """
+import http.server, json, os, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        healthz = self.path == "/healthz"
+        ok = healthz or os.environ["STATE"] == "ready"
+        body = json.dumps({"pid": os.getpid()} if healthz else {"status": "x"}).encode()
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+class ScriptSupervisor(Supervisor):
+    """The real poll loop and HTTP probes over a small real HTTP service per child."""
+
+    state = "ready"
+
+    def _spawn(self, child: Child) -> None:
+        child.proc = subprocess.Popen([sys.executable, "-c", SERVICE, str(child.port)],
+                                      env={**os.environ, "STATE": self.state},
+                                      start_new_session=True)
+
+
+def answering_supervisor(tmp_path: Path, state: str, clock: Clock,
+                         reports: list[str]) -> tuple[ScriptSupervisor, Child]:
+    (port,) = distinct_ports(1)
+    sup = ScriptSupervisor({}, tmp_path, report=reports.append, clock=clock,
+                           probe_timeout_s=0.5)
+    sup.state = state
+    child = sup.children["spawn"] = Child("spawn", port, tmp_path / "spawn.log")
+    sup.poll()
+    wait_for(lambda: sup.poll() and child.answering is child.proc, 30, "the service answers")
+    return sup, child
+
+
+def test_a_service_that_stops_answering_is_killed_and_restarted(tmp_path: Path) -> None:
+    """A hung service (here: stopped) holds its port and answers nothing; `forge up` kills
+    it after HUNG_S of silence and starts a new one, and says so."""
+    clock, reports = Clock(), []
+    sup, child = answering_supervisor(tmp_path, "ready", clock, reports)
+    try:
+        hung = child.proc
+        assert hung is not None and child.ready
+        os.kill(hung.pid, signal.SIGSTOP)
+        clock.now += READY_RECHECK_S  # the next readiness recheck gets no answer
+        assert sup.poll() == {"spawn": False} and child.proc is hung
+        clock.now += sup.hung_after_s - 1
+        sup.poll()
+        assert child.proc is hung and not reports  # silent, but not yet for HUNG_S
+        clock.now += 1
+        sup.poll()
+        assert child.proc is None and hung.poll() is not None
+        assert f"spawn (pid {hung.pid}) answered nothing for {HUNG_S:.0f}s (hung); killed it; " \
+               "restarting in 1s (restart #1)" in reports[0]
+        clock.now = child.next_start
+        wait_for(lambda: sup.poll() == {"spawn": True}, 30, "the restarted service")
+        assert child.proc is not None and child.proc.pid != hung.pid
+    finally:
+        sup.stop()
+
+
+def test_a_service_that_answers_not_ready_is_not_killed(tmp_path: Path) -> None:
+    """Not ready (a dependency down) is an answer: the service is left running however long."""
+    clock, reports = Clock(), []
+    sup, child = answering_supervisor(tmp_path, "waiting", clock, reports)
+    try:
+        first = child.proc
+        clock.now += 10 * HUNG_S
+        assert sup.poll() == {"spawn": False}
+        assert child.proc is first and child.silent_since is None and not reports
+    finally:
+        sup.stop()

@@ -7,8 +7,11 @@ refuses no connection and no other process can answer on our ports. Each child (
 and nats-server) is exec'd through a parent-death guard, so it dies with the supervisor even
 on `kill -9`. A child that dies is restarted with back-off and reported; the back-off resets
 once it has been ready for STABLE_S. A service counts as ready only when the process that
-answers `/healthz` is the one we started. Start and poll from one long-lived thread (the
-parent-death signal follows the thread that spawned the child).
+answers `/healthz` is the one we started. One that has answered and then answers nothing at
+all (no status, only time-outs) for HUNG_S is hung: it is killed and restarted like a crash
+(a service that answers "not ready" is never killed: that is a dependency, not a hang).
+Start and poll from one long-lived thread (the parent-death signal follows the thread that
+spawned the child).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ STABLE_S = 60.0
 # poll): polling every service's /healthz and /readyz twice a second cost `forge up` 16 % of
 # a core and every service a readiness run per poll while idle.
 READY_RECHECK_S = 5.0
+HUNG_S = 30.0
 
 
 class StartRefused(Exception):
@@ -78,6 +82,7 @@ class Child:
     # The process whose /healthz gave its own pid: the listening socket is ours and handed
     # only to it, so until it is replaced its answers need no second proof.
     answering: subprocess.Popen[bytes] | None = None
+    silent_since: float | None = None  # first of an unbroken run of unanswered checks
 
     def exited(self, code: int | None, now: float) -> float:
         """Record a death (or failed start); return the back-off before the next start."""
@@ -119,6 +124,8 @@ class Supervisor:
     lock: StorageLock | None = None
     topology: Topology | None = None  # default: today's three services, one node
     nats: EmbeddedNats | None = None
+    hung_after_s: float = HUNG_S
+    probe_timeout_s: float = 5.0
     _http: httpx.Client | None = field(default=None, repr=False)
 
     @property
@@ -243,7 +250,26 @@ class Supervisor:
             if child.proc is None and now >= child.next_start:
                 self._spawn(child)
             child.observe(self._still_ready(child, now), now)
+            silent = child.silent_since
+            if child.proc is not None and silent is not None \
+                    and now - silent >= self.hung_after_s:
+                self._kill_hung(child, now - silent, now)
         return {name: c.ready for name, c in self.children.items()}
+
+    def _kill_hung(self, child: Child, silent_s: float, now: float) -> None:
+        """Kill a service that has answered nothing for `silent_s` and schedule its restart
+        (with the back-off a crash gets, so a service that hangs at once does not spin)."""
+        proc = child.proc
+        assert proc is not None
+        _signal_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        child.proc = None
+        child.silent_since = None
+        delay = child.exited(proc.returncode, now)
+        self.report(f"{child.name} (pid {proc.pid}) answered nothing for {silent_s:.0f}s "
+                    f"(hung); killed it; restarting in {delay:.0f}s (restart "
+                    f"#{child.restarts}); log: {child.log_path}")
 
     def _still_ready(self, child: Child, now: float) -> bool:
         """Readiness, asked over HTTP unless the same process was found ready less than
@@ -269,13 +295,20 @@ class Supervisor:
         base = self.url(child.name)
         try:
             if child.answering is not child.proc:
+                child.silent_since = None  # a new process is not hung while it starts up
                 health = self.http.get(f"{base}/healthz", timeout=2)
                 if health.status_code != 200 or health.json().get("pid") != child.proc.pid:
                     return False
                 child.answering = child.proc
-            return self.http.get(f"{base}/readyz", timeout=5).status_code == 200
+            ready = self.http.get(f"{base}/readyz", timeout=self.probe_timeout_s)
+        except httpx.TimeoutException:
+            if child.answering is child.proc and child.silent_since is None:
+                child.silent_since = self.clock()
+            return False
         except (httpx.HTTPError, ValueError, AttributeError):
             return False
+        child.silent_since = None
+        return ready.status_code == 200
 
     def why_not_ready(self, name: str, operator_token: str) -> str:
         """Why service ``name`` is not ready, for the operator: its failed readiness checks
