@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,11 +142,37 @@ class EntitlementsFileError(Exception):
     message names the file and the fault, never its content."""
 
 
+# The last file read and its grants, keyed by what stat says of it: every spawn without a
+# grant in the store and every readiness check asks the file, which may be megabytes. A
+# rewrite (new inode, size or mtime) is read afresh, so a revoke takes effect at once. A file
+# changed in the last two seconds is not kept: two writes of the same size within one tick of
+# the file system's clock would leave the same stat behind.
+_SETTLED_NS = 2_000_000_000
+_last_read: tuple[tuple[str, int, int, int, int], list[dict[str, object]]] | None = None
+
+
 def read_file_grants(path: Path) -> list[dict[str, object]]:
     """The grants of the optional JSON source, checked: {"grants": [{"tenant_id",
     "subject"?, "plan"}]}; EntitlementsFileError naming what is wrong otherwise."""
-    if not path.exists():
-        raise EntitlementsFileError(f"entitlements file {path} is missing")
+    global _last_read
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise EntitlementsFileError(f"entitlements file {path} is missing") from None
+    except OSError as exc:
+        raise EntitlementsFileError(
+            f"entitlements file {path} cannot be read ({exc.strerror})") from None
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    last = _last_read
+    if last is not None and last[0] == key:
+        return last[1]
+    grants = _parse_file_grants(path)
+    if time.time_ns() - st.st_mtime_ns > _SETTLED_NS:
+        _last_read = (key, grants)
+    return grants
+
+
+def _parse_file_grants(path: Path) -> list[dict[str, object]]:
     try:
         data = json.loads(read_bounded_text(path, MAX_GRANTS_FILE_BYTES,
                                             what="entitlements file"))
