@@ -75,6 +75,12 @@ def v2_limit_values(limits: Limits) -> dict[str, str]:
             "pids.max": str(limits.pids), "cpu.max": f"{quota} {CPU_PERIOD_US}"}
 
 
+def v1_tcp_limit(limits: Limits) -> int:
+    """Bytes of socket buffers a lab may hold under cgroup v1: a quarter of its memory
+    (at least 4 MiB), beside the memory limit, so a lab holds at most 1.25 times it."""
+    return max(4 << 20, limits.memory_mb * 1024 * 1024 // 4)
+
+
 LIMIT_FILES_V2 = tuple(v2_limit_values(Limits()))
 INNER_LIMIT_FILES_V2 = frozenset({"pids.max"})  # what a host's v2 cgroup holds (``_limit``)
 
@@ -168,6 +174,12 @@ class Cgroups:
             memory = os.path.join(self.root, "memory", *parts)
             write_control(os.path.join(memory, "memory.limit_in_bytes"), str(mem))
             _write_optional(os.path.join(memory, "memory.memsw.limit_in_bytes"), str(mem))
+            # v1 charges socket buffers to a counter of their own, unlimited unless set (v2
+            # charges them to memory.max): without it one lab queuing data on its own TCP
+            # connections could take the machine's whole tcp_mem, and every connection of
+            # the machine (services, other labs) with it.
+            _write_optional(os.path.join(memory, "memory.kmem.tcp.limit_in_bytes"),
+                            str(v1_tcp_limit(limits)))
             # Only the quota: the period of a cgroup just made is the kernel's fixed
             # default, CPU_PERIOD_US (tests/runtime/test_limits.py checks it).
             write_control(os.path.join(self.root, "cpu", *parts, "cpu.cfs_quota_us"), str(quota))
