@@ -275,3 +275,38 @@ def test_a_roster_names_every_bad_line_and_reads_common_exports() -> None:
     with pytest.raises(ForgeError) as unnamed:  # several columns, none named: which one?
         parse_roster(b"Lea,lea\n")
     assert "expected one column" in unnamed.value.message
+
+
+@pytest.mark.parametrize("header", ["Username", "E-mail", "Email Address", "ID", "user_id",
+                                    "Student"])
+def test_a_one_column_rosters_usual_header_is_not_enrolled(header: str) -> None:
+    """An outside pass: a first line `Username` or `E-mail` was enrolled as a learner of
+    that name, and the class read "Started x of 201"."""
+    assert parse_roster(f"{header}\nlea@x.org\nleo@x.org\n".encode()) == ["lea@x.org",
+                                                                          "leo@x.org"]
+
+
+def test_a_roster_header_is_read_by_its_most_telling_column() -> None:
+    assert parse_roster(b"Username,Email\nlea,lea@x.org\n") == ["lea@x.org"]
+    assert parse_roster(b"Student ID,Name,Subject\n17,Lea,lea\n") == ["lea"]
+    with pytest.raises(ForgeError, match="expected one column"):  # two of a rank: unsure
+        parse_roster(b"Email,E-mail address\nlea@x.org,lea@y.org\n")
+
+
+def test_one_learner_twice_in_other_letter_case_is_refused_naming_both_lines() -> None:
+    """Account ids are case-sensitive: `stu002@uni.edu` and `STU002@UNI.EDU` became two
+    learners, one of them a phantom that never starts."""
+    with pytest.raises(ForgeError) as exc:
+        parse_roster(b"email\nstu001@uni.edu\nstu002@uni.edu\nSTU002@UNI.EDU\n")
+    assert exc.value.code == "csv_invalid"
+    assert exc.value.details == [{"field": "file", "line": 4, "problem":
+                                  '"STU002@UNI.EDU" is line 3\'s "stu002@uni.edu" in other '
+                                  "letter case: account ids are case-sensitive, keep the one "
+                                  "spelled like the learner's account"}]
+
+
+def test_an_unclosed_quote_is_a_bad_line_not_a_learner() -> None:
+    with pytest.raises(ForgeError) as exc:
+        parse_roster(b'lea\n"unterminated\n')
+    assert exc.value.details[0]["line"] == 2
+    assert "an unclosed quote" in exc.value.message

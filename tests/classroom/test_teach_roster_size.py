@@ -42,6 +42,14 @@ def test_a_class_of_200_fits_the_roster_box(make_spawn: MakeSpawn) -> None:  # n
                          data={"csrf": _csrf(c, "/teach"), "roster": too_many})
         assert refused.status_code in (400, 413, 422), refused.text
         assert "2000" in refused.text or "2,000" in refused.text, refused.text
+        # Past 256 KiB: said on the form, the pasted text kept there to cut in parts (it
+        # was a bare error page, "roster: must be text of at most 262144 characters").
+        huge = "\n".join(f"student.number{i:05d}@school.example" for i in range(9000))
+        over = c.post(f"/teach/cohorts/{a}/roster", headers=origin,
+                      data={"csrf": _csrf(c, "/teach"), "roster": huge})
+        assert over.status_code == 422, over.text
+        assert "more than 256 KiB (about 2,000 learners); paste it in parts" in over.text
+        assert "student.number08999@school.example" in over.text
         long_name = c.post("/teach/cohorts", headers=origin,
                            data={"csrf": _csrf(c, "/teach"), "name": "x" * 5000})
         assert "at most 4096 characters" in long_name.text

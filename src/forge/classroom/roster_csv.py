@@ -14,7 +14,12 @@ MAX_BYTES = 256 * 1024
 MAX_ROWS = 2000
 # The subject format of forge.identity.names (an account id, an e-mail, an IdP `sub`).
 SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}\Z")
-HEADERS = ("subject", "email", "learner")
+# Header names of the learners' column, as spreadsheets and LMS exports spell them (case,
+# spaces, dashes and underscores aside), most telling first: with several in one header the
+# earliest wins ("Username,Email" is read by Email); two of one rank are ambiguous.
+HEADER_RANKS = ({"subject", "learner"}, {"email", "emailaddress", "mail"},
+                {"username", "user", "userid", "login", "account", "accountid"},
+                {"id", "student", "studentid"})
 SHOWN = 40  # characters of a bad cell quoted in the answer
 HIDDEN = ("Zl", "Zp")  # line and paragraph separators; every C* category is hidden too
 
@@ -28,11 +33,19 @@ class _BadLine(Exception):
         self.problem = problem
 
 
+def header_rank(cell: str) -> int | None:
+    """The rank in HEADER_RANKS of a header cell naming the learners' column, if it does."""
+    key = "".join(ch for ch in cell.lower() if ch.isalnum())
+    return next((rank for rank, names in enumerate(HEADER_RANKS) if key in names), None)
+
+
 def _header(cells: list[str]) -> tuple[int, int] | None:
     """(the column of the learners, how many columns) when ``cells`` (the first line) is a
-    header naming it (`subject`, `email` or `learner`, once): an LMS or spreadsheet export
+    header naming it (`HEADER_RANKS`, the best rank once): an LMS or spreadsheet export
     with a name column beside it is then read by that column alone."""
-    named = [i for i, c in enumerate(cells) if c.strip().lower() in HEADERS]
+    ranked = [(rank, i) for i, c in enumerate(cells) if (rank := header_rank(c)) is not None]
+    best = min((rank for rank, _ in ranked), default=None)
+    named = [i for rank, i in ranked if rank == best]
     width = len(cells)
     while width and not cells[width - 1].strip():
         width -= 1
@@ -40,7 +53,7 @@ def _header(cells: list[str]) -> tuple[int, int] | None:
 
 
 def _take(number: int, row: list[str], header: tuple[int, int] | None,
-          subjects: list[str]) -> None:
+          subjects: list[tuple[int, str]]) -> None:
     """Add line `number`'s learner to `subjects` (a blank line or the header adds none):
     the one cell of the line, or the cell of the header's column. A line of more filled
     cells than the header has columns (an unquoted comma in a name shifts the learner's
@@ -67,12 +80,12 @@ def _take(number: int, row: list[str], header: tuple[int, int] | None,
         raise _BadLine(number, "expected one column (the learner's account id), got "
                                f"{_shown(','.join(cells))}")
     value = cells[0]
-    if number == 1 and value.lower() in HEADERS:
-        return
+    if number == 1 and header_rank(value) is not None:
+        return  # a one-column file's header (`Username`, `E-mail`…), not a learner
     if not SUBJECT_RE.match(value):
         raise _BadLine(number, f"{_shown(value)} is not an account id (letters, digits and "
                                ". _ @ : -, at most 128 characters)")
-    subjects.append(value)
+    subjects.append((number, value))
 
 
 def _delimiter(text: str) -> str:
@@ -134,7 +147,7 @@ def parse_roster(data: bytes) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise _bad(1, "the file is not UTF-8 text") from None
-    subjects: list[str] = []
+    subjects: list[tuple[int, str]] = []  # (line, subject)
     bad: list[_BadLine] = []  # the first MAX_LINES_SHOWN of `count` bad lines
     count = 0
 
@@ -147,7 +160,9 @@ def parse_roster(data: bytes) -> list[str]:
     header: tuple[int, int] | None = None
     # newline="": the csv module then reads CR, LF and CRLF line ends alike (an old Mac
     # export ends lines with CR alone).
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    # strict: an unclosed quote is an error, not a learner named after the rest of the file.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text),
+                        strict=True)
     try:
         for row in reader:
             if reader.line_num == 1 and len(row) > 1:
@@ -161,8 +176,15 @@ def parse_roster(data: bytes) -> list[str]:
     except csv.Error:  # an unclosed quote, a NUL, a field over the module's size limit
         note(_BadLine(reader.line_num, "not a CSV line (an unclosed quote, a NUL character "
                                "or a field far longer than an account id)"))
+    first_of: dict[str, tuple[int, str]] = {}
+    for number, subject in subjects:
+        seen = first_of.setdefault(subject.casefold(), (number, subject))
+        if seen[1] != subject:
+            note(_BadLine(number, f"{_shown(subject)} is line {seen[0]}'s {_shown(seen[1])} "
+                                  "in other letter case: account ids are case-sensitive, "
+                                  "keep the one spelled like the learner's account"))
     if bad:
-        raise _all_bad(bad, count)
+        raise _all_bad(sorted(bad, key=lambda b: b.line), count)
     if not subjects:
         raise _bad(1, "no learner in the file")
-    return list(dict.fromkeys(subjects))
+    return list(dict.fromkeys(subject for _, subject in subjects))

@@ -184,11 +184,18 @@ async def roster(cohort_id: str, request: Request) -> Response:
     async def act(who: Manager, form: dict[str, str]) -> Response:
         db = spawn_state(request).ctx.db
 
+        data = form.get("roster", "").encode()
+        if len(data) > ROSTER_MAX_BYTES:  # said on the form, the pasted text kept in it
+            raise ForgeError("csv_too_large", 422,
+                             f"roster: the pasted roster is {len(data) // 1024} KiB, more "
+                             f"than {ROSTER_MAX_BYTES // 1024} KiB (about 2,000 learners); "
+                             "paste it in parts", [{"field": "roster",
+                                                    "limit_bytes": ROSTER_MAX_BYTES}])
+
         def enrol() -> cohorts.Enrolled:
             with db.read() as sess:
                 cohorts.managed_cohort(sess, who, cohort_id)
-            return cohorts.enrol_subjects(
-                db, who, cohort_id, parse_roster(form.get("roster", "").encode()), via="csv")
+            return cohorts.enrol_subjects(db, who, cohort_id, parse_roster(data), via="csv")
         done = await run_in_threadpool(enrol)
         notice = f"{done.added} learner{'' if done.added == 1 else 's'} newly enrolled."
         if done.instructors:
@@ -198,9 +205,10 @@ async def roster(cohort_id: str, request: Request) -> Response:
                        + (f" and {more} more" if more > 0 else "") + ".")
         return back_to_teach(request, spawn_state(request).settings, who,
                              teach_page_of(form), notice)
-    # As much as the API takes (``roster_csv``: 2,000 lines, 256 KiB): a class of 200 with
-    # e-mail addresses for ids is ~7,000 characters.
-    return await _post(request, act, long={"roster": ROSTER_MAX_BYTES})
+    # The API takes 256 KiB (``roster_csv``: 2,000 lines; a class of 200 with e-mail
+    # addresses for ids is ~7,000 characters); the field is read up to the body's limit so
+    # a longer paste is refused on the form, with its text, not on a bare error page.
+    return await _post(request, act, long={"roster": 4 * ROSTER_MAX_BYTES})
 
 
 @router.post("/teach/cohorts/{cohort_id}/assignments")
