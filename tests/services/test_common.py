@@ -243,3 +243,20 @@ def test_access_log_has_request_id_and_no_query(
     lines = [r for r in caplog.records if r.name == "forge.access"]
     assert lines and all("eyJsecret" not in r.getMessage() for r in lines)
     assert any(r.getMessage() == "GET /readyz 200" for r in lines)
+
+
+def test_json_answers_are_not_stored_nor_sniffed(service_client: TestClient) -> None:
+    """A receipt (30 days) or an access link travels in a JSON answer: a shared browser or
+    a proxy must not keep it."""
+    for path in ("/healthz", "/no-such-route"):
+        resp = service_client.get(path)
+        assert resp.headers["content-type"].startswith("application/json")
+        assert resp.headers["cache-control"] == "no-store"
+        assert resp.headers["x-content-type-options"] == "nosniff"
+
+
+def test_no_script_pages_from_a_cdn(service_client: TestClient) -> None:
+    """FastAPI's /docs and /redoc load their scripts from a public CDN without an integrity
+    hash, on the learner UI's origin: not served."""
+    for path in ("/docs", "/redoc"):
+        assert service_client.get(path).status_code == 404

@@ -147,8 +147,11 @@ def create_app(ctx: ServiceContext) -> FastAPI:
                 await hook()
             ctx.db.dispose()
 
+    # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from a public CDN with
+    # no integrity hash, on the origin of the learner UI and /ops, where the session and
+    # operator cookies apply. /openapi.json (data, no script) stays.
     app = FastAPI(title=f"FrostGate Forge {ctx.name}", version=__version__, lifespan=lifespan,
-                  **_NO_OTEL)
+                  docs_url=None, redoc_url=None, **_NO_OTEL)
     app.state.ctx = ctx
     install_error_handlers(app)
     install_openapi(app)

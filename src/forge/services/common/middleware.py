@@ -23,6 +23,20 @@ def _route_label(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
+def api_answer_headers(headers: list[Any]) -> None:
+    """A JSON answer is never stored by a browser or proxy (receipts, access links and
+    tokens travel in them) nor sniffed as another type: `no-store` and `nosniff` unless
+    the route set its own. Pages set theirs (``web.security``); static files stay
+    cacheable."""
+    names = {bytes(k).lower(): bytes(v) for k, v in headers}
+    if not names.get(b"content-type", b"").startswith(b"application/json"):
+        return
+    if b"cache-control" not in names:
+        headers.append((b"cache-control", b"no-store"))
+    if b"x-content-type-options" not in names:
+        headers.append((b"x-content-type-options", b"nosniff"))
+
+
 class RequestContextMiddleware:
     """Takes `x-request-id` (or makes one), echoes it, logs and measures every request."""
 
@@ -51,6 +65,7 @@ class RequestContextMiddleware:
                 status = int(message["status"])
                 headers: list[Any] = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
+                api_answer_headers(headers)
                 message["headers"] = headers
             await send(message)
 
