@@ -97,7 +97,12 @@ def test_a_hosts_cpu_is_held_to_its_labs_quota(
     victim, bystander = two_labs
     before = _throttled(rt, victim), _throttled(rt, bystander)
     spin = "for i in 1 2; do timeout 2 sh -c 'while :; do :; done' & done; wait"
-    sh(rt, victim, "box", spin, timeout=20)
+    # On a machine busy with other work two loops may get under half a CPU in 2 s and
+    # never reach the quota: spun again, a few times at most, until they do.
+    for _ in range(5):
+        sh(rt, victim, "box", spin, timeout=20)
+        if _throttled(rt, victim) > before[0]:
+            break
     assert _throttled(rt, victim) > before[0]
     assert _throttled(rt, bystander) == before[1]
 
