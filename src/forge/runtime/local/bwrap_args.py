@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 from forge.runtime.local.host_dirs import DATA_BINDS, LAB_ETC_FILES, HostPaths
+from forge.runtime.local.host_ptys import host_ptys_args
 from forge.runtime.local.machine_etc import machine_etc_args
 from forge.runtime.local.rootfs import image_root_args, merged_root, run_dir_args
 from forge.runtime.local.service_signals import service_prefix
@@ -191,6 +192,7 @@ def bwrap_argv(
     # short-lived one, inside the lab's namespaces) as its parent's, and die at random.
     root = merged_root(paths.data_dir) if image else rootfs
     argv += system_args(root, paths.etc_dir, image, writable=True)
+    argv += host_ptys_args(paths.data_dir)
     for target, sub in DATA_BINDS.items():
         argv += ["--bind", os.path.join(paths.data_dir, sub), target]
     argv += readonly_seed_args(paths.host_dir)

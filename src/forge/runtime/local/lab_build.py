@@ -22,6 +22,7 @@ from forge.runtime.local.bwrap_args import host_env
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.disk import mount_lab_disk
 from forge.runtime.local.host_dirs import host_paths, seed_host_dir, write_identity
+from forge.runtime.local.host_ptys import mount_host_ptys
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.machine_etc import mount_etc
 from forge.runtime.local.netns import create_host_netns
@@ -174,6 +175,7 @@ class LabBuilder:
         paths = host_paths(self.names, lab_id, name)
         rootfs, image = root
         seed_host_dir(paths, host, uid)
+        mount_host_ptys(paths.data_dir)
         if image:
             merged = mount_image_root(name, rootfs, paths.data_dir)
             make_ssh_host_keys(merged, uid)
