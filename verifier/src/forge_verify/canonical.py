@@ -123,8 +123,18 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number as float; one too large for a float (1e999 reads as inf) is refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise CanonicalJSONError(f"number {text[:20]!r} is too large")
+    return value
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse JSON strictly: UTF-8 only, no NaN/Infinity, no duplicate keys."""
+    """Parse JSON strictly: UTF-8 only, no NaN/Infinity (nor numbers overflowing to them), no
+    duplicate keys. Every failure is a CanonicalJSONError in plain words, never a bare
+    ValueError or RecursionError, so callers name the file instead of showing a traceback."""
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -134,12 +144,17 @@ def loads(data: bytes | str) -> Any:
         text = data
     try:
         return json.loads(
-            text, parse_constant=_reject_constant, object_pairs_hook=_unique_pairs
+            text, parse_constant=_reject_constant, object_pairs_hook=_unique_pairs,
+            parse_float=_finite_float,
         )
+    except CanonicalJSONError:
+        raise
     except json.JSONDecodeError as exc:
         raise CanonicalJSONError(f"invalid JSON: {exc.msg} at line {exc.lineno}") from None
     except RecursionError:
         raise CanonicalJSONError("invalid JSON: nested too deeply") from None
+    except ValueError:  # Python refuses integers of more than 4300 digits with a bare one
+        raise CanonicalJSONError("invalid JSON: a number has too many digits") from None
 
 
 def is_canonical_file(data: bytes) -> bool:

@@ -92,7 +92,7 @@ def b64url_encode(data: bytes) -> str:
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: > 4300 digits too
         raise CredentialFormatError(f"{what}: not JSON") from None
     if not isinstance(value, dict):
         raise CredentialFormatError(f"{what}: not a JSON object")

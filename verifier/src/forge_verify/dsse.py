@@ -102,7 +102,7 @@ def parse_envelope(data: bytes) -> Envelope:
     try:
         doc = loads(data)
     except CanonicalJSONError as exc:
-        raise EnvelopeError(f"verdict.sig: {exc}") from None
+        raise EnvelopeError(str(exc)) from None  # callers name the file
     if not isinstance(doc, dict):
         raise EnvelopeError("verdict.sig: not a JSON object")
     payload_type = doc.get("payloadType")

@@ -9,8 +9,9 @@ are evidence only: no criterion is judged from them.
 
 from __future__ import annotations
 
-import json
 import re
+
+from forge_verify.canonical import CanonicalJSONError, loads
 
 MEMBER_PREFIX = "recordings/"
 RECORDING_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}\.\d{1,4}\.cast$"
@@ -21,24 +22,27 @@ CAST_MEDIA_TYPE = "application/x-asciicast"  # how a recording is served for dow
 
 
 def recording_problem(name: str, data: bytes) -> str | None:
-    """Why a bundle member under `recordings/` is not a well-formed recording, or None."""
+    """Why a bundle member under `recordings/` is not a well-formed recording, or None.
+
+    Lines are read with the strict parser (forge_verify.canonical): NaN, overflowing numbers
+    and deep nesting are reasons here, not exceptions."""
     base = name[len(MEMBER_PREFIX):] if name.startswith(MEMBER_PREFIX) else ""
     if not RECORDING_NAME_RE.fullmatch(base):
         return f"{name}: not a recording name (<host>.<n>.cast)"
     try:
         lines = data.decode("utf-8").splitlines()
-        header = json.loads(lines[0]) if lines else None
+        header = loads(lines[0]) if lines else None
         if not isinstance(header, dict) or header.get("version") != 2 or not all(
                 isinstance(header.get(k), int) and not isinstance(header.get(k), bool)
                 for k in ("width", "height")):
             return f"{name}: the first line is not an asciicast v2 header"
         for number, line in enumerate(lines[1:], start=2):
-            event = json.loads(line)
+            event = loads(line)
             if (not isinstance(event, list) or len(event) != 3
                     or not isinstance(event[0], int | float) or isinstance(event[0], bool)
                     or event[1] not in EVENT_KINDS or not isinstance(event[2], str)):
                 return f"{name}: line {number} is not an asciicast v2 event"
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, CanonicalJSONError):
         return f"{name}: not asciicast v2 JSON lines"
     return None
 

@@ -197,10 +197,15 @@ class ScoreSummary:
 
 def raw_score(criteria: Sequence[tuple[float, bool]]) -> float:
     """Weight earned over weight total, rounded to SCORE_DECIMALS (before any hint cost)."""
-    total_weight = math.fsum(w for w, _ in criteria)
+    try:  # weights near the float limit overflow the sum: a reason, not a traceback
+        total_weight = math.fsum(w for w, _ in criteria)
+        earned = math.fsum(w for w, ok in criteria if ok)
+    except OverflowError:
+        raise ScoreInputError("criteria: total weight is too large") from None
+    if not math.isfinite(total_weight) or not math.isfinite(earned):
+        raise ScoreInputError("criteria: total weight is too large")
     if total_weight <= 0:
         raise ScoreInputError("criteria: total weight must be positive")
-    earned = math.fsum(w for w, ok in criteria if ok)
     return round(earned / total_weight, SCORE_DECIMALS)
 
 

@@ -208,9 +208,11 @@ def _bundle(bundle: bytes, limits: ReadLimits | None, res: VerifyResult
     return members, manifest
 
 
-def _recordings(members: dict[str, bytes], res: VerifyResult) -> None:
-    """Terminal recordings must be asciicast v2 (the manifest already covered their bytes)."""
-    names = sorted(n for n in members if n.startswith(MEMBER_PREFIX))
+def _recordings(members: dict[str, bytes], manifest: dict[str, Any], res: VerifyResult) -> None:
+    """Terminal recordings the manifest lists must be asciicast v2 (it covered their bytes);
+    a member it does not list is already `member_extra` and is not parsed at all."""
+    listed = {m["name"] for m in _list(manifest.get("members"))}
+    names = sorted(n for n in members if n.startswith(MEMBER_PREFIX) and n in listed)
     problems = [p for n in names if (p := recording_problem(n, members[n])) is not None]
     for problem in problems:
         res.fail("recording_invalid", f"bundle: {problem}")
@@ -366,7 +368,7 @@ def verify_artifacts(
     if verdict is not None and same_text(sha256_hex(score_json), verdict.score_sha256):
         _whose(doc, res)  # named only from the score.json the statement signs
     members, manifest = _bundle(bundle, limits, res)
-    _recordings(members, res)
+    _recordings(members, manifest, res)
     ids = {"statement": verdict.scenario_id if verdict else None,
            "score.json": doc.get("scenario_id"), "manifest": manifest.get("scenario_id")}
     present = {k: v if isinstance(v, str) else repr(v) for k, v in ids.items() if v is not None}
