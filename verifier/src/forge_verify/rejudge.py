@@ -4,7 +4,9 @@ score.json states, per check, where it ran, what it ran and whether it passed; t
 the rendered criteria (`criteria.json`) and each check's captured stdout/stderr. Every check is
 judged again with the shared rule (forge_verify.judging) and must agree with score.json, as
 must the criteria's ids, descriptions, weights, containers and commands. The scoreboard runs
-this before it signs; the offline verifier runs it on what it is given.
+this before it signs; the offline verifier runs it only on signed files whose origin a trusted
+key proves, since it runs the bundle's patterns and Python's regular expressions have no time
+bound (a pattern from anyone could run for ever).
 
 Standard library only (plus this package's stdlib-only modules): the offline verifier imports it.
 """

@@ -15,6 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from forge_verify.aids import aids_problems
 from forge_verify.audit_chain import scenario_stream, verify_chain
 from forge_verify.bundle import (
     MANIFEST,
@@ -52,6 +53,12 @@ INPUT_CAPS = {"score": 16 * 1024 * 1024, "bundle": MAX_INPUT_BYTES,
               "verdict.sig": 1024 * 1024, "verdict.pub": 64 * 1024, "trusted key": 64 * 1024}
 ORIGIN_NOT_PROVEN = ("no trusted key given: only integrity was proven, not origin "
                      "(anyone can sign with a fresh key; use --trusted-key)")
+NOT_JUDGED_UNSIGNED = ("checks were not judged again: score.json or the bundle is not what "
+                       "the verdict signs, so their criteria and outputs prove nothing (and a "
+                       "pattern taken from them could run for ever)")
+NOT_JUDGED_ORIGIN = ("checks were not judged again: their origin is not proven, so anyone "
+                     "could have written criteria.json and a pattern in it could run for ever; "
+                     "a trusted key (--trusted-key) proves origin and has them judged again")
 
 
 class InputError(Exception):
@@ -281,7 +288,17 @@ def _evidence(doc: dict[str, Any], members: dict[str, bytes], res: VerifyResult)
 
 
 def _rejudge(doc: dict[str, Any], members: dict[str, bytes], res: VerifyResult) -> None:
-    """Judge every check again from criteria.json and its bundled outputs."""
+    """Judge every check again from criteria.json and its bundled outputs.
+
+    Only for signed content of proven origin: the patterns in criteria.json are run, and
+    Python's regular expressions have no time bound, so a pattern from anyone else (with an
+    output made for it) could stop the verifier for ever. Otherwise only the hints are
+    compared with aids.json (no pattern runs) and a note says why the checks were not."""
+    if res.origin != "proven":
+        for problem in aids_problems(doc, members):
+            res.fail("criterion_inconsistent", problem)
+        res.notes.append(NOT_JUDGED_ORIGIN)
+        return
     problems = rejudge_bundle(doc, members)
     if problems is None:
         res.notes.append(NOT_REJUDGED)
@@ -338,13 +355,14 @@ def verify_artifacts(
         env = parse_envelope(verdict_sig)
     except EnvelopeError as exc:
         res.fail("envelope_invalid", f"verdict.sig: {exc}")
-    _signature(env, key, res.key_id, res)
+    signed = _signature(env, key, res.key_id, res)  # and below: both digests match
     verdict: Verdict | None = None
     if env is not None:
         try:
             verdict = parse_statement(env)
         except StatementError as exc:
             res.fail("statement_invalid", f"verdict statement: {exc}")
+    signed = signed and verdict is not None
     if verdict is not None:
         res.scenario_id = verdict.scenario_id
         res.score, res.passed, res.total = verdict.score, verdict.passed, verdict.total
@@ -354,11 +372,13 @@ def verify_artifacts(
         if same_text(sha256_hex(score_json), verdict.score_sha256):
             res.checked.append("score.json sha256 matches the signed statement")
         else:
+            signed = False
             res.fail("score_digest_mismatch", "score.json: sha256 differs from the signed "
                                               "statement")
         if same_text(sha256_hex(bundle), verdict.bundle_sha256):
             res.checked.append(f"{bundle_name} sha256 matches the signed statement")
         else:
+            signed = False
             res.fail("bundle_digest_mismatch", f"{bundle_name}: sha256 differs from the "
                                                "signed statement")
         if bundle_name != verdict.bundle_name:
@@ -378,22 +398,32 @@ def verify_artifacts(
     elif len(present) == 3:
         res.checked.append("scenario_id agrees in statement, score.json and manifest")
     sid = doc.get("scenario_id") or (verdict.scenario_id if verdict else None)
+    res.origin = _origin(key, trusted)  # before judging, which needs proven origin
     if doc and members and isinstance(sid, str) and SCENARIO_ID_RE.fullmatch(sid):
         _evidence(doc, members, res)
-        _rejudge(doc, members, res)
+        if signed:
+            _rejudge(doc, members, res)
+        else:
+            res.notes.append(NOT_JUDGED_UNSIGNED)
         _audit(doc, members, sid, key, res.key_id, res)
     if trusted is None:
         res.notes.append(ORIGIN_NOT_PROVEN)
-    elif key is not None:
-        raw = raw_public_bytes(key)
-        if any(hmac.compare_digest(raw, raw_public_bytes(t)) for t in trusted):
-            res.origin = "proven"
-            res.checked.append(f"verdict.pub ({res.key_id}) is a trusted key: origin proven")
-        else:
-            res.origin = "untrusted"
-            res.fail("untrusted_key", f"verdict.pub ({res.key_id}) is not among the trusted "
-                                      "keys")
+    elif res.origin == "proven":
+        res.checked.append(f"verdict.pub ({res.key_id}) is a trusted key: origin proven")
+    elif res.origin == "untrusted":
+        res.fail("untrusted_key", f"verdict.pub ({res.key_id}) is not among the trusted keys")
     return res
+
+
+def _origin(key: Ed25519PublicKey | None, trusted: list[Ed25519PublicKey] | None) -> str:
+    """proven when verdict.pub is one of the trusted keys, untrusted when it is not,
+    not_checked without trusted keys (or without a readable verdict.pub)."""
+    if trusted is None or key is None:
+        return "not_checked"
+    raw = raw_public_bytes(key)
+    if any(hmac.compare_digest(raw, raw_public_bytes(t)) for t in trusted):
+        return "proven"
+    return "untrusted"
 
 
 def _read(path: Path, what: str) -> bytes:
