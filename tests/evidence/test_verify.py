@@ -11,6 +11,7 @@ import pytest
 from forge.evidence.artifacts import AUDIT_MEMBER, Artifacts
 from forge_verify import ORIGIN_NOT_PROVEN, VerifyResult, render_text, verify_paths
 from forge_verify.bundle import MANIFEST, build_bundle, read_bundle
+from forge_verify.canonical import dumps_file
 
 from .sample import OTHER_SCENARIO_ID, SCENARIO_ID, build, fixed_key, write_files
 
@@ -88,7 +89,7 @@ def test_flipped_signature_bit_is_an_invalid_signature(result_files: dict[str, P
     sig = bytearray(base64.b64decode(env["signatures"][0]["sig"]))
     sig[10] ^= 0x01
     env["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
-    result_files["verdict.sig"].write_text(json.dumps(env))
+    result_files["verdict.sig"].write_bytes(dumps_file(env))  # exact form: only the bit differs
     assert _codes(_verify(result_files)) == {"signature_invalid"}
 
 

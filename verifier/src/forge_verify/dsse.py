@@ -4,6 +4,11 @@ The signature covers the pre-authentication encoding
 `"DSSEv1" SP len(type) SP type SP len(body) SP body` (lengths as ASCII decimal), so the
 payload type cannot be swapped. The envelope is JSON: payload (base64), payloadType,
 signatures [{keyid, sig (base64)}]. Standard library + cryptography only.
+
+`parse_envelope` reads any DSSE spelling (other implementations' envelopes too); a verdict.sig
+must moreover be exactly the file the platform writes, `Envelope.to_json()` of a one-signature
+envelope (`exact_problem` says why not), so no byte of it can change unnoticed: re-indenting,
+extra fields, a second signature or escaped key names all keep the signature valid.
 """
 
 from __future__ import annotations
@@ -95,6 +100,17 @@ def _b64(value: object, field: str) -> bytes:
         if encode(raw).decode("ascii") == value:
             return raw
     raise EnvelopeError(f"{field}: not canonical base64")
+
+
+def exact_problem(data: bytes, envelope: Envelope) -> str | None:
+    """Why `data` (that parsed to `envelope`) is not the file the platform writes for it: one
+    signature, canonical JSON of exactly the DSSE fields, one trailing newline; else None."""
+    if len(envelope.signatures) != 1:
+        return f"holds {len(envelope.signatures)} signatures; a verdict has exactly one"
+    if envelope.to_json() != data:
+        return ("bytes differ from the canonical form of the envelope they hold (re-spelled, "
+                "extra fields or whitespace: altered?)")
+    return None
 
 
 def parse_envelope(data: bytes) -> Envelope:

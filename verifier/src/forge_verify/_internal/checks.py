@@ -26,7 +26,7 @@ from forge_verify.bundle import (
     sha256_hex,
 )
 from forge_verify.canonical import CanonicalJSONError, is_canonical_file, loads
-from forge_verify.dsse import Envelope, EnvelopeError, parse_envelope
+from forge_verify.dsse import Envelope, EnvelopeError, exact_problem, parse_envelope
 from forge_verify.files import InputRefused, read_bounded
 from forge_verify.keys import (
     PublicKeyError,
@@ -353,6 +353,8 @@ def verify_artifacts(
     env: Envelope | None = None
     try:
         env = parse_envelope(verdict_sig)
+        if (problem := exact_problem(verdict_sig, env)) is not None:
+            res.fail("envelope_not_canonical", f"verdict.sig: {problem}")
     except EnvelopeError as exc:
         res.fail("envelope_invalid", f"verdict.sig: {exc}")
     signed = _signature(env, key, res.key_id, res)  # and below: both digests match
