@@ -9,6 +9,7 @@ in verdict.pub) but not origin (who holds that key); with trusted keys it proves
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,12 +126,21 @@ class VerifyResult:
 
 
 def load_trusted_keys(path: Path) -> list[Ed25519PublicKey]:
-    """Trusted public keys from a PEM file (one or more keys) or a directory of PEM files."""
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    """Trusted public keys from a PEM file (one or more keys) or a directory of PEM files.
+
+    In a directory, files that are not PEM public keys (a README, notes) are skipped; one
+    over the trusted key cap is such a file too (no key is that large), not a reason to stop."""
+    in_dir = path.is_dir()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if in_dir else [path]
     keys: list[Ed25519PublicKey] = []
     for f in files:
-        data = _read(f, "trusted key")
-        if path.is_dir() and b"-----BEGIN PUBLIC KEY-----" not in data:
+        try:
+            data = read_bounded(f, INPUT_CAPS["trusted key"], what="trusted key")
+        except InputRefused as exc:
+            if in_dir and exc.reason.startswith("larger than"):
+                continue
+            raise InputError(str(exc)) from None
+        if in_dir and b"-----BEGIN PUBLIC KEY-----" not in data:
             continue
         try:
             keys.extend(load_public_pems(data))
@@ -470,4 +480,15 @@ def render_text(res: VerifyResult) -> str:
     lines += [f"  FAIL [{r.code}] {r.message}" for r in res.reasons]
     lines += [f"  ok   {c}" for c in res.checked]
     lines += [f"  note {n}" for n in res.notes]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
+
+
+def printable(text: str) -> str:
+    """`text` with control, format and line/paragraph separator characters escaped (a
+    newline becomes \\u000a): names taken from score.json (tenant, subject, lab) must not
+    add report lines or reorder what the terminal shows."""
+    return "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _UNPRINTED else ch
+                   for ch in text)
+
+
+_UNPRINTED = frozenset({"Cc", "Cf", "Zl", "Zp"})

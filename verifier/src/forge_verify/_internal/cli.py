@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from forge_verify._internal.checks import VerifyResult, expect, render_text, verify_paths
+from forge_verify._internal.checks import (
+    VerifyResult,
+    expect,
+    printable,
+    render_text,
+    verify_paths,
+)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -46,7 +52,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def render(result: VerifyResult) -> str:
     """The text report; unreadable input (exit 2) is one line: `ERROR <file>: <why>`."""
     if result.error:
-        return "ERROR " + "; ".join(r.message for r in result.reasons)
+        return printable("ERROR " + "; ".join(r.message for r in result.reasons))
     return render_text(result)
 
 

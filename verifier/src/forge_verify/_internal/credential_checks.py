@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forge_verify._internal.checks import InputError, VerifyResult, load_trusted_keys
+from forge_verify._internal.checks import InputError, VerifyResult, load_trusted_keys, printable
 from forge_verify.bundle import sha256_hex
 from forge_verify.credential import (
     ALGORITHM,
@@ -297,7 +297,7 @@ def _read_capped(path: Path, what: str) -> bytes:
 def render_credential(res: VerifyResult) -> str:
     """Human report: status line, reasons, what was checked, notes."""
     if res.error:
-        return "ERROR " + "; ".join(r.message for r in res.reasons)
+        return printable("ERROR " + "; ".join(r.message for r in res.reasons))
     head = f"{res.status} credential"
     if res.scenario_id:
         head += f" for lab {res.scenario_id}"
@@ -309,4 +309,4 @@ def render_credential(res: VerifyResult) -> str:
     lines += [f"  FAIL [{r.code}] {r.message}" for r in res.reasons]
     lines += [f"  ok   {c}" for c in res.checked]
     lines += [f"  note {n}" for n in res.notes]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
