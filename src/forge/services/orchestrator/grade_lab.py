@@ -7,6 +7,7 @@ fails (bus outage) is retried from the same results, never from a second grading
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -14,6 +15,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from forge.audit.log import scenario_log
 from forge.bus import BusUnavailable
@@ -48,9 +51,11 @@ from forge.services.orchestrator.evidence_ship import (
 from forge.services.orchestrator.failure_reason import failure
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
+from forge.store.busy import store_error_text, store_out_of_room
 from forge.templates.variables import render, values_digest
 from forge_verify.score import CheckResult
 
+OUT_OF_ROOM = (errno.ENOSPC, errno.EDQUOT)  # pass once room is made: never the outcome
 log = logging.getLogger("forge.orchestrator.complete")
 EVENT_TEXT_CAP = 16 * 1024
 
@@ -271,7 +276,23 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
         log.warning("scenario %s: grading cut short by a stop (%s); it stays in grading and "
                     "is graded again", scenario_id, exc)
         return states.GRADING
-    except (RuntimeFault, OSError, ContractError, PackTooLarge) as exc:
+    except OSError as exc:
+        if exc.errno not in OUT_OF_ROOM:
+            return await _fail_grading(state, scenario_id, "grading failed", exc)
+        # A full disk passes once room is made, like a stop: the lab (the learner's work)
+        # is kept and the scenario stays in grading; the reaper grades it again.
+        log.warning("scenario %s: grading stopped, the storage is out of room (%s); the lab "
+                    "is kept and graded again once there is room", scenario_id,
+                    exc.strerror)
+        return states.GRADING
+    except DBAPIError as exc:
+        if not store_out_of_room(exc):
+            raise
+        log.warning("scenario %s: grading stopped, the store is out of room (%s); the lab "
+                    "is kept and graded again once there is room", scenario_id,
+                    store_error_text(exc))
+        return states.GRADING
+    except (RuntimeFault, ContractError, PackTooLarge) as exc:
         return await _fail_grading(state, scenario_id, "grading failed", exc)
     crash_point("orchestrator.grading.stored")
     await state.blocking(teardown_lab, state, scenario_id)
