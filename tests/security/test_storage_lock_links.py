@@ -32,5 +32,5 @@ def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(
     (root / "forge-up.lock").unlink()
     (root / "forge-up.lock").write_text("")
     os.chown(root / "forge-up.lock", 4242, 4242)
-    with pytest.raises(OSError, match="neither root nor"):
+    with pytest.raises(OSError, match="neither root nor this user"):
         StorageLock.acquire(root)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
+from forge.config.storage_root import UnsafeStorage
 from forge.stack.deathsig import exec_prefix
 from forge.stack.lock import StorageLock, StorageLocked
 from forge.stack.supervisor import HUNG_S, READY_RECHECK_S, STABLE_S, Child, Supervisor
@@ -165,18 +166,15 @@ def test_a_cleanup_holding_the_root_is_named_as_such(tmp_path: Path) -> None:
         StorageLock.acquire(tmp_path, "anything")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file for another user")
-def test_a_lock_file_root_creates_belongs_to_the_storage_roots_owner(tmp_path: Path) -> None:
-    """A cleanup run with sudo on a fresh root must not leave a root-owned lock file that
-    the service user's forge up can no longer open."""
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a root another user's")
+def test_a_storage_root_of_another_user_is_never_locked(tmp_path: Path) -> None:
+    """A root another user owns could hold their secrets and keys: a cleanup or forge up
+    run as root refuses it (once it was used, and the lock file handed to that user),
+    with no lock file made."""
     os.chown(tmp_path, 65534, 65534)
-    StorageLock.acquire(tmp_path, "forge runtime cleanup").release()
-    made = (tmp_path / "forge-up.lock").stat()
-    assert (made.st_uid, made.st_gid) == (65534, 65534)
-    # One an earlier sudo run left root's is given back too.
-    os.chown(tmp_path / "forge-up.lock", 0, 0)
-    StorageLock.acquire(tmp_path, "forge runtime cleanup").release()
-    assert (tmp_path / "forge-up.lock").stat().st_uid == 65534
+    with pytest.raises(UnsafeStorage, match="owned by uid 65534"):
+        StorageLock.acquire(tmp_path, "forge runtime cleanup")
+    assert not (tmp_path / "forge-up.lock").exists()
 
 
 def test_lock_of_a_killed_holder_does_not_block(tmp_path: Path) -> None:

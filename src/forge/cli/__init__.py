@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -59,4 +60,13 @@ def _register() -> None:
 def main() -> None:
     """Console-script entry point."""
     startup_gc.hold()
-    app()
+    try:
+        app()
+    except Exception as exc:
+        from forge.config.storage_root import UnsafeStorage  # lazily: keeps `forge` fast
+
+        if not isinstance(exc, UnsafeStorage):
+            raise
+        # A command that opened the root past settings_or_exit: the same line, exit 2.
+        print(f"forge: {exc}", file=sys.stderr)
+        sys.exit(2)

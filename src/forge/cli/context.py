@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 import typer
 from pydantic_core import PydanticCustomError
 
-from forge.cli.storage import watch_new_root
+from forge.cli.storage import refuse_unsafe, watch_new_root
 from forge.config import variable_checks
 from forge.config.settings import ConfigError, Settings, load_settings
+from forge.config.storage_root import UnsafeStorage
 from forge.stack.lock import running_bus
 from forge.store.db import Database
 from forge.store.migrate import upgrade
@@ -25,13 +26,16 @@ if TYPE_CHECKING:
 
 def settings_or_exit() -> Settings:
     """Settings as a service would load them; a bad environment exits 1 with every problem.
-    Loading may create the storage root (dev secrets live there): that is announced."""
+    Loading may create the storage root (dev secrets live there): that is announced. A
+    storage root another user owns or may write to exits 2 (`refuse_unsafe`)."""
     try:
         with watch_new_root():
             return load_settings()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         raise typer.Exit(1) from None
+    except UnsafeStorage as exc:
+        refuse_unsafe(exc)
 
 
 def bus_settings(settings: Settings) -> Settings:
@@ -64,9 +68,12 @@ def bus_settings(settings: Settings) -> Settings:
 
 def open_db(settings: Settings) -> Database:
     """The state DB, migrated to the current schema (a new storage root it makes is announced)."""
-    with watch_new_root(settings.storage_root):
-        upgrade(settings.db_url)
-        return Database(settings.db_url)
+    try:
+        with watch_new_root(settings.storage_root):
+            upgrade(settings.db_url)
+            return Database(settings.db_url)
+    except UnsafeStorage as exc:
+        refuse_unsafe(exc)
 
 
 @asynccontextmanager

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from forge.cli.output import JSON_OPTION, print_json, print_table
-from forge.cli.storage import watch_new_root
+from forge.cli.storage import refuse_unsafe, watch_new_root
+from forge.config.storage_root import UnsafeStorage, check_storage_root
 from forge.signing.keystore import KEY_DIR_ENV, SigningKeyError, SigningKeyring, keyring_dir
 
 app = typer.Typer(help="Ed25519 signing keys for verdicts.", no_args_is_help=True)
@@ -19,10 +20,16 @@ KEYS_DIR_OPTION = typer.Option(None, "--keys-dir", envvar=KEY_DIR_ENV,
 
 
 def open_keyring(storage: Path | None, keys_dir: Path | None) -> SigningKeyring:
-    """The keyring the scoreboard would use for these options/environment."""
+    """The keyring the scoreboard would use for these options/environment; a storage root
+    (or keyring folder) another user could have planted exits 2."""
     if keys_dir is not None:
         return SigningKeyring(keys_dir)
-    return SigningKeyring(keyring_dir((storage or Path("storage")).absolute(), {}))
+    root = (storage or Path("storage")).absolute()
+    try:
+        check_storage_root(root)
+    except UnsafeStorage as exc:
+        refuse_unsafe(exc)
+    return SigningKeyring(keyring_dir(root, {}))
 
 
 def _watched_root(storage: Path | None, keys_dir: Path | None) -> Path | None:
@@ -42,6 +49,8 @@ def generate(
         else:
             with watch_new_root(root):
                 key = ring.generate()
+    except UnsafeStorage as exc:
+        refuse_unsafe(exc)
     except SigningKeyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -60,6 +69,8 @@ def rotate(
         else:
             with watch_new_root(root):
                 key = ring.rotate()
+    except UnsafeStorage as exc:
+        refuse_unsafe(exc)
     except SigningKeyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -15,8 +15,9 @@ import typer
 
 from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.cli.output import JSON_OPTION, print_json, print_table
-from forge.cli.storage import watch_new_root
+from forge.cli.storage import refuse_unsafe, watch_new_root
 from forge.config.settings import ConfigError, load_settings
+from forge.config.storage_root import UnsafeStorage
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
 from forge.stack.lock import CLEANUP, LOCK_NAME, StorageLock, StorageLocked
 
@@ -114,6 +115,8 @@ def cleanup(prefix: str | None = PREFIX) -> None:
                if running.holder != CLEANUP else "one cleanup at a time")
         typer.echo(f"cleanup refused: {running}; stop it first ({why})", err=True)
         raise typer.Exit(1) from None
+    except UnsafeStorage as exc:
+        refuse_unsafe(exc)
     except OSError as exc:
         typer.echo(f"cleanup refused: cannot lock {root / LOCK_NAME} to tell whether forge "
                    f"up runs: {exc.strerror or exc}", err=True)

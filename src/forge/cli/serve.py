@@ -7,6 +7,7 @@ import sys
 import typer
 
 from forge.config.settings import ConfigError
+from forge.config.storage_root import UnsafeStorage
 from forge.policy.decision import PolicyHashMismatch
 from forge.services.common.listener import PortUnavailable
 from forge.services.common.serving import ServiceName
@@ -30,6 +31,9 @@ def register(app: typer.Typer) -> None:
             # An operator error with its own clear message (both hashes for a policy pin).
             print(f"forge serve {service.value}: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
+        except UnsafeStorage as exc:  # refused before a secret or key of it was read
+            print(f"forge serve {service.value}: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
         if not started:
             print(f"forge serve {service.value}: failed to start; see the log above",
                   file=sys.stderr)

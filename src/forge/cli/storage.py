@@ -12,8 +12,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from forge.config.storage_root import UnsafeStorage
 
 STORAGE_ENV = "STORAGE_ROOT"
 _announced: set[Path] = set()
@@ -33,6 +37,14 @@ def current_storage_root() -> Path:
     from forge.config.environ_source import storage_root_path  # lazily: keeps `forge` fast
 
     return storage_root_path(os.environ.get(STORAGE_ENV))
+
+
+def refuse_unsafe(exc: UnsafeStorage) -> NoReturn:
+    """Exit 2 with the one line saying which part of the storage root cannot be trusted
+    (another user's, writable by others, a link) and what to do
+    (`forge.config.storage_root`)."""
+    typer.echo(f"forge: {exc}", err=True)
+    raise typer.Exit(2) from None
 
 
 def announce_new_root(root: Path) -> None:

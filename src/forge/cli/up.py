@@ -20,6 +20,7 @@ from rich.table import Table
 from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.config.db_url import normalize_url
 from forge.config.settings import ConfigError, Settings, load_settings
+from forge.config.storage_root import UnsafeStorage
 from forge.services.common.bus import bus_auth
 from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.stack.envfile import EnvFileError, read_env_file
@@ -57,14 +58,17 @@ def prepare(env_file: Path | None, storage: Path | None,
         raise typer.Exit(2)
     try:
         settings = load_settings(env)
+        if settings.env.is_dev:
+            key, created = SigningKeyring(keyring_dir(settings.storage_root)).ensure()
+            if created:
+                console.print(f"dev: generated verdict signing key {key.key_id}")
     except ConfigError as exc:
         console.print(str(exc), markup=False)
         raise typer.Exit(1) from None
+    except UnsafeStorage as exc:  # before a secret, key or byte of it is used
+        console.print(f"forge: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     env["STORAGE_ROOT"] = str(settings.storage_root)
-    if settings.env.is_dev:
-        key, created = SigningKeyring(keyring_dir(settings.storage_root)).ensure()
-        if created:
-            console.print(f"dev: generated verdict signing key {key.key_id}")
     return env, settings
 
 
@@ -310,6 +314,9 @@ def register(app: typer.Typer) -> None:
         except (StorageLocked, OSError) as exc:
             console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except UnsafeStorage as exc:
+            console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         build_needed_images(settings)
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forge.config.storage_root import check_path, make_private_dir
 from forge.durable import replace_file
 from forge.private_lock import private_lock
 from forge_verify.files import InputRefused, read_bounded
@@ -76,21 +77,27 @@ def load_dev_secrets(
     storage_root: Path, names: tuple[str, ...] = REQUIRED_SECRETS
 ) -> dict[str, str]:
     """Return the installation's dev secrets, creating them once (mode 0600) if absent.
+    UnsafeStorage when the storage root, its ``secrets`` folder or the file is another
+    user's or writable by others (nothing is read or written then).
 
     Every service of one installation reads the same file, so tokens minted by one verify in
     another, and restarts keep working. A file lock makes concurrent first starts agree.
     """
     path = storage_root / DEV_SECRETS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The root and its secrets folder must be ours alone: secrets another user chose, or
+    # can read, would sign whatever they like (forge.config.storage_root).
+    make_private_dir(storage_root, path.parent)
     with private_lock(str(path) + ".lock", timeout=30):
         existing: dict[str, str] = {}
-        if path.exists():
-            existing = json.loads(path.read_text(encoding="utf-8"))
+        if check_path(storage_root, path, directory=False):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as fh:
+                os.fchmod(fd, 0o600)
+                existing = json.loads(fh.read().decode("utf-8"))
         missing = [n for n in names if not existing.get(n)]
         if missing:
             for name in missing:
                 existing[name] = generate_secret()
             replace_file(path, json.dumps(existing, indent=2, sort_keys=True).encode(),
                          mode=0o600)
-        os.chmod(path, 0o600)
         return existing

@@ -26,6 +26,7 @@ from forge.config.environ_source import EnvironSource, storage_root_path
 from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
 from forge.config.runtime_engines import DEFAULT_ENGINE
 from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password
+from forge.config.storage_root import check_storage_root
 from forge.content import content_path
 
 DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
@@ -321,8 +322,11 @@ def _problems(error: ValidationError) -> tuple[list[str], str | None]:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from the environment, or raise ConfigError naming every problem."""
+    """Build Settings from the environment, or raise ConfigError naming every problem;
+    UnsafeStorage, before anything is read from it, when its storage root is not safe to
+    trust (`forge.config.storage_root`)."""
     environ = os.environ if environ is None else environ
+    check_storage_root(storage_root_path(environ.get("STORAGE_ROOT")))
     token = _ENVIRON.set(environ)
     try:
         return Settings()

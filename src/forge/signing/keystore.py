@@ -11,6 +11,7 @@ key; its public key stays so verdicts and checkpoints it signed keep verifying.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from filelock import FileLock
 
+from forge.config.storage_root import UnsafeStorage, check_path, make_private_dir
 from forge.durable import replace_file, replace_file_among_others
 from forge.private_lock import private_lock
 from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, public_pem
@@ -151,16 +153,39 @@ class SigningKeyring:
         self.directory = Path(directory)
 
     def _lock(self) -> FileLock:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(self.directory.parent, self.directory)  # UnsafeStorage if not ours
         return private_lock(self.directory / ".lock")
+
+    def _read(self, name: str, *, secret: bool = False) -> bytes:
+        """A file of the keyring (``secret``: readable by its owner only), never through a
+        link, this user's, from a keyring folder only this user (or root) can change;
+        OSError saying why otherwise: whoever can put a file there chooses the key that
+        signs."""
+        try:
+            check_path(self.directory, self.directory, directory=True)
+        except UnsafeStorage as exc:
+            raise OSError(errno.EPERM, str(exc)) from None
+        fd = os.open(self.directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "not a plain file")
+            if st.st_uid != os.geteuid():
+                raise OSError(errno.EPERM, f"owned by uid {st.st_uid}, not by uid "
+                                           f"{os.geteuid()}, who could have planted it")
+            if secret and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise OSError(errno.EPERM, "readable by others (mode "
+                                           f"{stat.S_IMODE(st.st_mode):o}); chmod 600 it")
+            return fh.read()
 
     def _current_id(self) -> str | None:
         try:
-            raw = (self.directory / "current").read_text(encoding="ascii").strip()
+            raw = self._read("current").decode("ascii").strip()
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            why = f"cannot read 'current' ({exc.__class__.__name__})"
+            cause = getattr(exc, "strerror", None) or exc.__class__.__name__
+            why = f"cannot read 'current' ({cause})"
             raise NoSigningKey(self._no_key(why)) from None
         if _KID_RE.fullmatch(raw) is None:
             raise NoSigningKey(self._no_key("'current' does not hold a key id"))
@@ -192,12 +217,7 @@ class SigningKeyring:
             raise NoSigningKey(self._no_key("no current key"))
         path = self.directory / f"{kid}.key"
         try:
-            st = path.stat()
-            if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise NoSigningKey(self._no_key(
-                    f"{path.name} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
-                    "chmod 600 it"))
-            data = path.read_bytes()
+            data = self._read(path.name, secret=True)
         except OSError as exc:
             raise NoSigningKey(self._no_key(f"cannot read {path.name} ({exc.strerror})")) from None
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from forge.bus.tls import TLS_DIR, BusTls
+from forge.config.storage_root import make_storage_root
 from forge.private_lock import LOCK_MODE, restrict
 
 LOCK_NAME = "forge-up.lock"
@@ -56,10 +57,11 @@ class StorageLock:
     @classmethod
     def acquire(cls, root: Path, holder: str = UP) -> StorageLock:
         """Take the lock and record our pid and ``holder`` (one of ``HOLDERS``), or raise
-        StorageLocked naming the process that holds it."""
+        StorageLocked naming the process that holds it (UnsafeStorage for a root another
+        user owns or may write to)."""
         if holder not in HOLDERS:
             raise ValueError(f"holder must be one of {HOLDERS}")
-        root.mkdir(parents=True, exist_ok=True)
+        make_storage_root(root)  # UnsafeStorage: another user's root is never used
         fd = _open_lock_file(root)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -104,8 +106,8 @@ def _open_lock_file(root: Path) -> int:
     """Open (or create) the root's lock file: a regular file of one link, never through a
     symlink (run as root, the pid written into it would overwrite whatever a writer of
     the storage root pointed it at). No O_TRUNC: the holder's pid must stay readable for
-    the refusal message. Run as root, a file root owns in a root owned by another user
-    (a cleanup run with sudo) is given to that user, whose forge up must open it."""
+    the refusal message. The root is this user's or root's (`make_storage_root`), and so
+    must the file be."""
     path = root / LOCK_NAME
     flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
@@ -116,13 +118,9 @@ def _open_lock_file(root: Path) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             raise OSError(errno.EPERM, f"{LOCK_NAME} is not a plain file")
-        owner = os.stat(root)
-        if os.geteuid() == 0:
-            if st.st_uid not in (0, owner.st_uid):
-                raise OSError(errno.EPERM, f"{LOCK_NAME} belongs to neither root nor the "
-                                           "storage root's owner")
-            if st.st_uid == 0 and owner.st_uid != 0:
-                os.fchown(fd, owner.st_uid, owner.st_gid)
+        if st.st_uid not in (0, os.geteuid()):
+            raise OSError(errno.EPERM, f"{LOCK_NAME} belongs to uid {st.st_uid}, neither "
+                                       "root nor this user")
         restrict(fd)  # it was 0644: any local user could take it and block every start
     except BaseException:
         os.close(fd)

@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 
 from forge.bus.permissions import BusAuth
+from forge.config.storage_root import UnsafeStorage
 from forge.services.common.listener import ENV_FD, PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix
 from forge.stack.embedded_nats import EmbeddedNats, Member, NatsStartError
@@ -155,7 +156,7 @@ class Supervisor:
         try:
             if self.lock is None or not self.lock.held:  # `forge up` may hold it already
                 self.lock = StorageLock.acquire(self.storage_root)
-        except StorageLocked as exc:
+        except (StorageLocked, UnsafeStorage) as exc:
             raise StartRefused(str(exc)) from None
         except OSError as exc:
             raise StartRefused(f"cannot lock {self.storage_root}: {exc.strerror}") from None

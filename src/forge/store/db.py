@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forge.config.db_url import normalize_url
+from forge.config.storage_root import ROOT_MODE, check_path
 from forge.store.file_lock import FlockWaiter
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -152,7 +153,9 @@ def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
         return engine
     database = sqlite_file(url)
     if database is not None:
-        database.parent.mkdir(parents=True, exist_ok=True)
+        if not database.parent.exists():  # the storage root, usually: never open to all
+            database.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(database.parent, ROOT_MODE)
         keep_private(database)
     engine = create_engine(
         url,
@@ -193,7 +196,12 @@ def keep_private(database: Path) -> None:
     (0600). The store holds every lab's values (its answers), tokens and the spawn
     answers with their access links: under the default umask SQLite makes them 0644, open
     to any local user of the node. SQLite gives the side files it makes the main file's
-    mode; ones an earlier release left open are closed here too."""
+    mode; ones an earlier release left open are closed here too. One that is a link, not
+    this user's (or root's) or writable by others is refused (UnsafeStorage): another user
+    who made it reads and changes everything written (`forge.config.storage_root`)."""
+    folder = database.parent
+    for path in (database, *(Path(f"{database}{side}") for side in SQLITE_SIDE_FILES)):
+        check_path(folder, path, directory=False)
     try:
         os.close(os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
                          0o600))
@@ -204,7 +212,7 @@ def keep_private(database: Path) -> None:
             st = os.stat(path, follow_symlinks=False)
         except FileNotFoundError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
             os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
 
 

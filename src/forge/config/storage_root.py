@@ -1,0 +1,125 @@
+"""A storage root Forge may trust: one only this user (or root) can change.
+
+The storage root holds what everything else is trusted on: the dev secrets (HMAC secrets,
+OPERATOR_TOKEN, NATS passwords), the verdict signing keys, the state database and the
+embedded NATS's configuration and TLS keys. A root another local user made (``cd /tmp &&
+forge demo`` uses ``/tmp/storage``, which anyone can make first) or can write to lets that
+user choose those secrets, read or change what is written, or plant a signing key. So
+whenever Forge opens a storage root, the root and every part of it that is there is
+checked first (`check_storage_root`), and anything another user owns or may write, or a
+link where a folder or file belongs, is refused (`UnsafeStorage`) before a byte is read or
+written: nothing is repaired or taken over. Folders above the root (``/tmp``, sticky) do
+not matter: a folder's entries cannot be renamed by a user who cannot write that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+# The parts of a storage root that secrets, keys, the database and NATS live in.
+TRUSTED_DIRS = ("secrets", "keys", "keys/signing", "nats", "nats-tls")
+TRUSTED_FILES = ("secrets/dev-secrets.json", "forge.db", "forge.db-wal", "forge.db-shm",
+                 "forge.db-journal")
+ROOT_MODE = 0o755  # a root Forge makes: others may read results (no secret is readable)
+
+
+class UnsafeStorage(Exception):
+    """A storage root, or a part of it, that another user could have planted or changed;
+    the message (one line) names the path, its owner and mode, and what to do."""
+
+    def __init__(self, root: Path, path: Path, why: str, fix: str) -> None:
+        self.root = root
+        self.path = path
+        super().__init__(f"refusing storage root {root}: {path} {why}; {fix}, "
+                         "or choose another --storage/STORAGE_ROOT")
+
+
+def _fix(path: Path) -> str:
+    me = os.geteuid()
+    return f"if it is yours, run `chown {me}:{os.getegid()} {path} && chmod go-w {path}`"
+
+
+def check_path(root: Path, path: Path, *, directory: bool) -> bool:
+    """Refuse (UnsafeStorage) ``path`` of storage root ``root`` when it is a link, not a
+    folder (``directory``) or plain file, owned by neither this user nor root, or writable
+    by its group or others; False when it is not there, True when it is and may be
+    trusted."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    mode = stat.S_IMODE(st.st_mode)
+    what = "folder" if directory else "file"
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeStorage(root, path, f"is a symlink where a {what} belongs (owner uid "
+                                        f"{st.st_uid})", "remove it if you did not make it")
+    if (directory and not stat.S_ISDIR(st.st_mode)) \
+            or (not directory and not stat.S_ISREG(st.st_mode)):
+        raise UnsafeStorage(root, path, f"is not a {what} (owner uid {st.st_uid}, mode "
+                                        f"{mode:o})", "remove it if you did not make it")
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        raise UnsafeStorage(root, path, f"is owned by uid {st.st_uid} (mode {mode:o}), not "
+                                        f"by uid {me}: that user could have planted its "
+                                        "secrets, keys or database", _fix(path))
+    if mode & 0o022:
+        raise UnsafeStorage(root, path, f"is writable by other users (owner uid "
+                                        f"{st.st_uid}, mode {mode:o})", _fix(path))
+    return True
+
+
+def check_storage_root(root: Path) -> None:
+    """Refuse (UnsafeStorage) storage root ``root`` when it, or any of its folders and
+    files that hold secrets, keys, the database or NATS's settings, is not safe
+    (`check_path`). A root not made yet passes: whoever makes it makes it safe
+    (`make_private_dir`, `make_storage_root`)."""
+    root = Path(os.path.abspath(root))
+    if not check_path(root, root, directory=True):
+        return
+    for name in TRUSTED_DIRS:
+        check_path(root, root / name, directory=True)
+    for name in TRUSTED_FILES:
+        check_path(root, root / name, directory=False)
+
+
+def make_storage_root(root: Path) -> Path:
+    """``root`` checked (`check_storage_root`), made when missing (mode 0755 whatever the
+    umask, and so are the folders above it this makes)."""
+    root = Path(os.path.abspath(root))
+    check_storage_root(root)
+    for folder in reversed([p for p in (root, *root.parents) if not p.exists()]):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        os.chmod(folder, ROOT_MODE, follow_symlinks=False)
+    check_path(root, root, directory=True)
+    return root
+
+
+def make_private_dir(root: Path, path: Path) -> Path:
+    """``path``, a folder only its owner may use (the secrets or keys of storage root
+    ``root``, or a folder named elsewhere): checked, made when missing (0700 whatever the
+    umask; under ``root``, with the root and the folders between), and refused
+    (UnsafeStorage) when it, or a folder between it and ``root``, is not safe."""
+    root = Path(os.path.abspath(root))
+    path = Path(os.path.abspath(path))
+    if path.is_relative_to(root):
+        root = make_storage_root(root)
+        chain = [*(p for p in reversed(path.parents) if p.is_relative_to(root) and p != root),
+                 path]
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chain = [path]
+    for folder in chain:
+        if not check_path(root, folder, directory=True):
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+            else:
+                os.chmod(folder, 0o700, follow_symlinks=False)
+            check_path(root, folder, directory=True)
+    return path

@@ -1,0 +1,223 @@
+"""A storage root another local user made (probe: `cpprobe`) is never trusted.
+
+Before: a user made /tmp/cpprobe-store (0777) with secrets/dev-secrets.json of their
+choosing and an empty forge.db (0666); root's `forge --storage … receipt mint` signed with
+their RECEIPT_HMAC_SECRET, `apikey create` wrote key hashes into their database, `forge up`
+accepted their OPERATOR_TOKEN, and a signing key they planted under keys/signing signed
+verdicts. `cd /tmp && forge demo` would use /tmp/storage, which anyone can make first. Now
+every way in refuses such a root with one line naming the path, its owner and mode, and what
+to do (exit 2), before anything of it is read or written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
+
+from forge.cli import app
+from forge.cli.up import prepare
+from forge.config import load_settings
+from forge.config.secrets import load_dev_secrets
+from forge.config.storage_root import UnsafeStorage, check_storage_root
+from forge.signing.keystore import NoSigningKey, SigningKeyring
+from forge.store.db import Database
+from forge_verify.keys import key_id_for
+
+from ..conftest import SQLITE_ONLY
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="makes files of another uid")
+
+PROBE = 1234  # the other local user
+PLANTED = {"SAT_HMAC_SECRET": "a" * 64, "ET_HMAC_SECRET": "b" * 64,
+           "RECEIPT_HMAC_SECRET": "c" * 64, "OPERATOR_TOKEN": "d" * 64}
+
+
+def _give(path: Path, mode: int) -> None:
+    os.chown(path, PROBE, PROBE)
+    os.chmod(path, mode)
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> Path:
+    """What cpprobe made: a root open to all, their dev secrets and an empty database."""
+    root = tmp_path / "cpprobe-store"
+    (root / "secrets").mkdir(parents=True)
+    (root / "secrets" / "dev-secrets.json").write_text(json.dumps(PLANTED))
+    (root / "forge.db").write_bytes(b"")
+    _give(root, 0o777)
+    _give(root / "secrets", 0o777)
+    _give(root / "secrets" / "dev-secrets.json", 0o644)
+    _give(root / "forge.db", 0o666)
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        data = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
+        found[str(path.relative_to(root))] = (st.st_uid, stat.S_IMODE(st.st_mode),
+                                              st.st_size, data)
+    return found
+
+
+def _forge(root: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["--storage", str(root), *args],
+                                env={"FORGE_ENV": "dev", "FORGE_DB_URL": None,
+                                     "FORGE_SIGNING_KEY_DIR": None})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_commands_refuse_a_root_of_another_user_and_touch_nothing(planted: Path) -> None:
+    before = _snapshot(planted)
+    for args in (("receipt", "mint", "--tenant", "acme", "--plan", "PRO"),
+                 ("apikey", "create", "--tenant", "acme", "--subject", "alice"),
+                 ("keys", "generate"), ("entitlements", "list")):
+        code, out, err = _forge(planted, *args)
+        assert code == 2, (args, code, out, err)
+        assert out == ""  # no receipt, no key
+        line = err.strip()
+        assert "\n" not in line
+        assert line == (f"forge: refusing storage root {planted}: {planted} is owned by uid "
+                        f"{PROBE} (mode 777), not by uid 0: that user could have planted "
+                        f"its secrets, keys or database; if it is yours, run `chown 0:0 "
+                        f"{planted} && chmod go-w {planted}`, or choose another "
+                        "--storage/STORAGE_ROOT"), args
+    assert _snapshot(planted) == before  # nothing written, made or re-moded
+
+
+def test_forge_up_and_demo_refuse_before_starting(planted: Path) -> None:
+    before = _snapshot(planted)
+    with pytest.raises(typer.Exit) as stopped:
+        prepare(None, planted)
+    assert stopped.value.exit_code == 2
+    assert _snapshot(planted) == before
+
+
+def test_services_refuse_to_load_settings_from_it(planted: Path) -> None:
+    with pytest.raises(UnsafeStorage, match=f"owned by uid {PROBE} \\(mode 777\\)"):
+        load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(planted)})
+    with pytest.raises(UnsafeStorage):
+        load_dev_secrets(planted)
+
+
+@pytest.mark.parametrize("part", ["secrets", "keys", "keys/signing", "nats", "nats-tls",
+                                  "secrets/dev-secrets.json", "forge.db", "forge.db-wal",
+                                  "forge.db-shm", "forge.db-journal"])
+def test_any_part_of_a_root_of_ours_that_another_user_owns_or_may_write(
+        tmp_path: Path, part: str) -> None:
+    """Root's own root, with one part another user's, or root's but open to writing, or
+    a link where the part belongs: each is refused, naming that part."""
+    root = tmp_path / "storage"
+    root.mkdir()
+    path = root / part
+    folder = "." not in part.rsplit("/", 1)[-1]
+    if folder:
+        path.mkdir(parents=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"{}")
+        path.chmod(0o600)
+    check_storage_root(root)
+    os.chown(path, PROBE, PROBE)
+    with pytest.raises(UnsafeStorage, match=f"{path} is owned by uid {PROBE}"):
+        check_storage_root(root)
+    os.chown(path, 0, 0)
+    path.chmod(0o777 if folder else 0o666)
+    with pytest.raises(UnsafeStorage, match=f"{path} is writable by other users"):
+        check_storage_root(root)
+    if folder:
+        path.rmdir()
+    else:
+        path.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    path.symlink_to(elsewhere)
+    with pytest.raises(UnsafeStorage, match=f"{path} is a symlink"):
+        check_storage_root(root)
+
+
+@pytest.mark.parametrize("engine", [SQLITE_ONLY])
+def test_a_database_another_user_made_is_not_opened(tmp_path: Path, engine: str) -> None:
+    """Named by FORGE_DB_URL outside any root: the same refusal, and it stays 0666."""
+    db = tmp_path / "theirs.db"
+    db.write_bytes(b"")
+    _give(db, 0o666)
+    with pytest.raises(UnsafeStorage, match=f"{db} is owned by uid {PROBE}"):
+        Database(f"sqlite:///{db}")
+    assert db.stat().st_size == 0
+
+
+def _plant_key(folder: Path, owner: int) -> str:
+    key = Ed25519PrivateKey.generate()
+    kid = key_id_for(key.public_key())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    (folder / f"{kid}.key").write_bytes(pem)
+    (folder / "current").write_text(kid + "\n")
+    for name in (f"{kid}.key", "current"):
+        os.chown(folder / name, owner, owner)
+        (folder / name).chmod(0o600)
+    return kid
+
+
+def test_the_keyring_never_signs_with_a_key_another_user_planted(tmp_path: Path) -> None:
+    folder = tmp_path / "keys" / "signing"
+    folder.mkdir(parents=True, mode=0o700)
+    _plant_key(folder, PROBE)
+    ring = SigningKeyring(folder)
+    with pytest.raises(NoSigningKey, match=f"owned by uid {PROBE}, not by uid 0"):
+        ring.current()
+    assert ring.current_or_none() is None
+    # A folder of theirs, even with a key file of root's in it, is refused too.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    _plant_key(theirs, 0)
+    os.chown(theirs, PROBE, PROBE)
+    with pytest.raises(NoSigningKey, match=f"{theirs} is owned by uid {PROBE}"):
+        SigningKeyring(theirs).current()
+    with pytest.raises(UnsafeStorage):
+        SigningKeyring(theirs).rotate()
+    assert len(list(theirs.glob("*.key"))) == 1  # nothing generated there
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("engine", [SQLITE_ONLY])
+def test_a_root_forge_makes_itself_is_private_and_keeps_working(
+        tmp_path: Path, open_umask: None, engine: str) -> None:
+    """Even under umask 0 what Forge makes passes its own check, and is used again."""
+    root = tmp_path / "new" / "storage"
+    env = {"FORGE_ENV": "dev", "STORAGE_ROOT": str(root)}
+    first = load_settings(env)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "secrets").stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "secrets" / "dev-secrets.json").stat().st_mode) == 0o600
+    key, created = SigningKeyring(root / "keys" / "signing").ensure()
+    assert created
+    assert stat.S_IMODE((root / "keys" / "signing").stat().st_mode) == 0o700
+    db = Database(first.db_url)
+    db.engine.dispose()
+    assert stat.S_IMODE((root / "forge.db").stat().st_mode) == 0o600
+    check_storage_root(root)
+    again = load_settings(env)
+    assert again.operator.current == first.operator.current
+    assert SigningKeyring(root / "keys" / "signing").current().key_id == key.key_id
+    code, out, err = _forge(root, "receipt", "mint", "--tenant", "acme", "--plan", "PRO")
+    assert code == 0 and out.strip(), err
