@@ -77,17 +77,20 @@ def _forge(root: Path, *args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_cli_commands_refuse_a_root_of_another_user_and_touch_nothing(planted: Path) -> None:
+@pytest.mark.parametrize("engine", [SQLITE_ONLY])
+def test_cli_commands_refuse_a_root_of_another_user_and_touch_nothing(
+        planted: Path, engine: str) -> None:
     before = _snapshot(planted)
     for args in (("receipt", "mint", "--tenant", "acme", "--plan", "PRO"),
                  ("apikey", "create", "--tenant", "acme", "--subject", "alice"),
-                 ("keys", "generate"), ("entitlements", "list")):
+                 ("keys", "generate"), ("entitlements", "list"),
+                 ("serve", "spawn", "--port", "9401")):
         code, out, err = _forge(planted, *args)
         assert code == 2, (args, code, out, err)
         assert out == ""  # no receipt, no key
-        line = err.strip()
+        line = err.strip().removeprefix("forge serve spawn: ").removeprefix("forge: ")
         assert "\n" not in line
-        assert line == (f"forge: refusing storage root {planted}: {planted} is owned by uid "
+        assert line == (f"refusing storage root {planted}: {planted} is owned by uid "
                         f"{PROBE} (mode 777), not by uid 0: that user could have planted "
                         f"its secrets, keys or database; if it is yours, run `chown 0:0 "
                         f"{planted} && chmod go-w {planted}`, or choose another "
