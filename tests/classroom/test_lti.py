@@ -16,45 +16,34 @@ client-credentials token once the platform is back.
 from __future__ import annotations
 
 import asyncio
-import re
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from forge.bus import NatsServer, Publisher
-from forge.bus.contracts import ScoreFinalizedV1, publish_event
+from forge.bus import NatsServer
+from forge.bus.contracts import ScoreFinalizedV1
 from forge.classroom import lti_links
 from forge.classroom.cohorts import enrolled_cohorts
-from forge.config import Settings, load_settings
+from forge.config import load_settings
 from forge.entitlements.grants import grant
 from forge.identity.roles import role_of
-from forge.services.common.bus import bus_credentials, bus_streams
 from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.store.models import LtiGradePost
 
 from ..services.conftest import prod_environ
 from ..support.lab_catalog import lab_catalog_dir
-from ..support.lti_platform import (
-    INSTRUCTOR_ROLE,
-    LEARNER_ROLE,
-    forge_with_lti,
-    landing_of,
-    launch_learner,
-    lti_platform,
-    run_launch,
+from ..support.lti_course import (
+    DL,
+    add_lab,
+    announce,
+    course_and_forge,
+    start_from_landing,
+    until,
 )
+from ..support.lti_platform import INSTRUCTOR_ROLE, LEARNER_ROLE, landing_of, launch_learner
 
-DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 SHA = "a" * 64
-
-
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None, page
-    return found.group(1)
 
 
 def _finalized(scenario_id: str, subject: str) -> ScoreFinalizedV1:
@@ -65,133 +54,95 @@ def _finalized(scenario_id: str, subject: str) -> ScoreFinalizedV1:
         bundle_sha256=SHA, verdict_sha256=SHA, verdict_pub_sha256=SHA, key_id="k1")
 
 
-def _until(check: Callable[[], bool], what: str) -> None:
-    for _ in range(600):
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"never happened: {what}")
-
-
-async def _announce(settings: Settings, scenario_id: str, subject: str) -> None:
-    """Publish `forge.score.finalized` as the scoreboard's bus identity."""
-    publisher = Publisher(settings.nats_url, name="test-scoreboard",
-                          credentials=bus_credentials(settings, "scoreboard"),
-                          streams=bus_streams(settings))
-    try:
-        await publisher.start(wait=3.0)
-        await publish_event(publisher, _finalized(scenario_id, subject),
-                            msg_id=f"{scenario_id}-finalized")
-    finally:
-        await publisher.close()
-
-
 def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsServer,
                                                           db_url: str) -> None:
     environ = prod_environ(tmp_path / "storage", **nats.client_env(), FORGE_DB_URL=db_url,
                            FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
-    with lti_platform() as emu:
-        regs = {"emulator": emu.registration("acme", "http://placeholder")}
-        with forge_with_lti(tmp_path, environ, regs) as forge:
-            emu.forge_jwks_url = forge.url + "/lti/jwks"
-            db = forge.db
-            grant(db, "acme", "FREE")
+    with course_and_forge(tmp_path, environ) as (emu, forge):
+        db = forge.db
+        grant(db, "acme", "FREE")
 
-            # The instructor adds a lab to the course (deep linking).
-            teacher, answer = run_launch(forge.url, emu.login_url(
-                forge.url, "tina", roles=(INSTRUCTOR_ROLE,), message="LtiDeepLinkingRequest"))
-            assert answer.status_code == 200, answer.text
-            assert landing_of(answer) == "/lti/deep-link"
-            assert role_of(db, "acme", "lti.tina") == "instructor"
-            pick = teacher.get("/lti/deep-link")
-            assert pick.status_code == 200 and "Add a Forge lab" in pick.text
-            now = datetime.now(UTC)
-            back = teacher.post("/lti/deep-link", headers={"origin": forge.url}, data={
-                "csrf": _csrf(pick.text), "template_id": "netplus",
-                "opens_at": (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
-                "closes_at": (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
-                "attempts_allowed": "2", "hints_allowed": "yes"})
-            assert back.status_code == 200, back.text
-            assert f'action="{emu.issuer}/deep-link-return"' in back.text
-            assert f"form-action 'self' {emu.issuer}" in back.headers["content-security-policy"]
-            token = re.search(r'name="JWT" value="([^"]+)"', back.text)
-            assert token is not None
-            claims = emu.verify_from_forge(token.group(1), audience=emu.issuer)
-            assert claims["iss"] == emu.client_id
-            assert claims["https://purl.imsglobal.org/spec/lti/claim/message_type"] == \
-                "LtiDeepLinkingResponse"
-            assert claims[DL + "data"] == "emu-dl-data"
-            (item,) = claims[DL + "content_items"]
-            assert item["type"] == "ltiResourceLink" and item["url"] == forge.url + "/lti/launch"
-            assert item["lineItem"]["scoreMaximum"] == 100
-            assignment_id = item["custom"]["forge_assignment"]
-            course = lti_links.course_of(db, "emulator", emu.course_id)
-            assert course is not None
-            cohort_id = course.cohort_id
+        # The instructor adds a lab to the course (deep linking).
+        added = add_lab(forge.url, emu, attempts=2)
+        teacher, answer, pick, back = added.teacher, added.launch, added.pick, added.back
+        assert answer.status_code == 200, answer.text
+        assert landing_of(answer) == "/lti/deep-link"
+        assert role_of(db, "acme", "lti.tina") == "instructor"
+        assert pick.status_code == 200 and "Add a Forge lab" in pick.text
+        assert back.status_code == 200, back.text
+        assert f'action="{emu.issuer}/deep-link-return"' in back.text
+        assert f"form-action 'self' {emu.issuer}" in back.headers["content-security-policy"]
+        claims = added.claims(emu)
+        assert claims["iss"] == emu.client_id
+        assert claims["https://purl.imsglobal.org/spec/lti/claim/message_type"] == \
+            "LtiDeepLinkingResponse"
+        assert claims[DL + "data"] == "emu-dl-data"
+        (item,) = claims[DL + "content_items"]
+        assert item["type"] == "ltiResourceLink" and item["url"] == forge.url + "/lti/launch"
+        assert item["lineItem"]["scoreMaximum"] == 100
+        assignment_id = item["custom"]["forge_assignment"]
+        course = lti_links.course_of(db, "emulator", emu.course_id)
+        assert course is not None
+        cohort_id = course.cohort_id
 
-            # A learner opens the activity: signed in, on the assignment, ready to start.
-            landing = launch_learner(forge.url, emu, assignment_id, "lena")
-            assert landing.status == 200 and landing.url == f"/lti/assignment/{assignment_id}"
-            assert "<h1>Find the server</h1>" in landing.page and "Start this lab" in landing.page
-            assert "0 of 2 attempts" in landing.page
-            assert enrolled_cohorts(db, "acme", "lti.lena") == [cohort_id]
+        # A learner opens the activity: signed in, on the assignment, ready to start.
+        landing = launch_learner(forge.url, emu, assignment_id, "lena")
+        assert landing.status == 200 and landing.url == f"/lti/assignment/{assignment_id}"
+        assert "<h1>Find the server</h1>" in landing.page and "Start this lab" in landing.page
+        assert "0 of 2 attempts" in landing.page
+        assert enrolled_cohorts(db, "acme", "lti.lena") == [cohort_id]
 
-            # The roster of the course comes into the cohort (NRPS).
-            emu.members = [
-                {"user_id": "lena", "roles": [LEARNER_ROLE], "status": "Active"},
-                {"user_id": "liam", "roles": [LEARNER_ROLE], "status": "Active"},
-                {"user_id": "gone", "roles": [LEARNER_ROLE], "status": "Inactive"},
-                {"user_id": "tina", "roles": [INSTRUCTOR_ROLE]}]
-            synced = teacher.post(f"/v1/cohorts/{cohort_id}/lti-roster",
-                                  headers={"origin": forge.url})
-            assert synced.status_code == 200, synced.text
-            assert synced.json() == {"cohort_id": cohort_id, "members": 3, "added": 1}
-            assert enrolled_cohorts(db, "acme", "lti.liam") == [cohort_id]
-            assert enrolled_cohorts(db, "acme", "lti.gone") == []
+        # The roster of the course comes into the cohort (NRPS).
+        emu.members = [
+            {"user_id": "lena", "roles": [LEARNER_ROLE], "status": "Active"},
+            {"user_id": "liam", "roles": [LEARNER_ROLE], "status": "Active"},
+            {"user_id": "gone", "roles": [LEARNER_ROLE], "status": "Inactive"},
+            {"user_id": "tina", "roles": [INSTRUCTOR_ROLE]}]
+        synced = teacher.post(f"/v1/cohorts/{cohort_id}/lti-roster",
+                              headers={"origin": forge.url})
+        assert synced.status_code == 200, synced.text
+        assert synced.json() == {"cohort_id": cohort_id, "members": 3, "added": 1}
+        assert enrolled_cohorts(db, "acme", "lti.liam") == [cohort_id]
+        assert enrolled_cohorts(db, "acme", "lti.gone") == []
 
-            # The learner starts the lab from the landing page (the assignment gate).
-            start = landing.client.post("/spawn", headers={"origin": forge.url}, data={
-                "csrf": _csrf(landing.page), "track": "netplus", "lab": "netplus",
-                "assignment_id": assignment_id, "request_id": "lti-start-0001"},
-                follow_redirects=False)
-            assert start.status_code == 303, start.text
-            scenario_id = start.headers["location"].rsplit("/", 1)[-1]
+        # The learner starts the lab from the landing page (the assignment gate).
+        scenario_id = start_from_landing(forge.url, landing, assignment_id, "lti-start-0001")
 
-            # The verdict is announced (as the scoreboard does once it signed) to a scoreboard
-            # with the same LTI file; the platform is down at first: the grade is kept.
-            emu.down = True
-            sb_env = {**forge.environ, "STORAGE_ROOT": str(tmp_path / "scoreboard")}
-            settings = load_settings(sb_env)
-            with TestClient(build_scoreboard(settings, lti_poll_s=0.2)):
-                asyncio.run(_announce(settings, scenario_id, "lti.lena"))
+        # The verdict is announced (as the scoreboard does once it signed) to a scoreboard
+        # with the same LTI file; the platform is down at first: the grade is kept.
+        emu.down = True
+        sb_env = {**forge.environ, "STORAGE_ROOT": str(tmp_path / "scoreboard")}
+        settings = load_settings(sb_env)
+        with TestClient(build_scoreboard(settings, lti_poll_s=0.2)):
+            asyncio.run(announce(settings, _finalized(scenario_id, "lti.lena")))
 
-                def failed_once() -> bool:
-                    row = lti_links.grade_of(db, scenario_id)
-                    return row is not None and row.attempts >= 1
-
-                _until(failed_once, "a first post refused by the platform")
+            def failed_once() -> bool:
                 row = lti_links.grade_of(db, scenario_id)
-                assert row is not None and row.state == "pending"
-                assert row.last_error == "score post answered HTTP 503" and not emu.scores
+                return row is not None and row.attempts >= 1
 
-                emu.down = False
-                with db.session() as sess:  # what waiting out the backoff does
-                    kept = sess.get(LtiGradePost, scenario_id)
-                    assert kept is not None
-                    kept.next_at = datetime.now(UTC)
-                grade = emu.wait_for_grade("lena", 60)
+            until(failed_once, "a first post refused by the platform")
+            row = lti_links.grade_of(db, scenario_id)
+            assert row is not None and row.state == "pending"
+            assert row.last_error == "score post answered HTTP 503" and not emu.scores
 
-                def posted_once() -> bool:  # the platform answered; the post is recorded
-                    row = lti_links.grade_of(db, scenario_id)
-                    return row is not None and row.state == "posted"
+            emu.down = False
+            with db.session() as sess:  # what waiting out the backoff does
+                kept = sess.get(LtiGradePost, scenario_id)
+                assert kept is not None
+                kept.next_at = datetime.now(UTC)
+            grade = emu.wait_for_grade("lena", 60)
 
-                # before the scoreboard stops: a stop between the platform's answer and the
-                # record leaves the grade pending, to be posted again (at least once)
-                _until(posted_once, "the grade recorded as posted")
-            assert grade == {"scoreGiven": 50.0, "scoreMaximum": 100.0,
-                             "activityProgress": "Completed",
-                             "gradingProgress": "FullyGraded",
-                             "timestamp": "2026-12-01T10:00:00+00:00", "userId": "lena"}
-            assert emu.scores[-1]["lineitem"] == assignment_id
-            posted = lti_links.grade_of(db, scenario_id)
-            assert posted is not None and posted.state == "posted"
+            def posted_once() -> bool:  # the platform answered; the post is recorded
+                row = lti_links.grade_of(db, scenario_id)
+                return row is not None and row.state == "posted"
+
+            # before the scoreboard stops: a stop between the platform's answer and the
+            # record leaves the grade pending, to be posted again (at least once)
+            until(posted_once, "the grade recorded as posted")
+        assert grade == {"scoreGiven": 50.0, "scoreMaximum": 100.0,
+                         "activityProgress": "Completed",
+                         "gradingProgress": "FullyGraded",
+                         "timestamp": "2026-12-01T10:00:00+00:00", "userId": "lena"}
+        assert emu.scores[-1]["lineitem"] == assignment_id
+        posted = lti_links.grade_of(db, scenario_id)
+        assert posted is not None and posted.state == "posted"

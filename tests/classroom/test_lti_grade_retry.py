@@ -108,6 +108,7 @@ def test_the_grade_book_gets_the_learners_best_so_far(db: Database) -> None:
         db, ann, cohort, template_id="lab-netplus", opens_at=now,
         closes_at=now + timedelta(days=1), attempts_allowed=5, hints_allowed=True,
         known_templates={"lab-netplus"}).assignment_id
+    lti_links.link_course(db, "lms", "course-1", "acme", cohort)
     lti_links.link_grade(db, asg, "lti.lea", "lms", "u1", "https://lms.example.org/li/1")
     given = []
     for n, score in enumerate((0.9, 0.3, 1.0, 0.5), start=1):

@@ -202,13 +202,22 @@ def _late(completed_at: object, closes_at: datetime) -> bool | None:
     return aware(done) > aware(closes_at)
 
 
+def best_result(labs: Sequence[Lab], scores: Mapping[str, Mapping[str, Any]],
+                tenant_id: str) -> tuple[Mapping[str, Any], Lab] | None:
+    """A learner's best graded lab of an assignment and its result: the highest score of
+    their labs' results (the earliest attempt of equal ones), only results about this
+    learner's lab of this tenant; None when nothing is graded. The dashboard's "best score",
+    and the score the LMS grade book is sent (`forge.classroom.lti_links.owe_grade`)."""
+    graded = [(scores[lab.scenario_id], lab) for lab in labs
+              if lab.scenario_id in scores and _usable(scores[lab.scenario_id], lab, tenant_id)]
+    return max(graded, key=lambda g: (float(g[0]["score"]), -g[1].attempt), default=None)
+
+
 def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
           closes_at: datetime, extended: bool) -> dict[str, Any]:
     """One learner's figures for one assignment due for them at ``closes_at`` (their own
     due time when ``extended``)."""
-    graded = [(scores[lab.scenario_id], lab) for lab in labs
-              if lab.scenario_id in scores and _usable(scores[lab.scenario_id], lab, tenant_id)]
-    best = max(graded, key=lambda g: (float(g[0]["score"]), -g[1].attempt), default=None)
+    best = best_result(labs, scores, tenant_id)
     out: dict[str, Any] = {
         "status": FINISHED if best else STARTED if labs else NOT_STARTED,
         "attempts_used": len(labs),

@@ -78,13 +78,16 @@ def grades(
     state: str | None = typer.Option(None, "--state", help="pending, posted or failed."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Grades owed to LMS platforms: pending (retried), posted, failed (with the reason)."""
+    """Grades owed to LMS platforms: pending (retried, or waiting for the learner's LMS id
+    or the assignment's grade column: the reason says which), posted, failed (with the
+    reason)."""
     if state is not None and state not in (PENDING, POSTED, FAILED):
         typer.echo("error: --state: one of pending, posted, failed", err=True)
         raise typer.Exit(2)
     rows = [{"scenario_id": g.scenario_id, "platform": g.platform,
              "assignment_id": g.assignment_id, "score": g.score_given, "state": g.state,
              "attempts": g.attempts, "last_error": g.last_error,
+             "waiting": not (g.lineitem and g.lti_user),
              "posted_at": g.posted_at.isoformat() if g.posted_at else None}
             for g in list_grades(open_db(settings_or_exit()), state)]
     if as_json:

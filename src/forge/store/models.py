@@ -378,6 +378,19 @@ class LtiGradeLink(Base):
     updated_at: Mapped[datetime]
 
 
+class LtiUser(Base):
+    """A platform's user id of a Forge subject (the LTI `sub`), from their launches and
+    from the roster syncs of the platform's courses: where an LMS grade of a learner who
+    never launched (a roster sync enrolled them, they started from Forge) goes. Kept
+    because `lti.map_subject` is not invertible (a long id becomes a digest)."""
+
+    __tablename__ = "lti_users"
+    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    lti_user: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime]
+
+
 class LtiGradePost(Base):
     """A score owed to a platform (the outbox): written when the verdict is signed, posted
     and retried until the platform takes it."""

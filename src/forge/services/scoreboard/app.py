@@ -88,6 +88,7 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
     if settings.lti_file is not None:  # LTI grade passback (issue 18 item 4)
         try:
             grades = GradePoster(settings, ctx.db, load_lti(settings.lti_file),
+                                 artifacts=artifacts,
                                  **({} if lti_poll_s is None else {"poll_s": lti_poll_s}))
         except LtiConfigError as exc:
             raise ConfigError(settings.env.value, [str(exc)]) from None

@@ -2,8 +2,11 @@
 
 A durable consumer of `forge.score.finalized` (the scoreboard's own verdicts, also those
 signed by `forge completions reprocess`) writes the grade a verdict owes an LMS into the
-store's outbox (`lti_grade_posts`) when the lab was started for an assignment launched from
-that LMS; the event is acknowledged only once that row exists. A poster then posts owed
+store's outbox (`lti_grade_posts`) when the lab was started for an assignment of a cohort
+linked to that LMS's course, from the LMS or from Forge: the learner's best graded score
+of the assignment, read from this scoreboard's results of all their attempts as the
+dashboard reads it (`dashboard.best_result`); the event is acknowledged only once that row
+exists. A poster then posts owed
 grades to their line items (Assignment and Grade Services, with a client-credentials
 token) and retries with a doubling backoff while the platform is down or failing, so a
 platform that is away loses no grade; one that refuses the grade itself (400, 404...) is
@@ -16,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -23,10 +27,14 @@ from forge.bus import DurableConsumer, Event, Reject
 from forge.bus.contracts import ContractError, ScoreFinalizedV1, decode_as
 from forge.bus.subjects import DURABLE_SCOREBOARD_LTI_GRADES, SCORE_FINALIZED
 from forge.classroom import lti_links
+from forge.classroom.dashboard import best_result
 from forge.config.settings import Settings
+from forge.evidence.artifact_store import ArtifactStore
 from forge.identity.lti_config import LtiRegistry
 from forge.identity.lti_services import LtiCallFailed, PlatformClient
+from forge.lifecycle import states
 from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.scoreboard.summary_routes import summarize
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
 
@@ -34,12 +42,33 @@ log = logging.getLogger("forge.scoreboard.lti")
 POLL_S = 5.0
 
 
+def owe_best(db: Database, artifacts: ArtifactStore | None, done: ScoreFinalizedV1) -> bool:
+    """Owe the learner's best graded score of the assignment (this verdict's and their
+    other attempts' results, as the dashboard reads them), when a grade is owed at all."""
+    attempt = lti_links.graded_attempt(db, done.scenario_id)
+    if attempt is None:
+        return False
+    scores: dict[str, dict[str, Any]] = {}
+    if artifacts is not None:
+        for lab in attempt.labs:  # the dashboard's graded candidates
+            if lab.scenario_id != done.scenario_id and lab.state == states.COMPLETED:
+                found = summarize(artifacts.read_score(lab.scenario_id), lab.scenario_id)
+                if found is not None:
+                    scores[lab.scenario_id] = found
+    scores[done.scenario_id] = {"tenant_id": done.tenant_id, "subject": done.subject,
+                                "score": float(done.score)}
+    best = best_result(attempt.labs, scores, attempt.tenant_id)
+    score = float(best[0]["score"]) if best is not None else float(done.score)
+    return lti_links.owe_grade(db, done.scenario_id, score, done.completed_at)
+
+
 class GradePoster:
     """The outbox consumer and the poster loop of one scoreboard process."""
 
     def __init__(self, settings: Settings, db: Database, registry: LtiRegistry,
-                 poll_s: float = POLL_S) -> None:
+                 poll_s: float = POLL_S, artifacts: ArtifactStore | None = None) -> None:
         self.settings, self.db, self.registry, self.poll_s = settings, db, registry, poll_s
+        self.artifacts = artifacts  # the signed results (None: only the verdict's own)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -56,8 +85,7 @@ class GradePoster:
             done = decode_as(ScoreFinalizedV1, event.subject, event.raw)
         except ContractError as exc:
             raise Reject(str(exc)) from None
-        owed = await asyncio.to_thread(lti_links.owe_grade, self.db, done.scenario_id,
-                                       float(done.score), done.completed_at)
+        owed = await asyncio.to_thread(owe_best, self.db, self.artifacts, done)
         if owed:
             self._wake.set()
 

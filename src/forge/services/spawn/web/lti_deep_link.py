@@ -178,15 +178,17 @@ async def link_course(cohort_id: CohortId, body: CourseBody, request: Request) -
     return {"cohort_id": cohort_id, "platform": platform.name, "context_id": body.context_id}
 
 
-def _people(platform: Platform, members: list[dict[str, Any]]) -> list[tuple[str, bool]]:
-    out: list[tuple[str, bool]] = []
+def _people(platform: Platform, members: list[dict[str, Any]]
+            ) -> list[tuple[str, bool, str]]:
+    """The active members as (Forge subject, teaches the course, LMS user id)."""
+    out: list[tuple[str, bool, str]] = []
     for m in members:  # at most MAX_ROSTER_MEMBERS (the client's bound)
         user, roles = m.get("user_id"), m.get("roles")
         if not isinstance(user, str) or not 0 < len(user) <= 255:
             continue
         if m.get("status", "Active") != "Active":
             continue
-        out.append((map_subject(platform, user), teaches_course(roles)))
+        out.append((map_subject(platform, user), teaches_course(roles), user))
     return out
 
 
@@ -220,19 +222,25 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
                       else f"the LMS did not give the roster ({exc}); try again later")
             raise ForgeError("lti_platform_failed", 502, detail) from None
         people = _people(platform, members)
-        added = await sync.store(lambda: store_roster(db, cohort_id, platform.tenant_id,
-                                                       people))
+        added = await sync.store(lambda: store_roster(
+            db, cohort_id, platform.tenant_id, [(s, t) for s, t, _ in people],
+            platform.name, [(s, u) for s, _, u in people]))
+    # Grades owed to learners the LMS did not know of yet (started from Forge) go now.
+    await run_in_threadpool(lti_links.settle_owed, db, cohort_id)
     return {"cohort_id": cohort_id, "members": len(people), "added": added}
 
 
 def store_roster(db: Database, cohort_id: str, tenant_id: str,
-                 people: list[tuple[str, bool]]) -> int:
+                 people: list[tuple[str, bool]], platform: str | None = None,
+                 users: list[tuple[str, str]] | None = None) -> int:
     """Raise each person's tenant role and seat them in the cohort, in one transaction of
     a few bulk statements (chunks of 500): a failure midway leaves no one half-added, and
     10,000 people hold the store's write lock briefly, not for one round trip each. The
     number newly added to the cohort. ForgeError 409 `lti_roster_not_stored` if it keeps
     conflicting (the cohort deleted meanwhile, people signing in at the same moment), 409
-    `cohort_full` (nothing stored) past `cohorts.MAX_MEMBERS` learners."""
+    `cohort_full` (nothing stored) past `cohorts.MAX_MEMBERS` learners. `users` (subject,
+    LMS user id) of `platform` are kept too: where the grades of those who never launched
+    go (`lti_links.remember_users`)."""
     wanted: dict[str, str] = {}
     for subject, teaches in people:
         if teaches or subject not in wanted:
@@ -241,6 +249,8 @@ def store_roster(db: Database, cohort_id: str, tenant_id: str,
         try:
             with db.session() as sess:
                 raise_roles_in(sess, tenant_id, wanted)
+                if platform is not None and users:
+                    lti_links.remember_users(sess, platform, users)
                 return lti_links.enrol_roster_in(sess, cohort_id, tenant_id, people)
         except IntegrityError:
             continue  # a person inserted meanwhile by their own sign-in: compare with it

@@ -196,11 +196,15 @@ def _record(request: Request, launch: Launch) -> tuple[str, Any, bool]:
         launch.context_title, launch.subject, launch.teaches, launch.memberships_url))
     raise_role(db, launch.platform.tenant_id, launch.subject,
                INSTRUCTOR if launch.teaches else LEARNER)
+    lti_links.remember_user(db, launch.platform.name, launch.subject, launch.lti_user)
     found = lti_links.course_assignment(db, seated.cohort_id,
                                         launch.custom.get(ASSIGNMENT_PARAM))
     if found is not None and launch.lineitem and not seated.teaches:
         lti_links.link_grade(db, found.assignment_id, launch.subject, launch.platform.name,
                              launch.lti_user, launch.lineitem)
+    # Grades owed before where they go was known (a lab started from Forge by a learner
+    # who never launched, or before any launch of the activity) go now.
+    lti_links.settle_owed(db, seated.cohort_id)
     return seated.cohort_id, found, seated.teaches
 
 
