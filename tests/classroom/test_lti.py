@@ -101,9 +101,18 @@ def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsSe
         synced = teacher.post(f"/v1/cohorts/{cohort_id}/lti-roster",
                               headers={"origin": forge.url})
         assert synced.status_code == 200, synced.text
-        assert synced.json() == {"cohort_id": cohort_id, "members": 3, "added": 1}
+        assert synced.json() == {"cohort_id": cohort_id, "members": 3, "added": 1,
+                                 "not_in_course": []}
         assert enrolled_cohorts(db, "acme", "lti.liam") == [cohort_id]
         assert enrolled_cohorts(db, "acme", "lti.gone") == []
+        # liam leaves the course: a re-sync names him and takes nobody out (the instructor
+        # does, keeping his results); lena, who launched, is still listed.
+        emu.members[1]["status"] = "Inactive"
+        resynced = teacher.post(f"/v1/cohorts/{cohort_id}/lti-roster",
+                                headers={"origin": forge.url})
+        assert resynced.json() == {"cohort_id": cohort_id, "members": 2, "added": 0,
+                                   "not_in_course": ["lti.liam"]}
+        assert enrolled_cohorts(db, "acme", "lti.liam") == [cohort_id]
 
         # The learner starts the lab from the landing page (the assignment gate).
         scenario_id = start_from_landing(forge.url, landing, assignment_id, "lti-start-0001")

@@ -224,6 +224,18 @@ def enrol_roster_in(sess: Session, cohort_id: str, tenant_id: str,
     return len(new_staff) + len(new_seats)
 
 
+def not_in_roster(db: Database, cohort_id: str, active: Sequence[str]) -> list[str]:
+    """Learners of the cohort who came in from its LMS course (a launch or a roster sync)
+    and are not among the roster's `active` members any more (they left the course, or
+    the LMS marks them inactive), by subject. A roster sync only reports them: taking one
+    out of the class is the instructor's call (`DELETE .../learners/<subject>`, which
+    keeps their labs and results)."""
+    listed = set(active)
+    with db.read() as sess:
+        return sorted(s for s in sess.scalars(select(Enrolment.subject).where(
+            Enrolment.cohort_id == cohort_id, Enrolment.via == "lti")) if s not in listed)
+
+
 def course_assignment(db: Database, cohort_id: str, assignment_id: object) -> Assignment | None:
     """The assignment if it belongs to this course's cohort (else None: never another's)."""
     if not isinstance(assignment_id, str) or len(assignment_id) > 32:

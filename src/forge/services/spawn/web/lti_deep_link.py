@@ -198,7 +198,9 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """Read the roster of the LMS course this cohort came from (Names and Role
     Provisioning) into the cohort: learners enrolled, teachers added as instructors. A
     roster whose learners not enrolled yet would take the cohort past its 2000 learners is
-    refused whole (409 `cohort_full`: nobody added, no role raised)."""
+    refused whole (409 `cohort_full`: nobody added, no role raised). `not_in_course` lists
+    the learners who came in from the course and are no longer active members of it: they
+    stay enrolled (and counted) until an instructor takes them out."""
     who = await _managed(request, cohort_id)
     db = spawn_state(request).ctx.db
     course = await run_in_threadpool(lti_links.course_by_cohort, db, cohort_id)
@@ -227,7 +229,10 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
             platform.name, [(s, u) for s, _, u in people]))
     # Grades owed to learners the LMS did not know of yet (started from Forge) go now.
     await run_in_threadpool(lti_links.settle_owed, db, cohort_id)
-    return {"cohort_id": cohort_id, "members": len(people), "added": added}
+    left = await run_in_threadpool(lti_links.not_in_roster, db, cohort_id,
+                                   [s for s, _, _ in people])
+    return {"cohort_id": cohort_id, "members": len(people), "added": added,
+            "not_in_course": left}
 
 
 def store_roster(db: Database, cohort_id: str, tenant_id: str,
