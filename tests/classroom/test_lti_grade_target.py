@@ -27,7 +27,7 @@ from forge.lifecycle import states
 from forge.services.scoreboard.lti_grades import owe_best
 from forge.store.db import Database
 from forge.store.migrate import upgrade
-from forge.store.models import AssignmentAttempt, Scenario
+from forge.store.models import AssignmentAttempt, LtiGradePost, Scenario
 
 SHA = "a" * 64
 LINE = "https://lms.example.org/lineitems/1"
@@ -123,9 +123,16 @@ def test_a_grade_waiting_for_the_learner_goes_after_a_roster_sync(db: Database,
     grade = lti_links.grade_of(db, done.scenario_id)
     assert grade is not None and grade.lti_user == "" and grade.lineitem == LINE
     assert "LMS user id of lti.c" in (grade.last_error or "")
+    with db.session() as sess:  # it waited longer than a grade is retried
+        row = sess.get(LtiGradePost, done.scenario_id)
+        assert row is not None
+        row.created_at = datetime.now(UTC) - lti_links.MAX_AGE - timedelta(days=1)
     with db.session() as sess:  # what the roster sync stores beside the enrolments
         lti_links.remember_users(sess, "lms", [("lti.c", "c-lms-id")])
     assert lti_links.settle_owed(db, cohort) == 1
     (due,) = lti_links.due_grades(db, datetime.now(UTC) + timedelta(seconds=1))
     assert (due.lti_user, due.lineitem, due.score_given, due.last_error) == (
         "c-lms-id", LINE, 75.0, None)
+    # a first refused post is retried: the week it waited does not count as posting time
+    lti_links.grade_retry(db, done.scenario_id, "score post answered HTTP 503")
+    assert getattr(lti_links.grade_of(db, done.scenario_id), "state", "") == "pending"

@@ -452,7 +452,10 @@ def settle_owed(db: Database, cohort_id: str) -> int:
             if to.why is None:
                 row.score_given = max(row.score_given, _best_posted(
                     sess, row.assignment_id, subject) or 0.0)
-                row.next_at = now
+                # Postable from now: MAX_AGE counts the time spent posting it, not the
+                # time it waited to learn where it goes (else a grade that waited a week
+                # would be given up at its first refused post).
+                row.next_at, row.created_at = now, now
                 settled += 1
     return settled
 

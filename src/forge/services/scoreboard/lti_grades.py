@@ -80,7 +80,8 @@ class GradePoster:
             streams=bus_streams(settings), ack_wait=settings.bus_ack_wait_s)
 
     async def handle(self, event: Event) -> None:
-        """Owe the verdict's grade to its platform (when launched from one); idempotent."""
+        """Owe the learner's best grade to the LMS (when the lab's assignment is of a class
+        linked to an LMS course, whichever way it was started); idempotent."""
         try:
             done = decode_as(ScoreFinalizedV1, event.subject, event.raw)
         except ContractError as exc:
