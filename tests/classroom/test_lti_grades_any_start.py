@@ -72,7 +72,7 @@ def _graded(db: Database, sb_root: Path, scenario_id: str, subject: str, score: 
     (results / "score.json").write_text(json.dumps({
         "scenario_id": scenario_id, "tenant_id": "acme", "subject": subject,
         "track": "netplus", "score": score, "passed": int(score * 10), "total": 10,
-        "completed_at": when, "criteria": []}))
+        "completed_at": when, "criteria": [], "retention_days": 30}))
     return ScoreFinalizedV1(
         scenario_id=scenario_id, run_id="run-1", track="netplus", tenant_id="acme",
         subject=subject, plan="FREE", score=score, passed=int(score * 10), total=10,
