@@ -24,6 +24,8 @@ def create(
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"key_id  {issued.key_id}")
     typer.echo(f"api_key {issued.plaintext}")
+    typer.echo("note: the key is shown this once (only its hash is kept): hand it to the "
+               "learner now; a lost key is revoked and a new one issued", err=True)
 
 
 @app.command()

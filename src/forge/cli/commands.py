@@ -9,7 +9,9 @@ still lists them all.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 
 import typer
 from typer import _click as click  # Typer vendors click: its commands are of these types
@@ -46,8 +48,56 @@ def load_command(name: str) -> click.Command:
     return command
 
 
+OUT_OF_ROOM = (errno.ENOSPC, errno.EDQUOT)
+NEARLY_FULL = 1 << 20  # bytes free below which a store's "disk I/O error" is a full disk
+
+
+def _storage_full() -> bool:
+    """Whether the current storage root's file system has (next to) no room left."""
+    from forge.cli.storage import current_storage_root
+
+    root = current_storage_root()
+    while not root.exists() and root != root.parent:
+        root = root.parent
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return False
+    # Nearly full, not exactly: some file systems (tmpfs) count their blocks per CPU.
+    return st.f_bavail * st.f_frsize < NEARLY_FULL or (st.f_files > 0 and st.f_favail == 0)
+
+
+def refused_for_room(exc: Exception) -> str | None:
+    """The one line to print for a command that failed on a full disk or store, or None
+    for any other failure (which keeps its traceback: it is a bug to report)."""
+    if isinstance(exc, OSError) and exc.errno in OUT_OF_ROOM:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"the disk is full{where}: {exc.strerror}"
+    if type(exc).__module__.startswith("sqlalchemy"):
+        from sqlalchemy.exc import DBAPIError
+
+        from forge.store.busy import store_error_text, store_out_of_room
+
+        # SQLite in WAL mode on a full disk often says only "disk I/O error".
+        if isinstance(exc, DBAPIError) and (store_out_of_room(exc) or _storage_full()):
+            return f"the store is out of room ({store_error_text(exc)})"
+    return None
+
+
 class LazyGroup(TyperGroup):
-    """The root `forge` group: commands come from `COMMANDS`, loaded on first use."""
+    """The root `forge` group: commands come from `COMMANDS`, loaded on first use. A
+    command that fails for want of room says so in one line (exit 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            line = refused_for_room(exc)
+            if line is None:
+                raise
+            typer.echo(f"forge: not done, {line}; make room on the storage root's disk and "
+                       "run it again", err=True)
+            raise typer.Exit(1) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(dict.fromkeys([*super().list_commands(ctx), *COMMANDS]))

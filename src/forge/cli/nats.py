@@ -36,6 +36,8 @@ def auth_config() -> None:
         typer.echo(f"error: {'; '.join(exc.problems)}", err=True)
         raise typer.Exit(1) from None
     typer.echo(bus_auth(settings).server_config(), nl=False)
+    typer.echo("note: this holds every service's NATS password: write it only to a file "
+               "root alone reads (umask 077)", err=True)
 
 
 @app.command("restart-subscriber")

@@ -26,3 +26,5 @@ def mint(
     except CheckoutError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(receipt.token)
+    typer.echo(f"note: whoever holds this receipt spawns on plan {plan} for {days} days: "
+               "send it to the buyer alone", err=True)

@@ -11,6 +11,7 @@ key; its public key stays so verdicts and checkpoints it signed keep verifying.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -236,12 +237,32 @@ class SigningKeyring:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
         os.chmod(self.directory, 0o700)
-        replace_file(self.directory / f"{key.key_id}.key", pem, mode=0o600)
-        replace_file(self.directory / f"{key.key_id}.pub", key.public_pem(), mode=0o644)
         meta = {"key_id": key.key_id, "algorithm": "ed25519", "created_at": _now(),
                 "retired_at": None}
-        replace_file(self.directory / f"{key.key_id}.json",
-                     json.dumps(meta, sort_keys=True).encode() + b"\n", mode=0o644)
+        try:
+            replace_file(self.directory / f"{key.key_id}.key", pem, mode=0o600)
+            replace_file(self.directory / f"{key.key_id}.pub", key.public_pem(), mode=0o644)
+            replace_file(self.directory / f"{key.key_id}.json",
+                         json.dumps(meta, sort_keys=True).encode() + b"\n", mode=0o644)
+        except BaseException:
+            self._discard(key.key_id)
+            raise
+
+    def _discard(self, key_id: str) -> None:
+        """Remove a key that never became current (its write or its `current` failed, e.g.
+        on a full disk): no half-made key is left in the ring."""
+        for suffix in (".key", ".pub", ".json"):
+            with contextlib.suppress(OSError):
+                (self.directory / f"{key_id}{suffix}").unlink(missing_ok=True)
+
+    def _write_current_key(self, key: SigningKey) -> None:
+        """Write ``key`` and make it current, or leave the ring as it was."""
+        self._write_key(key)
+        try:
+            self._set_current(key.key_id)
+        except BaseException:
+            self._discard(key.key_id)
+            raise
 
     def _set_current(self, key_id: str) -> None:
         replace_file(self.directory / "current", key_id.encode() + b"\n", mode=0o644)
@@ -253,8 +274,7 @@ class SigningKeyring:
                 raise KeyExists(f"a current signing key exists in {self.directory}; "
                                 "use `forge keys rotate` to replace it")
             key = SigningKey.from_private_key(Ed25519PrivateKey.generate())
-            self._write_key(key)
-            self._set_current(key.key_id)
+            self._write_current_key(key)
             return key
 
     def ensure(self) -> tuple[SigningKey, bool]:
@@ -262,8 +282,7 @@ class SigningKeyring:
         with self._lock():
             if self._current_id() is None:
                 key = SigningKey.from_private_key(Ed25519PrivateKey.generate())
-                self._write_key(key)
-                self._set_current(key.key_id)
+                self._write_current_key(key)
                 return key, True
         return self.current(), False
 
@@ -272,8 +291,7 @@ class SigningKeyring:
         with self._lock():
             old = self._current_id()
             key = SigningKey.from_private_key(Ed25519PrivateKey.generate())
-            self._write_key(key)
-            self._set_current(key.key_id)
+            self._write_current_key(key)
             if old is not None and old != key.key_id:
                 meta_path = self.directory / f"{old}.json"
                 try:
