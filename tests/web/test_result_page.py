@@ -240,3 +240,31 @@ def test_hints_line_says_free_hints_took_nothing() -> None:
     assert _hints_used({"hints": [{"id": "h1", "cost": 0.05}, {"id": "h2", "cost": 0.05}]}) \
         == "2 hints revealed: \N{MINUS SIGN}10 % of the score"
     assert _hints_used({"hints": []}) is None
+
+
+def test_a_verdict_the_scoreboard_refused_is_said_not_waited_for(graded: Graded) -> None:
+    """An operator drill rotated the HMAC secrets with labs in flight: the scoreboard refused
+    their completions (kept as failed events) and the learner read "Waiting for the signed
+    verdict…" on the lab page and "no result yet" on the result page, for ever."""
+    from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED
+    from forge.store.failed_events import list_failed_events, mark_reprocessed, record_failed_event
+
+    client = graded.client
+    sid = "scn-" + "ab" * 8
+    _owned_row(client, Completion(sid, {}))  # completed, no score
+    waiting = _text(client.get(f"/lab/{sid}").text)
+    assert "Waiting for the signed verdict" in waiting
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    record_failed_event(db, consumer=DURABLE_SCOREBOARD_COMPLETED,
+                        subject="forge.scenario.completed", msg_id="m-" + sid,
+                        payload="{}", error="sat_token_unknown_key",
+                        scenario_id=sid)
+    lab = _text(client.get(f"/lab/{sid}").text)
+    assert "could not record its signed result (a fault on the server, not in your " \
+           "work). Your operator has been told" in lab
+    assert "Waiting for the signed verdict" not in lab and "sat_token" not in lab
+    result = client.get(f"/lab/{sid}/result")
+    assert result.status_code == 503 and "Your operator has been told" in _text(result.text)
+    (event,) = [e for e in list_failed_events(db) if e.scenario_id == sid]
+    mark_reprocessed(db, event.id)  # reprocessed: the verdict is on its way again
+    assert "Waiting for the signed verdict" in _text(client.get(f"/lab/{sid}").text)

@@ -56,6 +56,14 @@ def list_failed_events(
         return rows
 
 
+def has_failed_event(db: Database, consumer: str, scenario_id: str) -> bool:
+    """Whether ``consumer`` gave up on an event of ``scenario_id`` not reprocessed since."""
+    with db.read() as sess:
+        return sess.scalars(select(FailedEvent.id).where(
+            FailedEvent.consumer == consumer, FailedEvent.scenario_id == scenario_id,
+            FailedEvent.status == "failed").limit(1)).first() is not None
+
+
 def mark_reprocessed(db: Database, event_id: int) -> None:
     """Record that a failed event was processed successfully on replay."""
     with db.session() as sess:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED as SCOREBOARD_CONSUMER
 from forge.classroom.assignments import my_assignments
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement
 from forge.errors import ForgeError
@@ -46,6 +47,7 @@ from forge.services.spawn.web.security import (
 from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
 from forge.services.spawn.web.tasks import hint_charge, hints_view
 from forge.services.spawn.web.viewer import receipt_cookie, signed_in, viewer
+from forge.store.failed_events import has_failed_event
 from forge.store.models import Scenario
 from forge.store.timestamps import aware
 
@@ -134,6 +136,21 @@ async def _result(request: Request, row: ScenarioRow) -> dict[str, Any] | None:
     return body
 
 
+REFUSED_NOTE = ("Your lab was graded, but the platform could not record its signed result "
+                "(a fault on the server, not in your work). Your operator has been told and "
+                "can record it again; it appears here then.")
+
+
+async def _verdict_refused(request: Request, row: ScenarioRow) -> bool:
+    """Whether the scoreboard gave up on this completed lab's verdict (kept as a failed
+    event for the operator to reprocess, e.g. after a secret rotation): the page says so
+    instead of "waiting for the signed verdict" for ever."""
+    if row.state != "completed":
+        return False
+    return await run_in_threadpool(has_failed_event, spawn_state(request).ctx.db,
+                                   SCOREBOARD_CONSUMER, row.scenario_id)
+
+
 async def _score_ready(request: Request, row: ScenarioRow) -> bool:
     """Whether the verdict is in, from its score.json alone (the scoreboard's summary of a
     lab already known to be the caller's): a poll never makes the scoreboard read and
@@ -186,6 +203,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
                 h["html"] = render_markdown(h["text"])
         remaining = _remaining_s(row)
         result = await _result(request, row)
+        refused = result is None and await _verdict_refused(request, row)
         settings = spawn_state(request).settings
         terminal_hosts = spawn_routes.learner_hosts(spawn_state(request), row)
         hosts, other_hosts = learner_view(row.details.get("hosts", {}), terminal_hosts)
@@ -204,7 +222,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             and remaining <= EXTEND_WINDOW.total_seconds(),
             "extend": _extend_facts(request, row),
             "viewer": await viewer(request),
-            "finished": row.state in FINISHED,
+            "finished": row.state in FINISHED, "verdict_refused": refused,
             "csrf": csrf_token(settings, session_value(request) or ""),
             **_result_context(row, result, entry),
         }, terminal=row.state == "running")
@@ -260,6 +278,8 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
     async def run() -> Response:
         row = await spawn_routes.owned_scenario(request, scenario_id)
         result = await _result(request, row)
+        if result is None and await _verdict_refused(request, row):
+            raise ForgeError("result_held", 503, REFUSED_NOTE)
         if result is None:
             raise ForgeError("result_not_ready", 404,
                              "This lab has no result yet: it appears here once it is graded.")
