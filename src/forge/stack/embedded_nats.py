@@ -6,10 +6,19 @@ server is supervised like a service: a server that dies is reported and
 started again on its own ports and store after a back-off. The single server keeps its store
 in `<root>/nats`; cluster node i in `<root>/nats-cluster/n<i>`; both are kept on exit (the
 JetStream streams survive a restart of `forge up`, as they always have).
+
+A server whose JetStream stopped working while its process lives on is restarted too: a
+write that failed for lack of room (ENOSPC) leaves nats-server's stream with a sticky write
+error (every later publish to it goes unconfirmed, even once there is room again; the
+server's full /healthz names it), and a server that ran out of resources may disable
+JetStream altogether. Once that has lasted JS_TROUBLE_S over JS_TROUBLE_CHECKS checks in a
+row, and only while the store's disk has room (a restart on a full disk would fail the
+same way), the server is restarted on its own ports and store, as after a crash.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +37,13 @@ from forge.stack.deathsig import exec_prefix
 # A healthy server's monitor endpoint is asked only this often (its process is watched on
 # every poll), over one pooled client: idle CPU of `forge up` and of nats-server.
 HEALTH_RECHECK_S = 5.0
+# JetStream unusable (a stream's write error, JetStream disabled) for this long, over this
+# many checks in a row, with room on the store's disk: the server is restarted. A blip (one
+# failed check, a slow answer) never is.
+JS_TROUBLE_S = 15.0
+JS_TROUBLE_CHECKS = 3
+# Free space the store's disk needs before such a restart (below it: wait, and say so).
+ROOM_BYTES = 16 * 1024 * 1024
 
 
 class NatsStartError(Exception):
@@ -46,6 +62,10 @@ class Member:
     ready: bool = True
     started: bool = True
     checked_at: float | None = None  # when its health endpoint was last asked
+    trouble: str | None = None  # why its JetStream is unusable (None: usable)
+    trouble_since: float | None = None  # first of an unbroken run of such checks
+    trouble_checks: int = 0
+    waiting_for_room: bool = False  # reported that a restart waits for disk space
 
 
 @dataclass
@@ -59,6 +79,8 @@ class EmbeddedNats:
     members: list[Member] = field(default_factory=list)
     cluster: NatsCluster | None = None
     tls: BusTls | None = None
+    js_trouble_s: float = JS_TROUBLE_S
+    room_bytes: int = ROOM_BYTES
     _http: httpx.Client | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -148,7 +170,51 @@ class EmbeddedNats:
                 if self._http is None:
                     self._http = httpx.Client(trust_env=False, timeout=2)
                 member.checked_at = now
-                member.ready = _healthy(self._http, server)
+                member.ready, trouble = _health(self._http, server)
+                self._watch_jetstream(member, trouble, now, backoff, report)
+
+    def _watch_jetstream(self, member: Member, trouble: str | None, now: float,
+                         backoff: Callable[[int], float],
+                         report: Callable[[str], None]) -> None:
+        """Restart a live server whose JetStream has been unusable for js_trouble_s over
+        JS_TROUBLE_CHECKS checks in a row, once its store's disk has room again."""
+        if trouble is None:
+            if member.trouble is not None:
+                report(f"{self._label(member)}: JetStream usable again")
+            member.trouble = member.trouble_since = None
+            member.trouble_checks = 0
+            member.waiting_for_room = False
+            return
+        if member.trouble is None:
+            report(f"{self._label(member)}: JetStream not usable ({trouble}); restarting it "
+                   f"if this lasts {self.js_trouble_s:.0f}s with room on its disk")
+        member.trouble = trouble
+        member.trouble_checks += 1
+        if member.trouble_since is None:
+            member.trouble_since = now
+        # A restart that did not cure it waits longer each time (the crash back-off).
+        wait = self.js_trouble_s + (backoff(member.failures) if member.failures else 0.0)
+        if member.trouble_checks < JS_TROUBLE_CHECKS or now - member.trouble_since < wait:
+            return
+        server = member.server
+        free = _free_bytes(server.store_dir)
+        if free is not None and free < self.room_bytes:
+            if not member.waiting_for_room:
+                member.waiting_for_room = True
+                report(f"{self._label(member)}: JetStream not usable ({trouble}); its store "
+                       f"{server.store_dir} has {free // 1024} KiB free: waiting for room "
+                       f"({self.room_bytes // 1024} KiB) before restarting it")
+            return
+        member.restarts += 1
+        member.failures += 1
+        report(f"{self._label(member)}: JetStream not usable for {now - member.trouble_since:.0f}s "
+               f"({trouble}); restarting it on the same store (restart #{member.restarts}); "
+               f"log: {server.log_path}")
+        server.stop()
+        member.started = member.ready = member.waiting_for_room = False
+        member.trouble = member.trouble_since = None
+        member.trouble_checks = 0
+        member.next_start = now  # started again by the next poll, as after a crash
 
     def _label(self, member: Member) -> str:
         return "nats-server" if self.cluster is None else f"nats-server {member.name}"
@@ -165,9 +231,33 @@ class EmbeddedNats:
                 member.server.stop()
 
 
-def _healthy(client: httpx.Client, server: NatsServer) -> bool:
+def _health(client: httpx.Client, server: NatsServer) -> tuple[bool, str | None]:
+    """(ready, why JetStream is unusable or None). Ready is JetStream enabled, as at start.
+    Unusable: JetStream disabled, or the full /healthz naming a stream's write error (a
+    failed write, ENOSPC, sticks to the stream until the server restarts); the full health
+    check's other failures (a cluster catching up) are not acted on."""
     try:
-        resp = client.get(f"{server.monitor_url}/healthz?js-enabled-only=true")
+        enabled = client.get(f"{server.monitor_url}/healthz?js-enabled-only=true")
+        if enabled.status_code != 200:
+            return False, "JetStream disabled: " + _health_error(enabled)
+        full = client.get(f"{server.monitor_url}/healthz")
     except httpx.HTTPError:
-        return False
-    return resp.status_code == 200
+        return False, None  # not answering: a dead process is seen and restarted anyway
+    if full.status_code != 200 and "write error" in (error := _health_error(full)):
+        return False, error
+    return True, None
+
+
+def _health_error(resp: httpx.Response) -> str:
+    try:
+        error = resp.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return str(error or f"HTTP {resp.status_code}")[:300]
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None

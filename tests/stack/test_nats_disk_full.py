@@ -1,0 +1,140 @@
+"""A disk that fills under nats-server (real server, its store on a tiny tmpfs): the stream
+that failed a write stays broken once there is room again; `forge up`'s supervision
+restarts the server then (never while the disk is still full) and JetStream works again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.bus.dial import connect
+from forge.bus.permissions import ADMIN, BusAuth
+from forge.bus.subjects import node_submit_subject
+from forge.stack.embedded_nats import EmbeddedNats
+from forge.stack.supervisor import backoff_delay
+
+SUBJECT = node_submit_subject("node-1")  # stream FORGE_NODES, as in the operator's drill
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 8 MiB tmpfs under tmp_path (root only), unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs",
+                           str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk is full; return it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (65536, 512):  # then the last partial block
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+    return filler
+
+
+async def publish(nats: EmbeddedNats, subject: str = SUBJECT, timeout: float = 1.0,
+                  size: int = 2) -> str:
+    """Publish once as admin over a new connection: "ok" or the error's name."""
+    server = nats.members[0].server
+    nc = await connect(nats.url, "disk-full-test", credentials=server.credentials(ADMIN),
+                       timeout=3.0)
+    try:
+        await nc.jetstream().publish(subject, b"x" * size, timeout=timeout)
+        return "ok"
+    except Exception as exc:
+        return type(exc).__name__
+    finally:
+        await nc.close()
+
+
+def break_stream(nats: EmbeddedNats, disk: Path) -> Path:
+    """Fill the disk and publish, so the stream fails a write (ENOSPC); return the filler."""
+    assert asyncio.run(publish(nats)) == "ok"
+    filler = fill(disk)
+    probe = disk / "probe"
+    with pytest.raises(OSError) as full:
+        probe.write_bytes(b"\0" * 65536)
+    assert full.value.errno == errno.ENOSPC
+    assert asyncio.run(publish(nats, size=65536)) != "ok"
+    return filler
+
+
+def test_a_stream_broken_by_a_full_disk_is_restarted_once_there_is_room(
+        small_disk: Path) -> None:
+    nats = EmbeddedNats(small_disk, BusAuth.generate(), port=9495, room_bytes=512 * 1024)
+    nats.start()
+    reports: list[str] = []
+    member = nats.members[0]
+    try:
+        filler = break_stream(nats, small_disk)
+        first_pid = member.server.pid
+
+        def poll(now: float) -> None:
+            member.checked_at = None  # ask its health endpoint on every poll of the test
+            nats.poll(now, backoff_delay, reports.append)
+
+        # Disk still full: the trouble is seen and named, but no restart however long.
+        for now in (0.0, 5.0, 10.0, 20.0, 60.0):
+            poll(now)
+        assert not member.ready
+        assert member.trouble is not None and "write error" in member.trouble
+        assert member.server.pid == first_pid and member.restarts == 0
+        assert any("waiting for room" in r for r in reports), reports
+        assert asyncio.run(publish(nats)) != "ok"  # nats-server does not heal by itself
+
+        filler.unlink()
+        (small_disk / "probe").unlink(missing_ok=True)
+        assert asyncio.run(publish(nats)) != "ok"  # room again, the stream still broken
+        poll(61.0)
+        assert any("JetStream not usable for" in r and "restarting" in r for r in reports)
+        poll(61.5)  # started again, on the same port and store
+        assert member.server.running and member.server.pid != first_pid
+        assert any("restarted on port 9495" in r for r in reports), reports
+        assert asyncio.run(publish(nats)) == "ok"
+        poll(62.0)
+        assert member.ready and member.trouble is None
+    finally:
+        nats.stop()
+
+
+def test_a_blip_is_never_restarted(small_disk: Path) -> None:
+    nats = EmbeddedNats(small_disk, BusAuth.generate(), port=9495, room_bytes=512 * 1024)
+    nats.start()
+    reports: list[str] = []
+    member = nats.members[0]
+    try:
+        member.checked_at = None
+        nats.poll(0.0, backoff_delay, reports.append)
+        assert member.ready and not reports
+        # Two failing checks over a long time, or many within a short one: no restart.
+        nats._watch_jetstream(member, "write error (test)", 1.0, backoff_delay, reports.append)
+        nats._watch_jetstream(member, "write error (test)", 100.0, backoff_delay, reports.append)
+        nats._watch_jetstream(member, None, 101.0, backoff_delay, reports.append)
+        for now in (200.0, 201.0, 202.0, 203.0):
+            nats._watch_jetstream(member, "write error (test)", now, backoff_delay,
+                                  reports.append)
+        assert member.restarts == 0 and member.server.running
+    finally:
+        nats.stop()
