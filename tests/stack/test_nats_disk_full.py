@@ -1,6 +1,8 @@
 """A disk that fills under nats-server (real server, its store on a tiny tmpfs): the stream
-that failed a write stays broken once there is room again; `forge up`'s supervision
-restarts the server then (never while the disk is still full) and JetStream works again."""
+that failed a write stays broken once there is room again, while every client stays
+connected. The services' readiness names JetStream meanwhile; `forge up`'s supervision
+restarts the server once there is room (never while the disk is still full) and JetStream
+and readiness work again."""
 
 from __future__ import annotations
 
@@ -9,14 +11,19 @@ import contextlib
 import errno
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from forge.bus.dial import connect
+from forge.bus.errors import BusUnavailable
 from forge.bus.permissions import ADMIN, BusAuth
-from forge.bus.subjects import node_submit_subject
+from forge.bus.publisher import Publisher
+from forge.bus.subjects import STREAM, node_submit_subject
+from forge.services.common.bus import jetstream_check
+from forge.services.common.readiness import CheckFailed, Readiness
 from forge.stack.embedded_nats import EmbeddedNats
 from forge.stack.supervisor import backoff_delay
 
@@ -38,6 +45,31 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def embedded(small_disk: Path) -> Iterator[EmbeddedNats]:
+    """`forge up`'s embedded nats-server, its store on the small disk, stopped at the end."""
+    nats = EmbeddedNats(small_disk, BusAuth.generate(), port=9495, room_bytes=512 * 1024)
+    nats.start()
+    try:
+        yield nats
+    finally:
+        nats.stop()
+
+
+def as_spawn(nats: EmbeddedNats,
+             scenario: Callable[[Publisher], Coroutine[Any, Any, None]]) -> None:
+    """Run `scenario` with a connected publisher of spawn_service's identity."""
+    async def run() -> None:
+        publisher = Publisher(nats.url, credentials=nats.members[0].server.credentials("spawn"),
+                              timeout=1.0, reconnect_wait=0.2)
+        try:
+            assert await publisher.start(wait=5.0)
+            await scenario(publisher)
+        finally:
+            await publisher.close()
+    asyncio.run(run())
 
 
 def fill(disk: Path) -> Path:
@@ -82,59 +114,110 @@ def break_stream(nats: EmbeddedNats, disk: Path) -> Path:
 
 
 def test_a_stream_broken_by_a_full_disk_is_restarted_once_there_is_room(
-        small_disk: Path) -> None:
-    nats = EmbeddedNats(small_disk, BusAuth.generate(), port=9495, room_bytes=512 * 1024)
-    nats.start()
+        small_disk: Path, embedded: EmbeddedNats) -> None:
+    nats = embedded
     reports: list[str] = []
     member = nats.members[0]
-    try:
-        filler = break_stream(nats, small_disk)
-        first_pid = member.server.pid
+    filler = break_stream(nats, small_disk)
+    first_pid = member.server.pid
 
-        def poll(now: float) -> None:
-            member.checked_at = None  # ask its health endpoint on every poll of the test
-            nats.poll(now, backoff_delay, reports.append)
+    def poll(now: float) -> None:
+        member.checked_at = None  # ask its health endpoint on every poll of the test
+        nats.poll(now, backoff_delay, reports.append)
 
-        # Disk still full: the trouble is seen and named, but no restart however long.
-        for now in (0.0, 5.0, 10.0, 20.0, 60.0):
-            poll(now)
-        assert not member.ready
-        assert member.trouble is not None and "write error" in member.trouble
-        assert member.server.pid == first_pid and member.restarts == 0
-        assert any("waiting for room" in r for r in reports), reports
-        assert asyncio.run(publish(nats)) != "ok"  # nats-server does not heal by itself
+    # Disk still full: the trouble is seen and named, but no restart however long.
+    for now in (0.0, 5.0, 10.0, 20.0, 60.0):
+        poll(now)
+    assert not member.ready
+    assert member.trouble is not None and "write error" in member.trouble
+    assert member.server.pid == first_pid and member.restarts == 0
+    assert any("waiting for room" in r for r in reports), reports
+    assert asyncio.run(publish(nats)) != "ok"  # nats-server does not heal by itself
 
-        filler.unlink()
-        (small_disk / "probe").unlink(missing_ok=True)
-        assert asyncio.run(publish(nats)) != "ok"  # room again, the stream still broken
-        poll(61.0)
-        assert any("JetStream not usable for" in r and "restarting" in r for r in reports)
-        poll(61.5)  # started again, on the same port and store
-        assert member.server.running and member.server.pid != first_pid
-        assert any("restarted on port 9495" in r for r in reports), reports
-        assert asyncio.run(publish(nats)) == "ok"
-        poll(62.0)
-        assert member.ready and member.trouble is None
-    finally:
-        nats.stop()
+    filler.unlink()
+    (small_disk / "probe").unlink(missing_ok=True)
+    assert asyncio.run(publish(nats)) != "ok"  # room again, the stream still broken
+    poll(61.0)
+    assert any("JetStream not usable for" in r and "restarting" in r for r in reports)
+    poll(61.5)  # started again, on the same port and store
+    assert member.server.running and member.server.pid != first_pid
+    assert any("restarted on port 9495" in r for r in reports), reports
+    assert asyncio.run(publish(nats)) == "ok"
+    poll(62.0)
+    assert member.ready and member.trouble is None
 
 
-def test_a_blip_is_never_restarted(small_disk: Path) -> None:
-    nats = EmbeddedNats(small_disk, BusAuth.generate(), port=9495, room_bytes=512 * 1024)
-    nats.start()
+def test_a_blip_is_never_restarted(embedded: EmbeddedNats) -> None:
+    nats = embedded
     reports: list[str] = []
     member = nats.members[0]
-    try:
-        member.checked_at = None
-        nats.poll(0.0, backoff_delay, reports.append)
-        assert member.ready and not reports
-        # Two failing checks over a long time, or many within a short one: no restart.
-        nats._watch_jetstream(member, "write error (test)", 1.0, backoff_delay, reports.append)
-        nats._watch_jetstream(member, "write error (test)", 100.0, backoff_delay, reports.append)
-        nats._watch_jetstream(member, None, 101.0, backoff_delay, reports.append)
-        for now in (200.0, 201.0, 202.0, 203.0):
-            nats._watch_jetstream(member, "write error (test)", now, backoff_delay,
-                                  reports.append)
-        assert member.restarts == 0 and member.server.running
-    finally:
-        nats.stop()
+    member.checked_at = None
+    nats.poll(0.0, backoff_delay, reports.append)
+    assert member.ready and not reports
+    # Two failing checks over a long time, or many within a short one: no restart.
+    nats._watch_jetstream(member, "write error (test)", 1.0, backoff_delay, reports.append)
+    nats._watch_jetstream(member, "write error (test)", 100.0, backoff_delay, reports.append)
+    nats._watch_jetstream(member, None, 101.0, backoff_delay, reports.append)
+    for now in (200.0, 201.0, 202.0, 203.0):
+        nats._watch_jetstream(member, "write error (test)", now, backoff_delay,
+                              reports.append)
+    assert member.restarts == 0 and member.server.running
+
+
+async def _readiness(publisher: Publisher) -> tuple[bool, dict[str, Any]]:
+    readiness = Readiness()
+    readiness.add("nats", lambda: jetstream_check(publisher, STREAM))
+    return await readiness.run()
+
+
+async def _until_ready(publisher: Publisher, bound_s: float = 15.0) -> dict[str, Any]:
+    """Readiness once it passes, within a bound (the client reconnects on its own)."""
+    deadline = asyncio.get_running_loop().time() + bound_s
+    while True:
+        ok, body = await _readiness(publisher)
+        if ok or asyncio.get_running_loop().time() > deadline:
+            return body
+        await asyncio.sleep(0.2)
+
+
+def test_readiness_names_jetstream_until_the_server_is_restarted(
+        small_disk: Path, embedded: EmbeddedNats) -> None:
+    member = embedded.members[0]
+
+    async def scenario(publisher: Publisher) -> None:
+        ok, body = await _readiness(publisher)
+        assert ok, body
+        assert "JetStream answers (stream FORGE)" in body["checks"]["nats"]["detail"]
+
+        filler = fill(small_disk)
+        with pytest.raises(BusUnavailable):
+            await publisher.publish(SUBJECT, {"pad": "x" * 65536}, msg_id="full-1")
+        filler.unlink()  # room again: the stream stays broken, and readiness says so
+        with pytest.raises(BusUnavailable):
+            await publisher.publish(SUBJECT, {"pad": "x"}, msg_id="full-2")
+        ok, body = await _readiness(publisher)
+        assert not ok and body["failed"] == ["nats"]
+        detail = body["checks"]["nats"]["detail"]
+        assert "JetStream is not storing events" in detail and SUBJECT in detail
+        assert publisher.connected  # what readiness used to report as all well
+
+        # forge up's supervision restarts nats-server; the client reconnects.
+        for now in (0.0, 5.0, 10.0, 20.0, 21.0):  # restart at 20, start at 21
+            member.checked_at = None
+            await asyncio.to_thread(embedded.poll, now, backoff_delay, lambda _: None)
+        assert member.restarts == 1 and member.server.running
+        body = await _until_ready(publisher)
+        assert body["status"] == "ready", body
+        ack = await publisher.publish(SUBJECT, {"pad": "x"}, msg_id="after-1")
+        assert ack.stream == "FORGE_NODES"
+
+    as_spawn(embedded, scenario)
+
+
+def test_readiness_fails_when_jetstream_does_not_answer(embedded: EmbeddedNats) -> None:
+    async def scenario(publisher: Publisher) -> None:
+        # Spawn may not ask about this stream: no answer, as from a disabled JetStream.
+        with pytest.raises(CheckFailed, match="JetStream did not answer"):
+            await jetstream_check(publisher, "NOT_A_FORGE_STREAM", timeout=0.5)
+
+    as_spawn(embedded, scenario)

@@ -34,6 +34,16 @@ _MSG_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}\Z")
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
 
 
+@dataclass
+class _Unconfirmed:
+    """Publishes to one subject that JetStream did not confirm, with none confirmed since."""
+
+    since: float  # monotonic time of the first
+    count: int
+    error: str
+    reconnects: int  # the connection's reconnect count then (a reconnect forgets them)
+
+
 class _Retryable(BusUnavailable):
     """Nothing was stored and the bus may be back in a moment: worth another attempt."""
 
@@ -89,6 +99,7 @@ class Publisher:
             credentials=credentials,
             max_reconnect_attempts=max_reconnect_attempts,
         )
+        self._unconfirmed: dict[str, _Unconfirmed] = {}
 
     @property
     def connection(self) -> BusConnection:
@@ -99,6 +110,22 @@ class Publisher:
     def connected(self) -> bool:
         """True when connected and the streams are in place."""
         return self._conn.ready
+
+    def unconfirmed(self) -> str | None:
+        """Subjects whose latest publish JetStream did not store while connected (a stream
+        that cannot write: a full disk leaves one failing every write until nats-server
+        restarts), or None. Forgotten on the next confirmed publish of the subject, or
+        when the connection comes back from a reconnect (a restarted server)."""
+        reconnects = self._conn.state.reconnects
+        for subject, entry in list(self._unconfirmed.items()):
+            if entry.reconnects != reconnects:
+                self._unconfirmed.pop(subject, None)
+        if not self._unconfirmed:
+            return None
+        now = time.monotonic()
+        return "; ".join(
+            f"{subject}: {e.count} publish(es) not stored over {now - e.since:.0f}s "
+            f"({e.error})" for subject, e in self._unconfirmed.items())
 
     def status(self) -> dict[str, Any]:
         """Connection state for /readyz and /metrics."""
@@ -157,6 +184,26 @@ class Publisher:
         # A connection that was up and is reconnecting (a NATS restart, a failover) gets a
         # short bounded grace: the learner should not see a momentary reconnect. Retrying is
         # safe: the message id makes JetStream store the event once.
+        try:
+            ack = await self._publish_retrying(subject, payload, hdrs, wait)
+        except BusUnavailable as exc:
+            if self._conn.ready:  # not a lost connection (readiness says so anyway)
+                self._note_unconfirmed(subject, str(exc))
+            raise
+        self._unconfirmed.pop(subject, None)
+        return ack
+
+    def _note_unconfirmed(self, subject: str, error: str) -> None:
+        entry = self._unconfirmed.get(subject)
+        reconnects = self._conn.state.reconnects
+        if entry is None or entry.reconnects != reconnects:
+            entry = self._unconfirmed[subject] = _Unconfirmed(time.monotonic(), 0, "",
+                                                              reconnects)
+        entry.count += 1
+        entry.error = error[:200]
+
+    async def _publish_retrying(self, subject: str, payload: bytes, hdrs: dict[str, str],
+                                wait: float) -> PublishAck:
         deadline = time.monotonic() + self._reconnect_grace
         while True:
             try:

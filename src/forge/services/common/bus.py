@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import nats.errors
+
+from forge.bus.dial import describe
+from forge.bus.errors import BusError
 from forge.bus.permissions import SERVICE_IDENTITIES, BusAuth, BusCredentials
+from forge.bus.publisher import Publisher
 from forge.bus.replication import forge_streams
 from forge.bus.subjects import StreamSpec
 from forge.config.settings import Settings
+from forge.services.common.readiness import CheckFailed
+
+# How long a readiness run waits for JetStream's answer to its one stream info request.
+JETSTREAM_PROBE_S = 1.0
 
 
 def bus_credentials(settings: Settings, identity: str) -> BusCredentials:
@@ -38,3 +47,20 @@ def bus_auth(settings: Settings) -> BusAuth:
         values = (ring.current, ring.next, ring.previous)
         passwords[identity] = tuple(v.decode() for v in values if v)
     return BusAuth(passwords)
+
+
+async def jetstream_check(publisher: Publisher, stream: str,
+                          timeout: float = JETSTREAM_PROBE_S) -> str:
+    """Readiness: JetStream stores what `publisher` sends and answers, over its connection
+    (no new one), one stream info request for `stream` within `timeout`. A connected
+    client says nothing of JetStream: a server that disabled it, or whose stream failed a
+    write on a full disk (sticky until nats-server restarts), keeps every connection up."""
+    unconfirmed = publisher.unconfirmed()
+    if unconfirmed:
+        raise CheckFailed(f"JetStream is not storing events: {unconfirmed}")
+    try:
+        await publisher.connection.jetstream(timeout).stream_info(stream)
+    except (BusError, nats.errors.Error, TimeoutError) as exc:
+        raise CheckFailed(f"JetStream did not answer (stream info {stream} within "
+                          f"{timeout:g}s): {describe(exc)}") from None
+    return f"JetStream answers (stream {stream})"

@@ -22,6 +22,7 @@ from forge.bus.subjects import (
     NODE_STREAM,
     SCENARIO_SUBMIT,
     SPAWN_REQUESTED,
+    STREAM,
     node_submit_durable,
     node_submit_subject,
 )
@@ -33,7 +34,7 @@ from forge.policy import check_pinned_hash, make_policy_engine
 from forge.runtime.base import Runtime
 from forge.runtime.factory import make_runtime
 from forge.services.common.app import create_app, make_context, storage_writable
-from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.common.bus import bus_credentials, bus_streams, jetstream_check
 from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.ops_routes import add_subscriber_routes
 from forge.services.common.readiness import CheckFailed
@@ -50,7 +51,7 @@ from forge.services.orchestrator.node import LabNode, start_node
 from forge.services.orchestrator.pool_metrics import register_pool_metrics
 from forge.services.orchestrator.reaper import reconcile, resume_after_restart, run_reaper
 from forge.services.orchestrator.state import OrchestratorState
-from forge.services.orchestrator.sweeper import run_heartbeats
+from forge.services.orchestrator.sweeper import heartbeat_stale, run_heartbeats
 from forge.services.orchestrator.warm_pools import start_warm_pools, stop_warm_pools
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.failed_events import record_failed_event
@@ -116,14 +117,15 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
     ]
 
 
-def _nats_check(state: OrchestratorState) -> str:
+async def _nats_check(state: OrchestratorState) -> str:
     down = [c.durable for c in state.consumers if not c.connected]
     if not state.publisher.connected:
         down.append("publisher")
     if down:
         raise CheckFailed("NATS not connected: " + ", ".join(down))
+    js = await jetstream_check(state.publisher, STREAM)
     pending = {c.durable: c.status()["pending"] for c in state.consumers}
-    return f"subscribers connected; pending {pending}"
+    return f"subscribers connected; {js}; pending {pending}"
 
 
 def _policy_check(state: OrchestratorState) -> str:
@@ -141,6 +143,12 @@ def _node_check(state: OrchestratorState) -> str:
     if node.revision is None:
         raise CheckFailed(f"lab node {node.node_id} not registered yet (node registry "
                           "unreachable)")
+    every = state.settings.node_heartbeat_s
+    stale = heartbeat_stale(node, every)
+    if stale is not None:
+        raise CheckFailed(f"lab node {node.node_id}: heartbeats failing, last successful "
+                          f"one {stale:.0f}s ago (every {every:g}s); last error: "
+                          f"{node.beat_error}")
     return (f"{node.node_id}: {len(node.held)}/{state.settings.node_capacity_labs} labs"
             f"{', draining' if node.draining else ''}{', lease holder' if node.leader else ''}")
 

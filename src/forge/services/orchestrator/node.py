@@ -122,6 +122,9 @@ class LabNode:
     # failover would make every live node look lost to the first one back.
     in_touch_since: float | None = None
     last_beat_at: float | None = None  # monotonic end of the last successful heartbeat
+    # The last heartbeat's failure (None once one succeeds) and since when they fail.
+    beat_error: str | None = None
+    beat_failing_since: float | None = None
     # Lost nodes' labs this node failed whose notices the bus did not take (a failover):
     # published again every heartbeat until it does, so their quota slots are freed.
     unannounced: dict[str, Transition] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 from sqlalchemy import update
@@ -18,6 +19,7 @@ from forge.lifecycle.torn_down import discard_scenario_files
 from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.services.orchestrator.node import (
     LIVE_PLACED,
+    LabNode,
     bus_failure,
     lost_reason,
     read_placed,
@@ -148,6 +150,21 @@ async def heartbeat_once(state: OrchestratorState) -> None:
     await fail_lost_nodes(state, placed.elsewhere)
 
 
+STALE_BEATS = 3  # heartbeats failing for this many intervals: the node check fails
+
+
+def heartbeat_stale(node: LabNode, every_s: float) -> float | None:
+    """Seconds since this node's last successful heartbeat when they have been failing for
+    more than STALE_BEATS intervals (the last one failed), else None."""
+    if node.beat_error is None:
+        return None
+    last = node.last_beat_at if node.last_beat_at is not None else node.beat_failing_since
+    if last is None:
+        return None
+    age = time.monotonic() - last
+    return age if age > STALE_BEATS * every_s else None
+
+
 MOVED_ON_WAIT_S = 3.0  # how long a heartbeat waits for the next server before beating again
 
 
@@ -164,10 +181,14 @@ async def run_heartbeats(state: OrchestratorState) -> None:
         wait = state.settings.node_heartbeat_s
         try:
             await heartbeat_once(state)
+            node.beat_error = node.beat_failing_since = None
         except NodeIdInUse as exc:
             node.fenced = True  # fail closed: another live process has this node's id
             log.error("%s", exc)
         except Exception as exc:
+            node.beat_error = f"{type(exc).__name__}: {exc}"[:300]
+            if node.beat_failing_since is None:
+                node.beat_failing_since = time.monotonic()
             node.lease_revision = None  # out of touch: no cluster-wide duty meanwhile
             node.in_touch_since = None  # and no judging others until watched a grace period
             if bus_failure(exc):

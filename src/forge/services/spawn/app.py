@@ -8,13 +8,14 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from forge.bus.subjects import STREAM
 from forge.classroom.stranded_attempts import STRANDED_AFTER, settle_stranded
 from forge.config.settings import Settings
 from forge.entitlements.grants import EntitlementsFileError, read_file_grants
 from forge.policy import PolicyHashMismatch, check_pinned_hash, make_policy_engine
 from forge.quotas.limiter import purge_slots, purge_windows
 from forge.services.common.app import create_app, make_context, storage_writable
-from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.common.bus import bus_credentials, bus_streams, jetstream_check
 from forge.services.common.housekeeping import Housekeeping
 from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.openapi import document_enums
@@ -45,14 +46,15 @@ DEFAULT_PORT = 8082
 RATE_WINDOW_KEEP = timedelta(minutes=10)
 SLOT_KEEP = timedelta(hours=1)
 
-def _nats_check(state: SpawnState) -> str:
+async def _nats_check(state: SpawnState) -> str:
     publisher_ok = state.publisher.connected
     consumer_ok = state.lifecycle is not None and state.lifecycle.connected
     if not (publisher_ok and consumer_ok):
         parts = [] if publisher_ok else ["publisher"]
         parts += [] if consumer_ok else ["lifecycle subscriber"]
         raise CheckFailed("NATS not connected: " + ", ".join(parts))
-    return "publisher and lifecycle subscriber connected"
+    js = await jetstream_check(state.publisher, STREAM)
+    return f"publisher and lifecycle subscriber connected; {js}"
 
 
 def _store_check(state: SpawnState) -> str:
