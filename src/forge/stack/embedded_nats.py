@@ -12,8 +12,9 @@ write that failed for lack of room (ENOSPC) leaves nats-server's stream with a s
 error (every later publish to it goes unconfirmed, even once there is room again; the
 server's full /healthz names it), and a server that ran out of resources may disable
 JetStream altogether. Once that has lasted JS_TROUBLE_S over JS_TROUBLE_CHECKS checks in a
-row, and only while the store's disk has room (a restart on a full disk would fail the
-same way), the server is restarted on its own ports and store, as after a crash.
+row with room on the store's disk (checks while it is full do not count: a restart then
+would fail the same way), the server is restarted on its own ports and store, as after a
+crash.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ class EmbeddedNats:
                          backoff: Callable[[int], float],
                          report: Callable[[str], None]) -> None:
         """Restart a live server whose JetStream has been unusable for js_trouble_s over
-        JS_TROUBLE_CHECKS checks in a row, once its store's disk has room again."""
+        JS_TROUBLE_CHECKS checks in a row with room on its store's disk (the checks made
+        while the disk is full do not count: a restart then would fail the same way)."""
         if trouble is None:
             if member.trouble is not None:
                 report(f"{self._label(member)}: JetStream usable again")
@@ -185,10 +187,25 @@ class EmbeddedNats:
             member.trouble_checks = 0
             member.waiting_for_room = False
             return
+        server = member.server
         if member.trouble is None:
             report(f"{self._label(member)}: JetStream not usable ({trouble}); restarting it "
                    f"if this lasts {self.js_trouble_s:.0f}s with room on its disk")
         member.trouble = trouble
+        free = _free_bytes(server.store_dir)
+        if free is not None and free < self.room_bytes:
+            member.trouble_since = None
+            member.trouble_checks = 0
+            if not member.waiting_for_room:
+                member.waiting_for_room = True
+                report(f"{self._label(member)}: JetStream not usable; its store "
+                       f"{server.store_dir} has {free // 1024} KiB free: waiting for room "
+                       f"({self.room_bytes // 1024} KiB) before restarting it")
+            return
+        if member.waiting_for_room:
+            member.waiting_for_room = False
+            report(f"{self._label(member)}: its store has room again; restarting it if "
+                   f"JetStream stays unusable for {self.js_trouble_s:.0f}s")
         member.trouble_checks += 1
         if member.trouble_since is None:
             member.trouble_since = now
@@ -196,22 +213,13 @@ class EmbeddedNats:
         wait = self.js_trouble_s + (backoff(member.failures) if member.failures else 0.0)
         if member.trouble_checks < JS_TROUBLE_CHECKS or now - member.trouble_since < wait:
             return
-        server = member.server
-        free = _free_bytes(server.store_dir)
-        if free is not None and free < self.room_bytes:
-            if not member.waiting_for_room:
-                member.waiting_for_room = True
-                report(f"{self._label(member)}: JetStream not usable ({trouble}); its store "
-                       f"{server.store_dir} has {free // 1024} KiB free: waiting for room "
-                       f"({self.room_bytes // 1024} KiB) before restarting it")
-            return
         member.restarts += 1
         member.failures += 1
-        report(f"{self._label(member)}: JetStream not usable for {now - member.trouble_since:.0f}s "
-               f"({trouble}); restarting it on the same store (restart #{member.restarts}); "
-               f"log: {server.log_path}")
+        report(f"{self._label(member)}: JetStream not usable for "
+               f"{now - member.trouble_since:.0f}s ({trouble}); restarting it on the same "
+               f"store (restart #{member.restarts}); log: {server.log_path}")
         server.stop()
-        member.started = member.ready = member.waiting_for_room = False
+        member.started = member.ready = False
         member.trouble = member.trouble_since = None
         member.trouble_checks = 0
         member.next_start = now  # started again by the next poll, as after a crash
