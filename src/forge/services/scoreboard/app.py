@@ -10,11 +10,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from forge.bus import Publisher, register_consumer_metrics
+from forge.bus.subjects import STREAM
 from forge.config.settings import ConfigError, Settings
 from forge.identity.lti_config import LtiConfigError, load_lti
 from forge.services.common.app import create_app, make_context, storage_writable
 from forge.services.common.artifact_stores import ObjectStoreArtifactStore, make_artifact_store
-from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.common.bus import bus_credentials, bus_streams, jetstream_check
 from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.readiness import CheckFailed
 from forge.services.scoreboard import (
@@ -48,7 +49,7 @@ def _signing_key(state: ScoreboardState) -> str:
     return f"Ed25519 key {key.key_id} loaded"
 
 
-def _nats(state: ScoreboardState, grades: GradePoster | None) -> str:
+async def _nats(state: ScoreboardState, grades: GradePoster | None) -> str:
     down = [] if state.consumer is not None and state.consumer.connected else [
         "completion subscriber"]
     if grades is not None and not grades.consumer.connected:
@@ -57,8 +58,9 @@ def _nats(state: ScoreboardState, grades: GradePoster | None) -> str:
         down.append("publisher")
     if down:
         raise CheckFailed("NATS not connected: " + ", ".join(down))
+    js = await jetstream_check(state.publisher, STREAM)
     return ("completion subscriber" + (", LTI grade subscriber" if grades is not None else "")
-            + " and publisher connected")
+            + f" and publisher connected; {js}")
 
 
 def build_app(settings: Settings, *, pause_retry_s: float | None = None,
