@@ -22,6 +22,7 @@ from forge.identity.apikeys import create_api_key
 from forge.identity.roles import record_role
 from forge.services.spawn.app import build_app
 from forge.services.spawn.web.render import STATIC_DIR, WEB_PACKAGE, error_page, render_markdown
+from forge.store.db import Database
 from forge.store.models import Scenario
 from forge.tokens import RECEIPT, SESSION, mint_token
 
@@ -49,6 +50,16 @@ def sign_in(client: TestClient, settings: Settings, tenant: str = "acme",
     key = create_api_key(db, tenant, subject).plaintext
     resp = client.post("/signin", data={"api_key": key}, headers={"origin": ORIGIN})
     assert resp.status_code == 303 and resp.headers["location"] == "/tracks"
+
+
+def started_lab(client: TestClient, settings: Settings) -> tuple[str, str, str, Database]:
+    """Sign in and start netplus: the CSRF token, the lab's path, its id and the database."""
+    sign_in(client, settings)
+    token = csrf_of(client.get("/tracks").text)
+    path = client.post("/spawn", data={"track": "netplus", "csrf": token},
+                       headers={"origin": ORIGIN}).headers["location"]
+    db: Database = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    return token, path, path.rsplit("/", 1)[1], db
 
 
 def csrf_of(html: str) -> str:
@@ -206,12 +217,7 @@ def test_a_lab_slow_to_start_or_ended_unscored_says_so_and_where_to_go(
     """Review CC: a lab that did not start said "Your lab is starting" for ever, with no
     time and nothing more; one that failed showed its reason and the task, and no way on."""
     client, settings = app_client
-    sign_in(client, settings)
-    token = csrf_of(client.get("/tracks").text)
-    path = client.post("/spawn", data={"track": "netplus", "csrf": token},
-                       headers={"origin": ORIGIN}).headers["location"]
-    scenario_id = path.rsplit("/", 1)[1]
-    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    _token, path, scenario_id, db = started_lab(client, settings)
 
     def set_row(**values: object) -> str:
         with db.session() as sess:
@@ -294,3 +300,24 @@ def test_an_instructor_finds_their_classes_from_the_labs_page(
     record_role(client.app.state.spawn.ctx.db, "acme", "alice", "instructor",  # type: ignore[attr-defined]
                 source="test")
     assert '<a href="/teach" id="teach-link">Your classes</a>' in client.get("/tracks").text
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_repeated_or_late_submit_leads_to_the_labs_page_not_an_error(
+        app_client: tuple[TestClient, Settings]) -> None:
+    """A second Submit (a double click, a resent form, a tab left open) on a lab already
+    handed in landed on "Not possible right now — scenario is completed; only a running lab
+    can be submitted", with no way to its result: now it leads to the lab's page, which
+    shows where the lab is and its result."""
+    client, settings = app_client
+    token, path, scenario_id, db = started_lab(client, settings)
+    for state in ("grading", "completed", "expired"):
+        with db.session() as sess:
+            sess.execute(update(Scenario).where(Scenario.scenario_id == scenario_id)
+                         .values(state=state, state_reason="submitted"))
+        for confirm in ("yes", ""):  # the dialog's form, and the no-script confirmation's
+            again = client.post(path + "/submit", data={"csrf": token, "confirm": confirm},
+                                headers={"origin": ORIGIN})
+            assert again.status_code == 303, (state, again.text)
+            assert again.headers["location"] == path, state
+    assert "only a running lab" not in client.get(path).text

@@ -316,12 +316,21 @@ async def lab_submit(scenario_id: str, request: Request) -> Response:
         check_same_origin(request)
         form = await read_form(request)
         check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
+        row = await spawn_routes.owned_scenario(request, scenario_id)
+        if row.state != "running":
+            # Already handed in (a second click, a resent form, a tab left open) or ended:
+            # the lab's page shows where it is and its result, not a refusal.
+            return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
         if form.get("confirm") != "yes":
-            row = await spawn_routes.owned_scenario(request, scenario_id)
             return page("submit_confirm.html", {
                 "title": "Submit this lab?", "row": row, "csrf": form.get("csrf", ""),
                 "hint_charge": hint_charge(await hints_view(request, row))})
-        await spawn_routes.submit(scenario_id, request)
+        try:
+            await spawn_routes.submit(scenario_id, request)
+        except ForgeError as exc:
+            if exc.code != "not_running":  # it ended between the read above and this submit
+                raise
+            return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
         # Grading starts within moments; showing the page after that avoids opening a terminal
         # on a lab that is already being graded. The page follows the state by itself anyway.
         for _ in range(SUBMIT_SETTLE_STEPS):
