@@ -16,6 +16,11 @@ without them) and resize a live one on reattach (left as it is without them). Fr
   N > 0), so a page that reconnects redraws instead of repeating what it shows;
 * binary frames: terminal bytes both ways; a text frame
   ``{"type": "resize", "rows": R, "cols": C}`` resizes the shell (the latest one wins);
+* a text frame ``{"type": "ping", "id": N}`` is answered at once with
+  ``{"type": "pong", "id": N, "room": BYTES}``: the page's heartbeat (a link that stalls
+  without closing is noticed within seconds) and its pacing of a long paste (``room`` is how
+  much more input the session queues now; input past it is dropped, as a real terminal drops
+  input its program does not read);
 * a refusal or a close for a reason: ``{"type": "closed", "error", "message"}``, then a
   44xx close code whose reason is the message. A shell that exits ends with code 1000.
 
@@ -221,18 +226,31 @@ async def _serve(ws: WebSocket, session: TerminalSession, att: Attachment, repla
             await ws.send_bytes(RESET + replay)
     except (RuntimeError, OSError, WebSocketDisconnect):
         return  # the client left while attaching
-    await until_first_ends(_pump_out(ws, att), _pump_in(ws, session))
+    sending = asyncio.Lock()  # output and pongs go out from two tasks, one frame at a time
+    await until_first_ends(_pump_out(ws, att, sending), _pump_in(ws, session, sending))
 
 
-async def _pump_out(ws: WebSocket, att: Attachment) -> None:
+async def _pump_out(ws: WebSocket, att: Attachment, sending: asyncio.Lock) -> None:
     """Session output queued for this socket → the client, one chunk at a time; returns
     once the socket is asked to go (after sending what was queued)."""
     while data := await att.take():
-        await ws.send_bytes(data)
+        async with sending:
+            await ws.send_bytes(data)
 
 
-async def _pump_in(ws: WebSocket, session: TerminalSession) -> None:
-    """Client → session: binary frames are keystrokes; a text frame may resize the shell."""
+def _pong(control: dict[str, object], session: TerminalSession) -> str:
+    """The answer to a ping: its id (a small whole number, else null) and the input room."""
+    raw = control.get("id")
+    ident = raw if isinstance(raw, int) and not isinstance(raw, bool) and \
+        0 <= raw < 2**31 else None
+    return json.dumps({"type": "pong", "id": ident, "room": session.keys.room})
+
+
+async def _pump_in(ws: WebSocket, session: TerminalSession,
+                   sending: asyncio.Lock | None = None) -> None:
+    """Client → session: binary frames are keystrokes; a text frame may resize the shell
+    or ask for a pong."""
+    sending = sending or asyncio.Lock()
     while True:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
@@ -242,7 +260,10 @@ async def _pump_in(ws: WebSocket, session: TerminalSession) -> None:
         elif message.get("text"):
             try:
                 control = json.loads(message["text"])
-                if control.get("type") == "resize":
+                if control.get("type") == "ping":
+                    async with sending:
+                        await ws.send_text(_pong(control, session))
+                elif control.get("type") == "resize":
                     rows, cols = int(control["rows"]), int(control["cols"])
                     if 1 <= rows <= 500 and 1 <= cols <= 1000:
                         session.resize(rows, cols)

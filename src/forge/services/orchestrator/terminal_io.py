@@ -42,6 +42,11 @@ class Keystrokes:
         self.dropped = 0
         self._wake = asyncio.Event()
 
+    @property
+    def room(self) -> int:
+        """How many more bytes `add` would queue now (the page paces a long paste by it)."""
+        return max(0, self.limit - len(self.pending) - self.in_flight)
+
     def add(self, data: bytes) -> None:
         """Queue `data` (as much as fits under the limit, counting input in flight)."""
         room = max(0, self.limit - len(self.pending) - self.in_flight)
