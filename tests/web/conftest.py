@@ -29,6 +29,7 @@ from forge.store.db import Database
 from ..live_server import live_server, reserve_port
 from ..services.conftest import SECRETS, prod_environ, with_signing_key
 from ..support.prefixes import runtime_prefix
+from .relay import CuttableRelay
 
 REPO = Path(__file__).resolve().parents[2]
 # An assertion after a click waits for a request, a store write and a render: Playwright's
@@ -154,6 +155,17 @@ class _SpawnServer:
 def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatform]:
     with running_web_platform(tmp_path_factory.mktemp("web")) as platform:
         yield platform
+
+
+@pytest.fixture
+def relay(web_platform: WebPlatform) -> Iterator[CuttableRelay]:
+    """The platform behind a relay whose connections the test can cut (a network drop)."""
+    host, port = web_platform.url.removeprefix("http://").rsplit(":", 1)
+    proxy = CuttableRelay((host, int(port)))
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,9 @@
 network drop in a browser test is a real one: every open connection dies and new ones are
 refused until the relay is restored. A slow network for terminals: while `hold_terminals` is
 on, a new terminal WebSocket's connection (of one host) is accepted but goes nowhere (the
-page's socket stays connecting) until `release_terminals`."""
+page's socket stays connecting) until `release_terminals`. A stalled link: while `stall` is
+on, connections stay open but nothing gets through either way (what is sent is lost), as
+when a network hangs without a reset; `unstall` ends it, resetting those connections."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class CuttableRelay:
         self.closed = threading.Event()
         self.lock = threading.Lock()
         self.open: set[socket.socket] = set()
+        self.stalled = threading.Event()
         self.holding = threading.Event()
         self.hold_part = b"/terminal"
         self.held: list[tuple[socket.socket, bytes]] = []  # and its request line
@@ -62,7 +65,8 @@ class CuttableRelay:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with suppress(OSError):
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self.stalled.is_set():
+                    dst.sendall(data)
         for sock in (src, dst):
             self._drop(sock)
 
@@ -83,6 +87,18 @@ class CuttableRelay:
 
     def restore(self) -> None:
         self.down.clear()
+
+    def stall(self) -> None:
+        """The link hangs: connections stay open, what is sent on them is lost."""
+        self.stalled.set()
+
+    def unstall(self) -> None:
+        """The link works again; the connections that lost data meanwhile are reset."""
+        with self.lock:
+            victims = list(self.open)
+            self.stalled.clear()
+        for sock in victims:
+            self._drop(sock)
 
     def hold_terminals(self, part: bytes = b"") -> None:
         """New terminal WebSockets (those whose request line contains `part`) hang,

@@ -106,17 +106,6 @@ def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatfo
         yield platform
 
 
-@pytest.fixture
-def relay(web_platform: WebPlatform) -> Iterator[CuttableRelay]:
-    """The platform behind a relay whose connections the test can cut (a network drop)."""
-    host, port = web_platform.url.removeprefix("http://").rsplit(":", 1)
-    proxy = CuttableRelay((host, int(port)))
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
 @pytest.mark.root
 def test_the_learners_journey_with_the_mouse(
     web_platform: WebPlatform, page: Page, browser: Browser

@@ -2,6 +2,20 @@
 // reconnects by itself after a drop, copies and pastes the way people expect, fits its box
 // (also in full screen, terminal_fullscreen.js), and lets a keyboard user leave it
 // (Ctrl+Shift+X).
+//
+// Input (keys, pastes) goes through one queue per terminal, in order: in frames of at most
+// CHUNK_BYTES (the server closes a socket on a message over 64 KiB), paced by the server's
+// pongs so a long paste never overruns the shell's input queue (the lab drops input past it,
+// as a real terminal does). While the terminal is not connected what is typed is kept, up to
+// KEEP_MAX_BYTES, and sent once it is again; past that, or on a terminal closed for good,
+// input is refused with a message, never lost without a word. A ping every HEARTBEAT_MS
+// notices a link that stalls without closing: no pong within PONG_WAIT_MS and the socket is
+// given up and reopened.
+//
+// One shell may be open in several tabs and devices, and the latest size sent wins: a
+// tab sends its own size again when its terminal or window takes the focus, and before
+// input after RESIZE_AGAIN_MS without sending it, so the screen the learner types into
+// is the one the shell draws for (two devices typing at once take turns).
 // A static file, so the page's Content-Security-Policy can forbid inline script.
 "use strict";
 (function () {
@@ -16,6 +30,14 @@
   const FINAL_ERRORS = ["lab_sealed", "lab_not_running", "signed_out"];  // no button
   const RETRY_ERRORS = ["terminal_ended"];  // the shell exited as we attached: open a new one
   const SR_KEY = "forge.terminal.screenReader";
+  const CHUNK_BYTES = 16384;  // one input frame at most (the server's cap is 64 KiB)
+  const WINDOW_BYTES = 32768;  // input sent before the server says it has room for more
+  const KEEP_MAX_BYTES = 4 * 1024 * 1024;  // input waiting to be sent, at most
+  const HEARTBEAT_MS = 5000;
+  const PONG_WAIT_MS = 10000;  // a ping unanswered this long: the link has stalled
+  const STUCK_MS = 15000;  // input the shell takes none of for this long is given up
+  const RESIZE_AGAIN_MS = 2000;
+  const TOO_BIG = 1009;  // the server's close code for a message over its cap
   const MAC = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent || "");
   const encoder = new TextEncoder();
   const note = document.getElementById("term-note");
@@ -25,11 +47,11 @@
   let leaving = false;
   let noteTimer = 0;
 
-  function say(text) {
+  function say(text, ms) {
     if (!note) { return; }
     note.textContent = text;
     window.clearTimeout(noteTimer);
-    noteTimer = window.setTimeout(function () { note.textContent = ""; }, 4000);
+    noteTimer = window.setTimeout(function () { note.textContent = ""; }, ms || 4000);
   }
 
   function screenReaderWanted() {
@@ -120,6 +142,7 @@
     t.status.classList.toggle("muted", !error);
     if (error) { t.status.setAttribute("role", "alert"); t.status.dataset.error = error; }
     else { t.status.removeAttribute("role"); delete t.status.dataset.error; }
+    delete t.status.dataset.kept;
   }
 
   function showBanner(t, text, button) {
@@ -139,6 +162,11 @@
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     t.ws = ws;
+    t.live = null;  // until the "attached" frame: input waits in the queue
+    t.ping = null;
+    t.ponged = false;
+    t.unpaced = false;
+    t.credit = 0;
     let closedWith = null;  // {error, message} from the server's "closed" control frame
     let openedAt = 0;
     ws.onmessage = function (ev) {
@@ -147,6 +175,7 @@
       try { body = JSON.parse(ev.data); } catch (err) { t.term.write(ev.data); return; }
       if (!body || typeof body.type !== "string") { return; }
       if (body.type === "closed" && typeof body.message === "string") { closedWith = body; }
+      if (body.type === "pong") { ponged(t, ws, body); }
       if (body.type === "attached") {
         t.term.reset();  // the server replays the shell's screen next: do not show it twice
         // A resize while the socket was connecting was not sent (onResize needs it open):
@@ -154,9 +183,17 @@
         if (t.term.rows !== asked.rows || t.term.cols !== asked.cols) {
           ws.send(JSON.stringify({ type: "resize", rows: t.term.rows, cols: t.term.cols }));
         }
+        t.sizeAt = Date.now();
         if (body.new === true && t.connects > 1) {
           say("Your previous shell had ended: a new shell was started.");
         }
+        t.live = ws;
+        t.credit = WINDOW_BYTES;
+        if (t.outboxBytes > 0) {
+          say("Sending what you typed while the terminal was disconnected.");
+        }
+        flush(t);
+        askRoom(t);  // at once: a server that answers pings is known before any stall
       }
       // other control frames are for newer pages: ignored
     };
@@ -172,7 +209,13 @@
     ws.onclose = function (ev) {
       if (t.ws !== ws) { return; }
       t.ws = null;
+      t.live = null;
       if (leaving) { return; }
+      if (ev.code === TOO_BIG) {  // chunking should prevent it; if not, say what happened
+        retryLater(t, "The terminal's connection was closed because more was sent at once " +
+          "than it accepts: some of what you pasted or typed did not reach the shell.");
+        return;
+      }
       // A deliberate close says why: a "closed" frame and a 44xx code (terminal cap, idle,
       // grading, lab not running). Anything else is a drop: reconnect by ourselves.
       const message = closedWith ? closedWith.message :
@@ -193,6 +236,10 @@
 
   function stop(t, message, error, button) {
     t.final = true;
+    if (t.outboxBytes > 0) {
+      say("What you typed while disconnected was not sent: the terminal is closed.", 10000);
+      dropQueue(t);
+    }
     window.clearTimeout(t.timer);
     setStatus(t, message, error);
     t.banner.hidden = !button;
@@ -203,6 +250,7 @@
     if (t.final || leaving) { return; }
     window.clearTimeout(t.timer);
     setStatus(t, "Disconnected.", null);
+    showKept(t);
     const prefix = why ? why + " " : "";
     if (navigator.onLine === false) {
       showBanner(t, prefix + "Connection lost — waiting for the network…", true);
@@ -225,10 +273,15 @@
   async function attempt(t) {
     if (t.ws || leaving) { return; }
     let resp = null;
+    // A stalled link would hold the question (and the reconnect) for ever: at most 10 s.
+    const giveUp = typeof AbortController === "undefined" ? null : new AbortController();
+    const giveUpTimer = giveUp ? window.setTimeout(function () { giveUp.abort(); }, 10000) : 0;
     try {
       resp = await fetch("/lab/" + encodeURIComponent(id) + "/status",
-                         { credentials: "same-origin", cache: "no-store", redirect: "manual" });
+                         { credentials: "same-origin", cache: "no-store", redirect: "manual",
+                           signal: giveUp ? giveUp.signal : undefined });
     } catch (err) { resp = null; /* offline: the connection attempt below fails too */ }
+    window.clearTimeout(giveUpTimer);
     if (resp && (resp.status === 401 || resp.type === "opaqueredirect")) {  // to sign-in
       stop(t, "You are signed out. Sign in again to use the terminal.", "signed_out", false);
       return;
@@ -347,7 +400,9 @@
       status: panel.querySelector(".term-status"), banner: panel.querySelector(".term-banner"),
       bannerText: panel.querySelector(".term-banner-text"),
       reconnect: panel.querySelector(".term-reconnect"), ws: null, timer: 0, frame: 0,
-      attempts: 0, connects: 0, final: false, focus: focus, sightFrame: 0 };
+      attempts: 0, connects: 0, final: false, focus: focus, sightFrame: 0,
+      live: null, outbox: [], outboxBytes: 0, credit: 0, ping: null, pings: 0, ponged: false,
+      unpaced: false, sentTotal: 0, confirmed: 0, stuckSince: 0, roomTimer: 0, sizeAt: 0 };
     if (term.textarea) { term.textarea.setAttribute("aria-describedby", "term-help"); }
     fit.fit();
     term.attachCustomKeyEventHandler(keys(t));
@@ -359,13 +414,12 @@
     scrollByTouch(t);
     term.onCursorMove(function () { keepCursorInSightLater(t); });
     if (term.textarea) {
-      term.textarea.addEventListener("focus", function () { keepCursorInSightLater(t); });
+      term.textarea.addEventListener("focus", function () {
+        keepCursorInSightLater(t);
+        sendSize(t);  // another tab or device may have sized the shell meanwhile
+      });
     }
-    term.onResize(function (size) {
-      if (t.ws && t.ws.readyState === WebSocket.OPEN) {
-        t.ws.send(JSON.stringify({ type: "resize", rows: size.rows, cols: size.cols }));
-      }
-    });
+    term.onResize(function () { sendSize(t); });
     t.reconnect.addEventListener("click", function () { reconnectNow(t); });
     if (typeof ResizeObserver !== "undefined") {
       new ResizeObserver(function () { fitLater(t); }).observe(box);
@@ -378,8 +432,143 @@
     return t;
   }
 
+  // Input for the shell: queued, then sent in order as the connection allows (see the top).
   function send(t, data) {
-    if (t.ws && t.ws.readyState === WebSocket.OPEN) { t.ws.send(encoder.encode(data)); }
+    const bytes = encoder.encode(data);
+    if (bytes.length === 0) { return; }
+    if (t.final) {
+      say("Not sent: the terminal is closed.");
+      return;
+    }
+    if (t.outboxBytes + bytes.length > KEEP_MAX_BYTES) {
+      say("Not sent: " + (t.live ? "the terminal is still sending earlier input" :
+        "the terminal is disconnected") + " and holds at most " +
+        (KEEP_MAX_BYTES / 1048576) + " MB waiting.", 10000);
+      return;
+    }
+    if (t.live && Date.now() - t.sizeAt > RESIZE_AGAIN_MS) { sendSize(t); }
+    t.outbox.push(bytes);
+    t.outboxBytes += bytes.length;
+    flush(t);
+    if (!t.live) { showKept(t); }
+  }
+
+  function sendSize(t) {
+    if (!t.live || t.live.readyState !== WebSocket.OPEN) { return; }
+    t.live.send(JSON.stringify({ type: "resize", rows: t.term.rows, cols: t.term.cols }));
+    t.sizeAt = Date.now();
+  }
+
+  // Up to `most` bytes from the front of the queue.
+  function takeQueued(t, most) {
+    const parts = [];
+    let size = 0;
+    while (t.outbox.length && size < most) {
+      const head = t.outbox[0];
+      const part = head.length <= most - size ? t.outbox.shift() : head.subarray(0, most - size);
+      if (part !== head) { t.outbox[0] = head.subarray(part.length); }
+      parts.push(part);
+      size += part.length;
+    }
+    const out = new Uint8Array(size);
+    let at = 0;
+    parts.forEach(function (part) { out.set(part, at); at += part.length; });
+    t.outboxBytes -= size;
+    return out;
+  }
+
+  function dropQueue(t) {
+    t.outbox = [];
+    t.outboxBytes = 0;
+    window.clearTimeout(t.roomTimer);
+    t.stuckSince = 0;
+  }
+
+  function flush(t) {
+    const ws = t.live;
+    if (!ws || ws !== t.ws || ws.readyState !== WebSocket.OPEN) { return; }
+    while (t.outboxBytes > 0) {
+      const most = Math.min(CHUNK_BYTES, t.unpaced ? CHUNK_BYTES : t.credit);
+      if (most <= 0) { askRoom(t); return; }
+      const chunk = takeQueued(t, most);
+      ws.send(chunk);
+      t.credit -= chunk.length;
+      t.sentTotal += chunk.length;
+    }
+    if (t.status.dataset.kept) { setStatus(t, "Connected to the " + t.host + " host.", null); }
+  }
+
+  function askRoom(t) {
+    window.clearTimeout(t.roomTimer);
+    const ws = t.live;
+    if (t.ping || t.unpaced || !ws || ws.readyState !== WebSocket.OPEN) { return; }
+    t.pings += 1;
+    t.ping = { id: t.pings, at: Date.now(), sent: t.sentTotal };
+    ws.send(JSON.stringify({ type: "ping", id: t.pings }));
+  }
+
+  // The server's answer: the link works, and how much more input the shell's queue takes.
+  function ponged(t, ws, body) {
+    if (ws !== t.live || !t.ping || body.id !== t.ping.id) { return; }
+    const ping = t.ping;
+    t.ping = null;
+    t.ponged = true;
+    t.confirmed = ping.sent;
+    const room = typeof body.room === "number" ? body.room : WINDOW_BYTES;
+    t.credit = Math.max(0, Math.min(WINDOW_BYTES, room - (t.sentTotal - ping.sent)));
+    if (t.outboxBytes > 0 && t.credit <= 0) {
+      // The program in the terminal is not reading its input: ask again shortly, and after
+      // STUCK_MS without room give the rest up, saying so.
+      t.stuckSince = t.stuckSince || Date.now();
+      if (Date.now() - t.stuckSince > STUCK_MS) {
+        say("Not sent: " + t.outboxBytes + " bytes of what you pasted or typed. The program " +
+          "in the terminal is not reading its input.", 15000);
+        dropQueue(t);
+        return;
+      }
+      t.roomTimer = window.setTimeout(function () { askRoom(t); }, 200);
+      return;
+    }
+    t.stuckSince = 0;
+    flush(t);
+  }
+
+  // The heartbeat: a ping when none is waiting; one unanswered for PONG_WAIT_MS means the
+  // link has stalled (a server that never answered one pings not: input goes unpaced).
+  function beat(t) {
+    const ws = t.live;
+    if (!ws || ws !== t.ws || ws.readyState !== WebSocket.OPEN || t.unpaced) { return; }
+    if (!t.ping) { askRoom(t); return; }
+    if (Date.now() - t.ping.at < PONG_WAIT_MS) { return; }
+    if (!t.ponged) {
+      t.unpaced = true;
+      t.ping = null;
+      flush(t);
+      return;
+    }
+    const unsure = t.sentTotal - t.confirmed;
+    lose(t, "No answer from the lab for " + (PONG_WAIT_MS / 1000) + " seconds." +
+      (unsure > 0 ? " The last " + unsure + " bytes you typed may not have reached the shell."
+        : ""));
+  }
+
+  // Give up a socket that cannot carry anything (a stalled link, the browser offline).
+  function lose(t, why) {
+    const ws = t.ws;
+    if (!ws || t.final) { return; }
+    t.ws = null;
+    t.live = null;
+    t.ping = null;
+    try { ws.close(); } catch (err) { /* already closing */ }
+    retryLater(t, why);
+  }
+
+  // While disconnected the status says what typed input waits to be sent.
+  function showKept(t) {
+    if (t.live || t.final || t.outboxBytes === 0) { return; }
+    setStatus(t, "Disconnected. What you typed (" + t.outboxBytes + " bytes) is kept and " +
+      "will be sent when the terminal reconnects.", null);
+    t.status.dataset.kept = "yes";
   }
 
   // The key bar (touch screens): what a phone keyboard lacks, sent to the shown terminal.
@@ -415,12 +604,17 @@
   // Paste on a phone: a terminal has no text field to press and hold. The clipboard is
   // read where the browser allows it (a secure page, the learner's consent); otherwise a
   // field opens to paste into, and its text is sent. At most PASTE_MAX characters, as a
-  // paste (bracketed where the shell asked for it).
-  const PASTE_MAX = 16384;
+  // paste (bracketed where the shell asked for it); a longer text is cut there, saying so.
+  const PASTE_MAX = 1000000;
   const pasteBox = document.getElementById("paste-box");
   const pasteText = document.getElementById("paste-text");
 
   function sendPaste(t, text) {
+    if (text && text.length > PASTE_MAX) {
+      say("Pasted the first " + PASTE_MAX.toLocaleString("en") + " of " +
+        text.length.toLocaleString("en") + " characters: the rest was not sent (at most " +
+        PASTE_MAX.toLocaleString("en") + " at once).", 15000);
+    }
     if (text) { t.term.paste(text.slice(0, PASTE_MAX)); }
     t.term.focus();
   }
@@ -546,8 +740,12 @@
   // Reconnect at once when the network returns, the tab is shown again, or the laptop wakes
   // (timers stop while it sleeps: a tick arriving far too late means it slept).
   window.addEventListener("online", wake);
+  window.addEventListener("offline", function () {
+    started.forEach(function (t) { lose(t, ""); });
+  });
+  window.addEventListener("focus", function () { started.forEach(sendSize); });
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible") { wake(); }
+    if (document.visibilityState === "visible") { wake(); started.forEach(sendSize); }
   });
   let lastTick = Date.now();
   window.setInterval(function () {
@@ -555,6 +753,7 @@
     if (now - lastTick > 15000) { wake(); }
     lastTick = now;
   }, 5000);
+  window.setInterval(function () { started.forEach(beat); }, HEARTBEAT_MS);
   window.addEventListener("pagehide", function () { leaving = true; });
   window.addEventListener("pageshow", function (ev) {
     if (ev.persisted) { leaving = false; wake(); }  // back from the page cache
