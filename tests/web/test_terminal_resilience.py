@@ -244,3 +244,27 @@ def test_text_fields_show_the_same_focus_ring_as_buttons(web_platform: WebPlatfo
     ring = receipt.evaluate("el => [getComputedStyle(el).outlineStyle, "
                             "getComputedStyle(el).outlineColor, getComputedStyle(el).outlineWidth]")
     assert ring == ["solid", "rgb(242, 183, 5)", "3px"], ring
+
+
+@pytest.mark.root
+def test_a_paste_the_program_does_not_read_is_given_up_saying_so(
+        web_platform: WebPlatform, lab: Lab, browser: Browser) -> None:
+    """The shell's program reads nothing (`sleep`): the lab keeps 64 KB of input and drops
+    the rest, so the page stops sending and says how much of the paste was not sent. (Last
+    in the module: the shell is busy until the sleep ends, then skips the kept comments.)"""
+    context, page = opened(browser, lab, web_platform.url)
+    try:
+        context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                  origin=web_platform.url)
+        page.locator("#terminal").click()
+        run(page, "sleep 45")
+        text = "# a comment line the shell skips once the sleep is over, padded\n" * 4000
+        page.evaluate("(text) => navigator.clipboard.writeText(text)", text)
+        page.keyboard.press("Control+Shift+V")
+        note = page.locator("#term-note")
+        expect(note).to_contain_text(re.compile(
+            r"Not sent: \d+ bytes of what you pasted or typed\. The program in the terminal "
+            r"is not reading its input\."), timeout=40_000)
+        expect(page.locator("#term-status")).to_have_text(CONNECTED)
+    finally:
+        context.close()
