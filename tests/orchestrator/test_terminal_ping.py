@@ -50,3 +50,23 @@ def test_a_ping_is_answered_with_its_id_and_the_input_room_left() -> None:
         {"type": "pong", "id": 1, "room": 100},
         {"type": "pong", "id": 2, "room": 40},
         {"type": "pong", "id": None, "room": 0}]  # full: the rest of the paste would be lost
+
+
+def test_a_size_the_shell_already_has_is_not_applied_again() -> None:
+    """Pages re-send their size on focus and before typing (the latest size wins between a
+    desktop and a phone): only a change reaches the terminal and its recording."""
+    from forge.services.orchestrator.terminal_sessions import TerminalSession
+
+    class Tty:
+        def __init__(self) -> None:
+            self.sizes: list[tuple[int, int]] = []
+
+        def resize(self, rows: int, cols: int) -> None:
+            self.sizes.append((rows, cols))
+
+    session = TerminalSession("scn-0000000000000000", "learner", object())  # type: ignore[arg-type]
+    tty = Tty()
+    session.tty, session.size = tty, (24, 80)  # type: ignore[assignment]
+    for size in ((24, 80), (30, 100), (30, 100), (20, 40), (30, 100)):
+        session.resize(*size)
+    assert tty.sizes == [(30, 100), (20, 40), (30, 100)]

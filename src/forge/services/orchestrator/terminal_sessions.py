@@ -185,6 +185,7 @@ class TerminalSession:
         self.scrollback = Scrollback()
         self.attached: list[Attachment] = []
         self.keys = Keystrokes()
+        self.size: tuple[int, int] | None = None  # (rows, cols) the shell has
         self.activity: Activity | None = None
         self.output_bytes = 0  # read from the shell so far
         self.unseen_bytes = 0  # read since the last socket went (reset when one attaches)
@@ -224,9 +225,12 @@ class TerminalSession:
         self.keys.add(data)
 
     def resize(self, rows: int, cols: int) -> None:
-        """The latest resize from any attachment wins."""
-        if self.tty is not None and not self.ended:
+        """The latest resize from any attachment wins; the size the shell already has is
+        not applied again (a page re-sends its size on focus and before typing: it would
+        add a recorded resize event each time)."""
+        if self.tty is not None and not self.ended and (rows, cols) != self.size:
             self.tty.resize(rows, cols)
+            self.size = (rows, cols)
 
     async def _until_watched(self, tty: TtySession) -> bool:
         """While paused: wait for a socket to attach (True), checking every
@@ -318,6 +322,7 @@ class TerminalSessions:
         self._live[key] = session
         try:
             session.tty = await blocking(opener, scenario_id, host, *size)
+            session.size = size
         except BaseException:
             self._forget(session)
             self.slots.release(slot)
