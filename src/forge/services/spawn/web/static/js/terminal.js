@@ -566,8 +566,8 @@
   // While disconnected the status says what typed input waits to be sent.
   function showKept(t) {
     if (t.live || t.final || t.outboxBytes === 0) { return; }
-    setStatus(t, "Disconnected. What you typed (" + t.outboxBytes + " bytes) is kept and " +
-      "will be sent when the terminal reconnects.", null);
+    setStatus(t, (t.ws ? "Connecting. " : "Disconnected. ") + "What you typed (" +
+      t.outboxBytes + " bytes) is kept and will be sent when the terminal reconnects.", null);
     t.status.dataset.kept = "yes";
   }
 
