@@ -224,3 +224,58 @@ def test_a_root_forge_makes_itself_is_private_and_keeps_working(
     assert SigningKeyring(root / "keys" / "signing").current().key_id == key.key_id
     code, out, err = _forge(root, "receipt", "mint", "--tenant", "acme", "--plan", "PRO")
     assert code == 0 and out.strip(), err
+
+
+def test_a_root_an_older_release_made_under_umask_002_is_tightened_not_refused(
+        tmp_path: Path) -> None:
+    """Ubuntu and Fedora give users umask 002: older releases made the root and keys/
+    0775, group-writable by the user's own group only. Refusing them stopped every start
+    after an upgrade; they are tightened (go-w). Open to others (o+w) stays refused."""
+    root = tmp_path / "storage"
+    (root / "keys" / "signing").mkdir(parents=True)
+    for folder in (root, root / "keys"):
+        folder.chmod(0o775)
+    db = root / "forge.db"
+    db.write_bytes(b"")
+    db.chmod(0o664)
+    check_storage_root(root)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (root, root / "keys", db)] == \
+        [0o755, 0o755, 0o644]
+    (root / "keys").chmod(0o777)
+    with pytest.raises(UnsafeStorage, match="is writable by other users"):
+        check_storage_root(root)
+
+
+def test_a_keyring_named_on_its_own_under_tmp_judges_only_itself(tmp_path: Path) -> None:
+    """FORGE_SIGNING_KEY_DIR=/tmp/k: the keyring's parent was taken for a storage root and
+    refused, with advice to chmod go-w /tmp."""
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    ring = SigningKeyring(sticky / "k")
+    key = ring.generate()
+    assert ring.current().key_id == key.key_id
+    assert stat.S_IMODE((sticky / "k").stat().st_mode) == 0o700
+    assert stat.S_IMODE(sticky.stat().st_mode) == 0o1777  # not touched
+
+
+def test_a_root_this_user_cannot_look_into_is_one_line_not_a_traceback(
+        tmp_path: Path) -> None:
+    """The services run as root with secrets/ at 0700; `forge` run as another user got a
+    PermissionError traceback."""
+    root = tmp_path / "storage"
+    (root / "secrets").mkdir(parents=True, mode=0o700)
+    pid = os.fork()
+    if pid == 0:  # a child as the other user: a refusal, not a traceback
+        code = 1
+        try:
+            os.setgid(PROBE)
+            os.setuid(PROBE)
+            try:
+                check_storage_root(root)
+            except UnsafeStorage as exc:
+                code = 0 if "cannot be looked at by uid 1234" in str(exc) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

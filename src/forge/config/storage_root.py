@@ -50,6 +50,9 @@ def check_path(root: Path, path: Path, *, directory: bool) -> bool:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    except PermissionError:
+        raise UnsafeStorage(root, path, f"cannot be looked at by uid {os.geteuid()}",
+                            "run forge as the user the storage root belongs to") from None
     mode = stat.S_IMODE(st.st_mode)
     what = "folder" if directory else "file"
     if stat.S_ISLNK(st.st_mode):
@@ -64,10 +67,22 @@ def check_path(root: Path, path: Path, *, directory: bool) -> bool:
         raise UnsafeStorage(root, path, f"is owned by uid {st.st_uid} (mode {mode:o}), not "
                                         f"by uid {me}: that user could have planted its "
                                         "secrets, keys or database", _fix(path))
+    if mode & 0o022 and _own_group_only(st):
+        # Made by an older release under umask 002 (0775 on Ubuntu or Fedora, a group of
+        # this user's alone): tightened, not refused, so an upgrade starts.
+        os.chmod(path, mode & ~0o022, follow_symlinks=False)
+        mode &= ~0o022
     if mode & 0o022:
         raise UnsafeStorage(root, path, f"is writable by other users (owner uid "
                                         f"{st.st_uid}, mode {mode:o})", _fix(path))
     return True
+
+
+def _own_group_only(st: os.stat_result) -> bool:
+    """This user's own path whose group is this user's own (or root's): writable by
+    group but not by others is then no other user's way in."""
+    return (st.st_uid == os.geteuid() and not st.st_mode & 0o002
+            and st.st_gid in (os.getegid(), 0))
 
 
 def check_storage_root(root: Path) -> None:
@@ -106,20 +121,32 @@ def make_private_dir(root: Path, path: Path) -> Path:
     (UnsafeStorage) when it, or a folder between it and ``root``, is not safe."""
     root = Path(os.path.abspath(root))
     path = Path(os.path.abspath(path))
-    if path.is_relative_to(root):
-        root = make_storage_root(root)
-        chain = [*(p for p in reversed(path.parents) if p.is_relative_to(root) and p != root),
-                 path]
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        chain = [path]
-    for folder in chain:
-        if not check_path(root, folder, directory=True):
-            try:
-                folder.mkdir(mode=0o700)
-            except FileExistsError:
-                pass
-            else:
-                os.chmod(folder, 0o700, follow_symlinks=False)
-            check_path(root, folder, directory=True)
+    if not path.is_relative_to(root):
+        return make_private_folder(path)
+    root = make_storage_root(root)
+    for folder in (*(p for p in reversed(path.parents) if p.is_relative_to(root) and p != root),
+                   path):
+        _make_checked(root, folder)
     return path
+
+
+def make_private_folder(path: Path) -> Path:
+    """``path``, a folder named on its own (a keyring outside any storage root, e.g. under
+    /tmp): made when missing (0700 whatever the umask) and checked; the folders above it
+    are made as the umask says and not judged (a sticky /tmp is fine)."""
+    path = Path(os.path.abspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_checked(path, path)
+    return path
+
+
+def _make_checked(root: Path, folder: Path) -> None:
+    """Make ``folder`` 0700 when missing; refuse it (`check_path`) when it is not safe."""
+    if not check_path(root, folder, directory=True):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(folder, 0o700, follow_symlinks=False)
+        check_path(root, folder, directory=True)

@@ -31,7 +31,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from filelock import FileLock
 
-from forge.config.storage_root import UnsafeStorage, check_path, make_private_dir
+from forge.config.storage_root import (
+    UnsafeStorage,
+    check_path,
+    make_private_dir,
+    make_private_folder,
+)
 from forge.durable import replace_file, replace_file_among_others
 from forge.private_lock import private_lock
 from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, public_pem
@@ -154,7 +159,11 @@ class SigningKeyring:
         self.directory = Path(directory)
 
     def _lock(self) -> FileLock:
-        make_private_dir(self.directory.parent, self.directory)  # UnsafeStorage if not ours
+        ring = Path(os.path.abspath(self.directory))
+        if ring.name == "signing" and ring.parent.name == "keys":  # <root>/keys/signing
+            make_private_dir(ring.parent.parent, ring)  # UnsafeStorage if not ours
+        else:  # named on its own (FORGE_SIGNING_KEY_DIR, --keys-dir): its parents not judged
+            make_private_folder(ring)
         return private_lock(self.directory / ".lock")
 
     def _read(self, name: str, *, secret: bool = False) -> bytes:
