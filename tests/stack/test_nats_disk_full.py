@@ -204,6 +204,14 @@ def test_readiness_names_jetstream_until_the_server_is_restarted(
         detail = body["checks"]["nats"]["detail"]
         assert "JetStream is not storing events" in detail and SUBJECT in detail
         assert publisher.connected  # what readiness used to report as all well
+        # Not held for ever: with no failure for the forget window, it is forgotten (one
+        # ack lost to a slow moment kept readiness red until a rare subject's next publish).
+        publisher.forget_unconfirmed_s = 0.0
+        assert publisher.unconfirmed() is None
+        with pytest.raises(BusUnavailable):
+            await publisher.publish(SUBJECT, {"pad": "x"}, msg_id="full-3")
+        publisher.forget_unconfirmed_s = 60.0
+        assert SUBJECT in (publisher.unconfirmed() or "")
 
         # forge up's supervision restarts nats-server; the client reconnects.
         for now in (0.0, 5.0, 10.0, 20.0, 21.0):  # restart at 20, start at 21

@@ -42,6 +42,13 @@ class _Unconfirmed:
     count: int
     error: str
     reconnects: int  # the connection's reconnect count then (a reconnect forgets them)
+    last: float = 0.0  # monotonic time of the latest
+
+
+# An unconfirmed publish not followed by another this long is forgotten: one ack lost to a
+# slow moment must not hold readiness red until the next publish of a rare subject (an
+# expiry), while a stream that cannot write fails every publish and stays named.
+UNCONFIRMED_FORGET_S = 60.0
 
 
 class _Retryable(BusUnavailable):
@@ -100,6 +107,7 @@ class Publisher:
             max_reconnect_attempts=max_reconnect_attempts,
         )
         self._unconfirmed: dict[str, _Unconfirmed] = {}
+        self.forget_unconfirmed_s = UNCONFIRMED_FORGET_S
 
     @property
     def connection(self) -> BusConnection:
@@ -115,14 +123,15 @@ class Publisher:
         """Subjects whose latest publish JetStream did not store while connected (a stream
         that cannot write: a full disk leaves one failing every write until nats-server
         restarts), or None. Forgotten on the next confirmed publish of the subject, or
-        when the connection comes back from a reconnect (a restarted server)."""
+        when the connection comes back from a reconnect (a restarted server), or
+        UNCONFIRMED_FORGET_S after the latest failure."""
         reconnects = self._conn.state.reconnects
+        now = time.monotonic()
         for subject, entry in list(self._unconfirmed.items()):
-            if entry.reconnects != reconnects:
+            if entry.reconnects != reconnects or now - entry.last > self.forget_unconfirmed_s:
                 self._unconfirmed.pop(subject, None)
         if not self._unconfirmed:
             return None
-        now = time.monotonic()
         return "; ".join(
             f"{subject}: {e.count} publish(es) not stored over {now - e.since:.0f}s "
             f"({e.error})" for subject, e in self._unconfirmed.items())
@@ -201,6 +210,7 @@ class Publisher:
                                                               reconnects)
         entry.count += 1
         entry.error = error[:200]
+        entry.last = time.monotonic()
 
     async def _publish_retrying(self, subject: str, payload: bytes, hdrs: dict[str, str],
                                 wait: float) -> PublishAck:
