@@ -28,7 +28,7 @@ from forge.store.models import Base
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
 
-from ..conftest import ENGINES
+from ..conftest import ENGINES, SQLITE_ONLY
 from ..support.postgres import PostgresCluster
 
 
@@ -274,3 +274,25 @@ def test_postgres_answers_times_in_utc_whatever_the_session_zone(
     assert value == datetime(2026, 12, 2, 2, 14, 31, tzinfo=UTC)
     assert value.utcoffset() == timedelta(0)
     assert value.strftime("%H:%M:%SZ") == "02:14:31Z"
+
+
+@pytest.mark.parametrize("engine", [SQLITE_ONLY])
+def test_the_lms_ids_of_earlier_launches_are_kept_by_the_upgrade(tmp_path: Path,
+                                                                 engine: str) -> None:
+    """0014 adds lti_users: the ids learned from launches before it (lti_grade_links) are
+    copied in, so a learner who launched once is owed grades at once after an upgrade."""
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    upgrade(url, "0013")
+    with sqlite3.connect(path) as raw:  # foreign keys off: the link rows alone matter here
+        raw.executemany(
+            "INSERT INTO lti_grade_links (assignment_id, subject, platform, lti_user, "
+            "lineitem, updated_at) VALUES (?, ?, 'lms', ?, 'https://lms/li', ?)",
+            [("asg-1", "lea", "u-lea", "2026-11-01 10:00:00"),
+             ("asg-2", "lea", "u-lea", "2026-11-02 10:00:00"),
+             ("asg-1", "leo", "u-leo", "2026-11-01 11:00:00")])
+    upgrade(url)
+    with sqlite3.connect(path) as raw:
+        rows = raw.execute("SELECT platform, subject, lti_user FROM lti_users "
+                           "ORDER BY subject").fetchall()
+    assert rows == [("lms", "lea", "u-lea"), ("lms", "leo", "u-leo")]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -433,18 +433,17 @@ def settle_owed(db: Database, cohort_id: str) -> int:
     ones known now (after a launch into its course or a roster sync), to be posted at the
     poster's next round; the number settled. Each carries the learner's best owed so far,
     so their posts, in whatever order, leave the best in the grade book."""
+    with db.read() as sess:  # most launches find none waiting: no write transaction then
+        if sess.scalars(_waiting(cohort_id).with_only_columns(LtiGradePost.scenario_id)
+                        .limit(1)).first() is None:
+            return 0
     now = datetime.now(UTC)
     settled = 0
     with db.session() as sess:
         courses = _courses_of_cohort(sess, cohort_id)
         if not courses:
             return 0
-        waiting = list(sess.execute(
-            select(LtiGradePost, AssignmentAttempt.subject)
-            .join(AssignmentAttempt, AssignmentAttempt.scenario_id == LtiGradePost.scenario_id)
-            .join(Assignment, Assignment.assignment_id == AssignmentAttempt.assignment_id)
-            .where(Assignment.cohort_id == cohort_id, LtiGradePost.state == PENDING,
-                   or_(LtiGradePost.lineitem == "", LtiGradePost.lti_user == ""))))
+        waiting = list(sess.execute(_waiting(cohort_id)))
         for row, subject in waiting:
             to = _target(sess, courses, row.assignment_id, subject)
             row.platform, row.lti_user, row.lineitem = to.platform, to.lti_user, to.lineitem
@@ -458,6 +457,28 @@ def settle_owed(db: Database, cohort_id: str) -> int:
                 row.next_at, row.created_at = now, now
                 settled += 1
     return settled
+
+
+def _waiting(cohort_id: str) -> Select[LtiGradePost, str]:
+    """Grades of the cohort's assignments still waiting to learn where they go."""
+    return (select(LtiGradePost, AssignmentAttempt.subject)
+            .join(AssignmentAttempt, AssignmentAttempt.scenario_id == LtiGradePost.scenario_id)
+            .join(Assignment, Assignment.assignment_id == AssignmentAttempt.assignment_id)
+            .where(Assignment.cohort_id == cohort_id, LtiGradePost.state == PENDING,
+                   or_(LtiGradePost.lineitem == "", LtiGradePost.lti_user == "")))
+
+
+def waiting_cohorts(db: Database) -> list[str]:
+    """Cohorts with a grade waiting to learn where it goes (the poster settles them each
+    round too: a launch that raced the grade's recording left it waiting)."""
+    with db.read() as sess:
+        return sorted(set(sess.scalars(
+            select(Assignment.cohort_id)
+            .join(AssignmentAttempt, AssignmentAttempt.assignment_id == Assignment.assignment_id)
+            .join(LtiGradePost, LtiGradePost.scenario_id == AssignmentAttempt.scenario_id)
+            .where(LtiGradePost.state == PENDING,
+                   or_(LtiGradePost.lineitem == "", LtiGradePost.lti_user == ""))
+            .limit(1000))))
 
 
 def due_grades(db: Database, now: datetime, limit: int = 20) -> list[LtiGradePost]:

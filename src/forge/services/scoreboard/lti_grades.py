@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ from forge.store.failed_events import record_failed_event
 
 log = logging.getLogger("forge.scoreboard.lti")
 POLL_S = 5.0
+SETTLE_S = 60.0  # waiting grades looked at again this often
 
 
 def owe_best(db: Database, artifacts: ArtifactStore | None, done: ScoreFinalizedV1) -> bool:
@@ -70,6 +72,7 @@ class GradePoster:
         self.settings, self.db, self.registry, self.poll_s = settings, db, registry, poll_s
         self.artifacts = artifacts  # the signed results (None: only the verdict's own)
         self._wake = asyncio.Event()
+        self._settled_at: float | None = None  # monotonic time of the last settle round
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self.consumer = DurableConsumer(
@@ -98,9 +101,21 @@ class GradePoster:
             payload=event.raw.decode("utf-8", "replace"), error=error,
             attempts=max(1, event.num_delivered))
 
+    async def settle_waiting(self) -> None:
+        """Once every SETTLE_S: give waiting grades where they go, if known by now (a launch
+        or roster sync settles its cohort at once, but one that raced the grade's own
+        recording left it waiting; so did one stored before the learner's LMS id was)."""
+        now = time.monotonic()
+        if self._settled_at is not None and now - self._settled_at < SETTLE_S:
+            return
+        self._settled_at = now
+        for cohort_id in await asyncio.to_thread(lti_links.waiting_cohorts, self.db):
+            await asyncio.to_thread(lti_links.settle_owed, self.db, cohort_id)
+
     async def post_due(self, client: PlatformClient) -> int:
         """Post every grade whose time has come; the number posted."""
         posted = 0
+        await self.settle_waiting()
         for row in await asyncio.to_thread(lti_links.due_grades, self.db, datetime.now(UTC)):
             platform = self.registry.platforms.get(row.platform)
             if platform is None:

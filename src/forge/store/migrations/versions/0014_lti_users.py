@@ -27,6 +27,12 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("platform", "subject", name=op.f("pk_lti_users")),
     )
+    # The ids learned from launches before this release: a learner who launched once is
+    # not left waiting for the next launch or roster sync to be owed a grade.
+    op.execute(
+        "INSERT INTO lti_users (platform, subject, lti_user, updated_at) "
+        "SELECT platform, subject, MAX(lti_user), MAX(updated_at) FROM lti_grade_links "
+        "GROUP BY platform, subject")
 
 
 def downgrade() -> None:
