@@ -245,11 +245,11 @@ class ScriptSupervisor(Supervisor):
                                       start_new_session=True)
 
 
-def answering_supervisor(tmp_path: Path, state: str, clock: Clock,
-                         reports: list[str]) -> tuple[ScriptSupervisor, Child]:
+def answering_supervisor(tmp_path: Path, state: str, clock: Clock, reports: list[str],
+                         probe_timeout_s: float) -> tuple[ScriptSupervisor, Child]:
     (port,) = distinct_ports(1)
     sup = ScriptSupervisor({}, tmp_path, report=reports.append, clock=clock,
-                           probe_timeout_s=0.5)
+                           probe_timeout_s=probe_timeout_s)
     sup.state = state
     child = sup.children["spawn"] = Child("spawn", port, tmp_path / "spawn.log")
     sup.poll()
@@ -261,7 +261,7 @@ def test_a_service_that_stops_answering_is_killed_and_restarted(tmp_path: Path) 
     """A hung service (here: stopped) holds its port and answers nothing; `forge up` kills
     it after HUNG_S of silence and starts a new one, and says so."""
     clock, reports = Clock(), []
-    sup, child = answering_supervisor(tmp_path, "ready", clock, reports)
+    sup, child = answering_supervisor(tmp_path, "ready", clock, reports, 0.5)  # it is stopped
     try:
         hung = child.proc
         assert hung is not None and child.ready
@@ -286,7 +286,8 @@ def test_a_service_that_stops_answering_is_killed_and_restarted(tmp_path: Path) 
 def test_a_service_that_answers_not_ready_is_not_killed(tmp_path: Path) -> None:
     """Not ready (a dependency down) is an answer: the service is left running however long."""
     clock, reports = Clock(), []
-    sup, child = answering_supervisor(tmp_path, "waiting", clock, reports)
+    # A slow answer on a loaded machine must not pass for silence here: a long time-out.
+    sup, child = answering_supervisor(tmp_path, "waiting", clock, reports, 10.0)
     try:
         first = child.proc
         clock.now += 10 * HUNG_S

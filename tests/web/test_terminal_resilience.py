@@ -226,7 +226,8 @@ def test_the_phone_paste_box_sends_a_long_text_whole(web_platform: WebPlatform, 
             "button", name="Paste", exact=True).tap()
         field = page.get_by_label("Paste here")
         expect(field).to_be_focused(timeout=10_000)
-        field.fill("".join(f"{i:09d}\n" for i in range(3300)))  # 33,000 characters
+        # 33,000 characters typed in one go: slow to lay out on a loaded machine.
+        field.fill("".join(f"{i:09d}\n" for i in range(3300)), timeout=120_000)
         page.get_by_role("button", name="Send to the terminal").tap()
         page.keyboard.press("Control+D")
         run(page, "clear; echo box-$(wc -c < /tmp/box.txt)")

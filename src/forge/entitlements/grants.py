@@ -148,7 +148,7 @@ class EntitlementsFileError(Exception):
 # changed in the last two seconds is not kept: two writes of the same size within one tick of
 # the file system's clock would leave the same stat behind.
 _SETTLED_NS = 2_000_000_000
-_last_read: tuple[tuple[str, int, int, int, int], list[dict[str, object]]] | None = None
+_last_read: tuple[tuple[str, int, int, int, int, int], list[dict[str, object]]] | None = None
 
 
 def read_file_grants(path: Path) -> list[dict[str, object]]:
@@ -162,7 +162,9 @@ def read_file_grants(path: Path) -> list[dict[str, object]]:
     except OSError as exc:
         raise EntitlementsFileError(
             f"entitlements file {path} cannot be read ({exc.strerror})") from None
-    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    # ctime too: a tool that keeps mtimes (rsync -a) may put a same-size file on a reused
+    # inode; a rename or write sets ctime, which no one can set back.
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     last = _last_read
     if last is not None and last[0] == key:
         return last[1]
