@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import weakref
+
 import nats.errors
 
 from forge.bus.dial import describe
@@ -58,9 +61,22 @@ async def jetstream_check(publisher: Publisher, stream: str,
     unconfirmed = publisher.unconfirmed()
     if unconfirmed:
         raise CheckFailed(f"JetStream is not storing events: {unconfirmed}")
+    answered = _answered.setdefault(publisher, {})
+    last = answered.get(stream)
+    if last is not None and time.monotonic() - last < JETSTREAM_RECHECK_S:
+        return f"JetStream answers (stream {stream})"
     try:
         await publisher.connection.jetstream(timeout).stream_info(stream)
     except (BusError, nats.errors.Error, TimeoutError) as exc:
+        answered.pop(stream, None)
         raise CheckFailed(f"JetStream did not answer (stream info {stream} within "
                           f"{timeout:g}s): {describe(exc)}") from None
+    answered[stream] = time.monotonic()
     return f"JetStream answers (stream {stream})"
+
+
+# An answer is taken as current this long: `forge up` asks every service's readiness each
+# 5 s, and a stream-info round trip per ask was a fifth of an idle service's CPU (and of
+# nats-server's). What the publisher saw not stored is still told on every ask.
+JETSTREAM_RECHECK_S = 15.0
+_answered: weakref.WeakKeyDictionary[Publisher, dict[str, float]] = weakref.WeakKeyDictionary()
