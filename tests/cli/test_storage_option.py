@@ -21,9 +21,11 @@ WARNING = "creating a new storage root at"
 
 
 def forge(env: dict[str, str | None], *args: str) -> tuple[int, str, str]:
-    """Run `forge ARGS` in process; every variable of `env` is restored afterwards (the
-    global --storage option sets STORAGE_ROOT for the command)."""
-    result = CliRunner().invoke(app, list(args), env={"FORGE_ENV": "dev", **env})
+    """Run `forge ARGS` in process; every variable of `env`, and STORAGE_ROOT, is restored
+    afterwards (the global --storage option sets STORAGE_ROOT for the command: left set, it
+    named this test's root to every later test of the worker)."""
+    result = CliRunner().invoke(app, list(args),
+                                env={"FORGE_ENV": "dev", "STORAGE_ROOT": None, **env})
     return result.exit_code, result.stdout, result.stderr
 
 

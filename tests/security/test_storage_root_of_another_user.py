@@ -71,9 +71,11 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
 
 
 def _forge(root: Path, *args: str) -> tuple[int, str, str]:
+    # STORAGE_ROOT restored afterwards: --storage sets it, and left set it named the
+    # planted root to every later test of the worker (which then refused it).
     result = CliRunner().invoke(app, ["--storage", str(root), *args],
                                 env={"FORGE_ENV": "dev", "FORGE_DB_URL": None,
-                                     "FORGE_SIGNING_KEY_DIR": None})
+                                     "FORGE_SIGNING_KEY_DIR": None, "STORAGE_ROOT": None})
     return result.exit_code, result.stdout, result.stderr
 
 
