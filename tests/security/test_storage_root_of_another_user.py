@@ -34,7 +34,7 @@ from forge_verify.keys import key_id_for
 
 from ..conftest import SQLITE_ONLY
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="makes files of another uid")
+pytestmark = pytest.mark.root  # makes files of another uid
 
 PROBE = 1234  # the other local user
 PLANTED = {"SAT_HMAC_SECRET": "a" * 64, "ET_HMAC_SECRET": "b" * 64,

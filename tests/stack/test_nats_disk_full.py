@@ -27,20 +27,19 @@ from forge.services.common.readiness import CheckFailed, Readiness
 from forge.stack.embedded_nats import EmbeddedNats
 from forge.stack.supervisor import backoff_delay
 
+pytestmark = pytest.mark.root  # mounts a tmpfs
+
 SUBJECT = node_submit_subject("node-1")  # stream FORGE_NODES, as in the operator's drill
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 8 MiB tmpfs under tmp_path (root only), unmounted at the end."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    """A 8 MiB tmpfs under tmp_path (root), unmounted at the end."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs",
                            str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    assert done.returncode == 0, f"cannot mount a tmpfs: {done.stderr.strip()}"
     try:
         yield mnt
     finally:
@@ -50,7 +49,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def embedded(small_disk: Path) -> Iterator[EmbeddedNats]:
     """`forge up`'s embedded nats-server, its store on the small disk, stopped at the end."""
-    nats = EmbeddedNats(small_disk, BusAuth.generate(), port=9495, room_bytes=512 * 1024)
+    nats = EmbeddedNats(small_disk, BusAuth.generate(), room_bytes=512 * 1024)  # a free port
     nats.start()
     try:
         yield nats
@@ -120,6 +119,7 @@ def test_a_stream_broken_by_a_full_disk_is_restarted_once_there_is_room(
     member = nats.members[0]
     filler = break_stream(nats, small_disk)
     first_pid = member.server.pid
+    first_port = member.server.port
 
     def poll(now: float) -> None:
         member.checked_at = None  # ask its health endpoint on every poll of the test
@@ -145,7 +145,8 @@ def test_a_stream_broken_by_a_full_disk_is_restarted_once_there_is_room(
     assert any("JetStream not usable for 15s" in r and "restarting" in r for r in reports)
     poll(76.5)  # started again, on the same port and store
     assert member.server.running and member.server.pid != first_pid
-    assert any("restarted on port 9495" in r for r in reports), reports
+    assert member.server.port == first_port
+    assert any(f"restarted on port {first_port}" in r for r in reports), reports
     assert asyncio.run(publish(nats)) == "ok"
     poll(77.0)
     assert member.ready and member.trouble is None

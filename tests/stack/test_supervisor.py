@@ -166,7 +166,7 @@ def test_a_cleanup_holding_the_root_is_named_as_such(tmp_path: Path) -> None:
         StorageLock.acquire(tmp_path, "anything")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a root another user's")
+@pytest.mark.root  # makes a root another user's
 def test_a_storage_root_of_another_user_is_never_locked(tmp_path: Path) -> None:
     """A root another user owns could hold their secrets and keys: a cleanup or forge up
     run as root refuses it (once it was used, and the lock file handed to that user),
