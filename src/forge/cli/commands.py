@@ -9,7 +9,6 @@ still lists them all.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 
@@ -48,7 +47,6 @@ def load_command(name: str) -> click.Command:
     return command
 
 
-OUT_OF_ROOM = (errno.ENOSPC, errno.EDQUOT)
 NEARLY_FULL = 1 << 20  # bytes free below which a store's "disk I/O error" is a full disk
 
 
@@ -70,13 +68,15 @@ def _storage_full() -> bool:
 def refused_for_room(exc: Exception) -> str | None:
     """The one line to print for a command that failed on a full disk or store, or None
     for any other failure (which keeps its traceback: it is a bug to report)."""
-    if isinstance(exc, OSError) and exc.errno in OUT_OF_ROOM:
+    # Imported here, on a failure only: the store's modules pull in SQLAlchemy, which
+    # every command would otherwise pay for at start.
+    from forge.store.busy import disk_out_of_room, store_error_text, store_out_of_room
+
+    if isinstance(exc, OSError) and disk_out_of_room(exc):
         where = f" ({exc.filename})" if exc.filename else ""
         return f"the disk is full{where}: {exc.strerror}"
     if type(exc).__module__.startswith("sqlalchemy"):
         from sqlalchemy.exc import DBAPIError
-
-        from forge.store.busy import store_error_text, store_out_of_room
 
         # SQLite in WAL mode on a full disk often says only "disk I/O error".
         if isinstance(exc, DBAPIError) and (store_out_of_room(exc) or _storage_full()):

@@ -1,4 +1,5 @@
-"""Whether a store error is the store being busy (worth waiting for) or a real failure.
+"""Whether a store error is the store being busy or out of room (worth waiting for) or a real
+failure.
 
 A caller that pauses its work on a busy store (a lock held by another process, a deadlock
 victim, a serialization conflict, the database unreachable for a moment) must not pause for
@@ -7,6 +8,8 @@ readonly database`, `disk I/O error`, a missing table): those go its normal faul
 """
 
 from __future__ import annotations
+
+import errno
 
 from sqlalchemy.exc import DBAPIError
 
@@ -45,9 +48,18 @@ def store_out_of_room(exc: DBAPIError) -> bool:
     return any(full in message for full in _FULL_SQLITE)
 
 
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_out_of_room(exc: OSError) -> bool:
+    """True when a file write failed for want of room (a full disk or a spent quota): it
+    passes once room is made, so it is never the outcome of the work that hit it."""
+    return exc.errno in _FULL_ERRNOS
+
+
 def store_error_text(exc: DBAPIError) -> str:
     """The database's own error text (no SQL, no parameters, no connection URL)."""
     return f"{type(exc.orig).__name__}: {exc.orig}" if exc.orig is not None else str(exc)
 
 
-__all__ = ["store_busy", "store_error_text", "store_out_of_room"]
+__all__ = ["disk_out_of_room", "store_busy", "store_error_text", "store_out_of_room"]

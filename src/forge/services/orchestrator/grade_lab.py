@@ -7,7 +7,6 @@ fails (bus outage) is retried from the same results, never from a second grading
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -51,11 +50,10 @@ from forge.services.orchestrator.evidence_ship import (
 from forge.services.orchestrator.failure_reason import failure
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
-from forge.store.busy import store_error_text, store_out_of_room
+from forge.store.busy import disk_out_of_room, store_error_text, store_out_of_room
 from forge.templates.variables import render, values_digest
 from forge_verify.score import CheckResult
 
-OUT_OF_ROOM = (errno.ENOSPC, errno.EDQUOT)  # pass once room is made: never the outcome
 log = logging.getLogger("forge.orchestrator.complete")
 EVENT_TEXT_CAP = 16 * 1024
 
@@ -277,7 +275,7 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
                     "is graded again", scenario_id, exc)
         return states.GRADING
     except OSError as exc:
-        if exc.errno not in OUT_OF_ROOM:
+        if not disk_out_of_room(exc):
             return await _fail_grading(state, scenario_id, "grading failed", exc)
         # A full disk passes once room is made, like a stop: the lab (the learner's work)
         # is kept and the scenario stays in grading; the reaper grades it again.
