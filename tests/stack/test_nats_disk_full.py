@@ -7,10 +7,7 @@ and readiness work again."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import os
-import subprocess
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,8 @@ from forge.services.common.readiness import CheckFailed, Readiness
 from forge.stack.embedded_nats import EmbeddedNats
 from forge.stack.supervisor import backoff_delay
 
+from ..support.small_disk import Filler, fill_disk, small_tmpfs
+
 pytestmark = pytest.mark.root  # mounts a tmpfs
 
 SUBJECT = node_submit_subject("node-1")  # stream FORGE_NODES, as in the operator's drill
@@ -35,15 +34,8 @@ SUBJECT = node_submit_subject("node-1")  # stream FORGE_NODES, as in the operato
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 8 MiB tmpfs under tmp_path (root), unmounted at the end."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs",
-                           str(mnt)], capture_output=True, text=True)
-    assert done.returncode == 0, f"cannot mount a tmpfs: {done.stderr.strip()}"
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with small_tmpfs(tmp_path / "disk", "8m") as disk:
+        yield disk
 
 
 @pytest.fixture
@@ -71,20 +63,6 @@ def as_spawn(nats: EmbeddedNats,
     asyncio.run(run())
 
 
-def fill(disk: Path) -> Path:
-    """Write a file until the disk is full; return it."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for size in (65536, 512):  # then the last partial block
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
-    return filler
-
-
 async def publish(nats: EmbeddedNats, subject: str = SUBJECT, timeout: float = 1.0,
                   size: int = 2) -> str:
     """Publish once as admin over a new connection: "ok" or the error's name."""
@@ -100,10 +78,10 @@ async def publish(nats: EmbeddedNats, subject: str = SUBJECT, timeout: float = 1
         await nc.close()
 
 
-def break_stream(nats: EmbeddedNats, disk: Path) -> Path:
+def break_stream(nats: EmbeddedNats, disk: Path) -> Filler:
     """Fill the disk and publish, so the stream fails a write (ENOSPC); return the filler."""
     assert asyncio.run(publish(nats)) == "ok"
-    filler = fill(disk)
+    filler = fill_disk(disk)
     probe = disk / "probe"
     with pytest.raises(OSError) as full:
         probe.write_bytes(b"\0" * 65536)
@@ -134,7 +112,7 @@ def test_a_stream_broken_by_a_full_disk_is_restarted_once_there_is_room(
     assert any("waiting for room" in r for r in reports), reports
     assert asyncio.run(publish(nats)) != "ok"  # nats-server does not heal by itself
 
-    filler.unlink()
+    filler.remove()
     (small_disk / "probe").unlink(missing_ok=True)
     assert asyncio.run(publish(nats)) != "ok"  # room again, the stream still broken
     for now in (61.0, 66.0, 71.0):  # counted from when there is room: not restarted yet
@@ -194,10 +172,10 @@ def test_readiness_names_jetstream_until_the_server_is_restarted(
         assert ok, body
         assert "JetStream answers (stream FORGE)" in body["checks"]["nats"]["detail"]
 
-        filler = fill(small_disk)
+        filler = fill_disk(small_disk)
         with pytest.raises(BusUnavailable):
             await publisher.publish(SUBJECT, {"pad": "x" * 65536}, msg_id="full-1")
-        filler.unlink()  # room again: the stream stays broken, and readiness says so
+        filler.remove()  # room again: the stream stays broken, and readiness says so
         with pytest.raises(BusUnavailable):
             await publisher.publish(SUBJECT, {"pad": "x"}, msg_id="full-2")
         ok, body = await _readiness(publisher)
