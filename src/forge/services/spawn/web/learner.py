@@ -222,7 +222,8 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             and remaining <= EXTEND_WINDOW.total_seconds(),
             "extend": _extend_facts(request, row),
             "viewer": await viewer(request),
-            "finished": row.state in FINISHED, "verdict_refused": refused,
+            "finished": row.state in FINISHED,
+            "verdict_refused": REFUSED_NOTE if refused else None,
             "csrf": csrf_token(settings, session_value(request) or ""),
             **_result_context(row, result, entry),
         }, terminal=row.state == "running")
