@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forge.config.db_url import normalize_url
-from forge.config.storage_root import ROOT_MODE, check_path
+from forge.config.storage_root import check_path, make_storage_root
 from forge.store.file_lock import FlockWaiter
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -154,8 +154,7 @@ def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
     database = sqlite_file(url)
     if database is not None:
         if not database.parent.exists():  # the storage root, usually: never open to all
-            database.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(database.parent, ROOT_MODE)
+            make_storage_root(database.parent)
         keep_private(database)
     engine = create_engine(
         url,
