@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from forge.bus import NatsServer
 from forge.bus.contracts import ScoreFinalizedV1
-from forge.classroom import lti_links
+from forge.classroom import lti_grade_outbox, lti_links
 from forge.cli import app as forge_cli
 from forge.config import Settings, load_settings
 from forge.entitlements.grants import grant
@@ -129,8 +129,8 @@ def test_grades_of_labs_started_anywhere_reach_the_grade_book(
                                       assignment_id)
             asyncio.run(announce(sb_settings, _graded(
                 db, sb_root, first, "lti.u003", 1.0, "2026-12-01T10:00:00+00:00")))
-            until(lambda: lti_links.grade_of(db, first) is not None, "u003's grade owed")
-            waiting = lti_links.grade_of(db, first)
+            until(lambda: lti_grade_outbox.grade_of(db, first) is not None, "u003's grade owed")
+            waiting = lti_grade_outbox.grade_of(db, first)
             assert waiting is not None and waiting.state == "pending"
             assert waiting.lti_user == "u003" and waiting.lineitem == ""
             assert "grade column" in (waiting.last_error or "")
@@ -164,5 +164,5 @@ def test_grades_of_labs_started_anywhere_reach_the_grade_book(
                 db, sb_root, third, "lti.u004", 0.9, "2026-12-01T12:00:00+00:00")))
             grade = emu.wait_for_grade("u004", 60)
             assert grade["scoreGiven"] == 90.0 and grade["userId"] == "u004"
-            until(lambda: getattr(lti_links.grade_of(db, third), "state", "") == "posted",
+            until(lambda: getattr(lti_grade_outbox.grade_of(db, third), "state", "") == "posted",
                    "u004's grade recorded as posted")

@@ -207,7 +207,7 @@ def best_result(labs: Sequence[Lab], scores: Mapping[str, Mapping[str, Any]],
     """A learner's best graded lab of an assignment and its result: the highest score of
     their labs' results (the earliest attempt of equal ones), only results about this
     learner's lab of this tenant; None when nothing is graded. The dashboard's "best score",
-    and the score the LMS grade book is sent (`forge.classroom.lti_links.owe_grade`)."""
+    and the score the LMS grade book is sent (`forge.classroom.lti_grade_outbox.owe_grade`)."""
     graded = [(scores[lab.scenario_id], lab) for lab in labs
               if lab.scenario_id in scores and _usable(scores[lab.scenario_id], lab, tenant_id)]
     return max(graded, key=lambda g: (float(g[0]["score"]), -g[1].attempt), default=None)

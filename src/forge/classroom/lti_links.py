@@ -1,26 +1,15 @@
 """What LTI launches leave in the store: an LMS course (context) is a cohort, a launched
-learner is enrolled in it, their line item is remembered per assignment, and a signed
-verdict of such an assignment becomes a grade owed to the platform (the outbox) that is
-posted and retried until the platform takes it (issue 18 item 4).
-
-A grade is owed for every graded attempt of an assignment of a cohort linked to an LMS
-course, whichever Start button began it (the LMS activity, /tracks, the API): it goes to
-the learner's LMS user id (`lti_users`: from any launch of theirs or a roster sync) and
-the assignment's line item (their own last launch of it, else, when the cohort is linked
-to one course only, the latest launch of it by any learner: the AGS line item of a
-resource link is the activity's grade column, the same for every learner). Until both
-are known the grade waits in the outbox (pending, `lineitem` or `lti_user` empty, the
-reason in `last_error`) and is settled by the next launch into the course or roster sync
-(`settle_owed`).
+learner is enrolled in it, their LMS user id is remembered (`lti_users`) and so is their
+line item per assignment: where `lti_grade_outbox` posts their grades.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import Select, func, insert, or_, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,28 +21,18 @@ from forge.classroom.cohorts import (
     lock_cohort,
     new_id,
 )
-from forge.classroom.dashboard import Lab
 from forge.classroom.staff import make_staff
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import (
     Assignment,
-    AssignmentAttempt,
     Cohort,
     CohortStaff,
     Enrolment,
     LtiContext,
     LtiGradeLink,
-    LtiGradePost,
     LtiUser,
-    Scenario,
 )
-
-PENDING, POSTED, FAILED = "pending", "posted", "failed"
-MAX_BACKOFF = timedelta(hours=1)
-MAX_ATTEMPTS = 30  # a grade still refused after this many posts, or this old, is failed
-MAX_AGE = timedelta(days=7)
-FIRST_BACKOFF_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -294,259 +273,3 @@ def remember_user(db: Database, platform: str, subject: str, lti_user: str) -> N
             return
         except IntegrityError:
             continue  # the same person's other launch or a roster sync at the same moment
-
-
-@dataclass(frozen=True)
-class GradedAttempt:
-    """A verdict's lab of an assignment of an LMS-linked cohort: the learner and tenant,
-    and their labs of the assignment (the dashboard's `Lab`s), to find their best score."""
-
-    assignment_id: str
-    subject: str
-    tenant_id: str
-    labs: list[Lab]
-
-
-def graded_attempt(db: Database, scenario_id: str) -> GradedAttempt | None:
-    """The attempt a verdict graded, when its assignment's cohort is linked to an LMS course
-    (None otherwise: no grade is owed), with every lab of the learner for the assignment."""
-    with db.read() as sess:
-        attempt = sess.scalars(select(AssignmentAttempt).where(
-            AssignmentAttempt.scenario_id == scenario_id)).first()
-        if attempt is None:
-            return None
-        assignment = sess.get(Assignment, attempt.assignment_id)
-        if assignment is None or not _courses_of_cohort(sess, assignment.cohort_id):
-            return None
-        labs = [Lab(sc.scenario_id, attempt.assignment_id, attempt.subject, n, sc.state,
-                    sc.created_at)
-                for n, sc in sess.execute(
-                    select(AssignmentAttempt.attempt, Scenario)
-                    .join(Scenario, Scenario.scenario_id == AssignmentAttempt.scenario_id)
-                    .where(AssignmentAttempt.assignment_id == attempt.assignment_id,
-                           AssignmentAttempt.subject == attempt.subject)
-                    .order_by(AssignmentAttempt.attempt))]
-        return GradedAttempt(attempt.assignment_id, attempt.subject, assignment.tenant_id,
-                             labs)
-
-
-def _courses_of_cohort(sess: Session, cohort_id: str) -> list[LtiContext]:
-    """The LMS courses linked to a cohort (usually one; a class can take several sections)."""
-    return list(sess.scalars(select(LtiContext).where(LtiContext.cohort_id == cohort_id)
-                             .order_by(LtiContext.created_at, LtiContext.context_id)))
-
-
-@dataclass(frozen=True)
-class _Target:
-    platform: str
-    lti_user: str  # '' while unknown
-    lineitem: str  # '' while unknown
-    why: str | None  # why it cannot be posted yet (None: it can)
-
-
-def _target(sess: Session, courses: Sequence[LtiContext], assignment_id: str,
-            subject: str) -> _Target:
-    """Where a learner's grade of an assignment of a cohort linked to `courses` goes.
-
-    Their own launch of the activity says it all. Otherwise, with one course: their LMS
-    user id from any launch or roster sync (`lti_users`) and the activity's line item from
-    any learner's latest launch of it (AGS names the resource link's grade column, the same
-    for all its learners). With several courses (sections) linked to the class, another
-    learner's line item may be another course's column: only their own launch counts."""
-    own = sess.get(LtiGradeLink, (assignment_id, subject))
-    if own is not None:
-        return _Target(own.platform, own.lti_user, own.lineitem, None)
-    platform = courses[0].platform
-    if len(courses) > 1:
-        return _Target(platform, "", "", "waiting for the learner to open the activity from "
-                       "their LMS course (this class is linked to several courses)")
-    known = sess.get(LtiUser, (platform, subject))
-    lti_user = known.lti_user if known is not None else ""
-    lineitem = sess.scalar(select(LtiGradeLink.lineitem).where(
-        LtiGradeLink.assignment_id == assignment_id, LtiGradeLink.platform == platform)
-        .order_by(LtiGradeLink.updated_at.desc()).limit(1)) or ""
-    why = []
-    if not lti_user:
-        why.append(f"the LMS user id of {subject} (their launch from the course or a roster "
-                   "sync)")
-    if not lineitem:
-        why.append("the assignment's grade column (a learner opening the activity from the "
-                   "LMS)")
-    return _Target(platform, lti_user, lineitem,
-                   ("waiting for " + " and ".join(why)) if why else None)
-
-
-def _best_posted(sess: Session, assignment_id: str, subject: str) -> float | None:
-    """The best grade owed so far for the learner's attempts at the assignment."""
-    return sess.scalar(select(func.max(LtiGradePost.score_given))
-                       .join(AssignmentAttempt,
-                             AssignmentAttempt.scenario_id == LtiGradePost.scenario_id)
-                       .where(AssignmentAttempt.assignment_id == assignment_id,
-                              AssignmentAttempt.subject == subject))
-
-
-def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -> bool:
-    """Record the grade a signed verdict owes a platform (once per scenario): True when the
-    lab was started for an assignment of a cohort linked to an LMS course (from the LMS or
-    from Forge), False otherwise. `score` is the learner's best graded score of the
-    assignment (`dashboard.best_result`, what the dashboard shows; the caller reads the
-    results), never lower than a grade owed before for it: a platform keeps the latest
-    score it is sent, while the dashboard and its CSV show the best, so a worse last attempt
-    (0.9, then 0.3) read 30 in the grade book and 90 in Forge (review CD).
-
-    Where it goes not known yet (the learner never launched and no roster sync named
-    them, or no launch of the activity gave its line item): kept pending with the reason,
-    not posted until `settle_owed` finds both."""
-    now = datetime.now(UTC)
-    with db.session() as sess:
-        if sess.get(LtiGradePost, scenario_id) is not None:
-            return True
-        attempt = sess.scalars(select(AssignmentAttempt).where(
-            AssignmentAttempt.scenario_id == scenario_id)).first()
-        if attempt is None:
-            return False
-        assignment = sess.get(Assignment, attempt.assignment_id)
-        courses = (_courses_of_cohort(sess, assignment.cohort_id)
-                   if assignment is not None else [])
-        if not courses:
-            return False
-        # Locked (PostgreSQL; SQLite's write transactions are one at a time): two verdicts
-        # of the learner at once would each read the best before the other's (review CE).
-        list(sess.scalars(select(AssignmentAttempt).where(
-            AssignmentAttempt.assignment_id == attempt.assignment_id,
-            AssignmentAttempt.subject == attempt.subject)
-            .order_by(AssignmentAttempt.attempt).with_for_update()))
-        to = _target(sess, courses, attempt.assignment_id, attempt.subject)
-        best_before = _best_posted(sess, attempt.assignment_id, attempt.subject)
-        given = round(float(score) * 100, 2)
-        sess.add(LtiGradePost(
-            scenario_id=scenario_id, platform=to.platform, lineitem=to.lineitem,
-            lti_user=to.lti_user, assignment_id=attempt.assignment_id,
-            score_given=max(given, best_before or 0.0), score_maximum=100.0,
-            timestamp=completed_at, state=PENDING, attempts=0, next_at=now,
-            last_error=to.why, posted_at=None, created_at=now))
-    return True
-
-
-def settle_owed(db: Database, cohort_id: str) -> int:
-    """Give the grades of the cohort's assignments waiting for a user id or line item the
-    ones known now (after a launch into its course or a roster sync), to be posted at the
-    poster's next round; the number settled. Each carries the learner's best owed so far,
-    so their posts, in whatever order, leave the best in the grade book."""
-    with db.read() as sess:  # most launches find none waiting: no write transaction then
-        if sess.scalars(_waiting(cohort_id).with_only_columns(LtiGradePost.scenario_id)
-                        .limit(1)).first() is None:
-            return 0
-    now = datetime.now(UTC)
-    settled = 0
-    with db.session() as sess:
-        courses = _courses_of_cohort(sess, cohort_id)
-        if not courses:
-            return 0
-        waiting = list(sess.execute(_waiting(cohort_id)))
-        for row, subject in waiting:
-            to = _target(sess, courses, row.assignment_id, subject)
-            row.platform, row.lti_user, row.lineitem = to.platform, to.lti_user, to.lineitem
-            row.last_error = to.why
-            if to.why is None:
-                row.score_given = max(row.score_given, _best_posted(
-                    sess, row.assignment_id, subject) or 0.0)
-                # Postable from now: MAX_AGE counts the time spent posting it, not the
-                # time it waited to learn where it goes (else a grade that waited a week
-                # would be given up at its first refused post).
-                row.next_at, row.created_at = now, now
-                settled += 1
-    return settled
-
-
-def _waiting(cohort_id: str) -> Select[LtiGradePost, str]:
-    """Grades of the cohort's assignments still waiting to learn where they go."""
-    return (select(LtiGradePost, AssignmentAttempt.subject)
-            .join(AssignmentAttempt, AssignmentAttempt.scenario_id == LtiGradePost.scenario_id)
-            .join(Assignment, Assignment.assignment_id == AssignmentAttempt.assignment_id)
-            .where(Assignment.cohort_id == cohort_id, LtiGradePost.state == PENDING,
-                   or_(LtiGradePost.lineitem == "", LtiGradePost.lti_user == "")))
-
-
-def waiting_cohorts(db: Database) -> list[str]:
-    """Cohorts with a grade waiting to learn where it goes (the poster settles them each
-    round too: a launch that raced the grade's recording left it waiting)."""
-    with db.read() as sess:
-        return sorted(set(sess.scalars(
-            select(Assignment.cohort_id)
-            .join(AssignmentAttempt, AssignmentAttempt.assignment_id == Assignment.assignment_id)
-            .join(LtiGradePost, LtiGradePost.scenario_id == AssignmentAttempt.scenario_id)
-            .where(LtiGradePost.state == PENDING,
-                   or_(LtiGradePost.lineitem == "", LtiGradePost.lti_user == ""))
-            .limit(1000))))
-
-
-def due_grades(db: Database, now: datetime, limit: int = 20) -> list[LtiGradePost]:
-    """Grades to post now (pending, where they go known, their retry time reached),
-    oldest first."""
-    with db.read() as sess:
-        rows = list(sess.scalars(select(LtiGradePost).where(
-            LtiGradePost.state == PENDING, LtiGradePost.next_at <= now,
-            LtiGradePost.lineitem != "", LtiGradePost.lti_user != "")
-            .order_by(LtiGradePost.next_at).limit(limit)))
-        sess.expunge_all()
-        return rows
-
-
-def grade_posted(db: Database, scenario_id: str) -> None:
-    """The platform took the grade."""
-    with db.session() as sess:
-        row = sess.get(LtiGradePost, scenario_id)
-        if row is not None:
-            row.state, row.posted_at, row.last_error = POSTED, datetime.now(UTC), None
-            row.attempts += 1
-
-
-def grade_retry(db: Database, scenario_id: str, error: str, *, final: bool = False) -> None:
-    """The post failed: try again later (backoff doubling up to an hour), or give up
-    (`final`: the platform refused the grade itself; or MAX_ATTEMPTS posts made; or the
-    grade is older than MAX_AGE); the reason is kept for operators (`forge lti retry`)."""
-    with db.session() as sess:
-        row = sess.get(LtiGradePost, scenario_id)
-        if row is None:
-            return
-        row.attempts += 1
-        row.last_error = error[:300]
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(
-            tzinfo=UTC)
-        if final or row.attempts >= MAX_ATTEMPTS or datetime.now(UTC) - created > MAX_AGE:
-            row.state = FAILED
-            return
-        delay = min(MAX_BACKOFF, timedelta(seconds=FIRST_BACKOFF_S * 2 ** min(row.attempts, 12)))
-        row.next_at = datetime.now(UTC) + delay
-
-
-def grade_of(db: Database, scenario_id: str) -> LtiGradePost | None:
-    """The grade owed for a scenario (state, attempts, last error), if any."""
-    with db.read() as sess:
-        row = sess.get(LtiGradePost, scenario_id)
-        if row is not None:
-            sess.expunge(row)
-        return row
-
-
-def list_grades(db: Database, state: str | None = None) -> list[LtiGradePost]:
-    """Owed grades (all, or in one state), newest first, for the operator."""
-    with db.read() as sess:
-        query = select(LtiGradePost).order_by(LtiGradePost.created_at.desc())
-        if state is not None:
-            query = query.where(LtiGradePost.state == state)
-        rows = list(sess.scalars(query.limit(1000)))
-        sess.expunge_all()
-        return rows
-
-
-def requeue_grade(db: Database, scenario_id: str) -> bool:
-    """Post a failed grade again (after the course's line item was fixed); False when the
-    scenario owes no grade or it was already posted."""
-    with db.session() as sess:
-        row = sess.get(LtiGradePost, scenario_id)
-        if row is None or row.state == POSTED:
-            return False
-        row.state, row.next_at = PENDING, datetime.now(UTC)
-        return True

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from forge.classroom.lti_links import FAILED, PENDING, POSTED, list_grades, requeue_grade
+from forge.classroom.lti_grade_outbox import FAILED, PENDING, POSTED, list_grades, requeue_grade
 from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.identity.lti_config import LtiConfigError, LtiRegistry, generate_key, load_lti

@@ -27,7 +27,7 @@ import httpx
 from forge.bus import DurableConsumer, Event, Reject
 from forge.bus.contracts import ContractError, ScoreFinalizedV1, decode_as
 from forge.bus.subjects import DURABLE_SCOREBOARD_LTI_GRADES, SCORE_FINALIZED
-from forge.classroom import lti_links
+from forge.classroom import lti_grade_outbox
 from forge.classroom.dashboard import best_result
 from forge.config.settings import Settings
 from forge.evidence.artifact_store import ArtifactStore
@@ -47,7 +47,7 @@ SETTLE_S = 60.0  # waiting grades looked at again this often
 def owe_best(db: Database, artifacts: ArtifactStore | None, done: ScoreFinalizedV1) -> bool:
     """Owe the learner's best graded score of the assignment (this verdict's and their
     other attempts' results, as the dashboard reads them), when a grade is owed at all."""
-    attempt = lti_links.graded_attempt(db, done.scenario_id)
+    attempt = lti_grade_outbox.graded_attempt(db, done.scenario_id)
     if attempt is None:
         return False
     scores: dict[str, dict[str, Any]] = {}
@@ -61,7 +61,7 @@ def owe_best(db: Database, artifacts: ArtifactStore | None, done: ScoreFinalized
                                 "score": float(done.score)}
     best = best_result(attempt.labs, scores, attempt.tenant_id)
     score = float(best[0]["score"]) if best is not None else float(done.score)
-    return lti_links.owe_grade(db, done.scenario_id, score, done.completed_at)
+    return lti_grade_outbox.owe_grade(db, done.scenario_id, score, done.completed_at)
 
 
 class GradePoster:
@@ -109,17 +109,18 @@ class GradePoster:
         if self._settled_at is not None and now - self._settled_at < SETTLE_S:
             return
         self._settled_at = now
-        for cohort_id in await asyncio.to_thread(lti_links.waiting_cohorts, self.db):
-            await asyncio.to_thread(lti_links.settle_owed, self.db, cohort_id)
+        for cohort_id in await asyncio.to_thread(lti_grade_outbox.waiting_cohorts, self.db):
+            await asyncio.to_thread(lti_grade_outbox.settle_owed, self.db, cohort_id)
 
     async def post_due(self, client: PlatformClient) -> int:
         """Post every grade whose time has come; the number posted."""
         posted = 0
         await self.settle_waiting()
-        for row in await asyncio.to_thread(lti_links.due_grades, self.db, datetime.now(UTC)):
+        due = await asyncio.to_thread(lti_grade_outbox.due_grades, self.db, datetime.now(UTC))
+        for row in due:
             platform = self.registry.platforms.get(row.platform)
             if platform is None:
-                await asyncio.to_thread(lti_links.grade_retry, self.db, row.scenario_id,
+                await asyncio.to_thread(lti_grade_outbox.grade_retry, self.db, row.scenario_id,
                                         f"platform {row.platform} is no longer registered",
                                         final=True)
                 continue
@@ -129,10 +130,10 @@ class GradePoster:
             except LtiCallFailed as exc:
                 log.warning("lti grade of %s not posted (%s): %s", row.scenario_id,
                             "given up" if exc.final else "will retry", exc)
-                await asyncio.to_thread(lti_links.grade_retry, self.db, row.scenario_id,
+                await asyncio.to_thread(lti_grade_outbox.grade_retry, self.db, row.scenario_id,
                                         str(exc), final=exc.final)
                 continue
-            await asyncio.to_thread(lti_links.grade_posted, self.db, row.scenario_id)
+            await asyncio.to_thread(lti_grade_outbox.grade_posted, self.db, row.scenario_id)
             log.info("lti grade of %s posted to %s", row.scenario_id, platform.name)
             posted += 1
         return posted

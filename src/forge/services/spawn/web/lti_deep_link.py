@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments, lti_links
+from forge.classroom import assignments, lti_grade_outbox, lti_links
 from forge.classroom.cohorts import Manager, managed_cohort
 from forge.errors import ForgeError
 from forge.identity.lti import deep_link_response, map_subject, teaches_course
@@ -228,7 +228,7 @@ async def sync_roster(cohort_id: CohortId, request: Request) -> dict[str, Any]:
             db, cohort_id, platform.tenant_id, [(s, t) for s, t, _ in people],
             platform.name, [(s, u) for s, _, u in people]))
     # Grades owed to learners the LMS did not know of yet (started from Forge) go now.
-    await run_in_threadpool(lti_links.settle_owed, db, cohort_id)
+    await run_in_threadpool(lti_grade_outbox.settle_owed, db, cohort_id)
     left = await run_in_threadpool(lti_links.not_in_roster, db, cohort_id,
                                    [s for s, _, _ in people])
     return {"cohort_id": cohort_id, "members": len(people), "added": added,

@@ -23,7 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import cohorts, lti_links
+from forge.classroom import cohorts, lti_grade_outbox, lti_links
 from forge.classroom.assignments import iso, my_assignment
 from forge.classroom.cohorts import new_id
 from forge.classroom.lti_links import CourseSeat
@@ -205,7 +205,7 @@ def _record(request: Request, launch: Launch) -> tuple[str, Any, bool]:
     # Grades owed before where they go was known (a lab started from Forge by a learner
     # who never launched, or before any launch of the activity) go now.
     try:  # best effort: the scoreboard's poster settles them within a minute anyway
-        lti_links.settle_owed(db, seated.cohort_id)
+        lti_grade_outbox.settle_owed(db, seated.cohort_id)
     except Exception:  # the learner's launch must not fail on it
         log.exception("settling the waiting grades of cohort %s failed", seated.cohort_id)
     return seated.cohort_id, found, seated.teaches

@@ -1,5 +1,5 @@
 """LMS grades owed indexed by learner and assignment: each signed verdict of an LMS
-assignment reads the learner's best grade owed so far (`lti_links.owe_grade`), which was a
+assignment reads the learner's best grade owed so far (`lti_grade_outbox.owe_grade`), which was a
 scan of an outbox that is never pruned
 
 Revision ID: 0013
