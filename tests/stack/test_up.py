@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from forge.runtime.local import LocalRuntime
+from forge.stack.monitor_guard import table_name
 
 from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import distinct_ports, free_port
@@ -293,6 +294,10 @@ def test_kill_9_of_up_leaves_no_child(tmp_path: Path) -> None:
         wait_for(lambda: not any(bound(p) for p in up.ports.values()), 5, "ports released")
     finally:
         up.stop()
+        # The monitoring guard's nftables table outlives a kill -9 (the next `forge up` on
+        # this root replaces it); the test's root is gone, so remove it here.
+        subprocess.run(["nft", "delete", "table", "ip", table_name(tmp_path / "storage")],
+                       capture_output=True, check=False, timeout=30)
 
 
 @pytest.mark.parametrize("taken", ["orchestrator", "nats"])

@@ -187,11 +187,16 @@ class NatsServer:
         return service_env(self._auth, self.url, self._tls)
 
     @property
-    def monitor_url(self) -> str:
-        """Monitoring endpoint base (`http://127.0.0.1:<monitor_port>`)."""
+    def monitor_port(self) -> int:
+        """The monitoring endpoint's port (kept across restarts)."""
         if self._monitor_port is None:
             raise NatsServerError("nats-server has not been started yet")
-        return f"http://{LOOPBACK}:{self._monitor_port}"
+        return self._monitor_port
+
+    @property
+    def monitor_url(self) -> str:
+        """Monitoring endpoint base (`http://127.0.0.1:<monitor_port>`)."""
+        return f"http://{LOOPBACK}:{self.monitor_port}"
 
     @property
     def store_dir(self) -> Path:

@@ -5,7 +5,9 @@ user who takes a dead server's port before its restart gets no password. Either 
 server is supervised like a service: a server that dies is reported and
 started again on its own ports and store after a back-off. The single server keeps its store
 in `<root>/nats`; cluster node i in `<root>/nats-cluster/n<i>`; both are kept on exit (the
-JetStream streams survive a restart of `forge up`, as they always have).
+JetStream streams survive a restart of `forge up`, as they always have). Their monitoring
+ports, which `forge up` reads and which have no password, are closed to every other local
+user while they run (`forge.stack.monitor_guard`).
 
 A server whose JetStream stopped working while its process lives on is restarted too: a
 write that failed for lack of room (ENOSPC) leaves nats-server's stream with a sticky write
@@ -34,6 +36,7 @@ from forge.bus.ports import LOOPBACK, free_port
 from forge.bus.tls import TLS_DIR, BusTls
 from forge.services.common.listener import PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix
+from forge.stack.monitor_guard import GuardUnavailable, MonitorGuard
 
 # A healthy server's monitor endpoint is asked only this often (its process is watched on
 # every poll), over one pooled client: idle CPU of `forge up` and of nats-server.
@@ -82,6 +85,8 @@ class EmbeddedNats:
     tls: BusTls | None = None
     js_trouble_s: float = JS_TROUBLE_S
     room_bytes: int = ROOM_BYTES
+    monitor_open: str | None = None  # why the monitoring ports are open to every local user
+    _guard: MonitorGuard | None = field(default=None, repr=False)
     _http: httpx.Client | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -107,6 +112,7 @@ class EmbeddedNats:
                 raise NatsStartError(str(exc)) from None
             self.port = port
             self.members = [Member("nats", server)]
+            self._guard_monitoring()
             return
         self.cluster = NatsCluster(self.size, self.root / "nats-cluster", auth=self.auth,
                                    exec_prefix=exec_prefix(), tls=self.tls,
@@ -117,6 +123,16 @@ class EmbeddedNats:
             raise NatsStartError(str(exc)) from None
         self.members = [Member(f"nats-{i + 1}", node) for i, node in
                         enumerate(self.cluster.nodes)]
+        self._guard_monitoring()
+
+    def _guard_monitoring(self) -> None:
+        """Close the servers' monitoring ports to other local users (`monitor_guard`), or
+        note in `monitor_open` why they stay open."""
+        ports = [member.server.monitor_port for member in self.members]
+        try:
+            self._guard = MonitorGuard.install(self.root, ports)
+        except GuardUnavailable as exc:
+            self.monitor_open = str(exc)
 
     @property
     def url(self) -> str:
@@ -237,6 +253,12 @@ class EmbeddedNats:
         else:
             for member in self.members:
                 member.server.stop()
+        if self._guard is not None:
+            guard, self._guard = self._guard, None
+            try:
+                guard.remove()
+            except GuardUnavailable as exc:  # the next start on this root replaces it
+                self.monitor_open = f"its guard could not be removed: {exc}"
 
 
 def _health(client: httpx.Client, server: NatsServer) -> tuple[bool, str | None]:

@@ -210,6 +210,10 @@ class Supervisor:
             except NatsStartError as exc:
                 raise StartRefused(f"NATS: {exc}") from None
             self.nats_port = self.nats.members[0].server.port
+            if self.nats.monitor_open:
+                ports = ", ".join(str(m.server.monitor_port) for m in self.nats.members)
+                self.report(f"NATS monitoring (port {ports}) is open to every local user: "
+                            f"{self.nats.monitor_open}")
             self.env.update(self.nats.client_env())
             if self.lock is not None:  # operator commands on this root find it there
                 self.lock.note_bus(self.nats.client_env())
