@@ -60,3 +60,47 @@ def test_transfers_open_to_all_but_the_probe_host_are_not_restricted(
     graded = run.grade()
     assert graded.passed["leak-found"] and graded.passed["zone-served"], graded
     assert not graded.passed["transfer-restricted"], graded
+
+
+# Red team CY: `transfer-restricted` took "Transfer failed" anywhere in dig's output for a
+# refusal, and a record's text is the learner's. ns2 gets the real zone (a view of its
+# own); everybody else gets an open transfer of an acme.lab without www (served from a
+# zone of its own, so the zone-served answers stay right) and with a TXT record reading
+# "Transfer failed". Every host but ns2 gets the zone, and the criterion passed (3/3).
+FAKE_REFUSAL = r"""
+set -euo pipefail
+cd /srv/dns
+until dig +time=2 +tries=1 @10.64.1.53 acme.lab AXFR > legacy.axfr && grep -q 'XFR size' legacy.axfr; do sleep 0.25; done
+awk '$4 == "TXT" && $1 ~ /^backup-/ {print $5; exit}' legacy.axfr | tr -d '"' > /workspace/leak.txt
+rr() { awk -v n="$1" -v t="$2" '$1 == n && $4 == t {print $5; exit}' legacy.axfr; }
+www=$(rr www.acme.lab. A); mail=$(rr mail.acme.lab. A)
+soa='$TTL 300
+@ IN SOA ns1.acme.lab. hostmaster.acme.lab. ( 1 3600 600 86400 300 )
+  IN NS ns1.acme.lab.'
+printf '%s\n  IN NS ns2.acme.lab.\nns1 IN A 10.64.1.10\nns2 IN A 10.64.1.11\nwww IN A %s\nmail IN A %s\n' "$soa" "$www" "$mail" > full.zone
+printf '%s\n  IN NS ns2.acme.lab.\nns1 IN A 10.64.1.10\nns2 IN A 10.64.1.11\nmail IN A %s\n@ IN TXT "Transfer failed"\n' "$soa" "$mail" > open.zone
+printf '%s\n@ IN A %s\n' "$soa" "$www" > www.zone
+cat >> named.conf <<'CONF'
+view "secondary" { match-clients { 10.64.1.11; };
+  zone "acme.lab" { type primary; file "/srv/dns/full.zone"; allow-transfer { any; }; }; };
+view "everybody" { match-clients { any; };
+  zone "acme.lab" { type primary; file "/srv/dns/open.zone"; allow-transfer { any; }; };
+  zone "www.acme.lab" { type primary; file "/srv/dns/www.zone"; }; };
+CONF
+named-checkconf named.conf
+kill -HUP "$(cat named.pid)"
+until [ "$(dig +short +time=1 +tries=1 @10.64.1.10 www.acme.lab A)" = "$www" ]; do sleep 0.2; done
+"""
+
+
+def test_a_record_reading_transfer_failed_is_no_refusal(harness: Harness) -> None:
+    run = harness.launch()
+    run.must(FAKE_REFUSAL, "views with an open transfer beside a fake refusal")
+    # Not refused: the client, legacy and ns1 itself get the zone whole.
+    for host in ("client", "legacy"):
+        out = harness.runtime.exec(run.id, host, shell=AXFR, timeout=15).stdout_text
+        assert "XFR size" in out and "Transfer failed" in out, out[-400:]
+    assert "XFR size" in run.sh(AXFR, timeout=15).stdout_text
+    graded = run.grade()
+    assert graded.passed["leak-found"] and graded.passed["zone-served"], graded
+    assert not graded.passed["transfer-restricted"], graded
