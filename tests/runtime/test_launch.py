@@ -19,6 +19,7 @@ import pytest
 from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.runtime.local import LocalRuntime, lab_access, launch
 from forge.runtime.local.host_dirs import HostPaths, seed_host_dir, write_identity
+from forge.runtime.local.host_ptys import host_ptys_path
 from forge.runtime.local.launch import base_namespace, lab_mounts
 from forge.runtime.local.machine_etc import etc_view
 from forge.runtime.local.netns import create_host_netns, create_netns, netns_path, remove_netns
@@ -380,6 +381,9 @@ def test_sandbox_whose_bwrap_is_killed_mid_start_leaves_nothing_running(
                       str(tmp_path / "data" / "box"))
     write_identity(paths.etc_dir, 65530, 65531)
     seed_host_dir(paths, host, 65530)
+    # What bwrap binds over /dev/pts (a lab's build mounts a devpts there): without it the
+    # sandbox's setup fails and its child may end before it is looked at.
+    os.makedirs(host_ptys_path(paths.data_dir))
     (tmp_path / "cg").mkdir()
     ns = f"{prefix}.sk{secrets.token_hex(3)}"
     real_parent_of = sandbox._parent_of
@@ -388,6 +392,8 @@ def test_sandbox_whose_bwrap_is_killed_mid_start_leaves_nothing_running(
     def bwrap_killed_first(pid: int) -> int:
         children.append(pid)
         bwrap = real_parent_of(pid)
+        # 0 (the child already ended) would be kill(0): this test's own process group.
+        assert bwrap > 1, f"the sandbox's child {pid} ended before its bwrap was killed"
         os.kill(bwrap, signal.SIGKILL)
         for _ in range(500):  # bounded: until the child is another process's (<= 5 s)
             if real_parent_of(pid) != bwrap:
