@@ -90,6 +90,35 @@ def test_create_is_atomic_on_injected_failure(own: tuple[str, str], stage: str) 
     ok.close()
 
 
+def _mounts_under(path: str) -> list[str]:
+    """Mount points of the machine's namespace at or below ``path``."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+        return [line.split()[4] for line in fh if line.split()[4].startswith(path)]
+
+
+def test_a_destroy_landing_during_a_create_leaves_nothing(own: tuple[str, str]) -> None:
+    """A destroy that lands while the lab is being created (another request, an operator's
+    cleanup) detached its disk; the create went on and mounted its hosts' pseudo-terminals
+    on the machine's file system, where no destroy unmounted them: the state directory
+    could never be removed, and every later destroy failed ("state directory could not be
+    removed") with the lab left degraded for ever. The create's failure now leaves
+    nothing."""
+    prefix, state = own
+    rt = LocalRuntime(state, prefix=prefix)
+
+    def destroy_now(at: str) -> None:
+        if at == "lab":
+            rt.destroy("raced-1")
+
+    rt._fault = destroy_now
+    with pytest.raises(OSError):
+        rt.create(simple_lab("raced-1"))
+    assert _mounts_under(state) == []
+    assert leftovers(prefix, state) == []
+    assert rt.list() == []
+    rt.close()
+
+
 def _creators(rt: LocalRuntime, stem: str, count: int, results: dict[str, object],
               expected: type[Exception]) -> list[threading.Thread]:
     """Unstarted threads ``<stem>-<n>``, each creating lab ``<stem>-<n>`` and recording its

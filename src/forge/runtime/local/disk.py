@@ -15,6 +15,8 @@ import ctypes
 import errno
 import os
 
+from forge.runtime.local.launch import mount_points
+
 MS_NOSUID = 2
 MS_NODEV = 4
 MNT_DETACH = 2
@@ -35,10 +37,37 @@ def mount_lab_disk(path: str, size_mb: int) -> None:
 
 
 def unmount_lab_disk(path: str) -> None:
-    """Detach the lab's tmpfs (its pages are freed once no sandbox holds it); idempotent."""
+    """Detach the lab's tmpfs (its pages are freed once no sandbox holds it), and every
+    mount left below its mount point; idempotent. Detaching the disk takes the hosts'
+    mounts on it along; but a create that went on after a destroy raced it (the disk
+    already detached) made its hosts' directories and mounts (pseudo-terminals, image
+    roots, the /etc view) on the machine's file system, where they kept the lab's state
+    directory, and so the lab, from ever being removed."""
     while os.path.ismount(path):
         if _libc.umount2(path.encode(), MNT_DETACH) != 0:
             err = ctypes.get_errno()
             if err in (errno.EINVAL, errno.ENOENT):
-                return
+                break
             raise OSError(err, f"unmount lab disk at {path}: {os.strerror(err)}")
+    try:
+        left = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if left:  # the disk's mount point is empty once the disk is gone: only then, a scan
+        _unmount_below(path)
+
+
+def _unmount_below(path: str) -> None:
+    """Detach every mount strictly below ``path``, deepest first (stacked ones too)."""
+    for _ in range(16):  # bounded: each pass detaches the top mount of each point
+        with open("/proc/self/mountinfo", "rb") as fh:
+            points = {p for p in mount_points(fh.read())
+                      if p.startswith(path.rstrip("/") + "/")}
+        if not points:
+            return
+        for point in sorted(points, key=len, reverse=True):
+            if _libc.umount2(os.fsencode(point), MNT_DETACH) != 0:
+                err = ctypes.get_errno()
+                if err not in (errno.EINVAL, errno.ENOENT):  # gone with a parent's detach
+                    raise OSError(err, f"unmount {point}: {os.strerror(err)}")
+    raise OSError(errno.EBUSY, f"mounts below {path} are still there after 16 detaches")
