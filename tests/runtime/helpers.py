@@ -10,6 +10,7 @@ from pyroute2 import IPRoute
 
 from forge.runtime import ExecResult, HostSpec, LabSpec, Limits, SubnetSpec, TtySession
 from forge.runtime.local import LocalRuntime
+from forge.runtime.local.launch import mount_points
 from forge.runtime.local.netns import list_netns
 
 SERVER = """#!/usr/bin/env python3
@@ -110,7 +111,7 @@ def simple_lab(lab_id: str, limits: Limits | None = None, **host: object) -> Lab
 
 def leftovers(prefix: str, state_dir: str) -> list[str]:
     """Every object of this prefix still present: namespaces, root-namespace links,
-    cgroups, processes referencing the state dir, state dirs."""
+    cgroups, processes referencing the state dir, mounts and folders in the state dir."""
     found = [f"netns {n}" for n in list_netns() if n.startswith(prefix + ".")]
     with IPRoute() as ipr:
         found += [f"link {link.get('ifname')}" for link in ipr.get_links()
@@ -128,6 +129,9 @@ def leftovers(prefix: str, state_dir: str) -> list[str]:
             continue
         if state_dir.encode() in cmd:
             found.append(f"process {pid}")
+    with open("/proc/self/mountinfo", "rb") as fh:
+        found += [f"mount {p}" for p in mount_points(fh.read())
+                  if p.startswith(os.path.join(state_dir, prefix + "."))]
     if os.path.isdir(state_dir):
         found += [f"dir {d}" for d in os.listdir(state_dir) if d.startswith(prefix + ".")]
     return found
