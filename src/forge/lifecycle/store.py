@@ -155,8 +155,9 @@ def audit_move(storage_root: Path, transition: Transition) -> None:
 
 
 def set_details(db: Database, storage_root: Path, scenario_id: str, details: dict[str, Any],
-                note: str) -> None:
-    """Merge ``details`` into the row without a transition, and audit ``note``."""
+                note: str | None) -> None:
+    """Merge ``details`` into the row without a transition, and audit ``note`` (None: the
+    store only, for putting back what a step that could not go on had counted)."""
     now = datetime.now(UTC)
     with db.session() as sess:
         conn = sess.connection()
@@ -165,8 +166,9 @@ def set_details(db: Database, storage_root: Path, scenario_id: str, details: dic
             raise ScenarioNotFound(scenario_id)
         conn.execute(_UPDATE, {"sid": scenario_id, "details": {**(row.details or {}), **details},
                                "updated_at": now})
-    scenario_log(storage_root, scenario_id).append("scenario.note", {"note": note[:2000]},
-                                                   at=now)
+    if note is not None:
+        scenario_log(storage_root, scenario_id).append("scenario.note", {"note": note[:2000]},
+                                                       at=now)
 
 
 def history(db: Database, scenario_id: str) -> list[dict[str, Any]]:

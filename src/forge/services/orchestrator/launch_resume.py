@@ -26,6 +26,7 @@ from forge.services.orchestrator.launch_build import (
 )
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
+from forge.store.busy import disk_out_of_room
 from forge.store.models import Scenario, ScenarioTransition
 from forge.store.timestamps import aware
 from forge.templates.problems import UnknownTemplate
@@ -153,10 +154,24 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         except UnknownTemplate:
             await fail_scenario(state, scenario_id, "template is not loaded", {})
             return states.FAILED
-        await state.blocking(
-            lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
-                                {"launch_attempts": attempts},
-                                f"launch interrupted; building the lab again (attempt {attempts})"))
+        try:
+            await state.blocking(
+                lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
+                                    {"launch_attempts": attempts},
+                                    f"launch interrupted; building the lab again (attempt "
+                                    f"{attempts})"))
+        except OSError as exc:
+            if not disk_out_of_room(exc):
+                raise
+            # The count is stored, its note is not: the storage is full and nothing was
+            # built. Not an attempt (a full disk must not use up a launch's attempts and
+            # fail it as soon as room is made): put the count back; the reaper resumes it.
+            await state.blocking(
+                lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
+                                    {"launch_attempts": attempts - 1}, None))
+            log.warning("scenario %s: its launch waits for room on the storage (%s); it is "
+                        "resumed once there is room", scenario_id, exc.strerror)
+            return states.LAUNCHING
         rendered = render(loaded.template, row.details.get("variables", {}))
 
         async def put_off() -> None:
