@@ -11,6 +11,7 @@ from sqlalchemy import and_, or_, select
 from forge.evidence.artifact_store import COMPLETION_FILE
 from forge.lifecycle import states
 from forge.lifecycle.ending import ending_of
+from forge.lifecycle.torn_down import discard_scenario_files
 from forge.services.orchestrator.grade_lab import (
     complete,
     end_without_grading,
@@ -21,6 +22,7 @@ from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import claim_adopted
 from forge.store.models import Scenario
 from forge.store.timestamps import aware
+from forge_verify.score import SCENARIO_ID_RE
 
 log = logging.getLogger("forge.orchestrator.reaper")
 STUCK_AFTER = timedelta(minutes=10)
@@ -158,6 +160,13 @@ def reconcile(state: OrchestratorState) -> dict[str, list[str]]:
             report["destroyed"].append(lab_id)
     if report["destroyed"]:  # orphans together (a crashed run's pool labs can be many)
         state.runtime.destroy_many(report["destroyed"])
+    for lab_id in report["destroyed"]:
+        # A scenario's orphan ended while this node was down (failed as this node lost,
+        # by an operator): what the node kept of it (raw evidence of an interrupted
+        # grading, terminal recordings) goes with the lab. Final, it is never resumed, and
+        # retention removes only results: nothing else would.
+        if SCENARIO_ID_RE.fullmatch(lab_id) is not None:
+            discard_scenario_files(state.settings.storage_root, lab_id)
     report["lost"] = sorted(live - labs)
     report["damaged"] = sorted(set(report["adopted"]) & partial)
     if state.node is not None:
