@@ -7,7 +7,6 @@ A real tmpfs, filled; the real orchestrator, reaper and runtime."""
 
 from __future__ import annotations
 
-import ctypes
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,25 +19,18 @@ from forge.lifecycle import states
 from forge.services.orchestrator import reaper
 from forge.services.orchestrator.launch_resume import MAX_LAUNCH_ATTEMPTS
 
-from ..cli.test_out_of_room import fill
+from ..support.small_disk import fill_disk, small_tmpfs, use_every_inode
 from .conftest import MakeOrch, spawn_event
 
 pytestmark = pytest.mark.root
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @pytest.fixture()
 def small_storage(tmp_path: Path) -> Iterator[Path]:
     """The orchestrator's storage root on a tmpfs of its own (the runtime and the store are
     elsewhere, as on a node whose storage disk alone fills)."""
-    disk = tmp_path / "storage"
-    disk.mkdir(mode=0o700)
-    assert _libc.mount(b"tmpfs", str(disk).encode(), b"tmpfs", 0,
-                       b"size=8m,nr_inodes=512,mode=0700") == 0
-    try:
+    with small_tmpfs(tmp_path / "storage", "8m", inodes=512) as disk:
         yield disk
-    finally:
-        _libc.umount2(str(disk).encode(), 2)
 
 
 def test_a_launch_on_a_full_disk_is_built_once_there_is_room(
@@ -56,7 +48,8 @@ def test_a_launch_on_a_full_disk_is_built_once_there_is_room(
 
     monkeypatch.setattr(reaper, "resume_launch", resume_launch)
     before = set(small_storage.iterdir())
-    fill(small_storage)
+    fill_disk(small_storage)
+    use_every_inode(small_storage)
     event = spawn_event(orch.settings)
     sid = str(event["scenario_id"])
     orch.publish("forge.spawn.requested", event)
