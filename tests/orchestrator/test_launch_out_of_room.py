@@ -18,6 +18,7 @@ import pytest
 from forge.lifecycle import states
 from forge.services.orchestrator import reaper
 from forge.services.orchestrator.launch_resume import MAX_LAUNCH_ATTEMPTS
+from forge.services.orchestrator.node import LabNode
 
 from ..support.small_disk import fill_disk, small_tmpfs, use_every_inode
 from .conftest import MakeOrch, spawn_event
@@ -47,6 +48,9 @@ def test_a_launch_on_a_full_disk_is_built_once_there_is_room(
             resumed.append(scenario_id)
 
     monkeypatch.setattr(reaper, "resume_launch", resume_launch)
+    # The node took the spawn just before its disk filled (a node fetches no new spawn
+    # on a full disk: tests/orchestrator/test_node_storage_full.py).
+    monkeypatch.setattr(LabNode, "storage_short", lambda self: False)
     before = set(small_storage.iterdir())
     fill_disk(small_storage)
     use_every_inode(small_storage)

@@ -10,7 +10,6 @@ still lists them all.
 from __future__ import annotations
 
 import importlib
-import os
 
 import typer
 from typer import _click as click  # Typer vendors click: its commands are of these types
@@ -53,16 +52,9 @@ NEARLY_FULL = 1 << 20  # bytes free below which a store's "disk I/O error" is a 
 def _storage_full() -> bool:
     """Whether the current storage root's file system has (next to) no room left."""
     from forge.cli.storage import current_storage_root
+    from forge.disk_room import short_of_room
 
-    root = current_storage_root()
-    while not root.exists() and root != root.parent:
-        root = root.parent
-    try:
-        st = os.statvfs(root)
-    except OSError:
-        return False
-    # Nearly full, not exactly: some file systems (tmpfs) count their blocks per CPU.
-    return st.f_bavail * st.f_frsize < NEARLY_FULL or (st.f_files > 0 and st.f_favail == 0)
+    return short_of_room(current_storage_root(), NEARLY_FULL)
 
 
 def refused_for_room(exc: Exception) -> str | None:

@@ -21,7 +21,6 @@ crash.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from forge.bus.errors import NatsServerError
 from forge.bus.permissions import BusAuth
 from forge.bus.ports import LOOPBACK, free_port
 from forge.bus.tls import TLS_DIR, BusTls
+from forge.disk_room import free_bytes
 from forge.services.common.listener import PortUnavailable, bind_listener
 from forge.stack.deathsig import exec_prefix
 from forge.stack.monitor_guard import GuardUnavailable, MonitorGuard
@@ -208,7 +208,7 @@ class EmbeddedNats:
             report(f"{self._label(member)}: JetStream not usable ({trouble}); restarting it "
                    f"if this lasts {self.js_trouble_s:.0f}s with room on its disk")
         member.trouble = trouble
-        free = _free_bytes(server.store_dir)
+        free = free_bytes(server.store_dir)
         if free is not None and free < self.room_bytes:
             member.trouble_since = None
             member.trouble_checks = 0
@@ -284,10 +284,3 @@ def _health_error(resp: httpx.Response) -> str:
     except (ValueError, AttributeError):
         error = None
     return str(error or f"HTTP {resp.status_code}")[:300]
-
-
-def _free_bytes(path: Path) -> int | None:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None

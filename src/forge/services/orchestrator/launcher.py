@@ -18,6 +18,7 @@ from forge.services.orchestrator.launch_build import build_lab, fail_on_error, f
 from forge.services.orchestrator.launch_resume import resume_redelivered
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
+from forge.store.busy import disk_out_of_room
 from forge.store.models import Scenario
 from forge.templates.problems import TemplateError, UnknownTemplate
 from forge.templates.variables import generate_values, render
@@ -98,7 +99,15 @@ async def handle_spawn(state: OrchestratorState, event: Event) -> None:
                 return  # another node's launching lab is its reaper's to resume
             template_id = row.template_id
         else:
-            await _admit_and_launch(state, spawn, row)
+            try:
+                await _admit_and_launch(state, spawn, row)
+            except OSError as exc:
+                if not disk_out_of_room(exc):
+                    raise
+                # A full storage disk (the node fetched it as the disk filled): back to the
+                # queue for another node or for room, never used up as a failed attempt.
+                raise RetryLater(NOT_HERE_DELAY_S, f"lab node storage is out of room "
+                                                   f"({exc.strerror})") from None
             return
     # An attempt here failed after the move to launching (its announce met a NATS outage,
     # its audit write a full disk): the event came back, so the launch resumes now instead

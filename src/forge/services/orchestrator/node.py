@@ -1,10 +1,11 @@
 """This orchestrator as a lab node: capacity, the pull gate, heartbeats, drain, the lease.
 
-A node pulls spawn work only while it has room (`try_enter` is consulted by the spawn
-consumer before every fetch); a spawn that no longer fits when it arrives goes back to the
-queue for another node (`RetryLater`, never a failure). Each heartbeat rewrites the node's
-KV record, reads its drain flag, resynchronises the labs it holds from the store, and takes
-or renews the sweeper lease; the lease holder alone fails the labs of lost nodes.
+A node pulls spawn work only while it has room, in capacity and on its storage root's disk
+(`try_enter` is consulted by the spawn consumer before every fetch); a spawn that no longer
+fits when it arrives goes back to the queue for another node (`RetryLater`, never a
+failure). Each heartbeat rewrites the node's KV record, reads its drain flag,
+resynchronises the labs it holds from the store, and takes or renews the sweeper lease;
+the lease holder alone fails the labs of lost nodes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from forge.bus.connection import BusConnection
 from forge.bus.errors import BusError
 from forge.bus.nodes import BOOT_ID, NodeFenced, NodeIdInUse, NodeRecord, NodeRegistry
 from forge.config.settings import Settings
+from forge.disk_room import short_of_room
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
 from forge.store.db import Database
@@ -34,6 +36,10 @@ from forge.templates.registry import TemplateRegistry
 
 log = logging.getLogger("forge.orchestrator.node")
 NOT_HERE_DELAY_S = 2.0  # a spawn this node cannot fit goes back for this long (bounded)
+# Free space on the storage root below which the node fetches no new spawn (its audit log,
+# evidence and recordings go there), and how often it asks the file system.
+ROOM_NEEDED_BYTES = 2 * 1024 * 1024
+ROOM_RECHECK_S = 2.0
 _BUS_ERRORS = (BusError, nats.errors.Error, TimeoutError, OSError)
 
 
@@ -131,6 +137,8 @@ class LabNode:
     # Memory of the smallest lab any loaded template makes (the registry never changes
     # while the process runs): computed once, not on every `try_enter` poll.
     smallest_lab_mb: int = field(init=False, default=16)
+    _storage_short: bool = field(init=False, default=False)
+    _room_checked_at: float = field(init=False, default=float("-inf"))
 
     def __post_init__(self) -> None:
         sizes = [lab_memory_mb(self.registry, t) for t in self.registry.names()]
@@ -163,9 +171,27 @@ class LabNode:
         """May this node take new labs at all (registered, not fenced, not drained)?"""
         return self.revision is not None and not self.fenced and not self.draining
 
+    def storage_short(self) -> bool:
+        """Is this node's storage root (nearly) full? A lab built here would fail on it;
+        left to another node, or to later, it will not. Asked at most every ROOM_RECHECK_S."""
+        now = time.monotonic()
+        if now - self._room_checked_at >= ROOM_RECHECK_S:
+            self._room_checked_at = now
+            short = short_of_room(self.settings.storage_root, ROOM_NEEDED_BYTES)
+            if short and not self._storage_short:
+                log.warning("node %s takes no new lab: its storage root %s is out of room; "
+                            "it takes them again once there is room", self.node_id,
+                            self.settings.storage_root)
+            elif self._storage_short and not short:
+                log.warning("node %s: its storage root has room again; it takes new labs",
+                            self.node_id)
+            self._storage_short = short
+        return self._storage_short
+
     def try_enter(self) -> bool:
-        """Before a fetch: room for one more lab (counting fetches under way)? Reserves it."""
-        if not self.open():
+        """Before a fetch: room for one more lab (counting fetches under way, and on the
+        storage root)? Reserves it."""
+        if not self.open() or self.storage_short():
             return False
         if len(self.held) + self.inflight >= self.settings.node_capacity_labs:
             return False
