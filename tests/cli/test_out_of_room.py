@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import SQLITE_ONLY
-from ..support.small_disk import fill_disk, small_tmpfs, use_every_inode
+from ..support.small_disk import fill_disk, small_tmpfs
 from .test_storage_option import forge
 
 pytestmark = pytest.mark.root
@@ -31,8 +31,7 @@ def test_commands_on_a_full_disk_refuse_in_one_line(small_disk: Path, engine: st
     assert forge(env, "--storage", root, "keys", "generate")[0] == 0
     # No store yet: SQLite reuses its log's blocks, so a store made before the disk filled
     # may take a small write; a new one needs room it cannot have.
-    fill_disk(small_disk)
-    use_every_inode(small_disk)
+    fill_disk(small_disk, inodes=True)
     before = sorted(os.listdir(small_disk / "storage" / "keys" / "signing"))
     for args in (("keys", "rotate"), ("apikey", "create", "--tenant", "acme", "--subject",
                                       "bob"), ("entitlements", "grant", "--tenant", "acme",

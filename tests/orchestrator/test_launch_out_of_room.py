@@ -20,7 +20,7 @@ from forge.services.orchestrator import reaper
 from forge.services.orchestrator.launch_resume import MAX_LAUNCH_ATTEMPTS
 from forge.services.orchestrator.node import LabNode
 
-from ..support.small_disk import fill_disk, small_tmpfs, use_every_inode
+from ..support.small_disk import fill_disk, small_tmpfs
 from .conftest import MakeOrch, spawn_event
 
 pytestmark = pytest.mark.root
@@ -51,9 +51,7 @@ def test_a_launch_on_a_full_disk_is_built_once_there_is_room(
     # The node took the spawn just before its disk filled (a node fetches no new spawn
     # on a full disk: tests/orchestrator/test_node_storage_full.py).
     monkeypatch.setattr(LabNode, "storage_short", lambda self: False)
-    before = set(small_storage.iterdir())
-    fill_disk(small_storage)
-    use_every_inode(small_storage)
+    filler = fill_disk(small_storage, inodes=True)
     event = spawn_event(orch.settings)
     sid = str(event["scenario_id"])
     orch.publish("forge.spawn.requested", event)
@@ -68,9 +66,7 @@ def test_a_launch_on_a_full_disk_is_built_once_there_is_room(
     row = orch.row(sid)
     assert row.state == states.LAUNCHING, row.state_reason
     assert int(row.details.get("launch_attempts", 1)) == 1  # nothing built, nothing counted
-    for made in set(small_storage.iterdir()) - before:  # room made
-        if made.name.startswith(("filler", "inode")):
-            made.unlink()
+    filler.remove()  # room made
     row = orch.wait_state(sid, states.RUNNING, states.FAILED)
     assert row.state == states.RUNNING, row.state_reason
     assert sid in {i.lab_id for i in orch.runtime.list()}

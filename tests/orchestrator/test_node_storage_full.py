@@ -20,7 +20,7 @@ from forge.lifecycle.store import ScenarioNotFound
 from forge.services.orchestrator import node as node_module
 from forge.services.orchestrator.node import LabNode
 
-from ..support.small_disk import fill_disk, small_tmpfs, use_every_inode
+from ..support.small_disk import fill_disk, small_tmpfs
 from .conftest import MakeOrch, spawn_event
 
 pytestmark = pytest.mark.root
@@ -50,9 +50,7 @@ def test_a_node_with_a_full_disk_takes_no_spawn_until_there_is_room(
 
     monkeypatch.setattr(LabNode, "storage_short", storage_short)
     caplog.set_level(logging.WARNING, logger="forge.orchestrator.node")
-    before = set(small_storage.iterdir())
-    fill_disk(small_storage)
-    use_every_inode(small_storage)
+    filler = fill_disk(small_storage, inodes=True)
     event = spawn_event(orch.settings)
     sid = str(event["scenario_id"])
     orch.publish("forge.spawn.requested", event)
@@ -66,9 +64,7 @@ def test_a_node_with_a_full_disk_takes_no_spawn_until_there_is_room(
         assert orch.row(sid).state == states.PENDING
     assert not orch.runtime.list()
     assert "takes no new lab: its storage root" in caplog.text
-    for made in set(small_storage.iterdir()) - before:  # room made
-        if made.name.startswith(("filler", "inode")):
-            made.unlink()
+    filler.remove()  # room made
     row = orch.wait_state(sid, states.RUNNING, states.FAILED, timeout=60)
     assert row.state == states.RUNNING, row.state_reason
     assert "has room again; it takes new labs" in caplog.text

@@ -36,9 +36,12 @@ class Filler:
             file.unlink(missing_ok=True)
 
 
-def fill_disk(disk: Path, most_files: int = 64) -> Filler:
+def fill_disk(disk: Path, *, inodes: bool = False, most_files: int = 64) -> Filler:
     """Write files until `disk` has no block left: whole blocks, then single bytes. Another
-    file follows when one stops short of a full disk (a file-size limit on the process)."""
+    file follows when one stops short of a full disk (a file-size limit on the process).
+    With `inodes`, then make empty files until no inode is left either: tmpfs counts its
+    blocks per CPU and may let a few more pages in from another CPU, but it counts inodes
+    exactly, so with none left no new file can be made at all."""
     files: list[Path] = []
     for n in range(most_files):
         file = disk / f"filler{n}"
@@ -57,20 +60,20 @@ def fill_disk(disk: Path, most_files: int = 64) -> Filler:
         finally:
             os.close(fd)
         if os.statvfs(disk).f_bavail == 0:
-            return Filler(tuple(files))
-    raise AssertionError(f"{disk} could not be filled")
+            break
+    else:
+        raise AssertionError(f"{disk} could not be filled")
+    if inodes:
+        for made in range(100_000):
+            file = disk / f"inode{made}"
+            try:
+                os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except OSError:
+                break
+            files.append(file)
+        else:
+            raise AssertionError(f"{disk} still takes files after 100,000")
+    return Filler(tuple(files))
 
 
-def use_every_inode(disk: Path, limit: int = 100_000) -> None:
-    """Make empty files until `disk` has no inode left. tmpfs counts its blocks per CPU and
-    may let a few more pages in from another CPU; it counts inodes exactly, so with none
-    left no new file can be made at all."""
-    for made in range(limit):
-        try:
-            os.close(os.open(disk / f"inode{made}", os.O_WRONLY | os.O_CREAT, 0o600))
-        except OSError:
-            return
-    raise AssertionError(f"{disk} still takes files after {limit}")
-
-
-__all__ = ["Filler", "fill_disk", "small_tmpfs", "use_every_inode"]
+__all__ = ["Filler", "fill_disk", "small_tmpfs"]
