@@ -101,11 +101,13 @@ def register(app: typer.Typer) -> None:
             None, "--scoreboard-url", help=f"Its scoreboard (default {DEFAULT_BOARD_URL})."),
         storage: Path | None = typer.Option(None, "--storage", help="Storage root."),
         timeout: float = typer.Option(180.0, "--timeout", help="Seconds per waiting stage."),
-        spawn_port: int = typer.Option(DEFAULT_PORTS["spawn"], "--spawn-port",
+        spawn_port: int = typer.Option(DEFAULT_PORTS["spawn"], "--spawn-port", min=0,
+                                       max=65535,
                                        help="Ports for a platform the demo starts itself."),
         orchestrator_port: int = typer.Option(DEFAULT_PORTS["orchestrator"],
-                                              "--orchestrator-port"),
-        scoreboard_port: int = typer.Option(DEFAULT_PORTS["scoreboard"], "--scoreboard-port"),
+                                              "--orchestrator-port", min=0, max=65535),
+        scoreboard_port: int = typer.Option(DEFAULT_PORTS["scoreboard"], "--scoreboard-port",
+                                            min=0, max=65535),
         lab: str | None = typer.Option(
             None, "--lab", help="Which lab to run (a template name); default: the netplus "
             "track's default lab. It must be in the PRO plan and solved in one terminal."),

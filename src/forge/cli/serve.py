@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
     def serve(
         service: ServiceName = typer.Argument(..., help="Which service to run."),
         host: str = typer.Option("127.0.0.1", help="Address to bind."),
-        port: int | None = typer.Option(None, help="Port (default 8082/8083/8086)."),
+        port: int | None = typer.Option(None, min=0, max=65535,
+                                        help="Port (default 8082/8083/8086)."),
     ) -> None:
         """Run one Forge service until SIGINT/SIGTERM (graceful shutdown)."""
         from forge.services.common.serving import serve as run_service
