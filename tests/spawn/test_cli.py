@@ -58,6 +58,23 @@ def test_entitlements_grant_list_revoke(tmp_path: Path, db_url: str) -> None:
     assert bad.returncode != 0 and "unknown plan" in bad.stderr
 
 
+def test_entitlements_grant_days_beyond_the_calendar_is_a_usage_error(
+        tmp_path: Path, db_url: str) -> None:
+    """--days past 100 years overflowed the expiry date: a traceback, exit 1. Now a bad
+    argument (exit 2, naming --days) and no grant; 100 years is still granted."""
+    env = prod_environ(tmp_path, FORGE_DB_URL=db_url)
+    for days in ("36501", "3000000", "99999999999999"):
+        bad = run(env, "entitlements", "grant", "--tenant", "acme", "--subject", "bob",
+                  "--plan", "pro", "--days", days)
+        assert bad.returncode == 2, bad.stderr
+        assert "--days" in bad.stderr and "Traceback" not in bad.stderr + bad.stdout
+    ok = run(env, "entitlements", "grant", "--tenant", "acme", "--subject", "alice",
+             "--plan", "pro", "--days", "36500")
+    assert ok.returncode == 0, ok.stderr
+    listed = run(env, "entitlements", "list")
+    assert "alice" in listed.stdout and "bob" not in listed.stdout
+
+
 def test_receipt_mint(tmp_path: Path) -> None:
     env = prod_environ(tmp_path)
     out = run(env, "receipt", "mint", "--tenant", "acme", "--plan", "TEAM", "--subject", "alice",

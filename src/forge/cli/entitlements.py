@@ -11,6 +11,8 @@ from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.entitlements.grants import TENANT_WIDE, grant, is_live, list_grants, revoke
 from forge.plans import load_plans
 
+MAX_GRANT_DAYS = 36500
+
 app = typer.Typer(help="Plan grants in the entitlement store.", no_args_is_help=True)
 
 
@@ -19,7 +21,9 @@ def grant_cmd(
     tenant: str = typer.Option(..., "--tenant"),
     plan: str = typer.Option(..., "--plan", help="FREE, PRO, TEAM, ENTERPRISE or an alias."),
     subject: str = typer.Option(TENANT_WIDE, "--subject", help="One learner, or * for all."),
-    days: int | None = typer.Option(None, "--days", min=1, help="Expire after N days."),
+    # At most 100 years: a larger N overflowed the expiry date (a traceback, nothing granted).
+    days: int | None = typer.Option(None, "--days", min=1, max=MAX_GRANT_DAYS,
+                                    help="Expire after N days (1-36500)."),
 ) -> None:
     """Grant a plan to a tenant or one of its learners."""
     settings = settings_or_exit()
