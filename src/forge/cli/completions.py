@@ -72,7 +72,9 @@ async def _reprocess(event_id: int | None, all_failed: bool) -> list[ReprocessOu
 
 @app.command("reprocess")
 def reprocess_cmd(
-    event_id: int | None = typer.Option(None, "--id", min=1, help="One failed event id."),
+    # An id is a 64-bit integer (as the API's `id`): a larger one overflowed the query.
+    event_id: int | None = typer.Option(None, "--id", min=1, max=2**63 - 1,
+                                        help="One failed event id."),
     all_failed: bool = typer.Option(False, "--all", help="Every event still marked failed."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
