@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.config.db_url import normalize_url
@@ -48,7 +49,8 @@ def prepare(env_file: Path | None, storage: Path | None,
         try:
             env.update(read_env_file(env_file))
         except (OSError, EnvFileError) as exc:
-            console.print(f"[red]--env-file:[/] {exc}")
+            # One line (a long path is not wrapped), the file's name never read as markup.
+            console.print(Text.assemble(("--env-file:", "red"), f" {exc}"), soft_wrap=True)
             raise typer.Exit(1) from None
     if storage is not None:
         env["STORAGE_ROOT"] = str(storage.absolute())

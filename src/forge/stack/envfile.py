@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from forge_verify.files import InputRefused, read_bounded_text
+
+# Far above any real env file (a few KiB); the file is read whole, so a device (/dev/zero),
+# a FIFO or a huge file must be refused before it is (it once filled the machine's memory).
+MAX_ENV_FILE_BYTES = 1024 * 1024
 _LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 
 
@@ -14,8 +19,12 @@ class EnvFileError(ValueError):
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Variables of the file; values keep everything after `=` (quotes stripped)."""
+    try:
+        text = read_bounded_text(path, MAX_ENV_FILE_BYTES)
+    except InputRefused as exc:  # not a regular file, too large, unreadable, not UTF-8
+        raise EnvFileError(f"{path}: {exc.reason}") from None
     values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
