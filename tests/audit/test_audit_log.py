@@ -212,6 +212,25 @@ def test_forge_audit_verify_cli(tmp_path: Path) -> None:
     assert _forge_audit("--scenario", "../x", storage=tmp_path).returncode == 2
 
 
+def test_forge_audit_verify_of_a_scenario_without_a_log_is_not_ok(tmp_path: Path) -> None:
+    """A mistyped id, or a scenario whose log and head were both removed, printed "OK …: 0
+    entries" and exit 0: the operator read it as a verified log. Now exit 2, naming it."""
+    ring = SigningKeyring(tmp_path / "keys" / "signing")
+    slog = scenario_log(tmp_path, SID, signer=ring.generate())
+    slog.append("op.event", {"n": 1})
+    slog.checkpoint()
+    other = "scn-" + "0" * 16
+    missing = _forge_audit("--scenario", other, storage=tmp_path)
+    assert missing.returncode == 2 and not missing.stdout.startswith("OK"), missing.stdout
+    assert missing.stderr == (f"error: --scenario: no audit log for {other} at "
+                              f"{scenario_log(tmp_path, other).path} (not a scenario of this "
+                              "storage root, or its log was removed)\n")
+    slog.path.unlink()
+    slog.head_path.unlink()
+    assert _forge_audit("--scenario", SID, storage=tmp_path).returncode == 2
+    assert not scenario_log(tmp_path, other).path.parent.exists()  # nothing made
+
+
 def test_a_lock_held_by_a_stuck_process_fails_the_append_instead_of_hanging(
         tmp_path: Path) -> None:
     """Another process holding the log's lock (stopped, or on a hung disk) kept every

@@ -26,6 +26,12 @@ def verify(
     except ScoreInputError as exc:
         typer.echo(f"error: --scenario: {exc}", err=True)
         raise typer.Exit(2) from None
+    if scenario is not None and not log.path.exists() and not log.head_path.exists():
+        # Every scenario's log is written at its spawn and kept (retention too): none at
+        # all is a mistyped id or a removed log, never "OK, 0 entries".
+        typer.echo(f"error: --scenario: no audit log for {scenario} at {log.path} (not a "
+                   "scenario of this storage root, or its log was removed)", err=True)
+        raise typer.Exit(2)
     keys = open_keyring(storage, keys_dir).public_keys()
     report = log.verify(keys)
     typer.echo(f"{'OK' if report.ok else 'BROKEN'} {log.path}: {report.entries} entries, "
