@@ -18,6 +18,7 @@ import typer
 
 from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.errors import ForgeError
+from forge.templates.problems import TemplateError
 
 app = typer.Typer(help="Lab authoring: scaffold a lab, prove a lab.", no_args_is_help=True)
 
@@ -69,8 +70,8 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
     console = Console()
     try:
         labs = select_labs(root, list(names or []), all_labs)
-    except LabTestInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except (LabTestInputError, TemplateError) as exc:  # a directory with an invalid template
+        typer.echo(f"error: {exc}", err=True)  # (every problem, one a line) or none at all
         raise typer.Exit(2) from None
     runtime = runtime_or_exit(settings)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
