@@ -15,6 +15,7 @@ from forge.cli.storage import refuse_unsafe, watch_new_root
 from forge.config import variable_checks
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.config.storage_root import UnsafeStorage
+from forge.plans import PlanCatalog, PlanError, load_plans
 from forge.stack.lock import running_bus
 from forge.store.db import Database
 from forge.store.migrate import upgrade
@@ -36,6 +37,16 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(1) from None
     except UnsafeStorage as exc:
         refuse_unsafe(exc)
+
+
+def plans_or_exit(settings: Settings) -> PlanCatalog:
+    """The plans of FORGE_PLANS_FILE, as the services load them; an unreadable or invalid
+    file exits 1 with one line naming it and why (it was a PlanError traceback)."""
+    try:
+        return load_plans(settings.plans_file)
+    except PlanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
 
 
 def bus_settings(settings: Settings) -> Settings:

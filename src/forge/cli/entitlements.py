@@ -6,10 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 
-from forge.cli.context import open_db, settings_or_exit
+from forge.cli.context import open_db, plans_or_exit, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.entitlements.grants import TENANT_WIDE, grant, is_live, list_grants, revoke
-from forge.plans import load_plans
 
 MAX_GRANT_DAYS = 36500
 
@@ -27,7 +26,7 @@ def grant_cmd(
 ) -> None:
     """Grant a plan to a tenant or one of its learners."""
     settings = settings_or_exit()
-    known = load_plans(settings.plans_file).get(plan)
+    known = plans_or_exit(settings).get(plan)
     if known is None:
         raise typer.BadParameter(f"unknown plan {plan!r}", param_hint="--plan")
     expires = datetime.now(UTC) + timedelta(days=days) if days else None

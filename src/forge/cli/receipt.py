@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from forge.billing.receipts import CheckoutError, issue_receipt
-from forge.cli.context import settings_or_exit
-from forge.plans import load_plans
+from forge.cli.context import plans_or_exit, settings_or_exit
 
 app = typer.Typer(help="Billing receipts.", no_args_is_help=True)
 
@@ -20,8 +19,9 @@ def mint(
 ) -> None:
     """Print a receipt token for the plan (send it as the x-receipt-token header)."""
     settings = settings_or_exit()
+    catalog = plans_or_exit(settings)
     try:
-        receipt = issue_receipt(settings, load_plans(settings.plans_file), tenant_id=tenant,
+        receipt = issue_receipt(settings, catalog, tenant_id=tenant,
                                 plan=plan, subject=subject, days=days)
     except CheckoutError as exc:
         raise typer.BadParameter(str(exc)) from None

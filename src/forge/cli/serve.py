@@ -8,6 +8,7 @@ import typer
 
 from forge.config.settings import ConfigError
 from forge.config.storage_root import UnsafeStorage
+from forge.plans import PlanError
 from forge.policy.decision import PolicyHashMismatch
 from forge.services.common.listener import PortUnavailable
 from forge.services.common.serving import ServiceName
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             started = run_service(service, host, port)
-        except (ConfigError, PolicyHashMismatch, PortUnavailable) as exc:
+        except (ConfigError, PlanError, PolicyHashMismatch, PortUnavailable) as exc:
             # An operator error with its own clear message (both hashes for a policy pin).
             print(f"forge serve {service.value}: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None

@@ -9,10 +9,15 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from forge_verify.files import InputRefused, read_bounded_text
+
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,31}\Z")
 _TRACK = re.compile(r"^[a-z][a-z0-9_-]{1,31}\Z")
 DEFAULT_MAX_TERMINALS = 4
 DEFAULT_TERMINAL_IDLE_SECONDS = 15 * 60
+# The shipped file is 2 KiB: far above any real one, and read before any YAML parsing (a
+# FORGE_PLANS_FILE of /dev/zero filled memory, a FIFO hung every start).
+MAX_PLANS_BYTES = 1024 * 1024
 
 
 class PlanError(Exception):
@@ -94,9 +99,9 @@ class PlanCatalog:
 def load_plans(path: Path) -> PlanCatalog:
     """Read and validate a plans file; raises PlanError naming the plan and field at fault."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PlanError(f"cannot read plans file {path}: {exc.strerror}") from exc
+        raw = yaml.safe_load(read_bounded_text(path, MAX_PLANS_BYTES))
+    except InputRefused as exc:  # missing, not a regular file, too large, not UTF-8
+        raise PlanError(f"cannot read plans file {path}: {exc.reason}") from None
     except yaml.YAMLError as exc:
         raise PlanError(f"plans file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("plans"), dict) or not raw["plans"]:
