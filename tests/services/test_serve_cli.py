@@ -194,6 +194,28 @@ def test_config_check_refuses_the_policy_bundle_the_services_refuse(tmp_path: Pa
     assert alone.returncode == 0, alone.stderr
 
 
+def test_config_check_refuses_the_plans_file_the_services_refuse(tmp_path: Path) -> None:
+    """spawn_service and the orchestrator load FORGE_PLANS_FILE at start and refuse one
+    they cannot read or that is invalid; `forge config check` said "configuration OK" for
+    a missing file, /dev/zero or a file without plans. The scoreboard reads no plans."""
+    base = {"FORGE_ENV": "staging", **SECRETS, **NATS_PASSWORDS}
+    empty = tmp_path / "plans.yaml"
+    empty.write_text("plans: {}\n")
+    for plans, why in ((tmp_path / "missing.yaml", "file not found"),
+                       (Path("/dev/zero"), "is a device, not a regular file"),
+                       (empty, "must have a non-empty 'plans' mapping")):
+        env = run_env(tmp_path, **base, FORGE_PLANS_FILE=str(plans))
+        for service in ("spawn", "orchestrator"):
+            bad = subprocess.run([*FORGE, "config", "check", "--service", service], env=env,
+                                 capture_output=True, text=True, timeout=60)
+            assert bad.returncode == 1 and "configuration OK" not in bad.stdout, bad.stdout
+            assert "FORGE_PLANS_FILE:" in bad.stderr and str(plans) in bad.stderr
+            assert why in bad.stderr
+        alone = subprocess.run([*FORGE, "config", "check", "--service", "scoreboard"],
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert alone.returncode == 0, alone.stderr
+
+
 def test_secrets_generate_gives_a_valid_env_block(tmp_path: Path) -> None:
     out = subprocess.run([*FORGE, "secrets", "generate"], capture_output=True, text=True,
                          timeout=60, check=True).stdout

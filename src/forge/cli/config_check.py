@@ -40,6 +40,18 @@ def _policy_problem(policies_dir: Path, pin: str | None) -> str | None:
     return None
 
 
+def _plans_problem(plans_file: Path) -> str | None:
+    """Why spawn_service and the orchestrator would refuse FORGE_PLANS_FILE at start (they
+    load it as they start); None when they would load it."""
+    from forge.plans import PlanError, load_plans
+
+    try:
+        load_plans(plans_file)
+    except PlanError as exc:
+        return f"FORGE_PLANS_FILE: {exc}"
+    return None
+
+
 def register(app: typer.Typer) -> None:
     """Add the `config` group with its `check` command."""
     group = typer.Typer(help="Configuration.", no_args_is_help=True)
@@ -76,6 +88,9 @@ def register(app: typer.Typer) -> None:
         policy = _policy_problem(settings.policies_dir, settings.opa_policy_hash)
         if policy is not None and set(wanted) & {"spawn", "orchestrator"}:
             refused.append(policy)
+        plans = _plans_problem(settings.plans_file)  # both load it too (the scoreboard not)
+        if plans is not None and set(wanted) & {"spawn", "orchestrator"}:
+            refused.append(plans)
         if refused:
             print(str(ConfigError(settings.env.value, refused)), file=sys.stderr)
             raise typer.Exit(1)
