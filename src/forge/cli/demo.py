@@ -100,7 +100,8 @@ def register(app: typer.Typer) -> None:
         scoreboard_url: str | None = typer.Option(
             None, "--scoreboard-url", help=f"Its scoreboard (default {DEFAULT_BOARD_URL})."),
         storage: Path | None = typer.Option(None, "--storage", help="Storage root."),
-        timeout: float = typer.Option(180.0, "--timeout", help="Seconds per waiting stage."),
+        timeout: float = typer.Option(180.0, "--timeout", min=1, max=86400,
+                                      help="Seconds per waiting stage."),
         spawn_port: int = typer.Option(DEFAULT_PORTS["spawn"], "--spawn-port", min=0,
                                        max=65535,
                                        help="Ports for a platform the demo starts itself."),

@@ -265,9 +265,10 @@ def register(app: typer.Typer) -> None:
             help="Destroy running labs on exit (default: keep them for reconciliation at "
                  "the next start; with --nodes > 1: destroy)."),
         ready_timeout: float = typer.Option(
-            120.0, "--ready-timeout", help="Seconds for every service to become ready at "
-            "start; past them everything is stopped, naming each service's failed checks "
-            "(a check failing later, once up, is reported and waited for instead)."),
+            120.0, "--ready-timeout", min=1, max=86400, help="Seconds (1-86400) for every "
+            "service to become ready at start; past them everything is stopped, naming each "
+            "service's failed checks (a check failing later, once up, is reported and waited "
+            "for instead)."),
         nodes: int = typer.Option(1, "--nodes", help="Lab nodes (orchestrators) to run, "
                                   "1-8, each with its own port and runtime prefix."),
         nats_cluster: int = typer.Option(1, "--nats-cluster", help="Embedded NATS servers: "
