@@ -57,6 +57,12 @@ _COUNT_SPAWN = Prepared(text(
     "ON CONFLICT (scope, window_start) DO UPDATE SET count = rate_counters.count + 1 "
     "RETURNING scope, count"))
 _INSERT_SLOT = Prepared(insert(SLOTS), [c.name for c in SLOTS.c])
+# Every lab's end frees its slot twice over (the node that tore it down, then spawn_service
+# on the ended notice, which finds it free): a Core update through the driver, not the ORM's
+# bulk update, which evaluates the criteria against the session for each call.
+_RELEASE_SLOT = Prepared(update(SLOTS).where(SLOTS.c.scenario_id == bindparam("scenario_id"),
+                                             SLOTS.c.released_at.is_(None))
+                         .values(released_at=bindparam("at")))
 SLOT_GRACE = timedelta(minutes=5)
 CONCURRENCY_RETRY_S = 30
 # Retry-After of a concurrency refusal: when the first live lab of the scope ends, at most this.
@@ -175,11 +181,8 @@ def give_back(sess: Session, taken: Taken) -> None:
 def release(db: Database, scenario_id: str, at: datetime | None = None) -> bool:
     """Free a scenario's slot when it ends; False if it was already free or never taken."""
     with db.session() as sess:
-        result = sess.execute(
-            update(QuotaSlot)
-            .where(QuotaSlot.scenario_id == scenario_id, QuotaSlot.released_at.is_(None))
-            .values(released_at=at or datetime.now(UTC))
-        )
+        result = _RELEASE_SLOT.execute(sess.connection(), {
+            "scenario_id": scenario_id, "at": at or datetime.now(UTC)})
         return bool(getattr(result, "rowcount", 0))
 
 
