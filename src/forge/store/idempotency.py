@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from forge.store.db import Database
@@ -28,6 +28,12 @@ RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
 _FIND = select(RECORDS.c.fingerprint, RECORDS.c.status_code, RECORDS.c.response,
                RECORDS.c.expires_at, RECORDS.c.created_at).where(
                    RECORDS.c.request_id == bindparam("rid"))
+# A spawn asks for its caller's key and the bare id an older release kept (see `find_both`):
+# one statement for both, inside the write transaction every spawn queues for.
+_FIND_BOTH = select(RECORDS.c.request_id, RECORDS.c.fingerprint, RECORDS.c.status_code,
+                    RECORDS.c.response, RECORDS.c.expires_at, RECORDS.c.created_at).where(
+                        or_(RECORDS.c.request_id == bindparam("rid"),
+                            RECORDS.c.request_id == bindparam("legacy")))
 _RESERVE = Prepared(insert(RECORDS), [c.name for c in RECORDS.c])
 # Only a pending record takes an answer: a late write never overwrites a newer record (one
 # a stale-request retry settled, or one purged and reserved again).
@@ -76,6 +82,28 @@ def find(sess: Session, request_id: str, now: datetime) -> Stored | None:
         conn.execute(delete(RECORDS).where(RECORDS.c.request_id == request_id))
         return None
     return Stored(row.fingerprint, row.status_code, dict(row.response or {}), row.created_at)
+
+
+def find_both(sess: Session, request_id: str, legacy: str, now: datetime
+              ) -> tuple[Stored | None, Stored | None]:
+    """What `find(request_id)` and then, only when that found nothing, `find(legacy)` return
+    (None for a lookup not made), expired records deleted alike: in one round trip."""
+    conn = sess.connection()
+    rows = {row.request_id: row
+            for row in conn.execute(_FIND_BOTH, {"rid": request_id, "legacy": legacy})}
+
+    def live(rid: str) -> Stored | None:
+        row = rows.get(rid)
+        if row is None:
+            return None
+        if aware(row.expires_at) <= now:
+            conn.execute(delete(RECORDS).where(RECORDS.c.request_id == rid))
+            return None
+        return Stored(row.fingerprint, row.status_code, dict(row.response or {}),
+                      row.created_at)
+
+    first = live(request_id)
+    return (first, None) if first is not None else (None, live(legacy))
 
 
 def reserve(sess: Session, request_id: str, digest: str, now: datetime) -> None:

@@ -104,11 +104,10 @@ def _reserve(
     try:
         with state.ctx.db.session() as sess:
             answers.write(sess, queued)
-            existing = idempotency.find(sess, key, now)
+            existing, old = idempotency.find_both(sess, key, request_id, now)
             if existing is not None:
                 result: SpawnAnswer | Taken = _replay(existing, digest, now, pending_timeout)
-            elif (legacy := _legacy_answer(sess, request_id, digest, now,
-                                           pending_timeout)) is not None:
+            elif (legacy := _legacy_answer(old, digest, now, pending_timeout)) is not None:
                 result = legacy
             else:
                 result = _record(sess, request_id=request_id, key=key, digest=digest,
@@ -131,14 +130,14 @@ def _reserve(
         return _replay(record, digest, now, pending_timeout)
 
 
-def _legacy_answer(sess: Session, request_id: str, digest: str, now: datetime,
+def _legacy_answer(old: idempotency.Stored | None, digest: str, now: datetime,
                    pending_timeout: timedelta) -> SpawnAnswer | None:
-    """The answer this caller got for `request_id` from a release that kept records under
-    the bare id (kept 24 h at most): replayed when it is theirs and complete, 409
-    `request_in_progress` while theirs is still in flight (a retry during the upgrade must
-    not start a second lab); anyone else's is not seen at all. One left pending by a
+    """The answer this caller got for their request id from a release that kept records
+    under the bare id (kept 24 h at most; `old` is the record under it, or None): replayed
+    when it is theirs and complete, 409 `request_in_progress` while theirs is still in
+    flight (a retry during the upgrade must not start a second lab); anyone else's is not
+    seen at all. One left pending by a
     process that died is not waited for (the reaper ends its scenario)."""
-    old = idempotency.find(sess, request_id, now)
     if old is None or old.fingerprint != digest or old.stale(now, pending_timeout):
         return None
     return _replay(old, digest, now, pending_timeout)
