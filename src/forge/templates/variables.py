@@ -61,8 +61,9 @@ def _renderable(path: str) -> bool:
 def referenced_variables(t: ScenarioTemplate) -> Iterator[tuple[str, str]]:
     """Yield (path, name) for every `{{ vars.NAME }}` reference in the template."""
     for path, text in _walk(t.to_document(), ""):
-        for m in REFERENCE_RE.finditer(text):
-            yield path, m.group(1)
+        if "{{" in text:  # every reference starts so; most strings of a template have none
+            for m in REFERENCE_RE.finditer(text):
+                yield path, m.group(1)
 
 
 _CHECK_COMMAND = re.compile(r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.command\[\d+\]\Z")
@@ -179,7 +180,10 @@ def values_digest(values: Mapping[str, Any]) -> str:
 
 def _substitute(node: Any, path: str, values: Mapping[str, str]) -> Any:
     if isinstance(node, str):
-        if not _renderable(path):
+        # Without "{{" there is no reference to replace: the text as it is, without asking
+        # the six path patterns (every lab's render walks its whole template on the
+        # orchestrator's event loop).
+        if "{{" not in node or not _renderable(path):
             return node
         return REFERENCE_RE.sub(lambda m: values[m.group(1)], node)
     if isinstance(node, Mapping):
