@@ -165,8 +165,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, NatsServer() as nats:
         plans = Path(tmp) / "plans.yaml"
         plans.write_text(PLANS)
-        port = free_port()
+        port, nobody = free_port(), free_port()
+        # The peers it would ask (readiness, a spawn's placement) at a port nothing listens
+        # on, never the default ones: another Forge running there answered its readiness
+        # probe with 401 and this bench's service never became ready.
         env = {**os.environ, "FORGE_ENV": "dev", "STORAGE_ROOT": tmp, **nats.client_env(),
+               "ORCHESTRATOR_URL": f"http://127.0.0.1:{nobody}",
+               "SCOREBOARD_URL": f"http://127.0.0.1:{nobody}",
                "FORGE_PLANS_FILE": str(plans), "FORGE_SPAWN_WORKERS": WORKERS,
                "FORGE_TEMPLATE_DIR": str(ROOT / "tests" / "fixtures" / "templates")}
         log = Path(tmp) / "spawn.log"  # the service's own log, shown if a run fails
