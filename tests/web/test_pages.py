@@ -182,6 +182,24 @@ def test_receipt_sign_in_uses_the_receipts_plan(
 
 
 @pytest.mark.usefixtures("sqlite_only_store")
+def test_a_receipt_wrapped_over_lines_still_signs_in(
+        app_client: tuple[TestClient, Settings]) -> None:
+    """A receipt pasted from a mail or a terminal that wrapped it: the textarea posts its
+    line breaks (CRLF, as a browser sends them), and it was refused as "changed"."""
+    client, settings = app_client
+    receipt = mint_token(settings.receipt, RECEIPT, {
+        "tenant_id": "globex", "sub": "carol", "plan": "ENTERPRISE", "retention_days": 30,
+        "charge_id": "ch_test", "sub_proof": "operator"})
+    wrapped = "\r\n".join(receipt[i:i + 64] for i in range(0, len(receipt), 64))
+    resp = client.post("/signin", data={"receipt": f"  {wrapped}\r\n"},
+                       headers={"origin": ORIGIN})
+    assert resp.status_code == 303, resp.text
+    assert "plan ENTERPRISE" in client.get("/tracks").text
+    # the receipt kept for "Continue with your purchase" is the receipt itself, unwrapped
+    assert client.cookies.get("forge_receipt") == receipt
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings]) -> None:
     client, settings = app_client
     sign_in(client, settings)

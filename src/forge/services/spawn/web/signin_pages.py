@@ -92,7 +92,10 @@ async def _sign_in(request: Request, form: dict[str, str]) -> Response:
     """The session of the key or receipt in ``form`` (ForgeError when refused)."""
     state = spawn_state(request)
     settings = state.settings
-    api_key, receipt = form.get("api_key", ""), form.get("receipt", "")
+    # A receipt is base64url parts joined by dots, never a space or a line break: any inside
+    # one is the wrapping of the mail or terminal it was copied from (the field is a
+    # textarea), so it is taken out rather than refused as "changed".
+    api_key, receipt = form.get("api_key", ""), "".join(form.get("receipt", "").split())
     claims: dict[str, Any] | None = None
     if api_key:
         record = await run_in_threadpool(verify_api_key, state.ctx.db, api_key)
