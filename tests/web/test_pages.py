@@ -249,7 +249,9 @@ def test_a_lab_slow_to_start_or_ended_unscored_says_so_and_where_to_go(
     slow = set_row(created_at=datetime.now(UTC) - timedelta(minutes=5))
     assert re.search(r'id="progress-time" data-waited="30[0-9]">30[0-9] s</span>', slow)
     assert '<p id="progress-slow" role="status">This is taking longer than usual' in slow
-    assert 'href="/tracks">Labs</a>' in slow
+    # the way back is one link, "Labs", ending the sentence (the site navigation's "Labs
+    # Plans" had been pasted into it: "come back to it from Labs Plans.")
+    assert 'come back to it from <a href="/tracks">Labs</a>.</p>' in slow
     for state in ("failed", "expired", "deleted"):
         ended = set_row(state=state, state_reason="the lab could not start")
         assert "This lab ended before it was graded: it has no score." in ended, state
