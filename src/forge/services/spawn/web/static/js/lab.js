@@ -7,7 +7,12 @@
   const id = lab.dataset.scenario;
   const shownState = lab.dataset.state;
   const shownScore = lab.dataset.scoreReady === "true";
-  let expires = lab.dataset.expires ? Date.parse(lab.dataset.expires) : NaN;
+  // The deadline on this device's clock: the server's seconds left when it made the page,
+  // counted from when the page loaded, so a device clock set wrong (a wrong time zone, a
+  // flat battery) neither shows the lab ending early nor opens Extend too soon. An
+  // extension moves it by as much as the server's deadline moved.
+  let serverExpires = lab.dataset.expires ? Date.parse(lab.dataset.expires) : NaN;
+  let expires = lab.dataset.remaining ? Date.now() + Number(lab.dataset.remaining) * 1000 : NaN;
   const finished = ["failed", "expired", "deleted"];
 
   // Said once each as the end nears (the timer itself is often scrolled out of sight):
@@ -84,7 +89,13 @@
       showSignedOut(resp.status === 401);
       if (resp.ok) {
         const body = await resp.json();
-        if (body.expires_at) { expires = Date.parse(body.expires_at); }
+        const deadline = body.expires_at ? Date.parse(body.expires_at) : NaN;
+        if (!isNaN(deadline) && deadline !== serverExpires) {  // extended, here or elsewhere
+          expires = isNaN(expires) || isNaN(serverExpires)
+            ? Date.now() + (Number(body.remaining_s) || 0) * 1000
+            : expires + (deadline - serverExpires);
+          serverExpires = deadline;
+        }
         if (body.state !== shownState || body.score_ready !== shownScore) {
           window.location.reload();
           return;
