@@ -200,6 +200,39 @@ def test_a_receipt_wrapped_over_lines_still_signs_in(
 
 
 @pytest.mark.usefixtures("sqlite_only_store")
+def test_checkout_says_a_new_plan_replaces_the_one_the_learner_has(
+        tmp_path: Path, nats: NatsServer) -> None:
+    """A TEAM learner who chose Free read "The plan is added to your account." and paid:
+    the checkout's grant replaced TEAM, and they were on FREE."""
+    settings = load_settings(prod_environ(tmp_path / "storage", **nats.client_env(),
+                                          FORGE_ENV="dev", BILLING_MODE="stub",
+                                          FORGE_TEMPLATE_DIR=str(content_path("templates")),
+                                          ORCHESTRATOR_URL="http://127.0.0.1:9",
+                                          SCOREBOARD_URL="http://127.0.0.1:9"))
+    with TestClient(build_app(settings), follow_redirects=False) as client:
+        sign_in(client, settings)  # alice, on PRO
+        csrf = csrf_of(client.get("/plans").text)
+
+        def pay_page(plan: str) -> str:
+            chosen = client.post("/checkout", data={"plan": plan, "csrf": csrf},
+                                 headers={"origin": ORIGIN})
+            assert chosen.status_code == 303
+            return client.get("/checkout").text
+
+        assert "You have the Pro plan already: after this payment it runs 30 days from today." \
+            in pay_page("PRO")
+        lower = pay_page("FREE")
+        assert "It replaces your Pro plan: afterwards your account has the Free plan only, for 30 days." \
+            in lower and "added to your account" not in lower
+        checkout = re.search(r'name="checkout" value="([^"]+)"', lower)
+        assert checkout is not None
+        paid = client.post("/checkout/complete", data={"checkout": checkout.group(1)},
+                           headers={"origin": ORIGIN})
+        assert paid.status_code == 303
+        assert "plan FREE" in client.get("/tracks").text  # as the page said: PRO is gone
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings]) -> None:
     client, settings = app_client
     sign_in(client, settings)

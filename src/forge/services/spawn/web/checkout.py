@@ -151,7 +151,7 @@ async def checkout_page(request: Request) -> Response:
         return page("checkout_none.html", {"title": "No payment in progress", "viewer": who})
     return page("checkout_stub.html", {
         "title": f"Pay for plan {plan.name}", "viewer": who, "plan": plan,
-        "checkout": token, "stub_note": STUB_NOTE})
+        "checkout": token, "stub_note": STUB_NOTE, "days": RECEIPT_DAYS})
 
 
 @router.post("/checkout/complete")
