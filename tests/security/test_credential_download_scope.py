@@ -28,7 +28,7 @@ from forge.identity.apikeys import create_api_key
 from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.spawn.app import build_app
-from forge.store.issued_credentials import list_credentials
+from forge.store.issued_credentials import list_credentials, revoke_credential
 from forge.templates.registry import TemplateRegistry
 
 from ..conftest import TEMPLATE_FIXTURES
@@ -157,3 +157,35 @@ def test_only_the_owner_of_a_passing_lab_gets_a_credential_that_verifies(
             assert stolen.status_code == 404 and "credential" not in stolen.json()
         assert board.post(f"/v1/scores/{sid}/credential").status_code == 401
     assert [c.scenario_id for c in list_credentials(db)] == [sid]  # only the owner's
+
+
+def test_the_page_does_not_vouch_for_revocation_with_a_command_that_does_not_check_it(
+        labs: Labs, tmp_path: Path) -> None:
+    """The page said its command "says PASS for a genuine, unrevoked credential"; that
+    command has no status list, so it said PASS for a credential the operator had revoked.
+    The page now says PASS means genuine, and how a revoked one is made to FAIL."""
+    client, sid = labs.client, labs.passed.scenario_id
+    page = client.get(f"/lab/{sid}/result")
+    (tmp_path / "credential.vc").write_bytes(client.get(f"/lab/{sid}/credential").content)
+    (tmp_path / "forge-keys.pem").write_bytes(client.get("/forge-keys.pem").content)
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    [issued] = list_credentials(db)
+    assert revoke_credential(db, issued.credential_id, "academic misconduct") is not None
+    stated = re.search(r"<code>(forge-verify credential [^<]+)</code>", page.text)
+    assert stated is not None
+    args = [str(tmp_path / a) if a.endswith((".vc", ".pem")) else a
+            for a in stated.group(1).split()[2:]]
+    plain = CliRunner().invoke(forge_cli, ["verify-credential", *args])
+    assert plain.exit_code == 0 and plain.output.startswith("PASS")  # revoked, yet PASS...
+    words = _text(page.text)
+    assert "unrevoked" not in words  # ...so the page must not say PASS means unrevoked
+    assert "It says PASS for a genuine credential." in words
+    assert "with --status-list status-list.txt added" in words
+    assert "a revoked credential says FAIL" in words
+    # and what the page says holds: a fresh status list makes the revoked credential FAIL
+    status = httpx.Client().get(f"{labs.board_url}/v1/credentials/status/1")
+    assert status.status_code == 200
+    (tmp_path / "status-list.txt").write_bytes(status.content)
+    checked = CliRunner().invoke(forge_cli, ["verify-credential", *args,
+                                             "--status-list", str(tmp_path / "status-list.txt")])
+    assert checked.exit_code == 1 and "[revoked]" in checked.output, checked.output
