@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from forge.bus import NatsServer
+from forge.classroom.cohorts import Manager, create_cohort, make_invite
 from forge.config import Settings, load_settings
 from forge.content import content_path
 from forge.entitlements.grants import grant
@@ -230,6 +231,34 @@ def test_checkout_says_a_new_plan_replaces_the_one_the_learner_has(
                            headers={"origin": ORIGIN})
         assert paid.status_code == 303
         assert "plan FREE" in client.get("/tracks").text  # as the page said: PRO is gone
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_an_invite_link_opened_with_an_account_of_another_organisation_says_what_to_do(
+        app_client: tuple[TestClient, Settings]) -> None:
+    """A newcomer opened a class's invite link, took "New here? Choose a plan" on the sign-in
+    page, paid, and the link then said "invite: this invite link is not valid (unknown,
+    expired or revoked)": a valid link, but their new account is an organisation of its own.
+    The page now says so, and leads to signing in with the organisation's account."""
+    client, settings = app_client
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    teacher = Manager("acme", "teacher", "instructor")
+    cohort = create_cohort(db, teacher, "Net 101")
+    _, code = make_invite(db, teacher, cohort.cohort_id)
+    sign_in(client, settings, "personal-0123456789abcdef", "learner-0123456789abcdef")
+    shown = client.get(f"/join/{code}", headers={"accept": "text/html"})
+    assert shown.status_code == 404
+    words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown.text))
+    assert "This invite link does not lead to a class for you" in words
+    assert "or it is for a class of another organisation than the account you are signed " \
+        "in with" in words
+    assert "sign in with it and open the link again" in words
+    assert "invite:" not in words  # no field name in a sentence for people
+    assert f'id="signin-instead" href="/signin?next=/join/{code}"' in shown.text
+    # ...which, with the organisation's account, leads to the class
+    client.cookies.clear()
+    sign_in(client, settings, "acme", "lea")
+    assert "Join Net 101" in client.get(f"/join/{code}").text
 
 
 @pytest.mark.usefixtures("sqlite_only_store")
