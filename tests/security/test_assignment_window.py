@@ -284,3 +284,44 @@ def test_the_loser_of_the_take_race_is_told_to_try_again(
     assert lost.status_code == 409, lost.text
     assert lost.json()["error"] == "assignment_busy" and lost.headers["retry-after"] == "2"
     assert _count(db, Scenario) == 0 and _count(db, AssignmentAttempt) == 1
+
+
+def test_a_lab_whose_assignment_forbids_hints_offers_no_reveal_button(
+        make_spawn: MakeSpawn, tmp_path: Path) -> None:  # noqa: F811
+    """The lab page of a lab started for an assignment without hints offered every "Reveal
+    hint" button; each press answered "hint: hints are not allowed in assignment asg-…".
+    It now says hints are off and offers none (the reveal route still refuses)."""
+    env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
+    db = env.state.ctx.db
+    lea, leo, _ann, a1, _b1 = _setup(env)
+    now = datetime.now(UTC)
+    _move_window(db, a1, now - timedelta(minutes=1), now + timedelta(hours=1))
+    with env.client() as c:
+        assigned = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
+        assert assigned.status_code == 201, assigned.text
+        own = c.post("/v1/spawn", json={"track": "netplus"}, headers=leo)  # no assignment
+        assert own.status_code == 201, own.text
+    with db.session() as sess:  # both labs up (no lab node here to start them)
+        for started in (assigned, own):
+            row = sess.get(Scenario, started.json()["scenario_id"])
+            assert row is not None
+            row.state = "running"
+
+    def lab_page(key: dict[str, str], scenario_id: str) -> str:
+        with env.client() as c:
+            signin = c.post("/signin", data={"api_key": key["x-api-key"]},
+                            headers={"origin": env.url})
+            assert signin.status_code == 303, signin.text
+            shown = c.get(f"/lab/{scenario_id}")
+            assert shown.status_code == 200, shown.text
+            return shown.text
+
+    page = lab_page(lea, assigned.json()["scenario_id"])
+    assert "Reveal hint" not in page and 'class="hint-reveal"' not in page
+    assert ("Hints are off for this lab: you started it for your class's assignment, which "
+            "allows none.") in page
+    other = lab_page(leo, own.json()["scenario_id"])  # outside any assignment: as before
+    assert "Reveal hint 1" in other and 'id="hints-off"' not in other
+    with env.client() as c:  # and the route refuses a reveal all the same
+        hint = c.post(f"/v1/scenarios/{assigned.json()['scenario_id']}/hints/h1", headers=lea)
+        assert (hint.status_code, hint.json()["error"]) == (403, "hints_not_allowed")

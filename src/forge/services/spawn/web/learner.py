@@ -17,7 +17,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED as SCOREBOARD_CONSUMER
-from forge.classroom.assignments import my_assignments
+from forge.classroom.assignments import my_assignments, scenario_assignment
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement
 from forge.errors import ForgeError
 from forge.grading.watched_checks import checkable, seeded_scripts
@@ -198,6 +198,9 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
                       "checkable": checkable(c, shells, scripts)}
                      for c in spec.success_criteria]
         hints = await hints_view(request, row)  # texts of revealed hints only
+        # Started for a class's assignment whose hints are off: no Reveal button that can
+        # only be refused (the reveal route refuses it all the same).
+        hints_off = row.state == "running" and await _hints_off(request, row.scenario_id)
         for h in hints:
             if "text" in h:
                 h["html"] = render_markdown(h["text"])
@@ -212,7 +215,9 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "title": f"{_lab_title(entry, row)} · lab {row.scenario_id}", "row": row,
             "lab_title": _lab_title(entry, row),
             "task": render_markdown(description) if description else None,
-            "hints": hints if row.state == "running" else [h for h in hints if h["revealed"]],
+            "hints": hints if row.state == "running" and not hints_off
+            else [h for h in hints if h["revealed"]],
+            "hints_off": hints_off,
             "hint_charge": hint_charge(hints), "tasks": tasks,
             "hosts": hosts, "other_hosts": other_hosts, "terminal_hosts": terminal_hosts,
             "remaining": remaining,
@@ -228,6 +233,13 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             **_result_context(row, result, entry),
         }, terminal=row.state == "running")
     return await as_page("/tracks", request)(run)
+
+
+async def _hints_off(request: Request, scenario_id: str) -> bool:
+    """Whether the lab was started for an assignment that allows no hints."""
+    found = await run_in_threadpool(scenario_assignment, spawn_state(request).ctx.db,
+                                    scenario_id)
+    return found is not None and not found.hints_allowed
 
 
 EXTEND_STEP_MIN = 15
