@@ -325,3 +325,33 @@ def test_a_lab_whose_assignment_forbids_hints_offers_no_reveal_button(
     with env.client() as c:  # and the route refuses a reveal all the same
         hint = c.post(f"/v1/scenarios/{assigned.json()['scenario_id']}/hints/h1", headers=lea)
         assert (hint.status_code, hint.json()["error"]) == (403, "hints_not_allowed")
+
+
+def test_an_assignment_with_every_attempt_used_offers_no_start_button(
+        make_spawn: MakeSpawn, tmp_path: Path) -> None:  # noqa: F811
+    """"1 of 1 attempt used" stood beside a "Start this lab for …" button whose press only
+    answered "lab: all 1 attempts of assignment asg-… are used". The page says all attempts
+    are used instead, and offers the button while one is left."""
+    env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
+    db = env.state.ctx.db
+    lea, _leo, _ann, a1, _b1 = _setup(env)
+    now = datetime.now(UTC)
+    _move_window(db, a1, now - timedelta(minutes=1), now + timedelta(hours=1))
+
+    def tracks() -> str:
+        with env.client() as c:
+            signin = c.post("/signin", data={"api_key": lea["x-api-key"]},
+                            headers={"origin": env.url})
+            assert signin.status_code == 303, signin.text
+            return re.sub(r"\s+", " ", c.get("/tracks").text)
+
+    before = tracks()
+    assert "0 of 1 attempt used" in before and ">Start this lab for ann&#39;s class<" in before
+    assert "All attempts used" not in before
+    with env.client() as c:
+        started = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
+        assert started.status_code == 201, started.text
+    after = tracks()
+    assert "1 of 1 attempt used" in after
+    assert "Start this lab for ann&#39;s class" not in after
+    assert "All attempts used: this assignment starts no more labs." in after
