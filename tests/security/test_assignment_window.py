@@ -355,3 +355,33 @@ def test_an_assignment_with_every_attempt_used_offers_no_start_button(
     assert "1 of 1 attempt used" in after
     assert "Start this lab for ann&#39;s class" not in after
     assert "All attempts used: this assignment starts no more labs." in after
+
+
+def test_an_assignment_not_open_yet_or_closed_offers_no_start_button(
+        make_spawn: MakeSpawn, tmp_path: Path) -> None:  # noqa: F811
+    """Before its opening time (and after its due time) an assignment offered "Start this lab
+    for …", whose press only answered "lab: assignment asg-… opens at 2026-…Z" (UTC, to a
+    learner shown the time in their own zone). The page says it is not open yet, or closed,
+    and offers the button only while the spawn gate would let it start."""
+    env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
+    db = env.state.ctx.db
+    lea, _leo, _ann, a1, _b1 = _setup(env)  # opens in an hour
+
+    def tracks() -> str:
+        with env.client() as c:
+            signin = c.post("/signin", data={"api_key": lea["x-api-key"]},
+                            headers={"origin": env.url})
+            assert signin.status_code == 303, signin.text
+            return re.sub(r"\s+", " ", c.get("/tracks").text)
+
+    button = ">Start this lab for ann&#39;s class<"
+    upcoming = tracks()
+    assert button not in upcoming
+    assert "Not open yet: you can start it here from its opening time." in upcoming
+    now = datetime.now(UTC)
+    _move_window(db, a1, now - timedelta(hours=2), now - timedelta(hours=1))
+    closed = tracks()
+    assert button not in closed and "Closed: this assignment starts no more labs." in closed
+    _move_window(db, a1, now - timedelta(minutes=1), now + timedelta(hours=1))
+    opened = tracks()
+    assert button in opened and "Not open yet" not in opened and "Closed:" not in opened

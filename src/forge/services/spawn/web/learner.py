@@ -91,11 +91,21 @@ async def tracks_page(request: Request) -> Response:
         "groups": grouped(state, ent.plan),
         "lab_title": state.lab_title,
         "recent": await run_in_threadpool(_recent, request, caller),
-        "assignments": startable(state, await run_in_threadpool(
-            my_assignments, state.ctx.db, caller.tenant_id, caller.subject)),
+        "assignments": _windowed(startable(state, await run_in_threadpool(
+            my_assignments, state.ctx.db, caller.tenant_id, caller.subject))),
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "request_id": "web-" + secrets.token_hex(12),
     })
+
+
+def _windowed(mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each assignment with `window`: "upcoming", "open" or "closed" now (the learner's own
+    due time), as the spawn gate judges it, so the page offers Start only when it may."""
+    now = datetime.now(UTC)
+    for a in mine:
+        opens, closes = (datetime.fromisoformat(a[k]) for k in ("opens_at", "closes_at"))
+        a["window"] = "upcoming" if now < opens else "closed" if now >= closes else "open"
+    return mine
 
 
 @router.post("/spawn")
