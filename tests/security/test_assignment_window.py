@@ -131,7 +131,12 @@ def test_assignment_window_attempts_and_hints_are_enforced(make_spawn: MakeSpawn
         web = c.post("/spawn", headers={"origin": env.url},
                      data={"csrf": csrf.group(1), "track": "netplus", "lab": "netplus",
                            "request_id": "web-early-start-1"})
-        assert web.status_code == 403 and f"opens at {opens}" in web.text
+        # ...and says it in words: no "lab:" field name or assignment id on a page
+        opens_words = f"{opens[:10]} {opens[11:16]} UTC"
+        assert web.status_code == 403 and ("This lab is assigned to your class, so it starts "
+                                           f"only as the assignment allows: it opens on "
+                                           f"{opens_words}.") in web.text
+        assert a1 not in web.text and "lab: " not in web.text
         assert _count(db, Scenario) == 0
         c.cookies.clear()
 
@@ -355,6 +360,19 @@ def test_an_assignment_with_every_attempt_used_offers_no_start_button(
     assert "1 of 1 attempt used" in after
     assert "Start this lab for ann&#39;s class" not in after
     assert "All attempts used: this assignment starts no more labs." in after
+    # The catalog's own Start of that lab is refused as well, and says why in words.
+    with env.client() as c:
+        assert c.post("/signin", data={"api_key": lea["x-api-key"]},
+                      headers={"origin": env.url}).status_code == 303
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/tracks").text)
+        assert csrf is not None
+        again = c.post("/spawn", headers={"origin": env.url},
+                       data={"csrf": csrf.group(1), "track": "netplus", "lab": "netplus",
+                             "request_id": "web-after-all-used-1"})
+    assert again.status_code == 403
+    assert ("This lab is assigned to your class, so it starts only as the assignment allows: "
+            "you have used all 1 attempt it allows.") in again.text
+    assert a1 not in again.text
 
 
 def test_an_assignment_not_open_yet_or_closed_offers_no_start_button(

@@ -14,6 +14,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -127,6 +128,8 @@ def human_message(exc: ForgeError) -> str:
     """A learner-facing sentence for `exc`, free of internal names and token jargon."""
     if exc.code == "quota_exceeded":
         return _quota_words(exc)
+    if exc.code == "assignment_refused":
+        return _assignment_words(exc)
     if exc.code in _WORDS:
         return _WORDS[exc.code]
     if exc.status == 401 and exc.code in SIGNIN_CODES and exc.code != "signed_out":
@@ -144,6 +147,30 @@ def human_message(exc: ForgeError) -> str:
     if has_jargon(message):
         return GENERIC
     return message
+
+
+def _assignment_words(exc: ForgeError) -> str:
+    """A start the class's assignment refused, in words from its facts (the policy's own
+    reasons name the assignment's id and read "lab: assignment asg-… opens at …Z")."""
+    facts = next((d for d in exc.details if isinstance(d, dict) and "opens_at" in d), {})
+    try:
+        opens, closes = (datetime.fromisoformat(str(facts[k])) for k in ("opens_at",
+                                                                          "closes_at"))
+        allowed, used = int(facts["attempts_allowed"]), int(facts["attempts_used"])
+    except (KeyError, TypeError, ValueError):
+        return exc.message.removeprefix("lab: ")
+    now, said = datetime.now(UTC), []
+    if now < opens:
+        said.append(f"it opens on {opens:%Y-%m-%d %H:%M} UTC")
+    elif now >= closes:
+        said.append(f"it closed on {closes:%Y-%m-%d %H:%M} UTC")
+    if used >= allowed:
+        said.append(f"you have used all {allowed} attempt{'' if allowed == 1 else 's'} "
+                    "it allows")
+    if not said:
+        return exc.message.removeprefix("lab: ")
+    return ("This lab is assigned to your class, so it starts only as the assignment "
+            "allows: " + ", and ".join(said) + ".")
 
 
 def _field_problems(exc: ForgeError) -> str | None:
