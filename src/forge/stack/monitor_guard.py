@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,12 @@ def _nft(args: list[str], script: str | None = None) -> None:
     nft = shutil.which("nft", path=_SBIN)
     if nft is None:
         raise GuardUnavailable("nft is not installed")
-    done = run_detached([nft, *args], input=script, timeout=NFT_TIMEOUT_S)
+    try:
+        done = run_detached([nft, *args], input=script, timeout=NFT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise GuardUnavailable(f"nft did not answer within {NFT_TIMEOUT_S:.0f} s") from None
+    except OSError as exc:  # cannot be run at all
+        raise GuardUnavailable(f"nft: {exc.strerror or exc}") from None
     if done.returncode != 0:
         raise GuardUnavailable(f"nft: {done.stderr.strip()[-300:] or 'failed'}")
 
