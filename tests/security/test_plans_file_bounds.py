@@ -70,6 +70,20 @@ def test_operator_commands_refuse_a_hostile_plans_file(
     assert said == [f"error: cannot read plans file {plans}: {REASONS[kind]}"]
 
 
+@pytest.mark.no_store  # refused on reading the plans, before any platform or store
+@pytest.mark.parametrize("kind", ["zero", "missing"])
+def test_the_demo_refuses_a_hostile_plans_file_in_one_line(
+        environ: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    plans = _plans_file(environ, kind)
+    monkeypatch.setenv("FORGE_PLANS_FILE", str(plans))
+    result = run([*FORGE, "demo", "--lab", "ccna"])
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines()
+            if not line.startswith(("warning: ", "dev: "))]  # the dev root it prepares
+    assert said == [f"error: cannot read plans file {plans}: {REASONS[kind]}"]
+
+
 @pytest.mark.parametrize("engine", [SQLITE_ONLY])
 def test_serve_refuses_a_plans_file_it_cannot_read_in_one_line(
         environ: Path, monkeypatch: pytest.MonkeyPatch, engine: str) -> None:

@@ -14,10 +14,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from forge.billing.receipts import issue_receipt
+from forge.cli.context import plans_or_exit
 from forge.cli.up import build_needed_images, prepare, teardown_labs
 from forge.config import Settings
 from forge.content import SOLUTIONS, content_path
-from forge.plans import load_plans
 from forge.services.common.bus import bus_auth
 from forge.signing.keystore import keyring_dir
 from forge.stack.journey import Journey, JourneyError, JourneyResult
@@ -67,7 +67,7 @@ def demo_lab(settings: Settings, lab: str | None) -> tuple[str, Path] | None:
         _refuse(f"--lab: unknown lab {lab!r}; labs: {', '.join(registry.names())}")
     template = registry.get(lab).template
     track, tier = template.track or "", template.tier or ""
-    plan = load_plans(settings.plans_file).get(DEMO_PLAN)
+    plan = plans_or_exit(settings).get(DEMO_PLAN)
     if plan is None or track not in plan.tracks or tier not in plan.tiers:
         _refuse(f"--lab: {lab} ({track}, {tier}) is not in the {DEMO_PLAN} plan the demo buys")
     solution = content_path(SOLUTIONS) / f"{lab}.sh"
@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
                         progress.advance(overall)
 
                 def mint(tenant: str, learner: str) -> str:
-                    catalog = load_plans(settings.plans_file)
+                    catalog = plans_or_exit(settings)
                     return issue_receipt(settings, catalog, tenant_id=tenant, plan=DEMO_PLAN,
                                          subject=learner, days=1).token
 
