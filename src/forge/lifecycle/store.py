@@ -157,7 +157,7 @@ def audit_move(storage_root: Path, transition: Transition) -> None:
 def set_details(db: Database, storage_root: Path, scenario_id: str, details: dict[str, Any],
                 note: str | None) -> None:
     """Merge ``details`` into the row without a transition, and audit ``note`` (None: the
-    store only, for putting back what a step that could not go on had counted)."""
+    store only, for a caller that wrote its note first: on a full disk nothing is stored)."""
     now = datetime.now(UTC)
     with db.session() as sess:
         conn = sess.connection()

@@ -154,24 +154,23 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         except UnknownTemplate:
             await fail_scenario(state, scenario_id, "template is not loaded", {})
             return states.FAILED
+        # The note first, then the count: on a full disk the note fails with nothing
+        # stored (a full disk must not use up a launch's attempts and fail it as soon as
+        # room is made), and the reaper resumes it once there is room.
         try:
             await state.blocking(
-                lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
-                                    {"launch_attempts": attempts},
-                                    f"launch interrupted; building the lab again (attempt "
-                                    f"{attempts})"))
+                lambda: scenario_log(state.settings.storage_root, scenario_id).append(
+                    "scenario.note", {"note": f"launch interrupted; building the lab again "
+                                              f"(attempt {attempts})"}))
         except OSError as exc:
             if not disk_out_of_room(exc):
                 raise
-            # The count is stored, its note is not: the storage is full and nothing was
-            # built. Not an attempt (a full disk must not use up a launch's attempts and
-            # fail it as soon as room is made): put the count back; the reaper resumes it.
-            await state.blocking(
-                lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
-                                    {"launch_attempts": attempts - 1}, None))
             log.warning("scenario %s: its launch waits for room on the storage (%s); it is "
                         "resumed once there is room", scenario_id, exc.strerror)
             return states.LAUNCHING
+        await state.blocking(
+            lambda: set_details(state.ctx.db, state.settings.storage_root, scenario_id,
+                                {"launch_attempts": attempts}, None))
         rendered = render(loaded.template, row.details.get("variables", {}))
 
         async def put_off() -> None:
