@@ -12,10 +12,12 @@ real LocalRuntime.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from forge.authoring.harness import Harness
 from forge.authoring.labtest import lab_test_path, load_lab_test
@@ -104,3 +106,52 @@ def test_a_record_reading_transfer_failed_is_no_refusal(harness: Harness) -> Non
     graded = run.grade()
     assert graded.passed["leak-found"] and graded.passed["zone-served"], graded
     assert not graded.passed["transfer-restricted"], graded
+
+
+# Review DE: a server of the learner's (ns1 is theirs, as root) can answer the AXFR with
+# the zone's records and then an error; dig prints the records, then "; Transfer failed.".
+# The refusal check reads dig's output, so it is run here on what dig prints for each
+# answer (the script as the template has it; `dig` a stand-in that prints that output:
+# the lab's images have no language to write such a server in for a live test).
+GENUINE_REFUSAL = """
+; <<>> DiG 9.18.33-1~deb12u2-Debian <<>> +time=2 +tries=2 @10.64.1.10 acme.lab AXFR
+;; global options: +cmd
+; Transfer failed.
+"""
+RECORDS_THEN_ERROR = """
+; <<>> DiG 9.18.33-1~deb12u2-Debian <<>> +time=2 +tries=2 @10.64.1.10 acme.lab AXFR
+;; global options: +cmd
+acme.lab.\t\t300\tIN\tSOA\tns1.acme.lab. hostmaster.acme.lab. 1 3600 600 86400 300
+mail.acme.lab.\t\t300\tIN\tA\t10.64.1.25
+; Transfer failed.
+"""
+TXT_SAYS_FAILED = """
+; <<>> DiG 9.18.33-1~deb12u2-Debian <<>> +time=2 +tries=2 @10.64.1.10 acme.lab AXFR
+;; global options: +cmd
+acme.lab.\t\t300\tIN\tTXT\t"; Transfer failed"
+;; XFR size: 1 records (messages 1, bytes 80)
+"""
+
+
+def _refusal_check() -> list[str]:
+    template = yaml.safe_load((Path(TEMPLATES) / "dns-zone.yaml").read_text())
+    [criterion] = [c for c in template["spec"]["successCriteria"]
+                   if c["id"] == "transfer-restricted"]
+    commands = [check["command"] for check in criterion["checks"]
+                if check["container"] != "ns2"]
+    assert commands and all(command == commands[0] for command in commands)
+    return list(commands[0])
+
+
+@pytest.mark.parametrize(("output", "refused"), [
+    (GENUINE_REFUSAL, True), (RECORDS_THEN_ERROR, False), (TXT_SAYS_FAILED, False)],
+    ids=["refused", "records-then-error", "txt-says-failed"])
+def test_only_a_transfer_without_any_record_counts_as_refused(
+        tmp_path: Path, output: str, refused: bool) -> None:
+    dig = tmp_path / "dig"
+    (tmp_path / "out").write_text(output)
+    dig.write_text(f"#!/bin/sh\ncat {tmp_path / 'out'}\n")
+    dig.chmod(0o755)
+    done = subprocess.run(_refusal_check(), input="10.64.1.20\n", capture_output=True,
+                          text=True, timeout=30, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert (done.returncode == 0) is refused, (done.returncode, done.stderr)
