@@ -12,12 +12,14 @@ or hanging fails the test, not the host.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from forge.stack.envfile import MAX_ENV_FILE_BYTES
+from forge.stack.envfile import MAX_ENV_FILE_BYTES, EnvFileError, read_env_file
 
 from ..support.prefixes import runtime_prefix
 from .test_bounded_files import FORGE, run
@@ -54,3 +56,31 @@ def test_up_refuses_an_endless_blocking_huge_or_binary_env_file(
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [f"--env-file: {env_file}: {REASONS[kind]}"]
     assert not root.exists()
+
+
+def _pipe_path(content: bytes) -> tuple[Path, int]:
+    """What `--env-file <(command)` passes: /dev/fd/<n> of a pipe `command` writes."""
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError), os.fdopen(write_end, "wb") as out:
+            out.write(content)
+
+    threading.Thread(target=write, daemon=True).start()
+    return Path(f"/dev/fd/{read_end}"), read_end
+
+
+def test_a_process_substitution_is_read_up_to_the_cap() -> None:
+    """`forge up --env-file <(sops -d forge.env)` keeps working: the shell's pipe (its
+    writer already runs) is read, bounded; only a FIFO of the file system is refused."""
+    path, fd = _pipe_path(b"FORGE_ENV=dev\nexport NAME='value'\n")
+    try:
+        assert read_env_file(path) == {"FORGE_ENV": "dev", "NAME": "value"}
+    finally:
+        os.close(fd)
+    path, fd = _pipe_path(b"A=" + b"x" * (2 * MAX_ENV_FILE_BYTES))
+    try:
+        with pytest.raises(EnvFileError, match=f"larger than {MAX_ENV_FILE_BYTES} bytes"):
+            read_env_file(path)
+    finally:
+        os.close(fd)
