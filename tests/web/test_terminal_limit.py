@@ -97,9 +97,11 @@ def test_the_page_says_an_idle_terminal_was_closed(web_platform: WebPlatform,
     open_lab(page, web_platform, web_platform.learner_key("acme", "idle", plan="TEAM"))
     status = page.locator("#term-status")
     expect(status).to_have_text(
-        f"Terminal closed after {IDLE_S} seconds without input. Reload the page to open a "
-        "new one.", timeout=30_000)
+        f"Terminal closed after {IDLE_S} seconds without input. Reconnect to open a "
+        "new one (the lab and your files are as you left them).", timeout=30_000)
     expect(status).to_have_attribute("data-error", "terminal_idle")
+    # What the text says to do is on the page (it said "Reload the page" beside this).
+    expect(page.locator(".term-reconnect").first).to_be_visible()
     expect(page.locator(".xterm-rows")).to_contain_text("without input")
 
     # A deliberate close is not retried by itself; the banner's button opens a new terminal.

@@ -52,8 +52,8 @@ def idle_timeout(seconds: int) -> Closing:
     """Closing a terminal that had no input for `seconds`."""
     minutes = f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
     return Closing(IDLE_CODE, "terminal_idle",
-                   f"Terminal closed after {minutes} without input. Reload the page to "
-                   "open a new one.")
+                   f"Terminal closed after {minutes} without input. Reconnect to open a "
+                   "new one (the lab and your files are as you left them).")
 
 
 def sealed(reason: str) -> Closing:
