@@ -292,6 +292,24 @@ def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings
 
 
 @pytest.mark.usefixtures("sqlite_only_store")
+def test_your_labs_says_when_each_started_in_the_readers_own_zone(
+        app_client: tuple[TestClient, Settings]) -> None:
+    """Review DD: the labs list's "Started" stayed in UTC beside assignment times shown in
+    the browser's zone; it is a <time class="utc"> too, which static/js/local_time.js shows
+    in the reader's zone (tests/web/test_browser.py), UTC without the script."""
+    client, settings = app_client
+    sign_in(client, settings)
+    token = csrf_of(client.get("/tracks").text)
+    client.post("/spawn", data={"track": "netplus", "csrf": token}, headers={"origin": ORIGIN})
+    labs = client.get("/tracks").text
+    labs = labs[labs.index('id="your-labs"'):]
+    started = re.search(r'<time class="utc" datetime="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)">'
+                        r'(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)</time>', labs)
+    assert started is not None, labs[:600]
+    assert started.group(1).replace("T", " ").replace("Z", " UTC") == started.group(2)
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
 def test_a_lab_slow_to_start_or_ended_unscored_says_so_and_where_to_go(
         app_client: tuple[TestClient, Settings]) -> None:
     """Review CC: a lab that did not start said "Your lab is starting" for ever, with no
