@@ -259,6 +259,8 @@ def test_an_unknown_tenant_or_another_site_gets_a_plain_page(shared: TestClient)
                  shared.get("/signin/oidc/nobody/callback?code=x&state=y", headers=html),
                  shared.get("/signin/oidc?tenant=nobody", headers=html)):
         refused(resp, 404, "No organisation with this name")
+        # What the learner typed was a name, not an address (review DD)
+        assert "Check the organisation&#39;s name" in resp.text, resp.text[-600:]
     page = shared.get("/signin/oidc?tenant=acme&next=/tracks")
     assert page.headers["location"] == "/signin/oidc/acme?next=/tracks"
     assert "Sign in with Acme Login" in shared.get("/signin/oidc/acme").text

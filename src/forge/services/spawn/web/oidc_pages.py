@@ -111,7 +111,8 @@ def signs_in_with_provider(request: Request, tenant_id: str) -> bool:
 def _unknown(request: Request) -> Response:
     return error_response(request, PageError(
         404, "No single sign-on here", "No organisation with this name signs in here with "
-        "its own sign-in service. Check the address, or sign in another way.", "/signin",
+        "its own sign-in service. Check the organisation's name as your organisation "
+        "gave it (or the link you followed), or sign in another way.", "/signin",
         "/signin"))
 
 
