@@ -88,6 +88,20 @@ def test_a_form_the_parser_refuses_names_the_body(client: TestClient) -> None:
         assert "body:" in resp.text and "bad_request" not in resp.text, resp.text[:300]
 
 
+def test_a_form_field_given_twice_is_refused_by_name(client: TestClient) -> None:
+    """Review DB: a form kept one value of a repeated field (`name=a&name=b` made a class
+    named b), where the JSON API refuses a duplicate key: which value counts is the
+    parser's choice, not the sender's. Refused, naming the field; nothing is done."""
+    key = _signed_in(client)
+    client.cookies.clear()
+    resp = client.post("/signin", content=f"api_key={key}&api_key=other".encode(),
+                       headers={"origin": ORIGIN,
+                                "content-type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 400, resp.text[:300]
+    assert "api_key: given more than once" in resp.text
+    assert "forge_session" not in resp.headers.get("set-cookie", "")
+
+
 def test_spawn_names_the_request_id_header_it_refused(client: TestClient) -> None:
     key = _signed_in(client)
     for bad in ("short", "a" * 65, "not/valid!"):

@@ -180,12 +180,15 @@ async def parse_form(request: Request) -> FormData:
 
 async def read_form(request: Request, long: Mapping[str, int] | None = None
                     ) -> dict[str, str]:
-    """A posted form as text fields (a file upload or an oversized field is refused): each
-    at most ``MAX_FIELD`` characters, or the limit ``long`` gives its name (a pasted
-    roster)."""
+    """A posted form as text fields (a file upload, an oversized field or one given twice
+    is refused): each at most ``MAX_FIELD`` characters, or the limit ``long`` gives its
+    name (a pasted roster)."""
     form = await parse_form(request)
     out: dict[str, str] = {}
-    for key, value in form.items():
+    for key, value in form.multi_items():
+        if key in out:  # which one counts would be the parser's choice, not the sender's
+            raise ForgeError("invalid_form", 400, f"{key}: given more than once",
+                             [{"field": key, "problem": "given more than once"}])
         limit = (long or {}).get(key, MAX_FIELD)
         if not isinstance(value, str) or len(value) > limit:
             raise ForgeError("invalid_form", 400,
