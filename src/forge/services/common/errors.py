@@ -120,12 +120,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                               [{"field": "content-type"}])
     details = [
         {
-            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
             "problem": err["msg"],
         }
         for err in errors
     ]
-    fields = ", ".join(d["field"] or "body" for d in details)
+    fields = ", ".join(d["field"] for d in details)
     return error_response(422, "validation_error", f"invalid request: {fields}", details)
 
 

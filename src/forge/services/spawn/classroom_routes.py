@@ -163,14 +163,15 @@ async def get_cohort(cohort_id: CohortId, request: Request) -> dict[str, Any]:
 
 @router.post("/v1/cohorts/{cohort_id}/invites", status_code=201,
              responses=errors(401, 403, 404))
-async def make_invite(cohort_id: CohortId, body: InviteBody, request: Request
-                      ) -> dict[str, Any]:
+async def make_invite(cohort_id: CohortId, request: Request,
+                      body: InviteBody | None = None) -> dict[str, Any]:
     """A new invite link: share `url`; every learner of your tenant who opens it while
     signed in joins the cohort, until `expires_at` or until you revoke it. The code is
     shown only now (only its hash is kept)."""
     who = await _manager(request)
     db = spawn_state(request).ctx.db
-    invite, token = await run_in_threadpool(cohorts.make_invite, db, who, cohort_id, body.days)
+    days = (body or InviteBody()).days  # no body: every field has its default
+    invite, token = await run_in_threadpool(cohorts.make_invite, db, who, cohort_id, days)
     return {"invite_id": invite.invite_id, "invite": token,
             "url": f"{str(request.base_url).rstrip('/')}/join/{token}",
             "expires_at": assignments.iso(invite.expires_at)}
