@@ -3,7 +3,8 @@
 Before, it fetched spawns it could only fail to build ("No space left on device") while
 another node had room (operator drill CZ); now its pull gate stays shut while the disk is
 full, the spawn waits in the queue (for another node, or for room), and the node takes it
-once room is made. A real tmpfs, filled; the real orchestrator, consumer and runtime."""
+once room is made. And a grading stopped by the full disk is graded again once there is room, not at every
+reaper pass meanwhile. A real tmpfs, filled; the real orchestrator, consumer and runtime."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from forge.evidence.artifact_store import COMPLETION_FILE
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound
 from forge.services.orchestrator import node as node_module
+from forge.services.orchestrator import reaper
 from forge.services.orchestrator.node import LabNode
 
 from ..support.small_disk import fill_disk, small_tmpfs
@@ -68,3 +72,22 @@ def test_a_node_with_a_full_disk_takes_no_spawn_until_there_is_room(
     row = orch.wait_state(sid, states.RUNNING, states.FAILED, timeout=60)
     assert row.state == states.RUNNING, row.state_reason
     assert "has room again; it takes new labs" in caplog.text
+
+
+def test_a_grading_stopped_by_a_full_disk_is_graded_again_once_there_is_room(
+        make_orch: MakeOrch, small_storage: Path) -> None:
+    """Drill CZ: the reaper graded such a scenario again at every pass (5 s) while the disk
+    stayed full, running the lab's checks each time for nothing; now it waits for room. A
+    stored result (its completion file) is published whatever the disk."""
+    orch = make_orch(reaper_interval_s=3600)  # its own passes out of the way
+    stuck, stored = "scn-" + "1" * 16, "scn-" + "2" * 16
+    (small_storage / "scenarios" / stored).mkdir(parents=True)
+    (small_storage / "scenarios" / stored / COMPLETION_FILE).write_bytes(b"{}")
+    long_ago = datetime.now(UTC) - reaper.STUCK_GRADING - timedelta(minutes=1)
+    now = datetime.now(UTC)
+    assert reaper._grading_due(orch.state, stuck, long_ago, now, [])
+    filler = fill_disk(small_storage, inodes=True)
+    assert not reaper._grading_due(orch.state, stuck, long_ago, now, [])
+    assert reaper._grading_due(orch.state, stored, long_ago, now, [])
+    filler.remove()
+    assert reaper._grading_due(orch.state, stuck, long_ago, now, [])

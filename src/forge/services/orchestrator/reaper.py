@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 
+from forge.disk_room import short_of_room
 from forge.evidence.artifact_store import COMPLETION_FILE
 from forge.lifecycle import states
 from forge.lifecycle.ending import ending_of
@@ -18,6 +19,7 @@ from forge.services.orchestrator.grade_lab import (
     scenario_dir,
 )
 from forge.services.orchestrator.launch_resume import resume_launch
+from forge.services.orchestrator.node import ROOM_NEEDED_BYTES
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import claim_adopted
 from forge.store.models import Scenario
@@ -62,12 +64,13 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
                 Scenario.state == states.GRADING))
         ).all()
     due: list[tuple[str, str]] = []
+    room: list[bool] = []  # whether the storage has room, asked once and only if needed
     for scenario_id, current, updated_at, node_id in rows:
         if not _mine(state, node_id):
             continue
         try:
             if current == states.GRADING and not _grading_due(state, scenario_id,
-                                                              updated_at, now):
+                                                              updated_at, now, room):
                 continue
         except (ValueError, TypeError, AttributeError, OSError) as exc:
             # One row the reaper cannot judge (a bad id, no update time, an unreadable
@@ -83,11 +86,18 @@ def _due(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
 
 
 def _grading_due(state: OrchestratorState, scenario_id: str, updated_at: datetime,
-                 now: datetime) -> bool:
-    """A grading is due when it has not moved for STUCK_GRADING or its node wrote the
-    completion file (the result is ready to publish)."""
-    return (now - aware(updated_at) >= STUCK_GRADING
-            or (scenario_dir(state, scenario_id) / COMPLETION_FILE).exists())
+                 now: datetime, room: list[bool]) -> bool:
+    """A grading is due when its node wrote the completion file (the result is ready to
+    publish), or when it has not moved for STUCK_GRADING and the storage has room: one
+    stopped by a full disk (its lab kept) is graded again once there is room, not every
+    pass meanwhile (each ran the lab's checks again and logged two warnings)."""
+    if (scenario_dir(state, scenario_id) / COMPLETION_FILE).exists():
+        return True
+    if now - aware(updated_at) < STUCK_GRADING:
+        return False
+    if not room:
+        room.append(not short_of_room(state.settings.storage_root, ROOM_NEEDED_BYTES))
+    return room[0]
 
 
 async def reap_once(state: OrchestratorState) -> int:
