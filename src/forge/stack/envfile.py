@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from forge_verify.files import InputRefused, read_bounded_text
@@ -24,7 +25,7 @@ def _process_pipe(path: Path) -> bool:
     /dev/fd link to an anonymous pipe, whose writer runs already. A FIFO in the file
     system (`mkfifo`) is not: nobody may ever write it."""
     try:
-        return os.readlink(path).startswith("pipe:")
+        return os.readlink(path).startswith("pipe:") and stat.S_ISFIFO(os.stat(path).st_mode)
     except OSError:
         return False
 
