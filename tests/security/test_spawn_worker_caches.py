@@ -145,7 +145,7 @@ def test_tenant_limit_and_request_ids_hold_across_workers_and_refusals_keep_noth
     json_body = {**learners[0], "content-type": "application/json"}
     refused = {
         "nested": ("[" * 100_000 + "]" * 100_000, 400, "body"),
-        "not an object": ("[]", 422, ""),
+        "not an object": ("[]", 422, "body"),
         "track list": (json.dumps({"track": ["netplus"]}), 422, "track"),
         "long track": (json.dumps({"track": "n" * 100_000}), 422, "track"),
         "extra field": (json.dumps({"track": "netplus", "x": 1}), 422, "x"),
