@@ -4,6 +4,7 @@ real templates, one nats-server; plus Debian's Chromium driven by Playwright."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from ..support.prefixes import runtime_prefix
 from .relay import CuttableRelay
 
 REPO = Path(__file__).resolve().parents[2]
+LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
 # An assertion after a click waits for a request, a store write and a render: Playwright's
 # 5 s is short on a loaded 2-core machine (CI saw a hint's text miss it once).
 expect.set_options(timeout=20_000)
@@ -72,6 +74,19 @@ class WebPlatform:
         """An API key for a learner whose plan is granted in the entitlement store."""
         grant(self.db, tenant, plan, subject)
         return create_api_key(self.db, tenant, subject).plaintext
+
+    def start_lab(self, page: Page, key: str) -> str:
+        """Sign `page` in with `key`, start netplus from the track list and wait until the
+        lab page says running; the lab's scenario id."""
+        page.goto(self.url + "/signin")
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Sign in with API key").click()
+        page.get_by_role("button", name="Start this lab: Find the server").click()
+        expect(page).to_have_url(LAB_URL)
+        expect(page.locator("#state")).to_have_text("running", timeout=60_000)
+        found = LAB_URL.match(page.url)
+        assert found is not None
+        return found.group(1)
 
     def client(self) -> httpx.Client:
         """An httpx client that behaves like a same-origin browser form post."""

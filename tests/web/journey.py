@@ -17,11 +17,11 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from .conftest import WebPlatform, docs_images
+from .conftest import LAB_URL, WebPlatform, docs_images
 from .test_human_pages import JARGON
 
 CONNECTED = "Connected to the learner host."
-LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
+
 TERMINAL_INPUT = "#terminal .xterm-helper-textarea"
 MAX_KEY_STEPS = 120  # Tab presses to reach one control: far more than any page has
 HAS_FOCUS_RING = """el => el === document.activeElement && el.matches(':focus-visible')

@@ -24,7 +24,6 @@ from .conftest import WebPlatform, running_web_platform
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
-LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
 CONNECTED = "Connected to the learner host."
 IDLE_S = 3  # TEAM's terminal_idle_seconds in this module's plans file
 
@@ -42,16 +41,9 @@ def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatfo
 
 def open_lab(page: Page, platform: WebPlatform, key: str) -> str:
     """Sign in with `key`, start netplus, wait until the page's terminal is connected."""
-    page.goto(platform.url + "/signin")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in with API key").click()
-    page.get_by_role("button", name="Start this lab: Find the server").click()
-    expect(page).to_have_url(LAB_URL)
-    expect(page.locator("#state")).to_have_text("running", timeout=60_000)
+    sid = platform.start_lab(page, key)
     expect(page.locator("#term-status")).to_have_text(CONNECTED, timeout=20_000)
-    found = LAB_URL.match(page.url)
-    assert found is not None
-    return found.group(1)
+    return sid
 
 
 @pytest.mark.root

@@ -27,7 +27,6 @@ from .relay import CuttableRelay
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
 
 CONNECTED = "Connected to the learner host."
-LAB_URL = re.compile(r".*/lab/(scn-[0-9a-f]{16})$")
 TERM_SIZE = ("() => { const t = document.querySelector('#term-panel-learner').forgeTerminal"
              ".term; return [t.rows, t.cols]; }")
 PHONE = {"is_mobile": True, "has_touch": True}
@@ -50,16 +49,8 @@ def lab(web_platform: WebPlatform, browser: Browser) -> Iterator[Lab]:
     """A running netplus lab of one learner, and that learner's signed-in browser state."""
     context = browser.new_context()
     try:
-        page = context.new_page()
-        page.goto(web_platform.url + "/signin")
-        page.get_by_label("API key").fill(web_platform.learner_key("acme", "rita"))
-        page.get_by_role("button", name="Sign in with API key").click()
-        page.get_by_role("button", name="Start this lab: Find the server").click()
-        expect(page).to_have_url(LAB_URL)
-        expect(page.locator("#state")).to_have_text("running", timeout=60_000)
-        found = LAB_URL.match(page.url)
-        assert found is not None
-        yield Lab("/lab/" + found.group(1), context.storage_state())
+        sid = web_platform.start_lab(context.new_page(), web_platform.learner_key("acme", "rita"))
+        yield Lab("/lab/" + sid, context.storage_state())
     finally:
         context.close()
 
