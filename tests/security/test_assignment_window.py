@@ -72,6 +72,17 @@ class _Counting:
         self.inner.probe()
 
 
+def _page_as(env: SpawnEnv, key: dict[str, str], path: str) -> str:
+    """The web page at `path` as the learner of `key` sees it, whitespace runs made one."""
+    with env.client() as c:
+        signin = c.post("/signin", data={"api_key": key["x-api-key"]},
+                        headers={"origin": env.url})
+        assert signin.status_code == 303, signin.text
+        shown = c.get(path)
+        assert shown.status_code == 200, shown.text
+        return re.sub(r"\s+", " ", shown.text)
+
+
 def _setup(env: SpawnEnv) -> tuple[dict[str, str], dict[str, str], dict[str, str], str, str]:
     keys = class_people(env.state.ctx.db, ("ann", "bob"), ("lea", "leo"))
     now = datetime.now(UTC)
@@ -312,20 +323,11 @@ def test_a_lab_whose_assignment_forbids_hints_offers_no_reveal_button(
             assert row is not None
             row.state = "running"
 
-    def lab_page(key: dict[str, str], scenario_id: str) -> str:
-        with env.client() as c:
-            signin = c.post("/signin", data={"api_key": key["x-api-key"]},
-                            headers={"origin": env.url})
-            assert signin.status_code == 303, signin.text
-            shown = c.get(f"/lab/{scenario_id}")
-            assert shown.status_code == 200, shown.text
-            return shown.text
-
-    page = lab_page(lea, assigned.json()["scenario_id"])
+    page = _page_as(env, lea, f"/lab/{assigned.json()['scenario_id']}")
     assert "Reveal hint" not in page and 'class="hint-reveal"' not in page
     assert ("Hints are off for this lab: you started it for your class's assignment, which "
             "allows none.") in page
-    other = lab_page(leo, own.json()["scenario_id"])  # outside any assignment: as before
+    other = _page_as(env, leo, f"/lab/{own.json()['scenario_id']}")  # outside any assignment: as before
     assert "Reveal hint 1" in other and 'id="hints-off"' not in other
     with env.client() as c:  # and the route refuses a reveal all the same
         hint = c.post(f"/v1/scenarios/{assigned.json()['scenario_id']}/hints/h1", headers=lea)
@@ -343,20 +345,13 @@ def test_an_assignment_with_every_attempt_used_offers_no_start_button(
     now = datetime.now(UTC)
     _move_window(db, a1, now - timedelta(minutes=1), now + timedelta(hours=1))
 
-    def tracks() -> str:
-        with env.client() as c:
-            signin = c.post("/signin", data={"api_key": lea["x-api-key"]},
-                            headers={"origin": env.url})
-            assert signin.status_code == 303, signin.text
-            return re.sub(r"\s+", " ", c.get("/tracks").text)
-
-    before = tracks()
+    before = _page_as(env, lea, "/tracks")
     assert "0 of 1 attempt used" in before and ">Start this lab for ann&#39;s class<" in before
     assert "All attempts used" not in before
     with env.client() as c:
         started = c.post("/v1/spawn", json={"track": "netplus"}, headers=lea)
         assert started.status_code == 201, started.text
-    after = tracks()
+    after = _page_as(env, lea, "/tracks")
     assert "1 of 1 attempt used" in after
     assert "Start this lab for ann&#39;s class" not in after
     assert "All attempts used: this assignment starts no more labs." in after
@@ -385,21 +380,14 @@ def test_an_assignment_not_open_yet_or_closed_offers_no_start_button(
     db = env.state.ctx.db
     lea, _leo, _ann, a1, _b1 = _setup(env)  # opens in an hour
 
-    def tracks() -> str:
-        with env.client() as c:
-            signin = c.post("/signin", data={"api_key": lea["x-api-key"]},
-                            headers={"origin": env.url})
-            assert signin.status_code == 303, signin.text
-            return re.sub(r"\s+", " ", c.get("/tracks").text)
-
     button = ">Start this lab for ann&#39;s class<"
-    upcoming = tracks()
+    upcoming = _page_as(env, lea, "/tracks")
     assert button not in upcoming
     assert "Not open yet: you can start it here from its opening time." in upcoming
     now = datetime.now(UTC)
     _move_window(db, a1, now - timedelta(hours=2), now - timedelta(hours=1))
-    closed = tracks()
+    closed = _page_as(env, lea, "/tracks")
     assert button not in closed and "Closed: this assignment starts no more labs." in closed
     _move_window(db, a1, now - timedelta(minutes=1), now + timedelta(hours=1))
-    opened = tracks()
+    opened = _page_as(env, lea, "/tracks")
     assert button in opened and "Not open yet" not in opened and "Closed:" not in opened
