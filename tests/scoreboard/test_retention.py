@@ -103,7 +103,14 @@ def test_retention_cli(prod_env: Settings, scored: dict[str, str], tmp_path: Pat
         return subprocess.run([str(PYTHON), "-m", "forge", "retention", *args], env=env,
                               capture_output=True, text=True, timeout=60, check=False)
 
-    assert forge("hold", scored["held"], "--reason", "case 7").returncode == 0
+    held = forge("hold", scored["held"], "--reason", "case 7")
+    assert held.returncode == 0 and "warning" not in held.stderr  # its results are here
+    # A typo'd id is held all the same (its results may come later), but the operator is
+    # told that nothing of that id is known: the hold they meant protects nothing yet.
+    typo = forge("hold", "scn-0123456789abcdef")
+    assert typo.returncode == 0 and typo.stdout.startswith("held: scn-0123456789abcdef")
+    assert "warning: no scenario scn-0123456789abcdef is known here" in typo.stderr
+    assert forge("release", "scn-0123456789abcdef").returncode == 0
     assert "already held" in forge("hold", scored["held"]).stdout
     assert forge("hold", "../../etc").returncode == 2
     dry = forge("cleanup", "--dry-run", "--json")

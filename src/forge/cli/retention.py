@@ -97,6 +97,29 @@ def _store() -> HoldStore:
     return HoldStore(root, signer)
 
 
+def _unheard_of(scenario_id: str) -> bool:
+    """Neither the database nor the storage root knows `scenario_id` (likely a typo'd id,
+    whose hold would protect nothing). A database that cannot be asked says nothing."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from forge.cli.context import open_db
+    from forge.scenario_paths import scenario_dir
+    from forge.store.models import Scenario
+
+    settings = settings_or_exit()
+    if scenario_dir(settings.storage_root, scenario_id).exists():
+        return False
+    try:
+        db = open_db(settings)
+        try:
+            with db.session() as sess:
+                return sess.get(Scenario, scenario_id) is None
+        finally:
+            db.dispose()
+    except SQLAlchemyError:
+        return False
+
+
 @app.command("hold")
 def hold_cmd(
     scenario_id: str = typer.Argument(..., help="scn-… id to keep past its retention."),
@@ -115,6 +138,10 @@ def hold_cmd(
         raise typer.Exit(2) from None
     typer.echo(f"{'held' if created else 'already held'}: {hold.scenario_id} "
                f"since {hold.held_at}")
+    if created and _unheard_of(hold.scenario_id):
+        typer.echo(f"warning: no scenario {hold.scenario_id} is known here (not in the "
+                   "database, no results under STORAGE_ROOT): check the id; the hold "
+                   "stands and covers results that arrive later", err=True)
 
 
 @app.command("release")
