@@ -288,6 +288,15 @@ def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings
     for probe in (path, path + "/status", path + "/artifacts/score.json"):
         assert client.get(probe).status_code == 404
     assert client.get("/lab/scn-0000000000000000").status_code == 404
+    # A signed-in learner's error pages lead on to their labs, and offer no "Sign in": the
+    # header of a refused lab page and of an address with no page at all had neither.
+    html = {"accept": "text/html"}
+    for refused in (client.get(path, headers=html), client.get("/no-such-page", headers=html)):
+        assert refused.status_code == 404
+        nav = refused.text[refused.text.index('<nav aria-label="Site">'):]
+        nav = nav[:nav.index("</nav>")]
+        assert '<a href="/tracks">Labs</a>' in nav and "Signed in as <strong>alice" in nav
+        assert 'href="/signin"' not in nav
     assert client.get(path + "/artifacts/..%2Fforge.db").status_code == 404
 
 

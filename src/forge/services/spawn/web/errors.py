@@ -258,11 +258,12 @@ def install_error_pages(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, StarletteHTTPException) and wants_page(request):
+            who = await viewer(request)  # a signed-in learner is not offered "Sign in"
             if exc.status_code == 404:
                 return error_response(request, PageError(
-                    404, "Page not found", "There is no page at this address.", "/"))
+                    404, "Page not found", "There is no page at this address.", "/"), who=who)
             return error_response(request, PageError(
-                exc.status_code, "Something went wrong", GENERIC, "/"))
+                exc.status_code, "Something went wrong", GENERIC, "/"), who=who)
         return await _answer(json_http(request, exc))
 
     app.add_exception_handler(ForgeError, forge_error)
