@@ -57,6 +57,23 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: object) -> list[Any]:
+    """A JSON array as a list; anything else (a number, an object, null) as no items."""
+    return value if isinstance(value, list) else []
+
+
+def _score(vc: dict[str, Any]) -> float | None:
+    """The first result's value as a number, when it is one (the issuer writes a string)."""
+    results = _list(_dict(vc.get("credentialSubject")).get("result"))
+    value = _dict(results[0]).get("value") if results else None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def _signed_by(jws: CompactJws, trusted: dict[str, Ed25519PublicKey], what: str,
                res: VerifyResult) -> bool:
     """Header rules (EdDSA, vc+jwt, a key id) and the signature by the key it names."""
@@ -119,7 +136,7 @@ def _structure(vc: dict[str, Any], res: VerifyResult) -> None:
 
 
 def _scenario_id(vc: dict[str, Any]) -> str | None:
-    for ev in vc.get("evidence") or []:
+    for ev in _list(vc.get("evidence")):
         ident = _dict(ev).get("id")
         if isinstance(ident, str) and ident.startswith(SCENARIO_URN):
             sid = ident[len(SCENARIO_URN):]
@@ -128,7 +145,7 @@ def _scenario_id(vc: dict[str, Any]) -> str | None:
 
 
 def _verdict_sha(vc: dict[str, Any]) -> str | None:
-    for item in vc.get("relatedResource") or []:
+    for item in _list(vc.get("relatedResource")):
         found = sri_hex(_dict(item).get("digestSRI"))
         if found is not None:
             return found
@@ -250,11 +267,7 @@ def verify_credential(
     if _signed_by(jws, keys, "credential", res):
         res.origin = "proven"
     _structure(vc, res)
-    result = _dict(next(iter(_dict(vc.get("credentialSubject")).get("result") or [{}]), {}))
-    try:
-        res.score = float(result.get("value", ""))
-    except ValueError:
-        res.score = None
+    res.score = _score(vc)
     if res.scenario_id is None:
         res.fail("credential_invalid", "credential: evidence names no Forge scenario")
     if verdict is not None:
