@@ -32,6 +32,13 @@ def verify(
         typer.echo(f"error: --scenario: no audit log for {scenario} at {log.path} (not a "
                    "scenario of this storage root, or its log was removed)", err=True)
         raise typer.Exit(2)
+    if scenario is None and not log.path.exists() and not log.head_path.exists():
+        # Likewise the global log: none at all is another directory than the installation's
+        # storage root (the default is ./storage) or a removed log, never "OK, 0 entries".
+        typer.echo(f"error: no audit log at {log.path} (not this installation's storage "
+                   "root: give --storage or STORAGE_ROOT; or nothing was audited there yet, "
+                   "or its log was removed)", err=True)
+        raise typer.Exit(2)
     keys = open_keyring(storage, keys_dir).public_keys()
     report = log.verify(keys)
     typer.echo(f"{'OK' if report.ok else 'BROKEN'} {log.path}: {report.entries} entries, "
