@@ -336,7 +336,7 @@ def _audit(doc: dict[str, Any], members: dict[str, bytes], scenario_id: str,
     entries, head = sealed.get("entries"), sealed.get("head")
     if not isinstance(entries, int) or not isinstance(head, str):
         res.fail("score_invalid", "score.json: audit entries/head missing")
-    elif report.entries < log.count(b"\n"):
+    elif report.reasons and report.entries < log.count(b"\n"):
         pass  # the chain broke at a line (audit_chain_broken names it): not cut short
     elif report.entries < entries:
         res.fail("audit_truncated", f"audit log: truncated, {report.entries} entries where "
