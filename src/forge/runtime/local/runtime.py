@@ -30,6 +30,7 @@ from forge.runtime.base import (
     SpecError,
 )
 from forge.runtime.local import egress, landlock
+from forge.runtime.local.build_fence import BuildFence
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.fd_limit import raise_open_files_limit
 from forge.runtime.local.fifo_slots import FifoSlots
@@ -47,7 +48,7 @@ from forge.runtime.local.tools import missing
 from forge.runtime.local.tty import LocalTty
 from forge.runtime.local.uid_clash import ClashCheck
 from forge.runtime.local.uids import DEFAULT_CLAIMS_DIR, UidPool
-from forge.runtime.plan import plan_lab, validate_lab_id
+from forge.runtime.plan import LabPlan, plan_lab, validate_lab_id
 
 if TYPE_CHECKING:
     from forge.runtime.local.warm_pool import WarmPool
@@ -101,6 +102,7 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         build_slots: int | None = None,
     ) -> None:
         self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
+        self.fence = BuildFence(self.names.state_dir)
         self.rootfs = rootfs
         self.images = dict(images or {})
         self._resolve_image = resolve_image or configured_image
@@ -206,13 +208,25 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
                 raise LabExists(f"lab {lab_id} already exists")
             self._busy.add(lab_id)
         try:
+            # A destroy from another runtime instance waits for this build (build_fence).
+            with self.fence.building(self.names.lab(lab_id)):
+                self._claim_and_build(plan, roots)
+        finally:
+            with self._lock:
+                self._busy.discard(lab_id)
+        hosts = {h.spec.name: {n.subnet: n.address for n in h.nics} for h in plan.hosts}
+        return LabInfo(lab_id, hosts, "running")
+
+    def _claim_and_build(self, plan: LabPlan, roots: dict[str, tuple[str, bool]]) -> None:
+        """Claim the lab's state directory, then fill it from a warm pool or build it; on
+        any failure remove everything created and re-raise."""
+        lab_id = plan.lab_id
+        try:
             # The state directory is the atomic claim, also against other processes: a
             # create that loses the race must not tear down the winner's lab.
             os.makedirs(self.names.state_dir, mode=0o700, exist_ok=True)
             os.mkdir(self.names.lab_dir(lab_id), mode=0o700)
         except FileExistsError:
-            with self._lock:
-                self._busy.discard(lab_id)
             raise LabExists(f"lab {lab_id} already exists") from None
         try:
             if self.warm_pool is None or not self.warm_pool.claim(plan, roots):
@@ -224,11 +238,6 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
             with contextlib.suppress(Exception):
                 self._teardown(lab_id)
             raise
-        finally:
-            with self._lock:
-                self._busy.discard(lab_id)
-        hosts = {h.spec.name: {n.subnet: n.address for n in h.nics} for h in plan.hosts}
-        return LabInfo(lab_id, hosts, "running")
 
     def _exists(self, lab_id: str) -> bool:
         return (os.path.exists(netns_path(self.names.switch_ns(lab_id)))
@@ -239,7 +248,8 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
     def destroy(self, lab_id: str) -> None:
         """Kill every process, remove namespaces, links, cgroups and host dirs."""
         validate_lab_id(lab_id)
-        self._teardown(lab_id)
+        with self.fence.destroying(self.names.lab(lab_id)):  # after a build under way
+            self._teardown(lab_id)
 
     # ------------------------------------------------------------------- list
     def list(self) -> builtins.list[LabInfo]:
@@ -258,15 +268,19 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         """Destroy every lab of this prefix the kernel holds half-built or half-destroyed
         (``degraded``: a crash mid-create or mid-destroy); returns their ids. One that
         cannot be destroyed does not stop the others: after trying them all, raises
-        ``OSError`` naming every failure (and what was destroyed). A lab being built by
-        a running orchestrator looks degraded too: run it while that is stopped."""
+        ``OSError`` naming every failure (and what was destroyed). A lab being built
+        (by any runtime instance on this state directory) looks degraded too: it is
+        looked at again once its build is over, and kept if it came up running."""
         cleaned: builtins.list[str] = []
         failed: builtins.list[str] = []
         for info in self.list():
             if info.state != "degraded":  # never a running or a foreign lab
                 continue
             try:
-                self.destroy(info.lab_id)
+                with self.fence.destroying(self.names.lab(info.lab_id)):
+                    if self._state(info.lab_id) != "degraded":  # built meanwhile, or gone
+                        continue
+                    self._teardown(info.lab_id)
             except Exception as exc:  # any failure: named in the error raised below
                 failed.append(f"{info.lab_id}: {exc}")
             else:
@@ -275,6 +289,9 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
             raise OSError(f"{len(failed)} orphaned lab(s) not destroyed: " + "; ".join(failed)
                           + f" (destroyed: {', '.join(cleaned) or 'none'})")
         return cleaned
+
+    def _state(self, lab_id: str) -> str | None:
+        return next((i.state for i in self.list() if i.lab_id == lab_id), None)
 
     @property
     def engine_name(self) -> str:
