@@ -51,7 +51,8 @@ BANNER = "read -r port; timeout 3 nc -w 3 10.65.2.10 \"$port\" </dev/null"
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """Labs of the shipped nft-firewall template on a runtime of this module's own."""
     with shipped_harness(tmp_path_factory.mktemp("nft"), "nft-firewall", "w",
-                         (("server", "web_port"), ("server", "ssh_port"), ("server", "db_port"))) as h:
+                         (("server", "web_port"), ("server", "ssh_port"), ("server", "db_port"),
+                          ("server", "backup_port"))) as h:
         yield h
 
 
@@ -79,3 +80,38 @@ def test_a_port_for_whoever_comes_first_is_not_a_source_policy(harness: Harness)
     assert not graded.passed["ssh-from-admin-only"], graded
     assert not graded.passed["web-from-office"], graded
     assert graded.score <= 0.2, graded
+
+
+# Red team, this stop: no default drop at all. The chain accepts; one rule drops the
+# database port, two drop SSH and web from the wrong sources. Every probe of the three
+# named ports behaves, so `default-drop` (which probed the database port alone) passed:
+# 1.0, while the outside host reaches every other port of the DMZ and the office.
+ACCEPT_POLICY = r"""
+set -euo pipefail
+port() { awk -v s="$1" '$1 == s {split($3, a, "/"); print a[2]}' /workspace/policy.txt; }
+web=$(port web); ssh=$(port ssh); db=$(port database)
+nft delete table inet t 2>/dev/null || true
+nft -f - <<NFT
+table inet t {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    tcp dport $db drop
+    tcp dport $ssh ip saddr != 10.65.1.20 drop
+    tcp dport $web ip saddr != 10.65.1.0/24 drop
+  }
+}
+NFT
+"""
+
+
+def test_dropping_only_the_named_ports_is_no_default_drop(harness: Harness) -> None:
+    run = harness.launch()
+    run.must(ACCEPT_POLICY, "a policy-accept chain dropping the named ports")
+    # In place: the outside host gets the banner of a server port the policy does not
+    # name (nothing forwarded is dropped by default); the named ports behave.
+    outside = banner(run, "outside", run.values["backup_port"])
+    assert outside.stdout_text.startswith("backup "), outside
+    assert not banner(run, "outside", run.values["db_port"]).stdout_text.strip()
+    graded = run.grade()
+    assert graded.passed["web-from-office"] and graded.passed["ssh-from-admin-only"], graded
+    assert not graded.passed["default-drop"], graded
