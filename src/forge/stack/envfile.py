@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
 from pathlib import Path
 
+from forge.config.secrets import NATS_PASSWORD_VARS, REQUIRED_SECRETS, ROTATION_SUFFIXES
 from forge_verify.files import InputRefused, read_bounded_text
 
 # Far above any real env file (a few KiB); the file is read whole, so a device (/dev/zero),
@@ -14,6 +16,11 @@ from forge_verify.files import InputRefused, read_bounded_text
 # and a process substitution's pipe is read up to this many bytes.
 MAX_ENV_FILE_BYTES = 1024 * 1024
 _LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
+# The variables whose value is a secret (the HMAC secrets, OPERATOR_TOKEN, NATS passwords and
+# their rotation values): a file setting one must be readable by its owner only.
+SECRET_VARS = frozenset(f"{name}{suffix}" for name in (*REQUIRED_SECRETS,
+                                                       *NATS_PASSWORD_VARS.values())
+                        for suffix in ROTATION_SUFFIXES)
 
 
 class EnvFileError(ValueError):
@@ -42,11 +49,43 @@ def _read_pipe(path: Path) -> str:
         raise EnvFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
+def _refuse_unsafe(path: Path, before: os.stat_result, values: dict[str, str]) -> None:
+    """EnvFileError when another local user could have chosen the file's values (its owner
+    is neither this user nor root, or others may write it) or can read a secret it sets;
+    also when it was replaced while being read. Its values are never named."""
+    try:
+        after = os.stat(path)
+    except OSError as exc:
+        raise EnvFileError(f"{path}: {exc.strerror}") from None
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        raise EnvFileError(f"{path}: replaced while being read; try again")
+    me, mode = os.geteuid(), stat.S_IMODE(after.st_mode)
+    own_group = after.st_uid == me and after.st_gid in (os.getegid(), 0)
+    others = 0o007 if own_group else 0o077  # its own group (or root's) is no other user
+    fix = f"if it is yours, run `chown {me}:{os.getegid()} {path} && chmod 600 {path}`"
+    if after.st_uid not in (me, 0):
+        raise EnvFileError(f"{path}: owned by uid {after.st_uid} (mode {mode:o}), not by uid "
+                           f"{me}: that user could have chosen its values; {fix}")
+    if mode & others & 0o022:
+        raise EnvFileError(f"{path}: writable by other users (owner uid {after.st_uid}, mode "
+                           f"{mode:o}): they could have chosen its values; {fix}")
+    secrets = sorted(name for name in values if name in SECRET_VARS and values[name])
+    if secrets and mode & others & 0o044:
+        raise EnvFileError(f"{path}: sets {', '.join(secrets)} but is readable by other users "
+                           f"(owner uid {after.st_uid}, mode {mode:o}); run `chmod 600 {path}`")
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """Variables of the file; values keep everything after `=` (quotes stripped)."""
-    if _process_pipe(path):
+    """Variables of the file; values keep everything after `=` (quotes stripped). A file
+    (not a process substitution's pipe) another user could have chosen the values of, or
+    could read a secret of, is refused (EnvFileError)."""
+    before: os.stat_result | None = None
+    pipe = _process_pipe(path)
+    if pipe:
         text = _read_pipe(path)
     else:
+        with contextlib.suppress(OSError):  # read_bounded_text names why (missing…)
+            before = os.stat(path)
         try:
             text = read_bounded_text(path, MAX_ENV_FILE_BYTES)
         except InputRefused as exc:  # not a regular file, too large, unreadable, not UTF-8
@@ -63,4 +102,8 @@ def read_env_file(path: Path) -> dict[str, str]:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         values[key] = value
+    if not pipe:
+        if before is None:  # it appeared between the look and the read
+            raise EnvFileError(f"{path}: replaced while being read; try again")
+        _refuse_unsafe(path, before, values)
     return values

@@ -1,0 +1,81 @@
+"""Attack: as another local user, read the secrets of `forge up --env-file forge.env`, or
+choose the values the platform starts with by planting or editing that file.
+
+Before: `forge up` read any env file: one of mode 0644 (`forge secrets generate >
+forge.env` under umask 022) gave every local user OPERATOR_TOKEN, the HMAC secrets and the
+NATS passwords; one another user owned (planted at a /tmp path first) or could write let
+that user choose them, or point FORGE_SIGNING_KEY_DIR or FORGE_DB_URL at their own. The
+storage root's dev secrets were already refused in either case; the env file was not. Now
+each is refused with exit 1 and one line naming the file, its owner and mode and the fix,
+before anything is created; no value of the file is shown.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from forge.stack.envfile import EnvFileError, read_env_file
+
+from ..live_server import distinct_ports
+from ..support.prefixes import runtime_prefix
+from .test_bounded_files import FORGE, run
+
+NOBODY = 65534
+SECRET = "s" * 48
+
+
+def _env_file(tmp_path: Path, mode: int, text: str = f"OPERATOR_TOKEN={SECRET}\n") -> Path:
+    path = tmp_path / "forge.env"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def _refused(path: Path) -> str:
+    with pytest.raises(EnvFileError) as refused:
+        read_env_file(path)
+    assert SECRET not in str(refused.value)
+    return str(refused.value)
+
+
+def test_a_secret_env_file_other_users_can_read_is_refused(tmp_path: Path) -> None:
+    path = _env_file(tmp_path, 0o644)
+    assert _refused(path) == (f"{path}: sets OPERATOR_TOKEN but is readable by other users "
+                              f"(owner uid {os.geteuid()}, mode 644); run `chmod 600 {path}`")
+    os.chmod(path, 0o600)
+    assert read_env_file(path) == {"OPERATOR_TOKEN": SECRET}
+
+
+def test_an_env_file_without_secrets_may_be_read_by_others(tmp_path: Path) -> None:
+    path = _env_file(tmp_path, 0o644, "FORGE_ENV=dev\nOPERATOR_TOKEN=\n")
+    assert read_env_file(path) == {"FORGE_ENV": "dev", "OPERATOR_TOKEN": ""}
+
+
+def test_an_env_file_others_can_write_is_refused(tmp_path: Path) -> None:
+    path = _env_file(tmp_path, 0o646, "FORGE_ENV=dev\n")
+    assert "writable by other users" in _refused(path)
+
+
+@pytest.mark.root
+@pytest.mark.no_store  # refused before settings are read: no store is opened
+def test_up_refuses_an_env_file_another_user_planted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORGE_RUNTIME_PREFIX", runtime_prefix("e"))
+    monkeypatch.delenv("STORAGE_ROOT", raising=False)
+    path = _env_file(tmp_path, 0o600, f"FORGE_SIGNING_KEY_DIR={tmp_path / 'theirs'}\n")
+    os.chown(path, NOBODY, NOBODY)
+    root = tmp_path / "root"
+    ports = dict(zip(("--spawn-port", "--orchestrator-port", "--scoreboard-port", "--nats-port"),
+                     map(str, distinct_ports(4)), strict=True))
+    result = run([*FORGE, "up", "--storage", str(root), "--env-file", str(path),
+                  *(arg for pair in ports.items() for arg in pair)])
+    assert result.returncode == 1, result.stderr[-2000:]
+    me = os.geteuid()
+    assert result.stderr.splitlines() == [
+        f"--env-file: {path}: owned by uid {NOBODY} (mode 600), not by uid {me}: that user "
+        f"could have chosen its values; if it is yours, run `chown {me}:{os.getegid()} "
+        f"{path} && chmod 600 {path}`"]
+    assert not root.exists()
