@@ -21,7 +21,7 @@ from forge.templates.problems import TemplateError
 
 if TYPE_CHECKING:
     from forge.config.settings import Settings
-    from forge.images import ImageDefinition
+    from forge.images import ImageCache, ImageDefinition
 
 app = typer.Typer(help="Lab images: root filesystems built from Debian packages.",
                   no_args_is_help=True)
@@ -148,7 +148,7 @@ def build(names: list[str] = typer.Argument(None, help="Image names (files in FO
 def list_images(as_json: bool = JSON_OPTION) -> None:
     """Every defined image: key prefix, built or not, size on disk and build time; then the
     cache's total (every built entry, also those no definition names any more)."""
-    from forge.images import ImageCache, image_key, load_definitions
+    from forge.images import image_key, load_definitions
 
     settings = settings_or_exit()
     try:
@@ -156,7 +156,7 @@ def list_images(as_json: bool = JSON_OPTION) -> None:
     except ForgeError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
-    cache = ImageCache(settings.image_cache)
+    cache = _checked_cache(settings.image_cache)
     listed = [(name, image_key(d)) for name, d in sorted(definitions.items())]
     built = {key: cache.get(key) for _, key in listed}
     entries = cache.entries()
@@ -187,15 +187,29 @@ def list_images(as_json: bool = JSON_OPTION) -> None:
                f"disk{note}")
 
 
+def _checked_cache(root: Path) -> ImageCache:
+    """The cache at ``root``, or exit 1 with its one line when another user could have
+    planted it (UnsafeImageCache): nothing of it is listed or removed then."""
+    from forge.images import ImageCache
+    from forge.images.cache import check_cache_root
+
+    try:
+        check_cache_root(root)
+    except ForgeError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    return ImageCache(root)
+
+
 @app.command("prune")
 def prune(all_: bool = typer.Option(False, "--all", help="Remove every cached image.")) -> None:
     """Remove cached images no current definition names (or all with --all), and the
     leftovers of builds that died. An image being built or used by a running lab (on this
     machine) is left alone."""
-    from forge.images import ImageCache, image_key, load_definitions
+    from forge.images import image_key, load_definitions
 
     settings = settings_or_exit()
-    cache = ImageCache(settings.image_cache)
+    cache = _checked_cache(settings.image_cache)
     keep: set[str] = set()
     if not all_:
         try:

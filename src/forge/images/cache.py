@@ -20,11 +20,14 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from forge.errors import ForgeError
 
 RECORD = "image.json"
 ROOTFS = "rootfs"
@@ -95,14 +98,54 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
+class UnsafeImageCache(ForgeError):
+    """A cache root another local user made or may write: they could have planted or
+    changed the image every lab runs on (and its grader's checks see). The message names
+    the path, its owner and mode, and what to do."""
+
+    def __init__(self, root: Path, why: str) -> None:
+        me = os.geteuid()
+        super().__init__("image_cache_unsafe", 503,
+                         f"refusing image cache {root}: {why}: that user could have planted "
+                         f"or changed the image of every lab; if it is yours, run `chown "
+                         f"{me}:{os.getegid()} {root} && chmod 700 {root}`, or set "
+                         "FORGE_IMAGE_CACHE to a folder of your own")
+
+
+def check_cache_root(root: Path) -> None:
+    """Refuse (UnsafeImageCache) a cache root that is a link or not a folder, is owned by
+    neither this user nor root, or that another user may write (its own group, or root's,
+    is no other user); one not made yet passes (``ensure`` makes it owner-only). Folders
+    above it do not matter, as for the storage root (``/tmp`` is sticky)."""
+    try:
+        st = os.lstat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    mode, me = stat.S_IMODE(st.st_mode), os.geteuid()
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeImageCache(root, f"it is a symlink (owner uid {st.st_uid}); give the real "
+                                     "path")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeImageCache(root, f"it is not a folder (owner uid {st.st_uid})")
+    if st.st_uid not in (me, 0):
+        raise UnsafeImageCache(root, f"it is owned by uid {st.st_uid} (mode {mode:o}), not "
+                                     f"by uid {me}")
+    own_group = st.st_uid == me and st.st_gid in (os.getegid(), 0)
+    if mode & (0o002 if own_group else 0o022):
+        raise UnsafeImageCache(root, f"other users may write it (owner uid {st.st_uid}, "
+                                     f"mode {mode:o})")
+
+
 class ImageCache:
-    """The cache at ``root`` (see the module docstring for its layout)."""
+    """The cache at ``root`` (see the module docstring for its layout); every use checks
+    the root first (`check_cache_root`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def ensure(self) -> None:
         """Create the root (owner-only) and its staging and lock directories."""
+        check_cache_root(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         for sub in (STAGING, LOCKS):
@@ -115,7 +158,9 @@ class ImageCache:
         return self.root / key
 
     def get(self, key: str) -> CacheEntry | None:
-        """The built entry of ``key``, or None (never a staging leftover)."""
+        """The built entry of ``key``, or None (never a staging leftover); UnsafeImageCache
+        when another user could have planted it."""
+        check_cache_root(self.root)
         path = self.entry_dir(key) / RECORD
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
@@ -127,6 +172,7 @@ class ImageCache:
 
     def entries(self) -> list[CacheEntry]:
         """Every built entry, by name then build time."""
+        check_cache_root(self.root)
         if not self.root.is_dir():
             return []
         found = [self.get(p.name) for p in self.root.iterdir() if _KEY.match(p.name)]
