@@ -5,12 +5,19 @@ Object Store, not under any one machine's STORAGE_ROOT. This command writes the 
 (score.json, the evidence bundle, verdict.sig, verdict.pub) into DIR — by default
 `storage/scenarios/<scenario_id>/results/` under the current directory, so the runbook's
 offline verification command works on them unchanged. Only those fixed file names are
-written, each straight into DIR (a symlink planted there is refused, never followed).
+written, each straight into DIR (a symlink planted there is refused, never followed). The
+default DIR's folders (`storage`, `scenarios`, the scenario's, `results`) are made one at a
+time and each must be a real folder of this user (or root) that no other user may write:
+run in /tmp, another user's `storage` (or a link at any of them) could otherwise lead the
+files into a folder of that user's choosing, or let them swap the files once written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import stat
 from pathlib import Path
 
 import typer
@@ -29,6 +36,38 @@ async def _from_jetstream(scenario_id: str) -> dict[str, bytes] | None:
     # Reading results is the scoreboard's own right on the bus, so it speaks as the scoreboard.
     async with scoreboard_bus(settings_or_exit(), "forge-cli-artifacts") as conn:
         return await read_result_files(conn.jetstream(), scenario_id)
+
+
+class UnsafeTarget(Exception):
+    """A folder of the default DIR another user made, may write, or a link: the message
+    names it, its owner and mode."""
+
+
+def _checked_folder(path: Path) -> None:
+    """Make ``path`` (one level) unless there, then refuse (UnsafeTarget) a link, a
+    non-folder, or a folder of another user (not root) or that other users may write."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o755)
+    st = os.lstat(path)
+    mode, me = stat.S_IMODE(st.st_mode), os.geteuid()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        raise UnsafeTarget(f"{path} is {what} (owner uid {st.st_uid}), not a folder of yours")
+    own_group = st.st_uid == me and st.st_gid in (os.getegid(), 0)  # no other user's group
+    if st.st_uid not in (me, 0) or mode & (0o002 if own_group else 0o022):
+        raise UnsafeTarget(f"{path} is owned by uid {st.st_uid} (mode {mode:o}): another user "
+                           "could choose where the files go or swap them")
+
+
+def _default_target(scenario_id: str) -> Path:
+    """``storage/scenarios/<id>/results`` under the current directory, each folder made
+    and checked in turn (`_checked_folder`)."""
+    target = Path("storage")
+    for part in ("scenarios", scenario_id, "results"):
+        _checked_folder(target)
+        target = target / part
+    _checked_folder(target)
+    return target
 
 
 def _write_into(out: Path, files: dict[str, bytes]) -> None:
@@ -74,7 +113,13 @@ def fetch(
                    "artifact store (not scored yet, or removed by retention)", err=True)
         raise typer.Exit(1)
     try:
+        if out is None:
+            target = _default_target(scenario_id)
         _write_into(target, files)
+    except UnsafeTarget as exc:
+        typer.echo(f"error: refusing to write into {target}: {exc}; nothing was written. "
+                   "Use --out DIR with a folder of your own", err=True)
+        raise typer.Exit(1) from None
     except OSError as exc:
         typer.echo(f"error: cannot write into {target}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
