@@ -64,3 +64,20 @@ def test_a_file_another_user_planted_gets_no_secret(tmp_path: Path) -> None:
         "user could read the secrets; nothing was written. Write them to a new file of your "
         "own"]
     assert stat.S_IMODE(planted.stat().st_mode) == 0o666  # another user's file: untouched
+
+
+def test_the_nats_auth_config_written_to_a_file_is_readable_by_its_owner_only(
+        tmp_path: Path) -> None:
+    # `forge nats auth-config > auth.conf` (the runbook's step for your own NATS) holds
+    # every service's password: made owner-only before a byte of it is written.
+    conf = tmp_path / "auth.conf"
+    conf.touch()
+    os.chmod(conf, 0o644)
+    env = {**os.environ, "STORAGE_ROOT": str(tmp_path / "storage"),
+           **{var: f"{var.lower()}-" + "p" * 40 for var in NATS_PASSWORD_VARS.values()}}
+    with open(conf, "w", encoding="utf-8") as out:
+        result = subprocess.run([*FORGE, "nats", "auth-config"], stdout=out, env=env,
+                                stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert "nats_spawn_password-" in conf.read_text()

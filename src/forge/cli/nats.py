@@ -9,6 +9,7 @@ import typer
 
 from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.cli.context import settings_or_exit
+from forge.cli.output import keep_stdout_private
 from forge.config.settings import ConfigError
 from forge.services.common.bus import bus_auth
 
@@ -35,6 +36,7 @@ def auth_config() -> None:
     except ConfigError as exc:
         typer.echo(f"error: {'; '.join(exc.problems)}", err=True)
         raise typer.Exit(1) from None
+    keep_stdout_private("every service's NATS password")
     typer.echo(bus_auth(settings).server_config(), nl=False)
     typer.echo("note: this holds every service's NATS password: write it only to a file "
                "root alone reads (umask 077)", err=True)

@@ -10,6 +10,8 @@ are shown escaped, so a cell can neither drive the operator's terminal nor forge
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -53,3 +55,26 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
 def cell(value: object, suffix: str = "") -> str:
     """A table cell: `-` for a missing value, else the value and its unit."""
     return "-" if value is None or value == "" else f"{value}{suffix}"
+
+
+def keep_stdout_private(what: str) -> None:
+    """Make the file stdout is redirected to (`forge secrets generate > forge.env`) readable
+    by its owner only before ``what`` (secrets) is written: the shell creates it under the
+    umask (0644 under the usual 022), so every local user could read them. A file of
+    another user (one planted at that path, e.g. in /tmp) is refused (exit 2) and nothing is
+    written: its owner could read them. A terminal or a pipe is left alone."""
+    try:
+        fd = sys.stdout.fileno()
+        st = os.fstat(fd)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (captured output)
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    mode, me = stat.S_IMODE(st.st_mode), os.geteuid()
+    if st.st_uid != me:
+        typer.echo(f"error: stdout is a file of uid {st.st_uid} (mode {mode:o}), not of uid "
+                   f"{me}: that user could read {what}; nothing was written. Write "
+                   "them to a new file of your own", err=True)
+        raise typer.Exit(2)
+    if mode & 0o077:
+        os.fchmod(fd, mode & 0o700)
