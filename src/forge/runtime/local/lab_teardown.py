@@ -14,17 +14,18 @@ import shutil
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from forge.runtime.base import LabNotFound
+from forge.runtime.base import LabNotFound, SpecError
 from forge.runtime.local import egress
 from forge.runtime.local.cgroup_tree import SurvivorsError
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.disk import unmount_lab_disk
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.lab_access import lab_identity
-from forge.runtime.local.netns import list_netns, remove_netns
+from forge.runtime.local.netns import list_netns, netns_path, remove_netns
 from forge.runtime.local.reconcile import read_meta
 from forge.runtime.local.tty import LocalTty
 from forge.runtime.local.uids import UidPool
@@ -71,10 +72,37 @@ class LabTeardown:
             raise OSError(f"{len(failed)} of {len(lab_ids)} labs not fully destroyed: "
                           + "; ".join(failed[:5]))
 
+    def _lab_netns(self, lab_id: str, meta: dict[str, Any]) -> builtins.list[str]:
+        """The named network namespaces of ``lab_id`` that exist. A lab with a record
+        (``meta``: a create writes it before any namespace) has its switch, its gateway
+        and one per recorded host, each looked up by name: /run/netns holds every live
+        lab's names (of every runtime), and listing it made each destroy cost more with
+        each of them. A lab without one (a create stopped before writing it; a claimed
+        pool id's names left behind) is found by that listing."""
+        stem = self.names.lab(lab_id)
+        hosts = meta.get("hosts")
+        if isinstance(hosts, dict) and hosts:
+            try:
+                candidates = [self.names.switch_ns(lab_id), self.names.gateway_ns(lab_id),
+                              *(self.names.host_ns(lab_id, h) for h in hosts)]
+            except SpecError:  # a host name no namespace can have: list them instead
+                pass
+            else:
+                return [ns for ns in candidates if os.path.lexists(netns_path(ns))]
+        found = []
+        for ns in list_netns():
+            if not ns.startswith(stem + "."):  # cheap filter: every lab's names are listed
+                continue
+            parsed = self.names.parse(ns)
+            if parsed is not None and parsed[0] == lab_id:
+                found.append(ns)
+        return found
+
     def _teardown(self, lab_id: str) -> None:
         stem = self.names.lab(lab_id)
+        meta = read_meta(self.names, lab_id)
         try:
-            learner: int | None = lab_identity(lab_id, read_meta(self.names, lab_id)).learner
+            learner: int | None = lab_identity(lab_id, meta).learner
         except (LabNotFound, OSError, ValueError):
             learner = None  # a lab whose create stopped early: its claim is found by a scan
         with self._lock:
@@ -108,16 +136,12 @@ class LabTeardown:
                             "(started during teardown, or moved between cgroups by a host "
                             "agent)", lab_id, " ".join(map(str, sorted(strays))))
         had_gateway = False
-        for ns in list_netns():
-            if not ns.startswith(stem + "."):  # cheap filter: every lab's names are listed
-                continue
-            parsed = self.names.parse(ns)
-            if parsed is not None and parsed[0] == lab_id:
-                had_gateway = had_gateway or ns == self.names.gateway_ns(lab_id)
-                try:
-                    remove_netns(ns)
-                except OSError as exc:
-                    errors.append(f"netns {ns}: {exc.strerror}")
+        for ns in self._lab_netns(lab_id, meta):
+            had_gateway = had_gateway or ns == self.names.gateway_ns(lab_id)
+            try:
+                remove_netns(ns)
+            except OSError as exc:
+                errors.append(f"netns {ns}: {exc.strerror}")
         if had_gateway:  # normally the uplink dies with the gateway namespace
             try:
                 egress.remove_uplink(self.names, lab_id, self.egress_netns)
