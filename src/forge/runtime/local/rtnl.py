@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterator
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 20, 24
+RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 16, 18, 20, 22, 24
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = (
     1, 2, 4, 0x200, 0x400, 0x300)
 NLM_F_DUMP_INTR = 0x10
@@ -186,6 +186,35 @@ class Rtnl:
         self.request(RTM_NEWROUTE, body, NLM_F_CREATE | NLM_F_EXCL,
                      what=f"route {dest} via {via}")
 
+    def _dump(self, kind: int, body: bytes) -> list[bytes]:
+        """The payload of every message of a dump (one the kernel marks interrupted, by a
+        concurrent change, is taken again, bounded)."""
+        for _ in range(DUMP_TRIES):
+            got = [payload for _kind, payload in self._replies(self._send(kind, NLM_F_DUMP,
+                                                                          body))]
+            if not self.interrupted:
+                return got
+        raise OSError(errno.EAGAIN, f"dump interrupted {DUMP_TRIES} times")
+
+    def eth_addresses(self) -> dict[str, str]:
+        """{alias (or name, without one): IPv4 address} of the ``eth*`` interfaces; an
+        interface with several addresses gives its last in the kernel's order."""
+        alias: dict[int, str] = {}
+        for payload in self._dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+            index = _IFINFO.unpack_from(payload)[2]
+            found = dict(_attrs(payload[_IFINFO.size:]))
+            name = _text(found.get(IFLA_IFNAME, b""))
+            if name.startswith("eth"):
+                alias[index] = _text(found.get(IFLA_IFALIAS, b"")) or name
+        addresses: dict[str, str] = {}
+        for payload in self._dump(RTM_GETADDR, _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0)):
+            family, index = payload[0], _IFADDR.unpack_from(payload)[4]
+            found = dict(_attrs(payload[_IFADDR.size:]))
+            if family == socket.AF_INET and index in alias and len(
+                    found.get(IFA_ADDRESS, b"")) == 4:
+                addresses[alias[index]] = socket.inet_ntoa(found[IFA_ADDRESS])
+        return addresses
+
     def ports_down(self) -> list[str]:
         """Names of the bridge ports (links with a master) not operationally up (a dump
         the kernel marks interrupted, by a concurrent change, is taken again, bounded)."""
@@ -200,6 +229,11 @@ class Rtnl:
             if not self.interrupted:
                 return down
         raise OSError(errno.EAGAIN, f"link dump interrupted {DUMP_TRIES} times")
+
+
+def _text(value: bytes) -> str:
+    """A netlink string attribute (NUL-terminated or not) as text."""
+    return value.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
