@@ -287,6 +287,11 @@ class Runtime(abc.ABC):
         ``StoppedMidway`` when a stop of the service kept the check from giving a result.
         """
 
+    def has_lab(self, lab_id: str) -> bool:
+        """Whether ``list()`` would show ``lab_id`` (in any state). This default lists
+        every lab; an engine may look at that one alone."""
+        return any(info.lab_id == lab_id for info in self.list())
+
     def sealed(self, lab_id: str) -> bool | None:
         """Whether ``seal`` was called on the lab (a grading that did not finish, when asked
         before grading seals it), or None when the engine cannot tell. Default: None."""

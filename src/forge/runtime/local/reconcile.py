@@ -66,6 +66,22 @@ def init_pid(names: Names, lab_id: str, host: str, strict: bool = True) -> int:
     return pid
 
 
+def present(names: Names, cgroups: Cgroups, lab_id: str) -> bool:
+    """Whether ``discover`` would list ``lab_id``: its state directory, one of its top-level
+    cgroups, or a name of it in /run/netns or the state directory (looked at only when the
+    first two are not there). None of every lab's addresses and inits is read, which
+    ``discover`` does (~0.7 ms of CPU per live lab)."""
+    stem = names.lab(lab_id)
+    if os.path.lexists(names.lab_dir(lab_id)) or any(
+            os.path.isdir(os.path.join(base, stem)) for base in cgroups.bases()):
+        return True
+    candidates = list_netns()
+    with contextlib.suppress(FileNotFoundError):
+        candidates += os.listdir(names.state_dir)
+    return any(name.startswith(stem + ".") and (parsed := names.parse(name)) is not None
+               and parsed[0] == lab_id for name in candidates)
+
+
 def discover(names: Names, cgroups: Cgroups) -> list[LabInfo]:
     """Every lab of this prefix with a namespace, cgroup or state directory.
 

@@ -41,7 +41,7 @@ from forge.runtime.local.lab_teardown import LabTeardown
 from forge.runtime.local.netns import netns_path, return_problem, userns_problem
 from forge.runtime.local.priority import thread_unniced
 from forge.runtime.local.proc_visibility import proc_visibility_problem
-from forge.runtime.local.reconcile import discover
+from forge.runtime.local.reconcile import discover, present
 from forge.runtime.local.rootfs import configured_image, host_roots
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import missing
@@ -255,6 +255,15 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
     def list(self) -> builtins.list[LabInfo]:
         """Every lab of this prefix found in the kernel or the state directory."""
         return discover(self.names, self.cgroups)
+
+    def has_lab(self, lab_id: str) -> bool:
+        """Whether ``list()`` would show ``lab_id``, from that lab's names alone (an id no
+        lab can have: no)."""
+        try:
+            validate_lab_id(lab_id)
+        except SpecError:
+            return False
+        return present(self.names, self.cgroups, lab_id)
 
     # ------------------------------------------------------------ extras
     def egress_denied(self, lab_id: str) -> int:

@@ -243,7 +243,8 @@ async def _moved_on(state: OrchestratorState, scenario_id: str) -> str | None:
 
 
 def _lab_exists(state: OrchestratorState, scenario_id: str) -> bool:
-    return any(info.lab_id == scenario_id for info in state.runtime.list())
+    # Not list(): it reads every live lab (each host's addresses and init), for one.
+    return state.runtime.has_lab(scenario_id)
 
 
 async def _fail_grading(state: OrchestratorState, scenario_id: str, what: str,
