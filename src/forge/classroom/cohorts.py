@@ -36,6 +36,7 @@ MAX_COHORT_PAGE = 500  # cohorts listed per page (GET /v1/cohorts, /teach)
 MAX_GROUP = 128
 INVITE_PREFIX = "fgi_"
 MAX_INVITE_DAYS = 90
+MAX_LISTED_INVITES = 50  # live invite links listed per cohort (API, /teach)
 COHORT_ID_RE = re.compile(r"coh-[0-9a-f]{16}")
 ASSIGNMENT_ID_RE = re.compile(r"asg-[0-9a-f]{16}")
 INVITE_ID_RE = re.compile(r"inv-[0-9a-f]{16}")
@@ -209,6 +210,29 @@ def revoke_invite(db: Database, who: Manager, cohort_id: str, invite_id: str) ->
                              [{"field": "invite_id"}])
         if invite.revoked_at is None:
             invite.revoked_at = datetime.now(UTC)
+
+
+def live_invites(db: Database, who: Manager, cohort_ids: Sequence[str]
+                 ) -> dict[str, list[CohortInvite]]:
+    """The invite links still usable (neither revoked nor expired) of each of `cohort_ids`
+    that `who` manages, newest first, at most MAX_LISTED_INVITES a cohort: what the
+    instructor revokes when a learner taken out could join again with one (the link itself
+    is shown only once, so its id is how they find it)."""
+    if not cohort_ids:
+        return {}
+    now = datetime.now(UTC)
+    out: dict[str, list[CohortInvite]] = {}
+    with db.read() as sess:
+        for cohort_id in cohort_ids:  # a page of /teach: at most 20 classes
+            out[cohort_id] = [row for row in sess.scalars(select(CohortInvite).where(
+                CohortInvite.cohort_id == cohort_id,
+                CohortInvite.cohort_id.in_(managed_ids(who)),
+                CohortInvite.tenant_id == who.tenant_id, CohortInvite.revoked_at.is_(None),
+                CohortInvite.expires_at > now)
+                .order_by(CohortInvite.created_at.desc(), CohortInvite.invite_id.desc())
+                .limit(MAX_LISTED_INVITES)) if aware(row.expires_at) > now]
+        sess.expunge_all()
+    return out
 
 
 def _valid_invite(sess: Session, tenant_id: str, token: object) -> CohortInvite:

@@ -30,7 +30,7 @@ from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.caller_deps import current_manager as _manager
 from forge.services.spawn.state import no_plan_warning
-from forge.store.models import Cohort
+from forge.store.models import Cohort, CohortInvite
 
 router = APIRouter(tags=["classroom"])
 CohortId = Annotated[str, Field(min_length=1, max_length=32)]
@@ -175,6 +175,29 @@ async def make_invite(cohort_id: CohortId, request: Request,
     return {"invite_id": invite.invite_id, "invite": token,
             "url": f"{str(request.base_url).rstrip('/')}/join/{token}",
             "expires_at": assignments.iso(invite.expires_at)}
+
+
+def invite_view(invite: CohortInvite) -> dict[str, Any]:
+    """An invite link as listed (never its code: only its hash is kept)."""
+    return {"invite_id": invite.invite_id, "created_by": invite.created_by,
+            "created_at": assignments.iso(invite.created_at),
+            "expires_at": assignments.iso(invite.expires_at)}
+
+
+@router.get("/v1/cohorts/{cohort_id}/invites", responses=errors(401, 403, 404))
+async def list_invites(cohort_id: CohortId, request: Request) -> dict[str, Any]:
+    """The cohort's invite links still usable (neither revoked nor expired), newest first
+    (at most 50): their ids, to revoke one whose code was shared too widely or lets a
+    learner taken out join again. The codes themselves are not kept."""
+    who = await _manager(request)
+    db = spawn_state(request).ctx.db
+
+    def read() -> list[dict[str, Any]]:
+        with db.read() as sess:
+            cohorts.managed_cohort(sess, who, cohort_id)
+        return [invite_view(i) for i in cohorts.live_invites(db, who, [cohort_id])[cohort_id]]
+
+    return {"cohort_id": cohort_id, "invites": await run_in_threadpool(read)}
 
 
 @router.delete("/v1/cohorts/{cohort_id}/invites/{invite_id}",

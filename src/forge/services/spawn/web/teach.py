@@ -65,7 +65,11 @@ def _overview(request: Request, who: Manager,
     rows = cohorts.cohorts_of(db, who, limit=TEACH_PAGE + 1, after=after)
     shown = rows[:TEACH_PAGE]
     counts = cohorts.learner_counts(db, who, [c.cohort_id for c in shown])
+    invites = cohorts.live_invites(db, who, [c.cohort_id for c in shown])
     return [{"cohort": c, "learners": counts.get(c.cohort_id, 0),
+             "invites": [{"invite_id": i.invite_id, "created_by": i.created_by,
+                          "expires_at": assignments.iso(i.expires_at)}
+                         for i in invites.get(c.cohort_id, [])],
              "assignments": [assignments.view(a) for a in
                              assignments.cohort_assignments(db, who, c.cohort_id)]}
             for c in shown], shown[-1].cohort_id if len(rows) > TEACH_PAGE else None
@@ -175,6 +179,19 @@ async def new_invite(cohort_id: str, request: Request) -> Response:
         url = f"{str(request.base_url).rstrip('/')}/join/{token}"
         return back_to_teach(request, spawn_state(request).settings, who,
                              teach_page_of(form), invite={"cohort_id": cohort_id, "url": url})
+    return await _post(request, act)
+
+
+@router.post("/teach/cohorts/{cohort_id}/invites/{invite_id}/revoke")
+async def revoke_invite(cohort_id: str, invite_id: str, request: Request) -> Response:
+    """Revoke an invite link: nobody joins with it any more (those who joined stay)."""
+    async def act(who: Manager, form: dict[str, str]) -> Response:
+        cohorts.check_public_id("invite_id", invite_id)
+        await run_in_threadpool(cohorts.revoke_invite, spawn_state(request).ctx.db, who,
+                                cohort_id, invite_id)
+        return back_to_teach(request, spawn_state(request).settings, who, teach_page_of(form),
+                             f"Invite link {invite_id} revoked: nobody can join with it any "
+                             "more (those who joined stay).")
     return await _post(request, act)
 
 
@@ -312,6 +329,9 @@ async def remove_learner(cohort_id: str, request: Request) -> Response:
         if via == "group":
             notice += (" They came in by its sign-in group and join again at their next "
                        "sign-in while still in it.")
+        elif via == "invite":
+            notice += (" They came in by an invite link and can join again with it while it "
+                       "is valid: revoke it under Invite links, and share a new one.")
         return back_to_teach(request, spawn_state(request).settings, who,
                              teach_page_of(form), notice)
     return await _post(request, act)
