@@ -162,11 +162,20 @@ def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -
             .order_by(AssignmentAttempt.attempt).with_for_update()))
         to = _target(sess, courses, attempt.assignment_id, attempt.subject)
         best_before = _best_posted(sess, attempt.assignment_id, attempt.subject)
-        given = round(float(score) * 100, 2)
+        given = max(round(float(score) * 100, 2), best_before or 0.0)
+        # The learner's older grades still waiting (the LMS was down: their posts back off,
+        # so they may go after this one) carry this best too, with this verdict's time: the
+        # grade book keeps whichever comes last (probe DF: 90, then an older 30, read 30).
+        for older in sess.scalars(select(LtiGradePost).join(
+                AssignmentAttempt, AssignmentAttempt.scenario_id == LtiGradePost.scenario_id)
+                .where(AssignmentAttempt.assignment_id == attempt.assignment_id,
+                       AssignmentAttempt.subject == attempt.subject,
+                       LtiGradePost.state == PENDING, LtiGradePost.score_given < given)):
+            older.score_given, older.timestamp = given, completed_at
         sess.add(LtiGradePost(
             scenario_id=scenario_id, platform=to.platform, lineitem=to.lineitem,
             lti_user=to.lti_user, assignment_id=attempt.assignment_id,
-            score_given=max(given, best_before or 0.0), score_maximum=100.0,
+            score_given=given, score_maximum=100.0,
             timestamp=completed_at, state=PENDING, attempts=0, next_at=now,
             last_error=to.why, posted_at=None, created_at=now))
     return True

@@ -1,0 +1,64 @@
+"""Owed LMS grades posted out of order still leave the learner's best in the grade book.
+
+Probe DF: a learner's first attempt (0.3) is owed while the LMS is down and backs off
+(up to an hour between posts); their second attempt (0.9) is owed later, so its first
+post comes sooner. When the LMS is back the poster posts the second (90) first and the
+first (30) minutes later: each row carried only the best known when it was owed, so the
+grade book, which keeps the latest score it is sent, read 30 while the dashboard said 0.9
+(the outbox claimed "in whatever order, leave the best"). Now a newer grade owed brings
+the learner's older grades still waiting up to it. Store on SQLite and PostgreSQL; the
+poster's own choice of what is due (`due_grades`) decides the order.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from forge.classroom import assignments, cohorts, lti_grade_outbox, lti_links
+from forge.classroom.cohorts import Manager
+from forge.store.db import Database
+from forge.store.migrate import upgrade
+from forge.store.models import AssignmentAttempt
+
+
+@pytest.fixture
+def db(db_url: str) -> Database:
+    upgrade(db_url)
+    return Database(db_url)
+
+
+def test_an_older_grade_posted_last_carries_the_best(db: Database) -> None:
+    ann = Manager("acme", "ann", "instructor")
+    cohort = cohorts.create_cohort(db, ann, "Course").cohort_id
+    cohorts.enrol_subjects(db, ann, cohort, ["lti.lea"])
+    now = datetime.now(UTC)
+    asg = assignments.create_assignment(
+        db, ann, cohort, template_id="lab-netplus", opens_at=now,
+        closes_at=now + timedelta(days=1), attempts_allowed=5, hints_allowed=True,
+        known_templates={"lab-netplus"}).assignment_id
+    lti_links.link_course(db, "lms", "course-1", "acme", cohort)
+    lti_links.link_grade(db, asg, "lti.lea", "lms", "u1", "https://lms.example.org/li/1")
+
+    def graded(n: int, score: float) -> str:
+        scenario_id = f"scn-{n:016x}"
+        with db.session() as sess:
+            sess.add(AssignmentAttempt(assignment_id=asg, subject="lti.lea", attempt=n,
+                                       request_id=f"req-{n}", scenario_id=scenario_id, at=now))
+        assert lti_grade_outbox.owe_grade(db, scenario_id, score, f"2026-12-01T00:00:0{n}Z")
+        return scenario_id
+
+    first = graded(1, 0.3)
+    for _ in range(8):  # the LMS is down: its posts back off
+        lti_grade_outbox.grade_retry(db, first, "score post answered HTTP 503")
+    second = graded(2, 0.9)
+
+    book: list[float] = []  # what the LMS is sent, in order; it keeps the latest
+    for moment in (now, now + timedelta(hours=2)):
+        for row in lti_grade_outbox.due_grades(db, moment):
+            book.append(row.score_given)
+            lti_grade_outbox.grade_posted(db, row.scenario_id)
+    assert [g.state for s in (first, second)
+            if (g := lti_grade_outbox.grade_of(db, s)) is not None] == ["posted", "posted"]
+    assert len(book) == 2 and book[-1] == 90.0, book
