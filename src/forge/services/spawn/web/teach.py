@@ -332,6 +332,9 @@ async def remove_learner(cohort_id: str, request: Request) -> Response:
         elif via == "invite":
             notice += (" They came in by an invite link and can join again with it while it "
                        "is valid: revoke it under Invite links, and share a new one.")
+        elif via == "lti":
+            notice += (" They came in from its LMS course: a launch from the course or a "
+                       "roster sync enrols them again while they are a member of it there.")
         return back_to_teach(request, spawn_state(request).settings, who,
                              teach_page_of(form), notice)
     return await _post(request, act)
