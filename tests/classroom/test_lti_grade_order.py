@@ -12,6 +12,7 @@ poster's own choice of what is due (`due_grades`) decides the order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,7 +30,9 @@ def db(db_url: str) -> Database:
     return Database(db_url)
 
 
-def test_an_older_grade_posted_last_carries_the_best(db: Database) -> None:
+def _course(db: Database) -> Callable[[int, float], str]:
+    """A class linked to an LMS course with one assignment, lti.lea's grade column known:
+    a function recording lti.lea's attempt `n` graded `score` (its scenario id)."""
     ann = Manager("acme", "ann", "instructor")
     cohort = cohorts.create_cohort(db, ann, "Course").cohort_id
     cohorts.enrol_subjects(db, ann, cohort, ["lti.lea"])
@@ -49,16 +52,44 @@ def test_an_older_grade_posted_last_carries_the_best(db: Database) -> None:
         assert lti_grade_outbox.owe_grade(db, scenario_id, score, f"2026-12-01T00:00:0{n}Z")
         return scenario_id
 
+    return graded
+
+
+def test_an_older_grade_posted_last_carries_the_best(db: Database) -> None:
+    now = datetime.now(UTC)
+    graded = _course(db)
     first = graded(1, 0.3)
     for _ in range(8):  # the LMS is down: its posts back off
         lti_grade_outbox.grade_retry(db, first, "score post answered HTTP 503")
     second = graded(2, 0.9)
 
     book: list[float] = []  # what the LMS is sent, in order; it keeps the latest
-    for moment in (now, now + timedelta(hours=2)):
+    for moment in (now + timedelta(minutes=1), now + timedelta(hours=2)):
         for row in lti_grade_outbox.due_grades(db, moment):
             book.append(row.score_given)
             lti_grade_outbox.grade_posted(db, row.scenario_id)
     assert [g.state for s in (first, second)
             if (g := lti_grade_outbox.grade_of(db, s)) is not None] == ["posted", "posted"]
     assert len(book) == 2 and book[-1] == 90.0, book
+
+
+def test_a_failed_grade_posted_again_carries_the_best(db: Database) -> None:
+    """The LMS refused the first attempt's grade outright (failed: a scope or line item
+    misconfigured); once fixed, the second attempt's 90 is posted; then the operator posts
+    the failed one again as the docs say (`forge lti retry`). It went as it was, 30, after
+    the 90: the grade book, keeping the latest, read 30. It now carries the best."""
+    now = datetime.now(UTC)
+    graded = _course(db)
+    first = graded(1, 0.3)
+    lti_grade_outbox.grade_retry(db, first, "score post answered HTTP 403", final=True)
+    second = graded(2, 0.9)
+    book: list[float] = []
+    for row in lti_grade_outbox.due_grades(db, now + timedelta(seconds=1)):
+        book.append(row.score_given)
+        lti_grade_outbox.grade_posted(db, row.scenario_id)
+    assert lti_grade_outbox.requeue_grade(db, first)
+    for row in lti_grade_outbox.due_grades(db, now + timedelta(seconds=2)):
+        book.append(row.score_given)
+        lti_grade_outbox.grade_posted(db, row.scenario_id)
+    assert lti_grade_outbox.grade_of(db, second).state == "posted"  # type: ignore[union-attr]
+    assert book == [90.0, 90.0], book

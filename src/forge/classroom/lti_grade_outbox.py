@@ -301,5 +301,19 @@ def requeue_grade(db: Database, scenario_id: str) -> bool:
         row = sess.get(LtiGradePost, scenario_id)
         if row is None or row.state == POSTED:
             return False
+        # A later attempt's grade may have been posted meanwhile: this one, posted after it,
+        # would be the latest the grade book keeps, so it carries the learner's best and the
+        # newest time too (probe DF: a failed 30 posted again after a 90 read 30).
+        subject = sess.scalar(select(AssignmentAttempt.subject).where(
+            AssignmentAttempt.scenario_id == scenario_id))
+        if subject is not None:
+            best = _best_posted(sess, row.assignment_id, subject) or 0.0
+            if best > row.score_given:
+                newest = sess.scalar(select(func.max(LtiGradePost.timestamp)).join(
+                    AssignmentAttempt,
+                    AssignmentAttempt.scenario_id == LtiGradePost.scenario_id).where(
+                    AssignmentAttempt.assignment_id == row.assignment_id,
+                    AssignmentAttempt.subject == subject))
+                row.score_given, row.timestamp = best, max(row.timestamp, newest or "")
         row.state, row.next_at = PENDING, datetime.now(UTC)
         return True
