@@ -87,7 +87,8 @@ def verify(
         raise TokenMalformed("token is not a compact JWS")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as exc:
+    except jwt.InvalidTokenError as exc:  # DecodeError, or a header PyJWT refuses (a kid
+        # that is no string): a forged token is malformed, never an unhandled error
         raise TokenMalformed("token header cannot be decoded") from exc
     if header.get("alg") != ALGORITHM:
         raise TokenMalformed(f"token algorithm must be {ALGORITHM}")
