@@ -80,6 +80,16 @@ class PostgresCluster:
         self.socket_dir.chmod(0o700)
         self._run("initdb", "-D", str(self.data), "-U", PG_USER, "--auth=trust",
                   "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
+        self.start_server()
+        with self.admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
+        # Imported here: the store is what is under test, the cluster only needs psycopg.
+        from forge.store import upgrade
+
+        upgrade(self.url(TEMPLATE_DB))
+
+    def start_server(self) -> None:
+        """Start the server on the initdb'd data directory (again, after `stop_server`)."""
         options = " ".join([
             f"-k {self.socket_dir}", "-c listen_addresses=''", "-c fsync=off",
             "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=400",
@@ -88,12 +98,12 @@ class PostgresCluster:
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data),
                   "-l", str(self.log), "-o", options)
         self.started = True
-        with self.admin() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
-        # Imported here: the store is what is under test, the cluster only needs psycopg.
-        from forge.store import upgrade
 
-        upgrade(self.url(TEMPLATE_DB))
+    def stop_server(self) -> None:
+        """Stop the server as an operator's restart does (fast: clients are cut off), keeping
+        its data for `start_server`."""
+        self._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(self.data))
+        self.started = False
 
     def stop(self) -> None:
         """Stop the server at once (the data is disposable) and delete the directory."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 # PostgreSQL SQLSTATEs of a busy store: lock_not_available (lock_timeout ran out),
 # deadlock_detected, serialization_failure; class 08 is a connection exception and 57P0x
@@ -29,6 +29,12 @@ def store_busy(exc: DBAPIError) -> bool:
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if isinstance(sqlstate, str):
         return sqlstate in _BUSY_SQLSTATES or sqlstate.startswith("08")
+    if hasattr(exc.orig, "sqlstate") and isinstance(exc, OperationalError):
+        # psycopg's own OperationalError, with no SQLSTATE from a server: no server answered
+        # (connection refused, a restart under way, the host unreachable) or the connection
+        # broke. SQLAlchemy does not mark a failed *new* connection as invalidated, so a
+        # PostgreSQL that was down was a 500 (and a paused grading an audit failure).
+        return True
     message = str(exc.orig).lower()
     return any(busy in message for busy in _BUSY_SQLITE)
 
