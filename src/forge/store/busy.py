@@ -15,8 +15,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 # PostgreSQL SQLSTATEs of a busy store: lock_not_available (lock_timeout ran out),
 # deadlock_detected, serialization_failure; class 08 is a connection exception and 57P0x
-# a server shutting down or restarting.
-_BUSY_SQLSTATES = frozenset({"55P03", "40P01", "40001", "57P01", "57P02", "57P03"})
+# a server shutting down or restarting; read_only_sql_transaction (25006) a server that
+# takes no writes for now (a standby during a failover, a database set read-only).
+_BUSY_SQLSTATES = frozenset({"55P03", "40P01", "40001", "57P01", "57P02", "57P03", "25006"})
 # SQLite's messages for a lock held by another connection (and the store's own flock
 # timeout in forge.store.file_lock, which raises "database is locked").
 _BUSY_SQLITE = ("database is locked", "database table is locked", "database is busy")

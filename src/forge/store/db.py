@@ -45,6 +45,10 @@ class WriteInInlineRead(RuntimeError):
     """A write transaction was opened inside `Database.inline_read` (a programming error)."""
 
 
+class StoreReadOnly(RuntimeError):
+    """The PostgreSQL store answers, but only reads (`Database.ping`)."""
+
+
 log = logging.getLogger("forge.store")
 # A SQLite file whose connection refused WAL (a VFS or filesystem without shared memory):
 # its reads wait for a write in progress. Logged once per file.
@@ -336,9 +340,18 @@ class Database:
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query (used by /readyz). On SQLite
         through the read engine: the write engine's BEGIN IMMEDIATE would wait for a long
-        write (up to the busy timeout) and call a busy store down."""
+        write (up to the busy timeout) and call a busy store down. On PostgreSQL also
+        StoreReadOnly when its transactions are read-only (a standby, or a database set
+        read-only): it answers reads, but every write fails."""
         with (self._read_engine or self.engine).connect() as conn:
-            conn.exec_driver_sql("SELECT 1")  # no statement to build or compile per probe
+            if self._lock is not None:
+                conn.exec_driver_sql("SELECT 1")  # no statement to build or compile per probe
+                return
+            read_only = conn.exec_driver_sql("SHOW transaction_read_only").scalar()
+        if read_only == "on":
+            raise StoreReadOnly("the state store is read-only (PostgreSQL's "
+                                "transaction_read_only is on: a standby, or a database set "
+                                "read-only); every write fails until it accepts writes")
 
     @property
     def reads_inline(self) -> bool:

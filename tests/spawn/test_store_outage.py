@@ -1,0 +1,99 @@
+"""PostgreSQL outages under a running spawn_service.
+
+A PostgreSQL server that is down (stopped for a restart, an upgrade, a failover) answers
+a spawn 503 `store_unavailable` with Retry-After, keeps nothing of it, and the same
+request succeeds once the server is back, without restarting the service.
+
+Before, psycopg's "connection failed ... Connection refused" (an OperationalError without
+a SQLSTATE, on a connection SQLAlchemy does not mark invalidated) was not taken for an
+unreachable store: 500 `internal_error`, as if the request were at fault. A real
+PostgreSQL cluster of this test's own, stopped and started; a real spawn_service and
+nats-server.
+
+A PostgreSQL that takes no writes (a standby after a failover, a database set read-only)
+fails the readiness check `store`, naming it, and a spawn is 503 `store_unavailable`;
+both pass once it takes writes again. Before, /readyz was green (`SELECT 1` answers) while
+every spawn was 500 `internal_error` (SQLSTATE 25006 was not a store outage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from psycopg import sql
+
+from forge.entitlements.grants import grant
+from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
+
+from ..services.conftest import SECRETS
+from ..support.postgres import PostgresCluster, database_name
+from .conftest import MakeSpawn
+from .test_spawn_api import count, key_for, spawn
+
+# PostgreSQL only: a server that goes away and comes back (a SQLite file has no server).
+pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PostgresCluster]:
+    """A cluster this test may stop and start (the session's is shared)."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_a_spawn_while_postgres_is_down_is_503_and_succeeds_once_it_is_back(
+        make_spawn: MakeSpawn, own_cluster: PostgresCluster) -> None:
+    env = make_spawn(FORGE_DB_URL=own_cluster.create_database())
+    db = env.state.ctx.db
+    grant(db, "acme", "PRO", subject="alice")
+    headers = key_for(env)
+    before = {model: count(env, model) for model in (Scenario, QuotaSlot, IdempotencyRecord)}
+    with env.client() as client:
+        own_cluster.stop_server()
+        down = spawn(client, headers, request_id="req-pg-down-1")
+        assert down.status_code == 503, down.text
+        assert down.json()["error"] == "store_unavailable"
+        assert down.headers["retry-after"] == "5"
+        own_cluster.start_server()
+        assert {model: count(env, model) for model in before} == before  # nothing kept
+        again = spawn(client, headers, request_id="req-pg-down-1")
+        assert again.status_code in (201, 202), again.text
+        assert count(env, Scenario) == before[Scenario] + 1
+
+
+def _set_read_only(cluster: PostgresCluster, url: str, on: bool) -> None:
+    """The database's default for new sessions, and its sessions ended so that the
+    service's pool (pre-pinged) reconnects into it, as after a failover."""
+    name = sql.Identifier(database_name(url))
+    with cluster.admin() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}")
+                     .format(name, sql.SQL("on" if on else "off")))
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", [database_name(url)])
+
+
+def test_a_read_only_postgres_fails_readiness_and_a_spawn_is_503(
+        make_spawn: MakeSpawn, postgres_cluster: PostgresCluster, db_url: str) -> None:
+    env = make_spawn()
+    grant(env.state.ctx.db, "acme", "PRO", subject="alice")
+    headers = key_for(env)
+    operator = {"Authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
+    with env.client() as client:
+        _set_read_only(postgres_cluster, db_url, True)
+        ready = client.get("/readyz", headers=operator)
+        assert ready.status_code == 503, ready.text
+        assert "store" in ready.json()["failed"]
+        assert "read-only" in ready.json()["checks"]["store"]["detail"]
+        refused = spawn(client, headers, request_id="req-pg-read-only-1")
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "store_unavailable"
+        assert refused.headers["retry-after"] == "5"
+        _set_read_only(postgres_cluster, db_url, False)
+        assert client.get("/readyz", headers=operator).json()["checks"]["store"]["ok"]
+        again = spawn(client, headers, request_id="req-pg-read-only-1")
+        assert again.status_code in (201, 202), again.text
