@@ -76,19 +76,40 @@ def refused_for_room(exc: Exception) -> str | None:
     return None
 
 
+def refused_for_store(exc: Exception) -> str | None:
+    """The one line to print for a command whose state store could not be used for now
+    (a PostgreSQL server down or restarting, a lock held past the busy timeout), or None."""
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    from forge.store.busy import store_busy, store_error_text
+
+    if isinstance(exc, DBAPIError) and store_busy(exc):
+        said = " ".join(store_error_text(exc).split())  # psycopg's text spans lines
+        return f"the state store cannot be used just now ({said})"
+    return None
+
+
 class LazyGroup(TyperGroup):
     """The root `forge` group: commands come from `COMMANDS`, loaded on first use. A
-    command that fails for want of room says so in one line (exit 1), not a traceback."""
+    command that fails for want of room, or on a store it cannot use just now, says so in
+    one line (exit 1), not a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except Exception as exc:
             line = refused_for_room(exc)
+            if line is not None:
+                typer.echo(f"forge: not done, {line}; make room on the storage root's disk "
+                           "and run it again", err=True)
+                raise typer.Exit(1) from None
+            line = refused_for_store(exc)
             if line is None:
                 raise
-            typer.echo(f"forge: not done, {line}; make room on the storage root's disk and "
-                       "run it again", err=True)
+            typer.echo(f"forge: not done, {line}; check that the database FORGE_DB_URL "
+                       "names is up and reachable, and run it again", err=True)
             raise typer.Exit(1) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
