@@ -105,6 +105,12 @@ class LazyGroup(TyperGroup):
                 typer.echo(f"forge: not done, {line}; make room on the storage root's disk "
                            "and run it again", err=True)
                 raise typer.Exit(1) from None
+            if type(exc).__module__.startswith("alembic"):
+                from alembic.util import CommandError
+
+                if isinstance(exc, CommandError):  # the store's schema (forge.store.migrate)
+                    typer.echo(f"forge: not done, {exc}", err=True)
+                    raise typer.Exit(1) from None
             line = refused_for_store(exc)
             if line is None:
                 raise

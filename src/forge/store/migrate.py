@@ -37,6 +37,11 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def _revisions() -> list[str]:
+    """The packaged migrations' revision ids: the numbers their file names start with."""
+    return [path.name.split("_", 1)[0] for path in (MIGRATIONS_DIR / "versions").glob("0*.py")]
+
+
 def head_revision() -> str:
     """The newest packaged migration: the number its file name starts with.
 
@@ -44,7 +49,7 @@ def head_revision() -> str:
     (tests/store/test_store.py checks it against Alembic's own head), so the file names
     say which is last without loading a script.
     """
-    numbers = [path.name.split("_", 1)[0] for path in (MIGRATIONS_DIR / "versions").glob("0*.py")]
+    numbers = _revisions()
     if not numbers:
         raise RuntimeError("the packaged migrations have no head")
     return max(numbers)
@@ -62,16 +67,40 @@ def at_head(url: str) -> bool:
         path = sqlite_file(url)
         if path is None or not path.is_file():
             return False
+    return _stored_revisions(url) == [head_revision()]
+
+
+def _stored_revisions(url: str) -> list[str] | None:
+    """The revisions the database at `url` records; None without a version table."""
     engine = make_db_engine(url, for_writes=False)
     try:
         with engine.connect() as conn:
             try:
                 versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
             except SQLAlchemyError:
-                return False
+                return None
     finally:
         engine.dispose()
-    return [row[0] for row in versions] == [head_revision()]
+    return [str(row[0]) for row in versions]
+
+
+def _refuse_unknown_revisions(url: str) -> None:
+    """CommandError naming a revision this release does not know (a newer release migrated
+    the store: Forge was rolled back), instead of Alembic's bare "Can't locate revision"."""
+    from alembic.util import CommandError
+
+    if make_url(url).get_backend_name() == "sqlite":
+        path = sqlite_file(url)
+        if path is None or not path.is_file():
+            return  # nothing recorded yet (and no file made here)
+    known = set(_revisions())
+    unknown = sorted(set(_stored_revisions(url) or []) - known)
+    if unknown:
+        raise CommandError(
+            f"the state store is at schema revision {', '.join(unknown)}, which this release "
+            f"does not know (its newest is {head_revision()}): a newer release of Forge "
+            "migrated it. Run that release, or restore a backup of the store made before "
+            "it; schema downgrades are not supported")
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -84,6 +113,8 @@ def upgrade(url: str, revision: str = "head") -> None:
     url = normalize_url(url)
     if revision == "head" and at_head(url):
         return
+    if revision == "head":
+        _refuse_unknown_revisions(url)
     from alembic import command
 
     parsed = make_url(url)
