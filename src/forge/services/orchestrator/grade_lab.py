@@ -48,6 +48,7 @@ from forge.services.orchestrator.evidence_ship import (
     upload_pack,
 )
 from forge.services.orchestrator.failure_reason import failure
+from forge.services.orchestrator.restored_store import complete_as_logged, logged_completion
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
 from forge.store.busy import disk_out_of_room, store_error_text, store_out_of_room
@@ -306,6 +307,10 @@ async def resume_grading(state: OrchestratorState, row: ScenarioRow) -> str:
         await state.blocking(teardown_lab, state, scenario_id)
         return await publish_completion(state, scenario_id)
     if not await state.blocking(_lab_exists, state, scenario_id):
+        logged = await state.blocking(logged_completion, state.settings.storage_root,
+                                      scenario_id)
+        if logged is not None:  # graded and completed: the store is older than its log
+            return await complete_as_logged(state, scenario_id, logged)
         return await _fail_grading(state, scenario_id,
                                    "the lab was lost during grading; no result was recorded")
     reason = row.state_reason or "regrade"
