@@ -308,8 +308,8 @@ async def resume_grading(state: OrchestratorState, row: ScenarioRow) -> str:
         return await publish_completion(state, scenario_id)
     if not await state.blocking(_lab_exists, state, scenario_id):
         logged = await state.blocking(logged_completion, state.settings.storage_root,
-                                      scenario_id)
-        if logged is not None:  # graded and completed: the store is older than its log
+                                      scenario_id, states.GRADING)
+        if logged:  # graded and completed: the store is older than its log
             return await complete_as_logged(state, scenario_id, logged)
         return await _fail_grading(state, scenario_id,
                                    "the lab was lost during grading; no result was recorded")

@@ -20,6 +20,7 @@ from forge.services.orchestrator.grade_lab import (
 )
 from forge.services.orchestrator.launch_resume import resume_launch
 from forge.services.orchestrator.node import ROOM_NEEDED_BYTES
+from forge.services.orchestrator.restored_store import complete_as_logged, logged_completion
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import claim_adopted
 from forge.store.models import Scenario
@@ -208,6 +209,12 @@ async def resume_after_restart(state: OrchestratorState,
                     ending_of, state.settings.storage_root, scenario_id)) is not None:
                 # Cut short by the crash: the end asked for (a delete, an expiry) finishes.
                 await end_without_grading(state, scenario_id, *ending)
+            elif row_state == states.RUNNING and scenario_id in report["lost"] and (
+                    logged := await state.blocking(logged_completion,
+                                                   state.settings.storage_root,
+                                                   scenario_id, states.RUNNING)):
+                # Graded and completed after the backup the store was restored from.
+                await complete_as_logged(state, scenario_id, logged)
             elif row_state == states.RUNNING and scenario_id in report["lost"]:
                 await _end_if_still_broken(state, scenario_id,
                                            "lab was lost while the orchestrator was down")

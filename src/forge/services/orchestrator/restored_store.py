@@ -5,7 +5,9 @@ The store then says ``grading`` with no lab and no stored result (the lab was to
 the raw result discarded once published), which otherwise reads as a lab lost in a crash:
 the scenario was failed ("the lab was lost during grading") although its learner holds a
 signed verdict and its audit log records it completed. The node's audit log is written
-with every move, so it knows: its last move of the scenario is to ``completed``.
+with every move, so it knows: its last move of the scenario is to ``completed``. The same
+holds for a backup made while the lab ran (restart reconciliation failed it as "lost
+while the orchestrator was down").
 """
 
 from __future__ import annotations
@@ -24,41 +26,50 @@ from forge.services.orchestrator.state import OrchestratorState
 log = logging.getLogger("forge.orchestrator.complete")
 
 
-def logged_completion(storage_root: Path, scenario_id: str) -> str | None:
-    """The reason of the scenario's last move in its audit log when that move took it from
-    ``grading`` to ``completed``; None otherwise (no log, or its last move is another)."""
+Move = tuple[str, str, str]  # (from, to, reason)
+
+
+def logged_completion(storage_root: Path, scenario_id: str, current: str) -> list[Move]:
+    """The moves the scenario's audit log records after its last move into ``current``
+    (the state its store row says), when they end in ``completed``; [] otherwise (no log,
+    the log agrees with the store, or it ends otherwise)."""
     try:
         text = scenario_log(storage_root, scenario_id).read_bytes().decode("utf-8", "replace")
     except OSError:
-        return None
-    last: dict[str, object] | None = None
+        return []
+    moves: list[Move] = []
     for line in text.splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("event") == "scenario.state" \
-                and isinstance(entry.get("data"), dict):
-            last = entry["data"]
-    if last is None or last.get("from") != states.GRADING or last.get("to") != states.COMPLETED:
-        return None
-    reason = last.get("reason")
-    return reason if isinstance(reason, str) else "graded"
+        if not isinstance(entry, dict) or entry.get("event") != "scenario.state" \
+                or not isinstance(data := entry.get("data"), dict):
+            continue
+        moves.append((str(data.get("from")), str(data.get("to")), str(data.get("reason", ""))))
+    since = [i for i, move in enumerate(moves) if move[1] == current]
+    after = moves[since[-1] + 1:] if since else []
+    if not after or after[-1][1] != states.COMPLETED or after[0][0] != current:
+        return []
+    return after
 
 
-async def complete_as_logged(state: OrchestratorState, scenario_id: str, reason: str) -> str:
-    """Record again the completion the audit log holds (the log keeps its one entry), and
-    say the scenario ended, so the learner's slot is freed; the scenario's state after."""
-    log.warning("scenario %s: the store says grading, but its audit log records it graded "
-                "and completed (%s): the store was restored from an older backup; recorded "
-                "completed again", scenario_id, reason)
+async def complete_as_logged(state: OrchestratorState, scenario_id: str,
+                             moves: list[Move]) -> str:
+    """Record again the moves the audit log holds (the log keeps its entries), ending in
+    ``completed``, and say the scenario ended, so the learner's slot is freed; the
+    scenario's state after."""
+    log.warning("scenario %s: the store says %s, but its audit log records it graded and "
+                "completed (%s): the store was restored from an older backup; recorded "
+                "completed again", scenario_id, moves[0][0], moves[-1][2])
     try:
         await state.announce_ended(scenario_id, states.COMPLETED)
     except BusUnavailable:
-        return states.GRADING  # the reaper or the next start tries again
+        return moves[0][0]  # the reaper or the next start tries again
     try:
-        await state.blocking(lambda: record_move(state.ctx.db, scenario_id, states.COMPLETED,
-                                                 reason, expected=states.GRADING))
-    except IllegalTransition:  # ended by someone else meanwhile
+        for before, after, reason in moves:
+            await state.blocking(lambda b=before, a=after, r=reason: record_move(
+                state.ctx.db, scenario_id, a, r, expected=b))
+    except IllegalTransition:  # moved by someone else meanwhile
         return str((await state.read(load, state.ctx.db, scenario_id)).state)
     return states.COMPLETED
