@@ -14,16 +14,23 @@ A PostgreSQL that takes no writes (a standby after a failover, a database set re
 fails the readiness check `store`, naming it, and a spawn is 503 `store_unavailable`;
 both pass once it takes writes again. Before, /readyz was green (`SELECT 1` answers) while
 every spawn was 500 `internal_error` (SQLSTATE 25006 was not a store outage).
+
+A lock held by another session (a maintenance script, an idle transaction) is waited for
+at most the lock timeout, as SQLite's busy timeout: the spawn is then 503
+`store_unavailable` and keeps nothing. Before, it waited with no answer for as long as the
+lock was held (a client gave up after 45 s), holding one of the service's writer threads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from psycopg import sql
 
 from forge.entitlements.grants import grant
+from forge.store import db as db_module
 from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
 
 from ..services.conftest import SECRETS
@@ -97,3 +104,27 @@ def test_a_read_only_postgres_fails_readiness_and_a_spawn_is_503(
         assert client.get("/readyz", headers=operator).json()["checks"]["store"]["ok"]
         again = spawn(client, headers, request_id="req-pg-read-only-1")
         assert again.status_code in (201, 202), again.text
+
+
+def test_a_spawn_waits_for_a_postgres_lock_at_most_the_lock_timeout(
+        make_spawn: MakeSpawn, postgres_cluster: PostgresCluster, db_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db_module, "PG_LOCK_TIMEOUT_MS", 300)  # read at each connect
+    env = make_spawn()
+    grant(env.state.ctx.db, "acme", "PRO", subject="alice")
+    headers = key_for(env)
+    before = {model: count(env, model) for model in (Scenario, QuotaSlot, IdempotencyRecord)}
+    holder = psycopg.connect(host=str(postgres_cluster.socket_dir), user="postgres",
+                             dbname=database_name(db_url))
+    try:
+        holder.execute("LOCK TABLE scenarios IN EXCLUSIVE MODE")  # reads pass, writes wait
+        with env.client() as client:
+            held = spawn(client, headers, request_id="req-pg-locked-1")
+            assert held.status_code == 503, held.text
+            assert held.json()["error"] == "store_unavailable"
+            assert {model: count(env, model) for model in before} == before
+            holder.rollback()
+            again = spawn(client, headers, request_id="req-pg-locked-1")
+            assert again.status_code in (201, 202), again.text
+    finally:
+        holder.close()

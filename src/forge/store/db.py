@@ -28,6 +28,8 @@ from forge.config.storage_root import check_path, make_storage_root
 from forge.store.file_lock import FlockWaiter
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# How long a PostgreSQL statement waits for a lock held by another session (`_utc_session`).
+PG_LOCK_TIMEOUT_MS = SQLITE_BUSY_TIMEOUT_MS
 # Pooled SQLite connections kept open: at least as many as the threads that read at once
 # (starlette's thread pool runs 40), so a busy service never closes and reopens one (each
 # open runs the pragmas again; measured 5% of the spawn API's CPU before).
@@ -106,9 +108,16 @@ def _refused_wal(cur: Any, mode: str) -> None:
 def _utc_session(dbapi_conn: Any, _record: Any) -> None:
     """A PostgreSQL session answers its timestamps in UTC: psycopg hands them back in the
     session's zone (the server's TimeZone, or PGTZ), and code that writes a time as
-    `...Z` (events, tokens) would otherwise state a Berlin or Kolkata time as UTC."""
+    `...Z` (events, tokens) would otherwise state a Berlin or Kolkata time as UTC.
+
+    It also waits for a lock at most PG_LOCK_TIMEOUT_MS, as a SQLite writer waits at most
+    its busy timeout: a table or row lock held by another session (a maintenance script, an
+    idle transaction) made every request waiting for it hang with no answer, and each held
+    a writer thread; now it fails with lock_not_available, a busy store (503, Retry-After).
+    """
     with dbapi_conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'UTC'")
+        cur.execute(f"SET lock_timeout = {int(PG_LOCK_TIMEOUT_MS)}")
     dbapi_conn.commit()
 
 

@@ -129,6 +129,9 @@ def upgrade(url: str, revision: str = "head") -> None:
         engine = make_db_engine(url)
         try:
             with engine.begin() as conn:
+                # A replica waits for the one migrating however long that takes (the
+                # sessions' lock_timeout is for requests), and migrations wait for their locks.
+                conn.execute(text("SET LOCAL lock_timeout = 0"))
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
