@@ -295,3 +295,45 @@ def test_a_service_that_answers_not_ready_is_not_killed(tmp_path: Path) -> None:
         assert child.proc is first and child.silent_since is None and not reports
     finally:
         sup.stop()
+
+
+class DyingSupervisor(SleepSupervisor):
+    """Each start writes `said` to the child's log (as a service's traceback would) and
+    exits 3 at once, as a service whose store cannot be reached does."""
+
+    said = b""
+
+    def _spawn(self, child: Child) -> None:
+        with open(child.log_path, "ab") as log:
+            child.log_from = log.tell()
+            child.proc = subprocess.Popen(
+                [sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.argv[1]"
+                 ".encode()); sys.exit(3)", self.said.decode()], stdout=log,
+                start_new_session=True)
+        child.proc.wait()
+
+
+def test_a_service_that_dies_is_reported_with_its_last_words(tmp_path: Path) -> None:
+    """forge up said only "spawn exited with code 3; restarting …": the reason (the store
+    down, a port taken) was in the service's log alone. The report now ends with the last
+    line the process wrote, and never repeats an earlier run's."""
+    clock, reports = Clock(), []
+    sup = DyingSupervisor({}, tmp_path, report=reports.append, clock=clock)
+    log_path = tmp_path / "svc.log"
+    log_path.write_bytes(b"INFO an earlier run's last line\n")
+    child = sup.children["svc"] = Child("svc", 0, log_path)
+    try:
+        sup.said = (b"Traceback (most recent call last):\n  ...\nforge.store.busy.StoreBusy: "
+                    b"the state store cannot be reached\x1b[0m\n\n")
+        sup.poll()
+        sup.poll()
+        assert reports[-1].startswith("svc exited with code 3 (forge.store.busy.StoreBusy: "
+                                      "the state store cannot be reached[0m); restarting in")
+        assert "\x1b" not in reports[-1]
+        sup.said = b""  # this run says nothing: nothing of the last one is shown as its
+        clock.now = child.next_start
+        sup.poll()
+        sup.poll()
+        assert reports[-1].startswith("svc exited with code 3; restarting in")
+    finally:
+        sup.stop()

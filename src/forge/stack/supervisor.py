@@ -51,6 +51,30 @@ READY_RECHECK_S = 5.0
 HUNG_S = 30.0
 
 
+# The end of a dead service's log read for its last words (a traceback ends with the error,
+# a refused start with its reason), and at most this much of that line shown.
+LAST_WORDS_READ = 4096
+LAST_WORDS_SHOWN = 300
+
+
+def last_words(log_path: Path, since: int = 0) -> str:
+    """The last non-blank line `log_path` got after byte `since` (from its last
+    LAST_WORDS_READ bytes; cut to LAST_WORDS_SHOWN characters, control characters dropped);
+    "" when there is none. An operator told only "exited with code 3" had to open the log
+    to learn the store was down."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(since, fh.tell() - LAST_WORDS_READ))
+            tail = fh.read(LAST_WORDS_READ)
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.decode("utf-8", "replace").splitlines()]
+    last = next((line for line in reversed(lines) if line), "")
+    shown = "".join(ch for ch in last if ch.isprintable())
+    return shown if len(shown) <= LAST_WORDS_SHOWN else shown[:LAST_WORDS_SHOWN - 1] + "…"
+
+
 class StartRefused(Exception):
     """The platform was not started; the message says why (storage held, port taken…)."""
 
@@ -84,6 +108,7 @@ class Child:
     # only to it, so until it is replaced its answers need no second proof.
     answering: subprocess.Popen[bytes] | None = None
     silent_since: float | None = None  # first of an unbroken run of unanswered checks
+    log_from: int = 0  # the log's size when the running process was started
 
     def exited(self, code: int | None, now: float) -> float:
         """Record a death (or failed start); return the back-off before the next start."""
@@ -235,6 +260,7 @@ class Supervisor:
                          | os.O_NOFOLLOW, 0o600)
         os.fchmod(fd_log, 0o600)
         with os.fdopen(fd_log, "ab") as log:
+            child.log_from = os.fstat(fd_log).st_size
             child.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log,
                                           stdin=subprocess.DEVNULL, start_new_session=True,
                                           pass_fds=(fd,))
@@ -250,8 +276,11 @@ class Supervisor:
                 code = child.proc.returncode
                 child.proc = None
                 delay = child.exited(code, now)
-                self.report(f"{child.name} exited with code {code}; restarting in "
-                            f"{delay:.0f}s (restart #{child.restarts}); log: {child.log_path}")
+                said = last_words(child.log_path, child.log_from)
+                self.report(f"{child.name} exited with code {code}"
+                            + (f" ({said})" if said else "")
+                            + f"; restarting in {delay:.0f}s (restart #{child.restarts}); "
+                            f"log: {child.log_path}")
             if child.proc is None and now >= child.next_start:
                 self._spawn(child)
             child.observe(self._still_ready(child, now), now)
