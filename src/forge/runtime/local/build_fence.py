@@ -53,7 +53,12 @@ class BuildFence:
         try:
             return os.open(path, flags, 0o600)
         except FileNotFoundError:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            # The state directory first, owner-only as a create makes it: a fence is often
+            # the first thing of it made, and makedirs gives the folders it makes on the
+            # way (the state directory itself) the umask's mode, 0755.
+            os.makedirs(os.path.dirname(self.dir), mode=0o700, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.dir, 0o700)
             return os.open(path, flags, 0o600)
 
     @contextlib.contextmanager
