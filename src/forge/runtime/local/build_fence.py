@@ -12,8 +12,8 @@ on a fixed set of files under the state directory (``.fence/000``…), picked by
 the lab's name: the set never grows, nothing is ever unlinked (no stale-inode races), and
 creates of different labs never wait for each other (all shared). A destroy of one lab may
 wait for a create of another lab on the same file: a build's time at most. A destroy made
-by the building thread itself (a failed pool claim removing what it took) does not wait for
-its own build.
+by a building thread (a failed pool claim removing what it took) waits for no build: it
+holds a fence already, and waiting for another while holding one could deadlock.
 """
 
 from __future__ import annotations
@@ -81,7 +81,11 @@ class BuildFence:
         """Held (exclusive) while lab ``stem`` is destroyed, once no build holds it (at
         most DESTROY_WAIT_S; then the destroy goes ahead, and says so)."""
         stripe = _stripe(stem)
-        if self._held().get(stripe):  # this thread's own build: nothing to wait for
+        if any(self._held().values()):
+            # Made by a build of this thread (a failed pool claim removing what it took,
+            # built already): nothing to wait for; and a thread holding one fence must not
+            # wait for another, or two such builds, each destroying on the other's stripe,
+            # wait for each other the whole DESTROY_WAIT_S.
             yield
             return
         fd = self._open(stripe)
