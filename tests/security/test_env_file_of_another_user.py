@@ -13,6 +13,8 @@ before anything is created; no value of the file is shown.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,35 @@ def test_up_refuses_an_env_file_another_user_planted(
         f"could have chosen its values; if it is yours, run `chown {me}:{os.getegid()} "
         f"{path} && chmod 600 {path}`"]
     assert not root.exists()
+
+
+@pytest.mark.root
+def test_a_root_file_of_the_callers_own_group_is_read(tmp_path: Path) -> None:
+    # A `forge up` run as a user of its own (here nobody:nogroup) reading an env file that
+    # root made for it: root:nogroup 0640. Its group is the caller's own, as for a file of
+    # the caller's own: it was refused ("readable by other users; run `chmod 600`"), a fix
+    # that would leave the caller unable to read it at all.
+    folder = Path(tempfile.mkdtemp(prefix="fgdm-envfile-"))
+    try:
+        os.chmod(folder, 0o711)  # noqa: S103 - the caller may reach the file, not list the folder
+        path = _env_file(folder, 0o640)
+        os.chown(path, 0, NOBODY)
+        os.setegid(NOBODY)
+        os.seteuid(NOBODY)
+        try:
+            values = read_env_file(path)
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        assert values == {"OPERATOR_TOKEN": SECRET}
+        os.chmod(path, 0o644)  # others (not its group) may read it: still refused
+        os.setegid(NOBODY)
+        os.seteuid(NOBODY)
+        try:
+            with pytest.raises(EnvFileError, match="readable by other users"):
+                read_env_file(path)
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+    finally:
+        shutil.rmtree(folder)

@@ -60,8 +60,11 @@ def _refuse_unsafe(path: Path, before: os.stat_result, values: dict[str, str]) -
     if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
         raise EnvFileError(f"{path}: replaced while being read; try again")
     me, mode = os.geteuid(), stat.S_IMODE(after.st_mode)
-    own_group = after.st_uid == me and after.st_gid in (os.getegid(), 0)
-    others = 0o007 if own_group else 0o077  # its own group (or root's) is no other user
+    # Its group, when it is this user's own (or root's), is no other user: also for a file
+    # of root's (`root:forge 0640`, made by configuration management for a `forge up` run
+    # as the user forge), whose only fix offered, `chmod 600`, would leave it unreadable.
+    own_group = after.st_uid in (me, 0) and after.st_gid in (os.getegid(), 0)
+    others = 0o007 if own_group else 0o077
     fix = f"if it is yours, run `chown {me}:{os.getegid()} {path} && chmod 600 {path}`"
     if after.st_uid not in (me, 0):
         raise EnvFileError(f"{path}: owned by uid {after.st_uid} (mode {mode:o}), not by uid "
