@@ -16,9 +16,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from forge.stack import envfile
 from forge.stack.envfile import EnvFileError, read_env_file
 
 from ..live_server import distinct_ports
@@ -113,3 +115,44 @@ def test_a_root_file_of_the_callers_own_group_is_read(tmp_path: Path) -> None:
             os.setegid(0)
     finally:
         shutil.rmtree(folder)
+
+
+@pytest.mark.root
+def test_a_link_flipped_to_another_users_file_during_the_read_gives_nothing_of_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The attacker plants `forge.env` in a sticky /tmp as a symlink of their own and flips
+    # it between a root file with harmless values and a file of theirs. The owner and mode
+    # were checked by stat() of the path before and after the read: a flip to their file
+    # for the read alone (back before the second stat) passed both, and their values (a
+    # signing key directory, a database of theirs) were used. The flip happens here at
+    # that very moment, as a racing attacker's would.
+    harmless = tmp_path / "harmless.env"
+    harmless.write_text("FORGE_ENV=dev\n")
+    theirs = tmp_path / "theirs.env"
+    theirs.write_text(f"FORGE_SIGNING_KEY_DIR={tmp_path / 'their-keys'}\n")
+    os.chown(theirs, NOBODY, NOBODY)
+    link = tmp_path / "forge.env"
+
+    def point_at(target: Path) -> None:
+        spare = tmp_path / "forge.env.new"
+        os.symlink(target, spare)
+        os.lchown(spare, NOBODY, NOBODY)
+        os.rename(spare, link)
+
+    point_at(harmless)
+    real = envfile.read_bounded_text
+
+    def flipped_for_the_read(*args: Any, **kwargs: Any) -> str:
+        point_at(theirs)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            point_at(harmless)
+
+    monkeypatch.setattr(envfile, "read_bounded_text", flipped_for_the_read)
+    try:
+        values = read_env_file(link)
+    except EnvFileError as refused:
+        assert f"owned by uid {NOBODY}" in str(refused)
+    else:
+        assert values == {"FORGE_ENV": "dev"}

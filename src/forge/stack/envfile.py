@@ -49,16 +49,32 @@ def _read_pipe(path: Path) -> str:
         raise EnvFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def _refuse_unsafe(path: Path, before: os.stat_result, values: dict[str, str]) -> None:
-    """EnvFileError when another local user could have chosen the file's values (its owner
-    is neither this user nor root, or others may write it) or can read a secret it sets;
-    also when it was replaced while being read. Its values are never named."""
+def _read_file(path: Path) -> tuple[str, os.stat_result]:
+    """The text of the file at ``path`` and the status of that very file: it is opened once
+    and read through that descriptor, so a path switched meanwhile (a symlink of another
+    user's flipped to their own file for the read alone) cannot pass one file's check with
+    another's values, as two stat() calls of the path around the read let it."""
+    fd: int | None = None
+    with contextlib.suppress(OSError):  # read_bounded_text below names why (missing…)
+        if stat.S_ISREG(os.stat(path).st_mode):  # no device is opened (opening one can act)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     try:
-        after = os.stat(path)
-    except OSError as exc:
-        raise EnvFileError(f"{path}: {exc.strerror}") from None
-    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
-        raise EnvFileError(f"{path}: replaced while being read; try again")
+        if fd is None:  # not a regular file, missing, unreadable: read_bounded_text says so
+            read_bounded_text(path, MAX_ENV_FILE_BYTES)
+            raise EnvFileError(f"{path}: replaced while being read; try again")
+        try:
+            opened = os.fstat(fd)
+            return read_bounded_text(f"/proc/self/fd/{fd}", MAX_ENV_FILE_BYTES), opened
+        finally:
+            os.close(fd)
+    except InputRefused as exc:  # not a regular file, too large, unreadable, not UTF-8
+        raise EnvFileError(f"{path}: {exc.reason}") from None
+
+
+def _refuse_unsafe(path: Path, after: os.stat_result, values: dict[str, str]) -> None:
+    """EnvFileError when another local user could have chosen the file's values (its owner
+    is neither this user nor root, or others may write it) or can read a secret it sets
+    (``after``: the status of the file read). Its values are never named."""
     me, mode = os.geteuid(), stat.S_IMODE(after.st_mode)
     # Its group, when it is this user's own (or root's), is no other user: also for a file
     # of root's (`root:forge 0640`, made by configuration management for a `forge up` run
@@ -82,17 +98,11 @@ def read_env_file(path: Path) -> dict[str, str]:
     """Variables of the file; values keep everything after `=` (quotes stripped). A file
     (not a process substitution's pipe) another user could have chosen the values of, or
     could read a secret of, is refused (EnvFileError)."""
-    before: os.stat_result | None = None
-    pipe = _process_pipe(path)
-    if pipe:
+    opened: os.stat_result | None = None
+    if _process_pipe(path):
         text = _read_pipe(path)
     else:
-        with contextlib.suppress(OSError):  # read_bounded_text names why (missing…)
-            before = os.stat(path)
-        try:
-            text = read_bounded_text(path, MAX_ENV_FILE_BYTES)
-        except InputRefused as exc:  # not a regular file, too large, unreadable, not UTF-8
-            raise EnvFileError(f"{path}: {exc.reason}") from None
+        text, opened = _read_file(path)
     values: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -105,8 +115,6 @@ def read_env_file(path: Path) -> dict[str, str]:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         values[key] = value
-    if not pipe:
-        if before is None:  # it appeared between the look and the read
-            raise EnvFileError(f"{path}: replaced while being read; try again")
-        _refuse_unsafe(path, before, values)
+    if opened is not None:
+        _refuse_unsafe(path, opened, values)
     return values
