@@ -99,24 +99,25 @@ def _store() -> HoldStore:
 
 def _unheard_of(scenario_id: str) -> bool:
     """Neither the database nor the storage root knows `scenario_id` (likely a typo'd id,
-    whose hold would protect nothing). A database that cannot be asked says nothing."""
+    whose hold would protect nothing). A database that cannot be asked (unreachable, of
+    another schema) says nothing; it is read as it is, never migrated from here."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from forge.cli.context import open_db
     from forge.scenario_paths import scenario_dir
+    from forge.store.db import Database
     from forge.store.models import Scenario
 
     settings = settings_or_exit()
     if scenario_dir(settings.storage_root, scenario_id).exists():
         return False
     try:
-        db = open_db(settings)
+        db = Database(settings.db_url)
         try:
-            with db.session() as sess:
+            with db.read() as sess:
                 return sess.get(Scenario, scenario_id) is None
         finally:
             db.dispose()
-    except SQLAlchemyError:
+    except (SQLAlchemyError, OSError):
         return False
 
 
