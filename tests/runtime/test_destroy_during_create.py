@@ -37,9 +37,12 @@ def _paused(step: Callable[..., Any], entered: threading.Event,
     return wrapper
 
 
-@pytest.mark.parametrize("pooled", [False, True], ids=["fresh-build", "pool-claim"])
+@pytest.mark.parametrize(("pooled", "how"), [(False, "destroy"), (True, "destroy"),
+                                             (False, "destroy_many")],
+                         ids=["fresh-build", "pool-claim", "fresh-build-destroy-many"])
 def test_a_destroy_from_another_instance_during_a_create_removes_the_lab(
-        tmp_path: Path, pooled: bool) -> None:
+        tmp_path: Path, pooled: bool, how: str) -> None:
+    """`destroy_many` too: the reaper's and `forge up`'s teardown of many labs at once."""
     with own_runtime(tmp_path / "state") as rt:
         other = LocalRuntime(rt.names.state_dir, prefix=rt.names.prefix)  # another process's
         try:
@@ -63,7 +66,9 @@ def test_a_destroy_from_another_instance_during_a_create_removes_the_lab(
             creating = threading.Thread(target=create)
             creating.start()
             assert entered.wait(60), "the create never reached its build"
-            destroying = threading.Thread(target=other.destroy, args=(SCENARIO,))
+            destroying = threading.Thread(
+                target=other.destroy if how == "destroy" else other.destroy_many,
+                args=(SCENARIO if how == "destroy" else [SCENARIO],))
             destroying.start()
             destroying.join(1.0)  # room for a destroy that does not wait to run through
             go.set()

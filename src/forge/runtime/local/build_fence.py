@@ -61,6 +61,10 @@ class BuildFence:
                 os.mkdir(self.dir, 0o700)
             return os.open(path, flags, 0o600)
 
+    def holds_any(self) -> bool:
+        """Does this thread hold a build fence (is it inside a create)?"""
+        return any(self._held().values())
+
     @contextlib.contextmanager
     def building(self, stem: str) -> Iterator[None]:
         """Held (shared) while lab ``stem`` is built; waits for a destroy under way."""
@@ -81,7 +85,7 @@ class BuildFence:
         """Held (exclusive) while lab ``stem`` is destroyed, once no build holds it (at
         most DESTROY_WAIT_S; then the destroy goes ahead, and says so)."""
         stripe = _stripe(stem)
-        if any(self._held().values()):
+        if self.holds_any():
             # Made by a build of this thread (a failed pool claim removing what it took,
             # built already): nothing to wait for; and a thread holding one fence must not
             # wait for another, or two such builds, each destroying on the other's stripe,

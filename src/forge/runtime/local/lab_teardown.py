@@ -20,6 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from forge.runtime.base import LabNotFound, SpecError
 from forge.runtime.local import egress
+from forge.runtime.local.build_fence import BuildFence
 from forge.runtime.local.cgroup_tree import SurvivorsError
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.disk import unmount_lab_disk
@@ -39,6 +40,7 @@ class LabTeardown:
 
     names: Names
     cgroups: Cgroups
+    fence: BuildFence
     uids: UidPool
     egress_netns: str | None
     _lock: threading.Lock
@@ -62,9 +64,12 @@ class LabTeardown:
         for lab_id in lab_ids:
             self.cgroups.signal_all(self.names.lab(lab_id))
         failed: builtins.list[str] = []
+        # Each waits for a create of its lab under way (build_fence), unless this thread is
+        # itself inside a create: its pool threads would wait for it as it waits for them.
+        teardown = self._teardown if self.fence.holds_any() else self._fenced_teardown
         with ThreadPoolExecutor(max_workers=max(1, parallel),
                                 thread_name_prefix="forge-destroy") as pool:
-            for lab_id, fut in zip(lab_ids, [pool.submit(self._teardown, i) for i in lab_ids],
+            for lab_id, fut in zip(lab_ids, [pool.submit(teardown, i) for i in lab_ids],
                                    strict=True):
                 if fut.exception() is not None:
                     failed.append(f"{lab_id}: {fut.exception()}")
@@ -97,6 +102,10 @@ class LabTeardown:
             if parsed is not None and parsed[0] == lab_id:
                 found.append(ns)
         return found
+
+    def _fenced_teardown(self, lab_id: str) -> None:
+        with self.fence.destroying(self.names.lab(lab_id)):  # after a build under way
+            self._teardown(lab_id)
 
     def _teardown(self, lab_id: str) -> None:
         stem = self.names.lab(lab_id)

@@ -248,8 +248,7 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
     def destroy(self, lab_id: str) -> None:
         """Kill every process, remove namespaces, links, cgroups and host dirs."""
         validate_lab_id(lab_id)
-        with self.fence.destroying(self.names.lab(lab_id)):  # after a build under way
-            self._teardown(lab_id)
+        self._fenced_teardown(lab_id)
 
     # ------------------------------------------------------------------- list
     def list(self) -> builtins.list[LabInfo]:
