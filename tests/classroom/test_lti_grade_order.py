@@ -12,16 +12,15 @@ poster's own choice of what is due (`due_grades`) decides the order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from forge.classroom import assignments, cohorts, lti_grade_outbox, lti_links
-from forge.classroom.cohorts import Manager
+from forge.classroom import lti_grade_outbox
 from forge.store.db import Database
 from forge.store.migrate import upgrade
-from forge.store.models import AssignmentAttempt
+
+from ..support.lti_grades import graded_attempts
 
 
 @pytest.fixture
@@ -30,34 +29,9 @@ def db(db_url: str) -> Database:
     return Database(db_url)
 
 
-def _course(db: Database) -> Callable[[int, float], str]:
-    """A class linked to an LMS course with one assignment, lti.lea's grade column known:
-    a function recording lti.lea's attempt `n` graded `score` (its scenario id)."""
-    ann = Manager("acme", "ann", "instructor")
-    cohort = cohorts.create_cohort(db, ann, "Course").cohort_id
-    cohorts.enrol_subjects(db, ann, cohort, ["lti.lea"])
-    now = datetime.now(UTC)
-    asg = assignments.create_assignment(
-        db, ann, cohort, template_id="lab-netplus", opens_at=now,
-        closes_at=now + timedelta(days=1), attempts_allowed=5, hints_allowed=True,
-        known_templates={"lab-netplus"}).assignment_id
-    lti_links.link_course(db, "lms", "course-1", "acme", cohort)
-    lti_links.link_grade(db, asg, "lti.lea", "lms", "u1", "https://lms.example.org/li/1")
-
-    def graded(n: int, score: float) -> str:
-        scenario_id = f"scn-{n:016x}"
-        with db.session() as sess:
-            sess.add(AssignmentAttempt(assignment_id=asg, subject="lti.lea", attempt=n,
-                                       request_id=f"req-{n}", scenario_id=scenario_id, at=now))
-        assert lti_grade_outbox.owe_grade(db, scenario_id, score, f"2026-12-01T00:00:0{n}Z")
-        return scenario_id
-
-    return graded
-
-
 def test_an_older_grade_posted_last_carries_the_best(db: Database) -> None:
     now = datetime.now(UTC)
-    graded = _course(db)
+    graded = graded_attempts(db)
     first = graded(1, 0.3)
     for _ in range(8):  # the LMS is down: its posts back off
         lti_grade_outbox.grade_retry(db, first, "score post answered HTTP 503")
@@ -79,7 +53,7 @@ def test_a_failed_grade_posted_again_carries_the_best(db: Database) -> None:
     the failed one again as the docs say (`forge lti retry`). It went as it was, 30, after
     the 90: the grade book, keeping the latest, read 30. It now carries the best."""
     now = datetime.now(UTC)
-    graded = _course(db)
+    graded = graded_attempts(db)
     first = graded(1, 0.3)
     lti_grade_outbox.grade_retry(db, first, "score post answered HTTP 403", final=True)
     second = graded(2, 0.9)

@@ -20,15 +20,15 @@ import yaml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from forge.classroom import assignments, cohorts, lti_grade_outbox, lti_links
-from forge.classroom.cohorts import Manager
+from forge.classroom import lti_grade_outbox
 from forge.identity.lti_config import generate_key, load_lti
 from forge.identity.lti_services import LtiCallFailed, PlatformClient
 from forge.store.db import Database
 from forge.store.migrate import upgrade
-from forge.store.models import AssignmentAttempt, LtiGradePost
+from forge.store.models import LtiGradePost
 
 from ..live_server import live_server
+from ..support.lti_grades import graded_attempts
 
 
 @pytest.fixture(scope="module")
@@ -100,24 +100,10 @@ def test_the_grade_book_gets_the_learners_best_so_far(db: Database) -> None:
     """Review CD: each graded attempt was posted as it was, and a platform keeps the latest
     score it is sent: 0.9 then 0.3 read 30 in the grade book and 90 on Forge's dashboard
     (the best). Now each post carries the best so far."""
-    ann = Manager("acme", "ann", "instructor")
-    cohort = cohorts.create_cohort(db, ann, "Course").cohort_id
-    cohorts.enrol_subjects(db, ann, cohort, ["lti.lea"])
-    now = datetime.now(UTC)
-    asg = assignments.create_assignment(
-        db, ann, cohort, template_id="lab-netplus", opens_at=now,
-        closes_at=now + timedelta(days=1), attempts_allowed=5, hints_allowed=True,
-        known_templates={"lab-netplus"}).assignment_id
-    lti_links.link_course(db, "lms", "course-1", "acme", cohort)
-    lti_links.link_grade(db, asg, "lti.lea", "lms", "u1", "https://lms.example.org/li/1")
+    graded = graded_attempts(db)
     given = []
     for n, score in enumerate((0.9, 0.3, 1.0, 0.5), start=1):
-        scenario_id = f"scn-{n:016x}"
-        with db.session() as sess:
-            sess.add(AssignmentAttempt(assignment_id=asg, subject="lti.lea", attempt=n,
-                                       request_id=f"req-{n}", scenario_id=scenario_id, at=now))
-        assert lti_grade_outbox.owe_grade(db, scenario_id, score, f"2026-12-01T00:00:0{n}Z")
-        grade = lti_grade_outbox.grade_of(db, scenario_id)
+        grade = lti_grade_outbox.grade_of(db, graded(n, score))
         assert grade is not None
         given.append(grade.score_given)
     assert given == [90.0, 90.0, 100.0, 100.0]
