@@ -25,10 +25,11 @@ from ..support.shipped_labs import shipped_harness
 
 pytestmark = pytest.mark.root
 
-# No rule names any address: the database port is dropped, and web and SSH each admit
-# one new connection a minute, from whoever comes first (the outside host included).
-# `nft -f` with a fresh table starts each limit's bucket full.
-FIRST_COMER = r"""
+def accepting_chain(*rules: str) -> str:
+    """A script for fw1: the policy's web, SSH and database ports read into $web, $ssh and
+    $db, then a forward chain that accepts by default with `rules`."""
+    body = "".join(f"    {rule}\n" for rule in rules)
+    return r"""
 set -euo pipefail
 port() { awk -v s="$1" '$1 == s {split($3, a, "/"); print a[2]}' /workspace/policy.txt; }
 web=$(port web); ssh=$(port ssh); db=$(port database)
@@ -37,13 +38,19 @@ nft -f - <<NFT
 table inet t {
   chain forward {
     type filter hook forward priority filter; policy accept;
-    tcp dport $db drop
-    tcp dport $web ct state new limit rate over 1/minute burst 1 packets drop
-    tcp dport $ssh ct state new limit rate over 1/minute burst 1 packets drop
-  }
+""" + body + """  }
 }
 NFT
 """
+
+
+# No rule names any address: the database port is dropped, and web and SSH each admit
+# one new connection a minute, from whoever comes first (the outside host included).
+# `nft -f` with a fresh table starts each limit's bucket full.
+FIRST_COMER = accepting_chain(
+    "tcp dport $db drop",
+    "tcp dport $web ct state new limit rate over 1/minute burst 1 packets drop",
+    "tcp dport $ssh ct state new limit rate over 1/minute burst 1 packets drop")
 BANNER = "read -r port; timeout 3 nc -w 3 10.65.2.10 \"$port\" </dev/null"
 
 
@@ -86,22 +93,10 @@ def test_a_port_for_whoever_comes_first_is_not_a_source_policy(harness: Harness)
 # database port, two drop SSH and web from the wrong sources. Every probe of the three
 # named ports behaves, so `default-drop` (which probed the database port alone) passed:
 # 1.0, while the outside host reaches every other port of the DMZ and the office.
-ACCEPT_POLICY = r"""
-set -euo pipefail
-port() { awk -v s="$1" '$1 == s {split($3, a, "/"); print a[2]}' /workspace/policy.txt; }
-web=$(port web); ssh=$(port ssh); db=$(port database)
-nft delete table inet t 2>/dev/null || true
-nft -f - <<NFT
-table inet t {
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    tcp dport $db drop
-    tcp dport $ssh ip saddr != 10.65.1.20 drop
-    tcp dport $web ip saddr != 10.65.1.0/24 drop
-  }
-}
-NFT
-"""
+ACCEPT_POLICY = accepting_chain(
+    "tcp dport $db drop",
+    "tcp dport $ssh ip saddr != 10.65.1.20 drop",
+    "tcp dport $web ip saddr != 10.65.1.0/24 drop")
 
 
 def test_dropping_only_the_named_ports_is_no_default_drop(harness: Harness) -> None:
