@@ -11,7 +11,7 @@ import pytest
 from forge.bus import NatsServer
 
 from .support.images import ensure_default_image
-from .support.postgres import PostgresCluster
+from .support.postgres import PostgresCluster, running_cluster
 from .support.store_engines import violation
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -37,12 +37,8 @@ def nats() -> Iterator[NatsServer]:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
     """One throwaway PostgreSQL for the session (started only if a test asks for it)."""
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

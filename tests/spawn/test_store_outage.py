@@ -34,7 +34,7 @@ from forge.store import db as db_module
 from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
 
 from ..services.conftest import SECRETS
-from ..support.postgres import PostgresCluster, database_name
+from ..support.postgres import PostgresCluster, database_name, running_cluster
 from .conftest import MakeSpawn
 from .test_spawn_api import count, key_for, spawn
 
@@ -45,12 +45,8 @@ pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 @pytest.fixture
 def own_cluster() -> Iterator[PostgresCluster]:
     """A cluster this test may stop and start (the session's is shared)."""
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_a_spawn_while_postgres_is_down_is_503_and_succeeds_once_it_is_back(
