@@ -9,17 +9,15 @@ Before, the store's "database or disk is full" was an unhandled error: 500
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from forge.entitlements.grants import grant
-from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
-
 from ..conftest import SQLITE_ONLY
 from ..support.small_disk import fill_disk, small_tmpfs
 from .conftest import MakeSpawn
-from .test_spawn_api import count, key_for, spawn
+from .outage_drill import spawn_across_outage
 
 # SQLite only: its file is on the small disk (a PostgreSQL server's disk is its own).
 pytestmark = [pytest.mark.root, pytest.mark.parametrize("db_url", [SQLITE_ONLY],
@@ -36,17 +34,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_spawn_on_a_full_store_is_503_and_keeps_nothing(make_spawn: MakeSpawn,
                                                          small_disk: Path) -> None:
     env = make_spawn(FORGE_DB_URL=f"sqlite:///{small_disk / 'forge.db'}")
-    db = env.state.ctx.db
-    grant(db, "acme", "PRO", subject="alice")
-    headers = key_for(env)
-    before = {model: count(env, model) for model in (Scenario, QuotaSlot, IdempotencyRecord)}
-    filler = fill_disk(small_disk)
-    with env.client() as client:
-        full = spawn(client, headers, request_id="req-disk-full-1")
-        assert full.status_code == 503, full.text
-        assert full.json()["error"] == "store_unavailable"
-        assert full.headers["retry-after"] == "5"
+    spawn_across_outage(env, _filled(small_disk), "req-disk-full-1")
+
+
+@contextmanager
+def _filled(disk: Path) -> Iterator[None]:
+    """`disk` full to its last byte for the block; its room back after."""
+    filler = fill_disk(disk)
+    try:
+        yield
+    finally:
         filler.remove()
-        assert {model: count(env, model) for model in before} == before  # nothing kept
-        again = spawn(client, headers, request_id="req-disk-full-1")
-        assert again.status_code in (201, 202), again.text

@@ -24,6 +24,7 @@ lock was held (a client gave up after 45 s), holding one of the service's writer
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -36,6 +37,7 @@ from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
 from ..services.conftest import SECRETS
 from ..support.postgres import PostgresCluster, database_name, running_cluster
 from .conftest import MakeSpawn
+from .outage_drill import spawn_across_outage
 from .test_spawn_api import count, key_for, spawn
 
 # PostgreSQL only: a server that goes away and comes back (a SQLite file has no server).
@@ -52,21 +54,17 @@ def own_cluster() -> Iterator[PostgresCluster]:
 def test_a_spawn_while_postgres_is_down_is_503_and_succeeds_once_it_is_back(
         make_spawn: MakeSpawn, own_cluster: PostgresCluster) -> None:
     env = make_spawn(FORGE_DB_URL=own_cluster.create_database())
-    db = env.state.ctx.db
-    grant(db, "acme", "PRO", subject="alice")
-    headers = key_for(env)
-    before = {model: count(env, model) for model in (Scenario, QuotaSlot, IdempotencyRecord)}
-    with env.client() as client:
-        own_cluster.stop_server()
-        down = spawn(client, headers, request_id="req-pg-down-1")
-        assert down.status_code == 503, down.text
-        assert down.json()["error"] == "store_unavailable"
-        assert down.headers["retry-after"] == "5"
-        own_cluster.start_server()
-        assert {model: count(env, model) for model in before} == before  # nothing kept
-        again = spawn(client, headers, request_id="req-pg-down-1")
-        assert again.status_code in (201, 202), again.text
-        assert count(env, Scenario) == before[Scenario] + 1
+    spawn_across_outage(env, _stopped(own_cluster), "req-pg-down-1")
+
+
+@contextmanager
+def _stopped(cluster: PostgresCluster) -> Iterator[None]:
+    """`cluster`'s server stopped for the block (as an operator's restart), started after."""
+    cluster.stop_server()
+    try:
+        yield
+    finally:
+        cluster.start_server()
 
 
 def _set_read_only(cluster: PostgresCluster, url: str, on: bool) -> None:
