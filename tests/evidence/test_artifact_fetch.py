@@ -7,29 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from forge.cli import artifacts as artifacts_cli
 from forge.evidence.artifact_store import FilesystemArtifactStore
 from forge.evidence.artifacts import Artifacts, results_dir
 from forge_verify import verify_paths
 
+from .fetch_cli import app, stored
 from .sample import SCENARIO_ID
-
-app = typer.Typer()
-app.add_typer(artifacts_cli.app, name="artifacts")  # as `forge` registers it
 
 
 @pytest.fixture
 def store(artifacts: Artifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           ) -> FilesystemArtifactStore:
-    monkeypatch.setenv("STORAGE_ROOT", str(tmp_path / "storage"))
-    monkeypatch.setenv("FORGE_ENV", "dev")
-    monkeypatch.delenv("FORGE_ARTIFACT_STORE", raising=False)
-    made = FilesystemArtifactStore(tmp_path / "storage")
-    assert made.write(artifacts).created
-    return made
+    return stored(artifacts, tmp_path / "storage", monkeypatch)
 
 
 def test_fetch_writes_the_four_files_into_dir(store: FilesystemArtifactStore,

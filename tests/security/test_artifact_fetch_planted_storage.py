@@ -17,29 +17,19 @@ import os
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from forge.cli import artifacts as artifacts_cli
 from forge.evidence.artifact_store import FilesystemArtifactStore
-from forge.evidence.artifacts import Artifacts
 
+from ..evidence.fetch_cli import app, stored
 from ..evidence.sample import SCENARIO_ID, build
 
 NOBODY = 65534
-app = typer.Typer()
-app.add_typer(artifacts_cli.app, name="artifacts")  # as `forge` registers it
 
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FilesystemArtifactStore:
-    artifacts: Artifacts = build(tmp_path / "work")
-    monkeypatch.setenv("STORAGE_ROOT", str(tmp_path / "real-storage"))
-    monkeypatch.setenv("FORGE_ENV", "dev")
-    monkeypatch.delenv("FORGE_ARTIFACT_STORE", raising=False)
-    made = FilesystemArtifactStore(tmp_path / "real-storage")
-    assert made.write(artifacts).created
-    return made
+    return stored(build(tmp_path / "work"), tmp_path / "real-storage", monkeypatch)
 
 
 def _shared_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
