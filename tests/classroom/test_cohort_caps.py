@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from forge.classroom import assignments, cohorts, lti_links
+from forge.classroom import assignments, cohort_invites, cohorts, lti_links
 from forge.classroom.cohorts import Manager
 from forge.classroom.lti_links import CourseSeat
 from forge.errors import ForgeError
@@ -53,13 +53,13 @@ def test_a_join_past_the_cap_is_refused_and_a_member_may_join_again(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cohorts, "MAX_MEMBERS", 2)
     c = cohorts.create_cohort(db, ANN, "Net").cohort_id
-    _, token = cohorts.make_invite(db, ANN, c)
+    _, token = cohort_invites.make_invite(db, ANN, c)
     for learner in ("lea", "leo"):
-        cohorts.join_by_invite(db, "acme", learner, token)
+        cohort_invites.join_by_invite(db, "acme", learner, token)
     with pytest.raises(ForgeError) as full:
-        cohorts.join_by_invite(db, "acme", "lia", token)
+        cohort_invites.join_by_invite(db, "acme", "lia", token)
     _full(full, 2)
-    assert cohorts.join_by_invite(db, "acme", "lea", token).cohort_id == c  # not a new member
+    assert cohort_invites.join_by_invite(db, "acme", "lea", token).cohort_id == c  # not a new member
     assert _members(db, c) == ["lea", "leo"]
 
 
@@ -203,10 +203,10 @@ def test_two_joins_at_one_seat_left_admit_exactly_one_on_postgres(
     db = Database(postgres_url)
     monkeypatch.setattr(cohorts, "MAX_MEMBERS", 3)
     c = cohorts.create_cohort(db, ANN, "Net").cohort_id
-    _, token = cohorts.make_invite(db, ANN, c)
+    _, token = cohort_invites.make_invite(db, ANN, c)
     cohorts.enrol_subjects(db, ANN, c, ["lea", "leo"])
-    got = _race(db, c, [lambda: cohorts.join_by_invite(db, "acme", "lia", token),
-                        lambda: cohorts.join_by_invite(db, "acme", "lou", token)])
+    got = _race(db, c, [lambda: cohort_invites.join_by_invite(db, "acme", "lia", token),
+                        lambda: cohort_invites.join_by_invite(db, "acme", "lou", token)])
     refused = [r for r in got if isinstance(r, ForgeError)]
     assert len(refused) == 1 and refused[0].code == "cohort_full", got
     assert len(_members(db, c)) == 3

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from forge.classroom import assignments as asg
-from forge.classroom import attempts, cohorts, lti_links, staff
+from forge.classroom import attempts, cohort_invites, cohorts, lti_links, staff
 from forge.classroom.cohorts import Manager
 from forge.classroom.lti_links import CourseSeat
 from forge.classroom.roster_csv import parse_roster
@@ -54,29 +54,29 @@ def test_who_manages_a_cohort(db: Database) -> None:
 
 def test_invite_link_is_hashed_shared_and_revocable(db: Database) -> None:
     c = cohorts.create_cohort(db, ANN, "Networking 101")
-    invite, token = cohorts.make_invite(db, ANN, c.cohort_id, days=7)
+    invite, token = cohort_invites.make_invite(db, ANN, c.cohort_id, days=7)
     with db.read() as sess:
         stored = sess.scalars(select(CohortInvite)).one()
         assert token not in (stored.token_sha256, stored.invite_id)  # only its hash is kept
     for learner in ("lea", "leo"):  # many learners, one link
-        assert cohorts.join_by_invite(db, T1, learner, token).cohort_id == c.cohort_id
-    assert cohorts.join_by_invite(db, T1, "lea", token).cohort_id == c.cohort_id  # again: same
+        assert cohort_invites.join_by_invite(db, T1, learner, token).cohort_id == c.cohort_id
+    assert cohort_invites.join_by_invite(db, T1, "lea", token).cohort_id == c.cohort_id  # again: same
     with pytest.raises(ForgeError) as other_tenant:
-        cohorts.join_by_invite(db, T2, "eve", token)
+        cohort_invites.join_by_invite(db, T2, "eve", token)
     assert code(other_tenant) == (404, "invite_invalid")
-    cohorts.revoke_invite(db, ANN, c.cohort_id, invite.invite_id)
+    cohort_invites.revoke_invite(db, ANN, c.cohort_id, invite.invite_id)
     with pytest.raises(ForgeError) as revoked:
-        cohorts.join_by_invite(db, T1, "lia", token)
+        cohort_invites.join_by_invite(db, T1, "lia", token)
     assert code(revoked) == (404, "invite_invalid")
     assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["lea", "leo"]
     # An expired link: refused the same way.
-    invite, token = cohorts.make_invite(db, ANN, c.cohort_id, days=1)
+    invite, token = cohort_invites.make_invite(db, ANN, c.cohort_id, days=1)
     with db.session() as sess:
         row = sess.get(CohortInvite, invite.invite_id)
         assert row is not None
         row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
     with pytest.raises(ForgeError) as exc:
-        cohorts.join_by_invite(db, T1, "lea", token)
+        cohort_invites.join_by_invite(db, T1, "lea", token)
     assert code(exc) == (404, "invite_invalid")
 
 
@@ -197,13 +197,13 @@ def test_the_classes_own_instructors_do_not_join_it_as_learners(db: Database) ->
     the same way; a learner joins as before, and nothing of a refusal is stored."""
     c = cohorts.create_cohort(db, ANN, "Networking 101")
     staff.add_instructor(db, ANN, c.cohort_id, "bob")
-    _, token = cohorts.make_invite(db, ANN, c.cohort_id)
+    _, token = cohort_invites.make_invite(db, ANN, c.cohort_id)
     for teacher in ("ann", "bob"):
         with pytest.raises(ForgeError) as exc:
-            cohorts.join_by_invite(db, T1, teacher, token)
+            cohort_invites.join_by_invite(db, T1, teacher, token)
         assert code(exc) == (409, "cohort_staff")
         assert exc.value.details == [{"field": "invite"}]
-    assert cohorts.join_by_invite(db, T1, "lea", token).cohort_id == c.cohort_id
+    assert cohort_invites.join_by_invite(db, T1, "lea", token).cohort_id == c.cohort_id
     assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["lea"]
 
 

@@ -16,7 +16,7 @@ import pytest
 from alembic import command
 from sqlalchemy import select
 
-from forge.classroom import assignments, class_changes, cohorts, lti_links, staff
+from forge.classroom import assignments, class_changes, cohort_invites, cohorts, lti_links, staff
 from forge.classroom.cohorts import Manager
 from forge.classroom.lti_links import CourseSeat
 from forge.errors import ForgeError
@@ -151,11 +151,11 @@ def test_an_invite_or_group_never_seats_an_instructor(db: Database) -> None:
     before a concurrent add committed would have seated them)."""
     c = cohorts.create_cohort(db, Manager("acme", "ann", "instructor"), "Net A",
                               "net-a").cohort_id
-    _, token = cohorts.make_invite(db, ANN, c)
+    _, token = cohort_invites.make_invite(db, ANN, c)
     staff.add_instructor(db, ANN, c, "bob")
     assert cohorts.enrol_by_groups(db, "acme", "bob", ["net-a"]) == 0
     with pytest.raises(ForgeError) as exc:
-        cohorts.join_by_invite(db, "acme", "bob", token)
+        cohort_invites.join_by_invite(db, "acme", "bob", token)
     assert exc.value.code == "cohort_staff"
     assert _both(db, c) == (["ann", "bob"], [])
 

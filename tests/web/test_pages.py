@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from forge.bus import NatsServer
-from forge.classroom.cohorts import Manager, create_cohort, make_invite
+from forge.classroom.cohort_invites import make_invite
+from forge.classroom.cohorts import Manager, create_cohort
 from forge.config import Settings, load_settings
 from forge.content import content_path
 from forge.entitlements.grants import grant

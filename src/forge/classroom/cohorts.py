@@ -1,14 +1,14 @@
-"""Cohorts, who manages them, and how learners join: invite link, CSV, or IdP group."""
+"""Cohorts, who manages them, and how learners join: CSV, IdP group, or an invite link
+(`cohort_invites`)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
@@ -19,12 +19,10 @@ from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import (
     Cohort,
-    CohortInvite,
     CohortStaff,
     Enrolment,
 )
 from forge.store.role_names import INSTRUCTOR, OPERATOR
-from forge.store.timestamps import aware
 
 log = logging.getLogger("forge.classroom.cohorts")
 
@@ -34,9 +32,6 @@ VIA = ("invite", "csv", "group")
 MAX_MEMBERS = 2000
 MAX_COHORT_PAGE = 500  # cohorts listed per page (GET /v1/cohorts, /teach)
 MAX_GROUP = 128
-INVITE_PREFIX = "fgi_"
-MAX_INVITE_DAYS = 90
-MAX_LISTED_INVITES = 50  # live invite links listed per cohort (API, /teach)
 COHORT_ID_RE = re.compile(r"coh-[0-9a-f]{16}")
 ASSIGNMENT_ID_RE = re.compile(r"asg-[0-9a-f]{16}")
 INVITE_ID_RE = re.compile(r"inv-[0-9a-f]{16}")
@@ -178,109 +173,6 @@ def learner_counts(db: Database, who: Manager, cohort_ids: Sequence[str]) -> dic
     return {str(cid): int(n) for cid, n in rows}
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def make_invite(db: Database, who: Manager, cohort_id: str, days: int = 14
-                ) -> tuple[CohortInvite, str]:
-    """A new invite link token for the cohort (returned once; only its hash is stored)."""
-    if not isinstance(days, int) or not 1 <= days <= MAX_INVITE_DAYS:
-        raise ForgeError("validation_error", 422, "invalid request: days",
-                         [{"field": "days", "problem": f"1-{MAX_INVITE_DAYS}"}])
-    token = INVITE_PREFIX + secrets.token_urlsafe(24)
-    now = datetime.now(UTC)
-    with db.session() as sess:
-        managed_cohort(sess, who, cohort_id)
-        invite = CohortInvite(invite_id=new_id("inv"), cohort_id=cohort_id,
-                              tenant_id=who.tenant_id, token_sha256=_digest(token),
-                              created_by=who.subject, created_at=now,
-                              expires_at=now + timedelta(days=days), revoked_at=None)
-        sess.add(invite)
-    return invite, token
-
-
-def revoke_invite(db: Database, who: Manager, cohort_id: str, invite_id: str) -> None:
-    """Revoke an invite link: nobody joins with it any more (those who joined stay)."""
-    with db.session() as sess:
-        managed_cohort(sess, who, cohort_id)
-        invite = sess.get(CohortInvite, invite_id) if isinstance(invite_id, str) else None
-        if invite is None or invite.cohort_id != cohort_id:
-            raise ForgeError("invite_not_found", 404, "invite_id: no such invite link",
-                             [{"field": "invite_id"}])
-        if invite.revoked_at is None:
-            invite.revoked_at = datetime.now(UTC)
-
-
-def live_invites(db: Database, who: Manager, cohort_ids: Sequence[str]
-                 ) -> dict[str, list[CohortInvite]]:
-    """The invite links still usable (neither revoked nor expired) of each of `cohort_ids`
-    that `who` manages, newest first, at most MAX_LISTED_INVITES a cohort: what the
-    instructor revokes when a learner taken out could join again with one (the link itself
-    is shown only once, so its id is how they find it)."""
-    if not cohort_ids:
-        return {}
-    now = datetime.now(UTC)
-    out: dict[str, list[CohortInvite]] = {}
-    with db.read() as sess:
-        for cohort_id in cohort_ids:  # a page of /teach: at most 20 classes
-            out[cohort_id] = [row for row in sess.scalars(select(CohortInvite).where(
-                CohortInvite.cohort_id == cohort_id,
-                CohortInvite.cohort_id.in_(managed_ids(who)),
-                CohortInvite.tenant_id == who.tenant_id, CohortInvite.revoked_at.is_(None),
-                CohortInvite.expires_at > now)
-                .order_by(CohortInvite.created_at.desc(), CohortInvite.invite_id.desc())
-                .limit(MAX_LISTED_INVITES)) if aware(row.expires_at) > now]
-        sess.expunge_all()
-    return out
-
-
-def _valid_invite(sess: Session, tenant_id: str, token: object) -> CohortInvite:
-    """The usable invite of this token in this tenant. One answer (404 `invite_invalid`) for
-    unknown, revoked, expired or another tenant's links."""
-    invalid = ForgeError("invite_invalid", 404,
-                         "invite: this invite link is not valid (unknown, expired or revoked)",
-                         [{"field": "invite"}])
-    if not isinstance(token, str) or not token.startswith(INVITE_PREFIX) or len(token) > 100:
-        raise invalid
-    digest = _digest(token)
-    invite = sess.scalars(select(CohortInvite).where(
-        CohortInvite.token_sha256 == digest)).first()
-    if (invite is None  # found by its digest: the secret itself is never compared
-            or invite.tenant_id != tenant_id or invite.revoked_at is not None
-            or aware(invite.expires_at) <= datetime.now(UTC)):
-        raise invalid
-    return invite
-
-
-def invited_cohort(db: Database, tenant_id: str, token: object) -> Cohort:
-    """The cohort an invite link of this tenant leads to (to show before joining)."""
-    with db.read() as sess:
-        cohort = sess.get(Cohort, _valid_invite(sess, tenant_id, token).cohort_id)
-        assert cohort is not None
-        sess.expunge(cohort)
-        return cohort
-
-
-def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) -> Cohort:
-    """Enrol (tenant, subject) with an invite token of their own tenant (404
-    `invite_invalid` otherwise); joining again changes nothing; 409 `cohort_full` when the
-    cohort holds MAX_MEMBERS learners already, 409 `cohort_staff` for one of its
-    instructors (opening the link they share would have made them a learner of their own
-    class, counted on its dashboard)."""
-    with db.session() as sess:
-        invite = _valid_invite(sess, tenant_id, token)
-        if not _enrol(sess, invite.cohort_id, tenant_id, subject, "invite",
-                      datetime.now(UTC)) and sess.get(
-                CohortStaff, (invite.cohort_id, subject)) is not None:
-            raise ForgeError("cohort_staff", 409, "invite: you manage this cohort; its "
-                             "invite link is for learners (see it from /teach)",
-                             [{"field": "invite"}])
-        cohort = sess.get(Cohort, invite.cohort_id)
-        assert cohort is not None
-        return cohort
-
-
 def cohort_full(cohort_id: str, held: int, adding: int) -> ForgeError:
     """409 `cohort_full`: enrolling `adding` more learners would take the cohort past
     MAX_MEMBERS (nothing of the request is enrolled)."""
@@ -307,7 +199,7 @@ def learner_count(sess: Session, cohort_id: str) -> int:
         Enrolment.cohort_id == cohort_id)) or 0)
 
 
-def _enrol(sess: Session, cohort_id: str, tenant_id: str, subject: str, via: str,
+def enrol_learner(sess: Session, cohort_id: str, tenant_id: str, subject: str, via: str,
            now: datetime) -> bool:
     """Enrol unless enrolled already or an instructor of the cohort (read under its lock:
     one made instructor meanwhile is never seated); True when this call enrolled them.
@@ -386,7 +278,7 @@ def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence
             if cohort_id in staff_of:  # an instructor of the class in its group: not a learner
                 continue
             try:
-                joined += _enrol(sess, cohort_id, tenant_id, subject, "group", now)
+                joined += enrol_learner(sess, cohort_id, tenant_id, subject, "group", now)
             except ForgeError as exc:
                 if exc.code != "cohort_full":
                     raise

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments, class_changes, cohorts, staff
+from forge.classroom import assignments, class_changes, cohort_invites, cohorts, staff
 from forge.classroom.cohort_names import MAX_NAME
 from forge.classroom.roster_csv import MAX_BYTES, parse_roster
 from forge.classroom.scope import check_subject
@@ -46,7 +46,7 @@ class CohortBody(BaseModel):
 
 class InviteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    days: int = Field(default=14, ge=1, le=cohorts.MAX_INVITE_DAYS, strict=True,
+    days: int = Field(default=14, ge=1, le=cohort_invites.MAX_INVITE_DAYS, strict=True,
                       description="How long the link stays usable.")
 
 
@@ -171,7 +171,7 @@ async def make_invite(cohort_id: CohortId, request: Request,
     who = await _manager(request)
     db = spawn_state(request).ctx.db
     days = (body or InviteBody()).days  # no body: every field has its default
-    invite, token = await run_in_threadpool(cohorts.make_invite, db, who, cohort_id, days)
+    invite, token = await run_in_threadpool(cohort_invites.make_invite, db, who, cohort_id, days)
     return {"invite_id": invite.invite_id, "invite": token,
             "url": f"{str(request.base_url).rstrip('/')}/join/{token}",
             "expires_at": assignments.iso(invite.expires_at)}
@@ -195,7 +195,8 @@ async def list_invites(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     def read() -> list[dict[str, Any]]:
         with db.read() as sess:
             cohorts.managed_cohort(sess, who, cohort_id)
-        return [invite_view(i) for i in cohorts.live_invites(db, who, [cohort_id])[cohort_id]]
+        live = cohort_invites.live_invites(db, who, [cohort_id])
+        return [invite_view(i) for i in live[cohort_id]]
 
     return {"cohort_id": cohort_id, "invites": await run_in_threadpool(read)}
 
@@ -208,7 +209,7 @@ async def revoke_invite(cohort_id: CohortId, invite_id: Annotated[str, Field(max
     who = await _manager(request)
     db = spawn_state(request).ctx.db
     cohorts.check_public_id("invite_id", invite_id)
-    await run_in_threadpool(cohorts.revoke_invite, db, who, cohort_id, invite_id)
+    await run_in_threadpool(cohort_invites.revoke_invite, db, who, cohort_id, invite_id)
     return {"invite_id": invite_id, "revoked": True}
 
 
@@ -376,7 +377,7 @@ async def join(body: JoinBody, request: Request) -> JSONResponse:
     unknown, expired or revoked link, or another tenant's; 409 `cohort_full` when the
     cohort holds its 2000 learners already)."""
     who = await _manager(request)
-    row = await run_in_threadpool(cohorts.join_by_invite, spawn_state(request).ctx.db,
+    row = await run_in_threadpool(cohort_invites.join_by_invite, spawn_state(request).ctx.db,
                                   who.tenant_id, who.subject, body.invite)
     return JSONResponse({"cohort_id": row.cohort_id, "name": row.name})
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom.cohorts import invited_cohort, join_by_invite
+from forge.classroom.cohort_invites import invited_cohort, join_by_invite
 from forge.errors import ForgeError
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.errors import PageError, error_response, page_for, signin_url

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments, class_changes, cohorts
+from forge.classroom import assignments, class_changes, cohort_invites, cohorts
 from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import MAX_BYTES as ROSTER_MAX_BYTES
 from forge.classroom.roster_csv import MAX_ROWS as ROSTER_MAX_ROWS
@@ -65,7 +65,7 @@ def _overview(request: Request, who: Manager,
     rows = cohorts.cohorts_of(db, who, limit=TEACH_PAGE + 1, after=after)
     shown = rows[:TEACH_PAGE]
     counts = cohorts.learner_counts(db, who, [c.cohort_id for c in shown])
-    invites = cohorts.live_invites(db, who, [c.cohort_id for c in shown])
+    invites = cohort_invites.live_invites(db, who, [c.cohort_id for c in shown])
     return [{"cohort": c, "learners": counts.get(c.cohort_id, 0),
              "invites": [{"invite_id": i.invite_id, "created_by": i.created_by,
                           "expires_at": assignments.iso(i.expires_at)}
@@ -174,7 +174,7 @@ async def new_cohort(request: Request) -> Response:
 async def new_invite(cohort_id: str, request: Request) -> Response:
     """Make an invite link and show it once."""
     async def act(who: Manager, form: dict[str, str]) -> Response:
-        _, token = await run_in_threadpool(cohorts.make_invite, spawn_state(request).ctx.db,
+        _, token = await run_in_threadpool(cohort_invites.make_invite, spawn_state(request).ctx.db,
                                            who, cohort_id, 14)
         url = f"{str(request.base_url).rstrip('/')}/join/{token}"
         return back_to_teach(request, spawn_state(request).settings, who,
@@ -187,7 +187,7 @@ async def revoke_invite(cohort_id: str, invite_id: str, request: Request) -> Res
     """Revoke an invite link: nobody joins with it any more (those who joined stay)."""
     async def act(who: Manager, form: dict[str, str]) -> Response:
         cohorts.check_public_id("invite_id", invite_id)
-        await run_in_threadpool(cohorts.revoke_invite, spawn_state(request).ctx.db, who,
+        await run_in_threadpool(cohort_invites.revoke_invite, spawn_state(request).ctx.db, who,
                                 cohort_id, invite_id)
         return back_to_teach(request, spawn_state(request).settings, who, teach_page_of(form),
                              f"Invite link {invite_id} revoked: nobody can join with it any "
