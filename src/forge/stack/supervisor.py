@@ -35,6 +35,7 @@ from forge.services.common.listener import ENV_FD, PortUnavailable, bind_listene
 from forge.stack.deathsig import exec_prefix
 from forge.stack.embedded_nats import EmbeddedNats, Member, NatsStartError
 from forge.stack.lock import StorageLock, StorageLocked
+from forge.stack.service_log import last_words
 from forge.stack.topology import DEFAULT_PORTS, SERVICES, ProcessSpec, Topology, plan
 
 __all__ = ["DEFAULT_PORTS", "SERVICES", "Child", "StartRefused", "Supervisor"]
@@ -49,30 +50,6 @@ STABLE_S = 60.0
 # a core and every service a readiness run per poll while idle.
 READY_RECHECK_S = 5.0
 HUNG_S = 30.0
-
-
-# The end of a dead service's log read for its last words (a traceback ends with the error,
-# a refused start with its reason), and at most this much of that line shown.
-LAST_WORDS_READ = 4096
-LAST_WORDS_SHOWN = 300
-
-
-def last_words(log_path: Path, since: int = 0) -> str:
-    """The last non-blank line `log_path` got after byte `since` (from its last
-    LAST_WORDS_READ bytes; cut to LAST_WORDS_SHOWN characters, control characters dropped);
-    "" when there is none. An operator told only "exited with code 3" had to open the log
-    to learn the store was down."""
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(since, fh.tell() - LAST_WORDS_READ))
-            tail = fh.read(LAST_WORDS_READ)
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.decode("utf-8", "replace").splitlines()]
-    last = next((line for line in reversed(lines) if line), "")
-    shown = "".join(ch for ch in last if ch.isprintable())
-    return shown if len(shown) <= LAST_WORDS_SHOWN else shown[:LAST_WORDS_SHOWN - 1] + "…"
 
 
 class StartRefused(Exception):
