@@ -24,6 +24,7 @@ import typer
 
 from forge.bus.artifact_objects import RESULT_NAMES
 from forge.cli.context import scoreboard_bus, settings_or_exit
+from forge.config.storage_root import others_may_write
 from forge_verify.score import SCENARIO_ID_RE
 
 app = typer.Typer(help="Result artifacts of scored scenarios.", no_args_is_help=True)
@@ -53,8 +54,7 @@ def _checked_folder(path: Path) -> None:
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
         raise UnsafeTarget(f"{path} is {what} (owner uid {st.st_uid}), not a folder of yours")
-    own_group = st.st_uid == me and st.st_gid in (os.getegid(), 0)  # no other user's group
-    if st.st_uid not in (me, 0) or mode & (0o002 if own_group else 0o022):
+    if st.st_uid not in (me, 0) or others_may_write(st):
         raise UnsafeTarget(f"{path} is owned by uid {st.st_uid} (mode {mode:o}): another user "
                            "could choose where the files go or swap them")
 

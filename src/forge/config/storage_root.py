@@ -78,11 +78,22 @@ def check_path(root: Path, path: Path, *, directory: bool) -> bool:
     return True
 
 
+def own_group(st: os.stat_result) -> bool:
+    """This user's own path whose group is this user's own (or root's): its group is then
+    no other user."""
+    return st.st_uid == os.geteuid() and st.st_gid in (os.getegid(), 0)
+
+
+def others_may_write(st: os.stat_result) -> bool:
+    """May a user other than this one (or root) write the path: others, or a group that is
+    not this user's own (`own_group`)?"""
+    return bool(st.st_mode & (0o002 if own_group(st) else 0o022))
+
+
 def _own_group_only(st: os.stat_result) -> bool:
-    """This user's own path whose group is this user's own (or root's): writable by
-    group but not by others is then no other user's way in."""
-    return (st.st_uid == os.geteuid() and not st.st_mode & 0o002
-            and st.st_gid in (os.getegid(), 0))
+    """This user's own path, writable by its group (this user's own, or root's) but not
+    by others: no other user's way in."""
+    return own_group(st) and not st.st_mode & 0o002
 
 
 def check_storage_root(root: Path) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from forge.config.storage_root import others_may_write
 from forge.errors import ForgeError
 
 RECORD = "image.json"
@@ -130,8 +131,7 @@ def check_cache_root(root: Path) -> None:
     if st.st_uid not in (me, 0):
         raise UnsafeImageCache(root, f"it is owned by uid {st.st_uid} (mode {mode:o}), not "
                                      f"by uid {me}")
-    own_group = st.st_uid == me and st.st_gid in (os.getegid(), 0)
-    if mode & (0o002 if own_group else 0o022):
+    if others_may_write(st):
         raise UnsafeImageCache(root, f"other users may write it (owner uid {st.st_uid}, "
                                      f"mode {mode:o})")
 
