@@ -50,7 +50,8 @@ def test_ops_page_reads_keys_and_holds_through_the_scoreboard(
         keys = httpx.get(f"{board_url}/v1/admin/signing-keys", headers=operator, timeout=10)
         assert keys.status_code == 200
         assert keys.json()["keys"] == [{"key_id": key.key_id, "created_at": keys.json()[
-            "keys"][0]["created_at"], "retired_at": None, "current": True, "can_sign": True}]
+            "keys"][0]["created_at"], "retired_at": None, "current": True, "can_sign": True,
+            "revoked_at": None, "revoked_reason": None}]
         assert "PRIVATE" not in keys.text
         holds = httpx.get(f"{board_url}/v1/admin/retention/holds", headers=operator,
                           timeout=10).json()["holds"]

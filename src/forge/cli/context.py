@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -25,13 +25,14 @@ if TYPE_CHECKING:
     from forge.runtime.base import Runtime
 
 
-def settings_or_exit() -> Settings:
-    """Settings as a service would load them; a bad environment exits 1 with every problem.
-    Loading may create the storage root (dev secrets live there): that is announced. A
-    storage root another user owns or may write to exits 2 (`refuse_unsafe`)."""
+def settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings as a service would load them (from ``environ``, default the process's); a
+    bad environment exits 1 with every problem. Loading may create the storage root (dev
+    secrets live there): that is announced. A storage root another user owns or may write
+    to exits 2 (`refuse_unsafe`)."""
     try:
         with watch_new_root():
-            return load_settings()
+            return load_settings(environ)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         raise typer.Exit(1) from None

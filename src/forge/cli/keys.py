@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -9,7 +10,13 @@ import typer
 from forge.cli.output import JSON_OPTION, print_json, print_table
 from forge.cli.storage import refuse_unsafe, watch_new_root
 from forge.config.storage_root import UnsafeStorage, check_storage_root
-from forge.signing.keystore import KEY_DIR_ENV, SigningKeyError, SigningKeyring, keyring_dir
+from forge.signing.keystore import (
+    KEY_DIR_ENV,
+    NoSigningKey,
+    SigningKeyError,
+    SigningKeyring,
+    keyring_dir,
+)
 
 app = typer.Typer(help="Ed25519 signing keys for verdicts.", no_args_is_help=True)
 
@@ -86,7 +93,9 @@ def list_keys(
     """Key ids, creation and retirement times, which one is current (exit 1 when none)."""
     ring = open_keyring(storage, keys_dir)
     keys = [{"key_id": i.key_id, "created_at": i.created_at, "retired_at": i.retired_at,
-             "state": "current" if i.current else ("can sign" if i.can_sign else "verify only")}
+             "revoked_at": i.revoked_at, "revoked_reason": i.revoked_reason,
+             "state": "current" if i.current else "revoked" if i.revoked_at else (
+                 "can sign" if i.can_sign else "verify only")}
             for i in ring.list_keys()]
     if as_json:
         print_json({"keys": keys})
@@ -105,7 +114,8 @@ def export_public(
     out: Path | None = typer.Option(None, "--out", help="Write <kid>.pem files here."),
     storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION,
 ) -> None:
-    """Print every public key as PEM (or write them to --out) for `--trusted-key`."""
+    """Print every public key but the revoked as PEM (or write them to --out, removing a
+    revoked key's file an earlier export left there) for `--trusted-key`."""
     ring = open_keyring(storage, keys_dir)
     try:
         pems = ring.export_public(out)
@@ -119,3 +129,81 @@ def export_public(
         typer.echo(pems.decode("ascii"), nl=False)
     else:
         typer.echo(f"wrote {len(ring.public_keys())} public keys to {out}")
+
+
+@app.command()
+def revoke(
+    key_id: str = typer.Argument(..., help="The key id (forge keys list)."),
+    reason: str = typer.Option("", "--reason", help="Kept with the key (one line, ≤200)."),
+    storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION,
+) -> None:
+    """A key that leaked: it never signs again and nothing it signed is trusted (a new key
+    signs from now on if it was current). Then export the public keys again and run
+    `forge keys resign KEY_ID` for the verdicts and credentials stored."""
+    ring, root = open_keyring(storage, keys_dir), _watched_root(storage, keys_dir)
+    try:
+        if root is None:
+            newly, replacement = ring.revoke(key_id, reason)
+        else:
+            with watch_new_root(root):
+                newly, replacement = ring.revoke(key_id, reason)
+    except UnsafeStorage as exc:
+        refuse_unsafe(exc)
+    except SigningKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not newly:
+        typer.echo(f"key {key_id} was already revoked")
+        return
+    if replacement is not None:
+        typer.echo(f"current signing key is now {replacement.key_id}")
+    typer.echo(f"revoked key {key_id}: verdicts and credentials it signed no longer verify. "
+               "Next: `forge keys export-public --out <folder>` again for verifiers, and "
+               f"`forge keys resign {key_id}` to sign the stored ones with the current key")
+
+
+@app.command()
+def resign(
+    key_id: str = typer.Argument(..., help="The revoked key id."),
+    storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Sign again, with the current key, each stored verdict and credential the revoked
+    key KEY_ID signed, once it verifies in full against that key (one that does not is
+    listed and left as it is: exit 1). Safe to run again."""
+    from forge.cli.context import open_db, settings_or_exit
+    from forge.evidence.credentials import resign_credentials
+    from forge.evidence.resign import resign_verdicts
+
+    ring = open_keyring(storage, keys_dir)
+    revoked = ring.public_keys().get(key_id)
+    if revoked is None or key_id not in ring.revoked_ids():
+        why = "is not in the ring" if revoked is None else "is not revoked"
+        typer.echo(f"error: key {key_id[:40]!r} {why}; `forge keys revoke` it first "
+                   "(see `forge keys list`)", err=True)
+        raise typer.Exit(1)
+    try:
+        key = ring.current()
+    except NoSigningKey as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    environ = dict(os.environ)
+    if storage is not None:  # the state DB of that root, as the services would find it
+        environ["STORAGE_ROOT"] = str(storage.absolute())
+    settings = settings_or_exit(environ)
+    report = resign_verdicts(settings.storage_root, key_id, revoked, key)
+    creds, creds_refused = resign_credentials(open_db(settings), settings.storage_root,
+                                              key_id, revoked, key)
+    refused = ([{"scenario_id": s, "why": w} for s, w in report.refused]
+               + [{"credential_id": c, "why": w} for c, w in creds_refused])
+    if as_json:
+        print_json({"key_id": key.key_id, "verdicts": report.resigned,
+                    "credentials": creds, "refused": refused})
+    else:
+        typer.echo(f"signed again with {key.key_id}: {len(report.resigned)} verdicts, "
+                   f"{creds} credentials")
+        for item in refused:
+            what = item.get("scenario_id") or item.get("credential_id")
+            typer.echo(f"left as it is: {what}: {item['why']}", err=True)
+    if refused:
+        raise typer.Exit(1)

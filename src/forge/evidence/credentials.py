@@ -16,15 +16,24 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from forge.errors import ForgeError
+from forge.evidence.artifacts import results_dir
 from forge.signing.keystore import SigningKey
 from forge.store.db import Database
-from forge.store.issued_credentials import find_for_scenario, record_issued, revoked_indexes
+from forge.store.issued_credentials import (
+    find_for_scenario,
+    record_issued,
+    replace_token,
+    revoked_indexes,
+    signed_by,
+)
 from forge.store.models import IssuedCredential
 from forge_verify.bundle import BUNDLE_NAMES, BundleError, read_bundle
 from forge_verify.credential import (
@@ -36,9 +45,11 @@ from forge_verify.credential import (
     VC_CONTEXT,
     Achievement,
     credential_claims,
+    digest_sri,
     is_passing,
     status_list_claims,
 )
+from forge_verify.dsse import EnvelopeError, parse_envelope
 from forge_verify.score import format_time
 from forge_verify.verdict import SCORE_NAME
 
@@ -81,6 +92,50 @@ def sign_jwt(claims: Mapping[str, Any], key: SigningKey) -> str:
     """A compact JWS (`typ: vc+jwt`, EdDSA) over `claims`, naming the key by its id."""
     return jwt.encode(dict(claims), key.private_key, algorithm=ALGORITHM,
                       headers={"kid": key.key_id, "typ": JWT_TYPE})
+
+
+def resign_jwt(token: str, revoked: Ed25519PublicKey, key: SigningKey,
+               verdict_sig: bytes | None = None) -> str:
+    """The same claims signed by ``key``, from a credential JWT that ``revoked`` signed
+    (jwt.InvalidTokenError when it did not: a token not verified is never signed again);
+    with ``verdict_sig`` (the verdict signed again), naming that verdict by its digest.
+    Its times are kept, so an expired credential stays expired."""
+    claims = jwt.decode(token, revoked, algorithms=[ALGORITHM], options={
+        "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+        "verify_aud": False, "verify_iss": False})
+    if verdict_sig is not None:
+        for item in claims.get("relatedResource") or []:
+            if isinstance(item, dict) and "digestSRI" in item:
+                item["digestSRI"] = digest_sri(verdict_sig)
+    return sign_jwt(claims, key)
+
+
+def _resigned_verdict(storage_root: Path, scenario_id: str, key: SigningKey) -> bytes | None:
+    """The scenario's stored verdict.sig when ``key`` signed it (signed again), else None."""
+    try:
+        sig = (results_dir(storage_root, scenario_id) / SIG_NAME).read_bytes()
+        return sig if parse_envelope(sig).verify(key.public_key) else None
+    except (OSError, ValueError, EnvelopeError):
+        return None
+
+
+def resign_credentials(db: Database, storage_root: Path, revoked_id: str,
+                       revoked: Ed25519PublicKey, key: SigningKey,
+                       ) -> tuple[int, list[tuple[str, str]]]:
+    """Sign again every stored credential the revoked key signed, naming its verdict as
+    signed again when it was: (how many, those left as they are with why)."""
+    done, refused = 0, []
+    for row in signed_by(db, revoked_id):
+        verdict = _resigned_verdict(storage_root, row.scenario_id, key)
+        try:
+            token = resign_jwt(row.token, revoked, key, verdict)
+        except jwt.InvalidTokenError as exc:
+            refused.append((row.credential_id, f"does not verify against the revoked key "
+                                               f"({type(exc).__name__}); not signed again"))
+            continue
+        if replace_token(db, row.credential_id, revoked_id, key.key_id, token):
+            done += 1
+    return done, refused
 
 
 def achievement_of(files: Mapping[str, bytes], urls: CredentialUrls,

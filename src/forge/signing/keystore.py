@@ -3,10 +3,14 @@
 Layout of the keyring directory (mode 0700):
   <kid>.key   PKCS#8 PEM private key, mode 0600 (only for keys that may still sign)
   <kid>.pub   PEM SubjectPublicKeyInfo
-  <kid>.json  metadata (created_at, retired_at)
+  <kid>.json  metadata (created_at, retired_at; revoked_at and revoked_reason once revoked)
   current     the key id that signs
 Rotation writes the new key, switches `current` atomically, then deletes the old private
 key; its public key stays so verdicts and checkpoints it signed keep verifying.
+Revocation (a key that leaked) also retires the key, and takes its public key out of every
+set a verifier is given to trust (`trusted_public_keys`, the export, the credential key
+list): whoever holds the leaked private key could sign any verdict with it, so nothing it
+signed is trusted any more; `forge keys resign` signs the stored verdicts again.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ class KeyExists(SigningKeyError):
     """`generate` was asked for while a current key already exists."""
 
 
+class UnknownKey(SigningKeyError):
+    """A key id named by the operator is not in the ring."""
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """A loaded private key and its id; signs verdicts and audit checkpoints."""
@@ -94,6 +102,8 @@ class KeyInfo:
     retired_at: str | None
     current: bool
     can_sign: bool
+    revoked_at: str | None = None
+    revoked_reason: str | None = None
 
 
 def keyring_dir(storage_root: Path, environ: Mapping[str, str] | None = None) -> Path:
@@ -101,6 +111,9 @@ def keyring_dir(storage_root: Path, environ: Mapping[str, str] | None = None) ->
     env = os.environ if environ is None else environ
     raw = env.get(KEY_DIR_ENV, "")
     return Path(raw) if raw else storage_root / "keys" / "signing"
+
+
+REVOKE_REASON_MAX = 200
 
 
 def _now() -> str:
@@ -239,6 +252,9 @@ class SigningKeyring:
         loaded = SigningKey.from_private_key(key)
         if loaded.key_id != kid:
             raise NoSigningKey(self._no_key(f"{path.name} holds key {loaded.key_id}"))
+        if self._meta(kid).get("revoked_at"):  # a revoke stopped between its two steps
+            raise NoSigningKey(f"the current signing key {kid} in {self.directory} is "
+                               "revoked; run `forge keys rotate`")
         return loaded
 
     def _write_key(self, key: SigningKey) -> None:
@@ -302,16 +318,60 @@ class SigningKeyring:
             key = SigningKey.from_private_key(Ed25519PrivateKey.generate())
             self._write_current_key(key)
             if old is not None and old != key.key_id:
-                meta_path = self.directory / f"{old}.json"
-                try:
-                    meta = json.loads(meta_path.read_text())
-                except (OSError, ValueError):
-                    meta = {"key_id": old, "algorithm": "ed25519", "created_at": None}
-                meta["retired_at"] = _now()
-                replace_file(meta_path, json.dumps(meta, sort_keys=True).encode() + b"\n",
-                             mode=0o644)
-                (self.directory / f"{old}.key").unlink(missing_ok=True)
+                self._retire(old)
             return key
+
+    def _meta(self, key_id: str) -> dict[str, object]:
+        """`<kid>.json`, or {} when missing or unreadable."""
+        try:
+            meta = json.loads((self.directory / f"{key_id}.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _write_meta(self, key_id: str, meta: dict[str, object]) -> None:
+        replace_file(self.directory / f"{key_id}.json",
+                     json.dumps(meta, sort_keys=True).encode() + b"\n", mode=0o644)
+
+    def _retire(self, key_id: str, **extra: str) -> None:
+        """Record `retired_at` (kept if already set) and ``extra``, then delete the private
+        key: from here on the key only verifies."""
+        meta: dict[str, object] = self._meta(key_id) or {
+            "key_id": key_id, "algorithm": "ed25519", "created_at": None}
+        meta["retired_at"] = meta.get("retired_at") or _now()
+        meta.update(extra)
+        self._write_meta(key_id, meta)
+        (self.directory / f"{key_id}.key").unlink(missing_ok=True)
+
+    def revoke(self, key_id: str, reason: str = "") -> tuple[bool, SigningKey | None]:
+        """Revoke a key that leaked: (newly revoked, the key that signs from now on when
+        the revoked one was current, else None). The current key is replaced first, so
+        something always signs; revoking twice changes nothing. UnknownKey for a key id
+        not in the ring."""
+        if len(reason) > REVOKE_REASON_MAX or not reason.isprintable():
+            raise SigningKeyError(f"reason: at most {REVOKE_REASON_MAX} printable "
+                                  "characters on one line")
+        if _KID_RE.fullmatch(key_id) is None or key_id not in self.public_keys():
+            raise UnknownKey(f"no key {key_id[:40]!r} in {self.directory} "
+                             "(see `forge keys list`)")
+        with self._lock():
+            if self._meta(key_id).get("revoked_at"):
+                return False, None
+            replacement = None
+            if self._current_id() == key_id:
+                replacement = SigningKey.from_private_key(Ed25519PrivateKey.generate())
+                self._write_current_key(replacement)
+            self._retire(key_id, revoked_at=_now(), revoked_reason=reason)
+            return True, replacement
+
+    def revoked_ids(self) -> frozenset[str]:
+        """Key ids revoked in this ring."""
+        return frozenset(kid for kid in self.public_keys() if self._meta(kid).get("revoked_at"))
+
+    def trusted_public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """The public keys a verifier may trust: every key of the ring but the revoked."""
+        revoked = self.revoked_ids()
+        return {kid: key for kid, key in self.public_keys().items() if kid not in revoked}
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
         """Every public key in the ring (current and retired), by key id."""
@@ -337,29 +397,37 @@ class SigningKeyring:
             current = None
         infos: list[KeyInfo] = []
         for kid in self.public_keys():
-            try:
-                meta = json.loads((self.directory / f"{kid}.json").read_text())
-            except (OSError, ValueError):
-                meta = {}
+            meta = self._meta(kid)
             infos.append(KeyInfo(
                 key_id=kid, created_at=str(meta.get("created_at") or "unknown"),
-                retired_at=meta.get("retired_at"), current=kid == current,
-                can_sign=(self.directory / f"{kid}.key").exists()))
+                retired_at=_text(meta.get("retired_at")), current=kid == current,
+                can_sign=(self.directory / f"{kid}.key").exists(),
+                revoked_at=_text(meta.get("revoked_at")),
+                revoked_reason=_text(meta.get("revoked_reason"))))
         return sorted(infos, key=lambda i: (i.created_at, i.key_id))
 
     def export_public(self, out_dir: Path | None = None) -> bytes:
-        """All public keys as concatenated PEM; with `out_dir`, also one `<kid>.pem` each."""
-        keys = self.public_keys()
+        """The trusted public keys as concatenated PEM; with `out_dir`, also one
+        `<kid>.pem` each (and a revoked key's `<kid>.pem` removed from it)."""
+        keys = self.trusted_public_keys()
         if out_dir is not None:
             self.write_public(trusted_keys_folder(out_dir))
         return b"".join(public_pem(k) for k in keys.values())
 
     def write_public(self, folder: Path) -> int:
-        """One `<kid>.pem` per public key into `folder`, an existing folder the caller
-        trusts (`trusted_keys_folder` checks one a user names); how many were written."""
-        keys = self.public_keys()
+        """One `<kid>.pem` per trusted public key into `folder`, an existing folder the
+        caller trusts (`trusted_keys_folder` checks one a user names), removing the
+        `<kid>.pem` of each revoked key an earlier export left there (a verifier trusts
+        every key in the folder); how many were written."""
+        keys = self.trusted_public_keys()
         for kid, key in keys.items():
             # No name in the folder is trusted (a file may be planted before it was
             # checked): each key goes under a random name first.
             replace_file_among_others(folder / f"{kid}.pem", public_pem(key))
+        for kid in self.revoked_ids():
+            (folder / f"{kid}.pem").unlink(missing_ok=True)
         return len(keys)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -62,6 +62,27 @@ def revoke_credential(db: Database, credential_id: str, reason: str) -> IssuedCr
         return row
 
 
+def signed_by(db: Database, key_id: str) -> list[IssuedCredential]:
+    """Every credential whose JWT the key ``key_id`` signed, oldest first."""
+    with db.read() as sess:
+        rows = list(sess.scalars(select(IssuedCredential).where(
+            IssuedCredential.key_id == key_id).order_by(IssuedCredential.issued_at)))
+        sess.expunge_all()
+        return rows
+
+
+def replace_token(db: Database, credential_id: str, old_key_id: str, key_id: str,
+                  token: str) -> bool:
+    """Store a credential's JWT signed again by ``key_id``, only while ``old_key_id``
+    still signs it (two passes at once sign it once); whether it was stored."""
+    with db.session() as sess:
+        row = sess.get(IssuedCredential, credential_id)
+        if row is None or row.key_id != old_key_id:
+            return False
+        row.key_id, row.token = key_id, token
+        return True
+
+
 def revoked_indexes(db: Database) -> list[int]:
     """Status-list indexes of every revoked credential."""
     with db.read() as sess:

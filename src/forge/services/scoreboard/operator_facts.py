@@ -26,7 +26,7 @@ router = APIRouter()
 @router.get("/v1/admin/signing-keys", tags=["admin"], dependencies=[Depends(operator_only)],
             responses=errors(401, 503))
 async def signing_keys(request: Request) -> dict[str, Any]:
-    """The scoreboard's signing key ids: created, retired, current, able to sign."""
+    """The scoreboard's signing key ids: created, retired, revoked, current, able to sign."""
     keyring = scoreboard_state(request).scorer.keyring
     try:
         keys = await run_in_threadpool(keyring.list_keys)

@@ -57,11 +57,16 @@ def verification_summary(request: Request, files: dict[str, bytes]) -> dict[str,
         return {"status": "FAIL", "ok": False, "reasons": [
             {"code": "missing_file", "message": "result set is incomplete"}]}
     ring = scoreboard_state(request).scorer.keyring
-    trusted = list(ring.public_keys().values())
+    trusted = list(ring.trusted_public_keys().values())
     res = verify_artifacts(files[SCORE_NAME], files[bundle], bundle, files[SIG_NAME],
                            files[PUB_NAME], trusted=trusted)
+    revoked = res.key_id is not None and res.key_id in ring.revoked_ids()
+    reasons = [{"code": "revoked_key", "message": f"signed by key {res.key_id}, which the "
+                "operator revoked; it is signed again with `forge keys resign`"}
+               if revoked and r.code == "untrusted_key" else
+               {"code": r.code, "message": r.message} for r in res.reasons]
     return {"status": res.status, "ok": res.ok, "origin": res.origin, "key_id": res.key_id,
-            "reasons": [{"code": r.code, "message": r.message} for r in res.reasons]}
+            "reasons": reasons}
 
 
 @router.get("/v1/scores/{scenario_id}", tags=["scores"], responses=errors(401, 404, 503))
