@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import typer
 
 from forge.audit.log import global_log, scenario_log
 from forge.cli.keys import KEYS_DIR_OPTION, STORAGE_OPTION, open_keyring
-from forge_verify.score import ScoreInputError
+from forge.evidence.artifacts import results_dir
+from forge.services.scoreboard.sealing import finalized_verdicts, is_unsealed
+from forge_verify.bundle import sha256_hex
+from forge_verify.score import SCENARIO_ID_RE, ScoreInputError
+
+MAX_SCORE_BYTES = 16 * 1024 * 1024
 
 app = typer.Typer(help="Hash-chained audit logs.", no_args_is_help=True)
 
@@ -41,6 +48,10 @@ def verify(
         raise typer.Exit(2)
     keys = open_keyring(storage, keys_dir).public_keys()
     report = log.verify(keys)
+    if scenario is not None:
+        report.reasons.extend(_behind_its_verdict(root, scenario, log.read_bytes()))
+    else:
+        report.reasons.extend(_verdicts_missing(root, log.read_bytes()))
     typer.echo(f"{'OK' if report.ok else 'BROKEN'} {log.path}: {report.entries} entries, "
                f"{report.checkpoints} checkpoints, head {report.head[:16]}")
     for reason in report.reasons:
@@ -48,3 +59,59 @@ def verify(
     for note in report.notes:
         typer.echo(f"  note {note}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _stored_score(root: Path, scenario_id: str) -> bytes | None:
+    """The scenario's stored score.json (None: no results here, or unreadable)."""
+    try:
+        with open(results_dir(root, scenario_id) / "score.json", "rb") as fh:
+            return fh.read(MAX_SCORE_BYTES)
+    except OSError:
+        return None
+
+
+def _verdicts_missing(root: Path, chain: bytes) -> list[str]:
+    """The global log must hold the `score.finalized` entry of every verdict stored on this
+    root (but those the scoreboard is still sealing): one rolled back to an older copy
+    (with its head file) still chains and verifies, but lacks the later verdicts."""
+    try:
+        ids = sorted(n for n in os.listdir(root / "scenarios") if SCENARIO_ID_RE.fullmatch(n))
+    except OSError:
+        return []
+    entries = finalized_verdicts(chain)
+    missing = []
+    for sid in ids:
+        score = _stored_score(root, sid)
+        if score is not None and (sid, sha256_hex(score)) not in entries \
+                and not is_unsealed(root, sid):
+            missing.append(sid)
+    if not missing:
+        return []
+    return [f"lacks the score.finalized entry of {len(missing)} verdict(s) stored here "
+            f"({', '.join(missing[:5])}{', …' if len(missing) > 5 else ''}): the log was cut "
+            "or rolled back to an older copy"]
+
+
+def _behind_its_verdict(root: Path, scenario_id: str, chain: bytes) -> list[str]:
+    """A scenario's log must reach the entry its stored verdict sealed (score.json's
+    `audit.entries` and `audit.head`): one rolled back to before it still chains."""
+    score = _stored_score(root, scenario_id)
+    if score is None:
+        return []
+    try:
+        sealed = json.loads(score)["audit"]
+        entries, head = int(sealed["entries"]), str(sealed["head"])
+    except (ValueError, TypeError, KeyError):
+        return []
+    lines = chain.splitlines()
+    if entries > len(lines):
+        return [f"has {len(lines)} entries where its verdict (score.json) sealed {entries}: "
+                "the log was cut or rolled back to an older copy"]
+    try:
+        at = json.loads(lines[entries - 1])["hash"] if entries > 0 else None
+    except (ValueError, TypeError, KeyError):
+        at = None
+    if entries > 0 and at != head:
+        return [f"entry {entries - 1} is not the head its verdict (score.json) sealed: the "
+                "log was replaced"]
+    return []

@@ -97,14 +97,23 @@ def in_global_log(global_chain: bytes, scenario_id: str, score_sha256: str) -> b
     for line in global_chain.splitlines():
         if needle not in line or FINALIZED.encode() not in line:
             continue
-        for entry in _events(line):
-            data = entry.get("data")
-            if (entry.get("event") == FINALIZED and isinstance(data, dict)
-                    and data.get("scenario_id") == scenario_id
-                    and data.get("score_sha256") == score_sha256):
-                return True
+        if (scenario_id, score_sha256) in finalized_verdicts(line):
+            return True
     return False
 
 
-__all__ = ["clear_unsealed", "in_global_log", "is_unsealed", "last_verdict",
-           "mark_unsealed", "unsealed", "unsealed_dir"]
+def finalized_verdicts(global_chain: bytes) -> set[tuple[str, str]]:
+    """(scenario id, score sha256) of every `score.finalized` entry of a global log."""
+    found: set[tuple[str, str]] = set()
+    for line in global_chain.splitlines():
+        if FINALIZED.encode() not in line:
+            continue
+        for entry in _events(line):
+            data = entry.get("data")
+            if entry.get("event") == FINALIZED and isinstance(data, dict):
+                found.add((str(data.get("scenario_id")), str(data.get("score_sha256"))))
+    return found
+
+
+__all__ = ["clear_unsealed", "finalized_verdicts", "in_global_log", "is_unsealed",
+           "last_verdict", "mark_unsealed", "unsealed", "unsealed_dir"]
