@@ -114,8 +114,10 @@ def export_public(
     out: Path | None = typer.Option(None, "--out", help="Write <kid>.pem files here."),
     storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION,
 ) -> None:
-    """Print every public key but the revoked as PEM (or write them to --out, removing a
-    revoked key's file an earlier export left there) for `--trusted-key`."""
+    """Print every public key but the revoked as PEM (or write them to --out).
+
+    For `--trusted-key`. Writing to --out also removes a revoked key's file an earlier
+    export left there."""
     ring = open_keyring(storage, keys_dir)
     try:
         pems = ring.export_public(out)
@@ -137,9 +139,10 @@ def revoke(
     reason: str = typer.Option("", "--reason", help="Kept with the key (one line, ≤200)."),
     storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION,
 ) -> None:
-    """A key that leaked: it never signs again and nothing it signed is trusted (a new key
-    signs from now on if it was current). Then export the public keys again and run
-    `forge keys resign KEY_ID` for the verdicts and credentials stored."""
+    """Revoke a key that leaked: it never signs again and nothing it signed is trusted.
+
+    A new key signs from now on if it was current. Then export the public keys again and
+    run `forge keys resign KEY_ID` for the verdicts and credentials stored."""
     ring, root = open_keyring(storage, keys_dir), _watched_root(storage, keys_dir)
     try:
         if root is None:
@@ -168,9 +171,11 @@ def resign(
     storage: Path | None = STORAGE_OPTION, keys_dir: Path | None = KEYS_DIR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Sign again, with the current key, each stored verdict and credential the revoked
-    key KEY_ID signed, once it verifies in full against that key (one that does not is
-    listed and left as it is: exit 1). Safe to run again."""
+    """Sign what a revoked key signed again, with the current key.
+
+    Each stored verdict and credential the revoked key KEY_ID signed, once it verifies in
+    full against that key (one that does not is listed and left as it is: exit 1). Safe
+    to run again."""
     from forge.cli.context import open_db, settings_or_exit
     from forge.evidence.credentials import resign_credentials
     from forge.evidence.resign import resign_verdicts
