@@ -281,3 +281,24 @@ def test_a_root_this_user_cannot_look_into_is_one_line_not_a_traceback(
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_root_below_a_folder_another_user_may_change_is_refused(tmp_path: Path) -> None:
+    """Root's own storage root inside cpprobe's home (or a group-writable folder): it passed
+    every check, yet cpprobe could rename it away after the check and put a root of theirs
+    (their secrets, their signing key) in its place before the services read it."""
+    home = tmp_path / "home-cpprobe"
+    home.mkdir()
+    root = home / "storage"
+    SigningKeyring(root / "keys" / "signing").generate()  # made by root: every part root's
+    _give(home, 0o755)
+    with pytest.raises(UnsafeStorage, match=r"\(a folder above it\) is owned by uid 1234"):
+        check_storage_root(root)
+    refused = CliRunner().invoke(app, ["keys", "list", "--storage", str(root)])
+    assert refused.exit_code == 2 and "a folder above it" in refused.output
+    os.chown(home, 0, 0)
+    home.chmod(0o777)  # anyone may rename entries: the same
+    with pytest.raises(UnsafeStorage, match="writable by other users without the sticky"):
+        check_storage_root(root / "not-made-yet")
+    home.chmod(0o1777)  # sticky, like /tmp: only the owner of an entry renames it
+    check_storage_root(root)

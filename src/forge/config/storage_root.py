@@ -8,8 +8,10 @@ user choose those secrets, read or change what is written, or plant a signing ke
 whenever Forge opens a storage root, the root and every part of it that is there is
 checked first (`check_storage_root`), and anything another user owns or may write, or a
 link where a folder or file belongs, is refused (`UnsafeStorage`) before a byte is read or
-written: nothing is repaired or taken over. Folders above the root (``/tmp``, sticky) do
-not matter: a folder's entries cannot be renamed by a user who cannot write that folder.
+written: nothing is repaired or taken over. Each folder above the root must be this
+user's or root's, and not writable by others unless sticky (``/tmp``): whoever owns or may
+write a folder above could rename the root away and put a folder of theirs in its place
+after it was checked.
 """
 
 from __future__ import annotations
@@ -102,12 +104,37 @@ def check_storage_root(root: Path) -> None:
     (`check_path`). A root not made yet passes: whoever makes it makes it safe
     (`make_private_dir`, `make_storage_root`)."""
     root = Path(os.path.abspath(root))
+    _check_above(root)
     if not check_path(root, root, directory=True):
         return
     for name in TRUSTED_DIRS:
         check_path(root, root / name, directory=True)
     for name in TRUSTED_FILES:
         check_path(root, root / name, directory=False)
+
+
+def _check_above(root: Path) -> None:
+    """Refuse (UnsafeStorage) a root below a folder another user owns, or may write to
+    without the sticky bit (`others_may_write`): they could swap the root for theirs. The
+    folders checked are those the root's path really goes through (links resolved)."""
+    there = root.parent
+    while not os.path.exists(there) and there != there.parent:  # False where we may not look
+        there = there.parent
+    real = Path(os.path.realpath(there))
+    me = os.geteuid()
+    for above in (real, *real.parents):
+        try:
+            st = os.stat(above)
+        except OSError:
+            continue
+        if st.st_uid not in (me, 0):
+            raise UnsafeStorage(root, above, f"(a folder above it) is owned by uid {st.st_uid}"
+                                ", who could put a folder of theirs in the root's place",
+                                "put the storage root in a folder of yours or root's")
+        if others_may_write(st) and not st.st_mode & stat.S_ISVTX:
+            raise UnsafeStorage(root, above, "(a folder above it) is writable by other users "
+                                f"without the sticky bit (mode {stat.S_IMODE(st.st_mode):o})",
+                                f"run `chmod o-w,g-w {above}` (or `chmod +t` it)")
 
 
 def make_storage_root(root: Path) -> Path:
