@@ -27,6 +27,22 @@ class TreePathError(ValueError):
     directory, or a top-level directory outside the allowed ones."""
 
 
+class Budget:
+    """Steps `open_file` may take, shared by every call given it: one per path component
+    walked (``..`` and the components of each link target included). One lookup may take
+    up to ``MAX_LINKS`` targets of ~2,000 components each (~80,000 steps), so a tree of
+    many links to a chain of long targets costs that much per link: a caller that follows
+    links someone else wrote (a lab's trees) bounds the total."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.left = steps
+
+
+class BudgetSpent(TreePathError):
+    """A walk needed more steps than its `Budget` had left."""
+
+
 def split(path: str) -> list[str]:
     """The components of ``path`` without empty ones and ``.``."""
     return [p for p in path.split("/") if p not in ("", ".")]
@@ -78,7 +94,8 @@ def walk(root: str | os.PathLike[str], parts: list[str], *, create: bool = False
     return done, []
 
 
-def open_file(root_fd: int, parts: list[str], *, tops: frozenset[str] | None = None) -> int:
+def open_file(root_fd: int, parts: list[str], *, tops: frozenset[str] | None = None,
+              budget: Budget | None = None) -> int:
     """Open what ``parts`` leads to inside the directory ``root_fd``, never outside it.
 
     The same chroot semantics as `walk`, but for a tree someone may change while it is
@@ -87,15 +104,19 @@ def open_file(root_fd: int, parts: list[str], *, tops: frozenset[str] | None = N
     (read and followed here, from ``root_fd`` when absolute) and never by the kernel; no
     string path is handed to ``open`` after the walk. Returns a new fd opened O_RDONLY |
     O_NONBLOCK | O_NOCTTY (the caller checks its type with fstat and closes it). Raises
-    TreePathError like `walk`, also when the path ends on a directory; OSError when a
-    component is missing or cannot be opened.
+    TreePathError like `walk`, also when the path ends on a directory; BudgetSpent once
+    ``budget`` has no step left; OSError when a component is missing or cannot be opened.
     """
-    pending = split("/".join(parts))
+    pending = split("/".join(parts))[::-1]  # reversed: the next component is the last
     stack: list[int] = []  # directory fds below root_fd, owned here
     hops = 0
     try:
         while pending:
-            part = pending.pop(0)
+            if budget is not None:
+                budget.left -= 1
+                if budget.left < 0:
+                    raise BudgetSpent(f"more than {budget.steps} path steps")
+            part = pending.pop()
             if part == "..":
                 if stack:
                     os.close(stack.pop())
@@ -121,7 +142,7 @@ def open_file(root_fd: int, parts: list[str], *, tops: frozenset[str] | None = N
                 if target.startswith("/"):
                     while stack:
                         os.close(stack.pop())
-                pending = split(target) + pending
+                pending.extend(reversed(split(target)))
                 continue
             if not pending:
                 return fd

@@ -12,7 +12,9 @@ A check runs in a sandbox of its own that shares only the host's network namespa
   of them: ``sealed_snapshot``): regular files and directories only, every file opened without
   following links and without blocking, size-capped. A FIFO, socket or device is left
   out (a check reading it finds no file); a symbolic link is kept only when it resolves,
-  link by link inside the three trees, to a regular file, whose bytes are then copied;
+  link by link inside the three trees, to a regular file, whose bytes are then copied
+  (all links of a snapshot together within ``MAX_LINK_STEPS`` path steps: past them it is
+  incomplete, and no check runs);
 - expected values reach it on stdin (``Check.stdin``), never in argv or environment.
 """
 
@@ -38,6 +40,11 @@ MAX_FILE_BYTES = 8 << 20
 MAX_TOTAL_BYTES = 64 << 20
 MAX_ENTRIES = 20_000
 MAX_DEPTH = 32
+# Path components walked following the trees' links, all links of a snapshot together.
+# One link may take ~80,000 (40 targets of ~2,000 components each, ``treepath``): 16,000
+# links to such a chain kept the orchestrator busy for half an hour at a seal, outside
+# the lab's CPU quota, with its grading stuck. Ordinary links take a few steps each.
+MAX_LINK_STEPS = 500_000
 _TOPS = frozenset(d.lstrip("/") for d in WRITABLE_DIRS)
 MAX_REPORTED = 50
 GRADER_TMP_BYTES = 16 << 20
@@ -67,6 +74,8 @@ class Snapshot:
     entries: int = 0
     left_out: list[tuple[str, str]] = field(default_factory=list)
     truncated: str | None = None  # why part of the trees is not in it (see truncate)
+    link_steps: treepath.Budget = field(
+        default_factory=lambda: treepath.Budget(MAX_LINK_STEPS))
 
     def leave_out(self, path: str, why: str) -> None:
         if len(self.left_out) < MAX_REPORTED:
@@ -150,7 +159,13 @@ def _copy_dir(fd: int, out: str, lab_path: str, root: int, snap: Snapshot,
         elif stat.S_ISREG(st.st_mode):
             _copy_file(fd, entry.name, target, child, snap)
         elif stat.S_ISLNK(st.st_mode):
-            linked = open_in_trees(root, child)
+            try:
+                linked = open_in_trees(root, child, snap.link_steps)
+            except treepath.BudgetSpent:
+                why = f"links in the trees take more than {MAX_LINK_STEPS} steps to follow"
+                _placeholder(target, child, why, snap)
+                snap.truncate(child, why)
+                continue
             if linked is None:
                 _placeholder(target, child, "symbolic link that does not lead to a regular "
                              "file inside /home, /workspace or /srv", snap)
@@ -220,13 +235,16 @@ def _copy_open(src: int, target: str, lab_path: str, snap: Snapshot) -> None:
     snap.size += len(data)
 
 
-def open_in_trees(root: int, lab_path: str) -> int | None:
+def open_in_trees(root: int, lab_path: str, budget: treepath.Budget | None = None) -> int | None:
     """An fd of whatever ``lab_path`` leads to inside the lab tree whose directory fd is
     ``root``, following links one component at a time by ``openat`` and never leaving
     /home, /workspace or /srv; None when it leads nowhere there (the caller checks that
-    the fd is a regular file)."""
+    the fd is a regular file). ``treepath.BudgetSpent`` when ``budget`` ran out on the way
+    (whether it leads somewhere is then unknown)."""
     try:
-        return treepath.open_file(root, treepath.split(lab_path), tops=_TOPS)
+        return treepath.open_file(root, treepath.split(lab_path), tops=_TOPS, budget=budget)
+    except treepath.BudgetSpent:
+        raise
     except (OSError, treepath.TreePathError):
         return None
 
