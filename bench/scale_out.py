@@ -89,8 +89,12 @@ Scenarios = list[tuple[str, dict[str, str]]]  # (scenario id, the learner's head
 
 
 async def burst(url: str, keys: list[dict[str, str]]) -> tuple[float, Scenarios]:
-    """Every learner spawns once, all at the same moment; (seconds, accepted scenarios)."""
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    """Every learner spawns once, all at the same moment; (seconds, accepted scenarios).
+
+    One connection per learner, as a class's browsers have: httpx's default pool opens at
+    most 100, so "200 at once" sent the second hundred only as the first were answered."""
+    limits = httpx.Limits(max_connections=len(keys), max_keepalive_connections=len(keys))
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         async def one(headers: dict[str, str]) -> tuple[str, dict[str, str]] | None:
             resp = await client.post("/v1/spawn", headers=headers, json={"track": "netplus"})
             return (resp.json()["scenario_id"], headers) if resp.status_code == 201 else None
