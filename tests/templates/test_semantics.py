@@ -349,3 +349,50 @@ def test_hint_costs_are_fractions_of_the_score_up_to_one_half(good_doc: Doc,
         good_doc["spec"]["hints"] = [{"text": "a hint", "cost": bad}]
         found = problems_of(good_doc)
         assert found and all(p.startswith("spec.hints[0].cost") for p in found), (bad, found)
+
+
+def test_ready_ports_are_tcp_ports_or_int_variables(good_doc: Doc, problems_of: Check) -> None:
+    """A host's ready_ports: numbers or an int variable's reference, each problem named by
+    its field; a host without a service declares none."""
+    _containers(good_doc)[2]["ready_ports"] = [8080, "{{ vars.port }}", "443"]
+    assert problems_of(good_doc) == []
+    _containers(good_doc)[2]["ready_ports"] = [70000, "http", True, "{{ vars.secret }}",
+                                              "99999", "{{ vars.nope }}"]
+    good_doc["spec"]["variables"]["wide"] = {"kind": "int", "min": 0, "max": 70000}
+    _containers(good_doc)[1]["ready_ports"] = ["{{ vars.wide }}"]
+    found = problems_of(good_doc)
+    where = "spec.assets.containers[2].ready_ports"
+    assert f"{where}[0]: port 70000 is not in 1..65535" in found
+    shape = ('must be a TCP port number (1..65535) or "{{ vars.NAME }}" naming an int '
+             "variable")
+    assert f"{where}[1]: {shape}" in found and f"{where}[2]: {shape}" in found
+    good_doc["spec"]["variables"].pop("wide")
+    _containers(good_doc)[1].pop("ready_ports")
+    _containers(good_doc)[2]["ready_ports"] = ["{{ vars.secret }}", "99999", "{{ vars.nope }}"]
+    _containers(good_doc)[0]["ready_ports"] = [22]
+    assert sorted(problems_of(good_doc)) == sorted([
+        f'{where}[0]: "{{{{ vars.secret }}}}" is a token variable, not an int one',
+        f"{where}[1]: port 99999 is not in 1..65535",
+        f'{where}[2]: unknown variable "nope" in {{{{ vars.nope }}}}',
+        "spec.assets.containers[0].ready_ports: the host has no command: nothing would "
+        "listen on these ports",
+    ])
+    good_doc["spec"]["variables"]["wide"] = {"kind": "int", "min": 0, "max": 70000}
+    _containers(good_doc)[0].pop("ready_ports")
+    _containers(good_doc)[2]["ready_ports"] = ["{{ vars.wide }}"]
+    assert problems_of(good_doc) == [
+        f'{where}[0]: "{{{{ vars.wide }}}}" may be 0..70000, not a TCP port (1..65535)']
+
+
+def test_ready_ports_reach_the_lab_spec_as_numbers(good_doc: Doc) -> None:
+    """Rendered, a variable's reference is this scenario's value: the runtime gets ints."""
+    from forge.services.orchestrator.labspec import lab_spec
+    from forge.templates import validate_document
+    from forge.templates.variables import generate_values, render
+
+    _containers(good_doc)[2]["ready_ports"] = [8080, "{{ vars.port }}"]
+    template, problems = validate_document(good_doc)
+    assert template is not None, problems
+    values = generate_values(template)
+    host = lab_spec("ready-1", render(template, values)).hosts[2]
+    assert host.ready_ports == [8080, int(values["port"])]

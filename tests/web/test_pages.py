@@ -342,6 +342,13 @@ def test_a_lab_slow_to_start_or_ended_unscored_says_so_and_where_to_go(
     # the way back is one link, "Labs", ending the sentence (the site navigation's "Labs
     # Plans" had been pasted into it: "come back to it from Labs Plans.")
     assert 'come back to it from <a href="/tracks">Labs</a>.</p>' in slow
+    # Launching: the lab is built and waits for its services to listen (ready_ports); a
+    # learner, on a phone too, reads that, not a bare "starting" beside no terminal.
+    assert "its services are starting" not in fresh
+    launching = set_row(state="launching")
+    assert ('<p id="progress" aria-live="polite">Your lab is starting: its machines are up '
+            "and their services are starting. Your terminal opens once they answer. This "
+            "page updates by itself.</p>") in launching
     for state in ("failed", "expired", "deleted"):
         ended = set_row(state=state, state_reason="the lab could not start")
         assert "This lab ended before it was graded: it has no score." in ended, state

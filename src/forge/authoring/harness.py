@@ -23,7 +23,7 @@ from forge.grading.runner import grade
 from forge.runtime.base import ExecResult, LabNotFound, Runtime, RuntimeFault, TtySession
 from forge.services.orchestrator.labspec import lab_spec
 from forge.templates.dsl_models import ScenarioTemplate
-from forge.templates.variables import generate_values, render
+from forge.templates.variables import REFERENCE_RE, generate_values, render
 from forge_verify.score import compute_score
 
 READY_TIMEOUT = 20.0
@@ -140,6 +140,13 @@ async def _type_and_wait(session: TtySession, line: str, marker: str, timeout: f
 
 class LabTestFailure(Exception):
     """A step of a lab test could not run (a script failed, a service never listened)."""
+
+
+def template_ready(template: ScenarioTemplate) -> tuple[tuple[str, str], ...]:
+    """The template's ready ports as a plan's `ready` list: (host, number or int variable
+    name), for a plan that lists none."""
+    return tuple((c.name, m.group(1) if (m := REFERENCE_RE.fullmatch(str(p))) else str(p))
+                 for c in template.spec.assets.containers for p in c.ready_ports)
 
 
 class Harness:

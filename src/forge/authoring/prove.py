@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forge.authoring import attacks
-from forge.authoring.harness import Graded, Harness, LabRun, LabTestFailure
+from forge.authoring.harness import Graded, Harness, LabRun, LabTestFailure, template_ready
 from forge.authoring.labtest import LabTest, script_sections
 from forge.runtime.base import Runtime, RuntimeFault
 from forge.templates.dsl_models import ScenarioTemplate
@@ -94,7 +94,9 @@ class LabProof:
         self.plan = plan
         self.base = base
         self.solution = plan.solution.text(base)
-        ready = tuple((r.host, r.port) for r in plan.ready)
+        # The plan's own list, else the template's ready_ports (which the local runtime's
+        # create already waits for; a plan's list is checked after it).
+        ready = tuple((r.host, r.port) for r in plan.ready) or template_ready(template)
         self.harness = Harness(runtime, template, ready, plan.host)
         criteria = [c.id for c in template.spec.success_criteria]
         self.answer_criteria = sorted({c for a in plan.answers for c in (a.criteria or criteria)})

@@ -193,6 +193,10 @@ class Settings(BaseSettings):
     # never wait (forge.runtime.local.runtime).
     build_slots: Annotated[int, BeforeValidator(checks.node_setting(node_cfg.whole(
         "FORGE_BUILD_SLOTS", 0, 256)))] = _var("FORGE_BUILD_SLOTS", 0)
+    # How long a lab's services may take to listen on their template's ready_ports before
+    # its launch fails (forge.runtime.local.ready_ports); under the reaper's STUCK_LAUNCHING.
+    lab_ready_timeout_s: Annotated[float, BeforeValidator(checks.seconds(
+        "FORGE_LAB_READY_TIMEOUT_S", 1, 110))] = _var("FORGE_LAB_READY_TIMEOUT_S", 30.0)
     nats_passwords: checks.NatsRings = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

@@ -63,6 +63,12 @@ class StoppedMidway(RuntimeFault):
     reaper to do it again, and never records it as the operation's outcome."""
 
 
+class ServicesNotReady(RuntimeFault):
+    """A lab's service did not listen on a port its template declares ready before the
+    deadline: the lab is torn down. The message names the host and port (the template's
+    own values, written for its author and the learner)."""
+
+
 class TerminalClosed(RuntimeFault, OSError):
     """The terminal session has ended: no more input is accepted."""
 
@@ -95,6 +101,8 @@ class HostSpec:
     ``learner`` or ``root`` for a seed whose owner is not the default (learner under
     /home, /workspace, /srv; root elsewhere). ``modes``: path -> permission bits for a
     seed whose mode is not the default. ``hostname`` defaults to ``name``.
+    ``ready_ports``: TCP ports the host's service listens on once the lab is usable:
+    ``create`` returns only once each accepts a connection in the host's network.
     """
 
     name: str
@@ -109,6 +117,7 @@ class HostSpec:
     image: str | None = None
     owners: dict[str, str] = field(default_factory=dict)
     modes: dict[str, int] = field(default_factory=dict)
+    ready_ports: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -326,6 +335,14 @@ class Runtime(abc.ABC):
         ``{}`` destroys every ready lab. Returns per pool ``ready`` and ``size``. Optional:
         the default raises :class:`NotSupported`."""
         raise NotSupported(f"warm pools are not supported by the {self.engine_name} engine")
+
+    def wait_ready(self, spec: LabSpec) -> None:
+        """Return once the services of lab ``spec.lab_id`` (built from ``spec``) listen on
+        their hosts' ``ready_ports``, as ``create`` does before it returns: for a lab found
+        built after a restart cut its create short. ``ServicesNotReady`` past the engine's
+        deadline (the lab is left as it is, for the caller to destroy). Default: returns
+        (an engine whose ``create`` does not wait has nothing to wait for here either)."""
+        return None
 
     def pool_report(self) -> PoolReport | None:
         """The warm pools of this runtime for the operator (metrics), or None when it

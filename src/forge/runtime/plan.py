@@ -108,6 +108,14 @@ def on_image(host: HostSpec) -> bool:
     return host.image is not None and host.image != HOST_USERLAND
 
 
+def _check_ready_ports(host: HostSpec, base: str) -> None:
+    for i, port in enumerate(host.ready_ports):
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise SpecError(f"{base}.ready_ports[{i}]", "must be a TCP port 1 to 65535")
+    if host.ready_ports and not host.command:
+        raise SpecError(f"{base}.ready_ports", "the host has no command to listen on them")
+
+
 def _check_files(host: HostSpec, base: str) -> None:
     for path, content in host.files.items():
         where = f"{base}.files[{path!r}]"
@@ -278,5 +286,6 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         if host.command is not None and ("\x00" in host.command or not host.command.strip()):
             raise SpecError(f"{base}.command", "must be a non-empty shell command")
         _check_files(host, base)
+        _check_ready_ports(host, base)
         hosts.append(PlannedHost(h, host, hostname, nics, routes, sorted(set(caps))))
     return LabPlan(spec, nets, hosts, gateway)

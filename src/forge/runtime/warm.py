@@ -27,9 +27,10 @@ MEMINFO_FILE = "/proc/meminfo"
 
 def pool_shape(spec: LabSpec) -> LabSpec:
     """``spec`` without its lab id and without anything a scenario personalises
-    (environment, service command, seeded files with their owners and modes)."""
+    (environment, service command and the ports it listens on, seeded files with their
+    owners and modes)."""
     hosts = [dataclasses.replace(h, environment={}, command=None, files={}, owners={},
-                                 modes={}) for h in spec.hosts]
+                                 modes={}, ready_ports=[]) for h in spec.hosts]
     return dataclasses.replace(spec, lab_id="", hosts=hosts)
 
 

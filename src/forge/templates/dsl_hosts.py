@@ -6,13 +6,33 @@ address lies in its subnet, unique names) are checked by `forge.templates.semant
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from forge.templates import dsl_limits as L
 from forge.templates.dsl_fields import Argv, DslModel, FrozenStrMap, Ident
+
+# A ready port as text: a number, or one `{{ vars.NAME }}` (a number once rendered).
+READY_PORT_RE = re.compile(r"[0-9]{1,5}|\{\{ *vars\.[A-Za-z_][A-Za-z0-9_]* *\}\}")
+
+
+def _ready_port(value: object) -> object:
+    """A TCP port number, or the text of one or of an int variable's reference (the
+    variable's kind and range are checked by `semantic`)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 65535:
+            raise ValueError(f"port {value} is not in 1..65535")
+        return value
+    if isinstance(value, str) and READY_PORT_RE.fullmatch(value):
+        return value
+    raise ValueError('must be a TCP port number (1..65535) or "{{ vars.NAME }}" naming an '
+                     "int variable")
+
+
+ReadyPort = Annotated[int | str, BeforeValidator(_ready_port)]
 
 
 class Limits(DslModel):
@@ -116,6 +136,13 @@ class Container(DslModel):
         Field(description='Linux capability names without the CAP_ prefix, e.g. "NET_ADMIN".'),
     ] = ()
     command: Argv | None = None
+    ready_ports: Annotated[
+        tuple[ReadyPort, ...],
+        Field(max_length=L.MAX_READY_PORTS,
+              description="TCP ports the host's command listens on once the lab is usable: "
+                          'each a number or an int variable ("{{ vars.NAME }}"). The lab '
+                          "stays launching until each accepts a connection in the host."),
+    ] = ()
     files: tuple[SeedFile, ...] = ()
     access: Annotated[
         Literal["none", "learner"],

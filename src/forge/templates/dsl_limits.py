@@ -23,6 +23,7 @@ MAX_TIMEOUT_MINUTES: Final = 480
 MAX_ATTACKER_EXPLOITS: Final = 100
 MAX_CHECK_TIMEOUT_SECONDS: Final = 300
 MAX_CONTAINERS: Final = 16
+MAX_READY_PORTS: Final = 16  # TCP ports one host declares ready_ports
 MAX_SUBNETS: Final = 8
 MAX_FILE_BYTES: Final = 256 * 1024
 MAX_DISK_MB: Final = 4096

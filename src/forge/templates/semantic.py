@@ -19,7 +19,11 @@ from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.exec_size import exec_size_problems
 from forge.templates.problems import Problem
 from forge.templates.seedpaths import seed_path_problem
-from forge.templates.variables import misplaced_references, referenced_variables
+from forge.templates.variables import (
+    REFERENCE_RE,
+    misplaced_references,
+    referenced_variables,
+)
 
 _C = "spec.assets.containers"
 
@@ -47,6 +51,7 @@ def check_semantics(t: ScenarioTemplate) -> list[Problem]:
         command = shlex.join(c.command) if c.command else None
         out += [Problem(f"{_C}[{i}].{field}", message)
                 for field, message in exec_size_problems(c.environment, command)]
+        _check_ready_ports(i, c, t, out)
         if c.router and len(c.networks) < 2:
             out.append(Problem(f"{_C}[{i}].router", "a router must attach to at least 2 subnets"))
     _check_criteria(t, out)
@@ -252,6 +257,32 @@ def _check_hints(t: ScenarioTemplate, out: list[Problem]) -> None:
         if hint.criterion is not None and hint.criterion not in ids:
             out.append(Problem(f"spec.hints[{i}].criterion",
                                f'unknown success criterion "{hint.criterion}"'))
+
+
+def _check_ready_ports(i: int, c: Container, t: ScenarioTemplate,
+                       out: list[Problem]) -> None:
+    """Each ready port a number in 1..65535 or an int variable whose whole range is; a
+    host that declares any runs a service (its `command`)."""
+    if c.ready_ports and c.command is None:
+        out.append(Problem(f"{_C}[{i}].ready_ports", "the host has no command: nothing "
+                           "would listen on these ports"))
+    for j, port in enumerate(c.ready_ports):
+        where = f"{_C}[{i}].ready_ports[{j}]"
+        if isinstance(port, int):
+            continue
+        if port.isdigit():
+            if not 1 <= int(port) <= 65535:
+                out.append(Problem(where, f"port {port} is not in 1..65535"))
+            continue
+        match = REFERENCE_RE.fullmatch(port)
+        var = t.spec.variables.get(match.group(1)) if match else None
+        if var is None:
+            continue  # an unknown variable: _check_variables names it
+        if var.kind != "int":
+            out.append(Problem(where, f'"{port}" is a {var.kind} variable, not an int one'))
+        elif var.min is None or var.max is None or var.min < 1 or var.max > 65535:
+            out.append(Problem(where, f'"{port}" may be {var.min}..{var.max}, not a TCP '
+                                      "port (1..65535)"))
 
 
 def _check_variables(t: ScenarioTemplate, out: list[Problem]) -> None:

@@ -34,6 +34,7 @@ _RENDERABLE = tuple(
     for p in (
         r"^spec\.description$",
         r"^spec\.assets\.containers\[\d+\]\.command\[\d+\]$",
+        r"^spec\.assets\.containers\[\d+\]\.ready_ports\[\d+\]$",
         r"^spec\.assets\.containers\[\d+\]\.environment\.[A-Za-z_][A-Za-z0-9_]*$",
         r"^spec\.assets\.containers\[\d+\]\.files\[\d+\]\.content$",
         r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.stdin$",
@@ -181,7 +182,7 @@ def values_digest(values: Mapping[str, Any]) -> str:
 def _substitute(node: Any, path: str, values: Mapping[str, str]) -> Any:
     if isinstance(node, str):
         # Without "{{" there is no reference to replace: the text as it is, without asking
-        # the six path patterns (every lab's render walks its whole template on the
+        # the path patterns (every lab's render walks its whole template on the
         # orchestrator's event loop).
         if "{{" not in node or not _renderable(path):
             return node

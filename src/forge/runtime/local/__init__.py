@@ -32,4 +32,5 @@ def build(settings: Settings) -> LocalRuntime:
                         uid_range=parse_range(settings.lab_uid_range),
                         fault_hook=lambda stage: crash_point(f"orchestrator.create.{stage}"),
                         resolve_image=image_root, default_image=DEFAULT_IMAGE,
-                        build_slots=settings.build_slots or None)
+                        build_slots=settings.build_slots or None,
+                        ready_timeout_s=settings.lab_ready_timeout_s)

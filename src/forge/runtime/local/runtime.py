@@ -41,6 +41,7 @@ from forge.runtime.local.lab_teardown import LabTeardown
 from forge.runtime.local.netns import netns_path, return_problem, userns_problem
 from forge.runtime.local.priority import thread_unniced
 from forge.runtime.local.proc_visibility import proc_visibility_problem
+from forge.runtime.local.ready_ports import READY_TIMEOUT_S, wait_ready
 from forge.runtime.local.reconcile import discover, present
 from forge.runtime.local.rootfs import configured_image, host_roots
 from forge.runtime.local.service_signals import service_prefix
@@ -81,6 +82,8 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
     while a build waits for its sandboxes to start: on 2 cores, 50 at once, two and
     three slots alternating seven times, the last lab ran after 1.52-1.92 s (median
     1.85) with two, 1.51-1.80 s (median 1.57) with three; four were slower again.
+    ``ready_timeout_s``: how long ``create`` waits for the hosts' ``ready_ports`` to
+    accept connections (module ``ready_ports``) before it fails and tears the lab down.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         resolve_image: Callable[[str], str] | None = None,
         default_image: str | None = None,
         build_slots: int | None = None,
+        ready_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
         self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
         self.fence = BuildFence(self.names.state_dir)
@@ -125,6 +129,7 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         if slots < 1:
             raise ValueError(f"build_slots must be at least 1, not {slots}")
         self.build_slots = slots
+        self.ready_timeout_s = ready_timeout_s
         self._build_slots = FifoSlots(slots)  # first come, first built
         self._builds_stopped = False
         self._env_probed = False
@@ -234,10 +239,17 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
                     if self._builds_stopped:  # waited through a shutdown: build nothing
                         raise BuildsStopped(f"lab {lab_id} not built: the runtime is stopping")
                     self._build(plan, roots)
+            # Out of the build slot: a service's start is no build work.
+            wait_ready(self.names, plan, self.ready_timeout_s)
         except BaseException:
             with contextlib.suppress(Exception):
                 self._teardown(lab_id)
             raise
+
+    def wait_ready(self, spec: LabSpec) -> None:
+        """The hosts' ready ports of an existing lab accept connections (``ready_ports``);
+        ``ServicesNotReady`` after ``ready_timeout_s``."""
+        wait_ready(self.names, plan_lab(spec), self.ready_timeout_s)
 
     def _exists(self, lab_id: str) -> bool:
         return (os.path.exists(netns_path(self.names.switch_ns(lab_id)))

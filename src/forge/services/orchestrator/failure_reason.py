@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from forge.runtime.base import SpecError
+from forge.runtime.base import ServicesNotReady, SpecError
 from forge.services.orchestrator.evidence_ship import PackTooLarge
 
 log = logging.getLogger("forge.orchestrator.failure")
-SHOWN = (SpecError, PackTooLarge)
+SHOWN = (SpecError, ServicesNotReady, PackTooLarge)
 RECORDED = "the error is recorded for the operator"
 ERROR_CHARS = 4000
 

@@ -24,6 +24,7 @@ def lab_spec(scenario_id: str, template: ScenarioTemplate) -> LabSpec:
             owners={f.path: f.owner for f in c.files if f.owner is not None},
             modes={f.path: f.mode for f in c.files if f.mode is not None},
             image=c.image,
+            ready_ports=[int(p) for p in c.ready_ports],  # numbers once rendered
         )
         for c in spec.assets.containers
     ]

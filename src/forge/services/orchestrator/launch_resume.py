@@ -14,8 +14,8 @@ from forge.audit.log import scenario_log
 from forge.bus import RetryLater
 from forge.lifecycle import states
 from forge.lifecycle.ending import ending_of
-from forge.lifecycle.store import Transition, audit_move, load, set_details
-from forge.runtime.base import RuntimeFault
+from forge.lifecycle.store import ScenarioRow, Transition, audit_move, load, set_details
+from forge.runtime.base import LabNotFound, RuntimeFault, ServicesNotReady
 from forge.services.orchestrator.grade_lab import end_without_grading
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.launch_build import (
@@ -134,6 +134,10 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
         found = {i.lab_id: i for i in await state.blocking(state.runtime.list)}
         info = found.get(scenario_id)
         if info is not None and info.state == "running":
+            # Built before the stop, perhaps still waiting for its services (a create
+            # returns once they listen): running only once they do, as for a fresh build.
+            if not await _services_ready(state, row):
+                return states.FAILED
             await mark_running(state, scenario_id, row.plan, row.template_id, info.hosts)
             return states.RUNNING
         if info is not None:
@@ -186,3 +190,28 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
                         stopped=put_off)
         return (await state.read(load, state.ctx.db, scenario_id)).state
 
+
+async def _services_ready(state: OrchestratorState, row: ScenarioRow) -> bool:
+    """Whether the built lab of launching ``row`` has its services listening (waiting for
+    them as its create would); when they never do, the lab is destroyed and the scenario
+    failed with the reason, as a create's failure does. A template no longer loaded: the
+    lab is taken as it is (its services cannot be named)."""
+    scenario_id = row.scenario_id
+    try:
+        loaded = state.registry.get(row.template_id)
+    except UnknownTemplate:
+        return True
+    spec = lab_spec(scenario_id, render(loaded.template, row.details.get("variables", {})))
+    try:
+        await state.blocking(state.runtime.wait_ready, spec)
+    except ServicesNotReady as exc:
+        try:
+            await state.blocking(state.runtime.destroy, scenario_id)
+        except LabNotFound:
+            pass
+        except RuntimeFault as gone:
+            log.warning("scenario %s: lab whose services never listened could not be "
+                        "destroyed: %s", scenario_id, gone)
+        await fail_on_error(state, scenario_id, "lab could not be created", exc)
+        return False
+    return True
