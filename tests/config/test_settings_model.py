@@ -263,6 +263,25 @@ def test_the_local_engine_builds_as_many_labs_at_once_as_configured(tmp_path: Pa
             runtime.close()
 
 
+@pytest.mark.parametrize("value", ["soon", "0", "111", "nan"])
+def test_lab_ready_timeout_out_of_range_names_the_variable(tmp_path: Path, value: str) -> None:
+    assert only_problem(prod_env(tmp_path, FORGE_LAB_READY_TIMEOUT_S=value)) == (
+        "FORGE_LAB_READY_TIMEOUT_S must be a number of seconds between 1 and 110")
+
+
+def test_the_local_engine_waits_for_services_as_long_as_configured(tmp_path: Path) -> None:
+    """FORGE_LAB_READY_TIMEOUT_S reaches the engine (how long a create waits for the
+    template's ready_ports); unset, 30 s."""
+    from forge.runtime.local import build
+
+    for extra, seconds in (({}, 30.0), ({"FORGE_LAB_READY_TIMEOUT_S": "2.5"}, 2.5)):
+        runtime = build(load_settings(prod_env(tmp_path, **extra)))
+        try:
+            assert runtime.ready_timeout_s == seconds
+        finally:
+            runtime.close()
+
+
 @pytest.mark.parametrize("forge_env", ["prod", "dev"])
 def test_a_secret_set_twice_is_that_problem_only(tmp_path: Path, forge_env: str) -> None:
     """A value and its _FILE both set is one problem, said once: not also "missing
