@@ -116,3 +116,36 @@ def test_a_lab_found_built_is_waited_for_as_its_create_would(runtime: LocalRunti
     with pytest.raises(ServicesNotReady, match=r"^host box: nothing listened on TCP port 7002 "):
         rt.wait_ready(silent)
     assert [i.lab_id for i in rt.list()] == ["scn-00000000000000c5"]  # the caller's to end
+
+
+def service_pid(rt: LocalRuntime, lab_id: str) -> str:
+    """The pid of the python serving port 7000 on box, as the host sees it."""
+    out = rt.exec(lab_id, "box", ["pgrep", "-f", "^python3 /srv/serve.py "])
+    return out.stdout_text.strip()
+
+
+def test_a_shared_service_listens_in_the_pool_and_a_claim_keeps_it(
+        runtime: LocalRuntime) -> None:
+    """A host whose service takes no scenario's value (``shared``) is seeded and started
+    when the pool builds the lab, which counts as ready only once it listens; the claim
+    neither starts it again nor waits for it (the same process, listening at once)."""
+    rt = runtime
+    rt.ready_timeout_s = 60
+    shared = lab("x", LATE, [7000])
+    shared.hosts[0] = HostSpec(**{**shared.hosts[0].__dict__, "shared": True})
+    rt.warm({"svc": (shared, 1)}, quiet_s=0.05, poll_s=0.1)
+    assert rt.warm_pool is not None
+    end = time.monotonic() + 60
+    while not rt.warm_pool.ready_ids():
+        assert time.monotonic() < end, "the pool never filled"
+        time.sleep(0.05)
+    pool_id = rt.warm_pool.ready_ids()[0]
+    # Ready in the pool means listening already.
+    assert probe(rt, pool_id, "peer", "10.204.0.1", 7000) == "ok:up"
+    before = service_pid(rt, pool_id)
+    assert before
+    claim = shared.__class__(**{**shared.__dict__, "lab_id": "scn-00000000000000c6"})
+    info = rt.create(claim)
+    assert rt.warm_pool.stats.claimed == 1
+    assert service_pid(rt, info.lab_id) == before  # not started again at the claim
+    assert probe(rt, info.lab_id, "peer", "10.204.0.1", 7000) == "ok:up"

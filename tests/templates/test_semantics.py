@@ -396,3 +396,25 @@ def test_ready_ports_reach_the_lab_spec_as_numbers(good_doc: Doc) -> None:
     values = generate_values(template)
     host = lab_spec("ready-1", render(template, values)).hosts[2]
     assert host.ready_ports == [8080, int(values["port"])]
+
+
+def test_a_host_whose_service_names_no_variable_is_shared(good_doc: Doc) -> None:
+    """Its service is the same in every scenario: a warm pool lab runs it already."""
+    from forge.services.orchestrator.labspec import lab_spec, shared_hosts
+    from forge.templates import validate_document
+    from forge.templates.variables import generate_values, render
+
+    template, problems = validate_document(good_doc)
+    assert template is not None, problems
+    assert shared_hosts(template) == frozenset()  # the target serves the scenario's port
+    target = _containers(good_doc)[2]
+    target["command"] = ["/usr/bin/python3", "-m", "http.server", "8000"]
+    target["ready_ports"] = [8000]
+    target.pop("environment")
+    target["files"] = [{"path": "/srv/www/index.html", "content": "static\n"}]
+    template, problems = validate_document(good_doc)
+    assert template is not None, problems
+    assert shared_hosts(template) == frozenset({"target"})
+    rendered = render(template, generate_values(template))
+    assert [h.shared for h in lab_spec("s-1", rendered, template).hosts] == [False, False, True]
+    assert not any(h.shared for h in lab_spec("s-1", rendered).hosts)

@@ -103,6 +103,9 @@ class HostSpec:
     seed whose mode is not the default. ``hostname`` defaults to ``name``.
     ``ready_ports``: TCP ports the host's service listens on once the lab is usable:
     ``create`` returns only once each accepts a connection in the host's network.
+    ``shared``: its service, environment, seeds and ready ports carry no per-scenario
+    value, so a warm pool lab seeds and starts it at its build (its ports listening
+    before the lab counts as ready) and a claim leaves it as it is.
     """
 
     name: str
@@ -118,6 +121,7 @@ class HostSpec:
     owners: dict[str, str] = field(default_factory=dict)
     modes: dict[str, int] = field(default_factory=dict)
     ready_ports: list[int] = field(default_factory=list)
+    shared: bool = False
 
 
 @dataclass(frozen=True)

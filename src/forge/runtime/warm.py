@@ -28,9 +28,11 @@ MEMINFO_FILE = "/proc/meminfo"
 def pool_shape(spec: LabSpec) -> LabSpec:
     """``spec`` without its lab id and without anything a scenario personalises
     (environment, service command and the ports it listens on, seeded files with their
-    owners and modes)."""
-    hosts = [dataclasses.replace(h, environment={}, command=None, files={}, owners={},
-                                 modes={}, ready_ports=[]) for h in spec.hosts]
+    owners and modes) but on its ``shared`` hosts, whose service takes no scenario's value:
+    a pool lab runs theirs already."""
+    hosts = [h if h.shared else dataclasses.replace(h, environment={}, command=None, files={},
+                                                    owners={}, modes={}, ready_ports=[])
+             for h in spec.hosts]
     return dataclasses.replace(spec, lab_id="", hosts=hosts)
 
 

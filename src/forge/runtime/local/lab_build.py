@@ -150,13 +150,16 @@ class LabBuilder:
             # Services start only now: their interfaces, addresses, routes and switch
             # ports exist (a command adding an address or binding one used to race them).
             # A warm pool lab's inits keep waiting: its claim sends each its service
-            # (``pool_claim.personalise``), started by the init like a fresh lab's.
+            # (``pool_claim.personalise``), started by the init like a fresh lab's; a
+            # ``shared`` host's service (no scenario's value in it) starts now.
             if lab_id.startswith(POOL_LAB_PREFIX):
+                waiting = [(host, handle) for host, handle in zip(plan.hosts, started,
+                                                                  strict=True)
+                           if not host.spec.shared]
                 with self._lock:
-                    self._held_go[lab_id] = {
-                        host.spec.name: handle.go_fd
-                        for host, handle in zip(plan.hosts, started, strict=True)}
-                for handle in started:
+                    self._held_go[lab_id] = {host.spec.name: handle.go_fd
+                                             for host, handle in waiting}
+                for _host, handle in waiting:
                     handle.go_fd = -1
             for handle in started:
                 if handle.go_fd >= 0:

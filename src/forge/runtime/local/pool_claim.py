@@ -191,7 +191,10 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
     meta = read_meta(rt.names, lab_id)
     uid = int(meta["identity"]["learner"])
     before: dict[str, list[str]] = {}
-    for host in plan.hosts:
+    # A shared host (equal in the pool's shape, by the claim's key) was seeded and its
+    # service started at the pool build: nothing of it is the scenario's.
+    personal = [host for host in plan.hosts if not host.spec.shared]
+    for host in personal:
         name = host.spec.name
         paths = HostPaths(rt.names.etc_dir(lab_id), rt.names.host_dir(lab_id, name),
                           rt.names.data_dir(lab_id, name))
@@ -205,11 +208,11 @@ def personalise(rt: LocalRuntime, plan: LabPlan) -> None:
     # Every line before any pipe is taken: a value that cannot be written raises while
     # the pipes are still the lab's (closed with it), not with one in hand.
     lines = {host.spec.name: service_line(host, before[host.spec.name])
-             for host in plan.hosts}
+             for host in personal}
     with rt._lock:
         held = rt._held_go.pop(lab_id, {})
     try:
-        for host in plan.hosts:
+        for host in personal:
             fd = held.pop(host.spec.name, -1)
             if fd < 0:
                 raise RuntimeError(f"host {host.spec.name}: its init is not waiting")

@@ -186,8 +186,8 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
                                     {"launch_attempts": attempts - 1},
                                     "launch put off by a shutdown; the next start builds it"))
 
-        await build_lab(state, lab_spec(scenario_id, rendered), row.plan, row.template_id,
-                        stopped=put_off)
+        await build_lab(state, lab_spec(scenario_id, rendered, loaded.template), row.plan,
+                        row.template_id, stopped=put_off)
         return (await state.read(load, state.ctx.db, scenario_id)).state
 
 
@@ -201,7 +201,8 @@ async def _services_ready(state: OrchestratorState, row: ScenarioRow) -> bool:
         loaded = state.registry.get(row.template_id)
     except UnknownTemplate:
         return True
-    spec = lab_spec(scenario_id, render(loaded.template, row.details.get("variables", {})))
+    spec = lab_spec(scenario_id, render(loaded.template, row.details.get("variables", {})),
+                    loaded.template)
     try:
         await state.blocking(state.runtime.wait_ready, spec)
     except ServicesNotReady as exc:

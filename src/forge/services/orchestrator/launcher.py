@@ -199,7 +199,7 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
     values = generate_values(loaded.template)
     # Rendered before the move: a pooled lab is claimed within ~10 ms of it.
     try:
-        spec = lab_spec(scenario_id, render(loaded.template, values))
+        spec = lab_spec(scenario_id, render(loaded.template, values), loaded.template)
     except (TemplateError, ValueError) as exc:  # fails now, as a build would have
         await fail_on_error(state, scenario_id, "lab could not be created", exc)
         return

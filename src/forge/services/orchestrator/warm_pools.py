@@ -30,8 +30,8 @@ def pool_specs(registry: TemplateRegistry, pools: dict[str, int]) -> dict[str, t
         except UnknownTemplate:
             log.warning("FORGE_WARM_POOL names template %r, which is not loaded; no pool", name)
             continue
-        first = lab_spec(SHAPE_ID, render(template, generate_values(template)))
-        second = lab_spec(SHAPE_ID, render(template, generate_values(template)))
+        first = lab_spec(SHAPE_ID, render(template, generate_values(template)), template)
+        second = lab_spec(SHAPE_ID, render(template, generate_values(template)), template)
         reason = poolable(first)
         if reason is None and shape_key(first) != shape_key(second):
             reason = "its variables change its networks or hosts"
