@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from forge.audit.log import AuditError, AuditLog, global_log, scenario_log, scenario_log_path
+from forge.private_lock import lock_now
 from forge.signing.keystore import SigningKey, SigningKeyring
 from forge_verify.audit_chain import genesis_hash, make_line, scenario_stream, verify_chain
 from forge_verify.canonical import loads
@@ -229,6 +230,60 @@ def test_forge_audit_verify_of_a_scenario_without_a_log_is_not_ok(tmp_path: Path
     slog.head_path.unlink()
     assert _forge_audit("--scenario", SID, storage=tmp_path).returncode == 2
     assert not scenario_log(tmp_path, other).path.parent.exists()  # nothing made
+
+
+_HOLD = ("import sys; from filelock import FileLock\n"
+         "with FileLock(sys.argv[1]):\n"
+         "    print('held', flush=True); sys.stdin.readline()")
+
+
+def test_a_free_lock_is_one_flock_that_excludes_filelock_holders(tmp_path: Path) -> None:
+    """An append whose lock is free takes it with one flock (FileLock's acquire and release
+    cost more CPU than the line's write; a lab's life appends four): no FileLock is made.
+    It is the same lock: one held that way keeps another process's FileLock out, a held
+    FileLock makes `lock_now` say so (the append then waits in FileLock, as before), and
+    the lock file is private."""
+    log = AuditLog(tmp_path / "audit.jsonl", "global")
+    log.append("one", {"n": 1})
+    log.append("two", {"n": 2})
+    assert log._lock is None  # nothing of FileLock's was needed
+    assert (log.lock_path.stat().st_mode & 0o777) == 0o600
+    fd = lock_now(log.lock_path)
+    assert fd is not None
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import sys; from filelock import FileLock, Timeout\n"
+             "try:\n    FileLock(sys.argv[1], timeout=0).acquire()\nexcept Timeout:\n"
+             "    print('busy')", str(log.lock_path)], capture_output=True, text=True,
+            timeout=60)
+        assert probe.stdout == "busy\n"
+    finally:
+        os.close(fd)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(log.lock_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert lock_now(log.lock_path) is None
+    finally:
+        holder.communicate("\n", timeout=60)
+    log.append("three", {"n": 3})
+    events = [loads(line)["event"] for line in log.read_bytes().splitlines()]
+    assert events == ["one", "two", "three"] and log.verify(None).ok
+
+
+def test_lock_now_leaves_a_lock_file_it_will_not_trust_to_filelock(tmp_path: Path) -> None:
+    """A lock file left open to others is made 0600 first (as `private_lock` makes it); a
+    link is not followed (FileLock decides about it, as before)."""
+    loose = tmp_path / "loose.lock"
+    loose.write_bytes(b"")
+    loose.chmod(0o644)
+    fd = lock_now(loose)
+    assert fd is not None
+    os.close(fd)
+    assert (loose.stat().st_mode & 0o777) == 0o600
+    link = tmp_path / "link.lock"
+    link.symlink_to(loose)
+    assert lock_now(link) is None
 
 
 def test_a_lock_held_by_a_stuck_process_fails_the_append_instead_of_hanging(

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from filelock import Timeout
+from filelock import FileLock, Timeout
 
 from forge.durable import replace_file
-from forge.private_lock import private_lock
+from forge.private_lock import lock_now, private_lock
 from forge.scenario_paths import scenario_dir
 from forge_verify.audit_chain import (
     CHECKPOINT_EVENT,
@@ -108,13 +108,27 @@ class AuditLog:
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self.fsync = fsync
-        self._lock = private_lock(self.path.with_name(self.path.name + ".lock"),
-                                  timeout=lock_timeout_s)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_timeout_s = lock_timeout_s
+        self._lock: FileLock | None = None  # made at the first contended append
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the log's lock; AuditError naming it when another process held it for the
-        whole timeout (the action that wanted an audit line fails rather than hangs)."""
+        whole timeout (the action that wanted an audit line fails rather than hangs).
+
+        A free lock is taken with one flock (`lock_now`): a lab's life appends four lines,
+        and FileLock's acquire and release cost more CPU than the line's own write. A held
+        one is waited for by FileLock, with the timeout, as before."""
+        fd = lock_now(self.lock_path)
+        if fd is not None:
+            try:
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+            return
+        if self._lock is None:
+            self._lock = private_lock(self.lock_path, timeout=self.lock_timeout_s)
         try:
             self._lock.acquire()
         except Timeout:
