@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -106,6 +107,27 @@ def test_token_defects_fail_the_scenario_and_are_audited(orch: Orch, defect: str
     assert orch.runtime.list() == []
     lines = audit_events(orch, event["scenario_id"], until='"to":"failed"')
     assert any('"to":"failed"' in line for line in lines)
+
+
+def test_a_refused_spawn_tells_its_learner_it_was_refused_and_the_operator_why(
+        orch: Orch, caplog: pytest.LogCaptureFixture) -> None:
+    # spawn_service signs with a SAT secret this node does not hold (a rotation done out of
+    # order): the learner's lab page showed "SAT refused: … SAT_HMAC_SECRET keyring" and
+    # the orchestrator's log said nothing.
+    caplog.set_level(logging.WARNING, logger="forge.orchestrator.launch")
+    make, code = DEFECTS["wrong_kid"]
+    event = make(orch.settings)
+    _pending_row(orch, event)
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(event["scenario_id"], "failed", "running")
+    assert row.state_reason == ("the lab request was refused (the error is recorded for "
+                                "the operator)")
+    with orch.client() as client:
+        view = client.get(f"/v1/scenarios/{event['scenario_id']}", headers=OPERATOR).json()
+    assert view["refused"] == code
+    assert "SAT_HMAC_SECRET" in view["error"], view
+    assert any(event["scenario_id"] in r.getMessage() and "SAT_HMAC_SECRET" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 def test_wrong_type_token_refused(orch: Orch) -> None:

@@ -12,7 +12,7 @@ from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, load, record_mo
 from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
-from forge.services.orchestrator.failure_reason import failure
+from forge.services.orchestrator.failure_reason import RECORDED, failure
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.launch_build import build_lab, fail_on_error, fail_scenario
 from forge.services.orchestrator.launch_resume import resume_redelivered
@@ -125,7 +125,7 @@ async def _admit_and_launch(state: OrchestratorState, spawn: SpawnRequestedV1,
     except AdmissionRefused as exc:
         if row is None:
             raise Reject(f"{exc.code}: {exc.message}") from None
-        await fail_scenario(state, scenario_id, exc.message, {"refused": exc.code})
+        await _refuse(state, scenario_id, exc.code, exc.message)
         return
     if row is None:
         await state.blocking(_ensure_row, state, spawn, admitted)
@@ -141,6 +141,15 @@ async def _admit_and_launch(state: OrchestratorState, spawn: SpawnRequestedV1,
         if node is not None:
             node.release(scenario_id)
         raise
+
+
+async def _refuse(state: OrchestratorState, scenario_id: str, code: str, error: str) -> None:
+    """Fail a spawn whose tokens this node refuses. The learner reads that it was refused;
+    the error (which names a token and its secret, e.g. a SAT_HMAC_SECRET that differs from
+    spawn_service's) goes to the log and the operator's view, where the fix is made."""
+    log.warning("scenario %s refused: %s (%s)", scenario_id, error, code)
+    await fail_scenario(state, scenario_id, f"the lab request was refused ({RECORDED})",
+                        {"refused": code, "error": error})
 
 
 async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
@@ -193,8 +202,7 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
         await state.blocking(consume_once, state.replay, str(sat["jti"]), "SAT", expires)
     except TokenReplayed:
         if not ours:
-            await fail_scenario(state, scenario_id, "SAT was already used",
-                                {"refused": "sat_replayed"})
+            await _refuse(state, scenario_id, "sat_replayed", "SAT was already used")
             return
     values = generate_values(loaded.template)
     # Rendered before the move: a pooled lab is claimed within ~10 ms of it.
