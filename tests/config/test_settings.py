@@ -117,6 +117,20 @@ def test_secret_from_file(tmp_path: Path) -> None:
     assert load_settings(env).sat.current == strong("from-file").encode()
 
 
+def test_a_short_secret_from_a_file_names_the_file_variable(tmp_path: Path) -> None:
+    # The value came from SAT_HMAC_SECRET_FILE and SAT_HMAC_SECRET itself is not set: a
+    # problem naming SAT_HMAC_SECRET alone sent the operator to the wrong place.
+    secret_file = tmp_path / "sat"
+    secret_file.write_text("short\n")
+    env = prod_env(tmp_path)
+    del env["SAT_HMAC_SECRET"]
+    env["SAT_HMAC_SECRET_FILE"] = str(secret_file)
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert err.value.problems == [f"SAT_HMAC_SECRET (read from SAT_HMAC_SECRET_FILE, "
+                                  f"{secret_file}) is shorter than 32 bytes"]
+
+
 def test_secret_file_unreadable_and_double_source(tmp_path: Path) -> None:
     env = prod_env(tmp_path, ET_HMAC_SECRET_FILE=str(tmp_path / "nope"))
     del env["SAT_HMAC_SECRET"]

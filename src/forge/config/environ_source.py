@@ -61,7 +61,8 @@ def _read_ring_values(environ: Mapping[str, str], var: str,
         problems.extend(read.problems)
         current_unreadable = current_unreadable or (suffix == "" and bool(read.problems))
         if read.value is not None and not env.is_dev and len(read.value) < MIN_SECRET_BYTES:
-            problems.append(f"{var + suffix} is shorter than {MIN_SECRET_BYTES} bytes")
+            problems.append(f"{read.named(var + suffix)} is shorter than {MIN_SECRET_BYTES}"
+                            " bytes")
         values[suffix] = read.value
     return values, problems, current_unreadable
 

@@ -44,6 +44,13 @@ class SecretRead:
 
     value: bytes | None = field(repr=False)
     problems: tuple[str, ...] = ()
+    # Where a value read from a file came from ("X_FILE, /path"), for problems about it.
+    from_file: str = ""
+
+    def named(self, name: str) -> str:
+        """How a problem with the value names it, with the _FILE variable the operator set
+        when it came from a file (X alone is not set then)."""
+        return f"{name} (read from {self.from_file})" if self.from_file else name
 
 
 def read_secret(environ: Mapping[str, str], name: str) -> SecretRead:
@@ -65,7 +72,7 @@ def read_secret(environ: Mapping[str, str], name: str) -> SecretRead:
         return SecretRead(None, (f"{file_var}: cannot read {file_path}: {exc.reason}",))
     if not content:
         return SecretRead(None, (f"{file_var}: {file_path} is empty",))
-    return SecretRead(content)
+    return SecretRead(content, from_file=f"{file_var}, {file_path}")
 
 
 def generate_secret() -> str:
