@@ -55,6 +55,27 @@ def test_no_loadable_key_is_a_clear_error(tmp_path: Path) -> None:
         ring.current()
 
 
+@pytest.mark.parametrize("damage", ["key_garbage", "key_gone", "current_garbage"])
+def test_an_unusable_key_names_the_command_that_mends_it(tmp_path: Path, damage: str) -> None:
+    # The message said `forge keys generate`, which refuses once 'current' exists (and, with
+    # 'current' garbled, printed the same message again): the operator was sent in a loop.
+    ring = SigningKeyring(tmp_path / "keys")
+    old = ring.generate()
+    key_file = ring.directory / f"{old.key_id}.key"
+    if damage == "key_garbage":
+        key_file.write_bytes(b"garbage")
+    elif damage == "key_gone":
+        key_file.unlink()
+    else:
+        (ring.directory / "current").write_text("not-a-key-id\n")
+    with pytest.raises(NoSigningKey) as err:
+        ring.current()
+    assert "forge keys rotate" in str(err.value) and "keys generate" not in str(err.value)
+    new = ring.rotate()  # what the message says to run
+    assert ring.current().key_id == new.key_id != old.key_id
+    assert old.key_id in ring.public_keys()  # what the old key signed still verifies
+
+
 def test_a_key_file_holding_another_key_is_refused(tmp_path: Path) -> None:
     ring = SigningKeyring(tmp_path / "keys")
     a = ring.generate()

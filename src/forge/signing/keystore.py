@@ -214,9 +214,13 @@ class SigningKeyring:
             raise NoSigningKey(self._no_key("'current' does not hold a key id"))
         return raw
 
-    def _no_key(self, why: str) -> str:
-        return (f"no loadable Ed25519 signing key in {self.directory}: {why}; "
-                "run `forge keys generate` (or restore the key directory)")
+    def _no_key(self, why: str, *, made: bool = True) -> str:
+        """Why no key loads, and the command that mends it: `forge keys generate` makes only
+        the first key (it refuses once 'current' is there), so a key made but unusable is
+        replaced with `forge keys rotate` (the public keys kept verify what it signed)."""
+        fix = ("run `forge keys rotate` for a new current key (or restore the key directory)"
+               if made else "run `forge keys generate` (or restore the key directory)")
+        return f"no loadable Ed25519 signing key in {self.directory}: {why}; {fix}"
 
     def current_or_none(self) -> SigningKey | None:
         """The current signing key, or None when none can be loaded: none made yet, or one
@@ -237,7 +241,7 @@ class SigningKeyring:
         """Load the current signing key, or raise NoSigningKey saying why."""
         kid = self._current_id()
         if kid is None:
-            raise NoSigningKey(self._no_key("no current key"))
+            raise NoSigningKey(self._no_key("no current key", made=False))
         path = self.directory / f"{kid}.key"
         try:
             data = self._read(path.name, secret=True)
@@ -314,7 +318,10 @@ class SigningKeyring:
     def rotate(self) -> SigningKey:
         """New key becomes current; the old private key is deleted, its public key kept."""
         with self._lock():
-            old = self._current_id()
+            try:
+                old = self._current_id()
+            except NoSigningKey:  # 'current' unreadable or no key id: the new key replaces it
+                old = None
             key = SigningKey.from_private_key(Ed25519PrivateKey.generate())
             self._write_current_key(key)
             if old is not None and old != key.key_id:
