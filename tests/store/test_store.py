@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from forge.store import Database, normalize_url, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
+from forge.store.db import StoreFileGone
 from forge.store.migrate import MIGRATIONS_DIR, alembic_config, at_head, head_revision
 from forge.store.models import Base
 from forge.tokens import TokenReplayed
@@ -296,3 +297,21 @@ def test_the_lms_ids_of_earlier_launches_are_kept_by_the_upgrade(tmp_path: Path,
         rows = raw.execute("SELECT platform, subject, lti_user FROM lti_users "
                            "ORDER BY subject").fetchall()
     assert rows == [("lms", "lea", "u-lea"), ("lms", "leo", "u-leo")]
+
+
+def test_ping_fails_when_the_sqlite_file_is_moved_or_replaced_under_it(
+        sqlite_db: Database) -> None:
+    # An operator moved forge.db away while the services ran: they went on writing to the
+    # moved file, /readyz said "reachable", and the next command opened an empty store at
+    # the path.
+    path = Path(str(sqlite_db.engine.url.database))
+    sqlite_db.ping()
+    moved = path.with_name("moved.db")
+    path.rename(moved)
+    with pytest.raises(StoreFileGone, match=r"is gone .*put the file back"):
+        sqlite_db.ping()
+    path.write_bytes(b"")  # a new, empty store at the path: not the one this service has
+    with pytest.raises(StoreFileGone, match="is another file than the one this service opened"):
+        sqlite_db.ping()
+    moved.replace(path)  # put back
+    sqlite_db.ping()
