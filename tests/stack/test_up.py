@@ -249,6 +249,22 @@ def test_an_operator_command_finds_the_nats_of_the_running_up(running_up: tuple[
     assert f"no results for {missing} in the jetstream artifact store" in out.stderr, out.stderr
 
 
+def test_an_operator_command_calls_the_services_of_the_running_up(
+        running_up: tuple[Up, int], tmp_path: Path) -> None:
+    """The runbook's "restart NATS subscriber" on a `forge up` given its own ports: without
+    SPAWN_URL/ORCHESTRATOR_URL/SCOREBOARD_URL it called 8082/8083/8086, sending the
+    operator token to whatever listened there, and reached none of this root's services."""
+    up, _ = running_up
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FORGE_", "NATS_")) and not k.endswith("_URL")}
+    out = subprocess.run([sys.executable, "-m", "forge", "--storage", str(up.storage),
+                          "nats", "restart-subscriber"],
+                         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for name in ("orchestrator", "scoreboard", "spawn"):
+        assert f"{name}: " in out.stdout, out.stdout
+
+
 def test_the_service_logs_and_the_bus_key_are_the_operators_alone(
         running_up: tuple[Up, int]) -> None:
     """The services' logs name learners, tenants and scenarios, and the bus's TLS key

@@ -16,13 +16,23 @@ from forge.config import variable_checks
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.config.storage_root import UnsafeStorage
 from forge.plans import PlanCatalog, PlanError, load_plans
-from forge.stack.lock import running_bus
+from forge.stack.lock import running_bus, running_services
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 
 if TYPE_CHECKING:
     from forge.bus.connection import BusConnection
     from forge.runtime.base import Runtime
+
+
+def service_url(settings: Settings, variable: str, default: str) -> str:
+    """Where an operator command calls a service: its variable (SPAWN_URL,
+    ORCHESTRATOR_URL, SCOREBOARD_URL) when set, else the URL the `forge up` running on this
+    storage root recorded for it, else ``default``. A `forge up` on other ports than the
+    defaults is called there, and the operator token is not sent to whatever listens at a
+    default port."""
+    return (os.environ.get(variable) or running_services(settings.storage_root).get(variable)
+            or default).rstrip("/")
 
 
 def settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx
 import typer
 
 from forge.bus.permissions import SERVICE_IDENTITIES
-from forge.cli.context import settings_or_exit
+from forge.cli.context import service_url, settings_or_exit
 from forge.cli.output import keep_stdout_private
 from forge.config.settings import ConfigError
 from forge.services.common.bus import bus_auth
@@ -57,7 +55,7 @@ def restart_subscriber(
         if name not in DEFAULT_URLS:
             raise typer.BadParameter(f"unknown service {name!r}", param_hint="--service")
         env_var, default = DEFAULT_URLS[name]
-        url = os.environ.get(env_var, default).rstrip("/")
+        url = service_url(settings, env_var, default)
         try:
             resp = httpx.post(f"{url}/v1/admin/nats/restart-subscriber", timeout=30,
                               headers={"authorization": f"Bearer {token}"})

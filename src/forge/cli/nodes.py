@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
 import typer
 
-from forge.cli.context import settings_or_exit
+from forge.cli.context import service_url, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.config.node_settings import NODE_ID_RE
 
@@ -18,7 +17,7 @@ app = typer.Typer(help="Lab nodes: list them, drain one for maintenance, undrain
 
 def _call(method: str, path: str) -> dict[str, Any]:
     settings = settings_or_exit()
-    url = os.environ.get("ORCHESTRATOR_URL", str(settings.orchestrator_url)).rstrip("/")
+    url = service_url(settings, "ORCHESTRATOR_URL", str(settings.orchestrator_url))
     try:
         resp = httpx.request(method, f"{url}{path}", timeout=30, headers={
             "authorization": f"Bearer {settings.operator.current.decode()}"})

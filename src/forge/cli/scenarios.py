@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx
 import typer
 
-from forge.cli.context import settings_or_exit
+from forge.cli.context import service_url, settings_or_exit
 from forge.lifecycle.scenario_ids import is_scenario_id
 
 app = typer.Typer(help="Operator actions on one scenario (through the orchestrator).",
@@ -20,7 +18,7 @@ def _act(action: str, scenario_id: str, reason: str) -> None:
         typer.echo("error: scenario_id: expected scn-<16 lowercase hex digits>", err=True)
         raise typer.Exit(2)
     settings = settings_or_exit()
-    url = os.environ.get("ORCHESTRATOR_URL", str(settings.orchestrator_url)).rstrip("/")
+    url = service_url(settings, "ORCHESTRATOR_URL", str(settings.orchestrator_url))
     try:
         resp = httpx.post(
             f"{url}/v1/admin/scenarios/{scenario_id}/{action}", json={"reason": reason},

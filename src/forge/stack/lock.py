@@ -29,6 +29,7 @@ UP = "forge up"
 CLEANUP = "forge runtime cleanup"
 HOLDERS = (UP, CLEANUP)  # what a lock file may name; anything else reads as forge up
 BUS_VARS = ("NATS_URL", "FORGE_NATS_REPLICAS")  # what `note_bus` records
+SERVICE_VARS = ("SPAWN_URL", "ORCHESTRATOR_URL", "SCOREBOARD_URL")  # what `note_services` does
 MAX_RECORD = 4096  # bytes of the lock file read back
 PROC_LOCKS = "/proc/locks"
 
@@ -53,6 +54,7 @@ class StorageLock:
         self.path = root / LOCK_NAME
         self.holder = holder
         self._fd: int | None = fd
+        self._noted: dict[str, str] = {}  # what note_bus and note_services recorded
 
     @classmethod
     def acquire(cls, root: Path, holder: str = UP) -> StorageLock:
@@ -79,7 +81,18 @@ class StorageLock:
     def note_bus(self, env: Mapping[str, str]) -> None:
         """Record the client settings of the NATS this holder runs (NATS_URL and, for a
         cluster, FORGE_NATS_REPLICAS) after its pid and name."""
-        self._write([f"{k}={env[k]}" for k in BUS_VARS if k in env])
+        self._note({k: env[k] for k in BUS_VARS if k in env})
+
+    def note_services(self, urls: Mapping[str, str]) -> None:
+        """Record the URLs of the services this holder runs (SPAWN_URL, ORCHESTRATOR_URL,
+        SCOREBOARD_URL): operator commands on this root call them there, not at the
+        default ports, where another process may listen and would receive the operator
+        token (``running_services``)."""
+        self._note({k: urls[k] for k in SERVICE_VARS if k in urls})
+
+    def _note(self, values: Mapping[str, str]) -> None:
+        self._noted.update(values)
+        self._write([f"{k}={v}" for k, v in self._noted.items()])
 
     def _write(self, extra: list[str]) -> None:
         if self._fd is None:
@@ -147,6 +160,25 @@ def running_bus(root: Path) -> dict[str, str]:
     and its port may be anyone's by now) or it recorded none. Only loopback URLs are taken:
     `forge up`'s NATS listens there alone. The lock is never taken to find out (that would
     make a `forge up` starting at that moment refuse): the kernel's lock table is read."""
+    found = _running_record(root, BUS_VARS)
+    url = found.get("NATS_URL", "")
+    if not url or not all(_loopback_nats(part) for part in url.split(",")):
+        return {}
+    if url.startswith("tls://"):  # its servers speak TLS only, with a certificate of this CA
+        found["FORGE_NATS_CA"] = str(BusTls(root / TLS_DIR).ca_file)
+    return found
+
+
+def running_services(root: Path) -> dict[str, str]:
+    """The service URLs a live `forge up` holding ``root`` recorded (``note_services``),
+    by variable; empty when none holds it now (as ``running_bus``). Only http(s) URLs
+    with a host and a port are taken."""
+    found = _running_record(root, SERVICE_VARS)
+    return {k: v for k, v in found.items() if _service_url(v)}
+
+
+def _running_record(root: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """The ``keys`` a live `forge up` holding ``root`` recorded after its pid and name."""
     try:
         fd = os.open(root / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
@@ -162,14 +194,18 @@ def running_bus(root: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for line in lines[2:]:
         key, sep, value = line.partition("=")
-        if sep and key in BUS_VARS and key not in found:
+        if sep and key in keys and key not in found:
             found[key] = value
-    url = found.get("NATS_URL", "")
-    if not url or not all(_loopback_nats(part) for part in url.split(",")):
-        return {}
-    if url.startswith("tls://"):  # its servers speak TLS only, with a certificate of this CA
-        found["FORGE_NATS_CA"] = str(BusTls(root / TLS_DIR).ca_file)
     return found
+
+
+def _service_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and parts.port is not None
+    except ValueError:
+        return False
 
 
 def _loopback_nats(url: str) -> bool:

@@ -221,6 +221,8 @@ class Supervisor:
                 self.lock.note_bus(self.nats.client_env())
         for name in SERVICES:
             self.env[URL_VARS[name]] = self.url(name)
+        if self.lock is not None:  # operator commands on this root call them there
+            self.lock.note_services({URL_VARS[name]: self.url(name) for name in SERVICES})
         self.env["STORAGE_ROOT"] = str(self.storage_root)
         for child in self.children.values():
             self._spawn(child)
