@@ -213,7 +213,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         hints_off = row.state == "running" and await _hints_off(request, row.scenario_id)
         for h in hints:
             if "text" in h:
-                h["html"] = render_markdown(h["text"])
+                h["html"] = render_markdown(h["text"], top_heading=4)  # under Hints (h3)
         remaining = _remaining_s(row)
         result = await _result(request, row)
         refused = result is None and await _verdict_refused(request, row)
@@ -224,7 +224,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         return page("lab.html", {
             "title": f"{_lab_title(entry, row)} · lab {row.scenario_id}", "row": row,
             "lab_title": _lab_title(entry, row),
-            "task": render_markdown(description) if description else None,
+            "task": render_markdown(description, top_heading=3) if description else None,
             "hints": hints if row.state == "running" and not hints_off
             else [h for h in hints if h["revealed"]],
             "hints_off": hints_off,

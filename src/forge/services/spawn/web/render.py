@@ -23,9 +23,21 @@ STATIC_DIR = "static"
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 
-def render_markdown(text: str) -> Markup:
-    """Learner-facing task text as HTML; raw HTML in the source is escaped, never passed."""
-    return Markup(_markdown.render(text))  # noqa: S704 - html disabled above
+def render_markdown(text: str, top_heading: int = 1) -> Markup:
+    """Learner-facing task text as HTML; raw HTML in the source is escaped, never passed.
+
+    `top_heading` is the level a `#` heading takes (at most h6), for a text shown under a
+    page's own headings: the lab page's task text, under its h1 and the Task h2, starts at
+    h3, so a screen reader's list of headings nests it instead of meeting a second h1. Each
+    heading keeps its source level as a class (`md-h1`, `md-h2`) for its look."""
+    tokens = _markdown.parse(text)
+    for token in tokens:
+        if top_heading > 1 and token.type in ("heading_open", "heading_close"):
+            level = int(token.tag[1])
+            token.tag = f"h{min(6, level + top_heading - 1)}"
+            if token.type == "heading_open":
+                token.attrSet("class", f"md-h{level}")
+    return Markup(_markdown.renderer.render(tokens, _markdown.options, {}))  # noqa: S704
 
 
 def _moment(value: str | datetime) -> datetime | None:

@@ -225,7 +225,7 @@ async def web_reveal(scenario_id: str, hint: str, request: Request) -> Response:
     except ForgeError as exc:
         return await _refusal(request, exc, scenario_id, wants_json)
     if wants_json:  # the text as safe HTML (markdown, raw HTML disabled) for the page
-        return JSONResponse({**body, "html": str(render_markdown(body["text"]))},
+        return JSONResponse({**body, "html": str(render_markdown(body["text"], top_heading=4))},
                             headers={"Cache-Control": "no-store"})
     return RedirectResponse(f"/lab/{scenario_id}#hint-{body['id']}", status_code=303)
 
