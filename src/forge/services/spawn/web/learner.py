@@ -319,16 +319,20 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
 
 @router.get("/lab/{scenario_id}/status")
 async def lab_status(scenario_id: str, request: Request) -> JSONResponse:
-    """What the lab page polls: state, deadline, and whether the verdict is in."""
+    """What the lab page polls: state, deadline, whether the verdict is in, and (while the
+    lab runs) what the hints revealed so far cost: revealed in another tab or device, the
+    Submit dialog of this one would otherwise say fewer."""
     row = await spawn_routes.owned_scenario(request, scenario_id)
     try:
         score_ready = await _score_ready(request, row)
     except BackendError:
         score_ready = False
-    return JSONResponse({"state": row.state, "reason": row.state_reason,
-                         "expires_at": _expires_iso(row), "remaining_s": _remaining_s(row),
-                         "score_ready": score_ready},
-                        headers={"Cache-Control": "no-store"})
+    body: dict[str, Any] = {"state": row.state, "reason": row.state_reason,
+                            "expires_at": _expires_iso(row), "remaining_s": _remaining_s(row),
+                            "score_ready": score_ready}
+    if row.state == "running":
+        body["hints"] = hint_charge(await hints_view(request, row))
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/lab/{scenario_id}/submit")

@@ -224,8 +224,11 @@ async def web_reveal(scenario_id: str, hint: str, request: Request) -> Response:
         body = await reveal_view(request, scenario_id, hint)
     except ForgeError as exc:
         return await _refusal(request, exc, scenario_id, wants_json)
-    if wants_json:  # the text as safe HTML (markdown, raw HTML disabled) for the page
-        return JSONResponse({**body, "html": str(render_markdown(body["text"], top_heading=4))},
+    if wants_json:  # the text as safe HTML (markdown, raw HTML disabled) for the page,
+        # and what every hint revealed so far costs (this tab may not know of another's)
+        row = await owned_scenario(request, scenario_id)
+        return JSONResponse({**body, "html": str(render_markdown(body["text"], top_heading=4)),
+                             "charge": hint_charge(await hints_view(request, row))},
                             headers={"Cache-Control": "no-store"})
     return RedirectResponse(f"/lab/{scenario_id}#hint-{body['id']}", status_code=303)
 

@@ -96,6 +96,9 @@
             : expires + (deadline - serverExpires);
           serverExpires = deadline;
         }
+        if (body.hints) {  // the Submit dialog's hint count (tasks.js)
+          document.dispatchEvent(new CustomEvent("forge:hint-charge", { detail: body.hints }));
+        }
         if (body.state !== shownState || body.score_ready !== shownScore) {
           window.location.reload();
           return;

@@ -10,15 +10,20 @@
                 percent: document.getElementById("hint-percent"),
                 cost: document.getElementById("hint-cost-note")};
 
-  function addCharge(cost) {
-    if (!charge.count || !charge.percent) { return; }
-    var count = Number(charge.count.textContent) + 1;
+  // What the Submit dialog says the hints cost: the server's count, from a reveal's answer
+  // or the lab page's status poll (lab.js), so hints revealed in another tab or on another
+  // device are counted too.
+  function setCharge(now) {
+    if (!charge.count || !charge.percent || !now) { return; }
+    var count = Number(now.count);
+    var percent = Number(now.percent);
+    if (isNaN(count) || isNaN(percent)) { return; }
     charge.count.textContent = String(count);
     if (charge.plural) { charge.plural.textContent = count === 1 ? "" : "s"; }
-    var percent = Number(charge.percent.textContent) + cost * 100;
-    charge.percent.textContent = String(Math.round(percent * 10) / 10);
-    if (charge.cost && percent > 0) { charge.cost.hidden = false; }
+    charge.percent.textContent = String(percent);
+    if (charge.cost) { charge.cost.hidden = !(percent > 0); }
   }
+  document.addEventListener("forge:hint-charge", function (event) { setCharge(event.detail); });
 
   // A button marked busy while its request runs, not disabled: disabling the focused button
   // would drop the keyboard focus to the top of the page. False when it is already busy.
@@ -63,7 +68,7 @@
         text.setAttribute("tabindex", "-1");
         form.remove();
         text.focus();
-        addCharge(answer.body.cost);
+        setCharge(answer.body.charge);
       })
       .catch(function () {
         error.textContent = "The hint could not be revealed (connection problem). Try again.";

@@ -1,0 +1,56 @@
+"""One lab open in two tabs (or on a laptop and a phone): what one learns, the other says
+(Playwright + Chromium, the real platform).
+
+The Submit dialog tells the learner what their hints cost before the lab is graded. It
+counted only the hints revealed in its own tab: a hint that costs 10 % revealed on the
+phone left the laptop's dialog saying "0 hints", and the learner submitted believing their
+score untouched. The dialog now shows the server's count, kept current by the page's status
+poll and by each reveal's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .conftest import WebPlatform, running_web_platform
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
+
+TWO_HINTS = "You have used 2 hints (\u221210 %)."  # the page's minus sign, U+2212
+
+
+@pytest.fixture(scope="module")
+def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatform]:
+    with running_web_platform(tmp_path_factory.mktemp("web-two-tabs")) as platform:
+        yield platform
+
+
+@pytest.mark.root
+def test_the_submit_dialog_counts_hints_revealed_in_another_tab(
+        web_platform: WebPlatform, page: Page) -> None:
+    web_platform.start_lab(page, web_platform.learner_key("acme", "two-tabs"))
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.locator("#state")).to_have_text("running")
+    # In the other tab: hint 1 (free), then hint 2, which costs 10 % (asked, then confirmed).
+    other.get_by_role("button", name="Reveal hint 1").click()
+    expect(other.locator("#hint-h1 .hint-text")).to_be_visible()
+    other.get_by_role("button", name="Reveal hint 2").click()
+    other.get_by_role("button", name="Yes, reveal hint 2").click()
+    expect(other.locator("#hint-h2 .hint-text")).to_be_visible()
+
+    # The first tab, opened before, says what Submit will cost.
+    page.bring_to_front()
+    page.get_by_role("button", name="Submit for grading").click()
+    dialog = page.get_by_role("dialog", name="Submit this lab?")
+    expect(dialog).to_contain_text(TWO_HINTS)
+    dialog.get_by_role("button", name="Cancel, keep working").click()
+    # Its own Reveal of a hint the other tab already revealed charges nothing more.
+    page.get_by_role("button", name="Reveal hint 1").click()
+    expect(page.locator("#hint-h1 .hint-text")).to_be_visible()
+    page.get_by_role("button", name="Submit for grading").click()
+    expect(dialog).to_contain_text(TWO_HINTS)
