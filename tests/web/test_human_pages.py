@@ -248,6 +248,31 @@ def test_a_task_only_submit_may_check_offers_no_check_button(client: TestClient)
     assert "Check this task" in items["find-server"]
 
 
+def test_a_lab_link_that_leads_nowhere_says_so_in_the_pages_words(client: TestClient) -> None:
+    """A lab link cut short in an email, mistyped, or another account's: the page said
+    "scenario not found" or "scenario_id: expected scn-<16 lowercase hex digits>", words
+    of the store that the pages never use (they say "lab"), with no way on."""
+    csrf = sign_in(client, key_for(client, "owner"))
+    mine = client.post("/spawn", data={"csrf": csrf, "track": "netplus"},
+                       headers={"origin": ORIGIN}).headers["location"]
+    client.cookies.clear()
+    sign_in(client, key_for(client, "stranger"))
+    for path in (mine, mine + "/result", f"/lab/{SCN}", f"/lab/{SCN}/result"):
+        gone = client.get(path, headers=HTML)
+        assert gone.status_code == 404, path
+        assert "There is no lab of yours at this address" in gone.text, path
+        assert "Labs page" in gone.text and 'href="/tracks"' in gone.text, path
+        assert "scenario" not in text_of(gone.text), path
+    for path in ("/lab/xyz", "/lab/scn-0123/result", "/lab/SCN-0123456789ABCDEF"):
+        bad = client.get(path, headers=HTML)
+        assert bad.status_code == 422, path
+        assert "This is not a lab&#39;s address" in bad.text, path
+        assert "scenario" not in text_of(bad.text), path
+    # Programs keep the precise JSON.
+    api = client.get(f"/v1/scenarios/{SCN}", headers={"x-api-key": key_for(client, "api")})
+    assert api.status_code == 404 and api.json()["message"] == "scenario not found"
+
+
 def test_a_learner_signed_out_mid_lab_is_told_so_and_led_back_to_the_lab(
         client: TestClient) -> None:
     """The session cookie runs out while the lab page is open (the terminal still works).

@@ -45,6 +45,13 @@ _ACCESS = ("This lab link cannot be used: it has expired, it was already used, o
            "changed. Sign in instead to reach your labs.")
 _SIGNED_OUT = ("You are not signed in, or your session ended. Sign in to go on; your labs "
                "keep running.")
+# A lab link that leads nowhere (mistyped, cut short in an email, another account's): said in
+# the page's own words ("lab", "Labs"), not the store's ("scenario", "scenario_id").
+_NO_LAB = ("There is no lab of yours at this address: the link may be wrong, or the lab "
+           "belongs to another account. Your labs are listed on the Labs page.")
+_BAD_LAB_LINK = ("This is not a lab's address: a lab's link ends in scn- and 16 letters "
+                 "and digits. Check that the whole link was copied, or find your lab on the "
+                 "Labs page.")
 _WORDS = {
     "invalid_receipt": _RECEIPT,
     "receipt_tenant_mismatch": "This receipt belongs to another account.",
@@ -137,9 +144,14 @@ def human_message(exc: ForgeError) -> str:
     if exc.code.startswith("token_"):
         return _RECEIPT
     message = exc.message
+    service = getattr(exc, "service", None)
+    if exc.code == "not_found" and message.removeprefix(f"{service}: ") == "scenario not found":
+        return _NO_LAB
+    if exc.code == "validation_error" and any(
+            isinstance(d, dict) and d.get("field") == "scenario_id" for d in exc.details):
+        return _BAD_LAB_LINK
     if exc.code == "validation_error":  # "invalid request: name" says which, not why
         message = _field_problems(exc) or message
-    service = getattr(exc, "service", None)
     if isinstance(service, str):
         if exc.status >= 500:
             return _WORDS["backend_unreachable"]
