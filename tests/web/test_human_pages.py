@@ -248,6 +248,35 @@ def test_a_task_only_submit_may_check_offers_no_check_button(client: TestClient)
     assert "Check this task" in items["find-server"]
 
 
+def test_the_no_script_confirmations_keep_saying_who_is_signed_in(client: TestClient) -> None:
+    """Without script, Submit and a hint that costs score ask on a page of their own. Those
+    pages' header offered "Sign in" (and "Plans" twice) to the learner signed in a moment
+    before: one about to submit read that they had been signed out."""
+    key = key_for(client, "nojs")
+    sid = client.post("/v1/spawn", json={"track": "netplus"},
+                      headers={"x-api-key": key}).json()["scenario_id"]
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    with db.session() as sess:  # the lab runs (Submit and hints are for a running lab)
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.state, row.expires_at = "running", datetime.now(UTC) + timedelta(minutes=30)
+    csrf = sign_in(client, key)
+    form = {"csrf": csrf}
+    assert client.post(f"/lab/{sid}/hints/h1", data=form, headers={"origin": ORIGIN,
+                       **HTML}).status_code == 303  # free: revealed at once
+    pages = {"submit": client.post(f"/lab/{sid}/submit", data=form,
+                                   headers={"origin": ORIGIN, **HTML}),
+             "paid hint": client.post(f"/lab/{sid}/hints/h2", data=form,
+                                      headers={"origin": ORIGIN, **HTML})}
+    assert "Submit this lab?" in pages["submit"].text
+    assert "Reveal hint 2?" in pages["paid hint"].text
+    for name, shown in pages.items():
+        assert shown.status_code == 200, name
+        header = shown.text[shown.text.index("<header"):shown.text.index("</header>")]
+        assert "Signed in as <strong>nojs</strong>" in header, name
+        assert 'href="/signin"' not in header and header.count('href="/plans"') == 1, name
+
+
 def test_a_lab_link_that_leads_nowhere_says_so_in_the_pages_words(client: TestClient) -> None:
     """A lab link cut short in an email, mistyped, or another account's: the page said
     "scenario not found" or "scenario_id: expected scn-<16 lowercase hex digits>", words

@@ -350,7 +350,8 @@ async def lab_submit(scenario_id: str, request: Request) -> Response:
             return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
         if form.get("confirm") != "yes":
             return page("submit_confirm.html", {
-                "title": "Submit this lab?", "row": row, "csrf": form.get("csrf", ""),
+                "title": "Submit this lab?", "viewer": await viewer(request), "row": row,
+                "csrf": form.get("csrf", ""),
                 "hint_charge": hint_charge(await hints_view(request, row))})
         try:
             await spawn_routes.submit(scenario_id, request)

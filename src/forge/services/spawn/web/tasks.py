@@ -43,6 +43,7 @@ from forge.services.spawn.web.security import (
     session_value,
 )
 from forge.services.spawn.web.state import web_state
+from forge.services.spawn.web.viewer import viewer
 
 router = APIRouter(include_in_schema=False)
 # The node refused these before running anything, or ran them without a result (a stop of
@@ -219,7 +220,8 @@ async def web_reveal(scenario_id: str, hint: str, request: Request) -> Response:
             ask = await _unconfirmed_cost(request, scenario_id, hint)
             if ask is not None:
                 return page("hint_confirm.html", {
-                    "title": f"Reveal hint {ask['number']}?", "scenario_id": scenario_id,
+                    "title": f"Reveal hint {ask['number']}?", "viewer": await viewer(request),
+                    "scenario_id": scenario_id,
                     "hint": ask, "csrf": form.get("csrf", "")})
         body = await reveal_view(request, scenario_id, hint)
     except ForgeError as exc:
@@ -245,4 +247,5 @@ async def web_check(scenario_id: str, criterion: str, request: Request) -> Respo
     if wants_json:
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
     return page("check_result.html", {"title": f"Check of task {criterion}",
+                                      "viewer": await viewer(request),
                                       "scenario_id": scenario_id, "check": body})
