@@ -277,6 +277,32 @@ def test_the_no_script_confirmations_keep_saying_who_is_signed_in(client: TestCl
         assert 'href="/signin"' not in header and header.count('href="/plans"') == 1, name
 
 
+def test_a_check_the_lab_node_did_not_answer_is_said_without_jargon(
+        client: TestClient) -> None:
+    """"Check this task" while the lab's node does not answer (here: none runs) showed
+    "orchestrator: unreachable (ConnectError)" under the task, and without script an
+    "Error 502" page saying the same with "Sign in" in its header."""
+    key = key_for(client, "checker")
+    sid = client.post("/v1/spawn", json={"track": "netplus"},
+                      headers={"x-api-key": key}).json()["scenario_id"]
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    with db.session() as sess:  # the lab runs (tasks are checked on a running lab)
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.state, row.expires_at = "running", datetime.now(UTC) + timedelta(minutes=30)
+    csrf = sign_in(client, key)
+    for accept in ("application/json", "text/html"):
+        answer = client.post(f"/lab/{sid}/checks/find-server", data={"csrf": csrf},
+                             headers={"origin": ORIGIN, "accept": accept})
+        assert answer.status_code == 502, accept
+        said = answer.json()["message"] if accept == "application/json" else answer.text
+        assert "did not answer. Try again in a minute." in said, accept
+        assert not jargon_in(said) and "connecterror" not in said.lower(), (accept, said)
+        if accept == "text/html":
+            assert "Signed in as <strong>checker</strong>" in said
+            assert f'href="/lab/{sid}"' in said  # back to the lab
+
+
 def test_a_lab_link_that_leads_nowhere_says_so_in_the_pages_words(client: TestClient) -> None:
     """A lab link cut short in an email, mistyped, or another account's: the page said
     "scenario not found" or "scenario_id: expected scn-<16 lowercase hex digits>", words

@@ -34,7 +34,7 @@ from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.routes import owned_scenario
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.errors import human_message, page_for, signin_url
-from forge.services.spawn.web.render import error_page, page, render_markdown
+from forge.services.spawn.web.render import page, render_markdown
 from forge.services.spawn.web.result import check_reason
 from forge.services.spawn.web.security import (
     check_csrf,
@@ -171,20 +171,19 @@ async def _form_post(request: Request, scenario_id: str,
 async def _refusal(request: Request, exc: ForgeError, scenario_id: str,
                    wants_json: bool) -> Response:
     """The lab page's script gets JSON (with the sign-in page that leads back here when
-    the learner is signed out); a press without script gets a page."""
+    the learner is signed out); a press without script gets a page. Either says it in the
+    learner's words: a lab node that did not answer read "orchestrator: unreachable
+    (ConnectError)" under the task."""
     if wants_json:
-        body = {"error": exc.code, "message": exc.message}
-        if exc.status == 401:  # signed out, or the session ran out: said in plain words
-            body["message"] = human_message(exc)
+        body = {"error": exc.code, "message": human_message(exc)}
+        if exc.status == 401:  # signed out, or the session ran out
             body["signin"] = signin_url(f"/lab/{scenario_id}")
         elif exc.code == "check_too_soon":  # the API names the field; the page, the wait
             wait = (exc.headers or {}).get("Retry-After", "a few")
             body["message"] = f"This task was checked moments ago: check it again in {wait} s."
         return JSONResponse(body, status_code=exc.status,
                             headers={"Cache-Control": "no-store", **(exc.headers or {})})
-    if exc.status == 401:
-        return await page_for(request, exc, f"/lab/{scenario_id}")
-    return error_page(exc.status, exc.message, back=f"/lab/{scenario_id}")
+    return await page_for(request, exc, f"/lab/{scenario_id}")
 
 
 async def _unconfirmed_cost(request: Request, scenario_id: str, hint: str
