@@ -29,7 +29,7 @@ from forge.services.orchestrator.state import OrchestratorState
 from forge.store.busy import disk_out_of_room
 from forge.store.models import Scenario, ScenarioTransition
 from forge.store.timestamps import aware
-from forge.templates.problems import UnknownTemplate
+from forge.templates.problems import TemplateError, UnknownTemplate
 from forge.templates.variables import render
 
 log = logging.getLogger("forge.orchestrator.launch")
@@ -194,15 +194,18 @@ async def resume_launch(state: OrchestratorState, scenario_id: str) -> str:
 async def _services_ready(state: OrchestratorState, row: ScenarioRow) -> bool:
     """Whether the built lab of launching ``row`` has its services listening (waiting for
     them as its create would); when they never do, the lab is destroyed and the scenario
-    failed with the reason, as a create's failure does. A template no longer loaded: the
-    lab is taken as it is (its services cannot be named)."""
+    failed with the reason, as a create's failure does. A template no longer loaded, or one
+    the scenario's values no longer render: the lab is taken as it is (its services cannot
+    be named; retrying would keep the lab launching for ever)."""
     scenario_id = row.scenario_id
     try:
         loaded = state.registry.get(row.template_id)
-    except UnknownTemplate:
+        rendered = render(loaded.template, row.details.get("variables", {}))
+    except (UnknownTemplate, TemplateError) as exc:
+        log.warning("scenario %s: its services are not waited for (%s)", scenario_id,
+                    type(exc).__name__)
         return True
-    spec = lab_spec(scenario_id, render(loaded.template, row.details.get("variables", {})),
-                    loaded.template)
+    spec = lab_spec(scenario_id, rendered, loaded.template)
     try:
         await state.blocking(state.runtime.wait_ready, spec)
     except ServicesNotReady as exc:
