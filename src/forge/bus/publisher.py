@@ -24,7 +24,7 @@ from forge.bus.dial import redact_url
 from forge.bus.errors import BusOutcomeUnknown, BusUnavailable
 from forge.bus.events import CONTENT_TYPE, MSG_ID_HEADER, encode_event
 from forge.bus.permissions import BusCredentials
-from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject
+from forge.bus.subjects import FORGE_STREAMS, StreamSpec, check_subject, stream_of
 
 # How long a publish waits for a connection that was up to come back (and JetStream to
 # answer again) before it reports the bus unavailable; a few hundred milliseconds.
@@ -43,6 +43,13 @@ class _Unconfirmed:
     error: str
     reconnects: int  # the connection's reconnect count then (a reconnect forgets them)
     last: float = 0.0  # monotonic time of the latest
+    # The latest found no stream to answer at all (no leader: a failover's election, lost
+    # quorum): forgotten once the stream answers again. One that timed out is forgotten
+    # only once another server leads the stream than the one known to lead it then (a
+    # stream that cannot write, on a full disk, keeps its leader and answers info requests
+    # all along, so that stays).
+    leaderless: bool = False
+    leader: str | None = None
 
 
 # An unconfirmed publish not followed by another this long is forgotten: one ack lost to a
@@ -53,6 +60,10 @@ UNCONFIRMED_FORGET_S = 60.0
 
 class _Retryable(BusUnavailable):
     """Nothing was stored and the bus may be back in a moment: worth another attempt."""
+
+
+class _Leaderless(BusUnavailable):
+    """Nothing was stored: no stream answered for the subject (it has no leader now)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,9 @@ class Publisher:
             credentials=credentials,
             max_reconnect_attempts=max_reconnect_attempts,
         )
+        self._streams = streams
         self._unconfirmed: dict[str, _Unconfirmed] = {}
+        self._leaders: dict[str, str] = {}  # stream -> its leader as last seen answering
         self.forget_unconfirmed_s = UNCONFIRMED_FORGET_S
 
     @property
@@ -197,12 +210,13 @@ class Publisher:
             ack = await self._publish_retrying(subject, payload, hdrs, wait)
         except BusUnavailable as exc:
             if self._conn.ready:  # not a lost connection (readiness says so anyway)
-                self._note_unconfirmed(subject, str(exc))
+                self._note_unconfirmed(subject, str(exc),
+                                       leaderless=isinstance(exc, _Leaderless))
             raise
         self._unconfirmed.pop(subject, None)
         return ack
 
-    def _note_unconfirmed(self, subject: str, error: str) -> None:
+    def _note_unconfirmed(self, subject: str, error: str, *, leaderless: bool) -> None:
         entry = self._unconfirmed.get(subject)
         reconnects = self._conn.state.reconnects
         if entry is None or entry.reconnects != reconnects:
@@ -211,6 +225,51 @@ class Publisher:
         entry.count += 1
         entry.error = error[:200]
         entry.last = time.monotonic()
+        entry.leaderless = leaderless
+        stream = stream_of(subject, self._streams)
+        entry.leader = None if stream is None else self._leaders.get(stream)
+
+    def note_leader(self, stream: str, leader: str | None) -> None:
+        """Remember which server led `stream` when it last answered an info request (None
+        or "": a stream on one server)."""
+        self._leaders[stream] = leader or ""
+
+    def _forgettable(self, entry: _Unconfirmed) -> bool:
+        return entry.leaderless or bool(entry.leader)
+
+    async def recheck_failover(self, timeout: float) -> None:
+        """Forget the publishes a failover lost, once their stream answers an info request
+        asked after them (only a stream with a leader answers, and that leader stores the
+        next publish): those that found no stream to answer (an election, lost quorum), and
+        those that timed out on a leader that no longer leads. Kept instead, they held
+        readiness red for UNCONFIRMED_FORGET_S after a failover on a whole bus, unless the
+        same subject was published again (and a replica seen not ready gets no traffic to
+        publish). A publish that timed out on the stream's current leader stays (a stream
+        that cannot write, on a full disk, answers info requests all along)."""
+        names = sorted({name for subject, entry in self._unconfirmed.items()
+                        if self._forgettable(entry)
+                        and (name := stream_of(subject, self._streams)) is not None})
+        if not names:
+            return
+        asked = time.monotonic()
+        answers = await asyncio.gather(*(self._stream_leader(n, timeout) for n in names))
+        now_led = {name: leader for name, leader in zip(names, answers, strict=True)
+                   if leader is not None}
+        for subject, entry in list(self._unconfirmed.items()):
+            leader = now_led.get(stream_of(subject, self._streams) or "")
+            if leader is None or entry.last > asked or not self._forgettable(entry):
+                continue
+            if entry.leaderless or entry.leader != leader:
+                self._unconfirmed.pop(subject, None)
+
+    async def _stream_leader(self, stream: str, timeout: float) -> str | None:
+        """The server leading `stream` now ("" on one server), None when it does not answer."""
+        try:
+            info = await self._conn.jetstream(timeout).stream_info(stream)
+        except (BusUnavailable, nats.errors.Error, TimeoutError):
+            return None
+        self.note_leader(stream, info.cluster.leader if info.cluster else None)
+        return self._leaders[stream]
 
     async def _publish_retrying(self, subject: str, payload: bytes, hdrs: dict[str, str],
                                 wait: float) -> PublishAck:
@@ -221,9 +280,9 @@ class Publisher:
             except _Retryable as exc:
                 left = deadline - time.monotonic()
                 if not self._conn.ever_ready or left <= 0:
-                    raise BusUnavailable(str(exc)) from exc.__cause__
+                    raise _Leaderless(str(exc)) from exc.__cause__
                 if not await self._conn.wait_ready(left):
-                    raise BusUnavailable(str(exc)) from exc.__cause__
+                    raise _Leaderless(str(exc)) from exc.__cause__
                 await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
 
     async def _publish_once(self, subject: str, payload: bytes, hdrs: dict[str, str],
@@ -259,7 +318,7 @@ class Publisher:
             raise BusOutcomeUnknown(
                 f"JetStream did not confirm {subject} within {wait:.1f}s") from exc
         except nats.js.errors.NoStreamResponseError as exc:
-            raise BusUnavailable(f"no JetStream stream answered for {subject}") from exc
+            raise _Leaderless(f"no JetStream stream answered for {subject}") from exc
         except nats.js.errors.ServiceUnavailableError as exc:
             raise _Retryable(f"JetStream unavailable: {exc.description}") from exc
         except nats.js.errors.APIError as exc:

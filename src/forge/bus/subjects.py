@@ -155,6 +155,25 @@ NODES_STREAM = StreamSpec(
 )
 FORGE_STREAMS: tuple[StreamSpec, ...] = (FORGE_STREAM, NODES_STREAM)
 
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether `subject` (no wildcards) is one `pattern` covers (`*` one token, `>` the rest)."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, part in enumerate(want):
+        if part == ">":
+            return len(have) > i
+        if i >= len(have) or (part != "*" and part != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def stream_of(subject: str, streams: tuple[StreamSpec, ...] = FORGE_STREAMS) -> str | None:
+    """The name of the stream among `streams` that stores `subject`, if any."""
+    for spec in streams:
+        if any(subject_matches(pattern, subject) for pattern in spec.subjects):
+            return spec.name
+    return None
+
 _STREAM_NAME_IN_USE = 10058
 
 

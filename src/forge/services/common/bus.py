@@ -57,7 +57,10 @@ async def jetstream_check(publisher: Publisher, stream: str,
     """Readiness: JetStream stores what `publisher` sends and answers, over its connection
     (no new one), one stream info request for `stream` within `timeout`. A connected
     client says nothing of JetStream: a server that disabled it, or whose stream failed a
-    write on a full disk (sticky until nats-server restarts), keeps every connection up."""
+    write on a full disk (sticky until nats-server restarts), keeps every connection up.
+    A publish lost to a failover (no stream leader for a moment, or a leader that died)
+    counts only until its stream answers again (`Publisher.recheck_failover`)."""
+    await publisher.recheck_failover(timeout)
     unconfirmed = publisher.unconfirmed()
     if unconfirmed:
         raise CheckFailed(f"JetStream is not storing events: {unconfirmed}")
@@ -66,12 +69,13 @@ async def jetstream_check(publisher: Publisher, stream: str,
     if last is not None and time.monotonic() - last < JETSTREAM_RECHECK_S:
         return f"JetStream answers (stream {stream})"
     try:
-        await publisher.connection.jetstream(timeout).stream_info(stream)
+        info = await publisher.connection.jetstream(timeout).stream_info(stream)
     except (BusError, nats.errors.Error, TimeoutError) as exc:
         answered.pop(stream, None)
         raise CheckFailed(f"JetStream did not answer (stream info {stream} within "
                           f"{timeout:g}s): {describe(exc)}") from None
     answered[stream] = time.monotonic()
+    publisher.note_leader(stream, info.cluster.leader if info.cluster else None)
     return f"JetStream answers (stream {stream})"
 
 
