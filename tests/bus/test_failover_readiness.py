@@ -5,6 +5,10 @@ stream answers again: it used to count until the same subject was published agai
 had passed, so a service that published during a failover's election stayed "not ready"
 for about a minute on a whole bus (and a load balancer sends a replica it sees not ready
 nothing to publish).
+
+A publisher on a server that hangs (stopped, cut off) leaves it when the readiness probe
+gets no answer: with nothing to publish it stayed there, and the service not ready, until
+its pings gave up.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pytest
 
 from forge.bus import BusUnavailable, Publisher
 from forge.bus.cluster import NatsCluster
+from forge.bus.replication import forge_streams
 from forge.bus.subjects import (
     NODE_STREAM,
     SPAWN_REQUESTED,
@@ -26,6 +31,9 @@ from forge.bus.subjects import (
 )
 from forge.services.common.bus import jetstream_check
 from forge.services.common.readiness import Readiness
+
+from ..support.paused import paused
+from .test_hung_server import server_pid
 
 
 async def _readiness(publisher: Publisher) -> tuple[bool, dict[str, Any]]:
@@ -85,3 +93,22 @@ async def test_publish_lost_to_a_failover_is_forgotten_once_a_new_leader_answers
         finally:
             await publisher.close()
 
+
+async def test_readiness_leaves_a_hung_server_for_a_live_one() -> None:
+    with NatsCluster(3) as cluster:
+        # The default pings (10 s apart) are what used to notice, half a minute later.
+        publisher = Publisher(cluster.url, credentials=cluster.credentials("spawn"),
+                              streams=forge_streams(3), timeout=1.0, reconnect_wait=0.2)
+        try:
+            assert await publisher.start(wait=30.0)
+            await publisher.connection.client().flush(timeout=10)  # no answer in flight
+            hung = publisher.connection.server
+            with paused(server_pid(cluster, hung)):
+                ok, body = await _readiness(publisher)  # its server answers nothing
+                assert not ok and "JetStream did not answer" in body["checks"]["nats"]["detail"]
+                assert await publisher.connection.wait_ready(20)
+                assert publisher.connection.server not in (None, hung)
+                body = await _until_ready(publisher)
+                assert body["status"] == "ready", body
+        finally:
+            await publisher.close()

@@ -72,6 +72,12 @@ async def jetstream_check(publisher: Publisher, stream: str,
         info = await publisher.connection.jetstream(timeout).stream_info(stream)
     except (BusError, nats.errors.Error, TimeoutError) as exc:
         answered.pop(stream, None)
+        if isinstance(exc, TimeoutError):
+            # A server that hangs (stopped, wedged, cut off) keeps the socket open and
+            # answers nothing; a publisher with nothing to publish stayed on it, and the
+            # service not ready, until its pings gave up (half a minute and more). Leave
+            # it as the consumers and the heartbeat do: the next ask is on a live server.
+            await publisher.connection.leave_if_hung()
         raise CheckFailed(f"JetStream did not answer (stream info {stream} within "
                           f"{timeout:g}s): {describe(exc)}") from None
     answered[stream] = time.monotonic()
