@@ -22,7 +22,10 @@ def _call(method: str, path: str) -> dict[str, Any]:
         resp = httpx.request(method, f"{url}{path}", timeout=30, headers={
             "authorization": f"Bearer {settings.operator.current.decode()}"})
     except httpx.TransportError as exc:
-        typer.echo(f"error: orchestrator unreachable at {url} ({type(exc).__name__})", err=True)
+        # The node ORCHESTRATOR_URL names may be the lost one the operator is looking for.
+        typer.echo(f"error: orchestrator unreachable at {url} ({type(exc).__name__}); "
+                   "ORCHESTRATOR_URL names the lab node to ask: any live node answers for "
+                   "all of them, so set it to another node's FORGE_NODE_URL", err=True)
         raise typer.Exit(1) from None
     try:
         body = resp.json()
