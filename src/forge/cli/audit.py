@@ -11,7 +11,7 @@ import typer
 from forge.audit.log import global_log, scenario_log
 from forge.cli.keys import KEYS_DIR_OPTION, STORAGE_OPTION, open_keyring
 from forge.evidence.artifacts import results_dir
-from forge.services.scoreboard.sealing import finalized_verdicts, is_unsealed
+from forge.services.scoreboard.sealing import FINALIZED, finalized_verdicts, is_unsealed
 from forge_verify.bundle import sha256_hex
 from forge_verify.score import SCENARIO_ID_RE, ScoreInputError
 
@@ -70,10 +70,30 @@ def _stored_score(root: Path, scenario_id: str) -> bytes | None:
         return None
 
 
+def _audited_here(root: Path, scenario_id: str, score_sha256: str) -> bool:
+    """Whether the scenario's own log on this root holds the `score.finalized` entry of this
+    verdict, which is written before its global entry. A verdict without one was not
+    audited here: its scoreboard stopped between writing the results and auditing them
+    (the completion's next delivery audits it), or another replica audited it."""
+    for line in scenario_log(root, scenario_id).read_bytes().splitlines():
+        if FINALIZED.encode() not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        data = entry.get("data") if isinstance(entry, dict) else None
+        if entry.get("event") == FINALIZED and isinstance(data, dict) \
+                and data.get("score_sha256") == score_sha256:
+            return True
+    return False
+
+
 def _verdicts_missing(root: Path, chain: bytes) -> list[str]:
-    """The global log must hold the `score.finalized` entry of every verdict stored on this
-    root (but those the scoreboard is still sealing): one rolled back to an older copy
-    (with its head file) still chains and verifies, but lacks the later verdicts."""
+    """The global log must hold the `score.finalized` entry of every verdict audited on
+    this root (its scenario's log there holds the entry; but those the scoreboard is still
+    sealing): one rolled back to an older copy (with its head file) still chains and
+    verifies, but lacks the later verdicts."""
     try:
         ids = sorted(n for n in os.listdir(root / "scenarios") if SCENARIO_ID_RE.fullmatch(n))
     except OSError:
@@ -82,8 +102,11 @@ def _verdicts_missing(root: Path, chain: bytes) -> list[str]:
     missing = []
     for sid in ids:
         score = _stored_score(root, sid)
-        if score is not None and (sid, sha256_hex(score)) not in entries \
-                and not is_unsealed(root, sid):
+        if score is None:
+            continue
+        sha = sha256_hex(score)
+        if (sid, sha) not in entries and not is_unsealed(root, sid) \
+                and _audited_here(root, sid, sha):
             missing.append(sid)
     if not missing:
         return []
