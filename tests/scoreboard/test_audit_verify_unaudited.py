@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
+from forge.audit.log import global_log
 from forge.cli import app as forge_cli
+from forge.cli.audit import _verdicts_missing
 from forge.store.db import Database
 
 from .test_finalized_once import Replicas, replicas, stores  # noqa: F401 (fixtures)
@@ -40,3 +42,17 @@ def test_a_verdict_not_yet_audited_is_no_rollback(
     replicas.scorer("board-a", stores[0]).score(later, later_pack)
     code, out = _verify(replicas, "board-a")
     assert code == 0, out
+
+
+def test_a_verdict_sealed_while_the_check_runs_is_no_rollback(
+        replicas: Replicas, stores: list[Database]) -> None:  # noqa: F811
+    """The check reads the global log, then lists the verdicts stored: one scored and sealed
+    in between (a live scoreboard) is on disk, in its scenario's log, no longer marked
+    unsealed, and not in the copy of the global log read before it."""
+    replicas.results = replicas.tmp_path / "board-a"
+    root = replicas.tmp_path / "board-a"
+    scorer = replicas.scorer("board-a", stores[0])
+    scorer.score(*replicas.completion())
+    read_first = global_log(root).read_bytes()  # what `forge audit verify` read at its start
+    scorer.score(*replicas.completion())  # meanwhile, sealed in full
+    assert _verdicts_missing(root, read_first) == []

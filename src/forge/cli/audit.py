@@ -92,14 +92,14 @@ def _audited_here(root: Path, scenario_id: str, score_sha256: str) -> bool:
 def _verdicts_missing(root: Path, chain: bytes) -> list[str]:
     """The global log must hold the `score.finalized` entry of every verdict audited on
     this root (its scenario's log there holds the entry; but those the scoreboard is still
-    sealing): one rolled back to an older copy (with its head file) still chains and
-    verifies, but lacks the later verdicts."""
+    sealing, and those sealed since ``chain`` was read): one rolled back to an older copy
+    (with its head file) still chains and verifies, but lacks the later verdicts."""
     try:
         ids = sorted(n for n in os.listdir(root / "scenarios") if SCENARIO_ID_RE.fullmatch(n))
     except OSError:
         return []
     entries = finalized_verdicts(chain)
-    missing = []
+    missing: list[tuple[str, str]] = []
     for sid in ids:
         score = _stored_score(root, sid)
         if score is None:
@@ -107,11 +107,15 @@ def _verdicts_missing(root: Path, chain: bytes) -> list[str]:
         sha = sha256_hex(score)
         if (sid, sha) not in entries and not is_unsealed(root, sid) \
                 and _audited_here(root, sid, sha):
-            missing.append(sid)
+            missing.append((sid, sha))
+    if missing:  # sealed since `chain` was read (its global entry precedes its unmarking)?
+        now = finalized_verdicts(global_log(root).read_bytes())
+        missing = [m for m in missing if m not in now]
     if not missing:
         return []
     return [f"lacks the score.finalized entry of {len(missing)} verdict(s) stored here "
-            f"({', '.join(missing[:5])}{', …' if len(missing) > 5 else ''}): the log was cut "
+            f"({', '.join(sid for sid, _ in missing[:5])}"
+            f"{', …' if len(missing) > 5 else ''}): the log was cut "
             "or rolled back to an older copy"]
 
 
