@@ -302,3 +302,28 @@ def test_a_root_below_a_folder_another_user_may_change_is_refused(tmp_path: Path
         check_storage_root(root / "not-made-yet")
     home.chmod(0o1777)  # sticky, like /tmp: only the owner of an entry renames it
     check_storage_root(root)
+
+
+def test_a_root_reached_through_a_link_in_a_folder_another_user_may_change_is_refused(
+        tmp_path: Path) -> None:
+    """The same swap through a link: `data` in cpprobe's home points at root's own folder,
+    so the root's real path is root's all the way up, yet cpprobe may point `data`
+    elsewhere after the check. Links of root's own (like /var/run -> /run) are fine."""
+    safe = tmp_path / "srv"
+    safe.mkdir()
+    home = tmp_path / "home-cpprobe"
+    home.mkdir()
+    (home / "data").symlink_to(safe)
+    root = home / "data" / "storage"
+    SigningKeyring(root / "keys" / "signing").generate()
+    _give(home, 0o755)
+    os.chown(home / "data", PROBE, PROBE, follow_symlinks=False)
+    with pytest.raises(UnsafeStorage, match=r"home-cpprobe \(a folder above it\) is owned by "
+                                            "uid 1234"):
+        check_storage_root(root)
+    refused = CliRunner().invoke(app, ["keys", "list", "--storage", str(root)])
+    assert refused.exit_code == 2 and "a folder above it" in refused.output
+    os.chown(home, 0, 0)  # root's folder, root's link: nobody else may re-point it
+    os.chown(home / "data", 0, 0, follow_symlinks=False)
+    check_storage_root(root)
+    check_storage_root(home / "data" / "not-made-yet")

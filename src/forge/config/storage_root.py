@@ -113,16 +113,53 @@ def check_storage_root(root: Path) -> None:
         check_path(root, root / name, directory=False)
 
 
+MAX_LINKS = 40  # as the kernel's lookup (ELOOP past it)
+
+
+def _folders_looked_in(path: Path) -> list[Path]:
+    """The folders whose entries a lookup of the absolute ``path`` reads, nearest last: the
+    folder holding each link on the way as well as its target's (whoever may change a
+    link's folder re-points the link); a link at the end is not followed. Stops at the
+    first name that is not there (a root not made yet) or cannot be looked at."""
+    folders: list[Path] = []
+    pending = list(reversed(path.parts[1:]))
+    at, hops = Path("/"), 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            at = at.parent
+            continue
+        folders.append(at)
+        step = at / part
+        try:
+            st = os.lstat(step)
+        except OSError:
+            break
+        if not stat.S_ISLNK(st.st_mode) or not pending:
+            at = step
+            continue
+        hops += 1
+        try:
+            target = os.readlink(step)
+        except OSError:
+            break
+        if hops > MAX_LINKS:
+            break
+        if target.startswith("/"):
+            at = Path("/")
+        pending.extend(reversed(target.split("/")))
+    return folders
+
+
 def _check_above(root: Path) -> None:
     """Refuse (UnsafeStorage) a root below a folder another user owns, or may write to
     without the sticky bit (`others_may_write`): they could swap the root for theirs. The
-    folders checked are those the root's path really goes through (links resolved)."""
-    there = root.parent
-    while not os.path.exists(there) and there != there.parent:  # False where we may not look
-        there = there.parent
-    real = Path(os.path.realpath(there))
+    folders checked are every one a lookup of the root's path reads, the folder of each
+    link on the way included (`_folders_looked_in`)."""
     me = os.geteuid()
-    for above in (real, *real.parents):
+    for above in reversed(list(dict.fromkeys(_folders_looked_in(root)))):
         try:
             st = os.stat(above)
         except OSError:
