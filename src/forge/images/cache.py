@@ -117,7 +117,7 @@ def check_cache_root(root: Path) -> None:
     """Refuse (UnsafeImageCache) a cache root that is a link or not a folder, is owned by
     neither this user nor root, or that another user may write (its own group, or root's,
     is no other user); one not made yet passes (``ensure`` makes it owner-only). Folders
-    above it do not matter, as for the storage root (``/tmp`` is sticky)."""
+    above it are not judged (the storage root's are: `storage_root._check_above`)."""
     try:
         st = os.lstat(root)
     except (FileNotFoundError, NotADirectoryError):
