@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from forge.cli import app as forge_cli
 from forge.evidence.artifacts import write_results
 from forge.evidence.resign import resign_verdicts
 from forge.signing.keystore import (
@@ -71,6 +73,19 @@ def test_revoking_the_current_key_replaces_it_first(tmp_path: Path) -> None:
     assert ring.current().key_id == replacement.key_id
     assert not (ring.directory / f"{leaked.key_id}.key").exists()
     assert set(ring.trusted_public_keys()) == {replacement.key_id}
+
+
+def test_export_public_counts_only_the_keys_it_wrote(tmp_path: Path) -> None:
+    """After a revoke the export leaves the revoked key out: its line must not count it
+    (an operator reading "wrote 2" would think the leaked key went to the verifiers)."""
+    ring = _ring(tmp_path)
+    ring.revoke(ring.current().key_id)
+    out = tmp_path / "trusted"
+    done = CliRunner().invoke(forge_cli, ["keys", "export-public", "--storage",
+                                          str(tmp_path / "storage"), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert f"wrote 1 public keys to {out}" in done.output
+    assert [p.name for p in out.iterdir()] == [f"{ring.current().key_id}.pem"]
 
 
 def test_a_revoke_cut_short_never_leaves_the_revoked_key_signing(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def export_public(
     if out is None:
         typer.echo(pems.decode("ascii"), nl=False)
     else:
-        typer.echo(f"wrote {len(ring.public_keys())} public keys to {out}")
+        typer.echo(f"wrote {len(ring.trusted_public_keys())} public keys to {out}")
 
 
 @app.command()
