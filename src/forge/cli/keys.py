@@ -210,5 +210,10 @@ def resign(
         for item in refused:
             what = item.get("scenario_id") or item.get("credential_id")
             typer.echo(f"left as it is: {what}: {item['why']}", err=True)
+    if settings.artifact_store == "jetstream":
+        typer.echo("error: FORGE_ARTIFACT_STORE=jetstream: the verdicts in the bucket are not "
+                   "signed again by this release (only results under this storage root and "
+                   "credentials); they keep failing with revoked_key", err=True)
+        raise typer.Exit(1)
     if refused:
         raise typer.Exit(1)
