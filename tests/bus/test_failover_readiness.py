@@ -14,7 +14,6 @@ its pings gave up.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -29,26 +28,10 @@ from forge.bus.subjects import (
     stream_of,
     subject_matches,
 )
-from forge.services.common.bus import jetstream_check
-from forge.services.common.readiness import Readiness
 
+from ..support.bus_readiness import nats_readiness, until_ready
 from ..support.paused import paused
 from .test_hung_server import server_pid
-
-
-async def _readiness(publisher: Publisher) -> tuple[bool, dict[str, Any]]:
-    readiness = Readiness()
-    readiness.add("nats", lambda: jetstream_check(publisher, STREAM), timeout_s=10.0)
-    return await readiness.run()
-
-
-async def _until_ready(publisher: Publisher, bound_s: float = 30.0) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + bound_s
-    while True:
-        ok, body = await _readiness(publisher)
-        if ok or asyncio.get_running_loop().time() > deadline:
-            return body
-        await asyncio.sleep(0.2)
 
 
 def test_each_subject_belongs_to_its_stream() -> None:
@@ -72,20 +55,20 @@ async def test_publish_lost_to_a_failover_is_forgotten_once_a_new_leader_answers
         publisher.forget_unconfirmed_s = 3600.0
         try:
             assert await publisher.start(wait=10.0)
-            ok, body = await _readiness(publisher)  # (and learns who leads FORGE)
+            ok, body = await nats_readiness(publisher, 10.0)  # (and learns who leads FORGE)
             assert ok, body
             cluster.kill(old)
             cluster.kill(other)  # quorum lost: nothing can be stored
             with pytest.raises(BusUnavailable):
                 await publisher.publish(SPAWN_REQUESTED, {"n": 1}, msg_id="lost-1")
-            ok, body = await _readiness(publisher)
+            ok, body = await nats_readiness(publisher, 10.0)
             assert not ok and body["failed"] == ["nats"], body
             assert "JetStream" in body["checks"]["nats"]["detail"]
 
             # Quorum again without the old leader: a new one is elected.
             await asyncio.to_thread(cluster.restart, other)
             await asyncio.to_thread(cluster.wait_stream_leader, not_on=old)
-            body = await _until_ready(publisher)
+            body = await until_ready(publisher, 30.0, 10.0)
             assert body["status"] == "ready", body
             assert publisher.connection.state.reconnects == 0  # nothing reset it but that
             ack = await publisher.publish(SPAWN_REQUESTED, {"n": 2}, msg_id="after-1")
@@ -104,11 +87,11 @@ async def test_readiness_leaves_a_hung_server_for_a_live_one() -> None:
             await publisher.connection.client().flush(timeout=10)  # no answer in flight
             hung = publisher.connection.server
             with paused(server_pid(cluster, hung)):
-                ok, body = await _readiness(publisher)  # its server answers nothing
+                ok, body = await nats_readiness(publisher, 10.0)  # its server answers nothing
                 assert not ok and "JetStream did not answer" in body["checks"]["nats"]["detail"]
                 assert await publisher.connection.wait_ready(20)
                 assert publisher.connection.server not in (None, hung)
-                body = await _until_ready(publisher)
+                body = await until_ready(publisher, 30.0, 10.0)
                 assert body["status"] == "ready", body
         finally:
             await publisher.close()

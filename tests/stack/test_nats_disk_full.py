@@ -18,12 +18,13 @@ from forge.bus.dial import connect
 from forge.bus.errors import BusUnavailable
 from forge.bus.permissions import ADMIN, BusAuth
 from forge.bus.publisher import Publisher
-from forge.bus.subjects import STREAM, node_submit_subject
+from forge.bus.subjects import node_submit_subject
 from forge.services.common.bus import jetstream_check
-from forge.services.common.readiness import CheckFailed, Readiness
+from forge.services.common.readiness import CheckFailed
 from forge.stack.embedded_nats import EmbeddedNats
 from forge.stack.supervisor import backoff_delay
 
+from ..support.bus_readiness import nats_readiness, until_ready
 from ..support.small_disk import Filler, fill_disk, small_tmpfs
 
 pytestmark = pytest.mark.root  # mounts a tmpfs
@@ -147,28 +148,12 @@ def test_a_blip_is_never_restarted(embedded: EmbeddedNats) -> None:
     assert member.restarts == 0 and member.server.running
 
 
-async def _readiness(publisher: Publisher) -> tuple[bool, dict[str, Any]]:
-    readiness = Readiness()
-    readiness.add("nats", lambda: jetstream_check(publisher, STREAM))
-    return await readiness.run()
-
-
-async def _until_ready(publisher: Publisher, bound_s: float = 15.0) -> dict[str, Any]:
-    """Readiness once it passes, within a bound (the client reconnects on its own)."""
-    deadline = asyncio.get_running_loop().time() + bound_s
-    while True:
-        ok, body = await _readiness(publisher)
-        if ok or asyncio.get_running_loop().time() > deadline:
-            return body
-        await asyncio.sleep(0.2)
-
-
 def test_readiness_names_jetstream_until_the_server_is_restarted(
         small_disk: Path, embedded: EmbeddedNats) -> None:
     member = embedded.members[0]
 
     async def scenario(publisher: Publisher) -> None:
-        ok, body = await _readiness(publisher)
+        ok, body = await nats_readiness(publisher)
         assert ok, body
         assert "JetStream answers (stream FORGE)" in body["checks"]["nats"]["detail"]
 
@@ -178,7 +163,7 @@ def test_readiness_names_jetstream_until_the_server_is_restarted(
         filler.remove()  # room again: the stream stays broken, and readiness says so
         with pytest.raises(BusUnavailable):
             await publisher.publish(SUBJECT, {"pad": "x"}, msg_id="full-2")
-        ok, body = await _readiness(publisher)
+        ok, body = await nats_readiness(publisher)
         assert not ok and body["failed"] == ["nats"]
         detail = body["checks"]["nats"]["detail"]
         assert "JetStream is not storing events" in detail and SUBJECT in detail
@@ -197,7 +182,7 @@ def test_readiness_names_jetstream_until_the_server_is_restarted(
             member.checked_at = None
             await asyncio.to_thread(embedded.poll, now, backoff_delay, lambda _: None)
         assert member.restarts == 1 and member.server.running
-        body = await _until_ready(publisher)
+        body = await until_ready(publisher, 15.0)
         assert body["status"] == "ready", body
         ack = await publisher.publish(SUBJECT, {"pad": "x"}, msg_id="after-1")
         assert ack.stream == "FORGE_NODES"
