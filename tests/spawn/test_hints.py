@@ -93,7 +93,7 @@ def test_without_script_a_hint_that_costs_score_is_revealed_only_once_confirmed(
         # A reveal that would be refused is refused at once, as the page's script is told,
         # not asked about first: hint 2 opens after hint 1 (the same task).
         early = browser.post(f"/lab/{sid}/hints/h2", data={"csrf": csrf})
-        assert early.status_code == 409 and "reveal hint 1 first" in early.text
+        assert early.status_code == 409 and "Reveal hint 1 first" in early.text
         assert "Reveal hint 2?" not in early.text
 
         free = browser.post(f"/lab/{sid}/hints/h1", data={"csrf": csrf})

@@ -375,3 +375,16 @@ def test_a_stale_form_says_to_reload_without_jargon(client: TestClient) -> None:
         assert page.status_code == 403
         assert "reload the page and try again" in text_of(page.text)
         assert "csrf" not in text_of(page.text) and not jargon_in(page.text)
+
+
+def test_a_hint_or_check_refused_for_its_order_or_the_labs_state_is_said_plainly() -> None:
+    """DS: a hint opened out of order read "hint: reveal hint 1 first (…)" (the field's name
+    before the words), and one refused for the lab's state "scenario is completed; hints can
+    be revealed only while the lab runs" (the store's word for a lab)."""
+    order = human_message(ForgeError("hint_out_of_order", 409, "hint: reveal hint 1 first "
+                                     "(hints for a task open in order)"))
+    assert order == "Reveal hint 1 first (hints for a task open in order)."
+    for said in ("scenario is completed; hints can be revealed only while the lab runs",
+                 "scenario is launching; a task can be checked only while the lab runs"):
+        words = human_message(ForgeError("not_running", 409, said))
+        assert "scenario" not in words and "not running" in words

@@ -63,6 +63,8 @@ _WORDS = {
                        "copied whole, or choose a plan to get one.",
     "bus_unavailable": "The platform is busy and could not take this request; nothing was "
                        "started or charged. Try again in a minute.",
+    "not_running": "This lab is not running now (it is starting, being graded or over), so "
+                   "this cannot be done; reload its page to see where it stands.",
 }
 
 
@@ -144,6 +146,9 @@ def human_message(exc: ForgeError) -> str:
     if exc.code.startswith("token_"):
         return _RECEIPT
     message = exc.message
+    if exc.code == "hint_out_of_order":  # "hint: reveal hint 1 first (…)": the field's name
+        text = message.removeprefix("hint: ")
+        return text[:1].upper() + text[1:] + "."
     service = getattr(exc, "service", None)
     if exc.code == "not_found" and message.removeprefix(f"{service}: ") == "scenario not found":
         return _NO_LAB
