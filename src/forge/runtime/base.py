@@ -340,6 +340,12 @@ class Runtime(abc.ABC):
         the default raises :class:`NotSupported`."""
         raise NotSupported(f"warm pools are not supported by the {self.engine_name} engine")
 
+    def trim_neighbours(self) -> builtins.list[tuple[str, str, int]]:
+        """Remove the neighbour (ARP, NDP) entries a lab host piled up past what a lab
+        needs, which hold the machine's kernel memory outside the lab's limits: (lab, host,
+        entries removed) for each. Default: none (an engine whose labs cannot add any)."""
+        return []
+
     def wait_ready(self, spec: LabSpec) -> None:
         """Return once the services of lab ``spec.lab_id`` (built from ``spec``) listen on
         their hosts' ``ready_ports``, as ``create`` does before it returns: for a lab found

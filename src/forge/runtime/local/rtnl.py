@@ -20,6 +20,8 @@ from collections.abc import Iterator
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 16, 18, 20, 22, 24
+RTM_DELNEIGH, RTM_GETNEIGH = 29, 30
+NUD_PERMANENT, NDA_DST = 0x80, 1
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = (
     1, 2, 4, 0x200, 0x400, 0x300)
 NLM_F_DUMP_INTR = 0x10
@@ -36,6 +38,7 @@ IF_OPER_UP = 6
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
+_NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, proto,
 #                                      scope, type, flags
 
@@ -214,6 +217,27 @@ class Rtnl:
                     found.get(IFA_ADDRESS, b"")) == 4:
                 addresses[alias[index]] = socket.inet_ntoa(found[IFA_ADDRESS])
         return addresses
+
+    def permanent_neighbours(self) -> list[bytes]:
+        """The message of each permanent neighbour entry (ARP and NDP) of this namespace."""
+        return [payload for payload in self._dump(
+                    RTM_GETNEIGH, _NDMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+                if len(payload) >= _NDMSG.size
+                and _NDMSG.unpack_from(payload)[2] & NUD_PERMANENT]
+
+    def delete_neighbour(self, entry: bytes) -> None:
+        """Remove the neighbour entry ``entry`` (a message of `permanent_neighbours`); one
+        gone meanwhile is fine."""
+        family, ifindex, _state, _flags, _kind = _NDMSG.unpack_from(entry)
+        dst = dict(_attrs(entry[_NDMSG.size:])).get(NDA_DST)
+        if dst is None:
+            return
+        try:
+            self.request(RTM_DELNEIGH, _NDMSG.pack(family, ifindex, 0, 0, 0)
+                         + _attr(NDA_DST, dst), what="neighbour delete")
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
 
     def ports_down(self) -> list[str]:
         """Names of the bridge ports (links with a master) not operationally up (a dump

@@ -29,7 +29,7 @@ from forge.runtime.base import (
     RuntimeUnavailable,
     SpecError,
 )
-from forge.runtime.local import egress, landlock
+from forge.runtime.local import egress, landlock, neighbours
 from forge.runtime.local.build_fence import BuildFence
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.fd_limit import raise_open_files_limit
@@ -42,7 +42,7 @@ from forge.runtime.local.netns import netns_path, return_problem, userns_problem
 from forge.runtime.local.priority import thread_unniced
 from forge.runtime.local.proc_visibility import proc_visibility_problem
 from forge.runtime.local.ready_ports import READY_TIMEOUT_S, wait_ready
-from forge.runtime.local.reconcile import discover, present
+from forge.runtime.local.reconcile import discover, present, read_meta
 from forge.runtime.local.rootfs import configured_image, host_roots
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import missing
@@ -277,6 +277,34 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         return present(self.names, self.cgroups, lab_id)
 
     # ------------------------------------------------------------ extras
+    def trim_neighbours(self) -> builtins.list[tuple[str, str, int]]:
+        """Remove the permanent neighbour entries of each NET_ADMIN lab host holding more
+        than ``neighbours.HOST_LIMIT``, looked at only while the machine's neighbour tables
+        hold more than ``neighbours.GUARD_ENTRIES`` (module ``neighbours``); (lab, host,
+        entries removed) for each."""
+        if neighbours.machine_entries() <= neighbours.GUARD_ENTRIES:
+            return []
+        trimmed: builtins.list[tuple[str, str, int]] = []
+        try:
+            names = sorted(os.listdir(self.names.state_dir))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            parsed = self.names.parse(name)
+            if parsed is None or parsed[1] is not None:
+                continue
+            lab_id = parsed[0]
+            for host, facts in read_meta(self.names, lab_id).get("hosts", {}).items():
+                if "NET_ADMIN" not in facts.get("caps", ()):
+                    continue
+                try:
+                    removed = neighbours.trim_host(self.names.host_ns(lab_id, host))
+                except OSError:  # the host is going (a destroy under way)
+                    continue
+                if removed:
+                    trimmed.append((lab_id, host, removed))
+        return trimmed
+
     def egress_denied(self, lab_id: str) -> int:
         """Packets dropped so far by the lab's egress gateway (allowlist labs only)."""
         validate_lab_id(lab_id)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 
+from forge.audit.log import scenario_log
 from forge.disk_room import short_of_room
 from forge.evidence.artifact_store import COMPLETION_FILE
 from forge.lifecycle import states
@@ -257,11 +259,34 @@ def _state_of(state: OrchestratorState, scenario_id: str) -> str | None:
         return row.state if row else None
 
 
+async def trim_neighbours(state: OrchestratorState) -> int:
+    """Take back the neighbour entries a learner piled up on a lab host (the runtime's
+    `trim_neighbours`), saying so in the log and in the scenario's audit log; how many
+    hosts were trimmed."""
+    trimmed = await state.blocking(state.runtime.trim_neighbours)
+    for lab_id, host, removed in trimmed:
+        log.warning("lab %s host %s: %d permanent neighbour entries removed (they hold the "
+                    "machine's kernel memory outside the lab's limits)", lab_id, host, removed)
+        if SCENARIO_ID_RE.fullmatch(lab_id):
+            with contextlib.suppress(Exception):
+                await state.blocking(
+                    lambda lab=lab_id, h=host, n=removed: scenario_log(
+                        state.settings.storage_root, lab).append("scenario.note", {
+                            "note": f"host {h}: {n} permanent neighbour entries removed "
+                                    "(more than a lab may keep)"}))
+    return len(trimmed)
+
+
 async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
-    """Background task: reap every `interval_s` seconds until cancelled."""
+    """Background task: reap every `interval_s` seconds until cancelled (and trim what
+    labs pile up in the machine's neighbour tables)."""
     while True:
         try:
             await reap_once(state)
         except Exception:
             log.exception("reaper pass failed")
+        try:
+            await trim_neighbours(state)
+        except Exception:
+            log.exception("neighbour trim failed")
         await asyncio.sleep(interval_s)

@@ -1,0 +1,60 @@
+"""Attack: a learner with NET_ADMIN fills the machine's neighbour table (DQ).
+
+The kernel keeps one neighbour table for the whole machine; entries added as `permanent`
+are never garbage-collected and are not charged to the lab's memory cgroup. From the
+learner host of a NET_ADMIN lab (ccna, vlan-segment, nft-firewall: the PRO plan),
+`ip -batch` with 20,000 `neigh add … nud permanent` lines took 0.5 s and held ~10 MB of
+kernel memory for the lab's life, outside its 256 MB limit: a gigabyte in two minutes.
+Now the orchestrator's reaper pass trims them: a NET_ADMIN host holding more than
+`neighbours.HOST_LIMIT` permanent entries has them removed (looked at only while the
+machine's tables are fuller than `neighbours.GUARD_ENTRIES`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import neighbours
+
+from ..support.one_lab import one_lab
+
+pytestmark = pytest.mark.root
+
+
+def _flood(count: int) -> str:
+    """`ip -batch` lines adding ``count`` permanent entries on the host's eth0."""
+    return "".join(f"neigh add 10.201.{i // 250}.{i % 250 + 1} lladdr 02:00:00:00:00:01 "
+                   "nud permanent dev eth0\n" for i in range(count))
+
+
+def test_a_host_piling_up_permanent_neighbours_has_them_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = "nf-" + secrets.token_hex(4)
+    spec = LabSpec(lab, [SubnetSpec("lan", "10.201.0.0/16")], [
+        HostSpec("flood", networks=[("lan", "10.201.255.10")], capabilities=["NET_ADMIN"]),
+        HostSpec("tidy", networks=[("lan", "10.201.255.11")], capabilities=["NET_ADMIN"]),
+        HostSpec("plain", networks=[("lan", "10.201.255.12")]),
+    ])
+    with one_lab(tmp_path / "state", spec) as rt:
+        before = neighbours.machine_entries()
+        flooded = rt.exec(lab, "flood", ["ip", "-batch", "-"], stdin=_flood(600).encode())
+        assert flooded.exit_code == 0, flooded.stderr_text
+        tidy = rt.exec(lab, "tidy", ["ip", "-batch", "-"], stdin=_flood(3).encode())
+        assert tidy.exit_code == 0, tidy.stderr_text
+        assert neighbours.machine_entries() >= before + 600  # the machine's table, not the lab's
+
+        # Below the machine-wide guard nothing is looked at (the cheap common case).
+        monkeypatch.setattr(neighbours, "GUARD_ENTRIES", 10**9)
+        assert rt.trim_neighbours() == []
+        monkeypatch.setattr(neighbours, "GUARD_ENTRIES", 0)
+        assert rt.trim_neighbours() == [(lab, "flood", 600)]
+        listed = rt.exec(lab, "flood", ["ip", "neigh", "show", "nud", "permanent"])
+        assert listed.stdout_text.strip() == ""
+        # A host keeping a few static entries, as a lab task may ask, keeps them.
+        kept = rt.exec(lab, "tidy", ["ip", "neigh", "show", "nud", "permanent"])
+        assert len(kept.stdout_text.splitlines()) == 3
+        assert rt.trim_neighbours() == []
