@@ -34,6 +34,7 @@ from forge.runtime.local.build_fence import BuildFence
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.fd_limit import raise_open_files_limit
 from forge.runtime.local.fifo_slots import FifoSlots
+from forge.runtime.local.file_table import file_table_problem
 from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.local.lab_access import LabAccess
 from forge.runtime.local.lab_build import LabBuilder
@@ -170,8 +171,9 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
             if why is not None:
                 log.warning("%s: learner processes get no domain of their own, and only "
                             "the service mark keeps them out of a service's memory", why)
-            if (shown := proc_visibility_problem()) is not None:
-                log.warning("%s", shown)
+            for shown in (proc_visibility_problem(), file_table_problem()):
+                if shown is not None:
+                    log.warning("%s", shown)
             self._env_probed = True
         return problems
 
