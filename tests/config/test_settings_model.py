@@ -327,3 +327,24 @@ def test_a_malformed_database_url_is_refused_by_name_without_its_password(
     for good in ("sqlite:////var/lib/forge/forge.db", "postgres://forge:pw@db:5432/forge",
                  "postgresql+psycopg://forge:pw@db/forge", "PostgreSQL://forge:pw@db/forge"):
         assert load_settings(prod_env(tmp_path, FORGE_DB_URL=good)).db_url == good
+
+
+def test_config_check_names_an_entitlements_file_spawn_service_cannot_read(
+        tmp_path: Path) -> None:
+    """DR: `forge config check` said "configuration OK" for an ENTITLEMENTS_FILE that does
+    not exist; only spawn_service's readiness failed later, without naming the variable."""
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    config_check.register(app)
+    missing = tmp_path / "grants.json"
+    env = prod_env(tmp_path, ENTITLEMENTS_FILE=str(missing))
+    result = CliRunner().invoke(app, ["config", "check"], env=env)
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert result.exit_code == 1, output
+    assert f"ENTITLEMENTS_FILE: entitlements file {missing} is missing" in output
+    # Only spawn_service reads it: a machine running the scoreboard alone is not refused.
+    alone = CliRunner().invoke(app, ["config", "check", "--service", "scoreboard"], env=env)
+    assert "ENTITLEMENTS_FILE" not in alone.output
+    missing.write_text('{"grants": [{"tenant_id": "acme", "plan": "PRO"}]}')
+    assert "ENTITLEMENTS_FILE" not in CliRunner().invoke(app, ["config", "check"],
+                                                         env=env).output

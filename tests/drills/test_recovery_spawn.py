@@ -87,7 +87,8 @@ def test_entitlement_store_unreachable_then_recovers(drill: Drill) -> None:
         "detail"]
     refused = httpx.post(f"{spawn.url}/v1/spawn", json={"track": "netplus"}, headers=learner,
                          timeout=30)
-    assert "readiness check entitlement_store failed: entitlements file" in spawn.log()
+    assert ("readiness check entitlement_store failed: ENTITLEMENTS_FILE: entitlements file"
+            in spawn.log())
     assert refused.status_code in (403, 503), refused.text
     assert "Traceback" not in refused.text
 

@@ -52,6 +52,20 @@ def _plans_problem(plans_file: Path) -> str | None:
     return None
 
 
+def _grants_problem(path: Path | None) -> str | None:
+    """Why spawn_service could not read ENTITLEMENTS_FILE (its `store` check fails and every
+    spawn relying on it is refused); None without one or when it reads."""
+    from forge.entitlements.grants import EntitlementsFileError, read_file_grants
+
+    if path is None:
+        return None
+    try:
+        read_file_grants(path)
+    except EntitlementsFileError as exc:
+        return f"ENTITLEMENTS_FILE: {exc}"
+    return None
+
+
 def register(app: typer.Typer) -> None:
     """Add the `config` group with its `check` command."""
     group = typer.Typer(help="Configuration.", no_args_is_help=True)
@@ -91,6 +105,9 @@ def register(app: typer.Typer) -> None:
         plans = _plans_problem(settings.plans_file)  # both load it too (the scoreboard not)
         if plans is not None and set(wanted) & {"spawn", "orchestrator"}:
             refused.append(plans)
+        grants = _grants_problem(settings.entitlements_file)  # each spawn reads it
+        if grants is not None and "spawn" in wanted:
+            refused.append(grants)
         if refused:
             print(str(ConfigError(settings.env.value, refused)), file=sys.stderr)
             raise typer.Exit(1)

@@ -63,7 +63,7 @@ def _store_check(state: SpawnState) -> str:
         try:  # read as a spawn reads it: a file that is there but unusable fails too
             read_file_grants(state.entitlements_file)
         except EntitlementsFileError as exc:
-            raise CheckFailed(str(exc)) from None
+            raise CheckFailed(f"ENTITLEMENTS_FILE: {exc}") from None
     return "reachable"
 
 
