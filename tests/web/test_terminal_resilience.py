@@ -81,7 +81,11 @@ def test_a_long_paste_reaches_the_shell_whole(web_platform: WebPlatform, lab: La
                                   origin=web_platform.url)
         rows = page.locator("#terminal .xterm-rows")
         page.locator("#terminal").click()
-        run(page, "cat > /tmp/pasted.txt")
+        # The paste waits for `cat`: pasted while bash still read the line, it went to bash
+        # in bracketed-paste mode. Bash turns that mode off before it runs the line, so once
+        # the line's own output shows, the terminal has seen it off.
+        run(page, "echo reading-$((40+2)); cat > /tmp/pasted.txt")
+        expect(rows).to_contain_text("reading-42", timeout=20_000)
         text = "".join(f"line {i:05d} of the pasted text, padded out\n" for i in range(5000))
         assert len(text.encode()) > 150_000
         page.evaluate("(text) => navigator.clipboard.writeText(text)", text)
