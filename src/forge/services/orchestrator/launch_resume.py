@@ -15,8 +15,8 @@ from forge.bus import RetryLater
 from forge.lifecycle import states
 from forge.lifecycle.ending import ending_of
 from forge.lifecycle.store import ScenarioRow, Transition, audit_move, load, set_details
-from forge.runtime.base import LabNotFound, RuntimeFault, ServicesNotReady
-from forge.services.orchestrator.grade_lab import end_without_grading
+from forge.runtime.base import RuntimeFault, ServicesNotReady
+from forge.services.orchestrator.grade_lab import end_without_grading, teardown_lab
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.launch_build import (
     build_lab,
@@ -209,13 +209,7 @@ async def _services_ready(state: OrchestratorState, row: ScenarioRow) -> bool:
     try:
         await state.blocking(state.runtime.wait_ready, spec)
     except ServicesNotReady as exc:
-        try:
-            await state.blocking(state.runtime.destroy, scenario_id)
-        except LabNotFound:
-            pass
-        except RuntimeFault as gone:
-            log.warning("scenario %s: lab whose services never listened could not be "
-                        "destroyed: %s", scenario_id, gone)
+        await state.blocking(teardown_lab, state, scenario_id)
         await fail_on_error(state, scenario_id, "lab could not be created", exc)
         return False
     return True
