@@ -5,7 +5,6 @@ nothing behind, and a warm pool claim waits for the services it starts."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from forge.runtime.base import HostSpec, LabSpec, ServicesNotReady, SpecError, S
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import SERVER, leftovers, probe
 
-from ..support.prefixes import runtime_prefix
+from ..support.one_lab import own_runtime
 
 pytestmark = pytest.mark.root
 
@@ -35,30 +34,18 @@ def lab(lab_id: str, command: str, ports: list[int], port: int = 7000) -> LabSpe
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
-    state = tmp_path / "state"
-    rt = LocalRuntime(str(state), prefix=runtime_prefix("r"), ready_timeout_s=2)
-    yield rt
-    if rt.warm_pool is not None:
-        rt.warm({})
-    for info in rt.list():
-        rt.destroy(info.lab_id)
-    rt.close()
-    shutil.rmtree(state, ignore_errors=True)
+    with own_runtime(tmp_path / "state", ready_timeout_s=2) as rt:
+        yield rt
 
 
 def test_create_returns_once_a_late_service_listens(tmp_path: Path) -> None:
     """Before, create returned as soon as the sandboxes existed: a learner, a grader or a
     script connecting at once met a refused port for the first seconds."""
-    rt = LocalRuntime(str(tmp_path / "state"), prefix=runtime_prefix("r"), ready_timeout_s=60)
-    try:
+    with own_runtime(tmp_path / "state", ready_timeout_s=60) as rt:
         info = rt.create(lab("scn-00000000000000c1", LATE, [7000]))
         assert info.state == "running"
         # From another host, over the lab network: it answers on the first try.
         assert probe(rt, info.lab_id, "peer", "10.204.0.1", 7000) == "ok:up"
-    finally:
-        for gone in rt.list():
-            rt.destroy(gone.lab_id)
-        rt.close()
 
 
 def test_a_service_that_never_listens_fails_the_create_and_leaves_nothing(

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
+from forge.runtime import Limits
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.grader import NOT_RUN_EXIT
+from tests.runtime.helpers import simple_lab
 from tests.support.one_lab import one_lab
 
 pytestmark = pytest.mark.root
@@ -43,10 +44,8 @@ for e in $(seq 20); do ln -s c0 "e$e"; done
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[LocalRuntime, str]]:
     lab_id = "links-" + secrets.token_hex(4)
-    spec = LabSpec(lab_id, [SubnetSpec("lan", "10.93.9.0/24")],
-                   [HostSpec("box", networks=[("lan", "10.93.9.10")])],
-                   Limits(memory_mb=256, disk_mb=64))
-    with one_lab(tmp_path / "state", spec) as rt:
+    with one_lab(tmp_path / "state",
+                 simple_lab(lab_id, Limits(memory_mb=256, disk_mb=64))) as rt:
         yield rt, lab_id
 
 

@@ -20,16 +20,18 @@ PRIVATE_UIDS_FROM = 1_900_000_000
 
 
 @contextmanager
-def own_runtime(state: Path, uid_pairs: int | None = None) -> Iterator[LocalRuntime]:
+def own_runtime(state: Path, uid_pairs: int | None = None,
+                **options: Any) -> Iterator[LocalRuntime]:
     """A LocalRuntime under `state` with a prefix of its own and, given `uid_pairs`, that
-    many uid pairs of a range of its own (claims beside `state`); every lab it holds is
-    destroyed afterwards, also when the test failed midway."""
+    many uid pairs of a range of its own (claims beside `state`), and any other of its
+    `options`; every lab it holds is destroyed afterwards, also when the test failed
+    midway."""
     uids: dict[str, Any] = {}
     if uid_pairs is not None:
         first = PRIVATE_UIDS_FROM + 2 * uid_pairs * secrets.randbelow(100_000_000 // uid_pairs)
         uids = {"uid_range": (first, 2 * uid_pairs),
                 "uid_claims_dir": str(state.with_name(state.name + "-uids"))}
-    runtime = LocalRuntime(str(state), prefix=runtime_prefix("o"), **uids)
+    runtime = LocalRuntime(str(state), prefix=runtime_prefix("o"), **uids, **options)
     try:
         yield runtime
     finally:
