@@ -23,9 +23,9 @@ from sqlalchemy.exc import OperationalError
 
 from forge.store import Database, normalize_url, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
-from forge.store.db import StoreFileGone
 from forge.store.migrate import MIGRATIONS_DIR, alembic_config, at_head, head_revision
 from forge.store.models import Base
+from forge.store.store_file import StoreFileGone
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
 

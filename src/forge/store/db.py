@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from forge.config.db_url import normalize_url
 from forge.config.storage_root import check_path, make_storage_root
 from forge.store.file_lock import FlockWaiter
+from forge.store.store_file import StoreFile
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # How long a PostgreSQL statement waits for a lock held by another session (`_utc_session`).
@@ -49,10 +50,6 @@ class WriteInInlineRead(RuntimeError):
 
 class StoreReadOnly(RuntimeError):
     """The PostgreSQL store answers, but only reads (`Database.ping`)."""
-
-
-class StoreFileGone(RuntimeError):
-    """The SQLite file this store opened is no longer at its path (`Database.ping`)."""
 
 
 log = logging.getLogger("forge.store")
@@ -270,11 +267,9 @@ class Database:
         # Inline reads need WAL: unknown (None) until a read connection says (one that
         # refused it makes it False for good).
         self._wal: bool | None = None
-        # (device, inode) of the SQLite file, once seen: a file moved, deleted or replaced
-        # under a running service still takes its writes, which no process opening the path
-        # (another service, an operator command) sees any more.
-        self._file = sqlite_file(url) if self._lock is not None else None
-        self._file_id: tuple[int, int] | None = None
+        # The SQLite file, by (device, inode) once seen (`store_file`).
+        path = sqlite_file(url) if self._lock is not None else None
+        self._file = StoreFile(path) if path is not None else None
         # how long a write waits for the lock file before "database is locked", as SQLite's
         # own busy timeout would
         self.lock_timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
@@ -364,37 +359,14 @@ class Database:
         with (self._read_engine or self.engine).connect() as conn:
             if self._lock is not None:
                 conn.exec_driver_sql("SELECT 1")  # no statement to build or compile per probe
-                self._same_file()
+                if self._file is not None:
+                    self._file.check()
                 return
             read_only = conn.exec_driver_sql("SHOW transaction_read_only").scalar()
         if read_only == "on":
             raise StoreReadOnly("the state store is read-only (PostgreSQL's "
                                 "transaction_read_only is on: a standby, or a database set "
                                 "read-only); every write fails until it accepts writes")
-
-    def _same_file(self) -> None:
-        """StoreFileGone when the SQLite file at the path is gone or another one than this
-        store saw there first; the first one seen is noted."""
-        path = self._file
-        if path is None:
-            return
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            if self._file_id is None:
-                return
-            found = "is gone (moved or deleted)"
-        else:
-            if self._file_id is None:
-                self._file_id = (st.st_dev, st.st_ino)
-                return
-            if self._file_id == (st.st_dev, st.st_ino):
-                return
-            found = "is another file than the one this service opened (replaced)"
-        raise StoreFileGone(
-            f"the state store {path} {found} while this service runs: its writes go to a "
-            "file nothing else sees, and a command run now starts an empty store there; "
-            "stop the services, put the file back (or restore a backup), start them again")
 
     @property
     def reads_inline(self) -> bool:
