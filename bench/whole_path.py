@@ -1,10 +1,10 @@
 """Machine CPU per learner lab through the API (issue 19 item 6: ≤ 60 ms), needs root.
 
 The platform runs as `forge up` runs it (its supervisor and topology: real NATS, SQLite,
-one lab node with the local runtime, the fixture netplus lab). One learner at a time does
-what the lab page does: `POST /v1/spawn`, the access exchange (one-time token → session
-cookie), a status poll every 50 ms with that cookie until the lab runs, then `DELETE
-/v1/scenarios/{id}` and polls until it is gone. Two figures per lab, medians of RUNS:
+one lab node with the local runtime, the shipped netplus lab a learner gets). One learner
+at a time does what the lab page does: `POST /v1/spawn`, the access exchange (one-time
+token → session cookie), a status poll every 50 ms with that cookie until the lab runs,
+then `DELETE /v1/scenarios/{id}` and polls until it is gone. Two figures per lab, medians of RUNS:
 
 * machine: CPU of the whole machine from /proc/stat (user, nice, system, irq, softirq:
   not idle, iowait or steal; ``runtime.machine_busy_s``) during the labs, minus the same
@@ -16,8 +16,8 @@ cookie), a status poll every 50 ms with that cookie until the lab runs, then `DE
   Immune to other work on the machine, but blind to kernel work done outside those
   processes (a network namespace is destroyed later by a kernel worker) and to the lab's
   own processes (killed with the lab and reaped inside its sandbox, almost never by a
-  platform process: the netplus lab's service, a python3 http.server, alone takes
-  30-80 ms of CPU to start listening here).
+  platform process: the netplus lab's web server, a python3 process, alone takes
+  20-60 ms of CPU to start listening here).
 
 Per service (spawn, orchestrator, scoreboard, nats) the platform share is printed too, so
 the cost can be attributed. Records `whole_path_cpu_ms` (the machine figure, as the issue
@@ -98,7 +98,7 @@ def one_lab(url: str, key: dict[str, str]) -> None:
     """Spawn → access exchange → poll every 50 ms until running → delete → gone."""
     with httpx.Client(base_url=url, timeout=60) as api, \
             httpx.Client(base_url=url, timeout=60) as browser:
-        resp = api.post("/v1/spawn", headers=key, json={"track": "netplus"})
+        resp = api.post("/v1/spawn", headers=key, json={"track": "netplus", "lab": "netplus"})
         resp.raise_for_status()
         body = resp.json()
         sid = body["scenario_id"]
@@ -137,9 +137,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="forge-whole-") as tmp:
         storage = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
+        # The shipped templates: the netplus lab a learner gets (no FORGE_TEMPLATE_DIR).
         env.update(FORGE_ENV="dev", STORAGE_ROOT=tmp, FORGE_RUNTIME_PREFIX="w"
-                   + secrets.token_hex(2),
-                   FORGE_TEMPLATE_DIR=str(ROOT / "tests" / "fixtures" / "templates"))
+                   + secrets.token_hex(2))
         settings = load_settings(env)
         ports = {"spawn": free_port(), "orchestrator": free_port(), "scoreboard": free_port()}
         topology = plan(storage, ports, base_prefix=settings.runtime_prefix)
@@ -191,13 +191,13 @@ def main() -> int:
                       f"({machine:.1f} ms) was not usable")
         return 0
     # The rest is outside the platform's processes: the lab's own (its sandboxes' shells
-    # and idlers, and the netplus service, a python3 http.server: 30-80 ms of CPU to start
+    # and idlers, and the netplus web server, a python3 process: 20-60 ms of CPU to start
     # listening, measured alone) and kernel work such as freeing the lab's namespaces.
     record("whole_path_cpu_ms", round(machine, 1), cpu_ms_per_op=round(platform, 1),
            detail=f"machine CPU minus idle baseline and client; platform processes "
                   f"{platform:.1f} ms/lab: {text} (ms/lab); the other "
                   f"{machine - platform:.1f} ms/lab: mostly the lab's own processes (netplus "
-                  f"starts a python3 http.server) and kernel work, plus any other work's noise")
+                  f"starts a python3 web server) and kernel work, plus any other work's noise")
     return 0
 
 

@@ -151,7 +151,7 @@ def _service_argvs(marker: bytes) -> list[list[str]]:
 
 
 @pytest.mark.parametrize(("name", "ready", "marker", "answers"), [
-    ("netplus", (), b"create_server", ("port",)),
+    ("netplus", (), b"pack_sockaddr_in", ("port",)),
     ("password-cracking", (("portal", "2323"),), b"portal.py", ("target", "word", "digits")),
     ("log-forensics", (("logsrv", "5140"),), b"authlog.py", ("seed", "a1", "account")),
 ])
