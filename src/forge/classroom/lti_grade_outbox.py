@@ -14,11 +14,11 @@ by the next launch into the course or roster sync (`settle_owed`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from forge.classroom.dashboard import Lab
@@ -88,7 +88,54 @@ class _Target:
     why: str | None  # why it cannot be posted yet (None: it can)
 
 
-def _target(sess: Session, courses: Sequence[LtiContext], assignment_id: str,
+@dataclass(frozen=True)
+class _Known:
+    """What the store knows of where some learners' grades go, read for them all at once:
+    their own launches' links by (assignment, subject), their LMS user ids on the first
+    course's platform by subject, and each assignment's latest grade column there."""
+
+    own: dict[tuple[str, str], LtiGradeLink]
+    users: dict[str, str]
+    lineitems: dict[str, str]
+
+
+_CHUNK = 500  # subjects per IN list
+
+
+def _known(sess: Session, courses: Sequence[LtiContext],
+           pairs: Collection[tuple[str, str]]) -> _Known:
+    """Where the grades of (assignment, subject) `pairs` may go, in a fixed number of
+    queries whatever their number (a cohort's waiting grades are settled at each launch
+    into its course: one query per grade held the write lock for seconds)."""
+    platform = courses[0].platform
+    assignments = sorted({a for a, _ in pairs})
+    subjects = sorted({s for _, s in pairs})
+    own: dict[tuple[str, str], LtiGradeLink] = {}
+    users: dict[str, str] = {}
+    for start in range(0, len(subjects), _CHUNK):
+        chunk = subjects[start:start + _CHUNK]
+        for link in sess.scalars(select(LtiGradeLink).where(
+                LtiGradeLink.assignment_id.in_(assignments), LtiGradeLink.subject.in_(chunk))):
+            own[(link.assignment_id, link.subject)] = link
+        users.update((u.subject, u.lti_user) for u in sess.scalars(select(LtiUser).where(
+            LtiUser.platform == platform, LtiUser.subject.in_(chunk))))
+    lineitems: dict[str, str] = {}
+    if len(courses) == 1:  # the latest launch of each assignment on the platform
+        on_platform = (LtiGradeLink.assignment_id.in_(assignments),
+                       LtiGradeLink.platform == platform)
+        latest = (select(LtiGradeLink.assignment_id, func.max(LtiGradeLink.updated_at)
+                         .label("at")).where(*on_platform)
+                  .group_by(LtiGradeLink.assignment_id).subquery())
+        for assignment_id, lineitem in sess.execute(
+                select(LtiGradeLink.assignment_id, LtiGradeLink.lineitem)
+                .join(latest, and_(latest.c.assignment_id == LtiGradeLink.assignment_id,
+                                   latest.c.at == LtiGradeLink.updated_at))
+                .where(*on_platform).order_by(LtiGradeLink.subject)):
+            lineitems[assignment_id] = lineitem
+    return _Known(own, users, lineitems)
+
+
+def _target(known: _Known, courses: Sequence[LtiContext], assignment_id: str,
             subject: str) -> _Target:
     """Where a learner's grade of an assignment of a cohort linked to `courses` goes.
 
@@ -97,18 +144,15 @@ def _target(sess: Session, courses: Sequence[LtiContext], assignment_id: str,
     any learner's latest launch of it (AGS names the resource link's grade column, the same
     for all its learners). With several courses (sections) linked to the class, another
     learner's line item may be another course's column: only their own launch counts."""
-    own = sess.get(LtiGradeLink, (assignment_id, subject))
+    own = known.own.get((assignment_id, subject))
     if own is not None:
         return _Target(own.platform, own.lti_user, own.lineitem, None)
     platform = courses[0].platform
     if len(courses) > 1:
         return _Target(platform, "", "", "waiting for the learner to open the activity from "
                        "their LMS course (this class is linked to several courses)")
-    known = sess.get(LtiUser, (platform, subject))
-    lti_user = known.lti_user if known is not None else ""
-    lineitem = sess.scalar(select(LtiGradeLink.lineitem).where(
-        LtiGradeLink.assignment_id == assignment_id, LtiGradeLink.platform == platform)
-        .order_by(LtiGradeLink.updated_at.desc()).limit(1)) or ""
+    lti_user = known.users.get(subject, "")
+    lineitem = known.lineitems.get(assignment_id, "")
     why = []
     if not lti_user:
         why.append(f"the LMS user id of {subject} (their launch from the course or a roster "
@@ -127,6 +171,26 @@ def _best_posted(sess: Session, assignment_id: str, subject: str) -> float | Non
                              AssignmentAttempt.scenario_id == LtiGradePost.scenario_id)
                        .where(AssignmentAttempt.assignment_id == assignment_id,
                               AssignmentAttempt.subject == subject))
+
+
+def _best_posted_of(sess: Session, pairs: Collection[tuple[str, str]]
+                    ) -> dict[tuple[str, str], float]:
+    """`_best_posted` of every (assignment, subject) of `pairs`, in one query per
+    _CHUNK subjects."""
+    assignments = sorted({a for a, _ in pairs})
+    subjects = sorted({s for _, s in pairs})
+    out: dict[tuple[str, str], float] = {}
+    for start in range(0, len(subjects), _CHUNK):
+        for assignment_id, subject, best in sess.execute(
+                select(AssignmentAttempt.assignment_id, AssignmentAttempt.subject,
+                       func.max(LtiGradePost.score_given))
+                .join(LtiGradePost, LtiGradePost.scenario_id == AssignmentAttempt.scenario_id)
+                .where(AssignmentAttempt.assignment_id.in_(assignments),
+                       AssignmentAttempt.subject.in_(subjects[start:start + _CHUNK]))
+                .group_by(AssignmentAttempt.assignment_id, AssignmentAttempt.subject)):
+            if best is not None:
+                out[(assignment_id, subject)] = float(best)
+    return out
 
 
 def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -> bool:
@@ -160,7 +224,8 @@ def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -
             AssignmentAttempt.assignment_id == attempt.assignment_id,
             AssignmentAttempt.subject == attempt.subject)
             .order_by(AssignmentAttempt.attempt).with_for_update()))
-        to = _target(sess, courses, attempt.assignment_id, attempt.subject)
+        to = _target(_known(sess, courses, [(attempt.assignment_id, attempt.subject)]),
+                     courses, attempt.assignment_id, attempt.subject)
         best_before = _best_posted(sess, attempt.assignment_id, attempt.subject)
         given = max(round(float(score) * 100, 2), best_before or 0.0)
         # The learner's older grades still waiting (the LMS was down: their posts back off,
@@ -197,13 +262,16 @@ def settle_owed(db: Database, cohort_id: str) -> int:
         if not courses:
             return 0
         waiting = list(sess.execute(_waiting(cohort_id)))
+        pairs = {(row.assignment_id, subject) for row, subject in waiting}
+        known = _known(sess, courses, pairs)
+        best = _best_posted_of(sess, pairs)
         for row, subject in waiting:
-            to = _target(sess, courses, row.assignment_id, subject)
+            to = _target(known, courses, row.assignment_id, subject)
             row.platform, row.lti_user, row.lineitem = to.platform, to.lti_user, to.lineitem
             row.last_error = to.why
             if to.why is None:
-                row.score_given = max(row.score_given, _best_posted(
-                    sess, row.assignment_id, subject) or 0.0)
+                row.score_given = max(row.score_given,
+                                      best.get((row.assignment_id, subject)) or 0.0)
                 # Postable from now: MAX_AGE counts the time spent posting it, not the
                 # time it waited to learn where it goes (else a grade that waited a week
                 # would be given up at its first refused post).
