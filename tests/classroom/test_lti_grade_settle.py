@@ -103,3 +103,17 @@ def test_a_class_s_waiting_grades_are_settled_in_a_fixed_number_of_statements(
     waiting = [g for g in lti_grade_outbox.list_grades(db) if g.lti_user == ""]
     assert len(waiting) == 60
     assert all("LMS user id of inv." in (g.last_error or "") for g in waiting)
+
+
+def test_one_class_of_many_waiting_grades_hides_no_other_class_from_the_poster(
+        db: Database) -> None:
+    """The poster settles, every minute, each cohort with a grade waiting. The cohorts were
+    read as the first 1,000 waiting grades, then made distinct: a class whose 1,002 grades
+    wait for good (learners the LMS never named) hid a later class's grade, which then
+    waited until someone launched into that course again."""
+    big, _, _ = _waiting_class(db, "inv", "course-1", 501)
+    small, asg, (lea,) = _waiting_class(db, "lms", "course-2", 1, tries=1)
+    assert lti_grade_outbox.waiting_cohorts(db) == sorted([big, small])
+    lti_links.link_grade(db, asg, lea, "lms", "u-lea", LINE)
+    assert lti_grade_outbox.settle_owed(db, small) == 1
+    assert lti_grade_outbox.waiting_cohorts(db) == [big]

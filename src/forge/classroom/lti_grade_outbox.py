@@ -292,14 +292,16 @@ def _waiting(cohort_id: str) -> Select[LtiGradePost, str]:
 def waiting_cohorts(db: Database) -> list[str]:
     """Cohorts with a grade waiting to learn where it goes (the poster settles them each
     round too: a launch that raced the grade's recording left it waiting)."""
+    # Distinct before the limit: one cohort's 1,000 grades that wait for good (learners
+    # the LMS never named) hid every other cohort from the poster.
     with db.read() as sess:
-        return sorted(set(sess.scalars(
-            select(Assignment.cohort_id)
+        return list(sess.scalars(
+            select(Assignment.cohort_id).distinct()
             .join(AssignmentAttempt, AssignmentAttempt.assignment_id == Assignment.assignment_id)
             .join(LtiGradePost, LtiGradePost.scenario_id == AssignmentAttempt.scenario_id)
             .where(LtiGradePost.state == PENDING,
                    or_(LtiGradePost.lineitem == "", LtiGradePost.lti_user == ""))
-            .limit(1000))))
+            .order_by(Assignment.cohort_id).limit(1000)))
 
 
 def due_grades(db: Database, now: datetime, limit: int = 20) -> list[LtiGradePost]:
