@@ -163,16 +163,24 @@ def _views(sess: Any, subject: str, rows: list[Any]) -> list[dict[str, Any]]:
 
 
 def my_assignments(db: Database, tenant_id: str, subject: str,
-                   now: datetime | None = None) -> list[dict[str, Any]]:
+                   now: datetime | None = None, limit: int = MAX_MINE) -> list[dict[str, Any]]:
     """A learner's assignments in every cohort they are in, with due times and attempts:
-    open, upcoming and closed in the last MINE_CLOSED_WITHIN, by due time, at most
-    MAX_MINE (in a fixed number of queries)."""
+    open, upcoming and closed in the last MINE_CLOSED_WITHIN, by due time (then id), at
+    most `limit` (in a fixed number of queries)."""
     since = (now or datetime.now(UTC)) - MINE_CLOSED_WITHIN
     with db.read() as sess:
         rows = sess.execute(_mine(tenant_id, subject)
                             .where(since <= _DUE)
-                            .order_by(_DUE).limit(MAX_MINE)).all()
+                            .order_by(_DUE, Assignment.assignment_id).limit(limit)).all()
         return _views(sess, subject, list(rows))
+
+
+def my_assignments_capped(db: Database, tenant_id: str, subject: str
+                          ) -> tuple[list[dict[str, Any]], bool]:
+    """`my_assignments` (at most MAX_MINE) and whether the learner has more than those:
+    a list cut at the cap must say so, not pass for the whole."""
+    rows = my_assignments(db, tenant_id, subject, limit=MAX_MINE + 1)
+    return rows[:MAX_MINE], len(rows) > MAX_MINE
 
 
 def my_assignment(db: Database, tenant_id: str, subject: str,

@@ -385,8 +385,10 @@ async def join(body: JoinBody, request: Request) -> JSONResponse:
 @router.get("/v1/assignments", responses=errors(401))
 async def my_assignments(request: Request) -> dict[str, Any]:
     """Your assignments in every cohort you are in: lab, opening and due time, attempts
-    used and allowed, whether hints are allowed."""
+    used and allowed, whether hints are allowed. At most 200, by due time: `more` is true
+    when you have others (due later) that are not listed."""
     caller = (await current_caller(request)).whole_account()
-    rows = await run_in_threadpool(assignments.my_assignments, spawn_state(request).ctx.db,
-                                   caller.tenant_id, caller.subject)
-    return {"assignments": rows}
+    rows, more = await run_in_threadpool(assignments.my_assignments_capped,
+                                         spawn_state(request).ctx.db,
+                                         caller.tenant_id, caller.subject)
+    return {"assignments": rows, "more": more}

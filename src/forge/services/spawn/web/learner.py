@@ -17,7 +17,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from forge.bus.subjects import DURABLE_SCOREBOARD_COMPLETED as SCOREBOARD_CONSUMER
-from forge.classroom.assignments import my_assignments, scenario_assignment
+from forge.classroom.assignments import my_assignments_capped, scenario_assignment
 from forge.entitlements.resolve import EntitlementError, resolve_entitlement
 from forge.errors import ForgeError
 from forge.grading.watched_checks import checkable, seeded_scripts
@@ -84,6 +84,8 @@ async def tracks_page(request: Request) -> Response:
                                      "viewer": await viewer(request),
                                      "why": human_message(exc)}, status=exc.status)
     role = (await manager_of(request, caller)).role
+    mine, more = await run_in_threadpool(my_assignments_capped, state.ctx.db,
+                                         caller.tenant_id, caller.subject)
     return page("tracks.html", {
         "title": "Choose a lab", "caller": caller, "plan": ent.plan.name,
         "teaches": role != LEARNER,  # a link to /teach for instructors and operators
@@ -91,8 +93,8 @@ async def tracks_page(request: Request) -> Response:
         "groups": grouped(state, ent.plan),
         "lab_title": state.lab_title,
         "recent": await run_in_threadpool(_recent, request, caller),
-        "assignments": _windowed(startable(state, await run_in_threadpool(
-            my_assignments, state.ctx.db, caller.tenant_id, caller.subject))),
+        "assignments": _windowed(startable(state, mine)),
+        "assignments_more": more,
         "csrf": csrf_token(state.settings, session_value(request) or ""),
         "request_id": "web-" + secrets.token_hex(12),
     })
