@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -57,8 +58,24 @@ def _register() -> None:
         _registered = True
 
 
+# Never less than this: what a command makes under the storage root (scenario folders and
+# their audit logs, retention/, audit/, scoreboard/, logs) stays unwritable by group and
+# others whatever umask the shell or supervisor handed down. Under umask 0 those folders
+# were 0777: a local user swapped a scenario's audit.jsonl for a symlink and root appended
+# to, or cut the tail of, any file it pointed at.
+UMASK_FLOOR = 0o022
+
+
+def keep_umask_private() -> int:
+    """Add UMASK_FLOOR to the process umask (a stricter one stays); returns the new one."""
+    tightened = os.umask(UMASK_FLOOR) | UMASK_FLOOR
+    os.umask(tightened)
+    return tightened
+
+
 def main() -> None:
     """Console-script entry point."""
+    keep_umask_private()
     startup_gc.hold()
     try:
         app()
