@@ -327,3 +327,32 @@ def test_a_root_reached_through_a_link_in_a_folder_another_user_may_change_is_re
     os.chown(home / "data", 0, 0, follow_symlinks=False)
     check_storage_root(root)
     check_storage_root(home / "data" / "not-made-yet")
+
+
+@pytest.mark.parametrize("part", ["scenarios", "audit", "retention", "scoreboard/unsealed"])
+def test_a_results_folder_an_older_release_left_open_to_all_is_refused(
+        tmp_path: Path, part: str) -> None:
+    """Under an inherited umask 0 an older release made the results, audit and holds
+    folders 0777: another user could swap a scenario's audit.jsonl for a link to any file
+    root then appended to. Such a root is refused with the recursive fix; a link to a
+    folder of ours elsewhere (results on a bigger disk) is used as it is."""
+    root = tmp_path / "storage"
+    folder = root / part
+    folder.mkdir(parents=True)
+    check_storage_root(root)
+    folder.chmod(0o777)
+    with pytest.raises(UnsafeStorage, match=f"{folder} is writable by other users.*"
+                                            f"chmod -R go-w {folder}"):
+        check_storage_root(root)
+    folder.chmod(0o755)
+    os.chown(folder, PROBE, PROBE)
+    with pytest.raises(UnsafeStorage, match=f"{folder} is owned by uid {PROBE}"):
+        check_storage_root(root)
+    folder.rmdir()
+    bigger_disk = tmp_path / "disk" / part
+    bigger_disk.mkdir(parents=True)
+    folder.symlink_to(bigger_disk)
+    check_storage_root(root)
+    bigger_disk.chmod(0o777)
+    with pytest.raises(UnsafeStorage, match=f"{folder} is writable by other users"):
+        check_storage_root(root)

@@ -25,6 +25,12 @@ TRUSTED_DIRS = ("secrets", "keys", "keys/signing", "nats", "nats-tls")
 TRUSTED_FILES = ("secrets/dev-secrets.json", "forge.db", "forge.db-wal", "forge.db-shm",
                  "forge.db-journal")
 ROOT_MODE = 0o755  # a root Forge makes: others may read results (no secret is readable)
+# The folders of results, audit logs, holds, sealing marks, logs and lab state Forge makes
+# under the root. An older release run under umask 0 made them (and the folders inside)
+# 0777: another user could swap a scenario's audit log for a link to any file root then
+# appended to. A link to such a folder elsewhere (a bigger disk) is the owner's own choice.
+MADE_DIRS = ("scenarios", "audit", "retention", "scoreboard", "scoreboard/unsealed", "logs",
+             "runtime")
 
 
 class UnsafeStorage(Exception):
@@ -111,6 +117,28 @@ def check_storage_root(root: Path) -> None:
         check_path(root, root / name, directory=True)
     for name in TRUSTED_FILES:
         check_path(root, root / name, directory=False)
+    for name in MADE_DIRS:
+        _check_made_dir(root, root / name)
+
+
+def _check_made_dir(root: Path, path: Path) -> None:
+    """Refuse (UnsafeStorage) a folder of MADE_DIRS (or what a link there points at) that
+    another user owns or may write; the fix named covers the folders inside it too."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    me = os.geteuid()
+    fix = f"if it is yours, run `chown -R {me}:{os.getegid()} {path} && chmod -R go-w {path}`"
+    if st.st_uid not in (me, 0):
+        raise UnsafeStorage(root, path, f"is owned by uid {st.st_uid} (mode {mode:o}), not "
+                                        f"by uid {me}: that user could have changed what "
+                                        "is in it", fix)
+    if others_may_write(st):
+        raise UnsafeStorage(root, path, f"is writable by other users (owner uid "
+                                        f"{st.st_uid}, mode {mode:o}), and so may be the "
+                                        "folders in it", fix)
 
 
 MAX_LINKS = 40  # as the kernel's lookup (ELOOP past it)
