@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from forge.cli import app as forge_cli
+from forge.evidence.artifact_store import FilesystemArtifactStore
 from forge.evidence.artifacts import write_results
 from forge.evidence.resign import resign_verdicts
 from forge.signing.keystore import (
@@ -133,7 +134,7 @@ def test_stored_verdicts_are_signed_again_only_when_intact(tmp_path: Path) -> No
     ring.export_public(trusted)
     assert _verify(storage, SCENARIO_ID, trusted) == (False, ["untrusted_key"])
 
-    report = resign_verdicts(storage, leaked.key_id, leaked.public_key, new)
+    report = resign_verdicts(FilesystemArtifactStore(storage), leaked.key_id, leaked.public_key, new)
     assert report.resigned == [SCENARIO_ID]
     assert [s for s, _ in report.refused] == [OTHER_SCENARIO_ID]
     assert "does not verify against the revoked key" in report.refused[0][1]
@@ -142,7 +143,7 @@ def test_stored_verdicts_are_signed_again_only_when_intact(tmp_path: Path) -> No
     # The tampered set is never vouched for by the new key.
     assert {n: (tampered / n).read_bytes() for n in before} == before
     # Again: nothing left to sign but the refused set.
-    again = resign_verdicts(storage, leaked.key_id, leaked.public_key, new)
+    again = resign_verdicts(FilesystemArtifactStore(storage), leaked.key_id, leaked.public_key, new)
     assert again.resigned == [] and [s for s, _ in again.refused] == [OTHER_SCENARIO_ID]
 
 
@@ -155,11 +156,11 @@ def test_a_resign_cut_between_its_two_files_is_finished_by_the_next(tmp_path: Pa
     assert new is not None
     results = storage / "scenarios" / SCENARIO_ID / "results"
     old_pub = (results / "verdict.pub").read_bytes()
-    resign_verdicts(storage, leaked.key_id, leaked.public_key, new)
+    resign_verdicts(FilesystemArtifactStore(storage), leaked.key_id, leaked.public_key, new)
     (results / "verdict.pub").write_bytes(old_pub)  # as if it stopped before the key
     trusted = tmp_path / "trusted"
     ring.export_public(trusted)
     assert not _verify(storage, SCENARIO_ID, trusted)[0]
-    assert resign_verdicts(storage, leaked.key_id, leaked.public_key, new).resigned == [
+    assert resign_verdicts(FilesystemArtifactStore(storage), leaked.key_id, leaked.public_key, new).resigned == [
         SCENARIO_ID]
     assert _verify(storage, SCENARIO_ID, trusted) == (True, [])

@@ -73,6 +73,23 @@ async def write_result_files(js: JetStreamContext, scenario_id: str,
     return True
 
 
+SIGNATURE_NAMES = ("verdict.sig", "verdict.pub")
+"""The result files `forge keys resign` may replace (never score.json or the bundle)."""
+
+
+async def replace_signature_file(js: JetStreamContext, scenario_id: str, name: str,
+                                 data: bytes, *, replicas: int) -> bool:
+    """Replace the verdict.sig or verdict.pub of a stored result set (a revoked key's
+    verdict signed again); False, nothing written, when the set is gone (deleted)."""
+    if name not in SIGNATURE_NAMES:
+        raise ValueError(f"{name}: only {' and '.join(SIGNATURE_NAMES)} are replaced")
+    if await read_result_file(js, scenario_id, SCORE) is None:
+        return False
+    await put_object(js, ARTIFACT_BUCKET, object_key(scenario_id, name), data,
+                     replicas=replicas, description="Forge result artifacts")
+    return True
+
+
 async def scored_ids(js: JetStreamContext) -> dict[str, str]:
     """scenario id -> digest of its score.json, for every stored result set."""
     try:

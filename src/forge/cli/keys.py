@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
@@ -17,6 +20,13 @@ from forge.signing.keystore import (
     SigningKeyring,
     keyring_dir,
 )
+
+if TYPE_CHECKING:
+    from forge.config.settings import Settings
+    from forge.evidence.artifact_store import ArtifactStore
+    from forge.evidence.resign import ResignReport
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Ed25519 signing keys for verdicts.", no_args_is_help=True)
 
@@ -176,7 +186,9 @@ def resign(
     Each stored verdict and credential the revoked key KEY_ID signed, once it verifies in
     full against that key (one that does not is listed and left as it is: exit 1). Safe
     to run again."""
+    from forge.bus.errors import BusError
     from forge.cli.context import open_db, settings_or_exit
+    from forge.evidence.artifact_store import FilesystemArtifactStore
     from forge.evidence.credentials import resign_credentials
     from forge.evidence.resign import resign_verdicts
 
@@ -196,9 +208,22 @@ def resign(
     if storage is not None:  # the state DB of that root, as the services would find it
         environ["STORAGE_ROOT"] = str(storage.absolute())
     settings = settings_or_exit(environ)
-    report = resign_verdicts(settings.storage_root, key_id, revoked, key)
-    creds, creds_refused = resign_credentials(open_db(settings), settings.storage_root,
-                                              key_id, revoked, key)
+
+    def resign_all(store: ArtifactStore) -> tuple[ResignReport, int, list[tuple[str, str]]]:
+        report = resign_verdicts(store, key_id, revoked, key)
+        return (report, *resign_credentials(open_db(settings), store, key_id, revoked, key))
+
+    try:
+        if settings.artifact_store == "jetstream":
+            report, creds, creds_refused = asyncio.run(_in_bucket(settings, resign_all))
+        else:
+            report, creds, creds_refused = resign_all(
+                FilesystemArtifactStore(settings.storage_root))
+    except (OSError, BusError) as exc:  # the bus or a disk failed: what was done stays done
+        typer.echo(f"error: {settings.artifact_store} artifact store: {exc}; the verdicts "
+                   "signed again so far stay signed; run this again once it answers",
+                   err=True)
+        raise typer.Exit(1) from None
     refused = ([{"scenario_id": s, "why": w} for s, w in report.refused]
                + [{"credential_id": c, "why": w} for c, w in creds_refused])
     if as_json:
@@ -210,10 +235,17 @@ def resign(
         for item in refused:
             what = item.get("scenario_id") or item.get("credential_id")
             typer.echo(f"left as it is: {what}: {item['why']}", err=True)
-    if settings.artifact_store == "jetstream":
-        typer.echo("error: FORGE_ARTIFACT_STORE=jetstream: the verdicts in the bucket are not "
-                   "signed again by this release (only results under this storage root and "
-                   "credentials); they keep failing with revoked_key", err=True)
-        raise typer.Exit(1)
     if refused:
         raise typer.Exit(1)
+
+
+async def _in_bucket(settings: Settings, work: Callable[[ArtifactStore], T]) -> T:
+    """``work`` on the JetStream bucket of a multi-machine install, speaking as the
+    scoreboard (the results are its own on the bus); OSError when NATS cannot be reached."""
+    from forge.cli.context import scoreboard_bus
+    from forge.services.common.artifact_stores import ObjectStoreArtifactStore
+
+    async with scoreboard_bus(settings, "forge-cli-resign") as conn:
+        store = ObjectStoreArtifactStore(conn, settings.nats_replicas)
+        store.bind(asyncio.get_running_loop())
+        return await asyncio.to_thread(work, store)

@@ -17,15 +17,18 @@ results through the same interface, so it works on whichever store the install u
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from forge.durable import tmp_name
+from forge.durable import tmp_name, write_all
 from forge.evidence.artifacts import (
+    PUB_NAME,
     RESULT_FILE_NAMES,
+    SIG_NAME,
     Artifacts,
     ResultsWritten,
     read_results,
@@ -48,6 +51,7 @@ COMPLETION_FILE = "completion.json"
 # outcomes (`forge.grading.live_record`) go with the raw evidence too, and so does what a
 # crash left half-written of the files replaced whole (`forge.durable`).
 _LIVE_RECORD = record_path(Path(EVIDENCE_DIR)).name
+SIGNATURE_NAMES = (SIG_NAME, PUB_NAME)  # what `forge keys resign` replaces, nothing else
 RAW_EVIDENCE = (PACK_FILE, tmp_name(PACK_FILE), EVIDENCE_DIR, COMPLETION_FILE,
                 tmp_name(COMPLETION_FILE), "recordings", _LIVE_RECORD, tmp_name(_LIVE_RECORD))
 
@@ -98,6 +102,10 @@ class ArtifactStore(Protocol):
     def delete(self, scenario_id: str) -> None:
         """Remove the scenario's results and raw evidence; raises OSError or BusError when
         that fails (what is left is finished by the next call)."""
+
+    def replace_signature_file(self, scenario_id: str, name: str, data: bytes) -> bool:
+        """Replace verdict.sig or verdict.pub (`forge keys resign`), nothing else; False
+        when the scenario has no results."""
 
 
 class FilesystemArtifactStore:
@@ -167,7 +175,27 @@ class FilesystemArtifactStore:
             shutil.rmtree(tomb, ignore_errors=True)
         self.remover(folder)
 
+    def replace_signature_file(self, scenario_id: str, name: str, data: bytes) -> bool:
+        """Write ``data`` beside `results/<name>`, fsync it, and rename it over the file."""
+        if name not in SIGNATURE_NAMES:
+            raise ValueError(f"{name}: only {' and '.join(SIGNATURE_NAMES)} are replaced")
+        results = results_dir(self.storage_root, scenario_id)
+        if not (results / SCORE_NAME).is_file():
+            return False
+        tmp = results / f".{name}.{secrets.token_hex(6)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+        try:
+            write_all(fd, data, sync=True)
+        finally:
+            os.close(fd)
+        try:
+            os.rename(tmp, results / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return True
+
 
 __all__ = ["ARTIFACT_STORES", "COMPLETION_FILE", "EVIDENCE_DIR", "PACK_FILE", "RAW_EVIDENCE",
-           "TOMBSTONE_PREFIX", "ArtifactStore", "FilesystemArtifactStore",
+           "SIGNATURE_NAMES", "TOMBSTONE_PREFIX", "ArtifactStore", "FilesystemArtifactStore",
            "delete_results", "discard_raw_evidence"]

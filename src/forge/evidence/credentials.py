@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -24,7 +23,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from forge.errors import ForgeError
-from forge.evidence.artifacts import results_dir
+from forge.evidence.artifact_store import ArtifactStore
 from forge.signing.keystore import SigningKey
 from forge.store.db import Database
 from forge.store.issued_credentials import (
@@ -110,23 +109,23 @@ def resign_jwt(token: str, revoked: Ed25519PublicKey, key: SigningKey,
     return sign_jwt(claims, key)
 
 
-def _resigned_verdict(storage_root: Path, scenario_id: str, key: SigningKey) -> bytes | None:
+def _resigned_verdict(store: ArtifactStore, scenario_id: str, key: SigningKey) -> bytes | None:
     """The scenario's stored verdict.sig when ``key`` signed it (signed again), else None."""
     try:
-        sig = (results_dir(storage_root, scenario_id) / SIG_NAME).read_bytes()
-        return sig if parse_envelope(sig).verify(key.public_key) else None
-    except (OSError, ValueError, EnvelopeError):
+        sig = store.read_file(scenario_id, SIG_NAME)
+        return sig if sig is not None and parse_envelope(sig).verify(key.public_key) else None
+    except (ValueError, EnvelopeError):
         return None
 
 
-def resign_credentials(db: Database, storage_root: Path, revoked_id: str,
+def resign_credentials(db: Database, store: ArtifactStore, revoked_id: str,
                        revoked: Ed25519PublicKey, key: SigningKey,
                        ) -> tuple[int, list[tuple[str, str]]]:
     """Sign again every stored credential the revoked key signed, naming its verdict as
     signed again when it was: (how many, those left as they are with why)."""
     done, refused = 0, []
     for row in signed_by(db, revoked_id):
-        verdict = _resigned_verdict(storage_root, row.scenario_id, key)
+        verdict = _resigned_verdict(store, row.scenario_id, key)
         try:
             token = resign_jwt(row.token, revoked, key, verdict)
         except jwt.InvalidTokenError as exc:

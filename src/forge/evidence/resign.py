@@ -1,5 +1,8 @@
 """Signing stored verdicts again after their key was revoked (`forge keys resign`).
 
+Works on whichever artifact store the install uses (the storage root's results folders,
+or the JetStream bucket of a multi-machine install), through `ArtifactStore`.
+
 A revoked key's verdicts no longer verify against the installation's keys (whoever holds
 the leaked key could have signed anything with it). The verdicts the platform itself
 stored are still its own: each one that verifies in full against the revoked key (so its
@@ -11,25 +14,19 @@ reported, never signed.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forge.durable import write_all
-from forge.evidence.artifacts import PUB_NAME, SIG_NAME, read_results
-from forge.scenario_paths import SCENARIOS_DIR
+from forge.evidence.artifact_store import ArtifactStore
+from forge.evidence.artifacts import PUB_NAME, SIG_NAME
 from forge.signing.keystore import SigningKey
 from forge_verify import verify_artifacts
 from forge_verify.bundle import BUNDLE_NAMES
 from forge_verify.canonical import CanonicalJSONError, loads
 from forge_verify.dsse import EnvelopeError, parse_envelope
 from forge_verify.keys import PublicKeyError, key_id_for, load_public_pems
-from forge_verify.score import require_scenario_id
+from forge_verify.score import SCENARIO_ID_RE
 from forge_verify.verdict import SCORE_NAME, sign_statement
 
 MAX_SIG_BYTES = 1024 * 1024
@@ -43,47 +40,23 @@ class ResignReport:
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _signed_by(results: Path, key_id: str) -> bool:
+def _signed_by(store: ArtifactStore, scenario_id: str, key_id: str) -> bool:
     """Whether the result set's verdict.pub holds the key ``key_id`` (cheap pre-filter)."""
+    pem = store.read_file(scenario_id, PUB_NAME)
+    if pem is None or len(pem) > 64 * 1024:
+        return False
     try:
-        with open(results / PUB_NAME, "rb") as fh:
-            keys = load_public_pems(fh.read(64 * 1024))
-    except (OSError, PublicKeyError):
+        keys = load_public_pems(pem)
+    except PublicKeyError:
         return False
     return len(keys) == 1 and key_id_for(keys[0]) == key_id
 
 
-def _scenario_ids(storage_root: Path) -> Iterator[str]:
-    root = storage_root / SCENARIOS_DIR
-    with contextlib.suppress(FileNotFoundError):
-        for entry in sorted(os.listdir(root)):
-            try:
-                yield require_scenario_id(entry)
-            except ValueError:
-                continue
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` beside ``path``, fsync it, and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
-    try:
-        write_all(fd, data, sync=True)
-    finally:
-        os.close(fd)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def resign_one(storage_root: Path, scenario_id: str, revoked: Ed25519PublicKey,
+def resign_one(store: ArtifactStore, scenario_id: str, revoked: Ed25519PublicKey,
                key: SigningKey) -> str | None:
     """Sign one scenario's stored verdict again with ``key``; None when done, else why
     it was left as it is."""
-    results = storage_root / SCENARIOS_DIR / scenario_id / "results"
-    files = read_results(storage_root, scenario_id) or {}
+    files = store.read(scenario_id) or {}
     bundle = next((n for n in BUNDLE_NAMES.values() if n in files), None)
     if bundle is None or any(n not in files for n in (SCORE_NAME, SIG_NAME, PUB_NAME)):
         return "result set incomplete"
@@ -105,20 +78,23 @@ def resign_one(storage_root: Path, scenario_id: str, revoked: Ed25519PublicKey,
         except (EnvelopeError, CanonicalJSONError) as exc:  # verified above: cannot happen
             return f"{SIG_NAME}: {exc}"
         statement["predicate"]["key_id"] = key.key_id
-        _replace(results / SIG_NAME, sign_statement(statement, key).to_json())
-    _replace(results / PUB_NAME, new_pub)
+        if not store.replace_signature_file(scenario_id, SIG_NAME,
+                                            sign_statement(statement, key).to_json()):
+            return "results deleted meanwhile"
+    if not store.replace_signature_file(scenario_id, PUB_NAME, new_pub):
+        return "results deleted meanwhile"
     return None
 
 
-def resign_verdicts(storage_root: Path, revoked_id: str, revoked: Ed25519PublicKey,
+def resign_verdicts(store: ArtifactStore, revoked_id: str, revoked: Ed25519PublicKey,
                     key: SigningKey) -> ResignReport:
     """Sign again every stored verdict signed by the revoked key ``revoked_id``."""
     report = ResignReport()
-    for scenario_id in _scenario_ids(storage_root):
-        results = storage_root / SCENARIOS_DIR / scenario_id / "results"
-        if not _signed_by(results, revoked_id):
+    for scenario_id in sorted(store.score_stamps()):
+        if SCENARIO_ID_RE.fullmatch(scenario_id) is None \
+                or not _signed_by(store, scenario_id, revoked_id):
             continue
-        why = resign_one(storage_root, scenario_id, revoked, key)
+        why = resign_one(store, scenario_id, revoked, key)
         if why is None:
             report.resigned.append(scenario_id)
         else:

@@ -19,6 +19,7 @@ from forge.bus.artifact_objects import (
     delete_result_files,
     read_result_file,
     read_result_files,
+    replace_signature_file,
     retention_listing,
     scored_ids,
     write_result_files,
@@ -147,6 +148,17 @@ class ObjectStoreArtifactStore:
                                       replicas=self.replicas, packs=packs)
 
         self._run(go())
+
+
+    def replace_signature_file(self, scenario_id: str, name: str, data: bytes) -> bool:
+        """Replace the verdict.sig or verdict.pub object; False when the set is gone."""
+        sid = require_scenario_id(scenario_id)
+
+        async def go() -> bool:
+            return await replace_signature_file(self.connection.jetstream(), sid, name, data,
+                                                replicas=self.replicas)
+
+        return self._run(go())
 
 
 def make_artifact_store(settings: Settings, connection: BusConnection | None) -> ArtifactStore:
