@@ -30,7 +30,10 @@ def recording_problem(name: str, data: bytes) -> str | None:
     if not RECORDING_NAME_RE.fullmatch(base):
         return f"{name}: not a recording name (<host>.<n>.cast)"
     try:
-        lines = data.decode("utf-8").splitlines()
+        # Lines end at "\n" only: JSON leaves U+2028, U+2029 and U+0085 raw in a string,
+        # which str.splitlines() would also break a line at (terminal output has them).
+        text = data.decode("utf-8")
+        lines = (text[:-1] if text.endswith("\n") else text).split("\n") if text else []
         header = loads(lines[0]) if lines else None
         if not isinstance(header, dict) or header.get("version") != 2 or not all(
                 isinstance(header.get(k), int) and not isinstance(header.get(k), bool)
