@@ -110,3 +110,38 @@ def test_dropping_only_the_named_ports_is_no_default_drop(harness: Harness) -> N
     graded = run.grade()
     assert graded.passed["web-from-office"] and graded.passed["ssh-from-admin-only"], graded
     assert not graded.passed["default-drop"], graded
+
+
+# Red team, this stop: one ruleset for every lab, written without reading the policy.
+# The office LAN may reach the whole range the web port is drawn from (8000-8999), the
+# admin workstation the SSH range (2200-2999), with a default drop and replies allowed.
+# Every probe of the named ports behaved: 1.0, a signed PASS, in any nft-firewall lab,
+# while the office reached a thousand ports of the DMZ server.
+PORT_RANGES = r"""
+set -euo pipefail
+nft delete table inet t 2>/dev/null || true
+nft -f - <<'NFT'
+table inet t {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    ip saddr 10.65.1.0/24 ip daddr 10.65.2.10 tcp dport 8000-8999 accept
+    ip saddr 10.65.1.20 ip daddr 10.65.2.10 tcp dport 2200-2999 accept
+  }
+}
+NFT
+"""
+
+
+def test_opening_the_ranges_the_ports_come_from_is_no_default_drop(harness: Harness) -> None:
+    run = harness.launch()
+    run.must(PORT_RANGES, "ranges around the web and SSH ports")
+    # In place: the office PC gets the banner of the service next to the web port, one
+    # the policy does not name; the named ports behave.
+    near = str(int(run.values["web_port"]) + 1)
+    office = banner(run, "office", near)
+    graded = run.grade()
+    assert graded.passed["web-from-office"] and graded.passed["ssh-from-admin-only"], graded
+    assert not graded.passed["default-drop"], graded
+    assert graded.score < 1.0, graded
+    assert office.stdout_text.startswith("other "), office
