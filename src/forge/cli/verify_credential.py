@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
         at: str | None = typer.Option(
             None, "--at", metavar="ISO-TIME",
             help="Check the status list's validity at this time (default now)."),
+        expect_learner: str | None = typer.Option(
+            None, "--expect-learner", metavar="TENANT/SUBJECT",
+            help="Fail unless the credential was issued to this learner."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Verify a credential offline: exit 0 PASS, 1 FAIL (every reason), 2 unreadable."""
@@ -41,6 +44,8 @@ def register(app: typer.Typer) -> None:
             argv += ["--status-list", str(status_list)]
         if at is not None:
             argv += ["--at", at]
+        if expect_learner is not None:
+            argv += ["--expect-learner", expect_learner]
         if as_json:
             argv.append("--json")
         argv += ["--", str(credential)]  # a path may start with -

@@ -12,10 +12,12 @@ configuration, services or network. The public entry points are here:
 Credentials (Open Badges 3.0, issued from passing verdicts) are checked the same way:
 
     from forge_verify import verify_credential_paths
-    result = verify_credential_paths(cred, trusted_key=keys, verdict=sig, status_list=lst)
+    result = verify_credential_paths(cred, trusted_key=keys, verdict=sig, status_list=lst,
+                                     learner="acme/ann")   # fails a credential of another
 
 or `forge-verify credential credential.vc --trusted-key KEYS [--verdict verdict.sig]
-[--status-list status.jwt]`; the formats are in the public module `credential`.
+[--status-list status.jwt] [--expect-learner TENANT/SUBJECT]`; the formats are in the
+public module `credential`.
 
 The command line (`forge-verify`, `python -m forge_verify`, `forge verify` and the runbook's
 `scripts/verify_verdict.py`) is `main`: exit 0 PASS, 1 FAIL (every reason printed), 2 usage

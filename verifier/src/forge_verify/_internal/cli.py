@@ -69,7 +69,8 @@ def _utc_time(value: str) -> datetime:
 
 
 def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """`forge-verify credential FILE --trusted-key KEYS [--verdict] [--status-list] [--at]`."""
+    """`forge-verify credential FILE --trusted-key KEYS [--verdict] [--status-list] [--at]
+    [--expect-learner]`."""
     p = argparse.ArgumentParser(
         prog=prog,
         description="Verify an Open Badges 3.0 credential (credential.vc) issued by "
@@ -86,6 +87,10 @@ def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--at", type=_utc_time, default=None, metavar="ISO-TIME",
                    help="check the status list's validity at this time (e.g. "
                         "2026-01-02T03:04:05Z; default now)")
+    p.add_argument("--expect-learner", default=None, metavar="TENANT/SUBJECT",
+                   help="fail unless the credential was issued to this learner (it names "
+                        "them by a salted hash): a genuine credential of someone else "
+                        "verifies otherwise")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -111,7 +116,7 @@ def credential_main(argv: Sequence[str] | None = None, prog: str | None = None) 
     args = credential_parser(prog).parse_args(argv)
     result = verify_credential_paths(args.credential, trusted_key=args.trusted_key,
                                      verdict=args.verdict, status_list=args.status_list,
-                                     at=args.at)
+                                     at=args.at, learner=args.expect_learner)
     if args.json:
         _emit(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:

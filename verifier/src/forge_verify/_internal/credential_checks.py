@@ -10,6 +10,7 @@ reason with a stable code; nothing here reaches the network or a Forge installat
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +153,25 @@ def _verdict_sha(vc: dict[str, Any]) -> str | None:
     return None
 
 
+def _recipient(vc: dict[str, Any], learner: str, res: VerifyResult) -> None:
+    """The credential names ``learner`` (``tenant/subject``): one of its hashed identifiers
+    is sha256 of it and that identifier's salt. A genuine credential of another learner
+    verifies in every other check, so whoever presents one must be compared with it."""
+    subject = _dict(vc.get("credentialSubject"))
+    for ident in _list(subject.get("identifier")):
+        ident = _dict(ident)
+        salt, digest = ident.get("salt"), ident.get("identityHash")
+        if not isinstance(salt, str) or not isinstance(digest, str):
+            continue
+        want = "sha256$" + hashlib.sha256((learner + salt).encode()).hexdigest()
+        if same_text(digest, want):
+            res.learner = learner
+            res.checked.append(f"the credential's learner is {learner}, as expected")
+            return
+    res.fail("learner_mismatch", f"the credential was not issued to {learner} (its "
+                                 "hashed identifier names another learner)")
+
+
 def _verdict(vc: dict[str, Any], verdict: bytes, trusted: dict[str, Ed25519PublicKey],
              res: VerifyResult) -> None:
     """The given verdict.sig is the one the credential names, and genuine."""
@@ -251,8 +271,10 @@ def _fresh(vc: dict[str, Any], doc: dict[str, Any], at: datetime, res: VerifyRes
 def verify_credential(
     token: bytes, trusted: list[Ed25519PublicKey], *, verdict: bytes | None = None,
     status_list: bytes | None = None, at: datetime | None = None,
+    learner: str | None = None,
 ) -> VerifyResult:
-    """Every check of a credential JWT; see the module docstring."""
+    """Every check of a credential JWT; see the module docstring. With ``learner``
+    (``tenant/subject``), also that the credential was issued to that learner."""
     res = VerifyResult(origin="not_checked")
     keys = {key_id_for(k): k for k in trusted}
     try:
@@ -279,12 +301,17 @@ def verify_credential(
     else:
         res.notes.append("status list not given: revocation was not checked "
                          "(use --status-list)")
+    if learner is not None:
+        _recipient(vc, learner, res)
+    else:
+        res.notes.append("learner not given: anyone may present this credential (use "
+                         "--expect-learner TENANT/SUBJECT)")
     return res
 
 
 def verify_credential_paths(
     credential: Path, *, trusted_key: Path, verdict: Path | None = None,
-    status_list: Path | None = None, at: datetime | None = None,
+    status_list: Path | None = None, at: datetime | None = None, learner: str | None = None,
 ) -> VerifyResult:
     """Verify files on disk; unreadable input gives status ERROR (exit code 2)."""
     try:
@@ -296,7 +323,8 @@ def verify_credential_paths(
         res = VerifyResult(error=True)
         res.fail("unreadable_input", str(exc))
         return res
-    return verify_credential(token, trusted, verdict=sig, status_list=lst, at=at)
+    return verify_credential(token, trusted, verdict=sig, status_list=lst, at=at,
+                             learner=learner)
 
 
 def _read_capped(path: Path, what: str) -> bytes:
