@@ -39,6 +39,8 @@ PLAN_CODES = frozenset({"track_not_in_plan", "tier_not_in_plan", "entitlement_no
 SIGNIN_CODES = frozenset({"credentials_required", "invalid_session", "session_expired",
                           "signed_out"})
 _LAB_PAGE = re.compile(_LAB + r"(?=/|\Z)")  # a lab page, or a form posted from it
+# A result file or the credential: a download, not a page to come back to after sign-in.
+_LAB_DOWNLOAD = re.compile(r"^(/lab/scn-[0-9a-f]{16})/(?:artifacts/[^/]+|credential)\Z")
 _RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign in with your "
             "API key, or choose a plan.")
 _ACCESS = ("This lab link cannot be used: it has expired, it was already used, or it was "
@@ -225,7 +227,7 @@ def error_response(request: Request, err: PageError, headers: dict[str, str] | N
 async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Response:
     """A ForgeError as a browser sees it: sign-in redirect for a GET page, else a page."""
     if exc.status == 401 and request.method == "GET" and exc.code in SIGNIN_CODES:
-        return RedirectResponse(signin_url(_here(request)), status_code=303)
+        return RedirectResponse(signin_url(_after_signin(request)), status_code=303)
     if request.url.path.startswith("/v1/access/"):
         scenario = request.url.path.rsplit("/", 1)[-1]
         return error_response(request, PageError(
@@ -242,6 +244,14 @@ async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Respon
                                              signin, _running_lab(exc),
                                              exc.code in PLAN_CODES), exc.headers,
                           await viewer(request))
+
+
+def _after_signin(request: Request) -> str:
+    """Where a signed-out GET leads after sign-in: the page itself, but for a download (a
+    result file, the credential) the lab's page that offers it: sent to the file itself,
+    the browser saved it and stayed on the sign-in form, as if signing in had failed."""
+    download = _LAB_DOWNLOAD.match(request.url.path)
+    return download.group(1) if download else _here(request)
 
 
 def _here(request: Request) -> str:

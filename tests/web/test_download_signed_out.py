@@ -1,0 +1,59 @@
+"""A result file downloaded after the session ended (Playwright + Chromium, the real spawn
+app reading a real scoreboard).
+
+The lab page's download links carried the `download` attribute: signed out, the file's
+address answered with a redirect to the sign-in page, which Chromium turned into a download
+it cancelled at once. The page stayed as it was and said nothing; the learner was left with a
+failed download and no hint that signing in again was the way on. The links are now plain
+links (the server's Content-Disposition saves the file): signed out, the learner is shown the
+sign-in form, which leads back to the lab's page with the downloads.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from forge.identity.apikeys import create_api_key
+from forge.services.spawn.app import build_app
+
+from ..live_server import live_server
+from .test_result_page import Graded, graded  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")
+
+
+def test_a_download_after_the_session_ended_leads_to_sign_in_and_back(
+        graded: Graded, browser: Browser) -> None:  # noqa: F811 (the fixture)
+    sid = graded.done.scenario_id
+    db = graded.client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    key = create_api_key(db, "acme", "alice").plaintext
+    with live_server(build_app(graded.settings)) as url:
+        context = browser.new_context(accept_downloads=True,
+                                      viewport={"width": 390, "height": 844},
+                                      has_touch=True, is_mobile=True)
+        try:
+            page = context.new_page()
+            page.goto(url + "/signin")
+            page.get_by_label("API key").fill(key)
+            page.get_by_role("button", name="Sign in with API key").click()
+            page.goto(f"{url}/lab/{sid}")
+            expect(page.get_by_role("link", name="score.json")).to_be_visible()
+
+            context.clear_cookies()  # the session ran out while the page was open
+            page.get_by_role("link", name="score.json").click()
+            expect(page).to_have_url(re.compile(rf".*/signin\?next=/lab/{sid}$"))
+            page.get_by_label("API key").fill(key)
+            page.get_by_role("button", name="Sign in with API key").click()
+            expect(page).to_have_url(f"{url}/lab/{sid}")
+
+            with page.expect_download() as saved:
+                page.get_by_role("link", name="score.json").click()
+            assert saved.value.suggested_filename == "score.json"
+            body = Path(saved.value.path()).read_bytes()
+            assert body == graded.client.get(f"/lab/{sid}/artifacts/score.json").content
+        finally:
+            context.close()
