@@ -54,3 +54,30 @@ def test_the_submit_dialog_counts_hints_revealed_in_another_tab(
     expect(page.locator("#hint-h1 .hint-text")).to_be_visible()
     page.get_by_role("button", name="Submit for grading").click()
     expect(dialog).to_contain_text(TWO_HINTS)
+
+
+@pytest.mark.root
+def test_a_hint_revealed_in_another_tab_is_shown_here_without_asking_its_cost(
+        web_platform: WebPlatform, page: Page) -> None:
+    """The other tab's Reveal button of a hint that costs score stayed as it was: pressed, it
+    said "Hint 2 costs 10 % of the score. Press again to reveal it." although revealing it
+    again charges nothing. The page's status poll now names the revealed hints, and their
+    button here shows the text at the first press."""
+    web_platform.start_lab(page, web_platform.learner_key("acme", "two-tabs-stale"))
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.locator("#state")).to_have_text("running")
+    other.get_by_role("button", name="Reveal hint 1").click()
+    expect(other.locator("#hint-h1 .hint-text")).to_be_visible()
+    other.get_by_role("button", name="Reveal hint 2").click()
+    other.get_by_role("button", name="Yes, reveal hint 2").click()
+    expect(other.locator("#hint-h2 .hint-text")).to_be_visible()
+
+    page.bring_to_front()
+    show = page.get_by_role("button",
+                            name="Reveal hint 2 here (revealed elsewhere: no further cost)")
+    show.click()
+    expect(page.locator("#hint-h2 .hint-text")).to_be_visible()
+    expect(page.locator("#hint-h2 .hint-confirm")).to_have_text("")
+    page.get_by_role("button", name="Submit for grading").click()
+    expect(page.get_by_role("dialog", name="Submit this lab?")).to_contain_text(TWO_HINTS)

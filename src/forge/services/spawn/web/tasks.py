@@ -93,9 +93,12 @@ async def hints_view(request: Request, row: ScenarioRow) -> list[dict[str, Any]]
 
 
 def hint_charge(hints: list[dict[str, Any]]) -> dict[str, Any]:
-    """How many hints were revealed and what they cost together, in percent of the score."""
-    costs = [h["cost"] for h in hints if h["revealed"]]
-    return {"count": len(costs), "percent": f"{round(sum(costs) * 100, 1):g}"}
+    """How many hints were revealed and what they cost together, in percent of the score;
+    and which (their ids, never their texts): a lab page open in another tab turns their
+    Reveal buttons say so and ask no cost again."""
+    shown = [h for h in hints if h["revealed"]]
+    return {"count": len(shown), "percent": f"{round(sum(h['cost'] for h in shown) * 100, 1):g}",
+            "revealed": [h["id"] for h in shown]}
 
 
 async def reveal_view(request: Request, scenario_id: str, hint: str) -> dict[str, Any]:

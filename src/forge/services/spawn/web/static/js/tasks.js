@@ -22,6 +22,28 @@
     if (charge.plural) { charge.plural.textContent = count === 1 ? "" : "s"; }
     charge.percent.textContent = String(percent);
     if (charge.cost) { charge.cost.hidden = !(percent > 0); }
+    markRevealed(now.revealed);
+  }
+
+  // Hints revealed in another tab or on another device: their Reveal button here still
+  // offered the cost ("Press again to reveal it") though a reveal now charges nothing more.
+  // It now says so, and shows the text at the first press.
+  function markRevealed(ids) {
+    if (!hints || !Array.isArray(ids)) { return; }
+    ids.forEach(function (id) {
+      var item = document.getElementById("hint-" + id);
+      var form = item && item.querySelector(".hint-reveal");
+      if (!form || form.dataset.shown === "true") { return; }
+      form.dataset.shown = "true";
+      delete form.dataset.confirm;
+      form.dataset.armed = "false";
+      var note = item.querySelector(".hint-confirm");
+      if (note) { note.textContent = ""; }
+      var button = form.querySelector("button");
+      var number = item.querySelector(".hint-head strong");
+      button.textContent = "Reveal " + (number ? number.textContent.toLowerCase() : "this hint") +
+        " here (revealed elsewhere: no further cost)";
+    });
   }
   document.addEventListener("forge:hint-charge", function (event) { setCharge(event.detail); });
 
