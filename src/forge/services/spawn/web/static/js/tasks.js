@@ -204,8 +204,8 @@
     var opener = document.getElementById("submit-button");
     var confirmed = false;
     submit.addEventListener("submit", function (event) {
-      if (confirmed) { return; }
       event.preventDefault();
+      if (confirmed) { return; }  // handed in already: a press while it goes sends nothing
       dialog.showModal();
       document.getElementById("submit-cancel").focus();
     });
@@ -223,7 +223,19 @@
       flag.value = "yes";
       submit.appendChild(flag);
       dialog.close();
-      submit.submit();
+      if (opener) {  // busy, not disabled: the keyboard focus stays on it
+        opener.setAttribute("aria-disabled", "true");
+        opener.textContent = "Submitting…";
+        opener.focus();
+      }
+      submit.submit();  // submit() fires no submit event: the handler above is not run
+    });
+    // Back to this page as it was left (the back/forward cache): Submit asks again.
+    window.addEventListener("pageshow", function (event) {
+      if (!event.persisted || !confirmed || !opener) { return; }
+      confirmed = false;
+      opener.setAttribute("aria-disabled", "false");
+      opener.textContent = "Submit for grading";
     });
   }
 }());
