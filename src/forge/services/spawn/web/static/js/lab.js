@@ -71,7 +71,7 @@
   function showExtend(left) {
     const block = document.getElementById("extend-block");
     const button = document.getElementById("extend-button");
-    if (!block || !button) { return; }
+    if (!block || !button || extending) { return; }
     const off = block.dataset.atCap === "true" || left > 600;
     button.disabled = off;
     button.setAttribute("aria-disabled", off ? "true" : "false");
@@ -80,6 +80,32 @@
       when.textContent = left > 600 ? "Available in " + Math.ceil((left - 600) / 60) +
         " min (the last 10 minutes)." : "";
     }
+  }
+
+  // A press of Extend is sent once: on a slow network a second press posted the form again
+  // after the first had extended the lab, and the page then said "a lab can be extended only
+  // in its last 10 minutes" as if the extension had failed. Busy, not disabled (the keyboard
+  // focus stays on it), until the lab's page comes back.
+  let extending = false;
+  const extendForm = document.getElementById("extend");
+  if (extendForm) {
+    extendForm.addEventListener("submit", function (event) {
+      if (extending) { event.preventDefault(); return; }
+      extending = true;
+      const button = document.getElementById("extend-button");
+      if (button) {
+        button.dataset.label = button.textContent;
+        button.setAttribute("aria-disabled", "true");
+        button.textContent = "Extending…";
+      }
+    });
+    window.addEventListener("pageshow", function (event) {  // back from the page cache
+      const button = document.getElementById("extend-button");
+      if (!event.persisted || !extending || !button) { return; }
+      extending = false;
+      button.textContent = button.dataset.label || button.textContent;
+      showRemaining();
+    });
   }
 
   async function poll() {
