@@ -15,12 +15,13 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from forge.identity.apikeys import create_api_key
 from forge.services.spawn.app import build_app
 
 from ..live_server import live_server
+from .conftest import WebPlatform
 from .test_result_page import Graded, graded  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")
@@ -57,3 +58,31 @@ def test_a_download_after_the_session_ended_leads_to_sign_in_and_back(
             assert body == graded.client.get(f"/lab/{sid}/artifacts/score.json").content
         finally:
             context.close()
+
+
+@pytest.mark.root
+def test_a_recording_downloaded_after_the_session_ended_leads_back_to_the_result(
+        web_platform: WebPlatform, page: Page) -> None:
+    """The same for a terminal recording, offered on the lab's result page."""
+    key = web_platform.learner_key("acme", "recording-signed-out")
+    sid = web_platform.start_lab(page, key)
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.")
+    page.locator("#terminal").click()
+    page.keyboard.type("echo recorded\n")
+    expect(page.locator("#terminal .xterm-rows")).to_contain_text("recorded")
+    page.get_by_role("button", name="Submit for grading").click()
+    page.get_by_role("button", name="Submit and end the lab").click()
+    expect(page.locator("#verification")).to_be_visible(timeout=90_000)
+    page.goto(f"{web_platform.url}/lab/{sid}/result")
+    download = page.locator("#recordings").get_by_role("link", name="download").first
+    expect(download).to_be_visible()
+
+    page.context.clear_cookies()
+    download.click()
+    expect(page).to_have_url(re.compile(rf".*/signin\?next=/lab/{sid}/result$"))
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in with API key").click()
+    expect(page).to_have_url(f"{web_platform.url}/lab/{sid}/result")
+    with page.expect_download() as saved:
+        page.locator("#recordings").get_by_role("link", name="download").first.click()
+    assert saved.value.suggested_filename.endswith(".cast")

@@ -39,8 +39,10 @@ PLAN_CODES = frozenset({"track_not_in_plan", "tier_not_in_plan", "entitlement_no
 SIGNIN_CODES = frozenset({"credentials_required", "invalid_session", "session_expired",
                           "signed_out"})
 _LAB_PAGE = re.compile(_LAB + r"(?=/|\Z)")  # a lab page, or a form posted from it
-# A result file or the credential: a download, not a page to come back to after sign-in.
+# A result file or the credential (offered on the lab's page), a terminal recording (on its
+# result page): a download, not a page to come back to after sign-in.
 _LAB_DOWNLOAD = re.compile(r"^(/lab/scn-[0-9a-f]{16})/(?:artifacts/[^/]+|credential)\Z")
+_RECORDING = re.compile(r"^(/lab/scn-[0-9a-f]{16})/recordings/[^/]+\Z")
 _RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign in with your "
             "API key, or choose a plan.")
 _ACCESS = ("This lab link cannot be used: it has expired, it was already used, or it was "
@@ -248,10 +250,14 @@ async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Respon
 
 def _after_signin(request: Request) -> str:
     """Where a signed-out GET leads after sign-in: the page itself, but for a download (a
-    result file, the credential) the lab's page that offers it: sent to the file itself,
-    the browser saved it and stayed on the sign-in form, as if signing in had failed."""
+    result file, the credential, a recording) the lab's page that offers it: sent to the
+    file itself, the browser saved it and stayed on the sign-in form, as if signing in had
+    failed."""
     download = _LAB_DOWNLOAD.match(request.url.path)
-    return download.group(1) if download else _here(request)
+    if download:
+        return download.group(1)
+    recording = _RECORDING.match(request.url.path)
+    return recording.group(1) + "/result" if recording else _here(request)
 
 
 def _here(request: Request) -> str:
