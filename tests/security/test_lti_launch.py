@@ -132,6 +132,9 @@ def test_a_good_launch_signs_in_and_lands_on_the_assignment(shared: World) -> No
     landing = launch_learner(shared.forge.url, shared.acme, shared.assignment_id, "ok-ada")
     assert landing.url == f"/lti/assignment/{shared.assignment_id}"
     assert "<h1>Find the server</h1>" in landing.page and "Start this lab" in landing.page
+    # Start says it is starting and a second press posts nothing, as on the lab list.
+    assert '<script src="/static/js/start.js" defer></script>' in landing.page
+    assert '<p class="start-progress" role="status"></p>' in landing.page
 
 
 def test_a_forged_launch_signature_is_refused(shared: World) -> None:
