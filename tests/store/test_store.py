@@ -25,7 +25,7 @@ from forge.store import Database, normalize_url, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.migrate import MIGRATIONS_DIR, alembic_config, at_head, head_revision
 from forge.store.models import Base
-from forge.store.store_file import StoreFileGone
+from forge.store.store_file import StoreFileGone, StoreFileReadOnly
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
 
@@ -315,3 +315,34 @@ def test_ping_fails_when_the_sqlite_file_is_moved_or_replaced_under_it(
         sqlite_db.ping()
     moved.replace(path)  # put back
     sqlite_db.ping()
+
+
+@pytest.mark.root
+def test_ping_fails_while_the_sqlite_file_is_read_only_and_writes_resume_after(
+        sqlite_db: Database) -> None:
+    # An operator's store file made immutable (or its filesystem remounted read-only): every
+    # service restarted on it got a connection SQLite opened read-only, each spawn answered
+    # 500 ("attempt to write a readonly database"), and every /readyz said "ready". Once
+    # the file was writable again the service went on failing every write until restarted.
+    path = Path(str(sqlite_db.engine.url.database))
+    insert = text("INSERT INTO rate_counters (scope, window_start, count) VALUES (:s, 1, 1)")
+    sqlite_db.ping()
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    restarted = Database(sqlite_db.url)  # a service started on the read-only file
+    try:
+        for database in (sqlite_db, restarted):
+            with pytest.raises(StoreFileReadOnly,
+                               match=rf"{path} is read-only .*chattr -i.*by themselves"):
+                database.ping()
+        with pytest.raises(OperationalError, match="readonly"), restarted.session() as sess:
+            sess.execute(insert, {"s": "while-read-only"})
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+        restarted.ping()
+        with restarted.session() as sess:  # no restart needed
+            sess.execute(insert, {"s": "after"})
+        with restarted.read() as sess:
+            assert sess.execute(text("SELECT scope FROM rate_counters")).scalars().all() \
+                == ["after"]
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
+        restarted.dispose()
