@@ -49,6 +49,19 @@ def _signing_key(state: ScoreboardState) -> str:
     return f"Ed25519 key {key.key_id} loaded"
 
 
+def _storage(state: ScoreboardState) -> str:
+    """The storage root takes a file write, and no completion waits for room to be scored
+    (a verdict needs more room than the probe file)."""
+    detail = storage_writable(state.settings.storage_root)
+    waiting = dict(state.scorer.out_of_room)
+    if waiting:
+        why = next(iter(waiting.values()))
+        raise CheckFailed(f"{len(waiting)} completion(s) wait for room on the storage root "
+                          f"{state.settings.storage_root} ({why}); free space there and "
+                          "they are scored by themselves")
+    return detail
+
+
 async def _nats(state: ScoreboardState, grades: GradePoster | None) -> str:
     down = [] if state.consumer is not None and state.consumer.connected else [
         "completion subscriber"]
@@ -94,7 +107,7 @@ def build_app(settings: Settings, *, pause_retry_s: float | None = None,
                                  **({} if lti_poll_s is None else {"poll_s": lti_poll_s}))
         except LtiConfigError as exc:
             raise ConfigError(settings.env.value, [str(exc)]) from None
-    ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
+    ctx.readiness.add("storage", lambda: _storage(state))
     ctx.readiness.add("signing_key", lambda: _signing_key(state))
     ctx.readiness.add("templates", lambda: f"{len(registry)} templates loaded")
     ctx.readiness.add("nats", lambda: _nats(state, grades))

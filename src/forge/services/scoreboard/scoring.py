@@ -59,10 +59,11 @@ from forge.services.scoreboard.event_intake import (
     check_recorded_completion,
     verify_completion,
 )
-from forge.services.scoreboard.scoring_errors import ScoringPaused
+from forge.services.scoreboard.scoring_errors import NoRoomToScore, ScoringPaused
 from forge.services.scoreboard.shipped import COMPLETED_EVENT, fetch_pack, shipped_audit_log
 from forge.services.scoreboard.verdict_audit import VerdictAudit
 from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, keyring_dir
+from forge.store.busy import disk_out_of_room
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
 from forge.templates.registry import TemplateRegistry
@@ -138,6 +139,10 @@ class Scorer:
         self.artifacts: ArtifactStore = artifacts or FilesystemArtifactStore(
             settings.storage_root)
         self._audit = VerdictAudit(settings.storage_root, db)
+        # Scenarios whose last scoring attempt could not write for lack of room (disk or
+        # inodes full), with why: the storage readiness check names them. A probe file fits
+        # where a verdict does not, so the check's own write alone would pass.
+        self.out_of_room: dict[str, str] = {}
 
     async def fetch_pack(self, event: ScenarioCompletedV1) -> EvidencePack | None:
         """The evidence the node shipped with `event` (inline or Object Store), verified
@@ -177,7 +182,20 @@ class Scorer:
     def score(self, event: ScenarioCompletedV1, pack: EvidencePack | None = None) -> Finalized:
         """Verify, score and write once; see the module docstring for the errors. `pack` is
         the evidence the node shipped (`fetch_pack`); without it (an event from before
-        packs) outputs and audit log are read from this scoreboard's own STORAGE_ROOT."""
+        packs) outputs and audit log are read from this scoreboard's own STORAGE_ROOT.
+        Notes in `out_of_room` whether this attempt stopped for lack of room."""
+        try:
+            finalized = self._score(event, pack)
+        except NoRoomToScore as exc:
+            self.out_of_room[event.scenario_id] = str(exc)
+            raise
+        except BaseException:
+            self.out_of_room.pop(event.scenario_id, None)
+            raise
+        self.out_of_room.pop(event.scenario_id, None)
+        return finalized
+
+    def _score(self, event: ScenarioCompletedV1, pack: EvidencePack | None) -> Finalized:
         if pack is None and (event.evidence_pack is not None
                              or event.evidence_object is not None):
             raise CompletionRefused("evidence_missing",
@@ -200,8 +218,8 @@ class Scorer:
             except AuditError as exc:
                 raise CompletionRefused("audit_log_mismatch", str(exc)) from None
             except OSError as exc:
-                raise ScoringPaused(f"cannot store the audit log of {scenario_id}: "
-                                    f"{exc.strerror or exc}") from None
+                raise _paused(exc, f"cannot store the audit log of {scenario_id}: "
+                                   f"{exc.strerror or exc}") from None
         try:
             written = self.artifacts.write(build_artifacts(
                 verified.inputs, verified.evidence(audit), key))
@@ -210,8 +228,8 @@ class Scorer:
         except (ScoreInputError, CanonicalJSONError) as exc:
             raise CompletionRefused("invalid_completion", str(exc)) from None
         except OSError as exc:
-            raise ScoringPaused(f"cannot write results of {scenario_id}: "
-                                f"{exc.strerror or exc}") from None
+            raise _paused(exc, f"cannot write results of {scenario_id}: "
+                               f"{exc.strerror or exc}") from None
         crash_point("scoreboard.written")
         files = self.artifacts.read(scenario_id)
         if files is None:
@@ -285,6 +303,11 @@ class Scorer:
         except (AuditError, OSError) as exc:
             log.error("audit of failed event %d failed: %s", event_id, exc)
         return event_id
+
+
+def _paused(exc: OSError, message: str) -> ScoringPaused:
+    """The pause for a write that failed: NoRoomToScore when the disk had no room."""
+    return NoRoomToScore(message) if disk_out_of_room(exc) else ScoringPaused(message)
 
 
 __all__ = ["AuditLogMissing", "CompletionRefused", "Finalized", "Scorer", "finalized_payload"]

@@ -13,6 +13,11 @@ class ScoringPaused(Exception):
     drop nothing."""
 
 
+class NoRoomToScore(ScoringPaused):
+    """Scoring cannot write its results or audit log: the storage root's disk (or its
+    inodes) is full. The storage readiness check names it until a retry succeeds."""
+
+
 class AuditFailed(Exception):
     """The verdict's audit failed in a way waiting cannot fix; the normal fault path
     (retry with backoff, then dead letter with this reason)."""
