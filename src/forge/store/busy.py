@@ -64,9 +64,24 @@ def disk_out_of_room(exc: OSError) -> bool:
     return exc.errno in _FULL_ERRNOS
 
 
+# SQLite's message for a write to a file it opened read-only (the file made read-only or
+# immutable, its filesystem remounted read-only).
+_READ_ONLY_SQLITE = ("attempt to write a readonly database",)
+
+
+def store_read_only(exc: DBAPIError) -> bool:
+    """True when `exc` says the SQLite store takes no writes for now (what PostgreSQL's
+    25006 says, which `store_busy` counts): the operator makes the file writable again and
+    the service reopens it (`Database`). Not counted by `store_busy`: work that pauses on a
+    busy store does not wait on this one."""
+    message = str(exc.orig).lower()
+    return any(text in message for text in _READ_ONLY_SQLITE)
+
+
 def store_error_text(exc: DBAPIError) -> str:
     """The database's own error text (no SQL, no parameters, no connection URL)."""
     return f"{type(exc.orig).__name__}: {exc.orig}" if exc.orig is not None else str(exc)
 
 
-__all__ = ["disk_out_of_room", "store_busy", "store_error_text", "store_out_of_room"]
+__all__ = ["disk_out_of_room", "store_busy", "store_error_text", "store_out_of_room",
+           "store_read_only"]

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from forge.errors import ForgeError
-from forge.store.busy import store_busy, store_error_text, store_out_of_room
+from forge.store.busy import store_busy, store_error_text, store_out_of_room, store_read_only
 
 log = logging.getLogger("forge.errors")
 
@@ -148,10 +148,11 @@ STORE_RETRY_AFTER_S = 5
 
 
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
-    """A store that is busy, unreachable or out of room (a full disk) for now: 503 with
-    Retry-After, as the other outages are, and nothing of the request kept (its
+    """A store that is busy, unreachable, out of room (a full disk) or read-only for now:
+    503 with Retry-After, as the other outages are, and nothing of the request kept (its
     transaction rolled back); any other store error is a fault (500)."""
-    if not isinstance(exc, DBAPIError) or not (store_busy(exc) or store_out_of_room(exc)):
+    if not isinstance(exc, DBAPIError) or not (store_busy(exc) or store_out_of_room(exc)
+                                               or store_read_only(exc)):
         return await _unexpected(request, exc)
     log.error("state store unavailable: %s", store_error_text(exc))
     return error_response(503, "store_unavailable", "the state store cannot be used just "
