@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+
+import pytest
 
 from forge.audit.log import scenario_log
 from forge.lifecycle import states
 from forge.lifecycle.store import move
+from forge.runtime.local import LocalRuntime
 
 from ..services.conftest import prod_environ
 from .conftest import OPERATOR, Orch, running_lab
@@ -89,3 +93,27 @@ def test_destroy_from_the_cli_removes_the_lab_whatever_the_state(orch: Orch) -> 
                               "scn-0123456789abcdef"], env=env, capture_output=True, text=True,
                              timeout=60)
     assert unknown.returncode == 1 and "404" in unknown.stderr
+
+
+@pytest.mark.root
+def test_a_scenario_left_in_grading_whose_hosts_died_is_failed_as_lost(orch: Orch) -> None:
+    # A power cut mid-grading: every process of the lab died with the machine, its
+    # namespaces and state stayed. The regrade met "host … is not running" and failed the
+    # scenario as "grading failed (the error is recorded for the operator)", where the
+    # runbook's table says "the lab was lost during grading".
+    sid = running_lab(orch, timeout=60)
+    move(orch.state.ctx.db, orch.settings.storage_root, sid, states.GRADING, "submitted")
+    runtime = orch.runtime
+    assert isinstance(runtime, LocalRuntime)
+    runtime.cgroups.signal_all(runtime.names.lab(sid))
+    deadline = time.monotonic() + 30
+    while [i.state for i in runtime.list() if i.lab_id == sid] != ["degraded"]:
+        assert time.monotonic() < deadline, "the lab's processes did not die"
+        time.sleep(0.05)
+    with orch.client() as client:
+        resp = client.post(f"/internal/scenarios/{sid}/complete", headers=OPERATOR)
+    assert resp.json()["state"] == states.FAILED
+    row = orch.row(sid)
+    assert (row.state_reason or "").startswith("the lab was lost during grading")
+    assert "LabNotFound" in row.details["error"]
+    assert sid not in _labs(orch)

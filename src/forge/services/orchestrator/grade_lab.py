@@ -292,6 +292,10 @@ async def _grade_and_publish(state: OrchestratorState, scenario_id: str, reason:
                     "is kept and graded again once there is room", scenario_id,
                     store_error_text(exc))
         return states.GRADING
+    except LabNotFound as exc:
+        # A host of the lab is gone (its processes died with the machine: a power cut): the
+        # lab was lost, as when none of it is left (`resume_grading`), not a grading fault.
+        return await _fail_grading(state, scenario_id, "the lab was lost during grading", exc)
     except (RuntimeFault, ContractError, PackTooLarge) as exc:
         return await _fail_grading(state, scenario_id, "grading failed", exc)
     crash_point("orchestrator.grading.stored")
