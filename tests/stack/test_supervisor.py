@@ -3,6 +3,7 @@ the pid it started, the storage lock, the parent-death guard (real processes, fa
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -335,5 +336,29 @@ def test_a_service_that_dies_is_reported_with_its_last_words(tmp_path: Path) -> 
         sup.poll()
         sup.poll()
         assert reports[-1].startswith("svc exited with code 3; restarting in")
+    finally:
+        sup.stop()
+
+
+def test_a_service_s_json_log_is_reported_by_its_message(tmp_path: Path) -> None:
+    """A service logs JSON records: the report cut the last one at 300 characters, so an
+    operator read `orchestrator exited with code -9 ({"ts": … "logge…)`, nothing of what it
+    said. Now its level and message (and error type) are shown, even from a record longer
+    than a screenful (a long traceback inside it)."""
+    clock, reports = Clock(), []
+    sup = DyingSupervisor({}, tmp_path, report=reports.append, clock=clock)
+    log_path = tmp_path / "svc.log"
+    sup.children["svc"] = Child("svc", 0, log_path)
+    record = {"ts": "2026-12-07T08:00:00.000Z", "level": "error", "service": "orchestrator",
+              "logger": "forge.services.orchestrator.app", "msg": "the state store \"forge\""
+              " cannot be reached", "request_id": "r" * 40, "error_type": "StoreBusy",
+              "traceback": "Traceback (most recent call last):\n" + "  frame\n" * 10000}
+    try:
+        sup.said = json.dumps(record).encode() + b"\n"
+        sup.poll()
+        sup.poll()
+        assert reports[-1].startswith('svc exited with code 3 (error: the state store "forge" '
+                                      "cannot be reached [StoreBusy]); restarting in"), \
+            reports[-1]
     finally:
         sup.stop()

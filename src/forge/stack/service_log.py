@@ -3,12 +3,14 @@ report beside the exit code."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 # The end of a dead service's log read for its last words (a traceback ends with the error,
-# a refused start with its reason), and at most this much of that line shown.
-LAST_WORDS_READ = 4096
+# a refused start with its reason; a JSON record with its traceback runs to kilobytes), and
+# at most this much of what they say shown.
+LAST_WORDS_READ = 1 << 20
 LAST_WORDS_SHOWN = 300
 
 
@@ -24,7 +26,24 @@ def last_words(log_path: Path, since: int = 0) -> str:
             tail = fh.read(LAST_WORDS_READ)
     except OSError:
         return ""
-    lines = [line.strip() for line in tail.decode("utf-8", "replace").splitlines()]
-    last = next((line for line in reversed(lines) if line), "")
+    lines = [line.strip() for line in tail.decode("utf-8", "replace").split("\n")]
+    last = _said(next((line for line in reversed(lines) if line), ""))
     shown = "".join(ch for ch in last if ch.isprintable())
     return shown if len(shown) <= LAST_WORDS_SHOWN else shown[:LAST_WORDS_SHOWN - 1] + "…"
+
+
+def _said(line: str) -> str:
+    """What a log line says: a service's JSON record as its level and message (and the
+    type of its error), not the first characters of its time stamp and logger name; any
+    other line as it is."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if isinstance(record, dict) and isinstance(record.get("msg"), str):
+        error = record.get("error_type")
+        return f"{record.get('level', 'log')}: {record['msg']}" + (
+            f" [{error}]" if isinstance(error, str) else "")
+    return line
