@@ -108,3 +108,47 @@ def test_a_stopping_nodes_retry_after_is_passed_on_bounded(given: str | None,
     from forge.services.spawn.web.backend import _seconds
 
     assert _seconds(given) == passed_on
+
+
+def test_a_node_silent_after_the_request_reached_it_is_not_called_a_refusal(
+        tmp_path: Path) -> None:
+    """A learner's DELETE caught by the node's kill -9 was told the node was unreachable
+    and the lab would fail by itself, but the node served the queued request once back
+    (the lab was deleted). A node that took the request and did not answer now says the
+    request may still be carried out; one that took no connection says what it said."""
+    import asyncio
+    import socket
+
+    from forge.services.spawn.web.backend import Backend, BackendError
+
+    settings = load_settings(prod_environ(tmp_path / "storage"))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:  # reads the request, closes without an answer
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.close()
+
+    async def delete(url: str) -> BackendError:
+        http = SharedHttpClient()
+        try:
+            with pytest.raises(BackendError) as caught:
+                await Backend(settings, http).lab_node(
+                    "n1", url, "DELETE", "/v1/scenarios/scn-0123456789abcdef")
+            return caught.value
+        finally:
+            await http.close()
+
+    async def both() -> tuple[BackendError, BackendError]:
+        answered = asyncio.get_running_loop().run_in_executor(None, hang_up)
+        silent = await delete(f"http://127.0.0.1:{port}")
+        await answered
+        listener.close()
+        return silent, await delete(f"http://127.0.0.1:{port}")  # nobody listens now
+
+    silent, refused = asyncio.run(both())
+    assert (silent.status, silent.code) == (503, "lab_node_unreachable")
+    assert "may still be carried out when the node is back" in silent.message
+    assert (refused.status, refused.code) == (503, "lab_node_unreachable")
+    assert "is unreachable; the lab fails by itself" in refused.message

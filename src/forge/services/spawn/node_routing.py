@@ -18,3 +18,16 @@ def node_unreachable(node_id: str | None) -> ForgeError:
                       f"lab node {node_id} is unreachable; the lab fails by itself if the "
                       "node does not come back", [{"field": "node_id", "value": node_id}],
                       headers={"Retry-After": "10"})
+
+
+def node_silent_after_send(node_id: str | None) -> ForgeError:
+    """503 `lab_node_unreachable` for a request that may have reached the node before it
+    stopped answering (a node killed mid-request serves its queued requests once back):
+    said, so nobody takes the request for refused."""
+    return ForgeError("lab_node_unreachable", 503,
+                      f"lab node {node_id} did not answer after the request reached it: it "
+                      "may still be carried out when the node is back (look at the lab's "
+                      "state before trying again); the lab fails by itself if the node does "
+                      "not come back", [{"field": "node_id", "value": node_id}],
+                      headers={"Retry-After": "10"})
+

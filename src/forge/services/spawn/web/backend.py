@@ -18,7 +18,11 @@ from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.services.common.auth import RequestTarget, service_token
 from forge.services.common.http_client import SharedHttpClient
-from forge.services.spawn.node_routing import node_base, node_unreachable
+from forge.services.spawn.node_routing import (
+    node_base,
+    node_silent_after_send,
+    node_unreachable,
+)
 
 TIMEOUT_S = 10.0
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
@@ -96,7 +100,7 @@ class Backend:
         except BackendError as exc:
             if exc.code != "backend_unreachable":
                 raise
-            gone = node_unreachable(node_id)
+            gone = node_unreachable(node_id) if exc.unsent else node_silent_after_send(node_id)
             raise BackendError("orchestrator", gone.code, gone.status, gone.message,
                                unsent=exc.unsent) from None
         return resp.json()
