@@ -173,3 +173,50 @@ def test_on_sqlite_a_statement_goes_to_the_driver_without_a_core_execution(
         database.dispose()
     assert count == 1
     assert not [s for s in seen if "INSERT" in s]
+
+
+def test_a_select_answers_values_and_names_as_core_does(db: Database) -> None:
+    """A SELECT's rows come back converted by its columns' types (a timestamp a datetime, a
+    JSON column its value) and named by its columns' keys, labels included, as Core's."""
+    now = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+    with db.session() as sess:
+        sess.connection().execute(insert(RECORDS), {
+            "request_id": "r-typed", "fingerprint": "f", "status_code": 201,
+            "response": {"scenario_id": "scn-1", "n": [1, "ü"]}, "created_at": now,
+            "expires_at": now + timedelta(hours=1)})
+    query = select(RECORDS.c.request_id, RECORDS.c.response, RECORDS.c.created_at,
+                   RECORDS.c.expires_at.label("until")).where(
+                       RECORDS.c.request_id == bindparam("rid"))
+    with db.read() as sess:
+        core = sess.connection().execute(query, {"rid": "r-typed"}).one()
+        driver = Prepared(query).execute(sess.connection(), {"rid": "r-typed"}).one()
+    assert tuple(driver) == tuple(core)
+    assert driver.response == {"scenario_id": "scn-1", "n": [1, "ü"]}
+    assert isinstance(driver.created_at, datetime)
+    assert driver.until == core.until
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_spawns_lookups_go_to_the_driver(tmp_path: Path) -> None:
+    """SQLite: the spawn's idempotency lookup (in the reservation) and its assignment lookup
+    (in the caller's reads) run on the driver, not through a Core execution; what they
+    answer is unchanged (tests/spawn, tests/classroom)."""
+    from forge.classroom import assignments
+    from forge.store import idempotency
+
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    database = Database(url)
+    seen: list[str] = []
+    listen = event.listens_for(database.engine, "before_cursor_execute")
+    listen(lambda _c, _cur, statement, *_a: seen.append(statement))
+    listen = event.listens_for(database._read_engine, "before_cursor_execute")
+    listen(lambda _c, _cur, statement, *_a: seen.append(statement))
+    now = datetime.now(UTC)
+    try:
+        with database.session() as sess:
+            assert idempotency.find_both(sess, "k" * 64, "req-12345678", now) == (None, None)
+        assert assignments.applicable(database, "t1", "s1", "netplus", None, now) is None
+    finally:
+        database.dispose()
+    assert not [s for s in seen if "SELECT" in s]

@@ -25,6 +25,7 @@ from forge.store.models import (
     Cohort,
     Enrolment,
 )
+from forge.store.prepared import Prepared
 from forge.store.timestamps import aware as _aware
 
 MAX_ATTEMPTS = 100
@@ -247,7 +248,8 @@ _COHORTS: Table = Cohort.__table__  # type: ignore[assignment]
 _ENROLMENTS: Table = Enrolment.__table__  # type: ignore[assignment]
 _EXTENSIONS: Table = AssignmentExtension.__table__  # type: ignore[assignment]
 # Every spawn asks this (most learners have no assignment of the lab): a Core statement
-# built once, rows rather than ORM objects (the ORM load was ~11% of a spawn's CPU).
+# built once, rows rather than ORM objects (the ORM load was ~11% of a spawn's CPU), run
+# through the driver (forge.store.prepared).
 _APPLICABLE = (
     select(_ASSIGNMENTS.c.assignment_id, _ASSIGNMENTS.c.cohort_id, _ASSIGNMENTS.c.opens_at,
            _ASSIGNMENTS.c.closes_at, _ASSIGNMENTS.c.attempts_allowed,
@@ -262,7 +264,9 @@ _APPLICABLE = (
            _ASSIGNMENTS.c.tenant_id == bindparam("tenant"),
            _COHORTS.c.tenant_id == bindparam("tenant"),
            _ASSIGNMENTS.c.template_id == bindparam("template")))
-_APPLICABLE_ONE = _APPLICABLE.where(_ASSIGNMENTS.c.assignment_id == bindparam("assignment"))
+_APPLICABLE_ONE = Prepared(_APPLICABLE.where(
+    _ASSIGNMENTS.c.assignment_id == bindparam("assignment")))
+_APPLICABLE_ALL = Prepared(_APPLICABLE)
 
 
 def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
@@ -279,15 +283,15 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
     params = {"tenant": tenant_id, "subject": subject, "template": template_id}
     with db.read() as sess:
         if assignment_id is None:
-            rows = sess.connection().execute(_APPLICABLE, params).all()
+            rows = _APPLICABLE_ALL.execute(sess.connection(), params).all()
             classes = {r.cohort_id: r.name for r in rows
                        if _aware(r.opens_at) <= now
                        < _aware(due_for(r.own_closes_at, r.closes_at)[0])}
             if len(classes) > 1:
                 raise _ambiguous(sorted(classes.values()))
         else:
-            rows = sess.connection().execute(
-                _APPLICABLE_ONE, {**params, "assignment": assignment_id}).all()
+            rows = _APPLICABLE_ONE.execute(
+                sess.connection(), {**params, "assignment": assignment_id}).all()
         found = []
         for r in rows:
             due = due_for(r.own_closes_at, r.closes_at)[0]

@@ -30,10 +30,10 @@ _FIND = select(RECORDS.c.fingerprint, RECORDS.c.status_code, RECORDS.c.response,
                    RECORDS.c.request_id == bindparam("rid"))
 # A spawn asks for its caller's key and the bare id an older release kept (see `find_both`):
 # one statement for both, inside the write transaction every spawn queues for.
-_FIND_BOTH = select(RECORDS.c.request_id, RECORDS.c.fingerprint, RECORDS.c.status_code,
+_FIND_BOTH = Prepared(select(RECORDS.c.request_id, RECORDS.c.fingerprint, RECORDS.c.status_code,
                     RECORDS.c.response, RECORDS.c.expires_at, RECORDS.c.created_at).where(
                         or_(RECORDS.c.request_id == bindparam("rid"),
-                            RECORDS.c.request_id == bindparam("legacy")))
+                            RECORDS.c.request_id == bindparam("legacy"))))
 _RESERVE = Prepared(insert(RECORDS), [c.name for c in RECORDS.c])
 # Only a pending record takes an answer: a late write never overwrites a newer record (one
 # a stale-request retry settled, or one purged and reserved again).
@@ -90,7 +90,7 @@ def find_both(sess: Session, request_id: str, legacy: str, now: datetime
     (None for a lookup not made), expired records deleted alike: in one round trip."""
     conn = sess.connection()
     rows = {row.request_id: row
-            for row in conn.execute(_FIND_BOTH, {"rid": request_id, "legacy": legacy})}
+            for row in _FIND_BOTH.execute(conn, {"rid": request_id, "legacy": legacy})}
 
     def live(rid: str) -> Stored | None:
         row = rows.get(rid)

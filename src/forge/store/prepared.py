@@ -8,8 +8,10 @@ through `exec_driver_sql`). `Prepared` does that work once per dialect: the SQL 
 order of its parameters and each parameter's bind processor (the same processors Core
 uses, so values are stored exactly as Core stores them, on SQLite and PostgreSQL alike).
 
-Only for statements whose results need no type processing (inserts, updates, counts,
-text columns): rows come back as the driver returns them.
+A SELECT's rows are converted by its columns' result processors (the same ones Core uses:
+a SQLite timestamp comes back a datetime, a JSON column its value) and answer by the
+columns' keys; other statements' rows (RETURNING of a text statement) come back as the
+driver returns them, named as the driver names them.
 
 On SQLite the statement goes to the driver's connection itself, not through
 `exec_driver_sql`, which still built an execution context and a CursorResult per call (~13
@@ -32,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert, Update
+from sqlalchemy import Connection, Dialect, Insert, Select, Update
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
@@ -86,6 +88,9 @@ class _Form:
     processors: tuple[Processor, ...]
     fixed: Mapping[str, Any]
     positional: bool
+    # a SELECT's column keys and their result processors (None: rows as the driver gives)
+    keys: tuple[str, ...] | None = None
+    results: tuple[Processor, ...] = ()
 
     def params(self, given: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         values = []
@@ -151,7 +156,15 @@ class Prepared:
         processors = tuple(binds[n].type.dialect_impl(dialect).bind_processor(dialect)
                            for n in names)
         fixed = {n: binds[n].effective_value for n in names if not binds[n].required}
-        return _Form(compiled.string, names, processors, fixed, compiled.positional)
+        keys: tuple[str, ...] | None = None
+        results: tuple[Processor, ...] = ()
+        if isinstance(self._statement, Select):
+            selected = list(self._statement.selected_columns)
+            keys = tuple(str(c.key) for c in selected)
+            results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
+                            for c in selected)
+        return _Form(compiled.string, names, processors, fixed, compiled.positional, keys,
+                     results)
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> DriverResult:
         """Run once with `params` (keyed by bind name, as for `Connection.execute`)."""
@@ -159,14 +172,16 @@ class Prepared:
         values = form.params(params)
         if conn.dialect.name != "sqlite":
             result = conn.exec_driver_sql(form.sql, values)
-            rows = list(result) if result.returns_rows else []
-            return DriverResult(rows, result.rowcount)
+            if not result.returns_rows:
+                return DriverResult([], result.rowcount)
+            return DriverResult(_named(form, list(result), tuple(result.keys())),
+                                result.rowcount)
         cursor = _on_driver(conn, form.sql, values, many=False)
-        found = cursor.fetchall() if cursor.description else []
-        if found:
-            row = _row_type(tuple(d[0] for d in cursor.description))
-            found = [row(*r) for r in found]
-        return DriverResult(found, cursor.rowcount)
+        if not cursor.description:
+            return DriverResult([], cursor.rowcount)
+        found = cursor.fetchall()
+        return DriverResult(_named(form, found, tuple(d[0] for d in cursor.description)),
+                            cursor.rowcount)
 
     def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per row in one driver call (executemany)."""
@@ -177,6 +192,22 @@ class Prepared:
                 conn.exec_driver_sql(form.sql, values)  # type: ignore[arg-type]
                 return
             _on_driver(conn, form.sql, values, many=True)
+
+
+def _named(form: _Form, found: Sequence[Sequence[Any]], names: tuple[str, ...]) -> list[Any]:
+    """The driver's rows as named tuples: a SELECT's by its columns' keys, each value through
+    its column's result processor (as Core converts them); others by the driver's names."""
+    if not found:
+        return []
+    if form.keys is None:
+        row = _row_type(names)
+        return [row(*r) for r in found]
+    row = _row_type(form.keys)
+    procs = form.results
+    if not any(procs):
+        return [row(*r) for r in found]
+    return [row(*[v if p is None else p(v) for v, p in zip(r, procs, strict=True)])
+            for r in found]
 
 
 def _on_driver(conn: Connection, sql: str, values: Any, *, many: bool) -> sqlite3.Cursor:
