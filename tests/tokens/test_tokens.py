@@ -212,3 +212,42 @@ def test_sat_et_binding(ring: HmacKeyring) -> None:
         bad = dict(sat, **{field: value})
         with pytest.raises(TokenMismatch):
             check_sat_et_binding(bad, et)
+
+
+@pytest.mark.parametrize("kind", [ET, SAT, ACCESS, RECEIPT])
+def test_a_minted_token_is_byte_for_byte_what_pyjwt_makes(kind: TokenKind) -> None:
+    """Minting signs without jwt.encode: the same header (typ, alg, kid; sorted), payload
+    (claims in their order, non-ASCII escaped as json.dumps does) and signature."""
+    ring = HmacKeyring("SAT_HMAC_SECRET", current=CUR, previous=OLD)
+    claims = {**ET_CLAIMS, **sat_claims(),
+              "note": "ünïcode ✓", "nested": {"b": [1, 2.5, None, True]}}
+    now = time.time()
+    token, payload = codec.mint_with_claims(ring, typ=kind.typ, issuer="forge",
+                                            audience=kind.audience, ttl_s=kind.ttl_s,
+                                            claims=claims, now=now)
+    expected = jwt.encode(payload, CUR, algorithm="HS256",
+                          headers={"typ": kind.typ, "kid": ring.current_kid})
+    assert token == expected
+    assert verify_token(ring, kind, mint_token(ring, kind, claims))["note"] == "ünïcode ✓"
+
+
+def test_the_signing_secret_is_checked_once_not_per_token(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyJWT checked the secret on every encode (two failed DER parses and a JSON parse):
+    now once per secret, by the same check, which still refuses an asymmetric key."""
+    checked: list[bytes] = []
+    real = jwt.algorithms.HMACAlgorithm.prepare_key
+
+    def counted(self: jwt.algorithms.HMACAlgorithm, key: str | bytes) -> bytes:
+        checked.append(bytes(key, "utf-8") if isinstance(key, str) else key)
+        return real(self, key)
+
+    monkeypatch.setattr(jwt.algorithms.HMACAlgorithm, "prepare_key", counted)
+    ring = HmacKeyring("SAT_HMAC_SECRET", current=b"s" * 41)
+    for _ in range(5):
+        mint_token(ring, SAT, sat_claims())
+    assert checked.count(b"s" * 41) <= 1
+    pem = HmacKeyring("SAT_HMAC_SECRET", current=b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0"
+                                                 b"CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(jwt.InvalidKeyError):
+        mint_token(pem, SAT, sat_claims())

@@ -8,20 +8,31 @@ those checks is kept for recently verified tokens (`_checked_claims`), keyed by 
 the kind, issuer and audience asked for and the keyring's secrets: the lab page sends the
 same session cookie with every status poll, and PyJWT took ~70 us of CPU to check it each
 time. The times (exp, nbf) are checked on every call, and a failure is never kept.
+
+Minting signs without PyJWT's per-call work: PyJWT checked the secret on every encode (not
+a PEM, SSH or DER key, not a JWK: two failed X.509/DER parses and a JSON parse, ~20 us)
+and built and encoded the same header each time; a spawn mints three tokens. The secret is
+checked by PyJWT's own HMAC `prepare_key` once per secret (`_signing_key`, refusing what it
+refused), the header segment is made once per (typ, kid), and the token is byte for byte
+what `jwt.encode` makes (tests/tokens/test_tokens.py compares them).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
 import json
 import time
 import uuid
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import jwt
 
-from forge.config.keyring import HmacKeyring
+from forge.config.keyring import HmacKeyring, derive_kid
 from forge.tokens.errors import (
     TokenBadSignature,
     TokenExpired,
@@ -79,8 +90,45 @@ def mint_with_claims(
         exp=issued + ttl_s,
         jti=payload.get("jti") or uuid.uuid4().hex,
     )
-    headers = {"typ": typ, "kid": keyring.current_kid}
-    return jwt.encode(payload, keyring.current, algorithm=ALGORITHM, headers=headers), payload
+    if not isinstance(issuer, str):  # as jwt.encode refuses it
+        raise TypeError("Issuer (iss) must be a string.")
+    body = _b64(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+    signing_input = _header_segment(typ, _kid(keyring.current)) + b"." + body
+    signature = hmac.new(_signing_key(keyring.current), signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + _b64(signature)).decode("utf-8"), payload
+
+
+def _b64(data: bytes) -> bytes:
+    """base64url without padding (PyJWT's `base64url_encode`)."""
+    return base64.urlsafe_b64encode(data).replace(b"=", b"")
+
+
+@functools.lru_cache(maxsize=64)
+def _kid(secret: bytes) -> str:
+    """The key id of a signing secret (derived once per secret, not per token)."""
+    return derive_kid(secret)
+
+
+@functools.lru_cache(maxsize=64)
+def _header_segment(typ: str, kid: str) -> bytes:
+    """The encoded header PyJWT makes for these headers: typ, alg and kid, sorted keys."""
+    header = {"typ": typ, "alg": ALGORITHM, "kid": kid}
+    if not typ:
+        del header["typ"]  # as PyJWT drops an empty one
+    return _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+
+
+@functools.lru_cache(maxsize=16)
+def _signing_key(secret: bytes) -> bytes:
+    """The secret as PyJWT's HS256 signs with it, checked once by PyJWT's own HMAC
+    `prepare_key` (InvalidKeyError for an asymmetric key, a certificate or a JWK), with its
+    warning for a short secret."""
+    algorithm = jwt.algorithms.HMACAlgorithm(jwt.algorithms.HMACAlgorithm.SHA256)
+    key: bytes = algorithm.prepare_key(secret)
+    short = algorithm.check_key_length(key)
+    if short:
+        warnings.warn(short, jwt.warnings.InsecureKeyLengthWarning, stacklevel=3)
+    return key
 
 
 def verify(
