@@ -81,7 +81,7 @@ demo: system-deps venv images bytecode
 	$(BIN)/forge demo
 
 ## Every bench script, then one table of issue 19's figures (bench/_table.py).
-bench: venv bytecode
+bench: system-deps venv images bytecode
 	@rm -f build/bench/results.jsonl
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	@echo "== figures (before: issue 19; now: this run)"; $(BIN)/python bench/_table.py
