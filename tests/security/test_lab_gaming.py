@@ -99,7 +99,8 @@ def test_answer_copied_from_another_instance_scores_nothing_it_depends_on(
         harness: Harness, solution: str) -> None:
     template = harness.template
     dependent = dependent_criteria(template)
-    assert sorted(dependent) == ["exposed-key-identified", "intrusion-identified"]
+    assert sorted(dependent) == ["exposed-key-identified", "intrusion-identified",
+                                 "weak-config-identified"]
     first = generate_values(template)
     second = distinct_values(template, first, dependent)
     assert second is not None
@@ -112,7 +113,7 @@ def test_answer_copied_from_another_instance_scores_nothing_it_depends_on(
     target.write(REGISTER, register)
     graded = target.grade()
     assert graded.passed == {"register-structure": True, "intrusion-identified": False,
-                             "exposed-key-identified": False, "weak-config-identified": True}
+                             "exposed-key-identified": False, "weak-config-identified": False}
     assert set(CRITERIA) == set(graded.passed)
 
 
@@ -129,7 +130,8 @@ def test_the_other_instance_differs_in_every_variable_a_check_uses(
     same_attacker = dict(generate_values(template), attacker=first["attacker"],
                          scanner=str(2 + (int(first["scanner"]) - 1) % 253))
     fresh = dict(generate_values(template), attacker=str(2 + (int(first["attacker"]) - 1) % 253),
-                 scanner=str(2 + (int(first["scanner"]) - 1) % 253))
+                 scanner=str(2 + (int(first["scanner"]) - 1) % 253),
+                 max_tries=str(12 + (int(first["max_tries"]) - 11) % 88))
     draws = iter([same_attacker, fresh])
     monkeypatch.setattr("forge.authoring.prove.generate_values", lambda _t: next(draws))
     assert distinct_values(template, first, dependent) == fresh

@@ -1,4 +1,11 @@
-"""Gaming the cissp lab's intrusion finding with host routes (red team, this stop).
+"""Gaming the cissp lab's findings (red team).
+
+A fixed register, written once without opening the evidence, scored 1/3 in every lab:
+`weak-config-identified` passed on "PermitRootLogin yes", the same in every lab's
+sshd_config. The weak settings now include MaxAuthTries, drawn per lab, cited with this
+lab's value (and no other weak value): the register stays at its structure's 1/6.
+
+Host routes:
 
 `intrusion-identified` passes when an unauthorized-access risk names the address that got
 in, and fails when such a risk also blames an address that never did: blaming every
@@ -37,6 +44,23 @@ jq -n --arg ips "$ips" '{risks: [
 """
 
 
+# Three complete risks, written once for every lab: the settings as the shipped
+# sshd_config had them in every lab (MaxAuthTries 10 then), nothing of the evidence read.
+FIXED_REGISTER = r"""
+set -euo pipefail
+jq -n --arg tries "${TRIES:-10}" '{risks: [
+  {id: "R1", title: "Intrusion", category: "unauthorized-access", evidence: "auth.log",
+   likelihood: 5, impact: 5, risk_score: 25, treatment: "mitigate", owner: "infra", action: "block"},
+  {id: "R2", title: "Leaked key", category: "credential-exposure", evidence: "billing-api.env",
+   likelihood: 5, impact: 4, risk_score: 20, treatment: "mitigate", owner: "dev", action: "revoke"},
+  {id: "R3", title: "Weak sshd", category: "misconfiguration",
+   evidence: ("sshd_config: PermitRootLogin yes; PasswordAuthentication yes; MaxAuthTries " + $tries),
+   likelihood: 4, impact: 4, risk_score: 16, treatment: "mitigate", owner: "infra",
+   action: "set PermitRootLogin no, PasswordAuthentication no and MaxAuthTries 3"}]}' \
+  > /workspace/risk_register.json
+"""
+
+
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """Labs of the shipped cissp template on a runtime of this module's own."""
@@ -51,3 +75,19 @@ def test_every_address_as_a_host_route_is_no_intrusion_found(harness: Harness) -
     assert attacker in run.sh("cat /workspace/risk_register.json").stdout_text
     graded = run.grade()
     assert not graded.passed["intrusion-identified"], graded
+
+
+def test_a_register_written_once_for_every_lab_names_no_weak_setting(harness: Harness) -> None:
+    run = harness.launch()  # its MaxAuthTries is 12 to 99, never the 10 cited
+    run.must(FIXED_REGISTER, "the fixed register")
+    graded = run.grade()
+    assert graded.passed == {"register-structure": True, "intrusion-identified": False,
+                             "exposed-key-identified": False,
+                             "weak-config-identified": False}, graded
+    # The control: the same register citing this lab's value, read from its sshd_config.
+    run = harness.launch()
+    run.must("TRIES=$(awk '$1 == \"MaxAuthTries\" {print $2}' /srv/incident/web01/sshd_config)\n"
+             + FIXED_REGISTER, "the register with this lab's MaxAuthTries")
+    assert f"MaxAuthTries {run.values['max_tries']}" in run.sh(
+        "cat /workspace/risk_register.json").stdout_text
+    assert run.grade().passed["weak-config-identified"]

@@ -19,8 +19,9 @@ echo "intrusion: $account from $intruder"
 key_id=$(grep '^STORAGE_ACCESS_KEY_ID=' billing-api.env | cut -d= -f2)
 echo "exposed key id: $key_id"
 
-# 3. The weak sshd settings.
-weak=$(grep -E '^(PermitRootLogin|PasswordAuthentication) yes' sshd_config | paste -sd ';' -)
+# 3. The weak sshd settings: root and password logins, and how many password guesses
+#    one connection gets (a hardened server allows 3 or 4).
+weak=$(grep -E '^(PermitRootLogin|PasswordAuthentication) yes|^MaxAuthTries ' sshd_config | paste -sd ';' -)
 echo "weak settings: $weak"
 
 # 4. The register.
@@ -36,10 +37,10 @@ jq -n --arg ip "$intruder" --arg acct "$account" --arg key "$key_id" --arg weak 
    evidence: ("billing-api.env: STORAGE_ACCESS_KEY_ID " + $key + " with its secret committed to acme/billing-api"),
    likelihood: 5, impact: 4, risk_score: 20, treatment: "mitigate", owner: "billing-api developers",
    action: ("revoke key " + $key + ", issue a new one from the secret manager, review bucket access logs")},
-  {id: "R3", title: "SSH server allows root and password logins",
+  {id: "R3", title: "SSH server allows root and password logins, with many guesses per connection",
    category: "misconfiguration",
-   evidence: ("sshd_config: " + $weak + "; MaxAuthTries 10"),
+   evidence: ("sshd_config: " + $weak),
    likelihood: 4, impact: 4, risk_score: 16, treatment: "mitigate", owner: "infrastructure team",
-   action: "set PermitRootLogin no and PasswordAuthentication no, use keys only, add fail2ban"}
+   action: "set PermitRootLogin no, PasswordAuthentication no and MaxAuthTries 3, use keys only, add fail2ban"}
 ]}' > /workspace/risk_register.json
 jq . /workspace/risk_register.json
