@@ -10,7 +10,10 @@ graded as the orchestrator grades), beyond what `forge lab test`'s gaming lists 
 - incident-response: the watchdog really restarts a killed beacon and re-creates its
   deleted script; with both scripts gone and the processes dead, the login-profile hook
   reinstalls everything at the next terminal; after the reference solution a new
-  terminal starts nothing and the lab scores 1.0.
+  terminal starts nothing and the lab scores 1.0; filling the lab's process table until
+  the implant's forks fail, then freeing it (as Submit's closing the terminal does),
+  leaves the beacon beaconing (its loop forked `sleep`, and bash gives up after 15 s of
+  failed forks: half the score without finding the implant, red team).
 """
 
 from __future__ import annotations
@@ -141,6 +144,54 @@ def test_after_the_reference_solution_a_new_login_starts_nothing(runtime: Runtim
         run.in_terminal("true\n")
         run.must("sleep 1; ! pgrep -f '^bash /home/'", "nothing restarted")
         assert run.grade().score == 1.0
+
+
+# Every process the lab may have, held until no implant process is left or 40 s have
+# passed, then all killed (Submit closes the terminal: its jobs go with it). Python
+# retries a failed fork at once and so takes every process slot that frees; bash retries
+# only after 1, 2, 4 and 8 s, then gives up.
+EXHAUST_PIDS = r"""
+python3 -I - <<'PY'
+import os, signal, time
+def implant():
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                if fh.read().startswith(b"bash\0/home/"):
+                    return True
+        except OSError:
+            pass
+    return False
+kids, end, look = [], time.monotonic() + 40, 0.0
+while time.monotonic() < end:
+    if time.monotonic() > look:  # twice a second: is anything of the implant left?
+        if not implant():
+            break
+        look = time.monotonic() + 0.5
+    try:
+        pid = os.fork()
+    except OSError:
+        time.sleep(0.005)
+        continue
+    if pid == 0:
+        while True:
+            signal.pause()
+    kids.append(pid)
+for pid in kids:
+    os.kill(pid, signal.SIGKILL)
+for pid in kids:
+    os.waitpid(pid, 0)
+PY
+"""
+
+
+def test_a_full_process_table_does_not_silence_the_beacon(runtime: Runtime) -> None:
+    with harness(runtime, "incident-response", (("c2", "port"),)) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        run.in_terminal(EXHAUST_PIDS, timeout=90)
+        graded = run.grade()
+        assert not graded.passed["beacon-stopped"], graded
 
 
 def _service_argvs(marker: bytes) -> list[list[str]]:
