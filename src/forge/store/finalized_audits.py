@@ -57,6 +57,15 @@ def finalized_audit_claim(db: Database, scenario_id: str,
         yield claim_finalized_audit(sess, scenario_id, score_sha256)
 
 
+def finalized_among(db: Database, scenario_ids: list[str]) -> set[str]:
+    """Those of `scenario_ids` whose verdict is finalized (by any replica)."""
+    if not scenario_ids:
+        return set()
+    with db.read() as sess:
+        return set(sess.scalars(select(FinalizedAudit.scenario_id).where(
+            FinalizedAudit.scenario_id.in_(scenario_ids))))
+
+
 def record_finalized_audit(db: Database, scenario_id: str, score_sha256: str) -> None:
     """Mark the verdict audited (a no-op when it is): for an entry already in a replica's
     chain whose marker never committed (a crash in between)."""
@@ -64,5 +73,5 @@ def record_finalized_audit(db: Database, scenario_id: str, score_sha256: str) ->
         claim_finalized_audit(sess, scenario_id, score_sha256)
 
 
-__all__ = ["LOCK_TIMEOUT_MS", "claim_finalized_audit", "finalized_audit_claim",
-           "record_finalized_audit"]
+__all__ = ["LOCK_TIMEOUT_MS", "claim_finalized_audit", "finalized_among",
+           "finalized_audit_claim", "record_finalized_audit"]

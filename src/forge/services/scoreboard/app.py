@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
 from forge.bus import Publisher, register_consumer_metrics
 from forge.bus.subjects import STREAM
@@ -49,11 +50,15 @@ def _signing_key(state: ScoreboardState) -> str:
     return f"Ed25519 key {key.key_id} loaded"
 
 
-def _storage(state: ScoreboardState) -> str:
+async def _storage(state: ScoreboardState) -> str:
     """The storage root takes a file write, and no completion waits for room to be scored
-    (a verdict needs more room than the probe file)."""
+    (a verdict needs more room than the probe file; one another replica scored meanwhile
+    waits no more)."""
     detail = storage_writable(state.settings.storage_root)
-    waiting = dict(state.scorer.out_of_room)
+    try:
+        waiting = await asyncio.to_thread(state.scorer.waiting_for_room)
+    except SQLAlchemyError:  # the store check says why; the notes stand meanwhile
+        waiting = dict(state.scorer.out_of_room)
     if waiting:
         why = next(iter(waiting.values()))
         raise CheckFailed(f"{len(waiting)} completion(s) wait for room on the storage root "

@@ -66,6 +66,7 @@ from forge.signing.keystore import NoSigningKey, SigningKey, SigningKeyring, key
 from forge.store.busy import disk_out_of_room
 from forge.store.db import Database
 from forge.store.failed_events import record_failed_event
+from forge.store.finalized_audits import finalized_among
 from forge.templates.registry import TemplateRegistry
 from forge_verify.aids import aids_document
 from forge_verify.bundle import BUNDLE_NAMES
@@ -194,6 +195,15 @@ class Scorer:
             raise
         self.out_of_room.pop(event.scenario_id, None)
         return finalized
+
+    def waiting_for_room(self) -> dict[str, str]:
+        """`out_of_room` without the completions finalized since: a redelivery goes to any
+        replica, and one scored by another never comes back here to clear its note."""
+        waiting = dict(self.out_of_room)
+        for scenario_id in finalized_among(self.db, sorted(waiting)):
+            self.out_of_room.pop(scenario_id, None)
+            del waiting[scenario_id]
+        return waiting
 
     def _score(self, event: ScenarioCompletedV1, pack: EvidencePack | None) -> Finalized:
         if pack is None and (event.evidence_pack is not None
