@@ -89,6 +89,22 @@ def _read_tail(fh: BinaryIO, size: int) -> tuple[bytes, int]:
     return fh.read(end - start - 1), end + 1
 
 
+def _open_no_link(path: Path, flags: int, mode: int = 0o640) -> int:
+    """os.open of a log file never through a symbolic link at `path`: a scenario folder
+    another user may write (left open by an older release) could hold one to any file of
+    this user's, which an append would cut and write to, and a read would ship. An
+    AuditError says so; the file the link names is left as it is."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise AuditError(f"{path}: is a symbolic link, not the audit log this service "
+                             "wrote; refused (another user may have planted it: remove it, "
+                             "make the folder writable by its owner only, and run `forge "
+                             "audit verify`)") from None
+        raise exc from None
+
+
 class AuditLog:
     """One append-only hash-chained log file and its signed head sidecar."""
 
@@ -144,7 +160,7 @@ class AuditLog:
         """(next seq, prev hash), repairing a partial tail."""
         if not self.path.exists():
             return 0, genesis_hash(self.stream)
-        with self.path.open("r+b") as fh:
+        with os.fdopen(_open_no_link(self.path, os.O_RDWR), "r+b") as fh:
             size = fh.seek(0, os.SEEK_END)
             line, end = _read_tail(fh, size)
             if end < size:
@@ -160,7 +176,7 @@ class AuditLog:
 
     def _write(self, line: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = _open_no_link(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, line)
             if self.fsync:
@@ -208,9 +224,11 @@ class AuditLog:
     def read_bytes(self) -> bytes:
         """The whole log (empty if it does not exist yet)."""
         try:
-            return self.path.read_bytes()
+            fd = _open_no_link(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return b""
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
 
     def adopt(self, prefix: bytes, through: str) -> bool:
         """Make this log start with `prefix`, a verified chain another machine wrote (a lab
@@ -229,7 +247,8 @@ class AuditLog:
                                      "one up to its " + through + " entry")
                 return False
             tmp = self.path.with_name(self.path.name + ".adopt")
-            with tmp.open("wb") as fh:
+            with os.fdopen(_open_no_link(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                           "wb") as fh:
                 fh.write(prefix)
                 if self.fsync:
                     fh.flush()
