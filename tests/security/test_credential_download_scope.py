@@ -118,6 +118,12 @@ def test_only_the_owner_of_a_passing_lab_gets_a_credential_that_verifies(
     run = CliRunner().invoke(forge_cli, ["verify-credential", *args,
                                          "--verdict", str(tmp_path / "verdict.sig")])
     assert run.exit_code == 0, run.output
+    # The command names this learner's account: handed over by anyone else, it says FAIL.
+    named = args.index("--expect-learner") + 1
+    assert args[named] == f"{labs.passed.body['tenant_id']}/{labs.passed.body['subject']}"
+    other = [*args[:named], "acme/someone-else", *args[named + 1:]]
+    impostor = CliRunner().invoke(forge_cli, ["verify-credential", *other])
+    assert impostor.exit_code == 1 and "learner_mismatch" in impostor.output, impostor.output
 
     # A failing lab: no link, a plain reason, and the download is refused in words.
     failed = labs.failed.scenario_id
@@ -179,7 +185,7 @@ def test_the_page_does_not_vouch_for_revocation_with_a_command_that_does_not_che
     assert plain.exit_code == 0 and plain.output.startswith("PASS")  # revoked, yet PASS...
     words = _text(page.text)
     assert "unrevoked" not in words  # ...so the page must not say PASS means unrevoked
-    assert "It says PASS for a genuine credential." in words
+    assert "It says PASS for a genuine credential of yours" in words
     assert "with --status-list status-list.txt added" in words
     assert "a revoked credential says FAIL" in words
     # and what the page says holds: a fresh status list makes the revoked credential FAIL

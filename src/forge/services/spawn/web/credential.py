@@ -7,6 +7,7 @@ otherwise). The page says in one line what the file is and how an employer check
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,15 +24,25 @@ router = APIRouter(include_in_schema=False)  # a page route, like the other web 
 EMPLOYER_CHECK = f"forge-verify credential {CREDENTIAL_FILE} --trusted-key forge-keys.pem"
 
 
-def credential_offer(result: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What the result section says about a credential (None before a verdict exists)."""
+def employer_check(tenant_id: str, subject: str) -> str:
+    """The command an employer runs on this learner's credential: EMPLOYER_CHECK naming the
+    learner's account, so a genuine credential of someone else handed over says FAIL
+    (`learner_mismatch`), not PASS."""
+    return f"{EMPLOYER_CHECK} --expect-learner {shlex.quote(f'{tenant_id}/{subject}')}"
+
+
+def credential_offer(result: dict[str, Any] | None, tenant_id: str,
+                     subject: str) -> dict[str, Any] | None:
+    """What the result section says about the credential of the learner `tenant_id`/
+    `subject` (None before a verdict exists)."""
     if result is None:
         return None
     score, check = result.get("score"), result.get("verification")
     doc: dict[str, Any] = score if isinstance(score, dict) else {}
     authentic = isinstance(check, dict) and check.get("ok") is True
     return {"earned": is_passing(doc) and authentic, "passed": is_passing(doc),
-            "rule": EARNED_WHEN, "file": CREDENTIAL_FILE, "employer_check": EMPLOYER_CHECK}
+            "rule": EARNED_WHEN, "file": CREDENTIAL_FILE,
+            "employer_check": employer_check(tenant_id, subject)}
 
 
 @router.get("/lab/{scenario_id}/credential")
@@ -69,5 +80,5 @@ async def platform_keys(request: Request) -> Response:
     return Response(answer.content, media_type="application/x-pem-file", headers=headers)
 
 
-__all__ = ["EMPLOYER_CHECK", "KEYS_FILE", "credential_offer", "lab_credential",
+__all__ = ["EMPLOYER_CHECK", "KEYS_FILE", "credential_offer", "employer_check", "lab_credential",
            "platform_keys", "router"]

@@ -293,7 +293,8 @@ def _result_context(row: ScenarioRow, result: dict[str, Any] | None,
         "view": result_view(result) if result is not None else None,
         "scenario_id": row.scenario_id, "artifact_names": names,
         "bundle_name": next((n for n in names if n.startswith("evidence")), "evidence.tar.zst"),
-        "verifier_dist": VERIFY_STANDALONE, "credential": credential_offer(result),
+        "verifier_dist": VERIFY_STANDALONE,
+        "credential": credential_offer(result, row.tenant_id, row.subject),
     }
 
 
