@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forge.config.db_url import normalize_url
@@ -273,8 +273,8 @@ class Database:
         if self._file is not None:
             # SQLite opens a file it may not write read-only, for the connection's life:
             # noted, and such a connection is replaced once the file is writable again.
-            event.listen(self.engine, "connect", self._note_read_only)
-            event.listen(self.engine, "checkout", self._replace_read_only)
+            event.listen(self.engine, "connect", self._file.note_read_only)
+            event.listen(self.engine, "checkout", self._file.replace_read_only)
         # how long a write waits for the lock file before "database is locked", as SQLite's
         # own busy timeout would
         self.lock_timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
@@ -288,18 +288,6 @@ class Database:
             self._read_engine = make_db_engine(url, for_writes=False)
             self._reads = sessionmaker(self._read_engine, expire_on_commit=False, future=True)
             event.listen(self._read_engine, "connect", self._note_journal_mode)
-
-    def _note_read_only(self, _dbapi_conn: Any, record: Any) -> None:
-        assert self._file is not None
-        record.info["opened_read_only"] = not self._file.writable()
-
-    def _replace_read_only(self, _dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        """A connection SQLite opened read-only answers "attempt to write a readonly
-        database" to every write even after the file was made writable again: the pool
-        drops it and opens a new one (DisconnectionError at checkout)."""
-        assert self._file is not None
-        if record.info.get("opened_read_only") and self._file.writable():
-            raise DisconnectionError("the SQLite file is writable again: reopened")
 
     def _note_journal_mode(self, _dbapi_conn: Any, record: Any) -> None:
         """After `_sqlite_pragmas`: whether this store's reads got WAL."""

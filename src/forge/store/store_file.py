@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DisconnectionError
 
 
 class StoreFileGone(RuntimeError):
@@ -61,6 +64,17 @@ class StoreFile:
             return True
         return os.access(self.path, os.W_OK,
                          effective_ids=os.access in os.supports_effective_ids)
+
+    def note_read_only(self, _dbapi_conn: Any, record: Any) -> None:
+        """Engine `connect` hook: whether SQLite opened this connection read-only."""
+        record.info["opened_read_only"] = not self.writable()
+
+    def replace_read_only(self, _dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        """Engine `checkout` hook: a connection SQLite opened read-only answers "attempt to
+        write a readonly database" to every write even after the file was made writable
+        again, so the pool drops it and opens a new one (DisconnectionError)."""
+        if record.info.get("opened_read_only") and self.writable():
+            raise DisconnectionError("the SQLite file is writable again: reopened")
 
     def _check_writable(self) -> None:
         if self.writable():
