@@ -16,8 +16,8 @@ then `DELETE /v1/scenarios/{id}` and polls until it is gone. Two figures per lab
   Immune to other work on the machine, but blind to kernel work done outside those
   processes (a network namespace is destroyed later by a kernel worker) and to the lab's
   own processes (killed with the lab and reaped inside its sandbox, almost never by a
-  platform process: the netplus lab's web server, a Perl process, takes 6-10 ms of CPU to
-  start listening here; the python3 server it replaced took 50-70).
+  platform process: the netplus lab's web server, a Perl process, takes ~9 ms of CPU to
+  start listening here; the test fixture's `python3 -m http.server` ~41).
 
 Per service (spawn, orchestrator, scoreboard, nats) the platform share is printed too, so
 the cost can be attributed. Records `whole_path_cpu_ms` (the machine figure, as the issue
@@ -191,7 +191,7 @@ def main() -> int:
                       f"({machine:.1f} ms) was not usable")
         return 0
     # The rest is outside the platform's processes: the lab's own (its sandboxes' shells
-    # and idlers, and the netplus web server, a Perl process: 6-10 ms of CPU to start
+    # and idlers, and the netplus web server, a Perl process: ~9 ms of CPU to start
     # listening, measured alone) and kernel work such as freeing the lab's namespaces.
     record("whole_path_cpu_ms", round(machine, 1), cpu_ms_per_op=round(platform, 1),
            detail=f"machine CPU minus idle baseline and client; platform processes "
