@@ -18,6 +18,8 @@ from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import Cohort, CohortInvite
 
+from ..support.sql_statements import sql_statements
+
 T1, T2 = "acme", "globex"
 ANN = Manager(T1, "ann", "instructor")
 BOB = Manager(T1, "bob", "instructor")
@@ -150,7 +152,6 @@ def test_a_learners_list_holds_current_assignments_in_a_fixed_number_of_queries(
     a query each for its attempts. Now: open, upcoming and those closed in the last 30
     days, by due time, in a fixed number of queries; an older one is still found by id
     (an LMS link to it)."""
-    from sqlalchemy import event
 
     now = datetime.now(UTC)
     c = cohorts.create_cohort(db, ANN, "Networking 101")
@@ -169,19 +170,8 @@ def test_a_learners_list_holds_current_assignments_in_a_fixed_number_of_queries(
     for n, aid in enumerate(current):
         for attempt in range(n % 3):
             attempts.take_attempt(db, aid, "lea", f"req-{n}-{attempt}", 3)
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    engines = {db.engine, getattr(db, "_read_engine", None) or db.engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
+    with sql_statements(db) as statements:
         mine = asg.my_assignments(db, T1, "lea")
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
     assert [a["assignment_id"] for a in mine] == [recent, *current, upcoming]
     assert [a["attempts_used"] for a in mine[1:6]] == [n % 3 for n in range(5)]
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]

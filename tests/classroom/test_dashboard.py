@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from forge.bus import NatsServer
 from forge.classroom import assignments, cohorts, dashboard
@@ -49,6 +48,7 @@ from ..conftest import TEMPLATE_FIXTURES
 from ..live_server import live_server
 from ..scoreboard.conftest import build_completion, store_of
 from ..services.conftest import prod_environ, with_signing_key
+from ..support.sql_statements import sql_statements
 
 LAB = "lab-netplus"
 ANN = Manager("acme", "ann", "instructor")
@@ -341,18 +341,8 @@ def test_reads_stay_a_fixed_number_of_queries(db_url: str) -> None:
         known_templates={LAB}).assignment_id for _ in range(3)]
 
     def count_queries(cohort: str) -> tuple[int, dashboard.CohortLabs]:
-        seen: list[str] = []
-
-        def note(*args: object) -> None:
-            seen.append(str(args[2]))
-        engines = {db.engine, getattr(db, "_read_engine", None) or db.engine}
-        for e in engines:
-            event.listen(e, "before_cursor_execute", note)
-        try:
+        with sql_statements(db) as seen:
             data = dashboard.cohort_labs(db, ANN, cohort)
-        finally:
-            for e in engines:
-                event.remove(e, "before_cursor_execute", note)
         return len(seen), data
 
     small, _ = count_queries(c)

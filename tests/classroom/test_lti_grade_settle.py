@@ -11,18 +11,17 @@ PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
 
 from forge.classroom import assignments, cohorts, lti_grade_outbox, lti_links
 from forge.classroom.cohorts import Manager
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import AssignmentAttempt, LtiGradePost
+
+from ..support.sql_statements import sql_statements
 
 LINE = "https://lms.example.org/lineitems/1"
 ANN = Manager("acme", "ann", "instructor")
@@ -63,27 +62,10 @@ def _waiting_class(db: Database, name: str, course: str, learners: int,
     return cohort, asg, subjects
 
 
-@contextmanager
-def _statements(db: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(*args: object) -> None:
-        seen.append(str(args[2]))
-
-    engines = {db.engine, getattr(db, "_read_engine", None) or db.engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
-
-
 def test_a_class_s_waiting_grades_are_settled_in_a_fixed_number_of_statements(
         db: Database) -> None:
     cohort, asg, learners = _waiting_class(db, "inv", "course-1", 60)
-    with _statements(db) as seen:  # nobody's LMS id known: all keep waiting
+    with sql_statements(db) as seen:  # nobody's LMS id known: all keep waiting
         assert lti_grade_outbox.settle_owed(db, cohort) == 0
     assert len(seen) <= 12, len(seen)  # was 4 a waiting grade: 480
     # A learner opens the activity (the grade column) and a roster sync names half the
@@ -92,7 +74,7 @@ def test_a_class_s_waiting_grades_are_settled_in_a_fixed_number_of_statements(
     with db.session() as sess:
         lti_links.remember_users(sess, "lms", [(s, f"u-{n}") for n, s in
                                                enumerate(learners[1:30], start=1)])
-    with _statements(db) as seen:
+    with sql_statements(db) as seen:
         assert lti_grade_outbox.settle_owed(db, cohort) == 60  # 30 learners, 2 grades each
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) <= 12, len(selects)

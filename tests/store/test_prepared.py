@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import String, bindparam, event, func, insert, select, update
+from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound
 
 from forge.store import Database, upgrade
 from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
 from forge.store.prepared import Prepared
+
+from ..support.sql_statements import sql_statements
 
 SLOTS = QuotaSlot.__table__
 RECORDS = IdempotencyRecord.__table__
@@ -152,20 +154,22 @@ def test_a_bare_connection_gets_its_transaction_as_core_would_begin_it(db: Datab
     assert kept == ["scn-kept"]
 
 
+def _new_sqlite(tmp_path: Path) -> Database:
+    """A new, migrated SQLite store under `tmp_path`."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    return Database(url)
+
+
 @pytest.mark.usefixtures("sqlite_only_store")
 def test_on_sqlite_a_statement_goes_to_the_driver_without_a_core_execution(
         tmp_path: Path) -> None:
     """SQLite: the statement runs on the driver's connection itself; Core's execution
     context and result (~13 us of each call's ~16 us, nine calls per spawn) are not built,
     so Core's cursor events never see it."""
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    database = Database(url)
-    seen: list[str] = []
-    listen = event.listens_for(database.engine, "before_cursor_execute")
-    listen(lambda _c, _cur, statement, *_a: seen.append(statement))
+    database = _new_sqlite(tmp_path)
     try:
-        with database.session() as sess:
+        with sql_statements(database) as seen, database.session() as sess:
             Prepared(insert(SLOTS), SLOT_COLUMNS).execute(sess.connection(),
                                                           _slot("scn-d", datetime.now(UTC)))
             count = sess.connection().execute(select(func.count()).select_from(SLOTS)).scalar()
@@ -204,19 +208,13 @@ def test_a_spawns_lookups_go_to_the_driver(tmp_path: Path) -> None:
     from forge.classroom import assignments
     from forge.store import idempotency
 
-    url = f"sqlite:///{tmp_path / 'forge.db'}"
-    upgrade(url)
-    database = Database(url)
-    seen: list[str] = []
-    listen = event.listens_for(database.engine, "before_cursor_execute")
-    listen(lambda _c, _cur, statement, *_a: seen.append(statement))
-    listen = event.listens_for(database._read_engine, "before_cursor_execute")
-    listen(lambda _c, _cur, statement, *_a: seen.append(statement))
+    database = _new_sqlite(tmp_path)
     now = datetime.now(UTC)
     try:
-        with database.session() as sess:
-            assert idempotency.find_both(sess, "k" * 64, "req-12345678", now) == (None, None)
-        assert assignments.applicable(database, "t1", "s1", "netplus", None, now) is None
+        with sql_statements(database) as seen:
+            with database.session() as sess:
+                assert idempotency.find_both(sess, "k" * 64, "req-12345678", now) == (None, None)
+            assert assignments.applicable(database, "t1", "s1", "netplus", None, now) is None
     finally:
         database.dispose()
     assert not [s for s in seen if "SELECT" in s]
