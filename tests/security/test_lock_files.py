@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +26,8 @@ from forge.retention.holds import HoldStore
 from forge.signing.keystore import SigningKeyring
 from forge.stack.lock import StorageLock
 from forge.store.migrate import upgrade
+
+from ..support.traversable import traversable_folder
 
 # It adds machine accounts: alone, after the parallel run (Makefile, pytest target).
 pytestmark = pytest.mark.machine_accounts
@@ -69,14 +69,10 @@ def try_as(uid: int, paths: list[Path]) -> list[str]:
 def storage_root() -> Iterator[Path]:
     """A storage root others may traverse, as an operator's usually is (pytest's own
     temporary directories are not)."""
-    top = Path(tempfile.mkdtemp(prefix="fglock-"))
-    os.chmod(top, 0o755)  # noqa: S103 - the situation under test
-    try:
+    with traversable_folder("fglock-") as top:
         root = top / "storage"
         root.mkdir(mode=0o755)
         yield root
-    finally:
-        shutil.rmtree(top)
 
 
 @pytest.mark.usefixtures("sqlite_only_store")  # the migration lock is SQLite's own

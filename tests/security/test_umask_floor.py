@@ -14,17 +14,17 @@ by group or others.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from forge.cli import UMASK_FLOOR, keep_umask_private
+
+from ..support.traversable import traversable_folder
 
 FORGE = [sys.executable, "-m", "forge"]
 NOBODY = 65534
@@ -47,12 +47,8 @@ def _open_to_others(root: Path) -> list[str]:
 def storage_root() -> Iterator[Path]:
     """A storage root others may traverse, as an operator's usually is (pytest's own
     temporary directories are not)."""
-    top = Path(tempfile.mkdtemp(prefix="fgumask-"))
-    os.chmod(top, 0o755)  # noqa: S103 - the situation under test
-    try:
+    with traversable_folder("fgumask-") as top:
         yield top / "storage"
-    finally:
-        shutil.rmtree(top)
 
 
 def test_the_umask_floor_only_tightens() -> None:

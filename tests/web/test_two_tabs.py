@@ -29,19 +29,24 @@ def web_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPlatfo
         yield platform
 
 
-@pytest.mark.root
-def test_the_submit_dialog_counts_hints_revealed_in_another_tab(
-        web_platform: WebPlatform, page: Page) -> None:
-    web_platform.start_lab(page, web_platform.learner_key("acme", "two-tabs"))
+def _two_hints_in_another_tab(web_platform: WebPlatform, page: Page, subject: str) -> None:
+    """A lab of `subject` started in `page`; in a second tab of it, hint 1 (free), then
+    hint 2, which costs 10 % (asked, then confirmed)."""
+    web_platform.start_lab(page, web_platform.learner_key("acme", subject))
     other = page.context.new_page()
     other.goto(page.url)
     expect(other.locator("#state")).to_have_text("running")
-    # In the other tab: hint 1 (free), then hint 2, which costs 10 % (asked, then confirmed).
     other.get_by_role("button", name="Reveal hint 1").click()
     expect(other.locator("#hint-h1 .hint-text")).to_be_visible()
     other.get_by_role("button", name="Reveal hint 2").click()
     other.get_by_role("button", name="Yes, reveal hint 2").click()
     expect(other.locator("#hint-h2 .hint-text")).to_be_visible()
+
+
+@pytest.mark.root
+def test_the_submit_dialog_counts_hints_revealed_in_another_tab(
+        web_platform: WebPlatform, page: Page) -> None:
+    _two_hints_in_another_tab(web_platform, page, "two-tabs")
 
     # The first tab, opened before, says what Submit will cost.
     page.bring_to_front()
@@ -63,15 +68,7 @@ def test_a_hint_revealed_in_another_tab_is_shown_here_without_asking_its_cost(
     said "Hint 2 costs 10 % of the score. Press again to reveal it." although revealing it
     again charges nothing. The page's status poll now names the revealed hints, and their
     button here shows the text at the first press."""
-    web_platform.start_lab(page, web_platform.learner_key("acme", "two-tabs-stale"))
-    other = page.context.new_page()
-    other.goto(page.url)
-    expect(other.locator("#state")).to_have_text("running")
-    other.get_by_role("button", name="Reveal hint 1").click()
-    expect(other.locator("#hint-h1 .hint-text")).to_be_visible()
-    other.get_by_role("button", name="Reveal hint 2").click()
-    other.get_by_role("button", name="Yes, reveal hint 2").click()
-    expect(other.locator("#hint-h2 .hint-text")).to_be_visible()
+    _two_hints_in_another_tab(web_platform, page, "two-tabs-stale")
 
     page.bring_to_front()
     show = page.get_by_role("button",
