@@ -17,14 +17,13 @@ results through the same interface, so it works on whichever store the install u
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from forge.durable import tmp_name, write_all
+from forge.durable import replace_file, tmp_name
 from forge.evidence.artifacts import (
     PUB_NAME,
     RESULT_FILE_NAMES,
@@ -176,23 +175,14 @@ class FilesystemArtifactStore:
         self.remover(folder)
 
     def replace_signature_file(self, scenario_id: str, name: str, data: bytes) -> bool:
-        """Write ``data`` beside `results/<name>`, fsync it, and rename it over the file."""
+        """Replace `results/<name>` whole, synced (`durable.replace_file`, mode 0640 as the
+        result files are)."""
         if name not in SIGNATURE_NAMES:
             raise ValueError(f"{name}: only {' and '.join(SIGNATURE_NAMES)} are replaced")
         results = results_dir(self.storage_root, scenario_id)
         if not (results / SCORE_NAME).is_file():
             return False
-        tmp = results / f".{name}.{secrets.token_hex(6)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
-        try:
-            write_all(fd, data, sync=True)
-        finally:
-            os.close(fd)
-        try:
-            os.rename(tmp, results / name)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        replace_file(results / name, data, mode=0o640)
         return True
 
 
