@@ -26,6 +26,7 @@ from forge.bus.object_buckets import (
     delete_object,
     get_object,
     list_objects,
+    object_exists,
     put_object,
 )
 from forge.bus.permissions import ARTIFACT_BUCKET, EVIDENCE_BUCKET
@@ -83,7 +84,7 @@ async def replace_signature_file(js: JetStreamContext, scenario_id: str, name: s
     verdict signed again); False, nothing written, when the set is gone (deleted)."""
     if name not in SIGNATURE_NAMES:
         raise ValueError(f"{name}: only {' and '.join(SIGNATURE_NAMES)} are replaced")
-    if await read_result_file(js, scenario_id, SCORE) is None:
+    if not await object_exists(js, ARTIFACT_BUCKET, object_key(scenario_id, SCORE)):
         return False
     await put_object(js, ARTIFACT_BUCKET, object_key(scenario_id, name), data,
                      replicas=replicas, description="Forge result artifacts")
