@@ -55,6 +55,8 @@ async def _storage(state: ScoreboardState) -> str:
     (a verdict needs more room than the probe file; one another replica scored meanwhile
     waits no more)."""
     detail = storage_writable(state.settings.storage_root)
+    if not state.scorer.out_of_room:  # the usual answer, asked at every readiness poll
+        return detail
     try:
         waiting = await asyncio.to_thread(state.scorer.waiting_for_room)
     except SQLAlchemyError:  # the store check says why; the notes stand meanwhile
