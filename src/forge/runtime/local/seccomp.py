@@ -3,8 +3,11 @@
 Everything is allowed except what lets a lab process leave or widen its sandbox, or reach
 state the kernel shares between labs: new user namespaces (and namespaces at all),
 mounts, keyrings, bpf, perf events, kexec, kernel modules, io_uring, handle-based opens,
-userfaultfd, and attaching to other processes with ptrace or reading/writing their
-memory. A denied call fails with EPERM (``clone3`` with ENOSYS, so libc falls back to
+userfaultfd, attaching to other processes with ptrace or reading/writing their
+memory, and ``AF_VSOCK`` sockets (the vsock address space is the machine's, in no network
+namespace: a lab could reach the hypervisor's or another lab's vsock listeners past its
+own network; refused with EAFNOSUPPORT, as on a kernel without vsock). A denied call
+fails with EPERM (``clone3`` with ENOSYS, so libc falls back to
 ``clone``, whose flags the filter can inspect). Syscalls of a foreign architecture (32-bit
 or x32 entry points) kill the caller: libseccomp's default bad-arch action.
 
@@ -29,6 +32,7 @@ from forge.runtime.local.bwrap_fds import data_fd
 CLONE_NEWUSER = 0x10000000
 PTRACE_ATTACH = 16
 PTRACE_SEIZE = 0x4206
+AF_VSOCK = 40  # same number on every architecture
 
 # Syscalls denied by default; the capability that (alone) re-allows them, if any.
 DENIED: dict[str, str | None] = {
@@ -91,6 +95,9 @@ def compiled(caps: tuple[str, ...] = (), join_user: bool = False) -> bytes:
             flt.add_rule(deny, name)
     if "SYS_ADMIN" not in approved:
         flt.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
+    # vsock ignores network namespaces (its ids are machine-wide): no lab needs it.
+    flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, AF_VSOCK))
+    flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socketpair", sc.Arg(0, sc.EQ, AF_VSOCK))
     # clone3 passes its flags in memory the filter cannot read: make libc use clone.
     flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     if "SYS_PTRACE" not in approved:
