@@ -1,0 +1,74 @@
+"""ssh-hardening's `no-root-login` against two configurations that let root in.
+
+Red team, learner angle: the check copies `/etc/ssh/sshd_config`, refuses it when a line
+starts with `include`, and asks `sshd -T` what it applies to a root login from the host
+name `ops`. Both passed a server that lets root in:
+
+- `"Include" /tmp/root.conf` before `PermitRootLogin no`: sshd splits a line the way a
+  shell quotes (`"Include"`, `In"clude"` are Include), so the running daemon read
+  `PermitRootLogin yes` from the learner's /tmp (the first value wins), while the grader,
+  whose /tmp has no such file, saw only `no`.
+- `Match Host 10.66.1.30` / `PermitRootLogin yes`: with UseDNS off (sshd's default) a
+  Match Host is tested against the client's address, never a name, so the daemon lets
+  root in from ops, while the grader asked about `host=ops` only.
+
+The check now reads the keyword as sshd does (quotes and backslashes taken out) and asks
+for both the name and the address. Each attack is shown to be in force on the running
+daemon's configuration before the lab is graded as the orchestrator grades it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forge.authoring.harness import Harness
+from forge.authoring.labtest import lab_test_path, load_lab_test
+from forge.config.settings import load_settings
+from forge.content import content_path
+from forge.runtime.base import Runtime
+from forge.runtime.factory import make_runtime
+from forge.templates import TemplateRegistry
+
+from ..support.prefixes import runtime_prefix
+
+pytestmark = pytest.mark.root
+TEMPLATES = content_path("templates")
+# What the running daemon applies to root from ops: the learner's /tmp is there, and the
+# host is ops's address (UseDNS no).
+AS_THE_DAEMON = (
+    "ssh-keygen -q -t ed25519 -N '' -f /tmp/probe-key < /dev/null; "
+    "/usr/sbin/sshd -T -f /etc/ssh/sshd_config -h /tmp/probe-key "
+    "-C user=root,host=10.66.1.30,addr=10.66.1.30,laddr=10.66.1.10,lport=22 "
+    "| grep -i '^permitrootlogin'")
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("ssh-root")),
+                              "FORGE_RUNTIME_PREFIX": runtime_prefix("r")})
+    rt = make_runtime(settings)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize("attempt", ["quoted-include-from-tmp",
+                                     "match-host-address-allows-root"])
+def test_a_configuration_that_lets_root_in_fails_no_root_login(runtime: Runtime,
+                                                              attempt: str) -> None:
+    path = lab_test_path(TEMPLATES, "ssh-hardening")
+    plan = load_lab_test(path)
+    script = next(g for g in plan.gaming if g.name == attempt).text(Path(path).parent)
+    template = TemplateRegistry.load(TEMPLATES).get("ssh-hardening").template
+    harness = Harness(runtime, template, tuple((r.host, r.port) for r in plan.ready))
+    with harness:
+        lab = harness.launch()
+        lab.in_terminal(script)
+        in_force = lab.sh(AS_THE_DAEMON).stdout_text
+        assert in_force.strip() == "permitrootlogin yes", in_force
+        graded = lab.grade()
+    assert graded.passed["no-root-login"] is False
