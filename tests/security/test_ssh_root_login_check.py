@@ -11,9 +11,12 @@ name `ops`. Both passed a server that lets root in:
 - `Match Host 10.66.1.30` / `PermitRootLogin yes`: with UseDNS off (sshd's default) a
   Match Host is tested against the client's address, never a name, so the daemon lets
   root in from ops, while the grader asked about `host=ops` only.
+- `Port 2222` beside the ticket's port, and `Match LocalPort 2222` / `PermitRootLogin yes`:
+  the daemon listens on both and lets root in on 2222; the grader asked about the
+  ticket's port only.
 
 The check now reads the keyword as sshd does (quotes and backslashes taken out) and asks
-for both the name and the address. Each attack is shown to be in force on the running
+for both the name and the address, on every port the configuration listens on. Each attack is shown to be in force on the running
 daemon's configuration before the lab is graded as the orchestrator grades it.
 """
 
@@ -41,7 +44,7 @@ TEMPLATES = content_path("templates")
 AS_THE_DAEMON = (
     "ssh-keygen -q -t ed25519 -N '' -f /tmp/probe-key < /dev/null; "
     "/usr/sbin/sshd -T -f /etc/ssh/sshd_config -h /tmp/probe-key "
-    "-C user=root,host=10.66.1.30,addr=10.66.1.30,laddr=10.66.1.10,lport=22 "
+    "-C user=root,host=10.66.1.30,addr=10.66.1.30,laddr=10.66.1.10,lport=2222 "
     "| grep -i '^permitrootlogin'")
 
 
@@ -57,7 +60,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 
 @pytest.mark.parametrize("attempt", ["quoted-include-from-tmp",
-                                     "match-host-address-allows-root"])
+                                     "match-host-address-allows-root",
+                                     "second-port-allows-root"])
 def test_a_configuration_that_lets_root_in_fails_no_root_login(runtime: Runtime,
                                                               attempt: str) -> None:
     path = lab_test_path(TEMPLATES, "ssh-hardening")
