@@ -14,9 +14,12 @@ name `ops`. Both passed a server that lets root in:
 - `Port 2222` beside the ticket's port, and `Match LocalPort 2222` / `PermitRootLogin yes`:
   the daemon listens on both and lets root in on 2222; the grader asked about the
   ticket's port only.
+- `Match Address !10.66.1.30,*` / `PermitRootLogin yes`: root refused to ops alone, let in
+  from every other address; the grader asked about ops's address only.
 
 The check now reads the keyword as sshd does (quotes and backslashes taken out) and asks
-for both the name and the address, on every port the configuration listens on. Each attack is shown to be in force on the running
+for ops's name and address and for an address outside the lab, on every port the
+configuration listens on. Each attack is shown to be in force on the running
 daemon's configuration before the lab is graded as the orchestrator grades it.
 """
 
@@ -39,13 +42,14 @@ from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
 TEMPLATES = content_path("templates")
-# What the running daemon applies to root from ops: the learner's /tmp is there, and the
-# host is ops's address (UseDNS no).
+# What the running daemon applies to a root login: the learner's /tmp is there, and the
+# host is the client's address (UseDNS no); from ops, or (ADDRESS) from elsewhere.
 AS_THE_DAEMON = (
     "ssh-keygen -q -t ed25519 -N '' -f /tmp/probe-key < /dev/null; "
     "/usr/sbin/sshd -T -f /etc/ssh/sshd_config -h /tmp/probe-key "
-    "-C user=root,host=10.66.1.30,addr=10.66.1.30,laddr=10.66.1.10,lport=2222 "
+    "-C user=root,host=ADDRESS,addr=ADDRESS,laddr=10.66.1.10,lport=2222 "
     "| grep -i '^permitrootlogin'")
+FROM = {"root-refused-to-ops-only": "198.51.100.20"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 @pytest.mark.parametrize("attempt", ["quoted-include-from-tmp",
                                      "match-host-address-allows-root",
-                                     "second-port-allows-root"])
+                                     "second-port-allows-root",
+                                     "root-refused-to-ops-only"])
 def test_a_configuration_that_lets_root_in_fails_no_root_login(runtime: Runtime,
                                                               attempt: str) -> None:
     path = lab_test_path(TEMPLATES, "ssh-hardening")
@@ -72,7 +77,8 @@ def test_a_configuration_that_lets_root_in_fails_no_root_login(runtime: Runtime,
     with harness:
         lab = harness.launch()
         lab.in_terminal(script)
-        in_force = lab.sh(AS_THE_DAEMON).stdout_text
+        in_force = lab.sh(AS_THE_DAEMON.replace(
+            "ADDRESS", FROM.get(attempt, "10.66.1.30"))).stdout_text
         assert in_force.strip() == "permitrootlogin yes", in_force
         graded = lab.grade()
     assert graded.passed["no-root-login"] is False
