@@ -50,7 +50,8 @@ PLAN_FOR = {"netplus": ("FREE", ["netplus"]), "ccna": ("PRO", ["netplus", "ccna"
             "cissp": ("TEAM", ["netplus", "ccna", "cissp"])}
 # host -> TCP port (a variable name or a number) of each lab's services. A lab is "running"
 # once its hosts exist; the tests wait for the services too, so no check races a start-up.
-SERVICES = {"netplus": {"target": "port"}, "ccna": {"pc-a": "8080", "pc-b": "8080"},
+SERVICES = {"netplus": {"target": "port"},
+            "ccna": {"pc-a": "8080", "pc-b": "8080", "learner": "9062", "r2": "9062"},
             "cissp": {}}
 
 

@@ -26,13 +26,18 @@ def test_reference_solution_scores_one(platform: Platform) -> None:
     assert all(out.passed().values())
     # Found R2 on the transit link from R1, and pc-b answered with this lab's identity.
     assert "R2 on the transit link: 10.62.0.6" in solved[0]
+    assert f"LAN B: 10.{out.variables['lan_b2']}.{out.variables['lan_b3']}.0/24" in solved[0]
     assert f"pc-b {out.variables['b_id']}" in solved[0]
 
 
-def test_learner_capabilities_are_only_on_the_routers(platform: Platform) -> None:
+def test_both_routers_route_and_the_pcs_took_this_labs_office_address(
+        platform: Platform) -> None:
+    # The PCs keep NET_ADMIN for their start command only (no terminal there): it gave
+    # each its office address, per scenario, and the default route sending from it.
     lab = platform.spawn("ccna")
     assert lab.sh("ip route add 10.99.0.0/24 via 10.62.1.10").exit_code == 0
     assert lab.sh("ip route add 10.99.0.0/24 via 10.62.2.10", host="r2").exit_code == 0
-    denied = lab.sh("ip route add 10.99.0.0/24 via 10.62.1.1", host="pc-a")
-    assert denied.exit_code != 0 and "Operation not permitted" in denied.stderr_text
+    route = lab.sh("ip -4 route show default", host="pc-a").stdout_text
+    office = f"10.{lab.variables['lan_a2']}.{lab.variables['lan_a3']}"
+    assert route.startswith(f"default via {office}.1 ") and f" src {office}.10" in route, route
     platform.finish(lab)

@@ -64,10 +64,15 @@ def test_policy_gates_allow_exactly_the_plans_with_the_track(
         assert any(f'does not include track "{name}"' in r for r in decision.reasons)
 
 
-def test_only_the_ccna_routers_keep_a_capability(registry: TemplateRegistry) -> None:
+def test_only_the_ccna_routers_and_pcs_keep_a_capability(registry: TemplateRegistry) -> None:
+    # The PCs' NET_ADMIN is for their start command (their office address, per scenario);
+    # the learner has no terminal there.
     caps = {(name, c.name): c.capabilities for name in LABS
             for c in registry.get(name).template.spec.assets.containers if c.capabilities}
-    assert caps == {("ccna", "learner"): ("NET_ADMIN",), ("ccna", "r2"): ("NET_ADMIN",)}
+    assert caps == {("ccna", h): ("NET_ADMIN",) for h in ("learner", "r2", "pc-a", "pc-b")}
+    learner_hosts = [c.name for c in registry.get("ccna").template.spec.assets.containers
+                     if c.access == "learner"]
+    assert learner_hosts == ["learner", "r2"]
 
 
 @pytest.mark.parametrize("name", sorted(LABS))

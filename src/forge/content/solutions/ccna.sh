@@ -2,8 +2,15 @@
 # Reference solution for the ccna lab, typed in the routers' own terminals (R1 is the host
 # "learner", R2 the host "r2"). Everything before the first "# host:" line is common to
 # every section; each "# host: NAME" section is typed in NAME's terminal, in file order.
-# Each next hop is discovered on the transit link, not taken from the template.
+# Each next hop is discovered on the transit link, and the office LANs' prefixes (this
+# lab's own) are read from the router's README, not taken from the template.
 set -euo pipefail
+
+# This lab's prefix of office LAN A or B, e.g. 10.123.45.0/24 (the README wraps lines).
+lan() { tr '\n' ' ' </workspace/README.txt | grep -o "LAN $1 ([0-9./]*)" | head -1 | tr -d '()' | awk '{print $3}'; }
+lan_a=$(lan A)
+lan_b=$(lan B)
+echo "LAN A: $lan_a, LAN B: $lan_b"
 
 # The other device on this router's transit link: a device that exists refuses a closed
 # port at once (no ping in the lab).
@@ -26,17 +33,17 @@ for h in ipaddress.ip_interface(sys.argv[1]).network.hosts(): print(h)' "$transi
 
 # host: r2
 # R2: LAN B is attached; the route back to LAN A goes via R1.
-find_peer 10.62.2.
+find_peer "${lan_b%0/24}"
 echo "R1 on the transit link: $peer"
-ip route replace 10.62.1.0/24 via "$peer"
-ip -4 route show 10.62.1.0/24
+ip route replace "$lan_a" via "$peer"
+ip -4 route show "$lan_a"
 
 # host: learner
 # R1: LAN A is attached; the static route for LAN B goes via R2 (replace: also fine if a
 # wrong one was added before).
-find_peer 10.62.1.
+find_peer "${lan_a%0/24}"
 echo "R2 on the transit link: $peer"
-ip route replace 10.62.2.0/24 via "$peer"
-ip -4 route show 10.62.2.0/24
+ip route replace "$lan_b" via "$peer"
+ip -4 route show "$lan_b"
 # Test end to end: pc-b answers from LAN B (R2 already routes the reply back).
-curl -sS --max-time 3 --retry 3 --retry-connrefused http://10.62.2.10:8080/
+curl -sS --max-time 3 --retry 3 --retry-connrefused "http://${lan_b%0/24}10:8080/"
