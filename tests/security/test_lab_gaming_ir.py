@@ -13,7 +13,10 @@ graded as the orchestrator grades), beyond what `forge lab test`'s gaming lists 
   terminal starts nothing and the lab scores 1.0; filling the lab's process table until
   the implant's forks fail, then freeing it (as Submit's closing the terminal does),
   leaves the beacon beaconing (its loop forked `sleep`, and bash gives up after 15 s of
-  failed forks: half the score without finding the implant, red team).
+  failed forks: half the score without finding the implant, red team); killing every
+  process of the account (`kill -9 -1`) and wiping every dotfile under /home, the same
+  lines in every lab, takes web01's site and the account's own files with the implant
+  and scores 0 (it scored 5/6 before they had to survive, red team).
 """
 
 from __future__ import annotations
@@ -144,6 +147,35 @@ def test_after_the_reference_solution_a_new_login_starts_nothing(runtime: Runtim
         run.in_terminal("true\n")
         run.must("sleep 1; ! pgrep -f '^bash /home/'", "nothing restarted")
         assert run.grade().score == 1.0
+
+
+# The same lines in every lab, nothing of the implant looked at: every process of the
+# account killed (kill(-1) spares only its caller), every dotfile and dot-directory under
+# /home wiped (red team, this stop: 5/6).
+SCORCH = r"""
+kill -9 -1; sleep 0.5; kill -9 -1
+rm -rf /home/.config /home/.cache
+for f in /home/.[!.]*; do [ -f "$f" ] && : > "$f"; done
+sleep 2.5
+"""
+
+
+def test_killing_everything_and_wiping_home_does_not_evict_the_implant(
+        runtime: Runtime) -> None:
+    with harness(runtime, "incident-response", (("c2", "port"), ("learner", "8080"))) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        run.sh(SCORCH)
+        # In place: the implant is really gone (no process, no script, no hook)...
+        run.must("! pgrep -f '^bash /home/' && [ ! -e /home/.config ] && [ ! -e /home/.cache ]"
+                 " && [ ! -s /home/.profile ]", "the implant is gone")
+        # ... and so are web01's site and the account's own files.
+        site = run.sh("timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080' 2>&1; echo rc=$?")
+        assert "rc=0" not in site.stdout_text, site.stdout_text
+        graded = run.grade()
+        assert not graded.passed["beacon-stopped"], graded
+        assert not graded.passed["persistence-removed"], graded
+        assert graded.score == 0
 
 
 # Every process the lab may have, held until no implant process is left or 40 s have
