@@ -17,6 +17,12 @@ closes the connection; what it held is then freed. Two measures:
 A refusal while an earlier request of the connection is still being answered only closes
 the connection: a 431 written then would read as that request's answer.
 
+A request the parser refuses (an unknown method, a malformed request line, header or
+chunk, a bad Content-Length) is answered 400 `malformed_request` in the same error shape,
+where uvicorn wrote a plain-text "Invalid HTTP request received." that no API client can
+read as an error document; the connection is then closed, as uvicorn closes it, after the
+answers of the requests before it on the connection.
+
 The time a request may take to arrive, and its answers to be taken, is bounded by
 `request_clock.ClockedProtocol`, which this protocol builds on.
 """
@@ -33,6 +39,11 @@ _REFUSAL = closing_answer(b"431 Request Header Fields Too Large", {
     "message": f"headers: the request line and headers are larger than {MAX_HEAD_BYTES} bytes",
     "details": [{"field": "headers", "limit_bytes": MAX_HEAD_BYTES}],
 })
+_MALFORMED = closing_answer(b"400 Bad Request", {
+    "error": "malformed_request",
+    "message": "request: the request line, headers or body framing are not valid HTTP/1.1",
+    "details": [{"field": "request"}],
+})
 # "METHOD SP url SP HTTP/1.1 CRLF" around the url, and ": " plus CRLF around each header.
 _LINE_BYTES = len(b"OPTIONS  HTTP/1.1\r\n")
 _HEADER_BYTES = len(b": \r\n")
@@ -46,6 +57,8 @@ class BoundedHeadProtocol(ClockedProtocol):
     _body = 0  # body bytes the parser delivered on this connection
     _mark = 0  # _wire - _body when the last message ended: what is not body since
     _head = 0  # the open message's head so far, counted from the parser's callbacks
+    _unparsable = False  # the parser refused what the connection sent (400, not 431)
+    _malformed = False  # that 400 is owed once the answers before it are delivered
 
     def data_received(self, data: bytes) -> None:
         """Hand the parser one read unless the connection is refused; refuse it once more
@@ -56,8 +69,38 @@ class BoundedHeadProtocol(ClockedProtocol):
         super().data_received(data)
         if self._wire - self._body - self._mark > MAX_HEAD_BYTES:
             self._refused = True
-        if self._refused:
+        if self._refused and not self._unparsable:
             self._refuse()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser refuses: the API's error shape, not its
+        plain text; nothing more the connection sends is parsed. When the fault is in the
+        body of a request whose answer has not begun (a malformed chunk), this answer
+        replaces it: the handler sees the client gone and anything it sends is dropped.
+        Answers of earlier requests still under way are delivered first."""
+        self._refused = self._unparsable = True
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and cycle.more_body and not cycle.response_started:
+            cycle.disconnected = True
+            cycle.message_event.set()
+            cycle = None
+        if (cycle is None or cycle.response_complete) and not self.pipeline:
+            self._answer_malformed()
+        else:
+            self._malformed = True
+
+    def on_response_complete(self) -> None:
+        last = not self.pipeline
+        super().on_response_complete()
+        if self._malformed and last:
+            self._answer_malformed()
+
+    def _answer_malformed(self) -> None:
+        self._malformed = False
+        if not self.transport.is_closing():
+            self.transport.write(_MALFORMED)
+            self.transport.close()
+        self.start_clock()  # the close flushes first: the client must take it
 
     def _refuse(self) -> None:
         if self.transport.is_closing():

@@ -1,0 +1,117 @@
+"""Attack: send bytes that are not HTTP/1.1 and read the answer as an API client would.
+
+Every error of every Forge service is a JSON document naming an error code and the field
+at fault, and the 413/431/408 the server itself writes keep that shape; but a request the
+parser refused (an unknown method, a header name with a space, a malformed chunk or
+Content-Length, an HTTP/2 preface) got uvicorn's plain text "Invalid HTTP request
+received.", which a client reading `error` from the body cannot handle. Now it is 400
+`malformed_request` naming `request`, and the connection is closed.
+
+A real uvicorn server with `forge serve`'s configuration and a Forge app, on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from forge.config import load_settings
+from forge.services.common.app import create_app, make_context
+from forge.services.common.serving import DrainingServer, uvicorn_config
+
+from ..live_server import reserve_port
+from ..services.conftest import prod_environ
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")
+
+MALFORMED = {
+    "error": "malformed_request",
+    "message": "request: the request line, headers or body framing are not valid HTTP/1.1",
+    "details": [{"field": "request"}],
+}
+
+
+@contextmanager
+def served(tmp_path: Path) -> Iterator[int]:
+    """The port of a Forge app served by `forge serve`'s uvicorn configuration, in a thread."""
+    settings = load_settings(prod_environ(tmp_path / "s"))
+    app = create_app(make_context("test", settings))
+    sock = reserve_port()
+    port = int(sock.getsockname()[1])
+    server = DrainingServer(uvicorn_config(app, settings, "127.0.0.1", port))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(1000):
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.02)
+    assert server.started
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    """Send `data` in one write; everything the server answers until it closes."""
+    reply = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(data)
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+REQUESTS = {
+    "unknown method": b"FOO /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    "space in a header name": b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n",
+    "space in the url": b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "NUL in a header value": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "malformed chunk": b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"ZZ\r\n",
+    "Content-Length not a number": b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+                                   b"Content-Length: abc\r\n\r\n",
+    "HTTP/2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+def test_a_request_the_parser_refuses_is_answered_in_the_error_shape(
+        tmp_path: Path, name: str) -> None:
+    with served(tmp_path) as port:
+        reply = _exchange(port, REQUESTS[name])
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), reply[:300]
+        assert b"content-type: application/json" in head.lower(), reply[:300]
+        assert b"connection: close" in head.lower(), reply[:300]
+        assert json.loads(body) == MALFORMED
+        # The server goes on serving: a well-formed request after it is answered.
+        ok = _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 "), ok[:300]
+
+
+def test_a_refusal_after_a_good_request_is_never_read_as_its_answer(tmp_path: Path) -> None:
+    # A good request, then garbage in the same write: an error document written while the
+    # first answer is under way would be read as that answer (uvicorn wrote its plain 400
+    # there, before it). The first answer comes whole, then the error document.
+    with served(tmp_path) as port:
+        reply = _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:300]
+    first, _, rest = reply.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in first.split(b"\r\n")[1:]
+                  if line.lower().startswith(b"content-length:"))
+    assert json.loads(rest[:length])["status"] == "ok"
+    after = rest[length:]
+    assert after.startswith(b"HTTP/1.1 400 "), reply[:600]
+    assert json.loads(after.partition(b"\r\n\r\n")[2]) == MALFORMED
