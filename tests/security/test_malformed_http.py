@@ -5,7 +5,10 @@ at fault, and the 413/431/408 the server itself writes keep that shape; but a re
 parser refused (an unknown method, a header name with a space, a malformed chunk or
 Content-Length, an HTTP/2 preface) got uvicorn's plain text "Invalid HTTP request
 received.", which a client reading `error` from the body cannot handle. Now it is 400
-`malformed_request` naming `request`, and the connection is closed.
+`malformed_request` naming `request`, and the connection is closed. So is a WebSocket
+opening handshake the server refuses (a missing or invalid Sec-WebSocket-Key or -Version,
+no Upgrade): it was plain text echoing the client's header value, and is now 4xx
+`invalid_websocket_handshake` naming the header, its value not echoed.
 
 A real uvicorn server with `forge serve`'s configuration and a Forge app, on loopback.
 """
@@ -21,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi import WebSocket
+from websockets.sync.client import connect
 
 from forge.config import load_settings
 from forge.services.common.app import create_app, make_context
@@ -43,6 +48,12 @@ def served(tmp_path: Path) -> Iterator[int]:
     """The port of a Forge app served by `forge serve`'s uvicorn configuration, in a thread."""
     settings = load_settings(prod_environ(tmp_path / "s"))
     app = create_app(make_context("test", settings))
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+
     sock = reserve_port()
     port = int(sock.getsockname()[1])
     server = DrainingServer(uvicorn_config(app, settings, "127.0.0.1", port))
@@ -115,3 +126,37 @@ def test_a_refusal_after_a_good_request_is_never_read_as_its_answer(tmp_path: Pa
     after = rest[length:]
     assert after.startswith(b"HTTP/1.1 400 "), reply[:600]
     assert json.loads(after.partition(b"\r\n\r\n")[2]) == MALFORMED
+
+
+def _upgrade(key: bytes = b"dGhlIHNhbXBsZSBub25jZQ==", version: bytes = b"13") -> bytes:
+    return (b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket"
+            + b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key
+            + b"\r\nSec-WebSocket-Version: " + version + b"\r\n\r\n")
+
+
+HANDSHAKES = {  # (request, status, field)
+    "key not base64": (_upgrade(key=b"<script>x</script>"), 400, "sec-websocket-key"),
+    "version 8": (_upgrade(version=b"8"), 400, "sec-websocket-version"),
+    "no key": (_upgrade().replace(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b""),
+               400, "sec-websocket-key"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HANDSHAKES))
+def test_a_refused_websocket_handshake_is_answered_in_the_error_shape(
+        tmp_path: Path, name: str) -> None:
+    request, status, field = HANDSHAKES[name]
+    with served(tmp_path) as port:
+        reply = _exchange(port, request)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), reply[:300]
+        assert b"content-type: application/json" in head.lower(), reply[:300]
+        doc = json.loads(body)
+        assert doc["error"] == "invalid_websocket_handshake", doc
+        assert doc["details"][0]["field"] == field, doc
+        assert doc["message"].startswith(field + ": "), doc
+        assert b"script" not in body  # the client's value is not echoed
+        # A good handshake still opens, and frames still pass.
+        with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=15) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=15) == "hello"

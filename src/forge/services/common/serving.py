@@ -23,6 +23,7 @@ from forge.services.common.listener import bind_listener, inherited_listener, wo
 from forge.services.common.logging import configure_logging
 from forge.services.common.request_head import BoundedHeadProtocol
 from forge.services.common.workers import is_worker, serve_workers
+from forge.services.common.ws_handshake import JsonRefusalWebSocketProtocol
 
 log = logging.getLogger("forge.runner")
 
@@ -78,7 +79,9 @@ def build_service(name: ServiceName, settings: Settings) -> FastAPI:
 def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
     """The server settings of a Forge service; WebSocket frames are capped by the server
     itself (FORGE_WS_MAX_MESSAGE_BYTES) before a message is assembled for the app, and a
-    request's head at MAX_HEAD_BYTES (forge.services.common.request_head)."""
+    request's head at MAX_HEAD_BYTES (forge.services.common.request_head); a refused
+    WebSocket opening handshake is answered in the API's error shape
+    (forge.services.common.ws_handshake)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -89,6 +92,7 @@ def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uv
         server_header=False,
         ws_max_size=settings.ws_max_message_bytes,
         http=BoundedHeadProtocol,
+        ws=JsonRefusalWebSocketProtocol,
     )
 
 
