@@ -129,3 +129,29 @@ async def test_a_consumer_leaves_a_hung_server_and_still_gets_the_next_message(
     finally:
         await consumer.stop(grace=2)
         await pub.close()
+
+
+async def test_short_pings_over_tls_leave_a_hung_server_without_the_shutdown_wait(
+        tls_cluster: NatsCluster) -> None:
+    """nats-py's own way out (three pings unanswered: its reconnect) closed the old TLS
+    socket gracefully and waited for the hung peer's close_notify, asyncio's 30 s SSL
+    shutdown timeout, before dialling a live server: a lab node whose heartbeat connection
+    noticed the hang that way was away for ~30 s, longer than the node grace period, and
+    its live labs were failed as `lab node … lost` (probe: nft drop of one server of
+    `forge up --nats-cluster 3`). `move_on` aborted the socket, but only when it won the
+    race against the pings."""
+    conn = BusConnection(tls_cluster.url, "test-node", streams=forge_streams(3),
+                         credentials=tls_cluster.credentials("orchestrator"),
+                         ping_interval=0.5)
+    assert await conn.start(wait=30)
+    await conn.client().flush(timeout=10)
+    hung = conn.server
+    try:
+        with paused(server_pid(tls_cluster, hung)):
+            started = time.monotonic()
+            while conn.server in (None, hung):  # bounded: the pings give up after ~2 s
+                assert time.monotonic() - started < 10, "was ~30 s: the TLS shutdown timeout"
+                await asyncio.sleep(0.05)
+            await conn.client().flush(timeout=5)
+    finally:
+        await conn.close()

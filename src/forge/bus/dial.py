@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import nats.errors
-from nats.aio.client import Client
+from nats.aio.client import DEFAULT_BUFFER_SIZE, Client
+from nats.aio.transport import TcpTransport
 
 from forge.bus.bounded_close import close_client, retrieve, run_to_end, stop_task
 from forge.bus.errors import BusUnavailable
@@ -40,6 +41,54 @@ class ConnectionState:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
         return asdict(self)
+
+# How long a socket being left may take to close cleanly before it is dropped: a live
+# server answers a TLS close_notify within milliseconds, a hung one never does.
+CLOSE_WAIT_S = 1.0
+
+
+class BoundedCloseTransport(TcpTransport):
+    """nats-py's TCP/TLS transport whose `wait_closed` waits at most CLOSE_WAIT_S, then
+    aborts the socket.
+
+    nats-py's own reconnect (pings unanswered, a read error) closes the old socket and
+    waits for it to close before dialling the next server; over TLS that wait is for the
+    peer's close_notify, which a hung server (stopped, wedged, cut off by a firewall) never
+    sends, so asyncio's 30 s SSL shutdown timeout kept the client away from the live
+    servers of its cluster, longer than a lab node's grace period.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # nats-py's, untyped
+
+    async def wait_closed(self) -> None:
+        writer = self._io_writer
+        if writer is None:
+            return
+        closing = asyncio.ensure_future(writer.wait_closed())
+        closing.add_done_callback(retrieve)
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_WAIT_S)
+        if closing not in done:
+            writer.transport.abort()  # wakes the wait at once
+            await asyncio.wait({closing}, timeout=CLOSE_WAIT_S)
+            return
+        closing.result()
+
+
+class _Client(Client):
+    """nats-py's client on a `BoundedCloseTransport` for nats:// and tls:// servers."""
+
+    async def _connect_to_server(self, s: Any) -> None:
+        if s.uri.scheme not in ("nats", "tls"):
+            await super()._connect_to_server(s)
+            return
+        # nats-py's own version replaces any transport that is not connected yet (a
+        # transport is false until then) with a plain TcpTransport: the same steps, ours.
+        s.last_attempt = time.monotonic()
+        if not isinstance(self._transport, BoundedCloseTransport):
+            self._transport = BoundedCloseTransport()
+        await self._transport.connect(s.uri, buffer_size=DEFAULT_BUFFER_SIZE,
+                                      connect_timeout=self.options["connect_timeout"])
 
 
 def split_urls(url: str) -> list[str]:
@@ -94,7 +143,7 @@ async def connect(
     servers = split_urls(url)
     st = state if state is not None else ConnectionState()
     refusals: list[str] = []  # the server's own reasons, e.g. "Authorization Violation"
-    nc = Client()
+    nc = _Client()
 
     async def on_disconnected() -> None:
         if st.connected:
