@@ -26,9 +26,16 @@ from forge.services.orchestrator.node import (
 )
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.db import Database
+from forge.store.finalized_audits import finalized_among
 from forge.store.models import Scenario
 
 log = logging.getLogger("forge.orchestrator.sweeper")
+
+
+def graded_before_loss_reason(node_id: str) -> str:
+    """Why a lost node's scenario in `grading` is completed, not failed: its verdict was
+    signed already (the node published its completion, then died before recording it)."""
+    return f"graded (its verdict was signed before lab node {node_id} was lost)"
 
 
 def live_elsewhere(db: Database, own: str) -> dict[str, list[tuple[str, str]]]:
@@ -81,11 +88,19 @@ async def fail_lost_nodes(state: OrchestratorState,
         items = groups[lost_id]
         reason = lost_reason(lost_id)
         log.warning("%s: failing its %d live lab(s)", reason, len(items))
+        # A scenario in grading whose verdict the scoreboard already signed (the node
+        # published its completion and died before moving it to completed) is completed:
+        # failing it showed the learner `failed` beside a signed verdict.
+        grading = [sid for sid, current in items if current == states.GRADING]
+        scored = await state.blocking(finalized_among, state.ctx.db, grading) \
+            if grading else set()
         for scenario_id, current in items:
+            target, why = ((states.COMPLETED, graded_before_loss_reason(lost_id))
+                           if scenario_id in scored else (states.FAILED, reason))
             try:
                 moved = await state.blocking(
-                    lambda sid=scenario_id, cur=current, why=reason, gone=lost_id: move(
-                        state.ctx.db, state.settings.storage_root, sid, states.FAILED, why,
+                    lambda sid=scenario_id, cur=current, to=target, why=why, gone=lost_id: move(
+                        state.ctx.db, state.settings.storage_root, sid, to, why,
                         expected=cur, details={"lost_node": gone}))
             except (IllegalTransition, ScenarioNotFound):
                 continue  # it moved meanwhile (the node came back, or another sweep)
@@ -97,14 +112,21 @@ async def fail_lost_nodes(state: OrchestratorState,
 
 async def announce_failed(state: OrchestratorState) -> None:
     """Publish the notices of the lost nodes' labs this node failed (`failed`, then `ended`,
-    which frees the quota slot). The row moved already, so no later sweep sees the lab
-    again: a notice the bus refused (failover) is kept and published again next heartbeat
-    (the msg ids de-duplicate a notice that did get through)."""
+    which frees the quota slot; only `ended` for one it completed). The row moved already,
+    so no later sweep sees the lab again: a notice the bus refused (failover) is kept and
+    published again next heartbeat (the msg ids de-duplicate a notice that did get
+    through)."""
     node = state.node
     assert node is not None
     for scenario_id, moved in list(node.unannounced.items()):
         try:
-            await state.announce(moved)
+            if moved.to_state == states.COMPLETED:
+                # Its completion event is the node's, published already: only the notice
+                # (`forge.scenario.completed` is the completion's subject, not a transition's).
+                node.release(scenario_id)
+                await state.announce_ended(scenario_id, states.COMPLETED)
+            else:
+                await state.announce(moved)
         except BusUnavailable as exc:
             log.warning("notice of failed %s not published yet (%s); retrying next heartbeat",
                         scenario_id, exc)
