@@ -82,8 +82,8 @@ class _Client(Client):
         if s.uri.scheme not in ("nats", "tls"):
             await super()._connect_to_server(s)
             return
-        # nats-py's own version replaces any transport that is not connected yet (a
-        # transport is false until then) with a plain TcpTransport: the same steps, ours.
+        # nats-py's own version makes a plain TcpTransport on the first dial and reuses it
+        # for every reconnect (connect() replaces its streams): the same steps, ours.
         s.last_attempt = time.monotonic()
         if not isinstance(self._transport, BoundedCloseTransport):
             self._transport = BoundedCloseTransport()
