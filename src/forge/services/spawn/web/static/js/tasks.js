@@ -81,6 +81,7 @@
           error.textContent = answer.body.message || "This hint could not be revealed.";
           addSignin(error, answer.body.signin);
           error.hidden = false;
+          disarm(form);
           busy(button, false);
           return;
         }
@@ -95,6 +96,7 @@
       .catch(function () {
         error.textContent = "The hint could not be revealed (connection problem). Try again.";
         error.hidden = false;
+        disarm(form);
         busy(button, false);
       });
   }
@@ -107,17 +109,42 @@
 
   function ask(form) {
     var button = form.querySelector("button");
-    var note = form.closest(".hint").querySelector(".hint-confirm");
+    var item = form.closest(".hint");
     var label = button.textContent;
     form.dataset.armed = "true";
+    form.dataset.label = label;
     button.textContent = "Yes, r" + label.slice(1);
-    note.textContent = form.dataset.confirm;
+    item.querySelector(".hint-error").hidden = true;
+    item.querySelector(".hint-confirm").textContent = form.dataset.confirm;
     window.setTimeout(function () {
-      if (!form.isConnected || form.dataset.armed !== "true") { return; }
-      form.dataset.armed = "false";
-      button.textContent = label;
-      note.textContent = "";
+      if (form.isConnected) { disarm(form); }
     }, CONFIRM_MS);
+  }
+
+  // The question taken back (its time is up, or the reveal was refused or did not reach
+  // the server): the button reads as before and its next press asks again. A refused
+  // reveal left it reading "Yes, reveal …" for the rest of the 15 s.
+  function disarm(form) {
+    if (form.dataset.armed !== "true") { return; }
+    form.dataset.armed = "false";
+    form.querySelector("button").textContent = form.dataset.label;
+    form.closest(".hint").querySelector(".hint-confirm").textContent = "";
+  }
+
+  // Hints for one task open in order, and the server refuses a later one while an earlier
+  // one is hidden: a later hint that costs score asked the learner to pay, then said
+  // "Reveal hint 1 first". The earlier hint still hidden here (neither revealed in this
+  // tab nor reported revealed elsewhere by the status poll), or null.
+  function hiddenBefore(item) {
+    var all = hints.querySelectorAll(".hint");
+    for (var i = 0; i < all.length && all[i] !== item; i++) {
+      var form = all[i].querySelector(".hint-reveal");
+      if (all[i].dataset.criterion === item.dataset.criterion && form &&
+          form.dataset.shown !== "true") {
+        return all[i];
+      }
+    }
+    return null;
   }
 
   if (hints) {
@@ -132,6 +159,16 @@
       var form = event.target;
       if (!form.classList || !form.classList.contains("hint-reveal")) { return; }
       event.preventDefault();
+      var item = form.closest(".hint");
+      var earlier = hiddenBefore(item);
+      if (earlier && form.dataset.shown !== "true") {  // said before any cost is asked
+        var error = item.querySelector(".hint-error");
+        disarm(form);
+        error.textContent = "Reveal hint " + earlier.dataset.number +
+          " first (hints for a task open in order). Nothing was charged.";
+        error.hidden = false;
+        return;
+      }
       if (form.dataset.confirm && form.dataset.armed !== "true") {
         ask(form);
         return;

@@ -1,0 +1,63 @@
+"""A hint pressed before the hint it follows (Playwright + Chromium, the real platform).
+
+Hints for one task open in order. Hint 2 of netplus costs 10 %: pressed before hint 1, the
+page asked the learner to confirm the cost ("Press again to reveal it"), then said "Reveal
+hint 1 first", and the button went on reading "Yes, reveal hint 2 …" for 15 s. The page now
+says why at the first press, before any cost is asked, and a refused reveal leaves the
+button as it was.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .conftest import WebPlatform
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
+PAID = "Reveal hint 2 (costs 10 % of the score)"
+
+
+@pytest.mark.root
+def test_a_hint_pressed_out_of_order_says_why_before_asking_its_cost(
+        web_platform: WebPlatform, page: Page) -> None:
+    web_platform.start_lab(page, web_platform.learner_key("acme", "hint-order"))
+    hint2 = page.locator("#hint-h2")
+    page.get_by_role("button", name=PAID).click()
+    expect(hint2.get_by_role("alert")).to_have_text(
+        "Reveal hint 1 first (hints for a task open in order). Nothing was charged.")
+    expect(hint2.locator(".hint-confirm")).to_have_text("")
+    expect(page.get_by_role("button", name=PAID)).to_be_visible()  # not "Yes, reveal …"
+
+    # In order, hint 2 asks its cost (the message gone) and is revealed once confirmed.
+    page.get_by_role("button", name="Reveal hint 1").click()
+    expect(page.locator("#hint-h1 .hint-text")).to_be_visible()
+    page.get_by_role("button", name=PAID).click()
+    expect(hint2.locator(".hint-confirm")).to_have_text(
+        "Hint 2 costs 10 % of the score. Press again to reveal it.")
+    expect(hint2.locator(".hint-error")).to_be_hidden()
+    page.get_by_role("button", name="Yes, r" + PAID[1:]).click()
+    expect(hint2.locator(".hint-text")).to_contain_text("/dev/tcp")
+
+
+@pytest.mark.root
+def test_a_refused_reveal_takes_the_question_back(web_platform: WebPlatform,
+                                                  page: Page) -> None:
+    """The server refuses the confirmed reveal (here: the learner was signed out meanwhile):
+    the page says why and the button reads as before, asking again at its next press."""
+    web_platform.start_lab(page, web_platform.learner_key("acme", "hint-refused"))
+    page.get_by_role("button", name="Reveal hint 1").click()
+    expect(page.locator("#hint-h1 .hint-text")).to_be_visible()
+
+    hint2 = page.locator("#hint-h2")
+    page.get_by_role("button", name=PAID).click()
+    page.context.clear_cookies()  # signed out, in another tab or by the session's end
+    page.get_by_role("button", name="Yes, r" + PAID[1:]).click()
+    expect(hint2.get_by_role("alert")).to_contain_text("Sign in again")
+    expect(page.get_by_role("button", name=PAID)).to_be_visible()
+    expect(hint2.locator(".hint-confirm")).to_have_text("")
+    page.get_by_role("button", name=PAID).click()  # asks again, reveals nothing
+    expect(hint2.locator(".hint-confirm")).to_have_text(
+        "Hint 2 costs 10 % of the score. Press again to reveal it.")
+    expect(hint2.locator(".hint-text")).to_be_hidden()
