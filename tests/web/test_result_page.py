@@ -143,7 +143,7 @@ def test_result_shows_weight_reasons_authenticity_and_a_working_verify_command(
     assert f'href="/lab/{sid}/result"' in lab.text
     shared = client.get(f"/lab/{sid}/result")
     assert shared.status_code == 200
-    assert "2 of 3 weight earned" in _text(shared.text) and "Graded 20" in shared.text
+    assert "2 of 3 weight earned" in _text(shared.text) and "Graded 20" in _text(shared.text)
     assert "<title>Result: netplus" in shared.text and "Not passed: 1 of 2" in shared.text
     assert "exit code 1" in shared.text and shared.headers["content-security-policy"]
     client.cookies.clear()

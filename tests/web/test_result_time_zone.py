@@ -1,0 +1,50 @@
+"""The result page's "Graded …" time in the learner's own time zone (Playwright + Chromium,
+the real spawn app reading a real scoreboard).
+
+The result page said "Graded 2026-12-07 10:48:03 UTC." to a learner in India, whose list of
+labs on /tracks says when each started in their own zone ("2026-12-07 16:18 Asia/Calcutta"):
+the two pages of one lab read as hours apart. It now shows the time as the other learner
+pages do, in the browser's zone, naming it; the UTC time stays in its title.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from forge.identity.apikeys import create_api_key
+from forge.services.spawn.app import build_app
+
+from ..live_server import live_server
+from .test_result_page import Graded, graded  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")
+
+
+def test_the_result_page_says_when_it_was_graded_in_the_learners_zone(
+        graded: Graded, browser: Browser) -> None:  # noqa: F811 (the fixture)
+    sid = graded.done.scenario_id
+    db = graded.client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    key = create_api_key(db, "acme", "alice").plaintext
+    with live_server(build_app(graded.settings)) as url:
+        context = browser.new_context(timezone_id="Asia/Kolkata",
+                                      viewport={"width": 390, "height": 844})
+        try:
+            page = context.new_page()
+            page.goto(url + "/signin")
+            page.get_by_label("API key").fill(key)
+            page.get_by_role("button", name="Sign in with API key").click()
+            page.goto(f"{url}/lab/{sid}/result")
+            moment = page.locator("#graded-at time")
+            utc = moment.get_attribute("datetime")
+            assert utc is not None
+            local = datetime.fromisoformat(utc).astimezone(ZoneInfo("Asia/Kolkata"))
+            expect(page.locator("#graded-at")).to_have_text(re.compile(
+                rf"^Graded {local:%Y-%m-%d %H:%M} Asia/(Kolkata|Calcutta)\.$"))
+            expect(moment).to_have_attribute("title", re.compile(r" UTC$"))
+        finally:
+            context.close()
