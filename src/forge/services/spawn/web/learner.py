@@ -387,7 +387,8 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
         await web_state(request).backend.lab_node(
             row.node_id, row.node_url, "POST", f"/v1/scenarios/{row.scenario_id}/extend",
             json={"minutes": int(raw)})
-        return RedirectResponse(f"/lab/{scenario_id}", status_code=303)
+        # "#extended": the page says it was, where the learner pressed (lab.js)
+        return RedirectResponse(f"/lab/{scenario_id}#extended", status_code=303)
     return await as_page(f"/lab/{scenario_id}", request)(run)
 
 

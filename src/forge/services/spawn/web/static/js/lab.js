@@ -151,6 +151,20 @@
     if (slow) { slow.hidden = waited < slowAfter; }
   }
 
+  // Back from Extend: the page came again and its terminal took the keyboard focus, so
+  // nothing said the lab was extended and a keyboard user was left in the shell. It says
+  // so where they pressed, and keeps the focus there; a reload does not say it again.
+  function sayExtended() {
+    const done = document.getElementById("extend-done");
+    if (window.location.hash !== "#extended" || !done || isNaN(expires)) { return; }
+    const left = Math.max(0, Math.floor((expires - Date.now()) / 1000));
+    done.textContent = "Extended: your lab now ends in " + Math.ceil(left / 60) + " min.";
+    done.hidden = false;
+    done.focus();
+    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+
+  sayExtended();
   showRemaining();
   showWaited();
   window.setInterval(function () { showRemaining(); showWaited(); }, 1000);

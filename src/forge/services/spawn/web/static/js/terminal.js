@@ -204,7 +204,11 @@
       t.banner.hidden = true;
       setStatus(t, "Connected to the " + t.host + " host.", null);
       if (t.connects > 1) { say("Reconnected to the " + t.host + " host."); }
-      if (t.focus) { t.term.focus(); t.focus = false; }
+      // The first connection takes the keyboard, unless the page put it elsewhere first
+      // (a message to read, as after Extend).
+      const free = !document.activeElement || document.activeElement === document.body;
+      if (t.focus && free) { t.term.focus(); }
+      t.focus = false;
     };
     ws.onclose = function (ev) {
       if (t.ws !== ws) { return; }

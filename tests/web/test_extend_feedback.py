@@ -1,0 +1,50 @@
+"""Extend says it extended the lab, where the learner pressed it (Playwright + Chromium, the
+real platform).
+
+After Extend the lab's page came again and its terminal took the keyboard focus: nothing
+said the lab had been extended (only the countdown, out of sight of a screen reader, had
+moved) and a keyboard user pressing Extend found themselves typing into the shell. The
+page now says "Extended: your lab now ends in N min." in a status message that has the
+focus; a reload does not say it again.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from forge.store.models import Scenario
+
+from .conftest import WebPlatform
+
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
+
+
+@pytest.mark.root
+def test_extend_says_so_and_keeps_the_keyboard_focus(web_platform: WebPlatform,
+                                                     page: Page) -> None:
+    sid = web_platform.start_lab(page, web_platform.learner_key("acme", "extend-said"))
+    with web_platform.db.session() as sess:  # its last 10 minutes: Extend is open
+        row = sess.get(Scenario, sid)
+        assert row is not None
+        row.expires_at = datetime.now(UTC) + timedelta(minutes=5)
+    page.reload()
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.")
+    extend = page.get_by_role("button", name="Extend by 15 min")
+    extend.focus()
+    page.keyboard.press("Enter")
+
+    said = page.get_by_role("status").filter(has_text="Extended")
+    expect(said).to_have_text(re.compile(r"^Extended: your lab now ends in (19|20) min\.$"))
+    expect(said).to_be_focused()
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.")
+    expect(said).to_be_focused()  # the terminal, connected again, left the focus there
+    expect(page).to_have_url(re.compile(rf".*/lab/{sid}$"))  # a reload says nothing again
+
+    page.reload()
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.")
+    expect(page.locator("#extend-done")).to_be_hidden()
+    expect(page.get_by_role("textbox", name="Terminal input")).to_be_focused()
