@@ -243,6 +243,35 @@ def test_text_fields_show_the_same_focus_ring_as_buttons(web_platform: WebPlatfo
 
 
 @pytest.mark.root
+def test_a_new_shell_says_so_on_the_screen_in_every_tab(web_platform: WebPlatform, lab: Lab,
+                                                        browser: Browser) -> None:
+    """The shell ends (here `exit`; an orchestrator restart ends it too) and the page
+    attaches a new one: the screen was wiped, and only a note that went after 4 s said why,
+    leaving a bare prompt, the command's output gone. In a second tab of the lab not even
+    that: the other tab reconnected first and started the new shell, which this one joined
+    as "not new". Both screens now say it, and keep it."""
+    first, page = opened(browser, lab, web_platform.url)
+    second, other = opened(browser, lab, web_platform.url)
+    try:
+        notice = re.compile(r"^\[Your previous shell had ended: a new shell was started\. "
+                            r"Whatever ran in it\s*has stopped\.\]")
+        rows = page.locator("#terminal .xterm-rows")
+        page.locator("#terminal").click()
+        run(page, "echo before-$((6*7))")
+        expect(other.locator("#terminal .xterm-rows")).to_contain_text("before-42")
+        run(page, "exit")
+        for tab in (page, other):
+            expect(tab.locator("#terminal .xterm-rows")).to_contain_text(notice)
+            expect(tab.locator("#terminal .xterm-rows")).not_to_contain_text("before-42")
+            expect(tab.locator("#term-status")).to_have_text(CONNECTED)
+        run(page, "echo after-$((6*7))")  # the new shell takes input
+        expect(rows).to_contain_text("after-42")
+    finally:
+        second.close()
+        first.close()
+
+
+@pytest.mark.root
 def test_a_paste_the_program_does_not_read_is_given_up_saying_so(
         web_platform: WebPlatform, lab: Lab, browser: Browser) -> None:
     """The shell's program reads nothing (`sleep`): the lab keeps 64 KB of input and drops

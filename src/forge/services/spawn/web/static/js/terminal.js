@@ -47,6 +47,8 @@
   let leaving = false;
   let noteTimer = 0;
 
+  const NEW_SHELL = "Your previous shell had ended: a new shell was started.";
+
   function say(text, ms) {
     if (!note) { return; }
     note.textContent = text;
@@ -170,7 +172,19 @@
     let closedWith = null;  // {error, message} from the server's "closed" control frame
     let openedAt = 0;
     ws.onmessage = function (ev) {
-      if (typeof ev.data !== "string") { t.term.write(new Uint8Array(ev.data)); return; }
+      if (typeof ev.data !== "string") {
+        let bytes = new Uint8Array(ev.data);
+        if (t.notice) {  // after the replay's own reset (ESC c), before the new shell's output
+          if (bytes.length >= 2 && bytes[0] === 0x1b && bytes[1] === 0x63) {
+            t.term.write(bytes.subarray(0, 2));
+            bytes = bytes.subarray(2);
+          }
+          t.term.write(t.notice);
+          t.notice = "";
+        }
+        t.term.write(bytes);
+        return;
+      }
       let body = null;
       try { body = JSON.parse(ev.data); } catch (err) { t.term.write(ev.data); return; }
       if (!body || typeof body.type !== "string") { return; }
@@ -184,9 +198,19 @@
           ws.send(JSON.stringify({ type: "resize", rows: t.term.rows, cols: t.term.cols }));
         }
         t.sizeAt = Date.now();
-        if (body.new === true && t.connects > 1) {
-          say("Your previous shell had ended: a new shell was started.");
+        // Another shell than the one this page showed: new for this socket, or started by
+        // another tab of the lab that reconnected first ("new" is false here then). Said on
+        // the screen too, which stays: the reset has wiped what the old shell showed, and
+        // the note goes after 4 s (a learner back at the screen found a bare prompt, their
+        // command's output gone, and nothing saying why).
+        t.notice = "";
+        const other = t.session !== "" && body.session !== t.session;
+        if (t.connects > 1 && (body.new === true || other)) {
+          t.notice = "\x1b[2m[" + NEW_SHELL + " Whatever ran in it has stopped.]\x1b[0m\r\n";
+          if (!(Number(body.replayed) > 0)) { t.term.write(t.notice); t.notice = ""; }
+          say(NEW_SHELL);
         }
+        t.session = typeof body.session === "string" ? body.session : "";
         t.live = ws;
         t.credit = WINDOW_BYTES;
         if (t.outboxBytes > 0) {
@@ -401,6 +425,7 @@
     term.loadAddon(fit);
     term.open(box);
     const t = { panel: panel, host: panel.dataset.host, box: box, term: term, fit: fit,
+      session: "", notice: "",
       status: panel.querySelector(".term-status"), banner: panel.querySelector(".term-banner"),
       bannerText: panel.querySelector(".term-banner-text"),
       reconnect: panel.querySelector(".term-reconnect"), ws: null, timer: 0, frame: 0,
