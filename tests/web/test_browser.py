@@ -603,7 +603,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
             page.clock.fast_forward(int(left_ms - (minutes * 60 - 30) * 1000))
             left_ms = (minutes * 60 - 30) * 1000
             page.clock.run_for(1500)
-            said = (f"Your lab ends in {minutes} min and is then graded as it stands. "
+            said = (f"Your lab ends in less than {minutes} min and is then graded as it stands. "
                     "Extend it, or submit when you are done.")
             expect(warning).to_have_text(said)
             # ...and above the terminal, which is in sight while the learner types in it

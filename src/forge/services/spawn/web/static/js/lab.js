@@ -16,7 +16,8 @@
   const finished = ["failed", "expired", "deleted"];
 
   // Said once each as the end nears (the timer itself is often scrolled out of sight):
-  // at 10 and at 2 minutes left, with the minutes actually left.
+  // at 10 and at 2 minutes left, as "less than" the minutes rounded up (68 s left is
+  // "less than 2 min": "2 min" alone overstated it).
   const warnings = [120, 600];
   let warned = Infinity;
 
@@ -48,7 +49,7 @@
     for (const at of warnings) {
       if (left <= at && at < warned) {
         warned = at;
-        const text = "Your lab ends in " + Math.max(1, Math.ceil(left / 60)) +
+        const text = "Your lab ends in less than " + Math.max(1, Math.ceil(left / 60)) +
           " min and is then graded as it stands. Extend it, or submit when you are done.";
         boxes.forEach(function (box) { box.textContent = text; box.hidden = false; });
         return;
