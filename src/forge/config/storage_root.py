@@ -181,25 +181,37 @@ def _folders_looked_in(path: Path) -> list[Path]:
     return folders
 
 
-def _check_above(root: Path) -> None:
-    """Refuse (UnsafeStorage) a root below a folder another user owns, or may write to
-    without the sticky bit (`others_may_write`): they could swap the root for theirs. The
-    folders checked are every one a lookup of the root's path reads, the folder of each
-    link on the way included (`_folders_looked_in`)."""
+def unsafe_folder_above(path: Path) -> tuple[Path, os.stat_result] | None:
+    """The first folder above the absolute ``path`` (with its stat) that another user owns,
+    or may write to without the sticky bit (`others_may_write`): they could swap ``path``
+    for a folder of theirs after it was checked. None when every one is safe. The folders
+    judged are every one a lookup of the path reads, the folder of each link on the way
+    included (`_folders_looked_in`)."""
     me = os.geteuid()
-    for above in reversed(list(dict.fromkeys(_folders_looked_in(root)))):
+    for above in reversed(list(dict.fromkeys(_folders_looked_in(path)))):
         try:
             st = os.stat(above)
         except OSError:
             continue
-        if st.st_uid not in (me, 0):
-            raise UnsafeStorage(root, above, f"(a folder above it) is owned by uid {st.st_uid}"
-                                ", who could put a folder of theirs in the root's place",
-                                "put the storage root in a folder of yours or root's")
-        if others_may_write(st) and not st.st_mode & stat.S_ISVTX:
-            raise UnsafeStorage(root, above, "(a folder above it) is writable by other users "
-                                f"without the sticky bit (mode {stat.S_IMODE(st.st_mode):o})",
-                                f"run `chmod o-w,g-w {above}` (or `chmod +t` it)")
+        if st.st_uid not in (me, 0) or (others_may_write(st) and not st.st_mode & stat.S_ISVTX):
+            return above, st
+    return None
+
+
+def _check_above(root: Path) -> None:
+    """Refuse (UnsafeStorage) a root below a folder another user owns, or may write to
+    without the sticky bit (`unsafe_folder_above`): they could swap the root for theirs."""
+    found = unsafe_folder_above(root)
+    if found is None:
+        return
+    above, st = found
+    if st.st_uid not in (os.geteuid(), 0):
+        raise UnsafeStorage(root, above, f"(a folder above it) is owned by uid {st.st_uid}"
+                            ", who could put a folder of theirs in the root's place",
+                            "put the storage root in a folder of yours or root's")
+    raise UnsafeStorage(root, above, "(a folder above it) is writable by other users "
+                        f"without the sticky bit (mode {stat.S_IMODE(st.st_mode):o})",
+                        f"run `chmod o-w,g-w {above}` (or `chmod +t` it)")
 
 
 def make_storage_root(root: Path) -> Path:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from forge.config.storage_root import others_may_write
+from forge.config.storage_root import others_may_write, unsafe_folder_above
 from forge.errors import ForgeError
 
 RECORD = "image.json"
@@ -104,20 +104,33 @@ class UnsafeImageCache(ForgeError):
     changed the image every lab runs on (and its grader's checks see). The message names
     the path, its owner and mode, and what to do."""
 
-    def __init__(self, root: Path, why: str) -> None:
+    def __init__(self, root: Path, why: str, fix: str | None = None) -> None:
         me = os.geteuid()
+        fix = fix or (f"if it is yours, run `chown {me}:{os.getegid()} {root} && chmod 700 "
+                      f"{root}`")
         super().__init__("image_cache_unsafe", 503,
                          f"refusing image cache {root}: {why}: that user could have planted "
-                         f"or changed the image of every lab; if it is yours, run `chown "
-                         f"{me}:{os.getegid()} {root} && chmod 700 {root}`, or set "
+                         f"or changed the image of every lab; {fix}, or set "
                          "FORGE_IMAGE_CACHE to a folder of your own")
 
 
 def check_cache_root(root: Path) -> None:
     """Refuse (UnsafeImageCache) a cache root that is a link or not a folder, is owned by
     neither this user nor root, or that another user may write (its own group, or root's,
-    is no other user); one not made yet passes (``ensure`` makes it owner-only). Folders
-    above it are not judged (the storage root's are: `storage_root._check_above`)."""
+    is no other user); one not made yet passes (``ensure`` makes it owner-only). So is one
+    below a folder another user owns or may write without the sticky bit
+    (`unsafe_folder_above`): that user could rename the checked root away and put a folder
+    or link of theirs in its place before the image in it is mounted or built into."""
+    root = Path(os.path.abspath(root))
+    found = unsafe_folder_above(root)
+    if found is not None:
+        above, above_st = found
+        raise UnsafeImageCache(
+            root, f"{above} (a folder above it, owner uid {above_st.st_uid}, mode "
+                  f"{stat.S_IMODE(above_st.st_mode):o}) lets another user put a folder or "
+                  "link of theirs in the cache's place",
+            "keep the cache in folders only you or root may change (the default is "
+            "/var/cache/forge/images)")
     try:
         st = os.lstat(root)
     except (FileNotFoundError, NotADirectoryError):
