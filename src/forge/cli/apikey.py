@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from forge.cli.context import open_db, settings_or_exit
-from forge.cli.output import JSON_OPTION, cell, print_json, print_table
+from forge.cli.output import JSON_OPTION, cell, keep_stdout_private, print_json, print_table
 from forge.identity.apikeys import create_api_key, list_api_keys, revoke_api_key
 
 app = typer.Typer(help="Learner API keys.", no_args_is_help=True)
@@ -17,6 +17,9 @@ def create(
     subject: str = typer.Option(..., "--subject", help="Learner id within the tenant."),
 ) -> None:
     """Issue a key; it is printed once and only its hash is stored."""
+    # Before the key exists: `> learner.key` is made owner-only (anyone holding the key
+    # signs in as the learner), and another user's file there gets no key and none is made.
+    keep_stdout_private("the API key")
     db = open_db(settings_or_exit())
     try:
         issued = create_api_key(db, tenant, subject)

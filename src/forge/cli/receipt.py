@@ -6,6 +6,7 @@ import typer
 
 from forge.billing.receipts import CheckoutError, issue_receipt
 from forge.cli.context import plans_or_exit, settings_or_exit
+from forge.cli.output import keep_stdout_private
 
 app = typer.Typer(help="Billing receipts.", no_args_is_help=True)
 
@@ -18,6 +19,9 @@ def mint(
     days: int = typer.Option(30, "--days", help="Validity in days (1-366)."),
 ) -> None:
     """Print a receipt token for the plan (send it as the x-receipt-token header)."""
+    # `> receipt.txt` is made owner-only first: whoever holds the receipt signs in as its
+    # learner and spawns on the plan.
+    keep_stdout_private("the receipt")
     settings = settings_or_exit()
     catalog = plans_or_exit(settings)
     try:
