@@ -166,6 +166,19 @@ def test_nodes_place_route_drain_and_fail_over(
                  and not nodes["n2"].state.node.draining)
         code, out = cli(cli_env, "drain", "no-such-node")
         assert code == 1 and "unknown_node" in out, out
+        # The runbook's "restart NATS subscriber", asked of one node (n3, ORCHESTRATOR_URL),
+        # restarts every live node's subscribers: each node consumes its own.
+        root = typer.Typer()
+        commands.register(root)
+        result = CliRunner().invoke(root, ["nats", "restart-subscriber", "--service",
+                                           "orchestrator"], env=cli_env)
+        assert result.exit_code == 0, result.output
+        assert "orchestrator n1: orchestrator-submit-n1 " in result.output, result.output
+        assert "orchestrator n2: orchestrator-submit-n2 " in result.output, result.output
+        assert "orchestrator: orchestrator-submit-n3 " in result.output, result.output
+        assert "orchestrator n3:" not in result.output, result.output  # asked once, not twice
+        for name, node in nodes.items():
+            assert all(c.status()["restarts"] == 1 for c in node.state.consumers), name
 
         # Loss: n1 stops (no more heartbeats). After the grace period its lab fails with
         # the reason, by exactly one of the two survivors (one lease), and its slot is freed.

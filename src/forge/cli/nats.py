@@ -40,6 +40,42 @@ def auth_config() -> None:
                "root alone reads (umask 077)", err=True)
 
 
+def _restart(label: str, url: str, token: str) -> bool:
+    """POST the restart to one service at `url`; print what it says; False when it failed."""
+    try:
+        resp = httpx.post(f"{url}/v1/admin/nats/restart-subscriber", timeout=30,
+                          headers={"authorization": f"Bearer {token}"})
+    except httpx.TransportError as exc:
+        typer.echo(f"{label}: unreachable at {url} ({type(exc).__name__})", err=True)
+        return False
+    if resp.status_code != 200:
+        typer.echo(f"{label}: HTTP {resp.status_code} {resp.text[:200]}", err=True)
+        return False
+    for durable, ok in resp.json()["restarted"].items():
+        typer.echo(f"{label}: {durable} {'connected' if ok else 'restarted, not yet connected'}")
+    return True
+
+
+def _other_nodes(url: str, token: str) -> list[tuple[str, str]]:
+    """(node id, URL) of every other lab node the orchestrator at `url` knows alive: each
+    runs its own subscribers. Printed and empty when the list cannot be had."""
+    try:
+        resp = httpx.get(f"{url}/v1/admin/nodes", timeout=30,
+                         headers={"authorization": f"Bearer {token}"})
+        items = resp.json()["items"] if resp.status_code == 200 else None
+    except (httpx.TransportError, ValueError, KeyError, TypeError):
+        items = None
+    if not isinstance(items, list):
+        typer.echo("note: the other lab nodes could not be listed (`forge nodes list`); with "
+                   "several nodes, run this once per node with ORCHESTRATOR_URL=<its URL> "
+                   "--service orchestrator", err=True)
+        return []
+    own = url.rstrip("/")
+    return [(str(item["node_id"]), str(item["url"]).rstrip("/")) for item in items
+            if isinstance(item, dict) and item.get("state") != "lost" and not item.get("self")
+            and isinstance(item.get("url"), str) and item["url"].rstrip("/") != own]
+
+
 @app.command("restart-subscriber")
 def restart_subscriber(
     service: list[str] = typer.Option(
@@ -47,7 +83,8 @@ def restart_subscriber(
         help="spawn, orchestrator or scoreboard (repeatable; default all three).",
     ),
 ) -> None:
-    """POST /v1/admin/nats/restart-subscriber on each service with the operator token."""
+    """POST /v1/admin/nats/restart-subscriber on each service with the operator token; for
+    the orchestrator, on every live lab node (`forge nodes list`), each with its own."""
     settings = settings_or_exit()
     token = settings.operator.current.decode()
     failed = False
@@ -56,18 +93,11 @@ def restart_subscriber(
             raise typer.BadParameter(f"unknown service {name!r}", param_hint="--service")
         env_var, default = DEFAULT_URLS[name]
         url = service_url(settings, env_var, default)
-        try:
-            resp = httpx.post(f"{url}/v1/admin/nats/restart-subscriber", timeout=30,
-                              headers={"authorization": f"Bearer {token}"})
-        except httpx.TransportError as exc:
-            typer.echo(f"{name}: unreachable at {url} ({type(exc).__name__})", err=True)
+        if not _restart(name, url, token):
             failed = True
             continue
-        if resp.status_code != 200:
-            typer.echo(f"{name}: HTTP {resp.status_code} {resp.text[:200]}", err=True)
-            failed = True
-            continue
-        for durable, ok in resp.json()["restarted"].items():
-            typer.echo(f"{name}: {durable} {'connected' if ok else 'restarted, not yet connected'}")
+        if name == "orchestrator":
+            for node_id, node_url in _other_nodes(url, token):
+                failed = not _restart(f"orchestrator {node_id}", node_url, token) or failed
     if failed:
         raise typer.Exit(1)

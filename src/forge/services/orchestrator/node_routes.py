@@ -51,7 +51,8 @@ async def list_nodes(request: Request) -> dict[str, Any]:
             "capacity_memory_mb": rec.capacity_memory_mb, "draining": rec.draining,
             "heartbeat_age_s": round(rec.age(now), 1),
             "state": "lost" if not alive else "stopped" if rec.stopped else "alive",
-            "version": rec.version, "lease": rec.node_id == holder})
+            "version": rec.version, "lease": rec.node_id == holder,
+            "self": rec.node_id == state.settings.node_id})
     seen = {rec.node_id for rec in records}
     own = state.settings.node_id
     for node_id, labs in sorted((await state.blocking(live_elsewhere, state.ctx.db, own)).items()):
@@ -60,7 +61,7 @@ async def list_nodes(request: Request) -> dict[str, Any]:
                           "capacity_labs": None, "memory_in_use_mb": None,
                           "capacity_memory_mb": None, "draining": None,
                           "heartbeat_age_s": None, "state": "lost", "version": None,
-                          "lease": False})
+                          "lease": False, "self": False})
     return {"items": items, "count": len(items), "grace_s": kv.grace_s}
 
 
