@@ -76,6 +76,28 @@ def test_an_unusable_key_names_the_command_that_mends_it(tmp_path: Path, damage:
     assert old.key_id in ring.public_keys()  # what the old key signed still verifies
 
 
+@pytest.mark.parametrize("damage", ["current_garbage", "current_gone"])
+def test_mending_a_lost_current_retires_the_key_it_named(tmp_path: Path, damage: str) -> None:
+    # With 'current' garbled (the check says `forge keys rotate`) or deleted (it says
+    # `forge keys generate`), the new key became current but the old private key stayed
+    # on disk, listed "can sign" and never retired: a rotation that left the key it
+    # replaced able to sign.
+    ring = SigningKeyring(tmp_path / "keys")
+    old = ring.generate()
+    current = ring.directory / "current"
+    if damage == "current_garbage":
+        current.write_text("not-a-key-id\n")
+        new = ring.rotate()
+    else:
+        current.unlink()
+        new = ring.generate()
+    assert ring.current().key_id == new.key_id != old.key_id
+    assert not (ring.directory / f"{old.key_id}.key").exists()
+    infos = {i.key_id: i for i in ring.list_keys()}
+    assert not infos[old.key_id].can_sign and infos[old.key_id].retired_at is not None
+    assert old.key_id in ring.public_keys()  # what it signed still verifies
+
+
 def test_a_key_file_holding_another_key_is_refused(tmp_path: Path) -> None:
     ring = SigningKeyring(tmp_path / "keys")
     a = ring.generate()

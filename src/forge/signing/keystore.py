@@ -229,13 +229,19 @@ class SigningKeyring:
                 (self.directory / f"{key_id}{suffix}").unlink(missing_ok=True)
 
     def _write_current_key(self, key: SigningKey) -> None:
-        """Write ``key`` and make it current, or leave the ring as it was."""
+        """Write ``key`` and make it current, or leave the ring as it was. Then retire every
+        other key that still holds a private key: only the current key may sign, also when
+        the one it replaces was no longer named by 'current' (garbled or deleted, the
+        damage `forge keys rotate` / `generate` mend), which `rotate` alone cannot see."""
         self._write_key(key)
         try:
             self._set_current(key.key_id)
         except BaseException:
             self._discard(key.key_id)
             raise
+        for kid in self.public_keys():
+            if kid != key.key_id and (self.directory / f"{kid}.key").exists():
+                self._retire(kid)
 
     def _set_current(self, key_id: str) -> None:
         replace_file(self.directory / "current", key_id.encode() + b"\n", mode=0o644)
