@@ -352,6 +352,29 @@ def test_serve_refuses_a_taken_port_by_name_before_anything_starts(tmp_path: Pat
     assert not (storage / "forge.db").exists()  # no database opened, no subscriber started
 
 
+def test_a_pinned_policy_hash_that_differs_stops_up_before_anything_starts(
+        tmp_path: Path) -> None:
+    """spawn_service and the orchestrator refuse to start when OPA_POLICY_HASH differs from
+    the policies' hash. `forge up` started NATS and the services anyway and restarted the
+    two in a loop until --ready-timeout (2 minutes by default), then stopped with only
+    "not running (restart #4 …)". It now names the variable at once and starts nothing,
+    as `forge config check` does."""
+    env_file = make_env_file(tmp_path)
+    with env_file.open("a") as fh:
+        fh.write("OPA_POLICY_HASH=" + "0" * 64 + "\n")
+    storage = tmp_path / "storage"
+    up = Up(storage, env_file, some_ports(), extra=("--ready-timeout", "20"))
+    try:
+        up.proc.wait(timeout=120)
+    finally:
+        up.stop()
+    assert up.proc.returncode == 1, up.err[-2000:]
+    assert "policy bundle hash mismatch: OPA_POLICY_HASH expects " + "0" * 64 in up.err
+    assert "exited with code" not in up.err and "Forge is up" not in up.err
+    assert up.service_pids() == [] and up.nats_pids() == []
+    assert not (storage / "forge-up.lock").exists()  # refused before the storage was taken
+
+
 def test_services_not_ready_in_time_are_named_with_their_failed_checks(
         tmp_path: Path) -> None:
     """Audit AS: a check red at start (here OPA unreachable) stopped everything after the

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from forge.bus.permissions import user_name
 from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password, nats_password_given
-from forge.config.settings import ConfigError, load_settings
+from forge.config.settings import ConfigError, Settings, load_settings
 from forge.signing.keystore import keyring_dir
 
 IDENTITY_OF = {var: identity for identity, var in NATS_PASSWORD_VARS.items()}
@@ -50,6 +50,16 @@ def _plans_problem(plans_file: Path) -> str | None:
     except PlanError as exc:
         return f"FORGE_PLANS_FILE: {exc}"
     return None
+
+
+def start_refusals(settings: Settings) -> list[str]:
+    """What spawn_service and the orchestrator refuse to start with, as they would: a
+    policy directory they cannot load or whose hash differs from OPA_POLICY_HASH, a plans
+    file they cannot load. `forge up` stops on these before it starts anything."""
+    return [problem for problem in (_policy_problem(settings.policies_dir,
+                                                    settings.opa_policy_hash),
+                                    _plans_problem(settings.plans_file))
+            if problem is not None]
 
 
 def _grants_problem(path: Path | None) -> str | None:

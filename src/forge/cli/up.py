@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge.bus.permissions import SERVICE_IDENTITIES
+from forge.cli.config_check import start_refusals
 from forge.config.db_url import normalize_url
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.config.storage_root import UnsafeStorage
@@ -310,6 +311,9 @@ def register(app: typer.Typer) -> None:
                 settings.nats_password(identity)
             except ConfigError as exc:
                 problems.extend(exc.problems)
+        # spawn_service and the orchestrator would exit at every start (a crash loop until
+        # --ready-timeout): said now, with nothing started, as `forge config check` says it
+        problems.extend(start_refusals(settings))
         if problems:
             console.print(str(ConfigError(settings.env.value, problems)), markup=False)
             raise typer.Exit(1)
