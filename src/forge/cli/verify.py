@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         bundle: Path = typer.Argument(..., help="evidence bundle (.tar.zst or .tar.gz)"),
         sig: Path = typer.Argument(..., help="verdict.sig (DSSE envelope)"),
         pub: Path = typer.Argument(..., help="verdict.pub (PEM public key)"),
-        trusted_key: Path | None = typer.Option(
+        # a str: "" reaches the verifier, which refuses it (a Path would make it ".")
+        trusted_key: str | None = typer.Option(
             None, "--trusted-key", metavar="PATH",
             help="PEM file or directory of PEM public keys allowed to sign verdicts."),
         expect_learner: str | None = typer.Option(
@@ -31,7 +32,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Verify a verdict: exit 0 PASS, 1 FAIL (every reason printed), 2 unreadable input."""
-        argv = ["--trusted-key", str(trusted_key)] if trusted_key is not None else []
+        argv = ["--trusted-key", trusted_key] if trusted_key is not None else []
         for flag, value in (("--expect-learner", expect_learner), ("--expect-lab", expect_lab)):
             if value is not None:
                 argv += [flag, value]

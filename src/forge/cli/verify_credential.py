@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
     @app.command("verify-credential")
     def verify_credential(
         credential: Path = typer.Argument(..., help="credential.vc"),
-        trusted_key: Path = typer.Option(
+        # a str: "" reaches the verifier, which refuses it (a Path would make it ".")
+        trusted_key: str = typer.Option(
             ..., "--trusted-key", metavar="PATH",
             help="PEM file or directory of the issuer's public keys, from the platform "
             "(forge keys export-public, /v1/credentials/keys), never from the person "
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Verify a credential offline: exit 0 PASS, 1 FAIL (every reason), 2 unreadable."""
-        argv = ["credential", "--trusted-key", str(trusted_key)]
+        argv = ["credential", "--trusted-key", trusted_key]
         if verdict is not None:
             argv += ["--verdict", str(verdict)]
         if status_list is not None:

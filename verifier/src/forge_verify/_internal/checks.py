@@ -448,12 +448,30 @@ def _read(path: Path, what: str) -> bytes:
         raise InputError(str(exc)) from None
 
 
+def _is_or_holds(trusted_key: Path, file: Path) -> bool:
+    """Whether `trusted_key` (a key file or a folder of them) is, or holds, `file`."""
+    try:
+        if trusted_key.is_dir():
+            return any(p.is_file() and p.samefile(file) for p in trusted_key.iterdir())
+        return trusted_key.samefile(file)
+    except OSError:
+        return False
+
+
 def verify_paths(
     score: Path, bundle: Path, sig: Path, pub: Path, *, trusted_key: Path | None = None,
     limits: ReadLimits | None = None,
 ) -> VerifyResult:
-    """Verify four files on disk; unreadable input gives status ERROR (exit code 2)."""
+    """Verify four files on disk; unreadable input gives status ERROR (exit code 2).
+
+    A trusted key that is the set's own verdict.pub (`--trusted-key .` in the results
+    folder) is refused: the files' own key proves nothing about who signed them."""
     try:
+        if trusted_key is not None and _is_or_holds(Path(trusted_key), Path(pub)):
+            raise InputError(
+                f"trusted key {trusted_key}: is or holds {pub}, the verdict.pub of the files "
+                "being verified, so it proves nothing about who signed them; give the "
+                "platform's public keys instead (forge keys export-public)")
         trusted = load_trusted_keys(trusted_key) if trusted_key is not None else None
         data = [_read(Path(p), w) for p, w in ((score, "score"), (bundle, "bundle"),
                                                (sig, "verdict.sig"), (pub, "verdict.pub"))]

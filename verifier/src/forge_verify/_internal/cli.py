@@ -24,6 +24,14 @@ from forge_verify._internal.checks import (
 )
 
 
+def _key_path(value: str) -> Path:
+    """A --trusted-key value: an empty one is refused, not read as the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "empty path: give the PEM file or folder of the platform's public keys")
+    return Path(value)
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """Positional files as in the runbook, plus --trusted-key, --expect-learner,
     --expect-lab and --json.
@@ -38,7 +46,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("bundle", type=Path, help="evidence bundle (.tar.zst or .tar.gz)")
     p.add_argument("sig", type=Path, help="verdict.sig (DSSE envelope)")
     p.add_argument("pub", type=Path, help="verdict.pub (PEM public key)")
-    p.add_argument("--trusted-key", type=Path, default=None, metavar="PATH",
+    p.add_argument("--trusted-key", type=_key_path, default=None, metavar="PATH",
                    help="PEM file or directory of PEM public keys that may sign verdicts")
     p.add_argument("--expect-learner", default=None, metavar="TENANT/SUBJECT",
                    help="fail unless the verdict is this learner's (a genuine verdict of "
@@ -76,7 +84,7 @@ def credential_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="Verify an Open Badges 3.0 credential (credential.vc) issued by "
                     "FrostGate Forge, offline.")
     p.add_argument("credential", type=Path, help="credential.vc")
-    p.add_argument("--trusted-key", type=Path, required=True, metavar="PATH",
+    p.add_argument("--trusted-key", type=_key_path, required=True, metavar="PATH",
                    help="PEM file or directory of the issuer's public keys, obtained from "
                         "the platform (its /v1/credentials/keys or `forge keys "
                         "export-public`), never from the person presenting the credential")
