@@ -201,3 +201,20 @@ def test_operator_token_match_is_keyring_aware(tmp_path: Path) -> None:
     assert settings.operator.matches(strong("OPERATOR_TOKEN"))
     assert not settings.operator.matches(strong("OPERATOR_TOKEN") + "x")
     assert not settings.operator.matches("")
+
+
+def test_a_signing_key_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
+    # A file there made every key command and the scoreboard's signing_key check say
+    # "refusing storage root … choose another STORAGE_ROOT", and `forge config check` said
+    # "configuration OK": the wrong variable, and a fix that changed nothing.
+    planted = tmp_path / "not-a-folder"
+    planted.write_text("x\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(prod_env(tmp_path, FORGE_SIGNING_KEY_DIR=str(planted)))
+    assert err.value.problems == [
+        f"FORGE_SIGNING_KEY_DIR {planted} is not a folder: name the folder of the verdict "
+        "signing keys (`forge keys generate` makes it), or unset it to use "
+        "STORAGE_ROOT/keys/signing"]
+    folder = tmp_path / "keys"  # a folder, or one not made yet, is fine
+    assert load_settings(prod_env(tmp_path, FORGE_SIGNING_KEY_DIR=str(folder))
+                         ).signing_key_dir == folder

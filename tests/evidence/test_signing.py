@@ -195,3 +195,15 @@ def test_an_unusable_key_is_none_with_a_warning_and_never_an_exception(
 
     monkeypatch.setattr(Path, "exists", barred)
     assert ring.current_or_none() is None
+
+
+def test_a_keys_dir_that_is_a_file_is_named_by_every_key_command(tmp_path: Path) -> None:
+    # It said "refusing storage root … choose another --storage/STORAGE_ROOT" (generate)
+    # or "no signing keys in … (run `forge keys generate`)" (list): neither is the fix.
+    planted = tmp_path / "not-a-folder"
+    planted.write_text("x\n")
+    for command in (("keys", "generate"), ("keys", "list"), ("keys", "rotate")):
+        done = _forge(*command, "--keys-dir", str(planted), storage=tmp_path / "storage")
+        assert done.returncode == 2, done.stderr
+        assert f"FORGE_SIGNING_KEY_DIR / --keys-dir {planted} is not a folder" in done.stderr
+    assert planted.read_text() == "x\n"

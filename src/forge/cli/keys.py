@@ -40,6 +40,11 @@ def open_keyring(storage: Path | None, keys_dir: Path | None) -> SigningKeyring:
     """The keyring the scoreboard would use for these options/environment; a storage root
     (or keyring folder) another user could have planted exits 2."""
     if keys_dir is not None:
+        if keys_dir.exists() and not keys_dir.is_dir():
+            typer.echo(f"error: {KEY_DIR_ENV} / --keys-dir {keys_dir} is not a folder: name "
+                       "the folder of the verdict signing keys, or unset it to use "
+                       "STORAGE_ROOT/keys/signing", err=True)
+            raise typer.Exit(2)
         return SigningKeyring(keys_dir)
     root = (storage or Path("storage")).absolute()
     try:

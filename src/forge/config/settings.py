@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     plans_file: Path = _var("FORGE_PLANS_FILE", _default_content_path("plans.yaml"))
     entitlements_file: Annotated[Path | None, BeforeValidator(checks.optional_path)] = _var(
         "ENTITLEMENTS_FILE")
+    # Read by forge.signing.keystore.keyring_dir; checked here so a service names it.
+    signing_key_dir: Annotated[Path | None, BeforeValidator(checks.signing_key_dir)] = _var(
+        "FORGE_SIGNING_KEY_DIR")
     runtime_engine: Annotated[str, BeforeValidator(checks.runtime_engine)] = _var(
         "FORGE_RUNTIME_ENGINE", DEFAULT_ENGINE)
     runtime_prefix: str = _var("FORGE_RUNTIME_PREFIX", "fg")

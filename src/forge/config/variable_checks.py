@@ -131,6 +131,21 @@ def optional_path(raw: object) -> Path | None:
     return Path(str(raw)) if raw else None
 
 
+def signing_key_dir(raw: object) -> Path | None:
+    """FORGE_SIGNING_KEY_DIR: the folder of the verdict signing keys (unset or empty:
+    STORAGE_ROOT/keys/signing). One that exists and is not a folder is refused here: every
+    key command and the scoreboard's check said "refusing storage root … choose another
+    STORAGE_ROOT" about it, naming the wrong variable and the wrong fix."""
+    if not raw:
+        return None
+    path = Path(str(raw))
+    if path.exists() and not path.is_dir():
+        raise problem(f"FORGE_SIGNING_KEY_DIR {path} is not a folder: name the folder of "
+                      "the verdict signing keys (`forge keys generate` makes it), or unset "
+                      "it to use STORAGE_ROOT/keys/signing")
+    return path
+
+
 def nats_ca(raw: object) -> str | None:
     """FORGE_NATS_CA: a file of PEM CA certificates; the bus clients trust only those and
     speak TLS first (unset or empty: no CA, NATS_URL as given). Returns the PEM text."""
