@@ -52,13 +52,30 @@ def _plans_problem(plans_file: Path) -> str | None:
     return None
 
 
+def _store_problem(db_url: str) -> str | None:
+    """Why every service would fail to start on FORGE_DB_URL's SQLite path (a folder, or a
+    file that is not a SQLite database there); None otherwise."""
+    from alembic.util import CommandError
+
+    from forge.config.db_url import normalize_url
+    from forge.store.migrate import refuse_not_a_database
+
+    try:
+        refuse_not_a_database(normalize_url(db_url))
+    except CommandError as exc:
+        return str(exc)
+    return None
+
+
 def start_refusals(settings: Settings) -> list[str]:
     """What spawn_service and the orchestrator refuse to start with, as they would: a
     policy directory they cannot load or whose hash differs from OPA_POLICY_HASH, a plans
-    file they cannot load. `forge up` stops on these before it starts anything."""
+    file they cannot load, a FORGE_DB_URL file that is not a database (every service).
+    `forge up` stops on these before it starts anything."""
     return [problem for problem in (_policy_problem(settings.policies_dir,
                                                     settings.opa_policy_hash),
-                                    _plans_problem(settings.plans_file))
+                                    _plans_problem(settings.plans_file),
+                                    _store_problem(settings.db_url))
             if problem is not None]
 
 
@@ -115,6 +132,9 @@ def register(app: typer.Typer) -> None:
         plans = _plans_problem(settings.plans_file)  # both load it too (the scoreboard not)
         if plans is not None and set(wanted) & {"spawn", "orchestrator"}:
             refused.append(plans)
+        store = _store_problem(settings.db_url)  # every service opens it at start
+        if store is not None:
+            refused.append(store)
         grants = _grants_problem(settings.entitlements_file)  # each spawn reads it
         if grants is not None and "spawn" in wanted:
             refused.append(grants)

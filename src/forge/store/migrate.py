@@ -7,6 +7,7 @@ loading the migration scripts cost ~0.3 s of CPU, paid by every service start an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,35 @@ def _refuse_unknown_revisions(url: str) -> None:
             "it; schema downgrades are not supported")
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def refuse_not_a_database(url: str) -> None:
+    """CommandError naming FORGE_DB_URL when its SQLite path holds something that is not a
+    SQLite database (a folder, another file, a damaged copy), instead of SQLAlchemy's
+    "file is not a database" traceback or a refusal that named STORAGE_ROOT."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return
+    path = sqlite_file(url)
+    if path is None or not os.path.lexists(path):
+        return  # a new store is made there
+    why = None
+    if not path.is_file():
+        why = "is not a file"
+    else:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_HEADER))
+        if head and head != _SQLITE_HEADER:
+            why = "is not a SQLite database"
+    if why is not None:
+        from alembic.util import CommandError  # only then: a start at head needs no alembic
+
+        raise CommandError(
+            f"the state store {path} (FORGE_DB_URL) {why}: point FORGE_DB_URL at the "
+            "state database, or put it back from a backup (see \"Backup and restore\" in "
+            "the operator runbook)")
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision`; concurrent starts queue on a lock.
 
@@ -111,6 +141,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     transactional), so a replica that waited finds the schema at head.
     """
     url = normalize_url(url)
+    refuse_not_a_database(url)
     if revision == "head" and at_head(url):
         return
     if revision == "head":
