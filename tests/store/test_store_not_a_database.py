@@ -45,3 +45,20 @@ def test_a_path_that_is_not_a_database_is_named_in_one_line(tmp_path: Path,
     assert checked.returncode == 1 and said in checked.stderr, checked.stderr
     if kind == "other_file":
         assert db.read_bytes() == b"FORGE_ENV=prod\n" * 10
+
+
+def test_a_damaged_database_is_named_in_one_line(tmp_path: Path) -> None:
+    # A real store whose pages were damaged after the header (a bad copy, a disk fault):
+    # the header check passes, SQLite then says "database disk image is malformed", which
+    # was a traceback.
+    db = tmp_path / "forge.db"
+    assert _forge(tmp_path, db, "completions", "list").returncode == 0  # made and migrated
+    with db.open("r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\xff" * 3000)
+    listed = _forge(tmp_path, db, "completions", "list")
+    assert listed.returncode == 1, listed.stderr
+    assert "forge: not done, the state store FORGE_DB_URL names is damaged (database disk " \
+           "image is malformed): stop the services and put it back from a backup" \
+        in listed.stderr, listed.stderr
+    assert "Traceback" not in listed.stderr

@@ -91,6 +91,25 @@ def refused_for_store(exc: Exception) -> str | None:
     return None
 
 
+def refused_for_damage(exc: Exception) -> str | None:
+    """The one line to print for a command whose SQLite state store is damaged (SQLite's
+    "database disk image is malformed", "file is not a database"), or None."""
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return None
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    said = str(orig)
+    if isinstance(orig, sqlite3.DatabaseError) and (
+            "malformed" in said or "not a database" in said):
+        return (f"the state store FORGE_DB_URL names is damaged ({said}): stop the "
+                "services and put it back from a backup (see \"Backup and restore\" in the "
+                "operator runbook)")
+    return None
+
+
 class LazyGroup(TyperGroup):
     """The root `forge` group: commands come from `COMMANDS`, loaded on first use. A
     command that fails for want of room, or on a store it cannot use just now, says so in
@@ -111,6 +130,10 @@ class LazyGroup(TyperGroup):
                 if isinstance(exc, CommandError):  # the store's schema (forge.store.migrate)
                     typer.echo(f"forge: not done, {exc}", err=True)
                     raise typer.Exit(1) from None
+            line = refused_for_damage(exc)
+            if line is not None:
+                typer.echo(f"forge: not done, {line}", err=True)
+                raise typer.Exit(1) from None
             line = refused_for_store(exc)
             if line is None:
                 raise
