@@ -33,14 +33,25 @@ def test_mismatched_secret_is_named(drill: Drill) -> None:
     assert "SAT_HMAC_SECRET" in log_line and "ET_HMAC_SECRET" in log_line
     shown = json.dumps(body) + spawn.log()
     assert not any(v in shown for v in (*wrong.values(), *drill.secrets.values()))
+    # A spawn meanwhile would fail at the orchestrator (a failed lab for the learner): it is
+    # refused at once, saying to try again, with nothing counted or reserved.
+    early = drill.learner("beta", "early")
+    refused = httpx.post(f"{drill.url('spawn')}/v1/spawn", json={"track": "netplus"},
+                         headers=early, timeout=30)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == "keys_not_agreed", refused.text
+    assert refused.headers["retry-after"] == "30"
+    assert not any(v in refused.text for v in (*wrong.values(), *drill.secrets.values()))
     # The orchestrator's own /readyz shows which key ids it accepts, for comparison.
     orch_ring = drill.services["orchestrator"].readyz()[1]["checks"]["config"]["detail"]
     assert body["checks"]["config"]["detail"]["keyring"]["SAT_HMAC_SECRET"]["current"] not in \
         orch_ring["keyring"]["SAT_HMAC_SECRET"]["accepted"]
 
-    # The fix: roll the orchestrator's secrets out to spawn_service; /readyz is 200 again.
+    # The fix: roll the orchestrator's secrets out to spawn_service; /readyz is 200 again,
+    # and the refused learner's lab starts (the refusal held nothing of theirs).
     spawn.restart(drill.env())
     assert spawn.readyz()[0] == 200
+    spawn_lab(drill, early)
 
     # The rotation order of the customer's runbook rolls OPERATOR_TOKEN out to the
     # orchestrator and the scoreboard, never to spawn_service (audit AS). Its calls to them

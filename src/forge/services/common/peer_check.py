@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from time import monotonic
 from typing import Any
 
-from forge.services.common.readiness import FRESH
+from forge.services.common.readiness import FRESH, CheckFailed
 
 
 class PacedCheck:
@@ -33,6 +33,7 @@ class PacedCheck:
         self._retry_s = retry_s
         self._task: asyncio.Task[str] | None = None
         self._asked_at = -float("inf")
+        self._failed: tuple[float, CheckFailed] | None = None  # the last ask's, if it failed
 
     async def check(self) -> str:
         """The standing outcome (a detail, or the exception it raised), else a new ask's."""
@@ -49,7 +50,24 @@ class PacedCheck:
         self._asked_at = monotonic()
         self._task = loop.create_task(self._ask())
         self._task.add_done_callback(_retrieved)
+        self._task.add_done_callback(self._outcome)
         return self._task
+
+    def _outcome(self, task: asyncio.Task[str]) -> None:
+        if not task.cancelled():
+            exc = task.exception()
+            self._failed = (monotonic(), exc) if isinstance(exc, CheckFailed) else None
+
+    def standing_failure(self, max_age_s: float) -> CheckFailed | None:
+        """The check's failure when its last finished ask failed (CheckFailed) at most
+        ``max_age_s`` ago, else None; never waits. A stale outcome is asked again in the
+        background (paced as readiness runs are), so a caller on a request path sees a
+        disagreement within about ``retry_s`` and its end as soon as it is found."""
+        self._current()
+        failed = self._failed
+        if failed is None or monotonic() - failed[0] > max_age_s:
+            return None
+        return failed[1]
 
     def _held_for(self, task: asyncio.Task[str]) -> float:
         if task.cancelled() or task.exception() is not None:

@@ -121,7 +121,8 @@ def build_app(settings: Settings) -> FastAPI:
     ctx.readiness.add("policy", lambda: _policy_check(state, built))
     http = SharedHttpClient()  # the app's one outgoing client: web backend and peer checks
     keys = state.operator_keys = ctx.operator_keys = OperatorKeys(settings, http)
-    ctx.readiness.add("peer_keys", paced_peer_keys(settings, http, keys.note).check)
+    state.peer_keys = paced_peer_keys(settings, http, keys.note)
+    ctx.readiness.add("peer_keys", state.peer_keys.check)
 
     housekeeping = Housekeeping(ctx, {
         "idempotency_records": lambda now: idempotency.purge(ctx.db, now),

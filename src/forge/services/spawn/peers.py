@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from forge.config.settings import Settings
+from forge.errors import ForgeError
 from forge.services.common.http_client import SharedHttpClient
 from forge.services.common.peer_check import PacedCheck
 from forge.services.common.peer_keyring import ORCHESTRATOR, accepted_kids, orchestrator_keyring
@@ -80,3 +81,20 @@ def paced_peer_keys(settings: Settings, http: SharedHttpClient,
     of readiness runs asks the orchestrator once a second at most."""
     return PacedCheck(lambda: peer_keys_check(settings, http.client, seen),
                       lambda detail: detail.startswith(AGREED), AGREED_FOR_S, RETRY_S)
+
+
+KEYS_REFUSED_MAX_AGE_S = 10.0
+
+
+def keys_refused(check: PacedCheck | None) -> ForgeError | None:
+    """503 keys_not_agreed while the orchestrator refuses the keys this service signs
+    with (the ``peer_keys`` check's last finding, at most KEYS_REFUSED_MAX_AGE_S old): a
+    spawn accepted then would fail there, leaving the learner a failed lab. Between the
+    steps of a rotation done without ``_NEXT`` (spawn_service rolled out first, as the
+    runbook orders), learners are told to try again; nothing is counted or reserved. No
+    finding, or an orchestrator out of reach: None (the orchestrator still decides)."""
+    if check is None or check.standing_failure(KEYS_REFUSED_MAX_AGE_S) is None:
+        return None
+    return ForgeError("keys_not_agreed", 503,
+                      "labs cannot start for a moment: the platform's services are being "
+                      "reconfigured; try again in a minute", headers={"Retry-After": "30"})

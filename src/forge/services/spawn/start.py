@@ -17,6 +17,7 @@ from forge.services.common.store_reads import read_call
 from forge.services.spawn.assignment_gate import Preloaded, SpawnFacts, admit, preload, settle
 from forge.services.spawn.caller_deps import identify_caller, spawn_state
 from forge.services.spawn.labs import check_plan, choose_lab
+from forge.services.spawn.peers import keys_refused
 from forge.services.spawn.spawning import SpawnAnswer, check_request_id, spawn
 from forge.templates.dsl_limits import NAME_RE
 
@@ -93,6 +94,9 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
     else:  # the file may be read and parsed too: never on the event loop (large, slow disk)
         caller, ent, found = await run_in_threadpool(identify)
     await check_plan(state, caller, ent, track_name, template_id)
+    refused = keys_refused(state.peer_keys)
+    if refused is not None:
+        raise refused
     held = await admit(state, SpawnFacts(caller, ent, track_name, checked_id), template_id,
                        assignment_id, found)
     try:

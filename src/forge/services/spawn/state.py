@@ -11,6 +11,7 @@ from forge.plans import PlanCatalog, load_plans
 from forge.policy.decision import PolicyEngine
 from forge.services.common.app import ServiceContext
 from forge.services.common.bus import bus_credentials, bus_streams
+from forge.services.common.peer_check import PacedCheck
 from forge.services.spawn.answers import AnswerBook
 from forge.services.spawn.catalog_entry import TemplateFacts, template_facts
 from forge.services.spawn.operator_keys import OperatorKeys
@@ -48,6 +49,8 @@ class SpawnState:
     registry: TemplateRegistry | None = None
     # which of its own OPERATOR_TOKENs the orchestrator still accepts (made by build_app)
     operator_keys: OperatorKeys | None = None
+    # the peer_keys readiness check (made by build_app): a spawn is refused while it fails
+    peer_keys: PacedCheck | None = None
 
     @property
     def settings(self) -> Settings:
