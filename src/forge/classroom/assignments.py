@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, Table, and_, bindparam, case, func, select
 
 from forge.classroom import attempts
-from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort, new_id
+from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort, managed_ids, new_id
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import (
@@ -127,6 +127,23 @@ def cohort_assignments(db: Database, who: Manager, cohort_id: str) -> list[Assig
                                  .order_by(Assignment.opens_at)))
         sess.expunge_all()
         return rows
+
+
+def assignments_of_cohorts(db: Database, who: Manager, cohort_ids: Collection[str]
+                           ) -> dict[str, list[Assignment]]:
+    """The assignments of each of `cohort_ids` that `who` manages (others are left out), by
+    opening time, in one query: /teach shows a page of classes with theirs."""
+    if not cohort_ids:
+        return {}
+    found: dict[str, list[Assignment]] = {}
+    with db.read() as sess:
+        for row in sess.scalars(select(Assignment).where(
+                Assignment.cohort_id.in_(list(cohort_ids)),
+                Assignment.cohort_id.in_(managed_ids(who)))
+                .order_by(Assignment.opens_at, Assignment.assignment_id)):
+            found.setdefault(row.cohort_id, []).append(row)
+        sess.expunge_all()
+    return found
 
 
 # A learner's list: open and upcoming assignments and those closed in the last 30 days,

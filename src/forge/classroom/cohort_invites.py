@@ -8,8 +8,8 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
 
 from forge.classroom.cohorts import Manager, enrol_learner, managed_cohort, managed_ids, new_id
 from forge.errors import ForgeError
@@ -65,16 +65,24 @@ def live_invites(db: Database, who: Manager, cohort_ids: Sequence[str]
     if not cohort_ids:
         return {}
     now = datetime.now(UTC)
-    out: dict[str, list[CohortInvite]] = {}
+    # One query for the page (at most 20 classes), each class's newest first and cut at
+    # MAX_LISTED_INVITES by a window over the class, not a query per class.
+    ranked = select(CohortInvite, func.row_number().over(
+        partition_by=CohortInvite.cohort_id,
+        order_by=(CohortInvite.created_at.desc(), CohortInvite.invite_id.desc()))
+        .label("rank")).where(
+        CohortInvite.cohort_id.in_(list(cohort_ids)),
+        CohortInvite.cohort_id.in_(managed_ids(who)),
+        CohortInvite.tenant_id == who.tenant_id, CohortInvite.revoked_at.is_(None),
+        CohortInvite.expires_at > now).subquery()
+    invite = aliased(CohortInvite, ranked)
+    out: dict[str, list[CohortInvite]] = {cohort_id: [] for cohort_id in cohort_ids}
     with db.read() as sess:
-        for cohort_id in cohort_ids:  # a page of /teach: at most 20 classes
-            out[cohort_id] = [row for row in sess.scalars(select(CohortInvite).where(
-                CohortInvite.cohort_id == cohort_id,
-                CohortInvite.cohort_id.in_(managed_ids(who)),
-                CohortInvite.tenant_id == who.tenant_id, CohortInvite.revoked_at.is_(None),
-                CohortInvite.expires_at > now)
-                .order_by(CohortInvite.created_at.desc(), CohortInvite.invite_id.desc())
-                .limit(MAX_LISTED_INVITES)) if aware(row.expires_at) > now]
+        for row in sess.scalars(select(invite).where(ranked.c.rank <= MAX_LISTED_INVITES)
+                                .order_by(ranked.c.created_at.desc(),
+                                          ranked.c.invite_id.desc())):
+            if aware(row.expires_at) > now:
+                out.setdefault(row.cohort_id, []).append(row)
         sess.expunge_all()
     return out
 

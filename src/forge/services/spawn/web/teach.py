@@ -66,12 +66,12 @@ def _overview(request: Request, who: Manager,
     shown = rows[:TEACH_PAGE]
     counts = cohorts.learner_counts(db, who, [c.cohort_id for c in shown])
     invites = cohort_invites.live_invites(db, who, [c.cohort_id for c in shown])
+    assigned = assignments.assignments_of_cohorts(db, who, [c.cohort_id for c in shown])
     return [{"cohort": c, "learners": counts.get(c.cohort_id, 0),
              "invites": [{"invite_id": i.invite_id, "created_by": i.created_by,
                           "expires_at": assignments.iso(i.expires_at)}
                          for i in invites.get(c.cohort_id, [])],
-             "assignments": [assignments.view(a) for a in
-                             assignments.cohort_assignments(db, who, c.cohort_id)]}
+             "assignments": [assignments.view(a) for a in assigned.get(c.cohort_id, [])]}
             for c in shown], shown[-1].cohort_id if len(rows) > TEACH_PAGE else None
 
 
