@@ -9,6 +9,7 @@ from forge.identity.apikeys import create_api_key
 from forge.identity.caller import SESSION_COOKIE
 from forge.tokens import SESSION, mint_token
 
+from ..services.conftest import SECRETS
 from .conftest import Board, MakeBoard, build_completion
 
 
@@ -129,3 +130,37 @@ async def test_leaderboard_is_per_tenant(make_board: MakeBoard) -> None:
         linked = await client.get("/v1/leaderboard",
                                   headers={"cookie": f"{SESSION_COOKIE}={scoped}"})
         assert (linked.status_code, linked.json()["error"]) == (403, "lab_session_only")
+
+
+async def test_a_learner_below_the_cut_still_finds_their_own_entry(
+        make_board: MakeBoard) -> None:
+    """A class of 200 on a board cut at 100 (the default): half of it read the board
+    without their own entry (`"you": true`), and nothing said that anyone was left out.
+    Now the learner's own entry comes after the top `limit`, with its real rank, and
+    `more` says the board was cut."""
+    board = await make_board()
+    await _score(board, tenant="acme", subject="alice", passed=True)
+    await _score(board, tenant="acme", subject="bob", passed=True)
+    await _score(board, tenant="acme", subject="carol", passed=False)
+    async with board.client() as client:
+        cut = await client.get("/v1/leaderboard?limit=1", headers=_key(board, "acme", "carol"))
+        assert cut.status_code == 200, cut.text
+        body = cut.json()
+        assert body["more"] is True
+        first, own = body["entries"]
+        assert (first["rank"], first["you"]) == (1, False)
+        assert (own["rank"], own["subject"], own["you"]) == (3, "carol", True)
+        # Within the cut, nothing more: the entry is not repeated.
+        top = (await client.get("/v1/leaderboard?limit=1",
+                                headers=_key(board, "acme", "alice"))).json()
+        assert [(e["rank"], e["you"]) for e in top["entries"]] == [(1, True)]
+        whole = (await client.get("/v1/leaderboard", headers=_key(board, "acme", "carol"))
+                 ).json()
+        assert whole["more"] is False and len(whole["entries"]) == 3
+        # The operator names no learner: the first `limit`, and `more`.
+        operator = await client.get(
+            "/v1/leaderboard?tenant_id=acme&limit=2",
+            headers={"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"})
+        assert operator.status_code == 200, operator.text
+        assert [e["subject"] for e in operator.json()["entries"]] == ["alice", "bob"]
+        assert operator.json()["more"] is True

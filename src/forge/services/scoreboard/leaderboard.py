@@ -90,9 +90,11 @@ class ScoreIndex:
                 del self._cache[gone]
         return found
 
-    def board(self, tenant_id: str, track: str | None = None, limit: int = 100
-              ) -> dict[str, Any]:
-        """Best score per subject in one tenant (ties: earlier completion first), plus stats."""
+    def board(self, tenant_id: str, track: str | None = None, limit: int = 100,
+              own: str | None = None) -> dict[str, Any]:
+        """Best score per subject in one tenant (ties: earlier completion first), plus stats:
+        the first `limit` (`more` says whether others were left out), and `own`'s entry
+        after them when it ranks below the cut (a learner always finds their own)."""
         rows = [r for r in self.rows() if r.tenant_id == tenant_id
                 and (track is None or r.track == track)]
         best: dict[str, ScoreRow] = {}
@@ -103,15 +105,18 @@ class ScoreIndex:
             if cur is None or (r.score, _neg(r.completed_at)) > (cur.score, _neg(cur.completed_at)):
                 best[r.subject] = r
         ranked = sorted(best.values(), key=lambda r: (-r.score, r.completed_at, r.subject))
+        shown = [(i, r) for i, r in enumerate(ranked)
+                 if i < limit or (own is not None and r.subject == own)]
         entries = [{"rank": i + 1, "subject": r.subject, "best_score": r.score,
                     "passed": r.passed, "total": r.total, "scenario_id": r.scenario_id,
                     "track": r.track, "completed_at": r.completed_at,
-                    "attempts": attempts[r.subject]} for i, r in enumerate(ranked[:limit])]
+                    "attempts": attempts[r.subject]} for i, r in shown]
         scores = [r.score for r in rows]
         stats = {"scored_scenarios": len(rows), "subjects": len(best),
                  "mean_score": round(math.fsum(scores) / len(scores), 6) if scores else None,
                  "perfect_scores": sum(1 for s in scores if s >= 1.0)}
-        return {"tenant_id": tenant_id, "track": track, "entries": entries, "stats": stats}
+        return {"tenant_id": tenant_id, "track": track, "entries": entries,
+                "more": len(ranked) > limit, "stats": stats}
 
 
 PSEUDONYM_DOMAIN = b"forge leaderboard pseudonym\0"

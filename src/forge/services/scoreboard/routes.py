@@ -107,6 +107,7 @@ async def leaderboard(
 ) -> dict[str, Any]:
     """Best score per subject and stats of the caller's tenant only; a learner sees the
     others under pseudonyms (``leaderboard.as_seen_by``), the operator their account ids."""
+    own: str | None = None
     if reader.operator:
         if not valid_id(tenant_id):
             raise ForgeError("tenant_required", 400,
@@ -117,9 +118,10 @@ async def leaderboard(
         assert reader.caller is not None
         # A lab's access-link session sees that lab, not its colleagues' scores (403).
         tenant = reader.caller.whole_account().tenant_id
+        own = reader.caller.subject
     state = scoreboard_state(request)
     try:
-        board = await run_in_threadpool(state.index.board, tenant, track, limit)
+        board = await run_in_threadpool(state.index.board, tenant, track, limit, own)
     except BusUnavailable:
         raise result_store_down() from None
     if reader.operator:
