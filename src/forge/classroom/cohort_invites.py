@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from forge.classroom.cohorts import Manager, enrol_learner, managed_cohort, managed_ids, new_id
+from forge.classroom.cohorts import (
+    Manager,
+    enrol_learner,
+    lock_cohort,
+    managed_cohort,
+    managed_ids,
+    new_id,
+)
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import Cohort, CohortInvite, CohortStaff
@@ -19,7 +26,7 @@ from forge.store.timestamps import aware
 
 INVITE_PREFIX = "fgi_"
 MAX_INVITE_DAYS = 90
-MAX_LISTED_INVITES = 50  # live invite links listed per cohort (API, /teach)
+MAX_LISTED_INVITES = 50  # usable invite links a cohort may have, all listed (API, /teach)
 
 
 def _digest(token: str) -> str:
@@ -28,7 +35,10 @@ def _digest(token: str) -> str:
 
 def make_invite(db: Database, who: Manager, cohort_id: str, days: int = 14
                 ) -> tuple[CohortInvite, str]:
-    """A new invite link token for the cohort (returned once; only its hash is stored)."""
+    """A new invite link token for the cohort (returned once; only its hash is stored).
+    409 `cohort_invites_full` when the cohort has MAX_LISTED_INVITES usable links already:
+    every usable link must stay listed, or one shared too widely could not be found and
+    revoked."""
     if not isinstance(days, int) or not 1 <= days <= MAX_INVITE_DAYS:
         raise ForgeError("validation_error", 422, "invalid request: days",
                          [{"field": "days", "problem": f"1-{MAX_INVITE_DAYS}"}])
@@ -36,6 +46,18 @@ def make_invite(db: Database, who: Manager, cohort_id: str, days: int = 14
     now = datetime.now(UTC)
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
+        lock_cohort(sess, cohort_id)  # the count and the insert: one step
+        live = sum(1 for at in sess.scalars(select(CohortInvite.expires_at).where(
+            CohortInvite.cohort_id == cohort_id, CohortInvite.revoked_at.is_(None),
+            CohortInvite.expires_at > now)) if aware(at) > now)
+        if live >= MAX_LISTED_INVITES:
+            raise ForgeError(
+                "cohort_invites_full", 409,
+                f"cohort_id: a cohort has at most {MAX_LISTED_INVITES} usable invite links "
+                f"and this one has {live}: revoke one (GET /v1/cohorts/{cohort_id}/invites) "
+                "to make another; no link was made",
+                [{"field": "cohort_id",
+                  "problem": f"at most {MAX_LISTED_INVITES} usable invite links"}])
         invite = CohortInvite(invite_id=new_id("inv"), cohort_id=cohort_id,
                               tenant_id=who.tenant_id, token_sha256=_digest(token),
                               created_by=who.subject, created_at=now,

@@ -162,12 +162,13 @@ async def get_cohort(cohort_id: CohortId, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/cohorts/{cohort_id}/invites", status_code=201,
-             responses=errors(401, 403, 404))
+             responses=errors(401, 403, 404, 409))
 async def make_invite(cohort_id: CohortId, request: Request,
                       body: InviteBody | None = None) -> dict[str, Any]:
     """A new invite link: share `url`; every learner of your tenant who opens it while
     signed in joins the cohort, until `expires_at` or until you revoke it. The code is
-    shown only now (only its hash is kept)."""
+    shown only now (only its hash is kept). 409 `cohort_invites_full` with 50 usable
+    links already (revoke one first: every usable link stays listed)."""
     who = await _manager(request)
     db = spawn_state(request).ctx.db
     days = (body or InviteBody()).days  # no body: every field has its default
