@@ -128,6 +128,24 @@ def test_a_refusal_after_a_good_request_is_never_read_as_its_answer(tmp_path: Pa
     assert json.loads(after.partition(b"\r\n\r\n")[2]) == MALFORMED
 
 
+def test_a_malformed_body_behind_a_good_request_is_answered_at_once(tmp_path: Path) -> None:
+    # A good request, then one whose chunked body is malformed, in the same write: the
+    # second waits behind the first (pipelined). Its 400 waited for it to be answered,
+    # which never happened: 30 s later the client got 408 `request_timeout` ("did not
+    # arrive"), for a request that had arrived. Now the first answer, then the 400.
+    with served(tmp_path) as port:
+        reply = _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+                                b"Transfer-Encoding: chunked\r\n\r\nZZ\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:300]
+    first, _, rest = reply.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in first.split(b"\r\n")[1:]
+                  if line.lower().startswith(b"content-length:"))
+    after = rest[length:]
+    assert after.startswith(b"HTTP/1.1 400 "), reply[:600]
+    assert json.loads(after.partition(b"\r\n\r\n")[2]) == MALFORMED
+
+
 def _upgrade(key: bytes = b"dGhlIHNhbXBsZSBub25jZQ==", version: bytes = b"13") -> bytes:
     return (b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket"
             + b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key

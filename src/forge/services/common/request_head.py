@@ -76,15 +76,21 @@ class BoundedHeadProtocol(ClockedProtocol):
         """uvicorn's answer to bytes its parser refuses: the API's error shape, not its
         plain text; nothing more the connection sends is parsed. When the fault is in the
         body of a request whose answer has not begun (a malformed chunk), this answer
-        replaces it: the handler sees the client gone and anything it sends is dropped.
+        replaces it: the handler sees the client gone and anything it sends is dropped;
+        one still waiting behind an earlier request (pipelined) is never started, as it
+        would never complete and the answer owed after it would never be written.
         Answers of earlier requests still under way are delivered first."""
         self._refused = self._unparsable = True
         cycle = getattr(self, "cycle", None)
+        behind = False  # it waits for an earlier request's answer, still under way
         if cycle is not None and cycle.more_body and not cycle.response_started:
             cycle.disconnected = True
             cycle.message_event.set()
+            for waiting in [entry for entry in self.pipeline if entry[0] is cycle]:
+                self.pipeline.remove(waiting)
+                behind = True
             cycle = None
-        if (cycle is None or cycle.response_complete) and not self.pipeline:
+        if not behind and (cycle is None or cycle.response_complete) and not self.pipeline:
             self._answer_malformed()
         else:
             self._malformed = True
