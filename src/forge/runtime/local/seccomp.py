@@ -33,6 +33,7 @@ CLONE_NEWUSER = 0x10000000
 PTRACE_ATTACH = 16
 PTRACE_SEIZE = 0x4206
 AF_VSOCK = 40  # same number on every architecture
+INT_BITS = 0xFFFF_FFFF  # what the kernel reads of an `int` argument
 
 # Syscalls denied by default; the capability that (alone) re-allows them, if any.
 DENIED: dict[str, str | None] = {
@@ -95,9 +96,12 @@ def compiled(caps: tuple[str, ...] = (), join_user: bool = False) -> bytes:
             flt.add_rule(deny, name)
     if "SYS_ADMIN" not in approved:
         flt.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
-    # vsock ignores network namespaces (its ids are machine-wide): no lab needs it.
-    flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, AF_VSOCK))
-    flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socketpair", sc.Arg(0, sc.EQ, AF_VSOCK))
+    # vsock ignores network namespaces (its ids are machine-wide): no lab needs it. The
+    # family is an int: the kernel drops the upper half of the register the filter sees,
+    # so only the lower 32 bits are compared (AF_VSOCK + 2**32 is a vsock socket too).
+    for call in ("socket", "socketpair"):
+        flt.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), call,
+                     sc.Arg(0, sc.MASKED_EQ, INT_BITS, AF_VSOCK))
     # clone3 passes its flags in memory the filter cannot read: make libc use clone.
     flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     if "SYS_PTRACE" not in approved:
