@@ -61,3 +61,33 @@ def test_a_refused_reveal_takes_the_question_back(web_platform: WebPlatform,
     expect(hint2.locator(".hint-confirm")).to_have_text(
         "Hint 2 costs 10 % of the score. Press again to reveal it.")
     expect(hint2.locator(".hint-text")).to_be_hidden()
+
+
+@pytest.mark.root
+def test_a_question_asked_again_gets_its_whole_time(web_platform: WebPlatform,
+                                                    page: Page) -> None:
+    """Asked again after a refused reveal, the question lasts CONFIRM_MS (15 s) from the
+    new press: the first question's timer, still running, took the new one back when the
+    first's time was up (here 6 s into the second), so the confirming press only asked
+    again. The page's own timers run on Playwright's clock."""
+    page.clock.install()
+    web_platform.start_lab(page, web_platform.learner_key("acme", "hint-again"))
+    page.get_by_role("button", name="Reveal hint 1").click()
+    expect(page.locator("#hint-h1 .hint-text")).to_be_visible()
+
+    hint2 = page.locator("#hint-h2")
+    page.get_by_role("button", name=PAID).click()  # the first question
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Yes, r" + PAID[1:]).click()
+    expect(hint2.get_by_role("alert")).to_contain_text("Sign in again")
+    page.clock.fast_forward(10_000)
+    page.get_by_role("button", name=PAID).click()  # asked again, 10 s after the first
+    expect(hint2.locator(".hint-confirm")).to_have_text(
+        "Hint 2 costs 10 % of the score. Press again to reveal it.")
+    page.clock.fast_forward(6_000)  # the first question's 15 s are up, not the second's
+    expect(hint2.locator(".hint-confirm")).to_have_text(
+        "Hint 2 costs 10 % of the score. Press again to reveal it.")
+    expect(page.get_by_role("button", name="Yes, r" + PAID[1:])).to_be_visible()
+    page.clock.fast_forward(10_000)  # the second's are up too: taken back
+    expect(hint2.locator(".hint-confirm")).to_have_text("")
+    expect(page.get_by_role("button", name=PAID)).to_be_visible()

@@ -106,6 +106,7 @@
   // A stray tap on a phone costs nothing (a browser dialog would be dismissed unseen by
   // some browsers and by automation alike).
   var CONFIRM_MS = 15000;
+  var expiries = new WeakMap();  // form -> the timer that takes its question back
 
   function ask(form) {
     var button = form.querySelector("button");
@@ -116,15 +117,19 @@
     button.textContent = "Yes, r" + label.slice(1);
     item.querySelector(".hint-error").hidden = true;
     item.querySelector(".hint-confirm").textContent = form.dataset.confirm;
-    window.setTimeout(function () {
+    window.clearTimeout(expiries.get(form));
+    expiries.set(form, window.setTimeout(function () {
       if (form.isConnected) { disarm(form); }
-    }, CONFIRM_MS);
+    }, CONFIRM_MS));
   }
 
   // The question taken back (its time is up, or the reveal was refused or did not reach
   // the server): the button reads as before and its next press asks again. A refused
-  // reveal left it reading "Yes, reveal …" for the rest of the 15 s.
+  // reveal left it reading "Yes, reveal …" for the rest of the 15 s. Its timer goes with
+  // it: left running, it took back a question asked again before it ran out.
   function disarm(form) {
+    window.clearTimeout(expiries.get(form));
+    expiries.delete(form);
     if (form.dataset.armed !== "true") { return; }
     form.dataset.armed = "false";
     form.querySelector("button").textContent = form.dataset.label;
