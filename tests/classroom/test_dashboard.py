@@ -365,6 +365,30 @@ def test_reads_stay_a_fixed_number_of_queries(db_url: str) -> None:
     db.dispose()
 
 
+def test_the_submit_time_is_read_from_the_store(db_url: str) -> None:
+    """cohort_labs takes a lab's submit time from what the orchestrator kept in its details
+    (the submit's acceptance), else from its move to grading; none while it runs."""
+    upgrade(db_url)
+    db = Database(db_url)
+    c = cohorts.create_cohort(db, ANN, "Times").cohort_id
+    cohorts.enrol_subjects(db, ANN, c, ["lea", "leo", "lia"])
+    a = assignments.create_assignment(
+        db, ANN, c, template_id=LAB, opens_at=T0, closes_at=T0 + timedelta(hours=4),
+        attempts_allowed=1, hints_allowed=True, known_templates={LAB}).assignment_id
+    ran = timedelta(minutes=30)
+    for sid, who, end in (("scn-a1", "lea", "completed"), ("scn-a2", "leo", "completed"),
+                          ("scn-a3", "lia", "running")):
+        lab_row(db, sid, a, who, 1, start=T0, ran=ran, end=end)
+    kept = T0 + timedelta(minutes=5)  # before its move to grading (T0 + 10 s + ran)
+    with db.session() as sess:
+        row = sess.get(Scenario, "scn-a1")
+        assert row is not None
+        row.details = {"submitted_at": kept.isoformat()}
+    got = {lab.subject: lab.submitted_at for lab in dashboard.cohort_labs(db, ANN, c).labs}
+    assert got == {"lea": kept, "leo": T0 + timedelta(seconds=10) + ran, "lia": None}
+    db.dispose()
+
+
 def test_graded_time_reads_like_every_other_time() -> None:
     """A summary's completed_at written with an offset and microseconds is shown as the
     dashboard's other times are (UTC, seconds, Z); one that is not a time shows none."""
@@ -406,6 +430,42 @@ def test_a_result_graded_after_the_due_time_is_marked_late() -> None:
     assert lines[0].endswith(",finished_at,late,due_at")
     assert [line.split(",")[-2:] for line in lines[1:]] == [
         [late, iso(T0 + timedelta(hours=1))] for late in ("no", "yes", "", "")]
+
+
+def test_late_is_judged_by_when_the_lab_was_submitted_not_when_it_was_graded() -> None:
+    """A class submits at the due time and grading works through the submits a few at a
+    time: lea submitted a minute before the due time and was graded ten minutes after it
+    (on time); leo submitted a second after it (late, though graded first); lou's lab ran
+    out of time and was graded then (no submit: his move to grading counts, kept in
+    `submitted_at`). The CSV has the submit time beside the graded time."""
+    a = Assignment(assignment_id="asg-1", cohort_id="coh-1", tenant_id="acme", template_id=LAB,
+                   opens_at=T0, closes_at=T0 + timedelta(hours=1), attempts_allowed=2,
+                   hints_allowed=True)
+    due = T0 + timedelta(hours=1)
+    labs = [dashboard.Lab("scn-1", "asg-1", "lea", 1, "completed", T0,
+                          submitted_at=due - timedelta(minutes=1)),
+            dashboard.Lab("scn-2", "asg-1", "leo", 1, "completed", T0,
+                          submitted_at=due + timedelta(seconds=1)),
+            dashboard.Lab("scn-3", "asg-1", "lou", 1, "completed", T0)]
+    data = dashboard.CohortLabs("coh-1", "Net", ["lea", "leo", "lou"], [a], labs)
+    summary = {"tenant_id": "acme", "score": 1.0, "passed": 2, "total": 2, "failed": []}
+    scores = {"scn-1": {**summary, "subject": "lea",
+                        "completed_at": (due + timedelta(minutes=10)).isoformat()},
+              "scn-2": {**summary, "subject": "leo",
+                        "completed_at": (due + timedelta(seconds=5)).isoformat()},
+              "scn-3": {**summary, "subject": "lou",
+                        "completed_at": (due - timedelta(minutes=5)).isoformat()}}
+    got = dashboard.figures(data, scores, "acme", lambda _t, _c: "")["assignments"][0]
+    rows = {r["subject"]: (r["late"], r["submitted_at"]) for r in got["rows"]}
+    assert rows == {"lea": (False, iso(due - timedelta(minutes=1))),
+                    "leo": (True, iso(due + timedelta(seconds=1))),
+                    "lou": (False, None)}  # no submit time known: judged by its grading
+    assert got["finished_late"] == 1
+    lines = dashboard_csv(dashboard.figures(data, scores, "acme", lambda _t, _c: "")
+                          ).splitlines()
+    assert lines[0].endswith(",started_at,submitted_at,finished_at,late,due_at")
+    assert lines[1].split(",")[-4:] == [iso(due - timedelta(minutes=1)),
+                                        iso(due + timedelta(minutes=10)), "no", iso(due)]
 
 
 def test_late_is_judged_against_a_learners_own_due_time() -> None:

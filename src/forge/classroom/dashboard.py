@@ -102,6 +102,9 @@ class Lab:
     created_at: datetime
     running_s: float = 0.0
     hints: int = 0
+    # When the learner submitted it: the submit's acceptance (kept by the orchestrator),
+    # else its move to grading (a lab graded at its time limit); None while not submitted.
+    submitted_at: datetime | None = None
 
 
 @dataclass
@@ -152,7 +155,8 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
                                      Assignment.tenant_id == who.tenant_id)
             .order_by(Assignment.opens_at, Assignment.assignment_id)))
         labs_q = scoped_labs(who, cohort_id)
-        labs = [Lab(s.scenario_id, aid, subject, attempt, s.state, s.created_at)
+        labs = [Lab(s.scenario_id, aid, subject, attempt, s.state, s.created_at,
+                    submitted_at=_submitted(s.details))
                 for aid, subject, attempt, s in sess.execute(labs_q)]
         ids = scoped_lab_ids(who, cohort_id)
         moves: dict[str, list[tuple[str | None, str, datetime]]] = defaultdict(list)
@@ -175,6 +179,9 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
     for lab in labs:
         lab.running_s = running_seconds(moves.get(lab.scenario_id, []), now)
         lab.hints = int(hints.get(lab.scenario_id, 0))
+        if lab.submitted_at is None:
+            lab.submitted_at = next((aware(at) for _, to_state, at in moves.get(
+                lab.scenario_id, []) if to_state == states.GRADING), None)
     return CohortLabs(cohort.cohort_id, cohort.name, learners, assigned, labs, dues)
 
 
@@ -191,10 +198,25 @@ def _usable(summary: Mapping[str, Any], lab: Lab, tenant_id: str) -> bool:
     return summary.get("tenant_id") == tenant_id and summary.get("subject") == lab.subject
 
 
-def _late(completed_at: object, closes_at: datetime) -> bool | None:
-    """Whether a result graded at ``completed_at`` came after the assignment's due time
-    (None when the time cannot be read). Closing stops new starts only: a lab started
-    before it may still be submitted, and the instructor sees that it was late."""
+def _submitted(details: object) -> datetime | None:
+    """The submit's acceptance time the orchestrator kept in a scenario's details."""
+    value = details.get("submitted_at") if isinstance(details, dict) else None
+    try:
+        return aware(datetime.fromisoformat(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _late(submitted_at: datetime | None, completed_at: object,
+          closes_at: datetime) -> bool | None:
+    """Whether a result came after the assignment's due time: judged by when its lab was
+    submitted, else (a result from before that was kept) when it was graded; None when
+    neither time can be read. Grading waits its turn behind other submits, so a class
+    submitting at the due time would otherwise be marked late by the queue. Closing stops
+    new starts only: a lab started before it may still be submitted, and the instructor
+    sees that it was late."""
+    if submitted_at is not None:
+        return aware(submitted_at) > aware(closes_at)
     try:
         done = datetime.fromisoformat(str(completed_at))
     except ValueError:
@@ -225,14 +247,17 @@ def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: s
         "time_spent_s": round(sum(lab.running_s for lab in labs)),
         "hints_used": sum(lab.hints for lab in labs),
         "due_at": iso(closes_at), "due_extended": extended,
-        "score": None, "passed": None, "total": None, "finished_at": None, "late": None,
+        "score": None, "passed": None, "total": None, "submitted_at": None,
+        "finished_at": None, "late": None,
         "failed_criteria": [], "labs": [lab.scenario_id for lab in labs],
     }
     if best is not None:
         summary, lab = best
         out.update(score=round(float(summary["score"]), 4), passed=int(summary["passed"]),
-                   total=int(summary["total"]), finished_at=_when(summary.get("completed_at")),
-                   late=_late(summary.get("completed_at"), closes_at),
+                   total=int(summary["total"]),
+                   submitted_at=iso(lab.submitted_at) if lab.submitted_at else None,
+                   finished_at=_when(summary.get("completed_at")),
+                   late=_late(lab.submitted_at, summary.get("completed_at"), closes_at),
                    failed_criteria=[str(c) for c in summary.get("failed") or []],
                    graded_lab=lab.scenario_id)
     return out

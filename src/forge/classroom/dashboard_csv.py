@@ -13,7 +13,8 @@ from typing import Any
 
 COLUMNS = ("cohort", "assignment_id", "lab", "learner", "status", "attempts_used",
            "attempts_allowed", "score", "criteria_passed", "criteria_total", "time_spent_min",
-           "hints_used", "failed_criteria", "started_at", "finished_at", "late", "due_at")
+           "hints_used", "failed_criteria", "started_at", "submitted_at", "finished_at", "late",
+           "due_at")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -38,6 +39,6 @@ def dashboard_csv(figures: dict[str, Any]) -> str:
                 figures["name"], a["assignment_id"], a["template_id"], r["subject"],
                 r["status"], r["attempts_used"], a["attempts_allowed"], r["score"],
                 r["passed"], r["total"], _minutes(r["time_spent_s"]), r["hints_used"],
-                ";".join(r["failed_criteria"]), r["started_at"], r["finished_at"],
-                {True: "yes", False: "no"}.get(r["late"], ""), r["due_at"])])
+                ";".join(r["failed_criteria"]), r["started_at"], r["submitted_at"],
+                r["finished_at"], {True: "yes", False: "no"}.get(r["late"], ""), r["due_at"])])
     return out.getvalue()

@@ -94,7 +94,8 @@ def _consumers(state: OrchestratorState, url: str, credentials: BusCredentials,
                 # own subject): never grade it here, against a runtime that lacks it.
                 raise Reject(f"lab runs on node {row.node_id}; its submits go to "
                              f"{node_submit_subject(str(row.node_id))}")
-            await complete(state, submit.scenario_id, submit.reason)
+            await complete(state, submit.scenario_id, submit.reason,
+                           submitted_at=event.published_at)
 
     node_durable = node_submit_durable(state.settings.node_id)
     return [

@@ -52,6 +52,7 @@ from forge.services.orchestrator.restored_store import complete_as_logged, logge
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal import close_terminals
 from forge.store.busy import disk_out_of_room, store_error_text, store_out_of_room
+from forge.store.timestamps import aware
 from forge.templates.variables import render, values_digest
 from forge_verify.score import CheckResult
 
@@ -325,8 +326,14 @@ async def resume_grading(state: OrchestratorState, row: ScenarioRow) -> str:
     return await _grade_and_publish(state, scenario_id, reason)
 
 
-async def complete(state: OrchestratorState, scenario_id: str, reason: str) -> str:
+async def complete(state: OrchestratorState, scenario_id: str, reason: str,
+                   submitted_at: datetime | None = None) -> str:
     """Grade a running lab and finish it; returns the scenario's state afterwards.
+
+    ``submitted_at`` is when the learner's submit was accepted (the bus's time of the
+    submit event), kept in the scenario's details: with submits waiting behind other
+    gradings, the move to grading can come well after it, and an instructor's "late" is
+    judged by it (`forge.classroom.dashboard`). Never later than now (a bus clock ahead).
 
     Idempotent: a finished scenario is left as it is; one left in ``grading`` by a crash is
     resumed (published, graded again, or failed with the reason). It stays in ``grading``
@@ -339,9 +346,11 @@ async def complete(state: OrchestratorState, scenario_id: str, reason: str) -> s
             return row.state
         if row.state == states.GRADING:
             return await resume_grading(state, row)
+        at = min(aware(submitted_at), datetime.now(UTC)) if submitted_at else None
         grading = await state.blocking(
             lambda: move(state.ctx.db, state.settings.storage_root, scenario_id,
-                         states.GRADING, reason)
+                         states.GRADING, reason,
+                         details={"submitted_at": at.isoformat()} if at else None)
         )
         await state.announce(grading)
         crash_point("orchestrator.grading")
