@@ -178,6 +178,48 @@ def test_killing_everything_and_wiping_home_does_not_evict_the_implant(
         assert graded.score == 0
 
 
+# The same again, sparing what the task names (review EK: 5/6 on the template that named
+# them): the site's process kept, every other one killed; the named files and .profile's
+# lines that name no /home path saved, everything wiped, the saved put back. The account's
+# exporter runs from /home like the implant, and its PATH line in .profile names /home.
+SPARE_NAMED = r"""
+keep=$(mktemp -d)
+cp -a /home/.config/web01 "$keep/config"; cp -a /home/.cache/web01 "$keep/cache"
+grep -v /home/ /home/.profile > "$keep/profile"
+for _ in 1 2 3; do
+  for p in $(pgrep -v -f site.py); do
+    [ "$p" = $$ ] || [ "$p" = $PPID ] || kill -9 "$p" 2>/dev/null
+  done
+  sleep 0.3
+done
+rm -rf /home/.config /home/.cache
+for f in /home/.[!.]*; do [ -f "$f" ] && : > "$f"; done
+mkdir -p /home/.config /home/.cache
+cp -a "$keep/config" /home/.config/web01; cp -a "$keep/cache" /home/.cache/web01
+cat "$keep/profile" > /home/.profile
+sleep 2.5
+"""
+
+
+def test_sparing_what_the_task_names_and_killing_the_rest_does_not_evict_the_implant(
+        runtime: Runtime) -> None:
+    with harness(runtime, "incident-response",
+                 (("c2", "port"), ("learner", "8080"), ("learner", "9100"))) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        run.sh(SPARE_NAMED)
+        # In place: the implant is gone, the named site and files are there...
+        run.must("! pgrep -f '^bash /home/' && [ -z \"$(ls -A /home/.config | grep -vx web01)\" ]"
+                 " && grep -qx 'umask 027' /home/.profile", "the implant is gone, named kept")
+        site = run.sh("timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080' 2>&1; echo rc=$?")
+        assert "rc=0" in site.stdout_text, site.stdout_text
+        # ... but the account's own exporter and its PATH line went with the implant.
+        graded = run.grade()
+        assert not graded.passed["beacon-stopped"], graded
+        assert not graded.passed["persistence-removed"], graded
+        assert graded.score == 0
+
+
 # Every process the lab may have, held until no implant process is left or 40 s have
 # passed, then all killed (Submit closes the terminal: its jobs go with it). Python
 # retries a failed fork at once and so takes every process slot that frees; bash retries
