@@ -160,24 +160,6 @@ sleep 2.5
 """
 
 
-def test_killing_everything_and_wiping_home_does_not_evict_the_implant(
-        runtime: Runtime) -> None:
-    with harness(runtime, "incident-response", (("c2", "port"), ("learner", "8080"))) as h:
-        run = h.launch()
-        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
-        run.sh(SCORCH)
-        # In place: the implant is really gone (no process, no script, no hook)...
-        run.must("! pgrep -f '^bash /home/' && [ ! -e /home/.config ] && [ ! -e /home/.cache ]"
-                 " && [ ! -s /home/.profile ]", "the implant is gone")
-        # ... and so are web01's site and the account's own files.
-        site = run.sh("timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080' 2>&1; echo rc=$?")
-        assert "rc=0" not in site.stdout_text, site.stdout_text
-        graded = run.grade()
-        assert not graded.passed["beacon-stopped"], graded
-        assert not graded.passed["persistence-removed"], graded
-        assert graded.score == 0
-
-
 # The same again, sparing what the task names (review EK: 5/6 on the template that named
 # them): the site's process kept, every other one killed; the named files and .profile's
 # lines that name no /home path saved, everything wiped, the saved put back. The account's
@@ -201,19 +183,26 @@ sleep 2.5
 """
 
 
-def test_sparing_what_the_task_names_and_killing_the_rest_does_not_evict_the_implant(
-        runtime: Runtime) -> None:
+@pytest.mark.parametrize(("script", "gone", "site_up"), [
+    # Everything killed and wiped: the implant is really gone (no process, no script, no
+    # hook), and so are web01's site and the account's own files.
+    (SCORCH, "! pgrep -f '^bash /home/' && [ ! -e /home/.config ] && [ ! -e /home/.cache ]"
+             " && [ ! -s /home/.profile ]", False),
+    # What the task names spared: the implant is gone, the named site and files are there,
+    # but the account's exporter and its PATH line in .profile went with the implant.
+    (SPARE_NAMED, "! pgrep -f '^bash /home/' && [ -z \"$(ls -A /home/.config | grep -vx web01)\" ]"
+                  " && grep -qx 'umask 027' /home/.profile", True),
+], ids=["kill-everything-wipe-home", "spare-the-named"])
+def test_the_same_lines_in_every_lab_do_not_evict_the_implant(
+        runtime: Runtime, script: str, gone: str, site_up: bool) -> None:
     with harness(runtime, "incident-response",
                  (("c2", "port"), ("learner", "8080"), ("learner", "9100"))) as h:
         run = h.launch()
         run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
-        run.sh(SPARE_NAMED)
-        # In place: the implant is gone, the named site and files are there...
-        run.must("! pgrep -f '^bash /home/' && [ -z \"$(ls -A /home/.config | grep -vx web01)\" ]"
-                 " && grep -qx 'umask 027' /home/.profile", "the implant is gone, named kept")
+        run.sh(script)
+        run.must(gone, "the implant is gone (in place)")
         site = run.sh("timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080' 2>&1; echo rc=$?")
-        assert "rc=0" in site.stdout_text, site.stdout_text
-        # ... but the account's own exporter and its PATH line went with the implant.
+        assert ("rc=0" in site.stdout_text) == site_up, site.stdout_text
         graded = run.grade()
         assert not graded.passed["beacon-stopped"], graded
         assert not graded.passed["persistence-removed"], graded
