@@ -25,6 +25,7 @@ from forge.classroom import assignments, cohorts, dashboard
 from forge.classroom.assignments import iso
 from forge.classroom.cohorts import Manager
 from forge.classroom.dashboard_csv import dashboard_csv
+from forge.classroom.timeline import learner_timeline
 from forge.config import load_settings
 from forge.identity.apikeys import create_api_key
 from forge.identity.roles import record_role
@@ -386,6 +387,12 @@ def test_the_submit_time_is_read_from_the_store(db_url: str) -> None:
         row.details = {"submitted_at": kept.isoformat()}
     got = {lab.subject: lab.submitted_at for lab in dashboard.cohort_labs(db, ANN, c).labs}
     assert got == {"lea": kept, "leo": T0 + timedelta(seconds=10) + ran, "lia": None}
+    # The learner's timeline: the "submitted" event (the move to grading) carries the kept
+    # submit time when there is one.
+    for who, want in (("lea", iso(kept)), ("leo", None)):
+        events = learner_timeline(db, ANN, c, who)["labs"][0]["events"]
+        submitted = next(e for e in events if e["kind"] == "submitted")
+        assert submitted.get("submitted_at") == want, submitted
     db.dispose()
 
 

@@ -10,6 +10,7 @@ itself; a learner not enrolled in the cohort is 404 like any other unknown id.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -37,6 +38,14 @@ from forge.store.timestamps import aware
 MAX_REASON = 200
 
 
+def _iso_text(text: str) -> str | None:
+    """A stored ISO time as every other time here (UTC, seconds, Z); None if it is none."""
+    try:
+        return iso(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
 def _event(at: Any, kind: str, **facts: Any) -> dict[str, Any]:
     return {"at": iso(at), "kind": kind, **facts}
 
@@ -57,18 +66,25 @@ def learner_timeline(db: Database, who: Manager, cohort_id: str, subject: str
         if enrolled is None:
             raise ForgeError("learner_not_found", 404, "subject: no such learner in this cohort",
                              [{"field": "subject"}])
-        labs = [{"scenario_id": s.scenario_id, "assignment_id": aid, "template_id": template,
-                 "attempt": attempt, "state": s.state, "started_at": iso(s.created_at)}
-                for aid, _, attempt, s, template in sess.execute(
-                    scoped_labs(who, cohort_id, subject).add_columns(Assignment.template_id)
-                    .order_by(Scenario.created_at, Scenario.scenario_id))]
+        labs, submits = [], {}
+        for aid, _, attempt, s, template in sess.execute(
+                scoped_labs(who, cohort_id, subject).add_columns(Assignment.template_id)
+                .order_by(Scenario.created_at, Scenario.scenario_id)):
+            labs.append({"scenario_id": s.scenario_id, "assignment_id": aid,
+                         "template_id": template, "attempt": attempt, "state": s.state,
+                         "started_at": iso(s.created_at)})
+            kept = (s.details or {}).get("submitted_at")
+            if isinstance(kept, str):  # the submit's acceptance (grading may come later)
+                submits[s.scenario_id] = kept
         ids = scoped_lab_ids(who, cohort_id, subject)
         for t in sess.scalars(select(ScenarioTransition).where(
                 ScenarioTransition.scenario_id.in_(ids))):
             kind = "submitted" if t.to_state == states.GRADING else "state"
+            facts = {"submitted_at": _iso_text(submits[t.scenario_id])} \
+                if kind == "submitted" and t.scenario_id in submits else {}
             events[t.scenario_id].append((t.at, t.id, _event(
                 t.at, kind, **{"from": t.from_state}, to=t.to_state,
-                reason=(t.reason or "")[:MAX_REASON])))
+                reason=(t.reason or "")[:MAX_REASON], **facts)))
         for c in sess.scalars(select(TaskCheckRun).where(
                 TaskCheckRun.scenario_id.in_(ids), TaskCheckRun.tenant_id == who.tenant_id)):
             events[c.scenario_id].append((c.at, c.id, _event(
