@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from ..services.conftest import prod_environ
-from .conftest import OPERATOR, Orch
+from .conftest import OPERATOR, MakeOrch, Orch
 
 
 def test_restart_subscriber_endpoint(orch: Orch) -> None:
@@ -33,3 +33,25 @@ def test_restart_subscriber_cli(orch: Orch) -> None:
                            "--service", "scoreboard"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert down.returncode == 1 and "unreachable" in down.stderr
+
+
+def test_restart_subscriber_skips_a_node_that_stopped(make_orch: MakeOrch) -> None:
+    # A node stopped cleanly keeps its record, marked "stopped", for the grace period: it
+    # runs no subscriber to restart. The command restarts the live nodes only (`forge nodes
+    # list` "alive"), sends nothing to the stopped one's URL and succeeds.
+    grace = {"FORGE_NODE_GRACE_S": "600"}
+    n1 = make_orch(FORGE_NODE_ID="n1", **grace)
+    n2 = make_orch(FORGE_NODE_ID="n2", **grace)
+    n2.stop()
+    with n1.client() as client:
+        listed = client.get("/v1/admin/nodes", headers=OPERATOR).json()["items"]
+    assert {i["node_id"]: i["state"] for i in listed} == {"n1": "alive", "n2": "stopped"}
+    env = {**os.environ, **prod_environ(n1.settings.storage_root,
+                                        FORGE_DB_URL=n1.settings.db_url),
+           "ORCHESTRATOR_URL": n1.url}
+    done = subprocess.run([sys.executable, "-m", "forge", "nats", "restart-subscriber",
+                           "--service", "orchestrator"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "orchestrator-submit-n1 connected" in done.stdout, done.stdout
+    assert "n2" not in done.stdout + done.stderr, done.stdout + done.stderr

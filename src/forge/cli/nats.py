@@ -58,7 +58,9 @@ def _restart(label: str, url: str, token: str) -> bool:
 
 def _other_nodes(url: str, token: str) -> list[tuple[str, str]]:
     """(node id, URL) of every other lab node the orchestrator at `url` knows alive: each
-    runs its own subscribers. Printed and empty when the list cannot be had."""
+    runs its own subscribers. A node stopped cleanly (listed "stopped" for the grace
+    period) or lost runs none, and whatever listens at its URL now is not sent the
+    operator token. Printed and empty when the list cannot be had."""
     try:
         resp = httpx.get(f"{url}/v1/admin/nodes", timeout=30,
                          headers={"authorization": f"Bearer {token}"})
@@ -72,7 +74,7 @@ def _other_nodes(url: str, token: str) -> list[tuple[str, str]]:
         return []
     own = url.rstrip("/")
     return [(str(item["node_id"]), str(item["url"]).rstrip("/")) for item in items
-            if isinstance(item, dict) and item.get("state") != "lost" and not item.get("self")
+            if isinstance(item, dict) and item.get("state") == "alive" and not item.get("self")
             and isinstance(item.get("url"), str) and item["url"].rstrip("/") != own]
 
 
