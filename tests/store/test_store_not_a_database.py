@@ -62,3 +62,11 @@ def test_a_damaged_database_is_named_in_one_line(tmp_path: Path) -> None:
            "image is malformed): stop the services and put it back from a backup" \
         in listed.stderr, listed.stderr
     assert "Traceback" not in listed.stderr
+    # `forge config check` (and `forge up`, which runs the same start checks) says so too:
+    # it said "configuration OK", and `forge up` restarted every service in a loop on it
+    # until --ready-timeout.
+    checked = _forge(tmp_path, db, "config", "check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "the state store FORGE_DB_URL names is damaged (database disk image is " \
+           "malformed)" in checked.stderr, checked.stderr
+    assert "Traceback" not in checked.stderr

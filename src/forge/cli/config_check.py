@@ -53,17 +53,28 @@ def _plans_problem(plans_file: Path) -> str | None:
 
 
 def _store_problem(db_url: str) -> str | None:
-    """Why every service would fail to start on FORGE_DB_URL's SQLite path (a folder, or a
-    file that is not a SQLite database there); None otherwise."""
+    """Why every service would fail to start on FORGE_DB_URL's SQLite path (a folder, a
+    file that is not a SQLite database there, or one damaged past its header, which SQLite
+    calls malformed when a service reads its schema version at start); None otherwise."""
     from alembic.util import CommandError
 
+    from forge.cli.commands import refused_for_damage
     from forge.config.db_url import normalize_url
-    from forge.store.migrate import refuse_not_a_database
+    from forge.store.db import sqlite_file
+    from forge.store.migrate import at_head, refuse_not_a_database
 
+    url = normalize_url(db_url)
     try:
-        refuse_not_a_database(normalize_url(db_url))
+        refuse_not_a_database(url)
     except CommandError as exc:
         return str(exc)
+    path = sqlite_file(url) if make_url(url).get_backend_name() == "sqlite" else None
+    if path is None or not path.is_file():
+        return None  # a server (asked by its own check), or a store made at the first start
+    try:
+        at_head(url)  # what every service reads first at start
+    except Exception as exc:  # only a damaged file is this check's to name; others: None
+        return refused_for_damage(exc)
     return None
 
 
