@@ -138,3 +138,29 @@ def test_runs_that_give_up_waiting_neither_cancel_nor_repeat_the_ask() -> None:
     assert peer.asks == 1
     assert all("timed out" in str(b["checks"]["peer_keys"]["detail"]) for b in bodies[:10])
     assert bodies[-1]["checks"]["peer_keys"] == {"ok": True, "detail": AGREED}
+
+
+def test_a_failure_found_before_the_peers_agree_again_refuses_nobody_after(
+        clock: Clock) -> None:
+    """spawn_service refuses spawns (503 keys_not_agreed) on the check's standing failure.
+    The orchestrator restarted with the right keys a few seconds after the last failed ask:
+    the next spawn was refused on that old finding (its new ask ran in the background), so
+    the first learner after the fix was told to come back in a minute. A stale failure is
+    asked again and that ask decides; while the peers still disagree, it refuses."""
+    peer = Peer(CheckFailed("keys differ"), CheckFailed("keys differ"), AGREED)
+    check = _paced(peer)
+
+    async def run() -> None:
+        with pytest.raises(CheckFailed):
+            await check.check()
+        assert await check.standing_failure(10.0) is not None  # the same ask: refused
+        clock.now += 3
+        assert await check.standing_failure(10.0) is not None  # asked again: still apart
+        assert peer.asks == 2
+        clock.now += 3  # the peer restarted with the right keys; nothing asked since
+        assert await check.standing_failure(10.0) is None
+        assert peer.asks == 3
+        clock.now += 3
+        assert await check.standing_failure(10.0) is None and peer.asks == 3  # agreement
+
+    asyncio.run(run())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from contextlib import suppress
 from time import monotonic
 from typing import Any
 
@@ -58,15 +59,23 @@ class PacedCheck:
             exc = task.exception()
             self._failed = (monotonic(), exc) if isinstance(exc, CheckFailed) else None
 
-    def standing_failure(self, max_age_s: float) -> CheckFailed | None:
+    async def standing_failure(self, max_age_s: float) -> CheckFailed | None:
         """The check's failure when its last finished ask failed (CheckFailed) at most
-        ``max_age_s`` ago, else None; never waits. A stale outcome is asked again in the
-        background (paced as readiness runs are), so a caller on a request path sees a
-        disagreement within about ``retry_s`` and its end as soon as it is found."""
-        self._current()
+        ``max_age_s`` ago, else None. A stale outcome is asked again (paced as readiness
+        runs are): in the background when the last one was no failure (nothing waits while
+        the peers agree), awaited when it was one, so a failure found before the peers
+        agreed again (a service restarted with the right keys) refuses nobody after that;
+        the ask is bounded by its own deadline."""
+        task = self._current()
         failed = self._failed
         if failed is None or monotonic() - failed[0] > max_age_s:
             return None
+        if not task.done():  # asked again just now, or still asking: its outcome decides
+            with suppress(Exception):
+                await asyncio.shield(task)
+            failed = self._failed
+            if failed is None or monotonic() - failed[0] > max_age_s:
+                return None
         return failed[1]
 
     def _held_for(self, task: asyncio.Task[str]) -> float:

@@ -86,14 +86,14 @@ def paced_peer_keys(settings: Settings, http: SharedHttpClient,
 KEYS_REFUSED_MAX_AGE_S = 10.0
 
 
-def keys_refused(check: PacedCheck | None) -> ForgeError | None:
+async def keys_refused(check: PacedCheck | None) -> ForgeError | None:
     """503 keys_not_agreed while the orchestrator refuses the keys this service signs
     with (the ``peer_keys`` check's last finding, at most KEYS_REFUSED_MAX_AGE_S old): a
     spawn accepted then would fail there, leaving the learner a failed lab. Between the
     steps of a rotation done without ``_NEXT`` (spawn_service rolled out first, as the
     runbook orders), learners are told to try again; nothing is counted or reserved. No
     finding, or an orchestrator out of reach: None (the orchestrator still decides)."""
-    if check is None or check.standing_failure(KEYS_REFUSED_MAX_AGE_S) is None:
+    if check is None or await check.standing_failure(KEYS_REFUSED_MAX_AGE_S) is None:
         return None
     return ForgeError("keys_not_agreed", 503,
                       "labs cannot start for a moment: the platform's services are being "

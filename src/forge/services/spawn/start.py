@@ -94,7 +94,7 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
     else:  # the file may be read and parsed too: never on the event loop (large, slow disk)
         caller, ent, found = await run_in_threadpool(identify)
     await check_plan(state, caller, ent, track_name, template_id)
-    refused = keys_refused(state.peer_keys)
+    refused = await keys_refused(state.peer_keys)
     if refused is not None:
         raise refused
     held = await admit(state, SpawnFacts(caller, ent, track_name, checked_id), template_id,
