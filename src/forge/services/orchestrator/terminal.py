@@ -38,6 +38,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 
@@ -62,7 +65,9 @@ from forge.services.orchestrator.terminal_slots import (
     not_running,
     sealed,
     signed_out,
+    time_up,
 )
+from forge.store.timestamps import aware
 from forge.tokens import TERMINAL, TERMINAL_CLOSE, TokenError, verify_token
 
 router = APIRouter()
@@ -178,6 +183,9 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     if row.state != states.RUNNING:
         await _refuse(websocket, not_running(row.state))
         return
+    if _left_s(row.expires_at) <= 0:  # ended; the reaper grades it at its next round
+        await _refuse(websocket, time_up())
+        return
     if not state.holds(row.node_id):  # spawn_service routes to the holder; never run here
         await websocket.close(code=4421, reason=f"lab runs on node {row.node_id}")
         return
@@ -209,15 +217,17 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     try:
         if rows is not None and cols is not None and not new:
             session.resize(rows, cols)
-        await _serve(websocket, session, attachment, replay, new)
+        await _serve(websocket, session, attachment, replay, new,
+                     _close_at_end(state, scenario_id))
     finally:
         session.detach(attachment)
     await _send_closing(websocket, attachment.closing)
 
 
 async def _serve(ws: WebSocket, session: TerminalSession, att: Attachment, replay: bytes,
-                 new: bool) -> None:
-    """Say which session this is, replay its recent output, then relay until either ends."""
+                 new: bool, watch: Coroutine[Any, Any, None]) -> None:
+    """Say which session this is, replay its recent output, then relay until either ends
+    (`watch` runs beside the relay: it closes the lab's terminals at its end time)."""
     try:
         await ws.accept()
         await ws.send_text(json.dumps({"type": "attached", "session": session.session_id,
@@ -225,9 +235,46 @@ async def _serve(ws: WebSocket, session: TerminalSession, att: Attachment, repla
         if replay:
             await ws.send_bytes(RESET + replay)
     except (RuntimeError, OSError, WebSocketDisconnect):
+        watch.close()
         return  # the client left while attaching
     sending = asyncio.Lock()  # output and pongs go out from two tasks, one frame at a time
-    await until_first_ends(_pump_out(ws, att, sending), _pump_in(ws, session, sending))
+    await until_first_ends(_pump_out(ws, att, sending), _pump_in(ws, session, sending), watch)
+
+
+END_RECHECK_S = 60.0  # an extension moves the end: the row is read again at least this often
+
+
+def _left_s(expires_at: datetime | None) -> float:
+    """Seconds until the lab's end time (infinite without one; 0 or less once passed)."""
+    if expires_at is None:
+        return float("inf")
+    return (aware(expires_at) - datetime.now(UTC)).total_seconds()
+
+
+async def _close_at_end(state: OrchestratorState, scenario_id: str) -> None:
+    """Close every terminal of the lab once its end time passes (read again for extensions;
+    none is possible after it), then wait to be cancelled with the relay. Before, a shell
+    stayed open until the reaper graded the lab, one lab after another: the learner typed
+    answers after the end that the expired lab's verdict counted (the task checks, by
+    contrast, refuse a lab past its end)."""
+    while True:
+        try:
+            row = await state.read(load, state.ctx.db, scenario_id)
+        except ScenarioNotFound:
+            break
+        except Exception:  # a store fault must not end the learner's relay: ask again
+            log.warning("terminal end watch of %s: store read failed; retrying",
+                        scenario_id, exc_info=True)
+            await asyncio.sleep(END_RECHECK_S)
+            continue
+        left = _left_s(row.expires_at)
+        if row.state != states.RUNNING or left == float("inf"):
+            break  # grading (or its end) closes the terminals itself
+        if left <= 0:
+            state.terminals.seal(scenario_id, time_up())
+            break
+        await asyncio.sleep(min(left, END_RECHECK_S))
+    await asyncio.Event().wait()  # never ends the relay by itself
 
 
 async def _pump_out(ws: WebSocket, att: Attachment, sending: asyncio.Lock) -> None:

@@ -70,6 +70,14 @@ def not_running(state: str) -> Closing:
                    "it runs.")
 
 
+def time_up() -> Closing:
+    """Refusal, or closing, of the terminals of a lab whose end time has passed: it is
+    graded as it stands at the reaper's next round, so nothing more is typed into it."""
+    return Closing(NOT_RUNNING_CODE, "lab_not_running",
+                   "The lab has reached its end time; terminals are available only while "
+                   "it runs.")
+
+
 def signed_out() -> Closing:
     """Closing every terminal of a learner who signed out."""
     return Closing(SIGNED_OUT_CODE, "signed_out",
