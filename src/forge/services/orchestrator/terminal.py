@@ -125,11 +125,9 @@ async def close_terminals(state: OrchestratorState, scenario_id: str, reason: st
     return len(holders)
 
 
-@router.post("/internal/scenarios/{scenario_id}/terminals/close", include_in_schema=False)
-async def close_for_signout(scenario_id: str, request: Request) -> dict[str, int]:
-    """End every terminal session of the lab because its learner signed out (spawn_service,
-    with a terminal-close token for this scenario and learner). The lab stays open to a new
-    terminal after the next sign-in; attached sockets get ``signed_out`` / 4401."""
+async def _closing_lab(scenario_id: str, request: Request) -> OrchestratorState:
+    """The orchestrator, once the request's terminal-close token (spawn_service's, for
+    this scenario and its learner) is checked against the lab it names, held here."""
     state: OrchestratorState = request.app.state.orchestrator
     try:
         claims = verify_token(state.settings.sat, TERMINAL_CLOSE,
@@ -147,9 +145,29 @@ async def close_for_signout(scenario_id: str, request: Request) -> dict[str, int
         raise ForgeError("not_found", 404, "scenario not found")
     if not state.holds(row.node_id):
         raise ForgeError("lab_on_other_node", 409, f"lab runs on node {row.node_id}")
+    return state
+
+
+@router.post("/internal/scenarios/{scenario_id}/terminals/close", include_in_schema=False)
+async def close_for_signout(scenario_id: str, request: Request) -> dict[str, int]:
+    """End every terminal session of the lab because its learner signed out (spawn_service,
+    with a terminal-close token for this scenario and learner). The lab stays open to a new
+    terminal after the next sign-in; attached sockets get ``signed_out`` / 4401."""
+    state = await _closing_lab(scenario_id, request)
     slots = state.terminal_sessions.close_lab(scenario_id, signed_out())
     await _wait_closed(slots, scenario_id, 10.0)
     return {"closed": len(slots)}
+
+
+@router.post("/internal/scenarios/{scenario_id}/terminals/seal", include_in_schema=False)
+async def seal_for_submit(scenario_id: str, request: Request) -> dict[str, int]:
+    """Close the lab's terminals and refuse new ones because its learner's Submit was
+    accepted (spawn_service, with a terminal-close token for this scenario and learner):
+    grading waits its turn behind other submits, and until it starts, which seals them too,
+    the learner could otherwise go on working in a lab already submitted. Attached sockets
+    get ``lab_sealed`` / 4410."""
+    state = await _closing_lab(scenario_id, request)
+    return {"closed": await close_terminals(state, scenario_id, "submitted")}
 
 
 @router.websocket("/internal/scenarios/{scenario_id}/tty")

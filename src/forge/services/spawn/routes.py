@@ -28,6 +28,7 @@ from forge.services.spawn.caller_deps import (
 from forge.services.spawn.labs import LAB_PATTERN
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.state import SpawnState
+from forge.services.spawn.submit_seal import seal_submitted
 from forge.store.timestamps import aware
 
 router = APIRouter(tags=["learner"])
@@ -163,6 +164,8 @@ async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
         raise ForgeError("bus_unavailable", 503, "the event bus did not confirm the "
                          "submit; it may already be recorded. Retry: a submit is never "
                          "graded twice", headers={"Retry-After": "5"}) from None
+    # Submitted: no more work in the lab while its grading waits its turn (submit_seal).
+    await seal_submitted(spawn_state(request).settings, request.app.state.http.client, row)
     return {"scenario_id": scenario_id, "status": "grading_requested"}
 
 
