@@ -69,3 +69,36 @@ def test_bad_values_are_refused(template, values, message) -> None:  # type: ign
     with pytest.raises(TemplateError) as info:
         render(template, values)
     assert any(message in str(p) for p in info.value.problems)
+
+
+def test_a_templates_references_are_found_once(template, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each lab's render and its lab spec walked the registry template's whole document for
+    its references again (twice per lab, on the orchestrator's event loop). A template is
+    frozen, so they are found once per template object, and forgotten with it."""
+    import gc
+
+    from forge.services.orchestrator.labspec import shared_hosts
+    from forge.templates import ScenarioTemplate, variables
+
+    walks: list[str] = []
+    real_walk = variables._walk
+
+    def counted(node, path):  # type: ignore[no-untyped-def]
+        if path == "":
+            walks.append(path)
+        return real_walk(node, path)
+
+    monkeypatch.setattr(variables, "_walk", counted)
+    fresh = ScenarioTemplate.model_validate(template.to_document())  # not seen before
+    cached = len(getattr(variables, "_REFERENCES", {}))
+    found = list(variables.referenced_variables(fresh))
+    assert {name for _, name in found} == {"secret", "port"}
+    values = {"secret": "S3cretS3cretS3cret00", "port": "23456"}
+    for _ in range(3):  # three labs
+        render(fresh, values)
+        shared_hosts(fresh)
+    assert list(variables.referenced_variables(fresh)) == found
+    assert len(walks) == 1  # one search; before: one per call (8 here)
+    del fresh
+    gc.collect()
+    assert len(variables._REFERENCES) == cached

@@ -8,12 +8,14 @@ digits, so substituting them into commands, regexes or files cannot inject synta
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import re
 import secrets
 import string
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +61,35 @@ def _renderable(path: str) -> bool:
     return any(p.match(path) for p in _RENDERABLE)
 
 
+# A template's references, found once per template object: every model of a template is
+# frozen (tuples, read-only mappings), so they cannot change. Each lab's render and its lab
+# spec asked for the registry template's references again (two walks of its whole
+# document on the orchestrator's event loop). Keyed by id, dropped when the template is.
+_REFERENCES: dict[int, tuple[weakref.ref[ScenarioTemplate], tuple[tuple[str, str], ...]]] = {}
+
+
+def _references(t: ScenarioTemplate) -> tuple[tuple[str, str], ...]:
+    key = id(t)
+    known = _REFERENCES.get(key)
+    if known is not None and known[0]() is t:
+        return known[1]
+    refs = tuple((path, m.group(1)) for path, text in _walk(t.to_document(), "")
+                 if "{{" in text  # every reference starts so; most strings have none
+                 for m in REFERENCE_RE.finditer(text))
+    _REFERENCES[key] = (weakref.ref(t, functools.partial(_forget, key)), refs)
+    return refs
+
+
+def _forget(key: int, ref: weakref.ref[ScenarioTemplate]) -> None:
+    """Drop a collected template's entry (not a newer template's under a reused id)."""
+    known = _REFERENCES.get(key)
+    if known is not None and known[0] is ref:
+        del _REFERENCES[key]
+
+
 def referenced_variables(t: ScenarioTemplate) -> Iterator[tuple[str, str]]:
     """Yield (path, name) for every `{{ vars.NAME }}` reference in the template."""
-    for path, text in _walk(t.to_document(), ""):
-        if "{{" in text:  # every reference starts so; most strings of a template have none
-            for m in REFERENCE_RE.finditer(text):
-                yield path, m.group(1)
+    yield from _references(t)
 
 
 _CHECK_COMMAND = re.compile(r"^spec\.successCriteria\[\d+\]\.checks\[\d+\]\.command\[\d+\]\Z")
