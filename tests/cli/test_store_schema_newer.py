@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from forge.store import Database
 from forge.store.migrate import head_revision, upgrade
 
+from ..stack.test_up import Up, make_env_file, some_ports
 from .test_storage_option import forge
 
 
@@ -35,5 +37,47 @@ def test_commands_on_a_store_migrated_by_a_newer_release_refuse_in_one_line(
             assert conn.execute(text("SELECT version_num FROM alembic_version")).all() \
                 == [("9999",)]
             assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 0
+    finally:
+        database.dispose()
+
+
+@pytest.mark.usefixtures("sqlite_only_store")  # forge up runs the services' default store
+def test_config_check_and_up_refuse_a_store_a_newer_release_migrated(tmp_path: Path) -> None:
+    """A restored backup made by a newer release: `forge config check` said "configuration
+    OK", and `forge up` started NATS and the services, which died at every start and were
+    restarted until --ready-timeout (2 minutes by default), reported only as "exited with
+    code 3 (error: Application startup failed. Exiting.)", the revision buried in a
+    traceback in each service's log. Both now name the revision in one line, and `forge up`
+    starts nothing and takes nothing."""
+    storage = tmp_path / "storage"
+    env: dict[str, str | None] = {"FORGE_DB_URL": None}
+    assert forge(env, "--storage", str(storage), "apikey", "list")[0] == 0  # made, migrated
+    database = Database(f"sqlite:///{storage / 'forge.db'}")
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        database.dispose()
+    said = ("the state store is at schema revision 9999, which this release does not know "
+            f"(its newest is {head_revision()})")
+
+    code, out, err = forge(env, "--storage", str(storage), "config", "check")
+    assert code == 1 and said in out + err, (out, err)
+    assert "configuration OK" not in out + err
+
+    up = Up(storage, make_env_file(tmp_path), some_ports(), extra=("--ready-timeout", "20"))
+    try:
+        up.proc.wait(timeout=120)
+    finally:
+        up.stop()
+    assert up.proc.returncode == 1, up.err[-2000:]
+    assert said in up.err, up.err[-2000:]
+    assert "exited with code" not in up.err and "Forge is up" not in up.err
+    assert up.service_pids() == [] and up.nats_pids() == []
+    database = Database(f"sqlite:///{storage / 'forge.db'}")
+    try:
+        with database.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() \
+                == [("9999",)]
     finally:
         database.dispose()

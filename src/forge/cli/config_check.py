@@ -53,35 +53,51 @@ def _plans_problem(plans_file: Path) -> str | None:
 
 
 def _store_problem(db_url: str) -> str | None:
-    """Why every service would fail to start on FORGE_DB_URL's SQLite path (a folder, a
-    file that is not a SQLite database there, or one damaged past its header, which SQLite
-    calls malformed when a service reads its schema version at start); None otherwise."""
+    """Why every service would fail to start on FORGE_DB_URL: its SQLite path holds a folder,
+    a file that is not a SQLite database, or one damaged past its header (SQLite calls it
+    malformed when a service reads its schema version at start), or the store is at a schema
+    revision this release does not know (a newer release migrated it); None otherwise, also
+    when the store cannot be read now (a service waits for a store that is down)."""
     from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
 
     from forge.cli.commands import refused_for_damage
     from forge.config.db_url import normalize_url
     from forge.store.db import sqlite_file
-    from forge.store.migrate import at_head, refuse_not_a_database
+    from forge.store.migrate import at_head, refuse_not_a_database, refuse_unknown_revisions
 
     url = normalize_url(db_url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # A server that does not answer costs this check seconds, not the TCP timeout.
+        url = parsed.update_query_dict({"connect_timeout": "5"}).render_as_string(
+            hide_password=False)
     try:
         refuse_not_a_database(url)
     except CommandError as exc:
         return str(exc)
-    path = sqlite_file(url) if make_url(url).get_backend_name() == "sqlite" else None
-    if path is None or not path.is_file():
-        return None  # a server (asked by its own check), or a store made at the first start
+    path = sqlite_file(url) if parsed.get_backend_name() == "sqlite" else None
+    if path is not None and path.is_file():
+        try:
+            at_head(url)  # what every service reads first at start
+        except Exception as exc:  # only a damaged file is named here; others: below
+            damaged = refused_for_damage(exc)
+            if damaged is not None:
+                return damaged
     try:
-        at_head(url)  # what every service reads first at start
-    except Exception as exc:  # only a damaged file is this check's to name; others: None
-        return refused_for_damage(exc)
+        refuse_unknown_revisions(url)
+    except CommandError as exc:
+        return str(exc)
+    except SQLAlchemyError:
+        return None  # unreachable: the services' own checks say so
     return None
 
 
 def start_refusals(settings: Settings) -> list[str]:
     """What spawn_service and the orchestrator refuse to start with, as they would: a
     policy directory they cannot load or whose hash differs from OPA_POLICY_HASH, a plans
-    file they cannot load, a FORGE_DB_URL file that is not a database (every service).
+    file they cannot load, a FORGE_DB_URL file that is not a database or a store a newer
+    release migrated (every service).
     `forge up` stops on these before it starts anything."""
     return [problem for problem in (_policy_problem(settings.policies_dir,
                                                     settings.opa_policy_hash),

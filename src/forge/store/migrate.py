@@ -85,7 +85,7 @@ def _stored_revisions(url: str) -> list[str] | None:
     return [str(row[0]) for row in versions]
 
 
-def _refuse_unknown_revisions(url: str) -> None:
+def refuse_unknown_revisions(url: str) -> None:
     """CommandError naming a revision this release does not know (a newer release migrated
     the store: Forge was rolled back), instead of Alembic's bare "Can't locate revision"."""
     from alembic.util import CommandError
@@ -145,7 +145,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     if revision == "head" and at_head(url):
         return
     if revision == "head":
-        _refuse_unknown_revisions(url)
+        refuse_unknown_revisions(url)
     from alembic import command
 
     parsed = make_url(url)
