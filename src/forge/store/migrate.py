@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from forge.config.db_url import normalize_url
 from forge.private_lock import private_lock
@@ -146,6 +146,47 @@ def upgrade(url: str, revision: str = "head") -> None:
         return
     if revision == "head":
         refuse_unknown_revisions(url)
+    try:
+        _upgrade(url, revision)
+    except DBAPIError as exc:
+        failed = _migration_failed(url, revision, exc)
+        if failed is None:
+            raise
+        raise failed from exc
+
+
+def _migration_failed(url: str, revision: str, exc: DBAPIError) -> Exception | None:
+    """The one-line CommandError for a migration a database error stopped (a statement the
+    store refused: an object already there, a row the new schema rejects), naming the
+    revision the store stays at; None for a store busy, full, unreachable or damaged, which
+    the callers already say in their own words."""
+    import sqlite3
+
+    from alembic.util import CommandError
+
+    from forge.store.busy import store_busy, store_out_of_room
+
+    if store_busy(exc) or store_out_of_room(exc):
+        return None
+    said = str(exc.orig)
+    if isinstance(exc.orig, sqlite3.DatabaseError) and (
+            "malformed" in said or "not a database" in said):
+        return None
+    try:
+        now = ", ".join(_stored_revisions(url) or []) or "none (an empty store)"
+    except SQLAlchemyError:
+        now = "unknown (it could not be read again)"
+    target = head_revision() if revision == "head" else revision
+    first = (said.strip().splitlines() or [type(exc.orig).__name__])[0].strip()
+    return CommandError(
+        f"migrating the state store to schema revision {target} failed ({first}); the store "
+        f"is at schema revision {now} (each migration is applied whole or not at all): fix "
+        "what the error names, or restore the backup of the store made before the upgrade, "
+        "and run it again")
+
+
+def _upgrade(url: str, revision: str) -> None:
+    """`upgrade` once the store is known to be a database at a revision this release knows."""
     from alembic import command
 
     parsed = make_url(url)
