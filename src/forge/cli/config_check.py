@@ -52,12 +52,13 @@ def _plans_problem(plans_file: Path) -> str | None:
     return None
 
 
-def _store_problem(db_url: str) -> str | None:
+def _store_problem(settings: Settings) -> str | None:
     """Why every service would fail to start on FORGE_DB_URL: its SQLite path holds a folder,
     a file that is not a SQLite database, or one damaged past its header (SQLite calls it
     malformed when a service reads its schema version at start), or the store is at a schema
-    revision this release does not know (a newer release migrated it); None otherwise, also
-    when the store cannot be read now (a service waits for a store that is down)."""
+    revision this release does not know (a newer release migrated it), or it is a new store
+    while the storage root's own SQLite store holds scenarios; None otherwise, also when the
+    store cannot be read now (a service waits for a store that is down)."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -66,7 +67,7 @@ def _store_problem(db_url: str) -> str | None:
     from forge.store.db import sqlite_file
     from forge.store.migrate import at_head, refuse_not_a_database, refuse_unknown_revisions
 
-    url = normalize_url(db_url)
+    url = normalize_url(settings.db_url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         # A server that does not answer costs this check seconds, not the TCP timeout.
@@ -90,7 +91,58 @@ def _store_problem(db_url: str) -> str | None:
         return str(exc)
     except SQLAlchemyError:
         return None  # unreachable: the services' own checks say so
-    return None
+    return _left_sqlite_store(settings, url)
+
+
+def _scenario_count(url: str) -> int | None:
+    """How many scenarios the store at `url` holds (0 without the table: a database never
+    migrated); None when it cannot be read now (the services' own checks say why)."""
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from forge.store.db import make_db_engine
+
+    engine = make_db_engine(url, for_writes=False)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("scenarios"):
+                return 0
+            return int(conn.execute(text("SELECT count(*) FROM scenarios")).scalar() or 0)
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def _left_sqlite_store(settings: Settings, url: str) -> str | None:
+    """Why starting on FORGE_DB_URL would abandon the storage root's own SQLite store: it
+    names another store that holds no scenario (a new PostgreSQL database, say) while
+    `$STORAGE_ROOT/forge.db` holds some. The services would start empty (no API keys,
+    grants, cohorts or verdict rows) and the orchestrator would destroy every lab that only
+    the SQLite store knows. None otherwise."""
+    import sqlite3
+
+    from forge.store.db import sqlite_file
+
+    own = settings.storage_root / "forge.db"
+    named = sqlite_file(url) if make_url(url).get_backend_name() == "sqlite" else None
+    if not own.is_file() or (named is not None and named.resolve() == own.resolve()):
+        return None
+    try:  # read only, with what its write-ahead log holds (a crash leaves rows there)
+        conn = sqlite3.connect(f"file:{own}?mode=ro", uri=True)
+        try:
+            held = int(conn.execute("SELECT count(*) FROM scenarios").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    if held == 0 or _scenario_count(url) != 0:
+        return None
+    return (f"FORGE_DB_URL names a state store with no scenarios, but the storage root's own "
+            f"state store {own} holds {held}: the services would start without its API keys, "
+            "grants, cohorts and scenarios, and destroy the labs only it knows (Forge does not "
+            "copy a SQLite store into another database). Unset FORGE_DB_URL to keep using "
+            f"it, or move {own} out of the storage root to start anew on FORGE_DB_URL")
 
 
 def start_refusals(settings: Settings) -> list[str]:
@@ -102,7 +154,7 @@ def start_refusals(settings: Settings) -> list[str]:
     return [problem for problem in (_policy_problem(settings.policies_dir,
                                                     settings.opa_policy_hash),
                                     _plans_problem(settings.plans_file),
-                                    _store_problem(settings.db_url))
+                                    _store_problem(settings))
             if problem is not None]
 
 
@@ -159,7 +211,7 @@ def register(app: typer.Typer) -> None:
         plans = _plans_problem(settings.plans_file)  # both load it too (the scoreboard not)
         if plans is not None and set(wanted) & {"spawn", "orchestrator"}:
             refused.append(plans)
-        store = _store_problem(settings.db_url)  # every service opens it at start
+        store = _store_problem(settings)  # every service opens it at start
         if store is not None:
             refused.append(store)
         grants = _grants_problem(settings.entitlements_file)  # each spawn reads it
