@@ -7,8 +7,10 @@ behind, and the command runs once the cause is gone. Both engines, real database
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
@@ -52,3 +54,18 @@ def test_a_failed_migration_is_one_line_naming_the_revision_and_leaves_nothing(
         assert _revision(database) == [(head_revision(),)]
     finally:
         database.dispose()
+
+
+@pytest.mark.usefixtures("sqlite_only_store")  # refused before any database is opened
+def test_offline_migrations_name_a_command_that_exists(tmp_path: Path) -> None:
+    """Alembic's offline mode (`--sql`) is refused; the refusal told the operator to run
+    `forge db upgrade`, a command Forge does not have ("No such command 'db'")."""
+    with pytest.raises(SystemExit) as refused:
+        command.upgrade(alembic_config(f"sqlite:///{tmp_path / 'forge.db'}"), "head", sql=True)
+    said = str(refused.value.code)
+    assert said.startswith("offline migrations are not supported"), said
+    named = re.findall(r"`forge ([^`]+)`", said)
+    assert named, said
+    for words in named:
+        code, out, err = forge({}, *words.split(), "--help")
+        assert code == 0, (words, out, err)

@@ -1,4 +1,5 @@
-"""Schema migrations (Alembic), run by every service at start and by `forge db upgrade`.
+"""Schema migrations (Alembic), run by every service at start and by every operator command
+that opens the store.
 
 A database already at the packaged head is recognised without Alembic: importing it and
 loading the migration scripts cost ~0.3 s of CPU, paid by every service start and every

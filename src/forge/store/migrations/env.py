@@ -36,5 +36,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("offline migrations are not supported; run `forge db upgrade`")
+    raise SystemExit("offline migrations are not supported: every Forge service and every "
+                     "operator command that opens the store migrates it, e.g. "
+                     "`forge apikey list` (with the services' STORAGE_ROOT and FORGE_DB_URL)")
 run_migrations_online()
