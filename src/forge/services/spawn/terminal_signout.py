@@ -69,6 +69,28 @@ def _running_labs(db: Database, tenant_id: str,
         return [(str(sid), url) for sid, url in sess.execute(stmt)]
 
 
+async def ask_node(settings: Settings, http: httpx.AsyncClient, action: str, scenario_id: str,
+                   learner: tuple[str, str], node_url: str | None, *, timeout: float,
+                   failed: str) -> dict[str, object] | None:
+    """POST `/internal/scenarios/ID/terminals/<action>` to the node holding the lab (its
+    row's URL) with a terminal-close token for that lab and `learner` (tenant, subject); the
+    node's JSON answer, or None when it did not answer 200 (logged: `failed`, then why)."""
+    tenant_id, subject = learner
+    token = mint_token(settings.sat, TERMINAL_CLOSE, {
+        "scenario_id": scenario_id, "sub": subject, "tenant_id": tenant_id})
+    url = f"{node_base(settings, node_url)}/internal/scenarios/{scenario_id}/terminals/{action}"
+    try:
+        resp = await http.post(url, headers={CLOSE_HEADER: token}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        log.warning("%s: node unreachable (%s)", failed, type(exc).__name__)
+        return None
+    if resp.status_code != 200:
+        log.warning("%s: node answered %d", failed, resp.status_code)
+        return None
+    body = resp.json()
+    return body if isinstance(body, dict) else {}
+
+
 async def close_node_terminals(settings: Settings, db: Database, http: httpx.AsyncClient,
                                tenant_id: str, subject: str) -> int:
     """Ask each node holding one of the learner's running labs to end its terminal
@@ -77,19 +99,9 @@ async def close_node_terminals(settings: Settings, db: Database, http: httpx.Asy
     labs = await asyncio.to_thread(_running_labs, db, tenant_id, subject)
     closed = 0
     for scenario_id, node_url in labs:
-        token = mint_token(settings.sat, TERMINAL_CLOSE, {
-            "scenario_id": scenario_id, "sub": subject, "tenant_id": tenant_id})
-        url = f"{node_base(settings, node_url)}/internal/scenarios/{scenario_id}/terminals/close"
-        try:
-            resp = await http.post(url, headers={CLOSE_HEADER: token}, timeout=15)
-        except httpx.HTTPError as exc:
-            log.warning("sign-out: terminals of %s not closed: node unreachable (%s)",
-                        scenario_id, type(exc).__name__)
-            continue
-        if resp.status_code != 200:
-            log.warning("sign-out: terminals of %s not closed: node answered %d",
-                        scenario_id, resp.status_code)
-            continue
-        body = resp.json()
-        closed += int(body.get("closed", 0)) if isinstance(body, dict) else 0
+        body = await ask_node(settings, http, "close", scenario_id, (tenant_id, subject),
+                              node_url, timeout=15,
+                              failed=f"sign-out: terminals of {scenario_id} not closed")
+        count = body.get("closed", 0) if body is not None else 0
+        closed += count if isinstance(count, int) else 0
     return closed
