@@ -38,6 +38,15 @@ def iso(ts: datetime) -> str:
     return _aware(ts).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_text(value: object) -> str | None:
+    """A stored ISO time (text, any offset or precision) as `iso` writes times; None when
+    it is not one."""
+    try:
+        return iso(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
+
+
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from forge.classroom.assignments import due_for, iso, view
+from forge.classroom.assignments import due_for, iso, iso_text, view
 from forge.classroom.cohorts import Manager, managed_cohort, managed_ids
 from forge.classroom.scope import check_subject, scoped_lab_ids, scoped_labs
 from forge.errors import ForgeError, invalid_field
@@ -185,14 +185,6 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
     return CohortLabs(cohort.cohort_id, cohort.name, learners, assigned, labs, dues)
 
 
-def _when(completed_at: object) -> str | None:
-    """The graded time as every other time of the dashboard (UTC, seconds, Z)."""
-    try:
-        return iso(datetime.fromisoformat(str(completed_at)))
-    except ValueError:
-        return None
-
-
 def _usable(summary: Mapping[str, Any], lab: Lab, tenant_id: str) -> bool:
     # The scoreboard's answer must be about this learner's lab of this tenant.
     return summary.get("tenant_id") == tenant_id and summary.get("subject") == lab.subject
@@ -256,7 +248,7 @@ def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: s
         out.update(score=round(float(summary["score"]), 4), passed=int(summary["passed"]),
                    total=int(summary["total"]),
                    submitted_at=iso(lab.submitted_at) if lab.submitted_at else None,
-                   finished_at=_when(summary.get("completed_at")),
+                   finished_at=iso_text(summary.get("completed_at")),
                    late=_late(lab.submitted_at, summary.get("completed_at"), closes_at),
                    failed_criteria=[str(c) for c in summary.get("failed") or []],
                    graded_lab=lab.scenario_id)

@@ -10,12 +10,11 @@ itself; a learner not enrolled in the cohort is 404 like any other unknown id.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from forge.classroom.assignments import iso
+from forge.classroom.assignments import iso, iso_text
 from forge.classroom.cohorts import Manager, managed_cohort, managed_ids
 from forge.classroom.scope import (
     check_subject,
@@ -36,14 +35,6 @@ from forge.store.models import (
 from forge.store.timestamps import aware
 
 MAX_REASON = 200
-
-
-def _iso_text(text: str) -> str | None:
-    """A stored ISO time as every other time here (UTC, seconds, Z); None if it is none."""
-    try:
-        return iso(datetime.fromisoformat(text))
-    except ValueError:
-        return None
 
 
 def _event(at: Any, kind: str, **facts: Any) -> dict[str, Any]:
@@ -80,7 +71,7 @@ def learner_timeline(db: Database, who: Manager, cohort_id: str, subject: str
         for t in sess.scalars(select(ScenarioTransition).where(
                 ScenarioTransition.scenario_id.in_(ids))):
             kind = "submitted" if t.to_state == states.GRADING else "state"
-            facts = {"submitted_at": _iso_text(submits[t.scenario_id])} \
+            facts = {"submitted_at": iso_text(submits[t.scenario_id])} \
                 if kind == "submitted" and t.scenario_id in submits else {}
             events[t.scenario_id].append((t.at, t.id, _event(
                 t.at, kind, **{"from": t.from_state}, to=t.to_state,
