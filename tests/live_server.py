@@ -12,8 +12,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from forge.bus.ports import free_port
+from forge.config.settings import Settings
+from forge.services.common.serving import DrainingServer, uvicorn_config
 
-__all__ = ["distinct_ports", "free_port", "live_server", "reserve_port"]
+__all__ = ["distinct_ports", "forge_served", "free_port", "live_server", "reserve_port"]
 
 
 def distinct_ports(count: int, *avoid: int) -> list[int]:
@@ -56,14 +58,8 @@ def reserve_port() -> socket.socket:
 
 
 @contextmanager
-def live_server(app: FastAPI, port: int | None = None,
-                sock: socket.socket | None = None) -> Iterator[str]:
-    """Serve `app` until the block ends (on `sock` from `reserve_port`, else on `port`, else
-    on a free one); yields its base URL."""
-    sock = sock if sock is not None else _listening(port)
-    bound = int(sock.getsockname()[1])
-    config = uvicorn.Config(app, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
+def _running(server: uvicorn.Server, sock: socket.socket) -> Iterator[None]:
+    """Run `server` on `sock` in a thread until the block ends (the socket closed after)."""
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -73,8 +69,30 @@ def live_server(app: FastAPI, port: int | None = None,
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("test server did not start")
             time.sleep(0.02)
-        yield f"http://127.0.0.1:{bound}"
+        yield
     finally:
         server.should_exit = True
-        thread.join(timeout=20)
+        thread.join(timeout=30)
         sock.close()
+
+
+@contextmanager
+def live_server(app: FastAPI, port: int | None = None,
+                sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve `app` until the block ends (on `sock` from `reserve_port`, else on `port`, else
+    on a free one); yields its base URL."""
+    sock = sock if sock is not None else _listening(port)
+    bound = int(sock.getsockname()[1])
+    with _running(uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on")), sock):
+        yield f"http://127.0.0.1:{bound}"
+
+
+@contextmanager
+def forge_served(app: FastAPI, settings: Settings) -> Iterator[tuple[int, DrainingServer]]:
+    """(port, server) of `app` served as `forge serve` serves it (its uvicorn configuration:
+    bounded heads, JSON refusals, WebSocket caps; DrainingServer) on a loopback port."""
+    sock = reserve_port()
+    port = int(sock.getsockname()[1])
+    server = DrainingServer(uvicorn_config(app, settings, "127.0.0.1", port))
+    with _running(server, sock):
+        yield port, server

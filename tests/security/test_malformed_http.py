@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +27,8 @@ from websockets.sync.client import connect
 
 from forge.config import load_settings
 from forge.services.common.app import create_app, make_context
-from forge.services.common.serving import DrainingServer, uvicorn_config
 
-from ..live_server import reserve_port
+from ..live_server import forge_served
 from ..services.conftest import prod_environ
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")
@@ -54,23 +51,8 @@ def served(tmp_path: Path) -> Iterator[int]:
         await websocket.accept()
         await websocket.send_text(await websocket.receive_text())
 
-    sock = reserve_port()
-    port = int(sock.getsockname()[1])
-    server = DrainingServer(uvicorn_config(app, settings, "127.0.0.1", port))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(1000):
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.02)
-    assert server.started
-    try:
+    with forge_served(app, settings) as (port, _):
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def _exchange(port: int, data: bytes) -> bytes:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +30,9 @@ from websockets.sync.client import connect
 from forge.config import load_settings
 from forge.services.common import request_clock
 from forge.services.common.app import create_app, make_context
-from forge.services.common.serving import DrainingServer, uvicorn_config
+from forge.services.common.serving import DrainingServer
 
-from ..live_server import free_port
+from ..live_server import forge_served
 from ..services.conftest import prod_environ
 
 TIMEOUT_S = 1.0
@@ -74,21 +73,8 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         while True:
             await websocket.send_bytes(await websocket.receive_bytes())
 
-    port = free_port()
-    server = DrainingServer(uvicorn_config(app, settings, "127.0.0.1", port))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(1000):
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.02)
-    assert server.started
-    try:
-        yield port, server
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with forge_served(app, settings) as served_at:
+        yield served_at
 
 
 def _drip(port: int, first: bytes, drops: Iterator[bytes]) -> tuple[bytes, int]:
