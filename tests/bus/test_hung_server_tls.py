@@ -37,22 +37,33 @@ def tls_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         yield made
 
 
-async def test_move_on_over_tls_does_not_wait_for_the_hung_peer(
-        tls_cluster: NatsCluster) -> None:
-    conn = BusConnection(tls_cluster.url, "test-node", streams=forge_streams(3),
-                         credentials=tls_cluster.credentials("orchestrator"),
-                         ping_interval=60)
+async def _connected(cluster: NatsCluster, *, ping_interval: float) -> BusConnection:
+    """A node's bus connection to `cluster`, over TLS, connected and flushed."""
+    conn = BusConnection(cluster.url, "test-node", streams=forge_streams(3),
+                         credentials=cluster.credentials("orchestrator"),
+                         ping_interval=ping_interval)
     assert await conn.start(wait=30)
     await conn.client().flush(timeout=10)
+    return conn
+
+
+async def _off(conn: BusConnection, hung: str | None, started: float) -> None:
+    """Wait until `conn` is on a live server other than `hung` again, and flush there."""
+    while conn.server in (None, hung):
+        assert time.monotonic() - started < 10, "was ~30 s: the TLS shutdown timeout"
+        await asyncio.sleep(0.05)
+    await conn.client().flush(timeout=5)
+
+
+async def test_move_on_over_tls_does_not_wait_for_the_hung_peer(
+        tls_cluster: NatsCluster) -> None:
+    conn = await _connected(tls_cluster, ping_interval=60)
     hung = conn.server
     try:
         with paused(server_pid(tls_cluster, hung)):
             started = time.monotonic()
             assert await conn.move_on()
-            while conn.server in (None, hung):  # on a live server again
-                assert time.monotonic() - started < 10, "was ~30 s: the TLS shutdown timeout"
-                await asyncio.sleep(0.05)
-            await conn.client().flush(timeout=5)
+            await _off(conn, hung, started)
     finally:
         await conn.close()
 
@@ -140,18 +151,10 @@ async def test_short_pings_over_tls_leave_a_hung_server_without_the_shutdown_wai
     its live labs were failed as `lab node … lost` (probe: nft drop of one server of
     `forge up --nats-cluster 3`). `move_on` aborted the socket, but only when it won the
     race against the pings."""
-    conn = BusConnection(tls_cluster.url, "test-node", streams=forge_streams(3),
-                         credentials=tls_cluster.credentials("orchestrator"),
-                         ping_interval=0.5)
-    assert await conn.start(wait=30)
-    await conn.client().flush(timeout=10)
+    conn = await _connected(tls_cluster, ping_interval=0.5)
     hung = conn.server
     try:
         with paused(server_pid(tls_cluster, hung)):
-            started = time.monotonic()
-            while conn.server in (None, hung):  # bounded: the pings give up after ~2 s
-                assert time.monotonic() - started < 10, "was ~30 s: the TLS shutdown timeout"
-                await asyncio.sleep(0.05)
-            await conn.client().flush(timeout=5)
+            await _off(conn, hung, time.monotonic())  # the pings give up after ~2 s
     finally:
         await conn.close()
