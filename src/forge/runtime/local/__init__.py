@@ -18,7 +18,8 @@ def build(settings: Settings) -> LocalRuntime:
     uid range (``FORGE_LAB_UID_RANGE``) and images (``FORGE_IMAGE_DIR`` definitions,
     built in ``FORGE_IMAGE_CACHE``; a host naming no image gets ``base``, never the
     machine's userland) and fresh builds at once (``FORGE_BUILD_SLOTS``, 0: one per
-    core, plus one); the factory's entry for ``local``."""
+    core, plus one), its machine's neighbour tables sized for ``FORGE_NODE_CAPACITY_LABS``
+    labs; the factory's entry for ``local``."""
     from forge.faults import crash_point
     from forge.images import resolve_image
     from forge.images.definitions import DEFAULT_IMAGE
@@ -33,4 +34,5 @@ def build(settings: Settings) -> LocalRuntime:
                         fault_hook=lambda stage: crash_point(f"orchestrator.create.{stage}"),
                         resolve_image=image_root, default_image=DEFAULT_IMAGE,
                         build_slots=settings.build_slots or None,
-                        ready_timeout_s=settings.lab_ready_timeout_s)
+                        ready_timeout_s=settings.lab_ready_timeout_s,
+                        lab_capacity=settings.node_capacity_labs)

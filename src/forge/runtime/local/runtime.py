@@ -39,6 +39,7 @@ from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.local.lab_access import LabAccess
 from forge.runtime.local.lab_build import LabBuilder
 from forge.runtime.local.lab_teardown import LabTeardown
+from forge.runtime.local.neighbour_table import size_tables
 from forge.runtime.local.netns import netns_path, return_problem, userns_problem
 from forge.runtime.local.priority import thread_unniced
 from forge.runtime.local.proc_visibility import proc_visibility_problem
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("forge.runtime.local.runtime")
 
+DEFAULT_LAB_CAPACITY = 200  # FORGE_NODE_CAPACITY_LABS's default: the neighbour tables' size
 REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
 
 
@@ -105,8 +107,10 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         default_image: str | None = None,
         build_slots: int | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        lab_capacity: int = DEFAULT_LAB_CAPACITY,
     ) -> None:
         self.names = Names(validate_prefix(prefix), os.path.abspath(state_dir))
+        self.lab_capacity = lab_capacity  # labs the node may hold: neighbour_table
         self.fence = BuildFence(self.names.state_dir)
         self.rootfs = rootfs
         self.images = dict(images or {})
@@ -174,6 +178,8 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
             for shown in (proc_visibility_problem(), file_table_problem()):
                 if shown is not None:
                     log.warning("%s", shown)
+            for raised, said in size_tables(self.lab_capacity):
+                log.log(logging.INFO if raised else logging.WARNING, "%s", said)
             self._env_probed = True
         return problems
 
