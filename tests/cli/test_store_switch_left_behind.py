@@ -45,7 +45,8 @@ def test_a_new_store_beside_a_sqlite_store_with_scenarios_is_refused(
     assert code == 1, (out, err)
     assert (f"FORGE_DB_URL names a state store with no scenarios, but the storage root's own "
             f"state store {own} holds 1: ") in out + err, (out, err)
-    assert "Unset FORGE_DB_URL to keep using it, or move" in out + err
+    assert ("Unset FORGE_DB_URL to keep using it, copy it into the new store with `forge "
+            "store copy` (services stopped), or move") in out + err
     assert forge({"FORGE_DB_URL": None}, "--storage", str(storage), "config", "check")[0] == 0
 
     # A store already in use (it holds scenarios) is the operator's choice: not refused.

@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "completions": "completions", "retention": "retention", "scenarios": "scenarios",
     "nodes": "nodes", "runtime": "runtime", "artifacts": "artifacts", "image": "image",
     "lab": "lab", "credential": "credential", "verify-credential": "verify_credential",
-    "lti": "lti", "roles": "roles",
+    "lti": "lti", "roles": "roles", "store": "state_store",
 }
 
 

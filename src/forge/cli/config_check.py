@@ -140,9 +140,10 @@ def _left_sqlite_store(settings: Settings, url: str) -> str | None:
         return None
     return (f"FORGE_DB_URL names a state store with no scenarios, but the storage root's own "
             f"state store {own} holds {held}: the services would start without its API keys, "
-            "grants, cohorts and scenarios, and destroy the labs only it knows (Forge does not "
-            "copy a SQLite store into another database). Unset FORGE_DB_URL to keep using "
-            f"it, or move {own} out of the storage root to start anew on FORGE_DB_URL")
+            "grants, cohorts and scenarios, and destroy the labs only it knows. Unset "
+            "FORGE_DB_URL to keep using it, copy it into the new store with `forge store "
+            f"copy` (services stopped), or move {own} out of the storage root to start anew "
+            "on FORGE_DB_URL")
 
 
 def start_refusals(settings: Settings) -> list[str]:

@@ -27,7 +27,8 @@ from forge.private_lock import LOCK_MODE, restrict
 LOCK_NAME = "forge-up.lock"
 UP = "forge up"
 CLEANUP = "forge runtime cleanup"
-HOLDERS = (UP, CLEANUP)  # what a lock file may name; anything else reads as forge up
+COPY = "forge store copy"
+HOLDERS = (UP, CLEANUP, COPY)  # what a lock file may name; anything else reads as forge up
 BUS_VARS = ("NATS_URL", "FORGE_NATS_REPLICAS")  # what `note_bus` records
 SERVICE_VARS = ("SPAWN_URL", "ORCHESTRATOR_URL", "SCOREBOARD_URL")  # what `note_services` does
 MAX_RECORD = 4096  # bytes of the lock file read back

@@ -1,0 +1,177 @@
+"""`forge store copy`: an installation that began on the storage root's SQLite store moves
+to a new database (FORGE_DB_URL) with everything it holds. Before, the runbook could only
+say "Forge does not copy a SQLite store into another database": moving to PostgreSQL meant
+losing every API key, grant, cohort and verdict row. The copy is all or nothing, never
+merges into a store in use, and is refused while `forge up` runs on the root. Both engines
+for the target, real databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from forge.identity.apikeys import verify_api_key
+from forge.stack.lock import UP, StorageLock
+from forge.store import Database, upgrade
+from forge.store.db import make_db_engine
+from forge.store.models import AuditRecord, Base, Cohort, Scenario, ScenarioTransition
+
+from .test_storage_option import forge
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+def _fill(url: str, scenarios: int = 3) -> None:
+    """Rows in tables of several kinds: keyed by strings, by numbers the store counts
+    (autoincrement), with times and with JSON."""
+    db = Database(url)
+    try:
+        with db.session() as sess:
+            for n in range(scenarios):
+                sid = f"scn-{n:016x}"
+                sess.add(Scenario(
+                    scenario_id=sid, request_id=f"req-{n}", tenant_id="acme", subject=f"s{n}",
+                    track="netplus", template_id="netplus", template_sha256="ab" * 32,
+                    plan="PRO", retention_days=7, state="completed", state_reason="graded",
+                    sat_jti=f"{n:032x}", et_jti=None, created_at=NOW, updated_at=NOW,
+                    expires_at=NOW + timedelta(hours=1), details={"score": n, "late": False},
+                    node_id="node-1", node_url=None))
+                sess.flush()
+                for to in ("creating", "running", "completed"):
+                    sess.add(ScenarioTransition(scenario_id=sid, from_state=None, to_state=to,
+                                                reason="ü ☃", at=NOW))
+            sess.add(Cohort(cohort_id="coh-1", tenant_id="acme", name="Net+ Monday",
+                            created_by="prof", idp_group=None, created_at=NOW))
+            sess.add(AuditRecord(stream="billing/acme", seq=1, prev_hash="0" * 64,
+                                 hash="1" * 64, at=NOW, event="spawn", data={"a": [1, 2]}))
+    finally:
+        db.dispose()
+
+
+def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, sorted, times made zoned (SQLite hands them back naive)."""
+    engine = make_db_engine(url, for_writes=False)
+    try:
+        with engine.connect() as conn:
+            out = {}
+            for table in Base.metadata.sorted_tables:
+                rows = [tuple(v.replace(tzinfo=UTC) if isinstance(v, datetime) and
+                              v.tzinfo is None else v for v in row)
+                        for row in conn.execute(select(table))]
+                out[table.name] = sorted(rows, key=repr)
+            return out
+    finally:
+        engine.dispose()
+
+
+def test_everything_moves_and_the_new_store_goes_on(db_url: str, tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    code, out, err = forge({"FORGE_DB_URL": None}, "--storage", str(storage), "apikey",
+                           "create", "--tenant", "acme", "--subject", "ann")
+    assert code == 0, err
+    key = dict(line.split(maxsplit=1) for line in out.splitlines())["api_key"]
+    assert forge({"FORGE_DB_URL": None}, "--storage", str(storage), "entitlements", "grant",
+                 "--tenant", "acme", "--plan", "PRO")[0] == 0
+    own = f"sqlite:///{storage / 'forge.db'}"
+    _fill(own)
+    before = _rows(own)
+
+    code, out, err = forge({"FORGE_DB_URL": db_url}, "--storage", str(storage), "store", "copy")
+    assert code == 0, (out, err)
+    assert "copied 16 rows of 26 tables" in out and "(FORGE_DB_URL)" in out, out
+    assert "scenario_transitions     9" in out
+    assert f"move {storage / 'forge.db'}" in err
+    assert _rows(db_url) == before
+    assert _rows(own) == before  # the source is only read
+
+    # The services go on with the new store: the learner's key signs in, new rows get
+    # numbers past the copied ones, and the check sees no store left behind.
+    db = Database(db_url)
+    try:
+        assert verify_api_key(db, key) is not None
+        with db.session() as sess:
+            sess.add(ScenarioTransition(scenario_id="scn-0000000000000000", from_state=None,
+                                        to_state="expired", reason="later", at=NOW))
+        with db.session() as sess:
+            assert sess.scalar(select(func.max(ScenarioTransition.id))) == 10
+    finally:
+        db.dispose()
+    code, out, err = forge({"FORGE_DB_URL": db_url}, "--storage", str(storage), "config",
+                           "check")
+    assert code == 0 and "configuration OK" in out + err, (out, err)
+
+
+def test_a_store_in_use_is_never_merged_into_and_the_same_store_is_refused(
+        db_url: str, tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    own = f"sqlite:///{storage / 'forge.db'}"
+    upgrade(own)
+    _fill(own)
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        with db.session() as sess:
+            sess.add(Cohort(cohort_id="coh-9", tenant_id="beta", name="theirs",
+                            created_by="x", idp_group=None, created_at=NOW))
+    finally:
+        db.dispose()
+    in_use = _rows(db_url)
+
+    code, _out, err = forge({"FORGE_DB_URL": db_url}, "--storage", str(storage), "store", "copy")
+    assert code == 1
+    assert "store copy refused: the target store already holds 1 rows in cohorts" in err
+    assert _rows(db_url) == in_use
+
+    code, _out, err = forge({"FORGE_DB_URL": None}, "--storage", str(storage), "store", "copy")
+    assert code == 1 and "the source and the target are the same state store" in err
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_refused_while_forge_up_runs_or_with_no_store_to_copy(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    target = f"sqlite:///{tmp_path / 'new.db'}"
+    code, _out, err = forge({"FORGE_DB_URL": target}, "--storage", str(storage), "store", "copy")
+    assert code == 1 and f"no state store at {storage / 'forge.db'}" in err, err
+    assert not (storage / "forge.db").exists()  # not made by the refusal
+
+    own = f"sqlite:///{storage / 'forge.db'}"
+    upgrade(own)
+    _fill(own)
+    running = StorageLock.acquire(storage, UP)
+    try:
+        code, _out, err = forge({"FORGE_DB_URL": target}, "--storage", str(storage), "store",
+                               "copy")
+    finally:
+        running.release()
+    assert code == 1 and "store copy refused: another forge up" in err, err
+    assert "stop it first" in err
+    code, _out, err = forge({"FORGE_DB_URL": target}, "--storage", str(storage), "store", "copy",
+                           "--from", "mysql://x@y/z")
+    assert code == 2 and "--from" in err and "mysql" in err, err
+
+
+def test_a_row_the_target_refuses_leaves_it_empty(postgres_url: str, tmp_path: Path) -> None:
+    """SQLite keeps a string longer than its column's length; PostgreSQL refuses it. The
+    copy stops there and the target holds nothing, not the tables before it."""
+    storage = tmp_path / "storage"
+    own = f"sqlite:///{storage / 'forge.db'}"
+    upgrade(own)
+    _fill(own)
+    db = Database(own)
+    try:
+        with db.session() as sess:
+            sess.add(Cohort(cohort_id="c" * 40, tenant_id="acme", name="too long an id",
+                            created_by="prof", idp_group=None, created_at=NOW))
+    finally:
+        db.dispose()
+
+    code, out, err = forge({"FORGE_DB_URL": postgres_url}, "--storage", str(storage), "store",
+                           "copy")
+    assert code == 1, (out, err)
+    assert "store copy failed: copying cohorts failed (value too long" in err, err
+    assert "the target was left as it was" in err
+    assert all(rows == [] for rows in _rows(postgres_url).values())
