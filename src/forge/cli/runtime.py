@@ -15,11 +15,10 @@ import typer
 
 from forge.cli.context import runtime_or_exit, settings_or_exit
 from forge.cli.output import JSON_OPTION, print_json, print_table
-from forge.cli.storage import refuse_unsafe, watch_new_root
+from forge.cli.storage import hold_root_or_exit, watch_new_root
 from forge.config.settings import ConfigError, load_settings
-from forge.config.storage_root import UnsafeStorage
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
-from forge.stack.lock import CLEANUP, LOCK_NAME, StorageLock, StorageLocked
+from forge.stack.lock import CLEANUP
 
 app = typer.Typer(help="Sandbox runtime: the labs the configured engine holds.",
                   no_args_is_help=True)
@@ -107,20 +106,11 @@ def cleanup(prefix: str | None = PREFIX) -> None:
     the engine has no such cleanup, 1 on error or while `forge up` runs on this storage
     root."""
     root = settings_or_exit().storage_root
-    try:
-        # Held until the cleanup ends: a `forge up` started meanwhile refuses as well.
-        lock = StorageLock.acquire(root, CLEANUP)
-    except StorageLocked as running:
-        why = ("a running orchestrator's labs being built would be destroyed"
-               if running.holder != CLEANUP else "one cleanup at a time")
-        typer.echo(f"cleanup refused: {running}; stop it first ({why})", err=True)
-        raise typer.Exit(1) from None
-    except UnsafeStorage as exc:
-        refuse_unsafe(exc)
-    except OSError as exc:
-        typer.echo(f"cleanup refused: cannot lock {root / LOCK_NAME} to tell whether forge "
-                   f"up runs: {exc.strerror or exc}", err=True)
-        raise typer.Exit(1) from None
+    # Held until the cleanup ends: a `forge up` started meanwhile refuses as well.
+    lock = hold_root_or_exit(
+        root, CLEANUP, "cleanup",
+        lambda running: ("a running orchestrator's labs being built would be destroyed"
+                         if running.holder != CLEANUP else "one cleanup at a time"))
     try:
         cleaned, foreign = _cleanup_orphans(prefix)
     finally:

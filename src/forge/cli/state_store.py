@@ -13,10 +13,9 @@ import typer
 from sqlalchemy.engine import make_url
 
 from forge.cli.context import settings_or_exit
-from forge.cli.storage import refuse_unsafe
+from forge.cli.storage import hold_root_or_exit
 from forge.config.db_url import db_url_problem, normalize_url
-from forge.config.storage_root import UnsafeStorage
-from forge.stack.lock import COPY, LOCK_NAME, StorageLock, StorageLocked
+from forge.stack.lock import COPY
 from forge.store.db import sqlite_file
 from forge.store.transfer import TransferFailed, TransferRefused, copy_store
 
@@ -51,18 +50,8 @@ def copy(
         typer.echo(f"store copy refused: no state store at {path or from_url} (--from names "
                    "the store to copy; without it, the storage root's forge.db)", err=True)
         raise typer.Exit(1)
-    try:
-        lock = StorageLock.acquire(root, COPY)
-    except StorageLocked as running:
-        typer.echo(f"store copy refused: {running}; stop it first (its services would go "
-                   "on writing to the store after the copy read it)", err=True)
-        raise typer.Exit(1) from None
-    except UnsafeStorage as exc:
-        refuse_unsafe(exc)
-    except OSError as exc:
-        typer.echo(f"store copy refused: cannot lock {root / LOCK_NAME} to tell whether "
-                   f"forge up runs: {exc.strerror or exc}", err=True)
-        raise typer.Exit(1) from None
+    lock = hold_root_or_exit(root, COPY, "store copy", lambda _running: (
+        "its services would go on writing to the store after the copy read it"))
     try:
         copied = copy_store(from_url, settings.db_url)
     except TransferRefused as exc:

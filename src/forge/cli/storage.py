@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from forge.config.storage_root import UnsafeStorage
+    from forge.stack.lock import StorageLock, StorageLocked
 
 STORAGE_ENV = "STORAGE_ROOT"
 _announced: set[Path] = set()
@@ -45,6 +48,27 @@ def refuse_unsafe(exc: UnsafeStorage) -> NoReturn:
     (`forge.config.storage_root`)."""
     typer.echo(f"forge: {exc}", err=True)
     raise typer.Exit(2) from None
+
+
+def hold_root_or_exit(root: Path, holder: str, action: str,
+                      why: Callable[[StorageLocked], str]) -> StorageLock:
+    """The storage root's lock taken for ``holder`` (a `forge up` started meanwhile
+    refuses), else exit 1 saying ``action refused:``, who holds it and ``why(holder)`` it
+    must stop first, or that the lock file cannot be opened (2: an unsafe root)."""
+    from forge.config.storage_root import UnsafeStorage
+    from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
+
+    try:
+        return StorageLock.acquire(root, holder)
+    except StorageLocked as running:
+        typer.echo(f"{action} refused: {running}; stop it first ({why(running)})", err=True)
+        raise typer.Exit(1) from None
+    except UnsafeStorage as exc:
+        refuse_unsafe(exc)
+    except OSError as exc:
+        typer.echo(f"{action} refused: cannot lock {root / LOCK_NAME} to tell whether forge "
+                   f"up runs: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def announce_new_root(root: Path) -> None:
