@@ -6,6 +6,9 @@ service's start logged the same). Both engines, real databases."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,30 @@ def test_config_check_and_up_refuse_a_store_a_newer_release_migrated(tmp_path: P
                 == [("9999",)]
     finally:
         database.dispose()
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+@pytest.mark.parametrize("service", ["spawn", "scoreboard"])
+def test_a_service_started_alone_on_such_a_store_says_it_in_one_line(
+        tmp_path: Path, service: str) -> None:
+    """`forge serve` run by hand or by a unit file (as the runbook's several machines do):
+    its log held the revision only at the end of a traceback of ~60 frames from the app's
+    start ("Application startup failed", exit 3). Now one line, before uvicorn runs (1)."""
+    storage = tmp_path / "storage"
+    env: dict[str, str | None] = {"FORGE_DB_URL": None}
+    assert forge(env, "--storage", str(storage), "apikey", "list")[0] == 0
+    database = Database(f"sqlite:///{storage / 'forge.db'}")
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        database.dispose()
+    run_env = {**os.environ, "FORGE_ENV": "dev", "STORAGE_ROOT": str(storage)}
+    run_env.pop("FORGE_DB_URL", None)
+    done = subprocess.run([sys.executable, "-m", "forge", "serve", service, "--port", "0"],
+                          env=run_env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr + done.stdout
+    assert (f"forge serve {service}: not started, the state store is at schema revision "
+            f"9999, which this release does not know") in done.stderr
+    assert "Application startup failed" not in done.stderr

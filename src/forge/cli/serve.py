@@ -11,7 +11,7 @@ from forge.config.storage_root import UnsafeStorage
 from forge.plans import PlanError
 from forge.policy.decision import PolicyHashMismatch
 from forge.services.common.listener import PortUnavailable
-from forge.services.common.serving import ServiceName
+from forge.services.common.serving import ServiceName, StoreRefused
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
         except (ConfigError, PlanError, PolicyHashMismatch, PortUnavailable) as exc:
             # An operator error with its own clear message (both hashes for a policy pin).
             print(f"forge serve {service.value}: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except StoreRefused as exc:  # the state store's schema (forge.store.migrate)
+            print(f"forge serve {service.value}: not started, {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
         except UnsafeStorage as exc:  # refused before a secret or key of it was read
             print(f"forge serve {service.value}: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from types import FrameType
@@ -142,6 +143,26 @@ def _settle(stop: asyncio.Future[None]) -> None:
         stop.set_result(None)
 
 
+class StoreRefused(Exception):
+    """The state store cannot be used by this release (its one-line reason, from
+    `forge.store.migrate`: not a database, a newer schema, a migration refused)."""
+
+
+def _migrate_store(url: str) -> None:
+    """Bring the store to this release's schema (as the app's start would), raising
+    StoreRefused with the store's one-line reason before uvicorn runs: in its lifespan the
+    same error was logged under a traceback of dozens of frames. A store that cannot be
+    reached now is left to the app's start, which says so in its own words."""
+    from forge.store.migrate import upgrade
+
+    try:
+        upgrade(url)
+    except Exception as exc:  # down, busy, full: the app's start says so, as before
+        util = sys.modules.get("alembic.util")  # loaded only when the store needed it
+        if util is not None and isinstance(exc, util.CommandError):
+            raise StoreRefused(str(exc)) from None
+
+
 def serve(name: ServiceName, host: str, port: int | None) -> bool:
     """Load config (raises ConfigError before any port is bound), then serve until signalled.
 
@@ -165,6 +186,12 @@ def serve(name: ServiceName, host: str, port: int | None) -> bool:
     # The port before anything else: a taken port is one clear error, nothing half-started.
     inherited = inherited_listener()
     sock = inherited or bind_listener(host, entry.port if port is None else port)
+    try:  # the store's schema next: one line for a store it cannot use, not a traceback
+        _migrate_store(settings.db_url)
+    except Exception as exc:
+        log.error("%s refused to start: %s", entry.label, exc)
+        sock.close()
+        raise
     bound_host, bound_port = sock.getsockname()[:2]
     if name is ServiceName.spawn and settings.spawn_workers > 1 and not is_worker():
         # A socket handed down (forge up) outlives this process, so its connections wait
