@@ -21,6 +21,17 @@ from ..stack.test_up import Up, make_env_file, some_ports
 from .test_storage_option import forge
 
 
+def _migrated_by_a_newer_release(storage: Path) -> None:
+    """The storage root's own SQLite store, made by this release and stamped 9999 since."""
+    assert forge({"FORGE_DB_URL": None}, "--storage", str(storage), "apikey", "list")[0] == 0
+    database = Database(f"sqlite:///{storage / 'forge.db'}")
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        database.dispose()
+
+
 def test_commands_on_a_store_migrated_by_a_newer_release_refuse_in_one_line(
         db_url: str, tmp_path: Path) -> None:
     upgrade(db_url)
@@ -54,13 +65,7 @@ def test_config_check_and_up_refuse_a_store_a_newer_release_migrated(tmp_path: P
     starts nothing and takes nothing."""
     storage = tmp_path / "storage"
     env: dict[str, str | None] = {"FORGE_DB_URL": None}
-    assert forge(env, "--storage", str(storage), "apikey", "list")[0] == 0  # made, migrated
-    database = Database(f"sqlite:///{storage / 'forge.db'}")
-    try:
-        with database.engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    finally:
-        database.dispose()
+    _migrated_by_a_newer_release(storage)
     said = ("the state store is at schema revision 9999, which this release does not know "
             f"(its newest is {head_revision()})")
 
@@ -94,14 +99,7 @@ def test_a_service_started_alone_on_such_a_store_says_it_in_one_line(
     its log held the revision only at the end of a traceback of ~60 frames from the app's
     start ("Application startup failed", exit 3). Now one line, before uvicorn runs (1)."""
     storage = tmp_path / "storage"
-    env: dict[str, str | None] = {"FORGE_DB_URL": None}
-    assert forge(env, "--storage", str(storage), "apikey", "list")[0] == 0
-    database = Database(f"sqlite:///{storage / 'forge.db'}")
-    try:
-        with database.engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    finally:
-        database.dispose()
+    _migrated_by_a_newer_release(storage)
     run_env = {**os.environ, "FORGE_ENV": "dev", "STORAGE_ROOT": str(storage)}
     run_env.pop("FORGE_DB_URL", None)
     done = subprocess.run([sys.executable, "-m", "forge", "serve", service, "--port", "0"],
