@@ -66,13 +66,17 @@ def parse_hint_id(value: str, hints: Sequence[HintFacts]) -> HintFacts:
                      [{"field": "hint", "allowed": [h.id for h in hints]}])
 
 
-def _judge_reveal(state: str, done: Collection[int], hint: HintFacts,
+def _judge_reveal(row: Scenario, done: Collection[int], hint: HintFacts,
                   hints: Sequence[HintFacts]) -> None:
-    """Refuse a reveal of a hint not yet revealed: 409 when the lab is not running or an
-    earlier hint for the same criterion is still hidden."""
-    if state != "running":
-        raise ForgeError("not_running", 409, f"scenario is {state}; hints can be "
+    """Refuse a reveal of a hint not yet revealed: 409 when the lab is not running (or has
+    reached its end time, which the reaper has not acted on yet) or an earlier hint for
+    the same criterion is still hidden."""
+    if row.state != "running":
+        raise ForgeError("not_running", 409, f"scenario is {row.state}; hints can be "
                          "revealed only while the lab runs")
+    if row.expires_at is not None and aware(row.expires_at) <= datetime.now(UTC):
+        raise ForgeError("not_running", 409, "scenario has reached its end time; hints "
+                         "can be revealed only while the lab runs")
     earlier = [h for h in hints if h.criterion == hint.criterion and h.index < hint.index
                and h.index not in done]
     if earlier:
@@ -94,7 +98,7 @@ def reveal_hint(db: Database, scenario_id: str, tenant_id: str, hint: HintFacts,
             select(HintReveal).where(HintReveal.scenario_id == scenario_id))}
         if hint.index in done:
             return aware(done[hint.index].revealed_at)
-        _judge_reveal(row.state, done, hint, hints)
+        _judge_reveal(row, done, hint, hints)
         now = datetime.now(UTC).replace(microsecond=0)
         sess.add(HintReveal(scenario_id=scenario_id, hint_index=hint.index, tenant_id=tenant_id,
                             criterion=hint.criterion, cost=hint.cost, revealed_at=now))
@@ -114,7 +118,7 @@ def would_reveal(db: Database, scenario_id: str, tenant_id: str, hint: HintFacts
                                 .where(HintReveal.scenario_id == scenario_id)))
         if hint.index in done:
             return False
-        _judge_reveal(row.state, done, hint, hints)
+        _judge_reveal(row, done, hint, hints)
         return True
 
 
