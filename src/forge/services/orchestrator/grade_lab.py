@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from forge.audit.log import scenario_log
 from forge.bus import BusUnavailable
 from forge.bus.contracts import (
+    SUBMITTED,
     ContractError,
     ScenarioCompletedV1,
     decode_as,
@@ -145,6 +146,19 @@ def completion_time(started_at: object, now: datetime) -> datetime:
     if started.tzinfo is None:
         return now
     return max(now, started)
+
+
+def graded_reason(reason: str, expires_at: datetime | None,
+                  submitted_at: datetime | None) -> str:
+    """The completion reason a grading records: a learner's submit made after the lab's
+    end time (one that reached the node before the reaper's next round) is not an on-time
+    submit but the lab's expiry, as the reaper would have recorded it. Judged by when the
+    submit was made (``submitted_at``; now without it): a submit made in time and queued
+    behind other gradings stays ``submitted``."""
+    if reason != SUBMITTED or expires_at is None:
+        return reason
+    made = submitted_at if submitted_at is not None else datetime.now(UTC)
+    return "expired" if made > aware(expires_at) else reason
 
 
 def _grade_and_store(state: OrchestratorState, scenario_id: str,
@@ -347,6 +361,7 @@ async def complete(state: OrchestratorState, scenario_id: str, reason: str,
         if row.state == states.GRADING:
             return await resume_grading(state, row)
         at = min(aware(submitted_at), datetime.now(UTC)) if submitted_at else None
+        reason = graded_reason(reason, row.expires_at, at)
         grading = await state.blocking(
             lambda: move(state.ctx.db, state.settings.storage_root, scenario_id,
                          states.GRADING, reason,
