@@ -237,3 +237,13 @@ def test_hostile_documents_fail_cleanly_without_crashing(artifacts: Artifacts) -
     res = verify_artifacts(files["score.json"], compress(_tar_bytes(members), "zst"),
                            "evidence.tar.zst", files["verdict.sig"], files["verdict.pub"])
     assert {"bundle_digest_mismatch", "member_digest_mismatch"} <= _codes(res)
+
+
+def test_the_report_says_in_words_what_the_learner_achieved(
+        result_files: dict[str, Path]) -> None:
+    """`PASS scn-… score=0.0 passed=0/3` read as a passed lab (EZ): "PASS" is the verdict's
+    genuineness. The line after it says what the learner achieved."""
+    lines = render_text(_verify(result_files)).splitlines()
+    assert lines[0].startswith(f"PASS {SCENARIO_ID} score=0.75 passed=2/3")
+    assert lines[1] == ("  result 2 of 3 criteria met: the lab was not fully passed (PASS "
+                        "means this verdict is genuine, not that the learner passed)")

@@ -493,6 +493,8 @@ def render_text(res: VerifyResult) -> str:
     if res.ok and res.origin == "not_checked":
         head += " (integrity only: origin not proven, no --trusted-key)"
     lines = [head]
+    if res.ok and res.total:
+        lines.append(f"  result {_lab_result(res.passed or 0, res.total)}")
     if res.learner or res.lab:
         lines.append(f"  for  {res.learner or '(no learner named)'} on lab "
                      f"{res.lab or '(none named)'}"
@@ -501,6 +503,15 @@ def render_text(res: VerifyResult) -> str:
     lines += [f"  ok   {c}" for c in res.checked]
     lines += [f"  note {n}" for n in res.notes]
     return "\n".join(printable(line) for line in lines)
+
+
+def _lab_result(passed: int, total: int) -> str:
+    """What the learner achieved, in words: PASS above says only that the verdict is
+    genuine, and a reader who took it for the lab's result read a 0/3 as passed."""
+    if passed >= total:
+        return f"every criterion met ({passed} of {total})"
+    return (f"{passed} of {total} criteria met: the lab was not fully passed (PASS means "
+            "this verdict is genuine, not that the learner passed)")
 
 
 def printable(text: str) -> str:
