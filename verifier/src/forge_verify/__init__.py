@@ -42,12 +42,12 @@ from forge_verify._internal.checks import (
     VerifyResult,
     expect,
     load_trusted_keys,
-    render_text,
     verify_artifacts,
     verify_paths,
 )
 from forge_verify._internal.cli import main, render
 from forge_verify._internal.credential_checks import verify_credential, verify_credential_paths
+from forge_verify._internal.report import render_text
 
 __version__ = "0.2.0"
 

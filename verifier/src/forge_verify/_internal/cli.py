@@ -15,13 +15,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from forge_verify._internal.checks import (
-    VerifyResult,
-    expect,
-    printable,
-    render_text,
-    verify_paths,
-)
+from forge_verify._internal.checks import VerifyResult, expect, verify_paths
+from forge_verify._internal.report import printable, render_text
 
 
 def _key_path(value: str) -> Path:
