@@ -48,3 +48,30 @@ def test_extend_says_so_and_keeps_the_keyboard_focus(web_platform: WebPlatform,
     expect(page.locator("#term-status")).to_have_text("Connected to the learner host.")
     expect(page.locator("#extend-done")).to_be_hidden()
     expect(page.get_by_role("textbox", name="Terminal input")).to_be_focused()
+
+
+@pytest.mark.root
+def test_extend_not_yet_open_is_reached_by_tab_and_says_why(web_platform: WebPlatform,
+                                                           page: Page) -> None:
+    """A fresh lab (over 10 minutes left): Extend was `disabled`, so Tab skipped it and a
+    keyboard or screen-reader user never learnt it existed nor why it could not be pressed.
+    It is now reached by Tab, read as unavailable with its reason, and a press sends nothing
+    and says when it opens."""
+    web_platform.start_lab(page, web_platform.learner_key("acme", "extend-why"))
+    expect(page.locator("#term-status")).to_have_text("Connected to the learner host.")
+    sent: list[str] = []
+    page.on("request", lambda req: sent.append(req.url) if req.url.endswith("/extend") else None)
+    submit = page.get_by_role("button", name="Submit for grading")
+    submit.focus()
+    page.keyboard.press("Shift+Tab")  # the control just before Submit
+    extend = page.get_by_role("button", name="Extend by 15 min")
+    expect(extend).to_be_focused()
+    expect(extend).to_be_disabled()  # aria-disabled: announced as unavailable
+    expect(extend).to_have_accessible_description(re.compile(r"Available in \d+ min"))
+    page.keyboard.press("Enter")
+    why = page.get_by_role("status").filter(has_text="Not yet")
+    expect(why).to_have_text(re.compile(
+        r"^Not yet: a lab can be extended only in its last 10 minutes, in \d+ min\.$"))
+    expect(extend).to_be_focused()
+    expect(page.locator("#state")).to_have_text("running")
+    assert sent == []

@@ -67,15 +67,18 @@
       .forEach(function (el) { el.hidden = out; });
   }
 
-  // Extend stays visible; its button is enabled only in the last 10 minutes (the rule the
-  // server applies) and never once the plan's maximum is reached.
+  // Extend stays visible; its button is usable only in the last 10 minutes (the rule the
+  // server applies) and never once the plan's maximum is reached. Marked aria-disabled, not
+  // disabled: a disabled button is skipped by Tab, so a keyboard or screen-reader user never
+  // reached it nor heard why it could not be pressed (its note, read as its description).
   function showExtend(left) {
     const block = document.getElementById("extend-block");
     const button = document.getElementById("extend-button");
     if (!block || !button || extending) { return; }
     const off = block.dataset.atCap === "true" || left > 600;
-    button.disabled = off;
     button.setAttribute("aria-disabled", off ? "true" : "false");
+    const why = document.getElementById("extend-why");
+    if (why && !off) { why.hidden = true; }
     const when = document.getElementById("extend-when");
     if (when && block.dataset.atCap !== "true") {
       when.textContent = left > 600 ? "Available in " + Math.ceil((left - 600) / 60) +
@@ -92,8 +95,13 @@
   if (extendForm) {
     extendForm.addEventListener("submit", function (event) {
       if (extending) { event.preventDefault(); return; }
-      extending = true;
       const button = document.getElementById("extend-button");
+      if (button && button.getAttribute("aria-disabled") === "true") {  // not open: say why
+        event.preventDefault();
+        sayWhyNotExtend();
+        return;
+      }
+      extending = true;
       if (button) {
         button.dataset.label = button.textContent;
         button.setAttribute("aria-disabled", "true");
@@ -107,6 +115,19 @@
       button.textContent = button.dataset.label || button.textContent;
       showRemaining();
     });
+  }
+
+  // Extend pressed while it cannot be: what stops it and when it opens, where it was pressed.
+  function sayWhyNotExtend() {
+    const block = document.getElementById("extend-block");
+    const why = document.getElementById("extend-why");
+    if (!block || !why) { return; }
+    const left = isNaN(expires) ? NaN : Math.max(0, Math.floor((expires - Date.now()) / 1000));
+    why.textContent = block.dataset.atCap === "true"
+      ? "Not extended: this lab has reached the most time your plan allows. Submit when you are done."
+      : "Not yet: a lab can be extended only in its last 10 minutes" +
+        (isNaN(left) ? "." : ", in " + Math.max(1, Math.ceil((left - 600) / 60)) + " min.");
+    why.hidden = false;
   }
 
   async function poll() {
