@@ -10,7 +10,7 @@ button as it was.
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from .conftest import WebPlatform
 
@@ -91,3 +91,34 @@ def test_a_question_asked_again_gets_its_whole_time(web_platform: WebPlatform,
     page.clock.fast_forward(10_000)  # the second's are up too: taken back
     expect(hint2.locator(".hint-confirm")).to_have_text("")
     expect(page.get_by_role("button", name=PAID)).to_be_visible()
+
+
+@pytest.mark.root
+def test_a_reveal_says_revealing_while_its_request_runs(web_platform: WebPlatform,
+                                                        page: Page) -> None:
+    """On a slow network a pressed Reveal looked as before until the answer came: nothing
+    said the press was taken. The button and the hint's status now say "Revealing…"; the
+    text comes when the answer does, and a failed request gives the label back."""
+    web_platform.start_lab(page, web_platform.learner_key("acme", "hint-slow"))
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the request waits here
+        held.append(route)
+
+    page.route("**/hints/h1", hold)
+    button = page.get_by_role("button", name="Reveal hint 1")
+    button.click()
+    hint1 = page.locator("#hint-h1")
+    expect(hint1.get_by_role("button")).to_have_text("Revealing…")
+    expect(hint1.get_by_role("status")).to_have_text("Revealing hint 1…")
+    expect(hint1.get_by_role("button")).to_be_focused()
+    assert len(held) == 1
+    held[0].abort()  # the connection drops
+    expect(hint1.get_by_role("alert")).to_have_text(
+        "The hint could not be revealed (connection problem). Try again.")
+    expect(button).to_be_visible()  # its label back
+    expect(hint1.get_by_role("status")).to_have_text("")
+    page.unroute("**/hints/h1")
+    button.click()
+    expect(hint1.locator(".hint-text")).to_contain_text("ip -4 route")
+    expect(hint1.get_by_role("status")).to_have_text("")

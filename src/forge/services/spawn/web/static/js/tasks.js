@@ -71,6 +71,23 @@
     var button = form.querySelector("button");
     if (!busy(button, true)) { return; }
     error.hidden = true;
+    // Said while the request runs (on a slow network the press seemed to do nothing): on
+    // the button, and in the hint's status message for a screen reader.
+    var label = button.textContent;
+    var note = item.querySelector(".hint-confirm");
+    var number = item.dataset.number;
+    window.clearTimeout(expiries.get(form));  // a confirmed question is not taken back now
+    expiries.delete(form);
+    button.textContent = "Revealing…";
+    if (note) { note.textContent = "Revealing hint " + number + "…"; }
+    function failed(message) {
+      button.textContent = label;
+      if (note) { note.textContent = ""; }
+      error.textContent = message;
+      error.hidden = false;
+      disarm(form);
+      busy(button, false);
+    }
     fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
                         headers: {"Accept": "application/json"}})
       .then(function (resp) {
@@ -78,13 +95,11 @@
       })
       .then(function (answer) {
         if (!answer.ok) {
-          error.textContent = answer.body.message || "This hint could not be revealed.";
+          failed(answer.body.message || "This hint could not be revealed.");
           addSignin(error, answer.body.signin);
-          error.hidden = false;
-          disarm(form);
-          busy(button, false);
           return;
         }
+        if (note) { note.textContent = ""; }
         var text = item.querySelector(".hint-text");
         text.innerHTML = answer.body.html;  // rendered by the server, raw HTML disabled
         text.hidden = false;
@@ -94,10 +109,7 @@
         setCharge(answer.body.charge);
       })
       .catch(function () {
-        error.textContent = "The hint could not be revealed (connection problem). Try again.";
-        error.hidden = false;
-        disarm(form);
-        busy(button, false);
+        failed("The hint could not be revealed (connection problem). Try again.");
       });
   }
 
