@@ -78,7 +78,7 @@
     const off = block.dataset.atCap === "true" || left > 600;
     button.setAttribute("aria-disabled", off ? "true" : "false");
     const why = document.getElementById("extend-why");
-    if (why && !off) { why.hidden = true; }
+    if (why && !off && why.dataset.kind === "not-open") { why.hidden = true; }
     const when = document.getElementById("extend-when");
     if (when && block.dataset.atCap !== "true") {
       when.textContent = left > 600 ? "Available in " + Math.ceil((left - 600) / 60) +
@@ -101,6 +101,18 @@
         sayWhyNotExtend();
         return;
       }
+      // Offline, the post left the lab page for the browser's "No internet" page (its
+      // terminal and countdown gone, nothing said about the lab): it is not sent, and says so.
+      const why = document.getElementById("extend-why");
+      if (navigator.onLine === false && why) {
+        event.preventDefault();
+        why.textContent = "You are offline: the lab was not extended. " +
+          "Press Extend again once you are back online.";
+        why.dataset.kind = "offline";
+        why.hidden = false;
+        return;
+      }
+      if (why) { why.hidden = true; }
       extending = true;
       if (button) {
         button.dataset.label = button.textContent;
@@ -127,6 +139,7 @@
       ? "Not extended: this lab has reached the most time your plan allows. Submit when you are done."
       : "Not yet: a lab can be extended only in its last 10 minutes" +
         (isNaN(left) ? "." : ", in " + Math.max(1, Math.ceil((left - 600) / 60)) + " min.");
+    why.dataset.kind = "not-open";
     why.hidden = false;
   }
 

@@ -269,7 +269,18 @@
     dialog.addEventListener("close", function () {
       if (!confirmed && opener) { opener.focus(); }
     });
+    var offline = document.getElementById("submit-offline");
     document.getElementById("submit-confirm").addEventListener("click", function () {
+      // Offline, the post left the lab page for the browser's "No internet" page, and the
+      // learner could not tell whether the lab was submitted: it is not sent, and says so.
+      if (navigator.onLine === false && offline) {
+        offline.textContent = "You are offline: nothing was submitted and your lab keeps " +
+          "running. Press Submit again once you are back online.";
+        offline.hidden = false;
+        dialog.close();  // the focus goes back to Submit
+        return;
+      }
+      if (offline) { offline.hidden = true; }
       confirmed = true;
       var flag = document.createElement("input");
       flag.type = "hidden";
