@@ -94,8 +94,11 @@ class WebPlatform:
 
 
 @contextmanager
-def running_web_platform(tmp: Path, **env: str) -> Iterator[WebPlatform]:
-    """Start the platform in `tmp`; `env` adds or overrides settings (e.g. FORGE_PLANS_FILE)."""
+def running_web_platform(tmp: Path, *, reaper_interval_s: float = 3600,
+                         **env: str) -> Iterator[WebPlatform]:
+    """Start the platform in `tmp`; `env` adds or overrides settings (e.g. FORGE_PLANS_FILE).
+    The orchestrator's reaper (which grades a lab whose time ran out) passes every
+    `reaper_interval_s` seconds: by default not within a test."""
     nats = NatsServer()
     nats.start()
     storage = with_signing_key(tmp / "storage")
@@ -104,7 +107,8 @@ def running_web_platform(tmp: Path, **env: str) -> Iterator[WebPlatform]:
     runtime = LocalRuntime(str(tmp / "runtime"), runtime_prefix("w"))
     try:
         settings = load_settings(prod_environ(storage, **base))
-        orchestrator = build_orchestrator(settings, runtime=runtime, reaper_interval_s=3600,
+        orchestrator = build_orchestrator(settings, runtime=runtime,
+                                          reaper_interval_s=reaper_interval_s,
                                           consumer_options={"max_deliver": 4})
         scoreboard = build_scoreboard(settings, max_deliver=2, backoff=(0.2,),
                                       fetch_timeout=0.5)
