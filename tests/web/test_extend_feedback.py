@@ -75,3 +75,27 @@ def test_extend_not_yet_open_is_reached_by_tab_and_says_why(web_platform: WebPla
     expect(extend).to_be_focused()
     expect(page.locator("#state")).to_have_text("running")
     assert sent == []
+
+
+LIVE_WRITES = """() => { window.__writes = 0;
+  new MutationObserver(ms => { window.__writes += ms.length; }).observe(
+    document.getElementById('extend-note'), {childList: true, characterData: true, subtree: true});
+}"""
+
+
+@pytest.mark.root
+def test_extends_note_is_not_announced_each_minute(web_platform: WebPlatform,
+                                                   page: Page) -> None:
+    """Extend's note ("Available in 34 min (the last 10 minutes).") was a polite live region
+    rewritten every second: a screen reader read it out again each minute of the lab, over
+    whatever the learner was doing. It is Extend's description (read on focus), not a live
+    region, and is written only when its text changes."""
+    page.clock.install()
+    web_platform.start_lab(page, web_platform.learner_key("acme", "extend-quiet"))
+    note = page.locator("#extend-note")
+    expect(note).to_contain_text(re.compile(r"Available in \d+ min"))
+    assert note.evaluate("el => el.closest('[aria-live]')") is None
+    page.evaluate(LIVE_WRITES)
+    page.clock.run_for(5_000)  # five ticks of the countdown
+    expect(page.locator("#remaining")).to_be_visible()
+    assert page.evaluate("window.__writes") == 0

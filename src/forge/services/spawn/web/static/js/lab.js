@@ -79,10 +79,14 @@
     button.setAttribute("aria-disabled", off ? "true" : "false");
     const why = document.getElementById("extend-why");
     if (why && !off && why.dataset.kind === "not-open") { why.hidden = true; }
+    // Extend's description, read when it has the focus; not a live region (it was one,
+    // and a screen reader said "Available in 34 min …" again every minute of the lab), and
+    // written only when it changes.
     const when = document.getElementById("extend-when");
     if (when && block.dataset.atCap !== "true") {
-      when.textContent = left > 600 ? "Available in " + Math.ceil((left - 600) / 60) +
+      const text = left > 600 ? "Available in " + Math.ceil((left - 600) / 60) +
         " min (the last 10 minutes)." : "";
+      if (when.textContent !== text) { when.textContent = text; }
     }
   }
 
