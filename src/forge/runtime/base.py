@@ -346,6 +346,12 @@ class Runtime(abc.ABC):
         entries removed) for each. Default: none (an engine whose labs cannot add any)."""
         return []
 
+    def trim_conntrack(self) -> builtins.list[tuple[str, str, int]]:
+        """Flush the connection-tracking entries a lab host piled up past what a lab needs,
+        which hold the machine's kernel memory outside the lab's limits: (lab, host,
+        entries removed) for each. Default: none (an engine whose labs cannot add any)."""
+        return []
+
     def wait_ready(self, spec: LabSpec) -> None:
         """Return once the services of lab ``spec.lab_id`` (built from ``spec``) listen on
         their hosts' ``ready_ports``, as ``create`` does before it returns: for a lab found

@@ -59,10 +59,11 @@ def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 class Rtnl:
-    """One rtnetlink socket in the calling thread's network namespace."""
+    """One rtnetlink socket in the calling thread's network namespace (``protocol``: another
+    netlink family's, speaking the same framing, e.g. ``conntrack``'s)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    def __init__(self, protocol: int = NETLINK_ROUTE) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
         self.sock.bind((0, 0))
         self.seq = 0
         self.interrupted = False
@@ -121,6 +122,14 @@ class Rtnl:
                 pass
         except OSError as exc:
             raise OSError(exc.errno, f"{what or kind}: {exc.strerror}") from None
+
+    def nfnl_ask(self, kind: int, body: bytes) -> list[dict[int, bytes]]:
+        """On a netfilter netlink socket: send one request and return the attributes of
+        each message of its answer (after its 4-byte ``nfgenmsg``). The answer ends at the
+        acknowledgement: ctnetlink marks even a one-message answer multi-part, with no
+        end-of-dump message after it."""
+        return [dict(_attrs(payload[4:]))
+                for _kind, payload in self._replies(self._send(kind, NLM_F_ACK, body))]
 
     def set_up(self, ifname: str, alias: str | None = None) -> None:
         """Bring interface ``ifname`` up (giving it ``alias``)."""

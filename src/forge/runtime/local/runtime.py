@@ -29,7 +29,7 @@ from forge.runtime.base import (
     RuntimeUnavailable,
     SpecError,
 )
-from forge.runtime.local import egress, landlock, neighbours
+from forge.runtime.local import conntrack, egress, landlock, neighbours
 from forge.runtime.local.build_fence import BuildFence
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.fd_limit import raise_open_files_limit
@@ -292,6 +292,22 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         entries removed) for each."""
         if neighbours.machine_entries() <= neighbours.GUARD_ENTRIES:
             return []
+        return self._trim_net_admin_hosts(neighbours.trim_host)
+
+    def trim_conntrack(self) -> builtins.list[tuple[str, str, int]]:
+        """Flush the connection-tracking table of each NET_ADMIN lab host holding more than
+        ``conntrack.HOST_LIMIT`` entries, looked at only while the machine holds more than
+        ``conntrack.GUARD_ENTRIES`` (module ``conntrack``); (lab, host, entries removed)
+        for each."""
+        held = conntrack.machine_entries()
+        if held is not None and held <= conntrack.GUARD_ENTRIES:
+            return []
+        return self._trim_net_admin_hosts(conntrack.trim_host)
+
+    def _trim_net_admin_hosts(
+            self, trim: Callable[[str], int]) -> builtins.list[tuple[str, str, int]]:
+        """``trim(namespace)`` on every NET_ADMIN host of every lab; (lab, host, what it
+        removed) for each host where that was something."""
         trimmed: builtins.list[tuple[str, str, int]] = []
         try:
             names = sorted(os.listdir(self.names.state_dir))
@@ -306,7 +322,7 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
                 if "NET_ADMIN" not in facts.get("caps", ()):
                     continue
                 try:
-                    removed = neighbours.trim_host(self.names.host_ns(lab_id, host))
+                    removed = trim(self.names.host_ns(lab_id, host))
                 except OSError:  # the host is going (a destroy under way)
                     continue
                 if removed:

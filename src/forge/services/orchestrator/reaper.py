@@ -264,22 +264,35 @@ async def trim_neighbours(state: OrchestratorState) -> int:
     `trim_neighbours`), saying so in the log and in the scenario's audit log; how many
     hosts were trimmed."""
     trimmed = await state.blocking(state.runtime.trim_neighbours)
+    return await _note_trimmed(state, trimmed, "permanent neighbour entries")
+
+
+async def trim_conntrack(state: OrchestratorState) -> int:
+    """Take back the connection-tracking entries a learner piled up on a lab host (the
+    runtime's `trim_conntrack`), saying so in the log and in the scenario's audit log; how
+    many hosts were trimmed."""
+    trimmed = await state.blocking(state.runtime.trim_conntrack)
+    return await _note_trimmed(state, trimmed, "connection-tracking entries")
+
+
+async def _note_trimmed(state: OrchestratorState, trimmed: list[tuple[str, str, int]],
+                        what: str) -> int:
     for lab_id, host, removed in trimmed:
-        log.warning("lab %s host %s: %d permanent neighbour entries removed (they hold the "
-                    "machine's kernel memory outside the lab's limits)", lab_id, host, removed)
+        log.warning("lab %s host %s: %d %s removed (they hold the machine's kernel memory "
+                    "outside the lab's limits)", lab_id, host, removed, what)
         if SCENARIO_ID_RE.fullmatch(lab_id):
             with contextlib.suppress(Exception):
                 await state.blocking(
                     lambda lab=lab_id, h=host, n=removed: scenario_log(
                         state.settings.storage_root, lab).append("scenario.note", {
-                            "note": f"host {h}: {n} permanent neighbour entries removed "
+                            "note": f"host {h}: {n} {what} removed "
                                     "(more than a lab may keep)"}))
     return len(trimmed)
 
 
 async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
     """Background task: reap every `interval_s` seconds until cancelled (and trim what
-    labs pile up in the machine's neighbour tables)."""
+    labs pile up in the machine's neighbour and connection-tracking tables)."""
     while True:
         try:
             await reap_once(state)
@@ -289,4 +302,8 @@ async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
             await trim_neighbours(state)
         except Exception:
             log.exception("neighbour trim failed")
+        try:
+            await trim_conntrack(state)
+        except Exception:
+            log.exception("connection-tracking trim failed")
         await asyncio.sleep(interval_s)

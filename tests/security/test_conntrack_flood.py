@@ -1,0 +1,65 @@
+"""Attack: a learner with NET_ADMIN piles up connection-tracking entries (DQ).
+
+From nft-firewall's learner router (NET_ADMIN, TEAM plan; ccna and vlan-segment give it on
+PRO), `nft add chain … { … ct state new accept; }` turns connection tracking on in the
+host's namespace, `echo > /proc/sys/net/netfilter/nf_conntrack_udp_timeout` keeps entries
+for days, and one UDP packet per destination (bash's `/dev/udp`) makes one entry each:
+20,000 grew the machine's `nf_conntrack` slab by 20,000 objects (256 bytes each) while the
+lab's memory cgroup (`memory.kmem.usage_in_bytes`) did not move. The kernel counts entries
+per namespace against the machine's `nf_conntrack_max` (262,144), so each such host could
+hold ~64 MiB outside its lab's limit for the lab's life. Now the orchestrator's reaper pass
+flushes the table of a NET_ADMIN host holding more than `conntrack.HOST_LIMIT` entries
+(looked at only while the machine holds more than `conntrack.GUARD_ENTRIES`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
+from forge.runtime.local import conntrack
+
+from ..support.one_lab import one_lab
+
+pytestmark = pytest.mark.root
+
+TRACK = ("nft add table inet t && nft add chain inet t c "
+         "'{ type filter hook output priority 0; ct state new accept; }' && "
+         "echo 864000 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout")
+
+
+def _flood(count: int) -> str:
+    """A shell loop sending one UDP packet to each of ``count`` loopback destinations."""
+    return (f"for i in $(seq 0 {count - 1}); do "
+            "echo x 2>/dev/null > /dev/udp/127.1.$((i/250)).$((i%250+1))/9; done; "
+            "cat /proc/sys/net/netfilter/nf_conntrack_count")
+
+
+def test_a_host_piling_up_conntrack_entries_has_them_flushed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = "ct-" + secrets.token_hex(4)
+    spec = LabSpec(lab, [SubnetSpec("lan", "10.203.0.0/24")], [
+        HostSpec("flood", networks=[("lan", "10.203.0.10")], capabilities=["NET_ADMIN"]),
+        HostSpec("tidy", networks=[("lan", "10.203.0.11")], capabilities=["NET_ADMIN"]),
+    ])
+    monkeypatch.setattr(conntrack, "HOST_LIMIT", 100)
+    with one_lab(tmp_path / "state", spec) as rt:
+        for host, flows in (("flood", 300), ("tidy", 5)):
+            made = rt.exec(lab, host, ["bash", "-c", f"{TRACK} && {_flood(flows)}"],
+                           timeout=60)
+            assert made.exit_code == 0, made.stderr_text
+            assert int(made.stdout_text) == flows  # entries the lab's cgroup never sees
+
+        # Below the machine-wide guard nothing is looked at (the cheap common case).
+        monkeypatch.setattr(conntrack, "GUARD_ENTRIES", 10**9)
+        assert rt.trim_conntrack() == []
+        monkeypatch.setattr(conntrack, "GUARD_ENTRIES", 0)
+        assert rt.trim_conntrack() == [(lab, "flood", 300)]
+        count = ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]
+        assert int(rt.exec(lab, "flood", count).stdout_text) == 0
+        # A host keeping a few flows, as a lab's own traffic does, keeps them.
+        assert int(rt.exec(lab, "tidy", count).stdout_text) == 5
+        assert rt.trim_conntrack() == []
