@@ -9,7 +9,7 @@ MAX_POOL_SIZE = 1000
 
 
 def parse_warm_pool(text: str) -> dict[str, int]:
-    """``"netplus=20,web-basics=5"`` -> {template id: size}; empty means no pools.
+    """``"netplus=20,ccna=5"`` -> {template id: size}; empty means no pools.
 
     Raises ValueError naming the entry that is not ``template=N`` with 0 <= N <= 1000."""
     pools: dict[str, int] = {}
@@ -20,7 +20,7 @@ def parse_warm_pool(text: str) -> dict[str, int]:
         if not sep or not TEMPLATE_RE.fullmatch(name) or not size.isdecimal() \
                 or int(size) > MAX_POOL_SIZE:
             raise ValueError(f"FORGE_WARM_POOL entry {entry[:80]!r} must be template=N with "
-                             f"0 <= N <= {MAX_POOL_SIZE}, e.g. netplus=20,web-basics=5")
+                             f"0 <= N <= {MAX_POOL_SIZE}, e.g. netplus=20,ccna=5")
         if name in pools:
             raise ValueError(f"FORGE_WARM_POOL names template {name!r} twice")
         pools[name] = int(size)
