@@ -31,6 +31,13 @@ IFF_UP = 1
 IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_IFALIAS = 3, 10, 16, 18, 20
 IFLA_NET_NS_FD = 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFLA_BR_FDB_MAX_LEARNED = 49  # Linux 6.8+; an older kernel ignores it
+# Source addresses a lab bridge learns at most. Each learned entry is kernel memory of the
+# switch namespace, charged to no lab and kept for the ageing time (300 s): a learner with
+# NET_ADMIN changing its link's address in a loop (with arp_notify) taught one bridge
+# 20,000 addresses in 5 s. A subnet's hosts need one each; past the cap a bridge floods
+# frames for an address it did not learn, as for any unknown one.
+BRIDGE_FDB_MAX_LEARNED = 256
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_GATEWAY = 1, 5
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
@@ -140,10 +147,13 @@ class Rtnl:
         self.request(RTM_NEWLINK, body, what=f"set {ifname} up")
 
     def add_bridge(self, ifname: str) -> int:
-        """Create bridge ``ifname``, up; returns its interface index."""
+        """Create bridge ``ifname``, up, learning at most ``BRIDGE_FDB_MAX_LEARNED``
+        addresses; returns its interface index."""
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP)
         body += _attr(IFLA_IFNAME, ifname.encode() + b"\0")
-        body += _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"bridge"))
+        data = _attr(IFLA_BR_FDB_MAX_LEARNED, struct.pack("=I", BRIDGE_FDB_MAX_LEARNED))
+        body += _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"bridge")
+                      + _attr(IFLA_INFO_DATA, data))
         self.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL, what=f"add bridge {ifname}")
         return socket.if_nametoindex(ifname)
 
