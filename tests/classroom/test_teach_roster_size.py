@@ -56,7 +56,8 @@ def test_a_class_of_200_fits_the_roster_box(make_spawn: MakeSpawn) -> None:  # n
         # A form's refusal says why, not only which field (probe AT: "invalid request: name").
         empty = c.post("/teach/cohorts", headers=origin,
                        data={"csrf": _csrf(c, "/teach"), "name": "  "})
-        assert "Name: 1-120 characters, no control character" in empty.text, empty.text
+        assert ("Name: 1-120 characters, no control character or bidi override"
+                in empty.text), empty.text
         c.cookies.clear()
         learners = c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()["learners"]
         assert sorted(m["subject"] for m in learners) == sorted(students)

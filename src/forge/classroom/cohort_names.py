@@ -7,16 +7,20 @@ import unicodedata
 
 MAX_NAME = 120
 _UNWRITABLE = ("Cc", "Cs", "Zl", "Zp")
-# Embeddings, overrides and isolates: from elsewhere, they could reorder the text around a
-# class's name where learners read it (review CE). A name typed here keeps what was typed.
+# Embeddings, overrides and isolates: they reorder the text around a class's name where
+# learners and other instructors read it (review CE), from an LMS title or typed alike: a
+# typed U+202E showed "Other \u202eclass" as "Other ssalc" on /teach, on the dashboard
+# and in the CSV's cohort column. The marks LRM and RLM (U+200E, U+200F) reorder nothing
+# outside the name and stay a name's.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def writable(text: str) -> bool:
-    """No control character, line or paragraph separator or lone surrogate (a NUL is
-    refused by PostgreSQL, a surrogate by its encoder); a no-break space or an emoji
-    joined by ZWJ is a name's."""
-    return not any(unicodedata.category(ch) in _UNWRITABLE for ch in text)
+    """No control character, line or paragraph separator, lone surrogate (a NUL is
+    refused by PostgreSQL, a surrogate by its encoder) or bidi embedding, override or
+    isolate; a no-break space or an emoji joined by ZWJ is a name's."""
+    return not any(unicodedata.category(ch) in _UNWRITABLE or ch in _BIDI_CONTROLS
+                   for ch in text)
 
 
 def clean_name(text: str) -> str:

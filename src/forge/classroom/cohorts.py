@@ -103,12 +103,12 @@ def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None =
     if not name or len(name) > MAX_NAME or not writable(name):
         raise ForgeError("validation_error", 422, "invalid request: name",
                          [{"field": "name", "problem": f"1-{MAX_NAME} characters, "
-                           "no control character"}])
+                           "no control character or bidi override"}])
     if idp_group is not None and not (0 < len(idp_group) <= MAX_GROUP
                                       and writable(idp_group)):
         raise ForgeError("validation_error", 422, "invalid request: idp_group",
                          [{"field": "idp_group", "problem": f"1-{MAX_GROUP} characters, "
-                           "no control character"}])
+                           "no control character or bidi override"}])
     cohort = Cohort(cohort_id=new_id("coh"), tenant_id=who.tenant_id, name=name,
                     created_by=who.subject, idp_group=idp_group, created_at=datetime.now(UTC))
     with db.session() as sess:
