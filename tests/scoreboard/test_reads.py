@@ -164,3 +164,45 @@ async def test_a_learner_below_the_cut_still_finds_their_own_entry(
         assert operator.status_code == 200, operator.text
         assert [e["subject"] for e in operator.json()["entries"]] == ["alice", "bob"]
         assert operator.json()["more"] is True
+
+
+async def test_the_operator_pages_through_a_board_longer_than_a_page(
+        make_board: MakeBoard) -> None:
+    """A tenant with more learners than the largest `limit` (1,000): the operator read the
+    first 1,000 and `"more": true`, with no way to the rest (an `offset` was ignored: page
+    two was page one again). Now `offset` skips that many ranks and `next_offset` names the
+    next page's; every learner comes once, in rank order; a bad offset is a 422."""
+    board = await make_board()
+    for subject, passed in (("alice", True), ("bob", True), ("carol", False),
+                            ("dave", False), ("erin", False)):
+        await _score(board, tenant="acme", subject=subject, passed=passed)
+    operator = {"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
+    async with board.client() as client:
+        whole = (await client.get("/v1/leaderboard?tenant_id=acme", headers=operator)).json()
+        assert whole["next_offset"] is None and whole["more"] is False
+        seen: list[tuple[int, str]] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await client.get(f"/v1/leaderboard?tenant_id=acme&limit=2&offset={offset}",
+                                    headers=operator)
+            assert page.status_code == 200, page.text
+            seen += [(e["rank"], e["subject"]) for e in page.json()["entries"]]
+            offset = page.json()["next_offset"]
+            assert page.json()["more"] is (offset is not None)
+        assert seen == [(e["rank"], e["subject"]) for e in whole["entries"]]
+        assert [rank for rank, _ in seen] == [1, 2, 3, 4, 5]
+        # A learner on a later page: their page, and their own entry once.
+        erin = (await client.get("/v1/leaderboard?limit=2&offset=2",
+                                 headers=_key(board, "acme", "erin"))).json()
+        assert [(e["rank"], e["you"]) for e in erin["entries"]] == [(3, False), (4, False),
+                                                                    (5, True)]
+        # One ranked above the page: their entry after it, as for one below.
+        alice = (await client.get("/v1/leaderboard?limit=2&offset=2",
+                                  headers=_key(board, "acme", "alice"))).json()
+        assert [(e["rank"], e["you"]) for e in alice["entries"]] == [(3, False), (4, False),
+                                                                     (1, True)]
+        for bad in ("-1", "x", "10000001"):
+            refused = await client.get(f"/v1/leaderboard?tenant_id=acme&offset={bad}",
+                                       headers=operator)
+            assert refused.status_code == 422, refused.text
+            assert "offset" in refused.text

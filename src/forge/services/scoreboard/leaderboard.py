@@ -91,10 +91,12 @@ class ScoreIndex:
         return found
 
     def board(self, tenant_id: str, track: str | None = None, limit: int = 100,
-              own: str | None = None) -> dict[str, Any]:
+              own: str | None = None, offset: int = 0) -> dict[str, Any]:
         """Best score per subject in one tenant (ties: earlier completion first), plus stats:
-        the first `limit` (`more` says whether others were left out), and `own`'s entry
-        after them when it ranks below the cut (a learner always finds their own)."""
+        `limit` entries from rank `offset` + 1 (`more` says whether others rank below them,
+        `next_offset` is the `offset` of the next page), and `own`'s entry after them when
+        it is not among them (a learner always finds their own). Without `offset` a board
+        of more than the largest `limit` had entries nobody could read."""
         rows = [r for r in self.rows() if r.tenant_id == tenant_id
                 and (track is None or r.track == track)]
         best: dict[str, ScoreRow] = {}
@@ -105,8 +107,10 @@ class ScoreIndex:
             if cur is None or (r.score, _neg(r.completed_at)) > (cur.score, _neg(cur.completed_at)):
                 best[r.subject] = r
         ranked = sorted(best.values(), key=lambda r: (-r.score, r.completed_at, r.subject))
-        shown = [(i, r) for i, r in enumerate(ranked)
-                 if i < limit or (own is not None and r.subject == own)]
+        end = offset + limit
+        shown = list(enumerate(ranked))[offset:end]
+        shown += [(i, r) for i, r in enumerate(ranked)  # after the page, wherever it ranks
+                  if own is not None and r.subject == own and not offset <= i < end]
         entries = [{"rank": i + 1, "subject": r.subject, "best_score": r.score,
                     "passed": r.passed, "total": r.total, "scenario_id": r.scenario_id,
                     "track": r.track, "completed_at": r.completed_at,
@@ -116,7 +120,8 @@ class ScoreIndex:
                  "mean_score": round(math.fsum(scores) / len(scores), 6) if scores else None,
                  "perfect_scores": sum(1 for s in scores if s >= 1.0)}
         return {"tenant_id": tenant_id, "track": track, "entries": entries,
-                "more": len(ranked) > limit, "stats": stats}
+                "more": len(ranked) > end,
+                "next_offset": end if len(ranked) > end else None, "stats": stats}
 
 
 PSEUDONYM_DOMAIN = b"forge leaderboard pseudonym\0"

@@ -48,6 +48,7 @@ ARTIFACT_TYPES = {
     BUNDLE_NAMES["gz"]: "application/gzip",
 }
 ReaderDep = Annotated[Reader, Depends(current_reader)]
+MAX_BOARD_OFFSET = 10_000_000  # past any tenant's learners; a larger number is a 422
 
 
 def verification_summary(request: Request, files: dict[str, bytes]) -> dict[str, Any]:
@@ -104,9 +105,14 @@ async def leaderboard(
         max_length=128, description="The tenant to rank; required with the operator token "
         "(answered 400 without it), ignored for learners (their own tenant).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_BOARD_OFFSET, description=(
+        "Entries ranked before this many are left out: the `next_offset` of the previous "
+        "page."))] = 0,
 ) -> dict[str, Any]:
     """Best score per subject and stats of the caller's tenant only; a learner sees the
-    others under pseudonyms (``leaderboard.as_seen_by``), the operator their account ids."""
+    others under pseudonyms (``leaderboard.as_seen_by``), the operator their account ids.
+    A page at a time: `limit` entries from rank `offset` + 1, `next_offset` for the next
+    (null on the last)."""
     own: str | None = None
     if reader.operator:
         if not valid_id(tenant_id):
@@ -121,7 +127,8 @@ async def leaderboard(
         own = reader.caller.subject
     state = scoreboard_state(request)
     try:
-        board = await run_in_threadpool(state.index.board, tenant, track, limit, own)
+        board = await run_in_threadpool(state.index.board, tenant, track, limit, own,
+                                        offset)
     except BusUnavailable:
         raise result_store_down() from None
     if reader.operator:
