@@ -20,7 +20,7 @@ from forge.classroom.cohorts import Manager
 from forge.store.models import CohortInvite
 
 from ..spawn.conftest import MakeSpawn, make_spawn  # noqa: F401
-from .test_cohort_caps import _keys
+from .test_cohort_caps import _keys, _signin
 
 
 def test_no_usable_invite_link_is_left_out_of_the_list(
@@ -60,3 +60,32 @@ def test_no_usable_invite_link_is_left_out_of_the_list(
             old.expires_at = datetime.now(UTC) - timedelta(minutes=1)
         assert c.post(f"/v1/cohorts/{cid}/invites", json={"days": 14},
                       headers=keys["ann"]).status_code == 201
+
+
+def test_links_made_before_the_cap_are_all_listed(make_spawn: MakeSpawn  # noqa: F811
+                                                  ) -> None:
+    """A class that had more than 50 usable links when the cap came (made by an older
+    Forge: the store holds them as they were) listed the newest 50, and the others stayed
+    usable for up to 90 days in no list, so none of them could be found and revoked. Now
+    the API lists every one, and /teach, which shows 50 a class, says there are more."""
+    env = make_spawn()
+    db = env.state.ctx.db
+    keys = _keys(db, {"ann": "instructor"})
+    ann = Manager("acme", "ann", "instructor")
+    cid = cohorts.create_cohort(db, ann, "Net 101").cohort_id
+    cap = cohort_invites.MAX_LISTED_INVITES
+    now = datetime.now(UTC)
+    with db.session() as sess:  # as an older Forge left them: past the cap
+        for n in range(cap + 5):
+            sess.add(CohortInvite(invite_id=f"inv-{n:016x}", cohort_id=cid, tenant_id="acme",
+                                  token_sha256=f"{n:064x}", created_by="ann",
+                                  created_at=now - timedelta(minutes=n),
+                                  expires_at=now + timedelta(days=10), revoked_at=None))
+    with env.client() as c:
+        listed = c.get(f"/v1/cohorts/{cid}/invites", headers=keys["ann"]).json()["invites"]
+        assert [i["invite_id"] for i in listed] == [f"inv-{n:016x}" for n in range(cap + 5)]
+        _signin(c, env.url, keys["ann"])
+        page = c.get("/teach").text
+        assert page.count("Revoke invite link inv-") == cap
+        assert "more usable invite links than these 50" in page, page
+        assert f"GET /v1/cohorts/{cid}/invites" in page

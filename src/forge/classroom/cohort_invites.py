@@ -78,12 +78,15 @@ def revoke_invite(db: Database, who: Manager, cohort_id: str, invite_id: str) ->
             invite.revoked_at = datetime.now(UTC)
 
 
-def live_invites(db: Database, who: Manager, cohort_ids: Sequence[str]
+def live_invites(db: Database, who: Manager, cohort_ids: Sequence[str],
+                 per_cohort: int | None = MAX_LISTED_INVITES
                  ) -> dict[str, list[CohortInvite]]:
     """The invite links still usable (neither revoked nor expired) of each of `cohort_ids`
-    that `who` manages, newest first, at most MAX_LISTED_INVITES a cohort: what the
-    instructor revokes when a learner taken out could join again with one (the link itself
-    is shown only once, so its id is how they find it)."""
+    that `who` manages, newest first, at most `per_cohort` a cohort (None: every one):
+    what the instructor revokes when a learner taken out could join again with one (the
+    link itself is shown only once, so its id is how they find it). A class made more
+    than MAX_LISTED_INVITES before that cap existed: those past it are usable for up to
+    MAX_INVITE_DAYS, so whoever lists a class's links asks for every one."""
     if not cohort_ids:
         return {}
     now = datetime.now(UTC)
@@ -100,7 +103,8 @@ def live_invites(db: Database, who: Manager, cohort_ids: Sequence[str]
     invite = aliased(CohortInvite, ranked)
     out: dict[str, list[CohortInvite]] = {cohort_id: [] for cohort_id in cohort_ids}
     with db.read() as sess:
-        for row in sess.scalars(select(invite).where(ranked.c.rank <= MAX_LISTED_INVITES)
+        cut = () if per_cohort is None else (ranked.c.rank <= per_cohort,)
+        for row in sess.scalars(select(invite).where(*cut)
                                 .order_by(ranked.c.created_at.desc(),
                                           ranked.c.invite_id.desc())):
             if aware(row.expires_at) > now:

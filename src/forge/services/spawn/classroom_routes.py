@@ -188,7 +188,8 @@ def invite_view(invite: CohortInvite) -> dict[str, Any]:
 @router.get("/v1/cohorts/{cohort_id}/invites", responses=errors(401, 403, 404))
 async def list_invites(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """The cohort's invite links still usable (neither revoked nor expired), newest first
-    (at most 50): their ids, to revoke one whose code was shared too widely or lets a
+    (every one: a class may make at most 50, and one that had more before that limit
+    lists them all): their ids, to revoke one whose code was shared too widely or lets a
     learner taken out join again. The codes themselves are not kept."""
     who = await _manager(request)
     db = spawn_state(request).ctx.db
@@ -196,7 +197,7 @@ async def list_invites(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     def read() -> list[dict[str, Any]]:
         with db.read() as sess:
             cohorts.managed_cohort(sess, who, cohort_id)
-        live = cohort_invites.live_invites(db, who, [cohort_id])
+        live = cohort_invites.live_invites(db, who, [cohort_id], per_cohort=None)
         return [invite_view(i) for i in live[cohort_id]]
 
     return {"cohort_id": cohort_id, "invites": await run_in_threadpool(read)}
