@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from forge.classroom import assignments, cohorts
 from forge.classroom.cohorts import Manager
 from forge.store.models import Assignment
@@ -57,3 +59,51 @@ def test_a_list_cut_at_the_cap_says_so(make_spawn: MakeSpawn,  # noqa: F811
         body = c.get("/v1/assignments", headers=key["lea"]).json()
         assert (len(body["assignments"]), body["more"]) == (200, False)
         assert "due soonest" not in c.get("/tracks").text
+
+
+def test_a_list_cut_at_the_cap_leads_to_the_rest(make_spawn: MakeSpawn,  # noqa: F811
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`"more": true` said that assignments were left out, but nothing listed them: a
+    learner with more than 200 open never learnt the ids of those due last (to start one
+    naming it). Now `next` is the `after` of the next page; following it lists each once,
+    by due time then id (ties too), and an `after` that is not one of theirs is a 422."""
+    monkeypatch.setattr(assignments, "MAX_MINE", 2)
+    env = make_spawn(FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
+    db = env.state.ctx.db
+    key = class_people(db, ("ann", "bob"), ("lea",))
+    ann = Manager("acme", "ann", "instructor")
+    now = datetime.now(UTC)
+    cohort = cohorts.create_cohort(db, ann, "Net 101").cohort_id
+    cohorts.enrol_subjects(db, ann, cohort, ["lea"])
+    made = [assignments.create_assignment(
+        db, ann, cohort, template_id="netplus", opens_at=now - timedelta(hours=1),
+        closes_at=now + timedelta(days=1 + n // 2), attempts_allowed=1, hints_allowed=True,
+        known_templates={"netplus"}).assignment_id for n in range(5)]
+    # By due time, then id (two pairs share a due time).
+    order = sorted(made, key=lambda a: (made.index(a) // 2, a))
+    bob = Manager("acme", "bob", "instructor")
+    other = cohorts.create_cohort(db, bob, "Not lea's").cohort_id
+    foreign = assignments.create_assignment(
+        db, bob, other, template_id="netplus", opens_at=now, closes_at=now + timedelta(days=1),
+        attempts_allowed=1, hints_allowed=True, known_templates={"netplus"}).assignment_id
+    with env.client() as c:
+        seen: list[str] = []
+        after: str | None = None
+        pages = 0
+        while True:
+            got = c.get("/v1/assignments", params={"after": after} if after else {},
+                        headers=key["lea"])
+            assert got.status_code == 200, got.text
+            body = got.json()
+            seen += [a["assignment_id"] for a in body["assignments"]]
+            pages += 1
+            assert body["more"] is (body["next"] is not None)
+            after = body["next"]
+            if after is None:
+                break
+        assert (seen, pages) == (order, 3)
+        for bad in (foreign, "asg-0000000000000000", "x"):
+            refused = c.get("/v1/assignments", params={"after": bad}, headers=key["lea"])
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["details"][0]["field"] == "after", refused.text

@@ -12,10 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, case, func, select
+from sqlalchemy import Select, Table, and_, bindparam, case, func, or_, select
 
 from forge.classroom import attempts
-from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort, managed_ids, new_id
+from forge.classroom.cohorts import (
+    ASSIGNMENT_ID_RE,
+    Manager,
+    lock_cohort,
+    managed_cohort,
+    managed_ids,
+    new_id,
+)
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import (
@@ -190,23 +197,35 @@ def _views(sess: Any, subject: str, rows: list[Any]) -> list[dict[str, Any]]:
 
 
 def my_assignments(db: Database, tenant_id: str, subject: str,
-                   now: datetime | None = None, limit: int = MAX_MINE) -> list[dict[str, Any]]:
+                   now: datetime | None = None, limit: int = MAX_MINE,
+                   after: str | None = None) -> list[dict[str, Any]]:
     """A learner's assignments in every cohort they are in, with due times and attempts:
     open, upcoming and closed in the last MINE_CLOSED_WITHIN, by due time (then id), at
-    most `limit` (in a fixed number of queries)."""
+    most `limit` (in a fixed number of queries); `after`: those that come after that
+    assignment of theirs (422 naming `after` when it is not one)."""
     since = (now or datetime.now(UTC)) - MINE_CLOSED_WITHIN
     with db.read() as sess:
-        rows = sess.execute(_mine(tenant_id, subject)
-                            .where(since <= _DUE)
-                            .order_by(_DUE, Assignment.assignment_id).limit(limit)).all()
+        due = _DUE
+        query = _mine(tenant_id, subject).where(since <= due)
+        if after is not None:
+            anchor = sess.execute(_mine(tenant_id, subject).with_only_columns(due).where(
+                Assignment.assignment_id == after)).first() \
+                if ASSIGNMENT_ID_RE.fullmatch(after) else None
+            if anchor is None:
+                raise invalid_field("after", "the `next` of the previous page: one of your "
+                                             "assignments")
+            query = query.where(or_(due > anchor[0], and_(
+                due == anchor[0], Assignment.assignment_id > after)))
+        rows = sess.execute(query.order_by(due, Assignment.assignment_id)
+                            .limit(limit)).all()
         return _views(sess, subject, list(rows))
 
 
-def my_assignments_capped(db: Database, tenant_id: str, subject: str
-                          ) -> tuple[list[dict[str, Any]], bool]:
-    """`my_assignments` (at most MAX_MINE) and whether the learner has more than those:
-    a list cut at the cap must say so, not pass for the whole."""
-    rows = my_assignments(db, tenant_id, subject, limit=MAX_MINE + 1)
+def my_assignments_capped(db: Database, tenant_id: str, subject: str,
+                          after: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """`my_assignments` (at most MAX_MINE, after `after`) and whether the learner has more
+    than those: a list cut at the cap must say so, and lead to the rest."""
+    rows = my_assignments(db, tenant_id, subject, limit=MAX_MINE + 1, after=after)
     return rows[:MAX_MINE], len(rows) > MAX_MINE
 
 

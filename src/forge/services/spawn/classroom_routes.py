@@ -384,13 +384,19 @@ async def join(body: JoinBody, request: Request) -> JSONResponse:
     return JSONResponse({"cohort_id": row.cohort_id, "name": row.name})
 
 
-@router.get("/v1/assignments", responses=errors(401))
-async def my_assignments(request: Request) -> dict[str, Any]:
+@router.get("/v1/assignments", responses=errors(401, 422))
+async def my_assignments(
+    request: Request,
+    after: Annotated[str | None, Query(max_length=32, description=(
+        "The `next` of the previous page: the assignments due after that one."))] = None,
+) -> dict[str, Any]:
     """Your assignments in every cohort you are in: lab, opening and due time, attempts
-    used and allowed, whether hints are allowed. At most 200, by due time: `more` is true
-    when you have others (due later) that are not listed."""
+    used and allowed, whether hints are allowed. At most 200 a page, by due time: `more`
+    is true when you have others (due later) that are not listed, and `next` is the
+    `after` that lists them (null on the last page)."""
     caller = (await current_caller(request)).whole_account()
-    rows, more = await run_in_threadpool(assignments.my_assignments_capped,
-                                         spawn_state(request).ctx.db,
-                                         caller.tenant_id, caller.subject)
-    return {"assignments": rows, "more": more}
+    rows, more = await run_in_threadpool(partial(
+        assignments.my_assignments_capped, after=after), spawn_state(request).ctx.db,
+        caller.tenant_id, caller.subject)
+    return {"assignments": rows, "more": more,
+            "next": rows[-1]["assignment_id"] if more else None}
