@@ -5,7 +5,7 @@ again. Before: there was no `forge lti`."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -66,3 +66,38 @@ def test_key_platforms_grades_and_retry(tmp_path: Path, sqlite_only_store: str) 
     rows = json.loads(_run(env, "lti", "grades", "--json"))["grades"]
     assert rows[0]["state"] == "pending"
     assert "owes no unposted grade" in _run(env, "lti", "retry", "scn-ffffffffffffffff", code=1)
+
+
+def test_a_grade_list_cut_at_its_limit_says_so(tmp_path: Path, sqlite_only_store: str) -> None:
+    """`forge lti grades` listed the newest 1,000 grades and nothing more, saying nothing:
+    after a term of a class of 200 (five assignments: 1,000 grades posted) a grade that
+    failed or still waits for its learner's LMS id was in no listing. Now a cut list says
+    so (a line on stderr, `"more": true` in --json), --limit lengthens it, and every grade
+    is listed once, newest first."""
+    env: dict[str, str | None] = {"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path / "s"),
+                                  "FORGE_DB_URL": f"sqlite:///{tmp_path / 'forge.db'}"}
+    settings = load_settings({k: v for k, v in env.items() if v is not None})
+    upgrade(settings.db_url)
+    now = datetime.now(UTC)
+    count = 1001
+    with Database(settings.db_url).session() as sess:
+        sess.add_all(LtiGradePost(
+            scenario_id=f"scn-{n:016x}", platform="canvas", lineitem="", lti_user="",
+            assignment_id="asg-1", score_given=80.0, score_maximum=100.0,
+            timestamp=now.isoformat(), state="posted" if n else "pending", attempts=1,
+            next_at=now, last_error=None if n else "waiting for the LMS user id of lea",
+            posted_at=now if n else None, created_at=now + timedelta(seconds=n))
+            for n in range(count))
+    runner = CliRunner()
+    cut = runner.invoke(app, ["lti", "grades", "--json"], env=env)
+    assert cut.exit_code == 0, cut.output
+    body = json.loads(cut.stdout)
+    assert (len(body["grades"]), body["more"]) == (1000, True)
+    assert "only the newest 1000 are listed" in cut.stderr
+    whole = runner.invoke(app, ["lti", "grades", "--json", "--limit", "2000"], env=env)
+    body = json.loads(whole.stdout)
+    assert body["more"] is False and "only the newest" not in whole.stderr
+    assert [g["scenario_id"] for g in body["grades"]] == [
+        f"scn-{n:016x}" for n in reversed(range(count))]
+    assert body["grades"][-1]["waiting"] is True  # the oldest: the one that was left out
+    assert "--limit" in runner.invoke(app, ["lti", "grades", "--limit", "0"], env=env).output

@@ -353,13 +353,19 @@ def grade_of(db: Database, scenario_id: str) -> LtiGradePost | None:
         return row
 
 
-def list_grades(db: Database, state: str | None = None) -> list[LtiGradePost]:
-    """Owed grades (all, or in one state), newest first, for the operator."""
+MAX_LISTED = 1000  # grades `forge lti grades` lists unless told more (--limit)
+
+
+def list_grades(db: Database, state: str | None = None,
+                limit: int = MAX_LISTED) -> list[LtiGradePost]:
+    """Owed grades (all, or in one state), newest first, at most `limit`, for the
+    operator (who asks for `limit` + 1 to know whether the list was cut)."""
     with db.read() as sess:
-        query = select(LtiGradePost).order_by(LtiGradePost.created_at.desc())
+        query = select(LtiGradePost).order_by(LtiGradePost.created_at.desc(),
+                                              LtiGradePost.scenario_id.desc())
         if state is not None:
             query = query.where(LtiGradePost.state == state)
-        rows = list(sess.scalars(query.limit(1000)))
+        rows = list(sess.scalars(query.limit(limit)))
         sess.expunge_all()
         return rows
 

@@ -11,10 +11,19 @@ from pathlib import Path
 
 import typer
 
-from forge.classroom.lti_grade_outbox import FAILED, PENDING, POSTED, list_grades, requeue_grade
+from forge.classroom.lti_grade_outbox import (
+    FAILED,
+    MAX_LISTED,
+    PENDING,
+    POSTED,
+    list_grades,
+    requeue_grade,
+)
 from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.identity.lti_config import LtiConfigError, LtiRegistry, generate_key, load_lti
+
+MAX_GRADES_LIMIT = 1_000_000
 
 app = typer.Typer(help="LTI 1.3: the tool key, registered LMS platforms, grade passback.",
                   no_args_is_help=True)
@@ -76,22 +85,29 @@ def platform_list(as_json: bool = JSON_OPTION) -> None:
 @app.command()
 def grades(
     state: str | None = typer.Option(None, "--state", help="pending, posted or failed."),
+    limit: int = typer.Option(MAX_LISTED, "--limit", min=1, max=MAX_GRADES_LIMIT,
+                              help="List at most this many, newest first."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Grades owed to LMS platforms: pending (retried, or waiting for the learner's LMS id
-    or the assignment's grade column: the reason says which), posted, failed (with the
-    reason)."""
+    """Grades owed to LMS platforms, newest first: pending (retried, or waiting for the
+    learner's LMS id or the assignment's grade column: the reason says which), posted,
+    failed (with the reason). A list cut at --limit says so (`more` in --json)."""
     if state is not None and state not in (PENDING, POSTED, FAILED):
         typer.echo("error: --state: one of pending, posted, failed", err=True)
         raise typer.Exit(2)
+    found = list_grades(open_db(settings_or_exit()), state, limit + 1)
+    more = len(found) > limit
     rows = [{"scenario_id": g.scenario_id, "platform": g.platform,
              "assignment_id": g.assignment_id, "score": g.score_given, "state": g.state,
              "attempts": g.attempts, "last_error": g.last_error,
              "waiting": not (g.lineitem and g.lti_user),
              "posted_at": g.posted_at.isoformat() if g.posted_at else None}
-            for g in list_grades(open_db(settings_or_exit()), state)]
+            for g in found[:limit]]
+    if more:  # never a cut list passed off as the whole
+        typer.echo(f"note: only the newest {limit} are listed; --state narrows the list, "
+                   "--limit lengthens it", err=True)
     if as_json:
-        print_json({"grades": rows})
+        print_json({"grades": rows, "more": more})
         return
     print_table(("SCENARIO", "PLATFORM", "ASSIGNMENT", "SCORE", "STATE", "ATTEMPTS", "ERROR"),
                 ([str(r["scenario_id"]), str(r["platform"]), str(r["assignment_id"]),
