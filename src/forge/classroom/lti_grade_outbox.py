@@ -26,6 +26,7 @@ from forge.store.db import Database
 from forge.store.models import (
     Assignment,
     AssignmentAttempt,
+    Enrolment,
     LtiContext,
     LtiGradeLink,
     LtiGradePost,
@@ -204,7 +205,12 @@ def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -
 
     Where it goes not known yet (the learner never launched and no roster sync named
     them, or no launch of the activity gave its line item): kept pending with the reason,
-    not posted until `settle_owed` finds both."""
+    not posted until `settle_owed` finds both.
+
+    A learner taken out of the class before the verdict (their lab went on to its end):
+    kept, not sent (failed, the reason saying why and how to send it: `forge lti retry`).
+    They left the dashboard and its export; a grade book that got 90 for them while Forge
+    listed them nowhere disagreed with the instructor's own views."""
     now = datetime.now(UTC)
     with db.session() as sess:
         if sess.get(LtiGradePost, scenario_id) is not None:
@@ -228,6 +234,18 @@ def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -
                      courses, attempt.assignment_id, attempt.subject)
         best_before = _best_posted(sess, attempt.assignment_id, attempt.subject)
         given = max(round(float(score) * 100, 2), best_before or 0.0)
+        assert assignment is not None  # it has courses
+        if sess.get(Enrolment, (assignment.cohort_id, attempt.subject)) is None:
+            sess.add(LtiGradePost(
+                scenario_id=scenario_id, platform=to.platform, lineitem=to.lineitem,
+                lti_user=to.lti_user, assignment_id=attempt.assignment_id,
+                score_given=given, score_maximum=100.0, timestamp=completed_at,
+                state=FAILED, attempts=0, next_at=now,
+                last_error=f"not sent: {attempt.subject} was taken out of the class (or "
+                           "made its instructor) before this lab was graded "
+                           f"(`forge lti retry {scenario_id}` sends it)",
+                posted_at=None, created_at=now))
+            return True
         # The learner's older grades still waiting (the LMS was down: their posts back off,
         # so they may go after this one) carry this best too, with this verdict's time: the
         # grade book keeps whichever comes last (probe DF: 90, then an older 30, read 30).
