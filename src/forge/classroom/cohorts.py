@@ -160,6 +160,24 @@ def cohorts_of(db: Database, who: Manager, *, limit: int = MAX_COHORT_PAGE,
         return rows
 
 
+def instructors_of(db: Database, who: Manager, cohort_ids: Sequence[str]
+                   ) -> dict[str, list[str]]:
+    """Who manages each of `cohort_ids` that `who` manages (their account ids, sorted), in
+    one query: an instructor sees who else reads the class's dashboards (a colleague they
+    added, a teacher a roster sync added) and whom to take off."""
+    out: dict[str, list[str]] = {cohort_id: [] for cohort_id in cohort_ids}
+    if not cohort_ids:
+        return out
+    with db.read() as sess:
+        for cohort_id, subject in sess.execute(
+                select(CohortStaff.cohort_id, CohortStaff.subject).where(
+                    CohortStaff.cohort_id.in_(list(cohort_ids)),
+                    CohortStaff.cohort_id.in_(managed_ids(who)))
+                .order_by(CohortStaff.cohort_id, CohortStaff.subject)):
+            out.setdefault(cohort_id, []).append(subject)
+    return out
+
+
 def learner_counts(db: Database, who: Manager, cohort_ids: Sequence[str]) -> dict[str, int]:
     """How many learners each of `cohort_ids` holds (those `who` manages), in one query."""
     if not cohort_ids:

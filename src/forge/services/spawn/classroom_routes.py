@@ -144,7 +144,8 @@ async def list_cohorts(
 
 @router.get("/v1/cohorts/{cohort_id}", responses=errors(401, 403, 404))
 async def get_cohort(cohort_id: CohortId, request: Request) -> dict[str, Any]:
-    """A cohort you manage, with its learners and assignments; 404 for any other."""
+    """A cohort you manage, with its instructors, learners and assignments; 404 for any
+    other."""
     who = await _manager(request)
     db = spawn_state(request).ctx.db
 
@@ -153,6 +154,7 @@ async def get_cohort(cohort_id: CohortId, request: Request) -> dict[str, Any]:
         with db.read() as sess:
             row = cohorts.managed_cohort(sess, who, cohort_id)
             out = _cohort_view(row)
+        out["instructors"] = cohorts.instructors_of(db, who, [cohort_id])[cohort_id]
         out["learners"] = [{"subject": m.subject, "via": m.via} for m in people]
         out["assignments"] = [assignments.view(a)
                               for a in assignments.cohort_assignments(db, who, cohort_id)]

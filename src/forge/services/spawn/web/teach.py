@@ -65,12 +65,14 @@ def _overview(request: Request, who: Manager,
     rows = cohorts.cohorts_of(db, who, limit=TEACH_PAGE + 1, after=after)
     shown = rows[:TEACH_PAGE]
     counts = cohorts.learner_counts(db, who, [c.cohort_id for c in shown])
+    staff = cohorts.instructors_of(db, who, [c.cohort_id for c in shown])
     # One more than shown: a class with links from before the cap says that it has more.
     cap = cohort_invites.MAX_LISTED_INVITES
     invites = cohort_invites.live_invites(db, who, [c.cohort_id for c in shown],
                                           per_cohort=cap + 1)
     assigned = assignments.assignments_of_cohorts(db, who, [c.cohort_id for c in shown])
     return [{"cohort": c, "learners": counts.get(c.cohort_id, 0),
+             "instructors": staff.get(c.cohort_id, []),
              "invites": [{"invite_id": i.invite_id, "created_by": i.created_by,
                           "expires_at": assignments.iso(i.expires_at)}
                          for i in invites.get(c.cohort_id, [])[:cap]],
