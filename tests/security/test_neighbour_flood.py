@@ -58,3 +58,44 @@ def test_a_host_piling_up_permanent_neighbours_has_them_removed(
         kept = rt.exec(lab, "tidy", ["ip", "neigh", "show", "nud", "permanent"])
         assert len(kept.stdout_text.splitlines()) == 3
         assert rt.trim_neighbours() == []
+
+
+def _learned(count: int) -> str:
+    """`ip -batch` lines adding ``count`` learned (stale) entries on the host's eth0: what
+    a sweep of new addresses leaves, made at once and kept the full minute a stale entry
+    may live (a sweep's own entries are failed ones the kernel may drop early)."""
+    return "".join(f"neigh add 10.202.{i // 250}.{i % 250 + 1} lladdr 02:00:00:00:00:02 "
+                   "nud stale dev eth0\n" for i in range(count))
+
+
+def test_a_host_piling_up_learned_neighbours_has_them_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NET_ADMIN learner giving their host an address in a /8 and sending to one new
+    address after another made 19,000 learned entries a second (ES): not permanent, so the
+    trim above passed them by, while they held the machine's table."""
+    lab = "nl-" + secrets.token_hex(4)
+    spec = LabSpec(lab, [SubnetSpec("lan", "10.202.0.0/16")], [
+        HostSpec("flood", networks=[("lan", "10.202.255.10")], capabilities=["NET_ADMIN"]),
+        HostSpec("tidy", networks=[("lan", "10.202.255.11")], capabilities=["NET_ADMIN"]),
+    ])
+    many = neighbours.LEARNED_LIMIT + 500
+    with one_lab(tmp_path / "state", spec) as rt:
+        flooded = rt.exec(lab, "flood", ["ip", "-batch", "-"], stdin=_learned(many).encode())
+        assert flooded.exit_code == 0, flooded.stderr_text
+        tidy = rt.exec(lab, "tidy", ["ip", "-batch", "-"], stdin=_learned(200).encode())
+        assert tidy.exit_code == 0, tidy.stderr_text
+        swept = rt.exec(lab, "flood", ["bash", "-c", (
+            "for i in $(seq 1 300); do { echo > /dev/udp/10.202.100.$i/9; } 2>/dev/null; "
+            "done; true")])
+        assert swept.exit_code == 0, swept.stderr_text
+
+        monkeypatch.setattr(neighbours, "GUARD_ENTRIES", 0)
+        trimmed = rt.trim_neighbours()
+        assert [(lab_id, host) for lab_id, host, _ in trimmed] == [(lab, "flood")]
+        assert trimmed[0][2] >= many
+        left = rt.exec(lab, "flood", ["bash", "-c", "ip neigh show dev eth0 | wc -l"])
+        assert int(left.stdout_text.split()[-1]) < neighbours.LEARNED_LIMIT
+        # A host holding what a lab's work leaves (a sweep of a /24 is 254) keeps it.
+        kept = rt.exec(lab, "tidy", ["bash", "-c", "ip neigh show dev eth0 | wc -l"])
+        assert int(kept.stdout_text.split()[-1]) == 200
+        assert rt.trim_neighbours() == []

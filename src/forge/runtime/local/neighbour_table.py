@@ -2,16 +2,19 @@
 
 The kernel keeps one neighbour table per family for the whole machine, every namespace's
 entries together, and refuses new ones past ``gc_thresh3`` (1,024 by default) while the
-entries it holds were all made or changed in the last five seconds: it logs ``neighbor
+entries it holds were all made or changed in the last few seconds: it logs ``neighbor
 table overflow!`` and drops the packet waiting for the address. A learner without any
 privilege makes one entry per address of their subnet they send to (254 for a ``/24``, in
 a sweep such as ``nmap -sn``), so four learners sweeping at once left every other lab on
-the machine, and the machine itself, unable to reach an address it had not just used.
-As kube-proxy sizes the connection-tracking table for the node, the runtime raises
-``gc_thresh3`` (and ``gc_thresh2``, the level where collection starts, to half of it) at
-its first check to ``PER_LAB`` entries for each lab the node may hold; it never lowers a
-value an operator set, and says in one line what it changed, or what to set when the
-machine's ``/proc/sys`` cannot be written (a container).
+the machine, and the machine itself, unable to reach an address it had not just used; a
+learner with NET_ADMIN, who may give their host an address in a ``/8``, made 19,000 new
+entries a second from a bash loop (each held about 3 s before the kernel may drop it:
+~57,000 at once). As kube-proxy sizes the connection-tracking table for the node, the
+runtime raises ``gc_thresh3`` (and ``gc_thresh2``, the level where collection starts, to
+half of it) at its first check to ``PER_LAB`` entries for each lab the node may hold and
+at least ``FLOOR``; it never lowers a value an operator set, and says in one line what it
+changed, or what to set when the machine's ``/proc/sys`` cannot be written (a container).
+A host that keeps more than that is trimmed by the reaper (module ``neighbours``).
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ from __future__ import annotations
 import os
 
 PER_LAB = 256  # a sweep of one /24 subnet, the largest the shipped labs give a host
-SMALLEST = 1_024  # the kernel's own default
+FLOOR = 1 << 17  # above what one NET_ADMIN flood keeps at once (~57,000), ~60 MB if all used
 LARGEST = 1 << 20  # ~0.5 GB of kernel memory were every entry in use
 TABLES = ("/proc/sys/net/ipv4/neigh/default", "/proc/sys/net/ipv6/neigh/default")
 
 
 def wanted_size(labs: int) -> int:
     """The ``gc_thresh3`` a node holding ``labs`` labs needs."""
-    return min(LARGEST, max(SMALLEST, labs * PER_LAB))
+    return min(LARGEST, max(FLOOR, labs * PER_LAB))
 
 
 def _read(path: str) -> int | None:

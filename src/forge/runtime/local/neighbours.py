@@ -1,12 +1,17 @@
-"""Keeping a learner's permanent neighbour entries from holding the machine's memory.
+"""Keeping a learner's neighbour entries from holding the machine's neighbour table.
 
 The kernel keeps one neighbour table (ARP, NDP) for the whole machine. Entries a learner
 with CAP_NET_ADMIN adds as ``permanent`` are never garbage-collected and are not charged
 to the lab's memory cgroup: 20,000 of them took half a second and ~10 MB of kernel memory,
-held for the lab's life, and nothing bounded how many. ``trim`` reads the machine's entry
-counts (one small /proc read per table) and only past ``GUARD_ENTRIES`` looks into each
-NET_ADMIN host: a host holding more than ``HOST_LIMIT`` permanent entries has them removed.
-A lab needs a handful (a static ARP entry or two); hundreds are a flood.
+held for the lab's life, and nothing bounded how many. Learned entries are collected, but
+not while they are a few seconds old: such a learner can give their host an address in a
+``/8`` and send to one new address after another (19,000 a second from a bash loop), and
+every lab and the machine itself then finds the table full (``neighbour_table`` sizes it).
+``trim`` reads the machine's entry counts (one small /proc read per table) and only past
+``GUARD_ENTRIES`` looks into each NET_ADMIN host: a host holding more than ``HOST_LIMIT``
+permanent entries, or more than ``LEARNED_LIMIT`` learned ones, has those removed. A lab
+needs a handful (a static ARP entry or two; a sweep of a ``/24`` learns 254): thousands
+are a flood.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from __future__ import annotations
 import functools
 
 from forge.runtime.local.netns import in_netns
-from forge.runtime.local.rtnl import Rtnl
+from forge.runtime.local.rtnl import NUD_NOARP, NUD_PERMANENT, Rtnl
 
 GUARD_ENTRIES = 2048  # machine-wide entries below which no lab is looked at
 HOST_LIMIT = 256  # permanent entries one lab host may keep
+LEARNED_LIMIT = 4_096  # learned entries one lab host may hold at once (16 sweeps of a /24)
 STAT_FILES = ("/proc/net/stat/arp_cache", "/proc/net/stat/ndisc_cache")
 
 
@@ -34,18 +40,22 @@ def machine_entries() -> int:
     return total
 
 
-def _trim_here(limit: int) -> int:
-    """In the calling thread's namespace: remove every permanent neighbour entry when
-    there are more than ``limit``; how many were removed."""
+def _trim_here(limit: int, learned_limit: int) -> int:
+    """In the calling thread's namespace: remove every permanent neighbour entry when there
+    are more than ``limit``, and every learned one when there are more than
+    ``learned_limit``; how many were removed."""
     with Rtnl() as rtnl:
-        entries = rtnl.permanent_neighbours()
-        if len(entries) <= limit:
-            return 0
-        for entry in entries:
+        entries = rtnl.neighbour_entries()
+        permanent = [entry for state, entry in entries if state & NUD_PERMANENT]
+        learned = [entry for state, entry in entries
+                   if not state & (NUD_PERMANENT | NUD_NOARP)]
+        doomed = ((permanent if len(permanent) > limit else [])
+                  + (learned if len(learned) > learned_limit else []))
+        for entry in doomed:
             rtnl.delete_neighbour(entry)
-        return len(entries)
+        return len(doomed)
 
 
 def trim_host(namespace: str, limit: int = HOST_LIMIT) -> int:
     """``_trim_here`` in the lab host's network namespace ``namespace``."""
-    return in_netns(namespace, functools.partial(_trim_here, limit))
+    return in_netns(namespace, functools.partial(_trim_here, limit, LEARNED_LIMIT))

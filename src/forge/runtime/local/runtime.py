@@ -287,9 +287,10 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
     # ------------------------------------------------------------ extras
     def trim_neighbours(self) -> builtins.list[tuple[str, str, int]]:
         """Remove the permanent neighbour entries of each NET_ADMIN lab host holding more
-        than ``neighbours.HOST_LIMIT``, looked at only while the machine's neighbour tables
-        hold more than ``neighbours.GUARD_ENTRIES`` (module ``neighbours``); (lab, host,
-        entries removed) for each."""
+        than ``neighbours.HOST_LIMIT``, and its learned ones past ``LEARNED_LIMIT``, looked
+        at only while the machine's neighbour tables hold more than
+        ``neighbours.GUARD_ENTRIES`` (module ``neighbours``); (lab, host, entries removed)
+        for each."""
         if neighbours.machine_entries() <= neighbours.GUARD_ENTRIES:
             return []
         return self._trim_net_admin_hosts(neighbours.trim_host)

@@ -264,7 +264,7 @@ async def trim_neighbours(state: OrchestratorState) -> int:
     `trim_neighbours`), saying so in the log and in the scenario's audit log; how many
     hosts were trimmed."""
     trimmed = await state.blocking(state.runtime.trim_neighbours)
-    return await _note_trimmed(state, trimmed, "permanent neighbour entries")
+    return await _note_trimmed(state, trimmed, "neighbour entries")
 
 
 async def trim_conntrack(state: OrchestratorState) -> int:
