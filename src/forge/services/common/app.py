@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from forge import __version__
@@ -32,6 +32,7 @@ from forge.services.common.middleware import RequestContextMiddleware
 from forge.services.common.openapi import errors, install_openapi
 from forge.services.common.peer_keyring import VERIFIERS_DOMAIN
 from forge.services.common.peer_proof import ProofVerifier
+from forge.services.common.query_params import single_query_values
 from forge.services.common.readiness import FRESH, CheckFailed, Readiness
 from forge.services.common.workers import service_pid
 from forge.store.db import Database
@@ -150,8 +151,11 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from a public CDN with
     # no integrity hash, on the origin of the learner UI and /ops, where the session and
     # operator cookies apply. /openapi.json (data, no script) stays.
+    # Every route refuses a query parameter given twice unless it takes a list
+    # (forge.services.common.query_params).
     app = FastAPI(title=f"FrostGate Forge {ctx.name}", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, **_NO_OTEL)
+                  docs_url=None, redoc_url=None,
+                  dependencies=[Depends(single_query_values)], **_NO_OTEL)
     app.state.ctx = ctx
     install_error_handlers(app)
     install_openapi(app)
