@@ -23,6 +23,12 @@ where uvicorn wrote a plain-text "Invalid HTTP request received." that no API cl
 read as an error document; the connection is then closed, as uvicorn closes it, after the
 answers of the requests before it on the connection.
 
+A request with more than one Host header is answered 400 `invalid_host` naming `host`
+(RFC 9112 3.2 requires it): the app reads the first, while a proxy in front of Forge may
+route or judge by another, so the two would disagree about which site was asked (the
+terminal's same-origin check compares Origin with Host). Nothing of it reaches the app,
+and the connection is closed as for a malformed request.
+
 The time a request may take to arrive, and its answers to be taken, is bounded by
 `request_clock.ClockedProtocol`, which this protocol builds on.
 """
@@ -44,6 +50,11 @@ _MALFORMED = closing_answer(b"400 Bad Request", {
     "message": "request: the request line, headers or body framing are not valid HTTP/1.1",
     "details": [{"field": "request"}],
 })
+_TWO_HOSTS = closing_answer(b"400 Bad Request", {
+    "error": "invalid_host",
+    "message": "host: the Host header is given more than once",
+    "details": [{"field": "host", "problem": "given more than once"}],
+})
 # "METHOD SP url SP HTTP/1.1 CRLF" around the url, and ": " plus CRLF around each header.
 _LINE_BYTES = len(b"OPTIONS  HTTP/1.1\r\n")
 _HEADER_BYTES = len(b": \r\n")
@@ -59,6 +70,8 @@ class BoundedHeadProtocol(ClockedProtocol):
     _head = 0  # the open message's head so far, counted from the parser's callbacks
     _unparsable = False  # the parser refused what the connection sent (400, not 431)
     _malformed = False  # that 400 is owed once the answers before it are delivered
+    _malformed_answer = _MALFORMED  # which 400 that is
+    _hosts = 0  # Host headers of the open message
 
     def data_received(self, data: bytes) -> None:
         """Hand the parser one read unless the connection is refused; refuse it once more
@@ -104,7 +117,7 @@ class BoundedHeadProtocol(ClockedProtocol):
     def _answer_malformed(self) -> None:
         self._malformed = False
         if not self.transport.is_closing():
-            self.transport.write(_MALFORMED)
+            self.transport.write(self._malformed_answer)
             self.transport.close()
         self.start_clock()  # the close flushes first: the client must take it
 
@@ -117,8 +130,15 @@ class BoundedHeadProtocol(ClockedProtocol):
         self.transport.close()
         self.start_clock()  # the close flushes first: the client must take it
 
+    def handle_websocket_upgrade(self) -> None:
+        """uvicorn hands an Upgrade request to the WebSocket protocol once its head is
+        parsed, refused or not: a refused one is not handed over."""
+        if not self._refused:
+            super().handle_websocket_upgrade()
+
     def on_message_begin(self) -> None:
         self._head = _LINE_BYTES
+        self._hosts = 0
         if not self._refused:
             super().on_message_begin()
 
@@ -129,12 +149,17 @@ class BoundedHeadProtocol(ClockedProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head += len(name) + len(value) + _HEADER_BYTES
+        if name.lower() == b"host":
+            self._hosts += 1
         if not self._refused:
             super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         if self._head > MAX_HEAD_BYTES:
             self._refused = True  # before the app ever sees the request
+        elif self._hosts > 1 and not self._refused:
+            self._malformed_answer = _TWO_HOSTS
+            self.send_400_response("more than one Host header")
         if not self._refused:
             super().on_headers_complete()
 
