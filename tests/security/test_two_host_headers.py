@@ -79,3 +79,19 @@ def test_a_refused_websocket_handshake_is_never_handed_to_the_websocket_protocol
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), reply[:300]
     assert json.loads(body)["error"] == "request_head_too_large"
+
+
+def test_an_http11_request_without_host_is_refused(tmp_path: Path) -> None:
+    # RFC 9112 3.2: HTTP/1.1 requires Host. It was served (200), and the terminal's
+    # same-origin check compared the Origin's host with "" (an `Origin: null` matched).
+    with served(tmp_path) as port:
+        for request_bytes in (b"GET /healthz HTTP/1.1\r\n\r\n",
+                              b"GET /echo HTTP/1.1\r\nOrigin: null\r\n" + UPGRADE + b"\r\n"):
+            head, _, body = _exchange(port, request_bytes).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 "), head
+            assert json.loads(body) == {
+                "error": "invalid_host",
+                "message": "host: an HTTP/1.1 request must send a Host header",
+                "details": [{"field": "host", "problem": "missing"}]}
+        # HTTP/1.0 has no Host requirement: still served.
+        assert _exchange(port, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")

@@ -23,11 +23,12 @@ where uvicorn wrote a plain-text "Invalid HTTP request received." that no API cl
 read as an error document; the connection is then closed, as uvicorn closes it, after the
 answers of the requests before it on the connection.
 
-A request with more than one Host header is answered 400 `invalid_host` naming `host`
-(RFC 9112 3.2 requires it): the app reads the first, while a proxy in front of Forge may
-route or judge by another, so the two would disagree about which site was asked (the
-terminal's same-origin check compares Origin with Host). Nothing of it reaches the app,
-and the connection is closed as for a malformed request.
+A request with more than one Host header, or an HTTP/1.1 request with none, is answered
+400 `invalid_host` naming `host` (RFC 9112 3.2 requires both): with two, the app reads the
+first while a proxy in front of Forge may route or judge by another, so the two would
+disagree about which site was asked (the terminal's same-origin check compares Origin with
+Host); with none, that check compared Origin with an empty string. Nothing of it reaches
+the app, and the connection is closed as for a malformed request.
 
 The time a request may take to arrive, and its answers to be taken, is bounded by
 `request_clock.ClockedProtocol`, which this protocol builds on.
@@ -54,6 +55,11 @@ _TWO_HOSTS = closing_answer(b"400 Bad Request", {
     "error": "invalid_host",
     "message": "host: the Host header is given more than once",
     "details": [{"field": "host", "problem": "given more than once"}],
+})
+_NO_HOST = closing_answer(b"400 Bad Request", {
+    "error": "invalid_host",
+    "message": "host: an HTTP/1.1 request must send a Host header",
+    "details": [{"field": "host", "problem": "missing"}],
 })
 # "METHOD SP url SP HTTP/1.1 CRLF" around the url, and ": " plus CRLF around each header.
 _LINE_BYTES = len(b"OPTIONS  HTTP/1.1\r\n")
@@ -157,9 +163,10 @@ class BoundedHeadProtocol(ClockedProtocol):
     def on_headers_complete(self) -> None:
         if self._head > MAX_HEAD_BYTES:
             self._refused = True  # before the app ever sees the request
-        elif self._hosts > 1 and not self._refused:
-            self._malformed_answer = _TWO_HOSTS
-            self.send_400_response("more than one Host header")
+        elif not self._refused and (self._hosts > 1 or (
+                self._hosts == 0 and self.parser.get_http_version() == "1.1")):
+            self._malformed_answer = _TWO_HOSTS if self._hosts else _NO_HOST
+            self.send_400_response("not exactly one Host header")
         if not self._refused:
             super().on_headers_complete()
 
