@@ -30,6 +30,13 @@ disagree about which site was asked (the terminal's same-origin check compares O
 Host); with none, that check compared Origin with an empty string. Nothing of it reaches
 the app, and the connection is closed as for a malformed request.
 
+The same holds for the other headers Forge reads one value of, where the sender means one
+(RFC 9110 5.3: no list-based field): the credentials (`Authorization`, `X-API-Key`,
+`X-Receipt-Token`, the terminal's `X-Forge-Terminal`) and `Origin`. Two `Authorization`
+headers naming two accounts were served as the first, while a gateway or an audit proxy
+may attribute the request to the second. Such a request is answered 400
+`repeated_header` naming the header, the same way.
+
 The time a request may take to arrive, and its answers to be taken, is bounded by
 `request_clock.ClockedProtocol`, which this protocol builds on.
 """
@@ -61,6 +68,20 @@ _NO_HOST = closing_answer(b"400 Bad Request", {
     "message": "host: an HTTP/1.1 request must send a Host header",
     "details": [{"field": "host", "problem": "missing"}],
 })
+# Headers read as one value (besides Host): a second one is refused, not ignored.
+SINGLE_HEADERS = frozenset({b"authorization", b"x-api-key", b"x-receipt-token",
+                            b"x-forge-terminal", b"origin"})
+
+
+def repeated_header_answer(name: str) -> bytes:
+    """The 400 of a request that gives the header `name` more than once."""
+    return closing_answer(b"400 Bad Request", {
+        "error": "repeated_header",
+        "message": f"{name}: the header is given more than once",
+        "details": [{"field": name, "problem": "given more than once"}],
+    })
+
+
 # "METHOD SP url SP HTTP/1.1 CRLF" around the url, and ": " plus CRLF around each header.
 _LINE_BYTES = len(b"OPTIONS  HTTP/1.1\r\n")
 _HEADER_BYTES = len(b": \r\n")
@@ -78,6 +99,8 @@ class BoundedHeadProtocol(ClockedProtocol):
     _malformed = False  # that 400 is owed once the answers before it are delivered
     _malformed_answer = _MALFORMED  # which 400 that is
     _hosts = 0  # Host headers of the open message
+    _seen: frozenset[bytes] = frozenset()  # the SINGLE_HEADERS the open message gave
+    _repeated: bytes | None = None  # the first of them it gave twice
 
     def data_received(self, data: bytes) -> None:
         """Hand the parser one read unless the connection is refused; refuse it once more
@@ -145,6 +168,7 @@ class BoundedHeadProtocol(ClockedProtocol):
     def on_message_begin(self) -> None:
         self._head = _LINE_BYTES
         self._hosts = 0
+        self._seen, self._repeated = frozenset(), None
         if not self._refused:
             super().on_message_begin()
 
@@ -155,8 +179,13 @@ class BoundedHeadProtocol(ClockedProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head += len(name) + len(value) + _HEADER_BYTES
-        if name.lower() == b"host":
+        lowered = name.lower()
+        if lowered == b"host":
             self._hosts += 1
+        elif lowered in SINGLE_HEADERS:
+            if lowered in self._seen and self._repeated is None:
+                self._repeated = lowered
+            self._seen |= {lowered}
         if not self._refused:
             super().on_header(name, value)
 
@@ -167,6 +196,9 @@ class BoundedHeadProtocol(ClockedProtocol):
                 self._hosts == 0 and self.parser.get_http_version() == "1.1")):
             self._malformed_answer = _TWO_HOSTS if self._hosts else _NO_HOST
             self.send_400_response("not exactly one Host header")
+        elif not self._refused and self._repeated is not None:
+            self._malformed_answer = repeated_header_answer(self._repeated.decode("ascii"))
+            self.send_400_response("a header given twice")
         if not self._refused:
             super().on_headers_complete()
 
