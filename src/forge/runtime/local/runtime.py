@@ -29,7 +29,7 @@ from forge.runtime.base import (
     RuntimeUnavailable,
     SpecError,
 )
-from forge.runtime.local import conntrack, egress, landlock, neighbours
+from forge.runtime.local import egress, landlock
 from forge.runtime.local.build_fence import BuildFence
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.fd_limit import raise_open_files_limit
@@ -39,12 +39,13 @@ from forge.runtime.local.kernel_names import Names, validate_prefix
 from forge.runtime.local.lab_access import LabAccess
 from forge.runtime.local.lab_build import LabBuilder
 from forge.runtime.local.lab_teardown import LabTeardown
+from forge.runtime.local.lab_trims import LabTrims
 from forge.runtime.local.neighbour_table import size_tables
 from forge.runtime.local.netns import netns_path, return_problem, userns_problem
 from forge.runtime.local.priority import thread_unniced
 from forge.runtime.local.proc_visibility import proc_visibility_problem
 from forge.runtime.local.ready_ports import READY_TIMEOUT_S, wait_ready
-from forge.runtime.local.reconcile import discover, present, read_meta
+from forge.runtime.local.reconcile import discover, present
 from forge.runtime.local.rootfs import configured_image, host_roots
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tools import missing
@@ -62,7 +63,7 @@ DEFAULT_LAB_CAPACITY = 200  # FORGE_NODE_CAPACITY_LABS's default: the neighbour 
 REQUIRED_TOOLS = ("bwrap", "nsenter", "setpriv", "setsid", "env", "ip", "bash", "nft")
 
 
-class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
+class LocalRuntime(LabBuilder, LabTeardown, LabAccess, LabTrims, Runtime):
     """The local engine.
 
     ``state_dir`` holds per-host directories; ``prefix`` (1-5 chars) namespaces every
@@ -285,51 +286,6 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, Runtime):
         return present(self.names, self.cgroups, lab_id)
 
     # ------------------------------------------------------------ extras
-    def trim_neighbours(self) -> builtins.list[tuple[str, str, int]]:
-        """Remove the permanent neighbour entries of each NET_ADMIN lab host holding more
-        than ``neighbours.HOST_LIMIT``, and its learned ones past ``LEARNED_LIMIT``, looked
-        at only while the machine's neighbour tables hold more than
-        ``neighbours.GUARD_ENTRIES`` (module ``neighbours``); (lab, host, entries removed)
-        for each."""
-        if neighbours.machine_entries() <= neighbours.GUARD_ENTRIES:
-            return []
-        return self._trim_net_admin_hosts(neighbours.trim_host)
-
-    def trim_conntrack(self) -> builtins.list[tuple[str, str, int]]:
-        """Flush the connection-tracking table of each NET_ADMIN lab host holding more than
-        ``conntrack.HOST_LIMIT`` entries, looked at only while the machine holds more than
-        ``conntrack.GUARD_ENTRIES`` (module ``conntrack``); (lab, host, entries removed)
-        for each."""
-        held = conntrack.machine_entries()
-        if held is not None and held <= conntrack.GUARD_ENTRIES:
-            return []
-        return self._trim_net_admin_hosts(conntrack.trim_host)
-
-    def _trim_net_admin_hosts(
-            self, trim: Callable[[str], int]) -> builtins.list[tuple[str, str, int]]:
-        """``trim(namespace)`` on every NET_ADMIN host of every lab; (lab, host, what it
-        removed) for each host where that was something."""
-        trimmed: builtins.list[tuple[str, str, int]] = []
-        try:
-            names = sorted(os.listdir(self.names.state_dir))
-        except FileNotFoundError:
-            return []
-        for name in names:
-            parsed = self.names.parse(name)
-            if parsed is None or parsed[1] is not None:
-                continue
-            lab_id = parsed[0]
-            for host, facts in read_meta(self.names, lab_id).get("hosts", {}).items():
-                if "NET_ADMIN" not in facts.get("caps", ()):
-                    continue
-                try:
-                    removed = trim(self.names.host_ns(lab_id, host))
-                except OSError:  # the host is going (a destroy under way)
-                    continue
-                if removed:
-                    trimmed.append((lab_id, host, removed))
-        return trimmed
-
     def egress_denied(self, lab_id: str) -> int:
         """Packets dropped so far by the lab's egress gateway (allowlist labs only)."""
         validate_lab_id(lab_id)
