@@ -17,7 +17,7 @@ LABS = {"log-forensics": "foundation", "password-cracking": "intermediate",
         "incident-response": "advanced"}
 # Values of the template a solution must find in the lab, never write down.
 FIXED = {"log-forensics": ["10.64.1.5", "5140"], "password-cracking": ["10.65.1.20"],
-         "incident-response": ["10.66.1.77", "fontconfig", "dbus-1", ".profile"]}
+         "incident-response": ["10.66.1.77", ".fc-", "/home/bin", "web01-", ".profile"]}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ graded as the orchestrator grades), beyond what `forge lab test`'s gaming lists 
   failed forks: half the score without finding the implant, red team); killing every
   process of the account (`kill -9 -1`) and wiping every dotfile under /home, the same
   lines in every lab, takes web01's site and the account's own files with the implant
-  and scores 0 (it scored 5/6 before they had to survive, red team).
+  and scores 0 (it scored 5/6 before they had to survive, red team); sparing everything
+  named web01, all of /home/bin and the first 4 lines of .profile, the same lines in
+  every lab, spares the implant too and scores 0 (5/6 while its layout was fixed, review ET).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ TEMPLATES = content_path("templates")
 # Wait (polling, bounded) until a condition holds in the lab; exit 1 if it never does.
 UNTIL = "for _ in $(seq 100); do {cond} && exit 0; sleep 0.1; done; exit 1\n"
 BEACON = "pgrep -f '^bash /home/.cache/'"
-WATCHDOG = "pgrep -f '^bash /home/.config/'"
+WATCHDOG = "pgrep -f '^bash /home/bin/'"
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,7 @@ def test_killed_beacon_comes_back_and_a_deleted_script_is_recreated(runtime: Run
         first = run.sh(BEACON).stdout_text.split()
         script = run.sh("ps -eo args= | awk '$2 ~ /^\\/home\\/.cache\\// {print $2; exit}'"
                         ).stdout_text.strip()
-        assert script.startswith("/home/.cache/.fontconfig-")
+        assert script.startswith("/home/.cache/web01/.fc-")
         run.must(f"rm -f {script}; pkill -9 -f '^bash {script}'", "kill and delete the beacon")
         run.must(UNTIL.format(cond=f"test -f {script} && {BEACON} >/dev/null"),
                  "the watchdog restores the beacon")
@@ -128,8 +130,10 @@ def test_profile_hook_reinstalls_the_implant_at_the_next_login(runtime: Runtime)
     with harness(runtime, "incident-response", (("c2", "port"),)) as h:
         run = h.launch()
         run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
-        run.must(f"kill -STOP $({WATCHDOG}); kill -9 $({WATCHDOG}) $({BEACON}); "
-                 "rm -rf /home/.config/dbus-1 /home/.cache/.fontconfig-*; sleep 0.5; "
+        run.must("w=$(ps -eo args= | awk '$1 == \"bash\" && $2 ~ /^\\/home\\/bin\\// "
+                 "{print $2; exit}'); "
+                 f"kill -STOP $({WATCHDOG}); kill -9 $({WATCHDOG}) $({BEACON}); "
+                 "rm -rf \"$w\" /home/.cache/web01/.fc-*; sleep 0.5; "
                  f"! {WATCHDOG} && ! {BEACON} && grep -q base64 /home/.profile",
                  "stop the processes and delete both scripts, leaving the hook")
         run.in_terminal("true\n")  # a terminal is a login shell: it runs ~/.profile
@@ -203,6 +207,42 @@ def test_the_same_lines_in_every_lab_do_not_evict_the_implant(
         run.must(gone, "the implant is gone (in place)")
         site = run.sh("timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080' 2>&1; echo rc=$?")
         assert ("rc=0" in site.stdout_text) == site_up, site.stdout_text
+        graded = run.grade()
+        assert not graded.passed["beacon-stopped"], graded
+        assert not graded.passed["persistence-removed"], graded
+        assert graded.score == 0
+
+
+# Review ET: spare everything named web01 (processes and files), all of /home/bin and the
+# first 4 lines of .profile; kill and wipe the rest. The same lines in every lab: 5/6
+# while the implant lived in fixed places apart from the account's files and its hook
+# was appended after .profile's 4 lines.
+SPARE_WEB01 = r"""
+keep=$(mktemp -d)
+cp -a /home/bin "$keep/bin"; cp -a /home/.config/web01 "$keep/config"
+cp -a /home/.cache/web01 "$keep/cache"; head -n 4 /home/.profile > "$keep/profile"
+for _ in 1 2 3; do
+  for p in $(pgrep -v -f 'web01|site\.py'); do
+    [ "$p" = $$ ] || [ "$p" = $PPID ] || kill -9 "$p" 2>/dev/null
+  done
+  sleep 0.3
+done
+rm -rf /home/.config /home/.cache /home/bin
+for f in /home/.[!.]*; do [ -f "$f" ] && : > "$f"; done
+mkdir -p /home/.config /home/.cache
+cp -a "$keep/bin" /home/bin; cp -a "$keep/config" /home/.config/web01
+cp -a "$keep/cache" /home/.cache/web01; cat "$keep/profile" > /home/.profile
+sleep 2.5
+"""
+
+
+def test_sparing_what_is_named_web01_and_bin_does_not_evict_the_implant(
+        runtime: Runtime) -> None:
+    with harness(runtime, "incident-response",
+                 (("c2", "port"), ("learner", "8080"), ("learner", "9100"))) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        run.sh(SPARE_WEB01)
         graded = run.grade()
         assert not graded.passed["beacon-stopped"], graded
         assert not graded.passed["persistence-removed"], graded

@@ -34,7 +34,7 @@ done
 # What reinstalls the watchdog at login: startup files that name it.
 { grep -rl --exclude-dir=.cache -- "$watchdog" /home 2>/dev/null || true; } | grep -vx -- "$watchdog" | while read -r f; do
   echo "persistence in $f:"; grep -n -- "$watchdog" "$f"
-  sed -i -e "\\#$watchdog#d" -e '/session bus helper/d' "$f"
+  sed -i -e "\\#$watchdog#d" -e '/cache sync helper/d' "$f"
 done
 rm -f -- "$watchdog" "$beacon"
 rmdir -- "$(dirname "$beacon")" 2>/dev/null || true
