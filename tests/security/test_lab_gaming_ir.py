@@ -45,7 +45,8 @@ TEMPLATES = content_path("templates")
 # Wait (polling, bounded) until a condition holds in the lab; exit 1 if it never does.
 UNTIL = "for _ in $(seq 100); do {cond} && exit 0; sleep 0.1; done; exit 1\n"
 BEACON = "pgrep -f '^bash /home/.cache/'"
-WATCHDOG = "pgrep -f '^bash /home/bin/'"
+# The watchdog, /home/bin/web01-TAG, beside the account's exporter /home/bin/web01-HOSTID.
+WATCHDOG = "pgrep -f '^bash /home/bin/web01-{tag}'"
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +131,15 @@ def test_profile_hook_reinstalls_the_implant_at_the_next_login(runtime: Runtime)
     with harness(runtime, "incident-response", (("c2", "port"),)) as h:
         run = h.launch()
         run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
-        run.must("w=$(ps -eo args= | awk '$1 == \"bash\" && $2 ~ /^\\/home\\/bin\\// "
-                 "{print $2; exit}'); "
-                 f"kill -STOP $({WATCHDOG}); kill -9 $({WATCHDOG}) $({BEACON}); "
-                 "rm -rf \"$w\" /home/.cache/web01/.fc-*; sleep 0.5; "
-                 f"! {WATCHDOG} && ! {BEACON} && grep -q base64 /home/.profile",
+        watchdog = WATCHDOG.format(tag=run.values["tag"])
+        w = f"/home/bin/web01-{run.values['tag']}"
+        run.must(f"test -f {w}; "
+                 f"kill -STOP $({watchdog}); kill -9 $({watchdog}) $({BEACON}); "
+                 f"rm -rf {w} /home/.cache/web01/.fc-*; sleep 0.5; "
+                 f"! {watchdog} && ! {BEACON} && grep -q base64 /home/.profile",
                  "stop the processes and delete both scripts, leaving the hook")
         run.in_terminal("true\n")  # a terminal is a login shell: it runs ~/.profile
-        run.must(UNTIL.format(cond=f"{WATCHDOG} >/dev/null && {BEACON} >/dev/null"),
+        run.must(UNTIL.format(cond=f"{watchdog} >/dev/null && {BEACON} >/dev/null"),
                  "the hook brings the implant back")
         graded = run.grade()
         assert not graded.passed["beacon-stopped"] and not graded.passed["persistence-removed"]
@@ -149,7 +151,8 @@ def test_after_the_reference_solution_a_new_login_starts_nothing(runtime: Runtim
         run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
         run.must(solution("incident-response"), "the reference solution")
         run.in_terminal("true\n")
-        run.must("sleep 1; ! pgrep -f '^bash /home/'", "nothing restarted")
+        run.must(f"sleep 1; ! {WATCHDOG.format(tag=run.values['tag'])} && ! {BEACON}",
+                 "nothing restarted")
         assert run.grade().score == 1.0
 
 
@@ -249,6 +252,27 @@ def test_sparing_what_is_named_web01_and_bin_does_not_evict_the_implant(
         assert graded.score == 0
 
 
+# Review ET: every bash script running from /home killed, three times 0.3 s apart (the
+# watchdog's restarts with it), the same line in every lab: 3/6 while the account's
+# exporter was a python3 script and only the implant ran from /home as bash.
+KILL_HOME_BASH = r"""
+for _ in 1 2 3; do pkill -9 -f '^bash /home/'; sleep 0.3; done
+sleep 2.5
+"""
+
+
+def test_killing_every_bash_script_under_home_is_not_stopping_only_the_implant(
+        runtime: Runtime) -> None:
+    with harness(runtime, "incident-response",
+                 (("c2", "port"), ("learner", "8080"), ("learner", "9100"))) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        run.sh(KILL_HOME_BASH)
+        run.must("! pgrep -f '^bash /home/'", "the implant is stopped (in place)")
+        graded = run.grade()
+        assert not graded.passed["beacon-stopped"], graded
+
+
 # Every process the lab may have, held until no implant process is left or 40 s have
 # passed, then all killed (Submit closes the terminal: its jobs go with it). Python
 # retries a failed fork at once and so takes every process slot that frees; bash retries
@@ -260,7 +284,7 @@ def implant():
     for pid in os.listdir("/proc"):
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as fh:
-                if fh.read().startswith(b"bash\0/home/"):
+                if fh.read().startswith(b"bash\0/home/.cache/"):
                     return True
         except OSError:
             pass

@@ -5,16 +5,17 @@ set -euo pipefail
 cd /workspace
 ps -eo pid,ppid,args
 
-# Scripts under /home that bash is running: the implant's pieces (look again for a few
-# seconds if fewer than two show: the lab may have just started).
-for _ in $(seq 50); do
-  scripts=$(ps -eo args= | awk '$1 ~ /bash$/ && $2 ~ /^\/home\// {print $2}' | sort -u)
-  [ "$(echo $scripts | wc -w)" -ge 2 ] && break
-  sleep 0.2
-done
+# Scripts under /home that bash is running: the account's exporter and the implant's
+# pieces, told apart by what they do: the watchdog restarts (pgrep), the beacon connects
+# out (/dev/tcp/). Look again for a few seconds if one does not show yet: the lab may have
+# just started.
 watchdog="" beacon=""
-for s in $scripts; do
-  if grep -q pgrep "$s"; then watchdog=$s; elif grep -q /dev/tcp/ "$s"; then beacon=$s; fi
+for _ in $(seq 50); do
+  for s in $(ps -eo args= | awk '$1 ~ /bash$/ && $2 ~ /^\/home\// {print $2}' | sort -u); do
+    if grep -q pgrep "$s"; then watchdog=$s; elif grep -q /dev/tcp/ "$s"; then beacon=$s; fi
+  done
+  [ -n "$watchdog" ] && [ -n "$beacon" ] && break
+  sleep 0.2
 done
 echo "watchdog: $watchdog"; echo "beacon: $beacon"
 [ -n "$watchdog" ] && [ -n "$beacon" ]
@@ -41,7 +42,7 @@ rmdir -- "$(dirname "$beacon")" 2>/dev/null || true
 
 # Nothing may come back: watch for a few seconds.
 sleep 2.5
-if pgrep -fa '^bash /home/'; then echo "something came back" >&2; exit 1; fi
+if pgrep -fa "^bash ($watchdog|$beacon)\$"; then echo "something came back" >&2; exit 1; fi
 grep -rl -e "$(basename "$watchdog")" -e "$(basename "$(dirname "$beacon")")" /home && exit 1
 
 printf 'c2=%s\nwatchdog=%s\n' "$c2" "$watchdog" > incident.txt
