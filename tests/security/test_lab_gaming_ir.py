@@ -259,16 +259,26 @@ KILL_HOME_BASH = r"""
 for _ in 1 2 3; do pkill -9 -f '^bash /home/'; sleep 0.3; done
 sleep 2.5
 """
+# The same, frozen instead of killed (SIGSTOP, as the hints suggest for the watchdog):
+# the exporter's server, a child of its frozen script, answered on (review ET, 3/6).
+STOP_HOME_BASH = r"""
+for _ in 1 2 3; do pkill -STOP -f '^bash /home/'; sleep 0.3; done
+sleep 2.5
+"""
 
 
-def test_killing_every_bash_script_under_home_is_not_stopping_only_the_implant(
-        runtime: Runtime) -> None:
+@pytest.mark.parametrize(("script", "gone"), [
+    (KILL_HOME_BASH, "! pgrep -f '^bash /home/'"),
+    (STOP_HOME_BASH, "! ps -eo stat=,args= | awk '$2 == \"bash\" && $3 ~ /^\\/home\\//' | grep -v '^T'"),
+], ids=["killed", "stopped"])
+def test_stopping_every_bash_script_under_home_is_not_stopping_only_the_implant(
+        runtime: Runtime, script: str, gone: str) -> None:
     with harness(runtime, "incident-response",
                  (("c2", "port"), ("learner", "8080"), ("learner", "9100"))) as h:
         run = h.launch()
         run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
-        run.sh(KILL_HOME_BASH)
-        run.must("! pgrep -f '^bash /home/'", "the implant is stopped (in place)")
+        run.sh(script)
+        run.must(gone, "the implant is stopped (in place)")
         graded = run.grade()
         assert not graded.passed["beacon-stopped"], graded
 
