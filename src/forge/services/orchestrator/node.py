@@ -131,8 +131,9 @@ class LabNode:
     # The last heartbeat's failure (None once one succeeds) and since when they fail.
     beat_error: str | None = None
     beat_failing_since: float | None = None
-    # Lost nodes' labs this node failed whose notices the bus did not take (a failover):
-    # published again every heartbeat until it does, so their quota slots are freed.
+    # Final moves whose notices the bus did not take (a failover): lost nodes' labs this
+    # node failed and its own labs' ends (deleted, expired, failed). Published again every
+    # heartbeat until it does, so their quota slots are freed.
     unannounced: dict[str, Transition] = field(default_factory=dict)
     # Memory of the smallest lab any loaded template makes (the registry never changes
     # while the process runs): computed once, not on every `try_enter` poll.

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from forge.bus import DurableConsumer, Publisher
+from forge.bus import BusUnavailable, DurableConsumer, Publisher
 from forge.bus.contracts import (
     MAX_REASON,
     ScenarioEndedV1,
@@ -98,19 +98,30 @@ class OrchestratorState:
         return lock
 
     async def announce(self, transition: Transition, *, expires_at: str | None = None) -> None:
-        """Publish `forge.scenario.<state>`; de-duplicated by scenario and state."""
+        """Publish `forge.scenario.<state>`; de-duplicated by scenario and state.
+
+        A final state's row has moved already, so nothing else would publish it again: when
+        the bus refuses it (a failover), it is kept for the heartbeat to publish again until
+        the bus takes it, as the sweeper's notices are; its `ended` notice frees the quota
+        slot. BusUnavailable is raised all the same."""
         event = ScenarioTransitionV1.model_validate({
             "scenario_id": transition.scenario_id, "state": transition.to_state,
             "from_state": transition.from_state, "reason": transition.reason[:MAX_REASON],
             "at": transition.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "tenant_id": transition.tenant_id, "subject": transition.subject,
             "track": transition.track, "expires_at": expires_at})
-        await publish_event(self.publisher, event,
-                            msg_id=f"{transition.scenario_id}-{transition.to_state}")
-        if transition.to_state in TERMINAL_STATES:
-            if self.node is not None:
-                self.node.release(transition.scenario_id)
-            await self.announce_ended(transition.scenario_id, transition.to_state)
+        final = transition.to_state in TERMINAL_STATES
+        try:
+            await publish_event(self.publisher, event,
+                                msg_id=f"{transition.scenario_id}-{transition.to_state}")
+            if final:
+                if self.node is not None:
+                    self.node.release(transition.scenario_id)
+                await self.announce_ended(transition.scenario_id, transition.to_state)
+        except BusUnavailable:
+            if final and self.node is not None:
+                self.node.unannounced[transition.scenario_id] = transition
+            raise
 
     async def announce_ended(self, scenario_id: str, to_state: str) -> None:
         """`forge.scenario.ended`: the slim notice learner-side services hear (no results)."""

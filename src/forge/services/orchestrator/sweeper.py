@@ -111,8 +111,9 @@ async def fail_lost_nodes(state: OrchestratorState,
 
 
 async def announce_failed(state: OrchestratorState) -> None:
-    """Publish the notices of the lost nodes' labs this node failed (`failed`, then `ended`,
-    which frees the quota slot; only `ended` for one it completed). The row moved already,
+    """Publish the notices of final moves the bus refused: the lost nodes' labs this node
+    failed (`failed`, then `ended`, which frees the quota slot; only `ended` for one it
+    completed) and this node's own ended labs (`OrchestratorState.announce`). The row moved already,
     so no later sweep sees the lab again: a notice the bus refused (failover) is kept and
     published again next heartbeat (the msg ids de-duplicate a notice that did get
     through)."""
@@ -128,8 +129,8 @@ async def announce_failed(state: OrchestratorState) -> None:
             else:
                 await state.announce(moved)
         except BusUnavailable as exc:
-            log.warning("notice of failed %s not published yet (%s); retrying next heartbeat",
-                        scenario_id, exc)
+            log.warning("notice of %s %s not published yet (%s); retrying next heartbeat",
+                        moved.to_state, scenario_id, exc)
             return
         node.unannounced.pop(scenario_id, None)
 

@@ -1,0 +1,48 @@
+"""A lab ended while the bus refuses its notice still gets its notice, and so its slot back.
+
+Found with two lab nodes on a 3-server NATS cluster: a learner's `DELETE` as two of the
+servers were killed -9 tore the lab down and moved the row to `deleted`, then the
+`forge.scenario.deleted` publish found no stream leader. The learner was answered
+`502 internal_error` for a delete that had happened, and neither that notice nor
+`forge.scenario.ended` was ever published again (the row had moved, so nothing took it up),
+so spawn_service never released the scenario's quota slot: it stayed taken until it lapsed,
+hours later. The same held for the reaper's expiries and failures.
+
+A real orchestrator and a real nats-server, stopped while the delete runs and started again
+on its port and store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from forge.bus import NatsServer
+from forge.lifecycle import states
+
+from .conftest import OPERATOR, Orch, collect, running_lab
+
+
+@pytest.mark.root
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
+def test_a_delete_while_the_bus_is_away_is_done_and_its_notice_follows(
+        orch: Orch, nats: NatsServer) -> None:
+    sid = running_lab(orch, timeout=60)
+    nats.stop()
+    try:
+        with orch.client() as client:
+            resp = client.delete(f"/v1/scenarios/{sid}", headers=OPERATOR)
+        # The lab is gone and the row final: that is what the caller is told.
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["state"] == states.DELETED
+        assert orch.row(sid).state == states.DELETED
+        assert sid not in [i.lab_id for i in orch.runtime.list()]
+    finally:
+        nats.start()
+    # Once the bus is back the heartbeat publishes both notices; `ended` frees the slot.
+    ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 1, timeout=30))
+    assert ended[0]["scenario_id"] == sid and ended[0]["state"] == states.DELETED
+    deleted = asyncio.run(collect(nats.admin_url, "forge.scenario.deleted", 1, timeout=30))
+    assert deleted[0]["scenario_id"] == sid
