@@ -6,7 +6,8 @@ servers were killed -9 tore the lab down and moved the row to `deleted`, then th
 `502 internal_error` for a delete that had happened, and neither that notice nor
 `forge.scenario.ended` was ever published again (the row had moved, so nothing took it up),
 so spawn_service never released the scenario's quota slot: it stayed taken until it lapsed,
-hours later. The same held for the reaper's expiries and failures.
+hours later. The same held for the reaper's expiries and failures. A node that stopped
+before the bus came back lost the notice kept for its heartbeat, and with it the slot.
 
 A real orchestrator and a real nats-server, stopped while the delete runs and started again
 on its port and store.
@@ -15,13 +16,15 @@ on its port and store.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from forge.bus import NatsServer
 from forge.lifecycle import states
+from forge.store.models import QuotaSlot, Scenario
 
-from .conftest import OPERATOR, Orch, collect, running_lab
+from .conftest import OPERATOR, MakeOrch, Orch, collect, running_lab
 
 
 @pytest.mark.root
@@ -46,3 +49,30 @@ def test_a_delete_while_the_bus_is_away_is_done_and_its_notice_follows(
     assert ended[0]["scenario_id"] == sid and ended[0]["state"] == states.DELETED
     deleted = asyncio.run(collect(nats.admin_url, "forge.scenario.deleted", 1, timeout=30))
     assert deleted[0]["scenario_id"] == sid
+
+
+@pytest.mark.root
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
+def test_a_notice_lost_with_a_stopped_node_is_published_by_its_next_start(
+        make_orch: MakeOrch, nats: NatsServer) -> None:
+    orch = make_orch(FORGE_NODE_ID="n1")
+    sid = running_lab(orch, timeout=60)
+    now = datetime.now(UTC)
+    with orch.state.ctx.db.session() as sess:  # the slot spawn_service took for it
+        sess.add(QuotaSlot(scenario_id=sid, tenant_id="acme", subject="alice",
+                           acquired_at=now, expires_at=now + timedelta(hours=3)))
+    nats.stop()
+    try:
+        with orch.client() as client:
+            assert client.delete(f"/v1/scenarios/{sid}", headers=OPERATOR).status_code == 200
+        orch.stop()  # before the bus is back: the notice kept for the heartbeat goes too
+    finally:
+        nats.start()
+    with orch.state.ctx.db.session() as sess:  # ended two minutes ago
+        row = sess.get(Scenario, sid)
+        assert row is not None and row.state == states.DELETED
+        row.updated_at = now - timedelta(minutes=2)
+    make_orch(FORGE_NODE_ID="n1")  # the node starts again
+    ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 1, timeout=30))
+    assert ended[0]["scenario_id"] == sid and ended[0]["state"] == states.DELETED

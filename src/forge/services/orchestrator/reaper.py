@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 
 from forge.audit.log import scenario_log
+from forge.bus import BusUnavailable
 from forge.disk_room import short_of_room
 from forge.evidence.artifact_store import COMPLETION_FILE
 from forge.lifecycle import states
@@ -25,7 +27,7 @@ from forge.services.orchestrator.node import ROOM_NEEDED_BYTES
 from forge.services.orchestrator.restored_store import complete_as_logged, logged_completion
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import claim_adopted
-from forge.store.models import Scenario
+from forge.store.models import QuotaSlot, Scenario
 from forge.store.timestamps import aware
 from forge_verify.score import SCENARIO_ID_RE
 
@@ -35,6 +37,11 @@ STUCK_AFTER = timedelta(minutes=10)
 STUCK_LAUNCHING = timedelta(minutes=2)
 STUCK_GRADING = timedelta(minutes=1)
 MAX_SKIPPED_NAMED = 1000  # rows the reaper skips, each logged once (a bounded memory)
+# An ended scenario whose quota slot is still taken this long after its end lost its
+# `ended` notice (the bus refused it, then the node stopped before publishing it again).
+UNNOTICED_AFTER = timedelta(minutes=1)
+UNNOTICED_EVERY_S = 60.0  # how often the reaper looks for them
+MAX_UNNOTICED = 200  # notices published again per look
 
 
 def _mine(state: OrchestratorState, node_id: str | None) -> bool:
@@ -103,12 +110,52 @@ def _grading_due(state: OrchestratorState, scenario_id: str, updated_at: datetim
     return room[0]
 
 
+def _unnoticed(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
+    """(scenario_id, state) of this node's ended scenarios whose quota slot is still taken
+    UNNOTICED_AFTER past their end: spawn_service never heard their `ended` notice."""
+    now = now.astimezone(UTC)
+    with state.ctx.db.read() as sess:
+        rows = sess.execute(
+            select(Scenario.scenario_id, Scenario.state, Scenario.node_id)
+            .join(QuotaSlot, QuotaSlot.scenario_id == Scenario.scenario_id)
+            .where(Scenario.state.in_(sorted(states.TERMINAL)),
+                   QuotaSlot.released_at.is_(None), QuotaSlot.expires_at > now,
+                   Scenario.updated_at <= now - UNNOTICED_AFTER)
+            .limit(MAX_UNNOTICED)
+        ).all()
+    return [(sid, ended) for sid, ended, node_id in rows if _mine(state, node_id)]
+
+
+async def notice_unnoticed(state: OrchestratorState) -> int:
+    """Publish `ended` again for this node's ended scenarios whose slot is still taken (a
+    notice the bus refused, kept only in the memory of a node that then stopped: the slot
+    stayed taken until it lapsed, hours later); how many. The message id de-duplicates."""
+    done = 0
+    for scenario_id, ended in await state.blocking(_unnoticed, state, datetime.now(UTC)):
+        try:
+            await state.announce_ended(scenario_id, ended)
+        except BusUnavailable as exc:
+            log.warning("ended notice of %s not published again yet (%s)", scenario_id, exc)
+            break
+        log.info("scenario %s %s with its quota slot still taken: ended notice published "
+                 "again", scenario_id, ended)
+        done += 1
+    return done
+
+
 async def reap_once(state: OrchestratorState) -> int:
     """Act on every due scenario; returns how many were handled.
 
     A scenario this process is working on (its lock is held) is left alone: what is due is
-    what a crash or an outage left behind.
+    what a crash or an outage left behind. Once a minute (at once after a start), ended
+    scenarios whose `ended` notice was lost get it again (`notice_unnoticed`).
     """
+    if time.monotonic() - state.unnoticed_checked_at >= UNNOTICED_EVERY_S:
+        state.unnoticed_checked_at = time.monotonic()
+        try:
+            await notice_unnoticed(state)
+        except Exception:
+            log.exception("ended notices could not be checked")
     handled = 0
     for scenario_id, current in await state.blocking(_due, state, datetime.now(UTC)):
         if current != states.RUNNING and state.lock_for(scenario_id).locked():

@@ -61,6 +61,8 @@ class OrchestratorState:
     # scenario rows the reaper could not judge, each logged once (at most
     # reaper.MAX_SKIPPED_NAMED are remembered)
     reaper_skipped: set[str] = field(default_factory=set)
+    # monotonic time of the reaper's last look for lost `ended` notices (-inf: not yet)
+    unnoticed_checked_at: float = float("-inf")
     # live terminal sessions (one shell per lab and host); their slots are `terminals`
     terminal_sessions: TerminalSessions = field(init=False)
 
