@@ -76,3 +76,27 @@ def test_a_notice_lost_with_a_stopped_node_is_published_by_its_next_start(
     make_orch(FORGE_NODE_ID="n1")  # the node starts again
     ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 1, timeout=30))
     assert ended[0]["scenario_id"] == sid and ended[0]["state"] == states.DELETED
+
+
+@pytest.mark.root
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
+@pytest.mark.parametrize(("action", "final"), [("fail", states.FAILED),
+                                               ("destroy", states.DELETED)])
+def test_an_operator_action_while_the_bus_is_away_says_it_was_done(
+        orch: Orch, nats: NatsServer, action: str, final: str) -> None:
+    # `forge scenarios fail ID` against a node cut off from the bus exited 1 with
+    # `HTTP 500 internal_error` after failing the scenario: the operator, told it had not
+    # worked, would look into a failure that had not happened.
+    sid = running_lab(orch, timeout=60)
+    nats.stop()
+    try:
+        with orch.client() as client:
+            resp = client.post(f"/v1/admin/scenarios/{sid}/{action}", headers=OPERATOR,
+                               json={"reason": "the bus is away"})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["state"] == final and orch.row(sid).state == final
+    finally:
+        nats.start()
+    ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 1, timeout=30))
+    assert ended[0]["scenario_id"] == sid and ended[0]["state"] == final

@@ -393,11 +393,5 @@ async def end_without_grading(state: OrchestratorState, scenario_id: str, target
             lambda: move(state.ctx.db, root, scenario_id, target, reason)
         )
         await state.blocking(forget_ending, root, scenario_id)
-        try:
-            await state.announce(moved)
-        except BusUnavailable as exc:
-            # The end is done (lab gone, row moved): the heartbeat publishes its notices
-            # once the bus takes them (`OrchestratorState.announce`).
-            log.warning("scenario %s %s; its notice is published again once the bus takes "
-                        "it (%s)", scenario_id, target, exc)
+        await state.announce_end(moved)
         return target

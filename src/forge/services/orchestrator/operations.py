@@ -32,7 +32,7 @@ async def fail(state: OrchestratorState, scenario_id: str, reason: str) -> str:
         failed = await state.blocking(
             lambda: move(state.ctx.db, state.settings.storage_root, scenario_id,
                          states.FAILED, f"failed by an operator: {reason}"))
-        await state.announce(failed)
+        await state.announce_end(failed)
         return states.FAILED
 
 
@@ -70,5 +70,5 @@ async def destroy(state: OrchestratorState, scenario_id: str, reason: str) -> st
         moved = await state.blocking(
             lambda: move(state.ctx.db, root, scenario_id, target, why))
         await state.blocking(forget_ending, root, scenario_id)
-        await state.announce(moved)
+        await state.announce_end(moved)
         return target

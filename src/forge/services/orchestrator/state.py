@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from forge.store.consumed_tokens import SqlReplayStore
 from forge.templates.registry import TemplateRegistry
 
 T = TypeVar("T")
+log = logging.getLogger("forge.orchestrator.state")
 
 
 @dataclass
@@ -124,6 +126,16 @@ class OrchestratorState:
             if final and self.node is not None:
                 self.node.unannounced[transition.scenario_id] = transition
             raise
+
+    async def announce_end(self, transition: Transition) -> None:
+        """`announce` a final move that is done (lab gone, row moved) to a caller who must
+        hear that it is done: a notice the bus refuses is only logged, kept for the
+        heartbeat to publish (`announce`), never an error for a finished action."""
+        try:
+            await self.announce(transition)
+        except BusUnavailable as exc:
+            log.warning("scenario %s %s; its notice is published again once the bus takes "
+                        "it (%s)", transition.scenario_id, transition.to_state, exc)
 
     async def announce_ended(self, scenario_id: str, to_state: str) -> None:
         """`forge.scenario.ended`: the slim notice learner-side services hear (no results)."""
