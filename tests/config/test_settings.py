@@ -70,6 +70,22 @@ def test_flags_false_are_fine_outside_dev(tmp_path: Path) -> None:
     assert not settings.dev_allow_xplan and not settings.allow_free_default
 
 
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+@pytest.mark.parametrize("flag", ["DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT"])
+@pytest.mark.parametrize("value", ["enabled", "maybe", "2", "ture"])
+def test_a_dev_flag_that_is_not_a_boolean_is_named(tmp_path: Path, env_name: str, flag: str,
+                                                    value: str) -> None:
+    """A misspelt flag is not silently read as off: in dev the operator who meant it on
+    would get no word why it does nothing, and outside dev it may have meant "true"."""
+    env = prod_env(tmp_path, FORGE_ENV=env_name, **{flag: value})
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert err.value.problems == [
+        f"{flag} is not a boolean: set it to true or false (1/true/yes/on or 0/false/no/off),"
+        " or unset it"]
+    assert value not in str(err.value)
+
+
 def test_all_problems_reported_together(tmp_path: Path) -> None:
     env = {"FORGE_ENV": "staging", "STORAGE_ROOT": str(tmp_path), "DEV_ALLOW_XPLAN": "on",
            "ALLOW_FREE_DEFAULT": "true", "SAT_HMAC_SECRET": "short"}

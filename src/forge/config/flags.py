@@ -13,6 +13,11 @@ def is_truthy(value: str | None) -> bool:
     return value is not None and value.strip().lower() in TRUTHY
 
 
+def is_boolean(value: str) -> bool:
+    """Whether `value` is one of the spellings `is_truthy` reads as true or as false."""
+    return value.strip().lower() in TRUTHY | FALSY
+
+
 class ForgeEnv(StrEnum):
     """Deployment environment; only dev relaxes the secret rules."""
 

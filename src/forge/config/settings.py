@@ -23,7 +23,13 @@ from forge.config import node_settings as node_cfg
 from forge.config import variable_checks as checks
 from forge.config.db_url import db_url_problem
 from forge.config.environ_source import EnvironSource, storage_root_path
-from forge.config.flags import ALLOWED_ENV_VALUES, ForgeEnv, is_truthy, parse_forge_env
+from forge.config.flags import (
+    ALLOWED_ENV_VALUES,
+    ForgeEnv,
+    is_boolean,
+    is_truthy,
+    parse_forge_env,
+)
 from forge.config.runtime_engines import DEFAULT_ENGINE
 from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password
 from forge.config.storage_root import check_storage_root
@@ -241,9 +247,15 @@ class Settings(BaseSettings):
     def _dev_only_flag(cls, raw: object, info: ValidationInfo) -> bool:
         """Dev-only flags: allowed (when truthy) in dev, refused when truthy anywhere else."""
         env = _env_of(info)
+        flag = cls.model_fields[str(info.field_name)].validation_alias
+        if not is_boolean(str(raw)):
+            # Read as off, a misspelt "enabled" would leave the operator's intent undone
+            # without a word: say which variable and what it takes instead.
+            raise checks.problem(
+                f"{flag} is not a boolean: set it to true or false (1/true/yes/on or "
+                "0/false/no/off), or unset it")
         on = is_truthy(str(raw))
         if on and env is not None and not env.is_dev:
-            flag = cls.model_fields[str(info.field_name)].validation_alias
             raise checks.problem(
                 f"{flag}=true is forbidden when FORGE_ENV={env.value} (dev only)")
         return on
