@@ -133,6 +133,31 @@ def test_secret_from_file(tmp_path: Path) -> None:
     assert load_settings(env).sat.current == strong("from-file").encode()
 
 
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+@pytest.mark.parametrize("value", [strong("sat") + "\n", " " + strong("sat"), " " * 40])
+def test_a_secret_with_surrounding_whitespace_in_the_environment_is_named(
+        tmp_path: Path, env_name: str, value: str) -> None:
+    """The same secret from the environment (with the newline a secret manager left on it)
+    and from a _FILE (trimmed) made two different keys: services given it the two ways
+    disagreed. And forty blanks passed as a secret. Both are refused, naming the variable."""
+    env = prod_env(tmp_path, FORGE_ENV=env_name, SAT_HMAC_SECRET=value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert err.value.problems == [
+        "SAT_HMAC_SECRET begins or ends with whitespace (a newline left by the secret "
+        "manager?): remove it, or use SAT_HMAC_SECRET_FILE"]
+    assert value.strip() not in str(err.value) or not value.strip()
+
+
+def test_a_secret_given_by_file_and_by_environment_is_one_key(tmp_path: Path) -> None:
+    secret_file = tmp_path / "sat"
+    secret_file.write_text(strong("sat") + "\n")
+    by_file = prod_env(tmp_path, SAT_HMAC_SECRET_FILE=str(secret_file))
+    del by_file["SAT_HMAC_SECRET"]
+    by_env = prod_env(tmp_path, SAT_HMAC_SECRET=strong("sat"))
+    assert load_settings(by_file).sat.current == load_settings(by_env).sat.current
+
+
 def test_a_short_secret_from_a_file_names_the_file_variable(tmp_path: Path) -> None:
     # The value came from SAT_HMAC_SECRET_FILE and SAT_HMAC_SECRET itself is not set: a
     # problem naming SAT_HMAC_SECRET alone sent the operator to the wrong place.

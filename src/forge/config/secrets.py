@@ -61,6 +61,12 @@ def read_secret(environ: Mapping[str, str], name: str) -> SecretRead:
     if direct and file_path:
         return SecretRead(None, (f"{name} and {file_var} are both set; set only one",))
     if direct:
+        if direct != direct.strip():
+            # Kept, a newline a secret manager left on the value would make another key
+            # than the same secret read from a _FILE (whose content is trimmed), and a value
+            # of blanks would pass as a secret.
+            return SecretRead(None, (f"{name} begins or ends with whitespace (a newline left "
+                                     f"by the secret manager?): remove it, or use {file_var}",))
         return SecretRead(direct.encode())
     if not file_path:
         return SecretRead(None)
