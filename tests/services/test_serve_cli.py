@@ -273,3 +273,28 @@ def test_all_three_serve_from_one_libpq_style_postgres_url(
             _, stderr = proc.communicate(timeout=30)
             assert proc.returncode == 0, (service, stderr[-2000:])
             assert "NoSuchModuleError" not in stderr and "psycopg2" not in stderr
+
+
+@pytest.mark.parametrize("service", list(ServiceName), ids=lambda s: s.value)
+@pytest.mark.no_store
+def test_a_state_store_that_cannot_be_reached_is_named_in_one_line(
+        tmp_path: Path, service: ServiceName) -> None:
+    """A PostgreSQL down at a service's start: the service died with SQLAlchemy's traceback
+    inside a JSON log record and uvicorn's "Application startup failed. Exiting." last, so
+    `forge up` reported `exited with code 3 (error: Application startup failed. Exiting.)`
+    and an operator learnt nothing of the store. Now the last line names the store's error
+    and FORGE_DB_URL (never its password), exit 1, and forge up shows that line."""
+    password = "pw-" + os.urandom(8).hex()
+    with socket.socket() as closed:  # bound, never listening: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        db_url = f"postgresql+psycopg://forge:{password}@127.0.0.1:{closed.getsockname()[1]}/f"
+        proc = subprocess.run([*FORGE, "serve", service.value, "--port", str(free_port())],
+                              env=run_env(tmp_path, FORGE_DB_URL=db_url), capture_output=True,
+                              text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"forge serve {service.value}: the state store cannot be used just "
+                           "now (OperationalError: connection failed: "), last
+    assert "check that the database FORGE_DB_URL names is up and reachable" in last
+    assert "Traceback" not in proc.stderr and "Application startup failed" not in proc.stderr
+    assert password not in proc.stderr

@@ -12,6 +12,7 @@ from forge.plans import PlanError
 from forge.policy.decision import PolicyHashMismatch
 from forge.services.common.listener import PortUnavailable
 from forge.services.common.serving import ServiceName, StoreRefused
+from forge.store.migrate import StoreUnavailable
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +30,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             started = run_service(service, host, port)
-        except (ConfigError, PlanError, PolicyHashMismatch, PortUnavailable) as exc:
+        except (ConfigError, PlanError, PolicyHashMismatch, PortUnavailable,
+                StoreUnavailable) as exc:
             # An operator error with its own clear message (both hashes for a policy pin).
             print(f"forge serve {service.value}: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None

@@ -156,6 +156,30 @@ def upgrade(url: str, revision: str = "head") -> None:
         raise failed from exc
 
 
+class StoreUnavailable(Exception):
+    """The state store could not be used when a service started (a PostgreSQL server down or
+    restarting, a lock held past the busy timeout): one line naming FORGE_DB_URL."""
+
+
+def upgrade_at_start(url: str) -> None:
+    """`upgrade` for a starting service: a store that cannot be used just now is
+    StoreUnavailable saying so and what to do, rather than SQLAlchemy's traceback under
+    uvicorn's "Application startup failed", all an operator (and `forge up`'s report of the
+    service's last words) had to go on. Any other failure propagates as it is."""
+    from forge.store.busy import store_busy, store_error_text
+
+    try:
+        upgrade(url)
+    except DBAPIError as exc:
+        if not store_busy(exc):
+            raise
+        said = " ".join(store_error_text(exc).split())  # psycopg's text spans lines
+        raise StoreUnavailable(
+            f"the state store cannot be used just now ({said}); check that the database "
+            "FORGE_DB_URL names is up and reachable, then start the service again (forge up "
+            "does so by itself)") from None
+
+
 def _migration_failed(url: str, revision: str, exc: DBAPIError) -> Exception | None:
     """The one-line CommandError for a migration a database error stopped (a statement the
     store refused: an object already there, a row the new schema rejects), naming the

@@ -25,6 +25,7 @@ from forge.services.common.logging import configure_logging
 from forge.services.common.request_head import BoundedHeadProtocol
 from forge.services.common.workers import is_worker, serve_workers
 from forge.services.common.ws_handshake import JsonRefusalWebSocketProtocol
+from forge.store.migrate import StoreUnavailable, upgrade_at_start
 
 log = logging.getLogger("forge.runner")
 
@@ -149,15 +150,16 @@ class StoreRefused(Exception):
 
 
 def _migrate_store(url: str) -> None:
-    """Bring the store to this release's schema (as the app's start would), raising
-    StoreRefused with the store's one-line reason before uvicorn runs: in its lifespan the
-    same error was logged under a traceback of dozens of frames. A store that cannot be
-    reached now is left to the app's start, which says so in its own words."""
-    from forge.store.migrate import upgrade
-
+    """Bring the store to this release's schema (as the app's start would) before uvicorn
+    runs, where its errors were logged under a traceback of dozens of frames: a store this
+    release cannot use raises StoreRefused, one that cannot be reached now
+    StoreUnavailable, each with its one-line reason. Anything else is left to the app's
+    start, as before."""
     try:
-        upgrade(url)
-    except Exception as exc:  # down, busy, full: the app's start says so, as before
+        upgrade_at_start(url)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
         util = sys.modules.get("alembic.util")  # loaded only when the store needed it
         if util is not None and isinstance(exc, util.CommandError):
             raise StoreRefused(str(exc)) from None
