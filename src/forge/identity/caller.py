@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 
 from forge.config.settings import Settings
 from forge.errors import ForgeError
-from forge.identity.apikeys import verify_api_key
+from forge.identity.apikeys import key_live, verify_api_key
 from forge.identity.names import valid_id
 from forge.identity.origin import UNSAFE_METHODS, same_origin
 from forge.store.consumed_tokens import SqlReplayStore
@@ -29,6 +29,10 @@ SUBJECT_PROOFS = ("caller", "new", "operator")
 # A signed-out session's token id is kept (until the token would expire anyway) under this
 # kind among the consumed token ids: every replica then refuses the cookie.
 SIGNED_OUT = "SESOUT"
+# Claim of a session opened with a sign-in (API) key: that key's id. The session ends when
+# the key is revoked (`forge apikey revoke`, or the learner making a new one), so a key that
+# leaked stops working in the browsers it already signed in, not only at the next sign-in.
+OPENED_WITH_KEY = "akid"
 # Whether a token id was consumed, asked on every request a session cookie signs in (the lab
 # page polls its scenario every few hundred ms): a one-column point read through the driver
 # (forge.store.prepared), not the ORM's get, which loads and maps the whole row into an
@@ -116,12 +120,17 @@ def revoke_session(db: Database, claims: Mapping[str, Any]) -> None:
 
 
 def session_revoked(db: Database, claims: Mapping[str, Any]) -> bool:
-    """True once the session was signed out (a token without an id counts as signed out)."""
+    """True once the session was signed out (a token without an id counts as signed out),
+    or once the sign-in key it was opened with (``OPENED_WITH_KEY``) is no longer live."""
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
         return True
     with db.read() as sess:
-        return _CONSUMED.execute(sess.connection(), {"jti": jti}).first() is not None
+        conn = sess.connection()
+        if _CONSUMED.execute(conn, {"jti": jti}).first() is not None:
+            return True
+        return OPENED_WITH_KEY in claims and not key_live(
+            conn, claims[OPENED_WITH_KEY], claims.get("tenant_id"), claims.get("sub"))
 
 
 def resolve_caller(

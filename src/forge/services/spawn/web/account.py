@@ -31,7 +31,13 @@ from forge.config.settings import Settings
 from forge.entitlements.resolve import EntitlementError, receipt_plan_revoked, verify_receipt
 from forge.errors import ForgeError
 from forge.identity.apikeys import replace_api_key, verify_api_key
-from forge.identity.caller import SESSION_COOKIE, Caller, receipt_subject
+from forge.identity.caller import (
+    OPENED_WITH_KEY,
+    SESSION_COOKIE,
+    Caller,
+    receipt_subject,
+    session_claims,
+)
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.errors import PageError, error_response, safe_next, signin_url
 from forge.services.spawn.web.oidc_pages import signs_in_with_provider
@@ -170,6 +176,13 @@ async def new_key(request: Request) -> Response:
     response = RedirectResponse("/account", status_code=303)
     set_cookie(response, request, KEY_COOKIE, seal_key(state.settings, caller, issued.plaintext),
                LEARNER_SESSION_TTL_S)
+    opened = session_claims(state.settings, session_value(request) or "")
+    if opened is not None and OPENED_WITH_KEY in opened:
+        # This browser signed in with the key just revoked, whose sessions end with it: it
+        # goes on with the new key (every other browser of the old key is signed out).
+        set_cookie(response, request, SESSION_COOKIE, learner_session(
+            state.settings, caller.tenant_id, caller.subject, issued.key_id),
+            LEARNER_SESSION_TTL_S)
     return response
 
 

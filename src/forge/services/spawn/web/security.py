@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forge.config.settings import Settings
 from forge.errors import ForgeError
-from forge.identity.caller import SESSION_COOKIE
+from forge.identity.caller import OPENED_WITH_KEY, SESSION_COOKIE
 from forge.identity.origin import same_origin
 from forge.tokens import SESSION, TokenError, mint_token, verify_token
 
@@ -125,11 +125,14 @@ def check_csrf(settings: Settings, session_value: str | None, presented: str | N
         raise ForgeError("csrf_failed", 403, STALE_FORM)
 
 
-def learner_session(settings: Settings, tenant_id: str, subject: str) -> str:
-    """An unscoped learner session (sees all of this learner's scenarios)."""
-    return mint_token(settings.sat, SESSION, {"sub": subject, "tenant_id": tenant_id,
-                                              "scope": LEARNER_SCOPE},
-                      ttl_s=LEARNER_SESSION_TTL_S)
+def learner_session(settings: Settings, tenant_id: str, subject: str,
+                    key_id: str | None = None) -> str:
+    """An unscoped learner session (sees all of this learner's scenarios); ``key_id``: the
+    sign-in key it was opened with, whose revocation ends it (``OPENED_WITH_KEY``)."""
+    claims = {"sub": subject, "tenant_id": tenant_id, "scope": LEARNER_SCOPE}
+    if key_id is not None:
+        claims[OPENED_WITH_KEY] = key_id
+    return mint_token(settings.sat, SESSION, claims, ttl_s=LEARNER_SESSION_TTL_S)
 
 
 def operator_session(settings: Settings, token_kid: str | None = None,

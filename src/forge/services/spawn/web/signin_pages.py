@@ -97,11 +97,12 @@ async def _sign_in(request: Request, form: dict[str, str]) -> Response:
     # textarea), so it is taken out rather than refused as "changed".
     api_key, receipt = form.get("api_key", ""), "".join(form.get("receipt", "").split())
     claims: dict[str, Any] | None = None
+    key_id: str | None = None
     if api_key:
         record = await run_in_threadpool(verify_api_key, state.ctx.db, api_key)
         if record is None:
             raise ForgeError("invalid_api_key", 401, "api_key: unknown or revoked API key")
-        tenant, subject = record.tenant_id, record.subject
+        tenant, subject, key_id = record.tenant_id, record.subject, record.key_id
     elif receipt:
         try:
             claims = verify_receipt(settings, receipt)
@@ -119,7 +120,7 @@ async def _sign_in(request: Request, form: dict[str, str]) -> Response:
         raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
     set_cookie(response, request, SESSION_COOKIE,
-               learner_session(settings, tenant, subject), LEARNER_SESSION_TTL_S)
+               learner_session(settings, tenant, subject, key_id), LEARNER_SESSION_TTL_S)
     if claims is not None:
         set_cookie(response, request, RECEIPT_COOKIE, receipt, LEARNER_SESSION_TTL_S)
     else:
