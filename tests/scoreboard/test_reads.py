@@ -206,3 +206,33 @@ async def test_the_operator_pages_through_a_board_longer_than_a_page(
                                        headers=operator)
             assert refused.status_code == 422, refused.text
             assert "offset" in refused.text
+
+
+async def test_a_receipt_naming_the_learner_reads_their_own_score(
+        make_board: MakeBoard) -> None:
+    """The refusal says "send an API key, a session cookie or a receipt naming the
+    learner", but the scoreboard read no receipt: an API learner following it got the same
+    401 (EU). A receipt signs its learner in here as on the spawn API."""
+    from forge.billing.receipts import issue_receipt
+    from forge.plans import load_plans
+
+    board = await make_board()
+    sid = await _score(board, tenant="acme", subject="alice")
+    catalog = load_plans(board.settings.plans_file)
+
+    def receipt(subject: str) -> dict[str, str]:
+        return {"x-receipt-token": issue_receipt(board.settings, catalog, tenant_id="acme",
+                                                 plan="PRO", subject=subject).token}
+
+    async with board.client() as client:
+        own = await client.get(f"/v1/scores/{sid}", headers=receipt("alice"))
+        assert own.status_code == 200, own.text
+        assert own.json()["score"]["scenario_id"] == sid
+        other = await client.get(f"/v1/scores/{sid}", headers=receipt("bob"))
+        assert other.status_code == 404, other.text
+        forged = await client.get(f"/v1/scores/{sid}", headers={"x-receipt-token": "x.y.z"})
+        assert forged.status_code == 401 and forged.json()["error"] == "invalid_receipt"
+        # an API key beside a stale receipt still signs in by the key
+        both = await client.get(f"/v1/scores/{sid}", headers={
+            **_key(board, "acme", "alice"), "x-receipt-token": "x.y.z"})
+        assert both.status_code == 200, both.text

@@ -10,9 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from forge.bus.errors import BusUnavailable
 from forge.errors import ForgeError
-from forge.identity.caller import Caller, resolve_caller
+from forge.identity.caller import Caller
 from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.services.common.auth import bearer_token, carries_operator, check_operator
+from forge.services.common.caller_receipt import caller_of
 from forge.services.scoreboard.state import ScoreboardState
 from forge_verify.verdict import SCORE_NAME
 
@@ -55,8 +56,9 @@ async def current_reader(request: Request) -> Reader:
     if token is not None and await carries_operator(request, token, state.settings,
                                                     state.ctx.name):
         return Reader(operator=True)
-    caller = await run_in_threadpool(resolve_caller, request.headers, request.cookies,
-                                     state.settings, state.ctx.db, method=request.method)
+    caller = await run_in_threadpool(lambda: caller_of(
+        request.headers, request.cookies, state.settings, state.ctx.db,
+        method=request.method))
     return Reader(operator=False, caller=caller)
 
 

@@ -8,12 +8,11 @@ from fastapi import Request
 
 from forge.classroom.cohorts import Manager
 from forge.entitlements.resolve import verify_receipt
-from forge.identity.caller import AuthError, Caller, resolve_caller
+from forge.identity.caller import Caller
 from forge.identity.roles import LEARNER, role_of
+from forge.services.common.caller_receipt import RECEIPT_HEADER, caller_of
 from forge.services.common.store_reads import read_call
 from forge.services.spawn.state import SpawnState
-
-RECEIPT_HEADER = "x-receipt-token"
 
 
 def spawn_state(request: Request) -> SpawnState:
@@ -38,19 +37,8 @@ def identify_caller(request: Request, receipt: dict[str, Any] | None = None) -> 
     names its learner is an identity; a bad one is then 401 `invalid_receipt`). A stale
     receipt sent along with a valid key never locks the key out."""
     state = spawn_state(request)
-
-    def resolve(claims: dict[str, Any] | None) -> Caller:
-        return resolve_caller(request.headers, request.cookies, state.settings, state.ctx.db,
-                              claims, method=request.method)
-
-    if receipt is not None or not request.headers.get(RECEIPT_HEADER):
-        return resolve(receipt)
-    try:
-        return resolve(None)
-    except AuthError as exc:
-        if exc.code != "credentials_required":
-            raise
-    return resolve(receipt_claims(request))
+    return caller_of(request.headers, request.cookies, state.settings, state.ctx.db,
+                     method=request.method, receipt=receipt)
 
 
 async def current_caller(request: Request, receipt: dict[str, Any] | None = None) -> Caller:
