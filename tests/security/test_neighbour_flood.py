@@ -60,12 +60,12 @@ def test_a_host_piling_up_permanent_neighbours_has_them_removed(
         assert rt.trim_neighbours() == []
 
 
-def _learned(count: int) -> str:
+def _learned(count: int, how: str = "nud stale") -> str:
     """`ip -batch` lines adding ``count`` learned (stale) entries on the host's eth0: what
     a sweep of new addresses leaves, made at once and kept the full minute a stale entry
     may live (a sweep's own entries are failed ones the kernel may drop early)."""
     return "".join(f"neigh add 10.202.{i // 250}.{i % 250 + 1} lladdr 02:00:00:00:00:02 "
-                   "nud stale dev eth0\n" for i in range(count))
+                   f"{how} dev eth0\n" for i in range(count))
 
 
 def test_a_host_piling_up_learned_neighbours_has_them_removed(
@@ -99,3 +99,23 @@ def test_a_host_piling_up_learned_neighbours_has_them_removed(
         kept = rt.exec(lab, "tidy", ["bash", "-c", "ip neigh show dev eth0 | wc -l"])
         assert int(kept.stdout_text.split()[-1]) == 200
         assert rt.trim_neighbours() == []
+
+
+def test_entries_the_kernel_never_collects_are_trimmed_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nud noarp extern_learn`: neither permanent nor ever collected by the kernel (an
+    externally learned entry is exempt), so a NET_ADMIN learner could pile them up for the
+    lab's life; the trim counts them with the learned ones."""
+    lab = "nx-" + secrets.token_hex(4)
+    spec = LabSpec(lab, [SubnetSpec("lan", "10.202.0.0/16")], [
+        HostSpec("flood", networks=[("lan", "10.202.255.10")], capabilities=["NET_ADMIN"]),
+    ])
+    many = neighbours.LEARNED_LIMIT + 100
+    with one_lab(tmp_path / "state", spec) as rt:
+        added = rt.exec(lab, "flood", ["ip", "-batch", "-"],
+                        stdin=_learned(many, "nud noarp extern_learn").encode())
+        assert added.exit_code == 0, added.stderr_text
+        monkeypatch.setattr(neighbours, "GUARD_ENTRIES", 0)
+        trimmed = rt.trim_neighbours()
+        assert [(lab_id, host) for lab_id, host, _ in trimmed] == [(lab, "flood")]
+        assert trimmed[0][2] >= many

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 
 from forge.runtime.local.netns import in_netns
-from forge.runtime.local.rtnl import NUD_NOARP, NUD_PERMANENT, Rtnl
+from forge.runtime.local.rtnl import NUD_PERMANENT, Rtnl
 
 GUARD_ENTRIES = 2048  # machine-wide entries below which no lab is looked at
 HOST_LIMIT = 256  # permanent entries one lab host may keep
@@ -47,8 +47,9 @@ def _trim_here(limit: int, learned_limit: int) -> int:
     with Rtnl() as rtnl:
         entries = rtnl.neighbour_entries()
         permanent = [entry for state, entry in entries if state & NUD_PERMANENT]
-        learned = [entry for state, entry in entries
-                   if not state & (NUD_PERMANENT | NUD_NOARP)]
+        # every other entry, NOARP ones too: added with `extern_learn`, the kernel never
+        # collects them either
+        learned = [entry for state, entry in entries if not state & NUD_PERMANENT]
         doomed = ((permanent if len(permanent) > limit else [])
                   + (learned if len(learned) > learned_limit else []))
         for entry in doomed:
