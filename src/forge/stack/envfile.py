@@ -21,6 +21,9 @@ _LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 SECRET_VARS = frozenset(f"{name}{suffix}" for name in (*REQUIRED_SECRETS,
                                                        *NATS_PASSWORD_VARS.values())
                         for suffix in ROTATION_SUFFIXES)
+# A URL with a password in it (`FORGE_DB_URL=postgresql://forge:PASSWORD@db/forge`, a
+# `NATS_URL` list with `user:pass@`): its variable is a secret too, whatever its name.
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
 
 
 class EnvFileError(ValueError):
@@ -71,6 +74,11 @@ def _read_file(path: Path) -> tuple[str, os.stat_result]:
         raise EnvFileError(f"{path}: {exc.reason}") from None
 
 
+def _has_url_password(value: str) -> bool:
+    """Whether ``value`` (one URL, or several comma-separated) carries a password."""
+    return any(_URL_PASSWORD.match(part.strip()) for part in value.split(","))
+
+
 def _refuse_unsafe(path: Path, after: os.stat_result, values: dict[str, str]) -> None:
     """EnvFileError when another local user could have chosen the file's values (its owner
     is neither this user nor root, or others may write it) or can read a secret it sets
@@ -88,7 +96,8 @@ def _refuse_unsafe(path: Path, after: os.stat_result, values: dict[str, str]) ->
     if mode & others & 0o022:
         raise EnvFileError(f"{path}: writable by other users (owner uid {after.st_uid}, mode "
                            f"{mode:o}): they could have chosen its values; {fix}")
-    secrets = sorted(name for name in values if name in SECRET_VARS and values[name])
+    secrets = sorted(name for name, value in values.items()
+                     if (name in SECRET_VARS and value) or _has_url_password(value))
     if secrets and mode & others & 0o044:
         raise EnvFileError(f"{path}: sets {', '.join(secrets)} but is readable by other users "
                            f"(owner uid {after.st_uid}, mode {mode:o}); run `chmod 600 {path}`")
