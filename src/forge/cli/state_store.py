@@ -19,6 +19,10 @@ from forge.stack.lock import COPY
 from forge.store.db import sqlite_file
 from forge.store.transfer import TransferFailed, TransferRefused, copy_store
 
+# Where a source URL with a password goes: on the command line (`--from`) it is readable by
+# every local user in /proc/PID/cmdline (`ps`) for as long as the copy runs.
+FROM_VARIABLE = "FORGE_STORE_COPY_FROM"
+
 app = typer.Typer(help="The state store: copy it into a new database.", no_args_is_help=True)
 
 
@@ -29,9 +33,12 @@ def _shown(url: str) -> str:
 
 @app.command("copy")
 def copy(
+    ctx: typer.Context,
     source: str | None = typer.Option(
-        None, "--from", help="The store to copy from (a database URL); default: the "
-        "storage root's own SQLite store, $STORAGE_ROOT/forge.db."),
+        None, "--from", envvar=FROM_VARIABLE, show_envvar=True,
+        help="The store to copy from (a database URL; one with a password only through the "
+        f"variable {FROM_VARIABLE}); default: the storage root's own SQLite store, "
+        "$STORAGE_ROOT/forge.db."),
 ) -> None:
     """Copy every row of a state store into the new, empty store FORGE_DB_URL names (run it
     with the services stopped); exit 1, with nothing written, when the target holds rows
@@ -45,6 +52,12 @@ def copy(
         raise typer.BadParameter(problem.replace("FORGE_DB_URL ", "", 1),
                                  param_hint="--from")
     made = make_url(from_url)
+    if made.password is not None \
+            and getattr(ctx.get_parameter_source("source"), "name", None) == "COMMANDLINE":
+        raise typer.BadParameter(
+            "a password on the command line is readable by every local user (ps) while the "
+            f"copy runs; nothing was copied: put the URL in {FROM_VARIABLE} instead "
+            f"({FROM_VARIABLE}=URL forge store copy)", param_hint="--from")
     path = sqlite_file(from_url) if made.get_backend_name() == "sqlite" else None
     if made.get_backend_name() == "sqlite" and (path is None or not path.is_file()):
         typer.echo(f"store copy refused: no state store at {path or from_url} (--from names "
