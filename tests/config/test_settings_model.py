@@ -329,6 +329,27 @@ def test_a_malformed_database_url_is_refused_by_name_without_its_password(
         assert load_settings(prod_env(tmp_path, FORGE_DB_URL=good)).db_url == good
 
 
+@pytest.mark.parametrize(("query", "said"), [
+    ("foo=bar", 'invalid connection option "foo"'),
+    ("connect_timeout=ten", "bad value for connect_timeout: 'ten'"),
+    ("sslmode=require&frobnicate=pw-Secret1", 'invalid connection option "frobnicate"')])
+@pytest.mark.no_store  # only reads the URL: no store is opened
+def test_a_database_url_option_the_driver_refuses_is_a_config_error(
+        tmp_path: Path, query: str, said: str) -> None:
+    """An option psycopg refuses before connecting (`?foo=bar`, `connect_timeout=ten`) was
+    "configuration OK" at `forge config check`, then a driver traceback from every
+    operator command (`forge store copy`, `forge apikey list`) and a crash loop of every
+    service. It is a config error naming the variable and the option, never the password."""
+    url = f"postgresql+psycopg://forge:pw-Secret1@db/forge?{query}"
+    problem = only_problem(prod_env(tmp_path, FORGE_DB_URL=url))
+    assert problem == (f"FORGE_DB_URL has an option the PostgreSQL driver refuses ({said}): "
+                       "use the libpq connection parameters, e.g. "
+                       "?sslmode=require&connect_timeout=10")
+    assert "pw-Secret1" not in problem
+    good = "postgresql+psycopg://forge:pw@db/forge?sslmode=require&connect_timeout=10"
+    assert load_settings(prod_env(tmp_path, FORGE_DB_URL=good)).db_url == good
+
+
 def test_config_check_names_an_entitlements_file_spawn_service_cannot_read(
         tmp_path: Path) -> None:
     """DR: `forge config check` said "configuration OK" for an ENTITLEMENTS_FILE that does

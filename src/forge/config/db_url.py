@@ -6,7 +6,7 @@ variable, never its value) with the same rule `forge.store.db` applies when it c
 
 from __future__ import annotations
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 # Driver-less PostgreSQL URLs an operator may write; Forge ships the psycopg 3 driver only.
@@ -31,11 +31,35 @@ def db_url_problem(url: str) -> str | None:
     """Why Forge cannot connect with `url` (None when it can), without repeating the URL,
     which may hold a password: only its scheme is named."""
     try:
-        driver = make_url(normalize_url(url)).drivername
+        parsed = make_url(normalize_url(url))
+        driver = parsed.drivername
     except (ArgumentError, ValueError):
         return ("FORGE_DB_URL is not a database URL: use sqlite:////path/forge.db or "
                 "postgresql://user:password@host:5432/dbname")
     if driver not in DB_DRIVERS:
         return (f"FORGE_DB_URL uses {driver!r}, which Forge does not connect with; use "
                 "sqlite:// or postgresql:// (psycopg 3: postgresql+psycopg://)")
+    if driver == "postgresql+psycopg":
+        return _option_problem(parsed)
+    return None
+
+
+def _option_problem(url: URL) -> str | None:
+    """What psycopg refuses in the URL's options before any connection (an option libpq
+    does not know, a ``connect_timeout`` that is not a number), else None. Without this
+    every command and service ended in a driver traceback. Only the query is looked at: the
+    password is never in what is said."""
+    try:
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo, timeout_from_conninfo
+    except ImportError:  # no postgres extra: connecting says that, naming the extra
+        return None
+    options = {name: ",".join(value) if isinstance(value, tuple) else value
+               for name, value in url.query.items()}
+    try:
+        timeout_from_conninfo(conninfo_to_dict(make_conninfo("", **options)))
+    except (ProgrammingError, ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return (f"FORGE_DB_URL has an option the PostgreSQL driver refuses ({reason}): "
+                "use the libpq connection parameters, e.g. ?sslmode=require&connect_timeout=10")
     return None
