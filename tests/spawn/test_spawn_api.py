@@ -143,7 +143,8 @@ def test_receipt_takes_precedence_over_store(spawn_env: SpawnEnv) -> None:
 
 
 def test_xplan_and_free_default_only_in_dev(make_spawn: MakeSpawn) -> None:
-    dev = make_spawn("dev", DEV_ALLOW_XPLAN="true", ALLOW_FREE_DEFAULT="true")
+    dev = make_spawn("dev", DEV_ALLOW_XPLAN="true", ALLOW_FREE_DEFAULT="true",
+                     DEV_ALLOW_HEADERS="true")
     dev_headers = {"x-client-id": "bob", "x-tenant-id": "uni"}
     with dev.client() as client:
         assert spawn(client, {**dev_headers, "x-plan": "team"}, track="cissp").status_code == 201

@@ -70,7 +70,7 @@ def netns_with(prefixes: list[str]) -> list[str]:
 def env_file(tmp_path: Path, prefix: str) -> Path:
     path = tmp_path / "forge.env"
     path.write_text(f"FORGE_TEMPLATE_DIR={TEMPLATE_FIXTURES}\nFORGE_RUNTIME_PREFIX={prefix}\n"
-                    "DEV_ALLOW_XPLAN=true\n")
+                    "DEV_ALLOW_XPLAN=true\nDEV_ALLOW_HEADERS=true\n")
     return path
 
 

@@ -62,7 +62,7 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path) -> None:
     # after 1.5 s of standing still, not 6 s (the default 2 s heartbeat).
     env_file.write_text(f"# test env\nFORGE_TEMPLATE_DIR={TEMPLATE_FIXTURES}\n"
                         f"export FORGE_RUNTIME_PREFIX='{prefix}'\nDEV_ALLOW_XPLAN=true\n"
-                        "FORGE_NODE_HEARTBEAT_S=0.5\n")
+                        "DEV_ALLOW_HEADERS=true\nFORGE_NODE_HEARTBEAT_S=0.5\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "NATS_"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "forge", "up", "--storage", str(storage), "--env-file",

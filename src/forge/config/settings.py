@@ -35,7 +35,7 @@ from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password
 from forge.config.storage_root import check_storage_root
 from forge.content import content_path
 
-DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT")
+DEV_ONLY_FLAGS = ("DEV_ALLOW_XPLAN", "ALLOW_FREE_DEFAULT", "DEV_ALLOW_HEADERS")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     opa_policy_hash: str | None = _var("OPA_POLICY_HASH")
     dev_allow_xplan: bool = _var("DEV_ALLOW_XPLAN", "")
     allow_free_default: bool = _var("ALLOW_FREE_DEFAULT", "")
+    # x-client-id/x-tenant-id sign a request in as anyone they name: off unless asked for,
+    # since every local user of a dev machine reaches its loopback ports.
+    dev_allow_headers: bool = _var("DEV_ALLOW_HEADERS", "")
     billing_mode: str = _var("BILLING_MODE", "")
     # forge.faults reads it (chaos tests): a service killing itself at a named point.
     crash_point: str = _var("FORGE_CRASH_POINT", "")
@@ -242,7 +245,7 @@ class Settings(BaseSettings):
             raise checks.problem(problem)
         return str(raw)
 
-    @field_validator("dev_allow_xplan", "allow_free_default", mode="before")
+    @field_validator("dev_allow_xplan", "allow_free_default", "dev_allow_headers", mode="before")
     @classmethod
     def _dev_only_flag(cls, raw: object, info: ValidationInfo) -> bool:
         """Dev-only flags: allowed (when truthy) in dev, refused when truthy anywhere else."""

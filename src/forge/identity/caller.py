@@ -164,7 +164,7 @@ def resolve_caller(
     receipt_learner = receipt_subject(receipt_claims)
     if receipt_claims and receipt_learner is not None:
         return Caller(str(receipt_claims["tenant_id"]), receipt_learner, "receipt")
-    if settings.env.is_dev:
+    if settings.env.is_dev and settings.dev_allow_headers:
         subject, tenant = headers.get("x-client-id"), headers.get("x-tenant-id")
         if subject or tenant:
             if not valid_id(subject):
