@@ -175,3 +175,35 @@ def test_a_row_the_target_refuses_leaves_it_empty(postgres_url: str, tmp_path: P
     assert "store copy failed: copying cohorts failed (value too long" in err, err
     assert "the target was left as it was" in err
     assert all(rows == [] for rows in _rows(postgres_url).values())
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_source_that_takes_the_connection_and_never_answers_ends_the_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FB: against a server that accepts the connection and never answers, the copy waited
+    with no end and said nothing. Now it gives up after its connect timeout and names the
+    source (never its password); nothing is written."""
+    import socket
+
+    from forge.store import transfer
+
+    from ..live_server import distinct_ports
+
+    monkeypatch.setattr(transfer, "CONNECT_TIMEOUT_S", 1)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", distinct_ports(1)[0]))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+    target = tmp_path / "new.db"
+    try:
+        code, out, err = forge({
+            "FORGE_DB_URL": f"sqlite:///{target}",
+            "FORGE_STORE_COPY_FROM": (f"postgresql+psycopg://forge:Sil3ntSecret@127.0.0.1:"
+                                      f"{silent.getsockname()[1]}/old")},
+            "--storage", str(tmp_path / "storage"), "store", "copy")
+    finally:
+        silent.close()
+    assert code == 1, (out, err)
+    assert "store copy refused: the source (--from) store cannot be reached" in err, err
+    assert "Sil3ntSecret" not in out + err
+    assert not target.exists() or _rows(f"sqlite:///{target}") == {
+        t.name: [] for t in Base.metadata.sorted_tables}

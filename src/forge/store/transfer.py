@@ -22,11 +22,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from forge.config.db_url import normalize_url
+from forge.store.busy import store_busy, store_error_text
 from forge.store.db import make_db_engine, sqlite_file
 from forge.store.migrate import upgrade
 from forge.store.models import Base
 
 CHUNK_ROWS = 500  # rows held in memory at once
+CONNECT_TIMEOUT_S = 10  # for a PostgreSQL store that takes a connection and never answers
 
 
 class TransferRefused(Exception):
@@ -69,6 +71,16 @@ def _first_rows(conn: Connection) -> tuple[str, int] | None:
     return None
 
 
+def _bounded(url: str) -> str:
+    """``url`` with a connect timeout on PostgreSQL (unless it names its own): a server that
+    takes the connection and never answers left the copy waiting with no end."""
+    made = make_url(url)
+    if made.get_backend_name() != "postgresql" or "connect_timeout" in made.query:
+        return url
+    return made.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)}).render_as_string(
+        hide_password=False)
+
+
 def _copy_table(source: Connection, target: Connection, table: Table) -> int:
     zoned = [c.name for c in table.columns
              if isinstance(c.type, DateTime) and c.type.timezone]
@@ -105,8 +117,16 @@ def copy_store(source_url: str, target_url: str) -> dict[str, int]:
     target as it was."""
     if _same_store(source_url, target_url):
         raise TransferRefused("the source and the target are the same state store")
-    upgrade(source_url)
-    upgrade(target_url)
+    source_url, target_url = _bounded(source_url), _bounded(target_url)
+    for url, which in ((source_url, "source (--from)"), (target_url, "target (FORGE_DB_URL)")):
+        try:
+            upgrade(url)
+        except DBAPIError as exc:
+            if not store_busy(exc):
+                raise
+            said = " ".join(store_error_text(exc).split())[:300]
+            raise TransferRefused(f"the {which} store cannot be reached ({said}): check that "
+                                  "its database is up and answers, and run it again") from None
     source_engine = make_db_engine(source_url, for_writes=False)
     target_engine = make_db_engine(target_url)
     try:
