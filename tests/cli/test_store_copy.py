@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from forge.identity.apikeys import verify_api_key
 from forge.stack.lock import UP, StorageLock
@@ -203,7 +203,53 @@ def test_a_source_that_takes_the_connection_and_never_answers_ends_the_copy(
     finally:
         silent.close()
     assert code == 1, (out, err)
-    assert "store copy refused: the source (--from) store cannot be reached" in err, err
+    assert "store copy refused: the store to copy from (--from: " in err, err
+    assert "cannot be read" in err
     assert "Sil3ntSecret" not in out + err
     assert not target.exists() or _rows(f"sqlite:///{target}") == {
         t.name: [] for t in Base.metadata.sorted_tables}
+
+
+def test_a_source_it_cannot_use_is_named_as_the_source_not_as_forge_db_url(
+        db_url: str, tmp_path: Path) -> None:
+    """A `--from` that is not a database, or that a newer release migrated, is refused
+    naming `--from`: before, the lines said FORGE_DB_URL (the target, which was fine), so
+    the operator went to fix the wrong store. The target is left as it was."""
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("not a database\n")
+    code, _out, err = forge({"FORGE_DB_URL": db_url}, "--storage", str(tmp_path / "storage"),
+                            "store", "copy", "--from", f"sqlite:///{not_a_db}")
+    assert code == 1, err
+    assert f"the state store {not_a_db} (--from) is not a SQLite database: point --from" in err
+    assert "FORGE_DB_URL" not in err
+
+    newer = tmp_path / "newer.db"
+    upgrade(f"sqlite:///{newer}")
+    engine = make_db_engine(f"sqlite:///{newer}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    finally:
+        engine.dispose()
+    code, _out, err = forge({"FORGE_DB_URL": db_url}, "--storage", str(tmp_path / "storage"),
+                            "store", "copy", "--from", f"sqlite:///{newer}")
+    assert code == 1, err
+    assert "the state store --from names is at schema revision 0099_future" in err, err
+    if db_url.startswith("sqlite"):  # the target was not even made
+        assert not (tmp_path / "forge.db").exists()
+    else:
+        assert all(rows == [] for rows in _rows(db_url).values())
+
+
+def test_a_source_database_it_cannot_reach_is_named_as_the_source(
+        postgres_url: str, tmp_path: Path) -> None:
+    missing = postgres_url.replace("/forge_t", "/no_such_db_t", 1)
+    missing_with_password = missing.replace("postgres@", "postgres:hunter2secret@", 1)
+    code, _out, err = forge({"FORGE_DB_URL": postgres_url,
+                             "FORGE_STORE_COPY_FROM": missing_with_password}, "--storage",
+                            str(tmp_path / "storage"), "store", "copy")
+    assert code == 1, err
+    assert "store copy refused: the store to copy from (--from: postgresql+psycopg://" in err
+    assert "no_such_db_t" in err and "does not exist" in err, err
+    assert "FORGE_DB_URL" not in err and "hunter2secret" not in err
+    assert all(rows == [] for rows in _rows(postgres_url).values())

@@ -66,7 +66,8 @@ def copy(
     lock = hold_root_or_exit(root, COPY, "store copy", lambda _running: (
         "its services would go on writing to the store after the copy read it"))
     try:
-        copied = copy_store(from_url, settings.db_url)
+        copied = copy_store(from_url, settings.db_url,
+                            source_setting="--from" if source else "STORAGE_ROOT")
     except TransferRefused as exc:
         typer.echo(f"store copy refused: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -86,9 +86,11 @@ def _stored_revisions(url: str) -> list[str] | None:
     return [str(row[0]) for row in versions]
 
 
-def refuse_unknown_revisions(url: str) -> None:
+def refuse_unknown_revisions(url: str, setting: str = "FORGE_DB_URL") -> None:
     """CommandError naming a revision this release does not know (a newer release migrated
-    the store: Forge was rolled back), instead of Alembic's bare "Can't locate revision"."""
+    the store: Forge was rolled back), instead of Alembic's bare "Can't locate revision";
+    a store another setting than FORGE_DB_URL names (`forge store copy --from`) is named
+    by that setting."""
     from alembic.util import CommandError
 
     if make_url(url).get_backend_name() == "sqlite":
@@ -99,7 +101,8 @@ def refuse_unknown_revisions(url: str) -> None:
     unknown = sorted(set(_stored_revisions(url) or []) - known)
     if unknown:
         raise CommandError(
-            f"the state store is at schema revision {', '.join(unknown)}, which this release "
+            f"the state store {_named_by(setting)}is at schema revision {', '.join(unknown)}, "
+            "which this release "
             f"does not know (its newest is {head_revision()}): a newer release of Forge "
             "migrated it. Run that release, or restore a backup of the store made before "
             "it; schema downgrades are not supported")
@@ -108,10 +111,16 @@ def refuse_unknown_revisions(url: str) -> None:
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def refuse_not_a_database(url: str) -> None:
-    """CommandError naming FORGE_DB_URL when its SQLite path holds something that is not a
-    SQLite database (a folder, another file, a damaged copy), instead of SQLAlchemy's
-    "file is not a database" traceback or a refusal that named STORAGE_ROOT."""
+def _named_by(setting: str) -> str:
+    """How a message names the store: as before for FORGE_DB_URL, else "SETTING names "."""
+    return "" if setting == "FORGE_DB_URL" else f"{setting} names "
+
+
+def refuse_not_a_database(url: str, setting: str = "FORGE_DB_URL") -> None:
+    """CommandError naming FORGE_DB_URL (or `setting`, the option that gave `url`) when its
+    SQLite path holds something that is not a SQLite database (a folder, another file, a
+    damaged copy), instead of SQLAlchemy's "file is not a database" traceback or a refusal
+    that named STORAGE_ROOT."""
     if make_url(url).get_backend_name() != "sqlite":
         return
     path = sqlite_file(url)
@@ -129,24 +138,25 @@ def refuse_not_a_database(url: str) -> None:
         from alembic.util import CommandError  # only then: a start at head needs no alembic
 
         raise CommandError(
-            f"the state store {path} (FORGE_DB_URL) {why}: point FORGE_DB_URL at the "
+            f"the state store {path} ({setting}) {why}: point {setting} at the "
             "state database, or put it back from a backup (see \"Backup and restore\" in "
             "the operator runbook)")
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision`; concurrent starts queue on a lock.
+def upgrade(url: str, revision: str = "head", *, setting: str = "FORGE_DB_URL") -> None:
+    """Bring the database at `url` to `revision`; concurrent starts queue on a lock. A
+    refusal names the store by `setting`, the option or variable that gave `url`.
 
     SQLite: a file lock next to the database. PostgreSQL: a transaction-scoped advisory lock,
     taken in the transaction that runs the DDL and the version stamp (PostgreSQL DDL is
     transactional), so a replica that waited finds the schema at head.
     """
     url = normalize_url(url)
-    refuse_not_a_database(url)
+    refuse_not_a_database(url, setting)
     if revision == "head" and at_head(url):
         return
     if revision == "head":
-        refuse_unknown_revisions(url)
+        refuse_unknown_revisions(url, setting)
     try:
         _upgrade(url, revision)
     except DBAPIError as exc:

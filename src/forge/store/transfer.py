@@ -109,24 +109,40 @@ def _reset_sequences(target: Connection) -> None:
             {"table": table.name, "column": column.name})
 
 
-def copy_store(source_url: str, target_url: str) -> dict[str, int]:
+def _prepare_source(url: str, setting: str) -> None:
+    """Bring the source store to the current schema; a refusal names it by ``setting``
+    (the option that gave it), never as FORGE_DB_URL, which names the target."""
+    try:
+        upgrade(url, setting=setting)
+    except DBAPIError as exc:  # unreachable, refused sign-in, damaged file
+        reason = " ".join(str(exc.orig or exc).split())[:300]
+        raise TransferRefused(
+            f"the store to copy from ({setting}: "
+            f"{make_url(url).render_as_string(hide_password=True)}) cannot be read "
+            f"({reason}): check that {setting} names it rightly and that it is up, and run "
+            "it again") from None
+
+
+def copy_store(source_url: str, target_url: str, *,
+               source_setting: str = "--from") -> dict[str, int]:
     """Copy every row of the store at ``source_url`` into the empty store at
     ``target_url``, both migrated to the current schema first; the rows copied, by table.
-    Raises TransferRefused (nothing written) when both name one store or the target holds
-    rows, TransferFailed when the target refuses a row; any error while copying leaves the
-    target as it was."""
+    Raises TransferRefused (nothing written) when both name one store, the source cannot
+    be read (named by ``source_setting``) or the target holds rows, TransferFailed when
+    the target refuses a row; any error while copying leaves the target as it was."""
     if _same_store(source_url, target_url):
         raise TransferRefused("the source and the target are the same state store")
     source_url, target_url = _bounded(source_url), _bounded(target_url)
-    for url, which in ((source_url, "source (--from)"), (target_url, "target (FORGE_DB_URL)")):
-        try:
-            upgrade(url)
-        except DBAPIError as exc:
-            if not store_busy(exc):
-                raise
-            said = " ".join(store_error_text(exc).split())[:300]
-            raise TransferRefused(f"the {which} store cannot be reached ({said}): check that "
-                                  "its database is up and answers, and run it again") from None
+    _prepare_source(source_url, source_setting)
+    try:
+        upgrade(target_url)
+    except DBAPIError as exc:
+        if not store_busy(exc):
+            raise
+        said = " ".join(store_error_text(exc).split())[:300]
+        raise TransferRefused(f"the target store (FORGE_DB_URL) cannot be reached ({said}): "
+                              "check that its database is up and answers, and run it "
+                              "again") from None
     source_engine = make_db_engine(source_url, for_writes=False)
     target_engine = make_db_engine(target_url)
     try:
