@@ -7,6 +7,8 @@ for the target, real databases."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from forge.stack.lock import UP, StorageLock
 from forge.store import Database, upgrade
 from forge.store.db import make_db_engine
 from forge.store.models import AuditRecord, Base, Cohort, Scenario, ScenarioTransition
+from forge.store.transfer import TransferRefused, copy_store
 
 from .test_storage_option import forge
 
@@ -253,3 +256,55 @@ def test_a_source_database_it_cannot_reach_is_named_as_the_source(
     assert "no_such_db_t" in err and "does not exist" in err, err
     assert "FORGE_DB_URL" not in err and "hunter2secret" not in err
     assert all(rows == [] for rows in _rows(postgres_url).values())
+
+
+def _waiting_on_locks(url: str) -> int:
+    """Sessions of the database at ``url`` waiting for a lock now (PostgreSQL)."""
+    engine = make_db_engine(url, for_writes=False)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_a_copy_racing_another_writer_into_one_new_database_never_merges(
+        postgres_url: str, tmp_path: Path) -> None:
+    """Two operators (or two nodes) copying into one new PostgreSQL database at once: each
+    found it empty while the other had not committed, and the second to commit either
+    merged two installations into one store or died on a RuntimeError traceback. The
+    copy now locks the target's tables before it looks: it waits for the other writer,
+    then finds its rows and is refused, writing nothing."""
+    own = f"sqlite:///{tmp_path / 'storage' / 'forge.db'}"
+    upgrade(own)
+    _fill(own)
+    other = make_db_engine(postgres_url)
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(copy_store(own, postgres_url))
+        except TransferRefused as exc:
+            outcome.append(exc)
+
+    copying = threading.Thread(target=run)
+    try:
+        with other.begin() as conn:  # the other copy, not yet committed
+            conn.execute(Cohort.__table__.insert(), [dict(
+                cohort_id="coh-theirs", tenant_id="beta", name="theirs", created_by="x",
+                idp_group=None, created_at=NOW)])
+            copying.start()
+            deadline = time.monotonic() + 60  # a bound on the wait, not a timing assertion
+            while copying.is_alive() and _waiting_on_locks(postgres_url) == 0:
+                assert time.monotonic() < deadline, "the copy neither ended nor waited"
+                time.sleep(0.02)
+        copying.join(60)
+    finally:
+        other.dispose()
+    assert len(outcome) == 1 and isinstance(outcome[0], TransferRefused), outcome
+    assert "the target store already holds 1 rows in cohorts" in str(outcome[0])
+    rows = _rows(postgres_url)
+    assert [r[0] for r in rows["cohorts"]] == ["coh-theirs"]
+    assert all(v == [] for k, v in rows.items() if k != "cohorts")

@@ -81,6 +81,19 @@ def _bounded(url: str) -> str:
         hide_password=False)
 
 
+def _hold_target(target: Connection) -> None:
+    """On PostgreSQL, lock every table of the target until the copy commits, before it is
+    found empty: another copy (or a service started on the new store) writing meanwhile
+    waits, then finds rows and is refused, instead of both seeing an empty store and
+    merging. SQLite needs nothing: the write transaction's BEGIN IMMEDIATE already holds
+    the whole file."""
+    if target.dialect.name != "postgresql":
+        return
+    quote = target.dialect.identifier_preparer.quote
+    names = ", ".join(quote(table.name) for table in Base.metadata.sorted_tables)
+    target.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
+
+
 def _copy_table(source: Connection, target: Connection, table: Table) -> int:
     zoned = [c.name for c in table.columns
              if isinstance(c.type, DateTime) and c.type.timezone]
@@ -149,6 +162,7 @@ def copy_store(source_url: str, target_url: str, *,
         with source_engine.connect() as source, target_engine.begin() as target:
             if source.dialect.name == "postgresql":  # one snapshot for every statement
                 source.execution_options(isolation_level="REPEATABLE READ")
+            _hold_target(target)
             held = _first_rows(target)
             if held is not None:
                 raise TransferRefused(
