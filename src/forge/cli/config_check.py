@@ -94,6 +94,32 @@ def _store_problem(settings: Settings) -> str | None:
     return _left_sqlite_store(settings, url)
 
 
+def migration_refusal(settings: Settings) -> str | None:
+    """Bring the store FORGE_DB_URL names to this release's schema, as each service would
+    first at its start; the one line saying why a migration the store refused failed (an
+    object already there, a row the new schema rejects), which would make every service
+    exit at each start until `forge up --ready-timeout`. None when done, or when the store
+    cannot be reached now (the services wait for it and their checks say why)."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from forge.config.db_url import normalize_url
+    from forge.store.migrate import upgrade
+
+    url = normalize_url(settings.db_url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        url = parsed.update_query_dict({"connect_timeout": "5"}).render_as_string(
+            hide_password=False)
+    try:
+        upgrade(url)
+    except CommandError as exc:
+        return str(exc)
+    except SQLAlchemyError:
+        return None
+    return None
+
+
 def _scenario_count(url: str) -> int | None:
     """How many scenarios the store at `url` holds (0 without the table: a database never
     migrated); None when it cannot be read now (the services' own checks say why)."""

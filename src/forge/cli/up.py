@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge.bus.permissions import SERVICE_IDENTITIES
-from forge.cli.config_check import start_refusals
+from forge.cli.config_check import migration_refusal, start_refusals
 from forge.config.db_url import normalize_url
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.config.storage_root import UnsafeStorage
@@ -325,6 +325,13 @@ def register(app: typer.Typer) -> None:
         except UnsafeStorage as exc:
             console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        # A migration the store refuses would make every service exit at each start (a
+        # crash loop until --ready-timeout): migrated here first, so it is one line.
+        refused = migration_refusal(settings)
+        if refused is not None:
+            held.release()
+            console.print(f"forge up: not started, {refused}", markup=False, soft_wrap=True)
+            raise typer.Exit(1)
         build_needed_images(settings)
         sup = Supervisor(env, settings.storage_root, host,
                          {"spawn": spawn_port, "orchestrator": orchestrator_port,
