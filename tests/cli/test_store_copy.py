@@ -131,6 +131,7 @@ def test_a_store_in_use_is_never_merged_into_and_the_same_store_is_refused(
 
     code, _out, err = forge({"FORGE_DB_URL": None}, "--storage", str(storage), "store", "copy")
     assert code == 1 and "the source and the target are the same state store" in err
+    assert "set FORGE_DB_URL to the new, empty database to copy into" in err, err
 
 
 @pytest.mark.usefixtures("sqlite_only_store")

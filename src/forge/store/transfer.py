@@ -144,7 +144,10 @@ def copy_store(source_url: str, target_url: str, *,
     be read (named by ``source_setting``) or the target holds rows, TransferFailed when
     the target refuses a row; any error while copying leaves the target as it was."""
     if _same_store(source_url, target_url):
-        raise TransferRefused("the source and the target are the same state store")
+        raise TransferRefused(
+            "the source and the target are the same state store: set FORGE_DB_URL to the "
+            "new, empty database to copy into (and --from to the store to copy, when it is "
+            "not the storage root's forge.db)")
     source_url, target_url = _bounded(source_url), _bounded(target_url)
     _prepare_source(source_url, source_setting)
     try:
