@@ -309,3 +309,39 @@ def test_a_copy_racing_another_writer_into_one_new_database_never_merges(
     rows = _rows(postgres_url)
     assert [r[0] for r in rows["cohorts"]] == ["coh-theirs"]
     assert all(v == [] for k, v in rows.items() if k != "cohorts")
+
+
+def test_a_target_in_use_on_an_older_schema_is_refused_as_it_is(
+        db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """FORGE_DB_URL naming, by mistake, the store of an installation still on an older
+    release: the copy migrated it to this release's schema and only then found its rows
+    and refused, so the refusal that "writes nothing" had changed its schema under the
+    services still using it. It is now refused before its migrations."""
+    if not db_url.startswith("sqlite"):  # the fixture's database is migrated already
+        cluster = request.getfixturevalue("postgres_cluster")
+        db_url = cluster.create_database(migrated=False)
+        request.addfinalizer(lambda: cluster.drop_database(db_url))
+    storage = tmp_path / "storage"
+    own = f"sqlite:///{storage / 'forge.db'}"
+    upgrade(own)
+    _fill(own)
+    upgrade(db_url, "0010")
+    engine = make_db_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO cohorts (cohort_id, tenant_id, name, created_by, created_at) "
+                "VALUES ('coh-live', 'beta', 'a class in use', 'prof', :at)"), {"at": NOW})
+    finally:
+        engine.dispose()
+
+    code, _out, err = forge({"FORGE_DB_URL": db_url}, "--storage", str(storage), "store", "copy")
+    assert code == 1, err
+    assert "store copy refused: the target store already holds 1 rows in cohorts" in err, err
+    engine = make_db_engine(db_url, for_writes=False)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() \
+                == [("0010",)]
+    finally:
+        engine.dispose()

@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Table, func, select, text
+from sqlalchemy import Connection, DateTime, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from forge.config.db_url import normalize_url
 from forge.store.busy import store_busy, store_error_text
 from forge.store.db import make_db_engine, sqlite_file
-from forge.store.migrate import upgrade
+from forge.store.migrate import refuse_not_a_database, upgrade
 from forge.store.models import Base
 
 CHUNK_ROWS = 500  # rows held in memory at once
@@ -62,9 +62,12 @@ def _utc(columns: Iterable[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return fix
 
 
-def _first_rows(conn: Connection) -> tuple[str, int] | None:
-    """The first table of the store on ``conn`` holding rows, and how many (None: empty)."""
+def _first_rows(conn: Connection, present: set[str] | None = None) -> tuple[str, int] | None:
+    """The first table of the store on ``conn`` holding rows, and how many (None: empty);
+    with ``present``, only those of its tables that exist (a store not yet migrated)."""
     for table in Base.metadata.sorted_tables:
+        if present is not None and table.name not in present:
+            continue
         rows = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
         if rows:
             return table.name, rows
@@ -136,6 +139,31 @@ def _prepare_source(url: str, setting: str) -> None:
             "it again") from None
 
 
+def _held(held: tuple[str, int]) -> TransferRefused:
+    return TransferRefused(
+        f"the target store already holds {held[1]} rows in {held[0]}: copy only into a new, "
+        "empty database (a store in use is never merged into)")
+
+
+def _refuse_held_target(url: str) -> None:
+    """TransferRefused when the target already holds rows in the tables it has, checked
+    before its migrations run: a store in use (of an older release, say) is refused as it
+    is, not brought to this release's schema first."""
+    refuse_not_a_database(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        path = sqlite_file(url)
+        if path is None or not path.is_file():
+            return  # nothing there yet (and no file made here)
+    engine = make_db_engine(url, for_writes=False)
+    try:
+        with engine.connect() as conn:
+            held = _first_rows(conn, set(inspect(conn).get_table_names()))
+    finally:
+        engine.dispose()
+    if held is not None:
+        raise _held(held)
+
+
 def copy_store(source_url: str, target_url: str, *,
                source_setting: str = "--from") -> dict[str, int]:
     """Copy every row of the store at ``source_url`` into the empty store at
@@ -151,6 +179,7 @@ def copy_store(source_url: str, target_url: str, *,
     source_url, target_url = _bounded(source_url), _bounded(target_url)
     _prepare_source(source_url, source_setting)
     try:
+        _refuse_held_target(target_url)  # before its migrations: a store in use is not migrated
         upgrade(target_url)
     except DBAPIError as exc:
         if not store_busy(exc):
@@ -168,9 +197,7 @@ def copy_store(source_url: str, target_url: str, *,
             _hold_target(target)
             held = _first_rows(target)
             if held is not None:
-                raise TransferRefused(
-                    f"the target store already holds {held[1]} rows in {held[0]}: copy only "
-                    "into a new, empty database (a store in use is never merged into)")
+                raise _held(held)
             source.execute(select(1))  # opens the read transaction: one moment throughout
             copied: dict[str, int] = {}
             for table in Base.metadata.sorted_tables:
