@@ -36,3 +36,25 @@ def test_a_template_directory_that_is_not_there_is_named(forge: Forge, tmp_path:
     assert result.returncode == 2, result.stdout + result.stderr
     assert errors(result.stderr) == ["error: nowhere: invalid template (1 problem(s)):",
                                           "  template directory not found"]
+
+
+def test_a_test_plan_that_is_not_utf8_is_named_not_a_traceback(
+        forge: Forge, tmp_path: Path) -> None:
+    """A plan saved in Latin-1 (an author's `café` in a comment) is refused naming the file
+    and the byte, by `forge template check` and `forge lab test` alike, nothing launched.
+    Before: both died with a UnicodeDecodeError traceback."""
+    assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir",
+                 "images").returncode == 0
+    plan = tmp_path / "labs" / "vault-code.lab-test.yaml"
+    with open(plan, "ab") as fh:
+        fh.write(b"# caf\xe9\n")
+    offset = plan.stat().st_size - 2  # the \xe9
+    checked = forge("template", "check", str(plan))
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "Traceback" not in checked.stderr
+    assert f"not UTF-8 text (byte {offset})" in checked.stdout
+    tested = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert tested.returncode != 0 and "Traceback" not in tested.stderr
+    assert f"{plan.relative_to(tmp_path)}: cannot read file: not UTF-8 text (byte {offset})" \
+        in tested.stderr
+    assert "forge lab test vault-code" not in tested.stdout  # no step ran

@@ -21,8 +21,10 @@ from forge.errors import ForgeError
 from forge.templates import dsl_limits as L
 from forge.templates.dsl_fields import Ident
 from forge.templates.registry import LAB_TEST_SUFFIX
+from forge_verify.files import InputRefused, read_bounded_text
 
 MAX_SCRIPT = 64 * 1024
+MAX_PLAN_BYTES = 1024 * 1024  # as a template (forge.templates.validate.MAX_TEMPLATE_BYTES)
 # `# host: NAME` starts a section; NAME is a template identifier (dsl_limits.IDENT_PATTERN).
 _SECTION_RE = re.compile(r"(?m)^# host: (" + L.IDENT_PATTERN.strip("^$") + r")\n")
 
@@ -172,12 +174,15 @@ def parse_lab_test(data: Any, source: str) -> LabTest:
 
 
 def load_lab_test(path: Path) -> LabTest:
-    """Read and validate `path` (a missing file is an error saying what to create)."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    """Read (bounded: a regular UTF-8 file of at most MAX_PLAN_BYTES) and validate `path`
+    (a missing file is an error saying what to create)."""
+    if not path.exists() and not path.is_symlink():
         raise LabTestError(str(path), ["no lab-test file: `forge lab new` scaffolds one, "
-                                       "docs/authoring.md describes it"]) from None
+                                       "docs/authoring.md describes it"])
+    try:
+        doc = yaml.safe_load(read_bounded_text(path, MAX_PLAN_BYTES, what="lab-test file"))
+    except InputRefused as exc:
+        raise LabTestError(str(path), [f"cannot read file: {exc.reason}"]) from None
     except yaml.YAMLError as exc:
         raise LabTestError(str(path), [f"not valid YAML ({type(exc).__name__})"]) from None
     return parse_lab_test(doc, str(path))
