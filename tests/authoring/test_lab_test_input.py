@@ -58,3 +58,21 @@ def test_a_test_plan_that_is_not_utf8_is_named_not_a_traceback(
     assert f"{plan.relative_to(tmp_path)}: cannot read file: not UTF-8 text (byte {offset})" \
         in tested.stderr
     assert "forge lab test vault-code" not in tested.stdout  # no step ran
+
+
+def test_a_yaml_error_in_a_test_plan_names_its_line(forge: Forge, tmp_path: Path) -> None:
+    """An unclosed `[` in the plan: the error says what and on which line, as it does for
+    a template. Before: `not valid YAML (ParserError)`, nothing to find it by."""
+    assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir",
+                 "images").returncode == 0
+    plan = tmp_path / "labs" / "vault-code.lab-test.yaml"
+    lines = plan.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("answers:"))
+    lines.insert(at + 1, "  - {path: [/workspace/answer.txt}\n")
+    plan.write_text("".join(lines))
+    checked = forge("template", "check", str(plan))
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"  not valid YAML: expected ',' or ']', but got '}}' (line {at + 2}, column 34)" \
+        in checked.stdout.splitlines(), checked.stdout
+    tested = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert f"line {at + 2}, column 34" in tested.stderr, tested.stderr

@@ -184,5 +184,13 @@ def load_lab_test(path: Path) -> LabTest:
     except InputRefused as exc:
         raise LabTestError(str(path), [f"cannot read file: {exc.reason}"]) from None
     except yaml.YAMLError as exc:
-        raise LabTestError(str(path), [f"not valid YAML ({type(exc).__name__})"]) from None
+        raise LabTestError(str(path), [f"not valid YAML: {_yaml_where(exc)}"]) from None
     return parse_lab_test(doc, str(path))
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """What the parser found and where (1-based line and column), in one line."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return type(exc).__name__
+    mark = exc.problem_mark
+    return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
