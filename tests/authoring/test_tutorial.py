@@ -86,6 +86,18 @@ def test_lab_new_refuses_a_bad_name(forge: Forge, tmp_path: Path) -> None:
     assert not (tmp_path / "labs").exists() and not (tmp_path / "images").exists()
 
 
+def test_lab_new_refuses_a_shipped_labs_name(forge: Forge, tmp_path: Path) -> None:
+    """`forge lab new netplus` in a directory of one's own wrote a second `netplus`: copied
+    next to the shipped templates (section 7) it replaces the shipped lab, and in an
+    operator's FORGE_TEMPLATE_DIR it shadows it. Refused, naming why, nothing written."""
+    for name in ("netplus", "web-sqli", "vlan-segment"):
+        result = forge("lab", "new", name, "--dir", "labs", "--image-dir", "images")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"error: name: '{name}' is taken by a shipped lab; choose another" \
+            in result.stderr
+    assert not (tmp_path / "labs").exists() and not (tmp_path / "images").exists()
+
+
 def test_a_bad_test_plan_is_an_error_naming_the_field(forge: Forge, tmp_path: Path) -> None:
     assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir", "images").returncode == 0
     plan = tmp_path / "labs" / "vault-code.lab-test.yaml"

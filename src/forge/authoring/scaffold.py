@@ -12,17 +12,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from forge.content import content_path
+from forge.content import TEMPLATES, content_path
 from forge.errors import ForgeError
 from forge.images.definitions import DEFAULT_IMAGE, load_definition_file
 from forge.templates.registry import LAB_TEST_SUFFIX
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]\Z")
 
+def shipped_labs() -> set[str]:
+    """The shipped templates' names (a lab copied next to them, docs/authoring.md section 7,
+    would replace one of the same name)."""
+    return {p.name.removesuffix(".yaml") for p in content_path(TEMPLATES).glob("*.yaml")
+            if not p.name.endswith(LAB_TEST_SUFFIX)}
+
+
 def reserved_names() -> set[str]:
     """Names a new lab may not take: the shipped images' (its image shares the lab's
-    name) and ``host``, the machine userland's."""
-    return {"host", *(p.stem for p in content_path("images").glob("*.yaml"))}
+    name), ``host``, the machine userland's, and the shipped labs'."""
+    return {"host", *(p.stem for p in content_path("images").glob("*.yaml")), *shipped_labs()}
 
 TEMPLATE = """\
 # {name}: scaffolded by `forge lab new`; docs/authoring.md walks through every field.
@@ -153,6 +160,9 @@ def check_name(name: str) -> str:
         raise ScaffoldError("invalid_lab_name", 422,
                             f"name: {name!r} must be 3-32 characters of a-z, 0-9 and single "
                             "inner dashes, starting with a letter")
+    if name in shipped_labs():
+        raise ScaffoldError("invalid_lab_name", 422,
+                            f"name: {name!r} is taken by a shipped lab; choose another")
     if name in reserved_names():
         raise ScaffoldError("invalid_lab_name", 422,
                             f"name: {name!r} is reserved (a shipped image)")
