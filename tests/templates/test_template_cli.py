@@ -22,6 +22,23 @@ def test_check_ok() -> None:
     assert "ok (fixture-good, sha256 " in result.output
 
 
+def test_check_names_a_file_the_services_would_refuse(tmp_path: Path) -> None:
+    """A valid template saved as `vault.yaml` with `metadata.name: vault-code` was simply
+    `ok`, yet the registry (every service, `forge lab test`) refuses the whole directory
+    for it. The check now says so; the same template as `vault-code.yaml` has no note."""
+    doc = yaml.safe_load((FIXTURES / "good.yaml").read_text())
+    doc["metadata"]["name"] = "vault-code"
+    for name, noted in (("vault.yaml", True), ("vault-code.yaml", False)):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(doc))
+        result = runner.invoke(app, ["template", "check", str(path)])
+        assert result.exit_code == 0, result.output
+        note = ("  warning: the services and `forge lab test` load template 'vault-code' only "
+                f"from a file named vault-code.yaml (they refuse a template directory "
+                f"holding {name}): rename the file or metadata.name")
+        assert (note in result.output.splitlines()) is noted, result.output
+
+
 def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     doc = yaml.safe_load((FIXTURES / "good.yaml").read_text())
     doc["spec"]["assets"]["containers"][1]["networks"][0]["subnet"] = "dmz2"

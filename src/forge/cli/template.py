@@ -46,6 +46,11 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
                 typer.echo(f"  {p}")
             continue
         typer.echo(f"{path}: ok ({loaded.name}, sha256 {loaded.sha256})")
+        if path.name != f"{loaded.name}.yaml":
+            typer.echo(f"  warning: the services and `forge lab test` load template "
+                       f"{loaded.name!r} only from a file named {loaded.name}.yaml (they "
+                       f"refuse a template directory holding {path.name}): rename the "
+                       "file or metadata.name")
         for advice in exposed_references(loaded.template):
             typer.echo(f"  note: {advice}")
     if unreadable:
