@@ -27,6 +27,16 @@ def test_unknown_subnet(good_doc: Doc, problems_of: Check) -> None:
     ]
 
 
+def test_a_subnet_with_a_bad_cidr_is_not_also_unknown(good_doc: Doc,
+                                                      problems_of: Check) -> None:
+    """An author's /8 is one problem, on the cidr. Before: every host attached to the
+    subnet also got 'unknown subnet', naming a subnet that is declared right there."""
+    good_doc["spec"]["network"]["subnets"][0]["cidr"] = "10.0.0.0/8"
+    assert problems_of(good_doc) == [
+        'spec.network.subnets[0].cidr: prefix length must be between /16 and /29, '
+        'got "10.0.0.0/8"']
+
+
 def test_duplicate_container_names(good_doc: Doc, problems_of: Check) -> None:
     _containers(good_doc)[2]["name"] = "learner"
     found = problems_of(good_doc)

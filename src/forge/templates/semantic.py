@@ -41,11 +41,14 @@ def check_semantics(t: ScenarioTemplate) -> list[Problem]:
     out: list[Problem] = []
     out += _check_labels(t)
     subnets = _check_subnets(t, out)
+    declared = {s.name for s in t.spec.network.subnets}  # valid or not
     _check_unique(t, out)
     used_addresses: dict[ipaddress.IPv4Address, str] = {}
     for i, c in enumerate(t.spec.assets.containers):
-        attached = _check_attachments(i, c, subnets, used_addresses, out)
-        _check_routes(i, c, attached, out)
+        attached = _check_attachments(i, c, subnets, declared, used_addresses, out)
+        # A subnet with a bad cidr (its own problem) leaves no network to check a gateway on.
+        known = all(a.subnet in subnets for a in c.networks if a.subnet in declared)
+        _check_routes(i, c, attached, out, gateways=known)
         _check_capabilities(i, c, out)
         _check_files(i, c, out)
         command = shlex.join(c.command) if c.command else None
@@ -132,6 +135,7 @@ def _check_attachments(
     i: int,
     c: Container,
     subnets: dict[str, ipaddress.IPv4Network],
+    declared: set[str],
     used: dict[ipaddress.IPv4Address, str],
     out: list[Problem],
 ) -> dict[str, ipaddress.IPv4Network]:
@@ -139,8 +143,9 @@ def _check_attachments(
     for j, a in enumerate(c.networks):
         path = f"{_C}[{i}].networks[{j}]"
         net = subnets.get(a.subnet)
-        if net is None:
-            out.append(Problem(path, f'unknown subnet "{a.subnet}"'))
+        if net is None:  # a declared subnet with a bad cidr has its own problem
+            if a.subnet not in declared:
+                out.append(Problem(path, f'unknown subnet "{a.subnet}"'))
             continue
         if a.subnet in attached:
             out.append(Problem(path, f'attached twice to subnet "{a.subnet}"'))
@@ -168,7 +173,8 @@ def _check_attachments(
 
 
 def _check_routes(
-    i: int, c: Container, attached: dict[str, ipaddress.IPv4Network], out: list[Problem]
+    i: int, c: Container, attached: dict[str, ipaddress.IPv4Network], out: list[Problem],
+    *, gateways: bool = True,
 ) -> None:
     own = {a.address for a in c.networks if a.address}
     for j, r in enumerate(c.routes):
@@ -185,7 +191,7 @@ def _check_routes(
             continue
         if r.via in own:
             out.append(Problem(f"{path}.via", f"{via} is this host's own address"))
-        elif not any(via in net for net in attached.values()):
+        elif gateways and not any(via in net for net in attached.values()):
             out.append(
                 Problem(f"{path}.via", f"gateway {via} is not on any subnet this host attaches to")
             )
