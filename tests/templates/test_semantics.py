@@ -37,6 +37,16 @@ def test_a_subnet_with_a_bad_cidr_is_not_also_unknown(good_doc: Doc,
         'got "10.0.0.0/8"']
 
 
+def test_a_bad_item_of_a_list_is_not_also_a_list_too_short(good_doc: Doc,
+                                                             problems_of: Check) -> None:
+    """`weight: 0` on the only criterion is one problem. Before: also 'successCriteria:
+    Tuple should have at least 1 item after validation, not 0', of a list of one."""
+    good_doc["spec"]["successCriteria"] = good_doc["spec"]["successCriteria"][:1]
+    good_doc["spec"]["successCriteria"][0]["weight"] = 0
+    assert problems_of(good_doc) == [
+        "spec.successCriteria[0].weight: Input should be greater than 0"]
+
+
 def test_duplicate_container_names(good_doc: Doc, problems_of: Check) -> None:
     _containers(good_doc)[2]["name"] = "learner"
     found = problems_of(good_doc)

@@ -64,7 +64,15 @@ _FIELD_ALIASES = {"success_criteria": "successCriteria", "api_version": "apiVers
 def problems_from_validation(err: ValidationError) -> list[Problem]:
     """Turn pydantic errors into problems that use the DSL's own field names."""
     found: list[Problem] = []
-    for item in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    inner = [tuple(e["loc"]) for e in errors]
+    for item in errors:
+        here = tuple(item["loc"])
+        if item["type"] == "too_short" and any(
+                len(o) > len(here) and o[:len(here)] == here for o in inner):
+            # pydantic counts the items that validated: a list whose one item is wrong
+            # is not also "at least 1 item, not 0" (that item's own error says what).
+            continue
         loc = [
             _FIELD_ALIASES.get(p, p) if isinstance(p, str) else p
             for p in item["loc"]
