@@ -76,3 +76,36 @@ def test_a_yaml_error_in_a_test_plan_names_its_line(forge: Forge, tmp_path: Path
         in checked.stdout.splitlines(), checked.stdout
     tested = forge("lab", "test", "vault-code", "--dir", "labs")
     assert f"line {at + 2}, column 34" in tested.stderr, tested.stderr
+
+
+def test_scripts_typed_on_a_host_without_a_learner_terminal_are_refused(
+        forge: Forge, tmp_path: Path) -> None:
+    """A plan typing its solution on a host the learner gets no terminal on (`host: ops`,
+    or a `# host: ops` section) proved a lab no learner can solve: `forge lab test` passed
+    a lab graded on ops by a solution typed on ops. Refused naming the field, nothing
+    launched."""
+    assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir",
+                 "images").returncode == 0
+    labs = tmp_path / "labs"
+    template = labs / "vault-code.yaml"
+    template.write_text(template.read_text().replace(
+        "  successCriteria:\n",
+        "      - name: ops\n"
+        "        networks: [{subnet: lan, address: 10.70.1.20}]\n"
+        "  successCriteria:\n"))
+    assert forge("template", "check", str(template)).returncode == 0
+    plan = labs / "vault-code.lab-test.yaml"
+    text = plan.read_text()
+    plan.write_text(text.replace("host: learner ", "host: ops "))
+    result = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("host: 'ops' is not a learner host (access: learner): a learner gets no "
+            "terminal there") in result.stderr
+    assert "forge lab test vault-code" not in result.stdout  # nothing was launched
+    plan.write_text(text)
+    (labs / "vault-code.partial.sh").write_text("# host: ops\ntrue\n")
+    result = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("partials.0: section '# host: ops' is not a learner host (access: learner): "
+            "a learner gets no terminal there") in result.stderr
+    assert "forge lab test vault-code" not in result.stdout

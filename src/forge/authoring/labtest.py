@@ -123,14 +123,21 @@ class LabTest(_Model):
 
 
 def check_against(plan: LabTest, criteria: list[str], hosts: list[str],
-                  int_variables: list[str], base: Path, source: str) -> None:
+                  int_variables: list[str], base: Path, source: str,
+                  learner_hosts: list[str] | None = None) -> None:
     """LabTestError unless every criterion, host, port variable and script file the plan
-    names exists."""
+    names exists, and every script is typed on a host the learner has a terminal on
+    (`learner_hosts`, default all `hosts`): a solution typed where no learner can type
+    proves nothing."""
+    terminals = hosts if learner_hosts is None else learner_hosts
     problems = [f"ready.{i}.port: {r.port!r} is neither a number nor an int variable"
                 for i, r in enumerate(plan.ready)
                 if not r.port.isdigit() and r.port not in int_variables]
     if plan.host not in hosts:
         problems.append(f"host: no host {plan.host!r} in the template")
+    elif plan.host not in terminals:
+        problems.append(f"host: {plan.host!r} is not a learner host (access: learner): "
+                        "a learner gets no terminal there")
     problems += [f"ready.{i}.host: no host {r.host!r} in the template"
                  for i, r in enumerate(plan.ready) if r.host not in hosts]
     problems += [f"answers.{i}.criteria: no criterion {c!r} in the template"
@@ -149,9 +156,14 @@ def check_against(plan: LabTest, criteria: list[str], hosts: list[str],
                 readable.append((where, s.text(base)))
             except (OSError, ValueError) as exc:
                 problems.append(f"{where}.file: {exc}")
+    sections = [(where, host) for where, text in readable
+                for host, _ in script_sections(text, plan.host)]
     problems += [f"{where}: section '# host: {host}' names no host of the template"
-                 for where, text in readable
-                 for host, _ in script_sections(text, plan.host) if host not in hosts]
+                 for where, host in sections if host not in hosts]
+    problems += [f"{where}: section '# host: {host}' is not a learner host (access: "
+                 "learner): a learner gets no terminal there"
+                 for where, host in sections if host in hosts and host not in terminals
+                 and host != plan.host]
     if problems:
         raise LabTestError(source, problems)
 

@@ -40,7 +40,7 @@ def prove_named(runtime: Runtime, templates_dir: Path, name: str,
     check_against(plan, [c.id for c in spec.success_criteria],
                   [c.name for c in spec.assets.containers],
                   [n for n, v in spec.variables.items() if v.kind == "int"],
-                  path.parent, str(path))
+                  path.parent, str(path), list(template.learner_hosts))
     return prove_lab(runtime, template, plan, path.parent, jobs)
 
 
