@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES, MAX_HOST_EXEC_BYTES
@@ -369,6 +370,18 @@ def test_hint_costs_are_fractions_of_the_score_up_to_one_half(good_doc: Doc,
         good_doc["spec"]["hints"] = [{"text": "a hint", "cost": bad}]
         found = problems_of(good_doc)
         assert found and all(p.startswith("spec.hints[0].cost") for p in found), (bad, found)
+
+
+def test_the_hint_cost_field_docs_labs_md_names_is_the_one_the_check_prints(
+        good_doc: Doc, problems_of: Check) -> None:
+    """docs/labs.md said a bad cost is refused naming `spec.hints.1.cost`; the check names
+    `spec.hints[1].cost`, which an author searching the output for the doc's form misses."""
+    good_doc["spec"]["hints"] = [{"text": "free"}, {"text": "too dear", "cost": 0.7}]
+    [found] = problems_of(good_doc)
+    field = found.split(":", 1)[0]
+    assert field == "spec.hints[1].cost"
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "labs.md").read_text()
+    assert f"refused naming the\nfield (`{field}`)" in doc
 
 
 def test_ready_ports_are_tcp_ports_or_int_variables(good_doc: Doc, problems_of: Check) -> None:
