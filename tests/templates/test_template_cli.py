@@ -39,6 +39,26 @@ def test_check_names_a_file_the_services_would_refuse(tmp_path: Path) -> None:
         assert (note in result.output.splitlines()) is noted, result.output
 
 
+def test_check_notes_what_looks_like_a_variable_but_is_left_as_written(
+        tmp_path: Path) -> None:
+    """`{{ var.port }}`, `{{ vars.port }` and `{{ vars.port | int }}` were `ok` and seeded
+    into the learner's file literally. Each is now a note naming the field; a real
+    reference and another template language's `{{ user }}` draw none."""
+    doc = yaml.safe_load((FIXTURES / "good.yaml").read_text())
+    doc["spec"]["description"] = (
+        "Port {{ var.port }}, again {{ vars.port }, as int {{ vars.port | int }}; "
+        "fine: {{ vars.port }} and {{ user }}.")
+    path = tmp_path / "fixture-good.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["template", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "not a variable reference" in line]
+    assert notes == [f'  note: spec.description: "{ref}" is not a variable reference (write '
+                     "{{ vars.NAME }}): it is left as written"
+                     for ref in ("{{ var.port }}", "{{ vars.port }, as int",
+                                 "{{ vars.port | int }}")], result.output
+
+
 def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     doc = yaml.safe_load((FIXTURES / "good.yaml").read_text())
     doc["spec"]["assets"]["containers"][1]["networks"][0]["subnet"] = "dmz2"

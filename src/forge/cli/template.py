@@ -18,7 +18,7 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
     from forge.authoring.labtest import LabTestError, load_lab_test
     from forge.templates import TemplateError, UnreadableTemplate, load_template_file
     from forge.templates.registry import LAB_TEST_SUFFIX
-    from forge.templates.variables import exposed_references
+    from forge.templates.variables import exposed_references, near_miss_references
 
     bad = unreadable = 0
     for path in files:
@@ -51,7 +51,8 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
                        f"{loaded.name!r} only from a file named {loaded.name}.yaml (they "
                        f"refuse a template directory holding {path.name}): rename the "
                        "file or metadata.name")
-        for advice in exposed_references(loaded.template):
+        for advice in [*near_miss_references(loaded.template),
+                       *exposed_references(loaded.template)]:
             typer.echo(f"  note: {advice}")
     if unreadable:
         raise typer.Exit(2)

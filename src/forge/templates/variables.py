@@ -127,6 +127,27 @@ def exposed_references(t: ScenarioTemplate) -> list[Problem]:
             for path, name in referenced_variables(t) if _SERVICE_COMMAND.match(path)]
 
 
+# `{{` then `var`/`vars`: what an author meant as a reference. Whatever of it is not a
+# whole `{{ vars.NAME }}` (`{{ var.port }}`, `{{ vars.port }`, `{{ vars.port | int }}`)
+# is seeded as written.
+_NEAR_MISS_RE = re.compile(r"\{\{\s*vars?\b(?:(?!\{\{)[^\n]){0,40}")
+
+
+def near_miss_references(t: ScenarioTemplate) -> list[Problem]:
+    """Advice, not an error (a seeded file may hold another template language's `{{`):
+    text that starts like a variable reference but is not one, so it is never replaced."""
+    out = []
+    for path, text in _walk(t.to_document(), ""):
+        if "{{" not in text:
+            continue
+        for m in _NEAR_MISS_RE.finditer(REFERENCE_RE.sub("", text)):
+            end = m.group(0).find("}}")
+            shown = m.group(0)[:end + 2] if end >= 0 else m.group(0).rstrip()
+            out.append(Problem(path, f'"{shown}" is not a variable reference (write '
+                                     "{{ vars.NAME }}): it is left as written"))
+    return out
+
+
 def _check_value(name: str, var: Variable, value: str) -> str | None:
     if var.kind == "int":
         if not re.fullmatch(r"-?[0-9]{1,19}", value):
