@@ -98,6 +98,32 @@ def test_lab_new_refuses_a_shipped_labs_name(forge: Forge, tmp_path: Path) -> No
     assert not (tmp_path / "labs").exists() and not (tmp_path / "images").exists()
 
 
+def test_lab_new_never_writes_into_the_shipped_content(forge: Forge, tmp_path: Path,
+                                                     forge_env: dict[str, str]) -> None:
+    """Without --dir and FORGE_TEMPLATE_DIR (FORGE_IMAGE_DIR) the scaffold wrote its draft
+    into the package's shipped templates and images, so the next service start offered it
+    to learners. Refused naming the option to give; nothing written."""
+    from forge.content import content_path
+
+    shipped = [content_path("templates") / f"zz-draft{suffix}" for suffix in
+               (".yaml", ".lab-test.yaml", ".solution.sh", ".partial.sh")]
+    shipped.append(content_path("images") / "zz-draft.yaml")
+    assert not any(p.exists() for p in shipped)
+    forge_env.pop("FORGE_IMAGE_DIR", None)
+    try:
+        result = forge("lab", "new", "zz-draft")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "error: --dir: " in result.stderr and "FORGE_TEMPLATE_DIR" in result.stderr
+        result = forge("lab", "new", "zz-draft", "--dir", "labs")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "error: --image-dir: " in result.stderr and "FORGE_IMAGE_DIR" in result.stderr
+        assert not any(p.exists() for p in shipped)
+        assert not (tmp_path / "labs").exists()
+    finally:
+        for p in shipped:
+            p.unlink(missing_ok=True)
+
+
 def test_a_bad_test_plan_is_an_error_naming_the_field(forge: Forge, tmp_path: Path) -> None:
     assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir", "images").returncode == 0
     plan = tmp_path / "labs" / "vault-code.lab-test.yaml"

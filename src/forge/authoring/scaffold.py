@@ -150,6 +150,9 @@ packages:
 """
 
 
+_ENV = {"--dir": "FORGE_TEMPLATE_DIR", "--image-dir": "FORGE_IMAGE_DIR"}
+
+
 class ScaffoldError(ForgeError):
     """A bad lab name or a file that already exists."""
 
@@ -170,8 +173,18 @@ def check_name(name: str) -> str:
 
 
 def scaffold(name: str, templates_dir: Path, images_dir: Path) -> list[Path]:
-    """Write the new lab's files; ScaffoldError (and nothing written) if any exists."""
+    """Write the new lab's files; ScaffoldError (and nothing written) if any exists, or
+    if a directory is the shipped one (the default without FORGE_TEMPLATE_DIR and
+    FORGE_IMAGE_DIR): a draft there is in the catalog every service offers."""
     check_name(name)
+    for option, given, shipped in (("--dir", templates_dir, TEMPLATES),
+                                   ("--image-dir", images_dir, "images")):
+        if given.resolve() == content_path(shipped).resolve():
+            raise ScaffoldError("shipped_content_dir", 422,
+                                f"{option}: {given} holds the shipped {shipped}, which every "
+                                "service loads; scaffold into a directory of your own "
+                                f"({option} or {_ENV[option]}) and ship it as "
+                                "docs/authoring.md section 7 says")
     files = {
         templates_dir / f"{name}.yaml": TEMPLATE,
         templates_dir / f"{name}{LAB_TEST_SUFFIX}": LAB_TEST,
