@@ -57,3 +57,6 @@ def test_a_submit_after_the_end_time_is_graded_as_the_labs_expiry(
         done = node.wait_state(sid, "completed", "failed", timeout=60)
         assert (done.state, done.state_reason) == ("completed", f"graded ({reason})")
         assert _completed_reason(node, sid) == reason
+        # The submit's time is kept either way: spawn_service answers its retry as the
+        # submit it is (`routes.grading_for_a_submit`), not as the reaper's expiry.
+        assert isinstance((done.details or {}).get("submitted_at"), str), done.details

@@ -624,6 +624,35 @@ def test_a_retried_submit_of_a_lab_grading_for_it_is_accepted(spawn_env: SpawnEn
         assert client.post(url, headers=alice).status_code == 409
 
 
+def test_a_retried_late_submit_graded_as_the_expiry_is_accepted(
+        spawn_env: SpawnEnv) -> None:
+    """A submit made after the lab's end time is graded as its expiry: the node records
+    ('grading', 'expired') with the submit's time in the details (grade_lab.graded_reason).
+    Its retry (after a 503 whose event reached the bus, or a double click) was refused 409
+    not_running as if no submit had been applied; it is answered as the submit it is. The
+    reaper's own expiry (no submit time) still refuses a submit."""
+    grant(spawn_env.state.ctx.db, "acme", "PRO")
+    alice = key_for(spawn_env)
+
+    def put(sid: str, details: dict[str, str]) -> None:
+        with spawn_env.state.ctx.db.session() as sess:
+            row = sess.get(Scenario, sid)
+            assert row is not None
+            row.state, row.state_reason, row.updated_at = ("grading", "expired",
+                                                           datetime.now(UTC))
+            row.details = {**(row.details or {}), **details}
+
+    with spawn_env.client() as client:
+        late, reaped = (spawn(client, alice).json()["scenario_id"] for _ in range(2))
+        put(late, {"submitted_at": datetime.now(UTC).isoformat()})
+        again = client.post(f"/v1/scenarios/{late}/submit", headers=alice)
+        assert again.status_code == 202, again.text
+        assert again.json() == {"scenario_id": late, "status": "grading_requested"}
+        put(reaped, {})
+        refused = client.post(f"/v1/scenarios/{reaped}/submit", headers=alice)
+        assert refused.status_code == 409 and refused.json()["error"] == "not_running"
+
+
 def test_readyz_names_spawn_checks(spawn_env: SpawnEnv) -> None:
     with spawn_env.client() as client:
         body = client.get("/readyz", headers=OPERATOR).json()

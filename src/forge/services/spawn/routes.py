@@ -137,12 +137,22 @@ async def get_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     return _scenario_view(row, learner_hosts(spawn_state(request), row))
 
 
+def grading_for_a_submit(row: ScenarioRecord) -> bool:
+    """Whether a lab in ``grading`` grades for a learner's submit: one made in time
+    (reason ``submitted``) or one made after the lab's end time, which the node records as
+    the lab's expiry (``grade_lab.graded_reason``) with the submit's time in the details.
+    The reaper's own expiry keeps no submit time: a submit racing it is still refused."""
+    details = row.details if isinstance(row.details, dict) else {}
+    return row.state_reason == SUBMITTED or (
+        row.state_reason == "expired" and isinstance(details.get("submitted_at"), str))
+
+
 @router.post("/v1/scenarios/{scenario_id}/submit", status_code=202,
              responses=errors(401, 403, 404, 409, 503))
 async def submit(scenario_id: str, request: Request) -> dict[str, Any]:
     """Ask the orchestrator to grade the lab and finish it."""
     row = await owned_scenario(request, scenario_id)
-    if row.state == "grading" and row.state_reason == SUBMITTED:
+    if row.state == "grading" and grading_for_a_submit(row):
         # A retry (after a 503 whose event reached the bus, or a double click): the submit
         # was applied, so it is answered as one, not refused.
         return {"scenario_id": scenario_id, "status": "grading_requested"}
