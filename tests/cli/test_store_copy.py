@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from forge.identity.apikeys import verify_api_key
-from forge.stack.lock import UP, StorageLock
+from forge.stack.lock import CLEANUP, COPY, UP, StorageLock
 from forge.store import Database, upgrade
 from forge.store.db import make_db_engine
 from forge.store.models import AuditRecord, Base, Cohort, Scenario, ScenarioTransition
@@ -152,7 +152,18 @@ def test_refused_while_forge_up_runs_or_with_no_store_to_copy(tmp_path: Path) ->
     finally:
         running.release()
     assert code == 1 and "store copy refused: another forge up" in err, err
-    assert "stop it first" in err
+    assert "stop it first (its services would go on writing" in err, err
+    # Another holder runs no services: the reason given is its own (it said "its services
+    # would go on writing" for a cleanup or another copy too).
+    for holder, why in ((CLEANUP, "or let it end"), (COPY, "one copy at a time")):
+        held = StorageLock.acquire(storage, holder)
+        try:
+            code, _out, err = forge({"FORGE_DB_URL": target}, "--storage", str(storage),
+                                   "store", "copy")
+        finally:
+            held.release()
+        assert code == 1 and f"store copy refused: {holder} (pid" in err, err
+        assert why in err and "services" not in err, err
     code, _out, err = forge({"FORGE_DB_URL": target}, "--storage", str(storage), "store", "copy",
                            "--from", "mysql://x@y/z")
     assert code == 2 and "--from" in err and "mysql" in err, err

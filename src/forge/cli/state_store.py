@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from forge.cli.context import settings_or_exit
 from forge.cli.storage import hold_root_or_exit
 from forge.config.db_url import db_url_problem, normalize_url
-from forge.stack.lock import COPY
+from forge.stack.lock import CLEANUP, COPY, StorageLocked
 from forge.store.db import sqlite_file
 from forge.store.transfer import TransferFailed, TransferRefused, copy_store
 
@@ -29,6 +29,16 @@ app = typer.Typer(help="The state store: copy it into a new database.", no_args_
 def _shown(url: str) -> str:
     """``url`` without its password, for output."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _why_not_now(running: StorageLocked) -> str:
+    """Why the copy waits for whoever holds the storage root: only `forge up` runs
+    services that write to the store."""
+    if running.holder == COPY:
+        return "one copy at a time"
+    if running.holder == CLEANUP:
+        return "or let it end: one command holds the storage root at a time"
+    return "its services would go on writing to the store after the copy read it"
 
 
 @app.command("copy")
@@ -63,8 +73,7 @@ def copy(
         typer.echo(f"store copy refused: no state store at {path or from_url} (--from names "
                    "the store to copy; without it, the storage root's forge.db)", err=True)
         raise typer.Exit(1)
-    lock = hold_root_or_exit(root, COPY, "store copy", lambda _running: (
-        "its services would go on writing to the store after the copy read it"))
+    lock = hold_root_or_exit(root, COPY, "store copy", _why_not_now)
     try:
         copied = copy_store(from_url, settings.db_url,
                             source_setting="--from" if source else "STORAGE_ROOT")
