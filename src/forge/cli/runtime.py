@@ -18,7 +18,7 @@ from forge.cli.output import JSON_OPTION, print_json, print_table
 from forge.cli.storage import hold_root_or_exit, watch_new_root
 from forge.config.settings import ConfigError, load_settings
 from forge.runtime.base import NotSupported, Runtime, RuntimeFault
-from forge.stack.lock import CLEANUP
+from forge.stack.lock import CLEANUP, COPY, StorageLocked
 
 app = typer.Typer(help="Sandbox runtime: the labs the configured engine holds.",
                   no_args_is_help=True)
@@ -99,6 +99,16 @@ def destroy(
         raise typer.Exit(1)
 
 
+def _why_not_now(running: StorageLocked) -> str:
+    """Why the cleanup waits for whoever holds the storage root: only `forge up` runs an
+    orchestrator whose labs being built it would destroy."""
+    if running.holder == CLEANUP:
+        return "one cleanup at a time"
+    if running.holder == COPY:
+        return "or let it end: one command holds the storage root at a time"
+    return "a running orchestrator's labs being built would be destroyed"
+
+
 @app.command("cleanup")
 def cleanup(prefix: str | None = PREFIX) -> None:
     """Remove labs a crash left half-built or half-destroyed (run it while the orchestrator
@@ -107,10 +117,7 @@ def cleanup(prefix: str | None = PREFIX) -> None:
     root."""
     root = settings_or_exit().storage_root
     # Held until the cleanup ends: a `forge up` started meanwhile refuses as well.
-    lock = hold_root_or_exit(
-        root, CLEANUP, "cleanup",
-        lambda running: ("a running orchestrator's labs being built would be destroyed"
-                         if running.holder != CLEANUP else "one cleanup at a time"))
+    lock = hold_root_or_exit(root, CLEANUP, "cleanup", _why_not_now)
     try:
         cleaned, foreign = _cleanup_orphans(prefix)
     finally:
