@@ -23,6 +23,7 @@ from forge.store.db import make_db_engine
 from forge.store.models import AuditRecord, Base, Cohort, Scenario, ScenarioTransition
 from forge.store.transfer import TransferRefused, copy_store
 
+from ..live_server import distinct_ports
 from .test_storage_option import forge
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -167,6 +168,36 @@ def test_refused_while_forge_up_runs_or_with_no_store_to_copy(tmp_path: Path) ->
     code, _out, err = forge({"FORGE_DB_URL": target}, "--storage", str(storage), "store", "copy",
                            "--from", "mysql://x@y/z")
     assert code == 2 and "--from" in err and "mysql" in err, err
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_forge_up_beside_a_running_copy_names_the_copy(tmp_path: Path) -> None:
+    """With FORGE_DB_URL set to the new store, as the copy asks, a `forge up` started while
+    the copy ran said "FORGE_DB_URL names a state store with no scenarios … copy it into the
+    new store with `forge store copy`": the copy under way, told to run again. It names
+    the copy holding the root, as the runbook says, and starts nothing."""
+    storage = tmp_path / "storage"
+    own = f"sqlite:///{storage / 'forge.db'}"
+    upgrade(own)
+    _fill(own)
+    target = tmp_path / "new.db"
+    ports = [str(p) for p in distinct_ports(4)]
+    copying = StorageLock.acquire(storage, COPY)
+    try:
+        code, out, err = forge({"FORGE_DB_URL": f"sqlite:///{target}"}, "--storage",
+                               str(storage), "up", "--spawn-port", ports[0],
+                               "--orchestrator-port", ports[1], "--scoreboard-port",
+                               ports[2], "--nats-port", ports[3])
+    finally:
+        copying.release()
+    assert code == 1, (out, err)
+    assert "forge up: forge store copy (pid " in out + err, (out, err)
+    assert "`forge store copy` (services stopped)" not in out + err, (out, err)
+    # Once the root is free, the refusal for a store left behind is said as before.
+    code, out, err = forge({"FORGE_DB_URL": f"sqlite:///{target}"}, "--storage", str(storage),
+                           "up", "--spawn-port", ports[0], "--orchestrator-port", ports[1],
+                           "--scoreboard-port", ports[2], "--nats-port", ports[3])
+    assert code == 1 and "FORGE_DB_URL names a state store with no scenarios" in out + err
 
 
 def test_a_row_the_target_refuses_leaves_it_empty(postgres_url: str, tmp_path: Path) -> None:

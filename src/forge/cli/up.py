@@ -26,7 +26,7 @@ from forge.config.storage_root import UnsafeStorage
 from forge.services.common.bus import bus_auth
 from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.stack.envfile import EnvFileError, read_env_file
-from forge.stack.lock import StorageLock, StorageLocked
+from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
 from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.stack.topology import (
     Topology,
@@ -221,6 +221,23 @@ def build_needed_images(settings: Settings) -> None:
     console.print(summary, markup=False, highlight=False)
 
 
+def _refuse_if_held(root: Path) -> None:
+    """Exit 1 naming whoever holds the storage root (another `forge up`, a cleanup, a
+    `forge store copy`), when it is held: with FORGE_DB_URL set to a copy's new store, its
+    start refusal ("copy it with `forge store copy`") was shown while that very copy ran.
+    Nothing is held afterwards, and a root with no lock file (nobody ever held it) gets
+    none; one that cannot be locked is left to the start."""
+    if not (root / LOCK_NAME).is_file():
+        return
+    try:
+        StorageLock.acquire(root).release()
+    except StorageLocked as exc:
+        console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except (OSError, UnsafeStorage):
+        return
+
+
 def check_flags(nodes: int, nats_cluster: int, nats_port: int,
                 teardown: bool | None) -> bool:
     """Refuse impossible flag combinations before anything starts; whether to tear down."""
@@ -315,6 +332,7 @@ def register(app: typer.Typer) -> None:
         # --ready-timeout): said now, with nothing started, as `forge config check` says it
         problems.extend(start_refusals(settings))
         if problems:
+            _refuse_if_held(settings.storage_root)
             console.print(str(ConfigError(settings.env.value, problems)), markup=False)
             raise typer.Exit(1)
         try:  # before anything slow (images): a second `forge up` refuses at once
