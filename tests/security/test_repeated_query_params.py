@@ -13,9 +13,12 @@ WebSocket's handshake is closed with 1008.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import product
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -100,3 +103,16 @@ def test_what_counts_as_repeated() -> None:
     assert repeated_names(b"a=1&b=2&a=3&b&b") == ["a", "b"]
     assert repeated_names(b"a=1&%61=2") == ["a"]  # an encoded name is the same name
     assert repeated_names(b"") == []
+
+
+def test_a_query_without_a_separator_skips_the_parse_and_answers_the_same() -> None:
+    """Each request's check skips the parse when the query has no "&" (Starlette splits
+    pairs at "&" only, so there is at most one name); whatever the query, it names what a
+    full parse names: every query of up to four of these pieces."""
+    pieces = ["a", "b", "=", "&", ";", "%26", "%61", "+", "1", "&&"]
+    for size in range(5):
+        for parts in product(pieces, repeat=size):
+            query = "".join(parts)
+            counts = Counter(name for name, _ in parse_qsl(query, keep_blank_values=True))
+            assert repeated_names(query.encode("latin-1")) == [
+                name for name, count in counts.items() if count > 1], query

@@ -61,6 +61,10 @@ def repeatable(route: object) -> frozenset[str]:
 def repeated_names(query_string: bytes) -> list[str]:
     """The names a query string gives more than once, in the order they first appear
     (read as Starlette reads them: latin-1, blank values kept)."""
+    if b"&" not in query_string:
+        # Pairs are split at "&" only (as Starlette splits them): without one there is at
+        # most one name. Most requests carry no query or one parameter; they skip the parse.
+        return []
     counts = Counter(name for name, _ in parse_qsl(query_string.decode("latin-1"),
                                                    keep_blank_values=True))
     return [name for name, count in counts.items() if count > 1]
