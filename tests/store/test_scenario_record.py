@@ -14,6 +14,8 @@ from forge.lifecycle.store import ScenarioNotFound, ScenarioRecord, load, set_de
 from forge.store import Database, upgrade
 from forge.store.models import Scenario
 
+from ..support.sql_statements import sql_statements
+
 
 def test_a_loaded_record_equals_the_orm_row_column_for_column(db_url: str) -> None:
     upgrade(db_url)
@@ -79,3 +81,28 @@ def test_set_details_merges_one_level_and_touches_nothing_else(
             set_details(db, tmp_path, "scn-ffffffffffffffff", {"x": 1}, "nothing")
     finally:
         db.dispose()
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_status_read_goes_to_the_driver_on_sqlite(tmp_path: Path) -> None:
+    """The row every status poll reads runs on the driver (forge.store.prepared), not through
+    a Core execution (its statement cache, parameter and result building); what it answers
+    is the ORM row's (above)."""
+    url = f"sqlite:///{tmp_path / 'forge.db'}"
+    upgrade(url)
+    db = Database(url)
+    try:
+        now = datetime.now(UTC)
+        with db.session() as sess:
+            sess.add(Scenario(
+                scenario_id="scn-00000000000000bb", request_id="req-3", tenant_id="tenant-a",
+                subject="learner-1", track="netplus", template_id="netplus-basics",
+                plan="PRO", state="pending", created_at=now, updated_at=now, details={}))
+        with sql_statements(db) as seen:
+            record = load(db, "scn-00000000000000bb")
+            with pytest.raises(ScenarioNotFound):
+                load(db, "scn-ffffffffffffffff")
+    finally:
+        db.dispose()
+    assert record.state == "pending" and record.details == {}
+    assert not [s for s in seen if "SELECT" in s]
