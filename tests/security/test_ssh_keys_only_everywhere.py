@@ -6,9 +6,11 @@ methods it offers. Everything done right plus `Match Address !10.66.1.30,*` /
 `Port 2222` with `Match LocalPort 2222` / `PasswordAuthentication yes`, showed ops
 "publickey" and earned the task while the server still took passwords. The criterion
 now also asks `sshd -T` what it applies to the account's login from ops and from an
-address outside the lab, on every port the configuration listens on. Each attack is
-shown to be in force on the running daemon (a client that is not ops is offered
-passwords) before the lab is graded as the orchestrator grades it.
+address outside the lab, on every port the configuration listens on. Passwords kept for
+the lab's other addresses (`Match Address 10.66.1.0/24,!10.66.1.30`) passed that too: no
+address asked falls in the block; sshd -T is now also asked with each Match block made
+to apply. Each attack is shown to be in force on the running daemon (a client that is
+not ops is offered passwords) before the lab is graded as the orchestrator grades it.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 
 @pytest.mark.parametrize(("attempt", "probe_port"), [("passwords-for-all-but-ops", None),
-                                                     ("passwords-on-second-port", "2222")])
+                                                     ("passwords-on-second-port", "2222"),
+                                                     ("passwords-for-the-lab-but-ops", None)])
 def test_passwords_kept_for_someone_fail_keys_only(runtime: Runtime, attempt: str,
                                                    probe_port: str | None) -> None:
     path = lab_test_path(TEMPLATES, "ssh-hardening")
