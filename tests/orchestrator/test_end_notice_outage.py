@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from forge.bus import NatsServer
 from forge.lifecycle import states
+from forge.services.orchestrator import reaper
 from forge.store.models import QuotaSlot, Scenario
 
 from .conftest import OPERATOR, MakeOrch, Orch, collect, running_lab
@@ -100,3 +102,38 @@ def test_an_operator_action_while_the_bus_is_away_says_it_was_done(
         nats.start()
     ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 1, timeout=30))
     assert ended[0]["scenario_id"] == sid and ended[0]["state"] == final
+
+
+def _ended_row(sid: str, node: str, at: datetime) -> list[Any]:
+    """An ended scenario of `node` whose quota slot spawn_service never got back."""
+    return [Scenario(scenario_id=sid, request_id="r-" + sid, tenant_id="acme",
+                     subject="alice", track="netplus", template_id="lab-netplus",
+                     template_sha256="0" * 64, plan="PRO", retention_days=30,
+                     state=states.FAILED, state_reason="x", created_at=at, updated_at=at,
+                     details={}, node_id=node),
+            QuotaSlot(scenario_id=sid, tenant_id="acme", subject="alice", acquired_at=at,
+                      expires_at=at + timedelta(hours=3))]
+
+
+@pytest.mark.root
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
+def test_other_nodes_lost_notices_do_not_crowd_out_this_nodes_own(
+        make_orch: MakeOrch, nats: NatsServer) -> None:
+    # Each look republishes at most MAX_UNNOTICED notices, and this node publishes only its
+    # own: the rows were cut to MAX_UNNOTICED before they were filtered by node, so another
+    # node's ended labs with their slots still taken (a node gone for good, whose own
+    # restart would have published them) filled every look, and this node's own lost
+    # notice was never published: its learner's slot stayed taken until it lapsed.
+    first = make_orch(FORGE_NODE_ID="n1")
+    first.stop()
+    ended_at = datetime.now(UTC) - timedelta(minutes=5)
+    with first.state.ctx.db.session() as sess:
+        for n in range(reaper.MAX_UNNOTICED):
+            sess.add_all(_ended_row(f"scn-{n:016x}", "n2", ended_at))
+    own = "scn-" + "f" * 16
+    with first.state.ctx.db.session() as sess:
+        sess.add_all(_ended_row(own, "n1", ended_at))
+    make_orch(FORGE_NODE_ID="n1")  # the node starts again: it looks at once
+    ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 1, timeout=30))
+    assert ended[0]["scenario_id"] == own and ended[0]["state"] == states.FAILED

@@ -112,18 +112,23 @@ def _grading_due(state: OrchestratorState, scenario_id: str, updated_at: datetim
 
 def _unnoticed(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
     """(scenario_id, state) of this node's ended scenarios whose quota slot is still taken
-    UNNOTICED_AFTER past their end: spawn_service never heard their `ended` notice."""
+    UNNOTICED_AFTER past their end: spawn_service never heard their `ended` notice.
+
+    Which rows are this node's (`_mine`) is asked of the store, before the MAX_UNNOTICED
+    cut: filtered after it, other nodes' rows could fill every look."""
     now = now.astimezone(UTC)
+    query = (select(Scenario.scenario_id, Scenario.state)
+             .join(QuotaSlot, QuotaSlot.scenario_id == Scenario.scenario_id)
+             .where(Scenario.state.in_(sorted(states.TERMINAL)),
+                    QuotaSlot.released_at.is_(None), QuotaSlot.expires_at > now,
+                    Scenario.updated_at <= now - UNNOTICED_AFTER))
+    node = state.node
+    if node is not None:
+        query = query.where(or_(Scenario.node_id == node.node_id, Scenario.node_id.is_(None))
+                            if node.leader else Scenario.node_id == node.node_id)
     with state.ctx.db.read() as sess:
-        rows = sess.execute(
-            select(Scenario.scenario_id, Scenario.state, Scenario.node_id)
-            .join(QuotaSlot, QuotaSlot.scenario_id == Scenario.scenario_id)
-            .where(Scenario.state.in_(sorted(states.TERMINAL)),
-                   QuotaSlot.released_at.is_(None), QuotaSlot.expires_at > now,
-                   Scenario.updated_at <= now - UNNOTICED_AFTER)
-            .limit(MAX_UNNOTICED)
-        ).all()
-    return [(sid, ended) for sid, ended, node_id in rows if _mine(state, node_id)]
+        rows = sess.execute(query.limit(MAX_UNNOTICED)).all()
+    return [(sid, ended) for sid, ended in rows]
 
 
 async def notice_unnoticed(state: OrchestratorState) -> int:
