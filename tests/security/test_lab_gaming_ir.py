@@ -283,6 +283,43 @@ def test_stopping_every_bash_script_under_home_is_not_stopping_only_the_implant(
         assert not graded.passed["beacon-stopped"], graded
 
 
+# A responder's way (the hints': freeze the restarter): every script running from /home
+# frozen, then looked at; the implant's two killed, the account's own exporter continued
+# (SIGCONT), the hook and scripts removed, the note written. The exporter's server used to
+# end at the first freeze, for good: this honest eviction scored 3/6 (web01's 9100 gone).
+FREEZE_LOOK_CONTINUE = r"""
+scripts=$(ps -eo args= | awk '$1 ~ /bash$/ && $2 ~ /^\/home\// {print $2}' | sort -u)
+for s in $scripts; do pkill -STOP -f "^bash $s\$"; done
+sleep 1
+w="" b="" own=""
+for s in $scripts; do
+  if grep -q pgrep "$s"; then w=$s; elif grep -q /dev/tcp/ "$s"; then b=$s; else own="$own $s"; fi
+done
+[ -n "$w" ] && [ -n "$b" ] && [ -n "$own" ]
+pkill -9 -f "^bash $b\$"; pkill -9 -f "^bash $w\$"
+for s in $own; do pkill -CONT -f "^bash $s\$"; done
+c2=$(grep -o '/dev/tcp/[0-9.]*/[0-9]*' "$b" | head -n 1 | awk -F/ '{print $4 ":" $5}')
+grep -v -e "$w" -e 'cache sync helper' /home/.profile > /workspace/profile
+cat /workspace/profile > /home/.profile
+rm -rf -- "$w" "$(dirname "$b")"
+printf 'c2=%s\nwatchdog=%s\n' "$c2" "$w" > /workspace/incident.txt
+sleep 2.5
+"""
+
+
+def test_freezing_every_script_then_continuing_the_accounts_own_earns_full_marks(
+        runtime: Runtime) -> None:
+    with harness(runtime, "incident-response",
+                 (("c2", "port"), ("learner", "8080"), ("learner", "9100"))) as h:
+        run = h.launch()
+        run.must(UNTIL.format(cond=BEACON + " >/dev/null"), "the beacon runs")
+        run.must(FREEZE_LOOK_CONTINUE, "freeze, look, evict, continue the exporter")
+        run.must(UNTIL.format(cond="{ : > /dev/tcp/127.0.0.1/9100; } 2>/dev/null"),
+                 "the exporter answers again")
+        graded = run.grade()
+        assert graded.score == 1.0, graded
+
+
 # Every process the lab may have, held until no implant process is left or 40 s have
 # passed, then all killed (Submit closes the terminal: its jobs go with it). Python
 # retries a failed fork at once and so takes every process slot that frees; bash retries
