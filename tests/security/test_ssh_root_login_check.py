@@ -16,6 +16,9 @@ name `ops`. Both passed a server that lets root in:
   ticket's port only.
 - `Match Address !10.66.1.30,*` / `PermitRootLogin yes`: root refused to ops alone, let in
   from every other address; the grader asked about ops's address only.
+- `Match Address 10.66.1.0/24,!10.66.1.30` / `PermitRootLogin yes`: root let in from the
+  lab's other addresses; no address the grader asked about falls in the block, so each
+  Match block is now also made to apply (`Match all` in its place).
 
 The check now reads the keyword as sshd does (quotes and backslashes taken out) and asks
 for ops's name and address and for an address outside the lab, on every port the
@@ -49,7 +52,7 @@ AS_THE_DAEMON = (
     "/usr/sbin/sshd -T -f /etc/ssh/sshd_config -h /tmp/probe-key "
     "-C user=root,host=ADDRESS,addr=ADDRESS,laddr=10.66.1.10,lport=2222 "
     "| grep -i '^permitrootlogin'")
-FROM = {"root-refused-to-ops-only": "198.51.100.20"}
+FROM = {"root-refused-to-ops-only": "198.51.100.20", "root-for-the-lab-but-ops": "10.66.1.20"}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 @pytest.mark.parametrize("attempt", ["quoted-include-from-tmp",
                                      "match-host-address-allows-root",
                                      "second-port-allows-root",
-                                     "root-refused-to-ops-only"])
+                                     "root-refused-to-ops-only",
+                                     "root-for-the-lab-but-ops"])
 def test_a_configuration_that_lets_root_in_fails_no_root_login(runtime: Runtime,
                                                               attempt: str) -> None:
     path = lab_test_path(TEMPLATES, "ssh-hardening")
