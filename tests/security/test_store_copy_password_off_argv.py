@@ -39,6 +39,34 @@ def test_a_source_password_on_the_command_line_is_refused(tmp_path: Path) -> Non
     assert not target.exists()  # nothing was opened, nothing written
 
 
+def test_a_source_password_given_as_the_url_option_is_refused_too(tmp_path: Path) -> None:
+    """libpq takes the password as `?password=` as well; SQLAlchemy's URL.password does not
+    see it there, so that spelling went through to the process table (and into the
+    "cannot be read" message, which hid only the password after the user name)."""
+    target = tmp_path / "new.db"
+    code, out, err = forge(
+        {"FORGE_DB_URL": f"sqlite:///{target}", "FORGE_STORE_COPY_FROM": None},
+        "--storage", str(tmp_path / "storage"), "store", "copy",
+        "--from", f"postgresql://forge@127.0.0.1:1/old?sslmode=disable&password={PASSWORD}")
+    assert code == 2, err
+    said = " ".join(err.replace("│", " ").split())
+    assert "Invalid value for --from: a password on the command line" in said, said
+    assert PASSWORD not in out + err
+    assert not target.exists()
+
+
+def test_a_source_it_cannot_read_is_named_without_its_option_password(tmp_path: Path) -> None:
+    target = tmp_path / "new.db"
+    code, out, err = forge(
+        {"FORGE_DB_URL": f"sqlite:///{target}", "FORGE_STORE_COPY_FROM":
+         f"postgresql://forge@127.0.0.1:1/old?password={PASSWORD}"},
+        "--storage", str(tmp_path / "storage"), "store", "copy")
+    assert code == 1, err
+    assert "the store to copy from (--from: postgresql+psycopg://forge@127.0.0.1:1/old?" \
+           "connect_timeout=10&password=***) cannot be read" in err, err
+    assert PASSWORD not in out + err
+
+
 def test_the_source_comes_from_the_variable(tmp_path: Path) -> None:
     source, target = tmp_path / "old.db", tmp_path / "new.db"
     upgrade(f"sqlite:///{source}")
@@ -48,3 +76,12 @@ def test_the_source_comes_from_the_variable(tmp_path: Path) -> None:
     assert code == 0, err
     assert f"from sqlite:///{source} into sqlite:///{target} (FORGE_DB_URL)" in out
     assert target.is_file()
+
+
+def test_config_check_shows_the_store_without_its_option_password(tmp_path: Path) -> None:
+    code, out, err = forge(
+        {"FORGE_DB_URL": f"postgresql://forge@127.0.0.1:1/forge?password={PASSWORD}"},
+        "--storage", str(tmp_path / "storage"), "config", "check")
+    assert code == 0, err
+    assert "FORGE_DB_URL  postgresql://forge@127.0.0.1:1/forge?password=***" in out, out
+    assert PASSWORD not in out + err

@@ -12,6 +12,7 @@ import typer
 from sqlalchemy.engine import make_url
 
 from forge.bus.permissions import user_name
+from forge.config.db_url import shown_url
 from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password, nats_password_given
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.signing.keystore import keyring_dir
@@ -249,8 +250,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         typer.echo(f"FORGE_ENV     {settings.env.value}")
         typer.echo(f"STORAGE_ROOT  {settings.storage_root}")
-        db_url = make_url(settings.db_url).render_as_string(hide_password=True)
-        typer.echo(f"FORGE_DB_URL  {db_url}")
+        typer.echo(f"FORGE_DB_URL  {shown_url(settings.db_url)}")
         typer.echo(f"FORGE_POLICY_DIR       {settings.policies_dir}")
         typer.echo(f"FORGE_SIGNING_KEY_DIR  {keyring_dir(settings.storage_root)}")
         for ring in (settings.sat, settings.et, settings.receipt, settings.operator):

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from forge.cli.context import settings_or_exit
 from forge.cli.storage import hold_root_or_exit
-from forge.config.db_url import db_url_problem, normalize_url
+from forge.config.db_url import db_url_problem, has_password, normalize_url, shown_url
 from forge.stack.lock import CLEANUP, COPY, StorageLocked
 from forge.store.db import sqlite_file
 from forge.store.transfer import TransferFailed, TransferRefused, copy_store
@@ -28,7 +28,7 @@ app = typer.Typer(help="The state store: copy it into a new database.", no_args_
 
 def _shown(url: str) -> str:
     """``url`` without its password, for output."""
-    return make_url(url).render_as_string(hide_password=True)
+    return shown_url(url)
 
 
 def _why_not_now(running: StorageLocked) -> str:
@@ -62,7 +62,7 @@ def copy(
         raise typer.BadParameter(problem.replace("FORGE_DB_URL ", "", 1),
                                  param_hint="--from")
     made = make_url(from_url)
-    if made.password is not None \
+    if has_password(made) \
             and getattr(ctx.get_parameter_source("source"), "name", None) == "COMMANDLINE":
         raise typer.BadParameter(
             "a password on the command line is readable by every local user (ps) while the "

@@ -13,6 +13,24 @@ from sqlalchemy.exc import ArgumentError
 _POSTGRES_ALIASES = frozenset({"postgresql", "postgres"})
 # What a URL's scheme may be once normalised: SQLite's built-in driver or psycopg 3.
 DB_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
+# libpq also takes the password as an option of the URL (`?password=`), where SQLAlchemy's
+# URL.password (and its hide_password) does not see it.
+PASSWORD_OPTION = "password"  # noqa: S105 - the option's name
+
+
+def has_password(url: URL) -> bool:
+    """Whether `url` carries a password: after its user name or as its `password` option."""
+    return url.password is not None or PASSWORD_OPTION in url.query
+
+
+def shown_url(url: str) -> str:
+    """`url` for output, without its password wherever it is written (``***`` instead)."""
+    made = make_url(url)
+    if PASSWORD_OPTION not in made.query:
+        return made.render_as_string(hide_password=True)
+    hidden = made.update_query_dict({PASSWORD_OPTION: "***"})
+    return hidden.render_as_string(hide_password=True).replace(
+        f"{PASSWORD_OPTION}=%2A%2A%2A", f"{PASSWORD_OPTION}=***")
 
 
 def normalize_url(url: str) -> str:

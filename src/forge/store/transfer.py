@@ -21,7 +21,7 @@ from sqlalchemy import Connection, DateTime, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from forge.config.db_url import normalize_url
+from forge.config.db_url import normalize_url, shown_url
 from forge.store.busy import store_busy, store_error_text
 from forge.store.db import make_db_engine, sqlite_file
 from forge.store.migrate import refuse_not_a_database, upgrade
@@ -134,7 +134,7 @@ def _prepare_source(url: str, setting: str) -> None:
         reason = " ".join(str(exc.orig or exc).split())[:300]
         raise TransferRefused(
             f"the store to copy from ({setting}: "
-            f"{make_url(url).render_as_string(hide_password=True)}) cannot be read "
+            f"{shown_url(url)}) cannot be read "
             f"({reason}): check that {setting} names it rightly and that it is up, and run "
             "it again") from None
 
