@@ -32,6 +32,10 @@ def _env_file(tmp_path: Path, text: str, mode: int) -> Path:
     f"FORGE_DB_URL=postgresql+psycopg://forge:{PASSWORD}@db.example:5432/forge",
     f"FORGE_DB_URL='postgres://forge:{PASSWORD}@db/forge?sslmode=require'",
     f"NATS_URL=nats://a:4222, nats://spawn:{PASSWORD}@b:4222",
+    # A generated (base64) password with a "/" in it, which SQLAlchemy reads as a password.
+    f"FORGE_DB_URL=postgresql+psycopg://forge:ab/{PASSWORD}+x=@db/forge",
+    # libpq's password option.
+    f"FORGE_DB_URL=postgresql://forge@db/forge?sslmode=require&password={PASSWORD}",
 ])
 @pytest.mark.no_store
 def test_a_url_with_a_password_in_a_file_others_can_read_is_refused(

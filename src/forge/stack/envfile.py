@@ -8,6 +8,10 @@ import re
 import stat
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from forge.config.db_url import has_password
 from forge.config.secrets import NATS_PASSWORD_VARS, REQUIRED_SECRETS, ROTATION_SUFFIXES
 from forge_verify.files import InputRefused, read_bounded_text
 
@@ -75,8 +79,18 @@ def _read_file(path: Path) -> tuple[str, os.stat_result]:
 
 
 def _has_url_password(value: str) -> bool:
-    """Whether ``value`` (one URL, or several comma-separated) carries a password."""
-    return any(_URL_PASSWORD.match(part.strip()) for part in value.split(","))
+    """Whether ``value`` (one URL, or several comma-separated) carries a password: also one
+    the pattern misses that the store reads as one, with a ``/`` in it (base64) or given as
+    the ``?password=`` option."""
+    return any(_URL_PASSWORD.match(part.strip()) or _parsed_password(part.strip())
+               for part in value.split(","))
+
+
+def _parsed_password(part: str) -> bool:
+    try:
+        return has_password(make_url(part))
+    except (ArgumentError, ValueError):  # not a URL (or not one SQLAlchemy reads)
+        return False
 
 
 def _refuse_unsafe(path: Path, after: os.stat_result, values: dict[str, str]) -> None:
