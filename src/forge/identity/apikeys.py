@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Table, bindparam, select
 
 from forge.identity.names import valid_id
 from forge.store.db import Database
@@ -107,15 +107,6 @@ def verify_api_key(db: Database, presented: str) -> VerifiedKey | None:
     if row is None or not hmac.compare_digest(row.key_sha256, _digest(secret)):
         return None
     return VerifiedKey(row.key_id, row.tenant_id, row.subject)
-
-
-def key_live(conn: Connection, key_id: object, tenant_id: object, subject: object) -> bool:
-    """Whether `key_id` names a live (unrevoked) key of (tenant, subject): a session opened
-    with a key lives only as long as the key (`forge.identity.caller.session_revoked`)."""
-    if not isinstance(key_id, str):
-        return False
-    row = _LIVE_KEY.execute(conn, {"key_id": key_id}).first()
-    return row is not None and (row.tenant_id, row.subject) == (tenant_id, subject)
 
 
 def revoke_api_key(db: Database, key_id: str) -> bool:
