@@ -20,6 +20,7 @@ Two ways back in for a self-serve buyer:
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +40,7 @@ from forge.identity.caller import (
     session_claims,
 )
 from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.terminal_signout import close_node_terminals
 from forge.services.spawn.web.errors import PageError, error_response, safe_next, signin_url
 from forge.services.spawn.web.oidc_pages import signs_in_with_provider
 from forge.services.spawn.web.render import page
@@ -56,11 +58,13 @@ from forge.services.spawn.web.security import (
     session_value,
     set_cookie,
 )
+from forge.services.spawn.web.state import web_state
 from forge.services.spawn.web.viewer import signed_in, viewer
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger("forge.spawn.web")
 KEY_SHOWN = "KEYSHOW"  # replay-store kind: a sign-in key's one showing was used
 _SEAL_PURPOSE = b"forge-signin-key-reveal\x00"
 
@@ -173,6 +177,13 @@ async def new_key(request: Request) -> Response:
         return _refusal(request, 403, _PROVIDER_ONLY, back="/account")
     issued = await run_in_threadpool(replace_api_key, state.ctx.db, caller.tenant_id,
                                      caller.subject)
+    # The old key's sessions ended with it, but a terminal one of them opened is a socket
+    # already past the cookie check: end the learner's shells, as a sign-out does (this
+    # browser opens its own again), so a thief's open terminal does not outlive the key.
+    closed = await close_node_terminals(state.settings, state.ctx.db,
+                                        web_state(request).backend.http.client,
+                                        caller.tenant_id, caller.subject)
+    log.info("new sign-in key closed %d node terminal session(s)", closed)
     response = RedirectResponse("/account", status_code=303)
     set_cookie(response, request, KEY_COOKIE, seal_key(state.settings, caller, issued.plaintext),
                LEARNER_SESSION_TTL_S)
