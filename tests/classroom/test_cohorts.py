@@ -300,3 +300,21 @@ def test_an_unclosed_quote_is_a_bad_line_not_a_learner() -> None:
         parse_roster(b'lea\n"unterminated\n')
     assert exc.value.details[0]["line"] == 2
     assert "an unclosed quote" in exc.value.message
+
+
+def test_an_unknown_lab_is_refused_naming_the_labs(db: Database) -> None:
+    """The refusal names the labs rather than sending the instructor to GET /v1/tracks,
+    which answers 403 `entitlement_not_found` to an instructor whose tenant has no plan."""
+    c = cohorts.create_cohort(db, ANN, "Networking 101")
+    now = datetime.now(UTC)
+    with pytest.raises(ForgeError) as exc:
+        asg.create_assignment(db, ANN, c.cohort_id, template_id="netplsu",
+                              opens_at=now, closes_at=now + timedelta(days=1),
+                              attempts_allowed=1, hints_allowed=False,
+                              known_templates={"netplus", "ccna"})
+    assert code(exc) == (422, "validation_error")
+    assert exc.value.message == "template_id: not a lab of this platform; its labs: ccna, netplus"
+    assert exc.value.details[0]["field"] == "template_id"
+    assert exc.value.details[0]["allowed"] == ["ccna", "netplus"]
+    assert "/v1/tracks" not in exc.value.message
+    assert asg.cohort_assignments(db, ANN, c.cohort_id) == []

@@ -59,6 +59,17 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
+def unknown_template(known_templates: Collection[str]) -> ForgeError:
+    """The 422 of a `template_id` that names no lab: it lists the labs (also in
+    `details[0].allowed`), since GET /v1/tracks refuses an instructor whose tenant has no
+    plan, and the instructor needs the names either way."""
+    labs = sorted(known_templates)
+    return ForgeError("validation_error", 422,
+                      f"template_id: not a lab of this platform; its labs: {', '.join(labs)}",
+                      [{"field": "template_id", "problem": "not a lab of this platform",
+                        "allowed": labs}])
+
+
 def check_time(field: str, at: datetime) -> None:
     """422 naming `field` unless `at` has a time zone and lies in 2000-2099 (UTC): the
     spawn policy counts seconds from 1970, and a year 1 or 9999 time has no UTC form."""
@@ -93,7 +104,7 @@ def create_assignment(db: Database, who: Manager, cohort_id: str, *, template_id
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
         if template_id not in known_templates:
-            raise invalid_field("template_id", "not a lab of this platform (see GET /v1/tracks)")
+            raise unknown_template(known_templates)
         check_terms(opens_at, closes_at, attempts_allowed)
         lock_cohort(sess, cohort_id)  # the count and the insert: one step
         held = int(sess.scalar(select(func.count()).select_from(Assignment).where(
