@@ -152,3 +152,44 @@ def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
     (fetched,) = (elsewhere / "demo-verdicts").iterdir()
     assert {p.name for p in fetched.iterdir()} == {
         "score.json", "evidence.tar.zst", "verdict.sig", "verdict.pub"}
+
+
+@pytest.mark.root
+def test_demo_uses_the_platform_running_on_the_ports_it_is_given(tmp_path: Path) -> None:
+    """`forge up --spawn-port P …` then `forge demo --spawn-port P …` on the same storage:
+    the demo looked for a platform on 8082/8086 only, so it tried to start another on P
+    and was refused ("another forge up … holds STORAGE") beside a ready platform. It now
+    looks on the ports it is given and runs its journey there."""
+    import signal
+    import time
+
+    import httpx
+
+    env = demo_env(runtime_prefix("u"))
+    storage = tmp_path / "storage"
+    ports = distinct_ports(3)
+    port_args = ["--spawn-port", str(ports[0]), "--orchestrator-port", str(ports[1]),
+                 "--scoreboard-port", str(ports[2])]
+    up = subprocess.Popen(
+        [sys.executable, "-m", "forge", "up", "--storage", str(storage), *port_args,
+         "--teardown-labs"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if all(httpx.get(f"http://127.0.0.1:{p}/readyz", timeout=2).status_code == 200
+                       for p in ports):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        demo = subprocess.run(
+            [sys.executable, "-m", "forge", "demo", "--storage", str(storage), *port_args],
+            env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=60)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-2000:]
+    assert "the platform already running" in demo.stdout
+    assert "verified (PASS)" in demo.stdout

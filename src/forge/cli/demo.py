@@ -95,16 +95,18 @@ def register(app: typer.Typer) -> None:
     def demo(
         url: str | None = typer.Option(
             None, "--url", help="spawn_service of a running platform: the demo runs against "
-            f"it, or fails when it is not ready. Default: {DEFAULT_SPAWN_URL} if a platform "
-            "answers there, else the demo starts one."),
+            "it, or fails when it is not ready. Default: http://127.0.0.1:<--spawn-port> "
+            f"({DEFAULT_SPAWN_URL}) if a platform answers there, else the demo starts one."),
         scoreboard_url: str | None = typer.Option(
-            None, "--scoreboard-url", help=f"Its scoreboard (default {DEFAULT_BOARD_URL})."),
+            None, "--scoreboard-url", help="Its scoreboard (default "
+            f"http://127.0.0.1:<--scoreboard-port>, {DEFAULT_BOARD_URL})."),
         storage: Path | None = typer.Option(None, "--storage", help="Storage root."),
         timeout: float = typer.Option(180.0, "--timeout", min=1, max=86400,
                                       help="Seconds per waiting stage."),
         spawn_port: int = typer.Option(DEFAULT_PORTS["spawn"], "--spawn-port", min=0,
                                        max=65535,
-                                       help="Ports for a platform the demo starts itself."),
+                                       help="Ports of the platform: one ready there is "
+                                       "used, else the demo starts one on them."),
         orchestrator_port: int = typer.Option(DEFAULT_PORTS["orchestrator"],
                                               "--orchestrator-port", min=0, max=65535),
         scoreboard_port: int = typer.Option(DEFAULT_PORTS["scoreboard"], "--scoreboard-port",
@@ -124,7 +126,11 @@ def register(app: typer.Typer) -> None:
         supervisor: Supervisor | None = None
         platform = "the platform already running"
         named = url is not None or scoreboard_url is not None
-        url, scoreboard_url = url or DEFAULT_SPAWN_URL, scoreboard_url or DEFAULT_BOARD_URL
+        # Unnamed, the platform is looked for on the ports given (8082/8086 by default): a
+        # `forge up --spawn-port P …` is used by `forge demo --spawn-port P …`, not started
+        # again on its own storage root and refused.
+        url = url or f"http://127.0.0.1:{spawn_port}"
+        scoreboard_url = scoreboard_url or f"http://127.0.0.1:{scoreboard_port}"
         if named and not (_ready(url) and _ready(scoreboard_url)):
             # Asked to check that platform (e.g. after a rotation): say so, start nothing.
             console.print(f"[red]demo failed:[/] the platform at {url} (scoreboard "
