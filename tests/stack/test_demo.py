@@ -193,3 +193,32 @@ def test_demo_uses_the_platform_running_on_the_ports_it_is_given(tmp_path: Path)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-2000:]
     assert "the platform already running" in demo.stdout
     assert "verified (PASS)" in demo.stdout
+
+
+@pytest.mark.root
+def test_a_demo_refused_beside_a_running_platform_destroys_none_of_its_labs(
+        tmp_path: Path) -> None:
+    """`forge demo` on a storage root another `forge up` holds is refused ("another forge
+    up … holds STORAGE"); it then destroyed every lab under that root anyway, failing the
+    running platform's learners' scenarios as "destroyed when the platform was stopped
+    (forge up --teardown-labs)". A refused demo started nothing, so it destroys nothing."""
+    from forge.stack.lock import StorageLock
+    from tests.runtime.helpers import simple_lab
+
+    prefix = runtime_prefix("k")
+    storage = tmp_path / "storage"
+    runtime = LocalRuntime(str(storage / "runtime"), prefix=prefix)
+    try:
+        runtime.create(simple_lab("learners-lab"))
+        up = StorageLock.acquire(storage)  # the running platform's hold, as `forge up`'s
+        try:
+            proc = run_demo(storage, demo_env(prefix), timeout="10")
+        finally:
+            up.release()
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "another forge up" in proc.stdout
+        assert [info.lab_id for info in runtime.list()] == ["learners-lab"]
+    finally:
+        for info in runtime.list():
+            runtime.destroy(info.lab_id)
+        runtime.close()

@@ -148,6 +148,7 @@ def register(app: typer.Typer) -> None:
             url, scoreboard_url = supervisor.url("spawn"), supervisor.url("scoreboard")
         result = JourneyResult()
         failure: str | None = None
+        started = False  # the demo's own platform ran: its labs are the demo's to destroy
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console) as progress:
             overall = progress.add_task("bring the platform up", total=STAGES + 1)
@@ -157,6 +158,7 @@ def register(app: typer.Typer) -> None:
                         supervisor.start()
                     except StartRefused as exc:
                         raise JourneyError(f"platform not started: {exc}") from None
+                    started = True
                     if not supervisor.wait_ready(timeout):
                         raise JourneyError(f"platform not ready; logs in "
                                            f"{settings.storage_root / 'logs'}")
@@ -187,6 +189,9 @@ def register(app: typer.Typer) -> None:
             finally:
                 if supervisor is not None:
                     supervisor.stop()
+                # Refused (another `forge up` holds this storage root), the labs under it
+                # are that platform's learners', never the demo's: destroy none of them.
+                if started:
                     for problem in teardown_labs(settings).failures:
                         console.print(f"lab teardown failed: {problem}", markup=False,
                                       highlight=False)
