@@ -44,7 +44,10 @@ def test_an_operator_makes_an_instructor_who_then_runs_a_class(
 
         said = _run(env, "roles", "set", "--tenant", "acme", "--subject", "ann", "--role",
                     "instructor")
-        assert "acme/ann is now instructor" in said
+        # What it was before, never read as the state now ("…is now instructor; no role
+        # recorded" contradicted itself).
+        assert ("acme/ann is now instructor; was a learner (no role recorded before)"
+                in said)
         shown = json.loads(_run(env, "roles", "show", "--tenant", "acme", "--subject", "ann",
                                 "--json"))
         assert (shown["role"], shown["source"]) == ("instructor", "operator")

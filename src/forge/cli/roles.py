@@ -56,7 +56,7 @@ def set_cmd(
     db = open_db(settings_or_exit())
     before = _recorded(db, tenant, subject)
     record_role(db, tenant, subject, role, groups=None, source="operator")
-    was = "no role recorded (a learner)" if before is None else \
+    was = "was a learner (no role recorded before)" if before is None else \
         f"was {before['role']} (from {before['source']})"
     typer.echo(f"{tenant}/{subject} is now {role}; {was}")
     if before is not None and before["source"] == "oidc":
