@@ -222,3 +222,73 @@ def test_a_demo_refused_beside_a_running_platform_destroys_none_of_its_labs(
         for info in runtime.list():
             runtime.destroy(info.lab_id)
         runtime.close()
+
+
+@pytest.mark.root
+def test_a_demo_after_forge_up_stopped_leaves_the_labs_it_kept(tmp_path: Path) -> None:
+    """`forge up` stopped keeps its learners' labs for its next start (README); a `forge
+    demo` on that storage root then started its own platform and, stopping it, destroyed
+    every lab under the root: the learner's kept lab too. It destroys only its own now."""
+    import signal
+    import time
+
+    import httpx
+
+    prefix = runtime_prefix("p")
+    storage = tmp_path / "storage"
+    env = demo_env(prefix)
+    runtime = LocalRuntime(str(storage / "runtime"), prefix=prefix)
+
+    def forge(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "forge", "--storage", str(storage),
+                               *args], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=REPO)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    ports = distinct_ports(3)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "forge", "up", "--storage", str(storage), "--spawn-port",
+         str(ports[0]), "--orchestrator-port", str(ports[1]), "--scoreboard-port",
+         str(ports[2])],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                try:
+                    if all(httpx.get(f"http://127.0.0.1:{p}/readyz", timeout=2).status_code
+                           == 200 for p in ports):
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.3)
+            (key,) = [line.split()[1] for line in forge(
+                "apikey", "create", "--tenant", "acme", "--subject", "ann").splitlines()
+                if line.startswith("api_key")]
+            forge("entitlements", "grant", "--tenant", "acme", "--plan", "PRO")
+            base, auth = f"http://127.0.0.1:{ports[0]}", {"x-api-key": key}
+            spawned = httpx.post(f"{base}/v1/spawn", json={"track": "netplus"}, headers=auth,
+                                 timeout=30)
+            assert spawned.status_code == 201, spawned.text
+            lab = spawned.json()["scenario_id"]
+            state = ""
+            deadline = time.monotonic() + 120
+            while state != "running" and time.monotonic() < deadline:
+                time.sleep(0.5)
+                state = httpx.get(f"{base}/v1/scenarios/{lab}", headers=auth,
+                                  timeout=10).json()["state"]
+            assert state == "running"
+        finally:
+            up.send_signal(signal.SIGINT)  # labs kept (no --teardown-labs)
+            up.communicate(timeout=60)
+        assert lab in [info.lab_id for info in runtime.list()]
+
+        proc = run_demo(storage, env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "a platform started for the demo" in proc.stdout
+        assert [info.lab_id for info in runtime.list()] == [lab]  # the demo's own is gone
+    finally:
+        for info in runtime.list():
+            runtime.destroy(info.lab_id)
+        runtime.close()

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from forge.billing.receipts import issue_receipt
 from forge.cli.context import plans_or_exit
-from forge.cli.up import build_needed_images, prepare, teardown_labs
+from forge.cli.up import build_needed_images, held_labs, prepare, teardown_labs
 from forge.config import Settings
 from forge.content import SOLUTIONS, content_path
 from forge.services.common.bus import bus_auth
@@ -149,6 +149,8 @@ def register(app: typer.Typer) -> None:
         result = JourneyResult()
         failure: str | None = None
         started = False  # the demo's own platform ran: its labs are the demo's to destroy
+        # Labs a stopped `forge up` kept for its next start are its learners': not the demo's.
+        kept = held_labs(settings) if supervisor is not None else frozenset()
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console) as progress:
             overall = progress.add_task("bring the platform up", total=STAGES + 1)
@@ -192,7 +194,7 @@ def register(app: typer.Typer) -> None:
                 # Refused (another `forge up` holds this storage root), the labs under it
                 # are that platform's learners', never the demo's: destroy none of them.
                 if started:
-                    for problem in teardown_labs(settings).failures:
+                    for problem in teardown_labs(settings, keep=kept).failures:
                         console.print(f"lab teardown failed: {problem}", markup=False,
                                       highlight=False)
         console.print(_summary(result, platform))

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -134,22 +134,42 @@ class LabTeardown:
     failures: list[str] = field(default_factory=list)
 
 
+def held_labs(settings: Settings) -> frozenset[str]:
+    """The labs `settings`' runtime holds now (none when it cannot be asked): what a
+    platform started later must leave to the next `forge up`, whose learners' they are."""
+    from forge.runtime.factory import make_runtime
+
+    try:
+        runtime = make_runtime(settings)
+    except Exception:  # the teardown reports the same failure
+        return frozenset()
+    try:
+        return frozenset(info.lab_id for info in runtime.list())
+    except Exception:
+        return frozenset()
+    finally:
+        runtime.close()
+
+
 def teardown_labs(settings: Settings, topology: Topology | None = None,
-                  env: dict[str, str] | None = None) -> LabTeardown:
-    """Destroy every lab of this installation (for `--teardown-labs`): of every lab node's
-    runtime prefix when `topology` is given, else of `settings`' prefix."""
+                  env: dict[str, str] | None = None,
+                  keep: Collection[str] = ()) -> LabTeardown:
+    """Destroy every lab of this installation (for `--teardown-labs`), but those in `keep`:
+    of every lab node's runtime prefix when `topology` is given, else of `settings`'."""
     nodes = [("local", settings)]
     if topology is not None:
         base = dict(os.environ if env is None else env)
         nodes = [(f"node {node.node or node.name}",
                   load_settings({**base, **node.environ("127.0.0.1", 0)}))
                  for node in topology.nodes]
-    return teardown_nodes(nodes)
+    return teardown_nodes(nodes, keep)
 
 
-def teardown_nodes(nodes: list[tuple[str, Settings]]) -> LabTeardown:
-    """Destroy every lab of each named node's runtime; a node that fails does not stop
-    the others (each failure is reported, with what that node did destroy counted)."""
+def teardown_nodes(nodes: list[tuple[str, Settings]],
+                   keep: Collection[str] = ()) -> LabTeardown:
+    """Destroy every lab of each named node's runtime but those in `keep`; a node that
+    fails does not stop the others (each failure is reported, with what that node did
+    destroy counted)."""
     from forge.runtime.factory import make_runtime
 
     result = LabTeardown()
@@ -163,7 +183,8 @@ def teardown_nodes(nodes: list[tuple[str, Settings]]) -> LabTeardown:
         gone: list[str] = []
         try:
             # Not a ``foreign`` lab: another installation's with the same prefix.
-            labs = [info.lab_id for info in runtime.list() if info.state != "foreign"]
+            labs = [info.lab_id for info in runtime.list()
+                    if info.state != "foreign" and info.lab_id not in keep]
             runtime.destroy_many(labs)
             gone = labs
         except Exception as exc:  # reported; the other nodes still go
