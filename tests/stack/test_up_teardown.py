@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.cli.up import teardown_nodes
+from forge.cli.lab_sweep import teardown_nodes
 from forge.config import load_settings
 from forge.lifecycle import states
 from forge.lifecycle.torn_down import TORN_DOWN

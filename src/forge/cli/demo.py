@@ -15,7 +15,8 @@ from rich.table import Table
 
 from forge.billing.receipts import issue_receipt
 from forge.cli.context import plans_or_exit
-from forge.cli.up import build_needed_images, held_labs, prepare, teardown_labs
+from forge.cli.lab_sweep import held_labs, teardown_labs
+from forge.cli.up import build_needed_images, prepare
 from forge.config import Settings
 from forge.content import SOLUTIONS, content_path
 from forge.services.common.bus import bus_auth

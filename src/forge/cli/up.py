@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -20,6 +18,7 @@ from rich.text import Text
 
 from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.cli.config_check import migration_refusal, start_refusals
+from forge.cli.lab_sweep import LabTeardown, teardown_labs
 from forge.config.db_url import normalize_url
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.config.storage_root import UnsafeStorage
@@ -29,7 +28,6 @@ from forge.stack.envfile import EnvFileError, read_env_file
 from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
 from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.stack.topology import (
-    Topology,
     TopologyError,
     check_nats_cluster,
     check_nodes,
@@ -124,97 +122,6 @@ def store_label(db_url: str) -> str:
         return f"PostgreSQL ({where})"
     name = "SQLite" if url.get_backend_name() == "sqlite" else url.get_backend_name()
     return f"{name} ({url.database})"
-
-
-@dataclass
-class LabTeardown:
-    """What `--teardown-labs` did: labs destroyed, and one line per node that failed."""
-
-    destroyed: int = 0
-    failures: list[str] = field(default_factory=list)
-
-
-def held_labs(settings: Settings) -> frozenset[str]:
-    """The labs `settings`' runtime holds now (none when it cannot be asked): what a
-    platform started later must leave to the next `forge up`, whose learners' they are."""
-    from forge.runtime.factory import make_runtime
-
-    try:
-        runtime = make_runtime(settings)
-    except Exception:  # the teardown reports the same failure
-        return frozenset()
-    try:
-        return frozenset(info.lab_id for info in runtime.list())
-    except Exception:
-        return frozenset()
-    finally:
-        runtime.close()
-
-
-def teardown_labs(settings: Settings, topology: Topology | None = None,
-                  env: dict[str, str] | None = None,
-                  keep: Collection[str] = ()) -> LabTeardown:
-    """Destroy every lab of this installation (for `--teardown-labs`), but those in `keep`:
-    of every lab node's runtime prefix when `topology` is given, else of `settings`'."""
-    nodes = [("local", settings)]
-    if topology is not None:
-        base = dict(os.environ if env is None else env)
-        nodes = [(f"node {node.node or node.name}",
-                  load_settings({**base, **node.environ("127.0.0.1", 0)}))
-                 for node in topology.nodes]
-    return teardown_nodes(nodes, keep)
-
-
-def teardown_nodes(nodes: list[tuple[str, Settings]],
-                   keep: Collection[str] = ()) -> LabTeardown:
-    """Destroy every lab of each named node's runtime but those in `keep`; a node that
-    fails does not stop the others (each failure is reported, with what that node did
-    destroy counted)."""
-    from forge.runtime.factory import make_runtime
-
-    result = LabTeardown()
-    for label, one in nodes:
-        labs: list[str] = []
-        try:
-            runtime = make_runtime(one)
-        except Exception as exc:  # reported; the other nodes still go
-            result.failures.append(f"{label}: {exc}")
-            continue
-        gone: list[str] = []
-        try:
-            # Not a ``foreign`` lab: another installation's with the same prefix.
-            labs = [info.lab_id for info in runtime.list()
-                    if info.state != "foreign" and info.lab_id not in keep]
-            runtime.destroy_many(labs)
-            gone = labs
-        except Exception as exc:  # reported; the other nodes still go
-            result.failures.append(f"{label}: {exc}")
-            with contextlib.suppress(Exception):
-                left = {info.lab_id for info in runtime.list()}
-                gone = [i for i in labs if i not in left]
-        finally:
-            runtime.close()
-        result.destroyed += len(gone)
-        try:
-            _end_scenarios(one, gone)
-        except Exception as exc:  # reported: the next start fails them instead
-            result.failures.append(f"{label}: the scenarios of its destroyed labs could not "
-                                   f"be ended in the store: {exc}")
-    return result
-
-
-def _end_scenarios(settings: Settings, lab_ids: list[str]) -> None:
-    """The destroyed labs' scenarios end ``failed`` with the reason, slots freed."""
-    from forge.lifecycle.torn_down import end_torn_down
-    from forge.store.db import Database
-
-    if not lab_ids:
-        return
-    db = Database(settings.db_url)
-    try:
-        end_torn_down(db, settings.storage_root, lab_ids)
-    finally:
-        db.dispose()
 
 
 def build_needed_images(settings: Settings) -> None:
