@@ -1,0 +1,61 @@
+"""Attack: a learner with NET_ADMIN fills IPsec's policy database with kernel memory.
+
+A host with NET_ADMIN (ccna, vlan-segment, nft-firewall) has the xfrm tables of its own
+network namespace: `ip xfrm policy add` needs nothing more. Each policy is ~1 KB of kernel
+memory charged to no lab, and the kernel has no limit on how many a namespace holds: from
+a learner host, `ip -batch` of 10,000 `xfrm policy add` lines took 0.7 s and 10 MB of
+unreclaimable slab, while the lab's memory cgroup (kmem) did not move; a gigabyte in about
+70 s, held for the lab's life. No lab uses IPsec: the lab's syscall filter now refuses
+IPsec's configuration sockets (`NETLINK_XFRM`, `AF_KEY`), as a kernel without them does,
+and the netlink families a lab does use (routes, neighbours, nftables) keep working.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
+
+from ..support.one_lab import one_lab
+
+pytestmark = pytest.mark.root
+
+# Each family asked straight, also with the upper 32 bits of the int arguments set (the
+# kernel reads ints; a filter comparing whole registers would let those through).
+PROBE = ("import ctypes, errno, os\n"
+         "libc = ctypes.CDLL(None, use_errno=True)\n"
+         "libc.syscall.restype = ctypes.c_long\n"
+         "nr = {'x86_64': 41, 'aarch64': 198}[os.uname().machine]\n"
+         "for family, kind, proto in ((16, 3, 6), (16 | 1 << 32, 3, 6 | 1 << 32),\n"
+         "                            (15, 3, 2), (15 | 1 << 32, 3, 2),\n"
+         "                            (16, 3, 0), (16, 3, 12)):\n"
+         "    fd = libc.syscall(ctypes.c_long(nr), ctypes.c_long(family),\n"
+         "                      ctypes.c_long(kind), ctypes.c_long(proto))\n"
+         "    print('opened' if fd >= 0 else errno.errorcode[ctypes.get_errno()])\n")
+
+
+def test_a_net_admin_host_cannot_fill_the_ipsec_tables(tmp_path: Path) -> None:
+    lab = "xf-" + secrets.token_hex(4)
+    spec = LabSpec(lab, [SubnetSpec("lan", "10.205.0.0/24")], [
+        HostSpec("flood", networks=[("lan", "10.205.0.10")], capabilities=["NET_ADMIN"],
+                 files={"/srv/probe.py": PROBE}),
+        HostSpec("peer", networks=[("lan", "10.205.0.11")]),
+    ])
+    with one_lab(tmp_path / "state", spec) as rt:
+        added = rt.exec(lab, "flood", ["ip", "xfrm", "policy", "add", "src",
+                                       "10.205.0.10/32", "dst", "10.205.0.11/32", "dir", "out"])
+        assert added.exit_code != 0, "an IPsec policy was added"
+        probed = rt.exec(lab, "flood", shell="python3 -I /srv/probe.py", timeout=20)
+        assert probed.stdout_text.split() == [
+            "EPROTONOSUPPORT", "EPROTONOSUPPORT", "EAFNOSUPPORT", "EAFNOSUPPORT",
+            "opened", "opened"], probed.stdout_text + probed.stderr_text
+        # What a NET_ADMIN lab does with its network still works.
+        honest = rt.exec(lab, "flood", ["bash", "-c", (
+            "ip route add 10.206.0.0/24 via 10.205.0.11 && "
+            "ip neigh add 10.205.0.99 lladdr 02:00:00:00:00:09 nud permanent dev eth0 && "
+            "nft add table inet t && ip route show 10.206.0.0/24")])
+        assert honest.exit_code == 0, honest.stderr_text
+        assert "via 10.205.0.11" in honest.stdout_text
