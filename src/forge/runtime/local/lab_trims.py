@@ -7,6 +7,7 @@ back from the hosts holding more than a lab needs (modules ``neighbours``, ``con
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 from collections.abc import Callable
 
@@ -24,11 +25,12 @@ class LabTrims:
         """Remove the permanent neighbour entries of each NET_ADMIN lab host holding more
         than ``neighbours.HOST_LIMIT``, and its learned ones past ``LEARNED_LIMIT``, looked
         at only while the machine's neighbour tables hold more than
-        ``neighbours.GUARD_ENTRIES`` (module ``neighbours``); (lab, host, entries removed)
+        ``neighbours.GUARD_ENTRIES``, and its proxy entries past ``HOST_LIMIT``, which no
+        machine count shows, always (module ``neighbours``); (lab, host, entries removed)
         for each."""
-        if neighbours.machine_entries() <= neighbours.GUARD_ENTRIES:
-            return []
-        return self._trim_net_admin_hosts(neighbours.trim_host)
+        entries = neighbours.machine_entries() > neighbours.GUARD_ENTRIES
+        return self._trim_net_admin_hosts(
+            functools.partial(neighbours.trim_host, entries=entries))
 
     def trim_conntrack(self) -> builtins.list[tuple[str, str, int]]:
         """Flush the connection-tracking table of each NET_ADMIN lab host holding more than

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 16, 18, 20, 22, 24
 RTM_DELNEIGH, RTM_GETNEIGH = 29, 30
-NUD_PERMANENT, NDA_DST = 0x80, 1
+NUD_PERMANENT, NDA_DST, NTF_PROXY = 0x80, 1, 0x08
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = (
     1, 2, 4, 0x200, 0x400, 0x300)
 NLM_F_DUMP_INTR = 0x10
@@ -237,24 +237,27 @@ class Rtnl:
                 addresses[alias[index]] = socket.inet_ntoa(found[IFA_ADDRESS])
         return addresses
 
-    def neighbour_entries(self) -> list[tuple[int, bytes]]:
+    def neighbour_entries(self, proxy: bool = False) -> list[tuple[int, bytes]]:
         """(NUD state, message) of each neighbour entry (ARP and NDP) of this namespace, from
         one dump, also one a concurrent change interrupted (entries made meanwhile may be
-        missing: a learner adding them without pause cannot keep this from answering)."""
+        missing: a learner adding them without pause cannot keep this from answering);
+        ``proxy``: of each proxy entry instead (``ip neigh add proxy``), which the kernel
+        keeps apart and lists only when asked for them alone."""
         got = [payload for _kind, payload in self._replies(self._send(
-            RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)))]
+            RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(socket.AF_UNSPEC, 0, 0,
+                                                  NTF_PROXY if proxy else 0, 0)))]
         return [(_NDMSG.unpack_from(payload)[2], payload) for payload in got
                 if len(payload) >= _NDMSG.size]
 
     def delete_neighbour(self, entry: bytes) -> None:
         """Remove the neighbour entry ``entry`` (a message of `neighbour_entries`); one gone
         meanwhile is fine."""
-        family, ifindex, _state, _flags, _kind = _NDMSG.unpack_from(entry)
+        family, ifindex, _state, flags, _kind = _NDMSG.unpack_from(entry)
         dst = dict(_attrs(entry[_NDMSG.size:])).get(NDA_DST)
         if dst is None:
             return
         try:
-            self.request(RTM_DELNEIGH, _NDMSG.pack(family, ifindex, 0, 0, 0)
+            self.request(RTM_DELNEIGH, _NDMSG.pack(family, ifindex, 0, flags & NTF_PROXY, 0)
                          + _attr(NDA_DST, dst), what="neighbour delete")
         except OSError as exc:
             if exc.errno != errno.ENOENT:
