@@ -92,7 +92,10 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(spawn_app: Fas
     assert asg.scenario_assignment(db, "scn-started") is None
     assert attempts.take_attempt(db, lost, "lea", "req-again", 1) is None  # her one attempt: used
 
-    later = now + STRANDED_AFTER + timedelta(seconds=1)
+    # From a clock read after the attempts were taken, not the test's start: setting up
+    # on a loaded machine took over a second, and an attempt taken then was not yet
+    # stranded at `now` + STRANDED_AFTER + 1 s (CI: 0 given back, not 1).
+    later = datetime.now(UTC) + STRANDED_AFTER + timedelta(seconds=1)
     assert (await keeper.run_once(later))["assignment_attempts"] == 2  # never, lost
     for sid, aid in (("scn-started", started), ("scn-failed", failed)):
         bound = asg.scenario_assignment(db, sid)
@@ -132,7 +135,10 @@ async def test_a_late_retry_binds_its_lab_though_housekeeping_gave_its_attempt_b
     # The retry is admitted on attempt 1 (still there) ...
     assert attempts.attempt_of_request(db, aid, "lea", "req-late") == 1
     # ... housekeeping gives it back before the retry's lab is recorded ...
-    later = now + STRANDED_AFTER + timedelta(seconds=1)
+    # From a clock read after the attempts were taken, not the test's start: setting up
+    # on a loaded machine took over a second, and an attempt taken then was not yet
+    # stranded at `now` + STRANDED_AFTER + 1 s (CI: 0 given back, not 1).
+    later = datetime.now(UTC) + STRANDED_AFTER + timedelta(seconds=1)
     assert (await spawn_app.state.housekeeping.run_once(later))["assignment_attempts"] == 1
     # ... and another start takes number 1 again meanwhile.
     assert attempts.take_attempt(db, aid, "lea", "req-other", 1) == (1, True)
