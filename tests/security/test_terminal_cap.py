@@ -70,6 +70,7 @@ class Lab:
     orch: OrchestratorState
     loop: asyncio.AbstractEventLoop
     runtime: LocalRuntime
+    environ: dict[str, str]  # spawn_service's environment, for the operator's CLI
 
     def learner(self, subject: str, plan: str = "PRO") -> dict[str, str]:
         """A fresh API key (a new 'device') for `subject` of tenant acme on `plan`."""
@@ -155,10 +156,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
         state.ctx.startup.append(remember_loop)
         with live_server(orch_app) as orch_url:
-            spawn_app = build_spawn(load_settings(prod_environ(
-                tmp / "storage", ORCHESTRATOR_URL=orch_url, **base)))
+            environ = prod_environ(tmp / "storage", ORCHESTRATOR_URL=orch_url, **base)
+            spawn_app = build_spawn(load_settings(environ))
             with live_server(spawn_app) as spawn_url:
-                yield Lab(spawn_url, orch_url, state, loops[0], runtime)
+                yield Lab(spawn_url, orch_url, state, loops[0], runtime, dict(environ))
     finally:
         for info in runtime.list():
             runtime.destroy(info.lab_id)

@@ -24,6 +24,7 @@ from forge.identity.apikeys import create_api_key
 from forge.services.spawn.web.security import csrf_token
 from forge.tokens import TERMINAL, TERMINAL_CLOSE, mint_token
 
+from ..cli.test_storage_option import forge
 from .test_terminal_cap import Lab, closed_with, lab, round_trip
 
 __all__ = ["lab"]  # the module-scoped live platform
@@ -102,3 +103,27 @@ def test_only_spawn_services_ticket_for_the_labs_learner_closes_its_terminals(la
         assert (resp.status_code, resp.json()) == (200, {"closed": 1})
         control, code, _ = closed_with(ws)
         assert (control["error"], code) == ("signed_out", 4401)
+
+
+def test_an_operator_revoking_a_key_closes_the_terminal_it_opened(lab: Lab) -> None:
+    """A stolen key the operator revokes with `forge apikey revoke`: the thief's terminal,
+    a socket already past the key check, closes too (before, only the browser route that
+    replaces a key closed terminals; the CLI revoked the row and the shell ran on)."""
+    issued = create_api_key(lab.orch.ctx.db, "acme", "ulla")
+    lab.learner("ulla")  # the plan grant (and the learner's own, unstolen key)
+    thief = {"x-api-key": issued.plaintext}
+    sid = lab.spawn_running(thief)
+    with lab.open(sid, thief) as ws:
+        round_trip(ws, "stolen")
+        code, out, err = forge(dict(lab.environ), "apikey", "revoke", issued.key_id)
+        assert code == 0, err
+        assert out.splitlines() == [f"revoked {issued.key_id}",
+                                    "closed 1 open terminal session(s) of ulla"]
+        control, close_code, _ = closed_with(ws)
+        assert close_code == 4401, control
+    assert lab.held(sid) == 0
+    with pytest.raises(InvalidStatus):
+        lab.open(sid, thief)
+    # A key already revoked: exit 1, no terminal touched.
+    code, _, err = forge(dict(lab.environ), "apikey", "revoke", issued.key_id)
+    assert (code, err.strip()) == (1, f"no live key {issued.key_id}")

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import typer
 
 from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, keep_stdout_private, print_json, print_table
-from forge.identity.apikeys import create_api_key, list_api_keys, revoke_api_key
+from forge.config.settings import Settings
+from forge.identity.apikeys import (
+    VerifiedKey,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+)
+from forge.services.spawn.terminal_signout import NodeCloses, close_node_terminals
+from forge.store.db import Database
 
 app = typer.Typer(help="Learner API keys.", no_args_is_help=True)
 
@@ -33,12 +44,27 @@ def create(
 
 @app.command()
 def revoke(key_id: str = typer.Argument(..., help="The key id to revoke.")) -> None:
-    """Revoke a key."""
-    db = open_db(settings_or_exit())
-    if not revoke_api_key(db, key_id):
+    """Revoke a key: it signs in no more, the browser sessions it opened end, and the
+    learner's open lab terminals are closed (a socket opened with it is already past the
+    key check)."""
+    settings = settings_or_exit()
+    db = open_db(settings)
+    owner = revoke_api_key(db, key_id)
+    if owner is None:
         typer.echo(f"no live key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
+    ended = asyncio.run(_close_terminals(settings, db, owner))
+    typer.echo(f"closed {ended.closed} open terminal session(s) of {owner.subject}")
+    if ended.unreached:
+        typer.echo(f"warning: the node of {ended.unreached} running lab(s) did not answer; "
+                   "terminals open there end at their idle limit", err=True)
+
+
+async def _close_terminals(settings: Settings, db: Database, owner: VerifiedKey) -> NodeCloses:
+    """End the key owner's terminal sessions on the nodes holding their running labs."""
+    async with httpx.AsyncClient() as http:
+        return await close_node_terminals(settings, db, http, owner.tenant_id, owner.subject)
 
 
 @app.command("list")

@@ -109,14 +109,14 @@ def verify_api_key(db: Database, presented: str) -> VerifiedKey | None:
     return VerifiedKey(row.key_id, row.tenant_id, row.subject)
 
 
-def revoke_api_key(db: Database, key_id: str) -> bool:
-    """Revoke a key; False when no live key has that id."""
+def revoke_api_key(db: Database, key_id: str) -> VerifiedKey | None:
+    """Revoke a key; whose it was, or None when no live key has that id."""
     with db.session() as sess:
         record = sess.get(ApiKey, key_id)
         if record is None or record.revoked_at is not None:
-            return False
+            return None
         record.revoked_at = datetime.now(UTC)
-        return True
+        return VerifiedKey(record.key_id, record.tenant_id, record.subject)
 
 
 def list_api_keys(db: Database, tenant_id: str | None = None) -> list[ApiKey]:

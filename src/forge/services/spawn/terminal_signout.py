@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NamedTuple
 
 import httpx
 from sqlalchemy import select
@@ -91,17 +92,28 @@ async def ask_node(settings: Settings, http: httpx.AsyncClient, action: str, sce
     return body if isinstance(body, dict) else {}
 
 
+class NodeCloses(NamedTuple):
+    """What asking the nodes gave: terminal sessions closed, and labs whose node did not
+    answer (their sessions end at their idle limit)."""
+
+    closed: int
+    unreached: int
+
+
 async def close_node_terminals(settings: Settings, db: Database, http: httpx.AsyncClient,
-                               tenant_id: str, subject: str) -> int:
+                               tenant_id: str, subject: str) -> NodeCloses:
     """Ask each node holding one of the learner's running labs to end its terminal
-    sessions; returns how many sessions were closed. A node that does not answer is logged
-    (its sessions end at their idle limit; the revoked cookie cannot attach again)."""
+    sessions. A node that does not answer is logged and counted (its sessions end at their
+    idle limit; a revoked credential cannot attach again)."""
     labs = await asyncio.to_thread(_running_labs, db, tenant_id, subject)
-    closed = 0
+    closed = unreached = 0
     for scenario_id, node_url in labs:
         body = await ask_node(settings, http, "close", scenario_id, (tenant_id, subject),
                               node_url, timeout=15,
                               failed=f"sign-out: terminals of {scenario_id} not closed")
-        count = body.get("closed", 0) if body is not None else 0
+        if body is None:
+            unreached += 1
+            continue
+        count = body.get("closed", 0)
         closed += count if isinstance(count, int) else 0
-    return closed
+    return NodeCloses(closed, unreached)

@@ -180,9 +180,9 @@ async def new_key(request: Request) -> Response:
     # The old key's sessions ended with it, but a terminal one of them opened is a socket
     # already past the cookie check: end the learner's shells, as a sign-out does (this
     # browser opens its own again), so a thief's open terminal does not outlive the key.
-    closed = await close_node_terminals(state.settings, state.ctx.db,
-                                        web_state(request).backend.http.client,
-                                        caller.tenant_id, caller.subject)
+    closed = (await close_node_terminals(state.settings, state.ctx.db,
+                                         web_state(request).backend.http.client,
+                                         caller.tenant_id, caller.subject)).closed
     log.info("new sign-in key closed %d node terminal session(s)", closed)
     response = RedirectResponse("/account", status_code=303)
     set_cookie(response, request, KEY_COOKIE, seal_key(state.settings, caller, issued.plaintext),

@@ -29,7 +29,7 @@ async def end_terminals(request: Request) -> None:
     state = spawn_state(request)
     await run_in_threadpool(revoke_session, state.ctx.db, claims)
     relays = state.terminal_relays.sign_out(str(claims["jti"]))
-    closed = await close_node_terminals(state.settings, state.ctx.db,
-                                        web_state(request).backend.http.client,
-                                        str(claims["tenant_id"]), str(claims["sub"]))
+    closed = (await close_node_terminals(state.settings, state.ctx.db,
+                                         web_state(request).backend.http.client,
+                                         str(claims["tenant_id"]), str(claims["sub"]))).closed
     log.info("sign-out closed %d terminal relay(s) and %d node session(s)", relays, closed)
