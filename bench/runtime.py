@@ -74,11 +74,31 @@ def machine_busy_s() -> float:
     return (sum(fields[:3]) + fields[5] + fields[6]) / TICKS
 
 
-def machine_cpu_ms(run: Callable[[int], object], count: int, settle_s: float = 0.5) -> float:
+# Above this share of the machine busy before a measurement (other work, e.g. other
+# benches or test runs), /proc/stat less the idle rate measures that work's noise.
+BUSY_MACHINE_SHARE = 0.25
+
+
+def machine_figure(used_s: float, idle_rate: float, elapsed_s: float, count: int,
+                   cores: int) -> float | None:
+    """Machine CPU (ms) per call from ``used_s`` busy seconds over ``elapsed_s`` and an
+    idle rate of ``idle_rate`` busy CPU seconds per second; None when it is noise: the
+    machine was busy with other work (more than ``BUSY_MACHINE_SHARE`` of ``cores``), or
+    the calls seem to have cost nothing (the idle rate moved by more than they used)."""
+    if idle_rate > BUSY_MACHINE_SHARE * cores:
+        return None
+    mine = used_s - idle_rate * elapsed_s
+    return mine * 1000 / count if mine > 0 else None
+
+
+def machine_cpu_ms(run: Callable[[int], object], count: int,
+                   settle_s: float = 0.5) -> float | None:
     """Machine CPU (ms) per call of ``run(i)``, i in range(count): /proc/stat's busy time
     over the calls and a settle (the kernel frees a lab's namespaces in its own workers
     afterwards), less what the machine uses idle: two seconds measured after one of quiet,
-    so the baseline holds none of the previous work's deferred clean-up.
+    so the baseline holds none of the previous work's deferred clean-up. None when the
+    machine's other work makes that difference noise (``machine_figure``): it read 0 ms
+    per lab with the two cores kept busy by other work, a figure no lab costs.
 
     Not getrusage: a lab's sandbox trees die with their bwrap parents at destroy, and are
     reaped by no process of ours, so their CPU never reaches RUSAGE_CHILDREN (a lab whose
@@ -91,8 +111,8 @@ def machine_cpu_ms(run: Callable[[int], object], count: int, settle_s: float = 0
     for i in range(count):
         run(i)
     time.sleep(settle_s)
-    used = machine_busy_s() - busy - idle_rate * (time.perf_counter() - start)
-    return max(used, 0.0) * 1000 / count
+    return machine_figure(machine_busy_s() - busy, idle_rate, time.perf_counter() - start,
+                          count, os.cpu_count() or 1)
 
 
 def cgroup_memory_mb(rt: LocalRuntime, lab_id: str) -> float:
@@ -159,11 +179,13 @@ def image_comparison(rt: LocalRuntime, service: str, cycles: int,
         used = (before - mem_available_mb()) / alive
         for lab_id in ids:
             rt.destroy(lab_id)
-        figures[image] = {"wall": median(walls) * 1000, "cpu": cpu,
+        figures[image] = {"wall": median(walls) * 1000, "cpu": -1.0 if cpu is None else cpu,
                           "mem": median(charged), "machine": used}
 
     def row(label: str, key: str, unit: str, fmt: str) -> tuple[str, str, str]:
         host, img = figures["host"][key], figures["base"][key]
+        if host < 0 or img < 0:  # machine_cpu_ms: the machine's other work made it noise
+            return (label, "not measured", "the machine was busy with other work")
         ratio = f"{img / host:.2f}x" if host > 0 else "n/a"
         return (label, f"{img:{fmt}} {unit}",
                 f"machine userland {host:{fmt}} {unit}; ratio image/host {ratio}")
