@@ -77,8 +77,11 @@ pytest: venv wheelhouse images bytecode
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not machine_accounts" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/pytest -m machine_accounts $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+## Options for `forge demo`, e.g. where the default ports are taken:
+## make demo DEMO_ARGS="--spawn-port 9082 --orchestrator-port 9083 --scoreboard-port 9086"
+DEMO_ARGS ?=
 demo: system-deps venv images bytecode
-	$(BIN)/forge demo
+	$(BIN)/forge demo $(DEMO_ARGS)
 
 ## Every bench script, then one table of issue 19's figures (bench/_table.py).
 bench: system-deps venv images bytecode

@@ -292,3 +292,18 @@ def test_a_demo_after_forge_up_stopped_leaves_the_labs_it_kept(tmp_path: Path) -
         for info in runtime.list():
             runtime.destroy(info.lab_id)
         runtime.close()
+
+
+def test_make_demo_passes_the_readmes_demo_args_to_forge_demo() -> None:
+    """README: `make demo DEMO_ARGS="--spawn-port …"` runs the demo on other ports. The
+    Makefile ran a bare `forge demo`, so a machine whose 8082/8083/8086 were taken could
+    not run `make demo` at all."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r'`make demo DEMO_ARGS="([^"]+)"`', readme)
+    assert found, "README gives no `make demo DEMO_ARGS=\"…\"` example"
+    dry = subprocess.run(["make", "-n", "demo", f"DEMO_ARGS={found.group(1)}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[-1].endswith(f"forge demo {found.group(1)}"), dry.stdout
