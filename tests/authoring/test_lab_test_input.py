@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from .conftest import Forge
 
 
@@ -109,3 +111,29 @@ def test_scripts_typed_on_a_host_without_a_learner_terminal_are_refused(
     assert ("partials.0: section '# host: ops' is not a learner host (access: learner): "
             "a learner gets no terminal there") in result.stderr
     assert "forge lab test vault-code" not in result.stdout
+
+
+@pytest.mark.root
+def test_one_invalid_draft_does_not_stop_the_others_being_tested(
+        forge: Forge, tmp_path: Path) -> None:
+    """A directory of drafts, one of them invalid: `forge lab test --all` (and `forge lab
+    test NAME` of another draft) refused the whole directory (exit 2, the invalid draft's
+    problems), so no other draft could be tested until it was fixed. Each is now tested
+    and reported: the invalid one's problems, the other's own result (here its bad plan,
+    which launches nothing), exit 1 naming both."""
+    assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir",
+                 "images").returncode == 0
+    labs = tmp_path / "labs"
+    (labs / "draft-two.yaml").write_text("apiVersion: frostgate.forge/v1\nkind: Nope\n")
+    plan = labs / "vault-code.lab-test.yaml"
+    plan.write_text(plan.read_text() + "colour: blue\n")
+    result = forge("lab", "test", "--all", "--dir", "labs")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "  draft-two.yaml: kind: Input should be 'ScenarioTemplate'" in result.stderr
+    assert "colour" in result.stderr  # vault-code was tested: its plan's problem
+    assert "0/2 labs passed" in result.stderr and "failed: draft-two, vault-code" \
+        in result.stderr
+    named = forge("lab", "test", "vault-code", "--dir", "labs")
+    assert named.returncode == 1, named.stdout + named.stderr
+    assert "draft-two" not in named.stderr and "colour" in named.stderr
+    assert "0/1 labs passed" in named.stderr

@@ -65,10 +65,13 @@ def test_the_tutorial_runs_as_written(forge: Forge, tmp_path: Path) -> None:
     plan.write_text(plan.read_text().replace("criterion: code-recovered\n    script: |\n"
                                              "      cp ", "criterion: answer-written\n"
                                              "    script: |\n      cp "))
+    # An invalid second draft beside it is reported, and does not stop vault-code's test.
+    (tmp_path / "labs" / "draft-two.yaml").write_text("kind: Nope\n")
     broken = forge("lab", "test", "--all", "--dir", "labs")
     assert broken.returncode == 1, broken.stdout
     assert "gaming whole-brief" in broken.stdout and "PASSES" in broken.stdout
-    assert "0/1 labs passed" in broken.stderr
+    assert "draft-two.yaml: kind: Input should be 'ScenarioTemplate'" in broken.stderr
+    assert "0/2 labs passed" in broken.stderr
 
 
 BAD_NAMES = ["Vault", "ab", "x" * 33, "vault--code", "vault-", "base", "forensics", "../vault",

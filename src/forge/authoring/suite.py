@@ -10,30 +10,37 @@ from forge.authoring.labtest import check_against, lab_test_path, load_lab_test
 from forge.authoring.prove import StepResult, prove_lab
 from forge.runtime.base import Runtime
 from forge.templates import TemplateRegistry
+from forge.templates.problems import TemplateError
 
 
 class LabTestInputError(ValueError):
     """No lab named, or a name the directory does not hold (the message says which)."""
 
 
-def select_labs(templates_dir: Path, names: list[str], all_labs: bool) -> list[str]:
-    """The lab names to test: `names`, or every template of the directory with `--all`."""
-    registry = TemplateRegistry.load(templates_dir)
+def select_labs(templates_dir: Path, names: list[str],
+                all_labs: bool) -> tuple[list[str], dict[str, TemplateError]]:
+    """The lab names to test (`names`, or every template of the directory with `--all`),
+    and those of them that cannot be loaded, each with its problems: one invalid draft
+    does not stop the others from being tested."""
+    registry, problems = TemplateRegistry.load_each(templates_dir)
+    invalid = {name: TemplateError(found, str(templates_dir))
+               for name, found in problems.items()}
     if all_labs:
-        return list(registry.names())
+        return list(registry.names()), invalid
     if not names:
         raise LabTestInputError("name a lab, or use --all")
-    unknown = [n for n in names if n not in registry]
+    unknown = [n for n in names if n not in registry and n not in invalid]
     if unknown:
         raise LabTestInputError(f"no template named {', '.join(unknown)} in {templates_dir} "
                                 f"(known: {', '.join(registry.names()) or 'none'})")
-    return names
+    return ([n for n in names if n in registry],
+            {n: invalid[n] for n in names if n in invalid})
 
 
 def prove_named(runtime: Runtime, templates_dir: Path, name: str,
                 jobs: int = 2) -> list[StepResult]:
     """Load template `name` and its test plan from `templates_dir` and prove it."""
-    template = TemplateRegistry.load(templates_dir).get(name).template
+    template = TemplateRegistry.load_each(templates_dir)[0].get(name).template
     path = lab_test_path(templates_dir, name)
     plan = load_lab_test(path)
     spec = template.spec

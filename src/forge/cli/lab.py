@@ -69,13 +69,17 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
     root = directory or settings.templates_dir
     console = Console()
     try:
-        labs = select_labs(root, list(names or []), all_labs)
-    except (LabTestInputError, TemplateError) as exc:  # a directory with an invalid template
-        typer.echo(f"error: {exc}", err=True)  # (every problem, one a line) or none at all
+        labs, invalid = select_labs(root, list(names or []), all_labs)
+    except (LabTestInputError, TemplateError) as exc:  # no such directory, or no such lab
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    for problem in invalid.values():  # every problem of each, one a line
+        typer.echo(f"error: {problem}", err=True)
+    if invalid and not labs:  # nothing left to test: an input error, as an unknown name is
+        raise typer.Exit(2)
     runtime = runtime_or_exit(settings)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    failed: list[str] = []
+    failed: list[str] = list(invalid)
     total = time.monotonic()
     try:
         for name in labs:
@@ -101,7 +105,8 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         runtime.close()
-    summary = f"{len(labs) - len(failed)}/{len(labs)} labs passed in " \
+    tested = len(labs) + len(invalid)
+    summary = f"{tested - len(failed)}/{tested} labs passed in " \
               f"{time.monotonic() - total:.1f} s"
     if failed:
         typer.echo(f"{summary}; failed: {', '.join(failed)}", err=True)

@@ -39,29 +39,37 @@ class TemplateRegistry:
         Each file must be named `<metadata.name>.yaml`, so names are unique by construction.
         """
         root = directory if directory is not None else default_template_dir()
+        registry, invalid = cls.load_each(root)
+        if invalid:
+            raise TemplateError([p for found in invalid.values() for p in found], str(root))
+        return registry
+
+    @classmethod
+    def load_each(cls, root: Path) -> tuple[TemplateRegistry, dict[str, list[Problem]]]:
+        """The valid templates of `root`, and each invalid file's problems by its stem (a
+        lab author's directory of drafts, where one draft's typo must not hide the others);
+        TemplateError only when `root` is not a directory."""
         if not root.is_dir():
             raise TemplateError([Problem("", "template directory not found")], str(root))
         found: dict[str, LoadedTemplate] = {}
-        problems: list[Problem] = []
+        invalid: dict[str, list[Problem]] = {}
         for path in sorted(root.glob("*.yaml")):
             if not path.is_file() or path.name.endswith(LAB_TEST_SUFFIX):
                 continue
             try:
                 loaded = load_template_file(path)
             except TemplateError as exc:
-                problems += [Problem(f"{path.name}: {p.path}".rstrip(": "), p.message)
-                             for p in exc.problems]
+                invalid[path.stem] = [Problem(f"{path.name}: {p.path}".rstrip(": "), p.message)
+                                      for p in exc.problems]
                 continue
             if path.stem != loaded.name:
-                problems.append(
+                invalid[path.stem] = [
                     Problem(f"{path.name}: metadata.name",
                             f'"{loaded.name}" must equal the file name "{path.stem}"')
-                )
+                ]
                 continue
             found[loaded.name] = loaded
-        if problems:
-            raise TemplateError(problems, str(root))
-        return cls(found)
+        return cls(found), invalid
 
     def names(self) -> tuple[str, ...]:
         """Loaded template names, sorted."""
