@@ -121,8 +121,11 @@ def test_one_invalid_draft_does_not_stop_the_others_being_tested(
     problems), so no other draft could be tested until it was fixed. Each is now tested
     and reported: the invalid one's problems, the other's own result (here its bad plan,
     which launches nothing), exit 1 naming both."""
-    assert forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir",
-                 "images").returncode == 0
+    made = forge("lab", "new", "vault-code", "--dir", "labs", "--image-dir", "images")
+    assert made.returncode == 0, made.stderr
+    # Its next step names the directory: `forge lab test vault-code` alone looked in the
+    # shipped templates ("no template named vault-code").
+    assert "then `forge lab test vault-code --dir labs`" in made.stdout
     labs = tmp_path / "labs"
     (labs / "draft-two.yaml").write_text("apiVersion: frostgate.forge/v1\nkind: Nope\n")
     plan = labs / "vault-code.lab-test.yaml"

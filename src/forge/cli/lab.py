@@ -8,6 +8,7 @@ prints a table per lab; exit 1 if any step fails. No service, bus or database is
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import time
@@ -43,7 +44,8 @@ def new(name: str = typer.Argument(..., help="The lab's name (a-z, 0-9, inner da
         raise typer.Exit(2 if exc.status == 422 else 1) from None
     for path in written:
         typer.echo(f"created {path}")
-    typer.echo(f"next: edit them, then `forge lab test {name}` (docs/authoring.md)")
+    where = f" --dir {shlex.quote(str(directory))}" if directory is not None else ""
+    typer.echo(f"next: edit them, then `forge lab test {name}{where}` (docs/authoring.md)")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
