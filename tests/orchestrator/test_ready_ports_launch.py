@@ -26,9 +26,10 @@ def test_a_service_that_never_listens_fails_the_launch_naming_host_and_port(
     text = netplus.read_text()
     served = '        command: ["/usr/bin/python3", "-m", "http.server", "{{ vars.port }}"'
     assert served in text
-    # The target declares its port ready but its service never opens it.
+    # The target declares its port ready but its service fails at once, saying why.
     netplus.write_text(text.replace(served, '        ready_ports: ["{{ vars.port }}"]\n'
-                                            '        command: ["/bin/sleep", "1000"'
+                                            '        command: ["/bin/sh", "-c", "echo '
+                                            'bad-config-{{ vars.port }} >&2; exit 4"'
                                             '] #', 1))
     orch = make_orch(FORGE_TEMPLATE_DIR=str(templates))
     orch.runtime.ready_timeout_s = 1
@@ -41,5 +42,10 @@ def test_a_service_that_never_listens_fails_the_launch_naming_host_and_port(
     assert reason.startswith("lab could not be created: host target: nothing listened on "
                              "TCP port "), reason
     assert "ready_ports" in reason
+    # The service's output (it may carry the scenario's values) is the operator's, not the
+    # learner's: kept in the scenario's details with how the service ended.
+    assert "bad-config" not in reason
+    error = str(row.details.get("error"))
+    assert "its service exited with status 4; its output ends:\nbad-config-" in error, error
     assert orch.runtime.list() == []
     assert leftovers(orch.runtime.names.prefix, orch.runtime.names.state_dir) == []

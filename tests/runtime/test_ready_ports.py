@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from forge.authoring.prove import _error
 from forge.runtime.base import HostSpec, LabSpec, ServicesNotReady, SpecError, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import SERVER, leftovers, probe
@@ -50,11 +51,21 @@ def test_create_returns_once_a_late_service_listens(tmp_path: Path) -> None:
 
 def test_a_service_that_never_listens_fails_the_create_and_leaves_nothing(
         runtime: LocalRuntime, tmp_path: Path) -> None:
+    """The service here fails at once: the error said only that nothing listened, so the
+    author looked for a port problem. It now also carries (``output``, not the message a
+    learner reads) how the service ended and the end of its output."""
     rt = runtime
+    failing = "echo 'serve: cannot read /srv/app.conf' >&2; exit 3"
     with pytest.raises(ServicesNotReady) as failed:
-        rt.create(lab("scn-00000000000000c2", "exec sleep 1000", [7000, 7001]))
+        rt.create(lab("scn-00000000000000c2", failing, [7000, 7001]))
     message = str(failed.value)
     assert "host box" in message and "7000, 7001" in message and "ready_ports" in message
+    assert "app.conf" not in message
+    assert failed.value.output == ("its service exited with status 3; its output ends:\n"
+                                   "serve: cannot read /srv/app.conf")
+    # `forge lab test` shows it in the step's row.
+    assert _error(failed.value).endswith("exited with status 3; its output ends:\n"
+                                         "serve: cannot read /srv/app.conf")
     assert rt.list() == []
     assert leftovers(rt.names.prefix, rt.names.state_dir) == []
     lab_dir = rt.names.lab_dir("scn-00000000000000c2")

@@ -20,7 +20,7 @@ from pathlib import Path
 from forge.authoring import attacks
 from forge.authoring.harness import Graded, Harness, LabRun, LabTestFailure, template_ready
 from forge.authoring.labtest import LabTest, script_sections
-from forge.runtime.base import Runtime, RuntimeFault
+from forge.runtime.base import Runtime, RuntimeFault, ServicesNotReady
 from forge.templates.dsl_models import ScenarioTemplate
 from forge.templates.variables import REFERENCE_RE, generate_values, render
 
@@ -216,12 +216,20 @@ class LabProof:
         return out
 
 
+def _error(exc: BaseException) -> str:
+    """A step's error for the author: a service that never listened also says what it left
+    (its exit status, the end of its output)."""
+    if isinstance(exc, ServicesNotReady) and exc.output:
+        return f"error: {exc}; {exc.output}"
+    return f"error: {exc}"
+
+
 def _timed(name: str, step: Callable[[], tuple[str, str, bool]]) -> StepResult:
     start = time.monotonic()
     try:
         expected, got, ok = step()
     except (LabTestFailure, RuntimeFault, OSError) as exc:
-        expected, got, ok = "runs", f"error: {exc}", False
+        expected, got, ok = "runs", _error(exc), False
     return StepResult(name, expected, got, ok, time.monotonic() - start)
 
 
@@ -230,7 +238,7 @@ def _pair(proof: LabProof) -> list[StepResult]:
     try:
         rows = proof.reference_and_copy()
     except (LabTestFailure, RuntimeFault, OSError) as exc:
-        return [StepResult("reference solution", "1", f"error: {exc}", False,
+        return [StepResult("reference solution", "1", _error(exc), False,
                            time.monotonic() - start)]
     took = (time.monotonic() - start) / len(rows)
     return [StepResult(n, e, g, ok, took) for n, e, g, ok in rows]

@@ -66,7 +66,13 @@ class StoppedMidway(RuntimeFault):
 class ServicesNotReady(RuntimeFault):
     """A lab's service did not listen on a port its template declares ready before the
     deadline: the lab is torn down. The message names the host and port (the template's
-    own values, written for its author and the learner)."""
+    own values, written for its author and the learner); ``output`` says what the service
+    left (its exit status, the end of its output), for the author and the operator only:
+    a service's output may carry the scenario's values or paths of the lab node."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class TerminalClosed(RuntimeFault, OSError):

@@ -5,12 +5,17 @@ The calling thread steps into the host's namespace once (``netns.in_netns``) and
 from there, on the loopback address and then on each of the host's lab addresses (a
 service may listen on one of them only), every ``POLL_S`` until all accept: no process is
 started for a probe. Past the deadline, ``ServicesNotReady`` names the host and the ports
-that never listened; ``create`` then tears the lab down as after any failed build.
+that never listened; ``create`` then tears the lab down as after any failed build. It also
+carries, for the author and the operator only (``ServicesNotReady.output``; a learner reads
+just the message), what the host's service left: its exit status when it has ended, and
+the end of its output (the host's service log), the usual cause of a silent port.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import socket
 import time
 
@@ -22,6 +27,7 @@ from forge.runtime.plan import LabPlan
 READY_TIMEOUT_S = 30.0  # FORGE_LAB_READY_TIMEOUT_S
 POLL_S = 0.05
 CONNECT_S = 0.5  # a lab address behind the host's own firewall may drop the SYN
+OUTPUT_BYTES = 600  # the end of the service log an author is shown
 
 
 def _accepts(addresses: tuple[str, ...], port: int, deadline: float) -> bool:
@@ -68,4 +74,61 @@ def wait_ready(names: Names, plan: LabPlan, timeout_s: float) -> None:
             raise ServicesNotReady(
                 f"host {host.spec.name}: nothing listened on TCP port"
                 f"{'s' if len(silent) > 1 else ''} {listed} within {timeout_s:g} s of the "
-                "lab's start (its template's ready_ports)")
+                "lab's start (its template's ready_ports)",
+                output=service_report(names.host_dir(plan.lab_id, host.spec.name)))
+
+
+def _descendants(pid: int, depth: int = 4) -> list[int]:
+    """The processes below ``pid`` (a few levels: bwrap, the init shell, the service)."""
+    found: list[int] = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            children = [int(c) for c in fh.read().split()]
+    except (OSError, ValueError):
+        return found
+    for child in children:
+        found.append(child)
+        if depth > 1:
+            found += _descendants(child, depth - 1)
+    return found
+
+
+def _ended(pid: int) -> str | None:
+    """How ``pid`` ended when it is a zombie (its exit status, from /proc), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "Z" or len(fields) < 50:
+        return None
+    status = int(fields[-1])  # exit_code: as waitpid reports it
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(number).name}"
+        except ValueError:
+            return f"killed by signal {number}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def service_report(host_dir: str) -> str:
+    """What a host's service left: whether it ended (and how), and the last lines of its
+    output; '' when there is nothing to say."""
+    parts: list[str] = []
+    try:
+        with open(os.path.join(host_dir, "init.pid"), encoding="ascii") as fh:
+            init = int(fh.read().strip())
+        ends = [e for e in map(_ended, _descendants(init)) if e is not None]
+        if ends:
+            parts.append(f"its service {ends[0]}")
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(host_dir, "service.log"), "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - OUTPUT_BYTES))
+            tail = fh.read().decode("utf-8", "replace").strip()
+    except OSError:
+        tail = ""
+    parts.append(f"its output ends:\n{tail}" if tail else "it wrote no output")
+    return "; ".join(parts)

@@ -26,7 +26,8 @@ def failure(scenario_id: str, what: str, exc: BaseException) -> tuple[str, dict[
     """(reason, details) of a scenario that failed at ``what`` on ``exc``: the reason names
     the error only when it is one written to be read (``SHOWN``); details keep it, and the
     log says it (``scenario ID failed: …``)."""
-    error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+    said = f"{exc}; {exc.output}" if isinstance(exc, ServicesNotReady) and exc.output else exc
+    error = f"{type(exc).__name__}: {said}"[:ERROR_CHARS]
     log.warning("scenario %s failed: %s: %s", scenario_id, what, error)
     reason = f"{what}: {exc}" if isinstance(exc, SHOWN) else f"{what} ({RECORDED})"
     return reason, {"error": error}
