@@ -23,6 +23,7 @@ def test_up_refuses_in_one_line_a_migration_the_store_refuses(tmp_path: Path) ->
     upgrade(f"sqlite:///{storage / 'forge.db'}", "0013")
     with sqlite3.connect(storage / "forge.db") as conn:  # what 0014 would create
         conn.execute("CREATE TABLE lti_users (x INTEGER)")
+    before = sorted(p.name for p in storage.iterdir())
 
     up = Up(storage, make_env_file(tmp_path), some_ports(), extra=("--ready-timeout", "20"))
     try:
@@ -35,6 +36,10 @@ def test_up_refuses_in_one_line_a_migration_the_store_refuses(tmp_path: Path) ->
         in up.err, up.err[-2000:]
     assert "exited with code" not in up.err and "Forge is up" not in up.err
     assert up.service_pids() == [] and up.nats_pids() == []
+    # What it wrote to the root that was there (dev secrets, a signing key, locks) is
+    # removed again; what was there is kept.
+    assert sorted(p.name for p in storage.iterdir()) == before
+    assert "removed what it had created in the storage root (" in up.err
     with sqlite3.connect(storage / "forge.db") as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() \
             == [("0013",)]

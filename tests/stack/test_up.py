@@ -334,6 +334,10 @@ def test_a_taken_port_is_refused_by_name_and_nothing_starts(tmp_path: Path,
         assert "Forge is up" not in up.err
         assert up.service_pids() == [] and up.nats_pids() == []
         assert not any(bound(p) for name, p in ports.items() if name != taken)
+        # Refused, it left nothing: the storage root it had made (with dev secrets, a
+        # signing key, a database) stayed behind before.
+        assert not (tmp_path / "storage").exists()
+        assert f"removed the storage root it had created: {tmp_path / 'storage'}" in up.err
 
 
 def test_serve_refuses_a_taken_port_by_name_before_anything_starts(tmp_path: Path) -> None:
@@ -372,7 +376,7 @@ def test_a_pinned_policy_hash_that_differs_stops_up_before_anything_starts(
     assert "policy bundle hash mismatch: OPA_POLICY_HASH expects " + "0" * 64 in up.err
     assert "exited with code" not in up.err and "Forge is up" not in up.err
     assert up.service_pids() == [] and up.nats_pids() == []
-    assert not (storage / "forge-up.lock").exists()  # refused before the storage was taken
+    assert not storage.exists()  # refused: the storage root it made is gone again
 
 
 def test_services_not_ready_in_time_are_named_with_their_failed_checks(

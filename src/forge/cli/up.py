@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.cli.config_check import migration_refusal, start_refusals
 from forge.cli.lab_sweep import LabTeardown, teardown_labs
 from forge.config.db_url import normalize_url
+from forge.config.environ_source import storage_root_path
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.config.storage_root import UnsafeStorage
 from forge.services.common.bus import bus_auth
@@ -40,9 +42,11 @@ console = Console(stderr=True)
 
 def prepare(env_file: Path | None, storage: Path | None,
             refuse: Callable[[dict[str, str]], str | None] | None = None,
+            made: dict[Path, set[str] | None] | None = None,
             ) -> tuple[dict[str, str], Settings]:
     """The environment every child gets, validated as a service would validate it;
-    `refuse` may name a reason to stop (exit 2) before anything is created."""
+    `refuse` may name a reason to stop (exit 2) before anything is created. `made` gets
+    the storage root and the names in it before this start (None: it did not exist)."""
     env = dict(os.environ)
     if env_file is not None:
         try:
@@ -57,6 +61,14 @@ def prepare(env_file: Path | None, storage: Path | None,
     if reason is not None:
         console.print(f"forge up: {reason}", markup=False, soft_wrap=True)
         raise typer.Exit(2)
+    if made is not None:
+        root = storage_root_path(env.get("STORAGE_ROOT"))
+        try:
+            made[root] = set(os.listdir(root))
+        except FileNotFoundError:
+            made[root] = None
+        except OSError:  # not a directory, not readable: left to the checks below
+            pass
     try:
         settings = load_settings(env)
         if settings.env.is_dev:
@@ -149,6 +161,39 @@ def build_needed_images(settings: Settings) -> None:
     console.print(summary, markup=False, highlight=False)
 
 
+def remove_new_root(made: dict[Path, set[str] | None]) -> None:
+    """After a refused start: remove what it created in the storage root (dev secrets,
+    signing key, database, logs, locks; the root itself when it made it), so a refused
+    `forge up` leaves nothing behind, and say so. Only while nobody else holds the root
+    (a concurrent `forge up` keeps what it found); nothing that was there before is
+    touched."""
+    for root, before in made.items():
+        try:
+            lock = StorageLock.acquire(root)
+        except (StorageLocked, UnsafeStorage, OSError):
+            continue
+        try:
+            new = sorted(set(os.listdir(root)) - (before or set()))
+            for name in new:
+                path = root / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            if before is None:
+                root.rmdir()
+        except OSError as exc:
+            console.print(f"forge up: could not remove what it created in {root}: "
+                          f"{exc.strerror}", markup=False, soft_wrap=True)
+        else:
+            what = "the storage root it had created" if before is None else \
+                f"what it had created in the storage root ({', '.join(new) or 'nothing'})"
+            console.print(f"forge up: not started; removed {what}: {root}", markup=False,
+                          soft_wrap=True)
+        finally:
+            lock.release()
+
+
 def _refuse_if_held(root: Path) -> None:
     """Exit 1 naming whoever holds the storage root (another `forge up`, a cleanup, a
     `forge store copy`), when it is held: with FORGE_DB_URL set to a copy's new store, its
@@ -239,65 +284,71 @@ def register(app: typer.Typer) -> None:
                     return str(exc)
             return None
 
-        env, settings = prepare(env_file, storage, refuse_early)
+        made: dict[Path, set[str] | None] = {}  # the storage root as it was
         try:
-            topology = plan(settings.storage_root,
-                            {"spawn": spawn_port, "orchestrator": orchestrator_port,
-                             "scoreboard": scoreboard_port},
-                            base_prefix=settings.runtime_prefix, nodes=nodes,
-                            nats_servers=nats_cluster, separate_storage=separate_storage,
-                            db_url=env.get("FORGE_DB_URL"))
-        except TopologyError as exc:
-            console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        problems: list[str] = []
-        for identity in SERVICE_IDENTITIES:  # every service must be able to join the bus
+            env, settings = prepare(env_file, storage, refuse_early, made)
             try:
-                settings.nats_password(identity)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-        # spawn_service and the orchestrator would exit at every start (a crash loop until
-        # --ready-timeout): said now, with nothing started, as `forge config check` says it
-        problems.extend(start_refusals(settings))
-        if problems:
-            _refuse_if_held(settings.storage_root)
-            console.print(str(ConfigError(settings.env.value, problems)), markup=False)
-            raise typer.Exit(1)
-        try:  # before anything slow (images): a second `forge up` refuses at once
-            held = StorageLock.acquire(settings.storage_root)
-        except (StorageLocked, OSError) as exc:
-            console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except UnsafeStorage as exc:
-            console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        # A migration the store refuses would make every service exit at each start (a
-        # crash loop until --ready-timeout): migrated here first, so it is one line.
-        refused = migration_refusal(settings)
-        if refused is not None:
-            held.release()
-            console.print(f"forge up: not started, {refused}", markup=False, soft_wrap=True)
-            raise typer.Exit(1)
-        build_needed_images(settings)
-        sup = Supervisor(env, settings.storage_root, host,
-                         {"spawn": spawn_port, "orchestrator": orchestrator_port,
-                          "scoreboard": scoreboard_port},
-                         bus_auth=bus_auth(settings), nats_port=nats_port, topology=topology,
-                         report=lambda msg: console.print(f"[yellow]{msg}[/]"))
-        sup.lock = held
-        stopping = False
+                topology = plan(settings.storage_root,
+                                {"spawn": spawn_port, "orchestrator": orchestrator_port,
+                                 "scoreboard": scoreboard_port},
+                                base_prefix=settings.runtime_prefix, nodes=nodes,
+                                nats_servers=nats_cluster, separate_storage=separate_storage,
+                                db_url=env.get("FORGE_DB_URL"))
+            except TopologyError as exc:
+                console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            problems: list[str] = []
+            for identity in SERVICE_IDENTITIES:  # every service must be able to join the bus
+                try:
+                    settings.nats_password(identity)
+                except ConfigError as exc:
+                    problems.extend(exc.problems)
+            # spawn_service and the orchestrator would exit at every start (a crash loop until
+            # --ready-timeout): said now, with nothing started, as `forge config check` says it
+            problems.extend(start_refusals(settings))
+            if problems:
+                _refuse_if_held(settings.storage_root)
+                console.print(str(ConfigError(settings.env.value, problems)), markup=False)
+                raise typer.Exit(1)
+            try:  # before anything slow (images): a second `forge up` refuses at once
+                held = StorageLock.acquire(settings.storage_root)
+            except (StorageLocked, OSError) as exc:
+                console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+                raise typer.Exit(1) from None
+            except UnsafeStorage as exc:
+                console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            # A migration the store refuses would make every service exit at each start (a
+            # crash loop until --ready-timeout): migrated here first, so it is one line.
+            refused = migration_refusal(settings)
+            if refused is not None:
+                held.release()
+                console.print(f"forge up: not started, {refused}", markup=False, soft_wrap=True)
+                raise typer.Exit(1)
+            build_needed_images(settings)
+            sup = Supervisor(env, settings.storage_root, host,
+                             {"spawn": spawn_port, "orchestrator": orchestrator_port,
+                              "scoreboard": scoreboard_port},
+                             bus_auth=bus_auth(settings), nats_port=nats_port, topology=topology,
+                             report=lambda msg: console.print(f"[yellow]{msg}[/]"))
+            sup.lock = held
+            stopping = False
 
-        def on_signal(_sig: int, _frame: FrameType | None) -> None:
-            nonlocal stopping
-            stopping = True
+            def on_signal(_sig: int, _frame: FrameType | None) -> None:
+                nonlocal stopping
+                stopping = True
 
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        try:
-            sup.start()
-        except StartRefused as exc:  # nothing was started (or it was all stopped again)
-            console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            signal.signal(signal.SIGINT, on_signal)
+            signal.signal(signal.SIGTERM, on_signal)
+            try:
+                sup.start()
+            except StartRefused as exc:  # nothing was started (or it was all stopped again)
+                console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+                raise typer.Exit(1) from None
+        except typer.Exit as exc:  # refused: what it created goes again
+            if exc.exit_code:
+                remove_new_root(made)
+            raise
         console.print(f"storage {settings.storage_root} · NATS {env['NATS_URL']} · "
                       f"logs {settings.storage_root / 'logs'}", markup=False, soft_wrap=True)
         console.print(f"store: {store_label(settings.db_url)} · {nodes} lab node(s) · "
