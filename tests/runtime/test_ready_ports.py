@@ -5,13 +5,16 @@ nothing behind, and a warm pool claim waits for the services it starts."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from forge.authoring.prove import _error
+from forge.authoring.prove import StepResult, _error
+from forge.authoring.suite import table
 from forge.runtime.base import HostSpec, LabSpec, ServicesNotReady, SpecError, SubnetSpec
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import SERVER, leftovers, probe
@@ -55,17 +58,20 @@ def test_a_service_that_never_listens_fails_the_create_and_leaves_nothing(
     author looked for a port problem. It now also carries (``output``, not the message a
     learner reads) how the service ended and the end of its output."""
     rt = runtime
-    failing = "echo 'serve: cannot read /srv/app.conf' >&2; exit 3"
+    failing = "echo 'serve: cannot read [/srv/app.conf]' >&2; exit 3"
     with pytest.raises(ServicesNotReady) as failed:
         rt.create(lab("scn-00000000000000c2", failing, [7000, 7001]))
     message = str(failed.value)
     assert "host box" in message and "7000, 7001" in message and "ready_ports" in message
     assert "app.conf" not in message
     assert failed.value.output == ("its service exited with status 3; its output ends:\n"
-                                   "serve: cannot read /srv/app.conf")
-    # `forge lab test` shows it in the step's row.
-    assert _error(failed.value).endswith("exited with status 3; its output ends:\n"
-                                         "serve: cannot read /srv/app.conf")
+                                   "serve: cannot read [/srv/app.conf]")
+    # `forge lab test` shows it in the step's row, as text (not rich markup: "[/srv…]"
+    # was a closing tag matching none, and the table's print raised MarkupError).
+    shown = io.StringIO()
+    Console(file=shown, width=300).print(table("box", [StepResult(
+        "untouched", "runs", _error(failed.value), False, 1.0)], 1.0))
+    assert "serve: cannot read [/srv/app.conf]" in shown.getvalue()
     assert rt.list() == []
     assert leftovers(rt.names.prefix, rt.names.state_dir) == []
     lab_dir = rt.names.lab_dir("scn-00000000000000c2")

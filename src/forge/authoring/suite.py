@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from forge.authoring.labtest import check_against, lab_test_path, load_lab_test
 from forge.authoring.prove import StepResult, prove_lab
@@ -58,6 +59,7 @@ def table(name: str, results: list[StepResult], seconds: float) -> Table:
     for column in ("step", "expected", "got", "result", "s"):
         out.add_column(column, overflow="fold")
     for r in results:
-        out.add_row(r.name, r.expected, r.got,
+        # Text, never markup: a step's result can quote a lab service's output ("[/x]").
+        out.add_row(Text(r.name), Text(r.expected), Text(r.got),
                     "[green]PASS[/]" if r.ok else "[bold red]FAIL[/]", f"{r.seconds:.1f}")
     return out
