@@ -95,6 +95,29 @@ def test_demo_against_a_named_platform_that_is_not_ready_starts_nothing(
     assert not (storage / "logs").exists()  # no service was started
 
 
+def test_a_demo_whose_platform_is_refused_leaves_no_storage_root(tmp_path: Path) -> None:
+    """Its orchestrator's port taken, the demo's own platform is refused: the storage root
+    it had made (dev secrets, a signing key, logs, a lock) stayed behind. Removed, said."""
+    import socket
+
+    storage = tmp_path / "storage"
+    ports = distinct_ports(3)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports[1]))
+        squatter.listen()
+        proc = subprocess.run(
+            [sys.executable, "-m", "forge", "demo", "--storage", str(storage),
+             "--spawn-port", str(ports[0]), "--orchestrator-port", str(ports[1]),
+             "--scoreboard-port", str(ports[2])],
+            env=demo_env(runtime_prefix("r")), capture_output=True, text=True, timeout=300,
+            cwd=REPO)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "platform not started: orchestrator: cannot listen" in proc.stdout
+    assert f"forge demo: not started; removed the storage root it had created: {storage}" \
+        in proc.stdout + proc.stderr
+    assert not storage.exists()
+
+
 @pytest.mark.root
 def test_demo_as_the_runbooks_end_to_end_check_on_a_running_prod_platform(
     tmp_path: Path,

@@ -16,7 +16,7 @@ from rich.table import Table
 from forge.billing.receipts import issue_receipt
 from forge.cli.context import plans_or_exit
 from forge.cli.lab_sweep import held_labs, teardown_labs
-from forge.cli.up import build_needed_images, prepare
+from forge.cli.up import build_needed_images, prepare, remove_new_root
 from forge.config import Settings
 from forge.content import SOLUTIONS, content_path
 from forge.services.common.bus import bus_auth
@@ -122,7 +122,8 @@ def register(app: typer.Typer) -> None:
             "the demo starts the platform or finds its results here."),
     ) -> None:
         """Buy, spawn, solve through the terminal, submit, and verify the signed verdict."""
-        env, settings = prepare(None, storage)
+        made: dict[Path, set[str] | None] = {}  # the storage root as it was
+        env, settings = prepare(None, storage, made=made)
         chosen = demo_lab(settings, lab)
         supervisor: Supervisor | None = None
         platform = "the platform already running"
@@ -150,6 +151,7 @@ def register(app: typer.Typer) -> None:
         result = JourneyResult()
         failure: str | None = None
         started = False  # the demo's own platform ran: its labs are the demo's to destroy
+        refused = False  # its own platform was refused: what it wrote to the root goes again
         # Labs a stopped `forge up` kept for its next start are its learners': not the demo's.
         kept = held_labs(settings) if supervisor is not None else frozenset()
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -160,6 +162,7 @@ def register(app: typer.Typer) -> None:
                     try:
                         supervisor.start()
                     except StartRefused as exc:
+                        refused = True
                         raise JourneyError(f"platform not started: {exc}") from None
                     started = True
                     if not supervisor.wait_ready(timeout):
@@ -198,6 +201,8 @@ def register(app: typer.Typer) -> None:
                     for problem in teardown_labs(settings, keep=kept).failures:
                         console.print(f"lab teardown failed: {problem}", markup=False,
                                       highlight=False)
+        if refused:
+            remove_new_root(made, "forge demo")
         console.print(_summary(result, platform))
         if failure or not result.verified:
             console.print(f"[red]demo failed:[/] {failure or 'verdict not verified'}")

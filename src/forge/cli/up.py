@@ -161,7 +161,7 @@ def build_needed_images(settings: Settings) -> None:
     console.print(summary, markup=False, highlight=False)
 
 
-def remove_new_root(made: dict[Path, set[str] | None]) -> None:
+def remove_new_root(made: dict[Path, set[str] | None], who: str = "forge up") -> None:
     """After a refused start: remove what it created in the storage root (dev secrets,
     signing key, database, logs, locks; the root itself when it made it), so a refused
     `forge up` leaves nothing behind, and say so. Only while nobody else holds the root
@@ -183,12 +183,12 @@ def remove_new_root(made: dict[Path, set[str] | None]) -> None:
             if before is None:
                 root.rmdir()
         except OSError as exc:
-            console.print(f"forge up: could not remove what it created in {root}: "
+            console.print(f"{who}: could not remove what it created in {root}: "
                           f"{exc.strerror}", markup=False, soft_wrap=True)
         else:
             what = "the storage root it had created" if before is None else \
                 f"what it had created in the storage root ({', '.join(new) or 'nothing'})"
-            console.print(f"forge up: not started; removed {what}: {root}", markup=False,
+            console.print(f"{who}: not started; removed {what}: {root}", markup=False,
                           soft_wrap=True)
         finally:
             lock.release()
