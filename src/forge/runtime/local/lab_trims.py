@@ -25,9 +25,9 @@ class LabTrims:
         """Remove the permanent neighbour entries of each NET_ADMIN lab host holding more
         than ``neighbours.HOST_LIMIT``, and its learned ones past ``LEARNED_LIMIT``, looked
         at only while the machine's neighbour tables hold more than
-        ``neighbours.GUARD_ENTRIES``, and its proxy entries past ``HOST_LIMIT``, which no
-        machine count shows, always (module ``neighbours``); (lab, host, entries removed)
-        for each."""
+        ``neighbours.GUARD_ENTRIES``, and its proxy entries past ``HOST_LIMIT`` and bridge
+        forwarding entries past ``FDB_LIMIT``, which no machine count shows, always (module
+        ``neighbours``); (lab, host, entries removed) for each."""
         entries = neighbours.machine_entries() > neighbours.GUARD_ENTRIES
         return self._trim_net_admin_hosts(
             functools.partial(neighbours.trim_host, entries=entries))

@@ -22,12 +22,15 @@ NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 16, 18, 20, 22, 24
 RTM_DELNEIGH, RTM_GETNEIGH = 29, 30
 NUD_PERMANENT, NDA_DST, NTF_PROXY = 0x80, 1, 0x08
+AF_BRIDGE, NDA_LLADDR, NDA_VLAN, NDA_MASTER = 7, 2, 5, 9
+NTF_SELF, NTF_MASTER = 0x02, 0x04
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = (
     1, 2, 4, 0x200, 0x400, 0x300)
 NLM_F_DUMP_INTR = 0x10
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 DUMP_TRIES = 5
 IFF_UP = 1
+IFLA_ADDRESS = 1
 IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_IFALIAS = 3, 10, 16, 18, 20
 IFLA_NET_NS_FD = 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
@@ -263,6 +266,41 @@ class Rtnl:
             if exc.errno != errno.ENOENT:
                 raise
 
+    def fdb_entries(self) -> list[bytes]:
+        """Each forwarding-database entry of this namespace (``bridge fdb show``: those of
+        its bridges, and the unicast and multicast address lists of its links), from one
+        dump, also one a concurrent change interrupted (as ``neighbour_entries``)."""
+        got = [payload for _kind, payload in self._replies(self._send(
+            RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0)))]
+        return [payload for payload in got if len(payload) >= _NDMSG.size]
+
+    def link_addresses(self) -> set[bytes]:
+        """The hardware address of each link of this namespace."""
+        found = (dict(_attrs(payload[_IFINFO.size:])).get(IFLA_ADDRESS) for payload in
+                 self._dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)))
+        return {address for address in found if address}
+
+    def delete_fdb(self, entry: bytes) -> bool:
+        """Remove the forwarding-database entry ``entry`` (a message of `fdb_entries`):
+        from its bridge when it has one, else from its link's own address list; False
+        when it was gone meanwhile or is not the kind anyone may remove."""
+        _family, ifindex, state, _flags, _kind = _NDMSG.unpack_from(entry)
+        found = dict(_attrs(entry[_NDMSG.size:]))
+        if NDA_LLADDR not in found:
+            return False
+        body = _NDMSG.pack(AF_BRIDGE, ifindex, state,
+                           NTF_MASTER if NDA_MASTER in found else NTF_SELF, 0)
+        body += _attr(NDA_LLADDR, found[NDA_LLADDR])
+        if NDA_VLAN in found:
+            body += _attr(NDA_VLAN, found[NDA_VLAN])
+        try:
+            self.request(RTM_DELNEIGH, body, what="fdb delete")
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            return False
+        return True
+
     def ports_down(self) -> list[str]:
         """Names of the bridge ports (links with a master) not operationally up (a dump
         the kernel marks interrupted, by a concurrent change, is taken again, bounded)."""
@@ -277,6 +315,11 @@ class Rtnl:
             if not self.interrupted:
                 return down
         raise OSError(errno.EAGAIN, f"link dump interrupted {DUMP_TRIES} times")
+
+
+def fdb_address(entry: bytes) -> bytes | None:
+    """The hardware address of forwarding-database entry ``entry`` (None: it names none)."""
+    return dict(_attrs(entry[_NDMSG.size:])).get(NDA_LLADDR)
 
 
 def _text(value: bytes) -> str:
