@@ -4,7 +4,13 @@ Sandboxes now start from a small mount namespace of their own (the machine's mou
 without /run/netns or other labs' disks, plus their own lab's disk). A learner in one lab
 reading /proc/self/mountinfo, or walking the paths a sandbox was built from, must find
 no other lab's disk, no named network namespace and no state path of another lab; and
-that lab's files stay out of reach."""
+that lab's files stay out of reach.
+
+Nor may the sandbox's /proc show the machine's own state: /proc/key-users listed the
+machine's accounts holding keys (uids 0, 101, 1001, 65534 here) and their quotas,
+/proc/interrupts and /proc/softirqs the machine's interrupt counts per CPU (every
+tenant's network and disk activity), /proc/kallsyms the kernel's symbols, /proc/cmdline
+the machine's boot command line; now each is covered (``bwrap_args.MASKED_PROC``)."""
 
 from __future__ import annotations
 
@@ -55,6 +61,14 @@ def test_learner_sees_no_other_lab_mount(labs: tuple[LocalRuntime, str, str, str
     assert victim not in seen
     assert "/run/netns" not in seen
     assert secret not in seen
+    # The machine's host-wide /proc files cannot be read (nor written); the lab's tools
+    # that read /proc still work.
+    machine = rt.exec(attacker, "box", shell=(
+        "for f in key-users keys kallsyms interrupts softirqs iomem ioports cmdline; do "
+        "if [ -e /proc/$f ]; then cat /proc/$f >/dev/null 2>&1 && echo read:$f; "
+        "echo x 2>/dev/null > /proc/$f && echo wrote:$f; fi; done; "
+        "ps -e >/dev/null && free >/dev/null && uptime >/dev/null && echo tools"))
+    assert machine.stdout.decode().split() == ["tools"], machine.stdout.decode()
 
 
 def test_victim_files_unreachable_by_path(labs: tuple[LocalRuntime, str, str, str]) -> None:

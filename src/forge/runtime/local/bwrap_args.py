@@ -18,6 +18,7 @@ see and signal a service but cannot take it over and outlive the seal inside it.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from forge.runtime.local.host_dirs import DATA_BINDS, LAB_ETC_FILES, HostPaths
@@ -150,13 +151,37 @@ def system_args(rootfs: str, etc_dir: str, image: bool = False,
     /proc, /dev and a tiny root-owned /run (with an image's /run dirs) and, without an
     image, /var."""
     argv = rootfs_args(rootfs, etc_dir, image, writable)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SMALL_TMPFS), "--tmpfs", "/run"]
+    argv += ["--proc", "/proc", *masked_proc_args(), "--dev", "/dev",
+             "--size", str(SMALL_TMPFS), "--tmpfs", "/run"]
     if image:
         return [*argv, *run_dir_args(rootfs)]
     return [*argv, "--size", str(SMALL_TMPFS), "--tmpfs", "/var"]
 
 
 SMALL_TMPFS = 1 << 20
+# Files of a sandbox's /proc that show the machine rather than the lab, and that no lab
+# tool needs: the machine's users holding keys and their quotas (key-users, keys), its
+# interrupt and softirq counts per CPU (a running tally of every tenant's network and disk
+# activity), its kernel's symbols and loaded modules (kallsyms), its hardware layout
+# (iomem, ioports) and boot command line (cmdline, which may carry the host's own control
+# ports and options), and the scheduler and timer dumps (root-only today). Each is covered
+# by the machine's /dev/null, read-only, as container runtimes mask theirs: /proc is
+# mounted nodev, so opening one is refused (EACCES, as for the root-only ones before).
+# /proc/stat, meminfo, loadavg and pressure stay (ps, top, free, uptime read them).
+MASKED_PROC = ("key-users", "keys", "kallsyms", "interrupts", "softirqs", "iomem", "ioports",
+               "cmdline", "timer_list", "sched_debug", "kcore", "latency_stats",
+               "sysrq-trigger")
+
+
+@functools.cache
+def masked_proc_args() -> tuple[str, ...]:
+    """bwrap arguments covering each of ``MASKED_PROC`` this kernel has (a missing one
+    cannot be covered, nor read) with ``/dev/null``, after ``--proc /proc``."""
+    args: list[str] = []
+    for name in MASKED_PROC:
+        if os.path.exists(os.path.join("/proc", name)):
+            args += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    return tuple(args)
 
 
 def readonly_seed_args(host_dir: str) -> list[str]:
