@@ -56,7 +56,8 @@ class Subnet(DslModel):
     hosts when it joins exactly two)."""
 
     name: Ident
-    cidr: Annotated[str, Field(description="IPv4 network in CIDR form, e.g. 10.10.1.0/24.")]
+    cidr: Annotated[str, Field(description=(
+        "Private IPv4 network in CIDR form, /24 to /29, e.g. 10.10.1.0/24."))]
 
 
 class Network(DslModel):
