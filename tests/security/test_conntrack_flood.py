@@ -10,6 +10,12 @@ per namespace against the machine's `nf_conntrack_max` (262,144), so each such h
 hold ~64 MiB outside its lab's limit for the lab's life. Now the orchestrator's reaper pass
 flushes the table of a NET_ADMIN host holding more than `conntrack.HOST_LIMIT` entries
 (looked at only while the machine holds more than `conntrack.GUARD_ENTRIES`).
+
+Traffic-control objects are the same: `tc class add` of 9,000 `htb` classes on eth0 took
+about 26 MB of the machine's unreclaimable kernel memory, the lab's cgroup unmoved, kept
+for the lab's life (9,000 u32 filters: about 2 MB). The reaper pass now deletes the root
+and ingress qdiscs (and all below them) of a NET_ADMIN host holding more than
+`traffic_control.HOST_LIMIT` qdiscs, classes and filters.
 """
 
 from __future__ import annotations
@@ -29,6 +35,20 @@ pytestmark = pytest.mark.root
 TRACK = ("nft add table inet t && nft add chain inet t c "
          "'{ type filter hook output priority 0; ct state new accept; }' && "
          "echo 864000 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout")
+
+
+SHAPE = "tc qdisc add dev eth0 root handle 1: htb && tc qdisc add dev eth0 ingress && " \
+    "exec tc -batch -"
+
+
+def _classes(count: int, filters: int = 0) -> bytes:
+    """`tc -batch` lines adding ``count`` htb classes below SHAPE's qdisc and ``filters``
+    u32 filters on it."""
+    return ("".join(f"class add dev eth0 parent 1: classid 1:{i:x} htb rate 1mbit\n"
+                    for i in range(1, count + 1))
+            + "".join(f"filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst "
+                      f"10.9.{i // 250}.{i % 250 + 1}/32 flowid 1:1\n" for i in range(filters))
+            ).encode()
 
 
 def _flood(count: int) -> str:
@@ -63,3 +83,18 @@ def test_a_host_piling_up_conntrack_entries_has_them_flushed(
         # A host keeping a few flows, as a lab's own traffic does, keeps them.
         assert int(rt.exec(lab, "tidy", count).stdout_text) == 5
         assert rt.trim_conntrack() == []
+
+        # Queueing classes: past the limit, the host's links lose their qdiscs.
+        # (classes and filters, neither alone past it: filters are kernel memory too)
+        for host, classes, filters in (("flood", 600, 600), ("tidy", 3, 3)):
+            shaped = rt.exec(lab, host, ["bash", "-c", SHAPE], stdin=_classes(classes, filters))
+            assert shaped.exit_code == 0, (host, shaped.stderr_text)
+        trimmed = rt.trim_traffic_control()
+        assert [(lab_id, host) for lab_id, host, _ in trimmed] == [(lab, "flood")], trimmed
+        assert trimmed[0][2] > 1_200, trimmed
+        for kind in ("class", "filter"):
+            assert rt.exec(lab, "flood", ["tc", kind, "show", "dev", "eth0"]).stdout_text == ""
+        # A host shaping its traffic with a few classes, as a lab task may ask, keeps them.
+        kept = rt.exec(lab, "tidy", ["tc", "class", "show", "dev", "eth0"]).stdout_text
+        assert len(kept.splitlines()) == 3, kept
+        assert rt.trim_traffic_control() == []

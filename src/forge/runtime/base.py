@@ -358,6 +358,13 @@ class Runtime(abc.ABC):
         entries removed) for each. Default: none (an engine whose labs cannot add any)."""
         return []
 
+    def trim_traffic_control(self) -> builtins.list[tuple[str, str, int]]:
+        """Remove the traffic-control objects (queueing disciplines, classes) a lab host
+        piled up past what a lab needs, which hold the machine's kernel memory outside the
+        lab's limits: (lab, host, objects removed) for each. Default: none (an engine whose
+        labs cannot add any)."""
+        return []
+
     def wait_ready(self, spec: LabSpec) -> None:
         """Return once the services of lab ``spec.lab_id`` (built from ``spec``) listen on
         their hosts' ``ready_ports``, as ``create`` does before it returns: for a lab found

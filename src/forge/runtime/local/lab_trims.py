@@ -1,7 +1,8 @@
-"""``trim_neighbours`` and ``trim_conntrack`` of ``LocalRuntime`` (a mixin, like
-``LabTeardown``): what a learner with NET_ADMIN piles up in the machine's kernel tables
-(neighbour entries, connection-tracking entries), which no lab's memory limit bounds, taken
-back from the hosts holding more than a lab needs (modules ``neighbours``, ``conntrack``).
+"""``trim_neighbours``, ``trim_conntrack`` and ``trim_traffic_control`` of ``LocalRuntime``
+(a mixin, like ``LabTeardown``): what a learner with NET_ADMIN piles up in the machine's
+kernel tables (neighbour entries, connection-tracking entries, queueing disciplines and
+classes), which no lab's memory limit bounds, taken back from the hosts holding more than a
+lab needs (modules ``neighbours``, ``conntrack``, ``traffic_control``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 import os
 from collections.abc import Callable
 
-from forge.runtime.local import conntrack, neighbours
+from forge.runtime.local import conntrack, neighbours, traffic_control
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.reconcile import read_meta
 
@@ -41,6 +42,12 @@ class LabTrims:
         if held is not None and held <= conntrack.GUARD_ENTRIES:
             return []
         return self._trim_net_admin_hosts(conntrack.trim_host)
+
+    def trim_traffic_control(self) -> builtins.list[tuple[str, str, int]]:
+        """Delete the queueing disciplines (and their classes and filters) of each NET_ADMIN
+        lab host holding more than ``traffic_control.HOST_LIMIT`` qdiscs, classes and filters
+        (module ``traffic_control``); (lab, host, objects removed) for each."""
+        return self._trim_net_admin_hosts(traffic_control.trim_host)
 
     def _trim_net_admin_hosts(
             self, trim: Callable[[str], int]) -> builtins.list[tuple[str, str, int]]:

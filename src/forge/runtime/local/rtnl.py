@@ -21,6 +21,8 @@ from collections.abc import Iterator
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 16, 18, 20, 22, 24
 RTM_DELNEIGH, RTM_GETNEIGH = 29, 30
+RTM_DELQDISC, RTM_GETQDISC, RTM_GETTCLASS, RTM_GETTFILTER = 37, 38, 42, 46
+TC_H_ROOT, TC_H_INGRESS = 0xFFFF_FFFF, 0xFFFF_FFF1  # ingress and clsact alike
 NUD_PERMANENT, NDA_DST, NTF_PROXY = 0x80, 1, 0x08
 AF_BRIDGE, NDA_LLADDR, NDA_VLAN, NDA_MASTER = 7, 2, 5, 9
 NTF_SELF, NTF_MASTER = 0x02, 0x04
@@ -49,6 +51,7 @@ _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
 _NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
+_TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, proto,
 #                                      scope, type, flags
 
@@ -300,6 +303,47 @@ class Rtnl:
                 raise
             return False
         return True
+
+    def tc_objects(self) -> dict[int, int]:
+        """{link index: its queueing disciplines, classes and filters} of this namespace
+        (links with only the kernel's default qdisc left out), from one dump of the qdiscs,
+        one of the classes of each link holding any, and one of the filters attached at
+        each qdisc and class (and, below an ``ingress`` or ``clsact`` qdisc, at its ingress
+        and egress points)."""
+        parents: dict[int, list[int]] = {}
+        for payload in self._tc_dump(RTM_GETQDISC, 0, 0):
+            index, handle = _TCMSG.unpack_from(payload)[1:3]
+            if not handle:
+                continue  # the kernel's default (noqueue, pfifo_fast): nothing to delete
+            parents.setdefault(index, []).append(handle)
+            if handle == TC_H_INGRESS & 0xFFFF_0000:
+                parents[index] += [TC_H_INGRESS + 1, TC_H_INGRESS + 2]  # ffff:fff2, fff3
+        counts: dict[int, int] = {}
+        for index, handles in parents.items():
+            classes = [_TCMSG.unpack_from(payload)[2]
+                       for payload in self._tc_dump(RTM_GETTCLASS, index, 0)]
+            counts[index] = len(handles) + len(classes) + sum(
+                len(self._tc_dump(RTM_GETTFILTER, index, parent))
+                for parent in [*handles, *classes])
+        return counts
+
+    def _tc_dump(self, kind: int, index: int, parent: int) -> list[bytes]:
+        """The messages of one traffic-control dump (of link ``index`` at ``parent``)."""
+        return [payload for _kind, payload in self._replies(self._send(
+            kind, NLM_F_DUMP, _TCMSG.pack(socket.AF_UNSPEC, index, 0, parent, 0)))
+            if len(payload) >= _TCMSG.size]
+
+    def delete_root_qdiscs(self, index: int) -> None:
+        """Delete the root and ingress (or clsact) queueing disciplines of link ``index``,
+        and with them every class and filter below them; a link left with the kernel's
+        defaults is fine."""
+        for parent in (TC_H_ROOT, TC_H_INGRESS):
+            try:
+                self.request(RTM_DELQDISC, _TCMSG.pack(socket.AF_UNSPEC, index, 0, parent, 0),
+                             what="qdisc delete")
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.EINVAL):
+                    raise
 
     def ports_down(self) -> list[str]:
         """Names of the bridge ports (links with a master) not operationally up (a dump

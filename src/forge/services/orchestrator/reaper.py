@@ -327,6 +327,14 @@ async def trim_conntrack(state: OrchestratorState) -> int:
     return await _note_trimmed(state, trimmed, "connection-tracking entries")
 
 
+async def trim_traffic_control(state: OrchestratorState) -> int:
+    """Take back the queueing disciplines and classes a learner piled up on a lab host (the
+    runtime's `trim_traffic_control`), saying so in the log and in the scenario's audit
+    log; how many hosts were trimmed."""
+    trimmed = await state.blocking(state.runtime.trim_traffic_control)
+    return await _note_trimmed(state, trimmed, "traffic-control objects")
+
+
 async def _note_trimmed(state: OrchestratorState, trimmed: list[tuple[str, str, int]],
                         what: str) -> int:
     for lab_id, host, removed in trimmed:
@@ -344,7 +352,8 @@ async def _note_trimmed(state: OrchestratorState, trimmed: list[tuple[str, str, 
 
 async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
     """Background task: reap every `interval_s` seconds until cancelled (and trim what
-    labs pile up in the machine's neighbour and connection-tracking tables)."""
+    labs pile up in the machine's neighbour, connection-tracking and traffic-control
+    tables)."""
     while True:
         try:
             await reap_once(state)
@@ -358,4 +367,8 @@ async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
             await trim_conntrack(state)
         except Exception:
             log.exception("connection-tracking trim failed")
+        try:
+            await trim_traffic_control(state)
+        except Exception:
+            log.exception("traffic-control trim failed")
         await asyncio.sleep(interval_s)
