@@ -21,6 +21,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
+from forge.config.db_url import with_connect_timeout
 from forge.store import Database, normalize_url, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.migrate import MIGRATIONS_DIR, alembic_config, at_head, head_revision
@@ -246,6 +247,26 @@ def test_driverless_postgres_url_uses_psycopg(
     assert normalize_url(keeps) == keeps
     assert normalize_url("postgresql://u:p%40ss@db:5433/forge?sslmode=require") == (
         "postgresql+psycopg://u:p%40ss@db:5433/forge?sslmode=require")
+
+
+@pytest.mark.no_store  # only URLs: no store is opened
+@pytest.mark.parametrize(("url", "bounded"), [
+    # SQLite has no connect timeout: the URL is left as it is.
+    ("sqlite:////srv/forge/forge.db", "sqlite:////srv/forge/forge.db"),
+    ("sqlite+pysqlite:///forge.db?timeout=30", "sqlite+pysqlite:///forge.db?timeout=30"),
+    ("postgresql+psycopg://forge:p%40ss@db:5433/forge",
+     "postgresql+psycopg://forge:p%40ss@db:5433/forge?connect_timeout=5"),
+    # Its other options (and the password given as one) are kept.
+    ("postgresql+psycopg://forge@db/forge?sslmode=require&password=pw",
+     "postgresql+psycopg://forge@db/forge?connect_timeout=5&password=pw&sslmode=require"),
+    # The URL's own timeout is never raised to the caller's, nor replaced.
+    ("postgresql+psycopg://forge:pw@db/forge?connect_timeout=2",
+     "postgresql+psycopg://forge:pw@db/forge?connect_timeout=2"),
+    ("postgresql+psycopg://forge:pw@db/forge?connect_timeout=30&sslmode=require",
+     "postgresql+psycopg://forge:pw@db/forge?connect_timeout=30&sslmode=require"),
+])
+def test_with_connect_timeout_bounds_postgres_only(url: str, bounded: str) -> None:
+    assert with_connect_timeout(url, 5) == bounded
 
 
 @pytest.mark.no_store  # reads the migration scripts; "sqlite://" only names a dialect

@@ -12,11 +12,12 @@ import typer
 from sqlalchemy.engine import make_url
 
 from forge.bus.permissions import user_name
-from forge.config.db_url import shown_url
+from forge.config.db_url import normalize_url, shown_url, with_connect_timeout
 from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password, nats_password_given
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.signing.keystore import keyring_dir
 
+CHECK_CONNECT_TIMEOUT_S = 5  # a PostgreSQL store that takes a connection and never answers
 IDENTITY_OF = {var: identity for identity, var in NATS_PASSWORD_VARS.items()}
 
 
@@ -64,16 +65,12 @@ def _store_problem(settings: Settings) -> str | None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from forge.cli.commands import refused_for_damage
-    from forge.config.db_url import normalize_url
     from forge.store.db import sqlite_file
     from forge.store.migrate import at_head, refuse_not_a_database, refuse_unknown_revisions
 
-    url = normalize_url(settings.db_url)
+    # A server that does not answer costs this check seconds, not the TCP timeout.
+    url = with_connect_timeout(normalize_url(settings.db_url), CHECK_CONNECT_TIMEOUT_S)
     parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        # A server that does not answer costs this check seconds, not the TCP timeout.
-        url = parsed.update_query_dict({"connect_timeout": "5"}).render_as_string(
-            hide_password=False)
     try:
         refuse_not_a_database(url)
     except CommandError as exc:
@@ -104,14 +101,9 @@ def migration_refusal(settings: Settings) -> str | None:
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from forge.config.db_url import normalize_url
     from forge.store.migrate import upgrade
 
-    url = normalize_url(settings.db_url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        url = parsed.update_query_dict({"connect_timeout": "5"}).render_as_string(
-            hide_password=False)
+    url = with_connect_timeout(normalize_url(settings.db_url), CHECK_CONNECT_TIMEOUT_S)
     try:
         upgrade(url)
     except CommandError as exc:

@@ -45,6 +45,18 @@ def normalize_url(url: str) -> str:
     return f"postgresql+psycopg://{rest}"  # only the scheme changes: the rest stays verbatim
 
 
+def with_connect_timeout(url: str, seconds: int) -> str:
+    """`url` bounded to `seconds` for a PostgreSQL server that takes the connection and never
+    answers (libpq's ``connect_timeout``; without one a command waits as long as TCP does).
+    A URL naming its own ``connect_timeout`` keeps it, and any other URL (SQLite) is returned
+    as it is; the URL's other options, and its password, are kept."""
+    made = make_url(url)
+    if made.get_backend_name() != "postgresql" or "connect_timeout" in made.query:
+        return url
+    return made.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(
+        hide_password=False)
+
+
 def db_url_problem(url: str) -> str | None:
     """Why Forge cannot connect with `url` (None when it can), without repeating the URL,
     which may hold a password: only its scheme is named."""

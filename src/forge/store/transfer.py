@@ -21,7 +21,7 @@ from sqlalchemy import Connection, DateTime, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from forge.config.db_url import normalize_url, shown_url
+from forge.config.db_url import normalize_url, shown_url, with_connect_timeout
 from forge.store.busy import store_busy, store_error_text
 from forge.store.db import make_db_engine, sqlite_file
 from forge.store.migrate import refuse_not_a_database, upgrade
@@ -72,16 +72,6 @@ def _first_rows(conn: Connection, present: set[str] | None = None) -> tuple[str,
         if rows:
             return table.name, rows
     return None
-
-
-def _bounded(url: str) -> str:
-    """``url`` with a connect timeout on PostgreSQL (unless it names its own): a server that
-    takes the connection and never answers left the copy waiting with no end."""
-    made = make_url(url)
-    if made.get_backend_name() != "postgresql" or "connect_timeout" in made.query:
-        return url
-    return made.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)}).render_as_string(
-        hide_password=False)
 
 
 def _hold_target(target: Connection) -> None:
@@ -176,7 +166,9 @@ def copy_store(source_url: str, target_url: str, *,
             "the source and the target are the same state store: set FORGE_DB_URL to the "
             "new, empty database to copy into (and --from to the store to copy, when it is "
             "not the storage root's forge.db)")
-    source_url, target_url = _bounded(source_url), _bounded(target_url)
+    # A server that takes the connection and never answers left the copy waiting, no end.
+    source_url = with_connect_timeout(source_url, CONNECT_TIMEOUT_S)
+    target_url = with_connect_timeout(target_url, CONNECT_TIMEOUT_S)
     _prepare_source(source_url, source_setting)
     try:
         _refuse_held_target(target_url)  # before its migrations: a store in use is not migrated
