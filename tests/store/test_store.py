@@ -256,6 +256,11 @@ def test_driverless_postgres_url_uses_psycopg(
     ("sqlite+pysqlite:///forge.db?timeout=30", "sqlite+pysqlite:///forge.db?timeout=30"),
     ("postgresql+psycopg://forge:p%40ss@db:5433/forge",
      "postgresql+psycopg://forge:p%40ss@db:5433/forge?connect_timeout=5"),
+    # FORGE_DB_URL's driver-less spellings too: `store copy` did not bound `postgres://`,
+    # and waited for ever on a server that takes the connection and never answers.
+    ("postgres://forge:pw@db/forge", "postgres://forge:pw@db/forge?connect_timeout=5"),
+    ("postgresql://forge:pw@db/forge?sslmode=require",
+     "postgresql://forge:pw@db/forge?connect_timeout=5&sslmode=require"),
     # Its other options (and the password given as one) are kept.
     ("postgresql+psycopg://forge@db/forge?sslmode=require&password=pw",
      "postgresql+psycopg://forge@db/forge?connect_timeout=5&password=pw&sslmode=require"),

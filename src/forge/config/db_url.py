@@ -49,9 +49,11 @@ def with_connect_timeout(url: str, seconds: int) -> str:
     """`url` bounded to `seconds` for a PostgreSQL server that takes the connection and never
     answers (libpq's ``connect_timeout``; without one a command waits as long as TCP does).
     A URL naming its own ``connect_timeout`` keeps it, and any other URL (SQLite) is returned
-    as it is; the URL's other options, and its password, are kept."""
+    as it is; the URL's other options, and its password, are kept. A driver-less
+    ``postgres://`` or ``postgresql://`` URL (as FORGE_DB_URL may be written) is bounded too."""
     made = make_url(url)
-    if made.get_backend_name() != "postgresql" or "connect_timeout" in made.query:
+    if (make_url(normalize_url(url)).get_backend_name() != "postgresql"
+            or "connect_timeout" in made.query):
         return url
     return made.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(
         hide_password=False)
