@@ -12,6 +12,14 @@ learner who never launched never got a grade at all. Now every graded attempt of
 assignment of an LMS-linked cohort owes a grade: where it goes not known yet, it waits
 (pending, with the reason) until a launch or a roster sync tells, and it is the best of the
 learner's graded attempts (the dashboard's computation).
+
+A learner taken out of the class gets no grade sent for a lab graded after that, and the
+grade kept says why (instructor at 200 learners). Before: the instructor took `lti.u005` out
+of the class (`DELETE /v1/cohorts/<id>/learners/lti.u005`) while their lab ran; it was graded
+0.9 and the LMS grade book got 90 for them, while the dashboard and its CSV no longer listed
+them: the grade book and the instructor's own views disagreed, and nothing said a grade had
+gone out. Now the grade is kept as failed with the reason ("taken out of the class"),
+nothing is posted, and `forge lti retry` sends it when the operator decides it should go.
 """
 
 from __future__ import annotations
@@ -97,7 +105,7 @@ def _start_from_forge(forge_url: str, settings: Settings, subject: str,
     return str(started.json()["scenario_id"])
 
 
-def test_grades_of_labs_started_anywhere_reach_the_grade_book(
+def test_grades_of_labs_started_anywhere_reach_the_grade_book_unless_taken_out(
         tmp_path: Path, nats: NatsServer, db_url: str) -> None:
     environ = prod_environ(tmp_path / "storage", **nats.client_env(), FORGE_DB_URL=db_url,
                            FORGE_TEMPLATE_DIR=str(lab_catalog_dir(tmp_path / "templates")))
@@ -166,3 +174,29 @@ def test_grades_of_labs_started_anywhere_reach_the_grade_book(
             assert grade["scoreGiven"] == 90.0 and grade["userId"] == "u004"
             until(lambda: getattr(lti_grade_outbox.grade_of(db, third), "state", "") == "posted",
                    "u004's grade recorded as posted")
+
+            # u005 (enrolled by the sync, never launched) starts from Forge and is taken
+            # out of the class while the lab runs: its 0.9 is kept as failed, not posted.
+            lab = _start_from_forge(forge.url, spawn_settings, "lti.u005", assignment_id)
+            out = teacher.delete(f"/v1/cohorts/{course.cohort_id}/learners/lti.u005",
+                                 headers={"origin": forge.url})
+            assert out.status_code == 200, out.text
+            asyncio.run(announce(sb_settings, _graded(
+                db, sb_root, lab, "lti.u005", 0.9, "2026-12-01T13:00:00+00:00")))
+            until(lambda: lti_grade_outbox.grade_of(db, lab) is not None, "the grade kept")
+            kept = lti_grade_outbox.grade_of(db, lab)
+            assert kept is not None and kept.state == "failed", kept and kept.state
+            assert kept.score_given == 90.0 and kept.lti_user == "u005"
+            assert "lti.u005 was taken out of the class" in (kept.last_error or "")
+            assert f"forge lti retry {lab}" in (kept.last_error or "")
+            assert _grades_of(emu, "u005") == []  # a failed grade is never posted
+            listed = CliRunner().invoke(forge_cli, ["lti", "grades", "--state", "failed",
+                                                    "--json"], env={**forge.environ})
+            assert listed.exit_code == 0, listed.output
+            (row,) = json.loads(listed.stdout)["grades"]
+            assert row["scenario_id"] == lab and "taken out" in row["last_error"]
+
+            # The operator decides it should go: it goes, as any grade retried.
+            again = CliRunner().invoke(forge_cli, ["lti", "retry", lab], env={**forge.environ})
+            assert again.exit_code == 0, again.output
+            assert emu.wait_for_grade("u005", 60)["scoreGiven"] == 90.0
