@@ -6,6 +6,13 @@ said the lab had been extended (only the countdown, out of sight of a screen rea
 moved) and a keyboard user pressing Extend found themselves typing into the shell. The
 page now says "Extended: your lab now ends in N min." in a status message that has the
 focus; a reload does not say it again.
+
+Extend and Submit pressed while the device is offline: both are form posts, and offline
+each left the lab page for the browser's own "No internet" page, its terminal and countdown
+gone, with nothing said about the lab (had it been submitted? extended?) and no way back but
+the Back button. Offline, neither is sent: the page stays, says what did not happen and what
+to do, and the keyboard focus stays on the button pressed. Online again, the same press
+works.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their d
 
 
 @pytest.mark.root
-def test_extend_says_so_and_keeps_the_keyboard_focus(web_platform: WebPlatform,
-                                                     page: Page) -> None:
+def test_extend_offline_then_online_says_so_and_keeps_the_keyboard_focus(
+        web_platform: WebPlatform, page: Page) -> None:
+    """Offline, Extend and Submit send nothing and say so (the page stays); online again,
+    Extend extends and says so where the learner pressed it."""
     sid = web_platform.start_lab(page, web_platform.learner_key("acme", "extend-said"))
     with web_platform.db.session() as sess:  # its last 10 minutes: Extend is open
         row = sess.get(Scenario, sid)
@@ -33,12 +42,35 @@ def test_extend_says_so_and_keeps_the_keyboard_focus(web_platform: WebPlatform,
         row.expires_at = datetime.now(UTC) + timedelta(minutes=5)
     page.reload()
     expect(page.locator("#term-status")).to_have_text("Connected to the learner host.")
+    lab_url = page.url
+
+    page.context.set_offline(True)
     extend = page.get_by_role("button", name="Extend by 15 min")
+    extend.click()
+    expect(page.get_by_role("status").filter(has_text="offline")).to_have_text(
+        "You are offline: the lab was not extended. Press Extend again once you are back "
+        "online.")
+    expect(extend).to_be_focused()
+
+    submit = page.get_by_role("button", name="Submit for grading")
+    submit.click()
+    page.get_by_role("dialog", name="Submit this lab?").get_by_role(
+        "button", name="Submit and end the lab").click()
+    expect(page.get_by_role("alert").filter(has_text="offline")).to_have_text(
+        "You are offline: nothing was submitted and your lab keeps running. Press Submit "
+        "again once you are back online.")
+    expect(submit).to_be_focused()
+    expect(submit).to_have_text("Submit for grading")
+    assert page.url == lab_url
+    expect(page.locator("#state")).to_have_text("running")
+
+    page.context.set_offline(False)
     extend.focus()
     page.keyboard.press("Enter")
 
     said = page.get_by_role("status").filter(has_text="Extended")
     expect(said).to_have_text(re.compile(r"^Extended: your lab now ends in (19|20) min\.$"))
+    expect(page.get_by_role("status").filter(has_text="offline")).to_have_count(0)
     expect(said).to_be_focused()
     expect(page.locator("#term-status")).to_have_text("Connected to the learner host.")
     expect(said).to_be_focused()  # the terminal, connected again, left the focus there
