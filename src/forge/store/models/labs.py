@@ -1,4 +1,6 @@
-"""SQLAlchemy 2 models of Forge state; portable types so SQLite and PostgreSQL share them."""
+"""Labs and the platform around them: scenarios and their transitions, hints and checks,
+idempotency, replay, rate and quota counters, entitlements, API keys, failed events,
+audit records and issued credentials."""
 
 from __future__ import annotations
 
@@ -6,34 +8,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    """Declarative base with stable constraint names (Alembic needs them on PostgreSQL)."""
-
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+from forge.store.models.base import Base
 
 
 class Scenario(Base):
@@ -240,179 +227,6 @@ class IssuedCredential(Base):
     issued_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     revoke_reason: Mapped[str | None] = mapped_column(String(200))
-
-
-class TenantRole(Base):
-    """A person's role in a tenant (learner, instructor or operator) as their identity
-    provider last said at sign-in, with the groups it named (for cohort enrolment later)."""
-
-    __tablename__ = "tenant_roles"
-    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
-    role: Mapped[str] = mapped_column(String(16))
-    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
-    source: Mapped[str] = mapped_column(String(16))
-    updated_at: Mapped[datetime]
-
-
-class Cohort(Base):
-    """A class of learners in one tenant (issue 18 item 2), managed by its instructors; a
-    learner signing in with its IdP group (`idp_group`) is enrolled."""
-
-    __tablename__ = "cohorts"
-    cohort_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
-    name: Mapped[str] = mapped_column(String(120))
-    created_by: Mapped[str] = mapped_column(String(128))
-    idp_group: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime]
-
-
-class CohortStaff(Base):
-    """An instructor of a cohort: its creator, or one added by a cohort's instructor."""
-
-    __tablename__ = "cohort_staff"
-    cohort_id: Mapped[str] = mapped_column(
-        ForeignKey("cohorts.cohort_id", ondelete="CASCADE"), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
-
-
-class Enrolment(Base):
-    """A learner in a cohort, and how they came in: invite, csv or group."""
-
-    __tablename__ = "enrolments"
-    cohort_id: Mapped[str] = mapped_column(
-        ForeignKey("cohorts.cohort_id", ondelete="CASCADE"), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
-    via: Mapped[str] = mapped_column(String(16))
-    enrolled_at: Mapped[datetime]
-
-
-class CohortInvite(Base):
-    """An invite link to a cohort: only its sha256 is kept; usable by many learners until it
-    expires or is revoked."""
-
-    __tablename__ = "cohort_invites"
-    invite_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    cohort_id: Mapped[str] = mapped_column(
-        ForeignKey("cohorts.cohort_id", ondelete="CASCADE"), index=True)
-    tenant_id: Mapped[str] = mapped_column(String(128))
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    created_by: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-    revoked_at: Mapped[datetime | None]
-
-
-class Assignment(Base):
-    """A lab assigned to a cohort: its window, the attempts allowed and whether hints may be
-    revealed."""
-
-    __tablename__ = "assignments"
-    assignment_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    cohort_id: Mapped[str] = mapped_column(
-        ForeignKey("cohorts.cohort_id", ondelete="CASCADE"), index=True)
-    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
-    template_id: Mapped[str] = mapped_column(String(64))
-    opens_at: Mapped[datetime]
-    closes_at: Mapped[datetime]
-    attempts_allowed: Mapped[int] = mapped_column(Integer)
-    hints_allowed: Mapped[bool]
-    created_by: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime]
-
-
-class AssignmentExtension(Base):
-    """One learner's extension of an assignment, given by an instructor: that learner's
-    due time is the later of this `closes_at` and the assignment's."""
-
-    __tablename__ = "assignment_extensions"
-    assignment_id: Mapped[str] = mapped_column(
-        ForeignKey("assignments.assignment_id", ondelete="CASCADE"), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
-    closes_at: Mapped[datetime]
-    granted_by: Mapped[str] = mapped_column(String(128))
-    granted_at: Mapped[datetime]
-
-
-class AssignmentAttempt(Base):
-    """One attempt of a learner at an assignment; the primary key (assignment, subject,
-    attempt number) makes two concurrent spawns unable to take the same attempt."""
-
-    __tablename__ = "assignment_attempts"
-    assignment_id: Mapped[str] = mapped_column(
-        ForeignKey("assignments.assignment_id", ondelete="CASCADE"), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
-    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(64))
-    scenario_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    at: Mapped[datetime]
-
-
-class LtiContext(Base):
-    """An LMS course (LTI context) of a registered platform and the cohort it maps to
-    (issue 18 item 4); `memberships_url` is where its roster is read (NRPS)."""
-
-    __tablename__ = "lti_contexts"
-    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
-    context_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(128))
-    cohort_id: Mapped[str] = mapped_column(
-        ForeignKey("cohorts.cohort_id", ondelete="CASCADE"), index=True)
-    memberships_url: Mapped[str | None] = mapped_column(String(1024))
-    created_at: Mapped[datetime]
-
-
-class LtiGradeLink(Base):
-    """Where a learner's score of an assignment goes back: the platform's line item and
-    the learner's id there (from their last launch)."""
-
-    __tablename__ = "lti_grade_links"
-    assignment_id: Mapped[str] = mapped_column(
-        ForeignKey("assignments.assignment_id", ondelete="CASCADE"), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
-    platform: Mapped[str] = mapped_column(String(64))
-    lti_user: Mapped[str] = mapped_column(String(255))
-    lineitem: Mapped[str] = mapped_column(String(1024))
-    updated_at: Mapped[datetime]
-
-
-class LtiUser(Base):
-    """A platform's user id of a Forge subject (the LTI `sub`), from their launches and
-    from the roster syncs of the platform's courses: where an LMS grade of a learner who
-    never launched (a roster sync enrolled them, they started from Forge) goes. Kept
-    because `lti.map_subject` is not invertible (a long id becomes a digest)."""
-
-    __tablename__ = "lti_users"
-    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
-    lti_user: Mapped[str] = mapped_column(String(255))
-    updated_at: Mapped[datetime]
-
-
-class LtiGradePost(Base):
-    """A score owed to a platform (the outbox): written when the verdict is signed, posted
-    and retried until the platform takes it."""
-
-    __tablename__ = "lti_grade_posts"
-    # The learner's best grade owed so far is read at each verdict (migration 0013).
-    __table_args__ = (Index("ix_lti_grade_posts_learner", "assignment_id", "platform",
-                            "lti_user"),)
-    scenario_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    platform: Mapped[str] = mapped_column(String(64))
-    lineitem: Mapped[str] = mapped_column(String(1024))
-    lti_user: Mapped[str] = mapped_column(String(255))
-    assignment_id: Mapped[str] = mapped_column(String(32))
-    score_given: Mapped[float] = mapped_column(Float)
-    score_maximum: Mapped[float] = mapped_column(Float)
-    timestamp: Mapped[str] = mapped_column(String(40))
-    state: Mapped[str] = mapped_column(String(16), index=True)
-    attempts: Mapped[int] = mapped_column(Integer)
-    next_at: Mapped[datetime]
-    last_error: Mapped[str | None] = mapped_column(String(300))
-    posted_at: Mapped[datetime | None]
-    created_at: Mapped[datetime]
 
 
 class FinalizedAudit(Base):

@@ -1,0 +1,72 @@
+"""SQLAlchemy 2 models of Forge state; portable types so SQLite and PostgreSQL share them.
+
+One module per concept (labs and the platform, classes, LMS links); every model is
+imported from here, so every table is in `Base.metadata` once this package is.
+"""
+
+from __future__ import annotations
+
+from forge.store.models.base import NAMING, Base
+from forge.store.models.classroom import (
+    Assignment,
+    AssignmentAttempt,
+    AssignmentExtension,
+    Cohort,
+    CohortInvite,
+    CohortStaff,
+    Enrolment,
+    TenantRole,
+)
+from forge.store.models.labs import (
+    ApiKey,
+    AuditRecord,
+    Entitlement,
+    FailedEvent,
+    FinalizedAudit,
+    HintReveal,
+    IdempotencyRecord,
+    IssuedCredential,
+    QuotaSlot,
+    RateCounter,
+    ReplayJti,
+    Scenario,
+    ScenarioTransition,
+    TaskCheckRun,
+)
+from forge.store.models.lti import (
+    LtiContext,
+    LtiGradeLink,
+    LtiGradePost,
+    LtiUser,
+)
+
+__all__ = [
+    "NAMING",
+    "ApiKey",
+    "Assignment",
+    "AssignmentAttempt",
+    "AssignmentExtension",
+    "AuditRecord",
+    "Base",
+    "Cohort",
+    "CohortInvite",
+    "CohortStaff",
+    "Enrolment",
+    "Entitlement",
+    "FailedEvent",
+    "FinalizedAudit",
+    "HintReveal",
+    "IdempotencyRecord",
+    "IssuedCredential",
+    "LtiContext",
+    "LtiGradeLink",
+    "LtiGradePost",
+    "LtiUser",
+    "QuotaSlot",
+    "RateCounter",
+    "ReplayJti",
+    "Scenario",
+    "ScenarioTransition",
+    "TaskCheckRun",
+    "TenantRole",
+]
