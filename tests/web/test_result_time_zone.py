@@ -5,6 +5,11 @@ The result page said "Graded 2026-12-07 10:48:03 UTC." to a learner in India, wh
 labs on /tracks says when each started in their own zone ("2026-12-07 16:18 Asia/Calcutta"):
 the two pages of one lab read as hours apart. It now shows the time as the other learner
 pages do, in the browser's zone, naming it; the UTC time stays in its title.
+
+The lab page, reloading by itself when the verdict came in, left the keyboard focus at the
+top of the page and its title as before ("Find the server · lab …"): a screen-reader user
+waiting on it heard nothing of the result. Its Result heading now takes the focus and the
+title leads with the outcome.
 """
 
 from __future__ import annotations
@@ -18,11 +23,20 @@ from playwright.sync_api import Browser, expect
 
 from forge.identity.apikeys import create_api_key
 from forge.services.spawn.app import build_app
+from forge.store.db import Database
+from forge.store.models import Scenario
 
 from ..live_server import live_server
 from .test_result_page import Graded, graded  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")
+
+
+def _set_state(db: Database, scenario_id: str, state: str) -> None:
+    with db.session() as sess:
+        row = sess.get(Scenario, scenario_id)
+        assert row is not None
+        row.state = state
 
 
 def test_the_result_page_says_when_it_was_graded_in_the_learners_zone(
@@ -38,6 +52,16 @@ def test_the_result_page_says_when_it_was_graded_in_the_learners_zone(
             page.goto(url + "/signin")
             page.get_by_label("API key").fill(key)
             page.get_by_role("button", name="Sign in with API key").click()
+            # Waiting on the grading; the verdict comes in and the page reloads by itself.
+            _set_state(db, sid, "grading")
+            page.goto(f"{url}/lab/{sid}")
+            expect(page).to_have_title(re.compile(r"^Grading · "))
+            _set_state(db, sid, "completed")
+            expect(page.locator("#result-h")).to_be_focused()
+            expect(page).to_have_title(re.compile(r"^Not passed: 1 of 2 tasks done · "))
+            page.reload()  # reloaded by the learner: the focus is the browser's to place
+            expect(page.locator("#outcome")).to_be_visible()
+            expect(page.locator("#result-h")).not_to_be_focused()
             page.goto(f"{url}/lab/{sid}/result")
             moment = page.locator("#graded-at time")
             utc = moment.get_attribute("datetime")

@@ -35,7 +35,7 @@ from forge.services.spawn.web.credential import credential_offer
 from forge.services.spawn.web.errors import as_page, human_message, signin_url
 from forge.services.spawn.web.recordings import recording_names, with_player
 from forge.services.spawn.web.render import page, render_markdown
-from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
+from forge.services.spawn.web.result import VERIFY_STANDALONE, ResultView, result_view
 from forge.services.spawn.web.security import (
     check_csrf,
     check_same_origin,
@@ -223,8 +223,9 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         terminal_hosts = spawn_routes.learner_hosts(spawn_state(request), row)
         hosts, other_hosts = learner_view(row.details.get("hosts", {}), terminal_hosts)
         entry = _catalog_entry(request, row)
+        shown = _result_context(row, result, entry)
         return page("lab.html", {
-            "title": f"{_lab_title(entry, row)} · lab {row.scenario_id}", "row": row,
+            "title": _lab_page_title(shown["view"], _lab_title(entry, row), row), "row": row,
             "lab_title": _lab_title(entry, row),
             "task": render_markdown(description, top_heading=3) if description else None,
             "hints": hints if row.state == "running" and not hints_off
@@ -242,9 +243,19 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "finished": row.state in FINISHED,
             "verdict_refused": REFUSED_NOTE if refused else None,
             "csrf": csrf_token(settings, session_value(request) or ""),
-            **_result_context(row, result, entry),
+            **shown,
         }, terminal=row.state == "running")
     return await as_page("/tracks", request)(run)
+
+
+def _lab_page_title(view: ResultView | None, lab_title: str, row: ScenarioRow) -> str:
+    """The lab page's title, led by where the lab stands once it is no longer running: a
+    page that came again by itself (grading started, the verdict came in) says so in the
+    title a screen reader reads out and the browser's tab shows."""
+    name = f"{lab_title} · lab {row.scenario_id}"
+    if view is not None:
+        return f"{view.outcome} · {name}"
+    return f"Grading · {name}" if row.state == "grading" else name
 
 
 async def _hints_off(request: Request, scenario_id: str) -> bool:

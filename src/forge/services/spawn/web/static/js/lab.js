@@ -14,6 +14,7 @@
   let serverExpires = lab.dataset.expires ? Date.parse(lab.dataset.expires) : NaN;
   let expires = lab.dataset.remaining ? Date.now() + Number(lab.dataset.remaining) * 1000 : NaN;
   const finished = ["failed", "expired", "deleted"];
+  const FOLLOWED = "forge.lab.followed";  // this tab follows this lab to its result
 
   // Said once each as the end nears (the timer itself is often scrolled out of sight):
   // at 10 and at 2 minutes left, as "less than" the minutes rounded up (68 s left is
@@ -165,6 +166,7 @@
           document.dispatchEvent(new CustomEvent("forge:hint-charge", { detail: body.hints }));
         }
         if (body.state !== shownState || body.score_ready !== shownScore) {
+          follow();
           window.location.reload();
           return;
         }
@@ -203,6 +205,27 @@
     window.history.replaceState(null, "", window.location.pathname + window.location.search);
   }
 
+  // The page came again by itself (the lab moved on: graded, its verdict in) or after a
+  // confirmed Submit: the keyboard focus was left at the top of a new page and nothing said
+  // that the result had come. Its heading takes the focus (a screen reader reads it; the
+  // title, which the server writes, leads with the outcome); a page opened afresh, or
+  // reloaded by the learner, keeps the focus where the browser puts it.
+  function follow() {
+    try { window.sessionStorage.setItem(FOLLOWED, id); } catch (err) { /* storage off */ }
+  }
+
+  function showResult() {
+    let mark = null;
+    try { mark = window.sessionStorage.getItem(FOLLOWED); } catch (err) { return; }
+    if (mark !== id) { return; }
+    // Grading, or graded with the verdict still to come: the next page brings the result.
+    if (shownState === "grading" || (shownState === "completed" && !shownScore)) { return; }
+    window.sessionStorage.removeItem(FOLLOWED);  // taken once (a lab started: its terminal)
+    const heading = document.getElementById("result-h");
+    if (heading && shownScore) { heading.focus(); }
+  }
+
+  showResult();
   sayExtended();
   showRemaining();
   showWaited();

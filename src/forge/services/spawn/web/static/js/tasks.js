@@ -293,6 +293,10 @@
         opener.textContent = "Submitting…";
         opener.focus();
       }
+      // The page that comes next follows the lab to its result (lab.js).
+      var lab = document.getElementById("lab");
+      try { window.sessionStorage.setItem("forge.lab.followed", lab ? lab.dataset.scenario : ""); }
+      catch (err) { /* storage off: the result still shows, the focus stays at the top */ }
       submit.submit();  // submit() fires no submit event: the handler above is not run
     });
     // Back to this page as it was left (the back/forward cache): Submit asks again.
