@@ -366,6 +366,8 @@ def test_an_instructor_and_a_learner_read_and_give_times_in_their_own_zones(
         expect(page).to_have_url(url + "/teach")
         page.get_by_label("Name").fill("Zones 101")
         page.get_by_role("button", name="Create class").click()
+        page.get_by_label("Lab", exact=True).select_option("netplus")
+        page.get_by_label("Opens (America/New_York)").fill("2098-12-31T09:00")
         page.get_by_label("Due (America/New_York)").fill("2099-01-01T09:00")
         page.get_by_role("button", name="Assign lab").click()
         expect(page.locator("li", has_text="due 2099-01-01 09:00")).to_contain_text(
@@ -387,6 +389,11 @@ def test_an_instructor_and_a_learner_read_and_give_times_in_their_own_zones(
         joiner.get_by_role("button", name="Join Zones 101").click()
         expect(joiner.locator("#assignments")).to_contain_text(
             "due 2099-01-01 23:00 (Asia/Tokyo)")
+        # Started before it opens: the refusal says when, in Tokyo time too.
+        joiner.get_by_role("button", name="Start this lab: Find the server").click()
+        expect(joiner.locator("p.error")).to_contain_text(
+            "it opens on 2098-12-31 23:00 Asia/Tokyo.")
+        joiner.go_back()
         # More time for Kai, typed in New York time too (an optional field left empty
         # elsewhere on the page changes nothing).
         give_more_time(page, url, "kai", "America/New_York", "2099-01-08T09:00",

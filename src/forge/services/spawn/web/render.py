@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markdown_it import MarkdownIt
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from forge.services.spawn.web.security import security_headers
 
@@ -68,6 +69,18 @@ def _utc_time(value: str | datetime | None, style: str = "iso") -> Markup | str:
     return Markup('<time class="utc" datetime="{}">{}</time>').format(iso, text)
 
 
+_UTC_IN_TEXT = re.compile(r"\b(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}) UTC\b")
+
+
+def _utc_text(text: str) -> Markup:
+    """``text``, escaped, with each "2026-12-07 09:00 UTC" in it a ``<time class="utc">``:
+    ``static/js/local_time.js`` shows it in the reader's zone; without the script it says
+    UTC as written."""
+    return Markup(_UTC_IN_TEXT.sub(  # noqa: S704 (its input is escaped; the match is digits)
+        lambda m: f'<time class="utc" datetime="{m[1]}T{m[2]}:00Z">{m[0]}</time>',
+        str(escape(text))))
+
+
 def _detail(value: object) -> str:
     """A readiness detail as one short line (nested details summarised, lists left out)."""
     if isinstance(value, dict):
@@ -88,6 +101,7 @@ def _build_env() -> Environment:
     env.filters["when"] = _when
     env.filters["detail"] = _detail
     env.filters["utc_time"] = _utc_time
+    env.filters["utc_text"] = _utc_text
     return env
 
 
