@@ -70,3 +70,41 @@ def test_a_size_the_shell_already_has_is_not_applied_again() -> None:
     for size in ((24, 80), (30, 100), (30, 100), (20, 40), (30, 100)):
         session.resize(*size)
     assert tty.sizes == [(30, 100), (20, 40), (30, 100)]
+
+
+def test_input_late_on_a_pages_old_socket_is_not_typed_twice() -> None:
+    """A page whose link hung sends again, on its new socket, what the session had not
+    received (the attached frame's and each pong's "received", counted per page terminal
+    over its sockets); what then still arrives on the old socket is dropped: typed once."""
+    from forge.services.orchestrator.terminal import Writer
+    from forge.services.orchestrator.terminal_sessions import Attachment, TerminalSession
+
+    session = TerminalSession("scn-0000000000000000", "learner", object())  # type: ignore[arg-type]
+    page = "page-terminal-1"
+
+    async def main() -> list[dict[str, object]]:
+        old, new = Attachment(), Attachment()
+        assert session.claim(page, old) == 0
+        first = Socket([{"type": "websocket.receive", "bytes": b"ls\r"},
+                        {"type": "websocket.receive", "text": '{"type": "ping", "id": 1}'},
+                        {"type": "websocket.disconnect"}])
+        await _pump_in(first, session, writer=Writer(old, page, 0))  # type: ignore[arg-type]
+        assert session.claim(page, new) == 3  # the new socket's attached frame says 3
+        late = Socket([{"type": "websocket.receive", "bytes": b"pwd\r"},
+                       {"type": "websocket.disconnect"}])
+        await _pump_in(late, session, writer=Writer(old, page, 0))  # type: ignore[arg-type]
+        again = Socket([{"type": "websocket.receive", "bytes": b"pwd\r"},
+                        {"type": "websocket.receive", "text": '{"type": "ping", "id": 2}'},
+                        {"type": "websocket.disconnect"}])
+        await _pump_in(again, session, writer=Writer(new, page, 3))  # type: ignore[arg-type]
+        return [json.loads(text) for text in first.sent + again.sent]
+
+    pongs = asyncio.run(main())
+    assert [p["received"] for p in pongs] == [3, 7]
+    assert bytes(session.keys.pending) == b"ls\rpwd\r"
+    # Many pages come and go (reloads): those no socket serves are forgotten, never the
+    # writer of a socket still attached.
+    session.attached.append(session._writer_socket[page])
+    for n in range(70):
+        session.claim(f"page-gone-{n:04d}", Attachment())
+    assert len(session.received) <= 65 and session.received[page] == 7

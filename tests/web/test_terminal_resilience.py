@@ -22,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from .conftest import WebPlatform, running_web_platform
+from .journey import line
 from .relay import CuttableRelay
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")  # services on their default SQLite store
@@ -136,11 +137,22 @@ def test_offline_the_page_says_so_and_keeps_what_is_typed(web_platform: WebPlatf
 def test_a_stalled_link_is_noticed_and_the_terminal_comes_back(
         relay: CuttableRelay, lab: Lab, browser: Browser) -> None:
     """The link hangs without closing: within about 15 s the page says so (the 25 s wait
-    leaves room for a slow machine), then reconnects by itself once it works again."""
+    leaves room for a slow machine), then reconnects by itself once it works again.
+
+    What was typed in those seconds, before the page noticed, went out on the hung socket
+    and was lost with it ("may not have reached the shell"): it now reaches the shell once,
+    sent again on the new socket for as much as the shell had not received."""
     context, page = opened(browser, lab, relay.url)
+
+    def stall_and_type() -> None:
+        relay.stall()
+        run(page, "echo during-$((3+4))")
+
     try:
-        typed_while_disconnected_is_sent_once_back(page, relay.stall, "No answer from the lab",
-                                                   relay.unstall)
+        typed_while_disconnected_is_sent_once_back(page, stall_and_type,
+                                                   "No answer from the lab", relay.unstall)
+        rows = page.locator("#terminal .xterm-rows")
+        expect(line(rows, "during-7")).to_have_count(1)  # neither lost nor typed twice
     finally:
         context.close()
 

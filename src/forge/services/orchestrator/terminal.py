@@ -21,6 +21,10 @@ without them) and resize a live one on reattach (left as it is without them). Fr
   without closing is noticed within seconds) and its pacing of a long paste (``room`` is how
   much more input the session queues now; input past it is dropped, as a real terminal drops
   input its program does not read);
+* with ``?writer=W`` (a page's terminal names itself, 8-64 letters, digits, ``-`` or
+  ``_``), the attached frame and each pong also carry ``"received": N``, the input bytes
+  the session has taken from W over all its sockets: a page whose link hung sends again
+  what the shell did not get, and input arriving late on W's older socket is dropped;
 * a refusal or a close for a reason: ``{"type": "closed", "error", "message"}``, then a
   44xx close code whose reason is the message. A shell that exits ends with code 1000.
 
@@ -38,7 +42,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,6 +79,9 @@ from forge.tokens import TERMINAL, TERMINAL_CLOSE, TokenError, verify_token
 router = APIRouter()
 log = logging.getLogger("forge.orchestrator.terminal")
 TOKEN_HEADER = "x-forge-terminal"  # noqa: S105 - a header name, not a secret
+
+
+_WRITER = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 async def _send_closing(ws: WebSocket, closing: Closing | None) -> None:
@@ -219,11 +228,14 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     limit = plan.max_terminals if plan else DEFAULT_MAX_TERMINALS
     idle_s = plan.terminal_idle_seconds if plan else DEFAULT_TERMINAL_IDLE_SECONDS
     rows, cols = _size(websocket, "rows", 500), _size(websocket, "cols", 1000)
+    raw_writer = websocket.query_params.get("writer", "")
+    writer = raw_writer if _WRITER.fullmatch(raw_writer) else None
     try:
         session, new = await state.terminal_sessions.get_or_open(
             recorded_tty(state.runtime, state.settings.storage_root), state.blocking,
             scenario_id, host, limit, idle_s, (rows or 24, cols or 80))
         attachment, replay = session.attach()
+        received = None if writer is None else session.claim(writer, attachment)
     except SlotRefused as refused:
         log.info("terminal for %s refused: %s", scenario_id, refused.closing.error)
         await _refuse(websocket, refused.closing)
@@ -235,28 +247,42 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     try:
         if rows is not None and cols is not None and not new:
             session.resize(rows, cols)
-        await _serve(websocket, session, attachment, replay, new,
+        await _serve(websocket, session, Writer(attachment, writer, received), replay, new,
                      _close_at_end(state, scenario_id))
     finally:
         session.detach(attachment)
     await _send_closing(websocket, attachment.closing)
 
 
-async def _serve(ws: WebSocket, session: TerminalSession, att: Attachment, replay: bytes,
+@dataclass(frozen=True)
+class Writer:
+    """A socket's attachment, and the page terminal typing through it (None: unnamed)."""
+
+    att: Attachment
+    name: str | None = None
+    received: int | None = None  # the writer's input taken before this socket
+
+
+async def _serve(ws: WebSocket, session: TerminalSession, writer: Writer, replay: bytes,
                  new: bool, watch: Coroutine[Any, Any, None]) -> None:
     """Say which session this is, replay its recent output, then relay until either ends
     (`watch` runs beside the relay: it closes the lab's terminals at its end time)."""
+    att = writer.att
+    attached: dict[str, object] = {"type": "attached", "session": session.session_id,
+                                   "replayed": len(replay), "new": new}
+    if writer.received is not None:
+        attached["received"] = writer.received
     try:
         await ws.accept()
-        await ws.send_text(json.dumps({"type": "attached", "session": session.session_id,
-                                       "replayed": len(replay), "new": new}))
+        await ws.send_text(json.dumps(attached))
         if replay:
             await ws.send_bytes(RESET + replay)
     except (RuntimeError, OSError, WebSocketDisconnect):
         watch.close()
         return  # the client left while attaching
     sending = asyncio.Lock()  # output and pongs go out from two tasks, one frame at a time
-    await until_first_ends(_pump_out(ws, att, sending), _pump_in(ws, session, sending), watch)
+    await until_first_ends(_pump_out(ws, att, sending), _pump_in(ws, session, sending, writer),
+                           watch)
 
 
 END_RECHECK_S = 60.0  # an extension moves the end: the row is read again at least this often
@@ -303,31 +329,40 @@ async def _pump_out(ws: WebSocket, att: Attachment, sending: asyncio.Lock) -> No
             await ws.send_bytes(data)
 
 
-def _pong(control: dict[str, object], session: TerminalSession) -> str:
-    """The answer to a ping: its id (a small whole number, else null) and the input room."""
+def _pong(control: dict[str, object], session: TerminalSession,
+          writer: str | None = None) -> str:
+    """The answer to a ping: its id (a small whole number, else null), the input room and,
+    for a named writer, the input taken from it."""
     raw = control.get("id")
     ident = raw if isinstance(raw, int) and not isinstance(raw, bool) and \
         0 <= raw < 2**31 else None
-    return json.dumps({"type": "pong", "id": ident, "room": session.keys.room})
+    answer: dict[str, object] = {"type": "pong", "id": ident, "room": session.keys.room}
+    if writer is not None:
+        answer["received"] = session.received.get(writer, 0)
+    return json.dumps(answer)
 
 
 async def _pump_in(ws: WebSocket, session: TerminalSession,
-                   sending: asyncio.Lock | None = None) -> None:
+                   sending: asyncio.Lock | None = None, writer: Writer | None = None) -> None:
     """Client → session: binary frames are keystrokes; a text frame may resize the shell
     or ask for a pong."""
     sending = sending or asyncio.Lock()
+    name = writer.name if writer is not None else None
     while True:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
             return
         if message.get("bytes"):
-            session.type(message["bytes"])
+            if writer is None:
+                session.type(message["bytes"])
+            else:
+                session.type_from(name, writer.att, message["bytes"])
         elif message.get("text"):
             try:
                 control = json.loads(message["text"])
                 if control.get("type") == "ping":
                     async with sending:
-                        await ws.send_text(_pong(control, session))
+                        await ws.send_text(_pong(control, session, name))
                 elif control.get("type") == "resize":
                     rows, cols = int(control["rows"]), int(control["cols"])
                     if 1 <= rows <= 500 and 1 <= cols <= 1000:

@@ -123,6 +123,9 @@ class Scrollback:
         return data[start:]
 
 
+MAX_WRITERS = 64  # the writers (pages' terminals) a session keeps input counts for
+
+
 class Attachment:
     """One socket's view of a session: output queued for it (bounded), and why it ends."""
 
@@ -190,6 +193,10 @@ class TerminalSession:
         self.output_bytes = 0  # read from the shell so far
         self.unseen_bytes = 0  # read since the last socket went (reset when one attaches)
         self._watched = asyncio.Event()  # set while at least one socket is attached
+        # Input bytes taken from each writer (a page's terminal, across its sockets), and
+        # the socket each writer types through now (see `claim`).
+        self.received: dict[str, int] = {}
+        self._writer_socket: dict[str, Attachment] = {}
 
     @property
     def paused(self) -> bool:
@@ -217,6 +224,30 @@ class TerminalSession:
             self.attached.remove(att)
         if not self.attached:
             self._watched.clear()
+
+    def claim(self, writer: str, att: Attachment) -> int:
+        """`att` is now the socket `writer` types through; the input bytes taken from that
+        writer so far. A page whose link hung sends again, on its new socket, what the
+        shell had not received; input arriving late on its old socket is then not typed
+        twice (`type_from`)."""
+        self._writer_socket[writer] = att
+        self.received.setdefault(writer, 0)
+        if len(self.received) > MAX_WRITERS:  # the oldest writers no socket serves: forgotten
+            gone = [w for w, a in self._writer_socket.items() if a not in self.attached]
+            for old in gone[:len(self.received) - MAX_WRITERS]:
+                del self.received[old], self._writer_socket[old]
+        return self.received[writer]
+
+    def type_from(self, writer: str | None, att: Attachment, data: bytes) -> None:
+        """Input from `att`, counted for its `writer`; dropped when that writer has since
+        moved to another socket (sent again there, as `claim` told it)."""
+        if writer is None:
+            self.type(data)
+            return
+        if self._writer_socket.setdefault(writer, att) is not att:
+            return
+        self.received[writer] = self.received.get(writer, 0) + len(data)
+        self.type(data)
 
     def type(self, data: bytes) -> None:
         """Input from any attachment: counts as activity and goes to the shell."""

@@ -128,7 +128,9 @@ async def _relay(websocket: WebSocket, state: SpawnState, scenario_id: str, host
         "https://", "wss://", 1)
     # The size only when the browser gave one: a reattach without it (the CLI, an older
     # page) keeps the shell's size, where a 24x80 default shrank it under the other tabs.
-    query = urlencode({**{k: websocket.query_params[k] for k in ("rows", "cols")
+    # `writer` (the page's terminal, for sending again what a hung link lost) as given:
+    # the orchestrator takes only a well-formed one.
+    query = urlencode({**{k: websocket.query_params[k][:64] for k in ("rows", "cols", "writer")
                           if k in websocket.query_params}, "host": host})
     try:
         upstream = await websockets.connect(

@@ -10,7 +10,9 @@
 // KEEP_MAX_BYTES, and sent once it is again; past that, or on a terminal closed for good,
 // input is refused with a message, never lost without a word. A ping every HEARTBEAT_MS
 // notices a link that stalls without closing: no pong within PONG_WAIT_MS and the socket is
-// given up and reopened.
+// given up and reopened. What went out on a socket given up so, and which the shell had
+// not received (the server counts what it took from this page's terminal, its "writer",
+// over all its sockets), is sent again on the next one: once, neither lost nor repeated.
 //
 // One shell may be open in several tabs and devices, and the latest size sent wins: a
 // tab sends its own size again when its terminal or window takes the focus, and before
@@ -160,7 +162,7 @@
     const asked = { rows: t.term.rows, cols: t.term.cols };  // the shell's size on attach
     const url = scheme + window.location.host + "/v1/scenarios/" + encodeURIComponent(id) +
       "/terminal?rows=" + asked.rows + "&cols=" + asked.cols + "&host=" +
-      encodeURIComponent(t.host);
+      encodeURIComponent(t.host) + "&writer=" + t.writer;
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     t.ws = ws;
@@ -210,6 +212,7 @@
           if (!(Number(body.replayed) > 0)) { t.term.write(t.notice); t.notice = ""; }
           say(NEW_SHELL);
         }
+        resendUnacked(t, body, !other && body.new !== true);
         t.session = typeof body.session === "string" ? body.session : "";
         t.live = ws;
         t.credit = WINDOW_BYTES;
@@ -411,6 +414,45 @@
     t.sightFrame = window.requestAnimationFrame(function () { keepCursorInSight(t); });
   }
 
+  // This page's terminal as the server knows it across its sockets (see the top).
+  function writerName() {
+    const bytes = new Uint8Array(12);
+    window.crypto.getRandomValues(bytes);
+    return Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
+  }
+
+  // The server has taken `received` bytes of this writer's input: sent ones up to there
+  // need not be kept for sending again.
+  function ack(t, received) {
+    let drop = Math.min(t.unackedBytes, Math.max(0, received - t.acked));
+    t.acked = Math.max(t.acked, received);
+    t.unackedBytes -= drop;
+    while (drop > 0 && t.unacked.length) {
+      const head = t.unacked[0];
+      if (head.length <= drop) { t.unacked.shift(); drop -= head.length; }
+      else { t.unacked[0] = head.subarray(drop); drop = 0; }
+    }
+  }
+
+  // Attached again: what the shell had not received goes first, before what waits; on
+  // another shell than before, what the old one may have had is not typed into this one.
+  function resendUnacked(t, body, sameShell) {
+    const received = Number(body.received);
+    t.counted = typeof body.received === "number";
+    if (t.counted && sameShell) { ack(t, received); }
+    if (t.counted && sameShell && t.unackedBytes > 0) {
+      t.outbox = t.unacked.concat(t.outbox);
+      t.outboxBytes += t.unackedBytes;
+    } else if (t.unackedBytes > 0) {
+      say("The last " + t.unackedBytes + " bytes you typed may not have reached the shell.",
+        10000);
+    }
+    t.unacked = [];
+    t.unackedBytes = 0;
+    t.acked = t.counted ? received : 0;
+    t.sentTotal = t.acked;
+  }
+
   // A tab's terminal connects when the tab is first shown, so unseen tabs hold none of the
   // lab's terminals.
   function start(panel, focus) {
@@ -431,7 +473,8 @@
       reconnect: panel.querySelector(".term-reconnect"), ws: null, timer: 0, frame: 0,
       attempts: 0, connects: 0, final: false, focus: focus, sightFrame: 0,
       live: null, outbox: [], outboxBytes: 0, credit: 0, ping: null, pings: 0, ponged: false,
-      unpaced: false, sentTotal: 0, confirmed: 0, stuckSince: 0, roomTimer: 0, sizeAt: 0 };
+      unpaced: false, sentTotal: 0, confirmed: 0, stuckSince: 0, roomTimer: 0, sizeAt: 0,
+      writer: writerName(), counted: false, acked: 0, unacked: [], unackedBytes: 0 };
     if (term.textarea) { term.textarea.setAttribute("aria-describedby", "term-help"); }
     fit.fit();
     term.attachCustomKeyEventHandler(keys(t));
@@ -509,6 +552,8 @@
   function dropQueue(t) {
     t.outbox = [];
     t.outboxBytes = 0;
+    t.unacked = [];
+    t.unackedBytes = 0;
     window.clearTimeout(t.roomTimer);
     t.stuckSince = 0;
   }
@@ -523,6 +568,7 @@
       ws.send(chunk);
       t.credit -= chunk.length;
       t.sentTotal += chunk.length;
+      if (t.counted) { t.unacked.push(chunk); t.unackedBytes += chunk.length; }
     }
     if (t.status.dataset.kept) { setStatus(t, "Connected to the " + t.host + " host.", null); }
   }
@@ -543,6 +589,7 @@
     t.ping = null;
     t.ponged = true;
     t.confirmed = ping.sent;
+    if (typeof body.received === "number") { ack(t, body.received); }
     const room = typeof body.room === "number" ? body.room : WINDOW_BYTES;
     t.credit = Math.max(0, Math.min(WINDOW_BYTES, room - (t.sentTotal - ping.sent)));
     if (t.outboxBytes > 0 && t.credit <= 0) {
@@ -575,7 +622,7 @@
       flush(t);
       return;
     }
-    const unsure = t.sentTotal - t.confirmed;
+    const unsure = t.counted ? 0 : t.sentTotal - t.confirmed;  // counted: sent again
     lose(t, "No answer from the lab for " + (PONG_WAIT_MS / 1000) + " seconds." +
       (unsure > 0 ? " The last " + unsure + " bytes you typed may not have reached the shell."
         : ""));
@@ -594,9 +641,10 @@
 
   // While disconnected the status says what typed input waits to be sent.
   function showKept(t) {
-    if (t.live || t.final || t.outboxBytes === 0) { return; }
+    const kept = t.outboxBytes + t.unackedBytes;  // sent and maybe not received: kept too
+    if (t.live || t.final || kept === 0) { return; }
     setStatus(t, (t.ws ? "Connecting. " : "Disconnected. ") + "What you typed (" +
-      t.outboxBytes + " bytes) is kept and will be sent when the terminal reconnects.", null);
+      kept + " bytes) is kept and will be sent when the terminal reconnects.", null);
     t.status.dataset.kept = "yes";
   }
 
