@@ -278,6 +278,11 @@ def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings
     notice = tracks.index('id="live-labs"')
     assert notice < tracks.index('class="track-group"') and f'href="{path}"' in tracks[notice:]
     assert "Your lab “Find the server” is pending" in tracks
+    # ...and again on its card, where "Start this lab" started a second copy of it, the
+    # learner's work left in the first.
+    card = tracks[tracks.index('id="lab-netplus"'):]
+    card = card[:card.index("</form>")]
+    assert f'You already have this lab pending: <a href="{path}">continue it</a>' in card
     # the template's hints are listed with their cost, but shown only while the lab runs
     # and only once revealed (tests/security/test_hint_text_before_reveal.py)
     assert "<code>ip -4 route</code>" not in own.text
