@@ -160,3 +160,17 @@ def test_a_refused_websocket_handshake_is_answered_in_the_error_shape(
         with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=15) as ws:
             ws.send("hello")
             assert ws.recv(timeout=15) == "hello"
+
+
+def test_a_trailing_slash_redirect_never_names_the_host_the_client_sent(
+        tmp_path: Path) -> None:
+    # `/healthz/` is redirected to `/healthz`; the Location was built from the Host
+    # header, so a request naming another host got a redirect to that host (a cache in
+    # front would serve it to everyone). It names the path alone, the query kept.
+    with served(tmp_path) as port:
+        reply = _exchange(port, b"GET /healthz/?a=1 HTTP/1.1\r\nHost: evil.example\r\n"
+                                b"Connection: close\r\n\r\n")
+    head = reply.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 307 "), reply[:300]
+    assert b"\r\nlocation: /healthz?a=1\r\n" in head + b"\r\n", reply[:300]
+    assert b"evil" not in reply

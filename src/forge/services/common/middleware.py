@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +36,22 @@ def api_answer_headers(headers: list[Any]) -> None:
         headers.append((b"cache-control", b"no-store"))
     if b"x-content-type-options" not in names:
         headers.append((b"x-content-type-options", b"nosniff"))
+
+
+def relative_slash_redirect(scope: Scope, headers: list[Any]) -> None:
+    """The router's trailing-slash redirect (`/healthz/` to `/healthz`, the only 307/308
+    answered without a route) names the same site by its path alone. Starlette built an
+    absolute Location from the request's Host header, so `Host: evil.example` was sent back
+    as `Location: http://evil.example/healthz`: a cache or proxy in front that keys on
+    another Host (or none) could hand that redirect to every client of the real site."""
+    if "route" in scope:
+        return
+    for i, (key, value) in enumerate(headers):
+        if bytes(key).lower() == b"location":
+            parts = urlsplit(bytes(value).decode("latin-1"))
+            if parts.path.startswith("/") and not parts.path.startswith("//"):
+                relative = parts.path + (f"?{parts.query}" if parts.query else "")
+                headers[i] = (b"location", relative.encode("latin-1"))
 
 
 class RequestContextMiddleware:
@@ -66,6 +83,8 @@ class RequestContextMiddleware:
                 headers: list[Any] = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
                 api_answer_headers(headers)
+                if status in (307, 308):
+                    relative_slash_redirect(scope, headers)
                 message["headers"] = headers
             await send(message)
 
