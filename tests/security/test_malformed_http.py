@@ -15,6 +15,7 @@ A real uvicorn server with `forge serve`'s configuration and a Forge app, on loo
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import WebSocket
+from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 from forge.config import load_settings
@@ -174,3 +176,35 @@ def test_a_trailing_slash_redirect_never_names_the_host_the_client_sent(
     assert head.startswith(b"http/1.1 307 "), reply[:300]
     assert b"\r\nlocation: /healthz?a=1\r\n" in head + b"\r\n", reply[:300]
     assert b"evil" not in reply
+
+
+def test_a_body_in_a_coding_no_route_reads_is_refused_naming_the_header(
+        tmp_path: Path) -> None:
+    # `Transfer-Encoding: gzip, chunked` was unchunked and the compressed bytes handed to
+    # the route ("body: not readable as JSON … not UTF-8 text"); a gzip Content-Encoding
+    # the same. Now 501 / 415 naming the header, before any route reads the body.
+    settings = load_settings(prod_environ(tmp_path / "s"))
+    app = create_app(make_context("test", settings))
+
+    @app.post("/echo")
+    async def echo(body: dict[str, str]) -> dict[str, str]:
+        return body
+
+    zipped = gzip.compress(b'{"a": "b"}')
+    with TestClient(app) as client:
+        for framing in ("gzip, chunked", "identity, chunked", "chunked, chunked"):
+            resp = client.post("/echo", content=zipped, headers={
+                "content-type": "application/json", "transfer-encoding": framing})
+            assert resp.status_code == 501, (framing, resp.text)
+            assert resp.json()["error"] == "unsupported_transfer_encoding"
+            assert resp.json()["details"] == [{"field": "transfer-encoding"}]
+            assert resp.json()["message"].startswith("transfer-encoding: ")
+        resp = client.post("/echo", content=zipped, headers={
+            "content-type": "application/json", "content-encoding": "gzip"})
+        assert resp.status_code == 415, resp.text
+        assert resp.json()["details"] == [{"field": "content-encoding"}]
+        assert resp.json()["message"].startswith("content-encoding: ")
+        # What is readable still passes: identity, and a coding named without a body.
+        resp = client.post("/echo", json={"a": "b"}, headers={"content-encoding": "identity"})
+        assert resp.status_code == 200 and resp.json() == {"a": "b"}, resp.text
+        assert client.get("/healthz", headers={"content-encoding": "gzip"}).status_code == 200

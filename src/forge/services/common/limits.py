@@ -5,6 +5,13 @@ A body announced larger than the cap (Content-Length) is answered 413 without re
 body without a length (chunked) is counted as it streams and cut off at the cap, so memory
 held per request never exceeds the cap however much a client sends. A WebSocket message
 over the cap closes the socket with 1009 (message too big) instead of reaching the app.
+
+A body the services cannot read as sent is refused the same way, before the route: a
+Transfer-Encoding naming a coding besides `chunked` (`gzip, chunked`: the server undid the
+chunking alone and the route read compressed bytes, refused as "not UTF-8 text") is 501
+`unsupported_transfer_encoding` (RFC 9112 6.1), and a body with a Content-Encoding other
+than `identity` is 415 `unsupported_content_encoding` (RFC 9110 8.4.1), each naming the
+header.
 """
 
 from __future__ import annotations
@@ -26,6 +33,32 @@ def _content_length(scope: Scope) -> int | None:
         if key == b"content-length":
             raw = value.decode("latin-1").strip()
             return int(raw) if raw.isascii() and raw.isdigit() else None
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """All values of the header `name`, joined with commas (None when absent)."""
+    values = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == name]
+    return ",".join(values) if values else None
+
+
+def _codings(value: str) -> list[str]:
+    return [c.strip().lower() for c in value.split(",") if c.strip()]
+
+
+def unreadable_body(scope: Scope) -> tuple[int, str, str, str] | None:
+    """(status, code, field, message) when the request's body is framed or encoded in a way
+    no Forge route reads, else None."""
+    framing = _header(scope, b"transfer-encoding")
+    if framing is not None and _codings(framing) != ["chunked"]:
+        return (501, "unsupported_transfer_encoding", "transfer-encoding",
+                "transfer-encoding: only chunked is supported (send the body without "
+                "another transfer coding)")
+    encoding = _header(scope, b"content-encoding")
+    has_body = framing is not None or (_content_length(scope) or 0) > 0
+    if encoding is not None and has_body and any(c != "identity" for c in _codings(encoding)):
+        return (415, "unsupported_content_encoding", "content-encoding",
+                "content-encoding: send the body uncompressed (no content coding)")
     return None
 
 
@@ -56,6 +89,12 @@ class InputLimitMiddleware:
         await response(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        unreadable = unreadable_body(scope)
+        if unreadable is not None:
+            status, code, field, message = unreadable
+            await error_response(status, code, message, [{"field": field}],
+                                 headers={"Connection": "close"})(scope, receive, send)
+            return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
             await self._refuse(scope, receive, send)
