@@ -95,6 +95,9 @@ def test_learner_input_never_chooses_the_node_url(make_spawn: MakeSpawn,  # noqa
                                headers={**headers, "x-forge-node-url": trap.url,
                                         "x-forwarded-host": f"127.0.0.1:{trap.port}"})
             assert resp.status_code == 409 and resp.json()["error"] == "too_early", resp.text
+            # The node's refusal in the API's terms: no internal service name.
+            assert resp.json()["message"] == ("a lab can be extended only in its last 10 "
+                                              "minutes"), resp.text
             # Terminal: the query and headers do not move it off the lab's node.
             ws_url = (env.url.replace("http://", "ws://") + f"/v1/scenarios/{sid}/terminal"
                       f"?node_url={trap.url}&node_id=n9")
@@ -110,6 +113,13 @@ def test_learner_input_never_chooses_the_node_url(make_spawn: MakeSpawn,  # noqa
                                  headers={**headers, "x-forge-node-url": trap.url})
             assert resp.status_code == 200 and resp.json()["state"] == states.DELETED
             assert sid not in {i.lab_id for i in node.runtime.list()}
+            # The node gone: its 503 comes whole (when to retry, which node), unprefixed.
+            node.stop()
+            resp = client.post(f"/v1/scenarios/{sid}/extend", headers=headers)
+            assert resp.status_code == 503, resp.text
+            assert resp.headers.get("retry-after") == "10", resp.headers
+            assert resp.json()["details"] == [{"field": "node_id", "value": "n1"}], resp.text
+            assert resp.json()["message"].startswith("lab node n1 is unreachable"), resp.text
         assert trap.hits == 0
     finally:
         trap.close()

@@ -9,11 +9,31 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from forge.errors import ForgeError
 from forge.services.common.openapi import errors
 from forge.services.spawn.routes import owned_scenario
+from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.state import web_state
 
 router = APIRouter()
+
+
+async def _on_node(request: Request, scenario_id: str, method: str, path: str,
+                   **kwargs: Any) -> dict[str, Any]:
+    """The answer of the node holding the caller's lab. Its refusal comes back as the
+    node gave it (status, code, details, Retry-After), in the caller's terms: the message
+    read "orchestrator: a lab can be extended only in its last 10 minutes", naming a
+    service the API's clients never address; a node that failed is "lab node: …"."""
+    row = await owned_scenario(request, scenario_id)
+    try:
+        answer: dict[str, Any] = await web_state(request).backend.lab_node(
+            row.node_id, row.node_url, method, path.format(row.scenario_id), **kwargs)
+    except BackendError as exc:
+        said = exc.said if exc.status < 500 or exc.code == "lab_node_unreachable" \
+            else f"lab node: {exc.said}"
+        raise ForgeError(exc.code, exc.status, said, exc.details,
+                         headers=exc.headers) from None
+    return answer
 
 
 class ExtendBody(BaseModel):
@@ -27,17 +47,11 @@ class ExtendBody(BaseModel):
 async def extend(scenario_id: str, request: Request,
                  body: ExtendBody | None = None) -> dict[str, Any]:
     """More time for one of the caller's labs (only in its last 10 minutes)."""
-    row = await owned_scenario(request, scenario_id)
-    answer: dict[str, Any] = await web_state(request).backend.lab_node(
-        row.node_id, row.node_url, "POST", f"/v1/scenarios/{row.scenario_id}/extend",
-        json={"minutes": (body or ExtendBody()).minutes})
-    return answer
+    return await _on_node(request, scenario_id, "POST", "/v1/scenarios/{}/extend",
+                          json={"minutes": (body or ExtendBody()).minutes})
 
 
 @router.delete("/v1/scenarios/{scenario_id}", responses=errors(401, 403, 404, 409, 503))
 async def destroy(scenario_id: str, request: Request) -> dict[str, Any]:
     """Tear one of the caller's labs down now, without grading."""
-    row = await owned_scenario(request, scenario_id)
-    answer: dict[str, Any] = await web_state(request).backend.lab_node(
-        row.node_id, row.node_url, "DELETE", f"/v1/scenarios/{row.scenario_id}")
-    return answer
+    return await _on_node(request, scenario_id, "DELETE", "/v1/scenarios/{}")

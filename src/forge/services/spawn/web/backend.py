@@ -38,9 +38,11 @@ class BackendError(ForgeError):
     starts with the service's name."""
 
     def __init__(self, service: str, code: str, status: int, message: str, *,
-                 unsent: bool = False, headers: dict[str, str] | None = None) -> None:
-        super().__init__(code, status, f"{service}: {message}", headers=headers)
+                 unsent: bool = False, headers: dict[str, str] | None = None,
+                 details: list[Any] | None = None) -> None:
+        super().__init__(code, status, f"{service}: {message}", details, headers=headers)
         self.service = service
+        self.said = message  # the service's own message, without its name
         self.unsent = unsent  # no connection was made: the service certainly did nothing
 
 
@@ -102,7 +104,8 @@ class Backend:
                 raise
             gone = node_unreachable(node_id) if exc.unsent else node_silent_after_send(node_id)
             raise BackendError("orchestrator", gone.code, gone.status, gone.message,
-                               unsent=exc.unsent) from None
+                               unsent=exc.unsent, headers=gone.headers,
+                               details=gone.details) from None
         return resp.json()
 
     async def scoreboard(self, method: str, path: str, **kwargs: Any) -> Any:
