@@ -264,3 +264,25 @@ def test_an_instructors_student_view_is_not_a_learners_seat(shared: World) -> No
         links = sess.scalar(select(func.count()).select_from(LtiGradeLink).where(
             LtiGradeLink.subject == "lti.tim"))
     assert links == 0
+
+
+def test_a_launch_field_given_twice_is_refused(shared: World) -> None:
+    """The launch form kept the last of a repeated field, where the query string and every
+    other form refuse a repeat: which `state` or `id_token` counted was the parser's choice.
+    Refused, twice in the form or once in the query and once in the form; nothing is
+    recorded, and the launch itself, sent once, still signs in."""
+    w = shared
+    browser = w.forge.browser()
+    started = browser.get(w.acme.login_url(w.forge.url, "dup",
+                                           custom={"forge_assignment": w.assignment_id}),
+                          follow_redirects=False)
+    form = httpx.get(started.headers["location"], timeout=30).json()
+    fields: dict[str, str] = form["fields"]
+    twice = {**fields, "state": ["forged", fields["state"]]}
+    refused(browser.post(form["action"], data=twice, follow_redirects=False), 400,
+            "same detail twice")
+    refused(browser.post(form["action"] + "?state=forged", data=fields,
+                         follow_redirects=False), 400, "same detail twice")
+    assert _roles(w.forge, "lti.dup") == 0
+    once = browser.post(form["action"], data=fields, follow_redirects=False)
+    assert once.status_code == 200 and landing_of(once).startswith("/lti/assignment/")

@@ -116,10 +116,22 @@ def _samesite(request: Request) -> str:
 
 
 async def _params(request: Request) -> dict[str, str]:
+    """The query and, for a POST, the form's text fields. A name given twice (in the form,
+    or in both the query and the form) is refused: the last value was taken, so which
+    `id_token` or `state` counted was the parser's choice, not the platform's, where the
+    query string and every other form of the site refuse a repeat."""
     params = dict(request.query_params)
     if request.method == "POST":
         form = await parse_form(request)
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        given = set(params)
+        for key, value in form.multi_items():
+            if key in given:
+                raise LtiRefused("invalid_form", 400, "Your course sent the same detail "
+                                 "twice, so nothing was opened. Open the activity again "
+                                 "from your course.", f"{key[:40]!r}: given more than once")
+            given.add(key)
+            if isinstance(value, str):
+                params[key] = value
     return {k: v for k, v in params.items() if len(v) <= MAX_FIELD}
 
 
@@ -217,7 +229,11 @@ async def launch(request: Request) -> Response:
     web = lti_web(request)
     if web is None:
         return refusal(request, 404, "No learning platform is registered with this site.")
-    form = await _params(request)
+    try:
+        form = await _params(request)
+    except LtiRefused as exc:
+        log.warning("lti launch refused: %s", exc.reason)
+        return refusal(request, exc.status, exc.message)
     pending = _pending(request, form.get("state", ""))
     if pending is None:
         log.warning("lti launch refused: no login with this state in this browser")
