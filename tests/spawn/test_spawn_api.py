@@ -705,6 +705,16 @@ def test_a_body_that_is_not_json_says_so(spawn_env: SpawnEnv) -> None:
         assert broken.status_code == 400, broken.text
         assert broken.json()["error"] == "invalid_body"
         assert broken.json()["message"].startswith("body: not valid JSON at character 10")
+        # Which of the parser's two give-ups, not "nested too deeply, or not UTF-8 text".
+        deep = client.post("/v1/spawn", content=b"[" * 100_000 + b"]" * 100_000,
+                           headers={**key, "content-type": "application/json"})
+        assert (deep.status_code, deep.json()["details"]) == (
+            400, [{"field": "body", "problem": "nested too deeply"}]), deep.text
+        assert deep.json()["message"].startswith("body: JSON nested too deeply (")
+        latin = client.post("/v1/spawn", content='{"track": "né"}'.encode("latin-1"),
+                            headers={**key, "content-type": "application/json"})
+        assert latin.status_code == 400, latin.text
+        assert latin.json()["message"] == "body: not UTF-8 text (byte 12)", latin.text
         for kind in ("text/plain", "application/x-www-form-urlencoded"):
             typed = client.post("/v1/spawn", content=b'{"track": "netplus"}',
                                 headers={**key, "content-type": kind})

@@ -53,7 +53,8 @@ async def _forge_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 # FastAPI's 400 for a JSON body its parser gave up on (nested deeper than Python's
-# recursion limit, or bytes that are not text): said with the field, as validation is.
+# recursion limit, or bytes that are not text, its cause): said with the field and which
+# of the two, as validation is.
 _UNPARSED_BODY = "There was an error parsing the body"
 
 
@@ -72,12 +73,27 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, BodyRefused):
         return error_response(400, exc.code, str(exc.detail), exc.details)
     if exc.status_code == 400 and exc.detail == _UNPARSED_BODY:
-        return error_response(400, "invalid_body", "body: not readable as JSON (nested too "
-                              "deeply, or not UTF-8 text)", [{"field": "body"}])
+        return _unparsed_body(exc.__cause__)
     code = _STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _unparsed_body(cause: BaseException | None) -> JSONResponse:
+    """The 400 of a JSON body the parser gave up on, saying which of its two reasons:
+    "nested too deeply, or not UTF-8 text" left the client to guess which to fix."""
+    if isinstance(cause, RecursionError):
+        problem = "nested too deeply"
+        message = ("body: JSON nested too deeply (arrays or objects inside one another, "
+                   "too many levels to read)")
+    elif isinstance(cause, UnicodeDecodeError):
+        problem = "not UTF-8 text"
+        message = f"body: not UTF-8 text (byte {cause.start})"
+    else:
+        problem = "not readable as JSON"
+        message = "body: not readable as JSON"
+    return error_response(400, "invalid_body", message, [{"field": "body", "problem": problem}])
 
 
 def media_type(content_type: str | None) -> str:
