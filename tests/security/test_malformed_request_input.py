@@ -178,3 +178,26 @@ def test_head_is_answered_wherever_get_is(client: TestClient) -> None:
         assert head.headers["content-length"] == str(len(got.content))
     assert client.head("/v1/scenarios/scn-0123456789abcdef").status_code == 401  # as GET
     assert client.head("/signout").status_code == 405  # POST only
+
+
+def test_a_body_sent_to_an_api_route_that_takes_none_is_refused(client: TestClient) -> None:
+    """`POST …/submit` with `{"answers": …}` submitted the lab and `POST …/hints/h1` with
+    `{"confirm_cost": false}` revealed (and charged) the hint: the body was never read and
+    the client never told. Refused by name before the route acts; an empty body (chunked
+    or Content-Length 0) and a page's form are not judged."""
+    key = {"x-api-key": _signed_in(client)}
+    lab = "/v1/scenarios/scn-0123456789abcdef"
+    sent = [client.post(f"{lab}/submit", json={"answers": {"a": "b"}}, headers=key),
+            client.post(f"{lab}/hints/h1", content=iter([b'{"confirm_cost": false}']),
+                        headers=key),
+            client.request("DELETE", lab, content=b"x", headers=key),
+            client.request("GET", "/v1/tracks", content=b"x", headers=key)]
+    for resp in sent:
+        assert resp.status_code == 400, (resp.request.url, resp.text)
+        assert resp.json() == {"error": "unexpected_body", "message": "body: this route "
+                               "takes no body; send the request without one",
+                               "details": [{"field": "body", "problem": "not accepted"}]}
+    for empty in (client.post(f"{lab}/submit", headers=key),
+                  client.post(f"{lab}/hints/h1", content=iter([b""]), headers=key)):
+        assert empty.status_code == 404, empty.text  # the route ran: no such lab
+    assert client.get(lab, headers=key).status_code == 404

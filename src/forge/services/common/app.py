@@ -29,6 +29,7 @@ from forge.services.common.limits import InputLimitMiddleware
 from forge.services.common.logging import Redactor
 from forge.services.common.metrics import CONTENT_TYPE, ServiceMetrics
 from forge.services.common.middleware import RequestContextMiddleware
+from forge.services.common.no_body import no_unexpected_body
 from forge.services.common.openapi import errors, install_openapi
 from forge.services.common.peer_keyring import VERIFIERS_DOMAIN
 from forge.services.common.peer_proof import ProofVerifier
@@ -152,10 +153,12 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     # no integrity hash, on the origin of the learner UI and /ops, where the session and
     # operator cookies apply. /openapi.json (data, no script) stays.
     # Every route refuses a query parameter given twice unless it takes a list
-    # (forge.services.common.query_params).
+    # (forge.services.common.query_params); an API route, a body where it takes none
+    # (forge.services.common.no_body).
     app = FastAPI(title=f"FrostGate Forge {ctx.name}", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None,
-                  dependencies=[Depends(single_query_values)], **_NO_OTEL)
+                  dependencies=[Depends(single_query_values), Depends(no_unexpected_body)],
+                  **_NO_OTEL)
     app.state.ctx = ctx
     install_error_handlers(app)
     install_openapi(app)
