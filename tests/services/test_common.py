@@ -66,7 +66,14 @@ def test_request_id_echoed_or_generated(service_client: TestClient) -> None:
 def test_unknown_route_uses_error_shape(service_client: TestClient) -> None:
     resp = service_client.get("/nope")
     assert resp.status_code == 404
-    assert resp.json() == {"error": "not_found", "message": "Not Found", "details": []}
+    assert resp.json() == {"error": "not_found", "message": "path: no such route on this "
+                           "service", "details": [{"field": "path"}]}
+    # A known path, another method: the field is the method, with the ones it takes.
+    wrong = service_client.post("/healthz")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET", wrong.text
+    assert wrong.json() == {"error": "method_not_allowed", "message": "method: POST is not "
+                            "allowed on this path; use GET",
+                            "details": [{"field": "method", "allowed": ["GET"]}]}
 
 
 def test_readyz_names_each_failed_check(tmp_path: Path, db_url: str) -> None:

@@ -68,16 +68,36 @@ class BodyRefused(StarletteHTTPException):
         self.details = details
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, BodyRefused):
         return error_response(400, exc.code, str(exc.detail), exc.details)
     if exc.status_code == 400 and exc.detail == _UNPARSED_BODY:
         return _unparsed_body(exc.__cause__)
+    if exc.status_code == 404 and exc.detail == _NO_ROUTE:
+        return error_response(404, "not_found", "path: no such route on this service",
+                              [{"field": "path"}])
+    if exc.status_code == 405 and exc.detail == _WRONG_METHOD:
+        return _wrong_method(request.method, dict(exc.headers or {}))
     code = _STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, code, message, headers=headers)
+
+
+# The router's own 404 and 405 ("Not Found", "Method Not Allowed"): said with the field
+# at fault, the path or the method, and for a method which ones the path takes.
+_NO_ROUTE, _WRONG_METHOD = "Not Found", "Method Not Allowed"
+
+
+def _wrong_method(method: str, headers: dict[str, str]) -> JSONResponse:
+    allowed = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+    shown = method if method.isascii() and method.isalpha() and len(method) <= 16 else "this"
+    message = f"method: {shown} is not allowed on this path"
+    if allowed:
+        message += f"; use {' or '.join(allowed)}"
+    return error_response(405, "method_not_allowed", message,
+                          [{"field": "method", "allowed": allowed}], headers=headers or None)
 
 
 def _unparsed_body(cause: BaseException | None) -> JSONResponse:
