@@ -715,6 +715,10 @@ def test_a_body_that_is_not_json_says_so(spawn_env: SpawnEnv) -> None:
                             headers={**key, "content-type": "application/json"})
         assert latin.status_code == 400, latin.text
         assert latin.json()["message"] == "body: not UTF-8 text (byte 12)", latin.text
+        long = client.post("/v1/spawn", content=b'{"track": "netplus", "n": ' + b"9" * 5000
+                           + b"}", headers={**key, "content-type": "application/json"})
+        assert long.status_code == 400, long.text
+        assert long.json()["details"] == [{"field": "body", "problem": "number too long"}]
         for kind in ("text/plain", "application/x-www-form-urlencoded"):
             typed = client.post("/v1/spawn", content=b'{"track": "netplus"}',
                                 headers={**key, "content-type": kind})

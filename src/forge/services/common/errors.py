@@ -7,6 +7,7 @@ Every `forge.errors.ForgeError` raised in a route becomes that body with its own
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -110,6 +111,10 @@ def _unparsed_body(cause: BaseException | None) -> JSONResponse:
     elif isinstance(cause, UnicodeDecodeError):
         problem = "not UTF-8 text"
         message = f"body: not UTF-8 text (byte {cause.start})"
+    elif isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        limit = sys.get_int_max_str_digits()
+        problem = "number too long"
+        message = f"body: a number in the JSON has more than {limit} digits"
     else:
         problem = "not readable as JSON"
         message = "body: not readable as JSON"
