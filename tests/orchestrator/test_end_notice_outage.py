@@ -137,3 +137,23 @@ def test_other_nodes_lost_notices_do_not_crowd_out_this_nodes_own(
     make_orch(FORGE_NODE_ID="n1")  # the node starts again: it looks at once
     ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 1, timeout=30))
     assert ended[0]["scenario_id"] == own and ended[0]["state"] == states.FAILED
+
+
+@pytest.mark.root
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
+def test_a_lost_nodes_lost_notices_are_published_by_the_lease_holder(
+        make_orch: MakeOrch, nats: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ended scenarios of a node gone for good whose `ended` notices were lost with it (the
+    # bus refused them, then the node died): only that node's own restart published them
+    # again, so their learners' quota slots stayed taken until they lapsed, hours later.
+    # The lease holder publishes them.
+    monkeypatch.setattr(reaper, "UNNOTICED_EVERY_S", 0.2)
+    orch = make_orch(FORGE_NODE_ID="n1")
+    ended_at = datetime.now(UTC) - timedelta(minutes=5)
+    gone = [f"scn-{n:016x}" for n in range(3)]
+    with orch.state.ctx.db.session() as sess:  # n9 never heartbeats again (no record)
+        for sid in gone:
+            sess.add_all(_ended_row(sid, "n9", ended_at))
+    ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 3, timeout=30))
+    assert sorted(e["scenario_id"] for e in ended) == gone

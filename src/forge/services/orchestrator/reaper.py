@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, or_, select
 
 from forge.audit.log import scenario_log
 from forge.bus import BusUnavailable
@@ -110,9 +111,29 @@ def _grading_due(state: OrchestratorState, scenario_id: str, updated_at: datetim
     return room[0]
 
 
-def _unnoticed(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]:
+def _unnoticed_elsewhere(state: OrchestratorState, now: datetime) -> list[str]:
+    """Other nodes holding ended scenarios whose quota slot is still taken
+    UNNOTICED_AFTER past their end (the lease holder asks which of them are lost)."""
+    node = state.node
+    if node is None:
+        return []
+    now = now.astimezone(UTC)
+    query = (select(Scenario.node_id).distinct()
+             .join(QuotaSlot, QuotaSlot.scenario_id == Scenario.scenario_id)
+             .where(Scenario.state.in_(sorted(states.TERMINAL)),
+                    QuotaSlot.released_at.is_(None), QuotaSlot.expires_at > now,
+                    Scenario.updated_at <= now - UNNOTICED_AFTER,
+                    Scenario.node_id.is_not(None), Scenario.node_id != node.node_id))
+    with state.ctx.db.read() as sess:
+        return sorted(str(node_id) for node_id in sess.execute(query).scalars())
+
+
+def _unnoticed(state: OrchestratorState, now: datetime,
+               lost: Collection[str] = ()) -> list[tuple[str, str]]:
     """(scenario_id, state) of this node's ended scenarios whose quota slot is still taken
-    UNNOTICED_AFTER past their end: spawn_service never heard their `ended` notice.
+    UNNOTICED_AFTER past their end: spawn_service never heard their `ended` notice. The
+    lease holder's include those of rows naming no node and of the `lost` nodes (a node
+    gone for good never publishes its own again), after this node's own.
 
     Which rows are this node's (`_mine`) is asked of the store, before the MAX_UNNOTICED
     cut: filtered after it, other nodes' rows could fill every look."""
@@ -124,19 +145,45 @@ def _unnoticed(state: OrchestratorState, now: datetime) -> list[tuple[str, str]]
                     Scenario.updated_at <= now - UNNOTICED_AFTER))
     node = state.node
     if node is not None:
-        query = query.where(or_(Scenario.node_id == node.node_id, Scenario.node_id.is_(None))
-                            if node.leader else Scenario.node_id == node.node_id)
+        own = Scenario.node_id == node.node_id
+        if node.leader:
+            query = query.where(or_(own, Scenario.node_id.is_(None),
+                                    Scenario.node_id.in_(sorted(lost))))
+            query = query.order_by(case((own, 0), else_=1))
+        else:
+            query = query.where(own)
     with state.ctx.db.read() as sess:
         rows = sess.execute(query.limit(MAX_UNNOTICED)).all()
     return [(sid, ended) for sid, ended in rows]
 
 
+async def _lost_nodes(state: OrchestratorState, now: datetime) -> list[str]:
+    """Under the lease: the other nodes with unnoticed ends that are not alive (their
+    record lapsed, or has stood still for the grace period as watched from here)."""
+    node = state.node
+    if node is None or node.kv is None or not node.leader:
+        return []
+    lost: list[str] = []
+    for node_id in await state.blocking(_unnoticed_elsewhere, state, now):
+        try:
+            if not await node.kv.alive(node_id):
+                lost.append(node_id)
+        except Exception as exc:  # the registry is away: this node's own still go
+            log.warning("lost nodes' ended notices not looked at this time (%s: %s)",
+                        type(exc).__name__, exc)
+            return []
+    return lost
+
+
 async def notice_unnoticed(state: OrchestratorState) -> int:
     """Publish `ended` again for this node's ended scenarios whose slot is still taken (a
     notice the bus refused, kept only in the memory of a node that then stopped: the slot
-    stayed taken until it lapsed, hours later); how many. The message id de-duplicates."""
+    stayed taken until it lapsed, hours later), and under the lease for those of lost
+    nodes; how many. The message id de-duplicates."""
+    now = datetime.now(UTC)
+    lost = await _lost_nodes(state, now)
     done = 0
-    for scenario_id, ended in await state.blocking(_unnoticed, state, datetime.now(UTC)):
+    for scenario_id, ended in await state.blocking(_unnoticed, state, now, lost):
         try:
             await state.announce_ended(scenario_id, ended)
         except BusUnavailable as exc:
