@@ -16,6 +16,8 @@ on its port and store.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,13 +144,16 @@ def test_other_nodes_lost_notices_do_not_crowd_out_this_nodes_own(
 @pytest.mark.root
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize("db_url", [pytest.param("sqlite", id="sqlite_only")], indirect=True)
-def test_a_lost_nodes_lost_notices_are_published_by_the_lease_holder(
-        make_orch: MakeOrch, nats: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_nodes_lost_notices_are_published_by_the_lease_holder_in_one_line(
+        make_orch: MakeOrch, nats: NatsServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     # Ended scenarios of a node gone for good whose `ended` notices were lost with it (the
     # bus refused them, then the node died): only that node's own restart published them
     # again, so their learners' quota slots stayed taken until they lapsed, hours later.
-    # The lease holder publishes them.
+    # The lease holder publishes them. And a look logs one line however many it publishes
+    # (one per scenario was up to 200 lines a minute), each counted in a metric.
     monkeypatch.setattr(reaper, "UNNOTICED_EVERY_S", 0.2)
+    caplog.set_level(logging.INFO, logger="forge.orchestrator.reaper")
     orch = make_orch(FORGE_NODE_ID="n1")
     ended_at = datetime.now(UTC) - timedelta(minutes=5)
     gone = [f"scn-{n:016x}" for n in range(3)]
@@ -157,3 +162,16 @@ def test_a_lost_nodes_lost_notices_are_published_by_the_lease_holder(
             sess.add_all(_ended_row(sid, "n9", ended_at))
     ended = asyncio.run(collect(nats.admin_url, "forge.scenario.ended", 3, timeout=30))
     assert sorted(e["scenario_id"] for e in ended) == gone
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in list(caplog.records)
+                if r.name == "forge.orchestrator.reaper" and "published again" in r.getMessage()]
+    deadline = time.monotonic() + 30
+    while not lines() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Every look published all three (the slots stay taken here: no spawn_service).
+    assert lines() and all(line.startswith("3 ended scenario(s)") and "lost nodes among "
+                           "them: n9" in line for line in lines()), lines()
+    counted = orch.state.ctx.metrics.registry.get_sample_value(
+        "forge_ended_notices_republished_total")
+    assert counted is not None and counted >= 3

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 
 from fastapi import FastAPI
+from prometheus_client import Counter
 
 from forge.bus import DeadLetterHook, DurableConsumer, Event, Publisher, Reject
 from forge.bus.connection import BusConnection
@@ -202,6 +203,9 @@ def build_app(
                                  **(consumer_options or {}))
     register_consumer_metrics(ctx.metrics.registry, lambda: state.consumers)
     register_pool_metrics(ctx.metrics.registry, lambda: state.runtime.pool_report())
+    state.republished = Counter(
+        "forge_ended_notices_republished", "Ended notices published again for scenarios "
+        "whose quota slot was still taken a minute after their end", registry=ctx.metrics.registry)
     ctx.readiness.add("storage", lambda: storage_writable(settings.storage_root))
     ctx.readiness.add("policy", lambda: _policy_check(state))
     ctx.readiness.add("nats", lambda: _nats_check(state))

@@ -179,20 +179,32 @@ async def notice_unnoticed(state: OrchestratorState) -> int:
     """Publish `ended` again for this node's ended scenarios whose slot is still taken (a
     notice the bus refused, kept only in the memory of a node that then stopped: the slot
     stayed taken until it lapsed, hours later), and under the lease for those of lost
-    nodes; how many. The message id de-duplicates."""
+    nodes; how many. The message id de-duplicates.
+
+    One log line per look, however many (a busy node whose learners' service was away
+    logged one per scenario, up to MAX_UNNOTICED a minute); each is counted in
+    `forge_ended_notices_republished_total`."""
     now = datetime.now(UTC)
     lost = await _lost_nodes(state, now)
-    done = 0
-    for scenario_id, ended in await state.blocking(_unnoticed, state, now, lost):
-        try:
-            await state.announce_ended(scenario_id, ended)
-        except BusUnavailable as exc:
-            log.warning("ended notice of %s not published again yet (%s)", scenario_id, exc)
-            break
-        log.info("scenario %s %s with its quota slot still taken: ended notice published "
-                 "again", scenario_id, ended)
-        done += 1
-    return done
+    done: list[str] = []
+    try:
+        for scenario_id, ended in await state.blocking(_unnoticed, state, now, lost):
+            try:
+                await state.announce_ended(scenario_id, ended)
+            except BusUnavailable as exc:
+                log.warning("ended notice of %s not published again yet (%s)",
+                            scenario_id, exc)
+                break
+            done.append(scenario_id)
+    finally:
+        if done:
+            if state.republished is not None:
+                state.republished.inc(len(done))
+            log.info("%d ended scenario(s) with their quota slot still taken: ended notice "
+                     "published again (%s%s)%s", len(done), ", ".join(done[:3]),
+                     ", …" if len(done) > 3 else "",
+                     f"; lost nodes among them: {', '.join(lost)}" if lost else "")
+    return len(done)
 
 
 async def reap_once(state: OrchestratorState) -> int:

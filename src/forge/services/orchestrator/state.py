@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from prometheus_client import Counter
+
 from forge.bus import BusUnavailable, DurableConsumer, Publisher
 from forge.bus.contracts import (
     MAX_REASON,
@@ -65,6 +67,8 @@ class OrchestratorState:
     reaper_skipped: set[str] = field(default_factory=set)
     # monotonic time of the reaper's last look for lost `ended` notices (-inf: not yet)
     unnoticed_checked_at: float = float("-inf")
+    # `ended` notices the reaper published again (`reaper.notice_unnoticed`), when metered
+    republished: Counter | None = None
     # live terminal sessions (one shell per lab and host); their slots are `terminals`
     terminal_sessions: TerminalSessions = field(init=False)
 
