@@ -42,22 +42,31 @@ async def list_nodes(request: Request) -> dict[str, Any]:
         holder = await kv.lease_holder()
     except (BusError, nats.errors.Error, TimeoutError):
         raise _bus_down() from None
+    own = state.settings.node_id
+    placed = await state.blocking(live_elsewhere, state.ctx.db, own)
     items: list[dict[str, Any]] = []
     for rec in records:
         alive = rec.age(now) <= kv.grace_s
+        labs: int = rec.labs_in_use
+        memory: int | None = rec.memory_in_use_mb
+        if not alive and rec.node_id != own:
+            # A lost node's record is its last heartbeat: the labs the lease holder failed
+            # since are not on it any more. Its live labs are the store's (their memory is
+            # known only while they are all still there).
+            labs = len(placed.get(rec.node_id, []))
+            memory = memory if labs == rec.labs_in_use else 0 if labs == 0 else None
         items.append({
-            "node_id": rec.node_id, "url": rec.url, "labs_in_use": rec.labs_in_use,
-            "capacity_labs": rec.capacity_labs, "memory_in_use_mb": rec.memory_in_use_mb,
+            "node_id": rec.node_id, "url": rec.url, "labs_in_use": labs,
+            "capacity_labs": rec.capacity_labs, "memory_in_use_mb": memory,
             "capacity_memory_mb": rec.capacity_memory_mb, "draining": rec.draining,
             "heartbeat_age_s": round(rec.age(now), 1),
             "state": "lost" if not alive else "stopped" if rec.stopped else "alive",
             "version": rec.version, "lease": rec.node_id == holder,
             "self": rec.node_id == state.settings.node_id})
     seen = {rec.node_id for rec in records}
-    own = state.settings.node_id
-    for node_id, labs in sorted((await state.blocking(live_elsewhere, state.ctx.db, own)).items()):
+    for node_id, live in sorted(placed.items()):
         if node_id not in seen:
-            items.append({"node_id": node_id, "url": None, "labs_in_use": len(labs),
+            items.append({"node_id": node_id, "url": None, "labs_in_use": len(live),
                           "capacity_labs": None, "memory_in_use_mb": None,
                           "capacity_memory_mb": None, "draining": None,
                           "heartbeat_age_s": None, "state": "lost", "version": None,
