@@ -204,6 +204,11 @@ def test_nodes_place_route_drain_and_fail_over(
         wait_for("n1's slot released", lambda: active_slots(env.state.ctx.db, tenant) == 0)
         resp = client.get(f"/v1/scenarios/{lost}", headers=labs[lost][1])
         assert resp.json()["state"] == states.FAILED
+        # Deleting it now says it has ended, as its node would: not `503
+        # lab_node_unreachable` ("the lab fails by itself") from the node that is gone.
+        resp = client.delete(f"/v1/scenarios/{lost}", headers=labs[lost][1])
+        assert resp.status_code == 200 and resp.json() == {
+            "scenario_id": lost, "state": states.FAILED}, resp.text
         code, out = cli(cli_env, "list")
         assert code == 0, out
         # Its last record said it held that lab; the list says what it holds now (none),

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from forge.errors import ForgeError
+from forge.lifecycle import states
+from forge.lifecycle.store import ScenarioRecord
 from forge.services.common.openapi import errors
 from forge.services.spawn.routes import owned_scenario
 from forge.services.spawn.web.backend import BackendError
@@ -18,13 +20,12 @@ from forge.services.spawn.web.state import web_state
 router = APIRouter()
 
 
-async def _on_node(request: Request, scenario_id: str, method: str, path: str,
+async def _on_node(request: Request, row: ScenarioRecord, method: str, path: str,
                    **kwargs: Any) -> dict[str, Any]:
     """The answer of the node holding the caller's lab. Its refusal comes back as the
     node gave it (status, code, details, Retry-After), in the caller's terms: the message
     read "orchestrator: a lab can be extended only in its last 10 minutes", naming a
     service the API's clients never address; a node that failed is "lab node: …"."""
-    row = await owned_scenario(request, scenario_id)
     try:
         answer: dict[str, Any] = await web_state(request).backend.lab_node(
             row.node_id, row.node_url, method, path.format(row.scenario_id), **kwargs)
@@ -47,11 +48,18 @@ class ExtendBody(BaseModel):
 async def extend(scenario_id: str, request: Request,
                  body: ExtendBody | None = None) -> dict[str, Any]:
     """More time for one of the caller's labs (only in its last 10 minutes)."""
-    return await _on_node(request, scenario_id, "POST", "/v1/scenarios/{}/extend",
+    row = await owned_scenario(request, scenario_id)
+    return await _on_node(request, row, "POST", "/v1/scenarios/{}/extend",
                           json={"minutes": (body or ExtendBody()).minutes})
 
 
 @router.delete("/v1/scenarios/{scenario_id}", responses=errors(401, 403, 404, 409, 503))
 async def destroy(scenario_id: str, request: Request) -> dict[str, Any]:
     """Tear one of the caller's labs down now, without grading."""
-    return await _on_node(request, scenario_id, "DELETE", "/v1/scenarios/{}")
+    row = await owned_scenario(request, scenario_id)
+    if row.state in states.TERMINAL:
+        # Ended already (its node answers the same): no call to a node that may be gone
+        # for good, which answered `503 lab_node_unreachable` ("the lab fails by itself")
+        # for a lab its node's loss had failed, on every retry.
+        return {"scenario_id": row.scenario_id, "state": row.state}
+    return await _on_node(request, row, "DELETE", "/v1/scenarios/{}")
