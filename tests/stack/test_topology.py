@@ -36,6 +36,17 @@ def test_every_node_gets_its_own_valid_prefix_and_id(tmp_path: Path, base: str) 
     assert [p.port for p in topo.nodes][1:] == [None] * (MAX_NODES - 1)  # picked at bind
 
 
+def test_installations_whose_prefixes_differ_after_three_characters_get_distinct_nodes(
+        tmp_path: Path) -> None:
+    # Every node i >= 2 was `<first 3 chars>n<i>`: on one machine `fgfa`, `fgfb` … all
+    # derived `fgfn2` for their node 2, one runtime prefix for several installations.
+    derived = {base: [p.prefix for p in plan(tmp_path, PORTS, base_prefix=base,
+                                             nodes=3).nodes][1:]
+               for base in ("fgfa", "fgfb", "fgf", "fg")}
+    assert derived == {"fgfa": ["fgfa2", "fgfa3"], "fgfb": ["fgfb2", "fgfb3"],
+                       "fgf": ["fgfn2", "fgfn3"], "fg": ["fgn2", "fgn3"]}
+
+
 def test_a_prefix_that_collides_with_a_derived_one_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(TopologyError, match="FORGE_RUNTIME_PREFIX=abcn2 collides"):
         plan(tmp_path, PORTS, base_prefix="abcn2", nodes=2)

@@ -54,15 +54,22 @@ def node_id(index: int) -> str:
 
 
 def node_prefix(base: str, index: int) -> str:
-    """Runtime prefix of node `index`: node 1 keeps `base`; node i >= 2 gets `base[:3]+"n"+i`.
+    """Runtime prefix of node `index`: node 1 keeps `base`; node i >= 2 gets `base+"n"+i`
+    for a base of 1-3 characters (`fg` → `fgn2`) and `base[:4]+i` for a longer one
+    (`fgfm` → `fgfm2`).
 
+    All of a 4-character base is kept: the first three alone made every installation on a
+    machine whose prefixes differ only after them (`fgfa`, `fgfb` …) derive the same node
+    prefix (`fgfn2`), so their nodes shared one runtime prefix and saw each other's labs.
     Prefixes are 1-5 characters of [a-z][a-z0-9] and kernel names join them with dots, so
     distinct prefixes can never name the same namespace, cgroup or uplink.
     """
     if not (1 <= len(base) <= _MAX_PREFIX and base[0].isalpha()
             and all(c in _PREFIX_CHARS for c in base)):
         raise TopologyError("FORGE_RUNTIME_PREFIX must be 1-5 characters of [a-z][a-z0-9]")
-    return base if index == 1 else f"{base[:3]}n{index}"
+    if index == 1:
+        return base
+    return f"{base}n{index}" if len(base) <= 3 else f"{base[:4]}{index}"
 
 
 def storage_root_for(stack_root: Path, name: str, separate: bool) -> Path:
