@@ -164,3 +164,24 @@ def test_a_failure_found_before_the_peers_agree_again_refuses_nobody_after(
         assert await check.standing_failure(10.0) is None and peer.asks == 3  # agreement
 
     asyncio.run(run())
+
+
+def test_a_failure_older_than_the_limit_is_asked_again_not_forgotten(clock: Clock) -> None:
+    """The last failed ask is older than `max_age_s` (nobody ran readiness for a while, or
+    a loaded machine took that long between the readiness run and the spawn): the spawn
+    was let through on no finding, to fail at the orchestrator. The stale failure is asked
+    again and that ask decides."""
+    peer = Peer(CheckFailed("keys differ"), CheckFailed("keys differ"), AGREED)
+    check = _paced(peer)
+
+    async def run() -> None:
+        with pytest.raises(CheckFailed):
+            await check.check()
+        clock.now += 30  # far past the 10 s a finding stands for
+        assert await check.standing_failure(10.0) is not None  # asked again: still apart
+        assert peer.asks == 2
+        clock.now += 30
+        assert await check.standing_failure(10.0) is None  # asked again: agreed
+        assert peer.asks == 3
+
+    asyncio.run(run())

@@ -68,9 +68,11 @@ class PacedCheck:
         the ask is bounded by its own deadline."""
         task = self._current()
         failed = self._failed
-        if failed is None or monotonic() - failed[0] > max_age_s:
+        if failed is None:
             return None
-        if not task.done():  # asked again just now, or still asking: its outcome decides
+        if not task.done() or monotonic() - failed[0] > max_age_s:
+            # Asked again just now (a stale failure always is), or still asking: that
+            # ask's outcome decides.
             with suppress(Exception):
                 await asyncio.shield(task)
             failed = self._failed
