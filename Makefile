@@ -67,9 +67,10 @@ images: venv
 	@start=$$(date +%s); $(BIN)/forge image build --templates && \
 	  echo "images ready in $$(( $$(date +%s) - start )) s (cached: the next run skips this)"
 
-## Three workers on two cores: the suite spends much of its time waiting on services, not on
-## the CPU (measured: 23 min of pytest on three workers, 32-37 min on two).
-PYTEST_WORKERS ?= 3
+## Four workers on two cores: the suite spends much of its time waiting on services, not on
+## the CPU (measured: 23 min of pytest on three workers using 1.1 cores on average, 32-37 min
+## on two).
+PYTEST_WORKERS ?= 4
 ## Tests that change the machine's accounts or /etc files (useradd, a rename of /etc/passwd
 ## as useradd does) run alone, after the others, so none of them races another's change of
 ## the same file. Exit 5: PYTEST_ARGS chose none of them.
