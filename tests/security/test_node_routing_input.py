@@ -98,6 +98,8 @@ def test_learner_input_never_chooses_the_node_url(make_spawn: MakeSpawn,  # noqa
             # The node's refusal in the API's terms: no internal service name.
             assert resp.json()["message"] == ("a lab can be extended only in its last 10 "
                                               "minutes"), resp.text
+            # ...and its details whole: when the lab ends (extend opens 10 minutes before).
+            assert [d["field"] for d in resp.json()["details"]] == ["expires_at"], resp.text
             # Terminal: the query and headers do not move it off the lab's node.
             ws_url = (env.url.replace("http://", "ws://") + f"/v1/scenarios/{sid}/terminal"
                       f"?node_url={trap.url}&node_id=n9")

@@ -32,7 +32,7 @@ async def _on_node(request: Request, row: ScenarioRecord, method: str, path: str
     except BackendError as exc:
         said = exc.said if exc.status < 500 or exc.code == "lab_node_unreachable" \
             else f"lab node: {exc.said}"
-        raise ForgeError(exc.code, exc.status, said, exc.details,
+        raise ForgeError(exc.code, exc.status, said, exc.details or exc.said_details,
                          headers=exc.headers) from None
     return answer
 

@@ -39,10 +39,13 @@ class BackendError(ForgeError):
 
     def __init__(self, service: str, code: str, status: int, message: str, *,
                  unsent: bool = False, headers: dict[str, str] | None = None,
-                 details: list[Any] | None = None) -> None:
+                 details: list[Any] | None = None,
+                 said_details: list[Any] | None = None) -> None:
         super().__init__(code, status, f"{service}: {message}", details, headers=headers)
         self.service = service
         self.said = message  # the service's own message, without its name
+        # the details of the service's own refusal (a relay passes them on as its own)
+        self.said_details: list[Any] = list(said_details or [])
         self.unsent = unsent  # no connection was made: the service certainly did nothing
 
 
@@ -75,12 +78,13 @@ class Backend:
                                f"unreachable ({type(exc).__name__})",
                                unsent=isinstance(exc, UNSENT)) from None
         if resp.status_code >= 400:
-            code, message = _refusal(resp)
+            code, message, said = _refusal(resp)
             if resp.status_code == 503 and code == STOPPING:  # try again shortly
                 raise BackendError(service, code, 503, message, headers={
                     "Retry-After": _seconds(resp.headers.get("retry-after"))})
             status = resp.status_code if resp.status_code < 500 else 502
-            raise BackendError(service, code, status, message)
+            raise BackendError(service, code, status, message,
+                               said_details=said if resp.status_code < 500 else None)
         return resp
 
     async def orchestrator(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -147,16 +151,19 @@ def _seconds(value: str | None) -> str:
     return "5"  # none, a date, or not ASCII digits ("²" is a digit to str.isdigit)
 
 
-def _refusal(resp: httpx.Response) -> tuple[str, str]:
-    """The service's error code and message from its error body, else generic ones."""
+def _refusal(resp: httpx.Response) -> tuple[str, str, list[Any]]:
+    """The service's error code, message and details (its objects) from its error body,
+    else generic ones."""
     try:
         body = resp.json()
     except ValueError:
         body = None
-    code, message = "backend_error", f"HTTP {resp.status_code}"
+    code, message, details = "backend_error", f"HTTP {resp.status_code}", []
     if isinstance(body, dict):
         if isinstance(body.get("error"), str) and _CODE.match(body["error"]):
             code = str(body["error"])
         if isinstance(body.get("message"), str):
             message = str(body["message"])[:300]
-    return code, message
+        if isinstance(body.get("details"), list):
+            details = [d for d in body["details"][:20] if isinstance(d, dict)]
+    return code, message, details
