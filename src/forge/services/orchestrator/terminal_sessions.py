@@ -175,6 +175,11 @@ class Attachment:
         self._ready.set()
         self.room.set()  # never hold the session's output back for a socket that is going
 
+    def discard(self) -> None:
+        """The socket is gone: drop the output it never took (nobody will take it)."""
+        self._queue.clear()
+        self.pending = 0
+
 
 class TerminalSession:
     """A live shell on one host of one lab, with its scrollback and attached sockets."""
@@ -218,8 +223,10 @@ class TerminalSession:
         return att, self.scrollback.replay()
 
     def detach(self, att: Attachment) -> None:
-        """Remove a socket; the shell keeps running."""
+        """Remove a socket; the shell keeps running. Its untaken output goes with it: the
+        attachment itself may outlive it as a writer's last socket (`claim`)."""
         att.end(att.closing)
+        att.discard()
         if att in self.attached:
             self.attached.remove(att)
         if not self.attached:
