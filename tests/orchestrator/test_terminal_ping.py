@@ -108,3 +108,30 @@ def test_input_late_on_a_pages_old_socket_is_not_typed_twice() -> None:
     for n in range(70):
         session.claim(f"page-gone-{n:04d}", Attachment())
     assert len(session.received) <= 65 and session.received[page] == 7
+
+
+def test_a_writer_the_session_may_have_forgotten_is_given_no_count() -> None:
+    """A session keeps the counts of MAX_WRITERS writers. A page away for a while (its
+    laptop asleep) whose writer was forgotten meanwhile, other pages of the learner coming
+    and going, was told on its return that the shell had received 0 of its bytes: it sent
+    again what the shell had already run ("echo once" typed twice). Once the session has
+    forgotten a writer, one it does not know gets no count (its page says what may not
+    have reached the shell); a new writer before that still gets 0."""
+    from forge.services.orchestrator.terminal_sessions import MAX_WRITERS, TerminalSession
+    from forge.services.orchestrator.terminal_slots import TerminalSlot
+
+    async def main() -> tuple[int | None, int | None, bytes]:
+        sid = "scn-0000000000000000"
+        session = TerminalSession(sid, "learner", TerminalSlot(sid))
+        away, _ = session.attach()
+        first = session.claim("page-away-1", away)
+        session.type_from("page-away-1", away, b"echo once\r")  # ran; no pong came back
+        session.detach(away)
+        for n in range(MAX_WRITERS):  # the learner's other pages, loaded and left
+            other, _ = session.attach()
+            session.claim(f"page-other-{n:04d}", other)
+            session.detach(other)
+        back, _ = session.attach()
+        return first, session.claim("page-away-1", back), bytes(session.keys.pending)
+
+    assert asyncio.run(main()) == (0, None, b"echo once\r")  # was (0, 0, …): sent again

@@ -24,7 +24,10 @@ without them) and resize a live one on reattach (left as it is without them). Fr
 * with ``?writer=W`` (a page's terminal names itself, 8-64 letters, digits, ``-`` or
   ``_``), the attached frame and each pong also carry ``"received": N``, the input bytes
   the session has taken from W over all its sockets: a page whose link hung sends again
-  what the shell did not get, and input arriving late on W's older socket is dropped;
+  what the shell did not get, and input arriving late on W's older socket is dropped (the
+  attached frame leaves it out for a W the session cannot tell from one of the writers it
+  has forgotten, past the 64 it keeps: the page then says what may not have reached the
+  shell rather than typing it twice);
 * a refusal or a close for a reason: ``{"type": "closed", "error", "message"}``, then a
   44xx close code whose reason is the message. A shell that exits ends with code 1000.
 

@@ -202,6 +202,7 @@ class TerminalSession:
         # the socket each writer types through now (see `claim`).
         self.received: dict[str, int] = {}
         self._writer_socket: dict[str, Attachment] = {}
+        self._forgot_writers = False  # some were forgotten (MAX_WRITERS): see `claim`
 
     @property
     def paused(self) -> bool:
@@ -232,26 +233,33 @@ class TerminalSession:
         if not self.attached:
             self._watched.clear()
 
-    def claim(self, writer: str, att: Attachment) -> int:
+    def claim(self, writer: str, att: Attachment) -> int | None:
         """`att` is now the socket `writer` types through; the input bytes taken from that
         writer so far. A page whose link hung sends again, on its new socket, what the
         shell had not received; input arriving late on its old socket is then not typed
-        twice (`type_from`)."""
+        twice (`type_from`).
+
+        None for a writer the session does not know once it has forgotten some: it may be
+        one of them, whose count of 0 would have had its page send again what the shell
+        had already taken (typed twice); without a count the page says what may not have
+        reached the shell instead."""
+        unsure = writer not in self.received and self._forgot_writers
         self._writer_socket[writer] = att
         self.received.setdefault(writer, 0)
         if len(self.received) > MAX_WRITERS:  # the oldest writers no socket serves: forgotten
             gone = [w for w, a in self._writer_socket.items() if a not in self.attached]
             for old in gone[:len(self.received) - MAX_WRITERS]:
                 del self.received[old], self._writer_socket[old]
-        return self.received[writer]
+                self._forgot_writers = True
+        return None if unsure else self.received[writer]
 
     def type_from(self, writer: str | None, att: Attachment, data: bytes) -> None:
         """Input from `att`, counted for its `writer`; dropped when that writer has since
         moved to another socket (sent again there, as `claim` told it)."""
-        if writer is None:
-            self.type(data)
+        if writer is None or writer not in self._writer_socket:  # unnamed, or forgotten:
+            self.type(data)  # typed as it comes, and neither counted nor claimed (`claim`)
             return
-        if self._writer_socket.setdefault(writer, att) is not att:
+        if self._writer_socket[writer] is not att:
             return
         self.received[writer] = self.received.get(writer, 0) + len(data)
         self.type(data)
