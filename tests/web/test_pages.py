@@ -282,7 +282,18 @@ def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings
     # learner's work left in the first.
     card = tracks[tracks.index('id="lab-netplus"'):]
     card = card[:card.index("</form>")]
-    assert f'You already have this lab pending: <a href="{path}">continue it</a>' in card
+    assert f'You already have this lab starting: <a href="{path}">continue it</a>' in card
+    # Once submitted, the card says it is being graded (not "your work so far stays").
+    with Database(settings.db_url).session() as sess:
+        sess.execute(update(Scenario).where(Scenario.scenario_id == path.rsplit("/", 1)[1])
+                     .values(state="grading"))
+    card = client.get("/tracks").text
+    card = card[card.index('id="lab-netplus"'):]
+    assert f'is being graded: <a href="{path}">see its result</a>' in card
+    assert "your work so far stays" not in card[:card.index("</form>")]
+    with Database(settings.db_url).session() as sess:
+        sess.execute(update(Scenario).where(Scenario.scenario_id == path.rsplit("/", 1)[1])
+                     .values(state="pending"))
     # the template's hints are listed with their cost, but shown only while the lab runs
     # and only once revealed (tests/security/test_hint_text_before_reveal.py)
     assert "<code>ip -4 route</code>" not in own.text
