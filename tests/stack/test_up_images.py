@@ -60,6 +60,10 @@ def test_an_image_that_cannot_be_built_stops_up_before_anything_starts(tmp_path:
     assert up.service_pids() == [] and up.nats_pids() == []
     assert not any(bound(p) for p in ports.values())
     assert "broken" not in [e.name for e in ImageCache(load_settings().image_cache).entries()]
+    # Refused while it held the root, it still removes the root it made (dev secrets, a
+    # signing key, a database): they stayed behind, the removal skipped as "held".
+    assert not (tmp_path / "storage").exists(), up.err[-3000:]
+    assert f"removed the storage root it had created: {tmp_path / 'storage'}" in up.err
 
 
 def test_images_already_built_are_reported_as_cached(tmp_path: Path,

@@ -285,6 +285,7 @@ def register(app: typer.Typer) -> None:
             return None
 
         made: dict[Path, set[str] | None] = {}  # the storage root as it was
+        held: StorageLock | None = None
         try:
             env, settings = prepare(env_file, storage, refuse_early, made)
             try:
@@ -346,6 +347,8 @@ def register(app: typer.Typer) -> None:
                 console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
                 raise typer.Exit(1) from None
         except typer.Exit as exc:  # refused: what it created goes again
+            if held is not None:  # (an image build refused it while it held the root)
+                held.release()
             if exc.exit_code:
                 remove_new_root(made)
             raise
