@@ -22,8 +22,8 @@ bridges (``rtnl.BRIDGE_FDB_MAX_LEARNED``) does not apply to a bridge the learner
 their host (``ip link add br0 type bridge``), which learned 2,000 addresses in 0.4 s, nor to
 entries added by hand (``bridge fdb add … master static``: 5,000 in 0.14 s, never aged;
 ``… dev eth0 self``: the link's own address list, no bridge needed). Each host's are looked
-at on every pass (one small dump), and past ``FDB_LIMIT`` every entry but its links' own
-addresses is removed.
+at on every pass (one small dump), and past ``FDB_LIMIT`` every entry but each link's own
+address on that link is removed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 
 from forge.runtime.local.netns import in_netns
-from forge.runtime.local.rtnl import NUD_PERMANENT, Rtnl, fdb_address
+from forge.runtime.local.rtnl import NUD_PERMANENT, Rtnl, fdb_address, fdb_link
 
 GUARD_ENTRIES = 2048  # machine-wide entries below which no lab is looked at
 HOST_LIMIT = 256  # permanent entries one lab host may keep
@@ -75,14 +75,15 @@ def _trim_here(limit: int, learned_limit: int, entries: bool) -> int:
 
 
 def _trim_fdb(rtnl: Rtnl) -> int:
-    """Remove every forwarding-database entry but those of the links' own addresses when
-    the namespace holds more than ``FDB_LIMIT``; how many were removed."""
+    """Remove every forwarding-database entry but each link's own address on that link
+    when the namespace holds more than ``FDB_LIMIT``; how many were removed. (Any link's
+    address on any other link would be kept too: every bridge times every link, uncounted.)"""
     found = rtnl.fdb_entries()
     if len(found) <= FDB_LIMIT:
         return 0
     own = rtnl.link_addresses()
     return sum(1 for entry in found
-               if fdb_address(entry) not in own and rtnl.delete_fdb(entry))
+               if fdb_address(entry) != own.get(fdb_link(entry)) and rtnl.delete_fdb(entry))
 
 
 def trim_host(namespace: str, limit: int = HOST_LIMIT, entries: bool = True) -> int:

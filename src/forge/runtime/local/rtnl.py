@@ -277,11 +277,13 @@ class Rtnl:
             RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0)))]
         return [payload for payload in got if len(payload) >= _NDMSG.size]
 
-    def link_addresses(self) -> set[bytes]:
-        """The hardware address of each link of this namespace."""
-        found = (dict(_attrs(payload[_IFINFO.size:])).get(IFLA_ADDRESS) for payload in
-                 self._dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)))
-        return {address for address in found if address}
+    def link_addresses(self) -> dict[int, bytes]:
+        """The hardware address of each link of this namespace, by interface index."""
+        found = ((_IFINFO.unpack_from(payload)[2],
+                  dict(_attrs(payload[_IFINFO.size:])).get(IFLA_ADDRESS))
+                 for payload in self._dump(RTM_GETLINK,
+                                           _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)))
+        return {index: address for index, address in found if address}
 
     def delete_fdb(self, entry: bytes) -> bool:
         """Remove the forwarding-database entry ``entry`` (a message of `fdb_entries`):
@@ -364,6 +366,11 @@ class Rtnl:
 def fdb_address(entry: bytes) -> bytes | None:
     """The hardware address of forwarding-database entry ``entry`` (None: it names none)."""
     return dict(_attrs(entry[_NDMSG.size:])).get(NDA_LLADDR)
+
+
+def fdb_link(entry: bytes) -> int:
+    """The interface index of the link forwarding-database entry ``entry`` is on."""
+    return int(_NDMSG.unpack_from(entry)[1])
 
 
 def _text(value: bytes) -> str:
