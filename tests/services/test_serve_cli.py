@@ -17,6 +17,7 @@ import pytest
 from forge.bus import NatsServer
 from forge.bus.ports import free_port
 from forge.config.secrets import DEV_SECRETS_FILE
+from forge.content import content_path
 from forge.services.common.serving import ServiceName
 
 from .conftest import NATS_PASSWORDS, SECRETS, TEMPLATE_FIXTURES, with_signing_key
@@ -192,6 +193,20 @@ def test_config_check_refuses_the_policy_bundle_the_services_refuse(tmp_path: Pa
                            env=run_env(tmp_path, **base, OPA_POLICY_HASH="deadbeef"),
                            capture_output=True, text=True, timeout=60)
     assert alone.returncode == 0, alone.stderr
+    # Every service (the scoreboard too) loads FORGE_TEMPLATE_DIR and refuses it for one
+    # invalid template (a subnet wider than /24 an earlier release accepted): it said
+    # "configuration OK" and the three restarted in a loop.
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "netplus.yaml").write_text((content_path("templates") / "netplus.yaml")
+                                            .read_text().replace("10.61.1.0/24", "10.61.0.0/23"))
+    wide = subprocess.run([*FORGE, "config", "check", "--service", "scoreboard"],
+                          env=run_env(tmp_path, **base, FORGE_TEMPLATE_DIR=str(templates)),
+                          capture_output=True, text=True, timeout=60)
+    assert wide.returncode == 1 and "configuration OK" not in wide.stdout, wide.stdout
+    assert f"FORGE_TEMPLATE_DIR: {templates}: invalid template (1 problem(s)):\n    " \
+           'netplus.yaml: spec.network.subnets[0].cidr: prefix length must be between /24 ' \
+           'and /29, got "10.61.0.0/23"' in wide.stderr, wide.stderr
 
 
 def test_config_check_refuses_the_plans_file_the_services_refuse(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from forge.content import content_path
 from forge.runtime.local import LocalRuntime
 from forge.stack.monitor_guard import table_name
 
@@ -362,10 +363,15 @@ def test_a_pinned_policy_hash_that_differs_stops_up_before_anything_starts(
     the policies' hash. `forge up` started NATS and the services anyway and restarted the
     two in a loop until --ready-timeout (2 minutes by default), then stopped with only
     "not running (restart #4 …)". It now names the variable at once and starts nothing,
-    as `forge config check` does."""
+    as `forge config check` does. So does a template every service refuses to load: a
+    subnet wider than /24, which an earlier release accepted, crash-looped all three."""
     env_file = make_env_file(tmp_path)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "netplus.yaml").write_text((content_path("templates") / "netplus.yaml")
+                                            .read_text().replace("10.61.1.0/24", "10.61.0.0/23"))
     with env_file.open("a") as fh:
-        fh.write("OPA_POLICY_HASH=" + "0" * 64 + "\n")
+        fh.write("OPA_POLICY_HASH=" + "0" * 64 + f"\nFORGE_TEMPLATE_DIR={templates}\n")
     storage = tmp_path / "storage"
     up = Up(storage, env_file, some_ports(), extra=("--ready-timeout", "20"))
     try:
@@ -374,6 +380,9 @@ def test_a_pinned_policy_hash_that_differs_stops_up_before_anything_starts(
         up.stop()
     assert up.proc.returncode == 1, up.err[-2000:]
     assert "policy bundle hash mismatch: OPA_POLICY_HASH expects " + "0" * 64 in up.err
+    assert f"FORGE_TEMPLATE_DIR: {templates}: invalid template" in up.err
+    assert 'netplus.yaml: spec.network.subnets[0].cidr: prefix length must be between /24' \
+        in up.err
     assert "exited with code" not in up.err and "Forge is up" not in up.err
     assert up.service_pids() == [] and up.nats_pids() == []
     assert not storage.exists()  # refused: the storage root it made is gone again

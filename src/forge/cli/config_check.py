@@ -54,6 +54,20 @@ def _plans_problem(plans_file: Path) -> str | None:
     return None
 
 
+def _templates_problem(templates_dir: Path) -> str | None:
+    """Why every service would refuse FORGE_TEMPLATE_DIR at start (each loads it, and one
+    invalid template stops them all: e.g. a subnet wider than /24, accepted by an earlier
+    release), naming each template's problems; None when they would load it."""
+    from forge.templates.problems import TemplateError
+    from forge.templates.registry import TemplateRegistry
+
+    try:
+        TemplateRegistry.load(templates_dir)
+    except TemplateError as exc:
+        return "FORGE_TEMPLATE_DIR: " + str(exc).replace("\n  ", "\n    ")
+    return None
+
+
 def _store_problem(settings: Settings) -> str | None:
     """Why every service would fail to start on FORGE_DB_URL: its SQLite path holds a folder,
     a file that is not a SQLite database, or one damaged past its header (SQLite calls it
@@ -169,12 +183,13 @@ def start_refusals(settings: Settings) -> list[str]:
     """What spawn_service and the orchestrator refuse to start with, as they would: a
     policy directory they cannot load or whose hash differs from OPA_POLICY_HASH, a plans
     file they cannot load, a FORGE_DB_URL file that is not a database or a store a newer
-    release migrated (every service).
+    release migrated, a template directory they cannot load (every service).
     `forge up` stops on these before it starts anything."""
     return [problem for problem in (_policy_problem(settings.policies_dir,
                                                     settings.opa_policy_hash),
                                     _plans_problem(settings.plans_file),
-                                    _store_problem(settings))
+                                    _store_problem(settings),
+                                    _templates_problem(settings.templates_dir))
             if problem is not None]
 
 
@@ -234,6 +249,9 @@ def register(app: typer.Typer) -> None:
         store = _store_problem(settings)  # every service opens it at start
         if store is not None:
             refused.append(store)
+        templates = _templates_problem(settings.templates_dir)  # every service loads them
+        if templates is not None:
+            refused.append(templates)
         grants = _grants_problem(settings.entitlements_file)  # each spawn reads it
         if grants is not None and "spawn" in wanted:
             refused.append(grants)
