@@ -15,6 +15,8 @@ Real spawn_service + orchestrator (uvicorn), nats-server, SQLite and the local l
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -22,6 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from forge.identity.apikeys import create_api_key
 from forge.services.spawn.web.security import csrf_token
+from forge.stack.lock import StorageLock
 from forge.tokens import TERMINAL, TERMINAL_CLOSE, mint_token
 
 from ..cli.test_storage_option import forge
@@ -113,9 +116,18 @@ def test_an_operator_revoking_a_key_closes_the_terminal_it_opened(lab: Lab) -> N
     lab.learner("ulla")  # the plan grant (and the learner's own, unstolen key)
     thief = {"x-api-key": issued.plaintext}
     sid = lab.spawn_running(thief)
+    # As beside `forge up` on its own ports: the operator's shell has no ORCHESTRATOR_URL,
+    # the storage root's lock records where the orchestrator listens (it was called at the
+    # default :8083 instead, and the thief's terminal stayed open).
+    operator: dict[str, str | None] = {**lab.environ, "ORCHESTRATOR_URL": None}
+    up = StorageLock.acquire(Path(lab.environ["STORAGE_ROOT"]))
+    up.note_services({"ORCHESTRATOR_URL": lab.orch_url})
     with lab.open(sid, thief) as ws:
         round_trip(ws, "stolen")
-        code, out, err = forge(dict(lab.environ), "apikey", "revoke", issued.key_id)
+        try:
+            code, out, err = forge(operator, "apikey", "revoke", issued.key_id)
+        finally:
+            up.release()
         assert code == 0, err
         assert out.splitlines() == [f"revoked {issued.key_id}",
                                     "closed 1 open terminal session(s) of ulla"]

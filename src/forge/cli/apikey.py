@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import typer
 
-from forge.cli.context import open_db, settings_or_exit
+from forge.cli.context import open_db, service_url, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, keep_stdout_private, print_json, print_table
 from forge.config.settings import Settings
 from forge.identity.apikeys import (
@@ -62,7 +62,11 @@ def revoke(key_id: str = typer.Argument(..., help="The key id to revoke.")) -> N
 
 
 async def _close_terminals(settings: Settings, db: Database, owner: VerifiedKey) -> NodeCloses:
-    """End the key owner's terminal sessions on the nodes holding their running labs."""
+    """End the key owner's terminal sessions on the nodes holding their running labs. A lab
+    without a node URL is on ORCHESTRATOR_URL: unset, where the `forge up` running on this
+    storage root serves it (as `forge scenarios` calls it), never a default port."""
+    where = service_url(settings, "ORCHESTRATOR_URL", str(settings.orchestrator_url))
+    settings = settings.model_copy(update={"orchestrator_url": where})
     async with httpx.AsyncClient() as http:
         return await close_node_terminals(settings, db, http, owner.tenant_id, owner.subject)
 
