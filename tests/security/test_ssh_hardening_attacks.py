@@ -75,14 +75,18 @@ FROM = {"root-refused-to-ops-only": "198.51.100.20", "root-for-the-lab-but-ops":
 KEYS_ONLY_LOST = {"key-login": True, "keys-only": False, "no-root-login": True}
 
 # Control: passwords left on in the file, but `AuthenticationMethods publickey` for every
-# client: the server offers nothing but public keys, and keys-only is earned.
+# client: the server offers nothing but public keys, and keys-only is earned. Root is
+# refused by a trailing `Match all` block (how settings are appended after a Match block):
+# it applies to every client, also one no other block matches; no-root-login's "no Match
+# block applying" probe, which kept only the lines before the first Match, failed it.
 METHODS_PUBLICKEY = r"""
 port=$(sed -n 's/^ *4\. SSH port: *\([0-9]*\).*/\1/p' /workspace/TICKET.txt)
 mkdir -p ~/.ssh && chmod 700 ~/.ssh
 timeout 5 bash -c 'cat < /dev/tcp/10.66.1.30/7022' >> ~/.ssh/authorized_keys
-sed -e "s/^Port .*/Port $port/" -e 's/^PermitRootLogin .*/PermitRootLogin no/' \
+sed -e "s/^Port .*/Port $port/" -e 's/^PermitRootLogin .*/PermitRootLogin yes/' \
   /etc/ssh/sshd_config > /tmp/c
 echo 'AuthenticationMethods publickey' >> /tmp/c
+printf 'Match all\n    PermitRootLogin no\n' >> /tmp/c
 cat /tmp/c > /etc/ssh/sshd_config
 kill -HUP "$(cat /srv/ssh/sshd.pid)"
 for _ in $(seq 100); do { : > "/dev/tcp/127.0.0.1/$port"; } 2>/dev/null && break; sleep 0.1; done
@@ -142,6 +146,8 @@ def test_authentication_methods_publickey_for_everyone_earns_keys_only(
         lab.in_terminal(METHODS_PUBLICKEY)
         offered = lab.sh(OFFERED.replace("PORT", lab.values["port"])).stdout_text
         assert "Permission denied (publickey)." in offered, offered
+        in_force = lab.sh(AS_THE_DAEMON.replace("ADDRESS", "198.51.100.20")).stdout_text
+        assert in_force.strip() == "permitrootlogin no", in_force
         graded = lab.grade()
     assert graded.passed == {"key-login": True, "keys-only": True, "no-root-login": True}
 
