@@ -1,7 +1,8 @@
 """Bad input to the classroom API from an instructor: each is a clear 4xx naming the field
 and leaves nothing behind (it was a 500 before: a NUL in a cohort name on PostgreSQL, a
 year-1 or year-9999 time with an offset, the same instructor added twice at once), a time
-before 1970 no longer makes an assignment that refuses every start, and a roster sent as
+before 1970 no longer makes an assignment that refuses every start, nor does a window
+inside one second (the spawn gate reads whole seconds), and a roster sent as
 something else than CSV is refused. Real spawn_service, SQLite and PostgreSQL.
 """
 
@@ -39,7 +40,11 @@ def test_classroom_input_is_refused_naming_the_field(
         for change, field in (({"opens_at": "0001-01-01T00:00:00+01:00"}, "opens_at"),
                               ({"closes_at": "9999-12-31T23:59:59-01:00"}, "closes_at"),
                               ({"opens_at": "0001-01-01T00:00:00Z"}, "opens_at"),
-                              ({"closes_at": "2027-01-01T00:00:00"}, "closes_at")):
+                              ({"closes_at": "2027-01-01T00:00:00"}, "closes_at"),
+                              # Inside one second: shown opening and closing at 09:00:00Z,
+                              # and the spawn gate (whole seconds) never found it open.
+                              ({"opens_at": "2026-12-01T09:00:00.2Z",
+                                "closes_at": "2026-12-01T09:00:00.8Z"}, "closes_at")):
             got = c.post(f"/v1/cohorts/{cid}/assignments", json={**good, **change},
                          headers=ann)
             assert got.status_code == 422, (change, got.text)
