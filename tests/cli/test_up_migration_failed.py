@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.store.migrate import upgrade
+from forge.store.migrate import head_revision, upgrade
 
 from ..stack.test_up import Up, make_env_file, some_ports
 
@@ -31,8 +31,9 @@ def test_up_refuses_in_one_line_a_migration_the_store_refuses(tmp_path: Path) ->
     finally:
         up.stop()
     assert up.proc.returncode == 1, up.err[-2000:]
-    assert ("forge up: not started, migrating the state store to schema revision 0014 failed "
-            "(table lti_users already exists); the store is at schema revision 0013") \
+    assert ("forge up: not started, migrating the state store to schema revision "
+            f"{head_revision()} failed (table lti_users already exists); the store is at "
+            "schema revision 0013") \
         in up.err, up.err[-2000:]
     assert "exited with code" not in up.err and "Forge is up" not in up.err
     assert up.service_pids() == [] and up.nats_pids() == []

@@ -7,11 +7,21 @@ column ("Other \u202eclass" showed as "Other ssalc", and a title "Dashboard: Oth
 Before: a typed name kept any bidi control (only an LMS course's title lost them). After:
 the API and the /teach form refuse one in `name` or `idp_group` (422 naming the field,
 no class made); the marks LRM and RLM, which reorder nothing outside the name, stay a
-name's. Real spawn_service (uvicorn), SQLite and PostgreSQL.
+name's. Real spawn_service (uvicorn), SQLite and PostgreSQL. A name stored before the
+refusal came loses its bidi controls at the upgrade (migration 0015).
 """
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from forge.classroom.cohort_names import writable
+from forge.store import upgrade
+
+from ..conftest import SQLITE_ONLY
 from ..spawn.conftest import MakeSpawn, make_spawn  # noqa: F401
 from .test_cohort_caps import _csrf, _keys, _signin
 
@@ -44,3 +54,26 @@ def test_a_bidi_override_in_a_class_name_is_refused(make_spawn: MakeSpawn  # noq
         named = c.post("/v1/cohorts", json={"name": "\u05e8\u05e9\u05ea\u200f 101\u200e"},
                        headers=ann)
         assert named.status_code == 201, named.text
+
+
+@pytest.mark.parametrize("engine", [SQLITE_ONLY])
+def test_a_name_stored_before_the_refusal_loses_its_bidi_controls(tmp_path: Path,
+                                                                  engine: str) -> None:
+    """A class named with U+202E before such names were refused kept it: /teach, the
+    dashboard, the learners' /tracks and invite page, the CSV and the API all showed
+    "Other \u202eclass" (read "Other ssalc"). The upgrade makes each such name one the
+    API takes; names that were writable, right-to-left ones too, stay as they were."""
+    path = tmp_path / "old.db"
+    upgrade(f"sqlite:///{path}", "0014")
+    names = {"coh-1": "Other \u202eclass =x", "coh-2": "\u2066\u2069", "coh-3": "Net\u0007 A",
+             "coh-4": "\u05e8\u05e9\u05ea\u200f 101\u200e", "coh-5": "Net  B"}
+    with sqlite3.connect(path) as raw:
+        raw.executemany("INSERT INTO cohorts (cohort_id, tenant_id, name, created_by, "
+                        "idp_group, created_at) VALUES (?, 'acme', ?, 'ann', NULL, "
+                        "'2026-11-01 10:00:00')", list(names.items()))
+    upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as raw:
+        got = dict(raw.execute("SELECT cohort_id, name FROM cohorts").fetchall())
+    assert got == {"coh-1": "Other class =x", "coh-2": "coh-2", "coh-3": "Net A",
+                   "coh-4": names["coh-4"], "coh-5": "Net  B"}
+    assert all(writable(name) for name in got.values())
