@@ -77,7 +77,7 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(spawn_app: Fas
     with db.session() as sess:
         sess.add_all([
             *_lab("scn-started", "req-started", "launching", "running"),  # launched: counts
-            *_lab("scn-failed", "req-failed", "launching", "failed"),  # launched, then failed
+            *_lab("scn-failed", "req-failed", "launching", "failed"),  # failed launching
             *_lab("scn-never", "req-never", "failed"),  # recorded, never published
             *_lab("scn-waiting", "req-waiting"),  # still pending: left for a later pass
             # Not lea's lab for "req-lost": another learner's, tenant's, template's, and an
@@ -97,10 +97,10 @@ async def test_housekeeping_binds_or_gives_back_what_a_crash_left(spawn_app: Fas
     # stranded at `now` + STRANDED_AFTER + 1 s (CI: 0 given back, not 1).
     later = datetime.now(UTC) + STRANDED_AFTER + timedelta(seconds=1)
     assert (await keeper.run_once(later))["assignment_attempts"] == 2  # never, lost
-    for sid, aid in (("scn-started", started), ("scn-failed", failed)):
+    for sid, aid, used in (("scn-started", started, 1), ("scn-failed", failed, 0)):
         bound = asg.scenario_assignment(db, sid)
         assert bound is not None and bound.assignment_id == aid  # hints judged as such
-        assert bound.attempts_used == 1
+        assert bound.attempts_used == used  # a lab failed before it ran uses no attempt
     for sid in ("scn-never", "scn-waiting", "scn-max", "scn-globex", "scn-dns", "scn-old"):
         assert asg.scenario_assignment(db, sid) is None, sid
     assert attempts.take_attempt(db, lost, "lea", "req-again", 1) == (1, True)  # hers again

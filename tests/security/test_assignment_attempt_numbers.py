@@ -12,6 +12,12 @@ attempts, on a real store (SQLite and PostgreSQL).
    from the highest taken.
 3. Times with a zone other than UTC. Before: SQLite dropped the offset, moving the window
    by it. After: stored in UTC, read back the same instant.
+4. A lab the platform failed to launch (it could not be built). Before: it used its
+   attempt, so with one allowed the learner was refused ("all 1 attempts ... are used") and
+   the dashboard said 1 of 1, though they never had a lab; only raising the whole class's
+   attempts let them start again. After: a lab failed before it ever ran uses no attempt
+   (the spawn gate's count, the learner's list, the next take and the dashboard); one
+   that ran counts, however it ended.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ import pytest
 from sqlalchemy import update
 
 from forge.classroom import assignments as asg
-from forge.classroom import attempts, cohorts
+from forge.classroom import attempts, cohorts, dashboard
 from forge.classroom.cohorts import Manager
 from forge.store.db import Database
 from forge.store.migrate import upgrade
-from forge.store.models import AssignmentAttempt, Cohort
+from forge.store.models import AssignmentAttempt, Cohort, Scenario, ScenarioTransition
 
 ANN = Manager("acme", "ann", "instructor")
 
@@ -80,3 +86,54 @@ def test_a_window_given_in_another_zone_keeps_its_instant(db: Database) -> None:
         assert row is not None
         assert asg.iso(row.opens_at) == "2030-05-01T07:00:00Z"
         assert asg.iso(row.closes_at) == "2030-05-01T09:00:00Z"
+
+
+def _lab_that_went(db: Database, sid: str, *moves: str) -> None:
+    """A lab of lea's (netplus) that went from pending through ``moves``."""
+    at = datetime.now(UTC)
+    with db.session() as sess:
+        sess.add(Scenario(scenario_id=sid, request_id=f"req-{sid}", tenant_id="acme",
+                          subject="lea", track="netplus", template_id="netplus", plan="PRO",
+                          retention_days=7, state=moves[-1], state_reason="x",
+                          created_at=at, updated_at=at, details={}))
+        sess.flush()
+        for before, state in zip(("pending", *moves), moves, strict=False):
+            sess.add(ScenarioTransition(scenario_id=sid, from_state=before, to_state=state,
+                                        reason="the lab could not be built", at=at))
+
+
+def test_a_lab_that_failed_before_it_ran_uses_no_attempt(db: Database) -> None:
+    now = datetime.now(UTC)
+    aid = _assignment(db, 1, now - timedelta(minutes=1), now + timedelta(hours=1))
+    cid = _row(db, aid).cohort_id
+    cohorts.enrol_subjects(db, ANN, cid, ["lea"])
+    assert attempts.take_attempt(db, aid, "lea", "req-scn-00000000000000f1", 1) == (1, True)
+    _lab_that_went(db, "scn-00000000000000f1", "launching", "failed")
+    attempts.settle_attempt(db, aid, "lea", 1, "scn-00000000000000f1")
+
+    found = asg.applicable(db, "acme", "lea", "netplus", None, now)
+    assert found is not None and found.attempts_used == 0  # the spawn gate's count
+    assert [a["attempts_used"] for a in asg.my_assignments(db, "acme", "lea")] == [0]
+    data = dashboard.cohort_labs(db, ANN, cid)
+    row = dashboard.figures(data, {}, "acme", lambda _lab, c: c)["assignments"][0]["rows"][0]
+    assert (row["status"], row["attempts_used"], row["labs"]) == (
+        "started", 0, ["scn-00000000000000f1"])  # the failed lab is still shown
+
+    # The learner starts again: that lab ran, then failed; it counts.
+    assert attempts.take_attempt(db, aid, "lea", "req-scn-00000000000000f2", 1) == (2, True)
+    _lab_that_went(db, "scn-00000000000000f2", "launching", "running", "failed")
+    attempts.settle_attempt(db, aid, "lea", 2, "scn-00000000000000f2")
+    assert attempts.take_attempt(db, aid, "lea", "req-3", 1) is None
+    found = asg.applicable(db, "acme", "lea", "netplus", None, now)
+    assert found is not None and found.attempts_used == 1
+    data = dashboard.cohort_labs(db, ANN, cid)
+    row = dashboard.figures(data, {}, "acme", lambda _lab, c: c)["assignments"][0]["rows"][0]
+    assert row["attempts_used"] == 1
+
+
+def _row(db: Database, assignment_id: str) -> asg.Assignment:
+    with db.read() as sess:
+        row = sess.get(asg.Assignment, assignment_id)
+        assert row is not None
+        sess.expunge(row)
+        return row

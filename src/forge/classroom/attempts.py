@@ -1,20 +1,37 @@
 """A learner's attempts at an assignment: counted, taken in one store transaction (two
 concurrent spawns never share or exceed one attempt), bound to the lab they started or
 given back when the spawn failed. `assignments.applicable` reads the counts for the spawn
-gate; `forge.services.spawn.assignment_gate` takes and settles."""
+gate; `forge.services.spawn.assignment_gate` takes and settles. A lab the platform failed
+before it ever ran (it could not be built, its template was not loaded) uses no attempt:
+its attempt stays bound to it, for the dashboard and timeline, and is not counted."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from forge.errors import ForgeError
+from forge.lifecycle import states
 from forge.store.db import Database
 from forge.store.idempotency import TTL as REPLAY_TTL
-from forge.store.models import AssignmentAttempt
+from forge.store.models import AssignmentAttempt, Scenario, ScenarioTransition
+
+# An attempt counts unless its lab failed without ever running: the learner had nothing of
+# a lab whose launch failed, and with one attempt allowed it had closed the assignment to
+# them (only raising the whole class's attempts let them start again).
+COUNTED: ColumnElement[bool] = ~exists().where(
+    Scenario.scenario_id == AssignmentAttempt.scenario_id, Scenario.state == states.FAILED,
+    ~exists().where(ScenarioTransition.scenario_id == Scenario.scenario_id,
+                    ScenarioTransition.to_state == states.RUNNING))
+
+
+def counts(state: str, ran: bool) -> bool:
+    """Whether a lab in `state` that did (or did not) ever run uses its attempt: as
+    `COUNTED`, for labs already read."""
+    return ran or state != states.FAILED
 
 
 def used_of(sess: Any, subject: str, assignment_ids: list[str]) -> dict[str, int]:
@@ -24,7 +41,7 @@ def used_of(sess: Any, subject: str, assignment_ids: list[str]) -> dict[str, int
     rows = sess.execute(
         select(AssignmentAttempt.assignment_id, func.count())
         .where(AssignmentAttempt.subject == subject,
-               AssignmentAttempt.assignment_id.in_(assignment_ids))
+               AssignmentAttempt.assignment_id.in_(assignment_ids), COUNTED)
         .group_by(AssignmentAttempt.assignment_id)).all()
     return {str(aid): int(n) for aid, n in rows}
 
@@ -41,10 +58,11 @@ def in_flight(sess: Any, assignment_id: str, subject: str) -> int:
 
 
 def used(sess: Any, assignment_id: str, subject: str) -> int:
-    """Attempts `subject` used of one assignment (taken, in flight or bound to a lab)."""
+    """Attempts `subject` used of one assignment (taken, in flight or bound to a lab; not
+    one whose lab failed before it ran)."""
     return int(sess.scalar(select(func.count()).select_from(AssignmentAttempt).where(
         AssignmentAttempt.assignment_id == assignment_id,
-        AssignmentAttempt.subject == subject)) or 0)
+        AssignmentAttempt.subject == subject, COUNTED)) or 0)
 
 
 def _taken_by(assignment_id: str, subject: str, request_id: str) -> Select[int]:
@@ -85,7 +103,8 @@ def take_attempt(db: Database, assignment_id: str, subject: str, request_id: str
                     select(func.max(case((and_(AssignmentAttempt.request_id == request_id,
                                                AssignmentAttempt.at > datetime.now(UTC)
                                                - REPLAY_TTL), AssignmentAttempt.attempt))),
-                           func.count(), func.coalesce(func.max(AssignmentAttempt.attempt), 0))
+                           func.count(case((COUNTED, 1))),
+                           func.coalesce(func.max(AssignmentAttempt.attempt), 0))
                     .where(AssignmentAttempt.assignment_id == assignment_id,
                            AssignmentAttempt.subject == subject)).one()
                 if mine is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from forge.classroom import attempts
 from forge.classroom.assignments import due_for, iso, iso_text, view
 from forge.classroom.cohorts import Manager, managed_cohort, managed_ids
 from forge.classroom.scope import check_subject, scoped_lab_ids, scoped_labs
@@ -105,6 +106,7 @@ class Lab:
     # When the learner submitted it: the submit's acceptance (kept by the orchestrator),
     # else its move to grading (a lab graded at its time limit); None while not submitted.
     submitted_at: datetime | None = None
+    ran: bool = False  # it was running at some time (a lab failed before that used no attempt)
 
 
 @dataclass
@@ -178,6 +180,8 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
         sess.expunge_all()
     for lab in labs:
         lab.running_s = running_seconds(moves.get(lab.scenario_id, []), now)
+        lab.ran = any(to_state == states.RUNNING for _, to_state, _ in moves.get(
+            lab.scenario_id, []))
         lab.hints = int(hints.get(lab.scenario_id, 0))
         if lab.submitted_at is None:
             lab.submitted_at = next((aware(at) for _, to_state, at in moves.get(
@@ -234,7 +238,7 @@ def _cell(labs: list[Lab], scores: Mapping[str, Mapping[str, Any]], tenant_id: s
     best = best_result(labs, scores, tenant_id)
     out: dict[str, Any] = {
         "status": FINISHED if best else STARTED if labs else NOT_STARTED,
-        "attempts_used": len(labs),
+        "attempts_used": sum(attempts.counts(lab.state, lab.ran) for lab in labs),
         "started_at": iso(min(lab.created_at for lab in labs)) if labs else None,
         "time_spent_s": round(sum(lab.running_s for lab in labs)),
         "hints_used": sum(lab.hints for lab in labs),
