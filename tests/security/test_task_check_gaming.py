@@ -200,15 +200,29 @@ def test_a_check_the_node_cut_short_when_stopping_uses_up_nothing(tmp_path: Path
     short: no result). The learner gets that 503 with its Retry-After, and the run is
     forgotten: not counted, no 20 s wait, nothing in the evidence. The node here is a
     stand-in HTTP server giving that answer (the real one's is in
-    tests/orchestrator/test_stopped_midway.py)."""
+    tests/orchestrator/test_stopped_midway.py).
+
+    Its first answer is the real node's refusal of a task checked only at Submit: the API
+    passes it on whole, its details naming the field and its message without the internal
+    service's name. Before, it read "orchestrator: criterion: this task is checked only
+    when you submit" with no details (the extend and destroy relay already did so)."""
     import http.server
     import threading
 
+    answers_given: list[int] = []
+
     class Stopping(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = json.dumps({"error": "service_stopping", "details": [],
-                               "message": "criterion: the lab's service is restarting"})
-            self.send_response(503)
+            answers_given.append(1)
+            if len(answers_given) == 1:
+                status, body = 409, json.dumps({
+                    "error": "checked_at_submit", "details": [{"field": "criterion"}],
+                    "message": "criterion: this task is checked only when you submit"})
+            else:
+                status, body = 503, json.dumps({
+                    "error": "service_stopping", "details": [],
+                    "message": "criterion: the lab's service is restarting"})
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Retry-After", "5")
             self.send_header("Content-Length", str(len(body)))
@@ -227,8 +241,11 @@ def test_a_check_the_node_cut_short_when_stopping_uses_up_nothing(tmp_path: Path
     finally:
         node.shutdown()
         node.server_close()
-    for resp in answers:
-        assert resp.status_code == 503, resp.text
-        assert resp.json()["error"] == "service_stopping"
-        assert resp.headers["retry-after"] == "5"
+    refused, stopping = answers
+    assert refused.status_code == 409, refused.text
+    assert refused.json() == {"error": "checked_at_submit", "details": [{"field": "criterion"}],
+                              "message": "criterion: this task is checked only when you submit"}
+    assert stopping.status_code == 503, stopping.text
+    assert stopping.json()["error"] == "service_stopping"
+    assert stopping.headers["retry-after"] == "5"
     assert runs == 0

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 
 from forge.services.common.openapi import errors
 from forge.services.spawn.routes import owned_scenario
+from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.tasks import check_view, hints_view, reveal_view
 
 router = APIRouter(tags=["learner"])
@@ -40,5 +41,10 @@ async def post_check(scenario_id: str, criterion: str, request: Request) -> dict
     """Run one task's checks on the running lab now: passed or not, with the result page's
     reasons (never output or expected values). Not a verdict: nothing is graded. At most one
     check per task every 20 s and 30 per lab (429 with Retry-After); each run is recorded
-    and listed in the evidence. With a session cookie only from a page of this site."""
-    return await check_view(request, scenario_id, criterion)
+    and listed in the evidence. With a session cookie only from a page of this site.
+    A refusal of the lab's node (409 `checked_at_submit`, `lab_busy`…) is passed on whole,
+    in the API's terms (its details, no internal service name)."""
+    try:
+        return await check_view(request, scenario_id, criterion)
+    except BackendError as exc:
+        raise exc.relayed() from None

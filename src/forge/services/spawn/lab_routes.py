@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from forge.errors import ForgeError
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioRecord
 from forge.services.common.openapi import errors
@@ -30,10 +29,7 @@ async def _on_node(request: Request, row: ScenarioRecord, method: str, path: str
         answer: dict[str, Any] = await web_state(request).backend.lab_node(
             row.node_id, row.node_url, method, path.format(row.scenario_id), **kwargs)
     except BackendError as exc:
-        said = exc.said if exc.status < 500 or exc.code == "lab_node_unreachable" \
-            else f"lab node: {exc.said}"
-        raise ForgeError(exc.code, exc.status, said, exc.details or exc.said_details,
-                         headers=exc.headers) from None
+        raise exc.relayed() from None
     return answer
 
 

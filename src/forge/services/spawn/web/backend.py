@@ -48,6 +48,16 @@ class BackendError(ForgeError):
         self.said_details: list[Any] = list(said_details or [])
         self.unsent = unsent  # no connection was made: the service certainly did nothing
 
+    def relayed(self) -> ForgeError:
+        """This refusal of a lab's node as an API of spawn_service answers it: the node's
+        status, code, details and Retry-After, its message without the internal service's
+        name ("orchestrator: …", a service API clients never address); a node that failed
+        (5xx) reads "lab node: …"."""
+        said = self.said if self.status < 500 or self.code == "lab_node_unreachable" \
+            else f"lab node: {self.said}"
+        return ForgeError(self.code, self.status, said, self.details or self.said_details,
+                          headers=self.headers)
+
 
 @dataclass(frozen=True)
 class Backend:
