@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -155,6 +156,12 @@ def test_only_the_owner_of_a_passing_lab_gets_a_credential_that_verifies(
         return {"x-api-key": create_api_key(db, tenant, subject).plaintext}
 
     with httpx.Client(base_url=labs.board_url, timeout=20) as board:
+        # The owner's credential, issued above and read back from the store: its time
+        # names its zone (UTC), as when it was issued; it read "2026-12-07T17:38:56", a
+        # time a client takes for its own local time, once the row came from SQLite.
+        mine = board.post(f"/v1/scores/{sid}/credential", headers=key("acme", "alice"))
+        assert mine.status_code == 200 and mine.json()["credential"] == got.text
+        assert datetime.fromisoformat(mine.json()["issued_at"]).utcoffset() == timedelta(0)
         refused = board.post(f"/v1/scores/{failed}/credential", headers=key("acme", "alice"))
         assert refused.status_code == 409
         assert refused.json()["error"] == "credential_not_earned"

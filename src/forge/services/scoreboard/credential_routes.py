@@ -33,6 +33,7 @@ from forge.services.scoreboard.access import (
 from forge.services.scoreboard.routes import verification_summary
 from forge.signing.keystore import NoSigningKey, SigningKey
 from forge.store.issued_credentials import find_for_scenario
+from forge.store.timestamps import aware
 from forge_verify.credential import MEDIA_TYPE
 from forge_verify.verdict import SCORE_NAME
 
@@ -77,7 +78,7 @@ def _issue(request: Request, reader: Reader, scenario_id: str) -> dict[str, Any]
                              "vouched for.")
         row = issue_credential(db, files, _key(request), credential_urls(request))
     return {"credential_id": row.credential_id, "scenario_id": row.scenario_id,
-            "key_id": row.key_id, "issued_at": row.issued_at.isoformat(),
+            "key_id": row.key_id, "issued_at": aware(row.issued_at).isoformat(),
             "revoked": row.revoked_at is not None, "credential": row.token}
 
 
