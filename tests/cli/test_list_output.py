@@ -56,6 +56,11 @@ def test_every_list_command_prints_a_table_and_parseable_json(
         # A header, one line per row, no box drawing; cells print as typed (no markup).
         assert len(table) == 2 and table[0] == table[0].upper(), (command, table)
         assert value in table[1] and not any(c in "".join(table) for c in "│─┃━"), command
+    # Times name their zone (SQLite reads them back without one, which a client takes as
+    # its own local time, hours off).
+    key = json.loads(forge(env, "apikey", "list", "--json"))["keys"][0]
+    event = json.loads(forge(env, "completions", "list", "--json"))["events"][0]
+    assert key["created"].endswith("+00:00") and event["first_failed_at"].endswith("+00:00")
 
     # `forge image list --json` names every shipped definition, built or not, and the cache.
     images = json.loads(forge({**env, "FORGE_IMAGE_CACHE": str(tmp_path / "cache")},

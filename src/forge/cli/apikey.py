@@ -18,6 +18,7 @@ from forge.identity.apikeys import (
 )
 from forge.services.spawn.terminal_signout import NodeCloses, close_node_terminals
 from forge.store.db import Database
+from forge.store.timestamps import iso
 
 app = typer.Typer(help="Learner API keys.", no_args_is_help=True)
 
@@ -77,8 +78,8 @@ def list_keys(tenant: str | None = typer.Option(None, "--tenant"),
     """List keys (never their secrets)."""
     db = open_db(settings_or_exit())
     keys = [{"key_id": k.key_id, "tenant": k.tenant_id, "subject": k.subject,
-             "created": k.created_at.isoformat(),
-             "revoked": k.revoked_at.isoformat() if k.revoked_at else None}
+             "created": iso(k.created_at),
+             "revoked": iso(k.revoked_at)}
             for k in list_api_keys(db, tenant)]
     if as_json:
         print_json({"keys": keys})

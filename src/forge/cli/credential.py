@@ -13,6 +13,7 @@ from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.store.issued_credentials import get_credential, list_credentials, revoke_credential
 from forge.store.models import IssuedCredential
+from forge.store.timestamps import iso
 
 app = typer.Typer(help="Credentials (Open Badges 3.0) issued from passing verdicts.",
                   no_args_is_help=True)
@@ -21,8 +22,8 @@ app = typer.Typer(help="Credentials (Open Badges 3.0) issued from passing verdic
 def _row(c: IssuedCredential) -> dict[str, object]:
     return {"credential_id": c.credential_id, "scenario_id": c.scenario_id,
             "tenant_id": c.tenant_id, "subject": c.subject, "key_id": c.key_id,
-            "status_index": c.status_index, "issued_at": c.issued_at.isoformat(),
-            "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+            "status_index": c.status_index, "issued_at": iso(c.issued_at),
+            "revoked_at": iso(c.revoked_at),
             "revoke_reason": c.revoke_reason}
 
 

@@ -9,6 +9,7 @@ import typer
 from forge.cli.context import open_db, plans_or_exit, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.entitlements.grants import TENANT_WIDE, grant, is_live, list_grants, revoke
+from forge.store.timestamps import iso
 
 MAX_GRANT_DAYS = 36500
 
@@ -77,10 +78,9 @@ def list_cmd(tenant: str | None = typer.Option(None, "--tenant"),
     """List grants (plan "-": only a revoke recorded, never a grant), with the time until
     which the owner's receipts grant no plan."""
     grants = [{"tenant": g.tenant_id, "subject": g.subject, "plan": g.plan,
-               "expires": g.expires_at.isoformat() if g.expires_at else None,
-               "revoked": g.revoked_at.isoformat() if g.revoked_at else None,
-               "receipts_revoked": (g.receipts_revoked_at.isoformat()
-                                    if g.receipts_revoked_at else None)}
+               "expires": iso(g.expires_at),
+               "revoked": iso(g.revoked_at),
+               "receipts_revoked": iso(g.receipts_revoked_at)}
               for g in list_grants(open_db(settings_or_exit()), tenant)]
     if as_json:
         print_json({"grants": grants})

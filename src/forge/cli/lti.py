@@ -22,6 +22,7 @@ from forge.classroom.lti_grade_outbox import (
 from forge.cli.context import open_db, settings_or_exit
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.identity.lti_config import LtiConfigError, LtiRegistry, generate_key, load_lti
+from forge.store.timestamps import iso
 
 MAX_GRADES_LIMIT = 1_000_000
 
@@ -101,7 +102,7 @@ def grades(
              "assignment_id": g.assignment_id, "score": g.score_given, "state": g.state,
              "attempts": g.attempts, "last_error": g.last_error,
              "waiting": not (g.lineitem and g.lti_user),
-             "posted_at": g.posted_at.isoformat() if g.posted_at else None}
+             "posted_at": iso(g.posted_at)}
             for g in found[:limit]]
     if more:  # never a cut list passed off as the whole
         typer.echo(f"note: only the newest {limit} are listed; --state narrows the list, "

@@ -18,6 +18,7 @@ from forge.identity.names import valid_id
 from forge.identity.roles import ROLES, record_role
 from forge.store.db import Database
 from forge.store.models import TenantRole
+from forge.store.timestamps import iso
 
 app = typer.Typer(help="Roles per tenant: learner, instructor, operator.",
                   no_args_is_help=True)
@@ -38,7 +39,7 @@ def _recorded(db: Database, tenant: str, subject: str) -> dict[str, Any] | None:
         row = sess.get(TenantRole, (tenant, subject))
         return None if row is None else {
             "tenant": row.tenant_id, "subject": row.subject, "role": row.role,
-            "source": row.source, "updated_at": row.updated_at.isoformat(),
+            "source": row.source, "updated_at": iso(row.updated_at),
             "groups": list(row.groups)}
 
 

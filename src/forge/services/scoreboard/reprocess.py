@@ -27,6 +27,7 @@ from forge.services.scoreboard.scoring_errors import ScoringPaused
 from forge.store.db import Database
 from forge.store.failed_events import mark_reprocessed
 from forge.store.models import FailedEvent
+from forge.store.timestamps import iso
 
 log = logging.getLogger("forge.scoreboard.reprocess")
 
@@ -54,9 +55,6 @@ class ReprocessOutcome:
 
 def failed_event_dict(row: FailedEvent) -> dict[str, Any]:
     """An operator's view of a stored event (the payload, which holds tokens, is left out)."""
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
     return {"id": row.id, "consumer": row.consumer, "subject": row.subject,
             "msg_id": row.msg_id, "scenario_id": row.scenario_id, "error": row.error,
             "attempts": row.attempts, "status": row.status,
