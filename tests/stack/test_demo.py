@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -321,12 +322,14 @@ def test_make_demo_passes_the_readmes_demo_args_to_forge_demo() -> None:
     """README: `make demo DEMO_ARGS="--spawn-port …"` runs the demo on other ports. The
     Makefile ran a bare `forge demo`, so a machine whose 8082/8083/8086 were taken could
     not run `make demo` at all."""
-    import re
-
     readme = (REPO / "README.md").read_text()
     found = re.search(r'`make demo DEMO_ARGS="([^"]+)"`', readme)
     assert found, "README gives no `make demo DEMO_ARGS=\"…\"` example"
-    dry = subprocess.run(["make", "-n", "demo", f"DEMO_ARGS={found.group(1)}"], cwd=REPO,
+    # As a user runs it: not as a sub-make of `make test` (whose MAKEFLAGS/MAKELEVEL made
+    # this make print "Entering/Leaving directory" lines around the commands).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "demo",
+                          f"DEMO_ARGS={found.group(1)}"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines()[-1].endswith(f"forge demo {found.group(1)}"), dry.stdout

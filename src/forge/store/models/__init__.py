@@ -6,8 +6,7 @@ imported from here, so every table is in `Base.metadata` once this package is.
 
 from __future__ import annotations
 
-from forge.store.models.base import NAMING, Base
-from forge.store.models.classroom import (
+from forge.store.models.class_tables import (
     Assignment,
     AssignmentAttempt,
     AssignmentExtension,
@@ -17,7 +16,7 @@ from forge.store.models.classroom import (
     Enrolment,
     TenantRole,
 )
-from forge.store.models.labs import (
+from forge.store.models.lab_tables import (
     ApiKey,
     AuditRecord,
     Entitlement,
@@ -33,12 +32,13 @@ from forge.store.models.labs import (
     ScenarioTransition,
     TaskCheckRun,
 )
-from forge.store.models.lti import (
+from forge.store.models.lms_tables import (
     LtiContext,
     LtiGradeLink,
     LtiGradePost,
     LtiUser,
 )
+from forge.store.models.table_base import NAMING, Base
 
 __all__ = [
     "NAMING",

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from forge.store.models.base import Base
+from forge.store.models.table_base import Base
 
 
 class LtiContext(Base):
