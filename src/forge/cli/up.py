@@ -22,6 +22,7 @@ from forge.cli.config_check import migration_refusal, start_refusals
 from forge.cli.lab_sweep import LabTeardown, teardown_labs
 from forge.config.db_url import normalize_url
 from forge.config.environ_source import storage_root_path
+from forge.config.known_variables import unknown_variable_warnings
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.config.storage_root import UnsafeStorage
 from forge.services.common.bus import bus_auth
@@ -71,6 +72,8 @@ def prepare(env_file: Path | None, storage: Path | None,
             pass
     try:
         settings = load_settings(env)
+        for warning in unknown_variable_warnings(env):  # a typo would pass unseen
+            console.print(f"forge up: warning: {warning}", markup=False, soft_wrap=True)
         if settings.env.is_dev:
             key, created = SigningKeyring(keyring_dir(settings.storage_root)).ensure()
             if created:

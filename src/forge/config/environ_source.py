@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from forge.config.flags import ForgeEnv, parse_forge_env
 from forge.config.keyring import HmacKeyring
+from forge.config.known_variables import unknown_variable_warnings
 from forge.config.secrets import (
     DEV_SECRETS_FILE,
     MIN_SECRET_BYTES,
@@ -120,7 +121,7 @@ def read_secret_rings(environ: Mapping[str, str]) -> dict[str, Any]:
     fields: dict[str, Any] = {RING_FIELDS[n]: ring for n, ring in required.items()}
     refused = [p for ring in nats.values() if isinstance(ring, Refused) for p in ring.problems]
     fields["nats_passwords"] = Refused(tuple(refused)) if refused else nats
-    fields["warnings"] = tuple(warnings)
+    fields["warnings"] = tuple(warnings + unknown_variable_warnings(environ))
     return fields
 
 
