@@ -4,6 +4,7 @@ loopback URLs, and never by taking the lock."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import typer
 from forge.bus.tls import BusTls
 from forge.cli.context import bus_settings
 from forge.config import load_settings
-from forge.stack.lock import CLEANUP, LOCK_NAME, StorageLock, running_bus
+from forge.stack.lock import CLEANUP, LOCK_NAME, StorageLock, StorageLocked, running_bus
 
 URL = "nats://127.0.0.1:41999"
 
@@ -100,5 +101,23 @@ def test_a_command_never_falls_back_to_the_default_port_when_the_bus_cannot_be_u
         found = bus_settings(settings)
         assert found.nats_url == "tls://127.0.0.1:41999"
         assert found.nats_ca == tls.ca_file.read_text()
+    finally:
+        lock.release()
+
+
+def test_a_record_a_restore_copied_over_is_written_again_and_the_holder_named(
+        tmp_path: Path) -> None:
+    lock = StorageLock.acquire(tmp_path)
+    try:
+        lock.note_bus({"NATS_URL": URL})
+        # `cp -a backup/. root/` while forge up runs: same file, a dead holder's record
+        (tmp_path / LOCK_NAME).write_text("999999\nforge up\nNATS_URL=tls://127.0.0.1:4222\n")
+        with pytest.raises(StorageLocked) as refused:  # the kernel's holder, not the file's
+            StorageLock.acquire(tmp_path)
+        assert str(refused.value) == f"another forge up (pid {os.getpid()}) holds {tmp_path}"
+        assert running_bus(tmp_path) == {}  # a dead pid's ports are never believed
+        assert lock.keep_record()
+        assert running_bus(tmp_path) == {"NATS_URL": URL}
+        assert not lock.keep_record()  # nothing changed since: nothing written
     finally:
         lock.release()

@@ -156,12 +156,13 @@ def test_a_cleanup_holding_the_root_is_named_as_such(tmp_path: Path) -> None:
         StorageLock.acquire(tmp_path)
     assert str(refused.value) == f"forge runtime cleanup (pid {os.getpid()}) holds {tmp_path}"
     # A file an earlier release wrote (the pid alone) or any other name reads as forge up:
-    # the message never repeats what the file says beyond the names it knows.
-    for content in (b"4242\n", b"4242\nrm -rf /\n"):
+    # the message never repeats what the file says beyond the names it knows, and the pid
+    # is the one the kernel says holds the lock, not one the file claims.
+    for content in (f"{os.getpid()}\n".encode(), b"4242\nrm -rf /\n"):
         (tmp_path / "forge-up.lock").write_bytes(content)  # same inode: the flock stays
         with pytest.raises(StorageLocked) as refused:
             StorageLock.acquire(tmp_path)
-        assert str(refused.value).startswith("another forge up (pid 4242)")
+        assert str(refused.value).startswith(f"another forge up (pid {os.getpid()})")
     held.release()
     with pytest.raises(ValueError):
         StorageLock.acquire(tmp_path, "anything")

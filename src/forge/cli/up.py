@@ -370,6 +370,12 @@ def register(app: typer.Typer) -> None:
                 was: dict[str, bool] = {}
                 while not stopping:
                     state = sup.poll()
+                    if sup.lock is not None and sup.lock.keep_record():
+                        live.console.print(
+                            f"forge up: {sup.lock.path} was overwritten while forge up runs "
+                            "(a backup copied over the storage root?); wrote this forge up's "
+                            "pid and addresses into it again. Restore a backup only with "
+                            "forge up stopped", markup=False, soft_wrap=True)
                     seen = status_key(sup, state)
                     if seen != shown:
                         live.update(status_table(sup, state), refresh=True)

@@ -70,13 +70,16 @@ class StorageLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pid, other = _read_holder(fd)
+            holder_pid = _flock_holder(os.fstat(fd))
+            if holder_pid is not None and holder_pid != pid:  # the file no longer says who
+                pid, other = holder_pid, UP  # (a backup copied over the root as it ran)
             os.close(fd)
             raise StorageLocked(root, pid, other) from None
         except BaseException:
             os.close(fd)
             raise
         made = cls(root, fd, holder)
-        made._write([])
+        made._write()
         return made
 
     def note_bus(self, env: Mapping[str, str]) -> None:
@@ -93,15 +96,36 @@ class StorageLock:
 
     def _note(self, values: Mapping[str, str]) -> None:
         self._noted.update(values)
-        self._write([f"{k}={v}" for k, v in self._noted.items()])
+        self._write()
 
-    def _write(self, extra: list[str]) -> None:
+    def _record(self) -> bytes:
+        lines = [str(os.getpid()), self.holder, *(f"{k}={v}" for k, v in self._noted.items())]
+        return "".join(f"{line}\n" for line in lines).encode("ascii")
+
+    def _write(self) -> None:
         if self._fd is None:
             return
         # Overwrite, then cut: a reader sees the old or the new pid, never an empty file.
-        record = "".join(f"{line}\n" for line in [str(os.getpid()), self.holder, *extra])
-        os.pwrite(self._fd, record.encode("ascii"), 0)
+        record = self._record()
+        os.pwrite(self._fd, record, 0)
         os.ftruncate(self._fd, len(record))
+
+    def keep_record(self) -> bool:
+        """Write the record again when something else changed the lock file while this
+        holder runs (a backup of the storage root copied over it, `cp -a backup/. root/`,
+        brings back a dead holder's pid and ports): operator commands on this root find
+        this holder's NATS and services by the record, and would otherwise fall back to
+        the default ports. True when it had to."""
+        if self._fd is None:
+            return False
+        record = self._record()
+        try:
+            if os.pread(self._fd, MAX_RECORD + 1, 0) == record:
+                return False
+            self._write()
+        except OSError:
+            return False
+        return True
 
     @property
     def held(self) -> bool:
@@ -221,15 +245,21 @@ def _loopback_nats(url: str) -> bool:
 
 def _flock_held(st: os.stat_result, pid: int) -> bool:
     """Whether ``pid`` holds a flock on the file ``st`` describes (from /proc/locks)."""
+    return _flock_holder(st) == pid
+
+
+def _flock_holder(st: os.stat_result) -> int | None:
+    """The pid holding a flock on the file ``st`` describes, from the kernel's lock table
+    (/proc/locks); None when none does or the table cannot be read."""
     inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     try:
         with open(PROC_LOCKS, encoding="ascii", errors="replace") as fh:
             table = fh.read(1 << 20)
     except OSError:
-        return False
+        return None
     for line in table.splitlines():
         fields = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF" (blocked waiters: "-> ...")
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode:
-            return fields[4] == str(pid)
-    return False
+            return int(fields[4]) if fields[4].isdigit() else None
+    return None
