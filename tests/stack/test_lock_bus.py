@@ -121,3 +121,24 @@ def test_a_record_a_restore_copied_over_is_written_again_and_the_holder_named(
         assert not lock.keep_record()  # nothing changed since: nothing written
     finally:
         lock.release()
+
+
+def test_a_lock_file_a_restore_put_in_its_place_is_locked_again(tmp_path: Path) -> None:
+    lock = StorageLock.acquire(tmp_path)
+    try:
+        lock.note_bus({"NATS_URL": URL})
+        planted = tmp_path / "restored"  # `tar x` of a backup: a new file at the path
+        planted.write_text("999999\nforge up\n")
+        planted.replace(tmp_path / LOCK_NAME)
+        assert lock.keep_record()
+        with pytest.raises(StorageLocked):  # a second forge up is refused, as before
+            StorageLock.acquire(tmp_path)
+        assert running_bus(tmp_path) == {"NATS_URL": URL}
+        (tmp_path / LOCK_NAME).unlink()  # deleted: made again, and locked
+        assert lock.keep_record()
+        with pytest.raises(StorageLocked):
+            StorageLock.acquire(tmp_path)
+        assert not lock.keep_record()
+    finally:
+        lock.release()
+    StorageLock.acquire(tmp_path).release()

@@ -115,16 +115,47 @@ class StorageLock:
         holder runs (a backup of the storage root copied over it, `cp -a backup/. root/`,
         brings back a dead holder's pid and ports): operator commands on this root find
         this holder's NATS and services by the record, and would otherwise fall back to
-        the default ports. True when it had to."""
+        the default ports. A file put in its place (`tar x`, `rsync`) is locked again, so
+        a second forge up on the root is still refused. True when it had to."""
         if self._fd is None:
             return False
         record = self._record()
         try:
+            if not self._lock_is_at_path():
+                return self._lock_again()
             if os.pread(self._fd, MAX_RECORD + 1, 0) == record:
                 return False
             self._write()
         except OSError:
             return False
+        return True
+
+    def _lock_is_at_path(self) -> bool:
+        """Whether the path still names the file this holder locked (a restore by `tar
+        x` or `rsync` puts a new file there, which no one holds: a second forge up would
+        take it and start beside this one)."""
+        assert self._fd is not None
+        held = os.fstat(self._fd)
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+    def _lock_again(self) -> bool:
+        """Lock the file now at the path (made anew when missing) and record this holder
+        in it; False, still holding the old one, when another process took it first."""
+        fd = _open_lock_file(self.root)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        old, self._fd = self._fd, fd
+        if old is not None:
+            with contextlib.suppress(OSError):
+                os.close(old)
+        self._write()
         return True
 
     @property
