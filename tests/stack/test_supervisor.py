@@ -155,6 +155,7 @@ def test_a_cleanup_holding_the_root_is_named_as_such(tmp_path: Path) -> None:
     with pytest.raises(StorageLocked) as refused:
         StorageLock.acquire(tmp_path)
     assert str(refused.value) == f"forge runtime cleanup (pid {os.getpid()}) holds {tmp_path}"
+    assert refused.value.advice == "wait for it to end (seconds to minutes), then start again"
     # A file an earlier release wrote (the pid alone) or any other name reads as forge up:
     # the message never repeats what the file says beyond the names it knows, and the pid
     # is the one the kernel says holds the lock, not one the file claims.

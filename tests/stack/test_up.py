@@ -219,7 +219,9 @@ def test_second_up_on_the_same_storage_is_refused_naming_the_first(
          str(second_ports["scoreboard"])],
         env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 1, second.stderr[-2000:]
-    assert f"another forge up (pid {first.proc.pid}) holds {first.storage}" in second.stderr
+    assert (f"another forge up (pid {first.proc.pid}) holds {first.storage}; stop it first "
+            f"(Ctrl-C where it runs, or kill -INT {first.proc.pid}), or give this one another "
+            "--storage") in second.stderr
     assert "Forge is up" not in second.stderr
     # Refused before anything slow: no image was checked or built first.
     assert "images" not in second.stdout + second.stderr

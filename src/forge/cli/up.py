@@ -208,7 +208,7 @@ def _refuse_if_held(root: Path) -> None:
     try:
         StorageLock.acquire(root).release()
     except StorageLocked as exc:
-        console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+        console.print(f"forge up: {exc}; {exc.advice}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except (OSError, UnsafeStorage):
         return
@@ -317,7 +317,8 @@ def register(app: typer.Typer) -> None:
             try:  # before anything slow (images): a second `forge up` refuses at once
                 held = StorageLock.acquire(settings.storage_root)
             except (StorageLocked, OSError) as exc:
-                console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
+                advice = f"; {exc.advice}" if isinstance(exc, StorageLocked) else ""
+                console.print(f"forge up: {exc}{advice}", markup=False, soft_wrap=True)
                 raise typer.Exit(1) from None
             except UnsafeStorage as exc:
                 console.print(f"forge up: {exc}", markup=False, soft_wrap=True)

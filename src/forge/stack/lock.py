@@ -46,6 +46,15 @@ class StorageLocked(Exception):
         name = "another forge up" if holder == UP else holder
         super().__init__(f"{name} ({who}) holds {root}")
 
+    @property
+    def advice(self) -> str:
+        """What to do about it, for the refusal of a `forge up`."""
+        if self.holder != UP:
+            return "wait for it to end (seconds to minutes), then start again"
+        stop = f"kill -INT {self.pid}" if self.pid is not None else "stop it"
+        return (f"stop it first (Ctrl-C where it runs, or {stop}), or give this one "
+                "another --storage")
+
 
 class StorageLock:
     """An exclusive, non-blocking lock on a storage root, held until `release()`."""
