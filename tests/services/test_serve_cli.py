@@ -161,12 +161,18 @@ def test_config_check_reports_problems_and_ok(tmp_path: Path) -> None:
                                          "NATS_ORCHESTRATOR_PASSWORD"]),
                          capture_output=True, text=True, timeout=60)
     assert one.returncode == 0, one.stderr
+    assert "signing key" not in one.stdout  # the scoreboard does not run here
     good = subprocess.run([*FORGE, "config", "check"],
                           env=run_env(tmp_path, FORGE_ENV="staging", **SECRETS,
                                       **NATS_PASSWORDS),
                           capture_output=True, text=True, timeout=60)
     assert good.returncode == 0, good.stderr
     assert "configuration OK" in good.stdout
+    # Outside dev no key is made for the scoreboard: said here, not after forge up's
+    # --ready-timeout as its failed signing_key check.
+    assert ("warning: the scoreboard will start but not score: no loadable Ed25519 signing "
+            "key in ") in good.stdout
+    assert "run `forge keys generate`" in good.stdout
     for value in SECRETS.values():
         assert value not in good.stdout
 

@@ -15,7 +15,8 @@ from forge.bus.permissions import user_name
 from forge.config.db_url import normalize_url, shown_url, with_connect_timeout
 from forge.config.secrets import NATS_PASSWORD_VARS, missing_nats_password, nats_password_given
 from forge.config.settings import ConfigError, Settings, load_settings
-from forge.signing.keystore import keyring_dir
+from forge.signing.errors import NoSigningKey
+from forge.signing.keystore import SigningKeyring, keyring_dir
 
 CHECK_CONNECT_TIMEOUT_S = 5  # a PostgreSQL store that takes a connection and never answers
 IDENTITY_OF = {var: identity for identity, var in NATS_PASSWORD_VARS.items()}
@@ -193,6 +194,19 @@ def start_refusals(settings: Settings) -> list[str]:
             if problem is not None]
 
 
+def signing_key_warning(settings: Settings, environ: dict[str, str] | None = None) -> str | None:
+    """Outside dev, why the scoreboard would start but score nothing (its `signing_key`
+    check failing until someone runs `forge keys generate`): it never makes a key there,
+    and `forge up` would wait its whole --ready-timeout for it. None when a key loads."""
+    if settings.env.is_dev:
+        return None  # made at the first start
+    try:
+        SigningKeyring(keyring_dir(settings.storage_root, environ)).current()
+    except NoSigningKey as exc:
+        return f"the scoreboard will start but not score: {exc}"
+    return None
+
+
 def _grants_problem(path: Path | None) -> str | None:
     """Why spawn_service could not read ENTITLEMENTS_FILE (its `store` check fails and every
     spawn relying on it is refused); None without one or when it reads."""
@@ -274,6 +288,9 @@ def register(app: typer.Typer) -> None:
                            f"refuse to start")
         for warning in settings.warnings:
             typer.echo(f"warning: {warning}")
+        key = signing_key_warning(settings) if "scoreboard" in wanted else None
+        if key is not None:
+            typer.echo(f"warning: {key}")
         typer.echo("configuration OK")
 
     app.add_typer(group, name="config")

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge.bus.permissions import SERVICE_IDENTITIES
-from forge.cli.config_check import migration_refusal, start_refusals
+from forge.cli.config_check import migration_refusal, signing_key_warning, start_refusals
 from forge.cli.lab_sweep import LabTeardown, teardown_labs
 from forge.config.db_url import normalize_url
 from forge.config.environ_source import storage_root_path
@@ -314,6 +314,10 @@ def register(app: typer.Typer) -> None:
                 _refuse_if_held(settings.storage_root)
                 console.print(str(ConfigError(settings.env.value, problems)), markup=False)
                 raise typer.Exit(1)
+            # Said now, not only after --ready-timeout (each service's own root otherwise)
+            key = None if separate_storage else signing_key_warning(settings, env)
+            if key is not None:
+                console.print(f"forge up: warning: {key}", markup=False, soft_wrap=True)
             try:  # before anything slow (images): a second `forge up` refuses at once
                 held = StorageLock.acquire(settings.storage_root)
             except (StorageLocked, OSError) as exc:
