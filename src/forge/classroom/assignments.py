@@ -92,6 +92,8 @@ def check_terms(opens_at: datetime, closes_at: datetime, attempts_allowed: int) 
     # In whole seconds, as the spawn policy reads the window (`Applicable.policy_input`)
     # and every page shows it: a window inside one second (09:00:00.2-09:00:00.8) was
     # taken, shown as opening and closing at 09:00:00Z, and no start ever fell inside it.
+    if closes_at <= opens_at:
+        raise invalid_field("closes_at", "must be after opens_at")
     if int(closes_at.timestamp()) <= int(opens_at.timestamp()):
         raise invalid_field("closes_at", "must be at least a second after opens_at: the "
                                          "window counts whole seconds")
