@@ -25,7 +25,7 @@ import pytest
 
 from forge.bus import NatsServer
 from forge.lifecycle import states
-from forge.services.orchestrator import reaper
+from forge.services.orchestrator import end_notices, reaper
 from forge.store.models import QuotaSlot, Scenario
 
 from .conftest import OPERATOR, MakeOrch, Orch, collect, running_lab
@@ -131,7 +131,7 @@ def test_other_nodes_lost_notices_do_not_crowd_out_this_nodes_own(
     first.stop()
     ended_at = datetime.now(UTC) - timedelta(minutes=5)
     with first.state.ctx.db.session() as sess:
-        for n in range(reaper.MAX_UNNOTICED):
+        for n in range(end_notices.MAX_UNNOTICED):
             sess.add_all(_ended_row(f"scn-{n:016x}", "n2", ended_at))
     own = "scn-" + "f" * 16
     with first.state.ctx.db.session() as sess:

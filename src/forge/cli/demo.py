@@ -16,7 +16,8 @@ from rich.table import Table
 from forge.billing.receipts import issue_receipt
 from forge.cli.context import plans_or_exit
 from forge.cli.lab_sweep import held_labs, teardown_labs
-from forge.cli.up import build_needed_images, prepare, remove_new_root
+from forge.cli.new_root import RootBefore, remove_new_root
+from forge.cli.up import build_needed_images, prepare
 from forge.config import Settings
 from forge.content import SOLUTIONS, content_path
 from forge.services.common.bus import bus_auth
@@ -122,7 +123,7 @@ def register(app: typer.Typer) -> None:
             "the demo starts the platform or finds its results here."),
     ) -> None:
         """Buy, spawn, solve through the terminal, submit, and verify the signed verdict."""
-        made: dict[Path, set[str] | None] = {}  # the storage root as it was
+        made: RootBefore = {}  # the storage root as it was
         env, settings = prepare(None, storage, made=made)
         chosen = demo_lab(settings, lab)
         supervisor: Supervisor | None = None
@@ -202,7 +203,7 @@ def register(app: typer.Typer) -> None:
                         console.print(f"lab teardown failed: {problem}", markup=False,
                                       highlight=False)
         if refused:
-            remove_new_root(made, "forge demo")
+            remove_new_root(made, Console(stderr=True), "forge demo")
         console.print(_summary(result, platform))
         if failure or not result.verified:
             console.print(f"[red]demo failed:[/] {failure or 'verdict not verified'}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import time
@@ -20,8 +19,8 @@ from rich.text import Text
 from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.cli.config_check import migration_refusal, signing_key_warning, start_refusals
 from forge.cli.lab_sweep import LabTeardown, teardown_labs
+from forge.cli.new_root import RootBefore, note_root, remove_new_root
 from forge.config.db_url import normalize_url
-from forge.config.environ_source import storage_root_path
 from forge.config.known_variables import unknown_variable_warnings
 from forge.config.settings import ConfigError, Settings, load_settings
 from forge.config.storage_root import UnsafeStorage
@@ -43,7 +42,7 @@ console = Console(stderr=True)
 
 def prepare(env_file: Path | None, storage: Path | None,
             refuse: Callable[[dict[str, str]], str | None] | None = None,
-            made: dict[Path, set[str] | None] | None = None,
+            made: RootBefore | None = None,
             ) -> tuple[dict[str, str], Settings]:
     """The environment every child gets, validated as a service would validate it;
     `refuse` may name a reason to stop (exit 2) before anything is created. `made` gets
@@ -63,13 +62,7 @@ def prepare(env_file: Path | None, storage: Path | None,
         console.print(f"forge up: {reason}", markup=False, soft_wrap=True)
         raise typer.Exit(2)
     if made is not None:
-        root = storage_root_path(env.get("STORAGE_ROOT"))
-        try:
-            made[root] = set(os.listdir(root))
-        except FileNotFoundError:
-            made[root] = None
-        except OSError:  # not a directory, not readable: left to the checks below
-            pass
+        note_root(made, env.get("STORAGE_ROOT"))
     try:
         settings = load_settings(env)
         for warning in unknown_variable_warnings(env):  # a typo would pass unseen
@@ -164,39 +157,6 @@ def build_needed_images(settings: Settings) -> None:
     console.print(summary, markup=False, highlight=False)
 
 
-def remove_new_root(made: dict[Path, set[str] | None], who: str = "forge up") -> None:
-    """After a refused start: remove what it created in the storage root (dev secrets,
-    signing key, database, logs, locks; the root itself when it made it), so a refused
-    `forge up` leaves nothing behind, and say so. Only while nobody else holds the root
-    (a concurrent `forge up` keeps what it found); nothing that was there before is
-    touched."""
-    for root, before in made.items():
-        try:
-            lock = StorageLock.acquire(root)
-        except (StorageLocked, UnsafeStorage, OSError):
-            continue
-        try:
-            new = sorted(set(os.listdir(root)) - (before or set()))
-            for name in new:
-                path = root / name
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            if before is None:
-                root.rmdir()
-        except OSError as exc:
-            console.print(f"{who}: could not remove what it created in {root}: "
-                          f"{exc.strerror}", markup=False, soft_wrap=True)
-        else:
-            what = "the storage root it had created" if before is None else \
-                f"what it had created in the storage root ({', '.join(new) or 'nothing'})"
-            console.print(f"{who}: not started; removed {what}: {root}", markup=False,
-                          soft_wrap=True)
-        finally:
-            lock.release()
-
-
 def _refuse_if_held(root: Path) -> None:
     """Exit 1 naming whoever holds the storage root (another `forge up`, a cleanup, a
     `forge store copy`), when it is held: with FORGE_DB_URL set to a copy's new store, its
@@ -287,7 +247,7 @@ def register(app: typer.Typer) -> None:
                     return str(exc)
             return None
 
-        made: dict[Path, set[str] | None] = {}  # the storage root as it was
+        made: RootBefore = {}  # the storage root as it was
         held: StorageLock | None = None
         try:
             env, settings = prepare(env_file, storage, refuse_early, made)
@@ -358,7 +318,7 @@ def register(app: typer.Typer) -> None:
             if held is not None:  # (an image build refused it while it held the root)
                 held.release()
             if exc.exit_code:
-                remove_new_root(made)
+                remove_new_root(made, console)
             raise
         console.print(f"storage {settings.storage_root} · NATS {env['NATS_URL']} · "
                       f"logs {settings.storage_root / 'logs'}", markup=False, soft_wrap=True)

@@ -67,7 +67,7 @@ class OrchestratorState:
     reaper_skipped: set[str] = field(default_factory=set)
     # monotonic time of the reaper's last look for lost `ended` notices (-inf: not yet)
     unnoticed_checked_at: float = float("-inf")
-    # `ended` notices the reaper published again (`reaper.notice_unnoticed`), when metered
+    # `ended` notices the reaper published again (`end_notices.notice_unnoticed`), when metered
     republished: Counter | None = None
     # live terminal sessions (one shell per lab and host); their slots are `terminals`
     terminal_sessions: TerminalSessions = field(init=False)
