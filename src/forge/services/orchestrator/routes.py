@@ -28,7 +28,7 @@ from forge.services.common.store_reads import read_call
 from forge.services.orchestrator.grade_lab import complete, end_without_grading
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import Scenario
-from forge.store.timestamps import aware
+from forge.store.timestamps import aware, iso
 
 router = APIRouter()
 EXTEND_WINDOW = timedelta(minutes=10)
@@ -100,7 +100,7 @@ def view(row: ScenarioRow, with_details: bool,
         "tenant_id": row.tenant_id, "subject": row.subject,
         "created_at": aware(row.created_at).isoformat(),
         "updated_at": aware(row.updated_at).isoformat(),
-        "expires_at": aware(row.expires_at).isoformat() if row.expires_at else None,
+        "expires_at": iso(row.expires_at),
         "hosts": row.details.get("hosts", {}) if with_details
         else learner_view(row.details.get("hosts", {}), learner_hosts)[0],
     }

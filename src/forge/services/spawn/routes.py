@@ -29,7 +29,7 @@ from forge.services.spawn.labs import LAB_PATTERN
 from forge.services.spawn.start import start_lab
 from forge.services.spawn.state import SpawnState
 from forge.services.spawn.submit_seal import seal_submitted
-from forge.store.timestamps import aware
+from forge.store.timestamps import aware, iso
 
 router = APIRouter(tags=["learner"])
 
@@ -100,7 +100,7 @@ def _scenario_view(row: ScenarioRow, terminal_hosts: tuple[str, ...]) -> dict[st
         # Date.parse) reads a time without one as its own local time (probe AT).
         "created_at": aware(row.created_at).isoformat(),
         "updated_at": aware(row.updated_at).isoformat(),
-        "expires_at": aware(row.expires_at).isoformat() if row.expires_at else None,
+        "expires_at": iso(row.expires_at),
         "hosts": hosts,
         "other_hosts": others,
         "terminal_hosts": list(terminal_hosts),
