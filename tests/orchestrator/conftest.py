@@ -32,7 +32,7 @@ from forge.tokens import ET, SAT, mint_token
 
 from ..live_server import live_server, reserve_port
 from ..services.conftest import SECRETS, prod_environ
-from ..support.prefixes import runtime_prefix
+from ..support.prefixes import digit_prefix
 
 OPERATOR = {"authorization": f"Bearer {SECRETS['OPERATOR_TOKEN']}"}
 FAST = {"backoff": (0.2, 0.5, 1.0), "max_deliver": 4}
@@ -115,7 +115,7 @@ MakeOrch = Callable[..., Orch]
 @pytest.fixture
 def make_orch(tmp_path: Path, nats: NatsServer, db_url: str) -> Iterator[MakeOrch]:
     made: list[Orch] = []
-    prefix = runtime_prefix("o")[:3]  # + one digit per node: 5 characters at most
+    prefix = digit_prefix("o")  # + one digit per node: 4 characters
     node_prefixes: dict[str, str] = {}
     runtimes: dict[str, LocalRuntime] = {}
 

@@ -26,7 +26,7 @@ from forge.stack.journey import Journey
 from forge.stack.topology import node_prefix
 
 from ..conftest import TEMPLATE_FIXTURES
-from ..support.prefixes import runtime_prefix
+from ..support.prefixes import stack_prefix
 from ..support.proc import alive
 from .test_up import Up, bound, pids_of, some_ports, wait_for
 
@@ -89,7 +89,7 @@ def one_host_lab(lab_id: str, cidr: str) -> LabSpec:
 @pytest.mark.root
 def test_two_lab_nodes_on_a_three_server_nats_cluster_start_report_and_leave_nothing(
         tmp_path: Path) -> None:
-    base = runtime_prefix("r")
+    base = stack_prefix("r", 2)
     prefixes = [node_prefix(base, 1), node_prefix(base, 2)]
     storage = tmp_path / "storage"
     up = Up(storage, env_file(tmp_path, base), some_ports(),
@@ -206,7 +206,7 @@ def test_journey_on_two_nodes_a_nats_cluster_separate_roots_and_postgresql_verif
     and node, PostgreSQL; a journey ends in a verdict that verifies offline from the
     scoreboard's own root (evidence crossed the bus, not a shared directory)."""
     storage = tmp_path / "storage"
-    base = runtime_prefix("j")
+    base = stack_prefix("j", 2)
     path = tmp_path / "forge.env"
     path.write_text(f"FORGE_RUNTIME_PREFIX={base}\n")
     up = Up(storage, path, some_ports(),
