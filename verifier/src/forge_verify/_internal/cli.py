@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from forge_verify._internal.checks import VerifyResult, expect, verify_paths
+from forge_verify._internal.checks import expect, verify_paths
 from forge_verify._internal.report import printable, render_text
+from forge_verify._internal.verify_result import VerifyResult
 
 
 def _key_path(value: str) -> Path:

@@ -18,8 +18,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forge_verify._internal.checks import InputError, VerifyResult, load_trusted_keys
+from forge_verify._internal.checks import load_trusted_keys
 from forge_verify._internal.report import printable
+from forge_verify._internal.verify_result import InputError, VerifyResult
 from forge_verify.bundle import sha256_hex
 from forge_verify.credential import (
     ALGORITHM,

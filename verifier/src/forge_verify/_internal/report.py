@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from forge_verify._internal.checks import VerifyResult
+from forge_verify._internal.verify_result import VerifyResult
 
 
 def render_text(res: VerifyResult) -> str:
