@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer
 from forge.bus.contracts import ScoreFinalizedV1
-from forge.classroom import lti_grade_outbox, lti_links
+from forge.classroom import lti_grade_posts, lti_links
 from forge.classroom.cohorts import enrolled_cohorts
 from forge.config import load_settings
 from forge.entitlements.grants import grant
@@ -126,11 +126,11 @@ def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsSe
             asyncio.run(announce(settings, _finalized(scenario_id, "lti.lena")))
 
             def failed_once() -> bool:
-                row = lti_grade_outbox.grade_of(db, scenario_id)
+                row = lti_grade_posts.grade_of(db, scenario_id)
                 return row is not None and row.attempts >= 1
 
             until(failed_once, "a first post refused by the platform")
-            row = lti_grade_outbox.grade_of(db, scenario_id)
+            row = lti_grade_posts.grade_of(db, scenario_id)
             assert row is not None and row.state == "pending"
             assert row.last_error == "score post answered HTTP 503" and not emu.scores
 
@@ -142,7 +142,7 @@ def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsSe
             grade = emu.wait_for_grade("lena", 60)
 
             def posted_once() -> bool:  # the platform answered; the post is recorded
-                row = lti_grade_outbox.grade_of(db, scenario_id)
+                row = lti_grade_posts.grade_of(db, scenario_id)
                 return row is not None and row.state == "posted"
 
             # before the scoreboard stops: a stop between the platform's answer and the
@@ -153,5 +153,5 @@ def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsSe
                          "gradingProgress": "FullyGraded",
                          "timestamp": "2026-12-01T10:00:00+00:00", "userId": "lena"}
         assert emu.scores[-1]["lineitem"] == assignment_id
-        posted = lti_grade_outbox.grade_of(db, scenario_id)
+        posted = lti_grade_posts.grade_of(db, scenario_id)
         assert posted is not None and posted.state == "posted"

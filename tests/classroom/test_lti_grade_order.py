@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from forge.classroom import lti_grade_outbox
+from forge.classroom import lti_grade_posts
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 
@@ -34,16 +34,16 @@ def test_an_older_grade_posted_last_carries_the_best(db: Database) -> None:
     graded = graded_attempts(db)
     first = graded(1, 0.3)
     for _ in range(8):  # the LMS is down: its posts back off
-        lti_grade_outbox.grade_retry(db, first, "score post answered HTTP 503")
+        lti_grade_posts.grade_retry(db, first, "score post answered HTTP 503")
     second = graded(2, 0.9)
 
     book: list[float] = []  # what the LMS is sent, in order; it keeps the latest
     for moment in (now + timedelta(minutes=1), now + timedelta(hours=2)):
-        for row in lti_grade_outbox.due_grades(db, moment):
+        for row in lti_grade_posts.due_grades(db, moment):
             book.append(row.score_given)
-            lti_grade_outbox.grade_posted(db, row.scenario_id)
+            lti_grade_posts.grade_posted(db, row.scenario_id)
     assert [g.state for s in (first, second)
-            if (g := lti_grade_outbox.grade_of(db, s)) is not None] == ["posted", "posted"]
+            if (g := lti_grade_posts.grade_of(db, s)) is not None] == ["posted", "posted"]
     assert len(book) == 2 and book[-1] == 90.0, book
 
 
@@ -55,15 +55,15 @@ def test_a_failed_grade_posted_again_carries_the_best(db: Database) -> None:
     now = datetime.now(UTC)
     graded = graded_attempts(db)
     first = graded(1, 0.3)
-    lti_grade_outbox.grade_retry(db, first, "score post answered HTTP 403", final=True)
+    lti_grade_posts.grade_retry(db, first, "score post answered HTTP 403", final=True)
     second = graded(2, 0.9)
     book: list[float] = []
-    for row in lti_grade_outbox.due_grades(db, now + timedelta(seconds=1)):
+    for row in lti_grade_posts.due_grades(db, now + timedelta(seconds=1)):
         book.append(row.score_given)
-        lti_grade_outbox.grade_posted(db, row.scenario_id)
-    assert lti_grade_outbox.requeue_grade(db, first)
-    for row in lti_grade_outbox.due_grades(db, now + timedelta(seconds=2)):
+        lti_grade_posts.grade_posted(db, row.scenario_id)
+    assert lti_grade_posts.requeue_grade(db, first)
+    for row in lti_grade_posts.due_grades(db, now + timedelta(seconds=2)):
         book.append(row.score_given)
-        lti_grade_outbox.grade_posted(db, row.scenario_id)
-    assert lti_grade_outbox.grade_of(db, second).state == "posted"  # type: ignore[union-attr]
+        lti_grade_posts.grade_posted(db, row.scenario_id)
+    assert lti_grade_posts.grade_of(db, second).state == "posted"  # type: ignore[union-attr]
     assert book == [90.0, 90.0], book

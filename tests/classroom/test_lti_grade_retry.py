@@ -20,7 +20,7 @@ import yaml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from forge.classroom import lti_grade_outbox
+from forge.classroom import lti_grade_posts
 from forge.identity.lti_config import generate_key, load_lti
 from forge.identity.lti_services import LtiCallFailed, PlatformClient
 from forge.store.db import Database
@@ -75,25 +75,25 @@ def _owe(db: Database, scenario_id: str, attempts: int, age: timedelta) -> None:
         sess.add(LtiGradePost(
             scenario_id=scenario_id, platform="lms", lineitem="https://lms.example.org/li/1",
             lti_user="u1", assignment_id="asg-1", score_given=50.0, score_maximum=100.0,
-            timestamp="2026-12-01T00:00:00Z", state=lti_grade_outbox.PENDING, attempts=attempts,
+            timestamp="2026-12-01T00:00:00Z", state=lti_grade_posts.PENDING, attempts=attempts,
             next_at=now, last_error=None, posted_at=None, created_at=now - age))
 
 
 def test_retries_of_a_grade_are_capped(db: Database) -> None:
     _owe(db, "sc-fresh", 0, timedelta(0))
-    _owe(db, "sc-many", lti_grade_outbox.MAX_ATTEMPTS - 1, timedelta(hours=1))
-    _owe(db, "sc-old", 3, lti_grade_outbox.MAX_AGE + timedelta(minutes=1))
+    _owe(db, "sc-many", lti_grade_posts.MAX_ATTEMPTS - 1, timedelta(hours=1))
+    _owe(db, "sc-old", 3, lti_grade_posts.MAX_AGE + timedelta(minutes=1))
     for scenario_id in ("sc-fresh", "sc-many", "sc-old"):
-        lti_grade_outbox.grade_retry(db, scenario_id, "score post answered HTTP 503")
+        lti_grade_posts.grade_retry(db, scenario_id, "score post answered HTTP 503")
     states = {s: (g.state, g.attempts, g.last_error) for s in ("sc-fresh", "sc-many", "sc-old")
-              if (g := lti_grade_outbox.grade_of(db, s)) is not None}
+              if (g := lti_grade_posts.grade_of(db, s)) is not None}
     assert states == {
         "sc-fresh": ("pending", 1, "score post answered HTTP 503"),
-        "sc-many": ("failed", lti_grade_outbox.MAX_ATTEMPTS, "score post answered HTTP 503"),
+        "sc-many": ("failed", lti_grade_posts.MAX_ATTEMPTS, "score post answered HTTP 503"),
         "sc-old": ("failed", 4, "score post answered HTTP 503")}
-    assert [g.scenario_id for g in lti_grade_outbox.due_grades(db, datetime.now(UTC))] == []
-    assert lti_grade_outbox.requeue_grade(db, "sc-many")  # the operator's `forge lti retry`
-    assert lti_grade_outbox.grade_of(db, "sc-many").state == "pending"  # type: ignore[union-attr]
+    assert [g.scenario_id for g in lti_grade_posts.due_grades(db, datetime.now(UTC))] == []
+    assert lti_grade_posts.requeue_grade(db, "sc-many")  # the operator's `forge lti retry`
+    assert lti_grade_posts.grade_of(db, "sc-many").state == "pending"  # type: ignore[union-attr]
 
 
 def test_the_grade_book_gets_the_learners_best_so_far(db: Database) -> None:
@@ -103,7 +103,7 @@ def test_the_grade_book_gets_the_learners_best_so_far(db: Database) -> None:
     graded = graded_attempts(db)
     given = []
     for n, score in enumerate((0.9, 0.3, 1.0, 0.5), start=1):
-        grade = lti_grade_outbox.grade_of(db, graded(n, score))
+        grade = lti_grade_posts.grade_of(db, graded(n, score))
         assert grade is not None
         given.append(grade.score_given)
     assert given == [90.0, 90.0, 100.0, 100.0]

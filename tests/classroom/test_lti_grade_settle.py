@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from forge.classroom import assignments, cohorts, lti_grade_outbox, lti_links
+from forge.classroom import assignments, cohorts, lti_grade_outbox, lti_grade_posts, lti_links
 from forge.classroom.cohorts import Manager
 from forge.store.db import Database
 from forge.store.migrate import upgrade
@@ -78,11 +78,11 @@ def test_a_class_s_waiting_grades_are_settled_in_a_fixed_number_of_statements(
         assert lti_grade_outbox.settle_owed(db, cohort) == 60  # 30 learners, 2 grades each
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) <= 12, len(selects)
-    due = lti_grade_outbox.due_grades(db, datetime.now(UTC) + timedelta(seconds=1),
+    due = lti_grade_posts.due_grades(db, datetime.now(UTC) + timedelta(seconds=1),
                                       limit=1000)
     assert sorted({g.lti_user for g in due}) == sorted(f"u-{n}" for n in range(30))
     assert {(g.lineitem, g.score_given, g.last_error) for g in due} == {(LINE, 20.0, None)}
-    waiting = [g for g in lti_grade_outbox.list_grades(db) if g.lti_user == ""]
+    waiting = [g for g in lti_grade_posts.list_grades(db) if g.lti_user == ""]
     assert len(waiting) == 60
     assert all("LMS user id of inv." in (g.last_error or "") for g in waiting)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from forge.bus.contracts import ScoreFinalizedV1
-from forge.classroom import assignments, cohorts, lti_grade_outbox, lti_links
+from forge.classroom import assignments, cohorts, lti_grade_outbox, lti_grade_posts, lti_links
 from forge.classroom.cohorts import Manager
 from forge.evidence.artifact_store import FilesystemArtifactStore
 from forge.lifecycle import states
@@ -81,12 +81,12 @@ def test_the_best_graded_attempt_counts_not_only_grades_posted(db: Database,
     cohort, asg = _class(db, ["lti.lea"])
     before = _graded(db, tmp_path, asg, "lti.lea", 1, 0.9)
     assert not owe_best(db, store, before)  # not linked to an LMS course yet: owes nothing
-    assert lti_grade_outbox.grade_of(db, before.scenario_id) is None
+    assert lti_grade_posts.grade_of(db, before.scenario_id) is None
     lti_links.link_course(db, "lms", "course-1", "acme", cohort)
     lti_links.link_grade(db, asg, "lti.lea", "lms", "u1", LINE)
     worse = _graded(db, tmp_path, asg, "lti.lea", 2, 0.3)
     assert owe_best(db, store, worse)
-    grade = lti_grade_outbox.grade_of(db, worse.scenario_id)
+    grade = lti_grade_posts.grade_of(db, worse.scenario_id)
     assert grade is not None and grade.score_given == 90.0  # was 30.0 (only posts counted)
     assert (grade.lti_user, grade.lineitem, grade.last_error) == ("u1", LINE, None)
 
@@ -101,14 +101,14 @@ def test_with_several_courses_only_the_learners_own_launch_says_where(
     lti_links.remember_user(db, "lms", "lti.b", "b")
     done = _graded(db, tmp_path, asg, "lti.b", 1, 1.0)
     assert owe_best(db, store, done)
-    grade = lti_grade_outbox.grade_of(db, done.scenario_id)
+    grade = lti_grade_posts.grade_of(db, done.scenario_id)
     assert grade is not None and grade.state == "pending" and grade.lineitem == ""
     assert "several courses" in (grade.last_error or "")
-    assert lti_grade_outbox.due_grades(db, datetime.now(UTC) + timedelta(hours=2)) == []
+    assert lti_grade_posts.due_grades(db, datetime.now(UTC) + timedelta(hours=2)) == []
     # b opens the activity from their own section: their grade goes to its column.
     lti_links.link_grade(db, asg, "lti.b", "lms", "b", LINE + "-s2")
     assert lti_grade_outbox.settle_owed(db, cohort) == 1
-    (due,) = lti_grade_outbox.due_grades(db, datetime.now(UTC) + timedelta(seconds=1))
+    (due,) = lti_grade_posts.due_grades(db, datetime.now(UTC) + timedelta(seconds=1))
     assert (due.lti_user, due.lineitem, due.score_given) == ("b", LINE + "-s2", 100.0)
 
 
@@ -120,19 +120,19 @@ def test_a_grade_waiting_for_the_learner_goes_after_a_roster_sync(db: Database,
     lti_links.link_grade(db, asg, "lti.a", "lms", "a", LINE)
     done = _graded(db, tmp_path, asg, "lti.c", 1, 0.75)
     assert owe_best(db, store, done)
-    grade = lti_grade_outbox.grade_of(db, done.scenario_id)
+    grade = lti_grade_posts.grade_of(db, done.scenario_id)
     assert grade is not None and grade.lti_user == "" and grade.lineitem == LINE
     assert "LMS user id of lti.c" in (grade.last_error or "")
     with db.session() as sess:  # it waited longer than a grade is retried
         row = sess.get(LtiGradePost, done.scenario_id)
         assert row is not None
-        row.created_at = datetime.now(UTC) - lti_grade_outbox.MAX_AGE - timedelta(days=1)
+        row.created_at = datetime.now(UTC) - lti_grade_posts.MAX_AGE - timedelta(days=1)
     with db.session() as sess:  # what the roster sync stores beside the enrolments
         lti_links.remember_users(sess, "lms", [("lti.c", "c-lms-id")])
     assert lti_grade_outbox.settle_owed(db, cohort) == 1
-    (due,) = lti_grade_outbox.due_grades(db, datetime.now(UTC) + timedelta(seconds=1))
+    (due,) = lti_grade_posts.due_grades(db, datetime.now(UTC) + timedelta(seconds=1))
     assert (due.lti_user, due.lineitem, due.score_given, due.last_error) == (
         "c-lms-id", LINE, 75.0, None)
     # a first refused post is retried: the week it waited does not count as posting time
-    lti_grade_outbox.grade_retry(db, done.scenario_id, "score post answered HTTP 503")
-    assert getattr(lti_grade_outbox.grade_of(db, done.scenario_id), "state", "") == "pending"
+    lti_grade_posts.grade_retry(db, done.scenario_id, "score post answered HTTP 503")
+    assert getattr(lti_grade_posts.grade_of(db, done.scenario_id), "state", "") == "pending"

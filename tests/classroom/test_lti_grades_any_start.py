@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 
 from forge.bus import NatsServer
 from forge.bus.contracts import ScoreFinalizedV1
-from forge.classroom import lti_grade_outbox, lti_links
+from forge.classroom import lti_grade_posts, lti_links
 from forge.cli import app as forge_cli
 from forge.config import Settings, load_settings
 from forge.entitlements.grants import grant
@@ -137,8 +137,8 @@ def test_grades_of_labs_started_anywhere_reach_the_grade_book_unless_taken_out(
                                       assignment_id)
             asyncio.run(announce(sb_settings, _graded(
                 db, sb_root, first, "lti.u003", 1.0, "2026-12-01T10:00:00+00:00")))
-            until(lambda: lti_grade_outbox.grade_of(db, first) is not None, "u003's grade owed")
-            waiting = lti_grade_outbox.grade_of(db, first)
+            until(lambda: lti_grade_posts.grade_of(db, first) is not None, "u003's grade owed")
+            waiting = lti_grade_posts.grade_of(db, first)
             assert waiting is not None and waiting.state == "pending"
             assert waiting.lti_user == "u003" and waiting.lineitem == ""
             assert "grade column" in (waiting.last_error or "")
@@ -172,7 +172,7 @@ def test_grades_of_labs_started_anywhere_reach_the_grade_book_unless_taken_out(
                 db, sb_root, third, "lti.u004", 0.9, "2026-12-01T12:00:00+00:00")))
             grade = emu.wait_for_grade("u004", 60)
             assert grade["scoreGiven"] == 90.0 and grade["userId"] == "u004"
-            until(lambda: getattr(lti_grade_outbox.grade_of(db, third), "state", "") == "posted",
+            until(lambda: getattr(lti_grade_posts.grade_of(db, third), "state", "") == "posted",
                    "u004's grade recorded as posted")
 
             # u005 (enrolled by the sync, never launched) starts from Forge and is taken
@@ -183,8 +183,8 @@ def test_grades_of_labs_started_anywhere_reach_the_grade_book_unless_taken_out(
             assert out.status_code == 200, out.text
             asyncio.run(announce(sb_settings, _graded(
                 db, sb_root, lab, "lti.u005", 0.9, "2026-12-01T13:00:00+00:00")))
-            until(lambda: lti_grade_outbox.grade_of(db, lab) is not None, "the grade kept")
-            kept = lti_grade_outbox.grade_of(db, lab)
+            until(lambda: lti_grade_posts.grade_of(db, lab) is not None, "the grade kept")
+            kept = lti_grade_posts.grade_of(db, lab)
             assert kept is not None and kept.state == "failed", kept and kept.state
             assert kept.score_given == 90.0 and kept.lti_user == "u005"
             assert "lti.u005 was taken out of the class" in (kept.last_error or "")

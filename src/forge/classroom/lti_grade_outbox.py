@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from forge.classroom.dashboard import Lab
+from forge.classroom.lti_grade_posts import FAILED, PENDING, best_posted
 from forge.store.db import Database
 from forge.store.models import (
     Assignment,
@@ -33,12 +34,6 @@ from forge.store.models import (
     LtiUser,
     Scenario,
 )
-
-PENDING, POSTED, FAILED = "pending", "posted", "failed"
-MAX_BACKOFF = timedelta(hours=1)
-MAX_ATTEMPTS = 30  # a grade still refused after this many posts, or this old, is failed
-MAX_AGE = timedelta(days=7)
-FIRST_BACKOFF_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -165,18 +160,9 @@ def _target(known: _Known, courses: Sequence[LtiContext], assignment_id: str,
                    ("waiting for " + " and ".join(why)) if why else None)
 
 
-def _best_posted(sess: Session, assignment_id: str, subject: str) -> float | None:
-    """The best grade owed so far for the learner's attempts at the assignment."""
-    return sess.scalar(select(func.max(LtiGradePost.score_given))
-                       .join(AssignmentAttempt,
-                             AssignmentAttempt.scenario_id == LtiGradePost.scenario_id)
-                       .where(AssignmentAttempt.assignment_id == assignment_id,
-                              AssignmentAttempt.subject == subject))
-
-
 def _best_posted_of(sess: Session, pairs: Collection[tuple[str, str]]
                     ) -> dict[tuple[str, str], float]:
-    """`_best_posted` of every (assignment, subject) of `pairs`, in one query per
+    """`best_posted` of every (assignment, subject) of `pairs`, in one query per
     _CHUNK subjects."""
     assignments = sorted({a for a, _ in pairs})
     subjects = sorted({s for _, s in pairs})
@@ -232,7 +218,7 @@ def owe_grade(db: Database, scenario_id: str, score: float, completed_at: str) -
             .order_by(AssignmentAttempt.attempt).with_for_update()))
         to = _target(_known(sess, courses, [(attempt.assignment_id, attempt.subject)]),
                      courses, attempt.assignment_id, attempt.subject)
-        best_before = _best_posted(sess, attempt.assignment_id, attempt.subject)
+        best_before = best_posted(sess, attempt.assignment_id, attempt.subject)
         given = max(round(float(score) * 100, 2), best_before or 0.0)
         assert assignment is not None  # it has courses
         if sess.get(Enrolment, (assignment.cohort_id, attempt.subject)) is None:
@@ -320,94 +306,3 @@ def waiting_cohorts(db: Database) -> list[str]:
             .where(LtiGradePost.state == PENDING,
                    or_(LtiGradePost.lineitem == "", LtiGradePost.lti_user == ""))
             .order_by(Assignment.cohort_id).limit(1000)))
-
-
-def due_grades(db: Database, now: datetime, limit: int = 20) -> list[LtiGradePost]:
-    """Grades to post now (pending, where they go known, their retry time reached),
-    oldest first."""
-    with db.read() as sess:
-        rows = list(sess.scalars(select(LtiGradePost).where(
-            LtiGradePost.state == PENDING, LtiGradePost.next_at <= now,
-            LtiGradePost.lineitem != "", LtiGradePost.lti_user != "")
-            .order_by(LtiGradePost.next_at).limit(limit)))
-        sess.expunge_all()
-        return rows
-
-
-def grade_posted(db: Database, scenario_id: str) -> None:
-    """The platform took the grade."""
-    with db.session() as sess:
-        row = sess.get(LtiGradePost, scenario_id)
-        if row is not None:
-            row.state, row.posted_at, row.last_error = POSTED, datetime.now(UTC), None
-            row.attempts += 1
-
-
-def grade_retry(db: Database, scenario_id: str, error: str, *, final: bool = False) -> None:
-    """The post failed: try again later (backoff doubling up to an hour), or give up
-    (`final`: the platform refused the grade itself; or MAX_ATTEMPTS posts made; or the
-    grade is older than MAX_AGE); the reason is kept for operators (`forge lti retry`)."""
-    with db.session() as sess:
-        row = sess.get(LtiGradePost, scenario_id)
-        if row is None:
-            return
-        row.attempts += 1
-        row.last_error = error[:300]
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(
-            tzinfo=UTC)
-        if final or row.attempts >= MAX_ATTEMPTS or datetime.now(UTC) - created > MAX_AGE:
-            row.state = FAILED
-            return
-        delay = min(MAX_BACKOFF, timedelta(seconds=FIRST_BACKOFF_S * 2 ** min(row.attempts, 12)))
-        row.next_at = datetime.now(UTC) + delay
-
-
-def grade_of(db: Database, scenario_id: str) -> LtiGradePost | None:
-    """The grade owed for a scenario (state, attempts, last error), if any."""
-    with db.read() as sess:
-        row = sess.get(LtiGradePost, scenario_id)
-        if row is not None:
-            sess.expunge(row)
-        return row
-
-
-MAX_LISTED = 1000  # grades `forge lti grades` lists unless told more (--limit)
-
-
-def list_grades(db: Database, state: str | None = None,
-                limit: int = MAX_LISTED) -> list[LtiGradePost]:
-    """Owed grades (all, or in one state), newest first, at most `limit`, for the
-    operator (who asks for `limit` + 1 to know whether the list was cut)."""
-    with db.read() as sess:
-        query = select(LtiGradePost).order_by(LtiGradePost.created_at.desc(),
-                                              LtiGradePost.scenario_id.desc())
-        if state is not None:
-            query = query.where(LtiGradePost.state == state)
-        rows = list(sess.scalars(query.limit(limit)))
-        sess.expunge_all()
-        return rows
-
-
-def requeue_grade(db: Database, scenario_id: str) -> bool:
-    """Post a failed grade again (after the course's line item was fixed); False when the
-    scenario owes no grade or it was already posted."""
-    with db.session() as sess:
-        row = sess.get(LtiGradePost, scenario_id)
-        if row is None or row.state == POSTED:
-            return False
-        # A later attempt's grade may have been posted meanwhile: this one, posted after it,
-        # would be the latest the grade book keeps, so it carries the learner's best and the
-        # newest time too (probe DF: a failed 30 posted again after a 90 read 30).
-        subject = sess.scalar(select(AssignmentAttempt.subject).where(
-            AssignmentAttempt.scenario_id == scenario_id))
-        if subject is not None:
-            best = _best_posted(sess, row.assignment_id, subject) or 0.0
-            if best > row.score_given:
-                newest = sess.scalar(select(func.max(LtiGradePost.timestamp)).join(
-                    AssignmentAttempt,
-                    AssignmentAttempt.scenario_id == LtiGradePost.scenario_id).where(
-                    AssignmentAttempt.assignment_id == row.assignment_id,
-                    AssignmentAttempt.subject == subject))
-                row.score_given, row.timestamp = best, max(row.timestamp, newest or "")
-        row.state, row.next_at = PENDING, datetime.now(UTC)
-        return True

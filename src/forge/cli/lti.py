@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from forge.classroom.lti_grade_outbox import (
+from forge.classroom.lti_grade_posts import (
     FAILED,
     MAX_LISTED,
     PENDING,

@@ -27,7 +27,7 @@ import httpx
 from forge.bus import DurableConsumer, Event, Reject
 from forge.bus.contracts import ContractError, ScoreFinalizedV1, decode_as
 from forge.bus.subjects import DURABLE_SCOREBOARD_LTI_GRADES, SCORE_FINALIZED
-from forge.classroom import lti_grade_outbox
+from forge.classroom import lti_grade_outbox, lti_grade_posts
 from forge.classroom.dashboard import best_result
 from forge.config.settings import Settings
 from forge.evidence.artifact_store import ArtifactStore
@@ -116,11 +116,11 @@ class GradePoster:
         """Post every grade whose time has come; the number posted."""
         posted = 0
         await self.settle_waiting()
-        due = await asyncio.to_thread(lti_grade_outbox.due_grades, self.db, datetime.now(UTC))
+        due = await asyncio.to_thread(lti_grade_posts.due_grades, self.db, datetime.now(UTC))
         for row in due:
             platform = self.registry.platforms.get(row.platform)
             if platform is None:
-                await asyncio.to_thread(lti_grade_outbox.grade_retry, self.db, row.scenario_id,
+                await asyncio.to_thread(lti_grade_posts.grade_retry, self.db, row.scenario_id,
                                         f"platform {row.platform} is no longer registered",
                                         final=True)
                 continue
@@ -130,10 +130,10 @@ class GradePoster:
             except LtiCallFailed as exc:
                 log.warning("lti grade of %s not posted (%s): %s", row.scenario_id,
                             "given up" if exc.final else "will retry", exc)
-                await asyncio.to_thread(lti_grade_outbox.grade_retry, self.db, row.scenario_id,
+                await asyncio.to_thread(lti_grade_posts.grade_retry, self.db, row.scenario_id,
                                         str(exc), final=exc.final)
                 continue
-            await asyncio.to_thread(lti_grade_outbox.grade_posted, self.db, row.scenario_id)
+            await asyncio.to_thread(lti_grade_posts.grade_posted, self.db, row.scenario_id)
             log.info("lti grade of %s posted to %s", row.scenario_id, platform.name)
             posted += 1
         return posted
