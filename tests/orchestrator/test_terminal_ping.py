@@ -77,7 +77,8 @@ def test_input_late_on_a_pages_old_socket_is_not_typed_twice() -> None:
     received (the attached frame's and each pong's "received", counted per page terminal
     over its sockets); what then still arrives on the old socket is dropped: typed once."""
     from forge.services.orchestrator.terminal import Writer
-    from forge.services.orchestrator.terminal_sessions import Attachment, TerminalSession
+    from forge.services.orchestrator.terminal_output import Attachment
+    from forge.services.orchestrator.terminal_sessions import TerminalSession
 
     session = TerminalSession("scn-0000000000000000", "learner", object())  # type: ignore[arg-type]
     page = "page-terminal-1"

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from forge.services.orchestrator.terminal_sessions import RESET, SCROLLBACK_BYTES
+from forge.services.orchestrator.terminal_output import RESET, SCROLLBACK_BYTES
 
 from ..services.test_terminal_sessions import attach, read_until
 from .test_terminal_cap import Lab, lab

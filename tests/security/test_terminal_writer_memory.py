@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
-from forge.services.orchestrator.terminal_sessions import (
-    MAX_WRITERS,
-    OUTBOX_BYTES,
-    TerminalSession,
-)
+from forge.services.orchestrator.terminal_output import OUTBOX_BYTES
+from forge.services.orchestrator.terminal_sessions import MAX_WRITERS, TerminalSession
 from forge.services.orchestrator.terminal_slots import TerminalSlot
 
 

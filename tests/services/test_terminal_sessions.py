@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from forge.services.orchestrator.terminal_sessions import RESET, Scrollback
+from forge.services.orchestrator.terminal_output import RESET, Scrollback
 
 from ..security.test_terminal_cap import Lab, closed_with, lab
 

@@ -62,11 +62,8 @@ from forge.runtime.recording import recorded_tty
 from forge.services.common.relay import until_first_ends
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal_access import host_refusal
-from forge.services.orchestrator.terminal_sessions import (
-    RESET,
-    Attachment,
-    TerminalSession,
-)
+from forge.services.orchestrator.terminal_output import RESET, Attachment
+from forge.services.orchestrator.terminal_sessions import TerminalSession
 from forge.services.orchestrator.terminal_slots import (
     Closing,
     SlotRefused,

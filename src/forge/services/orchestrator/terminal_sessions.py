@@ -5,16 +5,16 @@ keeps running when its sockets go: a reconnect after a drop, a reload or a secon
 attaches to the SAME shell and first gets a replay of its recent output. Every attachment
 sees the output, input from any of them reaches the shell, the latest resize wins.
 
-Bounds. Scrollback is the last `SCROLLBACK_BYTES` of output per session, so memory is that
-times the sessions of the node (at most the plan's `max_terminals` per lab, the node's lab
-capacity in labs). Output waiting for one attachment is at most `OUTBOX_BYTES`: while an
-attached client is that far behind, the session stops reading its shell (the printing program
-waits, as before). A detached session reads at most `DETACHED_READ_BYTES` more into its
-scrollback, then stops reading until a socket attaches (checking every `SHELL_POLL_S` that
-its shell still runs): the kernel's PTY buffer fills and the program printing inside the lab
-blocks there, under the lab's own CPU quota, instead of the
-node spending CPU copying output nobody sees (`yes` in a closed tab). A session holds
-a `TerminalSlot` of its lab for its lifetime, so the plan's cap counts shells (hosts with a
+Bounds (the buffers are `terminal_output`'s). Scrollback is the last `SCROLLBACK_BYTES` of
+output per session, so memory is that times the sessions of the node (at most the plan's
+`max_terminals` per lab, the node's lab capacity in labs). Output waiting for one attachment
+is at most `OUTBOX_BYTES`: while an attached client is that far behind, the session stops
+reading its shell (the printing program waits, as before). A detached session reads at most
+`DETACHED_READ_BYTES` more into its scrollback, then stops reading until a socket attaches
+(checking every `SHELL_POLL_S` that its shell still runs): the kernel's PTY buffer fills and
+the program printing inside the lab blocks there, under the lab's own CPU quota, instead of
+the node spending CPU copying output nobody sees (`yes` in a closed tab). A session holds a
+`TerminalSlot` of its lab for its lifetime, so the plan's cap counts shells (hosts with a
 live session), never sockets; a session takes at most `MAX_ATTACHMENTS` sockets at once.
 
 A session ends when its shell exits (the next attach starts a new one), when nobody typed
@@ -29,13 +29,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from forge.runtime.base import TtySession
 from forge.services.common.relay import until_first_ends
 from forge.services.orchestrator.terminal_io import CHUNK_BYTES, Activity, Keystrokes
+from forge.services.orchestrator.terminal_output import (
+    SCROLLBACK_BYTES,
+    Attachment,
+    Scrollback,
+)
 from forge.services.orchestrator.terminal_slots import (
     LIMIT_CODE,
     Closing,
@@ -46,14 +50,11 @@ from forge.services.orchestrator.terminal_slots import (
 )
 
 log = logging.getLogger("forge.orchestrator.terminal")
-SCROLLBACK_BYTES = 256 * 1024
-OUTBOX_BYTES = 256 * 1024
 DETACHED_READ_BYTES = SCROLLBACK_BYTES
 MAX_ATTACHMENTS = 4
 DRAIN_READS = 64  # reads of an ended shell's leftover output at most (a pty holds far less)
 SHELL_POLL_S = 1.0  # how often a paused session checks that its shell still runs
 SHELL_ENDED_CODE = 4412
-RESET = b"\x1bc"  # full terminal reset (RIS), sent before a replay so it draws on a clean slate
 Blocking = Callable[..., Awaitable[Any]]
 
 
@@ -75,110 +76,7 @@ def shell_ended() -> Closing:
                    "The terminal's shell has just ended. Reconnect to open a new one.")
 
 
-class Scrollback:
-    """The last `limit` bytes of a session's output, replayed from a clean start.
-
-    A ring of the chunks as read (each at most one read, `CHUNK_BYTES`): appending costs the
-    chunk, and dropping old output pops whole chunks and slices at most one, so a shell that
-    prints without pause never makes the node copy the whole buffer per chunk."""
-
-    def __init__(self, limit: int = SCROLLBACK_BYTES) -> None:
-        self.limit = limit
-        self._chunks: deque[bytes] = deque()
-        self.size = 0
-        self._cut = False  # older output was dropped: the buffer may start mid-sequence
-
-    def add(self, data: bytes) -> None:
-        """Append output, dropping the oldest bytes past the limit."""
-        if len(data) >= self.limit:
-            self._cut = self._cut or self.size > 0 or len(data) > self.limit
-            self._chunks.clear()
-            data = data[len(data) - self.limit:]
-            self.size = 0
-        if not data:
-            return
-        self._chunks.append(data)
-        self.size += len(data)
-        while self.size - len(self._chunks[0]) >= self.limit:
-            self.size -= len(self._chunks.popleft())
-            self._cut = True
-        excess = self.size - self.limit
-        if excess > 0:
-            self._chunks[0] = self._chunks[0][excess:]
-            self.size -= excess
-            self._cut = True
-
-    def replay(self) -> bytes:
-        """The kept output; once trimmed, from just after its first newline (never inside a
-        UTF-8 character or, in practice, an escape sequence), else from a character start."""
-        data = b"".join(self._chunks)
-        if not self._cut:
-            return data
-        newline = data.find(b"\n")
-        if newline >= 0:
-            return data[newline + 1:]
-        start = 0
-        while start < len(data) and 0x80 <= data[start] <= 0xBF:
-            start += 1
-        return data[start:]
-
-
 MAX_WRITERS = 64  # the writers (pages' terminals) a session keeps input counts for
-
-
-class Attachment:
-    """One socket's view of a session: output queued for it (bounded), and why it ends."""
-
-    def __init__(self) -> None:
-        self._queue: deque[bytes] = deque()
-        self.pending = 0
-        self._ready = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
-        self.stop = asyncio.Event()
-        self.closing: Closing | None = None
-
-    def push(self, data: bytes) -> None:
-        """Queue output for this socket; marks it full at `OUTBOX_BYTES`."""
-        if self.stop.is_set():
-            return
-        self._queue.append(data)
-        self.pending += len(data)
-        self._ready.set()
-        if self.pending >= OUTBOX_BYTES:
-            self.room.clear()
-
-    async def take(self) -> bytes:
-        """Wait for queued output and return it (at most about one chunk, joined); ``b""``
-        once this socket is asked to go and everything queued was taken."""
-        while not self._queue:
-            if self.stop.is_set():
-                return b""
-            self._ready.clear()
-            await self._ready.wait()
-        parts: list[bytes] = []
-        size = 0
-        while self._queue and size < CHUNK_BYTES:
-            part = self._queue.popleft()
-            parts.append(part)
-            size += len(part)
-        self.pending -= size
-        if self.pending < OUTBOX_BYTES:
-            self.room.set()
-        return b"".join(parts)
-
-    def end(self, closing: Closing | None) -> None:
-        """Ask this socket to go (`closing`: why; None when the shell simply ended)."""
-        if self.closing is None:
-            self.closing = closing
-        self.stop.set()
-        self._ready.set()
-        self.room.set()  # never hold the session's output back for a socket that is going
-
-    def discard(self) -> None:
-        """The socket is gone: drop the output it never took (nobody will take it)."""
-        self._queue.clear()
-        self.pending = 0
 
 
 class TerminalSession:
