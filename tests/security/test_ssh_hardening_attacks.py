@@ -76,9 +76,11 @@ KEYS_ONLY_LOST = {"key-login": True, "keys-only": False, "no-root-login": True}
 
 # Control: passwords left on in the file, but `AuthenticationMethods publickey` for every
 # client: the server offers nothing but public keys, and keys-only is earned. Root is
-# refused by a trailing `Match all` block (how settings are appended after a Match block):
-# it applies to every client, also one no other block matches; no-root-login's "no Match
-# block applying" probe, which kept only the lines before the first Match, failed it.
+# refused by a trailing `Match Address *` block (how settings are appended after a Match
+# block): it applies to every client, also one no other block matches, as `Match all` does;
+# no-root-login's "no Match block applying" probe, which kept only the lines before the
+# first Match, failed a trailing `Match all`, and made `Match Address *` match no client
+# (a false fail naming "no Match block but Match all applying").
 METHODS_PUBLICKEY = r"""
 port=$(sed -n 's/^ *4\. SSH port: *\([0-9]*\).*/\1/p' /workspace/TICKET.txt)
 mkdir -p ~/.ssh && chmod 700 ~/.ssh
@@ -86,7 +88,7 @@ timeout 5 bash -c 'cat < /dev/tcp/10.66.1.30/7022' >> ~/.ssh/authorized_keys
 sed -e "s/^Port .*/Port $port/" -e 's/^PermitRootLogin .*/PermitRootLogin yes/' \
   /etc/ssh/sshd_config > /tmp/c
 echo 'AuthenticationMethods publickey' >> /tmp/c
-printf 'Match all\n    PermitRootLogin no\n' >> /tmp/c
+printf 'Match Address *\n    PermitRootLogin no\n' >> /tmp/c
 cat /tmp/c > /etc/ssh/sshd_config
 kill -HUP "$(cat /srv/ssh/sshd.pid)"
 for _ in $(seq 100); do { : > "/dev/tcp/127.0.0.1/$port"; } 2>/dev/null && break; sleep 0.1; done
