@@ -145,3 +145,50 @@ def test_opening_the_ranges_the_ports_come_from_is_no_default_drop(harness: Harn
     assert not graded.passed["default-drop"], graded
     assert graded.score < 1.0, graded
     assert office.stdout_text.startswith("other "), office
+
+
+# Red team, this stop: the policy for the addresses the task names, not for the networks.
+# SSH is accepted from every source but the office PC and the outside host (the two hosts
+# whose probes must be refused), web from every source but the outside host: 1.0, while
+# any other office or Internet host reached SSH. The office PC and the outside host now
+# also probe from a grading address, random and added at seal, which no rule can list.
+PROBED_DENIED = r"""
+set -euo pipefail
+port() { awk -v s="$1" '$1 == s {split($3, a, "/"); print a[2]}' /workspace/policy.txt; }
+web=$(port web); ssh=$(port ssh)
+nft -f - <<NFT
+table inet t {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    ip saddr != 10.65.0.20 ip daddr 10.65.2.10 tcp dport $web accept
+    ip saddr != { 10.65.1.10, 10.65.0.20 } ip daddr 10.65.2.10 tcp dport $ssh accept
+  }
+}
+NFT
+"""
+SECONDARY = "ip -4 -o addr show secondary"
+
+
+def test_denying_the_probing_hosts_addresses_is_no_source_policy(harness: Harness) -> None:
+    run = harness.launch()
+    run.must(PROBED_DENIED, "SSH for every source but the probing hosts'")
+    # While the lab runs no host has a grading address, so no learner can learn one.
+    rt = harness.runtime
+    assert not rt.exec(run.id, "office", shell=SECONDARY, timeout=10).stdout_text.strip()
+    # Sealed (as grading seals it): the office PC and the outside host got one, in their
+    # subnet, no other host; grading seals again and keeps them (one each, not two).
+    rt.seal(run.id)
+    added = {}
+    for host in ("office", "outside", "admin", "server", "learner"):
+        res = rt.run_check(run.id, host, ["/bin/sh", "-c", SECONDARY], timeout=10)
+        added[host] = [line.split()[3] for line in res.stdout_text.splitlines()]
+    assert [a.rsplit(".", 1)[0] for a in added["office"] + added["outside"]] == [
+        "10.65.1", "10.65.0"], added
+    assert added["office"][0] not in ("10.65.1.1/24", "10.65.1.10/24", "10.65.1.20/24")
+    assert added["outside"][0] not in ("10.65.0.1/24", "10.65.0.20/24"), added
+    assert not (added["admin"] or added["server"] or added["learner"]), added
+    graded = run.grade()
+    assert not graded.passed["ssh-from-admin-only"], graded
+    assert not graded.passed["web-from-office"], graded
+    assert graded.passed["default-drop"], graded

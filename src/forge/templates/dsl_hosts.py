@@ -145,6 +145,15 @@ class Container(DslModel):
                           "stays launching until each accepts a connection in the host."),
     ] = ()
     files: tuple[SeedFile, ...] = ()
+    grading_address: Annotated[
+        bool,
+        Field(description="When the lab is sealed for grading, the runtime gives each of "
+                          "the host's lab interfaces one more address (a secondary), drawn "
+                          "at random from its subnet's free addresses: a source no learner "
+                          "saw before grading, for checks to probe from (`ip -4 -o addr "
+                          "show secondary`), so a firewall must express a policy, not list "
+                          "the probing hosts' addresses."),
+    ] = False
     access: Annotated[
         Literal["none", "learner"],
         Field(description='"learner": the learner may open a terminal on this host (one tab '

@@ -2,7 +2,8 @@
 
 Every learner process (an exec or a terminal) runs in a leaf cgroup of its own under the
 host (``x…``, ``t…``), entered with the host's approved capabilities only; ``seal`` kills
-those leaves (the host's services, in ``init``, keep running) and refuses new ones; a
+those leaves (the host's services, in ``init``, keep running), refuses new ones and adds
+the hosts' grading addresses (``grading_address``); a
 grading check runs in a fresh grader sandbox on a snapshot (``grader``): its own while
 the lab runs, the host's one sealed snapshot once it is sealed. Everything is
 found from the lab's recorded metadata, so another runtime instance serves it too.
@@ -21,13 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from forge.runtime.base import (
-    ExecResult,
-    LabNotFound,
-    LabSealed,
-    RuntimeFault,
-    SpecError,
-)
+from forge.runtime.base import ExecResult, LabNotFound, LabSealed, RuntimeFault, SpecError
 from forge.runtime.local import seccomp
 from forge.runtime.local.bwrap_args import start_paths
 from forge.runtime.local.bwrap_fds import options_fd
@@ -50,6 +45,7 @@ from forge.runtime.local.grader import (
     sealed_snapshot,
     take_snapshot,
 )
+from forge.runtime.local.grading_address import add_grading_addresses
 from forge.runtime.local.host_dirs import host_paths
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.landlock import in_own_domain
@@ -260,7 +256,8 @@ class LabAccess:
 
     def seal(self, lab_id: str) -> int:
         """Close the lab's terminals and kill every tty/exec process tree (services, in
-        each host's ``init`` cgroup, keep running); from now on tty/exec are refused."""
+        each host's ``init`` cgroup, keep running); from now on tty/exec are refused. Hosts
+        marked ``grading_address`` then get theirs (``grading_address``)."""
         validate_lab_id(lab_id)
         if not os.path.isdir(self.names.lab_dir(lab_id)):
             raise LabNotFound(f"lab {lab_id} does not exist")
@@ -288,6 +285,8 @@ class LabAccess:
                                    f"SIGKILL ({exc.strerror}); not grading") from None
             except OSError:
                 pass  # an empty leaf left behind: removed with the lab
+        add_grading_addresses({h: self.names.host_ns(lab_id, h) for h in meta.get("hosts", {})},
+                              meta)
         # This grading's checks read snapshots taken from now on: not one an earlier
         # grading of the lab kept (a regrade after a crash), nor one taken before the kill.
         drop_sealed_snapshots(os.path.join(self.names.lab_dir(lab_id), "grader"))

@@ -92,7 +92,8 @@ class LabBuilder:
         write_meta(self.names, lab_id, {
             "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h),
                                     "rootfs": roots[h.spec.name][0],
-                                    "image": roots[h.spec.name][1]}
+                                    "image": roots[h.spec.name][1],
+                                    "grading_address": h.spec.grading_address}
                       for h in plan.hosts},
             "identity": {"learner": ident.learner, "grader": ident.grader},
             "switch": switch,

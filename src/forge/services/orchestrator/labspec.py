@@ -43,6 +43,7 @@ def lab_spec(scenario_id: str, template: ScenarioTemplate,
             image=c.image,
             ready_ports=[int(p) for p in c.ready_ports],  # numbers once rendered
             shared=c.name in shared,
+            grading_address=c.grading_address,
         )
         for c in spec.assets.containers
     ]

@@ -1,0 +1,77 @@
+"""Grading addresses: one more source address on a probing host, added at seal.
+
+A check that probes a firewall from a host's own address proves the rule for that address
+only: the task text names the probing hosts, so a ruleset denying exactly those addresses
+(``ip saddr != 10.65.0.20 … accept``) passed while every other host got through. A host
+whose template says ``grading_address`` gets, when the lab is sealed (every learner
+process already killed, so none saw it), one more address on each lab interface, drawn
+at random from its subnet's addresses that no host of the lab has; its checks find it as
+the interface's secondary (``ip -4 -o addr show secondary``). A regrade keeps the one
+added first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from typing import Any
+
+from forge.detached import run_detached
+from forge.runtime.local.netns import in_netns, ip_batch
+from forge.runtime.local.tools import tool
+
+Meta = dict[str, Any]
+DRAWS = 64  # random draws before the subnet's free addresses are listed
+
+
+def _addresses(ns: str) -> list[tuple[str, ipaddress.IPv4Interface, bool]]:
+    """(interface, address/prefix, whether secondary) of each IPv4 address in ``ns``."""
+    res = in_netns(ns, lambda: run_detached([tool("ip"), "-j", "-4", "addr", "show"],
+                                            timeout=30))
+    if res.returncode != 0:
+        raise OSError(f"ip addr show in {ns} failed: {res.stderr.strip()[:500]}")
+    return [(link["ifname"], ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}"),
+             bool(a.get("secondary")))
+            for link in json.loads(res.stdout or "[]") for a in link.get("addr_info", [])]
+
+
+def _draw(net: ipaddress.IPv4Network, taken: set[ipaddress.IPv4Address]) -> str | None:
+    """A random host address of ``net`` not in ``taken`` (nor the egress gateway's,
+    the subnet's last but one), or None when there is none."""
+    first, size = int(net.network_address) + 1, net.num_addresses - 3  # no gateway
+    if size <= 0:
+        return None
+    for _ in range(DRAWS):
+        pick = ipaddress.IPv4Address(first + secrets.randbelow(size))
+        if pick not in taken:
+            return str(pick)
+    free = [a for a in net.hosts() if a not in taken and a != net.broadcast_address - 1]
+    return str(secrets.choice(free)) if free else None
+
+
+def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list[str]]:
+    """Give each host of ``meta`` marked ``grading_address`` one more address per lab
+    interface (``host_ns``: host name -> its network namespace); the addresses added,
+    per host."""
+    hosts = meta.get("hosts", {})
+    wanted = [h for h, m in hosts.items() if m.get("grading_address") and h in host_ns]
+    if not wanted:
+        return {}
+    seen = {h: _addresses(ns) for h, ns in host_ns.items() if h in hosts}
+    taken = {iface.ip for addrs in seen.values() for _, iface, _ in addrs}
+    added: dict[str, list[str]] = {}
+    for host in wanted:
+        kept = {name for name, _, secondary in seen[host] if secondary}
+        commands = []
+        for name, iface, secondary in seen[host]:
+            if not name.startswith("eth") or secondary or name in kept:
+                continue
+            pick = _draw(iface.network, taken)
+            if pick is None:
+                continue  # a full subnet: its checks probe from the host's own address
+            taken.add(ipaddress.IPv4Address(pick))
+            commands.append(f"address add {pick}/{iface.network.prefixlen} dev {name}")
+            added.setdefault(host, []).append(pick)
+        ip_batch(host_ns[host], commands)
+    return added
