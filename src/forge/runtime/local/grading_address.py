@@ -50,6 +50,21 @@ def _draw(net: ipaddress.IPv4Network, taken: set[ipaddress.IPv4Address]) -> str 
     return str(secrets.choice(free)) if free else None
 
 
+def _planned(hosts: dict[str, Meta], host_ns: dict[str, str]) -> set[ipaddress.IPv4Address]:
+    """The addresses the lab's plan gave its hosts. Not what their interfaces hold now: a
+    learner with NET_ADMIN on a router could add every free address of a subnet there, so
+    that none was left to draw and the checks probed from the named addresses alone. A
+    lab recorded before its plan's addresses were (``addresses`` missing) is read from its
+    interfaces, as it was."""
+    planned: set[ipaddress.IPv4Address] = set()
+    for host, info in hosts.items():
+        if "addresses" in info:
+            planned.update(ipaddress.IPv4Address(a) for a in info["addresses"])
+        elif host in host_ns:
+            planned.update(iface.ip for _, iface, _ in _addresses(host_ns[host]))
+    return planned
+
+
 def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list[str]]:
     """Give each host of ``meta`` marked ``grading_address`` one more address per lab
     interface (``host_ns``: host name -> its network namespace); the addresses added,
@@ -58,8 +73,9 @@ def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list
     wanted = [h for h, m in hosts.items() if m.get("grading_address") and h in host_ns]
     if not wanted:
         return {}
-    seen = {h: _addresses(ns) for h, ns in host_ns.items() if h in hosts}
-    taken = {iface.ip for addrs in seen.values() for _, iface, _ in addrs}
+    seen = {h: _addresses(host_ns[h]) for h in wanted}
+    taken = _planned(hosts, host_ns) | {iface.ip for addrs in seen.values()
+                                        for _, iface, _ in addrs}
     added: dict[str, list[str]] = {}
     for host in wanted:
         kept = {name for name, _, secondary in seen[host] if secondary}

@@ -93,7 +93,8 @@ class LabBuilder:
             "hosts": {h.spec.name: {"caps": h.caps, "env": host_env(h),
                                     "rootfs": roots[h.spec.name][0],
                                     "image": roots[h.spec.name][1],
-                                    "grading_address": h.spec.grading_address}
+                                    "grading_address": h.spec.grading_address,
+                                    "addresses": [nic.address for nic in h.nics]}
                       for h in plan.hosts},
             "identity": {"learner": ident.learner, "grader": ident.grader},
             "switch": switch,
