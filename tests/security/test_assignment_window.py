@@ -85,7 +85,7 @@ def _page_as(env: SpawnEnv, key: dict[str, str], path: str) -> str:
 
 def _setup(env: SpawnEnv) -> tuple[dict[str, str], dict[str, str], dict[str, str], str, str]:
     keys = class_people(env.state.ctx.db, ("ann", "bob"), ("lea", "leo"))
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(second=30)  # a window off the whole minute
     with env.client() as c:
         ids = []
         for who, learner in (("ann", "lea"), ("bob", "leo")):
@@ -143,13 +143,14 @@ def test_assignment_window_attempts_and_hints_are_enforced(make_spawn: MakeSpawn
                      data={"csrf": csrf.group(1), "track": "netplus", "lab": "netplus",
                            "request_id": "web-early-start-1"})
         # ...and says it in words: no "lab:" field name or assignment id on a page
-        # (its time a <time> too, which the browser shows in its own zone; its text is UTC)
-        opens_words = f"{opens[:10]} {opens[11:16]} UTC"
+        # (its time a <time> too, which the browser shows in its own zone; its text is UTC,
+        # with the seconds of a time off the whole minute, which "09:00" dropped)
+        opens_words = f"{opens[:10]} {opens[11:19]} UTC"
         assert web.status_code == 403 and ("This lab is assigned to your class, so it starts "
                                            f"only as the assignment allows: it opens on "
                                            f"{opens_words}.") in re.sub(r"<[^>]+>", "",
                                                                         web.text)
-        assert (f'<time class="utc" datetime="{opens[:16]}:00Z">{opens_words}</time>'
+        assert (f'<time class="utc" datetime="{opens}">{opens_words}</time>'
                 in web.text)
         assert a1 not in web.text and "lab: " not in web.text
         assert _count(db, Scenario) == 0

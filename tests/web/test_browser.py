@@ -389,10 +389,21 @@ def test_an_instructor_and_a_learner_read_and_give_times_in_their_own_zones(
         joiner.get_by_role("button", name="Join Zones 101").click()
         expect(joiner.locator("#assignments")).to_contain_text(
             "due 2099-01-01 23:00 (Asia/Tokyo)")
-        # Started before it opens: the refusal says when, in Tokyo time too.
+        # A window set through the API to the second (half a minute): its ends read apart,
+        # in Tokyo time (they read "23:00 … 23:00", seconds dropped).
+        changed = web_platform.client().patch(
+            f"/v1/cohorts/{cohort.group(1)}/assignments/"
+            f"{stored['assignments'][0]['assignment_id']}",
+            headers={"x-api-key": web_platform.learner_key("acme", "nia")},
+            json={"opens_at": "2098-12-31T14:00:15Z", "closes_at": "2098-12-31T14:00:45Z"})
+        assert changed.status_code == 200, changed.text
+        joiner.reload()
+        expect(joiner.locator("#assignments")).to_contain_text(
+            "opens 2098-12-31 23:00:15, due 2098-12-31 23:00:45 (Asia/Tokyo)")
+        # Started before it opens: the refusal says when, in Tokyo time too, to the second.
         joiner.get_by_role("button", name="Start this lab: Find the server").click()
         expect(joiner.locator("p.error")).to_contain_text(
-            "it opens on 2098-12-31 23:00 Asia/Tokyo.")
+            "it opens on 2098-12-31 23:00:15 Asia/Tokyo.")
         joiner.go_back()
         # More time for Kai, typed in New York time too (an optional field left empty
         # elsewhere on the page changes nothing).

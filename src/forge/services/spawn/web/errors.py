@@ -23,7 +23,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forge.errors import ForgeError
-from forge.services.spawn.web.render import error_page, page
+from forge.services.spawn.web.render import clock, error_page, page
 from forge.services.spawn.web.viewer import Viewer, viewer
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
@@ -182,9 +182,9 @@ def _assignment_words(exc: ForgeError) -> str:
         return exc.message.removeprefix("lab: ")
     now, said = datetime.now(UTC), []
     if now < opens:
-        said.append(f"it opens on {opens:%Y-%m-%d %H:%M} UTC")
+        said.append(f"it opens on {clock(opens)} UTC")
     elif now >= closes:
-        said.append(f"it closed on {closes:%Y-%m-%d %H:%M} UTC")
+        said.append(f"it closed on {clock(closes)} UTC")
     if used >= allowed:
         said.append(f"you have used all {allowed} attempt{'' if allowed == 1 else 's'} "
                     "it allows")

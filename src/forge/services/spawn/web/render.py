@@ -69,15 +69,23 @@ def _utc_time(value: str | datetime | None, style: str = "iso") -> Markup | str:
     return Markup('<time class="utc" datetime="{}">{}</time>').format(iso, text)
 
 
-_UTC_IN_TEXT = re.compile(r"\b(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}) UTC\b")
+def clock(moment: datetime) -> str:
+    """``moment`` (UTC) as a page writes a time to the minute, "2026-12-07 09:00", with its
+    seconds when it is not on a whole minute ("09:00:30"): a window opening at 09:00:00
+    and closing at 09:00:30 (set through the API) read "09:00 … 09:00"."""
+    utc = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    return utc.strftime("%Y-%m-%d %H:%M" + (":%S" if utc.second else ""))
+
+
+_UTC_IN_TEXT = re.compile(r"\b(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}(?::\d{2})?) UTC\b")
 
 
 def _utc_text(text: str) -> Markup:
-    """``text``, escaped, with each "2026-12-07 09:00 UTC" in it a ``<time class="utc">``:
-    ``static/js/local_time.js`` shows it in the reader's zone; without the script it says
-    UTC as written."""
+    """``text``, escaped, with each "2026-12-07 09:00 UTC" (or "09:00:30 UTC", as `clock`
+    writes it) in it a ``<time class="utc">``: ``static/js/local_time.js`` shows it in the
+    reader's zone; without the script it says UTC as written."""
     return Markup(_UTC_IN_TEXT.sub(  # noqa: S704 (its input is escaped; the match is digits)
-        lambda m: f'<time class="utc" datetime="{m[1]}T{m[2]}:00Z">{m[0]}</time>',
+        lambda m: f'<time class="utc" datetime="{m[1]}T{(m[2] + ":00")[:8]}Z">{m[0]}</time>',
         str(escape(text))))
 
 

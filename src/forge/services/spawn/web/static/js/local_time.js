@@ -11,12 +11,15 @@
   const pad = (n) => String(n).padStart(2, "0");
   const field = (d) => d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) +
     "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  // A time shown to be read: to the minute, with its seconds when it is not on a whole
+  // minute (a window set through the API from 09:00:00 to 09:00:30 read "09:00 … 09:00").
+  const shown = (d) => field(d).replace("T", " ") + (d.getSeconds() ? ":" + pad(d.getSeconds()) : "");
   for (const t of document.querySelectorAll("time.utc")) {
     const d = new Date(t.getAttribute("datetime"));
     if (isNaN(d.getTime())) continue;
     const named = t.textContent.endsWith("UTC");  // "… UTC": the zone goes in its place
     t.title = t.textContent + (named ? "" : " (UTC)");
-    t.textContent = field(d).replace("T", " ") + (named ? " " + zone : "");
+    t.textContent = shown(d) + (named ? " " + zone : "");
   }
   for (const span of document.querySelectorAll("span.zone")) span.textContent = zone;
   // Free text naming UTC times (a form's notice, an assignment's choice): each
@@ -24,7 +27,7 @@
   const stamp = /\b(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?Z)/g;
   const local = (text) => text.replace(stamp, (iso) => {
     const d = new Date(iso);
-    return isNaN(d.getTime()) ? iso : field(d).replace("T", " ") + " (" + zone + ")";
+    return isNaN(d.getTime()) ? iso : shown(d) + " (" + zone + ")";
   });
   for (const root of document.querySelectorAll("[data-utc-text]")) {
     const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
