@@ -9,7 +9,9 @@ pages do, in the browser's zone, naming it; the UTC time stays in its title.
 The lab page, reloading by itself when the verdict came in, left the keyboard focus at the
 top of the page and its title as before ("Find the server · lab …"): a screen-reader user
 waiting on it heard nothing of the result. Its Result heading now takes the focus and the
-title leads with the outcome.
+title leads with the outcome. A lab that failed to start, its page reloading by itself
+in the same way, now puts the focus on its "ended with no score" note and says so in the
+title.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from .test_result_page import Graded, graded  # noqa: F401 (the fixture)
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")
 
 
-def _set_state(db: Database, scenario_id: str, state: str) -> None:
+def _set_state(db: Database, scenario_id: str, state: str, reason: str | None = None) -> None:
     with db.session() as sess:
         row = sess.get(Scenario, scenario_id)
         assert row is not None
-        row.state = state
+        row.state, row.state_reason = state, reason
 
 
 def test_the_result_page_says_when_it_was_graded_in_the_learners_zone(
@@ -62,6 +64,17 @@ def test_the_result_page_says_when_it_was_graded_in_the_learners_zone(
             page.reload()  # reloaded by the learner: the focus is the browser's to place
             expect(page.locator("#outcome")).to_be_visible()
             expect(page.locator("#result-h")).not_to_be_focused()
+            # A lab that fails to start: its page, reloading by itself, said nothing of it
+            # (the focus on the page, the title as while it was starting). Its note takes
+            # the focus, and the title says it ended with no score.
+            failing = graded.tampered.scenario_id
+            _set_state(db, failing, "pending")
+            page.goto(f"{url}/lab/{failing}")
+            expect(page.locator("#state")).to_have_text("pending")
+            _set_state(db, failing, "failed", "launch failed (the error is recorded for "
+                                              "the operator)")
+            expect(page.locator("#ended-note")).to_be_focused()
+            expect(page).to_have_title(re.compile(r"^Ended, no score · "))
             page.goto(f"{url}/lab/{sid}/result")
             moment = page.locator("#graded-at time")
             utc = moment.get_attribute("datetime")

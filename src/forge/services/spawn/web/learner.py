@@ -33,9 +33,10 @@ from forge.services.spawn.tracks import grouped, startable
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.credential import credential_offer
 from forge.services.spawn.web.errors import as_page, human_message, signin_url
+from forge.services.spawn.web.lab_heading import lab_name, lab_page_title
 from forge.services.spawn.web.recordings import recording_names, with_player
 from forge.services.spawn.web.render import page, render_markdown
-from forge.services.spawn.web.result import VERIFY_STANDALONE, ResultView, result_view
+from forge.services.spawn.web.result import VERIFY_STANDALONE, result_view
 from forge.services.spawn.web.security import (
     check_csrf,
     check_same_origin,
@@ -225,8 +226,8 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
         entry = _catalog_entry(request, row)
         shown = _result_context(row, result, entry)
         return page("lab.html", {
-            "title": _lab_page_title(shown["view"], _lab_title(entry, row), row), "row": row,
-            "lab_title": _lab_title(entry, row),
+            "title": lab_page_title(shown["view"], lab_name(entry, row), row), "row": row,
+            "lab_title": lab_name(entry, row),
             "task": render_markdown(description, top_heading=3) if description else None,
             "hints": hints if row.state == "running" and not hints_off
             else [h for h in hints if h["revealed"]],
@@ -246,16 +247,6 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             **shown,
         }, terminal=row.state == "running")
     return await as_page("/tracks", request)(run)
-
-
-def _lab_page_title(view: ResultView | None, lab_title: str, row: ScenarioRow) -> str:
-    """The lab page's title, led by where the lab stands once it is no longer running: a
-    page that came again by itself (grading started, the verdict came in) says so in the
-    title a screen reader reads out and the browser's tab shows."""
-    name = f"{lab_title} · lab {row.scenario_id}"
-    if view is not None:
-        return f"{view.outcome} · {name}"
-    return f"Grading · {name}" if row.state == "grading" else name
 
 
 async def _hints_off(request: Request, scenario_id: str) -> bool:
@@ -289,11 +280,6 @@ def _catalog_entry(request: Request, row: ScenarioRow) -> CatalogEntry | None:
     return facts.entry if facts is not None else None
 
 
-def _lab_title(entry: CatalogEntry | None, row: ScenarioRow) -> str:
-    """What the lab is called on its pages: its catalog title, else its track."""
-    return entry.title if entry is not None else row.track
-
-
 def _result_context(row: ScenarioRow, result: dict[str, Any] | None,
                     entry: CatalogEntry | None) -> dict[str, Any]:
     """What result_section.html needs: the worded result, downloads, verify command, and
@@ -322,8 +308,8 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
                              "This lab has no result yet: it appears here once it is graded.")
         entry = _catalog_entry(request, row)
         return with_player(page("result.html", {
-            "title": f"Result: {_lab_title(entry, row)}", "track": row.track,
-            "lab_title": _lab_title(entry, row),
+            "title": f"Result: {lab_name(entry, row)}", "track": row.track,
+            "lab_title": lab_name(entry, row),
             "viewer": await viewer(request),
             **_result_context(row, result, entry),
             "recordings": await recording_names(request, row.scenario_id),

@@ -209,7 +209,8 @@
   // confirmed Submit: the keyboard focus was left at the top of a new page and nothing said
   // that the result had come. Its heading takes the focus (a screen reader reads it; the
   // title, which the server writes, leads with the outcome); a page opened afresh, or
-  // reloaded by the learner, keeps the focus where the browser puts it.
+  // reloaded by the learner, keeps the focus where the browser puts it. A lab that ended
+  // with no score (it failed to start, say) said nothing either: its note takes the focus.
   function follow() {
     try { window.sessionStorage.setItem(FOLLOWED, id); } catch (err) { /* storage off */ }
   }
@@ -222,7 +223,8 @@
     if (shownState === "grading" || (shownState === "completed" && !shownScore)) { return; }
     window.sessionStorage.removeItem(FOLLOWED);  // taken once (a lab started: its terminal)
     const heading = document.getElementById("result-h");
-    if (heading && shownScore) { heading.focus(); }
+    const ended = document.getElementById("ended-note");
+    if (heading && shownScore) { heading.focus(); } else if (ended) { ended.focus(); }
   }
 
   showResult();
