@@ -16,7 +16,7 @@ from rich.table import Table
 from forge.billing.receipts import issue_receipt
 from forge.cli.context import plans_or_exit
 from forge.cli.lab_sweep import held_labs, teardown_labs
-from forge.cli.new_root import RootBefore, remove_new_root
+from forge.cli.new_root import NewRoot
 from forge.cli.up import build_needed_images, prepare
 from forge.config import Settings
 from forge.content import SOLUTIONS, content_path
@@ -123,7 +123,8 @@ def register(app: typer.Typer) -> None:
             "the demo starts the platform or finds its results here."),
     ) -> None:
         """Buy, spawn, solve through the terminal, submit, and verify the signed verdict."""
-        made: RootBefore = {}  # the storage root as it was
+        made = NewRoot()  # the storage root as it was, and what the demo wrote there
+        # (no lock held: a `forge up` on this root may be the platform the demo uses)
         env, settings = prepare(None, storage, made=made)
         chosen = demo_lab(settings, lab)
         supervisor: Supervisor | None = None
@@ -160,6 +161,7 @@ def register(app: typer.Typer) -> None:
             overall = progress.add_task("bring the platform up", total=STAGES + 1)
             try:
                 if supervisor is not None:
+                    made.writing()
                     try:
                         supervisor.start()
                     except StartRefused as exc:
@@ -203,7 +205,10 @@ def register(app: typer.Typer) -> None:
                         console.print(f"lab teardown failed: {problem}", markup=False,
                                       highlight=False)
         if refused:
-            remove_new_root(made, Console(stderr=True), "forge demo")
+            made.remove(Console(stderr=True), "forge demo")
+        else:  # kept: what it generated is said now, not before a removal
+            for line in made.later:
+                Console(stderr=True).print(line, markup=False)
         console.print(_summary(result, platform))
         if failure or not result.verified:
             console.print(f"[red]demo failed:[/] {failure or 'verdict not verified'}")

@@ -19,7 +19,7 @@ from rich.text import Text
 from forge.bus.permissions import SERVICE_IDENTITIES
 from forge.cli.config_check import migration_refusal, signing_key_warning, start_refusals
 from forge.cli.lab_sweep import LabTeardown, teardown_labs
-from forge.cli.new_root import RootBefore, note_root, remove_new_root
+from forge.cli.new_root import NewRoot
 from forge.config.db_url import normalize_url
 from forge.config.known_variables import unknown_variable_warnings
 from forge.config.settings import ConfigError, Settings, load_settings
@@ -27,7 +27,7 @@ from forge.config.storage_root import UnsafeStorage
 from forge.services.common.bus import bus_auth
 from forge.signing.keystore import SigningKeyring, keyring_dir
 from forge.stack.envfile import EnvFileError, read_env_file
-from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
+from forge.stack.lock import StorageLock, StorageLocked
 from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
 from forge.stack.topology import (
     TopologyError,
@@ -42,11 +42,14 @@ console = Console(stderr=True)
 
 def prepare(env_file: Path | None, storage: Path | None,
             refuse: Callable[[dict[str, str]], str | None] | None = None,
-            made: RootBefore | None = None,
+            made: NewRoot | None = None, hold: bool = False,
             ) -> tuple[dict[str, str], Settings]:
     """The environment every child gets, validated as a service would validate it;
     `refuse` may name a reason to stop (exit 2) before anything is created. `made` gets
-    the storage root and the names in it before this start (None: it did not exist)."""
+    the storage root as it was before this start, and what its own writes left there;
+    with `hold`, the root's lock is taken (into `made.lock`) before the first write, so
+    a start racing this one, or a refused one cleaning up, never meets a half-written
+    root (exit 1 naming the holder when another holds it)."""
     env = dict(os.environ)
     if env_file is not None:
         try:
@@ -62,23 +65,47 @@ def prepare(env_file: Path | None, storage: Path | None,
         console.print(f"forge up: {reason}", markup=False, soft_wrap=True)
         raise typer.Exit(2)
     if made is not None:
-        note_root(made, env.get("STORAGE_ROOT"))
+        root = made.note(env.get("STORAGE_ROOT"))
+        if hold:
+            made.lock = _hold_root(root)
+        made.writing()
     try:
         settings = load_settings(env)
         for warning in unknown_variable_warnings(env):  # a typo would pass unseen
             console.print(f"forge up: warning: {warning}", markup=False, soft_wrap=True)
         if settings.env.is_dev:
             key, created = SigningKeyring(keyring_dir(settings.storage_root)).ensure()
-            if created:
-                console.print(f"dev: generated verdict signing key {key.key_id}")
+            if created:  # said once kept: a refused start removes it again
+                line = f"dev: generated verdict signing key {key.key_id}"
+                if made is None:
+                    console.print(line)
+                else:
+                    made.later.append(line)
     except ConfigError as exc:
         console.print(str(exc), markup=False)
         raise typer.Exit(1) from None
     except UnsafeStorage as exc:  # before a secret, key or byte of it is used
         console.print(f"forge: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    if made is not None:
+        made.settle()
     env["STORAGE_ROOT"] = str(settings.storage_root)
     return env, settings
+
+
+def _hold_root(root: Path) -> StorageLock:
+    """The storage root's lock for `forge up` (the root made when missing), or exit naming
+    whoever holds it (another `forge up`, a cleanup, a `forge store copy`): 1, or 2 for a
+    root another user owns or may write to."""
+    try:
+        return StorageLock.acquire(root)
+    except (StorageLocked, OSError) as exc:
+        advice = f"; {exc.advice}" if isinstance(exc, StorageLocked) else ""
+        console.print(f"forge up: {exc}{advice}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except UnsafeStorage as exc:  # before a secret, key or byte of it is used
+        console.print(f"forge: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def report_changes(out: Console, sup: Supervisor, was: dict[str, bool],
@@ -157,23 +184,6 @@ def build_needed_images(settings: Settings) -> None:
     console.print(summary, markup=False, highlight=False)
 
 
-def _refuse_if_held(root: Path) -> None:
-    """Exit 1 naming whoever holds the storage root (another `forge up`, a cleanup, a
-    `forge store copy`), when it is held: with FORGE_DB_URL set to a copy's new store, its
-    start refusal ("copy it with `forge store copy`") was shown while that very copy ran.
-    Nothing is held afterwards, and a root with no lock file (nobody ever held it) gets
-    none; one that cannot be locked is left to the start."""
-    if not (root / LOCK_NAME).is_file():
-        return
-    try:
-        StorageLock.acquire(root).release()
-    except StorageLocked as exc:
-        console.print(f"forge up: {exc}; {exc.advice}", markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except (OSError, UnsafeStorage):
-        return
-
-
 def check_flags(nodes: int, nats_cluster: int, nats_port: int,
                 teardown: bool | None) -> bool:
     """Refuse impossible flag combinations before anything starts; whether to tear down."""
@@ -247,10 +257,11 @@ def register(app: typer.Typer) -> None:
                     return str(exc)
             return None
 
-        made: RootBefore = {}  # the storage root as it was
-        held: StorageLock | None = None
+        made = NewRoot()  # the storage root as it was, and what this start wrote there
         try:
-            env, settings = prepare(env_file, storage, refuse_early, made)
+            env, settings = prepare(env_file, storage, refuse_early, made, hold=True)
+            held = made.lock
+            assert held is not None
             try:
                 topology = plan(settings.storage_root,
                                 {"spawn": spawn_port, "orchestrator": orchestrator_port,
@@ -271,30 +282,21 @@ def register(app: typer.Typer) -> None:
             # --ready-timeout): said now, with nothing started, as `forge config check` says it
             problems.extend(start_refusals(settings))
             if problems:
-                _refuse_if_held(settings.storage_root)
                 console.print(str(ConfigError(settings.env.value, problems)), markup=False)
                 raise typer.Exit(1)
             # Said now, not only after --ready-timeout (each service's own root otherwise)
             key = None if separate_storage else signing_key_warning(settings, env)
             if key is not None:
                 console.print(f"forge up: warning: {key}", markup=False, soft_wrap=True)
-            try:  # before anything slow (images): a second `forge up` refuses at once
-                held = StorageLock.acquire(settings.storage_root)
-            except (StorageLocked, OSError) as exc:
-                advice = f"; {exc.advice}" if isinstance(exc, StorageLocked) else ""
-                console.print(f"forge up: {exc}{advice}", markup=False, soft_wrap=True)
-                raise typer.Exit(1) from None
-            except UnsafeStorage as exc:
-                console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
-                raise typer.Exit(2) from None
             # A migration the store refuses would make every service exit at each start (a
             # crash loop until --ready-timeout): migrated here first, so it is one line.
+            made.writing()
             refused = migration_refusal(settings)
+            made.settle()
             if refused is not None:
-                held.release()
                 console.print(f"forge up: not started, {refused}", markup=False, soft_wrap=True)
                 raise typer.Exit(1)
-            build_needed_images(settings)
+            build_needed_images(settings)  # (minutes; other commands may write meanwhile)
             sup = Supervisor(env, settings.storage_root, host,
                              {"spawn": spawn_port, "orchestrator": orchestrator_port,
                               "scoreboard": scoreboard_port},
@@ -309,17 +311,20 @@ def register(app: typer.Typer) -> None:
 
             signal.signal(signal.SIGINT, on_signal)
             signal.signal(signal.SIGTERM, on_signal)
+            made.writing()
             try:
                 sup.start()
             except StartRefused as exc:  # nothing was started (or it was all stopped again)
                 console.print(f"forge up: {exc}", markup=False, soft_wrap=True)
                 raise typer.Exit(1) from None
-        except typer.Exit as exc:  # refused: what it created goes again
-            if held is not None:  # (an image build refused it while it held the root)
-                held.release()
+        except typer.Exit as exc:  # refused: what it created goes again, under its lock
             if exc.exit_code:
-                remove_new_root(made, console)
+                made.remove(console)
+            if made.lock is not None:
+                made.lock.release()
             raise
+        for line in made.later:  # kept now
+            console.print(line, markup=False)
         console.print(f"storage {settings.storage_root} · NATS {env['NATS_URL']} · "
                       f"logs {settings.storage_root / 'logs'}", markup=False, soft_wrap=True)
         console.print(f"store: {store_label(settings.db_url)} · {nodes} lab node(s) · "
