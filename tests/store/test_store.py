@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from forge.store import Database, normalize_url, upgrade
 from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.migrate import MIGRATIONS_DIR, alembic_config, at_head, head_revision
 from forge.store.models import Base
-from forge.store.store_file import StoreFileGone, StoreFileReadOnly
+from forge.store.store_file import StoreFileGone, StoreFileReadOnly, StoreFileRewound
 from forge.tokens import TokenReplayed
 from forge.tokens.replay import consume_once
 
@@ -341,6 +342,42 @@ def test_ping_fails_when_the_sqlite_file_is_moved_or_replaced_under_it(
         sqlite_db.ping()
     moved.replace(path)  # put back
     sqlite_db.ping()
+
+
+def test_ping_fails_when_an_older_copy_is_written_over_the_sqlite_file_in_place(
+        sqlite_db: Database) -> None:
+    # `cp backup/forge.db STORAGE/` with the services running keeps the inode: the store
+    # went back in time under them (rows gone, the WAL's pages mixed in) and every /readyz
+    # said "reachable".
+    path = Path(str(sqlite_db.engine.url.database))
+    backup = path.read_bytes()  # made before this service started, as the runbook says
+    sqlite_db.ping()
+    insert = text("INSERT INTO rate_counters (scope, window_start, count) VALUES (:s, 1, 1)")
+    for n in range(3):  # writes and checkpoints of a running store are no alarm
+        with sqlite_db.session() as sess:
+            sess.execute(insert, {"s": f"after-{n}"})
+        with closing(sqlite3.connect(path)) as raw:
+            raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        sqlite_db.ping()
+    restarted = Database(sqlite_db.url)  # another service starting on the same store
+    try:
+        restarted.ping()
+        sqlite_db.ping()
+        with path.open("r+b") as fh:  # what cp does to an existing file: same inode
+            fh.truncate(0)
+            fh.write(backup)
+        for database in (sqlite_db, restarted):
+            with pytest.raises(StoreFileRewound, match=r"went back in time while this "
+                               r"service runs .*restore the backup with them stopped"):
+                database.ping()
+    finally:
+        restarted.dispose()
+    started_after = Database(sqlite_db.url)  # a service started on the restored file
+    try:
+        started_after.ping()
+        started_after.ping()
+    finally:
+        started_after.dispose()
 
 
 @pytest.mark.root
