@@ -323,6 +323,10 @@ def register(app: typer.Typer) -> None:
             if made.lock is not None:
                 made.lock.release()
             raise
+        except BaseException:  # Ctrl-C during the image build: nothing removed, so said
+            for line in made.later:
+                console.print(line, markup=False)
+            raise
         for line in made.later:  # kept now
             console.print(line, markup=False)
         console.print(f"storage {settings.storage_root} · NATS {env['NATS_URL']} · "
