@@ -100,8 +100,10 @@ def test_a_refused_start_keeps_a_root_another_command_wrote_to(
     made.remove(Console(file=said, width=400))  # the image build failed: refused
     assert made.lock is not None
     made.lock.release()
-    assert said.getvalue().startswith(f"forge up: not started; kept the storage root "
-                                      f"{storage} as it is: another command wrote to what "
-                                      "this start had created (forge.db")
+    key_line, kept_line = said.getvalue().splitlines()
+    assert key_line.startswith("dev: generated verdict signing key ")  # kept: said now
+    assert kept_line.startswith(f"forge up: not started; kept the storage root {storage} "
+                                "as it is: another command wrote to what this start had "
+                                "created (forge.db")
     db = Database(load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(storage)}).db_url)
     assert verify_api_key(db, plaintext) is not None  # the operator's key is still there

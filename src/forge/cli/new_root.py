@@ -103,6 +103,8 @@ class NewRoot:
         try:
             others = self.foreign()
             if others:
+                for line in self.later:  # kept with the root: said after all
+                    console.print(line, markup=False)
                 console.print(f"{who}: not started; kept the storage root {root} as it is: "
                               f"another command wrote to what this start had created "
                               f"({', '.join(others[:5])}) while it ran", markup=False,
