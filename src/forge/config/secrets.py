@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets as _secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,12 +75,48 @@ def read_secret(environ: Mapping[str, str], name: str) -> SecretRead:
     try:
         # Bounded: a FIFO or device named here must not hang or exhaust a starting service.
         # Links are followed (orchestrators mount secrets through symlinks).
-        content = read_bounded(file_path, MAX_SECRET_FILE_BYTES, what=file_var).strip()
+        content = _read_secret_file(file_path, file_var).strip()
     except InputRefused as exc:
         return SecretRead(None, (f"{file_var}: cannot read {file_path}: {exc.reason}",))
+    except _ChosenByOthers as exc:
+        return SecretRead(None, (f"{file_var}: {file_path} {exc}",))
     if not content:
         return SecretRead(None, (f"{file_var}: {file_path} is empty",))
     return SecretRead(content, from_file=f"{file_var}, {file_path}")
+
+
+class _ChosenByOthers(Exception):
+    """A secret file another local user could have written (its owner, or its mode)."""
+
+
+def _read_secret_file(path: str, file_var: str) -> bytes:
+    """The bytes of the secret file at ``path``, refused (``_ChosenByOthers``) when another
+    local user owns it or may write it: that user would have chosen the secret (an
+    ``OPERATOR_TOKEN_FILE`` in a folder such as /tmp, planted first, is a token of theirs).
+    The file checked is the one read (opened once, checked and read through that
+    descriptor). Readable by others is accepted: secret managers mount files 0444/0644."""
+    fd: int | None = None
+    with contextlib.suppress(OSError):  # read_bounded below names why (missing, a FIFO…)
+        if stat.S_ISREG(os.stat(path).st_mode):  # no device is opened (opening one can act)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    if fd is None:
+        read_bounded(path, MAX_SECRET_FILE_BYTES, what=file_var)  # raises InputRefused
+        raise InputRefused(file_var, "replaced while being read; try again")
+    try:
+        info, me = os.fstat(fd), os.geteuid()
+        mode = stat.S_IMODE(info.st_mode)
+        # Its group, when this user's own (or root's), is no other user (`root:forge 0660`).
+        own_group = info.st_uid in (me, 0) and info.st_gid in (os.getegid(), 0)
+        fix = f"if it is yours, run `chown {me}:{os.getegid()} {path} && chmod 600 {path}`"
+        if info.st_uid not in (me, 0):
+            raise _ChosenByOthers(f"is owned by uid {info.st_uid} (mode {mode:o}), not by uid "
+                                  f"{me}: that user could have chosen the secret; {fix}")
+        if mode & (0o002 if own_group else 0o022):
+            raise _ChosenByOthers(f"is writable by other users (owner uid {info.st_uid}, mode "
+                                  f"{mode:o}): they could have chosen the secret; {fix}")
+        return read_bounded(f"/proc/self/fd/{fd}", MAX_SECRET_FILE_BYTES, what=file_var)
+    finally:
+        os.close(fd)
 
 
 def generate_secret() -> str:
