@@ -1,4 +1,5 @@
-"""A secret's `<NAME>_FILE` that another local user owns, or may write.
+"""A secret's `<NAME>_FILE`, the OIDC or LTI file, the LTI tool key: one another local
+user owns, or may write.
 
 Before, `OPERATOR_TOKEN_FILE` (or any secret's, a NATS password's) naming a file user
 `nobody` had made, say in /tmp before the operator wrote it, was read as the secret: the
@@ -6,6 +7,9 @@ platform then took that user's token for the operator's (every `/v1/admin` route
 signed sessions and receipts with an HMAC key that user knew. Such a file is now refused
 as `forge up --env-file` refuses one (naming the file, its owner and mode, never the
 value); a root-owned file readable by all, as secret managers mount them, is still read.
+The same for the sign-in files: an OIDC file of `nobody`'s named an identity provider of
+theirs (any staff role signed in), an LTI file an LMS of theirs, an LTI key theirs to
+sign grade passback with.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from forge.config.environ_source import Refused, read_secret_rings
 from forge.config.secrets import read_secret
+from forge.identity.lti_config import LtiConfigError, generate_key, load_lti
+from forge.identity.oidc_config import OidcConfigError, load_oidc
 
 pytestmark = pytest.mark.root
 
@@ -55,3 +62,27 @@ def test_a_secret_file_another_user_could_write_is_not_the_secret(tmp_path: Path
     link.symlink_to(planted)
     read = read_secret({"OPERATOR_TOKEN_FILE": str(link)}, "OPERATOR_TOKEN")
     assert (read.value, read.problems) == (CHOSEN.encode(), ())
+
+
+def test_sign_in_files_another_user_owns_are_refused(tmp_path: Path) -> None:
+    oidc = tmp_path / "oidc.yaml"
+    oidc.write_text("tenants: {}\n")
+    os.chown(oidc, NOBODY, NOBODY)
+    with pytest.raises(OidcConfigError) as refused:
+        load_oidc(oidc, {})
+    assert str(refused.value).startswith(f"OIDC file {oidc} is owned by uid {NOBODY}")
+
+    key = tmp_path / "tool.pem"
+    generate_key(key)
+    lti = tmp_path / "lti.yaml"
+    lti.write_text(yaml.safe_dump({"tool": {"base_url": "https://forge.example.org/",
+                                            "private_key_file": str(key)}}))
+    assert load_lti(lti).key.kid  # both the operator's: loads
+    os.chown(key, NOBODY, NOBODY)
+    with pytest.raises(LtiConfigError) as refused:
+        load_lti(lti)
+    assert f"tool.private_key_file: {key} is owned by uid {NOBODY}" in str(refused.value)
+    lti.chmod(0o646)
+    with pytest.raises(LtiConfigError) as refused:
+        load_lti(lti)
+    assert str(refused.value).startswith(f"LTI file {lti} is writable by other users")

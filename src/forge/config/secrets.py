@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge.config.storage_root import check_path, make_private_dir
+from forge.config.trusted_file import chosen_by_others
 from forge.durable import replace_file
 from forge.private_lock import private_lock
 from forge_verify.files import InputRefused, read_bounded
@@ -103,17 +104,9 @@ def _read_secret_file(path: str, file_var: str) -> bytes:
         read_bounded(path, MAX_SECRET_FILE_BYTES, what=file_var)  # raises InputRefused
         raise InputRefused(file_var, "replaced while being read; try again")
     try:
-        info, me = os.fstat(fd), os.geteuid()
-        mode = stat.S_IMODE(info.st_mode)
-        # Its group, when this user's own (or root's), is no other user (`root:forge 0660`).
-        own_group = info.st_uid in (me, 0) and info.st_gid in (os.getegid(), 0)
-        fix = f"if it is yours, run `chown {me}:{os.getegid()} {path} && chmod 600 {path}`"
-        if info.st_uid not in (me, 0):
-            raise _ChosenByOthers(f"is owned by uid {info.st_uid} (mode {mode:o}), not by uid "
-                                  f"{me}: that user could have chosen the secret; {fix}")
-        if mode & (0o002 if own_group else 0o022):
-            raise _ChosenByOthers(f"is writable by other users (owner uid {info.st_uid}, mode "
-                                  f"{mode:o}): they could have chosen the secret; {fix}")
+        why = chosen_by_others(path, os.fstat(fd))
+        if why is not None:
+            raise _ChosenByOthers(why)
         return read_bounded(f"/proc/self/fd/{fd}", MAX_SECRET_FILE_BYTES, what=file_var)
     finally:
         os.close(fd)
