@@ -9,7 +9,7 @@ as `forge up --env-file` refuses one (naming the file, its owner and mode, never
 value); a root-owned file readable by all, as secret managers mount them, is still read.
 The same for the sign-in files: an OIDC file of `nobody`'s named an identity provider of
 theirs (any staff role signed in), an LTI file an LMS of theirs, an LTI key theirs to
-sign grade passback with.
+sign grade passback with; an ENTITLEMENTS_FILE of theirs, any plan for any tenant.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import yaml
 
 from forge.config.environ_source import Refused, read_secret_rings
 from forge.config.secrets import read_secret
+from forge.entitlements.grants import EntitlementsFileError, lookup_file_grant
 from forge.identity.lti_config import LtiConfigError, generate_key, load_lti
 from forge.identity.oidc_config import OidcConfigError, load_oidc
 
@@ -86,3 +87,13 @@ def test_sign_in_files_another_user_owns_are_refused(tmp_path: Path) -> None:
     with pytest.raises(LtiConfigError) as refused:
         load_lti(lti)
     assert str(refused.value).startswith(f"LTI file {lti} is writable by other users")
+
+
+def test_an_entitlements_file_another_user_may_write_grants_nothing(tmp_path: Path) -> None:
+    grants = tmp_path / "grants.json"
+    grants.write_text('{"grants": [{"tenant_id": "acme", "plan": "PRO"}]}')
+    assert lookup_file_grant(grants, "acme", "alice") == "PRO"
+    os.chown(grants, NOBODY, NOBODY)  # rewritten, as they may at any time, with a plan
+    with pytest.raises(EntitlementsFileError) as refused:
+        lookup_file_grant(grants, "acme", "alice")
+    assert str(refused.value).startswith(f"entitlements file {grants} is owned by uid {NOBODY}")

@@ -26,9 +26,9 @@ def test_a_settled_file_is_parsed_once_and_a_rewrite_is_seen_at_once(
     parsed: list[Path] = []
     real = grants._parse_file_grants
 
-    def counting(p: Path) -> list[dict[str, object]]:
+    def counting(p: Path, fd: int) -> list[dict[str, object]]:
         parsed.append(p)
-        return real(p)
+        return real(p, fd)
 
     monkeypatch.setattr(grants, "_parse_file_grants", counting)
     assert [grants.lookup_file_grant(path, "acme", "alice") for _ in range(3)] == ["PRO"] * 3

@@ -1,8 +1,9 @@
 """Whether another local user could have written a file the operator named.
 
-A secret's ``<NAME>_FILE``, the OIDC and LTI files and the LTI tool key are trusted as the
-operator's: a file another user owns, or may write, holds what that user chose (an
-operator token of theirs, an identity provider of theirs that signs anyone in as staff).
+A secret's ``<NAME>_FILE``, the OIDC and LTI files, the LTI tool key and
+``ENTITLEMENTS_FILE`` are trusted as the operator's: a file another user owns, or may
+write, holds what that user chose (an operator token of theirs, an identity provider of
+theirs that signs anyone in as staff, a plan for any tenant).
 Judged on the status of the file actually read (``os.fstat`` of its open descriptor), so
 a link switched between a check and the read cannot pass one file and read another.
 """

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Table, bindparam, or_, select
 
+from forge.config.trusted_file import chosen_by_others
 from forge.identity.names import valid_id
 from forge.store.db import Database
 from forge.store.models import Entitlement as GrantRow
@@ -153,33 +156,52 @@ _last_read: tuple[tuple[str, int, int, int, int, int], list[dict[str, object]]] 
 
 def read_file_grants(path: Path) -> list[dict[str, object]]:
     """The grants of the optional JSON source, checked: {"grants": [{"tenant_id",
-    "subject"?, "plan"}]}; EntitlementsFileError naming what is wrong otherwise."""
+    "subject"?, "plan"}]}; EntitlementsFileError naming what is wrong otherwise, also for a
+    file another local user owns or may write (its grants would be theirs to choose: any
+    plan for any tenant). The file judged is the one read, through one descriptor."""
     global _last_read
+    fd = _open_grants(path)
     try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise EntitlementsFileError(f"entitlements file {path} is missing") from None
-    except OSError as exc:
-        raise EntitlementsFileError(
-            f"entitlements file {path} cannot be read ({exc.strerror})") from None
-    # ctime too: a tool that keeps mtimes (rsync -a) may put a same-size file on a reused
-    # inode; a rename or write sets ctime, which no one can set back.
-    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    last = _last_read
-    if last is not None and last[0] == key:
-        return last[1]
-    grants = _parse_file_grants(path)
+        st = os.fstat(fd)
+        why = chosen_by_others(path, st)
+        if why is not None:
+            raise EntitlementsFileError(f"entitlements file {path} {why}")
+        # ctime too: a tool that keeps mtimes (rsync -a) may put a same-size file on a
+        # reused inode; a rename or write sets ctime, which no one can set back.
+        key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        last = _last_read
+        if last is not None and last[0] == key:
+            return last[1]
+        grants = _parse_file_grants(path, fd)
+    finally:
+        os.close(fd)
     if time.time_ns() - st.st_mtime_ns > _SETTLED_NS:
         _last_read = (key, grants)
     return grants
 
 
-def _parse_file_grants(path: Path) -> list[dict[str, object]]:
+def _open_grants(path: Path) -> int:
+    """A descriptor of the regular file at ``path`` (links followed; a FIFO or device is
+    refused before it is opened, as ``read_bounded_text`` refuses it)."""
     try:
-        data = json.loads(read_bounded_text(path, MAX_GRANTS_FILE_BYTES,
-                                            what="entitlements file"))
-    except InputRefused as exc:  # not a regular file, too big, unreadable, not UTF-8
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            read_bounded_text(path, MAX_GRANTS_FILE_BYTES, what="entitlements file")
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise EntitlementsFileError(f"entitlements file {path} is missing") from None
+    except InputRefused as exc:
         raise EntitlementsFileError(str(exc)) from None
+    except OSError as exc:
+        raise EntitlementsFileError(
+            f"entitlements file {path} cannot be read ({exc.strerror})") from None
+
+
+def _parse_file_grants(path: Path, fd: int) -> list[dict[str, object]]:
+    try:
+        data = json.loads(read_bounded_text(f"/proc/self/fd/{fd}", MAX_GRANTS_FILE_BYTES,
+                                            what="entitlements file"))
+    except InputRefused as exc:  # too big, unreadable, not UTF-8
+        raise EntitlementsFileError(f"entitlements file {path}: {exc.reason}") from None
     except json.JSONDecodeError as exc:
         raise EntitlementsFileError(
             f"entitlements file {path} is not valid JSON (line {exc.lineno}, column "
