@@ -68,6 +68,14 @@ def test_malformed_origin_is_403_not_500(client: TestClient) -> None:
             assert api.json()["error"] == "cross_site_request"
             gone = client.delete("/v1/scenarios/scn-0123456789abcdef", headers={header: source})
             assert gone.status_code == 403, gone.text
+    # A refused form names the header that decided it, as the API's refusals do (it said
+    # "form posts must come from this site" and named nothing).
+    for sent, named in [({"origin": "https://evil.example"}, "Origin"), ({}, "Origin"),
+                        ({"referer": "https://evil.example/x"}, "Referer"),
+                        ({"sec-fetch-site": "cross-site", "origin": ORIGIN}, "Sec-Fetch-Site")]:
+        resp = client.post("/signin", data={"a": "b"}, headers=sent)
+        assert resp.status_code == 403, (sent, resp.text[:300])
+        assert f"{named}: form posts must come from this site; this one" in resp.text, sent
 
 
 def test_terminal_handshake_with_malformed_origin_is_refused_not_500(
@@ -86,6 +94,17 @@ def test_a_form_the_parser_refuses_names_the_body(client: TestClient) -> None:
                            headers={"origin": ORIGIN, "content-type": kind})
         assert resp.status_code == 400, resp.text[:300]
         assert "body:" in resp.text and "bad_request" not in resp.text, resp.text[:300]
+    # A body of another type was read as an empty form: "enter one of them" said of the
+    # api_key the JSON did send. Refused by its Content-Type, as the JSON routes refuse one.
+    key = _signed_in(client)
+    client.cookies.clear()
+    form = f"api_key={key}".encode()
+    for body, kind in [(f'{{"api_key": "{key}"}}'.encode(), {"content-type": "application/json"}),
+                       (form, {"content-type": "text/plain"}), (form, {})]:
+        resp = client.post("/signin", content=body, headers={"origin": ORIGIN, **kind})
+        assert resp.status_code == 415, resp.text[:300]
+        assert "Content-Type: send the form as application/x-www-form-urlencoded" in resp.text
+        assert "forge_session" not in resp.headers.get("set-cookie", "")
 
 
 def test_a_form_field_given_twice_is_refused_by_name(client: TestClient) -> None:

@@ -34,3 +34,16 @@ def same_origin(headers: Mapping[str, str]) -> bool:
         return True
     referer = headers.get("referer")
     return bool(referer) and _matches_host(str(referer), host)
+
+
+def refused_by(headers: Mapping[str, str]) -> tuple[str, str]:
+    """For a request `same_origin` refused: the header that decided it (its name as sent on
+    the wire, for the error's field) and what is wrong with it, never its value echoed."""
+    site = headers.get("sec-fetch-site")
+    if site is not None and site != "same-origin":
+        return "Sec-Fetch-Site", "this one came from another site, the browser says"
+    if headers.get("origin"):
+        return "Origin", "this one names another site, or none (null)"
+    if headers.get("referer"):
+        return "Referer", "this one names a page of another site"
+    return "Origin", "this one sends neither Origin nor Referer"

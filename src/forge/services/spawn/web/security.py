@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from forge.config.settings import Settings
 from forge.errors import ForgeError
 from forge.identity.caller import OPENED_WITH_KEY, SESSION_COOKIE
-from forge.identity.origin import same_origin
+from forge.identity.origin import refused_by, same_origin
+from forge.services.common.errors import media_type
 from forge.tokens import SESSION, TokenError, mint_token, verify_token
 
 OPS_COOKIE = "forge_ops"
@@ -39,6 +40,7 @@ OPERATOR_SESSION_TTL_S = 3600
 OPENED_WITH_KID = "okid"  # claim: key id of the OPERATOR_TOKEN a session was opened with
 OPENED_BY_TENANT, OPENED_BY_SUBJECT = "otid", "osub"  # claims: the OIDC operator who opened it
 MAX_FIELD = 4096
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 _BASE_CSP = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; "
@@ -88,9 +90,14 @@ def clear_cookie(response: Response, request: Request, name: str) -> None:
 
 
 def check_same_origin(request: Request) -> None:
-    """Refuse a form POST that does not come from a page of this site (fail closed)."""
+    """Refuse a form POST that does not come from a page of this site (fail closed): 403
+    ``cross_site_request`` naming the header that decided it, as every refusal names its
+    field (it said "form posts must come from this site" and named nothing)."""
     if not same_origin(request.headers):
-        raise ForgeError("cross_site_request", 403, "form posts must come from this site")
+        header, problem = refused_by(request.headers)
+        raise ForgeError("cross_site_request", 403,
+                         f"{header}: form posts must come from this site; {problem}",
+                         [{"field": header.lower(), "problem": problem}])
 
 
 def _secrets(settings: Settings) -> list[bytes]:
@@ -170,7 +177,16 @@ def session_value(request: Request) -> str | None:
 async def parse_form(request: Request) -> FormData:
     """``request.form()``, with a body the form parser refuses (a multipart body without a
     boundary or cut short, more than 1,000 fields or files) said as every other refused form
-    is: 400 ``invalid_form`` naming ``body``, not Starlette's bare 400 ``bad_request``."""
+    is: 400 ``invalid_form`` naming ``body``, not Starlette's bare 400 ``bad_request``; and
+    a body of another type (JSON) 415 ``unsupported_media_type``: the parser read it as an
+    empty form, so its fields went unread (defaults used, or "required" said of a field
+    the client did send), where the JSON routes refuse a body not of their type."""
+    kind = media_type(request.headers.get("content-type"))
+    if kind not in FORM_TYPES and (kind or await request.body()):
+        raise ForgeError("unsupported_media_type", 415,
+                         "Content-Type: send the form as application/x-www-form-urlencoded "
+                         f"or multipart/form-data, not {kind[:60] or 'no type'}",
+                         [{"field": "content-type"}])
     try:
         return await request.form()
     except StarletteHTTPException as exc:
