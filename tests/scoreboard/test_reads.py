@@ -56,7 +56,8 @@ async def test_score_reads_are_owner_or_operator_only(make_board: MakeBoard) -> 
             assert got.status_code == 200
             assert got.content == (board.results_dir(sid) / name).read_bytes()
         gone = await client.get(f"/v1/scores/{sid}/artifacts/evidence.tar.gz", headers=alice)
-        assert gone.status_code == 404 and gone.json()["message"] == "artifact not found"
+        assert gone.status_code == 404 and gone.json()["message"] == (
+            "name: this result has no evidence.tar.gz")
         assert whole_reads == []
 
         # Anyone else gets the same 404 as for a scenario that does not exist, judged from
@@ -84,6 +85,16 @@ async def test_score_reads_are_owner_or_operator_only(make_board: MakeBoard) -> 
             resp = await client.get(path, headers=board.operator)
             assert resp.status_code == 404, path
             assert resp.json()["error"] == "not_found"
+        # A 404 of a name says so in its message, not in details alone.
+        for path, said in ((f"/v1/scores/{sid}/recordings/x", "name: no such recording (one "
+                            "is named <host>.<n>.cast)"),
+                           (f"/v1/scores/{sid}/recordings/h.1.cast",
+                            "name: this lab has no such recording"),
+                           (f"/v1/scores/{sid}/artifacts/audit.jsonl", "name: no such result "
+                            "file; one of evidence.tar.gz, evidence.tar.zst, score.json, "
+                            "verdict.pub, verdict.sig")):
+            resp = await client.get(path, headers=board.operator)
+            assert resp.status_code == 404 and resp.json()["message"] == said, resp.text
 
 
 async def test_leaderboard_is_per_tenant(make_board: MakeBoard) -> None:

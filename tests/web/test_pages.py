@@ -314,7 +314,12 @@ def test_a_lab_page_is_only_for_its_owner(app_client: tuple[TestClient, Settings
         nav = nav[:nav.index("</nav>")]
         assert '<a href="/tracks">Labs</a>' in nav and "Signed in as <strong>alice" in nav
         assert 'href="/signin"' not in nav
+    # A name no file can have is refused by name, in the message as in details.
     assert client.get(path + "/artifacts/..%2Fforge.db").status_code == 404
+    for bad, said in (("/artifacts/audit.jsonl", "name: no such result file; one of "),
+                      ("/recordings/x", "name: no such recording (one is named <host>.<n>")):
+        resp = client.get(path + bad)
+        assert resp.status_code == 404 and resp.json()["message"].startswith(said), resp.text
 
 
 @pytest.mark.usefixtures("sqlite_only_store")

@@ -119,5 +119,6 @@ def owned_file(state: ScoreboardState, reader: Reader, scenario_id: str, name: s
     except BusUnavailable:
         raise result_store_down() from None
     if data is None:
-        raise ForgeError("not_found", 404, "artifact not found")
+        raise ForgeError("not_found", 404, f"name: this result has no {name}",
+                         [{"field": "name"}])
     return data

@@ -69,11 +69,13 @@ async def get_recording(scenario_id: str, name: str, request: Request,
                         reader: ReaderDep) -> Response:
     """One terminal recording (asciicast v2), byte for byte (owner or operator only)."""
     if not RECORDING_NAME_RE.fullmatch(name):
-        raise ForgeError("not_found", 404, "recording not found",
+        raise ForgeError("not_found", 404,
+                         "name: no such recording (one is named <host>.<n>.cast)",
                          [{"field": "name", "expected": "<host>.<n>.cast"}])
     found = await run_in_threadpool(owned_recordings, request, reader, scenario_id)
     if name not in found:
-        raise ForgeError("not_found", 404, "recording not found")
+        raise ForgeError("not_found", 404, "name: this lab has no such recording",
+                         [{"field": "name"}])
     return Response(found[name], media_type=CAST_MEDIA_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}"',
                              "Cache-Control": "private, no-store",

@@ -87,7 +87,8 @@ async def get_artifact(scenario_id: str, name: str, request: Request,
                        reader: ReaderDep) -> Response:
     """One of the four result files, byte for byte (owner or operator only)."""
     if name not in ARTIFACT_TYPES:
-        raise ForgeError("not_found", 404, "artifact not found",
+        raise ForgeError("not_found", 404, "name: no such result file; one of "
+                         + ", ".join(sorted(ARTIFACT_TYPES)),
                          [{"field": "name", "allowed": sorted(ARTIFACT_TYPES)}])
     data = await run_in_threadpool(owned_file, scoreboard_state(request), reader,
                                     scenario_id, name)

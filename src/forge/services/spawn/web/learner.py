@@ -393,7 +393,8 @@ async def lab_extend(scenario_id: str, request: Request) -> Response:
 async def lab_artifact(scenario_id: str, name: str, request: Request) -> Response:
     """Download one of the four result files of the learner's own lab."""
     if name not in ARTIFACT_NAMES:
-        raise ForgeError("not_found", 404, "artifact not found",
+        raise ForgeError("not_found", 404, "name: no such result file; one of "
+                         + ", ".join(sorted(ARTIFACT_NAMES)),
                          [{"field": "name", "allowed": sorted(ARTIFACT_NAMES)}])
     row = await spawn_routes.owned_scenario(request, scenario_id)
     try:

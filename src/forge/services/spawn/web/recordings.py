@@ -59,7 +59,8 @@ def with_player(response: HTMLResponse) -> HTMLResponse:
 async def lab_recording(scenario_id: str, name: str, request: Request) -> Response:
     """One terminal recording (asciicast v2) of the learner's own graded lab."""
     if not RECORDING_NAME_RE.fullmatch(name):
-        raise ForgeError("not_found", 404, "recording not found",
+        raise ForgeError("not_found", 404,
+                         "name: no such recording (one is named <host>.<n>.cast)",
                          [{"field": "name", "expected": "<host>.<n>.cast"}])
     row = await spawn_routes.owned_scenario(request, scenario_id)
     return await cast_download(request, row.scenario_id, name)
