@@ -105,6 +105,12 @@ def test_deep_link_launch_roster_and_grade_passback(tmp_path: Path, nats: NatsSe
                                  "not_in_course": []}
         assert enrolled_cohorts(db, "acme", "lti.liam") == [cohort_id]
         assert enrolled_cohorts(db, "acme", "lti.gone") == []
+        # A link Forge hands out is under the LTI file's base_url, the site's configured
+        # public URL, whatever site the request's Host named.
+        evil = {"origin": "http://evil.example", "host": "evil.example"}
+        invite = teacher.post(f"/v1/cohorts/{cohort_id}/invites", json={}, headers=evil)
+        assert invite.status_code == 201, invite.text
+        assert invite.json()["url"] == f"{forge.url}/join/{invite.json()['invite']}"
         # liam leaves the course: a re-sync names him and takes nobody out (the instructor
         # does, keeping his results); lena, who launched, is still listed.
         emu.members[1]["status"] = "Inactive"

@@ -152,7 +152,7 @@ def test_rotation_in_runbook_order_under_traffic(drill: Drill) -> None:
                          headers={"x-receipt-token": old_receipt}, timeout=30)
     assert refused.status_code == 401, refused.text
     unopened = next(iter(traffic.scenarios.values())).access_url
-    link = httpx.get(unopened, follow_redirects=False, timeout=30)
+    link = httpx.get(urls["spawn"] + unopened, follow_redirects=False, timeout=30)
     assert link.status_code == 401 and "forge_session" not in link.cookies, link.text
     # A spawn event whose SAT and ET carry the old secrets' key ids is refused by the
     # orchestrator and kept as a failed event; no scenario is created for it.

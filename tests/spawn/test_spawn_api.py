@@ -529,7 +529,11 @@ def test_nats_down_503_and_nothing_kept(spawn_env: SpawnEnv) -> None:
 def test_access_token_exchanged_once_for_cookie(spawn_env: SpawnEnv) -> None:
     grant(spawn_env.state.ctx.db, "acme", "PRO")
     with spawn_env.client() as client:
-        created = spawn(client, key_for(spawn_env)).json()
+        # The link is never built from the caller's Host (a client or a proxy forwarding
+        # any Host chose the site it led to, token and all): with no public URL configured
+        # it is relative, to be joined to the address the client called.
+        created = spawn(client, {**key_for(spawn_env), "host": "evil.example"}).json()
+    assert created["access_url"].startswith(f"/v1/access/{created['scenario_id']}?token=")
     url = urlparse(created["access_url"])
     assert parse_qs(url.query)["token"]
     with spawn_env.client() as browser:

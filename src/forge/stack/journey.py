@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from websockets.sync.client import connect
@@ -137,7 +138,9 @@ class Journey:
         if not isinstance(sid, str) or SCENARIO_ID_RE.fullmatch(sid) is None:
             raise JourneyError("spawn: the answer's scenario_id is not a scenario id")
         self.result.scenario_id = sid
-        state["access_url"] = body["access_url"]
+        # Relative, or under the site's public URL: opened here at the address called.
+        link = urlsplit(str(body["access_url"]))
+        state["access_url"] = f"{link.path}?{link.query}"
         return f"{body['scenario_id']} ({self.lab or self.track})"
 
     def _open(self, web: httpx.Client, state: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from forge.services.common.errors import media_type
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.caller_deps import current_manager as _manager
+from forge.services.spawn.site_links import api_link
 from forge.services.spawn.state import no_plan_warning
 from forge.store.models import Cohort, CohortInvite
 
@@ -176,7 +177,7 @@ async def make_invite(cohort_id: CohortId, request: Request,
     days = (body or InviteBody()).days  # no body: every field has its default
     invite, token = await run_in_threadpool(cohort_invites.make_invite, db, who, cohort_id, days)
     return {"invite_id": invite.invite_id, "invite": token,
-            "url": f"{str(request.base_url).rstrip('/')}/join/{token}",
+            "url": api_link(request, f"/join/{token}"),
             "expires_at": assignments.iso(invite.expires_at)}
 
 

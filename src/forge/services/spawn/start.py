@@ -18,6 +18,7 @@ from forge.services.spawn.assignment_gate import Preloaded, SpawnFacts, admit, p
 from forge.services.spawn.caller_deps import identify_caller, spawn_state
 from forge.services.spawn.labs import check_plan, choose_lab
 from forge.services.spawn.peers import keys_refused
+from forge.services.spawn.site_links import api_link
 from forge.services.spawn.spawning import SpawnAnswer, check_request_id, spawn
 from forge.templates.dsl_limits import NAME_RE
 
@@ -101,7 +102,7 @@ async def start_lab(request: Request, *, track: object, lab: object, request_id:
                        assignment_id, found)
     try:
         answer = await spawn(state, caller=caller, ent=ent, track=track_name,
-                             request_id=checked_id, base_url=str(request.base_url),
+                             request_id=checked_id, base_url=api_link(request, ""),
                              template_id=template_id,
                              assignment_id=held.assignment_id if held is not None else None)
     except BaseException:

@@ -40,6 +40,7 @@ from forge.identity.caller import (
     session_claims,
 )
 from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.site_links import page_link
 from forge.services.spawn.terminal_signout import close_node_terminals
 from forge.services.spawn.web.errors import PageError, error_response, safe_next, signin_url
 from forge.services.spawn.web.oidc_pages import signs_in_with_provider
@@ -118,7 +119,7 @@ async def _account(request: Request, caller: Caller, fresh: str | None,
         "title": "Your account", "viewer": await viewer(request), "fresh_key": fresh,
         "key_waiting": waiting,
         "keys_allowed": not signs_in_with_provider(request, caller.tenant_id),
-        "signin_at": f"{request.base_url}signin",
+        "signin_at": page_link(request, "/signin"),
         "csrf": csrf_token(state.settings, session_value(request) or "")})
 
 

@@ -43,6 +43,7 @@ from forge.identity.lti import (
 from forge.identity.lti_config import LtiConfigError, LtiRegistry, load_lti
 from forge.identity.roles import INSTRUCTOR, LEARNER, raise_role
 from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.site_links import set_public_url
 from forge.services.spawn.web.errors import PageError, error_response
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
@@ -90,6 +91,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         except LtiConfigError as exc:
             raise ConfigError(settings.env.value, [str(exc)]) from None
     app.state.forge_lti = LtiWeb(registry) if registry is not None else None
+    set_public_url(app, registry.base_url if registry is not None else None)
     app.include_router(router)
 
 

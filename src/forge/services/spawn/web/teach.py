@@ -21,6 +21,7 @@ from forge.classroom.scope import check_subject
 from forge.errors import ForgeError, invalid_field
 from forge.identity.roles import LEARNER
 from forge.services.spawn.caller_deps import manager_of, spawn_state
+from forge.services.spawn.site_links import page_link
 from forge.services.spawn.state import no_plan_warning
 from forge.services.spawn.web.errors import human_message, page_for, signin_url
 from forge.services.spawn.web.render import page
@@ -182,7 +183,7 @@ async def new_invite(cohort_id: str, request: Request) -> Response:
     async def act(who: Manager, form: dict[str, str]) -> Response:
         _, token = await run_in_threadpool(cohort_invites.make_invite, spawn_state(request).ctx.db,
                                            who, cohort_id, 14)
-        url = f"{str(request.base_url).rstrip('/')}/join/{token}"
+        url = page_link(request, f"/join/{token}")
         return back_to_teach(request, spawn_state(request).settings, who,
                              teach_page_of(form), invite={"cohort_id": cohort_id, "url": url})
     return await _post(request, act)
