@@ -76,6 +76,14 @@ def test_malformed_origin_is_403_not_500(client: TestClient) -> None:
         resp = client.post("/signin", data={"a": "b"}, headers=sent)
         assert resp.status_code == 403, (sent, resp.text[:300])
         assert f"{named}: form posts must come from this site; this one" in resp.text, sent
+    # A client asking for JSON gets the API's error body, not a page to scrape.
+    asked = client.post("/signin", data={"a": "b"}, headers={"accept": "application/json"})
+    assert asked.status_code == 403 and asked.json() == {
+        "error": "cross_site_request",
+        "message": "Origin: form posts must come from this site; this one sends neither "
+                   "Origin nor Referer",
+        "details": [{"field": "origin",
+                     "problem": "this one sends neither Origin nor Referer"}]}
 
 
 def test_terminal_handshake_with_malformed_origin_is_refused_not_500(

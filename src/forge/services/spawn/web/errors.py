@@ -23,6 +23,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forge.errors import ForgeError
+from forge.services.common.errors import error_response as api_error
 from forge.services.spawn.web.render import clock, error_page, page
 from forge.services.spawn.web.viewer import Viewer, viewer
 
@@ -226,8 +227,19 @@ def error_response(request: Request, err: PageError, headers: dict[str, str] | N
     return response
 
 
+def asks_for_json(request: Request) -> bool:
+    """A client that asks for JSON, not HTML (``Accept: application/json``): a script, or
+    an API client posting a page's form."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
 async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Response:
-    """A ForgeError as a browser sees it: sign-in redirect for a GET page, else a page."""
+    """A ForgeError as a browser sees it: sign-in redirect for a GET page, else a page; a
+    client asking for JSON gets the API's error body (code, message naming the field,
+    details), not a page it must scrape for what was wrong."""
+    if asks_for_json(request):
+        return api_error(exc.status, exc.code, exc.message, exc.details, exc.headers)
     if exc.status == 401 and request.method == "GET" and exc.code in SIGNIN_CODES:
         return RedirectResponse(signin_url(_after_signin(request)), status_code=303)
     if request.url.path.startswith("/v1/access/"):
