@@ -13,8 +13,8 @@ import pytest
 from forge.config.settings import load_settings
 from forge.content import content_path
 from forge.runtime.base import LabNotFound, Runtime, RuntimeFault
-from forge.runtime.factory import make_runtime
 
+from ..support.configured_runtime import runtime_of
 from .conftest import FORGE
 
 pytestmark = pytest.mark.root
@@ -62,40 +62,39 @@ def slow_running(runtime: Runtime) -> bool:
 
 def test_interrupted_lab_test_destroys_its_labs(forge_env: dict[str, str],
                                                 tmp_path: Path) -> None:
-    runtime = make_runtime(load_settings(forge_env))
-    prefix = forge_env["FORGE_RUNTIME_PREFIX"] + "."
-    templates = slow_cissp(tmp_path)
-    # Started as from a background job, which inherits SIGINT ignored: `forge lab test`
-    # must still take Ctrl-C (Python installs no handler of its own then).
-    proc = subprocess.Popen([*FORGE, "lab", "test", "cissp", "--dir", str(templates)],
-                            env=forge_env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
-        # A lab is in the state directory a moment before its namespaces exist: wait for
-        # both, so the interrupt lands on labs that really hold kernel objects.
-        deadline = time.monotonic() + 60
-        while (time.monotonic() < deadline and proc.poll() is None
-               and not (runtime.list() and any(n.startswith(prefix) for n in netns_names()))):
-            time.sleep(0.05)
-        assert runtime.list(), "no lab was started"
-        assert any(n.startswith(prefix) for n in netns_names())
-        # Interrupt while the slow partial's script runs in its terminal: the run must
-        # stop waiting for it at once (not after the script or its 120 s typing timeout).
-        while time.monotonic() < deadline and proc.poll() is None and not slow_running(runtime):
-            time.sleep(0.1)
-        assert slow_running(runtime), "the slow partial never started"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, out + err
-    assert "interrupted: the labs started were destroyed" in err
-    assert runtime.list() == []
-    assert not [n for n in netns_names() if n.startswith(prefix)]
-    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True,
-                            text=True, check=True).stdout
-    assert forge_env["STORAGE_ROOT"] not in mounts
-    runtime.close()
+    with runtime_of(load_settings(forge_env)) as runtime:
+        prefix = forge_env["FORGE_RUNTIME_PREFIX"] + "."
+        templates = slow_cissp(tmp_path)
+        # Started as from a background job, which inherits SIGINT ignored: `forge lab test`
+        # must still take Ctrl-C (Python installs no handler of its own then).
+        proc = subprocess.Popen([*FORGE, "lab", "test", "cissp", "--dir", str(templates)],
+                                env=forge_env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        try:
+            # A lab is in the state directory a moment before its namespaces exist: wait for
+            # both, so the interrupt lands on labs that really hold kernel objects.
+            deadline = time.monotonic() + 60
+            while (time.monotonic() < deadline and proc.poll() is None
+                   and not (runtime.list() and any(n.startswith(prefix) for n in netns_names()))):
+                time.sleep(0.05)
+            assert runtime.list(), "no lab was started"
+            assert any(n.startswith(prefix) for n in netns_names())
+            # Interrupt while the slow partial's script runs in its terminal: the run must
+            # stop waiting for it at once (not after the script or its 120 s typing timeout).
+            while time.monotonic() < deadline and proc.poll() is None and not slow_running(runtime):
+                time.sleep(0.1)
+            assert slow_running(runtime), "the slow partial never started"
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 130, out + err
+        assert "interrupted: the labs started were destroyed" in err
+        assert runtime.list() == []
+        assert not [n for n in netns_names() if n.startswith(prefix)]
+        mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True,
+                                text=True, check=True).stdout
+        assert forge_env["STORAGE_ROOT"] not in mounts

@@ -17,6 +17,8 @@ from forge.config.settings import load_settings
 from forge.images import ImageCache, load_definitions
 from forge.images.build import build_image
 
+from ..support.images import ensure_default_image
+
 
 @pytest.fixture(scope="session")
 def image_cache_root() -> Path:
@@ -25,10 +27,9 @@ def image_cache_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_rootfs(image_cache_root: Path) -> Path:
+def base_rootfs() -> Path:
     """The built ``base`` image's root filesystem (built now if the cache lacks it)."""
-    definition = load_definitions(load_settings().images_dir)["base"]
-    return build_image(definition, ImageCache(image_cache_root)).entry.rootfs
+    return Path(ensure_default_image())
 
 
 @pytest.fixture(scope="session")

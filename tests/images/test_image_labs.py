@@ -18,42 +18,30 @@ import pytest
 from typer.testing import CliRunner
 
 from forge.cli.image import app as image_app
-from forge.config.settings import Settings, load_settings
 from forge.content import content_path
 from forge.images import ImageCache
 from forge.runtime import HostSpec, LabSpec, Runtime, SubnetSpec
 from forge.runtime.base import SpecError
-from forge.runtime.factory import make_runtime
 from forge.runtime.local import LocalRuntime
 from tests.runtime.helpers import leftovers, tty_read_until, tty_send
 
+from ..support.configured_runtime import configured_runtime, runtime_of, runtime_settings
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
 
 
-def settings_for(tmp: Path, prefix: str, **extra: str) -> Settings:
-    """Settings of a runtime of our own, on the image cache the fixtures use."""
-    cache = {"FORGE_IMAGE_CACHE": str(load_settings().image_cache)}
-    return load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp),
-                          "FORGE_RUNTIME_PREFIX": prefix, "FORGE_RUNTIME_ENGINE": "local",
-                          **cache, **extra})
-
-
 @pytest.fixture()
 def labs(tmp_path: Path, base_rootfs: Path) -> Iterator[tuple[Runtime, str, str]]:
     prefix = runtime_prefix("i")
-    rt = make_runtime(settings_for(tmp_path, prefix))
     state = str(tmp_path / "runtime")
     try:
-        yield rt, prefix, state
-    finally:
-        for info in rt.list():
-            rt.destroy(info.lab_id)
-        rt.close()
+        with runtime_of(runtime_settings(tmp_path, prefix)) as rt:
+            yield rt, prefix, state
         assert leftovers(prefix, state) == []
         with open("/proc/self/mountinfo", encoding="utf-8") as fh:
             assert state not in fh.read()  # the root overlays went with the labs' disks
+    finally:
         shutil.rmtree(tmp_path / "runtime", ignore_errors=True)
 
 
@@ -128,8 +116,7 @@ def test_an_image_not_built_or_not_defined_is_refused_before_anything_is_made(
     shutil.copy(content_path("images") / "base.yaml", defs / "base.yaml")
     (defs / "fresh.yaml").write_text("name: fresh\npackages: [bash, curl]\n")
     prefix, state = runtime_prefix("n"), str(tmp_path / "runtime")
-    rt = make_runtime(settings_for(tmp_path, prefix, FORGE_IMAGE_DIR=str(defs)))
-    try:
+    with configured_runtime(tmp_path, prefix, FORGE_IMAGE_DIR=str(defs)) as rt:
         for image, message in (
             ("fresh", "hosts[1].image: image fresh is not built: run forge image build fresh"),
             ("nope", "hosts[1].image: image nope is not defined"),
@@ -142,10 +129,6 @@ def test_an_image_not_built_or_not_defined_is_refused_before_anything_is_made(
                 rt.create(spec)
             assert str(err.value).startswith(message)
             assert leftovers(prefix, state) == []
-    finally:
-        for info in rt.list():  # only if the refusal failed
-            rt.destroy(info.lab_id)
-        rt.close()
 
 
 def test_prune_leaves_an_image_a_running_lab_uses(tmp_path: Path, base_rootfs: Path) -> None:

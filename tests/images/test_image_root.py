@@ -18,13 +18,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from forge.config.settings import load_settings
 from forge.runtime import HostSpec, LabSpec, Runtime, SubnetSpec
 from forge.runtime.base import Limits, SpecError
-from forge.runtime.factory import make_runtime
 from forge.runtime.plan import plan_lab
 from tests.runtime.helpers import leftovers
 
+from ..support.configured_runtime import runtime_of, runtime_settings
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
@@ -72,37 +71,31 @@ class Labs:
 def labs(tmp_path_factory: pytest.TempPathFactory, ssh_rootfs: Path) -> Iterator[Labs]:
     tmp = tmp_path_factory.mktemp("imgroot")
     prefix = runtime_prefix("r")
-    settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp),
-                              "FORGE_RUNTIME_PREFIX": prefix, "FORGE_RUNTIME_ENGINE": "local",
-                              "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
-    rt = make_runtime(settings)
     state = str(tmp / "runtime")
     private, public = keypair()
     image_before = tree_digest(ssh_rootfs)
     try:
-        rt.create(LabSpec("root-a", [SubnetSpec("a", "10.81.0.0/24")], [
-            HostSpec("srv", networks=[("a", SERVER)], image="ssh", command=SSHD,
-                     files={"/home/.ssh/authorized_keys": public + "\n",
-                            LAB_CONF: "# the learner hardens sshd here\n",
-                            NOTE: "read me\n", "/usr/local/bin/hello": "echo hi\n",
-                            "/etc/localtime": "not a zone\n"},
-                     owners={LAB_CONF: "learner"}, modes={"/usr/local/bin/hello": 0o755}),
-            HostSpec("cli", networks=[("a", None)], image="ssh",
-                     files={"/home/.ssh/id_ed25519": private},
-                     modes={"/home/.ssh/id_ed25519": 0o600}),
-        ]))
-        rt.create(LabSpec("root-b", [SubnetSpec("a", "10.82.0.0/24")], [
-            HostSpec("box", networks=[("a", None)], image="ssh",
-                     files={BIG: ""}, owners={BIG: "learner"}),
-        ], limits=Limits(disk_mb=16)))
-        yield Labs(rt, prefix, state, public)
-    finally:
-        for info in rt.list():
-            rt.destroy(info.lab_id)
-        rt.close()
+        with runtime_of(runtime_settings(tmp, prefix)) as rt:
+            rt.create(LabSpec("root-a", [SubnetSpec("a", "10.81.0.0/24")], [
+                HostSpec("srv", networks=[("a", SERVER)], image="ssh", command=SSHD,
+                         files={"/home/.ssh/authorized_keys": public + "\n",
+                                LAB_CONF: "# the learner hardens sshd here\n",
+                                NOTE: "read me\n", "/usr/local/bin/hello": "echo hi\n",
+                                "/etc/localtime": "not a zone\n"},
+                         owners={LAB_CONF: "learner"}, modes={"/usr/local/bin/hello": 0o755}),
+                HostSpec("cli", networks=[("a", None)], image="ssh",
+                         files={"/home/.ssh/id_ed25519": private},
+                         modes={"/home/.ssh/id_ed25519": 0o600}),
+            ]))
+            rt.create(LabSpec("root-b", [SubnetSpec("a", "10.82.0.0/24")], [
+                HostSpec("box", networks=[("a", None)], image="ssh",
+                         files={BIG: ""}, owners={BIG: "learner"}),
+            ], limits=Limits(disk_mb=16)))
+            yield Labs(rt, prefix, state, public)
         assert leftovers(prefix, state) == []
         with open("/proc/self/mountinfo", encoding="utf-8") as fh:
             assert state not in fh.read()  # the root overlays went with the labs' disks
+    finally:
         shutil.rmtree(state, ignore_errors=True)
     # Nothing any host wrote, seeded or generated reached the shared image.
     assert tree_digest(ssh_rootfs) == image_before

@@ -23,13 +23,13 @@ from forge.content import content_path
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key
 from forge.runtime import Runtime
-from forge.runtime.factory import make_runtime
 from forge.services.orchestrator.app import build_app as build_orchestrator
 from forge.services.spawn.app import build_app as build_spawn
 from tests.live_server import live_server
 from tests.runtime.helpers import leftovers
 from tests.services.conftest import prod_environ, with_signing_key
 
+from ..support.configured_runtime import runtime_of
 from ..support.prefixes import runtime_prefix
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("sqlite_only_store")]
@@ -67,22 +67,19 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
             "FORGE_RUNTIME_PREFIX": prefix, "FORGE_RUNTIME_ENGINE": "local"}
     storage = with_signing_key(tmp_path / "storage")
     settings = load_settings(prod_environ(storage, **base))
-    runtime = make_runtime(settings)
     try:
-        orchestrator = build_orchestrator(settings, runtime=runtime, reaper_interval_s=3600,
-                                          consumer_options={"max_deliver": 4})
-        with live_server(orchestrator) as orch_url:
-            spawn = build_spawn(load_settings(prod_environ(storage, ORCHESTRATOR_URL=orch_url,
-                                                          **base)))
-            with live_server(spawn) as url:
-                db = spawn.state.spawn.ctx.db
-                grant(db, "acme", "FREE", "fay")
-                key = create_api_key(db, "acme", "fay").plaintext
-                yield Platform(url, key, runtime, prefix, str(storage / "runtime"))
+        with runtime_of(settings) as runtime:
+            orchestrator = build_orchestrator(settings, runtime=runtime, reaper_interval_s=3600,
+                                              consumer_options={"max_deliver": 4})
+            with live_server(orchestrator) as orch_url:
+                spawn = build_spawn(load_settings(prod_environ(
+                    storage, ORCHESTRATOR_URL=orch_url, **base)))
+                with live_server(spawn) as url:
+                    db = spawn.state.spawn.ctx.db
+                    grant(db, "acme", "FREE", "fay")
+                    key = create_api_key(db, "acme", "fay").plaintext
+                    yield Platform(url, key, runtime, prefix, str(storage / "runtime"))
     finally:
-        for info in runtime.list():  # only if a lab was made after all
-            runtime.destroy(info.lab_id)
-        runtime.close()
         nats.close()
 
 

@@ -32,6 +32,8 @@ from forge.runtime.warm import (
 from forge.templates.dsl_limits import MAX_EXEC_STRING_BYTES
 from tests.runtime.helpers import leftovers
 
+from ..support.configured_runtime import configured_runtime
+from ..support.images import ensure_default_image
 from ..support.one_lab import own_runtime, pool_lab
 from ..support.prefixes import runtime_prefix
 
@@ -496,18 +498,7 @@ def test_a_seed_the_image_refuses_is_the_templates_error_not_a_pool_failure(
     mistake, found while personalising a claimed pool lab. Before, the pool logged it as
     its own failure (an ERROR with a traceback), counted it, and built the lab fresh, which
     refused it the same way. Now the SpecError goes straight to the caller."""
-    from forge.config.settings import load_settings
-    from forge.images import ImageCache, load_definitions
-    from forge.images.build import build_image
-    from forge.runtime.factory import make_runtime
-
-    settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix("v"),
-                              "FORGE_RUNTIME_ENGINE": "local",
-                              "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
-    build_image(load_definitions(settings.images_dir)["base"], ImageCache(settings.image_cache))
-    rt = make_runtime(settings)
-    assert isinstance(rt, LocalRuntime)
+    ensure_default_image()
 
     def imaged(lab_id: str, files: dict[str, str] | None = None) -> LabSpec:
         return LabSpec(lab_id, [SubnetSpec("lan", "10.204.0.0/24")],
@@ -515,22 +506,21 @@ def test_a_seed_the_image_refuses_is_the_templates_error_not_a_pool_failure(
                                  files=files or {})])
 
     caplog.set_level(logging.INFO, logger="forge.runtime.warm_pool")
-    try:
-        rt.warm({"p": (imaged("x"), 1)}, quiet_s=0.05, poll_s=0.1)
-        pool = rt.warm_pool
-        assert pool is not None
-        until(lambda: len(pool.ready_ids()) == 1, "the pool never filled")
-        with pytest.raises(SpecError) as refused:
-            rt.create(imaged("scn-00000000000000b3", {"/usr/bin": "not a directory\n"}))
-        assert "/usr/bin" in str(refused.value)
-        assert pool.stats.failed == 0
-        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-        assert "scn-00000000000000b3" not in {i.lab_id for i in rt.list()}
-    finally:
-        rt.warm({})
-        for info in rt.list():
-            rt.destroy(info.lab_id)
-        rt.close()
+    with configured_runtime(tmp_path, runtime_prefix("v")) as rt:
+        assert isinstance(rt, LocalRuntime)
+        try:
+            rt.warm({"p": (imaged("x"), 1)}, quiet_s=0.05, poll_s=0.1)
+            pool = rt.warm_pool
+            assert pool is not None
+            until(lambda: len(pool.ready_ids()) == 1, "the pool never filled")
+            with pytest.raises(SpecError) as refused:
+                rt.create(imaged("scn-00000000000000b3", {"/usr/bin": "not a directory\n"}))
+            assert "/usr/bin" in str(refused.value)
+            assert pool.stats.failed == 0
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert "scn-00000000000000b3" not in {i.lab_id for i in rt.list()}
+        finally:
+            rt.warm({})
 
 
 def test_an_operator_sees_the_pools_in_the_metrics(pooled: LocalRuntime, tmp_path: Path) -> None:

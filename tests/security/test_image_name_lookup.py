@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from forge.config.settings import load_settings
 from forge.content import content_path
 from forge.images import ImageNotBuilt, InvalidImageName, resolve_image
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.base import SpecError
-from forge.runtime.factory import make_runtime
 from tests.runtime.helpers import leftovers
 
+from ..support.configured_runtime import configured_runtime
 from ..support.prefixes import runtime_prefix
 
 PLANTED = "name: evil\npackages: [bash]\n"
@@ -62,11 +61,8 @@ def test_a_broken_neighbour_definition_does_not_stop_other_images(tmp_path: Path
 def test_the_runtime_refuses_a_path_as_image_and_creates_nothing(tmp_path: Path) -> None:
     defs, cache = _dirs(tmp_path)
     prefix, state = runtime_prefix("t"), str(tmp_path / "runtime")
-    rt = make_runtime(load_settings({
-        "FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path), "FORGE_RUNTIME_PREFIX": prefix,
-        "FORGE_RUNTIME_ENGINE": "local", "FORGE_IMAGE_DIR": str(defs),
-        "FORGE_IMAGE_CACHE": str(cache)}))
-    try:
+    with configured_runtime(tmp_path, prefix, FORGE_IMAGE_DIR=str(defs),
+                            FORGE_IMAGE_CACHE=str(cache)) as rt:
         spec = LabSpec("img-path", [SubnetSpec("a", "10.76.0.0/24")],
                        [HostSpec("box", networks=[("a", None)], image="x/../../evil")])
         with pytest.raises(SpecError) as err:
@@ -74,7 +70,3 @@ def test_the_runtime_refuses_a_path_as_image_and_creates_nothing(tmp_path: Path)
         assert str(err.value).startswith(
             "hosts[0].image: image 'x/../../evil' is not a valid image name")
         assert leftovers(prefix, state) == [] and rt.list() == []
-    finally:
-        for info in rt.list():  # only if the refusal failed
-            rt.destroy(info.lab_id)
-        rt.close()

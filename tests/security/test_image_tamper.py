@@ -13,18 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from forge.config.settings import load_settings
-from forge.images import ImageCache, load_definitions
-from forge.images.build import build_image
 from forge.runtime import HostSpec, LabSpec, Runtime, SubnetSpec
-from forge.runtime.factory import make_runtime
 
+from ..support.configured_runtime import configured_runtime
+from ..support.images import ensure_default_image
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
@@ -61,21 +58,11 @@ def digest(path: Path) -> str:
 
 @pytest.fixture()
 def image_lab(tmp_path: Path) -> Iterator[tuple[Runtime, Path]]:
-    settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix("s"),
-                              "FORGE_RUNTIME_ENGINE": "local",
-                              "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
-    definition = load_definitions(settings.images_dir)["base"]
-    rootfs = build_image(definition, ImageCache(settings.image_cache)).entry.rootfs
-    rt = make_runtime(settings)
-    rt.create(LabSpec("tamper", [SubnetSpec("a", "10.76.0.0/24")],
-                      [HostSpec("box", networks=[("a", None)], image="base")]))
-    try:
+    rootfs = Path(ensure_default_image())  # base
+    with configured_runtime(tmp_path, runtime_prefix("s")) as rt:
+        rt.create(LabSpec("tamper", [SubnetSpec("a", "10.76.0.0/24")],
+                          [HostSpec("box", networks=[("a", None)], image="base")]))
         yield rt, rootfs
-    finally:
-        rt.destroy("tamper")
-        rt.close()
-        shutil.rmtree(tmp_path / "runtime", ignore_errors=True)
 
 
 def test_a_learner_cannot_change_the_shared_image(image_lab: tuple[Runtime, Path]) -> None:

@@ -31,12 +31,11 @@ import pytest
 
 from forge.authoring.harness import Harness, LabRun
 from forge.authoring.labtest import lab_test_path, load_lab_test
-from forge.config.settings import load_settings
 from forge.content import content_path
 from forge.runtime.base import Runtime
-from forge.runtime.factory import make_runtime
 from forge.templates import TemplateRegistry
 
+from ..support.configured_runtime import configured_runtime
 from ..support.prefixes import runtime_prefix
 from ..support.proc import machine_cmdlines
 
@@ -51,13 +50,8 @@ WATCHDOG = "pgrep -f '^bash /home/bin/web01-{tag}'"
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming-ir")),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix("i")})
-    rt = make_runtime(settings)
-    try:
+    with configured_runtime(tmp_path_factory.mktemp("gaming-ir"), runtime_prefix("i")) as rt:
         yield rt
-    finally:
-        rt.close()
 
 
 def harness(runtime: Runtime, name: str, ready: tuple[tuple[str, str], ...]) -> Harness:

@@ -20,12 +20,11 @@ import pytest
 
 from forge.authoring.harness import Harness
 from forge.authoring.labtest import lab_test_path, load_lab_test
-from forge.config.settings import load_settings
 from forge.content import content_path
 from forge.runtime.base import Runtime
-from forge.runtime.factory import make_runtime
 from forge.templates import TemplateRegistry
 
+from ..support.configured_runtime import configured_runtime
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
@@ -35,13 +34,8 @@ TLS_FILES = ("site.key", "site.crt", "intermediate.crt")
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("gaming-svc")),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix("s")})
-    rt = make_runtime(settings)
-    try:
+    with configured_runtime(tmp_path_factory.mktemp("gaming-svc"), runtime_prefix("s")) as rt:
         yield rt
-    finally:
-        rt.close()
 
 
 def _harness(runtime: Runtime, name: str) -> tuple[Harness, str]:

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from forge.config.settings import load_settings
 from forge.content import content_path
-from forge.images import ImageCache, load_definitions
-from forge.images.build import build_image
 from forge.runtime import Runtime
-from forge.runtime.factory import make_runtime
 from forge.services.orchestrator.labspec import lab_spec
 from forge.templates import TemplateRegistry
 from forge.templates.variables import render
 
+from ..support.configured_runtime import configured_runtime
+from ..support.images import ensure_default_image
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
@@ -49,24 +46,12 @@ def marker() -> Iterator[Path]:
 
 @pytest.fixture()
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix("u"),
-                              "FORGE_RUNTIME_ENGINE": "local",
-                              "FORGE_IMAGE_CACHE": str(load_settings().image_cache)})
-    rt = make_runtime(settings)
-    try:
+    with configured_runtime(tmp_path, runtime_prefix("u")) as rt:
         yield rt
-    finally:
-        for info in rt.list():
-            rt.destroy(info.lab_id)
-        rt.close()
-        shutil.rmtree(tmp_path / "runtime", ignore_errors=True)
 
 
 def test_no_shipped_lab_sees_the_servers_etc(runtime: Runtime, marker: Path) -> None:
-    settings = load_settings()
-    base = build_image(load_definitions(settings.images_dir)["base"],
-                       ImageCache(settings.image_cache)).entry.rootfs
+    base = Path(ensure_default_image())  # base
     image_release = (base / "etc" / "os-release").read_text()
     image_hostname = (base / "etc" / "hostname").read_text()
     assert Path("/etc/hostname").read_text() != image_hostname  # else this proves nothing

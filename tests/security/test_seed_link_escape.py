@@ -18,12 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from forge.config.settings import load_settings
-from forge.images import ImageCache, load_definitions
-from forge.images.build import build_image
 from forge.runtime import HostSpec, LabSpec, SubnetSpec
 from forge.runtime.local import LocalRuntime
 
+from ..support.images import ensure_default_image
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
@@ -41,9 +39,7 @@ def machine_dir() -> Iterator[Path]:
 
 
 def test_seeds_follow_image_links_only_inside_the_host(tmp_path: Path, machine_dir: Path) -> None:
-    settings = load_settings()
-    base = build_image(load_definitions(settings.images_dir)["base"],
-                       ImageCache(settings.image_cache)).entry.rootfs
+    base = ensure_default_image()
     image = tmp_path / "crafted"  # a hard-linked copy of base plus three hostile links
     subprocess.run(["cp", "-al", str(base), str(image)], check=True)
     (image / "etc" / "abs").symlink_to(machine_dir)

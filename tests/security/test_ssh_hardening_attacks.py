@@ -50,12 +50,11 @@ import pytest
 
 from forge.authoring.harness import Harness
 from forge.authoring.labtest import LabTest, lab_test_path, load_lab_test
-from forge.config.settings import load_settings
 from forge.content import content_path
 from forge.runtime.base import Runtime
-from forge.runtime.factory import make_runtime
 from forge.templates import ScenarioTemplate, TemplateRegistry
 
+from ..support.configured_runtime import configured_runtime
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
@@ -116,14 +115,9 @@ class SshHardening:
 
 @pytest.fixture(scope="module")
 def ssh_hardening(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHardening]:
-    settings = load_settings({"STORAGE_ROOT": str(tmp_path_factory.mktemp("ssh-hardening")),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix("k")})
-    rt = make_runtime(settings)
-    try:
+    with configured_runtime(tmp_path_factory.mktemp("ssh-hardening"), runtime_prefix("k")) as rt:
         yield SshHardening(rt, load_lab_test(lab_test_path(TEMPLATES, "ssh-hardening")),
                            TemplateRegistry.load(TEMPLATES).get("ssh-hardening").template)
-    finally:
-        rt.close()
 
 
 @pytest.mark.parametrize(("attempt", "probe_port"), [("passwords-for-all-but-ops", None),

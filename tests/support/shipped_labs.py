@@ -7,11 +7,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from forge.authoring.harness import Harness
-from forge.config.settings import load_settings
 from forge.content import content_path
-from forge.runtime.factory import make_runtime
 from forge.templates import TemplateRegistry
 
+from .configured_runtime import configured_runtime
 from .prefixes import runtime_prefix
 
 TEMPLATES = content_path("templates")
@@ -23,12 +22,7 @@ def shipped_harness(state: Path, template: str, prefix: str,
     """A Harness for the shipped ``template`` on a runtime under ``state`` with runtime
     prefix ``prefix``, closed afterwards; ``ready``: (host, port or variable) pairs that
     must answer before a lab counts as started."""
-    settings = load_settings({"STORAGE_ROOT": str(state),
-                              "FORGE_RUNTIME_PREFIX": runtime_prefix(prefix)})
-    runtime = make_runtime(settings)
-    try:
-        with Harness(runtime, TemplateRegistry.load(TEMPLATES).get(template).template,
-                     ready) as h:
-            yield h
-    finally:
-        runtime.close()
+    with configured_runtime(state, runtime_prefix(prefix)) as runtime, \
+            Harness(runtime, TemplateRegistry.load(TEMPLATES).get(template).template,
+                    ready) as h:
+        yield h
