@@ -56,10 +56,12 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture()
-def image_lab(tmp_path: Path) -> Iterator[tuple[Runtime, Path]]:
+@pytest.fixture(scope="module")
+def image_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, Path]]:
+    """One lab on base for both tests: every attack of the first fails (it asserts so),
+    so the second sees the same host a fresh lab would show."""
     rootfs = Path(ensure_default_image())  # base
-    with configured_runtime(tmp_path, runtime_prefix("s")) as rt:
+    with configured_runtime(tmp_path_factory.mktemp("tamper"), runtime_prefix("s")) as rt:
         rt.create(LabSpec("tamper", [SubnetSpec("a", "10.76.0.0/24")],
                           [HostSpec("box", networks=[("a", None)], image="base")]))
         yield rt, rootfs
