@@ -39,9 +39,9 @@ from ..support.lti_course import (
     announce,
     course_and_forge,
     start_from_landing,
-    until,
 )
 from ..support.lti_platform import INSTRUCTOR_ROLE, LEARNER_ROLE, landing_of, launch_learner
+from ..support.polling import until
 
 SHA = "a" * 64
 

@@ -54,7 +54,6 @@ from ..support.lti_course import (
     announce,
     course_and_forge,
     start_from_landing,
-    until,
 )
 from ..support.lti_platform import (
     INSTRUCTOR_ROLE,
@@ -62,6 +61,7 @@ from ..support.lti_platform import (
     LtiPlatformEmulator,
     launch_learner,
 )
+from ..support.polling import until
 
 SHA = "a" * 64
 

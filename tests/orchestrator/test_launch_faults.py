@@ -13,7 +13,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +30,7 @@ from forge.services.orchestrator.launch_resume import MAX_LAUNCH_ATTEMPTS
 from forge.store.models import Scenario
 from forge.templates.problems import Problem, TemplateError
 
+from ..support.polling import until
 from .conftest import OPERATOR, MakeOrch, Orch, spawn_event
 
 SPAWN = "forge.spawn.requested"
@@ -329,7 +329,7 @@ def test_a_shutdown_during_a_burst_builds_only_what_was_under_way(
     assert len(entered) == slots
     stopping = threading.Thread(target=first.stop)
     stopping.start()
-    _until(lambda: first.runtime.builds_stopped, "the stop never stopped the builds")
+    until(lambda: first.runtime.builds_stopped, "the stop never stopped the builds")
     go_on.set()
     stopping.join(120)
     rows = {sid: first.row(sid) for sid in sids}
@@ -390,21 +390,13 @@ def test_a_resume_a_shutdown_cancelled_while_it_waited_for_a_slot_keeps_its_atte
     assert again.row(sid).details.get("launch_attempts", 1) == 2
     stopping = threading.Thread(target=again.stop)
     stopping.start()
-    _until(lambda: again.runtime.builds_stopped, "the stop never stopped the builds")
+    until(lambda: again.runtime.builds_stopped, "the stop never stopped the builds")
     hold.set()
     stopping.join(120)
     row = again.row(sid)
     assert row.state == states.LAUNCHING, row.state_reason
     assert row.details.get("launch_attempts", 1) == 1
     assert not again.runtime.list()
-
-
-def _until(what: Callable[[], bool], message: str, deadline_s: float = 60.0) -> None:
-    """Wait for a condition (a generous bound, not a timing assertion)."""
-    end = time.monotonic() + deadline_s
-    while not what():
-        assert time.monotonic() < end, message
-        time.sleep(0.02)
 
 
 def test_the_build_threads_outnumber_any_build_slot_setting(make_orch: MakeOrch) -> None:

@@ -28,8 +28,9 @@ from forge.bus.nodes import NodeRecord, NodeRegistry
 from forge.lifecycle import states
 from forge.store.models import Scenario
 
+from ..support.polling import until
 from .conftest import MakeOrch
-from .test_nodes import GRACE, wait_for
+from .test_nodes import GRACE
 
 # A longer grace than the other node tests: n2's heartbeats must come back within it after
 # the outage even on a loaded machine (a connect can take a second or two there).
@@ -62,7 +63,7 @@ def test_a_bus_outage_longer_than_the_grace_fails_no_live_node(
     n1 = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **OUTAGE_GRACE)
     node = n1.state.node
     assert node is not None
-    wait_for("n1 holds the lease", lambda: node.leader)
+    until(lambda: node.leader, "n1 holds the lease")
     heartbeat_n2(nats)
     # From here n2 heartbeats like a live node: every 0.5 s, failing while the bus is away.
     stop = threading.Event()
@@ -94,9 +95,9 @@ def _outage_and_back(n1: Any, node: Any, nats: NatsServer, beater: threading.Thr
     beater.start()
     time.sleep(GRACE_S + 1)  # the outage outlasts the grace period: every record goes stale
     nats.start()
-    wait_for("n1 back with the lease", lambda: node.leader, timeout=30)
+    until(lambda: node.leader, "n1 back with the lease", timeout_s=30)
     # n1 swept as it took the lease back (the old code failed n2's lab right here); n2's
     # heartbeats resume on their own, well within a grace period of the bus.
-    wait_for("n1 watched the records for a grace period", node.may_judge_loss, timeout=30)
+    until(node.may_judge_loss, "n1 watched the records for a grace period", timeout_s=30)
     time.sleep(1.0)  # two more sweeps
     assert n1.row(sid).state == states.RUNNING, n1.row(sid).state_reason

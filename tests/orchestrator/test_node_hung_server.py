@@ -23,8 +23,8 @@ from forge.bus.nodes import NodeRegistry
 
 from ..bus.test_hung_server import server_pid
 from ..support.paused import paused
+from ..support.polling import until
 from .conftest import MakeOrch
-from .test_nodes import wait_for
 
 GRACE_S = 10.0  # a request timeout, a move to another server and an election, under load
 
@@ -66,7 +66,7 @@ def test_a_node_whose_server_hangs_is_never_judged_lost(make_orch: MakeOrch,
     node = n1.state.node
     assert node is not None and node.bus is not None
     bus = node.bus
-    wait_for("n1 registered", lambda: node.revision is not None and bus.server is not None)
+    until(lambda: node.revision is not None and bus.server is not None, "n1 registered")
     hung = bus.server
     assert hung is not None
     pid = server_pid(cluster, hung)

@@ -11,8 +11,8 @@ import pytest
 
 from forge.bus import NatsServer
 
+from ..support.polling import until
 from .conftest import OPERATOR, MakeOrch, Orch
-from .test_nodes import wait_for
 
 BEATS = {"FORGE_NODE_GRACE_S": "5", "FORGE_NODE_HEARTBEAT_S": "0.5"}
 
@@ -29,15 +29,15 @@ def test_node_check_fails_while_heartbeats_fail(make_orch: MakeOrch, nats: NatsS
     orch = make_orch(FORGE_NODE_ID="n1", reaper_interval_s=3600, **BEATS)
     node = orch.state.node
     assert node is not None
-    wait_for("a heartbeat", lambda: node.last_beat_at is not None)
+    until(lambda: node.last_beat_at is not None, "a heartbeat")
     assert node_check(orch)["ok"]
     nats.stop()
     try:
-        wait_for("the node check fails", lambda: not node_check(orch)["ok"], timeout=30)
+        until(lambda: not node_check(orch)["ok"], "the node check fails", timeout_s=30)
         detail = node_check(orch)["detail"]
         assert "heartbeats failing" in detail and "last error" in detail, detail
         assert node.beat_error is not None
     finally:
         nats.start()
-    wait_for("the node check passes again", lambda: node_check(orch)["ok"], timeout=30)
+    until(lambda: node_check(orch)["ok"], "the node check passes again", timeout_s=30)
     assert node.beat_error is None

@@ -17,8 +17,9 @@ from forge.services.orchestrator import grade_lab
 from forge.services.orchestrator.reaper import reconcile
 from forge.store.models import Scenario
 
+from ..support.polling import until
 from .conftest import MakeOrch, Orch, running_lab
-from .test_nodes import GRACE, wait_for
+from .test_nodes import GRACE
 
 
 def _as_before_nodes(orch: Orch, *scenario_ids: str) -> None:
@@ -57,12 +58,12 @@ def test_a_node_back_from_loss_destroys_the_labs_failed_meanwhile(make_orch: Mak
     lost, kept = running_lab(n1), running_lab(n1)
     node = n1.state.node
     assert node is not None
-    wait_for("n1 holds both labs", lambda: {lost, kept} <= set(node.held))
+    until(lambda: {lost, kept} <= set(node.held), "n1 holds both labs")
     # What the lease holder's sweep writes while n1 is judged lost (fail_lost_nodes).
     move(n1.state.ctx.db, n1.settings.storage_root, lost, states.FAILED, "lab node n1 lost",
          expected=states.RUNNING, details={"lost_node": "n1"})
-    wait_for("the failed lab destroyed on n1",
-             lambda: lost not in {info.lab_id for info in n1.runtime.list()}, timeout=20)
+    until(lambda: lost not in {info.lab_id for info in n1.runtime.list()},
+          "the failed lab destroyed on n1", timeout_s=20)
     assert lost not in node.held and kept in node.held
     assert kept in {info.lab_id for info in n1.runtime.list()}
     assert n1.row(kept).state == states.RUNNING
@@ -95,14 +96,14 @@ def test_a_node_back_from_loss_discards_the_stored_result_of_a_scenario_failed_m
     sid = running_lab(n1)
     node = n1.state.node
     assert node is not None
-    wait_for("n1 holds the lab", lambda: sid in node.held)
+    until(lambda: sid in node.held, "n1 holds the lab")
     move(n1.state.ctx.db, n1.settings.storage_root, sid, states.GRADING, "submitted")
     grade_lab._grade_and_store(n1.state, sid, "submitted")  # stored; the bus "away"
     kept = n1.settings.storage_root / "scenarios" / sid
     assert (kept / "completion.json").exists() and (kept / "evidence").is_dir()
     move(n1.state.ctx.db, n1.settings.storage_root, sid, states.FAILED, "lab node n1 lost",
          expected=states.GRADING, details={"lost_node": "n1"})
-    wait_for("the failed lab destroyed on n1",
-             lambda: sid not in {info.lab_id for info in n1.runtime.list()}, timeout=20)
+    until(lambda: sid not in {info.lab_id for info in n1.runtime.list()},
+          "the failed lab destroyed on n1", timeout_s=20)
     assert not (kept / "completion.json").exists() and not (kept / "evidence").exists()
     assert (kept / "audit.jsonl").exists()  # its audit log is kept, as for every scenario

@@ -9,8 +9,6 @@ the store on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -28,20 +26,13 @@ from forge.store.models import Scenario, ScenarioTransition
 from ..services.conftest import SECRETS, prod_environ
 from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn  # noqa: F401  (fixture)
 from ..spawn.test_spawn_api import key_for, receipt_for, spawn
+from ..support.polling import until
 from .conftest import MakeOrch
 
 pytestmark = pytest.mark.root
 # Heartbeats every 0.5 s (the fixture's setting); nodes of one test share a process and its
 # GIL, so a beat may be late by seconds on a loaded machine without the node being lost.
 GRACE = {"FORGE_NODE_GRACE_S": "5"}
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.05)
 
 
 def row(env: SpawnEnv, scenario_id: str) -> Scenario:
@@ -86,8 +77,7 @@ def test_nodes_place_route_drain_and_fail_over(
         for i in range(5):
             sid, headers = start_lab(env, client, f"learner-{i}")
             labs[sid] = ("", headers)
-        wait_for("five labs running",
-                 lambda: all(row(env, s).state == states.RUNNING for s in labs))
+        until(lambda: all(row(env, s).state == states.RUNNING for s in labs), "five labs running")
         held: dict[str, list[str]] = {name: [] for name in nodes}
         for sid in labs:
             found = row(env, sid)
@@ -104,10 +94,10 @@ def test_nodes_place_route_drain_and_fail_over(
         graded = held["n2"][0]
         resp = client.post(f"/v1/scenarios/{graded}/submit", headers=labs[graded][1])
         assert resp.status_code == 202, resp.text
-        wait_for("the submitted lab graded", lambda: row(env, graded).state == states.COMPLETED)
+        until(lambda: row(env, graded).state == states.COMPLETED, "the submitted lab graded")
         n2_submit = nodes["n2"].state.consumers[1]
         assert n2_submit.durable == "orchestrator-submit-n2"
-        wait_for("n2's own submit consumer acked it", lambda: n2_submit.status()["acked"] == 1)
+        until(lambda: n2_submit.status()["acked"] == 1, "n2's own submit consumer acked it")
         # Extend reaches the holding node: its own answer (too early), not "other node".
         on_n3 = held["n3"][0]
         resp = client.post(f"/v1/scenarios/{on_n3}/extend", headers=labs[on_n3][1],
@@ -136,8 +126,8 @@ def test_nodes_place_route_drain_and_fail_over(
         # Drain n2 through the CLI: it has room (1 of 2) yet takes no new lab.
         code, out = cli(cli_env, "drain", "n2")
         assert code == 0, out
-        wait_for("n2 drained", lambda: nodes["n2"].state.node is not None
-                 and nodes["n2"].state.node.draining)
+        until(lambda: nodes["n2"].state.node is not None
+              and nodes["n2"].state.node.draining, "n2 drained")
         code, out = cli(cli_env, "list")
         assert code == 0, out
         line = next(x for x in out.splitlines() if x.startswith("n2"))
@@ -153,17 +143,17 @@ def test_nodes_place_route_drain_and_fail_over(
         resp = client.delete(f"/v1/scenarios/{gone}", headers=labs[gone][1])
         assert resp.status_code == 200 and resp.json()["state"] == states.DELETED, resp.text
         assert gone not in {i.lab_id for i in nodes["n3"].runtime.list()}
-        wait_for("the queued lab running", lambda: row(env, queued).state == states.RUNNING)
+        until(lambda: row(env, queued).state == states.RUNNING, "the queued lab running")
         assert row(env, queued).node_id == "n3"
         # The drained node's existing lab still completes.
         kept = held["n2"][1]
         resp = client.post(f"/v1/scenarios/{kept}/submit", headers=labs[kept][1])
         assert resp.status_code == 202
-        wait_for("the drained node's lab graded", lambda: row(env, kept).state == "completed")
+        until(lambda: row(env, kept).state == "completed", "the drained node's lab graded")
         code, out = cli(cli_env, "undrain", "n2")
         assert code == 0, out
-        wait_for("n2 undrained", lambda: nodes["n2"].state.node is not None
-                 and not nodes["n2"].state.node.draining)
+        until(lambda: nodes["n2"].state.node is not None
+              and not nodes["n2"].state.node.draining, "n2 undrained")
         code, out = cli(cli_env, "drain", "no-such-node")
         assert code == 1 and "unknown_node" in out, out
         # The runbook's "restart NATS subscriber", asked of one node (n3, ORCHESTRATOR_URL),
@@ -191,7 +181,7 @@ def test_nodes_place_route_drain_and_fail_over(
                            json={"minutes": 5})
         assert resp.status_code == 503 and resp.json()["error"] == "lab_node_unreachable"
         assert "lab node n1 is unreachable" in resp.json()["message"], resp.text
-        wait_for("n1's lab failed", lambda: row(env, lost).state == states.FAILED, timeout=60)
+        until(lambda: row(env, lost).state == states.FAILED, "n1's lab failed", timeout_s=60)
         assert row(env, lost).state_reason == "lab node n1 lost"
         leaders = [name for name in ("n2", "n3")
                    if (node := nodes[name].state.node) is not None and node.leader]
@@ -201,7 +191,7 @@ def test_nodes_place_route_drain_and_fail_over(
                                        .where(ScenarioTransition.scenario_id == lost,
                                               ScenarioTransition.to_state == states.FAILED))
         assert failed_moves == 1
-        wait_for("n1's slot released", lambda: active_slots(env.state.ctx.db, tenant) == 0)
+        until(lambda: active_slots(env.state.ctx.db, tenant) == 0, "n1's slot released")
         resp = client.get(f"/v1/scenarios/{lost}", headers=labs[lost][1])
         assert resp.json()["state"] == states.FAILED
         # Deleting it now says it has ended, as its node would: not `503

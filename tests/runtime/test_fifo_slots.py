@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,7 @@ from forge.runtime.local import LocalRuntime
 from forge.runtime.local.fifo_slots import FifoSlots
 from tests.runtime.helpers import simple_lab
 
-
-def _until(cond: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not cond():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.005)
+from ..support.polling import until
 
 
 def test_a_released_slot_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
@@ -35,7 +29,7 @@ def test_a_released_slot_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
     for name in ("a", "b", "c"):
         waiters.append(threading.Thread(target=take, args=(name,)))
         waiters[-1].start()
-        _until(lambda n=len(waiters): slots.waiting() == n)
+        until(lambda n=len(waiters): slots.waiting() == n, "the waiter queued", interval_s=0.005)
     slots.release()
     take("late")  # arrives as the slot is handed on: waits behind a, b and c
     for t in waiters:
@@ -67,7 +61,8 @@ def test_a_waiter_interrupted_leaves_the_line_and_takes_no_slot() -> None:
         main = threading.main_thread().ident
         assert main is not None
         timer = threading.Thread(target=lambda: (
-            _until(lambda: slots.waiting() == 1), signal.pthread_kill(main, signal.SIGUSR1)))
+            until(lambda: slots.waiting() == 1, "the waiter queued", interval_s=0.005),
+            signal.pthread_kill(main, signal.SIGUSR1)))
         timer.start()
         with pytest.raises(_Interrupted):
             slots.acquire()  # the main thread waits; the signal interrupts it
@@ -77,7 +72,7 @@ def test_a_waiter_interrupted_leaves_the_line_and_takes_no_slot() -> None:
     assert slots.waiting() == 0
     behind = threading.Thread(target=lambda: (slots.acquire(), got.append("behind")))
     behind.start()
-    _until(lambda: slots.waiting() == 1)
+    until(lambda: slots.waiting() == 1, "the waiter queued", interval_s=0.005)
     slots.release()  # to "behind", not to the one that left
     behind.join(10)
     assert got == ["behind"] and slots.waiting() == 0
@@ -110,11 +105,12 @@ def test_the_runtime_builds_waiting_labs_first_come_first_built(
     monkeypatch.setattr(rt, "_build", build)
     threads = [threading.Thread(target=rt.create, args=(simple_lab("first"),))]
     threads[0].start()
-    _until(lambda: built == ["first"])
+    until(lambda: built == ["first"], "the first build", interval_s=0.005)
     for i, name in enumerate(("one", "two", "three")):
         threads.append(threading.Thread(target=rt.create, args=(simple_lab(name),)))
         threads[-1].start()
-        _until(lambda i=i: rt._build_slots.waiting() == i + 1)
+        until(lambda i=i: rt._build_slots.waiting() == i + 1, "the build queued",
+              interval_s=0.005)
     hold.set()
     for t in threads:
         t.join(10)

@@ -7,7 +7,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from forge.runtime.local.build_fence import STRIPES
 from forge.runtime.local.netns import create_netns
 from tests.runtime.helpers import leftovers, probe, serve, sh, simple_lab, tty_send, wait_ok
 
+from ..support.polling import until
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
@@ -46,14 +47,6 @@ def three_host_lab(lab_id: str) -> LabSpec:
 
 class Boom(Exception):
     pass
-
-
-def _until(ready: Callable[[], bool], seconds: float) -> None:
-    """Poll ``ready`` every 50 ms for at most ``seconds``; fail if it never held."""
-    end = time.monotonic() + seconds
-    while not ready():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.05)
 
 
 @pytest.fixture()
@@ -181,13 +174,13 @@ def test_fresh_builds_beyond_the_slots_wait_and_a_failed_build_frees_its_slot(
     try:
         for t in threads[:2]:
             t.start()
-        _until(lambda: len(entered) == 2, 30)
+        until(lambda: len(entered) == 2, "both creates entered", 30)
         for t in threads[2:]:
             t.start()
         time.sleep(1.0)  # long enough for a create that did not wait to reach its build
         assert sorted(entered) == ["slot-0", "slot-1"]
         hold["slot-0"].set()  # fails: its slot serves the waiting creates, one by one
-        _until(lambda: len(results) == 3, 60)
+        until(lambda: len(results) == 3, "the three results", 60)
         assert "slot-1" not in results and peak[0] == 2
         hold["slot-1"].set()
         for t in threads:
@@ -223,7 +216,7 @@ def test_after_stop_builds_creates_waiting_for_a_slot_build_nothing(
     threads = _creators(rt, "stop", 3, results, BuildsStopped)
     try:
         threads[0].start()
-        _until(lambda: entered == ["stop-0"], 30)
+        until(lambda: entered == ["stop-0"], "the first stop entered", 30)
         for t in threads[1:]:
             t.start()
         time.sleep(0.5)  # both wait for the slot

@@ -22,8 +22,9 @@ import pytest
 from forge.runtime.base import Limits
 from forge.runtime.local import LocalRuntime
 from forge.runtime.local.cgroups import CGROUP_ROOT, Cgroups, detect_version
-from tests.runtime.test_warm_pool import lab, until
+from tests.runtime.test_warm_pool import lab
 
+from ..support.polling import until
 from ..support.prefixes import runtime_prefix
 
 # This machine's cgroup2 mount: the root on a v2 machine, its `unified` one beside v1.

@@ -11,7 +11,7 @@ import secrets
 import signal
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,7 @@ from tests.runtime.helpers import leftovers
 from ..support.configured_runtime import configured_runtime
 from ..support.images import ensure_default_image
 from ..support.one_lab import own_runtime, pool_lab
+from ..support.polling import until
 from ..support.prefixes import runtime_prefix
 
 CALM = MemoryReading(available_mb=1 << 20, stall_avg10=0.0)
@@ -53,14 +54,6 @@ def lab(lab_id: str, secret: str = "", subnet: str = "10.203.0.0/24") -> LabSpec
     return LabSpec(lab_id, [SubnetSpec("lan", subnet)],
                    [HostSpec("box", networks=[("lan", None)], **personal),  # type: ignore[arg-type]
                     HostSpec("peer", networks=[("lan", None)])])
-
-
-def until(what: Callable[[], bool], message: str, deadline_s: float = 60.0) -> None:
-    """Wait for a condition (a generous bound, not a timing assertion)."""
-    end = time.monotonic() + deadline_s
-    while not what():
-        assert time.monotonic() < end, message
-        time.sleep(0.05)
 
 
 class Memory:

@@ -32,6 +32,8 @@ from forge.bus.server import NatsServer
 from forge.bus.tls import BusTls
 from forge.stack.embedded_nats import EmbeddedNats
 
+from ..support.polling import until
+
 FAKE_INFO = (b'INFO {"server_id":"squatter","version":"2.10.0","auth_required":true,'
              b'"tls_required":false,"max_payload":1048576}\r\n')
 
@@ -97,13 +99,6 @@ class Squatter:
         self._thread.join(timeout=5)
 
 
-def _wait(cond: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def _client(server: NatsServer, state: ConnectionState) -> Iterator[None]:
     """A service's client (its own identity) connected to ``server`` and reconnecting every
@@ -140,13 +135,13 @@ def _squat_the_restart(server: NatsServer, context: ssl.SSLContext | None = None
         server.kill()
         squatter = Squatter(port, context)
         try:
-            _wait(lambda: squatter.connections >= 2, 20, "the client dialling the squatter")
+            until(lambda: squatter.connections >= 2, "the client dialling the squatter", 20)
             time.sleep(0.5)  # what it sends after the INFO (or the handshake) has arrived
         finally:
             squatter.close()
         server.start()
-        _wait(lambda: state.connected and state.reconnects >= 1, 30,
-              "the client reconnecting to the real server")
+        until(lambda: state.connected and state.reconnects >= 1,
+              "the client reconnecting to the real server", 30)
     return squatter
 
 
@@ -192,7 +187,7 @@ def _route_squatter(cluster: NatsCluster) -> Squatter:
     cluster.kill(2)
     squatter = Squatter(port)
     try:
-        _wait(lambda: squatter.connections >= 1, 30, "a peer dialling the dead node's route")
+        until(lambda: squatter.connections >= 1, "a peer dialling the dead node's route", 30)
         time.sleep(1.0)
     finally:
         squatter.close()

@@ -29,15 +29,9 @@ from forge.services.orchestrator.node import LabNode
 
 from ..orchestrator.conftest import FAST, MakeOrch, make_orch  # noqa: F401  (fixture)
 from ..services.conftest import prod_environ
+from ..support.polling import until
 
 pytestmark = pytest.mark.root
-
-
-def _wait(check: object, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
 
 
 def test_second_process_with_a_live_nodes_id_refuses_to_start(
@@ -61,7 +55,7 @@ def test_second_process_with_a_live_nodes_id_refuses_to_start(
         runtime.close()
     # The real node is untouched: still registered as itself, still taking work.
     assert not node.fenced and node.instance == instance
-    _wait(lambda: node.try_enter() and (node.leave() or True), "the real node open")
+    until(lambda: node.try_enter() and (node.leave() or True), "the real node open")
 
 
 def test_a_node_whose_record_is_overwritten_fails_closed(make_orch: MakeOrch,  # noqa: F811
@@ -84,6 +78,6 @@ def test_a_node_whose_record_is_overwritten_fails_closed(make_orch: MakeOrch,  #
             await nc.close()
 
     asyncio.run(overwrite())
-    _wait(lambda: node.fenced, "the node fenced itself")
+    until(lambda: node.fenced, "the node fenced itself")
     assert not node.try_enter() and not node.leader
     assert not LabNode.open(node)

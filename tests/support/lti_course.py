@@ -7,8 +7,7 @@ the scoreboard's `forge.score.finalized` announced on the bus.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,15 +50,6 @@ def csrf_of(page: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', page)
     assert found is not None, page
     return found.group(1)
-
-
-def until(check: Callable[[], bool], what: str) -> None:
-    """Wait up to 60 s for `check`."""
-    for _ in range(600):
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"never happened: {what}")
 
 
 @dataclass
