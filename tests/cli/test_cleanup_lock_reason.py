@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 from forge.cli.runtime import app
 from forge.stack.lock import CLEANUP, COPY, UP, StorageLock
 
+from ..support.configured_runtime import runtime_env
 from ..support.prefixes import runtime_prefix
 
 
 def test_a_cleanup_refused_names_the_holders_own_reason(tmp_path: Path) -> None:
-    env = {"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path),
-           "FORGE_RUNTIME_PREFIX": runtime_prefix("k"), "FORGE_RUNTIME_ENGINE": "local"}
+    env = runtime_env(tmp_path, runtime_prefix("k"))
     for holder, why in ((UP, "a running orchestrator's labs being built would be destroyed"),
                         (CLEANUP, "one cleanup at a time"),
                         (COPY, "or let it end: one command holds the storage root at a time")):

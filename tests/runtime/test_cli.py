@@ -16,14 +16,10 @@ from forge.runtime.local import LocalRuntime
 from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
 from tests.runtime.helpers import leftovers, simple_lab
 
+from ..support.configured_runtime import runtime_env
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
-
-
-def _env(root: Path, prefix: str) -> dict[str, str]:
-    return {"FORGE_ENV": "dev", "STORAGE_ROOT": str(root), "FORGE_RUNTIME_PREFIX": prefix,
-            "FORGE_RUNTIME_ENGINE": "local"}
 
 
 def test_operator_lists_and_destroys_orphaned_labs(tmp_path: Path) -> None:
@@ -32,7 +28,7 @@ def test_operator_lists_and_destroys_orphaned_labs(tmp_path: Path) -> None:
     rt.create(simple_lab("orphan-a"))
     rt.create(simple_lab("orphan-b"))
     rt.close()
-    runner, env = CliRunner(), _env(tmp_path, prefix)
+    runner, env = CliRunner(), runtime_env(tmp_path, prefix)
 
     checked = runner.invoke(app, ["check"], env=env)
     assert checked.exit_code == 0 and "local runtime OK" in checked.output
@@ -63,7 +59,7 @@ def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(
         if not os.path.exists(f"/proc/{int(init_pid)}/ns/net"):
             break
         time.sleep(0.05)
-    runner, env = CliRunner(), _env(tmp_path, prefix)
+    runner, env = CliRunner(), runtime_env(tmp_path, prefix)
     try:
         assert "halfdead  degraded" in runner.invoke(app, ["list"], env=env).output
         # Beside a running `forge up` on this storage root it refuses (a lab being built
@@ -110,7 +106,7 @@ def test_cleanup_removes_a_half_dead_lab_and_keeps_the_healthy_one(
 
 def test_an_unknown_engine_is_a_config_error_naming_the_variable_and_choices(
         tmp_path: Path) -> None:
-    env = {**_env(tmp_path, "fg"), "FORGE_RUNTIME_ENGINE": "kubernetes"}
+    env = {**runtime_env(tmp_path, "fg"), "FORGE_RUNTIME_ENGINE": "kubernetes"}
     result = CliRunner().invoke(app, ["list"], env=env)
     assert result.exit_code == 1
     assert "FORGE_RUNTIME_ENGINE must be one of: local" in result.output

@@ -17,6 +17,7 @@ from forge.cli.runtime import app
 from forge.runtime.local import LocalRuntime, lab_teardown
 from tests.runtime.helpers import leftovers, simple_lab
 
+from ..support.configured_runtime import runtime_env
 from ..support.prefixes import runtime_prefix
 
 pytestmark = pytest.mark.root
@@ -32,8 +33,7 @@ def test_another_installations_lab_is_foreign_and_left_alone(tmp_path: Path) -> 
         assert elsewhere.cleanup_orphans() == []
         elsewhere.close()
 
-        env = {"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path / "wrong-root"),
-               "FORGE_RUNTIME_PREFIX": prefix, "FORGE_RUNTIME_ENGINE": "local"}
+        env = runtime_env(tmp_path / "wrong-root", prefix)
         runner = CliRunner()
         listed = runner.invoke(app, ["list"], env=env)
         assert listed.exit_code == 0 and "theirs  foreign" in listed.output, listed.output

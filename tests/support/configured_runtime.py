@@ -13,12 +13,18 @@ from forge.runtime import Runtime
 from forge.runtime.factory import make_runtime
 
 
+def runtime_env(storage_root: Path, prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of a dev local engine under `storage_root` with runtime prefix
+    `prefix`, on the machine's image cache (built once, shared by every test), plus `extra`
+    variables: what `forge` commands run on, and `runtime_settings` reads."""
+    return {"FORGE_ENV": "dev", "STORAGE_ROOT": str(storage_root),
+            "FORGE_RUNTIME_PREFIX": prefix, "FORGE_RUNTIME_ENGINE": "local",
+            "FORGE_IMAGE_CACHE": str(load_settings().image_cache), **extra}
+
+
 def runtime_settings(storage_root: Path, prefix: str, **extra: str) -> Settings:
-    """Dev settings of a local engine under `storage_root` with runtime prefix `prefix`, on
-    the machine's image cache (built once, shared by every test), plus `extra` variables."""
-    return load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(storage_root),
-                          "FORGE_RUNTIME_PREFIX": prefix, "FORGE_RUNTIME_ENGINE": "local",
-                          "FORGE_IMAGE_CACHE": str(load_settings().image_cache), **extra})
+    """The settings of `runtime_env`."""
+    return load_settings(runtime_env(storage_root, prefix, **extra))
 
 
 @contextmanager
