@@ -57,23 +57,36 @@ def test_a_bidi_override_in_a_class_name_is_refused(make_spawn: MakeSpawn  # noq
 
 
 @pytest.mark.parametrize("engine", [SQLITE_ONLY])
-def test_a_name_stored_before_the_refusal_loses_its_bidi_controls(tmp_path: Path,
-                                                                  engine: str) -> None:
+def test_a_name_stored_before_the_refusal_loses_its_bidi_controls(
+        tmp_path: Path, engine: str, caplog: pytest.LogCaptureFixture) -> None:
     """A class named with U+202E before such names were refused kept it: /teach, the
     dashboard, the learners' /tracks and invite page, the CSV and the API all showed
     "Other \u202eclass" (read "Other ssalc"). The upgrade makes each such name one the
-    API takes; names that were writable, right-to-left ones too, stay as they were."""
+    API takes; names that were writable, right-to-left ones too, stay as they were.
+    A group with such a character (which no instructor can change) is dropped, not
+    cleaned into another group that would start enrolling people (migration 0016)."""
     path = tmp_path / "old.db"
     upgrade(f"sqlite:///{path}", "0014")
     names = {"coh-1": "Other \u202eclass =x", "coh-2": "\u2066\u2069", "coh-3": "Net\u0007 A",
              "coh-4": "\u05e8\u05e9\u05ea\u200f 101\u200e", "coh-5": "Net  B"}
+    groups = {"coh-1": "net\u202e101", "coh-2": "net-\u2067b", "coh-3": "net\u0000c",
+              "coh-4": "\u05e8\u05e9\u05ea\u200f", "coh-5": None}
     with sqlite3.connect(path) as raw:
         raw.executemany("INSERT INTO cohorts (cohort_id, tenant_id, name, created_by, "
-                        "idp_group, created_at) VALUES (?, 'acme', ?, 'ann', NULL, "
-                        "'2026-11-01 10:00:00')", list(names.items()))
-    upgrade(f"sqlite:///{path}")
+                        "idp_group, created_at) VALUES (?, 'acme', ?, 'ann', ?, "
+                        "'2026-11-01 10:00:00')",
+                        [(c, n, groups[c]) for c, n in names.items()])
+    with caplog.at_level("WARNING", logger="forge.store.migrations"):
+        upgrade(f"sqlite:///{path}")
     with sqlite3.connect(path) as raw:
-        got = dict(raw.execute("SELECT cohort_id, name FROM cohorts").fetchall())
-    assert got == {"coh-1": "Other class =x", "coh-2": "coh-2", "coh-3": "Net A",
-                   "coh-4": names["coh-4"], "coh-5": "Net  B"}
-    assert all(writable(name) for name in got.values())
+        got = {c: (n, g) for c, n, g in
+               raw.execute("SELECT cohort_id, name, idp_group FROM cohorts").fetchall()}
+    assert got == {"coh-1": ("Other class =x", None), "coh-2": ("coh-2", None),
+                   "coh-3": ("Net A", None), "coh-4": (names["coh-4"], groups["coh-4"]),
+                   "coh-5": ("Net  B", None)}
+    assert all(writable(n) and (g is None or writable(g)) for n, g in got.values())
+    dropped = sorted(r.getMessage() for r in caplog.records
+                     if r.getMessage().startswith("cohort group dropped"))
+    assert [m.split()[4] for m in dropped] == ["cohort=coh-1", "cohort=coh-2",
+                                               "cohort=coh-3"], dropped
+    assert "group='net\\u202e101'" in dropped[0], dropped
