@@ -89,6 +89,15 @@ def test_group_claim_enrols(db: Database) -> None:
     assert cohorts.enrol_by_groups(db, T1, "lea", ["net-101"]) == 0  # already in
     assert cohorts.enrolled_cohorts(db, T1, "lea") == [c.cohort_id]
     assert [m.via for m in cohorts.members(db, ANN, c.cohort_id)] == ["group"]
+    # A group pasted with spaces around it matched nobody, silently: it is kept trimmed,
+    # and one of spaces alone is refused naming the field.
+    pasted = cohorts.create_cohort(db, ANN, "Networking 102", idp_group=" net-102\t ")
+    assert pasted.idp_group == "net-102"
+    assert cohorts.enrol_by_groups(db, T1, "lea", ["net-102"]) == 1
+    with pytest.raises(ForgeError) as blank:
+        cohorts.create_cohort(db, ANN, "Networking 103", idp_group="   ")
+    assert code(blank) == (422, "validation_error")
+    assert blank.value.details[0]["field"] == "idp_group"
 
 
 def test_roster_csv_all_or_nothing() -> None:

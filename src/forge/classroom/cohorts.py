@@ -97,9 +97,12 @@ def managed_ids(who: Manager, cohort_id: str | None = None) -> Select[Any]:
 
 def create_cohort(db: Database, who: Manager, name: str, idp_group: str | None = None
                   ) -> Cohort:
-    """A new cohort of `who`'s tenant, managed by `who` (403 for a learner)."""
+    """A new cohort of `who`'s tenant, managed by `who` (403 for a learner). The name and
+    the group lose surrounding spaces: group enrolment matches the group exactly, and a
+    pasted "net-101 " matched nobody, silently."""
     need_staff_role(who)
     name = name.strip() if isinstance(name, str) else ""
+    idp_group = idp_group.strip() if isinstance(idp_group, str) else idp_group
     if not name or len(name) > MAX_NAME or not writable(name):
         raise ForgeError("validation_error", 422, "invalid request: name",
                          [{"field": "name", "problem": f"1-{MAX_NAME} characters, "
