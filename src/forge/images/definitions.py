@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from forge.config.trusted_tree import chosen_content
 from forge.errors import ForgeError
 
 MAX_FILE_BYTES = 64 * 1024  # one definition file
@@ -171,9 +172,13 @@ def load_definition_file(path: Path) -> ImageDefinition:
 
 
 def load_definitions(directory: Path) -> dict[str, ImageDefinition]:
-    """Every ``*.yaml`` definition of ``directory`` by name (a bad one fails the load)."""
+    """Every ``*.yaml`` definition of ``directory`` by name (a bad one fails the load, as
+    does a directory or file another local user owns or may write)."""
     if not directory.is_dir():
         raise ImageDefinitionError(str(directory), ["is not a directory of image definitions"])
+    chosen = chosen_content(directory)  # a definition's script runs as root at build time
+    if chosen is not None:
+        raise ImageDefinitionError(str(directory), [chosen])
     paths = sorted(directory.glob("*.yaml"))
     if len(paths) > MAX_DEFINITIONS:
         raise ImageDefinitionError(str(directory), [f"holds more than {MAX_DEFINITIONS} images"])

@@ -15,6 +15,7 @@ import shutil
 import threading
 from pathlib import Path
 
+from forge.config.trusted_tree import chosen_content
 from forge.detached import run_detached
 from forge.errors import ForgeError
 from forge.images.cache import ImageCache
@@ -113,10 +114,14 @@ def load_named(name: str, definitions_dir: Path) -> ImageDefinition | None:
     """The definition ``NAME.yaml`` of ``definitions_dir`` (None if there is none), read
     again only when the file changed; only that file is read, so another broken
     definition never stops this one. A name that is not an image name is refused before
-    any path is built from it."""
+    any path is built from it; a file another local user owns or may write (or a folder
+    above it) is refused, ImageDefinitionError naming it, its owner and mode."""
     if not _NAME.fullmatch(name):
         raise InvalidImageName(name)
     path = definitions_dir / f"{name}.yaml"
+    chosen = chosen_content(path)  # its script runs as root at build time
+    if chosen is not None:
+        raise ImageDefinitionError(str(path), [chosen])
     try:
         info = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:

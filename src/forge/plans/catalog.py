@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from forge.config.trusted_tree import chosen_content
 from forge_verify.files import InputRefused, read_bounded_text
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,31}\Z")
@@ -97,7 +98,12 @@ class PlanCatalog:
 
 
 def load_plans(path: Path) -> PlanCatalog:
-    """Read and validate a plans file; raises PlanError naming the plan and field at fault."""
+    """Read and validate a plans file; raises PlanError naming the plan and field at fault,
+    or the file (its owner and mode) when another local user owns or may write it or a
+    folder above: their plans would set every tenant's limits."""
+    chosen = chosen_content(path)
+    if chosen is not None:
+        raise PlanError(f"plans file {chosen}")
     try:
         raw = yaml.safe_load(read_bounded_text(path, MAX_PLANS_BYTES))
     except InputRefused as exc:  # missing, not a regular file, too large, not UTF-8

@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forge.config.trusted_tree import chosen_content
 from forge.content import POLICIES, content_path
 from forge.policy.decision import PolicyError, PolicyHashMismatch
 from forge.policy.policy_data import DATA_FILE, check_data_fits, merge_data
 
 TEST_SUFFIX = "_test.rego"
+# How many folders deep a policy directory may nest (the shipped one: none), so the walk
+# that checks nobody else could have written a file of it is bounded.
+MAX_POLICY_DEPTH = 8
 # Files `opa run --server DIR` would load as data besides `data.json` (any JSON or YAML
 # file, at its directory's path) and bundle archives: refused, not silently skipped, so
 # OPA can never serve a table that this engine, the hash and the pin do not see.
@@ -67,10 +71,14 @@ class PolicyBundle:
     @classmethod
     def load(cls, root: Path | None = None) -> PolicyBundle:
         """Read every `*.rego` and `data.json` under `root` (recursively, symlinks refused);
-        PolicyError naming the file when a data file is malformed or a table is missing."""
+        PolicyError naming the file when a data file is malformed or a table is missing, or
+        when another local user owns or may write it or a folder above (`chosen_content`)."""
         base = root if root is not None else default_policy_dir()
         if not base.is_dir():
             raise PolicyError(f"policy directory not found: {base}")
+        chosen = chosen_content(base, depth=MAX_POLICY_DEPTH, whole=True)
+        if chosen is not None:  # its rules would be another user's: refused, not loaded
+            raise PolicyError(f"policy directory {base}: {chosen}")
         files: list[PolicyFile] = []
         paths = [*base.rglob("*.rego"), *base.rglob(DATA_FILE)]
         for pattern in _UNREAD_DATA:

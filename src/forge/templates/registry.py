@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from forge.config.trusted_tree import chosen_content
 from forge.content import TEMPLATES, content_path
 from forge.templates.dsl_limits import NAME_RE
 from forge.templates.problems import Problem, TemplateError, UnknownTemplate
@@ -48,9 +49,13 @@ class TemplateRegistry:
     def load_each(cls, root: Path) -> tuple[TemplateRegistry, dict[str, list[Problem]]]:
         """The valid templates of `root`, and each invalid file's problems by its stem (a
         lab author's directory of drafts, where one draft's typo must not hide the others);
-        TemplateError only when `root` is not a directory."""
+        TemplateError only when `root` is not a directory, or when another local user owns
+        or may write it, a file in it or a folder above (`chosen_content`)."""
         if not root.is_dir():
             raise TemplateError([Problem("", "template directory not found")], str(root))
+        chosen = chosen_content(root)  # its check scripts would run as the grader
+        if chosen is not None:
+            raise TemplateError([Problem("", chosen)], str(root))
         found: dict[str, LoadedTemplate] = {}
         invalid: dict[str, list[Problem]] = {}
         for path in sorted(root.glob("*.yaml")):
