@@ -4,7 +4,8 @@ FORGE_IMAGE_DIR) another local user owns or may write, or a folder on the way to
 Before, such content was loaded as the operator's: a template of user `nobody`'s had its
 check scripts run as the grader, their policies decided who may do what, their plans set
 every tenant's limits, and an image definition of theirs had its script run as root by
-`forge image build` (a local user who could write FORGE_IMAGE_DIR got root). Now each is
+`forge image build` (a local user who could write FORGE_IMAGE_DIR got root), and a
+FORGE_NATS_CA of theirs chose the server the services gave their NATS password. Now each is
 refused where it is loaded, naming the path, its owner and mode; the shipped content and a
 root-owned copy of it still load.
 """
@@ -20,7 +21,9 @@ import typer
 from typer.testing import CliRunner
 
 import forge.content as shipped_content
+from forge.bus.tls import BusTls
 from forge.cli import config_check
+from forge.config import ConfigError, load_settings
 from forge.images.definitions import ImageDefinitionError, load_definitions
 from forge.images.lookup import load_named
 from forge.plans.catalog import PlanError, load_plans
@@ -140,3 +143,18 @@ def test_an_image_definition_another_user_could_write_is_not_built(tmp_path: Pat
                              "image", "build", "base")
     assert code == 1
     assert f"{base} is owned by uid {NOBODY} (mode 644)" in err
+
+
+def test_a_nats_ca_another_user_could_write_is_not_trusted(tmp_path: Path) -> None:
+    """FORGE_NATS_CA: the clients give their NATS password only to a server this CA signed;
+    a CA file of nobody's (or in a folder of theirs) let nobody's server get it."""
+    tls = BusTls.generate(tmp_path / "tls")
+    env = {"FORGE_ENV": "dev", "STORAGE_ROOT": str(tmp_path / "root"),
+           "FORGE_NATS_CA": str(tls.ca_file)}
+    assert load_settings(env).nats_ca == tls.ca_file.read_text()  # root's: trusted
+    os.chown(tls.ca_file, NOBODY, NOBODY)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env)
+    [problem] = refused.value.problems
+    assert problem.startswith(f"FORGE_NATS_CA {tls.ca_file} is owned by uid {NOBODY} "
+                              "(mode 644), not by uid 0")

@@ -20,6 +20,7 @@ from forge.config import node_settings as node_cfg
 from forge.config.environ_source import Refused
 from forge.config.keyring import HmacKeyring
 from forge.config.runtime_engines import ENGINES, engine_problem
+from forge.config.trusted_tree import chosen_content
 from forge.config.warm_pool_setting import parse_warm_pool
 
 _SIZE_BOUNDS = {"FORGE_MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
@@ -148,9 +149,14 @@ def signing_key_dir(raw: object) -> Path | None:
 
 def nats_ca(raw: object) -> str | None:
     """FORGE_NATS_CA: a file of PEM CA certificates; the bus clients trust only those and
-    speak TLS first (unset or empty: no CA, NATS_URL as given). Returns the PEM text."""
+    speak TLS first (unset or empty: no CA, NATS_URL as given). Returns the PEM text. A
+    file another local user owns or may write (or a folder on the way) is refused: their
+    CA would sign the server the services give their NATS password to."""
     if not raw:
         return None
+    chosen = chosen_content(Path(str(raw)))
+    if chosen is not None:
+        raise problem(f"FORGE_NATS_CA {chosen}")
     try:
         return read_ca(Path(str(raw)))
     except CaFileError as exc:
