@@ -158,3 +158,24 @@ def test_a_nats_ca_another_user_could_write_is_not_trusted(tmp_path: Path) -> No
     [problem] = refused.value.problems
     assert problem.startswith(f"FORGE_NATS_CA {tls.ca_file} is owned by uid {NOBODY} "
                               "(mode 644), not by uid 0")
+
+
+def test_content_inside_forge_s_own_package_is_as_trusted_as_its_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout its developer owns, run by root (`sudo make demo`): the shipped content
+    sits beside Forge's code, which that developer may change anyway, so it loads; the
+    same files copied out of the package are refused."""
+    from forge.config import trusted_tree
+
+    package = tmp_path / "checkout" / "forge"
+    (package / "content").mkdir(parents=True)
+    for part in (package.parent, package, package / "content"):
+        os.chown(part, NOBODY, NOBODY)
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(package, outside)
+    for part in (outside, outside / "content"):
+        os.chown(part, NOBODY, NOBODY)
+    monkeypatch.setattr(trusted_tree, "_PACKAGE", os.path.realpath(package))
+    assert trusted_tree.chosen_content(package / "content") is None
+    why = trusted_tree.chosen_content(outside / "content")
+    assert why is not None and f"is owned by uid {NOBODY}" in why, why

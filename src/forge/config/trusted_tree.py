@@ -22,6 +22,10 @@ from pathlib import Path
 from forge.config.trusted_file import chosen_by_others
 
 MAX_ENTRIES = 4096  # the shipped content is a few dozen files
+# Forge's own package (its shipped content lives in it): whoever may write there may change
+# Forge's code too, so checking its content adds nothing, and a checkout its developer owns
+# keeps working when root runs it (`sudo make demo`).
+_PACKAGE = os.path.realpath(Path(__file__).resolve().parents[1])
 MAX_LINKS = 40  # as the kernel's own limit on links followed for one path
 
 
@@ -113,12 +117,15 @@ def _walk(folder: str, depth: int, seen: list[int], links: list[int], *,
 
 
 def chosen_content(path: Path, *, depth: int = 0, whole: bool = False) -> str | None:
-    """Why the content at ``path`` may be another local user's choice: the path, a folder
-    on the way or (for a folder) an entry in it, ``depth`` folders down, that another user
-    owns or may write; the message names that path, its owner and mode. None when only
-    this user or root could have chosen it, or when ``path`` is missing (the loader says
-    so). Refused too: more than MAX_ENTRIES entries within ``depth``, and (``whole``, for
-    a loader that reads the whole tree) a folder deeper than ``depth``."""
+    """Why the content at ``path`` may be another local user's choice: the path, a folder on the
+    way or (for a folder) an entry in it, ``depth`` folders down, that another user owns or
+    may write; the message names that path, its owner and mode. None when only this user or
+    root could have chosen it, when ``path`` is missing (the loader says so), or when it is
+    Forge's own shipped content (in the package, beside its code). Refused too: more than
+    MAX_ENTRIES entries within ``depth``, and (``whole``, for a loader that reads the whole
+    tree) a folder deeper than ``depth``."""
+    if os.path.commonpath([os.path.realpath(path), _PACKAGE]) == _PACKAGE:
+        return None  # shipped content, as trusted as the code beside it
     links = [0]
     try:
         real, why = _resolve(str(path), links)
