@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
 
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key
+from forge.services.common.logging import request_id_var
 from forge.store.models import Scenario
 
 from ..conftest import TEMPLATE_FIXTURES
@@ -61,3 +67,31 @@ def set_state(env: SpawnEnv, sid: str, state: str) -> None:
         row = sess.get(Scenario, sid)
         assert row is not None
         row.state = state
+
+
+@dataclass(frozen=True)
+class Reads:
+    """A GET's JSON answer and how many store connections its handling took."""
+
+    body: Any
+    checkouts: int
+
+
+def reads_of(client: httpx.Client, path: str) -> Reads:
+    """GET ``path`` (the service runs in this process) counting the store connections
+    checked out while the service handled it: by its request id, which the service's
+    worker threads see too, so another request or a background task is never counted."""
+    rid = uuid.uuid4().hex
+    taken: list[str | None] = []
+
+    def checkout(*_: object) -> None:
+        if request_id_var.get() == rid:
+            taken.append(rid)
+
+    event.listen(Pool, "checkout", checkout)
+    try:
+        answer = client.get(path, headers={"x-request-id": rid})
+    finally:
+        event.remove(Pool, "checkout", checkout)
+    assert answer.status_code == 200, answer.text
+    return Reads(answer.json(), len(taken))

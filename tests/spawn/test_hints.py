@@ -11,7 +11,7 @@ from sqlalchemy import select
 from forge.store.models import HintReveal
 
 from .conftest import MakeSpawn
-from .hinted import HINT_TEXTS, hinted_spawn, running_lab, set_state
+from .hinted import HINT_TEXTS, hinted_spawn, reads_of, running_lab, set_state
 
 
 def test_hints_are_revealed_in_order_recorded_first_and_only_by_their_owner(
@@ -51,6 +51,11 @@ def test_hints_are_revealed_in_order_recorded_first_and_only_by_their_owner(
         # what the hints cost; the lab is not handed in until it is confirmed.
         browser = env.client(headers={"origin": env.url})
         assert browser.post("/signin", data=dict(api_key=headers["x-api-key"])).status_code == 303
+        # The lab page's poll, every 1.5 s while the lab runs, says what the reveals cost
+        # (another tab's too) from one store read: the row and its reveals together.
+        reads = reads_of(browser, f"/lab/{sid}/status")
+        assert reads.body["hints"] == {"count": 2, "percent": "10", "revealed": ["h1", "h3"]}
+        assert reads.checkouts == 1
         csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get(f"/lab/{sid}").text)
         assert csrf is not None
         asked = browser.post(f"/lab/{sid}/submit", data={"csrf": csrf.group(1)})

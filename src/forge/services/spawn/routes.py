@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -32,6 +33,7 @@ from forge.services.spawn.submit_seal import seal_submitted
 from forge.store.timestamps import aware, iso
 
 router = APIRouter(tags=["learner"])
+T = TypeVar("T")
 
 
 class SpawnBody(BaseModel):
@@ -113,21 +115,33 @@ async def owned_scenario(request: Request, scenario_id: str) -> ScenarioRecord:
 
     One read session for the caller and the row, inline on SQLite (`read_call`): the lab
     page polls this every few hundred milliseconds per learner."""
+    return (await owned_scenario_and(request, scenario_id, None))[0]
+
+
+async def owned_scenario_and(request: Request, scenario_id: str,
+                             also: Callable[[ScenarioRecord], T] | None,
+                             ) -> tuple[ScenarioRecord, T | None]:
+    """`owned_scenario`, and ``also(row)`` (a store read only) in the same read session,
+    run only once the row is known to be the caller's: the lab page's poll reads the
+    lab's hint reveals with its row, not in a second session on a worker thread."""
     check_scenario_id(scenario_id)
     missing = ForgeError("not_found", 404, "scenario not found")
     db = spawn_state(request).ctx.db
 
-    def load() -> tuple[Caller, ScenarioRecord | None]:
+    def load() -> tuple[Caller, ScenarioRecord | None, T | None]:
         with db.reading() as sess:
             caller = identify_caller(request)
             if not caller.may_see(scenario_id):
-                return caller, None
-            return caller, read_record(sess.connection(), scenario_id)
+                return caller, None, None
+            row = read_record(sess.connection(), scenario_id)
+            if row is None or also is None or not caller.owns(row.tenant_id, row.subject):
+                return caller, row, None
+            return caller, row, also(row)
 
-    caller, row = await read_call(db, load)
+    caller, row, extra = await read_call(db, load)
     if row is None or not caller.owns(row.tenant_id, row.subject):
         raise missing
-    return row
+    return row, extra
 
 
 @router.get("/v1/scenarios/{scenario_id}", responses=errors(401, 404))

@@ -46,7 +46,7 @@ from forge.services.spawn.web.security import (
     session_value,
 )
 from forge.services.spawn.web.state import ARTIFACT_NAMES, web_state
-from forge.services.spawn.web.tasks import hint_charge, hints_view
+from forge.services.spawn.web.tasks import hint_charge, hints_from, hints_view, running_reveals
 from forge.services.spawn.web.viewer import receipt_cookie, signed_in, viewer
 from forge.store.failed_events import has_failed_event
 from forge.store.models import Scenario
@@ -322,7 +322,8 @@ async def lab_status(scenario_id: str, request: Request) -> JSONResponse:
     """What the lab page polls: state, deadline, whether the verdict is in, and (while the
     lab runs) what the hints revealed so far cost: revealed in another tab or device, the
     Submit dialog of this one would otherwise say fewer."""
-    row = await spawn_routes.owned_scenario(request, scenario_id)
+    row, done = await spawn_routes.owned_scenario_and(request, scenario_id,
+                                                      running_reveals(request))
     try:
         score_ready = await _score_ready(request, row)
     except BackendError:
@@ -331,7 +332,7 @@ async def lab_status(scenario_id: str, request: Request) -> JSONResponse:
                             "expires_at": _expires_iso(row), "remaining_s": _remaining_s(row),
                             "score_ready": score_ready}
     if row.state == "running":
-        body["hints"] = hint_charge(await hints_view(request, row))
+        body["hints"] = hint_charge(hints_from(request, row, done or {}))
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

@@ -10,6 +10,7 @@ learner has seen is charged in the score the scoreboard signs (`forge.grading.le
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -75,10 +76,29 @@ def cost_label(cost: float) -> str:
 async def hints_view(request: Request, row: ScenarioRow) -> list[dict[str, Any]]:
     """Every hint of the lab: id, criterion, cost, whether revealed and when; the text
     (markdown) only for revealed ones."""
-    facts, texts = _texts(request, row)
-    if not facts:
+    if not _texts(request, row)[0]:
         return []
     done = await run_in_threadpool(revealed, spawn_state(request).ctx.db, row.scenario_id)
+    return hints_from(request, row, done)
+
+
+def running_reveals(request: Request) -> Callable[[ScenarioRow], dict[int, datetime] | None]:
+    """The read of a running lab's hint reveals (None for a lab not running or without
+    hints), for `owned_scenario_and`: the lab page's poll takes them with its row."""
+    db = spawn_state(request).ctx.db
+
+    def read(row: ScenarioRow) -> dict[int, datetime] | None:
+        if row.state != "running" or not _texts(request, row)[0]:
+            return None
+        return revealed(db, row.scenario_id)
+
+    return read
+
+
+def hints_from(request: Request, row: ScenarioRow,
+               done: dict[int, datetime]) -> list[dict[str, Any]]:
+    """`hints_view` from the reveals ``done`` already read (hint index -> when)."""
+    facts, texts = _texts(request, row)
     view: list[dict[str, Any]] = []
     for h in facts:
         item: dict[str, Any] = {"id": h.id, "number": h.index + 1, "criterion": h.criterion,
