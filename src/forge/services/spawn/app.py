@@ -24,7 +24,8 @@ from forge.services.common.readiness import CheckFailed
 from forge.services.common.workers import runs_housekeeping
 from forge.services.spawn import (
     access,
-    classroom_routes,
+    assignment_routes,
+    cohort_routes,
     hint_routes,
     lab_routes,
     routes,
@@ -164,7 +165,8 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(terminal.router)
     app.include_router(lab_routes.router)
     app.include_router(hint_routes.router)
-    app.include_router(classroom_routes.router)
+    app.include_router(cohort_routes.router)
+    app.include_router(assignment_routes.router)
     # learner and operator pages (forge.services.spawn.web), on the templates loaded above
     install_web(app, settings, http, templates=state.registry)
     add_subscriber_routes(app, ctx, lambda: [state.lifecycle] if state.lifecycle else [])

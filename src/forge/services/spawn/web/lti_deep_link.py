@@ -31,7 +31,7 @@ from forge.identity.lti_services import LtiCallFailed, PlatformClient
 from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR, raise_roles_in, role_of
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
-from forge.services.spawn.classroom_routes import CohortId
+from forge.services.spawn.cohort_routes import CohortId
 from forge.services.spawn.web.errors import page_for
 from forge.services.spawn.web.lti_pages import DL_COOKIE, lti_web, refusal
 from forge.services.spawn.web.render import page
