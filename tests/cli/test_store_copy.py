@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from forge.identity.apikeys import verify_api_key
 from forge.stack.lock import CLEANUP, COPY, UP, StorageLock
 from forge.store import Database, upgrade
-from forge.store.db import make_db_engine
+from forge.store.db_engine import make_db_engine
 from forge.store.models import AuditRecord, Base, Cohort, Scenario, ScenarioTransition
 from forge.store.transfer import TransferRefused, copy_store
 

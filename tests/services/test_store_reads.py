@@ -15,7 +15,7 @@ import pytest
 from forge.identity.apikeys import create_api_key, verify_api_key
 from forge.services.common.store_reads import read_call
 from forge.store import Database, upgrade
-from forge.store.db import WriteInInlineRead
+from forge.store.db_engine import WriteInInlineRead
 
 
 def _thread_of_read(db: Database, presented: str) -> tuple[int, bool]:

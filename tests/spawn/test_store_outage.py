@@ -31,7 +31,7 @@ import pytest
 from psycopg import sql
 
 from forge.entitlements.grants import grant
-from forge.store import db as db_module
+from forge.store import db_engine
 from forge.store.models import IdempotencyRecord, QuotaSlot, Scenario
 
 from ..services.conftest import SECRETS
@@ -103,7 +103,7 @@ def test_a_read_only_postgres_fails_readiness_and_a_spawn_is_503(
 def test_a_spawn_waits_for_a_postgres_lock_at_most_the_lock_timeout(
         make_spawn: MakeSpawn, postgres_cluster: PostgresCluster, db_url: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(db_module, "PG_LOCK_TIMEOUT_MS", 300)  # read at each connect
+    monkeypatch.setattr(db_engine, "PG_LOCK_TIMEOUT_MS", 300)  # read at each connect
     env = make_spawn()
     grant(env.state.ctx.db, "acme", "PRO", subject="alice")
     headers = key_for(env)

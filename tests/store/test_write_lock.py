@@ -274,10 +274,10 @@ def test_sqlite_refusing_begin_is_a_core_error_the_busy_check_knows(
     a read never waits for that lock."""
     import sqlite3
 
-    from forge.store import db as db_module
+    from forge.store import db_engine
     from forge.store.busy import store_busy
 
-    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(db_engine, "SQLITE_BUSY_TIMEOUT_MS", 100)
     url = f"sqlite:///{tmp_path}/forge.db"
     upgrade(url)
     db = Database(url)

@@ -80,8 +80,8 @@ def _store_problem(settings: Settings) -> str | None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from forge.cli.commands import refused_for_damage
-    from forge.store.db import sqlite_file
     from forge.store.migrate import at_head, refuse_not_a_database, refuse_unknown_revisions
+    from forge.store.sqlite_files import sqlite_file
 
     # A server that does not answer costs this check seconds, not the TCP timeout.
     url = with_connect_timeout(normalize_url(settings.db_url), CHECK_CONNECT_TIMEOUT_S)
@@ -134,7 +134,7 @@ def _scenario_count(url: str) -> int | None:
     from sqlalchemy import inspect, text
     from sqlalchemy.exc import SQLAlchemyError
 
-    from forge.store.db import make_db_engine
+    from forge.store.db_engine import make_db_engine
 
     engine = make_db_engine(url, for_writes=False)
     try:
@@ -156,7 +156,7 @@ def _left_sqlite_store(settings: Settings, url: str) -> str | None:
     the SQLite store knows. None otherwise."""
     import sqlite3
 
-    from forge.store.db import sqlite_file
+    from forge.store.sqlite_files import sqlite_file
 
     own = settings.storage_root / "forge.db"
     named = sqlite_file(url) if make_url(url).get_backend_name() == "sqlite" else None

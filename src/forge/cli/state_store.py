@@ -16,7 +16,7 @@ from forge.cli.context import settings_or_exit
 from forge.cli.storage import hold_root_or_exit
 from forge.config.db_url import db_url_problem, has_password, normalize_url, shown_url
 from forge.stack.lock import CLEANUP, COPY, StorageLocked
-from forge.store.db import sqlite_file
+from forge.store.sqlite_files import sqlite_file
 from forge.store.transfer import TransferFailed, TransferRefused, copy_store
 
 # Where a source URL with a password goes: on the command line (`--from`) it is readable by

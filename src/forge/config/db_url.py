@@ -1,7 +1,7 @@
 """FORGE_DB_URL: the URL schemes Forge connects with, and the one rewrite it applies.
 
 Kept in configuration so that Settings refuses a URL the store could not open (naming the
-variable, never its value) with the same rule `forge.store.db` applies when it connects.
+variable, never its value) with the same rule `forge.store.db_engine` applies when it connects.
 """
 
 from __future__ import annotations

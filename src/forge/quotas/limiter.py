@@ -1,9 +1,10 @@
 """Rate limits (fixed one-minute windows) and concurrency slots in the state DB.
 
-Atomicity: on SQLite every write transaction starts with BEGIN IMMEDIATE (see forge.store.db),
-so check-then-take cannot interleave; on PostgreSQL a transaction-scoped advisory lock per
-tenant gives the same guarantee. Callers run `take` inside the transaction that also records
-the scenario, so a failed request can give everything back in one place.
+Atomicity: on SQLite every write transaction starts with BEGIN IMMEDIATE (see
+forge.store.db_engine), so check-then-take cannot interleave; on PostgreSQL a
+transaction-scoped advisory lock per tenant gives the same guarantee. Callers run `take`
+inside the transaction that also records the scenario, so a failed request can give
+everything back in one place.
 """
 
 from __future__ import annotations

@@ -1,191 +1,38 @@
-"""Engine and session factory; SQLite gets WAL and a busy timeout so processes can share it."""
+"""A store's sessions: `Database` holds the write and read engines (`db_engine`) and hands
+out write transactions (queued on one lock per SQLite file), snapshot reads, shared reads
+and inline reads."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
-import sqlite3
-import stat
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forge.config.db_url import normalize_url
-from forge.config.storage_root import check_path, make_storage_root
+from forge.store import db_engine
+from forge.store.db_engine import INLINE_READ, WriteInInlineRead, make_db_engine
 from forge.store.file_lock import FlockWaiter
+from forge.store.sqlite_files import sqlite_file, write_lock_file
 from forge.store.store_file import StoreFile
 
-SQLITE_BUSY_TIMEOUT_MS = 15_000
-# How long a PostgreSQL statement waits for a lock held by another session (`_utc_session`).
-PG_LOCK_TIMEOUT_MS = SQLITE_BUSY_TIMEOUT_MS
-# Pooled SQLite connections kept open: at least as many as the threads that read at once
-# (starlette's thread pool runs 40), so a busy service never closes and reopens one (each
-# open runs the pragmas again; measured 5% of the spawn API's CPU before).
-SQLITE_POOL_SIZE = 40
 T = TypeVar("T")
 # The read session shared by every `Database.read()` inside a `Database.reading()` block.
 _SHARED_READ: ContextVar[tuple[int, Session] | None] = ContextVar("forge_shared_read",
                                                                   default=None)
-# Set while a read runs on an event loop's own thread (`inline_read`): a write there
-# (which may wait up to the busy timeout for the lock) would stall every request.
-_INLINE_READ: ContextVar[bool] = ContextVar("forge_inline_read", default=False)
-
-
-class WriteInInlineRead(RuntimeError):
-    """A write transaction was opened inside `Database.inline_read` (a programming error)."""
 
 
 class StoreReadOnly(RuntimeError):
     """The PostgreSQL store answers, but only reads (`Database.ping`)."""
-
-
-log = logging.getLogger("forge.store")
-# A SQLite file whose connection refused WAL (a VFS or filesystem without shared memory):
-# its reads wait for a write in progress. Logged once per file.
-_NOT_WAL_LOGGED: set[str] = set()
-_NOT_WAL_GUARD = threading.Lock()
-
-
-WAL_SWITCH_TRIES = 100  # x 50 ms: 5 s, the busy timeout
-
-
-def _journal_mode_wal(cur: Any) -> Any:
-    """``PRAGMA journal_mode=WAL``, tried again while another process switches the same new
-    file: two connections switching at once deadlock (each holds a shared lock and wants
-    the exclusive one), so SQLite answers one "database is locked" at once, without its
-    busy handler. Two workers of `forge serve spawn --workers 2` starting on a new store
-    did that, and the whole service stopped."""
-    for attempt in range(WAL_SWITCH_TRIES):
-        try:
-            return cur.execute("PRAGMA journal_mode=WAL").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == WAL_SWITCH_TRIES - 1:
-                raise
-            time.sleep(0.05)
-    return None
-
-
-def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    found = _journal_mode_wal(cur)
-    mode = str(found[0] if found else "?").lower()
-    record.info["journal_mode"] = mode  # read by `Database` (its read engine's listener)
-    if mode not in ("wal", "memory"):
-        _refused_wal(cur, mode)
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def _refused_wal(cur: Any, mode: str) -> None:
-    """Note (and say once, in the log) a SQLite file that stays in journal mode ``mode``."""
-    files = [row[2] for row in cur.execute("PRAGMA database_list").fetchall()
-             if row[1] == "main" and row[2]]
-    if not files:
-        return  # in memory: no other process, nothing to wait for
-    path = os.path.realpath(files[0])
-    with _NOT_WAL_GUARD:
-        if path in _NOT_WAL_LOGGED:
-            return
-        _NOT_WAL_LOGGED.add(path)
-    log.warning("SQLite store %s refused WAL mode (journal mode %s): a read waits for a "
-                "write in progress there; put the store on a local filesystem", path, mode)
-
-
-def _utc_session(dbapi_conn: Any, _record: Any) -> None:
-    """A PostgreSQL session answers its timestamps in UTC: psycopg hands them back in the
-    session's zone (the server's TimeZone, or PGTZ), and code that writes a time as
-    `...Z` (events, tokens) would otherwise state a Berlin or Kolkata time as UTC.
-
-    It also waits for a lock at most PG_LOCK_TIMEOUT_MS, as a SQLite writer waits at most
-    its busy timeout: a table or row lock held by another session (a maintenance script, an
-    idle transaction) made every request waiting for it hang with no answer, and each held
-    a writer thread; now it fails with lock_not_available, a busy store (503, Retry-After).
-    """
-    with dbapi_conn.cursor() as cur:
-        cur.execute("SET TIME ZONE 'UTC'")
-        cur.execute(f"SET lock_timeout = {int(PG_LOCK_TIMEOUT_MS)}")
-    dbapi_conn.commit()
-
-
-def _driver_begin(statement: str) -> Callable[[Connection], None]:
-    """A SQLite "begin" listener sending ``statement`` to the driver's connection itself.
-
-    Through `exec_driver_sql`, Core built an execution context for the BEGIN of every
-    transaction (measured back to back, old and new: a write transaction 226 -> 196 µs and
-    251 -> 228 µs of CPU, an API-key check 263 -> 259 µs and 370 -> 337 µs). Errors are
-    wrapped as Core wraps them (`DBAPIError.instance`: "database is locked" is an
-    OperationalError), so busy handling (`forge.store.busy`) sees the errors it always saw."""
-
-    def begin(conn: Connection) -> None:
-        try:
-            conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(statement, None, exc, sqlite3.Error,
-                                      dialect=conn.dialect) from exc
-
-    return begin
-
-
-# Take the write lock at BEGIN so read-then-write transactions cannot race each other.
-_take_write_lock = _driver_begin("BEGIN IMMEDIATE")
-
-
-def _begin_immediate(conn: Connection) -> None:
-    """BEGIN IMMEDIATE, refused inside an inline read (`Database.inline_read`): it may wait
-    for the write lock, on the event loop (also by way of the engine, not `session()`)."""
-    if _INLINE_READ.get():
-        raise WriteInInlineRead("a write transaction inside an inline read")
-    _take_write_lock(conn)
-
-
-def make_db_engine(url: str, *, for_writes: bool = True) -> Engine:
-    """Create an engine for `url`; for SQLite, create the parent directory and set pragmas.
-
-    A SQLite write engine starts every transaction with BEGIN IMMEDIATE; a read engine keeps
-    SQLite's deferred BEGIN so reads never wait for the write lock (WAL gives them a snapshot).
-    """
-    url = normalize_url(url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        engine = create_engine(url, pool_pre_ping=True, future=True)
-        event.listen(engine, "connect", _utc_session)
-        return engine
-    database = sqlite_file(url)
-    if database is not None:
-        if not database.parent.exists():  # the storage root, usually: never open to all
-            make_storage_root(database.parent)
-        keep_private(database)
-    engine = create_engine(
-        url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-        future=True, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE,
-    )
-    event.listen(engine, "connect", _sqlite_pragmas)
-
-    @event.listens_for(engine, "connect")
-    def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
-
-    if for_writes:
-        event.listen(engine, "begin", _begin_immediate)
-    else:
-        event.listen(engine, "begin", _driver_begin("BEGIN"))
-    return engine
 
 
 _WRITE_LOCKS: dict[str, tuple[threading.Lock, FlockWaiter]] = {}
@@ -201,58 +48,6 @@ def _write_lock(url: str) -> tuple[threading.Lock, FlockWaiter] | None:
         return _WRITE_LOCKS.setdefault(url, (threading.Lock(), FlockWaiter()))
 
 
-SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-def keep_private(database: Path) -> None:
-    """The SQLite file, made if missing, and its side files readable by their owner only
-    (0600). The store holds every lab's values (its answers), tokens and the spawn
-    answers with their access links: under the default umask SQLite makes them 0644, open
-    to any local user of the node. SQLite gives the side files it makes the main file's
-    mode; ones an earlier release left open are closed here too. One that is a link, not
-    this user's (or root's) or writable by others is refused (UnsafeStorage): another user
-    who made it reads and changes everything written (`forge.config.storage_root`)."""
-    folder = database.parent
-    for path in (database, *(Path(f"{database}{side}") for side in SQLITE_SIDE_FILES)):
-        check_path(folder, path, directory=False)
-    try:
-        os.close(os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-                         0o600))
-    except OSError:
-        return  # not ours to make (read-only, a directory...): SQLite says why on open
-    for path in (database, *(Path(f"{database}{side}") for side in SQLITE_SIDE_FILES)):
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
-            os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file a SQLite URL names, None in memory; a `file:` URI (`?uri=true`) by its
-    path, not as a relative directory named `file:`."""
-    parsed = make_url(url)
-    database = parsed.database
-    if not database or database == ":memory:":
-        return None
-    if str(parsed.query.get("uri", "")).lower() in ("true", "1") \
-            and database.startswith("file:"):
-        uri = urlsplit(database)
-        if "mode=memory" in uri.query or not uri.path or uri.path == ":memory:":
-            return None
-        return Path(unquote(uri.path))
-    return Path(database)
-
-
-def _lock_file(url: str) -> Path | None:
-    """`<database>-writelock` beside a SQLite file (None for an in-memory database)."""
-    database = sqlite_file(url)
-    if database is None:
-        return None
-    return database.with_name(database.name + "-writelock")
-
-
 class Database:
     """One engine and its session factory, shared by a service's request handlers."""
 
@@ -263,7 +58,7 @@ class Database:
         locks = _write_lock(url)
         self._lock: threading.Lock | None = locks[0] if locks is not None else None
         self._waiter: FlockWaiter | None = locks[1] if locks is not None else None
-        self._lock_path = _lock_file(url) if self._lock is not None else None
+        self._lock_path = write_lock_file(url) if self._lock is not None else None
         # Inline reads need WAL: unknown (None) until a read connection says (one that
         # refused it makes it False for good).
         self._wal: bool | None = None
@@ -277,7 +72,7 @@ class Database:
             event.listen(self.engine, "checkout", self._file.replace_read_only)
         # how long a write waits for the lock file before "database is locked", as SQLite's
         # own busy timeout would
-        self.lock_timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
+        self.lock_timeout_s = db_engine.SQLITE_BUSY_TIMEOUT_MS / 1000
         # SQLite takes one writer at a time anyway; queueing writes on one thread avoids a
         # convoy of request threads contending for the lock (and the GIL) around it.
         self.writer = ThreadPoolExecutor(1 if self._lock else 8, thread_name_prefix="db-write")
@@ -297,7 +92,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A read-write transaction: committed when the block ends, rolled back on error."""
-        if _INLINE_READ.get():
+        if INLINE_READ.get():
             raise WriteInInlineRead("a write transaction inside an inline read")
         if self._lock is None:
             with self._sessions.begin() as sess:
@@ -392,11 +187,11 @@ class Database:
         """Mark a block that reads on an event loop's own thread (`reads_inline`): a write
         there may wait for the lock, stalling every request of the loop, so `session()`
         refuses inside it (WriteInInlineRead)."""
-        token = _INLINE_READ.set(True)
+        token = INLINE_READ.set(True)
         try:
             yield
         finally:
-            _INLINE_READ.reset(token)
+            INLINE_READ.reset(token)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking write transaction on the writer thread, from async code."""

@@ -22,7 +22,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from forge.store.db import SQLITE_BUSY_TIMEOUT_MS, Database
+from forge.store.db import Database
+from forge.store.db_engine import SQLITE_BUSY_TIMEOUT_MS
 from forge.store.models import FinalizedAudit
 
 # How long a PostgreSQL claim waits for another replica's open claim (a hung or partitioned

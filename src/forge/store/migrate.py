@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from forge.config.db_url import normalize_url
 from forge.private_lock import private_lock
-from forge.store.db import make_db_engine, sqlite_file
+from forge.store.db_engine import make_db_engine
+from forge.store.sqlite_files import sqlite_file
 
 if TYPE_CHECKING:
     from alembic.config import Config

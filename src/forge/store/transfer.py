@@ -23,9 +23,10 @@ from sqlalchemy.exc import DBAPIError
 
 from forge.config.db_url import normalize_url, shown_url, with_connect_timeout
 from forge.store.busy import store_busy, store_error_text
-from forge.store.db import make_db_engine, sqlite_file
+from forge.store.db_engine import make_db_engine
 from forge.store.migrate import refuse_not_a_database, upgrade
 from forge.store.models import Base
+from forge.store.sqlite_files import sqlite_file
 
 CHUNK_ROWS = 500  # rows held in memory at once
 CONNECT_TIMEOUT_S = 10  # for a PostgreSQL store that takes a connection and never answers

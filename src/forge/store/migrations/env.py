@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from forge.store.db import make_db_engine
+from forge.store.db_engine import make_db_engine
 from forge.store.models import Base
 
 config = context.config
