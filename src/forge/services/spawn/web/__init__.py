@@ -14,7 +14,7 @@ from forge.services.spawn.web import (
     credential,
     dashboard_api,
     dashboard_pages,
-    learner,
+    lab_pages,
     lti_deep_link,
     lti_pages,
     oidc_pages,
@@ -23,6 +23,7 @@ from forge.services.spawn.web import (
     signin_pages,
     tasks,
     teach,
+    track_pages,
 )
 from forge.services.spawn.web.backend import Backend
 from forge.services.spawn.web.errors import install_error_pages
@@ -41,7 +42,8 @@ def install(app: FastAPI, settings: Settings, http: SharedHttpClient,
         settings.templates_dir)
     app.state.forge_web = WebState(templates=registry, backend=Backend(settings, http))
     app.include_router(signin_pages.router)
-    app.include_router(learner.router)
+    app.include_router(track_pages.router)
+    app.include_router(lab_pages.router)
     app.include_router(ops.router)
     app.include_router(recordings.router)
     app.include_router(credential.router)
