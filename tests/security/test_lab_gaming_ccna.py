@@ -5,7 +5,10 @@ ccna's LANs were 10.62.1.0/24 and 10.62.2.0/24 in every lab, so the two `ip rout
 lines of any solved lab scored 6/6 in every other one, typed without reading the lab. The
 office LANs' prefixes are now per scenario (10.X.Y.0/24), so another lab's routes name
 prefixes this lab does not have. A route for every prefix LAN B is drawn from holds this
-lab's too; the route check refuses a routing table that large.
+lab's too; the route check refuses a routing table that large. R1 masquerading LAN A's
+requests as its transit address got pc-a pc-b's page with no way back to LAN A on R2
+(3/6 for one router's work): pc-b's service names the address it sees, and the check asks
+for pc-a's office address (the lab test's gaming attempt `masquerading-router`).
 
 Real LocalRuntime, the shipped template, graded as the orchestrator grades.
 """
@@ -17,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from forge.authoring.harness import Harness
-from forge.authoring.labtest import script_sections
+from forge.authoring.labtest import lab_test_path, load_lab_test, script_sections
 from forge.authoring.prove import dependent_criteria, distinct_values
 from forge.content import content_path
 
@@ -26,6 +29,8 @@ from ..support.shipped_labs import shipped_harness
 pytestmark = pytest.mark.root
 
 SOLUTION = (content_path("solutions") / "ccna.sh").read_text()
+MASQUERADE = next(g.script for g in load_lab_test(
+    lab_test_path(content_path("templates"), "ccna")).gaming if g.name == "masquerading-router")
 ROUTERS = ("learner", "r2")
 # Every prefix LAN B is drawn from (10.150.0.0/24 to 10.199.255.0/24), via R2.
 EVERY_PREFIX = r"""
@@ -64,12 +69,21 @@ def test_routes_copied_from_another_lab_are_wrong_here(harness: Harness) -> None
     assert graded.score == 0
 
 
-def test_a_route_for_every_possible_prefix_is_no_answer(harness: Harness) -> None:
+def test_every_possible_prefix_and_a_masquerading_router_are_no_answer(harness: Harness) -> None:
     run = harness.launch()
     lan_b = f"10.{run.values['lan_b2']}.{run.values['lan_b3']}.0/24"
     run.must(EVERY_PREFIX, "a route for every prefix")
     # In place: this lab's route for LAN B is among them, via R2 on the transit link.
     shown = run.must(f"ip -4 route show exact {lan_b}", "reading the route").stdout_text
     assert shown.startswith(f"{lan_b} via 10.62.0.6 dev "), shown
+    # R1 masquerades too, R2 untouched (no way back to LAN A): pc-a gets pc-b's page.
+    assert MASQUERADE is not None
+    run.sh(MASQUERADE)
+    page = run.must(f"curl -sS --max-time 2 http://{lan_b[:-4]}10:8080/", "pc-a's request",
+                    "pc-a").stdout_text
+    assert page == f"pc-b {run.values['b_id']}\n", page
+    lan_a = f"10.{run.values['lan_a2']}.{run.values['lan_a3']}."
+    assert lan_a not in run.must("ip -4 route show", "R2's routes", "r2").stdout_text
     graded = run.grade()
     assert not graded.passed["r1-static-route"], graded
+    assert not graded.passed["lan-a-reaches-lan-b"], graded
