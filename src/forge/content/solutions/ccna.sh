@@ -45,5 +45,7 @@ find_peer "${lan_a%0/24}"
 echo "R2 on the transit link: $peer"
 ip route replace "$lan_b" via "$peer"
 ip -4 route show "$lan_b"
-# Test end to end: pc-b answers from LAN B (R2 already routes the reply back).
-curl -sS --max-time 3 --retry 3 --retry-connrefused "http://${lan_b%0/24}10:8080/"
+# Test end to end, asking from R1's address in LAN A as pc-a would (from the transit address
+# pc-b's answer would come back without R2's route): pc-b answers, R2 routes the reply back.
+curl -sS --max-time 3 --retry 3 --retry-connrefused --interface "${lan_a%0/24}1" \
+  "http://${lan_b%0/24}10:8080/"
