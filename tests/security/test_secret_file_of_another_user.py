@@ -64,6 +64,38 @@ def test_a_secret_file_another_user_could_write_is_not_the_secret(tmp_path: Path
     read = read_secret({"OPERATOR_TOKEN_FILE": str(link)}, "OPERATOR_TOKEN")
     assert (read.value, read.problems) == (CHOSEN.encode(), ())
 
+    # Root's file, 0600, but in a folder nobody owns (or a link through one): nobody may
+    # put a link to any root-owned file they can read (/etc/hostname) in its place.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    kept = theirs / "op-token"
+    planted.rename(kept)
+    kept.chmod(0o600)
+    os.chown(theirs, NOBODY, NOBODY)
+    link.unlink()
+    link.symlink_to(kept)  # root's link, through their folder
+    for named in (kept, link):
+        refused = read_secret({"OPERATOR_TOKEN_FILE": str(named)}, "OPERATOR_TOKEN")
+        assert refused.value is None, named
+        assert refused.problems[0] == (
+            f"OPERATOR_TOKEN_FILE: {named} is looked up in the folder {theirs}, which uid "
+            f"{NOBODY} owns (mode 755): another user may put another file in its place; "
+            "keep it in a folder only uid 0 (or root) may write")
+    # The operator's folder, as secret managers mount them (k8s: name -> ..data/name,
+    # ..data -> a dated folder) and in a sticky /tmp-like folder anyone may write: read.
+    os.chown(theirs, 0, 0)
+    dated = theirs / "..2026_12_07"
+    dated.mkdir()
+    kept.rename(dated / "op-token")
+    (theirs / "..data").symlink_to(dated.name)
+    kept.symlink_to("..data/op-token")
+    sticky = tmp_path / "tmp"
+    sticky.mkdir(mode=0o1777)
+    sticky.chmod(0o1777)
+    (sticky / "op-token").symlink_to(kept)
+    read = read_secret({"OPERATOR_TOKEN_FILE": str(sticky / "op-token")}, "OPERATOR_TOKEN")
+    assert (read.value, read.problems) == (CHOSEN.encode(), ())
+
 
 def test_sign_in_files_another_user_owns_are_refused(tmp_path: Path) -> None:
     oidc = tmp_path / "oidc.yaml"

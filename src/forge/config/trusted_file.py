@@ -5,7 +5,12 @@ A secret's ``<NAME>_FILE``, the OIDC and LTI files, the LTI tool key and
 write, holds what that user chose (an operator token of theirs, an identity provider of
 theirs that signs anyone in as staff, a plan for any tenant).
 Judged on the status of the file actually read (``os.fstat`` of its open descriptor), so
-a link switched between a check and the read cannot pass one file and read another.
+a link switched between a check and the read cannot pass one file and read another; and
+on every folder its path is looked up in, links followed: a folder another user owns or
+may write lets them put another file (a link to any root-owned file whose content they
+know) in the operator's file's place, whatever that file's own owner and mode. A folder
+anyone may write but with the sticky bit (/tmp) is trusted for an entry of this user's or
+root's, which no other user may rename or remove there.
 """
 
 from __future__ import annotations
@@ -13,12 +18,78 @@ from __future__ import annotations
 import os
 import stat
 
+_MAX_LINKS = 40  # links followed before a path is taken for a loop (as the kernel's)
+
+
+def _writable_by_others(info: os.stat_result) -> bool:
+    """Whether a user other than this one (or root) owns or may write what ``info``
+    describes: its group counts as no other user when it is this user's own or root's."""
+    me, mode = os.geteuid(), stat.S_IMODE(info.st_mode)
+    if info.st_uid not in (me, 0):
+        return True
+    own_group = info.st_gid in (os.getegid(), 0)
+    return bool(mode & (0o002 if own_group else 0o022))
+
+
+def _folders_looked_in(path: str) -> list[tuple[str, str]]:
+    """(folder, entry name) of each lookup resolving ``path``, links followed: the folders
+    whose entries decide which file the path names."""
+    lookups: list[tuple[str, str]] = []
+    current = "/"  # a relative path from the working folder's own path, its folders too
+    pending = [c for c in os.path.join(os.getcwd(), path).split("/") if c and c != "."]
+    links = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            current = os.path.dirname(current) or "/"
+            continue
+        lookups.append((current, name))
+        entry = os.path.join(current, name)
+        if os.path.islink(entry):
+            links += 1
+            if links > _MAX_LINKS:
+                break
+            target = os.readlink(entry)
+            if os.path.isabs(target):
+                current = "/"
+            pending[:0] = [c for c in target.split("/") if c and c != "."]
+        else:
+            current = entry
+    return lookups
+
+
+def swappable_by_others(path: str | os.PathLike[str]) -> str | None:
+    """The folder of ``path``'s lookup (links followed) where another local user may put
+    another file in its place: one they own, or may write without the sticky bit keeping
+    an entry of this user's or root's. None when no other user can change what the path
+    names."""
+    me = os.geteuid()
+    for folder, name in _folders_looked_in(os.fspath(path)):
+        try:
+            info = os.stat(folder)
+        except OSError:
+            continue  # the open already found what the path names
+        if info.st_uid in (me, 0) and not _writable_by_others(info):
+            continue
+        if info.st_uid in (me, 0) and info.st_mode & stat.S_ISVTX:
+            try:
+                if os.lstat(os.path.join(folder, name)).st_uid in (me, 0):
+                    continue  # /tmp: no other user renames or removes it
+            except OSError:
+                pass
+        mode = stat.S_IMODE(info.st_mode)
+        return (f"is looked up in the folder {folder}, which uid {info.st_uid} owns (mode "
+                f"{mode:o}): another user may put another file in its place; keep it in a "
+                f"folder only uid {me} (or root) may write")
+    return None
+
 
 def chosen_by_others(path: str | os.PathLike[str], info: os.stat_result) -> str | None:
     """Why the file ``info`` describes (read from ``path``) may hold another local user's
     choice: owned by a user other than this one or root, or writable by other users (its
     group counts as no other user when it is this user's own or root's, as in
-    ``root:forge 0640``). None when only this user (or root) could have written it."""
+    ``root:forge 0640``), or looked up in a folder another user may change
+    (``swappable_by_others``). None when only this user (or root) could have written it."""
     me, group, mode = os.geteuid(), os.getegid(), stat.S_IMODE(info.st_mode)
     own_group = info.st_uid in (me, 0) and info.st_gid in (group, 0)
     fix = f"if it is yours, run `chown {me}:{group} {path} && chmod go-w {path}`"
@@ -28,7 +99,7 @@ def chosen_by_others(path: str | os.PathLike[str], info: os.stat_result) -> str 
     if mode & (0o002 if own_group else 0o022):
         return (f"is writable by other users (owner uid {info.st_uid}, mode {mode:o}): they "
                 f"could have chosen its content; {fix}")
-    return None
+    return swappable_by_others(path)
 
 
-__all__ = ["chosen_by_others"]
+__all__ = ["chosen_by_others", "swappable_by_others"]
