@@ -152,17 +152,23 @@ def test_opening_the_ranges_the_ports_come_from_is_no_default_drop(harness: Harn
 # whose probes must be refused), web from every source but the outside host: 1.0, while
 # any other office or Internet host reached SSH. The office PC and the outside host now
 # also probe from a grading address, random and added at seal, which no rule can list.
+# Red team, next stop: the same by the probing hosts' MACs, read from fw1's neighbour
+# table (`ether saddr != { … }`): the grading address left with the MAC the learner had
+# seen, so its probes were denied too (1.0 again); the interface now gets a fresh MAC.
 PROBED_DENIED = r"""
 set -euo pipefail
 port() { awk -v s="$1" '$1 == s {split($3, a, "/"); print a[2]}' /workspace/policy.txt; }
 web=$(port web); ssh=$(port ssh)
+mac() { timeout 2 bash -c "</dev/tcp/$1/1" 2>/dev/null || true; ip neigh show "$1" | awk '{print $5}'; }
+office=$(mac 10.65.1.10); outside=$(mac 10.65.0.20)
+[ -n "$office" ] && [ -n "$outside" ]
 nft -f - <<NFT
 table inet t {
   chain forward {
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
-    ip saddr != 10.65.0.20 ip daddr 10.65.2.10 tcp dport $web accept
-    ip saddr != { 10.65.1.10, 10.65.0.20 } ip daddr 10.65.2.10 tcp dport $ssh accept
+    ip saddr != 10.65.0.20 ether saddr != $outside ip daddr 10.65.2.10 tcp dport $web accept
+    ip saddr != { 10.65.1.10, 10.65.0.20 } ether saddr != { $office, $outside } ip daddr 10.65.2.10 tcp dport $ssh accept
   }
 }
 NFT

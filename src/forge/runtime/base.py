@@ -112,8 +112,8 @@ class HostSpec:
     ``shared``: its service, environment, seeds and ready ports carry no per-scenario
     value, so a warm pool lab seeds and starts it at its build (its ports listening
     before the lab counts as ready) and a claim leaves it as it is.
-    ``grading_address``: at seal the host gets one more address, unseen by any learner
-    process, on each lab interface (``grading_address.add_grading_addresses``).
+    ``grading_address``: at seal the host gets one more address and a fresh MAC, unseen
+    by any learner process, on each lab interface (``grading_address.add_grading_addresses``).
     """
 
     name: str

@@ -149,10 +149,10 @@ class Container(DslModel):
         bool,
         Field(description="When the lab is sealed for grading, the runtime gives each of "
                           "the host's lab interfaces one more address (a secondary), drawn "
-                          "at random from its subnet's free addresses: a source no learner "
-                          "saw before grading, for checks to probe from (`ip -4 -o addr "
-                          "show secondary`), so a firewall must express a policy, not list "
-                          "the probing hosts' addresses."),
+                          "at random from its subnet's free addresses, and a fresh random "
+                          "MAC: a source no learner saw before grading, for checks to probe "
+                          "from (`ip -4 -o addr show secondary`), so a firewall must express "
+                          "a policy, not list the probing hosts' addresses or MACs."),
     ] = False
     access: Annotated[
         Literal["none", "learner"],

@@ -8,10 +8,17 @@ process already killed, so none saw it), one more address on each lab interface,
 at random from its subnet's addresses that no host of the lab has; its checks find it as
 the interface's secondary (``ip -4 -o addr show secondary``). A regrade keeps the one
 added first.
+
+The interface also gets a fresh random MAC address then (its neighbours told at once by a
+gratuitous ARP, ``arp_notify``): both addresses of a probing host left it with the MAC
+the learner had seen, so a ruleset denying exactly the probing hosts' MACs (``ether saddr
+!= { OFFICE-MAC, OUTSIDE-MAC } … accept``, read from the router's neighbour table) passed
+as the one denying their addresses did.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import secrets
@@ -19,6 +26,7 @@ from typing import Any
 
 from forge.detached import run_detached
 from forge.runtime.local.netns import in_netns, ip_batch
+from forge.runtime.local.network import apply_sysctls
 from forge.runtime.local.tools import tool
 
 Meta = dict[str, Any]
@@ -66,9 +74,9 @@ def _planned(hosts: dict[str, Meta], host_ns: dict[str, str]) -> set[ipaddress.I
 
 
 def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list[str]]:
-    """Give each host of ``meta`` marked ``grading_address`` one more address per lab
-    interface (``host_ns``: host name -> its network namespace); the addresses added,
-    per host."""
+    """Give each host of ``meta`` marked ``grading_address`` one more address and a fresh
+    MAC per lab interface (``host_ns``: host name -> its network namespace); the
+    addresses added, per host."""
     hosts = meta.get("hosts", {})
     wanted = [h for h, m in hosts.items() if m.get("grading_address") and h in host_ns]
     if not wanted:
@@ -79,15 +87,27 @@ def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list
     added: dict[str, list[str]] = {}
     for host in wanted:
         kept = {name for name, _, secondary in seen[host] if secondary}
-        commands = []
+        commands: list[str] = []
+        fresh: list[str] = []
         for name, iface, secondary in seen[host]:
             if not name.startswith("eth") or secondary or name in kept:
                 continue
+            fresh.append(name)
+            commands.append(f"link set dev {name} address {_random_mac()}")
             pick = _draw(iface.network, taken)
             if pick is None:
                 continue  # a full subnet: its checks probe from the host's own address
             taken.add(ipaddress.IPv4Address(pick))
             commands.append(f"address add {pick}/{iface.network.prefixlen} dev {name}")
             added.setdefault(host, []).append(pick)
+        notify = {f"net.ipv4.conf.{name}.arp_notify": "1" for name in fresh}
+        in_netns(host_ns[host], functools.partial(apply_sysctls, notify))  # MAC: told
         ip_batch(host_ns[host], commands)
     return added
+
+
+def _random_mac() -> str:
+    """A random locally administered unicast MAC address."""
+    raw = bytearray(secrets.token_bytes(6))
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
