@@ -120,8 +120,8 @@ def test_a_refused_spawn_tells_its_learner_it_was_refused_and_the_operator_why(
     _pending_row(orch, event)
     orch.publish(SPAWN, event)
     row = orch.wait_state(event["scenario_id"], "failed", "running")
-    assert row.state_reason == ("the lab request was refused (the error is recorded for "
-                                "the operator)")
+    assert row.state_reason == ("the lab request was refused: the error is recorded for "
+                                "the operator")
     with orch.client() as client:
         view = client.get(f"/v1/scenarios/{event['scenario_id']}", headers=OPERATOR).json()
     assert view["refused"] == code
@@ -204,8 +204,8 @@ def test_policy_evaluation_error_fails_the_scenario_with_a_record(orch: Orch) ->
     orch.publish(SPAWN, event)
     row = orch.wait_state(event["scenario_id"], "failed", "running")
     assert row.state == "failed"
-    assert row.state_reason == ("policy evaluation failed (the error is recorded for the "
-                                "operator)")
+    assert row.state_reason == ("policy evaluation failed: the error is recorded for the "
+                                "operator")
     assert "forge.gates.launch is undefined" in row.details["error"]  # what /ops shows
     record = row.details["policy"]
     assert "forge.gates.launch is undefined" in record["error"]

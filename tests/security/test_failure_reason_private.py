@@ -46,8 +46,8 @@ def test_a_lab_that_fails_on_the_node_tells_its_learner_what_failed_not_the_node
                       headers={"x-api-key": platform.key}) as client:
         view = spawn_and_wait(client)
         assert view["state"] == "failed"
-        assert view["reason"] == ("lab could not be created (the error is recorded for the "
-                                  "operator)")
+        assert view["reason"] == ("lab could not be created: the error is recorded for the "
+                                  "operator")
         listed = client.get("/v1/scenarios").text
         page = client.get(f"/lab/{view['scenario_id']}/status")
     assert page.status_code == 200, page.text
@@ -76,6 +76,8 @@ def test_an_image_the_node_cannot_read_is_the_nodes_error_an_unbuilt_one_the_aut
     assert not isinstance(node.value, SpecError)
     reason, details = failure("img", "lab could not be created", node.value)
     assert "/etc/forge" not in reason and "/etc/forge" in details["error"]
+    # Read once in brackets after the state ("failed (…)"): none of its own inside.
+    assert reason == "lab could not be created: the error is recorded for the operator"
     with pytest.raises(SpecError) as author:
         host_roots(plan, "/", {}, unbuilt)
     reason, _ = failure("img", "lab could not be created", author.value)

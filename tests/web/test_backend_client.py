@@ -56,7 +56,7 @@ def _peer_app(ports: list[int]) -> FastAPI:
 # A failed lab as the orchestrator's operator view lists it: the learner's reason, and
 # the node's own error, which only the operator's pages show (failure_reason).
 FAILED = {"scenario_id": "scn-0123456789abcdef", "state": "failed", "track": "netplus",
-          "reason": "lab could not be created (the error is recorded for the operator)",
+          "reason": "lab could not be created: the error is recorded for the operator",
           "error": "RuntimeFault: host web: sandbox did not start: <bwrap> /var/lib/forge",
           "tenant_id": "acme", "subject": "lea", "plan": "PRO",
           "created_at": "2026-12-03T09:00:00+00:00", "expires_at": None}

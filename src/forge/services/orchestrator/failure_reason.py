@@ -6,6 +6,8 @@ text can carry a sandbox's stderr, a path on the lab node or an engine's message
 kept in the scenario's details (``error``: the orchestrator's operator view) and the log,
 and the learner reads what failed. An error whose text is written for the template's
 author or the learner (a spec field, an evidence pack over its limit) is shown as it is.
+Either reads "WHAT: WHY", never in brackets: the pages show the reason in brackets after
+the state, and "failed (launch failed (the error is …))" nested them.
 """
 
 from __future__ import annotations
@@ -29,5 +31,5 @@ def failure(scenario_id: str, what: str, exc: BaseException) -> tuple[str, dict[
     said = f"{exc}; {exc.output}" if isinstance(exc, ServicesNotReady) and exc.output else exc
     error = f"{type(exc).__name__}: {said}"[:ERROR_CHARS]
     log.warning("scenario %s failed: %s: %s", scenario_id, what, error)
-    reason = f"{what}: {exc}" if isinstance(exc, SHOWN) else f"{what} ({RECORDED})"
+    reason = f"{what}: {exc}" if isinstance(exc, SHOWN) else f"{what}: {RECORDED}"
     return reason, {"error": error}

@@ -148,7 +148,7 @@ async def _refuse(state: OrchestratorState, scenario_id: str, code: str, error: 
     the error (which names a token and its secret, e.g. a SAT_HMAC_SECRET that differs from
     spawn_service's) goes to the log and the operator's view, where the fix is made."""
     log.warning("scenario %s refused: %s (%s)", scenario_id, error, code)
-    await fail_scenario(state, scenario_id, f"the lab request was refused ({RECORDED})",
+    await fail_scenario(state, scenario_id, f"the lab request was refused: {RECORDED}",
                         {"refused": code, "error": error})
 
 
