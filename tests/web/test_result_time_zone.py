@@ -12,6 +12,9 @@ waiting on it heard nothing of the result. Its Result heading now takes the focu
 title leads with the outcome. A lab that failed to start, its page reloading by itself
 in the same way, now puts the focus on its "ended with no score" note and says so in the
 title.
+
+The starting page, with the browser offline, said nothing of it; a failed lab's reason
+read in brackets within brackets. Both are checked on that lab's page.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from forge.identity.apikeys import create_api_key
+from forge.runtime.base import RuntimeFault
+from forge.services.orchestrator.failure_reason import failure
 from forge.services.spawn.app import build_app
 from forge.store.db import Database
 from forge.store.models import Scenario
@@ -71,10 +76,22 @@ def test_the_result_page_says_when_it_was_graded_in_the_learners_zone(
             _set_state(db, failing, "pending")
             page.goto(f"{url}/lab/{failing}")
             expect(page.locator("#state")).to_have_text("pending")
-            _set_state(db, failing, "failed", "launch failed (the error is recorded for "
-                                              "the operator)")
+            # Offline while it starts: the page kept counting and then said "the platform
+            # may be busy". It says the browser is offline, and stops saying so by itself.
+            context.set_offline(True)
+            expect(page.locator("#lab-offline")).to_be_visible()
+            expect(page.locator("#progress-slow")).to_be_hidden()
+            context.set_offline(False)
+            expect(page.locator("#lab-offline")).to_be_hidden()
+            # The reason the node gives reads once, in brackets after the state: it read
+            # "failed (launch failed (the error is recorded for the operator))".
+            reason, _ = failure(failing, "lab could not be created", RuntimeFault("bwrap: …"))
+            _set_state(db, failing, "failed", reason)
             expect(page.locator("#ended-note")).to_be_focused()
             expect(page).to_have_title(re.compile(r"^Ended, no score · "))
+            expect(page.locator(".statusbar p").first).to_have_text(
+                "State: failed (lab could not be created: the error is recorded for the "
+                "operator)")
             page.goto(f"{url}/lab/{sid}/result")
             moment = page.locator("#graded-at time")
             utc = moment.get_attribute("datetime")

@@ -68,6 +68,19 @@
       .forEach(function (el) { el.hidden = out; });
   }
 
+  // The browser went offline: the page could not ask after the lab, and a lab still
+  // starting kept counting and then said "the platform may be busy", never that it was
+  // the learner's own connection. Said beside the signed-out note (and the busy note kept
+  // back meanwhile); gone by itself at the first answer once back online.
+  let offline = false;
+  function showOffline(out) {
+    offline = out;
+    const note = document.getElementById("lab-offline");
+    if (note) { note.hidden = !out; }
+    showWaited();
+  }
+  window.addEventListener("offline", function () { showOffline(true); });
+
   // Extend stays visible; its button is usable only in the last 10 minutes (the rule the
   // server applies) and never once the plan's maximum is reached. Marked aria-disabled, not
   // disabled: a disabled button is skipped by Tab, so a keyboard or screen-reader user never
@@ -152,6 +165,7 @@
     try {
       const resp = await fetch("/lab/" + encodeURIComponent(id) + "/status",
                                { credentials: "same-origin", cache: "no-store" });
+      showOffline(false);
       showSignedOut(resp.status === 401);
       if (resp.ok) {
         const body = await resp.json();
@@ -171,7 +185,9 @@
           return;
         }
       }
-    } catch (err) { /* transient: try again on the next tick */ }
+    } catch (err) {  // transient, or offline: try again on the next tick
+      if (navigator.onLine === false) { showOffline(true); }
+    }
     if (!finished.includes(shownState) && !(shownState === "completed" && shownScore)) {
       window.setTimeout(poll, 1500);
     }
@@ -189,7 +205,7 @@
       Math.floor((Date.now() - loadedAt) / 1000);
     waitedOut.textContent = waited < 60 ? waited + " s" : minutesAndSeconds(waited);
     const slow = document.getElementById("progress-slow");
-    if (slow) { slow.hidden = waited < slowAfter; }
+    if (slow) { slow.hidden = offline || waited < slowAfter; }
   }
 
   // Back from Extend: the page came again and its terminal took the keyboard focus, so
