@@ -5,8 +5,15 @@ it. A notice the bus refused was kept only in the memory of a node that then sto
 the slot stayed taken until it lapsed, hours later. The reaper looks once a minute for
 ended scenarios whose slot is still taken and publishes their notice again: each node its
 own, the lease holder also those of rows naming no node and of nodes that are lost (a node
-gone for good never publishes its own again). The message id de-duplicates, and the slot
-release is conditional, so a notice twice frees nothing twice.
+gone for good never publishes its own again). The slot release is conditional, so a
+notice twice frees nothing twice.
+
+A republish carries its own message id (`_again`), not the first notice's: a first notice
+the bus stored but that freed nothing (spawn_service dead-lettered it, its store away) was
+matched by the republish's id, dropped as a duplicate for the bus's whole window (ten
+minutes), and counted as published all the same. The id changes once per REPUBLISH_EVERY
+of the end's age, so looks in between are duplicates the bus drops (a learners' service
+away for an hour meets a dozen notices per lab, not sixty), said and counted as such.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from forge.bus import BusUnavailable
 from forge.lifecycle import states
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.models import QuotaSlot, Scenario
+from forge.store.timestamps import aware
 
 # The reaper's log: operators follow one stream for what it does.
 log = logging.getLogger("forge.orchestrator.reaper")
@@ -28,6 +36,15 @@ log = logging.getLogger("forge.orchestrator.reaper")
 # `ended` notice (the bus refused it, then the node stopped before publishing it again).
 UNNOTICED_AFTER = timedelta(minutes=1)
 MAX_UNNOTICED = 200  # notices published again per look
+# How often a lab's republished notice gets a new message id (under the bus's ten-minute
+# duplicate window, so one look in each such stretch reaches spawn_service).
+REPUBLISH_EVERY = timedelta(minutes=5)
+
+
+def _again(ended_at: datetime, now: datetime) -> str:
+    """The message id suffix of a republish: the end's age in REPUBLISH_EVERY steps."""
+    age = max(now - aware(ended_at), timedelta(0))
+    return f"again{age // REPUBLISH_EVERY}"
 
 
 def _unnoticed_elsewhere(state: OrchestratorState, now: datetime) -> list[str]:
@@ -48,8 +65,8 @@ def _unnoticed_elsewhere(state: OrchestratorState, now: datetime) -> list[str]:
 
 
 def _unnoticed(state: OrchestratorState, now: datetime,
-               lost: Collection[str] = ()) -> list[tuple[str, str]]:
-    """(scenario_id, state) of this node's ended scenarios whose quota slot is still taken
+               lost: Collection[str] = ()) -> list[tuple[str, str, datetime]]:
+    """(scenario_id, state, ended at) of this node's ended scenarios whose quota slot is still taken
     UNNOTICED_AFTER past their end: spawn_service never heard their `ended` notice. The
     lease holder's include those of rows naming no node and of the `lost` nodes (a node
     gone for good never publishes its own again), after this node's own.
@@ -57,7 +74,7 @@ def _unnoticed(state: OrchestratorState, now: datetime,
     Which rows are this node's (`_mine`) is asked of the store, before the MAX_UNNOTICED
     cut: filtered after it, other nodes' rows could fill every look."""
     now = now.astimezone(UTC)
-    query = (select(Scenario.scenario_id, Scenario.state)
+    query = (select(Scenario.scenario_id, Scenario.state, Scenario.updated_at)
              .join(QuotaSlot, QuotaSlot.scenario_id == Scenario.scenario_id)
              .where(Scenario.state.in_(sorted(states.TERMINAL)),
                     QuotaSlot.released_at.is_(None), QuotaSlot.expires_at > now,
@@ -73,7 +90,7 @@ def _unnoticed(state: OrchestratorState, now: datetime,
             query = query.where(own)
     with state.ctx.db.read() as sess:
         rows = sess.execute(query.limit(MAX_UNNOTICED)).all()
-    return [(sid, ended) for sid, ended in rows]
+    return [(sid, ended, at) for sid, ended, at in rows]
 
 
 async def _lost_nodes(state: OrchestratorState, now: datetime) -> list[str]:
@@ -94,33 +111,49 @@ async def _lost_nodes(state: OrchestratorState, now: datetime) -> list[str]:
     return lost
 
 
+def _summary(done: list[str], dropped: int, lost: Collection[str]) -> str:
+    """One look's log line: the notices the bus took again, and those it already had."""
+    parts = []
+    if done:
+        parts.append(f"{len(done)} ended scenario(s) with their quota slot still taken: "
+                     f"ended notice published again ({', '.join(done[:3])}"
+                     f"{', …' if len(done) > 3 else ''})")
+    if dropped:
+        parts.append(f"{dropped} ended scenario(s) with their quota slot still taken: ended "
+                     "notice already on the bus since an earlier look (dropped as a duplicate)")
+    if lost:
+        parts.append(f"lost nodes among them: {', '.join(lost)}")
+    return "; ".join(parts)
+
+
 async def notice_unnoticed(state: OrchestratorState) -> int:
     """Publish `ended` again for this node's ended scenarios whose slot is still taken (a
     notice the bus refused, kept only in the memory of a node that then stopped: the slot
     stayed taken until it lapsed, hours later), and under the lease for those of lost
-    nodes; how many. The message id de-duplicates.
+    nodes; how many the bus took as new (`_again`: not those it dropped as duplicates).
 
     One log line per look, however many (a busy node whose learners' service was away
-    logged one per scenario, up to MAX_UNNOTICED a minute); each is counted in
-    `forge_ended_notices_republished_total`."""
+    logged one per scenario, up to MAX_UNNOTICED a minute); each taken is counted in
+    `forge_ended_notices_republished_total`, the duplicates only in the line."""
     now = datetime.now(UTC)
     lost = await _lost_nodes(state, now)
     done: list[str] = []
+    dropped = 0
     try:
-        for scenario_id, ended in await state.blocking(_unnoticed, state, now, lost):
+        for scenario_id, ended, at in await state.blocking(_unnoticed, state, now, lost):
             try:
-                await state.announce_ended(scenario_id, ended)
+                ack = await state.announce_ended(scenario_id, ended, _again(at, now))
             except BusUnavailable as exc:
                 log.warning("ended notice of %s not published again yet (%s)",
                             scenario_id, exc)
                 break
-            done.append(scenario_id)
+            if ack.duplicate:
+                dropped += 1
+            else:
+                done.append(scenario_id)
     finally:
-        if done:
-            if state.republished is not None:
-                state.republished.inc(len(done))
-            log.info("%d ended scenario(s) with their quota slot still taken: ended notice "
-                     "published again (%s%s)%s", len(done), ", ".join(done[:3]),
-                     ", …" if len(done) > 3 else "",
-                     f"; lost nodes among them: {', '.join(lost)}" if lost else "")
+        if done and state.republished is not None:
+            state.republished.inc(len(done))
+        if done or dropped:
+            log.info("%s", _summary(done, dropped, lost))
     return len(done)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import Counter
 
-from forge.bus import BusUnavailable, DurableConsumer, Publisher
+from forge.bus import BusUnavailable, DurableConsumer, PublishAck, Publisher
 from forge.bus.contracts import (
     MAX_REASON,
     ScenarioEndedV1,
@@ -141,9 +141,13 @@ class OrchestratorState:
             log.warning("scenario %s %s; its notice is published again once the bus takes "
                         "it (%s)", transition.scenario_id, transition.to_state, exc)
 
-    async def announce_ended(self, scenario_id: str, to_state: str) -> None:
-        """`forge.scenario.ended`: the slim notice learner-side services hear (no results)."""
-        await publish_event(self.publisher,
-                            ScenarioEndedV1.model_validate(
-                                {"scenario_id": scenario_id, "state": to_state}),
-                            msg_id=f"{scenario_id}-ended-{to_state}")
+    async def announce_ended(self, scenario_id: str, to_state: str,
+                             again: str = "") -> PublishAck:
+        """`forge.scenario.ended`: the slim notice learner-side services hear (no results).
+        `again` marks a republish (`end_notices`): a new message id, so the bus does not
+        drop it as a duplicate of the first notice it stored but that freed nothing."""
+        suffix = f"-{again}" if again else ""
+        return await publish_event(self.publisher,
+                                   ScenarioEndedV1.model_validate(
+                                       {"scenario_id": scenario_id, "state": to_state}),
+                                   msg_id=f"{scenario_id}-ended-{to_state}{suffix}")
