@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -19,6 +20,8 @@ from forge.signing.keystore import SigningKey, SigningKeyring
 from forge_verify.audit_chain import genesis_hash, make_line, scenario_stream, verify_chain
 from forge_verify.canonical import loads
 from forge_verify.score import ScoreInputError
+
+from ..support.small_disk import fill_disk, small_tmpfs
 
 SID = "scn-0a1b2c3d4e5f6071"
 
@@ -154,6 +157,44 @@ def test_a_half_written_last_line_is_cut_before_the_next_append(tmp_path: Path) 
     assert "incomplete" in log.verify(None).reasons[0]
     entry = log.append("op.event", {"i": 2})
     assert entry.seq == 1 and log.verify(None).ok
+
+
+def test_blank_lines_after_the_last_entry_say_where_and_do_not_restart_the_chain(
+        tmp_path: Path) -> None:
+    # A log ending in a blank line (left by a node whose disk filled up) read as a new log:
+    # the next append wrote seq 0 from the genesis hash after the existing entries, so
+    # every later entry failed verification. `forge audit verify` said "invalid JSON".
+    log = global_log(tmp_path)
+    log.append("op.event", {"i": 0})
+    with log.path.open("ab") as fh:
+        fh.write(b"\n\n")
+    assert log.verify(None).reasons == ["line 2: empty line, not an audit entry"]
+    entry = log.append("op.event", {"i": 1})
+    assert entry.seq == 1 and log.verify(None).ok and log.verify(None).entries == 2
+    log.path.write_bytes(b"\n")  # a log that is one blank line
+    assert log.append("op.event", {}).seq == 0 and log.verify(None).ok
+
+
+@pytest.mark.root
+def test_a_line_a_full_disk_cuts_short_is_refused_and_taken_back(tmp_path: Path) -> None:
+    # A full disk takes part of a line and refuses the rest (a short write): the append
+    # ignored the short count and returned the entry as appended, a half line stayed in the
+    # log (`forge audit verify`: BROKEN) and was cut off at the next append, so the entry
+    # the caller was told was audited was lost, and every append after it likewise.
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        log = AuditLog(disk / "audit.jsonl", scenario_stream(SID))
+        log.append("op.event", {"i": 0})
+        filler = fill_disk(disk)
+        appended = 1
+        with pytest.raises(OSError) as refused:
+            for _ in range(64):  # the last page of the log fills first
+                log.append("op.event", {"pad": "x" * 600})
+                appended += 1
+        assert refused.value.errno == errno.ENOSPC
+        report = log.verify(None)
+        assert report.ok and report.entries == appended, report.reasons
+        filler.remove()
+        assert log.append("op.event", {"i": 1}).seq == appended and log.verify(None).ok
 
 
 def test_bad_events_and_data_are_refused(tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 
 Many processes (replicas, CLI commands) may append to the same log; a `filelock` lock
 around "read the tail, write one line, fsync" keeps the chain linear. A half-written last
-line (a crash during write) was never committed and is cut off before the next append.
+line (a crash during write) was never committed and is cut off before the next append, as
+are blank lines after the last entry (no entry: the next one links to the last there is).
+A write the disk cuts short (full: ENOSPC after part of the line) is taken back and raised,
+never reported as appended.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -163,6 +167,8 @@ class AuditLog:
         with os.fdopen(_open_no_link(self.path, os.O_RDWR), "r+b") as fh:
             size = fh.seek(0, os.SEEK_END)
             line, end = _read_tail(fh, size)
+            while not line and end > 0:  # a blank line: the entry is the one before it
+                line, end = _read_tail(fh, end - 1)
             if end < size:
                 fh.truncate(end)
         if not line:
@@ -175,12 +181,26 @@ class AuditLog:
                 from None
 
     def _write(self, line: bytes) -> None:
+        """Append `line` whole, or raise with the file as it was: a full disk takes part
+        of a line and refuses the rest (a short write), and that part, reported as
+        appended, was the entry lost: cut off before the next append."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = _open_no_link(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
-            os.write(fd, line)
-            if self.fsync:
-                os.fsync(fd)
+            start = os.fstat(fd).st_size  # under the lock: where this line begins
+            try:
+                view = memoryview(line)
+                while view:
+                    written = os.write(fd, view)
+                    if written <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+                    view = view[written:]
+                if self.fsync:
+                    os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
         finally:
             os.close(fd)
 

@@ -104,6 +104,8 @@ class ChainReport:
 
 
 def _parse_entry(raw: bytes, where: str) -> dict[str, Any]:
+    if not raw:  # said as such, not as invalid JSON: no writer of the log writes one
+        raise ValueError(f"{where}: empty line, not an audit entry")
     try:
         obj = loads(raw)
     except CanonicalJSONError as exc:
@@ -163,7 +165,8 @@ def verify_chain(
     if lines and lines[-1] == b"":
         lines.pop()
     elif lines:
-        report.reasons.append(f"line {len(lines)}: incomplete (no trailing newline)")
+        report.reasons.append(f"line {len(lines)}: incomplete (no trailing newline: a write "
+                              "cut short, by a crash or a full disk)")
         lines.pop()
     prev = report.head
     raw_lines: list[bytes] = []
