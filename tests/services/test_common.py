@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from sqlalchemy import text
 
 from forge.bus import NatsServer
 from forge.config import load_settings
@@ -19,6 +22,8 @@ from forge.services.common.auth import check_operator
 from forge.services.common.logging import JsonFormatter, Redactor
 from forge.services.common.readiness import CheckFailed
 from forge.services.common.serving import ServiceName, build_service
+from forge.store import wal_checkpoints
+from forge.store.sqlite_files import sqlite_file
 
 from .conftest import SECRETS, prod_environ
 
@@ -171,6 +176,28 @@ def test_validation_error_names_fields(tmp_path: Path) -> None:
     fields = {d["field"] for d in body["details"]}
     assert fields == {"track", "count"}
     assert "track" in body["message"] and "count" in body["message"]
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_a_service_on_sqlite_checkpoints_the_wal_itself_not_in_a_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite checkpointed inside the commit that took the WAL past 1000 pages: a
+    # request's commit copied ~4 MiB and synced it (`forge.store.wal_checkpoints`).
+    monkeypatch.setattr(wal_checkpoints, "CHECKPOINT_EVERY_S", 0.05)
+    app = _app_with_routes(tmp_path)
+    db = app.state.ctx.db
+    path = sqlite_file(db.url)
+    assert path is not None
+    with TestClient(app):
+        with db.session() as sess:
+            sess.execute(text("CREATE TABLE blobs (b BLOB)"))
+        for _ in range(60):  # 1500 pages of 4 KiB
+            with db.session() as sess:
+                sess.execute(text("INSERT INTO blobs VALUES (:b)"), {"b": os.urandom(102400)})
+        deadline = time.monotonic() + 30
+        while path.stat().st_size < 1500 * 4096 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert path.stat().st_size >= 1500 * 4096  # copied into the database file
 
 
 @pytest.mark.usefixtures("sqlite_only_store")

@@ -23,6 +23,9 @@ from forge.config.storage_root import make_storage_root
 from forge.store.sqlite_files import keep_private, sqlite_file
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# A commit checkpoints the WAL only past this many pages (~40 MiB), a backstop: services
+# checkpoint in the background (`forge.store.wal_checkpoints`), off the request path.
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 # How long a PostgreSQL statement waits for a lock held by another session (`_utc_session`).
 PG_LOCK_TIMEOUT_MS = SQLITE_BUSY_TIMEOUT_MS
 # Pooled SQLite connections kept open: at least as many as the threads that read at once
@@ -73,6 +76,7 @@ def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
         _refused_wal(cur, mode)
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +40,8 @@ from forge.services.common.readiness import FRESH, CheckFailed, Readiness
 from forge.services.common.workers import service_pid
 from forge.store.db import Database
 from forge.store.migrate import upgrade
+from forge.store.sqlite_files import sqlite_file
+from forge.store.wal_checkpoints import checkpoint_periodically
 
 Hook = Callable[[], Awaitable[None]]
 # FastAPI's own OpenTelemetry (newer releases) is off: the services export Prometheus
@@ -142,9 +146,16 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         upgrade(ctx.settings.db_url)
         for hook in ctx.startup:
             await hook()
+        # SQLite: the WAL checkpointed here, not inside a request's commit
+        checkpoints = (asyncio.create_task(checkpoint_periodically(ctx.db))
+                       if sqlite_file(ctx.db.url) is not None else None)
         try:
             yield
         finally:
+            if checkpoints is not None:
+                checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checkpoints
             for hook in reversed(ctx.shutdown):
                 await hook()
             ctx.db.dispose()
