@@ -42,6 +42,11 @@ async def test_a_rolled_back_global_log_is_broken(
 
     for path in (log.path, log.head_path):  # the older copy, head file and all
         shutil.copy2(saved / path.name, path)
+    # And a line in the verdict's scenario log that is JSON but no entry, naming the
+    # event: the check read it as one and stopped with a traceback (AttributeError),
+    # saying nothing of the rollback.
+    own = scenario_log(root, later).path
+    own.write_bytes(b'"score.finalized"\n' + own.read_bytes())
     code, out = _verify(env)
     assert code == 1, out
     assert f"lacks the score.finalized entry of 1 verdict(s) stored here ({later})" in out

@@ -82,7 +82,9 @@ def _audited_here(root: Path, scenario_id: str, score_sha256: str) -> bool:
             entry = json.loads(line)
         except ValueError:
             continue
-        data = entry.get("data") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict):  # JSON, but no entry (a damaged or altered log)
+            continue
+        data = entry.get("data")
         if entry.get("event") == FINALIZED and isinstance(data, dict) \
                 and data.get("score_sha256") == score_sha256:
             return True
