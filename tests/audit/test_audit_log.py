@@ -171,6 +171,11 @@ def test_blank_lines_after_the_last_entry_say_where_and_do_not_restart_the_chain
     assert log.verify(None).reasons == ["line 2: empty line, not an audit entry"]
     entry = log.append("op.event", {"i": 1})
     assert entry.seq == 1 and log.verify(None).ok and log.verify(None).entries == 2
+    log.path.write_bytes(b"")  # made, its first line never written: OK, and said
+    report = log.verify(None)
+    assert report.ok and report.notes == [
+        "the log is empty: its first entry was never written (a crash or a full disk as it "
+        "was made)"]
     log.path.write_bytes(b"\n")  # a log that is one blank line
     assert log.append("op.event", {}).seq == 0 and log.verify(None).ok
 

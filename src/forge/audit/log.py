@@ -287,6 +287,9 @@ class AuditLog:
         report = verify_chain(data, stream=self.stream, public_keys=public_keys, head=head)
         if head is None and report.checkpoints:
             report.reasons.append("signed head checkpoint file is missing (deleted?)")
+        if not data and self.path.exists():  # made, but its first line never written
+            report.notes.append("the log is empty: its first entry was never written (a "
+                                "crash or a full disk as it was made)")
         return report
 
 
