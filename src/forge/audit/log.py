@@ -11,7 +11,6 @@ never reported as appended.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any, BinaryIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from filelock import FileLock, Timeout
 
-from forge.durable import replace_file
+from forge.durable import replace_file, write_all
 from forge.private_lock import lock_now, private_lock
 from forge.scenario_paths import scenario_dir
 from forge_verify.audit_chain import (
@@ -189,14 +188,7 @@ class AuditLog:
         try:
             start = os.fstat(fd).st_size  # under the lock: where this line begins
             try:
-                view = memoryview(line)
-                while view:
-                    written = os.write(fd, view)
-                    if written <= 0:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
-                    view = view[written:]
-                if self.fsync:
-                    os.fsync(fd)
+                write_all(fd, line, sync=self.fsync)  # the rest of a short write: ENOSPC
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, start)
