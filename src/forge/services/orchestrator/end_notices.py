@@ -22,7 +22,7 @@ import logging
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import case, or_, select, true
 
 from forge.bus import BusUnavailable
 from forge.lifecycle import states
@@ -64,22 +64,29 @@ def _unnoticed_elsewhere(state: OrchestratorState, now: datetime) -> list[str]:
         return sorted(str(node_id) for node_id in sess.execute(query).scalars())
 
 
-def _unnoticed(state: OrchestratorState, now: datetime,
-               lost: Collection[str] = ()) -> list[tuple[str, str, datetime]]:
+def _unnoticed(state: OrchestratorState, now: datetime, lost: Collection[str] = (),
+               after_start: bool = False) -> list[tuple[str, str, datetime]]:
     """(scenario_id, state, ended at) of this node's ended scenarios whose quota slot is still taken
     UNNOTICED_AFTER past their end: spawn_service never heard their `ended` notice. The
     lease holder's include those of rows naming no node and of the `lost` nodes (a node
     gone for good never publishes its own again), after this node's own.
 
     Which rows are this node's (`_mine`) is asked of the store, before the MAX_UNNOTICED
-    cut: filtered after it, other nodes' rows could fill every look."""
+    cut: filtered after it, other nodes' rows could fill every look.
+
+    At the first look `after_start`, this node's own need no UNNOTICED_AFTER: no notice
+    of theirs can be on its way (the process that would publish it is gone). A node
+    killed as it ended a lab (row moved, notice not yet out) held its learner's slot for
+    a minute or two after the restart, till the next look found the end old enough."""
     now = now.astimezone(UTC)
+    node = state.node
+    aged = Scenario.updated_at <= now - UNNOTICED_AFTER
+    if after_start:
+        aged = or_(aged, Scenario.node_id == node.node_id) if node is not None else true()
     query = (select(Scenario.scenario_id, Scenario.state, Scenario.updated_at)
              .join(QuotaSlot, QuotaSlot.scenario_id == Scenario.scenario_id)
              .where(Scenario.state.in_(sorted(states.TERMINAL)),
-                    QuotaSlot.released_at.is_(None), QuotaSlot.expires_at > now,
-                    Scenario.updated_at <= now - UNNOTICED_AFTER))
-    node = state.node
+                    QuotaSlot.released_at.is_(None), QuotaSlot.expires_at > now, aged))
     if node is not None:
         own = Scenario.node_id == node.node_id
         if node.leader:
@@ -126,7 +133,7 @@ def _summary(done: list[str], dropped: int, lost: Collection[str]) -> str:
     return "; ".join(parts)
 
 
-async def notice_unnoticed(state: OrchestratorState) -> int:
+async def notice_unnoticed(state: OrchestratorState, *, after_start: bool = False) -> int:
     """Publish `ended` again for this node's ended scenarios whose slot is still taken (a
     notice the bus refused, kept only in the memory of a node that then stopped: the slot
     stayed taken until it lapsed, hours later), and under the lease for those of lost
@@ -134,13 +141,15 @@ async def notice_unnoticed(state: OrchestratorState) -> int:
 
     One log line per look, however many (a busy node whose learners' service was away
     logged one per scenario, up to MAX_UNNOTICED a minute); each taken is counted in
-    `forge_ended_notices_republished_total`, the duplicates only in the line."""
+    `forge_ended_notices_republished_total`, the duplicates only in the line. The first
+    look `after_start` takes this node's own however recent their end (`_unnoticed`)."""
     now = datetime.now(UTC)
     lost = await _lost_nodes(state, now)
     done: list[str] = []
     dropped = 0
     try:
-        for scenario_id, ended, at in await state.blocking(_unnoticed, state, now, lost):
+        for scenario_id, ended, at in await state.blocking(_unnoticed, state, now, lost,
+                                                           after_start):
             try:
                 ack = await state.announce_ended(scenario_id, ended, _again(at, now))
             except BusUnavailable as exc:

@@ -114,9 +114,10 @@ async def reap_once(state: OrchestratorState) -> int:
     scenarios whose `ended` notice was lost get it again (`notice_unnoticed`).
     """
     if time.monotonic() - state.unnoticed_checked_at >= UNNOTICED_EVERY_S:
+        after_start = state.unnoticed_checked_at == float("-inf")
         state.unnoticed_checked_at = time.monotonic()
         try:
-            await notice_unnoticed(state)
+            await notice_unnoticed(state, after_start=after_start)
         except Exception:
             log.exception("ended notices could not be checked")
     handled = 0
