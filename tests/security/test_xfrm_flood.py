@@ -8,6 +8,13 @@ unreclaimable slab, while the lab's memory cgroup (kmem) did not move; a gigabyt
 70 s, held for the lab's life. No lab uses IPsec: the lab's syscall filter now refuses
 IPsec's configuration sockets (`NETLINK_XFRM`, `AF_KEY`), as a kernel without them does,
 and the netlink families a lab does use (routes, neighbours, nftables) keep working.
+
+The same host's fragment queues: `echo 2000000000 > /proc/sys/net/ipv4/ipfrag_high_thresh`
+(and `ipfrag_time` 3600) was accepted, and 40,000 UDP datagrams of 3,000 bytes to its own
+loopback (MTU 1500) with an nft rule dropping every second fragment held 100 MB of
+incomplete datagrams in the kernel for an hour, the lab's memory cgroup unmoved. The
+sandbox's /proc now covers the fragment memory caps (``bwrap_args.MASKED_SYSCTLS``): the
+write is refused and the queues stay within the kernel's default 4 MB.
 """
 
 from __future__ import annotations
@@ -37,11 +44,29 @@ PROBE = ("import ctypes, errno, os\n"
          "    print('opened' if fd >= 0 else errno.errorcode[ctypes.get_errno()])\n")
 
 
+FRAG_CAP = "/proc/sys/net/ipv4/ipfrag_high_thresh"
+# 3,000 datagrams of 3,000 bytes (about 7 MB in the queues, were there no cap) to the host's
+# own loopback cut to a 1500-byte MTU, every fragment past the first dropped on arrival:
+# each datagram waits in a fragment queue. Prints the queues' bytes (/proc/net/sockstat).
+FRAG = r"""import socket, subprocess
+subprocess.run(["ip", "link", "set", "lo", "mtu", "1500"], check=True)
+subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
+    "table ip cut {\n chain early {\n  type filter hook prerouting priority -450\n"
+    "  ip frag-off & 0x1fff != 0 drop\n }\n}\n"))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER: IP_PMTUDISC_DONT, fragment
+for _ in range(3000):
+    s.sendto(b"x" * 3000, ("127.0.0.1", 9))
+with open("/proc/net/sockstat") as stat:
+    print([line for line in stat if line.startswith("FRAG")][0].split()[-1])
+"""
+
+
 def test_a_net_admin_host_cannot_fill_the_ipsec_tables(tmp_path: Path) -> None:
     lab = "xf-" + secrets.token_hex(4)
     spec = LabSpec(lab, [SubnetSpec("lan", "10.205.0.0/24")], [
         HostSpec("flood", networks=[("lan", "10.205.0.10")], capabilities=["NET_ADMIN"],
-                 files={"/srv/probe.py": PROBE}),
+                 files={"/srv/probe.py": PROBE, "/srv/frag.py": FRAG}),
         HostSpec("peer", networks=[("lan", "10.205.0.11")]),
     ])
     with one_lab(tmp_path / "state", spec) as rt:
@@ -59,3 +84,10 @@ def test_a_net_admin_host_cannot_fill_the_ipsec_tables(tmp_path: Path) -> None:
             "nft add table inet t && ip route show 10.206.0.0/24")])
         assert honest.exit_code == 0, honest.stderr_text
         assert "via 10.205.0.11" in honest.stdout_text
+
+        raised = rt.exec(lab, "flood", shell=f"echo 2000000000 > {FRAG_CAP}; cat {FRAG_CAP}")
+        assert raised.exit_code != 0 and "2000000000" not in raised.stdout_text, raised
+        held = rt.exec(lab, "flood", shell="python3 -I /srv/frag.py", timeout=60)
+        assert held.exit_code == 0, held.stderr_text
+        used = int(held.stdout_text.split()[-1])  # sockstat's FRAG memory, in bytes
+        assert 0 < used <= 5 << 20, held.stdout_text + held.stderr_text
