@@ -8,6 +8,11 @@ learner (spending their graded attempts and quota), list their tracks and assign
 join cohorts in their name, or buy a receipt that signs in as them. Each of those now
 answers 403 `lab_session_only` (checkout treats the session as nobody signed in), takes
 nothing, and the lab itself still works.
+
+A link's session also ends with the API key (or key-opened session) that started the lab:
+its session named no key, so a thief of a leaked key who started a lab with it kept that
+lab (its terminal, its Submit, in the learner's name) for 8 hours after the learner or the
+operator revoked the key, and a link not opened yet still opened one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pytest
 from sqlalchemy import func, select
 
 from forge.entitlements.grants import grant
+from forge.identity.apikeys import create_api_key, revoke_api_key
 from forge.store.models import QuotaSlot, RateCounter, Scenario
 
 from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn, spawn_env  # noqa: F401
@@ -49,14 +55,32 @@ def test_a_lab_link_session_can_use_its_lab_and_nothing_of_the_account(
         for resp in refused:
             assert resp.status_code == 403, (resp.request.url, resp.text)
             assert resp.json()["error"] == "lab_session_only"
-    after = (count(spawn_env, Scenario), count(spawn_env, QuotaSlot), _rate_used(spawn_env))
-    assert after == before  # nothing started, reserved or counted
+        after = (count(spawn_env, Scenario), count(spawn_env, QuotaSlot),
+                 _rate_used(spawn_env))
+        assert after == before  # nothing started, reserved or counted
+
+        # alice's key leaks; its thief starts a lab with it and opens its link, and keeps a
+        # second link unopened. The key is revoked: neither opens the lab any more.
+        leaked = create_api_key(spawn_env.state.ctx.db, "acme", "alice")
+        thief_sid, thief_link = _link_session(spawn_env, {"x-api-key": leaked.plaintext})
+        _, unopened = _link_session(spawn_env, {"x-api-key": leaked.plaintext})
+        with spawn_env.client() as thief:
+            assert thief.get(thief_link).status_code == 303
+            assert thief.get(f"/v1/scenarios/{thief_sid}").status_code == 200
+            assert revoke_api_key(spawn_env.state.ctx.db, leaked.key_id) is not None
+            ended = thief.get(f"/v1/scenarios/{thief_sid}")
+            assert ended.status_code == 401, ended.text
+            opened = thief.get(unopened)
+            assert opened.status_code == 401, opened.text
+            assert opened.json()["error"] == "key_revoked"
+        assert holder.get(f"/v1/scenarios/{sid}").status_code == 200  # another key's: kept
 
 
-def _link_session(env: SpawnEnv) -> tuple[str, str]:
-    """(scenario id, access link path?query) of a lab alice started with her API key."""
+def _link_session(env: SpawnEnv, key: dict[str, str] | None = None) -> tuple[str, str]:
+    """(scenario id, access link path?query) of a lab alice started with an API key of hers
+    (``key``, else a new one)."""
     with env.client() as client:
-        created = spawn(client, key_for(env)).json()
+        created = spawn(client, key or key_for(env)).json()
     link = urlparse(created["access_url"])
     return created["scenario_id"], f"{link.path}?{link.query}"
 

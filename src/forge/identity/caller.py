@@ -56,12 +56,15 @@ class AuthError(ForgeError):
 
 @dataclass(frozen=True)
 class Caller:
-    """A verified learner: tenant, subject, how they proved it, and any scenario scope."""
+    """A verified learner: tenant, subject, how they proved it, any scenario scope, and the
+    API key that signed them in (directly or through a session it opened), whose revocation
+    must end whatever they open with it (a lab's access link too)."""
 
     tenant_id: str
     subject: str
     via: str
     scenario_scope: str | None = None
+    key_id: str | None = None
 
     def owns(self, tenant_id: str, subject: str) -> bool:
         """True when a record of (tenant, subject) belongs to this caller."""
@@ -110,7 +113,9 @@ def caller_from_session(settings: Settings, token: str) -> Caller | None:
 def _session_caller(claims: Mapping[str, Any]) -> Caller:
     scope = str(claims["scope"])
     scenario = scope.removeprefix("scenario:") if scope.startswith("scenario:") else None
-    return Caller(str(claims["tenant_id"]), str(claims["sub"]), "session", scenario)
+    key_id = claims.get(OPENED_WITH_KEY)
+    return Caller(str(claims["tenant_id"]), str(claims["sub"]), "session", scenario,
+                  key_id if isinstance(key_id, str) else None)
 
 
 def session_claims(settings: Settings, token: str) -> dict[str, Any] | None:
@@ -163,7 +168,7 @@ def resolve_caller(
         record = verify_api_key(db, presented_key)
         if record is None:
             raise AuthError("invalid_api_key", 401, "API key is unknown or revoked")
-        return Caller(record.tenant_id, record.subject, "api_key")
+        return Caller(record.tenant_id, record.subject, "api_key", key_id=record.key_id)
     session = cookies.get(SESSION_COOKIE)
     if session:
         claims = session_claims(settings, session)  # verified once

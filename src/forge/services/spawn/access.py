@@ -9,11 +9,23 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from forge.errors import ForgeError
-from forge.identity.caller import SESSION_COOKIE, caller_from_session
+from forge.identity.caller import (
+    OPENED_WITH_KEY,
+    SESSION_COOKIE,
+    caller_from_session,
+    session_revoked,
+)
 from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import spawn_state
-from forge.tokens import ACCESS, SESSION, TokenError, TokenReplayed, mint_token, verify_token
+from forge.tokens import (
+    ACCESS,
+    SESSION,
+    TokenError,
+    TokenReplayed,
+    mint_token_claims,
+    verify_token,
+)
 from forge.tokens.replay import consume_once
 
 router = APIRouter(tags=["access"])
@@ -30,7 +42,8 @@ def _is_https(request: Request) -> bool:
                        **errors(401, 404)})
 async def exchange(scenario_id: str, request: Request,
                    token: str = Query(..., max_length=4096)) -> RedirectResponse:
-    """Verify the access token once, set the session cookie, redirect to the lab page."""
+    """Verify the access token once, set the session cookie, redirect to the lab page (401
+    ``key_revoked`` when the API key that started the lab was revoked since)."""
     state = spawn_state(request)
     check_scenario_id(scenario_id)
     try:
@@ -39,6 +52,18 @@ async def exchange(scenario_id: str, request: Request,
         raise ForgeError(exc.code, 401, f"token: {exc}") from None
     if claims["scenario_id"] != scenario_id:
         raise ForgeError("token_mismatch", 401, "token: access token is for another scenario")
+    # A lab started with an API key (or a session it opened): the link's session is that
+    # key's, ending when it is revoked, and a link of a key revoked already opens nothing.
+    wanted = {"sub": claims["sub"], "tenant_id": claims["tenant_id"],
+              "scope": f"scenario:{scenario_id}"}
+    if OPENED_WITH_KEY in claims:
+        wanted[OPENED_WITH_KEY] = claims[OPENED_WITH_KEY]
+    session, session_claims = mint_token_claims(state.settings.sat, SESSION, wanted,
+                                                ttl_s=SESSION_TTL_S)
+    if OPENED_WITH_KEY in wanted and await run_in_threadpool(session_revoked, state.ctx.db,
+                                                             session_claims):
+        raise ForgeError("key_revoked", 401, "token: the API key that started this lab was "
+                         "revoked, so its access link no longer opens it; sign in instead")
     expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
     try:
         await run_in_threadpool(consume_once, state.replay, str(claims["jti"]), "ACC", expires)
@@ -52,9 +77,6 @@ async def exchange(scenario_id: str, request: Request,
         str(claims["tenant_id"]), str(claims["sub"])
     ):
         return response  # a signed-in learner already has a wider session
-    session = mint_token(state.settings.sat, SESSION, {
-        "sub": claims["sub"], "tenant_id": claims["tenant_id"], "scope": f"scenario:{scenario_id}",
-    }, ttl_s=SESSION_TTL_S)
     response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL_S, httponly=True,
                         secure=_is_https(request), samesite="strict", path="/")
     return response

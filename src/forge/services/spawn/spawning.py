@@ -20,7 +20,7 @@ from forge.bus.contracts import SpawnRequestedV1, publish_event
 from forge.entitlements.resolve import Entitlement, mint_et
 from forge.errors import ForgeError, invalid_field
 from forge.faults import crash_point
-from forge.identity.caller import Caller
+from forge.identity.caller import OPENED_WITH_KEY, Caller
 from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import move
@@ -345,9 +345,10 @@ def _bus_unavailable() -> ForgeError:
 async def _answer(state: SpawnState, caller: Caller, request_id: str, scenario_id: str,
                   base_url: str, status: int) -> SpawnAnswer:
     """Mint the learner's access link, store the answer under the request id, return it."""
-    access, access_claims = mint_token_claims(state.settings.sat, ACCESS, {
-        "scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id,
-    })
+    claims = {"scenario_id": scenario_id, "sub": caller.subject, "tenant_id": caller.tenant_id}
+    if caller.key_id is not None:  # the link's session ends with the key that started the lab
+        claims[OPENED_WITH_KEY] = caller.key_id
+    access, access_claims = mint_token_claims(state.settings.sat, ACCESS, claims)
     body = {
         "request_id": request_id,
         "scenario_id": scenario_id,

@@ -46,8 +46,9 @@ _LAB_DOWNLOAD = re.compile(r"^(/lab/scn-[0-9a-f]{16})/(?:artifacts/[^/]+|credent
 _RECORDING = re.compile(r"^(/lab/scn-[0-9a-f]{16})/recordings/[^/]+\Z")
 _RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign in with your "
             "API key, or choose a plan.")
-_ACCESS = ("This lab link cannot be used: it has expired, it was already used, or it was "
-           "changed. Sign in instead to reach your labs.")
+_ACCESS = ("This lab link cannot be used: it has expired, it was already used, it was "
+           "changed, or the sign-in key that started the lab was replaced. Sign in instead "
+           "to reach your labs.")
 _SIGNED_OUT = ("You are not signed in, or your session ended. Sign in to go on; your labs "
                "keep running.")
 # A lab link that leads nowhere (mistyped, cut short in an email, another account's): said in
