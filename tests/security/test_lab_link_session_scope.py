@@ -12,7 +12,10 @@ nothing, and the lab itself still works.
 A link's session also ends with the API key (or key-opened session) that started the lab:
 its session named no key, so a thief of a leaked key who started a lab with it kept that
 lab (its terminal, its Submit, in the learner's name) for 8 hours after the learner or the
-operator revoked the key, and a link not opened yet still opened one.
+operator revoked the key, and a link not opened yet still opened one. And a link never
+replaces the session of another learner signed in in the browser that opens it (409
+`signed_in_as_another`, the link not used up): one learner sent another's link worked on
+in a lab not theirs, believing it theirs, while its recordings kept what they typed.
 """
 
 from __future__ import annotations
@@ -64,6 +67,16 @@ def test_a_lab_link_session_can_use_its_lab_and_nothing_of_the_account(
         leaked = create_api_key(spawn_env.state.ctx.db, "acme", "alice")
         thief_sid, thief_link = _link_session(spawn_env, {"x-api-key": leaked.plaintext})
         _, unopened = _link_session(spawn_env, {"x-api-key": leaked.plaintext})
+        # bob, signed in, is sent the thief's link: it does not sign his browser in as
+        # alice (he would work on in her lab, whose recordings she reads); it stays unused.
+        grant(spawn_env.state.ctx.db, "globex", "PRO")
+        _, bob_link = _link_session(spawn_env, key_for(spawn_env, "globex", "bob"))
+        with spawn_env.client() as bob:
+            assert bob.get(bob_link).status_code == 303
+            sent = bob.get(thief_link)
+            assert sent.status_code == 409, sent.text
+            assert sent.json()["error"] == "signed_in_as_another"
+            assert "set-cookie" not in sent.headers
         with spawn_env.client() as thief:
             assert thief.get(thief_link).status_code == 303
             assert thief.get(f"/v1/scenarios/{thief_sid}").status_code == 200

@@ -13,11 +13,13 @@ from forge.identity.caller import (
     OPENED_WITH_KEY,
     SESSION_COOKIE,
     caller_from_session,
+    session_claims,
     session_revoked,
 )
 from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.state import SpawnState
 from forge.tokens import (
     ACCESS,
     SESSION,
@@ -30,6 +32,18 @@ from forge.tokens.replay import consume_once
 
 router = APIRouter(tags=["access"])
 SESSION_TTL_S = 8 * 3600
+# A browser signed in as one learner that opens another's lab link (sent to them, say): the
+# link's session replaced theirs without a word, so they went on in a lab they took for
+# their own while its terminal recordings, which its owner reads, kept what they typed.
+ANOTHER_LEARNER = ForgeError(
+    "signed_in_as_another", 409, "token: this browser is signed in as another learner; sign "
+    "out first, then open the lab link again (it is not used up)")
+
+
+def _revoked(state: SpawnState, session: str) -> bool:
+    """Whether the browser's (valid) session cookie was signed out or its key revoked."""
+    claims = session_claims(state.settings, session)
+    return claims is None or session_revoked(state.ctx.db, claims)
 
 
 def _is_https(request: Request) -> bool:
@@ -39,11 +53,13 @@ def _is_https(request: Request) -> bool:
 
 @router.get("/v1/access/{scenario_id}", status_code=303, response_class=RedirectResponse,
             responses={303: {"description": "Session cookie set; on to the lab page"},
-                       **errors(401, 404)})
+                       **errors(401, 404, 409)})
 async def exchange(scenario_id: str, request: Request,
                    token: str = Query(..., max_length=4096)) -> RedirectResponse:
     """Verify the access token once, set the session cookie, redirect to the lab page (401
-    ``key_revoked`` when the API key that started the lab was revoked since)."""
+    ``key_revoked`` when the API key that started the lab was revoked since; 409
+    ``signed_in_as_another``, the link left unused, in a browser signed in as another
+    learner)."""
     state = spawn_state(request)
     check_scenario_id(scenario_id)
     try:
@@ -64,6 +80,12 @@ async def exchange(scenario_id: str, request: Request,
                                                              session_claims):
         raise ForgeError("key_revoked", 401, "token: the API key that started this lab was "
                          "revoked, so its access link no longer opens it; sign in instead")
+    existing = request.cookies.get(SESSION_COOKIE)
+    current = caller_from_session(state.settings, existing) if existing else None
+    owner = (str(claims["tenant_id"]), str(claims["sub"]))
+    if current is not None and not current.owns(*owner) and existing is not None and \
+            not await run_in_threadpool(_revoked, state, existing):
+        raise ANOTHER_LEARNER  # the link stays unused, for its learner's own browser
     expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
     try:
         await run_in_threadpool(consume_once, state.replay, str(claims["jti"]), "ACC", expires)
@@ -71,11 +93,7 @@ async def exchange(scenario_id: str, request: Request,
         raise ForgeError("token_replayed", 401,
                          "token: this access link was already used") from None
     response = RedirectResponse(f"/lab/{scenario_id}", status_code=303)
-    existing = request.cookies.get(SESSION_COOKIE)
-    current = caller_from_session(state.settings, existing) if existing else None
-    if current is not None and current.scenario_scope is None and current.owns(
-        str(claims["tenant_id"]), str(claims["sub"])
-    ):
+    if current is not None and current.scenario_scope is None and current.owns(*owner):
         return response  # a signed-in learner already has a wider session
     response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL_S, httponly=True,
                         secure=_is_https(request), samesite="strict", path="/")

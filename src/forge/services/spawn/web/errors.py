@@ -49,6 +49,8 @@ _RECEIPT = ("This receipt cannot be used: it has expired or it was changed. Sign
 _ACCESS = ("This lab link cannot be used: it has expired, it was already used, it was "
            "changed, or the sign-in key that started the lab was replaced. Sign in instead "
            "to reach your labs.")
+_ANOTHER = ("This browser is signed in as another learner. Sign out first, then open the lab "
+            "link again: it is not used up.")
 _SIGNED_OUT = ("You are not signed in, or your session ended. Sign in to go on; your labs "
                "keep running.")
 # A lab link that leads nowhere (mistyped, cut short in an email, another account's): said in
@@ -246,7 +248,8 @@ async def page_for(request: Request, exc: ForgeError, back: str = "/") -> Respon
     if request.url.path.startswith("/v1/access/"):
         scenario = request.url.path.rsplit("/", 1)[-1]
         return error_response(request, PageError(
-            exc.status, "This link cannot be used", _ACCESS if exc.status != 404 else
+            exc.status, "This link cannot be used", _ANOTHER if exc.status == 409 else
+            _ACCESS if exc.status != 404 else
             "This lab link does not lead to any of your labs. Sign in instead to reach them.",
             "/", signin_url(f"/lab/{scenario}")))
     heading = {401: "Please sign in", 403: "Not allowed", 404: "Not found",
