@@ -156,3 +156,23 @@ def test_a_link_flipped_to_another_users_file_during_the_read_gives_nothing_of_i
         assert f"owned by uid {NOBODY}" in str(refused)
     else:
         assert values == {"FORGE_ENV": "dev"}
+
+
+@pytest.mark.root
+def test_an_env_file_in_a_folder_another_user_owns_is_refused(tmp_path: Path) -> None:
+    # Root's own file, 0600, but in a folder of nobody's (or reached through a link of
+    # root's that goes through it): nobody may rename it away and put a link to any
+    # root-owned file in its place, whose values `forge up` then started with.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    path = _env_file(theirs, 0o600, "FORGE_ENV=dev\n")
+    link = tmp_path / "forge.env"
+    link.symlink_to(path)
+    os.chown(theirs, NOBODY, NOBODY)
+    for named in (path, link):
+        assert _refused(named) == (
+            f"{named}: is looked up in the folder {theirs}, which uid {NOBODY} owns (mode "
+            f"755): another user may put another file in its place; keep it in a folder "
+            f"only uid {os.geteuid()} (or root) may write")
+    os.chown(theirs, 0, 0)  # the operator's folder again: read
+    assert read_env_file(link) == {"FORGE_ENV": "dev"}

@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError
 
 from forge.config.db_url import has_password
 from forge.config.secrets import NATS_PASSWORD_VARS, REQUIRED_SECRETS, ROTATION_SUFFIXES
+from forge.config.trusted_file import swappable_by_others
 from forge_verify.files import InputRefused, read_bounded_text
 
 # Far above any real env file (a few KiB); the file is read whole, so a device (/dev/zero),
@@ -95,8 +96,10 @@ def _parsed_password(part: str) -> bool:
 
 def _refuse_unsafe(path: Path, after: os.stat_result, values: dict[str, str]) -> None:
     """EnvFileError when another local user could have chosen the file's values (its owner
-    is neither this user nor root, or others may write it) or can read a secret it sets
-    (``after``: the status of the file read). Its values are never named."""
+    is neither this user nor root, others may write it, or it is looked up in a folder
+    another user may change, where they could put a link to another file in its place) or
+    can read a secret it sets (``after``: the status of the file read). Its values are
+    never named."""
     me, mode = os.geteuid(), stat.S_IMODE(after.st_mode)
     # Its group, when it is this user's own (or root's), is no other user: also for a file
     # of root's (`root:forge 0640`, made by configuration management for a `forge up` run
@@ -110,6 +113,9 @@ def _refuse_unsafe(path: Path, after: os.stat_result, values: dict[str, str]) ->
     if mode & others & 0o022:
         raise EnvFileError(f"{path}: writable by other users (owner uid {after.st_uid}, mode "
                            f"{mode:o}): they could have chosen its values; {fix}")
+    swappable = swappable_by_others(path)
+    if swappable is not None:
+        raise EnvFileError(f"{path}: {swappable}")
     secrets = sorted(name for name, value in values.items()
                      if (name in SECRET_VARS and value) or _has_url_password(value))
     if secrets and mode & others & 0o044:
