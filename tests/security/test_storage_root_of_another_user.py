@@ -248,9 +248,11 @@ def test_a_root_an_older_release_made_under_umask_002_is_tightened_not_refused(
         check_storage_root(root)
 
 
-def test_a_keyring_named_on_its_own_under_tmp_judges_only_itself(tmp_path: Path) -> None:
+def test_a_keyring_named_on_its_own_judges_the_folders_above_it(tmp_path: Path) -> None:
     """FORGE_SIGNING_KEY_DIR=/tmp/k: the keyring's parent was taken for a storage root and
-    refused, with advice to chmod go-w /tmp."""
+    refused, with advice to chmod go-w /tmp; a sticky folder above is fine. One below a
+    folder of cpprobe's was not judged above itself at all: cpprobe could rename the keys
+    folder away and put theirs in its place, and verdicts were signed with their key."""
     sticky = tmp_path / "tmp"
     sticky.mkdir()
     sticky.chmod(0o1777)
@@ -259,6 +261,22 @@ def test_a_keyring_named_on_its_own_under_tmp_judges_only_itself(tmp_path: Path)
     assert ring.current().key_id == key.key_id
     assert stat.S_IMODE((sticky / "k").stat().st_mode) == 0o700
     assert stat.S_IMODE(sticky.stat().st_mode) == 0o1777  # not touched
+
+    home = tmp_path / "home-cpprobe"
+    home.mkdir()
+    (sticky / "k").rename(home / "k")  # root's keyring, every key root's, in their folder
+    _give(home, 0o755)
+    theirs = SigningKeyring(home / "k")
+    with pytest.raises(NoSigningKey, match=rf"{home} \(a folder above it\) is owned by "
+                                           f"uid {PROBE}"):
+        theirs.current()
+    with pytest.raises(UnsafeStorage, match=r"\(a folder above it\)"):
+        theirs.rotate()
+    with pytest.raises(UnsafeStorage, match=r"\(a folder above it\)"):
+        SigningKeyring(home / "new").generate()
+    assert not (home / "new").exists()
+    os.chown(home, 0, 0)  # root's folder again: signs
+    assert theirs.current().key_id == key.key_id
 
 
 def test_a_root_this_user_cannot_look_into_is_one_line_not_a_traceback(

@@ -110,7 +110,7 @@ def check_storage_root(root: Path) -> None:
     (`check_path`). A root not made yet passes: whoever makes it makes it safe
     (`make_private_dir`, `make_storage_root`)."""
     root = Path(os.path.abspath(root))
-    _check_above(root)
+    check_above(root)
     if not check_path(root, root, directory=True):
         return
     for name in TRUSTED_DIRS:
@@ -198,9 +198,10 @@ def unsafe_folder_above(path: Path) -> tuple[Path, os.stat_result] | None:
     return None
 
 
-def _check_above(root: Path) -> None:
-    """Refuse (UnsafeStorage) a root below a folder another user owns, or may write to
-    without the sticky bit (`unsafe_folder_above`): they could swap the root for theirs."""
+def check_above(root: Path) -> None:
+    """Refuse (UnsafeStorage) a root (or a keyring named on its own) below a folder another
+    user owns, or may write to without the sticky bit (`unsafe_folder_above`): they could
+    swap the root for theirs."""
     found = unsafe_folder_above(root)
     if found is None:
         return
@@ -248,8 +249,11 @@ def make_private_dir(root: Path, path: Path) -> Path:
 def make_private_folder(path: Path) -> Path:
     """``path``, a folder named on its own (a keyring outside any storage root, e.g. under
     /tmp): made when missing (0700 whatever the umask) and checked; the folders above it
-    are made as the umask says and not judged (a sticky /tmp is fine)."""
+    are made as the umask says, and refused (`check_above`) when another user owns one or
+    may write one without the sticky bit (a sticky /tmp is fine): they could rename the
+    folder away and put theirs, with their signing key, in its place."""
     path = Path(os.path.abspath(path))
+    check_above(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _make_checked(path, path)
     return path

@@ -37,6 +37,7 @@ from filelock import FileLock
 
 from forge.config.storage_root import (
     UnsafeStorage,
+    check_above,
     check_path,
     make_private_dir,
     make_private_folder,
@@ -119,16 +120,17 @@ class SigningKeyring:
         ring = Path(os.path.abspath(self.directory))
         if ring.name == "signing" and ring.parent.name == "keys":  # <root>/keys/signing
             make_private_dir(ring.parent.parent, ring)  # UnsafeStorage if not ours
-        else:  # named on its own (FORGE_SIGNING_KEY_DIR, --keys-dir): its parents not judged
+        else:  # named on its own (FORGE_SIGNING_KEY_DIR, --keys-dir): it and the folders above
             make_private_folder(ring)
         return private_lock(self.directory / ".lock")
 
     def _read(self, name: str, *, secret: bool = False) -> bytes:
         """A file of the keyring (``secret``: readable by its owner only), never through a
-        link, this user's, from a keyring folder only this user (or root) can change;
-        OSError saying why otherwise: whoever can put a file there chooses the key that
-        signs."""
+        link, this user's, from a keyring folder only this user (or root) can change, below
+        folders no other user may rename it in; OSError saying why otherwise: whoever can
+        put a file there, or their folder in its place, chooses the key that signs."""
         try:
+            check_above(Path(os.path.abspath(self.directory)))
             check_path(self.directory, self.directory, directory=True)
         except UnsafeStorage as exc:
             raise OSError(errno.EPERM, str(exc)) from None
