@@ -198,3 +198,59 @@ def test_denying_the_probing_hosts_addresses_is_no_source_policy(harness: Harnes
     assert not graded.passed["ssh-from-admin-only"], graded
     assert not graded.passed["web-from-office"], graded
     assert graded.passed["default-drop"], graded
+
+
+# Red team, next stop: a router that remembers. Every web connection puts its source in a
+# set for ten minutes; SSH is refused to the set and accepted from everyone else (the
+# admin workstation by address first). Every criterion probed from the same addresses, the
+# web probes first, so each probing address was refused SSH: 1.0, while any host that had
+# not just used the web port got SSH. Each criterion now probes from an identity of its
+# own on the office PC and the outside host (a sub-interface added at seal).
+REMEMBERED = r"""
+set -euo pipefail
+port() { awk -v s="$1" '$1 == s {split($3, a, "/"); print a[2]}' /workspace/policy.txt; }
+web=$(port web); ssh=$(port ssh)
+nft -f - <<NFT
+table inet t {
+  set seen { type ipv4_addr; flags dynamic,timeout; timeout 10m; }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    tcp dport $web ct state new update @seen { ip saddr }
+    ip saddr 10.65.1.0/24 ip daddr 10.65.2.10 tcp dport $web accept
+    ip saddr 10.65.1.20 ip daddr 10.65.2.10 tcp dport $ssh accept
+    ip saddr @seen tcp dport $ssh drop
+    ip daddr 10.65.2.10 tcp dport $ssh accept
+  }
+}
+NFT
+"""
+IDENTITIES = "ip -4 -o addr show | awk '$2 ~ /^g0-/ {print $2, $4}'"
+
+
+def test_remembering_who_used_the_web_port_is_no_source_policy(harness: Harness) -> None:
+    run = harness.launch()
+    run.must(REMEMBERED, "SSH refused to the sources that used the web port")
+    # In place: the office PC, having used the web port, is refused SSH; the outside
+    # host, which has not, gets it.
+    assert banner(run, "office", run.values["web_port"]).stdout_text.startswith("web ")
+    assert not banner(run, "office", run.values["ssh_port"]).stdout_text.strip()
+    outside = banner(run, "outside", run.values["ssh_port"])
+    assert outside.stdout_text.startswith("ssh "), outside
+    rt = harness.runtime
+    assert not rt.exec(run.id, "office", shell=IDENTITIES, timeout=10).stdout_text.strip()
+    # Sealed (as grading seals it, again): the office PC and the outside host have one
+    # identity per criterion, each of a subnet address of its own; the admin workstation
+    # none.
+    rt.seal(run.id)
+    idents = {host: rt.run_check(run.id, host, ["/bin/sh", "-c", IDENTITIES],
+                                 timeout=10).stdout_text.split()
+              for host in ("office", "outside", "admin")}
+    graded = run.grade()
+    assert not graded.passed["ssh-from-admin-only"], graded
+    assert graded.passed["web-from-office"] and graded.passed["default-drop"], graded
+    assert idents["office"][0::2] == idents["outside"][0::2] == [
+        "g0-web", "g0-ssh", "g0-drop"], idents
+    assert [a.rsplit(".", 1)[0] for a in idents["office"][1::2]] == ["10.65.1"] * 3, idents
+    assert len(set(idents["office"][1::2] + idents["outside"][1::2])) == 6, idents
+    assert not idents["admin"], idents

@@ -114,6 +114,8 @@ class HostSpec:
     before the lab counts as ready) and a claim leaves it as it is.
     ``grading_address``: at seal the host gets one more address and a fresh MAC, unseen
     by any learner process, on each lab interface (``grading_address.add_grading_addresses``).
+    ``grading_identities``: at seal the host gets, per name and lab interface, a
+    sub-interface of its own MAC and address (``probe_identity.add_probe_identities``).
     """
 
     name: str
@@ -131,6 +133,7 @@ class HostSpec:
     ready_ports: list[int] = field(default_factory=list)
     shared: bool = False
     grading_address: bool = False
+    grading_identities: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,17 @@ class Container(DslModel):
                           "from (`ip -4 -o addr show secondary`), so a firewall must express "
                           "a policy, not list the probing hosts' addresses or MACs."),
     ] = False
+    grading_identities: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,7}$")], ...],
+        Field(max_length=8,
+              description="Names of probe identities (one per criterion, e.g. "
+                          '["web", "ssh"]): when the lab is sealed for grading, the runtime '
+                          "gives the host, per name and lab interface ethN, a sub-interface "
+                          "gN-NAME with a random MAC and a random free address of the subnet, "
+                          "routed out through it, so the checks of one criterion probe from "
+                          "a source no other criterion's probes used (`nc -s` its address) "
+                          "and a firewall cannot remember the grader's earlier probes."),
+    ] = ()
     access: Annotated[
         Literal["none", "learner"],
         Field(description='"learner": the learner may open a terminal on this host (one tab '

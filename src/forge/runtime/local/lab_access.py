@@ -51,6 +51,7 @@ from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.landlock import in_own_domain
 from forge.runtime.local.launch import LabGone, start_in_lab
 from forge.runtime.local.netns import netns_path
+from forge.runtime.local.probe_identity import add_probe_identities
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.service_signals import service_prefix
@@ -257,7 +258,8 @@ class LabAccess:
     def seal(self, lab_id: str) -> int:
         """Close the lab's terminals and kill every tty/exec process tree (services, in
         each host's ``init`` cgroup, keep running); from now on tty/exec are refused. Hosts
-        marked ``grading_address`` then get theirs (``grading_address``)."""
+        marked ``grading_address`` then get theirs (``grading_address``), and
+        probe identities (``probe_identity``)."""
         validate_lab_id(lab_id)
         if not os.path.isdir(self.names.lab_dir(lab_id)):
             raise LabNotFound(f"lab {lab_id} does not exist")
@@ -285,8 +287,9 @@ class LabAccess:
                                    f"SIGKILL ({exc.strerror}); not grading") from None
             except OSError:
                 pass  # an empty leaf left behind: removed with the lab
-        add_grading_addresses({h: self.names.host_ns(lab_id, h) for h in meta.get("hosts", {})},
-                              meta)
+        host_ns = {h: self.names.host_ns(lab_id, h) for h in meta.get("hosts", {})}
+        add_grading_addresses(host_ns, meta)
+        add_probe_identities(host_ns, meta)  # after: their draws avoid the addresses added
         # This grading's checks read snapshots taken from now on: not one an earlier
         # grading of the lab kept (a regrade after a crash), nor one taken before the kill.
         drop_sealed_snapshots(os.path.join(self.names.lab_dir(lab_id), "grader"))

@@ -94,6 +94,7 @@ class LabBuilder:
                                     "rootfs": roots[h.spec.name][0],
                                     "image": roots[h.spec.name][1],
                                     "grading_address": h.spec.grading_address,
+                                    "grading_identities": h.spec.grading_identities,
                                     "addresses": [nic.address for nic in h.nics]}
                       for h in plan.hosts},
             "identity": {"learner": ident.learner, "grader": ident.grader},

@@ -44,6 +44,7 @@ def lab_spec(scenario_id: str, template: ScenarioTemplate,
             ready_ports=[int(p) for p in c.ready_ports],  # numbers once rendered
             shared=c.name in shared,
             grading_address=c.grading_address,
+            grading_identities=list(c.grading_identities),
         )
         for c in spec.assets.containers
     ]
