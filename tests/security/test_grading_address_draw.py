@@ -14,7 +14,7 @@ import ipaddress
 
 import pytest
 
-from forge.runtime.local.grading_address import _addresses, add_grading_addresses
+from forge.runtime.local.grading_address import add_grading_addresses, host_addresses
 from forge.runtime.local.netns import create_netns, ip_batch, remove_netns
 
 from ..support.prefixes import runtime_prefix
@@ -46,7 +46,7 @@ def test_a_router_holding_every_free_address_leaves_one_to_draw() -> None:
         pick = added["office"][0]
         assert ipaddress.IPv4Address(pick) in NET and pick not in (OFFICE, ROUTER, GATEWAY)
         held = [(name, str(iface.ip), secondary) for name, iface, secondary in
-                _addresses(office)]
+                host_addresses(office)]
         assert held == [("eth0", OFFICE, False), ("eth0", pick, True)], held
         # A second seal (a regrade) keeps the address the first one drew.
         assert add_grading_addresses({"office": office, "fw1": router}, meta) == {}

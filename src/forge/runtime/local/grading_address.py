@@ -33,7 +33,7 @@ Meta = dict[str, Any]
 DRAWS = 64  # random draws before the subnet's free addresses are listed
 
 
-def _addresses(ns: str) -> list[tuple[str, ipaddress.IPv4Interface, bool]]:
+def host_addresses(ns: str) -> list[tuple[str, ipaddress.IPv4Interface, bool]]:
     """(interface, address/prefix, whether secondary) of each IPv4 address in ``ns``."""
     res = in_netns(ns, lambda: run_detached([tool("ip"), "-j", "-4", "addr", "show"],
                                             timeout=30))
@@ -44,7 +44,7 @@ def _addresses(ns: str) -> list[tuple[str, ipaddress.IPv4Interface, bool]]:
             for link in json.loads(res.stdout or "[]") for a in link.get("addr_info", [])]
 
 
-def _draw(net: ipaddress.IPv4Network, taken: set[ipaddress.IPv4Address]) -> str | None:
+def draw_free(net: ipaddress.IPv4Network, taken: set[ipaddress.IPv4Address]) -> str | None:
     """A random host address of ``net`` not in ``taken`` (nor the egress gateway's,
     the subnet's last but one), or None when there is none."""
     first, size = int(net.network_address) + 1, net.num_addresses - 3  # no gateway
@@ -58,7 +58,8 @@ def _draw(net: ipaddress.IPv4Network, taken: set[ipaddress.IPv4Address]) -> str 
     return str(secrets.choice(free)) if free else None
 
 
-def _planned(hosts: dict[str, Meta], host_ns: dict[str, str]) -> set[ipaddress.IPv4Address]:
+def planned_addresses(hosts: dict[str, Meta],
+                      host_ns: dict[str, str]) -> set[ipaddress.IPv4Address]:
     """The addresses the lab's plan gave its hosts. Not what their interfaces hold now: a
     learner with NET_ADMIN on a router could add every free address of a subnet there, so
     that none was left to draw and the checks probed from the named addresses alone. A
@@ -69,7 +70,7 @@ def _planned(hosts: dict[str, Meta], host_ns: dict[str, str]) -> set[ipaddress.I
         if "addresses" in info:
             planned.update(ipaddress.IPv4Address(a) for a in info["addresses"])
         elif host in host_ns:
-            planned.update(iface.ip for _, iface, _ in _addresses(host_ns[host]))
+            planned.update(iface.ip for _, iface, _ in host_addresses(host_ns[host]))
     return planned
 
 
@@ -81,8 +82,8 @@ def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list
     wanted = [h for h, m in hosts.items() if m.get("grading_address") and h in host_ns]
     if not wanted:
         return {}
-    seen = {h: _addresses(host_ns[h]) for h in wanted}
-    taken = _planned(hosts, host_ns) | {iface.ip for addrs in seen.values()
+    seen = {h: host_addresses(host_ns[h]) for h in wanted}
+    taken = planned_addresses(hosts, host_ns) | {iface.ip for addrs in seen.values()
                                         for _, iface, _ in addrs}
     added: dict[str, list[str]] = {}
     for host in wanted:
@@ -93,8 +94,8 @@ def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list
             if not name.startswith("eth") or secondary or name in kept:
                 continue
             fresh.append(name)
-            commands.append(f"link set dev {name} address {_random_mac()}")
-            pick = _draw(iface.network, taken)
+            commands.append(f"link set dev {name} address {random_mac()}")
+            pick = draw_free(iface.network, taken)
             if pick is None:
                 continue  # a full subnet: its checks probe from the host's own address
             taken.add(ipaddress.IPv4Address(pick))
@@ -106,7 +107,7 @@ def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list
     return added
 
 
-def _random_mac() -> str:
+def random_mac() -> str:
     """A random locally administered unicast MAC address."""
     raw = bytearray(secrets.token_bytes(6))
     raw[0] = (raw[0] & 0xFC) | 0x02

@@ -45,13 +45,12 @@ from forge.runtime.local.grader import (
     sealed_snapshot,
     take_snapshot,
 )
-from forge.runtime.local.grading_address import add_grading_addresses
 from forge.runtime.local.host_dirs import host_paths
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.landlock import in_own_domain
 from forge.runtime.local.launch import LabGone, start_in_lab
 from forge.runtime.local.netns import netns_path
-from forge.runtime.local.probe_identity import add_probe_identities
+from forge.runtime.local.probe_identity import add_grading_sources
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
 from forge.runtime.local.service_signals import service_prefix
@@ -288,8 +287,7 @@ class LabAccess:
             except OSError:
                 pass  # an empty leaf left behind: removed with the lab
         host_ns = {h: self.names.host_ns(lab_id, h) for h in meta.get("hosts", {})}
-        add_grading_addresses(host_ns, meta)
-        add_probe_identities(host_ns, meta)  # after: their draws avoid the addresses added
+        add_grading_sources(host_ns, meta)
         # This grading's checks read snapshots taken from now on: not one an earlier
         # grading of the lab kept (a regrade after a crash), nor one taken before the kill.
         drop_sealed_snapshots(os.path.join(self.names.lab_dir(lab_id), "grader"))

@@ -22,7 +22,14 @@ import ipaddress
 import json
 
 from forge.detached import run_detached
-from forge.runtime.local.grading_address import Meta, _addresses, _draw, _planned, _random_mac
+from forge.runtime.local.grading_address import (
+    Meta,
+    add_grading_addresses,
+    draw_free,
+    host_addresses,
+    planned_addresses,
+    random_mac,
+)
 from forge.runtime.local.netns import in_netns, ip_batch
 from forge.runtime.local.network import apply_sysctls
 from forge.runtime.local.tools import tool
@@ -53,8 +60,8 @@ def add_probe_identities(host_ns: dict[str, str], meta: Meta) -> dict[str, dict[
     wanted = [h for h, m in hosts.items() if m.get("grading_identities") and h in host_ns]
     if not wanted:
         return {}
-    seen = {h: _addresses(host_ns[h]) for h in wanted}
-    taken = _planned(hosts, host_ns) | {iface.ip for addrs in seen.values()
+    seen = {h: host_addresses(host_ns[h]) for h in wanted}
+    taken = planned_addresses(hosts, host_ns) | {iface.ip for addrs in seen.values()
                                         for _, iface, _ in addrs}
     added: dict[str, dict[str, str]] = {}
     for host in wanted:
@@ -70,14 +77,14 @@ def add_probe_identities(host_ns: dict[str, str], meta: Meta) -> dict[str, dict[
         for parent, iface in parents.items():
             sysctls.update(_arp_strict(parent))
             for ident in hosts[host]["grading_identities"]:
-                pick = _draw(iface.network, taken)
+                pick = draw_free(iface.network, taken)
                 if pick is None:
                     continue  # a full subnet: its checks probe from the host's addresses
                 taken.add(ipaddress.IPv4Address(pick))
                 sub, table = identity_name(parent, str(ident)), table + 1
                 sysctls.update(_arp_strict(sub))
                 commands += [
-                    f"link add link {parent} name {sub} address {_random_mac()} "
+                    f"link add link {parent} name {sub} address {random_mac()} "
                     "type macvlan mode bridge",
                     f"address add {pick}/{iface.network.prefixlen} dev {sub} noprefixroute",
                     f"link set dev {sub} up",
@@ -99,3 +106,10 @@ def _arp_strict(dev: str) -> dict[str, str]:
     replies come back to the parent's MAC)."""
     return {f"net.ipv4.conf.{dev}.arp_ignore": "1",
             f"net.ipv4.conf.{dev}.arp_announce": "2"}
+
+
+def add_grading_sources(host_ns: dict[str, str], meta: Meta) -> None:
+    """What a sealed lab's probing hosts get before grading: their grading addresses
+    (``grading_address``), then their probe identities, whose draws avoid those."""
+    add_grading_addresses(host_ns, meta)
+    add_probe_identities(host_ns, meta)
