@@ -50,3 +50,14 @@ def test_commits_leave_the_checkpoint_to_the_background_and_it_starts_the_wal_ov
             assert sess.execute(text("SELECT count(*) FROM blobs")).scalar_one() == 61
     finally:
         db.dispose()
+
+
+def test_a_postgresql_store_has_no_wal_to_checkpoint(postgres_url: str) -> None:
+    """The background task starts only for a SQLite file: on PostgreSQL it sent `PRAGMA`
+    to the server every second (a syntax error each time, and a service's shutdown then
+    failed), since a PostgreSQL URL's database name read as a SQLite file's path."""
+    db = Database(postgres_url)
+    try:
+        assert checkpoint(db) is None
+    finally:
+        db.dispose()

@@ -40,6 +40,14 @@ def keep_private(database: Path) -> None:
             os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
 
 
+def store_sqlite_file(url: str) -> Path | None:
+    """The SQLite file a store URL of any backend names: None for PostgreSQL (whose
+    database name `sqlite_file` would take for a path) or an in-memory store."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return None
+    return sqlite_file(url)
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file a SQLite URL names, None in memory; a `file:` URI (`?uri=true`) by its
     path, not as a relative directory named `file:`."""

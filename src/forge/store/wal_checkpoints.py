@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from forge.store.db import Database
 from forge.store.db_engine import SQLITE_AUTOCHECKPOINT_PAGES
-from forge.store.sqlite_files import sqlite_file
+from forge.store.sqlite_files import store_sqlite_file
 
 log = logging.getLogger("forge.store")
 CHECKPOINT_EVERY_S = 1.0
@@ -46,7 +46,7 @@ def checkpoint(db: Database) -> tuple[int, int, int] | None:
     with writers held. Only a checkpoint that leaves no page behind lets the next commit
     start the WAL over: one racing the writers never did, and the WAL grew to the
     backstop. Nothing committed meanwhile (an idle service): writers are not held."""
-    if sqlite_file(db.url) is None:
+    if store_sqlite_file(db.url) is None:
         return None
     pooled = db.engine.raw_connection()
     try:

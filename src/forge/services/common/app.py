@@ -40,7 +40,7 @@ from forge.services.common.readiness import FRESH, CheckFailed, Readiness
 from forge.services.common.workers import service_pid
 from forge.store.db import Database
 from forge.store.migrate import upgrade
-from forge.store.sqlite_files import sqlite_file
+from forge.store.sqlite_files import store_sqlite_file
 from forge.store.wal_checkpoints import checkpoint_periodically
 
 Hook = Callable[[], Awaitable[None]]
@@ -148,7 +148,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
             await hook()
         # SQLite: the WAL checkpointed here, not inside a request's commit
         checkpoints = (asyncio.create_task(checkpoint_periodically(ctx.db))
-                       if sqlite_file(ctx.db.url) is not None else None)
+                       if store_sqlite_file(ctx.db.url) is not None else None)
         try:
             yield
         finally:
