@@ -45,6 +45,10 @@ def _problem(path: str, info: os.stat_result, *, on_the_way: bool) -> str | None
     if on_the_way and stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX \
             and info.st_uid in (me, 0):
         return None
+    if not on_the_way and not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        # A device, FIFO or socket holds no content: its loader refuses it, naming what it
+        # is (told to `chown /dev/zero`, an operator would be misled).
+        return None
     why = chosen_by_others(path, info)
     return None if why is None else f"{path} {why}"
 
