@@ -84,6 +84,10 @@ class WebPlatform:
         page.get_by_role("button", name="Start this lab: Find the server").click()
         expect(page).to_have_url(LAB_URL)
         expect(page.locator("#state")).to_have_text("running", timeout=60_000)
+        # The running page came by a reload the page made itself: its scripts (the Submit
+        # dialog's, Extend's) run before its load event; a click before them, on a loaded
+        # machine, posted the form bare and no dialog ever came.
+        page.wait_for_load_state("load")
         found = LAB_URL.match(page.url)
         assert found is not None
         return found.group(1)

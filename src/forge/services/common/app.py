@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -154,8 +153,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         finally:
             if checkpoints is not None:
                 checkpoints.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await checkpoints
+                # Whatever ended it (cancelled, or a failure it did not expect), the
+                # shutdown hooks below still run: a raise here skipped them.
+                await asyncio.gather(checkpoints, return_exceptions=True)
             for hook in reversed(ctx.shutdown):
                 await hook()
             ctx.db.dispose()
