@@ -20,7 +20,9 @@ from forge.stack.topology import TopologyError, node_prefixes
 
 
 def _claims() -> Path:
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "single")
+    # One directory per run: without xdist, per process (a shared "single" directory kept
+    # every earlier run's claims, and after a few hundred runs no stem was left to draw).
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"single-{os.getpid()}"
     claims = Path(tempfile.gettempdir()) / "forge-test-prefixes" / run
     claims.mkdir(parents=True, exist_ok=True)
     return claims
