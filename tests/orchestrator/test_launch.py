@@ -56,6 +56,11 @@ def test_valid_spawn_runs_lab(orch: Orch) -> None:
     lines = audit_events(orch, event["scenario_id"], until='"to":"running"')
     assert any('"to":"launching"' in line for line in lines)
     assert any('"to":"running"' in line for line in lines)
+    # The SAT is consumed in the move to launching's transaction: no separate mark (a
+    # `scenario.note` and its commit and fsync) before it, and the jti is used.
+    assert not any("scenario.note" in line for line in lines), lines
+    assert not SqlReplayStore(orch.state.ctx.db).consume(
+        _sat_jti(event), "SAT", datetime(2100, 1, 1, tzinfo=UTC))
     gc.collect()  # its transitions' lock went with them: a node does not keep one per lab
     assert event["scenario_id"] not in orch.state.locks
 
@@ -140,16 +145,38 @@ def test_wrong_type_token_refused(orch: Orch) -> None:
     assert row.details["refused"] == "sat_token_wrong_type"
 
 
-def test_replayed_sat_refused(orch: Orch) -> None:
-    event = spawn_event(orch.settings)
+def _sat_jti(event: Mapping[str, Any]) -> str:
+    """The jti of the event's SAT."""
     import base64
     import json
 
-    jti = json.loads(base64.urlsafe_b64decode(event["sat"].split(".")[1] + "=="))["jti"]
+    return str(json.loads(base64.urlsafe_b64decode(event["sat"].split(".")[1] + "=="))["jti"])
+
+
+def test_replayed_sat_refused(orch: Orch) -> None:
+    event = spawn_event(orch.settings)
+    jti = _sat_jti(event)
     SqlReplayStore(orch.state.ctx.db).consume(jti, "SAT", datetime(2100, 1, 1, tzinfo=UTC))
     orch.publish(SPAWN, event)
     row = orch.wait_state(event["scenario_id"], "failed")
     assert row.details["refused"] == "sat_replayed"
+
+
+def test_a_pending_row_an_earlier_version_marked_consuming_still_launches(orch: Orch) -> None:
+    """An earlier version marked the row, consumed the SAT, then moved, in three commits;
+    a crash after the consume left a pending row marked with its own, used jti. Its
+    redelivered event launches it (the jti is not a replay of another's)."""
+    from forge.lifecycle.store import set_details
+
+    event = spawn_event(orch.settings)
+    _pending_row(orch, event)
+    jti = _sat_jti(event)
+    set_details(orch.state.ctx.db, orch.settings.storage_root, event["scenario_id"],
+                {"sat_consuming": jti}, None)
+    SqlReplayStore(orch.state.ctx.db).consume(jti, "SAT", datetime(2100, 1, 1, tzinfo=UTC))
+    orch.publish(SPAWN, event)
+    row = orch.wait_state(event["scenario_id"], "running", "failed")
+    assert row.state == "running", row.state_reason
 
 
 def test_forged_event_without_a_row_is_dead_lettered(orch: Orch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,11 +122,15 @@ def move(
 def record_move(
     db: Database, scenario_id: str, target: str, reason: str,
     *, updates: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
-    expected: str | None = None,
+    expected: str | None = None, with_move: Callable[[Connection], None] | None = None,
 ) -> Transition:
     """``move``'s store half: the row and its history, in one transaction, without the
     audit entry. For a caller overlapping the entry's fsync with other work; it must call
-    ``audit_move`` before the scenario's next move, so its log stays in order."""
+    ``audit_move`` before the scenario's next move, so its log stays in order.
+
+    ``with_move(conn)`` runs in that transaction once the move is allowed, before it is
+    written: a write that must happen with the move or not at all (an error it raises
+    rolls both back), in one commit instead of two."""
     now = datetime.now(UTC)
     reason = reason[:2000]
     with db.session() as sess:
@@ -140,6 +145,8 @@ def record_move(
         if expected is not None and current != expected:
             raise states.IllegalTransition(scenario_id, current, target)
         states.check(scenario_id, current, target)
+        if with_move is not None:
+            with_move(conn)
         values = {**(updates or {}), "state": target, "state_reason": reason, "updated_at": now}
         if details:
             values["details"] = {**(row.details or {}), **details}

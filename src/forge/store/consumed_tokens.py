@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Connection, Table, delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from forge.store.db import Database
@@ -37,6 +37,19 @@ class SqlReplayStore:
             with self._db.session() as sess:
                 _CONSUME.execute(sess.connection(),
                                  {"jti": jti, "kind": kind, "expires_at": expires_at})
+        except IntegrityError:
+            return False
+        return True
+
+    @staticmethod
+    def consume_on(conn: Connection, jti: str, kind: str, expires_at: datetime) -> bool:
+        """``consume`` inside the caller's transaction on ``conn``, committed with its other
+        writes. False on a jti already consumed: that transaction is then unusable (on
+        PostgreSQL the failed insert aborts it) and must be rolled back."""
+        if not jti or len(jti) > MAX_JTI_CHARS:
+            raise ValueError(f"jti: 1-{MAX_JTI_CHARS} characters")
+        try:
+            _CONSUME.execute(conn, {"jti": jti, "kind": kind, "expires_at": expires_at})
         except IntegrityError:
             return False
         return True

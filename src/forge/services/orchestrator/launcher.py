@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
+
 from forge.bus import Event, Reject, RetryLater
 from forge.bus.contracts import ContractError, SpawnRequestedV1, decode_as
 from forge.lifecycle import states
-from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, load, record_move, set_details
+from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, load, record_move
 from forge.policy.decision import PolicyError, PolicyUnavailable
 from forge.policy.inputs import build_training_input
 from forge.services.orchestrator.admission import AdmissionRefused, Admitted, verify_spawn_event
@@ -19,11 +21,12 @@ from forge.services.orchestrator.launch_resume import resume_redelivered
 from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.busy import disk_out_of_room
+from forge.store.consumed_tokens import SqlReplayStore
 from forge.store.models import Scenario
 from forge.templates.problems import TemplateError, UnknownTemplate
 from forge.templates.variables import generate_values, render
 from forge.tokens import TokenReplayed
-from forge.tokens.replay import consume_once
+from forge.tokens.replay import MAX_JTI_CHARS
 from forge_verify.score import SCENARIO_ID_RE
 
 log = logging.getLogger("forge.orchestrator.launch")
@@ -143,6 +146,14 @@ async def _admit_and_launch(state: OrchestratorState, spawn: SpawnRequestedV1,
         raise
 
 
+def _consume_sat(conn: Connection, jti: str, expires: datetime) -> None:
+    """Consume the spawn's SAT on ``conn`` (the move to launching's transaction), or raise
+    TokenReplayed (rolling that move back): used before, or no usable jti."""
+    if not jti or len(jti) > MAX_JTI_CHARS or not SqlReplayStore.consume_on(
+            conn, jti, "SAT", expires):
+        raise TokenReplayed("SAT token was already used or has no usable jti")
+
+
 async def _refuse(state: OrchestratorState, scenario_id: str, code: str, error: str) -> None:
     """Fail a spawn whose tokens this node refuses. The learner reads that it was refused;
     the error (which names a token and its secret, e.g. a SAT_HMAC_SECRET that differs from
@@ -190,20 +201,6 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
                             {"policy": decision_record})
         return
     expires = datetime.fromtimestamp(int(sat["exp"]), UTC)
-    # Mark the row before consuming: a crash between the two leaves a marked row whose
-    # redelivered event then finds its own jti consumed, which is not a replay.
-    row = await state.read(load, state.ctx.db, scenario_id)
-    ours = row.details.get("sat_consuming") == sat["jti"]
-    if not ours:
-        await state.blocking(lambda: set_details(
-            state.ctx.db, state.settings.storage_root, scenario_id,
-            {"sat_consuming": str(sat["jti"])}, "consuming the spawn's SAT"))
-    try:
-        await state.blocking(consume_once, state.replay, str(sat["jti"]), "SAT", expires)
-    except TokenReplayed:
-        if not ours:
-            await _refuse(state, scenario_id, "sat_replayed", "SAT was already used")
-            return
     values = generate_values(loaded.template)
     # Rendered before the move: a pooled lab is claimed within ~10 ms of it.
     try:
@@ -211,13 +208,25 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
     except (TemplateError, ValueError) as exc:  # fails now, as a build would have
         await fail_on_error(state, scenario_id, "lab could not be created", exc)
         return
-    launching = await state.blocking(
-        lambda: record_move(state.ctx.db, scenario_id, states.LAUNCHING, "policy allowed",
-                            updates={"template_sha256": loaded.sha256, **_holder(state)},
-                            details={"policy": decision_record, "variables": values,
-                                     "tokens": {"sat": admitted.sat_token,
-                                                "et": admitted.et_token}})
-    )
+    # The SAT is consumed in the move's own transaction: both or neither, so a crash leaves
+    # a pending scenario whose redelivered event starts over (or the reaper fails it), never
+    # a used SAT behind a pending row. A row marked `sat_consuming` by an earlier version
+    # (mark, consume, then move: three commits) found its own jti consumed after a crash
+    # between them; it moves on without consuming again.
+    row = await state.read(load, state.ctx.db, scenario_id)
+    ours = row.details.get("sat_consuming") == sat["jti"]
+    jti = str(sat["jti"])
+    try:
+        launching = await state.blocking(
+            lambda: record_move(
+                state.ctx.db, scenario_id, states.LAUNCHING, "policy allowed",
+                updates={"template_sha256": loaded.sha256, **_holder(state)},
+                details={"policy": decision_record, "variables": values,
+                         "tokens": {"sat": admitted.sat_token, "et": admitted.et_token}},
+                with_move=None if ours else lambda conn: _consume_sat(conn, jti, expires)))
+    except TokenReplayed:
+        await _refuse(state, scenario_id, "sat_replayed", "SAT was already used")
+        return
     await build_lab(state, spec, str(et["plan"]), str(sat["template_id"]), launched=launching)
 
 
