@@ -26,9 +26,11 @@ def results_path() -> Path:
     return Path(os.environ.get("FORGE_BENCH_OUT") or ROOT / "build" / "bench" / "results.jsonl")
 
 
-def record(figure: str, value: float, *, cpu_ms_per_op: float | None = None,
+def record(figure: str, value: float | None, *, cpu_ms_per_op: float | None = None,
            detail: str = "") -> None:
-    """Append one measured figure (a median, in the unit `_table.FIGURES` names)."""
+    """Append one measured figure (a median, in the unit `_table.FIGURES` names); value
+    None: not measured (the table says so), e.g. a machine figure other work made noise,
+    recorded for its CPU ms/op and detail."""
     path = results_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     row = {"figure": figure, "value": value, "cpu_ms_per_op": cpu_ms_per_op,

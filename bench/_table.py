@@ -98,7 +98,7 @@ def render(rows: dict[str, dict[str, object]]) -> str:
     notes: list[str] = []
     for f in FIGURES:
         row = rows.get(f.id)
-        now = _fmt(row["value"]) if row else "not measured"
+        now = _fmt(row["value"]) if row and row["value"] is not None else "not measured"
         cpu = _fmt(row.get("cpu_ms_per_op")) if row else "—"
         ratio = "—"
         if row and f.anchor_value and isinstance(row["value"], (int, float)) and row["value"]:

@@ -1,12 +1,14 @@
 """Benchmark the local runtime at class scale (needs root): issue 19 items 2 and 7.
 
 For the netplus-shaped lab (3 hosts, 2 subnets, a router; the machine's userland), prints
-and records: create+destroy CPU per lab (this process and its children, getrusage,
-median), create time with 0 and with N live labs (median, ratio), a burst of concurrent
-creates (p50/p99), a grading check's time with 0 and with N live labs (median, ratio),
-the teardown of N labs, and memory per live lab (MemAvailable delta) with this process's
-RSS at the largest number of live labs reached. Everything created is
-torn down at the end, also on failure.
+and records: create+destroy CPU per lab (the machine's, /proc/stat less idle: the figure
+the target is for; beside it the CPU of this process and its children from a cgroup,
+``_cgroup_cpu``, which other work on the machine does not touch but which misses the
+kernel threads freeing the labs' namespaces), create time with 0 and with N live labs
+(median, ratio), a burst of concurrent creates (p50/p99), a grading check's time with 0
+and with N live labs (median, ratio), the teardown of N labs, and memory per live lab
+(MemAvailable delta) with this process's RSS at the largest number of live labs reached.
+Everything created is torn down at the end, also on failure.
 
     .venv/bin/python bench/scale_runtime.py [--cycles 30] [--live 200] [--burst 50]
                                             [--max-live 1000]
@@ -24,6 +26,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from _cgroup_cpu import CpuCgroup
 from _report import record
 
 from forge.runtime.local import LocalRuntime
@@ -43,12 +46,15 @@ def rss_mib() -> float:
     return 0.0
 
 
-def cpu_per_lab(rt: LocalRuntime, cycles: int,
-                batch: int = 10) -> tuple[float | None, float]:
+def cpu_per_lab(rt: LocalRuntime, cycles: int, meter: CpuCgroup,
+                batch: int = 10) -> tuple[float | None, float, float]:
     """Machine CPU (ms) of one create+destroy, sequentially: the median of batches of
     ``batch`` (``machine_cpu_ms``; None when a batch's figure was noise of the machine's
-    other work); and the median share of this process (the runtime)."""
+    other work); the median share of this process (the runtime); and the median of the
+    batches' CPU in ``meter`` (this process and its children, ``_cgroup_cpu``), which
+    the machine's other work does not touch."""
     own: list[float] = []
+    grouped: list[float] = []
 
     def cycle(i: int, tag: str) -> None:
         cpu0 = own_cpu_s()
@@ -56,10 +62,18 @@ def cpu_per_lab(rt: LocalRuntime, cycles: int,
         rt.destroy(f"cpu-{tag}-{i}")
         own.append((own_cpu_s() - cpu0) * 1000)
 
-    batches = [machine_cpu_ms(lambda i, b=b: cycle(i, str(b)), batch)
+    def counted(i: int, tag: str) -> None:
+        if i == 0:
+            grouped.append(meter.usage_s())
+        cycle(i, tag)
+        if i == batch - 1:  # before machine_cpu_ms's settle: this group's work is done
+            grouped[-1] = (meter.usage_s() - grouped[-1]) * 1000 / batch
+
+    batches = [machine_cpu_ms(lambda i, b=b: counted(i, str(b)), batch)
                for b in range(max(1, cycles // batch))]
     measured = [b for b in batches if b is not None]
-    return (median(measured) if len(measured) == len(batches) else None), median(own)
+    return ((median(measured) if len(measured) == len(batches) else None), median(own),
+            median(grouped))
 
 
 def create_times(rt: LocalRuntime, tag: str, count: int) -> list[float]:
@@ -205,9 +219,15 @@ def main() -> int:
     args = parser.parse_args()
 
     state = tempfile.mkdtemp(prefix="forge-scale-")
-    rt = LocalRuntime(state, prefix="s" + secrets.token_hex(2), workers=64)
+    prefix = os.environ.get("FORGE_RUNTIME_PREFIX") or "s" + secrets.token_hex(2)
+    # Entered before the runtime starts anything: its helpers and sandboxes are children.
+    meter = CpuCgroup(f"{prefix}-bench-cpu")
+    meter.enter()
+    rt = LocalRuntime(state, prefix=prefix, workers=64)
     problems = rt.check()
     if problems:
+        meter.leave()
+        meter.close()
         print("runtime unavailable:", "; ".join(problems), file=sys.stderr)
         return 2
     lines: list[str] = []
@@ -217,18 +237,25 @@ def main() -> int:
         # The kernel may still be freeing the namespaces of labs an earlier bench destroyed
         # (in `make bench`, runtime.py and scale_out.py run just before): not this lab's CPU.
         settle()
-        cpu, own = cpu_per_lab(rt, args.cycles)
+        cpu, own, grouped = cpu_per_lab(rt, args.cycles, meter)
+        counted = (f"cgroup figure {grouped:.1f} ms ({meter.includes()}); the runtime "
+                   f"process alone {own:.1f} ms")
         if cpu is None:
             # Not recorded: the table then says "not measured" instead of a figure that
             # is the other work's noise (it read 0 ms on a machine kept busy).
             lines.append(f"create+destroy machine CPU per lab: not measured (the machine was "
-                         f"busy with other work); the runtime process {own:.1f} ms")
+                         f"busy with other work); {counted}")
         else:
             lines.append(f"create+destroy machine CPU per lab (median of batches of 10): "
-                         f"{cpu:.1f} ms, of which the runtime process {own:.1f} ms")
-            record("lab_cpu_ms", round(cpu, 1), cpu_ms_per_op=round(cpu, 1),
-                   detail=f"3 hosts, 2 subnets; machine CPU (/proc/stat less idle), median "
-                          f"of batches of 10; the runtime process's own share {own:.1f} ms")
+                         f"{cpu:.1f} ms; {counted}")
+        # The target is the machine's CPU per lab (issue 19), kernel work included: the
+        # cgroup figure is printed beside it, never compared with the target in its place.
+        record("lab_cpu_ms", None if cpu is None else round(cpu, 1),
+               cpu_ms_per_op=round(grouped, 1),
+               detail=f"3 hosts, 2 subnets; value: machine CPU (/proc/stat less idle, "
+                      f"median of batches of 10; "
+                      f"{'not measured: the machine was busy' if cpu is None else 'measured'})"
+                      f"; CPU ms/op: {counted}")
 
         at0 = median(create_times(rt, "at0", SERIES))
         rt.create(lab("probe", SERVICE))  # the lab graded at 0 and at N live labs
@@ -314,6 +341,7 @@ def main() -> int:
         if leftover:
             rt.destroy_many(leftover)
         rt.close()
+        meter.close()
         shutil.rmtree(state, ignore_errors=True)
         print("\n".join(lines))
     return 0

@@ -4,15 +4,20 @@
 the two cores kept busy by other work, the idle rate moved by more than the labs used and
 the figure was clipped to 0: bench/scale_runtime.py recorded ``lab_cpu_ms`` 0.0 (batches
 0.0, 0.9, 0.0 ms per create+destroy, which costs ~40 ms), and `make bench`'s table showed
-the target met. Now such a measurement is None and the figure is not recorded ("not
-measured" in the table).
+the target met. Now such a measurement is None and the table says "not measured" for
+it, with the CPU counted in the bench's own cgroup beside it (bench/_cgroup_cpu.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
+
+from ..support.prefixes import runtime_prefix
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -37,3 +42,48 @@ def test_a_quiet_machine_gives_the_calls_cost() -> None:
     figure = _bench_runtime().machine_figure
     # 0.45 s used over 1 s at an idle rate of 0.05 CPU-s/s: 0.4 s for 10 calls.
     assert figure(used_s=0.45, idle_rate=0.05, elapsed_s=1.0, count=10, cores=2) == 40.0
+
+
+def _bench_module(name: str) -> ModuleType:
+    """A bench helper module, loaded as `bench/<name>.py` imports its siblings."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"forge_bench_{name}", BENCH / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_a_figure_not_measured_says_so_beside_its_cgroup_cpu() -> None:
+    """A machine figure other work made noise is recorded as None with the cgroup CPU
+    beside it: the table says "not measured" for it (not "—", not the cgroup figure)."""
+    table = _bench_module("_table")
+    text = table.render({"lab_cpu_ms": {"figure": "lab_cpu_ms", "value": None,
+                                        "cpu_ms_per_op": 26.0, "detail": "busy"}})
+    row = next(line for line in text.splitlines() if line.startswith("create+destroy CPU"))
+    assert "not measured" in row and "26" in row, row
+
+
+@pytest.mark.root
+def test_the_cgroup_figure_counts_children_started_inside_not_the_bench() -> None:
+    """bench/_cgroup_cpu: a child started while the bench is in the group is counted
+    after the bench left it; the bench's own work after leaving is not."""
+    import subprocess
+
+    meter = _bench_module("_cgroup_cpu").CpuCgroup(f"{runtime_prefix('cg')}-bench-cpu")
+    try:
+        meter.enter()
+        child = subprocess.Popen([sys.executable, "-c", "sum(range(3_000_000))"])
+        meter.leave()
+        before = meter.usage_s()
+        assert child.wait() == 0
+        counted = meter.usage_s() - before
+        sum(range(3_000_000))  # the bench's own work, outside the group now
+        assert meter.usage_s() - before == counted > 0
+    finally:
+        meter.close()
+    assert not meter.path.exists()
