@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
 from forge.bus import Event, Reject, RetryLater
 from forge.bus.contracts import ContractError, SpawnRequestedV1, decode_as
+from forge.disk_room import short_of_room
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, load, record_move
 from forge.policy.decision import PolicyError, PolicyUnavailable
@@ -18,7 +20,7 @@ from forge.services.orchestrator.failure_reason import RECORDED, failure
 from forge.services.orchestrator.labspec import lab_spec
 from forge.services.orchestrator.launch_build import build_lab, fail_on_error, fail_scenario
 from forge.services.orchestrator.launch_resume import resume_redelivered
-from forge.services.orchestrator.node import NOT_HERE_DELAY_S, lab_memory_mb
+from forge.services.orchestrator.node import NOT_HERE_DELAY_S, ROOM_NEEDED_BYTES, lab_memory_mb
 from forge.services.orchestrator.state import OrchestratorState
 from forge.store.busy import disk_out_of_room
 from forge.store.consumed_tokens import SqlReplayStore
@@ -146,9 +148,14 @@ async def _admit_and_launch(state: OrchestratorState, spawn: SpawnRequestedV1,
         raise
 
 
-def _consume_sat(conn: Connection, jti: str, expires: datetime) -> None:
+def _consume_sat(conn: Connection, jti: str, expires: datetime,
+                 details: dict[str, Any]) -> None:
     """Consume the spawn's SAT on ``conn`` (the move to launching's transaction), or raise
-    TokenReplayed (rolling that move back): used before, or no usable jti."""
+    TokenReplayed (rolling that move back): used before, or no usable jti. A row an earlier
+    version marked ``sat_consuming`` (mark, consume, then move: three commits) found its
+    own jti consumed after a crash between them: not a replay, it moves on."""
+    if details.get("sat_consuming") == jti:
+        return
     if not jti or len(jti) > MAX_JTI_CHARS or not SqlReplayStore.consume_on(
             conn, jti, "SAT", expires):
         raise TokenReplayed("SAT token was already used or has no usable jti")
@@ -208,13 +215,16 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
     except (TemplateError, ValueError) as exc:  # fails now, as a build would have
         await fail_on_error(state, scenario_id, "lab could not be created", exc)
         return
+    # The storage root filled since the fetch (the gate let it in with room): back to the
+    # queue, pending, for another node or for room, before the move makes the lab this
+    # node's (its audit entry would then fail on the full disk, leaving it launching here).
+    node = state.node
+    if (node.storage_short() if node is not None
+            else short_of_room(state.settings.storage_root, ROOM_NEEDED_BYTES)):
+        raise RetryLater(NOT_HERE_DELAY_S, "lab node storage is out of room")
     # The SAT is consumed in the move's own transaction: both or neither, so a crash leaves
     # a pending scenario whose redelivered event starts over (or the reaper fails it), never
-    # a used SAT behind a pending row. A row marked `sat_consuming` by an earlier version
-    # (mark, consume, then move: three commits) found its own jti consumed after a crash
-    # between them; it moves on without consuming again.
-    row = await state.read(load, state.ctx.db, scenario_id)
-    ours = row.details.get("sat_consuming") == sat["jti"]
+    # a used SAT behind a pending row.
     jti = str(sat["jti"])
     try:
         launching = await state.blocking(
@@ -223,7 +233,7 @@ async def _launch(state: OrchestratorState, admitted: Admitted) -> None:
                 updates={"template_sha256": loaded.sha256, **_holder(state)},
                 details={"policy": decision_record, "variables": values,
                          "tokens": {"sat": admitted.sat_token, "et": admitted.et_token}},
-                with_move=None if ours else lambda conn: _consume_sat(conn, jti, expires)))
+                with_move=lambda conn, before: _consume_sat(conn, jti, expires, before)))
     except TokenReplayed:
         await _refuse(state, scenario_id, "sat_replayed", "SAT was already used")
         return
