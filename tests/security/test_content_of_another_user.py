@@ -177,5 +177,12 @@ def test_content_inside_forge_s_own_package_is_as_trusted_as_its_code(
         os.chown(part, NOBODY, NOBODY)
     monkeypatch.setattr(trusted_tree, "_PACKAGE", os.path.realpath(package))
     assert trusted_tree.chosen_content(package / "content") is None
+    # Named through a link of that user's, it is judged: they could point the link at a
+    # folder of theirs between the check and the read.
+    link = tmp_path / "images"
+    link.symlink_to(package / "content")
+    os.lchown(link, NOBODY, NOBODY)
+    why = trusted_tree.chosen_content(link)
+    assert why is not None and f"{link} is a link owned by uid {NOBODY}" in why, why
     why = trusted_tree.chosen_content(outside / "content")
     assert why is not None and f"is owned by uid {NOBODY}" in why, why

@@ -88,6 +88,19 @@ def test_a_lab_link_session_can_use_its_lab_and_nothing_of_the_account(
             assert opened.json()["error"] == "key_revoked"
         assert holder.get(f"/v1/scenarios/{sid}").status_code == 200  # another key's: kept
 
+    # carol's browser signed in with a key that was then revoked: her own lab's link signs
+    # it in to that lab afresh (before: the link was used up, no cookie was set, and she
+    # landed signed out with the link spent).
+    signin_key = create_api_key(spawn_env.state.ctx.db, "acme", "carol")
+    with spawn_env.client(headers={"origin": spawn_env.url}) as browser:
+        signed = browser.post("/signin", data={"api_key": signin_key.plaintext})
+        assert signed.status_code == 303, signed.text
+        assert revoke_api_key(spawn_env.state.ctx.db, signin_key.key_id) is not None
+        own_sid, own_link = _link_session(spawn_env, key_for(spawn_env, "acme", "carol"))
+        opened = browser.get(own_link)
+        assert opened.status_code == 303 and "set-cookie" in opened.headers, opened.headers
+        assert browser.get(f"/v1/scenarios/{own_sid}").status_code == 200
+
 
 def _link_session(env: SpawnEnv, key: dict[str, str] | None = None) -> tuple[str, str]:
     """(scenario id, access link path?query) of a lab alice started with an API key of hers

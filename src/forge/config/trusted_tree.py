@@ -128,8 +128,11 @@ def chosen_content(path: Path, *, depth: int = 0, whole: bool = False) -> str | 
     Forge's own shipped content (in the package, beside its code). Refused too: more than
     MAX_ENTRIES entries within ``depth``, and (``whole``, for a loader that reads the whole
     tree) a folder deeper than ``depth``."""
-    if os.path.commonpath([os.path.realpath(path), _PACKAGE]) == _PACKAGE:
-        return None  # shipped content, as trusted as the code beside it
+    named = os.path.abspath(path)
+    if os.path.realpath(named) == named and os.path.commonpath([named, _PACKAGE]) == _PACKAGE:
+        # Shipped content, as trusted as the code beside it: named by its own path, not
+        # through a link another user could point elsewhere between the check and the read.
+        return None
     links = [0]
     try:
         real, why = _resolve(str(path), links)

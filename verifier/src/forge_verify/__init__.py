@@ -37,9 +37,6 @@ from __future__ import annotations
 from forge_verify._internal.checks import (
     INPUT_CAPS,
     ORIGIN_NOT_PROVEN,
-    InputError,
-    Reason,
-    VerifyResult,
     expect,
     load_trusted_keys,
     verify_artifacts,
@@ -48,6 +45,7 @@ from forge_verify._internal.checks import (
 from forge_verify._internal.cli import main, render
 from forge_verify._internal.credential_checks import verify_credential, verify_credential_paths
 from forge_verify._internal.report import render_text
+from forge_verify._internal.verify_result import InputError, Reason, VerifyResult
 
 __version__ = "0.2.0"
 

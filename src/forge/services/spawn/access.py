@@ -93,8 +93,9 @@ async def exchange(scenario_id: str, request: Request,
         raise ForgeError("token_replayed", 401,
                          "token: this access link was already used") from None
     response = RedirectResponse(f"/lab/{scenario_id}", status_code=303)
-    if current is not None and current.scenario_scope is None and current.owns(*owner):
-        return response  # a signed-in learner already has a wider session
+    if current is not None and current.scenario_scope is None and current.owns(*owner) \
+            and existing is not None and not await run_in_threadpool(_revoked, state, existing):
+        return response  # a signed-in learner already has a wider session (still live)
     response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL_S, httponly=True,
                         secure=_is_https(request), samesite="strict", path="/")
     return response

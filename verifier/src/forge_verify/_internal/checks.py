@@ -21,7 +21,7 @@ from forge_verify._internal.bundle_checks import (
     check_recordings,
     rejudge_checks,
 )
-from forge_verify._internal.verify_result import InputError, Reason, VerifyResult
+from forge_verify._internal.verify_result import InputError, VerifyResult
 from forge_verify.bundle import ReadLimits, sha256_hex
 from forge_verify.canonical import CanonicalJSONError, is_canonical_file, loads
 from forge_verify.dsse import Envelope, EnvelopeError, exact_problem, parse_envelope
@@ -42,8 +42,8 @@ from forge_verify.score import (
 )
 from forge_verify.verdict import StatementError, Verdict, parse_statement
 
-__all__ = ["INPUT_CAPS", "ORIGIN_NOT_PROVEN", "InputError", "Reason", "VerifyResult", "expect",
-           "load_trusted_keys", "verify_artifacts", "verify_paths"]
+__all__ = ["INPUT_CAPS", "ORIGIN_NOT_PROVEN", "expect", "load_trusted_keys", "verify_artifacts",
+           "verify_paths"]
 
 MAX_INPUT_BYTES = 256 * 1024 * 1024  # the bundle; the other files are far smaller
 INPUT_CAPS = {"score": 16 * 1024 * 1024, "bundle": MAX_INPUT_BYTES,
