@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -67,10 +69,15 @@ async def checkpoint_periodically(db: Database, every_s: float | None = None) ->
     A failure (a full disk, a read-only file) is logged once until a checkpoint works
     again; the commits' backstop keeps the WAL bounded meanwhile."""
     failing = False
+    wal = _wal_of(db)
+    seen: tuple[int, int] | None = None
     while True:
         await asyncio.sleep(every_s or CHECKPOINT_EVERY_S)
+        if wal is not None and not failing and _signature(wal) == seen:
+            continue  # nothing written since the last pass (an idle service: no CPU)
         try:
             await asyncio.to_thread(checkpoint, db)
+            seen = _signature(wal) if wal is not None else None
         except (sqlite3.Error, DBAPIError, OSError) as exc:
             if not failing:
                 log.warning("SQLite store: background WAL checkpoint failed (%s: %s); "
@@ -81,3 +88,20 @@ async def checkpoint_periodically(db: Database, every_s: float | None = None) ->
         if failing:
             log.info("SQLite store: background WAL checkpoint works again")
         failing = False
+
+
+def _wal_of(db: Database) -> Path | None:
+    """The store's WAL file (``<file>-wal``), None when it is no SQLite file."""
+    path = store_sqlite_file(db.url)
+    return None if path is None else path.with_name(path.name + "-wal")
+
+
+def _signature(wal: Path) -> tuple[int, int] | None:
+    """The WAL's size and modification time: unchanged since a pass, nothing was written
+    to it, so the next pass is skipped (a pass cost an idle service ~0.5 % of a core:
+    a thread hop, a pooled connection, two PRAGMAs, every second)."""
+    try:
+        info = os.stat(wal)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
