@@ -22,6 +22,7 @@ import pytest
 
 from forge.bus import NatsServer
 from forge.classroom import assignments, cohorts, dashboard
+from forge.classroom import dashboard_csv as dashboard_csv_module
 from forge.classroom.assignments import iso
 from forge.classroom.cohorts import Manager
 from forge.classroom.dashboard_csv import dashboard_csv
@@ -320,12 +321,41 @@ def test_the_figures_and_the_csv_are_made_off_the_event_loop(
         return called
 
     monkeypatch.setattr(dashboard, "figures", spy("figures", dashboard.figures))
-    monkeypatch.setattr(dashboard_api, "dashboard_csv", spy("csv", dashboard_csv))
+    monkeypatch.setattr(dashboard_csv_module, "learner_cell",
+                        spy("csv", dashboard_csv_module.learner_cell))
     with seeded.client() as c:
         got = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard.csv", headers=seeded.keys["ann"])
         page = c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard", headers=seeded.keys["ann"])
     assert got.status_code == 200 and page.status_code == 200
-    assert on_loop == {"figures": [False, False], "csv": [False]}
+    # The CSV is streamed (no length known up front), its rows written in the thread pool.
+    assert "content-length" not in got.headers and got.headers["transfer-encoding"] == "chunked"
+    assert on_loop == {"figures": [False], "csv": [False] * 8}
+    assert dashboard_api.csv_chunks is dashboard_csv_module.csv_chunks
+
+
+def test_a_large_class_streams_the_same_csv_in_bounded_pieces() -> None:
+    """450 learners x 3 assignments (a lab each, graded for every other learner): the
+    streamed download is, byte for byte, the BOM and the CSV of the whole dashboard, in
+    pieces of at most LEARNERS_PER_CHUNK learners of one assignment."""
+    made = [Assignment(assignment_id=f"asg-{i}", cohort_id="coh-1", tenant_id="acme",
+                       template_id=LAB, opens_at=T0, closes_at=T0 + timedelta(hours=1),
+                       attempts_allowed=2, hints_allowed=True) for i in range(3)]
+    people = [f"l{i:03d}@x.org" for i in range(450)]
+    labs = [dashboard.Lab(f"scn-{n:08x}{k:08x}", a.assignment_id, who, 1, "completed", T0,
+                          running_s=60.0 * k + n, hints=n % 3)
+            for n, who in enumerate(people) for k, a in enumerate(made)]
+    scores = {lab.scenario_id: {"tenant_id": "acme", "subject": lab.subject, "score": 0.5,
+                                "passed": 1, "total": 2, "failed": ["=cmd"],
+                                "completed_at": T0.isoformat()}
+              for lab in labs[::2]}
+    data = dashboard.CohortLabs("coh-1", "+Net", people, made, labs,
+                                {("asg-1", people[7]): T0 + timedelta(hours=9)})
+    pieces = list(dashboard_csv_module.csv_chunks(data, scores, "acme"))
+    whole = dashboard_csv(dashboard.figures(data, scores, "acme", lambda _t, _c: ""))
+    assert "".join(pieces) == "\ufeff" + whole and whole.count("\r\n") == 1 + 3 * 450
+    per = dashboard_csv_module.LEARNERS_PER_CHUNK
+    assert len(pieces) == 1 + 3 * -(-450 // per)  # the header, then each assignment's pages
+    assert max(p.count("\r\n") for p in pieces) == per
 
 
 def test_reads_stay_a_fixed_number_of_queries(db_url: str) -> None:

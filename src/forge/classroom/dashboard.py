@@ -279,6 +279,23 @@ def _figures_of(a: Assignment, cells: Mapping[str, dict[str, Any]], learners: in
     }
 
 
+def labs_by_cell(data: CohortLabs) -> dict[str, dict[str, list[Lab]]]:
+    """The labs of enrolled learners by assignment and learner, each list by attempt."""
+    enrolled = set(data.learners)
+    by_cell: dict[str, dict[str, list[Lab]]] = defaultdict(lambda: defaultdict(list))
+    for lab in sorted(data.labs, key=lambda x: (x.attempt, x.scenario_id)):
+        if lab.subject in enrolled:
+            by_cell[lab.assignment_id][lab.subject].append(lab)
+    return by_cell
+
+
+def learner_cell(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
+                 a: Assignment, subject: str, labs: list[Lab]) -> dict[str, Any]:
+    """One learner's figures for assignment `a`, judged against their own due time."""
+    due, extended = due_for(data.dues.get((a.assignment_id, subject)), a.closes_at)
+    return _cell(labs, scores, tenant_id, due, extended)
+
+
 def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
             describe: Callable[[str, str], str], page: Page | None = None) -> dict[str, Any]:
     """The dashboard: per assignment its totals (the whole cohort's) and one row per
@@ -286,23 +303,18 @@ def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id
     holds at most MAX_ROWS rows over all assignments: fewer learners than asked when the
     cohort has many assignments (`page_size` says how many).
     `scores` is the scoreboard's summary by lab id; `describe(lab, criterion)` its text."""
-    enrolled = set(data.learners)
-    by_cell: dict[str, dict[str, list[Lab]]] = defaultdict(lambda: defaultdict(list))
-    for lab in sorted(data.labs, key=lambda x: (x.attempt, x.scenario_id)):
-        if lab.subject in enrolled:
-            by_cell[lab.assignment_id][lab.subject].append(lab)
+    by_cell = labs_by_cell(data)
     if page is not None:
         page = Page(min(page.limit, max(1, MAX_ROWS // max(1, len(data.assignments)))),
                     page.after)
     shown, after = (page or Page(len(data.learners) or 1)).of(data.learners)
     out = []
     for a in data.assignments:
-        def cell(s: str, labs: list[Lab], a: Assignment = a) -> dict[str, Any]:
-            due, extended = due_for(data.dues.get((a.assignment_id, s)), a.closes_at)
-            return _cell(labs, scores, tenant_id, due, extended)
-
-        cells = {s: cell(s, labs) for s, labs in by_cell.get(a.assignment_id, {}).items()}
-        rows = [{"subject": s, **(cells.get(s) or cell(s, []))} for s in shown]
+        own = by_cell.get(a.assignment_id, {})
+        cells = {s: learner_cell(data, scores, tenant_id, a, s, labs)
+                 for s, labs in own.items()}
+        rows = [{"subject": s, **(cells.get(s) or learner_cell(data, scores, tenant_id, a, s,
+                                                                []))} for s in shown]
         out.append({**_figures_of(a, cells, len(data.learners), describe), "rows": rows})
     return {"cohort_id": data.cohort_id, "name": data.name, "learners": shown,
             "total_learners": len(data.learners), "next": after,

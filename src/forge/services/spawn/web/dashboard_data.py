@@ -71,15 +71,22 @@ def page_of(request: Request) -> dashboard.Page:
     return dashboard.check_page(query.getlist("limit"), query.getlist("after"))
 
 
+async def cohort_data(request: Request, who: Manager, cohort_id: str
+                      ) -> tuple[dashboard.CohortLabs, dict[str, Any]]:
+    """What the store holds of a cohort `who` manages (404 for any other, 403 for a
+    learner) and the scoreboard's summaries of every graded lab of it."""
+    db = spawn_state(request).ctx.db
+    data = await run_in_threadpool(dashboard.cohort_labs, db, who, cohort_id,
+                                   datetime.now(UTC))
+    return data, await _scores(request, data.graded_candidates())
+
+
 async def cohort_figures(request: Request, who: Manager, cohort_id: str,
                          page: dashboard.Page | None = None) -> dict[str, Any]:
     """The dashboard of a cohort `who` manages (404 for any other, 403 for a learner):
     the learners of `page` (all without one). The totals per assignment are the whole
     cohort's, so the scoreboard is asked about every graded lab of the cohort."""
-    db = spawn_state(request).ctx.db
-    data = await run_in_threadpool(dashboard.cohort_labs, db, who, cohort_id,
-                                   datetime.now(UTC))
-    scores = await _scores(request, data.graded_candidates())
+    data, scores = await cohort_data(request, who, cohort_id)
     # In a thread: at the caps (2,000 learners, 200 assignments) the figures take 0.3 s,
     # which on the event loop would stall every terminal and request of the service.
     return await run_in_threadpool(dashboard.figures, data, scores, who.tenant_id,

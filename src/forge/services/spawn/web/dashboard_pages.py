@@ -78,7 +78,7 @@ async def dashboard_page(cohort_id: str, request: Request) -> Response:
 async def dashboard_csv_page(cohort_id: str, request: Request) -> Response:
     """The dashboard as CSV, for the signed-in instructor."""
     async def run(who: Manager) -> Response:
-        return await csv_response(await cohort_figures(request, who, cohort_id))
+        return await csv_response(request, who, cohort_id)
     return await _as_manager(request, "/teach", run)
 
 
