@@ -172,12 +172,12 @@ def seeded(tmp_path: Path, nats: NatsServer) -> Iterator[Seeded]:
         yield Seeded(spawn_url, db, keys, a, b, a1, a2, labs, board_url)
 
 
-def _summaries_asked(board_url: str) -> int:
-    """How many score-summary requests the scoreboard answered (its /metrics)."""
+def _summaries_asked(board_url: str, route: str = "/v1/admin/scores/summaries") -> int:
+    """How many requests of `route` (score summaries) the scoreboard answered (/metrics)."""
     text = httpx.get(f"{board_url}/metrics", timeout=10).text
     return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
                if line.startswith("forge_http_requests_total{")
-               and 'route="/v1/admin/scores/summaries"' in line)
+               and f'route="{route}"' in line)
 
 
 @pytest.mark.usefixtures("sqlite_only_store")  # its queries run on PostgreSQL below and in
@@ -243,6 +243,10 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
     assert got.status_code == 200, got.text
     labs = got.json()["labs"]
     assert [lab["scenario_id"] for lab in labs] == [seeded.labs["lea1"], seeded.labs["lea2"]]
+    # Her two graded labs' recordings: one scoreboard request, not one per lab.
+    assert [lab["recordings"] for lab in labs] == [[], []]
+    assert _summaries_asked(seeded.board_url, "/v1/admin/scores/recordings") == 1
+    assert _summaries_asked(seeded.board_url, "/v1/scores/{scenario_id}/recordings") == 0
     kinds = [e["kind"] for e in labs[0]["events"]]
     assert kinds == ["state", "state", "state", "hint", "check", "check", "submitted", "state"]
     assert labs[0]["events"][4] == {"at": labs[0]["events"][4]["at"], "kind": "check",

@@ -9,7 +9,6 @@ read in the last 10 minutes (``score_cache``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,12 +23,12 @@ from forge.classroom.scope import lab_in_scope
 from forge.errors import ForgeError
 from forge.lifecycle import states
 from forge.services.spawn.caller_deps import spawn_state
-from forge.services.spawn.web.recordings import cast_download, recording_names
+from forge.services.spawn.web.recordings import cast_download
 from forge.services.spawn.web.state import web_state
 from forge_verify.recordings import RECORDING_NAME_RE
 
 SUMMARY_BATCH = 1000  # the scoreboard's limit per request
-LISTINGS_AT_ONCE = 4  # recording listings asked of the scoreboard at the same time
+LISTING_BATCH = 100  # labs per recording listing asked of the scoreboard (its limit)
 MAX_DESCRIPTION = 200
 
 
@@ -99,21 +98,32 @@ async def learner_timeline(request: Request, who: Manager, cohort_id: str, subje
     links of its terminal recordings."""
     db = spawn_state(request).ctx.db
     found = await run_in_threadpool(timeline.learner_timeline, db, who, cohort_id, subject)
-    graded = [lab for lab in found["labs"] if lab["state"] == states.COMPLETED]
-    gate = asyncio.Semaphore(LISTINGS_AT_ONCE)
-
-    async def listed(scenario_id: str) -> list[str]:
-        async with gate:
-            return await recording_names(request, scenario_id)
-
-    names = await asyncio.gather(*(listed(lab["scenario_id"]) for lab in graded))
+    graded = [lab["scenario_id"] for lab in found["labs"] if lab["state"] == states.COMPLETED]
+    listed: dict[str, list[str]] = {}
+    for start in range(0, len(graded), LISTING_BATCH):
+        listed.update(await _recording_names(request, who.tenant_id, subject,
+                                             graded[start:start + LISTING_BATCH]))
     for lab in found["labs"]:
-        lab["recordings"] = []
-    for lab, own in zip(graded, names, strict=True):
-        lab["recordings"] = [
-            {"name": n, "url": f"/v1/cohorts/labs/{lab['scenario_id']}/recordings/{n}"}
-            for n in own]
+        sid = lab["scenario_id"]
+        lab["recordings"] = [{"name": n, "url": f"/v1/cohorts/labs/{sid}/recordings/{n}"}
+                             for n in listed.get(sid, [])]
     return found
+
+
+async def _recording_names(request: Request, tenant_id: str, subject: str,
+                           ids: list[str]) -> dict[str, list[str]]:
+    """The recording names of one learner's graded labs ``ids``, in one scoreboard request
+    scoped to that tenant and learner (a lab it does not list has none); an unreachable or
+    failing scoreboard is its error (502), never "no recordings"."""
+    body = await web_state(request).backend.scoreboard(
+        "POST", "/v1/admin/scores/recordings",
+        json={"tenant_id": tenant_id, "subject": subject, "scenario_ids": ids})
+    part = body.get("recordings") if isinstance(body, dict) else None
+    wanted = set(ids)
+    return {sid: [str(r["name"]) for r in casts if isinstance(r, dict)
+                  and RECORDING_NAME_RE.fullmatch(str(r.get("name", "")))]
+            for sid, casts in (part.items() if isinstance(part, dict) else ())
+            if sid in wanted and isinstance(casts, list)}
 
 
 async def lab_cast(request: Request, who: Manager, scenario_id: str, name: str) -> Response:
