@@ -6,7 +6,10 @@ graded as the orchestrator grades), beyond what `forge lab test`'s gaming lists 
   server, where the learner has no terminal; the log itself does hold them (control);
 - password-cracking: guessing online locks the account after 5 failures, and then even
   the right password is refused and no login is recorded (while another account, not
-  locked, still logs in with its password: the control);
+  locked, still logs in with its password: the control); the control logs in while the
+  learner holds 200 half-sent connections open to the login port (a slow-loris): the
+  portal started a thread per connection, the lab's 128 pids ran out and the portal
+  died, so the lab's login could no longer be proven by anyone;
 - incident-response: the watchdog really restarts a killed beacon and re-creates its
   deleted script; with both scripts gone and the processes dead, the login-profile hook
   reinstalls everything at the next terminal; after the reference solution a new
@@ -82,6 +85,27 @@ def test_log_forensics_answers_are_not_on_any_command_line_the_learner_sees(
         run.grade()
 
 
+# From the learner's host: hold LORIS connections to the login port open, each with a
+# line begun and never ended, then log in on a new one while they are all still held.
+LORIS = r"""
+python3 - "$@" <<'PY'
+import socket, sys
+held = []
+for _ in range(200):
+    try:
+        s = socket.create_connection(("10.65.1.20", 2323), timeout=10)
+        s.sendall(b"x")
+        held.append(s)
+    except OSError as e:
+        print("connect failed:", e)
+        break
+s = socket.create_connection(("10.65.1.20", 2323), timeout=30)
+s.sendall(("%s %s\n" % (sys.argv[1], sys.argv[2])).encode())
+print(s.makefile().read().splitlines()[-1])
+PY
+"""
+
+
 def portal(run: LabRun, user: str, password: str) -> str:
     return run.sh(f"printf '%s %s\\n' {user} '{password}' | nc -N 10.65.1.20 2323"
                   ).stdout_text.splitlines()[-1]
@@ -99,7 +123,8 @@ def test_online_guessing_locks_the_account_even_for_the_right_password(
         words = (run.read("/srv/wordlists/common-passwords.txt") or b"").decode().split()
         right = words[int(v["word"])].capitalize() + v["digits"]
         other = (target + 1) % 4
-        assert portal(run, users[other], v[f"decoy{other}"]).startswith("OK")  # control
+        loris = run.sh(f"set -- {users[other]} {v[f'decoy{other}']}\n" + LORIS)
+        assert loris.stdout_text.splitlines()[-1].startswith("OK"), loris  # control
         for left in (4, 3, 2, 1, 0):
             reply = portal(run, users[target], f"Wrong{left}")
             assert reply.startswith("DENIED") and f"({left} attempts left" in reply
