@@ -17,6 +17,12 @@ blamed addresses with a pattern that skips an address followed by `/` (a network
 the intruder and blamed nobody: the criterion passed without reading the log. The
 register is graded as the orchestrator grades, in a lab of the shipped template on a real
 LocalRuntime.
+
+The secret, encoded: the lab teaches never to copy the secret key into the register (many
+people read it), and `exposed-key-identified` failed on the secret as written, but passed
+on it in base64, hex or reversed, each of which anyone reading the register turns back
+into the key at once: encoding is not hiding. Each form goes through the lab's own
+credential check (the grader's command and stdin, in the lab); the last is also graded.
 """
 
 from __future__ import annotations
@@ -61,6 +67,27 @@ jq -n --arg tries "${TRIES:-10}" '{risks: [
 """
 
 
+# The secret in a form anyone reverses at once, in a credential risk that names the key id.
+ENCODED_SECRET = r"""
+set -euo pipefail
+cd /srv/incident/web01
+key=$(grep '^STORAGE_ACCESS_KEY_ID=' billing-api.env | cut -d= -f2)
+secret=$(grep '^STORAGE_SECRET_ACCESS_KEY=' billing-api.env | cut -d= -f2)
+case $FORM in
+  base64) s=$(printf %s "$secret" | base64 -w0) ;;
+  base64-offset) s=$(printf 'secret=%s' "$secret" | base64 -w0 | tr '+/' '-_') ;;
+  hex) s=$(printf %s "$secret" | od -An -tx1 | tr -d ' \n' | tr a-f A-F) ;;
+  reversed) s=$(printf %s "$secret" | rev) ;;
+  none) s="the secret itself is not repeated" ;;
+esac
+jq -n --arg k "$key" --arg s "$s" '{risks: [
+  {id: "R1", title: "key", category: "credential-exposure", evidence: ("key " + $k + " (" + $s + ")"),
+   likelihood: 5, impact: 4, risk_score: 20, treatment: "mitigate", owner: "dev", action: "revoke"}]}' \
+  > /workspace/risk_register.json
+printf '%s\n%s\n' "$key" "$secret" | python3 -I /opt/forge/check_register.py credential
+"""
+
+
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """Labs of the shipped cissp template on a runtime of this module's own."""
@@ -91,3 +118,16 @@ def test_a_register_written_once_for_every_lab_names_no_weak_setting(harness: Ha
     assert f"MaxAuthTries {run.values['max_tries']}" in run.sh(
         "cat /workspace/risk_register.json").stdout_text
     assert run.grade().passed["weak-config-identified"]
+
+
+def test_the_secret_encoded_is_still_the_secret_repeated(harness: Harness) -> None:
+    run = harness.launch()
+    for form in ("base64", "base64-offset", "hex", "reversed"):
+        checked = run.sh(f"FORM={form}\n" + ENCODED_SECRET)
+        assert checked.exit_code == 1 and "repeats the secret" in checked.stdout_text, (
+            form, checked)
+    assert not run.grade().passed["exposed-key-identified"]
+    # The control: the same register without the secret in any form passes the check.
+    run = harness.launch()
+    checked = run.sh("FORM=none\n" + ENCODED_SECRET)
+    assert checked.exit_code == 0 and "PASS" in checked.stdout_text, checked
