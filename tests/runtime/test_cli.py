@@ -12,8 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from forge.cli.runtime import app
-from forge.runtime.local import LocalRuntime
+from forge.content import content_path
+from forge.runtime.local import LocalRuntime, macvlan_probe
+from forge.runtime.local.netns import list_netns
 from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
+from forge.templates import TemplateRegistry
 from tests.runtime.helpers import leftovers, simple_lab
 
 from ..support.configured_runtime import runtime_env
@@ -110,3 +113,24 @@ def test_an_unknown_engine_is_a_config_error_naming_the_variable_and_choices(
     result = CliRunner().invoke(app, ["list"], env=env)
     assert result.exit_code == 1
     assert "FORGE_RUNTIME_ENGINE must be one of: local" in result.output
+
+
+def test_check_names_a_kernel_without_macvlan_and_the_labs_that_need_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel without macvlan sealed nft-firewall's labs with `ip -batch … failed` while
+    `forge runtime check` said OK. The probe asks for a link kind this kernel has no
+    module for, as `type macvlan` fails where macvlan is missing."""
+    prefix = runtime_prefix("v")
+    monkeypatch.setattr(macvlan_probe, "PROBE", [
+        macvlan_probe.PROBE[0], "link add link fgprobe0 name fgprobe2 type fgnosuchkind"])
+    checked = CliRunner().invoke(app, ["check"], env=runtime_env(tmp_path, prefix))
+    assert checked.exit_code == 1, checked.output
+    assert "problem: this kernel cannot make macvlan interfaces" in checked.output
+    assert "nft-firewall" in checked.output and "modprobe macvlan" in checked.output
+    assert not [n for n in list_netns() if n.startswith(prefix)]
+    # The labs it names are the shipped ones that need it.
+    registry = TemplateRegistry.load(content_path("templates"))
+    assert sorted(name for name in registry.names()
+                  if any(h.grading_identities for h in
+                         registry.get(name).template.spec.assets.containers)
+                  ) == sorted(macvlan_probe.NEEDED_BY)

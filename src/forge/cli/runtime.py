@@ -48,9 +48,11 @@ def _runtime(prefix: str | None) -> Iterator[Runtime]:
 
 @app.command("check")
 def check(prefix: str | None = PREFIX) -> None:
-    """Say whether the engine can work here (e.g. root, tools, cgroups); exit 1 if not."""
+    """Say whether the engine can work here (e.g. root, tools, cgroups) and run every
+    lab (e.g. kernel features some labs need only at grading); exit 1 if not."""
     with _runtime(prefix) as rt:
         problems = rt.check()
+        problems += rt.lab_problems()
         name = rt.engine_name
     for problem in problems:
         typer.echo(f"problem: {problem}", err=True)

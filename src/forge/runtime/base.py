@@ -251,6 +251,11 @@ class Runtime(abc.ABC):
     def check(self) -> builtins.list[str]:
         """Problems preventing this engine from working here (empty list when usable)."""
 
+    def lab_problems(self) -> builtins.list[str]:
+        """What some labs need and this machine lacks (those labs fail when built or
+        graded; every other lab works, so ``check`` does not hold them); empty when none."""
+        return []
+
     @abc.abstractmethod
     def create(self, spec: LabSpec) -> LabInfo:
         """Build a lab atomically: on any failure everything created is removed again

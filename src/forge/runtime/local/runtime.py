@@ -40,6 +40,7 @@ from forge.runtime.local.lab_access import LabAccess
 from forge.runtime.local.lab_build import LabBuilder
 from forge.runtime.local.lab_teardown import LabTeardown
 from forge.runtime.local.lab_trims import LabTrims
+from forge.runtime.local.macvlan_probe import macvlan_problem
 from forge.runtime.local.neighbour_table import size_tables
 from forge.runtime.local.netns import netns_path, return_problem, userns_problem
 from forge.runtime.local.priority import thread_unniced
@@ -176,13 +177,19 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, LabTrims, Runtime):
             if why is not None:
                 log.warning("%s: learner processes get no domain of their own, and only "
                             "the service mark keeps them out of a service's memory", why)
-            for shown in (proc_visibility_problem(), file_table_problem()):
+            for shown in (proc_visibility_problem(), file_table_problem(),
+                          *self.lab_problems()):
                 if shown is not None:
                     log.warning("%s", shown)
             for raised, said in size_tables(self.lab_capacity):
                 log.log(logging.INFO if raised else logging.WARNING, "%s", said)
             self._env_probed = True
         return problems
+
+    def lab_problems(self) -> list[str]:
+        """Kernel features some labs need that are missing here (a macvlan probe)."""
+        missing_macvlan = macvlan_problem(self.names.prefix)
+        return [] if missing_macvlan is None else [missing_macvlan]
 
     def _uid_problem(self) -> str | None:
         """Why the uid range is not clear of the machine's accounts (None when it is).
