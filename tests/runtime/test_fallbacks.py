@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from forge import machine_path
 from forge.runtime.local import tools
 from forge.runtime.local.cgroups import Cgroups
 from forge.runtime.local.service_signals import PATH_DIRS, service_prefix
@@ -48,7 +49,7 @@ def test_tool_installed_after_a_miss_is_found(tmp_path: Path,
     """A program missing at the first look-up is found once installed, without a
     restart; a found program's path is kept."""
     name = "forge-test-tool-" + os.urandom(3).hex()
-    monkeypatch.setattr(tools, "MACHINE_PATH", str(tmp_path))
+    monkeypatch.setattr(machine_path, "MACHINE_PATH", str(tmp_path))
     assert tools.missing((name,)) == [name]
     assert tools.tool(name) == name
     program = tmp_path / name

@@ -33,6 +33,7 @@ from forge.images.cache import ROOTFS, CacheEntry, ImageCache, remove_tree
 from forge.images.definitions import ImageDefinition
 from forge.images.lookup import image_key
 from forge.images.tree import dir_in_tree, resolve_parent, write_in_tree
+from forge.machine_path import MACHINE_PATH, machine_program
 
 APT_DIR = Path("/etc/apt")
 APT_LISTS = Path("/var/lib/apt/lists")
@@ -128,11 +129,12 @@ def unknown_packages(suite: str, packages: tuple[str, ...],
     before mmdebstrap spends a minute downloading indices to say the same. Empty when the
     machine has no lists of that suite, or apt-cache gives no answer in time (mmdebstrap
     then decides)."""
-    if not list(lists.glob(f"*_dists_{suite}_*Packages*")) or shutil.which("apt-cache") is None:
+    apt_cache = machine_program("apt-cache")
+    if not list(lists.glob(f"*_dists_{suite}_*Packages*")) or apt_cache is None:
         return []
     try:
-        out = run_detached(["apt-cache", "policy", "--", *packages], timeout=120,
-                           env={"LANG": "C", "PATH": "/usr/bin:/bin"})
+        out = run_detached([apt_cache, "policy", "--", *packages], timeout=120,
+                           env={"LANG": "C", "PATH": MACHINE_PATH})
     except subprocess.TimeoutExpired:
         return []
     if out.returncode != 0:
@@ -168,15 +170,20 @@ def _stage_inputs(definition: ImageDefinition, scratch: Path) -> list[str]:
 
 def mmdebstrap_argv(definition: ImageDefinition, target: Path, mirrors: list[str],
                     hooks: list[str]) -> list[str]:
-    """The command line building ``definition`` into ``target``."""
-    argv = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
-            "--kill-child", "--mount-proc", "--",
-            "mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
-            "--verbose"]
+    """The command line building ``definition`` into ``target``: ``unshare`` and
+    ``mmdebstrap`` from the machine's system folders (``machine_path``), never from PATH."""
+    argv = [machine_program("unshare") or "unshare", "--mount", "--propagation", "private",
+            "--pid", "--fork", "--kill-child", "--mount-proc", "--",
+            machine_program("mmdebstrap") or "mmdebstrap", "--mode=root", "--variant=minbase",
+            "--format=directory", "--verbose"]
     argv.append("--include=" + ",".join(definition.all_packages()))
     argv += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
     argv += [f"--customize-hook={hook}" for hook in hooks]
     return [*argv, definition.suite, str(target), *mirrors]
+
+
+# What mmdebstrap runs (apt, dpkg, chroot, its hooks) comes from the system folders too.
+BUILD_ENV = {"PATH": MACHINE_PATH, "LANG": "C.UTF-8"}
 
 
 # mmdebstrap copies these from the building machine for the build's own use; an image
@@ -252,7 +259,7 @@ def build_image(
         entry = cache.get(key)
         if entry is not None:
             return BuildResult(entry, False, time.monotonic() - start)
-        if shutil.which("mmdebstrap") is None or shutil.which("unshare") is None:
+        if machine_program("mmdebstrap") is None or machine_program("unshare") is None:
             raise ImageBuildError(definition.name, "mmdebstrap is not installed "
                                   "(run make system-deps, or apt-get install mmdebstrap)")
         mirrors = apt_mirrors(definition.suite, apt_dir)
@@ -269,9 +276,8 @@ def build_image(
             tail: deque[str] = deque(maxlen=40)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, errors="replace",
-                                    start_new_session=True, preexec_fn=_die_with_parent, env={
-                                        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                        "LANG": "C.UTF-8"})
+                                    start_new_session=True, preexec_fn=_die_with_parent,
+                                    env=BUILD_ENV)
             assert proc.stdout is not None
             try:
                 for raw in proc.stdout:

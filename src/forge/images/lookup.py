@@ -11,7 +11,6 @@ import functools
 import hashlib
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from forge.images.definitions import (
     ImageDefinitionError,
     load_definition_file,
 )
+from forge.machine_path import MACHINE_PATH, machine_program
 
 # The version of the build procedure (build.py): bumped whenever it changes what a
 # definition turns into, so every image is rebuilt rather than reused.
@@ -52,8 +52,9 @@ class ImageNotBuilt(TemplateImageError):
 def _ask(exe: str, *args: str) -> str:
     """What `exe args` prints. Detached (``forge.detached``), so a signal to the service's
     process group (a stop by `forge up`) cannot cut it short; a tool that does
-    not answer raises rather than give a wrong key, and nothing is cached then."""
-    out = run_detached([exe, *args], timeout=60)
+    not answer raises rather than give a wrong key, and nothing is cached then. What it
+    runs in turn (mmdebstrap asks dpkg) comes from the machine's system folders too."""
+    out = run_detached([exe, *args], timeout=60, env={"PATH": MACHINE_PATH, "LANG": "C"})
     if out.returncode != 0 or not out.stdout.strip():
         raise ImageToolFailed(f"{exe} {' '.join(args)} gave no answer "
                               f"(exit {out.returncode}); retry")
@@ -73,10 +74,10 @@ def tool_identity() -> tuple[str, str]:
     read; a failed read is not cached). A key made of a wrong answer would name no built
     image, and a lab would fail as "not built" although it is."""
     version, arch = "none", "unknown"
-    exe = shutil.which("mmdebstrap")
+    exe = machine_program("mmdebstrap")
     if exe is not None:
         version = _ask(exe, "--version").split()[-1]
-    dpkg = shutil.which("dpkg")
+    dpkg = machine_program("dpkg")
     if dpkg is not None:
         arch = _ask(dpkg, "--print-architecture")
     return version, arch

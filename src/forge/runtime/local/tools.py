@@ -2,16 +2,14 @@
 
 A bare name makes every start search PATH (≈46 failed look-ups per lab with a long
 PATH); the runtime's own programs (bwrap, ip, nsenter, nft) are looked up with
-``shutil.which`` until found, then cached. Programs run *inside* a sandbox (``setpriv``,
-``sh``) are never resolved here: an image host's root is its own and its PATH finds them there.
+``machine_program`` (the machine's system folders, never PATH) until found, then cached.
+Programs run *inside* a sandbox (``setpriv``, ``sh``) are never resolved here: an image
+host's root is its own and its PATH finds them there.
 """
 
 from __future__ import annotations
 
-import shutil
-
-MACHINE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
+from forge.machine_path import machine_program
 
 _FOUND: dict[str, str] = {}
 
@@ -21,7 +19,7 @@ def _which(name: str) -> str | None:
     is found on the next look-up, without a restart)."""
     path = _FOUND.get(name)
     if path is None:
-        path = shutil.which(name, path=MACHINE_PATH)
+        path = machine_program(name)
         if path is not None:
             _FOUND[name] = path
     return path
