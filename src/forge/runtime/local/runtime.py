@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from forge.machine_path import MACHINE_PATH
 from forge.runtime.base import (
     BuildsStopped,
     LabExists,
@@ -153,8 +154,8 @@ class LocalRuntime(LabBuilder, LabTeardown, LabAccess, LabTrims, Runtime):
         problems = []
         if os.geteuid() != 0:
             problems.append("the local runtime must run as root (euid 0)")
-        problems += [f"required tool {t!r} not found on PATH"
-                     for t in missing(REQUIRED_TOOLS)]
+        problems += [f"required tool {t!r} not found in the system folders ({MACHINE_PATH};"
+                     " PATH is not searched)" for t in missing(REQUIRED_TOOLS)]
         problems += self.cgroups.problems()
         if not os.path.exists("/proc/self/ns/net"):
             problems.append("network namespaces are not supported by this kernel")
