@@ -8,6 +8,11 @@ rest of its hour, and a session opened through OIDC with an operator role kept w
 after the organisation's identity provider withdrew the role (the session named nobody).
 Now sign-out (/ops/signout, and the learner /signout that also ends an SSO operator
 session) refuses the session everywhere, and an SSO operator session ends with the role.
+
+Signing in over another person's session (a shared computer: amy walked away signed in, bob
+signs in) only replaced the cookie: amy's session stayed live on the server for any copy of
+it until its idle limit, and an operator role amy opened through single sign-on stayed in
+the browser bob now used. Now a sign-in ends another person's session as a sign-out would.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from forge.bus import NatsServer
 from forge.config import Settings
+from forge.identity.apikeys import create_api_key
 from forge.identity.roles import LEARNER, OPERATOR, record_role
 from forge.services.spawn.app import build_app
 from forge.services.spawn.web.security import operator_session
@@ -71,3 +77,44 @@ def test_an_sso_operator_session_ends_with_the_role_and_at_learner_signout(
     client.cookies.clear()
     client.cookies.set("forge_ops", sso)
     assert client.get("/ops").headers.get("location") == "/ops/signin"
+
+
+def test_signing_in_over_another_learners_session_ends_it(
+        app_client: tuple[TestClient, Settings]) -> None:
+    client, settings = app_client
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    amy, bob = (create_api_key(db, "acme", who).plaintext for who in ("amy", "bob"))
+    record_role(db, "acme", "amy", OPERATOR)
+
+    def sign_in(key: str) -> str:
+        done = client.post("/signin", data={"api_key": key}, headers={"origin": ORIGIN})
+        assert done.status_code == 303, done.text
+        gone = 'forge_ops=""' in done.headers.get("set-cookie", "")
+        signed_in_with(str(done.cookies.get("forge_session")),
+                       None if gone else client.cookies.get("forge_ops"))
+        return str(done.cookies.get("forge_session"))
+
+    def signed_in_with(session: str, ops: str | None = None) -> bool:
+        client.cookies.clear()
+        client.cookies.set("forge_session", session)
+        if ops:
+            client.cookies.set("forge_ops", ops)
+        return client.get("/").headers["location"] == "/tracks"
+
+    bob_first = sign_in(bob)
+    assert sign_in(bob) != bob_first and signed_in_with(bob_first)  # bob's own: kept
+    amys = sign_in(amy)
+    amy_ops = operator_session(settings, person=("acme", "amy"))
+    token_ops = client.post("/ops/signin", data={"token": SECRETS["OPERATOR_TOKEN"]},
+                            headers={"origin": ORIGIN}).cookies.get("forge_ops")
+    client.cookies.clear()
+    assert token_ops and signed_in_with(amys, amy_ops)
+    assert client.get("/ops").status_code == 200
+    sign_in(bob)  # amy's session and her single sign-on operator role end here
+    assert client.cookies.get("forge_ops") is None
+    assert not signed_in_with(amys, amy_ops)
+    assert client.get("/ops").headers.get("location") == "/ops/signin"
+    # An operator session opened with OPERATOR_TOKEN names nobody: bob's sign-in keeps it.
+    signed_in_with(sign_in(amy), token_ops)
+    sign_in(bob)
+    assert client.get("/ops").status_code == 200

@@ -49,6 +49,7 @@ from forge.services.spawn.web.sealed_cookie import seal, unseal
 from forge.services.spawn.web.security import (
     KEY_COOKIE,
     LEARNER_SESSION_TTL_S,
+    OPS_COOKIE,
     RECEIPT_COOKIE,
     check_csrf,
     check_same_origin,
@@ -59,6 +60,7 @@ from forge.services.spawn.web.security import (
     session_value,
     set_cookie,
 )
+from forge.services.spawn.web.signout import end_another_persons
 from forge.services.spawn.web.state import web_state
 from forge.services.spawn.web.viewer import signed_in, viewer
 from forge.tokens import TokenReplayed
@@ -255,6 +257,8 @@ async def continue_purchase(request: Request) -> Response:
         return _refusal(request, 401, "The purchase in this browser can no longer be used to "
                         "sign in. Sign in with your sign-in key instead.")
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    if await end_another_persons(request, str(claims["tenant_id"]), learner):
+        clear_cookie(response, request, OPS_COOKIE)
     set_cookie(response, request, SESSION_COOKIE,
                learner_session(settings, str(claims["tenant_id"]), learner),
                LEARNER_SESSION_TTL_S)

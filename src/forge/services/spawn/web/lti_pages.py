@@ -58,6 +58,7 @@ from forge.services.spawn.web.security import (
     session_value,
     set_cookie,
 )
+from forge.services.spawn.web.signout import end_another_persons
 from forge.services.spawn.web.viewer import signed_in, viewer
 from forge.tokens import LTI_DEEP_LINK, LTI_PENDING, TokenError, TokenReplayed, mint_token
 from forge.tokens import verify_token as verify_forge_token
@@ -186,10 +187,12 @@ def _nonce_id(platform: str, nonce: str) -> str:
     return hashlib.sha256(f"lti-nonce\x00{platform}\x00{nonce}".encode()).hexdigest()
 
 
-def _signed_in(request: Request, launch: Launch, next_path: str) -> Response:
+async def _signed_in(request: Request, launch: Launch, next_path: str) -> Response:
     """The learner session of the launched person and a page moving on to `next_path` from
-    this site (a same-site step, so the SameSite=Strict session cookie rides along)."""
+    this site (a same-site step, so the SameSite=Strict session cookie rides along); a
+    session of another person this launch reached (a same-site course site) is ended."""
     settings = spawn_state(request).settings
+    await end_another_persons(request, launch.platform.tenant_id, launch.subject)
     response = page("oidc_done.html", {"title": "Signed in", "viewer": None,
                                        "next": next_path})
     set_cookie(response, request, SESSION_COOKIE,
@@ -297,16 +300,16 @@ async def _landing(request: Request, verified: Launch, cohort_id: str, found: An
     """Where a verified launch goes: deep linking's pick page, /teach (one who teaches the
     class), or the assignment."""
     if verified.message_type == DEEP_LINKING:
-        response = _signed_in(request, verified, "/lti/deep-link")
+        response = await _signed_in(request, verified, "/lti/deep-link")
         dl = _dl_token(request, verified, cohort_id)
         set_cookie(response, request, DL_COOKIE, dl, LTI_DEEP_LINK.ttl_s)
         return response
     if teaches:
-        return _signed_in(request, verified, "/teach")
+        return await _signed_in(request, verified, "/teach")
     if found is None:
         return refusal(request, 404, "This activity is not set up in Forge yet. Tell your "
                        "instructor.")
-    return _signed_in(request, verified, f"/lti/assignment/{found.assignment_id}")
+    return await _signed_in(request, verified, f"/lti/assignment/{found.assignment_id}")
 
 
 def _track_of(request: Request, template_id: str) -> str | None:

@@ -54,6 +54,7 @@ from forge.services.spawn.web.security import (
     operator_session,
     set_cookie,
 )
+from forge.services.spawn.web.signout import end_another_persons
 from forge.services.spawn.web.state import web_state
 from forge.tokens import OIDC_PENDING, TokenError, TokenReplayed, mint_token, verify_token
 from forge.tokens.replay import consume_once
@@ -263,4 +264,5 @@ async def callback(request: Request, tenant_id: str) -> Response:
     await run_in_threadpool(enrol_by_groups, state.ctx.db, who.tenant_id, who.subject,
                             who.groups)
     log.info("oidc sign-in: tenant=%s role=%s", tenant_id, who.role)
+    await end_another_persons(request, who.tenant_id, who.subject)
     return _signed_in(request, who, safe_next(str(claims.get("next") or "")))

@@ -32,7 +32,7 @@ from forge.services.spawn.web.security import (
     session_value,
     set_cookie,
 )
-from forge.services.spawn.web.signout import end_terminals
+from forge.services.spawn.web.signout import end_another_persons, end_terminals
 from forge.services.spawn.web.viewer import signed_in, viewer
 
 router = APIRouter(include_in_schema=False)
@@ -119,6 +119,8 @@ async def _sign_in(request: Request, form: dict[str, str]) -> Response:
     else:
         raise ForgeError("credentials_required", 400, "api_key or receipt: enter one of them")
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    if await end_another_persons(request, tenant, subject):
+        clear_cookie(response, request, OPS_COOKIE)
     set_cookie(response, request, SESSION_COOKIE,
                learner_session(settings, tenant, subject, key_id), LEARNER_SESSION_TTL_S)
     if claims is not None:
