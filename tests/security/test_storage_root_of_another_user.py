@@ -272,8 +272,13 @@ def test_a_keyring_named_on_its_own_judges_the_folders_above_it(tmp_path: Path) 
         theirs.current()
     with pytest.raises(UnsafeStorage, match=r"\(a folder above it\)"):
         theirs.rotate()
-    with pytest.raises(UnsafeStorage, match=r"\(a folder above it\)"):
+    with pytest.raises(UnsafeStorage, match=r"\(a folder above it\)") as refused:
         SigningKeyring(home / "new").generate()
+    # It read "refusing storage root …/new: … put the storage root in a folder of yours":
+    # the keyring is no storage root; the refusal names it and its setting.
+    assert str(refused.value).startswith(f"refusing signing keyring {home / 'new'} "
+                                         "(FORGE_SIGNING_KEY_DIR / --keys-dir): "), refused
+    assert "storage root" not in str(refused.value)
     assert not (home / "new").exists()
     os.chown(home, 0, 0)  # root's folder again: signs
     assert theirs.current().key_id == key.key_id

@@ -40,6 +40,7 @@ class UnsafeStorage(Exception):
     def __init__(self, root: Path, path: Path, why: str, fix: str) -> None:
         self.root = root
         self.path = path
+        self.why, self.fix = why, fix  # for a refusal worded for what it is (a keyring)
         super().__init__(f"refusing storage root {root}: {path} {why}; {fix}, "
                          "or choose another --storage/STORAGE_ROOT")
 
@@ -208,8 +209,8 @@ def check_above(root: Path) -> None:
     above, st = found
     if st.st_uid not in (os.geteuid(), 0):
         raise UnsafeStorage(root, above, f"(a folder above it) is owned by uid {st.st_uid}"
-                            ", who could put a folder of theirs in the root's place",
-                            "put the storage root in a folder of yours or root's")
+                            ", who could put a folder of theirs in its place",
+                            "put it in a folder of yours or root's")
     raise UnsafeStorage(root, above, "(a folder above it) is writable by other users "
                         f"without the sticky bit (mode {stat.S_IMODE(st.st_mode):o})",
                         f"run `chmod o-w,g-w {above}` (or `chmod +t` it)")

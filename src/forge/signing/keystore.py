@@ -44,14 +44,15 @@ from forge.config.storage_root import (
 )
 from forge.durable import replace_file, replace_file_among_others
 from forge.private_lock import private_lock
+from forge.signing.errors import KEY_DIR_ENV as KEY_DIR_ENV
 from forge.signing.errors import KeyExists as KeyExists
 from forge.signing.errors import NoSigningKey as NoSigningKey
 from forge.signing.errors import SigningKeyError as SigningKeyError
 from forge.signing.errors import UnknownKey as UnknownKey
+from forge.signing.errors import UnsafeKeyring
 from forge.signing.export_folder import trusted_keys_folder
 from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, public_pem
 
-KEY_DIR_ENV = "FORGE_SIGNING_KEY_DIR"
 _KID_RE = re.compile(r"[0-9a-f]{16}")
 
 log = logging.getLogger("forge.signing.keystore")
@@ -110,6 +111,11 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _in_storage_root(ring: Path) -> bool:
+    """Whether the (absolute) keyring is a storage root's own, ``<root>/keys/signing``."""
+    return ring.name == "signing" and ring.parent.name == "keys"
+
+
 class SigningKeyring:
     """A directory of Ed25519 keys with one current signer."""
 
@@ -118,10 +124,13 @@ class SigningKeyring:
 
     def _lock(self) -> FileLock:
         ring = Path(os.path.abspath(self.directory))
-        if ring.name == "signing" and ring.parent.name == "keys":  # <root>/keys/signing
+        if _in_storage_root(ring):  # <root>/keys/signing
             make_private_dir(ring.parent.parent, ring)  # UnsafeStorage if not ours
         else:  # named on its own (FORGE_SIGNING_KEY_DIR, --keys-dir): it and the folders above
-            make_private_folder(ring)
+            try:
+                make_private_folder(ring)
+            except UnsafeStorage as exc:
+                raise UnsafeKeyring(ring, exc) from None
         return private_lock(self.directory / ".lock")
 
     def _read(self, name: str, *, secret: bool = False) -> bytes:
@@ -129,11 +138,13 @@ class SigningKeyring:
         link, this user's, from a keyring folder only this user (or root) can change, below
         folders no other user may rename it in; OSError saying why otherwise: whoever can
         put a file there, or their folder in its place, chooses the key that signs."""
+        ring = Path(os.path.abspath(self.directory))
         try:
-            check_above(Path(os.path.abspath(self.directory)))
+            check_above(ring)
             check_path(self.directory, self.directory, directory=True)
         except UnsafeStorage as exc:
-            raise OSError(errno.EPERM, str(exc)) from None
+            said = exc if _in_storage_root(ring) else UnsafeKeyring(ring, exc)
+            raise OSError(errno.EPERM, str(said)) from None
         fd = os.open(self.directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fd)
