@@ -15,6 +15,11 @@ loopback (MTU 1500) with an nft rule dropping every second fragment held 100 MB 
 incomplete datagrams in the kernel for an hour, the lab's memory cgroup unmoved. The
 sandbox's /proc now covers the fragment memory caps (``bwrap_args.MASKED_SYSCTLS``): the
 write is refused and the queues stay within the kernel's default 4 MB.
+
+Its socket option memory and multicast membership caps too: `net.core.optmem_max` (per
+namespace since Linux 6.9) and `net.ipv4.igmp_max_memberships` were raised from the host, and
+its sockets then held ~11 MB of slab in multicast memberships, charged to no lab. Both are
+covered now: the writes are refused, and a socket still joins no more than the default 20.
 """
 
 from __future__ import annotations
@@ -61,12 +66,26 @@ with open("/proc/net/sockstat") as stat:
     print([line for line in stat if line.startswith("FRAG")][0].split()[-1])
 """
 
+MEMBERSHIP_CAPS = ("/proc/sys/net/core/optmem_max", "/proc/sys/net/ipv4/igmp_max_memberships")
+# One socket joins multicast groups until refused: prints how many, and the refusal.
+JOIN = r"""import errno, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for n in range(1000):
+    try:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                     socket.inet_aton(f"239.1.{n >> 8}.{n & 255}") + socket.inet_aton("10.205.0.10"))
+    except OSError as exc:
+        print(n, errno.errorcode[exc.errno])
+        break
+"""
+
 
 def test_a_net_admin_host_cannot_fill_the_ipsec_tables(tmp_path: Path) -> None:
     lab = "xf-" + secrets.token_hex(4)
     spec = LabSpec(lab, [SubnetSpec("lan", "10.205.0.0/24")], [
         HostSpec("flood", networks=[("lan", "10.205.0.10")], capabilities=["NET_ADMIN"],
-                 files={"/srv/probe.py": PROBE, "/srv/frag.py": FRAG}),
+                 files={"/srv/probe.py": PROBE, "/srv/frag.py": FRAG,
+                        "/srv/join.py": JOIN}),
         HostSpec("peer", networks=[("lan", "10.205.0.11")]),
     ])
     with one_lab(tmp_path / "state", spec) as rt:
@@ -85,8 +104,11 @@ def test_a_net_admin_host_cannot_fill_the_ipsec_tables(tmp_path: Path) -> None:
         assert honest.exit_code == 0, honest.stderr_text
         assert "via 10.205.0.11" in honest.stdout_text
 
-        raised = rt.exec(lab, "flood", shell=f"echo 2000000000 > {FRAG_CAP}; cat {FRAG_CAP}")
-        assert raised.exit_code != 0 and "2000000000" not in raised.stdout_text, raised
+        for cap in (FRAG_CAP, *MEMBERSHIP_CAPS):
+            raised = rt.exec(lab, "flood", shell=f"echo 2000000000 > {cap}; cat {cap}")
+            assert raised.exit_code != 0 and "2000000000" not in raised.stdout_text, raised
+        joined = rt.exec(lab, "flood", shell="python3 -I /srv/join.py", timeout=20)
+        assert joined.stdout_text.split() == ["20", "ENOBUFS"], joined
         held = rt.exec(lab, "flood", shell="python3 -I /srv/frag.py", timeout=60)
         assert held.exit_code == 0, held.stderr_text
         used = int(held.stdout_text.split()[-1])  # sockstat's FRAG memory, in bytes

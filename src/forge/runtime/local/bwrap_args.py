@@ -178,8 +178,12 @@ MASKED_PROC = ("key-users", "keys", "kallsyms", "interrupts", "softirqs", "iomem
 # held 100 MB of incomplete IPv4 datagrams (for as long as the ``ipfrag_time`` it may
 # raise too) while its lab's memory cgroup did not move. Covered like ``MASKED_PROC``: no
 # lab tool tunes reassembly, and the defaults keep each namespace's queues to a few MB.
+# Likewise the per-socket option memory (``net.core.optmem_max``, per namespace since Linux
+# 6.9) and the multicast groups a socket may join (``igmp_max_memberships``): raised, a
+# host held ~11 MB of slab in multicast memberships; no lab joins more than a few groups.
 MASKED_SYSCTLS = ("net/ipv4/ipfrag_high_thresh", "net/ipv6/ip6frag_high_thresh",
-                  "net/netfilter/nf_conntrack_frag6_high_thresh")
+                  "net/netfilter/nf_conntrack_frag6_high_thresh", "net/core/optmem_max",
+                  "net/ipv4/igmp_max_memberships")
 
 
 def masked_proc_args() -> tuple[str, ...]:
