@@ -146,7 +146,7 @@ class Journey:
     def _open(self, web: httpx.Client, state: dict[str, Any]) -> str:
         resp = web.get(state["access_url"], follow_redirects=False)
         _expect(resp, 303, "access link")
-        if "forge_session" not in web.cookies:
+        if not {"forge_session", "__Host-forge_session"} & set(web.cookies.keys()):
             raise JourneyError("open the lab: no session cookie was set")
         return f"session cookie set; redirected to {resp.headers['location']}"
 

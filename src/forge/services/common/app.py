@@ -25,6 +25,7 @@ from forge.services.common.auth import (
 )
 from forge.services.common.errors import install_error_handlers
 from forge.services.common.head_requests import HeadAsGetMiddleware
+from forge.services.common.host_cookies import HostCookiesMiddleware
 from forge.services.common.json_keys import RepeatedKeyMiddleware
 from forge.services.common.limits import InputLimitMiddleware
 from forge.services.common.logging import Redactor
@@ -181,6 +182,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.add_middleware(InputLimitMiddleware, max_body=ctx.settings.max_body_bytes,
                        ws_max=ctx.settings.ws_max_message_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
+    # Outermost: over https, the cookies' `__Host-` names (forge.services.common.host_cookies).
+    app.add_middleware(HostCookiesMiddleware)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str | int]:

@@ -1,0 +1,95 @@
+"""Forge's cookies under the ``__Host-`` (and ``__Secure-``) name prefixes over https.
+
+A cookie named ``forge_session`` may be set for the site by any sibling subdomain
+(``Domain=`` the parent), or by a plain-http page of it: "cookie tossing", which signs the
+browser in as the attacker's learner (their lab then records what the victim types). A
+browser keeps a ``__Host-`` cookie only when the site itself set it, Secure, with
+``Path=/`` and no ``Domain``; ``__Secure-`` only when it was set over https.
+
+Over https (the scheme, or the proxy's ``X-Forwarded-Proto``, as the cookies' Secure flag is
+decided) this middleware of every service renames what goes out and comes in, so the
+routes keep the one name each (``forge_session``, ``forge_ops`` …):
+
+* a ``Set-Cookie`` of a ``forge_`` cookie marked Secure goes out as ``__Host-forge_…``
+  (Path=/, no Domain) or, path-scoped (the OIDC and LTI sign-in state), ``__Secure-forge_…``;
+* a ``Cookie`` header is read with those names unprefixed, and a plain ``forge_`` cookie is
+  dropped: over https Forge sets none, so one is another site's (or an old release's, whose
+  learner signs in again once).
+
+Over plain http (a loopback install, the tests) nothing changes: ``__Host-`` needs Secure.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+OURS = "forge_"
+HOST, SECURE = "__Host-", "__Secure-"
+
+
+def over_https(scope: Scope) -> bool:
+    """Whether the request came over https (or wss): its scheme, or the proxy's
+    ``X-Forwarded-Proto`` (its first value), as the services decide the cookies' Secure."""
+    if scope.get("scheme") in ("https", "wss"):
+        return True
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-proto":
+            return bool(value.split(b",")[0].strip() == b"https")
+    return False
+
+
+def incoming(header: str) -> str:
+    """A ``Cookie`` header of an https request as the routes read it: prefixed ``forge_``
+    cookies unprefixed, plain ``forge_`` cookies left out, every other cookie as it came."""
+    kept: list[str] = []
+    for part in header.split(";"):
+        pair = part.strip()
+        name = pair.split("=", 1)[0].strip()
+        if name.startswith(OURS):
+            continue  # not set by Forge over https: tossed, or an old release's
+        for prefix in (HOST, SECURE):
+            if name.startswith(prefix + OURS):
+                pair = pair[len(prefix):]
+                break
+        if pair:
+            kept.append(pair)
+    return "; ".join(kept)
+
+
+def outgoing(set_cookie: str) -> str:
+    """A ``Set-Cookie`` value of an https response with its prefix: ``__Host-`` for a
+    Secure ``forge_`` cookie of Path=/ and no Domain, ``__Secure-`` for another Secure one."""
+    name, _, rest = set_cookie.partition("=")
+    attrs = [a.strip().lower() for a in rest.split(";")[1:]]
+    if not name.strip().startswith(OURS) or "secure" not in attrs:
+        return set_cookie
+    whole_site = "path=/" in attrs and not any(a.startswith("domain=") for a in attrs)
+    return (HOST if whole_site else SECURE) + set_cookie.lstrip()
+
+
+class HostCookiesMiddleware:
+    """Rename Forge's cookies to and from their prefixed names on https requests (pure
+    ASGI: HTTP and the terminal's websocket)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not over_https(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+        sent = [v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie"]
+        if sent:
+            headers.append((b"cookie", incoming("; ".join(sent)).encode("latin-1")))
+        scope = {**scope, "headers": headers}
+
+        async def renaming(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [
+                    (k, outgoing(v.decode("latin-1")).encode("latin-1"))
+                    if k.lower() == b"set-cookie" else (k, v)
+                    for k, v in message.get("headers", ())]}
+            await send(message)
+
+        await self.app(scope, receive, renaming)

@@ -1,0 +1,66 @@
+"""Attack: a sibling subdomain (or a plain-http page of the site) plants a session cookie.
+
+`forge_session` had no name prefix: a page on `evil.example.edu` could set
+`forge_session=<mallory's session>; Domain=example.edu` and the browser sent it to
+`forge.example.edu`, signed in as mallory, whose lab's terminal recordings then kept what
+the victim typed (cookie tossing). Over https every Forge cookie now goes out under the
+`__Host-` prefix (Secure, Path=/, no Domain: only the site itself can set it), and a plain
+`forge_` cookie arriving over https is ignored, on every service (spawn, scoreboard, the
+lab nodes and the terminal's websocket read cookies through the same middleware). Plain
+http on loopback keeps the plain names (`__Host-` needs Secure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from forge.bus import NatsServer
+from forge.identity.apikeys import create_api_key
+from forge.services.common.host_cookies import incoming
+from forge.services.spawn.app import build_app
+from forge.services.spawn.web.security import csrf_token, learner_session
+
+from ..services.conftest import shipped_spawn_settings
+
+HTTPS = {"x-forwarded-proto": "https", "origin": "https://testserver"}
+pytestmark = pytest.mark.usefixtures("sqlite_only_store")
+
+
+@pytest.fixture
+def client(tmp_path: Path, nats: NatsServer) -> Iterator[TestClient]:
+    with TestClient(build_app(shipped_spawn_settings(tmp_path / "storage", nats)),
+                    follow_redirects=False) as test_client:
+        yield test_client
+
+
+def _home(client: TestClient, cookie: str, headers: dict[str, str] = HTTPS) -> str:
+    client.cookies.clear()
+    return str(client.get("/", headers={**headers, "cookie": cookie}).headers["location"])
+
+
+def test_a_session_cookie_tossed_from_a_sibling_site_is_ignored(client: TestClient) -> None:
+    state = client.app.state.spawn  # type: ignore[attr-defined]
+    key = create_api_key(state.ctx.db, "acme", "amy").plaintext
+    signed = client.post("/signin", data={"api_key": key}, headers=HTTPS)
+    assert signed.status_code == 303, signed.text
+    cookie = signed.headers["set-cookie"]
+    assert cookie.startswith("__Host-forge_session=") and "Secure" in cookie, cookie
+    assert "Path=/" in cookie and "domain" not in cookie.lower(), cookie
+    amy = signed.cookies["__Host-forge_session"]
+    assert _home(client, f"__Host-forge_session={amy}") == "/tracks"
+
+    mallory = learner_session(state.settings, "acme", "mallory")
+    assert _home(client, f"forge_session={mallory}") == "/signin"  # tossed: not read
+    assert _home(client, f"forge_session={mallory}; __Host-forge_session={amy}") == "/tracks"
+    assert _home(client, f"forge_session={mallory}", {}) == "/tracks"  # plain http: as before
+
+    out = client.post("/signout", data={"csrf": csrf_token(state.settings, amy)},
+                      headers={**HTTPS, "cookie": f"__Host-forge_session={amy}"})
+    assert any(c.startswith('__Host-forge_session=""') and "Max-Age=0" in c
+               for c in out.headers.get_list("set-cookie")), out.headers
+    # The path-scoped sign-in state (OIDC, LTI) cannot be __Host-: it is __Secure- there.
+    assert incoming("__Secure-forge_oidc=s; forge_oidc=t; other=1") == "forge_oidc=s; other=1"
