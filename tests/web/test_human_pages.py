@@ -116,6 +116,10 @@ def test_browsers_get_pages_and_the_api_keeps_json(client: TestClient) -> None:
         assert f'href="/signin?next=/lab/{SCN}"' in page.text and "Sign in instead" in page.text
         assert jargon_in(page.text) == [], (name, jargon_in(page.text))
         assert client.get(f"/v1/access/{SCN}", params={"token": token}).json()["error"]
+    # A link cut off before its token (a mail client's wrapping): a page too, no JSON.
+    cut = client.get(f"/v1/access/{SCN}", headers=HTML)
+    assert cut.status_code == 422 and "This lab link cannot be used" in cut.text, cut.text
+    assert client.get(f"/v1/access/{SCN}").json()["error"] == "validation_error"
 
 
 def test_no_learner_page_or_error_speaks_jargon(client: TestClient) -> None:

@@ -11,6 +11,7 @@ still holding a jargon word is replaced by a plain sentence. API callers keep th
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forge.errors import ForgeError
@@ -299,6 +301,7 @@ def install_error_pages(app: FastAPI) -> None:
     """Answer browsers with pages; everyone else keeps the app's JSON error handlers."""
     json_forge: Handler = app.exception_handlers[ForgeError]
     json_http: Handler = app.exception_handlers[StarletteHTTPException]
+    json_validation: Handler = app.exception_handlers[RequestValidationError]
 
     async def forge_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ForgeError) and wants_page(request):
@@ -315,8 +318,18 @@ def install_error_pages(app: FastAPI) -> None:
                 exc.status_code, "Something went wrong", GENERIC, "/"), who=who)
         return await _answer(json_http(request, exc))
 
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        answered = await _answer(json_validation(request, exc))
+        if not wants_page(request) or not isinstance(answered, JSONResponse):
+            return answered
+        # A cut-off lab link (no token) in a browser: its page, not the API's JSON body.
+        body = json.loads(bytes(answered.body))
+        return await page_for(request, ForgeError(str(body["error"]), answered.status_code,
+                                                  str(body["message"]), body["details"]))
+
     app.add_exception_handler(ForgeError, forge_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
 
 def as_page(back: str, request: Request | None = None
