@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from pathlib import Path
+from typing import NamedTuple
 
 # The parts of a storage root that secrets, keys, the database and NATS live in.
 TRUSTED_DIRS = ("secrets", "keys", "keys/signing", "nats", "nats-tls")
@@ -145,57 +147,83 @@ def _check_made_dir(root: Path, path: Path) -> None:
 MAX_LINKS = 40  # as the kernel's lookup (ELOOP past it)
 
 
-def _folders_looked_in(path: Path) -> list[Path]:
-    """The folders whose entries a lookup of the absolute ``path`` reads, nearest last: the
+class Lookup(NamedTuple):
+    """One name looked up on the way to a path: the folder whose entry is read, the
+    entry's name, its lstat (None when it is not there or cannot be looked at) and whether
+    names are left to look up after it."""
+
+    folder: str
+    name: str
+    info: os.stat_result | None
+    more: bool
+
+
+class Lookups(NamedTuple):
+    """The lookups resolving a path, in order; what it names (None when a name is missing,
+    a link cannot be read or more than the links allowed were met) and the links
+    followed."""
+
+    steps: list[Lookup]
+    real: str | None
+    links: int
+
+
+def look_up(path: str, *, follow_last: bool, max_links: int = MAX_LINKS) -> Lookups:
+    """Every lookup a resolution of the absolute ``path`` does, as the kernel's: the
     folder holding each link on the way as well as its target's (whoever may change a
-    link's folder re-points the link); a link at the end is not followed. Stops at the
-    first name that is not there (a root not made yet) or cannot be looked at."""
-    folders: list[Path] = []
-    pending = list(reversed(path.parts[1:]))
-    at, hops = Path("/"), 0
+    link's folder re-points the link); a link at the end is followed when ``follow_last``.
+    Stops at the first name that is not there (a root not made yet) or cannot be looked
+    at, or past ``max_links`` links. The one walk every check of the folders on the way
+    to a trusted path (a storage root, an operator's file, a content tree) judges."""
+    steps: list[Lookup] = []
+    pending = deque(p for p in path.split("/") if p)
+    at, links = "/", 0
     while pending:
-        part = pending.pop()
-        if part in ("", "."):
+        name = pending.popleft()
+        if name == ".":
             continue
-        if part == "..":
-            at = at.parent
+        if name == "..":
+            at = os.path.dirname(at)
             continue
-        folders.append(at)
-        step = at / part
+        step = os.path.join(at, name)
         try:
-            st = os.lstat(step)
+            info: os.stat_result | None = os.lstat(step)
         except OSError:
-            break
-        if not stat.S_ISLNK(st.st_mode) or not pending:
+            info = None
+        steps.append(Lookup(at, name, info, bool(pending)))
+        if info is None:
+            return Lookups(steps, None, links)
+        if not stat.S_ISLNK(info.st_mode) or not (pending or follow_last):
             at = step
             continue
-        hops += 1
+        links += 1
+        if links > max_links:
+            return Lookups(steps, None, links)
         try:
             target = os.readlink(step)
         except OSError:
-            break
-        if hops > MAX_LINKS:
-            break
+            return Lookups(steps, None, links)
         if target.startswith("/"):
-            at = Path("/")
-        pending.extend(reversed(target.split("/")))
-    return folders
+            at = "/"
+        pending.extendleft(reversed([p for p in target.split("/") if p]))
+    return Lookups(steps, at, links)
 
 
 def unsafe_folder_above(path: Path) -> tuple[Path, os.stat_result] | None:
-    """The first folder above the absolute ``path`` (with its stat) that another user owns,
-    or may write to without the sticky bit (`others_may_write`): they could swap ``path``
-    for a folder of theirs after it was checked. None when every one is safe. The folders
-    judged are every one a lookup of the path reads, the folder of each link on the way
-    included (`_folders_looked_in`)."""
+    """The first folder above the absolute ``path`` (with its stat), nearest first, that
+    another user owns, or may write to without the sticky bit (`others_may_write`): they
+    could swap ``path`` for a folder of theirs after it was checked. None when every one
+    is safe. The folders judged are every one a lookup of the path reads (`look_up`, a
+    link at the end not followed), the folder of each link on the way included."""
     me = os.geteuid()
-    for above in reversed(list(dict.fromkeys(_folders_looked_in(path)))):
+    folders = dict.fromkeys(s.folder for s in look_up(str(path), follow_last=False).steps)
+    for above in reversed(list(folders)):
         try:
             st = os.stat(above)
         except OSError:
             continue
         if st.st_uid not in (me, 0) or (others_may_write(st) and not st.st_mode & stat.S_ISVTX):
-            return above, st
+            return Path(above), st
     return None
 
 

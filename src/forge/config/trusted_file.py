@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import stat
 
-_MAX_LINKS = 40  # links followed before a path is taken for a loop (as the kernel's)
+from forge.config.storage_root import look_up
 
 
 def _writable_by_others(info: os.stat_result) -> bool:
@@ -31,52 +31,24 @@ def _writable_by_others(info: os.stat_result) -> bool:
     return bool(mode & (0o002 if own_group else 0o022))
 
 
-def _folders_looked_in(path: str) -> list[tuple[str, str]]:
-    """(folder, entry name) of each lookup resolving ``path``, links followed: the folders
-    whose entries decide which file the path names."""
-    lookups: list[tuple[str, str]] = []
-    current = "/"  # a relative path from the working folder's own path, its folders too
-    pending = [c for c in os.path.join(os.getcwd(), path).split("/") if c and c != "."]
-    links = 0
-    while pending:
-        name = pending.pop(0)
-        if name == "..":
-            current = os.path.dirname(current) or "/"
-            continue
-        lookups.append((current, name))
-        entry = os.path.join(current, name)
-        if os.path.islink(entry):
-            links += 1
-            if links > _MAX_LINKS:
-                break
-            target = os.readlink(entry)
-            if os.path.isabs(target):
-                current = "/"
-            pending[:0] = [c for c in target.split("/") if c and c != "."]
-        else:
-            current = entry
-    return lookups
-
-
 def swappable_by_others(path: str | os.PathLike[str]) -> str | None:
-    """The folder of ``path``'s lookup (links followed) where another local user may put
-    another file in its place: one they own, or may write without the sticky bit keeping
-    an entry of this user's or root's. None when no other user can change what the path
+    """The folder of ``path``'s lookup (`look_up`, links followed) where another local
+    user may put another file in its place: one they own, or may write without the sticky
+    bit keeping an entry of this user's or root's. None when no other user can change what the path
     names."""
     me = os.geteuid()
-    for folder, name in _folders_looked_in(os.fspath(path)):
+    # A relative path from the working folder's own path, its folders judged too.
+    named = os.path.join(os.getcwd(), os.fspath(path))
+    for folder, _, entry, _ in look_up(named, follow_last=True).steps:
         try:
             info = os.stat(folder)
         except OSError:
             continue  # the open already found what the path names
         if info.st_uid in (me, 0) and not _writable_by_others(info):
             continue
-        if info.st_uid in (me, 0) and info.st_mode & stat.S_ISVTX:
-            try:
-                if os.lstat(os.path.join(folder, name)).st_uid in (me, 0):
-                    continue  # /tmp: no other user renames or removes it
-            except OSError:
-                pass
+        if info.st_uid in (me, 0) and info.st_mode & stat.S_ISVTX \
+                and entry is not None and entry.st_uid in (me, 0):
+            continue  # /tmp: no other user renames or removes it
         mode = stat.S_IMODE(info.st_mode)
         return (f"is looked up in the folder {folder}, which uid {info.st_uid} owns (mode "
                 f"{mode:o}): another user may put another file in its place; keep it in a "

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import deque
 from pathlib import Path
 
+from forge.config.storage_root import MAX_LINKS, look_up
 from forge.config.trusted_file import chosen_by_others
 
 MAX_ENTRIES = 4096  # the shipped content is a few dozen files
@@ -26,7 +26,6 @@ MAX_ENTRIES = 4096  # the shipped content is a few dozen files
 # Forge's code too, so checking its content adds nothing, and a checkout its developer owns
 # keeps working when root runs it (`sudo make demo`).
 _PACKAGE = os.path.realpath(Path(__file__).resolve().parents[1])
-MAX_LINKS = 40  # as the kernel's own limit on links followed for one path
 
 
 class _TooMany(Exception):
@@ -54,36 +53,23 @@ def _problem(path: str, info: os.stat_result, *, on_the_way: bool) -> str | None
 
 
 def _resolve(path: str, links: list[int]) -> tuple[str | None, str | None]:
-    """Follow ``path`` from ``/`` one part at a time, checking every folder on the way and
-    every link met (then its target's folders): (the real path, None), (None, problem), or
-    (None, None) when a part is missing (the loader reports that)."""
-    parts = deque(p for p in os.path.abspath(path).split("/") if p)
-    here = "/"
-    while parts:
-        part = parts.popleft()
-        if part == "..":
-            here = os.path.dirname(here)
-            continue
-        if part == ".":
-            continue
-        step = os.path.join(here, part)
-        try:
-            info = os.lstat(step)
-        except OSError:
+    """Follow ``path`` from ``/`` one part at a time (`look_up`), checking every folder on
+    the way and every link met (then its target's folders): (the real path, None), (None,
+    problem), or (None, None) when a part is missing (the loader reports that)."""
+    walk = look_up(os.path.abspath(path), follow_last=True, max_links=MAX_LINKS - links[0])
+    for folder, name, info, more in walk.steps:
+        if info is None:
             return None, None
-        why = _problem(step, info, on_the_way=bool(parts) or stat.S_ISLNK(info.st_mode))
+        step = os.path.join(folder, name)
+        why = _problem(step, info, on_the_way=more or stat.S_ISLNK(info.st_mode))
         if why is not None:
             return None, why
-        if stat.S_ISLNK(info.st_mode):
-            links[0] += 1
-            if links[0] > MAX_LINKS:
-                raise _TooMany(f"{path} goes through more than {MAX_LINKS} links")
-            target = os.readlink(step)
-            parts.extendleft(reversed([p for p in target.split("/") if p]))
-            if target.startswith("/"):
-                here = "/"
-        else:
-            here = step
+    links[0] += walk.links
+    if links[0] > MAX_LINKS:
+        raise _TooMany(f"{path} goes through more than {MAX_LINKS} links")
+    here = walk.real
+    if here is None:
+        return None, f"{path} cannot be checked: a link on the way could not be read"
     if here != "/":
         why = _problem(here, os.lstat(here), on_the_way=False)
         if why is not None:
