@@ -16,6 +16,7 @@ import pytest
 
 from forge.runtime.local.grading_address import add_grading_addresses, host_addresses
 from forge.runtime.local.netns import create_netns, ip_batch, remove_netns
+from forge.runtime.local.probe_identity import add_grading_sources
 
 from ..support.prefixes import runtime_prefix
 
@@ -53,3 +54,31 @@ def test_a_router_holding_every_free_address_leaves_one_to_draw() -> None:
     finally:
         remove_netns(office)
         remove_netns(router)
+
+
+def test_a_probe_identity_never_takes_another_hosts_grading_address() -> None:
+    """At seal the grading addresses are drawn first, then the probe identities: an
+    identity of one host drew from the addresses its own host and the plan held, so it
+    could take the address just given to another probing host of the subnet (two hosts
+    answering for one address, the probes' replies going to either)."""
+    prefix = runtime_prefix("g")
+    office, pc = f"{prefix}.office", f"{prefix}.pc"
+    # A /29: .1 to .5 drawable (.6 is the egress gateway), .1 to .4 the plan's.
+    try:
+        for ns, address in ((office, "10.66.2.1"), (pc, "10.66.2.2")):
+            create_netns(ns)
+            ip_batch(ns, ["link add eth0 type veth peer name peer0",
+                          f"address add {address}/29 dev eth0", "link set eth0 up"])
+        meta = {"hosts": {
+            "office": {"grading_address": True, "addresses": ["10.66.2.1"]},
+            "pc": {"grading_identities": ["web"], "addresses": ["10.66.2.2"]},
+            "fw1": {"addresses": ["10.66.2.3"]}, "srv": {"addresses": ["10.66.2.4"]}}}
+        add_grading_sources({"office": office, "pc": pc}, meta)
+        # The one free address went to the office PC; none is left for pc's identity.
+        office_held = [str(iface.ip) for _, iface, _ in host_addresses(office)]
+        assert office_held == ["10.66.2.1", "10.66.2.5"], office_held
+        pc_held = [(name, str(iface.ip)) for name, iface, _ in host_addresses(pc)]
+        assert pc_held == [("eth0", "10.66.2.2")], pc_held
+    finally:
+        remove_netns(office)
+        remove_netns(pc)

@@ -22,7 +22,7 @@ import functools
 import ipaddress
 import json
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from forge.detached import run_detached
 from forge.runtime.local.netns import in_netns, ip_batch
@@ -74,17 +74,44 @@ def planned_addresses(hosts: dict[str, Meta],
     return planned
 
 
-def add_grading_addresses(host_ns: dict[str, str], meta: Meta) -> dict[str, list[str]]:
+class Probing(NamedTuple):
+    """What the seal's steps (grading addresses, then probe identities) share: each
+    probing host's addresses as its interfaces held them before the seal added any, read
+    once, and the addresses no draw may pick (the plan's, those, and each one drawn)."""
+
+    seen: dict[str, list[tuple[str, ipaddress.IPv4Interface, bool]]]
+    taken: set[ipaddress.IPv4Address]
+
+
+def flagged(host_ns: dict[str, str], meta: Meta, *flags: str) -> list[str]:
+    """The hosts of ``meta`` (with a namespace in ``host_ns``) whose template sets any of
+    ``flags`` (``grading_address``, ``grading_identities``)."""
+    return [h for h, m in meta.get("hosts", {}).items()
+            if any(m.get(flag) for flag in flags) and h in host_ns]
+
+
+def read_probing(host_ns: dict[str, str], meta: Meta, *flags: str) -> Probing:
+    """The addresses of the hosts ``flags`` mark, and those taken (`Probing`); nothing is
+    read when no host is marked."""
+    wanted = flagged(host_ns, meta, *flags)
+    if not wanted:
+        return Probing({}, set())
+    seen = {h: host_addresses(host_ns[h]) for h in wanted}
+    taken = planned_addresses(meta.get("hosts", {}), host_ns) \
+        | {iface.ip for addrs in seen.values() for _, iface, _ in addrs}
+    return Probing(seen, taken)
+
+
+def add_grading_addresses(host_ns: dict[str, str], meta: Meta,
+                          probing: Probing | None = None) -> dict[str, list[str]]:
     """Give each host of ``meta`` marked ``grading_address`` one more address and a fresh
     MAC per lab interface (``host_ns``: host name -> its network namespace); the
-    addresses added, per host."""
-    hosts = meta.get("hosts", {})
-    wanted = [h for h, m in hosts.items() if m.get("grading_address") and h in host_ns]
+    addresses added, per host. ``probing``: the hosts' addresses already read (at seal,
+    shared with the probe identities, whose draws then avoid the addresses added here)."""
+    wanted = flagged(host_ns, meta, "grading_address")
     if not wanted:
         return {}
-    seen = {h: host_addresses(host_ns[h]) for h in wanted}
-    taken = planned_addresses(hosts, host_ns) | {iface.ip for addrs in seen.values()
-                                        for _, iface, _ in addrs}
+    seen, taken = probing or read_probing(host_ns, meta, "grading_address")
     added: dict[str, list[str]] = {}
     for host in wanted:
         kept = {name for name, _, secondary in seen[host] if secondary}

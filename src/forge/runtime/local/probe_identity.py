@@ -24,11 +24,12 @@ import json
 from forge.detached import run_detached
 from forge.runtime.local.grading_address import (
     Meta,
+    Probing,
     add_grading_addresses,
     draw_free,
-    host_addresses,
-    planned_addresses,
+    flagged,
     random_mac,
+    read_probing,
 )
 from forge.runtime.local.netns import in_netns, ip_batch
 from forge.runtime.local.network import apply_sysctls
@@ -52,17 +53,17 @@ def identity_name(parent: str, name: str) -> str:
     return f"g{parent[3:]}-{name}"
 
 
-def add_probe_identities(host_ns: dict[str, str], meta: Meta) -> dict[str, dict[str, str]]:
+def add_probe_identities(host_ns: dict[str, str], meta: Meta,
+                         probing: Probing | None = None) -> dict[str, dict[str, str]]:
     """Give each host of ``meta`` listing ``grading_identities`` one sub-interface per
     identity and lab interface (``host_ns``: host name -> its network namespace); the
-    addresses added, per host and sub-interface."""
+    addresses added, per host and sub-interface. ``probing``: the hosts' addresses
+    already read (`add_grading_sources`)."""
     hosts = meta.get("hosts", {})
-    wanted = [h for h, m in hosts.items() if m.get("grading_identities") and h in host_ns]
+    wanted = flagged(host_ns, meta, "grading_identities")
     if not wanted:
         return {}
-    seen = {h: host_addresses(host_ns[h]) for h in wanted}
-    taken = planned_addresses(hosts, host_ns) | {iface.ip for addrs in seen.values()
-                                        for _, iface, _ in addrs}
+    seen, taken = probing or read_probing(host_ns, meta, "grading_identities")
     added: dict[str, dict[str, str]] = {}
     for host in wanted:
         if any(name.startswith("g") and "-" in name for name, _, _ in seen[host]):
@@ -110,6 +111,8 @@ def _arp_strict(dev: str) -> dict[str, str]:
 
 def add_grading_sources(host_ns: dict[str, str], meta: Meta) -> None:
     """What a sealed lab's probing hosts get before grading: their grading addresses
-    (``grading_address``), then their probe identities, whose draws avoid those."""
-    add_grading_addresses(host_ns, meta)
-    add_probe_identities(host_ns, meta)
+    (``grading_address``), then their probe identities, whose draws avoid those; the
+    hosts' addresses are read once, before either."""
+    probing = read_probing(host_ns, meta, "grading_address", "grading_identities")
+    add_grading_addresses(host_ns, meta, probing)
+    add_probe_identities(host_ns, meta, probing)
