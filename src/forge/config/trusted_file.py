@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 from forge.config.storage_root import look_up
 
@@ -74,4 +75,14 @@ def chosen_by_others(path: str | os.PathLike[str], info: os.stat_result) -> str 
     return swappable_by_others(path)
 
 
-__all__ = ["chosen_by_others", "swappable_by_others"]
+def read_operator_file(path: Path, limit: int) -> tuple[bytes, str | None]:
+    """Up to ``limit`` + 1 bytes of the operator's file ``path`` (one more than a caller
+    allows, to tell a larger file), and why another user may have chosen them
+    (`chosen_by_others`, judged on the file opened; nothing is read then). Raises OSError
+    when the file cannot be read."""
+    with path.open("rb") as handle:
+        why = chosen_by_others(path, os.fstat(handle.fileno()))
+        return (handle.read(limit + 1) if why is None else b""), why
+
+
+__all__ = ["chosen_by_others", "read_operator_file", "swappable_by_others"]

@@ -9,13 +9,12 @@ be theirs, to sign anyone in as staff.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from forge.config.trusted_file import chosen_by_others
+from forge.config.trusted_file import read_operator_file
 
 MAX_FILE_BYTES = 256 * 1024
 
@@ -24,9 +23,7 @@ def read_yaml_file(path: Path, what: str, error: type[Exception]) -> Any:
     """The YAML document in ``path`` (at most MAX_FILE_BYTES); ``error`` names ``what``
     file is at fault when it cannot be read, is larger or is not YAML."""
     try:
-        with path.open("rb") as handle:
-            why = chosen_by_others(path, os.fstat(handle.fileno()))
-            data = handle.read(MAX_FILE_BYTES + 1) if why is None else b""
+        data, why = read_operator_file(path, MAX_FILE_BYTES)
     except OSError as exc:
         raise error(f"cannot read {what} file {path}: {exc.strerror}") from None
     if why is not None:

@@ -11,7 +11,6 @@ problem stops the service at start with `LtiConfigError` naming the field.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from forge.config.trusted_file import chosen_by_others
+from forge.config.trusted_file import read_operator_file
 from forge.identity.config_file import read_yaml_file
 from forge.identity.names import valid_id
 from forge.identity.oidc_config import _url, endpoint_allowed
@@ -164,10 +163,8 @@ def generate_key(path: Path) -> None:
 
 def _tool_key(tool: ToolSettings) -> ToolKey:
     try:
-        with tool.private_key_file.open("rb") as handle:
-            # A key another user chose signs grades and roster calls they can sign too.
-            why = chosen_by_others(tool.private_key_file, os.fstat(handle.fileno()))
-            raw = handle.read(MAX_KEY_BYTES + 1) if why is None else b""
+        # A key another user chose signs grades and roster calls they can sign too.
+        raw, why = read_operator_file(tool.private_key_file, MAX_KEY_BYTES)
     except OSError as exc:
         raise LtiConfigError(f"tool.private_key_file: cannot read {tool.private_key_file} "
                              f"({exc.strerror}); make one with `forge lti key new PATH`") from None

@@ -10,7 +10,6 @@ names the field (`tenants.acme.issuer: ...`), never a value that could be a secr
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from forge.config.trusted_file import chosen_by_others
+from forge.config.trusted_file import read_operator_file
 from forge.identity.config_file import read_yaml_file
 from forge.identity.names import valid_id
 from forge.identity.roles import INSTRUCTOR, LEARNER, OPERATOR
@@ -214,9 +213,7 @@ def _secret(where: str, cfg: TenantOidc, environ: Mapping[str, str]) -> str:
         return value
     assert cfg.client_secret_file is not None
     try:
-        with cfg.client_secret_file.open("rb") as handle:
-            why = chosen_by_others(cfg.client_secret_file, os.fstat(handle.fileno()))
-            raw = handle.read(MAX_SECRET_BYTES + 1) if why is None else b""
+        raw, why = read_operator_file(cfg.client_secret_file, MAX_SECRET_BYTES)
     except OSError as exc:
         raise OidcConfigError(f"{where}.client_secret_file: cannot read "
                               f"{cfg.client_secret_file} ({exc.strerror})") from None
