@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Table, bindparam, or_, select
+from sqlalchemy.orm import Session
 
 from forge.config.trusted_file import chosen_by_others
 from forge.identity.names import valid_id
@@ -56,6 +57,16 @@ def _check_owner(tenant_id: str, subject: str) -> None:
         raise ValueError("subject: 1-128 chars of letters, digits and . _ @ : -, or *")
 
 
+def _owner_row(sess: Session, tenant_id: str, subject: str) -> GrantRow | None:
+    """The owner's row, if any, its name locked for the rest of ``sess``: two writes for
+    one owner at once (two checkouts, a grant and a revoke) take turns, the second
+    updating the first's row instead of failing on the unique key (PostgreSQL)."""
+    lock_name(sess.connection(), f"grant/{tenant_id}/{subject}")
+    return sess.scalars(
+        select(GrantRow).where(GrantRow.tenant_id == tenant_id, GrantRow.subject == subject)
+    ).first()
+
+
 def grant(
     db: Database, tenant_id: str, plan: str, subject: str = TENANT_WIDE,
     expires_at: datetime | None = None,
@@ -64,12 +75,7 @@ def grant(
     _check_owner(tenant_id, subject)
     now = datetime.now(UTC)
     with db.session() as sess:
-        # Two grants for one owner at once (two checkouts): the second waits and updates
-        # the first's row instead of failing on the unique key (PostgreSQL).
-        lock_name(sess.connection(), f"grant/{tenant_id}/{subject}")
-        row = sess.scalars(
-            select(GrantRow).where(GrantRow.tenant_id == tenant_id, GrantRow.subject == subject)
-        ).first()
+        row = _owner_row(sess, tenant_id, subject)
         if row is None:
             sess.add(GrantRow(tenant_id=tenant_id, subject=subject, plan=plan, created_at=now,
                               expires_at=expires_at, revoked_at=None))
@@ -89,10 +95,7 @@ def revoke(db: Database, tenant_id: str, subject: str = TENANT_WIDE) -> Revocati
     _check_owner(tenant_id, subject)
     now = datetime.now(UTC)
     with db.session() as sess:
-        lock_name(sess.connection(), f"grant/{tenant_id}/{subject}")
-        row = sess.scalars(
-            select(GrantRow).where(GrantRow.tenant_id == tenant_id, GrantRow.subject == subject)
-        ).first()
+        row = _owner_row(sess, tenant_id, subject)
         if row is None:
             sess.add(GrantRow(tenant_id=tenant_id, subject=subject, plan=NO_PLAN, created_at=now,
                               expires_at=None, revoked_at=now, receipts_revoked_at=now))
