@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,6 +123,20 @@ def _unheard_of(scenario_id: str) -> bool:
         return False
 
 
+@contextmanager
+def _refused() -> Iterator[None]:
+    """A hold or release the store refuses (HoldError: exit 1) or a malformed id or
+    reason (ValueError: exit 2), told on one line."""
+    try:
+        yield
+    except HoldError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("hold")
 def hold_cmd(
     scenario_id: str = typer.Argument(..., help="scn-… id to keep past its retention."),
@@ -128,15 +144,8 @@ def hold_cmd(
 ) -> None:
     """Place an investigation hold: cleanup skips this scenario until released."""
     store = _store()
-    try:
-        with watch_new_root():
-            hold, created = store.hold(scenario_id, reason)
-    except HoldError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    with _refused(), watch_new_root():
+        hold, created = store.hold(scenario_id, reason)
     typer.echo(f"{'held' if created else 'already held'}: {hold.scenario_id} "
                f"since {hold.held_at}")
     if created and _unheard_of(hold.scenario_id):
@@ -149,14 +158,8 @@ def hold_cmd(
 def release_cmd(scenario_id: str = typer.Argument(..., help="scn-… id to release.")) -> None:
     """Lift an investigation hold."""
     store = _store()
-    try:
+    with _refused():
         released = store.release(scenario_id)
-    except HoldError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     if not released:
         typer.echo(f"no hold on {scenario_id}", err=True)
         raise typer.Exit(1)
