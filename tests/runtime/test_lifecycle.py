@@ -316,9 +316,8 @@ def test_new_instance_adopts_and_destroys_labs_after_a_crash(own: tuple[str, str
     # A lab whose host init died is reported degraded, so it can be destroyed.
     pid = second._init_pid("crash-2", "box")
     os.kill(pid, 9)
-    for _ in range(200):
-        if second._init_pid("crash-2", "box", strict=False) == 0:
-            break
+    until(lambda: second._init_pid("crash-2", "box", strict=False) == 0,
+          "the killed init is gone")
     states = {i.lab_id: i.state for i in second.list()}
     assert states == {"crash-1": "running", "crash-2": "degraded"}
 
