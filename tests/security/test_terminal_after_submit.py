@@ -6,7 +6,9 @@ them), and the dashboard judges lateness by the Submit's time: a learner could s
 time, then go on working in the lab until the queue reached it (reproduced on a live stack:
 the answer written after the 202, the criterion passed, on time). Now spawn_service asks
 the lab's node to seal the terminals as soon as the submit event is on the bus: the open
-shell closes with `lab_sealed` / 4410 and no new one opens, while the grading still waits.
+shell closes with `lab_sealed` / 4410 and no new one opens, while the grading still waits;
+the node keeps that seal on disk, so a restart of the node while the submit waits does not
+open the lab again (it did: the seal lived in the node's memory only).
 
 Real spawn_service + orchestrator (uvicorn), nats-server, SQLite and the local lab runtime;
 the orchestrator's submit consumers are stopped meanwhile, as a busy node's would be full.
@@ -47,6 +49,15 @@ def test_a_submitted_lab_takes_no_more_typing_while_its_grading_waits(
             with lab.open(sid, headers) as again:  # and no shell opens again
                 control, code, _ = closed_with(again)
             assert control["error"] == "lab_sealed" and code == SEALED_CODE
+            lab.wait_held(sid, 0)
+            # ... nor after the node restarts while the submit still waits: a restarted
+            # node starts with no seal in memory (its terminal slots are new), and the lab
+            # took a new shell, the Submit on time, the typing after it.
+            lab.orch.terminals._sealed.clear()  # what a restart forgets
+            with lab.open(sid, headers) as after_restart:
+                control, code, _ = closed_with(after_restart)
+            assert control["error"] == "lab_sealed" and code == SEALED_CODE, control
+            assert "submitted" in control["message"], control
             lab.wait_held(sid, 0)
         finally:
             for consumer in submits:

@@ -60,6 +60,11 @@ from forge.plans import DEFAULT_MAX_TERMINALS, DEFAULT_TERMINAL_IDLE_SECONDS
 from forge.runtime.base import RuntimeFault
 from forge.runtime.recording import recorded_tty
 from forge.services.common.relay import until_first_ends
+from forge.services.orchestrator.sealed_on_submit import (
+    SUBMIT_REASON,
+    keep_submitted,
+    was_submitted,
+)
 from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.terminal_access import host_refusal
 from forge.services.orchestrator.terminal_output import RESET, Attachment
@@ -174,9 +179,12 @@ async def seal_for_submit(scenario_id: str, request: Request) -> dict[str, int]:
     accepted (spawn_service, with a terminal-close token for this scenario and learner):
     grading waits its turn behind other submits, and until it starts, which seals them too,
     the learner could otherwise go on working in a lab already submitted. Attached sockets
-    get ``lab_sealed`` / 4410."""
+    get ``lab_sealed`` / 4410. The seal is kept on disk too (``sealed_on_submit``): a restart
+    of this node while the submit waits does not open the lab again."""
     state = await _closing_lab(scenario_id, request)
-    return {"closed": await close_terminals(state, scenario_id, "submitted")}
+    # On disk first: a restart of this node while the submit waits must not open the lab.
+    await state.blocking(keep_submitted, state.settings.storage_root, scenario_id)
+    return {"closed": await close_terminals(state, scenario_id, SUBMIT_REASON)}
 
 
 @router.websocket("/internal/scenarios/{scenario_id}/tty")
@@ -216,6 +224,9 @@ async def terminal(websocket: WebSocket, scenario_id: str) -> None:
     if not state.holds(row.node_id):  # spawn_service routes to the holder; never run here
         await websocket.close(code=4421, reason=f"lab runs on node {row.node_id}")
         return
+    if not state.terminals.is_sealed(scenario_id) and await state.blocking(
+            was_submitted, state.settings.storage_root, scenario_id):
+        state.terminals.seal(scenario_id, sealed(SUBMIT_REASON))  # a restart forgot it
     host = str(claims["host"])
     refusal = host_refusal(state.registry, row.template_id, host,
                            websocket.query_params.get("host"))
