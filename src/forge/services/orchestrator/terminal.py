@@ -183,7 +183,10 @@ async def seal_for_submit(scenario_id: str, request: Request) -> dict[str, int]:
     of this node while the submit waits does not open the lab again."""
     state = await _closing_lab(scenario_id, request)
     # On disk first: a restart of this node while the submit waits must not open the lab.
-    await state.blocking(keep_submitted, state.settings.storage_root, scenario_id)
+    try:
+        await state.blocking(keep_submitted, state.settings.storage_root, scenario_id)
+    except OSError:  # a full disk: the seal in memory still holds until a restart
+        log.warning("submit seal of %s not kept on disk", scenario_id, exc_info=True)
     return {"closed": await close_terminals(state, scenario_id, SUBMIT_REASON)}
 
 
