@@ -42,6 +42,28 @@ SETNS_OWN = ("import ctypes, errno, os; libc = ctypes.CDLL(None, use_errno=True)
              "print(errno.errorcode[ctypes.get_errno()] if rc else 'joined')")
 
 
+def _holders(top: int, target: str) -> list[int]:
+    """Pids of ``top`` and its descendants holding a descriptor that is ``target``."""
+    found, todo = [], [top]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+                todo += [int(kid) for kid in fh.read().split()]
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except FileNotFoundError:  # ended meanwhile (a check's short-lived process)
+            continue
+        links = []
+        for fd in fds:
+            try:
+                links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except FileNotFoundError:
+                continue
+        if target in links:
+            found.append(pid)
+    return sorted(found)
+
+
 def test_the_hosts_root_processes_and_mounts_are_out_of_reach(tmp_path: Path) -> None:
     lab = "rootreach-" + secrets.token_hex(3)
     state = tmp_path / "state"
@@ -80,10 +102,22 @@ def test_the_hosts_root_processes_and_mounts_are_out_of_reach(tmp_path: Path) ->
             # CAP_SYS_ADMIN over any (here its own, which it is in already).
             join = rt.exec(lab, "box", ["python3", "-c", SETNS_OWN]).stdout_text.strip()
             assert join in ("EINVAL", "EPERM"), join
+            # The host's user namespace is held by bwrap's pid 1 alone (its --sync-fd, what
+            # the service's nsenter joins): neither the init nor the service holds it, and
+            # the learner (SYS_PTRACE approved, in the host's user namespace) cannot reach
+            # pid 1's descriptors to take it.
+            peek = rt.exec(lab, "box", ["ls", "/proc/1/fd/"])
+            assert peek.exit_code != 0 and "denied" in peek.stderr_text, peek
+            init = init_pid(rt.names, lab, "box")
+            owner = user_ns_fd(rt.names.host_ns(lab, "box"))
+            try:
+                userns = os.readlink(f"/proc/self/fd/{owner}")
+            finally:
+                os.close(owner)
+            assert _holders(init, userns) == [init]
 
             # Root of the host's user namespace (what nsenter is in a terminal's first steps)
             # holds no capability over the sandbox's mounts.
-            init = init_pid(rt.names, lab, "box")
             owner = user_ns_fd(rt.names.host_ns(lab, "box"))
             try:
                 out = subprocess.run(
