@@ -259,8 +259,9 @@ def join_host_user(userns_fd: int) -> list[str]:
     in the init, so neither the init nor the service ever holds it, and nsenter closes what
     it opened. It used to be passed down to the init and closed by a bash started for that
     alone (dash takes no descriptor above 9): a program start (≈1 ms of CPU) per service.
-    Only the sandbox's root reaches pid 1's descriptors; a lab process, of another uid and
-    holding no capability in the machine's user namespace, cannot."""
+    Only the sandbox's root reaches pid 1's descriptors (pid 1 keeps no capability, so
+    the init, same uid, does whatever caps its host is approved); a lab process, of
+    another uid and holding no capability in the machine's user namespace, cannot."""
     return ["nsenter", f"--user=/proc/1/fd/{userns_fd}", "--"]
 
 
