@@ -450,6 +450,13 @@ def _swipe(page: Page, target: Locator, dy: float) -> None:
         cdp.detach()
 
 
+def _assert_finger_sized(*targets: Locator) -> None:
+    """Each target is at least 44 CSS pixels tall, the size a fingertip hits reliably."""
+    for target in targets:
+        box = target.bounding_box()
+        assert box is not None and box["height"] >= 44, (target, box)
+
+
 @pytest.mark.root
 def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_bar(
     web_platform: WebPlatform, browser: Browser
@@ -465,6 +472,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
     try:
         page = phone.new_page()
         page.goto(web_platform.url + "/signin")
+        _assert_finger_sized(page.get_by_label("API key"))
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Sign in with API key").tap()
         page.get_by_role("button", name="Start this lab: Static routing between two LANs").tap()
@@ -483,10 +491,16 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
         expect(page.locator("#task")).to_be_in_viewport()
         page.get_by_role("link", name="Back to the terminal").tap()
         expect(page.locator("#term-h")).to_be_in_viewport()
-        for target in (page.get_by_role("button", name="Submit for grading"),
-                       page.get_by_role("button", name="Full screen")):  # for a finger
-            box = target.bounding_box()
-            assert box is not None and box["height"] >= 44, box
+        # Sized for a finger: the controls, and the links that stand alone (the header's,
+        # Sign out drawn as a link, the jumps): before, those were a line of text, 18-23 px.
+        site = page.get_by_role("navigation", name="Site")
+        _assert_finger_sized(page.get_by_role("button", name="Submit for grading"),
+                             page.get_by_role("button", name="Full screen"),
+                             site.get_by_role("link", name="Your account"),
+                             site.get_by_role("button", name="Sign out"),
+                             page.get_by_role("link", name="Go to the terminal"),
+                             page.get_by_role("link", name="Task and hints"),
+                             page.get_by_role("link", name="Back to the terminal"))
         expect(page.locator("#term-help-touch")).to_be_visible()
         rows = page.locator("#terminal .xterm-rows")
         page.locator("#terminal").tap()
