@@ -143,6 +143,13 @@ def buy_and_start(drive: Driver, url: str, problems: list[str] | None = None) ->
     return found.group(1)
 
 
+def assert_finger_sized(*targets: Locator) -> None:
+    """Each target is at least 44 CSS pixels tall, the size a fingertip hits reliably."""
+    for target in targets:
+        box = target.bounding_box()
+        assert box is not None and box["height"] >= 44, (target, box)
+
+
 def line(rows: Locator, text: str) -> Locator:
     """The terminal rows that read exactly `text` (output, not the command that printed it)."""
     return rows.locator("div").filter(has_text=re.compile(rf"^{re.escape(text)}\s*$"))

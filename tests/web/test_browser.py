@@ -32,6 +32,7 @@ from ..labs.conftest import completed_event
 from .conftest import OPERATOR_TOKEN, WebPlatform, docs_images, running_web_platform
 from .journey import (
     Driver,
+    assert_finger_sized,
     buy_and_start,
     check_hints_and_submit,
     check_pages,
@@ -450,13 +451,6 @@ def _swipe(page: Page, target: Locator, dy: float) -> None:
         cdp.detach()
 
 
-def _assert_finger_sized(*targets: Locator) -> None:
-    """Each target is at least 44 CSS pixels tall, the size a fingertip hits reliably."""
-    for target in targets:
-        box = target.bounding_box()
-        assert box is not None and box["height"] >= 44, (target, box)
-
-
 @pytest.mark.root
 def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_bar(
     web_platform: WebPlatform, browser: Browser
@@ -472,7 +466,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
     try:
         page = phone.new_page()
         page.goto(web_platform.url + "/signin")
-        _assert_finger_sized(page.get_by_label("API key"))
+        assert_finger_sized(page.get_by_label("API key"))
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Sign in with API key").tap()
         page.get_by_role("button", name="Start this lab: Static routing between two LANs").tap()
@@ -494,7 +488,7 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
         # Sized for a finger: the controls, and the links that stand alone (the header's,
         # Sign out drawn as a link, the jumps): before, those were a line of text, 18-23 px.
         site = page.get_by_role("navigation", name="Site")
-        _assert_finger_sized(page.get_by_role("button", name="Submit for grading"),
+        assert_finger_sized(page.get_by_role("button", name="Submit for grading"),
                              page.get_by_role("button", name="Full screen"),
                              site.get_by_role("link", name="Your account"),
                              site.get_by_role("button", name="Sign out"),

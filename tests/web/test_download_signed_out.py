@@ -22,6 +22,7 @@ from forge.services.spawn.app import build_app
 
 from ..live_server import live_server
 from .conftest import WebPlatform
+from .journey import assert_finger_sized
 from .test_result_page import Graded, graded  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.usefixtures("sqlite_only_store")
@@ -43,6 +44,12 @@ def test_a_download_after_the_session_ended_leads_to_sign_in_and_back(
             page.get_by_role("button", name="Sign in with API key").click()
             page.goto(f"{url}/lab/{sid}")
             expect(page.get_by_role("link", name="score.json")).to_be_visible()
+            # The way on and the files are links alone on their lines: sized for a finger
+            # (they were 18 px tall, the four files 18 px apart).
+            assert_finger_sized(page.get_by_role("link", name="score.json"),
+                                page.get_by_role("link", name="verdict.pub"),
+                                page.get_by_role("link", name="Start this lab again"),
+                                page.get_by_role("link", name="Link to this result"))
 
             context.clear_cookies()  # the session ran out while the page was open
             page.get_by_role("link", name="score.json").click()
