@@ -322,6 +322,15 @@ def test_a_lab_link_that_leads_nowhere_says_so_in_the_pages_words(client: TestCl
         assert "There is no lab of yours at this address" in gone.text, path
         assert "Labs page" in gone.text and 'href="/tracks"' in gone.text, path
         assert "scenario" not in text_of(gone.text), path
+    # A lab form's address opened as a page (the no-script Submit, check and hint answers are
+    # shown there; a bookmark, the history or another tab opens it again): its lab's page,
+    # where "Something went wrong ... Try again" said what could never work.
+    for form in ("/submit", "/checks/find-server", "/hints/h1", "/extend"):
+        opened = client.get(mine + form, headers=HTML, follow_redirects=False)
+        assert (opened.status_code, opened.headers["location"]) == (303, mine), form
+    opened = client.get("/signout", headers=HTML, follow_redirects=False)
+    assert (opened.status_code, opened.headers["location"]) == (303, "/")
+    assert client.get(mine + "/submit").status_code == 405  # programs keep the JSON refusal
     for path in ("/lab/xyz", "/lab/scn-0123/result", "/lab/SCN-0123456789ABCDEF"):
         bad = client.get(path, headers=HTML)
         assert bad.status_code == 422, path

@@ -293,6 +293,15 @@ def return_to(request: Request) -> str:
     return lab.group(0) if lab else "/tracks"
 
 
+def form_page(path: str) -> str:
+    """Where a form's own address, opened as a page, leads: the lab page a lab's form (Submit,
+    a check, a hint, Extend) is posted from, else the start. A no-script answer to such a
+    form is shown at that address; opened again from the history, a bookmark or another tab
+    it said "Something went wrong ... Try again", which could never work."""
+    lab = _LAB_PAGE.match(path)
+    return lab.group(0) if lab else "/"
+
+
 async def _answer(result: Response | Awaitable[Response]) -> Response:
     return await result if inspect.isawaitable(result) else result
 
@@ -314,6 +323,8 @@ def install_error_pages(app: FastAPI) -> None:
             if exc.status_code == 404:
                 return error_response(request, PageError(
                     404, "Page not found", "There is no page at this address.", "/"), who=who)
+            if exc.status_code == 405 and request.method == "GET":
+                return RedirectResponse(form_page(request.url.path), status_code=303)
             return error_response(request, PageError(
                 exc.status_code, "Something went wrong", GENERIC, "/"), who=who)
         return await _answer(json_http(request, exc))
