@@ -452,7 +452,7 @@ def _swipe(page: Page, target: Locator, dy: float) -> None:
 
 
 @pytest.mark.root
-def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_bar(
+def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_pastes_and_copies_with_the_key_bar(
     web_platform: WebPlatform, browser: Browser
 ) -> None:
     """A phone keyboard has no Ctrl, Esc, Tab or arrows: before, a learner on a phone who
@@ -536,6 +536,17 @@ def test_a_learner_on_a_phone_sends_ctrl_esc_tab_arrows_and_pastes_with_the_key_
         page.keyboard.press("Enter")
         expect(rows).to_contain_text("copied-51", timeout=20_000)
         expect(page.locator("#paste-box")).to_be_hidden()
+        # Copy: a finger cannot select in the terminal (a swipe scrolls it), and the bar
+        # had no Copy. It shows the terminal's text to select from, or copies it all.
+        bar.get_by_role("button", name="Copy", exact=True).tap()
+        copy_box = page.locator("#copy-box")
+        expect(copy_box.get_by_label("The terminal's text")).to_have_value(
+            re.compile(r"^copied-51$", re.MULTILINE))
+        copy_box.get_by_role("button", name="Copy all").tap()
+        expect(copy_box.get_by_role("status")).to_have_text("Copied to the clipboard.")
+        assert "\ncopied-51" in page.evaluate("navigator.clipboard.readText()")
+        copy_box.get_by_role("button", name="Close").tap()
+        expect(copy_box).to_be_hidden()
         # The key bar is in sight while the terminal is: held at the bottom of the screen
         # (here with the terminal's last row at the bottom, the bar's place was below it).
         page.locator("#terminal").evaluate("el => el.scrollIntoView({block: 'end'})")
