@@ -9,9 +9,12 @@ requests even reached the spawn API).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import http.server
 import json
 import sys
+import threading
 from pathlib import Path
 
 from ..live_server import distinct_ports
@@ -78,3 +81,63 @@ def test_every_learner_of_a_burst_is_in_flight_at_once() -> None:
     server, accepted = asyncio.run(run())
     assert accepted == LEARNERS
     assert server.most_in_flight == LEARNERS
+
+
+class StatusServer(http.server.BaseHTTPRequestHandler):
+    """GET /v1/scenarios/<id>: "launching" until the fake clock reaches RUNNING_AT."""
+
+    polls: collections.Counter[str] = collections.Counter()
+    clock = [0.0]
+
+    def do_GET(self) -> None:
+        sid = self.path.rsplit("/", 1)[-1]
+        type(self).polls[sid] += 1
+        state = "running" if self.clock[0] >= RUNNING_AT else "launching"
+        body = json.dumps({"scenario_id": sid, "state": state}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+RUNNING_AT = 6.0  # fake seconds until every lab runs
+
+
+def test_burst_learners_are_polled_as_their_lab_page_polls() -> None:
+    """bench/warm_pool.py waits for 200 labs by asking each one's status as its lab page
+    does (every 1.5 s, lab.js), not in a loop that asked each every ~0.1 s: those polls
+    were CPU the burst's labs waited for. A fake clock: no wall time is measured."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from scale_out import wait_running
+    finally:
+        sys.path.remove(str(BENCH))
+    clock = StatusServer.clock
+
+    def sleep(seconds: float) -> None:
+        clock[0] += max(seconds, 0.001)
+
+    port = distinct_ports(1)[0]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), StatusServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        scenarios = [(f"scn-{i:016x}", {"x-api-key": f"key-{i}"}) for i in range(5)]
+        running = wait_running(f"http://127.0.0.1:{port}", scenarios, 1.5,
+                               clock=lambda: clock[0], sleep=sleep)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert running == 5
+    # The burst's wait is the lab page's (read as text: warm_pool imports bench/runtime.py
+    # under a name the tests' own modules would clash with).
+    page = (BENCH.parent / "src/forge/services/spawn/web/static/js/lab.js").read_text()
+    burst_wait = (BENCH / "warm_pool.py").read_text()
+    assert "window.setTimeout(poll, 1500)" in page
+    assert "BROWSER_POLL_S = 1.5" in burst_wait
+    assert "wait_running(url, scenarios, every_s=BROWSER_POLL_S)" in burst_wait
+    # Asked at 0, 1.5, 3, 4.5 and 6 (fake) seconds: five times each, not sixty.
+    assert StatusServer.polls == dict.fromkeys((sid for sid, _h in scenarios), 5)
