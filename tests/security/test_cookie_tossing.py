@@ -5,7 +5,8 @@
 `forge.example.edu`, signed in as mallory, whose lab's terminal recordings then kept what
 the victim typed (cookie tossing). Over https every Forge cookie now goes out under the
 `__Host-` prefix (Secure, Path=/, no Domain: only the site itself can set it), and a plain
-`forge_` cookie arriving over https is ignored, on every service (spawn, scoreboard, the
+`forge_` cookie arriving over https is ignored, as is a `__Secure-forge_session` (a sibling
+served over https may set a `__Secure-` cookie for the parent domain), on every service (spawn, scoreboard, the
 lab nodes and the terminal's websocket read cookies through the same middleware). Plain
 http on loopback keeps the plain names (`__Host-` needs Secure).
 """
@@ -22,6 +23,9 @@ from forge.bus import NatsServer
 from forge.identity.apikeys import create_api_key
 from forge.services.common.host_cookies import incoming
 from forge.services.spawn.app import build_app
+from forge.services.spawn.web.lti_pages import DL_COOKIE as LTI_DL
+from forge.services.spawn.web.lti_pages import _cookie_name as lti_cookie
+from forge.services.spawn.web.oidc_pages import PENDING_COOKIE
 from forge.services.spawn.web.security import csrf_token, learner_session
 
 from ..services.conftest import shipped_spawn_settings
@@ -55,6 +59,10 @@ def test_a_session_cookie_tossed_from_a_sibling_site_is_ignored(client: TestClie
 
     mallory = learner_session(state.settings, "acme", "mallory")
     assert _home(client, f"forge_session={mallory}") == "/signin"  # tossed: not read
+    # A sibling served over https can set __Secure- (with Domain=): only __Host- is ours.
+    assert _home(client, f"__Secure-forge_session={mallory}") == "/signin"
+    assert _home(client, f"__Secure-forge_session={mallory}; __Host-forge_session={amy}"
+                 ) == "/tracks"
     assert _home(client, f"forge_session={mallory}; __Host-forge_session={amy}") == "/tracks"
     assert _home(client, f"forge_session={mallory}", {}) == "/tracks"  # plain http: as before
 
@@ -64,3 +72,7 @@ def test_a_session_cookie_tossed_from_a_sibling_site_is_ignored(client: TestClie
                for c in out.headers.get_list("set-cookie")), out.headers
     # The path-scoped sign-in state (OIDC, LTI) cannot be __Host-: it is __Secure- there.
     assert incoming("__Secure-forge_oidc=s; forge_oidc=t; other=1") == "forge_oidc=s; other=1"
+    lti = lti_cookie("some-state")
+    assert incoming(f"__Secure-{lti}=s; __Secure-{LTI_DL}=d; __Secure-forge_ops=o"
+                    ) == f"{lti}=s"
+    assert PENDING_COOKIE == "forge_oidc"

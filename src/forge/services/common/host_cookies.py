@@ -14,17 +14,24 @@ routes keep the one name each (``forge_session``, ``forge_ops`` …):
   (Path=/, no Domain) or, path-scoped (the OIDC and LTI sign-in state), ``__Secure-forge_…``;
 * a ``Cookie`` header is read with those names unprefixed, and a plain ``forge_`` cookie is
   dropped: over https Forge sets none, so one is another site's (or an old release's, whose
-  learner signs in again once).
+  learner signs in again once). A ``__Secure-`` cookie is read only under the names Forge
+  sets path-scoped (``PATH_SCOPED``): a sibling subdomain served over https may set
+  ``__Secure-forge_session; Domain=`` the parent, which only ``__Host-`` rules out.
 
 Over plain http (a loopback install, the tests) nothing changes: ``__Host-`` needs Secure.
 """
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OURS = "forge_"
 HOST, SECURE = "__Host-", "__Secure-"
+# The cookies Forge sets path-scoped, so ``__Secure-`` over https: the OIDC sign-in state
+# (spawn web oidc_pages.PENDING_COOKIE) and an LTI launch's (lti_pages._cookie_name).
+PATH_SCOPED = re.compile(r"forge_oidc|forge_lti_[0-9a-f]{16}")
 
 
 def over_https(scope: Scope) -> bool:
@@ -39,18 +46,22 @@ def over_https(scope: Scope) -> bool:
 
 
 def incoming(header: str) -> str:
-    """A ``Cookie`` header of an https request as the routes read it: prefixed ``forge_``
-    cookies unprefixed, plain ``forge_`` cookies left out, every other cookie as it came."""
+    """A ``Cookie`` header of an https request as the routes read it: ``__Host-forge_``
+    cookies and the path-scoped ``__Secure-forge_`` ones unprefixed, other ``forge_``
+    cookies left out (plain, or ``__Secure-`` where Forge sets ``__Host-``: another site's),
+    every other cookie as it came."""
     kept: list[str] = []
     for part in header.split(";"):
         pair = part.strip()
         name = pair.split("=", 1)[0].strip()
         if name.startswith(OURS):
             continue  # not set by Forge over https: tossed, or an old release's
-        for prefix in (HOST, SECURE):
-            if name.startswith(prefix + OURS):
-                pair = pair[len(prefix):]
-                break
+        if name.startswith(HOST + OURS):
+            pair = pair[len(HOST):]
+        elif name.startswith(SECURE + OURS):
+            if not PATH_SCOPED.fullmatch(name[len(SECURE):]):
+                continue  # Forge sets this one __Host-: a sibling subdomain's
+            pair = pair[len(SECURE):]
         if pair:
             kept.append(pair)
     return "; ".join(kept)
