@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from forge.bus import NatsServer
 from forge.identity.apikeys import create_api_key
@@ -46,6 +47,16 @@ def _home(client: TestClient, cookie: str, headers: dict[str, str] = HTTPS) -> s
     return str(client.get("/", headers={**headers, "cookie": cookie}).headers["location"])
 
 
+def _terminal_close(client: TestClient, session: str) -> int:
+    """The close code of a terminal socket opened with `session` as __Host- over wss."""
+    client.cookies.clear()
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
+            "/v1/scenarios/scn-0123456789abcdef/terminal",
+            headers={"x-forwarded-proto": "wss", "cookie": f"__Host-forge_session={session}"}):
+        pass
+    return int(closed.value.code)
+
+
 def test_a_session_cookie_tossed_from_a_sibling_site_is_ignored(client: TestClient) -> None:
     state = client.app.state.spawn  # type: ignore[attr-defined]
     key = create_api_key(state.ctx.db, "acme", "amy").plaintext
@@ -65,6 +76,9 @@ def test_a_session_cookie_tossed_from_a_sibling_site_is_ignored(client: TestClie
                  ) == "/tracks"
     assert _home(client, f"forge_session={mallory}; __Host-forge_session={amy}") == "/tracks"
     assert _home(client, f"forge_session={mallory}", {}) == "/tracks"  # plain http: as before
+
+    # The terminal's websocket behind a proxy that says wss for it (Traefik) is https too.
+    assert _terminal_close(client, amy) == 4404  # signed in as amy; no such lab of hers
 
     out = client.post("/signout", data={"csrf": csrf_token(state.settings, amy)},
                       headers={**HTTPS, "cookie": f"__Host-forge_session={amy}"})

@@ -34,14 +34,24 @@ HOST, SECURE = "__Host-", "__Secure-"
 PATH_SCOPED = re.compile(r"forge_oidc|forge_lti_[0-9a-f]{16}")
 
 
+SECURE_SCHEMES = ("https", "wss")
+
+
+def forwarded_secure(value: str) -> bool:
+    """Whether a proxy's ``X-Forwarded-Proto`` says https: its first value ``https``, or
+    ``wss`` (Traefik's for a websocket upgrade over TLS: the terminal's). The one judgement
+    of the services, for the cookies' Secure flag as for their names here."""
+    return value.split(",")[0].strip() in SECURE_SCHEMES
+
+
 def over_https(scope: Scope) -> bool:
     """Whether the request came over https (or wss): its scheme, or the proxy's
-    ``X-Forwarded-Proto`` (its first value), as the services decide the cookies' Secure."""
-    if scope.get("scheme") in ("https", "wss"):
+    ``X-Forwarded-Proto`` (`forwarded_secure`), as the services decide the cookies' Secure."""
+    if scope.get("scheme") in SECURE_SCHEMES:
         return True
     for name, value in scope.get("headers", ()):
         if name == b"x-forwarded-proto":
-            return bool(value.split(b",")[0].strip() == b"https")
+            return forwarded_secure(value.decode("latin-1"))
     return False
 
 

@@ -17,6 +17,7 @@ from forge.identity.caller import (
     session_revoked,
 )
 from forge.lifecycle.scenario_ids import check_scenario_id
+from forge.services.common.host_cookies import forwarded_secure
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.state import SpawnState
@@ -47,8 +48,8 @@ def _revoked(state: SpawnState, session: str) -> bool:
 
 
 def _is_https(request: Request) -> bool:
-    forwarded = request.headers.get("x-forwarded-proto", "")
-    return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
+    return request.url.scheme == "https" or forwarded_secure(
+        request.headers.get("x-forwarded-proto", ""))
 
 
 @router.get("/v1/access/{scenario_id}", status_code=303, response_class=RedirectResponse,

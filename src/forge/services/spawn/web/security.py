@@ -22,6 +22,7 @@ from forge.errors import ForgeError
 from forge.identity.caller import OPENED_WITH_KEY, SESSION_COOKIE
 from forge.identity.origin import refused_by, same_origin
 from forge.services.common.errors import media_type
+from forge.services.common.host_cookies import forwarded_secure
 from forge.tokens import SESSION, TokenError, mint_token, verify_token
 
 OPS_COOKIE = "forge_ops"
@@ -73,8 +74,8 @@ def security_headers(terminal: bool = False) -> dict[str, str]:
 
 def is_https(request: Request) -> bool:
     """True when the browser reached us over https (directly or through a proxy)."""
-    forwarded = request.headers.get("x-forwarded-proto", "")
-    return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
+    return request.url.scheme == "https" or forwarded_secure(
+        request.headers.get("x-forwarded-proto", ""))
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, ttl_s: int) -> None:
