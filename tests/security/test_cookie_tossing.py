@@ -26,7 +26,6 @@ from forge.services.common.host_cookies import incoming
 from forge.services.spawn.app import build_app
 from forge.services.spawn.web.lti_pages import DL_COOKIE as LTI_DL
 from forge.services.spawn.web.lti_pages import _cookie_name as lti_cookie
-from forge.services.spawn.web.oidc_pages import PENDING_COOKIE
 from forge.services.spawn.web.security import csrf_token, learner_session
 
 from ..services.conftest import shipped_spawn_settings
@@ -84,9 +83,8 @@ def test_a_session_cookie_tossed_from_a_sibling_site_is_ignored(client: TestClie
                       headers={**HTTPS, "cookie": f"__Host-forge_session={amy}"})
     assert any(c.startswith('__Host-forge_session=""') and "Max-Age=0" in c
                for c in out.headers.get_list("set-cookie")), out.headers
-    # The path-scoped sign-in state (OIDC, LTI) cannot be __Host-: it is __Secure- there.
-    assert incoming("__Secure-forge_oidc=s; forge_oidc=t; other=1") == "forge_oidc=s; other=1"
+    # The path-scoped sign-in state (LTI) cannot be __Host-: it is __Secure- there.
     lti = lti_cookie("some-state")
-    assert incoming(f"__Secure-{lti}=s; __Secure-{LTI_DL}=d; __Secure-forge_ops=o"
-                    ) == f"{lti}=s"
-    assert PENDING_COOKIE == "forge_oidc"
+    assert incoming(f"__Secure-{lti}=s; {lti}=t; other=1") == f"{lti}=s; other=1"
+    assert incoming(f"__Secure-{LTI_DL}=d; __Secure-forge_ops=o; __Secure-forge_oidc=s"
+                    ) == ""  # set __Host-: a __Secure- one is a sibling's

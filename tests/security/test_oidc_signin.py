@@ -50,7 +50,7 @@ CLIENT_SECRET = "acme-client-secret-for-tests-0123456789"
 USERS = {"ada": {"sub": "ada", "groups": ["teachers", "netplus-2026"]},
          "otto": {"sub": "otto", "groups": ["forge-admins"]},
          **{name: {"sub": name, "groups": ["netplus-2026"]}
-            for name in ("ivy", "lea", "max", "sam", "tom", "uma")}}
+            for name in ("ivy", "lea", "max", "sam", "tom", "uma", "zoe")}}
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +279,25 @@ def test_a_callback_opened_in_another_browser_is_refused(shared: TestClient, op:
     assert not recorded(shared, "tom")
     assert shared.get(callback).status_code == 200  # the browser that began it still can
     assert recorded(shared, "tom")
+
+
+def test_sign_in_state_tossed_from_a_sibling_site_is_not_read_over_https(
+        shared: TestClient, op: LocalProvider) -> None:
+    """Over https the sign-in state is `__Host-forge_oidc` (Path=/): as `__Secure-` on its
+    own path, a sibling subdomain served over https could set it for the parent domain, and
+    a victim sent to the attacker's callback was signed in as the attacker (login CSRF)."""
+    https = "https://localhost"  # the attacker's browser: `shared` (its loop holds the pool)
+    victim = TestClient(shared.app, base_url=https, follow_redirects=False)
+    started = shared.get(f"{https}/signin/oidc/acme/start?next=/tracks",
+                         headers={"sec-fetch-site": "same-origin"})
+    state = started.headers["set-cookie"]
+    assert state.startswith("__Host-forge_oidc=") and "Path=/;" in state, state
+    callback = login(op, str(started.headers["location"]), "zoe").split("localhost", 1)[1]
+    tossed = {"cookie": f"__Secure-forge_oidc={state.split(';')[0].split('=', 1)[1]}"}
+    refused(victim.get(callback, headers=tossed), 403, "started in another browser")
+    assert not recorded(shared, "zoe")
+    assert shared.get(https + callback).status_code == 200  # its own browser, over https
+    assert recorded(shared, "zoe")
 
 
 def test_a_stolen_code_is_useless_without_the_pkce_verifier(shared: TestClient,

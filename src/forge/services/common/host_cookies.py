@@ -11,7 +11,7 @@ decided) this middleware of every service renames what goes out and comes in, so
 routes keep the one name each (``forge_session``, ``forge_ops`` …):
 
 * a ``Set-Cookie`` of a ``forge_`` cookie marked Secure goes out as ``__Host-forge_…``
-  (Path=/, no Domain) or, path-scoped (the OIDC and LTI sign-in state), ``__Secure-forge_…``;
+  (Path=/, no Domain) or, path-scoped (an LTI launch's sign-in state), ``__Secure-forge_…``;
 * a ``Cookie`` header is read with those names unprefixed, and a plain ``forge_`` cookie is
   dropped: over https Forge sets none, so one is another site's (or an old release's, whose
   learner signs in again once). A ``__Secure-`` cookie is read only under the names Forge
@@ -29,9 +29,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OURS = "forge_"
 HOST, SECURE = "__Host-", "__Secure-"
-# The cookies Forge sets path-scoped, so ``__Secure-`` over https: the OIDC sign-in state
-# (spawn web oidc_pages.PENDING_COOKIE) and an LTI launch's (lti_pages._cookie_name).
-PATH_SCOPED = re.compile(r"forge_oidc|forge_lti_[0-9a-f]{16}")
+# The cookies Forge sets path-scoped, so ``__Secure-`` over https: an LTI launch's sign-in
+# state (spawn web lti_pages._cookie_name). The OIDC sign-in state is the whole site's.
+PATH_SCOPED = re.compile(r"forge_lti_[0-9a-f]{16}")
 
 
 SECURE_SCHEMES = ("https", "wss")

@@ -62,7 +62,10 @@ from forge.tokens.replay import consume_once
 log = logging.getLogger("forge.spawn.web.oidc")
 router = APIRouter(include_in_schema=False)
 PENDING_COOKIE = "forge_oidc"
-COOKIE_PATH = "/signin/oidc/"
+# The whole site's, not /signin/oidc/'s: over https it is then `__Host-forge_oidc`, which
+# a sibling subdomain cannot set (a `__Secure-` one it can: the attacker's sign-in state,
+# and the victim sent to the attacker's callback was signed in as the attacker).
+COOKIE_PATH = "/"
 PENDING_TTL_S = OIDC_PENDING.ttl_s
 NONCE_KIND = "OIDCN"
 MAX_CODE = 2048
