@@ -304,6 +304,32 @@ def test_one_learner_twice_in_other_letter_case_is_refused_naming_both_lines() -
                                   "spelled like the learner's account"}]
 
 
+def test_a_roster_naming_a_class_member_in_other_letter_case_enrols_nobody(
+    db: Database
+) -> None:
+    """Lea joined by the invite link as `stu002@uni.edu`; the LMS export in capitals then
+    enrolled `STU002@UNI.EDU` too (and `ANN`, the teacher), phantom learners `not started`
+    all term. Now the file is refused whole, naming each, and resending it fixed works."""
+    c = cohorts.create_cohort(db, ANN, "Networking 101")
+    _, token = cohort_invites.make_invite(db, ANN, c.cohort_id)
+    cohort_invites.join_by_invite(db, T1, "stu002@uni.edu", token)
+    with pytest.raises(ForgeError) as exc:
+        cohorts.enrol_subjects(db, ANN, c.cohort_id, parse_roster(
+            b"Email\nSTU002@UNI.EDU\nstu003@uni.edu\nANN\n"))
+    assert code(exc) == (422, "csv_invalid")
+    assert str(exc.value).startswith(
+        'csv: "STU002@UNI.EDU" is the class\'s learner "stu002@uni.edu" in other letter '
+        "case: account ids are case-sensitive")
+    assert str(exc.value).endswith("; 1 more like it; nobody was enrolled")
+    assert [(d["subject"], d["problem"].split(" in other")[0]) for d in exc.value.details] == [
+        ("STU002@UNI.EDU", '"STU002@UNI.EDU" is the class\'s learner "stu002@uni.edu"'),
+        ("ANN", '"ANN" is the class\'s instructor "ann"')]
+    assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["stu002@uni.edu"]
+    done = cohorts.enrol_subjects(db, ANN, c.cohort_id, parse_roster(
+        b"Email\nstu002@uni.edu\nstu003@uni.edu\nann\n"))
+    assert done == cohorts.Enrolled(1, ("ann",))
+
+
 def test_an_unclosed_quote_is_a_bad_line_not_a_learner() -> None:
     with pytest.raises(ForgeError) as exc:
         parse_roster(b'lea\n"unterminated\n')

@@ -240,9 +240,6 @@ def enrol_learner(sess: Session, cohort_id: str, tenant_id: str, subject: str, v
     return True
 
 
-_CHUNK = 500  # subjects per IN list
-
-
 @dataclass(frozen=True)
 class Enrolled:
     """What a roster did: how many it newly enrolled, and which of the cohort's own
@@ -253,11 +250,36 @@ class Enrolled:
     instructors: tuple[str, ...] = ()
 
 
+MAX_CLASHES_SHOWN = 20  # clashes named in one answer's details
+
+
+def refuse_case_clashes(wanted: Sequence[str], learners: set[str], staff: set[str]) -> None:
+    """422 `csv_invalid` (nothing enrolled) when a roster names a learner or instructor of
+    the cohort in other letter case (`STU002@UNI.EDU` beside the enrolled
+    `stu002@uni.edu`, an LMS export in capitals): account ids are case-sensitive, so that
+    line made a second learner who never signs in, `not started` on the dashboard for the
+    whole term, while the instructor counted the class complete."""
+    known = {s.casefold(): (s, "learner") for s in learners}
+    known.update({s.casefold(): (s, "instructor") for s in staff})
+    clashes = [(s, *known[s.casefold()]) for s in wanted
+               if s not in learners and s not in staff and s.casefold() in known]
+    if not clashes:
+        return
+    problems = [f'"{s}" is the class\'s {kind} "{held}" in other letter case: account ids '
+                "are case-sensitive, write it as their account is spelled"
+                for s, held, kind in clashes]
+    more = f"; {len(clashes) - 1} more like it" if len(clashes) > 1 else ""
+    raise ForgeError("csv_invalid", 422, f"csv: {problems[0]}{more}; nobody was enrolled",
+                     [{"field": "file", "subject": s, "problem": p} for (s, _, _), p in
+                      list(zip(clashes, problems, strict=True))[:MAX_CLASHES_SHOWN]])
+
+
 def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequence[str],
                    via: str = "csv") -> Enrolled:
     """Enrol every subject but the cohort's instructors in one transaction (all or none).
-    409 `cohort_full` (nobody enrolled) when those not enrolled yet would take the cohort
-    past MAX_MEMBERS."""
+    422 `csv_invalid` (nobody enrolled) when one is a learner or instructor of the cohort
+    in other letter case (`refuse_case_clashes`); 409 `cohort_full` (nobody enrolled) when
+    those not enrolled yet would take the cohort past MAX_MEMBERS."""
     now = datetime.now(UTC)
     wanted = list(dict.fromkeys(subjects))
     with db.session() as sess:
@@ -267,13 +289,13 @@ def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequenc
             CohortStaff.cohort_id == cohort_id)))
         instructors = tuple(s for s in wanted if s in staff)
         wanted = [s for s in wanted if s not in staff]
-        held: set[str] = set()
-        for start in range(0, len(wanted), _CHUNK):
-            held.update(sess.scalars(select(Enrolment.subject).where(
-                Enrolment.cohort_id == cohort_id,
-                Enrolment.subject.in_(wanted[start:start + _CHUNK]))))
+        # Every learner of the cohort (at most MAX_MEMBERS): the count, and the check
+        # of letter case below, in one read.
+        held = set(sess.scalars(select(Enrolment.subject).where(
+            Enrolment.cohort_id == cohort_id)))
+        refuse_case_clashes(wanted, held, staff)
         new = [s for s in wanted if s not in held]
-        count = learner_count(sess, cohort_id) if new else 0
+        count = len(held)
         if count + len(new) > MAX_MEMBERS:
             raise cohort_full(cohort_id, count, len(new))
         sess.add_all(Enrolment(cohort_id=cohort_id, subject=s, tenant_id=who.tenant_id,
