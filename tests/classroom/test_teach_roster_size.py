@@ -36,6 +36,17 @@ def test_a_class_of_200_fits_the_roster_box(make_spawn: MakeSpawn) -> None:  # n
                       data={"csrf": _csrf(c, "/teach"), "roster": "\n".join(students)})
         assert form.status_code == 303, form.text  # back to /teach: a reload sends nothing
         assert "200 learners newly enrolled." in c.get(form.headers["location"]).text
+        # The class's list again with ten late-comers (one line twice): the answer says
+        # the 200 were in already, rather than "10 newly enrolled" of a 211-line file.
+        later = "\n".join(["Email", *students, *(f"late{i}@school.example" for i in range(10)),
+                           "late0@school.example"])
+        again = c.post(f"/v1/cohorts/{a}/enrolments", content=later,
+                       headers={**ann, "content-type": "text/csv"})
+        assert (again.json()["enrolled"], again.json()["already_enrolled"]) == (10, 200)
+        form = c.post(f"/teach/cohorts/{a}/roster", headers=origin,
+                      data={"csrf": _csrf(c, "/teach"), "roster": later})
+        assert ("0 learners newly enrolled; 210 already in the class."
+                in c.get(form.headers["location"]).text)
 
         too_many = "\n".join(f"l{i}" for i in range(2001))
         refused = c.post(f"/teach/cohorts/{a}/roster", headers=origin,
@@ -60,5 +71,6 @@ def test_a_class_of_200_fits_the_roster_box(make_spawn: MakeSpawn) -> None:  # n
                 in empty.text), empty.text
         c.cookies.clear()
         learners = c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()["learners"]
-        assert sorted(m["subject"] for m in learners) == sorted(students)
+        late = [f"late{i}@school.example" for i in range(10)]
+        assert sorted(m["subject"] for m in learners) == sorted(students + late)
         assert len(c.get("/v1/cohorts", headers=keys["ann"]).json()["cohorts"]) == 1

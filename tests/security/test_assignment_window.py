@@ -94,7 +94,7 @@ def _setup(env: SpawnEnv) -> tuple[dict[str, str], dict[str, str], dict[str, str
             cid = cohort.json()["cohort_id"]
             enrol = c.post(f"/v1/cohorts/{cid}/enrolments", content=f"subject\n{learner}\n",
                            headers={**keys[who], "content-type": "text/csv"})
-            assert enrol.json() == {"cohort_id": cid, "enrolled": 1,
+            assert enrol.json() == {"cohort_id": cid, "enrolled": 1, "already_enrolled": 0,
                                    "not_enrolled": []}, enrol.text
             made = c.post(f"/v1/cohorts/{cid}/assignments", headers=keys[who], json={
                 "template_id": "netplus" if who == "ann" else "basic-netplus",

@@ -36,7 +36,8 @@ def test_a_roster_never_makes_an_instructor_a_learner_of_their_class(
         roster = c.post(f"/v1/cohorts/{a}/enrolments", content="subject\nann\nlea\nbob\n",
                         headers={**keys["ann"], **CSV})
         assert roster.status_code == 200, roster.text
-        assert roster.json() == {"cohort_id": a, "enrolled": 1, "not_enrolled": [
+        assert roster.json() == {"cohort_id": a, "enrolled": 1, "already_enrolled": 0,
+                                 "not_enrolled": [
             {"subject": "ann", "reason": "instructor of this cohort"},
             {"subject": "bob", "reason": "instructor of this cohort"}]}
         assert learners() == ["lea"]
@@ -46,7 +47,7 @@ def test_a_roster_never_makes_an_instructor_a_learner_of_their_class(
                       data={"csrf": _csrf(c, "/teach"), "roster": "bob\nleo\nlea\n"})
         assert form.status_code == 303, form.text
         shown = c.get(form.headers["location"]).text
-        assert "1 learner newly enrolled." in shown
+        assert "1 learner newly enrolled; 1 already in the class." in shown  # lea
         assert "Not enrolled, as instructors of this class: bob." in shown
         c.cookies.clear()
         assert learners() == ["lea", "leo"]

@@ -210,10 +210,11 @@ async def remove_instructor(cohort_id: CohortId, subject: Subject, request: Requ
 async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
     """Enrol the learners of a CSV body (`text/csv`, one account id per line, an optional
     `subject` header; at most 2000 lines and 256 KiB); `enrolled` counts those newly
-    enrolled, and the cohort's own instructors are never enrolled (`not_enrolled`, an LMS
-    export lists them). A bad line is named (422
-    `csv_invalid`) and nobody is enrolled; so is a file whose learners not enrolled yet
-    would take the cohort past its 2000 learners (409 `cohort_full`)."""
+    enrolled, `already_enrolled` those of the file who were in the cohort already, and
+    the cohort's own instructors are never enrolled (`not_enrolled`, an LMS export lists
+    them). A bad line is named (422 `csv_invalid`) and nobody is enrolled; so is a file
+    whose learners not enrolled yet would take the cohort past its 2000 learners (409
+    `cohort_full`)."""
     who = await _manager(request)
     kind = media_type(request.headers.get("content-type"))
     if kind != "text/csv":
@@ -230,6 +231,7 @@ async def enrol_csv(cohort_id: CohortId, request: Request) -> dict[str, Any]:
 
     done = await run_in_threadpool(enrol)
     return {"cohort_id": cohort_id, "enrolled": done.added,
+            "already_enrolled": done.already,
             "not_enrolled": [{"subject": s, "reason": "instructor of this cohort"}
                              for s in done.instructors]}
 

@@ -221,7 +221,8 @@ async def roster(cohort_id: str, request: Request) -> Response:
                 cohorts.managed_cohort(sess, who, cohort_id)
             return cohorts.enrol_subjects(db, who, cohort_id, parse_roster(data), via="csv")
         done = await run_in_threadpool(enrol)
-        notice = f"{done.added} learner{'' if done.added == 1 else 's'} newly enrolled."
+        notice = f"{done.added} learner{'' if done.added == 1 else 's'} newly enrolled"
+        notice += f"; {done.already} already in the class." if done.already else "."
         if done.instructors:
             shown = ", ".join(done.instructors[:5])
             more = len(done.instructors) - 5
