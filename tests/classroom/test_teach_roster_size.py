@@ -47,6 +47,12 @@ def test_a_class_of_200_fits_the_roster_box(make_spawn: MakeSpawn) -> None:  # n
                       data={"csrf": _csrf(c, "/teach"), "roster": later})
         assert ("0 learners newly enrolled; 210 already in the class."
                 in c.get(form.headers["location"]).text)
+        # One of them in capitals (an LMS export): the form says so, nobody is enrolled.
+        capitals = c.post(f"/teach/cohorts/{a}/roster", headers=origin, data={
+            "csrf": _csrf(c, "/teach"), "roster": "late10@school.example\nLATE0@SCHOOL.EXAMPLE"})
+        assert capitals.status_code == 422, capitals.text
+        assert ("is the class&#39;s learner &#34;late0@school.example&#34; in other letter "
+                "case" in capitals.text), capitals.text
 
         too_many = "\n".join(f"l{i}" for i in range(2001))
         refused = c.post(f"/teach/cohorts/{a}/roster", headers=origin,
