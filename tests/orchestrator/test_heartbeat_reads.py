@@ -19,6 +19,7 @@ from forge.services.orchestrator.node import (
     lost_reason,
     read_placed,
 )
+from forge.store.data_version import DataVersion
 from forge.store.db import Database
 from forge.store.migrate import upgrade
 from forge.store.models import Scenario
@@ -92,3 +93,52 @@ def test_a_lab_released_during_the_read_is_not_counted_again(tmp_path: Path) -> 
     placed = PlacedLabs(adopted={"scn-ended": 64, "scn-found": 64}, ended=[], elsewhere={})
     assert node.resync(placed) == []
     assert node.held == {"scn-found": 64}
+
+
+def _heartbeat(node: LabNode, db: Database, registry: TemplateRegistry) -> tuple[bool, PlacedLabs]:
+    """What `sweeper.heartbeat_once` does with the store: (whether it read, what it applied)."""
+    node.released_since_read.clear()
+    placed = node.settled()
+    read = placed is None
+    if placed is None:
+        placed = read_placed(db, registry, node.node_id, frozenset(node.held))
+    node.resync(placed)
+    node.resynced(placed)
+    return read, placed
+
+
+def test_an_idle_node_reads_the_store_only_after_a_commit_or_a_change_of_its_labs(
+        db_url: str, tmp_path: Path) -> None:
+    """Issue 19: an idle orchestrator's heartbeat read the store every 2 s though nothing had
+    changed. On SQLite a heartbeat skips the read while nothing was committed (by any
+    process) and its labs are as the last read left them; it still finds a commit at the
+    next heartbeat. PostgreSQL has no cheap change counter: every heartbeat reads."""
+    upgrade(db_url)
+    db, other = Database(db_url), Database(db_url)  # `other`: another process's writes
+    registry = TemplateRegistry.load(FIXTURES)
+    settings = load_settings({**prod_environ(tmp_path), "FORGE_NODE_ID": "n1"})
+    node = LabNode(settings=settings, registry=registry, store_version=DataVersion(db_url))
+    skips = db_url.startswith("sqlite")
+    try:
+        with other.session() as sess:
+            _row(sess, "scn-a", states.RUNNING, "n1")
+            _row(sess, "scn-b", states.RUNNING, "n2")
+        assert _heartbeat(node, db, registry)[0]
+        assert set(node.held) == {"scn-a"}
+        for _ in range(3):  # idle: the same labs, here and elsewhere, without a read
+            read, placed = _heartbeat(node, db, registry)
+            assert read is not skips
+            assert set(node.held) == {"scn-a"}
+            assert placed.elsewhere == {"n2": [("scn-b", states.RUNNING)]}
+        with other.session() as sess:  # committed elsewhere: found at the next heartbeat
+            _row(sess, "scn-c", states.LAUNCHING, "n1")
+        assert _heartbeat(node, db, registry)[0]
+        assert set(node.held) == {"scn-a", "scn-c"}
+        assert _heartbeat(node, db, registry)[0] is not skips
+        node.release("scn-a")  # its labs changed with nothing committed: read again
+        assert _heartbeat(node, db, registry)[0]
+        assert _heartbeat(node, db, registry)[0] is not skips
+    finally:
+        node.store_version.close() if node.store_version is not None else None
+        db.dispose()
+        other.dispose()

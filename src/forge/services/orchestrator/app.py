@@ -55,6 +55,7 @@ from forge.services.orchestrator.state import OrchestratorState
 from forge.services.orchestrator.sweeper import heartbeat_stale, run_heartbeats
 from forge.services.orchestrator.warm_pools import start_warm_pools, stop_warm_pools
 from forge.store.consumed_tokens import SqlReplayStore
+from forge.store.data_version import DataVersion
 from forge.store.failed_events import record_failed_event
 from forge.templates.registry import TemplateRegistry
 
@@ -197,6 +198,7 @@ def build_app(
                              streams=bus_streams(settings), credentials=credentials,
                              ping_interval=max(0.5, grace / 8))
     state.node = LabNode(settings=settings, registry=state.registry, bus=node_bus,
+                         store_version=DataVersion(ctx.db.url),
                          kv=NodeRegistry(lambda: node_bus.jetstream(max(2.0, grace / 4)),
                                          replicas=settings.nats_replicas, grace_s=grace))
     state.consumers = _consumers(state, settings.nats_url, credentials,

@@ -4,8 +4,9 @@ A node pulls spawn work only while it has room, in capacity and on its storage r
 (`try_enter` is consulted by the spawn consumer before every fetch); a spawn that no longer
 fits when it arrives goes back to the queue for another node (`RetryLater`, never a
 failure). Each heartbeat rewrites the node's KV record, reads its drain flag,
-resynchronises the labs it holds from the store, and takes or renews the sweeper lease;
-the lease holder alone fails the labs of lost nodes.
+resynchronises the labs it holds from the store (without a read when nothing was committed
+to it and the node's labs are as the last one left them), and takes or renews the sweeper
+lease; the lease holder alone fails the labs of lost nodes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from forge.config.settings import Settings
 from forge.disk_room import short_of_room
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition
+from forge.store.data_version import DataVersion
 from forge.store.db import Database
 from forge.store.models import Scenario
 from forge.templates.problems import UnknownTemplate
@@ -135,6 +137,12 @@ class LabNode:
     # node failed and its own labs' ends (deleted, expired, failed). Published again every
     # heartbeat until it does, so their quota slots are freed.
     unannounced: dict[str, Transition] = field(default_factory=dict)
+    # Tells whether anything was committed to the store since the last heartbeat's read
+    # (None: always read). With neither the store nor `held` changed since, a read would
+    # find what the last one did: the heartbeat skips it (`settled`).
+    store_version: DataVersion | None = None
+    _last_read: tuple[frozenset[str], dict[str, list[tuple[str, str]]]] | None = \
+        field(init=False, default=None)
     # Memory of the smallest lab any loaded template makes (the registry never changes
     # while the process runs): computed once, not on every `try_enter` poll.
     smallest_lab_mb: int = field(init=False, default=16)
@@ -245,6 +253,21 @@ class LabNode:
                 failed_as_lost.append(scenario_id)
         return sorted(failed_as_lost)
 
+    def settled(self) -> PlacedLabs | None:
+        """The last heartbeat's read, with nothing left to adopt or drop, when nothing was
+        committed to the store and `held` is as that heartbeat left it; None: read again.
+        Asked before every read (it notes the store's version the read will see)."""
+        changed = self.store_version is None or self.store_version.changed()
+        last, self._last_read = self._last_read, None
+        if changed or last is None or last[0] != frozenset(self.held):
+            return None
+        self._last_read = last
+        return PlacedLabs({}, [], last[1])
+
+    def resynced(self, placed: PlacedLabs) -> None:
+        """After `resync(placed)`: what the next heartbeat may reuse (`settled`)."""
+        self._last_read = (frozenset(self.held), placed.elsewhere)
+
     async def register(self) -> None:
         """First heartbeat: claim the node id (NodeIdInUse when a live node has it)."""
         assert self.kv is not None
@@ -283,9 +306,13 @@ class LabNode:
     async def stop(self) -> None:
         """Clean stop: say so in the record (a restart under this id need not wait for it to
         go stale); the record stays, so a node that does not come back is still lost."""
-        if self.kv is not None and self.revision is not None and not self.fenced:
-            self.revision = await self.kv.beat(self.record(stopped=True), self.revision)
-            self.revision = None
+        try:
+            if self.kv is not None and self.revision is not None and not self.fenced:
+                self.revision = await self.kv.beat(self.record(stopped=True), self.revision)
+                self.revision = None
+        finally:
+            if self.store_version is not None:
+                self.store_version.close()
 
 
 async def start_node(node: LabNode, timeout: float) -> None:

@@ -163,9 +163,12 @@ async def heartbeat_once(state: OrchestratorState) -> None:
     node = state.node
     assert node is not None
     node.released_since_read.clear()  # releases from here on are not adopted back
-    placed = await state.blocking(read_placed, state.ctx.db, node.registry, node.node_id,
-                                  frozenset(node.held))  # one thread hop, one read
+    placed = node.settled()  # idle: nothing committed since the last read, no thread hop
+    if placed is None:
+        placed = await state.blocking(read_placed, state.ctx.db, node.registry, node.node_id,
+                                      frozenset(node.held))  # one thread hop, one read
     await destroy_failed_as_lost(state, node.resync(placed))
+    node.resynced(placed)
     await node.beat()
     if node.unannounced:
         await announce_failed(state)
