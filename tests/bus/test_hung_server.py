@@ -19,6 +19,7 @@ import pytest
 
 from forge.bus.cluster import NatsCluster
 from forge.bus.connection import BusConnection
+from forge.bus.dial import ping_due
 from forge.bus.replication import forge_streams
 
 from ..support.paused import paused
@@ -79,3 +80,14 @@ async def test_short_pings_leave_a_hung_server_by_themselves(cluster: NatsCluste
             await conn.client().flush(timeout=5)
     finally:
         await conn.close()
+
+
+def test_a_client_pings_only_a_server_silent_for_an_interval() -> None:
+    """Issue 19: a lab node's heartbeat connection pinged every 1.9 s while its heartbeat
+    was answered every 2 s, idle consumers while their fetches were answered. A server
+    that sent a message since the last tick is alive: no ping. One silent for an interval
+    (hung, or an idle connection) is pinged, and unanswered pings count on to stale."""
+    assert not ping_due(received=7, received_at_last_tick=5, outstanding=0)
+    assert ping_due(received=7, received_at_last_tick=7, outstanding=0)  # silent: ping
+    assert ping_due(received=7, received_at_last_tick=None, outstanding=0)  # first tick
+    assert ping_due(received=9, received_at_last_tick=7, outstanding=1)  # one unanswered

@@ -75,8 +75,40 @@ class BoundedCloseTransport(TcpTransport):
         closing.result()
 
 
+def ping_due(received: int, received_at_last_tick: int | None, outstanding: int) -> bool:
+    """Whether a client pings its server at this tick of its ping interval: not when the
+    server sent a message since the last tick and no ping is unanswered (it is alive;
+    what the NATS server itself does for its clients), else yes. A server that hangs
+    sends nothing more, so its pings count up to stale one interval later at most; an
+    idle connection pings as before (and every connection at its first tick)."""
+    return outstanding > 0 or received_at_last_tick in (None, received)
+
+
 class _Client(Client):
-    """nats-py's client on a `BoundedCloseTransport` for nats:// and tls:// servers."""
+    """nats-py's client on a `BoundedCloseTransport` for nats:// and tls:// servers, pinging
+    only when the server has been silent for an interval (`ping_due`)."""
+
+    async def _ping_interval(self) -> None:
+        # nats-py's loop, with `ping_due`: a lab node's heartbeat connection pings every
+        # grace/8 (1.9 s) while its heartbeat is answered every 2 s, and each idle consumer's
+        # open fetch is answered every 5 s: pings there were a tenth of an idle
+        # orchestrator's CPU and of nats-server's (issue 19).
+        seen: int | None = None
+        while True:
+            await asyncio.sleep(self.options["ping_interval"])
+            if not self.is_connected:
+                continue
+            before, seen = seen, self.stats["in_msgs"]
+            if not ping_due(seen, before, self._pings_outstanding):
+                continue
+            try:
+                self._pings_outstanding += 1
+                if self._pings_outstanding > self.options["max_outstanding_pings"]:
+                    await self._process_op_err(nats.errors.StaleConnectionError())
+                    return
+                await self._send_ping()
+            except (asyncio.CancelledError, RuntimeError, AttributeError):
+                break
 
     async def _connect_to_server(self, s: Any) -> None:
         if s.uri.scheme not in ("nats", "tls"):

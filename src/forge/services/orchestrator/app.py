@@ -190,9 +190,10 @@ def build_app(
         builds=ThreadPoolExecutor(max(64, slots + 16), thread_name_prefix="forge-build"),
     )
     # The heartbeat's own connection leaves a hung server (its socket open, no answer) well
-    # within the grace period: it pings often (stale after 4 unanswered pings), its
-    # requests wait a quarter of the grace period at most, and a heartbeat that times out
-    # moves it to the next server at once (`sweeper.run_heartbeats`).
+    # within the grace period: it pings often while its server is silent (stale after 4
+    # unanswered pings; `dial.ping_due`), its requests wait a quarter of the grace period
+    # at most, and a heartbeat that times out moves it to the next server at once
+    # (`sweeper.run_heartbeats`).
     grace = settings.node_grace_s
     node_bus = BusConnection(settings.nats_url, "forge-orchestrator-node",
                              streams=bus_streams(settings), credentials=credentials,
