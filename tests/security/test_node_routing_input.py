@@ -19,11 +19,13 @@ import pytest
 from websockets.sync.client import connect
 
 from forge.lifecycle import states
+from forge.quotas.limiter import active_slots
 from forge.store.models import Scenario
 
 from ..orchestrator.conftest import MakeOrch, make_orch  # noqa: F401  (fixture)
-from ..spawn.conftest import MakeSpawn, make_spawn  # noqa: F401  (fixture)
+from ..spawn.conftest import MakeSpawn, SpawnEnv, make_spawn  # noqa: F401  (fixture)
 from ..spawn.test_spawn_api import key_for, receipt_for, spawn
+from ..support.polling import until
 
 pytestmark = pytest.mark.root
 
@@ -56,6 +58,14 @@ class Trap:
         self._stop = True
         self._thread.join(timeout=2)
         self.sock.close()
+
+
+def row_of(env: SpawnEnv, scenario_id: str) -> tuple[str, str | None]:
+    """The lab's state and its reason, from the store."""
+    with env.state.ctx.db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        assert row is not None
+        return row.state, row.state_reason
 
 
 def test_learner_input_never_chooses_the_node_url(make_spawn: MakeSpawn,  # noqa: F811
@@ -110,11 +120,6 @@ def test_learner_input_never_chooses_the_node_url(make_spawn: MakeSpawn,  # noqa
                 while "real-42" not in seen:
                     data = ws.recv(timeout=20)
                     seen += data.decode(errors="replace") if isinstance(data, bytes) else data
-            # Destroy, with the same extras, reaches the real node and tears the lab down.
-            resp = client.delete(f"/v1/scenarios/{sid}", params=evil,
-                                 headers={**headers, "x-forge-node-url": trap.url})
-            assert resp.status_code == 200 and resp.json()["state"] == states.DELETED
-            assert sid not in {i.lab_id for i in node.runtime.list()}
             # The node gone: its 503 comes whole (when to retry, which node), unprefixed.
             node.stop()
             resp = client.post(f"/v1/scenarios/{sid}/extend", headers=headers)
@@ -122,6 +127,21 @@ def test_learner_input_never_chooses_the_node_url(make_spawn: MakeSpawn,  # noqa
             assert resp.headers.get("retry-after") == "10", resp.headers
             assert resp.json()["details"] == [{"field": "node_id", "value": "n1"}], resp.text
             assert resp.json()["message"].startswith("lab node n1 is unreachable"), resp.text
+            # Destroy, with the same extras, goes to no other server: the node does not
+            # answer, so the delete is kept on the lab's row, and said so.
+            resp = client.delete(f"/v1/scenarios/{sid}", params=evil,
+                                 headers={**headers, "x-forge-node-url": trap.url})
+            assert resp.status_code == 503 and resp.json()["error"] == "lab_node_unreachable"
+            assert "the delete is kept" in resp.json()["message"], resp.text
+            assert active_slots(env.state.ctx.db, "t1") == 1
+            # The node back (a restart adopts the lab, running): it carries the delete out,
+            # without grading, and frees the slot. (It kept both until the lab's deadline,
+            # then graded it as expired: a verdict for a lab its learner had deleted.)
+            back = make_orch(FORGE_NODE_ID="n1")
+            until(lambda: row_of(env, sid)[0] == states.DELETED, "the kept delete done")
+            assert row_of(env, sid)[1] == "deleted on request"
+            assert sid not in {i.lab_id for i in back.runtime.list()}
+            until(lambda: active_slots(env.state.ctx.db, "t1") == 0, "the slot released")
         assert trap.hits == 0
     finally:
         trap.close()

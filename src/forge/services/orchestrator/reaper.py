@@ -16,6 +16,7 @@ from forge.evidence.artifact_store import COMPLETION_FILE
 from forge.lifecycle import states
 from forge.lifecycle.ending import ending_of
 from forge.lifecycle.torn_down import discard_scenario_files
+from forge.lifecycle.wanted_delete import DELETE_REASON, delete_wanted
 from forge.services.orchestrator.end_notices import notice_unnoticed
 from forge.services.orchestrator.grade_lab import (
     complete,
@@ -125,7 +126,11 @@ async def reap_once(state: OrchestratorState) -> int:
         if current != states.RUNNING and state.lock_for(scenario_id).locked():
             continue
         try:
-            if current in (states.RUNNING, states.GRADING):
+            if current == states.RUNNING and await state.blocking(
+                    _delete_wanted, state, scenario_id):
+                # Asked for while this node did not answer (`lifecycle.wanted_delete`).
+                await end_without_grading(state, scenario_id, states.DELETED, DELETE_REASON)
+            elif current in (states.RUNNING, states.GRADING):
                 await complete(state, scenario_id, "expired")
             elif current == states.LAUNCHING:
                 await resume_launch(state, scenario_id)
@@ -262,6 +267,12 @@ async def _end_if_still_broken(state: OrchestratorState, scenario_id: str,
                      "reconcile); left running", scenario_id)
             return
     await end_without_grading(state, scenario_id, states.FAILED, reason)
+
+
+def _delete_wanted(state: OrchestratorState, scenario_id: str) -> bool:
+    with state.ctx.db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        return row is not None and delete_wanted(row.details)
 
 
 def _state_of(state: OrchestratorState, scenario_id: str) -> str | None:

@@ -18,6 +18,7 @@ from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, ScenarioRow, history, load
 from forge.lifecycle.visibility import LEARNER_HOST, learner_view
+from forge.lifecycle.wanted_delete import DELETE_REASON
 from forge.services.common.auth import (
     bearer_token,
     carries_operator,
@@ -156,7 +157,7 @@ async def delete_scenario(scenario_id: str, request: Request) -> dict[str, Any]:
     check_holder(request, row)
     try:
         final = await end_without_grading(orch(request), row.scenario_id, states.DELETED,
-                                          "deleted on request")
+                                          DELETE_REASON)
     except IllegalTransition as exc:
         raise ForgeError("illegal_transition", 409, str(exc)) from None
     return {"scenario_id": scenario_id, "state": final}

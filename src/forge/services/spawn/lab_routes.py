@@ -7,11 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from forge.errors import ForgeError
 from forge.lifecycle import states
 from forge.lifecycle.store import ScenarioRecord
+from forge.lifecycle.wanted_delete import want_delete
 from forge.services.common.openapi import errors
+from forge.services.spawn.caller_deps import spawn_state
+from forge.services.spawn.node_routing import DELETE_KEPT_ON, delete_kept
 from forge.services.spawn.routes import owned_scenario
 from forge.services.spawn.web.backend import BackendError
 from forge.services.spawn.web.state import web_state
@@ -58,4 +63,13 @@ async def destroy(scenario_id: str, request: Request) -> dict[str, Any]:
         # for good, which answered `503 lab_node_unreachable` ("the lab fails by itself")
         # for a lab its node's loss had failed, on every retry.
         return {"scenario_id": row.scenario_id, "state": row.state}
-    return await _on_node(request, row, "DELETE", "/v1/scenarios/{}")
+    try:
+        return await _on_node(request, row, "DELETE", "/v1/scenarios/{}")
+    except ForgeError as exc:
+        if exc.code not in DELETE_KEPT_ON or not await run_in_threadpool(
+                want_delete, spawn_state(request).ctx.db, row.scenario_id):
+            raise
+        # Kept on the row: the node deletes it at its reaper's next pass once it is back
+        # (a restart adopted the lab running, and it held the learner's slot until its
+        # deadline, then was graded); a node that does not come back fails it.
+        raise delete_kept(exc, row.node_id) from None

@@ -1,0 +1,52 @@
+"""A delete asked for while the lab's node did not answer, kept in the store until the node
+carries it out.
+
+spawn_service answered such a delete `503 lab_node_unreachable` and kept nothing: a node
+restarted within its grace period adopted the lab again, running, and it held the learner's
+quota slot until its deadline, when it was graded as expired (a verdict for a lab the
+learner had deleted), unless the learner thought of asking again. The wanted delete is
+written on the row instead, with the deadline brought forward to now: the holding node's
+reaper, which already looks for running labs past their deadline, reaches it at its next
+pass (after a restart too) and deletes it without grading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from forge.lifecycle import states
+from forge.store.db import Database
+from forge.store.models import Scenario
+from forge.store.timestamps import aware
+
+WANTED_KEY = "delete_wanted"  # in the row's details: when the delete was asked for
+DELETE_REASON = "deleted on request"
+
+_LOCKED = select(Scenario.state, Scenario.details, Scenario.expires_at).where(
+    Scenario.scenario_id == bindparam("sid")).with_for_update()
+
+
+def want_delete(db: Database, scenario_id: str) -> bool:
+    """Keep a delete of a ``running`` lab for its node to carry out; False (nothing kept)
+    when the lab is not running (a launch or a grading finishes by itself, and a finished
+    one has nothing left to delete)."""
+    now = datetime.now(UTC)
+    with db.session() as sess:
+        conn = sess.connection()
+        row = conn.execute(_LOCKED, {"sid": scenario_id}).first()
+        if row is None or row.state != states.RUNNING:
+            return False
+        deadline = now if row.expires_at is None else min(aware(row.expires_at), now)
+        conn.execute(update(Scenario).where(Scenario.scenario_id == scenario_id).values(
+            details={**(row.details or {}), WANTED_KEY: now.isoformat()},
+            expires_at=deadline, updated_at=now))
+    return True
+
+
+def delete_wanted(details: Mapping[str, Any] | None) -> bool:
+    """Was a delete of this scenario kept for its node (``want_delete``)?"""
+    return details is not None and WANTED_KEY in details
