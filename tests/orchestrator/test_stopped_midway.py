@@ -20,6 +20,8 @@ import pytest
 from forge.evidence.artifact_store import discard_raw_evidence
 from forge.grading.live_record import record_path
 from forge.grading.runner import grade
+from forge.lifecycle.store import history
+from forge.lifecycle.wanted_delete import want_delete
 from forge.runtime import RuntimeFault, StoppedMidway
 from forge.runtime.local.restarts import StartCutShort
 from forge.templates.variables import render
@@ -114,10 +116,17 @@ def test_a_launch_cut_short_stays_launching_and_the_next_start_builds_it(
     assert row.state == "launching", (row.state, row.state_reason)
     assert first.runtime.list() == []  # nothing half-built
     first.stop()  # the stop that cut it short ends; the next start resumes the launch
+    # Its learner deletes it meanwhile: the node does not answer, so spawn_service keeps
+    # the delete on the row (`want_delete`, what its DELETE route does then).
+    assert want_delete(first.state.ctx.db, sid)
     second = make_orch()
-    row = second.wait_state(sid, "running", "failed", timeout=30)
-    assert row.state == "running", row.state_reason
+    row = second.wait_state(sid, "deleted", "failed", timeout=30)
+    assert row.state == "deleted" and row.state_reason == "deleted on request"
     assert row.details["launch_attempts"] == 2  # the first launch and this start's resume
+    # Built (the next start resumes the launch), then deleted without grading: it ran
+    # until its deadline and was graded though its learner had deleted it.
+    assert [m["to"] for m in history(second.state.ctx.db, sid)][-2:] == ["running", "deleted"]
+    assert second.runtime.list() == []
 
 
 def with_live_check(template: Any) -> Any:

@@ -31,14 +31,14 @@ _LOCKED = select(Scenario.state, Scenario.details, Scenario.expires_at).where(
 
 
 def want_delete(db: Database, scenario_id: str) -> bool:
-    """Keep a delete of a ``running`` lab for its node to carry out; False (nothing kept)
-    when the lab is not running (a launch or a grading finishes by itself, and a finished
-    one has nothing left to delete)."""
+    """Keep a delete of a ``launching`` or ``running`` lab for its node to carry out; False
+    (nothing kept) otherwise (a grading finishes by itself, a finished lab has nothing left
+    to delete). A launch that finishes keeps the deadline of now (``deadline_when_running``)."""
     now = datetime.now(UTC)
     with db.session() as sess:
         conn = sess.connection()
         row = conn.execute(_LOCKED, {"sid": scenario_id}).first()
-        if row is None or row.state != states.RUNNING:
+        if row is None or row.state not in (states.LAUNCHING, states.RUNNING):
             return False
         deadline = now if row.expires_at is None else min(aware(row.expires_at), now)
         conn.execute(update(Scenario).where(Scenario.scenario_id == scenario_id).values(
@@ -50,3 +50,13 @@ def want_delete(db: Database, scenario_id: str) -> bool:
 def delete_wanted(details: Mapping[str, Any] | None) -> bool:
     """Was a delete of this scenario kept for its node (``want_delete``)?"""
     return details is not None and WANTED_KEY in details
+
+
+def deadline_when_running(db: Database, scenario_id: str, deadline: datetime) -> datetime:
+    """The deadline a lab being marked running gets: ``deadline``, or now when its delete was
+    kept while it launched (the reaper then deletes it at its next pass: a lab built after
+    a restart ran, and was graded, though its learner had deleted it)."""
+    with db.read() as sess:
+        row = sess.get(Scenario, scenario_id)
+        wanted = row is not None and delete_wanted(row.details)
+    return min(deadline, datetime.now(UTC)) if wanted else deadline

@@ -15,6 +15,7 @@ from typing import Any
 from forge.faults import crash_point
 from forge.lifecycle import states
 from forge.lifecycle.store import Transition, audit_move, move
+from forge.lifecycle.wanted_delete import deadline_when_running
 from forge.runtime.base import (
     BuildsStopped,
     LabInfo,
@@ -175,7 +176,8 @@ async def mark_running(state: OrchestratorState, scenario_id: str, plan_name: st
     plan = state.catalog.get(plan_name)
     if plan is not None:
         minutes = min(minutes, plan.max_lab_minutes)
-    deadline = datetime.now(UTC) + timedelta(minutes=minutes)
+    deadline = await state.blocking(deadline_when_running, state.ctx.db, scenario_id,
+                                    datetime.now(UTC) + timedelta(minutes=minutes))
     running = await state.blocking(
         lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.RUNNING,
                      "lab running", updates={"expires_at": deadline},
