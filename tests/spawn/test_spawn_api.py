@@ -22,9 +22,11 @@ from forge.bus.contracts import ScenarioEndedV1, publish_event
 from forge.entitlements.grants import grant
 from forge.identity.apikeys import create_api_key, revoke_api_key
 from forge.identity.roles import record_role
+from forge.lifecycle.store import move
 from forge.quotas.limiter import active_slots, release
 from forge.store import idempotency
 from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, Scenario
+from forge.store.timestamps import aware
 from forge.tokens import SAT, verify_token
 
 from ..services.conftest import SECRETS
@@ -113,6 +115,42 @@ def test_receipt_identifies_the_learner_without_other_credentials(spawn_env: Spa
         assert alone.status_code == 401 and alone.json()["error"] == "invalid_receipt"
         mine = client.delete(f"/v1/scenarios/{sid}", headers=receipt)
         assert mine.status_code not in (401, 404), mine.text  # hers: on to the orchestrator
+
+
+def test_a_delete_the_orchestrator_did_not_answer_is_kept_on_the_row(
+        spawn_env: SpawnEnv) -> None:
+    """The orchestrator down (restarting), a delete of a running lab is kept for it to do
+    once back (its reaper: `tests/security/test_node_routing_input.py`), and the answer
+    says so; before, nothing was kept and the lab, adopted running by the restart, held
+    its slot until its deadline and was graded then."""
+    db = spawn_env.state.ctx.db
+    grant(db, "acme", "FREE")
+    headers = key_for(spawn_env)
+    with spawn_env.client() as client:
+        sid = spawn(client, headers).json()["scenario_id"]
+        # pending: the spawn is not built yet, nothing to keep (it settles by itself)
+        assert client.delete(f"/v1/scenarios/{sid}", headers=headers).status_code == 502
+        assert "delete_wanted" not in _row(spawn_env, sid).details
+        # launched and running (the orchestrator's moves), its deadline an hour away
+        root = spawn_env.settings.storage_root
+        move(db, root, sid, "launching", "taken")
+        move(db, root, sid, "running", "lab running",
+             updates={"expires_at": datetime.now(UTC) + timedelta(hours=1)})
+        resp = client.delete(f"/v1/scenarios/{sid}", headers=headers)
+        assert resp.status_code == 502 and resp.json()["error"] == "backend_unreachable"
+        assert "the delete is kept" in resp.json()["message"], resp.text
+    row = _row(spawn_env, sid)
+    assert row.state == "running" and "delete_wanted" in row.details
+    assert row.expires_at is not None
+    assert aware(row.expires_at) <= datetime.now(UTC)  # due at the reaper's next pass
+
+
+def _row(env: SpawnEnv, scenario_id: str) -> Scenario:
+    with env.state.ctx.db.read() as sess:
+        found = sess.get(Scenario, scenario_id)
+        assert found is not None
+        sess.expunge(found)
+        return found
 
 
 def test_no_entitlement_is_403(spawn_env: SpawnEnv) -> None:

@@ -32,16 +32,17 @@ def node_silent_after_send(node_id: str | None) -> ForgeError:
                       headers={"Retry-After": "10"})
 
 
-# A node that did not carry out a delete: it does not answer, or it is stopping (a restart).
-DELETE_KEPT_ON = frozenset({"lab_node_unreachable", "service_stopping"})
+# A node that did not carry out a delete: it does not answer, or it is stopping (a restart);
+# `backend_unreachable` is the one orchestrator of an installation without lab nodes.
+DELETE_KEPT_ON = frozenset({"lab_node_unreachable", "service_stopping", "backend_unreachable"})
 
 
 def delete_kept(refused: ForgeError, node_id: str | None) -> ForgeError:
-    """The node's 503 for a delete now kept on the lab's row (`want_delete`), its code and
-    Retry-After unchanged: said, so the learner knows the lab goes once its node is back,
-    without asking again."""
+    """The node's refusal (502 or 503) of a delete now kept on the lab's row (`want_delete`),
+    its code and Retry-After unchanged: said, so the learner knows the lab goes once its
+    node is back, without asking again."""
     who = f"lab node {node_id}" if node_id else "the lab's node"
-    return ForgeError(refused.code, 503,
+    return ForgeError(refused.code, refused.status,
                       f"{who} did not answer or is restarting; the delete is "
                       "kept: the lab is deleted when the node is back, and fails by itself if "
                       "the node does not come back", [{"field": "node_id", "value": node_id}],
