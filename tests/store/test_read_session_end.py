@@ -4,6 +4,9 @@ ORM rollback first, which only redid the session's bookkeeping on every request.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
@@ -54,4 +57,40 @@ def test_a_read_is_closed_without_an_orm_rollback(db_url: str) -> None:
     finally:
         event.remove(Session, "after_soft_rollback", rolled_back)
         event.remove(Session, "after_transaction_end", ended)
+        db.dispose()
+
+
+@pytest.mark.parametrize("engine", [pytest.param("sqlite", id="sqlite_only")])
+def test_a_connection_read_begins_no_orm_transaction_and_shares_its_snapshot(
+        tmp_path: Path, engine: str) -> None:
+    """A read that only runs statements on its connection (a status poll's: the caller,
+    the scenario row) pays for no ORM transaction; one that also asks the ORM sees the
+    same snapshot, whatever was written meanwhile."""
+    db = _store(f"sqlite:///{tmp_path}/forge.db")
+    begun: list[Session] = []
+
+    def began(sess: Session, _trans: object, _conn: object) -> None:
+        begun.append(sess)
+
+    event.listen(Session, "after_begin", began)
+    try:
+        with db.session() as sess:
+            sess.execute(text("CREATE TABLE probe (n INTEGER)"))
+            sess.execute(text("INSERT INTO probe VALUES (1)"))
+        begun.clear()
+        with db.reading() as read:
+            conn = read.connection()
+            assert conn.exec_driver_sql("SELECT count(*) FROM probe").scalar() == 1
+            assert begun == []  # no ORM transaction for a connection's statements
+            with db.session() as sess:  # a write committed during the read
+                sess.execute(text("INSERT INTO probe VALUES (2)"))
+            begun.clear()
+            with db.read() as same:  # the block's one session, now through the ORM
+                assert same is read
+                assert same.execute(text("SELECT count(*) FROM probe")).scalar_one() == 1
+            assert read.connection() is conn
+        with db.read() as sess:  # a new snapshot: the write made meanwhile
+            assert sess.execute(text("SELECT count(*) FROM probe")).scalar_one() == 2
+    finally:
+        event.remove(Session, "after_begin", began)
         db.dispose()
