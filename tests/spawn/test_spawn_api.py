@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -13,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import nats as nats_client
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from forge.billing import ledger
 from forge.billing.receipts import issue_receipt
@@ -25,6 +28,7 @@ from forge.identity.roles import record_role
 from forge.lifecycle.store import move
 from forge.quotas.limiter import active_slots, release
 from forge.store import idempotency
+from forge.store.db import Database
 from forge.store.models import IdempotencyRecord, QuotaSlot, RateCounter, Scenario
 from forge.store.timestamps import aware
 from forge.tokens import SAT, verify_token
@@ -518,6 +522,25 @@ def test_a_refused_spawn_uses_none_of_the_minute_allowance(make_spawn: MakeSpawn
     assert counts == {f"tenant:{tenant}": 2, f"subject:{tenant}/alice": 2}
 
 
+@contextmanager
+def store_threads(db: Database) -> Iterator[list[str]]:
+    """The names of the threads that took a connection of `db` (its read or write engine)
+    inside the block: which threads a request's reads and writes ran on."""
+    seen: list[str] = []
+    engines = {db.engine, getattr(db, "_read_engine", None) or db.engine}
+
+    def note(*_: object) -> None:
+        seen.append(threading.current_thread().name)
+
+    for engine in engines:
+        event.listen(engine, "checkout", note)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "checkout", note)
+
+
 def test_slot_released_on_terminal_event(spawn_env: SpawnEnv) -> None:
     grant(spawn_env.state.ctx.db, "acme", "FREE")  # 1 concurrent
     headers = key_for(spawn_env)
@@ -533,11 +556,16 @@ def test_slot_released_on_terminal_event(spawn_env: SpawnEnv) -> None:
                                         state="completed")
                 await publish_event(pub, ended, msg_id="done-" + ended.scenario_id)
 
-        asyncio.run(complete())
-        deadline = time.monotonic() + 10
-        while active_slots(spawn_env.state.ctx.db, "acme") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with store_threads(spawn_env.state.ctx.db) as used:
+            asyncio.run(complete())
+            deadline = time.monotonic() + 10
+            while active_slots(spawn_env.state.ctx.db, "acme") and time.monotonic() < deadline:
+                time.sleep(0.05)
         assert active_slots(spawn_env.state.ctx.db, "acme") == 0
+        # The release is written on the store's writer thread, as the service's other
+        # writes, not on an AnyIO worker (this test's own slot reads: its main thread).
+        assert any(name.startswith("db-write") for name in used), used
+        assert not [name for name in used if "AnyIO" in name], used
         assert spawn(client, headers).status_code == 201
 
 
@@ -574,9 +602,16 @@ def test_access_token_exchanged_once_for_cookie(spawn_env: SpawnEnv) -> None:
     assert created["access_url"].startswith(f"/v1/access/{created['scenario_id']}?token=")
     url = urlparse(created["access_url"])
     assert parse_qs(url.query)["token"]
-    with spawn_env.client() as browser:
+    db = spawn_env.state.ctx.db
+    with spawn_env.client() as browser, store_threads(db) as used:
         resp = browser.get(f"{url.path}?{url.query}")
         assert resp.status_code == 303
+        # The exchange's reads (is the key that started the lab still live?) run inline on
+        # SQLite, as every request's reads, and its one write (the token used up) on the
+        # store's writer thread: no AnyIO worker hop for either.
+        assert any(name.startswith("db-write") for name in used), used
+        if db.reads_inline:  # elsewhere (PostgreSQL) a read waits on a worker thread
+            assert not [name for name in used if "AnyIO" in name], used
         assert resp.headers["location"] == f"/lab/{created['scenario_id']}"
         cookie = resp.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
-from starlette.concurrency import run_in_threadpool
 
 from forge.errors import ForgeError
 from forge.identity.caller import (
@@ -19,6 +18,7 @@ from forge.identity.caller import (
 from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.services.common.host_cookies import forwarded_secure
 from forge.services.common.openapi import errors
+from forge.services.common.store_reads import read_call
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.state import SpawnState
 from forge.tokens import (
@@ -77,25 +77,27 @@ async def exchange(scenario_id: str, request: Request,
         wanted[OPENED_WITH_KEY] = claims[OPENED_WITH_KEY]
     session, session_claims = mint_token_claims(state.settings.sat, SESSION, wanted,
                                                 ttl_s=SESSION_TTL_S)
-    if OPENED_WITH_KEY in wanted and await run_in_threadpool(session_revoked, state.ctx.db,
-                                                             session_claims):
+    # Its reads inline on SQLite (`read_call`), its one write on the store's writer thread:
+    # an AnyIO worker hop each cost more CPU than the read itself (every lab opens once).
+    db = state.ctx.db
+    if OPENED_WITH_KEY in wanted and await read_call(db, session_revoked, db, session_claims):
         raise ForgeError("key_revoked", 401, "token: the API key that started this lab was "
                          "revoked, so its access link no longer opens it; sign in instead")
     existing = request.cookies.get(SESSION_COOKIE)
     current = caller_from_session(state.settings, existing) if existing else None
     owner = (str(claims["tenant_id"]), str(claims["sub"]))
     if current is not None and not current.owns(*owner) and existing is not None and \
-            not await run_in_threadpool(_revoked, state, existing):
+            not await read_call(db, _revoked, state, existing):
         raise ANOTHER_LEARNER  # the link stays unused, for its learner's own browser
     expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
     try:
-        await run_in_threadpool(consume_once, state.replay, str(claims["jti"]), "ACC", expires)
+        await db.write(consume_once, state.replay, str(claims["jti"]), "ACC", expires)
     except TokenReplayed:
         raise ForgeError("token_replayed", 401,
                          "token: this access link was already used") from None
     response = RedirectResponse(f"/lab/{scenario_id}", status_code=303)
     if current is not None and current.scenario_scope is None and current.owns(*owner) \
-            and existing is not None and not await run_in_threadpool(_revoked, state, existing):
+            and existing is not None and not await read_call(db, _revoked, state, existing):
         return response  # a signed-in learner already has a wider session (still live)
     response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL_S, httponly=True,
                         secure=_is_https(request), samesite="strict", path="/")
