@@ -12,6 +12,7 @@ import pytest
 from forge.authoring.scaffold import ScaffoldError, scaffold
 from forge.content import content_path
 
+from ..cli.test_storage_option import forge as forge_in_process
 from .conftest import Forge
 
 pytestmark = pytest.mark.root
@@ -87,6 +88,26 @@ def test_lab_new_refuses_a_bad_name(forge: Forge, tmp_path: Path) -> None:
             scaffold(name, tmp_path / "labs", tmp_path / "images")
         assert err.value.code == "invalid_lab_name" and "name:" in err.value.message
     assert not (tmp_path / "labs").exists() and not (tmp_path / "images").exists()
+
+
+def test_lab_new_makes_no_storage_root_and_its_image_stub_builds_as_it_says(
+        tmp_path: Path) -> None:
+    """The tutorial's first step made ./storage (dev secrets) in the author's scratch folder,
+    warning that "keys and grants made here" are seen only by services using it; and the
+    image stub said to build with `forge image build NAME`, which looks in the shipped
+    folder and failed without naming FORGE_IMAGE_DIR."""
+    env: dict[str, str | None] = {"STORAGE_ROOT": str(tmp_path / "storage"),
+                                  "FORGE_IMAGE_DIR": None, "FORGE_TEMPLATE_DIR": None}
+    images = tmp_path / "images"
+    code, _, err = forge_in_process(env, "lab", "new", "vault-code", "--dir",
+                                    str(tmp_path / "labs"), "--image-dir", str(images))
+    assert code == 0, err
+    assert "storage root" not in err and not (tmp_path / "storage").exists()
+    stub = (images / "vault-code.yaml").read_text()
+    assert f"`FORGE_IMAGE_DIR={images} forge image build vault-code`" in stub
+    code, _, err = forge_in_process(env, "image", "build", "vault-code")
+    assert code == 1
+    assert "set FORGE_IMAGE_DIR to the folder holding vault-code.yaml" in err
 
 
 def test_lab_new_refuses_a_shipped_labs_name(forge: Forge, tmp_path: Path) -> None:

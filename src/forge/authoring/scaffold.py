@@ -10,6 +10,7 @@ in the image directory. Nothing is overwritten: if any file exists, none is writ
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from forge.content import TEMPLATES, content_path
@@ -141,7 +142,9 @@ echo "I could not find it" > /workspace/answer.txt
 
 IMAGE = """\
 # Image of the {name} lab: `base` plus what your lab needs (docs/images.md).
-# Build it with `forge image build {name}`, then set `image: {name}` in the template.
+# Build it with `FORGE_IMAGE_DIR={image_dir} forge image build {name}`, then set
+# `image: {name}` in the template (the services and `forge lab test` need that
+# FORGE_IMAGE_DIR too).
 name: {name}
 description: The base userland for the {name} lab.
 suite: bookworm
@@ -202,6 +205,7 @@ def scaffold(name: str, templates_dir: Path, images_dir: Path) -> list[Path]:
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "x", encoding="utf-8") as fh:
-            fh.write(text.format(name=name, packages=base_packages))
+            fh.write(text.format(name=name, packages=base_packages,
+                                 image_dir=shlex.quote(str(images_dir))))
         written.append(path)
     return written

@@ -41,7 +41,8 @@ def _definitions(names: list[str], images_dir: Path) -> dict[str, ImageDefinitio
     missing = [name for name, definition in found.items() if definition is None]
     if missing:
         raise ForgeError("unknown_image", 404, f"no image definition named "
-                         f"{', '.join(missing)} in {images_dir}")
+                         f"{', '.join(missing)} in {images_dir} (FORGE_IMAGE_DIR): set "
+                         f"FORGE_IMAGE_DIR to the folder holding {missing[0]}.yaml")
     return {name: d for name, d in found.items() if d is not None}
 
 

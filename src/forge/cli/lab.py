@@ -35,10 +35,15 @@ def new(name: str = typer.Argument(..., help="The lab's name (a-z, 0-9, inner da
     """Scaffold a lab that passes `forge lab test` as written; never overwrites a file."""
     from forge.authoring.scaffold import scaffold
 
-    settings = settings_or_exit()
+    # Settings only for a folder not given: loading them in dev makes a storage root (its
+    # dev secrets), which the tutorial's `--dir labs --image-dir images` never needs.
+    templates_dir, images_dir = directory, image_dir
+    if templates_dir is None or images_dir is None:
+        settings = settings_or_exit()
+        templates_dir = templates_dir or settings.templates_dir
+        images_dir = images_dir or settings.images_dir
     try:
-        written = scaffold(name, directory or settings.templates_dir,
-                           image_dir or settings.images_dir)
+        written = scaffold(name, templates_dir, images_dir)
     except ForgeError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2 if exc.status == 422 else 1) from None
