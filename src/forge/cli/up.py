@@ -239,8 +239,9 @@ def register(app: typer.Typer) -> None:
                                          "1, or a JetStream cluster of 3 or 5."),
         separate_storage: bool = typer.Option(
             False, "--separate-storage", help="Give each service and node its own "
-            "STORAGE_ROOT under the storage root (for services that share no disk; verdicts "
-            "verify only once evidence travels over JetStream, issue 15 item 4)."),
+            "STORAGE_ROOT, STORAGE/roots/<spawn|scoreboard|node-i> (services that share no "
+            "disk; evidence crosses the bus, so verdicts verify, their files under "
+            "roots/scoreboard/; docs/scale-out.md)."),
     ) -> None:
         """Start NATS and the services (N lab nodes); print URLs; stop everything on Ctrl-C."""
         teardown = check_flags(nodes, nats_cluster, nats_port, teardown)
