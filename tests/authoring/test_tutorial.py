@@ -110,6 +110,20 @@ def test_lab_new_makes_no_storage_root_and_its_image_stub_builds_as_it_says(
     assert "set FORGE_IMAGE_DIR to the folder holding vault-code.yaml" in err
 
 
+def test_an_image_folder_of_ones_own_says_it_replaces_the_shipped_images(
+        tmp_path: Path) -> None:
+    """Section 3 sets FORGE_IMAGE_DIR=images; the scaffolded host (and every host naming
+    no image) is on `base`, which that folder lacks: `forge lab test` failed each step
+    with "image base is not defined" and no word of what to do."""
+    from forge.images import ImageNotBuilt, resolve_image
+
+    scaffold("vault-code", tmp_path / "labs", tmp_path / "images")
+    with pytest.raises(ImageNotBuilt) as err:
+        resolve_image("base", tmp_path / "images", tmp_path / "cache")
+    assert "replaces the shipped images: copy those the lab uses, such as base.yaml, " \
+        "into it" in err.value.message
+
+
 def test_lab_new_refuses_a_shipped_labs_name(forge: Forge, tmp_path: Path) -> None:
     """`forge lab new netplus` in a directory of one's own wrote a second `netplus`: copied
     next to the shipped templates (section 7) it replaces the shipped lab, and in an

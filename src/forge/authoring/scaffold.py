@@ -144,7 +144,8 @@ IMAGE = """\
 # Image of the {name} lab: `base` plus what your lab needs (docs/images.md).
 # Build it with `FORGE_IMAGE_DIR={image_dir} forge image build {name}`, then set
 # `image: {name}` in the template (the services and `forge lab test` need that
-# FORGE_IMAGE_DIR too).
+# FORGE_IMAGE_DIR too; it replaces the shipped images: copy base.yaml and the others
+# your hosts use into it).
 name: {name}
 description: The base userland for the {name} lab.
 suite: bookworm

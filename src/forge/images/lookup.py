@@ -42,7 +42,9 @@ class ImageNotBuilt(TemplateImageError):
 
     def __init__(self, name: str, defined: bool) -> None:
         hint = (f"run forge image build {name}" if defined
-                else "no definition of that name in FORGE_IMAGE_DIR")
+                else "no definition of that name in FORGE_IMAGE_DIR (a folder set there "
+                "replaces the shipped images: copy those the lab uses, such as base.yaml, "
+                "into it)")
         super().__init__("image_not_built" if defined else "unknown_image", 409,
                          f"image {name} is not {'built' if defined else 'defined'}: {hint}",
                          [{"field": "image", "image": name}])
