@@ -8,6 +8,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from .test_storage_option import forge
 
 
@@ -29,3 +31,23 @@ def test_nodes_list_on_a_dead_node_says_to_ask_another(tmp_path: Path) -> None:
                         "ORCHESTRATOR_URL names the lab node to ask: any live node answers "
                         "for all of them, so set it to another node's FORGE_NODE_URL"], err
         assert "Traceback" not in out + err
+
+
+def test_with_nothing_running_it_says_to_start_the_platform(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newcomer's `forge nodes list` (or `forge scenarios …`) with no platform up, or one
+    up on another storage root, called the default port and was told to ask "another
+    node": with neither ORCHESTRATOR_URL nor a `forge up` on the root, it now says to start
+    the platform or point the command at it."""
+    from forge.cli.context import unreachable_next_step
+    from forge.config import load_settings
+
+    root = tmp_path / "storage"
+    monkeypatch.delenv("ORCHESTRATOR_URL", raising=False)
+    settings = load_settings({"FORGE_ENV": "dev", "STORAGE_ROOT": str(root)})
+    assert unreachable_next_step(settings, "ORCHESTRATOR_URL", "; other") == (
+        f"; no forge up runs on {root} and ORCHESTRATOR_URL is unset: start the platform "
+        "(forge up), or point this command at it (forge --storage ROOT of its forge up, "
+        "or ORCHESTRATOR_URL)")
+    monkeypatch.setenv("ORCHESTRATOR_URL", "http://127.0.0.1:1")
+    assert unreachable_next_step(settings, "ORCHESTRATOR_URL", "; other") == "; other"

@@ -35,6 +35,18 @@ def service_url(settings: Settings, variable: str, default: str) -> str:
             or default).rstrip("/")
 
 
+def unreachable_next_step(settings: Settings, variable: str, otherwise: str = "") -> str:
+    """What to do when the service an operator command calls does not answer: with neither
+    ``variable`` set nor a `forge up` holding this storage root, the command called the
+    default address, so most likely nothing runs (or it runs on another root or ports):
+    say so; else ``otherwise`` (e.g. "ask another node")."""
+    if os.environ.get(variable) or running_services(settings.storage_root):
+        return otherwise
+    return (f"; no forge up runs on {settings.storage_root} and {variable} is unset: start "
+            f"the platform (forge up), or point this command at it (forge --storage ROOT of "
+            f"its forge up, or {variable})")
+
+
 def settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings as a service would load them (from ``environ``, default the process's); a
     bad environment exits 1 with every problem. Loading may create the storage root (dev

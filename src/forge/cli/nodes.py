@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import typer
 
-from forge.cli.context import service_url, settings_or_exit
+from forge.cli.context import service_url, settings_or_exit, unreachable_next_step
 from forge.cli.output import JSON_OPTION, cell, print_json, print_table
 from forge.config.node_settings import NODE_ID_RE
 
@@ -23,9 +23,10 @@ def _call(method: str, path: str) -> dict[str, Any]:
             "authorization": f"Bearer {settings.operator.current.decode()}"})
     except httpx.TransportError as exc:
         # The node ORCHESTRATOR_URL names may be the lost one the operator is looking for.
-        typer.echo(f"error: orchestrator unreachable at {url} ({type(exc).__name__}); "
-                   "ORCHESTRATOR_URL names the lab node to ask: any live node answers for "
-                   "all of them, so set it to another node's FORGE_NODE_URL", err=True)
+        another = ("; ORCHESTRATOR_URL names the lab node to ask: any live node answers for "
+                   "all of them, so set it to another node's FORGE_NODE_URL")
+        typer.echo(f"error: orchestrator unreachable at {url} ({type(exc).__name__})"
+                   + unreachable_next_step(settings, "ORCHESTRATOR_URL", another), err=True)
         raise typer.Exit(1) from None
     try:
         body = resp.json()

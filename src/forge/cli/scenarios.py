@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import typer
 
-from forge.cli.context import service_url, settings_or_exit
+from forge.cli.context import service_url, settings_or_exit, unreachable_next_step
 from forge.lifecycle.scenario_ids import is_scenario_id
 
 app = typer.Typer(help="Operator actions on one scenario (through the orchestrator).",
@@ -26,7 +26,8 @@ def _act(action: str, scenario_id: str, reason: str) -> None:
             timeout=600,
         )
     except httpx.TransportError as exc:
-        typer.echo(f"error: orchestrator unreachable at {url} ({type(exc).__name__})", err=True)
+        typer.echo(f"error: orchestrator unreachable at {url} ({type(exc).__name__})"
+                   + unreachable_next_step(settings, "ORCHESTRATOR_URL"), err=True)
         raise typer.Exit(1) from None
     if resp.status_code != 200:
         try:
