@@ -114,6 +114,10 @@ def test_a_demo_whose_platform_is_refused_leaves_no_storage_root(tmp_path: Path)
             cwd=REPO)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "platform not started: orchestrator: cannot listen" in proc.stdout
+    # ... and says what to do next (the rich table wraps lines: compare without breaks).
+    said = " ".join(proc.stdout.split())
+    assert "give the demo other ports: --spawn-port, --orchestrator-port, --scoreboard-port" \
+        " (with make: make demo DEMO_ARGS=" in said, proc.stdout
     assert f"forge demo: not started; removed the storage root it had created: {storage}" \
         in proc.stdout + proc.stderr
     assert not storage.exists()

@@ -30,6 +30,11 @@ console = Console()
 STAGES = 8
 DEMO_PLAN = "PRO"  # what the journey buys (stage "buy a plan")
 HOST_SECTION = re.compile(r"(?m)^# host: ")  # a solution typed in several terminals
+# The next step when a port of the demo's own platform is taken (README, `make demo`).
+PORT_TAKEN = ("; free it (`ss -ltnp` names who holds it) or give the demo other ports: "
+              "--spawn-port, --orchestrator-port, --scoreboard-port (with make: "
+              "make demo DEMO_ARGS=\"--spawn-port 9082 --orchestrator-port 9083 "
+              "--scoreboard-port 9086\")")
 
 
 def _ready(url: str) -> bool:
@@ -166,7 +171,8 @@ def register(app: typer.Typer) -> None:
                         supervisor.start()
                     except StartRefused as exc:
                         refused = True
-                        raise JourneyError(f"platform not started: {exc}") from None
+                        raise JourneyError(f"platform not started: {exc}"
+                                           + (PORT_TAKEN if exc.port_taken else "")) from None
                     started = True
                     if not supervisor.wait_ready(timeout):
                         raise JourneyError(f"platform not ready; logs in "

@@ -17,6 +17,7 @@ spawned the child).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -53,7 +54,12 @@ HUNG_S = 30.0
 
 
 class StartRefused(Exception):
-    """The platform was not started; the message says why (storage held, port taken…)."""
+    """The platform was not started; the message says why (storage held, port taken…).
+    ``port_taken``: a service's port is in use, which other ports would get past."""
+
+    def __init__(self, message: str, *, port_taken: bool = False) -> None:
+        super().__init__(message)
+        self.port_taken = port_taken
 
 
 def backoff_delay(failures: int) -> float:
@@ -196,7 +202,8 @@ class Supervisor:
             try:
                 sock = self._bind(spec, taken, last)
             except PortUnavailable as exc:
-                raise StartRefused(f"{spec.name}: {exc}") from None
+                raise StartRefused(f"{spec.name}: {exc}",
+                                   port_taken=exc.errno == errno.EADDRINUSE) from None
             port = int(sock.getsockname()[1])
             taken.add(port)
             if spec.port is None:
