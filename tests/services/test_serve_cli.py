@@ -20,7 +20,13 @@ from forge.config.secrets import DEV_SECRETS_FILE
 from forge.content import content_path
 from forge.services.common.serving import ServiceName
 
-from .conftest import NATS_PASSWORDS, SECRETS, TEMPLATE_FIXTURES, with_signing_key
+from .conftest import (
+    NATS_PASSWORDS,
+    SECRETS,
+    TEMPLATE_FIXTURES,
+    prod_environ,
+    with_signing_key,
+)
 
 FORGE = [sys.executable, "-m", "forge"]
 
@@ -175,6 +181,26 @@ def test_config_check_reports_problems_and_ok(tmp_path: Path) -> None:
     assert "run `forge keys generate`" in good.stdout
     for value in SECRETS.values():
         assert value not in good.stdout
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_forge_up_says_it_will_stop_everything_without_a_signing_key(tmp_path: Path) -> None:
+    """Runbook first steps (secrets, config check, `forge up --env-file`) outside dev:
+    `forge up` warned "the scoreboard will start but not score", then waited its 120 s
+    --ready-timeout for the scoreboard's signing_key check and stopped everything. It now
+    says so, and that a key made meanwhile lets it come up (checked by hand: it does)."""
+    from forge.cli.config_check import up_key_warning
+    from forge.config import load_settings
+
+    storage = tmp_path / "storage"
+    settings = load_settings(prod_environ(storage))
+    said = up_key_warning(settings, 120.0)
+    assert said is not None and said.startswith("the scoreboard will start but not score")
+    assert said.endswith("; forge up waits 120 s (--ready-timeout) for it, then stops "
+                         "everything: run `forge keys generate` on this storage root now "
+                         "(another shell), or Ctrl-C")
+    with_signing_key(storage)
+    assert up_key_warning(settings, 120.0) is None
 
 
 def test_config_check_refuses_the_policy_bundle_the_services_refuse(tmp_path: Path) -> None:

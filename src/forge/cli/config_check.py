@@ -207,6 +207,19 @@ def signing_key_warning(settings: Settings, environ: dict[str, str] | None = Non
     return None
 
 
+def up_key_warning(settings: Settings, ready_timeout: float,
+                   environ: dict[str, str] | None = None) -> str | None:
+    """`signing_key_warning` as `forge up` says it: the scoreboard's readiness fails without
+    a key, so `forge up` waits its --ready-timeout and then stops everything; say that, and
+    that a key made meanwhile (another shell) lets it come up."""
+    key = signing_key_warning(settings, environ)
+    if key is None:
+        return None
+    return (f"{key}; forge up waits {ready_timeout:.0f} s (--ready-timeout) for it, then "
+            "stops everything: run `forge keys generate` on this storage root now (another "
+            "shell), or Ctrl-C")
+
+
 def _grants_problem(path: Path | None) -> str | None:
     """Why spawn_service could not read ENTITLEMENTS_FILE (its `store` check fails and every
     spawn relying on it is refused); None without one or when it reads."""

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge.bus.permissions import SERVICE_IDENTITIES
-from forge.cli.config_check import migration_refusal, signing_key_warning, start_refusals
+from forge.cli.config_check import migration_refusal, start_refusals, up_key_warning
 from forge.cli.lab_sweep import LabTeardown, teardown_labs
 from forge.cli.new_root import NewRoot
 from forge.config.db_url import normalize_url
@@ -286,7 +286,7 @@ def register(app: typer.Typer) -> None:
                 console.print(str(ConfigError(settings.env.value, problems)), markup=False)
                 raise typer.Exit(1)
             # Said now, not only after --ready-timeout (each service's own root otherwise)
-            key = None if separate_storage else signing_key_warning(settings, env)
+            key = None if separate_storage else up_key_warning(settings, ready_timeout, env)
             if key is not None:
                 console.print(f"forge up: warning: {key}", markup=False, soft_wrap=True)
             # A migration the store refuses would make every service exit at each start (a
