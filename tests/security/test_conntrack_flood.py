@@ -16,6 +16,11 @@ about 26 MB of the machine's unreclaimable kernel memory, the lab's cgroup unmov
 for the lab's life (9,000 u32 filters: about 2 MB). The reaper pass now deletes the root
 and ingress qdiscs (and all below them) of a NET_ADMIN host holding more than
 `traffic_control.HOST_LIMIT` qdiscs, classes and filters.
+
+Nexthop objects are the same: `ip -batch` of 100,000 `nexthop add id N via …` lines took
+5.7 s and 30 MB of `kmalloc-192` (never the cgroup-charged `kmalloc-cg-192`), the lab's
+cgroup unmoved. The reaper pass now deletes every nexthop of a NET_ADMIN host holding more
+than `nexthops.HOST_LIMIT`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
-from forge.runtime.local import conntrack
+from forge.runtime.local import conntrack, nexthops
 
 from ..support.one_lab import one_lab
 
@@ -98,3 +103,19 @@ def test_a_host_piling_up_conntrack_entries_has_them_flushed(
         kept = rt.exec(lab, "tidy", ["tc", "class", "show", "dev", "eth0"]).stdout_text
         assert len(kept.splitlines()) == 3, kept
         assert rt.trim_traffic_control() == []
+
+        # Nexthop objects: past the limit, the host's are all deleted (and routes via them).
+        monkeypatch.setattr(nexthops, "HOST_LIMIT", 100)
+        for host, count, peer in (("flood", 300, "10.203.0.11"), ("tidy", 3, "10.203.0.10")):
+            added = rt.exec(lab, host, ["ip", "-batch", "-"], stdin="".join(
+                f"nexthop add id {i} via {peer} dev eth0\n"
+                for i in range(1, count + 1)).encode() + b"route add 10.9.0.0/16 nhid 1\n")
+            assert added.exit_code == 0, (host, added.stderr_text)
+        assert rt.trim_nexthops() == [(lab, "flood", 300)]
+        left = rt.exec(lab, "flood", ["ip", "nexthop", "show"])
+        assert left.exit_code == 0 and left.stdout_text == "", left
+        assert "10.9.0.0" not in rt.exec(lab, "flood", ["ip", "route"]).stdout_text
+        # A host routing through a few, as a routing task may ask, keeps them.
+        kept = rt.exec(lab, "tidy", ["ip", "nexthop", "show"]).stdout_text
+        assert len(kept.splitlines()) == 3, kept
+        assert rt.trim_nexthops() == []

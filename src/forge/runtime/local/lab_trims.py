@@ -1,8 +1,9 @@
-"""``trim_neighbours``, ``trim_conntrack`` and ``trim_traffic_control`` of ``LocalRuntime``
-(a mixin, like ``LabTeardown``): what a learner with NET_ADMIN piles up in the machine's
-kernel tables (neighbour entries, connection-tracking entries, queueing disciplines and
-classes), which no lab's memory limit bounds, taken back from the hosts holding more than a
-lab needs (modules ``neighbours``, ``conntrack``, ``traffic_control``).
+"""``trim_neighbours``, ``trim_conntrack``, ``trim_traffic_control`` and ``trim_nexthops`` of
+``LocalRuntime`` (a mixin, like ``LabTeardown``): what a learner with NET_ADMIN piles up in
+the machine's kernel tables (neighbour entries, connection-tracking entries, queueing
+disciplines and classes, nexthop objects), which no lab's memory limit bounds, taken back
+from the hosts holding more than a lab needs (modules ``neighbours``, ``conntrack``,
+``traffic_control``, ``nexthops``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import functools
 import os
 from collections.abc import Callable
 
-from forge.runtime.local import conntrack, neighbours, traffic_control
+from forge.runtime.local import conntrack, neighbours, nexthops, traffic_control
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.reconcile import read_meta
 
@@ -48,6 +49,12 @@ class LabTrims:
         lab host holding more than ``traffic_control.HOST_LIMIT`` qdiscs, classes and filters
         (module ``traffic_control``); (lab, host, objects removed) for each."""
         return self._trim_net_admin_hosts(traffic_control.trim_host)
+
+    def trim_nexthops(self) -> builtins.list[tuple[str, str, int]]:
+        """Delete the nexthop objects of each NET_ADMIN lab host holding more than
+        ``nexthops.HOST_LIMIT`` (module ``nexthops``); (lab, host, nexthops removed) for
+        each."""
+        return self._trim_net_admin_hosts(nexthops.trim_host)
 
     def _trim_net_admin_hosts(
             self, trim: Callable[[str], int]) -> builtins.list[tuple[str, str, int]]:

@@ -214,13 +214,14 @@ class Rtnl:
         self.request(RTM_NEWROUTE, body, NLM_F_CREATE | NLM_F_EXCL,
                      what=f"route {dest} via {via}")
 
-    def _dump(self, kind: int, body: bytes) -> list[bytes]:
+    def dump(self, kind: int, body: bytes, partial: bool = False) -> list[bytes]:
         """The payload of every message of a dump (one the kernel marks interrupted, by a
-        concurrent change, is taken again, bounded)."""
+        concurrent change, is taken again, bounded; ``partial``: taken as it is, so a
+        learner changing a table without pause cannot keep a count from answering)."""
         for _ in range(DUMP_TRIES):
             got = [payload for _kind, payload in self._replies(self._send(kind, NLM_F_DUMP,
                                                                           body))]
-            if not self.interrupted:
+            if partial or not self.interrupted:
                 return got
         raise OSError(errno.EAGAIN, f"dump interrupted {DUMP_TRIES} times")
 
@@ -228,14 +229,14 @@ class Rtnl:
         """{alias (or name, without one): IPv4 address} of the ``eth*`` interfaces; an
         interface with several addresses gives its last in the kernel's order."""
         alias: dict[int, str] = {}
-        for payload in self._dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        for payload in self.dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             index = _IFINFO.unpack_from(payload)[2]
             found = dict(_attrs(payload[_IFINFO.size:]))
             name = _text(found.get(IFLA_IFNAME, b""))
             if name.startswith("eth"):
                 alias[index] = _text(found.get(IFLA_IFALIAS, b"")) or name
         addresses: dict[str, str] = {}
-        for payload in self._dump(RTM_GETADDR, _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0)):
+        for payload in self.dump(RTM_GETADDR, _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0)):
             family, index = payload[0], _IFADDR.unpack_from(payload)[4]
             found = dict(_attrs(payload[_IFADDR.size:]))
             if family == socket.AF_INET and index in alias and len(
@@ -281,7 +282,7 @@ class Rtnl:
         """The hardware address of each link of this namespace, by interface index."""
         found = ((_IFINFO.unpack_from(payload)[2],
                   dict(_attrs(payload[_IFINFO.size:])).get(IFLA_ADDRESS))
-                 for payload in self._dump(RTM_GETLINK,
+                 for payload in self.dump(RTM_GETLINK,
                                            _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)))
         return {index: address for index, address in found if address}
 

@@ -305,6 +305,14 @@ async def trim_traffic_control(state: OrchestratorState) -> int:
     return await _note_trimmed(state, trimmed, "traffic-control objects")
 
 
+async def trim_nexthops(state: OrchestratorState) -> int:
+    """Take back the nexthop objects a learner piled up on a lab host (the runtime's
+    `trim_nexthops`), saying so in the log and in the scenario's audit log; how many hosts
+    were trimmed."""
+    trimmed = await state.blocking(state.runtime.trim_nexthops)
+    return await _note_trimmed(state, trimmed, "nexthop objects")
+
+
 async def _note_trimmed(state: OrchestratorState, trimmed: list[tuple[str, str, int]],
                         what: str) -> int:
     for lab_id, host, removed in trimmed:
@@ -322,8 +330,8 @@ async def _note_trimmed(state: OrchestratorState, trimmed: list[tuple[str, str, 
 
 async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
     """Background task: reap every `interval_s` seconds until cancelled (and trim what
-    labs pile up in the machine's neighbour, connection-tracking and traffic-control
-    tables)."""
+    labs pile up in the machine's neighbour, connection-tracking, traffic-control and
+    nexthop tables)."""
     while True:
         try:
             await reap_once(state)
@@ -341,4 +349,8 @@ async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
             await trim_traffic_control(state)
         except Exception:
             log.exception("traffic-control trim failed")
+        try:
+            await trim_nexthops(state)
+        except Exception:
+            log.exception("nexthop trim failed")
         await asyncio.sleep(interval_s)
