@@ -3,12 +3,13 @@
 Everything is allowed except what lets a lab process leave or widen its sandbox, or reach
 state the kernel shares between labs: new user namespaces (and namespaces at all),
 mounts, keyrings, bpf, perf events, kexec, kernel modules, io_uring, handle-based opens,
-userfaultfd, attaching to other processes with ptrace or reading/writing their
-memory, and ``AF_VSOCK`` sockets (the vsock address space is the machine's, in no network
-namespace: a lab could reach the hypervisor's or another lab's vsock listeners past its
-own network; refused with EAFNOSUPPORT, as on a kernel without vsock), and IPsec's
-``NETLINK_XFRM`` and ``AF_KEY`` sockets (policies and states a ``NET_ADMIN`` host adds are
-kernel memory charged to no lab, with no limit). A denied call
+userfaultfd, secret memory (``memfd_secret``: it splits the machine's kernel direct map
+for good), attaching to other processes with ptrace or reading/writing their memory, and
+``AF_VSOCK`` sockets (the vsock address space is the machine's, in no network namespace:
+a lab could reach the hypervisor's or another lab's vsock listeners past its own network;
+refused with EAFNOSUPPORT, as on a kernel without vsock), and IPsec's ``NETLINK_XFRM``
+and ``AF_KEY`` sockets (policies and states a ``NET_ADMIN`` host adds are kernel memory
+charged to no lab, with no limit). A denied call
 fails with EPERM (``clone3`` with ENOSYS, so libc falls back to
 ``clone``, whose flags the filter can inspect). Syscalls of a foreign architecture (32-bit
 or x32 entry points) kill the caller: libseccomp's default bad-arch action.
@@ -76,6 +77,11 @@ DENIED: dict[str, str | None] = {
     "acct": None,
     "quotactl": None,
     "syslog": None,
+    # Each page of secret memory is cut out of the kernel's direct map, which stays split
+    # into small pages after it is freed: 160 MB touched from a lab took the machine's
+    # 4 KiB mappings from 38 MB to 2.2 GB and half its 1 GiB ones, slowing every lab's and
+    # service's kernel work until a reboot. No lab needs it.
+    "memfd_secret": None,
 }
 
 
