@@ -9,6 +9,7 @@ from __future__ import annotations
 from forge.store.models.class_tables import (
     Assignment,
     AssignmentAttempt,
+    AssignmentAttemptGrant,
     AssignmentExtension,
     Cohort,
     CohortInvite,
@@ -45,6 +46,7 @@ __all__ = [
     "ApiKey",
     "Assignment",
     "AssignmentAttempt",
+    "AssignmentAttemptGrant",
     "AssignmentExtension",
     "AuditRecord",
     "Base",

@@ -1,5 +1,5 @@
 """Classes: tenant roles, cohorts with their staff, enrolments and invites, and their
-assignments with extensions and attempts."""
+assignments with extensions, extra attempts and attempts."""
 
 from __future__ import annotations
 
@@ -106,6 +106,20 @@ class AssignmentExtension(Base):
         ForeignKey("assignments.assignment_id", ondelete="CASCADE"), primary_key=True)
     subject: Mapped[str] = mapped_column(String(128), primary_key=True)
     closes_at: Mapped[datetime]
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime]
+
+
+class AssignmentAttemptGrant(Base):
+    """Extra attempts of an assignment an instructor gave one learner (with the reason):
+    that learner may use the assignment's `attempts_allowed` plus `extra`."""
+
+    __tablename__ = "assignment_attempt_grants"
+    assignment_id: Mapped[str] = mapped_column(
+        ForeignKey("assignments.assignment_id", ondelete="CASCADE"), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    extra: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(200))
     granted_by: Mapped[str] = mapped_column(String(128))
     granted_at: Mapped[datetime]
 
