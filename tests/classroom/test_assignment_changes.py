@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import func, select
 
 from forge.classroom import assignments as asg
+from forge.classroom import attempt_grants, attempts, cohorts, dashboard, staff
 from forge.classroom import class_changes as chg
-from forge.classroom import cohorts, staff
 from forge.classroom.cohorts import Manager
 from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.migrate import upgrade
-from forge.store.models import Assignment, AssignmentExtension
+from forge.store.models import Assignment, AssignmentAttemptGrant, AssignmentExtension
 
 ANN = Manager("acme", "ann", "instructor")
 BOB = Manager("acme", "bob", "instructor")  # another class of the same tenant
@@ -141,9 +141,59 @@ def test_a_learners_extension_applies_to_them_alone(db: Database) -> None:
              "subject")
 
 
+def test_extra_attempts_for_one_learner_let_them_alone_start_again(db: Database) -> None:
+    """Lea used her only attempt: Ann gives her two more (with the reason), and the start
+    check, her list and the dashboard use her own allowance; leo keeps the class's."""
+    c, a = _class(db)
+    chg.update_assignment(db, ANN, c, a, {"closes_at": NOW + timedelta(days=1)})
+    assert attempts.take_attempt(db, a, "lea", "req-1", 1) == (1, True)
+    used_up = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
+    assert used_up is not None and used_up.policy_input(NOW)["attempts"] == {
+        "allowed": 1, "used": 1}
+    for who, status, code in ((LEA, 403, "instructor_required"),
+                              (BOB, 404, "cohort_not_found"), (OTHER, 404, "cohort_not_found")):
+        _refused(lambda who=who: attempt_grants.grant_attempts(db, who, c, a, "lea", 2, "crash"),
+                 status, code)
+    _refused(lambda: attempt_grants.grant_attempts(db, ANN, c, a, "lou", 2, "crash"), 404,
+             "learner_not_found", "subject")
+    for extra, reason, field in ((0, "crash", "extra_attempts"), (21, "crash", "extra_attempts"),
+                                 (True, "crash", "extra_attempts"), (2, " ", "reason"),
+                                 (2, "x" * 201, "reason"), (2, "a\x00b", "reason")):
+        _refused(lambda extra=extra, reason=reason: attempt_grants.grant_attempts(
+            db, ANN, c, a, "lea", extra, reason), 422, "validation_error", field)
+    with db.read() as sess:
+        assert sess.scalar(select(func.count()).select_from(AssignmentAttemptGrant)) == 0
+    row = attempt_grants.grant_attempts(db, ANN, c, a, "lea", 2, " her lab crashed ")
+    assert (row.extra, row.reason, row.granted_by) == (2, "her lab crashed", "ann")
+    mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
+    theirs = asg.applicable(db, "acme", "leo", "netplus", None, NOW)
+    assert mine is not None and theirs is not None
+    assert (mine.attempts_allowed, theirs.attempts_allowed) == (3, 1)
+    assert attempts.take_attempt(db, a, "lea", "req-2", mine.attempts_allowed) == (2, True)
+    [lea_view] = asg.my_assignments(db, "acme", "lea")
+    [leo_view] = asg.my_assignments(db, "acme", "leo")
+    assert (lea_view["attempts_allowed"], lea_view["attempts_used"]) == (3, 2)
+    assert leo_view["attempts_allowed"] == 1
+    labs = dashboard.cohort_labs(db, ANN, c)
+    [row_a] = labs.assignments
+    assert {s: dashboard.learner_cell(labs, {}, "acme", row_a, s, [])["attempts_allowed"]
+            for s in labs.learners} == {"lea": 3, "leo": 1}
+    # Set again it replaces the last; taken back, the class's applies; a second is a 404.
+    attempt_grants.grant_attempts(db, ANN, c, a, "lea", 1, "one more is enough")
+    mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
+    assert mine is not None and mine.attempts_allowed == 2
+    attempt_grants.clear_grant(db, ANN, c, a, "lea")
+    mine = asg.applicable(db, "acme", "lea", "netplus", None, NOW)
+    assert mine is not None and mine.attempts_allowed == 1
+    assert attempts.take_attempt(db, a, "lea", "req-3", mine.attempts_allowed) is None
+    _refused(lambda: attempt_grants.clear_grant(db, ANN, c, a, "lea"), 404,
+             "attempt_grant_not_found", "subject")
+
+
 def test_a_learner_taken_out_of_a_class_loses_its_assignments(db: Database) -> None:
     c, a = _class(db)
     chg.set_due(db, ANN, c, a, "leo", NOW + timedelta(hours=2))
+    attempt_grants.grant_attempts(db, ANN, c, a, "leo", 1, "crash")
     for who, status, code in ((LEA, 403, "instructor_required"),
                               (BOB, 404, "cohort_not_found"), (OTHER, 404, "cohort_not_found")):
         _refused(lambda who=who: chg.unenrol(db, who, c, "leo"), status, code)
@@ -154,8 +204,9 @@ def test_a_learner_taken_out_of_a_class_loses_its_assignments(db: Database) -> N
     assert asg.applicable(db, "acme", "leo", "netplus", None, NOW) is None
     _refused(lambda: asg.applicable(db, "acme", "leo", "netplus", a, NOW), 404,
              "assignment_not_found")
-    with db.read() as sess:  # his own due time went with him
+    with db.read() as sess:  # his own due time and extra attempts went with him
         assert sess.scalar(select(func.count()).select_from(AssignmentExtension)) == 0
+        assert sess.scalar(select(func.count()).select_from(AssignmentAttemptGrant)) == 0
     _refused(lambda: chg.unenrol(db, ANN, c, "leo"), 404, "learner_not_found", "subject")
     # Enrolled again, he starts afresh (the class's due time).
     cohorts.enrol_subjects(db, ANN, c, ["leo"])
@@ -228,6 +279,8 @@ def test_every_change_of_a_running_class_leaves_a_line(
         chg.update_assignment(db, ANN, c, a, {"attempts_allowed": 2})
         chg.set_due(db, ANN, c, a, "lea", NOW + timedelta(days=1))
         chg.clear_due(db, ANN, c, a, "lea")
+        attempt_grants.grant_attempts(db, ANN, c, a, "lea", 2, "lab crashed")
+        attempt_grants.clear_grant(db, ANN, c, a, "lea")
         chg.unenrol(db, ANN, c, "leo")
         with pytest.raises(ForgeError):
             chg.set_due(db, LEA, c, a, "lea", NOW + timedelta(days=9))  # refused: no line
@@ -237,4 +290,7 @@ def test_every_change_of_a_running_class_leaves_a_line(
         f"extension given: tenant=acme cohort={c} assignment={a} subject=lea by=ann "
         f"closes_at={asg.iso(NOW + timedelta(days=1))}",
         f"extension taken back: tenant=acme cohort={c} assignment={a} subject=lea by=ann",
+        f"attempts given: tenant=acme cohort={c} assignment={a} subject=lea by=ann extra=2 "
+        "reason='lab crashed'",
+        f"attempts taken back: tenant=acme cohort={c} assignment={a} subject=lea by=ann",
         f"learner taken out: tenant=acme cohort={c} subject=leo by=ann was_via=csv"]

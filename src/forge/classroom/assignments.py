@@ -28,6 +28,7 @@ from forge.store.db import Database
 from forge.store.models import (
     Assignment,
     AssignmentAttempt,
+    AssignmentAttemptGrant,
     AssignmentExtension,
     Cohort,
     Enrolment,
@@ -190,26 +191,31 @@ _DUE = case((AssignmentExtension.closes_at > Assignment.closes_at,
              AssignmentExtension.closes_at), else_=Assignment.closes_at)
 
 
-def _mine(tenant_id: str, subject: str) -> Select[Assignment, str, datetime]:
-    """The assignments of every cohort (tenant, subject) is in, with the cohort's name and
-    the learner's own due time (None: the assignment's)."""
-    return (select(Assignment, Cohort.name, AssignmentExtension.closes_at)
+def _mine(tenant_id: str, subject: str) -> Select[Assignment, str, datetime, int]:
+    """The assignments of every cohort (tenant, subject) is in, with the cohort's name, the
+    learner's own due time (None: the assignment's) and extra attempts given them."""
+    return (select(Assignment, Cohort.name, AssignmentExtension.closes_at,
+                   func.coalesce(AssignmentAttemptGrant.extra, 0))
             .join(Cohort, Cohort.cohort_id == Assignment.cohort_id)
             .join(Enrolment, Enrolment.cohort_id == Assignment.cohort_id)
             .outerjoin(AssignmentExtension, and_(
                 AssignmentExtension.assignment_id == Assignment.assignment_id,
                 AssignmentExtension.subject == subject))
+            .outerjoin(AssignmentAttemptGrant, and_(
+                AssignmentAttemptGrant.assignment_id == Assignment.assignment_id,
+                AssignmentAttemptGrant.subject == subject))
             .where(Enrolment.tenant_id == tenant_id, Enrolment.subject == subject,
                    Assignment.tenant_id == tenant_id))
 
 
 def _views(sess: Any, subject: str, rows: list[Any]) -> list[dict[str, Any]]:
-    used = attempts.used_of(sess, subject, [a.assignment_id for a, _name, _own in rows])
+    used = attempts.used_of(sess, subject, [r[0].assignment_id for r in rows])
     out = []
-    for a, name, own in rows:
+    for a, name, own, extra in rows:  # their allowance: the class's and extra given them
         due, extended = due_for(own, a.closes_at)
         out.append({**view(a, used.get(a.assignment_id, 0)), "cohort": name,
-                    "closes_at": iso(due), "due_extended": extended})
+                    "closes_at": iso(due), "due_extended": extended,
+                    "attempts_allowed": a.attempts_allowed + int(extra)})
     return out
 
 
@@ -309,6 +315,7 @@ _ASSIGNMENTS: Table = Assignment.__table__  # type: ignore[assignment]
 _COHORTS: Table = Cohort.__table__  # type: ignore[assignment]
 _ENROLMENTS: Table = Enrolment.__table__  # type: ignore[assignment]
 _EXTENSIONS: Table = AssignmentExtension.__table__  # type: ignore[assignment]
+_GRANTS: Table = AssignmentAttemptGrant.__table__  # type: ignore[assignment]
 # Every spawn asks this (most learners have no assignment of the lab): a Core statement
 # built once, rows rather than ORM objects (the ORM load was ~11% of a spawn's CPU), run
 # through the driver (forge.store.prepared).
@@ -316,11 +323,13 @@ _APPLICABLE = (
     select(_ASSIGNMENTS.c.assignment_id, _ASSIGNMENTS.c.cohort_id, _ASSIGNMENTS.c.opens_at,
            _ASSIGNMENTS.c.closes_at, _ASSIGNMENTS.c.attempts_allowed,
            _ASSIGNMENTS.c.hints_allowed, _COHORTS.c.name,
-           _EXTENSIONS.c.closes_at.label("own_closes_at"))
+           _EXTENSIONS.c.closes_at.label("own_closes_at"), _GRANTS.c.extra)
     .join(_ENROLMENTS, _ENROLMENTS.c.cohort_id == _ASSIGNMENTS.c.cohort_id)
     .join(_COHORTS, _COHORTS.c.cohort_id == _ASSIGNMENTS.c.cohort_id)
     .outerjoin(_EXTENSIONS, and_(_EXTENSIONS.c.assignment_id == _ASSIGNMENTS.c.assignment_id,
                                  _EXTENSIONS.c.subject == bindparam("subject")))
+    .outerjoin(_GRANTS, and_(_GRANTS.c.assignment_id == _ASSIGNMENTS.c.assignment_id,
+                             _GRANTS.c.subject == bindparam("subject")))
     .where(_ENROLMENTS.c.tenant_id == bindparam("tenant"),
            _ENROLMENTS.c.subject == bindparam("subject"),
            _ASSIGNMENTS.c.tenant_id == bindparam("tenant"),
@@ -360,10 +369,11 @@ def applicable(db: Database, tenant_id: str, subject: str, template_id: str,
             if assignment_id is None and _aware(due) < now - MINE_CLOSED_WITHIN:
                 continue  # closed long ago and not named: governs no more
             used = attempts.used(sess, r.assignment_id, subject)
-            found.append(Applicable(r.assignment_id, r.opens_at, due, r.attempts_allowed,
+            allowed = r.attempts_allowed + (r.extra or 0)  # with extra attempts given them
+            found.append(Applicable(r.assignment_id, r.opens_at, due, allowed,
                                     used, r.hints_allowed,
                                     attempts.in_flight(sess, r.assignment_id, subject)
-                                    if used >= r.attempts_allowed else 0))
+                                    if used >= allowed else 0))
     if assignment_id is not None and not found:
         raise ForgeError("assignment_not_found", 404,
                          "assignment_id: no such assignment of this lab in your cohorts",
@@ -381,7 +391,8 @@ def scenario_assignment(db: Database, scenario_id: str) -> Applicable | None:
             return None
         a, subject = row
         own = sess.get(AssignmentExtension, (a.assignment_id, subject))
+        grant = sess.get(AssignmentAttemptGrant, (a.assignment_id, subject))
         return Applicable(a.assignment_id, a.opens_at,
                           due_for(own.closes_at if own else None, a.closes_at)[0],
-                          a.attempts_allowed, attempts.used(sess, a.assignment_id, subject),
-                          a.hints_allowed)
+                          a.attempts_allowed + (grant.extra if grant else 0),
+                          attempts.used(sess, a.assignment_id, subject), a.hints_allowed)

@@ -74,7 +74,7 @@ def update_assignment(db: Database, who: Manager, cohort_id: str, assignment_id:
     return row
 
 
-def _member(sess: Any, who: Manager, cohort_id: str, subject: str) -> Enrolment:
+def member(sess: Any, who: Manager, cohort_id: str, subject: str) -> Enrolment:
     """The learner's enrolment in the cohort; 404 `learner_not_found` naming the field."""
     row: Enrolment | None = sess.get(Enrolment, (cohort_id, subject))
     if row is None or row.tenant_id != who.tenant_id:
@@ -91,7 +91,7 @@ def set_due(db: Database, who: Manager, cohort_id: str, assignment_id: str, subj
     must come after the assignment's current due time. Set again, it replaces the last."""
     with db.session() as sess:
         row = managed_assignment(sess, who, cohort_id, assignment_id)  # the cohort's lock
-        _member(sess, who, cohort_id, subject)
+        member(sess, who, cohort_id, subject)
         check_time("closes_at", closes_at)
         if closes_at <= _aware(row.closes_at):
             raise invalid_field("closes_at", f"must be after the assignment's due time "
@@ -135,7 +135,7 @@ def unenrol(db: Database, who: Manager, cohort_id: str, subject: str) -> str:
     with db.session() as sess:
         managed_cohort(sess, who, cohort_id)
         lock_cohort(sess, cohort_id)  # one at a time with due times given to them
-        via = _member(sess, who, cohort_id, subject).via
+        via = member(sess, who, cohort_id, subject).via
         drop_enrolment(sess, cohort_id, subject)
     log.info("learner taken out: tenant=%s cohort=%s subject=%s by=%s was_via=%s",
              who.tenant_id, cohort_id, subject, who.subject, via)

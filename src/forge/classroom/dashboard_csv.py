@@ -38,10 +38,11 @@ def _minutes(seconds: object) -> str:
 
 
 def _line(writer: Any, name: str, a: Mapping[str, Any], r: Mapping[str, Any]) -> None:
-    """One learner's row of one assignment (`a`: its id, lab and attempts allowed)."""
+    """One learner's row of one assignment (`a`: its id and lab; `r`: the learner's
+    figures, with their own attempts allowed)."""
     writer.writerow([safe_cell(v) for v in (
         name, a["assignment_id"], a["template_id"], r["subject"],
-        r["status"], r["attempts_used"], a["attempts_allowed"], r["score"],
+        r["status"], r["attempts_used"], r["attempts_allowed"], r["score"],
         r["passed"], r["total"], _minutes(r["time_spent_s"]), r["hints_used"],
         ";".join(r["failed_criteria"]), r["started_at"], r["submitted_at"],
         r["finished_at"], {True: "yes", False: "no"}.get(r["late"], ""), r["due_at"])])
@@ -70,8 +71,7 @@ def csv_chunks(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant
     by_cell = labs_by_cell(data)
     for a in data.assignments:
         own = by_cell.get(a.assignment_id, {})
-        facts = {"assignment_id": a.assignment_id, "template_id": a.template_id,
-                 "attempts_allowed": a.attempts_allowed}
+        facts = {"assignment_id": a.assignment_id, "template_id": a.template_id}
         for start in range(0, len(data.learners), per_chunk):
             out.seek(0)
             out.truncate()

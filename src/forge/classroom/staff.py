@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort
 from forge.errors import ForgeError
 from forge.store.db import Database
-from forge.store.models import Assignment, AssignmentExtension, CohortStaff, Enrolment
+from forge.store.models import (
+    Assignment,
+    AssignmentAttemptGrant,
+    AssignmentExtension,
+    CohortStaff,
+    Enrolment,
+)
 
 log = logging.getLogger("forge.classroom.staff")
 
@@ -88,16 +94,17 @@ def make_staff(sess: Session, cohort_id: str, subjects: Sequence[str]) -> list[s
 
 
 def drop_enrolment(sess: Session, cohort_id: str, subject: str) -> str | None:
-    """End a learner's enrolment in the cohort, with their own due times in it (enrolled
-    again, they start afresh); how they had come in, None when they were not enrolled.
-    Their attempts, labs and results are kept. The caller holds the cohort's lock."""
+    """End a learner's enrolment in the cohort, with their own due times and extra
+    attempts in it (enrolled again, they start afresh); how they had come in, None when
+    they were not enrolled. Their attempts, labs and results are kept. The caller holds
+    the cohort's lock."""
     row = sess.get(Enrolment, (cohort_id, subject))
     if row is None:
         return None
     via = row.via
     sess.delete(row)
-    sess.execute(delete(AssignmentExtension).where(
-        AssignmentExtension.subject == subject,
-        AssignmentExtension.assignment_id.in_(
-            select(Assignment.assignment_id).where(Assignment.cohort_id == cohort_id))))
+    of_cohort = select(Assignment.assignment_id).where(Assignment.cohort_id == cohort_id)
+    for own in (AssignmentExtension, AssignmentAttemptGrant):  # due times, extra attempts
+        sess.execute(delete(own).where(own.subject == subject,
+                                       own.assignment_id.in_(of_cohort)))
     return via
