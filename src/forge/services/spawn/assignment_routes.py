@@ -1,7 +1,8 @@
 """JSON API for a cohort's assignments (issue 18 item 2): instructors assign labs to a
 cohort with an opening and due time, attempts and hints allowed, change them and give one
-learner more time; learners list their assignments in every cohort. The rules live in
-`forge.classroom.assignments` and `class_changes`; cohorts themselves are `cohort_routes`.
+learner more time or more attempts; learners list their assignments in every cohort. The
+rules live in `forge.classroom.assignments`, `class_changes` and `attempt_grants`; cohorts
+themselves are `cohort_routes`.
 
 Scope as for cohorts: an instructor reaches only cohorts they manage (404 for any other);
 a learner gets 403 on management routes of their tenant and 404 elsewhere.
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments, class_changes, cohorts
+from forge.classroom import assignments, attempt_grants, class_changes, cohorts
 from forge.classroom.scope import check_subject
 from forge.errors import invalid_field
 from forge.services.common.openapi import errors
@@ -69,6 +70,14 @@ class DueBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     closes_at: Time = Field(description="This learner's due time, later than the "
                                         "assignment's (RFC 3339 with a time zone).")
+
+
+class AttemptsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    extra_attempts: int = Field(ge=1, le=attempt_grants.MAX_EXTRA, strict=True, description=(
+        "Attempts this learner gets on top of the assignment's (replaces a grant they had)."))
+    reason: str = Field(min_length=1, max_length=attempt_grants.MAX_REASON,
+                        description="Why: stored with the grant and logged.")
 
 
 AssignmentId = Annotated[str, Field(max_length=32)]
@@ -152,6 +161,38 @@ async def clear_learner_due(cohort_id: CohortId, assignment_id: AssignmentId,
                             cohort_id, assignment_id, subject)
     return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
             "due_extended": False}
+
+
+@router.put("/v1/cohorts/{cohort_id}/assignments/{assignment_id}/learners/{subject}/attempts",
+            responses=errors(401, 403, 404))
+async def set_learner_attempts(cohort_id: CohortId, assignment_id: AssignmentId,
+                               subject: Subject, body: AttemptsBody, request: Request
+                               ) -> dict[str, Any]:
+    """Give one learner of the cohort `extra_attempts` (1-20) attempts of this assignment
+    on top of the class's, with a `reason`: their start of the lab, their assignment list
+    and the dashboard use their own allowance. Set again, it replaces the last."""
+    who = await _manager(request)
+    cohorts.check_public_id("assignment_id", assignment_id)
+    check_subject(subject)
+    row = await run_in_threadpool(attempt_grants.grant_attempts, spawn_state(request).ctx.db,
+                                  who, cohort_id, assignment_id, subject,
+                                  body.extra_attempts, body.reason)
+    return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
+            "extra_attempts": row.extra, "reason": row.reason, "granted_by": row.granted_by}
+
+
+@router.delete("/v1/cohorts/{cohort_id}/assignments/{assignment_id}/learners/{subject}"
+               "/attempts", responses=errors(401, 403, 404))
+async def clear_learner_attempts(cohort_id: CohortId, assignment_id: AssignmentId,
+                                 subject: Subject, request: Request) -> dict[str, Any]:
+    """Take a learner's extra attempts back: the class's allowance applies to them again."""
+    who = await _manager(request)
+    cohorts.check_public_id("assignment_id", assignment_id)
+    check_subject(subject)
+    await run_in_threadpool(attempt_grants.clear_grant, spawn_state(request).ctx.db, who,
+                            cohort_id, assignment_id, subject)
+    return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
+            "extra_attempts": 0}
 
 
 @router.get("/v1/assignments", responses=errors(401, 422))
