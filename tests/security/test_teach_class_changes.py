@@ -1,7 +1,7 @@
 """Attack and use: the /teach forms that change a running class.
 
 An instructor of 200 learners changes an assignment's due time or attempts, gives one
-learner more time and takes a learner out from the page, not only through the API (the
+learner more time or more attempts and takes a learner out from the page, not only through the API (the
 rules are `forge.classroom.class_changes`', as for the API). Tried against them: another
 instructor's post on Ann's class (404, nothing changed), a learner (403), a forged CSRF
 token (403), a malformed assignment id, an empty change, a due time that gives no more
@@ -35,9 +35,10 @@ def test_an_instructor_changes_a_running_class_from_the_page(
             cohort = c.get(f"/v1/cohorts/{a}", headers=keys["ann"]).json()
             return cohort["assignments"][0], [m["subject"] for m in cohort["learners"]]
 
-        def dues() -> dict[str, str]:
+        def dues() -> dict[str, tuple[str, int]]:
             board = c.get(f"/v1/cohorts/{a}/dashboard", headers=keys["ann"]).json()
-            return {r["subject"]: r["due_at"] for r in board["assignments"][0]["rows"]}
+            return {r["subject"]: (r["due_at"], r["attempts_allowed"])
+                    for r in board["assignments"][0]["rows"]}
 
         before = state()
         # Bob manages no part of Ann's class; Lea is a learner: neither changes anything.
@@ -46,6 +47,9 @@ def test_an_instructor_changes_a_running_class_from_the_page(
         for path, form in ((f"/teach/cohorts/{a}/changes", {"attempts_allowed": "5"}),
                            (f"/teach/cohorts/{a}/due", {"subject": "lea",
                                                         "closes_at": "2027-02-01T09:00"}),
+                           (f"/teach/cohorts/{a}/attempts", {"subject": "lea",
+                                                             "extra_attempts": "2",
+                                                             "reason": "crash"}),
                            (f"/teach/cohorts/{a}/remove", {"subject": "lea"})):
             got = c.post(path, headers=origin,
                          data={"csrf": token, "assignment_id": asg, **form})
@@ -59,6 +63,7 @@ def test_an_instructor_changes_a_running_class_from_the_page(
         _signin(c, env.url, keys["ann"])
         page = c.get("/teach").text
         assert "Change the running class" in page and f'value="{asg}"' in page
+        assert f'action="/teach/cohorts/{a}/attempts"' in page and "Give more attempts" in page
         token = _csrf(c, "/teach")
         forged = c.post(f"/teach/cohorts/{a}/remove", headers=origin,
                         data={"csrf": "x", "subject": "leo"})
@@ -79,6 +84,13 @@ def test_an_instructor_changes_a_running_class_from_the_page(
             "csrf": token, "assignment_id": asg, "subject": "zed",
             "closes_at": "2027-02-01T09:00"})
         assert stranger.status_code == 404 and "subject" in stranger.text
+        for form, label in (({"extra_attempts": "0", "reason": "crash"}, "Extra attempts"),
+                            ({"extra_attempts": "x", "reason": "crash"}, "Extra attempts"),
+                            ({"extra_attempts": "2", "reason": ""}, "Reason")):
+            bad = c.post(f"/teach/cohorts/{a}/attempts", headers=origin, data={
+                "csrf": token, "assignment_id": asg, "subject": "lea", **form})
+            assert bad.status_code == 422 and label in bad.text, (form, bad.text[:300])
+            assert 'value="crash"' in bad.text or not form["reason"]  # kept in the form
         # An account id the API would refuse is the same 422 here (a NUL was a 500 on
         # PostgreSQL), on both forms that take one.
         for subject in ("le\x00o", "x" * 129, "<b>leo</b>", ""):
@@ -102,6 +114,11 @@ def test_an_instructor_changes_a_running_class_from_the_page(
             "closes_at": "2027-02-01T09:00"})
         assert more.status_code == 303, more.text[:300]
         assert "lea now has until 2027-02-01T09:00:00Z" in c.get("/teach").text
+        extra = c.post(f"/teach/cohorts/{a}/attempts", headers=origin, data={
+            "csrf": token, "assignment_id": asg, "subject": "lea", "extra_attempts": "2",
+            "reason": "her lab crashed"})
+        assert extra.status_code == 303, extra.text[:300]
+        assert "lea now has 2 extra attempts of this assignment." in c.get("/teach").text
         out = c.post(f"/teach/cohorts/{a}/remove", headers=origin,
                      data={"csrf": token, "subject": "lia"})
         assert out.status_code == 303, out.text[:300]
@@ -114,4 +131,4 @@ def test_an_instructor_changes_a_running_class_from_the_page(
         assert (assignment["closes_at"], assignment["attempts_allowed"]) == (
             "2027-01-15T09:00:00Z", 3)
         assert learners == ["lea", "leo"]
-        assert dues() == {"lea": "2027-02-01T09:00:00Z", "leo": "2027-01-15T09:00:00Z"}
+        assert dues() == {"lea": ("2027-02-01T09:00:00Z", 5), "leo": ("2027-01-15T09:00:00Z", 3)}

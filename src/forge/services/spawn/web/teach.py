@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from forge.classroom import assignments, class_changes, cohort_invites, cohorts
+from forge.classroom import assignments, attempt_grants, class_changes, cohort_invites, cohorts
 from forge.classroom.cohorts import Manager
 from forge.classroom.roster_csv import MAX_BYTES as ROSTER_MAX_BYTES
 from forge.classroom.roster_csv import MAX_ROWS as ROSTER_MAX_ROWS
@@ -323,6 +323,24 @@ async def give_time(cohort_id: str, request: Request) -> Response:
             _assignment_id(form), subject, closes)
         return back_to_teach(request, spawn_state(request).settings, who, teach_page_of(form), (
             f"{subject} now has until {assignments.iso(closes)} for this assignment."))
+    return await _post(request, act)
+
+
+@router.post("/teach/cohorts/{cohort_id}/attempts")
+async def give_attempts(cohort_id: str, request: Request) -> Response:
+    """Give one learner extra attempts of an assignment, with the reason."""
+    async def act(who: Manager, form: dict[str, str]) -> Response:
+        subject = _subject(form)
+        extra = form.get("extra_attempts", "")
+        if not (extra.isascii() and extra.isdigit() and len(extra) <= 9):
+            raise invalid_field("extra_attempts", "a whole number from 1 to "
+                                                  f"{attempt_grants.MAX_EXTRA}")
+        row = await run_in_threadpool(
+            attempt_grants.grant_attempts, spawn_state(request).ctx.db, who, cohort_id,
+            _assignment_id(form), subject, int(extra), form.get("reason", ""))
+        return back_to_teach(request, spawn_state(request).settings, who, teach_page_of(form), (
+            f"{subject} now has {row.extra} extra attempt{'' if row.extra == 1 else 's'} "
+            "of this assignment."))
     return await _post(request, act)
 
 

@@ -17,15 +17,17 @@ from forge.classroom.cohorts import COHORT_ID_RE
 LABELS = {"closes_at": "Due", "opens_at": "Opens", "subject": "Learner's account id",
           "attempts_allowed": "Attempts", "csv": "Add learners", "template_id": "Lab",
           "name": "Name", "idp_group": "Sign-in group", "assignment_id": "Assignment",
-          "roster": "Add learners"}
+          "roster": "Add learners", "extra_attempts": "Extra attempts", "reason": "Reason"}
 _NAMES = re.compile(r"\b(?:" + "|".join(sorted(LABELS, key=len, reverse=True)) + r")\b")
-FORMS = frozenset({"invite", "roster", "assignments", "changes", "due", "remove"})
-IN_DETAILS = frozenset({"changes", "due", "remove"})  # under "Change the running class"
+FORMS = frozenset({"invite", "roster", "assignments", "changes", "due", "attempts",
+                   "remove"})
+IN_DETAILS = frozenset({"changes", "due", "attempts", "remove"})  # under "Change the running class"
 # As a form sends it: typed (no seconds) or from the page's script (`toISOString`, with
 # milliseconds and a Z); it goes back to the field to the second, without the zone.
 _TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:\.\d{1,9})?Z?")
 KEPT_FIELDS = ("roster", "template_id", "opens_at", "closes_at", "attempts_allowed",
-               "hints_allowed", "assignment_id", "subject", "name", "idp_group")
+               "hints_allowed", "assignment_id", "subject", "name", "idp_group",
+               "extra_attempts", "reason")
 
 
 @dataclass(frozen=True)
