@@ -1,4 +1,5 @@
-"""`forge artifacts fetch SCENARIO_ID [--out DIR]`: a scenario's result files on local disk.
+"""`forge artifacts fetch SCENARIO_ID [--out DIR]`: a scenario's result files on local disk;
+`forge artifacts check`: after a restore, do the store and the results folders agree.
 
 On a multi-machine install (`FORGE_ARTIFACT_STORE=jetstream`) results live in the JetStream
 Object Store, not under any one machine's STORAGE_ROOT. This command writes the four files
@@ -125,3 +126,43 @@ def fetch(
         raise typer.Exit(1) from None
     names = ", ".join(sorted(n for n in files if n in ALLOWED_NAMES))
     typer.echo(f"{scenario_id}: wrote {names} into {target}")
+
+
+@app.command("check")
+def check(json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) \
+        -> None:
+    """After a restore: does the state store agree with the results folders? Exit 1 naming
+    each scenario graded without its signed files (or with them but unknown to the store)."""
+    import json
+
+    from forge.cli.context import open_db
+    from forge.cli.restore_check import results_mismatches
+
+    settings = settings_or_exit()
+    if settings.artifact_store == "jetstream":
+        typer.echo("error: forge artifacts check reads results folders; with "
+                   "FORGE_ARTIFACT_STORE=jetstream the results are in the bucket, which a "
+                   "storage root backup does not hold", err=True)
+        raise typer.Exit(2)
+    found = results_mismatches(open_db(settings), settings.storage_root)
+    if json_out:
+        typer.echo(json.dumps([{"scenario_id": m.scenario_id, "problem": m.problem,
+                                "detail": m.detail} for m in found]))
+    elif not found:
+        typer.echo("the state store and the results folders agree")
+    else:
+        for m in found:
+            typer.echo(f"{m.scenario_id}: {m.problem}: {m.detail}")
+        typer.echo(f"{len(found)} scenario(s) disagree: the store and the storage root were "
+                   "copied at different moments", err=True)
+        if any(m.problem != "not_recorded" for m in found):
+            typer.echo("a lab graded without its signed files: restore the storage root from "
+                       "a copy made after the store's (PostgreSQL: pg_dump first, then copy "
+                       "the storage root; SQLite: copy it whole with the services stopped)",
+                       err=True)
+        if any(m.problem == "not_recorded" for m in found):
+            typer.echo("signed files the store does not record: their verdicts are still "
+                       "served and verify; the store's copy predates those scenarios' "
+                       "grading (their labs are not in their learners' lists)", err=True)
+    if found:
+        raise typer.Exit(1)
