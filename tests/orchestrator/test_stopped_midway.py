@@ -20,10 +20,12 @@ import pytest
 from forge.evidence.artifact_store import discard_raw_evidence
 from forge.grading.live_record import record_path
 from forge.grading.runner import grade
+from forge.lifecycle import store as lifecycle_store
 from forge.lifecycle.store import history
 from forge.lifecycle.wanted_delete import want_delete
 from forge.runtime import RuntimeFault, StoppedMidway
 from forge.runtime.local.restarts import StartCutShort
+from forge.services.orchestrator import launch_build
 from forge.templates.variables import render
 
 from .conftest import OPERATOR, MakeOrch, Orch, collect, spawn_event, stop_after_seal
@@ -116,13 +118,26 @@ def test_a_launch_cut_short_stays_launching_and_the_next_start_builds_it(
     assert row.state == "launching", (row.state, row.state_reason)
     assert first.runtime.list() == []  # nothing half-built
     first.stop()  # the stop that cut it short ends; the next start resumes the launch
-    # Its learner deletes it meanwhile: the node does not answer, so spawn_service keeps
-    # the delete on the row (`want_delete`, what its DELETE route does then).
-    assert want_delete(first.state.ctx.db, sid)
+    # Its learner deletes it while the next start finishes the build: the node does not
+    # answer, so spawn_service keeps the delete on the row (`want_delete`, what its DELETE
+    # route does then), here just before the move to running. Its deadline, read before
+    # that move, was written over the kept one: the lab ran until it and was graded.
+    real_move = lifecycle_store.record_move
+    kept: list[bool] = []
+
+    def delete_lands_first(db: Any, scenario_id: str, target: str, *args: Any,
+                           **kwargs: Any) -> Any:
+        if scenario_id == sid and target == "running":
+            kept.append(want_delete(db, sid))
+        return real_move(db, scenario_id, target, *args, **kwargs)
+
+    monkeypatch.setattr(lifecycle_store, "record_move", delete_lands_first)
+    monkeypatch.setattr(launch_build, "record_move", delete_lands_first, raising=False)
     second = make_orch()
     row = second.wait_state(sid, "deleted", "failed", timeout=30)
     assert row.state == "deleted" and row.state_reason == "deleted on request"
     assert row.details["launch_attempts"] == 2  # the first launch and this start's resume
+    assert kept == [True]
     # Built (the next start resumes the launch), then deleted without grading: it ran
     # until its deadline and was graded though its learner had deleted it.
     assert [m["to"] for m in history(second.state.ctx.db, sid)][-2:] == ["running", "deleted"]

@@ -123,7 +123,7 @@ def record_move(
     db: Database, scenario_id: str, target: str, reason: str,
     *, updates: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
     expected: str | None = None,
-    with_move: Callable[[Connection, dict[str, Any]], None] | None = None,
+    with_move: Callable[[Connection, dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Transition:
     """``move``'s store half: the row and its history, in one transaction, without the
     audit entry. For a caller overlapping the entry's fsync with other work; it must call
@@ -132,7 +132,8 @@ def record_move(
     ``with_move(conn, details)`` runs in that transaction once the move is allowed, before
     it is written, with the row's details as they were (``{}`` unless ``details`` is given):
     a write that must happen with the move or not at all (an error it raises rolls both
-    back), in one commit instead of two."""
+    back), in one commit instead of two. What it returns, if anything, are more column
+    values for the move, decided on the row as locked for it."""
     now = datetime.now(UTC)
     reason = reason[:2000]
     with db.session() as sess:
@@ -147,9 +148,9 @@ def record_move(
         if expected is not None and current != expected:
             raise states.IllegalTransition(scenario_id, current, target)
         states.check(scenario_id, current, target)
-        if with_move is not None:
-            with_move(conn, (row.details or {}) if details else {})
-        values = {**(updates or {}), "state": target, "state_reason": reason, "updated_at": now}
+        more = with_move(conn, (row.details or {}) if details else {}) if with_move else None
+        values = {**(updates or {}), **(more or {}), "state": target, "state_reason": reason,
+                  "updated_at": now}
         if details:
             values["details"] = {**(row.details or {}), **details}
         conn.execute(_UPDATE, {"sid": scenario_id, **values})

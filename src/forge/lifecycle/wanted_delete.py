@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from forge.lifecycle import states
 from forge.store.db import Database
@@ -33,7 +33,7 @@ _LOCKED = select(Scenario.state, Scenario.details, Scenario.expires_at).where(
 def want_delete(db: Database, scenario_id: str) -> bool:
     """Keep a delete of a ``launching`` or ``running`` lab for its node to carry out; False
     (nothing kept) otherwise (a grading finishes by itself, a finished lab has nothing left
-    to delete). A launch that finishes keeps the deadline of now (``deadline_when_running``)."""
+    to delete). A launch that finishes keeps the deadline of now (``RunningDeadline``)."""
     now = datetime.now(UTC)
     with db.session() as sess:
         conn = sess.connection()
@@ -52,11 +52,20 @@ def delete_wanted(details: Mapping[str, Any] | None) -> bool:
     return details is not None and WANTED_KEY in details
 
 
-def deadline_when_running(db: Database, scenario_id: str, deadline: datetime) -> datetime:
-    """The deadline a lab being marked running gets: ``deadline``, or now when its delete was
-    kept while it launched (the reaper then deletes it at its next pass: a lab built after
-    a restart ran, and was graded, though its learner had deleted it)."""
-    with db.read() as sess:
-        row = sess.get(Scenario, scenario_id)
-        wanted = row is not None and delete_wanted(row.details)
-    return min(deadline, datetime.now(UTC)) if wanted else deadline
+class RunningDeadline:
+    """`record_move`'s hook for launching -> running: the lab's deadline, or now when its
+    delete was kept while it launched (the reaper then deletes it at its next pass: a lab
+    built after a restart ran, and was graded, though its learner had deleted it).
+
+    Judged on the row as locked for the move: read before it, a delete kept between that
+    read and the move (spawn_service's DELETE while the node finished the build but did
+    not answer) was overwritten by the full deadline, and the lab ran to it."""
+
+    def __init__(self, deadline: datetime) -> None:
+        self.deadline = deadline  # the one the move wrote, once it ran
+
+    def __call__(self, _conn: Connection, details: Mapping[str, Any]) -> dict[str, Any]:
+        """The move's ``expires_at`` (``details``: the row's, locked)."""
+        if delete_wanted(details):
+            self.deadline = min(self.deadline, datetime.now(UTC))
+        return {"expires_at": self.deadline}

@@ -14,8 +14,8 @@ from typing import Any
 
 from forge.faults import crash_point
 from forge.lifecycle import states
-from forge.lifecycle.store import Transition, audit_move, move
-from forge.lifecycle.wanted_delete import deadline_when_running
+from forge.lifecycle.store import Transition, audit_move, move, record_move
+from forge.lifecycle.wanted_delete import RunningDeadline
 from forge.runtime.base import (
     BuildsStopped,
     LabInfo,
@@ -176,12 +176,16 @@ async def mark_running(state: OrchestratorState, scenario_id: str, plan_name: st
     plan = state.catalog.get(plan_name)
     if plan is not None:
         minutes = min(minutes, plan.max_lab_minutes)
-    deadline = await state.blocking(deadline_when_running, state.ctx.db, scenario_id,
-                                    datetime.now(UTC) + timedelta(minutes=minutes))
-    running = await state.blocking(
-        lambda: move(state.ctx.db, state.settings.storage_root, scenario_id, states.RUNNING,
-                     "lab running", updates={"expires_at": deadline},
-                     details={"hosts": hosts, "started_at": datetime.now(UTC).isoformat()})
-    )
-    await state.announce(running, expires_at=deadline.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    # Now when a delete was kept while it launched, judged in the move's own transaction.
+    deadline = RunningDeadline(datetime.now(UTC) + timedelta(minutes=minutes))
+
+    def to_running() -> Transition:
+        moved = record_move(state.ctx.db, scenario_id, states.RUNNING, "lab running",
+                            details={"hosts": hosts, "started_at": datetime.now(UTC).isoformat()},
+                            with_move=deadline)
+        audit_move(state.settings.storage_root, moved)
+        return moved
+
+    running = await state.blocking(to_running)
+    await state.announce(running, expires_at=deadline.deadline.strftime("%Y-%m-%dT%H:%M:%SZ"))
     crash_point("orchestrator.running")
