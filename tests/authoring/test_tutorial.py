@@ -43,6 +43,9 @@ def test_the_tutorial_runs_as_written(forge: Forge, tmp_path: Path) -> None:
     out = result.stdout
     assert "forge lab test vault-code: PASS" in out and "FAIL" not in out
     assert "1/1 labs passed" in out
+    # Its labs' state is all it kept of a storage root: no dev secrets, no warning.
+    assert "storage root" not in result.stderr
+    assert [p.name for p in (tmp_path / "storage").iterdir()] == ["runtime"]
     for step in ("untouched", "reference solution", "partial empty-answer",
                  "gaming guessed-code", "answers copied from another instance",
                  "generic: answers as FIFOs", "generic: answers as symlinks to /tmp",
@@ -90,11 +93,12 @@ def test_lab_new_refuses_a_bad_name(forge: Forge, tmp_path: Path) -> None:
     assert not (tmp_path / "labs").exists() and not (tmp_path / "images").exists()
 
 
-def test_lab_new_makes_no_storage_root_and_its_image_stub_builds_as_it_says(
+def test_authoring_commands_make_no_storage_root_and_the_image_stub_builds_as_it_says(
         tmp_path: Path) -> None:
     """The tutorial's first step made ./storage (dev secrets) in the author's scratch folder,
-    warning that "keys and grants made here" are seen only by services using it; and the
-    image stub said to build with `forge image build NAME`, which looks in the shipped
+    warning that "keys and grants made here" are seen only by services using it (so did
+    `forge image build|list` and `forge lab test`, which use no secret); and the image
+    stub said to build with `forge image build NAME`, which looks in the shipped
     folder and failed without naming FORGE_IMAGE_DIR."""
     env: dict[str, str | None] = {"STORAGE_ROOT": str(tmp_path / "storage"),
                                   "FORGE_IMAGE_DIR": None, "FORGE_TEMPLATE_DIR": None}
@@ -108,6 +112,15 @@ def test_lab_new_makes_no_storage_root_and_its_image_stub_builds_as_it_says(
     code, _, err = forge_in_process(env, "image", "build", "vault-code")
     assert code == 1
     assert "set FORGE_IMAGE_DIR to the folder holding vault-code.yaml" in err
+    # Nor did `forge image build|list` and `forge lab test` (no secret of it is used).
+    env |= {"FORGE_IMAGE_DIR": str(images), "FORGE_IMAGE_CACHE": str(tmp_path / "cache")}
+    code, out, err = forge_in_process(env, "image", "list")
+    assert code == 0, err
+    assert out.splitlines()[1].startswith("vault-code ")
+    code, _, err = forge_in_process(env, "lab", "test", "nope", "--dir",
+                                    str(tmp_path / "labs"))
+    assert code == 2 and "nope" in err
+    assert "storage root" not in err and not (tmp_path / "storage").exists()
 
 
 def test_an_image_folder_of_ones_own_says_it_replaces_the_shipped_images(

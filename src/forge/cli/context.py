@@ -47,14 +47,17 @@ def unreachable_next_step(settings: Settings, variable: str, otherwise: str = ""
             f"its forge up, or {variable})")
 
 
-def settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+def settings_or_exit(environ: Mapping[str, str] | None = None, *,
+                     secrets: bool = True) -> Settings:
     """Settings as a service would load them (from ``environ``, default the process's); a
     bad environment exits 1 with every problem. Loading may create the storage root (dev
-    secrets live there): that is announced. A storage root another user owns or may write
+    secrets live there): that is announced. ``secrets=False`` for a command that uses no
+    secret (image tooling, lab tests): none is read or generated, so an author's scratch
+    folder gets no ./storage of dev secrets. A storage root another user owns or may write
     to exits 2 (`refuse_unsafe`)."""
     try:
         with watch_new_root():
-            return load_settings(environ)
+            return load_settings(environ, secrets=secrets)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         raise typer.Exit(1) from None

@@ -119,7 +119,7 @@ def build(names: list[str] = typer.Argument(None, help="Image names (files in FO
     from forge.images import load_definitions
     from forge.images.needed import template_images
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(secrets=False)
     names = list(names or [])
     try:
         extra: list[str] = []
@@ -151,7 +151,7 @@ def list_images(as_json: bool = JSON_OPTION) -> None:
     cache's total (every built entry, also those no definition names any more)."""
     from forge.images import image_key, load_definitions
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(secrets=False)
     try:
         definitions = load_definitions(settings.images_dir)
     except ForgeError as exc:
@@ -209,7 +209,7 @@ def prune(all_: bool = typer.Option(False, "--all", help="Remove every cached im
     machine) is left alone."""
     from forge.images import image_key, load_definitions
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(secrets=False)
     cache = _checked_cache(settings.image_cache)
     keep: set[str] = set()
     if not all_:

@@ -35,11 +35,11 @@ def new(name: str = typer.Argument(..., help="The lab's name (a-z, 0-9, inner da
     """Scaffold a lab that passes `forge lab test` as written; never overwrites a file."""
     from forge.authoring.scaffold import scaffold
 
-    # Settings only for a folder not given: loading them in dev makes a storage root (its
-    # dev secrets), which the tutorial's `--dir labs --image-dir images` never needs.
+    # Settings only for a folder not given, and without secrets: reading them in dev makes
+    # a storage root (its dev secrets), which a scaffold never needs.
     templates_dir, images_dir = directory, image_dir
     if templates_dir is None or images_dir is None:
-        settings = settings_or_exit()
+        settings = settings_or_exit(secrets=False)
         templates_dir = templates_dir or settings.templates_dir
         images_dir = images_dir or settings.images_dir
     try:
@@ -72,7 +72,7 @@ def test(names: list[str] = typer.Argument(None, help="Lab names (templates in -
 
     from forge.authoring.harness import LabTestFailure
     from forge.authoring.suite import LabTestInputError, prove_named, select_labs, table
-    settings = settings_or_exit()
+    settings = settings_or_exit(secrets=False)
     root = directory or settings.templates_dir
     console = Console()
     try:

@@ -125,12 +125,28 @@ def read_secret_rings(environ: Mapping[str, str]) -> dict[str, Any]:
     return fields
 
 
-class EnvironSource(PydanticBaseSettingsSource):
-    """Settings values from one environment mapping (os.environ, or a test's dict)."""
+def unread_secret_rings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The secret fields of a command that uses no secret (image tooling, lab tests): empty
+    rings, nothing read and nothing generated, so no dev secrets file is written and no
+    storage root made for it. Empty when FORGE_ENV is unknown, as `read_secret_rings`."""
+    if parse_forge_env(environ.get("FORGE_ENV")) is None:
+        return {}
+    fields: dict[str, Any] = {field: HmacKeyring(name=var, current=b"")
+                              for var, field in RING_FIELDS.items()}
+    fields["nats_passwords"] = {}
+    fields["warnings"] = tuple(unknown_variable_warnings(environ))
+    return fields
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+
+class EnvironSource(PydanticBaseSettingsSource):
+    """Settings values from one environment mapping (os.environ, or a test's dict); the
+    secret rings read (``secrets``) or left empty (`unread_secret_rings`)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str],
+                 *, secrets: bool = True) -> None:
         super().__init__(settings_cls)
         self._environ = environ
+        self._secrets = secrets
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         """The value of the field's own variable (its alias); fields without one get None."""
@@ -147,5 +163,6 @@ class EnvironSource(PydanticBaseSettingsSource):
             value, key, _ = self.get_field_value(field, name)
             if value is not None:
                 data[key] = value
-        data.update(read_secret_rings(self._environ))
+        data.update(read_secret_rings(self._environ) if self._secrets
+                    else unread_secret_rings(self._environ))
         return data

@@ -42,6 +42,8 @@ DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * 1024
 # The environment `Settings()` reads: load_settings' mapping while it runs, else os.environ.
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("forge_settings_environ",
                                                             default=None)
+# Whether `Settings()` reads the secrets: False for load_settings(secrets=False).
+_SECRETS: ContextVar[bool] = ContextVar("forge_settings_secrets", default=True)
 
 
 def _default_content_path(name: str) -> Path:
@@ -221,7 +223,8 @@ class Settings(BaseSettings):
         """Keyword arguments (by variable name) first, then the environment being loaded."""
         environ = _ENVIRON.get()
         return (init_settings,
-                EnvironSource(settings_cls, os.environ if environ is None else environ))
+                EnvironSource(settings_cls, os.environ if environ is None else environ,
+                              secrets=_SECRETS.get()))
 
     @field_validator("env", mode="before")
     @classmethod
@@ -343,13 +346,17 @@ def _problems(error: ValidationError) -> tuple[list[str], str | None]:
     return problems, env_problem
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, *,
+                  secrets: bool = True) -> Settings:
     """Build Settings from the environment, or raise ConfigError naming every problem;
     UnsafeStorage, before anything is read from it, when its storage root is not safe to
-    trust (`forge.config.storage_root`)."""
+    trust (`forge.config.storage_root`). ``secrets=False``: for a command that uses none
+    (its rings are empty, nothing is read or generated: no dev secrets file, so no
+    storage root made just for it); such Settings must never sign or verify."""
     environ = os.environ if environ is None else environ
     check_storage_root(storage_root_path(environ.get("STORAGE_ROOT")))
     token = _ENVIRON.set(environ)
+    reading = _SECRETS.set(secrets)
     try:
         return Settings()
     except ValidationError as exc:
@@ -360,4 +367,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         env = parse_forge_env(raw_env) or ForgeEnv.DEV
         raise ConfigError(env.value, problems) from None
     finally:
+        _SECRETS.reset(reading)
         _ENVIRON.reset(token)
