@@ -70,11 +70,11 @@ def test_build_and_list_on_the_machine_cache(base_rootfs: Path,
     assert base_key()[:12] in row and " yes " in row and "MiB" in row
 
 
-def fake_entry(cache: ImageCache, key: str) -> None:
+def fake_entry(cache: ImageCache, key: str, name: str = "base") -> None:
     """A built-looking entry of ``key`` (a tiny tree), as a finished build leaves one."""
     staging = cache.new_staging(key)
     (staging / ROOTFS / "etc").mkdir(parents=True)
-    cache.install(key, staging, "base", 1.0)
+    cache.install(key, staging, name, 1.0)
 
 
 def test_prune_removes_what_no_definition_names(tmp_path: Path) -> None:

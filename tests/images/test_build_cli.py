@@ -31,20 +31,34 @@ def test_build_all_builds_every_definition_and_sums_up(tmp_path: Path, base_root
 
 
 def test_list_shows_each_size_and_the_cache_total(tmp_path: Path) -> None:
+    """An author's FORGE_IMAGE_DIR replaces the shipped folder; the cache is machine-wide,
+    and list counted the shipped images' builds (here ssh) as removable, and prune removed
+    them: every installation on the machine then failed "image ssh is not built"."""
     defs = tmp_path / "defs"
     defs.mkdir()
     (defs / "base.yaml").write_text((content_path("images") / "base.yaml").read_text())
     cache = ImageCache(tmp_path / "cache")
     current = image_key(load_definition_file(defs / "base.yaml"))
     fake_entry(cache, current)
-    fake_entry(cache, "0" * 63 + "3")  # an older edit's entry, named by no definition
-    sizes = [e.size_bytes for e in cache.entries()]
-    listed = CliRunner().invoke(image_app, ["list"], env={
-        "FORGE_IMAGE_DIR": str(defs), "FORGE_IMAGE_CACHE": str(cache.root)})
+    stale = "0" * 63 + "3"
+    fake_entry(cache, stale)  # an older edit's entry, named by no definition
+    shipped = image_key(load_definition_file(content_path("images") / "ssh.yaml"))
+    fake_entry(cache, shipped, "ssh")  # named by the shipped ssh.yaml only
+    sizes = {e.key: e.size_bytes for e in cache.entries()}
+    env = {"FORGE_IMAGE_DIR": str(defs), "FORGE_IMAGE_CACHE": str(cache.root)}
+    listed = CliRunner().invoke(image_app, ["list"], env=env)
     assert listed.exit_code == 0, listed.output
     row = next(line for line in listed.stdout.splitlines() if line.startswith("base "))
-    assert f"{sizes[0] / (1 << 20):.1f} MiB" in row
-    total = f"{sum(sizes) / (1 << 20):.1f} MiB"
-    assert listed.stdout.splitlines()[-1].startswith(
-        f"cache: {cache.root}: 2 image(s), {total} on disk (1 of them, ")
-    assert "forge image prune removes them" in listed.stdout
+    assert f"{sizes[current] / (1 << 20):.1f} MiB" in row
+    total = f"{sum(sizes.values()) / (1 << 20):.1f} MiB"
+    assert listed.stdout.splitlines()[-1] == (
+        f"cache: {cache.root}: 3 image(s), {total} on disk (1 of them, "
+        f"{sizes[stale] / (1 << 20):.1f} MiB, named by no current definition: forge image "
+        "prune removes them) (1 named only by the shipped definitions, other installations' "
+        "images: forge image prune keeps them)")
+    pruned = CliRunner().invoke(image_app, ["prune"], env=env)
+    assert pruned.exit_code == 0, pruned.output
+    assert f"kept ssh ({shipped[:12]}): a shipped image definition names it, and other " \
+        "installations of this machine run on it (--all removes it)" in pruned.stdout
+    assert f"removed base ({stale[:12]}" in pruned.stdout
+    assert sorted(e.key for e in cache.entries()) == sorted([current, shipped])

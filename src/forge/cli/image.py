@@ -16,6 +16,7 @@ import typer
 
 from forge.cli.context import settings_or_exit
 from forge.cli.output import JSON_OPTION, print_json, print_table
+from forge.content import content_path
 from forge.errors import ForgeError
 from forge.templates.problems import TemplateError
 
@@ -154,6 +155,7 @@ def list_images(as_json: bool = JSON_OPTION) -> None:
     settings = settings_or_exit(secrets=False)
     try:
         definitions = load_definitions(settings.images_dir)
+        shipped = _shipped_keys()
     except ForgeError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
@@ -162,7 +164,8 @@ def list_images(as_json: bool = JSON_OPTION) -> None:
     built = {key: cache.get(key) for _, key in listed}
     entries = cache.entries()
     current = {key for _, key in listed}
-    stale = [e for e in entries if e.key not in current]
+    stale = [e for e in entries if e.key not in current and e.key not in shipped]
+    kept = sum(1 for e in entries if e.key not in current and e.key in shipped)
     total = sum(e.size_bytes for e in entries)
 
     def when(key: str) -> str | None:
@@ -176,7 +179,8 @@ def list_images(as_json: bool = JSON_OPTION) -> None:
              "size_bytes": getattr(built[key], "size_bytes", None), "built_at": when(key)}
             for name, key in listed], "cache": {
             "path": str(settings.image_cache), "entries": len(entries), "size_bytes": total,
-            "stale_entries": len(stale), "stale_bytes": sum(e.size_bytes for e in stale)}})
+            "stale_entries": len(stale), "stale_bytes": sum(e.size_bytes for e in stale),
+            "shipped_entries": kept}})
         return
     print_table(("NAME", "KEY", "BUILT", "SIZE", "BUILT AT"), ((
         name, key[:12], "no" if built[key] is None else "yes",
@@ -184,8 +188,21 @@ def list_images(as_json: bool = JSON_OPTION) -> None:
         for name, key in listed))
     note = (f" ({len(stale)} of them, {_size(sum(e.size_bytes for e in stale))}, named by no "
             "current definition: forge image prune removes them)" if stale else "")
+    if kept:
+        note += (f" ({kept} named only by the shipped definitions, other installations' "
+                 "images: forge image prune keeps them)")
     typer.echo(f"cache: {settings.image_cache}: {len(entries)} image(s), {_size(total)} on "
                f"disk{note}")
+
+
+def _shipped_keys() -> dict[str, str]:
+    """Key -> name of each shipped definition (``forge.content/images``). The cache is
+    machine-wide and every installation on the default FORGE_IMAGE_DIR runs on these, so
+    a command given an author's folder, which replaces them, must never count them as
+    removable. ForgeError when they cannot be read."""
+    from forge.images import image_key, load_definitions
+
+    return {image_key(d): name for name, d in load_definitions(content_path("images")).items()}
 
 
 def _checked_cache(root: Path) -> ImageCache:
@@ -205,22 +222,30 @@ def _checked_cache(root: Path) -> ImageCache:
 @app.command("prune")
 def prune(all_: bool = typer.Option(False, "--all", help="Remove every cached image.")) -> None:
     """Remove cached images no current definition names (or all with --all), and the
-    leftovers of builds that died. An image being built or used by a running lab (on this
-    machine) is left alone."""
+    leftovers of builds that died. An image a shipped definition names (other
+    installations use it), being built or used by a running lab (on this machine) is left
+    alone, each with a line saying why."""
     from forge.images import image_key, load_definitions
 
     settings = settings_or_exit(secrets=False)
-    cache = _checked_cache(settings.image_cache)
     keep: set[str] = set()
+    shipped: dict[str, str] = {}
     if not all_:
         try:
             keep = {image_key(d) for d in load_definitions(settings.images_dir).values()}
+            shipped = _shipped_keys()
         except ForgeError as exc:
             typer.echo(f"error: {exc.message} (nothing pruned)", err=True)
             raise typer.Exit(1) from None
+    cache = _checked_cache(settings.image_cache)
     freed = removed = 0
     for entry in cache.entries():
         if entry.key in keep:
+            continue
+        if entry.key in shipped:
+            typer.echo(f"kept {entry.name} ({entry.key[:12]}): a shipped image definition "
+                       "names it, and other installations of this machine run on it "
+                       "(--all removes it)")
             continue
         if cache.remove(entry.key):
             removed += 1
