@@ -24,8 +24,8 @@ from forge.bus import NatsServer
 from forge.identity.apikeys import create_api_key
 from forge.services.common.host_cookies import incoming
 from forge.services.spawn.app import build_app
+from forge.services.spawn.web.lti_login_state import cookie_name as lti_cookie
 from forge.services.spawn.web.lti_pages import DL_COOKIE as LTI_DL
-from forge.services.spawn.web.lti_pages import _cookie_name as lti_cookie
 from forge.services.spawn.web.security import csrf_token, learner_session
 
 from ..services.conftest import shipped_spawn_settings
@@ -88,3 +88,5 @@ def test_a_session_cookie_tossed_from_a_sibling_site_is_ignored(client: TestClie
     assert incoming(f"__Secure-{lti}=s; {lti}=t; other=1") == f"{lti}=s; other=1"
     assert incoming(f"__Secure-{LTI_DL}=d; __Secure-forge_ops=o; __Secure-forge_oidc=s"
                     ) == ""  # set __Host-: a __Secure- one is a sibling's
+    # It counts only with the browser's LTI binding, which is __Host- (test_lti_launch).
+    assert incoming("__Secure-forge_lti=b; forge_lti=c; __Host-forge_lti=a") == "forge_lti=a"

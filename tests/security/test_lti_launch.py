@@ -148,9 +148,9 @@ def test_a_replayed_launch_is_refused(shared: World) -> None:
     browser = w.forge.browser()
     login = w.acme.login_url(w.forge.url, "rex", custom={"forge_assignment": w.assignment_id})
     started = browser.get(login, follow_redirects=False)
-    captured = {c.name: c.value or "" for c in browser.cookies.jar
-                if c.name.startswith("forge_lti_")}  # the login cookie, stolen
-    assert len(captured) == 1
+    captured = {c.name: (c.value or "", c.path) for c in browser.cookies.jar
+                if c.name.startswith("forge_lti")}  # the login cookies, stolen
+    assert len(captured) == 2  # the state (kept to /lti/) and the browser's binding
     form = httpx.get(started.headers["location"], timeout=30).json()
     first = browser.post(form["action"], data=form["fields"], follow_redirects=False)
     assert first.status_code == 200 and landing_of(first).startswith("/lti/assignment/")
@@ -158,8 +158,8 @@ def test_a_replayed_launch_is_refused(shared: World) -> None:
     refused(browser.post(form["action"], data=form["fields"], follow_redirects=False), 403,
             "another browser")
     thief = w.forge.browser()  # with the captured launch and login cookie: nonce used
-    for name, value in captured.items():
-        thief.cookies.set(name, value, path="/lti/")
+    for name, (value, path) in captured.items():
+        thief.cookies.set(name, value, path=path)
     refused(thief.post(form["action"], data=form["fields"], follow_redirects=False), 409,
             "already used")
 
@@ -286,3 +286,77 @@ def test_a_launch_field_given_twice_is_refused(shared: World) -> None:
     assert _roles(w.forge, "lti.dup") == 0
     once = browser.post(form["action"], data=fields, follow_redirects=False)
     assert once.status_code == 200 and landing_of(once).startswith("/lti/assignment/")
+
+
+HTTPS = {"x-forwarded-proto": "https"}
+
+
+def _set_cookies(resp: httpx.Response) -> dict[str, str]:
+    """The cookies a response sets over https (httpx keeps no Secure cookie on http)."""
+    return {c.split("=", 1)[0]: c.split("=", 1)[1].split(";", 1)[0]
+            for c in resp.headers.get_list("set-cookie")}
+
+
+def test_a_launch_state_tossed_from_a_sibling_site_does_not_sign_in(shared: World) -> None:
+    """Over https the launch's sign-in state was a path-scoped `__Secure-` cookie, which a
+    sibling subdomain served over https may set for the parent domain: mallory began a
+    launch, planted her state cookie in the victim's browser and had it post her id_token
+    and state (an auto-submitting form), which signed the victim in as mallory. The state
+    now counts only bound to this browser's `__Host-forge_lti` cookie, or kept whole-site
+    (`__Host-`) in a browser that has none yet: no sibling can set either."""
+    w = shared
+    headers = {**HTTPS, "origin": w.acme.issuer, "sec-fetch-site": "cross-site"}
+
+    def begin(cookie: str = "") -> tuple[dict[str, str], dict[str, Any]]:
+        started = w.forge.browser().get(w.acme.login_url(
+            w.forge.url, "mallory", custom={"forge_assignment": w.assignment_id}),
+            headers={**HTTPS, "cookie": cookie}, follow_redirects=False)
+        assert started.status_code == 302, started.text
+        return _set_cookies(started), httpx.get(started.headers["location"], timeout=30).json()
+
+    def post(form: dict[str, Any], cookie: str) -> httpx.Response:
+        return w.forge.browser().post(form["action"], data=form["fields"],
+                                      headers={**headers, "cookie": cookie})
+
+    victims = _set_cookies(w.forge.browser().get(
+        w.acme.login_url(w.forge.url, "victim"), headers=HTTPS, follow_redirects=False))
+    victim = f"__Host-forge_lti={victims.get('__Host-forge_lti')}"
+    first, first_form = begin()  # mallory's new browser: its state is whole-site
+    binding = first.get("__Host-forge_lti")
+    later, form = begin(f"__Host-forge_lti={binding}")  # bound to her browser's binding
+    for cookies in (first, later):
+        name, token = next((n, v) for n, v in cookies.items() if n != "__Host-forge_lti")
+        name = "forge_lti_" + name[-16:]  # the state's cookie, whole-site or kept to /lti/
+        planted = f"__Secure-{name}={token}"  # what a sibling can set: path-scoped
+        for cookie in (planted, f"{planted}; {victim}", f"{planted}; __Secure-forge_lti="
+                       f"{binding}", f"__Secure-forge_ltiw_{name[-16:]}={token}; {victim}"):
+            refused(post(first_form if cookies is first else form, cookie), 403,
+                    "another browser")
+    assert _roles(w.forge, "lti.mallory") == 0
+    assert any(n.startswith("__Host-forge_ltiw_") for n in first), first
+    assert any(n.startswith("__Secure-forge_lti_") for n in later), later
+    # In mallory's own browser the same launch signs her in.
+    own = post(form, "; ".join(f"{n}={v}" for n, v in later.items()))
+    assert own.status_code == 200 and landing_of(own).startswith("/lti/assignment/"), own.text
+    assert "__Host-forge_session=" in own.headers["set-cookie"]
+
+
+def test_launches_begun_at_once_in_a_new_browser_all_open(shared: World) -> None:
+    """Several activities of one course page begin their logins at once in a browser with
+    no LTI binding yet: each makes one, the browser keeps the last, and every launch still
+    opens (their states are whole-site until the browser has a binding)."""
+    w = shared
+    logins = [w.forge.browser().get(w.acme.login_url(
+        w.forge.url, "iris", custom={"forge_assignment": w.assignment_id}),
+        headers=HTTPS, follow_redirects=False) for _ in range(2)]
+    jar: dict[str, str] = {}
+    for login in logins:
+        jar.update(_set_cookies(login))  # the last binding wins
+    assert len([n for n in jar if n.startswith("__Host-forge_ltiw_")]) == 2, jar
+    cookie = "; ".join(f"{n}={v}" for n, v in jar.items())
+    for login in logins:
+        form = httpx.get(login.headers["location"], timeout=30).json()
+        opened = w.forge.browser().post(form["action"], data=form["fields"], headers={
+            **HTTPS, "origin": w.acme.issuer, "cookie": cookie})
+        assert opened.status_code == 200, opened.text
+        assert landing_of(opened).startswith("/lti/assignment/")

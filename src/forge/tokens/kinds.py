@@ -57,8 +57,10 @@ OIDC_PENDING = TokenKind(
 )
 
 # An LTI 1.3 login under way (issue 18 item 4): the platform, state and nonce, kept in a
-# cookie of the browser the platform sent to the login initiation; the launch must match it.
-LTI_PENDING = TokenKind("LTIP", "forge_lti_launch", 10 * 60, ("platform", "state", "nonce"))
+# cookie of the browser the platform sent to the login initiation, and the hash of that
+# browser's LTI binding cookie (__Host- over https); the launch must match both.
+LTI_PENDING = TokenKind("LTIP", "forge_lti_launch", 10 * 60,
+                        ("platform", "state", "nonce", "browser_sha256"))
 # A verified LTI deep linking request, carried by the instructor's pick form to its POST.
 LTI_DEEP_LINK = TokenKind("LTIDL", "forge_lti_deep_link", 30 * 60, ("platform", "sub",
                                                                      "deployment_id"))

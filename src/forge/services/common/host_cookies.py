@@ -16,7 +16,9 @@ routes keep the one name each (``forge_session``, ``forge_ops`` …):
   dropped: over https Forge sets none, so one is another site's (or an old release's, whose
   learner signs in again once). A ``__Secure-`` cookie is read only under the names Forge
   sets path-scoped (``PATH_SCOPED``): a sibling subdomain served over https may set
-  ``__Secure-forge_session; Domain=`` the parent, which only ``__Host-`` rules out.
+  ``__Secure-forge_session; Domain=`` the parent, which only ``__Host-`` rules out. Such a
+  sibling may so plant an LTI launch's state too: it counts only with the ``__Host-forge_lti``
+  binding of the browser that began it (spawn web lti_login_state).
 
 Over plain http (a loopback install, the tests) nothing changes: ``__Host-`` needs Secure.
 """
@@ -30,7 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 OURS = "forge_"
 HOST, SECURE = "__Host-", "__Secure-"
 # The cookies Forge sets path-scoped, so ``__Secure-`` over https: an LTI launch's sign-in
-# state (spawn web lti_pages._cookie_name). The OIDC sign-in state is the whole site's.
+# state (spawn web lti_login_state.cookie_name), which a sibling may plant, so it counts
+# only with the browser's ``__Host-forge_lti``. The OIDC sign-in state is the whole site's.
 PATH_SCOPED = re.compile(r"forge_lti_[0-9a-f]{16}")
 
 

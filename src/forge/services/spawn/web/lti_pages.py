@@ -2,18 +2,18 @@
 
 `/lti/login` is the platform's OIDC login initiation: state and nonce go into a signed,
 HttpOnly cookie of this browser (one per login, SameSite=None on https: the launch is a
-cross-site form post), and the browser goes to the platform. `/lti/launch` takes the posted
-id_token only in that browser, verifies it (`forge.identity.lti`), consumes its nonce once
-(refused on every replica afterwards), maps the course to a cohort and the person to a
-subject of the platform's tenant, and signs them in: a learner lands on the assignment the
-activity names, ready to start it; an instructor lands on /teach, or for deep linking on
-the page where they pick a lab (`lti_deep_link`). `/lti/jwks` publishes our public key.
+cross-site form post) bound to this browser (`lti_login_state`), and the browser goes to
+the platform. `/lti/launch` takes the posted id_token only in that browser, verifies it
+(`forge.identity.lti`), consumes its nonce once (refused on every replica afterwards), maps
+the course to a cohort and the person to a subject of the platform's tenant, and signs them
+in: a learner lands on the assignment the activity names, ready to start it; an instructor
+lands on /teach, or for deep linking on the page where they pick a lab (`lti_deep_link`).
+`/lti/jwks` publishes our public key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +36,6 @@ from forge.identity.lti import (
     KeyCache,
     Launch,
     LtiRefused,
-    Pending,
     begin_login,
     verify_launch,
 )
@@ -45,6 +44,7 @@ from forge.identity.roles import INSTRUCTOR, LEARNER, raise_role
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.site_links import set_public_url
 from forge.services.spawn.web.errors import PageError, error_response
+from forge.services.spawn.web.lti_login_state import forget_login, keep_login, login_of
 from forge.services.spawn.web.render import page
 from forge.services.spawn.web.security import (
     LEARNER_SESSION_TTL_S,
@@ -60,14 +60,11 @@ from forge.services.spawn.web.security import (
 )
 from forge.services.spawn.web.signout import end_another_persons
 from forge.services.spawn.web.viewer import signed_in, viewer
-from forge.tokens import LTI_DEEP_LINK, LTI_PENDING, TokenError, TokenReplayed, mint_token
-from forge.tokens import verify_token as verify_forge_token
+from forge.tokens import LTI_DEEP_LINK, TokenReplayed, mint_token
 from forge.tokens.replay import consume_once
 
 log = logging.getLogger("forge.spawn.web.lti")
 router = APIRouter(include_in_schema=False)
-COOKIE_PREFIX = "forge_lti_"
-COOKIE_PATH = "/lti/"
 DL_COOKIE = "forge_lti_dl"
 NONCE_KIND = "LTIN"
 MAX_FIELD = 64 * 1024
@@ -106,16 +103,6 @@ def refusal(request: Request, status: int, message: str) -> Response:
     """A plain page for a refused launch: no session is set."""
     return error_response(request, PageError(status, "Not opened", message, "/signin",
                                              "/signin"))
-
-
-def _cookie_name(state: str) -> str:
-    return COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:16]
-
-
-def _samesite(request: Request) -> str:
-    # The launch is a cross-site POST: only SameSite=None (which needs Secure) rides along.
-    # On plain http (a loopback test) browsers refuse None without Secure, so Lax there.
-    return "none" if is_https(request) else "lax"
 
 
 async def _params(request: Request) -> dict[str, str]:
@@ -158,29 +145,9 @@ async def login(request: Request) -> Response:
     except LtiRefused as exc:
         log.warning("lti login refused: %s", exc.reason)
         return refusal(request, exc.status, exc.message)
-    token = mint_token(spawn_state(request).settings.sat, LTI_PENDING, {
-        "platform": pending.platform, "state": pending.state, "nonce": pending.nonce})
     response = RedirectResponse(url, status_code=302)
-    response.set_cookie(_cookie_name(pending.state), token, max_age=LTI_PENDING.ttl_s,
-                        path=COOKIE_PATH, httponly=True, secure=is_https(request),
-                        samesite=_samesite(request))  # type: ignore[arg-type]
+    keep_login(request, response, spawn_state(request).settings.sat, pending)
     return response
-
-
-def _pending(request: Request, state: str) -> Pending | None:
-    """The login this browser began whose state the launch carries."""
-    if not state or len(state) > 128:
-        return None
-    cookie = request.cookies.get(_cookie_name(state), "")
-    if not cookie:
-        return None
-    try:
-        claims = verify_forge_token(spawn_state(request).settings.sat, LTI_PENDING, cookie)
-    except TokenError:
-        return None
-    if not hmac.compare_digest(str(claims["state"]).encode(), state.encode()):
-        return None
-    return Pending(str(claims["platform"]), str(claims["state"]), str(claims["nonce"]))
 
 
 def _nonce_id(platform: str, nonce: str) -> str:
@@ -239,11 +206,12 @@ async def launch(request: Request) -> Response:
     except LtiRefused as exc:
         log.warning("lti launch refused: %s", exc.reason)
         return refusal(request, exc.status, exc.message)
-    pending = _pending(request, form.get("state", ""))
-    if pending is None:
+    found_login = login_of(request, spawn_state(request).settings.sat, form.get("state", ""))
+    if found_login is None:
         log.warning("lti launch refused: no login with this state in this browser")
         return refusal(request, 403, "This launch was started in another browser or took too "
                        "long. Open the activity again from your course.")
+    pending, where = found_login
     state = spawn_state(request)
     try:
         verified = await run_in_threadpool(verify_launch, web.registry, web.keys, pending,
@@ -281,9 +249,7 @@ async def launch(request: Request) -> Response:
     log.info("lti launch: platform=%s type=%s teaches=%s", verified.platform.name,
              verified.message_type, verified.teaches)
     response = await _landing(request, verified, cohort_id, found, teaches)
-    response.delete_cookie(_cookie_name(pending.state), path=COOKIE_PATH,
-                           secure=is_https(request), httponly=True,
-                           samesite=_samesite(request))  # type: ignore[arg-type]
+    forget_login(request, response, where)
     return response
 
 
