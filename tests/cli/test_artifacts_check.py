@@ -40,7 +40,12 @@ def test_check_names_a_lab_graded_without_its_signed_files_and_files_the_store_l
         tmp_path: Path) -> None:
     storage = tmp_path / "storage"
     env: dict[str, str | None] = {"STORAGE_ROOT": str(storage), "FORGE_DB_URL": None}
-    assert forge(env, "artifacts", "check")[0] == 0  # makes and migrates the store
+    # A root and store with no scenario (a mistyped STORAGE_ROOT: a new one) were "agree",
+    # exit 0, after a restore; nothing was checked, so it says so and exits 2.
+    code, out, err = forge(env, "artifacts", "check")  # makes and migrates the store
+    assert (code, out) == (2, "")
+    assert "nothing to check: the store records no scenario" in err
+    assert "is STORAGE_ROOT (and FORGE_DB_URL) the restored installation's?" in err
     db = Database(load_settings({"STORAGE_ROOT": str(storage)}).db_url)
     _scored(db, SCENARIO_ID)
     write_results(storage, build(tmp_path / "a", scenario_id=SCENARIO_ID))

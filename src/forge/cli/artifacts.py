@@ -132,7 +132,8 @@ def fetch(
 def check(json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) \
         -> None:
     """After a restore: does the state store agree with the results folders? Exit 1 naming
-    each scenario graded without its signed files (or with them but unknown to the store)."""
+    each scenario graded without its signed files (or with them but unknown to the store),
+    2 when neither holds any scenario (not the restored installation's root or store)."""
     import json
 
     from forge.cli.context import open_db
@@ -144,7 +145,13 @@ def check(json_out: bool = typer.Option(False, "--json", help="Machine-readable 
                    "FORGE_ARTIFACT_STORE=jetstream the results are in the bucket, which a "
                    "storage root backup does not hold", err=True)
         raise typer.Exit(2)
-    found = results_mismatches(open_db(settings), settings.storage_root)
+    compared = results_mismatches(open_db(settings), settings.storage_root)
+    if compared.empty:  # a mistyped STORAGE_ROOT (a new, empty one) agrees with nothing
+        typer.echo(f"error: nothing to check: the store records no scenario and "
+                   f"{settings.storage_root}/scenarios holds no results folder; is "
+                   "STORAGE_ROOT (and FORGE_DB_URL) the restored installation's?", err=True)
+        raise typer.Exit(2)
+    found = compared.mismatches
     if json_out:
         typer.echo(json.dumps([{"scenario_id": m.scenario_id, "problem": m.problem,
                                 "detail": m.detail} for m in found]))

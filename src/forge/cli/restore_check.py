@@ -7,7 +7,9 @@ signed and audited) whose signed files are not in `scenarios/<id>/results/` — 
 lab shows graded, its score answers 404 — or signed files of a scenario the store does not
 know or does not record as completed. Nothing at start sees it (a results folder removed by
 retention looks the same), so the operator checks after a restore. Results removed by
-retention (`retention.deleted` in the global audit log) are not a mismatch.
+retention (`retention.deleted` in the global audit log) are not a mismatch. A store with no
+scenario beside a root with no results folder is nothing checked (`Compared.empty`), never
+"they agree": a mistyped STORAGE_ROOT makes a new, empty one.
 """
 
 from __future__ import annotations
@@ -64,7 +66,21 @@ def _incomplete(storage_root: Path, scenario_id: str) -> list[str]:
     return lacking
 
 
-def results_mismatches(db: Database, storage_root: Path) -> list[Mismatch]:
+@dataclass(frozen=True)
+class Compared:
+    """What was compared: the mismatches, and how many scenarios each side holds."""
+
+    mismatches: list[Mismatch]
+    scenarios: int  # rows of the store
+    folders: int  # results folders of the storage root
+
+    @property
+    def empty(self) -> bool:
+        """Nothing on either side: no restored installation was checked."""
+        return not self.scenarios and not self.folders
+
+
+def results_mismatches(db: Database, storage_root: Path) -> Compared:
     """Every scenario on which the store and the results folders disagree, by id."""
     with db.session() as sess:
         scored = set(sess.execute(select(FinalizedAudit.scenario_id)).scalars())
@@ -85,4 +101,5 @@ def results_mismatches(db: Database, storage_root: Path) -> list[Mismatch]:
         elif rows[sid][0] != states.COMPLETED and sid not in scored:
             found.append(Mismatch(sid, "not_recorded", "signed results, but the store says "
                                   f"{rows[sid][0]} ({rows[sid][1]})"))
-    return sorted(found, key=lambda m: (m.scenario_id, m.problem))
+    return Compared(sorted(found, key=lambda m: (m.scenario_id, m.problem)), len(rows),
+                    len(present))
