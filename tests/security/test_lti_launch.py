@@ -150,7 +150,9 @@ def test_a_replayed_launch_is_refused(shared: World) -> None:
     started = browser.get(login, follow_redirects=False)
     captured = {c.name: (c.value or "", c.path) for c in browser.cookies.jar
                 if c.name.startswith("forge_lti")}  # the login cookies, stolen
-    assert len(captured) == 2  # the state (kept to /lti/) and the browser's binding
+    # The state (kept to /lti/), the browser's new binding and, as it had none, the state's
+    # whole-site marker.
+    assert len(captured) == 3, captured
     form = httpx.get(started.headers["location"], timeout=30).json()
     first = browser.post(form["action"], data=form["fields"], follow_redirects=False)
     assert first.status_code == 200 and landing_of(first).startswith("/lti/assignment/")
@@ -302,8 +304,9 @@ def test_a_launch_state_tossed_from_a_sibling_site_does_not_sign_in(shared: Worl
     sibling subdomain served over https may set for the parent domain: mallory began a
     launch, planted her state cookie in the victim's browser and had it post her id_token
     and state (an auto-submitting form), which signed the victim in as mallory. The state
-    now counts only bound to this browser's `__Host-forge_lti` cookie, or kept whole-site
-    (`__Host-`) in a browser that has none yet: no sibling can set either."""
+    now counts only bound to this browser's `__Host-forge_lti` cookie or, begun in a browser
+    that had none yet, with its state's whole-site `__Host-forge_ltiw_` marker: no sibling
+    can set either."""
     w = shared
     headers = {**HTTPS, "origin": w.acme.issuer, "sec-fetch-site": "cross-site"}
 
@@ -321,15 +324,18 @@ def test_a_launch_state_tossed_from_a_sibling_site_does_not_sign_in(shared: Worl
     victims = _set_cookies(w.forge.browser().get(
         w.acme.login_url(w.forge.url, "victim"), headers=HTTPS, follow_redirects=False))
     victim = f"__Host-forge_lti={victims.get('__Host-forge_lti')}"
-    first, first_form = begin()  # mallory's new browser: its state is whole-site
+    first, first_form = begin()  # mallory's new browser: her state has a whole-site marker
     binding = first.get("__Host-forge_lti")
     later, form = begin(f"__Host-forge_lti={binding}")  # bound to her browser's binding
     for cookies in (first, later):
-        name, token = next((n, v) for n, v in cookies.items() if n != "__Host-forge_lti")
-        name = "forge_lti_" + name[-16:]  # the state's cookie, whole-site or kept to /lti/
+        name, token = next((n, v) for n, v in cookies.items()
+                           if n.startswith("__Secure-forge_lti_"))
+        name = name.removeprefix("__Secure-")  # the state's cookie, kept to /lti/
         planted = f"__Secure-{name}={token}"  # what a sibling can set: path-scoped
+        marker = f"forge_ltiw_{name[-16:]}=1"  # a first login's whole-site marker
         for cookie in (planted, f"{planted}; {victim}", f"{planted}; __Secure-forge_lti="
-                       f"{binding}", f"__Secure-forge_ltiw_{name[-16:]}={token}; {victim}"):
+                       f"{binding}", f"__Secure-forge_ltiw_{name[-16:]}={token}; {victim}",
+                       f"{planted}; __Secure-{marker}; {victim}", f"{planted}; {marker}"):
             refused(post(first_form if cookies is first else form, cookie), 403,
                     "another browser")
     assert _roles(w.forge, "lti.mallory") == 0
@@ -353,6 +359,13 @@ def test_launches_begun_at_once_in_a_new_browser_all_open(shared: World) -> None
     for login in logins:
         jar.update(_set_cookies(login))  # the last binding wins
     assert len([n for n in jar if n.startswith("__Host-forge_ltiw_")]) == 2, jar
+    # What a first login keeps whole-site rides on every request of the site: a marker of a
+    # few bytes, not its state (about 630 bytes: logins a cross-site page began at once in
+    # a new browser grew its Cookie header past a proxy's 8 KiB, and the site was shut).
+    for login in logins:
+        site_wide = [c.split(";", 1)[0] for c in login.headers.get_list("set-cookie")
+                     if "; path=/;" in c.lower() + ";" and "__Host-forge_lti=" not in c]
+        assert len(site_wide) == 1 and len(site_wide[0]) < 40, site_wide
     cookie = "; ".join(f"{n}={v}" for n, v in jar.items())
     for login in logins:
         form = httpx.get(login.headers["location"], timeout=30).json()

@@ -9,8 +9,11 @@ have that browser post its id_token, signing the victim in as the attacker. So a
 counts only bound to the browser's ``forge_lti`` cookie: one random value per browser,
 whole-site (``__Host-forge_lti``, which no sibling can set), whose hash the state names. A
 browser's first logins, before it has one (several activities of one course page begin at
-once, each makes one and the browser keeps only the last), keep their state in a whole-site
-``forge_ltiw_`` cookie (``__Host-``) instead, until their launch.
+once, each makes one and the browser keeps only the last), are bound to a whole-site
+``forge_ltiw_`` marker (``__Host-``) of their state instead, until their launch: a few bytes,
+not the state (about 600 bytes), as it rides on every request of the site (SameSite=None):
+logins a cross-site page began at once in a new browser grew its Cookie header past what a
+proxy takes (nginx: 8 KiB, about a dozen states) and locked it out of the whole site.
 """
 
 from __future__ import annotations
@@ -38,15 +41,16 @@ BINDING_TTL_S = 30 * 24 * 3600  # refreshed by each login: one per browser, not 
 _BINDING = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
+MARKER = "1"  # the whole-site cookie's value: its name (the state's hash) is what counts
+
+
 def cookie_name(state: str) -> str:
     """The name of a login's state cookie kept to /lti/."""
     return COOKIE_PREFIX + _hash(state)[:16]
 
 
-def _where(state: str, whole_site: bool) -> tuple[str, str]:
-    if whole_site:
-        return WHOLE_SITE_PREFIX + _hash(state)[:16], "/"
-    return cookie_name(state), COOKIE_PATH
+def _marker_name(state: str) -> str:
+    return WHOLE_SITE_PREFIX + _hash(state)[:16]
 
 
 def _hash(value: str) -> str:
@@ -77,39 +81,45 @@ def keep_login(request: Request, response: Response, ring: HmacKeyring,
     token = mint_token(ring, LTI_PENDING, {
         "platform": pending.platform, "state": pending.state, "nonce": pending.nonce,
         "browser_sha256": _hash(binding) if binding else WHOLE_SITE})
-    name, path = _where(pending.state, not binding)
-    response.set_cookie(name, token, max_age=LTI_PENDING.ttl_s, path=path, httponly=True,
-                        secure=secure, samesite=samesite)  # type: ignore[arg-type]
+    response.set_cookie(cookie_name(pending.state), token, max_age=LTI_PENDING.ttl_s,
+                        path=COOKIE_PATH, httponly=True, secure=secure,
+                        samesite=samesite)  # type: ignore[arg-type]
+    if not binding:
+        response.set_cookie(_marker_name(pending.state), MARKER, max_age=LTI_PENDING.ttl_s,
+                            path="/", httponly=True, secure=secure,
+                            samesite=samesite)  # type: ignore[arg-type]
 
 
-def login_of(request: Request, ring: HmacKeyring,
-             state: str) -> tuple[Pending, tuple[str, str]] | None:
-    """The login this browser began whose state the launch carries, and where its cookie
-    is: a whole-site one, or one kept to /lti/ bound to this browser's binding."""
+def login_of(request: Request, ring: HmacKeyring, state: str) -> Pending | None:
+    """The login this browser began whose state the launch carries: its state cookie (kept
+    to /lti/), bound to this browser's binding or, begun before it had one, with the
+    state's whole-site marker."""
     if not state or len(state) > 128:
         return None
-    for whole_site in (True, False):
-        where = _where(state, whole_site)
-        cookie = request.cookies.get(where[0], "")
-        if cookie:
-            break
-    else:
+    cookie = request.cookies.get(cookie_name(state), "")
+    if not cookie:
         return None
-    binding = _binding(request)
-    bound = WHOLE_SITE if whole_site else _hash(binding) if binding else ""
     try:
         claims = verify_forge_token(ring, LTI_PENDING, cookie)
     except TokenError:
         return None
+    if claims["browser_sha256"] == WHOLE_SITE:
+        marked = request.cookies.get(_marker_name(state), "") == MARKER
+        bound = WHOLE_SITE if marked else ""
+    else:
+        binding = _binding(request)
+        bound = _hash(binding) if binding else ""
     if not bound or not hmac.compare_digest(
             f"{claims['state']}\x00{claims['browser_sha256']}".encode(),
             f"{state}\x00{bound}".encode()):
         return None
-    return (Pending(str(claims["platform"]), str(claims["state"]), str(claims["nonce"])),
-            where)
+    return Pending(str(claims["platform"]), str(claims["state"]), str(claims["nonce"]))
 
 
-def forget_login(request: Request, response: Response, where: tuple[str, str]) -> None:
-    """Remove a launched login's state cookie (the binding stays, for the next launch)."""
-    response.delete_cookie(where[0], path=where[1], secure=is_https(request), httponly=True,
-                           samesite=_samesite(request))  # type: ignore[arg-type]
+def forget_login(request: Request, response: Response, state: str) -> None:
+    """Remove a launched login's state cookie and marker (the binding stays, for the next
+    launch)."""
+    for name, path in ((cookie_name(state), COOKIE_PATH), (_marker_name(state), "/")):
+        if name in request.cookies:
+            response.delete_cookie(name, path=path, secure=is_https(request), httponly=True,
+                                   samesite=_samesite(request))  # type: ignore[arg-type]

@@ -206,12 +206,11 @@ async def launch(request: Request) -> Response:
     except LtiRefused as exc:
         log.warning("lti launch refused: %s", exc.reason)
         return refusal(request, exc.status, exc.message)
-    found_login = login_of(request, spawn_state(request).settings.sat, form.get("state", ""))
-    if found_login is None:
+    pending = login_of(request, spawn_state(request).settings.sat, form.get("state", ""))
+    if pending is None:
         log.warning("lti launch refused: no login with this state in this browser")
         return refusal(request, 403, "This launch was started in another browser or took too "
                        "long. Open the activity again from your course.")
-    pending, where = found_login
     state = spawn_state(request)
     try:
         verified = await run_in_threadpool(verify_launch, web.registry, web.keys, pending,
@@ -249,7 +248,7 @@ async def launch(request: Request) -> Response:
     log.info("lti launch: platform=%s type=%s teaches=%s", verified.platform.name,
              verified.message_type, verified.teaches)
     response = await _landing(request, verified, cohort_id, found, teaches)
-    forget_login(request, response, where)
+    forget_login(request, response, pending.state)
     return response
 
 
