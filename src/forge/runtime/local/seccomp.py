@@ -4,7 +4,8 @@ Everything is allowed except what lets a lab process leave or widen its sandbox,
 state the kernel shares between labs: new user namespaces (and namespaces at all),
 mounts, keyrings, bpf, perf events, kexec, kernel modules, io_uring, handle-based opens,
 userfaultfd, secret memory (``memfd_secret``: it splits the machine's kernel direct map
-for good), attaching to other processes with ptrace or reading/writing their memory, and
+for good), fanotify (its marks on the machine's shared files see other labs' opens),
+attaching to other processes with ptrace or reading/writing their memory, and
 ``AF_VSOCK`` sockets (the vsock address space is the machine's, in no network namespace:
 a lab could reach the hypervisor's or another lab's vsock listeners past its own network;
 refused with EAFNOSUPPORT, as on a kernel without vsock), and IPsec's ``NETLINK_XFRM``
@@ -82,6 +83,11 @@ DENIED: dict[str, str | None] = {
     # 4 KiB mappings from 38 MB to 2.2 GB and half its 1 GiB ones, slowing every lab's and
     # service's kernel work until a reboot. No lab needs it.
     "memfd_secret": None,
+    # The machine's /usr is bound into every host, so its inodes are every lab's and the
+    # grader's: an unprivileged fanotify group marking /usr/bin/true reported the opens
+    # made in other labs and by the grader (a channel between labs, a view of when grading
+    # runs). No shipped lab watches files with it.
+    "fanotify_init": None,
 }
 
 
