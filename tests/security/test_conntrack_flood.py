@@ -21,6 +21,13 @@ Nexthop objects are the same: `ip -batch` of 100,000 `nexthop add id N via …` 
 5.7 s and 30 MB of `kmalloc-192` (never the cgroup-charged `kmalloc-cg-192`), the lab's
 cgroup unmoved. The reaper pass now deletes every nexthop of a NET_ADMIN host holding more
 than `nexthops.HOST_LIMIT`.
+
+Routes and addresses are the same: 100,000 routes with distinct metrics took about 25 MB of
+kernel memory, 20,000 `/32` addresses about 6 MB, the lab's cgroup unmoved. The reaper pass
+now deletes the addresses and routes of a NET_ADMIN host holding more than
+`route_trim.HOST_LIMIT` of either, but the runtime's own (the plan's addresses, the kernel's
+routes for them, the template's routes), in a lab not sealed: at seal the runtime adds
+grading addresses and identities' routing tables no trim may take.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from forge.runtime.base import HostSpec, LabSpec, SubnetSpec
-from forge.runtime.local import conntrack, nexthops
+from forge.runtime.local import conntrack, nexthops, route_trim
 
 from ..support.one_lab import one_lab
 
@@ -67,7 +74,8 @@ def test_a_host_piling_up_conntrack_entries_has_them_flushed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab = "ct-" + secrets.token_hex(4)
     spec = LabSpec(lab, [SubnetSpec("lan", "10.203.0.0/24")], [
-        HostSpec("flood", networks=[("lan", "10.203.0.10")], capabilities=["NET_ADMIN"]),
+        HostSpec("flood", networks=[("lan", "10.203.0.10")], capabilities=["NET_ADMIN"],
+                 routes=[("10.99.0.0/16", "10.203.0.11")]),
         HostSpec("tidy", networks=[("lan", "10.203.0.11")], capabilities=["NET_ADMIN"]),
     ])
     monkeypatch.setattr(conntrack, "HOST_LIMIT", 100)
@@ -119,3 +127,31 @@ def test_a_host_piling_up_conntrack_entries_has_them_flushed(
         kept = rt.exec(lab, "tidy", ["ip", "nexthop", "show"]).stdout_text
         assert len(kept.splitlines()) == 3, kept
         assert rt.trim_nexthops() == []
+
+        # Routes and addresses: past the limit, all but the runtime's own go.
+        monkeypatch.setattr(route_trim, "HOST_LIMIT", 100)
+        table = ["ip", "-4", "-o", "route", "show", "table", "all"]
+        own = rt.exec(lab, "flood", table).stdout_text
+        addrs = rt.exec(lab, "flood", ["ip", "-4", "-o", "address", "show"]).stdout_text
+        assert "10.99.0.0/16 via 10.203.0.11" in own and "10.203.0.10/24" in addrs, own
+        flood = (
+            "".join(f"route add 10.8.{i // 250}.{i % 250}/32 via 10.203.0.11 metric {i}\n"
+                    for i in range(300))
+            + "".join(f"address add 10.7.{i // 250}.{i % 250 + 1}/32 dev eth0\n"
+                      for i in range(150))
+            + "route add 10.6.0.0/16 via 10.203.0.11 table 100\n"
+            # a copy of the template's route (another protocol): one of the two is kept
+            + "route append 10.99.0.0/16 via 10.203.0.11 proto static\n").encode()
+        added = rt.exec(lab, "flood", ["ip", "-batch", "-"], stdin=flood)
+        assert added.exit_code == 0, added.stderr_text
+        # Held off while seal adds the grading sources (route_trim.trim_fence).
+        with route_trim.trim_fence(rt.names.lab_dir(lab)):
+            assert rt.trim_routes() == []
+        assert rt.trim_routes() == [(lab, "flood", 150 + 300 + 1 + 1)]
+        assert rt.exec(lab, "flood", table).stdout_text == own
+        assert rt.exec(lab, "flood", ["ip", "-4", "-o", "address", "show"]).stdout_text == addrs
+        assert rt.trim_routes() == []  # and "tidy", with a handful, was never touched
+        # A sealed lab is left alone: its grading addresses and identities are the runtime's.
+        assert rt.exec(lab, "flood", ["ip", "-batch", "-"], stdin=flood).exit_code == 0
+        rt.seal(lab)
+        assert rt.trim_routes() == []

@@ -333,6 +333,13 @@ class Runtime(abc.ABC):
         for each. Default: none (an engine whose labs cannot add any)."""
         return []
 
+    def trim_routes(self) -> builtins.list[tuple[str, str, int]]:
+        """Remove the addresses and routes a lab host piled up past what a lab needs, which
+        hold the machine's kernel memory outside the lab's limits, never the runtime's own:
+        (lab, host, addresses and routes removed) for each. Default: none (an engine whose
+        labs cannot add any)."""
+        return []
+
     def wait_ready(self, spec: LabSpec) -> None:
         """Return once the services of lab ``spec.lab_id`` (built from ``spec``) listen on
         their hosts' ``ready_ports``, as ``create`` does before it returns: for a lab found

@@ -53,6 +53,7 @@ from forge.runtime.local.netns import netns_path
 from forge.runtime.local.probe_identity import add_grading_sources
 from forge.runtime.local.reconcile import init_pid, read_meta
 from forge.runtime.local.rootfs import merged_root
+from forge.runtime.local.route_trim import trim_fence
 from forge.runtime.local.service_signals import service_prefix
 from forge.runtime.local.tty import SHELL_ARGV, LocalTty
 from forge.runtime.local.uid_clash import known_to_nss
@@ -287,7 +288,8 @@ class LabAccess:
             except OSError:
                 pass  # an empty leaf left behind: removed with the lab
         host_ns = {h: self.names.host_ns(lab_id, h) for h in meta.get("hosts", {})}
-        add_grading_sources(host_ns, meta)
+        with trim_fence(self.names.lab_dir(lab_id)):  # no route trim deletes them
+            add_grading_sources(host_ns, meta)
         # This grading's checks read snapshots taken from now on: not one an earlier
         # grading of the lab kept (a regrade after a crash), nor one taken before the kill.
         drop_sealed_snapshots(os.path.join(self.names.lab_dir(lab_id), "grader"))

@@ -38,6 +38,7 @@ from forge.runtime.local.network import (
 from forge.runtime.local.reconcile import write_meta
 from forge.runtime.local.restarts import restarted
 from forge.runtime.local.rootfs import mount_image_root
+from forge.runtime.local.route_trim import make_fence
 from forge.runtime.local.sandbox import (
     InitHandle,
     PendingInit,
@@ -95,11 +96,13 @@ class LabBuilder:
                                     "image": roots[h.spec.name][1],
                                     "grading_address": h.spec.grading_address,
                                     "grading_identities": h.spec.grading_identities,
-                                    "addresses": [nic.address for nic in h.nics]}
+                                    "addresses": [nic.address for nic in h.nics],
+                                    "routes": [list(route) for route in h.routes]}
                       for h in plan.hosts},
             "identity": {"learner": ident.learner, "grader": ident.grader},
             "switch": switch,
         })
+        make_fence(self.names.lab_dir(lab_id))
         mount_lab_disk(self.names.data_root(lab_id), spec.limits.disk_mb)
         write_identity(self.names.etc_dir(lab_id), ident.learner, ident.grader)
         # Hosts on the machine's userland (all on the runtime's rootfs: ``host_roots``).

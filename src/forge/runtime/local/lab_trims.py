@@ -1,9 +1,9 @@
-"""``trim_neighbours``, ``trim_conntrack``, ``trim_traffic_control`` and ``trim_nexthops`` of
-``LocalRuntime`` (a mixin, like ``LabTeardown``): what a learner with NET_ADMIN piles up in
-the machine's kernel tables (neighbour entries, connection-tracking entries, queueing
-disciplines and classes, nexthop objects), which no lab's memory limit bounds, taken back
-from the hosts holding more than a lab needs (modules ``neighbours``, ``conntrack``,
-``traffic_control``, ``nexthops``).
+"""``trim_neighbours``, ``trim_conntrack``, ``trim_traffic_control``, ``trim_nexthops`` and
+``trim_routes`` of ``LocalRuntime`` (a mixin, like ``LabTeardown``): what a learner with
+NET_ADMIN piles up in the machine's kernel tables (neighbour entries, connection-tracking
+entries, queueing disciplines and classes, nexthop objects, routes and addresses), which
+no lab's memory limit bounds, taken back from the hosts holding more than a lab needs
+(modules ``neighbours``, ``conntrack``, ``traffic_control``, ``nexthops``, ``route_trim``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Callable
 
-from forge.runtime.local import conntrack, neighbours, nexthops, traffic_control
+from forge.runtime.local import conntrack, neighbours, nexthops, route_trim, traffic_control
 from forge.runtime.local.kernel_names import Names
 from forge.runtime.local.reconcile import read_meta
 
@@ -22,6 +22,7 @@ class LabTrims:
     """The reaper's trims of the machine-wide kernel tables, host by NET_ADMIN host."""
 
     names: Names
+    _sealed_marker: Callable[[str], str]  # LabAccess's: seal writes it before its fence
 
     def trim_neighbours(self) -> builtins.list[tuple[str, str, int]]:
         """Remove the permanent neighbour entries of each NET_ADMIN lab host holding more
@@ -56,20 +57,51 @@ class LabTrims:
         each."""
         return self._trim_net_admin_hosts(nexthops.trim_host)
 
+    def trim_routes(self) -> builtins.list[tuple[str, str, int]]:
+        """Delete the addresses and routes a NET_ADMIN lab host holds past
+        ``route_trim.HOST_LIMIT`` of either, but the runtime's own, in each lab not sealed
+        (its grading sources are the runtime's too: ``route_trim.trim_fence``); (lab,
+        host, addresses and routes removed) for each."""
+        trimmed: builtins.list[tuple[str, str, int]] = []
+        for lab_id in self._lab_ids():
+            # (a host made before the template's routes were recorded is left alone)
+            hosts = {host: facts for host, facts
+                     in read_meta(self.names, lab_id).get("hosts", {}).items()
+                     if "NET_ADMIN" in facts.get("caps", ()) and "routes" in facts}
+            fence = route_trim.try_fence(self.names.lab_dir(lab_id)) if hosts else None
+            if fence is None:
+                continue  # nothing to trim, or sealing now (a sealed lab is left alone)
+            try:
+                if os.path.exists(self._sealed_marker(lab_id)):
+                    continue
+                for host, facts in hosts.items():
+                    planned = [(str(d), str(v)) for d, v in facts["routes"]]
+                    try:
+                        removed = route_trim.trim_host(self.names.host_ns(lab_id, host),
+                                                       list(facts["addresses"]), planned)
+                    except OSError:  # the host is going (a destroy under way)
+                        continue
+                    if removed:
+                        trimmed.append((lab_id, host, removed))
+            finally:
+                os.close(fence)
+        return trimmed
+
+    def _lab_ids(self) -> builtins.list[str]:
+        """The ids of the labs in the state directory (not their hosts'), sorted."""
+        try:
+            names = sorted(os.listdir(self.names.state_dir))
+        except FileNotFoundError:
+            return []
+        return [parsed[0] for parsed in map(self.names.parse, names)
+                if parsed is not None and parsed[1] is None]
+
     def _trim_net_admin_hosts(
             self, trim: Callable[[str], int]) -> builtins.list[tuple[str, str, int]]:
         """``trim(namespace)`` on every NET_ADMIN host of every lab; (lab, host, what it
         removed) for each host where that was something."""
         trimmed: builtins.list[tuple[str, str, int]] = []
-        try:
-            names = sorted(os.listdir(self.names.state_dir))
-        except FileNotFoundError:
-            return []
-        for name in names:
-            parsed = self.names.parse(name)
-            if parsed is None or parsed[1] is not None:
-                continue
-            lab_id = parsed[0]
+        for lab_id in self._lab_ids():
             for host, facts in read_meta(self.names, lab_id).get("hosts", {}).items():
                 if "NET_ADMIN" not in facts.get("caps", ()):
                     continue

@@ -313,6 +313,14 @@ async def trim_nexthops(state: OrchestratorState) -> int:
     return await _note_trimmed(state, trimmed, "nexthop objects")
 
 
+async def trim_routes(state: OrchestratorState) -> int:
+    """Take back the addresses and routes a learner piled up on a lab host (the runtime's
+    `trim_routes`), saying so in the log and in the scenario's audit log; how many hosts
+    were trimmed."""
+    trimmed = await state.blocking(state.runtime.trim_routes)
+    return await _note_trimmed(state, trimmed, "addresses and routes")
+
+
 async def _note_trimmed(state: OrchestratorState, trimmed: list[tuple[str, str, int]],
                         what: str) -> int:
     for lab_id, host, removed in trimmed:
@@ -330,8 +338,8 @@ async def _note_trimmed(state: OrchestratorState, trimmed: list[tuple[str, str, 
 
 async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
     """Background task: reap every `interval_s` seconds until cancelled (and trim what
-    labs pile up in the machine's neighbour, connection-tracking, traffic-control and
-    nexthop tables)."""
+    labs pile up in the machine's neighbour, connection-tracking, traffic-control, nexthop
+    and routing tables)."""
     while True:
         try:
             await reap_once(state)
@@ -353,4 +361,8 @@ async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
             await trim_nexthops(state)
         except Exception:
             log.exception("nexthop trim failed")
+        try:
+            await trim_routes(state)
+        except Exception:
+            log.exception("route trim failed")
         await asyncio.sleep(interval_s)
