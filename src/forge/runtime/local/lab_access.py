@@ -290,8 +290,7 @@ class LabAccess:
         host_ns = {h: self.names.host_ns(lab_id, h) for h in meta.get("hosts", {})}
         with trim_fence(self.names.lab_dir(lab_id)):  # no route trim deletes them
             add_grading_sources(host_ns, meta)
-        # This grading's checks read snapshots taken from now on: not one an earlier
-        # grading of the lab kept (a regrade after a crash), nor one taken before the kill.
+        # Checks read snapshots taken from now on (not an earlier grading's, nor pre-kill).
         drop_sealed_snapshots(os.path.join(self.names.lab_dir(lab_id), "grader"))
         return ended
 
