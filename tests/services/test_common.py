@@ -21,6 +21,7 @@ from forge.services.common.app import create_app, make_context
 from forge.services.common.auth import check_operator
 from forge.services.common.logging import JsonFormatter, Redactor
 from forge.services.common.readiness import CheckFailed
+from forge.services.common.request_checks import request_checks
 from forge.services.common.serving import ServiceName, build_service
 from forge.store import wal_checkpoints
 from forge.store.sqlite_files import sqlite_file
@@ -176,6 +177,34 @@ def test_validation_error_names_fields(tmp_path: Path) -> None:
     fields = {d["field"] for d in body["details"]}
     assert fields == {"track", "count"}
     assert "track" in body["message"] and "count" in body["message"]
+
+
+@pytest.mark.usefixtures("sqlite_only_store")
+def test_request_checks_run_as_one_dependency_in_their_old_place(tmp_path: Path) -> None:
+    """The repeated-query and unexpected-body checks are one app-wide dependency (each
+    dependency costs every request a nested solve), and keep their place among refusals:
+    after routing and after FastAPI reads a body the route takes, before the route's own
+    parameters; the query check before the body check."""
+    app = _app_with_routes(tmp_path)
+    assert [d.dependency for d in app.router.dependencies] == [request_checks]
+
+    @app.get("/v1/items/{n}")
+    async def item(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    client = TestClient(app)
+    twice = {"field": "x", "problem": "given more than once"}
+    bad_json = client.post("/echo?x=1&x=2", content=b"{",
+                           headers={"content-type": "application/json"})
+    assert bad_json.json()["error"] == "invalid_body"  # the body is read first
+    for resp in (client.post("/echo?x=1&x=2", json={"track": "t", "count": 1}),
+                 client.get("/v1/items/notint?x=1&x=2"),
+                 client.request("GET", "/v1/items/notint?x=1&x=2", content=b"b")):
+        assert resp.status_code == 422 and resp.json()["details"] == [twice], resp.text
+    body = client.request("GET", "/v1/items/notint", content=b"b")
+    assert body.status_code == 400 and body.json()["error"] == "unexpected_body"
+    assert client.get("/v1/items/notint").json()["details"][0]["field"] == "path.n"
+    assert client.get("/v1/nowhere?x=1&x=2").status_code == 404
 
 
 @pytest.mark.usefixtures("sqlite_only_store")

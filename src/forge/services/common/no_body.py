@@ -35,8 +35,8 @@ async def _carries_body(request: Request) -> bool:
 
 
 async def no_unexpected_body(connection: HTTPConnection) -> None:
-    """App-wide dependency: 400 `unexpected_body` for a body sent to an API route that
-    takes none (see the module)."""
+    """The app-wide check (run by ``request_checks``, after the query's): 400
+    `unexpected_body` for a body sent to an API route that takes none (see the module)."""
     route = connection.scope.get("route")
     # For HTTP, FastAPI hands this dependency the route's own Request: a body read here
     # stays cached for whatever reads it later (a service token's body hash).

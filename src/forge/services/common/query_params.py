@@ -10,8 +10,9 @@ service: 422 `validation_error`, the message `<name>: given more than once` and 
 naming the field, before the route does anything. A parameter the route declares as a list
 (`/readyz?check=config&check=store`) may repeat, as documented for it.
 
-It runs as an app-wide dependency, so the route is known (and a page gets its HTML error
-page, as for any other refusal); a WebSocket's handshake is refused with close code 1008.
+It runs in the app-wide dependency (``request_checks``), so the route is known (and a page
+gets its HTML error page, as for any other refusal); a WebSocket's handshake is refused
+with close code 1008.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def repeated_names(query_string: bytes) -> list[str]:
 
 
 async def single_query_values(connection: HTTPConnection) -> None:
-    """App-wide dependency: 422 naming the first parameter the query gives twice that the
-    route does not take as a list (a WebSocket handshake: closed with 1008)."""
+    """The app-wide check (run by ``request_checks``): 422 naming the first parameter the
+    query gives twice that the route does not take as a list (a WebSocket handshake:
+    closed with 1008)."""
     names = repeated_names(connection.scope.get("query_string", b""))
     if not names:
         return
