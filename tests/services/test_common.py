@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from sqlalchemy import text
 from forge.bus import NatsServer
 from forge.config import load_settings
 from forge.errors import ForgeError
-from forge.services.common.app import create_app, make_context
+from forge.services.common.app import config_summary, create_app, make_context
 from forge.services.common.auth import check_operator
 from forge.services.common.logging import JsonFormatter, Redactor
 from forge.services.common.readiness import CheckFailed
@@ -129,6 +130,12 @@ def test_readyz_runs_only_the_checks_asked_for(
     assert many.status_code == 422 and "check" in many.text  # bounded, like all input
     assert not [r for r in caplog.records if "recovered" in r.getMessage()]
     assert len([r for r in caplog.records if "check storage failed" in r.getMessage()]) == 1
+    # The config check's answer is made once per process (its settings never change):
+    # the peers asking every few seconds do not have its key ids and HMAC remade each time.
+    ctx = app.state.ctx
+    runs = [asyncio.run(ctx.readiness.run(frozenset({"config"})))[1] for _ in range(2)]
+    assert runs[0]["checks"]["config"]["detail"] is runs[1]["checks"]["config"]["detail"]
+    assert only.json()["checks"]["config"]["detail"] == config_summary(ctx.settings)
 
 
 class Body(BaseModel):

@@ -79,7 +79,10 @@ def make_context(name: str, settings: Settings) -> ServiceContext:
         readiness=Readiness(redactor=Redactor(settings.secret_values())),
         metrics=ServiceMetrics(name),
     )
-    ctx.readiness.add("config", lambda: config_summary(settings))
+    # Made once: the settings never change in a process (a new secret is a restart), and
+    # the peers ask for it every few seconds (key ids and the verifiers' HMAC each time).
+    summary = config_summary(settings)
+    ctx.readiness.add("config", lambda: summary)
     ctx.readiness.add("store", lambda: _ping(db))
     return ctx
 
