@@ -7,9 +7,8 @@ Layout of the keyring directory (mode 0700):
   current     the key id that signs
 Rotation writes the new key, switches `current` atomically, then deletes the old private
 key; its public key stays so verdicts and checkpoints it signed keep verifying.
-Revocation (a key that leaked) also retires the key, and takes its public key out of every
-set a verifier is given to trust (`trusted_public_keys`, the export, the credential key
-list): whoever holds the leaked private key could sign any verdict with it, so nothing it
+Revocation (a leaked key) also retires it and takes its public key out of every set a
+verifier trusts (`trusted_public_keys`, the export, the credential key list): nothing it
 signed is trusted any more; `forge keys resign` signs the stored verdicts again.
 """
 
@@ -111,8 +110,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _in_storage_root(ring: Path) -> bool:
-    """Whether the (absolute) keyring is a storage root's own, ``<root>/keys/signing``."""
+def _in_storage_root(ring: Path) -> bool:  # a storage root's own <root>/keys/signing
     return ring.name == "signing" and ring.parent.name == "keys"
 
 
