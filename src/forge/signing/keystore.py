@@ -53,7 +53,6 @@ from forge.signing.export_folder import trusted_keys_folder
 from forge_verify.keys import PublicKeyError, key_id_for, load_public_pem, public_pem
 
 _KID_RE = re.compile(r"[0-9a-f]{16}")
-
 log = logging.getLogger("forge.signing.keystore")
 
 
