@@ -86,8 +86,10 @@ def test_everything_moves_and_the_new_store_goes_on(db_url: str, tmp_path: Path)
 
     code, out, err = forge({"FORGE_DB_URL": db_url}, "--storage", str(storage), "store", "copy")
     assert code == 0, (out, err)
-    assert "copied 16 rows of 26 tables" in out and "(FORGE_DB_URL)" in out, out
-    assert "scenario_transitions     9" in out
+    assert "copied 16 rows of 27 tables" in out and "(FORGE_DB_URL)" in out, out
+    shown = dict(line.split() for line in out.splitlines()[:-1])  # one "table rows" a line
+    assert shown["scenario_transitions"] == "9" and len(shown) == 27
+    assert len({line.rindex(" ") for line in out.splitlines()[:-1]}) == 1  # one column
     assert f"move {storage / 'forge.db'}" in err
     assert _rows(db_url) == before
     assert _rows(own) == before  # the source is only read

@@ -85,8 +85,9 @@ def copy(
         raise typer.Exit(1) from None
     finally:
         lock.release()
+    width = max((len(t) for t in copied), default=0)
     for table, rows in copied.items():
-        typer.echo(f"{table:24} {rows}")
+        typer.echo(f"{table:{width}} {rows}")
     typer.echo(f"copied {sum(copied.values())} rows of {len(copied)} tables from "
                f"{_shown(from_url)} into {_shown(settings.db_url)} (FORGE_DB_URL)")
     if path is not None and path == own:
