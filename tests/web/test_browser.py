@@ -65,8 +65,9 @@ def give_more_time(page: Page, url: str, subject: str, zone: str, until: str,
     the page's time ``zone``; the page then says ``subject`` has until ``said``."""
     page.goto(url + "/teach")
     page.get_by_text("Change the running class").click()
-    page.get_by_label("Learner's account id").fill(subject)
-    page.get_by_label(f"Their due time ({zone}; after the class's)").fill(until)
+    form = page.locator("form", has=page.get_by_role("button", name="Give more time"))
+    form.get_by_label("Learner's account id").fill(subject)
+    form.get_by_label(f"Their due time ({zone}; after the class's)").fill(until)
     page.get_by_role("button", name="Give more time").click()
     expect(page.locator("#notice")).to_contain_text(f"{subject} now has until {said}")
 
