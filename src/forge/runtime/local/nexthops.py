@@ -17,7 +17,7 @@ import socket
 import struct
 
 from forge.runtime.local.netns import in_netns
-from forge.runtime.local.rtnl import Rtnl
+from forge.runtime.local.rtnl import Rtnl, netlink_attrs
 
 HOST_LIMIT = 1_024  # nexthop objects one lab host may hold
 RTM_DELNEXTHOP, RTM_GETNEXTHOP = 105, 106
@@ -31,15 +31,9 @@ def _nexthop_ids(rtnl: Rtnl) -> list[int]:
     ids: list[int] = []
     for payload in rtnl.dump(RTM_GETNEXTHOP, _NHMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
                              partial=True):
-        pos = _NHMSG.size
-        while pos + 8 <= len(payload):
-            size, kind = struct.unpack_from("=HH", payload, pos)
-            if size < 4:
-                break
-            if kind & 0x3FFF == NHA_ID:
-                ids.append(struct.unpack_from("=I", payload, pos + 4)[0])
-                break
-            pos += (size + 3) & ~3
+        value = dict(netlink_attrs(payload[_NHMSG.size:])).get(NHA_ID, b"")
+        if len(value) >= 4:
+            ids.append(struct.unpack_from("=I", value)[0])
     return ids
 
 

@@ -22,13 +22,12 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
 
 from filelock import FileLock
 
 from forge.private_lock import private_lock
 from forge.runtime.local.netns import in_netns
-from forge.runtime.local.rtnl import Rtnl
+from forge.runtime.local.rtnl import Rtnl, netlink_attrs
 
 HOST_LIMIT = 4_096  # IPv4 addresses, and routes, one lab host may hold (each)
 RTM_DELADDR, RTM_GETADDR, RTM_DELROUTE, RTM_GETROUTE = 21, 22, 25, 26
@@ -43,24 +42,13 @@ FENCE = "net-trim.lock"  # in the lab's directory: held by a trim, and by seal's
 Key = tuple[object, ...]
 
 
-def _attrs(payload: bytes, start: int) -> Iterator[tuple[int, bytes]]:
-    """(type, value) of each netlink attribute of ``payload`` from ``start``."""
-    pos = start
-    while pos + 4 <= len(payload):
-        size, kind = struct.unpack_from("=HH", payload, pos)
-        if size < 4:
-            return
-        yield kind & 0x3FFF, payload[pos + 4:pos + size]
-        pos += (size + 3) & ~3
-
-
 def _addresses(rtnl: Rtnl) -> list[tuple[bytes, int, str, int]]:
     """(message, interface index, address, prefix length) of each IPv4 address."""
     found = []
     for payload in rtnl.dump(RTM_GETADDR, _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0),
                              partial=True):
         _family, prefixlen, _flags, _scope, index = _IFADDR.unpack_from(payload)
-        local = dict(_attrs(payload, _IFADDR.size)).get(IFA_LOCAL)
+        local = dict(netlink_attrs(payload[_IFADDR.size:])).get(IFA_LOCAL)
         if local is not None and len(local) == 4:
             found.append((payload, index, socket.inet_ntoa(local), prefixlen))
     return found
@@ -71,7 +59,7 @@ def _route_key(payload: bytes) -> tuple[Key, bool]:
     interface of one without a gateway), and whether the route could be one of them (tos
     and metric 0, the kernel's and the runtime's)."""
     _f, dst_len, _s, tos, table, _proto, _scope, kind, _fl = _RTMSG.unpack_from(payload)
-    attrs = dict(_attrs(payload, _RTMSG.size))
+    attrs = dict(netlink_attrs(payload[_RTMSG.size:]))
     if RTA_TABLE in attrs:
         table = struct.unpack("=I", attrs[RTA_TABLE][:4])[0]
     dst = socket.inet_ntoa(attrs.get(RTA_DST, bytes(4))[:4].ljust(4, b"\0"))  # none: 0/0

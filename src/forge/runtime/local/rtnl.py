@@ -61,7 +61,9 @@ def _attr(kind: int, data: bytes) -> bytes:
     return struct.pack("=HH", size, kind) + data + b"\0" * (-size % 4)
 
 
-def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
+def netlink_attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(type, value) of each netlink attribute of ``data`` (a message's attributes, after
+    its fixed header)."""
     pos = 0
     while pos + 4 <= len(data):
         size, kind = struct.unpack_from("=HH", data, pos)
@@ -141,7 +143,7 @@ class Rtnl:
         each message of its answer (after its 4-byte ``nfgenmsg``). The answer ends at the
         acknowledgement: ctnetlink marks even a one-message answer multi-part, with no
         end-of-dump message after it."""
-        return [dict(_attrs(payload[4:]))
+        return [dict(netlink_attrs(payload[4:]))
                 for _kind, payload in self._replies(self._send(kind, NLM_F_ACK, body))]
 
     def set_up(self, ifname: str, alias: str | None = None) -> None:
@@ -231,14 +233,14 @@ class Rtnl:
         alias: dict[int, str] = {}
         for payload in self.dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             index = _IFINFO.unpack_from(payload)[2]
-            found = dict(_attrs(payload[_IFINFO.size:]))
+            found = dict(netlink_attrs(payload[_IFINFO.size:]))
             name = _text(found.get(IFLA_IFNAME, b""))
             if name.startswith("eth"):
                 alias[index] = _text(found.get(IFLA_IFALIAS, b"")) or name
         addresses: dict[str, str] = {}
         for payload in self.dump(RTM_GETADDR, _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0)):
             family, index = payload[0], _IFADDR.unpack_from(payload)[4]
-            found = dict(_attrs(payload[_IFADDR.size:]))
+            found = dict(netlink_attrs(payload[_IFADDR.size:]))
             if family == socket.AF_INET and index in alias and len(
                     found.get(IFA_ADDRESS, b"")) == 4:
                 addresses[alias[index]] = socket.inet_ntoa(found[IFA_ADDRESS])
@@ -260,7 +262,7 @@ class Rtnl:
         """Remove the neighbour entry ``entry`` (a message of `neighbour_entries`); one gone
         meanwhile is fine."""
         family, ifindex, _state, flags, _kind = _NDMSG.unpack_from(entry)
-        dst = dict(_attrs(entry[_NDMSG.size:])).get(NDA_DST)
+        dst = dict(netlink_attrs(entry[_NDMSG.size:])).get(NDA_DST)
         if dst is None:
             return
         try:
@@ -281,7 +283,7 @@ class Rtnl:
     def link_addresses(self) -> dict[int, bytes]:
         """The hardware address of each link of this namespace, by interface index."""
         found = ((_IFINFO.unpack_from(payload)[2],
-                  dict(_attrs(payload[_IFINFO.size:])).get(IFLA_ADDRESS))
+                  dict(netlink_attrs(payload[_IFINFO.size:])).get(IFLA_ADDRESS))
                  for payload in self.dump(RTM_GETLINK,
                                            _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)))
         return {index: address for index, address in found if address}
@@ -291,7 +293,7 @@ class Rtnl:
         from its bridge when it has one, else from its link's own address list; False
         when it was gone meanwhile or is not the kind anyone may remove."""
         _family, ifindex, state, _flags, _kind = _NDMSG.unpack_from(entry)
-        found = dict(_attrs(entry[_NDMSG.size:]))
+        found = dict(netlink_attrs(entry[_NDMSG.size:]))
         if NDA_LLADDR not in found:
             return False
         body = _NDMSG.pack(AF_BRIDGE, ifindex, state,
@@ -356,7 +358,7 @@ class Rtnl:
                              _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
             down = []
             for _kind, payload in self._replies(seq):
-                found = dict(_attrs(payload[_IFINFO.size:]))
+                found = dict(netlink_attrs(payload[_IFINFO.size:]))
                 if IFLA_MASTER in found and found.get(IFLA_OPERSTATE, b"\0")[0] != IF_OPER_UP:
                     down.append(found.get(IFLA_IFNAME, b"?").rstrip(b"\0").decode())
             if not self.interrupted:
@@ -366,7 +368,7 @@ class Rtnl:
 
 def fdb_address(entry: bytes) -> bytes | None:
     """The hardware address of forwarding-database entry ``entry`` (None: it names none)."""
-    return dict(_attrs(entry[_NDMSG.size:])).get(NDA_LLADDR)
+    return dict(netlink_attrs(entry[_NDMSG.size:])).get(NDA_LLADDR)
 
 
 def fdb_link(entry: bytes) -> int:
