@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select
@@ -17,6 +18,7 @@ from forge.lifecycle import states
 from forge.lifecycle.ending import ending_of
 from forge.lifecycle.torn_down import discard_scenario_files
 from forge.lifecycle.wanted_delete import DELETE_REASON, delete_wanted
+from forge.runtime.base import Runtime
 from forge.services.orchestrator.end_notices import notice_unnoticed
 from forge.services.orchestrator.grade_lab import (
     complete,
@@ -281,48 +283,29 @@ def _state_of(state: OrchestratorState, scenario_id: str) -> str | None:
         return row.state if row else None
 
 
-async def trim_neighbours(state: OrchestratorState) -> int:
-    """Take back the neighbour entries a learner piled up on a lab host (the runtime's
-    `trim_neighbours`), saying so in the log and in the scenario's audit log; how many
-    hosts were trimmed."""
-    trimmed = await state.blocking(state.runtime.trim_neighbours)
-    return await _note_trimmed(state, trimmed, "neighbour entries")
+Trimmed = list[tuple[str, str, int]]  # (lab, host, how many removed) per trimmed host
+# The machine-wide kernel tables a learner with NET_ADMIN can fill outside the lab's limits,
+# each trimmed by its runtime's method every reaper pass: (the trim, what it removes, what
+# the log calls it).
+KERNEL_TRIMS: tuple[tuple[Callable[[Runtime], Trimmed], str, str], ...] = (
+    (lambda rt: rt.trim_neighbours(), "neighbour entries", "neighbour"),
+    (lambda rt: rt.trim_conntrack(), "connection-tracking entries", "connection-tracking"),
+    (lambda rt: rt.trim_traffic_control(), "traffic-control objects", "traffic-control"),
+    (lambda rt: rt.trim_nexthops(), "nexthop objects", "nexthop"),
+    (lambda rt: rt.trim_routes(), "addresses and routes", "route"),
+)
 
 
-async def trim_conntrack(state: OrchestratorState) -> int:
-    """Take back the connection-tracking entries a learner piled up on a lab host (the
-    runtime's `trim_conntrack`), saying so in the log and in the scenario's audit log; how
-    many hosts were trimmed."""
-    trimmed = await state.blocking(state.runtime.trim_conntrack)
-    return await _note_trimmed(state, trimmed, "connection-tracking entries")
-
-
-async def trim_traffic_control(state: OrchestratorState) -> int:
-    """Take back the queueing disciplines and classes a learner piled up on a lab host (the
-    runtime's `trim_traffic_control`), saying so in the log and in the scenario's audit
-    log; how many hosts were trimmed."""
-    trimmed = await state.blocking(state.runtime.trim_traffic_control)
-    return await _note_trimmed(state, trimmed, "traffic-control objects")
-
-
-async def trim_nexthops(state: OrchestratorState) -> int:
-    """Take back the nexthop objects a learner piled up on a lab host (the runtime's
-    `trim_nexthops`), saying so in the log and in the scenario's audit log; how many hosts
+async def trim_kernel_table(state: OrchestratorState, trim: Callable[[Runtime], Trimmed],
+                            what: str) -> int:
+    """Take back what a learner piled up in one kernel table on a lab host (``trim``, one
+    of KERNEL_TRIMS), saying so in the log and in the scenario's audit log; how many hosts
     were trimmed."""
-    trimmed = await state.blocking(state.runtime.trim_nexthops)
-    return await _note_trimmed(state, trimmed, "nexthop objects")
+    trimmed = await state.blocking(trim, state.runtime)
+    return await _note_trimmed(state, trimmed, what)
 
 
-async def trim_routes(state: OrchestratorState) -> int:
-    """Take back the addresses and routes a learner piled up on a lab host (the runtime's
-    `trim_routes`), saying so in the log and in the scenario's audit log; how many hosts
-    were trimmed."""
-    trimmed = await state.blocking(state.runtime.trim_routes)
-    return await _note_trimmed(state, trimmed, "addresses and routes")
-
-
-async def _note_trimmed(state: OrchestratorState, trimmed: list[tuple[str, str, int]],
-                        what: str) -> int:
+async def _note_trimmed(state: OrchestratorState, trimmed: Trimmed, what: str) -> int:
     for lab_id, host, removed in trimmed:
         log.warning("lab %s host %s: %d %s removed (they hold the machine's kernel memory "
                     "outside the lab's limits)", lab_id, host, removed, what)
@@ -345,24 +328,9 @@ async def run_reaper(state: OrchestratorState, interval_s: float) -> None:
             await reap_once(state)
         except Exception:
             log.exception("reaper pass failed")
-        try:
-            await trim_neighbours(state)
-        except Exception:
-            log.exception("neighbour trim failed")
-        try:
-            await trim_conntrack(state)
-        except Exception:
-            log.exception("connection-tracking trim failed")
-        try:
-            await trim_traffic_control(state)
-        except Exception:
-            log.exception("traffic-control trim failed")
-        try:
-            await trim_nexthops(state)
-        except Exception:
-            log.exception("nexthop trim failed")
-        try:
-            await trim_routes(state)
-        except Exception:
-            log.exception("route trim failed")
+        for trim, what, table_name in KERNEL_TRIMS:
+            try:
+                await trim_kernel_table(state, trim, what)
+            except Exception:
+                log.exception("%s trim failed", table_name)
         await asyncio.sleep(interval_s)
