@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from forge.bus.errors import BusUnavailable
@@ -35,9 +35,9 @@ from forge.services.scoreboard.access import (
 )
 from forge.services.scoreboard.routes import OperatorDep
 from forge.services.scoreboard.state import ScoreboardState
+from forge.services.scoreboard.summary_routes import ScenarioIds
 from forge_verify.bundle import BUNDLE_NAMES, BundleError, parse_manifest, read_bundle, sha256_hex
 from forge_verify.recordings import CAST_MEDIA_TYPE, MEMBER_PREFIX, RECORDING_NAME_RE
-from forge_verify.score import SCENARIO_ID_RE
 from forge_verify.verdict import SCORE_NAME
 
 router = APIRouter()
@@ -91,15 +91,7 @@ class ListingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tenant_id: str = Field(min_length=1, max_length=128)
     subject: str = Field(min_length=1, max_length=128)
-    scenario_ids: list[str] = Field(max_length=MAX_LISTED)
-
-    @field_validator("scenario_ids")
-    @classmethod
-    def _ids(cls, value: list[str]) -> list[str]:
-        for sid in value:
-            if SCENARIO_ID_RE.fullmatch(sid) is None:
-                raise ValueError("each id must look like scn-<16 hex digits>")
-        return list(dict.fromkeys(value))
+    scenario_ids: ScenarioIds = Field(max_length=MAX_LISTED)
 
 
 def _names(raw: bytes | None, tenant_id: str, subject: str) -> bool:

@@ -11,10 +11,10 @@ commands, outputs or expected values.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from forge.bus.errors import BusUnavailable
@@ -30,19 +30,23 @@ MAX_IDS = 1000
 READS_AT_ONCE = 8  # score files read at the same time (a thread each)
 
 
+def distinct_scenario_ids(value: list[str]) -> list[str]:
+    """The ids of a request's list, each once in their order; ValueError (a 422 naming the
+    field) for one that is not a well-formed scenario id."""
+    for sid in value:
+        if SCENARIO_ID_RE.fullmatch(sid) is None:
+            raise ValueError("each id must look like scn-<16 hex digits>")
+    return list(dict.fromkeys(value))
+
+
+ScenarioIds = Annotated[list[str], AfterValidator(distinct_scenario_ids)]
+
+
 class SummaryRequest(BaseModel):
     """The scenarios to summarise (well-formed ids only, at most MAX_IDS)."""
 
     model_config = ConfigDict(extra="forbid")
-    scenario_ids: list[str] = Field(max_length=MAX_IDS)
-
-    @field_validator("scenario_ids")
-    @classmethod
-    def _ids(cls, value: list[str]) -> list[str]:
-        for sid in value:
-            if SCENARIO_ID_RE.fullmatch(sid) is None:
-                raise ValueError("each id must look like scn-<16 hex digits>")
-        return list(dict.fromkeys(value))
+    scenario_ids: ScenarioIds = Field(max_length=MAX_IDS)
 
 
 def summarize(data: bytes | None, scenario_id: str) -> dict[str, Any] | None:
