@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from forge.classroom import assignments, attempt_grants, class_changes, cohorts
+from forge.classroom.cohorts import Manager
 from forge.classroom.scope import check_subject
 from forge.errors import invalid_field
 from forge.services.common.openapi import errors
@@ -83,6 +84,15 @@ class AttemptsBody(BaseModel):
 AssignmentId = Annotated[str, Field(max_length=32)]
 
 
+async def _learners_manager(request: Request, assignment_id: str, subject: str) -> Manager:
+    """The caller, who must manage cohorts, once the path's assignment id and learner are
+    well-formed (each a 422 naming its field): the start of every per-learner change."""
+    who = await _manager(request)
+    cohorts.check_public_id("assignment_id", assignment_id)
+    check_subject(subject)
+    return who
+
+
 @router.post("/v1/cohorts/{cohort_id}/assignments", status_code=201,
              responses=errors(401, 403, 404, 409))
 async def create_assignment(cohort_id: CohortId, body: AssignmentBody, request: Request
@@ -140,9 +150,7 @@ async def set_learner_due(cohort_id: CohortId, assignment_id: AssignmentId, subj
     """Give one learner of the cohort more time for this assignment: their due time is the
     later of this one and the assignment's `closes_at`, which it must be after when given.
     Their start of the lab, their assignment list and the dashboard's `late` use it."""
-    who = await _manager(request)
-    cohorts.check_public_id("assignment_id", assignment_id)
-    check_subject(subject)
+    who = await _learners_manager(request, assignment_id, subject)
     row = await run_in_threadpool(class_changes.set_due, spawn_state(request).ctx.db, who,
                                   cohort_id, assignment_id, subject, body.closes_at)
     return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
@@ -154,9 +162,7 @@ async def set_learner_due(cohort_id: CohortId, assignment_id: AssignmentId, subj
 async def clear_learner_due(cohort_id: CohortId, assignment_id: AssignmentId,
                             subject: Subject, request: Request) -> dict[str, Any]:
     """Take a learner's own due time back: the assignment's applies to them again."""
-    who = await _manager(request)
-    cohorts.check_public_id("assignment_id", assignment_id)
-    check_subject(subject)
+    who = await _learners_manager(request, assignment_id, subject)
     await run_in_threadpool(class_changes.clear_due, spawn_state(request).ctx.db, who,
                             cohort_id, assignment_id, subject)
     return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
@@ -171,9 +177,7 @@ async def set_learner_attempts(cohort_id: CohortId, assignment_id: AssignmentId,
     """Give one learner of the cohort `extra_attempts` (1-20) attempts of this assignment
     on top of the class's, with a `reason`: their start of the lab, their assignment list
     and the dashboard use their own allowance. Set again, it replaces the last."""
-    who = await _manager(request)
-    cohorts.check_public_id("assignment_id", assignment_id)
-    check_subject(subject)
+    who = await _learners_manager(request, assignment_id, subject)
     row = await run_in_threadpool(attempt_grants.grant_attempts, spawn_state(request).ctx.db,
                                   who, cohort_id, assignment_id, subject,
                                   body.extra_attempts, body.reason)
@@ -186,9 +190,7 @@ async def set_learner_attempts(cohort_id: CohortId, assignment_id: AssignmentId,
 async def clear_learner_attempts(cohort_id: CohortId, assignment_id: AssignmentId,
                                  subject: Subject, request: Request) -> dict[str, Any]:
     """Take a learner's extra attempts back: the class's allowance applies to them again."""
-    who = await _manager(request)
-    cohorts.check_public_id("assignment_id", assignment_id)
-    check_subject(subject)
+    who = await _learners_manager(request, assignment_id, subject)
     await run_in_threadpool(attempt_grants.clear_grant, spawn_state(request).ctx.db, who,
                             cohort_id, assignment_id, subject)
     return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
