@@ -16,11 +16,11 @@ from forge.identity.caller import (
     session_revoked,
 )
 from forge.lifecycle.scenario_ids import check_scenario_id
-from forge.services.common.host_cookies import forwarded_secure
 from forge.services.common.openapi import errors
 from forge.services.common.store_reads import read_call
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.state import SpawnState
+from forge.services.spawn.web.security import is_https
 from forge.tokens import (
     ACCESS,
     SESSION,
@@ -45,11 +45,6 @@ def _revoked(state: SpawnState, session: str) -> bool:
     """Whether the browser's (valid) session cookie was signed out or its key revoked."""
     claims = session_claims(state.settings, session)
     return claims is None or session_revoked(state.ctx.db, claims)
-
-
-def _is_https(request: Request) -> bool:
-    return request.url.scheme == "https" or forwarded_secure(
-        request.headers.get("x-forwarded-proto", ""))
 
 
 @router.get("/v1/access/{scenario_id}", status_code=303, response_class=RedirectResponse,
@@ -100,5 +95,5 @@ async def exchange(scenario_id: str, request: Request,
             and existing is not None and not await read_call(db, _revoked, state, existing):
         return response  # a signed-in learner already has a wider session (still live)
     response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL_S, httponly=True,
-                        secure=_is_https(request), samesite="strict", path="/")
+                        secure=is_https(request), samesite="strict", path="/")
     return response
