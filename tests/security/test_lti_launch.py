@@ -373,3 +373,64 @@ def test_launches_begun_at_once_in_a_new_browser_all_open(shared: World) -> None
             **HTTPS, "origin": w.acme.issuer, "cookie": cookie})
         assert opened.status_code == 200, opened.text
         assert landing_of(opened).startswith("/lti/assignment/")
+
+
+def _keep(jar: dict[str, str], resp: httpx.Response) -> None:
+    """What a browser keeps of a response's cookies: set, or removed (Max-Age=0)."""
+    for line in resp.headers.get_list("set-cookie"):
+        name, value = line.split(";", 1)[0].split("=", 1)
+        if "max-age=0" in line.lower():
+            jar.pop(name, None)
+        else:
+            jar[name] = value
+
+
+def test_a_flood_of_logins_does_not_lock_a_browser_out_of_launches(shared: World) -> None:
+    """A cross-site page firing logins in a loop piled up one ~640-byte `/lti/` state
+    cookie per login for 10 minutes, all sent with every /lti/ request: a dozen passed
+    nginx's 8 KiB header limit, about a hundred Forge's own 64 KiB (measured: 431), and the
+    learner could launch nothing until they expired. Now a browser keeps at most
+    MAX_STATES: each login drops the oldest (an older release's state first), and the
+    course page's logins begun last still open."""
+    from forge.services.spawn.web.lti_login_state import MAX_STATES, cookie_name
+    from forge.tokens import LTI_PENDING, codec
+    from forge.tokens.kinds import ISSUER
+
+    w = shared
+    url = w.acme.login_url(w.forge.url, "oona", custom={"forge_assignment": w.assignment_id})
+    browser = w.forge.browser()
+    # A launch under way through an upgrade: its state, made by the release before (no
+    # browser binding claim), is refused once, telling the learner to launch again ...
+    stale = codec.mint(w.forge.app.state.spawn.settings.sat, typ=LTI_PENDING.typ,
+                       issuer=ISSUER, audience=LTI_PENDING.audience, ttl_s=600,
+                       claims={"platform": "emulator", "state": "s", "nonce": "n"})
+    old = f"__Secure-{cookie_name('s')}"
+    refused(browser.post("/lti/launch", data={"state": "s", "id_token": "x.y.z"}, headers={
+        **HTTPS, "origin": w.acme.issuer, "cookie": f"{old}={stale}"}), 403,
+        "Open the activity again from your course.")
+    jar = {old: stale}  # ... and dropped by the next login before any other
+
+    def login(cookies: dict[str, str]) -> httpx.Response:
+        started = browser.get(url, headers={**HTTPS, "cookie": "; ".join(
+            f"{n}={v}" for n, v in cookies.items())}, follow_redirects=False)
+        assert started.status_code == 302, started.text
+        return started
+
+    for _ in range(3 * MAX_STATES):  # the flood, one login after another
+        _keep(jar, login(jar))
+    states = [n for n in jar if n.startswith("__Secure-forge_lti_")]
+    assert len(states) == MAX_STATES and old not in jar, states
+    header = "; ".join(f"{n}={v}" for n, v in jar.items())
+    assert len(header) < 8 * 1024 // 2, len(header)
+    # The course page's activities, begun at once (one jar seen by each), all launch.
+    snapshot = dict(jar)
+    begun = [login(snapshot) for _ in range(3)]
+    for started in begun:
+        _keep(jar, started)
+    for started in begun:
+        form = httpx.get(started.headers["location"], timeout=30).json()
+        opened = browser.post(form["action"], data=form["fields"], headers={
+            **HTTPS, "origin": w.acme.issuer, "cookie": "; ".join(
+                f"{n}={v}" for n, v in jar.items())})
+        assert opened.status_code == 200, opened.text
+        assert landing_of(opened).startswith("/lti/assignment/")

@@ -14,6 +14,14 @@ once, each makes one and the browser keeps only the last), are bound to a whole-
 not the state (about 600 bytes), as it rides on every request of the site (SameSite=None):
 logins a cross-site page began at once in a new browser grew its Cookie header past what a
 proxy takes (nginx: 8 KiB, about a dozen states) and locked it out of the whole site.
+
+A browser keeps at most MAX_STATES unfinished logins: each login drops the oldest of those
+its request carries (and any that no longer verify: expired, or made by an older release)
+beyond that. A cross-site page firing logins in a loop piled up one ~640-byte state per
+login for 10 minutes, and every /lti/ request (the launches included) carried them all: a
+dozen passed nginx's 8 KiB, about a hundred Forge's own 64 KiB head limit (431), and the
+learner could launch nothing until they expired. Logins in flight at the same moment do not
+see each other's cookies, so the bound is MAX_STATES plus the logins begun at once.
 """
 
 from __future__ import annotations
@@ -37,6 +45,11 @@ COOKIE_PATH = "/lti/"
 WHOLE_SITE_PREFIX = "forge_ltiw_"
 WHOLE_SITE = "whole-site"  # the binding claim of a state kept in a whole-site cookie
 BINDING_COOKIE = "forge_lti"
+# Unfinished logins a browser keeps: a course page's activities begun at once all open,
+# and their states (about 640 bytes each over https) stay far below a proxy's 8 KiB.
+MAX_STATES = 6
+_STATE_NAME = re.compile(re.escape(COOKIE_PREFIX) + r"[0-9a-f]{16}")
+_MARKER_NAME = re.compile(re.escape(WHOLE_SITE_PREFIX) + r"[0-9a-f]{16}")
 BINDING_TTL_S = 30 * 24 * 3600  # refreshed by each login: one per browser, not per launch
 _BINDING = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -88,6 +101,34 @@ def keep_login(request: Request, response: Response, ring: HmacKeyring,
         response.set_cookie(_marker_name(pending.state), MARKER, max_age=LTI_PENDING.ttl_s,
                             path="/", httponly=True, secure=secure,
                             samesite=samesite)  # type: ignore[arg-type]
+    _drop_oldest(request, response, ring)
+
+
+def _drop_oldest(request: Request, response: Response, ring: HmacKeyring) -> None:
+    """Remove the unfinished logins this request carries beyond MAX_STATES - 1 (the login
+    being made is the last): those that no longer verify first, then the oldest; and the
+    markers of logins whose state is gone."""
+    held: list[tuple[int, str]] = []
+    for name, value in request.cookies.items():
+        if _STATE_NAME.fullmatch(name):
+            try:
+                issued = int(verify_forge_token(ring, LTI_PENDING, value)["iat"])
+            except (TokenError, TypeError, ValueError):
+                issued = -1  # expired, forged or an older release's: of no use
+            held.append((issued, name[len(COOKIE_PREFIX):]))
+    held.sort()
+    dropped = held[:max(0, len(held) - (MAX_STATES - 1))]
+    kept = {tag for _, tag in held[len(dropped):]}
+    for _, tag in dropped:
+        _delete(request, response, COOKIE_PREFIX + tag, COOKIE_PATH)
+    for name in request.cookies:
+        if _MARKER_NAME.fullmatch(name) and name[len(WHOLE_SITE_PREFIX):] not in kept:
+            _delete(request, response, name, "/")
+
+
+def _delete(request: Request, response: Response, name: str, path: str) -> None:
+    response.delete_cookie(name, path=path, secure=is_https(request), httponly=True,
+                           samesite=_samesite(request))  # type: ignore[arg-type]
 
 
 def login_of(request: Request, ring: HmacKeyring, state: str) -> Pending | None:
@@ -121,5 +162,4 @@ def forget_login(request: Request, response: Response, state: str) -> None:
     launch)."""
     for name, path in ((cookie_name(state), COOKIE_PATH), (_marker_name(state), "/")):
         if name in request.cookies:
-            response.delete_cookie(name, path=path, secure=is_https(request), httponly=True,
-                                   samesite=_samesite(request))  # type: ignore[arg-type]
+            _delete(request, response, name, path)
