@@ -33,7 +33,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from forge.bus import NatsServer
-from forge.classroom.cohorts import Manager, create_cohort, enrolled_cohorts
+from forge.classroom.cohort_invites import make_invite
+from forge.classroom.cohorts import Manager, create_cohort, enrol_subjects, enrolled_cohorts
 from forge.config import load_settings
 from forge.identity.roles import groups_of, role_of
 from forge.services.spawn.app import build_app
@@ -49,6 +50,7 @@ CLIENT_ID = "forge-acme"
 CLIENT_SECRET = "acme-client-secret-for-tests-0123456789"
 USERS = {"ada": {"sub": "ada", "groups": ["teachers", "netplus-2026"]},
          "otto": {"sub": "otto", "groups": ["forge-admins"]},
+         "kim": {"sub": "kim", "groups": ["case-2026"]},
          **{name: {"sub": name, "groups": ["netplus-2026"]}
             for name in ("ivy", "lea", "max", "sam", "tom", "uma", "zoe")}}
 
@@ -362,3 +364,29 @@ def test_an_operator_role_from_single_sign_on_ends_with_sign_out_and_with_the_ro
     # On the same browser, someone the provider does not name an operator signs in next.
     assert again.get(login(op, begin(again), "ivy")).status_code == 200
     assert again.get("/ops", headers={"accept": "text/html"}).status_code == 303
+
+
+def test_joining_beside_oneself_in_other_letter_case_is_refused(
+        shared: TestClient, op: LocalProvider, caplog: pytest.LogCaptureFixture) -> None:
+    """A roster refuses a line naming a class member in other letter case; joining by an
+    IdP group at sign-in or by an invite link did not: `kim` joined beside the enrolled
+    `KIM` (or `Kim`), two learners an instructor cannot tell apart on the dashboard (one
+    extended, graded or taken out for the other). Now the group's cohort is skipped (the
+    sign-in goes on) and the invite is refused with a page saying what to do."""
+    db = shared.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    olga = Manager("acme", "olga", "operator")
+    grouped = create_cohort(db, olga, "Case 2026", idp_group="case-2026").cohort_id
+    enrol_subjects(db, olga, grouped, ["KIM"])
+    invited = create_cohort(db, olga, "Case invites").cohort_id
+    enrol_subjects(db, olga, invited, ["Kim"])
+    _, code = make_invite(db, olga, invited)
+    with caplog.at_level("WARNING", logger="forge.classroom.cohorts"):
+        person = _signed_in(shared, op, "kim")
+    assert enrolled_cohorts(db, "acme", "kim") == []
+    assert any("has them in other letter case" in r.getMessage() for r in caplog.records)
+    settings = shared.app.state.spawn.settings  # type: ignore[attr-defined]
+    joined = person.post(f"/join/{code}", headers={"origin": ORIGIN}, data={
+        "csrf": csrf_token(settings, person.cookies.get("forge_session") or "")})
+    text = re.sub(r"\s+", " ", joined.text)
+    assert joined.status_code == 409 and "other letter case" in text, text
+    assert enrolled_cohorts(db, "acme", "kim") == []

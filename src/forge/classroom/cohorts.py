@@ -224,7 +224,8 @@ def enrol_learner(sess: Session, cohort_id: str, tenant_id: str, subject: str, v
            now: datetime) -> bool:
     """Enrol unless enrolled already or an instructor of the cohort (read under its lock:
     one made instructor meanwhile is never seated); True when this call enrolled them.
-    409 `cohort_full` (nothing added) when the cohort is full."""
+    409 `cohort_full` (nothing added) when the cohort is full, 409 `case_clash` when the
+    cohort has them in other letter case (`refuse_case_clash`)."""
     # One enrolment of a cohort at a time (PostgreSQL): the same learner enrolled at once
     # by a list, an invite and a sign-in made the loser fail on the key (a 500), and two
     # joins at MAX_MEMBERS - 1 would both have counted room for one.
@@ -232,6 +233,7 @@ def enrol_learner(sess: Session, cohort_id: str, tenant_id: str, subject: str, v
     if (sess.get(Enrolment, (cohort_id, subject)) is not None
             or sess.get(CohortStaff, (cohort_id, subject)) is not None):
         return False
+    refuse_case_clash(sess, cohort_id, subject)
     held = learner_count(sess, cohort_id)
     if held >= MAX_MEMBERS:
         raise cohort_full(cohort_id, held, 1)
@@ -275,6 +277,24 @@ def refuse_case_clashes(wanted: Sequence[str], learners: set[str], staff: set[st
     raise ForgeError("csv_invalid", 422, f"csv: {problems[0]}{more}; nobody was enrolled",
                      [{"field": "file", "subject": s, "problem": p} for (s, _, _), p in
                       list(zip(clashes, problems, strict=True))[:MAX_CLASHES_SHOWN]])
+
+
+def refuse_case_clash(sess: Session, cohort_id: str, subject: str) -> None:
+    """409 `case_clash` when the cohort has a learner or instructor spelled like `subject`
+    in other letter case. A roster refuses such a line (`refuse_case_clashes`); joining by
+    an invite link or an IdP group did not: `Lea` beside the enrolled `lea` made two
+    learners an instructor could not tell apart on the dashboard (one extended, graded or
+    taken out for the other), and a roster's misspelt line a phantom beside the real one."""
+    folded = subject.casefold()
+    for kind, table in (("learner", Enrolment), ("instructor", CohortStaff)):
+        held = next((s for s in sess.scalars(select(table.subject).where(
+            table.cohort_id == cohort_id)) if s.casefold() == folded and s != subject), None)
+        if held is not None:
+            raise ForgeError("case_clash", 409, f'subject: the class has the {kind} '
+                             f'"{held}", your account id in other letter case; account ids '
+                             "are case-sensitive: ask the class's instructor to take out the "
+                             "one not spelled like your account",
+                             [{"field": "subject", "subject": held}])
 
 
 def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequence[str],
@@ -326,11 +346,12 @@ def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence
             try:
                 joined += enrol_learner(sess, cohort_id, tenant_id, subject, "group", now)
             except ForgeError as exc:
-                if exc.code != "cohort_full":
+                if exc.code not in ("cohort_full", "case_clash"):
                     raise
                 # Refused before any write: the transaction goes on for the other cohorts.
-                log.warning("group enrolment skipped: tenant=%s cohort=%s is full "
-                            "(%d learners)", tenant_id, cohort_id, MAX_MEMBERS)
+                log.warning("group enrolment skipped: tenant=%s cohort=%s: %s", tenant_id,
+                            cohort_id, f"is full ({MAX_MEMBERS} learners)"
+                            if exc.code == "cohort_full" else "has them in other letter case")
     return joined
 
 
