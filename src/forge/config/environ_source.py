@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from forge.config.flags import ForgeEnv, parse_forge_env
-from forge.config.keyring import HmacKeyring
+from forge.config.keyring import HmacKeyring, UnreadKeyring
 from forge.config.known_variables import unknown_variable_warnings
 from forge.config.secrets import (
     DEV_SECRETS_FILE,
@@ -131,7 +131,7 @@ def unread_secret_rings(environ: Mapping[str, str]) -> dict[str, Any]:
     storage root made for it. Empty when FORGE_ENV is unknown, as `read_secret_rings`."""
     if parse_forge_env(environ.get("FORGE_ENV")) is None:
         return {}
-    fields: dict[str, Any] = {field: HmacKeyring(name=var, current=b"")
+    fields: dict[str, Any] = {field: UnreadKeyring(name=var, current=b"")
                               for var, field in RING_FIELDS.items()}
     fields["nats_passwords"] = {}
     fields["warnings"] = tuple(unknown_variable_warnings(environ))

@@ -80,6 +80,38 @@ class HmacKeyring:
         return tuple(s for s in (self.current, self.previous, self.next) if s)
 
 
+class SecretsNotRead(RuntimeError):
+    """A keyring of settings loaded without their secrets was asked to sign or verify."""
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class UnreadKeyring(HmacKeyring):
+    """The ring of settings loaded without secrets (``load_settings(secrets=False)``, for
+    image and lab commands): reading a secret, so signing or checking anything with it,
+    raises SecretsNotRead naming the variable. An empty ``current`` made PyJWT refuse the
+    key with a traceback, and an HMAC under an empty key (a CSRF token, a peer proof, a
+    list's MAC) is one anybody can make."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_kid", {})
+
+    def __getattribute__(self, attr: str) -> object:
+        if attr in ("current", "previous", "next"):
+            name = object.__getattribute__(self, "name")
+            raise SecretsNotRead(f"{name} was not read: these settings were loaded without "
+                                 "secrets (for image and lab commands), so they cannot sign "
+                                 "or verify anything")
+        return object.__getattribute__(self, attr)
+
+    def key_for(self, kid: str) -> bytes | None:
+        """Refused: there is no secret to check with (SecretsNotRead)."""
+        return self.current
+
+    def secret_values(self) -> tuple[bytes, ...]:
+        """None were read: nothing to redact."""
+        return ()
+
+
 def list_mac(ring: HmacKeyring, domain: bytes, items: list[str]) -> dict[str, str]:
     """``{"kid", "mac"}``: an HMAC with ``ring``'s current secret over ``items`` (in their
     order) under ``domain``, so a peer holding the same ring knows who listed them."""
