@@ -137,6 +137,19 @@ def test_a_good_launch_signs_in_and_lands_on_the_assignment(shared: World) -> No
     assert '<p class="start-progress" role="status"></p>' in landing.page
 
 
+def test_a_platform_clock_a_little_ahead_still_launches(shared: World) -> None:
+    """An id_token's `iat` a moment ahead of Forge's clock (the platform's clock a fraction
+    of a second ahead, its whole seconds rounded down) was "not yet valid": the launch was
+    refused, for a clock off by a tenth of a second one launch in ten. Single sign-on
+    allows a minute either way; so does a launch now (an hour ahead is still refused)."""
+    now = int(time.time())
+    shared.acme.claims.update(iat=now + 20, exp=now + 320)
+    ahead = _launch(shared, "fay")
+    assert ahead.status_code == 200 and landing_of(ahead).startswith("/lti/assignment/")
+    shared.acme.claims.update(iat=now + 3600, exp=now + 3900)
+    refused(_launch(shared, "gus"), 401, UNTRUSTED)
+
+
 def test_a_forged_launch_signature_is_refused(shared: World) -> None:
     shared.acme.signing_key = new_key()  # same key id, a key the platform never published
     refused(_launch(shared, "eve"), 401, UNTRUSTED)
