@@ -16,6 +16,7 @@ from forge.services.orchestrator.node import (
     LabNode,
     PlacedLabs,
     lab_memory_mb,
+    lost_deleted_reason,
     lost_reason,
     read_placed,
 )
@@ -93,6 +94,22 @@ def test_a_lab_released_during_the_read_is_not_counted_again(tmp_path: Path) -> 
     placed = PlacedLabs(adopted={"scn-ended": 64, "scn-found": 64}, ended=[], elsewhere={})
     assert node.resync(placed) == []
     assert node.held == {"scn-found": 64}
+
+
+def test_a_node_back_from_loss_destroys_its_labs_failed_or_deleted_meanwhile(
+        tmp_path: Path) -> None:
+    """Those the lease holder ended as this node's loss, failed or (their delete kept for
+    the node) deleted, are handed back for destroying; one ended by this node is not."""
+    settings = load_settings(prod_environ(tmp_path))
+    node = LabNode(settings=settings, registry=TemplateRegistry.load(FIXTURES))
+    for sid in ("scn-failed", "scn-deleted", "scn-done"):
+        node.reserve(sid, 64)
+    ended = [("scn-failed", lost_reason(node.node_id)),
+             ("scn-deleted", lost_deleted_reason(node.node_id)),
+             ("scn-done", "deleted on request")]
+    assert node.resync(PlacedLabs(adopted={}, ended=ended, elsewhere={})) == [
+        "scn-deleted", "scn-failed"]
+    assert node.held == {}
 
 
 def _heartbeat(node: LabNode, db: Database, registry: TemplateRegistry) -> tuple[bool, PlacedLabs]:

@@ -12,7 +12,7 @@ pass (after a restart too) and deletes it without grading.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +45,17 @@ def want_delete(db: Database, scenario_id: str) -> bool:
             details={**(row.details or {}), WANTED_KEY: now.isoformat()},
             expires_at=deadline, updated_at=now))
     return True
+
+
+def wanted_among(db: Database, scenario_ids: Collection[str]) -> set[str]:
+    """Those of ``scenario_ids`` whose delete was kept for their node (`want_delete`): a
+    lost node's lab among them ends ``deleted``, as its learner asked, not ``failed``."""
+    if not scenario_ids:
+        return set()
+    with db.read() as sess:
+        rows = sess.execute(select(Scenario.scenario_id, Scenario.details).where(
+            Scenario.scenario_id.in_(list(scenario_ids)))).all()
+    return {sid for sid, details in rows if delete_wanted(details)}
 
 
 def delete_wanted(details: Mapping[str, Any] | None) -> bool:

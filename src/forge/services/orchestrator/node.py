@@ -50,6 +50,12 @@ def lost_reason(node_id: str) -> str:
     return f"lab node {node_id} lost"
 
 
+def lost_deleted_reason(node_id: str) -> str:
+    """The reason for a lost node's lab whose delete was kept for it (`want_delete`): the
+    learner asked for the delete, so the lab ends `deleted`, not `failed`."""
+    return f"deleted on request (lab node {node_id} lost before it carried it out)"
+
+
 def lab_memory_mb(registry: TemplateRegistry, template_id: str) -> int:
     """Memory a lab of this template may use: its per-host limit times its hosts."""
     try:
@@ -249,7 +255,7 @@ class LabNode:
         failed_as_lost: list[str] = []
         for scenario_id, reason in placed.ended:
             self.held.pop(scenario_id, None)
-            if reason == lost_reason(self.node_id):
+            if reason in (lost_reason(self.node_id), lost_deleted_reason(self.node_id)):
                 failed_as_lost.append(scenario_id)
         return sorted(failed_as_lost)
 

@@ -16,11 +16,13 @@ from forge.lifecycle import states
 from forge.lifecycle.states import IllegalTransition
 from forge.lifecycle.store import ScenarioNotFound, move
 from forge.lifecycle.torn_down import discard_scenario_files
+from forge.lifecycle.wanted_delete import wanted_among
 from forge.runtime.base import LabNotFound, RuntimeFault
 from forge.services.orchestrator.node import (
     LIVE_PLACED,
     LabNode,
     bus_failure,
+    lost_deleted_reason,
     lost_reason,
     read_placed,
 )
@@ -63,7 +65,8 @@ def claim_adopted(db: Database, scenario_ids: list[str], node_id: str,
 
 async def fail_lost_nodes(state: OrchestratorState,
                           groups: dict[str, list[tuple[str, str]]]) -> list[str]:
-    """Under the lease only: fail every live lab of each lost node, with the reason.
+    """Under the lease only: fail every live lab of each lost node, with the reason (one
+    whose delete was kept for the node ends deleted, one with a signed verdict completed).
     `groups` is every other node's live labs (node_id -> [(scenario_id, state)]).
 
     Only once this node has been in touch with the bus for a grace period: right after an
@@ -94,9 +97,16 @@ async def fail_lost_nodes(state: OrchestratorState,
         grading = [sid for sid, current in items if current == states.GRADING]
         scored = await state.blocking(finalized_among, state.ctx.db, grading) \
             if grading else set()
+        # One whose delete was kept for the node (`want_delete`) is deleted, as asked: it
+        # read `failed` ("lab node … lost") beside the learner's own delete.
+        wanted = await state.blocking(wanted_among, state.ctx.db,
+                                      [sid for sid, current in items
+                                       if current in (states.LAUNCHING, states.RUNNING)])
         for scenario_id, current in items:
             target, why = ((states.COMPLETED, graded_before_loss_reason(lost_id))
-                           if scenario_id in scored else (states.FAILED, reason))
+                           if scenario_id in scored else
+                           (states.DELETED, lost_deleted_reason(lost_id))
+                           if scenario_id in wanted else (states.FAILED, reason))
             try:
                 moved = await state.blocking(
                     lambda sid=scenario_id, cur=current, to=target, why=why, gone=lost_id: move(
