@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import nats as nats_client
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from forge.billing import ledger
 from forge.billing.receipts import issue_receipt
@@ -135,9 +135,24 @@ def test_a_delete_the_orchestrator_did_not_answer_is_kept_on_the_row(
         # pending: the spawn is not built yet, nothing to keep (it settles by itself)
         assert client.delete(f"/v1/scenarios/{sid}", headers=headers).status_code == 502
         assert "delete_wanted" not in _row(spawn_env, sid).details
-        # launched and running (the orchestrator's moves), its deadline an hour away
+        # launching, stuck for 3 minutes (its node gone quiet): a delete is kept, and a
+        # delete asked again (every one answered 502) moves neither its update time nor
+        # the first delete's: each pushed the reaper's "stuck launching" look back, so a
+        # learner repeating the delete kept the stuck launch, and its slot, alive
         root = spawn_env.settings.storage_root
         move(db, root, sid, "launching", "taken")
+        stuck = datetime.now(UTC) - timedelta(minutes=3)
+        with db.session() as sess:
+            sess.execute(update(Scenario).where(Scenario.scenario_id == sid)
+                         .values(updated_at=stuck))
+        kept = []
+        for _ in range(2):
+            assert client.delete(f"/v1/scenarios/{sid}", headers=headers).status_code == 502
+            launching = _row(spawn_env, sid)
+            assert aware(launching.updated_at) == stuck
+            kept.append(launching.details["delete_wanted"])
+        assert kept[0] == kept[1]
+        # running (the orchestrator's move), its deadline an hour away
         move(db, root, sid, "running", "lab running",
              updates={"expires_at": datetime.now(UTC) + timedelta(hours=1)})
         resp = client.delete(f"/v1/scenarios/{sid}", headers=headers)

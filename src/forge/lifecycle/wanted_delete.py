@@ -33,7 +33,12 @@ _LOCKED = select(Scenario.state, Scenario.details, Scenario.expires_at).where(
 def want_delete(db: Database, scenario_id: str) -> bool:
     """Keep a delete of a ``launching`` or ``running`` lab for its node to carry out; False
     (nothing kept) otherwise (a grading finishes by itself, a finished lab has nothing left
-    to delete). A launch that finishes keeps the deadline of now (``RunningDeadline``)."""
+    to delete). A launch that finishes keeps the deadline of now (``RunningDeadline``).
+
+    The row's ``updated_at`` is left alone, and a delete asked again keeps the first one's
+    time: each write of it put off the reaper's "stuck launching" look (a launch that has
+    not moved for STUCK_LAUNCHING), so a learner's DELETE repeated while the node did not
+    answer kept a stuck launch, and its slot, from ever being resumed or ended."""
     now = datetime.now(UTC)
     with db.session() as sess:
         conn = sess.connection()
@@ -42,8 +47,8 @@ def want_delete(db: Database, scenario_id: str) -> bool:
             return False
         deadline = now if row.expires_at is None else min(aware(row.expires_at), now)
         conn.execute(update(Scenario).where(Scenario.scenario_id == scenario_id).values(
-            details={**(row.details or {}), WANTED_KEY: now.isoformat()},
-            expires_at=deadline, updated_at=now))
+            details={WANTED_KEY: now.isoformat(), **(row.details or {})},
+            expires_at=deadline))
     return True
 
 
