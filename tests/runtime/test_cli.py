@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from forge.cli.runtime import app
 from forge.content import content_path
 from forge.runtime.local import LocalRuntime, macvlan_probe
-from forge.runtime.local.netns import list_netns
+from forge.runtime.local.netns import create_netns, list_netns, remove_netns
 from forge.stack.lock import LOCK_NAME, StorageLock, StorageLocked
 from forge.templates import TemplateRegistry
 from tests.runtime.helpers import leftovers, simple_lab
@@ -120,14 +121,29 @@ def test_check_names_a_kernel_without_macvlan_and_the_labs_that_need_it(
     """A kernel without macvlan sealed nft-firewall's labs with `ip -batch … failed` while
     `forge runtime check` said OK. The probe asks for a link kind this kernel has no
     module for, as `type macvlan` fails where macvlan is missing."""
-    prefix = runtime_prefix("v")
+    prefix, other = runtime_prefix("v"), runtime_prefix("w")
     monkeypatch.setattr(macvlan_probe, "PROBE", [
         macvlan_probe.PROBE[0], "link add link fgprobe0 name fgprobe2 type fgnosuchkind"])
-    checked = CliRunner().invoke(app, ["check"], env=runtime_env(tmp_path, prefix))
+    # A check killed mid-probe (SIGKILL) left its namespace: the next check of this prefix
+    # removes it, but neither another prefix's (another installation's) nor a live check's.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = f"{prefix}-macvlan-probe-{gone.pid}-abc123"
+    kept = [f"{other}-macvlan-probe-{gone.pid}-abc123", f"{prefix}-macvlan-probe-1-abc123"]
+    for name in (stale, *kept):
+        create_netns(name)
+    try:
+        checked = CliRunner().invoke(app, ["check"], env=runtime_env(tmp_path, prefix))
+        left = list_netns()
+    finally:
+        for name in kept:
+            remove_netns(name)
+        remove_netns(stale)
     assert checked.exit_code == 1, checked.output
     assert "problem: this kernel cannot make macvlan interfaces" in checked.output
     assert "nft-firewall" in checked.output and "modprobe macvlan" in checked.output
-    assert not [n for n in list_netns() if n.startswith(prefix)]
+    assert [n for n in left if n.startswith(prefix)] == [kept[1]]
+    assert kept[0] in left
     # The labs it names are the shipped ones that need it.
     registry = TemplateRegistry.load(content_path("templates"))
     assert sorted(name for name in registry.names()
