@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from forge.audit.log import global_log
+from forge.cli.restore_check import retention_deleted
 from forge.config import load_settings
 from forge.evidence.artifacts import results_dir, write_results
 from forge.store.db import Database
@@ -67,9 +69,19 @@ def test_check_names_a_lab_graded_without_its_signed_files_and_files_the_store_l
     assert code == 1 and [(m["scenario_id"], m["problem"]) for m in json.loads(out)] == [
         (SCENARIO_ID, "files_missing"), (OTHER_SCENARIO_ID, "not_recorded")]
 
-    # Results retention removed are no mismatch; a half-copied results folder is one.
+    # Results retention removed are no mismatch; a half-copied results folder is one. The
+    # global audit log is read a line at a time, an overlong entry skipped: it was read
+    # whole, so a large log could exhaust the memory of the check.
+    global_log(storage).append("operator.note", {"text": "x" * (8 * 1024 * 1024)})
     global_log(storage).append("retention.deleted", {"scenario_id": SCENARIO_ID,
                                                      "expired_at": None, "reason": ""})
+    tracemalloc.start()
+    try:
+        assert retention_deleted(storage) == {SCENARIO_ID}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024, peak
     (results_dir(storage, OTHER_SCENARIO_ID) / "verdict.sig").unlink()
     code, out, _ = forge(env, "artifacts", "check")
     assert code == 1 and SCENARIO_ID not in out

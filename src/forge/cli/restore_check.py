@@ -15,6 +15,7 @@ scenario beside a root with no results folder is nothing checked (`Compared.empt
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +40,30 @@ class Mismatch:
     detail: str
 
 
-def _retention_deleted(storage_root: Path) -> set[str]:
-    """Scenario ids whose results retention deleted (the global audit log says so)."""
+MAX_LINE = 64 * 1024  # an audit entry longer than this is no retention.deleted one
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The lines of ``path``, read one at a time, those longer than MAX_LINE skipped: the
+    global audit log of a busy installation grows without bound, and was read whole."""
     try:
-        text = global_log_path(storage_root).read_text("utf-8", "replace")
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            while line := fh.readline(MAX_LINE):
+                if line.endswith("\n") or len(line) < MAX_LINE:
+                    yield line
+                    continue
+                while (rest := fh.readline(MAX_LINE)) and not rest.endswith("\n"):
+                    pass  # the rest of an overlong line
     except OSError:
-        return set()
+        return
+
+
+def retention_deleted(storage_root: Path) -> set[str]:
+    """Scenario ids whose results retention deleted (the global audit log says so)."""
     deleted: set[str] = set()
-    for line in text.splitlines():
+    for line in _lines(global_log_path(storage_root)):
+        if '"retention.deleted"' not in line:
+            continue
         try:
             entry = json.loads(line)
         except ValueError:
@@ -88,7 +105,7 @@ def results_mismatches(db: Database, storage_root: Path) -> Compared:
             select(Scenario.scenario_id, Scenario.state, Scenario.state_reason))}
     present = set(FilesystemArtifactStore(storage_root).retention_ids())
     found: list[Mismatch] = []
-    for sid in sorted(scored - present - _retention_deleted(storage_root)):
+    for sid in sorted(scored - present - retention_deleted(storage_root)):
         found.append(Mismatch(sid, "files_missing", "the store records its verdict as signed "
                               "and audited, but scenarios/" + sid + "/results/ is not there"))
     for sid in sorted(present):
