@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,14 @@ from fastapi import FastAPI
 from forge.config.storage_root import UnsafeStorage
 from forge.stack.deathsig import exec_prefix
 from forge.stack.lock import StorageLock, StorageLocked
-from forge.stack.supervisor import HUNG_S, READY_RECHECK_S, STABLE_S, Child, Supervisor
+from forge.stack.supervisor import (
+    HUNG_S,
+    READY_RECHECK_S,
+    STABLE_S,
+    Child,
+    StartRefused,
+    Supervisor,
+)
 
 from ..live_server import distinct_ports, live_server
 from ..support.proc import alive
@@ -145,6 +153,40 @@ def test_storage_lock_names_its_holder_and_frees_on_release(tmp_path: Path) -> N
     assert refused.value.pid == os.getpid()
     assert str(refused.value) == f"another forge up (pid {os.getpid()}) holds {tmp_path}"
     held.release()
+    StorageLock.acquire(tmp_path).release()
+
+
+def test_a_lock_forge_up_holds_outlives_a_refused_start_and_a_stop(tmp_path: Path) -> None:
+    """`forge up` holds the root's lock from before its first write: a start refused (a
+    port taken) or a stop released it, before `forge up` removed what the start wrote or
+    destroyed the labs (`--teardown-labs`), and another start could take the root then."""
+    held = StorageLock.acquire(tmp_path)  # as `forge up` holds it
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    spawn, orchestrator, scoreboard = distinct_ports(3, port)
+    bus = {"NATS_URL": "nats://127.0.0.1:1"}
+    sup = SleepSupervisor(dict(bus), tmp_path, lock=held, ports={
+        "spawn": port, "orchestrator": orchestrator, "scoreboard": scoreboard})
+    try:
+        with pytest.raises(StartRefused):
+            sup.start()
+        assert held.held
+        with pytest.raises(StorageLocked):
+            StorageLock.acquire(tmp_path)
+        assert all(c.proc is None for c in sup.children.values())  # nothing left running
+    finally:
+        taken.close()
+        held.release()
+    # `forge demo`'s takes the lock itself, and keeps it until its labs are destroyed
+    own = SleepSupervisor(dict(bus), tmp_path, ports={
+        "spawn": spawn, "orchestrator": orchestrator, "scoreboard": scoreboard})
+    own.start()
+    own.stop(keep_lock=True)
+    with pytest.raises(StorageLocked):
+        StorageLock.acquire(tmp_path)
+    own.release_lock()
     StorageLock.acquire(tmp_path).release()
 
 

@@ -203,13 +203,17 @@ def register(app: typer.Typer) -> None:
                 failure = str(exc)
             finally:
                 if supervisor is not None:
-                    supervisor.stop()
+                    supervisor.stop(keep_lock=True)  # held until its labs are destroyed
                 # Refused (another `forge up` holds this storage root), the labs under it
                 # are that platform's learners', never the demo's: destroy none of them.
-                if started:
-                    for problem in teardown_labs(settings, keep=kept).failures:
-                        console.print(f"lab teardown failed: {problem}", markup=False,
-                                      highlight=False)
+                try:
+                    if started:
+                        for problem in teardown_labs(settings, keep=kept).failures:
+                            console.print(f"lab teardown failed: {problem}", markup=False,
+                                          highlight=False)
+                finally:
+                    if supervisor is not None:
+                        supervisor.release_lock()
         if refused:
             made.remove(Console(stderr=True), "forge demo")
         else:  # kept: what it generated is said now, not before a removal

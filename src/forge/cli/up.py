@@ -387,6 +387,7 @@ def register(app: typer.Typer) -> None:
                 for failure in torn.failures:
                     console.print(f"lab teardown failed: {failure}", markup=False,
                                   highlight=False)
+            held.release()  # only now: no other start takes the root while labs go
             console.print("stopped.")
         if not ready or torn.failures:
             sys.exit(1)

@@ -130,12 +130,13 @@ class Supervisor:
     nats_port: int = 0
     clock: Callable[[], float] = time.monotonic
     children: dict[str, Child] = field(default_factory=dict)
-    lock: StorageLock | None = None
+    lock: StorageLock | None = None  # given (`forge up` holds it): its holder releases it
     topology: Topology | None = None  # default: today's three services, one node
     nats: EmbeddedNats | None = None
     hung_after_s: float = HUNG_S
     probe_timeout_s: float = 5.0
     _http: httpx.Client | None = field(default=None, repr=False)
+    _own_lock: bool = field(default=False, repr=False)  # taken by `start`, not given
 
     @property
     def http(self) -> httpx.Client:
@@ -164,6 +165,7 @@ class Supervisor:
         try:
             if self.lock is None or not self.lock.held:  # `forge up` may hold it already
                 self.lock = StorageLock.acquire(self.storage_root)
+                self._own_lock = True
         except (StorageLocked, UnsafeStorage) as exc:
             raise StartRefused(str(exc)) from None
         except OSError as exc:
@@ -358,9 +360,15 @@ class Supervisor:
             time.sleep(0.25)
         return False
 
-    def stop(self, grace_s: float = 15.0) -> None:
+    def stop(self, grace_s: float = 15.0, *, keep_lock: bool = False) -> None:
         """SIGTERM every child, SIGKILL what is left after `grace_s`, stop NATS, then close
-        the listening sockets and release the storage lock."""
+        the listening sockets and release the storage lock if `start` took it (not with
+        `keep_lock`: the caller still works on the root, `release_lock` after).
+
+        A lock given by the caller (`forge up`'s) is never released here: after a refused
+        start it was released before `forge up` removed what the start had written, and
+        after a stop before it destroyed the labs (`--teardown-labs`), so another start
+        could take the root, and adopt labs, while they were being destroyed."""
         procs = [c.proc for c in self.children.values() if c.proc is not None]
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
@@ -378,12 +386,18 @@ class Supervisor:
                 child.sock = None
         if self.nats is not None:
             self.nats.stop()
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+        if self._own_lock and not keep_lock:
+            self.release_lock()
         if self._http is not None:
             self._http.close()
             self._http = None
+
+    def release_lock(self) -> None:
+        """Release the storage lock `start` took (after `stop(keep_lock=True)`)."""
+        if self._own_lock and self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        self._own_lock = False
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
