@@ -130,7 +130,7 @@ class Supervisor:
     nats_port: int = 0
     clock: Callable[[], float] = time.monotonic
     children: dict[str, Child] = field(default_factory=dict)
-    lock: StorageLock | None = None  # given (`forge up` holds it): its holder releases it
+    lock: StorageLock | None = None  # one given (`forge up`'s) is its giver's to release
     topology: Topology | None = None  # default: today's three services, one node
     nats: EmbeddedNats | None = None
     hung_after_s: float = HUNG_S
@@ -361,14 +361,10 @@ class Supervisor:
         return False
 
     def stop(self, grace_s: float = 15.0, *, keep_lock: bool = False) -> None:
-        """SIGTERM every child, SIGKILL what is left after `grace_s`, stop NATS, then close
-        the listening sockets and release the storage lock if `start` took it (not with
-        `keep_lock`: the caller still works on the root, `release_lock` after).
-
-        A lock given by the caller (`forge up`'s) is never released here: after a refused
-        start it was released before `forge up` removed what the start had written, and
-        after a stop before it destroyed the labs (`--teardown-labs`), so another start
-        could take the root, and adopt labs, while they were being destroyed."""
+        """SIGTERM every child, SIGKILL what is left after `grace_s`, stop NATS, close the
+        sockets; release the storage lock only if `start` took it, and not with
+        `keep_lock` (`release_lock` after): a lock released while its holder still removes
+        files or destroys labs let another start take the root, and adopt those labs."""
         procs = [c.proc for c in self.children.values() if c.proc is not None]
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
