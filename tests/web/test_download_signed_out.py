@@ -69,7 +69,7 @@ def test_a_download_after_the_session_ended_leads_to_sign_in_and_back(
 
 @pytest.mark.root
 def test_a_recording_downloaded_after_the_session_ended_leads_back_to_the_result(
-        web_platform: WebPlatform, page: Page) -> None:
+        web_platform: WebPlatform, page: Page, browser: Browser) -> None:
     """The same for a terminal recording, offered on the lab's result page."""
     key = web_platform.learner_key("acme", "recording-signed-out")
     sid = web_platform.start_lab(page, key)
@@ -93,3 +93,27 @@ def test_a_recording_downloaded_after_the_session_ended_leads_back_to_the_result
     with page.expect_download() as saved:
         page.locator("#recordings").get_by_role("link", name="download").first.click()
     assert saved.value.suggested_filename.endswith(".cast")
+
+    # On a phone the recording's download link and the player's buttons are finger-sized:
+    # they were a line of text (18 px) and the vendored player's 32 px icons.
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    try:
+        small = phone.new_page()
+        small.goto(f"{web_platform.url}/signin?next=/lab/{sid}/result")
+        small.get_by_label("API key").fill(key)
+        small.get_by_role("button", name="Sign in with API key").tap()
+        expect(small).to_have_url(f"{web_platform.url}/lab/{sid}/result")
+        recording = small.locator("#recordings figure").first
+        player = recording.locator(".ap-control-bar")
+        expect(player.get_by_role("button", name="Play")).to_be_attached()
+        recording.locator(".ap-player").tap()  # a tap shows the player's controls
+        assert_finger_sized(recording.get_by_role("link", name="Download learner."),
+                            player.get_by_role("button", name="Play"),
+                            player.get_by_role("button", name="Show keyboard shortcuts"),
+                            player.get_by_role("button", name="Toggle fullscreen mode"))
+        for button in player.get_by_role("button").all():
+            box = button.bounding_box()
+            assert box is not None and box["width"] >= 44, box
+    finally:
+        phone.close()
