@@ -72,6 +72,33 @@ def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert "good.yaml: ok" in result.output
 
 
+def test_check_reports_a_mistyped_key_and_a_wrong_reference_at_once(tmp_path: Path) -> None:
+    """A schema problem stopped the cross-reference checks: an author fixed a mistyped key
+    and only then was told of an unknown subnet (two passes). Unknown keys are now reported
+    with the cross-reference problems; a wrong value, which leaves nothing to cross-check
+    safely, says that more may follow once it is fixed."""
+    doc = yaml.safe_load((FIXTURES / "good.yaml").read_text())
+    doc["spec"]["assets"]["containers"][1]["networks"][0]["subnet"] = "dmz2"
+    doc["spec"]["successCriteria"][0]["checks"][0]["timeout"] = 5  # timeout_seconds
+    bad = tmp_path / "fixture-good.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["template", "check", str(bad)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{bad}: INVALID (2 problem(s))",
+        "  spec.successCriteria[0].checks[0].timeout: Extra inputs are not permitted",
+        '  spec.assets.containers[1].networks[0]: unknown subnet "dmz2"']
+
+    doc["spec"]["limits"]["cpu"] = "lots"
+    bad.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["template", "check", str(bad)])
+    assert result.exit_code == 1
+    assert "unknown subnet" not in result.output
+    assert result.output.splitlines()[-1] == (
+        "  note: subnets, addresses, routes, host names, checks and variables are "
+        "cross-checked once the problems above are fixed: check again then")
+
+
 def test_check_notes_a_per_scenario_value_given_to_a_service_as_an_argument(
         tmp_path: Path) -> None:
     """Valid, but an author is told where a value leaks to the machine's process list, and

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+NOT_CROSS_CHECKED = ("subnets, addresses, routes, host names, checks and variables are "
+                     "cross-checked once the problems above are fixed: check again then")
+
 app = typer.Typer(help="Scenario templates: validate files, print the JSON Schema.",
                   no_args_is_help=True)
 
@@ -44,6 +47,8 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
             typer.echo(f"{path}: INVALID ({len(exc.problems)} problem(s))")
             for p in exc.problems:
                 typer.echo(f"  {p}")
+            if not exc.cross_checked:
+                typer.echo(f"  note: {NOT_CROSS_CHECKED}")
             continue
         typer.echo(f"{path}: ok ({loaded.name}, sha256 {loaded.sha256})")
         if path.name != f"{loaded.name}.yaml":

@@ -22,9 +22,13 @@ class Problem:
 class TemplateError(ValueError):
     """A template is invalid; `problems` lists every problem found, each with its path."""
 
-    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+    def __init__(self, problems: Sequence[Problem], source: str | None = None, *,
+                 cross_checked: bool = True) -> None:
         self.problems = tuple(problems)
         self.source = source
+        # False when schema problems kept the cross-references (subnets, hosts, checks,
+        # variables) from being checked: fixing `problems` may show more.
+        self.cross_checked = cross_checked
         head = f"{source}: " if source else ""
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"{head}invalid template ({len(self.problems)} problem(s)):\n{lines}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,13 +42,57 @@ class LoadedTemplate:
 
 def validate_document(doc: Any) -> tuple[ScenarioTemplate | None, list[Problem]]:
     """Schema then semantic checks; returns the model (if schema-valid) and every problem."""
+    model, problems, _ = check_document(doc)
+    return model, problems
+
+
+def check_document(doc: Any) -> tuple[ScenarioTemplate | None, list[Problem], bool]:
+    """`validate_document`, and whether the cross-references were checked. A schema problem
+    stopped them, so an author fixed a mistyped key only to be shown an unknown subnet
+    next: when every schema problem is an unknown key, they are checked on the document
+    without those keys, and the author reads both at once."""
     if not isinstance(doc, Mapping):
-        return None, [Problem("", "a template must be a YAML mapping at the top level")]
+        return None, [Problem("", "a template must be a YAML mapping at the top level")], False
     try:
         model = ScenarioTemplate.model_validate(doc)
     except ValidationError as exc:
-        return None, problems_from_validation(exc)
-    return model, check_semantics(model)
+        problems = problems_from_validation(exc)
+        pruned = _without_unknown_keys(doc, exc)
+        if pruned is None:
+            return None, problems, False
+        try:
+            partial = ScenarioTemplate.model_validate(pruned)
+        except ValidationError:
+            return None, problems, False
+        return None, problems + check_semantics(partial), True
+    return model, check_semantics(model), True
+
+
+def _without_unknown_keys(doc: Mapping[str, Any], exc: ValidationError) -> Any | None:
+    """A copy of `doc` without the keys the schema does not know, or None when another
+    schema problem is among `exc`'s (no guess is made at what a wrong value should be)."""
+    pruned = copy.deepcopy(dict(doc))
+    for error in exc.errors(include_url=False):
+        if error["type"] == "too_short":
+            continue  # a list whose item failed: that item's own error says what
+        if error["type"] != "extra_forbidden":
+            return None
+        *parents, key = error["loc"]
+        node: Any = pruned
+        for part in parents:
+            node = _child(node, part)
+        if not isinstance(node, dict) or key not in node:
+            return None
+        del node[key]
+    return pruned
+
+
+def _child(node: Any, part: int | str) -> Any:
+    """`node[part]`, or `node` itself for a part of an error's path that is not in the
+    document (a validator's name)."""
+    if isinstance(node, list):
+        return node[part] if isinstance(part, int) and part < len(node) else node
+    return node[part] if isinstance(node, Mapping) and part in node else node
 
 
 class _TooDeep(yaml.YAMLError):
@@ -117,9 +162,9 @@ def parse_template(data: bytes, source: str = "<bytes>") -> LoadedTemplate:
         raise UnreadableTemplate([Problem("", f"not parsed: {detail}")], source) from None
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise TemplateError([Problem("", f"not valid UTF-8 YAML: {exc}")], source) from exc
-    model, problems = validate_document(doc)
+    model, problems, cross_checked = check_document(doc)
     if problems or model is None:
-        raise TemplateError(problems, source)
+        raise TemplateError(problems, source, cross_checked=cross_checked)
     return LoadedTemplate(model, hashlib.sha256(data).hexdigest(), data)
 
 
