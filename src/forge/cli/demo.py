@@ -24,7 +24,8 @@ from forge.services.common.bus import bus_auth
 from forge.signing.keystore import keyring_dir
 from forge.stack.journey import Journey, JourneyError, JourneyResult
 from forge.stack.supervisor import DEFAULT_PORTS, StartRefused, Supervisor
-from forge.templates.registry import TemplateRegistry
+from forge.templates.dsl_limits import LEARNER_HOST
+from forge.templates.registry import LAB_TEST_SUFFIX, TemplateRegistry
 
 console = Console()
 STAGES = 8
@@ -77,13 +78,45 @@ def demo_lab(settings: Settings, lab: str | None) -> tuple[str, Path] | None:
     plan = plans_or_exit(settings).get(DEMO_PLAN)
     if plan is None or track not in plan.tracks or tier not in plan.tiers:
         _refuse(f"--lab: {lab} ({track}, {tier}) is not in the {DEMO_PLAN} plan the demo buys")
-    solution = content_path(SOLUTIONS) / f"{lab}.sh"
-    if not solution.is_file():
-        _refuse(f"--lab: {lab} has no reference solution ({solution.name})")
+    solution = _solution(settings, lab)
     if HOST_SECTION.search(solution.read_text(encoding="utf-8")):
         _refuse(f"--lab: {lab}'s solution is typed on several hosts; the demo types in one "
                 "terminal (use `forge lab test` for it)")
     return track, solution
+
+
+def _solution(settings: Settings, lab: str) -> Path:
+    """The reference solution of `lab`: the file its test plan names (NAME.lab-test.yaml
+    next to the template, as `forge lab new` writes it and `forge lab test` reads it), else
+    the shipped solutions' NAME.sh. An authored lab was refused before ("no reference
+    solution (NAME.sh)") though its author had written one, as the docs ask."""
+    from forge.authoring.labtest import LabTestError, load_lab_test
+
+    plan_path = settings.templates_dir / f"{lab}{LAB_TEST_SUFFIX}"
+    shipped = content_path(SOLUTIONS) / f"{lab}.sh"
+    if not plan_path.is_file():
+        if not shipped.is_file():
+            _refuse(f"--lab: {lab} has no reference solution: the demo types the one its "
+                    f"test plan {plan_path.name} names (`forge lab new` writes it next to "
+                    "the template)")
+        return shipped
+    try:
+        plan = load_lab_test(plan_path)
+    except LabTestError as exc:
+        _refuse(f"--lab: {lab}'s test plan is invalid ({'; '.join(exc.problems)}): "
+                f"`forge template check {plan_path}` lists its problems")
+    if plan.host != LEARNER_HOST:
+        _refuse(f"--lab: {lab}'s solution is typed on host {plan.host!r}; the demo types in "
+                f"the {LEARNER_HOST!r} terminal (use `forge lab test {lab}` for it)")
+    if plan.solution.file is None:
+        _refuse(f"--lab: {lab}'s solution is written inside {plan_path.name}; the demo types "
+                "a solution file (solution: {file: NAME.solution.sh}), or use "
+                f"`forge lab test {lab}`")
+    solution = plan_path.parent / plan.solution.file
+    if not solution.is_file():
+        _refuse(f"--lab: {lab}'s solution {solution} does not exist ({plan_path.name} "
+                "names it)")
+    return solution
 
 
 def _refuse(message: str) -> NoReturn:
