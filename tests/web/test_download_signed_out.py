@@ -63,6 +63,11 @@ def test_a_download_after_the_session_ended_leads_to_sign_in_and_back(
             assert saved.value.suggested_filename == "score.json"
             body = Path(saved.value.path()).read_bytes()
             assert body == graded.client.get(f"/lab/{sid}/artifacts/score.json").content
+
+            # An error page's way on is sized for a finger too (Go back was 18 px tall).
+            page.goto(f"{url}/lab/scn-0000000000000000")
+            expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+            assert_finger_sized(page.get_by_role("link", name="Go back"))
         finally:
             context.close()
 
