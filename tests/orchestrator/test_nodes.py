@@ -16,11 +16,13 @@ import pytest
 import typer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from forge.cli import commands
 from forge.lifecycle import states
 from forge.quotas.limiter import active_slots
+from forge.services.spawn.terminal import NODE_GONE
 from forge.store.models import Scenario, ScenarioTransition
 
 from ..services.conftest import SECRETS, prod_environ
@@ -176,6 +178,13 @@ def test_nodes_place_route_drain_and_fail_over(
         tenant = f"t-{row(env, lost).subject}"
         assert active_slots(env.state.ctx.db, tenant) == 1
         nodes["n1"].stop()
+        # Its terminal says so in the learner's words, which the page shows as it retries.
+        lost_ws = env.url.replace("http://", "ws://") + f"/v1/scenarios/{lost}/terminal"
+        with connect(lost_ws, additional_headers=labs[lost][1], open_timeout=20) as ws, \
+                pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=20)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4503, NODE_GONE)
         # A call for a lab on a node that is gone: a clear error naming it, not a hang.
         resp = client.post(f"/v1/scenarios/{lost}/extend", headers=labs[lost][1],
                            json={"minutes": 5})

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.identity.caller import SESSION_COOKIE, AuthError, resolve_caller, session_claims
 from forge.lifecycle.scenario_ids import is_scenario_id
 from forge.services.common.relay import SIGNED_OUT_CODE, until_first_ends
-from forge.services.spawn.node_routing import node_base, node_unreachable
+from forge.services.spawn.node_routing import node_base
 from forge.services.spawn.state import SpawnState
 from forge.services.spawn.terminal_signout import SIGNED_OUT_MESSAGE
 from forge.store.models import Scenario
@@ -33,6 +33,11 @@ from forge.tokens import TERMINAL, mint_token
 router = APIRouter()
 LEARNER_HOST = L.LEARNER_HOST  # the host when the request names none (CLI, older pages)
 HOST_NAME = re.compile(L.IDENT_PATTERN)  # a template host name (DSL identifier)
+# Why a terminal closed with 4503: the page shows it above "Connection lost — reconnecting…"
+# (it read "lab node n1 is unreachable; the lab fails by itself if the node does not come
+# back", the API's words for an operator, with no full stop before the page's own).
+NODE_GONE = ("The machine running your lab is not answering. If it does not come back, "
+             "the lab ends without a score.")
 
 
 def _same_origin(websocket: WebSocket) -> bool:
@@ -144,7 +149,7 @@ async def _relay(websocket: WebSocket, state: SpawnState, scenario_id: str, host
             return
         # A lab node that is gone: say so (the page shows the reason), do not hang.
         await websocket.accept()
-        await websocket.close(code=4503, reason=node_unreachable(node_id).message[:120])
+        await websocket.close(code=4503, reason=NODE_GONE)
         return
     except (websockets.InvalidStatus, websockets.InvalidHandshake):
         await websocket.close(code=1011)
