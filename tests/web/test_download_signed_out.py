@@ -120,5 +120,10 @@ def test_a_recording_downloaded_after_the_session_ended_leads_back_to_the_result
         for button in player.get_by_role("button").all():
             box = button.bounding_box()
             assert box is not None and box["width"] >= 44, box
+        # The player is as wide as the card's text (a figure's 40 px margins narrowed it).
+        shown, text = (recording.locator(".ap-player").bounding_box(),
+                       small.locator("#recordings-h").bounding_box())
+        assert shown is not None and text is not None
+        assert shown["x"] <= text["x"] + 1, (shown, text)
     finally:
         phone.close()
