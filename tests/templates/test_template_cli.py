@@ -37,6 +37,14 @@ def test_check_names_a_file_the_services_would_refuse(tmp_path: Path) -> None:
                 f"from a file named vault-code.yaml (they refuse a template directory "
                 f"holding {name}): rename the file or metadata.name")
         assert (note in result.output.splitlines()) is noted, result.output
+    # Said of an invalid template too: it came only once every other problem was fixed.
+    doc["spec"]["assets"]["containers"][1]["networks"][0]["subnet"] = "dmz2"
+    path = tmp_path / "vault.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["template", "check", str(path)])
+    assert result.exit_code == 1
+    assert "  warning: the services and `forge lab test` load template 'vault-code' only " \
+           "from a file named vault-code.yaml" in result.output, result.output
 
 
 def test_check_notes_what_looks_like_a_variable_but_is_left_as_written(

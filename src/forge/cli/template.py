@@ -47,15 +47,12 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
             typer.echo(f"{path}: INVALID ({len(exc.problems)} problem(s))")
             for p in exc.problems:
                 typer.echo(f"  {p}")
+            _warn_file_name(path, _written_name(path))
             if not exc.cross_checked:
                 typer.echo(f"  note: {NOT_CROSS_CHECKED}")
             continue
         typer.echo(f"{path}: ok ({loaded.name}, sha256 {loaded.sha256})")
-        if path.name != f"{loaded.name}.yaml":
-            typer.echo(f"  warning: the services and `forge lab test` load template "
-                       f"{loaded.name!r} only from a file named {loaded.name}.yaml (they "
-                       f"refuse a template directory holding {path.name}): rename the "
-                       "file or metadata.name")
+        _warn_file_name(path, loaded.name)
         for advice in [*near_miss_references(loaded.template),
                        *exposed_references(loaded.template)]:
             typer.echo(f"  note: {advice}")
@@ -63,6 +60,31 @@ def check(files: list[Path] = typer.Argument(..., help="Template files (YAML).")
         raise typer.Exit(2)
     if bad:
         raise typer.Exit(1)
+
+
+def _warn_file_name(path: Path, name: str | None) -> None:
+    """Warn when the file is not named after the template: the registry refuses it. Said
+    for an invalid template too, where it came only once every other problem was fixed."""
+    if name is not None and path.name != f"{name}.yaml":
+        typer.echo(f"  warning: the services and `forge lab test` load template {name!r} "
+                   f"only from a file named {name}.yaml (they refuse a template directory "
+                   f"holding {path.name}): rename the file or metadata.name")
+
+
+def _written_name(path: Path) -> str | None:
+    """metadata.name as written in an invalid template (a string), if it can be read."""
+    import yaml
+
+    from forge.templates.validate import MAX_TEMPLATE_BYTES
+    from forge_verify.files import InputRefused, read_bounded
+
+    try:
+        doc = yaml.safe_load(read_bounded(path, MAX_TEMPLATE_BYTES, what="template"))
+    except (InputRefused, yaml.YAMLError, UnicodeDecodeError, RecursionError):
+        return None
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 @app.command("schema")
