@@ -57,7 +57,8 @@ def test_only_the_classes_instructor_changes_it_and_the_gate_follows(
                      c.delete(f"{base}/learners/lea/due", headers=key[who]),
                      c.put(f"{base}/learners/lea/attempts", json=more, headers=key[who]),
                      c.delete(f"{base}/learners/lea/attempts", headers=key[who]),
-                     c.delete(f"/v1/cohorts/{cid}/learners/leo", headers=key[who])]
+                     c.delete(f"/v1/cohorts/{cid}/learners/leo", headers=key[who]),
+                     c.get(f"{base}/attempt-grants", headers=key[who])]
             for answer in tries:
                 assert (answer.status_code, answer.json()["error"]) == (status, code), \
                     answer.text
@@ -127,11 +128,23 @@ def test_only_the_classes_instructor_changes_it_and_the_gate_follows(
         assert given.json() == {"cohort_id": cid, "assignment_id": aid, "subject": "lea",
                                      "extra_attempts": 2, "reason": "her lab crashed",
                                      "granted_by": "ann"}
+        # Who has extra attempts, and why: listed for Ann (by account id, paged).
+        listed = c.get(f"{base}/attempt-grants", headers=key["ann"]).json()
+        assert [{k: g[k] for k in ("subject", "extra_attempts", "reason", "granted_by")}
+                for g in listed["grants"]] == [{"subject": "lea", "extra_attempts": 2,
+                                                "reason": "her lab crashed",
+                                                "granted_by": "ann"}]
+        assert listed["next"] is None and listed["grants"][0]["granted_at"].endswith("Z")
+        later = c.get(f"{base}/attempt-grants", params={"after": "lea"}, headers=key["ann"])
+        assert later.json()["grants"] == []
+        odd = c.get(f"{base}/attempt-grants", params={"after": "l a"}, headers=key["ann"])
+        assert odd.status_code == 422 and "after" in odd.text
         mine = c.get("/v1/assignments", headers=key["lea"]).json()["assignments"]
         assert [(a["attempts_allowed"], a["attempts_used"]) for a in mine] == [(3, 1)]
         board = c.get(f"/v1/cohorts/{cid}/dashboard", headers=key["ann"]).json()
-        assert {r["subject"]: r["attempts_allowed"] for r in board["assignments"][0]["rows"]
-                } == {"lea": 3, "leo": 1}
+        assert {r["subject"]: (r["attempts_allowed"], r["extra_reason"])
+                for r in board["assignments"][0]["rows"]} == {
+            "lea": (3, "her lab crashed"), "leo": (1, None)}
         csv_text = c.get(f"/v1/cohorts/{cid}/dashboard.csv", headers=key["ann"]).text
         assert ",lea,started,1,3," in csv_text and ",leo,not started,0,1," in csv_text
         # Past the attempts now: only her lab still running holds her back (her plan's

@@ -119,6 +119,10 @@ def test_an_instructor_changes_a_running_class_from_the_page(
             "reason": "her lab crashed"})
         assert extra.status_code == 303, extra.text[:300]
         assert "lea now has 2 extra attempts of this assignment." in c.get("/teach").text
+        # The class's dashboard page says who has more attempts and why (the reason was
+        # stored and shown nowhere).
+        board = c.get(f"/teach/cohorts/{a}").text
+        assert "(2 extra: her lab crashed)" in board
         out = c.post(f"/teach/cohorts/{a}/remove", headers=origin,
                      data={"csrf": token, "subject": "lia"})
         assert out.status_code == 303, out.text[:300]

@@ -18,17 +18,19 @@ from typing import Any
 
 from sqlalchemy import select
 
+from forge.classroom.assignments import iso
 from forge.classroom.class_changes import managed_assignment, member
 from forge.classroom.cohort_names import writable
-from forge.classroom.cohorts import Manager
+from forge.classroom.cohorts import Manager, managed_cohort
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
-from forge.store.models import AssignmentAttemptGrant
+from forge.store.models import Assignment, AssignmentAttemptGrant
 
 log = logging.getLogger("forge.classroom.changes")
 
 MAX_EXTRA = 20  # extra attempts one learner may be given at once (per assignment)
 MAX_REASON = 200  # characters of the reason
+GRANTS_PAGE = 200  # grants listed per page (a class holds at most 2,000 learners)
 
 
 def check_grant(extra: int, reason: str) -> str:
@@ -96,3 +98,29 @@ def extra_of(sess: Any, assignment_ids: Collection[str],
     if subject is not None:
         query = query.where(AssignmentAttemptGrant.subject == subject)
     return {(str(a), str(s)): int(n) for a, s, n in sess.execute(query)}
+
+
+def grants_of(db: Database, who: Manager, cohort_id: str, assignment_id: str,
+              after: str | None = None, limit: int = GRANTS_PAGE
+              ) -> tuple[list[dict[str, Any]], str | None]:
+    """Who has extra attempts of an assignment of a cohort `who` manages, by account id
+    (at most `limit`, those after `after`), each with how many, the reason, who gave them
+    and when; and the `after` of the next page (None on the last). 404 for a cohort `who`
+    does not manage or an assignment not of it, as the changes."""
+    with db.read() as sess:
+        managed_cohort(sess, who, cohort_id)
+        row = sess.get(Assignment, assignment_id)
+        if row is None or row.cohort_id != cohort_id or row.tenant_id != who.tenant_id:
+            raise ForgeError("assignment_not_found", 404,
+                             "assignment_id: no such assignment in this cohort",
+                             [{"field": "assignment_id"}])
+        grant = AssignmentAttemptGrant
+        query = select(grant).where(grant.assignment_id == assignment_id)
+        if after is not None:
+            query = query.where(grant.subject > after)
+        rows = list(sess.scalars(query.order_by(grant.subject).limit(limit + 1)))
+        shown: list[dict[str, Any]] = [
+            {"subject": g.subject, "extra_attempts": g.extra, "reason": g.reason,
+             "granted_by": g.granted_by, "granted_at": iso(g.granted_at)}
+            for g in rows[:limit]]
+    return shown, str(shown[-1]["subject"]) if len(rows) > limit else None

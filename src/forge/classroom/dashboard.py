@@ -121,8 +121,9 @@ class CohortLabs:
     labs: list[Lab] = field(default_factory=list)
     # Learners' own due times (extensions): (assignment, subject) -> closes_at.
     dues: dict[tuple[str, str], datetime] = field(default_factory=dict)
-    # Extra attempts given to learners: (assignment, subject) -> how many.
+    # Extra attempts given to learners: (assignment, subject) -> how many, and why.
     extra: dict[tuple[str, str], int] = field(default_factory=dict)
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def graded_candidates(self) -> list[str]:
         """Ids of the labs that may have a result (completed), to ask the scoreboard for."""
@@ -176,7 +177,7 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
             select(HintReveal.scenario_id, func.count()).where(
                 HintReveal.scenario_id.in_(ids), HintReveal.tenant_id == who.tenant_id)
             .group_by(HintReveal.scenario_id))}
-        dues, extra = _own_terms(sess, [a.assignment_id for a in assigned])
+        dues, extra, reasons = _own_terms(sess, [a.assignment_id for a in assigned])
         sess.expunge_all()
     for lab in labs:
         lab.running_s = running_seconds(moves.get(lab.scenario_id, []), now)
@@ -186,21 +187,28 @@ def cohort_labs(db: Database, who: Manager, cohort_id: str,
         if lab.submitted_at is None:
             lab.submitted_at = next((aware(at) for _, to_state, at in moves.get(
                 lab.scenario_id, []) if to_state == states.GRADING), None)
-    return CohortLabs(cohort.cohort_id, cohort.name, learners, assigned, labs, dues, extra)
+    return CohortLabs(cohort.cohort_id, cohort.name, learners, assigned, labs, dues, extra,
+                      reasons)
 
 
-def _own_terms(sess: Any, assignment_ids: list[str]
-               ) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], int]]:
-    """Learners' own due times and extra attempts of these assignments, by (assignment,
-    subject), in one statement (the dashboard's reads stay a fixed few)."""
+Terms = tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], int],
+              dict[tuple[str, str], str]]
+
+
+def _own_terms(sess: Any, assignment_ids: list[str]) -> Terms:
+    """Learners' own due times, and extra attempts of these assignments with their reason,
+    by (assignment, subject), in one statement (the dashboard's reads stay a fixed few)."""
     ext, grant = AssignmentExtension, AssignmentAttemptGrant
     rows = sess.execute(union_all(
-        select(ext.assignment_id, ext.subject, ext.closes_at, null().label("extra"))
+        select(ext.assignment_id, ext.subject, ext.closes_at, null().label("extra"),
+               null().label("reason"))
         .where(ext.assignment_id.in_(assignment_ids)),
-        select(grant.assignment_id, grant.subject, null(), grant.extra)
+        select(grant.assignment_id, grant.subject, null(), grant.extra, grant.reason)
         .where(grant.assignment_id.in_(assignment_ids)))).all()
-    dues = {(a, s): at for a, s, at, n in rows if n is None}
-    return dues, {(a, s): int(n) for a, s, _at, n in rows if n is not None}
+    dues = {(a, s): at for a, s, at, n, _why in rows if n is None}
+    given = [(a, s, n, why) for a, s, _at, n, why in rows if n is not None]
+    return (dues, {(a, s): int(n) for a, s, n, _why in given},
+            {(a, s): str(why) for a, s, _n, why in given})
 
 
 def _usable(summary: Mapping[str, Any], lab: Lab, tenant_id: str) -> bool:
@@ -306,10 +314,13 @@ def labs_by_cell(data: CohortLabs) -> dict[str, dict[str, list[Lab]]]:
 def learner_cell(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
                  a: Assignment, subject: str, labs: list[Lab]) -> dict[str, Any]:
     """One learner's figures for assignment `a`, judged against their own due time, with
-    their own allowance (the class's attempts and any extra given them)."""
+    their own allowance (the class's attempts and any extra given them, with the reason
+    the instructor gave: the page shows who has more and why)."""
     due, extended = due_for(data.dues.get((a.assignment_id, subject)), a.closes_at)
-    return {**_cell(labs, scores, tenant_id, due, extended), "attempts_allowed":
-            a.attempts_allowed + data.extra.get((a.assignment_id, subject), 0)}
+    extra = data.extra.get((a.assignment_id, subject), 0)
+    return {**_cell(labs, scores, tenant_id, due, extended),
+            "attempts_allowed": a.attempts_allowed + extra, "extra_attempts": extra,
+            "extra_reason": data.reasons.get((a.assignment_id, subject))}
 
 
 def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,

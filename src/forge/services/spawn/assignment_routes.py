@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from forge.classroom import assignments, attempt_grants, class_changes, cohorts
 from forge.classroom.cohorts import Manager
 from forge.classroom.scope import check_subject
-from forge.errors import invalid_field
+from forge.errors import ForgeError, invalid_field
 from forge.services.common.openapi import errors
 from forge.services.spawn.caller_deps import current_caller, spawn_state
 from forge.services.spawn.caller_deps import current_manager as _manager
@@ -195,6 +195,31 @@ async def clear_learner_attempts(cohort_id: CohortId, assignment_id: AssignmentI
                             cohort_id, assignment_id, subject)
     return {"cohort_id": cohort_id, "assignment_id": assignment_id, "subject": subject,
             "extra_attempts": 0}
+
+
+@router.get("/v1/cohorts/{cohort_id}/assignments/{assignment_id}/attempt-grants",
+            responses=errors(401, 403, 404, 422))
+async def list_attempt_grants(
+    cohort_id: CohortId, assignment_id: AssignmentId, request: Request,
+    after: Annotated[str | None, Query(max_length=128, description=(
+        "The `next` of the previous page: the learners after that one."))] = None,
+) -> dict[str, Any]:
+    """Who has extra attempts of this assignment: per learner how many, the `reason`, who
+    gave them and when (`granted_at`), by account id, at most 200 a page; `next` is the
+    `after` of the next page (null on the last)."""
+    who = await _manager(request)
+    cohorts.check_public_id("assignment_id", assignment_id)
+    if after is not None:
+        try:
+            check_subject(after)
+        except ForgeError:
+            raise invalid_field("after", "an account id, the `next` of the previous "
+                                "page") from None
+    rows, more = await run_in_threadpool(partial(attempt_grants.grants_of, after=after),
+                                         spawn_state(request).ctx.db, who, cohort_id,
+                                         assignment_id)
+    return {"cohort_id": cohort_id, "assignment_id": assignment_id, "grants": rows,
+            "next": more}
 
 
 @router.get("/v1/assignments", responses=errors(401, 422))
