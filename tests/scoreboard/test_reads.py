@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+from datetime import UTC, datetime, timedelta
 
 from forge.identity.apikeys import create_api_key
 from forge.identity.caller import SESSION_COOKIE
+from forge.store.models import FinalizedAudit, Scenario
 from forge.tokens import SESSION, mint_token
 
 from ..services.conftest import SECRETS
@@ -95,6 +98,34 @@ async def test_score_reads_are_owner_or_operator_only(make_board: MakeBoard) -> 
                             "verdict.pub, verdict.sig")):
             resp = await client.get(path, headers=board.operator)
             assert resp.status_code == 404 and resp.json()["message"] == said, resp.text
+
+        # A restore lost the lab's result files while the store records its verdict: its
+        # owner and the operator are told so and what to do (it said "score not found");
+        # anyone else still gets the plain 404, so the lab is not revealed to them.
+        now = datetime.now(UTC)
+        with board.state.ctx.db.session() as sess:
+            lab = sess.get(Scenario, sid)
+            assert lab is not None and (lab.tenant_id, lab.subject) == ("acme", "alice")
+            lab.retention_days = 30
+        shutil.rmtree(board.results_dir(sid))
+        for path in (f"/v1/scores/{sid}", f"/v1/scores/{sid}/artifacts/score.json",
+                     f"/v1/scores/{sid}/recordings"):
+            for who in (alice, board.operator):
+                lost = await client.get(path, headers=who)
+                assert (lost.status_code, lost.json()["error"]) == (404, "results_missing")
+                assert "forge artifacts check" in lost.json()["message"], lost.text
+            for other in (mallory, colleague):
+                hidden = await client.get(path, headers=other)
+                assert hidden.json() == {"error": "not_found", "message": "score not found",
+                                         "details": []}, hidden.text
+        # Past its retention, it says the results were removed by retention.
+        with board.state.ctx.db.session() as sess:
+            row = sess.get(FinalizedAudit, sid)
+            assert row is not None
+            row.audited_at = now - timedelta(days=31)
+        gone = await client.get(f"/v1/scores/{sid}", headers=alice)
+        assert gone.json()["error"] == "results_expired", gone.text
+        assert "kept 30 days and removed by results retention" in gone.json()["message"]
 
 
 async def test_leaderboard_is_per_tenant(make_board: MakeBoard) -> None:

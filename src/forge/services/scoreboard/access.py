@@ -14,10 +14,9 @@ from forge.identity.caller import Caller
 from forge.lifecycle.scenario_ids import check_scenario_id
 from forge.services.common.auth import bearer_token, carries_operator, check_operator
 from forge.services.common.caller_receipt import caller_of
+from forge.services.scoreboard.absent_results import NOT_FOUND, absent_results
 from forge.services.scoreboard.state import ScoreboardState
 from forge_verify.verdict import SCORE_NAME
-
-NOT_FOUND = ForgeError("not_found", 404, "score not found")
 
 
 def scoreboard_state(request: Request) -> ScoreboardState:
@@ -79,7 +78,10 @@ def check_readable(state: ScoreboardState, reader: Reader, scenario_id: str) -> 
     256 MiB. Operators read everything. BusUnavailable propagates (the caller's 503)."""
     if reader.operator:
         return
-    if not _may_read_score(reader, scenario_id, state.scorer.artifacts.read_score(scenario_id)):
+    raw = state.scorer.artifacts.read_score(scenario_id)
+    if raw is None:
+        raise absent_results(state.ctx.db, reader, scenario_id)
+    if not _may_read_score(reader, scenario_id, raw):
         raise NOT_FOUND
 
 
@@ -100,7 +102,9 @@ def owned_results(state: ScoreboardState, reader: Reader, scenario_id: str) -> d
         files = state.scorer.artifacts.read(sid)
     except BusUnavailable:
         raise result_store_down() from None
-    if not files or not _may_read_score(reader, sid, files.get(SCORE_NAME)):
+    if not files:
+        raise absent_results(state.ctx.db, reader, sid)
+    if not _may_read_score(reader, sid, files.get(SCORE_NAME)):
         raise NOT_FOUND
     return files
 
@@ -113,7 +117,9 @@ def owned_file(state: ScoreboardState, reader: Reader, scenario_id: str, name: s
     artifacts = state.scorer.artifacts
     try:
         score = artifacts.read_score(sid)
-        if score is None or not _may_read_score(reader, sid, score):
+        if score is None:
+            raise absent_results(state.ctx.db, reader, sid)
+        if not _may_read_score(reader, sid, score):
             raise NOT_FOUND
         data = score if name == SCORE_NAME else artifacts.read_file(sid, name)
     except BusUnavailable:
