@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import select
 
 from forge.classroom import assignments as asg
-from forge.classroom import attempts, cohort_invites, cohorts, lti_links, staff
+from forge.classroom import (
+    attempt_grants,
+    attempts,
+    class_changes,
+    cohort_invites,
+    cohorts,
+    lti_links,
+    staff,
+)
 from forge.classroom.cohorts import Manager
 from forge.classroom.lti_links import CourseSeat
 from forge.classroom.roster_csv import parse_roster
@@ -328,6 +336,35 @@ def test_a_roster_naming_a_class_member_in_other_letter_case_enrols_nobody(
     done = cohorts.enrol_subjects(db, ANN, c.cohort_id, parse_roster(
         b"Email\nstu002@uni.edu\nstu003@uni.edu\nann\n"))
     assert done == cohorts.Enrolled(1, ("ann",), already=1)
+
+    # The invite link checks letter case as the roster does: `STU003@UNI.EDU` (an SSO
+    # spelling) opening it beside the enrolled `stu003@uni.edu` made a second learner,
+    # as did `ANN` beside the teacher; refused, the other spelling not named to them.
+    for joiner in ("STU003@UNI.EDU", "ANN"):
+        with pytest.raises(ForgeError) as clash:
+            cohort_invites.join_by_invite(db, T1, joiner, token)
+        assert code(clash) == (409, "cohort_case_clash")
+        assert str(clash.value).startswith(f'invite: this class already lists "{joiner}" '
+                                           "in other letter case")
+        assert "stu003@uni.edu" not in str(clash.value)
+    assert cohort_invites.join_by_invite(db, T1, "stu003@uni.edu", token)  # itself: fine
+    assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == [
+        "stu002@uni.edu", "stu003@uni.edu"]
+    # A per-learner change naming a learner in other letter case says which one is meant.
+    made = asg.create_assignment(db, ANN, c.cohort_id, template_id="netplus",
+                                 opens_at=datetime.now(UTC), closes_at=datetime.now(UTC)
+                                 + timedelta(days=1), attempts_allowed=1, hints_allowed=True,
+                                 known_templates={"netplus"})
+    with pytest.raises(ForgeError) as typo:
+        class_changes.unenrol(db, ANN, c.cohort_id, "Stu002@uni.edu")
+    assert code(typo) == (404, "learner_not_found")
+    assert str(typo.value) == ('subject: no such learner in this cohort; its learner '
+                               '"stu002@uni.edu" differs only in letter case (account ids '
+                               "are case-sensitive)")
+    with pytest.raises(ForgeError) as typo:
+        attempt_grants.grant_attempts(db, ANN, c.cohort_id, made.assignment_id, "nobody", 1,
+                                      "crash")
+    assert str(typo.value) == "subject: no such learner in this cohort"
 
 
 def test_an_unclosed_quote_is_a_bad_line_not_a_learner() -> None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forge.classroom.assignments import check_terms, check_time, iso
-from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort
+from forge.classroom.cohorts import Manager, case_twin, lock_cohort, managed_cohort
 from forge.classroom.staff import drop_enrolment
 from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
@@ -78,8 +78,12 @@ def member(sess: Any, who: Manager, cohort_id: str, subject: str) -> Enrolment:
     """The learner's enrolment in the cohort; 404 `learner_not_found` naming the field."""
     row: Enrolment | None = sess.get(Enrolment, (cohort_id, subject))
     if row is None or row.tenant_id != who.tenant_id:
+        twin = case_twin(sess, cohort_id, subject)
+        hint = (f'; its {twin[1]} "{twin[0]}" differs only in letter case (account ids are '
+                "case-sensitive)" if twin is not None else "")
         raise ForgeError("learner_not_found", 404,
-                         "subject: no such learner in this cohort", [{"field": "subject"}])
+                         f"subject: no such learner in this cohort{hint}",
+                         [{"field": "subject", **({"did_you_mean": twin[0]} if twin else {})}])
     return row
 
 

@@ -258,6 +258,21 @@ class Enrolled:
 MAX_CLASHES_SHOWN = 20  # clashes named in one answer's details
 
 
+def case_twin(sess: Session, cohort_id: str, subject: str) -> tuple[str, str] | None:
+    """A learner or instructor of the cohort whose account id is `subject` in other letter
+    case, as (their id, "learner" | "instructor"); None when there is none or `subject`
+    itself is one (account ids are ASCII: SQL's lower() is their casefold)."""
+    folded = subject.lower()
+    for table, kind in ((Enrolment, "learner"), (CohortStaff, "instructor")):
+        held = sess.scalars(select(table.subject).where(
+            table.cohort_id == cohort_id, func.lower(table.subject) == folded)).all()
+        if subject in held:
+            return None
+        if held:
+            return str(held[0]), kind
+    return None
+
+
 def refuse_case_clashes(wanted: Sequence[str], learners: set[str], staff: set[str]) -> None:
     """422 `csv_invalid` (nothing enrolled) when a roster names a learner or instructor of
     the cohort in other letter case (`STU002@UNI.EDU` beside the enrolled
