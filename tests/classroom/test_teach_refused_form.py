@@ -44,6 +44,20 @@ def test_a_refused_form_comes_back_filled_in_with_why(
         assert _textarea(sent.text, a) == roster  # all 200 lines, as pasted
         assert _textarea(sent.text, b) == ""  # the other class's box is its own
         assert c.get(f"/v1/cohorts/{a}", headers=ann).json()["learners"] == []
+        # Several bad lines: each is listed with its problem (the message named the first
+        # and only the numbers of the others, so the instructor guessed at line 60's).
+        several = roster + "\ns001\nS005\n"
+        sent = c.post(f"/teach/cohorts/{a}/roster", headers=origin,
+                      data={"csrf": _csrf(c, "/teach"), "roster": several})
+        assert sent.status_code == 422 and "1 more bad line (202)" in sent.text
+        listed = re.search(r'<ul class="problems">(.*?)</ul>', sent.text, re.S)
+        assert listed is not None
+        assert [html.unescape(re.sub(r"<[^>]+>", "", li)) for li in re.findall(
+            r"<li>(.*?)</li>", listed.group(1))] == [
+            'line 58: "john smith" is not an account id (letters, digits and . _ @ : -, at '
+            "most 128 characters)",
+            'line 202: "S005" is line 6\'s "s005" in other letter case: account ids are '
+            "case-sensitive, keep the one spelled like the learner's account"]
 
         # As a browser outside UTC sends them (the page's script: toISOString).
         late = c.post(f"/teach/cohorts/{a}/assignments", headers=origin, data={
@@ -65,6 +79,13 @@ def test_a_refused_form_comes_back_filled_in_with_why(
         assert "Not done: Learner&#39;s account id: " in nobody.text
         assert re.search(r"<details open>\s*<summary>Change the running class", nobody.text)
         assert f'id="rm-who-{a}" name="subject" maxlength="128" value="bad id!"' in nobody.text
+        # A learner the class does not have (a typo): the form comes back too (404), with
+        # what was typed, not an error page that loses it.
+        typo = c.post(f"/teach/cohorts/{a}/remove", headers=origin, data={
+            "csrf": _csrf(c, "/teach"), "subject": "s999"})
+        assert typo.status_code == 404 and 'id="form-error"' in typo.text
+        assert "Not done: Learner&#39;s account id: no such learner in this cohort" in typo.text
+        assert f'id="rm-who-{a}" name="subject" maxlength="128" value="s999"' in typo.text
 
         # What is sent back is text: a roster that closes the box and opens a script
         # stays inside the box.

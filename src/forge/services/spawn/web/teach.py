@@ -155,15 +155,18 @@ async def _post(request: Request,
         check_csrf(spawn_state(request).settings, session_value(request), form.get("csrf"))
         shown = await act(who, form)
     except ForgeError as exc:
-        refused = None if form is None or exc.status != 422 else refused_form(
-            request.url.path, form, human_message(exc))
+        # A 422, or a learner the class does not have (a typo in the account id): the form
+        # comes back filled in with why, not an error page that loses it.
+        on_form = exc.status == 422 or exc.code == "learner_not_found"
+        refused = None if form is None or not on_form else refused_form(
+            request.url.path, form, human_message(exc), exc.details)
         if form is None or refused is None:
             return await page_for(request, exc, "/teach")
         try:
             response = await _render(request, who, refused=refused, after=page_after(form))
         except ForgeError:  # the page itself cannot be shown (its `after`): the error page
             return await page_for(request, exc, "/teach")
-        response.status_code = 422
+        response.status_code = exc.status
         return response
     return shown or RedirectResponse("/teach", status_code=303)
 

@@ -39,6 +39,9 @@ class Refused:
     form: str
     message: str
     values: dict[str, str] = field(default_factory=dict)
+    # Each problem of a refusal that has several (a roster's bad lines, up to 20): the
+    # message names the first and only the numbers of the others.
+    problems: tuple[str, ...] = ()
 
     def value(self, cohort: str | None, form: str, name: str, default: str = "") -> str:
         """What field ``name`` of ``form`` of ``cohort`` held when refused, else
@@ -52,10 +55,21 @@ class Refused:
         return (cohort, form) == (self.cohort, self.form)
 
 
-def refused_form(path: str, form: dict[str, str], message: str) -> Refused | None:
+def problems_of(details: object) -> tuple[str, ...]:
+    """Each problem an error's details name (a roster's bad lines: "line 203: …"), when
+    there are several; () otherwise (the message says the one)."""
+    found = [f"line {d['line']}: {d['problem']}" if isinstance(d.get("line"), int)
+             else str(d["problem"]) for d in (details if isinstance(details, list) else [])
+             if isinstance(d, dict) and isinstance(d.get("problem"), str)]
+    return tuple(found) if len(found) > 1 else ()
+
+
+def refused_form(path: str, form: dict[str, str], message: str,
+                 details: object = None) -> Refused | None:
     """The refused form of a /teach POST to ``path``; None for a path that is no /teach
     form. Date-time values go back as the page writes them (UTC, no zone: the page's
-    script shows them in the browser's zone); others as sent."""
+    script shows them in the browser's zone); others as sent. ``details``: the error's,
+    whose problems are listed one by one (`problems_of`)."""
     parts = path.strip("/").split("/")
     if parts == ["teach", "cohorts"]:
         cohort, kind = None, "cohorts"
@@ -75,7 +89,7 @@ def refused_form(path: str, form: dict[str, str], message: str) -> Refused | Non
                 continue
             value = moment.group(1)
         values[name] = value
-    return Refused(cohort, kind, in_form_words(message), values)
+    return Refused(cohort, kind, in_form_words(message), values, problems_of(details))
 
 
 def in_form_words(message: str) -> str:
