@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -266,6 +267,16 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
         page = c.get(f"/teach/cohorts/{seeded.cohort_a}/learners/lea")
         assert page.status_code == 200 and "submitted for grading" in page.text
         assert "checked task <code>route-present</code>: not yet" in page.text
+        # Who is stuck: the page shows only lia (started, no result yet), in every
+        # assignment's table, with links to the other filters; a bad filter is a 422.
+        stuck = c.get(f"/teach/cohorts/{seeded.cohort_a}", params={"status": "started"})
+        assert stuck.status_code == 200
+        assert re.findall(r'data-subject="([^"]+)"', stuck.text) == ["lia", "lia"]
+        assert "1 of 4 learners are started in at least one assignment" in stuck.text
+        assert '<strong aria-current="page">Started (no result yet)</strong>' in stuck.text
+        assert (f'<a href="/teach/cohorts/{seeded.cohort_a}?limit=100&amp;status=not+started">'
+                "Not started</a>") in stuck.text
+        assert c.get(f"/teach/cohorts/{seeded.cohort_a}?status=stuck").status_code == 422
 
     # One learner a page: each learner once, in order; the totals are the whole cohort's.
     walked, after = [], None

@@ -77,6 +77,19 @@ def test_pages_walk_every_learner_once_and_keep_the_totals(db_url: str) -> None:
     assert (gap["learners"], gap["next"]) == (["leo", "lia"], "lia")
     last = dashboard.figures(data, scores, "acme", describe, dashboard.Page(500, "z:1"))
     assert (last["learners"], last["next"], last["total_learners"]) == ([], None, 10)
+    # Who is stuck, without paging through the class: only the learners with a status
+    # (here: started, no result yet), paged the same way, the totals still the class's.
+    for status, who in (("started", ["lou"]), ("finished", ["Zoe", "ab", "lia", "z:1"]),
+                        ("not started", ["a-c", "a.b", "b@x.org", "lea", "leo"])):
+        page = dashboard.check_page([], [], [status])
+        found = dashboard.figures(data, scores, "acme", describe, page)
+        assert (found["learners"], found["matching_learners"], found["next"]) == (
+            who, len(who), None)
+        assert {r["status"] for r in found["assignments"][0]["rows"]} == {status}
+        assert {k: v for k, v in found["assignments"][0].items() if k != "rows"} == totals
+    first = dashboard.figures(data, scores, "acme", describe,
+                              dashboard.Page(2, None, "not started"))
+    assert (first["learners"], first["next"]) == (["a-c", "a.b"], "a.b")
     db.dispose()
 
 
@@ -92,6 +105,16 @@ def test_a_bad_page_is_refused_naming_its_field(limits: list[str], afters: list[
                                                field: str) -> None:
     with pytest.raises(ForgeError) as bad:
         dashboard.check_page(limits, afters)
+    assert (bad.value.status, bad.value.code) == (422, "validation_error")
+    assert bad.value.message.startswith(f"{field}: ")
+    assert bad.value.details[0]["field"] == field
+
+
+@pytest.mark.parametrize("statuses", [["stuck"], ["Started"], [""], ["started", "finished"]])
+def test_a_bad_status_filter_is_refused_naming_it(statuses: list[str]) -> None:
+    field = "status"
+    with pytest.raises(ForgeError) as bad:
+        dashboard.check_page([], [], statuses)
     assert (bad.value.status, bad.value.code) == (422, "validation_error")
     assert bad.value.message.startswith(f"{field}: ")
     assert bad.value.details[0]["field"] == field

@@ -45,6 +45,7 @@ from forge.store.models import (
 from forge.store.timestamps import aware
 
 NOT_STARTED, STARTED, FINISHED = "not started", "started", "finished"
+STATUSES = (NOT_STARTED, STARTED, FINISHED)
 DEFAULT_PAGE, MAX_PAGE = 100, 500  # learners per page of the dashboard
 # Learner rows per page over all assignments (about 330 bytes of JSON each): a cohort with
 # more than 20 assignments gets fewer learners per page (200 assignments: 10, 0.7 MB)
@@ -60,6 +61,9 @@ class Page:
 
     limit: int = DEFAULT_PAGE
     after: str | None = None
+    # Only learners with this status in at least one assignment (None: every learner):
+    # "started" lists who began a lab and has no result yet, the ones to look at.
+    status: str | None = None
 
     def of(self, learners: Sequence[str]) -> tuple[list[str], str | None]:
         """This page of `learners` (sorted) and the subject to ask the next page after
@@ -71,10 +75,12 @@ class Page:
 
 
 
-def check_page(limits: Sequence[str], afters: Sequence[str]) -> Page:
-    """The page a query asks for (`limit`, `after`, each given at most once), or 422
-    naming the field: `limit` a whole number 1-MAX_PAGE, `after` an account id."""
-    for name, given in (("limit", limits), ("after", afters)):
+def check_page(limits: Sequence[str], afters: Sequence[str],
+               statuses: Sequence[str] = ()) -> Page:
+    """The page a query asks for (`limit`, `after`, `status`, each given at most once), or
+    422 naming the field: `limit` a whole number 1-MAX_PAGE, `after` an account id,
+    `status` one of STATUSES."""
+    for name, given in (("limit", limits), ("after", afters), ("status", statuses)):
         if len(given) > 1:
             raise invalid_field(name, "given more than once")
     limit = DEFAULT_PAGE
@@ -89,7 +95,9 @@ def check_page(limits: Sequence[str], afters: Sequence[str]) -> Page:
         except ForgeError:
             raise invalid_field("after", "an account id (letters, digits and . _ @ : -), the "
                             "`next` of the previous page") from None
-    return Page(limit, after)
+    if statuses and statuses[0] not in STATUSES:
+        raise invalid_field("status", "one of " + ", ".join(STATUSES))
+    return Page(limit, after, statuses[0] if statuses else None)
 
 
 @dataclass
@@ -331,18 +339,25 @@ def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id
     cohort has many assignments (`page_size` says how many).
     `scores` is the scoreboard's summary by lab id; `describe(lab, criterion)` its text."""
     by_cell = labs_by_cell(data)
+    cells_of = {a.assignment_id: {s: learner_cell(data, scores, tenant_id, a, s, labs)
+                                  for s, labs in by_cell.get(a.assignment_id, {}).items()}
+                for a in data.assignments}
+    learners = data.learners
     if page is not None:
+        if page.status is not None:  # with that status in at least one assignment
+            learners = [s for s in learners if any(
+                cells.get(s, {"status": NOT_STARTED})["status"] == page.status
+                for cells in cells_of.values())]
         page = Page(min(page.limit, max(1, MAX_ROWS // max(1, len(data.assignments)))),
-                    page.after)
-    shown, after = (page or Page(len(data.learners) or 1)).of(data.learners)
+                    page.after, page.status)
+    shown, after = (page or Page(len(learners) or 1)).of(learners)
     out = []
     for a in data.assignments:
-        own = by_cell.get(a.assignment_id, {})
-        cells = {s: learner_cell(data, scores, tenant_id, a, s, labs)
-                 for s, labs in own.items()}
+        cells = cells_of[a.assignment_id]
         rows = [{"subject": s, **(cells.get(s) or learner_cell(data, scores, tenant_id, a, s,
                                                                 []))} for s in shown]
         out.append({**_figures_of(a, cells, len(data.learners), describe), "rows": rows})
     return {"cohort_id": data.cohort_id, "name": data.name, "learners": shown,
-            "total_learners": len(data.learners), "next": after,
+            "total_learners": len(data.learners), "matching_learners": len(learners),
+            "status": page.status if page is not None else None, "next": after,
             "page_size": page.limit if page is not None else len(shown), "assignments": out}

@@ -73,6 +73,11 @@ _PAGE_PARAMETERS = {"parameters": [
                     "`next` of the previous page. 422 for anything but an account id.",
      "schema": {"type": "string", "minLength": 1, "maxLength": 128,
                 "pattern": r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"}},
+    {"name": "status", "in": "query", "required": False,
+     "description": "Only learners with this status in at least one assignment (`started`: "
+                    "began a lab and has no result yet); `matching_learners` counts them. "
+                    "422 for any other value.",
+     "schema": {"type": "string", "enum": list(dashboard.STATUSES)}},
 ]}
 
 

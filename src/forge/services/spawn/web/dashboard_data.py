@@ -65,9 +65,11 @@ async def _scores(request: Request, ids: list[str]) -> dict[str, Any]:
 
 
 def page_of(request: Request) -> dashboard.Page:
-    """The page of learners the query asks for (`limit`, `after`; 422 naming the field)."""
+    """The page of learners the query asks for (`limit`, `after`, `status`; 422 naming
+    the field)."""
     query = request.query_params
-    return dashboard.check_page(query.getlist("limit"), query.getlist("after"))
+    return dashboard.check_page(query.getlist("limit"), query.getlist("after"),
+                                query.getlist("status"))
 
 
 async def cohort_data(request: Request, who: Manager, cohort_id: str

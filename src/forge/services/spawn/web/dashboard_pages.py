@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from forge.classroom.cohorts import Manager
+from forge.classroom.dashboard import STARTED, STATUSES
 from forge.errors import ForgeError
 from forge.services.spawn.caller_deps import manager_of
 from forge.services.spawn.web.dashboard_api import csv_response
@@ -51,11 +52,21 @@ def _minutes(seconds: object) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def _page_url(cohort_id: str, limit: int, after: str | None = None) -> str:
-    """The link to a page of the dashboard, with this page's `limit` (escaped in the URL
-    here, in the HTML by the template)."""
-    query = urlencode({"limit": limit, **({"after": after} if after else {})})
+def _page_url(cohort_id: str, limit: int, after: str | None = None,
+              status: str | None = None) -> str:
+    """The link to a page of the dashboard, with this page's `limit` and `status` filter
+    (escaped in the URL here, in the HTML by the template)."""
+    query = urlencode({"limit": limit, **({"status": status} if status else {}),
+                       **({"after": after} if after else {})})
     return f"/teach/cohorts/{quote(cohort_id, safe='')}?{query}"
+
+
+def _filters(cohort_id: str, limit: int) -> list[tuple[str, str, str | None]]:
+    """The page's filter links: (label, URL, status) for every learner and each status."""
+    return [("Everyone", _page_url(cohort_id, limit), None),
+            *((f"{status[:1].upper()}{status[1:]}" + (" (no result yet)"
+               if status == STARTED else ""), _page_url(cohort_id, limit, status=status),
+               status) for status in STATUSES)]
 
 
 @router.get("/teach/cohorts/{cohort_id}")
@@ -67,9 +78,10 @@ async def dashboard_page(cohort_id: str, request: Request) -> Response:
         figures = await cohort_figures(request, who, cohort_id, shown)
         return page("dashboard.html", {
             "title": f"Dashboard: {figures['name']}", "viewer": await viewer(request),
-            "d": figures, "minutes": _minutes,
-            "first_url": _page_url(cohort_id, shown.limit) if shown.after else None,
-            "next_url": _page_url(cohort_id, shown.limit, figures["next"])
+            "d": figures, "minutes": _minutes, "filters": _filters(cohort_id, shown.limit),
+            "first_url": _page_url(cohort_id, shown.limit, status=shown.status)
+            if shown.after else None,
+            "next_url": _page_url(cohort_id, shown.limit, figures["next"], shown.status)
             if figures["next"] else None})
     return await _as_manager(request, "/teach", run)
 
