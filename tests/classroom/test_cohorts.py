@@ -60,6 +60,16 @@ def test_who_manages_a_cohort(db: Database) -> None:
         assert code(exc) == (404, "cohort_not_found")
     staff.add_instructor(db, ANN, c.cohort_id, "bob")
     assert cohorts.members(db, BOB, c.cohort_id) == []
+    # Letter case is checked as for roster lines: "BOB" beside "bob" would be a second
+    # instructor nobody signs in as (and "LEA" beside the learner a mistaken promotion).
+    cohorts.enrol_subjects(db, ANN, c.cohort_id, ["lea"])
+    for typo, held in (("BOB", '"bob"'), ("Lea", '"lea"')):
+        with pytest.raises(ForgeError) as clash:
+            staff.add_instructor(db, ANN, c.cohort_id, typo, confirm=True)
+        assert code(clash) == (422, "validation_error")
+        assert str(clash.value).startswith(f'subject: "{typo}" is the class\'s ')
+        assert f"{held} in other letter case" in str(clash.value)
+    assert [m.subject for m in cohorts.members(db, ANN, c.cohort_id)] == ["lea"]
 
 
 def test_invite_link_is_hashed_shared_and_revocable(db: Database) -> None:

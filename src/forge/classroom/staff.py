@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from forge.classroom.cohorts import Manager, lock_cohort, managed_cohort
-from forge.errors import ForgeError
+from forge.classroom.cohorts import Manager, case_twin, lock_cohort, managed_cohort
+from forge.errors import ForgeError, invalid_field
 from forge.store.db import Database
 from forge.store.models import (
     Assignment,
@@ -36,6 +36,11 @@ def add_instructor(db: Database, who: Manager, cohort_id: str, subject: str,
         managed_cohort(sess, who, cohort_id)
         lock_cohort(sess, cohort_id)
         already = sess.get(CohortStaff, (cohort_id, subject)) is not None  # both: mended
+        twin = None if already else case_twin(sess, cohort_id, subject)
+        if twin is not None:  # as a roster line: a second person who never signs in
+            raise invalid_field("subject", f'"{subject}" is the class\'s {twin[1]} '
+                                f'"{twin[0]}" in other letter case: account ids are '
+                                "case-sensitive, write it as their account is spelled")
         if not confirm and not already \
                 and sess.get(Enrolment, (cohort_id, subject)) is not None:
             raise ForgeError(
