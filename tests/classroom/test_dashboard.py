@@ -36,6 +36,7 @@ from forge.services.scoreboard.scoring import Scorer
 from forge.services.spawn.app import build_app as build_spawn
 from forge.services.spawn.web.dashboard_api import download_name
 from forge.store.db import Database
+from forge.store.finalized_audits import record_finalized_audit
 from forge.store.migrate import upgrade
 from forge.store.models import (
     Assignment,
@@ -278,6 +279,7 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
                 "Not started</a>") in stuck.text
         assert c.get(f"/teach/cohorts/{seeded.cohort_a}?status=stuck").status_code == 422
 
+
     # One learner a page: each learner once, in order; the totals are the whole cohort's.
     walked, after = [], None
     with seeded.client() as c:
@@ -314,6 +316,21 @@ def test_dashboard_figures_csv_and_timeline(seeded: Seeded) -> None:  # the scop
         assert shown.count('class="muted due-extended"') == 1
         assert ('(due <time class="utc" datetime="2099-01-01T00:00:00Z">2099-01-01 00:00:00 UTC'
                 '</time>)') in shown  # in the reader's zone where the script runs
+
+        # A lab graded (its verdict recorded signed) whose result the scoreboard no longer
+        # has (a restore lost it): said on the row, not shown as work never handed in.
+        with seeded.db.session() as sess:
+            lab = sess.get(Scenario, seeded.labs["lia1"])
+            assert lab is not None
+            lab.state = "completed"
+        record_finalized_audit(seeded.db, seeded.labs["lia1"], "0" * 64)
+        lia = next(r for r in c.get(f"/v1/cohorts/{seeded.cohort_a}/dashboard",
+                                    headers=seeded.keys["ann"]).json()["assignments"][0]["rows"]
+                   if r["subject"] == "lia")
+        assert (lia["status"], lia["score"], lia["result_missing"]) == ("started", None, True)
+        shown = c.get(f"/teach/cohorts/{seeded.cohort_a}").text
+        assert shown.count('class="result-missing"') == 1
+        assert "<code>forge artifacts check</code>" in shown
 
 
 @pytest.mark.usefixtures("sqlite_only_store")  # where the work runs, not the store

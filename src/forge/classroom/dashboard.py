@@ -132,6 +132,9 @@ class CohortLabs:
     # Extra attempts given to learners: (assignment, subject) -> how many, and why.
     extra: dict[tuple[str, str], int] = field(default_factory=dict)
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Completed labs whose verdict the store records as signed and audited but whose
+    # result the scoreboard no longer has (lost by a restore, or removed by retention).
+    lost: set[str] = field(default_factory=set)
 
     def graded_candidates(self) -> list[str]:
         """Ids of the labs that may have a result (completed), to ask the scoreboard for."""
@@ -326,9 +329,12 @@ def learner_cell(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tena
     the instructor gave: the page shows who has more and why)."""
     due, extended = due_for(data.dues.get((a.assignment_id, subject)), a.closes_at)
     extra = data.extra.get((a.assignment_id, subject), 0)
-    return {**_cell(labs, scores, tenant_id, due, extended),
-            "attempts_allowed": a.attempts_allowed + extra, "extra_attempts": extra,
-            "extra_reason": data.reasons.get((a.assignment_id, subject))}
+    cell = _cell(labs, scores, tenant_id, due, extended)
+    return {**cell, "attempts_allowed": a.attempts_allowed + extra, "extra_attempts": extra,
+            "extra_reason": data.reasons.get((a.assignment_id, subject)),
+            # graded, but no result to show: `started` alone read as work not handed in
+            "result_missing": cell["score"] is None
+            and any(lab.scenario_id in data.lost for lab in labs)}
 
 
 def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,

@@ -25,6 +25,7 @@ from forge.lifecycle import states
 from forge.services.spawn.caller_deps import spawn_state
 from forge.services.spawn.web.recordings import cast_download
 from forge.services.spawn.web.state import web_state
+from forge.store.finalized_audits import finalized_among
 from forge_verify.recordings import RECORDING_NAME_RE
 
 SUMMARY_BATCH = 1000  # the scoreboard's limit per request
@@ -75,11 +76,19 @@ def page_of(request: Request) -> dashboard.Page:
 async def cohort_data(request: Request, who: Manager, cohort_id: str
                       ) -> tuple[dashboard.CohortLabs, dict[str, Any]]:
     """What the store holds of a cohort `who` manages (404 for any other, 403 for a
-    learner) and the scoreboard's summaries of every graded lab of it."""
+    learner) and the scoreboard's summaries of every graded lab of it; a completed lab
+    the scoreboard has no result of while the store records its verdict signed is `lost`
+    (the instructor is told, not shown a learner who never handed in)."""
     db = spawn_state(request).ctx.db
     data = await run_in_threadpool(dashboard.cohort_labs, db, who, cohort_id,
                                    datetime.now(UTC))
-    return data, await _scores(request, data.graded_candidates())
+    candidates = data.graded_candidates()
+    scores = await _scores(request, candidates)
+    unscored = [sid for sid in candidates if sid not in scores]
+    for start in range(0, len(unscored), SUMMARY_BATCH):  # graded, but no result served
+        data.lost |= await run_in_threadpool(finalized_among, db,
+                                             unscored[start:start + SUMMARY_BATCH])
+    return data, scores
 
 
 async def cohort_figures(request: Request, who: Manager, cohort_id: str,
