@@ -22,6 +22,7 @@ from forge.services.scoreboard.app import build_app as build_scoreboard
 from forge.services.scoreboard.scoring import Scorer
 from forge.services.spawn.app import build_app
 from forge.services.spawn.web.result import check_reason, result_view
+from forge.store.finalized_audits import record_finalized_audit
 from forge.store.models import Scenario
 from forge.templates.registry import TemplateRegistry
 from forge_verify import main as verify_main
@@ -166,6 +167,15 @@ def test_a_lab_without_a_result_has_no_result_page(graded: Graded) -> None:
     _owned_row(client, fresh)  # completed, but the scoreboard holds nothing for it
     missing = client.get(f"/lab/{fresh.scenario_id}/result")
     assert missing.status_code == 404 and "no result yet" in missing.text
+    # Graded (its verdict recorded signed), its result files lost by a restore: said, in
+    # a learner's words, not "no result yet" / "Waiting for the signed verdict" for ever.
+    db = client.app.state.spawn.ctx.db  # type: ignore[attr-defined]
+    record_finalized_audit(db, fresh.scenario_id, "0" * 64)
+    lost = client.get(f"/lab/{fresh.scenario_id}/result")
+    assert lost.status_code == 404 and "lost when the platform was restored" in _text(lost.text)
+    lab = _text(client.get(f"/lab/{fresh.scenario_id}").text)
+    assert "Your lab was graded, but its signed result is missing on the server" in lab
+    assert "Waiting for the signed verdict" not in lab and "artifacts check" not in lab
 
 
 @pytest.mark.parametrize(("check", "reason"), [

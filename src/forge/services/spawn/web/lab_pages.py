@@ -58,14 +58,38 @@ def _remaining_s(row: ScenarioRow) -> int | None:
     return max(0, int((expires - datetime.now(UTC)).total_seconds()))
 
 
+# The scoreboard's 404 for a lab graded whose result it no longer has, in a learner's words
+# (its own message is for the operator).
+GONE_NOTES = {
+    "results_missing": "Your lab was graded, but its signed result is missing on the "
+                       "server (lost when the platform was restored from a backup), not "
+                       "because of your work. Your operator can bring it back from a later "
+                       "copy; it appears here then.",
+    "results_expired": "Your lab was graded, but its result has been removed: results are "
+                       "kept for a limited time on this platform.",
+}
+
+
+class ResultGone(Exception):
+    """The lab was graded but its result is no longer kept: `note` says so."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__(note)
+        self.note = note
+
+
 async def _result(request: Request, row: ScenarioRow) -> dict[str, Any] | None:
-    """The scoreboard's score and verification, once the verdict exists."""
+    """The scoreboard's score and verification, once the verdict exists (None before);
+    ResultGone when it was graded but the result is no longer kept ("waiting for the
+    signed verdict" would wait for ever)."""
     if row.state != "completed":
         return None
     try:
         body: dict[str, Any] = await web_state(request).backend.scoreboard(
             "GET", f"/v1/scores/{row.scenario_id}")
     except BackendError as exc:
+        if exc.status == 404 and exc.code in GONE_NOTES:
+            raise ResultGone(GONE_NOTES[exc.code]) from None
         if exc.status == 404:
             return None
         raise
@@ -141,8 +165,12 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             if "text" in h:
                 h["html"] = render_markdown(h["text"], top_heading=4)  # under Hints (h3)
         remaining = _remaining_s(row)
-        result = await _result(request, row)
-        refused = result is None and await _verdict_refused(request, row)
+        gone: str | None = None
+        try:
+            result = await _result(request, row)
+        except ResultGone as exc:
+            result, gone = None, exc.note
+        refused = result is None and not gone and await _verdict_refused(request, row)
         settings = spawn_state(request).settings
         terminal_hosts = spawn_routes.learner_hosts(spawn_state(request), row)
         hosts, other_hosts = learner_view(row.details.get("hosts", {}), terminal_hosts)
@@ -165,7 +193,7 @@ async def lab_page(scenario_id: str, request: Request) -> Response:
             "extend": _extend_facts(request, row),
             "viewer": await viewer(request),
             "finished": row.state in FINISHED,
-            "verdict_refused": REFUSED_NOTE if refused else None,
+            "verdict_refused": REFUSED_NOTE if refused else gone,
             "csrf": csrf_token(settings, session_value(request) or ""),
             **shown,
         }, terminal=row.state == "running")
@@ -223,7 +251,10 @@ async def lab_result(scenario_id: str, request: Request) -> Response:
     """The graded result on its own page: a stable link for its owner, also after the lab."""
     async def run() -> Response:
         row = await spawn_routes.owned_scenario(request, scenario_id)
-        result = await _result(request, row)
+        try:
+            result = await _result(request, row)
+        except ResultGone as exc:
+            raise ForgeError("result_gone", 404, exc.note) from None
         if result is None and await _verdict_refused(request, row):
             raise ForgeError("result_held", 503, REFUSED_NOTE)
         if result is None:
