@@ -145,6 +145,10 @@ def test_only_the_classes_instructor_changes_it_and_the_gate_follows(
         assert {r["subject"]: (r["attempts_allowed"], r["extra_reason"])
                 for r in board["assignments"][0]["rows"]} == {
             "lea": (3, "her lab crashed"), "leo": (1, None)}
+        # ...and listed per assignment on every page, without paging through the class.
+        assert (board["assignments"][0]["attempt_grants"],
+                board["assignments"][0]["attempt_grants_total"]) == (
+            [{"subject": "lea", "extra_attempts": 2, "reason": "her lab crashed"}], 1)
         csv_text = c.get(f"/v1/cohorts/{cid}/dashboard.csv", headers=key["ann"]).text
         assert ",lea,started,1,3," in csv_text and ",leo,not started,0,1," in csv_text
         # Past the attempts now: only her lab still running holds her back (her plan's

@@ -123,6 +123,8 @@ def test_an_instructor_changes_a_running_class_from_the_page(
         # stored and shown nowhere).
         board = c.get(f"/teach/cohorts/{a}").text
         assert "(2 extra: her lab crashed)" in board
+        assert "Extra attempts given: 1 learner</summary>" in board
+        assert "<li>lea: 2 extra (her lab crashed)</li>" in board
         out = c.post(f"/teach/cohorts/{a}/remove", headers=origin,
                      data={"csrf": token, "subject": "lia"})
         assert out.status_code == 303, out.text[:300]

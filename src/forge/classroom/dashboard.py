@@ -337,6 +337,23 @@ def learner_cell(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tena
             and any(lab.scenario_id in data.lost for lab in labs)}
 
 
+GRANTS_SHOWN = 50  # extra-attempt grants listed per assignment (the API lists them all)
+
+
+def _grants_of(data: CohortLabs) -> dict[str, dict[str, Any]]:
+    """Per assignment, who of the class has extra attempts, how many and why (the first
+    GRANTS_SHOWN by account id, on every page) and how many have them: the page shows
+    them without paging through every learner. A learner taken out of the class has no
+    grant left (`staff.drop_enrolment`)."""
+    by: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for (aid, subject), n in sorted(data.extra.items()):
+        by[aid].append((subject, n))
+    return {aid: {"attempt_grants": [{"subject": s, "extra_attempts": n,
+                                      "reason": data.reasons.get((aid, s))}
+                                     for s, n in given[:GRANTS_SHOWN]],
+                  "attempt_grants_total": len(given)} for aid, given in by.items()}
+
+
 def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id: str,
             describe: Callable[[str, str], str], page: Page | None = None) -> dict[str, Any]:
     """The dashboard: per assignment its totals (the whole cohort's) and one row per
@@ -358,11 +375,15 @@ def figures(data: CohortLabs, scores: Mapping[str, Mapping[str, Any]], tenant_id
                     page.after, page.status)
     shown, after = (page or Page(len(learners) or 1)).of(learners)
     out = []
+    grants = _grants_of(data)
     for a in data.assignments:
         cells = cells_of[a.assignment_id]
         rows = [{"subject": s, **(cells.get(s) or learner_cell(data, scores, tenant_id, a, s,
                                                                 []))} for s in shown]
-        out.append({**_figures_of(a, cells, len(data.learners), describe), "rows": rows})
+        out.append({**_figures_of(a, cells, len(data.learners), describe),
+                    **grants.get(a.assignment_id, {"attempt_grants": [],
+                                                   "attempt_grants_total": 0}),
+                    "rows": rows})
     return {"cohort_id": data.cohort_id, "name": data.name, "learners": shown,
             "total_learners": len(data.learners), "matching_learners": len(learners),
             "status": page.status if page is not None else None, "next": after,
