@@ -4,7 +4,6 @@ usable, revoked, and joined with."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,6 @@ from sqlalchemy.orm import Session, aliased
 
 from forge.classroom.cohorts import (
     Manager,
-    case_twin,
     enrol_learner,
     lock_cohort,
     managed_cohort,
@@ -25,8 +23,6 @@ from forge.errors import ForgeError
 from forge.store.db import Database
 from forge.store.models import Cohort, CohortInvite, CohortStaff
 from forge.store.timestamps import aware
-
-log = logging.getLogger("forge.classroom.changes")
 
 INVITE_PREFIX = "fgi_"
 MAX_INVITE_DAYS = 90
@@ -149,22 +145,10 @@ def join_by_invite(db: Database, tenant_id: str, subject: str, token: object) ->
     `invite_invalid` otherwise); joining again changes nothing; 409 `cohort_full` when the
     cohort holds MAX_MEMBERS learners already, 409 `cohort_staff` for one of its
     instructors (opening the link they share would have made them a learner of their own
-    class, counted on its dashboard)."""
+    class, counted on its dashboard), 409 `cohort_case_clash` when it has them in other
+    letter case (`refuse_case_clash`)."""
     with db.session() as sess:
         invite = _valid_invite(sess, tenant_id, token)
-        lock_cohort(sess, invite.cohort_id)  # the check below and the enrolment: one step
-        twin = case_twin(sess, invite.cohort_id, subject)
-        if twin is not None:
-            held, kind = twin
-            log.warning("invite join refused: tenant=%s cohort=%s subject=%s is the "
-                        "class's %s %s in other letter case", tenant_id, invite.cohort_id,
-                        subject, kind, held)
-            # The other spelling is not named: it may be another person's account.
-            raise ForgeError("cohort_case_clash", 409, (
-                f'invite: this class already lists "{subject}" in other letter case; account '
-                "ids are case-sensitive, so joining would make a second learner beside that "
-                "one. Ask your instructor to take the other spelling out of the class, then "
-                "open the link again"), [{"field": "invite"}])
         if not enrol_learner(sess, invite.cohort_id, tenant_id, subject, "invite",
                       datetime.now(UTC)) and sess.get(
                 CohortStaff, (invite.cohort_id, subject)) is not None:

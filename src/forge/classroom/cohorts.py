@@ -224,8 +224,8 @@ def enrol_learner(sess: Session, cohort_id: str, tenant_id: str, subject: str, v
            now: datetime) -> bool:
     """Enrol unless enrolled already or an instructor of the cohort (read under its lock:
     one made instructor meanwhile is never seated); True when this call enrolled them.
-    409 `cohort_full` (nothing added) when the cohort is full, 409 `case_clash` when the
-    cohort has them in other letter case (`refuse_case_clash`)."""
+    409 `cohort_full` (nothing added) when the cohort is full, 409 `cohort_case_clash`
+    when the cohort has them in other letter case (`refuse_case_clash`)."""
     # One enrolment of a cohort at a time (PostgreSQL): the same learner enrolled at once
     # by a list, an invite and a sign-in made the loser fail on the key (a 500), and two
     # joins at MAX_MEMBERS - 1 would both have counted room for one.
@@ -295,21 +295,23 @@ def refuse_case_clashes(wanted: Sequence[str], learners: set[str], staff: set[st
 
 
 def refuse_case_clash(sess: Session, cohort_id: str, subject: str) -> None:
-    """409 `case_clash` when the cohort has a learner or instructor spelled like `subject`
-    in other letter case. A roster refuses such a line (`refuse_case_clashes`); joining by
-    an invite link or an IdP group did not: `Lea` beside the enrolled `lea` made two
-    learners an instructor could not tell apart on the dashboard (one extended, graded or
-    taken out for the other), and a roster's misspelt line a phantom beside the real one."""
-    folded = subject.casefold()
-    for kind, table in (("learner", Enrolment), ("instructor", CohortStaff)):
-        held = next((s for s in sess.scalars(select(table.subject).where(
-            table.cohort_id == cohort_id)) if s.casefold() == folded and s != subject), None)
-        if held is not None:
-            raise ForgeError("case_clash", 409, f'subject: the class has the {kind} '
-                             f'"{held}", your account id in other letter case; account ids '
-                             "are case-sensitive: ask the class's instructor to take out the "
-                             "one not spelled like your account",
-                             [{"field": "subject", "subject": held}])
+    """409 `cohort_case_clash` when the cohort has a learner or instructor spelled like
+    `subject` in other letter case (`case_twin`). A roster refuses such a line
+    (`refuse_case_clashes`); joining by an invite link or an IdP group did not: `Lea`
+    beside the enrolled `lea` made two learners an instructor could not tell apart on the
+    dashboard (one extended, graded or taken out for the other). The other spelling is
+    logged, not named to the one joining: it may be another person's account."""
+    twin = case_twin(sess, cohort_id, subject)
+    if twin is None:
+        return
+    held, kind = twin
+    log.warning("enrolment refused: cohort=%s subject=%s is the class's %s %s in other "
+                "letter case", cohort_id, subject, kind, held)
+    raise ForgeError("cohort_case_clash", 409, (
+        f'invite: this class already lists "{subject}" in other letter case; account '
+        "ids are case-sensitive, so joining would make a second learner beside that "
+        "one. Ask your instructor to take the other spelling out of the class, then "
+        "open the link again"), [{"field": "invite"}])
 
 
 def enrol_subjects(db: Database, who: Manager, cohort_id: str, subjects: Sequence[str],
@@ -361,7 +363,7 @@ def enrol_by_groups(db: Database, tenant_id: str, subject: str, groups: Sequence
             try:
                 joined += enrol_learner(sess, cohort_id, tenant_id, subject, "group", now)
             except ForgeError as exc:
-                if exc.code not in ("cohort_full", "case_clash"):
+                if exc.code not in ("cohort_full", "cohort_case_clash"):
                     raise
                 # Refused before any write: the transaction goes on for the other cohorts.
                 log.warning("group enrolment skipped: tenant=%s cohort=%s: %s", tenant_id,

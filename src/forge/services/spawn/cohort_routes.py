@@ -256,7 +256,7 @@ async def unenrol_learner(cohort_id: CohortId, subject: Subject, request: Reques
 async def join(body: JoinBody, request: Request) -> JSONResponse:
     """Join a cohort of your tenant with an invite link's code (404 `invite_invalid` for an
     unknown, expired or revoked link, or another tenant's; 409 `cohort_full` when the
-    cohort holds its 2000 learners already, `case_clash` when it has you in other letter
+    cohort holds its 2000 learners already, `cohort_case_clash` when it has you in other letter
     case)."""
     who = await _manager(request)
     row = await run_in_threadpool(cohort_invites.join_by_invite, spawn_state(request).ctx.db,
