@@ -447,3 +447,34 @@ def test_marker_of_a_different_verdict_does_not_suppress_its_audit(
     assert any(sid in r.getMessage() and "other than the one audited" in r.getMessage()
                for r in caplog.records)
     assert replicas.marker(stores[0], sid) == "f" * 64  # the first record stays
+
+
+def test_the_sweep_finds_a_verdict_in_a_long_global_log_without_reading_it_whole(
+        tmp_path: Path) -> None:
+    """The sweep asks whether a crash-left verdict is in the global log already: that log
+    holds every verdict the installation ever gave and was read whole into memory for it.
+    Read a line at a time, a 16 MB log is scanned in a fraction of its size, and the
+    verdict at its very end (and only the one with its digest) is found."""
+    import tracemalloc
+
+    from forge.services.scoreboard.sealing import in_global_log
+
+    glog = global_log(tmp_path)
+    sid = "s" + "a" * 31
+    filler = b'{"event":"spawn.created","data":{"scenario_id":"s%031d"},"pad":"%s"}\n'
+    glog.path.parent.mkdir(parents=True)
+    with glog.path.open("wb") as fh:
+        for n in range(40_000):
+            fh.write(filler % (n, b"x" * 320))
+        fh.write(json.dumps({"event": "score.finalized", "data": {
+            "scenario_id": sid, "score_sha256": "ab" * 32}}).encode() + b"\n")
+    assert glog.path.stat().st_size > 15_000_000
+    tracemalloc.start()
+    try:
+        assert in_global_log(glog.lines(), sid, "ab" * 32)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+    assert not in_global_log(glog.lines(), sid, "cd" * 32)
+    assert not in_global_log(global_log(tmp_path / "none").lines(), sid, "ab" * 32)

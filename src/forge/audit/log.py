@@ -242,6 +242,16 @@ class AuditLog:
         with os.fdopen(fd, "rb") as fh:
             return fh.read()
 
+    def lines(self) -> Iterator[bytes]:
+        """The log's lines one at a time (none if it does not exist yet), for a scan that
+        must not hold a log growing with the installation's age in memory."""
+        try:
+            fd = _open_no_link(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        with os.fdopen(fd, "rb") as fh:
+            yield from fh
+
     def adopt(self, prefix: bytes, through: str) -> bool:
         """Make this log start with `prefix`, a verified chain another machine wrote (a lab
         node ships a scenario's log through `through`); True if the copy was written now.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,13 @@ def last_verdict(chain: bytes) -> tuple[dict[str, Any] | None, bool]:
     return data, sealed
 
 
-def in_global_log(global_chain: bytes, scenario_id: str, score_sha256: str) -> bool:
-    """Whether a global log holds the `score.finalized` entry of this verdict."""
+def in_global_log(global_lines: Iterable[bytes], scenario_id: str,
+                  score_sha256: str) -> bool:
+    """Whether a global log's lines (`AuditLog.lines`, read one at a time: the log grows
+    with every verdict of the installation, and was read whole into memory for each
+    verdict a crash left unsealed) hold the `score.finalized` entry of this verdict."""
     needle = scenario_id.encode()
-    for line in global_chain.splitlines():
+    for line in global_lines:
         if needle not in line or FINALIZED.encode() not in line:
             continue
         if (scenario_id, score_sha256) in finalized_verdicts(line):

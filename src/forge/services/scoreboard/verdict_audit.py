@@ -150,7 +150,7 @@ class VerdictAudit:
                 if not sealed:
                     slog.checkpoint()
                 glog = global_log(self.storage_root, signer=key)
-                if not in_global_log(glog.read_bytes(), scenario_id,
+                if not in_global_log(glog.lines(), scenario_id,
                                      str(data.get("score_sha256"))):
                     glog.append("score.finalized", entry)
             except (AuditError, OSError) as exc:
