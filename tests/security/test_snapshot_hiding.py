@@ -20,7 +20,13 @@ import pytest
 
 from forge.runtime import HostSpec, LabSpec, Limits, SubnetSpec
 from forge.runtime.local import LocalRuntime
-from forge.runtime.local.grader import MAX_ENTRIES, NOT_RUN_EXIT
+from forge.runtime.local.grader import (
+    MAX_ENTRIES,
+    MAX_FILE_BYTES,
+    MAX_TOTAL_BYTES,
+    NOT_RUN_EXIT,
+    take_snapshot,
+)
 from tests.support.one_lab import one_lab
 
 pytestmark = pytest.mark.root
@@ -87,3 +93,22 @@ def test_a_snapshot_cut_off_by_its_entry_cap_runs_no_check(
     result = rt.run_check(lab_id, "box", ABSENT, timeout=30)
     assert result.exit_code == NOT_RUN_EXIT
     assert f"more than {MAX_ENTRIES} entries" in result.stderr_text
+
+
+def test_sparse_files_filling_the_total_cap_run_no_check(tmp_path: Path) -> None:
+    """Eight sparse 8 MiB files in /workspace (no disk used: the lab's 64 MiB disk cap
+    never stops them) filled the snapshot's 64 MiB, so the template's small /srv file
+    after them kept only its name: a check that the learner removed the backdoor from it
+    ("! grep -q backdoor /srv/www/app.conf") read an empty file and passed. Past the
+    total cap the snapshot is incomplete for every file after it: no check runs."""
+    data = tmp_path / "lab"
+    for tree in ("home", "workspace", "srv/www"):
+        (data / tree).mkdir(parents=True)
+    for i in range(MAX_TOTAL_BYTES // MAX_FILE_BYTES):
+        with open(data / "workspace" / f"pad{i}", "wb") as fh:
+            fh.truncate(MAX_FILE_BYTES)
+    (data / "srv" / "www" / "app.conf").write_text("Include backdoor.conf\n")
+    snap = take_snapshot(str(data), str(tmp_path / "snap"))
+    assert snap.truncated is not None and "/srv/www/app.conf" in snap.truncated
+    assert ("/srv/www/app.conf", f"the snapshot would exceed {MAX_TOTAL_BYTES} bytes") \
+        in snap.left_out
