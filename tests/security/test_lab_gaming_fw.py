@@ -14,11 +14,14 @@ Real LocalRuntime, the shipped template, graded as the orchestrator grades.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from forge.authoring.harness import Harness, LabRun
+from forge.grading.runner import grade
 from forge.runtime.base import ExecResult
 
 from ..support.shipped_labs import shipped_harness
@@ -67,6 +70,22 @@ def banner(run: LabRun, host: str, port: str) -> ExecResult:
     """What `host` gets from the server's `port` (run as the lab's processes run)."""
     return run.harness.runtime.exec(run.id, host, shell=BANNER,
                                     stdin=f"{port}\n".encode(), timeout=10)
+
+
+def graded_on(run: LabRun, *criteria: str) -> dict[str, bool]:
+    """Which of `criteria` pass, their checks alone run in template order as grading runs
+    them (seals the lab): a third of the time of the whole grading, most of it the
+    default drop's refused probes."""
+    spec = run.rendered.spec
+    kept = [c for c in spec.success_criteria if c.id in criteria]
+    template = run.rendered.model_copy(
+        update={"spec": spec.model_copy(update={"success_criteria": kept})})
+    try:
+        with tempfile.TemporaryDirectory(prefix="forge-fw-") as scratch:
+            results = grade(run.harness.runtime, run.id, template, Path(scratch) / "ev")
+    finally:
+        run.harness.release(run.id)
+    return {c.id: all(r.passed for r in results if r.criterion_id == c.id) for c in kept}
 
 
 def test_a_port_for_whoever_comes_first_is_not_a_source_policy(harness: Harness) -> None:
@@ -246,11 +265,94 @@ def test_remembering_who_used_the_web_port_is_no_source_policy(harness: Harness)
     idents = {host: rt.run_check(run.id, host, ["/bin/sh", "-c", IDENTITIES],
                                  timeout=10).stdout_text.split()
               for host in ("office", "outside", "admin")}
-    graded = run.grade()
-    assert not graded.passed["ssh-from-admin-only"], graded
-    assert graded.passed["web-from-office"] and graded.passed["default-drop"], graded
+    # The web probes run first, as in grading: they are the knocks.
+    passed = graded_on(run, "web-from-office", "ssh-from-admin-only")
+    assert passed == {"web-from-office": True, "ssh-from-admin-only": False}, passed
     assert idents["office"][0::2] == idents["outside"][0::2] == [
         "g0-web", "g0-ssh", "g0-drop"], idents
     assert [a.rsplit(".", 1)[0] for a in idents["office"][1::2]] == ["10.65.1"] * 3, idents
     assert len(set(idents["office"][1::2] + idents["outside"][1::2])) == 6, idents
     assert not idents["admin"], idents
+
+
+# Red team, this stop: a router that tells the probes apart by their shape. Every first
+# SYN is dropped; its retransmission a second later passes, unless more SYNs of that
+# source to that port came meanwhile (the refused probe's three attempts 0.3 s apart),
+# which mark the source refused for a minute. The chain accepts, no address is named: a
+# lone client gets every port a second late, yet every criterion passed (1.0). A reach
+# probe now must connect on its first SYN.
+SHAPE = r"""
+set -euo pipefail
+nft -f - <<'NFT'
+table inet t {
+  set first { type ipv4_addr . inet_service; flags dynamic,timeout; timeout 800ms; }
+  set pending { type ipv4_addr . inet_service . inet_service; flags dynamic,timeout; timeout 5s; }
+  set refused { type ipv4_addr . inet_service; flags dynamic,timeout; timeout 60s; }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    tcp flags & (syn|ack) == syn ip saddr . tcp dport @refused drop
+    tcp flags & (syn|ack) == syn ip saddr . tcp dport . tcp sport @pending accept
+    tcp flags & (syn|ack) == syn ip saddr . tcp dport @first add @refused { ip saddr . tcp dport } drop
+    tcp flags & (syn|ack) == syn add @first { ip saddr . tcp dport } add @pending { ip saddr . tcp dport . tcp sport } drop
+  }
+}
+NFT
+"""
+LONE_CLIENT = "read -r port; timeout 5 socat -u TCP:10.65.2.10:$port,connect-timeout=4 STDOUT"
+
+
+def test_a_firewall_that_reads_the_probes_shape_is_no_policy(harness: Harness) -> None:
+    run = harness.launch()
+    run.must(SHAPE, "SYNs dropped for whoever sends several at once")
+    # In place: a lone client of the outside host gets the database (a second late).
+    outside = harness.runtime.exec(run.id, "outside", shell=LONE_CLIENT,
+                                   stdin=f"{run.values['db_port']}\n".encode(), timeout=10)
+    assert outside.stdout_text.startswith("database "), outside
+    # The web criterion's probes alone (the SSH ones are the same reach and refused
+    # probes): the office PC's lone connections got the banner a second late.
+    passed = graded_on(run, "web-from-office")
+    assert passed == {"web-from-office": False}, passed
+
+
+# Red team, this stop: SSH without the admin workstation's address, two ways at once. SSH
+# for good to the first source that asks (a set of size one: the admin workstation asked
+# first), or to any office source that has opened exactly one web connection (a port
+# knock: the office PC's addresses probed web twice, the admin workstation once). 1.0; now
+# a refused host asks for SSH first, and the admin workstation probes web twice too.
+KNOCK_OR_FIRST = r"""
+set -euo pipefail
+port() { awk -v s="$1" '$1 == s {split($3, a, "/"); print a[2]}' /workspace/policy.txt; }
+web=$(port web); ssh=$(port ssh)
+lan=$(ip -4 -o addr show | awk '$4 ~ /^10\.65\.1\./ {print $2}')
+nft -f - <<NFT
+table inet t {
+  set once { type ipv4_addr; flags dynamic,timeout; timeout 10m; }
+  set twice { type ipv4_addr; flags dynamic,timeout; timeout 10m; }
+  set owner { type ipv4_addr; size 1; flags dynamic; }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    tcp dport $web ct state new ip saddr @once update @twice { ip saddr }
+    tcp dport $web ct state new update @once { ip saddr }
+    iifname "$lan" ip daddr 10.65.2.10 tcp dport $web accept
+    tcp dport $ssh ip saddr @owner accept
+    tcp dport $ssh ct state new add @owner { ip saddr } accept
+    tcp dport $ssh ip saddr @twice drop
+    iifname "$lan" tcp dport $ssh ip saddr @once accept
+  }
+}
+NFT
+"""
+
+
+def test_ssh_for_the_first_asker_or_a_web_knock_is_no_source_policy(harness: Harness) -> None:
+    run = harness.launch()
+    run.must(KNOCK_OR_FIRST, "SSH for the first asker or after one web connection")
+    # In place: the office PC, asking first, gets SSH.
+    office = banner(run, "office", run.values["ssh_port"])
+    assert office.stdout_text.startswith("ssh "), office
+    run.must(KNOCK_OR_FIRST.replace("set -euo pipefail", "set -euo pipefail; nft delete table inet t"),
+             "the same, loaded again before Submit")
+    # The web probes run first, as in grading: they are the knocks.
+    passed = graded_on(run, "web-from-office", "ssh-from-admin-only")
+    assert passed == {"web-from-office": True, "ssh-from-admin-only": False}, passed
