@@ -16,7 +16,9 @@ graded as the orchestrator grades), beyond what `forge lab test`'s gaming lists 
   terminal starts nothing and the lab scores 1.0; filling the lab's process table until
   the implant's forks fail, then freeing it (as Submit's closing the terminal does),
   leaves the beacon beaconing (its loop forked `sleep`, and bash gives up after 15 s of
-  failed forks: half the score without finding the implant, red team); killing every
+  failed forks: half the score without finding the implant, red team); holding every
+  port web01 could connect from silences the beacon only until the seal ends the holder,
+  and the C2 is asked after the seal too; killing every
   process of the account (`kill -9 -1`) and wiping every dotfile under /home, the same
   lines in every lab, takes web01's site and the account's own files with the implant
   and scores 0 (it scored 5/6 before they had to survive, red team); sparing everything
@@ -49,6 +51,45 @@ UNTIL = "for _ in $(seq 100); do {cond} && exit 0; sleep 0.1; done; exit 1\n"
 BEACON = "pgrep -f '^bash /home/.cache/'"
 # The watchdog, /home/bin/web01-TAG, beside the account's exporter /home/bin/web01-HOSTID.
 WATCHDOG = "pgrep -f '^bash /home/bin/web01-{tag}'"
+
+
+# Binds every port of web01's ephemeral range (the file limit, 20000, takes two processes)
+# and keeps them: no connect from web01 finds a source port.
+HOLD_PORTS = r"""
+cat > /tmp/hold.py <<'PY'
+import socket, sys, time
+first, end, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+held = {}
+while True:  # again and again: a port in use a moment ago (a beacon's connection) is free now
+    for p in range(first, end):
+        if p not in held:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # over TIME_WAIT too
+            try:
+                s.bind(("", p))
+                held[p] = s
+            except OSError:
+                s.close()
+    with open(out, "w") as fh:
+        fh.write("%d\n" % len(held))
+    time.sleep(0.05)
+PY
+ulimit -n "$(ulimit -Hn)"; n=$(( $(ulimit -n) - 16 ))
+read -r lo hi < /proc/sys/net/ipv4/ip_local_port_range
+for ((p = lo; p <= hi; p += n)); do
+  end=$(( p + n > hi + 1 ? hi + 1 : p + n ))
+  (setsid python3 -I /tmp/hold.py "$p" "$end" "/tmp/held.$p" </dev/null >/dev/null 2>&1 &)
+done
+for _ in $(seq 600); do
+  # every port held but those of the beacon's closed connections (TIME_WAIT, 60 s: no
+  # connect to the C2 may take them either; the holders take each once it is free)
+  held=$(cat /tmp/held.* 2>/dev/null | awk '{s += $1} END {print s + 0}')
+  waiting=$(ss -Htan state time-wait | wc -l)
+  [ $(( held + waiting )) -ge $(( hi - lo + 1 )) ] && exit 0
+  sleep 0.1
+done
+exit 1
+"""
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +187,17 @@ def test_killed_beacon_comes_back_and_a_deleted_script_is_recreated(runtime: Run
         run.must(UNTIL.format(cond=f"test -f {script} && {BEACON} >/dev/null"),
                  "the watchdog restores the beacon")
         assert set(run.sh(BEACON).stdout_text.split()).isdisjoint(first)
+        # Red team, this stop: every port web01 could connect from held (bound), the
+        # beacon left running. Its connects fail, so the C2 hears nothing: half the score
+        # without finding the implant, until the C2 was asked after the seal too.
+        run.in_terminal(HOLD_PORTS, timeout=120)
+        # In place: the C2 goes quiet (asked as the live check asks it) while the beacon
+        # runs.
+        quiet = UNTIL.format(cond="echo {port} | python3 -I /opt/forge/c2.py quiet | grep -q PASS")
+        went_quiet = h.runtime.exec(run.id, "c2", shell=quiet.format(port=run.values["port"]),
+                                    timeout=30)
+        assert went_quiet.exit_code == 0, went_quiet
+        run.must(BEACON, "the beacon still runs")
         graded = run.grade()
         assert not graded.passed["beacon-stopped"] and not graded.passed["persistence-removed"]
 
