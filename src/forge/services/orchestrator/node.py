@@ -51,8 +51,8 @@ def lost_reason(node_id: str) -> str:
 
 
 def lost_deleted_reason(node_id: str) -> str:
-    """The reason for a lost node's lab whose delete was kept for it (`want_delete`): the
-    learner asked for the delete, so the lab ends `deleted`, not `failed`."""
+    """The reason for a lost node's running lab whose delete was kept for it
+    (`want_delete`): the learner asked for the delete, so it ends `deleted`, not `failed`."""
     return f"deleted on request (lab node {node_id} lost before it carried it out)"
 
 

@@ -65,8 +65,9 @@ def claim_adopted(db: Database, scenario_ids: list[str], node_id: str,
 
 async def fail_lost_nodes(state: OrchestratorState,
                           groups: dict[str, list[tuple[str, str]]]) -> list[str]:
-    """Under the lease only: fail every live lab of each lost node, with the reason (one
-    whose delete was kept for the node ends deleted, one with a signed verdict completed).
+    """Under the lease only: fail every live lab of each lost node, with the reason (a
+    running one whose delete was kept for the node ends deleted, one with a signed verdict
+    completed).
     `groups` is every other node's live labs (node_id -> [(scenario_id, state)]).
 
     Only once this node has been in touch with the bus for a grace period: right after an
@@ -97,11 +98,14 @@ async def fail_lost_nodes(state: OrchestratorState,
         grading = [sid for sid, current in items if current == states.GRADING]
         scored = await state.blocking(finalized_among, state.ctx.db, grading) \
             if grading else set()
-        # One whose delete was kept for the node (`want_delete`) is deleted, as asked: it
-        # read `failed` ("lab node … lost") beside the learner's own delete.
+        # A running one whose delete was kept for the node (`want_delete`) is deleted, as
+        # asked: it read `failed` ("lab node … lost") beside the learner's own delete. One
+        # still launching never ran: failed as lost, it uses no attempt
+        # (`classroom.attempts`); `deleted`, it took the learner's attempt (their only one,
+        # often) for a launch the platform never finished.
         wanted = await state.blocking(wanted_among, state.ctx.db,
                                       [sid for sid, current in items
-                                       if current in (states.LAUNCHING, states.RUNNING)])
+                                       if current == states.RUNNING])
         for scenario_id, current in items:
             target, why = ((states.COMPLETED, graded_before_loss_reason(lost_id))
                            if scenario_id in scored else
