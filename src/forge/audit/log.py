@@ -40,6 +40,9 @@ from forge_verify.canonical import CanonicalJSONError, loads
 from forge_verify.keys import Signer
 
 _TAIL_CHUNK = 65536
+# A line a scan for one event reads (`AuditLog.lines`): an entry longer is none of the
+# small ones scanned for (a verdict, a retention deletion), and is skipped unread.
+MAX_SCANNED_LINE = 64 * 1024
 
 
 class AuditError(Exception):
@@ -242,15 +245,21 @@ class AuditLog:
         with os.fdopen(fd, "rb") as fh:
             return fh.read()
 
-    def lines(self) -> Iterator[bytes]:
-        """The log's lines one at a time (none if it does not exist yet), for a scan that
-        must not hold a log growing with the installation's age in memory."""
+    def lines(self, max_line: int = MAX_SCANNED_LINE) -> Iterator[bytes]:
+        """The log's lines one at a time (none if it does not exist yet), those longer than
+        `max_line` skipped unread: a scan for one event must not hold a log growing with
+        the installation's age in memory, nor one line of any length."""
         try:
             fd = _open_no_link(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return
         with os.fdopen(fd, "rb") as fh:
-            yield from fh
+            while line := fh.readline(max_line):
+                if line.endswith(b"\n") or len(line) < max_line:
+                    yield line
+                    continue
+                while (rest := fh.readline(max_line)) and not rest.endswith(b"\n"):
+                    pass  # the rest of an overlong line
 
     def adopt(self, prefix: bytes, through: str) -> bool:
         """Make this log start with `prefix`, a verified chain another machine wrote (a lab

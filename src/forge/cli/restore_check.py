@@ -15,13 +15,12 @@ scenario beside a root with no results folder is nothing checked (`Compared.empt
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 
-from forge.audit.log import global_log_path
+from forge.audit.log import global_log
 from forge.evidence.artifact_store import FilesystemArtifactStore
 from forge.evidence.artifacts import PUB_NAME, SIG_NAME, results_dir
 from forge.lifecycle import states
@@ -40,37 +39,22 @@ class Mismatch:
     detail: str
 
 
-MAX_LINE = 64 * 1024  # an audit entry longer than this is no retention.deleted one
-
-
-def _lines(path: Path) -> Iterator[str]:
-    """The lines of ``path``, read one at a time, those longer than MAX_LINE skipped: the
-    global audit log of a busy installation grows without bound, and was read whole."""
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as fh:
-            while line := fh.readline(MAX_LINE):
-                if line.endswith("\n") or len(line) < MAX_LINE:
-                    yield line
-                    continue
-                while (rest := fh.readline(MAX_LINE)) and not rest.endswith("\n"):
-                    pass  # the rest of an overlong line
-    except OSError:
-        return
-
-
 def retention_deleted(storage_root: Path) -> set[str]:
     """Scenario ids whose results retention deleted (the global audit log says so)."""
     deleted: set[str] = set()
-    for line in _lines(global_log_path(storage_root)):
-        if '"retention.deleted"' not in line:
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("event") == "retention.deleted" \
-                and isinstance(data := entry.get("data"), dict):
-            deleted.add(str(data.get("scenario_id")))
+    try:
+        for line in global_log(storage_root).lines():  # a line at a time: it never ends
+            if b'"retention.deleted"' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("event") == "retention.deleted" \
+                    and isinstance(data := entry.get("data"), dict):
+                deleted.add(str(data.get("scenario_id")))
+    except OSError:
+        return set()
     return deleted
 
 

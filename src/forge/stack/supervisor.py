@@ -362,9 +362,8 @@ class Supervisor:
 
     def stop(self, grace_s: float = 15.0, *, keep_lock: bool = False) -> None:
         """SIGTERM every child, SIGKILL what is left after `grace_s`, stop NATS, close the
-        sockets; release the storage lock only if `start` took it, and not with
-        `keep_lock` (`release_lock` after): a lock released while its holder still removes
-        files or destroys labs let another start take the root, and adopt those labs."""
+        sockets; release the storage lock only if `start` took it and not `keep_lock`
+        (then `release_lock`): released while labs are destroyed, another start adopted them."""
         procs = [c.proc for c in self.children.values() if c.proc is not None]
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
