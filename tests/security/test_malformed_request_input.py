@@ -228,3 +228,33 @@ def test_a_body_sent_to_an_api_route_that_takes_none_is_refused(client: TestClie
                   client.post(f"{lab}/hints/h1", content=iter([b""]), headers=key)):
         assert empty.status_code == 404, empty.text  # the route ran: no such lab
     assert client.get(lab, headers=key).status_code == 404
+
+
+def test_a_query_parameter_an_api_route_does_not_take_is_refused_by_name(
+        client: TestClient) -> None:
+    """An unknown body field is refused, but an unknown query parameter was dropped without
+    a word: `GET /v1/assignments?limit=50` answered a full page of 200 and
+    `/v1/cohorts?limt=5` one of 100, so a client never learned its parameter did nothing.
+    Every `/v1` route refuses one, naming it and the ones the route takes."""
+    key = {"x-api-key": _signed_in(client)}
+    for path, name, takes in [
+            ("/v1/assignments?limit=50", "limit", "after"),
+            ("/v1/cohorts?limt=5", "limt", "after, limit"),
+            ("/v1/tracks?_=1", "_", "none"),
+            ("/v1/cohorts/coh-0123456789abcdef/dashboard?limit=5&sort=name", "sort",
+             "after, limit, status"),  # parsed by the route itself, declared in its OpenAPI
+            ("/v1/access/scn-0123456789abcdef?token=t&ref=lms", "ref", "token")]:
+        resp = client.get(path, headers=key)
+        assert resp.status_code == 422, (path, resp.text)
+        problem = f"not a parameter of this route (it takes: {takes})"
+        assert resp.json() == {"error": "validation_error", "message": f"{name}: {problem}",
+                               "details": [{"field": name, "problem": problem}]}, path
+    # The parameters a route takes still reach it; pages are not judged.
+    assert client.get("/v1/assignments?after=zzz", headers=key).json()[
+        "details"][0]["field"] == "after"
+    assert client.get("/signin?next=/tracks&utm_source=lms").status_code == 200
+    # A route without parameters documents that 422 too, as a client generated from the
+    # OpenAPI document must expect it.
+    spec = client.get("/openapi.json").json()["paths"]
+    assert "422" in spec["/v1/tracks"]["get"]["responses"]
+    assert "422" not in spec["/healthz"]["get"]["responses"]

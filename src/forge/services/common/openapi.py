@@ -3,7 +3,8 @@
 Routes name their own error statuses with ``errors(...)`` in their decorator. On top of
 that, ``install_openapi`` documents what the shared layers can answer on *every* route:
 413 (the body limit, before any parsing), 400 (a body that is not JSON, for routes that
-take one) and 422 (validation, for routes with parameters or a body), all with the one
+take one) and 422 (validation, for routes with parameters or a body, and for every `/v1`
+route, which refuses a query parameter it does not take: ``known_query``), all with the one
 error body, ``ErrorBody``, that every failure uses.
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
+
+from forge.services.common.known_query import API_PREFIX
 
 REF = "#/components/schemas/ErrorBody"
 TEXTS = {
@@ -61,11 +64,11 @@ def install_openapi(app: FastAPI) -> None:
         components["ErrorBody"] = ErrorBody.model_json_schema(ref_template=REF)
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)
-        for operations in schema.get("paths", {}).values():
+        for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
                 takes_input = bool(operation.get("parameters") or operation.get("requestBody"))
-                if takes_input or "422" in responses:
+                if takes_input or "422" in responses or path.startswith(API_PREFIX):
                     responses["422"] = _error_response(422)
                 if operation.get("requestBody"):
                     responses.setdefault("400", _error_response(400))
