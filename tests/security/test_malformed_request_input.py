@@ -258,3 +258,21 @@ def test_a_query_parameter_an_api_route_does_not_take_is_refused_by_name(
     spec = client.get("/openapi.json").json()["paths"]
     assert "422" in spec["/v1/tracks"]["get"]["responses"]
     assert "422" not in spec["/healthz"]["get"]["responses"]
+
+
+def test_a_refused_parameter_is_named_as_the_client_sent_it(client: TestClient) -> None:
+    """A query, path or header parameter FastAPI refused was named `query.limit`,
+    `query.token`, while a body field, the same parameter refused by a route's own check
+    (the dashboard's `limit`) and a repeated one were named bare: one parameter, two names
+    for a client matching `details[].field` to what it sent."""
+    key = {"x-api-key": _signed_in(client)}
+    for path, name in [("/v1/cohorts?limit=0", "limit"), ("/v1/cohorts?limit=abc", "limit"),
+                       ("/v1/access/scn-0123456789abcdef", "token"),
+                       ("/v1/cohorts/coh-0123456789abcdef/dashboard?limit=0", "limit"),
+                       ("/v1/cohorts?limit=1&limit=2", "limit")]:
+        resp = client.get(path, headers=key)
+        assert resp.status_code == 422, (path, resp.text)
+        assert [d["field"] for d in resp.json()["details"]] == [name], (path, resp.text)
+        assert name in resp.json()["message"] and "query." not in resp.text, resp.text
+    body = client.post("/v1/spawn", json={"track": 5}, headers=key).json()
+    assert body["details"] == [{"field": "track", "problem": "Input should be a valid string"}]

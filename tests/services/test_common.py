@@ -210,7 +210,7 @@ def test_request_checks_run_as_one_dependency_in_their_old_place(tmp_path: Path)
         assert resp.status_code == 422 and resp.json()["details"] == [twice], resp.text
     body = client.request("GET", "/v1/items/notint", content=b"b")
     assert body.status_code == 400 and body.json()["error"] == "unexpected_body"
-    assert client.get("/v1/items/notint").json()["details"][0]["field"] == "path.n"
+    assert client.get("/v1/items/notint").json()["details"][0]["field"] == "n"
     assert client.get("/v1/nowhere?x=1&x=2").status_code == 404
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -138,6 +139,20 @@ def read_as_json(content_type: str | None) -> bool:
                                            and kind.endswith("+json"))
 
 
+# Where FastAPI found a parameter: the first part of its `loc`, not part of the name. A
+# query or path parameter was named `query.limit`, `path.scenario_id`, while a body field,
+# the same parameter refused by a route's own check (`limit: a whole number from 1 to 500`)
+# and a repeated or unknown one were named `limit`: a client matching `details[].field` to
+# what it sent found two names for one parameter.
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def _field(loc: Sequence[object]) -> str:
+    """The field a validation error names: its location's parts, without where it was."""
+    parts = list(loc[1:] if loc and loc[0] in _LOCATIONS else loc)
+    return ".".join(str(p) for p in parts if p != "body") or "body"
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
@@ -159,13 +174,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(415, "unsupported_media_type",
                               "Content-Type: send the body as application/json",
                               [{"field": "content-type"}])
-    details = [
-        {
-            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
-            "problem": err["msg"],
-        }
-        for err in errors
-    ]
+    details = [{"field": _field(err.get("loc", ())), "problem": err["msg"]} for err in errors]
     fields = ", ".join(d["field"] for d in details)
     return error_response(422, "validation_error", f"invalid request: {fields}", details)
 
