@@ -139,6 +139,13 @@ def test_spawn_names_the_request_id_header_it_refused(client: TestClient) -> Non
     body = client.post("/v1/spawn", json={"track": "netplus", "request_id": "x"},
                        headers={"x-api-key": key, "x-request-id": "short"})
     assert body.status_code == 422 and body.json()["details"][0]["field"] == "request_id"
+    # The header is the idempotency key, and a replay is 200: both in the OpenAPI document
+    # (a generated client knew neither, nor that its log correlation id replays a spawn).
+    spawn = client.get("/openapi.json").json()["paths"]["/v1/spawn"]["post"]
+    header = [p for p in spawn["parameters"] if p["in"] == "header"]
+    assert [p["name"] for p in header] == ["X-Request-Id"]
+    assert header[0]["schema"]["minLength"] == 8 and "idempotency" in header[0]["description"]
+    assert {"200", "201"} <= set(spawn["responses"])
 
 
 def test_a_terminal_text_frame_nested_too_deep_is_skipped_not_a_close() -> None:

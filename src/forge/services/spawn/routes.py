@@ -50,7 +50,9 @@ class SpawnBody(BaseModel):
     request_id: str | None = Field(
         default=None, description="Idempotency key, the caller's own: the same id with the "
         "same track and lab within 24 h answers with the first result; with another track "
-        "or lab, 409. Another learner's use of the same id never affects yours.")
+        "or lab, 409. Another learner's use of the same id never affects yours. Without it, "
+        "the `X-Request-Id` header is the key; without either, a retried request starts "
+        "another lab.")
     assignment_id: str | None = Field(
         default=None, min_length=1, max_length=32,
         description="The cohort assignment this lab is started for (GET /v1/assignments); "
@@ -67,15 +69,32 @@ class CheckoutBody(BaseModel):
     days: int = Field(default=30, ge=1, le=366, strict=True)  # {"days": true} is not 1
 
 
-@router.post("/v1/spawn", status_code=201,
-             responses=errors(400, 401, 403, 404, 409, 429, 503))
+# Read by `start_lab` (the idempotency key when the body has no `request_id`), so a client
+# generated from the OpenAPI document knows that the correlation id it may send for the
+# logs also makes its spawn idempotent, and must be 8-64 characters here.
+_REQUEST_ID_HEADER = {"parameters": [
+    {"name": "X-Request-Id", "in": "header", "required": False,
+     "description": "Also the request's id in the logs. Without `request_id` in the body, "
+                    "the idempotency key: the same id again within 24 h answers with the "
+                    "first result (200), with another track or lab 409. 422 naming "
+                    "`x-request-id` unless 8-64 characters of A-Z a-z 0-9 . _ -.",
+     "schema": {"type": "string", "minLength": 8, "maxLength": 64,
+                "pattern": r"^[A-Za-z0-9._-]{8,64}$"}}]}
+
+
+@router.post("/v1/spawn", status_code=201, openapi_extra=_REQUEST_ID_HEADER,
+             responses={200: {"description": "The first answer to this idempotency key, "
+                                             "again (a retried request)",
+                              "content": {"application/json": {"schema": {}}}},
+                        **errors(400, 401, 403, 404, 409, 429, 503)})
 async def post_spawn(body: SpawnBody, request: Request) -> JSONResponse:
     """Start a lab: `track`, and optionally which of its labs (`lab`, else the track's
     default). 400 unknown_track/unknown_lab, 403 when the plan lacks the track or the lab's
     tier; 403 assignment_refused outside the window of the learner's cohort assignment of
     this lab or with its attempts used (the policy's reasons say when it opens); 404 for an
     assignment_id that is not theirs; nothing is counted or reserved on a refusal.
-    Idempotent by request_id for 24 h."""
+    Idempotent by request_id (else X-Request-Id) for 24 h: a first answer is 201, its
+    replay 200."""
     answer = await start_lab(request, track=body.track, lab=body.lab,
                              request_id=body.request_id, receipt=receipt_claims(request),
                              assignment=body.assignment_id)
